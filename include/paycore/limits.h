@@ -1,0 +1,52 @@
+/* include/paycore/limits.h: every bound in paycore, with the reason for its value.
+ * Hitting a bound returns its own status code; nothing is truncated silently. */
+#ifndef PAYCORE_LIMITS_H
+#define PAYCORE_LIMITS_H
+
+#include <assert.h>
+
+/* Ids: client-chosen, 1..64 chars of [A-Za-z0-9._:-]; room for the NUL. */
+#define PC_ID_BYTES_MAX 64
+#define PC_ID_SIZE (PC_ID_BYTES_MAX + 1)
+
+/* One request carries at most this many events (TigerBeetle's batch size, so that
+ * clients written against its limits keep working). */
+#define LEDGER_BATCH_EVENTS_MAX 8189
+
+/* Metadata: a flat JSON object, serialized compactly; small so that it never
+ * dominates the row. */
+#define LEDGER_METADATA_BYTES_MAX 1024
+#define LEDGER_METADATA_KEYS_MAX 16
+
+/* Accounts resident in memory: sized so that a full table stays within a few
+ * hundred MiB (about 150 bytes an account). */
+#define LEDGER_ACCOUNTS_MAX (16u * 1024u * 1024u)
+
+/* Open (unresolved) pending transfers held in memory for post/void/expiry. */
+#define LEDGER_PENDING_MAX (4u * 1024u * 1024u)
+
+/* The writer drains at most this many events into one store transaction. */
+#define WRITER_BATCH_EVENTS_MAX (4 * LEDGER_BATCH_EVENTS_MAX)
+
+/* Commands waiting for the writer; past this, the API sheds load (503). */
+#define WRITER_QUEUE_DEPTH_MAX 65536
+
+/* A pending transfer may wait at most ten years for its timeout. */
+#define LEDGER_TIMEOUT_S_MAX (10u * 366u * 24u * 3600u)
+
+/* The journal signs a checkpoint every this many batches. */
+#define JOURNAL_CHECKPOINT_BATCHES 64
+
+/* HTTP. */
+#define API_BODY_BYTES_DEFAULT (4 * 1024 * 1024) /* a full 8189-transfer batch fits */
+#define API_STRING_BYTES_MAX 256                 /* names, references, metadata values */
+#define API_JSON_DEPTH_MAX 8                     /* no request shape nests deeper */
+#define API_IDEMPOTENCY_KEY_BYTES_MAX 255
+#define API_LIST_LIMIT_MAX 100
+
+static_assert(LEDGER_BATCH_EVENTS_MAX <= WRITER_BATCH_EVENTS_MAX,
+              "a full request batch must fit in one writer batch");
+static_assert(WRITER_BATCH_EVENTS_MAX <= WRITER_QUEUE_DEPTH_MAX,
+              "a full writer batch must fit in the queue");
+
+#endif

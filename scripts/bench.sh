@@ -1,0 +1,9 @@
+#!/bin/sh
+# scripts/bench.sh BUILD full|quick: runs every benchmark; each prints key=value lines.
+set -eu
+build="$1"
+mode="$2"
+for bench in "$build"/bench_*; do
+    [ -x "$bench" ] || continue
+    "$bench" "--$mode"
+done

@@ -1,0 +1,19 @@
+/* cli/cli.h: the subcommands of the one paycore binary. Each returns the process
+ * exit status: 0 success, 1 a failure the command reports, 2 a usage error. */
+#ifndef PAYCORE_CLI_H
+#define PAYCORE_CLI_H
+
+int cli_serve(int argc, char **argv);    /* cmd_serve.c: the HTTP server */
+int cli_init(int argc, char **argv);     /* cmd_init.c: create a database, print admin_key= */
+int cli_verify(int argc, char **argv);   /* cmd_verify.c: journal + balance verification */
+int cli_account(int argc, char **argv);  /* cmd_client.c: HTTP client commands */
+int cli_transfer(int argc, char **argv);
+int cli_key(int argc, char **argv);
+int cli_load(int argc, char **argv);     /* cmd_load.c: HTTP load generator */
+int cli_risk(int argc, char **argv);     /* cmd_risk.c: risk train / eval / replay */
+int cli_docs(int argc, char **argv);     /* cmd_docs.c: generated docs (errors.md) */
+
+/* True when argv holds --help or -h. */
+int cli_wants_help(int argc, char **argv);
+
+#endif

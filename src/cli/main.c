@@ -1,0 +1,47 @@
+/* cli/main.c: `paycore <command> ...`, the server, client and admin tool in one binary. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} cli_command;
+
+static const cli_command commands[] = {
+    {"serve", cli_serve, "run the HTTP/JSON server"},
+    {"init", cli_init, "create a database and print the first admin key (admin_key=...)"},
+    {"verify", cli_verify, "verify the journal chain, signatures and every balance"},
+    {"account", cli_account, "create|get|list accounts on a server"},
+    {"transfer", cli_transfer, "create|get|post|void|list transfers on a server"},
+    {"key", cli_key, "create|list|revoke API keys on a server"},
+    {"load", cli_load, "HTTP load generator against a server"},
+    {"risk", cli_risk, "train|eval|replay the risk model"},
+    {"docs", cli_docs, "print generated documentation (errors)"},
+};
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: paycore <command> [options]   (paycore <command> --help)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    }
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("paycore %s\n", PAYCORE_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "paycore: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,75 @@
+/* core/core.c: ids, clocks and the non-cryptographic hash. */
+#include "core/core.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static bool id_char_valid(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '.' || c == '_' || c == ':' || c == '-';
+}
+
+bool pc_id_valid(const char *id) {
+    if (id == NULL || id[0] == '\0') return false;
+    for (size_t i = 0; i <= PC_ID_BYTES_MAX; i++) {
+        if (id[i] == '\0') return true;
+        if (!id_char_valid(id[i])) return false;
+    }
+    return false; /* longer than PC_ID_BYTES_MAX */
+}
+
+bool pc_id_copy(char dst[PC_ID_SIZE], const char *id) {
+    if (!pc_id_valid(id)) {
+        dst[0] = '\0';
+        return false;
+    }
+    size_t bytes = strlen(id);
+    memcpy(dst, id, bytes + 1);
+    return true;
+}
+
+uint64_t pc_wall_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t pc_mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* FNV-1a over 8-byte words, then a murmur finalizer: fast and well mixed for
+ * short ids. */
+uint64_t pc_hash64(const void *bytes, size_t byte_count) {
+    const unsigned char *p = bytes;
+    uint64_t h = 0xcbf29ce484222325ull ^ (uint64_t)byte_count;
+    while (byte_count >= 8) {
+        uint64_t word;
+        memcpy(&word, p, 8);
+        h = (h ^ word) * 0x100000001b3ull;
+        h ^= h >> 29;
+        p += 8;
+        byte_count -= 8;
+    }
+    while (byte_count > 0) {
+        h = (h ^ *p++) * 0x100000001b3ull;
+        byte_count--;
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+    return h;
+}
+
+char *pc_strdup(const char *s) {
+    if (s == NULL) return NULL;
+    size_t bytes = strlen(s) + 1;
+    char *copy = malloc(bytes);
+    if (copy != NULL) memcpy(copy, s, bytes);
+    return copy;
+}

@@ -1,0 +1,80 @@
+/* writer/writer.h: the single writer of one store (one shard). Any thread submits
+ * commands into a bounded queue; the writer thread drains up to
+ * WRITER_BATCH_EVENTS_MAX events, applies them to the ledger in order, writes the
+ * batch (changes + journal row + each command's own rows) in ONE store transaction,
+ * and completes every command after the commit: one fsync for many requests.
+ * A failed commit rolls the ledger back and fails every command in the batch.
+ * Expired pending transfers are voided by a timer inside this loop. */
+#ifndef PAYCORE_WRITER_H
+#define PAYCORE_WRITER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ledger/ledger.h"
+#include "paycore/status.h"
+#include "store/store.h"
+
+typedef enum {
+    WRITER_CMD_CREATE_ACCOUNTS = 1,
+    WRITER_CMD_CREATE_TRANSFERS = 2,
+    WRITER_CMD_EXEC = 3, /* no ledger events: only in_transaction runs (API keys) */
+} writer_cmd_kind;
+
+typedef struct writer_cmd writer_cmd_t;
+struct writer_cmd {
+    /* public: set by the submitter, borrowed by the writer until done() */
+    writer_cmd_kind kind;
+    uint32_t event_count;                       /* 1..LEDGER_BATCH_EVENTS_MAX */
+    const ledger_account_t *accounts;           /* CREATE_ACCOUNTS */
+    ledger_account_result_t *account_results;   /* CREATE_ACCOUNTS: event_count slots */
+    const ledger_transfer_t *transfers;         /* CREATE_TRANSFERS */
+    ledger_transfer_result_t *transfer_results; /* CREATE_TRANSFERS: event_count slots */
+    /* Optional. Runs on the writer thread after the ledger applied this command,
+     * inside the batch's transaction (results are filled): write the command's own
+     * rows (idempotency record, grants). An error fails the whole batch. */
+    pc_status (*in_transaction)(writer_cmd_t *cmd, store_tx_t *tx);
+    /* Called once, after the commit (PC_OK) or its failure (every result then void). */
+    void (*done)(writer_cmd_t *cmd, pc_status commit_status);
+    void *user;
+    /* private */
+    writer_cmd_t *next;
+};
+
+typedef struct {
+    uint32_t queue_events_max;   /* events waiting; past it submit answers writer_queue_full */
+    uint32_t batch_events_max;   /* events drained into one transaction */
+} writer_config_t;
+
+/* Counters for /metrics; read with writer_stats (any thread). */
+typedef struct {
+    uint64_t batches_committed;
+    uint64_t batches_failed;
+    uint64_t transfers_committed;
+    uint64_t accounts_committed;
+    uint64_t expired_committed;
+    uint32_t queue_events;       /* now */
+    uint64_t commit_ns_total;
+    uint64_t batch_size_buckets[16]; /* events per batch: <=1,2,4,...,>32768 */
+    uint64_t commit_ms_buckets[16];  /* commit latency, log2 ms buckets */
+} writer_stats_t;
+
+typedef struct writer writer_t;
+
+/* Loads the ledger from 'store' and starts the writer thread. 'store' is borrowed
+ * and must outlive the writer. 'key_path' is the journal signing key (created when
+ * missing). */
+PC_MUST_USE pc_status writer_start(writer_t **out, store_t *store, const char *key_path,
+                                   const writer_config_t *config);
+/* Enqueues 'cmd'. PC_WRITER_QUEUE_FULL or PC_SHUTTING_DOWN: not enqueued, done() not
+ * called. */
+PC_MUST_USE pc_status writer_submit(writer_t *writer, writer_cmd_t *cmd);
+/* Enqueues and waits for completion; returns the commit status. */
+PC_MUST_USE pc_status writer_submit_wait(writer_t *writer, writer_cmd_t *cmd);
+/* Stops accepting, commits everything queued, stops the thread, frees. */
+void writer_stop(writer_t *writer);
+void writer_stats(writer_t *writer, writer_stats_t *out);
+/* The ledger, for tests and offline tools only (not while the writer runs batches). */
+ledger_t *writer_ledger(writer_t *writer);
+
+#endif

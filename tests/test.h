@@ -1,0 +1,54 @@
+/* tests/test.h: the assertions every C test uses; each prints both sides on failure
+ * and exits non-zero, so a failing check can never pass silently. */
+#ifndef PAYCORE_TEST_H
+#define PAYCORE_TEST_H
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TEST_FAIL(...)                                                        \
+    do {                                                                      \
+        fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                  \
+        fprintf(stderr, __VA_ARGS__);                                         \
+        fprintf(stderr, "\n");                                                \
+        exit(1);                                                              \
+    } while (0)
+
+#define ASSERT_TRUE(cond) \
+    do { if (!(cond)) TEST_FAIL("expected true: %s", #cond); } while (0)
+#define ASSERT_FALSE(cond) \
+    do { if (cond) TEST_FAIL("expected false: %s", #cond); } while (0)
+#define ASSERT_EQ(a, b)                                                              \
+    do {                                                                             \
+        long long a_ = (long long)(a), b_ = (long long)(b);                          \
+        if (a_ != b_) TEST_FAIL("%s == %s: %lld != %lld", #a, #b, a_, b_);         \
+    } while (0)
+#define ASSERT_STR_EQ(a, b)                                                          \
+    do {                                                                             \
+        const char *a_ = (a), *b_ = (b);                                             \
+        if (strcmp(a_, b_) != 0) TEST_FAIL("%s == %s: \"%s\" != \"%s\"", #a, #b, a_, b_); \
+    } while (0)
+/* Status codes compare by their stable names, so a failure reads as the API would. */
+#define ASSERT_STATUS(actual, expected)                                              \
+    do {                                                                             \
+        pc_status a_ = (actual), e_ = (expected);                                    \
+        if (a_ != e_) TEST_FAIL("%s: got %s, want %s", #actual, pc_status_code(a_),  \
+                                pc_status_code(e_));                                 \
+    } while (0)
+
+#define TEST_RUN(fn)                                   \
+    do {                                               \
+        fn();                                          \
+        test_passed_count++;                           \
+    } while (0)
+
+static int test_passed_count;
+
+static inline int test_finish(void) {
+    printf("%d passed, 0 failed\n", test_passed_count);
+    return 0;
+}
+
+#endif
