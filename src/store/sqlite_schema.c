@@ -1,0 +1,105 @@
+/* store/sqlite_schema.c: the SQLite schema, one migration a version. A database
+ * records its version in PRAGMA user_version and its kind in PRAGMA application_id
+ * (0x50594352, "PYCR"): a file of another kind or a newer version is refused.
+ *
+ * Rows are append-only except account balances (rewritten as they change) and a
+ * pending transfer's pending_state. Every row a batch adds carries batch_seq (the
+ * journal row of its batch) and row_hash (journal.h), so verify can re-derive the
+ * chain and name a tampered row. */
+#include "store/sqlite_internal.h"
+
+#define STORE_SQLITE_APPLICATION_ID 0x50594352
+
+static const char schema_v1[] =
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE accounts("
+    "  no INTEGER PRIMARY KEY,"              /* index in the ledger's table, from 0 */
+    "  id TEXT NOT NULL UNIQUE,"
+    "  currency TEXT NOT NULL,"
+    "  code INTEGER NOT NULL,"
+    "  flags INTEGER NOT NULL,"
+    "  debits_pending INTEGER NOT NULL,"
+    "  debits_posted INTEGER NOT NULL,"
+    "  credits_pending INTEGER NOT NULL,"
+    "  credits_posted INTEGER NOT NULL,"
+    "  timestamp INTEGER NOT NULL,"
+    "  metadata TEXT,"
+    "  batch_seq INTEGER NOT NULL,"
+    "  row_hash BLOB NOT NULL);"
+    "CREATE TABLE transfers("
+    "  timestamp INTEGER PRIMARY KEY,"       /* unique, strictly increasing */
+    "  id TEXT NOT NULL,"
+    "  debit_account_id TEXT NOT NULL,"
+    "  credit_account_id TEXT NOT NULL,"
+    "  amount INTEGER NOT NULL,"
+    "  currency TEXT NOT NULL,"
+    "  code INTEGER NOT NULL,"
+    "  flags INTEGER NOT NULL,"
+    "  pending_id TEXT,"                     /* NULL unless post/void/expiry */
+    "  timeout_s INTEGER NOT NULL,"
+    "  metadata TEXT,"
+    "  pending_state INTEGER NOT NULL DEFAULT 0," /* ledger_pending_state; mutable */
+    "  batch_seq INTEGER NOT NULL,"
+    "  row_hash BLOB NOT NULL);"
+    "CREATE UNIQUE INDEX transfers_id ON transfers(id);"
+    "CREATE INDEX transfers_debit ON transfers(debit_account_id, timestamp);"
+    "CREATE INDEX transfers_credit ON transfers(credit_account_id, timestamp);"
+    "CREATE TABLE transfer_failures("         /* ids burned by transient failures */
+    "  id TEXT PRIMARY KEY,"
+    "  result TEXT NOT NULL,"                /* the stable code, e.g. exceeds_credits */
+    "  timestamp INTEGER NOT NULL,"
+    "  batch_seq INTEGER NOT NULL,"
+    "  row_hash BLOB NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE balance_history("
+    "  account_id TEXT NOT NULL,"
+    "  timestamp INTEGER NOT NULL,"
+    "  transfer_id TEXT NOT NULL,"
+    "  debits_pending INTEGER NOT NULL,"
+    "  debits_posted INTEGER NOT NULL,"
+    "  credits_pending INTEGER NOT NULL,"
+    "  credits_posted INTEGER NOT NULL,"
+    "  PRIMARY KEY(account_id, timestamp)) WITHOUT ROWID;"
+    "CREATE TABLE journal("
+    "  seq INTEGER PRIMARY KEY,"
+    "  timestamp_first INTEGER NOT NULL,"
+    "  timestamp_last INTEGER NOT NULL,"
+    "  account_count INTEGER NOT NULL,"
+    "  transfer_count INTEGER NOT NULL,"
+    "  failure_count INTEGER NOT NULL,"
+    "  content_hash BLOB NOT NULL,"
+    "  prev_hash BLOB NOT NULL,"
+    "  hash BLOB NOT NULL,"
+    "  committed_ns INTEGER NOT NULL);"
+    "CREATE TABLE checkpoints("
+    "  seq INTEGER PRIMARY KEY,"
+    "  hash BLOB NOT NULL,"
+    "  public_key BLOB NOT NULL,"
+    "  signature BLOB NOT NULL);";
+
+/* Migrations: index i takes a database from version i to i+1. Append only. */
+typedef struct {
+    const char *sql;
+    const char *(*extra_sql)(void);
+} schema_migration;
+
+static const schema_migration migrations[] = {
+    {schema_v1, store_sqlite_api_schema},
+};
+
+#define SCHEMA_VERSION_LATEST ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+int store_sqlite_schema_version_latest(void) { return SCHEMA_VERSION_LATEST; }
+int store_sqlite_application_id(void) { return STORE_SQLITE_APPLICATION_ID; }
+
+/* Runs migrations from 'version_from' to the latest inside the caller's transaction. */
+int store_sqlite_migrate(sqlite3 *db, int version_from, char **error_out) {
+    for (int v = version_from; v < SCHEMA_VERSION_LATEST; v++) {
+        int rc = sqlite3_exec(db, migrations[v].sql, NULL, NULL, error_out);
+        if (rc != SQLITE_OK) return rc;
+        if (migrations[v].extra_sql != NULL) {
+            rc = sqlite3_exec(db, migrations[v].extra_sql(), NULL, NULL, error_out);
+            if (rc != SQLITE_OK) return rc;
+        }
+    }
+    return SQLITE_OK;
+}
