@@ -6,6 +6,8 @@
  * pending transfer's pending_state. Every row a batch adds carries batch_seq (the
  * journal row of its batch) and row_hash (journal.h), so verify can re-derive the
  * chain and name a tampered row. */
+#include <stddef.h>
+
 #include "store/sqlite_internal.h"
 
 #define STORE_SQLITE_APPLICATION_ID 0x50594352
