@@ -52,7 +52,9 @@ void journal_row_hash_failure(const ledger_failure_t *failure,
 
 /* Batch content: feed row hashes in apply order (accounts, transfers, failures). */
 typedef struct {
-    unsigned char state[384]; /* crypto_generichash_state, kept opaque here */
+    /* crypto_generichash_state, kept opaque here. 16-aligned so that it may sit in
+     * malloc'ed memory; journal.c handles libsodium's wish for 64. */
+    _Alignas(16) unsigned char state[384];
 } journal_content_t;
 void journal_content_init(journal_content_t *content);
 void journal_content_add(journal_content_t *content, const uint8_t row_hash[JOURNAL_ROW_HASH_BYTES]);
@@ -66,8 +68,12 @@ typedef struct {
     uint8_t public_key[JOURNAL_PUBLIC_KEY_BYTES];
     uint8_t secret_key[JOURNAL_SECRET_KEY_BYTES];
 } journal_key_t;
+/* The file holds the 32-byte seed as 64 hex characters and '\n'; a file of another
+ * size or shape, or readable by group or others, is PC_KEY_FILE_INVALID. Creating it
+ * also writes "<key_path>.pub" (mode 0644). */
 PC_MUST_USE pc_status journal_key_load_or_create(const char *key_path, journal_key_t *out);
-/* Reads a public key file (64 hex characters, as `paycore init` writes <key>.pub). */
+/* Reads a public key file (64 hex characters and '\n', as written beside the key):
+ * PC_OK, PC_NOT_FOUND (no such file) or PC_KEY_FILE_INVALID. */
 PC_MUST_USE pc_status journal_public_key_load(const char *path,
                                               uint8_t out[JOURNAL_PUBLIC_KEY_BYTES]);
 void journal_key_wipe(journal_key_t *key);
