@@ -15,6 +15,9 @@ sqlite3 *store_sqlite_reader_db(store_reader_t *reader);
  * migration 1 in the same transaction as the ledger's tables. sqlite_api.c. */
 const char *store_sqlite_api_schema(void);
 
+/* WAL, synchronous, busy timeout, cache: the writer's and readers' settings. */
+pc_status store_sqlite_configure(sqlite3 *db, bool synchronous_off);
+
 /* Schema (sqlite_schema.c). */
 int store_sqlite_schema_version_latest(void);
 int store_sqlite_application_id(void);

@@ -46,6 +46,7 @@ static const char schema_v1[] =
     "CREATE UNIQUE INDEX transfers_id ON transfers(id);"
     "CREATE INDEX transfers_debit ON transfers(debit_account_id, timestamp);"
     "CREATE INDEX transfers_credit ON transfers(credit_account_id, timestamp);"
+    "CREATE INDEX transfers_open_pending ON transfers(pending_state) WHERE pending_state = 1;"
     "CREATE TABLE transfer_failures("         /* ids burned by transient failures */
     "  id TEXT PRIMARY KEY,"
     "  result TEXT NOT NULL,"                /* the stable code, e.g. exceeds_credits */

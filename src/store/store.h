@@ -24,6 +24,8 @@ typedef struct store_reader store_reader_t;
 typedef struct {
     bool create;               /* create the database when missing (paycore init) */
     bool synchronous_off;      /* tests and benchmarks of CPU only: never in production */
+    uint32_t fault_commit_at;  /* tests: the Nth commit (1-based) fails after writing
+                                  everything, before COMMIT; 0 = never */
 } store_options_t;
 
 /* Opens 'path' (a SQLite file). A file of another schema version is

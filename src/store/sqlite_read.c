@@ -1,0 +1,270 @@
+/* store/sqlite_read.c: readers for API threads. Each reader has its own SQLite
+ * connection; in WAL mode a reader sees the last committed batch and never waits
+ * for the writer. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "store/sqlite_internal.h"
+
+struct store_reader {
+    sqlite3 *db;
+};
+
+sqlite3 *store_sqlite_reader_db(store_reader_t *reader) { return reader->db; }
+
+pc_status store_reader_open(store_t *store, store_reader_t **out) {
+    store_reader_t *reader = calloc(1, sizeof(*reader));
+    if (reader == NULL) return PC_NO_MEMORY;
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(store_path(store), &reader->db, flags, NULL) != SQLITE_OK ||
+        store_sqlite_configure(reader->db, false) != PC_OK ||
+        sqlite3_exec(reader->db, "PRAGMA query_only=1", NULL, NULL, NULL) != SQLITE_OK) {
+        store_reader_close(reader);
+        return PC_STORE_OPEN_FAILED;
+    }
+    *out = reader;
+    return PC_OK;
+}
+
+void store_reader_close(store_reader_t *reader) {
+    if (reader == NULL) return;
+    if (reader->db != NULL) sqlite3_close(reader->db);
+    free(reader);
+}
+
+void store_account_free(store_account_t *account) {
+    free(account->metadata_owned);
+    account->metadata_owned = NULL;
+}
+
+void store_transfer_free(store_transfer_t *transfer) {
+    free(transfer->metadata_owned);
+    transfer->metadata_owned = NULL;
+}
+
+static void text_copy(char *dst, size_t dst_size, sqlite3_stmt *stmt, int column) {
+    const unsigned char *text = sqlite3_column_text(stmt, column);
+    snprintf(dst, dst_size, "%s", text ? (const char *)text : "");
+}
+
+#define ACCOUNT_COLUMNS \
+    "id, currency, code, flags, debits_pending, debits_posted, credits_pending, credits_posted, timestamp, metadata"
+#define TRANSFER_COLUMNS \
+    "timestamp, id, debit_account_id, credit_account_id, amount, currency, code, flags, pending_id," \
+    " timeout_s, metadata, pending_state"
+
+static void account_from_row(sqlite3_stmt *stmt, ledger_account_t *a) {
+    memset(a, 0, sizeof(*a));
+    text_copy(a->id, sizeof(a->id), stmt, 0);
+    text_copy(a->currency, sizeof(a->currency), stmt, 1);
+    a->code = (uint16_t)sqlite3_column_int(stmt, 2);
+    a->flags = (uint16_t)sqlite3_column_int(stmt, 3);
+    a->balances.debits_pending = sqlite3_column_int64(stmt, 4);
+    a->balances.debits_posted = sqlite3_column_int64(stmt, 5);
+    a->balances.credits_pending = sqlite3_column_int64(stmt, 6);
+    a->balances.credits_posted = sqlite3_column_int64(stmt, 7);
+    a->timestamp_ns = (uint64_t)sqlite3_column_int64(stmt, 8);
+    a->metadata_json = (const char *)sqlite3_column_text(stmt, 9);
+}
+
+static void transfer_from_row(sqlite3_stmt *stmt, ledger_transfer_t *t, ledger_pending_state *state) {
+    memset(t, 0, sizeof(*t));
+    t->timestamp_ns = (uint64_t)sqlite3_column_int64(stmt, 0);
+    text_copy(t->id, sizeof(t->id), stmt, 1);
+    text_copy(t->debit_account_id, sizeof(t->debit_account_id), stmt, 2);
+    text_copy(t->credit_account_id, sizeof(t->credit_account_id), stmt, 3);
+    t->amount = sqlite3_column_int64(stmt, 4);
+    text_copy(t->currency, sizeof(t->currency), stmt, 5);
+    t->code = (uint16_t)sqlite3_column_int(stmt, 6);
+    t->flags = (uint16_t)sqlite3_column_int(stmt, 7);
+    text_copy(t->pending_id, sizeof(t->pending_id), stmt, 8);
+    t->timeout_s = (uint32_t)sqlite3_column_int64(stmt, 9);
+    t->metadata_json = (const char *)sqlite3_column_text(stmt, 10);
+    *state = (ledger_pending_state)sqlite3_column_int(stmt, 11);
+}
+
+static pc_status prepare(store_reader_t *reader, const char *sql, sqlite3_stmt **stmt) {
+    /* sqlite3_prepare_v3 with PERSISTENT keeps the plan cached in the connection. */
+    return sqlite3_prepare_v3(reader->db, sql, -1, 0, stmt, NULL) == SQLITE_OK ? PC_OK
+                                                                             : PC_STORE_READ_FAILED;
+}
+
+pc_status store_read_account(store_reader_t *reader, const char *id, store_account_t *out) {
+    sqlite3_stmt *stmt;
+    if (prepare(reader, "SELECT " ACCOUNT_COLUMNS " FROM accounts WHERE id=?", &stmt) != PC_OK) {
+        return PC_STORE_READ_FAILED;
+    }
+    sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(stmt);
+    pc_status status = rc == SQLITE_ROW ? PC_OK : rc == SQLITE_DONE ? PC_NOT_FOUND : PC_STORE_READ_FAILED;
+    if (status == PC_OK) {
+        account_from_row(stmt, &out->account);
+        out->metadata_owned = pc_strdup(out->account.metadata_json);
+        out->account.metadata_json = out->metadata_owned;
+    }
+    sqlite3_finalize(stmt);
+    return status;
+}
+
+pc_status store_read_transfer(store_reader_t *reader, const char *id, store_transfer_t *out) {
+    sqlite3_stmt *stmt;
+    if (prepare(reader, "SELECT " TRANSFER_COLUMNS " FROM transfers WHERE id=?", &stmt) != PC_OK) {
+        return PC_STORE_READ_FAILED;
+    }
+    sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(stmt);
+    pc_status status = rc == SQLITE_ROW ? PC_OK : rc == SQLITE_DONE ? PC_NOT_FOUND : PC_STORE_READ_FAILED;
+    if (status == PC_OK) {
+        transfer_from_row(stmt, &out->transfer, &out->pending_state);
+        out->metadata_owned = pc_strdup(out->transfer.metadata_json);
+        out->transfer.metadata_json = out->metadata_owned;
+    }
+    sqlite3_finalize(stmt);
+    return status;
+}
+
+/* Resolves a starting_after id to its position (account no or transfer timestamp). */
+static pc_status position_of(store_reader_t *reader, const char *sql, const char *id, int64_t *position) {
+    sqlite3_stmt *stmt;
+    if (prepare(reader, sql, &stmt) != PC_OK) return PC_STORE_READ_FAILED;
+    sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(stmt);
+    pc_status status = rc == SQLITE_ROW ? PC_OK : rc == SQLITE_DONE ? PC_NOT_FOUND : PC_STORE_READ_FAILED;
+    if (status == PC_OK) *position = sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+    return status;
+}
+
+/* Accounts in creation order. A filter that hides most rows is bounded: at most
+ * LIST_SCAN_ROWS_MAX rows are looked at per call, and has_more says to go on. */
+#define LIST_SCAN_ROWS_MAX 100000
+
+pc_status store_list_accounts(store_reader_t *reader, const store_query_t *query,
+                              bool (*visible)(const char *account_id, void *ctx), store_account_fn fn,
+                              void *ctx, bool *has_more) {
+    int64_t after = -1;
+    if (query->starting_after != NULL) {
+        pc_status status = position_of(reader, "SELECT no FROM accounts WHERE id=?", query->starting_after, &after);
+        if (status != PC_OK) return status;
+    }
+    sqlite3_stmt *stmt;
+    const char *sql = query->descending
+                          ? "SELECT " ACCOUNT_COLUMNS " FROM accounts WHERE no < ?1 ORDER BY no DESC LIMIT ?2"
+                          : "SELECT " ACCOUNT_COLUMNS " FROM accounts WHERE no > ?1 ORDER BY no LIMIT ?2";
+    if (prepare(reader, sql, &stmt) != PC_OK) return PC_STORE_READ_FAILED;
+    sqlite3_bind_int64(stmt, 1, query->descending && after < 0 ? INT64_MAX : after);
+    sqlite3_bind_int64(stmt, 2, visible ? LIST_SCAN_ROWS_MAX : (int64_t)query->limit + 1);
+    uint32_t emitted = 0;
+    int rc;
+    *has_more = false;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        ledger_account_t account;
+        account_from_row(stmt, &account);
+        if (visible != NULL && !visible(account.id, ctx)) continue;
+        if (emitted == query->limit) {
+            *has_more = true;
+            break;
+        }
+        fn(&account, ctx);
+        emitted++;
+    }
+    sqlite3_finalize(stmt);
+    return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? PC_OK : PC_STORE_READ_FAILED;
+}
+
+static void range_bounds(const store_query_t *query, int64_t after_ts, int64_t *low, int64_t *high) {
+    *low = query->from_ns ? (int64_t)query->from_ns : INT64_MIN;
+    *high = query->to_ns ? (int64_t)query->to_ns : INT64_MAX; /* exclusive */
+    if (after_ts != 0) {
+        if (query->descending) *high = after_ts < *high ? after_ts : *high;
+        else *low = after_ts + 1 > *low ? after_ts + 1 : *low;
+    }
+}
+
+pc_status store_list_account_transfers(store_reader_t *reader, const char *account_id, const store_query_t *query,
+                                       store_transfer_fn fn, void *ctx, bool *has_more) {
+    int64_t after_ts = 0;
+    if (query->starting_after != NULL) {
+        pc_status status = position_of(reader, "SELECT timestamp FROM transfers WHERE id=?", query->starting_after, &after_ts);
+        if (status != PC_OK) return status;
+    }
+    int64_t low, high;
+    range_bounds(query, after_ts, &low, &high);
+    /* Each side walks its own (account, timestamp) index; the merge keeps the order. */
+    const char *sql_asc =
+        "SELECT * FROM (SELECT " TRANSFER_COLUMNS " FROM transfers WHERE debit_account_id=?1 AND timestamp>=?2"
+        " AND timestamp<?3 ORDER BY timestamp LIMIT ?4) UNION ALL SELECT * FROM (SELECT " TRANSFER_COLUMNS
+        " FROM transfers WHERE credit_account_id=?1 AND timestamp>=?2 AND timestamp<?3 ORDER BY timestamp"
+        " LIMIT ?4) ORDER BY 1 LIMIT ?4";
+    const char *sql_desc =
+        "SELECT * FROM (SELECT " TRANSFER_COLUMNS " FROM transfers WHERE debit_account_id=?1 AND timestamp>=?2"
+        " AND timestamp<?3 ORDER BY timestamp DESC LIMIT ?4) UNION ALL SELECT * FROM (SELECT " TRANSFER_COLUMNS
+        " FROM transfers WHERE credit_account_id=?1 AND timestamp>=?2 AND timestamp<?3 ORDER BY timestamp DESC"
+        " LIMIT ?4) ORDER BY 1 DESC LIMIT ?4";
+    sqlite3_stmt *stmt;
+    if (prepare(reader, query->descending ? sql_desc : sql_asc, &stmt) != PC_OK) return PC_STORE_READ_FAILED;
+    sqlite3_bind_text(stmt, 1, account_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 2, low);
+    sqlite3_bind_int64(stmt, 3, high);
+    sqlite3_bind_int64(stmt, 4, (int64_t)query->limit + 1);
+    uint32_t emitted = 0;
+    int rc;
+    *has_more = false;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (emitted == query->limit) {
+            *has_more = true;
+            break;
+        }
+        ledger_transfer_t transfer;
+        ledger_pending_state state;
+        transfer_from_row(stmt, &transfer, &state);
+        fn(&transfer, state, ctx);
+        emitted++;
+    }
+    sqlite3_finalize(stmt);
+    return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? PC_OK : PC_STORE_READ_FAILED;
+}
+
+pc_status store_list_history(store_reader_t *reader, const char *account_id, const store_query_t *query,
+                             store_history_fn fn, void *ctx, bool *has_more) {
+    int64_t after_ts = 0;
+    if (query->starting_after != NULL) {
+        pc_status status = position_of(reader, "SELECT timestamp FROM transfers WHERE id=?", query->starting_after, &after_ts);
+        if (status != PC_OK) return status;
+    }
+    int64_t low, high;
+    range_bounds(query, after_ts, &low, &high);
+    const char *sql = query->descending
+        ? "SELECT timestamp, transfer_id, debits_pending, debits_posted, credits_pending, credits_posted FROM"
+          " balance_history WHERE account_id=?1 AND timestamp>=?2 AND timestamp<?3 ORDER BY timestamp DESC LIMIT ?4"
+        : "SELECT timestamp, transfer_id, debits_pending, debits_posted, credits_pending, credits_posted FROM"
+          " balance_history WHERE account_id=?1 AND timestamp>=?2 AND timestamp<?3 ORDER BY timestamp LIMIT ?4";
+    sqlite3_stmt *stmt;
+    if (prepare(reader, sql, &stmt) != PC_OK) return PC_STORE_READ_FAILED;
+    sqlite3_bind_text(stmt, 1, account_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 2, low);
+    sqlite3_bind_int64(stmt, 3, high);
+    sqlite3_bind_int64(stmt, 4, (int64_t)query->limit + 1);
+    uint32_t emitted = 0;
+    int rc;
+    *has_more = false;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (emitted == query->limit) {
+            *has_more = true;
+            break;
+        }
+        ledger_history_t row = {0};
+        row.transfer_timestamp_ns = (uint64_t)sqlite3_column_int64(stmt, 0);
+        text_copy(row.transfer_id, sizeof(row.transfer_id), stmt, 1);
+        row.balances.debits_pending = sqlite3_column_int64(stmt, 2);
+        row.balances.debits_posted = sqlite3_column_int64(stmt, 3);
+        row.balances.credits_pending = sqlite3_column_int64(stmt, 4);
+        row.balances.credits_posted = sqlite3_column_int64(stmt, 5);
+        fn(&row, ctx);
+        emitted++;
+    }
+    sqlite3_finalize(stmt);
+    return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? PC_OK : PC_STORE_READ_FAILED;
+}

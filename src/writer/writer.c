@@ -1,0 +1,336 @@
+/* writer/writer.c: the single writer thread of one store. Submitters append to a
+ * bounded queue under a mutex; the writer drains a batch, applies it to the ledger,
+ * writes it in one store transaction with its journal row, and completes every
+ * command after COMMIT returns (fsync): one fsync carries the whole batch. A failed
+ * commit undoes the batch in memory and fails every command in it. Expired pending
+ * transfers are voided inside the same loop, woken by the next deadline. */
+#include "writer/writer.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/core.h"
+#include "journal/journal.h"
+
+/* Expiries voided per batch: bounded so that a backlog cannot stall requests. */
+#define WRITER_EXPIRE_PER_BATCH_MAX LEDGER_BATCH_EVENTS_MAX
+
+struct writer {
+    store_t *store;           /* borrowed */
+    ledger_t *ledger;         /* owned; touched by the writer thread only once started */
+    ledger_source_t source;
+    journal_key_t key;
+    journal_entry_t head;     /* last committed journal entry (seq, hash) */
+    writer_config_t config;
+
+    pthread_t thread;
+    pthread_mutex_t mutex;
+    pthread_cond_t work;
+    writer_cmd_t *queue_head; /* guarded by mutex */
+    writer_cmd_t *queue_tail;
+    uint32_t queue_events;
+    bool stopping;
+    writer_stats_t stats;     /* guarded by mutex */
+};
+
+static uint32_t cmd_events(const writer_cmd_t *cmd) {
+    return cmd->kind == WRITER_CMD_EXEC ? 1 : cmd->event_count;
+}
+
+static uint32_t log2_bucket(uint64_t value) {
+    uint32_t bucket = 0;
+    while (value > 1 && bucket < 15) {
+        value = (value + 1) / 2;
+        bucket++;
+    }
+    return bucket;
+}
+
+/* Takes commands off the queue until the batch is full (always at least one). */
+static writer_cmd_t *queue_drain(writer_t *writer) {
+    writer_cmd_t *first = writer->queue_head, *last = NULL;
+    uint32_t events = 0;
+    writer_cmd_t *cmd = first;
+    while (cmd != NULL && (last == NULL || events + cmd_events(cmd) <= writer->config.batch_events_max)) {
+        events += cmd_events(cmd);
+        last = cmd;
+        cmd = cmd->next;
+    }
+    if (last == NULL) return NULL;
+    writer->queue_head = last->next;
+    if (writer->queue_head == NULL) writer->queue_tail = NULL;
+    last->next = NULL;
+    writer->queue_events -= events;
+    return first;
+}
+
+static void batch_apply(writer_t *writer, writer_cmd_t *cmds) {
+    for (writer_cmd_t *cmd = cmds; cmd != NULL; cmd = cmd->next) {
+        if (cmd->kind == WRITER_CMD_CREATE_ACCOUNTS) {
+            ledger_create_accounts(writer->ledger, cmd->accounts, cmd->event_count, cmd->account_results);
+        } else if (cmd->kind == WRITER_CMD_CREATE_TRANSFERS) {
+            ledger_create_transfers(writer->ledger, &writer->source, cmd->transfers, cmd->event_count,
+                                    cmd->transfer_results);
+        }
+    }
+}
+
+static bool changes_empty(const ledger_changes_t *c) {
+    return c->accounts_created_count == 0 && c->transfers_count == 0 && c->failures_count == 0 &&
+           c->accounts_touched_count == 0;
+}
+
+static bool cmds_need_tx(const writer_cmd_t *cmds) {
+    for (const writer_cmd_t *cmd = cmds; cmd != NULL; cmd = cmd->next) {
+        if (cmd->in_transaction != NULL) return true;
+    }
+    return false;
+}
+
+static void entry_build(writer_t *writer, const ledger_changes_t *c, journal_content_t *content,
+                        journal_entry_t *entry) {
+    memset(entry, 0, sizeof(*entry));
+    entry->seq = writer->head.seq + 1;
+    entry->timestamp_first_ns = c->timestamp_first_ns;
+    entry->timestamp_last_ns = c->timestamp_last_ns;
+    entry->account_count = c->accounts_created_count;
+    entry->transfer_count = c->transfers_count;
+    entry->failure_count = c->failures_count;
+    journal_content_final(content, entry->content_hash);
+    memcpy(entry->prev_hash, writer->head.hash, JOURNAL_HASH_BYTES);
+    journal_entry_seal(entry);
+}
+
+/* Writes the batch in one transaction; PC_OK only when durable. *journaled says
+ * whether a journal row was written (ledger changes existed). */
+static pc_status batch_write(writer_t *writer, writer_cmd_t *cmds, journal_entry_t *entry, bool *journaled) {
+    const ledger_changes_t *c = ledger_batch_changes(writer->ledger);
+    *journaled = !changes_empty(c);
+    if (!*journaled && !cmds_need_tx(cmds)) return PC_OK;
+    store_tx_t *tx;
+    pc_status status = store_tx_begin(writer->store, &tx);
+    if (status != PC_OK) return status;
+    journal_content_t content;
+    journal_content_init(&content);
+    status = store_tx_write_changes(tx, writer->ledger, c, writer->head.seq + 1, &content);
+    for (writer_cmd_t *cmd = cmds; status == PC_OK && cmd != NULL; cmd = cmd->next) {
+        if (cmd->in_transaction != NULL) status = cmd->in_transaction(cmd, tx);
+    }
+    if (status == PC_OK && *journaled) {
+        entry_build(writer, c, &content, entry);
+        journal_checkpoint_t checkpoint;
+        bool checkpoint_due = entry->seq % JOURNAL_CHECKPOINT_BATCHES == 0;
+        if (checkpoint_due) journal_checkpoint_sign(&writer->key, entry, &checkpoint);
+        status = store_tx_write_journal(tx, entry, checkpoint_due ? &checkpoint : NULL);
+    }
+    if (status != PC_OK) {
+        store_tx_rollback(tx);
+        return status;
+    }
+    return store_tx_commit(tx);
+}
+
+static void stats_record(writer_t *writer, const ledger_changes_t *c, uint32_t events, uint32_t expired,
+                         uint64_t commit_ns, pc_status status) {
+    pthread_mutex_lock(&writer->mutex);
+    writer_stats_t *s = &writer->stats;
+    if (status == PC_OK) {
+        s->batches_committed++;
+        s->transfers_committed += c->transfers_count - expired;
+        s->accounts_committed += c->accounts_created_count;
+        s->expired_committed += expired;
+        s->commit_ns_total += commit_ns;
+        s->batch_size_buckets[log2_bucket(events)]++;
+        s->commit_ms_buckets[log2_bucket(commit_ns / 1000000u)]++;
+    } else {
+        s->batches_failed++;
+    }
+    pthread_mutex_unlock(&writer->mutex);
+}
+
+static void batch_run(writer_t *writer, writer_cmd_t *cmds) {
+    ledger_batch_begin(writer->ledger, pc_wall_ns());
+    uint32_t expired = ledger_expire_due(writer->ledger, WRITER_EXPIRE_PER_BATCH_MAX);
+    batch_apply(writer, cmds);
+    uint32_t events = 0;
+    for (writer_cmd_t *cmd = cmds; cmd != NULL; cmd = cmd->next) events += cmd_events(cmd);
+    journal_entry_t entry;
+    bool journaled = false;
+    uint64_t commit_start_ns = pc_mono_ns();
+    pc_status status = batch_write(writer, cmds, &entry, &journaled);
+    uint64_t commit_ns = pc_mono_ns() - commit_start_ns;
+    const ledger_changes_t *c = ledger_batch_changes(writer->ledger);
+    stats_record(writer, c, events, expired, commit_ns, status);
+    if (status == PC_OK) {
+        PC_ASSERT_SLOW(ledger_balanced(writer->ledger, NULL));
+        if (journaled) writer->head = entry;
+        ledger_batch_commit(writer->ledger);
+    } else {
+        fprintf(stderr, "{\"level\":\"error\",\"msg\":\"batch commit failed\",\"code\":\"%s\",\"detail\":\"%s\"}\n",
+                pc_status_code(status), store_error_detail(writer->store));
+        ledger_batch_rollback(writer->ledger);
+    }
+    /* Completions after the commit, never before. */
+    writer_cmd_t *cmd = cmds;
+    while (cmd != NULL) {
+        writer_cmd_t *next = cmd->next;
+        cmd->next = NULL;
+        if (cmd->done != NULL) cmd->done(cmd, status);
+        cmd = next;
+    }
+}
+
+/* Waits for work or for the next expiry deadline; returns the drained commands, or
+ * NULL with *expiry_due when only the timer fired, or NULL when stopping and empty. */
+static writer_cmd_t *wait_for_work(writer_t *writer, bool *expiry_due) {
+    *expiry_due = false;
+    while (writer->queue_head == NULL && !writer->stopping) {
+        uint64_t deadline_ns = ledger_expiry_next_ns(writer->ledger);
+        if (deadline_ns == 0) {
+            pthread_cond_wait(&writer->work, &writer->mutex);
+            continue;
+        }
+        if (deadline_ns <= pc_wall_ns()) {
+            *expiry_due = true;
+            return NULL;
+        }
+        struct timespec until = {(time_t)(deadline_ns / 1000000000u), (long)(deadline_ns % 1000000000u)};
+        pthread_cond_timedwait(&writer->work, &writer->mutex, &until);
+    }
+    return queue_drain(writer);
+}
+
+static void *writer_main(void *arg) {
+    writer_t *writer = arg;
+    pthread_mutex_lock(&writer->mutex);
+    for (;;) {
+        bool expiry_due;
+        writer_cmd_t *cmds = wait_for_work(writer, &expiry_due);
+        if (cmds == NULL && !expiry_due) break; /* stopping, queue empty */
+        writer->stats.queue_events = writer->queue_events;
+        pthread_mutex_unlock(&writer->mutex);
+        batch_run(writer, cmds);
+        pthread_mutex_lock(&writer->mutex);
+    }
+    pthread_mutex_unlock(&writer->mutex);
+    return NULL;
+}
+
+static pc_status writer_load(writer_t *writer, const char *key_path) {
+    pc_status status = ledger_open(&writer->ledger);
+    if (status != PC_OK) return status;
+    status = store_load(writer->store, writer->ledger, &writer->head);
+    if (status != PC_OK) return status;
+    writer->source = store_source(writer->store);
+    return journal_key_load_or_create(key_path, &writer->key);
+}
+
+pc_status writer_start(writer_t **out, store_t *store, const char *key_path, const writer_config_t *config) {
+    writer_t *writer = calloc(1, sizeof(*writer));
+    if (writer == NULL) return PC_NO_MEMORY;
+    writer->store = store;
+    writer->config.queue_events_max = config && config->queue_events_max ? config->queue_events_max : WRITER_QUEUE_DEPTH_MAX;
+    writer->config.batch_events_max = config && config->batch_events_max ? config->batch_events_max : WRITER_BATCH_EVENTS_MAX;
+    if (writer->config.queue_events_max < LEDGER_BATCH_EVENTS_MAX) writer->config.queue_events_max = LEDGER_BATCH_EVENTS_MAX;
+    pc_status status = writer_load(writer, key_path);
+    if (status != PC_OK) {
+        ledger_close(writer->ledger);
+        journal_key_wipe(&writer->key);
+        free(writer);
+        return status;
+    }
+    pthread_mutex_init(&writer->mutex, NULL);
+    pthread_cond_init(&writer->work, NULL);
+    if (pthread_create(&writer->thread, NULL, writer_main, writer) != 0) {
+        ledger_close(writer->ledger);
+        free(writer);
+        return PC_INTERNAL;
+    }
+    *out = writer;
+    return PC_OK;
+}
+
+pc_status writer_submit(writer_t *writer, writer_cmd_t *cmd) {
+    PC_ASSERT(cmd->kind == WRITER_CMD_EXEC || (cmd->event_count >= 1 && cmd->event_count <= LEDGER_BATCH_EVENTS_MAX));
+    cmd->next = NULL;
+    pthread_mutex_lock(&writer->mutex);
+    pc_status status = PC_OK;
+    if (writer->stopping) {
+        status = PC_SHUTTING_DOWN;
+    } else if (writer->queue_events + cmd_events(cmd) > writer->config.queue_events_max) {
+        status = PC_WRITER_QUEUE_FULL;
+    } else {
+        if (writer->queue_tail != NULL) writer->queue_tail->next = cmd;
+        else writer->queue_head = cmd;
+        writer->queue_tail = cmd;
+        writer->queue_events += cmd_events(cmd);
+        pthread_cond_signal(&writer->work);
+    }
+    pthread_mutex_unlock(&writer->mutex);
+    return status;
+}
+
+typedef struct {
+    pthread_mutex_t mutex;
+    pthread_cond_t cond;
+    bool finished;
+    pc_status status;
+} submit_wait_t;
+
+static void submit_wait_done(writer_cmd_t *cmd, pc_status commit_status) {
+    submit_wait_t *wait = cmd->user;
+    pthread_mutex_lock(&wait->mutex);
+    wait->finished = true;
+    wait->status = commit_status;
+    pthread_cond_signal(&wait->cond);
+    pthread_mutex_unlock(&wait->mutex);
+}
+
+/* Uses cmd->done and cmd->user itself: the caller leaves them unset. */
+pc_status writer_submit_wait(writer_t *writer, writer_cmd_t *cmd) {
+    PC_ASSERT(cmd->done == NULL);
+    submit_wait_t wait = {.finished = false};
+    pthread_mutex_init(&wait.mutex, NULL);
+    pthread_cond_init(&wait.cond, NULL);
+    cmd->done = submit_wait_done;
+    cmd->user = &wait;
+    pc_status status = writer_submit(writer, cmd);
+    if (status == PC_OK) {
+        pthread_mutex_lock(&wait.mutex);
+        while (!wait.finished) pthread_cond_wait(&wait.cond, &wait.mutex);
+        pthread_mutex_unlock(&wait.mutex);
+        status = wait.status;
+    }
+    cmd->done = NULL;
+    cmd->user = NULL;
+    pthread_cond_destroy(&wait.cond);
+    pthread_mutex_destroy(&wait.mutex);
+    return status;
+}
+
+void writer_stop(writer_t *writer) {
+    if (writer == NULL) return;
+    pthread_mutex_lock(&writer->mutex);
+    writer->stopping = true;
+    pthread_cond_signal(&writer->work);
+    pthread_mutex_unlock(&writer->mutex);
+    pthread_join(writer->thread, NULL);
+    ledger_close(writer->ledger);
+    journal_key_wipe(&writer->key);
+    pthread_cond_destroy(&writer->work);
+    pthread_mutex_destroy(&writer->mutex);
+    free(writer);
+}
+
+void writer_stats(writer_t *writer, writer_stats_t *out) {
+    pthread_mutex_lock(&writer->mutex);
+    *out = writer->stats;
+    out->queue_events = writer->queue_events;
+    pthread_mutex_unlock(&writer->mutex);
+}
+
+ledger_t *writer_ledger(writer_t *writer) { return writer->ledger; }
