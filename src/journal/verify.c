@@ -1,0 +1,998 @@
+/* journal/verify.c: the SQLite backend's verifier (verify.h). One read transaction,
+ * four streams merged by journal seq:
+ *   accounts      in memory, by `no` (their batch_seq never decreases along `no`)
+ *   transfers     ORDER BY timestamp (the order the ledger applied them)
+ *   failures      ORDER BY timestamp
+ *   checkpoints   ORDER BY seq
+ * For each journal row the batch's row hashes are fed, in apply order, into the
+ * content hash; the entry hash is resealed and linked to the previous one. Transfers
+ * are replayed into per-account balances as they stream; open pending transfers sit
+ * in a hash table until posted, voided or expired. At the end the replayed balances
+ * must equal the stored ones and each currency must balance.
+ * Everything reports the first discrepancy and stops: later ones are often echoes. */
+#include "journal/verify.h"
+
+#include <inttypes.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core.h"
+
+/* The file format this verifier reads (store/sqlite_schema.c). */
+#define VERIFY_APPLICATION_ID 0x50594352
+#define VERIFY_SCHEMA_VERSION 1
+
+/* ---- accounts, in memory ---- */
+
+typedef struct {
+    char *id;                      /* owned */
+    char currency[4];
+    uint64_t batch_seq;
+    uint64_t timestamp_ns;
+    int64_t no;
+    ledger_balances_t stored;
+    ledger_balances_t replay;
+    uint8_t row_hash[JOURNAL_ROW_HASH_BYTES];
+} verify_account_t;
+
+/* Open pending transfers, keyed by id: linear probing, backward-shift deletion. */
+typedef struct {
+    char id[PC_ID_SIZE];           /* "" = empty slot */
+    int64_t amount;
+    uint32_t debit_index;
+    uint32_t credit_index;
+    int64_t stored_state;          /* pending_state on the pending transfer's row */
+    uint64_t timestamp_ns;
+    uint64_t batch_seq;
+} verify_pending_t;
+
+typedef struct {
+    verify_pending_t *slots;
+    uint64_t capacity;             /* power of two */
+    uint64_t count;
+} pending_table_t;
+
+/* One transfer row as read. */
+typedef struct {
+    ledger_transfer_t transfer;
+    int64_t pending_state;
+    uint64_t batch_seq;
+    uint8_t row_hash[JOURNAL_ROW_HASH_BYTES];
+    char metadata[LEDGER_METADATA_BYTES_MAX + 1];
+} transfer_row_t;
+
+typedef struct {
+    ledger_failure_t failure;
+    uint64_t batch_seq;
+    uint8_t row_hash[JOURNAL_ROW_HASH_BYTES];
+} failure_row_t;
+
+typedef struct {
+    journal_entry_t entry;
+    uint8_t stored_hash[JOURNAL_HASH_BYTES];
+} journal_row_t;
+
+typedef struct {
+    sqlite3 *db;
+    journal_report_t *report;
+    bool failed;                   /* a discrepancy was named */
+    pc_status error;               /* could not run (PC_OK while it can) */
+    /* accounts */
+    verify_account_t *accounts;
+    uint32_t account_count;
+    uint32_t *account_slots;       /* index + 1; 0 = empty */
+    uint64_t account_slot_count;   /* power of two */
+    uint32_t account_cursor;       /* next account to feed into a batch */
+    pending_table_t pending;
+    /* streams */
+    sqlite3_stmt *transfers;
+    bool transfer_ready;
+    transfer_row_t transfer_row;
+    sqlite3_stmt *failures;
+    bool failure_ready;
+    failure_row_t failure_row;
+    sqlite3_stmt *checkpoints;
+    bool checkpoint_ready;
+    journal_checkpoint_t checkpoint;
+    /* chain */
+    uint64_t seq;
+    uint8_t hash[JOURNAL_HASH_BYTES];
+    uint64_t checkpoint_seq_last;
+    bool key_given;
+    bool key_known;
+    uint8_t public_key[JOURNAL_PUBLIC_KEY_BYTES];
+} verify_t;
+
+/* ---- reporting ---- */
+
+__attribute__((format(printf, 2, 3))) static bool discrepancy(verify_t *v, const char *fmt, ...) {
+    if (v->failed || v->error != PC_OK) return false;
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(v->report->discrepancy, sizeof(v->report->discrepancy), fmt, args);
+    va_end(args);
+    v->failed = true;
+    return false;
+}
+
+static bool read_error(verify_t *v, pc_status status, const char *what) {
+    if (v->error == PC_OK && !v->failed) {
+        v->error = status;
+        snprintf(v->report->error_detail, sizeof(v->report->error_detail), "%s: %s", what,
+                 v->db != NULL ? sqlite3_errmsg(v->db) : "no database");
+    }
+    return false;
+}
+
+static bool stopped(const verify_t *v) { return v->failed || v->error != PC_OK; }
+
+/* ---- column helpers: a tampered row may hold anything; copy with bounds ---- */
+
+/* Copies a TEXT column of at most 'size - 1' bytes without NULs; false otherwise. */
+static bool column_text(sqlite3_stmt *stmt, int column, char *out, size_t size) {
+    const unsigned char *text = sqlite3_column_text(stmt, column);
+    int byte_count = sqlite3_column_bytes(stmt, column);
+    out[0] = '\0';
+    if (text == NULL) return sqlite3_column_type(stmt, column) == SQLITE_NULL;
+    if (byte_count < 0 || (size_t)byte_count >= size) return false;
+    if (strlen((const char *)text) != (size_t)byte_count) return false;
+    memcpy(out, text, (size_t)byte_count + 1);
+    return true;
+}
+
+static bool column_blob(sqlite3_stmt *stmt, int column, uint8_t *out, int byte_count) {
+    const void *blob = sqlite3_column_blob(stmt, column);
+    if (blob == NULL || sqlite3_column_bytes(stmt, column) != byte_count) return false;
+    memcpy(out, blob, (size_t)byte_count);
+    return true;
+}
+
+static bool column_in_range(sqlite3_stmt *stmt, int column, int64_t low, int64_t high,
+                            int64_t *out) {
+    *out = sqlite3_column_int64(stmt, column);
+    return sqlite3_column_type(stmt, column) == SQLITE_INTEGER && *out >= low && *out <= high;
+}
+
+/* ---- the account table ---- */
+
+static uint64_t slot_of(const char *id, uint64_t slot_count) {
+    return pc_hash64(id, strlen(id)) & (slot_count - 1);
+}
+
+static verify_account_t *account_find(verify_t *v, const char *id) {
+    uint64_t mask = v->account_slot_count - 1;
+    for (uint64_t probe = 0, s = slot_of(id, v->account_slot_count); probe <= mask;
+         probe++, s = (s + 1) & mask) {
+        uint32_t entry = v->account_slots[s];
+        if (entry == 0) return NULL;
+        if (strcmp(v->accounts[entry - 1].id, id) == 0) return &v->accounts[entry - 1];
+    }
+    return NULL;
+}
+
+static bool account_index_build(verify_t *v) {
+    uint64_t slot_count = 16;
+    while (slot_count < 2ull * v->account_count) slot_count *= 2;
+    v->account_slots = calloc(slot_count, sizeof(uint32_t));
+    if (v->account_slots == NULL) return read_error(v, PC_NO_MEMORY, "account index");
+    v->account_slot_count = slot_count;
+    for (uint32_t i = 0; i < v->account_count; i++) {
+        const char *id = v->accounts[i].id;
+        if (account_find(v, id) != NULL) {
+            return discrepancy(v, "account %s (no %" PRId64 "): id appears twice", id,
+                               v->accounts[i].no);
+        }
+        uint64_t s = slot_of(id, slot_count);
+        while (v->account_slots[s] != 0) s = (s + 1) & (slot_count - 1);
+        v->account_slots[s] = i + 1;
+    }
+    return true;
+}
+
+/* ---- loading accounts ---- */
+
+static const char accounts_sql[] =
+    "SELECT no, id, currency, code, flags, debits_pending, debits_posted, credits_pending,"
+    " credits_posted, timestamp, metadata, batch_seq, row_hash FROM accounts ORDER BY no";
+
+/* Reads the balance columns 5..8; false when one is not a non-negative integer. */
+static bool account_balances_read(sqlite3_stmt *stmt, ledger_balances_t *out) {
+    return column_in_range(stmt, 5, 0, INT64_MAX, &out->debits_pending) &&
+           column_in_range(stmt, 6, 0, INT64_MAX, &out->debits_posted) &&
+           column_in_range(stmt, 7, 0, INT64_MAX, &out->credits_pending) &&
+           column_in_range(stmt, 8, 0, INT64_MAX, &out->credits_posted);
+}
+
+/* Decodes one account row into 'a' (and 'event' for hashing); names what is wrong. */
+static bool account_row_read(verify_t *v, sqlite3_stmt *stmt, uint32_t index,
+                             verify_account_t *a, char *metadata) {
+    ledger_account_t event;
+    int64_t code, flags, timestamp, batch_seq;
+    memset(&event, 0, sizeof(event));
+    a->no = sqlite3_column_int64(stmt, 0);
+    if (!column_text(stmt, 1, event.id, sizeof(event.id)) || !pc_id_valid(event.id)) {
+        return discrepancy(v, "account at no %" PRId64 ": id is not a valid id", a->no);
+    }
+    a->id = pc_strdup(event.id);
+    if (a->id == NULL) return read_error(v, PC_NO_MEMORY, "account ids");
+    if (a->no != (int64_t)index) {
+        return discrepancy(v, "account %s (no %" PRId64 "): expected no %" PRIu32, a->id,
+                           a->no, index);
+    }
+    bool fields_ok = column_text(stmt, 2, event.currency, sizeof(event.currency)) &&
+                     column_in_range(stmt, 3, 0, UINT16_MAX, &code) &&
+                     column_in_range(stmt, 4, 0, UINT16_MAX, &flags) &&
+                     account_balances_read(stmt, &a->stored) &&
+                     column_in_range(stmt, 9, 0, INT64_MAX, &timestamp) &&
+                     column_text(stmt, 10, metadata, LEDGER_METADATA_BYTES_MAX + 1) &&
+                     column_in_range(stmt, 11, 1, INT64_MAX, &batch_seq) &&
+                     column_blob(stmt, 12, a->row_hash, JOURNAL_ROW_HASH_BYTES);
+    if (!fields_ok) return discrepancy(v, "account %s (no %" PRId64 "): malformed row", a->id, a->no);
+    memcpy(a->currency, event.currency, sizeof(a->currency));
+    a->timestamp_ns = (uint64_t)timestamp;
+    a->batch_seq = (uint64_t)batch_seq;
+    event.code = (uint16_t)code;
+    event.flags = (uint16_t)flags;
+    event.timestamp_ns = a->timestamp_ns;
+    event.metadata_json = sqlite3_column_type(stmt, 10) == SQLITE_NULL ? NULL : metadata;
+    uint8_t row_hash[JOURNAL_ROW_HASH_BYTES];
+    journal_row_hash_account(&event, row_hash);
+    if (memcmp(row_hash, a->row_hash, sizeof(row_hash)) != 0) {
+        return discrepancy(v, "account %s (no %" PRId64 ", batch %" PRIu64 "): row hash mismatch",
+                           a->id, a->no, a->batch_seq);
+    }
+    return true;
+}
+
+static bool accounts_count(verify_t *v, uint32_t *out) {
+    sqlite3_stmt *stmt = NULL;
+    int rc = sqlite3_prepare_v2(v->db, "SELECT count(*) FROM accounts", -1, &stmt, NULL);
+    if (rc == SQLITE_OK) rc = sqlite3_step(stmt);
+    int64_t count = rc == SQLITE_ROW ? sqlite3_column_int64(stmt, 0) : -1;
+    sqlite3_finalize(stmt);
+    if (rc != SQLITE_ROW) return read_error(v, PC_STORE_READ_FAILED, "count accounts");
+    if (count > (int64_t)LEDGER_ACCOUNTS_MAX) {
+        return discrepancy(v, "accounts: %" PRId64 " rows, more than the ledger holds", count);
+    }
+    *out = (uint32_t)count;
+    return true;
+}
+
+static bool accounts_load(verify_t *v) {
+    uint32_t count = 0;
+    if (!accounts_count(v, &count)) return false;
+    v->accounts = calloc(count > 0 ? count : 1, sizeof(verify_account_t));
+    char *metadata = malloc(LEDGER_METADATA_BYTES_MAX + 1);
+    sqlite3_stmt *stmt = NULL;
+    if (v->accounts == NULL || metadata == NULL) {
+        free(metadata);
+        return read_error(v, PC_NO_MEMORY, "accounts");
+    }
+    if (sqlite3_prepare_v2(v->db, accounts_sql, -1, &stmt, NULL) != SQLITE_OK) {
+        free(metadata);
+        return read_error(v, PC_STORE_READ_FAILED, "read accounts");
+    }
+    uint64_t batch_seq_last = 0;
+    int rc = SQLITE_ROW;
+    while (!stopped(v) && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (v->account_count == count) break; /* the snapshot cannot grow; be safe */
+        verify_account_t *a = &v->accounts[v->account_count];
+        v->account_count++;
+        if (!account_row_read(v, stmt, v->account_count - 1, a, metadata)) break;
+        if (a->batch_seq < batch_seq_last) {
+            discrepancy(v, "account %s (no %" PRId64 ", batch %" PRIu64 "): batch out of order",
+                        a->id, a->no, a->batch_seq);
+        }
+        batch_seq_last = a->batch_seq;
+    }
+    if (!stopped(v) && rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        read_error(v, PC_STORE_READ_FAILED, "read accounts");
+    }
+    sqlite3_finalize(stmt);
+    free(metadata);
+    return !stopped(v) && account_index_build(v);
+}
+
+/* ---- open pending transfers ---- */
+
+static verify_pending_t *pending_slot(pending_table_t *table, const char *id) {
+    uint64_t mask = table->capacity - 1;
+    uint64_t s = slot_of(id, table->capacity);
+    for (uint64_t probe = 0; probe <= mask; probe++, s = (s + 1) & mask) {
+        verify_pending_t *slot = &table->slots[s];
+        if (slot->id[0] == '\0' || strcmp(slot->id, id) == 0) return slot;
+    }
+    PC_ASSERT(false); /* the table is never full: it grows at half */
+    return NULL;
+}
+
+static bool pending_grow(pending_table_t *table) {
+    pending_table_t bigger = {.capacity = table->capacity == 0 ? 1024 : 2 * table->capacity};
+    bigger.slots = calloc(bigger.capacity, sizeof(verify_pending_t));
+    if (bigger.slots == NULL) return false;
+    for (uint64_t i = 0; i < table->capacity; i++) {
+        if (table->slots[i].id[0] == '\0') continue;
+        *pending_slot(&bigger, table->slots[i].id) = table->slots[i];
+        bigger.count++;
+    }
+    free(table->slots);
+    *table = bigger;
+    return true;
+}
+
+static bool pending_insert(pending_table_t *table, const verify_pending_t *entry) {
+    if (2 * (table->count + 1) > table->capacity && !pending_grow(table)) return false;
+    verify_pending_t *slot = pending_slot(table, entry->id);
+    PC_ASSERT(slot->id[0] == '\0'); /* transfer ids are unique (UNIQUE index) */
+    *slot = *entry;
+    table->count++;
+    return true;
+}
+
+static verify_pending_t *pending_find(pending_table_t *table, const char *id) {
+    if (table->capacity == 0) return NULL;
+    verify_pending_t *slot = pending_slot(table, id);
+    return slot->id[0] == '\0' ? NULL : slot;
+}
+
+/* Backward-shift deletion keeps every probe chain unbroken without tombstones. */
+static void pending_remove(pending_table_t *table, verify_pending_t *slot) {
+    uint64_t mask = table->capacity - 1;
+    uint64_t hole = (uint64_t)(slot - table->slots);
+    uint64_t s = (hole + 1) & mask;
+    for (uint64_t probe = 0; probe < table->capacity; probe++, s = (s + 1) & mask) {
+        verify_pending_t *next = &table->slots[s];
+        if (next->id[0] == '\0') break;
+        uint64_t home = slot_of(next->id, table->capacity);
+        /* 'next' may move into the hole when its home is not within (hole, s]. */
+        bool stays = hole <= s ? (home > hole && home <= s) : (home > hole || home <= s);
+        if (stays) continue;
+        table->slots[hole] = *next;
+        hole = s;
+    }
+    table->slots[hole].id[0] = '\0';
+    table->count--;
+}
+
+/* ---- streams ---- */
+
+static const char transfers_sql[] =
+    "SELECT timestamp, id, debit_account_id, credit_account_id, amount, currency, code,"
+    " flags, pending_id, timeout_s, metadata, pending_state, batch_seq, row_hash"
+    " FROM transfers ORDER BY timestamp";
+static const char failures_sql[] =
+    "SELECT id, result, timestamp, batch_seq, row_hash FROM transfer_failures"
+    " ORDER BY timestamp, id";
+static const char checkpoints_sql[] =
+    "SELECT seq, hash, public_key, signature FROM checkpoints ORDER BY seq";
+static const char journal_sql[] =
+    "SELECT seq, timestamp_first, timestamp_last, account_count, transfer_count,"
+    " failure_count, content_hash, prev_hash, hash FROM journal ORDER BY seq";
+
+/* Steps 'stmt': true with a row; false at the end (ready = false) or on an error. */
+static bool stream_step(verify_t *v, sqlite3_stmt *stmt, bool *ready, const char *what) {
+    int rc = sqlite3_step(stmt);
+    *ready = rc == SQLITE_ROW;
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) read_error(v, PC_STORE_READ_FAILED, what);
+    return *ready;
+}
+
+static bool transfer_columns_read(sqlite3_stmt *stmt, transfer_row_t *row) {
+    ledger_transfer_t *t = &row->transfer;
+    int64_t timestamp = 0, amount = 0, code = 0, flags = 0, timeout_s = 0, batch_seq = 0;
+    bool ok = column_in_range(stmt, 0, 0, INT64_MAX, &timestamp) &&
+              column_text(stmt, 2, t->debit_account_id, sizeof(t->debit_account_id)) &&
+              column_text(stmt, 3, t->credit_account_id, sizeof(t->credit_account_id)) &&
+              column_in_range(stmt, 4, 0, INT64_MAX, &amount) &&
+              column_text(stmt, 5, t->currency, sizeof(t->currency)) &&
+              column_in_range(stmt, 6, 0, UINT16_MAX, &code) &&
+              column_in_range(stmt, 7, 0, UINT16_MAX, &flags) &&
+              column_text(stmt, 8, t->pending_id, sizeof(t->pending_id)) &&
+              column_in_range(stmt, 9, 0, UINT32_MAX, &timeout_s) &&
+              column_text(stmt, 10, row->metadata, sizeof(row->metadata)) &&
+              column_in_range(stmt, 11, LEDGER_PENDING_NONE, LEDGER_PENDING_EXPIRED,
+                              &row->pending_state) &&
+              column_in_range(stmt, 12, 1, INT64_MAX, &batch_seq) &&
+              column_blob(stmt, 13, row->row_hash, JOURNAL_ROW_HASH_BYTES);
+    t->timestamp_ns = (uint64_t)timestamp;
+    t->amount = amount;
+    t->code = (uint16_t)code;
+    t->flags = (uint16_t)flags;
+    t->timeout_s = (uint32_t)timeout_s;
+    t->metadata_json = sqlite3_column_type(stmt, 10) == SQLITE_NULL ? NULL : row->metadata;
+    row->batch_seq = (uint64_t)batch_seq;
+    return ok;
+}
+
+/* Reads the next transfer and checks its row hash. */
+static bool transfer_next(verify_t *v) {
+    transfer_row_t *row = &v->transfer_row;
+    if (!stream_step(v, v->transfers, &v->transfer_ready, "read transfers")) return false;
+    memset(&row->transfer, 0, sizeof(row->transfer));
+    if (!column_text(v->transfers, 1, row->transfer.id, sizeof(row->transfer.id))) {
+        return discrepancy(v, "transfer at timestamp %" PRId64 ": id is not a valid id",
+                           (int64_t)sqlite3_column_int64(v->transfers, 0));
+    }
+    if (!transfer_columns_read(v->transfers, row)) {
+        return discrepancy(v, "transfer %s (timestamp %" PRId64 "): malformed row",
+                           row->transfer.id, (int64_t)sqlite3_column_int64(v->transfers, 0));
+    }
+    uint8_t row_hash[JOURNAL_ROW_HASH_BYTES];
+    journal_row_hash_transfer(&row->transfer, row_hash);
+    if (memcmp(row_hash, row->row_hash, sizeof(row_hash)) != 0) {
+        return discrepancy(v, "transfer %s (timestamp %" PRIu64 ", batch %" PRIu64
+                           "): row hash mismatch", row->transfer.id,
+                           row->transfer.timestamp_ns, row->batch_seq);
+    }
+    return true;
+}
+
+static bool failure_next(verify_t *v) {
+    failure_row_t *row = &v->failure_row;
+    sqlite3_stmt *stmt = v->failures;
+    char code[64];
+    int64_t timestamp, batch_seq;
+    if (!stream_step(v, stmt, &v->failure_ready, "read transfer_failures")) return false;
+    memset(row, 0, sizeof(*row));
+    if (!column_text(stmt, 0, row->failure.id, sizeof(row->failure.id))) {
+        return discrepancy(v, "failure at timestamp %" PRId64 ": id is not a valid id",
+                           (int64_t)sqlite3_column_int64(stmt, 2));
+    }
+    bool ok = column_text(stmt, 1, code, sizeof(code)) &&
+              pc_status_from_code(code, &row->failure.failure) &&
+              row->failure.failure != PC_OK &&
+              column_in_range(stmt, 2, 0, INT64_MAX, &timestamp) &&
+              column_in_range(stmt, 3, 1, INT64_MAX, &batch_seq) &&
+              column_blob(stmt, 4, row->row_hash, JOURNAL_ROW_HASH_BYTES);
+    if (!ok) return discrepancy(v, "failure %s: malformed row", row->failure.id);
+    row->failure.timestamp_ns = (uint64_t)timestamp;
+    row->batch_seq = (uint64_t)batch_seq;
+    uint8_t row_hash[JOURNAL_ROW_HASH_BYTES];
+    journal_row_hash_failure(&row->failure, row_hash);
+    if (memcmp(row_hash, row->row_hash, sizeof(row_hash)) != 0) {
+        return discrepancy(v, "failure %s (timestamp %" PRIu64 ", batch %" PRIu64
+                           "): row hash mismatch", row->failure.id, row->failure.timestamp_ns,
+                           row->batch_seq);
+    }
+    return true;
+}
+
+static bool checkpoint_next(verify_t *v) {
+    sqlite3_stmt *stmt = v->checkpoints;
+    journal_checkpoint_t *cp = &v->checkpoint;
+    int64_t seq;
+    if (!stream_step(v, stmt, &v->checkpoint_ready, "read checkpoints")) return false;
+    bool ok = column_in_range(stmt, 0, 1, INT64_MAX, &seq) &&
+              column_blob(stmt, 1, cp->hash, JOURNAL_HASH_BYTES) &&
+              column_blob(stmt, 2, cp->public_key, JOURNAL_PUBLIC_KEY_BYTES) &&
+              column_blob(stmt, 3, cp->signature, JOURNAL_SIGNATURE_BYTES);
+    if (!ok) {
+        return discrepancy(v, "checkpoint seq %" PRId64 ": malformed row",
+                           (int64_t)sqlite3_column_int64(stmt, 0));
+    }
+    cp->seq = (uint64_t)seq;
+    return true;
+}
+
+static bool journal_row_read(verify_t *v, sqlite3_stmt *stmt, journal_row_t *row) {
+    journal_entry_t *e = &row->entry;
+    int64_t seq, first, last, accounts, transfers, failures;
+    bool ok = column_in_range(stmt, 0, 1, INT64_MAX, &seq) &&
+              column_in_range(stmt, 1, 0, INT64_MAX, &first) &&
+              column_in_range(stmt, 2, first, INT64_MAX, &last) &&
+              column_in_range(stmt, 3, 0, UINT32_MAX, &accounts) &&
+              column_in_range(stmt, 4, 0, UINT32_MAX, &transfers) &&
+              column_in_range(stmt, 5, 0, UINT32_MAX, &failures) &&
+              column_blob(stmt, 6, e->content_hash, JOURNAL_HASH_BYTES) &&
+              column_blob(stmt, 7, e->prev_hash, JOURNAL_HASH_BYTES) &&
+              column_blob(stmt, 8, row->stored_hash, JOURNAL_HASH_BYTES);
+    if (!ok) {
+        return discrepancy(v, "journal seq %" PRId64 ": malformed row",
+                           (int64_t)sqlite3_column_int64(stmt, 0));
+    }
+    e->seq = (uint64_t)seq;
+    e->timestamp_first_ns = (uint64_t)first;
+    e->timestamp_last_ns = (uint64_t)last;
+    e->account_count = (uint32_t)accounts;
+    e->transfer_count = (uint32_t)transfers;
+    e->failure_count = (uint32_t)failures;
+    return true;
+}
+
+/* ---- balance replay ---- */
+
+static const char *state_name(int64_t state) {
+    static const char *const names[] = {"none", "open", "posted", "voided", "expired"};
+    return state >= 0 && state <= LEDGER_PENDING_EXPIRED ? names[state] : "invalid";
+}
+
+/* Names the transfer 'row' in a discrepancy: "transfer t-1 (timestamp 5, batch 2)". */
+#define ROW_FMT "transfer %s (timestamp %" PRIu64 ", batch %" PRIu64 ")"
+#define ROW_ARGS(row) (row)->transfer.id, (row)->transfer.timestamp_ns, (row)->batch_seq
+
+/* Adds 'delta' (either sign) to one replayed balance; it must stay in 0..INT64_MAX. */
+static bool balance_move(verify_t *v, const transfer_row_t *row, const verify_account_t *a,
+                         int64_t *balance, int64_t delta, const char *field) {
+    int64_t sum;
+    if (__builtin_add_overflow(*balance, delta, &sum) || sum < 0) {
+        return discrepancy(v, ROW_FMT ": account %s %s leaves 0..INT64_MAX in the replay",
+                           ROW_ARGS(row), a->id, field);
+    }
+    *balance = sum;
+    return true;
+}
+
+static bool pending_open(verify_t *v, const transfer_row_t *row, verify_account_t *debit,
+                         verify_account_t *credit) {
+    verify_pending_t entry;
+    memset(&entry, 0, sizeof(entry));
+    memcpy(entry.id, row->transfer.id, sizeof(entry.id));
+    entry.amount = row->transfer.amount;
+    entry.debit_index = (uint32_t)(debit - v->accounts);
+    entry.credit_index = (uint32_t)(credit - v->accounts);
+    entry.stored_state = row->pending_state;
+    entry.timestamp_ns = row->transfer.timestamp_ns;
+    entry.batch_seq = row->batch_seq;
+    if (row->pending_state == LEDGER_PENDING_NONE) {
+        return discrepancy(v, ROW_FMT ": pending transfer with pending_state none", ROW_ARGS(row));
+    }
+    if (!pending_insert(&v->pending, &entry)) return read_error(v, PC_NO_MEMORY, "pending table");
+    return balance_move(v, row, debit, &debit->replay.debits_pending, entry.amount,
+                        "debits_pending") &&
+           balance_move(v, row, credit, &credit->replay.credits_pending, entry.amount,
+                        "credits_pending");
+}
+
+/* The pending transfer's row must say what its resolution did. */
+static bool pending_state_agrees(verify_t *v, const verify_pending_t *p, int64_t state) {
+    if (p->stored_state == state) return true;
+    return discrepancy(v, "transfer %s (timestamp %" PRIu64 ", batch %" PRIu64
+                       "): pending_state %s, replay %s", p->id, p->timestamp_ns, p->batch_seq,
+                       state_name(p->stored_state), state_name(state));
+}
+
+/* A post, void or expiry: the pending amount leaves *_pending; a post then moves the
+ * record's amount (at most the pending amount) to *_posted. */
+static bool pending_resolve(verify_t *v, const transfer_row_t *row, verify_account_t *debit,
+                            verify_account_t *credit, ledger_pending_state state) {
+    const ledger_transfer_t *t = &row->transfer;
+    verify_pending_t *p = pending_find(&v->pending, t->pending_id);
+    if (p == NULL) {
+        return discrepancy(v, ROW_FMT ": pending transfer '%s' is not open here",
+                           ROW_ARGS(row), t->pending_id);
+    }
+    if (&v->accounts[p->debit_index] != debit || &v->accounts[p->credit_index] != credit) {
+        return discrepancy(v, ROW_FMT ": accounts differ from pending transfer %s", ROW_ARGS(row),
+                           p->id);
+    }
+    if (state == LEDGER_PENDING_POSTED && (t->amount < 1 || t->amount > p->amount)) {
+        return discrepancy(v, ROW_FMT ": posts %" PRId64 " of a pending %" PRId64,
+                           ROW_ARGS(row), t->amount, p->amount);
+    }
+    if (row->pending_state != LEDGER_PENDING_NONE) {
+        return discrepancy(v, ROW_FMT ": pending_state %s on a resolving transfer",
+                           ROW_ARGS(row), state_name(row->pending_state));
+    }
+    bool ok = pending_state_agrees(v, p, state) &&
+              balance_move(v, row, debit, &debit->replay.debits_pending, -p->amount,
+                           "debits_pending") &&
+              balance_move(v, row, credit, &credit->replay.credits_pending, -p->amount,
+                           "credits_pending");
+    pending_remove(&v->pending, p);
+    if (!ok || state != LEDGER_PENDING_POSTED) return ok;
+    return balance_move(v, row, debit, &debit->replay.debits_posted, t->amount, "debits_posted") &&
+           balance_move(v, row, credit, &credit->replay.credits_posted, t->amount,
+                        "credits_posted");
+}
+
+static bool transfer_accounts(verify_t *v, const transfer_row_t *row, verify_account_t **debit,
+                              verify_account_t **credit) {
+    const ledger_transfer_t *t = &row->transfer;
+    *debit = account_find(v, t->debit_account_id);
+    *credit = account_find(v, t->credit_account_id);
+    if (*debit == NULL || *credit == NULL || *debit == *credit) {
+        return discrepancy(v, ROW_FMT ": accounts %s -> %s not two existing accounts",
+                           ROW_ARGS(row), t->debit_account_id, t->credit_account_id);
+    }
+    if (strcmp((*debit)->currency, t->currency) != 0 ||
+        strcmp((*credit)->currency, t->currency) != 0) {
+        return discrepancy(v, ROW_FMT ": currency %s differs from an account's", ROW_ARGS(row),
+                           t->currency);
+    }
+    if ((*debit)->timestamp_ns >= t->timestamp_ns || (*credit)->timestamp_ns >= t->timestamp_ns) {
+        return discrepancy(v, ROW_FMT ": an account was created after it", ROW_ARGS(row));
+    }
+    return true;
+}
+
+static bool transfer_replay(verify_t *v, const transfer_row_t *row) {
+    const ledger_transfer_t *t = &row->transfer;
+    verify_account_t *debit, *credit;
+    if (!transfer_accounts(v, row, &debit, &credit)) return false;
+    if (t->flags & LEDGER_TRANSFER_EXPIRY) {
+        return pending_resolve(v, row, debit, credit, LEDGER_PENDING_EXPIRED);
+    }
+    if (t->flags & LEDGER_TRANSFER_POST_PENDING) {
+        return pending_resolve(v, row, debit, credit, LEDGER_PENDING_POSTED);
+    }
+    if (t->flags & LEDGER_TRANSFER_VOID_PENDING) {
+        return pending_resolve(v, row, debit, credit, LEDGER_PENDING_VOIDED);
+    }
+    if (t->flags & LEDGER_TRANSFER_PENDING) return pending_open(v, row, debit, credit);
+    if (row->pending_state != LEDGER_PENDING_NONE) {
+        return discrepancy(v, ROW_FMT ": pending_state %s on a posted transfer", ROW_ARGS(row),
+                           state_name(row->pending_state));
+    }
+    if (t->amount < 1) return discrepancy(v, ROW_FMT ": amount %" PRId64, ROW_ARGS(row), t->amount);
+    return balance_move(v, row, debit, &debit->replay.debits_posted, t->amount, "debits_posted") &&
+           balance_move(v, row, credit, &credit->replay.credits_posted, t->amount,
+                        "credits_posted");
+}
+
+/* ---- one journal row: its batch's rows, then the chain ---- */
+
+static bool in_batch(verify_t *v, const journal_entry_t *e, uint64_t timestamp_ns,
+                     const char *kind, const char *id) {
+    if (timestamp_ns >= e->timestamp_first_ns && timestamp_ns <= e->timestamp_last_ns) return true;
+    return discrepancy(v, "%s %s (timestamp %" PRIu64 ", batch %" PRIu64
+                       "): outside the batch's timestamps %" PRIu64 "..%" PRIu64,
+                       kind, id, timestamp_ns, e->seq, e->timestamp_first_ns,
+                       e->timestamp_last_ns);
+}
+
+static bool batch_accounts(verify_t *v, const journal_entry_t *e, journal_content_t *content,
+                           uint32_t *count) {
+    while (!stopped(v) && v->account_cursor < v->account_count &&
+           v->accounts[v->account_cursor].batch_seq <= e->seq) {
+        const verify_account_t *a = &v->accounts[v->account_cursor++];
+        if (a->batch_seq < e->seq) {
+            return discrepancy(v, "account %s (no %" PRId64 ", batch %" PRIu64
+                               "): batch has no journal row", a->id, a->no, a->batch_seq);
+        }
+        if (!in_batch(v, e, a->timestamp_ns, "account", a->id)) return false;
+        journal_content_add(content, a->row_hash);
+        (*count)++;
+    }
+    return !stopped(v);
+}
+
+static bool batch_transfers(verify_t *v, const journal_entry_t *e, journal_content_t *content,
+                            uint32_t *count) {
+    while (!stopped(v) && v->transfer_ready && v->transfer_row.batch_seq <= e->seq) {
+        const transfer_row_t *row = &v->transfer_row;
+        if (row->batch_seq < e->seq) {
+            return discrepancy(v, ROW_FMT ": out of order (after batch %" PRIu64 ")",
+                               ROW_ARGS(row), e->seq);
+        }
+        if (!in_batch(v, e, row->transfer.timestamp_ns, "transfer", row->transfer.id)) {
+            return false;
+        }
+        if (!transfer_replay(v, row)) return false;
+        journal_content_add(content, row->row_hash);
+        (*count)++;
+        transfer_next(v);
+    }
+    return !stopped(v);
+}
+
+static bool batch_failures(verify_t *v, const journal_entry_t *e, journal_content_t *content,
+                           uint32_t *count) {
+    while (!stopped(v) && v->failure_ready && v->failure_row.batch_seq <= e->seq) {
+        const failure_row_t *row = &v->failure_row;
+        if (row->batch_seq < e->seq) {
+            return discrepancy(v, "failure %s (timestamp %" PRIu64 ", batch %" PRIu64
+                               "): out of order", row->failure.id, row->failure.timestamp_ns,
+                               row->batch_seq);
+        }
+        if (!in_batch(v, e, row->failure.timestamp_ns, "failure", row->failure.id)) return false;
+        journal_content_add(content, row->row_hash);
+        (*count)++;
+        failure_next(v);
+    }
+    return !stopped(v);
+}
+
+static bool batch_count_agrees(verify_t *v, uint64_t seq, const char *what, uint32_t stored,
+                               uint32_t rows) {
+    if (stored == rows) return true;
+    return discrepancy(v, "journal seq %" PRIu64 ": %s %" PRIu32 ", rows %" PRIu32, seq, what,
+                       stored, rows);
+}
+
+/* Feeds the batch's rows; checks counts and the content hash. */
+static bool batch_content(verify_t *v, const journal_entry_t *e) {
+    journal_content_t content;
+    uint32_t accounts = 0, transfers = 0, failures = 0;
+    uint8_t content_hash[JOURNAL_HASH_BYTES];
+    journal_content_init(&content);
+    bool ok = batch_accounts(v, e, &content, &accounts) &&
+              batch_transfers(v, e, &content, &transfers) &&
+              batch_failures(v, e, &content, &failures);
+    journal_content_final(&content, content_hash);
+    if (!ok) return false;
+    if (!batch_count_agrees(v, e->seq, "account_count", e->account_count, accounts) ||
+        !batch_count_agrees(v, e->seq, "transfer_count", e->transfer_count, transfers) ||
+        !batch_count_agrees(v, e->seq, "failure_count", e->failure_count, failures)) {
+        return false;
+    }
+    v->report->accounts += accounts;
+    v->report->transfers += transfers;
+    v->report->failures += failures;
+    if (memcmp(content_hash, e->content_hash, JOURNAL_HASH_BYTES) != 0) {
+        return discrepancy(v, "journal seq %" PRIu64 ": content_hash mismatch", e->seq);
+    }
+    return true;
+}
+
+static bool checkpoint_check(verify_t *v, const uint8_t journal_hash[JOURNAL_HASH_BYTES]) {
+    const journal_checkpoint_t *cp = &v->checkpoint;
+    if (memcmp(cp->hash, journal_hash, JOURNAL_HASH_BYTES) != 0) {
+        return discrepancy(v, "checkpoint seq %" PRIu64 ": hash differs from the journal's",
+                           cp->seq);
+    }
+    if (!v->key_known) {
+        memcpy(v->public_key, cp->public_key, JOURNAL_PUBLIC_KEY_BYTES);
+        v->key_known = true;
+    }
+    if (!v->key_given && memcmp(cp->public_key, v->public_key, JOURNAL_PUBLIC_KEY_BYTES) != 0) {
+        return discrepancy(v, "checkpoint seq %" PRIu64 ": signed by another key than the first"
+                           " checkpoint", cp->seq);
+    }
+    if (!journal_checkpoint_valid(cp, v->public_key)) {
+        return discrepancy(v, "checkpoint seq %" PRIu64 ": signature invalid%s", cp->seq,
+                           v->key_given ? " for --pubkey" : "");
+    }
+    v->report->checkpoints++;
+    v->checkpoint_seq_last = cp->seq;
+    return true;
+}
+
+/* Checkpoints up to 'seq'; one at 'seq' must sign 'journal_hash'. At most
+ * JOURNAL_CHECKPOINT_BATCHES batches may pass without one. */
+static bool batch_checkpoints(verify_t *v, uint64_t seq, const uint8_t journal_hash[JOURNAL_HASH_BYTES]) {
+    while (!stopped(v) && v->checkpoint_ready && v->checkpoint.seq <= seq) {
+        if (v->checkpoint.seq < seq) {
+            return discrepancy(v, "checkpoint seq %" PRIu64 ": no journal row", v->checkpoint.seq);
+        }
+        if (!checkpoint_check(v, journal_hash)) return false;
+        checkpoint_next(v);
+    }
+    if (!stopped(v) && seq - v->checkpoint_seq_last > JOURNAL_CHECKPOINT_BATCHES) {
+        return discrepancy(v, "journal seq %" PRIu64 ": no checkpoint since seq %" PRIu64, seq,
+                           v->checkpoint_seq_last);
+    }
+    return !stopped(v);
+}
+
+static bool batch_verify(verify_t *v, journal_row_t *row) {
+    journal_entry_t *e = &row->entry;
+    if (e->seq != v->seq + 1) {
+        return discrepancy(v, "journal seq %" PRIu64 " missing (next row is seq %" PRIu64 ")",
+                           v->seq + 1, e->seq);
+    }
+    if (memcmp(e->prev_hash, v->hash, JOURNAL_HASH_BYTES) != 0) {
+        return discrepancy(v, "journal seq %" PRIu64 ": prev_hash does not link to seq %" PRIu64,
+                           e->seq, v->seq);
+    }
+    if (!batch_content(v, e)) return false;
+    journal_entry_seal(e);
+    if (memcmp(e->hash, row->stored_hash, JOURNAL_HASH_BYTES) != 0) {
+        return discrepancy(v, "journal seq %" PRIu64 ": hash mismatch", e->seq);
+    }
+    if (!batch_checkpoints(v, e->seq, e->hash)) return false;
+    v->seq = e->seq;
+    memcpy(v->hash, e->hash, JOURNAL_HASH_BYTES);
+    v->report->batches++;
+    return true;
+}
+
+/* ---- after the last batch ---- */
+
+static bool leftovers_none(verify_t *v) {
+    if (v->account_cursor < v->account_count) {
+        const verify_account_t *a = &v->accounts[v->account_cursor];
+        return discrepancy(v, "account %s (no %" PRId64 ", batch %" PRIu64
+                           "): batch has no journal row", a->id, a->no, a->batch_seq);
+    }
+    if (v->transfer_ready) {
+        return discrepancy(v, ROW_FMT ": batch has no journal row", ROW_ARGS(&v->transfer_row));
+    }
+    if (v->failure_ready) {
+        return discrepancy(v, "failure %s (timestamp %" PRIu64 ", batch %" PRIu64
+                           "): batch has no journal row", v->failure_row.failure.id,
+                           v->failure_row.failure.timestamp_ns, v->failure_row.batch_seq);
+    }
+    if (v->checkpoint_ready) {
+        return discrepancy(v, "checkpoint seq %" PRIu64 ": no journal row", v->checkpoint.seq);
+    }
+    return true;
+}
+
+static bool balance_agrees(verify_t *v, const verify_account_t *a, const char *field,
+                           int64_t stored, int64_t replay) {
+    if (stored == replay) return true;
+    return discrepancy(v, "account %s (no %" PRId64 "): %s %" PRId64 ", replay %" PRId64, a->id,
+                       a->no, field, stored, replay);
+}
+
+typedef struct {
+    char currency[4];
+    __int128 debits_pending, debits_posted, credits_pending, credits_posted;
+} currency_sum_t;
+
+static bool currency_sums_agree(verify_t *v, const currency_sum_t *sum) {
+    if (sum->debits_posted != sum->credits_posted) {
+        return discrepancy(v, "currency %s: debits_posted and credits_posted differ",
+                           sum->currency);
+    }
+    if (sum->debits_pending != sum->credits_pending) {
+        return discrepancy(v, "currency %s: debits_pending and credits_pending differ",
+                           sum->currency);
+    }
+    return true;
+}
+
+/* Stored balances equal the replay; per currency, debits equal credits. */
+static bool balances_verify(verify_t *v) {
+    enum { CURRENCIES_MAX = 512 };
+    currency_sum_t *sums = calloc(CURRENCIES_MAX, sizeof(currency_sum_t));
+    uint32_t sum_count = 0;
+    if (sums == NULL) return read_error(v, PC_NO_MEMORY, "currency sums");
+    for (uint32_t i = 0; i < v->account_count && !stopped(v); i++) {
+        const verify_account_t *a = &v->accounts[i];
+        const ledger_balances_t *s = &a->stored, *r = &a->replay;
+        if (!balance_agrees(v, a, "debits_pending", s->debits_pending, r->debits_pending) ||
+            !balance_agrees(v, a, "debits_posted", s->debits_posted, r->debits_posted) ||
+            !balance_agrees(v, a, "credits_pending", s->credits_pending, r->credits_pending) ||
+            !balance_agrees(v, a, "credits_posted", s->credits_posted, r->credits_posted)) {
+            break;
+        }
+        uint32_t c = 0;
+        while (c < sum_count && strcmp(sums[c].currency, a->currency) != 0) c++;
+        if (c == sum_count && sum_count == CURRENCIES_MAX) {
+            discrepancy(v, "account %s: more than %d currencies", a->id, CURRENCIES_MAX);
+            break;
+        }
+        if (c == sum_count) memcpy(sums[sum_count++].currency, a->currency, 4);
+        sums[c].debits_pending += s->debits_pending;
+        sums[c].debits_posted += s->debits_posted;
+        sums[c].credits_pending += s->credits_pending;
+        sums[c].credits_posted += s->credits_posted;
+    }
+    for (uint32_t c = 0; c < sum_count && !stopped(v); c++) currency_sums_agree(v, &sums[c]);
+    free(sums);
+    return !stopped(v);
+}
+
+/* Pending transfers never resolved must still read "open". */
+static bool pending_left_open(verify_t *v) {
+    for (uint64_t i = 0; i < v->pending.capacity && !stopped(v); i++) {
+        const verify_pending_t *p = &v->pending.slots[i];
+        if (p->id[0] != '\0') pending_state_agrees(v, p, LEDGER_PENDING_OPEN);
+    }
+    v->report->pending_open = v->pending.count;
+    return !stopped(v);
+}
+
+/* ---- opening and the whole run ---- */
+
+static int64_t pragma_int(sqlite3 *db, const char *sql, bool *ok) {
+    sqlite3_stmt *stmt = NULL;
+    int64_t value = 0;
+    *ok = sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) == SQLITE_OK &&
+          sqlite3_step(stmt) == SQLITE_ROW;
+    if (*ok) value = sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+    return value;
+}
+
+/* Opens 'db_path' read-only, checks it is a paycore file of the version this verifier
+ * reads, and starts the read transaction every stream shares. */
+static bool database_open(verify_t *v, const char *db_path) {
+    if (sqlite3_open_v2(db_path, &v->db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        return read_error(v, PC_STORE_OPEN_FAILED, db_path);
+    }
+    sqlite3_busy_timeout(v->db, 5000);
+    if (sqlite3_exec(v->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+        return read_error(v, PC_STORE_READ_FAILED, "begin");
+    }
+    bool ok_id, ok_version;
+    int64_t application_id = pragma_int(v->db, "PRAGMA application_id", &ok_id);
+    int64_t version = pragma_int(v->db, "PRAGMA user_version", &ok_version);
+    if (!ok_id || !ok_version) {
+        bool foreign = sqlite3_errcode(v->db) == SQLITE_NOTADB;
+        return read_error(v, foreign ? PC_STORE_NOT_PAYCORE : PC_STORE_OPEN_FAILED, db_path);
+    }
+    if (application_id != VERIFY_APPLICATION_ID) {
+        return read_error(v, PC_STORE_NOT_PAYCORE, "application_id");
+    }
+    if (version != VERIFY_SCHEMA_VERSION) {
+        return read_error(v, PC_STORE_VERSION_UNSUPPORTED, "user_version");
+    }
+    return true;
+}
+
+static bool streams_open(verify_t *v) {
+    if (sqlite3_prepare_v2(v->db, transfers_sql, -1, &v->transfers, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(v->db, failures_sql, -1, &v->failures, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(v->db, checkpoints_sql, -1, &v->checkpoints, NULL) != SQLITE_OK) {
+        return read_error(v, PC_STORE_READ_FAILED, "prepare");
+    }
+    transfer_next(v);
+    failure_next(v);
+    checkpoint_next(v);
+    return !stopped(v);
+}
+
+static bool journal_walk(verify_t *v) {
+    sqlite3_stmt *stmt = NULL;
+    if (sqlite3_prepare_v2(v->db, journal_sql, -1, &stmt, NULL) != SQLITE_OK) {
+        return read_error(v, PC_STORE_READ_FAILED, "prepare journal");
+    }
+    journal_row_t row;
+    bool ready = false;
+    while (!stopped(v) && stream_step(v, stmt, &ready, "read journal")) {
+        if (!journal_row_read(v, stmt, &row) || !batch_verify(v, &row)) break;
+    }
+    sqlite3_finalize(stmt);
+    return !stopped(v);
+}
+
+static void verify_free(verify_t *v) {
+    sqlite3_finalize(v->transfers);
+    sqlite3_finalize(v->failures);
+    sqlite3_finalize(v->checkpoints);
+    if (v->db != NULL) {
+        sqlite3_exec(v->db, "ROLLBACK", NULL, NULL, NULL);
+        sqlite3_close(v->db);
+    }
+    for (uint32_t i = 0; i < v->account_count; i++) free(v->accounts[i].id);
+    free(v->accounts);
+    free(v->account_slots);
+    free(v->pending.slots);
+}
+
+pc_status journal_verify_sqlite(const char *db_path, const char *pubkey_path,
+                                journal_report_t *report) {
+    memset(report, 0, sizeof(*report));
+    verify_t *v = calloc(1, sizeof(*v));
+    if (v == NULL) return PC_NO_MEMORY;
+    v->report = report;
+    if (pubkey_path != NULL) {
+        v->error = journal_public_key_load(pubkey_path, v->public_key);
+        if (v->error != PC_OK) {
+            snprintf(report->error_detail, sizeof(report->error_detail), "--pubkey %s: %s",
+                     pubkey_path, pc_status_code(v->error));
+        }
+        v->key_given = v->key_known = true;
+    }
+    if (!stopped(v) && database_open(v, db_path) && accounts_load(v) && streams_open(v) &&
+        journal_walk(v) && leftovers_none(v) && balances_verify(v)) {
+        pending_left_open(v);
+    }
+    memcpy(report->head_hash, v->hash, JOURNAL_HASH_BYTES);
+    pc_status status = v->error != PC_OK ? v->error : v->failed ? PC_JOURNAL_MISMATCH : PC_OK;
+    report->ok = status == PC_OK;
+    verify_free(v);
+    free(v);
+    return status;
+}
+
+const char *journal_report_line(const journal_report_t *report, char *out, size_t out_bytes) {
+    if (!report->ok) {
+        snprintf(out, out_bytes, "verify failed: %s",
+                 report->discrepancy[0] != '\0' ? report->discrepancy : report->error_detail);
+        return out;
+    }
+    char head_hex[2 * JOURNAL_HASH_BYTES + 1];
+    journal_hex(report->head_hash, JOURNAL_HASH_BYTES, head_hex);
+    snprintf(out, out_bytes,
+             "verify ok batches=%" PRIu64 " transfers=%" PRIu64 " accounts=%" PRIu64
+             " checkpoints=%" PRIu64 " failures=%" PRIu64 " pending_open=%" PRIu64
+             " head_hash=%s", report->batches, report->transfers, report->accounts,
+             report->checkpoints, report->failures, report->pending_open, head_hex);
+    return out;
+}
