@@ -1,0 +1,352 @@
+/* bench/bench_ledger.c: durable ledger throughput against plain SQLite, measured in
+ * the same run, interleaved, on the same disk. One key=value line per figure, the
+ * ratio last (tools read batch=, transfers_per_s=, ratio=):
+ *   ledger batch=N accounts=A transfers_per_s=… baseline=sqlite_batchN baseline_per_s=… ratio=…
+ *   ledger submitters=64 … baseline=sqlite_naive …
+ *   ledger_memory accounts=1000000 peak_rss_mib=…
+ * The baseline is what a careful engineer writes first: WAL, synchronous=FULL,
+ * prepared statements, per transfer two UPDATEs and one INSERT, N per transaction.
+ * --quick: 100k accounts, short runs (under a minute); --full: 100k and 1M. */
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/core.h"
+#include "ledger/ledger.h"
+#include "store/store.h"
+#include "writer/writer.h"
+
+typedef struct {
+    uint32_t accounts;
+    double seconds_per_figure;
+    char dir[256];
+} bench_config;
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static uint64_t rng_next(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+static void account_id(char *out, size_t size, uint32_t n) { snprintf(out, size, "acct-%07u", n); }
+
+/* ---------------- baseline: plain SQLite ---------------- */
+
+static sqlite3 *baseline_open(const bench_config *config, const char *name) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s.db", config->dir, name);
+    unlink(path);
+    sqlite3 *db;
+    if (sqlite3_open(path, &db) != SQLITE_OK) abort();
+    sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-131072;"
+                     "CREATE TABLE accounts(id TEXT PRIMARY KEY, debits INTEGER NOT NULL, credits INTEGER NOT NULL);"
+                     "CREATE TABLE transfers(id TEXT PRIMARY KEY, debit_id TEXT NOT NULL, credit_id TEXT NOT NULL,"
+                     " amount INTEGER NOT NULL, timestamp INTEGER NOT NULL);",
+                 NULL, NULL, NULL);
+    sqlite3_stmt *insert;
+    sqlite3_prepare_v2(db, "INSERT INTO accounts VALUES(?,0,0)", -1, &insert, NULL);
+    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+    for (uint32_t i = 0; i < config->accounts; i++) {
+        char id[32];
+        account_id(id, sizeof id, i);
+        sqlite3_bind_text(insert, 1, id, -1, SQLITE_TRANSIENT);
+        sqlite3_step(insert);
+        sqlite3_reset(insert);
+    }
+    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    sqlite3_finalize(insert);
+    return db;
+}
+
+typedef struct {
+    sqlite3 *db;
+    sqlite3_stmt *debit, *credit, *insert;
+    uint64_t next_id;
+} baseline_t;
+
+static void baseline_prepare(baseline_t *b, sqlite3 *db) {
+    b->db = db;
+    sqlite3_prepare_v2(db, "UPDATE accounts SET debits=debits+?2 WHERE id=?1", -1, &b->debit, NULL);
+    sqlite3_prepare_v2(db, "UPDATE accounts SET credits=credits+?2 WHERE id=?1", -1, &b->credit, NULL);
+    sqlite3_prepare_v2(db, "INSERT INTO transfers VALUES(?,?,?,?,?)", -1, &b->insert, NULL);
+}
+
+static void baseline_finish(baseline_t *b) {
+    sqlite3_finalize(b->debit);
+    sqlite3_finalize(b->credit);
+    sqlite3_finalize(b->insert);
+}
+
+static void step_reset(sqlite3_stmt *stmt) {
+    if (sqlite3_step(stmt) != SQLITE_DONE) abort();
+    sqlite3_reset(stmt);
+}
+
+static void baseline_transfer(baseline_t *b, uint32_t account_count) {
+    char id[40], dr[32], cr[32];
+    uint32_t d = (uint32_t)(rng_next() % account_count), c = (uint32_t)(rng_next() % account_count);
+    if (c == d) c = (c + 1) % account_count;
+    account_id(dr, sizeof dr, d);
+    account_id(cr, sizeof cr, c);
+    snprintf(id, sizeof id, "base-%016llx", (unsigned long long)(rng_next() ^ b->next_id++));
+    sqlite3_bind_text(b->debit, 1, dr, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(b->debit, 2, 100);
+    step_reset(b->debit);
+    sqlite3_bind_text(b->credit, 1, cr, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(b->credit, 2, 100);
+    step_reset(b->credit);
+    sqlite3_bind_text(b->insert, 1, id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(b->insert, 2, dr, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(b->insert, 3, cr, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(b->insert, 4, 100);
+    sqlite3_bind_int64(b->insert, 5, (int64_t)pc_wall_ns());
+    step_reset(b->insert);
+}
+
+/* Transfers per second in batches of 'batch' per transaction, for ~seconds. */
+static double baseline_run(sqlite3 *db, uint32_t account_count, uint32_t batch, double seconds) {
+    baseline_t b = {0};
+    baseline_prepare(&b, db);
+    uint64_t start_ns = pc_mono_ns(), count = 0;
+    while ((double)(pc_mono_ns() - start_ns) / 1e9 < seconds) {
+        sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+        for (uint32_t i = 0; i < batch; i++) baseline_transfer(&b, account_count);
+        if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) abort();
+        count += batch;
+    }
+    baseline_finish(&b);
+    return (double)count / ((double)(pc_mono_ns() - start_ns) / 1e9);
+}
+
+/* ---------------- paycore: store + writer ---------------- */
+
+typedef struct {
+    store_t *store;
+    writer_t *writer;
+    uint64_t next_id;
+} paycore_t;
+
+static void paycore_accounts(paycore_t *p, uint32_t account_count) {
+    static ledger_account_t accounts[LEDGER_BATCH_EVENTS_MAX];
+    static ledger_account_result_t results[LEDGER_BATCH_EVENTS_MAX];
+    for (uint32_t first = 0; first < account_count; first += LEDGER_BATCH_EVENTS_MAX) {
+        uint32_t count = account_count - first < LEDGER_BATCH_EVENTS_MAX ? account_count - first : LEDGER_BATCH_EVENTS_MAX;
+        for (uint32_t i = 0; i < count; i++) {
+            memset(&accounts[i], 0, sizeof accounts[i]);
+            account_id(accounts[i].id, sizeof accounts[i].id, first + i);
+            memcpy(accounts[i].currency, "USD", 4);
+            accounts[i].code = 1;
+        }
+        writer_cmd_t cmd = {.kind = WRITER_CMD_CREATE_ACCOUNTS, .event_count = count, .accounts = accounts,
+                            .account_results = results};
+        if (writer_submit_wait(p->writer, &cmd) != PC_OK) abort();
+    }
+}
+
+static void paycore_open(paycore_t *p, const bench_config *config, const char *name) {
+    char path[512], key[512];
+    snprintf(path, sizeof path, "%s/%s.db", config->dir, name);
+    snprintf(key, sizeof key, "%s/%s.db.key", config->dir, name);
+    unlink(path);
+    store_options_t options = {.create = true};
+    writer_config_t writer_config = {.batch_events_max = LEDGER_BATCH_EVENTS_MAX};
+    if (store_open(&p->store, path, &options) != PC_OK) abort();
+    if (writer_start(&p->writer, p->store, key, &writer_config) != PC_OK) abort();
+    paycore_accounts(p, config->accounts);
+}
+
+static void paycore_close(paycore_t *p) {
+    char currency[4];
+    if (!ledger_balanced(writer_ledger(p->writer), currency)) {
+        fprintf(stderr, "bench: ledger out of balance in %s\n", currency);
+        abort();
+    }
+    writer_stop(p->writer);
+    store_close(p->store);
+}
+
+static void transfers_fill(paycore_t *p, ledger_transfer_t *events, uint32_t count, uint32_t account_count) {
+    for (uint32_t i = 0; i < count; i++) {
+        ledger_transfer_t *t = &events[i];
+        memset(t, 0, sizeof *t);
+        uint32_t d = (uint32_t)(rng_next() % account_count), c = (uint32_t)(rng_next() % account_count);
+        if (c == d) c = (c + 1) % account_count;
+        account_id(t->debit_account_id, sizeof t->debit_account_id, d);
+        account_id(t->credit_account_id, sizeof t->credit_account_id, c);
+        snprintf(t->id, sizeof t->id, "tr-%016llx", (unsigned long long)(rng_next() ^ p->next_id++));
+        memcpy(t->currency, "USD", 4);
+        t->amount = 100;
+        t->code = 1;
+    }
+}
+
+/* Durable transfers per second, one command of 'batch' events per commit. Only the
+ * time inside the writer (apply, write, fsync) is counted: the client builds its
+ * batch before. */
+static double paycore_run(paycore_t *p, uint32_t account_count, uint32_t batch, double seconds) {
+    static ledger_transfer_t events[LEDGER_BATCH_EVENTS_MAX];
+    static ledger_transfer_result_t results[LEDGER_BATCH_EVENTS_MAX];
+    uint64_t busy_ns = 0, count = 0;
+    while ((double)busy_ns / 1e9 < seconds) {
+        transfers_fill(p, events, batch, account_count);
+        writer_cmd_t cmd = {.kind = WRITER_CMD_CREATE_TRANSFERS, .event_count = batch, .transfers = events,
+                            .transfer_results = results};
+        uint64_t start_ns = pc_mono_ns();
+        if (writer_submit_wait(p->writer, &cmd) != PC_OK) abort();
+        busy_ns += pc_mono_ns() - start_ns;
+        for (uint32_t i = 0; i < batch; i++) {
+            if (results[i].status != PC_OK) abort();
+        }
+        count += batch;
+    }
+    return (double)count / ((double)busy_ns / 1e9);
+}
+
+/* ---------------- 64 concurrent single-transfer submitters ---------------- */
+
+#define SUBMITTERS 64
+
+typedef struct {
+    paycore_t *p;
+    uint32_t account_count;
+    uint64_t deadline_ns;
+    uint64_t count;
+    uint64_t seed;
+} submitter_arg;
+
+static void *submitter_main(void *opaque) {
+    submitter_arg *arg = opaque;
+    uint64_t state = arg->seed;
+    while (pc_mono_ns() < arg->deadline_ns) {
+        ledger_transfer_t t = {0};
+        ledger_transfer_result_t r;
+        state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+        uint32_t d = (uint32_t)(state % arg->account_count), c = (uint32_t)((state >> 20) % arg->account_count);
+        if (c == d) c = (c + 1) % arg->account_count;
+        account_id(t.debit_account_id, sizeof t.debit_account_id, d);
+        account_id(t.credit_account_id, sizeof t.credit_account_id, c);
+        snprintf(t.id, sizeof t.id, "s%llu-%016llx", (unsigned long long)arg->seed, (unsigned long long)state);
+        memcpy(t.currency, "USD", 4);
+        t.amount = 1;
+        t.code = 1;
+        writer_cmd_t cmd = {.kind = WRITER_CMD_CREATE_TRANSFERS, .event_count = 1, .transfers = &t, .transfer_results = &r};
+        if (writer_submit_wait(arg->p->writer, &cmd) != PC_OK || r.status != PC_OK) abort();
+        arg->count++;
+    }
+    return NULL;
+}
+
+static double paycore_concurrent(paycore_t *p, uint32_t account_count, double seconds) {
+    pthread_t threads[SUBMITTERS];
+    submitter_arg args[SUBMITTERS];
+    uint64_t start_ns = pc_mono_ns();
+    for (int i = 0; i < SUBMITTERS; i++) {
+        args[i] = (submitter_arg){p, account_count, start_ns + (uint64_t)(seconds * 1e9), 0, rng_next() | 1};
+        pthread_create(&threads[i], NULL, submitter_main, &args[i]);
+    }
+    uint64_t total = 0;
+    for (int i = 0; i < SUBMITTERS; i++) {
+        pthread_join(threads[i], NULL);
+        total += args[i].count;
+    }
+    return (double)total / ((double)(pc_mono_ns() - start_ns) / 1e9);
+}
+
+/* ---------------- figures ---------------- */
+
+static void figure_batch(const bench_config *config, paycore_t *p, sqlite3 *base, uint32_t batch, int rounds) {
+    double paycore_sum = 0, baseline_sum = 0;
+    for (int round = 0; round < rounds; round++) { /* interleaved: the disk's mood hits both */
+        baseline_sum += baseline_run(base, config->accounts, batch, config->seconds_per_figure / rounds);
+        paycore_sum += paycore_run(p, config->accounts, batch, config->seconds_per_figure / rounds);
+    }
+    double paycore_per_s = paycore_sum / rounds, baseline_per_s = baseline_sum / rounds;
+    printf("ledger batch=%u accounts=%u transfers_per_s=%.0f baseline=sqlite_batch%u baseline_per_s=%.0f ratio=%.2f\n",
+           batch, config->accounts, paycore_per_s, batch, baseline_per_s, paycore_per_s / baseline_per_s);
+    fflush(stdout);
+}
+
+static void figure_concurrent(const bench_config *config, paycore_t *p, sqlite3 *base, int rounds) {
+    double paycore_sum = 0, baseline_sum = 0;
+    for (int round = 0; round < rounds; round++) {
+        baseline_sum += baseline_run(base, config->accounts, 1, config->seconds_per_figure / rounds);
+        paycore_sum += paycore_concurrent(p, config->accounts, config->seconds_per_figure / rounds);
+    }
+    double paycore_per_s = paycore_sum / rounds, baseline_per_s = baseline_sum / rounds;
+    printf("ledger batch=1 submitters=%d accounts=%u transfers_per_s=%.0f baseline=sqlite_naive baseline_per_s=%.0f "
+           "ratio=%.2f\n", SUBMITTERS, config->accounts, paycore_per_s, baseline_per_s, paycore_per_s / baseline_per_s);
+    fflush(stdout);
+}
+
+static long status_kib(const char *field) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = -1;
+    size_t field_bytes = strlen(field);
+    while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+        if (strncmp(line, field, field_bytes) == 0) kib = atol(line + field_bytes + 1);
+    }
+    if (f != NULL) fclose(f);
+    return kib;
+}
+
+/* Peak resident memory of a ledger holding 'account_count' accounts, measured in a
+ * child so nothing else of the benchmark counts. */
+static void figure_memory(uint32_t account_count) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        ledger_t *ledger;
+        if (ledger_open(&ledger) != PC_OK) _exit(1);
+        static ledger_account_t accounts[LEDGER_BATCH_EVENTS_MAX];
+        static ledger_account_result_t results[LEDGER_BATCH_EVENTS_MAX];
+        for (uint32_t first = 0; first < account_count; first += LEDGER_BATCH_EVENTS_MAX) {
+            uint32_t count = account_count - first < LEDGER_BATCH_EVENTS_MAX ? account_count - first : LEDGER_BATCH_EVENTS_MAX;
+            for (uint32_t i = 0; i < count; i++) {
+                memset(&accounts[i], 0, sizeof accounts[i]);
+                account_id(accounts[i].id, sizeof accounts[i].id, first + i);
+                memcpy(accounts[i].currency, "USD", 4);
+            }
+            ledger_batch_begin(ledger, pc_wall_ns());
+            ledger_create_accounts(ledger, accounts, count, results);
+            ledger_batch_commit(ledger);
+        }
+        printf("ledger_memory accounts=%u peak_rss_mib=%.1f limit_mib=300\n", ledger_account_count(ledger),
+               (double)status_kib("VmHWM:") / 1024.0);
+        fflush(stdout);
+        _exit(0);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+}
+
+static void run_accounts(bench_config *config, uint32_t account_count, int rounds, bool concurrent) {
+    config->accounts = account_count;
+    sqlite3 *base = baseline_open(config, "baseline");
+    paycore_t p = {0};
+    paycore_open(&p, config, "paycore");
+    figure_batch(config, &p, base, 1, rounds);
+    figure_batch(config, &p, base, 100, rounds);
+    figure_batch(config, &p, base, LEDGER_BATCH_EVENTS_MAX, rounds);
+    if (concurrent) figure_concurrent(config, &p, base, rounds);
+    paycore_close(&p);
+    sqlite3_close(base);
+}
+
+int main(int argc, char **argv) {
+    bool full = argc > 1 && strcmp(argv[1], "--full") == 0;
+    bench_config config = {.seconds_per_figure = full ? 6.0 : 2.0};
+    snprintf(config.dir, sizeof config.dir, "%s/paycore-bench-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (mkdtemp(config.dir) == NULL) return 1;
+    run_accounts(&config, 100000, full ? 2 : 1, true);
+    if (full) run_accounts(&config, 1000000, 2, false);
+    figure_memory(1000000);
+    char command[600];
+    snprintf(command, sizeof command, "rm -rf '%s'", config.dir);
+    return system(command) == 0 ? 0 : 1;
+}
