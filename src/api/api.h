@@ -148,4 +148,11 @@ uint16_t api_server_port(const api_server_t *server);
 void api_server_stop(api_server_t *server);
 writer_t *api_server_writer(api_server_t *server);
 
+/* Offline (paycore init): creates an API key through 'writer' (its row commits in a
+ * writer batch) and writes its secret, shown once, into 'secret_out'. */
+#define API_KEY_SECRET_SIZE 64
+PC_MUST_USE pc_status api_key_create_offline(writer_t *writer, api_scope scope, const char *name,
+                                             char secret_out[API_KEY_SECRET_SIZE],
+                                             char id_out[PC_ID_SIZE]);
+
 #endif

@@ -225,8 +225,9 @@ static bool get_currency(const json_t *object, bool required, const char *path, 
 
 typedef bool (*flag_parse_fn)(const char *name, uint16_t *flag);
 
-static bool get_flags(const json_t *object, flag_parse_fn parse, const char *path,
-                      uint16_t *out, codec_error_t *err) {
+/* Flags a client may set; others (the ledger's own, like expiry) are unknown here. */
+static bool get_flags(const json_t *object, flag_parse_fn parse, uint16_t client_mask,
+                      const char *path, uint16_t *out, codec_error_t *err) {
     json_t *value = json_object_get(object, "flags");
     *out = 0;
     if (value == NULL) return true;
@@ -244,7 +245,7 @@ static bool get_flags(const json_t *object, flag_parse_fn parse, const char *pat
             codec_fail(err, PC_FIELD_TYPE, place, NULL, "must be a flag name");
             return false;
         }
-        if (!parse(json_string_value(item), &flag)) {
+        if (!parse(json_string_value(item), &flag) || (flag & ~client_mask) != 0) {
             codec_fail(err, PC_FLAG_UNKNOWN, place, NULL, NULL);
             return false;
         }
@@ -313,7 +314,7 @@ static bool decode_account(const json_t *object, const codec_alloc_t *alloc, con
     if (!get_currency(object, true, path, out->currency, err)) return false;
     if (!get_integer(object, "code", false, 0, UINT16_MAX, path, &code, err)) return false;
     out->code = (uint16_t)code;
-    if (!get_flags(object, ledger_account_flag_parse, path, &out->flags, err)) return false;
+    if (!get_flags(object, ledger_account_flag_parse, LEDGER_ACCOUNT_FLAGS_CLIENT, path, &out->flags, err)) return false;
     return get_metadata(object, alloc, path, &out->metadata_json, err);
 }
 
@@ -362,7 +363,7 @@ static bool decode_transfer(const json_t *object, const codec_alloc_t *alloc, co
     }
     int64_t code = 0, timeout_s = 0;
     if (!codec_check_fields(object, transfer_fields, path, err)) return false;
-    if (!get_flags(object, ledger_transfer_flag_parse, path, &out->flags, err)) return false;
+    if (!get_flags(object, ledger_transfer_flag_parse, LEDGER_TRANSFER_FLAGS_CLIENT, path, &out->flags, err)) return false;
     if (!decode_transfer_ids(object, path, out, err)) return false;
     bool resolving =
         (out->flags & (LEDGER_TRANSFER_POST_PENDING | LEDGER_TRANSFER_VOID_PENDING)) != 0;

@@ -2,25 +2,18 @@
  * A key's secret is generated here, shown once in the 201 reply and never stored:
  * the database and memory keep a hash. A replay of the creation through its
  * Idempotency-Key answers the same reply without "key". */
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
 #include <sodium.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "api/api_internal.h"
 #include "core/core.h"
+#include "journal/verify.h"
 #include "store/store_api.h"
 
 #define KEY_GRANTS_MAX 1024
-#define VERIFY_OUTPUT_BYTES_MAX (64 * 1024)
-
-extern char **environ;
 
 typedef struct {
     writer_cmd_t cmd;            /* first */
@@ -220,50 +213,61 @@ void api_route_key_revoke(api_request_t *req) {
 
 /* ---- POST /v1/verify ---- */
 
-/* Reads the child's output until EOF (bounded), then reaps it. */
-static int collect_child(pid_t pid, int fd, char *out, size_t out_bytes_max, size_t *out_bytes) {
-    *out_bytes = 0;
-    for (;;) {
-        char chunk[4096];
-        ssize_t n = read(fd, chunk, sizeof chunk);
-        if (n <= 0) break;
-        size_t room = out_bytes_max - *out_bytes;
-        size_t take = (size_t)n < room ? (size_t)n : room;
-        memcpy(out + *out_bytes, chunk, take);
-        *out_bytes += take;
+/* Runs the journal and balance verification on its own read-only connection (one
+ * consistent snapshot; the writer keeps going) and answers the report. */
+void api_route_verify(api_request_t *req) {
+    char pubkey_path[4096];
+    snprintf(pubkey_path, sizeof pubkey_path, "%s.key.pub", req->server->db_path);
+    journal_report_t report;
+    memset(&report, 0, sizeof report);
+    pc_status status = journal_verify_sqlite(req->server->db_path,
+                                             access(pubkey_path, R_OK) == 0 ? pubkey_path : NULL,
+                                             &report);
+    if (status != PC_OK && status != PC_JOURNAL_MISMATCH) {
+        api_reply_error(req, status, NULL, report.error_detail[0] ? report.error_detail : NULL);
+        return;
     }
-    close(fd);
-    int wait_status = 0;
-    if (waitpid(pid, &wait_status, 0) < 0) return -1;
-    return WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : -1;
+    char head_hex[2 * JOURNAL_HASH_BYTES + 1];
+    journal_hex(report.head_hash, JOURNAL_HASH_BYTES, head_hex);
+    json_t *body = json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:s}", "ok", report.ok && status == PC_OK,
+                             "batches", (json_int_t)report.batches, "accounts",
+                             (json_int_t)report.accounts, "transfers", (json_int_t)report.transfers,
+                             "failures", (json_int_t)report.failures, "checkpoints",
+                             (json_int_t)report.checkpoints, "pending_open",
+                             (json_int_t)report.pending_open, "head_hash", head_hex);
+    if (body != NULL && report.discrepancy[0] != '\0') {
+        json_object_set_new(body, "discrepancy", json_string(report.discrepancy));
+    }
+    api_reply_json(req, 200, body);
 }
 
-/* Runs `paycore verify --db <db>` (this very binary) and answers its report: verify
- * reads the database through its own connection and never stops the writer. */
-void api_route_verify(api_request_t *req) {
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0) {
-        api_reply_error(req, PC_IO, NULL, NULL);
-        return;
+/* ---- paycore init ---- */
+
+typedef struct {
+    writer_cmd_t cmd;
+    store_api_key_t row;
+} offline_key_job;
+
+static pc_status offline_key_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
+    return store_api_key_insert(tx, &((offline_key_job *)cmd)->row);
+}
+
+pc_status api_key_create_offline(writer_t *writer, api_scope scope, const char *name,
+                                 char secret_out[API_KEY_SECRET_SIZE], char id_out[PC_ID_SIZE]) {
+    if (sodium_init() < 0) return PC_INTERNAL;
+    offline_key_job job;
+    memset(&job, 0, sizeof job);
+    api_key_entry_t entry = {.scope = scope, .created_ns = pc_wall_ns()};
+    snprintf(entry.name, sizeof entry.name, "%s", name);
+    api_key_generate(secret_out, entry.id, entry.hash);
+    entry_to_row(&entry, &job.row);
+    job.cmd.kind = WRITER_CMD_EXEC;
+    job.cmd.in_transaction = offline_key_in_tx;
+    pc_status status = writer_submit_wait(writer, &job.cmd);
+    if (status != PC_OK) {
+        sodium_memzero(secret_out, API_KEY_SECRET_SIZE);
+        return status;
     }
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
-    posix_spawn_file_actions_adddup2(&actions, fds[1], 2);
-    char *argv[] = {"paycore", "verify", "--db", req->server->db_path, NULL};
-    pid_t pid;
-    int rc = posix_spawn(&pid, "/proc/self/exe", &actions, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&actions);
-    close(fds[1]);
-    if (rc != 0) {
-        close(fds[0]);
-        api_reply_error(req, PC_IO, NULL, "cannot run verify");
-        return;
-    }
-    char *output = api_alloc(req, VERIFY_OUTPUT_BYTES_MAX + 1);
-    size_t output_bytes = 0;
-    int exit_status = collect_child(pid, fds[0], output, output ? VERIFY_OUTPUT_BYTES_MAX : 0, &output_bytes);
-    json_t *report = json_stringn(output ? output : "", output_bytes);
-    api_reply_json(req, 200, json_pack("{s:b,s:i,s:o}", "ok", exit_status == 0, "exit_status",
-                                       exit_status, "report", report ? report : json_string("")));
+    memcpy(id_out, entry.id, PC_ID_SIZE);
+    return PC_OK;
 }

@@ -116,15 +116,19 @@ static void render_latency(metrics_buf *buf) {
                (double)total_ns / 1e9, (unsigned long long)cumulative);
 }
 
-/* A log2 histogram from the writer: slot i counts values <= 2^i (units), the last
- * slot counts the rest. 'scale' converts the unit to the metric's unit. */
+/* A log2 histogram from the writer: slot i counts integer values <= 2^i (and above
+ * the previous slot), the last slot the rest (writer.c, log2_bucket). Durations are
+ * counted in whole units (truncated). 'scale' converts the unit to the metric's. */
 static void render_log2_histogram(metrics_buf *buf, const char *name, const char *help,
-                                  const uint64_t slots[16], double scale, double sum) {
+                                  const uint64_t slots[16], bool integer, double scale,
+                                  double sum) {
     buf_printf(buf, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
     uint64_t cumulative = 0;
     for (uint32_t i = 0; i < 15; i++) {
         cumulative += slots[i];
-        buf_printf(buf, "%s_bucket{le=\"%g\"} %llu\n", name, (double)(1u << i) * scale,
+        double bound = (double)(1u << i);
+        (void)integer;
+        buf_printf(buf, "%s_bucket{le=\"%g\"} %llu\n", name, bound * scale,
                    (unsigned long long)cumulative);
     }
     cumulative += slots[15];
@@ -151,9 +155,9 @@ static void render_writer(metrics_buf *buf, const obs_writer_sample_t *w) {
                (unsigned long long)w->batches_failed);
     double events = (double)(w->transfers_committed + w->accounts_committed);
     render_log2_histogram(buf, "paycore_writer_batch_size", "Events per committed batch.",
-                          w->batch_size_buckets, 1.0, events);
+                          w->batch_size_buckets, true, 1.0, events);
     render_log2_histogram(buf, "paycore_commit_duration_seconds",
-                          "Store commit (fsync) latency.", w->commit_ms_buckets, 0.001,
+                          "Store commit (fsync) latency.", w->commit_ms_buckets, false, 0.001,
                           (double)w->commit_ns_total / 1e9);
 }
 
