@@ -171,6 +171,17 @@ static int cmd_train(int argc, char **argv) {
     risk_train_config_t config;
     risk_train_config_default(&config);
     config.verbose_progress = tty;
+    const char *eta_arg = arg_value(argc, argv, "--eta");
+    const char *depth_arg = arg_value(argc, argv, "--max-depth");
+    const char *rounds_arg = arg_value(argc, argv, "--rounds");
+    if (eta_arg != NULL) config.eta = strtod(eta_arg, NULL);
+    if (depth_arg != NULL) config.max_depth = (uint32_t)strtoul(depth_arg, NULL, 10);
+    if (rounds_arg != NULL) config.rounds_fixed = (uint32_t)strtoul(rounds_arg, NULL, 10);
+    if (!(config.eta > 0 && config.eta <= 1) || config.max_depth < 1 || config.max_depth > 12) {
+        fprintf(stderr, "paycore risk: --eta must be in (0, 1], --max-depth in 1..12\n");
+        dataset_free(&d);
+        return 2;
+    }
     risk_model_t *model = NULL;
     uint32_t rounds = 0;
     pc_status status = risk_model_train(d.rows, d.labels, test_begin, test_begin - valid_begin,

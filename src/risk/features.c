@@ -679,13 +679,14 @@ void risk_features_payer_view(const risk_features_t *f, const char *payer_id, in
         }
         if (dt < (float)window_s) {
             out->count_window++;
+            out->sum_usd_cents_window += cents;
             if (cents >= low_usd_cents && cents < high_usd_cents) out->near_threshold_window++;
         }
     }
 }
 
-void risk_features_payee_view(const risk_features_t *f, const char *payee_id, int64_t now_s,
-                              risk_payee_view_t *out) {
+void risk_features_payee_view(const risk_features_t *f, const char *payee_id,
+                              const char *payer_id, int64_t now_s, risk_payee_view_t *out) {
     memset(out, 0, sizeof(*out));
     const entity_state *m = table_find(&f->entities, key_of('m', payee_id));
     if (m == NULL) return;
@@ -693,6 +694,12 @@ void risk_features_payee_view(const risk_features_t *f, const char *payee_id, in
     out->found = true;
     out->first_seen_s = m->first_ts_s;
     out->distinct_payers_24h = entity_distinct_payers(m, now, 86400.0f);
+    uint32_t payer_h = payer_id != NULL ? h32(payer_id) : 0;
+    for (int i = 0; i < RISK_ENTITY_PAYERS && payer_h != 0; i++) {
+        if (m->payers[i] == payer_h && age_s(now, m->payer_ts_s[i]) < 86400.0f) {
+            out->payer_seen_24h = true;
+        }
+    }
     out->inflow_usd_cents_24h =
         (int64_t)llround((double)decayed(m->inflow_usd_24h, now, m->last_ts_s, TAU_24H_S) * 100.0);
 }
@@ -715,6 +722,7 @@ typedef struct {
     uint32_t entities_live;
     uint32_t last_sweep_s;
     uint32_t reserved;
+    uint64_t tag;
     uint64_t evicted_total;
     uint64_t dropped_total;
     uint64_t observed_total;
@@ -749,7 +757,7 @@ static void table_write(snap_io *io, const table *t) {
     }
 }
 
-pc_status risk_features_save(const risk_features_t *f, const char *path) {
+pc_status risk_features_save(const risk_features_t *f, const char *path, uint64_t tag) {
     char tmp[4096];
     if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) return PC_INVALID_ARGUMENT;
     snap_io io = {fopen(tmp, "wb"), 0, true};
@@ -764,6 +772,7 @@ pc_status risk_features_save(const risk_features_t *f, const char *path) {
     h.payers_live = f->payers.live;
     h.entities_live = f->entities.live;
     h.last_sweep_s = f->last_sweep_s;
+    h.tag = tag;
     h.evicted_total = f->evicted_total;
     h.dropped_total = f->dropped_total;
     h.observed_total = f->observed_total;
@@ -803,7 +812,7 @@ static bool header_valid(const snapshot_header *h, const risk_features_config_t 
 }
 
 /* Reads into a fresh state and swaps it in only when everything verified. */
-pc_status risk_features_load(risk_features_t *f, const char *path) {
+pc_status risk_features_load(risk_features_t *f, const char *path, uint64_t *tag_out) {
     snap_io io = {fopen(path, "rb"), 0, true};
     if (io.file == NULL) return errno == ENOENT ? PC_NOT_FOUND : PC_IO;
     snapshot_header h;
@@ -824,6 +833,7 @@ pc_status risk_features_load(risk_features_t *f, const char *path) {
         risk_features_close(fresh);
         return status;
     }
+    *tag_out = h.tag;
     fresh->last_sweep_s = h.last_sweep_s;
     fresh->evicted_total = h.evicted_total;
     fresh->dropped_total = h.dropped_total;

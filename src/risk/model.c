@@ -32,11 +32,12 @@ static const char *const predict_config_fmt =
     "\"strict_shape\": false, \"missing\": NaN, \"cache_id\": 0}";
 
 void risk_train_config_default(risk_train_config_t *config) {
-    config->rounds_max = 1500;
-    config->early_stop_rounds = 150;
+    config->rounds_max = 1000;
+    config->early_stop_rounds = 100;
     config->max_depth = 6;
-    config->eta = 0.03;
+    config->eta = 0.1;
     config->nthread = 2;
+    config->rounds_fixed = 0;
     config->verbose_progress = false;
 }
 
@@ -199,13 +200,16 @@ pc_status risk_model_train(const float *rows, const uint8_t *labels, size_t trai
         return PC_INVALID_ARGUMENT;
     }
     XGBSetGlobalConfig("{\"verbosity\": 0}");
-    uint32_t rounds = 0;
-    pc_status status = choose_rounds(rows, labels, train_count - valid_count, valid_count,
-                                     config, &rounds);
-    if (status != PC_OK) return status;
-    /* The refit sees more rows than the selection did: scale rounds with them. */
-    double scale = (double)train_count / (double)(train_count - valid_count);
-    rounds = (uint32_t)ceil((double)rounds * scale);
+    uint32_t rounds = config->rounds_fixed;
+    pc_status status = PC_OK;
+    if (rounds == 0) {
+        status = choose_rounds(rows, labels, train_count - valid_count, valid_count, config,
+                               &rounds);
+        if (status != PC_OK) return status;
+        /* The refit sees more rows than the selection did: scale rounds with them. */
+        double scale = (double)train_count / (double)(train_count - valid_count);
+        rounds = (uint32_t)ceil((double)rounds * scale);
+    }
     BoosterHandle b = NULL;
     status = fit(rows, labels, train_count, rounds, config, &b);
     if (status != PC_OK) {

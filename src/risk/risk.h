@@ -28,10 +28,10 @@
 #define RISK_KEY_SIZE (RISK_KEY_BYTES_MAX + 1)
 #define RISK_RING_EVENTS 16        /* a payer's remembered payments: covers 24 h for
                                       all but the busiest payers; counts saturate there */
-#define RISK_KNOWN_SLOTS 6         /* devices / countries / IPs remembered per payer */
+#define RISK_KNOWN_SLOTS 4         /* devices / countries / IPs remembered per payer */
 #define RISK_ENTITY_PAYERS 8       /* distinct payers remembered per device / IP */
-#define RISK_PAYERS_DEFAULT (1u << 20)    /* 1M payers in <= 512 MiB (docs/risk.md) */
-#define RISK_ENTITIES_DEFAULT (1u << 20)  /* merchants + devices + IP prefixes */
+#define RISK_PAYERS_DEFAULT 1000000u      /* 1M payers in <= 512 MiB (docs/risk.md) */
+#define RISK_ENTITIES_DEFAULT 1000000u  /* merchants + devices + IP prefixes */
 #define RISK_IDLE_S_DEFAULT (90u * 86400u) /* a key idle this long is evicted */
 #define RISK_RULES_MAX 1024
 #define RISK_RULES_LINE_BYTES_MAX 1024
@@ -180,13 +180,17 @@ uint64_t risk_features_evict_idle(risk_features_t *features, int64_t now_s);
 void risk_features_stats(const risk_features_t *features, risk_features_stats_t *out);
 /* Snapshot: a binary file (magic, version, checksum); load refuses anything else
  * with RISK_SNAPSHOT_INVALID and leaves 'features' unchanged. */
-PC_MUST_USE pc_status risk_features_save(const risk_features_t *features, const char *path);
-PC_MUST_USE pc_status risk_features_load(risk_features_t *features, const char *path);
+/* 'tag' is stored with the state (the engine: the last decision id it holds). */
+PC_MUST_USE pc_status risk_features_save(const risk_features_t *features, const char *path,
+                                         uint64_t tag);
+PC_MUST_USE pc_status risk_features_load(risk_features_t *features, const char *path,
+                                         uint64_t *tag_out);
 /* The per-payer state the rules read (AML needs more than the model's features). */
 typedef struct {
     uint32_t count_24h;
     int64_t sum_usd_cents_24h;
     uint32_t count_window;       /* payments inside 'window_s' */
+    int64_t sum_usd_cents_window;
     uint32_t near_threshold_window; /* of them, in [low, high) USD cents */
     bool found;
 } risk_payer_view_t;
@@ -199,10 +203,12 @@ typedef struct {
     bool found;
     int64_t first_seen_s;
     uint32_t distinct_payers_24h;
-    int64_t inflow_usd_cents_24h;
+    int64_t inflow_usd_cents_24h;    /* decayed with a 24 h time constant */
+    bool payer_seen_24h;             /* 'payer_id' is among the distinct payers */
 } risk_payee_view_t;
+/* 'payer_id' may be NULL. */
 void risk_features_payee_view(const risk_features_t *features, const char *payee_id,
-                              int64_t now_s, risk_payee_view_t *out);
+                              const char *payer_id, int64_t now_s, risk_payee_view_t *out);
 
 /* ---- metrics (metrics.c) ---- */
 typedef struct {
@@ -227,6 +233,7 @@ typedef struct {
     uint32_t max_depth;
     double eta;
     uint32_t nthread;
+    uint32_t rounds_fixed;       /* > 0: no selection, exactly this many rounds */
     bool verbose_progress;       /* progress on stderr */
 } risk_train_config_t;
 void risk_train_config_default(risk_train_config_t *config);
@@ -264,6 +271,8 @@ PC_MUST_USE pc_status risk_rules_parse(const char *text, risk_rules_t **out,
                                        uint32_t *line_out, char *message, size_t message_bytes);
 void risk_rules_free(risk_rules_t *rules);
 uint32_t risk_rules_count(const risk_rules_t *rules);
+/* The file's `thresholds review=.. decline=..` line, when it has one. */
+bool risk_rules_thresholds(const risk_rules_t *rules, float *review, float *decline);
 /* Every rule that hits 'auth' (state before it) adds a reason; returns the count. */
 uint32_t risk_rules_eval(const risk_rules_t *rules, const risk_features_t *features,
                          const risk_auth_t *auth, risk_reason_t reasons[RISK_REASONS_MAX]);
@@ -308,6 +317,11 @@ PC_MUST_USE pc_status risk_decide(risk_engine_t *engine, const risk_auth_t *auth
 PC_MUST_USE pc_status risk_engine_reload(risk_engine_t *engine, uint32_t *line_out,
                                          char *message, size_t message_bytes);
 bool risk_engine_rules_only(const risk_engine_t *engine);
+/* Adds an authorization decided elsewhere (warm-up from history) to the feature
+ * state without deciding or storing it. */
+void risk_engine_observe(risk_engine_t *engine, const risk_auth_t *auth);
+/* Waits until every decision so far is durable in the decisions file. */
+PC_MUST_USE pc_status risk_engine_flush(risk_engine_t *engine);
 
 /* Feedback: a confirmed fraud (true) or a false alarm (false) for a decision. */
 PC_MUST_USE pc_status risk_feedback(risk_engine_t *engine, uint64_t decision_id, bool is_fraud);
