@@ -1,12 +1,127 @@
-/* cli/cmd_serve.c */
+/* cli/cmd_serve.c: `paycore serve`, the HTTP/JSON server. Signals are blocked in
+ * every thread and taken here with sigwait: SIGTERM/SIGINT drain and exit 0, SIGHUP
+ * reopens the log file. */
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "api/api.h"
 #include "cli/cli.h"
+#include "cli/cli_args.h"
+#include "obs/obs.h"
 
-/* Placeholder until this command lands; says so instead of pretending. */
+enum { OPT_LISTEN, OPT_DB, OPT_THREADS, OPT_BODY_MAX, OPT_QUEUE_MAX, OPT_LOG_LEVEL,
+       OPT_LOG_FILE, OPT_RATE, OPT_BURST, OPT_TIMEOUT, OPT_METRICS_AUTH, OPT_COUNT };
+
+static void serve_opts(cli_opt opts[OPT_COUNT]) {
+    cli_opt defaults[OPT_COUNT] = {
+        {"listen", "PAYCORE_LISTEN", false, "127.0.0.1:8080", "address:port to listen on (port 0: any free port)"},
+        {"db", "PAYCORE_DB", false, "./paycore.db", "database file (create it with paycore init)"},
+        {"threads", "PAYCORE_THREADS", false, NULL, "HTTP threads (default: CPU count)"},
+        {"body-max", "PAYCORE_BODY_MAX", false, "4m", "largest request body in bytes (k/m suffix); over it: 413"},
+        {"queue-max", "PAYCORE_QUEUE_MAX", false, "65536", "events waiting for the writer; over it: 503 writer_queue_full"},
+        {"log-level", "PAYCORE_LOG_LEVEL", false, "info", "debug|info|warn|error"},
+        {"log-file", "PAYCORE_LOG_FILE", false, NULL, "log to this file instead of stderr (SIGHUP reopens it)"},
+        {"rate-limit", "PAYCORE_RATE_LIMIT", false, "0", "requests per second per API key (0: unlimited); over it: 429"},
+        {"rate-burst", "PAYCORE_RATE_BURST", false, "0", "token bucket size per key (0: the rate)"},
+        {"timeout-s", "PAYCORE_TIMEOUT_S", false, "30", "close connections idle or stalled this long"},
+        {"metrics-auth", "PAYCORE_METRICS_AUTH", true, NULL, "require an API key for /metrics"},
+    };
+    memcpy(opts, defaults, sizeof defaults);
+}
+
+/* Fills 'config' from the options; false after printing the bad one. */
+static bool serve_config(const cli_opt *opts, api_config_t *config, obs_level *level) {
+    uint64_t value;
+    api_config_default(config);
+    config->listen = opts[OPT_LISTEN].value;
+    config->db_path = opts[OPT_DB].value;
+    struct { int opt; uint64_t max; } numbers[] = {
+        {OPT_THREADS, 256}, {OPT_BODY_MAX, 1ull << 30}, {OPT_QUEUE_MAX, WRITER_QUEUE_DEPTH_MAX},
+        {OPT_RATE, 10000000}, {OPT_BURST, 10000000}, {OPT_TIMEOUT, 3600}};
+    uint64_t parsed[OPT_COUNT] = {0};
+    for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++) {
+        const cli_opt *opt = &opts[numbers[i].opt];
+        if (opt->value == NULL) continue;
+        if (!cli_parse_u64(opt->value, &value) || value > numbers[i].max) {
+            fprintf(stderr, "paycore serve: bad --%s '%s'\n", opt->name, opt->value);
+            return false;
+        }
+        parsed[numbers[i].opt] = value;
+    }
+    if (opts[OPT_THREADS].value != NULL && parsed[OPT_THREADS] > 0) config->threads = (uint32_t)parsed[OPT_THREADS];
+    if (parsed[OPT_BODY_MAX] > 0) config->body_bytes_max = parsed[OPT_BODY_MAX];
+    if (parsed[OPT_QUEUE_MAX] > 0) config->queue_events_max = (uint32_t)parsed[OPT_QUEUE_MAX];
+    config->rate_per_s = (uint32_t)parsed[OPT_RATE];
+    config->rate_burst = (uint32_t)parsed[OPT_BURST];
+    if (parsed[OPT_TIMEOUT] > 0) config->connection_timeout_s = (uint32_t)parsed[OPT_TIMEOUT];
+    config->metrics_auth = opts[OPT_METRICS_AUTH].value != NULL && strcmp(opts[OPT_METRICS_AUTH].value, "0") != 0;
+    if (!obs_log_level_parse(opts[OPT_LOG_LEVEL].value, level)) {
+        fprintf(stderr, "paycore serve: bad --log-level '%s'\n", opts[OPT_LOG_LEVEL].value);
+        return false;
+    }
+    return true;
+}
+
+/* Waits for signals until SIGTERM or SIGINT. */
+static void serve_wait(const sigset_t *signals) {
+    for (;;) {
+        int signal_number = 0;
+        if (sigwait(signals, &signal_number) != 0) continue;
+        if (signal_number == SIGHUP) {
+            bool reopened = obs_log_reopen();
+            obs_log(reopened ? OBS_LEVEL_INFO : OBS_LEVEL_ERROR,
+                    reopened ? "log reopened" : "log reopen failed", NULL);
+            continue;
+        }
+        obs_logf(OBS_LEVEL_INFO, "signal %d: draining", signal_number);
+        return;
+    }
+}
+
 int cli_serve(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "paycore serve: not implemented yet\n");
-    return 1;
+    cli_opt opts[OPT_COUNT];
+    serve_opts(opts);
+    const char *usage = "usage: paycore serve [options]\n\nRuns the HTTP/JSON API. SIGTERM drains "
+                        "the writer queue, commits and exits 0; SIGHUP reopens the log file.";
+    if (cli_wants_help(argc, argv)) {
+        cli_args_usage(stdout, usage, opts, OPT_COUNT);
+        return 0;
+    }
+    cli_rest rest;
+    api_config_t config;
+    obs_level level;
+    if (!cli_args_parse("serve", argc, argv, opts, OPT_COUNT, &rest) || rest.positional_count > 0 ||
+        !serve_config(opts, &config, &level)) {
+        return 2;
+    }
+    if (!obs_log_open(opts[OPT_LOG_FILE].value, level)) {
+        fprintf(stderr, "paycore serve: cannot open log file '%s'\n", opts[OPT_LOG_FILE].value);
+        return 1;
+    }
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &signals, NULL); /* every thread started below inherits it */
+    signal(SIGPIPE, SIG_IGN);
+    api_server_t *server = NULL;
+    pc_status status = api_server_start(&server, &config);
+    if (status != PC_OK) {
+        obs_logf(OBS_LEVEL_ERROR, "cannot start: %s (%s)", pc_status_code(status), config.db_path);
+        obs_log_close();
+        return 1;
+    }
+    char fields[160];
+    /* the listen address was parsed as IPv4 host:port: safe inside a JSON string */
+    snprintf(fields, sizeof fields, "\"listen\":\"%.60s\",\"port\":%u", config.listen,
+             (unsigned)api_server_port(server));
+    obs_log(OBS_LEVEL_INFO, "listening", fields);
+    serve_wait(&signals);
+    api_server_stop(server);
+    obs_log(OBS_LEVEL_INFO, "stopped", NULL);
+    obs_log_close();
+    return 0;
 }

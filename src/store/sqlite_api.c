@@ -1,6 +1,13 @@
 /* store/sqlite_api.c: the API's tables in the SQLite backend: API keys (hash only),
- * account grants of merchant keys, and stored idempotent responses. */
+ * account grants of merchant keys, and stored idempotent responses. Writes run on the
+ * writer thread inside the batch transaction; reads on an API thread's reader.
+ * Statements are prepared per call: each is a few microseconds and these paths are
+ * one or two statements per request. */
+#include <stdlib.h>
+#include <string.h>
+
 #include "store/sqlite_internal.h"
+#include "store/store_api.h"
 
 const char *store_sqlite_api_schema(void) {
     return "CREATE TABLE api_keys("
@@ -22,4 +29,177 @@ const char *store_sqlite_api_schema(void) {
            "  body TEXT NOT NULL,"
            "  created_ns INTEGER NOT NULL,"
            "  PRIMARY KEY(key_id, idempotency_key)) WITHOUT ROWID;";
+}
+
+static pc_status prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out) {
+    if (db == NULL) return PC_INTERNAL;
+    return sqlite3_prepare_v2(db, sql, -1, out, NULL) == SQLITE_OK ? PC_OK : PC_STORE_READ_FAILED;
+}
+
+/* Runs a write statement to completion; finalizes it. */
+static pc_status step_done(sqlite3_stmt *stmt) {
+    int rc = sqlite3_step(stmt);
+    sqlite3_finalize(stmt);
+    return rc == SQLITE_DONE ? PC_OK : PC_STORE_COMMIT_FAILED;
+}
+
+pc_status store_api_key_insert(store_tx_t *tx, const store_api_key_t *key) {
+    sqlite3_stmt *stmt;
+    sqlite3 *db = store_sqlite_tx_db(tx);
+    if (prepare(db, "INSERT INTO api_keys(id, key_hash, scope, name, created_ns, revoked_ns)"
+                    " VALUES(?1, ?2, ?3, ?4, ?5, ?6)", &stmt) != PC_OK) {
+        return PC_STORE_COMMIT_FAILED;
+    }
+    sqlite3_bind_text(stmt, 1, key->id, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(stmt, 2, key->key_hash, STORE_API_HASH_BYTES, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 3, key->scope, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 4, key->name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 5, (sqlite3_int64)key->created_ns);
+    sqlite3_bind_int64(stmt, 6, (sqlite3_int64)key->revoked_ns);
+    return step_done(stmt);
+}
+
+pc_status store_api_key_revoke(store_tx_t *tx, const char *id, uint64_t now_ns, bool *found) {
+    sqlite3_stmt *stmt;
+    sqlite3 *db = store_sqlite_tx_db(tx);
+    *found = false;
+    if (prepare(db, "UPDATE api_keys SET revoked_ns = CASE WHEN revoked_ns = 0 THEN ?1"
+                    " ELSE revoked_ns END WHERE id = ?2", &stmt) != PC_OK) {
+        return PC_STORE_COMMIT_FAILED;
+    }
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)now_ns);
+    sqlite3_bind_text(stmt, 2, id, -1, SQLITE_STATIC);
+    pc_status status = step_done(stmt);
+    if (status == PC_OK) *found = sqlite3_changes(db) > 0;
+    return status;
+}
+
+static void key_from_row(sqlite3_stmt *stmt, store_api_key_t *key) {
+    memset(key, 0, sizeof(*key));
+    const char *id = (const char *)sqlite3_column_text(stmt, 0);
+    const char *scope = (const char *)sqlite3_column_text(stmt, 2);
+    const char *name = (const char *)sqlite3_column_text(stmt, 3);
+    if (id) strncpy(key->id, id, sizeof(key->id) - 1);
+    if (scope) strncpy(key->scope, scope, sizeof(key->scope) - 1);
+    if (name) strncpy(key->name, name, sizeof(key->name) - 1);
+    if (sqlite3_column_bytes(stmt, 1) == STORE_API_HASH_BYTES) {
+        memcpy(key->key_hash, sqlite3_column_blob(stmt, 1), STORE_API_HASH_BYTES);
+    }
+    key->created_ns = (uint64_t)sqlite3_column_int64(stmt, 4);
+    key->revoked_ns = (uint64_t)sqlite3_column_int64(stmt, 5);
+}
+
+pc_status store_api_keys_list(store_reader_t *reader, const char *starting_after,
+                              uint32_t limit, store_api_key_fn fn, void *ctx, bool *has_more) {
+    sqlite3_stmt *stmt;
+    *has_more = false;
+    if (prepare(store_sqlite_reader_db(reader),
+                "SELECT id, key_hash, scope, name, created_ns, revoked_ns FROM api_keys"
+                " WHERE id > ?1 ORDER BY id LIMIT ?2", &stmt) != PC_OK) {
+        return PC_STORE_READ_FAILED;
+    }
+    sqlite3_bind_text(stmt, 1, starting_after ? starting_after : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 2, limit == 0 ? -1 : (sqlite3_int64)limit + 1);
+    uint32_t rows = 0;
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (limit != 0 && rows == limit) {
+            *has_more = true;
+            break;
+        }
+        store_api_key_t key;
+        key_from_row(stmt, &key);
+        fn(&key, ctx);
+        rows++;
+    }
+    sqlite3_finalize(stmt);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
+}
+
+pc_status store_api_grant_insert(store_tx_t *tx, const char *key_id, const char *account_id) {
+    sqlite3_stmt *stmt;
+    if (prepare(store_sqlite_tx_db(tx), "INSERT OR IGNORE INTO account_grants(key_id, account_id)"
+                                        " VALUES(?1, ?2)", &stmt) != PC_OK) {
+        return PC_STORE_COMMIT_FAILED;
+    }
+    sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, account_id, -1, SQLITE_STATIC);
+    return step_done(stmt);
+}
+
+pc_status store_api_grant_exists(store_reader_t *reader, const char *key_id,
+                                 const char *account_id, bool *exists) {
+    sqlite3_stmt *stmt;
+    *exists = false;
+    if (prepare(store_sqlite_reader_db(reader), "SELECT 1 FROM account_grants WHERE key_id = ?1"
+                                                " AND account_id = ?2", &stmt) != PC_OK) {
+        return PC_STORE_READ_FAILED;
+    }
+    sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, account_id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(stmt);
+    sqlite3_finalize(stmt);
+    *exists = rc == SQLITE_ROW;
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
+}
+
+pc_status store_api_idem_get(store_reader_t *reader, const char *key_id,
+                             const char *idempotency_key, store_api_idem_t *out, bool *found) {
+    sqlite3_stmt *stmt;
+    memset(out, 0, sizeof(*out));
+    *found = false;
+    if (prepare(store_sqlite_reader_db(reader),
+                "SELECT request_hash, status, body, created_ns FROM idempotency_keys"
+                " WHERE key_id = ?1 AND idempotency_key = ?2", &stmt) != PC_OK) {
+        return PC_STORE_READ_FAILED;
+    }
+    sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, idempotency_key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(stmt);
+    pc_status status = rc == SQLITE_ROW || rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
+    if (rc == SQLITE_ROW) {
+        if (sqlite3_column_bytes(stmt, 0) == STORE_API_HASH_BYTES) {
+            memcpy(out->request_hash, sqlite3_column_blob(stmt, 0), STORE_API_HASH_BYTES);
+        }
+        out->http_status = sqlite3_column_int(stmt, 1);
+        out->body_bytes = (size_t)sqlite3_column_bytes(stmt, 2);
+        out->body = malloc(out->body_bytes + 1);
+        out->created_ns = (uint64_t)sqlite3_column_int64(stmt, 3);
+        if (out->body == NULL) {
+            status = PC_NO_MEMORY;
+        } else {
+            memcpy(out->body, sqlite3_column_text(stmt, 2), out->body_bytes);
+            out->body[out->body_bytes] = '\0';
+            *found = true;
+        }
+    }
+    sqlite3_finalize(stmt);
+    return status;
+}
+
+pc_status store_api_idem_put(store_tx_t *tx, const char *key_id, const char *idempotency_key,
+                             const store_api_idem_t *record) {
+    sqlite3_stmt *stmt;
+    if (prepare(store_sqlite_tx_db(tx),
+                "INSERT OR REPLACE INTO idempotency_keys(key_id, idempotency_key, request_hash,"
+                " status, body, created_ns) VALUES(?1, ?2, ?3, ?4, ?5, ?6)", &stmt) != PC_OK) {
+        return PC_STORE_COMMIT_FAILED;
+    }
+    sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, idempotency_key, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(stmt, 3, record->request_hash, STORE_API_HASH_BYTES, SQLITE_STATIC);
+    sqlite3_bind_int(stmt, 4, record->http_status);
+    sqlite3_bind_text(stmt, 5, record->body, (int)record->body_bytes, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 6, (sqlite3_int64)record->created_ns);
+    return step_done(stmt);
+}
+
+pc_status store_api_idem_expire(store_tx_t *tx, uint64_t before_ns) {
+    sqlite3_stmt *stmt;
+    if (prepare(store_sqlite_tx_db(tx), "DELETE FROM idempotency_keys WHERE created_ns < ?1",
+                &stmt) != PC_OK) {
+        return PC_STORE_COMMIT_FAILED;
+    }
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)before_ns);
+    return step_done(stmt);
 }

@@ -1,0 +1,202 @@
+/* api/api_internal.h: what the API's own files share (not a contract). */
+#ifndef PAYCORE_API_INTERNAL_H
+#define PAYCORE_API_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include "api/api.h"
+#include "api/codec.h"
+
+#define API_KEYS_MAX 4096            /* keys held in memory (all of them) */
+#define API_READERS_MAX 256          /* pooled store readers */
+#define API_INFLIGHT_MAX 65536       /* idempotent requests running at once */
+#define API_KEY_HASH_BYTES 32
+#define API_REPLY_HEADERS_MAX 4
+
+/* ---- keys (auth.c) ---- */
+typedef struct {
+    char id[PC_ID_SIZE];
+    api_scope scope;
+    char name[API_STRING_BYTES_MAX + 1];
+    uint8_t hash[API_KEY_HASH_BYTES];
+    uint64_t created_ns;
+    uint64_t revoked_ns;           /* 0 = active */
+    /* token bucket, guarded by the table's mutex */
+    double tokens;
+    uint64_t refill_ns;
+} api_key_entry_t;
+
+typedef struct {
+    pthread_mutex_t mutex;
+    api_key_entry_t *entries;      /* API_KEYS_MAX slots */
+    uint32_t count;
+    uint32_t rate_per_s;
+    uint32_t rate_burst;
+} api_keys_t;
+
+pc_status api_keys_init(api_keys_t *keys, uint32_t rate_per_s, uint32_t rate_burst);
+void api_keys_free(api_keys_t *keys);
+pc_status api_keys_load(api_keys_t *keys, store_reader_t *reader);
+/* Adds or updates (revocation) an entry after its row committed. */
+void api_keys_put(api_keys_t *keys, const api_key_entry_t *entry);
+/* The caller for a presented secret, taking a token from its bucket: PC_OK,
+ * PC_UNAUTHENTICATED (unknown or revoked), or PC_RATE_LIMITED with *retry_after_s. */
+pc_status api_keys_authenticate(api_keys_t *keys, const char *secret, api_caller_t *out,
+                                uint32_t *retry_after_s);
+bool api_keys_full(api_keys_t *keys);
+bool api_keys_get(api_keys_t *keys, const char *key_id, api_key_entry_t *out);
+
+/* A new secret ("pck_" + 43 base64url chars), its id and hash. */
+void api_key_generate(char *secret_out /* 64 */, char id_out[PC_ID_SIZE],
+                      uint8_t hash_out[API_KEY_HASH_BYTES]);
+void api_key_hash(const char *secret, uint8_t hash_out[API_KEY_HASH_BYTES]);
+bool api_scope_parse(const char *name, api_scope *out);
+const char *api_scope_name(api_scope scope);
+
+/* ---- the server (server.c) ---- */
+struct api_server {
+    api_config_t config;
+    char *db_path;
+    store_t *store;
+    writer_t *writer;
+    pthread_rwlock_t writer_lock;   /* writer_submit (read) vs. shutdown (write) */
+    bool draining;                  /* guarded by writer_lock */
+    struct MHD_Daemon *daemon;
+    uint16_t port;
+    api_keys_t keys;
+    pthread_mutex_t pool_mutex;
+    store_reader_t *readers[API_READERS_MAX];
+    uint32_t reader_count;
+    pthread_mutex_t inflight_mutex; /* idempotency keys running now */
+    void *inflight;                 /* submit.c's buckets */
+    uint32_t inflight_count;
+    _Atomic int64_t requests_active;
+    _Atomic uint64_t request_seq;
+    char instance_tag[9];
+};
+
+api_keys_t *api_server_keys(api_server_t *server);
+bool api_server_ready(api_server_t *server);
+/* Sets what an Idempotency-Key stores instead of the reply (a key's secret is never
+ * stored): 'stored' is stolen. Only from an on_done running in the transaction. */
+void api_idem_store_override(api_request_t *req, json_t *stored);
+/* The Idempotency-Key's tx-side: true when this request carries one. */
+bool api_request_idempotent(const api_request_t *req);
+
+/* Route table matching (router.c). */
+typedef enum {
+    API_MATCH_FOUND,
+    API_MATCH_NO_ROUTE,
+    API_MATCH_NO_METHOD,
+} api_match;
+/* Matches 'path' ('path_buf' is a writable copy, split in place) and fills params. */
+api_match api_route_match(const char *method, char *path_buf, uint32_t *route_index,
+                          const char *params[API_ROUTE_PARAMS_MAX], uint32_t *param_count);
+/* Metrics and log name of a route (its pattern). */
+const char *api_route_name(uint32_t route_index);
+
+/* Route handlers of the built-in routes. */
+void api_route_accounts_create(api_request_t *req);
+void api_route_accounts_list(api_request_t *req);
+void api_route_account_get(api_request_t *req);
+void api_route_account_transfers(api_request_t *req);
+void api_route_account_balances(api_request_t *req);
+void api_route_transfers_create(api_request_t *req);
+void api_route_transfer_get(api_request_t *req);
+void api_route_verify(api_request_t *req);
+void api_route_keys_create(api_request_t *req);
+void api_route_keys_list(api_request_t *req);
+void api_route_key_revoke(api_request_t *req);
+void api_route_metrics(api_request_t *req);
+void api_route_healthz(api_request_t *req);
+void api_route_readyz(api_request_t *req);
+
+/* Lists: limit (1..API_LIST_LIMIT_MAX, default 10), starting_after, from, to, order.
+ * false: 400 query_invalid was replied. */
+bool api_list_query(api_request_t *req, store_query_t *query, bool time_range);
+
+
+/* ---- one request (request.c, server.c, submit.c) ---- */
+typedef struct api_arena_block api_arena_block;
+struct api_arena_block {
+    api_arena_block *next;
+    max_align_t data[];
+};
+
+typedef enum {
+    API_PHASE_HEADERS = 0,  /* first call: route, auth, limits */
+    API_PHASE_BODY,         /* receiving the body */
+    API_PHASE_WAITING,      /* suspended: a writer command runs */
+    API_PHASE_REPLIED,      /* the reply is queued */
+} api_phase;
+
+struct api_request {
+    api_server_t *server;
+    struct MHD_Connection *connection;
+    api_phase phase;
+    uint64_t start_ns;
+    char method[8];
+    char request_id[40];
+    char *path;                         /* writable copy, split by the router */
+    int64_t route_index;                /* -1 before a match */
+    const char *params[API_ROUTE_PARAMS_MAX];
+    uint32_t param_count;
+    api_caller_t caller;
+    bool has_caller;
+    /* body */
+    char *body;
+    size_t body_bytes;
+    size_t body_capacity;
+    bool body_too_large;
+    json_t *body_json;
+    /* reply */
+    bool replied;
+    int http_status;
+    pc_status reply_code;               /* PC_OK for success replies (logs) */
+    char *reply_body;                   /* malloc'ed */
+    size_t reply_bytes;
+    const char *content_type;
+    char *reply_headers[API_REPLY_HEADERS_MAX][2];
+    uint32_t reply_header_count;
+    /* writer */
+    writer_cmd_t *cmd;
+    api_in_tx_fn in_tx;
+    api_done_fn on_done;
+    void (*after_commit)(api_request_t *req); /* API thread, after a successful commit */
+    pc_status commit_status;
+    /* idempotency */
+    char *idem_key;                     /* NULL when the request has none */
+    uint8_t idem_hash[32];
+    bool idem_held;                     /* in the in-flight set */
+    bool idem_replayed;
+    json_t *idem_stored;                /* what to store instead of the reply, or NULL */
+    /* resources */
+    store_reader_t *reader;
+    api_arena_block *arena;
+};
+
+/* request.c */
+api_request_t *api_request_new(api_server_t *server, struct MHD_Connection *connection,
+                               const char *method, const char *url);
+void api_request_free(api_request_t *req);
+bool api_body_append(api_request_t *req, const char *data, size_t bytes);
+/* Sets the reply from a rendered body (copied). */
+void api_reply_raw(api_request_t *req, int http_status, pc_status code, const char *body,
+                   size_t bytes, const char *content_type);
+
+/* submit.c: Idempotency-Key before the handler: true when the handler should run;
+ * false when a reply (replay, conflict, bad key) was made. */
+bool api_idem_begin(api_request_t *req);
+void api_idem_end(api_request_t *req);
+/* After a resume: makes the reply of a finished writer command. */
+void api_submit_finish(api_request_t *req);
+pc_status api_inflight_init(api_server_t *server);
+void api_inflight_free(api_server_t *server);
+
+/* server.c */
+store_reader_t *api_server_reader_acquire(api_server_t *server);
+void api_server_reader_release(api_server_t *server, store_reader_t *reader);
+
+#endif

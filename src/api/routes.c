@@ -1,0 +1,26 @@
+/* api/routes.c: the route table. Adding a route = one line here + its handler file
+ * (see api.h). docs/openapi.yaml must list the same routes: tests/api/test_openapi.py
+ * compares both. Keep related routes together; order does not matter for matching. */
+#include "api/api_internal.h"
+
+const api_route_t api_routes[] = {
+    /* ledger */
+    {"POST", "/v1/accounts", API_AUTH_WRITE, api_route_accounts_create},
+    {"GET", "/v1/accounts", API_AUTH_READ, api_route_accounts_list},
+    {"GET", "/v1/accounts/{id}", API_AUTH_READ, api_route_account_get},
+    {"GET", "/v1/accounts/{id}/transfers", API_AUTH_READ, api_route_account_transfers},
+    {"GET", "/v1/accounts/{id}/balances", API_AUTH_READ, api_route_account_balances},
+    {"POST", "/v1/transfers", API_AUTH_WRITE, api_route_transfers_create},
+    {"GET", "/v1/transfers/{id}", API_AUTH_READ, api_route_transfer_get},
+    /* admin */
+    {"POST", "/v1/verify", API_AUTH_ADMIN, api_route_verify},
+    {"POST", "/v1/api-keys", API_AUTH_ADMIN, api_route_keys_create},
+    {"GET", "/v1/api-keys", API_AUTH_ADMIN, api_route_keys_list},
+    {"DELETE", "/v1/api-keys/{id}", API_AUTH_ADMIN, api_route_key_revoke},
+    /* operations */
+    {"GET", "/metrics", API_AUTH_NONE, api_route_metrics},
+    {"GET", "/healthz", API_AUTH_NONE, api_route_healthz},
+    {"GET", "/readyz", API_AUTH_NONE, api_route_readyz},
+};
+
+const uint32_t api_route_count = sizeof(api_routes) / sizeof(api_routes[0]);

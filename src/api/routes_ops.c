@@ -1,0 +1,52 @@
+/* api/routes_ops.c: /metrics (Prometheus text), /healthz (the process answers) and
+ * /readyz (the writer accepts commands; 503 while starting or draining). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api_internal.h"
+#include "obs/obs.h"
+
+static void writer_sample(api_server_t *server, obs_writer_sample_t *sample) {
+    memset(sample, 0, sizeof(*sample));
+    writer_stats_t stats;
+    pthread_rwlock_rdlock(&server->writer_lock);
+    if (server->writer != NULL) {
+        writer_stats(server->writer, &stats);
+        sample->present = true;
+    }
+    pthread_rwlock_unlock(&server->writer_lock);
+    if (!sample->present) return;
+    sample->transfers_committed = stats.transfers_committed;
+    sample->accounts_committed = stats.accounts_committed;
+    sample->batches_committed = stats.batches_committed;
+    sample->batches_failed = stats.batches_failed;
+    sample->queue_events = stats.queue_events;
+    sample->commit_ns_total = stats.commit_ns_total;
+    memcpy(sample->batch_size_buckets, stats.batch_size_buckets, sizeof stats.batch_size_buckets);
+    memcpy(sample->commit_ms_buckets, stats.commit_ms_buckets, sizeof stats.commit_ms_buckets);
+}
+
+void api_route_metrics(api_request_t *req) {
+    obs_writer_sample_t sample;
+    writer_sample(req->server, &sample);
+    size_t bytes = 0;
+    char *text = obs_metrics_render(&sample, &bytes);
+    if (text == NULL) {
+        api_reply_error(req, PC_NO_MEMORY, NULL, NULL);
+        return;
+    }
+    api_reply_text(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, bytes);
+    free(text);
+}
+
+void api_route_healthz(api_request_t *req) {
+    api_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+void api_route_readyz(api_request_t *req) {
+    if (!api_server_ready(req->server)) {
+        api_reply_error(req, PC_SHUTTING_DOWN, NULL, "not ready");
+        return;
+    }
+    api_reply_json(req, 200, json_pack("{s:s}", "status", "ready"));
+}

@@ -1,0 +1,168 @@
+/* api/routes_read.c: the GET routes of accounts and transfers. Reads go through the
+ * request's store reader and never wait for the writer. Lists are
+ * {"data":[...],"has_more":bool}. A merchant sees its own accounts and the transfers
+ * touching them; anything else is 404 not_found, exactly as a missing object. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api_internal.h"
+#include "core/core.h"
+
+static bool parse_u64(const char *text, uint64_t *out) {
+    if (text == NULL || text[0] < '0' || text[0] > '9') return false;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long value = strtoull(text, &end, 10);
+    if (errno != 0 || *end != '\0') return false;
+    *out = value;
+    return true;
+}
+
+bool api_list_query(api_request_t *req, store_query_t *query, bool time_range) {
+    static const char *const list_params[] = {"limit", "starting_after", NULL};
+    static const char *const range_params[] = {"limit", "starting_after", "from", "to", "order", NULL};
+    if (!api_query_only(req, time_range ? range_params : list_params)) return false;
+    memset(query, 0, sizeof(*query));
+    query->limit = 10;
+    const char *limit = api_query(req, "limit");
+    uint64_t value;
+    const char *bad = NULL;
+    if (limit != NULL) {
+        if (!parse_u64(limit, &value) || value < 1 || value > API_LIST_LIMIT_MAX) bad = "limit";
+        else query->limit = (uint32_t)value;
+    }
+    query->starting_after = api_query(req, "starting_after");
+    if (query->starting_after != NULL && !pc_id_valid(query->starting_after)) bad = "starting_after";
+    const char *from = api_query(req, "from"), *to = api_query(req, "to");
+    if (from != NULL && !parse_u64(from, &query->from_ns)) bad = "from";
+    if (to != NULL && !parse_u64(to, &query->to_ns)) bad = "to";
+    const char *order = api_query(req, "order");
+    if (order != NULL && strcmp(order, "asc") != 0 && strcmp(order, "desc") != 0) bad = "order";
+    query->descending = order != NULL && strcmp(order, "desc") == 0;
+    if (bad != NULL) {
+        char message[96];
+        snprintf(message, sizeof message, "invalid query parameter '%s'", bad);
+        api_reply_error(req, PC_QUERY_INVALID, bad, message);
+        return false;
+    }
+    return true;
+}
+
+/* The reader, or a 503 replied. */
+static store_reader_t *reader_or_reply(api_request_t *req) {
+    store_reader_t *reader = api_reader(req);
+    if (reader == NULL) api_reply_error(req, PC_STORE_READ_FAILED, NULL, NULL);
+    return reader;
+}
+
+static void reply_list(api_request_t *req, pc_status status, json_t *data, bool has_more) {
+    if (status != PC_OK) {
+        json_decref(data);
+        api_reply_error(req, status, NULL, NULL);
+        return;
+    }
+    api_reply_json(req, 200, json_pack("{s:o,s:b}", "data", data, "has_more", has_more));
+}
+
+/* An account the caller may see: true and *out filled, or a 404 replied. */
+static bool visible_account(api_request_t *req, const char *id, store_account_t *out) {
+    store_reader_t *reader = reader_or_reply(req);
+    if (reader == NULL) return false;
+    pc_status status = pc_id_valid(id) ? store_read_account(reader, id, out) : PC_NOT_FOUND;
+    if (status == PC_OK && !api_account_visible(req, id)) {
+        store_account_free(out);
+        status = PC_NOT_FOUND;
+    }
+    if (status != PC_OK) api_reply_error(req, status, NULL, NULL);
+    return status == PC_OK;
+}
+
+void api_route_account_get(api_request_t *req) {
+    store_account_t account;
+    if (!api_query_only(req, (const char *const[]){NULL})) return;
+    if (!visible_account(req, api_param(req, 0), &account)) return;
+    api_reply_json(req, 200, codec_account_json(&account.account));
+    store_account_free(&account);
+}
+
+typedef struct {
+    api_request_t *req;
+    json_t *data;
+} account_rows;
+
+static void account_row(const ledger_account_t *account, void *ctx) {
+    json_array_append_new(((account_rows *)ctx)->data, codec_account_json(account));
+}
+
+static bool account_row_visible(const char *account_id, void *ctx) {
+    return api_account_visible(((account_rows *)ctx)->req, account_id);
+}
+
+void api_route_accounts_list(api_request_t *req) {
+    store_query_t query;
+    if (!api_list_query(req, &query, false)) return;
+    store_reader_t *reader = reader_or_reply(req);
+    if (reader == NULL) return;
+    account_rows rows = {.req = req, .data = json_array()};
+    bool has_more = false;
+    bool merchant = req->caller.scope == API_SCOPE_MERCHANT;
+    pc_status status = store_list_accounts(reader, &query, merchant ? account_row_visible : NULL,
+                                           account_row, &rows, &has_more);
+    reply_list(req, status, rows.data, has_more);
+}
+
+static void transfer_row(const ledger_transfer_t *transfer, ledger_pending_state state, void *ctx) {
+    json_array_append_new(ctx, codec_transfer_json(transfer, state));
+}
+
+void api_route_account_transfers(api_request_t *req) {
+    store_query_t query;
+    store_account_t account;
+    if (!api_list_query(req, &query, true)) return;
+    if (!visible_account(req, api_param(req, 0), &account)) return;
+    store_account_free(&account);
+    json_t *data = json_array();
+    bool has_more = false;
+    pc_status status = store_list_account_transfers(api_reader(req), api_param(req, 0), &query,
+                                                    transfer_row, data, &has_more);
+    reply_list(req, status, data, has_more);
+}
+
+static void history_row(const ledger_history_t *row, void *ctx) {
+    json_array_append_new(ctx, codec_history_json(row));
+}
+
+void api_route_account_balances(api_request_t *req) {
+    store_query_t query;
+    store_account_t account;
+    if (!api_list_query(req, &query, true)) return;
+    if (!visible_account(req, api_param(req, 0), &account)) return;
+    store_account_free(&account);
+    json_t *data = json_array();
+    bool has_more = false;
+    pc_status status = store_list_history(api_reader(req), api_param(req, 0), &query,
+                                          history_row, data, &has_more);
+    reply_list(req, status, data, has_more);
+}
+
+void api_route_transfer_get(api_request_t *req) {
+    if (!api_query_only(req, (const char *const[]){NULL})) return;
+    store_reader_t *reader = reader_or_reply(req);
+    if (reader == NULL) return;
+    const char *id = api_param(req, 0);
+    store_transfer_t transfer;
+    pc_status status = pc_id_valid(id) ? store_read_transfer(reader, id, &transfer) : PC_NOT_FOUND;
+    if (status == PC_OK && !api_account_visible(req, transfer.transfer.debit_account_id) &&
+        !api_account_visible(req, transfer.transfer.credit_account_id)) {
+        store_transfer_free(&transfer);
+        status = PC_NOT_FOUND;
+    }
+    if (status != PC_OK) {
+        api_reply_error(req, status, NULL, NULL);
+        return;
+    }
+    api_reply_json(req, 200, codec_transfer_json(&transfer.transfer, transfer.pending_state));
+    store_transfer_free(&transfer);
+}

@@ -1,0 +1,379 @@
+/* api/server.c: libmicrohttpd wiring. MHD runs its own thread pool (epoll); each
+ * request passes three points: the headers (route, key, scope, rate limit, Content-
+ * Length and Content-Type are checked before a byte of body is read: 413 comes before
+ * the body), the body (counted while it arrives), and the end (Idempotency-Key, then
+ * the handler). A handler that submits to the writer suspends its connection; the
+ * writer's done() resumes it and the reply is made on an MHD thread.
+ * Shutdown: stop accepting, refuse new commands, drain the writer (every queued
+ * command commits and is answered), wait for the answers to leave, close. */
+#include <arpa/inet.h>
+#include <limits.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api/api_internal.h"
+#include "core/core.h"
+#include "obs/obs.h"
+
+void api_config_default(api_config_t *config) {
+    memset(config, 0, sizeof(*config));
+    config->listen = "127.0.0.1:8080";
+    config->db_path = "paycore.db";
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    config->threads = cpus > 1 ? (uint32_t)cpus : 2;
+    config->body_bytes_max = API_BODY_BYTES_DEFAULT;
+    config->queue_events_max = WRITER_QUEUE_DEPTH_MAX;
+    config->rate_per_s = 0;
+    config->connection_timeout_s = 30;
+}
+
+api_keys_t *api_server_keys(api_server_t *server) {
+    return &server->keys;
+}
+
+writer_t *api_server_writer(api_server_t *server) {
+    return server->writer;
+}
+
+uint16_t api_server_port(const api_server_t *server) {
+    return server->port;
+}
+
+/* ---- readers: a pool, so that each request reuses an open connection ---- */
+
+store_reader_t *api_server_reader_acquire(api_server_t *server) {
+    store_reader_t *reader = NULL;
+    pthread_mutex_lock(&server->pool_mutex);
+    if (server->reader_count > 0) reader = server->readers[--server->reader_count];
+    pthread_mutex_unlock(&server->pool_mutex);
+    if (reader == NULL && store_reader_open(server->store, &reader) != PC_OK) {
+        obs_logf(OBS_LEVEL_ERROR, "cannot open a store reader: %s",
+                 store_error_detail(server->store));
+        return NULL;
+    }
+    return reader;
+}
+
+void api_server_reader_release(api_server_t *server, store_reader_t *reader) {
+    pthread_mutex_lock(&server->pool_mutex);
+    if (server->reader_count < API_READERS_MAX) {
+        server->readers[server->reader_count++] = reader;
+        reader = NULL;
+    }
+    pthread_mutex_unlock(&server->pool_mutex);
+    if (reader != NULL) store_reader_close(reader);
+}
+
+/* ---- the header phase ---- */
+
+static bool header_route(api_request_t *req) {
+    uint32_t route_index;
+    api_match match = api_route_match(req->method, req->path, &route_index, req->params,
+                                      &req->param_count);
+    if (match == API_MATCH_NO_ROUTE) {
+        api_reply_error(req, PC_ROUTE_NOT_FOUND, NULL, NULL);
+        return false;
+    }
+    if (match == API_MATCH_NO_METHOD) {
+        api_reply_error(req, PC_METHOD_NOT_ALLOWED, NULL, NULL);
+        return false;
+    }
+    req->route_index = route_index;
+    return true;
+}
+
+static bool header_auth(api_request_t *req) {
+    const api_route_t *route = &api_routes[req->route_index];
+    api_auth auth = route->auth;
+    if (auth == API_AUTH_NONE && route->handler == api_route_metrics && req->server->config.metrics_auth) {
+        auth = API_AUTH_READ;
+    }
+    if (auth == API_AUTH_NONE) return true;
+    const char *header = api_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
+    uint32_t retry_after_s = 1;
+    pc_status status = PC_UNAUTHENTICATED;
+    if (header != NULL && strncmp(header, "Bearer ", 7) == 0 && strlen(header + 7) <= 128) {
+        status = api_keys_authenticate(&req->server->keys, header + 7, &req->caller, &retry_after_s);
+    }
+    if (status == PC_RATE_LIMITED) {
+        char text[16];
+        snprintf(text, sizeof text, "%u", retry_after_s);
+        api_reply_error(req, status, NULL, NULL);
+        api_reply_header(req, "Retry-After", text);
+        return false;
+    }
+    if (status != PC_OK) {
+        api_reply_error(req, status, NULL, NULL);
+        api_reply_header(req, "WWW-Authenticate", "Bearer");
+        return false;
+    }
+    req->has_caller = true;
+    bool allowed = req->caller.scope == API_SCOPE_ADMIN ||
+                   (auth == API_AUTH_READ) ||
+                   (auth == API_AUTH_WRITE && req->caller.scope == API_SCOPE_MERCHANT);
+    if (!allowed) api_reply_error(req, PC_FORBIDDEN, NULL, NULL);
+    return allowed;
+}
+
+static bool header_body(api_request_t *req) {
+    const char *length_text = api_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *chunked = api_header(req, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    unsigned long long length = 0;
+    if (length_text != NULL) {
+        char *end = NULL;
+        length = strtoull(length_text, &end, 10);
+        if (end == length_text || *end != '\0') length = ULLONG_MAX;
+    }
+    if (length > req->server->config.body_bytes_max) {
+        api_reply_error(req, PC_BODY_TOO_LARGE, NULL, NULL);
+        return false;
+    }
+    if (length == 0 && chunked == NULL) return true;
+    const char *type = api_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (type == NULL || strncasecmp(type, "application/json", 16) != 0 ||
+        (type[16] != '\0' && type[16] != ';' && type[16] != ' ')) {
+        api_reply_error(req, PC_UNSUPPORTED_MEDIA_TYPE, NULL, NULL);
+        return false;
+    }
+    return true;
+}
+
+/* ---- replies and logging ---- */
+
+static enum MHD_Result send_reply(api_request_t *req) {
+    PC_ASSERT(req->replied);
+    req->phase = API_PHASE_REPLIED;
+    struct MHD_Response *response = MHD_create_response_from_buffer(
+        req->reply_bytes, req->reply_body, MHD_RESPMEM_MUST_COPY);
+    if (response == NULL) return MHD_NO;
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            req->content_type ? req->content_type : "application/json");
+    MHD_add_response_header(response, "X-Request-Id", req->request_id);
+    for (uint32_t i = 0; i < req->reply_header_count; i++) {
+        MHD_add_response_header(response, req->reply_headers[i][0], req->reply_headers[i][1]);
+    }
+    enum MHD_Result result = MHD_queue_response(req->connection, (unsigned)req->http_status, response);
+    MHD_destroy_response(response);
+    return result;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
+                         enum MHD_RequestTerminationCode termination) {
+    api_server_t *server = cls;
+    api_request_t *req = *con_cls;
+    if (req == NULL) return;
+    *con_cls = NULL;
+    uint64_t latency_ns = pc_mono_ns() - req->start_ns;
+    int http_status = req->replied ? req->http_status : 499;
+    uint32_t route = req->route_index >= 0 ? (uint32_t)req->route_index : OBS_ROUTES_MAX;
+    obs_metrics_request(route, http_status, latency_ns);
+    obs_log_request(req->request_id, req->method, api_route_name(route), http_status,
+                    req->replied && req->reply_code != PC_OK ? pc_status_code(req->reply_code) : "",
+                    latency_ns, req->has_caller ? req->caller.id : NULL);
+    api_idem_end(req);
+    api_request_free(req);
+    atomic_fetch_sub(&server->requests_active, 1);
+}
+
+/* ---- the request's three points ---- */
+
+static void request_headers(api_request_t *req) {
+    if (!header_route(req)) return;
+    if (!header_auth(req)) return;
+    (void)header_body(req);
+}
+
+static void request_end(api_request_t *req) {
+    if (req->body_too_large) {
+        api_reply_error(req, PC_BODY_TOO_LARGE, NULL, NULL);
+        return;
+    }
+    if (!api_idem_begin(req)) return;
+    api_routes[req->route_index].handler(req);
+    if (!req->replied && req->phase != API_PHASE_WAITING) {
+        obs_logf(OBS_LEVEL_ERROR, "route %s made no reply", api_route_name((uint32_t)req->route_index));
+        api_reply_error(req, PC_INTERNAL, NULL, NULL);
+    }
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *connection, const char *url,
+                                 const char *method, const char *version,
+                                 const char *upload_data, size_t *upload_data_size,
+                                 void **con_cls) {
+    api_server_t *server = cls;
+    api_request_t *req = *con_cls;
+    if (req == NULL) {
+        req = api_request_new(server, connection, method, url);
+        if (req == NULL) return MHD_NO;
+        *con_cls = req;
+        atomic_fetch_add(&server->requests_active, 1);
+        request_headers(req);
+        if (req->replied) return send_reply(req);
+        req->phase = API_PHASE_BODY;
+        return MHD_YES;
+    }
+    if (req->phase == API_PHASE_REPLIED) {
+        *upload_data_size = 0; /* an early reply: the rest of the body is discarded */
+        return MHD_YES;
+    }
+    if (req->phase == API_PHASE_WAITING) {
+        req->phase = API_PHASE_BODY;
+        api_submit_finish(req);
+        return send_reply(req);
+    }
+    if (*upload_data_size > 0) {
+        (void)api_body_append(req, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    request_end(req);
+    if (req->phase == API_PHASE_WAITING) return MHD_YES;
+    return send_reply(req);
+}
+
+/* ---- start and stop ---- */
+
+static bool parse_listen(const char *listen, struct sockaddr_in *addr) {
+    char host[64];
+    const char *colon = strrchr(listen, ':');
+    if (colon == NULL || (size_t)(colon - listen) >= sizeof host) return false;
+    memcpy(host, listen, (size_t)(colon - listen));
+    host[colon - listen] = '\0';
+    char *end = NULL;
+    unsigned long port = strtoul(colon + 1, &end, 10);
+    if (end == colon + 1 || *end != '\0' || port > 65535) return false;
+    memset(addr, 0, sizeof(*addr));
+    addr->sin_family = AF_INET;
+    addr->sin_port = htons((uint16_t)port);
+    if (host[0] == '\0') return inet_pton(AF_INET, "0.0.0.0", &addr->sin_addr) == 1;
+    if (strcmp(host, "localhost") == 0) return inet_pton(AF_INET, "127.0.0.1", &addr->sin_addr) == 1;
+    return inet_pton(AF_INET, host, &addr->sin_addr) == 1;
+}
+
+static void mhd_log(void *cls, const char *format, va_list args) {
+    char text[512];
+    vsnprintf(text, sizeof text, format, args);
+    size_t bytes = strlen(text);
+    while (bytes > 0 && text[bytes - 1] == '\n') text[--bytes] = '\0';
+    obs_log(OBS_LEVEL_DEBUG, text, "\"source\":\"microhttpd\"");
+}
+
+static pc_status open_backend(api_server_t *server) {
+    store_options_t options = {.create = false};
+    pc_status status = store_open(&server->store, server->db_path, &options);
+    if (status != PC_OK) return status;
+    char key_path[4096];
+    snprintf(key_path, sizeof key_path, "%s.key", server->db_path);
+    writer_config_t writer_config = {.queue_events_max = server->config.queue_events_max,
+                                     .batch_events_max = WRITER_BATCH_EVENTS_MAX};
+    status = writer_start(&server->writer, server->store, key_path, &writer_config);
+    if (status != PC_OK) return status;
+    store_reader_t *reader = api_server_reader_acquire(server);
+    if (reader == NULL) return PC_STORE_READ_FAILED;
+    status = api_keys_load(&server->keys, reader);
+    api_server_reader_release(server, reader);
+    return status;
+}
+
+static pc_status start_http(api_server_t *server) {
+    struct sockaddr_in addr;
+    if (!parse_listen(server->config.listen, &addr)) return PC_INVALID_ARGUMENT;
+    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+                         MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    server->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_access, server, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)server->config.threads,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, server, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned int)server->config.connection_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned int)4096, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, server,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)1024, MHD_OPTION_END);
+    if (server->daemon == NULL) return PC_IO;
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(server->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    server->port = info != NULL ? info->port : ntohs(addr.sin_port);
+    return PC_OK;
+}
+
+static pc_status server_init(api_server_t *server, const api_config_t *config) {
+    server->config = *config;
+    if (server->config.threads == 0) server->config.threads = 2;
+    if (server->config.threads > 256) server->config.threads = 256;
+    server->db_path = pc_strdup(config->db_path);
+    pthread_rwlock_init(&server->writer_lock, NULL);
+    pthread_mutex_init(&server->pool_mutex, NULL);
+    uint8_t tag[4];
+    randombytes_buf(tag, sizeof tag);
+    sodium_bin2hex(server->instance_tag, sizeof server->instance_tag, tag, sizeof tag);
+    const char *names[OBS_ROUTES_MAX];
+    for (uint32_t i = 0; i < api_route_count && i < OBS_ROUTES_MAX; i++) names[i] = api_routes[i].pattern;
+    obs_metrics_init(names, api_route_count);
+    if (server->db_path == NULL) return PC_NO_MEMORY;
+    pc_status status = api_inflight_init(server);
+    if (status != PC_OK) return status;
+    return api_keys_init(&server->keys, config->rate_per_s, config->rate_burst);
+}
+
+static void server_free(api_server_t *server) {
+    if (server->daemon != NULL) MHD_stop_daemon(server->daemon);
+    if (server->writer != NULL) writer_stop(server->writer);
+    for (uint32_t i = 0; i < server->reader_count; i++) store_reader_close(server->readers[i]);
+    if (server->store != NULL) store_close(server->store);
+    api_keys_free(&server->keys);
+    api_inflight_free(server);
+    pthread_rwlock_destroy(&server->writer_lock);
+    pthread_mutex_destroy(&server->pool_mutex);
+    free(server->db_path);
+    free(server);
+}
+
+pc_status api_server_start(api_server_t **out, const api_config_t *config) {
+    PC_ASSERT(config->body_bytes_max > 0);
+    if (sodium_init() < 0) return PC_INTERNAL;
+    api_server_t *server = calloc(1, sizeof(*server));
+    if (server == NULL) return PC_NO_MEMORY;
+    pc_status status = server_init(server, config);
+    if (status == PC_OK) status = open_backend(server);
+    if (status == PC_OK) status = start_http(server);
+    if (status != PC_OK) {
+        if (server->store != NULL && status != PC_IO && status != PC_INVALID_ARGUMENT) {
+            obs_logf(OBS_LEVEL_ERROR, "store: %s", store_error_detail(server->store));
+        }
+        server_free(server);
+        return status;
+    }
+    *out = server;
+    return PC_OK;
+}
+
+bool api_server_ready(api_server_t *server) {
+    pthread_rwlock_rdlock(&server->writer_lock);
+    bool ready = server->writer != NULL && !server->draining;
+    pthread_rwlock_unlock(&server->writer_lock);
+    return ready;
+}
+
+void api_server_stop(api_server_t *server) {
+    int listen_fd = MHD_quiesce_daemon(server->daemon); /* no new connections */
+    if (listen_fd >= 0) close(listen_fd);
+    pthread_rwlock_wrlock(&server->writer_lock);
+    server->draining = true; /* new commands: 503 shutting_down */
+    writer_t *writer = server->writer;
+    pthread_rwlock_unlock(&server->writer_lock);
+    writer_stop(writer); /* commits what is queued; every done() resumes its request */
+    pthread_rwlock_wrlock(&server->writer_lock);
+    server->writer = NULL;
+    pthread_rwlock_unlock(&server->writer_lock);
+    /* let the last answers leave before the connections close (bounded: 10 s) */
+    for (int waited_ms = 0; waited_ms < 10000; waited_ms += 10) {
+        if (atomic_load(&server->requests_active) == 0) break;
+        struct timespec pause = {.tv_sec = 0, .tv_nsec = 10 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    server_free(server);
+}

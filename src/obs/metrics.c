@@ -1,0 +1,181 @@
+/* obs/metrics.c: counters kept with relaxed atomics (requests by route and status, a
+ * latency histogram) and rendered by hand in the Prometheus text format 0.0.4: the
+ * format is small, a library would add nothing. */
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "obs/obs.h"
+
+/* The HTTP statuses paycore answers with; anything else counts as "other". */
+static const int metric_statuses[] = {200, 201, 400, 401, 403, 404, 405, 409,
+                                      413, 415, 422, 429, 500, 503, 0};
+#define STATUS_SLOTS (sizeof(metric_statuses) / sizeof(metric_statuses[0]))
+
+/* Request latency buckets, seconds. */
+static const double latency_bounds_s[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                          0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0};
+#define LATENCY_SLOTS (sizeof(latency_bounds_s) / sizeof(latency_bounds_s[0]) + 1)
+
+static const char *route_names[OBS_ROUTES_MAX + 1];
+static uint32_t route_count;
+static _Atomic uint64_t request_counts[OBS_ROUTES_MAX + 1][STATUS_SLOTS];
+static _Atomic uint64_t latency_counts[LATENCY_SLOTS];
+static _Atomic uint64_t latency_ns_total;
+
+void obs_metrics_init(const char *const *names, uint32_t count) {
+    route_count = count < OBS_ROUTES_MAX ? count : OBS_ROUTES_MAX;
+    for (uint32_t i = 0; i < route_count; i++) route_names[i] = names[i];
+    route_names[OBS_ROUTES_MAX] = "unmatched";
+}
+
+static uint32_t status_slot(int http_status) {
+    for (uint32_t i = 0; i + 1 < STATUS_SLOTS; i++) {
+        if (metric_statuses[i] == http_status) return i;
+    }
+    return STATUS_SLOTS - 1;
+}
+
+void obs_metrics_request(uint32_t route_index, int http_status, uint64_t latency_ns) {
+    if (route_index >= route_count) route_index = OBS_ROUTES_MAX;
+    atomic_fetch_add_explicit(&request_counts[route_index][status_slot(http_status)], 1,
+                              memory_order_relaxed);
+    double latency_s = (double)latency_ns / 1e9;
+    uint32_t slot = 0;
+    while (slot < LATENCY_SLOTS - 1 && latency_s > latency_bounds_s[slot]) slot++;
+    atomic_fetch_add_explicit(&latency_counts[slot], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&latency_ns_total, latency_ns, memory_order_relaxed);
+}
+
+/* A growing text buffer; on allocation failure it stays failed and renders NULL. */
+typedef struct {
+    char *text;
+    size_t bytes;
+    size_t capacity;
+    bool failed;
+} metrics_buf;
+
+static void buf_printf(metrics_buf *buf, const char *format, ...) __attribute__((format(printf, 2, 3)));
+static void buf_printf(metrics_buf *buf, const char *format, ...) {
+    if (buf->failed) return;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        va_list args;
+        va_start(args, format);
+        int n = vsnprintf(buf->text + buf->bytes, buf->capacity - buf->bytes, format, args);
+        va_end(args);
+        if (n < 0) break;
+        if ((size_t)n < buf->capacity - buf->bytes) {
+            buf->bytes += (size_t)n;
+            return;
+        }
+        size_t capacity = buf->capacity * 2 + (size_t)n;
+        char *text = realloc(buf->text, capacity);
+        if (text == NULL) break;
+        buf->text = text;
+        buf->capacity = capacity;
+    }
+    buf->failed = true;
+}
+
+static void render_requests(metrics_buf *buf) {
+    buf_printf(buf, "# HELP paycore_http_requests_total HTTP requests by route and status.\n"
+                    "# TYPE paycore_http_requests_total counter\n");
+    for (uint32_t r = 0; r <= OBS_ROUTES_MAX; r++) {
+        if (r >= route_count && r != OBS_ROUTES_MAX) continue;
+        for (uint32_t s = 0; s < STATUS_SLOTS; s++) {
+            uint64_t n = atomic_load_explicit(&request_counts[r][s], memory_order_relaxed);
+            if (n == 0) continue;
+            char status_text[16];
+            if (metric_statuses[s] == 0) snprintf(status_text, sizeof status_text, "other");
+            else snprintf(status_text, sizeof status_text, "%d", metric_statuses[s]);
+            buf_printf(buf, "paycore_http_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
+                       route_names[r], status_text, (unsigned long long)n);
+        }
+    }
+}
+
+static void render_latency(metrics_buf *buf) {
+    buf_printf(buf, "# HELP paycore_http_request_duration_seconds HTTP request latency.\n"
+                    "# TYPE paycore_http_request_duration_seconds histogram\n");
+    uint64_t cumulative = 0;
+    for (uint32_t i = 0; i < LATENCY_SLOTS; i++) {
+        cumulative += atomic_load_explicit(&latency_counts[i], memory_order_relaxed);
+        if (i + 1 < LATENCY_SLOTS) {
+            buf_printf(buf, "paycore_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                       latency_bounds_s[i], (unsigned long long)cumulative);
+        } else {
+            buf_printf(buf, "paycore_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+                       (unsigned long long)cumulative);
+        }
+    }
+    uint64_t total_ns = atomic_load_explicit(&latency_ns_total, memory_order_relaxed);
+    buf_printf(buf, "paycore_http_request_duration_seconds_sum %.9f\n"
+                    "paycore_http_request_duration_seconds_count %llu\n",
+               (double)total_ns / 1e9, (unsigned long long)cumulative);
+}
+
+/* A log2 histogram from the writer: slot i counts integer values <= 2^i (and above
+ * the previous slot), the last slot the rest (writer.c, log2_bucket). Durations are
+ * counted in whole units (truncated). 'scale' converts the unit to the metric's. */
+static void render_log2_histogram(metrics_buf *buf, const char *name, const char *help,
+                                  const uint64_t slots[16], bool integer, double scale,
+                                  double sum) {
+    buf_printf(buf, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    uint64_t cumulative = 0;
+    for (uint32_t i = 0; i < 15; i++) {
+        cumulative += slots[i];
+        double bound = (double)(1u << i);
+        (void)integer;
+        buf_printf(buf, "%s_bucket{le=\"%g\"} %llu\n", name, bound * scale,
+                   (unsigned long long)cumulative);
+    }
+    cumulative += slots[15];
+    buf_printf(buf, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9g\n%s_count %llu\n", name,
+               (unsigned long long)cumulative, name, sum, name, (unsigned long long)cumulative);
+}
+
+static void render_writer(metrics_buf *buf, const obs_writer_sample_t *w) {
+    buf_printf(buf,
+               "# HELP paycore_transfers_committed_total Transfers committed.\n"
+               "# TYPE paycore_transfers_committed_total counter\n"
+               "paycore_transfers_committed_total %llu\n"
+               "# HELP paycore_accounts_committed_total Accounts committed.\n"
+               "# TYPE paycore_accounts_committed_total counter\n"
+               "paycore_accounts_committed_total %llu\n"
+               "# HELP paycore_writer_queue_depth Events waiting for the writer.\n"
+               "# TYPE paycore_writer_queue_depth gauge\n"
+               "paycore_writer_queue_depth %u\n"
+               "# HELP paycore_writer_batches_failed_total Batches whose commit failed.\n"
+               "# TYPE paycore_writer_batches_failed_total counter\n"
+               "paycore_writer_batches_failed_total %llu\n",
+               (unsigned long long)w->transfers_committed,
+               (unsigned long long)w->accounts_committed, w->queue_events,
+               (unsigned long long)w->batches_failed);
+    double events = (double)(w->transfers_committed + w->accounts_committed);
+    render_log2_histogram(buf, "paycore_writer_batch_size", "Events per committed batch.",
+                          w->batch_size_buckets, true, 1.0, events);
+    render_log2_histogram(buf, "paycore_commit_duration_seconds",
+                          "Store commit (fsync) latency.", w->commit_ms_buckets, false, 0.001,
+                          (double)w->commit_ns_total / 1e9);
+}
+
+char *obs_metrics_render(const obs_writer_sample_t *writer, size_t *bytes_out) {
+    metrics_buf buf = {.text = malloc(8192), .capacity = 8192};
+    if (buf.text == NULL) return NULL;
+    buf.text[0] = '\0';
+    buf_printf(&buf, "# HELP paycore_build_info Build information.\n"
+                     "# TYPE paycore_build_info gauge\n"
+                     "paycore_build_info{version=\"%s\"} 1\n", PAYCORE_VERSION);
+    render_requests(&buf);
+    render_latency(&buf);
+    obs_writer_sample_t empty = {0};
+    render_writer(&buf, writer != NULL && writer->present ? writer : &empty);
+    if (buf.failed) {
+        free(buf.text);
+        return NULL;
+    }
+    *bytes_out = buf.bytes;
+    return buf.text;
+}

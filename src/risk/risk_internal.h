@@ -1,0 +1,42 @@
+/* risk/risk_internal.h: inside the risk subsystem only (engine.c <-> store.c).
+ * Callers outside src/risk use risk.h. */
+#ifndef PAYCORE_RISK_INTERNAL_H
+#define PAYCORE_RISK_INTERNAL_H
+
+#include "risk/risk.h"
+
+#define RISK_STORE_QUEUE_MAX 65536   /* decisions waiting for the store thread */
+#define RISK_STORE_BATCH_MAX 4096    /* rows in one store transaction */
+#define RISK_STORE_WAIT_MS_MAX 1000  /* a full queue holds the caller at most this long */
+
+typedef struct risk_store risk_store_t;
+
+/* Opens (creating) the decisions file and starts its writer thread. */
+PC_MUST_USE pc_status risk_store_open(const char *path, risk_store_t **out);
+/* Flushes what is queued, stops the thread, closes the file. */
+void risk_store_close(risk_store_t *store);
+/* Queues a decision (copied). PC_LIMIT_REACHED when the queue stayed full. */
+PC_MUST_USE pc_status risk_store_put_decision(risk_store_t *store, const risk_auth_t *auth,
+                                              const risk_decision_t *decision);
+PC_MUST_USE pc_status risk_store_put_feedback(risk_store_t *store, uint64_t decision_id,
+                                              bool is_fraud, int64_t at_s);
+PC_MUST_USE pc_status risk_store_put_review(risk_store_t *store, const risk_review_t *review);
+/* Waits until everything queued so far is committed. */
+PC_MUST_USE pc_status risk_store_flush(risk_store_t *store);
+/* Reads (on the caller's thread, own connection; after a flush). */
+PC_MUST_USE pc_status risk_store_max_decision_id(risk_store_t *store, uint64_t *out);
+PC_MUST_USE pc_status risk_store_decision_exists(risk_store_t *store, uint64_t decision_id,
+                                                 bool *exists_out);
+/* Every stored authorization with decision_id > 'after_id', in order. */
+PC_MUST_USE pc_status risk_store_each_auth(risk_store_t *store, uint64_t after_id,
+                                           void (*fn)(const risk_auth_t *auth, void *ctx),
+                                           void *ctx);
+/* Every review row (open and decided), in decision order. */
+PC_MUST_USE pc_status risk_store_each_review(risk_store_t *store,
+                                             void (*fn)(const risk_review_t *review, void *ctx),
+                                             void *ctx);
+PC_MUST_USE pc_status risk_store_meta_get(risk_store_t *store, const char *key, uint64_t *out);
+PC_MUST_USE pc_status risk_store_meta_set(risk_store_t *store, const char *key, uint64_t value);
+uint64_t risk_store_failed_total(const risk_store_t *store);
+
+#endif

@@ -1,0 +1,207 @@
+"""tests/api/pcapi.py: helpers for the API tests: a real `paycore serve` on a free
+loopback port with a temporary database, and a small HTTP client (http.client).
+Not a test itself (no test_ prefix)."""
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+BIN = os.environ.get("PAYCORE_BIN", os.path.join(os.path.dirname(__file__), "../../build/paycore"))
+SANITIZED = os.environ.get("PAYCORE_SANITIZED") == "1"
+TIMEOUT_S = 60 if SANITIZED else 20
+
+
+def fail(message):
+    print("FAIL " + message, file=sys.stderr)
+    sys.exit(1)
+
+
+def check(condition, message):
+    if not condition:
+        fail(message)
+
+
+class Server:
+    """One paycore database and (re)startable server process."""
+
+    def __init__(self, demo=False, extra_args=None):
+        self.dir = tempfile.mkdtemp(prefix="paycore-api-")
+        self.db = os.path.join(self.dir, "api.db")
+        self.extra_args = extra_args or []
+        self.proc = None
+        self.port = None
+        self.log_path = None
+        self.starts = 0
+        out = subprocess.run([BIN, "init", "--db", self.db] + (["--demo"] if demo else []),
+                             capture_output=True, text=True, timeout=TIMEOUT_S)
+        check(out.returncode == 0, "init failed: " + out.stderr)
+        lines = out.stdout.splitlines()
+        check(len(lines) == 1 and lines[0].startswith("admin_key="),
+              "init must print exactly one admin_key= line, got %r" % out.stdout)
+        self.admin_key = lines[0][len("admin_key="):]
+
+    def start(self, extra_args=None):
+        self.starts += 1
+        self.log_path = os.path.join(self.dir, "serve-%d.log" % self.starts)
+        log = open(self.log_path, "w")
+        args = [BIN, "serve", "--db", self.db, "--listen", "127.0.0.1:0"]
+        args += self.extra_args + (extra_args or [])
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
+        log.close()
+        deadline = time.time() + TIMEOUT_S
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                fail("server exited early: " + open(self.log_path).read())
+            for line in open(self.log_path):
+                m = re.search(r'"msg":"listening".*"port":(\d+)', line)
+                if m:
+                    self.port = int(m.group(1))
+                    return self
+            time.sleep(0.02)
+        fail("server did not start")
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc is None:
+            return 0
+        self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            fail("server did not stop on signal %d" % sig)
+        self.proc = None
+        return code
+
+    def log(self):
+        return open(self.log_path).read() if self.log_path else ""
+
+    def close(self):
+        if self.proc is not None:
+            self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def client(self, key=None):
+        return Client(self.port, self.admin_key if key is None else key)
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.raw = body
+        try:
+            self.json = json.loads(body) if body else None
+        except ValueError:
+            self.json = None
+
+    def code(self):
+        if isinstance(self.json, dict) and isinstance(self.json.get("error"), dict):
+            return self.json["error"].get("code")
+        return None
+
+    def __repr__(self):
+        return "%d %s" % (self.status, self.raw[:300])
+
+
+class Client:
+    def __init__(self, port, key):
+        self.port = port
+        self.key = key
+        self.conn = None
+
+    def request(self, method, path, body=None, headers=None, raw=None, content_type="application/json"):
+        hdrs = {}
+        if self.key:
+            hdrs["Authorization"] = "Bearer " + self.key
+        data = raw
+        if body is not None:
+            data = json.dumps(body).encode()
+        if data is not None and content_type:
+            hdrs["Content-Type"] = content_type
+        hdrs.update(headers or {})
+        for attempt in range(2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT_S)
+            try:
+                self.conn.request(method, path, body=data, headers=hdrs)
+                resp = self.conn.getresponse()
+                payload = resp.read().decode("utf-8", "replace")
+                result = Response(resp.status, dict((k.lower(), v) for k, v in resp.getheaders()), payload)
+                if resp.getheader("Connection", "").lower() == "close":
+                    self.close()
+                return result
+            except (ConnectionError, http.client.HTTPException):
+                self.close()
+                if attempt == 1:
+                    raise
+        return None
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, body=None, **kw):
+        return self.request("POST", path, body=body, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", path, **kw)
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+def expect(resp, status, code=None, what=""):
+    check(resp.status == status, "%s: want %d, got %r" % (what, status, resp))
+    if code is not None:
+        check(resp.code() == code, "%s: want code %s, got %r" % (what, code, resp))
+    check("x-request-id" in resp.headers, "%s: no X-Request-Id" % what)
+    return resp
+
+
+def account(id, currency="USD", **kw):
+    body = {"id": id, "currency": currency, "code": 10}
+    body.update(kw)
+    return body
+
+
+def transfer(id, debit, credit, amount, currency="USD", **kw):
+    body = {"id": id, "debit_account_id": debit, "credit_account_id": credit, "amount": amount,
+            "currency": currency, "code": 1}
+    body.update(kw)
+    return body
+
+
+def all_accounts(client):
+    """Every account, following has_more."""
+    out, after = [], None
+    for _ in range(10000):
+        path = "/v1/accounts?limit=100" + ("&starting_after=" + after if after else "")
+        resp = expect(client.get(path), 200, what="list accounts")
+        out += resp.json["data"]
+        if not resp.json["has_more"]:
+            return out
+        after = resp.json["data"][-1]["id"]
+    fail("account listing did not end")
+
+
+def check_conserved(client, what):
+    """Per currency: sum of debits_posted == sum of credits_posted, pending too."""
+    sums = {}
+    for a in all_accounts(client):
+        s = sums.setdefault(a["currency"], [0, 0, 0, 0])
+        s[0] += a["debits_posted"]
+        s[1] += a["credits_posted"]
+        s[2] += a["debits_pending"]
+        s[3] += a["credits_pending"]
+    for currency, s in sums.items():
+        check(s[0] == s[1], "%s: %s debits_posted %d != credits_posted %d" % (what, currency, s[0], s[1]))
+        check(s[2] == s[3], "%s: %s debits_pending %d != credits_pending %d" % (what, currency, s[2], s[3]))
+    return sums
