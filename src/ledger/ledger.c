@@ -58,6 +58,7 @@ void ledger_close(ledger_t *ledger) {
     free(ledger->accounts_created.items);
     free(ledger->accounts_touched.items);
     free(ledger->transfers.items);
+    free(ledger->transfer_accounts.items);
     free(ledger->pending_changes.items);
     free(ledger->failures.items);
     free(ledger->history.items);
@@ -125,6 +126,12 @@ void ledger_load_clock(ledger_t *ledger, uint64_t timestamp_last_ns) {
     if (timestamp_last_ns > ledger->clock_ns) ledger->clock_ns = timestamp_last_ns;
 }
 
+void ledger__transfer_accounts_push(ledger_t *ledger, uint32_t debit_index, uint32_t credit_index) {
+    *LEDGER_VEC_PUSH(ledger->transfer_accounts) = debit_index;
+    *LEDGER_VEC_PUSH(ledger->transfer_accounts) = credit_index;
+    PC_ASSERT(ledger->transfer_accounts.count == ledger->transfers.count * 2);
+}
+
 uint64_t ledger__timestamp_next(ledger_t *ledger) {
     uint64_t next = ledger->now_ns > ledger->clock_ns ? ledger->now_ns : ledger->clock_ns + 1;
     ledger->clock_ns = next;
@@ -140,6 +147,7 @@ void ledger_batch_begin(ledger_t *ledger, uint64_t now_ns) {
     ledger->accounts_created.count = 0;
     ledger->accounts_touched.count = 0;
     ledger->transfers.count = 0;
+    ledger->transfer_accounts.count = 0;
     ledger->pending_changes.count = 0;
     ledger->failures.count = 0;
     ledger->history.count = 0;
@@ -213,6 +221,7 @@ void ledger__rollback_to(ledger_t *ledger, const ledger_savepoint_t *savepoint) 
                      i | BATCH_MAP_FAILURE);
     }
     ledger->transfers.count = savepoint->transfers_count;
+    ledger->transfer_accounts.count = savepoint->transfers_count * 2;
     ledger->failures.count = savepoint->failures_count;
     ledger->accounts_created.count = savepoint->accounts_created_count;
     ledger->history.count = savepoint->history_count;
@@ -238,6 +247,7 @@ const ledger_changes_t *ledger_batch_changes(const ledger_t *ledger) {
         .accounts_touched = ledger->accounts_touched.items,
         .accounts_touched_count = ledger->accounts_touched.count,
         .transfers = ledger->transfers.items,
+        .transfer_accounts = ledger->transfer_accounts.items,
         .transfers_count = ledger->transfers.count,
         .pending_changes = ledger->pending_changes.items,
         .pending_changes_count = ledger->pending_changes.count,

@@ -143,6 +143,7 @@ typedef struct {
     const uint32_t *accounts_touched;    /* balances changed (includes created ones) */
     uint32_t accounts_touched_count;
     const ledger_transfer_t *transfers;  /* committed records, timestamp order */
+    const uint32_t *transfer_accounts;   /* per transfer: debit then credit table index */
     uint32_t transfers_count;
     const ledger_pending_change_t *pending_changes;
     uint32_t pending_changes_count;

@@ -81,6 +81,7 @@ struct ledger {
     LEDGER_VEC(uint32_t) accounts_created;
     LEDGER_VEC(uint32_t) accounts_touched;
     LEDGER_VEC(ledger_transfer_t) transfers;
+    LEDGER_VEC(uint32_t) transfer_accounts; /* two per transfer: debit, credit index */
     LEDGER_VEC(ledger_pending_change_t) pending_changes;
     LEDGER_VEC(ledger_failure_t) failures;
     LEDGER_VEC(ledger_history_t) history;
@@ -95,6 +96,8 @@ void *ledger__vec_push(void *vec_items, uint32_t *count, uint32_t *capacity, siz
                                                sizeof(*(vec).items)))
 
 uint64_t ledger__timestamp_next(ledger_t *ledger);
+/* Records the account indices of the transfer just pushed. */
+void ledger__transfer_accounts_push(ledger_t *ledger, uint32_t debit_index, uint32_t credit_index);
 void ledger__savepoint(const ledger_t *ledger, ledger_savepoint_t *out);
 void ledger__rollback_to(ledger_t *ledger, const ledger_savepoint_t *savepoint);
 void ledger__balances_save(ledger_t *ledger, uint32_t account_index);

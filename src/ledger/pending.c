@@ -225,6 +225,7 @@ static void expire_one(ledger_t *ledger, uint32_t slot) {
     uint32_t index = ledger->transfers.count - 1;
     bool inserted = idmap_insert(&ledger->batch_map, idmap_hash(record->id), index);
     PC_ASSERT(inserted);
+    ledger__transfer_accounts_push(ledger, pending->debit_index, pending->credit_index);
     ledger__balances_save(ledger, pending->debit_index);
     ledger__balances_save(ledger, pending->credit_index);
     ledger->accounts[pending->debit_index].balances.debits_pending -= pending->amount;

@@ -238,6 +238,7 @@ static pc_status movement_apply(ledger_t *ledger, const ledger_transfer_t *e,
     }
     ledger_transfer_t *record = record_push(ledger, e);
     record->amount = amount;
+    ledger__transfer_accounts_push(ledger, dr_i, cr_i);
     if (pending) {
         status = ledger__pending_add(ledger, record, dr_i, cr_i);
         PC_ASSERT(status == PC_OK); /* capacity was checked; memory failure is fatal */
@@ -323,6 +324,7 @@ static pc_status resolution_apply(ledger_t *ledger, const transfer_ctx *ctx, con
     memcpy(record->currency, p->currency, 4);
     record->code = e->code ? e->code : p->code;
     record->amount = amount;
+    ledger__transfer_accounts_push(ledger, dr_i, cr_i);
     ledger__pending_remove(ledger, slot, post ? LEDGER_PENDING_POSTED : LEDGER_PENDING_VOIDED);
     result_created(ledger, record, dr_i, cr_i, result);
     return PC_OK;
