@@ -115,6 +115,22 @@ def test_model_required(server):
     check(out.returncode != 0 and "risk_model_missing" in out.stderr, "missing model refused: %r" % out.stderr[-300:])
 
 
+def test_replay(server):
+    csv = os.path.join(server.dir, "replay.csv")
+    rows = ["txn_id,ts,payer_id,payee_id,amount_minor,currency,mcc,channel,country_payer,"
+            "country_merchant,device_id,ip_prefix,account_age_days,is_fraud"]
+    for i in range(5):
+        payer = "P-new" if i == 4 else "P%d" % i
+        rows.append("%d,%d,%s,M1,%d,EUR,5812,card_present,FR,FR,,,100,0" % (i + 1, T0 + i, payer, 1000 + i))
+    write(csv, "\n".join(rows) + "\n")
+    out = subprocess.run([BIN, "risk", "replay", "--data", csv, "--url", "http://127.0.0.1:%d" % server.port,
+                          "--key", server.admin_key], capture_output=True, text=True, timeout=60)
+    check(out.returncode == 0, "replay failed: %r" % out.stderr)
+    line = out.stdout.strip()
+    check(line.startswith("decisions=5 approve=4 review=0 decline=1 errors=0 "), "replay line %r" % line)
+    check("throughput_per_s=" in line and "p99_ms=" in line, "replay line %r" % line)
+
+
 def main():
     server = Server()
     rules = os.path.join(server.dir, "risk.rules")
@@ -128,6 +144,7 @@ def main():
         test_bad_inputs(admin)
         test_metrics_health(server, admin)
         test_reload(server, admin, rules)
+        test_replay(server)
         last = expect(admin.post("/v1/risk/decisions", auth()), 200, what="last").json["decision_id"]
         check(server.stop() == 0, "clean stop")
         server.start(["--risk-rules", rules, "--risk-model", "/nonexistent/model.json", "--risk-rules-only"])
