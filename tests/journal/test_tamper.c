@@ -1,0 +1,224 @@
+/* Goal: `paycore verify` passes on a database the engine wrote, and names the row when
+ * someone edits the file by hand: a transfer's amount, a journal hash, a deleted
+ * journal row, an account balance, a pending transfer's state, a deleted transfer, a
+ * forged checkpoint signature; a wrong --pubkey is refused; exit codes are 0 / 1 / 2.
+ * Method: the real store and writer write ~150 batches (plain, pending, post, void, an
+ * expiry, burned ids, two checkpoints) into a temp SQLite file; each case copies the
+ * file, edits the copy with the sqlite3 command-line tool, runs the paycore binary
+ * (PAYCORE_BIN) and reads its exit status and first line. */
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "journal/journal.h"
+#include "store/store.h"
+#include "test.h"
+#include "writer/writer.h"
+
+static char dir[] = "/tmp/paycore-test-tamper-XXXXXX";
+static char db_path[300], key_path[300], pub_path[320];
+static const char *paycore_bin;
+
+static writer_t *writer;
+
+static void accounts_create(void) {
+    ledger_account_t accounts[6];
+    ledger_account_result_t results[6];
+    memset(accounts, 0, sizeof(accounts));
+    for (uint32_t i = 0; i < 6; i++) {
+        snprintf(accounts[i].id, sizeof(accounts[i].id), "acct-%u", i);
+        strcpy(accounts[i].currency, i < 4 ? "USD" : "JPY");
+        accounts[i].code = 1;
+    }
+    accounts[5].flags = LEDGER_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS;
+    writer_cmd_t cmd = {.kind = WRITER_CMD_CREATE_ACCOUNTS, .event_count = 6, .accounts = accounts,
+                        .account_results = results};
+    ASSERT_STATUS(writer_submit_wait(writer, &cmd), PC_OK);
+    for (uint32_t i = 0; i < 6; i++) ASSERT_STATUS(results[i].status, PC_OK);
+}
+
+/* One transfer in its own batch; returns the ledger's result. */
+static pc_status transfer(const char *id, uint32_t debit, uint32_t credit, int64_t amount,
+                          uint16_t flags, const char *pending_id, uint32_t timeout_s) {
+    ledger_transfer_t t;
+    ledger_transfer_result_t result;
+    memset(&t, 0, sizeof(t));
+    snprintf(t.id, sizeof(t.id), "%s", id);
+    if (pending_id == NULL) {
+        snprintf(t.debit_account_id, sizeof(t.debit_account_id), "acct-%u", debit);
+        snprintf(t.credit_account_id, sizeof(t.credit_account_id), "acct-%u", credit);
+        strcpy(t.currency, debit < 4 ? "USD" : "JPY");
+    } else {
+        snprintf(t.pending_id, sizeof(t.pending_id), "%s", pending_id);
+    }
+    t.amount = amount;
+    t.code = 2;
+    t.flags = flags;
+    t.timeout_s = timeout_s;
+    t.metadata_json = amount % 2 ? "{\"note\":\"odd\"}" : NULL;
+    writer_cmd_t cmd = {.kind = WRITER_CMD_CREATE_TRANSFERS, .event_count = 1, .transfers = &t,
+                        .transfer_results = &result};
+    ASSERT_STATUS(writer_submit_wait(writer, &cmd), PC_OK);
+    return result.status;
+}
+
+static void database_build(void) {
+    store_t *store;
+    store_options_t options = {.create = true, .synchronous_off = true};
+    ASSERT_STATUS(store_open(&store, db_path, &options), PC_OK);
+    ASSERT_STATUS(writer_start(&writer, store, key_path, NULL), PC_OK);
+    accounts_create();
+    char id[32];
+    for (uint32_t i = 1; i <= 140; i++) {
+        snprintf(id, sizeof(id), "t-%u", i);
+        ASSERT_STATUS(transfer(id, i % 4, (i + 1) % 4, 100 + i, 0, NULL, 0), PC_OK);
+    }
+    ASSERT_STATUS(transfer("p-open", 0, 1, 500, LEDGER_TRANSFER_PENDING, NULL, 0), PC_OK);
+    ASSERT_STATUS(transfer("p-post", 1, 2, 300, LEDGER_TRANSFER_PENDING, NULL, 0), PC_OK);
+    ASSERT_STATUS(transfer("p-void", 2, 3, 70, LEDGER_TRANSFER_PENDING, NULL, 0), PC_OK);
+    ASSERT_STATUS(transfer("p-expire", 4, 5, 9, LEDGER_TRANSFER_PENDING, NULL, 1), PC_OK);
+    ASSERT_STATUS(transfer("post-1", 0, 0, 250, LEDGER_TRANSFER_POST_PENDING, "p-post", 0), PC_OK);
+    ASSERT_STATUS(transfer("void-1", 0, 0, 0, LEDGER_TRANSFER_VOID_PENDING, "p-void", 0), PC_OK);
+    ASSERT_STATUS(transfer("burned-1", 5, 4, 10, 0, NULL, 0), PC_EXCEEDS_CREDITS);
+    struct timespec wait_for_expiry = {1, 300000000};
+    nanosleep(&wait_for_expiry, NULL); /* the writer's timer voids p-expire */
+    ASSERT_STATUS(transfer("t-last", 0, 3, 1, 0, NULL, 0), PC_OK);
+    writer_stop(writer);
+    store_close(store);
+}
+
+static int copy_number;
+
+/* A copy of the intact database edited by the sqlite3 tool; returns its path. */
+static const char *tampered(const char *sql) {
+    static char path[400];
+    char cmd[1400];
+    snprintf(path, sizeof(path), "%s/copy-%d.db", dir, ++copy_number);
+    snprintf(cmd, sizeof(cmd), "cp '%s' '%s' && sqlite3 '%s' \"%s\" >/dev/null", db_path, path, path, sql);
+    ASSERT_EQ(system(cmd), 0);
+    return path;
+}
+
+/* Runs `paycore verify <args>`; returns the exit status and the first stdout line. */
+static int verify_run(const char *args, char *line, size_t line_bytes) {
+    char cmd[1200];
+    snprintf(cmd, sizeof(cmd), "'%s' verify %s 2>/dev/null", paycore_bin, args);
+    FILE *p = popen(cmd, "r");
+    ASSERT_TRUE(p != NULL);
+    line[0] = '\0';
+    if (fgets(line, (int)line_bytes, p) == NULL) line[0] = '\0';
+    char rest[256];
+    while (fgets(rest, sizeof(rest), p) != NULL) {}
+    int status = pclose(p);
+    ASSERT_TRUE(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+static void expect_named(const char *sql, const char *pubkey, const char *want1, const char *want2) {
+    char args[1000], line[1200];
+    snprintf(args, sizeof(args), "--db '%s'%s%s", tampered(sql), pubkey ? " --pubkey " : "",
+             pubkey ? pubkey : "");
+    int rc = verify_run(args, line, sizeof(line));
+    if (rc != 1 || strncmp(line, "verify failed: ", 15) != 0 || strstr(line, want1) == NULL ||
+        strstr(line, want2) == NULL) {
+        TEST_FAIL("after \"%s\": exit %d, \"%s\"; want exit 1 naming \"%s\" \"%s\"", sql, rc, line,
+                  want1, want2);
+    }
+}
+
+static void test_intact(void) {
+    char args[700], line[1200];
+    snprintf(args, sizeof(args), "--db '%s'", db_path);
+    ASSERT_EQ(verify_run(args, line, sizeof(line)), 0);
+    /* 1 account batch + 140 + 8 transfer batches + the expiry's own batch */
+    if (strstr(line, "verify ok batches=") != line || strstr(line, " checkpoints=2 ") == NULL ||
+        strstr(line, " failures=1 ") == NULL || strstr(line, " pending_open=1 ") == NULL) {
+        TEST_FAIL("intact: \"%s\"", line);
+    }
+    snprintf(args, sizeof(args), "--db '%s' --pubkey '%s'", db_path, pub_path);
+    ASSERT_EQ(verify_run(args, line, sizeof(line)), 0);
+    snprintf(args, sizeof(args), "--db=%s --pubkey=%s", db_path, pub_path);
+    ASSERT_EQ(verify_run(args, line, sizeof(line)), 0);
+}
+
+static void test_tampered_rows(void) {
+    expect_named("UPDATE transfers SET amount=amount+1 WHERE id='t-17'", NULL, "transfer t-17 (",
+                 "row hash mismatch");
+    expect_named("UPDATE transfers SET debit_account_id='acct-1' WHERE id='t-99'", NULL,
+                 "transfer t-99 (", "row hash mismatch");
+    expect_named("UPDATE accounts SET code=9 WHERE id='acct-2'", NULL, "account acct-2",
+                 "row hash mismatch");
+    expect_named("UPDATE transfer_failures SET result='exceeds_debits'", NULL, "failure burned-1",
+                 "row hash mismatch");
+    expect_named("DELETE FROM transfers WHERE id='t-50'", NULL, "journal seq", "transfer_count 1, rows 0");
+}
+
+static void test_tampered_chain(void) {
+    expect_named("UPDATE journal SET hash=randomblob(32) WHERE seq=40", NULL,
+                 "journal seq 40: hash mismatch", "");
+    expect_named("DELETE FROM journal WHERE seq=30", NULL, "journal seq 30 missing", "");
+    expect_named("UPDATE journal SET prev_hash=randomblob(32) WHERE seq=77", NULL,
+                 "journal seq 77: prev_hash", "");
+    expect_named("DELETE FROM journal WHERE seq=(SELECT max(seq) FROM journal)", NULL,
+                 "transfer t-last", "no journal row");
+}
+
+static void test_tampered_balances(void) {
+    expect_named("UPDATE accounts SET credits_posted=credits_posted+100 WHERE id='acct-3'", NULL,
+                 "account acct-3 (no 3): credits_posted", "replay");
+    expect_named("UPDATE accounts SET debits_pending=0 WHERE id='acct-0'", NULL,
+                 "account acct-0 (no 0): debits_pending 0, replay 500", "");
+    expect_named("UPDATE transfers SET pending_state=2 WHERE id='p-open'", NULL, "transfer p-open",
+                 "pending_state posted, replay open");
+    expect_named("UPDATE transfers SET pending_state=1 WHERE id='p-expire'", NULL,
+                 "transfer p-expire", "pending_state open, replay expired");
+}
+
+static void test_tampered_checkpoints(void) {
+    expect_named("UPDATE checkpoints SET signature=randomblob(64) WHERE seq=64", NULL,
+                 "checkpoint seq 64: signature invalid", "");
+    expect_named("UPDATE checkpoints SET hash=randomblob(32) WHERE seq=128", NULL,
+                 "checkpoint seq 128: hash differs", "");
+    expect_named("DELETE FROM checkpoints WHERE seq=64", NULL, "journal seq 65: no checkpoint", "");
+    char other_key[400], other_pub[420];
+    snprintf(other_key, sizeof(other_key), "%s/other.key", dir);
+    snprintf(other_pub, sizeof(other_pub), "%s.pub", other_key);
+    journal_key_t other;
+    ASSERT_STATUS(journal_key_load_or_create(other_key, &other), PC_OK);
+    expect_named("SELECT 1", other_pub, "checkpoint seq 64: signature invalid for --pubkey", "");
+}
+
+static void test_usage(void) {
+    char line[1200], args[700];
+    ASSERT_EQ(verify_run("", line, sizeof(line)), 2);
+    ASSERT_EQ(verify_run("--db", line, sizeof(line)), 2);
+    ASSERT_EQ(verify_run("--db x.db --what", line, sizeof(line)), 2);
+    ASSERT_EQ(verify_run("--help", line, sizeof(line)), 0);
+    ASSERT_TRUE(strstr(line, "usage: paycore verify") == line);
+    snprintf(args, sizeof(args), "--db '%s/missing.db'", dir);
+    ASSERT_EQ(verify_run(args, line, sizeof(line)), 1);
+    ASSERT_TRUE(strstr(line, "store_open_failed") != NULL);
+    snprintf(args, sizeof(args), "--db '%s' --pubkey '%s/none.pub'", db_path, dir);
+    ASSERT_EQ(verify_run(args, line, sizeof(line)), 1);
+}
+
+int main(void) {
+    paycore_bin = getenv("PAYCORE_BIN");
+    if (paycore_bin == NULL) paycore_bin = "./paycore";
+    ASSERT_TRUE(mkdtemp(dir) != NULL);
+    snprintf(db_path, sizeof(db_path), "%s/ledger.db", dir);
+    snprintf(key_path, sizeof(key_path), "%s/ledger.key", dir);
+    snprintf(pub_path, sizeof(pub_path), "%s.pub", key_path);
+    database_build();
+    TEST_RUN(test_intact);
+    TEST_RUN(test_tampered_rows);
+    TEST_RUN(test_tampered_chain);
+    TEST_RUN(test_tampered_balances);
+    TEST_RUN(test_tampered_checkpoints);
+    TEST_RUN(test_usage);
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    return test_finish();
+}
