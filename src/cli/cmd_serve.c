@@ -13,7 +13,7 @@
 #include "obs/obs.h"
 
 enum { OPT_LISTEN, OPT_DB, OPT_THREADS, OPT_BODY_MAX, OPT_QUEUE_MAX, OPT_LOG_LEVEL,
-       OPT_LOG_FILE, OPT_RATE, OPT_BURST, OPT_TIMEOUT, OPT_METRICS_AUTH, OPT_RISK_MODEL,
+       OPT_LOG_FILE, OPT_RATE, OPT_BURST, OPT_TIMEOUT, OPT_METRICS_AUTH, OPT_ROUTES, OPT_RISK_MODEL,
        OPT_RISK_RULES, OPT_RISK_RULES_ONLY, OPT_RISK_REVIEW, OPT_RISK_DECLINE, OPT_COUNT };
 
 static void serve_opts(cli_opt opts[OPT_COUNT]) {
@@ -29,6 +29,7 @@ static void serve_opts(cli_opt opts[OPT_COUNT]) {
         {"rate-burst", "PAYCORE_RATE_BURST", false, "0", "token bucket size per key (0: the rate)"},
         {"timeout-s", "PAYCORE_TIMEOUT_S", false, "30", "close connections idle or stalled this long"},
         {"metrics-auth", "PAYCORE_METRICS_AUTH", true, NULL, "require an API key for /metrics"},
+        {"routes", NULL, true, NULL, "print the route table (METHOD PATH AUTH) and exit"},
         {"risk-model", "PAYCORE_RISK_MODEL", false, NULL, "risk model (paycore risk train); missing or corrupt: error at start"},
         {"risk-rules", "PAYCORE_RISK_RULES", false, NULL, "risk rules file (docs/risk.md); SIGHUP or POST /v1/admin/reload reloads"},
         {"risk-rules-only", "PAYCORE_RISK_RULES_ONLY", true, NULL, "score with rules only (no model; /healthz says rules_only)"},
@@ -103,6 +104,13 @@ int cli_serve(int argc, char **argv) {
     if (!cli_args_parse("serve", argc, argv, opts, OPT_COUNT, &rest) || rest.positional_count > 0 ||
         !serve_config(opts, &config, &level)) {
         return 2;
+    }
+    if (opts[OPT_ROUTES].value != NULL) {
+        static const char *const auth_names[] = {"none", "read", "write", "admin"};
+        for (uint32_t i = 0; i < api_route_count; i++) {
+            printf("%s %s %s\n", api_routes[i].method, api_routes[i].pattern, auth_names[api_routes[i].auth]);
+        }
+        return 0;
     }
     if (!obs_log_open(opts[OPT_LOG_FILE].value, level)) {
         fprintf(stderr, "paycore serve: cannot open log file '%s'\n", opts[OPT_LOG_FILE].value);
