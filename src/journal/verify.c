@@ -7,8 +7,10 @@
  * For each journal row the batch's row hashes are fed, in apply order, into the
  * content hash; the entry hash is resealed and linked to the previous one. Transfers
  * are replayed into per-account balances as they stream; open pending transfers sit
- * in a hash table until posted, voided or expired. At the end the replayed balances
- * must equal the stored ones and each currency must balance.
+ * in a hash table until posted, voided or expired. Account rows hold balances as of
+ * journal seq meta.accounts_as_of_seq (the store writes them at checkpoints), so the
+ * replay is snapshotted at that seq and the stored balances must equal the snapshot;
+ * each currency must balance in the stored rows and in the full replay.
  * Everything reports the first discrepancy and stops: later ones are often echoes. */
 #include "journal/verify.h"
 
@@ -35,6 +37,7 @@ typedef struct {
     int64_t no;
     ledger_balances_t stored;
     ledger_balances_t replay;
+    ledger_balances_t replay_as_of; /* the replay at meta.accounts_as_of_seq */
     uint8_t row_hash[JOURNAL_ROW_HASH_BYTES];
 } verify_account_t;
 
@@ -101,6 +104,7 @@ typedef struct {
     uint64_t seq;
     uint8_t hash[JOURNAL_HASH_BYTES];
     uint64_t checkpoint_seq_last;
+    uint64_t accounts_as_of_seq;   /* meta: the seq the account rows' balances are as of */
     bool key_given;
     bool key_known;
     uint8_t public_key[JOURNAL_PUBLIC_KEY_BYTES];
@@ -783,6 +787,9 @@ static bool batch_verify(verify_t *v, journal_row_t *row) {
         return discrepancy(v, "journal seq %" PRIu64 ": hash mismatch", e->seq);
     }
     if (!batch_checkpoints(v, e->seq, e->hash)) return false;
+    if (e->seq == v->accounts_as_of_seq) {
+        for (uint32_t i = 0; i < v->account_count; i++) v->accounts[i].replay_as_of = v->accounts[i].replay;
+    }
     v->seq = e->seq;
     memcpy(v->hash, e->hash, JOURNAL_HASH_BYTES);
     v->report->batches++;
@@ -835,15 +842,45 @@ static bool currency_sums_agree(verify_t *v, const currency_sum_t *sum) {
     return true;
 }
 
-/* Stored balances equal the replay; per currency, debits equal credits. */
+/* Per currency, the full replay (every committed batch) balances too. */
+static bool replay_sums_verify(verify_t *v) {
+    enum { CURRENCIES_MAX = 512 };
+    currency_sum_t *sums = calloc(CURRENCIES_MAX, sizeof(currency_sum_t));
+    uint32_t sum_count = 0;
+    if (sums == NULL) return read_error(v, PC_NO_MEMORY, "currency sums");
+    for (uint32_t i = 0; i < v->account_count; i++) {
+        const verify_account_t *a = &v->accounts[i];
+        uint32_t c = 0;
+        while (c < sum_count && strcmp(sums[c].currency, a->currency) != 0) c++;
+        if (c == CURRENCIES_MAX) break;
+        if (c == sum_count) memcpy(sums[sum_count++].currency, a->currency, 4);
+        sums[c].debits_pending += a->replay.debits_pending;
+        sums[c].debits_posted += a->replay.debits_posted;
+        sums[c].credits_pending += a->replay.credits_pending;
+        sums[c].credits_posted += a->replay.credits_posted;
+    }
+    for (uint32_t c = 0; c < sum_count && !stopped(v); c++) currency_sums_agree(v, &sums[c]);
+    free(sums);
+    return !stopped(v);
+}
+
+/* Stored balances equal the replay as of their checkpoint; per currency, debits
+ * equal credits. */
 static bool balances_verify(verify_t *v) {
     enum { CURRENCIES_MAX = 512 };
     currency_sum_t *sums = calloc(CURRENCIES_MAX, sizeof(currency_sum_t));
     uint32_t sum_count = 0;
     if (sums == NULL) return read_error(v, PC_NO_MEMORY, "currency sums");
+    if (v->accounts_as_of_seq == UINT64_MAX) {
+        for (uint32_t i = 0; i < v->account_count; i++) v->accounts[i].replay_as_of = v->accounts[i].replay;
+    } else if (v->accounts_as_of_seq > v->seq) {
+        free(sums);
+        return discrepancy(v, "meta accounts_as_of_seq %" PRIu64 " is past the last journal seq %" PRIu64,
+                           v->accounts_as_of_seq, v->seq);
+    }
     for (uint32_t i = 0; i < v->account_count && !stopped(v); i++) {
         const verify_account_t *a = &v->accounts[i];
-        const ledger_balances_t *s = &a->stored, *r = &a->replay;
+        const ledger_balances_t *s = &a->stored, *r = &a->replay_as_of;
         if (!balance_agrees(v, a, "debits_pending", s->debits_pending, r->debits_pending) ||
             !balance_agrees(v, a, "debits_posted", s->debits_posted, r->debits_posted) ||
             !balance_agrees(v, a, "credits_pending", s->credits_pending, r->credits_pending) ||
@@ -864,7 +901,7 @@ static bool balances_verify(verify_t *v) {
     }
     for (uint32_t c = 0; c < sum_count && !stopped(v); c++) currency_sums_agree(v, &sums[c]);
     free(sums);
-    return !stopped(v);
+    return !stopped(v) && replay_sums_verify(v);
 }
 
 /* Pending transfers never resolved must still read "open". */
@@ -912,6 +949,10 @@ static bool database_open(verify_t *v, const char *db_path) {
     if (version != VERIFY_SCHEMA_VERSION) {
         return read_error(v, PC_STORE_VERSION_UNSUPPORTED, "user_version");
     }
+    bool ok_as_of;
+    int64_t as_of = pragma_int(v->db, "SELECT value FROM meta WHERE key='accounts_as_of_seq'", &ok_as_of);
+    /* Absent: the rows are final (a store that writes every balance each batch). */
+    v->accounts_as_of_seq = ok_as_of && as_of >= 0 ? (uint64_t)as_of : UINT64_MAX;
     return true;
 }
 

@@ -299,3 +299,33 @@ uint32_t ledger_account_index(const ledger_t *ledger, const ledger_account_t *ac
 
 uint32_t ledger_pending_count(const ledger_t *ledger) { return ledger->pending_count; }
 uint64_t ledger_clock_ns(const ledger_t *ledger) { return ledger->clock_ns; }
+
+static bool balance_add(int64_t *balance, int64_t delta) {
+    int64_t sum;
+    if (__builtin_add_overflow(*balance, delta, &sum) || sum < 0) return false;
+    *balance = sum;
+    return true;
+}
+
+pc_status ledger_load_replay(ledger_t *ledger, const ledger_transfer_t *record, int64_t pending_amount) {
+    PC_ASSERT(!ledger->batch_open);
+    uint32_t dr_i, cr_i;
+    if (!idmap_find(&ledger->account_map, record->debit_account_id, idmap_hash(record->debit_account_id), &dr_i) ||
+        !idmap_find(&ledger->account_map, record->credit_account_id, idmap_hash(record->credit_account_id), &cr_i)) {
+        return PC_STORE_READ_FAILED;
+    }
+    ledger_balances_t *d = &ledger->accounts[dr_i].balances, *c = &ledger->accounts[cr_i].balances;
+    bool ok = true;
+    if (record->flags & (LEDGER_TRANSFER_POST_PENDING | LEDGER_TRANSFER_VOID_PENDING)) {
+        ok = balance_add(&d->debits_pending, -pending_amount) && balance_add(&c->credits_pending, -pending_amount);
+        if (ok && (record->flags & LEDGER_TRANSFER_POST_PENDING)) {
+            ok = balance_add(&d->debits_posted, record->amount) && balance_add(&c->credits_posted, record->amount);
+        }
+    } else if (record->flags & LEDGER_TRANSFER_PENDING) {
+        ok = balance_add(&d->debits_pending, record->amount) && balance_add(&c->credits_pending, record->amount);
+    } else {
+        ok = balance_add(&d->debits_posted, record->amount) && balance_add(&c->credits_posted, record->amount);
+    }
+    ledger_load_clock(ledger, record->timestamp_ns);
+    return ok ? PC_OK : PC_STORE_READ_FAILED;
+}

@@ -124,6 +124,7 @@ typedef struct {
 /* A pending transfer's state changed (posted, voided or expired) in this batch. */
 typedef struct {
     char pending_id[PC_ID_SIZE];
+    uint64_t pending_timestamp_ns;   /* the pending transfer's own timestamp (its row) */
     ledger_pending_state state;
 } ledger_pending_change_t;
 
@@ -163,6 +164,11 @@ void ledger_close(ledger_t *ledger);
 PC_MUST_USE pc_status ledger_load_account(ledger_t *ledger, const ledger_account_t *account);
 PC_MUST_USE pc_status ledger_load_pending(ledger_t *ledger, const ledger_transfer_t *pending);
 void ledger_load_clock(ledger_t *ledger, uint64_t timestamp_last_ns);
+/* Replays a committed transfer's effect on balances at load (the store keeps account
+ * rows as of a checkpoint and re-derives the rest). 'pending_amount' is the amount a
+ * post/void/expiry releases. Overflow means a corrupt store: PC_STORE_READ_FAILED. */
+PC_MUST_USE pc_status ledger_load_replay(ledger_t *ledger, const ledger_transfer_t *record,
+                                         int64_t pending_amount);
 
 void ledger_batch_begin(ledger_t *ledger, uint64_t now_ns);
 /* Creates 'count' accounts (1..LEDGER_BATCH_EVENTS_MAX); one result each. */

@@ -150,6 +150,7 @@ void ledger__pending_remove(ledger_t *ledger, uint32_t slot, ledger_pending_stat
     *LEDGER_VEC_PUSH(ledger->undo) = (ledger_undo_t){.kind = UNDO_PENDING_REMOVED, .index = slot};
     ledger_pending_change_t *change = LEDGER_VEC_PUSH(ledger->pending_changes);
     memcpy(change->pending_id, pending->id, sizeof(change->pending_id));
+    change->pending_timestamp_ns = pending->timestamp_ns;
     change->state = state;
 }
 

@@ -15,6 +15,53 @@ sqlite3 *store_sqlite_reader_db(store_reader_t *reader);
  * migration 1 in the same transaction as the ledger's tables. sqlite_api.c. */
 const char *store_sqlite_api_schema(void);
 
+#define PATH_MAX_BYTES 4096
+
+/* ---- sqlite_index.c: transfer indexes off the commit path ---- */
+typedef struct {
+    uint64_t key;        /* store_index_key(id) */
+    uint64_t ts;         /* the transfer's timestamp: its row in the main file */
+    uint32_t debit_no;   /* account numbers (ledger table indices) */
+    uint32_t credit_no;
+} store_index_entry_t;
+
+typedef struct store_index store_index_t;
+uint64_t store_index_key(const char *id);
+pc_status store_index_open(store_index_t **out, const char *main_path, int64_t main_instance_id,
+                           uint64_t main_last_ts);
+void store_index_close(store_index_t *index);          /* flushes everything first */
+uint64_t store_index_indexed_through_ts(const store_index_t *index);
+/* Adds committed transfers (writer thread, after COMMIT); waits when the indexer is
+ * a full memtable behind. */
+void store_index_add(store_index_t *index, const store_index_entry_t *entries, uint32_t count);
+void store_index_flush(store_index_t *index);
+void store_index_bloom_add(store_index_t *index, uint64_t key);
+bool store_index_bloom_maybe(const store_index_t *index, uint64_t key);
+sqlite3 *store_index_reader_open(store_index_t *index);
+pc_status store_index_find(store_index_t *index, sqlite3 *reader, uint64_t key, uint64_t *ts_out,
+                           uint32_t ts_max, uint32_t *count);
+pc_status store_index_account(store_index_t *index, sqlite3 *reader, uint32_t account_no, uint64_t low,
+                              uint64_t high, bool descending, uint32_t limit, uint64_t *ts_out,
+                              uint32_t *count);
+
+/* ---- sqlite_shadow.c: committed balances for readers (seqlock per account) ---- */
+typedef struct store_shadow store_shadow_t;
+store_shadow_t *store_shadow_new(void);
+void store_shadow_free(store_shadow_t *shadow);
+/* Writer thread, after COMMIT. */
+void store_shadow_publish(store_shadow_t *shadow, uint32_t account_no, const ledger_balances_t *balances);
+/* Any thread: false when nothing was published for this account yet. */
+bool store_shadow_read(const store_shadow_t *shadow, uint32_t account_no, ledger_balances_t *out);
+
+/* The parts of the store readers share. */
+store_index_t *store_sqlite_index(store_t *store);
+store_shadow_t *store_sqlite_shadow(store_t *store);
+
+/* ---- sqlite_checkpointer.c: WAL checkpoints off the writer's commit path ---- */
+typedef struct store_checkpointer store_checkpointer_t;
+store_checkpointer_t *store_checkpointer_start(const char *path, sqlite3 *writer_db);
+void store_checkpointer_stop(store_checkpointer_t *checkpointer, sqlite3 *writer_db);
+
 /* WAL, synchronous, busy timeout, cache: the writer's and readers' settings. */
 pc_status store_sqlite_configure(sqlite3 *db, bool synchronous_off);
 

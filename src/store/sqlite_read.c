@@ -1,6 +1,7 @@
 /* store/sqlite_read.c: readers for API threads. Each reader has its own SQLite
- * connection; in WAL mode a reader sees the last committed batch and never waits
- * for the writer. */
+ * connections (main and index files); in WAL mode a reader sees the last committed
+ * batch and never waits for the writer. Balances come from the committed shadow
+ * (sqlite_shadow.c), ids and account histories through sqlite_index.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,8 @@
 
 struct store_reader {
     sqlite3 *db;
+    sqlite3 *index_db;
+    store_t *store;
 };
 
 sqlite3 *store_sqlite_reader_db(store_reader_t *reader) { return reader->db; }
@@ -20,10 +23,12 @@ pc_status store_reader_open(store_t *store, store_reader_t **out) {
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
     if (sqlite3_open_v2(store_path(store), &reader->db, flags, NULL) != SQLITE_OK ||
         store_sqlite_configure(reader->db, false) != PC_OK ||
-        sqlite3_exec(reader->db, "PRAGMA query_only=1", NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_exec(reader->db, "PRAGMA query_only=1", NULL, NULL, NULL) != SQLITE_OK ||
+        (reader->index_db = store_index_reader_open(store_sqlite_index(store))) == NULL) {
         store_reader_close(reader);
         return PC_STORE_OPEN_FAILED;
     }
+    reader->store = store;
     *out = reader;
     return PC_OK;
 }
@@ -31,6 +36,7 @@ pc_status store_reader_open(store_t *store, store_reader_t **out) {
 void store_reader_close(store_reader_t *reader) {
     if (reader == NULL) return;
     if (reader->db != NULL) sqlite3_close(reader->db);
+    if (reader->index_db != NULL) sqlite3_close(reader->index_db);
     free(reader);
 }
 
@@ -50,12 +56,12 @@ static void text_copy(char *dst, size_t dst_size, sqlite3_stmt *stmt, int column
 }
 
 #define ACCOUNT_COLUMNS \
-    "id, currency, code, flags, debits_pending, debits_posted, credits_pending, credits_posted, timestamp, metadata"
+    "id, currency, code, flags, debits_pending, debits_posted, credits_pending, credits_posted, timestamp, metadata, no"
 #define TRANSFER_COLUMNS \
     "timestamp, id, debit_account_id, credit_account_id, amount, currency, code, flags, pending_id," \
     " timeout_s, metadata, pending_state"
 
-static void account_from_row(sqlite3_stmt *stmt, ledger_account_t *a) {
+static void account_from_row(const store_reader_t *reader, sqlite3_stmt *stmt, ledger_account_t *a) {
     memset(a, 0, sizeof(*a));
     text_copy(a->id, sizeof(a->id), stmt, 0);
     text_copy(a->currency, sizeof(a->currency), stmt, 1);
@@ -67,6 +73,8 @@ static void account_from_row(sqlite3_stmt *stmt, ledger_account_t *a) {
     a->balances.credits_posted = sqlite3_column_int64(stmt, 7);
     a->timestamp_ns = (uint64_t)sqlite3_column_int64(stmt, 8);
     a->metadata_json = (const char *)sqlite3_column_text(stmt, 9);
+    /* The row holds balances as of the last checkpoint; the shadow, as of the last commit. */
+    store_shadow_read(store_sqlite_shadow(reader->store), (uint32_t)sqlite3_column_int64(stmt, 10), &a->balances);
 }
 
 static void transfer_from_row(sqlite3_stmt *stmt, ledger_transfer_t *t, ledger_pending_state *state) {
@@ -100,7 +108,7 @@ pc_status store_read_account(store_reader_t *reader, const char *id, store_accou
     int rc = sqlite3_step(stmt);
     pc_status status = rc == SQLITE_ROW ? PC_OK : rc == SQLITE_DONE ? PC_NOT_FOUND : PC_STORE_READ_FAILED;
     if (status == PC_OK) {
-        account_from_row(stmt, &out->account);
+        account_from_row(reader, stmt, &out->account);
         out->metadata_owned = pc_strdup(out->account.metadata_json);
         out->account.metadata_json = out->metadata_owned;
     }
@@ -108,21 +116,49 @@ pc_status store_read_account(store_reader_t *reader, const char *id, store_accou
     return status;
 }
 
-pc_status store_read_transfer(store_reader_t *reader, const char *id, store_transfer_t *out) {
+/* Reads the transfer row at 'ts'; PC_NOT_FOUND when absent or 'id' (if given) differs. */
+static pc_status transfer_at(store_reader_t *reader, uint64_t ts, const char *id, store_transfer_t *out) {
     sqlite3_stmt *stmt;
-    if (prepare(reader, "SELECT " TRANSFER_COLUMNS " FROM transfers WHERE id=?", &stmt) != PC_OK) {
+    if (prepare(reader, "SELECT " TRANSFER_COLUMNS " FROM transfers WHERE timestamp=?", &stmt) != PC_OK) {
         return PC_STORE_READ_FAILED;
     }
-    sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 1, (int64_t)ts);
     int rc = sqlite3_step(stmt);
     pc_status status = rc == SQLITE_ROW ? PC_OK : rc == SQLITE_DONE ? PC_NOT_FOUND : PC_STORE_READ_FAILED;
     if (status == PC_OK) {
         transfer_from_row(stmt, &out->transfer, &out->pending_state);
+        if (id != NULL && strcmp(out->transfer.id, id) != 0) status = PC_NOT_FOUND;
+    }
+    if (status == PC_OK) {
         out->metadata_owned = pc_strdup(out->transfer.metadata_json);
         out->transfer.metadata_json = out->metadata_owned;
     }
     sqlite3_finalize(stmt);
     return status;
+}
+
+#define FIND_CANDIDATES_MAX 16
+
+pc_status store_read_transfer(store_reader_t *reader, const char *id, store_transfer_t *out) {
+    uint64_t candidates[FIND_CANDIDATES_MAX];
+    uint32_t count = 0;
+    pc_status status = store_index_find(store_sqlite_index(reader->store), reader->index_db, store_index_key(id),
+                                        candidates, FIND_CANDIDATES_MAX, &count);
+    if (status != PC_OK) return status;
+    for (uint32_t i = 0; i < count; i++) {
+        status = transfer_at(reader, candidates[i], id, out);
+        if (status != PC_NOT_FOUND) return status;
+    }
+    return PC_NOT_FOUND;
+}
+
+static pc_status transfer_ts_of(store_reader_t *reader, const char *id, int64_t *ts) {
+    store_transfer_t found;
+    pc_status status = store_read_transfer(reader, id, &found);
+    if (status != PC_OK) return status;
+    *ts = (int64_t)found.transfer.timestamp_ns;
+    store_transfer_free(&found);
+    return PC_OK;
 }
 
 /* Resolves a starting_after id to its position (account no or transfer timestamp). */
@@ -161,7 +197,7 @@ pc_status store_list_accounts(store_reader_t *reader, const store_query_t *query
     *has_more = false;
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         ledger_account_t account;
-        account_from_row(stmt, &account);
+        account_from_row(reader, stmt, &account);
         if (visible != NULL && !visible(account.id, ctx)) continue;
         if (emitted == query->limit) {
             *has_more = true;
@@ -185,53 +221,37 @@ static void range_bounds(const store_query_t *query, int64_t after_ts, int64_t *
 
 pc_status store_list_account_transfers(store_reader_t *reader, const char *account_id, const store_query_t *query,
                                        store_transfer_fn fn, void *ctx, bool *has_more) {
-    int64_t after_ts = 0;
+    int64_t after_ts = 0, account_no = 0;
+    pc_status status = position_of(reader, "SELECT no FROM accounts WHERE id=?", account_id, &account_no);
+    if (status != PC_OK) return status;
     if (query->starting_after != NULL) {
-        pc_status status = position_of(reader, "SELECT timestamp FROM transfers WHERE id=?", query->starting_after, &after_ts);
+        status = transfer_ts_of(reader, query->starting_after, &after_ts);
         if (status != PC_OK) return status;
     }
     int64_t low, high;
     range_bounds(query, after_ts, &low, &high);
-    /* Each side walks its own (account, timestamp) index; the merge keeps the order. */
-    const char *sql_asc =
-        "SELECT * FROM (SELECT " TRANSFER_COLUMNS " FROM transfers WHERE debit_account_id=?1 AND timestamp>=?2"
-        " AND timestamp<?3 ORDER BY timestamp LIMIT ?4) UNION ALL SELECT * FROM (SELECT " TRANSFER_COLUMNS
-        " FROM transfers WHERE credit_account_id=?1 AND timestamp>=?2 AND timestamp<?3 ORDER BY timestamp"
-        " LIMIT ?4) ORDER BY 1 LIMIT ?4";
-    const char *sql_desc =
-        "SELECT * FROM (SELECT " TRANSFER_COLUMNS " FROM transfers WHERE debit_account_id=?1 AND timestamp>=?2"
-        " AND timestamp<?3 ORDER BY timestamp DESC LIMIT ?4) UNION ALL SELECT * FROM (SELECT " TRANSFER_COLUMNS
-        " FROM transfers WHERE credit_account_id=?1 AND timestamp>=?2 AND timestamp<?3 ORDER BY timestamp DESC"
-        " LIMIT ?4) ORDER BY 1 DESC LIMIT ?4";
-    sqlite3_stmt *stmt;
-    if (prepare(reader, query->descending ? sql_desc : sql_asc, &stmt) != PC_OK) return PC_STORE_READ_FAILED;
-    sqlite3_bind_text(stmt, 1, account_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(stmt, 2, low);
-    sqlite3_bind_int64(stmt, 3, high);
-    sqlite3_bind_int64(stmt, 4, (int64_t)query->limit + 1);
-    uint32_t emitted = 0;
-    int rc;
-    *has_more = false;
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        if (emitted == query->limit) {
-            *has_more = true;
-            break;
-        }
-        ledger_transfer_t transfer;
-        ledger_pending_state state;
-        transfer_from_row(stmt, &transfer, &state);
-        fn(&transfer, state, ctx);
-        emitted++;
+    uint64_t ts[API_LIST_LIMIT_MAX + 1];
+    uint32_t limit = query->limit < API_LIST_LIMIT_MAX ? query->limit : API_LIST_LIMIT_MAX;
+    uint32_t count = 0;
+    status = store_index_account(store_sqlite_index(reader->store), reader->index_db, (uint32_t)account_no,
+                                 low < 0 ? 0 : (uint64_t)low, (uint64_t)high, query->descending, limit + 1, ts, &count);
+    if (status != PC_OK) return status;
+    *has_more = count > limit;
+    for (uint32_t i = 0; i < count && i < limit; i++) {
+        store_transfer_t row;
+        status = transfer_at(reader, ts[i], NULL, &row);
+        if (status != PC_OK) return status == PC_NOT_FOUND ? PC_STORE_READ_FAILED : status;
+        fn(&row.transfer, row.pending_state, ctx);
+        store_transfer_free(&row);
     }
-    sqlite3_finalize(stmt);
-    return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? PC_OK : PC_STORE_READ_FAILED;
+    return PC_OK;
 }
 
 pc_status store_list_history(store_reader_t *reader, const char *account_id, const store_query_t *query,
                              store_history_fn fn, void *ctx, bool *has_more) {
     int64_t after_ts = 0;
     if (query->starting_after != NULL) {
-        pc_status status = position_of(reader, "SELECT timestamp FROM transfers WHERE id=?", query->starting_after, &after_ts);
+        pc_status status = transfer_ts_of(reader, query->starting_after, &after_ts);
         if (status != PC_OK) return status;
     }
     int64_t low, high;

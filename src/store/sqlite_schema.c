@@ -2,8 +2,12 @@
  * records its version in PRAGMA user_version and its kind in PRAGMA application_id
  * (0x50594352, "PYCR"): a file of another kind or a newer version is refused.
  *
- * Rows are append-only except account balances (rewritten as they change) and a
- * pending transfer's pending_state. Every row a batch adds carries batch_seq (the
+ * Transfers are appended by timestamp with no secondary index on the commit path:
+ * the id and per-account indexes live in <db>-index (sqlite_index.c). Account
+ * balances in 'accounts' are as of journal seq meta.accounts_as_of_seq (written at
+ * checkpoints; an account created later is inserted with zero balances), and the
+ * rest is re-derived from the transfers at load. Rows are append-only except those
+ * balances and a pending transfer's pending_state. Every row a batch adds carries batch_seq (the
  * journal row of its batch) and row_hash (journal.h), so verify can re-derive the
  * chain and name a tampered row. */
 #include <stddef.h>
@@ -43,9 +47,6 @@ static const char schema_v1[] =
     "  pending_state INTEGER NOT NULL DEFAULT 0," /* ledger_pending_state; mutable */
     "  batch_seq INTEGER NOT NULL,"
     "  row_hash BLOB NOT NULL);"
-    "CREATE UNIQUE INDEX transfers_id ON transfers(id);"
-    "CREATE INDEX transfers_debit ON transfers(debit_account_id, timestamp);"
-    "CREATE INDEX transfers_credit ON transfers(credit_account_id, timestamp);"
     "CREATE INDEX transfers_open_pending ON transfers(pending_state) WHERE pending_state = 1;"
     "CREATE TABLE transfer_failures("         /* ids burned by transient failures */
     "  id TEXT PRIMARY KEY,"

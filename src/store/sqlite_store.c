@@ -1,7 +1,13 @@
 /* store/sqlite_store.c: the SQLite backend's write side: open (kind and version
  * checks, migrations), load into the ledger, lookups for the ledger, and one
  * transaction per batch. WAL with synchronous=FULL: COMMIT returns after fsync, so a
- * batch is durable before any of its requests is answered. Writer thread only. */
+ * batch is durable before any of its requests is answered. Writer thread only.
+ *
+ * What a batch writes: its transfers (appended by timestamp), created accounts (zero
+ * balances), burned ids, pending-state updates, history rows and its journal row.
+ * Account balances are written every STORE_CHECKPOINT_BATCHES batches for the
+ * accounts touched since the last checkpoint, and re-derived from the transfers
+ * after it at load: that keeps ~16k random row updates out of every batch. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +27,7 @@ enum {
     STMT_CHECKPOINT_INSERT,
     STMT_TRANSFER_FIND,
     STMT_FAILURE_FIND,
+    STMT_META_SET,
     STMT_COUNT,
 };
 
@@ -36,7 +43,7 @@ static const char *const statement_sql[STMT_COUNT] = {
         "INSERT INTO transfers(timestamp, id, debit_account_id, credit_account_id, amount,"
         " currency, code, flags, pending_id, timeout_s, metadata, pending_state, batch_seq,"
         " row_hash) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-    [STMT_PENDING_UPDATE] = "UPDATE transfers SET pending_state=? WHERE id=?",
+    [STMT_PENDING_UPDATE] = "UPDATE transfers SET pending_state=? WHERE timestamp=?",
     [STMT_FAILURE_INSERT] =
         "INSERT INTO transfer_failures(id, result, timestamp, batch_seq, row_hash) VALUES(?,?,?,?,?)",
     [STMT_HISTORY_INSERT] =
@@ -49,9 +56,15 @@ static const char *const statement_sql[STMT_COUNT] = {
         "INSERT INTO checkpoints(seq, hash, public_key, signature) VALUES(?,?,?,?)",
     [STMT_TRANSFER_FIND] =
         "SELECT timestamp, id, debit_account_id, credit_account_id, amount, currency, code, flags,"
-        " pending_id, timeout_s, metadata, pending_state FROM transfers WHERE id=?",
+        " pending_id, timeout_s, metadata, pending_state FROM transfers WHERE timestamp=?",
+    [STMT_META_SET] = "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)",
     [STMT_FAILURE_FIND] = "SELECT result, timestamp FROM transfer_failures WHERE id=?",
 };
+
+/* Checkpoint account balances every this many batches (and at a clean stop):
+ * bounds the replay at load to this many batches. */
+#define STORE_CHECKPOINT_BATCHES 64
+#define STORE_FIND_CANDIDATES_MAX 16
 
 struct store {
     sqlite3 *db;
@@ -60,11 +73,26 @@ struct store {
     sqlite3_stmt *statements[STMT_COUNT];
     uint32_t commit_count;
     char *metadata_scratch; /* transfer_find's metadata, valid until the next call */
+    store_index_t *index;
+    sqlite3 *index_reader;  /* the writer's connection to the index file */
+    store_shadow_t *shadow;
+    store_checkpointer_t *checkpointer;
+    uint8_t *dirty_bits;    /* accounts touched since the last checkpoint */
+    uint32_t *dirty;
+    uint32_t dirty_count;
+    uint64_t accounts_as_of_seq;
+    uint64_t last_batch_seq;
     char error_detail[512];
 };
 
 struct store_tx {
     store_t *store;
+    const ledger_t *ledger;
+    const ledger_changes_t *changes;
+    uint64_t batch_seq;
+    bool checkpointed;
+    store_index_entry_t *index_entries;
+    uint32_t index_entry_count;
 };
 
 static pc_status store_fail(store_t *store, pc_status status, const char *what) {
@@ -78,6 +106,8 @@ const char *store_error_detail(const store_t *store) { return store->error_detai
 const char *store_path(const store_t *store) { return store->path; }
 
 sqlite3 *store_sqlite_tx_db(store_tx_t *tx) { return tx->store->db; }
+store_index_t *store_sqlite_index(store_t *store) { return store->index; }
+store_shadow_t *store_sqlite_shadow(store_t *store) { return store->shadow; }
 
 static int pragma_int(sqlite3 *db, const char *sql, int *value) {
     sqlite3_stmt *stmt;
@@ -145,7 +175,9 @@ static pc_status schema_migrate(store_t *store) {
     if (sqlite3_exec(store->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
         store_sqlite_migrate(store->db, user_version, &error) != SQLITE_OK ||
         sqlite3_exec(store->db, sql, NULL, NULL, &error) != SQLITE_OK ||
-        sqlite3_exec(store->db, "INSERT OR REPLACE INTO meta VALUES('format','paycore')", NULL, NULL, &error) != SQLITE_OK ||
+        sqlite3_exec(store->db, "INSERT OR REPLACE INTO meta VALUES('format','paycore');"
+                     "INSERT OR IGNORE INTO meta VALUES('instance_id', abs(random()) | 1);"
+                     "INSERT OR IGNORE INTO meta VALUES('accounts_as_of_seq', 0);", NULL, NULL, &error) != SQLITE_OK ||
         sqlite3_exec(store->db, "COMMIT", NULL, NULL, &error) != SQLITE_OK) {
         snprintf(store->error_detail, sizeof(store->error_detail), "migration: %s", error ? error : "?");
         sqlite3_free(error);
@@ -163,6 +195,38 @@ static pc_status statements_prepare(store_t *store) {
         }
     }
     return PC_OK;
+}
+
+static int64_t meta_int(store_t *store, const char *key, int64_t missing) {
+    sqlite3_stmt *stmt;
+    int64_t value = missing;
+    if (sqlite3_prepare_v2(store->db, "SELECT value FROM meta WHERE key=?", -1, &stmt, NULL) != SQLITE_OK) return missing;
+    sqlite3_bind_text(stmt, 1, key, -1, SQLITE_STATIC);
+    if (sqlite3_step(stmt) == SQLITE_ROW) value = sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+    return value;
+}
+
+static pc_status index_open(store_t *store) {
+    int64_t instance_id = meta_int(store, "instance_id", 0);
+    int64_t last_ts = 0;
+    sqlite3_stmt *stmt;
+    if (sqlite3_prepare_v2(store->db, "SELECT coalesce(max(timestamp), 0) FROM transfers", -1, &stmt, NULL) == SQLITE_OK) {
+        if (sqlite3_step(stmt) == SQLITE_ROW) last_ts = sqlite3_column_int64(stmt, 0);
+        sqlite3_finalize(stmt);
+    }
+    store->accounts_as_of_seq = (uint64_t)meta_int(store, "accounts_as_of_seq", 0);
+    store->shadow = store_shadow_new();
+    store->dirty_bits = calloc(LEDGER_ACCOUNTS_MAX / 8, 1);
+    store->dirty = malloc(sizeof(uint32_t) * 1024);
+    if (store->shadow == NULL || store->dirty_bits == NULL || store->dirty == NULL) return PC_NO_MEMORY;
+    pc_status status = store_index_open(&store->index, store->path, instance_id, (uint64_t)last_ts);
+    if (status != PC_OK) {
+        snprintf(store->error_detail, sizeof store->error_detail, "%s-index: cannot open or rebuild", store->path);
+        return status;
+    }
+    store->index_reader = store_index_reader_open(store->index);
+    return store->index_reader ? PC_OK : PC_STORE_OPEN_FAILED;
 }
 
 static pc_status store_open_steps(store_t *store) {
@@ -184,7 +248,11 @@ static pc_status store_open_steps(store_t *store) {
     }
     status = schema_migrate(store);
     if (status != PC_OK) return status;
-    return statements_prepare(store);
+    status = statements_prepare(store);
+    if (status != PC_OK) return status;
+    store->checkpointer = store_checkpointer_start(store->path, store->db);
+    if (store->checkpointer == NULL) return store_fail(store, PC_STORE_OPEN_FAILED, "checkpointer");
+    return index_open(store);
 }
 
 pc_status store_open(store_t **out, const char *path, const store_options_t *options) {
@@ -205,6 +273,12 @@ pc_status store_open(store_t **out, const char *path, const store_options_t *opt
 
 void store_close(store_t *store) {
     if (store == NULL) return;
+    store_checkpointer_stop(store->checkpointer, store->db);
+    if (store->index_reader != NULL) sqlite3_close(store->index_reader);
+    store_index_close(store->index); /* flushes what is left */
+    store_shadow_free(store->shadow);
+    free(store->dirty_bits);
+    free(store->dirty);
     for (int i = 0; i < STMT_COUNT; i++) sqlite3_finalize(store->statements[i]);
     if (store->db != NULL) sqlite3_close(store->db);
     free(store->metadata_scratch);
@@ -212,11 +286,142 @@ void store_close(store_t *store) {
     free(store);
 }
 
-/* ---- load ---- */
+/* ---- lookups: by id through the index, then the row by timestamp ---- */
 
 static void column_copy(char *dst, size_t dst_size, sqlite3_stmt *stmt, int column) {
     const unsigned char *text = sqlite3_column_text(stmt, column);
     snprintf(dst, dst_size, "%s", text ? (const char *)text : "");
+}
+
+static void transfer_from_row(sqlite3_stmt *stmt, ledger_transfer_t *t) {
+    memset(t, 0, sizeof(*t));
+    t->timestamp_ns = (uint64_t)sqlite3_column_int64(stmt, 0);
+    column_copy(t->id, sizeof(t->id), stmt, 1);
+    column_copy(t->debit_account_id, sizeof(t->debit_account_id), stmt, 2);
+    column_copy(t->credit_account_id, sizeof(t->credit_account_id), stmt, 3);
+    t->amount = sqlite3_column_int64(stmt, 4);
+    column_copy(t->currency, sizeof(t->currency), stmt, 5);
+    t->code = (uint16_t)sqlite3_column_int(stmt, 6);
+    t->flags = (uint16_t)sqlite3_column_int(stmt, 7);
+    column_copy(t->pending_id, sizeof(t->pending_id), stmt, 8);
+    t->timeout_s = (uint32_t)sqlite3_column_int64(stmt, 9);
+    t->metadata_json = (const char *)sqlite3_column_text(stmt, 10);
+}
+
+/* Reads the transfer row at 'ts' when its id is 'id'. */
+static pc_status transfer_at(store_t *store, uint64_t ts, const char *id, ledger_transfer_record_t *out) {
+    sqlite3_stmt *stmt = store->statements[STMT_TRANSFER_FIND];
+    sqlite3_bind_int64(stmt, 1, (int64_t)ts);
+    int rc = sqlite3_step(stmt);
+    pc_status status = PC_NOT_FOUND;
+    if (rc == SQLITE_ROW) {
+        const char *row_id = (const char *)sqlite3_column_text(stmt, 1);
+        if (row_id != NULL && strcmp(row_id, id) == 0) {
+            memset(out, 0, sizeof(*out));
+            transfer_from_row(stmt, &out->transfer);
+            free(store->metadata_scratch);
+            store->metadata_scratch = pc_strdup(out->transfer.metadata_json);
+            out->transfer.metadata_json = store->metadata_scratch;
+            out->pending_state = (ledger_pending_state)sqlite3_column_int(stmt, 11);
+            out->failure = PC_OK;
+            status = PC_OK;
+        }
+    } else if (rc != SQLITE_DONE) {
+        status = store_fail(store, PC_STORE_READ_FAILED, "read transfer");
+    }
+    sqlite3_reset(stmt);
+    return status;
+}
+
+static pc_status failure_find(store_t *store, const char *id, ledger_transfer_record_t *out) {
+    sqlite3_stmt *stmt = store->statements[STMT_FAILURE_FIND];
+    sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(stmt);
+    pc_status status = PC_NOT_FOUND;
+    if (rc == SQLITE_ROW) {
+        memset(out, 0, sizeof(*out));
+        const char *code = (const char *)sqlite3_column_text(stmt, 0);
+        if (code == NULL || !pc_status_from_code(code, &out->failure)) out->failure = PC_INTERNAL;
+        status = PC_OK;
+    } else if (rc != SQLITE_DONE) {
+        status = store_fail(store, PC_STORE_READ_FAILED, "find failure");
+    }
+    sqlite3_reset(stmt);
+    return status;
+}
+
+/* The ledger's lookup. A bloom-filter miss answers "new id" without I/O. */
+static pc_status source_transfer_find(void *ctx, const char *id, ledger_transfer_record_t *out) {
+    store_t *store = ctx;
+    uint64_t key = store_index_key(id);
+    if (!store_index_bloom_maybe(store->index, key)) return PC_NOT_FOUND;
+    uint64_t candidates[STORE_FIND_CANDIDATES_MAX];
+    uint32_t count = 0;
+    pc_status status = store_index_find(store->index, store->index_reader, key, candidates,
+                                        STORE_FIND_CANDIDATES_MAX, &count);
+    if (status != PC_OK) return store_fail(store, status, "index lookup");
+    for (uint32_t i = 0; i < count; i++) {
+        status = transfer_at(store, candidates[i], id, out);
+        if (status != PC_NOT_FOUND) return status;
+    }
+    return failure_find(store, id, out);
+}
+
+ledger_source_t store_source(store_t *store) {
+    return (ledger_source_t){source_transfer_find, store};
+}
+
+/* ---- load ---- */
+
+static void dirty_mark(store_t *store, uint32_t account_no) {
+    if (store->dirty_bits[account_no / 8] & (1u << (account_no % 8))) return;
+    store->dirty_bits[account_no / 8] |= (uint8_t)(1u << (account_no % 8));
+    if ((store->dirty_count & (store->dirty_count - 1)) == 0 && store->dirty_count >= 1024) {
+        uint32_t *grown = realloc(store->dirty, sizeof(uint32_t) * store->dirty_count * 2);
+        PC_ASSERT(grown != NULL);
+        store->dirty = grown;
+    }
+    store->dirty[store->dirty_count++] = account_no;
+}
+
+/* Transfers committed after the index file's watermark go back into the memtable. */
+static pc_status index_catch_up(store_t *store) {
+    sqlite3_stmt *stmt;
+    const char *sql = "SELECT t.timestamp, t.id, d.no, c.no FROM transfers t JOIN accounts d ON d.id = t.debit_account_id"
+                      " JOIN accounts c ON c.id = t.credit_account_id WHERE t.timestamp > ? ORDER BY t.timestamp";
+    if (sqlite3_prepare_v2(store->db, sql, -1, &stmt, NULL) != SQLITE_OK) {
+        return store_fail(store, PC_STORE_READ_FAILED, "index catch-up");
+    }
+    sqlite3_bind_int64(stmt, 1, (int64_t)store_index_indexed_through_ts(store->index));
+    store_index_entry_t chunk[1024];
+    uint32_t count = 0;
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(stmt, 1);
+        chunk[count] = (store_index_entry_t){store_index_key(id), (uint64_t)sqlite3_column_int64(stmt, 0),
+                                             (uint32_t)sqlite3_column_int64(stmt, 2), (uint32_t)sqlite3_column_int64(stmt, 3)};
+        store_index_bloom_add(store->index, chunk[count].key);
+        if (++count == 1024) {
+            store_index_add(store->index, chunk, count);
+            count = 0;
+        }
+    }
+    if (count > 0) store_index_add(store->index, chunk, count);
+    sqlite3_finalize(stmt);
+    return rc == SQLITE_DONE ? PC_OK : store_fail(store, PC_STORE_READ_FAILED, "index catch-up");
+}
+
+static pc_status failures_bloom(store_t *store) {
+    sqlite3_stmt *stmt;
+    if (sqlite3_prepare_v2(store->db, "SELECT id FROM transfer_failures", -1, &stmt, NULL) != SQLITE_OK) {
+        return store_fail(store, PC_STORE_READ_FAILED, "load failures");
+    }
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        store_index_bloom_add(store->index, store_index_key((const char *)sqlite3_column_text(stmt, 0)));
+    }
+    sqlite3_finalize(stmt);
+    return rc == SQLITE_DONE ? PC_OK : store_fail(store, PC_STORE_READ_FAILED, "load failures");
 }
 
 static pc_status load_accounts(store_t *store, ledger_t *ledger) {
@@ -243,7 +448,7 @@ static pc_status load_accounts(store_t *store, ledger_t *ledger) {
         account.timestamp_ns = (uint64_t)sqlite3_column_int64(stmt, 8);
         account.metadata_json = (const char *)sqlite3_column_text(stmt, 9);
         if ((uint32_t)sqlite3_column_int64(stmt, 10) != expected_no++) {
-            status = PC_STORE_READ_FAILED; /* account numbers must be dense: indices */
+            status = PC_STORE_READ_FAILED; /* account numbers are the ledger's indices: dense */
             snprintf(store->error_detail, sizeof(store->error_detail), "account numbers not dense at %s", account.id);
             break;
         }
@@ -255,19 +460,52 @@ static pc_status load_accounts(store_t *store, ledger_t *ledger) {
     return status;
 }
 
-static void transfer_from_row(sqlite3_stmt *stmt, ledger_transfer_t *t) {
-    memset(t, 0, sizeof(*t));
-    t->timestamp_ns = (uint64_t)sqlite3_column_int64(stmt, 0);
-    column_copy(t->id, sizeof(t->id), stmt, 1);
-    column_copy(t->debit_account_id, sizeof(t->debit_account_id), stmt, 2);
-    column_copy(t->credit_account_id, sizeof(t->credit_account_id), stmt, 3);
-    t->amount = sqlite3_column_int64(stmt, 4);
-    column_copy(t->currency, sizeof(t->currency), stmt, 5);
-    t->code = (uint16_t)sqlite3_column_int(stmt, 6);
-    t->flags = (uint16_t)sqlite3_column_int(stmt, 7);
-    column_copy(t->pending_id, sizeof(t->pending_id), stmt, 8);
-    t->timeout_s = (uint32_t)sqlite3_column_int64(stmt, 9);
-    t->metadata_json = (const char *)sqlite3_column_text(stmt, 10);
+/* The amount a post/void/expiry released: its pending transfer's. */
+static pc_status pending_amount_of(store_t *store, const ledger_transfer_t *record, int64_t *amount) {
+    *amount = 0;
+    if (!(record->flags & (LEDGER_TRANSFER_POST_PENDING | LEDGER_TRANSFER_VOID_PENDING))) return PC_OK;
+    ledger_transfer_record_t pending;
+    pc_status status = source_transfer_find(store, record->pending_id, &pending);
+    if (status != PC_OK || pending.failure != PC_OK) {
+        snprintf(store->error_detail, sizeof store->error_detail, "replay: pending %s of %s not found",
+                 record->pending_id, record->id);
+        return PC_STORE_READ_FAILED;
+    }
+    *amount = pending.transfer.amount;
+    return PC_OK;
+}
+
+static pc_status replay_row(store_t *store, ledger_t *ledger, sqlite3_stmt *stmt) {
+    ledger_transfer_t record;
+    transfer_from_row(stmt, &record);
+    int64_t pending_amount;
+    pc_status status = pending_amount_of(store, &record, &pending_amount);
+    if (status == PC_OK) status = ledger_load_replay(ledger, &record, pending_amount);
+    if (status != PC_OK) return status;
+    const ledger_account_t *debit = ledger_account_find(ledger, record.debit_account_id);
+    const ledger_account_t *credit = ledger_account_find(ledger, record.credit_account_id);
+    dirty_mark(store, ledger_account_index(ledger, debit));
+    dirty_mark(store, ledger_account_index(ledger, credit));
+    return PC_OK;
+}
+
+/* Re-derives balances from the transfers committed after the accounts checkpoint. */
+static pc_status replay_after_checkpoint(store_t *store, ledger_t *ledger) {
+    sqlite3_stmt *stmt;
+    const char *sql =
+        "SELECT timestamp, id, debit_account_id, credit_account_id, amount, currency, code, flags, pending_id,"
+        " timeout_s, metadata FROM transfers WHERE timestamp >= coalesce((SELECT timestamp_first FROM journal"
+        " WHERE seq = ?1 + 1), 9223372036854775807) AND batch_seq > ?1 ORDER BY timestamp";
+    if (sqlite3_prepare_v2(store->db, sql, -1, &stmt, NULL) != SQLITE_OK) {
+        return store_fail(store, PC_STORE_READ_FAILED, "replay");
+    }
+    sqlite3_bind_int64(stmt, 1, (int64_t)store->accounts_as_of_seq);
+    pc_status status = PC_OK;
+    int rc;
+    while (status == PC_OK && (rc = sqlite3_step(stmt)) == SQLITE_ROW) status = replay_row(store, ledger, stmt);
+    if (status == PC_OK && rc != SQLITE_DONE) status = store_fail(store, PC_STORE_READ_FAILED, "replay");
+    sqlite3_finalize(stmt);
+    return status;
 }
 
 static pc_status load_pendings(store_t *store, ledger_t *ledger) {
@@ -313,58 +551,21 @@ static pc_status load_clock_and_head(store_t *store, ledger_t *ledger, journal_e
         memcpy(head->hash, sqlite3_column_blob(stmt, 1), JOURNAL_HASH_BYTES);
     }
     sqlite3_finalize(stmt);
+    store->last_batch_seq = head->seq;
     return PC_OK;
 }
 
 pc_status store_load(store_t *store, ledger_t *ledger, journal_entry_t *head) {
     pc_status status = load_accounts(store, ledger);
+    if (status == PC_OK) status = index_catch_up(store);
+    if (status == PC_OK) status = failures_bloom(store);
+    if (status == PC_OK) status = replay_after_checkpoint(store, ledger);
     if (status == PC_OK) status = load_pendings(store, ledger);
     if (status == PC_OK) status = load_clock_and_head(store, ledger, head);
-    return status;
-}
-
-/* ---- the ledger's lookups ---- */
-
-static pc_status failure_find(store_t *store, const char *id, ledger_transfer_record_t *out) {
-    sqlite3_stmt *stmt = store->statements[STMT_FAILURE_FIND];
-    sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(stmt);
-    pc_status status = PC_NOT_FOUND;
-    if (rc == SQLITE_ROW) {
-        memset(out, 0, sizeof(*out));
-        const char *code = (const char *)sqlite3_column_text(stmt, 0);
-        if (code == NULL || !pc_status_from_code(code, &out->failure)) out->failure = PC_INTERNAL;
-        status = PC_OK;
-    } else if (rc != SQLITE_DONE) {
-        status = store_fail(store, PC_STORE_READ_FAILED, "find failure");
+    for (uint32_t i = 0; status == PC_OK && i < ledger_account_count(ledger); i++) {
+        store_shadow_publish(store->shadow, i, &ledger_account_at(ledger, i)->balances);
     }
-    sqlite3_reset(stmt);
     return status;
-}
-
-static pc_status source_transfer_find(void *ctx, const char *id, ledger_transfer_record_t *out) {
-    store_t *store = ctx;
-    sqlite3_stmt *stmt = store->statements[STMT_TRANSFER_FIND];
-    sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(stmt);
-    if (rc == SQLITE_ROW) {
-        memset(out, 0, sizeof(*out));
-        transfer_from_row(stmt, &out->transfer);
-        free(store->metadata_scratch);
-        store->metadata_scratch = pc_strdup(out->transfer.metadata_json);
-        out->transfer.metadata_json = store->metadata_scratch;
-        out->pending_state = (ledger_pending_state)sqlite3_column_int(stmt, 11);
-        out->failure = PC_OK;
-        sqlite3_reset(stmt);
-        return PC_OK;
-    }
-    sqlite3_reset(stmt);
-    if (rc != SQLITE_DONE) return store_fail(store, PC_STORE_READ_FAILED, "find transfer");
-    return failure_find(store, id, out);
-}
-
-ledger_source_t store_source(store_t *store) {
-    return (ledger_source_t){source_transfer_find, store};
 }
 
 /* ---- one transaction per batch ---- */
@@ -400,31 +601,27 @@ pc_status store_tx_begin(store_t *store, store_tx_t **out) {
     return PC_OK;
 }
 
+/* A new account row starts at zero: its balances come from replay until the next
+ * checkpoint writes them (the row's balances are always as of accounts_as_of_seq). */
 static pc_status write_account_created(store_t *store, const ledger_account_t *a, uint32_t index,
                                        uint64_t batch_seq, journal_content_t *content) {
     uint8_t row_hash[JOURNAL_ROW_HASH_BYTES];
     journal_row_hash_account(a, row_hash);
     journal_content_add(content, row_hash);
+    static const ledger_balances_t zero;
     sqlite3_stmt *stmt = store->statements[STMT_ACCOUNT_INSERT];
     sqlite3_bind_int64(stmt, 1, index);
     sqlite3_bind_text(stmt, 2, a->id, -1, SQLITE_STATIC);
     sqlite3_bind_text(stmt, 3, a->currency, -1, SQLITE_STATIC);
     sqlite3_bind_int(stmt, 4, a->code);
     sqlite3_bind_int(stmt, 5, a->flags);
-    bind_balances(stmt, 6, &a->balances);
+    bind_balances(stmt, 6, &zero);
     sqlite3_bind_int64(stmt, 10, (int64_t)a->timestamp_ns);
     if (a->metadata_json) sqlite3_bind_text(stmt, 11, a->metadata_json, -1, SQLITE_STATIC);
     else sqlite3_bind_null(stmt, 11);
     sqlite3_bind_int64(stmt, 12, (int64_t)batch_seq);
     sqlite3_bind_blob(stmt, 13, row_hash, sizeof(row_hash), SQLITE_STATIC);
     return step_done(store, stmt, "insert account");
-}
-
-static pc_status write_account_balances(store_t *store, const ledger_account_t *a, uint32_t index) {
-    sqlite3_stmt *stmt = store->statements[STMT_ACCOUNT_UPDATE];
-    bind_balances(stmt, 1, &a->balances);
-    sqlite3_bind_int64(stmt, 5, index);
-    return step_done(store, stmt, "update account");
 }
 
 static pc_status write_transfer(store_t *store, const ledger_transfer_t *t, uint64_t batch_seq,
@@ -477,25 +674,48 @@ static pc_status write_history(store_t *store, const ledger_t *ledger, const led
 static pc_status write_pending_change(store_t *store, const ledger_pending_change_t *c) {
     sqlite3_stmt *stmt = store->statements[STMT_PENDING_UPDATE];
     sqlite3_bind_int(stmt, 1, c->state);
-    sqlite3_bind_text(stmt, 2, c->pending_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 2, (int64_t)c->pending_timestamp_ns);
     return step_done(store, stmt, "update pending");
 }
 
-static pc_status write_accounts(store_t *store, const ledger_t *ledger, const ledger_changes_t *c,
-                                uint64_t batch_seq, journal_content_t *content) {
-    /* Accounts created in this batch are the last ones of the table. */
-    uint32_t first_created = ledger_account_count(ledger) - c->accounts_created_count;
-    for (uint32_t i = 0; i < c->accounts_created_count; i++) {
-        uint32_t index = c->accounts_created[i];
-        PC_ASSERT(index == first_created + i);
-        pc_status status = write_account_created(store, ledger_account_at(ledger, index), index, batch_seq, content);
+static pc_status meta_set(store_t *store, const char *key, int64_t value) {
+    sqlite3_stmt *stmt = store->statements[STMT_META_SET];
+    sqlite3_bind_text(stmt, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 2, value);
+    return step_done(store, stmt, "meta");
+}
+
+/* Writes every account touched since the last checkpoint; balances as of 'seq'. */
+static pc_status checkpoint_write(store_t *store, const ledger_t *ledger, uint64_t seq) {
+    sqlite3_stmt *stmt = store->statements[STMT_ACCOUNT_UPDATE];
+    for (uint32_t i = 0; i < store->dirty_count; i++) {
+        uint32_t no = store->dirty[i];
+        bind_balances(stmt, 1, &ledger_account_at(ledger, no)->balances);
+        sqlite3_bind_int64(stmt, 5, no);
+        pc_status status = step_done(store, stmt, "checkpoint account");
         if (status != PC_OK) return status;
     }
-    for (uint32_t i = 0; i < c->accounts_touched_count; i++) {
-        uint32_t index = c->accounts_touched[i];
-        if (index >= first_created) continue; /* inserted with current balances */
-        pc_status status = write_account_balances(store, ledger_account_at(ledger, index), index);
+    return meta_set(store, "accounts_as_of_seq", (int64_t)seq);
+}
+
+static void dirty_clear(store_t *store) {
+    for (uint32_t i = 0; i < store->dirty_count; i++) store->dirty_bits[store->dirty[i] / 8] = 0;
+    store->dirty_count = 0;
+}
+
+static pc_status write_transfers(store_tx_t *tx, const ledger_changes_t *c, journal_content_t *content) {
+    store_t *store = tx->store;
+    tx->index_entries = malloc(sizeof(store_index_entry_t) * (c->transfers_count ? c->transfers_count : 1));
+    if (tx->index_entries == NULL) return PC_NO_MEMORY;
+    for (uint32_t i = 0; i < c->transfers_count; i++) {
+        const ledger_transfer_t *t = &c->transfers[i];
+        pc_status status = write_transfer(store, t, tx->batch_seq, content);
         if (status != PC_OK) return status;
+        const ledger_account_t *debit = ledger_account_find(tx->ledger, t->debit_account_id);
+        const ledger_account_t *credit = ledger_account_find(tx->ledger, t->credit_account_id);
+        tx->index_entries[tx->index_entry_count++] = (store_index_entry_t){
+            store_index_key(t->id), t->timestamp_ns, ledger_account_index(tx->ledger, debit),
+            ledger_account_index(tx->ledger, credit)};
     }
     return PC_OK;
 }
@@ -503,10 +723,17 @@ static pc_status write_accounts(store_t *store, const ledger_t *ledger, const le
 pc_status store_tx_write_changes(store_tx_t *tx, const ledger_t *ledger, const ledger_changes_t *c,
                                  uint64_t batch_seq, journal_content_t *content) {
     store_t *store = tx->store;
-    pc_status status = write_accounts(store, ledger, c, batch_seq, content);
-    for (uint32_t i = 0; status == PC_OK && i < c->transfers_count; i++) {
-        status = write_transfer(store, &c->transfers[i], batch_seq, content);
+    tx->ledger = ledger;
+    tx->changes = c;
+    tx->batch_seq = batch_seq;
+    uint32_t first_created = ledger_account_count(ledger) - c->accounts_created_count;
+    pc_status status = PC_OK;
+    for (uint32_t i = 0; status == PC_OK && i < c->accounts_created_count; i++) {
+        PC_ASSERT(c->accounts_created[i] == first_created + i);
+        status = write_account_created(store, ledger_account_at(ledger, first_created + i), first_created + i,
+                                       batch_seq, content);
     }
+    if (status == PC_OK) status = write_transfers(tx, c, content);
     for (uint32_t i = 0; status == PC_OK && i < c->failures_count; i++) {
         status = write_failure(store, &c->failures[i], batch_seq, content);
     }
@@ -515,6 +742,12 @@ pc_status store_tx_write_changes(store_tx_t *tx, const ledger_t *ledger, const l
     }
     for (uint32_t i = 0; status == PC_OK && i < c->history_count; i++) {
         status = write_history(store, ledger, &c->history[i]);
+    }
+    for (uint32_t i = 0; i < c->accounts_touched_count; i++) dirty_mark(store, c->accounts_touched[i]);
+    bool has_rows = c->accounts_created_count + c->transfers_count + c->failures_count > 0;
+    if (status == PC_OK && has_rows && batch_seq >= store->accounts_as_of_seq + STORE_CHECKPOINT_BATCHES) {
+        status = checkpoint_write(store, ledger, batch_seq);
+        tx->checkpointed = status == PC_OK;
     }
     return status;
 }
@@ -542,6 +775,36 @@ pc_status store_tx_write_journal(store_tx_t *tx, const journal_entry_t *e, const
     return step_done(store, stmt, "insert checkpoint");
 }
 
+/* After COMMIT: readers see the new balances, lookups find the new ids. */
+static void tx_publish(store_tx_t *tx) {
+    store_t *store = tx->store;
+    if (tx->changes != NULL) {
+        for (uint32_t i = 0; i < tx->changes->accounts_touched_count; i++) {
+            uint32_t no = tx->changes->accounts_touched[i];
+            store_shadow_publish(store->shadow, no, &ledger_account_at(tx->ledger, no)->balances);
+        }
+        for (uint32_t i = 0; i < tx->changes->accounts_created_count; i++) {
+            uint32_t no = tx->changes->accounts_created[i];
+            store_shadow_publish(store->shadow, no, &ledger_account_at(tx->ledger, no)->balances);
+        }
+        for (uint32_t i = 0; i < tx->changes->failures_count; i++) {
+            store_index_bloom_add(store->index, store_index_key(tx->changes->failures[i].id));
+        }
+        for (uint32_t i = 0; i < tx->index_entry_count; i++) store_index_bloom_add(store->index, tx->index_entries[i].key);
+        if (tx->index_entry_count > 0) store_index_add(store->index, tx->index_entries, tx->index_entry_count);
+        store->last_batch_seq = tx->batch_seq;
+    }
+    if (tx->checkpointed) {
+        dirty_clear(store);
+        store->accounts_as_of_seq = tx->batch_seq;
+    }
+}
+
+static void tx_free(store_tx_t *tx) {
+    free(tx->index_entries);
+    free(tx);
+}
+
 pc_status store_tx_commit(store_tx_t *tx) {
     store_t *store = tx->store;
     store->commit_count++;
@@ -556,7 +819,8 @@ pc_status store_tx_commit(store_tx_t *tx) {
         store_tx_rollback(tx);
         return status;
     }
-    free(tx);
+    tx_publish(tx);
+    tx_free(tx);
     return PC_OK;
 }
 
@@ -564,5 +828,24 @@ void store_tx_rollback(store_tx_t *tx) {
     if (!sqlite3_get_autocommit(tx->store->db)) {
         sqlite3_exec(tx->store->db, "ROLLBACK", NULL, NULL, NULL);
     }
-    free(tx);
+    tx_free(tx);
+}
+
+/* A clean stop: every account row up to date, so the next start replays nothing. */
+pc_status store_checkpoint(store_t *store, const ledger_t *ledger) {
+    if (store->dirty_count == 0 && store->accounts_as_of_seq == store->last_batch_seq) return PC_OK;
+    if (sqlite3_exec(store->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        return store_fail(store, PC_STORE_COMMIT_FAILED, "checkpoint begin");
+    }
+    pc_status status = checkpoint_write(store, ledger, store->last_batch_seq);
+    if (status == PC_OK && sqlite3_exec(store->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        status = store_fail(store, PC_STORE_COMMIT_FAILED, "checkpoint commit");
+    }
+    if (status != PC_OK) {
+        sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
+        return status;
+    }
+    dirty_clear(store);
+    store->accounts_as_of_seq = store->last_batch_seq;
+    return PC_OK;
 }

@@ -53,6 +53,9 @@ PC_MUST_USE pc_status store_tx_write_journal(store_tx_t *tx, const journal_entry
                                              const journal_checkpoint_t *checkpoint /* or NULL */);
 PC_MUST_USE pc_status store_tx_commit(store_tx_t *tx);  /* durable on PC_OK; frees tx */
 void store_tx_rollback(store_tx_t *tx);                 /* frees tx */
+/* Writes every account balance changed since the last checkpoint (a clean stop calls
+ * it, so the next start re-derives nothing). Writer thread, outside a batch. */
+PC_MUST_USE pc_status store_checkpoint(store_t *store, const ledger_t *ledger);
 
 /* ---- reads (any thread, each with its own reader) ---- */
 PC_MUST_USE pc_status store_reader_open(store_t *store, store_reader_t **out);

@@ -319,6 +319,11 @@ void writer_stop(writer_t *writer) {
     pthread_cond_signal(&writer->work);
     pthread_mutex_unlock(&writer->mutex);
     pthread_join(writer->thread, NULL);
+    pc_status status = store_checkpoint(writer->store, writer->ledger);
+    if (status != PC_OK) {
+        fprintf(stderr, "{\"level\":\"error\",\"msg\":\"final checkpoint failed\",\"code\":\"%s\",\"detail\":\"%s\"}\n",
+                pc_status_code(status), store_error_detail(writer->store));
+    }
     ledger_close(writer->ledger);
     journal_key_wipe(&writer->key);
     pthread_cond_destroy(&writer->work);

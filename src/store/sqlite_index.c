@@ -1,0 +1,460 @@
+/* store/sqlite_index.c: the transfer indexes of the SQLite backend, kept off the
+ * commit path. Random-key B-tree inserts cost ~10x an append in SQLite (every batch
+ * would dirty thousands of scattered index pages), so the main database only appends
+ * transfers by timestamp and this file keeps:
+ *   - a memtable of committed-but-unindexed entries (id hash, timestamp, account
+ *     numbers), two of them: the writer fills 'active' while the indexer thread
+ *     writes 'frozen' into <db>-index in one sorted transaction;
+ *   - <db>-index: ids(key, ts) and account_transfers(account_no, ts), derived data
+ *     that can be deleted and rebuilt from the main file at any time; its meta row
+ *     'indexed_through_ts' says how far it goes;
+ *   - a fixed-size bloom filter of every transfer id, so that a new id (the common
+ *     case) is known new without any I/O.
+ * Memory is bounded: the memtables have fixed capacity and the writer waits for the
+ * indexer when both are full (back-pressure); the bloom filter has a fixed size and
+ * only its false-positive rate grows with the number of transfers. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/core.h"
+#include "store/sqlite_internal.h"
+
+#define MEMTABLE_FLUSH_ENTRIES 65536u      /* hand a memtable to the indexer at this size */
+#define MEMTABLE_ENTRIES_MAX (512u * 1024u)/* past this the writer waits for the indexer */
+#define MEMTABLE_CAPACITY (MEMTABLE_ENTRIES_MAX + 2u * WRITER_BATCH_EVENTS_MAX)
+#define MEMTABLE_SLOTS (2u * 1024u * 1024u) /* power of two, > 2 x capacity */
+#define BLOOM_BITS (1ull << 28)            /* 32 MiB: ~0.5% false positives at 20M ids */
+#define BLOOM_HASHES 4
+
+static_assert(MEMTABLE_SLOTS >= 2u * MEMTABLE_CAPACITY, "memtable hash must stay under half full");
+
+typedef struct {
+    store_index_entry_t *entries;
+    uint32_t count;
+    uint32_t *slots;       /* entry index + 1; 0 = empty */
+} memtable_t;
+
+struct store_index {
+    char *path;
+    sqlite3 *db;            /* the indexer thread's connection */
+    pthread_t thread;
+    bool thread_started;
+    pthread_mutex_t mutex;
+    pthread_cond_t work;    /* indexer: a frozen memtable is ready, or stop */
+    pthread_cond_t space;   /* writer: the frozen memtable was written */
+    memtable_t tables[2];
+    memtable_t *active;
+    memtable_t *frozen;     /* NULL when the indexer is idle */
+    bool stopping;
+    uint64_t indexed_through_ts;
+    uint64_t *bloom;
+    char error_detail[256];
+};
+
+static const char index_schema[] =
+    "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-262144;"
+    "PRAGMA busy_timeout=10000;"
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS ids(key INTEGER NOT NULL, ts INTEGER NOT NULL,"
+    " PRIMARY KEY(key, ts)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS account_transfers(account_no INTEGER NOT NULL, ts INTEGER NOT NULL,"
+    " PRIMARY KEY(account_no, ts)) WITHOUT ROWID;";
+
+uint64_t store_index_key(const char *id) {
+    uint64_t key = pc_hash64(id, strlen(id)) >> 1; /* fits SQLite's signed INTEGER */
+    return key == 0 ? 1 : key;
+}
+
+/* ---- memtable ---- */
+
+static bool memtable_init(memtable_t *table) {
+    table->entries = malloc(MEMTABLE_CAPACITY * sizeof(store_index_entry_t));
+    table->slots = calloc(MEMTABLE_SLOTS, sizeof(uint32_t));
+    table->count = 0;
+    return table->entries != NULL && table->slots != NULL;
+}
+
+static void memtable_free(memtable_t *table) {
+    free(table->entries);
+    free(table->slots);
+}
+
+static void memtable_clear(memtable_t *table) {
+    for (uint32_t i = 0; i < table->count; i++) {
+        uint32_t slot = (uint32_t)table->entries[i].key & (MEMTABLE_SLOTS - 1);
+        while (table->slots[slot] != 0) {
+            table->slots[slot] = 0;
+            slot = (slot + 1) & (MEMTABLE_SLOTS - 1);
+        }
+    }
+    table->count = 0;
+}
+
+static void memtable_add(memtable_t *table, const store_index_entry_t *entry) {
+    PC_ASSERT(table->count < MEMTABLE_CAPACITY);
+    table->entries[table->count] = *entry;
+    uint32_t slot = (uint32_t)entry->key & (MEMTABLE_SLOTS - 1);
+    while (table->slots[slot] != 0) slot = (slot + 1) & (MEMTABLE_SLOTS - 1);
+    table->slots[slot] = ++table->count;
+}
+
+static uint32_t memtable_find(const memtable_t *table, uint64_t key, uint64_t *ts_out, uint32_t found,
+                              uint32_t found_max) {
+    uint32_t slot = (uint32_t)key & (MEMTABLE_SLOTS - 1);
+    while (table->slots[slot] != 0 && found < found_max) {
+        const store_index_entry_t *entry = &table->entries[table->slots[slot] - 1];
+        if (entry->key == key) ts_out[found++] = entry->ts;
+        slot = (slot + 1) & (MEMTABLE_SLOTS - 1);
+    }
+    return found;
+}
+
+/* ---- bloom filter (writer thread only) ---- */
+
+static void bloom_positions(uint64_t key, uint64_t positions[BLOOM_HASHES]) {
+    uint64_t h1 = key * 0x9E3779B97F4A7C15ull, h2 = (key ^ (key >> 29)) * 0xBF58476D1CE4E5B9ull | 1;
+    for (int i = 0; i < BLOOM_HASHES; i++) positions[i] = (h1 + (uint64_t)i * h2) & (BLOOM_BITS - 1);
+}
+
+void store_index_bloom_add(store_index_t *index, uint64_t key) {
+    uint64_t positions[BLOOM_HASHES];
+    bloom_positions(key, positions);
+    for (int i = 0; i < BLOOM_HASHES; i++) index->bloom[positions[i] >> 6] |= 1ull << (positions[i] & 63);
+}
+
+bool store_index_bloom_maybe(const store_index_t *index, uint64_t key) {
+    uint64_t positions[BLOOM_HASHES];
+    bloom_positions(key, positions);
+    for (int i = 0; i < BLOOM_HASHES; i++) {
+        if (!(index->bloom[positions[i] >> 6] & (1ull << (positions[i] & 63)))) return false;
+    }
+    return true;
+}
+
+/* ---- the indexer thread ---- */
+
+static int key_compare(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+typedef struct {
+    uint64_t major;  /* key, or account number */
+    uint64_t ts;
+} index_pair;
+
+static int pair_compare(const void *a, const void *b) {
+    const index_pair *x = a, *y = b;
+    if (x->major != y->major) return x->major < y->major ? -1 : 1;
+    return x->ts < y->ts ? -1 : x->ts > y->ts;
+}
+
+static bool pairs_insert(sqlite3 *db, const char *sql, index_pair *pairs, uint32_t count) {
+    qsort(pairs, count, sizeof(*pairs), pair_compare); /* sorted inserts touch each page once */
+    sqlite3_stmt *stmt;
+    if (sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) != SQLITE_OK) return false;
+    bool ok = true;
+    for (uint32_t i = 0; ok && i < count; i++) {
+        sqlite3_bind_int64(stmt, 1, (int64_t)pairs[i].major);
+        sqlite3_bind_int64(stmt, 2, (int64_t)pairs[i].ts);
+        ok = sqlite3_step(stmt) == SQLITE_DONE;
+        sqlite3_reset(stmt);
+    }
+    sqlite3_finalize(stmt);
+    return ok;
+}
+
+/* Writes one frozen memtable into the index file in one transaction. */
+static bool memtable_write(store_index_t *index, const memtable_t *table) {
+    index_pair *pairs = malloc((size_t)table->count * 2 * sizeof(index_pair));
+    if (pairs == NULL) return false;
+    uint64_t through_ts = index->indexed_through_ts;
+    for (uint32_t i = 0; i < table->count; i++) {
+        pairs[i] = (index_pair){table->entries[i].key, table->entries[i].ts};
+        if (table->entries[i].ts > through_ts) through_ts = table->entries[i].ts;
+    }
+    bool ok = sqlite3_exec(index->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK &&
+              pairs_insert(index->db, "INSERT OR IGNORE INTO ids VALUES(?,?)", pairs, table->count);
+    for (uint32_t i = 0; ok && i < table->count; i++) {
+        pairs[2 * i] = (index_pair){table->entries[i].debit_no, table->entries[i].ts};
+        pairs[2 * i + 1] = (index_pair){table->entries[i].credit_no, table->entries[i].ts};
+    }
+    ok = ok && pairs_insert(index->db, "INSERT OR IGNORE INTO account_transfers VALUES(?,?)", pairs, table->count * 2);
+    free(pairs);
+    if (ok) {
+        char sql[128];
+        snprintf(sql, sizeof sql, "INSERT OR REPLACE INTO meta VALUES('indexed_through_ts', %lld)", (long long)through_ts);
+        ok = sqlite3_exec(index->db, sql, NULL, NULL, NULL) == SQLITE_OK &&
+             sqlite3_exec(index->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK;
+    }
+    if (!ok) {
+        snprintf(index->error_detail, sizeof index->error_detail, "index write: %s", sqlite3_errmsg(index->db));
+        sqlite3_exec(index->db, "ROLLBACK", NULL, NULL, NULL);
+        return false;
+    }
+    index->indexed_through_ts = through_ts;
+    return true;
+}
+
+static void *indexer_main(void *arg) {
+    store_index_t *index = arg;
+    pthread_mutex_lock(&index->mutex);
+    for (;;) {
+        while (index->frozen == NULL && !index->stopping) pthread_cond_wait(&index->work, &index->mutex);
+        if (index->frozen == NULL) break; /* stopping and nothing left */
+        memtable_t *frozen = index->frozen;
+        pthread_mutex_unlock(&index->mutex);
+        bool written = memtable_write(index, frozen);
+        if (!written) {
+            /* The entries stay in memory (lookups still find them) and are retried. */
+            fprintf(stderr, "{\"level\":\"error\",\"msg\":\"index write failed, retrying\",\"detail\":\"%s\"}\n",
+                    index->error_detail);
+            usleep(100000);
+        }
+        pthread_mutex_lock(&index->mutex);
+        if (written) {
+            memtable_clear(frozen);
+            index->frozen = NULL;
+            pthread_cond_broadcast(&index->space);
+        }
+    }
+    pthread_mutex_unlock(&index->mutex);
+    return NULL;
+}
+
+/* Hands the active memtable to the indexer when it is big enough (or 'force'). */
+static void memtable_rotate_locked(store_index_t *index, bool force) {
+    if (index->frozen != NULL || index->active->count == 0) return;
+    if (!force && index->active->count < MEMTABLE_FLUSH_ENTRIES) return;
+    index->frozen = index->active;
+    index->active = (index->active == &index->tables[0]) ? &index->tables[1] : &index->tables[0];
+    pthread_cond_signal(&index->work);
+}
+
+void store_index_add(store_index_t *index, const store_index_entry_t *entries, uint32_t count) {
+    pthread_mutex_lock(&index->mutex);
+    while (index->active->count + count > MEMTABLE_ENTRIES_MAX) {
+        memtable_rotate_locked(index, true);
+        if (index->active->count + count <= MEMTABLE_ENTRIES_MAX) break;
+        pthread_cond_wait(&index->space, &index->mutex); /* back-pressure: the indexer is behind */
+    }
+    for (uint32_t i = 0; i < count; i++) memtable_add(index->active, &entries[i]);
+    memtable_rotate_locked(index, false);
+    pthread_mutex_unlock(&index->mutex);
+}
+
+/* Waits until every entry added so far is in the index file. */
+void store_index_flush(store_index_t *index) {
+    pthread_mutex_lock(&index->mutex);
+    while (index->active->count > 0 || index->frozen != NULL) {
+        memtable_rotate_locked(index, true);
+        pthread_cond_wait(&index->space, &index->mutex);
+    }
+    pthread_mutex_unlock(&index->mutex);
+}
+
+/* ---- open, close ---- */
+
+static void index_files_remove(const char *path) {
+    char sidecar[PATH_MAX_BYTES];
+    unlink(path);
+    snprintf(sidecar, sizeof sidecar, "%s-wal", path);
+    unlink(sidecar);
+    snprintf(sidecar, sizeof sidecar, "%s-shm", path);
+    unlink(sidecar);
+}
+
+static int64_t meta_get(sqlite3 *db, const char *key, int64_t missing) {
+    sqlite3_stmt *stmt;
+    int64_t value = missing;
+    if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key=?", -1, &stmt, NULL) != SQLITE_OK) return missing;
+    sqlite3_bind_text(stmt, 1, key, -1, SQLITE_STATIC);
+    if (sqlite3_step(stmt) == SQLITE_ROW) value = sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+    return value;
+}
+
+/* Opens the index file; false when it is unusable (then it is rebuilt). */
+static bool index_file_open(store_index_t *index, int64_t main_instance_id, uint64_t main_last_ts) {
+    if (sqlite3_open_v2(index->path, &index->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK ||
+        sqlite3_exec(index->db, index_schema, NULL, NULL, NULL) != SQLITE_OK) {
+        return false;
+    }
+    int64_t owner = meta_get(index->db, "main_instance_id", 0);
+    if (owner == 0) {
+        char sql[128];
+        snprintf(sql, sizeof sql, "INSERT INTO meta VALUES('main_instance_id', %lld)", (long long)main_instance_id);
+        if (sqlite3_exec(index->db, sql, NULL, NULL, NULL) != SQLITE_OK) return false;
+        owner = main_instance_id;
+    }
+    index->indexed_through_ts = (uint64_t)meta_get(index->db, "indexed_through_ts", 0);
+    /* Another database's index, or one ahead of the main file (a restored backup): rebuild. */
+    return owner == main_instance_id && index->indexed_through_ts <= main_last_ts;
+}
+
+static bool bloom_load(store_index_t *index) {
+    sqlite3_stmt *stmt;
+    if (sqlite3_prepare_v2(index->db, "SELECT key FROM ids", -1, &stmt, NULL) != SQLITE_OK) return false;
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) store_index_bloom_add(index, (uint64_t)sqlite3_column_int64(stmt, 0));
+    sqlite3_finalize(stmt);
+    return rc == SQLITE_DONE;
+}
+
+static bool index_memory_init(store_index_t *index) {
+    index->bloom = calloc(BLOOM_BITS / 64, sizeof(uint64_t));
+    return index->bloom != NULL && memtable_init(&index->tables[0]) && memtable_init(&index->tables[1]);
+}
+
+pc_status store_index_open(store_index_t **out, const char *main_path, int64_t main_instance_id, uint64_t main_last_ts) {
+    store_index_t *index = calloc(1, sizeof(*index));
+    if (index == NULL) return PC_NO_MEMORY;
+    char path[PATH_MAX_BYTES];
+    snprintf(path, sizeof path, "%s-index", main_path);
+    index->path = pc_strdup(path);
+    pthread_mutex_init(&index->mutex, NULL);
+    pthread_cond_init(&index->work, NULL);
+    pthread_cond_init(&index->space, NULL);
+    index->active = &index->tables[0];
+    if (index->path == NULL || !index_memory_init(index)) {
+        store_index_close(index);
+        return PC_NO_MEMORY;
+    }
+    if (!index_file_open(index, main_instance_id, main_last_ts)) {
+        sqlite3_close(index->db);
+        index->db = NULL;
+        index_files_remove(index->path);
+        if (!index_file_open(index, main_instance_id, main_last_ts)) {
+            store_index_close(index);
+            return PC_STORE_OPEN_FAILED;
+        }
+    }
+    if (!bloom_load(index) || pthread_create(&index->thread, NULL, indexer_main, index) != 0) {
+        store_index_close(index);
+        return PC_STORE_OPEN_FAILED;
+    }
+    index->thread_started = true;
+    *out = index;
+    return PC_OK;
+}
+
+void store_index_close(store_index_t *index) {
+    if (index == NULL) return;
+    if (index->thread_started) {
+        store_index_flush(index);
+        pthread_mutex_lock(&index->mutex);
+        index->stopping = true;
+        pthread_cond_signal(&index->work);
+        pthread_mutex_unlock(&index->mutex);
+        pthread_join(index->thread, NULL);
+    }
+    if (index->db != NULL) sqlite3_close(index->db);
+    memtable_free(&index->tables[0]);
+    memtable_free(&index->tables[1]);
+    free(index->bloom);
+    free(index->path);
+    pthread_cond_destroy(&index->space);
+    pthread_cond_destroy(&index->work);
+    pthread_mutex_destroy(&index->mutex);
+    free(index);
+}
+
+uint64_t store_index_indexed_through_ts(const store_index_t *index) { return index->indexed_through_ts; }
+
+sqlite3 *store_index_reader_open(store_index_t *index) {
+    sqlite3 *db;
+    if (sqlite3_open_v2(index->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK ||
+        sqlite3_exec(db, "PRAGMA busy_timeout=10000; PRAGMA query_only=1;", NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_close(db);
+        return NULL;
+    }
+    return db;
+}
+
+/* ---- lookups (any thread, with its own index connection) ---- */
+
+static uint32_t ts_unique(uint64_t *ts, uint32_t count) {
+    qsort(ts, count, sizeof(*ts), key_compare);
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        if (kept == 0 || ts[kept - 1] != ts[i]) ts[kept++] = ts[i];
+    }
+    return kept;
+}
+
+/* Timestamps of the transfers whose id hashes to 'key' (callers compare the id). The
+ * memtables are read before the file: an entry moving between them is seen once at
+ * least, never missed. */
+pc_status store_index_find(store_index_t *index, sqlite3 *reader, uint64_t key, uint64_t *ts_out,
+                           uint32_t ts_max, uint32_t *count) {
+    pthread_mutex_lock(&index->mutex);
+    uint32_t found = memtable_find(index->active, key, ts_out, 0, ts_max);
+    if (index->frozen != NULL) found = memtable_find(index->frozen, key, ts_out, found, ts_max);
+    pthread_mutex_unlock(&index->mutex);
+    sqlite3_stmt *stmt;
+    if (sqlite3_prepare_v2(reader, "SELECT ts FROM ids WHERE key=?", -1, &stmt, NULL) != SQLITE_OK) {
+        return PC_STORE_READ_FAILED;
+    }
+    sqlite3_bind_int64(stmt, 1, (int64_t)key);
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW && found < ts_max) {
+        ts_out[found++] = (uint64_t)sqlite3_column_int64(stmt, 0);
+    }
+    sqlite3_finalize(stmt);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return PC_STORE_READ_FAILED;
+    *count = ts_unique(ts_out, found);
+    return PC_OK;
+}
+
+static uint32_t memtable_account(const memtable_t *table, uint32_t account_no, uint64_t low, uint64_t high,
+                                 uint64_t *ts_out, uint32_t found, uint32_t found_max) {
+    for (uint32_t i = 0; i < table->count && found < found_max; i++) {
+        const store_index_entry_t *e = &table->entries[i];
+        if ((e->debit_no == account_no || e->credit_no == account_no) && e->ts >= low && e->ts < high) {
+            ts_out[found++] = e->ts;
+        }
+    }
+    return found;
+}
+
+static int ts_compare_desc(const void *a, const void *b) { return key_compare(b, a); }
+
+/* An account's transfer timestamps in [low, high), ordered, at most 'limit'. */
+pc_status store_index_account(store_index_t *index, sqlite3 *reader, uint32_t account_no, uint64_t low,
+                              uint64_t high, bool descending, uint32_t limit, uint64_t *ts_out, uint32_t *count) {
+    uint32_t cap = 2u * MEMTABLE_CAPACITY + limit;
+    uint64_t *all = malloc((size_t)cap * sizeof(uint64_t));
+    if (all == NULL) return PC_NO_MEMORY;
+    pthread_mutex_lock(&index->mutex);
+    uint32_t found = memtable_account(index->active, account_no, low, high, all, 0, cap - limit);
+    if (index->frozen != NULL) found = memtable_account(index->frozen, account_no, low, high, all, found, cap - limit);
+    pthread_mutex_unlock(&index->mutex);
+    sqlite3_stmt *stmt;
+    const char *sql = descending
+        ? "SELECT ts FROM account_transfers WHERE account_no=?1 AND ts>=?2 AND ts<?3 ORDER BY ts DESC LIMIT ?4"
+        : "SELECT ts FROM account_transfers WHERE account_no=?1 AND ts>=?2 AND ts<?3 ORDER BY ts LIMIT ?4";
+    pc_status status = PC_OK;
+    if (sqlite3_prepare_v2(reader, sql, -1, &stmt, NULL) != SQLITE_OK) status = PC_STORE_READ_FAILED;
+    if (status == PC_OK) {
+        sqlite3_bind_int64(stmt, 1, account_no);
+        sqlite3_bind_int64(stmt, 2, (int64_t)low);
+        sqlite3_bind_int64(stmt, 3, high > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)high);
+        sqlite3_bind_int64(stmt, 4, limit);
+        int rc;
+        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) all[found++] = (uint64_t)sqlite3_column_int64(stmt, 0);
+        if (rc != SQLITE_DONE) status = PC_STORE_READ_FAILED;
+        sqlite3_finalize(stmt);
+    }
+    if (status == PC_OK) {
+        found = ts_unique(all, found);
+        if (descending) qsort(all, found, sizeof(*all), ts_compare_desc);
+        *count = found < limit ? found : limit;
+        memcpy(ts_out, all, (size_t)*count * sizeof(uint64_t));
+    }
+    free(all);
+    return status;
+}

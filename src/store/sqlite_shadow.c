@@ -1,0 +1,66 @@
+/* store/sqlite_shadow.c: the committed balances of every account, for readers.
+ * Account rows in the main file are written at checkpoints only (writing ~16k random
+ * rows a batch would cost as much as the transfers), so readers take balances from
+ * here: the writer publishes each touched account after COMMIT under a per-account
+ * sequence lock; a reader retries while a publish is in flight. Chunks never move,
+ * so readers need no lock to find an entry. */
+#include <stdlib.h>
+
+#include "store/sqlite_internal.h"
+
+#define SHADOW_CHUNK_ENTRIES 65536u
+#define SHADOW_CHUNKS ((LEDGER_ACCOUNTS_MAX + SHADOW_CHUNK_ENTRIES - 1) / SHADOW_CHUNK_ENTRIES)
+
+typedef struct {
+    uint32_t seq;          /* odd while being written; 0 = never published */
+    int64_t balances[4];
+} shadow_entry;
+
+struct store_shadow {
+    shadow_entry *chunks[SHADOW_CHUNKS];
+};
+
+store_shadow_t *store_shadow_new(void) { return calloc(1, sizeof(store_shadow_t)); }
+
+void store_shadow_free(store_shadow_t *shadow) {
+    if (shadow == NULL) return;
+    for (uint32_t i = 0; i < SHADOW_CHUNKS; i++) free(shadow->chunks[i]);
+    free(shadow);
+}
+
+void store_shadow_publish(store_shadow_t *shadow, uint32_t account_no, const ledger_balances_t *b) {
+    PC_ASSERT(account_no < LEDGER_ACCOUNTS_MAX);
+    shadow_entry *chunk = __atomic_load_n(&shadow->chunks[account_no / SHADOW_CHUNK_ENTRIES], __ATOMIC_ACQUIRE);
+    if (chunk == NULL) {
+        chunk = calloc(SHADOW_CHUNK_ENTRIES, sizeof(shadow_entry));
+        PC_ASSERT(chunk != NULL);
+        __atomic_store_n(&shadow->chunks[account_no / SHADOW_CHUNK_ENTRIES], chunk, __ATOMIC_RELEASE);
+    }
+    shadow_entry *e = &chunk[account_no % SHADOW_CHUNK_ENTRIES];
+    uint32_t seq = __atomic_load_n(&e->seq, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->seq, seq + 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    __atomic_store_n(&e->balances[0], b->debits_pending, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->balances[1], b->debits_posted, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->balances[2], b->credits_pending, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->balances[3], b->credits_posted, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->seq, seq + 2, __ATOMIC_RELEASE);
+}
+
+bool store_shadow_read(const store_shadow_t *shadow, uint32_t account_no, ledger_balances_t *out) {
+    if (account_no >= LEDGER_ACCOUNTS_MAX) return false;
+    const shadow_entry *chunk = __atomic_load_n(&shadow->chunks[account_no / SHADOW_CHUNK_ENTRIES], __ATOMIC_ACQUIRE);
+    if (chunk == NULL) return false;
+    const shadow_entry *e = &chunk[account_no % SHADOW_CHUNK_ENTRIES];
+    for (;;) {
+        uint32_t before = __atomic_load_n(&e->seq, __ATOMIC_ACQUIRE);
+        if (before == 0) return false;
+        if (before & 1) continue; /* a publish is in flight: a few stores, retry */
+        out->debits_pending = __atomic_load_n(&e->balances[0], __ATOMIC_RELAXED);
+        out->debits_posted = __atomic_load_n(&e->balances[1], __ATOMIC_RELAXED);
+        out->credits_pending = __atomic_load_n(&e->balances[2], __ATOMIC_RELAXED);
+        out->credits_posted = __atomic_load_n(&e->balances[3], __ATOMIC_RELAXED);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&e->seq, __ATOMIC_RELAXED) == before) return true;
+    }
+}
