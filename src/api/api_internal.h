@@ -112,6 +112,13 @@ void api_route_key_revoke(api_request_t *req);
 void api_route_metrics(api_request_t *req);
 void api_route_healthz(api_request_t *req);
 void api_route_readyz(api_request_t *req);
+/* routes_risk.c */
+void api_route_risk_decide(api_request_t *req);
+void api_route_risk_feedback(api_request_t *req);
+void api_route_risk_reviews(api_request_t *req);
+void api_route_risk_review_approve(api_request_t *req);
+void api_route_risk_review_decline(api_request_t *req);
+void api_route_admin_reload(api_request_t *req);
 
 /* Lists: limit (1..API_LIST_LIMIT_MAX, default 10), starting_after, from, to, order.
  * false: 400 query_invalid was replied. */

@@ -17,6 +17,13 @@ const api_route_t api_routes[] = {
     {"POST", "/v1/api-keys", API_AUTH_ADMIN, api_route_keys_create},
     {"GET", "/v1/api-keys", API_AUTH_ADMIN, api_route_keys_list},
     {"DELETE", "/v1/api-keys/{id}", API_AUTH_ADMIN, api_route_key_revoke},
+    /* risk */
+    {"POST", "/v1/risk/decisions", API_AUTH_WRITE, api_route_risk_decide},
+    {"POST", "/v1/risk/feedback", API_AUTH_WRITE, api_route_risk_feedback},
+    {"GET", "/v1/risk/reviews", API_AUTH_READ, api_route_risk_reviews},
+    {"POST", "/v1/risk/reviews/{id}/approve", API_AUTH_WRITE, api_route_risk_review_approve},
+    {"POST", "/v1/risk/reviews/{id}/decline", API_AUTH_WRITE, api_route_risk_review_decline},
+    {"POST", "/v1/admin/reload", API_AUTH_ADMIN, api_route_admin_reload},
     /* operations */
     {"GET", "/metrics", API_AUTH_NONE, api_route_metrics},
     {"GET", "/healthz", API_AUTH_NONE, api_route_healthz},

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "api/api_internal.h"
+#include "api/api_risk.h"
 #include "obs/obs.h"
 
 static void writer_sample(api_server_t *server, obs_writer_sample_t *sample) {
@@ -31,6 +32,7 @@ void api_route_metrics(api_request_t *req) {
     writer_sample(req->server, &sample);
     size_t bytes = 0;
     char *text = obs_metrics_render(&sample, &bytes);
+    text = api_risk_metrics_append(text, &bytes);
     if (text == NULL) {
         api_reply_error(req, PC_NO_MEMORY, NULL, NULL);
         return;
@@ -40,7 +42,7 @@ void api_route_metrics(api_request_t *req) {
 }
 
 void api_route_healthz(api_request_t *req) {
-    api_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
+    api_reply_json(req, 200, json_pack("{s:s,s:s}", "status", "ok", "risk", api_risk_mode()));
 }
 
 void api_route_readyz(api_request_t *req) {

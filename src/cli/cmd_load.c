@@ -1,12 +1,266 @@
-/* cli/cmd_load.c */
+/* cli/cmd_load.c: `paycore load`, an HTTP load generator against a running server.
+ * Creates its own accounts (no balance limits, so every transfer can succeed), then N
+ * threads, each with one keep-alive libcurl handle, POST transfers (single, or
+ * batches of --batch) until --duration-s or --count. Latencies go into a log-scale
+ * histogram (1 % resolution) per thread; prints key=value lines:
+ *   load concurrency=64 batch=1 requests=... transfers=... errors=... elapsed_s=...
+ *        requests_per_s=... transfers_per_s=... p50_ms=... p99_ms=... p999_ms=... */
+#include <curl/curl.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cli/cli.h"
+#include "cli/cli_args.h"
+#include "cli/cli_http.h"
+#include "core/core.h"
+#include "paycore/limits.h"
 
-/* Placeholder until this command lands; says so instead of pretending. */
+#define LOAD_THREADS_MAX 1024
+#define HISTOGRAM_SLOTS 2400      /* 1.01^2400 us is far beyond any timeout */
+#define BODY_BYTES_PER_TRANSFER 192
+
+typedef struct {
+    const char *url;
+    const char *key;
+    char prefix[32];
+    uint32_t accounts;
+    uint32_t batch;
+    uint64_t count_max;            /* requests in total; 0 = until the deadline */
+    uint64_t deadline_ns;
+    _Atomic uint64_t requests_started;
+} load_plan;
+
+typedef struct {
+    load_plan *plan;
+    uint32_t index;
+    uint64_t requests;
+    uint64_t transfers;
+    uint64_t errors;
+    char first_error[160];
+    uint64_t histogram[HISTOGRAM_SLOTS];
+} load_worker;
+
+static uint32_t latency_slot(uint64_t latency_ns) {
+    double us = (double)latency_ns / 1000.0;
+    if (us < 1.0) return 0;
+    uint32_t slot = (uint32_t)(log(us) / log(1.01));
+    return slot < HISTOGRAM_SLOTS ? slot : HISTOGRAM_SLOTS - 1;
+}
+
+static size_t discard(char *data, size_t size, size_t count, void *ctx) {
+    char *first = ctx;
+    if (first[0] == '\0') snprintf(first, 160, "%.*s", (int)(size * count < 159 ? size * count : 159), data);
+    return size * count;
+}
+
+static uint64_t next_random(uint64_t *state) {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    return *state;
+}
+
+/* One transfer's JSON at 'out'; returns bytes written. */
+static size_t transfer_json(char *out, size_t room, const load_plan *plan, uint32_t worker,
+                            uint64_t sequence, uint64_t *random) {
+    uint32_t debit = (uint32_t)(next_random(random) % plan->accounts);
+    uint32_t credit = (uint32_t)(next_random(random) % (plan->accounts - 1));
+    if (credit >= debit) credit++;
+    int n = snprintf(out, room,
+                     "{\"id\":\"%s-%u-%llu\",\"debit_account_id\":\"%s-a%u\",\"credit_account_id\":"
+                     "\"%s-a%u\",\"amount\":%u,\"currency\":\"USD\",\"code\":1}",
+                     plan->prefix, worker, (unsigned long long)sequence, plan->prefix, debit,
+                     plan->prefix, credit, (unsigned)(1 + next_random(random) % 1000));
+    return n > 0 ? (size_t)n : 0;
+}
+
+static size_t request_body(char *out, size_t room, const load_plan *plan, uint32_t worker,
+                           uint64_t *sequence, uint64_t *random) {
+    if (plan->batch == 1) return transfer_json(out, room, plan, worker, (*sequence)++, random);
+    size_t used = (size_t)snprintf(out, room, "{\"transfers\":[");
+    for (uint32_t i = 0; i < plan->batch; i++) {
+        if (i > 0) out[used++] = ',';
+        used += transfer_json(out + used, room - used, plan, worker, (*sequence)++, random);
+    }
+    used += (size_t)snprintf(out + used, room - used, "]}");
+    return used;
+}
+
+static CURL *worker_handle(const load_plan *plan, struct curl_slist **headers, char *first_error) {
+    CURL *curl = curl_easy_init();
+    char url[512], auth[512];
+    snprintf(url, sizeof url, "%s/v1/transfers", plan->url);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", plan->key ? plan->key : "");
+    *headers = curl_slist_append(NULL, "Content-Type: application/json");
+    *headers = curl_slist_append(*headers, auth);
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, *headers);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, first_error);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT, 60L);
+    curl_easy_setopt(curl, CURLOPT_TCP_NODELAY, 1L);
+    return curl;
+}
+
+static bool worker_continue(load_plan *plan) {
+    if (plan->count_max > 0) return atomic_fetch_add(&plan->requests_started, 1) < plan->count_max;
+    return pc_mono_ns() < plan->deadline_ns;
+}
+
+static void *worker_run(void *arg) {
+    load_worker *w = arg;
+    load_plan *plan = w->plan;
+    size_t room = (size_t)plan->batch * BODY_BYTES_PER_TRANSFER + 64;
+    char *body = malloc(room);
+    char scratch[160] = "";
+    struct curl_slist *headers = NULL;
+    CURL *curl = worker_handle(plan, &headers, scratch);
+    uint64_t sequence = 0, random = 0x9e3779b97f4a7c15ull ^ ((uint64_t)w->index * 7919 + 1);
+    for (uint64_t n = 0; body != NULL && curl != NULL && n < UINT32_MAX && worker_continue(plan); n++) {
+        size_t bytes = request_body(body, room, plan, w->index, &sequence, &random);
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, (long)bytes);
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+        scratch[0] = '\0';
+        uint64_t start_ns = pc_mono_ns();
+        CURLcode rc = curl_easy_perform(curl);
+        w->histogram[latency_slot(pc_mono_ns() - start_ns)]++;
+        long status = 0;
+        if (rc == CURLE_OK) curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+        w->requests++;
+        if (status == 200 || status == 201) {
+            w->transfers += plan->batch;
+        } else {
+            if (w->errors++ == 0) snprintf(w->first_error, sizeof w->first_error, "%ld %s", status,
+                                           rc == CURLE_OK ? scratch : curl_easy_strerror(rc));
+        }
+    }
+    curl_slist_free_all(headers);
+    if (curl != NULL) curl_easy_cleanup(curl);
+    free(body);
+    return NULL;
+}
+
+/* Creates the run's accounts in batches; false after printing why. */
+static bool load_setup(const load_plan *plan) {
+    cli_http_t http = {.url = plan->url, .key = plan->key, .timeout_s = 120};
+    for (uint32_t first = 0; first < plan->accounts; first += LEDGER_BATCH_EVENTS_MAX) {
+        uint32_t count = plan->accounts - first;
+        if (count > LEDGER_BATCH_EVENTS_MAX) count = LEDGER_BATCH_EVENTS_MAX;
+        size_t room = (size_t)count * 96 + 64, used = 0;
+        char *body = malloc(room);
+        if (body == NULL) return false;
+        used += (size_t)snprintf(body, room, "{\"accounts\":[");
+        for (uint32_t i = 0; i < count; i++) {
+            used += (size_t)snprintf(body + used, room - used, "%s{\"id\":\"%s-a%u\",\"currency\":\"USD\",\"code\":1}",
+                                     i ? "," : "", plan->prefix, first + i);
+        }
+        snprintf(body + used, room - used, "]}");
+        cli_reply_t reply;
+        bool answered = cli_http_call(&http, "POST", "/v1/accounts", body, &reply);
+        free(body);
+        bool ok = answered && reply.status == 200;
+        if (!ok) fprintf(stderr, "paycore load: creating accounts failed: %ld %s %s\n", reply.status, reply.error, reply.body ? reply.body : "");
+        cli_reply_free(&reply);
+        if (!ok) return false;
+    }
+    return true;
+}
+
+/* The latency (ms) at 'quantile' of the merged histogram. */
+static double histogram_quantile(const uint64_t *slots, uint64_t total, double quantile) {
+    uint64_t target = (uint64_t)ceil(quantile * (double)total), seen = 0;
+    for (uint32_t i = 0; i < HISTOGRAM_SLOTS; i++) {
+        seen += slots[i];
+        if (seen >= target && seen > 0) return pow(1.01, (double)i + 1.0) / 1000.0;
+    }
+    return 0.0;
+}
+
+static void load_report(const load_plan *plan, load_worker *workers, uint32_t threads, double elapsed_s) {
+    static uint64_t merged[HISTOGRAM_SLOTS];
+    uint64_t requests = 0, transfers = 0, errors = 0;
+    const char *first_error = NULL;
+    memset(merged, 0, sizeof merged);
+    for (uint32_t t = 0; t < threads; t++) {
+        requests += workers[t].requests;
+        transfers += workers[t].transfers;
+        errors += workers[t].errors;
+        if (first_error == NULL && workers[t].errors > 0) first_error = workers[t].first_error;
+        for (uint32_t i = 0; i < HISTOGRAM_SLOTS; i++) merged[i] += workers[t].histogram[i];
+    }
+    printf("load concurrency=%u batch=%u accounts=%u requests=%llu transfers=%llu errors=%llu "
+           "elapsed_s=%.3f requests_per_s=%.0f transfers_per_s=%.0f p50_ms=%.3f p99_ms=%.3f "
+           "p999_ms=%.3f\n", threads, plan->batch, plan->accounts, (unsigned long long)requests,
+           (unsigned long long)transfers, (unsigned long long)errors, elapsed_s,
+           (double)requests / elapsed_s, (double)transfers / elapsed_s,
+           histogram_quantile(merged, requests, 0.50), histogram_quantile(merged, requests, 0.99),
+           histogram_quantile(merged, requests, 0.999));
+    if (first_error != NULL) fprintf(stderr, "paycore load: first error: %s\n", first_error);
+}
+
+static int load_run(load_plan *plan, uint32_t threads) {
+    load_worker *workers = calloc(threads, sizeof(*workers));
+    pthread_t *ids = calloc(threads, sizeof(*ids));
+    if (workers == NULL || ids == NULL) return free(workers), free(ids), 1;
+    uint64_t start_ns = pc_mono_ns();
+    plan->deadline_ns += start_ns;
+    uint32_t started = 0;
+    for (; started < threads; started++) {
+        workers[started].plan = plan;
+        workers[started].index = started;
+        if (pthread_create(&ids[started], NULL, worker_run, &workers[started]) != 0) break;
+    }
+    for (uint32_t t = 0; t < started; t++) pthread_join(ids[t], NULL);
+    double elapsed_s = (double)(pc_mono_ns() - start_ns) / 1e9;
+    load_report(plan, workers, started, elapsed_s);
+    uint64_t errors = 0;
+    for (uint32_t t = 0; t < started; t++) errors += workers[t].errors;
+    free(workers);
+    free(ids);
+    return errors == 0 && started == threads ? 0 : 1;
+}
+
 int cli_load(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "paycore load: not implemented yet\n");
-    return 1;
+    cli_opt opts[] = {
+        {"url", "PAYCORE_URL", false, "http://127.0.0.1:8080", "server URL"},
+        {"key", "PAYCORE_KEY", false, NULL, "API key (admin or merchant)"},
+        {"concurrency", NULL, false, "64", "client threads, one keep-alive connection each"},
+        {"duration-s", NULL, false, "10", "run this long (unless --count)"},
+        {"count", NULL, false, NULL, "stop after this many requests in total"},
+        {"batch", NULL, false, "1", "transfers per POST (1..8189)"},
+        {"accounts", NULL, false, "1000", "accounts the run creates and moves money among"},
+    };
+    enum { N = 7 };
+    const char *usage = "usage: paycore load [options]\n\nHTTP load generator: POSTs transfers to a "
+                        "running server and prints one key=value line:\nload concurrency= batch= "
+                        "requests= transfers= errors= elapsed_s= requests_per_s= transfers_per_s= "
+                        "p50_ms= p99_ms= p999_ms=\nExit 1 when any request failed.";
+    if (cli_wants_help(argc, argv)) {
+        cli_args_usage(stdout, usage, opts, N);
+        return 0;
+    }
+    cli_rest rest;
+    if (!cli_args_parse("load", argc, argv, opts, N, &rest) || rest.positional_count > 0) return 2;
+    uint64_t threads, duration_s, count = 0, batch, accounts;
+    if (!cli_parse_u64(opts[2].value, &threads) || threads < 1 || threads > LOAD_THREADS_MAX ||
+        !cli_parse_u64(opts[3].value, &duration_s) || duration_s > 86400 ||
+        (opts[4].value && !cli_parse_u64(opts[4].value, &count)) ||
+        !cli_parse_u64(opts[5].value, &batch) || batch < 1 || batch > LEDGER_BATCH_EVENTS_MAX ||
+        !cli_parse_u64(opts[6].value, &accounts) || accounts < 2 || accounts > 10000000) {
+        fprintf(stderr, "paycore load: bad option value (see --help)\n");
+        return 2;
+    }
+    load_plan plan = {.url = opts[0].value, .key = opts[1].value, .accounts = (uint32_t)accounts,
+                      .batch = (uint32_t)batch, .count_max = count,
+                      .deadline_ns = duration_s * 1000000000ull};
+    snprintf(plan.prefix, sizeof plan.prefix, "L%llx", (unsigned long long)(pc_wall_ns() / 1000u));
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    int status = load_setup(&plan) ? load_run(&plan, (uint32_t)threads) : 1;
+    curl_global_cleanup();
+    return status;
 }

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <curl/curl.h>
+#include <jansson.h>
 
 #include "cli/cli.h"
 #include "core/core.h"
@@ -225,11 +227,179 @@ static int cmd_eval(int argc, char **argv) {
     return rc;
 }
 
+/* ---------------------------------------------------------------- replay */
+
+typedef struct {
+    char *body;
+    size_t bytes;
+} reply_buf;
+
+static size_t on_body(char *data, size_t size, size_t count, void *ctx) {
+    reply_buf *b = ctx;
+    size_t n = size * count;
+    char *grown = realloc(b->body, b->bytes + n + 1);
+    if (grown == NULL) return 0;
+    memcpy(grown + b->bytes, data, n);
+    b->bytes += n;
+    grown[b->bytes] = '\0';
+    b->body = grown;
+    return n;
+}
+
+static json_t *auth_to_json(const risk_auth_t *a) {
+    char mcc[8];
+    snprintf(mcc, sizeof(mcc), "%04u", (unsigned)a->mcc);
+    json_t *o = json_pack("{s:I,s:I,s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:s,s:i}", "txn_id",
+                          (json_int_t)a->txn_id, "ts", (json_int_t)a->ts_s, "payer_id", a->payer_id,
+                          "payee_id", a->payee_id, "amount_minor", (json_int_t)a->amount_minor,
+                          "currency", a->currency, "mcc", mcc, "channel",
+                          risk_channel_name(a->channel), "country_payer", a->country_payer,
+                          "country_merchant", a->country_merchant, "account_age_days",
+                          (int)a->account_age_days);
+    if (o != NULL && a->device_id[0] != '\0') json_object_set_new(o, "device_id", json_string(a->device_id));
+    if (o != NULL && a->ip_prefix[0] != '\0') json_object_set_new(o, "ip_prefix", json_string(a->ip_prefix));
+    return o;
+}
+
+typedef struct {
+    uint64_t outcomes[3];
+    uint64_t errors;
+    uint64_t *latency_ns;
+    float *scores;
+    uint8_t *labels;
+    size_t scored;
+    size_t count;
+    size_t cap;
+} replay_stats;
+
+/* One POST; counts the outcome, or an error (any non-200 or unreadable reply). */
+static void replay_one(CURL *curl, const risk_auth_t *a, replay_stats *st) {
+    json_t *o = auth_to_json(a);
+    char *payload = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    reply_buf reply = {NULL, 0};
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, payload);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &reply);
+    uint64_t t0 = pc_mono_ns();
+    CURLcode rc = payload ? curl_easy_perform(curl) : CURLE_OUT_OF_MEMORY;
+    st->latency_ns[st->count++] = pc_mono_ns() - t0;
+    long http = 0;
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &http);
+    json_t *body = rc == CURLE_OK && http == 200 && reply.body ? json_loads(reply.body, 0, NULL) : NULL;
+    const char *outcome = body ? json_string_value(json_object_get(body, "outcome")) : NULL;
+    int index = -1;
+    for (int i = 0; i < 3 && outcome != NULL; i++) {
+        if (strcmp(outcome, risk_outcome_name((risk_outcome)i)) == 0) index = i;
+    }
+    if (index < 0) {
+        st->errors++;
+        if (st->errors <= 3) fprintf(stderr, "paycore risk replay: HTTP %ld: %.200s\n", http, reply.body ? reply.body : curl_easy_strerror(rc));
+    } else {
+        st->outcomes[index]++;
+        json_t *score = json_object_get(body, "score");
+        if (json_is_number(score) && a->is_fraud >= 0) {
+            st->scores[st->scored] = (float)json_number_value(score);
+            st->labels[st->scored++] = (uint8_t)a->is_fraud;
+        }
+    }
+    json_decref(body);
+    free(reply.body);
+    free(payload);
+}
+
+static CURL *replay_curl(const char *url, const char *key, struct curl_slist **headers) {
+    CURL *curl = curl_easy_init();
+    if (curl == NULL) return NULL;
+    char endpoint[2048], auth[512];
+    snprintf(endpoint, sizeof(endpoint), "%s/v1/risk/decisions", url);
+    *headers = curl_slist_append(NULL, "Content-Type: application/json");
+    if (key != NULL) {
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key);
+        *headers = curl_slist_append(*headers, auth);
+    }
+    curl_easy_setopt(curl, CURLOPT_URL, endpoint);
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, *headers);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    return curl;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void replay_report(replay_stats *st, double wall_s) {
+    qsort(st->latency_ns, st->count, sizeof(uint64_t), cmp_u64);
+    size_t n = st->count ? st->count : 1;
+    double p50 = st->count ? (double)st->latency_ns[(n - 1) / 2] / 1e6 : 0;
+    double p99 = st->count ? (double)st->latency_ns[(size_t)ceil(0.99 * (double)n) - 1] / 1e6 : 0;
+    printf("decisions=%llu approve=%llu review=%llu decline=%llu errors=%llu "
+           "throughput_per_s=%.0f p50_ms=%.3f p99_ms=%.3f",
+           (unsigned long long)(st->outcomes[0] + st->outcomes[1] + st->outcomes[2]),
+           (unsigned long long)st->outcomes[0], (unsigned long long)st->outcomes[1],
+           (unsigned long long)st->outcomes[2], (unsigned long long)st->errors,
+           wall_s > 0 ? (double)st->count / wall_s : 0.0, p50, p99);
+    risk_metrics_t m;
+    if (st->scored > 0 && risk_metrics_compute(st->scores, st->labels, st->scored, &m) == PC_OK &&
+        !isnan(m.roc_auc)) {
+        printf(" roc_auc=%.4f pr_auc=%.4f recall_at_1pct_fpr=%.4f", m.roc_auc, m.pr_auc,
+               m.recall_at_1pct_fpr);
+    }
+    printf("\n");
+}
+
 static int cli_risk_replay(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "paycore risk replay: not implemented yet\n");
-    return 1;
+    const char *data = arg_value(argc, argv, "--data");
+    const char *url = arg_value(argc, argv, "--url");
+    const char *key = arg_value(argc, argv, "--key");
+    const char *limit_arg = arg_value(argc, argv, "--limit");
+    if (key == NULL) key = getenv("PAYCORE_KEY");
+    if (data == NULL || url == NULL) {
+        fprintf(stderr, "usage: paycore risk replay --data FILE --url URL [--key KEY] [--limit N]\n");
+        return 2;
+    }
+    size_t limit = limit_arg ? (size_t)strtoull(limit_arg, NULL, 10) : (size_t)-1;
+    risk_csv_t *csv = NULL;
+    pc_status status = risk_csv_open(data, &csv);
+    if (status != PC_OK) {
+        fprintf(stderr, "paycore risk replay: cannot read %s: %s\n", data, pc_status_code(status));
+        return 1;
+    }
+    struct curl_slist *headers = NULL;
+    CURL *curl = replay_curl(url, key, &headers);
+    replay_stats st = {{0}, 0, NULL, NULL, NULL, 0, 0, 0};
+    bool tty = isatty(2);
+    uint64_t wall0 = pc_mono_ns();
+    risk_auth_t a;
+    int rc = 0;
+    while (curl != NULL && st.count < limit && (status = risk_csv_next(csv, &a)) == PC_OK) {
+        if (st.count == st.cap) {
+            st.cap = st.cap ? st.cap * 2 : 65536;
+            st.latency_ns = realloc(st.latency_ns, st.cap * sizeof(uint64_t));
+            st.scores = realloc(st.scores, st.cap * sizeof(float));
+            st.labels = realloc(st.labels, st.cap);
+            if (!st.latency_ns || !st.scores || !st.labels) { rc = 1; break; }
+        }
+        replay_one(curl, &a, &st);
+        if (tty && st.count % 1000 == 0) progress_bar("replay", risk_csv_bytes_read(csv), risk_csv_bytes_total(csv));
+    }
+    if (status != PC_OK && status != PC_NOT_FOUND) {
+        fprintf(stderr, "paycore risk replay: %s line %llu: %s\n", data,
+                (unsigned long long)risk_csv_line(csv), pc_status_code(status));
+        rc = 1;
+    }
+    if (curl == NULL) rc = 1;
+    if (rc == 0) replay_report(&st, (double)(pc_mono_ns() - wall0) / 1e9);
+    if (st.errors > 0) rc = 1;
+    curl_slist_free_all(headers);
+    if (curl != NULL) curl_easy_cleanup(curl);
+    risk_csv_close(csv);
+    free(st.latency_ns);
+    free(st.scores);
+    free(st.labels);
+    return rc;
 }
 
 int cli_risk(int argc, char **argv) {

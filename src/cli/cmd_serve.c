@@ -7,12 +7,14 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/api_risk.h"
 #include "cli/cli.h"
 #include "cli/cli_args.h"
 #include "obs/obs.h"
 
 enum { OPT_LISTEN, OPT_DB, OPT_THREADS, OPT_BODY_MAX, OPT_QUEUE_MAX, OPT_LOG_LEVEL,
-       OPT_LOG_FILE, OPT_RATE, OPT_BURST, OPT_TIMEOUT, OPT_METRICS_AUTH, OPT_ROUTES, OPT_COUNT };
+       OPT_LOG_FILE, OPT_RATE, OPT_BURST, OPT_TIMEOUT, OPT_METRICS_AUTH, OPT_ROUTES, OPT_RISK_MODEL,
+       OPT_RISK_RULES, OPT_RISK_RULES_ONLY, OPT_RISK_REVIEW, OPT_RISK_DECLINE, OPT_COUNT };
 
 static void serve_opts(cli_opt opts[OPT_COUNT]) {
     cli_opt defaults[OPT_COUNT] = {
@@ -28,6 +30,11 @@ static void serve_opts(cli_opt opts[OPT_COUNT]) {
         {"timeout-s", "PAYCORE_TIMEOUT_S", false, "30", "close connections idle or stalled this long"},
         {"metrics-auth", "PAYCORE_METRICS_AUTH", true, NULL, "require an API key for /metrics"},
         {"routes", NULL, true, NULL, "print the route table (METHOD PATH AUTH) and exit"},
+        {"risk-model", "PAYCORE_RISK_MODEL", false, NULL, "risk model (paycore risk train); missing or corrupt: error at start"},
+        {"risk-rules", "PAYCORE_RISK_RULES", false, NULL, "risk rules file (docs/risk.md); SIGHUP or POST /v1/admin/reload reloads"},
+        {"risk-rules-only", "PAYCORE_RISK_RULES_ONLY", true, NULL, "score with rules only (no model; /healthz says rules_only)"},
+        {"risk-review-threshold", "PAYCORE_RISK_REVIEW_THRESHOLD", false, NULL, "model score at or above: review (default 0.30)"},
+        {"risk-decline-threshold", "PAYCORE_RISK_DECLINE_THRESHOLD", false, NULL, "model score at or above: decline (default 0.85)"},
     };
     memcpy(opts, defaults, sizeof defaults);
 }
@@ -71,6 +78,7 @@ static void serve_wait(const sigset_t *signals) {
         int signal_number = 0;
         if (sigwait(signals, &signal_number) != 0) continue;
         if (signal_number == SIGHUP) {
+            api_risk_reload();
             bool reopened = obs_log_reopen();
             obs_log(reopened ? OBS_LEVEL_INFO : OBS_LEVEL_ERROR,
                     reopened ? "log reopened" : "log reopen failed", NULL);
@@ -115,9 +123,17 @@ int cli_serve(int argc, char **argv) {
     sigaddset(&signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &signals, NULL); /* every thread started below inherits it */
     signal(SIGPIPE, SIG_IGN);
+    api_risk_options_t risk = {config.db_path, opts[OPT_RISK_MODEL].value, opts[OPT_RISK_RULES].value,
+                               opts[OPT_RISK_RULES_ONLY].value != NULL && strcmp(opts[OPT_RISK_RULES_ONLY].value, "0") != 0,
+                               opts[OPT_RISK_REVIEW].value, opts[OPT_RISK_DECLINE].value};
+    if (api_risk_start(&risk) != PC_OK) {
+        obs_log_close();
+        return 1;
+    }
     api_server_t *server = NULL;
     pc_status status = api_server_start(&server, &config);
     if (status != PC_OK) {
+        api_risk_stop();
         obs_logf(OBS_LEVEL_ERROR, "cannot start: %s (%s)", pc_status_code(status), config.db_path);
         obs_log_close();
         return 1;
@@ -129,6 +145,7 @@ int cli_serve(int argc, char **argv) {
     obs_log(OBS_LEVEL_INFO, "listening", fields);
     serve_wait(&signals);
     api_server_stop(server);
+    api_risk_stop();
     obs_log(OBS_LEVEL_INFO, "stopped", NULL);
     obs_log_close();
     return 0;

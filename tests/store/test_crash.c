@@ -94,7 +94,8 @@ static void transfer_fill(submitter_t *s, ledger_transfer_t *t, uint64_t k) {
     if (r < 20 && s->pending_count > 0) { /* resolve one of ours */
         uint32_t i = (uint32_t)(mix(&s->rng) % s->pending_count);
         strcpy(t->pending_id, s->pending[i]);
-        strcpy(s->pending[i], s->pending[--s->pending_count]);
+        s->pending_count--;
+        if (i != s->pending_count) strcpy(s->pending[i], s->pending[s->pending_count]);
         t->flags = r < 14 ? LEDGER_TRANSFER_POST_PENDING : LEDGER_TRANSFER_VOID_PENDING;
         t->amount = r < 7 ? 0 : 1; /* whole, or a partial post of 1 */
         return;
