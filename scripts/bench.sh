@@ -7,3 +7,4 @@ for bench in "$build"/bench_*; do
     [ -x "$bench" ] || continue
     "$bench" "--$mode"
 done
+sh "$(dirname "$0")/bench_api.sh" "$build" "$mode"

@@ -33,6 +33,7 @@ bool cli_http_call(const cli_http_t *http, const char *method, const char *path,
     char url[2048], auth[512], idem[512];
     snprintf(url, sizeof url, "%s%s", http->url, path);
     struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
+    headers = curl_slist_append(headers, "Expect:"); /* no 100-continue round trip */
     if (http->key != NULL && http->key[0] != '\0') {
         snprintf(auth, sizeof auth, "Authorization: Bearer %s", http->key);
         headers = curl_slist_append(headers, auth);

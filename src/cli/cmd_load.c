@@ -18,6 +18,8 @@
 #include "cli/cli_http.h"
 #include "core/core.h"
 #include "paycore/limits.h"
+#include "store/store.h"
+#include "writer/writer.h"
 
 #define LOAD_THREADS_MAX 1024
 #define HISTOGRAM_SLOTS 2400      /* 1.01^2400 us is far beyond any timeout */
@@ -32,6 +34,7 @@ typedef struct {
     uint64_t count_max;            /* requests in total; 0 = until the deadline */
     uint64_t deadline_ns;
     _Atomic uint64_t requests_started;
+    writer_t *engine;              /* --engine-db: the same work in-process, no HTTP */
 } load_plan;
 
 typedef struct {
@@ -97,6 +100,7 @@ static CURL *worker_handle(const load_plan *plan, struct curl_slist **headers, c
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", plan->key ? plan->key : "");
     *headers = curl_slist_append(NULL, "Content-Type: application/json");
     *headers = curl_slist_append(*headers, auth);
+    *headers = curl_slist_append(*headers, "Expect:"); /* no 100-continue round trip */
     curl_easy_setopt(curl, CURLOPT_URL, url);
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, *headers);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard);
@@ -143,6 +147,70 @@ static void *worker_run(void *arg) {
     if (curl != NULL) curl_easy_cleanup(curl);
     free(body);
     return NULL;
+}
+
+/* ---- --engine-db: the same workload through writer_submit_wait, no HTTP ---- */
+
+static void engine_transfer(ledger_transfer_t *t, const load_plan *plan, uint32_t worker,
+                            uint64_t sequence, uint64_t *random) {
+    memset(t, 0, sizeof(*t));
+    uint32_t debit = (uint32_t)(next_random(random) % plan->accounts);
+    uint32_t credit = (uint32_t)(next_random(random) % (plan->accounts - 1));
+    if (credit >= debit) credit++;
+    snprintf(t->id, PC_ID_SIZE, "%s-%u-%llu", plan->prefix, worker, (unsigned long long)sequence);
+    snprintf(t->debit_account_id, PC_ID_SIZE, "%s-a%u", plan->prefix, debit);
+    snprintf(t->credit_account_id, PC_ID_SIZE, "%s-a%u", plan->prefix, credit);
+    t->amount = (int64_t)(1 + next_random(random) % 1000);
+    memcpy(t->currency, "USD", 4);
+    t->code = 1;
+}
+
+static void *engine_worker_run(void *arg) {
+    load_worker *w = arg;
+    load_plan *plan = w->plan;
+    ledger_transfer_t *events = calloc(plan->batch, sizeof(*events));
+    ledger_transfer_result_t *results = calloc(plan->batch, sizeof(*results));
+    uint64_t sequence = 0, random = 0x9e3779b97f4a7c15ull ^ ((uint64_t)w->index * 7919 + 1);
+    for (uint64_t n = 0; events && results && n < UINT32_MAX && worker_continue(plan); n++) {
+        for (uint32_t i = 0; i < plan->batch; i++) engine_transfer(&events[i], plan, w->index, sequence++, &random);
+        writer_cmd_t cmd = {.kind = WRITER_CMD_CREATE_TRANSFERS, .event_count = plan->batch,
+                            .transfers = events, .transfer_results = results};
+        uint64_t start_ns = pc_mono_ns();
+        pc_status status = writer_submit_wait(plan->engine, &cmd);
+        w->histogram[latency_slot(pc_mono_ns() - start_ns)]++;
+        w->requests++;
+        if (status == PC_OK && results[0].status == PC_OK) {
+            w->transfers += plan->batch;
+        } else if (w->errors++ == 0) {
+            snprintf(w->first_error, sizeof w->first_error, "%s", pc_status_code(status != PC_OK ? status : results[0].status));
+        }
+    }
+    free(events);
+    free(results);
+    return NULL;
+}
+
+static bool engine_setup(const load_plan *plan) {
+    ledger_account_t *accounts = calloc(LEDGER_BATCH_EVENTS_MAX, sizeof(*accounts));
+    ledger_account_result_t *results = calloc(LEDGER_BATCH_EVENTS_MAX, sizeof(*results));
+    bool ok = accounts != NULL && results != NULL;
+    for (uint32_t first = 0; ok && first < plan->accounts; first += LEDGER_BATCH_EVENTS_MAX) {
+        uint32_t count = plan->accounts - first;
+        if (count > LEDGER_BATCH_EVENTS_MAX) count = LEDGER_BATCH_EVENTS_MAX;
+        for (uint32_t i = 0; i < count; i++) {
+            memset(&accounts[i], 0, sizeof accounts[i]);
+            snprintf(accounts[i].id, PC_ID_SIZE, "%s-a%u", plan->prefix, first + i);
+            memcpy(accounts[i].currency, "USD", 4);
+            accounts[i].code = 1;
+        }
+        writer_cmd_t cmd = {.kind = WRITER_CMD_CREATE_ACCOUNTS, .event_count = count,
+                            .accounts = accounts, .account_results = results};
+        ok = writer_submit_wait(plan->engine, &cmd) == PC_OK && results[0].status == PC_OK;
+    }
+    free(accounts);
+    free(results);
+    if (!ok) fprintf(stderr, "paycore load: creating engine accounts failed\n");
+    return ok;
 }
 
 /* Creates the run's accounts in batches; false after printing why. */
@@ -193,9 +261,9 @@ static void load_report(const load_plan *plan, load_worker *workers, uint32_t th
         if (first_error == NULL && workers[t].errors > 0) first_error = workers[t].first_error;
         for (uint32_t i = 0; i < HISTOGRAM_SLOTS; i++) merged[i] += workers[t].histogram[i];
     }
-    printf("load concurrency=%u batch=%u accounts=%u requests=%llu transfers=%llu errors=%llu "
+    printf("load mode=%s concurrency=%u batch=%u accounts=%u requests=%llu transfers=%llu errors=%llu "
            "elapsed_s=%.3f requests_per_s=%.0f transfers_per_s=%.0f p50_ms=%.3f p99_ms=%.3f "
-           "p999_ms=%.3f\n", threads, plan->batch, plan->accounts, (unsigned long long)requests,
+           "p999_ms=%.3f\n", plan->engine ? "engine" : "http", threads, plan->batch, plan->accounts, (unsigned long long)requests,
            (unsigned long long)transfers, (unsigned long long)errors, elapsed_s,
            (double)requests / elapsed_s, (double)transfers / elapsed_s,
            histogram_quantile(merged, requests, 0.50), histogram_quantile(merged, requests, 0.99),
@@ -213,7 +281,10 @@ static int load_run(load_plan *plan, uint32_t threads) {
     for (; started < threads; started++) {
         workers[started].plan = plan;
         workers[started].index = started;
-        if (pthread_create(&ids[started], NULL, worker_run, &workers[started]) != 0) break;
+        if (pthread_create(&ids[started], NULL, plan->engine ? engine_worker_run : worker_run,
+                           &workers[started]) != 0) {
+            break;
+        }
     }
     for (uint32_t t = 0; t < started; t++) pthread_join(ids[t], NULL);
     double elapsed_s = (double)(pc_mono_ns() - start_ns) / 1e9;
@@ -225,6 +296,24 @@ static int load_run(load_plan *plan, uint32_t threads) {
     return errors == 0 && started == threads ? 0 : 1;
 }
 
+static int engine_run(load_plan *plan, const char *db_path, uint32_t threads) {
+    store_t *store = NULL;
+    store_options_t options = {.create = true};
+    char key_path[4096];
+    snprintf(key_path, sizeof key_path, "%s.key", db_path);
+    pc_status status = store_open(&store, db_path, &options);
+    if (status == PC_OK) status = writer_start(&plan->engine, store, key_path, NULL);
+    if (status != PC_OK) {
+        fprintf(stderr, "paycore load: engine: %s\n", pc_status_code(status));
+        if (store != NULL) store_close(store);
+        return 1;
+    }
+    int exit_status = engine_setup(plan) ? load_run(plan, threads) : 1;
+    writer_stop(plan->engine);
+    store_close(store);
+    return exit_status;
+}
+
 int cli_load(int argc, char **argv) {
     cli_opt opts[] = {
         {"url", "PAYCORE_URL", false, "http://127.0.0.1:8080", "server URL"},
@@ -234,8 +323,9 @@ int cli_load(int argc, char **argv) {
         {"count", NULL, false, NULL, "stop after this many requests in total"},
         {"batch", NULL, false, "1", "transfers per POST (1..8189)"},
         {"accounts", NULL, false, "1000", "accounts the run creates and moves money among"},
+        {"engine-db", NULL, false, NULL, "run the same work in-process on this new database (no HTTP): the baseline"},
     };
-    enum { N = 7 };
+    enum { N = 8 };
     const char *usage = "usage: paycore load [options]\n\nHTTP load generator: POSTs transfers to a "
                         "running server and prints one key=value line:\nload concurrency= batch= "
                         "requests= transfers= errors= elapsed_s= requests_per_s= transfers_per_s= "
@@ -259,6 +349,7 @@ int cli_load(int argc, char **argv) {
                       .batch = (uint32_t)batch, .count_max = count,
                       .deadline_ns = duration_s * 1000000000ull};
     snprintf(plan.prefix, sizeof plan.prefix, "L%llx", (unsigned long long)(pc_wall_ns() / 1000u));
+    if (opts[7].value != NULL) return engine_run(&plan, opts[7].value, (uint32_t)threads);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     int status = load_setup(&plan) ? load_run(&plan, (uint32_t)threads) : 1;
     curl_global_cleanup();

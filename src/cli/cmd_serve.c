@@ -142,11 +142,11 @@ int cli_serve(int argc, char **argv) {
     /* the listen address was parsed as IPv4 host:port: safe inside a JSON string */
     snprintf(fields, sizeof fields, "\"listen\":\"%.60s\",\"port\":%u", config.listen,
              (unsigned)api_server_port(server));
-    obs_log(OBS_LEVEL_INFO, "listening", fields);
+    obs_log_notice("listening", fields);
     serve_wait(&signals);
     api_server_stop(server);
     api_risk_stop();
-    obs_log(OBS_LEVEL_INFO, "stopped", NULL);
+    obs_log_notice("stopped", NULL);
     obs_log_close();
     return 0;
 }

@@ -109,6 +109,10 @@ void obs_log(obs_level level, const char *msg, const char *fields_json) {
     log_write(level, msg, fields_json);
 }
 
+void obs_log_notice(const char *msg, const char *fields_json) {
+    log_write(OBS_LEVEL_INFO, msg, fields_json);
+}
+
 void obs_logf(obs_level level, const char *format, ...) {
     if (!obs_log_enabled(level)) return;
     char text[1024];

@@ -26,6 +26,8 @@ bool obs_log_enabled(obs_level level);
 /* {"time":..., "level":..., "msg": msg, fields...}: 'fields_json' is a compact JSON
  * object's members without braces (e.g. "\"db\":\"x\"") or NULL. */
 void obs_log(obs_level level, const char *msg, const char *fields_json);
+/* The same at "info" whatever the level: start and stop lines scripts wait for. */
+void obs_log_notice(const char *msg, const char *fields_json);
 /* printf-style message, no extra fields. */
 void obs_logf(obs_level level, const char *format, ...) __attribute__((format(printf, 2, 3)));
 /* The access log line of one request. */
