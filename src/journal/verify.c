@@ -330,7 +330,7 @@ static bool pending_grow(pending_table_t *table) {
 static bool pending_insert(pending_table_t *table, const verify_pending_t *entry) {
     if (2 * (table->count + 1) > table->capacity && !pending_grow(table)) return false;
     verify_pending_t *slot = pending_slot(table, entry->id);
-    PC_ASSERT(slot->id[0] == '\0'); /* transfer ids are unique (UNIQUE index) */
+    PC_ASSERT(slot->id[0] == '\0'); /* the caller looked for a duplicate first */
     *slot = *entry;
     table->count++;
     return true;
@@ -542,6 +542,9 @@ static bool pending_open(verify_t *v, const transfer_row_t *row, verify_account_
     entry.batch_seq = row->batch_seq;
     if (row->pending_state == LEDGER_PENDING_NONE) {
         return discrepancy(v, ROW_FMT ": pending transfer with pending_state none", ROW_ARGS(row));
+    }
+    if (pending_find(&v->pending, entry.id) != NULL) {
+        return discrepancy(v, ROW_FMT ": id appears twice", ROW_ARGS(row));
     }
     if (!pending_insert(&v->pending, &entry)) return read_error(v, PC_NO_MEMORY, "pending table");
     return balance_move(v, row, debit, &debit->replay.debits_pending, entry.amount,
@@ -798,6 +801,30 @@ static bool batch_verify(verify_t *v, journal_row_t *row) {
 
 /* ---- after the last batch ---- */
 
+/* Transfer ids are unique across committed and burned ones (the ledger's idempotency
+ * key). The file has no unique index on them, so SQLite sorts them here (on disk when
+ * large: memory stays bounded). */
+static bool ids_unique(verify_t *v) {
+    static const char sql[] =
+        "SELECT id, count(*) FROM (SELECT id FROM transfers UNION ALL"
+        " SELECT id FROM transfer_failures) GROUP BY id HAVING count(*) > 1 LIMIT 1";
+    sqlite3_stmt *stmt = NULL;
+    if (sqlite3_prepare_v2(v->db, sql, -1, &stmt, NULL) != SQLITE_OK) {
+        return read_error(v, PC_STORE_READ_FAILED, "prepare id check");
+    }
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) {
+        char id[PC_ID_SIZE];
+        if (!column_text(stmt, 0, id, sizeof(id))) snprintf(id, sizeof(id), "(unreadable)");
+        discrepancy(v, "transfer id %s: appears %" PRId64 " times", id,
+                    (int64_t)sqlite3_column_int64(stmt, 1));
+    } else if (rc != SQLITE_DONE) {
+        read_error(v, PC_STORE_READ_FAILED, "id check");
+    }
+    sqlite3_finalize(stmt);
+    return !stopped(v);
+}
+
 static bool leftovers_none(verify_t *v) {
     if (v->account_cursor < v->account_count) {
         const verify_account_t *a = &v->accounts[v->account_cursor];
@@ -1011,7 +1038,7 @@ pc_status journal_verify_sqlite(const char *db_path, const char *pubkey_path,
         v->key_given = v->key_known = true;
     }
     if (!stopped(v) && database_open(v, db_path) && accounts_load(v) && streams_open(v) &&
-        journal_walk(v) && leftovers_none(v) && balances_verify(v)) {
+        journal_walk(v) && leftovers_none(v) && ids_unique(v) && balances_verify(v)) {
         pending_left_open(v);
     }
     memcpy(report->head_hash, v->hash, JOURNAL_HASH_BYTES);

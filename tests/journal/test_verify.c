@@ -231,7 +231,7 @@ static void balances_write(builder_t *b) {
 
 /* Eight batches: accounts, plain transfers, pending/post/void/expiry, a failure, an
  * empty batch; checkpoints every 3 batches. */
-static void build_database(const char *path) {
+static void build_database(const char *path, bool with_duplicate_id) {
     builder_t b;
     memset(&b, 0, sizeof(b));
     ASSERT_STATUS(journal_key_load_or_create(key_path, &b.key), PC_OK);
@@ -263,7 +263,7 @@ static void build_database(const char *path) {
     batch_commit(&b, 3);
     for (int i = 0; i < 2; i++) {
         char id[16];
-        snprintf(id, sizeof(id), "t-%d", 7 + i);
+        snprintf(id, sizeof(id), "t-%d", with_duplicate_id && i == 1 ? 2 : 7 + i);
         transfer_add(&b, id, "a-2", "a-1", 1 + i, 0, NULL, 0);
         batch_commit(&b, 3);
     }
@@ -351,6 +351,30 @@ static void test_row_tampering(void) {
     expect_discrepancy("UPDATE transfers SET row_hash=(SELECT row_hash FROM transfers WHERE"
                        " id='t-2'), amount=200 WHERE id='t-1'", NULL, "transfer t-1",
                        "row hash mismatch");
+    /* The file has no unique index on ids: a duplicate, even with a valid row hash,
+     * is named, never a crash. */
+    ledger_transfer_t d;
+    memset(&d, 0, sizeof(d));
+    strcpy(d.id, "p-4");
+    strcpy(d.debit_account_id, "a-3");
+    strcpy(d.credit_account_id, "a-2");
+    strcpy(d.currency, "USD");
+    d.amount = 13;
+    d.code = 9;
+    d.flags = LEDGER_TRANSFER_PENDING;
+    d.timeout_s = 60;
+    d.timestamp_ns = 10001;
+    d.metadata_json = "{\"memo\":\"x\"}";
+    uint8_t duplicate_hash[16];
+    char duplicate_sql[400], duplicate_hex[33];
+    journal_row_hash_transfer(&d, duplicate_hash);
+    journal_hex(duplicate_hash, 16, duplicate_hex);
+    snprintf(duplicate_sql, sizeof(duplicate_sql),
+             "INSERT INTO transfers SELECT 10001, id, debit_account_id, credit_account_id,"
+             " amount, currency, code, flags, pending_id, timeout_s, metadata, pending_state,"
+             " batch_seq, X'%s' FROM transfers WHERE id='p-4'", duplicate_hex);
+    expect_discrepancy(duplicate_sql, NULL, "transfer p-4 (timestamp 10001, batch 3)",
+                       "id appears twice");
     expect_discrepancy("UPDATE transfers SET batch_seq=3 WHERE id='t-3'", NULL, "transfer t-3",
                        "outside the batch's timestamps");
     expect_discrepancy("UPDATE transfers SET batch_seq=1 WHERE id='t-3'", NULL, "transfer t-3",
@@ -401,6 +425,17 @@ static void test_checkpoint_tampering(void) {
                        "");
 }
 
+/* A chain that is intact yet holds one id twice (a writer bug, or a forger with the
+ * key) is still refused. */
+static void test_duplicate_id_in_valid_chain(void) {
+    char path[300];
+    journal_report_t report;
+    snprintf(path, sizeof(path), "%s/duplicate.db", temp_dir);
+    build_database(path, true);
+    ASSERT_STATUS(journal_verify_sqlite(path, NULL, &report), PC_JOURNAL_MISMATCH);
+    ASSERT_STR_EQ(report.discrepancy, "transfer id t-2: appears 2 times");
+}
+
 static void test_not_verifiable(void) {
     journal_report_t report;
     char path[300];
@@ -420,12 +455,13 @@ int main(void) {
     snprintf(db_path, sizeof(db_path), "%s/intact.db", temp_dir);
     snprintf(key_path, sizeof(key_path), "%s/node.key", temp_dir);
     snprintf(pub_path, sizeof(pub_path), "%s.pub", key_path);
-    build_database(db_path);
+    build_database(db_path, false);
     TEST_RUN(test_intact);
     TEST_RUN(test_row_tampering);
     TEST_RUN(test_chain_tampering);
     TEST_RUN(test_balance_tampering);
     TEST_RUN(test_checkpoint_tampering);
+    TEST_RUN(test_duplicate_id_in_valid_chain);
     TEST_RUN(test_not_verifiable);
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", temp_dir);
