@@ -139,7 +139,7 @@ static void *worker_run(void *arg) {
         if (status == 200 || status == 201) {
             w->transfers += plan->batch;
         } else {
-            if (w->errors++ == 0) snprintf(w->first_error, sizeof w->first_error, "%ld %s", status,
+            if (w->errors++ == 0) snprintf(w->first_error, sizeof w->first_error, "%ld %.120s", status,
                                            rc == CURLE_OK ? scratch : curl_easy_strerror(rc));
         }
     }

@@ -52,13 +52,21 @@ class Server:
         log = open(self.log_path, "w")
         args = [BIN, "serve", "--db", self.db, "--listen", "127.0.0.1:0"]
         args += self.extra_args + (extra_args or [])
+        watch = self.log_path
+        if "--log-file" in args:
+            watch = args[args.index("--log-file") + 1]
+            if os.path.exists(watch):
+                os.remove(watch)
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
         log.close()
         deadline = time.time() + TIMEOUT_S
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 fail("server exited early: " + open(self.log_path).read())
-            for line in open(self.log_path):
+            if not os.path.exists(watch):
+                time.sleep(0.02)
+                continue
+            for line in open(watch):
                 m = re.search(r'"msg":"listening".*"port":(\d+)', line)
                 if m:
                     self.port = int(m.group(1))

@@ -1,0 +1,105 @@
+"""Goal: operations behave: SIGHUP reopens the log file (rotation), /metrics is valid
+Prometheus text (every sample parses, histograms are cumulative, +Inf equals _count)
+and can be restricted with --metrics-auth, /healthz and /readyz answer. Method: a real
+server with --log-file; the file is renamed and SIGHUP sent; metrics parsed line by
+line."""
+import os
+import re
+import signal
+import time
+
+from pcapi import Server, account, check, expect, transfer
+
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="[^"]*"(,[a-zA-Z_][a-zA-Z0-9_]*="[^"]*")*)?\})? '
+                    r'(-?[0-9.eE+-]+|\+Inf|NaN)$')
+
+
+def parse_metrics(text):
+    types, samples = {}, []
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ", 3)
+            check(kind in ("counter", "gauge", "histogram"), "metric type %r" % line)
+            types[name] = kind
+        elif line.startswith("# HELP "):
+            continue
+        else:
+            m = SAMPLE.match(line)
+            check(m is not None, "not a Prometheus sample line: %r" % line)
+            samples.append((m.group(1), m.group(3) or "", float(m.group(5))))
+    return types, samples
+
+
+def check_histograms(types, samples):
+    for name, kind in types.items():
+        if kind != "histogram":
+            continue
+        buckets = [(labels, v) for n, labels, v in samples if n == name + "_bucket"]
+        count = [v for n, _, v in samples if n == name + "_count"]
+        check(buckets and count, "histogram %s has buckets and a count" % name)
+        values = [v for _, v in buckets]
+        check(values == sorted(values), "%s buckets are cumulative: %r" % (name, values))
+        check('le="+Inf"' in buckets[-1][0] and buckets[-1][1] == count[0], "%s +Inf == count" % name)
+
+
+def test_metrics(server):
+    c = server.client()
+    expect(c.post("/v1/accounts", {"accounts": [account("a"), account("b")]}), 200, what="accounts")
+    for i in range(5):
+        expect(c.post("/v1/transfers", transfer("t%d" % i, "a", "b", 10)), 201, what="transfer")
+    expect(c.get("/v1/accounts/zz"), 404, what="a 404")
+    r = expect(server.client(key="").get("/metrics"), 200, what="metrics")
+    types, samples = parse_metrics(r.raw)
+    check_histograms(types, samples)
+    by_name = {}
+    for n, labels, v in samples:
+        by_name.setdefault(n, []).append((labels, v))
+    check(by_name["paycore_transfers_committed_total"][0][1] == 5, "5 transfers committed")
+    check(by_name["paycore_accounts_committed_total"][0][1] == 2, "2 accounts committed")
+    check(('route="/v1/transfers",status="201"', 5.0) in by_name["paycore_http_requests_total"], "201 x5 counted")
+    check(('route="/v1/accounts/{id}",status="404"', 1.0) in by_name["paycore_http_requests_total"], "404 counted")
+    check(types.get("paycore_writer_queue_depth") == "gauge", "queue depth gauge")
+    check(by_name["paycore_build_info"][0][1] == 1, "build info")
+
+
+def test_sighup(server):
+    c = server.client()
+    log_path = os.path.join(server.dir, "paycore.log")
+    expect(c.get("/healthz"), 200, what="before rotation")
+    os.rename(log_path, log_path + ".1")
+    server.proc.send_signal(signal.SIGHUP)
+    deadline = time.time() + 10
+    while not os.path.exists(log_path) and time.time() < deadline:
+        time.sleep(0.05)
+    check(os.path.exists(log_path), "SIGHUP reopened the log file")
+    expect(c.get("/readyz"), 200, what="after rotation")
+    time.sleep(0.1)
+    new = open(log_path).read()
+    old = open(log_path + ".1").read()
+    check('"route":"/readyz"' in new and '"route":"/readyz"' not in old, "new lines go to the new file")
+    check('"route":"/healthz"' in old, "old lines stay in the old file")
+    check(server.proc.poll() is None, "SIGHUP does not stop the server")
+
+
+def main():
+    server = Server()
+    try:
+        log_path = os.path.join(server.dir, "paycore.log")
+        server.extra_args = ["--log-file", log_path]
+        server.start()
+        # the server logs to the file: find the port there
+        test_metrics(server)
+        test_sighup(server)
+        check(server.stop() == 0, "exit 0")
+        server.extra_args = ["--metrics-auth"]
+        server.start()
+        expect(server.client(key="").get("/metrics"), 401, "unauthenticated", "metrics needs a key")
+        expect(server.client().get("/metrics"), 200, what="metrics with a key")
+        expect(server.client(key="").get("/healthz"), 200, what="healthz stays open")
+    finally:
+        server.close()
+    print("api ops: ok")
+
+
+if __name__ == "__main__":
+    main()
