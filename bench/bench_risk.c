@@ -150,12 +150,54 @@ static int run_timed(risk_engine_t *e, const stream *s, size_t begin, size_t end
     return 0;
 }
 
+static uint64_t rss_bytes(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long pages_total = 0, pages_resident = 0;
+    if (f == NULL) return 0;
+    if (fscanf(f, "%llu %llu", &pages_total, &pages_resident) != 2) pages_resident = 0;
+    fclose(f);
+    return pages_resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* 1M distinct payers, one payment each: the resident memory the state really takes. */
+static void bench_million_payers(void) {
+    risk_features_config_t c;
+    risk_features_config_default(&c);
+    risk_features_t *f = NULL;
+    uint64_t rss0 = rss_bytes();
+    if (risk_features_open(&c, &f) != PC_OK) return;
+    risk_auth_t a;
+    memset(&a, 0, sizeof(a));
+    strcpy(a.currency, "USD");
+    strcpy(a.country_payer, "US");
+    strcpy(a.country_merchant, "US");
+    a.amount_minor = 1999;
+    a.mcc = 5411;
+    uint64_t t0 = pc_mono_ns();
+    for (uint32_t i = 0; i < c.payers_max; i++) {
+        a.ts_s = 1717200000 + i / 16;
+        snprintf(a.payer_id, sizeof(a.payer_id), "P%u", i);
+        snprintf(a.payee_id, sizeof(a.payee_id), "M%u", i % 1000);
+        risk_features_observe(f, &a);
+    }
+    double ns_per = (double)(pc_mono_ns() - t0) / c.payers_max;
+    risk_features_stats_t st;
+    risk_features_stats(f, &st);
+    uint64_t rss1 = rss_bytes();
+    printf("risk_features_1m payers=%llu dropped=%llu rss_mib=%.1f allocated_mib=%.1f "
+           "limit_mib=512 observe_ns=%.0f\n",
+           (unsigned long long)st.payers, (unsigned long long)st.dropped_total,
+           (double)(rss1 - rss0) / 1048576.0, (double)st.memory_bytes / 1048576.0, ns_per);
+    risk_features_close(f);
+}
+
 int main(int argc, char **argv) {
     bool quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
     const char *model_arg = NULL;
     for (int i = 1; i + 1 < argc; i++) {
         if (strcmp(argv[i], "--model") == 0) model_arg = argv[i + 1];
     }
+    bench_million_payers();
     stream s;
     load_stream(&s, 200000);
     size_t warm = 0;

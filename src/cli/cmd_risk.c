@@ -128,7 +128,7 @@ static size_t first_at_or_after(const dataset *d, int64_t ts_s) {
 }
 
 static int train_report(risk_model_t *model, const dataset *d, size_t test_begin,
-                        uint32_t rounds) {
+                        uint32_t rounds, const risk_train_report_t *report) {
     size_t test_count = d->count - test_begin;
     float *scores = malloc((test_count ? test_count : 1) * sizeof(float));
     if (scores == NULL) return 1;
@@ -142,8 +142,13 @@ static int train_report(risk_model_t *model, const dataset *d, size_t test_begin
         return 1;
     }
     print_metrics(&m);
-    printf(" rounds=%u train_rows=%zu test_rows=%zu test_frauds=%llu features=%d\n", rounds,
+    printf(" rounds=%u train_rows=%zu test_rows=%zu test_frauds=%llu features=%d", rounds,
            test_begin, test_count, (unsigned long long)m.positives, RISK_FEATURE_COUNT);
+    if (report != NULL) {
+        printf(" valid_roc_auc=%.4f valid_recall_at_1pct_fpr=%.4f", report->valid_roc_auc,
+               report->valid_recall_at_1pct_fpr);
+    }
+    printf("\n");
     return 0;
 }
 
@@ -184,6 +189,8 @@ static int cmd_train(int argc, char **argv) {
         dataset_free(&d);
         return 2;
     }
+    risk_train_report_t report = {NAN, NAN};
+    config.report_out = &report;
     risk_model_t *model = NULL;
     uint32_t rounds = 0;
     pc_status status = risk_model_train(d.rows, d.labels, test_begin, test_begin - valid_begin,
@@ -194,7 +201,7 @@ static int cmd_train(int argc, char **argv) {
     } else if ((status = risk_model_save(model, out)) != PC_OK) {
         fprintf(stderr, "paycore risk: cannot write %s: %s\n", out, pc_status_code(status));
     } else {
-        rc = test_begin < d.count ? train_report(model, &d, test_begin, rounds) : 0;
+        rc = test_begin < d.count ? train_report(model, &d, test_begin, rounds, &report) : 0;
         if (test_begin == d.count) printf("roc_auc=nan pr_auc=nan recall_at_1pct_fpr=nan rounds=%u\n", rounds);
     }
     risk_model_free(model);
@@ -220,7 +227,7 @@ static int cmd_eval(int argc, char **argv) {
     if (rc == 0) {
         const char *from_arg = arg_value(argc, argv, "--from-ts");
         size_t begin = from_arg ? first_at_or_after(&d, strtoll(from_arg, NULL, 10)) : 0;
-        rc = train_report(model, &d, begin, 0);
+        rc = train_report(model, &d, begin, 0, NULL);
     }
     risk_model_free(model);
     dataset_free(&d);

@@ -38,6 +38,7 @@ void risk_train_config_default(risk_train_config_t *config) {
     config->eta = 0.1;
     config->nthread = 2;
     config->rounds_fixed = 0;
+    config->report_out = NULL;
     config->verbose_progress = false;
 }
 
@@ -102,7 +103,7 @@ static void progress(const risk_train_config_t *config, const char *phase, uint3
 
 /* Validation quality after the current round: ROC-AUC + recall at 1% FPR. */
 static pc_status valid_quality(BoosterHandle b, DMatrixHandle valid, const uint8_t *labels,
-                               size_t count, double *out) {
+                               size_t count, double *out, risk_metrics_t *m_out) {
     const char *config = "{\"type\": 0, \"training\": false, \"iteration_begin\": 0, "
                          "\"iteration_end\": 0, \"strict_shape\": false}";
     const bst_ulong *shape = NULL;
@@ -114,6 +115,7 @@ static pc_status valid_quality(BoosterHandle b, DMatrixHandle valid, const uint8
     risk_metrics_t m;
     pc_status status = risk_metrics_compute(scores, labels, count, &m);
     if (status != PC_OK) return status;
+    *m_out = m;
     *out = (isnan(m.roc_auc) ? 0 : m.roc_auc) +
            (isnan(m.recall_at_1pct_fpr) ? 0 : m.recall_at_1pct_fpr);
     return PC_OK;
@@ -139,10 +141,15 @@ static pc_status choose_rounds(const float *rows, const uint8_t *labels, size_t 
             break;
         }
         double quality = 0;
-        status = valid_quality(b, mats[1], labels + fit_count, valid_count, &quality);
-        if (quality > best + 1e-6) {
+        risk_metrics_t m;
+        status = valid_quality(b, mats[1], labels + fit_count, valid_count, &quality, &m);
+        if (status == PC_OK && quality > best + 1e-6) {
             best = quality;
             best_rounds = r + 1;
+            if (config->report_out != NULL) {
+                config->report_out->valid_roc_auc = m.roc_auc;
+                config->report_out->valid_recall_at_1pct_fpr = m.recall_at_1pct_fpr;
+            }
         }
         progress(config, "select", r + 1, config->rounds_max);
         if (r + 1 - best_rounds >= config->early_stop_rounds) {

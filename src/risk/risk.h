@@ -227,6 +227,11 @@ double risk_recall_at_fpr(const float *scores, const uint8_t *labels, size_t cou
 
 /* ---- model (model.c) ---- */
 typedef struct risk_model risk_model_t;
+/* Validation metrics (the held-out last training days) at the chosen round. */
+typedef struct {
+    double valid_roc_auc;
+    double valid_recall_at_1pct_fpr;
+} risk_train_report_t;
 typedef struct {
     uint32_t rounds_max;         /* boosting rounds before early stopping */
     uint32_t early_stop_rounds;  /* stop when validation has not improved this long */
@@ -234,6 +239,7 @@ typedef struct {
     double eta;
     uint32_t nthread;
     uint32_t rounds_fixed;       /* > 0: no selection, exactly this many rounds */
+    risk_train_report_t *report_out; /* optional: filled by the selection */
     bool verbose_progress;       /* progress on stderr */
 } risk_train_config_t;
 void risk_train_config_default(risk_train_config_t *config);

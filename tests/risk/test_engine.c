@@ -5,6 +5,7 @@
  * Method: real SQLite decision files and snapshots under /tmp, a real XGBoost model
  * trained here on the first rows of the dev data (skipped with a message if absent). */
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "risk/risk.h"
@@ -280,6 +281,69 @@ static void test_bad_auth(void) {
     risk_engine_close(e);
 }
 
+/* Four threads decide at once: every decision gets its own id, all are stored,
+ * and the counters add up. */
+#define THREADS 4
+#define PER_THREAD 300
+
+typedef struct {
+    risk_engine_t *engine;
+    int index;
+    uint64_t ids[PER_THREAD];
+} worker_arg;
+
+static void *worker(void *p) {
+    worker_arg *w = p;
+    for (int i = 0; i < PER_THREAD; i++) {
+        char payer[16];
+        snprintf(payer, sizeof(payer), "P%d-%d", w->index, i % 7);
+        risk_auth_t a = auth_make(T0 + i, payer, "M1", 100 + i);
+        risk_decision_t d;
+        if (risk_decide(w->engine, &a, &d) != PC_OK) return NULL;
+        w->ids[i] = d.decision_id;
+    }
+    return w;
+}
+
+static void test_concurrent_decisions(void) {
+    char db[256];
+    temp_path(db, sizeof(db), "concurrent.db");
+    risk_engine_t *e = open_rules_engine(NULL, db, NULL);
+    pthread_t threads[THREADS];
+    static worker_arg args[THREADS];
+    for (int t = 0; t < THREADS; t++) {
+        args[t].engine = e;
+        args[t].index = t;
+        ASSERT_EQ(pthread_create(&threads[t], NULL, worker, &args[t]), 0);
+    }
+    for (int t = 0; t < THREADS; t++) {
+        void *result = NULL;
+        pthread_join(threads[t], &result);
+        ASSERT_TRUE(result == &args[t]);
+    }
+    static uint8_t seen[THREADS * PER_THREAD + 1];
+    for (int t = 0; t < THREADS; t++) {
+        for (int i = 0; i < PER_THREAD; i++) {
+            uint64_t id = args[t].ids[i];
+            ASSERT_TRUE(id >= 1 && id <= THREADS * PER_THREAD);
+            ASSERT_EQ(seen[id], 0);
+            seen[id] = 1;
+        }
+    }
+    risk_engine_stats_t st;
+    risk_engine_stats(e, &st);
+    ASSERT_EQ(st.decisions[RISK_OUTCOME_APPROVE], THREADS * PER_THREAD);
+    ASSERT_EQ(st.features.observed_total, THREADS * PER_THREAD);
+    ASSERT_EQ(st.latency_count, THREADS * PER_THREAD);
+    ASSERT_STATUS(risk_engine_flush(e), PC_OK);
+    risk_engine_close(e);
+    e = open_rules_engine(NULL, db, NULL);   /* every decision is in the file */
+    risk_engine_stats(e, &st);
+    ASSERT_EQ(st.features.observed_total, THREADS * PER_THREAD);
+    risk_engine_close(e);
+    unlink(db);
+}
+
 int main(void) {
     TEST_RUN(test_train_eval_round_trip);
     TEST_RUN(test_model_file_errors);
@@ -287,6 +351,7 @@ int main(void) {
     TEST_RUN(test_reviews_and_restart);
     TEST_RUN(test_reload_keeps_old_rules);
     TEST_RUN(test_bad_auth);
+    TEST_RUN(test_concurrent_decisions);
     if (have_model) unlink(model_path);
     return test_finish();
 }
