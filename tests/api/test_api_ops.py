@@ -66,6 +66,10 @@ def test_sighup(server):
     c = server.client()
     log_path = os.path.join(server.dir, "paycore.log")
     expect(c.get("/healthz"), 200, what="before rotation")
+    # The access line is written after the response: wait for it before rotating.
+    deadline = time.time() + 10
+    while '"route":"/healthz"' not in open(log_path).read() and time.time() < deadline:
+        time.sleep(0.05)
     os.rename(log_path, log_path + ".1")
     server.proc.send_signal(signal.SIGHUP)
     deadline = time.time() + 10
