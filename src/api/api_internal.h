@@ -166,6 +166,7 @@ struct api_request {
     json_t *body_json;
     /* reply */
     bool replied;
+    bool recorded;                      /* metrics and access log done */
     int http_status;
     pc_status reply_code;               /* PC_OK for success replies (logs) */
     char *reply_body;                   /* malloc'ed */

@@ -148,9 +148,12 @@ static bool header_body(api_request_t *req) {
 
 /* ---- replies and logging ---- */
 
+static void request_record(api_request_t *req, int http_status, const char *code);
+
 static enum MHD_Result send_reply(api_request_t *req) {
     PC_ASSERT(req->replied);
     req->phase = API_PHASE_REPLIED;
+    request_record(req, req->http_status, req->reply_code != PC_OK ? pc_status_code(req->reply_code) : "");
     struct MHD_Response *response = MHD_create_response_from_buffer(
         req->reply_bytes, req->reply_body, MHD_RESPMEM_MUST_COPY);
     if (response == NULL) return MHD_NO;
@@ -172,6 +175,7 @@ static enum MHD_Result send_timeout_reply(api_request_t *req) {
                                "\"message\":\"the request timed out; it may still commit: retry with "
                                "the same Idempotency-Key or id\"}}";
     req->phase = API_PHASE_REPLIED;
+    request_record(req, 503, "request_timeout");
     struct MHD_Response *response =
         MHD_create_response_from_buffer(sizeof body - 1, (void *)body, MHD_RESPMEM_PERSISTENT);
     if (response == NULL) return MHD_NO;
@@ -183,21 +187,25 @@ static enum MHD_Result send_timeout_reply(api_request_t *req) {
     return result;
 }
 
+/* Metrics and the access log line, once per request, when its reply is queued (so a
+ * client that reads /metrics right after a reply sees it counted). */
+static void request_record(api_request_t *req, int http_status, const char *code) {
+    if (req->recorded) return;
+    req->recorded = true;
+    uint64_t latency_ns = pc_mono_ns() - req->start_ns;
+    uint32_t route = req->route_index >= 0 ? (uint32_t)req->route_index : OBS_ROUTES_MAX;
+    obs_metrics_request(route, http_status, latency_ns);
+    obs_log_request(req->request_id, req->method, api_route_name(route), http_status, code,
+                    latency_ns, req->has_caller ? req->caller.id : NULL);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
                          enum MHD_RequestTerminationCode termination) {
     api_server_t *server = cls;
     api_request_t *req = *con_cls;
     if (req == NULL) return;
     *con_cls = NULL;
-    uint64_t latency_ns = pc_mono_ns() - req->start_ns;
-    int http_status = req->timed_out ? 503 : req->replied ? req->http_status : 499;
-    const char *code = req->timed_out ? "request_timeout"
-                       : req->replied && req->reply_code != PC_OK ? pc_status_code(req->reply_code)
-                                                                  : "";
-    uint32_t route = req->route_index >= 0 ? (uint32_t)req->route_index : OBS_ROUTES_MAX;
-    obs_metrics_request(route, http_status, latency_ns);
-    obs_log_request(req->request_id, req->method, api_route_name(route), http_status, code,
-                    latency_ns, req->has_caller ? req->caller.id : NULL);
+    request_record(req, 499, "client_closed"); /* no reply was queued */
     /* A finished request frees its Idempotency-Key now (its reply is out); a timed-out
      * one keeps it until its command is done, so a retry cannot run it twice. */
     if (!req->timed_out) api_idem_end(req);
