@@ -173,8 +173,31 @@ static char *acks_read(size_t *bytes_out) {
     return text;
 }
 
-/* Every acknowledged id is in the store; returns how many there were. */
-static uint64_t acks_all_present(store_t *store) {
+enum { RESUBMIT_MAX = 128 };
+
+/* Acknowledged transfers sent again, field for field: each must answer exists, never
+ * be created twice (ids must survive a crash in every index the store keeps). */
+static void resubmit_expect_exists(writer_t *writer, store_transfer_t *sample, uint32_t count) {
+    static ledger_transfer_t events[RESUBMIT_MAX];
+    static ledger_transfer_result_t results[RESUBMIT_MAX];
+    if (count == 0) return;
+    for (uint32_t i = 0; i < count; i++) events[i] = sample[i].transfer;
+    writer_cmd_t cmd = {.kind = WRITER_CMD_CREATE_TRANSFERS, .event_count = count,
+                        .transfers = events, .transfer_results = results};
+    ASSERT_STATUS(writer_submit_wait(writer, &cmd), PC_OK);
+    for (uint32_t i = 0; i < count; i++) {
+        if (results[i].status != PC_EXISTS) {
+            TEST_FAIL("seed=%" PRIu64 ": acknowledged %s sent again: %s, want exists", seed,
+                      events[i].id, pc_status_code(results[i].status));
+        }
+        ASSERT_EQ(results[i].timestamp_ns, sample[i].transfer.timestamp_ns);
+    }
+}
+
+/* Every acknowledged id is in the store; returns how many there were. The last and a
+ * few random acknowledged transfers are kept in 'sample' (read back from the store). */
+static uint64_t acks_all_present(store_t *store, store_transfer_t *sample, uint32_t *sample_count,
+                                 uint64_t *rng) {
     size_t bytes;
     char *text = acks_read(&bytes);
     store_reader_t *reader;
@@ -190,8 +213,19 @@ static uint64_t acks_all_present(store_t *store) {
                       pc_status_code(status));
         }
         ASSERT_STR_EQ(t.transfer.id, line);
-        store_transfer_free(&t);
         count++;
+        /* reservoir of RESUBMIT_MAX / 2 random ids, plus a ring of the newest */
+        uint32_t half = RESUBMIT_MAX / 2, slot = UINT32_MAX;
+        if (count <= half) slot = (uint32_t)count - 1;
+        else if (mix(rng) % count < half) slot = (uint32_t)(mix(rng) % half);
+        if (slot == UINT32_MAX) slot = half + (uint32_t)(count % half);
+        if (slot >= *sample_count) {
+            slot = *sample_count;
+            (*sample_count)++;
+        } else {
+            store_transfer_free(&sample[slot]);
+        }
+        sample[slot] = t;
     }
     store_reader_close(reader);
     free(text);
@@ -224,8 +258,13 @@ static void check_after_crash(uint32_t round, uint64_t *acked_out, uint64_t *tra
     ASSERT_STATUS(writer_start(&writer, store, key_path, NULL), PC_OK);
     char currency[4];
     ASSERT_TRUE(ledger_balanced(writer_ledger(writer), currency));
-    *acked_out = acks_all_present(store);
+    store_transfer_t sample[RESUBMIT_MAX];
+    uint32_t sample_count = 0;
+    uint64_t rng = seed ^ round;
+    *acked_out = acks_all_present(store, sample, &sample_count, &rng);
     ASSERT_TRUE(*acked_out <= report.transfers);
+    resubmit_expect_exists(writer, sample, sample_count);
+    for (uint32_t i = 0; i < sample_count; i++) store_transfer_free(&sample[i]);
     writer_stop(writer);
     store_close(store);
     verify_expect_ok(round, "after the restart", &report);
