@@ -131,8 +131,13 @@ __attribute__((format(printf, 2, 3))) static bool discrepancy(verify_t *v, const
 static bool read_error(verify_t *v, pc_status status, const char *what) {
     if (v->error == PC_OK && !v->failed) {
         v->error = status;
-        snprintf(v->report->error_detail, sizeof(v->report->error_detail), "%s: %s", what,
-                 v->db != NULL ? sqlite3_errmsg(v->db) : "no database");
+        int code = v->db != NULL ? sqlite3_extended_errcode(v->db) : SQLITE_OK;
+        /* A crash while SQLite wrote outside WAL mode (database creation) leaves a hot
+         * rollback journal that a read-only open may not roll back. */
+        bool hot = code == SQLITE_READONLY_ROLLBACK || code == SQLITE_READONLY_RECOVERY;
+        snprintf(v->report->error_detail, sizeof(v->report->error_detail), "%s: %s%s", what,
+                 v->db != NULL ? sqlite3_errmsg(v->db) : "no database",
+                 hot ? " (the file needs recovery: open it once with paycore serve or init)" : "");
     }
     return false;
 }
@@ -980,6 +985,7 @@ static bool database_open(verify_t *v, const char *db_path) {
         SQLITE_OK) {
         return read_error(v, PC_STORE_OPEN_FAILED, db_path);
     }
+    sqlite3_extended_result_codes(v->db, 1);
     sqlite3_busy_timeout(v->db, 5000);
     if (sqlite3_exec(v->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
         return read_error(v, PC_STORE_READ_FAILED, "begin");
@@ -992,10 +998,17 @@ static bool database_open(verify_t *v, const char *db_path) {
         return read_error(v, foreign ? PC_STORE_NOT_PAYCORE : PC_STORE_OPEN_FAILED, db_path);
     }
     if (application_id != VERIFY_APPLICATION_ID) {
-        return read_error(v, PC_STORE_NOT_PAYCORE, "application_id");
+        v->error = PC_STORE_NOT_PAYCORE;
+        snprintf(v->report->error_detail, sizeof(v->report->error_detail),
+                 "application_id %" PRId64 " is not paycore's", application_id);
+        return false;
     }
     if (version != VERIFY_SCHEMA_VERSION) {
-        return read_error(v, PC_STORE_VERSION_UNSUPPORTED, "user_version");
+        v->error = PC_STORE_VERSION_UNSUPPORTED;
+        snprintf(v->report->error_detail, sizeof(v->report->error_detail),
+                 "schema version %" PRId64 "; this verifier reads version %d", version,
+                 VERIFY_SCHEMA_VERSION);
+        return false;
     }
     bool ok_as_of;
     int64_t as_of = pragma_int(v->db, "SELECT value FROM meta WHERE key='accounts_as_of_seq'", &ok_as_of);

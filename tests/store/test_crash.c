@@ -34,6 +34,7 @@ enum { ACCOUNT_COUNT = 300, SUBMITTERS = 4, PENDING_KEPT = 32 };
 static char dir[] = "/tmp/paycore-test-crash-XXXXXX";
 static char db_path[300], key_path[300], pub_path[320], ack_path[300];
 static uint64_t seed;
+static uint32_t tally_unreadable_at_creation;
 
 static const char *const currencies[] = {"USD", "EUR"};
 
@@ -232,11 +233,19 @@ static uint64_t acks_all_present(store_t *store, store_transfer_t *sample, uint3
     return count;
 }
 
-static void verify_expect_ok(uint32_t round, const char *when, journal_report_t *report) {
+static void verify_expect_ok(uint32_t round, const char *when, journal_report_t *report,
+                             bool initialising) {
     pc_status status = journal_verify_sqlite(db_path, pub_path, report);
     if (status == PC_NOT_FOUND && report->batches == 0) {
         /* killed before the key's .pub existed: verify without it */
         status = journal_verify_sqlite(db_path, NULL, report);
+    }
+    /* Killed while the file was being created (before WAL mode): SQLite left a hot
+     * rollback journal that only a writable open can roll back. Allowed only while
+     * nothing was ever acknowledged; the restart below must then recover it. */
+    if (initialising && status != PC_OK && status != PC_JOURNAL_MISMATCH) {
+        tally_unreadable_at_creation++;
+        return;
     }
     if (status != PC_OK) {
         char line[1200];
@@ -250,7 +259,9 @@ static void check_after_crash(uint32_t round, uint64_t *acked_out, uint64_t *tra
     struct stat st;
     if (stat(db_path, &st) != 0) return; /* killed before the file existed */
     journal_report_t report;
-    verify_expect_ok(round, "after the crash", &report);
+    size_t ack_bytes;
+    free(acks_read(&ack_bytes));
+    verify_expect_ok(round, "after the crash", &report, ack_bytes == 0);
     store_t *store;
     writer_t *writer;
     store_options_t options = {.create = true};
@@ -267,7 +278,7 @@ static void check_after_crash(uint32_t round, uint64_t *acked_out, uint64_t *tra
     for (uint32_t i = 0; i < sample_count; i++) store_transfer_free(&sample[i]);
     writer_stop(writer);
     store_close(store);
-    verify_expect_ok(round, "after the restart", &report);
+    verify_expect_ok(round, "after the restart", &report, false);
     *transfers_out = report.transfers;
 }
 
@@ -313,7 +324,8 @@ int main(void) {
         round_run(round, &rng);
         check_after_crash(round, &acked, &transfers);
     }
-    printf("rounds=%u acked=%" PRIu64 " transfers=%" PRIu64 "\n", rounds, acked, transfers);
+    printf("rounds=%u acked=%" PRIu64 " transfers=%" PRIu64 " unreadable_at_creation=%u\n", rounds,
+           acked, transfers, tally_unreadable_at_creation);
     ASSERT_TRUE(acked > 0);            /* the load must have run, or this proves nothing */
     char cmd[400];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
