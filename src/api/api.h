@@ -135,6 +135,8 @@ typedef struct {
     uint32_t rate_per_s;         /* per API key token bucket; 0 = unlimited */
     uint32_t rate_burst;         /* bucket size; 0 = rate_per_s */
     uint32_t connection_timeout_s; /* idle or stalled connections are closed */
+    uint32_t request_timeout_ms; /* waiting for the writer longer: 503 request_timeout
+                                    (the command still completes); 0 = never */
     bool metrics_auth;           /* /metrics needs a key (read scope) */
 } api_config_t;
 

@@ -73,6 +73,12 @@ struct api_server {
     void *inflight;                 /* submit.c's buckets */
     uint32_t inflight_count;
     _Atomic int64_t requests_active;
+    pthread_mutex_t waiting_mutex;  /* requests waiting for the writer, by deadline */
+    pthread_cond_t waiting_cond;
+    api_request_t *waiting_head;
+    bool reaper_stop;
+    bool reaper_started;
+    pthread_t reaper;
     _Atomic uint64_t request_seq;
     char instance_tag[9];
 };
@@ -160,6 +166,7 @@ struct api_request {
     json_t *body_json;
     /* reply */
     bool replied;
+    bool recorded;                      /* metrics and access log done */
     int http_status;
     pc_status reply_code;               /* PC_OK for success replies (logs) */
     char *reply_body;                   /* malloc'ed */
@@ -171,7 +178,8 @@ struct api_request {
     writer_cmd_t *cmd;
     api_in_tx_fn in_tx;
     api_done_fn on_done;
-    void (*after_commit)(api_request_t *req); /* API thread, after a successful commit */
+    void (*after_commit)(api_request_t *req); /* writer thread, after a successful commit,
+                                                 before the request wakes */
     pc_status commit_status;
     /* idempotency */
     char *idem_key;                     /* NULL when the request has none */
@@ -179,6 +187,15 @@ struct api_request {
     bool idem_held;                     /* in the in-flight set */
     bool idem_replayed;
     json_t *idem_stored;                /* what to store instead of the reply, or NULL */
+    /* lifetime: the MHD side holds one reference until the request completes, the
+     * writer another from api_submit until done(); the last release frees. */
+    _Atomic int refs;
+    /* request timeout (guarded by server->waiting_mutex until resumed) */
+    uint64_t deadline_ns;
+    bool waiting;                       /* in the server's waiting list */
+    bool timed_out;                     /* answered 503 request_timeout before done() */
+    api_request_t *wait_prev;
+    api_request_t *wait_next;
     /* resources */
     store_reader_t *reader;
     api_arena_block *arena;
@@ -188,6 +205,8 @@ struct api_request {
 api_request_t *api_request_new(api_server_t *server, struct MHD_Connection *connection,
                                const char *method, const char *url);
 void api_request_free(api_request_t *req);
+/* Drops one reference; the last one ends the Idempotency-Key hold and frees. */
+void api_request_release(api_request_t *req);
 bool api_body_append(api_request_t *req, const char *data, size_t bytes);
 /* Sets the reply from a rendered body (copied). */
 void api_reply_raw(api_request_t *req, int http_status, pc_status code, const char *body,
@@ -200,6 +219,10 @@ void api_idem_end(api_request_t *req);
 /* After a resume: makes the reply of a finished writer command. */
 void api_submit_finish(api_request_t *req);
 pc_status api_inflight_init(api_server_t *server);
+/* The request-timeout thread: answers 503 request_timeout for requests waiting for
+ * the writer past --request-timeout-ms (their command still runs to its end). */
+pc_status api_reaper_start(api_server_t *server);
+void api_reaper_stop(api_server_t *server);
 void api_inflight_free(api_server_t *server);
 
 /* server.c */

@@ -20,6 +20,7 @@ api_request_t *api_request_new(api_server_t *server, struct MHD_Connection *conn
     req->connection = connection;
     req->start_ns = pc_mono_ns();
     req->route_index = -1;
+    atomic_init(&req->refs, 1);
     /* Only known method names reach logs and metrics: they are never client text. */
     snprintf(req->method, sizeof req->method, "OTHER");
     for (uint32_t i = 0; known_methods[i] != NULL; i++) {
@@ -55,6 +56,12 @@ void api_request_free(api_request_t *req) {
         block = next;
     }
     free(req);
+}
+
+void api_request_release(api_request_t *req) {
+    if (atomic_fetch_sub(&req->refs, 1) != 1) return;
+    api_idem_end(req);
+    api_request_free(req);
 }
 
 void *api_alloc(api_request_t *req, size_t bytes) {

@@ -32,6 +32,7 @@ void api_config_default(api_config_t *config) {
     config->queue_events_max = WRITER_QUEUE_DEPTH_MAX;
     config->rate_per_s = 0;
     config->connection_timeout_s = 30;
+    config->request_timeout_ms = 30000;
 }
 
 api_keys_t *api_server_keys(api_server_t *server) {
@@ -147,9 +148,12 @@ static bool header_body(api_request_t *req) {
 
 /* ---- replies and logging ---- */
 
+static void request_record(api_request_t *req, int http_status, const char *code);
+
 static enum MHD_Result send_reply(api_request_t *req) {
     PC_ASSERT(req->replied);
     req->phase = API_PHASE_REPLIED;
+    request_record(req, req->http_status, req->reply_code != PC_OK ? pc_status_code(req->reply_code) : "");
     struct MHD_Response *response = MHD_create_response_from_buffer(
         req->reply_bytes, req->reply_body, MHD_RESPMEM_MUST_COPY);
     if (response == NULL) return MHD_NO;
@@ -164,21 +168,48 @@ static enum MHD_Result send_reply(api_request_t *req) {
     return result;
 }
 
+/* The reply of a request that waited for the writer past --request-timeout-ms. Built
+ * from constants: the writer may still be writing the request's own reply fields. */
+static enum MHD_Result send_timeout_reply(api_request_t *req) {
+    static const char body[] = "{\"error\":{\"type\":\"api_error\",\"code\":\"request_timeout\","
+                               "\"message\":\"the request timed out; it may still commit: retry with "
+                               "the same Idempotency-Key or id\"}}";
+    req->phase = API_PHASE_REPLIED;
+    request_record(req, 503, "request_timeout");
+    struct MHD_Response *response =
+        MHD_create_response_from_buffer(sizeof body - 1, (void *)body, MHD_RESPMEM_PERSISTENT);
+    if (response == NULL) return MHD_NO;
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(response, "X-Request-Id", req->request_id);
+    MHD_add_response_header(response, "Retry-After", "1");
+    enum MHD_Result result = MHD_queue_response(req->connection, 503, response);
+    MHD_destroy_response(response);
+    return result;
+}
+
+/* Metrics and the access log line, once per request, when its reply is queued (so a
+ * client that reads /metrics right after a reply sees it counted). */
+static void request_record(api_request_t *req, int http_status, const char *code) {
+    if (req->recorded) return;
+    req->recorded = true;
+    uint64_t latency_ns = pc_mono_ns() - req->start_ns;
+    uint32_t route = req->route_index >= 0 ? (uint32_t)req->route_index : OBS_ROUTES_MAX;
+    obs_metrics_request(route, http_status, latency_ns);
+    obs_log_request(req->request_id, req->method, api_route_name(route), http_status, code,
+                    latency_ns, req->has_caller ? req->caller.id : NULL);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
                          enum MHD_RequestTerminationCode termination) {
     api_server_t *server = cls;
     api_request_t *req = *con_cls;
     if (req == NULL) return;
     *con_cls = NULL;
-    uint64_t latency_ns = pc_mono_ns() - req->start_ns;
-    int http_status = req->replied ? req->http_status : 499;
-    uint32_t route = req->route_index >= 0 ? (uint32_t)req->route_index : OBS_ROUTES_MAX;
-    obs_metrics_request(route, http_status, latency_ns);
-    obs_log_request(req->request_id, req->method, api_route_name(route), http_status,
-                    req->replied && req->reply_code != PC_OK ? pc_status_code(req->reply_code) : "",
-                    latency_ns, req->has_caller ? req->caller.id : NULL);
-    api_idem_end(req);
-    api_request_free(req);
+    request_record(req, 499, "client_closed"); /* no reply was queued */
+    /* A finished request frees its Idempotency-Key now (its reply is out); a timed-out
+     * one keeps it until its command is done, so a retry cannot run it twice. */
+    if (!req->timed_out) api_idem_end(req);
+    api_request_release(req); /* the writer may still hold it (a timed-out request) */
     atomic_fetch_sub(&server->requests_active, 1);
 }
 
@@ -224,6 +255,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *connection, c
         return MHD_YES;
     }
     if (req->phase == API_PHASE_WAITING) {
+        if (req->timed_out) return send_timeout_reply(req);
         req->phase = API_PHASE_BODY;
         api_submit_finish(req);
         return send_reply(req);
@@ -315,6 +347,7 @@ static pc_status server_init(api_server_t *server, const api_config_t *config) {
     obs_metrics_init(names, api_route_count);
     if (server->db_path == NULL) return PC_NO_MEMORY;
     pc_status status = api_inflight_init(server);
+    if (status == PC_OK) status = api_reaper_start(server);
     if (status != PC_OK) return status;
     return api_keys_init(&server->keys, config->rate_per_s, config->rate_burst);
 }
@@ -322,6 +355,9 @@ static pc_status server_init(api_server_t *server, const api_config_t *config) {
 static void server_free(api_server_t *server) {
     if (server->daemon != NULL) MHD_stop_daemon(server->daemon);
     if (server->writer != NULL) writer_stop(server->writer);
+    api_reaper_stop(server);
+    pthread_mutex_destroy(&server->waiting_mutex);
+    pthread_cond_destroy(&server->waiting_cond);
     for (uint32_t i = 0; i < server->reader_count; i++) store_reader_close(server->readers[i]);
     if (server->store != NULL) store_close(server->store);
     api_keys_free(&server->keys);
@@ -369,6 +405,7 @@ void api_server_stop(api_server_t *server) {
     pthread_rwlock_wrlock(&server->writer_lock);
     server->writer = NULL;
     pthread_rwlock_unlock(&server->writer_lock);
+    api_reaper_stop(server); /* nothing waits for the writer any more */
     /* let the last answers leave before the connections close (bounded: 10 s) */
     for (int waited_ms = 0; waited_ms < 10000; waited_ms += 10) {
         if (atomic_load(&server->requests_active) == 0) break;

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "api/api_internal.h"
 #include "core/core.h"
@@ -194,11 +195,95 @@ static pc_status submit_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
     return status;
 }
 
-/* Writer thread, after the commit (or its failure): wake the request. */
+/* ---- requests waiting for the writer (the request timeout) ---- */
+
+static void waiting_link(api_server_t *server, api_request_t *req) {
+    req->waiting = true;
+    req->wait_prev = NULL;
+    req->wait_next = server->waiting_head;
+    if (server->waiting_head != NULL) server->waiting_head->wait_prev = req;
+    server->waiting_head = req;
+}
+
+static void waiting_unlink(api_server_t *server, api_request_t *req) {
+    if (!req->waiting) return;
+    if (req->wait_prev != NULL) req->wait_prev->wait_next = req->wait_next;
+    else server->waiting_head = req->wait_next;
+    if (req->wait_next != NULL) req->wait_next->wait_prev = req->wait_prev;
+    req->waiting = false;
+}
+
+#define REAPER_PERIOD_MS 20
+#define REAPER_BATCH 256
+
+/* Marks (under the mutex) up to REAPER_BATCH overdue requests; resumes them after. */
+static void *reaper_run(void *arg) {
+    api_server_t *server = arg;
+    api_request_t *due[REAPER_BATCH];
+    pthread_mutex_lock(&server->waiting_mutex);
+    while (!server->reaper_stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += REAPER_PERIOD_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&server->waiting_cond, &server->waiting_mutex, &until);
+        uint64_t now_ns = pc_mono_ns();
+        uint32_t due_count = 0;
+        for (api_request_t *req = server->waiting_head; req != NULL && due_count < REAPER_BATCH;) {
+            api_request_t *next = req->wait_next;
+            if (req->deadline_ns <= now_ns) {
+                waiting_unlink(server, req);
+                req->timed_out = true; /* done() will not resume it: we do */
+                due[due_count++] = req;
+            }
+            req = next;
+        }
+        pthread_mutex_unlock(&server->waiting_mutex);
+        /* the MHD reference keeps each alive: its connection stays suspended until now */
+        for (uint32_t i = 0; i < due_count; i++) MHD_resume_connection(due[i]->connection);
+        pthread_mutex_lock(&server->waiting_mutex);
+    }
+    pthread_mutex_unlock(&server->waiting_mutex);
+    return NULL;
+}
+
+pc_status api_reaper_start(api_server_t *server) {
+    pthread_mutex_init(&server->waiting_mutex, NULL);
+    pthread_cond_init(&server->waiting_cond, NULL);
+    if (server->config.request_timeout_ms == 0) return PC_OK;
+    if (pthread_create(&server->reaper, NULL, reaper_run, server) != 0) return PC_INTERNAL;
+    server->reaper_started = true;
+    return PC_OK;
+}
+
+void api_reaper_stop(api_server_t *server) {
+    if (server->reaper_started) {
+        pthread_mutex_lock(&server->waiting_mutex);
+        server->reaper_stop = true;
+        pthread_cond_signal(&server->waiting_cond);
+        pthread_mutex_unlock(&server->waiting_mutex);
+        pthread_join(server->reaper, NULL);
+        server->reaper_started = false;
+    }
+}
+
+/* Writer thread, after the commit (or its failure): updates what memory mirrors
+ * (keys), wakes the request unless it was already answered 503 request_timeout, and
+ * drops the writer's reference. */
 static void submit_done(writer_cmd_t *cmd, pc_status commit_status) {
     api_request_t *req = cmd->user;
+    api_server_t *server = req->server;
+    if (commit_status == PC_OK && req->after_commit != NULL) req->after_commit(req);
+    pthread_mutex_lock(&server->waiting_mutex);
+    bool timed_out = req->timed_out;
+    waiting_unlink(server, req);
     req->commit_status = commit_status;
-    MHD_resume_connection(req->connection);
+    pthread_mutex_unlock(&server->waiting_mutex);
+    if (!timed_out) MHD_resume_connection(req->connection);
+    api_request_release(req);
 }
 
 void api_submit(api_request_t *req, writer_cmd_t *cmd, api_in_tx_fn in_tx, api_done_fn on_done) {
@@ -220,11 +305,24 @@ void api_submit(api_request_t *req, writer_cmd_t *cmd, api_in_tx_fn in_tx, api_d
     }
     req->phase = API_PHASE_WAITING;
     MHD_suspend_connection(req->connection);
+    atomic_fetch_add(&req->refs, 1); /* the writer's, dropped by done() */
+    pthread_mutex_lock(&server->waiting_mutex);
+    if (server->config.request_timeout_ms > 0) {
+        req->deadline_ns = pc_mono_ns() + (uint64_t)server->config.request_timeout_ms * 1000000u;
+        waiting_link(server, req);
+    }
+    pthread_mutex_unlock(&server->waiting_mutex);
     pc_status status = writer_submit(server->writer, cmd);
     pthread_rwlock_unlock(&server->writer_lock);
     if (status != PC_OK) {
-        req->commit_status = status; /* done() will not run: wake it ourselves */
-        MHD_resume_connection(req->connection);
+        /* done() will not run: take the writer's part back and wake it ourselves */
+        pthread_mutex_lock(&server->waiting_mutex);
+        bool timed_out = req->timed_out;
+        waiting_unlink(server, req);
+        req->commit_status = status;
+        pthread_mutex_unlock(&server->waiting_mutex);
+        atomic_fetch_sub(&req->refs, 1);
+        if (!timed_out) MHD_resume_connection(req->connection);
     }
 }
 
@@ -238,7 +336,6 @@ void api_submit_finish(api_request_t *req) {
         }
         return;
     }
-    if (req->after_commit != NULL) req->after_commit(req);
     if (req->on_done != NULL) req->on_done(req, req->cmd);
     PC_ASSERT(req->replied);
 }

@@ -13,7 +13,7 @@
 #include "obs/obs.h"
 
 enum { OPT_LISTEN, OPT_DB, OPT_THREADS, OPT_BODY_MAX, OPT_QUEUE_MAX, OPT_LOG_LEVEL,
-       OPT_LOG_FILE, OPT_RATE, OPT_BURST, OPT_TIMEOUT, OPT_METRICS_AUTH, OPT_ROUTES, OPT_RISK_MODEL,
+       OPT_LOG_FILE, OPT_RATE, OPT_BURST, OPT_TIMEOUT, OPT_REQUEST_TIMEOUT, OPT_METRICS_AUTH, OPT_ROUTES, OPT_RISK_MODEL,
        OPT_RISK_RULES, OPT_RISK_RULES_ONLY, OPT_RISK_REVIEW, OPT_RISK_DECLINE, OPT_COUNT };
 
 static void serve_opts(cli_opt opts[OPT_COUNT]) {
@@ -28,6 +28,7 @@ static void serve_opts(cli_opt opts[OPT_COUNT]) {
         {"rate-limit", "PAYCORE_RATE_LIMIT", false, "0", "requests per second per API key (0: unlimited); over it: 429"},
         {"rate-burst", "PAYCORE_RATE_BURST", false, "0", "token bucket size per key (0: the rate)"},
         {"timeout-s", "PAYCORE_TIMEOUT_S", false, "30", "close connections idle or stalled this long"},
+        {"request-timeout-ms", "PAYCORE_REQUEST_TIMEOUT_MS", false, "30000", "answer 503 request_timeout after waiting this long for the writer (0: never)"},
         {"metrics-auth", "PAYCORE_METRICS_AUTH", true, NULL, "require an API key for /metrics"},
         {"routes", NULL, true, NULL, "print the route table (METHOD PATH AUTH) and exit"},
         {"risk-model", "PAYCORE_RISK_MODEL", false, NULL, "risk model (paycore risk train); missing or corrupt: error at start"},
@@ -47,7 +48,8 @@ static bool serve_config(const cli_opt *opts, api_config_t *config, obs_level *l
     config->db_path = opts[OPT_DB].value;
     struct { int opt; uint64_t max; } numbers[] = {
         {OPT_THREADS, 256}, {OPT_BODY_MAX, 1ull << 30}, {OPT_QUEUE_MAX, WRITER_QUEUE_DEPTH_MAX},
-        {OPT_RATE, 10000000}, {OPT_BURST, 10000000}, {OPT_TIMEOUT, 3600}};
+        {OPT_RATE, 10000000}, {OPT_BURST, 10000000}, {OPT_TIMEOUT, 3600},
+        {OPT_REQUEST_TIMEOUT, 3600000}};
     uint64_t parsed[OPT_COUNT] = {0};
     for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++) {
         const cli_opt *opt = &opts[numbers[i].opt];
@@ -64,6 +66,7 @@ static bool serve_config(const cli_opt *opts, api_config_t *config, obs_level *l
     config->rate_per_s = (uint32_t)parsed[OPT_RATE];
     config->rate_burst = (uint32_t)parsed[OPT_BURST];
     if (parsed[OPT_TIMEOUT] > 0) config->connection_timeout_s = (uint32_t)parsed[OPT_TIMEOUT];
+    config->request_timeout_ms = (uint32_t)parsed[OPT_REQUEST_TIMEOUT];
     config->metrics_auth = opts[OPT_METRICS_AUTH].value != NULL && strcmp(opts[OPT_METRICS_AUTH].value, "0") != 0;
     if (!obs_log_level_parse(opts[OPT_LOG_LEVEL].value, level)) {
         fprintf(stderr, "paycore serve: bad --log-level '%s'\n", opts[OPT_LOG_LEVEL].value);

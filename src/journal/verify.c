@@ -58,6 +58,12 @@ typedef struct {
     uint64_t count;
 } pending_table_t;
 
+/* The account index: the id's hash (to skip most string compares) and index + 1. */
+typedef struct {
+    uint64_t hash;
+    uint32_t entry;                /* index + 1; 0 = empty */
+} account_slot_t;
+
 /* One transfer row as read. */
 typedef struct {
     ledger_transfer_t transfer;
@@ -86,7 +92,7 @@ typedef struct {
     /* accounts */
     verify_account_t *accounts;
     uint32_t account_count;
-    uint32_t *account_slots;       /* index + 1; 0 = empty */
+    account_slot_t *account_slots;  /* open addressing by id hash */
     uint64_t account_slot_count;   /* power of two */
     uint32_t account_cursor;       /* next account to feed into a batch */
     pending_table_t pending;
@@ -125,8 +131,13 @@ __attribute__((format(printf, 2, 3))) static bool discrepancy(verify_t *v, const
 static bool read_error(verify_t *v, pc_status status, const char *what) {
     if (v->error == PC_OK && !v->failed) {
         v->error = status;
-        snprintf(v->report->error_detail, sizeof(v->report->error_detail), "%s: %s", what,
-                 v->db != NULL ? sqlite3_errmsg(v->db) : "no database");
+        int code = v->db != NULL ? sqlite3_extended_errcode(v->db) : SQLITE_OK;
+        /* A crash while SQLite wrote outside WAL mode (database creation) leaves a hot
+         * rollback journal that a read-only open may not roll back. */
+        bool hot = code == SQLITE_READONLY_ROLLBACK || code == SQLITE_READONLY_RECOVERY;
+        snprintf(v->report->error_detail, sizeof(v->report->error_detail), "%s: %s%s", what,
+                 v->db != NULL ? sqlite3_errmsg(v->db) : "no database",
+                 hot ? " (the file needs recovery: open it once with paycore serve or init)" : "");
     }
     return false;
 }
@@ -162,17 +173,29 @@ static bool column_in_range(sqlite3_stmt *stmt, int column, int64_t low, int64_t
 
 /* ---- the account table ---- */
 
+/* pc_hash64, mixed so that the top bits (the slot) depend on every input bit. */
+static uint64_t id_hash(const char *id) {
+    return pc_hash64(id, strlen(id)) * 0x9e3779b97f4a7c15ull;
+}
+
+static uint64_t slot_of_hash(uint64_t hash, uint64_t slot_count) {
+    return (hash >> 32) & (slot_count - 1);
+}
+
 static uint64_t slot_of(const char *id, uint64_t slot_count) {
-    return pc_hash64(id, strlen(id)) & (slot_count - 1);
+    return slot_of_hash(id_hash(id), slot_count);
 }
 
 static verify_account_t *account_find(verify_t *v, const char *id) {
     uint64_t mask = v->account_slot_count - 1;
-    for (uint64_t probe = 0, s = slot_of(id, v->account_slot_count); probe <= mask;
+    uint64_t hash = id_hash(id);
+    for (uint64_t probe = 0, s = slot_of_hash(hash, v->account_slot_count); probe <= mask;
          probe++, s = (s + 1) & mask) {
-        uint32_t entry = v->account_slots[s];
-        if (entry == 0) return NULL;
-        if (strcmp(v->accounts[entry - 1].id, id) == 0) return &v->accounts[entry - 1];
+        const account_slot_t *slot = &v->account_slots[s];
+        if (slot->entry == 0) return NULL;
+        if (slot->hash == hash && strcmp(v->accounts[slot->entry - 1].id, id) == 0) {
+            return &v->accounts[slot->entry - 1];
+        }
     }
     return NULL;
 }
@@ -180,7 +203,7 @@ static verify_account_t *account_find(verify_t *v, const char *id) {
 static bool account_index_build(verify_t *v) {
     uint64_t slot_count = 16;
     while (slot_count < 2ull * v->account_count) slot_count *= 2;
-    v->account_slots = calloc(slot_count, sizeof(uint32_t));
+    v->account_slots = calloc(slot_count, sizeof(account_slot_t));
     if (v->account_slots == NULL) return read_error(v, PC_NO_MEMORY, "account index");
     v->account_slot_count = slot_count;
     for (uint32_t i = 0; i < v->account_count; i++) {
@@ -189,9 +212,10 @@ static bool account_index_build(verify_t *v) {
             return discrepancy(v, "account %s (no %" PRId64 "): id appears twice", id,
                                v->accounts[i].no);
         }
-        uint64_t s = slot_of(id, slot_count);
-        while (v->account_slots[s] != 0) s = (s + 1) & (slot_count - 1);
-        v->account_slots[s] = i + 1;
+        uint64_t hash = id_hash(id);
+        uint64_t s = slot_of_hash(hash, slot_count);
+        while (v->account_slots[s].entry != 0) s = (s + 1) & (slot_count - 1);
+        v->account_slots[s] = (account_slot_t){hash, i + 1};
     }
     return true;
 }
@@ -956,9 +980,12 @@ static int64_t pragma_int(sqlite3 *db, const char *sql, bool *ok) {
 /* Opens 'db_path' read-only, checks it is a paycore file of the version this verifier
  * reads, and starts the read transaction every stream shares. */
 static bool database_open(verify_t *v, const char *db_path) {
-    if (sqlite3_open_v2(db_path, &v->db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+    /* One thread uses this connection: no SQLite mutexes. */
+    if (sqlite3_open_v2(db_path, &v->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
         return read_error(v, PC_STORE_OPEN_FAILED, db_path);
     }
+    sqlite3_extended_result_codes(v->db, 1);
     sqlite3_busy_timeout(v->db, 5000);
     if (sqlite3_exec(v->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
         return read_error(v, PC_STORE_READ_FAILED, "begin");
@@ -971,10 +998,17 @@ static bool database_open(verify_t *v, const char *db_path) {
         return read_error(v, foreign ? PC_STORE_NOT_PAYCORE : PC_STORE_OPEN_FAILED, db_path);
     }
     if (application_id != VERIFY_APPLICATION_ID) {
-        return read_error(v, PC_STORE_NOT_PAYCORE, "application_id");
+        v->error = PC_STORE_NOT_PAYCORE;
+        snprintf(v->report->error_detail, sizeof(v->report->error_detail),
+                 "application_id %" PRId64 " is not paycore's", application_id);
+        return false;
     }
     if (version != VERIFY_SCHEMA_VERSION) {
-        return read_error(v, PC_STORE_VERSION_UNSUPPORTED, "user_version");
+        v->error = PC_STORE_VERSION_UNSUPPORTED;
+        snprintf(v->report->error_detail, sizeof(v->report->error_detail),
+                 "schema version %" PRId64 "; this verifier reads version %d", version,
+                 VERIFY_SCHEMA_VERSION);
+        return false;
     }
     bool ok_as_of;
     int64_t as_of = pragma_int(v->db, "SELECT value FROM meta WHERE key='accounts_as_of_seq'", &ok_as_of);

@@ -54,6 +54,33 @@ def test_invalid_keys(admin):
     expect(post(admin, "/v1/transfers", transfer("t9", "bank", "alice", 1), "y" * 255), 201, what="255 chars")
 
 
+def test_concurrent(server):
+    """The same key from 12 clients at once: one execution; the others replay it or get
+    409 idempotency_key_in_progress; never a second execution."""
+    import threading
+    replies = []
+    lock = threading.Lock()
+
+    def worker(i):
+        c = server.client()
+        r = post(c, "/v1/transfers", transfer("t-race", "bank", "alice", 9), "k-race")
+        with lock:
+            replies.append(r)
+        c.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    ok = [r for r in replies if r.status == 201]
+    busy = [r for r in replies if r.status == 409]
+    check(len(ok) + len(busy) == 12 and ok, "race replies: %r" % [r.status for r in replies])
+    check(all(r.raw == ok[0].raw for r in ok), "every 201 is the same reply")
+    check(all(r.code() == "idempotency_key_in_progress" for r in busy), "409 in progress")
+    check(ok[0].json["status"] == "created", "the one execution created it")
+
+
 def main():
     server = Server()
     try:
@@ -63,6 +90,7 @@ def main():
                            what="second admin").json["key"]
         first = test_replay(admin, server.client(other_key))
         test_invalid_keys(admin)
+        test_concurrent(server)
         check(server.stop() == 0, "SIGTERM exits 0")
         server.start()
         admin = server.client()

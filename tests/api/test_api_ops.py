@@ -66,6 +66,10 @@ def test_sighup(server):
     c = server.client()
     log_path = os.path.join(server.dir, "paycore.log")
     expect(c.get("/healthz"), 200, what="before rotation")
+    # The access line is written after the response: wait for it before rotating.
+    deadline = time.time() + 10
+    while '"route":"/healthz"' not in open(log_path).read() and time.time() < deadline:
+        time.sleep(0.05)
     os.rename(log_path, log_path + ".1")
     server.proc.send_signal(signal.SIGHUP)
     deadline = time.time() + 10
@@ -79,6 +83,47 @@ def test_sighup(server):
     check('"route":"/readyz"' in new and '"route":"/readyz"' not in old, "new lines go to the new file")
     check('"route":"/healthz"' in old, "old lines stay in the old file")
     check(server.proc.poll() is None, "SIGHUP does not stop the server")
+
+
+def test_request_timeout():
+    """--request-timeout-ms 1: a full batch waits longer than that for the writer, so it
+    is answered 503 request_timeout; its command still commits (the Idempotency-Key
+    then replays the real result) and the server stays healthy."""
+    import json
+    server = Server()
+    try:
+        server.start()
+        expect(server.client().post("/v1/accounts", {"accounts": [account("x"), account("y")]}), 200,
+               what="accounts")
+        server.stop()
+        server.start(extra_args=["--request-timeout-ms", "1"])
+        c = server.client()
+        timed_out = None
+        for attempt in range(6):
+            batch = [transfer("to-%d-%d" % (attempt, i), "x", "y", 1) for i in range(8189)]
+            body = json.dumps({"transfers": batch}).encode()
+            r = c.post("/v1/transfers", raw=body, headers={"Idempotency-Key": "to-%d" % attempt})
+            if r.status == 503:
+                expect(r, 503, "request_timeout", "timed out")
+                check(r.headers.get("retry-after") == "1", "Retry-After on request_timeout")
+                timed_out = (attempt, body)
+                break
+            expect(r, 200, what="batch within the timeout")
+        check(timed_out is not None, "no request_timeout in 6 full batches with a 1 ms timeout")
+        attempt, body = timed_out
+        replay = None
+        for _ in range(500):
+            replay = c.post("/v1/transfers", raw=body, headers={"Idempotency-Key": "to-%d" % attempt})
+            if replay.status != 409:
+                break
+            time.sleep(0.02)
+        expect(replay, 200, what="the timed-out batch committed and replays")
+        check(all(x["status"] == "created" for x in replay.json["results"]), "all created")
+        expect(c.get("/v1/transfers/to-%d-8188" % attempt), 200, what="last transfer is there")
+        expect(c.get("/healthz"), 200, what="healthy after timeouts")
+        check(server.stop() == 0, "exit 0 after timeouts")
+    finally:
+        server.close()
 
 
 def main():
@@ -98,6 +143,7 @@ def main():
         expect(server.client(key="").get("/healthz"), 200, what="healthz stays open")
     finally:
         server.close()
+    test_request_timeout()
     print("api ops: ok")
 
 

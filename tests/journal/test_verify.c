@@ -444,8 +444,10 @@ static void test_not_verifiable(void) {
     ASSERT_FALSE(report.ok);
     ASSERT_STATUS(journal_verify_sqlite(tampered("PRAGMA application_id=7"), NULL, &report),
                   PC_STORE_NOT_PAYCORE);
+    ASSERT_STR_EQ(report.error_detail, "application_id 7 is not paycore's");
     ASSERT_STATUS(journal_verify_sqlite(tampered("PRAGMA user_version=99"), NULL, &report),
                   PC_STORE_VERSION_UNSUPPORTED);
+    ASSERT_STR_EQ(report.error_detail, "schema version 99; this verifier reads version 1");
     ASSERT_STATUS(journal_verify_sqlite(db_path, path, &report), PC_NOT_FOUND);
     ASSERT_STATUS(journal_verify_sqlite(db_path, db_path, &report), PC_KEY_FILE_INVALID);
 }

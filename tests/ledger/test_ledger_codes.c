@@ -111,7 +111,8 @@ static __int128 fingerprint(void) {
     __int128 sum = 0;
     for (uint32_t i = 0; i < ledger_account_count(ledger); i++) {
         const ledger_balances_t *b = &ledger_account_at(ledger, i)->balances;
-        sum = sum * 31 + b->debits_pending + 3 * b->debits_posted + 5 * b->credits_pending + 7 * b->credits_posted;
+        sum = sum * 31 + (__int128)b->debits_pending + 3 * (__int128)b->debits_posted +
+              5 * (__int128)b->credits_pending + 7 * (__int128)b->credits_posted;
     }
     return sum;
 }
