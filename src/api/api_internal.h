@@ -14,6 +14,10 @@
 #define API_INFLIGHT_MAX 65536       /* idempotent requests running at once */
 #define API_KEY_HASH_BYTES 32
 #define API_REPLY_HEADERS_MAX 4
+/* Request bodies buffered at once, all connections together: past it a request gets
+ * 503 limit_reached instead of the server growing without bound (each body may be up
+ * to --body-max, and its parsed JSON several times that). */
+#define API_BODY_BUDGET_BYTES (256ull * 1024 * 1024)
 
 /* ---- keys (auth.c) ---- */
 typedef struct {
@@ -73,6 +77,7 @@ struct api_server {
     void *inflight;                 /* submit.c's buckets */
     uint32_t inflight_count;
     _Atomic int64_t requests_active;
+    _Atomic uint64_t body_bytes_buffered;
     pthread_mutex_t waiting_mutex;  /* requests waiting for the writer, by deadline */
     pthread_cond_t waiting_cond;
     api_request_t *waiting_head;
@@ -162,7 +167,7 @@ struct api_request {
     char *body;
     size_t body_bytes;
     size_t body_capacity;
-    bool body_too_large;
+    pc_status body_refused;             /* body_too_large, limit_reached, out_of_memory */
     json_t *body_json;
     /* reply */
     bool replied;

@@ -42,6 +42,7 @@ void api_request_free(api_request_t *req) {
     if (req->reader != NULL) api_server_reader_release(req->server, req->reader);
     json_decref(req->body_json);
     json_decref(req->idem_stored);
+    atomic_fetch_sub(&req->server->body_bytes_buffered, req->body_capacity);
     free(req->body);
     free(req->path);
     free(req->reply_body);
@@ -72,19 +73,35 @@ void *api_alloc(api_request_t *req, size_t bytes) {
     return block->data;
 }
 
+/* Grows the body buffer within the server-wide budget of buffered bodies. */
+static pc_status body_grow(api_request_t *req, size_t bytes_needed) {
+    size_t capacity = req->body_capacity ? req->body_capacity : 4096;
+    while (capacity < bytes_needed) capacity *= 2;
+    uint64_t grown = capacity - req->body_capacity;
+    uint64_t total = atomic_fetch_add(&req->server->body_bytes_buffered, grown) + grown;
+    if (total > API_BODY_BUDGET_BYTES) {
+        atomic_fetch_sub(&req->server->body_bytes_buffered, grown);
+        return PC_LIMIT_REACHED;
+    }
+    char *body = realloc(req->body, capacity);
+    if (body == NULL) {
+        atomic_fetch_sub(&req->server->body_bytes_buffered, grown);
+        return PC_NO_MEMORY;
+    }
+    req->body = body;
+    req->body_capacity = capacity;
+    return PC_OK;
+}
+
 bool api_body_append(api_request_t *req, const char *data, size_t bytes) {
-    if (req->body_too_large) return false;
+    if (req->body_refused != PC_OK) return false;
     if (bytes > req->server->config.body_bytes_max - req->body_bytes) {
-        req->body_too_large = true; /* counted while reading: no Content-Length needed */
+        req->body_refused = PC_BODY_TOO_LARGE; /* counted while reading: no Content-Length needed */
         return false;
     }
     if (req->body_bytes + bytes + 1 > req->body_capacity) {
-        size_t capacity = req->body_capacity ? req->body_capacity : 4096;
-        while (capacity < req->body_bytes + bytes + 1) capacity *= 2;
-        char *body = realloc(req->body, capacity);
-        if (body == NULL) return false;
-        req->body = body;
-        req->body_capacity = capacity;
+        req->body_refused = body_grow(req, req->body_bytes + bytes + 1);
+        if (req->body_refused != PC_OK) return false;
     }
     memcpy(req->body + req->body_bytes, data, bytes);
     req->body_bytes += bytes;

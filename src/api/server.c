@@ -222,8 +222,9 @@ static void request_headers(api_request_t *req) {
 }
 
 static void request_end(api_request_t *req) {
-    if (req->body_too_large) {
-        api_reply_error(req, PC_BODY_TOO_LARGE, NULL, NULL);
+    if (req->body_refused != PC_OK) {
+        api_reply_error(req, req->body_refused, NULL, NULL);
+        if (req->body_refused != PC_BODY_TOO_LARGE) api_reply_header(req, "Retry-After", "1");
         return;
     }
     if (!api_idem_begin(req)) return;
