@@ -192,10 +192,13 @@ static void bench_million_payers(void) {
 }
 
 int main(int argc, char **argv) {
-    bool quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+    bool quick = false;
+    for (int i = 1; i < argc; i++) quick = quick || strcmp(argv[i], "--quick") == 0;
     const char *model_arg = NULL;
-    for (int i = 1; i + 1 < argc; i++) {
-        if (strcmp(argv[i], "--model") == 0) model_arg = argv[i + 1];
+    bool no_store = false;
+    for (int i = 1; i < argc; i++) {
+        if (i + 1 < argc && strcmp(argv[i], "--model") == 0) model_arg = argv[i + 1];
+        if (strcmp(argv[i], "--no-store") == 0) no_store = true;
     }
     bench_million_payers();
     stream s;
@@ -214,7 +217,7 @@ int main(int argc, char **argv) {
     risk_engine_config_default(&c);
     c.model_path = model;
     c.rules_path = rules;
-    c.decisions_db_path = db_buf;
+    c.decisions_db_path = no_store ? NULL : db_buf;
     risk_engine_t *e = NULL;
     if (model == NULL || rules == NULL || risk_engine_open(&c, &e) != PC_OK) {
         fprintf(stderr, "bench_risk: cannot set up the engine\n");

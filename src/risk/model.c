@@ -24,6 +24,7 @@
 
 struct risk_model {
     BoosterHandle booster;
+    DMatrixHandle proxy;     /* reused by every prediction: no allocation per call */
     char predict_config[256];
 };
 
@@ -190,6 +191,10 @@ static pc_status model_wrap(BoosterHandle b, risk_model_t **out) {
         return PC_NO_MEMORY;
     }
     m->booster = b;
+    if (XGProxyDMatrixCreate(&m->proxy) != 0) {
+        risk_model_free(m);
+        return xgb_failed("proxy");
+    }
     snprintf(m->predict_config, sizeof(m->predict_config), predict_config_fmt, 0u);
     if (XGBoosterSetParam(b, "nthread", "1") != 0) {
         risk_model_free(m);
@@ -264,7 +269,7 @@ static pc_status predict_dense(risk_model_t *model, const float *rows, size_t co
     const bst_ulong *shape = NULL;
     bst_ulong dim = 0;
     const float *result = NULL;
-    if (XGBoosterPredictFromDense(model->booster, values, model->predict_config, NULL, &shape,
+    if (XGBoosterPredictFromDense(model->booster, values, model->predict_config, model->proxy, &shape,
                                   &dim, &result) != 0) {
         return xgb_failed("predict");
     }
@@ -292,6 +297,7 @@ pc_status risk_model_score_batch(risk_model_t *model, const float *rows, size_t 
 
 void risk_model_free(risk_model_t *model) {
     if (model == NULL) return;
+    if (model->proxy != NULL) XGDMatrixFree(model->proxy);
     if (model->booster != NULL) XGBoosterFree(model->booster);
     free(model);
 }
