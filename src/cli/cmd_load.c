@@ -40,6 +40,8 @@ typedef struct {
 typedef struct {
     load_plan *plan;
     uint32_t index;
+    uint32_t conn_first;           /* HTTP: this worker's connections */
+    uint32_t conn_count;
     uint64_t requests;
     uint64_t transfers;
     uint64_t errors;
@@ -116,36 +118,91 @@ static bool worker_continue(load_plan *plan) {
     return pc_mono_ns() < plan->deadline_ns;
 }
 
+/* One connection of a worker: its handle, body buffer and sequence. */
+typedef struct {
+    CURL *curl;
+    struct curl_slist *headers;
+    char *body;
+    size_t room;
+    uint32_t index;                /* unique over the run: part of transfer ids */
+    uint64_t sequence;
+    uint64_t random;
+    uint64_t start_ns;
+    char scratch[160];
+} load_conn;
+
+static bool conn_open(load_conn *conn, const load_plan *plan, uint32_t index) {
+    conn->index = index;
+    conn->random = 0x9e3779b97f4a7c15ull ^ ((uint64_t)index * 7919 + 1);
+    conn->room = (size_t)plan->batch * BODY_BYTES_PER_TRANSFER + 64;
+    conn->body = malloc(conn->room);
+    conn->curl = worker_handle(plan, &conn->headers, conn->scratch);
+    if (conn->curl != NULL) curl_easy_setopt(conn->curl, CURLOPT_PRIVATE, conn);
+    return conn->body != NULL && conn->curl != NULL;
+}
+
+static void conn_close(load_conn *conn) {
+    curl_slist_free_all(conn->headers);
+    if (conn->curl != NULL) curl_easy_cleanup(conn->curl);
+    free(conn->body);
+}
+
+/* Prepares the next request and hands it to 'multi'. */
+static void conn_start(load_conn *conn, const load_plan *plan, CURLM *multi) {
+    size_t bytes = request_body(conn->body, conn->room, plan, conn->index, &conn->sequence, &conn->random);
+    curl_easy_setopt(conn->curl, CURLOPT_POSTFIELDSIZE, (long)bytes);
+    curl_easy_setopt(conn->curl, CURLOPT_POSTFIELDS, conn->body);
+    conn->scratch[0] = '\0';
+    conn->start_ns = pc_mono_ns();
+    curl_multi_add_handle(multi, conn->curl);
+}
+
+static void conn_finish(load_worker *w, load_conn *conn, CURLcode rc) {
+    w->histogram[latency_slot(pc_mono_ns() - conn->start_ns)]++;
+    long status = 0;
+    if (rc == CURLE_OK) curl_easy_getinfo(conn->curl, CURLINFO_RESPONSE_CODE, &status);
+    w->requests++;
+    if (status == 200 || status == 201) {
+        w->transfers += w->plan->batch;
+    } else if (w->errors++ == 0) {
+        snprintf(w->first_error, sizeof w->first_error, "%ld %.120s", status,
+                 rc == CURLE_OK ? conn->scratch : curl_easy_strerror(rc));
+    }
+}
+
+/* A worker drives its connections with one curl multi handle (event-driven, like
+ * wrk): few threads, so the load generator leaves the CPU to the server. */
 static void *worker_run(void *arg) {
     load_worker *w = arg;
-    load_plan *plan = w->plan;
-    size_t room = (size_t)plan->batch * BODY_BYTES_PER_TRANSFER + 64;
-    char *body = malloc(room);
-    char scratch[160] = "";
-    struct curl_slist *headers = NULL;
-    CURL *curl = worker_handle(plan, &headers, scratch);
-    uint64_t sequence = 0, random = 0x9e3779b97f4a7c15ull ^ ((uint64_t)w->index * 7919 + 1);
-    for (uint64_t n = 0; body != NULL && curl != NULL && n < UINT32_MAX && worker_continue(plan); n++) {
-        size_t bytes = request_body(body, room, plan, w->index, &sequence, &random);
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, (long)bytes);
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
-        scratch[0] = '\0';
-        uint64_t start_ns = pc_mono_ns();
-        CURLcode rc = curl_easy_perform(curl);
-        w->histogram[latency_slot(pc_mono_ns() - start_ns)]++;
-        long status = 0;
-        if (rc == CURLE_OK) curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-        w->requests++;
-        if (status == 200 || status == 201) {
-            w->transfers += plan->batch;
-        } else {
-            if (w->errors++ == 0) snprintf(w->first_error, sizeof w->first_error, "%ld %.120s", status,
-                                           rc == CURLE_OK ? scratch : curl_easy_strerror(rc));
-        }
+    load_conn *conns = calloc(w->conn_count, sizeof(*conns));
+    CURLM *multi = curl_multi_init();
+    uint32_t active = 0;
+    curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long)w->conn_count);
+    for (uint32_t i = 0; conns != NULL && multi != NULL && i < w->conn_count; i++) {
+        if (!conn_open(&conns[i], w->plan, w->conn_first + i)) break;
+        if (!worker_continue(w->plan)) break;
+        conn_start(&conns[i], w->plan, multi);
+        active++;
     }
-    curl_slist_free_all(headers);
-    if (curl != NULL) curl_easy_cleanup(curl);
-    free(body);
+    for (uint64_t spins = 0; active > 0 && spins < UINT32_MAX; spins++) {
+        int running = 0, queued = 0;
+        curl_multi_perform(multi, &running);
+        CURLMsg *msg;
+        while ((msg = curl_multi_info_read(multi, &queued)) != NULL) {
+            if (msg->msg != CURLMSG_DONE) continue;
+            load_conn *conn = NULL;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&conn);
+            CURLcode rc = msg->data.result;
+            curl_multi_remove_handle(multi, conn->curl);
+            conn_finish(w, conn, rc);
+            if (worker_continue(w->plan)) conn_start(conn, w->plan, multi);
+            else active--;
+        }
+        if (active > 0) curl_multi_poll(multi, NULL, 0, 100, NULL);
+    }
+    for (uint32_t i = 0; conns != NULL && i < w->conn_count; i++) conn_close(&conns[i]);
+    if (multi != NULL) curl_multi_cleanup(multi);
+    free(conns);
     return NULL;
 }
 
@@ -249,7 +306,8 @@ static double histogram_quantile(const uint64_t *slots, uint64_t total, double q
     return 0.0;
 }
 
-static void load_report(const load_plan *plan, load_worker *workers, uint32_t threads, double elapsed_s) {
+static void load_report(const load_plan *plan, load_worker *workers, uint32_t threads,
+                        uint32_t concurrency, double elapsed_s) {
     static uint64_t merged[HISTOGRAM_SLOTS];
     uint64_t requests = 0, transfers = 0, errors = 0;
     const char *first_error = NULL;
@@ -263,7 +321,7 @@ static void load_report(const load_plan *plan, load_worker *workers, uint32_t th
     }
     printf("load mode=%s concurrency=%u batch=%u accounts=%u requests=%llu transfers=%llu errors=%llu "
            "elapsed_s=%.3f requests_per_s=%.0f transfers_per_s=%.0f p50_ms=%.3f p99_ms=%.3f "
-           "p999_ms=%.3f\n", plan->engine ? "engine" : "http", threads, plan->batch, plan->accounts, (unsigned long long)requests,
+           "p999_ms=%.3f\n", plan->engine ? "engine" : "http", concurrency, plan->batch, plan->accounts, (unsigned long long)requests,
            (unsigned long long)transfers, (unsigned long long)errors, elapsed_s,
            (double)requests / elapsed_s, (double)transfers / elapsed_s,
            histogram_quantile(merged, requests, 0.50), histogram_quantile(merged, requests, 0.99),
@@ -271,7 +329,9 @@ static void load_report(const load_plan *plan, load_worker *workers, uint32_t th
     if (first_error != NULL) fprintf(stderr, "paycore load: first error: %s\n", first_error);
 }
 
-static int load_run(load_plan *plan, uint32_t threads) {
+/* 'concurrency' connections (or engine submitters) over 'threads' workers. */
+static int load_run(load_plan *plan, uint32_t concurrency, uint32_t threads) {
+    if (plan->engine != NULL || threads > concurrency) threads = concurrency;
     load_worker *workers = calloc(threads, sizeof(*workers));
     pthread_t *ids = calloc(threads, sizeof(*ids));
     if (workers == NULL || ids == NULL) return free(workers), free(ids), 1;
@@ -281,6 +341,9 @@ static int load_run(load_plan *plan, uint32_t threads) {
     for (; started < threads; started++) {
         workers[started].plan = plan;
         workers[started].index = started;
+        workers[started].conn_first = started * (concurrency / threads) +
+                                      (started < concurrency % threads ? started : concurrency % threads);
+        workers[started].conn_count = concurrency / threads + (started < concurrency % threads ? 1 : 0);
         if (pthread_create(&ids[started], NULL, plan->engine ? engine_worker_run : worker_run,
                            &workers[started]) != 0) {
             break;
@@ -288,7 +351,7 @@ static int load_run(load_plan *plan, uint32_t threads) {
     }
     for (uint32_t t = 0; t < started; t++) pthread_join(ids[t], NULL);
     double elapsed_s = (double)(pc_mono_ns() - start_ns) / 1e9;
-    load_report(plan, workers, started, elapsed_s);
+    load_report(plan, workers, started, concurrency, elapsed_s);
     uint64_t errors = 0;
     for (uint32_t t = 0; t < started; t++) errors += workers[t].errors;
     free(workers);
@@ -308,7 +371,7 @@ static int engine_run(load_plan *plan, const char *db_path, uint32_t threads) {
         if (store != NULL) store_close(store);
         return 1;
     }
-    int exit_status = engine_setup(plan) ? load_run(plan, threads) : 1;
+    int exit_status = engine_setup(plan) ? load_run(plan, threads, threads) : 1;
     writer_stop(plan->engine);
     store_close(store);
     return exit_status;
@@ -318,14 +381,15 @@ int cli_load(int argc, char **argv) {
     cli_opt opts[] = {
         {"url", "PAYCORE_URL", false, "http://127.0.0.1:8080", "server URL"},
         {"key", "PAYCORE_KEY", false, NULL, "API key (admin or merchant)"},
-        {"concurrency", NULL, false, "64", "client threads, one keep-alive connection each"},
+        {"concurrency", NULL, false, "64", "keep-alive connections (engine: submitter threads)"},
+        {"threads", NULL, false, "2", "client threads driving the connections (event-driven)"},
         {"duration-s", NULL, false, "10", "run this long (unless --count)"},
         {"count", NULL, false, NULL, "stop after this many requests in total"},
         {"batch", NULL, false, "1", "transfers per POST (1..8189)"},
         {"accounts", NULL, false, "1000", "accounts the run creates and moves money among"},
         {"engine-db", NULL, false, NULL, "run the same work in-process on this new database (no HTTP): the baseline"},
     };
-    enum { N = 8 };
+    enum { N = 9 };
     const char *usage = "usage: paycore load [options]\n\nHTTP load generator: POSTs transfers to a "
                         "running server and prints one key=value line:\nload concurrency= batch= "
                         "requests= transfers= errors= elapsed_s= requests_per_s= transfers_per_s= "
@@ -336,22 +400,26 @@ int cli_load(int argc, char **argv) {
     }
     cli_rest rest;
     if (!cli_args_parse("load", argc, argv, opts, N, &rest) || rest.positional_count > 0) return 2;
-    uint64_t threads, duration_s, count = 0, batch, accounts;
-    if (!cli_parse_u64(opts[2].value, &threads) || threads < 1 || threads > LOAD_THREADS_MAX ||
-        !cli_parse_u64(opts[3].value, &duration_s) || duration_s > 86400 ||
-        (opts[4].value && !cli_parse_u64(opts[4].value, &count)) ||
-        !cli_parse_u64(opts[5].value, &batch) || batch < 1 || batch > LEDGER_BATCH_EVENTS_MAX ||
-        !cli_parse_u64(opts[6].value, &accounts) || accounts < 2 || accounts > 10000000) {
+    uint64_t concurrency, threads, duration_s, count = 0, batch, accounts;
+    const char *count_text = cli_opt_get(opts, N, "count");
+    if (!cli_parse_u64(cli_opt_get(opts, N, "concurrency"), &concurrency) || concurrency < 1 ||
+        concurrency > LOAD_THREADS_MAX ||
+        !cli_parse_u64(cli_opt_get(opts, N, "threads"), &threads) || threads < 1 || threads > 64 ||
+        !cli_parse_u64(cli_opt_get(opts, N, "duration-s"), &duration_s) || duration_s > 86400 ||
+        (count_text != NULL && !cli_parse_u64(count_text, &count)) ||
+        !cli_parse_u64(cli_opt_get(opts, N, "batch"), &batch) || batch < 1 || batch > LEDGER_BATCH_EVENTS_MAX ||
+        !cli_parse_u64(cli_opt_get(opts, N, "accounts"), &accounts) || accounts < 2 || accounts > 10000000) {
         fprintf(stderr, "paycore load: bad option value (see --help)\n");
         return 2;
     }
-    load_plan plan = {.url = opts[0].value, .key = opts[1].value, .accounts = (uint32_t)accounts,
-                      .batch = (uint32_t)batch, .count_max = count,
+    load_plan plan = {.url = cli_opt_get(opts, N, "url"), .key = cli_opt_get(opts, N, "key"),
+                      .accounts = (uint32_t)accounts, .batch = (uint32_t)batch, .count_max = count,
                       .deadline_ns = duration_s * 1000000000ull};
     snprintf(plan.prefix, sizeof plan.prefix, "L%llx", (unsigned long long)(pc_wall_ns() / 1000u));
-    if (opts[7].value != NULL) return engine_run(&plan, opts[7].value, (uint32_t)threads);
+    const char *engine_db = cli_opt_get(opts, N, "engine-db");
+    if (engine_db != NULL) return engine_run(&plan, engine_db, (uint32_t)concurrency);
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    int status = load_setup(&plan) ? load_run(&plan, (uint32_t)threads) : 1;
+    int status = load_setup(&plan) ? load_run(&plan, (uint32_t)concurrency, (uint32_t)threads) : 1;
     curl_global_cleanup();
     return status;
 }

@@ -32,6 +32,7 @@
 typedef struct {
     char *id;                      /* owned */
     char currency[4];
+    uint16_t flags;
     uint64_t batch_seq;
     uint64_t timestamp_ns;
     int64_t no;
@@ -73,6 +74,14 @@ typedef struct {
     char metadata[LEDGER_METADATA_BYTES_MAX + 1];
 } transfer_row_t;
 
+/* One balance_history row as read. */
+typedef struct {
+    char account_id[PC_ID_SIZE];
+    char transfer_id[PC_ID_SIZE];
+    uint64_t timestamp_ns;
+    ledger_balances_t balances;
+} history_row_t;
+
 typedef struct {
     ledger_failure_t failure;
     uint64_t batch_seq;
@@ -103,6 +112,9 @@ typedef struct {
     sqlite3_stmt *failures;
     bool failure_ready;
     failure_row_t failure_row;
+    sqlite3_stmt *history;
+    bool history_ready;
+    history_row_t history_row;
     sqlite3_stmt *checkpoints;
     bool checkpoint_ready;
     journal_checkpoint_t checkpoint;
@@ -262,6 +274,7 @@ static bool account_row_read(verify_t *v, sqlite3_stmt *stmt, uint32_t index,
     memcpy(a->currency, event.currency, sizeof(a->currency));
     a->timestamp_ns = (uint64_t)timestamp;
     a->batch_seq = (uint64_t)batch_seq;
+    a->flags = (uint16_t)flags;
     event.code = (uint16_t)code;
     event.flags = (uint16_t)flags;
     event.timestamp_ns = a->timestamp_ns;
@@ -394,6 +407,9 @@ static const char transfers_sql[] =
 static const char failures_sql[] =
     "SELECT id, result, timestamp, batch_seq, row_hash FROM transfer_failures"
     " ORDER BY timestamp, id";
+static const char history_sql[] =
+    "SELECT account_id, timestamp, transfer_id, debits_pending, debits_posted,"
+    " credits_pending, credits_posted FROM balance_history ORDER BY timestamp, account_id";
 static const char checkpoints_sql[] =
     "SELECT seq, hash, public_key, signature FROM checkpoints ORDER BY seq";
 static const char journal_sql[] =
@@ -485,6 +501,27 @@ static bool failure_next(verify_t *v) {
                            "): row hash mismatch", row->failure.id, row->failure.timestamp_ns,
                            row->batch_seq);
     }
+    return true;
+}
+
+static bool history_next(verify_t *v) {
+    history_row_t *row = &v->history_row;
+    sqlite3_stmt *stmt = v->history;
+    int64_t timestamp;
+    if (!stream_step(v, stmt, &v->history_ready, "read balance_history")) return false;
+    memset(row, 0, sizeof(*row));
+    bool ok = column_text(stmt, 0, row->account_id, sizeof(row->account_id)) &&
+              column_in_range(stmt, 1, 0, INT64_MAX, &timestamp) &&
+              column_text(stmt, 2, row->transfer_id, sizeof(row->transfer_id)) &&
+              column_in_range(stmt, 3, 0, INT64_MAX, &row->balances.debits_pending) &&
+              column_in_range(stmt, 4, 0, INT64_MAX, &row->balances.debits_posted) &&
+              column_in_range(stmt, 5, 0, INT64_MAX, &row->balances.credits_pending) &&
+              column_in_range(stmt, 6, 0, INT64_MAX, &row->balances.credits_posted);
+    if (!ok) {
+        return discrepancy(v, "balance_history of %s at timestamp %" PRId64 ": malformed row",
+                           row->account_id, (int64_t)sqlite3_column_int64(stmt, 1));
+    }
+    row->timestamp_ns = (uint64_t)timestamp;
     return true;
 }
 
@@ -663,6 +700,44 @@ static bool transfer_replay(verify_t *v, const transfer_row_t *row) {
                         "credits_posted");
 }
 
+/* ---- balance history: one row per transfer and side with the history flag ---- */
+
+static bool history_row_wrong(verify_t *v, const history_row_t *h, const char *what) {
+    return discrepancy(v, "balance_history of %s at timestamp %" PRIu64 " (transfer %s): %s",
+                       h->account_id, h->timestamp_ns, h->transfer_id, what);
+}
+
+/* The rows at this transfer's timestamp name it, belong to its accounts with the
+ * history flag, and hold those accounts' replayed balances after it. */
+static bool transfer_history(verify_t *v, const transfer_row_t *row) {
+    const ledger_transfer_t *t = &row->transfer;
+    verify_account_t *debit = account_find(v, t->debit_account_id);
+    verify_account_t *credit = account_find(v, t->credit_account_id);
+    PC_ASSERT(debit != NULL && credit != NULL); /* transfer_accounts checked them */
+    uint32_t expected = ((debit->flags & LEDGER_ACCOUNT_HISTORY) != 0) +
+                        ((credit->flags & LEDGER_ACCOUNT_HISTORY) != 0);
+    uint32_t seen = 0;
+    while (!stopped(v) && v->history_ready && v->history_row.timestamp_ns <= t->timestamp_ns) {
+        const history_row_t *h = &v->history_row;
+        if (h->timestamp_ns < t->timestamp_ns) return history_row_wrong(v, h, "no such transfer");
+        verify_account_t *a = strcmp(h->account_id, debit->id) == 0    ? debit
+                              : strcmp(h->account_id, credit->id) == 0 ? credit
+                                                                       : NULL;
+        if (a == NULL || strcmp(h->transfer_id, t->id) != 0) {
+            return history_row_wrong(v, h, "not an account of that transfer");
+        }
+        if (!(a->flags & LEDGER_ACCOUNT_HISTORY)) return history_row_wrong(v, h, "no history flag");
+        if (memcmp(&h->balances, &a->replay, sizeof(h->balances)) != 0) {
+            return history_row_wrong(v, h, "balances differ from the replay");
+        }
+        seen++;
+        history_next(v);
+    }
+    if (stopped(v) || seen == expected) return !stopped(v);
+    return discrepancy(v, ROW_FMT ": %" PRIu32 " balance_history rows, expected %" PRIu32,
+                       ROW_ARGS(row), seen, expected);
+}
+
 /* ---- one journal row: its batch's rows, then the chain ---- */
 
 static bool in_batch(verify_t *v, const journal_entry_t *e, uint64_t timestamp_ns,
@@ -701,7 +776,7 @@ static bool batch_transfers(verify_t *v, const journal_entry_t *e, journal_conte
         if (!in_batch(v, e, row->transfer.timestamp_ns, "transfer", row->transfer.id)) {
             return false;
         }
-        if (!transfer_replay(v, row)) return false;
+        if (!transfer_replay(v, row) || !transfer_history(v, row)) return false;
         journal_content_add(content, row->row_hash);
         (*count)++;
         transfer_next(v);
@@ -866,6 +941,7 @@ static bool leftovers_none(verify_t *v) {
     if (v->checkpoint_ready) {
         return discrepancy(v, "checkpoint seq %" PRIu64 ": no journal row", v->checkpoint.seq);
     }
+    if (v->history_ready) return history_row_wrong(v, &v->history_row, "no such transfer");
     return true;
 }
 
@@ -1020,11 +1096,13 @@ static bool database_open(verify_t *v, const char *db_path) {
 static bool streams_open(verify_t *v) {
     if (sqlite3_prepare_v2(v->db, transfers_sql, -1, &v->transfers, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(v->db, failures_sql, -1, &v->failures, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(v->db, checkpoints_sql, -1, &v->checkpoints, NULL) != SQLITE_OK) {
+        sqlite3_prepare_v2(v->db, checkpoints_sql, -1, &v->checkpoints, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(v->db, history_sql, -1, &v->history, NULL) != SQLITE_OK) {
         return read_error(v, PC_STORE_READ_FAILED, "prepare");
     }
     transfer_next(v);
     failure_next(v);
+    history_next(v);
     checkpoint_next(v);
     return !stopped(v);
 }
@@ -1047,6 +1125,7 @@ static void verify_free(verify_t *v) {
     sqlite3_finalize(v->transfers);
     sqlite3_finalize(v->failures);
     sqlite3_finalize(v->checkpoints);
+    sqlite3_finalize(v->history);
     if (v->db != NULL) {
         sqlite3_exec(v->db, "ROLLBACK", NULL, NULL, NULL);
         sqlite3_close(v->db);

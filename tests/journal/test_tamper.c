@@ -1,7 +1,8 @@
 /* Goal: `paycore verify` passes on a database the engine wrote, and names the row when
  * someone edits the file by hand: a transfer's amount, a journal hash, a deleted
  * journal row, an account balance, a pending transfer's state, a deleted transfer, a
- * forged checkpoint signature; a wrong --pubkey is refused; exit codes are 0 / 1 / 2.
+ * balance-history row, a forged checkpoint signature; a wrong --pubkey is refused;
+ * exit codes are 0 / 1 / 2.
  * Method: the real store and writer write ~150 batches (plain, pending, post, void, an
  * expiry, burned ids, two checkpoints) into a temp SQLite file; each case copies the
  * file, edits the copy with the sqlite3 command-line tool, runs the paycore binary
@@ -32,6 +33,7 @@ static void accounts_create(void) {
         accounts[i].code = 1;
     }
     accounts[5].flags = LEDGER_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS;
+    accounts[1].flags = LEDGER_ACCOUNT_HISTORY;
     writer_cmd_t cmd = {.kind = WRITER_CMD_CREATE_ACCOUNTS, .event_count = 6, .accounts = accounts,
                         .account_results = results};
     ASSERT_STATUS(writer_submit_wait(writer, &cmd), PC_OK);
@@ -175,6 +177,21 @@ static void test_tampered_balances(void) {
                  "transfer p-expire", "pending_state open, replay expired");
 }
 
+/* Balance history is not hashed: verify replays it. acct-1 has the history flag;
+ * t-1 moves acct-1 -> acct-2, so it has one history row (acct-1's). */
+static void test_tampered_history(void) {
+    expect_named("UPDATE balance_history SET debits_posted=debits_posted+1 WHERE transfer_id='t-1'",
+                 NULL, "balance_history of acct-1 at timestamp", "(transfer t-1): balances differ");
+    expect_named("DELETE FROM balance_history WHERE transfer_id='t-1'", NULL, "transfer t-1 (",
+                 "0 balance_history rows, expected 1");
+    expect_named("INSERT INTO balance_history SELECT 'acct-2', timestamp, transfer_id,"
+                 " debits_pending, debits_posted, credits_pending, credits_posted"
+                 " FROM balance_history WHERE transfer_id='t-1'", NULL,
+                 "balance_history of acct-2", "(transfer t-1): no history flag");
+    expect_named("UPDATE balance_history SET timestamp=timestamp+1 WHERE transfer_id='t-1'", NULL,
+                 "transfer t-1 (", "0 balance_history rows, expected 1");
+}
+
 static void test_tampered_checkpoints(void) {
     expect_named("UPDATE checkpoints SET signature=randomblob(64) WHERE seq=64", NULL,
                  "checkpoint seq 64: signature invalid", "");
@@ -215,6 +232,7 @@ int main(void) {
     TEST_RUN(test_tampered_rows);
     TEST_RUN(test_tampered_chain);
     TEST_RUN(test_tampered_balances);
+    TEST_RUN(test_tampered_history);
     TEST_RUN(test_tampered_checkpoints);
     TEST_RUN(test_usage);
     char cmd[400];
