@@ -191,20 +191,42 @@ void risk_engine_close(risk_engine_t *e) {
     free(e);
 }
 
+/* Parses and loads outside the lock (file I/O never holds up decisions), then swaps
+ * both in at once: a bad rules file or model changes nothing. */
 pc_status risk_engine_reload(risk_engine_t *e, uint32_t *line_out, char *message,
                              size_t message_bytes) {
     *line_out = 0;
     if (message != NULL && message_bytes > 0) message[0] = '\0';
-    pthread_mutex_lock(&e->lock);
-    pc_status status = load_rules(e, line_out, message, message_bytes);
-    if (status == PC_OK) {
-        status = load_model(e);
+    risk_rules_t *rules = NULL;
+    risk_model_t *model = NULL;
+    pc_status status = PC_OK;
+    if (e->rules_path != NULL) {
+        status = risk_rules_load(e->rules_path, &rules, line_out, message, message_bytes);
+    }
+    if (status == PC_OK && !e->config.rules_only && e->model_path != NULL) {
+        status = risk_model_load(e->model_path, &model);
         if (status != PC_OK && message != NULL) {
             snprintf(message, message_bytes, "model %s: %s", e->model_path, pc_status_code(status));
         }
     }
+    if (status != PC_OK) {
+        risk_rules_free(rules);
+        risk_model_free(model);
+        return status;
+    }
+    float review = e->config.review_threshold, decline = e->config.decline_threshold;
+    (void)risk_rules_thresholds(rules, &review, &decline);
+    pthread_mutex_lock(&e->lock);
+    risk_rules_t *old_rules = e->rules;
+    risk_model_t *old_model = e->model;
+    if (e->rules_path != NULL) e->rules = rules;
+    if (model != NULL) e->model = model;
+    e->review_threshold = review;
+    e->decline_threshold = decline;
     pthread_mutex_unlock(&e->lock);
-    return status;
+    if (e->rules_path != NULL) risk_rules_free(old_rules);
+    if (model != NULL) risk_model_free(old_model);
+    return PC_OK;
 }
 
 /* ---------------------------------------------------------------- decide */
