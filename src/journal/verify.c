@@ -1138,6 +1138,11 @@ static void verify_free(verify_t *v) {
 
 pc_status journal_verify_sqlite(const char *db_path, const char *pubkey_path,
                                 journal_report_t *report) {
+    return journal_verify_sqlite_each(db_path, pubkey_path, report, NULL, NULL);
+}
+
+pc_status journal_verify_sqlite_each(const char *db_path, const char *pubkey_path,
+                                     journal_report_t *report, journal_balances_fn fn, void *ctx) {
     memset(report, 0, sizeof(*report));
     verify_t *v = calloc(1, sizeof(*v));
     if (v == NULL) return PC_NO_MEMORY;
@@ -1157,6 +1162,9 @@ pc_status journal_verify_sqlite(const char *db_path, const char *pubkey_path,
     memcpy(report->head_hash, v->hash, JOURNAL_HASH_BYTES);
     pc_status status = v->error != PC_OK ? v->error : v->failed ? PC_JOURNAL_MISMATCH : PC_OK;
     report->ok = status == PC_OK;
+    for (uint32_t i = 0; report->ok && fn != NULL && i < v->account_count; i++) {
+        fn(v->accounts[i].id, &v->accounts[i].replay, ctx);
+    }
     verify_free(v);
     free(v);
     return status;

@@ -47,6 +47,15 @@ typedef struct {
 PC_MUST_USE pc_status journal_verify_sqlite(const char *db_path, const char *pubkey_path,
                                             journal_report_t *report);
 
+/* The same, and when everything verified, calls 'fn' once per account (in `no` order)
+ * with its balances replayed from every committed transfer: what a ledger loaded from
+ * this file must hold (tests compare the store's load path against it). */
+typedef void (*journal_balances_fn)(const char *account_id, const ledger_balances_t *balances,
+                                    void *ctx);
+PC_MUST_USE pc_status journal_verify_sqlite_each(const char *db_path, const char *pubkey_path,
+                                                 journal_report_t *report, journal_balances_fn fn,
+                                                 void *ctx);
+
 /* One line for logs and the CLI: "verify ok batches=... transfers=... accounts=...
  * failures=... checkpoints=... pending_open=... head_hash=<hex>" or
  * "verify failed: <discrepancy>". Returns 'out'. */

@@ -11,7 +11,9 @@
  * file (write + fdatasync) only AFTER the writer reported the commit and the ledger
  * said created: the ack file is a subset of what must be durable. The parent kills
  * the child with SIGKILL at a random moment (sometimes during start-up), many rounds,
- * and checks the file each time. The seed is printed; PAYCORE_SEED replays it. */
+ * and checks the file each time: verify, the store's load path against verify's replay
+ * of every transfer, every ack present, acked transfers sent again answer exists. The
+ * seed is printed; PAYCORE_SEED replays it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -233,25 +235,69 @@ static uint64_t acks_all_present(store_t *store, store_transfer_t *sample, uint3
     return count;
 }
 
-static void verify_expect_ok(uint32_t round, const char *when, journal_report_t *report,
+/* Balances replayed by verify from every transfer, by account number. */
+static ledger_balances_t replayed[ACCOUNT_COUNT];
+static uint32_t replayed_count;
+
+static void replayed_keep(const char *account_id, const ledger_balances_t *balances, void *ctx) {
+    (void)ctx;
+    unsigned n;
+    ASSERT_EQ(sscanf(account_id, "acct-%u", &n), 1);
+    ASSERT_TRUE(n < ACCOUNT_COUNT);
+    replayed[n] = *balances;
+    replayed_count++;
+}
+
+static bool verify_expect_ok(uint32_t round, const char *when, journal_report_t *report,
                              bool initialising) {
-    pc_status status = journal_verify_sqlite(db_path, pub_path, report);
+    replayed_count = 0;
+    pc_status status = journal_verify_sqlite_each(db_path, pub_path, report, replayed_keep, NULL);
     if (status == PC_NOT_FOUND && report->batches == 0) {
         /* killed before the key's .pub existed: verify without it */
-        status = journal_verify_sqlite(db_path, NULL, report);
+        status = journal_verify_sqlite_each(db_path, NULL, report, replayed_keep, NULL);
     }
     /* Killed while the file was being created (before WAL mode): SQLite left a hot
      * rollback journal that only a writable open can roll back. Allowed only while
      * nothing was ever acknowledged; the restart below must then recover it. */
     if (initialising && status != PC_OK && status != PC_JOURNAL_MISMATCH) {
         tally_unreadable_at_creation++;
-        return;
+        return false;
     }
     if (status != PC_OK) {
         char line[1200];
         TEST_FAIL("seed=%" PRIu64 " round=%u %s: %s (%s)", seed, round, when,
                   journal_report_line(report, line, sizeof(line)), report->error_detail);
     }
+    return true;
+}
+
+/* The store's load path (account rows as of its checkpoint plus the transfers after
+ * it) must give every account the balances verify replayed from zero. */
+static void load_matches_replay(uint32_t round) {
+    store_t *store;
+    ledger_t *ledger;
+    journal_entry_t head;
+    store_options_t options = {.create = false};
+    ASSERT_STATUS(store_open(&store, db_path, &options), PC_OK);
+    ASSERT_STATUS(ledger_open(&ledger), PC_OK);
+    ASSERT_STATUS(store_load(store, ledger, &head), PC_OK);
+    ASSERT_EQ(ledger_account_count(ledger), replayed_count);
+    for (uint32_t i = 0; i < ledger_account_count(ledger); i++) {
+        const ledger_account_t *a = ledger_account_at(ledger, i);
+        unsigned n;
+        ASSERT_EQ(sscanf(a->id, "acct-%u", &n), 1);
+        if (memcmp(&a->balances, &replayed[n], sizeof(a->balances)) != 0) {
+            TEST_FAIL("seed=%" PRIu64 " round=%u: %s loaded with dP=%" PRId64 " cP=%" PRId64
+                      " dp=%" PRId64 " cp=%" PRId64 ", the replay of every transfer gives dP=%"
+                      PRId64 " cP=%" PRId64 " dp=%" PRId64 " cp=%" PRId64, seed, round, a->id,
+                      a->balances.debits_posted, a->balances.credits_posted,
+                      a->balances.debits_pending, a->balances.credits_pending,
+                      replayed[n].debits_posted, replayed[n].credits_posted,
+                      replayed[n].debits_pending, replayed[n].credits_pending);
+        }
+    }
+    ledger_close(ledger);
+    store_close(store);
 }
 
 /* The file as the crash left it verifies; the engine restarts on it and balances. */
@@ -261,7 +307,10 @@ static void check_after_crash(uint32_t round, uint64_t *acked_out, uint64_t *tra
     journal_report_t report;
     size_t ack_bytes;
     free(acks_read(&ack_bytes));
-    verify_expect_ok(round, "after the crash", &report, ack_bytes == 0);
+    if (verify_expect_ok(round, "after the crash", &report, ack_bytes == 0) &&
+        report.batches > 0) {
+        load_matches_replay(round);
+    }
     store_t *store;
     writer_t *writer;
     store_options_t options = {.create = true};
@@ -278,7 +327,7 @@ static void check_after_crash(uint32_t round, uint64_t *acked_out, uint64_t *tra
     for (uint32_t i = 0; i < sample_count; i++) store_transfer_free(&sample[i]);
     writer_stop(writer);
     store_close(store);
-    verify_expect_ok(round, "after the restart", &report, false);
+    (void)verify_expect_ok(round, "after the restart", &report, false);
     *transfers_out = report.transfers;
 }
 
