@@ -211,7 +211,8 @@ static json_t *decision_json(const risk_decision_t *d) {
         json_array_append_new(reasons, json_pack("{s:s,s:s}", "code", d->reasons[i].code,
                                                  "action", action_name(d->reasons[i].action)));
     }
-    json_t *score = isnan(d->score) ? json_null() : json_real(round(d->score * 1e6) / 1e6);
+    /* full precision: a client ranking by score sees exactly the model's order */
+    json_t *score = isnan(d->score) ? json_null() : json_real((double)d->score);
     return json_pack("{s:I,s:s,s:o,s:o,s:I,s:b}", "decision_id", (json_int_t)d->decision_id,
                      "outcome", risk_outcome_name(d->outcome), "score", score, "reasons", reasons,
                      "latency_us", (json_int_t)(d->latency_ns / 1000), "rules_only",
