@@ -100,7 +100,14 @@ static void accounts_done(api_request_t *req, writer_cmd_t *cmd) {
         ledger_account_t account = cmd->accounts[0];
         account.timestamp_ns = cmd->account_results[0].timestamp_ns;
         memset(&account.balances, 0, sizeof account.balances);
-        reply_event(req, cmd->account_results[0].status, codec_account_json(&account));
+        json_t *object = codec_account_json(&account);
+        if (cmd->account_results[0].status == PC_EXISTS && object != NULL) {
+            /* the existing account's balances are not known here: GET it for them */
+            static const char *const balances[] = {"debits_pending", "debits_posted",
+                                                   "credits_pending", "credits_posted"};
+            for (uint32_t i = 0; i < 4; i++) json_object_del(object, balances[i]);
+        }
+        reply_event(req, cmd->account_results[0].status, object);
         return;
     }
     results_buf buf;

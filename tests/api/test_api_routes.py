@@ -45,8 +45,9 @@ def test_accounts(c):
     check(r.json["flags"] == ["debits_must_not_exceed_credits", "history"], "flags echo: %r" % r)
     check(r.json["metadata"] == {"owner": "u-17"}, "metadata echo")
     check(r.json["status"] == "created", "status created")
-    expect(c.post("/v1/accounts", account("alice", flags=["debits_must_not_exceed_credits", "history"],
-                                          metadata={"owner": "u-17"})), 200, what="same account again")
+    r = expect(c.post("/v1/accounts", account("alice", flags=["debits_must_not_exceed_credits", "history"],
+                                              metadata={"owner": "u-17"})), 200, what="same account again")
+    check(r.json["status"] == "exists" and "credits_posted" not in r.json, "exists: no made-up balances %r" % r)
     alice = dict(flags=["debits_must_not_exceed_credits", "history"], metadata={"owner": "u-17"})
     r = expect(c.post("/v1/accounts", account("alice", code=11, **alice)), 422, "exists_with_different_code",
                "alice code")
