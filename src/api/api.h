@@ -45,7 +45,8 @@ typedef enum {
     API_AUTH_NONE = 0,   /* no key (/healthz, /readyz; /metrics unless --metrics-auth) */
     API_AUTH_READ = 1,   /* any valid key; a merchant sees only its own objects */
     API_AUTH_WRITE = 2,  /* admin or merchant; read_only gets 403 forbidden */
-    API_AUTH_ADMIN = 3,  /* admin only; others get 403 forbidden */
+    API_AUTH_ADMIN = 3,  /* admin only, except that read_only may GET such a route (it may
+                            GET what an admin may GET); others get 403 forbidden */
 } api_auth;
 
 typedef struct api_request api_request_t;
