@@ -385,23 +385,24 @@ static void put_reason(const char *code, uint64_t count, void *ctx) {
 }
 
 static void put_risk_metrics(text_buf *b, const risk_engine_stats_t *st) {
-    put(b, "# TYPE paycore_risk_decisions_total counter\n");
+    put(b, "# HELP paycore_risk_decisions_total Risk decisions by outcome.\n# TYPE paycore_risk_decisions_total counter\n");
     for (int o = 0; o < 3; o++) {
         put(b, "paycore_risk_decisions_total{outcome=\"%s\"} %llu\n", risk_outcome_name((risk_outcome)o),
             (unsigned long long)st->decisions[o]);
     }
-    put(b, "# TYPE paycore_risk_reasons_total counter\n");
+    put(b, "# HELP paycore_risk_reasons_total Reason codes attached to risk decisions.\n# TYPE paycore_risk_reasons_total counter\n");
     risk_engine_reasons_each(risk_engine, put_reason, b);
-    put(b, "# TYPE paycore_risk_score histogram\n");
+    put(b, "# HELP paycore_risk_score Model scores of risk decisions.\n# TYPE paycore_risk_score histogram\n");
     uint64_t cumulative = 0;
     for (int i = 0; i < RISK_SCORE_BUCKETS; i++) {
         cumulative += st->score_buckets[i];
         put(b, "paycore_risk_score_bucket{le=\"%.1f\"} %llu\n", (i + 1) / (double)RISK_SCORE_BUCKETS,
             (unsigned long long)cumulative);
     }
-    put(b, "paycore_risk_score_bucket{le=\"+Inf\"} %llu\npaycore_risk_score_count %llu\n",
-        (unsigned long long)cumulative, (unsigned long long)cumulative);
-    put(b, "# TYPE paycore_risk_scoring_seconds histogram\n");
+    put(b, "paycore_risk_score_bucket{le=\"+Inf\"} %llu\npaycore_risk_score_sum %.6f\n"
+           "paycore_risk_score_count %llu\n",
+        (unsigned long long)cumulative, st->score_sum, (unsigned long long)cumulative);
+    put(b, "# HELP paycore_risk_scoring_seconds Time to score one authorization: features, rules and model.\n# TYPE paycore_risk_scoring_seconds histogram\n");
     for (int i = 0; i < RISK_LATENCY_BUCKETS; i++) {
         put(b, "paycore_risk_scoring_seconds_bucket{le=\"%g\"} %llu\n", risk_latency_bounds_us[i] / 1e6,
             (unsigned long long)st->latency_le_us[i]);
@@ -409,19 +410,19 @@ static void put_risk_metrics(text_buf *b, const risk_engine_stats_t *st) {
     put(b, "paycore_risk_scoring_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)st->latency_count);
     put(b, "paycore_risk_scoring_seconds_sum %.9f\npaycore_risk_scoring_seconds_count %llu\n",
         st->latency_sum_s, (unsigned long long)st->latency_count);
-    put(b, "# TYPE paycore_risk_reviews_open gauge\npaycore_risk_reviews_open %llu\n",
+    put(b, "# HELP paycore_risk_reviews_open Reviews waiting for a decision.\n# TYPE paycore_risk_reviews_open gauge\npaycore_risk_reviews_open %llu\n",
         (unsigned long long)st->reviews_open);
-    put(b, "# TYPE paycore_risk_rules_only gauge\npaycore_risk_rules_only %d\n", st->rules_only ? 1 : 0);
-    put(b, "# TYPE paycore_risk_feature_keys gauge\npaycore_risk_feature_keys{kind=\"payer\"} %llu\n"
+    put(b, "# HELP paycore_risk_rules_only 1 when the risk engine runs without a model.\n# TYPE paycore_risk_rules_only gauge\npaycore_risk_rules_only %d\n", st->rules_only ? 1 : 0);
+    put(b, "# HELP paycore_risk_feature_keys Keys held in the online feature state.\n# TYPE paycore_risk_feature_keys gauge\npaycore_risk_feature_keys{kind=\"payer\"} %llu\n"
            "paycore_risk_feature_keys{kind=\"entity\"} %llu\n",
         (unsigned long long)st->features.payers, (unsigned long long)st->features.entities);
-    put(b, "# TYPE paycore_risk_feature_keys_dropped_total counter\n"
+    put(b, "# HELP paycore_risk_feature_keys_dropped_total New keys not tracked because a key cap was reached.\n# TYPE paycore_risk_feature_keys_dropped_total counter\n"
            "paycore_risk_feature_keys_dropped_total %llu\n",
         (unsigned long long)st->features.dropped_total);
-    put(b, "# TYPE paycore_risk_feature_keys_evicted_total counter\n"
+    put(b, "# HELP paycore_risk_feature_keys_evicted_total Idle keys evicted from the online feature state.\n# TYPE paycore_risk_feature_keys_evicted_total counter\n"
            "paycore_risk_feature_keys_evicted_total %llu\n",
         (unsigned long long)st->features.evicted_total);
-    put(b, "# TYPE paycore_risk_store_failed_total counter\npaycore_risk_store_failed_total %llu\n",
+    put(b, "# HELP paycore_risk_store_failed_total Risk decisions, feedback or reviews that could not be stored.\n# TYPE paycore_risk_store_failed_total counter\npaycore_risk_store_failed_total %llu\n",
         (unsigned long long)st->store_failed_total);
 }
 

@@ -274,10 +274,12 @@ static void count_reason(risk_engine_t *e, const char *code) {
 static void record_stats(risk_engine_t *e, const risk_decision_t *d) {
     e->stats.decisions[d->outcome]++;
     if (!isnan(d->score)) {
-        int bucket = (int)(d->score * RISK_SCORE_BUCKETS);
+        /* Prometheus buckets are "less or equal": 0.1 belongs to le="0.1" */
+        int bucket = (int)ceilf(d->score * RISK_SCORE_BUCKETS) - 1;
         if (bucket >= RISK_SCORE_BUCKETS) bucket = RISK_SCORE_BUCKETS - 1;
         if (bucket < 0) bucket = 0;
         e->stats.score_buckets[bucket]++;
+        e->stats.score_sum += d->score;
     }
     double us = (double)d->latency_ns / 1000.0;
     for (int i = 0; i < RISK_LATENCY_BUCKETS; i++) {

@@ -359,6 +359,7 @@ PC_MUST_USE pc_status risk_review_decide(risk_engine_t *engine, uint64_t decisio
 typedef struct {
     uint64_t decisions[3];                 /* by outcome */
     uint64_t score_buckets[RISK_SCORE_BUCKETS]; /* [0,0.1), ... [0.9,1] */
+    double score_sum;
     uint64_t latency_le_us[RISK_LATENCY_BUCKETS]; /* cumulative, see risk_latency_bounds_us */
     uint64_t latency_count;
     double latency_sum_s;

@@ -3,6 +3,7 @@ codes; reload keeps the old rules on a bad file; a missing model stops the serve
 unless --risk-rules-only; decisions and reviews survive a restart.
 Method: a real `paycore serve` over loopback with a rules file, driven over HTTP."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -107,6 +108,10 @@ def test_metrics_health(server, admin):
     for needle in ('paycore_risk_decisions_total{outcome="decline"}', 'paycore_risk_reasons_total{reason="blocklist_payer"}',
                    "paycore_risk_scoring_seconds_count", "paycore_risk_rules_only 1"):
         check(needle in text, "metrics have %s" % needle)
+    if shutil.which("promtool") is not None:
+        out = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+        problems = [l for l in (out.stdout + out.stderr).splitlines() if l.startswith("paycore_risk_")]
+        check(not problems, "promtool on the risk metrics: %r" % problems)
 
 
 def test_model_required(server):
