@@ -333,6 +333,7 @@ static bool get_amount(const json_t *object, uint16_t flags, const char *path, i
         codec_fail(err, PC_AMOUNT_NOT_INTEGER, path, "amount", NULL);
         return false;
     }
+    if ((flags & LEDGER_TRANSFER_VOID_PENDING) != 0) return true; /* a void ignores it */
     json_int_t amount = json_integer_value(value);
     if (amount < 0 || (amount == 0 && !resolving)) {
         codec_fail(err, PC_AMOUNT_OUT_OF_RANGE, path, "amount",

@@ -90,8 +90,9 @@ def test_transfers(c):
     r = expect(c.post("/v1/transfers", {"id": "cap", "pending_id": "hold", "flags": ["post_pending"],
                                         "amount": 1000}), 201, what="post part")
     check(r.json["amount"] == 1000, "posted amount %r" % r)
-    expect(c.post("/v1/transfers", {"id": "void1", "pending_id": "hold", "flags": ["void_pending"]}), 422,
-           "pending_transfer_already_posted", "void after post")
+    expect(c.post("/v1/transfers", {"id": "void1", "pending_id": "hold", "flags": ["void_pending"],
+                                     "amount": -5}), 422, "pending_transfer_already_posted",
+           "void after post (its amount is ignored)")
     r = expect(c.get("/v1/transfers/hold"), 200, what="get hold")
     check(r.json["pending_state"] == "posted" and r.json["flags"] == ["pending"], "hold state %r" % r)
     expect(c.get("/v1/transfers/nothing"), 404, "not_found", "missing transfer")
