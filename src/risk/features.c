@@ -13,7 +13,9 @@
  *
  * compute() reads, observe() writes: the caller scores with compute() and then
  * observes, so a row never sees itself. Train, eval and serve all call these two. */
+#include <assert.h>
 #include <errno.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +76,10 @@ typedef struct {
     uint32_t payer_ts_s[RISK_ENTITY_PAYERS];
     uint8_t payer_next;
 } entity_state;
+
+/* Eviction reads last_ts_s as the second uint32 of either entry kind. */
+static_assert(offsetof(payer_state, last_ts_s) == sizeof(uint32_t), "payer_state layout");
+static_assert(offsetof(entity_state, last_ts_s) == sizeof(uint32_t), "entity_state layout");
 
 /* An index over a slab: keys[slot] == 0 is empty; slab_index[slot] names the entry. */
 typedef struct {

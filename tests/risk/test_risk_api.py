@@ -40,7 +40,7 @@ def test_decisions(admin):
     return d["decision_id"]
 
 
-def test_reviews(admin, review_id):
+def test_reviews(server, admin, review_id):
     r = expect(admin.get("/v1/risk/reviews"), 200, what="open reviews").json
     check([x["decision_id"] for x in r["data"]] == [review_id] and r["has_more"] is False, "queue %r" % r)
     r = expect(admin.post("/v1/risk/reviews/%d/approve" % review_id, {}), 200, what="approve").json
@@ -49,6 +49,10 @@ def test_reviews(admin, review_id):
            "decided twice")
     expect(admin.post("/v1/risk/reviews/999999/approve", {}), 404, "risk_review_not_found", "unknown review")
     expect(admin.post("/v1/risk/reviews/abc/approve", {}), 404, "risk_review_not_found", "bad id")
+    merchant = expect(admin.post("/v1/api-keys", {"scope": "merchant", "name": "shop"}), 201, what="merchant key").json
+    shop = server.client(merchant["key"])
+    expect(shop.get("/v1/risk/reviews"), 403, "forbidden", "merchant reads reviews")
+    expect(shop.post("/v1/risk/reviews/%d/decline" % review_id, {}), 403, "forbidden", "merchant decides")
     r = expect(admin.get("/v1/risk/reviews?state=approved"), 200, what="approved list").json
     check(len(r["data"]) == 1, "approved list %r" % r)
     expect(admin.get("/v1/risk/reviews?state=weird"), 400, "query_invalid", "bad state")
@@ -145,7 +149,7 @@ def main():
         server.start(["--risk-rules", rules, "--risk-rules-only"])
         admin = server.client(server.admin_key)
         review_id = test_decisions(admin)
-        test_reviews(admin, review_id)
+        test_reviews(server, admin, review_id)
         test_bad_inputs(admin)
         test_metrics_health(server, admin)
         test_reload(server, admin, rules)
