@@ -40,6 +40,13 @@ pc_status codec_decode_transfers(const json_t *body, const codec_alloc_t *alloc,
                                  ledger_transfer_t **events_out, uint32_t *count_out,
                                  bool *batch_out, codec_error_t *err);
 
+/* The fast path for the common, valid transfer request (codec_fast.c): PC_OK with
+ * the same events codec_decode_transfers would make, or PC_NOT_FOUND when the body is
+ * anything else (then use codec_parse_object + codec_decode_transfers, which decide
+ * and name the error). 'body' needs no NUL. */
+pc_status codec_fast_transfers(const char *body, size_t body_bytes, const codec_alloc_t *alloc,
+                               ledger_transfer_t **events_out, uint32_t *count_out, bool *batch_out);
+
 /* Field checks shared with other decoders (keys, risk): each fills *err on failure. */
 bool codec_check_fields(const json_t *object, const char *const *allowed, const char *path,
                         codec_error_t *err);

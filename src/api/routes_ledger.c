@@ -213,11 +213,25 @@ static bool merchant_reach(api_request_t *req, const ledger_transfer_t *events, 
     return true;
 }
 
-void api_route_transfers_create(api_request_t *req) {
-    json_t *body = api_body_object(req);
-    if (body == NULL) return;
+/* The fast path for plain, valid requests; anything else goes through the full
+ * decoder, which names the error. */
+static bool decode_transfers(api_request_t *req, ledger_job *job, ledger_transfer_t **events,
+                             uint32_t *count) {
     codec_alloc_t alloc = {arena_alloc, req};
+    size_t body_bytes;
+    const char *raw = api_body(req, &body_bytes);
+    if (codec_fast_transfers(raw, body_bytes, &alloc, events, count, &job->batch) == PC_OK) return true;
+    json_t *body = api_body_object(req);
+    if (body == NULL) return false;
     codec_error_t err = {0};
+    if (codec_decode_transfers(body, &alloc, events, count, &job->batch, &err) != PC_OK) {
+        reply_codec_error(req, &err);
+        return false;
+    }
+    return true;
+}
+
+void api_route_transfers_create(api_request_t *req) {
     ledger_job *job = api_alloc(req, sizeof(*job));
     ledger_transfer_t *events = NULL;
     uint32_t count = 0;
@@ -225,10 +239,7 @@ void api_route_transfers_create(api_request_t *req) {
         api_reply_error(req, PC_NO_MEMORY, NULL, NULL);
         return;
     }
-    if (codec_decode_transfers(body, &alloc, &events, &count, &job->batch, &err) != PC_OK) {
-        reply_codec_error(req, &err);
-        return;
-    }
+    if (!decode_transfers(req, job, &events, &count)) return;
     if (req->caller.scope == API_SCOPE_MERCHANT && !merchant_reach(req, events, count, job->batch)) {
         return;
     }

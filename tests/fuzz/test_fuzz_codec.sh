@@ -12,7 +12,7 @@ trap 'rm -rf "$work"' EXIT
 clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -D_GNU_SOURCE -DPAYCORE_VERSION='"fuzz"' -I"$root/include" -I"$root/src" \
     $(pkg-config --cflags jansson) \
-    "$root/tests/fuzz/fuzz_codec.c" "$root/src/api/codec.c" "$root/src/ledger/names.c" \
+    "$root/tests/fuzz/fuzz_codec.c" "$root/src/api/codec.c" "$root/src/api/codec_fast.c" "$root/src/ledger/names.c" \
     "$root/src/core/core.c" "$root/src/core/currency.c" "$root/src/core/status.c" \
     $(pkg-config --libs jansson) -o "$work/fuzz_codec"
 mkdir "$work/corpus"
