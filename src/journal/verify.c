@@ -158,12 +158,16 @@ static bool stopped(const verify_t *v) { return v->failed || v->error != PC_OK; 
 
 /* ---- column helpers: a tampered row may hold anything; copy with bounds ---- */
 
-/* Copies a TEXT column of at most 'size - 1' bytes without NULs; false otherwise. */
+/* Copies a TEXT column of at most 'size - 1' bytes without NULs ("" for NULL); false
+ * for any other type or shape: the store writes text there, anything else is an edit. */
 static bool column_text(sqlite3_stmt *stmt, int column, char *out, size_t size) {
+    int type = sqlite3_column_type(stmt, column); /* before any conversion */
+    out[0] = '\0';
+    if (type != SQLITE_TEXT && type != SQLITE_NULL) return false;
+    if (type == SQLITE_NULL) return true;
     const unsigned char *text = sqlite3_column_text(stmt, column);
     int byte_count = sqlite3_column_bytes(stmt, column);
-    out[0] = '\0';
-    if (text == NULL) return sqlite3_column_type(stmt, column) == SQLITE_NULL;
+    if (text == NULL) return false;
     if (byte_count < 0 || (size_t)byte_count >= size) return false;
     if (strlen((const char *)text) != (size_t)byte_count) return false;
     memcpy(out, text, (size_t)byte_count + 1);
@@ -171,6 +175,7 @@ static bool column_text(sqlite3_stmt *stmt, int column, char *out, size_t size) 
 }
 
 static bool column_blob(sqlite3_stmt *stmt, int column, uint8_t *out, int byte_count) {
+    if (sqlite3_column_type(stmt, column) != SQLITE_BLOB) return false; /* what the store binds */
     const void *blob = sqlite3_column_blob(stmt, column);
     if (blob == NULL || sqlite3_column_bytes(stmt, column) != byte_count) return false;
     memcpy(out, blob, (size_t)byte_count);
@@ -435,6 +440,8 @@ static bool transfer_columns_read(sqlite3_stmt *stmt, transfer_row_t *row) {
               column_in_range(stmt, 6, 0, UINT16_MAX, &code) &&
               column_in_range(stmt, 7, 0, UINT16_MAX, &flags) &&
               column_text(stmt, 8, t->pending_id, sizeof(t->pending_id)) &&
+              /* no pending_id is NULL: an empty string is not what the store writes */
+              (sqlite3_column_type(stmt, 8) == SQLITE_NULL || t->pending_id[0] != '\0') &&
               column_in_range(stmt, 9, 0, UINT32_MAX, &timeout_s) &&
               column_text(stmt, 10, row->metadata, sizeof(row->metadata)) &&
               column_in_range(stmt, 11, LEDGER_PENDING_NONE, LEDGER_PENDING_EXPIRED,

@@ -12,7 +12,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "journal/journal.h"
+#include "journal/verify.h"
 #include "store/store.h"
 #include "test.h"
 #include "writer/writer.h"
@@ -220,6 +223,110 @@ static void test_usage(void) {
     ASSERT_EQ(verify_run(args, line, sizeof(line)), 1);
 }
 
+/* ---- random single-cell edits: verify never passes one and never crashes ---- */
+
+typedef struct {
+    const char *table;
+    const char *key;          /* a unique key of the table (expression) */
+} edited_table_t;
+
+static const edited_table_t edited_tables[] = {
+    {"accounts", "no"},
+    {"transfers", "timestamp"},
+    {"transfer_failures", "id"},
+    {"journal", "seq"},
+    {"checkpoints", "seq"},
+    {"balance_history", "account_id || '@' || timestamp"},
+};
+
+/* Values an editor might write: off by one, other types, empty, huge, random bytes. */
+static const char *const edited_values[] = {
+    "%s+1", "%s-1", "randomblob(16)", "randomblob(32)", "randomblob(64)", "''", "'x'", "-1",
+    "9223372036854775807", "%s || 'x'", "lower(%s)", "zeroblob(32)", "'t-1'", "'acct-1'",
+    "'USD'", "0", "1", "2", "4", "NULL", "x'00'", "'{}'", "%s*2",
+};
+
+static uint64_t rng_state = 0x5eed;
+static uint32_t rng_below(uint32_t n) {
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (uint32_t)((rng_state >> 33) % n);
+}
+
+static bool text_of(sqlite3 *db, const char *sql, char *out, size_t out_bytes) {
+    sqlite3_stmt *stmt;
+    out[0] = '\0';
+    if (sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) != SQLITE_OK) return false;
+    bool found = sqlite3_step(stmt) == SQLITE_ROW;
+    if (found) snprintf(out, out_bytes, "%s", (const char *)sqlite3_column_text(stmt, 0));
+    sqlite3_finalize(stmt);
+    return found;
+}
+
+/* A random column of a random row of 'table'; false when the table is empty. */
+static bool cell_pick(sqlite3 *db, const edited_table_t *t, char *column, size_t column_bytes,
+                      char *key, size_t key_bytes) {
+    char sql[300];
+    snprintf(sql, sizeof(sql), "SELECT quote(%s) FROM %s ORDER BY %s LIMIT 1 OFFSET abs(random()) %% "
+             "max(1, (SELECT count(*) FROM %s))", t->key, t->table, t->key, t->table);
+    if (!text_of(db, sql, key, key_bytes)) return false;
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM pragma_table_info('%s')", t->table);
+    char count_text[16];
+    ASSERT_TRUE(text_of(db, sql, count_text, sizeof(count_text)));
+    snprintf(sql, sizeof(sql), "SELECT name FROM pragma_table_info('%s') LIMIT 1 OFFSET %u",
+             t->table, rng_below((uint32_t)atoi(count_text)));
+    ASSERT_TRUE(text_of(db, sql, column, column_bytes));
+    return strcmp(t->table, "journal") != 0 || strcmp(column, "committed_ns") != 0; /* not hashed */
+}
+
+/* Applies one random edit to the copy at 'path'; false when it changed nothing. */
+static bool cell_edit(const char *path, char *what, size_t what_bytes) {
+    sqlite3 *db;
+    ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
+    const edited_table_t *t = &edited_tables[rng_below(sizeof(edited_tables) / sizeof(edited_tables[0]))];
+    char column[64], key[200], value[64], sql[800], before[400], after[400];
+    bool changed = false;
+    if (cell_pick(db, t, column, sizeof(column), key, sizeof(key))) {
+        const char *pattern = edited_values[rng_below(sizeof(edited_values) / sizeof(edited_values[0]))];
+        snprintf(value, sizeof(value), pattern, column, column);
+        snprintf(sql, sizeof(sql), "SELECT quote(%s) FROM %s WHERE %s = %s", column, t->table, t->key, key);
+        ASSERT_TRUE(text_of(db, sql, before, sizeof(before)));
+        snprintf(sql, sizeof(sql), "UPDATE %s SET %s = %s WHERE %s = %s", t->table, column, value,
+                 t->key, key);
+        if (sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK) { /* constraints may refuse */
+            char check[800];
+            snprintf(check, sizeof(check), "SELECT quote(%s) FROM %s WHERE %s = %s", column,
+                     t->table, t->key, key);
+            changed = !text_of(db, check, after, sizeof(after)) || strcmp(before, after) != 0;
+            snprintf(what, what_bytes, "%s", sql);
+        }
+    }
+    ASSERT_EQ(sqlite3_close(db), SQLITE_OK);
+    return changed;
+}
+
+static void test_random_cell_edits(void) {
+    bool sanitized = getenv("PAYCORE_SANITIZED") != NULL;
+    uint32_t edits = sanitized ? 150 : 400, refused = 0;
+    char path[400], cmd[1000], what[800];
+    const char *seed_env = getenv("PAYCORE_SEED");
+    if (seed_env != NULL) rng_state = strtoull(seed_env, NULL, 10);
+    printf("random edits seed=%llu (PAYCORE_SEED replays it)\n", (unsigned long long)rng_state);
+    snprintf(path, sizeof(path), "%s/fuzz.db", dir);
+    for (uint32_t i = 0; i < edits; i++) {
+        snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", db_path, path);
+        ASSERT_EQ(system(cmd), 0);
+        if (!cell_edit(path, what, sizeof(what))) continue;
+        journal_report_t report;
+        pc_status status = journal_verify_sqlite(path, NULL, &report);
+        if (status == PC_OK) TEST_FAIL("verify passed after: %s", what);
+        ASSERT_FALSE(report.ok);
+        ASSERT_TRUE(report.discrepancy[0] != '\0' || report.error_detail[0] != '\0');
+        refused++;
+    }
+    printf("random edits: %u refused by verify (of %u tried)\n", refused, edits);
+    ASSERT_TRUE(refused > edits / 2);
+}
+
 int main(void) {
     paycore_bin = getenv("PAYCORE_BIN");
     if (paycore_bin == NULL) paycore_bin = "./paycore";
@@ -235,6 +342,7 @@ int main(void) {
     TEST_RUN(test_tampered_history);
     TEST_RUN(test_tampered_checkpoints);
     TEST_RUN(test_usage);
+    TEST_RUN(test_random_cell_edits);
     char cmd[400];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
