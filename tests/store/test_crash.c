@@ -233,8 +233,12 @@ static id_set_t ids_in_file(void) {
     id_set_t set = {NULL, 0};
     size_t capacity = 0;
     ASSERT_EQ(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    /* The restarted store's threads (WAL checkpointer, recovery) may hold a lock for
+     * a moment: wait for it, and never take a read cut short for the whole file. */
+    sqlite3_busy_timeout(db, 10000);
     ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT id FROM transfers", -1, &stmt, NULL), SQLITE_OK);
-    while (sqlite3_step(stmt) == SQLITE_ROW) {
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         if (set.count == capacity) {
             capacity = capacity ? 2 * capacity : 4096;
             set.ids = realloc(set.ids, capacity * PC_ID_SIZE);
@@ -242,6 +246,7 @@ static id_set_t ids_in_file(void) {
         }
         snprintf(set.ids[set.count++], PC_ID_SIZE, "%s", (const char *)sqlite3_column_text(stmt, 0));
     }
+    if (rc != SQLITE_DONE) TEST_FAIL("reading ids from the file: %s (%d)", sqlite3_errmsg(db), rc);
     sqlite3_finalize(stmt);
     sqlite3_close(db);
     if (set.count > 0) qsort(set.ids, set.count, PC_ID_SIZE, id_compare);
