@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "paycore/money.h"
 #include "risk/risk.h"
 
 typedef struct {
@@ -56,10 +57,16 @@ bool risk_fx_per_usd(const char *currency, double *per_usd_out) {
     return false;
 }
 
+/* Minor units to major with the currency's own exponent (JPY 0, USD 2, BHD 3), then
+ * to USD at the reference rate. Scoring only: the result never flows back to money. */
 double risk_amount_usd(int64_t amount_minor, const char *currency) {
     double per_usd = 1.0;
     if (!risk_fx_per_usd(currency, &per_usd)) per_usd = 1.0;
-    return ((double)amount_minor / 100.0) / per_usd;
+    const pc_currency *known = pc_currency_find(currency);
+    uint8_t exponent = known != NULL ? known->exponent : 2;
+    double major = (double)amount_minor;
+    for (uint8_t i = 0; i < exponent; i++) major /= 10.0;
+    return major / per_usd;
 }
 
 static const country_info *country_find(const char *country) {
