@@ -62,6 +62,12 @@ typedef struct store_checkpointer store_checkpointer_t;
 store_checkpointer_t *store_checkpointer_start(const char *path, sqlite3 *writer_db);
 void store_checkpointer_stop(store_checkpointer_t *checkpointer, sqlite3 *writer_db);
 
+/* Row decoding shared by the writer's and readers' statements. Columns 0..10 are
+ * timestamp, id, debit_account_id, credit_account_id, amount, currency, code, flags,
+ * pending_id, timeout_s, metadata; 'metadata_json' points into the statement. */
+void store_sqlite_text_copy(char *dst, size_t dst_size, sqlite3_stmt *stmt, int column);
+void store_sqlite_transfer_from_row(sqlite3_stmt *stmt, ledger_transfer_t *out);
+
 /* WAL, synchronous, busy timeout, cache: the writer's and readers' settings. */
 pc_status store_sqlite_configure(sqlite3 *db, bool synchronous_off);
 

@@ -50,11 +50,6 @@ void store_transfer_free(store_transfer_t *transfer) {
     transfer->metadata_owned = NULL;
 }
 
-static void text_copy(char *dst, size_t dst_size, sqlite3_stmt *stmt, int column) {
-    const unsigned char *text = sqlite3_column_text(stmt, column);
-    snprintf(dst, dst_size, "%s", text ? (const char *)text : "");
-}
-
 #define ACCOUNT_COLUMNS \
     "id, currency, code, flags, debits_pending, debits_posted, credits_pending, credits_posted, timestamp, metadata, no"
 #define TRANSFER_COLUMNS \
@@ -63,8 +58,8 @@ static void text_copy(char *dst, size_t dst_size, sqlite3_stmt *stmt, int column
 
 static void account_from_row(const store_reader_t *reader, sqlite3_stmt *stmt, ledger_account_t *a) {
     memset(a, 0, sizeof(*a));
-    text_copy(a->id, sizeof(a->id), stmt, 0);
-    text_copy(a->currency, sizeof(a->currency), stmt, 1);
+    store_sqlite_text_copy(a->id, sizeof(a->id), stmt, 0);
+    store_sqlite_text_copy(a->currency, sizeof(a->currency), stmt, 1);
     a->code = (uint16_t)sqlite3_column_int(stmt, 2);
     a->flags = (uint16_t)sqlite3_column_int(stmt, 3);
     a->balances.debits_pending = sqlite3_column_int64(stmt, 4);
@@ -78,18 +73,7 @@ static void account_from_row(const store_reader_t *reader, sqlite3_stmt *stmt, l
 }
 
 static void transfer_from_row(sqlite3_stmt *stmt, ledger_transfer_t *t, ledger_pending_state *state) {
-    memset(t, 0, sizeof(*t));
-    t->timestamp_ns = (uint64_t)sqlite3_column_int64(stmt, 0);
-    text_copy(t->id, sizeof(t->id), stmt, 1);
-    text_copy(t->debit_account_id, sizeof(t->debit_account_id), stmt, 2);
-    text_copy(t->credit_account_id, sizeof(t->credit_account_id), stmt, 3);
-    t->amount = sqlite3_column_int64(stmt, 4);
-    text_copy(t->currency, sizeof(t->currency), stmt, 5);
-    t->code = (uint16_t)sqlite3_column_int(stmt, 6);
-    t->flags = (uint16_t)sqlite3_column_int(stmt, 7);
-    text_copy(t->pending_id, sizeof(t->pending_id), stmt, 8);
-    t->timeout_s = (uint32_t)sqlite3_column_int64(stmt, 9);
-    t->metadata_json = (const char *)sqlite3_column_text(stmt, 10);
+    store_sqlite_transfer_from_row(stmt, t);
     *state = (ledger_pending_state)sqlite3_column_int(stmt, 11);
 }
 
@@ -277,7 +261,7 @@ pc_status store_list_history(store_reader_t *reader, const char *account_id, con
         }
         ledger_history_t row = {0};
         row.transfer_timestamp_ns = (uint64_t)sqlite3_column_int64(stmt, 0);
-        text_copy(row.transfer_id, sizeof(row.transfer_id), stmt, 1);
+        store_sqlite_text_copy(row.transfer_id, sizeof(row.transfer_id), stmt, 1);
         row.balances.debits_pending = sqlite3_column_int64(stmt, 2);
         row.balances.debits_posted = sqlite3_column_int64(stmt, 3);
         row.balances.credits_pending = sqlite3_column_int64(stmt, 4);

@@ -295,22 +295,22 @@ void store_close(store_t *store) {
 
 /* ---- lookups: by id through the index, then the row by timestamp ---- */
 
-static void column_copy(char *dst, size_t dst_size, sqlite3_stmt *stmt, int column) {
+void store_sqlite_text_copy(char *dst, size_t dst_size, sqlite3_stmt *stmt, int column) {
     const unsigned char *text = sqlite3_column_text(stmt, column);
     snprintf(dst, dst_size, "%s", text ? (const char *)text : "");
 }
 
-static void transfer_from_row(sqlite3_stmt *stmt, ledger_transfer_t *t) {
+void store_sqlite_transfer_from_row(sqlite3_stmt *stmt, ledger_transfer_t *t) {
     memset(t, 0, sizeof(*t));
     t->timestamp_ns = (uint64_t)sqlite3_column_int64(stmt, 0);
-    column_copy(t->id, sizeof(t->id), stmt, 1);
-    column_copy(t->debit_account_id, sizeof(t->debit_account_id), stmt, 2);
-    column_copy(t->credit_account_id, sizeof(t->credit_account_id), stmt, 3);
+    store_sqlite_text_copy(t->id, sizeof(t->id), stmt, 1);
+    store_sqlite_text_copy(t->debit_account_id, sizeof(t->debit_account_id), stmt, 2);
+    store_sqlite_text_copy(t->credit_account_id, sizeof(t->credit_account_id), stmt, 3);
     t->amount = sqlite3_column_int64(stmt, 4);
-    column_copy(t->currency, sizeof(t->currency), stmt, 5);
+    store_sqlite_text_copy(t->currency, sizeof(t->currency), stmt, 5);
     t->code = (uint16_t)sqlite3_column_int(stmt, 6);
     t->flags = (uint16_t)sqlite3_column_int(stmt, 7);
-    column_copy(t->pending_id, sizeof(t->pending_id), stmt, 8);
+    store_sqlite_text_copy(t->pending_id, sizeof(t->pending_id), stmt, 8);
     t->timeout_s = (uint32_t)sqlite3_column_int64(stmt, 9);
     t->metadata_json = (const char *)sqlite3_column_text(stmt, 10);
 }
@@ -325,7 +325,7 @@ static pc_status transfer_at(store_t *store, uint64_t ts, const char *id, ledger
         const char *row_id = (const char *)sqlite3_column_text(stmt, 1);
         if (row_id != NULL && strcmp(row_id, id) == 0) {
             memset(out, 0, sizeof(*out));
-            transfer_from_row(stmt, &out->transfer);
+            store_sqlite_transfer_from_row(stmt, &out->transfer);
             free(store->metadata_scratch);
             store->metadata_scratch = pc_strdup(out->transfer.metadata_json);
             out->transfer.metadata_json = store->metadata_scratch;
@@ -444,8 +444,8 @@ static pc_status load_accounts(store_t *store, ledger_t *ledger) {
     int rc;
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         ledger_account_t account = {0};
-        column_copy(account.id, sizeof(account.id), stmt, 0);
-        column_copy(account.currency, sizeof(account.currency), stmt, 1);
+        store_sqlite_text_copy(account.id, sizeof(account.id), stmt, 0);
+        store_sqlite_text_copy(account.currency, sizeof(account.currency), stmt, 1);
         account.code = (uint16_t)sqlite3_column_int(stmt, 2);
         account.flags = (uint16_t)sqlite3_column_int(stmt, 3);
         account.balances.debits_pending = sqlite3_column_int64(stmt, 4);
@@ -484,7 +484,7 @@ static pc_status pending_amount_of(store_t *store, const ledger_transfer_t *reco
 
 static pc_status replay_row(store_t *store, ledger_t *ledger, sqlite3_stmt *stmt) {
     ledger_transfer_t record;
-    transfer_from_row(stmt, &record);
+    store_sqlite_transfer_from_row(stmt, &record);
     int64_t pending_amount;
     pc_status status = pending_amount_of(store, &record, &pending_amount);
     if (status == PC_OK) status = ledger_load_replay(ledger, &record, pending_amount);
@@ -527,7 +527,7 @@ static pc_status load_pendings(store_t *store, ledger_t *ledger) {
     int rc;
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         ledger_transfer_t pending;
-        transfer_from_row(stmt, &pending);
+        store_sqlite_transfer_from_row(stmt, &pending);
         status = ledger_load_pending(ledger, &pending);
         if (status != PC_OK) break;
     }
