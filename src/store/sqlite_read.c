@@ -68,7 +68,7 @@ static void account_from_row(const store_reader_t *reader, sqlite3_stmt *stmt, l
     a->balances.credits_posted = sqlite3_column_int64(stmt, 7);
     a->timestamp_ns = (uint64_t)sqlite3_column_int64(stmt, 8);
     a->metadata_json = (const char *)sqlite3_column_text(stmt, 9);
-    /* The row holds balances as of the last checkpoint; the shadow, as of the last commit. */
+    /* The row holds balances as of the last balance snapshot; the shadow, as of the last commit. */
     store_shadow_read(store_sqlite_shadow(reader->store), (uint32_t)sqlite3_column_int64(stmt, 10), &a->balances);
 }
 
