@@ -2,6 +2,7 @@
 # scripts/run.sh BIN DB LISTEN: `make run`. Creates the database with demo data on the
 # first start (printing the admin key once), then serves on LISTEN.
 set -eu
+umask 077 # the first-start file holds the admin key; everything paycore writes is 0600
 bin="$1"
 db="$2"
 listen="$3"

@@ -68,6 +68,7 @@ struct api_server {
     pthread_rwlock_t writer_lock;   /* writer_submit (read) vs. shutdown (write) */
     bool draining;                  /* guarded by writer_lock */
     struct MHD_Daemon *daemon;
+    int listen_fd;                  /* bound before the store opens; MHD's once started */
     uint16_t port;
     api_keys_t keys;
     pthread_mutex_t pool_mutex;
