@@ -150,9 +150,13 @@ class Sim:
         return code
 
     def close(self):
-        if self.proc is not None:
-            self.stop()
+        """Stops the process (it must exit 0: a sanitizer finding fails the test) and
+        removes its directory."""
+        code = self.stop() if self.proc is not None else 0
+        log = self.log() if os.path.exists(getattr(self, "log_path", "")) else ""
         shutil.rmtree(self.dir, ignore_errors=True)
+        check(code == 0, "simulator exited %d: %s" % (code, log[-2000:]))
+        check("Sanitizer" not in log and "runtime error" not in log, "sanitizer report: " + log[-4000:])
 
     def log(self):
         return open(self.log_path).read()
