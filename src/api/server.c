@@ -206,7 +206,7 @@ static void request_record(api_request_t *req, int http_status, const char *code
     req->recorded = true;
     uint64_t latency_ns = pc_mono_ns() - req->start_ns;
     uint32_t route = req->route_index >= 0 ? (uint32_t)req->route_index : OBS_ROUTES_MAX;
-    obs_metrics_request(route, http_status, latency_ns);
+    obs_metrics_request(route, req->method, http_status, latency_ns);
     obs_log_request(req->request_id, req->method, api_route_name(route), http_status, code,
                     latency_ns, req->has_caller ? req->caller.id : NULL);
 }
