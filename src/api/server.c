@@ -116,11 +116,7 @@ static bool header_auth(api_request_t *req) {
         return false;
     }
     req->has_caller = true;
-    /* read_only may GET whatever an admin may GET, and nothing else */
-    bool get = strcmp(req->method, "GET") == 0;
-    bool allowed = req->caller.scope == API_SCOPE_ADMIN || auth == API_AUTH_READ ||
-                   (auth == API_AUTH_WRITE && req->caller.scope == API_SCOPE_MERCHANT) ||
-                   (auth == API_AUTH_ADMIN && get && req->caller.scope == API_SCOPE_READ_ONLY);
+    bool allowed = api_route_allows(route, req->caller.scope);
     if (!allowed) api_reply_error(req, PC_FORBIDDEN, NULL, NULL);
     return allowed;
 }
