@@ -29,6 +29,14 @@ FORCING = {"00": "4000000000000002", "05": "4000000000000051", "14": "4000000000
            "61": "4000000000000614", "91": "4000000000000911", "96": "4000000000000960"}
 
 
+def need_binary():
+    """A test without its binary fails and says how to provide it."""
+    if not os.access(BIN, os.X_OK):
+        print("FAIL no paycore binary at %s: run through ctest (it sets PAYCORE_BIN) or set "
+              "PAYCORE_BIN=/path/to/build/paycore" % BIN, file=sys.stderr)
+        sys.exit(1)
+
+
 def fail(message):
     print("FAIL " + message, file=sys.stderr)
     sys.exit(1)
@@ -121,6 +129,7 @@ class Sim:
             self.args += ["--callback-secret", self.secret]
 
     def command(self):
+        need_binary()
         return [BIN, "simulator", self.kind, "--listen", "127.0.0.1:0", "--db", self.db] + self.args
 
     def start(self):
