@@ -399,31 +399,43 @@ static bool amount_parse(sim_req_t *req, const card_auth_t *auth, int64_t *amoun
     return true;
 }
 
-static void card_capture(sim_req_t *req) {
+/* A capture or a refund: the same shape, bounded by what is left (61), moving the
+ * cardholder's balance (and, for a capture, its hold) when approved. */
+static void amount_operation(sim_req_t *req, bool capture) {
     sim_t *sim = req->sim;
     card_auth_t auth;
     int64_t amount = 0;
     const char *merchant_ref = NULL;
     if (!auth_from_path(req, &auth) || !amount_parse(req, &auth, &amount, &merchant_ref) || !sim_proceed(req)) return;
     char id[SIM_ID_SIZE];
-    sim_make_id(sim, "cap_", "capture", req->key, id);
-    const char *code = req->fate.error                          ? "96"
-                       : strcmp(auth.status, "approved") != 0   ? "57"
-                       : amount > auth.amount - auth.captured_total ? "61"
-                                                                : "00";
+    sim_make_id(sim, capture ? "cap_" : "ref_", capture ? "capture" : "refund", req->key, id);
+    int64_t left = capture ? auth.amount - auth.captured_total : auth.captured_total - auth.refunded_total;
+    const char *code = req->fate.error                                   ? "96"
+                       : capture && strcmp(auth.status, "approved") != 0 ? "57"
+                       : amount > left                                   ? "61"
+                                                                         : "00";
     bool approved = strcmp(code, "00") == 0;
-    bool ok = record_insert(req, id, "capture", auth.id, approved ? "approved" : "declined", code, amount,
-                            auth.currency, merchant_ref, approved);
+    int64_t *total = capture ? &auth.captured_total : &auth.refunded_total;
+    bool ok = record_insert(req, id, capture ? "capture" : "refund", auth.id, approved ? "approved" : "declined", code,
+                            amount, auth.currency, merchant_ref, approved);
     if (ok && approved) {
-        auth.captured_total += amount;
-        ok = cardholder_move(sim, auth.number, auth.currency, -amount, -amount) &&
-             sim_db_run(&sim->db, "UPDATE authorizations SET captured_total = ? WHERE id = ?", "is",
-                        auth.captured_total, auth.id);
+        *total += amount;
+        ok = cardholder_move(sim, auth.number, auth.currency, capture ? -amount : amount, capture ? -amount : 0) &&
+             sim_db_run(&sim->db, "UPDATE authorizations SET captured_total = ?, refunded_total = ? WHERE id = ?",
+                        "iis", auth.captured_total, auth.refunded_total, auth.id);
     }
     if (!ok) return sim_reply_internal(req);
     json_t *answer = operation_answer(id, &auth, code, amount);
-    json_object_set_new(answer, "captured_total", json_integer(auth.captured_total));
+    json_object_set_new(answer, capture ? "captured_total" : "refunded_total", json_integer(*total));
     sim_reply_json(req, 200, answer);
+}
+
+static void card_capture(sim_req_t *req) {
+    amount_operation(req, true);
+}
+
+static void card_refund(sim_req_t *req) {
+    amount_operation(req, false);
 }
 
 static void card_void(sim_req_t *req) {
@@ -446,32 +458,6 @@ static void card_void(sim_req_t *req) {
     }
     if (!ok) return sim_reply_internal(req);
     sim_reply_json(req, 200, operation_answer(id, &auth, code, auth.amount));
-}
-
-static void card_refund(sim_req_t *req) {
-    sim_t *sim = req->sim;
-    card_auth_t auth;
-    int64_t amount = 0;
-    const char *merchant_ref = NULL;
-    if (!auth_from_path(req, &auth) || !amount_parse(req, &auth, &amount, &merchant_ref) || !sim_proceed(req)) return;
-    char id[SIM_ID_SIZE];
-    sim_make_id(sim, "ref_", "refund", req->key, id);
-    const char *code = req->fate.error                                       ? "96"
-                       : amount > auth.captured_total - auth.refunded_total ? "61"
-                                                                             : "00";
-    bool approved = strcmp(code, "00") == 0;
-    bool ok = record_insert(req, id, "refund", auth.id, approved ? "approved" : "declined", code, amount,
-                            auth.currency, merchant_ref, approved);
-    if (ok && approved) {
-        auth.refunded_total += amount;
-        ok = cardholder_move(sim, auth.number, auth.currency, amount, 0) &&
-             sim_db_run(&sim->db, "UPDATE authorizations SET refunded_total = ? WHERE id = ?", "is",
-                        auth.refunded_total, auth.id);
-    }
-    if (!ok) return sim_reply_internal(req);
-    json_t *answer = operation_answer(id, &auth, code, amount);
-    json_object_set_new(answer, "refunded_total", json_integer(auth.refunded_total));
-    sim_reply_json(req, 200, answer);
 }
 
 /* ---- reads and admin ---- */

@@ -85,17 +85,9 @@ static bool get_rate(const json_t *object, const char *name, double *out, char *
 
 /* Every key of 'object' is in 'allowed' (NULL-terminated). */
 static bool only_keys(const json_t *object, const char *const *allowed, char *error, size_t error_bytes) {
-    const char *key;
-    const json_t *value;
-    json_object_foreach((json_t *)object, key, value) {
-        bool known = false;
-        for (size_t i = 0; allowed[i] != NULL && !known; i++) known = strcmp(allowed[i], key) == 0;
-        if (!known) {
-            snprintf(error, error_bytes, "%s: unknown field", key);
-            return false;
-        }
-    }
-    return true;
+    const char *unknown = sim_unknown_key(object, allowed);
+    if (unknown != NULL) snprintf(error, error_bytes, "%s: unknown field", unknown);
+    return unknown == NULL;
 }
 
 static bool parse_garbage_modes(const json_t *modes, sim_faults_t *out, char *error, size_t error_bytes) {

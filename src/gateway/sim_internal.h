@@ -223,6 +223,8 @@ const char *sim_query(sim_req_t *req, const char *name);
 
 /* ---- request validation (sim_json.c): each writes the 400 reply and returns false ---- */
 
+/* The first key of 'object' not in 'allowed' (NULL-terminated), or NULL. */
+const char *sim_unknown_key(const json_t *object, const char *const *allowed);
 /* The body is an object holding only 'allowed' keys (NULL-terminated). */
 bool sim_body_only(sim_req_t *req, const json_t *object, const char *prefix, const char *const *allowed);
 bool sim_get_amount(sim_req_t *req, const json_t *object, const char *name, const char *field,

@@ -17,22 +17,28 @@ bool sim_digits(const char *text, size_t min, size_t max) {
     return true;
 }
 
-bool sim_body_only(sim_req_t *req, const json_t *object, const char *prefix, const char *const *allowed) {
-    if (!json_is_object(object)) {
-        sim_reply_invalid(req, prefix ? prefix : "body", "must be a JSON object");
-        return false;
-    }
+const char *sim_unknown_key(const json_t *object, const char *const *allowed) {
     const char *key;
     const json_t *value;
     json_object_foreach((json_t *)object, key, value) {
         bool known = false;
         for (size_t i = 0; allowed[i] != NULL && !known; i++) known = strcmp(allowed[i], key) == 0;
-        if (!known) {
-            char field[SIM_ID_SIZE + 64];
-            snprintf(field, sizeof field, "%s%s%.64s", prefix ? prefix : "", prefix ? "." : "", key);
-            sim_reply_invalid(req, field, "unknown field");
-            return false;
-        }
+        if (!known) return key;
+    }
+    return NULL;
+}
+
+bool sim_body_only(sim_req_t *req, const json_t *object, const char *prefix, const char *const *allowed) {
+    if (!json_is_object(object)) {
+        sim_reply_invalid(req, prefix ? prefix : "body", "must be a JSON object");
+        return false;
+    }
+    const char *unknown = sim_unknown_key(object, allowed);
+    if (unknown != NULL) {
+        char field[SIM_ID_SIZE + 64];
+        snprintf(field, sizeof field, "%s%s%.64s", prefix ? prefix : "", prefix ? "." : "", unknown);
+        sim_reply_invalid(req, field, "unknown field");
+        return false;
     }
     return true;
 }
