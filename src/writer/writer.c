@@ -49,6 +49,7 @@ struct writer {
     bool stopping;
     pc_status failed;         /* guarded by mutex: PC_OK, or the store failed for good */
     bool can_commit;          /* guarded by mutex: the last write attempt worked */
+    bool drained;             /* writer_drain ran (only its caller's thread reads it after) */
     writer_stats_t stats;     /* guarded by mutex */
     uint64_t retry_at_ns;     /* writer thread: no expiry or probe before (0: none due) */
     uint64_t retry_backoff_ns;
@@ -431,12 +432,15 @@ pc_status writer_submit_wait(writer_t *writer, writer_cmd_t *cmd) {
     return status;
 }
 
-void writer_stop(writer_t *writer) {
+void writer_drain(writer_t *writer) {
     if (writer == NULL) return;
     pthread_mutex_lock(&writer->mutex);
+    bool drained = writer->drained;
     writer->stopping = true;
+    writer->drained = true;
     pthread_cond_signal(&writer->work);
     pthread_mutex_unlock(&writer->mutex);
+    if (drained) return;
     pthread_join(writer->thread, NULL);
     /* A failed store refuses the snapshot: memory may disagree with the file. */
     pc_status status = store_balance_snapshot(writer->store, writer->ledger);
@@ -445,11 +449,21 @@ void writer_stop(writer_t *writer) {
                 " re-derives the balances from the transfers\",\"code\":\"%s\",\"detail\":\"%s\"}\n",
                 pc_status_code(status), store_error_detail(writer->store));
     }
+}
+
+void writer_free(writer_t *writer) {
+    if (writer == NULL) return;
+    PC_ASSERT(writer->drained);
     ledger_close(writer->ledger);
     journal_key_wipe(&writer->key);
     pthread_cond_destroy(&writer->work);
     pthread_mutex_destroy(&writer->mutex);
     free(writer);
+}
+
+void writer_stop(writer_t *writer) {
+    writer_drain(writer);
+    writer_free(writer);
 }
 
 void writer_stats(writer_t *writer, writer_stats_t *out) {
