@@ -89,6 +89,9 @@ const char *store_sqlite_fault_vfs(void); /* registers it once; returns its name
  * pending_id, timeout_s, metadata; 'metadata_json' points into the statement. */
 void store_sqlite_text_copy(char *dst, size_t dst_size, sqlite3_stmt *stmt, int column);
 void store_sqlite_transfer_from_row(sqlite3_stmt *stmt, ledger_transfer_t *out);
+/* Account columns 0..9: id, currency, code, flags, the four balances, timestamp,
+ * metadata ('metadata_json' points into the statement). */
+void store_sqlite_account_from_row(sqlite3_stmt *stmt, ledger_account_t *out);
 
 /* WAL, synchronous, busy timeout, cache: the writer's and readers' settings. */
 pc_status store_sqlite_configure(sqlite3 *db, bool synchronous_off);

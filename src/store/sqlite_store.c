@@ -399,6 +399,20 @@ void store_sqlite_text_copy(char *dst, size_t dst_size, sqlite3_stmt *stmt, int 
     snprintf(dst, dst_size, "%s", text ? (const char *)text : "");
 }
 
+void store_sqlite_account_from_row(sqlite3_stmt *stmt, ledger_account_t *a) {
+    memset(a, 0, sizeof(*a));
+    store_sqlite_text_copy(a->id, sizeof(a->id), stmt, 0);
+    store_sqlite_text_copy(a->currency, sizeof(a->currency), stmt, 1);
+    a->code = (uint16_t)sqlite3_column_int(stmt, 2);
+    a->flags = (uint16_t)sqlite3_column_int(stmt, 3);
+    a->balances.debits_pending = sqlite3_column_int64(stmt, 4);
+    a->balances.debits_posted = sqlite3_column_int64(stmt, 5);
+    a->balances.credits_pending = sqlite3_column_int64(stmt, 6);
+    a->balances.credits_posted = sqlite3_column_int64(stmt, 7);
+    a->timestamp_ns = (uint64_t)sqlite3_column_int64(stmt, 8);
+    a->metadata_json = (const char *)sqlite3_column_text(stmt, 9);
+}
+
 void store_sqlite_transfer_from_row(sqlite3_stmt *stmt, ledger_transfer_t *t) {
     memset(t, 0, sizeof(*t));
     t->timestamp_ns = (uint64_t)sqlite3_column_int64(stmt, 0);
@@ -533,20 +547,6 @@ static pc_status failures_bloom(store_t *store) {
     return status;
 }
 
-static void account_from_row(sqlite3_stmt *stmt, ledger_account_t *account) {
-    memset(account, 0, sizeof(*account));
-    store_sqlite_text_copy(account->id, sizeof(account->id), stmt, 0);
-    store_sqlite_text_copy(account->currency, sizeof(account->currency), stmt, 1);
-    account->code = (uint16_t)sqlite3_column_int(stmt, 2);
-    account->flags = (uint16_t)sqlite3_column_int(stmt, 3);
-    account->balances.debits_pending = sqlite3_column_int64(stmt, 4);
-    account->balances.debits_posted = sqlite3_column_int64(stmt, 5);
-    account->balances.credits_pending = sqlite3_column_int64(stmt, 6);
-    account->balances.credits_posted = sqlite3_column_int64(stmt, 7);
-    account->timestamp_ns = (uint64_t)sqlite3_column_int64(stmt, 8);
-    account->metadata_json = (const char *)sqlite3_column_text(stmt, 9);
-}
-
 static pc_status load_accounts(store_t *store, ledger_t *ledger) {
     sqlite3_stmt *stmt;
     if (sqlite3_prepare_v2(store->db,
@@ -560,7 +560,7 @@ static pc_status load_accounts(store_t *store, ledger_t *ledger) {
     int rc;
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         ledger_account_t account;
-        account_from_row(stmt, &account);
+        store_sqlite_account_from_row(stmt, &account);
         if ((uint32_t)sqlite3_column_int64(stmt, 10) != expected_no++) {
             status = PC_STORE_CORRUPT; /* account numbers are the ledger's indices: dense */
             snprintf(store->error_detail, sizeof(store->error_detail), "account numbers not dense at %s", account.id);

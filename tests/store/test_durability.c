@@ -175,6 +175,17 @@ static pc_status crash_child(pc_status (*fn)(void)) {
 
 static const char *const ab[] = {"a", "b"};
 
+/* A new database holding accounts a, b and t1 (a -> b, 100), cleanly stopped. */
+static void database_with_t1(const char *name) {
+    paths_make(name);
+    store_t *store;
+    writer_t *writer;
+    start(&store, &writer);
+    ASSERT_STATUS(accounts_create(writer, ab, 2), PC_OK);
+    transfer_ok(writer, "t1", "a", "b", 100);
+    stop(store, writer);
+}
+
 /* ---- batches without ledger rows take no seq (issue: acknowledged money lost) ---- */
 
 static pc_status crash_after_transfer_50(void) {
@@ -312,13 +323,9 @@ static pc_status fsync_fault_then_crash(void) {
  * snapshot is written at stop. Method: the fault VFS fails one fsync; a crash right
  * after (a child) and a clean stop (in process); verify and reload each time. */
 static void test_fsync_fault_at_commit(void) {
-    paths_make("fsync");
+    database_with_t1("fsync");
     store_t *store;
     writer_t *writer;
-    start(&store, &writer);
-    ASSERT_STATUS(accounts_create(writer, ab, 2), PC_OK);
-    transfer_ok(writer, "t1", "a", "b", 100);
-    stop(store, writer);
     pc_status reported = crash_child(fsync_fault_then_crash);
     ASSERT_TRUE(reported != PC_OK);
     verify_ok("after the crash");
@@ -355,13 +362,11 @@ static void test_fsync_fault_at_commit(void) {
 /* Goal: a full disk at COMMIT (SQLITE_FULL writing the log) stops the writer the
  * same way; after the disk has room again a restart loses nothing acknowledged. */
 static void test_full_disk_at_commit(void) {
-    paths_make("full");
+    database_with_t1("full");
     store_t *store;
     writer_t *writer;
-    store_options_t options = {.create = true, .fault_vfs = true};
+    store_options_t options = {.create = false, .fault_vfs = true};
     ASSERT_STATUS(start_with(&store, &writer, &options, NULL), PC_OK);
-    ASSERT_STATUS(accounts_create(writer, ab, 2), PC_OK);
-    transfer_ok(writer, "t1", "a", "b", 100);
     store_fault_arm(STORE_FAULT_WAL_WRITE, 0, true);
     ASSERT_STATUS(transfer(writer, "t2", "a", "b", 50, NULL), PC_STORE_FAILED);
     ASSERT_STATUS(transfer(writer, "t3", "a", "b", 50, NULL), PC_STORE_FAILED);
@@ -379,13 +384,11 @@ static void test_full_disk_at_commit(void) {
 /* Goal: a failed balance snapshot at stop loses nothing: the next start re-derives
  * the balances from the transfers. */
 static void test_stop_snapshot_fault(void) {
-    paths_make("snapshot");
+    database_with_t1("snapshot");
     store_t *store;
     writer_t *writer;
-    store_options_t options = {.create = true, .fault_vfs = true};
+    store_options_t options = {.create = false, .fault_vfs = true};
     ASSERT_STATUS(start_with(&store, &writer, &options, NULL), PC_OK);
-    ASSERT_STATUS(accounts_create(writer, ab, 2), PC_OK);
-    transfer_ok(writer, "t1", "a", "b", 100);
     transfer_ok(writer, "t2", "b", "a", 30);
     store_fault_arm(STORE_FAULT_WAL_SYNC, 0, false); /* the snapshot's COMMIT */
     stop(store, writer);
@@ -440,13 +443,9 @@ static void test_no_spin_while_expiry_fails(void) {
  * snapshot is older than its head (a crash after 3 batches); for each N, fail the
  * Nth read of the start (once), until a start reads fewer than N times. */
 static void test_start_read_errors(void) {
-    paths_make("reads");
+    database_with_t1("reads");
     store_t *store;
     writer_t *writer;
-    start(&store, &writer);
-    ASSERT_STATUS(accounts_create(writer, ab, 2), PC_OK);
-    transfer_ok(writer, "t1", "a", "b", 100);
-    stop(store, writer);
     ASSERT_STATUS(crash_child(crash_after_transfer_50), PC_OK); /* b: 100 in the snapshot, 150 replayed */
     uint32_t failed_starts = 0;
     for (uint32_t n = 0;; n++) {
@@ -545,12 +544,10 @@ static void test_signing_key_refused(void) {
 /* Goal: a version 1 file opens, its balance snapshot (which version 1 could write
  * past the journal head) is replaced by a replay from zero, and it verifies. */
 static void test_version_1_migrates(void) {
-    paths_make("v1");
+    database_with_t1("v1");
     store_t *store;
     writer_t *writer;
     start(&store, &writer);
-    ASSERT_STATUS(accounts_create(writer, ab, 2), PC_OK);
-    transfer_ok(writer, "t1", "a", "b", 100);
     transfer_ok(writer, "t2", "a", "b", 50);
     stop(store, writer);
     sqlite3 *db;
