@@ -79,7 +79,9 @@ static uint16_t read_port(int fd, pid_t pid) {
     }
 }
 
-static bool child_start(const char *bin, const char *dir, sim_kind kind, char *const envp[], sim_child_t *child) {
+/* Forks and execs one simulator; '*out_fd' reads its stdout. */
+static bool child_spawn(const char *bin, const char *dir, sim_kind kind, char *const envp[], sim_child_t *child,
+                        int *out_fd) {
     char db[1200], kind_name[16];
     snprintf(db, sizeof db, "%s/sim-%s.db", dir, sim_kind_name(kind));
     snprintf(kind_name, sizeof kind_name, "%s", sim_kind_name(kind));
@@ -96,10 +98,32 @@ static bool child_start(const char *bin, const char *dir, sim_kind kind, char *c
         return false;
     }
     child->pid = pid;
-    child->port = read_port(pipe_fds[0], pid);
-    close(pipe_fds[0]); /* the child never writes to stdout again */
-    snprintf(child->url, sizeof child->url, "http://127.0.0.1:%u", (unsigned)child->port);
-    return child->port != 0;
+    *out_fd = pipe_fds[0];
+    return true;
+}
+
+/* Starts the three at once (each creates its record: slow on a busy disk), then
+ * reads their ports. */
+static bool children_start(const char *bin, const char *dir, char *const envp[], sim_demo_t *demo,
+                           char *error, size_t error_bytes) {
+    int fds[SIM_KIND_COUNT] = {-1, -1, -1};
+    bool ok = true;
+    for (int kind = 0; kind < SIM_KIND_COUNT && ok; kind++) {
+        ok = child_spawn(bin, dir, (sim_kind)kind, envp, &demo->children[kind], &fds[kind]);
+        if (!ok) snprintf(error, error_bytes, "cannot start the %s simulator: %s", sim_kind_name((sim_kind)kind), strerror(errno));
+    }
+    for (int kind = 0; kind < SIM_KIND_COUNT; kind++) {
+        if (fds[kind] < 0) continue;
+        sim_child_t *child = &demo->children[kind];
+        if (ok) child->port = read_port(fds[kind], child->pid);
+        close(fds[kind]); /* the child never writes to stdout again */
+        snprintf(child->url, sizeof child->url, "http://127.0.0.1:%u", (unsigned)child->port);
+        if (ok && child->port == 0) {
+            snprintf(error, error_bytes, "the %s simulator did not start (%s)", sim_kind_name((sim_kind)kind), bin);
+            ok = false;
+        }
+    }
+    return ok;
 }
 
 pc_status sim_demo_start(const char *paycore_bin, const char *dir, sim_demo_t *demo, char *error,
@@ -117,15 +141,11 @@ pc_status sim_demo_start(const char *paycore_bin, const char *dir, sim_demo_t *d
     char **envp = calloc(DEMO_ENV_MAX + 2, sizeof(char *));
     if (envp == NULL) return PC_NO_MEMORY;
     child_env(envp, demo->callback_secret, secret_entry, sizeof secret_entry);
-    for (int kind = 0; kind < SIM_KIND_COUNT; kind++) {
-        if (!child_start(paycore_bin, dir, (sim_kind)kind, envp, &demo->children[kind])) {
-            snprintf(error, error_bytes, "the %s simulator did not start (%s)", sim_kind_name((sim_kind)kind),
-                     paycore_bin);
-            sim_demo_stop(demo);
-            sodium_memzero(secret_entry, sizeof secret_entry);
-            free(envp);
-            return PC_IO;
-        }
+    if (!children_start(paycore_bin, dir, envp, demo, error, error_bytes)) {
+        sim_demo_stop(demo);
+        sodium_memzero(secret_entry, sizeof secret_entry);
+        free(envp);
+        return PC_IO;
     }
     sodium_memzero(secret_entry, sizeof secret_entry);
     free(envp);
