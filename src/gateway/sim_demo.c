@@ -19,18 +19,15 @@
 
 #include "gateway/simulator.h"
 #include "obs/obs.h"
-
-#define DEMO_START_MS 60000    /* a sanitized build on a busy machine starts slowly */
-#define DEMO_STOP_MS 10000
-#define DEMO_ENV_MAX 512
+#include "paycore/limits.h"
 
 extern char **environ;
 
 /* environ plus PAYCORE_SIM_CALLBACK_SECRET (kept out of argv: ps shows argv), into
- * 'env' (DEMO_ENV_MAX + 2 slots). */
+ * 'env' (SIM_DEMO_ENV_MAX + 2 slots). */
 static void child_env(char **env, const char *secret, char *secret_entry, size_t entry_bytes) {
     size_t count = 0;
-    for (char **e = environ; *e != NULL && count < DEMO_ENV_MAX; e++) {
+    for (char **e = environ; *e != NULL && count < SIM_DEMO_ENV_MAX; e++) {
         if (strncmp(*e, "PAYCORE_SIM_", 12) != 0) env[count++] = *e;
     }
     snprintf(secret_entry, entry_bytes, "PAYCORE_SIM_CALLBACK_SECRET=%s", secret);
@@ -61,9 +58,9 @@ static uint16_t read_port(int fd, pid_t pid) {
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
         long waited_ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
-        if (waited_ms >= DEMO_START_MS) return 0;
+        if (waited_ms >= SIM_DEMO_START_MS) return 0;
         struct pollfd p = {.fd = fd, .events = POLLIN};
-        int ready = poll(&p, 1, (int)(DEMO_START_MS - waited_ms));
+        int ready = poll(&p, 1, (int)(SIM_DEMO_START_MS - waited_ms));
         if (ready < 0 && errno == EINTR) continue;
         if (ready <= 0) return 0;
         ssize_t n = read(fd, line + bytes, sizeof line - 1 - bytes);
@@ -138,7 +135,7 @@ pc_status sim_demo_start(const char *paycore_bin, const char *dir, sim_demo_t *d
     randombytes_buf(secret, sizeof secret);
     sodium_bin2hex(demo->callback_secret, sizeof demo->callback_secret, secret, sizeof secret);
     char secret_entry[128];
-    char **envp = calloc(DEMO_ENV_MAX + 2, sizeof(char *));
+    char **envp = calloc(SIM_DEMO_ENV_MAX + 2, sizeof(char *));
     if (envp == NULL) return PC_NO_MEMORY;
     child_env(envp, demo->callback_secret, secret_entry, sizeof secret_entry);
     if (!children_start(paycore_bin, dir, envp, demo, error, error_bytes)) {
@@ -152,9 +149,9 @@ pc_status sim_demo_start(const char *paycore_bin, const char *dir, sim_demo_t *d
     return PC_OK;
 }
 
-/* Waits up to DEMO_STOP_MS for the child, then kills it. */
+/* Waits up to SIM_DEMO_STOP_MS for the child, then kills it. */
 static void child_reap(sim_child_t *child) {
-    for (int waited_ms = 0; waited_ms < DEMO_STOP_MS; waited_ms += 10) {
+    for (int waited_ms = 0; waited_ms < SIM_DEMO_STOP_MS; waited_ms += 10) {
         pid_t done = waitpid(child->pid, NULL, WNOHANG);
         if (done == child->pid || (done < 0 && errno == ECHILD)) {
             child->pid = 0;
