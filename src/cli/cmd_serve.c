@@ -16,11 +16,12 @@
 #include "api/api_risk.h"
 #include "cli/cli.h"
 #include "cli/cli_args.h"
+#include "cli/serve_demo.h"
 #include "obs/obs.h"
 
 enum { OPT_LISTEN, OPT_DB, OPT_THREADS, OPT_BODY_MAX, OPT_QUEUE_MAX, OPT_LOG_LEVEL,
        OPT_LOG_FILE, OPT_RATE, OPT_BURST, OPT_TIMEOUT, OPT_REQUEST_TIMEOUT, OPT_METRICS_AUTH, OPT_ROUTES, OPT_RISK_MODEL,
-       OPT_RISK_RULES, OPT_RISK_RULES_ONLY, OPT_RISK_REVIEW, OPT_RISK_DECLINE, OPT_COUNT };
+       OPT_RISK_RULES, OPT_RISK_RULES_ONLY, OPT_RISK_REVIEW, OPT_RISK_DECLINE, OPT_DEMO, OPT_COUNT };
 
 static void serve_opts(cli_opt opts[OPT_COUNT]) {
     cli_opt defaults[OPT_COUNT] = {
@@ -42,6 +43,7 @@ static void serve_opts(cli_opt opts[OPT_COUNT]) {
         {"risk-rules-only", "PAYCORE_RISK_RULES_ONLY", true, NULL, "score with rules only (no model; /healthz says rules_only)"},
         {"risk-review-threshold", "PAYCORE_RISK_REVIEW_THRESHOLD", false, NULL, "model score at or above: review (default 0.30)"},
         {"risk-decline-threshold", "PAYCORE_RISK_DECLINE_THRESHOLD", false, NULL, "model score at or above: decline (default 0.85)"},
+        {"demo", "PAYCORE_DEMO", true, NULL, "also run the card, wallet and bank simulators (docs/channels.md), stopped with the server"},
     };
     memcpy(opts, defaults, sizeof defaults);
 }
@@ -104,25 +106,36 @@ static void serve_writer_failed(void *ctx) {
     kill(getpid(), SIGUSR2);
 }
 
-/* Opens, starts risk, listens; on failure logs the cause and leaves nothing running. */
-static pc_status serve_start(api_config_t *config, const cli_opt *opts, api_server_t **out) {
-    api_server_t *server = NULL;
-    pc_status status = api_server_open(&server, config);
-    if (status != PC_OK) {
-        obs_logf(OBS_LEVEL_ERROR, "cannot start: %s (%s)", pc_status_code(status), pc_status_message(status));
-        return status;
-    }
+/* The part of a start that may fail after the database was opened: risk (its files),
+ * the demo's simulators (--demo), then serving. */
+static pc_status serve_start_after_open(api_server_t *server, const api_config_t *config, const cli_opt *opts,
+                                        sim_demo_t *demo) {
     api_risk_options_t risk = {config->db_path, opts[OPT_RISK_MODEL].value, opts[OPT_RISK_RULES].value,
                                opts[OPT_RISK_RULES_ONLY].value != NULL && strcmp(opts[OPT_RISK_RULES_ONLY].value, "0") != 0,
                                opts[OPT_RISK_REVIEW].value, opts[OPT_RISK_DECLINE].value};
-    status = api_risk_start(&risk);
+    pc_status status = api_risk_start(&risk);
+    if (status != PC_OK) return status;
+    bool demo_wanted = opts[OPT_DEMO].value != NULL && strcmp(opts[OPT_DEMO].value, "0") != 0;
+    if (demo_wanted && !serve_demo_start(config->db_path, demo)) status = PC_IO;
+    if (status == PC_OK) status = api_server_listen(server);
+    if (status != PC_OK) {
+        sim_demo_stop(demo);
+        api_risk_stop();
+    }
+    return status;
+}
+
+/* Opens the database (after binding the address), then the rest; on failure logs
+ * the cause and leaves nothing running. */
+static pc_status serve_start(api_config_t *config, const cli_opt *opts, api_server_t **out, sim_demo_t *demo) {
+    api_server_t *server = NULL;
+    pc_status status = api_server_open(&server, config);
     if (status == PC_OK) {
-        status = api_server_listen(server);
-        if (status != PC_OK) api_risk_stop();
+        status = serve_start_after_open(server, config, opts, demo);
+        if (status != PC_OK) api_server_stop(server);
     }
     if (status != PC_OK) {
         obs_logf(OBS_LEVEL_ERROR, "cannot start: %s (%s)", pc_status_code(status), pc_status_message(status));
-        api_server_stop(server);
         return status;
     }
     *out = server;
@@ -162,8 +175,9 @@ int cli_serve(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &signals, NULL); /* every thread started below inherits it */
     signal(SIGPIPE, SIG_IGN);
     config.writer_failed = serve_writer_failed;
+    sim_demo_t demo = {0};
     api_server_t *server = NULL;
-    if (serve_start(&config, opts, &server) != PC_OK) {
+    if (serve_start(&config, opts, &server, &demo) != PC_OK) {
         obs_log_close();
         return 1;
     }
@@ -176,6 +190,7 @@ int cli_serve(int argc, char **argv) {
     pc_status failed = api_server_failed(server);
     api_server_stop(server);
     api_risk_stop();
+    sim_demo_stop(&demo);
     if (failed != PC_OK) {
         obs_logf(OBS_LEVEL_ERROR, "stopped: %s: the database failed to write; restart paycore serve to reload"
                  " from the file (a COMMIT whose outcome was unknown is then either there or not: clients"
