@@ -254,8 +254,9 @@ static void batch_run(writer_t *writer, writer_cmd_t *cmds) {
         ledger_batch_rollback(writer->ledger);
     }
     health_record(writer, status);
-    cmds_complete(cmds, status); /* after the commit, never before */
+    /* A failed store refuses new commands before anyone hears of the failure. */
     if (store_failed(writer->store) != PC_OK) writer_fail(writer, store_failed(writer->store));
+    cmds_complete(cmds, status); /* after the commit, never before */
 }
 
 /* While the store is not writable and nothing else runs: one small write, with
