@@ -313,7 +313,7 @@ static void figure_memory(uint32_t account_count) {
                 memcpy(accounts[i].currency, "USD", 4);
             }
             ledger_batch_begin(ledger, pc_wall_ns());
-            ledger_create_accounts(ledger, accounts, count, results);
+            ledger_create_accounts(ledger, NULL, accounts, count, results);
             ledger_batch_commit(ledger);
         }
         printf("ledger_memory accounts=%u peak_rss_mib=%.1f limit_mib=300\n", ledger_account_count(ledger),

@@ -15,6 +15,7 @@
 
 #include "core/core.h"
 #include "journal/journal.h"
+#include "writer/grants.h"
 
 /* Expiries voided per batch: bounded so that a backlog cannot stall requests. */
 #define WRITER_EXPIRE_PER_BATCH_MAX LEDGER_BATCH_EVENTS_MAX
@@ -23,6 +24,7 @@ struct writer {
     store_t *store;           /* borrowed */
     ledger_t *ledger;         /* owned; touched by the writer thread only once started */
     ledger_source_t source;
+    writer_grants_t *grants;  /* owners' accounts, for the ownership checks */
     journal_key_t key;
     journal_entry_t head;     /* last committed journal entry (seq, hash) */
     writer_config_t config;
@@ -70,12 +72,15 @@ static writer_cmd_t *queue_drain(writer_t *writer) {
 
 static void batch_apply(writer_t *writer, writer_cmd_t *cmds) {
     for (writer_cmd_t *cmd = cmds; cmd != NULL; cmd = cmd->next) {
+        writer_reach_t reach_storage;
+        const ledger_reach_t *reach = writer_grants_reach(writer->grants, cmd, &reach_storage);
         if (cmd->kind == WRITER_CMD_CREATE_ACCOUNTS) {
-            ledger_create_accounts(writer->ledger, cmd->accounts, cmd->event_count, cmd->account_results);
+            ledger_create_accounts(writer->ledger, reach, cmd->accounts, cmd->event_count, cmd->account_results);
         } else if (cmd->kind == WRITER_CMD_CREATE_TRANSFERS) {
-            ledger_create_transfers(writer->ledger, &writer->source, cmd->transfers, cmd->event_count,
+            ledger_create_transfers(writer->ledger, &writer->source, reach, cmd->transfers, cmd->event_count,
                                     cmd->transfer_results);
         }
+        writer_grants_apply(writer->grants, writer->ledger, cmd); /* the next command sees them */
     }
 }
 
@@ -86,7 +91,7 @@ static bool changes_empty(const ledger_changes_t *c) {
 
 static bool cmds_need_tx(const writer_cmd_t *cmds) {
     for (const writer_cmd_t *cmd = cmds; cmd != NULL; cmd = cmd->next) {
-        if (cmd->in_transaction != NULL) return true;
+        if (cmd->in_transaction != NULL || cmd->grant_count > 0) return true;
     }
     return false;
 }
@@ -118,7 +123,8 @@ static pc_status batch_write(writer_t *writer, writer_cmd_t *cmds, journal_entry
     journal_content_init(&content);
     status = store_tx_write_changes(tx, writer->ledger, c, writer->head.seq + 1, &content);
     for (writer_cmd_t *cmd = cmds; status == PC_OK && cmd != NULL; cmd = cmd->next) {
-        if (cmd->in_transaction != NULL) status = cmd->in_transaction(cmd, tx);
+        status = writer_grants_write(cmd, tx);
+        if (status == PC_OK && cmd->in_transaction != NULL) status = cmd->in_transaction(cmd, tx);
     }
     if (status == PC_OK && *journaled) {
         entry_build(writer, c, &content, entry);
@@ -169,10 +175,12 @@ static void batch_run(writer_t *writer, writer_cmd_t *cmds) {
         PC_ASSERT_SLOW(ledger_balanced(writer->ledger, NULL));
         if (journaled) writer->head = entry;
         ledger_batch_commit(writer->ledger);
+        writer_grants_commit(writer->grants);
     } else {
         fprintf(stderr, "{\"level\":\"error\",\"msg\":\"batch commit failed\",\"code\":\"%s\",\"detail\":\"%s\"}\n",
                 pc_status_code(status), store_error_detail(writer->store));
         ledger_batch_rollback(writer->ledger);
+        writer_grants_rollback(writer->grants);
     }
     /* Completions after the commit, never before. */
     writer_cmd_t *cmd = cmds;
@@ -226,6 +234,9 @@ static pc_status writer_load(writer_t *writer, const char *key_path) {
     status = store_load(writer->store, writer->ledger, &writer->head);
     if (status != PC_OK) return status;
     writer->source = store_source(writer->store);
+    status = writer_grants_open(&writer->grants);
+    if (status == PC_OK) status = writer_grants_load(writer->grants, writer->store, writer->ledger);
+    if (status != PC_OK) return status;
     return journal_key_load_or_create(key_path, &writer->key);
 }
 
@@ -239,6 +250,7 @@ pc_status writer_start(writer_t **out, store_t *store, const char *key_path, con
     pc_status status = writer_load(writer, key_path);
     if (status != PC_OK) {
         ledger_close(writer->ledger);
+        writer_grants_close(writer->grants);
         journal_key_wipe(&writer->key);
         free(writer);
         return status;
@@ -247,6 +259,7 @@ pc_status writer_start(writer_t **out, store_t *store, const char *key_path, con
     pthread_cond_init(&writer->work, NULL);
     if (pthread_create(&writer->thread, NULL, writer_main, writer) != 0) {
         ledger_close(writer->ledger);
+        writer_grants_close(writer->grants);
         free(writer);
         return PC_INTERNAL;
     }
@@ -325,6 +338,7 @@ void writer_stop(writer_t *writer) {
                 pc_status_code(status), store_error_detail(writer->store));
     }
     ledger_close(writer->ledger);
+    writer_grants_close(writer->grants);
     journal_key_wipe(&writer->key);
     pthread_cond_destroy(&writer->work);
     pthread_mutex_destroy(&writer->mutex);
