@@ -208,10 +208,10 @@ static void transfer_reply(api_request_t *req, const ledger_transfer_t *event,
         memcpy(transfer.credit_account_id, result->credit_account_id, PC_ID_SIZE);
         memcpy(transfer.currency, result->currency, sizeof transfer.currency);
         transfer.code = result->code;
+        transfer.amount = result->amount;
     }
     json_t *object = codec_transfer_json(&transfer, LEDGER_PENDING_NONE);
     if (result->status == PC_OK && object != NULL) {
-        json_object_set_new(object, "amount", json_integer((json_int_t)result->amount));
         json_object_set_new(object, "balances",
                             json_pack("{s:o,s:o}", "debit_account",
                                       codec_balances_json(&result->debit_balances),

@@ -94,13 +94,8 @@ void api_route_account_get(api_request_t *req) {
     store_account_free(&account);
 }
 
-typedef struct {
-    api_request_t *req;
-    json_t *data;
-} account_rows;
-
 static void account_row(const ledger_account_t *account, void *ctx) {
-    json_array_append_new(((account_rows *)ctx)->data, codec_account_json(account));
+    json_array_append_new(ctx, codec_account_json(account));
 }
 
 /* An admin or read_only key lists every account in creation order; a merchant key its
@@ -110,13 +105,13 @@ void api_route_accounts_list(api_request_t *req) {
     if (!api_list_query(req, &query, false)) return;
     store_reader_t *reader = reader_or_reply(req);
     if (reader == NULL) return;
-    account_rows rows = {.req = req, .data = json_array()};
+    json_t *data = json_array();
     bool has_more = false;
     const char *owner = api_request_owner(req);
     pc_status status = owner != NULL
-                           ? store_list_accounts_granted(reader, owner, &query, account_row, &rows, &has_more)
-                           : store_list_accounts(reader, &query, account_row, &rows, &has_more);
-    reply_list(req, status, rows.data, has_more);
+                           ? store_list_accounts_granted(reader, owner, &query, account_row, data, &has_more)
+                           : store_list_accounts(reader, &query, account_row, data, &has_more);
+    reply_list(req, status, data, has_more);
 }
 
 /* A transfer named as starting_after must be one the caller may see: a foreign one
