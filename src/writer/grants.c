@@ -54,17 +54,12 @@ struct writer_grants {
     uint32_t by_id_committed;    /* by_id entries before the open batch */
 };
 
-static uint64_t mix64(uint64_t x) {
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ull;
-    x ^= x >> 33;
-    return x;
-}
-
 static uint64_t pair_of(uint32_t owner, uint32_t account_index) {
     return (uint64_t)owner << 32 | account_index;
+}
+
+static uint32_t pair_home(const pair_set *set, uint64_t pair) {
+    return (uint32_t)pc_hash64(&pair, sizeof pair) & (set->capacity - 1);
 }
 
 static void *array_grow(void *items, uint32_t *capacity, uint32_t capacity_min, size_t item_bytes) {
@@ -80,7 +75,7 @@ static void *array_grow(void *items, uint32_t *capacity, uint32_t capacity_min, 
 
 static bool pair_slot(const pair_set *set, uint64_t pair, uint32_t *slot) {
     uint32_t mask = set->capacity - 1;
-    for (uint32_t at = (uint32_t)mix64(pair) & mask;; at = (at + 1) & mask) {
+    for (uint32_t at = pair_home(set, pair);; at = (at + 1) & mask) {
         if (set->slots[at] == pair) {
             *slot = at;
             return true;
@@ -126,7 +121,7 @@ static void pair_remove(pair_set *set, uint64_t pair) {
     bool present = pair_slot(set, pair, &hole);
     PC_ASSERT(present);
     for (uint32_t at = (hole + 1) & mask; set->slots[at] != PAIR_EMPTY; at = (at + 1) & mask) {
-        uint32_t home = (uint32_t)mix64(set->slots[at]) & mask;
+        uint32_t home = pair_home(set, set->slots[at]);
         bool stays = hole <= at ? (hole < home && home <= at) : (hole < home || home <= at);
         if (stays) continue;
         set->slots[hole] = set->slots[at];
@@ -139,7 +134,8 @@ static void pair_remove(pair_set *set, uint64_t pair) {
 /* ---- name tables ---- */
 
 static uint32_t name_home(const name_table *table, uint32_t owner, const char *id) {
-    return (uint32_t)(pc_hash64(id, strlen(id)) ^ mix64(owner)) & (table->capacity - 1);
+    uint64_t hash = pc_hash64(id, strlen(id)) + owner * 0x9e3779b97f4a7c15ull; /* owner: spread */
+    return (uint32_t)hash & (table->capacity - 1);
 }
 
 /* The entry index of (owner, id), or -1. */
