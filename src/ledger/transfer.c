@@ -141,34 +141,26 @@ static ledger_transfer_t *record_push(ledger_t *ledger, const ledger_transfer_t 
     return record;
 }
 
-static void result_created(ledger_t *ledger, const ledger_transfer_t *record, uint32_t debit_index,
-                           uint32_t credit_index, ledger_transfer_result_t *result) {
+/* A result showing 'record' as stored: what a post or void inherits included. */
+static void result_stored(pc_status status, const ledger_transfer_t *record, ledger_transfer_result_t *result) {
     *result = (ledger_transfer_result_t){
-        .status = PC_OK,
+        .status = status,
         .timestamp_ns = record->timestamp_ns,
-        .debit_balances = ledger->accounts[debit_index].balances,
-        .credit_balances = ledger->accounts[credit_index].balances,
         .amount = record->amount,
         .code = record->code,
     };
     memcpy(result->debit_account_id, record->debit_account_id, PC_ID_SIZE);
     memcpy(result->credit_account_id, record->credit_account_id, PC_ID_SIZE);
     memcpy(result->currency, record->currency, sizeof result->currency);
-    ledger__history_add(ledger, debit_index, record);
-    ledger__history_add(ledger, credit_index, record);
 }
 
-/* The original of an identical transfer, as stored. */
-static void result_exists(const ledger_transfer_t *original, ledger_transfer_result_t *result) {
-    *result = (ledger_transfer_result_t){
-        .status = PC_EXISTS,
-        .timestamp_ns = original->timestamp_ns,
-        .amount = original->amount,
-        .code = original->code,
-    };
-    memcpy(result->debit_account_id, original->debit_account_id, PC_ID_SIZE);
-    memcpy(result->credit_account_id, original->credit_account_id, PC_ID_SIZE);
-    memcpy(result->currency, original->currency, sizeof result->currency);
+static void result_created(ledger_t *ledger, const ledger_transfer_t *record, uint32_t debit_index,
+                           uint32_t credit_index, ledger_transfer_result_t *result) {
+    result_stored(PC_OK, record, result);
+    result->debit_balances = ledger->accounts[debit_index].balances;
+    result->credit_balances = ledger->accounts[credit_index].balances;
+    ledger__history_add(ledger, debit_index, record);
+    ledger__history_add(ledger, credit_index, record);
 }
 
 static bool account_index_find(const ledger_t *ledger, const char *id, uint32_t *index) {
@@ -400,7 +392,7 @@ static pc_status transfer_apply(ledger_t *ledger, const void *events, uint32_t i
         if (existing.record.failure != PC_OK) return PC_ID_ALREADY_FAILED;
         if (!transfer_reachable(ledger, ctx, &existing.record.transfer)) return PC_ID_TAKEN;
         status = transfer_compare(&existing.record.transfer, e);
-        if (status == PC_EXISTS) result_exists(&existing.record.transfer, result);
+        if (status == PC_EXISTS) result_stored(PC_EXISTS, &existing.record.transfer, result);
         return status;
     }
     return is_resolution(e->flags) ? resolution_apply(ledger, ctx, e, result) : movement_apply(ledger, ctx, e, result);
