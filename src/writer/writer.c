@@ -259,8 +259,10 @@ static void batch_run(writer_t *writer, writer_cmd_t *cmds) {
         writer_grants_rollback(writer->grants);
     }
     health_record(writer, status);
-    cmds_complete(cmds, status); /* after the commit, never before */
+    /* A store failed for good is marked (and the process told) before any submitter
+     * learns of this batch: its next command must find the writer failed. */
     if (store_failed(writer->store) != PC_OK) writer_fail(writer, store_failed(writer->store));
+    cmds_complete(cmds, status); /* after the commit, never before */
 }
 
 /* While the store is not writable and nothing else runs: one small write, with
