@@ -24,6 +24,8 @@ const api_route_t api_routes[] = {
     {"POST", "/v1/risk/reviews/{id}/approve", API_AUTH_WRITE, api_route_risk_review_approve},
     {"POST", "/v1/risk/reviews/{id}/decline", API_AUTH_WRITE, api_route_risk_review_decline},
     {"POST", "/v1/admin/reload", API_AUTH_ADMIN, api_route_admin_reload},
+    /* gateway */
+    {"GET", "/v1/channels", API_AUTH_READ, api_route_channels},
     /* operations */
     {"GET", "/metrics", API_AUTH_NONE, api_route_metrics},
     {"GET", "/healthz", API_AUTH_NONE, api_route_healthz},

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/api_gateway.h"
 #include "api/api_risk.h"
 #include "cli/cli.h"
 #include "cli/cli_args.h"
@@ -14,7 +15,8 @@
 
 enum { OPT_LISTEN, OPT_DB, OPT_THREADS, OPT_BODY_MAX, OPT_QUEUE_MAX, OPT_LOG_LEVEL,
        OPT_LOG_FILE, OPT_RATE, OPT_BURST, OPT_TIMEOUT, OPT_REQUEST_TIMEOUT, OPT_METRICS_AUTH, OPT_ROUTES, OPT_RISK_MODEL,
-       OPT_RISK_RULES, OPT_RISK_RULES_ONLY, OPT_RISK_REVIEW, OPT_RISK_DECLINE, OPT_COUNT };
+       OPT_RISK_RULES, OPT_RISK_RULES_ONLY, OPT_RISK_REVIEW, OPT_RISK_DECLINE, OPT_CHANNELS,
+       OPT_GATEWAY_THREADS, OPT_COUNT };
 
 static void serve_opts(cli_opt opts[OPT_COUNT]) {
     cli_opt defaults[OPT_COUNT] = {
@@ -36,6 +38,8 @@ static void serve_opts(cli_opt opts[OPT_COUNT]) {
         {"risk-rules-only", "PAYCORE_RISK_RULES_ONLY", true, NULL, "score with rules only (no model; /healthz says rules_only)"},
         {"risk-review-threshold", "PAYCORE_RISK_REVIEW_THRESHOLD", false, NULL, "model score at or above: review (default 0.30)"},
         {"risk-decline-threshold", "PAYCORE_RISK_DECLINE_THRESHOLD", false, NULL, "model score at or above: decline (default 0.85)"},
+        {"channels", "PAYCORE_CHANNELS", false, NULL, "payment channels and routing (JSON, docs/channels.md); SIGHUP or POST /v1/admin/reload reloads"},
+        {"gateway-threads", "PAYCORE_GATEWAY_THREADS", false, "1", "gateway threads calling channels (each runs a curl multi)"},
     };
     memcpy(opts, defaults, sizeof defaults);
 }
@@ -82,6 +86,7 @@ static void serve_wait(const sigset_t *signals) {
         if (sigwait(signals, &signal_number) != 0) continue;
         if (signal_number == SIGHUP) {
             api_risk_reload();
+            (void)api_gateway_reload(NULL, 0); /* logs a refusal with its line */
             bool reopened = obs_log_reopen();
             obs_log(reopened ? OBS_LEVEL_INFO : OBS_LEVEL_ERROR,
                     reopened ? "log reopened" : "log reopen failed", NULL);
@@ -96,7 +101,8 @@ int cli_serve(int argc, char **argv) {
     cli_opt opts[OPT_COUNT];
     serve_opts(opts);
     const char *usage = "usage: paycore serve [options]\n\nRuns the HTTP/JSON API. SIGTERM drains "
-                        "the writer queue, commits and exits 0; SIGHUP reopens the log file.";
+                        "the writer queue, commits and exits 0; SIGHUP reopens the log file and\n"
+                        "reloads the risk rules and the channels file.";
     if (cli_wants_help(argc, argv)) {
         cli_args_usage(stdout, usage, opts, OPT_COUNT);
         return 0;
@@ -133,9 +139,23 @@ int cli_serve(int argc, char **argv) {
         obs_log_close();
         return 1;
     }
+    uint64_t gateway_threads = 1;
+    if (!cli_parse_u64(opts[OPT_GATEWAY_THREADS].value, &gateway_threads) || gateway_threads == 0 ||
+        gateway_threads > GW_THREADS_MAX) {
+        fprintf(stderr, "paycore serve: bad --gateway-threads '%s'\n", opts[OPT_GATEWAY_THREADS].value);
+        api_risk_stop();
+        obs_log_close();
+        return 2;
+    }
+    if (api_gateway_start(opts[OPT_CHANNELS].value, (uint32_t)gateway_threads) != PC_OK) {
+        api_risk_stop();
+        obs_log_close();
+        return 1;
+    }
     api_server_t *server = NULL;
     pc_status status = api_server_start(&server, &config);
     if (status != PC_OK) {
+        api_gateway_stop();
         api_risk_stop();
         obs_logf(OBS_LEVEL_ERROR, "cannot start: %s (%s)", pc_status_code(status), config.db_path);
         obs_log_close();
@@ -148,6 +168,7 @@ int cli_serve(int argc, char **argv) {
     obs_log_notice("listening", fields);
     serve_wait(&signals);
     api_server_stop(server);
+    api_gateway_stop();
     api_risk_stop();
     obs_log_notice("stopped", NULL);
     obs_log_close();

@@ -300,10 +300,12 @@ static void classify_http_error(long http_status, const json_t *body, gw_answer_
     const char *label = http_label(http_status);
     const json_t *error = json_object_get(body, "error");
     const char *code = gw_json_str(error, "code");
-    gw_outcome outcome = GW_OUTCOME_UNKNOWN;           /* 5xx, 3xx, 409: may have applied */
+    /* A reused key means a request under it was applied before: ask what it was. */
+    bool key_reused = http_status == 409 && code != NULL && strcmp(code, "idempotency_key_reused") == 0;
+    gw_outcome outcome = GW_OUTCOME_UNKNOWN;           /* 5xx, 3xx: may have applied */
     if (http_status == 503 || http_status == 429 || http_status == 401 || http_status == 403) {
         outcome = GW_OUTCOME_RETRYABLE;                /* refused before doing anything */
-    } else if (http_status >= 400 && http_status < 500 && http_status != 409) {
+    } else if (http_status >= 400 && http_status < 500 && !key_reused) {
         outcome = GW_OUTCOME_HARD_DECLINE;             /* refused as invalid: never applied */
     }
     pc_status status = http_status == 503 ? PC_GATEWAY_CHANNEL_UNREACHABLE : PC_GATEWAY_CHANNEL_ERROR;

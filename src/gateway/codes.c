@@ -66,7 +66,7 @@ static const gw_code_entry_t card_codes[] = {
     {"14", GW_OUTCOME_HARD_DECLINE}, {"51", GW_OUTCOME_SOFT_DECLINE},
     {"54", GW_OUTCOME_HARD_DECLINE}, {"57", GW_OUTCOME_HARD_DECLINE},
     {"61", GW_OUTCOME_SOFT_DECLINE}, {"91", GW_OUTCOME_RETRYABLE},
-    {"96", GW_OUTCOME_RETRYABLE},
+    {"96", GW_OUTCOME_RETRYABLE},    {"1A", GW_OUTCOME_CHALLENGE},
 };
 
 static const gw_code_entry_t wallet_codes[] = {
@@ -75,6 +75,7 @@ static const gw_code_entry_t wallet_codes[] = {
     {"account_frozen", GW_OUTCOME_HARD_DECLINE},
     {"account_not_found", GW_OUTCOME_HARD_DECLINE},
     {"currency_mismatch", GW_OUTCOME_HARD_DECLINE},
+    {"exceeds_refundable", GW_OUTCOME_HARD_DECLINE},
 };
 
 /* The bank answers "pending" at once; NACHA return codes arrive by callback. */

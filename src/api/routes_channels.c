@@ -1,0 +1,58 @@
+/* api/routes_channels.c: the payment gateway over HTTP, and its place in `paycore serve`.
+ *   GET /v1/channels    each channel with breaker state, success rate, latency, routing
+ * Reload (SIGHUP, POST /v1/admin/reload) and /metrics call in here too. The gateway is
+ * process-wide: started before listening, stopped after the server drained. */
+#include <stdio.h>
+
+#include "api/api_gateway.h"
+#include "api/api_internal.h"
+#include "obs/obs.h"
+
+static gw_t *gateway; /* set before listening, cleared after draining */
+
+pc_status api_gateway_start(const char *channels_path, uint32_t threads) {
+    if (channels_path == NULL) return PC_OK;
+    gw_options_t options = {channels_path, threads};
+    gw_config_error_t error;
+    pc_status status = gw_start(&gateway, &options, &error);
+    if (status != PC_OK) {
+        obs_logf(OBS_LEVEL_ERROR, "gateway: cannot start: %s (%s line %u: %s)", pc_status_code(status),
+                 channels_path, error.line, error.message);
+    }
+    return status;
+}
+
+pc_status api_gateway_reload(char *message, size_t message_bytes) {
+    if (gateway == NULL) return PC_OK;
+    gw_config_error_t error;
+    pc_status status = gw_reload(gateway, &error);
+    if (message != NULL && status != PC_OK) {
+        snprintf(message, message_bytes, "channels line %u: %s", error.line, error.message);
+    }
+    return status;
+}
+
+void api_gateway_stop(void) {
+    gw_stop(gateway);
+    gateway = NULL;
+}
+
+gw_t *api_gateway(void) { return gateway; }
+
+char *api_gateway_metrics_append(char *text, size_t *bytes) {
+    return gateway == NULL ? text : gw_metrics_append(gateway, text, bytes);
+}
+
+void api_route_channels(api_request_t *req) {
+    if (!api_query_only(req, (const char *const[]){NULL})) return;
+    if (gateway == NULL) {
+        api_reply_json(req, 200, json_pack("{s:[],s:n}", "channels", "config"));
+        return;
+    }
+    json_t *body = gw_channels_json(gateway);
+    if (body == NULL) {
+        api_reply_error(req, PC_NO_MEMORY, NULL, NULL);
+        return;
+    }
+    api_reply_json(req, 200, body);
+}
