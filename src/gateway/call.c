@@ -236,7 +236,9 @@ static void on_inquiry(gw_call_t *call, const gw_answer_t *a) {
     bool asked_by_caller = call->req.op == GW_OP_STATUS;
     at->status_inquired = !asked_by_caller;
     if (a->found < 0) {
-        if (asked_by_caller) finish_answer(call, a);
+        gw_answer_t unanswered = *a;
+        unanswered.outcome = GW_OUTCOME_UNKNOWN; /* no answer says nothing of the original */
+        if (asked_by_caller) finish_answer(call, &unanswered);
         else inquiry_failed(call, a);
         return;
     }
@@ -274,21 +276,19 @@ static const char *http_label(long http_status) {
     return "http_other";
 }
 
-/* The request never left (nothing sent): safe to try elsewhere. Once bytes went out,
- * a failure may have been applied: unknown. */
-static void classify_transport(CURL *easy, CURLcode code, bool too_large, gw_answer_t *a) {
-    long sent_bytes = 0;
-    curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &sent_bytes);
+/* The body never left: the channel cannot have applied it, safe to try elsewhere.
+ * Once curl took the body, a failure may have been applied: unknown. */
+static void classify_transport(const gw_call_t *call, CURLcode code, gw_answer_t *a) {
     a->found = -1;
-    if (too_large) {
+    if (call->response_too_large) {
         gw_answer_fail(a, GW_OUTCOME_UNKNOWN, PC_GATEWAY_BAD_RESPONSE, "too_large",
                        "the answer is larger than %d bytes", GW_RESPONSE_BYTES_MAX);
-    } else if (code == CURLE_OPERATION_TIMEDOUT && sent_bytes > 0) {
-        gw_answer_fail(a, GW_OUTCOME_UNKNOWN, PC_GATEWAY_CHANNEL_TIMEOUT, "timeout",
-                       "no answer in time: %s", curl_easy_strerror(code));
-    } else if (sent_bytes == 0 || code == CURLE_COULDNT_CONNECT || code == CURLE_COULDNT_RESOLVE_HOST) {
+    } else if (!call->body_read) {
         gw_answer_fail(a, GW_OUTCOME_RETRYABLE, PC_GATEWAY_CHANNEL_UNREACHABLE, "connect_failed",
                        "not sent: %s", curl_easy_strerror(code));
+    } else if (code == CURLE_OPERATION_TIMEDOUT) {
+        gw_answer_fail(a, GW_OUTCOME_UNKNOWN, PC_GATEWAY_CHANNEL_TIMEOUT, "timeout",
+                       "no answer in time: %s", curl_easy_strerror(code));
     } else {
         gw_answer_fail(a, GW_OUTCOME_UNKNOWN, PC_GATEWAY_CHANNEL_UNREACHABLE, "connection_closed",
                        "sent, then: %s", curl_easy_strerror(code));
@@ -352,7 +352,7 @@ static void classify(gw_call_t *call, CURLcode code, gw_answer_t *a) {
     memset(a, 0, sizeof *a);
     a->found = -1;
     if (code != CURLE_OK) {
-        classify_transport(call->easy, code, call->response_too_large, a);
+        classify_transport(call, code, a);
         return;
     }
     long http_status = 0;
@@ -379,7 +379,8 @@ static void classify(gw_call_t *call, CURLcode code, gw_answer_t *a) {
 
 static void log_answer(const gw_call_t *call, const gw_attempt_t *at, const gw_answer_t *a) {
     if (a->status == PC_OK) return;
-    bool garbage = a->status == PC_GATEWAY_BAD_RESPONSE || a->status == PC_GATEWAY_CHANNEL_ERROR;
+    bool garbage = a->status == PC_GATEWAY_BAD_RESPONSE || a->status == PC_GATEWAY_CHANNEL_ERROR ||
+                   strcmp(a->code, "connection_closed") == 0;
     obs_logf(garbage ? OBS_LEVEL_ERROR : OBS_LEVEL_WARN,
              "gateway: %s %s attempt %u on %s%s: %s, outcome %s: %s", call->req.reference,
              gw_op_name(call->req.op), at->number, at->channel,

@@ -45,6 +45,16 @@ static size_t on_body(char *data, size_t size, size_t count, void *user) {
     return bytes;
 }
 
+static size_t on_read(char *buffer, size_t size, size_t count, void *user) {
+    gw_call_t *call = user;
+    call->body_read = true;
+    size_t left = call->request_bytes - call->request_sent_bytes;
+    size_t bytes = size * count < left ? size * count : left;
+    memcpy(buffer, call->request_body + call->request_sent_bytes, bytes);
+    call->request_sent_bytes += bytes;
+    return bytes;
+}
+
 static CURL *easy_take(gw_thread_t *t) {
     if (t->easy_free_count > 0) {
         CURL *easy = t->easy_free[--t->easy_free_count];
@@ -83,8 +93,16 @@ static void easy_setup(CURL *easy, gw_call_t *call, const gw_channel_cfg_t *ch, 
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, call);
     curl_easy_setopt(easy, CURLOPT_TCP_NODELAY, 1L);
     if (call->request_body != NULL) {
-        curl_easy_setopt(easy, CURLOPT_POSTFIELDS, call->request_body);
-        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long)strlen(call->request_body));
+        /* The body through a read callback and no seek callback: curl cannot resend it
+         * by itself (it silently retries a request whose reused connection died), so
+         * "the body never left" stays a fact we can build on. */
+        call->request_bytes = strlen(call->request_body);
+        call->request_sent_bytes = 0;
+        call->body_read = false;
+        curl_easy_setopt(easy, CURLOPT_POST, 1L);
+        curl_easy_setopt(easy, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(easy, CURLOPT_READDATA, call);
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long)call->request_bytes);
     } else {
         curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
     }
@@ -105,6 +123,7 @@ bool gw_thread_send(gw_thread_t *t, gw_call_t *call, const gw_channel_cfg_t *ch,
     call->easy = easy_take(t);
     call->response_bytes = 0;
     call->response_too_large = false;
+    call->body_read = false;
     if (call->headers == NULL || call->easy == NULL) {
         gw_thread_http_release(t, call);
         return false;

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdarg.h>
@@ -285,6 +286,83 @@ static inline bool gwt_log_has(const char *path, ...) {
     }
     fclose(f);
     return found;
+}
+
+/* ---- many operations at once through gw_submit ---- */
+
+typedef struct {
+    pthread_mutex_t mutex;
+    pthread_cond_t cond;
+    uint32_t running;
+    uint32_t finished;
+    gw_result_t *results;
+} gwt_batch_t;
+
+typedef struct {
+    gwt_batch_t *batch;
+    uint32_t index;
+} gwt_slot_t;
+
+static inline void gwt_batch_done(void *ctx, const gw_result_t *result) {
+    gwt_slot_t *slot = ctx;
+    gwt_batch_t *b = slot->batch;
+    pthread_mutex_lock(&b->mutex);
+    b->results[slot->index] = *result;
+    b->running--;
+    b->finished++;
+    pthread_cond_signal(&b->cond);
+    pthread_mutex_unlock(&b->mutex);
+}
+
+/* Runs 'count' requests with at most 'in_flight' at once; results in request order. */
+static inline void gwt_run_many(gw_t *gw, const gw_request_t *requests, uint32_t count,
+                                uint32_t in_flight, gw_result_t *results) {
+    gwt_batch_t b = {.results = results};
+    pthread_mutex_init(&b.mutex, NULL);
+    pthread_cond_init(&b.cond, NULL);
+    gwt_slot_t *slots = calloc(count, sizeof *slots);
+    ASSERT_TRUE(slots != NULL);
+    for (uint32_t i = 0; i < count; i++) {
+        pthread_mutex_lock(&b.mutex);
+        while (b.running >= in_flight) pthread_cond_wait(&b.cond, &b.mutex);
+        b.running++;
+        pthread_mutex_unlock(&b.mutex);
+        slots[i] = (gwt_slot_t){&b, i};
+        gw_callbacks_t callbacks = {NULL, gwt_batch_done, &slots[i]};
+        pc_status status = gw_submit(gw, &requests[i], &callbacks);
+        if (status != PC_OK) TEST_FAIL("gw_submit: %s", pc_status_code(status));
+    }
+    pthread_mutex_lock(&b.mutex);
+    while (b.finished < count) pthread_cond_wait(&b.cond, &b.mutex);
+    pthread_mutex_unlock(&b.mutex);
+    free(slots);
+    pthread_cond_destroy(&b.cond);
+    pthread_mutex_destroy(&b.mutex);
+}
+
+/* The state of one channel's breaker as GET /v1/channels shows it. */
+static inline const char *gwt_breaker(gw_t *gw, const char *channel, char *out, size_t out_bytes) {
+    json_t *all = gw_channels_json(gw);
+    const json_t *list = json_object_get(all, "channels");
+    out[0] = '\0';
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        const json_t *c = json_array_get(list, i);
+        if (strcmp(json_string_value(json_object_get(c, "name")), channel) == 0) {
+            snprintf(out, out_bytes, "%s", json_string_value(json_object_get(json_object_get(c, "breaker"), "state")));
+        }
+    }
+    json_decref(all);
+    return out;
+}
+
+/* Polls (never a fixed sleep) until the breaker is in 'state'; fails after a minute. */
+static inline void gwt_wait_breaker(gw_t *gw, const char *channel, const char *state) {
+    char now[32];
+    uint64_t deadline = gwt_ms() + GWT_START_TIMEOUT_MS;
+    while (strcmp(gwt_breaker(gw, channel, now, sizeof now), state) != 0) {
+        if (gwt_ms() > deadline) TEST_FAIL("breaker of %s stays %s, want %s", channel, now, state);
+        usleep(5000);
+    }
 }
 
 #endif
