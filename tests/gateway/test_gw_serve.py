@@ -1,0 +1,134 @@
+"""Goal: the gateway inside `paycore serve`: --channels FILE loads the channels (a bad
+file stops the start with its line), GET /v1/channels shows each channel with its
+breaker, success rate and latency (never its API key), /metrics carries the gateway
+series and stays promtool-clean, SIGHUP and POST /v1/admin/reload reload the file, and
+a bad file is refused with its line while the old configuration keeps serving.
+Method: a real card simulator process and a real server on loopback ports."""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../api"))
+from pcapi import BIN, TIMEOUT_S, Server, check, expect, fail  # noqa: E402
+from test_api_ops import promtool_check  # noqa: E402
+
+SIM_BIN = os.environ.get("PAYCORE_SIM_BIN", BIN)
+
+
+def start_sim(kind, workdir):
+    log = open(os.path.join(workdir, kind + ".log"), "w")
+    proc = subprocess.Popen([SIM_BIN, "simulator", kind, "--listen", "127.0.0.1:0", "--db",
+                             os.path.join(workdir, kind + ".db")], stdout=subprocess.PIPE, stderr=log, text=True)
+    line = proc.stdout.readline()
+    m = re.match(r"listening=127\.0\.0\.1:(\d+)", line)
+    check(m is not None, "simulator did not start: %r (needs `paycore simulator`)" % line)
+    return proc, "http://127.0.0.1:%s" % m.group(1)
+
+
+def channels_file(path, card_url, names, kind="card"):
+    lines = ['{"channels": [']
+    for i, name in enumerate(names):
+        comma = "," if i + 1 < len(names) else ""
+        lines.append('  {"name": "%s", "kind": "%s", "url": "%s", "api_key": "sekret-%s"}%s'
+                     % (name, kind, card_url, name, comma))
+    lines.append("]}")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def wait_for(what, predicate):
+    deadline = time.time() + TIMEOUT_S
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    fail("timed out waiting for " + what)
+
+
+def names(client):
+    resp = expect(client.get("/v1/channels"), 200, what="GET /v1/channels")
+    return [c["name"] for c in resp.json["channels"]]
+
+
+def main():
+    server = Server()
+    sim, card_url = start_sim("card", server.dir)
+    path = os.path.join(server.dir, "channels.json")
+    try:
+        # a bad file at start: the server refuses to start and names the line
+        channels_file(path, card_url, ["card_a"], kind="carrier-pigeon")
+        out = subprocess.run([BIN, "serve", "--db", server.db, "--listen", "127.0.0.1:0", "--channels", path],
+                             capture_output=True, text=True, timeout=TIMEOUT_S)
+        check(out.returncode == 1, "serve with a bad channels file must exit 1: %r" % out.returncode)
+        check(re.search(r"line 2: channels\[0\]\.kind: unknown channel kind", out.stderr) is not None,
+              "start refusal names the line: %r" % out.stderr[-400:])
+
+        channels_file(path, card_url, ["card_a"])
+        server.start(["--channels", path])
+        client = server.client()
+        resp = expect(client.get("/v1/channels"), 200, what="channels")
+        check("sekret" not in resp.raw, "the API key must never be shown")
+        (card,) = resp.json["channels"]
+        check(card["name"] == "card_a" and card["kind"] == "card", "channel: %r" % card)
+        check(card["url"] == card_url, "url: %r" % card)
+        check(card["breaker"]["state"] == "closed", "breaker: %r" % card)
+        check(card["success_rate"] is None and card["latency_ms"] is None, "no calls yet: %r" % card)
+        check(resp.json["routing"]["strategy"] == "priority", "routing: %r" % resp.json["routing"])
+        expect(client.get("/v1/channels?x=1"), 400, "query_invalid", "unknown query")
+
+        metrics = expect(server.client(key="").get("/metrics"), 200, what="metrics").raw
+        for series in ["paycore_gateway_attempts_total{channel=\"card_a\",op=\"authorize\"} 0",
+                       "paycore_gateway_breaker_state{channel=\"card_a\",state=\"closed\"} 1",
+                       "paycore_gateway_latency_seconds_count{channel=\"card_a\"} 0",
+                       "paycore_gateway_config_reloads_total{result=\"ok\"} 0"]:
+            check(series in metrics, "metrics lack %s" % series)
+        promtool_check(metrics)
+
+        # SIGHUP with a good file: two channels
+        channels_file(path, card_url, ["card_a", "card_b"])
+        server.proc.send_signal(signal.SIGHUP)
+        wait_for("SIGHUP reload", lambda: names(client) == ["card_a", "card_b"])
+
+        # SIGHUP with a bad file: refused with its line, the two channels stay
+        with open(path, "w") as f:
+            f.write('{"channels": [\n  {"name": "card_a", "kind": "card", "url": "%s"}],\n'
+                    ' "routing": {"strategy": "weighted",\n   "weights": {"card_a": "heavy"}}}\n' % card_url)
+        server.proc.send_signal(signal.SIGHUP)
+        wait_for("refused reload logged", lambda: re.search(
+            r"reload of .* refused \(line 4: routing\.weights\.card_a: the weight is not a number", server.log()))
+        check(names(client) == ["card_a", "card_b"], "a refused reload keeps the old channels")
+        resp = expect(client.get("/v1/channels"), 200)
+        check(resp.json["config"]["reloads_refused"] == 1, "refusals counted: %r" % resp.json["config"])
+
+        # POST /v1/admin/reload: the same refusal, as an API error with the line
+        resp = expect(client.post("/v1/admin/reload"), 400, "gateway_config_invalid", "admin reload of a bad file")
+        check("channels line 4" in resp.json["error"]["message"], "line in message: %r" % resp)
+        check(names(client) == ["card_a", "card_b"], "still the old channels")
+        channels_file(path, card_url, ["card_c"])
+        resp = expect(client.post("/v1/admin/reload"), 200, what="admin reload")
+        check(resp.json["channels"] is True, "reload answer: %r" % resp.json)
+        check(names(client) == ["card_c"], "reloaded: %r" % names(client))
+        metrics = expect(server.client(key="").get("/metrics"), 200).raw
+        check("paycore_gateway_config_reloads_total{result=\"refused\"} 2" in metrics, "refused reloads counted")
+        check("card_a" not in metrics, "a removed channel leaves the metrics")
+        promtool_check(metrics)
+        check(server.stop() == 0, "clean stop")
+
+        # without --channels: no channels, the route still answers
+        server.start()
+        resp = expect(server.client().get("/v1/channels"), 200)
+        check(resp.json == {"channels": [], "config": None}, "no gateway: %r" % resp.json)
+        expect(server.client().post("/v1/admin/reload"), 200, what="reload without channels")
+        check(server.stop() == 0, "clean stop")
+    finally:
+        sim.terminate()
+        sim.wait(timeout=TIMEOUT_S)
+        server.close()
+    print("gateway serve: ok")
+
+
+if __name__ == "__main__":
+    main()
