@@ -71,6 +71,7 @@
 #define GW_WINDOW_CALLS_MAX 4096    /* sliding windows (success rate, breaker), in calls */
 #define GW_TIMEOUT_MS_MAX 120000    /* a channel call longer than 2 minutes is a dead channel */
 #define GW_LATENCY_SAMPLES 256      /* recent latencies kept per channel for p50/p99 */
+#define GW_CALLBACK_SKEW_S 300      /* a signed callback older or newer than this is refused */
 
 static_assert(GW_CHANNELS_MAX <= 255, "decision order indexes are uint8_t");
 static_assert(GW_KEY_BYTES_MAX <= PC_ID_BYTES_MAX, "a channel key fits the protocol's id bound");

@@ -1,8 +1,13 @@
 /* api/routes_channels.c: the payment gateway over HTTP, and its place in `paycore serve`.
- *   GET /v1/channels    each channel with breaker state, success rate, latency, routing
+ *   GET  /v1/channels                     each channel with breaker state, success rate,
+ *                                         latency, routing
+ *   POST /v1/channels/{name}/callbacks    a bank's signed result of a pending transfer:
+ *                                         no API key, the channel's signature instead;
+ *                                         2xx only once the gateway's listener took it
  * Reload (SIGHUP, POST /v1/admin/reload) and /metrics call in here too. The gateway is
  * process-wide: started before listening, stopped after the server drained. */
 #include <stdio.h>
+#include <time.h>
 
 #include "api/api_gateway.h"
 #include "api/api_internal.h"
@@ -55,4 +60,22 @@ void api_route_channels(api_request_t *req) {
         return;
     }
     api_reply_json(req, 200, body);
+}
+
+void api_route_channel_callback(api_request_t *req) {
+    if (gateway == NULL) {
+        api_reply_error(req, PC_GATEWAY_NOT_CONFIGURED, NULL, NULL);
+        return;
+    }
+    size_t bytes = 0;
+    const char *body = api_body(req, &bytes);
+    gw_update_t update;
+    pc_status status = gw_callback(gateway, api_param(req, 0), api_header(req, "Sim-Signature"), body, bytes,
+                                   (int64_t)time(NULL), &update);
+    if (status != PC_OK) {
+        api_reply_error(req, status, status == PC_GATEWAY_CALLBACK_INVALID ? "Sim-Signature" : NULL, NULL);
+        return;
+    }
+    api_reply_json(req, 200, json_pack("{s:b,s:s,s:s}", "received", 1, "id", update.channel_ref, "outcome",
+                                       gw_outcome_name(update.outcome)));
 }

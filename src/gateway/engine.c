@@ -412,6 +412,7 @@ pc_status gw_start(gw_t **out, const gw_options_t *options, gw_config_error_t *e
     gw_t *gw = calloc(1, sizeof *gw);
     if (gw == NULL) return PC_NO_MEMORY;
     pthread_mutex_init(&gw->config_mutex, NULL);
+    pthread_mutex_init(&gw->listener_mutex, NULL);
     gw->config_path = pc_strdup(options->config_path);
     pc_status status = gw_config_load(options->config_path, NULL, &gw->config, error);
     gw->threads = calloc(threads, sizeof *gw->threads);
@@ -439,6 +440,7 @@ void gw_stop(gw_t *gw) {
     free(gw->threads);
     free(gw->config_path);
     pthread_mutex_destroy(&gw->config_mutex);
+    pthread_mutex_destroy(&gw->listener_mutex);
     free(gw);
 }
 

@@ -233,6 +233,35 @@ PC_MUST_USE pc_status gw_call_wait(gw_t *gw, const gw_request_t *request, gw_per
 /* The routing decision alone, as a routed operation would get it now (no call made). */
 PC_MUST_USE pc_status gw_route(gw_t *gw, const gw_request_t *request, gw_decision_t *out);
 
+/* ---- asynchronous results (bank callbacks) ----
+ * A bank answers GW_OUTCOME_PENDING at once and posts the result later to the
+ * channel's callback_url (POST /v1/channels/{name}/callbacks on paycore), signed with
+ * the channel's callback_secret. The server verifies and decodes it here and hands it
+ * to the listener; the channel retries until the listener accepted it. Deliveries
+ * repeat: listeners deduplicate by channel_ref + outcome. */
+typedef struct {
+    char channel[GW_NAME_SIZE];
+    char channel_ref[PC_ID_SIZE];        /* "bt_…": the transfer the PENDING answer named */
+    char idempotency_key[GW_KEY_SIZE];   /* the attempt's key */
+    gw_outcome outcome;                  /* approved (settled), soft or hard decline (returned) */
+    char response_code[GW_CODE_SIZE];    /* "settled", or the return code "R01" ... */
+    int64_t amount_minor;
+    char currency[4];
+    char reference[PC_ID_SIZE];
+} gw_update_t;
+
+/* Runs on the HTTP thread that received the callback; PC_OK acknowledges it (the
+ * caller made it durable first), anything else makes the channel deliver it again. */
+typedef pc_status (*gw_update_fn)(void *ctx, const gw_update_t *update);
+void gw_set_update_listener(gw_t *gw, gw_update_fn listener, void *ctx);
+/* Verifies 'signature' ("t=<unix s>,v1=<hex HMAC-SHA256 of t.body>", within
+ * GW_CALLBACK_SKEW_S of 'now_s') with the channel's callback_secret, decodes 'body'
+ * and hands it to the listener. gateway_channel_unknown, gateway_callback_invalid,
+ * or the listener's status. */
+PC_MUST_USE pc_status gw_callback(gw_t *gw, const char *channel, const char *signature,
+                                  const char *body, size_t body_bytes, int64_t now_s,
+                                  gw_update_t *out);
+
 /* ---- presenting ---- */
 const char *gw_kind_name(gw_kind kind);
 const char *gw_op_name(gw_op op);

@@ -320,6 +320,9 @@ struct gw {
     _Atomic uint64_t reloads_ok;
     _Atomic uint64_t reloads_refused;
     _Atomic uint64_t submitted;
+    pthread_mutex_t listener_mutex;
+    gw_update_fn listener;
+    void *listener_ctx;
 };
 
 /* call.c: the life of one operation on its gateway thread. */

@@ -9,23 +9,12 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gwtest import BIN, TIMEOUT_S, Sim, check, wait_for  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../api"))
-from pcapi import BIN, TIMEOUT_S, Server, check, expect, fail  # noqa: E402
+from pcapi import Server, expect  # noqa: E402
 from test_api_ops import promtool_check  # noqa: E402
-
-SIM_BIN = os.environ.get("PAYCORE_SIM_BIN", BIN)
-
-
-def start_sim(kind, workdir):
-    log = open(os.path.join(workdir, kind + ".log"), "w")
-    proc = subprocess.Popen([SIM_BIN, "simulator", kind, "--listen", "127.0.0.1:0", "--db",
-                             os.path.join(workdir, kind + ".db")], stdout=subprocess.PIPE, stderr=log, text=True)
-    line = proc.stdout.readline()
-    m = re.match(r"listening=127\.0\.0\.1:(\d+)", line)
-    check(m is not None, "simulator did not start: %r (needs `paycore simulator`)" % line)
-    return proc, "http://127.0.0.1:%s" % m.group(1)
 
 
 def channels_file(path, card_url, names, kind="card"):
@@ -39,15 +28,6 @@ def channels_file(path, card_url, names, kind="card"):
         f.write("\n".join(lines) + "\n")
 
 
-def wait_for(what, predicate):
-    deadline = time.time() + TIMEOUT_S
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    fail("timed out waiting for " + what)
-
-
 def names(client):
     resp = expect(client.get("/v1/channels"), 200, what="GET /v1/channels")
     return [c["name"] for c in resp.json["channels"]]
@@ -55,7 +35,8 @@ def names(client):
 
 def main():
     server = Server()
-    sim, card_url = start_sim("card", server.dir)
+    sim = Sim("card", server.dir)
+    card_url = sim.url
     path = os.path.join(server.dir, "channels.json")
     try:
         # a bad file at start: the server refuses to start and names the line
@@ -124,8 +105,7 @@ def main():
         expect(server.client().post("/v1/admin/reload"), 200, what="reload without channels")
         check(server.stop() == 0, "clean stop")
     finally:
-        sim.terminate()
-        sim.wait(timeout=TIMEOUT_S)
+        sim.stop()
         server.close()
     print("gateway serve: ok")
 
