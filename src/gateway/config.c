@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/core.h"
 #include "gateway/gw_internal.h"
@@ -587,4 +589,28 @@ int32_t gw_config_find(const gw_config_t *config, const char *name) {
         if (strcmp(config->channels[i].name, name) == 0) return (int32_t)i;
     }
     return -1;
+}
+
+/* ---------------------------------------------------------------- the demo */
+
+pc_status gw_demo_config_write(const char *path, const char *card_url, const char *wallet_url,
+                               const char *bank_url, const char *bank_callback_secret,
+                               const char *paycore_url) {
+    char callback_url[GW_URL_BYTES_MAX + 1];
+    snprintf(callback_url, sizeof callback_url, "%s/v1/channels/bank/callbacks", paycore_url);
+    json_t *config = json_pack(
+        "{s:[{s:s,s:s,s:s},{s:s,s:s,s:s},{s:s,s:s,s:s,s:s,s:s}],s:{s:s,s:i}}", "channels",
+        "name", "card", "kind", "card", "url", card_url,
+        "name", "wallet", "kind", "wallet", "url", wallet_url,
+        "name", "bank", "kind", "bank", "url", bank_url, "callback_secret", bank_callback_secret,
+        "callback_url", callback_url,
+        "routing", "strategy", "priority", "attempts_max", 3);
+    if (config == NULL) return PC_NO_MEMORY;
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    bool ok = f != NULL && json_dumpf(config, f, JSON_INDENT(2)) == 0 && fputc('\n', f) != EOF;
+    if (f != NULL) ok = fclose(f) == 0 && ok;
+    else if (fd >= 0) close(fd);
+    json_decref(config);
+    return ok ? PC_OK : PC_IO;
 }

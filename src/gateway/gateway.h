@@ -92,6 +92,14 @@ typedef enum {
     GW_WHY_COUNT
 } gw_why;
 
+/* `paycore serve --demo`: writes (mode 0600) a channels file for the three demo
+ * simulators: card (card payments, the only card channel), wallet, bank (payouts and
+ * collections) whose callbacks go to '<paycore_url>/v1/channels/bank/callbacks'
+ * signed with 'bank_callback_secret'. */
+PC_MUST_USE pc_status gw_demo_config_write(const char *path, const char *card_url, const char *wallet_url,
+                                           const char *bank_url, const char *bank_callback_secret,
+                                           const char *paycore_url);
+
 /* ---- one operation ---- */
 typedef struct {
     gw_op op;

@@ -135,6 +135,25 @@ static void test_missing_file(void) {
     ASSERT_EQ(error.line, 0);
 }
 
+/* The demo's file loads, names the three channels and is private to its owner. */
+static void test_demo_file(void) {
+    char path[512];
+    gwt_path(path, sizeof path, "demo.json");
+    ASSERT_STATUS(gw_demo_config_write(path, "http://127.0.0.1:1", "http://127.0.0.1:2", "http://127.0.0.1:3",
+                                       "whsec", "http://127.0.0.1:8080"),
+                  PC_OK);
+    struct stat st;
+    ASSERT_EQ(stat(path, &st), 0);
+    ASSERT_EQ(st.st_mode & 0777, 0600);
+    gw_t *gw = gwt_gateway(path);
+    json_t *all = channels_of(gw);
+    const json_t *list = json_object_get(all, "channels");
+    ASSERT_EQ(json_array_size(list), 3);
+    ASSERT_STR_EQ(json_string_value(json_object_get(json_array_get(list, 2), "kind")), "bank");
+    json_decref(all);
+    gw_stop(gw);
+}
+
 int main(void) {
     gwt_setup("gw-config");
     char log[512];
@@ -143,6 +162,7 @@ int main(void) {
     TEST_RUN(test_refusals);
     TEST_RUN(test_good_and_reload);
     TEST_RUN(test_missing_file);
+    TEST_RUN(test_demo_file);
     ASSERT_TRUE(gwt_log_has(log, "reload of", "refused (line 2", "unknown channel kind 'pigeon'", NULL));
     obs_log_close();
     gwt_teardown();
