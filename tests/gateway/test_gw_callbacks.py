@@ -72,9 +72,12 @@ def main():
         wait_for("delivery", lambda: callback_state(bank, settled_id)["callback"]["delivered"])
         wait_for("settled logged", lambda: "transfer %s settled (approved)" % settled_id in server.log())
 
-        returned_id = transfer(bank, callback_url, "000123459901", "k-returned")
-        wait_for("returned delivery", lambda: callback_state(bank, returned_id)["callback"]["delivered"])
-        check("transfer %s R01 (soft_decline)" % returned_id in server.log(), "R01 read through the table")
+        for suffix, code, outcome in [("9901", "R01", "soft_decline"), ("9902", "R02", "hard_decline"),
+                                      ("9903", "R03", "hard_decline")]:
+            returned_id = transfer(bank, callback_url, "00012345" + suffix, "k-returned-" + code)
+            wait_for("returned delivery", lambda: callback_state(bank, returned_id)["callback"]["delivered"])
+            check("transfer %s %s (%s)" % (returned_id, code, outcome) in server.log(),
+                  "%s read through the table" % code)
 
         # forged or stale callbacks by hand
         body = json.dumps({"id": "bt_forged", "idempotency_key": "k-f", "status": "settled", "return_code": None,
