@@ -12,11 +12,12 @@ static pc_status card_authorize(const gw_channel_cfg_t *ch, const gw_request_t *
     (void)ch;
     out->method = "POST";
     snprintf(out->path, sizeof out->path, "/v1/authorizations");
-    out->body = json_pack("{s:I,s:s,s:{s:s,s:i,s:i,s:s},s:s,s:b}", "amount",
-                          (json_int_t)req->amount_minor, "currency", req->currency, "card", "number",
-                          req->card.number, "exp_month", (int)req->card.exp_month, "exp_year",
-                          (int)req->card.exp_year, "cvc", req->card.cvc, "merchant_ref",
-                          req->reference, "capture", req->capture);
+    json_t *card = json_pack("{s:s,s:i,s:i}", "number", req->card.number, "exp_month",
+                             (int)req->card.exp_month, "exp_year", (int)req->card.exp_year);
+    if (card != NULL && req->card.cvc[0] != '\0') json_object_set_new(card, "cvc", json_string(req->card.cvc));
+    out->body = json_pack("{s:I,s:s,s:o,s:s,s:b}", "amount", (json_int_t)req->amount_minor, "currency",
+                          req->currency, "card", card, "merchant_ref", req->reference, "capture",
+                          req->capture);
     return out->body ? PC_OK : PC_NO_MEMORY;
 }
 

@@ -4,6 +4,7 @@ breaker, success rate and latency (never its API key), /metrics carries the gate
 series and stays promtool-clean, SIGHUP and POST /v1/admin/reload reload the file, and
 a bad file is refused with its line while the old configuration keeps serving.
 Method: a real card simulator process and a real server on loopback ports."""
+import json
 import os
 import re
 import signal
@@ -47,7 +48,21 @@ def main():
         check(re.search(r"line 2: channels\[0\]\.kind: unknown channel kind", out.stderr) is not None,
               "start refusal names the line: %r" % out.stderr[-400:])
 
+        out = subprocess.run([BIN, "channels", "check", "--channels", path], capture_output=True, text=True,
+                             timeout=TIMEOUT_S)
+        check(out.returncode == 1 and "line 2: channels[0].kind" in out.stderr, "channels check: %r" % out.stderr)
+
         channels_file(path, card_url, ["card_a"])
+        out = subprocess.run([BIN, "channels", "check", "--channels", path], capture_output=True, text=True,
+                             timeout=TIMEOUT_S)
+        check(out.returncode == 0 and out.stdout == "ok\n", "channels check of a good file: %r" % out.stderr)
+        out = subprocess.run([BIN, "channels", "authorize", "--channels", path, "--amount", "1999", "--card",
+                              "4242424242424242", "--reference", "cli-1"], capture_output=True, text=True,
+                             timeout=TIMEOUT_S)
+        result = json.loads(out.stdout)
+        check(out.returncode == 0 and result["outcome"] == "approved" and result["channel"] == "card_a",
+              "channels authorize: %r %r" % (out.returncode, out.stdout[:300]))
+        check(result["decision"]["chosen"] == "card_a" and len(result["attempts"]) == 1, "decision: %r" % result)
         server.start(["--channels", path])
         client = server.client()
         resp = expect(client.get("/v1/channels"), 200, what="channels")
