@@ -5,7 +5,9 @@
  *                                         no API key, the channel's signature instead;
  *                                         2xx only once the gateway's listener took it
  * Reload (SIGHUP, POST /v1/admin/reload) and /metrics call in here too. The gateway is
- * process-wide: started before listening, stopped after the server drained. */
+ * process-wide: started before listening (serve --demo: just after, once the port
+ * that the bank's callbacks name is known), stopped after the server drained. */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -13,48 +15,52 @@
 #include "api/api_internal.h"
 #include "obs/obs.h"
 
-static gw_t *gateway; /* set before listening, cleared after draining */
+/* Set before listening, or (serve --demo) just after; cleared after draining. */
+static _Atomic(gw_t *) gateway;
 
 pc_status api_gateway_start(const char *channels_path, uint32_t threads) {
     if (channels_path == NULL) return PC_OK;
     gw_options_t options = {channels_path, threads};
     gw_config_error_t error;
-    pc_status status = gw_start(&gateway, &options, &error);
+    gw_t *started = NULL;
+    pc_status status = gw_start(&started, &options, &error);
     if (status != PC_OK) {
         obs_logf(OBS_LEVEL_ERROR, "gateway: cannot start: %s (%s line %u: %s)", pc_status_code(status),
                  channels_path, error.line, error.message);
+        return status;
     }
-    return status;
+    atomic_store(&gateway, started);
+    return PC_OK;
 }
 
 pc_status api_gateway_reload(char *message, size_t message_bytes) {
-    if (gateway == NULL) return PC_OK;
+    gw_t *gw = atomic_load(&gateway);
+    if (gw == NULL) return PC_OK;
     gw_config_error_t error;
-    pc_status status = gw_reload(gateway, &error);
+    pc_status status = gw_reload(gw, &error);
     if (message != NULL && status != PC_OK) {
         snprintf(message, message_bytes, "channels line %u: %s", error.line, error.message);
     }
     return status;
 }
 
-void api_gateway_stop(void) {
-    gw_stop(gateway);
-    gateway = NULL;
-}
+void api_gateway_stop(void) { gw_stop(atomic_exchange(&gateway, NULL)); }
 
-gw_t *api_gateway(void) { return gateway; }
+gw_t *api_gateway(void) { return atomic_load(&gateway); }
 
 char *api_gateway_metrics_append(char *text, size_t *bytes) {
-    return gateway == NULL ? text : gw_metrics_append(gateway, text, bytes);
+    gw_t *gw = atomic_load(&gateway);
+    return gw == NULL ? text : gw_metrics_append(gw, text, bytes);
 }
 
 void api_route_channels(api_request_t *req) {
     if (!api_query_only(req, (const char *const[]){NULL})) return;
-    if (gateway == NULL) {
+    gw_t *gw = atomic_load(&gateway);
+    if (gw == NULL) {
         api_reply_json(req, 200, json_pack("{s:[],s:n}", "channels", "config"));
         return;
     }
-    json_t *body = gw_channels_json(gateway);
+    json_t *body = gw_channels_json(gw);
     if (body == NULL) {
         api_reply_error(req, PC_NO_MEMORY, NULL, NULL);
         return;
@@ -63,14 +69,15 @@ void api_route_channels(api_request_t *req) {
 }
 
 void api_route_channel_callback(api_request_t *req) {
-    if (gateway == NULL) {
+    gw_t *gw = atomic_load(&gateway);
+    if (gw == NULL) {
         api_reply_error(req, PC_GATEWAY_NOT_CONFIGURED, NULL, NULL);
         return;
     }
     size_t bytes = 0;
     const char *body = api_body(req, &bytes);
     gw_update_t update;
-    pc_status status = gw_callback(gateway, api_param(req, 0), api_header(req, "Sim-Signature"), body, bytes,
+    pc_status status = gw_callback(gw, api_param(req, 0), api_header(req, "Sim-Signature"), body, bytes,
                                    (int64_t)time(NULL), &update);
     if (status != PC_OK) {
         api_reply_error(req, status, status == PC_GATEWAY_CALLBACK_INVALID ? "Sim-Signature" : NULL, NULL);

@@ -11,11 +11,12 @@
 #include "api/api_risk.h"
 #include "cli/cli.h"
 #include "cli/cli_args.h"
+#include "cli/serve_demo.h"
 #include "obs/obs.h"
 
 enum { OPT_LISTEN, OPT_DB, OPT_THREADS, OPT_BODY_MAX, OPT_QUEUE_MAX, OPT_LOG_LEVEL,
        OPT_LOG_FILE, OPT_RATE, OPT_BURST, OPT_TIMEOUT, OPT_REQUEST_TIMEOUT, OPT_METRICS_AUTH, OPT_ROUTES, OPT_RISK_MODEL,
-       OPT_RISK_RULES, OPT_RISK_RULES_ONLY, OPT_RISK_REVIEW, OPT_RISK_DECLINE, OPT_CHANNELS,
+       OPT_RISK_RULES, OPT_RISK_RULES_ONLY, OPT_RISK_REVIEW, OPT_RISK_DECLINE, OPT_DEMO, OPT_CHANNELS,
        OPT_GATEWAY_THREADS, OPT_COUNT };
 
 static void serve_opts(cli_opt opts[OPT_COUNT]) {
@@ -38,6 +39,7 @@ static void serve_opts(cli_opt opts[OPT_COUNT]) {
         {"risk-rules-only", "PAYCORE_RISK_RULES_ONLY", true, NULL, "score with rules only (no model; /healthz says rules_only)"},
         {"risk-review-threshold", "PAYCORE_RISK_REVIEW_THRESHOLD", false, NULL, "model score at or above: review (default 0.30)"},
         {"risk-decline-threshold", "PAYCORE_RISK_DECLINE_THRESHOLD", false, NULL, "model score at or above: decline (default 0.85)"},
+        {"demo", "PAYCORE_DEMO", true, NULL, "also run the card, wallet and bank simulators (docs/channels.md), stopped with the server"},
         {"channels", "PAYCORE_CHANNELS", false, NULL, "payment channels and routing (JSON, docs/channels.md); SIGHUP or POST /v1/admin/reload reloads"},
         {"gateway-threads", "PAYCORE_GATEWAY_THREADS", false, "1", "gateway threads calling channels (each runs a curl multi)"},
     };
@@ -77,6 +79,15 @@ static bool serve_config(const cli_opt *opts, api_config_t *config, obs_level *l
         return false;
     }
     return true;
+}
+
+/* --demo without --channels: the gateway routes to the demo's simulators. Started once
+ * the server listens, so that the bank's callbacks can name its port. */
+static pc_status serve_demo_gateway(const char *db_path, const sim_demo_t *demo, uint16_t port,
+                                    uint32_t threads) {
+    char path[4096];
+    if (!serve_demo_channels(db_path, demo, port, path, sizeof path)) return PC_IO;
+    return api_gateway_start(path, threads);
 }
 
 /* Waits for signals until SIGTERM or SIGINT. */
@@ -129,31 +140,43 @@ int cli_serve(int argc, char **argv) {
     sigaddset(&signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &signals, NULL); /* every thread started below inherits it */
     signal(SIGPIPE, SIG_IGN);
-    api_risk_options_t risk = {config.db_path, opts[OPT_RISK_MODEL].value, opts[OPT_RISK_RULES].value,
-                               opts[OPT_RISK_RULES_ONLY].value != NULL && strcmp(opts[OPT_RISK_RULES_ONLY].value, "0") != 0,
-                               opts[OPT_RISK_REVIEW].value, opts[OPT_RISK_DECLINE].value};
-    if (api_risk_start(&risk) != PC_OK) {
-        obs_log_close();
-        return 1;
-    }
     uint64_t gateway_threads = 1;
     if (!cli_parse_u64(opts[OPT_GATEWAY_THREADS].value, &gateway_threads) || gateway_threads == 0 ||
         gateway_threads > GW_THREADS_MAX) {
         fprintf(stderr, "paycore serve: bad --gateway-threads '%s'\n", opts[OPT_GATEWAY_THREADS].value);
-        api_risk_stop();
         obs_log_close();
         return 2;
     }
+    sim_demo_t demo = {0};
+    if (opts[OPT_DEMO].value != NULL && strcmp(opts[OPT_DEMO].value, "0") != 0 &&
+        !serve_demo_start(config.db_path, &demo)) {
+        obs_log_close();
+        return 1;
+    }
+    api_risk_options_t risk = {config.db_path, opts[OPT_RISK_MODEL].value, opts[OPT_RISK_RULES].value,
+                               opts[OPT_RISK_RULES_ONLY].value != NULL && strcmp(opts[OPT_RISK_RULES_ONLY].value, "0") != 0,
+                               opts[OPT_RISK_REVIEW].value, opts[OPT_RISK_DECLINE].value};
+    if (api_risk_start(&risk) != PC_OK) {
+        sim_demo_stop(&demo);
+        obs_log_close();
+        return 1;
+    }
     if (api_gateway_start(opts[OPT_CHANNELS].value, (uint32_t)gateway_threads) != PC_OK) {
         api_risk_stop();
+        sim_demo_stop(&demo);
         obs_log_close();
         return 1;
     }
     api_server_t *server = NULL;
     pc_status status = api_server_start(&server, &config);
+    if (status == PC_OK && demo.children[SIM_KIND_CARD].pid > 0 && opts[OPT_CHANNELS].value == NULL) {
+        status = serve_demo_gateway(config.db_path, &demo, api_server_port(server), (uint32_t)gateway_threads);
+        if (status != PC_OK) api_server_stop(server);
+    }
     if (status != PC_OK) {
         api_gateway_stop();
         api_risk_stop();
+        sim_demo_stop(&demo);
         obs_logf(OBS_LEVEL_ERROR, "cannot start: %s (%s)", pc_status_code(status), config.db_path);
         obs_log_close();
         return 1;
@@ -167,6 +190,7 @@ int cli_serve(int argc, char **argv) {
     api_server_stop(server);
     api_gateway_stop();
     api_risk_stop();
+    sim_demo_stop(&demo);
     obs_log_notice("stopped", NULL);
     obs_log_close();
     return 0;
