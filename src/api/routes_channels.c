@@ -5,8 +5,7 @@
  *                                         no API key, the channel's signature instead;
  *                                         2xx only once the gateway's listener took it
  * Reload (SIGHUP, POST /v1/admin/reload) and /metrics call in here too. The gateway is
- * process-wide: started before listening (serve --demo: just after, once the port
- * that the bank's callbacks name is known), stopped after the server drained. */
+ * process-wide: started before listening, stopped after the server drained. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <time.h>
@@ -15,7 +14,8 @@
 #include "api/api_internal.h"
 #include "obs/obs.h"
 
-/* Set before listening, or (serve --demo) just after; cleared after draining. */
+/* Set before listening, cleared after draining; atomic for the payments layer and
+ * tools that may look it up from other threads. */
 static _Atomic(gw_t *) gateway;
 
 pc_status api_gateway_start(const char *channels_path, uint32_t threads) {
