@@ -37,8 +37,8 @@ static void bank_decode(const gw_channel_cfg_t *ch, const gw_request_t *req, gw_
     if (status == NULL || !gw_code_lookup(ch, status, &a->outcome) ||
         a->outcome != GW_OUTCOME_PENDING) {
         gw_answer_fail(a, GW_OUTCOME_UNKNOWN, PC_GATEWAY_BAD_RESPONSE, "bad_answer",
-                       "a transfer answer must be pending, got '%.20s' (HTTP %d)",
-                       status ? status : "(none)", http_status);
+                       "a transfer answer must be pending, got '%s' (HTTP %d)",
+                       gw_printable(status), http_status);
         return;
     }
     if (id == NULL || id[0] == '\0' || strlen(id) >= sizeof a->ref) {

@@ -64,7 +64,7 @@ static bool status_agrees(const char *status, gw_answer_t *a) {
                                       a->outcome != GW_OUTCOME_CHALLENGE));
     if (!agrees) {
         gw_answer_fail(a, GW_OUTCOME_UNKNOWN, PC_GATEWAY_BAD_RESPONSE, "bad_answer",
-                       "status '%.20s' disagrees with response_code %s", status ? status : "(none)",
+                       "status '%s' disagrees with response_code %s", gw_printable(status),
                        a->code);
     }
     return agrees;

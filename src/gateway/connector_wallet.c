@@ -35,7 +35,7 @@ static void wallet_decode(const gw_channel_cfg_t *ch, const gw_request_t *req, g
                                      (strcmp(status, "declined") == 0 && !approving));
     if (!agrees) {
         gw_answer_fail(a, GW_OUTCOME_UNKNOWN, PC_GATEWAY_BAD_RESPONSE, "bad_answer",
-                       "status '%.20s' disagrees with response_code %s", status ? status : "(none)",
+                       "status '%s' disagrees with response_code %s", gw_printable(status),
                        a->code);
         return;
     }

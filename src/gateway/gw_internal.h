@@ -162,6 +162,9 @@ bool gw_decode_amount(const json_t *body, const char *key, int64_t want, gw_answ
 bool gw_decode_currency(const json_t *body, const char *want, gw_answer_t *a);
 void gw_copy_str(char *dst, size_t dst_size, const char *src);
 const char *gw_json_str(const json_t *object, const char *key);
+/* 's' when it is short printable ASCII (safe to quote in a log line or a detail),
+ * else a placeholder; NULL gives "(none)". */
+const char *gw_printable(const char *s);
 
 /* ---------------------------------------------------------------- channel state */
 
