@@ -471,7 +471,7 @@ static bool routing_parse(cfg_ctx *c, const json_t *root, gw_config_t *cfg) {
 
 static bool status_parse(cfg_ctx *c, const json_t *root, gw_config_t *cfg) {
     static const char *const keys[] = {"delay_ms", "attempts", "interval_ms", NULL};
-    cfg->status_delay_ms = 100;
+    cfg->status_delay_ms = 1000;
     cfg->status_attempts = 3;
     cfg->status_interval_ms = 500;
     const json_t *o;

@@ -140,6 +140,9 @@ typedef struct {
     gw_build_fn payout;
     gw_build_fn status;          /* GET /v1/status/{key}: the same for every kind */
     gw_build_fn challenge;
+    /* Routed operations: the request carries what this kind needs (a card, a wallet, an
+     * account); a channel whose kind does not accept it is not eligible. */
+    bool (*accepts)(const gw_request_t *req);
     void (*decode)(const gw_channel_cfg_t *ch, const gw_request_t *req, gw_op op,
                    const json_t *body, int http_status, gw_answer_t *out);
 } gw_connector_t;
