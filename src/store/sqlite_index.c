@@ -10,10 +10,15 @@
  *     'indexed_through_ts' says how far it goes;
  *   - a fixed-size bloom filter of every transfer id, so that a new id (the common
  *     case) is known new without any I/O.
+ * Ids are client-chosen, so they are hashed with SipHash under the database's secret
+ * key (<db>.idkey): no one without the key can make ids collide. Lookups still never
+ * trust the hash: every candidate's row is read and its id compared, however many
+ * there are, so even colliding ids cost time, never a miss.
  * Memory is bounded: the memtables have fixed capacity and the writer waits for the
  * indexer when both are full (back-pressure); the bloom filter has a fixed size and
  * only its false-positive rate grows with the number of transfers. */
 #include <pthread.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +44,9 @@ typedef struct {
 
 struct store_index {
     char *path;
+    pc_hash_key_t id_key;   /* the database's secret id hash key */
+    uint64_t key_mask;      /* all 63 bits, or fewer in tests (store_options_t.index_key_bits) */
+    int64_t key_check;      /* fingerprint of key and mask: a file keyed otherwise is rebuilt */
     sqlite3 *db;            /* the indexer thread's connection */
     pthread_t thread;
     bool thread_started;
@@ -63,10 +71,16 @@ static const char index_schema[] =
     "CREATE TABLE IF NOT EXISTS account_transfers(account_no INTEGER NOT NULL, ts INTEGER NOT NULL,"
     " PRIMARY KEY(account_no, ts)) WITHOUT ROWID;";
 
-uint64_t store_index_key(const char *id) {
-    uint64_t key = pc_hash64(id, strlen(id)) >> 1; /* fits SQLite's signed INTEGER */
+uint64_t store_index_key(const store_index_t *index, const char *id) {
+    uint64_t key = (pc_hash_keyed(&index->id_key, id, strlen(id)) >> 1) & index->key_mask; /* fits SQLite's INTEGER */
     return key == 0 ? 1 : key;
 }
+
+static int64_t key_check_of(const pc_hash_key_t *id_key, const char *domain) {
+    return (int64_t)(pc_hash_keyed(id_key, domain, strlen(domain)) >> 2) | 1;
+}
+
+int64_t store_index_key_check(const pc_hash_key_t *id_key) { return key_check_of(id_key, "paycore-id-key-check-v1"); }
 
 /* ---- memtable ---- */
 
@@ -101,15 +115,37 @@ static void memtable_add(memtable_t *table, const store_index_entry_t *entry) {
     table->slots[slot] = ++table->count;
 }
 
-static uint32_t memtable_find(const memtable_t *table, uint64_t key, uint64_t *ts_out, uint32_t found,
-                              uint32_t found_max) {
+/* Timestamps found: grows past its inline slots, bounded by the entries held. */
+typedef struct {
+    uint64_t *ts;
+    uint32_t count;
+    uint32_t capacity;
+    uint64_t inline_ts[8];
+} ts_list_t;
+
+static bool ts_list_push(ts_list_t *list, uint64_t ts) {
+    if (list->count == list->capacity) {
+        uint32_t capacity_new = list->capacity * 2u;
+        uint64_t *grown = malloc((size_t)capacity_new * sizeof(uint64_t));
+        if (grown == NULL) return false;
+        memcpy(grown, list->ts, (size_t)list->count * sizeof(uint64_t));
+        if (list->ts != list->inline_ts) free(list->ts);
+        list->ts = grown;
+        list->capacity = capacity_new;
+    }
+    list->ts[list->count++] = ts;
+    return true;
+}
+
+/* Collects every entry with 'key' (its whole probe run, no cap); false when out of memory. */
+static bool memtable_find(const memtable_t *table, uint64_t key, ts_list_t *found) {
     uint32_t slot = (uint32_t)key & (MEMTABLE_SLOTS - 1);
-    while (table->slots[slot] != 0 && found < found_max) {
+    while (table->slots[slot] != 0) {
         const store_index_entry_t *entry = &table->entries[table->slots[slot] - 1];
-        if (entry->key == key) ts_out[found++] = entry->ts;
+        if (entry->key == key && !ts_list_push(found, entry->ts)) return false;
         slot = (slot + 1) & (MEMTABLE_SLOTS - 1);
     }
-    return found;
+    return true;
 }
 
 /* ---- bloom filter (writer thread only) ---- */
@@ -284,6 +320,16 @@ static int64_t meta_get(sqlite3 *db, const char *key, int64_t missing) {
     return value;
 }
 
+/* Sets a meta row when it is missing; returns the value the file holds. */
+static bool meta_ensure(sqlite3 *db, const char *key, int64_t value, int64_t *held) {
+    *held = meta_get(db, key, 0);
+    if (*held != 0) return true;
+    char sql[128];
+    snprintf(sql, sizeof sql, "INSERT INTO meta VALUES('%s', %lld)", key, (long long)value);
+    *held = value;
+    return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK;
+}
+
 /* Opens the index file; false when it is unusable (then it is rebuilt). */
 static bool index_file_open(store_index_t *index, int64_t main_instance_id, uint64_t main_last_ts) {
     if (sqlite3_open_v2(index->path, &index->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
@@ -291,16 +337,16 @@ static bool index_file_open(store_index_t *index, int64_t main_instance_id, uint
         sqlite3_exec(index->db, index_schema, NULL, NULL, NULL) != SQLITE_OK) {
         return false;
     }
-    int64_t owner = meta_get(index->db, "main_instance_id", 0);
-    if (owner == 0) {
-        char sql[128];
-        snprintf(sql, sizeof sql, "INSERT INTO meta VALUES('main_instance_id', %lld)", (long long)main_instance_id);
-        if (sqlite3_exec(index->db, sql, NULL, NULL, NULL) != SQLITE_OK) return false;
-        owner = main_instance_id;
+    int64_t owner = 0, key_check = 0;
+    if (!meta_ensure(index->db, "main_instance_id", main_instance_id, &owner) ||
+        !meta_ensure(index->db, "index_key_check", index->key_check, &key_check)) {
+        return false;
     }
     index->indexed_through_ts = (uint64_t)meta_get(index->db, "indexed_through_ts", 0);
-    /* Another database's index, or one ahead of the main file (a restored backup): rebuild. */
-    return owner == main_instance_id && index->indexed_through_ts <= main_last_ts;
+    /* Another database's index, one keyed otherwise (or unkeyed), or one ahead of the
+     * main file (a restored backup): rebuild. */
+    return owner == main_instance_id && key_check == index->key_check &&
+           index->indexed_through_ts <= main_last_ts;
 }
 
 static bool bloom_load(store_index_t *index) {
@@ -318,9 +364,15 @@ static bool index_memory_init(store_index_t *index) {
     return index->bloom != NULL && memtable_init(&index->tables[0]) && memtable_init(&index->tables[1]);
 }
 
-pc_status store_index_open(store_index_t **out, const char *main_path, int64_t main_instance_id, uint64_t main_last_ts) {
+pc_status store_index_open(store_index_t **out, const char *main_path, int64_t main_instance_id, uint64_t main_last_ts,
+                           const pc_hash_key_t *id_key, uint32_t key_bits) {
     store_index_t *index = calloc(1, sizeof(*index));
     if (index == NULL) return PC_NO_MEMORY;
+    index->id_key = *id_key;
+    index->key_mask = key_bits == 0 || key_bits >= 63 ? INT64_MAX : (1ull << key_bits) - 1;
+    char domain[64];
+    snprintf(domain, sizeof domain, "paycore-id-index-v1:%016llx", (unsigned long long)index->key_mask);
+    index->key_check = key_check_of(id_key, domain);
     char path[PATH_MAX_BYTES];
     snprintf(path, sizeof path, "%s-index", main_path);
     index->path = pc_strdup(path);
@@ -365,6 +417,7 @@ void store_index_close(store_index_t *index) {
     memtable_free(&index->tables[1]);
     free(index->bloom);
     free(index->path);
+    sodium_memzero(&index->id_key, sizeof index->id_key);
     pthread_cond_destroy(&index->space);
     pthread_cond_destroy(&index->work);
     pthread_mutex_destroy(&index->mutex);
@@ -394,28 +447,43 @@ static uint32_t ts_unique(uint64_t *ts, uint32_t count) {
     return kept;
 }
 
-/* Timestamps of the transfers whose id hashes to 'key' (callers compare the id). The
- * memtables are read before the file: an entry moving between them is seen once at
- * least, never missed. */
-pc_status store_index_find(store_index_t *index, sqlite3 *reader, uint64_t key, uint64_t *ts_out,
-                           uint32_t ts_max, uint32_t *count) {
+/* Visits the memtables' candidates: copied under the mutex, so that 'visit' (which
+ * reads the main file) runs without holding it. */
+static pc_status memtables_visit(store_index_t *index, uint64_t key, store_index_visit_fn visit, void *ctx) {
+    ts_list_t found = {.count = 0, .capacity = 8};
+    found.ts = found.inline_ts;
     pthread_mutex_lock(&index->mutex);
-    uint32_t found = memtable_find(index->active, key, ts_out, 0, ts_max);
-    if (index->frozen != NULL) found = memtable_find(index->frozen, key, ts_out, found, ts_max);
+    bool ok = memtable_find(index->active, key, &found);
+    if (ok && index->frozen != NULL) ok = memtable_find(index->frozen, key, &found);
     pthread_mutex_unlock(&index->mutex);
+    pc_status status = ok ? PC_NOT_FOUND : PC_NO_MEMORY;
+    for (uint32_t i = 0; status == PC_NOT_FOUND && i < found.count; i++) status = visit(ctx, found.ts[i]);
+    if (found.ts != found.inline_ts) free(found.ts);
+    return status;
+}
+
+static pc_status file_visit(sqlite3 *reader, uint64_t key, store_index_visit_fn visit, void *ctx) {
     sqlite3_stmt *stmt;
     if (sqlite3_prepare_v2(reader, "SELECT ts FROM ids WHERE key=?", -1, &stmt, NULL) != SQLITE_OK) {
         return PC_STORE_READ_FAILED;
     }
     sqlite3_bind_int64(stmt, 1, (int64_t)key);
-    int rc;
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW && found < ts_max) {
-        ts_out[found++] = (uint64_t)sqlite3_column_int64(stmt, 0);
+    pc_status status = PC_NOT_FOUND;
+    int rc = SQLITE_DONE;
+    while (status == PC_NOT_FOUND && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        status = visit(ctx, (uint64_t)sqlite3_column_int64(stmt, 0));
     }
+    if (status == PC_NOT_FOUND && rc != SQLITE_DONE) status = PC_STORE_READ_FAILED;
     sqlite3_finalize(stmt);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return PC_STORE_READ_FAILED;
-    *count = ts_unique(ts_out, found);
-    return PC_OK;
+    return status;
+}
+
+/* The memtables are read before the file: an entry moving between them is seen once
+ * at least, never missed. An entry may be visited twice (memtable and file). */
+pc_status store_index_find(store_index_t *index, sqlite3 *reader, uint64_t key, store_index_visit_fn visit,
+                           void *ctx) {
+    pc_status status = memtables_visit(index, key, visit, ctx);
+    return status == PC_NOT_FOUND ? file_visit(reader, key, visit, ctx) : status;
 }
 
 static uint32_t memtable_account(const memtable_t *table, uint32_t account_no, uint64_t low, uint64_t high,

@@ -5,6 +5,7 @@
 
 #include <sqlite3.h>
 
+#include "core/core.h"
 #include "store/store.h"
 
 /* The connection of a write transaction (writer thread) and of a reader. */
@@ -19,16 +20,22 @@ const char *store_sqlite_api_schema(void);
 
 /* ---- sqlite_index.c: transfer indexes off the commit path ---- */
 typedef struct {
-    uint64_t key;        /* store_index_key(id) */
+    uint64_t key;        /* store_index_key(index, id) */
     uint64_t ts;         /* the transfer's timestamp: its row in the main file */
     uint32_t debit_no;   /* account numbers (ledger table indices) */
     uint32_t credit_no;
 } store_index_entry_t;
 
 typedef struct store_index store_index_t;
-uint64_t store_index_key(const char *id);
+/* An id's key in the index: SipHash under the database's id key, 63 bits, non-zero.
+ * Equal keys do not mean equal ids: lookups compare the ids. */
+uint64_t store_index_key(const store_index_t *index, const char *id);
+/* A fingerprint of an id key (a keyed hash of a constant): tells a file keyed
+ * otherwise without revealing the key. Positive, non-zero. */
+int64_t store_index_key_check(const pc_hash_key_t *id_key);
+/* 'key_bits': store_options_t.index_key_bits (0 in production). */
 pc_status store_index_open(store_index_t **out, const char *main_path, int64_t main_instance_id,
-                           uint64_t main_last_ts);
+                           uint64_t main_last_ts, const pc_hash_key_t *id_key, uint32_t key_bits);
 void store_index_close(store_index_t *index);          /* flushes everything first */
 uint64_t store_index_indexed_through_ts(const store_index_t *index);
 /* Adds committed transfers (writer thread, after COMMIT); waits when the indexer is
@@ -38,8 +45,14 @@ void store_index_flush(store_index_t *index);
 void store_index_bloom_add(store_index_t *index, uint64_t key);
 bool store_index_bloom_maybe(const store_index_t *index, uint64_t key);
 sqlite3 *store_index_reader_open(store_index_t *index);
-pc_status store_index_find(store_index_t *index, sqlite3 *reader, uint64_t key, uint64_t *ts_out,
-                           uint32_t ts_max, uint32_t *count);
+/* Calls 'visit' with the timestamp of every indexed transfer whose id key is 'key',
+ * until it returns anything but PC_NOT_FOUND (a match, or an error), and returns
+ * that; PC_NOT_FOUND when no candidate matched. Every candidate is visited: the
+ * count is bounded by the entries held, never by a constant. Any thread, with its
+ * own index connection 'reader'. */
+typedef pc_status (*store_index_visit_fn)(void *ctx, uint64_t ts);
+pc_status store_index_find(store_index_t *index, sqlite3 *reader, uint64_t key, store_index_visit_fn visit,
+                           void *ctx);
 pc_status store_index_account(store_index_t *index, sqlite3 *reader, uint32_t account_no, uint64_t low,
                               uint64_t high, bool descending, uint32_t limit, uint64_t *ts_out,
                               uint32_t *count);

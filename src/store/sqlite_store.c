@@ -9,6 +9,7 @@
  * accounts touched since the last checkpoint, and re-derived from the transfers
  * after it at load: that keeps ~16k random row updates out of every batch. */
 #include <pthread.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,7 +66,6 @@ static const char *const statement_sql[STMT_COUNT] = {
 /* Checkpoint account balances every this many batches (and at a clean stop):
  * bounds the replay at load to this many batches. */
 #define STORE_CHECKPOINT_BATCHES 64
-#define STORE_FIND_CANDIDATES_MAX 16
 
 struct store {
     sqlite3 *db;
@@ -208,6 +208,60 @@ static int64_t meta_int(store_t *store, const char *key, int64_t missing) {
     return value;
 }
 
+/* ---- the id hash key: <db>.idkey ---- */
+
+#define ID_KEY_REPLACE                                                                         \
+    "restore this database's own key file (mode 0600); if it is lost, remove this file and run" \
+    " paycore init --db (a new key; the id index is then rebuilt)"
+
+static pc_status id_key_refuse(store_t *store, const char *path, const char *why, const char *remedy) {
+    snprintf(store->error_detail, sizeof store->error_detail, "%s: %s; %s", path, why, remedy);
+    return PC_STORE_ID_KEY_INVALID;
+}
+
+static pc_status id_key_record(store_t *store, const pc_hash_key_t *key) {
+    sqlite3_stmt *stmt = store->statements[STMT_META_SET];
+    sqlite3_bind_text(stmt, 1, "id_key_check", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 2, store_index_key_check(key));
+    int rc = sqlite3_step(stmt);
+    sqlite3_reset(stmt);
+    return rc == SQLITE_DONE ? PC_OK : store_fail(store, PC_STORE_OPEN_FAILED, "id key fingerprint");
+}
+
+/* At init, or for a database that never had a key (created before ids were keyed). */
+static pc_status id_key_create(store_t *store, const char *path, pc_hash_key_t *key) {
+    pc_hash_key_random(key);
+    if (pc_key_file_write(path, key->bytes, sizeof key->bytes, 0600) != PC_OK) {
+        snprintf(store->error_detail, sizeof store->error_detail, "%s: cannot write the id key", path);
+        return PC_IO;
+    }
+    return id_key_record(store, key);
+}
+
+/* Loads the secret key ids are hashed with (sqlite_index.c). meta.id_key_check says
+ * the database has one: then a missing or foreign key file refuses the start (it
+ * is never silently replaced), unless this is init (options.create). */
+static pc_status id_key_load(store_t *store, pc_hash_key_t *key) {
+    char path[PATH_MAX_BYTES];
+    snprintf(path, sizeof path, "%s.idkey", store->path);
+    int64_t expected = meta_int(store, "id_key_check", 0);
+    pc_status status = pc_key_file_read(path, true, key->bytes, sizeof key->bytes);
+    if (status == PC_OK && expected != 0 && store_index_key_check(key) != expected) {
+        return id_key_refuse(store, path, "the id key belongs to another database", ID_KEY_REPLACE);
+    }
+    if (status == PC_OK && expected != 0) return PC_OK;
+    if (status == PC_OK) return id_key_record(store, key); /* written before a crash, not yet recorded */
+    if (status != PC_NOT_FOUND) {
+        return id_key_refuse(store, path, "the id key file is malformed or readable by others", ID_KEY_REPLACE);
+    }
+    if (expected != 0 && !store->options.create) {
+        return id_key_refuse(store, path, "the id key is missing",
+                             "restore it from this database's backup; if it is lost, paycore init --db makes a new"
+                             " one (the id index is then rebuilt)");
+    }
+    return id_key_create(store, path, key);
+}
+
 static pc_status index_open(store_t *store) {
     int64_t instance_id = meta_int(store, "instance_id", 0);
     int64_t last_ts = 0;
@@ -221,11 +275,15 @@ static pc_status index_open(store_t *store) {
     store->dirty_bits = calloc(LEDGER_ACCOUNTS_MAX / 8, 1);
     store->dirty = malloc(sizeof(uint32_t) * 1024);
     if (store->shadow == NULL || store->dirty_bits == NULL || store->dirty == NULL) return PC_NO_MEMORY;
-    pc_status status = store_index_open(&store->index, store->path, instance_id, (uint64_t)last_ts);
-    if (status != PC_OK) {
+    pc_hash_key_t id_key;
+    pc_status status = id_key_load(store, &id_key);
+    if (status == PC_OK) status = store_index_open(&store->index, store->path, instance_id, (uint64_t)last_ts, &id_key,
+                                                         store->options.index_key_bits);
+    sodium_memzero(&id_key, sizeof id_key);
+    if (status == PC_STORE_OPEN_FAILED) {
         snprintf(store->error_detail, sizeof store->error_detail, "%s-index: cannot open or rebuild", store->path);
-        return status;
     }
+    if (status != PC_OK) return status;
     store->index_reader = store_index_reader_open(store->index);
     return store->index_reader ? PC_OK : PC_STORE_OPEN_FAILED;
 }
@@ -357,21 +415,26 @@ static pc_status failure_find(store_t *store, const char *id, ledger_transfer_re
     return status;
 }
 
+typedef struct {
+    store_t *store;
+    const char *id;
+    ledger_transfer_record_t *out;
+} transfer_find_t;
+
+static pc_status transfer_candidate(void *ctx, uint64_t ts) {
+    transfer_find_t *find = ctx;
+    return transfer_at(find->store, ts, find->id, find->out);
+}
+
 /* The ledger's lookup. A bloom-filter miss answers "new id" without I/O. */
 static pc_status source_transfer_find(void *ctx, const char *id, ledger_transfer_record_t *out) {
     store_t *store = ctx;
-    uint64_t key = store_index_key(id);
+    uint64_t key = store_index_key(store->index, id);
     if (!store_index_bloom_maybe(store->index, key)) return PC_NOT_FOUND;
-    uint64_t candidates[STORE_FIND_CANDIDATES_MAX];
-    uint32_t count = 0;
-    pc_status status = store_index_find(store->index, store->index_reader, key, candidates,
-                                        STORE_FIND_CANDIDATES_MAX, &count);
-    if (status != PC_OK) return store_fail(store, status, "index lookup");
-    for (uint32_t i = 0; i < count; i++) {
-        status = transfer_at(store, candidates[i], id, out);
-        if (status != PC_NOT_FOUND) return status;
-    }
-    return failure_find(store, id, out);
+    transfer_find_t find = {store, id, out};
+    pc_status status = store_index_find(store->index, store->index_reader, key, transfer_candidate, &find);
+    if (status == PC_NOT_FOUND) return failure_find(store, id, out);
+    return status == PC_OK ? PC_OK : store_fail(store, status, "transfer lookup");
 }
 
 ledger_source_t store_source(store_t *store) {
@@ -405,7 +468,7 @@ static pc_status index_catch_up(store_t *store) {
     int rc;
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         const char *id = (const char *)sqlite3_column_text(stmt, 1);
-        chunk[count] = (store_index_entry_t){store_index_key(id), (uint64_t)sqlite3_column_int64(stmt, 0),
+        chunk[count] = (store_index_entry_t){store_index_key(store->index, id), (uint64_t)sqlite3_column_int64(stmt, 0),
                                              (uint32_t)sqlite3_column_int64(stmt, 2), (uint32_t)sqlite3_column_int64(stmt, 3)};
         store_index_bloom_add(store->index, chunk[count].key);
         if (++count == 1024) {
@@ -425,7 +488,7 @@ static pc_status failures_bloom(store_t *store) {
     }
     int rc;
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        store_index_bloom_add(store->index, store_index_key((const char *)sqlite3_column_text(stmt, 0)));
+        store_index_bloom_add(store->index, store_index_key(store->index, (const char *)sqlite3_column_text(stmt, 0)));
     }
     sqlite3_finalize(stmt);
     return rc == SQLITE_DONE ? PC_OK : store_fail(store, PC_STORE_READ_FAILED, "load failures");
@@ -727,7 +790,7 @@ static pc_status write_transfers(store_tx_t *tx, const ledger_changes_t *c, jour
         pc_status status = write_transfer(store, t, tx->batch_seq, content);
         if (status != PC_OK) return status;
         tx->index_entries[tx->index_entry_count++] = (store_index_entry_t){
-            store_index_key(t->id), t->timestamp_ns, c->transfer_accounts[2 * i], c->transfer_accounts[2 * i + 1]};
+            store_index_key(store->index, t->id), t->timestamp_ns, c->transfer_accounts[2 * i], c->transfer_accounts[2 * i + 1]};
     }
     return PC_OK;
 }
@@ -800,7 +863,7 @@ static void tx_publish(store_tx_t *tx) {
             store_shadow_publish(store->shadow, no, &ledger_account_at(tx->ledger, no)->balances);
         }
         for (uint32_t i = 0; i < tx->changes->failures_count; i++) {
-            store_index_bloom_add(store->index, store_index_key(tx->changes->failures[i].id));
+            store_index_bloom_add(store->index, store_index_key(store->index, tx->changes->failures[i].id));
         }
         for (uint32_t i = 0; i < tx->index_entry_count; i++) store_index_bloom_add(store->index, tx->index_entries[i].key);
         if (tx->index_entry_count > 0) store_index_add(store->index, tx->index_entries, tx->index_entry_count);

@@ -26,6 +26,8 @@ typedef struct {
     bool synchronous_off;      /* tests and benchmarks of CPU only: never in production */
     uint32_t fault_commit_at;  /* tests: the Nth commit (1-based) fails after writing
                                   everything, before COMMIT; 0 = never */
+    uint32_t index_key_bits;   /* tests: keep only this many bits of each id's index key,
+                                  so that distinct ids collide; 0 = all of them */
 } store_options_t;
 
 /* Opens 'path' (a SQLite file). A file of another schema version is
