@@ -24,6 +24,10 @@ uint64_t pc_mono_ns(void);
  * pc_hash_keyed there. */
 uint64_t pc_hash64(const void *bytes, size_t byte_count);
 
+/* Initialises libsodium (its CSPRNG above all) once per process; any thread, any
+ * number of times. */
+void pc_sodium_ready(void);
+
 /* A secret key for pc_hash_keyed. Without it, no one can choose inputs that collide
  * (hash flooding of tables, crafted collisions in indexes). */
 #define PC_HASH_KEY_BYTES 16

@@ -24,14 +24,13 @@ static int sodium_init_result;
 
 static void sodium_start(void) { sodium_init_result = sodium_init(); }
 
-/* libsodium's CSPRNG must be initialised before its first use, once per process. */
-static void sodium_ready(void) {
+void pc_sodium_ready(void) {
     PC_ASSERT(pthread_once(&sodium_once, sodium_start) == 0);
     PC_ASSERT(sodium_init_result >= 0);
 }
 
 void pc_hash_key_random(pc_hash_key_t *out) {
-    sodium_ready();
+    pc_sodium_ready();
     crypto_shorthash_keygen(out->bytes);
 }
 

@@ -25,7 +25,6 @@
 #include "journal/journal.h"
 
 #include <limits.h>
-#include <pthread.h>
 #include <sodium.h>
 #include <stdalign.h>
 #include <stdio.h>
@@ -46,17 +45,9 @@ static_assert(crypto_sign_SEEDBYTES == 32, "key file holds a 32-byte seed");
 
 #define CHECKPOINT_DOMAIN "paycore-checkpoint-v1"
 
-/* ---- libsodium start-up, once per process ---- */
+/* ---- libsodium start-up, once per process (core) ---- */
 
-static pthread_once_t sodium_once = PTHREAD_ONCE_INIT;
-static int sodium_init_result;
-
-static void sodium_start(void) { sodium_init_result = sodium_init(); }
-
-static void journal_sodium_ready(void) {
-    PC_ASSERT(pthread_once(&sodium_once, sodium_start) == 0);
-    PC_ASSERT(sodium_init_result >= 0);
-}
+static void journal_sodium_ready(void) { pc_sodium_ready(); }
 
 /* ---- canonical encoding into a bounded buffer ---- */
 
