@@ -15,8 +15,14 @@
  * trust the hash: every candidate's row is read and its id compared, however many
  * there are, so even colliding ids cost time, never a miss.
  * Memory is bounded: the memtables have fixed capacity and the writer waits for the
- * indexer when both are full (back-pressure); the bloom filter has a fixed size and
- * only its false-positive rate grows with the number of transfers. */
+ * indexer when both are full (back-pressure), before its batch's COMMIT, never after:
+ * a committed batch is answered at once. The bloom filter has a fixed size and only
+ * its false-positive rate grows with the number of transfers.
+ * A failed index write is retried STORE_INDEX_WRITE_ATTEMPTS_MAX times; then the
+ * indexer gives up for good and the store takes no more writes (the process must
+ * stop and rebuild the index at its next start) rather than wait for ever: serving
+ * lookups from the main file instead would scan it (it has no id index, by design),
+ * and holding the unindexed entries would grow memory without bound. */
 #include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -29,12 +35,19 @@
 
 #define MEMTABLE_FLUSH_ENTRIES 65536u      /* hand a memtable to the indexer at this size */
 #define MEMTABLE_ENTRIES_MAX (512u * 1024u)/* past this the writer waits for the indexer */
+/* Room for one whole batch past MEMTABLE_ENTRIES_MAX: the writer waits before a batch
+ * while the memtable is full, and adds the batch after its COMMIT without waiting.
+ * A batch holds at most WRITER_BATCH_EVENTS_MAX transfers and as many expiries
+ * (writer.c: WRITER_EXPIRE_PER_BATCH_MAX, a request's worth). */
+#define MEMTABLE_BATCH_ENTRIES_MAX (WRITER_BATCH_EVENTS_MAX + LEDGER_BATCH_EVENTS_MAX)
 #define MEMTABLE_CAPACITY (MEMTABLE_ENTRIES_MAX + 2u * WRITER_BATCH_EVENTS_MAX)
 #define MEMTABLE_SLOTS (2u * 1024u * 1024u) /* power of two, > 2 x capacity */
 #define BLOOM_BITS (1ull << 28)            /* 32 MiB: ~0.5% false positives at 20M ids */
 #define BLOOM_HASHES 4
 
 static_assert(MEMTABLE_SLOTS >= 2u * MEMTABLE_CAPACITY, "memtable hash must stay under half full");
+static_assert(MEMTABLE_CAPACITY - MEMTABLE_ENTRIES_MAX >= MEMTABLE_BATCH_ENTRIES_MAX,
+              "a whole batch fits past the back-pressure bound");
 
 typedef struct {
     store_index_entry_t *entries;
@@ -56,6 +69,11 @@ struct store_index {
     memtable_t tables[2];
     memtable_t *active;
     memtable_t *frozen;     /* NULL when the indexer is idle */
+    uint32_t entries_max;   /* MEMTABLE_ENTRIES_MAX, or fewer (tests) */
+    uint32_t flush_entries; /* MEMTABLE_FLUSH_ENTRIES, or fewer (tests) */
+    uint32_t write_count;   /* index file writes attempted (indexer thread) */
+    uint32_t fault_write_from; /* tests: this write and every later one fail */
+    bool failed;            /* the indexer gave up: nothing more is written */
     bool stopping;
     uint64_t indexed_through_ts;
     uint64_t *bloom;
@@ -242,6 +260,34 @@ static bool memtable_write(store_index_t *index, const memtable_t *table) {
     return true;
 }
 
+/* One write; the fault hook (tests) fails it as an I/O error would. */
+static bool memtable_write_attempt(store_index_t *index, const memtable_t *table) {
+    index->write_count++;
+    if (index->fault_write_from != 0 && index->write_count >= index->fault_write_from) {
+        snprintf(index->error_detail, sizeof index->error_detail, "index write: injected fault (write %u)",
+                 index->write_count);
+        return false;
+    }
+    return memtable_write(index, table);
+}
+
+/* Writes a frozen memtable, retrying a failure with growing waits; false when every
+ * attempt failed. Lookups still find the entries in memory meanwhile. */
+static bool memtable_write_retried(store_index_t *index, const memtable_t *table) {
+    uint32_t wait_ms = STORE_INDEX_RETRY_MS_FIRST;
+    for (uint32_t attempt = 1;; attempt++) {
+        if (memtable_write_attempt(index, table)) return true;
+        fprintf(stderr, "{\"level\":\"error\",\"msg\":\"index write failed\",\"path\":\"%s\",\"attempt\":%u,"
+                "\"attempts_max\":%u,\"detail\":\"%s\"}\n", index->path, attempt, STORE_INDEX_WRITE_ATTEMPTS_MAX,
+                index->error_detail);
+        if (attempt == STORE_INDEX_WRITE_ATTEMPTS_MAX) return false;
+        usleep(wait_ms * 1000u);
+        wait_ms = wait_ms * 2u > STORE_INDEX_RETRY_MS_MAX ? STORE_INDEX_RETRY_MS_MAX : wait_ms * 2u;
+    }
+}
+
+/* Writes each frozen memtable; gives up for good after a write failed every attempt
+ * (index->failed: the store takes no more writes, and waiters are woken). */
 static void *indexer_main(void *arg) {
     store_index_t *index = arg;
     pthread_mutex_lock(&index->mutex);
@@ -250,19 +296,16 @@ static void *indexer_main(void *arg) {
         if (index->frozen == NULL) break; /* stopping and nothing left */
         memtable_t *frozen = index->frozen;
         pthread_mutex_unlock(&index->mutex);
-        bool written = memtable_write(index, frozen);
-        if (!written) {
-            /* The entries stay in memory (lookups still find them) and are retried. */
-            fprintf(stderr, "{\"level\":\"error\",\"msg\":\"index write failed, retrying\",\"detail\":\"%s\"}\n",
-                    index->error_detail);
-            usleep(100000);
-        }
+        bool written = memtable_write_retried(index, frozen);
         pthread_mutex_lock(&index->mutex);
-        if (written) {
-            memtable_clear(frozen);
-            index->frozen = NULL;
+        if (!written) {
+            index->failed = true; /* the entries stay in memory: lookups still find them */
             pthread_cond_broadcast(&index->space);
+            break;
         }
+        memtable_clear(frozen);
+        index->frozen = NULL;
+        pthread_cond_broadcast(&index->space);
     }
     pthread_mutex_unlock(&index->mutex);
     return NULL;
@@ -270,29 +313,39 @@ static void *indexer_main(void *arg) {
 
 /* Hands the active memtable to the indexer when it is big enough (or 'force'). */
 static void memtable_rotate_locked(store_index_t *index, bool force) {
-    if (index->frozen != NULL || index->active->count == 0) return;
-    if (!force && index->active->count < MEMTABLE_FLUSH_ENTRIES) return;
+    if (index->frozen != NULL || index->active->count == 0 || index->failed) return;
+    if (!force && index->active->count < index->flush_entries) return;
     index->frozen = index->active;
     index->active = (index->active == &index->tables[0]) ? &index->tables[1] : &index->tables[0];
     pthread_cond_signal(&index->work);
 }
 
-void store_index_add(store_index_t *index, const store_index_entry_t *entries, uint32_t count) {
+pc_status store_index_room_wait(store_index_t *index, char *detail, size_t detail_bytes) {
     pthread_mutex_lock(&index->mutex);
-    while (index->active->count + count > MEMTABLE_ENTRIES_MAX) {
+    while (!index->failed && index->active->count >= index->entries_max) {
         memtable_rotate_locked(index, true);
-        if (index->active->count + count <= MEMTABLE_ENTRIES_MAX) break;
+        if (index->active->count < index->entries_max) break;
         pthread_cond_wait(&index->space, &index->mutex); /* back-pressure: the indexer is behind */
     }
+    pc_status status = index->failed ? PC_STORE_INDEX_FAILED : PC_OK;
+    if (index->failed) snprintf(detail, detail_bytes, "%s: %s", index->path, index->error_detail);
+    pthread_mutex_unlock(&index->mutex);
+    return status;
+}
+
+void store_index_add(store_index_t *index, const store_index_entry_t *entries, uint32_t count) {
+    PC_ASSERT(count <= MEMTABLE_BATCH_ENTRIES_MAX);
+    pthread_mutex_lock(&index->mutex);
+    PC_ASSERT(index->active->count + count <= MEMTABLE_CAPACITY); /* store_index_room_wait came first */
     for (uint32_t i = 0; i < count; i++) memtable_add(index->active, &entries[i]);
     memtable_rotate_locked(index, false);
     pthread_mutex_unlock(&index->mutex);
 }
 
-/* Waits until every entry added so far is in the index file. */
+/* Waits until every entry added so far is in the index file, or the indexer gave up. */
 void store_index_flush(store_index_t *index) {
     pthread_mutex_lock(&index->mutex);
-    while (index->active->count > 0 || index->frozen != NULL) {
+    while (!index->failed && (index->active->count > 0 || index->frozen != NULL)) {
         memtable_rotate_locked(index, true);
         pthread_cond_wait(&index->space, &index->mutex);
     }
@@ -364,17 +417,29 @@ static bool index_memory_init(store_index_t *index) {
     return index->bloom != NULL && memtable_init(&index->tables[0]) && memtable_init(&index->tables[1]);
 }
 
-pc_status store_index_open(store_index_t **out, const char *main_path, int64_t main_instance_id, uint64_t main_last_ts,
-                           const pc_hash_key_t *id_key, uint32_t key_bits) {
-    store_index_t *index = calloc(1, sizeof(*index));
-    if (index == NULL) return PC_NO_MEMORY;
-    index->id_key = *id_key;
-    index->key_mask = key_bits == 0 || key_bits >= 63 ? INT64_MAX : (1ull << key_bits) - 1;
+/* The key, its mask and fingerprint, the memtable bounds and the fault hook. */
+static void index_configure(store_index_t *index, const store_index_config_t *config) {
+    index->id_key = *config->id_key;
+    uint32_t bits = config->key_bits;
+    index->key_mask = bits == 0 || bits >= 63 ? INT64_MAX : (1ull << bits) - 1;
     char domain[64];
     snprintf(domain, sizeof domain, "paycore-id-index-v1:%016llx", (unsigned long long)index->key_mask);
-    index->key_check = key_check_of(id_key, domain);
+    index->key_check = key_check_of(config->id_key, domain);
+    uint32_t entries_max = config->memtable_entries_max;
+    index->entries_max = entries_max == 0 || entries_max > MEMTABLE_ENTRIES_MAX ? MEMTABLE_ENTRIES_MAX : entries_max;
+    index->flush_entries = MEMTABLE_FLUSH_ENTRIES < index->entries_max ? MEMTABLE_FLUSH_ENTRIES : index->entries_max / 2;
+    if (index->flush_entries == 0) index->flush_entries = 1;
+    index->fault_write_from = config->fault_write_from;
+}
+
+pc_status store_index_open(store_index_t **out, const store_index_config_t *config) {
+    store_index_t *index = calloc(1, sizeof(*index));
+    if (index == NULL) return PC_NO_MEMORY;
+    index_configure(index, config);
+    int64_t main_instance_id = config->main_instance_id;
+    uint64_t main_last_ts = config->main_last_ts;
     char path[PATH_MAX_BYTES];
-    snprintf(path, sizeof path, "%s-index", main_path);
+    snprintf(path, sizeof path, "%s-index", config->main_path);
     index->path = pc_strdup(path);
     pthread_mutex_init(&index->mutex, NULL);
     pthread_cond_init(&index->work, NULL);

@@ -33,15 +33,26 @@ uint64_t store_index_key(const store_index_t *index, const char *id);
 /* A fingerprint of an id key (a keyed hash of a constant): tells a file keyed
  * otherwise without revealing the key. Positive, non-zero. */
 int64_t store_index_key_check(const pc_hash_key_t *id_key);
-/* 'key_bits': store_options_t.index_key_bits (0 in production). */
-pc_status store_index_open(store_index_t **out, const char *main_path, int64_t main_instance_id,
-                           uint64_t main_last_ts, const pc_hash_key_t *id_key, uint32_t key_bits);
+typedef struct {
+    const char *main_path;          /* the index file is '<main_path>-index' */
+    int64_t main_instance_id;       /* meta.instance_id: an index of another database is rebuilt */
+    uint64_t main_last_ts;          /* the main file's last transfer: an index ahead is rebuilt */
+    const pc_hash_key_t *id_key;    /* borrowed for the call: the index keeps a copy */
+    uint32_t key_bits;              /* store_options_t.index_key_bits (0 in production) */
+    uint32_t fault_write_from;      /* store_options_t.fault_index_write_from */
+    uint32_t memtable_entries_max;  /* store_options_t.index_memtable_entries_max */
+} store_index_config_t;
+pc_status store_index_open(store_index_t **out, const store_index_config_t *config);
 void store_index_close(store_index_t *index);          /* flushes everything first */
 uint64_t store_index_indexed_through_ts(const store_index_t *index);
-/* Adds committed transfers (writer thread, after COMMIT); waits when the indexer is
- * a full memtable behind. */
+/* Before a batch's COMMIT (writer thread): waits while the indexer is a full memtable
+ * behind (back-pressure). PC_STORE_INDEX_FAILED, with 'detail', when the indexer gave
+ * up writing the index file: the store must take no more writes. */
+PC_MUST_USE pc_status store_index_room_wait(store_index_t *index, char *detail, size_t detail_bytes);
+/* Adds a committed batch's transfers (writer thread, after COMMIT); never waits:
+ * store_index_room_wait made room for a whole batch. */
 void store_index_add(store_index_t *index, const store_index_entry_t *entries, uint32_t count);
-void store_index_flush(store_index_t *index);
+void store_index_flush(store_index_t *index);     /* returns early when the indexer gave up */
 void store_index_bloom_add(store_index_t *index, uint64_t key);
 bool store_index_bloom_maybe(const store_index_t *index, uint64_t key);
 sqlite3 *store_index_reader_open(store_index_t *index);

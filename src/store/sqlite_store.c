@@ -277,8 +277,10 @@ static pc_status index_open(store_t *store) {
     if (store->shadow == NULL || store->dirty_bits == NULL || store->dirty == NULL) return PC_NO_MEMORY;
     pc_hash_key_t id_key;
     pc_status status = id_key_load(store, &id_key);
-    if (status == PC_OK) status = store_index_open(&store->index, store->path, instance_id, (uint64_t)last_ts, &id_key,
-                                                         store->options.index_key_bits);
+    store_index_config_t config = {store->path, instance_id, (uint64_t)last_ts, &id_key,
+                                   store->options.index_key_bits, store->options.fault_index_write_from,
+                                   store->options.index_memtable_entries_max};
+    if (status == PC_OK) status = store_index_open(&store->index, &config);
     sodium_memzero(&id_key, sizeof id_key);
     if (status == PC_STORE_OPEN_FAILED) {
         snprintf(store->error_detail, sizeof store->error_detail, "%s-index: cannot open or rebuild", store->path);
@@ -454,6 +456,21 @@ static void dirty_mark(store_t *store, uint32_t account_no) {
     store->dirty[store->dirty_count++] = account_no;
 }
 
+/* Waits for room in the memtable; the indexer having given up is the store's error. */
+static pc_status index_room(store_t *store) {
+    char detail[sizeof store->error_detail];
+    pc_status status = store_index_room_wait(store->index, detail, sizeof detail);
+    if (status != PC_OK) snprintf(store->error_detail, sizeof store->error_detail, "%s", detail);
+    return status;
+}
+
+/* Adds a chunk of the catch-up once the memtable has room for it. */
+static pc_status index_catch_up_add(store_t *store, const store_index_entry_t *chunk, uint32_t count) {
+    pc_status status = index_room(store);
+    if (status == PC_OK) store_index_add(store->index, chunk, count);
+    return status;
+}
+
 /* Transfers committed after the index file's watermark go back into the memtable. */
 static pc_status index_catch_up(store_t *store) {
     sqlite3_stmt *stmt;
@@ -465,19 +482,21 @@ static pc_status index_catch_up(store_t *store) {
     sqlite3_bind_int64(stmt, 1, (int64_t)store_index_indexed_through_ts(store->index));
     store_index_entry_t chunk[1024];
     uint32_t count = 0;
+    pc_status status = PC_OK;
     int rc;
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    while (status == PC_OK && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         const char *id = (const char *)sqlite3_column_text(stmt, 1);
         chunk[count] = (store_index_entry_t){store_index_key(store->index, id), (uint64_t)sqlite3_column_int64(stmt, 0),
                                              (uint32_t)sqlite3_column_int64(stmt, 2), (uint32_t)sqlite3_column_int64(stmt, 3)};
         store_index_bloom_add(store->index, chunk[count].key);
         if (++count == 1024) {
-            store_index_add(store->index, chunk, count);
+            status = index_catch_up_add(store, chunk, count);
             count = 0;
         }
     }
-    if (count > 0) store_index_add(store->index, chunk, count);
+    if (status == PC_OK && count > 0) status = index_catch_up_add(store, chunk, count);
     sqlite3_finalize(stmt);
+    if (status != PC_OK) return status;
     return rc == SQLITE_DONE ? PC_OK : store_fail(store, PC_STORE_READ_FAILED, "index catch-up");
 }
 
@@ -660,6 +679,8 @@ static void bind_balances(sqlite3_stmt *stmt, int first, const ledger_balances_t
 }
 
 pc_status store_tx_begin(store_t *store, store_tx_t **out) {
+    pc_status status = index_room(store); /* back-pressure before the batch, never after its COMMIT */
+    if (status != PC_OK) return status;
     store_tx_t *tx = calloc(1, sizeof(*tx));
     if (tx == NULL) return PC_NO_MEMORY;
     tx->store = store;

@@ -28,6 +28,10 @@ typedef struct {
                                   everything, before COMMIT; 0 = never */
     uint32_t index_key_bits;   /* tests: keep only this many bits of each id's index key,
                                   so that distinct ids collide; 0 = all of them */
+    uint32_t fault_index_write_from; /* tests: the indexer's Nth write of the index file
+                                        (1-based) and every later one fail; 0 = never */
+    uint32_t index_memtable_entries_max; /* tests: back-pressure from fewer unindexed
+                                            transfers; 0 = the built-in bound */
 } store_options_t;
 
 /* Opens 'path' (a SQLite file). A file of another schema version is
@@ -46,7 +50,9 @@ PC_MUST_USE pc_status store_load(store_t *store, ledger_t *ledger, journal_entry
 /* Committed transfers for the ledger's lookups (writer thread). */
 ledger_source_t store_source(store_t *store);
 
-/* One batch = one transaction. */
+/* One batch = one transaction. Begin waits while the id indexer is behind
+ * (back-pressure); PC_STORE_INDEX_FAILED when it gave up writing the index file: the
+ * store then takes no more writes until a restart rebuilds the index. */
 PC_MUST_USE pc_status store_tx_begin(store_t *store, store_tx_t **out);
 PC_MUST_USE pc_status store_tx_write_changes(store_tx_t *tx, const ledger_t *ledger,
                                              const ledger_changes_t *changes, uint64_t batch_seq,
