@@ -91,12 +91,11 @@ pc_status store_read_account(store_reader_t *reader, const char *id, store_accou
     return status;
 }
 
-/* Reads the transfer row at 'ts'; PC_NOT_FOUND when absent or 'id' (if given) differs. */
-static pc_status transfer_at(store_reader_t *reader, uint64_t ts, const char *id, store_transfer_t *out) {
-    sqlite3_stmt *stmt;
-    if (prepare(reader, "SELECT " TRANSFER_COLUMNS " FROM transfers WHERE timestamp=?", &stmt) != PC_OK) {
-        return PC_STORE_READ_FAILED;
-    }
+#define TRANSFER_AT_SQL "SELECT " TRANSFER_COLUMNS " FROM transfers WHERE timestamp=?"
+
+/* Reads the transfer row at 'ts' with 'stmt' (TRANSFER_AT_SQL), then resets it;
+ * PC_NOT_FOUND when absent or 'id' (if given) differs. */
+static pc_status transfer_row_at(sqlite3_stmt *stmt, uint64_t ts, const char *id, store_transfer_t *out) {
     sqlite3_bind_int64(stmt, 1, (int64_t)ts);
     int rc = sqlite3_step(stmt);
     pc_status status = rc == SQLITE_ROW ? PC_OK : rc == SQLITE_DONE ? PC_NOT_FOUND : PC_STORE_READ_FAILED;
@@ -108,23 +107,39 @@ static pc_status transfer_at(store_reader_t *reader, uint64_t ts, const char *id
         out->metadata_owned = pc_strdup(out->transfer.metadata_json);
         out->transfer.metadata_json = out->metadata_owned;
     }
+    sqlite3_reset(stmt);
+    return status;
+}
+
+static pc_status transfer_at(store_reader_t *reader, uint64_t ts, const char *id, store_transfer_t *out) {
+    sqlite3_stmt *stmt;
+    if (prepare(reader, TRANSFER_AT_SQL, &stmt) != PC_OK) return PC_STORE_READ_FAILED;
+    pc_status status = transfer_row_at(stmt, ts, id, out);
     sqlite3_finalize(stmt);
     return status;
 }
 
-#define FIND_CANDIDATES_MAX 16
+typedef struct {
+    store_reader_t *reader;
+    sqlite3_stmt *stmt; /* prepared at the first candidate, for all of them */
+    const char *id;
+    store_transfer_t *out;
+} transfer_find_t;
+
+static pc_status transfer_candidate(void *ctx, uint64_t ts) {
+    transfer_find_t *find = ctx;
+    if (find->stmt == NULL && prepare(find->reader, TRANSFER_AT_SQL, &find->stmt) != PC_OK) {
+        return PC_STORE_READ_FAILED;
+    }
+    return transfer_row_at(find->stmt, ts, find->id, find->out);
+}
 
 pc_status store_read_transfer(store_reader_t *reader, const char *id, store_transfer_t *out) {
-    uint64_t candidates[FIND_CANDIDATES_MAX];
-    uint32_t count = 0;
-    pc_status status = store_index_find(store_sqlite_index(reader->store), reader->index_db, store_index_key(id),
-                                        candidates, FIND_CANDIDATES_MAX, &count);
-    if (status != PC_OK) return status;
-    for (uint32_t i = 0; i < count; i++) {
-        status = transfer_at(reader, candidates[i], id, out);
-        if (status != PC_NOT_FOUND) return status;
-    }
-    return PC_NOT_FOUND;
+    store_index_t *index = store_sqlite_index(reader->store);
+    transfer_find_t find = {reader, NULL, id, out};
+    pc_status status = store_index_find(index, reader->index_db, store_index_key(index, id), transfer_candidate, &find);
+    sqlite3_finalize(find.stmt);
+    return status;
 }
 
 static pc_status transfer_ts_of(store_reader_t *reader, const char *id, int64_t *ts) {
@@ -148,12 +163,29 @@ static pc_status position_of(store_reader_t *reader, const char *sql, const char
     return status;
 }
 
-/* Accounts in creation order. A filter that hides most rows is bounded: at most
- * LIST_SCAN_ROWS_MAX rows are looked at per call, and has_more says to go on. */
-#define LIST_SCAN_ROWS_MAX 100000
+/* Calls 'fn' for up to query->limit rows of 'stmt' (whose columns start with
+ * ACCOUNT_COLUMNS and which yields one row more than a page), sets *has_more, and
+ * finalizes the statement. */
+static pc_status accounts_emit(store_reader_t *reader, sqlite3_stmt *stmt, const store_query_t *query,
+                               store_account_fn fn, void *ctx, bool *has_more) {
+    uint32_t emitted = 0;
+    int rc;
+    *has_more = false;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (emitted == query->limit) {
+            *has_more = true;
+            break;
+        }
+        ledger_account_t account;
+        account_from_row(reader, stmt, &account);
+        fn(&account, ctx);
+        emitted++;
+    }
+    sqlite3_finalize(stmt);
+    return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? PC_OK : PC_STORE_READ_FAILED;
+}
 
-pc_status store_list_accounts(store_reader_t *reader, const store_query_t *query,
-                              bool (*visible)(const char *account_id, void *ctx), store_account_fn fn,
+pc_status store_list_accounts(store_reader_t *reader, const store_query_t *query, store_account_fn fn,
                               void *ctx, bool *has_more) {
     int64_t after = -1;
     if (query->starting_after != NULL) {
@@ -166,23 +198,43 @@ pc_status store_list_accounts(store_reader_t *reader, const store_query_t *query
                           : "SELECT " ACCOUNT_COLUMNS " FROM accounts WHERE no > ?1 ORDER BY no LIMIT ?2";
     if (prepare(reader, sql, &stmt) != PC_OK) return PC_STORE_READ_FAILED;
     sqlite3_bind_int64(stmt, 1, query->descending && after < 0 ? INT64_MAX : after);
-    sqlite3_bind_int64(stmt, 2, visible ? LIST_SCAN_ROWS_MAX : (int64_t)query->limit + 1);
-    uint32_t emitted = 0;
-    int rc;
+    sqlite3_bind_int64(stmt, 2, (int64_t)query->limit + 1);
+    return accounts_emit(reader, stmt, query, fn, ctx, has_more);
+}
+
+#define GRANTED_ACCOUNT_COLUMNS \
+    "a.id, a.currency, a.code, a.flags, a.debits_pending, a.debits_posted, a.credits_pending," \
+    " a.credits_posted, a.timestamp, a.metadata, a.no"
+
+/* The grants' primary key (key_id, account_id) is the index: a page is a range scan
+ * of the key's grants, each joined to its account by the accounts' id index. Grants
+ * of ids that have no account (yet) are skipped. */
+pc_status store_list_accounts_granted(store_reader_t *reader, const char *key_id, const store_query_t *query,
+                                      store_account_fn fn, void *ctx, bool *has_more) {
     *has_more = false;
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        ledger_account_t account;
-        account_from_row(reader, stmt, &account);
-        if (visible != NULL && !visible(account.id, ctx)) continue;
-        if (emitted == query->limit) {
-            *has_more = true;
-            break;
+    if (query->starting_after != NULL) {
+        sqlite3_stmt *cursor;
+        if (prepare(reader, "SELECT 1 FROM account_grants g JOIN accounts a ON a.id = g.account_id"
+                            " WHERE g.key_id = ?1 AND g.account_id = ?2", &cursor) != PC_OK) {
+            return PC_STORE_READ_FAILED;
         }
-        fn(&account, ctx);
-        emitted++;
+        sqlite3_bind_text(cursor, 1, key_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(cursor, 2, query->starting_after, -1, SQLITE_STATIC);
+        int rc = sqlite3_step(cursor);
+        sqlite3_finalize(cursor);
+        if (rc != SQLITE_ROW) return rc == SQLITE_DONE ? PC_NOT_FOUND : PC_STORE_READ_FAILED;
     }
-    sqlite3_finalize(stmt);
-    return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? PC_OK : PC_STORE_READ_FAILED;
+    sqlite3_stmt *stmt;
+    if (prepare(reader, "SELECT " GRANTED_ACCOUNT_COLUMNS " FROM account_grants g"
+                        " JOIN accounts a ON a.id = g.account_id"
+                        " WHERE g.key_id = ?1 AND g.account_id > ?2 ORDER BY g.account_id LIMIT ?3",
+                &stmt) != PC_OK) {
+        return PC_STORE_READ_FAILED;
+    }
+    sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, query->starting_after != NULL ? query->starting_after : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 3, (int64_t)query->limit + 1);
+    return accounts_emit(reader, stmt, query, fn, ctx, has_more);
 }
 
 static void range_bounds(const store_query_t *query, int64_t after_ts, int64_t *low, int64_t *high) {

@@ -38,6 +38,12 @@ typedef struct {
     bool fault_commit_sticky;  /* tests: and every commit after it too */
     bool fault_vfs;            /* tests: the writer's connection goes through the
                                   fault-injecting VFS (store_fault_arm) */
+    uint32_t index_key_bits;   /* tests: keep only this many bits of each id's index key,
+                                  so that distinct ids collide; 0 = all of them */
+    uint32_t fault_index_write_from; /* tests: the indexer's Nth write of the index file
+                                        (1-based) and every later one fail; 0 = never */
+    uint32_t index_memtable_entries_max; /* tests: back-pressure from fewer unindexed
+                                            transfers; 0 = the built-in bound */
 } store_options_t;
 
 /* Opens 'path' (a SQLite file) for the one writer and takes its lock ('<path>.lock').
@@ -46,7 +52,9 @@ typedef struct {
  * (PC_STORE_IN_USE, "database in use by pid N"); a file or directory that is not
  * writable (PC_STORE_READ_ONLY); a truncated or damaged paycore file
  * (PC_STORE_CORRUPT); a file that is not paycore's (PC_STORE_NOT_PAYCORE); another
- * schema version (PC_STORE_VERSION_UNSUPPORTED); a read error (PC_STORE_READ_FAILED).
+ * schema version (PC_STORE_VERSION_UNSUPPORTED); a read error (PC_STORE_READ_FAILED);
+ * an id key file ('<path>.idkey') missing, malformed or of another database once the
+ * database has one (PC_STORE_ID_KEY_INVALID; options->create makes a missing one).
  * Nothing is ever read as a default: a value that cannot be read is an error. */
 PC_MUST_USE pc_status store_open(store_t **out, const char *path, const store_options_t *options);
 void store_close(store_t *store);
@@ -68,7 +76,9 @@ ledger_source_t store_source(store_t *store);
 
 /* One batch = one transaction. A batch with ledger rows calls write_changes with
  * batch_seq = journal head + 1, then write_journal with that seq; one without calls
- * neither (its commands write their own rows through store_api.h). */
+ * neither (its commands write their own rows through store_api.h).
+ * Begin waits while the id indexer is behind (back-pressure); when it gave up
+ * writing the index file, the store fails for good with PC_STORE_INDEX_FAILED. */
 PC_MUST_USE pc_status store_tx_begin(store_t *store, store_tx_t **out);
 PC_MUST_USE pc_status store_tx_write_changes(store_tx_t *tx, const ledger_t *ledger,
                                              const ledger_changes_t *changes, uint64_t batch_seq,
@@ -141,10 +151,16 @@ typedef void (*store_account_fn)(const ledger_account_t *account, void *ctx);
 typedef void (*store_transfer_fn)(const ledger_transfer_t *transfer, ledger_pending_state state, void *ctx);
 typedef void (*store_history_fn)(const ledger_history_t *row, void *ctx);
 
-/* Accounts by id order; 'visible' (or NULL) filters rows (a merchant key's accounts). */
+/* Every account in creation order. A starting_after that names no account is
+ * PC_NOT_FOUND. */
 PC_MUST_USE pc_status store_list_accounts(store_reader_t *reader, const store_query_t *query,
-                                          bool (*visible)(const char *account_id, void *ctx),
                                           store_account_fn fn, void *ctx, bool *has_more);
+/* The accounts granted to API key 'key_id', in id order, read through the grants'
+ * index: the cost is the page's, whatever the number of other accounts. A
+ * starting_after that names no account granted to the key is PC_NOT_FOUND. */
+PC_MUST_USE pc_status store_list_accounts_granted(store_reader_t *reader, const char *key_id,
+                                                  const store_query_t *query, store_account_fn fn,
+                                                  void *ctx, bool *has_more);
 /* An account's transfers by timestamp (debit or credit side). */
 PC_MUST_USE pc_status store_list_account_transfers(store_reader_t *reader, const char *account_id,
                                                    const store_query_t *query, store_transfer_fn fn,
