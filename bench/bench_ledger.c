@@ -6,6 +6,9 @@
  *   ledger_owner batch=N … baseline=ledger_admin …   the same work as a merchant key's:
  *     every account checked against the owner's grants in the writer (ratio ~1: the
  *     cost of the ownership check)
+ *   ledger_owner_cpu batch=N … sync=off … baseline=ledger_admin_cpu …   the same, fsync
+ *     off (CPU only), admin and owner alternating in many short rounds, best round of
+ *     each: the check's cost without the disk's swings
  *   ledger_memory accounts=1000000 peak_rss_mib=…
  * The baseline is what a careful engineer writes first: WAL, synchronous=FULL,
  * prepared statements, per transfer two UPDATEs and one INSERT, N per transaction.
@@ -156,12 +159,12 @@ static void paycore_accounts(paycore_t *p, uint32_t account_count) {
     }
 }
 
-static void paycore_open(paycore_t *p, const bench_config *config, const char *name) {
+static void paycore_open(paycore_t *p, const bench_config *config, const char *name, bool synchronous_off) {
     char path[512], key[512];
     snprintf(path, sizeof path, "%s/%s.db", config->dir, name);
     snprintf(key, sizeof key, "%s/%s.db.key", config->dir, name);
     unlink(path);
-    store_options_t options = {.create = true};
+    store_options_t options = {.create = true, .synchronous_off = synchronous_off};
     writer_config_t writer_config = {.batch_events_max = LEDGER_BATCH_EVENTS_MAX};
     if (store_open(&p->store, path, &options) != PC_OK) abort();
     if (writer_start(&p->writer, p->store, key, &writer_config) != PC_OK) abort();
@@ -312,6 +315,34 @@ static void figure_concurrent(const bench_config *config, paycore_t *p, sqlite3 
     fflush(stdout);
 }
 
+#define OWNER_CPU_ROUNDS 16
+
+/* The ownership check alone, CPU only: fsync off, admin and owner alternating in short
+ * rounds; the best round of each counts (other load only ever slows a round down). */
+static void figure_owner_cpu(const bench_config *config, uint32_t batch, bool concurrent) {
+    paycore_t p = {0};
+    paycore_open(&p, config, "cpu", true);
+    double admin_best = 0, owner_best = 0, seconds = config->seconds_per_figure / OWNER_CPU_ROUNDS;
+    for (int round = 0; round < OWNER_CPU_ROUNDS; round++) {
+        for (int turn = 0; turn < 2; turn++) {
+            bool owner = (turn + round) % 2 == 1;
+            const char *owner_id = owner ? BENCH_OWNER : NULL;
+            double per_s = concurrent ? paycore_concurrent(&p, config->accounts, owner_id, seconds)
+                                      : paycore_run(&p, config->accounts, batch, owner_id, seconds);
+            double *best = owner ? &owner_best : &admin_best;
+            if (per_s > *best) *best = per_s;
+        }
+    }
+    char shape[48];
+    if (concurrent) snprintf(shape, sizeof shape, "batch=1 submitters=%d", SUBMITTERS);
+    else snprintf(shape, sizeof shape, "batch=%u", batch);
+    printf("ledger_owner_cpu %s accounts=%u sync=off transfers_per_s=%.0f baseline=ledger_admin_cpu "
+           "baseline_per_s=%.0f ratio=%.3f\n", shape, config->accounts, owner_best, admin_best,
+           owner_best / admin_best);
+    fflush(stdout);
+    paycore_close(&p);
+}
+
 static long status_kib(const char *field) {
     FILE *f = fopen("/proc/self/status", "r");
     char line[256];
@@ -357,13 +388,16 @@ static void run_accounts(bench_config *config, uint32_t account_count, int round
     config->accounts = account_count;
     sqlite3 *base = baseline_open(config, "baseline");
     paycore_t p = {0};
-    paycore_open(&p, config, "paycore");
+    paycore_open(&p, config, "paycore", false);
     figure_batch(config, &p, base, 1, rounds);
     figure_batch(config, &p, base, 100, rounds);
     figure_batch(config, &p, base, LEDGER_BATCH_EVENTS_MAX, rounds);
     if (concurrent) figure_concurrent(config, &p, base, rounds);
     paycore_close(&p);
     sqlite3_close(base);
+    figure_owner_cpu(config, 1, false);
+    figure_owner_cpu(config, LEDGER_BATCH_EVENTS_MAX, false);
+    if (concurrent) figure_owner_cpu(config, 1, true);
 }
 
 int main(int argc, char **argv) {
