@@ -88,6 +88,7 @@ typedef struct {
 
 static const schema_migration migrations[] = {
     {schema_v1, store_sqlite_api_schema},
+    {"", store_sqlite_api_schema_v2}, /* idempotency_keys.row_bytes, index by age */
 };
 
 #define SCHEMA_VERSION_LATEST ((int)(sizeof(migrations) / sizeof(migrations[0])))
