@@ -108,13 +108,7 @@ static void *conns_reaper_run(void *arg) {
     api_server_t *server = arg;
     pthread_mutex_lock(&server->conns_stop_mutex);
     while (!server->conns_stop) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += CONN_REAPER_PERIOD_MS * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = pc_realtime_after_ms(CONN_REAPER_PERIOD_MS);
         pthread_cond_timedwait(&server->conns_cond, &server->conns_stop_mutex, &until);
         if (server->conns_stop) break;
         uint32_t closed = conns_expire(server, pc_mono_ns());

@@ -123,14 +123,7 @@ static bool writer_busy(api_server_t *server) {
 
 /* Sleeps 'period_ms' or until stopped; false when stopped. */
 static bool purge_sleep(api_server_t *server, uint32_t period_ms) {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += period_ms / 1000;
-    until.tv_nsec += (long)(period_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = pc_realtime_after_ms(period_ms);
     pthread_mutex_lock(&server->purge_mutex);
     while (!server->purge_stop &&
            pthread_cond_timedwait(&server->purge_cond, &server->purge_mutex, &until) == 0) {

@@ -227,13 +227,7 @@ static void *reaper_run(void *arg) {
     api_request_t *due[REAPER_BATCH];
     pthread_mutex_lock(&server->waiting_mutex);
     while (!server->reaper_stop) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += REAPER_PERIOD_MS * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = pc_realtime_after_ms(REAPER_PERIOD_MS);
         pthread_cond_timedwait(&server->waiting_cond, &server->waiting_mutex, &until);
         uint64_t now_ns = pc_mono_ns();
         uint32_t due_count = 0;
