@@ -10,11 +10,12 @@
 #include "api/api_risk.h"
 #include "cli/cli.h"
 #include "cli/cli_args.h"
+#include "cli/serve_demo.h"
 #include "obs/obs.h"
 
 enum { OPT_LISTEN, OPT_DB, OPT_THREADS, OPT_BODY_MAX, OPT_QUEUE_MAX, OPT_LOG_LEVEL,
        OPT_LOG_FILE, OPT_RATE, OPT_BURST, OPT_TIMEOUT, OPT_REQUEST_TIMEOUT, OPT_METRICS_AUTH, OPT_ROUTES, OPT_RISK_MODEL,
-       OPT_RISK_RULES, OPT_RISK_RULES_ONLY, OPT_RISK_REVIEW, OPT_RISK_DECLINE, OPT_PER_IP,
+       OPT_RISK_RULES, OPT_RISK_RULES_ONLY, OPT_RISK_REVIEW, OPT_RISK_DECLINE, OPT_DEMO, OPT_PER_IP,
        OPT_IDEM_RETENTION, OPT_IDEM_MAX, OPT_IDEM_KEY_MAX, OPT_COUNT };
 
 static void serve_opts(cli_opt opts[OPT_COUNT]) {
@@ -37,6 +38,7 @@ static void serve_opts(cli_opt opts[OPT_COUNT]) {
         {"risk-rules-only", "PAYCORE_RISK_RULES_ONLY", true, NULL, "score with rules only (no model; /healthz says rules_only)"},
         {"risk-review-threshold", "PAYCORE_RISK_REVIEW_THRESHOLD", false, NULL, "model score at or above: review (default 0.30)"},
         {"risk-decline-threshold", "PAYCORE_RISK_DECLINE_THRESHOLD", false, NULL, "model score at or above: decline (default 0.85)"},
+        {"demo", "PAYCORE_DEMO", true, NULL, "also run the card, wallet and bank simulators (docs/channels.md), stopped with the server"},
         {"connections-per-ip-max", "PAYCORE_CONNECTIONS_PER_IP_MAX", false, "1024", "connections one client address may hold (0: no limit; raise it behind a proxy)"},
         {"idempotency-retention-h", "PAYCORE_IDEMPOTENCY_RETENTION_H", false, "24", "keep stored Idempotency-Key replies this many hours (at least 24)"},
         {"idempotency-max-bytes", "PAYCORE_IDEMPOTENCY_MAX_BYTES", false, "1g", "room for stored Idempotency-Key replies, all keys (k/m/g); past it: 503 idempotency_storage_full"},
@@ -138,10 +140,17 @@ int cli_serve(int argc, char **argv) {
     sigaddset(&signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &signals, NULL); /* every thread started below inherits it */
     signal(SIGPIPE, SIG_IGN);
+    sim_demo_t demo = {0};
+    if (opts[OPT_DEMO].value != NULL && strcmp(opts[OPT_DEMO].value, "0") != 0 &&
+        !serve_demo_start(config.db_path, &demo)) {
+        obs_log_close();
+        return 1;
+    }
     api_risk_options_t risk = {config.db_path, opts[OPT_RISK_MODEL].value, opts[OPT_RISK_RULES].value,
                                opts[OPT_RISK_RULES_ONLY].value != NULL && strcmp(opts[OPT_RISK_RULES_ONLY].value, "0") != 0,
                                opts[OPT_RISK_REVIEW].value, opts[OPT_RISK_DECLINE].value};
     if (api_risk_start(&risk) != PC_OK) {
+        sim_demo_stop(&demo);
         obs_log_close();
         return 1;
     }
@@ -149,6 +158,7 @@ int cli_serve(int argc, char **argv) {
     pc_status status = api_server_start(&server, &config);
     if (status != PC_OK) {
         api_risk_stop();
+        sim_demo_stop(&demo);
         obs_logf(OBS_LEVEL_ERROR, "cannot start: %s (%s)", pc_status_code(status), config.db_path);
         obs_log_close();
         return 1;
@@ -161,6 +171,7 @@ int cli_serve(int argc, char **argv) {
     serve_wait(&signals);
     api_server_stop(server);
     api_risk_stop();
+    sim_demo_stop(&demo);
     obs_log_notice("stopped", NULL);
     obs_log_close();
     return 0;
