@@ -114,6 +114,7 @@ struct api_server {
     pthread_rwlock_t writer_lock;   /* writer_submit (read) vs. the start of shutdown (write) */
     _Atomic bool draining;          /* set under writer_lock (write); read anywhere */
     struct MHD_Daemon *daemon;
+    int listen_fd;                  /* bound before the store opens; MHD's once started */
     uint16_t port;
     api_keys_t keys;
     pthread_mutex_t pool_mutex;
@@ -194,6 +195,9 @@ void api_route_risk_reviews(api_request_t *req);
 void api_route_risk_review_approve(api_request_t *req);
 void api_route_risk_review_decline(api_request_t *req);
 void api_route_admin_reload(api_request_t *req);
+/* routes_channels.c */
+void api_route_channels(api_request_t *req);
+void api_route_channel_callback(api_request_t *req);
 
 /* Lists: limit (1..API_LIST_LIMIT_MAX, default 10), starting_after, from, to, order.
  * false: 400 query_invalid was replied. */

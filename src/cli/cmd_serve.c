@@ -1,12 +1,19 @@
 /* cli/cmd_serve.c: `paycore serve`, the HTTP/JSON server. Signals are blocked in
  * every thread and taken here with sigwait: SIGTERM/SIGINT drain and exit 0, SIGHUP
- * reopens the log file. */
+ * reopens the log file. The writer raises SIGUSR2 when the database failed to write
+ * (store.h): the server then drains and exits 1, to be restarted from the file.
+ *
+ * Start order, so that a start that fails names its cause and leaves no file
+ * behind: bind the listen address, open the database (lock, checks, signing key),
+ * start the risk engine (its files), then serve. */
 #include <signal.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/api.h"
+#include "api/api_gateway.h"
 #include "api/api_risk.h"
 #include "cli/cli.h"
 #include "cli/cli_args.h"
@@ -15,8 +22,8 @@
 
 enum { OPT_LISTEN, OPT_DB, OPT_THREADS, OPT_BODY_MAX, OPT_QUEUE_MAX, OPT_LOG_LEVEL,
        OPT_LOG_FILE, OPT_RATE, OPT_BURST, OPT_TIMEOUT, OPT_REQUEST_TIMEOUT, OPT_METRICS_AUTH, OPT_ROUTES, OPT_RISK_MODEL,
-       OPT_RISK_RULES, OPT_RISK_RULES_ONLY, OPT_RISK_REVIEW, OPT_RISK_DECLINE, OPT_DEMO, OPT_PER_IP,
-       OPT_IDEM_RETENTION, OPT_IDEM_MAX, OPT_IDEM_KEY_MAX, OPT_COUNT };
+       OPT_RISK_RULES, OPT_RISK_RULES_ONLY, OPT_RISK_REVIEW, OPT_RISK_DECLINE, OPT_DEMO, OPT_CHANNELS,
+       OPT_GATEWAY_THREADS, OPT_PER_IP, OPT_IDEM_RETENTION, OPT_IDEM_MAX, OPT_IDEM_KEY_MAX, OPT_COUNT };
 
 static void serve_opts(cli_opt opts[OPT_COUNT]) {
     cli_opt defaults[OPT_COUNT] = {
@@ -39,6 +46,8 @@ static void serve_opts(cli_opt opts[OPT_COUNT]) {
         {"risk-review-threshold", "PAYCORE_RISK_REVIEW_THRESHOLD", false, NULL, "model score at or above: review (default 0.30)"},
         {"risk-decline-threshold", "PAYCORE_RISK_DECLINE_THRESHOLD", false, NULL, "model score at or above: decline (default 0.85)"},
         {"demo", "PAYCORE_DEMO", true, NULL, "also run the card, wallet and bank simulators (docs/channels.md), stopped with the server"},
+        {"channels", "PAYCORE_CHANNELS", false, NULL, "payment channels and routing (JSON, docs/channels.md); SIGHUP or POST /v1/admin/reload reloads"},
+        {"gateway-threads", "PAYCORE_GATEWAY_THREADS", false, "1", "gateway threads calling channels (each runs a curl multi)"},
         {"connections-per-ip-max", "PAYCORE_CONNECTIONS_PER_IP_MAX", false, "1024", "connections one client address may hold (0: no limit; raise it behind a proxy)"},
         {"idempotency-retention-h", "PAYCORE_IDEMPOTENCY_RETENTION_H", false, "24", "keep stored Idempotency-Key replies this many hours (at least 24)"},
         {"idempotency-max-bytes", "PAYCORE_IDEMPOTENCY_MAX_BYTES", false, "1g", "room for stored Idempotency-Key replies, all keys (k/m/g); past it: 503 idempotency_storage_full"},
@@ -92,28 +101,95 @@ static bool serve_config(const cli_opt *opts, api_config_t *config, obs_level *l
     return true;
 }
 
-/* Waits for signals until SIGTERM or SIGINT. */
+/* Waits for signals until SIGTERM, SIGINT or SIGUSR2 (the writer failed). */
 static void serve_wait(const sigset_t *signals) {
     for (;;) {
         int signal_number = 0;
         if (sigwait(signals, &signal_number) != 0) continue;
         if (signal_number == SIGHUP) {
             api_risk_reload();
+            (void)api_gateway_reload(NULL, 0); /* logs a refusal with its line */
             bool reopened = obs_log_reopen();
             obs_log(reopened ? OBS_LEVEL_INFO : OBS_LEVEL_ERROR,
                     reopened ? "log reopened" : "log reopen failed", NULL);
             continue;
         }
-        obs_logf(OBS_LEVEL_INFO, "signal %d: draining", signal_number);
+        if (signal_number != SIGUSR2) obs_logf(OBS_LEVEL_INFO, "signal %d: draining", signal_number);
         return;
     }
+}
+
+/* Writer thread: the store failed for good; wake serve_wait. */
+static void serve_writer_failed(void *ctx) {
+    (void)ctx;
+    kill(getpid(), SIGUSR2);
+}
+
+/* The gateway: --channels FILE, or with --demo alone the demo's channels file (the
+ * bound port is known: the bank's callbacks name it). */
+static pc_status serve_gateway_start(api_server_t *server, const api_config_t *config, const cli_opt *opts,
+                                     const sim_demo_t *demo) {
+    uint64_t threads = 1;
+    if (!cli_parse_u64(opts[OPT_GATEWAY_THREADS].value, &threads) || threads == 0 || threads > GW_THREADS_MAX) {
+        obs_logf(OBS_LEVEL_ERROR, "bad --gateway-threads '%s' (1..%d)", opts[OPT_GATEWAY_THREADS].value,
+                 GW_THREADS_MAX);
+        return PC_INVALID_ARGUMENT;
+    }
+    const char *path = opts[OPT_CHANNELS].value;
+    char demo_path[4096];
+    if (path == NULL && demo->children[SIM_KIND_CARD].pid > 0) {
+        if (!serve_demo_channels(config->db_path, demo, api_server_port(server), demo_path, sizeof demo_path)) {
+            return PC_IO;
+        }
+        path = demo_path;
+    }
+    return api_gateway_start(path, (uint32_t)threads);
+}
+
+/* The part of a start that may fail after the database was opened: risk (its files),
+ * the demo's simulators (--demo), the gateway, then serving. */
+static pc_status serve_start_after_open(api_server_t *server, const api_config_t *config, const cli_opt *opts,
+                                        sim_demo_t *demo) {
+    api_risk_options_t risk = {config->db_path, opts[OPT_RISK_MODEL].value, opts[OPT_RISK_RULES].value,
+                               opts[OPT_RISK_RULES_ONLY].value != NULL && strcmp(opts[OPT_RISK_RULES_ONLY].value, "0") != 0,
+                               opts[OPT_RISK_REVIEW].value, opts[OPT_RISK_DECLINE].value};
+    pc_status status = api_risk_start(&risk);
+    if (status != PC_OK) return status;
+    bool demo_wanted = opts[OPT_DEMO].value != NULL && strcmp(opts[OPT_DEMO].value, "0") != 0;
+    if (demo_wanted && !serve_demo_start(config->db_path, demo)) status = PC_IO;
+    if (status == PC_OK) status = serve_gateway_start(server, config, opts, demo);
+    if (status == PC_OK) status = api_server_listen(server);
+    if (status != PC_OK) {
+        api_gateway_stop();
+        sim_demo_stop(demo);
+        api_risk_stop();
+    }
+    return status;
+}
+
+/* Opens the database (after binding the address), then the rest; on failure logs
+ * the cause and leaves nothing running. */
+static pc_status serve_start(api_config_t *config, const cli_opt *opts, api_server_t **out, sim_demo_t *demo) {
+    api_server_t *server = NULL;
+    pc_status status = api_server_open(&server, config);
+    if (status == PC_OK) {
+        status = serve_start_after_open(server, config, opts, demo);
+        if (status != PC_OK) api_server_stop(server);
+    }
+    if (status != PC_OK) {
+        obs_logf(OBS_LEVEL_ERROR, "cannot start: %s (%s)", pc_status_code(status), pc_status_message(status));
+        return status;
+    }
+    *out = server;
+    return PC_OK;
 }
 
 int cli_serve(int argc, char **argv) {
     cli_opt opts[OPT_COUNT];
     serve_opts(opts);
     const char *usage = "usage: paycore serve [options]\n\nRuns the HTTP/JSON API. SIGTERM drains "
-                        "the writer queue, commits and exits 0; SIGHUP reopens the log file.";
+                        "the writer queue, commits and exits 0; SIGHUP reopens the log file and\n"
+                        "reloads the risk rules and the channels file.";
     if (cli_wants_help(argc, argv)) {
         cli_args_usage(stdout, usage, opts, OPT_COUNT);
         return 0;
@@ -138,28 +214,13 @@ int cli_serve(int argc, char **argv) {
     sigaddset(&signals, SIGTERM);
     sigaddset(&signals, SIGINT);
     sigaddset(&signals, SIGHUP);
+    sigaddset(&signals, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &signals, NULL); /* every thread started below inherits it */
     signal(SIGPIPE, SIG_IGN);
+    config.writer_failed = serve_writer_failed;
     sim_demo_t demo = {0};
-    if (opts[OPT_DEMO].value != NULL && strcmp(opts[OPT_DEMO].value, "0") != 0 &&
-        !serve_demo_start(config.db_path, &demo)) {
-        obs_log_close();
-        return 1;
-    }
-    api_risk_options_t risk = {config.db_path, opts[OPT_RISK_MODEL].value, opts[OPT_RISK_RULES].value,
-                               opts[OPT_RISK_RULES_ONLY].value != NULL && strcmp(opts[OPT_RISK_RULES_ONLY].value, "0") != 0,
-                               opts[OPT_RISK_REVIEW].value, opts[OPT_RISK_DECLINE].value};
-    if (api_risk_start(&risk) != PC_OK) {
-        sim_demo_stop(&demo);
-        obs_log_close();
-        return 1;
-    }
     api_server_t *server = NULL;
-    pc_status status = api_server_start(&server, &config);
-    if (status != PC_OK) {
-        api_risk_stop();
-        sim_demo_stop(&demo);
-        obs_logf(OBS_LEVEL_ERROR, "cannot start: %s (%s)", pc_status_code(status), config.db_path);
+    if (serve_start(&config, opts, &server, &demo) != PC_OK) {
         obs_log_close();
         return 1;
     }
@@ -169,9 +230,18 @@ int cli_serve(int argc, char **argv) {
              (unsigned)api_server_port(server));
     obs_log_notice("listening", fields);
     serve_wait(&signals);
+    pc_status failed = api_server_failed(server);
     api_server_stop(server);
+    api_gateway_stop();
     api_risk_stop();
     sim_demo_stop(&demo);
+    if (failed != PC_OK) {
+        obs_logf(OBS_LEVEL_ERROR, "stopped: %s: the database failed to write; restart paycore serve to reload"
+                 " from the file (a COMMIT whose outcome was unknown is then either there or not: clients"
+                 " retry with the same ids)", pc_status_code(failed));
+        obs_log_close();
+        return 1;
+    }
     obs_log_notice("stopped", NULL);
     obs_log_close();
     return 0;

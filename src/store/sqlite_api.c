@@ -32,10 +32,10 @@ const char *store_sqlite_api_schema(void) {
            "  PRIMARY KEY(key_id, idempotency_key)) WITHOUT ROWID;";
 }
 
-/* Version 2: the room each stored reply takes, and an index by age (it also covers
+/* Version 3: the room each stored reply takes, and an index by age (it also covers
  * key_id and row_bytes), so the purge finds expired rows and the start counts what
  * each key stores without reading a body. */
-const char *store_sqlite_api_schema_v2(void) {
+const char *store_sqlite_api_schema_v3(void) {
     return "ALTER TABLE idempotency_keys ADD COLUMN row_bytes INTEGER NOT NULL DEFAULT 0;"
            "UPDATE idempotency_keys SET row_bytes = length(CAST(body AS BLOB))"
            "  + length(CAST(key_id AS BLOB)) + length(CAST(idempotency_key AS BLOB)) + 64;"
@@ -43,7 +43,7 @@ const char *store_sqlite_api_schema_v2(void) {
 }
 
 /* The room a row takes: its body and keys, plus the hash and integers. Kept equal to
- * the v2 migration's formula. */
+ * the v3 migration's formula. */
 static uint64_t idem_row_bytes(const char *key_id, const char *idempotency_key, size_t body_bytes) {
     return (uint64_t)body_bytes + strlen(key_id) + strlen(idempotency_key) + 64;
 }
