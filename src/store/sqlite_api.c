@@ -234,12 +234,13 @@ pc_status store_api_idem_put(store_tx_t *tx, const char *key_id, const char *ide
 }
 
 /* The purge's victims, chosen before any is deleted (a SELECT must not walk rows its
- * own connection is deleting). */
+ * own connection is deleting). On the stack: a purge allocates nothing, so it cannot
+ * fail the batch it rides in for want of memory. */
 typedef struct {
     uint32_t count;
-    char (*key_ids)[PC_ID_SIZE];
-    char (*idempotency_keys)[API_IDEMPOTENCY_KEY_BYTES_MAX + 1];
-    uint64_t *row_bytes;
+    char key_ids[API_IDEM_PURGE_ROWS_MAX][PC_ID_SIZE];
+    char idempotency_keys[API_IDEM_PURGE_ROWS_MAX][API_IDEMPOTENCY_KEY_BYTES_MAX + 1];
+    uint64_t row_bytes[API_IDEM_PURGE_ROWS_MAX];
 } idem_victims;
 
 static pc_status idem_victims_select(sqlite3 *db, uint64_t before_ns, uint32_t rows_max,
@@ -290,19 +291,12 @@ static pc_status idem_victims_delete(sqlite3 *db, const idem_victims *v, store_a
 
 pc_status store_api_idem_purge(store_tx_t *tx, uint64_t before_ns, uint32_t rows_max,
                                uint64_t bytes_max, store_api_idem_row_fn fn, void *ctx) {
-    PC_ASSERT(rows_max > 0);
+    PC_ASSERT(rows_max > 0 && rows_max <= API_IDEM_PURGE_ROWS_MAX);
     sqlite3 *db = store_sqlite_tx_db(tx);
-    idem_victims v = {.key_ids = calloc(rows_max, PC_ID_SIZE),
-                      .idempotency_keys = calloc(rows_max, API_IDEMPOTENCY_KEY_BYTES_MAX + 1),
-                      .row_bytes = calloc(rows_max, sizeof(uint64_t))};
-    pc_status status = PC_NO_MEMORY;
-    if (v.key_ids != NULL && v.idempotency_keys != NULL && v.row_bytes != NULL) {
-        status = idem_victims_select(db, before_ns, rows_max, bytes_max, &v);
-        if (status == PC_OK) status = idem_victims_delete(db, &v, fn, ctx);
-    }
-    free(v.key_ids);
-    free(v.idempotency_keys);
-    free(v.row_bytes);
+    idem_victims v;
+    v.count = 0;
+    pc_status status = idem_victims_select(db, before_ns, rows_max, bytes_max, &v);
+    if (status == PC_OK) status = idem_victims_delete(db, &v, fn, ctx);
     return status;
 }
 

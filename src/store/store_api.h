@@ -57,8 +57,9 @@ PC_MUST_USE pc_status store_api_idem_get(store_reader_t *reader, const char *key
 PC_MUST_USE pc_status store_api_idem_put(store_tx_t *tx, const char *key_id,
                                          const char *idempotency_key,
                                          store_api_idem_t *record, uint64_t *replaced_row_bytes);
-/* Deletes the oldest replies created before 'before_ns': at most 'rows_max' rows and,
- * past the first, at most 'bytes_max' bytes of rows. Calls 'fn' for each deleted row. */
+/* Deletes the oldest replies created before 'before_ns': at most 'rows_max' rows
+ * (<= API_IDEM_PURGE_ROWS_MAX) and, past the first, at most 'bytes_max' bytes of rows.
+ * Calls 'fn' for each deleted row. */
 typedef void (*store_api_idem_row_fn)(const char *key_id, uint64_t row_bytes, void *ctx);
 PC_MUST_USE pc_status store_api_idem_purge(store_tx_t *tx, uint64_t before_ns, uint32_t rows_max,
                                            uint64_t bytes_max, store_api_idem_row_fn fn,
