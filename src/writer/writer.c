@@ -202,13 +202,14 @@ static void writer_fail(writer_t *writer, pc_status status) {
     writer->queue_head = writer->queue_tail = NULL;
     writer->queue_events = 0;
     pthread_mutex_unlock(&writer->mutex);
-    cmds_complete(queued, status);
-    if (!first) return;
-    fprintf(stderr, "{\"level\":\"error\",\"msg\":\"writer stopped: the database failed to write;"
-            " memory may disagree with the file, so nothing more is written; restart to reload from the"
-            " file\",\"code\":\"%s\",\"detail\":\"%s\"}\n",
-            pc_status_code(status), store_error_detail(writer->store));
-    if (writer->config.failed != NULL) writer->config.failed(writer->config.failed_ctx, status);
+    if (first) {
+        fprintf(stderr, "{\"level\":\"error\",\"msg\":\"writer stopped: the database failed to write;"
+                " memory may disagree with the file, so nothing more is written; restart to reload from the"
+                " file\",\"code\":\"%s\",\"detail\":\"%s\"}\n",
+                pc_status_code(status), store_error_detail(writer->store));
+        if (writer->config.failed != NULL) writer->config.failed(writer->config.failed_ctx, status);
+    }
+    cmds_complete(queued, status); /* the process knows before any caller hears */
 }
 
 /* After a batch: what the store said about itself, and when to try again. */
@@ -251,8 +252,10 @@ static void batch_run(writer_t *writer, writer_cmd_t *cmds) {
         ledger_batch_rollback(writer->ledger);
     }
     health_record(writer, status);
-    cmds_complete(cmds, status); /* after the commit, never before */
+    /* A store failed for good is declared (new commands refused, the process told)
+     * before this batch's callers hear of it. */
     if (store_failed(writer->store) != PC_OK) writer_fail(writer, store_failed(writer->store));
+    cmds_complete(cmds, status); /* after the commit, never before */
 }
 
 /* While the store is not writable and nothing else runs: one small write, with
