@@ -436,7 +436,7 @@ static void server_free(api_server_t *server) {
     api_conns_stop(server);
     if (server->daemon != NULL) MHD_stop_daemon(server->daemon);
     api_conns_free(server); /* MHD reported every connection closed */
-    if (server->listen_fd >= 0) close(server->listen_fd); /* bound, never handed to MHD */
+    if (server->listen_fd >= 0) close(server->listen_fd); /* never handed to MHD, or handed back */
     writer_free(server->writer);
     server->writer = NULL;
     pthread_mutex_destroy(&server->waiting_mutex);
@@ -505,8 +505,14 @@ pc_status api_server_failed(api_server_t *server) {
  * The writer stays allocated until MHD has stopped: a request still running (a
  * /metrics scrape on a keep-alive connection) may read it until then. */
 void api_server_stop(api_server_t *server) {
-    int listen_fd = server->daemon != NULL ? MHD_quiesce_daemon(server->daemon) : -1; /* no new connections */
-    if (listen_fd >= 0) close(listen_fd);
+    /* No new connections: MHD hands the listening socket back. It is shut down now (a
+     * client that connects is refused) and closed only after MHD_stop_daemon: an MHD
+     * thread may still be touching it in its epoll set until then. */
+    int listen_fd = server->daemon != NULL ? MHD_quiesce_daemon(server->daemon) : -1;
+    if (listen_fd >= 0) {
+        (void)shutdown(listen_fd, SHUT_RDWR);
+        server->listen_fd = listen_fd;
+    }
     pthread_rwlock_wrlock(&server->writer_lock); /* waits out submits in progress */
     atomic_store(&server->draining, true);       /* new commands: 503 shutting_down */
     pthread_rwlock_unlock(&server->writer_lock);
