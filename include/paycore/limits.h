@@ -53,6 +53,34 @@
 #define API_IDEMPOTENCY_KEY_BYTES_MAX 255
 #define API_LIST_LIMIT_MAX 100
 
+/* Request bodies are buffered whole before their handler runs. The server holds at
+ * most API_BODY_BUDGET_BYTES of them at once (each may be up to --body-max, and its
+ * parsed JSON several times that); one API key at most API_BODY_KEY_BODIES full
+ * bodies (so one key's slow uploads block that key only); and keys other than admin
+ * keys leave API_BODY_ADMIN_RESERVE_BYTES free, so an operator can always act. */
+#define API_BODY_BUDGET_BYTES (256ull * 1024 * 1024)
+#define API_BODY_KEY_BODIES 16
+#define API_BODY_ADMIN_RESERVE_BYTES (API_BODY_BUDGET_BYTES / 8)
+
+/* Connections: MHD's table; one client address may hold API_CONNECTIONS_PER_IP_DEFAULT
+ * of them unless --connections-per-ip-max says otherwise (raise it, or 0, behind a
+ * proxy: every client then shares the proxy's address). */
+#define API_CONNECTIONS_MAX 4096
+#define API_CONNECTIONS_PER_IP_DEFAULT 1024
+
+/* Stored Idempotency-Key replies live at least a day (as Stripe's do): a client's
+ * retries after an outage of hours still replay. Their room is bounded in total and
+ * per key (--idempotency-max-bytes, --idempotency-key-max-bytes); a full batch's
+ * reply is about 1 MiB. The purge deletes expired rows through the writer in chunks
+ * this small (one short write transaction each), and only while the writer's queue
+ * holds fewer events than API_IDEM_PURGE_QUEUE_EVENTS_MAX. */
+#define API_IDEM_RETENTION_H_MIN 24
+#define API_IDEM_BYTES_DEFAULT (1ull << 30)
+#define API_IDEM_KEY_BYTES_DEFAULT (256ull << 20)
+#define API_IDEM_PURGE_ROWS_MAX 64
+#define API_IDEM_PURGE_BYTES_MAX (4ull << 20)
+#define API_IDEM_PURGE_QUEUE_EVENTS_MAX 1024
+
 /* Gateway (src/gateway/). */
 #define GW_CHANNELS_MAX 16          /* channels in one config: a routing decision scans them all */
 #define GW_NAME_BYTES_MAX 32        /* channel names: [A-Za-z0-9_-], a metrics label value */
@@ -89,6 +117,16 @@ static_assert(LEDGER_BATCH_EVENTS_MAX <= WRITER_BATCH_EVENTS_MAX,
               "a full request batch must fit in one writer batch");
 static_assert(WRITER_BATCH_EVENTS_MAX <= WRITER_QUEUE_DEPTH_MAX,
               "a full writer batch must fit in the queue");
+static_assert(API_BODY_ADMIN_RESERVE_BYTES >= API_BODY_BYTES_DEFAULT,
+              "the admin reserve holds at least one full default body");
+static_assert(API_BODY_KEY_BODIES * API_BODY_BYTES_DEFAULT <= API_BODY_BUDGET_BYTES / 4,
+              "with the default --body-max, no key takes more than a quarter of the budget");
+static_assert(API_CONNECTIONS_PER_IP_DEFAULT <= API_CONNECTIONS_MAX / 4,
+              "one address leaves most connections to the others");
+static_assert(API_IDEM_KEY_BYTES_DEFAULT <= API_IDEM_BYTES_DEFAULT,
+              "one key's stored replies fit in the total");
+static_assert(API_IDEM_PURGE_QUEUE_EVENTS_MAX < WRITER_QUEUE_DEPTH_MAX,
+              "the purge yields before the queue is full");
 
 /* Channel simulators (docs/channels.md). */
 #define SIM_BODY_BYTES_MAX (64 * 1024)          /* the largest request is a few hundred bytes */

@@ -144,7 +144,14 @@ typedef struct {
     uint32_t queue_events_max;   /* writer queue; over it: 503 writer_queue_full */
     uint32_t rate_per_s;         /* per API key token bucket; 0 = unlimited */
     uint32_t rate_burst;         /* bucket size; 0 = rate_per_s */
-    uint32_t connection_timeout_s; /* idle or stalled connections are closed */
+    uint32_t connection_timeout_s; /* a request must arrive whole (headers and body) within
+                                      this of its connection becoming ready for it (accepted
+                                      or the previous reply sent), a reply must leave within
+                                      it: past it the connection is closed; idle ones too */
+    uint32_t connections_per_ip_max; /* one client address; 0 = unlimited */
+    uint32_t idempotency_retention_h; /* >= API_IDEM_RETENTION_H_MIN */
+    uint64_t idempotency_bytes_max;     /* stored replies, all keys; past it: 503 */
+    uint64_t idempotency_key_bytes_max; /* stored replies of one key; past it: 503 */
     uint32_t request_timeout_ms; /* waiting for the writer longer: 503 request_timeout
                                     (the command still completes); 0 = never */
     bool metrics_auth;           /* /metrics needs a key (read scope) */

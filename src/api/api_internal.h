@@ -2,6 +2,7 @@
 #ifndef PAYCORE_API_INTERNAL_H
 #define PAYCORE_API_INTERNAL_H
 
+#include <microhttpd.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -14,10 +15,6 @@
 #define API_INFLIGHT_MAX 65536       /* idempotent requests running at once */
 #define API_KEY_HASH_BYTES 32
 #define API_REPLY_HEADERS_MAX 4
-/* Request bodies buffered at once, all connections together: past it a request gets
- * 503 limit_reached instead of the server growing without bound (each body may be up
- * to --body-max, and its parsed JSON several times that). */
-#define API_BODY_BUDGET_BYTES (256ull * 1024 * 1024)
 
 /* ---- keys (auth.c) ---- */
 typedef struct {
@@ -59,6 +56,55 @@ void api_key_hash(const char *secret, uint8_t hash_out[API_KEY_HASH_BYTES]);
 bool api_scope_parse(const char *name, api_scope *out);
 const char *api_scope_name(api_scope scope);
 
+/* ---- what each key holds: buffered bodies, stored replies (usage.c) ---- */
+typedef struct api_usage_slot api_usage_slot;
+typedef struct {
+    pthread_mutex_t mutex;
+    api_usage_slot *slots;
+    uint32_t slot_count;
+    uint64_t body_key_bytes_max;    /* one key's share of the body budget */
+    uint64_t body_bytes_total;
+    uint64_t idem_bytes_total;
+} api_usage_t;
+
+pc_status api_usage_init(api_usage_t *usage, uint64_t body_bytes_max);
+void api_usage_free(api_usage_t *usage);
+/* Charges 'bytes' of buffered body to 'key_id' ("" without a key) and the server:
+ * PC_OK, or PC_LIMIT_REACHED when the key's share or the server's budget (less the
+ * admin reserve unless 'admin') would be passed. */
+pc_status api_usage_body_charge(api_usage_t *usage, const char *key_id, bool admin,
+                                uint64_t bytes);
+void api_usage_body_release(api_usage_t *usage, const char *key_id, uint64_t bytes);
+/* Stored idempotent replies: a committed change of 'key_id''s bytes. */
+void api_usage_idem_add(api_usage_t *usage, const char *key_id, int64_t delta_bytes);
+/* True while 'key_id' and the server are both under their bounds. */
+bool api_usage_idem_room(api_usage_t *usage, const char *key_id, uint64_t key_bytes_max,
+                         uint64_t total_bytes_max);
+void api_usage_totals(api_usage_t *usage, uint64_t *body_bytes, uint64_t *idem_bytes);
+
+/* ---- connections and their deadlines (conn.c) ---- */
+typedef struct api_conn api_conn_t;
+struct api_conn {
+    api_conn_t *prev;               /* guarded by the server's conns_mutex */
+    api_conn_t *next;
+    int fd;                         /* MHD's: shut down past the deadline, never closed */
+    _Atomic uint64_t deadline_ns;   /* monotonic; 0 = none (a command is with the writer) */
+    _Atomic bool expired;           /* shut down by the deadline */
+};
+
+pc_status api_conns_init(api_server_t *server);
+void api_conns_stop(api_server_t *server);
+void api_conns_free(api_server_t *server);
+/* MHD_OPTION_NOTIFY_CONNECTION. */
+void api_conn_notify(void *cls, struct MHD_Connection *connection, void **socket_context,
+                     enum MHD_ConnectionNotificationCode code);
+/* The entry of an MHD connection (NULL when none could be made). */
+api_conn_t *api_conn_of(struct MHD_Connection *connection);
+/* The connection's deadline: now + --timeout-s. */
+void api_conn_deadline_restart(const api_server_t *server, api_conn_t *conn);
+void api_conn_deadline_clear(api_conn_t *conn);
+bool api_conn_expired(const api_conn_t *conn);
+
 /* ---- the server (server.c) ---- */
 struct api_server {
     api_config_t config;
@@ -78,7 +124,23 @@ struct api_server {
     void *inflight;                 /* submit.c's buckets */
     uint32_t inflight_count;
     _Atomic int64_t requests_active;
-    _Atomic uint64_t body_bytes_buffered;
+    api_usage_t usage;              /* bodies and stored replies per key */
+    /* connections (conn.c) */
+    pthread_mutex_t conns_mutex;    /* the list */
+    api_conn_t *conns_head;
+    pthread_mutex_t conns_stop_mutex;
+    pthread_cond_t conns_cond;
+    bool conns_stop;
+    bool conns_started;
+    pthread_t conns_reaper;
+    /* stored replies: retention and purge (idempotency.c) */
+    uint64_t idem_clock_offset_ns;  /* PAYCORE_TEST_CLOCK_OFFSET_S (tests) */
+    pthread_mutex_t purge_mutex;
+    pthread_cond_t purge_cond;
+    bool purge_stop;
+    bool purge_initialized;
+    bool purge_started;
+    pthread_t purge_thread;
     pthread_mutex_t waiting_mutex;  /* requests waiting for the writer, by deadline */
     pthread_cond_t waiting_cond;
     api_request_t *waiting_head;
@@ -174,6 +236,8 @@ struct api_request {
     size_t body_bytes;
     size_t body_capacity;
     pc_status body_refused;             /* body_too_large, limit_reached, out_of_memory */
+    uint64_t body_declared_bytes;       /* Content-Length; 0 when absent (chunked) */
+    uint64_t body_charged_bytes;        /* charged to the caller's body budget (usage.c) */
     json_t *body_json;
     /* reply */
     _Atomic bool replied;               /* the writer thread may set it (on_done in the
@@ -199,6 +263,7 @@ struct api_request {
     bool idem_held;                     /* in the in-flight set */
     bool idem_replayed;
     json_t *idem_stored;                /* what to store instead of the reply, or NULL */
+    int64_t idem_bytes_delta;           /* room the stored reply adds, once committed */
     /* lifetime: the MHD side holds one reference until the request completes, the
      * writer another from api_submit until done(); the last release frees. */
     _Atomic int refs;
@@ -209,6 +274,7 @@ struct api_request {
     api_request_t *wait_prev;
     api_request_t *wait_next;
     /* resources */
+    api_conn_t *conn;                   /* its connection's entry (MHD threads only) */
     store_reader_t *reader;
     api_arena_block *arena;
 };
@@ -220,9 +286,26 @@ void api_request_free(api_request_t *req);
 /* Drops one reference; the last one ends the Idempotency-Key hold and frees. */
 void api_request_release(api_request_t *req);
 bool api_body_append(api_request_t *req, const char *data, size_t bytes);
+/* Charges 'bytes' more of buffered body to the caller (usage.c): PC_OK or
+ * PC_LIMIT_REACHED. Released when the request is freed. */
+pc_status api_body_charge(api_request_t *req, uint64_t bytes);
 /* Sets the reply from a rendered body (copied). */
 void api_reply_raw(api_request_t *req, int http_status, pc_status code, const char *body,
                    size_t bytes, const char *content_type);
+
+/* idempotency.c: retention, room and purge of stored replies. */
+uint64_t api_idem_now_ns(const api_server_t *server);
+/* True when a reply stored at 'created_ns' is past the retention (treated as absent). */
+bool api_idem_expired(const api_server_t *server, uint64_t created_ns);
+/* True while 'key_id' may store another reply (its bound and the server's). */
+bool api_idem_room(api_server_t *server, const char *key_id);
+/* Writer thread, in the transaction: stores the request's reply ('body'). */
+pc_status api_idem_store(api_request_t *req, store_tx_t *tx, const char *body, size_t body_bytes);
+/* After its commit: counts the stored reply in the key's room. */
+void api_idem_committed(api_request_t *req);
+/* Counts what is stored (per key) and starts the purge; stop it before the writer drains. */
+pc_status api_idem_start(api_server_t *server);
+void api_idem_stop(api_server_t *server);
 
 /* submit.c: Idempotency-Key before the handler: true when the handler should run;
  * false when a reply (replay, conflict, bad key) was made. */

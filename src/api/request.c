@@ -12,6 +12,11 @@
 static const char *const known_methods[] = {"GET", "POST", "DELETE", "PUT", "PATCH", "HEAD",
                                             "OPTIONS", NULL};
 
+/* Whose budget a body is charged to: the caller's key, or "" without one. */
+static const char *body_key_id(const api_request_t *req) {
+    return req->has_caller ? req->caller.id : "";
+}
+
 api_request_t *api_request_new(api_server_t *server, struct MHD_Connection *connection,
                                const char *method, const char *url) {
     api_request_t *req = calloc(1, sizeof(*req));
@@ -42,7 +47,7 @@ void api_request_free(api_request_t *req) {
     if (req->reader != NULL) api_server_reader_release(req->server, req->reader);
     json_decref(req->body_json);
     json_decref(req->idem_stored);
-    atomic_fetch_sub(&req->server->body_bytes_buffered, req->body_capacity);
+    api_usage_body_release(&req->server->usage, body_key_id(req), req->body_charged_bytes);
     free(req->body);
     free(req->path);
     free(req->reply_body);
@@ -73,21 +78,26 @@ void *api_alloc(api_request_t *req, size_t bytes) {
     return block->data;
 }
 
-/* Grows the body buffer within the server-wide budget of buffered bodies. */
+pc_status api_body_charge(api_request_t *req, uint64_t bytes) {
+    bool admin = req->has_caller && req->caller.scope == API_SCOPE_ADMIN;
+    pc_status status = api_usage_body_charge(&req->server->usage, body_key_id(req), admin, bytes);
+    if (status == PC_OK) req->body_charged_bytes += bytes;
+    return status;
+}
+
+/* Grows the body buffer within what the caller may buffer. A body whose length was
+ * declared gets exactly that (it was charged at the headers); a chunked one doubles. */
 static pc_status body_grow(api_request_t *req, size_t bytes_needed) {
     size_t capacity = req->body_capacity ? req->body_capacity : 4096;
     while (capacity < bytes_needed) capacity *= 2;
-    uint64_t grown = capacity - req->body_capacity;
-    uint64_t total = atomic_fetch_add(&req->server->body_bytes_buffered, grown) + grown;
-    if (total > API_BODY_BUDGET_BYTES) {
-        atomic_fetch_sub(&req->server->body_bytes_buffered, grown);
-        return PC_LIMIT_REACHED;
+    size_t declared_capacity = (size_t)req->body_declared_bytes + 1;
+    if (req->body_declared_bytes > 0 && bytes_needed <= declared_capacity) capacity = declared_capacity;
+    if (capacity > req->body_charged_bytes) {
+        pc_status status = api_body_charge(req, capacity - req->body_charged_bytes);
+        if (status != PC_OK) return status;
     }
     char *body = realloc(req->body, capacity);
-    if (body == NULL) {
-        atomic_fetch_sub(&req->server->body_bytes_buffered, grown);
-        return PC_NO_MEMORY;
-    }
+    if (body == NULL) return PC_NO_MEMORY;
     req->body = body;
     req->body_capacity = capacity;
     return PC_OK;

@@ -30,8 +30,10 @@ static void writer_sample(api_server_t *server, obs_writer_sample_t *sample) {
 void api_route_metrics(api_request_t *req) {
     obs_writer_sample_t sample;
     writer_sample(req->server, &sample);
+    obs_api_sample_t api;
+    api_usage_totals(&req->server->usage, &api.body_bytes_buffered, &api.idempotency_bytes_stored);
     size_t bytes = 0;
-    char *text = obs_metrics_render(&sample, &bytes);
+    char *text = obs_metrics_render(&sample, &api, &bytes);
     text = api_risk_metrics_append(text, &bytes);
     text = api_gateway_metrics_append(text, &bytes);
     if (text == NULL) {

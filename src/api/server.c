@@ -36,6 +36,10 @@ void api_config_default(api_config_t *config) {
     config->rate_per_s = 0;
     config->connection_timeout_s = 30;
     config->request_timeout_ms = 30000;
+    config->connections_per_ip_max = API_CONNECTIONS_PER_IP_DEFAULT;
+    config->idempotency_retention_h = API_IDEM_RETENTION_H_MIN;
+    config->idempotency_bytes_max = API_IDEM_BYTES_DEFAULT;
+    config->idempotency_key_bytes_max = API_IDEM_KEY_BYTES_DEFAULT;
 }
 
 api_keys_t *api_server_keys(api_server_t *server) {
@@ -154,6 +158,15 @@ static bool header_body(api_request_t *req) {
         api_reply_error(req, PC_UNSUPPORTED_MEDIA_TYPE, NULL, NULL);
         return false;
     }
+    /* the declared body is charged to the caller now: past its budget, 503 before a
+     * byte of it is read (a chunked body is charged as it grows) */
+    req->body_declared_bytes = length;
+    if (api_body_charge(req, length > 0 ? length + 1 : 0) != PC_OK) {
+        api_reply_error(req, PC_LIMIT_REACHED, NULL,
+                        "too many request bodies of this key are arriving at once; retry later");
+        api_reply_header(req, "Retry-After", "1");
+        return false;
+    }
     return true;
 }
 
@@ -172,6 +185,7 @@ static void reply_connection_header(api_request_t *req, struct MHD_Response *res
 static enum MHD_Result send_reply(api_request_t *req) {
     PC_ASSERT(atomic_load(&req->replied));
     req->phase = API_PHASE_REPLIED;
+    api_conn_deadline_restart(req->server, req->conn); /* the reply must leave in time */
     request_record(req, req->http_status, req->reply_code != PC_OK ? pc_status_code(req->reply_code) : "");
     struct MHD_Response *response = MHD_create_response_from_buffer(
         req->reply_bytes, req->reply_body, MHD_RESPMEM_MUST_COPY);
@@ -195,6 +209,7 @@ static enum MHD_Result send_timeout_reply(api_request_t *req) {
                                "\"message\":\"the request timed out; it may still commit: retry with "
                                "the same Idempotency-Key or id\"}}";
     req->phase = API_PHASE_REPLIED;
+    api_conn_deadline_restart(req->server, req->conn);
     request_record(req, 503, "request_timeout");
     struct MHD_Response *response =
         MHD_create_response_from_buffer(sizeof body - 1, (void *)body, MHD_RESPMEM_PERSISTENT);
@@ -224,9 +239,13 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
                          enum MHD_RequestTerminationCode termination) {
     api_server_t *server = cls;
     api_request_t *req = *con_cls;
+    api_conn_t *conn = api_conn_of(connection);
+    api_conn_deadline_restart(server, conn); /* the next request has until then */
     if (req == NULL) return;
     *con_cls = NULL;
-    request_record(req, 499, "client_closed"); /* no reply was queued */
+    /* no reply was queued: the client left, or the deadline closed the connection */
+    if (api_conn_expired(conn)) request_record(req, 408, "request_deadline");
+    else request_record(req, 499, "client_closed");
     /* A finished request frees its Idempotency-Key now (its reply is out); a timed-out
      * one keeps it until its command is done, so a retry cannot run it twice. */
     if (!req->timed_out) api_idem_end(req);
@@ -267,6 +286,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *connection, c
         req = api_request_new(server, connection, method, url);
         if (req == NULL) return MHD_NO;
         *con_cls = req;
+        req->conn = api_conn_of(connection);
         atomic_fetch_add(&server->requests_active, 1);
         request_headers(req);
         if (atomic_load(&req->replied)) return send_reply(req);
@@ -288,6 +308,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *connection, c
         *upload_data_size = 0;
         return MHD_YES;
     }
+    /* The request arrived whole: no deadline while it runs (a long verify, a command
+     * with the writer: the request timeout answers for that); the reply gets one. */
+    api_conn_deadline_clear(req->conn);
     request_end(req);
     if (req->phase == API_PHASE_WAITING) return MHD_YES;
     return send_reply(req);
@@ -375,9 +398,13 @@ static pc_status start_http(api_server_t *server) {
     server->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_access, server, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)server->listen_fd,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)server->config.threads,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, server, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned int)server->config.connection_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned int)4096, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, server, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, server,
+        MHD_OPTION_NOTIFY_CONNECTION, api_conn_notify, server,
+        /* MHD's idle timeout; conn.c adds the deadline of a whole request */
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)server->config.connection_timeout_s,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)API_CONNECTIONS_MAX,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)server->config.connections_per_ip_max,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, server, MHD_OPTION_END);
     if (server->daemon == NULL) {
         obs_logf(OBS_LEVEL_ERROR, "cannot start the HTTP server on %s", server->config.listen);
         return PC_IO;
@@ -389,6 +416,9 @@ static pc_status start_http(api_server_t *server) {
 static pc_status server_init(api_server_t *server, const api_config_t *config) {
     server->config = *config;
     server->listen_fd = -1;
+    pc_status status = api_conns_init(server);
+    if (status == PC_OK) status = api_usage_init(&server->usage, config->body_bytes_max);
+    if (status != PC_OK) return status;
     if (server->config.threads == 0) server->config.threads = 2;
     if (server->config.threads > 256) server->config.threads = 256;
     server->db_path = pc_strdup(config->db_path);
@@ -401,7 +431,7 @@ static pc_status server_init(api_server_t *server, const api_config_t *config) {
     for (uint32_t i = 0; i < api_route_count && i < OBS_ROUTES_MAX; i++) names[i] = api_routes[i].pattern;
     obs_metrics_init(names, api_route_count);
     if (server->db_path == NULL) return PC_NO_MEMORY;
-    pc_status status = api_inflight_init(server);
+    status = api_inflight_init(server);
     if (status == PC_OK) status = api_reaper_start(server);
     if (status != PC_OK) return status;
     return api_keys_init(&server->keys, config->rate_per_s, config->rate_burst);
@@ -411,10 +441,13 @@ static pc_status server_init(api_server_t *server, const api_config_t *config) {
  * still reach it: MHD threads run requests until MHD_stop_daemon returns, so the
  * writer (read by /metrics) and the store readers go only after it. */
 static void server_free(api_server_t *server) {
+    api_idem_stop(server); /* its chunk in flight completes through the writer first */
     if (server->writer != NULL) writer_drain(server->writer);
     api_reaper_stop(server);
+    api_conns_stop(server);
     if (server->daemon != NULL) MHD_stop_daemon(server->daemon);
-    if (server->listen_fd >= 0) close(server->listen_fd); /* bound, never handed to MHD */
+    api_conns_free(server); /* MHD reported every connection closed */
+    if (server->listen_fd >= 0) close(server->listen_fd); /* never handed to MHD, or handed back */
     writer_free(server->writer);
     server->writer = NULL;
     pthread_mutex_destroy(&server->waiting_mutex);
@@ -423,6 +456,7 @@ static void server_free(api_server_t *server) {
     if (server->store != NULL) store_close(server->store);
     api_keys_free(&server->keys);
     api_inflight_free(server);
+    api_usage_free(&server->usage);
     pthread_rwlock_destroy(&server->writer_lock);
     pthread_mutex_destroy(&server->pool_mutex);
     free(server->db_path);
@@ -431,12 +465,14 @@ static void server_free(api_server_t *server) {
 
 pc_status api_server_open(api_server_t **out, const api_config_t *config) {
     PC_ASSERT(config->body_bytes_max > 0);
+    if (config->idempotency_retention_h < API_IDEM_RETENTION_H_MIN) return PC_INVALID_ARGUMENT;
     if (sodium_init() < 0) return PC_INTERNAL;
     api_server_t *server = calloc(1, sizeof(*server));
     if (server == NULL) return PC_NO_MEMORY;
     pc_status status = server_init(server, config);
     if (status == PC_OK) status = listen_bind(server);
     if (status == PC_OK) status = open_backend(server);
+    if (status == PC_OK) status = api_idem_start(server);
     if (status != PC_OK) {
         if (server->store != NULL) obs_logf(OBS_LEVEL_ERROR, "store: %s", store_error_detail(server->store));
         server_free(server);
@@ -480,11 +516,18 @@ pc_status api_server_failed(api_server_t *server) {
  * The writer stays allocated until MHD has stopped: a request still running (a
  * /metrics scrape on a keep-alive connection) may read it until then. */
 void api_server_stop(api_server_t *server) {
-    int listen_fd = server->daemon != NULL ? MHD_quiesce_daemon(server->daemon) : -1; /* no new connections */
-    if (listen_fd >= 0) close(listen_fd);
+    /* No new connections: MHD hands the listening socket back. It is shut down now (a
+     * client that connects is refused) and closed only after MHD_stop_daemon: an MHD
+     * thread may still be touching it in its epoll set until then. */
+    int listen_fd = server->daemon != NULL ? MHD_quiesce_daemon(server->daemon) : -1;
+    if (listen_fd >= 0) {
+        (void)shutdown(listen_fd, SHUT_RDWR);
+        server->listen_fd = listen_fd;
+    }
     pthread_rwlock_wrlock(&server->writer_lock); /* waits out submits in progress */
     atomic_store(&server->draining, true);       /* new commands: 503 shutting_down */
     pthread_rwlock_unlock(&server->writer_lock);
+    api_idem_stop(server);        /* the purge, before the writer stops taking commands */
     writer_drain(server->writer); /* commits what is queued; every done() resumes its request */
     api_reaper_stop(server);      /* nothing waits for the writer any more */
     /* let the last answers leave (replies now carry Connection: close); bounded: 10 s */

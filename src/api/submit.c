@@ -9,7 +9,8 @@
  * writer is rendered inside the batch's transaction and stored there, so it commits
  * atomically with the ledger rows it describes: after a crash either both exist or
  * neither. Requests refused before the writer (400s) are not stored. Two requests with
- * the same key at once: the second gets 409 idempotency_key_in_progress. */
+ * the same key at once: the second gets 409 idempotency_key_in_progress. Stored replies
+ * expire after the retention and their room is bounded (idempotency.c). */
 #include <microhttpd.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -156,10 +157,18 @@ bool api_idem_begin(api_request_t *req) {
         api_reply_error(req, status, NULL, NULL);
         return false;
     }
-    if (!found) return true;
-    bool run = idem_replay(req, &stored);
-    free(stored.body);
-    return run;
+    if (found && !api_idem_expired(req->server, stored.created_ns)) {
+        bool run = idem_replay(req, &stored);
+        free(stored.body);
+        return run;
+    }
+    free(stored.body); /* an expired reply is no reply: the request runs again */
+    if (!api_idem_room(req->server, req->caller.id)) {
+        api_reply_error(req, PC_IDEMPOTENCY_STORAGE_FULL, "Idempotency-Key", NULL);
+        api_reply_header(req, "Retry-After", "60");
+        return false;
+    }
+    return true;
 }
 
 void api_idem_end(api_request_t *req) {
@@ -184,13 +193,9 @@ static pc_status submit_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
     req->on_done(req, cmd);
     req->on_done = NULL; /* rendered: the API thread only sends it */
     char *stored_text = req->idem_stored ? json_dumps(req->idem_stored, JSON_COMPACT) : NULL;
-    store_api_idem_t record = {.http_status = req->http_status, .created_ns = pc_wall_ns()};
-    memcpy(record.request_hash, req->idem_hash, 32);
-    record.body = stored_text ? stored_text : req->reply_body;
-    record.body_bytes = stored_text ? strlen(stored_text) : req->reply_bytes;
-    pc_status status = record.body != NULL
-                           ? store_api_idem_put(tx, req->caller.id, req->idem_key, &record)
-                           : PC_NO_MEMORY;
+    const char *body = stored_text ? stored_text : req->reply_body;
+    size_t body_bytes = stored_text ? strlen(stored_text) : req->reply_bytes;
+    pc_status status = body != NULL ? api_idem_store(req, tx, body, body_bytes) : PC_NO_MEMORY;
     free(stored_text);
     return status;
 }
@@ -222,13 +227,7 @@ static void *reaper_run(void *arg) {
     api_request_t *due[REAPER_BATCH];
     pthread_mutex_lock(&server->waiting_mutex);
     while (!server->reaper_stop) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += REAPER_PERIOD_MS * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = pc_realtime_after_ms(REAPER_PERIOD_MS);
         pthread_cond_timedwait(&server->waiting_cond, &server->waiting_mutex, &until);
         uint64_t now_ns = pc_mono_ns();
         uint32_t due_count = 0;
@@ -277,6 +276,7 @@ static void submit_done(writer_cmd_t *cmd, pc_status commit_status) {
     api_request_t *req = cmd->user;
     api_server_t *server = req->server;
     if (commit_status == PC_OK && req->after_commit != NULL) req->after_commit(req);
+    if (commit_status == PC_OK) api_idem_committed(req);
     pthread_mutex_lock(&server->waiting_mutex);
     bool timed_out = req->timed_out;
     waiting_unlink(server, req);

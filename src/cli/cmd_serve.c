@@ -23,7 +23,7 @@
 enum { OPT_LISTEN, OPT_DB, OPT_THREADS, OPT_BODY_MAX, OPT_QUEUE_MAX, OPT_LOG_LEVEL,
        OPT_LOG_FILE, OPT_RATE, OPT_BURST, OPT_TIMEOUT, OPT_REQUEST_TIMEOUT, OPT_METRICS_AUTH, OPT_ROUTES, OPT_RISK_MODEL,
        OPT_RISK_RULES, OPT_RISK_RULES_ONLY, OPT_RISK_REVIEW, OPT_RISK_DECLINE, OPT_DEMO, OPT_CHANNELS,
-       OPT_GATEWAY_THREADS, OPT_COUNT };
+       OPT_GATEWAY_THREADS, OPT_PER_IP, OPT_IDEM_RETENTION, OPT_IDEM_MAX, OPT_IDEM_KEY_MAX, OPT_COUNT };
 
 static void serve_opts(cli_opt opts[OPT_COUNT]) {
     cli_opt defaults[OPT_COUNT] = {
@@ -36,7 +36,7 @@ static void serve_opts(cli_opt opts[OPT_COUNT]) {
         {"log-file", "PAYCORE_LOG_FILE", false, NULL, "log to this file instead of stderr (SIGHUP reopens it)"},
         {"rate-limit", "PAYCORE_RATE_LIMIT", false, "0", "requests per second per API key (0: unlimited); over it: 429"},
         {"rate-burst", "PAYCORE_RATE_BURST", false, "0", "token bucket size per key (0: the rate)"},
-        {"timeout-s", "PAYCORE_TIMEOUT_S", false, "30", "close connections idle or stalled this long"},
+        {"timeout-s", "PAYCORE_TIMEOUT_S", false, "30", "a request must arrive whole within this many seconds of its connection being ready for it, and a reply leave within it; idle connections close after it too"},
         {"request-timeout-ms", "PAYCORE_REQUEST_TIMEOUT_MS", false, "30000", "answer 503 request_timeout after waiting this long for the writer (0: never)"},
         {"metrics-auth", "PAYCORE_METRICS_AUTH", true, NULL, "require an API key for /metrics"},
         {"routes", NULL, true, NULL, "print the route table (METHOD PATH WHO: none, or the key scopes that may call it) and exit"},
@@ -48,6 +48,10 @@ static void serve_opts(cli_opt opts[OPT_COUNT]) {
         {"demo", "PAYCORE_DEMO", true, NULL, "also run the card, wallet and bank simulators (docs/channels.md), stopped with the server"},
         {"channels", "PAYCORE_CHANNELS", false, NULL, "payment channels and routing (JSON, docs/channels.md); SIGHUP or POST /v1/admin/reload reloads"},
         {"gateway-threads", "PAYCORE_GATEWAY_THREADS", false, "1", "gateway threads calling channels (each runs a curl multi)"},
+        {"connections-per-ip-max", "PAYCORE_CONNECTIONS_PER_IP_MAX", false, "1024", "connections one client address may hold (0: no limit; raise it behind a proxy)"},
+        {"idempotency-retention-h", "PAYCORE_IDEMPOTENCY_RETENTION_H", false, "24", "keep stored Idempotency-Key replies this many hours (at least 24)"},
+        {"idempotency-max-bytes", "PAYCORE_IDEMPOTENCY_MAX_BYTES", false, "1g", "room for stored Idempotency-Key replies, all keys (k/m/g); past it: 503 idempotency_storage_full"},
+        {"idempotency-key-max-bytes", "PAYCORE_IDEMPOTENCY_KEY_MAX_BYTES", false, "256m", "room for one API key's stored replies (k/m/g); past it: 503 idempotency_storage_full"},
     };
     memcpy(opts, defaults, sizeof defaults);
 }
@@ -61,7 +65,8 @@ static bool serve_config(const cli_opt *opts, api_config_t *config, obs_level *l
     struct { int opt; uint64_t max; } numbers[] = {
         {OPT_THREADS, 256}, {OPT_BODY_MAX, 1ull << 30}, {OPT_QUEUE_MAX, WRITER_QUEUE_DEPTH_MAX},
         {OPT_RATE, 10000000}, {OPT_BURST, 10000000}, {OPT_TIMEOUT, 3600},
-        {OPT_REQUEST_TIMEOUT, 3600000}};
+        {OPT_REQUEST_TIMEOUT, 3600000}, {OPT_PER_IP, API_CONNECTIONS_MAX},
+        {OPT_IDEM_RETENTION, 24 * 366 * 10}, {OPT_IDEM_MAX, 1ull << 40}, {OPT_IDEM_KEY_MAX, 1ull << 40}};
     uint64_t parsed[OPT_COUNT] = {0};
     for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++) {
         const cli_opt *opt = &opts[numbers[i].opt];
@@ -79,6 +84,15 @@ static bool serve_config(const cli_opt *opts, api_config_t *config, obs_level *l
     config->rate_burst = (uint32_t)parsed[OPT_BURST];
     if (parsed[OPT_TIMEOUT] > 0) config->connection_timeout_s = (uint32_t)parsed[OPT_TIMEOUT];
     config->request_timeout_ms = (uint32_t)parsed[OPT_REQUEST_TIMEOUT];
+    config->connections_per_ip_max = (uint32_t)parsed[OPT_PER_IP];
+    if (parsed[OPT_IDEM_RETENTION] < API_IDEM_RETENTION_H_MIN) {
+        fprintf(stderr, "paycore serve: --idempotency-retention-h must be at least %d (hours)\n",
+                API_IDEM_RETENTION_H_MIN);
+        return false;
+    }
+    config->idempotency_retention_h = (uint32_t)parsed[OPT_IDEM_RETENTION];
+    config->idempotency_bytes_max = parsed[OPT_IDEM_MAX];
+    config->idempotency_key_bytes_max = parsed[OPT_IDEM_KEY_MAX];
     config->metrics_auth = opts[OPT_METRICS_AUTH].value != NULL && strcmp(opts[OPT_METRICS_AUTH].value, "0") != 0;
     if (!obs_log_level_parse(opts[OPT_LOG_LEVEL].value, level)) {
         fprintf(stderr, "paycore serve: bad --log-level '%s'\n", opts[OPT_LOG_LEVEL].value);

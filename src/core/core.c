@@ -41,6 +41,18 @@ uint64_t pc_mono_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+struct timespec pc_realtime_after_ms(uint64_t ms) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)(ms / 1000);
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    return until;
+}
+
 /* FNV-1a over 8-byte words, then a murmur finalizer: fast and well mixed for
  * short ids. */
 uint64_t pc_hash64(const void *bytes, size_t byte_count) {

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "paycore/limits.h"
 #include "paycore/status.h"
@@ -18,6 +19,8 @@ bool pc_id_copy(char dst[PC_ID_SIZE], const char *id);
 uint64_t pc_wall_ns(void);
 /* Monotonic nanoseconds (for durations, never stored). */
 uint64_t pc_mono_ns(void);
+/* The CLOCK_REALTIME time 'ms' milliseconds from now: pthread_cond_timedwait's deadline. */
+struct timespec pc_realtime_after_ms(uint64_t ms);
 
 /* A fast 64-bit hash of bytes. Unkeyed and invertible: anyone can build inputs
  * with equal hashes, so never use it on what a client chooses (ids); use

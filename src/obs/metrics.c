@@ -30,6 +30,16 @@ static uint32_t route_count;
 static _Atomic uint64_t request_counts[OBS_ROUTES_MAX + 1][METHOD_SLOTS][STATUS_SLOTS];
 static _Atomic uint64_t latency_counts[LATENCY_SLOTS];
 static _Atomic uint64_t latency_ns_total;
+static _Atomic uint64_t connections_expired;
+static _Atomic uint64_t idempotency_purged;
+
+void obs_metrics_connections_expired(uint32_t count) {
+    atomic_fetch_add_explicit(&connections_expired, count, memory_order_relaxed);
+}
+
+void obs_metrics_idempotency_purged(uint32_t count) {
+    atomic_fetch_add_explicit(&idempotency_purged, count, memory_order_relaxed);
+}
 
 void obs_metrics_init(const char *const *names, uint32_t count) {
     route_count = count < OBS_ROUTES_MAX ? count : OBS_ROUTES_MAX;
@@ -181,7 +191,28 @@ static void render_writer(metrics_buf *buf, const obs_writer_sample_t *w) {
                           (double)w->commit_ns_total / 1e9);
 }
 
-char *obs_metrics_render(const obs_writer_sample_t *writer, size_t *bytes_out) {
+static void render_api(metrics_buf *buf, const obs_api_sample_t *api) {
+    buf_printf(buf,
+               "# HELP paycore_http_connections_expired_total Connections closed at their request deadline (--timeout-s).\n"
+               "# TYPE paycore_http_connections_expired_total counter\n"
+               "paycore_http_connections_expired_total %llu\n"
+               "# HELP paycore_http_body_buffered_bytes Request body bytes held now, all keys.\n"
+               "# TYPE paycore_http_body_buffered_bytes gauge\n"
+               "paycore_http_body_buffered_bytes %llu\n"
+               "# HELP paycore_idempotency_stored_bytes Room taken by stored Idempotency-Key replies.\n"
+               "# TYPE paycore_idempotency_stored_bytes gauge\n"
+               "paycore_idempotency_stored_bytes %llu\n"
+               "# HELP paycore_idempotency_purged_total Stored Idempotency-Key replies purged after their retention.\n"
+               "# TYPE paycore_idempotency_purged_total counter\n"
+               "paycore_idempotency_purged_total %llu\n",
+               (unsigned long long)atomic_load_explicit(&connections_expired, memory_order_relaxed),
+               (unsigned long long)api->body_bytes_buffered,
+               (unsigned long long)api->idempotency_bytes_stored,
+               (unsigned long long)atomic_load_explicit(&idempotency_purged, memory_order_relaxed));
+}
+
+char *obs_metrics_render(const obs_writer_sample_t *writer, const obs_api_sample_t *api,
+                         size_t *bytes_out) {
     metrics_buf buf = {.text = malloc(8192), .capacity = 8192};
     if (buf.text == NULL) return NULL;
     buf.text[0] = '\0';
@@ -192,6 +223,8 @@ char *obs_metrics_render(const obs_writer_sample_t *writer, size_t *bytes_out) {
     render_latency(&buf);
     obs_writer_sample_t empty = {0};
     render_writer(&buf, writer != NULL && writer->present ? writer : &empty);
+    obs_api_sample_t api_empty = {0};
+    render_api(&buf, api != NULL ? api : &api_empty);
     if (buf.failed) {
         free(buf.text);
         return NULL;

@@ -56,7 +56,18 @@ typedef struct {
     uint64_t commit_ms_buckets[16];   /* log2 ms */
 } obs_writer_sample_t;
 
+/* Connections closed at their request deadline; stored idempotent replies purged. */
+void obs_metrics_connections_expired(uint32_t count);
+void obs_metrics_idempotency_purged(uint32_t count);
+
+/* The API's figures sampled at scrape time. */
+typedef struct {
+    uint64_t body_bytes_buffered;       /* request bodies held now (charged) */
+    uint64_t idempotency_bytes_stored;  /* stored Idempotency-Key replies */
+} obs_api_sample_t;
+
 /* Renders every metric in the Prometheus text format (0.0.4) into a malloc'ed string. */
-char *obs_metrics_render(const obs_writer_sample_t *writer, size_t *bytes_out);
+char *obs_metrics_render(const obs_writer_sample_t *writer, const obs_api_sample_t *api,
+                         size_t *bytes_out);
 
 #endif

@@ -3,6 +3,7 @@
  * writer thread inside the batch transaction; reads on an API thread's reader.
  * Statements are prepared per call: each is a few microseconds and these paths are
  * one or two statements per request. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +30,22 @@ const char *store_sqlite_api_schema(void) {
            "  body TEXT NOT NULL,"
            "  created_ns INTEGER NOT NULL,"
            "  PRIMARY KEY(key_id, idempotency_key)) WITHOUT ROWID;";
+}
+
+/* Version 3: the room each stored reply takes, and an index by age (it also covers
+ * key_id and row_bytes), so the purge finds expired rows and the start counts what
+ * each key stores without reading a body. */
+const char *store_sqlite_api_schema_v3(void) {
+    return "ALTER TABLE idempotency_keys ADD COLUMN row_bytes INTEGER NOT NULL DEFAULT 0;"
+           "UPDATE idempotency_keys SET row_bytes = length(CAST(body AS BLOB))"
+           "  + length(CAST(key_id AS BLOB)) + length(CAST(idempotency_key AS BLOB)) + 64;"
+           "CREATE INDEX idempotency_keys_created ON idempotency_keys(created_ns, row_bytes);";
+}
+
+/* The room a row takes: its body and keys, plus the hash and integers. Kept equal to
+ * the v3 migration's formula. */
+static uint64_t idem_row_bytes(const char *key_id, const char *idempotency_key, size_t body_bytes) {
+    return (uint64_t)body_bytes + strlen(key_id) + strlen(idempotency_key) + 64;
 }
 
 static pc_status prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out) {
@@ -193,29 +210,124 @@ pc_status store_api_idem_get(store_reader_t *reader, const char *key_id,
     return status;
 }
 
-pc_status store_api_idem_put(store_tx_t *tx, const char *key_id, const char *idempotency_key,
-                             const store_api_idem_t *record) {
+/* The room of the row stored under ('key_id', 'idempotency_key'), 0 when none. */
+static pc_status idem_row_bytes_stored(sqlite3 *db, const char *key_id,
+                                       const char *idempotency_key, uint64_t *row_bytes) {
     sqlite3_stmt *stmt;
-    if (prepare(store_sqlite_tx_db(tx),
-                "INSERT OR REPLACE INTO idempotency_keys(key_id, idempotency_key, request_hash,"
-                " status, body, created_ns) VALUES(?1, ?2, ?3, ?4, ?5, ?6)", &stmt) != PC_OK) {
+    *row_bytes = 0;
+    if (prepare(db, "SELECT row_bytes FROM idempotency_keys WHERE key_id = ?1"
+                    " AND idempotency_key = ?2", &stmt) != PC_OK) {
         return PC_STORE_COMMIT_FAILED;
     }
+    sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, idempotency_key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) *row_bytes = (uint64_t)sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? PC_OK : PC_STORE_COMMIT_FAILED;
+}
+
+pc_status store_api_idem_put(store_tx_t *tx, const char *key_id, const char *idempotency_key,
+                             store_api_idem_t *record, uint64_t *replaced_row_bytes) {
+    sqlite3_stmt *stmt;
+    sqlite3 *db = store_sqlite_tx_db(tx);
+    pc_status status = idem_row_bytes_stored(db, key_id, idempotency_key, replaced_row_bytes);
+    if (status != PC_OK) return status;
+    if (prepare(db, "INSERT OR REPLACE INTO idempotency_keys(key_id, idempotency_key, request_hash,"
+                    " status, body, created_ns, row_bytes) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                &stmt) != PC_OK) {
+        return PC_STORE_COMMIT_FAILED;
+    }
+    record->row_bytes = idem_row_bytes(key_id, idempotency_key, record->body_bytes);
     sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(stmt, 2, idempotency_key, -1, SQLITE_STATIC);
     sqlite3_bind_blob(stmt, 3, record->request_hash, STORE_API_HASH_BYTES, SQLITE_STATIC);
     sqlite3_bind_int(stmt, 4, record->http_status);
     sqlite3_bind_text(stmt, 5, record->body, (int)record->body_bytes, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 6, (sqlite3_int64)record->created_ns);
+    sqlite3_bind_int64(stmt, 7, (sqlite3_int64)record->row_bytes);
     return step_done(stmt);
 }
 
-pc_status store_api_idem_expire(store_tx_t *tx, uint64_t before_ns) {
+/* The purge's victims, chosen before any is deleted (a SELECT must not walk rows its
+ * own connection is deleting). On the stack: a purge allocates nothing, so it cannot
+ * fail the batch it rides in for want of memory. */
+typedef struct {
+    uint32_t count;
+    char key_ids[API_IDEM_PURGE_ROWS_MAX][PC_ID_SIZE];
+    char idempotency_keys[API_IDEM_PURGE_ROWS_MAX][API_IDEMPOTENCY_KEY_BYTES_MAX + 1];
+    uint64_t row_bytes[API_IDEM_PURGE_ROWS_MAX];
+} idem_victims;
+
+static pc_status idem_victims_select(sqlite3 *db, uint64_t before_ns, uint32_t rows_max,
+                                     uint64_t bytes_max, idem_victims *v) {
     sqlite3_stmt *stmt;
-    if (prepare(store_sqlite_tx_db(tx), "DELETE FROM idempotency_keys WHERE created_ns < ?1",
-                &stmt) != PC_OK) {
+    if (prepare(db, "SELECT key_id, idempotency_key, row_bytes FROM idempotency_keys"
+                    " INDEXED BY idempotency_keys_created WHERE created_ns < ?1"
+                    " ORDER BY created_ns LIMIT ?2", &stmt) != PC_OK) {
         return PC_STORE_COMMIT_FAILED;
     }
     sqlite3_bind_int64(stmt, 1, (sqlite3_int64)before_ns);
-    return step_done(stmt);
+    sqlite3_bind_int64(stmt, 2, (sqlite3_int64)rows_max);
+    uint64_t bytes = 0;
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW && v->count < rows_max) {
+        uint64_t row_bytes = (uint64_t)sqlite3_column_int64(stmt, 2);
+        if (v->count > 0 && bytes + row_bytes > bytes_max) break;
+        const char *key_id = (const char *)sqlite3_column_text(stmt, 0);
+        const char *idem_key = (const char *)sqlite3_column_text(stmt, 1);
+        snprintf(v->key_ids[v->count], PC_ID_SIZE, "%s", key_id ? key_id : "");
+        snprintf(v->idempotency_keys[v->count], API_IDEMPOTENCY_KEY_BYTES_MAX + 1, "%s",
+                 idem_key ? idem_key : "");
+        v->row_bytes[v->count++] = row_bytes;
+        bytes += row_bytes;
+    }
+    sqlite3_finalize(stmt);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? PC_OK : PC_STORE_COMMIT_FAILED;
+}
+
+static pc_status idem_victims_delete(sqlite3 *db, const idem_victims *v, store_api_idem_row_fn fn,
+                                     void *ctx) {
+    sqlite3_stmt *stmt;
+    if (prepare(db, "DELETE FROM idempotency_keys WHERE key_id = ?1 AND idempotency_key = ?2",
+                &stmt) != PC_OK) {
+        return PC_STORE_COMMIT_FAILED;
+    }
+    pc_status status = PC_OK;
+    for (uint32_t i = 0; i < v->count && status == PC_OK; i++) {
+        sqlite3_bind_text(stmt, 1, v->key_ids[i], -1, SQLITE_STATIC);
+        sqlite3_bind_text(stmt, 2, v->idempotency_keys[i], -1, SQLITE_STATIC);
+        if (sqlite3_step(stmt) != SQLITE_DONE) status = PC_STORE_COMMIT_FAILED;
+        else fn(v->key_ids[i], v->row_bytes[i], ctx);
+        sqlite3_reset(stmt);
+    }
+    sqlite3_finalize(stmt);
+    return status;
+}
+
+pc_status store_api_idem_purge(store_tx_t *tx, uint64_t before_ns, uint32_t rows_max,
+                               uint64_t bytes_max, store_api_idem_row_fn fn, void *ctx) {
+    PC_ASSERT(rows_max > 0 && rows_max <= API_IDEM_PURGE_ROWS_MAX);
+    sqlite3 *db = store_sqlite_tx_db(tx);
+    idem_victims v;
+    v.count = 0;
+    pc_status status = idem_victims_select(db, before_ns, rows_max, bytes_max, &v);
+    if (status == PC_OK) status = idem_victims_delete(db, &v, fn, ctx);
+    return status;
+}
+
+pc_status store_api_idem_usage(store_reader_t *reader, store_api_idem_row_fn fn, void *ctx) {
+    sqlite3_stmt *stmt;
+    if (prepare(store_sqlite_reader_db(reader),
+                "SELECT key_id, sum(row_bytes) FROM idempotency_keys"
+                " INDEXED BY idempotency_keys_created GROUP BY key_id", &stmt) != PC_OK) {
+        return PC_STORE_READ_FAILED;
+    }
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        const char *key_id = (const char *)sqlite3_column_text(stmt, 0);
+        fn(key_id ? key_id : "", (uint64_t)sqlite3_column_int64(stmt, 1), ctx);
+    }
+    sqlite3_finalize(stmt);
+    return rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
 }

@@ -50,14 +50,25 @@ typedef struct {
     char *body;
     size_t body_bytes;
     uint64_t created_ns;
+    uint64_t row_bytes;   /* the room the row takes (body, keys, hash): set by put */
 } store_api_idem_t;
 PC_MUST_USE pc_status store_api_idem_get(store_reader_t *reader, const char *key_id,
                                          const char *idempotency_key, store_api_idem_t *out,
                                          bool *found);
+/* Stores a reply, replacing an expired one of the same key: *replaced_row_bytes is the
+ * room the replaced row took (0: none); record->row_bytes is filled in. */
 PC_MUST_USE pc_status store_api_idem_put(store_tx_t *tx, const char *key_id,
                                          const char *idempotency_key,
-                                         const store_api_idem_t *record);
-/* Deletes replies older than 'before_ns' (at start; they must live >= 24 h). */
-PC_MUST_USE pc_status store_api_idem_expire(store_tx_t *tx, uint64_t before_ns);
+                                         store_api_idem_t *record, uint64_t *replaced_row_bytes);
+/* Deletes the oldest replies created before 'before_ns': at most 'rows_max' rows
+ * (<= API_IDEM_PURGE_ROWS_MAX) and, past the first, at most 'bytes_max' bytes of rows.
+ * Calls 'fn' for each deleted row. */
+typedef void (*store_api_idem_row_fn)(const char *key_id, uint64_t row_bytes, void *ctx);
+PC_MUST_USE pc_status store_api_idem_purge(store_tx_t *tx, uint64_t before_ns, uint32_t rows_max,
+                                           uint64_t bytes_max, store_api_idem_row_fn fn,
+                                           void *ctx);
+/* The room the stored replies take, per API key: 'fn' once per key with its total. */
+PC_MUST_USE pc_status store_api_idem_usage(store_reader_t *reader, store_api_idem_row_fn fn,
+                                           void *ctx);
 
 #endif

@@ -238,7 +238,8 @@ static pc_status nemesis_idem_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
     const nemesis_cmd_t *n = (const nemesis_cmd_t *)cmd;
     if (n->hook_fails) return PC_STORE_COMMIT_FAILED;
     store_api_idem_t record = {.http_status = 200, .body = "{}", .body_bytes = 2, .created_ns = pc_wall_ns()};
-    return store_api_idem_put(tx, "key_nemesis", n->key_id, &record);
+    uint64_t replaced_row_bytes;
+    return store_api_idem_put(tx, "key_nemesis", n->key_id, &record, &replaced_row_bytes);
 }
 
 /* An API key, as POST /v1/api-keys writes it: a batch without ledger rows. */

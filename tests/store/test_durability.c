@@ -622,8 +622,11 @@ static void test_version_1_migrates(void) {
     stop(store, writer);
     sqlite3 *db;
     ASSERT_EQ(sqlite3_open(db_path, &db), SQLITE_OK);
-    /* What version 1 left after the lost-seq bug: rows behind, a seq ahead. */
-    ASSERT_EQ(sqlite3_exec(db, "ALTER TABLE journal_checkpoints RENAME TO checkpoints;"
+    /* What version 1 left after the lost-seq bug: rows behind, a seq ahead (and
+     * neither version 2's table name nor version 3's idempotency column). */
+    ASSERT_EQ(sqlite3_exec(db, "DROP INDEX idempotency_keys_created;"
+                               "ALTER TABLE idempotency_keys DROP COLUMN row_bytes;"
+                               "ALTER TABLE journal_checkpoints RENAME TO checkpoints;"
                                "UPDATE accounts SET credits_posted = 100 WHERE id = 'b';"
                                "UPDATE accounts SET debits_posted = 100 WHERE id = 'a';"
                                "UPDATE meta SET value = (SELECT max(seq) + 1 FROM journal)"

@@ -1,0 +1,151 @@
+/* api/conn.c: every open connection and its deadline. MHD's own timeout is an idle
+ * timeout: a client that trickles one byte every few seconds is never idle and would
+ * hold its connection (and, in the body, its buffer) for ever. Here a request must
+ * arrive whole (headers and body) within --timeout-s of the moment its connection
+ * became ready for it (accepted, or the previous reply sent; the first byte cannot come
+ * earlier), and a reply must leave within --timeout-s of being queued. While the
+ * handler runs there is no deadline (a long verify; a command with the writer, where
+ * the request timeout answers for the wait).
+ *
+ * A reaper thread walks the list a few times a second and shuts down the socket of a
+ * connection past its deadline; MHD then sees the end of the stream and closes the
+ * connection itself (the reaper never closes a descriptor). MHD reports the close
+ * (MHD_CONNECTION_NOTIFY_CLOSED) before it closes the descriptor, and that callback
+ * unlinks the entry under the same mutex the reaper holds: a descriptor the reaper
+ * shuts down is always still this connection's. */
+#include <microhttpd.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "api/api_internal.h"
+#include "core/core.h"
+#include "obs/obs.h"
+
+#define CONN_REAPER_PERIOD_MS 100
+
+static uint64_t timeout_ns(const api_server_t *server) {
+    return (uint64_t)server->config.connection_timeout_s * 1000000000u;
+}
+
+void api_conn_deadline_restart(const api_server_t *server, api_conn_t *conn) {
+    if (conn != NULL) atomic_store(&conn->deadline_ns, pc_mono_ns() + timeout_ns(server));
+}
+
+void api_conn_deadline_clear(api_conn_t *conn) {
+    if (conn != NULL) atomic_store(&conn->deadline_ns, 0);
+}
+
+bool api_conn_expired(const api_conn_t *conn) {
+    return conn != NULL && atomic_load(&conn->expired);
+}
+
+api_conn_t *api_conn_of(struct MHD_Connection *connection) {
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return info != NULL ? info->socket_context : NULL;
+}
+
+static void conn_link(api_server_t *server, api_conn_t *conn) {
+    pthread_mutex_lock(&server->conns_mutex);
+    conn->prev = NULL;
+    conn->next = server->conns_head;
+    if (server->conns_head != NULL) server->conns_head->prev = conn;
+    server->conns_head = conn;
+    pthread_mutex_unlock(&server->conns_mutex);
+}
+
+static void conn_unlink(api_server_t *server, api_conn_t *conn) {
+    pthread_mutex_lock(&server->conns_mutex);
+    if (conn->prev != NULL) conn->prev->next = conn->next;
+    else server->conns_head = conn->next;
+    if (conn->next != NULL) conn->next->prev = conn->prev;
+    pthread_mutex_unlock(&server->conns_mutex);
+}
+
+/* MHD_OPTION_NOTIFY_CONNECTION: a connection opens or closes. An entry that cannot be
+ * allocated leaves the connection without a deadline (MHD's idle timeout still holds). */
+void api_conn_notify(void *cls, struct MHD_Connection *connection, void **socket_context,
+                     enum MHD_ConnectionNotificationCode code) {
+    api_server_t *server = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *info =
+            MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+        api_conn_t *conn = calloc(1, sizeof(*conn));
+        if (conn == NULL || info == NULL) {
+            free(conn);
+            return;
+        }
+        conn->fd = info->connect_fd;
+        api_conn_deadline_restart(server, conn);
+        conn_link(server, conn);
+        *socket_context = conn;
+        return;
+    }
+    api_conn_t *conn = *socket_context;
+    if (conn == NULL) return;
+    *socket_context = NULL;
+    conn_unlink(server, conn);
+    free(conn);
+}
+
+/* Shuts down every connection past its deadline (each once). */
+static uint32_t conns_expire(api_server_t *server, uint64_t now_ns) {
+    uint32_t closed = 0;
+    pthread_mutex_lock(&server->conns_mutex);
+    for (api_conn_t *conn = server->conns_head; conn != NULL; conn = conn->next) {
+        uint64_t deadline_ns = atomic_load(&conn->deadline_ns);
+        if (deadline_ns == 0 || deadline_ns > now_ns || atomic_load(&conn->expired)) continue;
+        atomic_store(&conn->expired, true);
+        (void)shutdown(conn->fd, SHUT_RDWR);
+        closed++;
+    }
+    pthread_mutex_unlock(&server->conns_mutex);
+    return closed;
+}
+
+static void *conns_reaper_run(void *arg) {
+    api_server_t *server = arg;
+    pthread_mutex_lock(&server->conns_stop_mutex);
+    while (!server->conns_stop) {
+        struct timespec until = pc_realtime_after_ms(CONN_REAPER_PERIOD_MS);
+        pthread_cond_timedwait(&server->conns_cond, &server->conns_stop_mutex, &until);
+        if (server->conns_stop) break;
+        uint32_t closed = conns_expire(server, pc_mono_ns());
+        if (closed > 0) {
+            obs_metrics_connections_expired(closed);
+            obs_logf(OBS_LEVEL_INFO, "closed %u connection(s) past their deadline (--timeout-s %u)",
+                     closed, server->config.connection_timeout_s);
+        }
+    }
+    pthread_mutex_unlock(&server->conns_stop_mutex);
+    return NULL;
+}
+
+pc_status api_conns_init(api_server_t *server) {
+    pthread_mutex_init(&server->conns_mutex, NULL);
+    pthread_mutex_init(&server->conns_stop_mutex, NULL);
+    pthread_cond_init(&server->conns_cond, NULL);
+    if (pthread_create(&server->conns_reaper, NULL, conns_reaper_run, server) != 0) return PC_INTERNAL;
+    server->conns_started = true;
+    return PC_OK;
+}
+
+void api_conns_stop(api_server_t *server) {
+    if (!server->conns_started) return;
+    pthread_mutex_lock(&server->conns_stop_mutex);
+    server->conns_stop = true;
+    pthread_cond_signal(&server->conns_cond);
+    pthread_mutex_unlock(&server->conns_stop_mutex);
+    pthread_join(server->conns_reaper, NULL);
+    server->conns_started = false;
+}
+
+/* After MHD stopped: every connection was reported closed, the list is empty. */
+void api_conns_free(api_server_t *server) {
+    api_conns_stop(server);
+    PC_ASSERT(server->conns_head == NULL);
+    pthread_cond_destroy(&server->conns_cond);
+    pthread_mutex_destroy(&server->conns_stop_mutex);
+    pthread_mutex_destroy(&server->conns_mutex);
+}
