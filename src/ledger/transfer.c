@@ -24,6 +24,7 @@ typedef struct {
 typedef struct {
     bool found;
     ledger_transfer_record_t record;
+    uint64_t id_hash;  /* the id's hash in the ledger's maps: computed once (keyed, not free) */
 } id_lookup;
 
 static bool is_resolution(uint16_t flags) {
@@ -75,7 +76,8 @@ static pc_status transfer_validate(const ledger_transfer_t *e) {
 static pc_status id_find(ledger_t *ledger, const transfer_ctx *ctx, const char *id, id_lookup *out) {
     uint32_t value;
     out->found = false;
-    if (idmap_find(&ledger->batch_map, id, ledger__id_hash(ledger, id), &value)) {
+    out->id_hash = ledger__id_hash(ledger, id);
+    if (idmap_find(&ledger->batch_map, id, out->id_hash, &value)) {
         out->found = true;
         memset(&out->record, 0, sizeof(out->record));
         if (value & BATCH_MAP_FAILURE) {
@@ -126,12 +128,13 @@ static pc_status transfer_compare(const ledger_transfer_t *t, const ledger_trans
     return PC_EXISTS;
 }
 
-static ledger_transfer_t *record_push(ledger_t *ledger, const ledger_transfer_t *e) {
+/* 'id_hash': ledger__id_hash(ledger, e->id), from the id's lookup. */
+static ledger_transfer_t *record_push(ledger_t *ledger, const ledger_transfer_t *e, uint64_t id_hash) {
     ledger_transfer_t *record = LEDGER_VEC_PUSH(ledger->transfers);
     *record = *e;
     record->flags = e->flags & (uint16_t)~LEDGER_TRANSFER_LINKED;
     record->timestamp_ns = ledger__timestamp_next(ledger);
-    bool inserted = idmap_insert(&ledger->batch_map, ledger__id_hash(ledger, record->id), ledger->transfers.count - 1);
+    bool inserted = idmap_insert(&ledger->batch_map, id_hash, ledger->transfers.count - 1);
     PC_ASSERT(inserted);
     return record;
 }
@@ -149,8 +152,14 @@ static void result_created(ledger_t *ledger, const ledger_transfer_t *record, ui
     ledger__history_add(ledger, credit_index, record);
 }
 
-static bool account_index_find(const ledger_t *ledger, const char *id, uint32_t *index) {
-    return idmap_find(&ledger->account_map, id, ledger__id_hash(ledger, id), index);
+/* Both accounts of a transfer: both hashes first, so that both slots load at once. */
+static bool accounts_find(const ledger_t *ledger, const ledger_transfer_t *e, uint32_t *dr_i, uint32_t *cr_i) {
+    uint64_t debit_hash = ledger__id_hash(ledger, e->debit_account_id);
+    uint64_t credit_hash = ledger__id_hash(ledger, e->credit_account_id);
+    idmap_prefetch(&ledger->account_map, debit_hash);
+    idmap_prefetch(&ledger->account_map, credit_hash);
+    return idmap_find(&ledger->account_map, e->debit_account_id, debit_hash, dr_i) &&
+           idmap_find(&ledger->account_map, e->credit_account_id, credit_hash, cr_i);
 }
 
 /* Balancing transfers move at most what keeps the account within its limit. */
@@ -217,11 +226,10 @@ static pc_status movement_check(const ledger_t *ledger, const ledger_transfer_t 
 }
 
 /* A plain or pending transfer: moves 'amount' into posted or pending balances. */
-static pc_status movement_apply(ledger_t *ledger, const ledger_transfer_t *e,
+static pc_status movement_apply(ledger_t *ledger, const ledger_transfer_t *e, uint64_t id_hash,
                                 ledger_transfer_result_t *result) {
     uint32_t dr_i, cr_i;
-    if (!account_index_find(ledger, e->debit_account_id, &dr_i)) return PC_ACCOUNT_NOT_FOUND;
-    if (!account_index_find(ledger, e->credit_account_id, &cr_i)) return PC_ACCOUNT_NOT_FOUND;
+    if (!accounts_find(ledger, e, &dr_i, &cr_i)) return PC_ACCOUNT_NOT_FOUND;
     int64_t amount;
     pc_status status = movement_check(ledger, e, dr_i, cr_i, &amount);
     if (status != PC_OK) return status;
@@ -236,7 +244,7 @@ static pc_status movement_apply(ledger_t *ledger, const ledger_transfer_t *e,
         d->debits_posted += amount;
         c->credits_posted += amount;
     }
-    ledger_transfer_t *record = record_push(ledger, e);
+    ledger_transfer_t *record = record_push(ledger, e, id_hash);
     record->amount = amount;
     ledger__transfer_accounts_push(ledger, dr_i, cr_i);
     if (pending) {
@@ -300,7 +308,7 @@ static pc_status resolution_check(const ledger_t *ledger, const ledger_transfer_
 
 /* post_pending / void_pending: releases the reservation; a post moves all or part. */
 static pc_status resolution_apply(ledger_t *ledger, const transfer_ctx *ctx, const ledger_transfer_t *e,
-                                  ledger_transfer_result_t *result) {
+                                  uint64_t id_hash, ledger_transfer_result_t *result) {
     uint32_t slot;
     if (!ledger__pending_find(ledger, e->pending_id, &slot)) return pending_closed_reason(ledger, ctx, e->pending_id);
     const ledger_pending_t *p = &ledger->pendings[slot];
@@ -318,7 +326,7 @@ static pc_status resolution_apply(ledger_t *ledger, const transfer_ctx *ctx, con
         d->debits_posted += amount;
         c->credits_posted += amount;
     }
-    ledger_transfer_t *record = record_push(ledger, e);
+    ledger_transfer_t *record = record_push(ledger, e, id_hash);
     memcpy(record->debit_account_id, ledger->accounts[dr_i].id, PC_ID_SIZE);
     memcpy(record->credit_account_id, ledger->accounts[cr_i].id, PC_ID_SIZE);
     memcpy(record->currency, p->currency, 4);
@@ -350,7 +358,8 @@ static pc_status transfer_apply(ledger_t *ledger, const void *events, uint32_t i
         }
         return status;
     }
-    return is_resolution(e->flags) ? resolution_apply(ledger, ctx, e, result) : movement_apply(ledger, e, result);
+    return is_resolution(e->flags) ? resolution_apply(ledger, ctx, e, existing.id_hash, result)
+                                   : movement_apply(ledger, e, existing.id_hash, result);
 }
 
 static bool transfer_linked(const void *events, uint32_t index) {
