@@ -32,6 +32,11 @@ void idmap_free(idmap_t *map);
 /* The hash maps are keyed with: SipHash under 'key' (the owner's secret), non-zero.
  * Every map of one owner uses the same key. */
 uint64_t idmap_hash(const pc_hash_key_t *key, const char *id);
+/* Starts loading the slot 'hash' leads to: a caller about to look up several ids
+ * lets their cache misses overlap (a keyed hash is long enough to serialise them). */
+static inline void idmap_prefetch(const idmap_t *map, uint64_t hash) {
+    __builtin_prefetch(&map->slots[(uint32_t)hash & (map->capacity - 1)]);
+}
 /* Finds 'id'; true and *value when present. */
 bool idmap_find(const idmap_t *map, const char *id, uint64_t hash, uint32_t *value);
 /* Inserts (id must be absent); grows at 50% load. False when memory runs out. */

@@ -29,6 +29,7 @@ typedef struct {
 typedef struct {
     bool found;
     ledger_transfer_record_t record;
+    uint64_t id_hash;  /* the id's hash in the ledger's maps: computed once (keyed, not free) */
 } id_lookup;
 
 static bool is_resolution(uint16_t flags) {
@@ -80,7 +81,8 @@ static pc_status transfer_validate(const ledger_transfer_t *e) {
 static pc_status id_find(ledger_t *ledger, const transfer_ctx *ctx, const char *id, id_lookup *out) {
     uint32_t value;
     out->found = false;
-    if (idmap_find(&ledger->batch_map, id, ledger__id_hash(ledger, id), &value)) {
+    out->id_hash = ledger__id_hash(ledger, id);
+    if (idmap_find(&ledger->batch_map, id, out->id_hash, &value)) {
         out->found = true;
         memset(&out->record, 0, sizeof(out->record));
         if (value & BATCH_MAP_FAILURE) {
@@ -131,12 +133,13 @@ static pc_status transfer_compare(const ledger_transfer_t *t, const ledger_trans
     return PC_EXISTS;
 }
 
-static ledger_transfer_t *record_push(ledger_t *ledger, const ledger_transfer_t *e) {
+/* 'id_hash': ledger__id_hash(ledger, e->id), from the id's lookup. */
+static ledger_transfer_t *record_push(ledger_t *ledger, const ledger_transfer_t *e, uint64_t id_hash) {
     ledger_transfer_t *record = LEDGER_VEC_PUSH(ledger->transfers);
     *record = *e;
     record->flags = e->flags & (uint16_t)~LEDGER_TRANSFER_LINKED;
     record->timestamp_ns = ledger__timestamp_next(ledger);
-    bool inserted = idmap_insert(&ledger->batch_map, ledger__id_hash(ledger, record->id), ledger->transfers.count - 1);
+    bool inserted = idmap_insert(&ledger->batch_map, id_hash, ledger->transfers.count - 1);
     PC_ASSERT(inserted);
     return record;
 }
@@ -163,8 +166,19 @@ static void result_created(ledger_t *ledger, const ledger_transfer_t *record, ui
     ledger__history_add(ledger, credit_index, record);
 }
 
-static bool account_index_find(const ledger_t *ledger, const char *id, uint32_t *index) {
-    return idmap_find(&ledger->account_map, id, ledger__id_hash(ledger, id), index);
+/* A transfer's two account ids, hashed, their slots already loading: both hashes
+ * come first so that the two lookups' cache misses overlap (SipHash is long enough
+ * to serialise them otherwise). */
+typedef struct {
+    uint64_t debit;
+    uint64_t credit;
+} account_hashes;
+
+static account_hashes accounts_hash(const ledger_t *ledger, const ledger_transfer_t *t) {
+    account_hashes hashes = {ledger__id_hash(ledger, t->debit_account_id), ledger__id_hash(ledger, t->credit_account_id)};
+    idmap_prefetch(&ledger->account_map, hashes.debit);
+    idmap_prefetch(&ledger->account_map, hashes.credit);
+    return hashes;
 }
 
 static bool index_reachable(const ledger_t *ledger, const transfer_ctx *ctx, uint32_t index) {
@@ -172,16 +186,18 @@ static bool index_reachable(const ledger_t *ledger, const transfer_ctx *ctx, uin
 }
 
 /* An account the event may use: it exists and is within the caller's reach. */
-static bool account_usable(const ledger_t *ledger, const transfer_ctx *ctx, const char *id, uint32_t *index) {
-    return account_index_find(ledger, id, index) && index_reachable(ledger, ctx, *index);
+static bool account_usable(const ledger_t *ledger, const transfer_ctx *ctx, const char *id, uint64_t hash,
+                           uint32_t *index) {
+    return idmap_find(&ledger->account_map, id, hash, index) && index_reachable(ledger, ctx, *index);
 }
 
 /* A transfer the caller may see: it touches an account within its reach. */
 static bool transfer_reachable(const ledger_t *ledger, const transfer_ctx *ctx, const ledger_transfer_t *t) {
     uint32_t index;
     if (ctx->reach == NULL) return true;
-    return account_usable(ledger, ctx, t->debit_account_id, &index) ||
-           account_usable(ledger, ctx, t->credit_account_id, &index);
+    account_hashes hashes = accounts_hash(ledger, t);
+    return account_usable(ledger, ctx, t->debit_account_id, hashes.debit, &index) ||
+           account_usable(ledger, ctx, t->credit_account_id, hashes.credit, &index);
 }
 
 static pc_status account_missing(ledger_transfer_result_t *result, ledger_field side) {
@@ -254,12 +270,13 @@ static pc_status movement_check(const ledger_t *ledger, const ledger_transfer_t 
 
 /* A plain or pending transfer: moves 'amount' into posted or pending balances. */
 static pc_status movement_apply(ledger_t *ledger, const transfer_ctx *ctx, const ledger_transfer_t *e,
-                                ledger_transfer_result_t *result) {
+                                uint64_t id_hash, ledger_transfer_result_t *result) {
     uint32_t dr_i, cr_i;
-    if (!account_usable(ledger, ctx, e->debit_account_id, &dr_i)) {
+    account_hashes hashes = accounts_hash(ledger, e);
+    if (!account_usable(ledger, ctx, e->debit_account_id, hashes.debit, &dr_i)) {
         return account_missing(result, LEDGER_FIELD_DEBIT_ACCOUNT_ID);
     }
-    if (!account_usable(ledger, ctx, e->credit_account_id, &cr_i)) {
+    if (!account_usable(ledger, ctx, e->credit_account_id, hashes.credit, &cr_i)) {
         return account_missing(result, LEDGER_FIELD_CREDIT_ACCOUNT_ID);
     }
     int64_t amount;
@@ -276,7 +293,7 @@ static pc_status movement_apply(ledger_t *ledger, const transfer_ctx *ctx, const
         d->debits_posted += amount;
         c->credits_posted += amount;
     }
-    ledger_transfer_t *record = record_push(ledger, e);
+    ledger_transfer_t *record = record_push(ledger, e, id_hash);
     record->amount = amount;
     ledger__transfer_accounts_push(ledger, dr_i, cr_i);
     if (pending) {
@@ -344,7 +361,7 @@ static pc_status resolution_check(const ledger_t *ledger, const ledger_transfer_
 
 /* post_pending / void_pending: releases the reservation; a post moves all or part. */
 static pc_status resolution_apply(ledger_t *ledger, const transfer_ctx *ctx, const ledger_transfer_t *e,
-                                  ledger_transfer_result_t *result) {
+                                  uint64_t id_hash, ledger_transfer_result_t *result) {
     uint32_t slot;
     if (!ledger__pending_find(ledger, e->pending_id, &slot)) return pending_closed_reason(ledger, ctx, e->pending_id);
     const ledger_pending_t *p = &ledger->pendings[slot];
@@ -365,7 +382,7 @@ static pc_status resolution_apply(ledger_t *ledger, const transfer_ctx *ctx, con
         d->debits_posted += amount;
         c->credits_posted += amount;
     }
-    ledger_transfer_t *record = record_push(ledger, e);
+    ledger_transfer_t *record = record_push(ledger, e, id_hash);
     memcpy(record->debit_account_id, ledger->accounts[dr_i].id, PC_ID_SIZE);
     memcpy(record->credit_account_id, ledger->accounts[cr_i].id, PC_ID_SIZE);
     memcpy(record->currency, p->currency, 4);
@@ -395,7 +412,8 @@ static pc_status transfer_apply(ledger_t *ledger, const void *events, uint32_t i
         if (status == PC_EXISTS) result_stored(PC_EXISTS, &existing.record.transfer, result);
         return status;
     }
-    return is_resolution(e->flags) ? resolution_apply(ledger, ctx, e, result) : movement_apply(ledger, ctx, e, result);
+    return is_resolution(e->flags) ? resolution_apply(ledger, ctx, e, existing.id_hash, result)
+                                   : movement_apply(ledger, ctx, e, existing.id_hash, result);
 }
 
 static bool transfer_linked(const void *events, uint32_t index) {

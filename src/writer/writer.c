@@ -368,6 +368,8 @@ pc_status writer_start(writer_t **out, store_t *store, const char *key_path, con
     writer->config.queue_events_max = config && config->queue_events_max ? config->queue_events_max : WRITER_QUEUE_DEPTH_MAX;
     writer->config.batch_events_max = config && config->batch_events_max ? config->batch_events_max : WRITER_BATCH_EVENTS_MAX;
     if (writer->config.queue_events_max < LEDGER_BATCH_EVENTS_MAX) writer->config.queue_events_max = LEDGER_BATCH_EVENTS_MAX;
+    /* The store keeps room for one batch of this size past its index back-pressure. */
+    if (writer->config.batch_events_max > WRITER_BATCH_EVENTS_MAX) writer->config.batch_events_max = WRITER_BATCH_EVENTS_MAX;
     pc_status status = writer_load(writer, key_path);
     if (status != PC_OK) {
         ledger_close(writer->ledger);

@@ -5,7 +5,8 @@
  * Method: small memtables (back-pressure after MEMTABLE_MAX unindexed transfers) and
  * the indexer's writes failing from the second one on (the fault hook), while four
  * submitters (two of batches, two of single transfers) run until the store refuses
- * them. The store is stopped as SIGTERM stops it (writer, then store), reopened
+ * them; the writer must tell the process to stop (its failed callback, once, with
+ * store_index_failed). The store is stopped as SIGTERM stops it (writer, then store), reopened
  * without the fault: the index is rebuilt from the main file, every acknowledged id
  * is found and answers exists when resubmitted, no refused id is found, balances
  * equal the acknowledged sums and verify passes. A watchdog turns a stall (the
@@ -47,9 +48,20 @@ static void watchdog(int signal_number) {
     _exit(1);
 }
 
+/* What the writer told the process (the server exits 1 on it). */
+static pc_status failed_status = PC_OK;
+static uint32_t failed_calls;
+
+static void on_writer_failed(void *ctx, pc_status status) {
+    (void)ctx;
+    failed_status = status;
+    failed_calls++;
+}
+
 static void open_store(store_t **store, writer_t **writer, const store_options_t *options) {
     ASSERT_STATUS(store_open(store, db_path, options), PC_OK);
-    ASSERT_STATUS(writer_start(writer, *store, key_path, NULL), PC_OK);
+    writer_config_t config = {.failed = on_writer_failed};
+    ASSERT_STATUS(writer_start(writer, *store, key_path, &config), PC_OK);
 }
 
 static void accounts_create(writer_t *writer) {
@@ -154,6 +166,8 @@ static void test_index_fault(void) {
     submitter_t submitters[SUBMITTERS];
     load_until_refused(writer, submitters);
     writer_stop(writer); /* what SIGTERM does: it must complete */
+    ASSERT_EQ(failed_calls, 1); /* the process was told to stop, once (writer thread, joined) */
+    ASSERT_STATUS(failed_status, PC_STORE_INDEX_FAILED);
     store_close(store);
     int64_t acked_amount = 0;
     uint32_t acked = 0, refused = 0;
