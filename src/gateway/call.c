@@ -276,14 +276,15 @@ static const char *http_label(long http_status) {
     return "http_other";
 }
 
-/* The body never left: the channel cannot have applied it, safe to try elsewhere.
- * Once curl took the body, a failure may have been applied: unknown. */
+/* The request never left (no connection, or refused): the channel cannot have
+ * applied it, safe to try elsewhere. Once it left, a failure may have been applied:
+ * unknown. */
 static void classify_transport(const gw_call_t *call, CURLcode code, gw_answer_t *a) {
     a->found = -1;
     if (call->response_too_large) {
         gw_answer_fail(a, GW_OUTCOME_UNKNOWN, PC_GATEWAY_BAD_RESPONSE, "too_large",
                        "the answer is larger than %d bytes", GW_RESPONSE_BYTES_MAX);
-    } else if (!call->body_read) {
+    } else if (!call->request_left) {
         gw_answer_fail(a, GW_OUTCOME_RETRYABLE, PC_GATEWAY_CHANNEL_UNREACHABLE, "connect_failed",
                        "not sent: %s", curl_easy_strerror(code));
     } else if (code == CURLE_OPERATION_TIMEDOUT) {

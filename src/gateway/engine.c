@@ -16,6 +16,7 @@
 #define POLL_IDLE_MS 1000
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static _Thread_local gw_thread_t *running_thread; /* the gateway thread we are on, if any */
 static bool global_ok;
 
 static void global_init(void) {
@@ -45,14 +46,19 @@ static size_t on_body(char *data, size_t size, size_t count, void *user) {
     return bytes;
 }
 
-static size_t on_read(char *buffer, size_t size, size_t count, void *user) {
+/* Called on a connected (or reused) connection just before the request goes out.
+ * The first time, the request may leave from now on. A second time is curl resending
+ * on its own (it retries a request whose reused connection died): refused, so that
+ * a request is never sent twice behind our back and "it never left" stays a fact. */
+static int on_prereq(void *user, char *primary_ip, char *local_ip, int primary_port, int local_port) {
+    (void)primary_ip;
+    (void)local_ip;
+    (void)primary_port;
+    (void)local_port;
     gw_call_t *call = user;
-    call->body_read = true;
-    size_t left = call->request_bytes - call->request_sent_bytes;
-    size_t bytes = size * count < left ? size * count : left;
-    memcpy(buffer, call->request_body + call->request_sent_bytes, bytes);
-    call->request_sent_bytes += bytes;
-    return bytes;
+    if (call->request_left) return CURL_PREREQFUNC_ABORT;
+    call->request_left = true;
+    return CURL_PREREQFUNC_OK;
 }
 
 static CURL *easy_take(gw_thread_t *t) {
@@ -92,17 +98,11 @@ static void easy_setup(CURL *easy, gw_call_t *call, const gw_channel_cfg_t *ch, 
     curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, call);
     curl_easy_setopt(easy, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(easy, CURLOPT_PREREQDATA, call);
     if (call->request_body != NULL) {
-        /* The body through a read callback and no seek callback: curl cannot resend it
-         * by itself (it silently retries a request whose reused connection died), so
-         * "the body never left" stays a fact we can build on. */
-        call->request_bytes = strlen(call->request_body);
-        call->request_sent_bytes = 0;
-        call->body_read = false;
-        curl_easy_setopt(easy, CURLOPT_POST, 1L);
-        curl_easy_setopt(easy, CURLOPT_READFUNCTION, on_read);
-        curl_easy_setopt(easy, CURLOPT_READDATA, call);
-        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long)call->request_bytes);
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDS, call->request_body);
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long)strlen(call->request_body));
     } else {
         curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
     }
@@ -123,7 +123,7 @@ bool gw_thread_send(gw_thread_t *t, gw_call_t *call, const gw_channel_cfg_t *ch,
     call->easy = easy_take(t);
     call->response_bytes = 0;
     call->response_too_large = false;
-    call->body_read = false;
+    call->request_left = false;
     if (call->headers == NULL || call->easy == NULL) {
         gw_thread_http_release(t, call);
         return false;
@@ -172,7 +172,9 @@ static bool inbox_push(gw_thread_t *t, gw_call_t *call, bool fresh) {
     else t->inbox_head = call;
     t->inbox_tail = call;
     pthread_mutex_unlock(&t->mutex);
-    curl_multi_wakeup(t->multi);
+    /* On its own thread (a 'done' or 'persist' answering at once) the loop looks at
+     * the inbox before it polls: no wake-up needed. */
+    if (running_thread != t) curl_multi_wakeup(t->multi);
     return true;
 }
 
@@ -223,7 +225,11 @@ static void transfers_run(gw_thread_t *t) {
     }
 }
 
-static int poll_ms(const gw_thread_t *t) {
+static int poll_ms(gw_thread_t *t) {
+    pthread_mutex_lock(&t->mutex);
+    bool queued = t->inbox_head != NULL;
+    pthread_mutex_unlock(&t->mutex);
+    if (queued) return 0;
     if (t->timers == NULL) return POLL_IDLE_MS;
     uint64_t now_ms = gw_now_ms();
     if (t->timers->due_ms <= now_ms) return 0;
@@ -234,6 +240,7 @@ static int poll_ms(const gw_thread_t *t) {
 /* Runs until told to stop AND every call it owns has finished. */
 static void *thread_main(void *arg) {
     gw_thread_t *t = arg;
+    running_thread = t;
     for (;;) {
         bool stop = false;
         inbox_run(t, &stop);
@@ -387,6 +394,7 @@ static bool thread_start(gw_t *gw, gw_thread_t *t) {
     t->multi = curl_multi_init();
     if (t->multi == NULL) return false;
     t->started = pthread_create(&t->thread, NULL, thread_main, t) == 0;
+    if (t->started) pthread_setname_np(t->thread, "paycore-gw");
     return t->started;
 }
 

@@ -288,9 +288,7 @@ struct gw_call {
     CURL *easy;                    /* NULL when no HTTP call runs */
     struct curl_slist *headers;
     char *request_body;
-    size_t request_bytes;
-    size_t request_sent_bytes;
-    bool body_read;                /* curl took (some of) the body: it may have arrived */
+    bool request_left;             /* the request went (or was going) out: it may have arrived */
     char *response;
     size_t response_bytes;
     size_t response_capacity;

@@ -70,6 +70,8 @@ static void garbage_once(const garbage_case *g, bool applied) {
     gw_request_t req = gwt_card(ref, 1999, "4242424242424242");
     gw_result_t r = gwt_call(gw, &req);
     bool was_applied = applied || g->always_applied;
+    /* sent once: curl never resends by itself (a closed connection would invite it) */
+    ASSERT_EQ(gwt_sim_count(&card_a, "SELECT count FROM arrivals WHERE key = ?1", r.attempts[0].idempotency_key), 1);
     if (r.outcome != GW_OUTCOME_APPROVED || r.attempt_count != (was_applied ? 1u : 2u)) gwt_print(&r);
     ASSERT_EQ(r.outcome, GW_OUTCOME_APPROVED);
     ASSERT_TRUE(r.attempts[0].status_inquired);
