@@ -44,6 +44,32 @@
 #define API_IDEMPOTENCY_KEY_BYTES_MAX 255
 #define API_LIST_LIMIT_MAX 100
 
+/* Events (src/events/). */
+#define EVENTS_BODY_BYTES_MAX (64 * 1024)   /* one event's JSON: a ledger object with full
+                                               metadata is ~2 KiB; room for payments' objects */
+#define EVENTS_OWNERS_MAX 8                 /* merchants who may see one event (a transfer
+                                               touches two accounts, each granted to a few keys) */
+#define EVENTS_URL_BYTES_MAX 2048           /* browsers' and proxies' common URL bound */
+#define EVENTS_ENDPOINTS_MAX 256            /* webhook endpoints in all: each holds a window
+                                               of work in the delivery worker's memory */
+#define EVENTS_ENDPOINTS_PER_MERCHANT_MAX 16  /* so one merchant cannot use them all */
+#define EVENTS_WINDOW_MAX 1024              /* new events a destination holds in memory;
+                                               past it, reading the outbox waits */
+#define EVENTS_RETRY_ROWS_MAX 10000         /* retrying deliveries of one destination held
+                                               in memory; past it, new events wait in the
+                                               outbox (the lag shows it), none is lost */
+#define EVENTS_INFLIGHT_PER_DESTINATION_MAX 16 /* concurrent requests to one endpoint */
+#define EVENTS_INFLIGHT_MAX 256             /* concurrent webhook requests in all */
+#define EVENTS_PURGE_ROWS_MAX 10000         /* events deleted per writer batch by retention:
+                                               keeps the writer's transaction short */
+#define EVENTS_AMQP_UNCONFIRMED_MAX 1024    /* published, not yet confirmed by the broker */
+#define EVENTS_FLUSH_OPS_MAX 8192           /* delivery-state changes in one writer command */
+
+static_assert(EVENTS_INFLIGHT_PER_DESTINATION_MAX <= EVENTS_INFLIGHT_MAX,
+              "one endpoint's requests must fit in the worker's total");
+static_assert(EVENTS_WINDOW_MAX + EVENTS_RETRY_ROWS_MAX <= EVENTS_FLUSH_OPS_MAX * 2,
+              "a destination's whole window settles in a couple of flushes");
+
 static_assert(LEDGER_BATCH_EVENTS_MAX <= WRITER_BATCH_EVENTS_MAX,
               "a full request batch must fit in one writer batch");
 static_assert(WRITER_BATCH_EVENTS_MAX <= WRITER_QUEUE_DEPTH_MAX,

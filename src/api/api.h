@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "events/events.h"
 #include "paycore/limits.h"
 #include "paycore/status.h"
 #include "store/store.h"
@@ -139,6 +140,7 @@ typedef struct {
     uint32_t request_timeout_ms; /* waiting for the writer longer: 503 request_timeout
                                     (the command still completes); 0 = never */
     bool metrics_auth;           /* /metrics needs a key (read scope) */
+    events_config_t events;      /* the outbox, webhooks and AMQP (db_path is set at start) */
 } api_config_t;
 
 void api_config_default(api_config_t *config);

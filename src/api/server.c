@@ -33,6 +33,7 @@ void api_config_default(api_config_t *config) {
     config->rate_per_s = 0;
     config->connection_timeout_s = 30;
     config->request_timeout_ms = 30000;
+    events_config_default(&config->events);
 }
 
 api_keys_t *api_server_keys(api_server_t *server) {
@@ -304,17 +305,23 @@ static pc_status open_backend(api_server_t *server) {
     store_options_t options = {.create = false};
     pc_status status = store_open(&server->store, server->db_path, &options);
     if (status != PC_OK) return status;
+    events_config_t events_config = server->config.events;
+    events_config.db_path = server->db_path;
+    status = events_open(&server->events, server->store, &events_config);
+    if (status != PC_OK) return status;
     char key_path[4096];
     snprintf(key_path, sizeof key_path, "%s.key", server->db_path);
     writer_config_t writer_config = {.queue_events_max = server->config.queue_events_max,
-                                     .batch_events_max = WRITER_BATCH_EVENTS_MAX};
+                                     .batch_events_max = WRITER_BATCH_EVENTS_MAX,
+                                     .batch_hook = events_batch_hook(server->events)};
     status = writer_start(&server->writer, server->store, key_path, &writer_config);
     if (status != PC_OK) return status;
     store_reader_t *reader = api_server_reader_acquire(server);
     if (reader == NULL) return PC_STORE_READ_FAILED;
     status = api_keys_load(&server->keys, reader);
     api_server_reader_release(server, reader);
-    return status;
+    if (status != PC_OK) return status;
+    return events_start(server->events, server->writer);
 }
 
 static pc_status start_http(api_server_t *server) {
@@ -357,7 +364,9 @@ static pc_status server_init(api_server_t *server, const api_config_t *config) {
 
 static void server_free(api_server_t *server) {
     if (server->daemon != NULL) MHD_stop_daemon(server->daemon);
+    events_stop(server->events); /* its last state goes through the writer */
     if (server->writer != NULL) writer_stop(server->writer);
+    events_close(server->events);
     api_reaper_stop(server);
     pthread_mutex_destroy(&server->waiting_mutex);
     pthread_cond_destroy(&server->waiting_cond);
@@ -404,6 +413,7 @@ void api_server_stop(api_server_t *server) {
     server->draining = true; /* new commands: 503 shutting_down */
     writer_t *writer = server->writer;
     pthread_rwlock_unlock(&server->writer_lock);
+    events_stop(server->events); /* the delivery threads store their state through the writer */
     writer_stop(writer); /* commits what is queued; every done() resumes its request */
     pthread_rwlock_wrlock(&server->writer_lock);
     server->writer = NULL;

@@ -20,6 +20,7 @@ static const cli_command commands[] = {
     {"load", cli_load, "HTTP load generator against a server"},
     {"risk", cli_risk, "train|eval|replay the risk model"},
     {"docs", cli_docs, "print generated documentation (errors)"},
+    {"webhook", cli_webhook, "verify a webhook delivery's signature"},
 };
 
 static void usage(FILE *out) {

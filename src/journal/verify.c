@@ -25,7 +25,9 @@
 
 /* The file format this verifier reads (store/sqlite_schema.c). */
 #define VERIFY_APPLICATION_ID 0x50594352
-#define VERIFY_SCHEMA_VERSION 1
+/* Versions 1 and 2 share the ledger's tables (2 added the events outbox). */
+#define VERIFY_SCHEMA_VERSION_MIN 1
+#define VERIFY_SCHEMA_VERSION 2
 
 /* ---- accounts, in memory ---- */
 
@@ -1086,11 +1088,11 @@ static bool database_open(verify_t *v, const char *db_path) {
                  "application_id %" PRId64 " is not paycore's", application_id);
         return false;
     }
-    if (version != VERIFY_SCHEMA_VERSION) {
+    if (version < VERIFY_SCHEMA_VERSION_MIN || version > VERIFY_SCHEMA_VERSION) {
         v->error = PC_STORE_VERSION_UNSUPPORTED;
         snprintf(v->report->error_detail, sizeof(v->report->error_detail),
-                 "schema version %" PRId64 "; this verifier reads version %d", version,
-                 VERIFY_SCHEMA_VERSION);
+                 "schema version %" PRId64 "; this verifier reads versions %d to %d", version,
+                 VERIFY_SCHEMA_VERSION_MIN, VERIFY_SCHEMA_VERSION);
         return false;
     }
     bool ok_as_of;

@@ -14,6 +14,9 @@ sqlite3 *store_sqlite_reader_db(store_reader_t *reader);
 /* SQL creating the API's tables (keys, grants, idempotency), run by schema
  * migration 1 in the same transaction as the ledger's tables. sqlite_api.c. */
 const char *store_sqlite_api_schema(void);
+/* SQL creating the events outbox and delivery tables (schema migration 2).
+ * sqlite_events.c. */
+const char *store_sqlite_events_schema(void);
 
 #define PATH_MAX_BYTES 4096
 

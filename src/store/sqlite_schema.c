@@ -88,6 +88,7 @@ typedef struct {
 
 static const schema_migration migrations[] = {
     {schema_v1, store_sqlite_api_schema},
+    {"", store_sqlite_events_schema}, /* v2: the events outbox and delivery state */
 };
 
 #define SCHEMA_VERSION_LATEST ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -120,6 +120,10 @@ static pc_status batch_write(writer_t *writer, writer_cmd_t *cmds, journal_entry
     for (writer_cmd_t *cmd = cmds; status == PC_OK && cmd != NULL; cmd = cmd->next) {
         if (cmd->in_transaction != NULL) status = cmd->in_transaction(cmd, tx);
     }
+    const writer_batch_hook_t *hook = &writer->config.batch_hook;
+    if (status == PC_OK && *journaled && hook->in_transaction != NULL) {
+        status = hook->in_transaction(hook->ctx, tx, writer->ledger, c, &writer->source);
+    }
     if (status == PC_OK && *journaled) {
         entry_build(writer, c, &content, entry);
         journal_checkpoint_t checkpoint;
@@ -163,6 +167,8 @@ static void batch_run(writer_t *writer, writer_cmd_t *cmds) {
     uint64_t commit_start_ns = pc_mono_ns();
     pc_status status = batch_write(writer, cmds, &entry, &journaled);
     uint64_t commit_ns = pc_mono_ns() - commit_start_ns;
+    const writer_batch_hook_t *hook = &writer->config.batch_hook;
+    if (hook->finished != NULL) hook->finished(hook->ctx, status);
     const ledger_changes_t *c = ledger_batch_changes(writer->ledger);
     stats_record(writer, c, events, expired, commit_ns, status);
     if (status == PC_OK) {
@@ -236,6 +242,7 @@ pc_status writer_start(writer_t **out, store_t *store, const char *key_path, con
     writer->config.queue_events_max = config && config->queue_events_max ? config->queue_events_max : WRITER_QUEUE_DEPTH_MAX;
     writer->config.batch_events_max = config && config->batch_events_max ? config->batch_events_max : WRITER_BATCH_EVENTS_MAX;
     if (writer->config.queue_events_max < LEDGER_BATCH_EVENTS_MAX) writer->config.queue_events_max = LEDGER_BATCH_EVENTS_MAX;
+    if (config != NULL) writer->config.batch_hook = config->batch_hook;
     pc_status status = writer_load(writer, key_path);
     if (status != PC_OK) {
         ledger_close(writer->ledger);
