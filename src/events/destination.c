@@ -216,17 +216,25 @@ static bool sendable(const events_job_t *job, uint64_t now_ns) {
     return !job->in_flight && job->object->head == job && job->next_attempt_ns <= now_ns;
 }
 
+/* The first due row head (or NULL), and the earliest due time of the others. */
+static events_job_t *rows_scan(events_dest_t *d, uint64_t now_ns, uint64_t *due_ns) {
+    events_job_t *found = NULL;
+    *due_ns = UINT64_MAX;
+    for (events_job_t *job = d->rows.head; job != NULL; job = job->next) {
+        if (job->in_flight || job->object->head != job) continue;
+        if (found == NULL && job->next_attempt_ns <= now_ns) found = job;
+        else if (job->next_attempt_ns < *due_ns) *due_ns = job->next_attempt_ns;
+    }
+    return found;
+}
+
 /* The next job to send (marked in flight), rows first, or NULL. */
 events_job_t *events_dest_next(events_dest_t *d, uint64_t now_ns) {
     if (d->disabled_ns != 0 || d->in_flight >= EVENTS_INFLIGHT_PER_DESTINATION_MAX) return NULL;
     events_job_t *found = NULL;
     if (d->due_ns <= now_ns) {
-        uint64_t due_ns = UINT64_MAX;
-        for (events_job_t *job = d->rows.head; job != NULL; job = job->next) {
-            if (job->in_flight || job->object->head != job) continue;
-            if (found == NULL && job->next_attempt_ns <= now_ns) found = job;
-            else if (job->next_attempt_ns < due_ns) due_ns = job->next_attempt_ns;
-        }
+        uint64_t due_ns;
+        found = rows_scan(d, now_ns, &due_ns);
         d->due_ns = found != NULL ? 0 : due_ns;
     }
     for (events_job_t *job = d->fresh.head; found == NULL && job != NULL; job = job->next) {
@@ -240,9 +248,14 @@ events_job_t *events_dest_next(events_dest_t *d, uint64_t now_ns) {
 }
 
 /* When the next row becomes due (UINT64_MAX: none waits). */
-uint64_t events_dest_due_ns(const events_dest_t *d) {
+uint64_t events_dest_due_ns(events_dest_t *d) {
     /* full or disabled: a completion (or a reload) wakes the thread */
     if (d->disabled_ns != 0 || d->in_flight >= EVENTS_INFLIGHT_PER_DESTINATION_MAX) return UINT64_MAX;
+    if (d->due_ns == 0) {
+        uint64_t due_ns;
+        events_job_t *found = rows_scan(d, 0, &due_ns);
+        d->due_ns = found != NULL ? 1 : due_ns; /* 1: long due (0 means "look again") */
+    }
     return d->due_ns;
 }
 

@@ -68,6 +68,9 @@ bool events_flusher_add(events_flusher_t *flusher, const events_op_t *op);
 bool events_flusher_kick(events_flusher_t *flusher);
 bool events_flusher_idle(events_flusher_t *flusher);
 uint32_t events_flusher_pending(events_flusher_t *flusher);
+/* The queued ops (tests), and dropping them (tests of a flusher without a writer). */
+const events_op_t *events_flusher_ops(const events_flusher_t *flusher, uint32_t *count);
+void events_flusher_discard(events_flusher_t *flusher);
 /* Events the last finished purge deleted (0 when none ran). */
 uint32_t events_flusher_purged(events_flusher_t *flusher);
 /* Stop: waits for the running command, then submits the rest and waits. */
@@ -107,7 +110,7 @@ bool events_dest_needs_reload(const events_dest_t *dest);
 /* The next job to send (now in flight), or NULL. */
 events_job_t *events_dest_next(events_dest_t *dest, uint64_t now_ns);
 /* When a waiting row becomes due: 0 now, UINT64_MAX never (a completion wakes). */
-uint64_t events_dest_due_ns(const events_dest_t *dest);
+uint64_t events_dest_due_ns(events_dest_t *dest);
 void events_dest_delivered(events_dest_t *dest, events_job_t *job, uint64_t now_ns);
 events_outcome events_dest_failed(events_dest_t *dest, events_job_t *job, uint64_t now_ns, const char *error);
 void events_dest_drop(events_dest_t *dest, events_job_t *job);

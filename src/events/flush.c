@@ -74,6 +74,15 @@ uint32_t events_flusher_pending(events_flusher_t *flusher) {
     return flusher->pending_count;
 }
 
+const events_op_t *events_flusher_ops(const events_flusher_t *flusher, uint32_t *count) {
+    *count = flusher->pending_count;
+    return flusher->pending;
+}
+
+void events_flusher_discard(events_flusher_t *flusher) {
+    flusher->pending_count = 0;
+}
+
 uint32_t events_flusher_purged(events_flusher_t *flusher) {
     return flusher->purged;
 }

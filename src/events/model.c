@@ -100,6 +100,15 @@ void events_buf_free(events_buf_t *buf) {
 
 /* ---- objects ---- */
 
+/* Ids are client ids ([A-Za-z0-9._:-]) or the ledger's own ("~expiry-..."): printable
+ * ASCII without quotes or backslashes, so they go into JSON strings as they are. */
+static bool json_safe(const char *text) {
+    for (const char *c = text; *c != '\0'; c++) {
+        if (*c < 0x20 || *c > 0x7e || *c == '"' || *c == '\\') return false;
+    }
+    return true;
+}
+
 static void flags_append(events_buf_t *buf, uint16_t flags, const char *(*name_of)(uint16_t)) {
     events_buf_append(buf, "[", 1);
     bool first = true;
@@ -120,6 +129,7 @@ static void metadata_append(events_buf_t *buf, const char *metadata_json) {
 
 void events_render_account(events_buf_t *buf, const ledger_account_t *a) {
     PC_ASSERT(pc_id_valid(a->id));
+    PC_ASSERT(json_safe(a->currency));
     const ledger_balances_t *b = &a->balances;
     events_buf_printf(buf, "{\"id\":\"%s\",\"currency\":\"%s\",\"code\":%u,\"flags\":", a->id, a->currency,
                       (unsigned)a->code);
@@ -133,7 +143,7 @@ void events_render_account(events_buf_t *buf, const ledger_account_t *a) {
 }
 
 void events_render_transfer(events_buf_t *buf, const ledger_transfer_t *t, ledger_pending_state state) {
-    PC_ASSERT(pc_id_valid(t->id));
+    PC_ASSERT(json_safe(t->id) && json_safe(t->pending_id) && json_safe(t->currency));
     events_buf_printf(buf,
                       "{\"id\":\"%s\",\"debit_account_id\":\"%s\",\"credit_account_id\":\"%s\",\"amount\":%" PRId64
                       ",\"currency\":\"%s\",\"code\":%u,\"flags\":",
