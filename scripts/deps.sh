@@ -1,12 +1,13 @@
 #!/bin/sh
 # scripts/deps.sh: install the Debian packages paycore builds, tests and runs with.
 # Idempotent: asks dpkg first and installs only what is missing. Debian packages only.
+# prometheus: its promtool checks the /metrics output in the tests.
 set -eu
 
 PACKAGES="build-essential cmake pkg-config sqlite3 libsqlite3-dev libmicrohttpd-dev \
 libjansson-dev libsodium-dev libcurl4-openssl-dev libxgboost-dev libssl-dev \
 postgresql libpq-dev curl ca-certificates python3 clang libclang-rt-14-dev \
-librabbitmq-dev rabbitmq-server"
+prometheus librabbitmq-dev rabbitmq-server"
 
 missing=""
 for pkg in $PACKAGES; do
