@@ -71,8 +71,10 @@ uint32_t events_flusher_pending(events_flusher_t *flusher);
 /* The queued ops (tests), and dropping them (tests of a flusher without a writer). */
 const events_op_t *events_flusher_ops(const events_flusher_t *flusher, uint32_t *count);
 void events_flusher_discard(events_flusher_t *flusher);
-/* Events the last finished purge deleted (0 when none ran). */
+/* Events the last committed run deleted by retention (0 when it purged nothing). */
 uint32_t events_flusher_purged(events_flusher_t *flusher);
+/* Purge ops committed and events they deleted, since start (any thread). */
+void events_flusher_purge_counts(events_flusher_t *flusher, uint64_t *runs, uint64_t *purged);
 /* Stop: waits for the running command, then submits the rest and waits. */
 void events_flusher_drain(events_flusher_t *flusher);
 
@@ -154,6 +156,8 @@ struct events {
     pthread_mutex_t stats_mutex;
     events_dest_stats_t stats[EVENTS_ENDPOINTS_MAX + 1];
     _Atomic bool amqp_connected;
+    _Atomic uint64_t purge_runs;   /* retention rounds committed */
+    _Atomic uint64_t purged;       /* events retention deleted */
     events_webhooks_t *webhooks;
     events_amqp_t *amqp;
 };

@@ -5,6 +5,7 @@
  * of their own) and never waits for it; at most one command runs at a time, so ops
  * apply in the order they were queued. A command that failed to commit gives its ops
  * back to the front of the queue. */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +19,7 @@ typedef struct {
     events_op_t *ops;
     uint32_t count;
     uint32_t purged;
+    uint32_t purges;               /* purge ops in this run */
 } flush_run;
 
 struct events_flusher {
@@ -33,7 +35,9 @@ struct events_flusher {
     bool finished;
     pc_status status;
     flush_run run;
-    uint32_t purged;
+    _Atomic uint64_t purged_total; /* events deleted by retention, committed runs */
+    _Atomic uint64_t purge_runs;   /* purge ops committed */
+    uint32_t last_purged;          /* by the last committed run (owner thread) */
 };
 
 events_flusher_t *events_flusher_new(writer_t *writer, void (*wake)(void *ctx), void *ctx) {
@@ -83,8 +87,9 @@ void events_flusher_discard(events_flusher_t *flusher) {
     flusher->pending_count = 0;
 }
 
-uint32_t events_flusher_purged(events_flusher_t *flusher) {
-    return flusher->purged;
+void events_flusher_purge_counts(events_flusher_t *flusher, uint64_t *runs, uint64_t *purged) {
+    *runs = atomic_load(&flusher->purge_runs);
+    *purged = atomic_load(&flusher->purged_total);
 }
 
 static pc_status op_apply(store_tx_t *tx, const events_op_t *op, uint32_t *purged) {
@@ -112,7 +117,9 @@ static pc_status op_apply(store_tx_t *tx, const events_op_t *op, uint32_t *purge
 static pc_status run_in_transaction(writer_cmd_t *cmd, store_tx_t *tx) {
     flush_run *run = (flush_run *)cmd;
     run->purged = 0;
+    run->purges = 0;
     for (uint32_t i = 0; i < run->count; i++) {
+        run->purges += run->ops[i].kind == EVENTS_OP_PURGE;
         pc_status status = op_apply(tx, &run->ops[i], &run->purged);
         if (status != PC_OK) return status;
     }
@@ -158,7 +165,9 @@ static void run_collect(events_flusher_t *flusher) {
     pthread_mutex_unlock(&flusher->mutex);
     if (!finished) return;
     if (status == PC_OK) {
-        flusher->purged = flusher->run.purged;
+        atomic_fetch_add(&flusher->purged_total, flusher->run.purged);
+        atomic_fetch_add(&flusher->purge_runs, flusher->run.purges);
+        flusher->last_purged = flusher->run.purged;
         flusher->run.count = 0;
     } else {
         run_give_back(flusher);
@@ -215,4 +224,8 @@ void events_flusher_drain(events_flusher_t *flusher) {
         pthread_mutex_unlock(&flusher->mutex);
         if (stuck) return; /* the writer refuses commands: what is left is redelivered after a restart */
     }
+}
+
+uint32_t events_flusher_purged(events_flusher_t *flusher) {
+    return flusher->last_purged;
 }

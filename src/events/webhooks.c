@@ -417,6 +417,10 @@ static void lag_refresh(events_webhooks_t *w) {
 }
 
 static void purge_tick(events_webhooks_t *w, uint64_t now_ms) {
+    uint64_t runs, purged;
+    events_flusher_purge_counts(w->flusher, &runs, &purged);
+    atomic_store(&w->events->purge_runs, runs);
+    atomic_store(&w->events->purged, purged);
     uint64_t retention_s = w->events->config.retention_s;
     int64_t shift_s = atomic_load(&w->events->clock_shift_s);
     if (retention_s == 0 || (now_ms < w->next_purge_ms && shift_s == w->shift_s)) return;
