@@ -117,7 +117,9 @@ static bool connection_setup(events_amqp_t *a, amqp_connection_state_t conn) {
     amqp_rpc_reply_t login = amqp_login(conn, a->info.vhost, 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, a->info.user,
                                         a->info.password);
     if (login.reply_type != AMQP_RESPONSE_NORMAL) {
-        obs_logf(OBS_LEVEL_WARN, "events: amqp login to %s:%d failed", a->info.host, a->info.port);
+        obs_logf(OBS_LEVEL_WARN, "events: amqp login to %s:%d vhost '%s' failed (%s)", a->info.host, a->info.port,
+                 a->info.vhost, login.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION
+                                    ? amqp_error_string2(login.library_error) : "refused by the broker");
         return false;
     }
     amqp_channel_open(conn, AMQP_CHANNEL);
