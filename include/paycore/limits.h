@@ -58,6 +58,9 @@
 #define EVENTS_RETRY_ROWS_MAX 10000         /* retrying deliveries of one destination held
                                                in memory; past it, new events wait in the
                                                outbox (the lag shows it), none is lost */
+#define EVENTS_WINDOW_BODY_BYTES_MAX (4 * 1024 * 1024) /* event bodies a destination keeps
+                                               read (no second read to send); past it a
+                                               job reads its body when sent */
 #define EVENTS_INFLIGHT_PER_DESTINATION_MAX 16 /* concurrent requests to one endpoint */
 #define EVENTS_INFLIGHT_MAX 256             /* concurrent webhook requests in all */
 #define EVENTS_PURGE_ROWS_MAX 10000         /* events deleted per writer batch by retention:
@@ -67,8 +70,6 @@
 
 static_assert(EVENTS_INFLIGHT_PER_DESTINATION_MAX <= EVENTS_INFLIGHT_MAX,
               "one endpoint's requests must fit in the worker's total");
-static_assert(EVENTS_WINDOW_MAX + EVENTS_RETRY_ROWS_MAX <= EVENTS_FLUSH_OPS_MAX * 2,
-              "a destination's whole window settles in a couple of flushes");
 
 static_assert(LEDGER_BATCH_EVENTS_MAX <= WRITER_BATCH_EVENTS_MAX,
               "a full request batch must fit in one writer batch");

@@ -293,6 +293,7 @@ static void round_connected(events_amqp_t *a) {
 
 static void *amqp_main(void *arg) {
     events_amqp_t *a = arg;
+    events_thread_background();
     while (!stopping(a)) {
         uint64_t now_ms = mono_ms();
         if (now_ms >= a->next_check_ms) destination_check(a);

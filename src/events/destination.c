@@ -50,6 +50,7 @@ struct events_dest {
     uint64_t failing_since_ns;
     uint64_t disabled_ns;
     bool rows_truncated;           /* the store holds more rows than were loaded */
+    size_t body_bytes;             /* kept bodies, at most EVENTS_WINDOW_BODY_BYTES_MAX */
     uint64_t due_ns;               /* earliest due row head; 0: look again */
 };
 
@@ -93,6 +94,7 @@ void events_dest_free(events_dest_t *d) {
         while (lists[l]->head != NULL) {
             events_job_t *job = lists[l]->head;
             list_unlink(lists[l], job);
+            free(job->body);
             free(job);
         }
     }
@@ -160,6 +162,8 @@ static void job_finish(events_dest_t *d, events_job_t *job) {
         object_drop(d, o);
     }
     list_unlink(job->row ? &d->rows : &d->fresh, job);
+    d->body_bytes -= job->body_bytes;
+    free(job->body);
     free(job);
     d->due_ns = 0; /* the object's next job may be due */
 }
@@ -170,6 +174,7 @@ bool events_dest_add_row(events_dest_t *d, const store_event_delivery_t *row) {
     PC_ASSERT(d->fresh.count == 0); /* rows are loaded before any fresh job */
     events_job_t *job = job_new(d, row->seq, row->object_id);
     if (job == NULL) return false;
+    job->type = EVENTS_TYPE_COUNT;
     job->row = true;
     job->attempts = row->attempts;
     job->first_attempt_ns = row->first_attempt_ns;
@@ -179,7 +184,19 @@ bool events_dest_add_row(events_dest_t *d, const store_event_delivery_t *row) {
     return true;
 }
 
-bool events_dest_add_fresh(events_dest_t *d, uint64_t seq, const char *object_id) {
+/* Keeps a copy of the body while the budget allows: sending then needs no read. */
+static void body_keep(events_dest_t *d, events_job_t *job, const char *body, size_t body_bytes) {
+    if (body == NULL || d->body_bytes + body_bytes > EVENTS_WINDOW_BODY_BYTES_MAX) return;
+    job->body = malloc(body_bytes + 1);
+    if (job->body == NULL) return;
+    memcpy(job->body, body, body_bytes);
+    job->body[body_bytes] = '\0';
+    job->body_bytes = (uint32_t)body_bytes;
+    d->body_bytes += body_bytes;
+}
+
+bool events_dest_add_fresh(events_dest_t *d, uint64_t seq, const char *object_id, events_type type, const char *body,
+                           size_t body_bytes) {
     PC_ASSERT(seq > d->fetched_seq);
     /* A row of this object at or after 'seq' means 'seq' was settled before that row
      * was attempted (only heads are sent): it is not due again. */
@@ -187,6 +204,8 @@ bool events_dest_add_fresh(events_dest_t *d, uint64_t seq, const char *object_id
     if (o != NULL && o->tail != NULL && o->tail->seq >= seq) return true;
     events_job_t *job = job_new(d, seq, object_id);
     if (job == NULL) return false;
+    job->type = (uint8_t)type;
+    body_keep(d, job, body, body_bytes);
     list_append(&d->fresh, job);
     return true;
 }

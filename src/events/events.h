@@ -114,7 +114,8 @@ writer_batch_hook_t events_batch_hook(events_t *events);
 /* Starts the delivery threads; 'writer' (borrowed) stores their state. */
 PC_MUST_USE pc_status events_start(events_t *events, writer_t *writer);
 /* Stops the delivery threads and stores their last state through the writer: call
- * before writer_stop. Then events_close after the writer stopped. */
+ * before writer_stop. Then events_close after the writer stopped and before the
+ * store closes. */
 void events_stop(events_t *events);
 void events_close(events_t *events);
 /* Destinations or deliveries changed (an API command committed): the worker rereads. */

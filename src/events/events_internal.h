@@ -88,6 +88,9 @@ struct events_job {
     uint64_t next_attempt_ns;
     bool row;                      /* backed by a delivery row */
     bool in_flight;
+    uint8_t type;                  /* events_type, or EVENTS_TYPE_COUNT: read with the body */
+    char *body;                    /* the event, when kept from the outbox read; or NULL */
+    uint32_t body_bytes;
     events_job_t *prev, *next;     /* the fresh or the rows list */
     events_job_t *next_same_object;
     struct dest_object *object;
@@ -103,7 +106,9 @@ events_dest_t *events_dest_new(const char *id, const store_event_destination_t *
 void events_dest_free(events_dest_t *dest);
 /* Loading: the stored rows first (seq order), then the events after the cursor. */
 bool events_dest_add_row(events_dest_t *dest, const store_event_delivery_t *row);
-bool events_dest_add_fresh(events_dest_t *dest, uint64_t seq, const char *object_id);
+/* 'body' (or NULL) is copied while the destination's kept bodies fit their budget. */
+bool events_dest_add_fresh(events_dest_t *dest, uint64_t seq, const char *object_id, events_type type,
+                           const char *body, size_t body_bytes);
 void events_dest_set_fetched(events_dest_t *dest, uint64_t seq);
 uint64_t events_dest_fetched(const events_dest_t *dest);
 void events_dest_set_truncated(events_dest_t *dest);
@@ -151,6 +156,7 @@ struct events {
     uint8_t key[EVENTS_KEY_BYTES]; /* seals endpoint secrets */
     char clock_file[512];          /* tests: seconds added to the delivery clock */
     _Atomic int64_t clock_shift_s;
+    store_events_writer_t *outbox;  /* the hook's prepared statements (writer thread) */
     _Atomic uint64_t written[EVENTS_TYPE_COUNT];
     _Atomic uint64_t written_failed; /* events of batches that did not commit */
     pthread_mutex_t stats_mutex;
@@ -161,6 +167,9 @@ struct events {
     events_webhooks_t *webhooks;
     events_amqp_t *amqp;
 };
+
+/* Lowers the calling (delivery) thread's CPU priority below the ledger's threads. */
+void events_thread_background(void);
 
 /* Wakes the webhook thread (any thread). */
 void events_wake(events_t *events, bool reload);

@@ -238,7 +238,6 @@ static bool batch_init(outbox_batch *b, const ledger_t *ledger, const ledger_cha
 }
 
 static void batch_free(outbox_batch *b) {
-    store_events_writer_end(b->writer);
     events_buf_free(&b->object);
     events_buf_free(&b->extra);
     events_buf_free(&b->body);
@@ -246,13 +245,23 @@ static void batch_free(outbox_batch *b) {
     free(b->batch_ids);
 }
 
+/* The hook's statements, prepared at the first batch and kept (writer thread). */
+static pc_status outbox_writer(events_t *events, store_tx_t *tx, store_events_writer_t **out) {
+    if (events->outbox == NULL) {
+        pc_status status = store_events_writer_begin(tx, &events->outbox);
+        if (status != PC_OK) return status;
+    }
+    store_events_writer_reset(events->outbox);
+    *out = events->outbox;
+    return PC_OK;
+}
+
 static pc_status hook_in_transaction(void *ctx, store_tx_t *tx, const ledger_t *ledger,
                                      const ledger_changes_t *changes, const ledger_source_t *source) {
-    (void)ctx;
     if (changes->accounts_created_count == 0 && changes->transfers_count == 0) return PC_OK;
     outbox_batch b;
     pc_status status = batch_init(&b, ledger, changes, source) ? PC_OK : PC_NO_MEMORY;
-    if (status == PC_OK) status = store_events_writer_begin(tx, &b.writer);
+    if (status == PC_OK) status = outbox_writer(ctx, tx, &b.writer);
     for (uint32_t i = 0; status == PC_OK && i < changes->accounts_created_count; i++) {
         status = emit_account(&b, changes->accounts_created[i]);
     }

@@ -21,6 +21,10 @@
 #define PURGE_MS 60000           /* retention runs this often (sooner while it has work) */
 #define FETCH_MAX 256            /* events read for one endpoint per round */
 #define CLOCK_MS 100             /* the test clock file is reread this often */
+#define FLUSH_MS 20              /* delivery state goes to the writer this often (or sooner
+                                    when FLUSH_OPS_EARLY ops wait): few commands, small loss
+                                    on a crash (what was not stored is delivered again) */
+#define FLUSH_OPS_EARLY 512
 
 typedef struct {
     store_event_destination_t row;  /* as last read */
@@ -59,7 +63,7 @@ struct events_webhooks {
     request *request_head;
     uint64_t generation_next;
     uint64_t latest_seq;
-    uint64_t next_reload_ms, next_lag_ms, next_purge_ms, next_clock_ms, next_latest_ms;
+    uint64_t next_reload_ms, next_lag_ms, next_purge_ms, next_clock_ms, next_latest_ms, next_flush_ms;
     int64_t shift_s;
 };
 
@@ -221,7 +225,7 @@ static void event_read(const store_event_t *event, void *ctx) {
     fill->last_seq = event->seq;
     events_type type;
     if (!events_type_parse(event->type, &type) || !(fill->e->types_mask & (1ull << type))) return;
-    (void)events_dest_add_fresh(fill->e->state, event->seq, event->object_id);
+    (void)events_dest_add_fresh(fill->e->state, event->seq, event->object_id, type, event->body, event->body_bytes);
 }
 
 static void fill(events_webhooks_t *w, endpoint *e) {
@@ -328,9 +332,22 @@ static void send_failed(events_webhooks_t *w, endpoint *e, events_job_t *job, co
     stats_count(w, e->row.id, outcome, false);
 }
 
+/* The job's event: kept from the outbox read, or read now (a retry loaded from its row). */
+static pc_status event_of(events_webhooks_t *w, const events_job_t *job, event_copy *event) {
+    if (job->body == NULL || job->type >= EVENTS_TYPE_COUNT) {
+        return store_events_get(w->reader, job->seq, NULL, event_copied, event);
+    }
+    event->body = malloc(job->body_bytes + 1);
+    if (event->body == NULL) return PC_NO_MEMORY;
+    memcpy(event->body, job->body, job->body_bytes + 1);
+    event->body_bytes = job->body_bytes;
+    snprintf(event->type, sizeof event->type, "%s", events_type_name((events_type)job->type));
+    return PC_OK;
+}
+
 static void send_one(events_webhooks_t *w, endpoint *e, events_job_t *job) {
     event_copy event = {0};
-    pc_status status = store_events_get(w->reader, job->seq, NULL, event_copied, &event);
+    pc_status status = event_of(w, job, &event);
     if (status == PC_NOT_FOUND) {
         events_dest_drop(e->state, job);
         return;
@@ -432,8 +449,10 @@ static void purge_tick(events_webhooks_t *w, uint64_t now_ms) {
     events_flusher_add(w->flusher, &op);
 }
 
-static void flush(events_webhooks_t *w) {
+static void flush(events_webhooks_t *w, uint64_t now_ms) {
+    if (now_ms < w->next_flush_ms && events_flusher_pending(w->flusher) < FLUSH_OPS_EARLY) return;
     if (!events_flusher_idle(w->flusher)) return;
+    w->next_flush_ms = now_ms + FLUSH_MS;
     for (uint32_t i = 0; i < w->endpoint_count; i++) {
         if (w->endpoints[i]->state != NULL) events_dest_queue_cursor(w->endpoints[i]->state);
     }
@@ -442,7 +461,7 @@ static void flush(events_webhooks_t *w) {
 
 static int poll_timeout_ms(events_webhooks_t *w) {
     uint64_t now_ns = events_now_ns(w->events);
-    uint64_t timeout_ms = POLL_MS_MAX;
+    uint64_t timeout_ms = events_flusher_pending(w->flusher) > 0 ? FLUSH_MS : POLL_MS_MAX;
     for (uint32_t i = 0; i < w->endpoint_count; i++) {
         if (w->endpoints[i]->state == NULL) continue;
         uint64_t due_ns = events_dest_due_ns(w->endpoints[i]->state);
@@ -480,7 +499,7 @@ static void round_run(events_webhooks_t *w) {
         lag_refresh(w);
         w->next_lag_ms = now_ms + LAG_MS;
     }
-    flush(w);
+    flush(w, now_ms);
 }
 
 static void shutdown_requests(events_webhooks_t *w) {
@@ -494,6 +513,7 @@ static void shutdown_requests(events_webhooks_t *w) {
 
 static void *webhooks_main(void *arg) {
     events_webhooks_t *w = arg;
+    events_thread_background();
     while (!atomic_load(&w->stopping)) {
         round_run(w);
         curl_multi_poll(w->multi, NULL, 0, poll_timeout_ms(w), NULL);

@@ -106,6 +106,10 @@ pc_status store_events_writer_begin(store_tx_t *tx, store_events_writer_t **out)
     return PC_OK;
 }
 
+void store_events_writer_reset(store_events_writer_t *writer) {
+    writer->seq_last = 0; /* read max(seq) again: the last transaction may have rolled back */
+}
+
 void store_events_writer_end(store_events_writer_t *writer) {
     if (writer == NULL) return;
     for (int i = 0; i < EW_COUNT; i++) sqlite3_finalize(writer->statements[i]);

@@ -39,8 +39,12 @@ typedef struct {
 
 /* ---- writing events (writer thread, inside a batch) ---- */
 typedef struct store_events_writer store_events_writer_t;
-/* Prepares the statements of one batch's events (a few microseconds, once a batch). */
+/* Prepares the statements of events written on the connection of 'tx'. The writer may
+ * be kept for later transactions of the same store: store_events_writer_reset at the
+ * start of each (preparing costs more than a batch's inserts). End it before the
+ * store closes. */
 PC_MUST_USE pc_status store_events_writer_begin(store_tx_t *tx, store_events_writer_t **out);
+void store_events_writer_reset(store_events_writer_t *writer);
 void store_events_writer_end(store_events_writer_t *writer);
 /* The next seq: above every seq stored and at least 'floor_ns' (the clock). */
 PC_MUST_USE pc_status store_events_seq_next(store_events_writer_t *writer, uint64_t floor_ns,

@@ -53,9 +53,9 @@ static void expect_ops(const char *expected) {
 static void test_order_per_object(void) {
     events_dest_t *d = dest_new();
     uint64_t t0 = 1000 * S;
-    ASSERT_TRUE(events_dest_add_fresh(d, 101, "A"));
-    ASSERT_TRUE(events_dest_add_fresh(d, 102, "B"));
-    ASSERT_TRUE(events_dest_add_fresh(d, 103, "A"));
+    ASSERT_TRUE(events_dest_add_fresh(d, 101, "A", EVENTS_TYPE_TRANSFER_CREATED, "{}", 2));
+    ASSERT_TRUE(events_dest_add_fresh(d, 102, "B", EVENTS_TYPE_TRANSFER_CREATED, "{}", 2));
+    ASSERT_TRUE(events_dest_add_fresh(d, 103, "A", EVENTS_TYPE_TRANSFER_CREATED, "{}", 2));
     events_dest_set_fetched(d, 103);
     events_job_t *a1 = events_dest_next(d, t0), *b1 = events_dest_next(d, t0);
     ASSERT_EQ(a1->seq, 101);
@@ -89,8 +89,8 @@ static void test_order_per_object(void) {
 static void test_dead_letter_and_disable(void) {
     events_dest_t *d = dest_new();
     uint64_t t0 = 5000 * S;
-    ASSERT_TRUE(events_dest_add_fresh(d, 101, "A"));
-    ASSERT_TRUE(events_dest_add_fresh(d, 102, "A"));
+    ASSERT_TRUE(events_dest_add_fresh(d, 101, "A", EVENTS_TYPE_TRANSFER_CREATED, "{}", 2));
+    ASSERT_TRUE(events_dest_add_fresh(d, 102, "A", EVENTS_TYPE_TRANSFER_CREATED, "{}", 2));
     events_dest_set_fetched(d, 102);
     events_job_t *job = events_dest_next(d, t0);
     ASSERT_EQ(events_dest_failed(d, job, t0, "timeout"), EVENTS_OUTCOME_RETRY);
@@ -135,7 +135,7 @@ static void test_limits_and_rows(void) {
     for (uint64_t i = 1; i <= 40; i++) {
         char object[16];
         snprintf(object, sizeof object, "o%llu", (unsigned long long)i);
-        ASSERT_TRUE(events_dest_add_fresh(d, 100 + i, object));
+        ASSERT_TRUE(events_dest_add_fresh(d, 100 + i, object, EVENTS_TYPE_TRANSFER_CREATED, "{}", 2));
     }
     for (int i = 0; i < EVENTS_INFLIGHT_PER_DESTINATION_MAX; i++) ASSERT_TRUE(events_dest_next(d, 1) != NULL);
     ASSERT_TRUE(events_dest_next(d, 1) == NULL);
@@ -146,8 +146,8 @@ static void test_limits_and_rows(void) {
     store_event_delivery_t row = {.seq = 90, .state = STORE_DELIVERY_RETRYING, .attempts = 2,
                                   .first_attempt_ns = 10 * S, .next_attempt_ns = 20 * S, .object_id = "A"};
     ASSERT_TRUE(events_dest_add_row(d, &row));
-    ASSERT_TRUE(events_dest_add_fresh(d, 101, "B"));
-    ASSERT_TRUE(events_dest_add_fresh(d, 102, "A"));
+    ASSERT_TRUE(events_dest_add_fresh(d, 101, "B", EVENTS_TYPE_TRANSFER_CREATED, "{}", 2));
+    ASSERT_TRUE(events_dest_add_fresh(d, 102, "A", EVENTS_TYPE_TRANSFER_CREATED, "{}", 2));
     ASSERT_EQ(events_dest_jobs(d), 3);
     ASSERT_EQ(events_dest_oldest_seq(d), 90);
     events_job_t *job = events_dest_next(d, 15 * S);
@@ -159,7 +159,7 @@ static void test_limits_and_rows(void) {
     d = dest_new();
     row.seq = 120;
     ASSERT_TRUE(events_dest_add_row(d, &row));
-    ASSERT_TRUE(events_dest_add_fresh(d, 105, "A")); /* below A's row: settled before it */
+    ASSERT_TRUE(events_dest_add_fresh(d, 105, "A", EVENTS_TYPE_TRANSFER_CREATED, "{}", 2)); /* below A's row: settled before it */
     ASSERT_EQ(events_dest_jobs(d), 1);
     events_dest_free(d);
 }

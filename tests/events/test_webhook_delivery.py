@@ -88,8 +88,37 @@ def test_happy_path(server, admin):
         check(out.returncode == 1 and "signature_mismatch" in out.stdout, "a wrong secret is refused: %r" % out)
     finally:
         os.unlink(f.name)
+    check_docs_verifiers(ep["secret"], sample)
     expect(admin.delete("/v1/webhook-endpoints/" + ep["id"]), 200, what="delete endpoint")
     rx.stop()
+
+
+DOCS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../docs/events.md")
+
+
+def docs_block(language):
+    """The ```<language> verify block of docs/events.md."""
+    text = open(DOCS).read()
+    start = text.index("```%s verify\n" % language) + len("```%s verify\n" % language)
+    return text[start:text.index("```", start)]
+
+
+def check_docs_verifiers(secret, attempt):
+    """The Python and shell receivers shown in docs/events.md verify a real delivery."""
+    namespace = {}
+    exec(docs_block("python"), namespace)
+    header = attempt.headers["Paycore-Signature"]
+    check(namespace["verify"](secret, header, attempt.body), "the docs' Python verifier accepts a delivery")
+    check(not namespace["verify"]("whsec_wrong", header, attempt.body), "... and refuses a wrong secret")
+    check(not namespace["verify"](secret, header, attempt.body + b" "), "... and a changed body")
+    with tempfile.TemporaryDirectory() as tmp:
+        script, body = os.path.join(tmp, "verify.sh"), os.path.join(tmp, "body")
+        open(script, "w").write(docs_block("sh"))
+        open(body, "wb").write(attempt.body)
+        ok = subprocess.run(["sh", script, secret, header, body], capture_output=True, text=True, timeout=30)
+        check(ok.returncode == 0 and ok.stdout.strip() == "valid", "the docs' shell verifier accepts: %r" % ok)
+        bad = subprocess.run(["sh", script, "whsec_wrong", header, body], capture_output=True, text=True, timeout=30)
+        check(bad.returncode == 1 and bad.stdout.strip() == "invalid", "... and refuses a wrong secret: %r" % bad)
 
 
 def test_failures_and_backoff(server, admin):
