@@ -131,43 +131,22 @@ void api_route_events_list(api_request_t *req) {
 
 /* ---- GET /v1/events/{id} ---- */
 
-typedef struct {
-    char *body;
-    size_t body_bytes;
-    char type[STORE_EVENT_TYPE_SIZE];
-} event_copy;
-
-static void event_copied(const store_event_t *event, void *ctx) {
-    event_copy *copy = ctx;
-    copy->body = malloc(event->body_bytes + 1);
-    if (copy->body == NULL) return;
-    memcpy(copy->body, event->body, event->body_bytes);
-    copy->body_bytes = event->body_bytes;
-    snprintf(copy->type, sizeof copy->type, "%s", event->type);
-}
-
 /* The event {id} as the caller may see it: PC_OK, or a reply was made (404 when it
  * is missing or not the caller's: the same answer). */
-static bool event_visible(api_request_t *req, uint64_t *seq, event_copy *copy) {
+static bool event_visible(api_request_t *req, uint64_t *seq, events_copy_t *copy) {
     memset(copy, 0, sizeof(*copy));
     store_reader_t *reader = reader_or_reply(req);
     if (reader == NULL) return false;
-    pc_status status = events_id_parse(api_param(req, 0), seq)
-                           ? store_events_get(reader, *seq, caller_owner(req), event_copied, copy)
-                           : PC_NOT_FOUND;
-    if (status == PC_OK && copy->body == NULL) status = PC_NO_MEMORY;
-    if (status != PC_OK) {
-        free(copy->body);
-        api_reply_error(req, status, NULL, NULL);
-        return false;
-    }
-    return true;
+    pc_status status = events_id_parse(api_param(req, 0), seq) ? events_read(reader, *seq, caller_owner(req), copy)
+                                                               : PC_NOT_FOUND;
+    if (status != PC_OK) api_reply_error(req, status, NULL, NULL);
+    return status == PC_OK;
 }
 
 void api_route_event_get(api_request_t *req) {
     if (!api_query_only(req, (const char *const[]){NULL})) return;
     uint64_t seq;
-    event_copy copy;
+    events_copy_t copy;
     if (!event_visible(req, &seq, &copy)) return;
     api_reply_raw(req, 200, PC_OK, copy.body, copy.body_bytes, "application/json");
     free(copy.body);
@@ -572,8 +551,8 @@ static bool endpoint_takes(api_request_t *req, const store_event_destination_t *
     uint64_t mask;
     if (events_types_mask(row->types, &mask) != PC_OK || !(mask & (1ull << type))) return false;
     if (row->merchant_id[0] == '\0') return true;
-    event_copy copy = {0};
-    pc_status status = store_events_get(api_reader(req), seq, row->merchant_id, event_copied, &copy);
+    events_copy_t copy;
+    pc_status status = events_read(api_reader(req), seq, row->merchant_id, &copy);
     free(copy.body);
     return status == PC_OK;
 }
@@ -661,7 +640,7 @@ static void redeliver_one_done(api_request_t *req, writer_cmd_t *cmd) {
 
 void api_route_event_redeliver(api_request_t *req) {
     uint64_t seq;
-    event_copy copy;
+    events_copy_t copy;
     endpoint_job *job = job_new(req);
     if (job == NULL || !event_visible(req, &seq, &copy)) return;
     target_ctx t = {.req = req, .job = job, .seq = seq};

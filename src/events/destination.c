@@ -302,7 +302,8 @@ static void queue_row(events_dest_t *d, const events_job_t *job, store_delivery_
     events_flusher_add(d->flusher, &op);
 }
 
-void events_dest_delivered(events_dest_t *d, events_job_t *job, uint64_t now_ns) {
+/* A sent job is done with: its row (if any) goes, its object's next job may go. */
+static void job_done(events_dest_t *d, events_job_t *job) {
     PC_ASSERT(job->in_flight && d->in_flight > 0);
     job->in_flight = false;
     d->in_flight--;
@@ -312,11 +313,14 @@ void events_dest_delivered(events_dest_t *d, events_job_t *job, uint64_t now_ns)
         events_flusher_add(d->flusher, &op);
     }
     job_finish(d, job);
+}
+
+void events_dest_delivered(events_dest_t *d, events_job_t *job) {
+    job_done(d, job);
     if (d->failing_since_ns != 0) {
         d->failing_since_ns = 0;
         queue_health(d, NULL);
     }
-    (void)now_ns;
 }
 
 /* Disables an endpoint that has failed for disable_after_s, and says why. */
@@ -361,15 +365,7 @@ events_outcome events_dest_failed(events_dest_t *d, events_job_t *job, uint64_t 
 /* A job whose event vanished (it cannot: retention keeps undelivered events): forget
  * it so that it cannot block its object. */
 void events_dest_drop(events_dest_t *d, events_job_t *job) {
-    PC_ASSERT(job->in_flight && d->in_flight > 0);
-    job->in_flight = false;
-    d->in_flight--;
-    if (job->row) {
-        events_op_t op = {.kind = EVENTS_OP_DELIVERY_DELETE, .seq = job->seq};
-        snprintf(op.destination_id, sizeof op.destination_id, "%s", d->id);
-        events_flusher_add(d->flusher, &op);
-    }
-    job_finish(d, job);
+    job_done(d, job);
 }
 
 /* ---- the cursor ---- */

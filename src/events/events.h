@@ -74,6 +74,15 @@ void events_id_format(uint64_t seq, char out[EVENTS_ID_SIZE]);
 /* False when 'id' is not an event id. */
 bool events_id_parse(const char *id, uint64_t *seq_out);
 
+/* One stored event as an owned copy: PC_OK (free out->body), PC_NOT_FOUND (absent, or
+ * 'owner' given and not allowed to see it), or a store error. */
+typedef struct {
+    char *body;                            /* malloc'ed, NUL-terminated */
+    size_t body_bytes;
+    char type[STORE_EVENT_TYPE_SIZE];
+} events_copy_t;
+PC_MUST_USE pc_status events_read(store_reader_t *reader, uint64_t seq, const char *owner, events_copy_t *out);
+
 /* ---- emitting (writer thread, inside the batch transaction 'tx') ---- */
 typedef struct {
     events_type type;

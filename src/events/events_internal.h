@@ -118,7 +118,7 @@ bool events_dest_needs_reload(const events_dest_t *dest);
 events_job_t *events_dest_next(events_dest_t *dest, uint64_t now_ns);
 /* When a waiting row becomes due: 0 now, UINT64_MAX never (a completion wakes). */
 uint64_t events_dest_due_ns(events_dest_t *dest);
-void events_dest_delivered(events_dest_t *dest, events_job_t *job, uint64_t now_ns);
+void events_dest_delivered(events_dest_t *dest, events_job_t *job);
 events_outcome events_dest_failed(events_dest_t *dest, events_job_t *job, uint64_t now_ns, const char *error);
 void events_dest_drop(events_dest_t *dest, events_job_t *job);
 /* After outcomes: blocked fresh jobs at the front become rows. */

@@ -50,6 +50,27 @@ bool events_id_parse(const char *id, uint64_t *seq_out) {
     return true;
 }
 
+static void event_copied(const store_event_t *event, void *ctx) {
+    events_copy_t *copy = ctx;
+    copy->body = malloc(event->body_bytes + 1);
+    if (copy->body == NULL) return;
+    memcpy(copy->body, event->body, event->body_bytes);
+    copy->body[event->body_bytes] = '\0';
+    copy->body_bytes = event->body_bytes;
+    snprintf(copy->type, sizeof copy->type, "%s", event->type);
+}
+
+pc_status events_read(store_reader_t *reader, uint64_t seq, const char *owner, events_copy_t *out) {
+    memset(out, 0, sizeof(*out));
+    pc_status status = store_events_get(reader, seq, owner, event_copied, out);
+    if (status == PC_OK && out->body == NULL) status = PC_NO_MEMORY;
+    if (status != PC_OK) {
+        free(out->body);
+        out->body = NULL;
+    }
+    return status;
+}
+
 /* ---- a growing text buffer ---- */
 
 bool events_buf_reserve(events_buf_t *buf, size_t more) {

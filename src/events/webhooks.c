@@ -243,29 +243,13 @@ static void fill(events_webhooks_t *w, endpoint *e) {
 
 /* ---- sending ---- */
 
-typedef struct {
-    char *body;
-    size_t body_bytes;
-    char type[STORE_EVENT_TYPE_SIZE];
-} event_copy;
-
-static void event_copied(const store_event_t *event, void *ctx) {
-    event_copy *copy = ctx;
-    copy->body = malloc(event->body_bytes + 1);
-    if (copy->body == NULL) return;
-    memcpy(copy->body, event->body, event->body_bytes);
-    copy->body[event->body_bytes] = '\0';
-    copy->body_bytes = event->body_bytes;
-    snprintf(copy->type, sizeof copy->type, "%s", event->type);
-}
-
 static size_t discard(char *data, size_t size, size_t count, void *ctx) {
     (void)data;
     (void)ctx;
     return size * count;
 }
 
-static struct curl_slist *headers_make(endpoint *e, const events_job_t *job, const event_copy *event) {
+static struct curl_slist *headers_make(endpoint *e, const events_job_t *job, const events_copy_t *event) {
     char id[EVENTS_ID_SIZE], line[EVENTS_SIGNATURE_HEADER_SIZE + 32], signature[EVENTS_SIGNATURE_HEADER_SIZE];
     const char *secrets[2] = {e->secret, e->previous};
     bool previous = e->previous[0] != '\0' && e->row.previous_until_ns > pc_wall_ns();
@@ -333,9 +317,9 @@ static void send_failed(events_webhooks_t *w, endpoint *e, events_job_t *job, co
 }
 
 /* The job's event: kept from the outbox read, or read now (a retry loaded from its row). */
-static pc_status event_of(events_webhooks_t *w, const events_job_t *job, event_copy *event) {
+static pc_status event_of(events_webhooks_t *w, const events_job_t *job, events_copy_t *event) {
     if (job->body == NULL || job->type >= EVENTS_TYPE_COUNT) {
-        return store_events_get(w->reader, job->seq, NULL, event_copied, event);
+        return events_read(w->reader, job->seq, NULL, event);
     }
     event->body = malloc(job->body_bytes + 1);
     if (event->body == NULL) return PC_NO_MEMORY;
@@ -346,7 +330,7 @@ static pc_status event_of(events_webhooks_t *w, const events_job_t *job, event_c
 }
 
 static void send_one(events_webhooks_t *w, endpoint *e, events_job_t *job) {
-    event_copy event = {0};
+    events_copy_t event = {0};
     pc_status status = event_of(w, job, &event);
     if (status == PC_NOT_FOUND) {
         events_dest_drop(e->state, job);
@@ -395,7 +379,7 @@ static void completed(events_webhooks_t *w, CURLMsg *msg) {
         curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &http_status);
         CURLcode result = msg->data.result;
         if (result == CURLE_OK && http_status >= 200 && http_status < 300) {
-            events_dest_delivered(e->state, r->job, events_now_ns(w->events));
+            events_dest_delivered(e->state, r->job);
             stats_count(w, e->row.id, EVENTS_OUTCOME_RETRY, true);
         } else {
             char error[256];

@@ -65,7 +65,7 @@ static void test_order_per_object(void) {
     events_dest_settle(d, t0);
     events_dest_queue_cursor(d);
     expect_ops("health:0:failing put:101:retrying:1 cursor:101"); /* B still in flight */
-    events_dest_delivered(d, b1, t0);
+    events_dest_delivered(d, b1);
     events_dest_settle(d, t0); /* A2 at the front, blocked by A1: it becomes a row */
     events_dest_queue_cursor(d);
     expect_ops("health:0:healthy put:103:retrying:0 cursor:103");
@@ -76,10 +76,10 @@ static void test_order_per_object(void) {
     ASSERT_EQ(again->seq, 101);
     ASSERT_EQ(again->attempts, 1);
     ASSERT_TRUE(events_dest_next(d, due) == NULL);
-    events_dest_delivered(d, again, due);
+    events_dest_delivered(d, again);
     events_job_t *a2 = events_dest_next(d, due);
     ASSERT_EQ(a2->seq, 103);
-    events_dest_delivered(d, a2, due);
+    events_dest_delivered(d, a2);
     expect_ops("delete:101 delete:103");
     ASSERT_EQ(events_dest_jobs(d), 0);
     ASSERT_EQ(events_dest_oldest_seq(d), 0);
