@@ -288,7 +288,7 @@ static void queue_health(events_dest_t *d, const char *reason) {
 
 static void queue_row(events_dest_t *d, const events_job_t *job, store_delivery_state state, uint64_t now_ns,
                       const char *error) {
-    events_op_t op = {.kind = EVENTS_OP_DELIVERY_PUT, .seq = job->seq};
+    events_op_t op = {.kind = EVENTS_OP_DELIVERY_PUT, .seq = job->seq, .epoch = d->epoch};
     snprintf(op.destination_id, sizeof op.destination_id, "%s", d->id);
     store_event_delivery_t *row = &op.delivery;
     snprintf(row->destination_id, sizeof row->destination_id, "%s", d->id);

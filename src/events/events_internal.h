@@ -48,7 +48,7 @@ typedef struct {
     events_op_kind kind;
     char destination_id[PC_ID_SIZE];
     uint64_t seq;                  /* CURSOR: the new cursor; DELIVERY_*: the event */
-    uint64_t epoch;                /* CURSOR */
+    uint64_t epoch;                /* CURSOR, DELIVERY_PUT: the state it was decided in */
     store_event_delivery_t delivery; /* DELIVERY_PUT */
     uint64_t failing_since_ns;     /* HEALTH */
     uint64_t disabled_ns;

@@ -97,7 +97,7 @@ static pc_status op_apply(store_tx_t *tx, const events_op_t *op, uint32_t *purge
     case EVENTS_OP_CURSOR:
         return store_events_cursor_advance(tx, op->destination_id, op->epoch, op->seq);
     case EVENTS_OP_DELIVERY_PUT:
-        return store_events_delivery_put(tx, &op->delivery);
+        return store_events_delivery_put(tx, &op->delivery, op->epoch);
     case EVENTS_OP_DELIVERY_DELETE:
         return store_events_delivery_delete(tx, op->destination_id, op->seq);
     case EVENTS_OP_HEALTH:

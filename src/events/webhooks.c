@@ -34,6 +34,7 @@ typedef struct {
     char secret[EVENTS_SECRET_SIZE];
     char previous[EVENTS_SECRET_SIZE];
     bool seen;
+    bool rebuild_wanted;            /* the stored state moved: rebuild once nothing is in flight */
 } endpoint;
 
 typedef struct request request;
@@ -147,6 +148,15 @@ static void endpoint_build(events_webhooks_t *w, endpoint *e) {
     e->state = state;
 }
 
+/* Rebuilds a wanted endpoint when nothing of it is in flight and its outcomes are stored. */
+static void endpoint_rebuild_due(events_webhooks_t *w, endpoint *e) {
+    if (!e->rebuild_wanted) return;
+    if (e->state != NULL && events_dest_in_flight(e->state) > 0) return;
+    if (!events_flusher_kick(w->flusher)) return;
+    e->rebuild_wanted = false;
+    endpoint_build(w, e);
+}
+
 static void endpoint_free(events_webhooks_t *w, endpoint *e) {
     pthread_mutex_lock(&w->events->stats_mutex);
     events_stats_drop(w->events, e->row.id);
@@ -158,17 +168,20 @@ static void endpoint_free(events_webhooks_t *w, endpoint *e) {
 }
 
 /* A changed epoch (a redelivery or re-enabling) or a changed disabled state means
- * the stored state moved under us: rebuild. Other fields update in place. */
+ * the stored state moved under us: rebuild, but only once the requests in flight
+ * have finished and their outcomes are stored (none is forgotten, so none is sent
+ * again needlessly). Other fields update in place. */
 static void endpoint_update(events_webhooks_t *w, endpoint *e, const store_event_destination_t *row) {
     bool rebuild = e->state == NULL || row->cursor_epoch != e->row.cursor_epoch ||
                    (row->disabled_ns != 0) != events_dest_disabled(e->state) ||
                    events_dest_needs_reload(e->state);
     e->row = *row;
+    e->types_mask = types_mask_lenient(row->types);
     if (rebuild) {
-        endpoint_build(w, e);
+        e->rebuild_wanted = true;
+        endpoint_rebuild_due(w, e);
         return;
     }
-    e->types_mask = types_mask_lenient(row->types);
     (void)secrets_open(w, e);
 }
 
@@ -469,7 +482,8 @@ static void round_run(events_webhooks_t *w) {
     uint64_t now_ns = events_now_ns(w->events);
     for (uint32_t i = 0; i < w->endpoint_count; i++) {
         endpoint *e = w->endpoints[i];
-        if (e->state == NULL) continue;
+        endpoint_rebuild_due(w, e);
+        if (e->state == NULL || e->rebuild_wanted) continue;
         fill(w, e);
         dispatch(w, e, now_ns);
     }

@@ -475,14 +475,15 @@ pc_status store_events_destination_counts(store_reader_t *reader, const char *me
 
 /* ---- deliveries ---- */
 
-pc_status store_events_delivery_put(store_tx_t *tx, const store_event_delivery_t *d) {
+pc_status store_events_delivery_put(store_tx_t *tx, const store_event_delivery_t *d, uint64_t epoch) {
     sqlite3_stmt *stmt;
     if (prepare_write(tx, "INSERT OR REPLACE INTO event_deliveries(destination_id, seq, state, attempts,"
                           " first_attempt_ns, next_attempt_ns, updated_ns, last_error)"
                           " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE EXISTS"
-                          " (SELECT 1 FROM event_destinations WHERE id = ?1)", &stmt) != PC_OK) {
+                          " (SELECT 1 FROM event_destinations WHERE id = ?1 AND cursor_epoch = ?9)", &stmt) != PC_OK) {
         return PC_STORE_COMMIT_FAILED;
     }
+    sqlite3_bind_int64(stmt, 9, (sqlite3_int64)epoch);
     sqlite3_bind_text(stmt, 1, d->destination_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 2, (sqlite3_int64)d->seq);
     sqlite3_bind_int(stmt, 3, (int)d->state);

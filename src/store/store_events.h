@@ -155,7 +155,10 @@ typedef struct {
     const char *object_id;         /* reads only: the event's object */
 } store_event_delivery_t;
 
-PC_MUST_USE pc_status store_events_delivery_put(store_tx_t *tx, const store_event_delivery_t *delivery);
+/* Writes a delivery row while the destination's epoch is still 'epoch' (the state it
+ * was decided in): after a redelivery moved the epoch, the old decision is void. */
+PC_MUST_USE pc_status store_events_delivery_put(store_tx_t *tx, const store_event_delivery_t *delivery,
+                                                uint64_t epoch);
 PC_MUST_USE pc_status store_events_delivery_delete(store_tx_t *tx, const char *destination_id,
                                                    uint64_t seq);
 /* Makes a delivery of event 'seq' to 'destination_id' due now (attempts from zero):
