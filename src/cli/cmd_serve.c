@@ -10,13 +10,14 @@
 #include "api/api_risk.h"
 #include "cli/cli.h"
 #include "cli/cli_args.h"
+#include "cli/serve_demo.h"
 #include "obs/obs.h"
 
 enum { OPT_LISTEN, OPT_DB, OPT_THREADS, OPT_BODY_MAX, OPT_QUEUE_MAX, OPT_LOG_LEVEL,
        OPT_LOG_FILE, OPT_RATE, OPT_BURST, OPT_TIMEOUT, OPT_REQUEST_TIMEOUT, OPT_METRICS_AUTH, OPT_ROUTES, OPT_RISK_MODEL,
        OPT_RISK_RULES, OPT_RISK_RULES_ONLY, OPT_RISK_REVIEW, OPT_RISK_DECLINE, OPT_EVENTS_AMQP,
        OPT_EVENTS_EXCHANGE, OPT_EVENTS_RETENTION, OPT_EVENTS_RETRY_BASE, OPT_EVENTS_RETRY_MAX,
-       OPT_EVENTS_DISABLE_AFTER, OPT_EVENTS_TIMEOUT, OPT_NO_EVENTS, OPT_COUNT };
+       OPT_EVENTS_DISABLE_AFTER, OPT_EVENTS_TIMEOUT, OPT_NO_EVENTS, OPT_DEMO, OPT_COUNT };
 
 static void serve_opts(cli_opt opts[OPT_COUNT]) {
     cli_opt defaults[OPT_COUNT] = {
@@ -46,6 +47,7 @@ static void serve_opts(cli_opt opts[OPT_COUNT]) {
         {"events-disable-after-s", "PAYCORE_EVENTS_DISABLE_AFTER_S", false, "432000", "disable an endpoint failing this long"},
         {"events-webhook-timeout-ms", "PAYCORE_EVENTS_WEBHOOK_TIMEOUT_MS", false, "10000", "one webhook attempt, connect to last byte"},
         {"no-events", "PAYCORE_NO_EVENTS", true, NULL, "write no events and deliver none (a benchmark's baseline)"},
+        {"demo", "PAYCORE_DEMO", true, NULL, "also run the card, wallet and bank simulators (docs/channels.md), stopped with the server"},
     };
     memcpy(opts, defaults, sizeof defaults);
 }
@@ -161,10 +163,17 @@ int cli_serve(int argc, char **argv) {
     sigaddset(&signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &signals, NULL); /* every thread started below inherits it */
     signal(SIGPIPE, SIG_IGN);
+    sim_demo_t demo = {0};
+    if (opts[OPT_DEMO].value != NULL && strcmp(opts[OPT_DEMO].value, "0") != 0 &&
+        !serve_demo_start(config.db_path, &demo)) {
+        obs_log_close();
+        return 1;
+    }
     api_risk_options_t risk = {config.db_path, opts[OPT_RISK_MODEL].value, opts[OPT_RISK_RULES].value,
                                opts[OPT_RISK_RULES_ONLY].value != NULL && strcmp(opts[OPT_RISK_RULES_ONLY].value, "0") != 0,
                                opts[OPT_RISK_REVIEW].value, opts[OPT_RISK_DECLINE].value};
     if (api_risk_start(&risk) != PC_OK) {
+        sim_demo_stop(&demo);
         obs_log_close();
         return 1;
     }
@@ -172,6 +181,7 @@ int cli_serve(int argc, char **argv) {
     pc_status status = api_server_start(&server, &config);
     if (status != PC_OK) {
         api_risk_stop();
+        sim_demo_stop(&demo);
         obs_logf(OBS_LEVEL_ERROR, "cannot start: %s (%s)", pc_status_code(status), config.db_path);
         obs_log_close();
         return 1;
@@ -184,6 +194,7 @@ int cli_serve(int argc, char **argv) {
     serve_wait(&signals);
     api_server_stop(server);
     api_risk_stop();
+    sim_demo_stop(&demo);
     obs_log_notice("stopped", NULL);
     obs_log_close();
     return 0;

@@ -21,6 +21,7 @@ static const cli_command commands[] = {
     {"risk", cli_risk, "train|eval|replay the risk model"},
     {"docs", cli_docs, "print generated documentation (errors)"},
     {"webhook", cli_webhook, "verify a webhook delivery's signature"},
+    {"simulator", cli_simulator, "run a payment channel simulator: card|wallet|bank"},
 };
 
 static void usage(FILE *out) {
