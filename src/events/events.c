@@ -71,7 +71,8 @@ pc_status events_open(events_t **out, store_t *store, const events_config_t *con
     const char *clock_file = getenv(EVENTS_CLOCK_ENV);
     if (clock_file != NULL) snprintf(events->clock_file, sizeof events->clock_file, "%s", clock_file);
     pc_status status = config_copy(events, config) ? PC_OK : PC_NO_MEMORY;
-    if (status == PC_OK && config->enabled) status = key_open(events);
+    /* also without the outbox: endpoints made meanwhile must be sealed with the real key */
+    if (status == PC_OK) status = key_open(events);
     if (status != PC_OK) {
         events_close(events);
         return status;
@@ -81,9 +82,26 @@ pc_status events_open(events_t **out, store_t *store, const events_config_t *con
     return PC_OK;
 }
 
+/* A broker destination left from a run with --events-amqp holds retention back. */
+static void amqp_leftover_warn(events_t *events) {
+    store_reader_t *reader;
+    store_event_destination_t *row = malloc(sizeof(*row));
+    if (row == NULL || store_reader_open(events->store, &reader) != PC_OK) {
+        free(row);
+        return;
+    }
+    if (store_events_destination_get(reader, "amqp", row) == PC_OK) {
+        obs_logf(OBS_LEVEL_WARN, "events: the AMQP destination of an earlier run exists but --events-amqp is not set:"
+                                 " events it has not confirmed are kept (retention waits for it)");
+    }
+    store_reader_close(reader);
+    free(row);
+}
+
 pc_status events_start(events_t *events, writer_t *writer) {
     events->writer = writer;
     if (!events->config.enabled) return PC_OK;
+    if (events->amqp_url == NULL) amqp_leftover_warn(events);
     pc_status status = events_webhooks_start(events, &events->webhooks);
     if (status == PC_OK && events->amqp_url != NULL) status = events_amqp_start(events, &events->amqp);
     return status;
