@@ -211,11 +211,16 @@ static bool publish_more(events_amqp_t *a) {
     return !ctx.failed;
 }
 
-/* Marks confirmed tags and moves the cursor over the confirmed front. */
+/* Marks confirmed tags (consecutive in the ring: the tag says the slot) and moves the
+ * cursor over the confirmed front. */
 static void confirm(events_amqp_t *a, uint64_t tag, bool multiple) {
-    for (uint32_t i = 0; i < a->ring_count; i++) {
-        unconfirmed *u = &a->ring[(a->ring_head + i) % EVENTS_AMQP_UNCONFIRMED_MAX];
-        if (u->tag == tag || (multiple && u->tag < tag)) u->confirmed = true;
+    if (a->ring_count == 0) return;
+    uint64_t first_tag = a->ring[a->ring_head].tag;
+    if (tag < first_tag) return; /* already confirmed */
+    uint64_t last = tag - first_tag;
+    if (last >= a->ring_count) last = a->ring_count - 1;
+    for (uint64_t i = multiple ? 0 : last; i <= last; i++) {
+        a->ring[(a->ring_head + i) % EVENTS_AMQP_UNCONFIRMED_MAX].confirmed = true;
     }
     uint64_t confirmed = 0;
     while (a->ring_count > 0 && a->ring[a->ring_head].confirmed) {

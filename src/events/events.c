@@ -68,6 +68,7 @@ pc_status events_open(events_t **out, store_t *store, const events_config_t *con
     if (events == NULL) return PC_NO_MEMORY;
     events->store = store;
     pthread_mutex_init(&events->stats_mutex, NULL);
+    pthread_mutex_init(&events->wake_mutex, NULL);
     const char *clock_file = getenv(EVENTS_CLOCK_ENV);
     if (clock_file != NULL) snprintf(events->clock_file, sizeof events->clock_file, "%s", clock_file);
     pc_status status = config_copy(events, config) ? PC_OK : PC_NO_MEMORY;
@@ -102,7 +103,11 @@ pc_status events_start(events_t *events, writer_t *writer) {
     events->writer = writer;
     if (!events->config.enabled) return PC_OK;
     if (events->amqp_url == NULL) amqp_leftover_warn(events);
-    pc_status status = events_webhooks_start(events, &events->webhooks);
+    events_webhooks_t *webhooks = NULL;
+    pc_status status = events_webhooks_start(events, &webhooks);
+    pthread_mutex_lock(&events->wake_mutex);
+    events->webhooks = webhooks;
+    pthread_mutex_unlock(&events->wake_mutex);
     if (status == PC_OK && events->amqp_url != NULL) status = events_amqp_start(events, &events->amqp);
     return status;
 }
@@ -111,10 +116,10 @@ void events_stop(events_t *events) {
     if (events == NULL) return;
     if (events->amqp != NULL) events_amqp_stop(events->amqp);
     events->amqp = NULL;
-    pthread_mutex_lock(&events->stats_mutex);
+    pthread_mutex_lock(&events->wake_mutex);
     events_webhooks_t *webhooks = events->webhooks;
     events->webhooks = NULL; /* the writer's hook stops waking it */
-    pthread_mutex_unlock(&events->stats_mutex);
+    pthread_mutex_unlock(&events->wake_mutex);
     if (webhooks != NULL) events_webhooks_stop(webhooks);
 }
 
@@ -124,6 +129,7 @@ void events_close(events_t *events) {
     store_events_writer_end(events->outbox); /* before the store closes */
     sodium_memzero(events->key, sizeof events->key);
     pthread_mutex_destroy(&events->stats_mutex);
+    pthread_mutex_destroy(&events->wake_mutex);
     free(events->db_path);
     free(events->amqp_url);
     free(events->amqp_exchange);
@@ -132,9 +138,9 @@ void events_close(events_t *events) {
 
 void events_wake(events_t *events, bool reload) {
     if (events == NULL) return;
-    pthread_mutex_lock(&events->stats_mutex);
+    pthread_mutex_lock(&events->wake_mutex);
     if (events->webhooks != NULL) events_webhooks_notify(events->webhooks, reload);
-    pthread_mutex_unlock(&events->stats_mutex);
+    pthread_mutex_unlock(&events->wake_mutex);
 }
 
 void events_notify(events_t *events) {

@@ -133,8 +133,9 @@ static void run_done(writer_cmd_t *cmd, pc_status commit_status) {
     flusher->finished = true;
     flusher->status = commit_status;
     pthread_cond_broadcast(&flusher->cond);
-    pthread_mutex_unlock(&flusher->mutex);
+    /* under the mutex: once it is released the owner may free the flusher and 'ctx' */
     if (flusher->wake != NULL) flusher->wake(flusher->wake_ctx);
+    pthread_mutex_unlock(&flusher->mutex);
 }
 
 /* Puts a failed run's ops back in front of the pending ones. */
