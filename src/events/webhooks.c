@@ -25,6 +25,9 @@
                                     when FLUSH_OPS_EARLY ops wait): few commands, small loss
                                     on a crash (what was not stored is delivered again) */
 #define FLUSH_OPS_EARLY 512
+#define FRESH_GAP_NS 2000000     /* new events are read at most every 2 ms: the writer's
+                                    wake-up after each batch then costs one read per
+                                    few batches, and deliveries go out in groups */
 
 typedef struct {
     store_event_destination_t row;  /* as last read */
@@ -65,6 +68,7 @@ struct events_webhooks {
     uint64_t generation_next;
     uint64_t latest_seq;
     uint64_t next_reload_ms, next_lag_ms, next_purge_ms, next_clock_ms, next_latest_ms, next_flush_ms;
+    uint64_t latest_read_ns;        /* when new events were last read (monotonic) */
     int64_t shift_s;
 };
 
@@ -459,6 +463,7 @@ static void flush(events_webhooks_t *w, uint64_t now_ms) {
 static int poll_timeout_ms(events_webhooks_t *w) {
     uint64_t now_ns = events_now_ns(w->events);
     uint64_t timeout_ms = events_flusher_pending(w->flusher) > 0 ? FLUSH_MS : POLL_MS_MAX;
+    if (atomic_load(&w->fresh_wanted) && w->endpoint_count > 0) timeout_ms = FRESH_GAP_NS / 1000000u;
     for (uint32_t i = 0; i < w->endpoint_count; i++) {
         if (w->endpoints[i]->state == NULL) continue;
         uint64_t due_ns = events_dest_due_ns(w->endpoints[i]->state);
@@ -476,7 +481,10 @@ static void round_run(events_webhooks_t *w) {
         w->next_clock_ms = now_ms + CLOCK_MS;
     }
     if (atomic_load(&w->reload_wanted) || now_ms >= w->next_reload_ms) reload(w);
-    if (atomic_exchange(&w->fresh_wanted, false) || now_ms >= w->next_latest_ms) {
+    bool fresh_due = atomic_load(&w->fresh_wanted) && pc_mono_ns() >= w->latest_read_ns + FRESH_GAP_NS;
+    if ((fresh_due || now_ms >= w->next_latest_ms) && w->endpoint_count > 0) {
+        atomic_store(&w->fresh_wanted, false);
+        w->latest_read_ns = pc_mono_ns();
         if (store_events_latest(w->reader, &w->latest_seq) == PC_OK) w->next_latest_ms = now_ms + POLL_MS_MAX;
     }
     uint64_t now_ns = events_now_ns(w->events);
