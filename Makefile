@@ -6,7 +6,7 @@ JOBS       ?= 2
 DB         ?= paycore.db
 LISTEN     ?= 127.0.0.1:8080
 
-.PHONY: all deps build run test test-sanitize test-tsan bench bench-quick docs clean
+.PHONY: all deps build run test test-sanitize test-tsan test-long bench bench-quick docs clean
 
 all: build
 
@@ -28,6 +28,12 @@ test-sanitize: deps
 	@cmake --build $(BUILD_SAN) -j $(JOBS)
 	@cd $(BUILD_SAN) && PAYCORE_SANITIZED=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
+
+# The crash test at full length: hundreds of kill / clean-stop / fault cycles (make
+# test runs 24). PAYCORE_CRASH_ROUNDS and PAYCORE_SEED override.
+CRASH_ROUNDS ?= 400
+test-long: build
+	@cd $(BUILD) && PAYCORE_CRASH_ROUNDS=$(CRASH_ROUNDS) ./store_test_crash
 
 # The HTTP server's tests under ThreadSanitizer: MHD threads, the writer thread and
 # the reapers share requests; a data race there fails the run.
