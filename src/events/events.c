@@ -72,8 +72,6 @@ pc_status events_open(events_t **out, store_t *store, const events_config_t *con
     const char *clock_file = getenv(EVENTS_CLOCK_ENV);
     if (clock_file != NULL) snprintf(events->clock_file, sizeof events->clock_file, "%s", clock_file);
     pc_status status = config_copy(events, config) ? PC_OK : PC_NO_MEMORY;
-    /* also without the outbox: endpoints made meanwhile must be sealed with the real key */
-    if (status == PC_OK) status = key_open(events);
     if (status != PC_OK) {
         events_close(events);
         return status;
@@ -101,10 +99,13 @@ static void amqp_leftover_warn(events_t *events) {
 
 pc_status events_start(events_t *events, writer_t *writer) {
     events->writer = writer;
-    if (!events->config.enabled) return PC_OK;
+    /* the store is loaded now (readers need it); also without the outbox: endpoints
+     * made meanwhile must be sealed with the real key */
+    pc_status status = key_open(events);
+    if (status != PC_OK || !events->config.enabled) return status;
     if (events->amqp_url == NULL) amqp_leftover_warn(events);
     events_webhooks_t *webhooks = NULL;
-    pc_status status = events_webhooks_start(events, &webhooks);
+    status = events_webhooks_start(events, &webhooks);
     pthread_mutex_lock(&events->wake_mutex);
     events->webhooks = webhooks;
     pthread_mutex_unlock(&events->wake_mutex);

@@ -115,12 +115,14 @@ void events_config_default(events_config_t *config);
 
 typedef struct events events_t;
 
-/* Opens the runtime for 'store' (borrowed; outlives it): the secret key file and the
- * outbox hook. Call before writer_start: the hook goes into the writer's config. */
+/* Opens the runtime for 'store' (borrowed; outlives it) and its outbox hook. Call
+ * before writer_start: the hook goes into the writer's config. */
 PC_MUST_USE pc_status events_open(events_t **out, store_t *store, const events_config_t *config);
 /* The writer's batch hook: ledger changes become events (a disabled runtime: none). */
 writer_batch_hook_t events_batch_hook(events_t *events);
-/* Starts the delivery threads; 'writer' (borrowed) stores their state. */
+/* Loads the secret key (the store is loaded by then) and starts the delivery threads;
+ * 'writer' (borrowed) stores their state. A lost key while endpoints hold secrets
+ * sealed with it: PC_EVENTS_KEY_INVALID. */
 PC_MUST_USE pc_status events_start(events_t *events, writer_t *writer);
 /* Stops the delivery threads and stores their last state through the writer: call
  * before writer_stop. Then events_close after the writer stopped and before the

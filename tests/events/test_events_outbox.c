@@ -39,9 +39,11 @@ static void rig_start(rig *r, const char *name, uint32_t fault_commit_at) {
     ASSERT_STATUS(events_open(&r->events, r->store, &config), PC_OK);
     writer_config_t writer_config = {.batch_hook = events_batch_hook(r->events)};
     ASSERT_STATUS(writer_start(&r->writer, r->store, key_path, &writer_config), PC_OK);
+    ASSERT_STATUS(events_start(r->events, r->writer), PC_OK);
 }
 
 static void rig_stop(rig *r) {
+    events_stop(r->events);
     writer_stop(r->writer);
     events_close(r->events);
     store_close(r->store);
