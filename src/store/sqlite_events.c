@@ -11,21 +11,23 @@
 #include "store/sqlite_internal.h"
 #include "store/store_events.h"
 
+/* Idempotent (IF NOT EXISTS): a file rewound to an older version number by hand, as
+ * the migration tests do, migrates again. */
 const char *store_sqlite_events_schema(void) {
-    return "CREATE TABLE events("
+    return "CREATE TABLE IF NOT EXISTS events("
            "  seq INTEGER PRIMARY KEY,"          /* id and creation time (ns), increasing */
            "  type TEXT NOT NULL,"
            "  object_id TEXT NOT NULL,"
            "  object_seq INTEGER NOT NULL,"
            "  body TEXT NOT NULL);"
-           "CREATE INDEX events_by_type ON events(type, seq);"
-           "CREATE INDEX events_by_object ON events(object_id, seq);"
-           "CREATE TABLE event_owners("          /* merchants (key ids) who may see an event */
+           "CREATE INDEX IF NOT EXISTS events_by_type ON events(type, seq);"
+           "CREATE INDEX IF NOT EXISTS events_by_object ON events(object_id, seq);"
+           "CREATE TABLE IF NOT EXISTS event_owners("          /* merchants (key ids) who may see an event */
            "  owner TEXT NOT NULL,"
            "  seq INTEGER NOT NULL,"
            "  PRIMARY KEY(owner, seq)) WITHOUT ROWID;"
-           "CREATE INDEX event_owners_by_seq ON event_owners(seq);" /* retention's deletes */
-           "CREATE TABLE event_destinations("
+           "CREATE INDEX IF NOT EXISTS event_owners_by_seq ON event_owners(seq);" /* retention's deletes */
+           "CREATE TABLE IF NOT EXISTS event_destinations("
            "  id TEXT PRIMARY KEY,"
            "  kind TEXT NOT NULL,"               /* webhook | amqp */
            "  merchant_id TEXT NOT NULL,"        /* '' = every event */
@@ -40,7 +42,7 @@ const char *store_sqlite_events_schema(void) {
            "  failing_since_ns INTEGER NOT NULL DEFAULT 0,"
            "  disabled_ns INTEGER NOT NULL DEFAULT 0,"
            "  disabled_reason TEXT NOT NULL DEFAULT '') WITHOUT ROWID;"
-           "CREATE TABLE event_deliveries("      /* deliveries that did not succeed at once */
+           "CREATE TABLE IF NOT EXISTS event_deliveries("      /* deliveries that did not succeed at once */
            "  destination_id TEXT NOT NULL,"
            "  seq INTEGER NOT NULL,"
            "  state INTEGER NOT NULL,"           /* 1 retrying, 2 dead-lettered */
@@ -50,9 +52,9 @@ const char *store_sqlite_events_schema(void) {
            "  updated_ns INTEGER NOT NULL,"
            "  last_error TEXT NOT NULL,"
            "  PRIMARY KEY(destination_id, seq)) WITHOUT ROWID;"
-           "CREATE INDEX event_deliveries_by_seq ON event_deliveries(seq);"
+           "CREATE INDEX IF NOT EXISTS event_deliveries_by_seq ON event_deliveries(seq);"
            /* the outbox finds the merchants of an account */
-           "CREATE INDEX account_grants_by_account ON account_grants(account_id, key_id);";
+           "CREATE INDEX IF NOT EXISTS account_grants_by_account ON account_grants(account_id, key_id);";
 }
 
 static pc_status prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out) {
