@@ -40,6 +40,9 @@ const api_route_t api_routes[] = {
     {"POST", "/v1/webhook-endpoints/{id}/rotate-secret", API_AUTH_WRITE, api_route_endpoint_rotate},
     {"POST", "/v1/webhook-endpoints/{id}/enable", API_AUTH_WRITE, api_route_endpoint_enable},
     {"GET", "/v1/webhook-endpoints/{id}/deliveries", API_AUTH_READ, api_route_endpoint_deliveries},
+    /* gateway */
+    {"GET", "/v1/channels", API_AUTH_READ, api_route_channels},
+    {"POST", "/v1/channels/{name}/callbacks", API_AUTH_NONE, api_route_channel_callback},
     /* operations */
     {"GET", "/metrics", API_AUTH_NONE, api_route_metrics},
     {"GET", "/healthz", API_AUTH_NONE, api_route_healthz},

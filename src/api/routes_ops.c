@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/api_gateway.h"
 #include "api/api_internal.h"
 #include "api/api_risk.h"
 #include "obs/obs.h"
@@ -33,6 +34,7 @@ void api_route_metrics(api_request_t *req) {
     char *text = obs_metrics_render(&sample, &bytes);
     text = api_risk_metrics_append(text, &bytes);
     text = events_metrics_append(req->server->events, text, &bytes);
+    text = api_gateway_metrics_append(text, &bytes);
     if (text == NULL) {
         api_reply_error(req, PC_NO_MEMORY, NULL, NULL);
         return;
