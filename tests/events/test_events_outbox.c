@@ -36,6 +36,7 @@ static void rig_start(rig *r, const char *name, uint32_t fault_commit_at) {
     events_config_t config;
     events_config_default(&config);
     config.db_path = db_path;
+    config.retention_s = 0; /* no retention rounds: every commit here is the test's own */
     ASSERT_STATUS(events_open(&r->events, r->store, &config), PC_OK);
     writer_config_t writer_config = {.batch_hook = events_batch_hook(r->events)};
     ASSERT_STATUS(writer_start(&r->writer, r->store, key_path, &writer_config), PC_OK);
