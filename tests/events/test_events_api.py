@@ -37,13 +37,23 @@ def test_paging_and_filters(admin):
     check([e["id"] for e in r["data"]] == ids[-2:-4:-1], "desc paging")
     r = expect(admin.get("/v1/events?type=account.created&limit=100"), 200, what="by type").json
     check([e["object_id"] for e in r["data"]] == ["pa", "pb"], "type filter")
-    r = expect(admin.get("/v1/events?object_id=pt3"), 200, what="by object").json
-    check(len(r["data"]) == 1 and r["data"][0]["data"]["object"]["amount"] == 4, "object filter")
+    by_object = expect(admin.get("/v1/events?object_id=pt3"), 200, what="by object").json
+    check(len(by_object["data"]) == 1 and by_object["data"][0]["data"]["object"]["amount"] == 4, "object filter")
     created = [e["created"] for e in events]
     r = expect(admin.get("/v1/events?limit=100&from=%d&to=%d" % (created[2], created[5])), 200, what="range").json
     check([e["id"] for e in r["data"]] == ids[2:5], "from inclusive, to exclusive")
     one = expect(admin.get("/v1/events/" + ids[4]), 200, what="one").json
     check(one == events[4], "GET one equals the listed one")
+    # the event's object is the API's object (rendered apart: a drift would show here)
+    t = expect(admin.get("/v1/transfers/pt3"), 200, what="transfer").json
+    check(by_object["data"][0]["data"]["object"] == t, "transfer.created carries GET /v1/transfers/pt3: %r vs %r"
+          % (by_object["data"][0]["data"]["object"], t))
+    a = expect(admin.get("/v1/accounts/pa"), 200, what="account").json
+    created = [e for e in events if e["object_id"] == "pa"][0]["data"]["object"]
+    balances = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
+    check(all(created[k] == 0 for k in balances), "account.created shows the account as created (zero balances)")
+    check(dict(created, **{k: a[k] for k in balances}) == a, "account.created carries GET /v1/accounts/pa: %r vs %r"
+          % (created, a))
     for bad in ("limit=0", "limit=101", "limit=x", "starting_after=pt1", "type=transfer.deleted", "object_id=a%20b",
                 "order=up", "from=-1", "nope=1"):
         r = expect(admin.get("/v1/events?" + bad), 400, "query_invalid", bad)
