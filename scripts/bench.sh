@@ -8,3 +8,4 @@ for bench in "$build"/bench_*; do
     "$bench" "--$mode"
 done
 sh "$(dirname "$0")/bench_api.sh" "$build" "$mode"
+python3 "$(dirname "$0")/../bench/bench_events.py" "$build" "$mode"

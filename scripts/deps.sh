@@ -7,7 +7,7 @@ set -eu
 PACKAGES="build-essential cmake pkg-config sqlite3 libsqlite3-dev libmicrohttpd-dev \
 libjansson-dev libsodium-dev libcurl4-openssl-dev libxgboost-dev libssl-dev \
 postgresql libpq-dev curl ca-certificates python3 clang libclang-rt-14-dev \
-prometheus"
+prometheus librabbitmq-dev rabbitmq-server"
 
 missing=""
 for pkg in $PACKAGES; do

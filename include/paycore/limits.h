@@ -81,6 +81,33 @@
 #define API_IDEM_PURGE_BYTES_MAX (4ull << 20)
 #define API_IDEM_PURGE_QUEUE_EVENTS_MAX 1024
 
+/* Events (src/events/). */
+#define EVENTS_BODY_BYTES_MAX (64 * 1024)   /* one event's JSON: a ledger object with full
+                                               metadata is ~2 KiB; room for payments' objects */
+#define EVENTS_OWNERS_MAX 8                 /* merchants who may see one event (a transfer
+                                               touches two accounts, each granted to a few keys) */
+#define EVENTS_URL_BYTES_MAX 2048           /* browsers' and proxies' common URL bound */
+#define EVENTS_ENDPOINTS_MAX 256            /* webhook endpoints in all: each holds a window
+                                               of work in the delivery worker's memory */
+#define EVENTS_ENDPOINTS_PER_MERCHANT_MAX 16  /* so one merchant cannot use them all */
+#define EVENTS_WINDOW_MAX 1024              /* new events a destination holds in memory;
+                                               past it, reading the outbox waits */
+#define EVENTS_RETRY_ROWS_MAX 10000         /* retrying deliveries of one destination held
+                                               in memory; past it, new events wait in the
+                                               outbox (the lag shows it), none is lost */
+#define EVENTS_WINDOW_BODY_BYTES_MAX (4 * 1024 * 1024) /* event bodies a destination keeps
+                                               read (no second read to send); past it a
+                                               job reads its body when sent */
+#define EVENTS_INFLIGHT_PER_DESTINATION_MAX 16 /* concurrent requests to one endpoint */
+#define EVENTS_INFLIGHT_MAX 256             /* concurrent webhook requests in all */
+#define EVENTS_PURGE_ROWS_MAX 10000         /* events deleted per writer batch by retention:
+                                               keeps the writer's transaction short */
+#define EVENTS_AMQP_UNCONFIRMED_MAX 1024    /* published, not yet confirmed by the broker */
+#define EVENTS_FLUSH_OPS_MAX 8192           /* delivery-state changes in one writer command */
+
+static_assert(EVENTS_INFLIGHT_PER_DESTINATION_MAX <= EVENTS_INFLIGHT_MAX,
+              "one endpoint's requests must fit in the worker's total");
+
 /* Gateway (src/gateway/). */
 #define GW_CHANNELS_MAX 16          /* channels in one config: a routing decision scans them all */
 #define GW_NAME_BYTES_MAX 32        /* channel names: [A-Za-z0-9_-], a metrics label value */

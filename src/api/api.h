@@ -30,6 +30,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "events/events.h"
 #include "paycore/limits.h"
 #include "paycore/status.h"
 #include "store/store.h"
@@ -159,6 +160,7 @@ typedef struct {
      * writer stopped writing: the process must stop (api_server_failed). */
     void (*writer_failed)(void *ctx);
     void *writer_failed_ctx;
+    events_config_t events;      /* the outbox, webhooks and AMQP (db_path is set at start) */
 } api_config_t;
 
 void api_config_default(api_config_t *config);

@@ -110,6 +110,7 @@ struct api_server {
     api_config_t config;
     char *db_path;
     store_t *store;
+    events_t *events;               /* the outbox and the delivery threads */
     writer_t *writer;
     pthread_rwlock_t writer_lock;   /* writer_submit (read) vs. the start of shutdown (write) */
     _Atomic bool draining;          /* set under writer_lock (write); read anywhere */
@@ -195,6 +196,18 @@ void api_route_risk_reviews(api_request_t *req);
 void api_route_risk_review_approve(api_request_t *req);
 void api_route_risk_review_decline(api_request_t *req);
 void api_route_admin_reload(api_request_t *req);
+/* routes_events.c */
+void api_route_events_list(api_request_t *req);
+void api_route_event_get(api_request_t *req);
+void api_route_event_redeliver(api_request_t *req);
+void api_route_events_redeliver(api_request_t *req);
+void api_route_endpoints_create(api_request_t *req);
+void api_route_endpoints_list(api_request_t *req);
+void api_route_endpoint_get(api_request_t *req);
+void api_route_endpoint_delete(api_request_t *req);
+void api_route_endpoint_rotate(api_request_t *req);
+void api_route_endpoint_enable(api_request_t *req);
+void api_route_endpoint_deliveries(api_request_t *req);
 /* routes_channels.c */
 void api_route_channels(api_request_t *req);
 void api_route_channel_callback(api_request_t *req);

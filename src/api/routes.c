@@ -28,6 +28,18 @@ const api_route_t api_routes[] = {
     {"POST", "/v1/risk/reviews/{id}/approve", API_AUTH_ADMIN, api_route_risk_review_approve},
     {"POST", "/v1/risk/reviews/{id}/decline", API_AUTH_ADMIN, api_route_risk_review_decline},
     {"POST", "/v1/admin/reload", API_AUTH_ADMIN, api_route_admin_reload},
+    /* events */
+    {"GET", "/v1/events", API_AUTH_READ, api_route_events_list},
+    {"GET", "/v1/events/{id}", API_AUTH_READ, api_route_event_get},
+    {"POST", "/v1/events/{id}/redeliver", API_AUTH_WRITE, api_route_event_redeliver},
+    {"POST", "/v1/events/redeliver", API_AUTH_WRITE, api_route_events_redeliver},
+    {"POST", "/v1/webhook-endpoints", API_AUTH_WRITE, api_route_endpoints_create},
+    {"GET", "/v1/webhook-endpoints", API_AUTH_READ, api_route_endpoints_list},
+    {"GET", "/v1/webhook-endpoints/{id}", API_AUTH_READ, api_route_endpoint_get},
+    {"DELETE", "/v1/webhook-endpoints/{id}", API_AUTH_WRITE, api_route_endpoint_delete},
+    {"POST", "/v1/webhook-endpoints/{id}/rotate-secret", API_AUTH_WRITE, api_route_endpoint_rotate},
+    {"POST", "/v1/webhook-endpoints/{id}/enable", API_AUTH_WRITE, api_route_endpoint_enable},
+    {"GET", "/v1/webhook-endpoints/{id}/deliveries", API_AUTH_READ, api_route_endpoint_deliveries},
     /* gateway */
     {"GET", "/v1/channels", API_AUTH_READ, api_route_channels},
     {"POST", "/v1/channels/{name}/callbacks", API_AUTH_NONE, api_route_channel_callback},

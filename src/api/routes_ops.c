@@ -35,6 +35,7 @@ void api_route_metrics(api_request_t *req) {
     size_t bytes = 0;
     char *text = obs_metrics_render(&sample, &api, &bytes);
     text = api_risk_metrics_append(text, &bytes);
+    text = events_metrics_append(req->server->events, text, &bytes);
     text = api_gateway_metrics_append(text, &bytes);
     if (text == NULL) {
         api_reply_error(req, PC_NO_MEMORY, NULL, NULL);
@@ -48,10 +49,21 @@ void api_route_healthz(api_request_t *req) {
     api_reply_json(req, 200, json_pack("{s:s,s:s}", "status", "ok", "risk", api_risk_mode()));
 }
 
+/* A broker that is down does not make the node unready: payments go on and the outbox
+ * keeps every event (a load balancer must not take the node out for it); the body
+ * says so, and /metrics carries paycore_events_amqp_connected and the lag. */
 void api_route_readyz(api_request_t *req) {
     if (!api_server_ready(req->server)) {
         api_reply_error(req, PC_SHUTTING_DOWN, NULL, "not ready");
         return;
     }
-    api_reply_json(req, 200, json_pack("{s:s}", "status", "ready"));
+    events_status_t events;
+    events_status(req->server->events, &events);
+    json_t *body = json_pack("{s:s}", "status", "ready");
+    json_t *detail = json_pack("{s:I}", "outbox_lag_ms", (json_int_t)events.outbox_lag_ms_max);
+    if (events.amqp_configured) {
+        json_object_set_new(detail, "amqp", json_string(events.amqp_connected ? "connected" : "down"));
+    }
+    json_object_set_new(body, "events", detail);
+    api_reply_json(req, 200, body);
 }

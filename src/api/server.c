@@ -40,6 +40,7 @@ void api_config_default(api_config_t *config) {
     config->idempotency_retention_h = API_IDEM_RETENTION_H_MIN;
     config->idempotency_bytes_max = API_IDEM_BYTES_DEFAULT;
     config->idempotency_key_bytes_max = API_IDEM_KEY_BYTES_DEFAULT;
+    events_config_default(&config->events);
 }
 
 api_keys_t *api_server_keys(api_server_t *server) {
@@ -353,18 +354,24 @@ static pc_status open_backend(api_server_t *server) {
     store_options_t options = {.create = false};
     pc_status status = store_open(&server->store, server->db_path, &options);
     if (status != PC_OK) return status;
+    events_config_t events_config = server->config.events;
+    events_config.db_path = server->db_path;
+    status = events_open(&server->events, server->store, &events_config);
+    if (status != PC_OK) return status;
     char key_path[4096];
     snprintf(key_path, sizeof key_path, "%s.key", server->db_path);
     writer_config_t writer_config = {.queue_events_max = server->config.queue_events_max,
                                      .batch_events_max = WRITER_BATCH_EVENTS_MAX,
-                                     .failed = on_writer_failed, .failed_ctx = server};
+                                     .failed = on_writer_failed, .failed_ctx = server,
+                                     .batch_hook = events_batch_hook(server->events)};
     status = writer_start(&server->writer, server->store, key_path, &writer_config);
     if (status != PC_OK) return status;
     store_reader_t *reader = api_server_reader_acquire(server);
     if (reader == NULL) return PC_STORE_READ_FAILED;
     status = api_keys_load(&server->keys, reader);
     api_server_reader_release(server, reader);
-    return status;
+    if (status != PC_OK) return status;
+    return events_start(server->events, server->writer);
 }
 
 /* Binds the listen socket ourselves: the cause of a failure is known (MHD only says
@@ -442,6 +449,7 @@ static pc_status server_init(api_server_t *server, const api_config_t *config) {
  * writer (read by /metrics) and the store readers go only after it. */
 static void server_free(api_server_t *server) {
     api_idem_stop(server); /* its chunk in flight completes through the writer first */
+    events_stop(server->events); /* its last state goes through the writer */
     if (server->writer != NULL) writer_drain(server->writer);
     api_reaper_stop(server);
     api_conns_stop(server);
@@ -450,6 +458,8 @@ static void server_free(api_server_t *server) {
     if (server->listen_fd >= 0) close(server->listen_fd); /* never handed to MHD, or handed back */
     writer_free(server->writer);
     server->writer = NULL;
+    events_close(server->events); /* routes reach it until MHD stopped */
+    server->events = NULL;
     pthread_mutex_destroy(&server->waiting_mutex);
     pthread_cond_destroy(&server->waiting_cond);
     for (uint32_t i = 0; i < server->reader_count; i++) store_reader_close(server->readers[i]);
@@ -528,6 +538,7 @@ void api_server_stop(api_server_t *server) {
     atomic_store(&server->draining, true);       /* new commands: 503 shutting_down */
     pthread_rwlock_unlock(&server->writer_lock);
     api_idem_stop(server);        /* the purge, before the writer stops taking commands */
+    events_stop(server->events);  /* the delivery threads store their state through the writer */
     writer_drain(server->writer); /* commits what is queued; every done() resumes its request */
     api_reaper_stop(server);      /* nothing waits for the writer any more */
     /* let the last answers leave (replies now carry Connection: close); bounded: 10 s */

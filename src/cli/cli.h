@@ -13,6 +13,7 @@ int cli_load(int argc, char **argv);     /* cmd_load.c: HTTP load generator */
 int cli_risk(int argc, char **argv);     /* cmd_risk.c: risk train / eval / replay */
 int cli_channels(int argc, char **argv); /* cmd_channels.c: check a channels file, authorize */
 int cli_docs(int argc, char **argv);     /* cmd_docs.c: generated docs (errors.md) */
+int cli_webhook(int argc, char **argv);  /* cmd_webhook.c: webhook verify */
 int cli_simulator(int argc, char **argv); /* cmd_simulator.c: a payment channel simulator */
 
 /* True when argv holds --help or -h. */

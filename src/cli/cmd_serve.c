@@ -22,7 +22,9 @@
 
 enum { OPT_LISTEN, OPT_DB, OPT_THREADS, OPT_BODY_MAX, OPT_QUEUE_MAX, OPT_LOG_LEVEL,
        OPT_LOG_FILE, OPT_RATE, OPT_BURST, OPT_TIMEOUT, OPT_REQUEST_TIMEOUT, OPT_METRICS_AUTH, OPT_ROUTES, OPT_RISK_MODEL,
-       OPT_RISK_RULES, OPT_RISK_RULES_ONLY, OPT_RISK_REVIEW, OPT_RISK_DECLINE, OPT_DEMO, OPT_CHANNELS,
+       OPT_RISK_RULES, OPT_RISK_RULES_ONLY, OPT_RISK_REVIEW, OPT_RISK_DECLINE, OPT_EVENTS_AMQP,
+       OPT_EVENTS_EXCHANGE, OPT_EVENTS_RETENTION, OPT_EVENTS_RETRY_BASE, OPT_EVENTS_RETRY_MAX,
+       OPT_EVENTS_DISABLE_AFTER, OPT_EVENTS_TIMEOUT, OPT_NO_EVENTS, OPT_DEMO, OPT_CHANNELS,
        OPT_GATEWAY_THREADS, OPT_PER_IP, OPT_IDEM_RETENTION, OPT_IDEM_MAX, OPT_IDEM_KEY_MAX, OPT_COUNT };
 
 static void serve_opts(cli_opt opts[OPT_COUNT]) {
@@ -45,6 +47,14 @@ static void serve_opts(cli_opt opts[OPT_COUNT]) {
         {"risk-rules-only", "PAYCORE_RISK_RULES_ONLY", true, NULL, "score with rules only (no model; /healthz says rules_only)"},
         {"risk-review-threshold", "PAYCORE_RISK_REVIEW_THRESHOLD", false, NULL, "model score at or above: review (default 0.30)"},
         {"risk-decline-threshold", "PAYCORE_RISK_DECLINE_THRESHOLD", false, NULL, "model score at or above: decline (default 0.85)"},
+        {"events-amqp", "PAYCORE_EVENTS_AMQP", false, NULL, "publish every event to RabbitMQ: amqp://user:pass@host:5672/vhost"},
+        {"events-amqp-exchange", "PAYCORE_EVENTS_AMQP_EXCHANGE", false, "paycore.events", "the topic exchange (routing key = event type)"},
+        {"events-retention-s", "PAYCORE_EVENTS_RETENTION_S", false, "2592000", "purge delivered events older than this (0: keep all)"},
+        {"events-retry-base-ms", "PAYCORE_EVENTS_RETRY_BASE_MS", false, "1000", "first webhook retry after about this; doubles per attempt (1 h at most)"},
+        {"events-retry-max-s", "PAYCORE_EVENTS_RETRY_MAX_S", false, "259200", "dead-letter a webhook delivery after retrying this long"},
+        {"events-disable-after-s", "PAYCORE_EVENTS_DISABLE_AFTER_S", false, "432000", "disable an endpoint failing this long"},
+        {"events-webhook-timeout-ms", "PAYCORE_EVENTS_WEBHOOK_TIMEOUT_MS", false, "10000", "one webhook attempt, connect to last byte"},
+        {"no-events", "PAYCORE_NO_EVENTS", true, NULL, "write no events and deliver none (a benchmark's baseline)"},
         {"demo", "PAYCORE_DEMO", true, NULL, "also run the card, wallet and bank simulators (docs/channels.md), stopped with the server"},
         {"channels", "PAYCORE_CHANNELS", false, NULL, "payment channels and routing (JSON, docs/channels.md); SIGHUP or POST /v1/admin/reload reloads"},
         {"gateway-threads", "PAYCORE_GATEWAY_THREADS", false, "1", "gateway threads calling channels (each runs a curl multi)"},
@@ -54,6 +64,31 @@ static void serve_opts(cli_opt opts[OPT_COUNT]) {
         {"idempotency-key-max-bytes", "PAYCORE_IDEMPOTENCY_KEY_MAX_BYTES", false, "256m", "room for one API key's stored replies (k/m/g); past it: 503 idempotency_storage_full"},
     };
     memcpy(opts, defaults, sizeof defaults);
+}
+
+static bool flag_set(const cli_opt *opt) {
+    return opt->value != NULL && strcmp(opt->value, "0") != 0;
+}
+
+/* The events options ('parsed' holds the numbers, already range-checked). */
+static bool serve_events_config(const cli_opt *opts, const uint64_t *parsed, events_config_t *events) {
+    events->enabled = !flag_set(&opts[OPT_NO_EVENTS]);
+    events->amqp_url = opts[OPT_EVENTS_AMQP].value;
+    events->amqp_exchange = opts[OPT_EVENTS_EXCHANGE].value;
+    events->retention_s = parsed[OPT_EVENTS_RETENTION];
+    if (parsed[OPT_EVENTS_RETRY_BASE] > 0) events->retry_base_ms = (uint32_t)parsed[OPT_EVENTS_RETRY_BASE];
+    if (parsed[OPT_EVENTS_RETRY_MAX] > 0) events->retry_max_s = parsed[OPT_EVENTS_RETRY_MAX];
+    if (parsed[OPT_EVENTS_DISABLE_AFTER] > 0) events->disable_after_s = parsed[OPT_EVENTS_DISABLE_AFTER];
+    if (parsed[OPT_EVENTS_TIMEOUT] > 0) events->webhook_timeout_ms = (uint32_t)parsed[OPT_EVENTS_TIMEOUT];
+    if (events->amqp_url != NULL && events_amqp_url_check(events->amqp_url) != PC_OK) {
+        fprintf(stderr, "paycore serve: bad --events-amqp: want amqp://user:pass@host:port/vhost\n");
+        return false;
+    }
+    if (events->amqp_exchange == NULL || events->amqp_exchange[0] == '\0' || strlen(events->amqp_exchange) > 127) {
+        fprintf(stderr, "paycore serve: bad --events-amqp-exchange\n");
+        return false;
+    }
+    return true;
 }
 
 /* Fills 'config' from the options; false after printing the bad one. */
@@ -66,7 +101,10 @@ static bool serve_config(const cli_opt *opts, api_config_t *config, obs_level *l
         {OPT_THREADS, 256}, {OPT_BODY_MAX, 1ull << 30}, {OPT_QUEUE_MAX, WRITER_QUEUE_DEPTH_MAX},
         {OPT_RATE, 10000000}, {OPT_BURST, 10000000}, {OPT_TIMEOUT, 3600},
         {OPT_REQUEST_TIMEOUT, 3600000}, {OPT_PER_IP, API_CONNECTIONS_MAX},
-        {OPT_IDEM_RETENTION, 24 * 366 * 10}, {OPT_IDEM_MAX, 1ull << 40}, {OPT_IDEM_KEY_MAX, 1ull << 40}};
+        {OPT_IDEM_RETENTION, 24 * 366 * 10}, {OPT_IDEM_MAX, 1ull << 40}, {OPT_IDEM_KEY_MAX, 1ull << 40},
+        {OPT_EVENTS_RETENTION, 100ull * 365 * 24 * 3600},
+        {OPT_EVENTS_RETRY_BASE, 3600000}, {OPT_EVENTS_RETRY_MAX, 365ull * 24 * 3600},
+        {OPT_EVENTS_DISABLE_AFTER, 365ull * 24 * 3600}, {OPT_EVENTS_TIMEOUT, 600000}};
     uint64_t parsed[OPT_COUNT] = {0};
     for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++) {
         const cli_opt *opt = &opts[numbers[i].opt];
@@ -94,6 +132,7 @@ static bool serve_config(const cli_opt *opts, api_config_t *config, obs_level *l
     config->idempotency_bytes_max = parsed[OPT_IDEM_MAX];
     config->idempotency_key_bytes_max = parsed[OPT_IDEM_KEY_MAX];
     config->metrics_auth = opts[OPT_METRICS_AUTH].value != NULL && strcmp(opts[OPT_METRICS_AUTH].value, "0") != 0;
+    if (!serve_events_config(opts, parsed, &config->events)) return false;
     if (!obs_log_level_parse(opts[OPT_LOG_LEVEL].value, level)) {
         fprintf(stderr, "paycore serve: bad --log-level '%s'\n", opts[OPT_LOG_LEVEL].value);
         return false;

@@ -27,6 +27,7 @@ static const cli_command commands[] = {
     {"risk", cli_risk, "train|eval|replay the risk model"},
     {"channels", cli_channels, "check a channels file; authorize through the gateway"},
     {"docs", cli_docs, "print generated documentation (errors)"},
+    {"webhook", cli_webhook, "verify a webhook delivery's signature"},
     {"simulator", cli_simulator, "run a payment channel simulator: card|wallet|bank"},
 };
 

@@ -313,3 +313,13 @@ pc_status journal_public_key_load(const char *path, uint8_t out[JOURNAL_PUBLIC_K
 }
 
 void journal_key_wipe(journal_key_t *key) { sodium_memzero(key, sizeof(*key)); }
+
+pc_status journal_secret_file_load(const char *path, uint8_t out[32]) {
+    journal_sodium_ready();
+    return key_file_read(path, true, out);
+}
+
+pc_status journal_secret_file_create(const char *path, const uint8_t bytes[32]) {
+    journal_sodium_ready();
+    return key_file_write(path, bytes, 0600);
+}

@@ -87,6 +87,11 @@ PC_MUST_USE pc_status journal_key_load_or_create(const char *key_path, journal_k
 PC_MUST_USE pc_status journal_public_key_load(const char *path,
                                               uint8_t out[JOURNAL_PUBLIC_KEY_BYTES]);
 void journal_key_wipe(journal_key_t *key);
+/* Other 32-byte secrets kept beside the database in the same file format (hex, mode
+ * 0600, written atomically): load answers PC_NOT_FOUND when the file is missing and
+ * PC_KEY_FILE_INVALID when it is malformed or readable by others. */
+PC_MUST_USE pc_status journal_secret_file_load(const char *path, uint8_t out[32]);
+PC_MUST_USE pc_status journal_secret_file_create(const char *path, const uint8_t bytes[32]);
 void journal_checkpoint_sign(const journal_key_t *key, const journal_entry_t *entry,
                              journal_checkpoint_t *out);
 bool journal_checkpoint_valid(const journal_checkpoint_t *checkpoint,

@@ -25,11 +25,12 @@
 #include "core/core.h"
 
 /* The file formats this verifier reads (store/sqlite_schema.c): version 1 keeps the
- * signed journal checkpoints in 'checkpoints', versions 2 and 3 in 'journal_checkpoints'
- * (version 3 changed only the API's idempotency_keys table, which verify does not read). */
+ * signed journal checkpoints in 'checkpoints', versions 2 to 4 in 'journal_checkpoints'
+ * (version 3 changed only the API's idempotency_keys table, which verify does not read;
+ * 4 only adds the events outbox, which holds no money). */
 #define VERIFY_APPLICATION_ID 0x50594352
 #define VERIFY_SCHEMA_VERSION_MIN 1
-#define VERIFY_SCHEMA_VERSION_MAX 3
+#define VERIFY_SCHEMA_VERSION_MAX 4
 
 /* ---- accounts, in memory ---- */
 

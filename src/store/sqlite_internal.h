@@ -17,6 +17,9 @@ sqlite3 *store_sqlite_reader_db(store_reader_t *reader);
 const char *store_sqlite_api_schema(void);
 /* Migration 3: idempotency_keys.row_bytes and its index by age. */
 const char *store_sqlite_api_schema_v3(void);
+/* SQL creating the events outbox and delivery tables (schema migration 4).
+ * sqlite_events.c. */
+const char *store_sqlite_events_schema(void);
 
 #define PATH_MAX_BYTES 4096
 

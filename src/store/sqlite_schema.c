@@ -107,6 +107,7 @@ static const schema_migration migrations[] = {
     {schema_v1, store_sqlite_api_schema},
     {schema_v2, NULL},
     {"", store_sqlite_api_schema_v3}, /* idempotency_keys.row_bytes, index by age */
+    {"", store_sqlite_events_schema}, /* v4: the events outbox and delivery state */
 };
 
 #define SCHEMA_VERSION_LATEST ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -165,6 +165,10 @@ static pc_status batch_write(writer_t *writer, writer_cmd_t *cmds, journal_entry
         if (status == PC_OK && cmd->in_transaction != NULL) status = cmd->in_transaction(cmd, tx);
         *hook_failed = status != PC_OK;
     }
+    const writer_batch_hook_t *hook = &writer->config.batch_hook;
+    if (status == PC_OK && *journaled && hook->in_transaction != NULL) {
+        status = hook->in_transaction(hook->ctx, tx, writer->ledger, c, &writer->source);
+    }
     if (status != PC_OK) {
         store_tx_rollback(tx);
         return store_failed(writer->store) != PC_OK ? store_failed(writer->store) : status;
@@ -246,6 +250,8 @@ static void batch_run(writer_t *writer, writer_cmd_t *cmds) {
     uint64_t commit_start_ns = pc_mono_ns();
     pc_status status = batch_write(writer, cmds, &entry, &journaled, &hook_failed);
     uint64_t commit_ns = pc_mono_ns() - commit_start_ns;
+    const writer_batch_hook_t *hook = &writer->config.batch_hook;
+    if (hook->finished != NULL) hook->finished(hook->ctx, status);
     const ledger_changes_t *c = ledger_batch_changes(writer->ledger);
     stats_record(writer, c, events, expired, commit_ns, status);
     if (status == PC_OK) {

@@ -55,12 +55,25 @@ struct writer_cmd {
     writer_cmd_t *next;
 };
 
+/* A hook on every batch (the events outbox): 'in_transaction' runs on the writer
+ * thread inside the batch's transaction, after each command's own in_transaction, when
+ * the ledger changed; it sees everything the batch changed and may look committed
+ * transfers up through 'source'. An error fails the whole batch. 'finished' runs
+ * after every batch, once its commit succeeded (PC_OK) or failed. */
+typedef struct {
+    pc_status (*in_transaction)(void *ctx, store_tx_t *tx, const ledger_t *ledger,
+                                const ledger_changes_t *changes, const ledger_source_t *source);
+    void (*finished)(void *ctx, pc_status commit_status);
+    void *ctx;
+} writer_batch_hook_t;
+
 typedef struct {
     uint32_t queue_events_max;   /* events waiting; past it submit answers writer_queue_full */
     uint32_t batch_events_max;   /* events drained into one transaction */
     /* Optional: called once, on the writer thread, when the store failed for good. */
     void (*failed)(void *ctx, pc_status status);
     void *failed_ctx;
+    writer_batch_hook_t batch_hook; /* optional */
 } writer_config_t;
 
 /* Counters for /metrics; read with writer_stats (any thread). */

@@ -1,0 +1,200 @@
+/* events/model.c: event types, ids, and the JSON of an event. Event bodies are
+ * rendered by hand into a growing buffer: everything they carry is either an id
+ * ([A-Za-z0-9._:-]), a number, a name from a fixed table, or JSON that was validated
+ * and stored compact before (metadata, an emitter's object), so nothing needs
+ * escaping; a jansson tree per event would cost more than the row insert. */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "events/events_internal.h"
+
+static const char *const type_names[EVENTS_TYPE_COUNT] = {
+#define X(name, text) [EVENTS_TYPE_##name] = text,
+    EVENTS_TYPES(X)
+#undef X
+};
+
+const char *events_type_name(events_type type) {
+    PC_ASSERT((unsigned)type < EVENTS_TYPE_COUNT);
+    return type_names[type];
+}
+
+bool events_type_parse(const char *name, events_type *out) {
+    for (uint32_t i = 0; i < EVENTS_TYPE_COUNT; i++) {
+        if (strcmp(type_names[i], name) == 0) {
+            *out = (events_type)i;
+            return true;
+        }
+    }
+    return false;
+}
+
+void events_id_format(uint64_t seq, char out[EVENTS_ID_SIZE]) {
+    snprintf(out, EVENTS_ID_SIZE, "evt_%016" PRIx64, seq);
+}
+
+bool events_id_parse(const char *id, uint64_t *seq_out) {
+    if (strncmp(id, "evt_", 4) != 0 || strlen(id) != EVENTS_ID_SIZE - 1) return false;
+    uint64_t seq = 0;
+    for (const char *c = id + 4; *c != '\0'; c++) {
+        int digit = *c >= '0' && *c <= '9' ? *c - '0' : *c >= 'a' && *c <= 'f' ? *c - 'a' + 10 : -1;
+        if (digit < 0) return false;
+        seq = seq << 4 | (uint64_t)digit;
+    }
+    if (seq == 0 || seq > (uint64_t)INT64_MAX) return false;
+    *seq_out = seq;
+    return true;
+}
+
+static void event_copied(const store_event_t *event, void *ctx) {
+    events_copy_t *copy = ctx;
+    copy->body = malloc(event->body_bytes + 1);
+    if (copy->body == NULL) return;
+    memcpy(copy->body, event->body, event->body_bytes);
+    copy->body[event->body_bytes] = '\0';
+    copy->body_bytes = event->body_bytes;
+    snprintf(copy->type, sizeof copy->type, "%s", event->type);
+}
+
+pc_status events_read(store_reader_t *reader, uint64_t seq, const char *owner, events_copy_t *out) {
+    memset(out, 0, sizeof(*out));
+    pc_status status = store_events_get(reader, seq, owner, event_copied, out);
+    if (status == PC_OK && out->body == NULL) status = PC_NO_MEMORY;
+    if (status != PC_OK) {
+        free(out->body);
+        out->body = NULL;
+    }
+    return status;
+}
+
+/* ---- a growing text buffer ---- */
+
+bool events_buf_reserve(events_buf_t *buf, size_t more) {
+    if (buf->failed) return false;
+    if (buf->bytes + more + 1 <= buf->capacity) return true;
+    size_t capacity = buf->capacity ? buf->capacity : 4096;
+    while (capacity < buf->bytes + more + 1) capacity *= 2;
+    char *text = realloc(buf->text, capacity);
+    if (text == NULL) {
+        buf->failed = true;
+        return false;
+    }
+    buf->text = text;
+    buf->capacity = capacity;
+    return true;
+}
+
+void events_buf_append(events_buf_t *buf, const char *text, size_t bytes) {
+    if (!events_buf_reserve(buf, bytes)) return;
+    memcpy(buf->text + buf->bytes, text, bytes);
+    buf->bytes += bytes;
+    buf->text[buf->bytes] = '\0';
+}
+
+void events_buf_printf(events_buf_t *buf, const char *format, ...) {
+    for (int attempt = 0; attempt < 2 && !buf->failed; attempt++) {
+        va_list args;
+        va_start(args, format);
+        size_t room = buf->capacity > buf->bytes ? buf->capacity - buf->bytes : 0;
+        int n = vsnprintf(room ? buf->text + buf->bytes : NULL, room, format, args);
+        va_end(args);
+        if (n < 0) {
+            buf->failed = true;
+            return;
+        }
+        if ((size_t)n < room) {
+            buf->bytes += (size_t)n;
+            return;
+        }
+        if (!events_buf_reserve(buf, (size_t)n)) return;
+    }
+}
+
+void events_buf_free(events_buf_t *buf) {
+    free(buf->text);
+    memset(buf, 0, sizeof(*buf));
+}
+
+/* ---- objects ---- */
+
+/* Ids are client ids ([A-Za-z0-9._:-]) or the ledger's own ("~expiry-..."): printable
+ * ASCII without quotes or backslashes, so they go into JSON strings as they are. */
+static bool json_safe(const char *text) {
+    for (const char *c = text; *c != '\0'; c++) {
+        if (*c < 0x20 || *c > 0x7e || *c == '"' || *c == '\\') return false;
+    }
+    return true;
+}
+
+static void flags_append(events_buf_t *buf, uint16_t flags, const char *(*name_of)(uint16_t)) {
+    events_buf_append(buf, "[", 1);
+    bool first = true;
+    for (uint32_t bit = 0; bit < 16; bit++) {
+        uint16_t flag = (uint16_t)(1u << bit);
+        const char *name = (flags & flag) ? name_of(flag) : NULL;
+        if (name == NULL) continue;
+        events_buf_printf(buf, "%s\"%s\"", first ? "" : ",", name);
+        first = false;
+    }
+    events_buf_append(buf, "]", 1);
+}
+
+static void metadata_append(events_buf_t *buf, const char *metadata_json) {
+    const char *text = metadata_json != NULL && metadata_json[0] != '\0' ? metadata_json : "{}";
+    events_buf_append(buf, text, strlen(text));
+}
+
+void events_render_account(events_buf_t *buf, const ledger_account_t *a) {
+    PC_ASSERT(pc_id_valid(a->id));
+    PC_ASSERT(json_safe(a->currency));
+    const ledger_balances_t *b = &a->balances;
+    events_buf_printf(buf, "{\"id\":\"%s\",\"currency\":\"%s\",\"code\":%u,\"flags\":", a->id, a->currency,
+                      (unsigned)a->code);
+    flags_append(buf, a->flags, ledger_account_flag_name);
+    events_buf_printf(buf,
+                      ",\"debits_pending\":%" PRId64 ",\"debits_posted\":%" PRId64
+                      ",\"credits_pending\":%" PRId64 ",\"credits_posted\":%" PRId64 ",\"metadata\":",
+                      b->debits_pending, b->debits_posted, b->credits_pending, b->credits_posted);
+    metadata_append(buf, a->metadata_json);
+    events_buf_printf(buf, ",\"timestamp\":%" PRIu64 "}", a->timestamp_ns);
+}
+
+void events_render_transfer(events_buf_t *buf, const ledger_transfer_t *t, ledger_pending_state state) {
+    PC_ASSERT(json_safe(t->id) && json_safe(t->pending_id) && json_safe(t->currency));
+    events_buf_printf(buf,
+                      "{\"id\":\"%s\",\"debit_account_id\":\"%s\",\"credit_account_id\":\"%s\",\"amount\":%" PRId64
+                      ",\"currency\":\"%s\",\"code\":%u,\"flags\":",
+                      t->id, t->debit_account_id, t->credit_account_id, t->amount, t->currency, (unsigned)t->code);
+    flags_append(buf, t->flags, ledger_transfer_flag_name);
+    if (t->pending_id[0] != '\0') events_buf_printf(buf, ",\"pending_id\":\"%s\"", t->pending_id);
+    events_buf_printf(buf, ",\"timeout_s\":%u,\"metadata\":", (unsigned)t->timeout_s);
+    metadata_append(buf, t->metadata_json);
+    events_buf_printf(buf, ",\"timestamp\":%" PRIu64, t->timestamp_ns);
+    if (state != LEDGER_PENDING_NONE) {
+        events_buf_printf(buf, ",\"pending_state\":\"%s\"", ledger_pending_state_name(state));
+    }
+    events_buf_append(buf, "}", 1);
+}
+
+/* {"id","object":"event","type","created","object_id","object_seq","data":{"object":..}}
+ * with 'data_extra' (already JSON members, or NULL) after the object. */
+void events_render_envelope(events_buf_t *buf, uint64_t seq, events_type type, const char *object_id,
+                            uint32_t object_seq, const char *object_json, size_t object_bytes,
+                            const char *data_extra, size_t extra_bytes) {
+    char id[EVENTS_ID_SIZE];
+    events_id_format(seq, id);
+    events_buf_printf(buf,
+                      "{\"id\":\"%s\",\"object\":\"event\",\"type\":\"%s\",\"created\":%" PRIu64
+                      ",\"object_id\":\"%s\",\"object_seq\":%u,\"data\":{\"object\":",
+                      id, events_type_name(type), seq, object_id, (unsigned)object_seq);
+    events_buf_append(buf, object_json, object_bytes);
+    if (data_extra != NULL) {
+        events_buf_append(buf, ",", 1);
+        events_buf_append(buf, data_extra, extra_bytes);
+    }
+    events_buf_append(buf, "}}", 2);
+}

@@ -1,0 +1,610 @@
+/* store/sqlite_events.c: the events outbox and delivery state in the SQLite backend.
+ * Every write runs on the writer thread inside a batch transaction; reads run on a
+ * reader's connection. The events table is appended by seq (INTEGER PRIMARY KEY), so
+ * the hot path is an append; the per-type and per-object indexes and the owners table
+ * serve the API's filters. A batch's events share one set of prepared statements
+ * (store_events_writer_t); the rare writes prepare per call. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/sqlite_internal.h"
+#include "store/store_events.h"
+
+/* Idempotent (IF NOT EXISTS): a file rewound to an older version number by hand, as
+ * the migration tests do, migrates again. */
+const char *store_sqlite_events_schema(void) {
+    return "CREATE TABLE IF NOT EXISTS events("
+           "  seq INTEGER PRIMARY KEY,"          /* id and creation time (ns), increasing */
+           "  type TEXT NOT NULL,"
+           "  object_id TEXT NOT NULL,"
+           "  object_seq INTEGER NOT NULL,"
+           "  body TEXT NOT NULL);"
+           "CREATE INDEX IF NOT EXISTS events_by_type ON events(type, seq);"
+           "CREATE INDEX IF NOT EXISTS events_by_object ON events(object_id, seq);"
+           "CREATE TABLE IF NOT EXISTS event_owners("          /* merchants (key ids) who may see an event */
+           "  owner TEXT NOT NULL,"
+           "  seq INTEGER NOT NULL,"
+           "  PRIMARY KEY(owner, seq)) WITHOUT ROWID;"
+           "CREATE INDEX IF NOT EXISTS event_owners_by_seq ON event_owners(seq);" /* retention's deletes */
+           "CREATE TABLE IF NOT EXISTS event_destinations("
+           "  id TEXT PRIMARY KEY,"
+           "  kind TEXT NOT NULL,"               /* webhook | amqp */
+           "  merchant_id TEXT NOT NULL,"        /* '' = every event */
+           "  url TEXT NOT NULL,"
+           "  types TEXT NOT NULL,"
+           "  secret_box BLOB,"                  /* XChaCha20-Poly1305 under <db>.webhook-key */
+           "  previous_box BLOB,"
+           "  previous_until_ns INTEGER NOT NULL DEFAULT 0,"
+           "  cursor_seq INTEGER NOT NULL,"
+           "  cursor_epoch INTEGER NOT NULL DEFAULT 0,"
+           "  created_ns INTEGER NOT NULL,"
+           "  failing_since_ns INTEGER NOT NULL DEFAULT 0,"
+           "  disabled_ns INTEGER NOT NULL DEFAULT 0,"
+           "  disabled_reason TEXT NOT NULL DEFAULT '') WITHOUT ROWID;"
+           "CREATE TABLE IF NOT EXISTS event_deliveries("      /* deliveries that did not succeed at once */
+           "  destination_id TEXT NOT NULL,"
+           "  seq INTEGER NOT NULL,"
+           "  state INTEGER NOT NULL,"           /* 1 retrying, 2 dead-lettered */
+           "  attempts INTEGER NOT NULL,"
+           "  first_attempt_ns INTEGER NOT NULL,"
+           "  next_attempt_ns INTEGER NOT NULL,"
+           "  updated_ns INTEGER NOT NULL,"
+           "  last_error TEXT NOT NULL,"
+           "  PRIMARY KEY(destination_id, seq)) WITHOUT ROWID;"
+           "CREATE INDEX IF NOT EXISTS event_deliveries_by_seq ON event_deliveries(seq);"
+           /* the outbox finds the merchants of an account */
+           "CREATE INDEX IF NOT EXISTS account_grants_by_account ON account_grants(account_id, key_id);";
+}
+
+static pc_status prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out) {
+    if (db == NULL) return PC_INTERNAL;
+    return sqlite3_prepare_v2(db, sql, -1, out, NULL) == SQLITE_OK ? PC_OK : PC_STORE_READ_FAILED;
+}
+
+/* Runs a write statement to completion and finalizes it. */
+static pc_status step_done(sqlite3_stmt *stmt) {
+    int rc = sqlite3_step(stmt);
+    sqlite3_finalize(stmt);
+    return rc == SQLITE_DONE ? PC_OK : PC_STORE_COMMIT_FAILED;
+}
+
+static pc_status prepare_write(store_tx_t *tx, const char *sql, sqlite3_stmt **out) {
+    return prepare(store_sqlite_tx_db(tx), sql, out) == PC_OK ? PC_OK : PC_STORE_COMMIT_FAILED;
+}
+
+static void text_copy(char *dst, size_t dst_size, sqlite3_stmt *stmt, int column) {
+    store_sqlite_text_copy(dst, dst_size, stmt, column);
+}
+
+/* ---- writing events ---- */
+
+enum { EW_SEQ_MAX, EW_INSERT, EW_OWNER, EW_GRANTS, EW_COUNT };
+
+struct store_events_writer {
+    sqlite3_stmt *statements[EW_COUNT];
+    uint64_t seq_last;             /* the last seq handed out in this transaction */
+};
+
+static const char *const writer_sql[EW_COUNT] = {
+    [EW_SEQ_MAX] = "SELECT coalesce(max(seq), 0) FROM events",
+    [EW_INSERT] = "INSERT INTO events(seq, type, object_id, object_seq, body) VALUES(?,?,?,?,?)",
+    [EW_OWNER] = "INSERT OR IGNORE INTO event_owners(owner, seq) VALUES(?,?)",
+    [EW_GRANTS] = "SELECT g.key_id FROM account_grants g JOIN api_keys k ON k.id = g.key_id"
+                  " WHERE g.account_id = ? AND k.scope = 'merchant' ORDER BY g.key_id LIMIT ?",
+};
+
+pc_status store_events_writer_begin(store_tx_t *tx, store_events_writer_t **out) {
+    store_events_writer_t *writer = calloc(1, sizeof(*writer));
+    if (writer == NULL) return PC_NO_MEMORY;
+    sqlite3 *db = store_sqlite_tx_db(tx);
+    for (int i = 0; i < EW_COUNT; i++) {
+        if (sqlite3_prepare_v2(db, writer_sql[i], -1, &writer->statements[i], NULL) != SQLITE_OK) {
+            store_events_writer_end(writer);
+            return PC_STORE_COMMIT_FAILED;
+        }
+    }
+    *out = writer;
+    return PC_OK;
+}
+
+void store_events_writer_reset(store_events_writer_t *writer) {
+    writer->seq_last = 0; /* read max(seq) again: the last transaction may have rolled back */
+}
+
+void store_events_writer_end(store_events_writer_t *writer) {
+    if (writer == NULL) return;
+    for (int i = 0; i < EW_COUNT; i++) sqlite3_finalize(writer->statements[i]);
+    free(writer);
+}
+
+pc_status store_events_seq_next(store_events_writer_t *writer, uint64_t floor_ns, uint64_t *seq_out) {
+    if (writer->seq_last == 0) {
+        sqlite3_stmt *stmt = writer->statements[EW_SEQ_MAX];
+        int rc = sqlite3_step(stmt);
+        if (rc == SQLITE_ROW) writer->seq_last = (uint64_t)sqlite3_column_int64(stmt, 0);
+        sqlite3_reset(stmt);
+        if (rc != SQLITE_ROW) return PC_STORE_COMMIT_FAILED;
+    }
+    uint64_t seq = writer->seq_last + 1 > floor_ns ? writer->seq_last + 1 : floor_ns;
+    PC_ASSERT(seq <= (uint64_t)INT64_MAX);
+    writer->seq_last = seq;
+    *seq_out = seq;
+    return PC_OK;
+}
+
+static pc_status step_reset(sqlite3_stmt *stmt) {
+    int rc = sqlite3_step(stmt);
+    sqlite3_reset(stmt);
+    return rc == SQLITE_DONE ? PC_OK : PC_STORE_COMMIT_FAILED;
+}
+
+pc_status store_events_insert(store_events_writer_t *writer, const store_event_t *event) {
+    PC_ASSERT(event->seq != 0 && event->seq <= writer->seq_last);
+    sqlite3_stmt *stmt = writer->statements[EW_INSERT];
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)event->seq);
+    sqlite3_bind_text(stmt, 2, event->type, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 3, event->object_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 4, event->object_seq);
+    sqlite3_bind_text(stmt, 5, event->body, (int)event->body_bytes, SQLITE_STATIC);
+    pc_status status = step_reset(stmt);
+    stmt = writer->statements[EW_OWNER];
+    for (uint32_t i = 0; status == PC_OK && i < event->owner_count; i++) {
+        sqlite3_bind_text(stmt, 1, event->owners[i], -1, SQLITE_STATIC);
+        sqlite3_bind_int64(stmt, 2, (sqlite3_int64)event->seq);
+        status = step_reset(stmt);
+    }
+    return status;
+}
+
+pc_status store_events_account_owners(store_events_writer_t *writer, const char *account_id,
+                                      char (*owners)[PC_ID_SIZE], uint32_t owners_max, uint32_t *count) {
+    sqlite3_stmt *stmt = writer->statements[EW_GRANTS];
+    sqlite3_bind_text(stmt, 1, account_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 2, owners_max);
+    *count = 0;
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW && *count < owners_max) {
+        text_copy(owners[*count], PC_ID_SIZE, stmt, 0);
+        (*count)++;
+    }
+    sqlite3_reset(stmt);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? PC_OK : PC_STORE_COMMIT_FAILED;
+}
+
+/* ---- reading events ---- */
+
+#define EVENT_COLUMNS "e.seq, e.type, e.object_id, e.object_seq, e.body"
+
+static void event_from_row(sqlite3_stmt *stmt, store_event_t *event) {
+    memset(event, 0, sizeof(*event));
+    event->seq = (uint64_t)sqlite3_column_int64(stmt, 0);
+    event->type = (const char *)sqlite3_column_text(stmt, 1);
+    event->object_id = (const char *)sqlite3_column_text(stmt, 2);
+    event->object_seq = (uint32_t)sqlite3_column_int64(stmt, 3);
+    event->body = (const char *)sqlite3_column_text(stmt, 4);
+    event->body_bytes = (size_t)sqlite3_column_bytes(stmt, 4);
+}
+
+/* The list query: from the owners table for a merchant, from events otherwise; the
+ * optional filters are NULL-tolerant so that one statement serves every call. */
+static void list_sql(const store_events_query_t *query, char *sql, size_t sql_bytes) {
+    const char *from = query->owner != NULL
+                           ? "FROM event_owners o JOIN events e ON e.seq = o.seq WHERE o.owner = ?5 AND o.seq > ?1"
+                             " AND o.seq < ?2"
+                           : "FROM events e WHERE e.seq > ?1 AND e.seq < ?2";
+    const char *order_by = query->owner != NULL ? "o.seq" : "e.seq";
+    snprintf(sql, sql_bytes,
+             "SELECT " EVENT_COLUMNS " %s AND (?3 IS NULL OR e.type = ?3) AND (?4 IS NULL OR e.object_id = ?4)"
+             " ORDER BY %s %s LIMIT ?6",
+             from, order_by, query->descending ? "DESC" : "ASC");
+}
+
+static void bind_text_or_null(sqlite3_stmt *stmt, int index, const char *text) {
+    if (text == NULL) sqlite3_bind_null(stmt, index);
+    else sqlite3_bind_text(stmt, index, text, -1, SQLITE_STATIC);
+}
+
+pc_status store_events_list(store_reader_t *reader, const store_events_query_t *query, store_event_fn fn,
+                            void *ctx, bool *has_more) {
+    char sql[512];
+    sqlite3_stmt *stmt;
+    list_sql(query, sql, sizeof sql);
+    *has_more = false;
+    if (prepare(store_sqlite_reader_db(reader), sql, &stmt) != PC_OK) return PC_STORE_READ_FAILED;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)query->after_seq);
+    sqlite3_bind_int64(stmt, 2, query->before_seq ? (sqlite3_int64)query->before_seq : INT64_MAX);
+    bind_text_or_null(stmt, 3, query->type);
+    bind_text_or_null(stmt, 4, query->object_id);
+    bind_text_or_null(stmt, 5, query->owner);
+    sqlite3_bind_int64(stmt, 6, (sqlite3_int64)query->limit + 1);
+    uint32_t rows = 0;
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (rows == query->limit) {
+            *has_more = true;
+            break;
+        }
+        store_event_t event;
+        event_from_row(stmt, &event);
+        fn(&event, ctx);
+        rows++;
+    }
+    sqlite3_finalize(stmt);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
+}
+
+pc_status store_events_get(store_reader_t *reader, uint64_t seq, const char *owner, store_event_fn fn,
+                           void *ctx) {
+    sqlite3_stmt *stmt;
+    const char *sql = owner != NULL
+                          ? "SELECT " EVENT_COLUMNS " FROM event_owners o JOIN events e ON e.seq = o.seq"
+                            " WHERE o.owner = ?2 AND o.seq = ?1"
+                          : "SELECT " EVENT_COLUMNS " FROM events e WHERE e.seq = ?1";
+    if (prepare(store_sqlite_reader_db(reader), sql, &stmt) != PC_OK) return PC_STORE_READ_FAILED;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)seq);
+    if (owner != NULL) sqlite3_bind_text(stmt, 2, owner, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(stmt);
+    pc_status status = rc == SQLITE_ROW ? PC_OK : rc == SQLITE_DONE ? PC_NOT_FOUND : PC_STORE_READ_FAILED;
+    if (status == PC_OK) {
+        store_event_t event;
+        event_from_row(stmt, &event);
+        fn(&event, ctx);
+    }
+    sqlite3_finalize(stmt);
+    return status;
+}
+
+static pc_status read_int64(store_reader_t *reader, const char *sql, uint64_t *out) {
+    sqlite3_stmt *stmt;
+    if (prepare(store_sqlite_reader_db(reader), sql, &stmt) != PC_OK) return PC_STORE_READ_FAILED;
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) *out = (uint64_t)sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+    return rc == SQLITE_ROW ? PC_OK : PC_STORE_READ_FAILED;
+}
+
+pc_status store_events_latest(store_reader_t *reader, uint64_t *seq_out) {
+    return read_int64(reader, "SELECT coalesce(max(seq), 0) FROM events", seq_out);
+}
+
+pc_status store_events_count(store_reader_t *reader, uint64_t *count_out) {
+    return read_int64(reader, "SELECT count(*) FROM events", count_out);
+}
+
+/* ---- destinations ---- */
+
+#define DESTINATION_COLUMNS                                                                       \
+    "id, kind, merchant_id, url, types, secret_box, previous_box, previous_until_ns, cursor_seq," \
+    " cursor_epoch, created_ns, failing_since_ns, disabled_ns, disabled_reason"
+
+static void blob_copy(uint8_t *dst, uint32_t *dst_bytes, sqlite3_stmt *stmt, int column) {
+    int bytes = sqlite3_column_bytes(stmt, column);
+    *dst_bytes = 0;
+    if (bytes <= 0 || bytes > STORE_EVENT_SECRET_BOX_BYTES_MAX) return;
+    memcpy(dst, sqlite3_column_blob(stmt, column), (size_t)bytes);
+    *dst_bytes = (uint32_t)bytes;
+}
+
+static void destination_from_row(sqlite3_stmt *stmt, store_event_destination_t *d) {
+    memset(d, 0, sizeof(*d));
+    text_copy(d->id, sizeof d->id, stmt, 0);
+    text_copy(d->kind, sizeof d->kind, stmt, 1);
+    text_copy(d->merchant_id, sizeof d->merchant_id, stmt, 2);
+    text_copy(d->url, sizeof d->url, stmt, 3);
+    text_copy(d->types, sizeof d->types, stmt, 4);
+    blob_copy(d->secret_box, &d->secret_box_bytes, stmt, 5);
+    blob_copy(d->previous_box, &d->previous_box_bytes, stmt, 6);
+    d->previous_until_ns = (uint64_t)sqlite3_column_int64(stmt, 7);
+    d->cursor_seq = (uint64_t)sqlite3_column_int64(stmt, 8);
+    d->cursor_epoch = (uint64_t)sqlite3_column_int64(stmt, 9);
+    d->created_ns = (uint64_t)sqlite3_column_int64(stmt, 10);
+    d->failing_since_ns = (uint64_t)sqlite3_column_int64(stmt, 11);
+    d->disabled_ns = (uint64_t)sqlite3_column_int64(stmt, 12);
+    text_copy(d->disabled_reason, sizeof d->disabled_reason, stmt, 13);
+}
+
+static void bind_blob_or_null(sqlite3_stmt *stmt, int index, const uint8_t *blob, uint32_t bytes) {
+    if (blob == NULL || bytes == 0) sqlite3_bind_null(stmt, index);
+    else sqlite3_bind_blob(stmt, index, blob, (int)bytes, SQLITE_STATIC);
+}
+
+pc_status store_events_destination_insert(store_tx_t *tx, const store_event_destination_t *d) {
+    sqlite3_stmt *stmt;
+    if (prepare_write(tx, "INSERT OR IGNORE INTO event_destinations(id, kind, merchant_id, url, types, secret_box,"
+                          " cursor_seq, created_ns) VALUES(?1, ?2, ?3, ?4, ?5, ?6,"
+                          " (SELECT coalesce(max(seq), 0) FROM events), ?7)", &stmt) != PC_OK) {
+        return PC_STORE_COMMIT_FAILED;
+    }
+    sqlite3_bind_text(stmt, 1, d->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, d->kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 3, d->merchant_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 4, d->url, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 5, d->types, -1, SQLITE_STATIC);
+    bind_blob_or_null(stmt, 6, d->secret_box, d->secret_box_bytes);
+    sqlite3_bind_int64(stmt, 7, (sqlite3_int64)d->created_ns);
+    pc_status status = step_done(stmt);
+    if (status == PC_OK && sqlite3_changes(store_sqlite_tx_db(tx)) == 0) status = PC_EXISTS;
+    return status;
+}
+
+/* Runs 'sql' with 'id' as ?1 (and optional int64 ?2); *found: a row changed. */
+static pc_status write_by_id(store_tx_t *tx, const char *sql, const char *id, bool *found) {
+    sqlite3_stmt *stmt;
+    if (prepare_write(tx, sql, &stmt) != PC_OK) return PC_STORE_COMMIT_FAILED;
+    sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
+    pc_status status = step_done(stmt);
+    if (found != NULL) *found = status == PC_OK && sqlite3_changes(store_sqlite_tx_db(tx)) > 0;
+    return status;
+}
+
+pc_status store_events_destination_delete(store_tx_t *tx, const char *id, bool *found) {
+    pc_status status = write_by_id(tx, "DELETE FROM event_destinations WHERE id = ?1", id, found);
+    if (status != PC_OK) return status;
+    return write_by_id(tx, "DELETE FROM event_deliveries WHERE destination_id = ?1", id, NULL);
+}
+
+pc_status store_events_cursor_advance(store_tx_t *tx, const char *id, uint64_t epoch, uint64_t seq) {
+    sqlite3_stmt *stmt;
+    if (prepare_write(tx, "UPDATE event_destinations SET cursor_seq = ?3 WHERE id = ?1 AND cursor_epoch = ?2"
+                          " AND cursor_seq < ?3", &stmt) != PC_OK) {
+        return PC_STORE_COMMIT_FAILED;
+    }
+    sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 2, (sqlite3_int64)epoch);
+    sqlite3_bind_int64(stmt, 3, (sqlite3_int64)seq);
+    return step_done(stmt);
+}
+
+pc_status store_events_cursor_rewind(store_tx_t *tx, const char *id, uint64_t since_ns, bool *found) {
+    sqlite3_stmt *stmt;
+    if (prepare_write(tx, "UPDATE event_destinations SET cursor_epoch = cursor_epoch + 1,"
+                          " cursor_seq = min(cursor_seq, ?2 - 1) WHERE id = ?1", &stmt) != PC_OK) {
+        return PC_STORE_COMMIT_FAILED;
+    }
+    sqlite3_int64 since = since_ns == 0 ? 1 : since_ns > (uint64_t)INT64_MAX ? INT64_MAX : (sqlite3_int64)since_ns;
+    sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 2, since);
+    pc_status status = step_done(stmt);
+    *found = status == PC_OK && sqlite3_changes(store_sqlite_tx_db(tx)) > 0;
+    if (status != PC_OK || !*found) return status;
+    /* the rows from 'since' on are delivered again from the outbox, in order */
+    if (prepare_write(tx, "DELETE FROM event_deliveries WHERE destination_id = ?1 AND seq >= ?2", &stmt) != PC_OK) {
+        return PC_STORE_COMMIT_FAILED;
+    }
+    sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 2, since);
+    return step_done(stmt);
+}
+
+pc_status store_events_destination_health(store_tx_t *tx, const char *id, uint64_t failing_since_ns,
+                                          uint64_t disabled_ns, const char *reason) {
+    sqlite3_stmt *stmt;
+    if (prepare_write(tx, "UPDATE event_destinations SET failing_since_ns = ?2, disabled_ns = ?3,"
+                          " disabled_reason = ?4 WHERE id = ?1", &stmt) != PC_OK) {
+        return PC_STORE_COMMIT_FAILED;
+    }
+    sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 2, (sqlite3_int64)failing_since_ns);
+    sqlite3_bind_int64(stmt, 3, (sqlite3_int64)disabled_ns);
+    sqlite3_bind_text(stmt, 4, reason ? reason : "", -1, SQLITE_STATIC);
+    return step_done(stmt);
+}
+
+pc_status store_events_destination_secret(store_tx_t *tx, const char *id, const uint8_t *box,
+                                          uint32_t box_bytes, const uint8_t *previous_box,
+                                          uint32_t previous_box_bytes, uint64_t previous_until_ns,
+                                          bool *found) {
+    sqlite3_stmt *stmt;
+    if (prepare_write(tx, "UPDATE event_destinations SET secret_box = ?2, previous_box = ?3,"
+                          " previous_until_ns = ?4 WHERE id = ?1", &stmt) != PC_OK) {
+        return PC_STORE_COMMIT_FAILED;
+    }
+    sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
+    bind_blob_or_null(stmt, 2, box, box_bytes);
+    bind_blob_or_null(stmt, 3, previous_box, previous_box_bytes);
+    sqlite3_bind_int64(stmt, 4, (sqlite3_int64)previous_until_ns);
+    pc_status status = step_done(stmt);
+    *found = status == PC_OK && sqlite3_changes(store_sqlite_tx_db(tx)) > 0;
+    return status;
+}
+
+pc_status store_events_destinations_list(store_reader_t *reader, const char *merchant_id,
+                                         const char *starting_after, uint32_t limit,
+                                         store_event_destination_fn fn, void *ctx, bool *has_more) {
+    sqlite3_stmt *stmt;
+    *has_more = false;
+    if (prepare(store_sqlite_reader_db(reader),
+                "SELECT " DESTINATION_COLUMNS " FROM event_destinations WHERE id > ?1"
+                " AND (?2 IS NULL OR merchant_id = ?2) ORDER BY id LIMIT ?3", &stmt) != PC_OK) {
+        return PC_STORE_READ_FAILED;
+    }
+    sqlite3_bind_text(stmt, 1, starting_after ? starting_after : "", -1, SQLITE_STATIC);
+    bind_text_or_null(stmt, 2, merchant_id);
+    sqlite3_bind_int64(stmt, 3, limit == 0 ? -1 : (sqlite3_int64)limit + 1);
+    uint32_t rows = 0;
+    int rc;
+    store_event_destination_t *d = malloc(sizeof(*d));
+    if (d == NULL) {
+        sqlite3_finalize(stmt);
+        return PC_NO_MEMORY;
+    }
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (limit != 0 && rows == limit) {
+            *has_more = true;
+            break;
+        }
+        destination_from_row(stmt, d);
+        fn(d, ctx);
+        rows++;
+    }
+    free(d);
+    sqlite3_finalize(stmt);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
+}
+
+pc_status store_events_destination_get(store_reader_t *reader, const char *id, store_event_destination_t *out) {
+    sqlite3_stmt *stmt;
+    if (prepare(store_sqlite_reader_db(reader),
+                "SELECT " DESTINATION_COLUMNS " FROM event_destinations WHERE id = ?1", &stmt) != PC_OK) {
+        return PC_STORE_READ_FAILED;
+    }
+    sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(stmt);
+    pc_status status = rc == SQLITE_ROW ? PC_OK : rc == SQLITE_DONE ? PC_NOT_FOUND : PC_STORE_READ_FAILED;
+    if (status == PC_OK) destination_from_row(stmt, out);
+    sqlite3_finalize(stmt);
+    return status;
+}
+
+pc_status store_events_destination_counts(store_reader_t *reader, const char *merchant_id,
+                                          uint32_t *merchant_count, uint32_t *total_count) {
+    sqlite3_stmt *stmt;
+    if (prepare(store_sqlite_reader_db(reader),
+                "SELECT count(*), coalesce(sum(merchant_id = ?1), 0) FROM event_destinations"
+                " WHERE kind = 'webhook'", &stmt) != PC_OK) {
+        return PC_STORE_READ_FAILED;
+    }
+    sqlite3_bind_text(stmt, 1, merchant_id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) {
+        *total_count = (uint32_t)sqlite3_column_int64(stmt, 0);
+        *merchant_count = (uint32_t)sqlite3_column_int64(stmt, 1);
+    }
+    sqlite3_finalize(stmt);
+    return rc == SQLITE_ROW ? PC_OK : PC_STORE_READ_FAILED;
+}
+
+/* ---- deliveries ---- */
+
+pc_status store_events_delivery_put(store_tx_t *tx, const store_event_delivery_t *d, uint64_t epoch) {
+    sqlite3_stmt *stmt;
+    if (prepare_write(tx, "INSERT OR REPLACE INTO event_deliveries(destination_id, seq, state, attempts,"
+                          " first_attempt_ns, next_attempt_ns, updated_ns, last_error)"
+                          " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE EXISTS"
+                          " (SELECT 1 FROM event_destinations WHERE id = ?1 AND cursor_epoch = ?9)", &stmt) != PC_OK) {
+        return PC_STORE_COMMIT_FAILED;
+    }
+    sqlite3_bind_int64(stmt, 9, (sqlite3_int64)epoch);
+    sqlite3_bind_text(stmt, 1, d->destination_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 2, (sqlite3_int64)d->seq);
+    sqlite3_bind_int(stmt, 3, (int)d->state);
+    sqlite3_bind_int64(stmt, 4, d->attempts);
+    sqlite3_bind_int64(stmt, 5, (sqlite3_int64)d->first_attempt_ns);
+    sqlite3_bind_int64(stmt, 6, (sqlite3_int64)d->next_attempt_ns);
+    sqlite3_bind_int64(stmt, 7, (sqlite3_int64)d->updated_ns);
+    sqlite3_bind_text(stmt, 8, d->last_error, -1, SQLITE_STATIC);
+    return step_done(stmt);
+}
+
+pc_status store_events_delivery_delete(store_tx_t *tx, const char *destination_id, uint64_t seq) {
+    sqlite3_stmt *stmt;
+    if (prepare_write(tx, "DELETE FROM event_deliveries WHERE destination_id = ?1 AND seq = ?2", &stmt) != PC_OK) {
+        return PC_STORE_COMMIT_FAILED;
+    }
+    sqlite3_bind_text(stmt, 1, destination_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 2, (sqlite3_int64)seq);
+    return step_done(stmt);
+}
+
+pc_status store_events_delivery_redeliver(store_tx_t *tx, const char *destination_id, uint64_t seq,
+                                          uint64_t now_ns) {
+    /* A row of this event: due now, attempts from zero (a dead letter comes back). */
+    sqlite3_stmt *stmt;
+    if (prepare_write(tx, "UPDATE event_deliveries SET state = 1, attempts = 0, first_attempt_ns = 0,"
+                          " next_attempt_ns = ?3, updated_ns = ?3, last_error = 'redelivery requested'"
+                          " WHERE destination_id = ?1 AND seq = ?2", &stmt) != PC_OK) {
+        return PC_STORE_COMMIT_FAILED;
+    }
+    sqlite3_bind_text(stmt, 1, destination_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 2, (sqlite3_int64)seq);
+    sqlite3_bind_int64(stmt, 3, (sqlite3_int64)now_ns);
+    pc_status status = step_done(stmt);
+    if (status != PC_OK || sqlite3_changes(store_sqlite_tx_db(tx)) > 0) return status;
+    /* No row: add one for an event at or below the cursor (settled, so every earlier
+     * event of its object is settled too). Above the cursor it is still to come. */
+    store_event_delivery_t d = {.seq = seq, .state = STORE_DELIVERY_RETRYING, .next_attempt_ns = now_ns,
+                                .updated_ns = now_ns};
+    snprintf(d.destination_id, sizeof d.destination_id, "%s", destination_id);
+    snprintf(d.last_error, sizeof d.last_error, "redelivery requested");
+    if (prepare_write(tx, "INSERT INTO event_deliveries(destination_id, seq, state, attempts, first_attempt_ns,"
+                          " next_attempt_ns, updated_ns, last_error) SELECT ?1, ?2, 1, 0, 0, ?3, ?3, ?4"
+                          " WHERE EXISTS (SELECT 1 FROM event_destinations WHERE id = ?1 AND cursor_seq >= ?2)",
+                      &stmt) != PC_OK) {
+        return PC_STORE_COMMIT_FAILED;
+    }
+    sqlite3_bind_text(stmt, 1, d.destination_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 2, (sqlite3_int64)seq);
+    sqlite3_bind_int64(stmt, 3, (sqlite3_int64)now_ns);
+    sqlite3_bind_text(stmt, 4, d.last_error, -1, SQLITE_STATIC);
+    return step_done(stmt);
+}
+
+pc_status store_events_deliveries_list(store_reader_t *reader, const char *destination_id,
+                                       store_delivery_state state, uint64_t after_seq, uint32_t limit,
+                                       store_event_delivery_fn fn, void *ctx, bool *has_more) {
+    sqlite3_stmt *stmt;
+    *has_more = false;
+    if (prepare(store_sqlite_reader_db(reader),
+                "SELECT d.destination_id, d.seq, d.state, d.attempts, d.first_attempt_ns, d.next_attempt_ns,"
+                " d.updated_ns, d.last_error, e.object_id FROM event_deliveries d JOIN events e ON e.seq = d.seq"
+                " WHERE d.destination_id = ?1 AND d.seq > ?2 AND (?3 = 0 OR d.state = ?3)"
+                " ORDER BY d.seq LIMIT ?4", &stmt) != PC_OK) {
+        return PC_STORE_READ_FAILED;
+    }
+    sqlite3_bind_text(stmt, 1, destination_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 2, (sqlite3_int64)after_seq);
+    sqlite3_bind_int(stmt, 3, (int)state);
+    sqlite3_bind_int64(stmt, 4, limit == 0 ? -1 : (sqlite3_int64)limit + 1);
+    uint32_t rows = 0;
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (limit != 0 && rows == limit) {
+            *has_more = true;
+            break;
+        }
+        store_event_delivery_t d;
+        memset(&d, 0, sizeof d);
+        text_copy(d.destination_id, sizeof d.destination_id, stmt, 0);
+        d.seq = (uint64_t)sqlite3_column_int64(stmt, 1);
+        d.state = (store_delivery_state)sqlite3_column_int(stmt, 2);
+        d.attempts = (uint32_t)sqlite3_column_int64(stmt, 3);
+        d.first_attempt_ns = (uint64_t)sqlite3_column_int64(stmt, 4);
+        d.next_attempt_ns = (uint64_t)sqlite3_column_int64(stmt, 5);
+        d.updated_ns = (uint64_t)sqlite3_column_int64(stmt, 6);
+        text_copy(d.last_error, sizeof d.last_error, stmt, 7);
+        d.object_id = (const char *)sqlite3_column_text(stmt, 8);
+        fn(&d, ctx);
+        rows++;
+    }
+    sqlite3_finalize(stmt);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
+}
+
+/* ---- retention ---- */
+
+pc_status store_events_purge(store_tx_t *tx, uint64_t before_ns, uint32_t rows_max, uint32_t *deleted_count) {
+    static const char victims[] =
+        "SELECT seq FROM events WHERE seq < ?1"
+        " AND seq <= (SELECT coalesce(min(cursor_seq), 9223372036854775807) FROM event_destinations)"
+        " AND seq < (SELECT max(seq) FROM events)"
+        " AND NOT EXISTS (SELECT 1 FROM event_deliveries d WHERE d.seq = events.seq)"
+        " ORDER BY seq LIMIT ?2";
+    char sql[640];
+    *deleted_count = 0;
+    sqlite3 *db = store_sqlite_tx_db(tx);
+    /* owners first: the same victims, while their events still exist */
+    const char *const targets[] = {"DELETE FROM event_owners WHERE seq IN (%s)",
+                                   "DELETE FROM events WHERE seq IN (%s)"};
+    for (int i = 0; i < 2; i++) {
+        sqlite3_stmt *stmt;
+        snprintf(sql, sizeof sql, targets[i], victims);
+        if (prepare_write(tx, sql, &stmt) != PC_OK) return PC_STORE_COMMIT_FAILED;
+        sqlite3_bind_int64(stmt, 1, (sqlite3_int64)before_ns);
+        sqlite3_bind_int64(stmt, 2, rows_max);
+        pc_status status = step_done(stmt);
+        if (status != PC_OK) return status;
+        if (i == 1) *deleted_count = (uint32_t)sqlite3_changes(db);
+    }
+    return PC_OK;
+}

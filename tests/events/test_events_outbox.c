@@ -1,0 +1,394 @@
+/* Goal: an event exists if and only if its change committed, with the object as it
+ * was after the change and a gap-free sequence per object; other subsystems emit
+ * through the same transaction; merchants are recorded as the event's owners.
+ * Method: a real SQLite file and writer with the events hook; a commit made to fail
+ * (fault_commit_at) must leave no event; pending transfers posted, voided and expired
+ * (also created and posted in one batch) give created (seq 1) then the resolution
+ * (seq 2) with the pending transfer's own fields; an emitting command whose batch
+ * fails leaves nothing; ids, signatures (a vector computed with Python's hmac) and
+ * backoff bounds are checked on their own. */
+#include <jansson.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "events/events_internal.h"
+#include "store/store_api.h"
+#include "store/store_events.h"
+#include "test.h"
+#include "writer/writer.h"
+
+static char dir[256], db_path[300], key_path[300];
+
+typedef struct {
+    store_t *store;
+    events_t *events;
+    writer_t *writer;
+} rig;
+
+static void rig_start(rig *r, const char *name, uint32_t fault_commit_at) {
+    snprintf(dir, sizeof dir, "/tmp/paycore-events-XXXXXX");
+    ASSERT_TRUE(mkdtemp(dir) != NULL);
+    snprintf(db_path, sizeof db_path, "%s/%s.db", dir, name);
+    snprintf(key_path, sizeof key_path, "%s/%s.db.key", dir, name);
+    store_options_t options = {.create = true, .fault_commit_at = fault_commit_at};
+    ASSERT_STATUS(store_open(&r->store, db_path, &options), PC_OK);
+    events_config_t config;
+    events_config_default(&config);
+    config.db_path = db_path;
+    config.retention_s = 0; /* no retention rounds: every commit here is the test's own */
+    ASSERT_STATUS(events_open(&r->events, r->store, &config), PC_OK);
+    writer_config_t writer_config = {.batch_hook = events_batch_hook(r->events)};
+    ASSERT_STATUS(writer_start(&r->writer, r->store, key_path, &writer_config), PC_OK);
+    ASSERT_STATUS(events_start(r->events, r->writer), PC_OK);
+}
+
+static void rig_stop(rig *r) {
+    events_stop(r->events);
+    writer_stop(r->writer);
+    events_close(r->events);
+    store_close(r->store);
+}
+
+static void accounts(rig *r, const char *a, const char *b) {
+    ledger_account_t list[2] = {0};
+    snprintf(list[0].id, sizeof list[0].id, "%s", a);
+    snprintf(list[1].id, sizeof list[1].id, "%s", b);
+    memcpy(list[0].currency, "USD", 4);
+    memcpy(list[1].currency, "USD", 4);
+    list[0].metadata_json = "{\"k\":\"v\"}";
+    ledger_account_result_t results[2];
+    writer_cmd_t cmd = {.kind = WRITER_CMD_CREATE_ACCOUNTS, .event_count = 2, .accounts = list,
+                        .account_results = results};
+    ASSERT_STATUS(writer_submit_wait(r->writer, &cmd), PC_OK);
+    ASSERT_STATUS(results[0].status, PC_OK);
+}
+
+static ledger_transfer_t transfer_make(const char *id, const char *pending_id, int64_t amount, uint16_t flags) {
+    ledger_transfer_t t = {0};
+    snprintf(t.id, sizeof t.id, "%s", id);
+    if (pending_id == NULL) {
+        snprintf(t.debit_account_id, sizeof t.debit_account_id, "a");
+        snprintf(t.credit_account_id, sizeof t.credit_account_id, "b");
+        memcpy(t.currency, "USD", 4);
+        t.code = 7;
+    } else {
+        snprintf(t.pending_id, sizeof t.pending_id, "%s", pending_id);
+    }
+    t.amount = amount;
+    t.flags = flags;
+    return t;
+}
+
+static pc_status transfers(rig *r, ledger_transfer_t *list, uint32_t count) {
+    ledger_transfer_result_t results[8];
+    writer_cmd_t cmd = {.kind = WRITER_CMD_CREATE_TRANSFERS, .event_count = count, .transfers = list,
+                        .transfer_results = results};
+    pc_status status = writer_submit_wait(r->writer, &cmd);
+    for (uint32_t i = 0; status == PC_OK && i < count; i++) ASSERT_STATUS(results[i].status, PC_OK);
+    return status;
+}
+
+/* ---- reading events back ---- */
+
+typedef struct {
+    json_t *events;            /* array of parsed bodies */
+} collected;
+
+static void collect(const store_event_t *event, void *ctx) {
+    json_error_t error;
+    json_t *body = json_loadb(event->body, event->body_bytes, 0, &error);
+    if (body == NULL) TEST_FAIL("event %llu is not JSON: %s", (unsigned long long)event->seq, error.text);
+    char id[EVENTS_ID_SIZE];
+    events_id_format(event->seq, id);
+    ASSERT_STR_EQ(json_string_value(json_object_get(body, "id")), id);
+    ASSERT_STR_EQ(json_string_value(json_object_get(body, "type")), event->type);
+    ASSERT_STR_EQ(json_string_value(json_object_get(body, "object_id")), event->object_id);
+    ASSERT_EQ(json_integer_value(json_object_get(body, "object_seq")), event->object_seq);
+    json_array_append_new(((collected *)ctx)->events, body);
+}
+
+static json_t *events_all(rig *r, const char *owner) {
+    store_reader_t *reader;
+    ASSERT_STATUS(store_reader_open(r->store, &reader), PC_OK);
+    collected c = {json_array()};
+    store_events_query_t query = {.limit = 100, .owner = owner};
+    bool has_more;
+    ASSERT_STATUS(store_events_list(reader, &query, collect, &c, &has_more), PC_OK);
+    ASSERT_FALSE(has_more);
+    store_reader_close(reader);
+    return c.events;
+}
+
+/* "type:object_id:object_seq" of every event, in order. */
+static void events_summary(json_t *events, char *out, size_t out_bytes) {
+    size_t used = 0;
+    out[0] = '\0';
+    size_t index;
+    json_t *event;
+    json_array_foreach(events, index, event) {
+        used += (size_t)snprintf(out + used, out_bytes - used, "%s%s:%s:%lld", index ? " " : "",
+                                 json_string_value(json_object_get(event, "type")),
+                                 json_string_value(json_object_get(event, "object_id")),
+                                 (long long)json_integer_value(json_object_get(event, "object_seq")));
+    }
+}
+
+static json_t *event_object(json_t *event) {
+    return json_object_get(json_object_get(event, "data"), "object");
+}
+
+/* ---- tests ---- */
+
+static void test_atomic_with_commit(void) {
+    rig r;
+    rig_start(&r, "atomic", 2); /* commit 1: accounts; 2: t1 fails; 3: t2 */
+    accounts(&r, "a", "b");
+    ledger_transfer_t t1 = transfer_make("t1", NULL, 10, 0);
+    ASSERT_STATUS(transfers(&r, &t1, 1), PC_STORE_COMMIT_FAILED);
+    ledger_transfer_t t2 = transfer_make("t2", NULL, 20, 0);
+    ASSERT_STATUS(transfers(&r, &t2, 1), PC_OK);
+    json_t *events = events_all(&r, NULL);
+    char summary[512];
+    events_summary(events, summary, sizeof summary);
+    ASSERT_STR_EQ(summary, "account.created:a:1 account.created:b:1 transfer.created:t2:1");
+    json_t *account = event_object(json_array_get(events, 0));
+    ASSERT_STR_EQ(json_string_value(json_object_get(json_object_get(account, "metadata"), "k")), "v");
+    ASSERT_EQ(json_integer_value(json_object_get(account, "credits_posted")), 0);
+    json_t *t = event_object(json_array_get(events, 2));
+    ASSERT_EQ(json_integer_value(json_object_get(t, "amount")), 20);
+    ASSERT_STR_EQ(json_string_value(json_object_get(t, "debit_account_id")), "a");
+    json_decref(events);
+    rig_stop(&r);
+}
+
+static void test_pending_resolutions(void) {
+    rig r;
+    rig_start(&r, "pending", 0);
+    accounts(&r, "a", "b");
+    ledger_transfer_t p[] = {transfer_make("p1", NULL, 100, LEDGER_TRANSFER_PENDING),
+                             transfer_make("p2", NULL, 200, LEDGER_TRANSFER_PENDING)};
+    ASSERT_STATUS(transfers(&r, p, 2), PC_OK);
+    ledger_transfer_t resolve[] = {transfer_make("post1", "p1", 60, LEDGER_TRANSFER_POST_PENDING),
+                                   transfer_make("void2", "p2", 0, LEDGER_TRANSFER_VOID_PENDING)};
+    ASSERT_STATUS(transfers(&r, resolve, 2), PC_OK);
+    /* created and posted in one batch: the pending transfer is found in the batch */
+    ledger_transfer_t same[] = {transfer_make("p3", NULL, 30, LEDGER_TRANSFER_PENDING),
+                                transfer_make("post3", "p3", 30, LEDGER_TRANSFER_POST_PENDING)};
+    ASSERT_STATUS(transfers(&r, same, 2), PC_OK);
+    ledger_transfer_t expiring = transfer_make("p4", NULL, 40, LEDGER_TRANSFER_PENDING);
+    expiring.timeout_s = 1;
+    ASSERT_STATUS(transfers(&r, &expiring, 1), PC_OK);
+    char summary[1024];
+    for (int waited_ms = 0; waited_ms < 30000; waited_ms += 50) { /* the writer's timer expires it */
+        json_t *events = events_all(&r, NULL);
+        events_summary(events, summary, sizeof summary);
+        json_decref(events);
+        if (strstr(summary, "transfer.expired") != NULL) break;
+        usleep(50000);
+    }
+    ASSERT_STR_EQ(summary, "account.created:a:1 account.created:b:1 transfer.created:p1:1 transfer.created:p2:1"
+                           " transfer.posted:p1:2 transfer.voided:p2:2 transfer.created:p3:1 transfer.posted:p3:2"
+                           " transfer.created:p4:1 transfer.expired:p4:2");
+    json_t *events = events_all(&r, NULL);
+    json_t *posted = json_array_get(events, 4);
+    json_t *object = event_object(posted);
+    ASSERT_STR_EQ(json_string_value(json_object_get(object, "id")), "p1");
+    ASSERT_EQ(json_integer_value(json_object_get(object, "amount")), 100); /* the hold, not the post */
+    ASSERT_STR_EQ(json_string_value(json_object_get(object, "pending_state")), "posted");
+    json_t *resolving = json_object_get(json_object_get(posted, "data"), "resolving_transfer");
+    ASSERT_STR_EQ(json_string_value(json_object_get(resolving, "id")), "post1");
+    ASSERT_EQ(json_integer_value(json_object_get(resolving, "amount")), 60);
+    ASSERT_STR_EQ(json_string_value(json_object_get(event_object(json_array_get(events, 2)), "pending_state")), "pending");
+    ASSERT_STR_EQ(json_string_value(json_object_get(event_object(json_array_get(events, 7)), "pending_state")), "posted");
+    json_t *expired = event_object(json_array_get(events, 9));
+    ASSERT_STR_EQ(json_string_value(json_object_get(expired, "pending_state")), "expired");
+    ASSERT_EQ(json_integer_value(json_object_get(expired, "timeout_s")), 1);
+    /* ids increase with creation time */
+    for (size_t i = 1; i < json_array_size(events); i++) {
+        ASSERT_TRUE(strcmp(json_string_value(json_object_get(json_array_get(events, i - 1), "id")),
+                           json_string_value(json_object_get(json_array_get(events, i), "id"))) < 0);
+    }
+    json_decref(events);
+    rig_stop(&r);
+}
+
+/* ---- another subsystem emitting through its command ---- */
+
+typedef struct {
+    writer_cmd_t cmd;
+    const char *object_json;
+    bool fail_after;
+    pc_status emit_status;
+} emit_job;
+
+static pc_status emit_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
+    emit_job *job = (emit_job *)cmd;
+    events_emit_t event = {.type = EVENTS_TYPE_TRANSFER_CREATED, .object_id = "pay_1", .object_seq = 3,
+                           .object_json = job->object_json, .owners = {"key_m"}, .owner_count = 1};
+    job->emit_status = events_emit(tx, &event, NULL);
+    if (job->emit_status != PC_OK) return job->emit_status;
+    return job->fail_after ? PC_INTERNAL : PC_OK; /* the payment's own rows failed */
+}
+
+static pc_status emit_run(rig *r, const char *object_json, bool fail_after) {
+    emit_job job = {.cmd = {.kind = WRITER_CMD_EXEC, .in_transaction = emit_in_tx}, .object_json = object_json,
+                    .fail_after = fail_after};
+    pc_status status = writer_submit_wait(r->writer, &job.cmd);
+    if (job.emit_status != PC_OK) return job.emit_status;
+    return status == PC_OK ? PC_OK : PC_STORE_COMMIT_FAILED;
+}
+
+static void test_emit(void) {
+    rig r;
+    rig_start(&r, "emit", 0);
+    ASSERT_STATUS(emit_run(&r, "{\"id\":\"pay_1\",\"status\":\"captured\"}", true), PC_STORE_COMMIT_FAILED);
+    ASSERT_STATUS(emit_run(&r, "[1,2]", false), PC_INVALID_ARGUMENT);
+    ASSERT_STATUS(emit_run(&r, "{\"id\":", false), PC_INVALID_ARGUMENT);
+    json_t *events = events_all(&r, NULL);
+    ASSERT_EQ(json_array_size(events), 0);
+    json_decref(events);
+    ASSERT_STATUS(emit_run(&r, "{\"id\":\"pay_1\",\"status\":\"captured\"}", false), PC_OK);
+    events = events_all(&r, "key_m");
+    ASSERT_EQ(json_array_size(events), 1);
+    ASSERT_STR_EQ(json_string_value(json_object_get(event_object(json_array_get(events, 0)), "status")), "captured");
+    ASSERT_EQ(json_integer_value(json_object_get(json_array_get(events, 0), "object_seq")), 3);
+    json_decref(events);
+    events = events_all(&r, "key_other");
+    ASSERT_EQ(json_array_size(events), 0);
+    json_decref(events);
+    rig_stop(&r);
+}
+
+/* ---- owners: the merchant keys granted an account ---- */
+
+static pc_status grant_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
+    (void)cmd;
+    store_api_key_t key = {.id = "key_m", .scope = "merchant", .name = "m", .created_ns = 1};
+    pc_status status = store_api_key_insert(tx, &key);
+    if (status == PC_OK) status = store_api_grant_insert(tx, "key_m", "m1");
+    return status;
+}
+
+static void test_owners(void) {
+    rig r;
+    rig_start(&r, "owners", 0);
+    writer_cmd_t grant = {.kind = WRITER_CMD_EXEC, .in_transaction = grant_in_tx};
+    ASSERT_STATUS(writer_submit_wait(r.writer, &grant), PC_OK);
+    accounts(&r, "a", "m1");
+    accounts(&r, "b", "c");
+    ledger_transfer_t t = transfer_make("t1", NULL, 5, 0);
+    snprintf(t.credit_account_id, sizeof t.credit_account_id, "m1");
+    ASSERT_STATUS(transfers(&r, &t, 1), PC_OK);
+    ledger_transfer_t other = transfer_make("t2", NULL, 5, 0);
+    ASSERT_STATUS(transfers(&r, &other, 1), PC_OK); /* a -> b: no merchant's */
+    json_t *events = events_all(&r, "key_m");
+    char summary[256];
+    events_summary(events, summary, sizeof summary);
+    ASSERT_STR_EQ(summary, "account.created:m1:1 transfer.created:t1:1");
+    json_decref(events);
+    rig_stop(&r);
+}
+
+/* ---- ids, signatures, backoff ---- */
+
+static void test_ids(void) {
+    char id[EVENTS_ID_SIZE];
+    uint64_t seq;
+    events_id_format(0x18ec79383974bc75ull, id);
+    ASSERT_STR_EQ(id, "evt_18ec79383974bc75");
+    ASSERT_TRUE(events_id_parse(id, &seq));
+    ASSERT_EQ(seq, 0x18ec79383974bc75ull);
+    const char *bad[] = {"evt_18EC79383974BC75", "evt_18ec79383974bc7", "evt_18ec79383974bc75x", "evt_0000000000000000",
+                         "evt_8000000000000000", "xyz_18ec79383974bc75", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) ASSERT_FALSE(events_id_parse(bad[i], &seq));
+    events_type type;
+    ASSERT_TRUE(events_type_parse("transfer.expired", &type));
+    ASSERT_STR_EQ(events_type_name(type), "transfer.expired");
+    ASSERT_FALSE(events_type_parse("transfer.deleted", &type));
+}
+
+static void test_signatures(void) {
+    const char *body = "{\"a\":1}";
+    const char *secrets[] = {"whsec_test", "whsec_old"};
+    char header[EVENTS_SIGNATURE_HEADER_SIZE];
+    events_signature_header(secrets, 1, 1700000000, body, strlen(body), header);
+    /* python3: hmac.new(b'whsec_test', b'1700000000.{"a":1}', hashlib.sha256).hexdigest() */
+    ASSERT_STR_EQ(header, "t=1700000000,v1=38877139021993b830af32feea6e18a8da83eb2f6e49ee50bd9e4cf4ca4d3789");
+    ASSERT_STATUS(events_signature_verify("whsec_test", header, body, strlen(body), 1700000100, 300), PC_OK);
+    ASSERT_STATUS(events_signature_verify("whsec_test", header, body, strlen(body), 1700000301, 300), PC_SIGNATURE_EXPIRED);
+    ASSERT_STATUS(events_signature_verify("whsec_test", header, body, strlen(body), 1699999699, 300), PC_SIGNATURE_EXPIRED);
+    ASSERT_STATUS(events_signature_verify("whsec_other", header, body, strlen(body), 1700000000, 300), PC_SIGNATURE_MISMATCH);
+    ASSERT_STATUS(events_signature_verify("whsec_test", header, "{\"a\":2}", 7, 1700000000, 300), PC_SIGNATURE_MISMATCH);
+    /* a rotation: both secrets sign, either verifies */
+    events_signature_header(secrets, 2, 1700000000, body, strlen(body), header);
+    ASSERT_STR_EQ(header, "t=1700000000,v1=38877139021993b830af32feea6e18a8da83eb2f6e49ee50bd9e4cf4ca4d3789"
+                          ",v1=b9d801502bb535e960ee9aeee7a294b082bda5089d79c7db610b85116ce6faa6");
+    ASSERT_STATUS(events_signature_verify("whsec_old", header, body, strlen(body), 1700000000, 300), PC_OK);
+    ASSERT_STATUS(events_signature_verify("whsec_test", header, body, strlen(body), 1700000000, 300), PC_OK);
+    const char *malformed[] = {"", "t=1700000000", "v1=38877139021993b830af32feea6e18a8da83eb2f6e49ee50bd9e4cf4ca4d3789",
+                               "t=abc,v1=38877139021993b830af32feea6e18a8da83eb2f6e49ee50bd9e4cf4ca4d3789",
+                               "t=1700000000,v1=zz877139021993b830af32feea6e18a8da83eb2f6e49ee50bd9e4cf4ca4d3789",
+                               "t=1700000000,v1=3887"};
+    for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++) {
+        ASSERT_STATUS(events_signature_verify("whsec_test", malformed[i], body, strlen(body), 1700000000, 300),
+                      PC_SIGNATURE_HEADER_INVALID);
+    }
+}
+
+static void test_backoff(void) {
+    events_config_t config;
+    events_config_default(&config);
+    for (uint32_t attempts = 1; attempts < 40; attempts++) {
+        uint64_t full_ms = config.retry_base_ms;
+        for (uint32_t i = 1; i < attempts && full_ms < config.retry_cap_ms; i++) full_ms *= 2;
+        if (full_ms > config.retry_cap_ms) full_ms = config.retry_cap_ms;
+        for (int draw = 0; draw < 50; draw++) {
+            uint64_t delay_ms = events_backoff_ms(&config, attempts);
+            if (delay_ms < full_ms / 2 || delay_ms > full_ms) {
+                TEST_FAIL("attempt %u: %llu ms outside [%llu, %llu]", attempts, (unsigned long long)delay_ms,
+                          (unsigned long long)full_ms / 2, (unsigned long long)full_ms);
+            }
+        }
+    }
+    /* jitter: draws differ */
+    uint64_t first = events_backoff_ms(&config, 10);
+    bool differs = false;
+    for (int draw = 0; draw < 50 && !differs; draw++) differs = events_backoff_ms(&config, 10) != first;
+    ASSERT_TRUE(differs);
+}
+
+/* A lost key file while endpoints hold secrets sealed with it stops the start. */
+static void test_key_file(void) {
+    uint8_t key[EVENTS_KEY_BYTES], again[EVENTS_KEY_BYTES];
+    snprintf(dir, sizeof dir, "/tmp/paycore-events-XXXXXX");
+    ASSERT_TRUE(mkdtemp(dir) != NULL);
+    snprintf(db_path, sizeof db_path, "%s/k.db", dir);
+    ASSERT_STATUS(events_key_load(db_path, false, key), PC_EVENTS_KEY_INVALID);
+    ASSERT_STATUS(events_key_load(db_path, true, key), PC_OK);
+    ASSERT_STATUS(events_key_load(db_path, false, again), PC_OK);
+    ASSERT_EQ(memcmp(key, again, sizeof key), 0);
+    uint8_t box[STORE_EVENT_SECRET_BOX_BYTES_MAX];
+    uint32_t box_bytes;
+    char secret[EVENTS_SECRET_SIZE];
+    ASSERT_STATUS(events_secret_seal(key, "we_1", "whsec_abc", box, &box_bytes), PC_OK);
+    ASSERT_TRUE(memmem(box, box_bytes, "whsec_abc", 9) == NULL);
+    ASSERT_STATUS(events_secret_open(key, "we_1", box, box_bytes, secret), PC_OK);
+    ASSERT_STR_EQ(secret, "whsec_abc");
+    ASSERT_STATUS(events_secret_open(key, "we_2", box, box_bytes, secret), PC_EVENTS_KEY_INVALID);
+    key[0] ^= 1;
+    ASSERT_STATUS(events_secret_open(key, "we_1", box, box_bytes, secret), PC_EVENTS_KEY_INVALID);
+}
+
+int main(void) {
+    ASSERT_TRUE(sodium_init() >= 0);
+    TEST_RUN(test_atomic_with_commit);
+    TEST_RUN(test_pending_resolutions);
+    TEST_RUN(test_emit);
+    TEST_RUN(test_owners);
+    TEST_RUN(test_ids);
+    TEST_RUN(test_signatures);
+    TEST_RUN(test_backoff);
+    TEST_RUN(test_key_file);
+    return test_finish();
+}
