@@ -44,6 +44,12 @@
 #define API_IDEMPOTENCY_KEY_BYTES_MAX 255
 #define API_LIST_LIMIT_MAX 100
 
+/* Operations (GET /v1/stats, the dashboard). */
+#define OBS_STATS_SECONDS 64          /* per-second history: a minute of charts, plus slack */
+#define OBS_STATS_SCOPES_MAX 4096     /* keys with their own figures: as many as API keys */
+#define WEB_ASSET_FILES_MAX 64        /* the built dashboard is a handful of files */
+#define WEB_ASSET_BYTES_MAX (8u * 1024u * 1024u) /* all of them together, held in memory */
+
 static_assert(LEDGER_BATCH_EVENTS_MAX <= WRITER_BATCH_EVENTS_MAX,
               "a full request batch must fit in one writer batch");
 static_assert(WRITER_BATCH_EVENTS_MAX <= WRITER_QUEUE_DEPTH_MAX,

@@ -13,7 +13,7 @@
 #define API_READERS_MAX 256          /* pooled store readers */
 #define API_INFLIGHT_MAX 65536       /* idempotent requests running at once */
 #define API_KEY_HASH_BYTES 32
-#define API_REPLY_HEADERS_MAX 4
+#define API_REPLY_HEADERS_MAX 8   /* the dashboard's files carry six */
 /* Request bodies buffered at once, all connections together: past it a request gets
  * 503 limit_reached instead of the server growing without bound (each body may be up
  * to --body-max, and its parsed JSON several times that). */
@@ -130,6 +130,10 @@ void api_route_risk_reviews(api_request_t *req);
 void api_route_risk_review_approve(api_request_t *req);
 void api_route_risk_review_decline(api_request_t *req);
 void api_route_admin_reload(api_request_t *req);
+/* ops_stats.c, ops_web.c */
+void api_route_stats(api_request_t *req);
+void api_route_dashboard(api_request_t *req);
+void api_route_dashboard_asset(api_request_t *req);
 
 /* Lists: limit (1..API_LIST_LIMIT_MAX, default 10), starting_after, from, to, order.
  * false: 400 query_invalid was replied. */

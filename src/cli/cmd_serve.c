@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/api_ops.h"
 #include "api/api_risk.h"
 #include "cli/cli.h"
 #include "cli/cli_args.h"
@@ -14,7 +15,8 @@
 
 enum { OPT_LISTEN, OPT_DB, OPT_THREADS, OPT_BODY_MAX, OPT_QUEUE_MAX, OPT_LOG_LEVEL,
        OPT_LOG_FILE, OPT_RATE, OPT_BURST, OPT_TIMEOUT, OPT_REQUEST_TIMEOUT, OPT_METRICS_AUTH, OPT_ROUTES, OPT_RISK_MODEL,
-       OPT_RISK_RULES, OPT_RISK_RULES_ONLY, OPT_RISK_REVIEW, OPT_RISK_DECLINE, OPT_COUNT };
+       OPT_RISK_RULES, OPT_RISK_RULES_ONLY, OPT_RISK_REVIEW, OPT_RISK_DECLINE,
+       OPT_WEB_DIR, OPT_VERIFY_INTERVAL, OPT_COUNT };
 
 static void serve_opts(cli_opt opts[OPT_COUNT]) {
     cli_opt defaults[OPT_COUNT] = {
@@ -36,6 +38,8 @@ static void serve_opts(cli_opt opts[OPT_COUNT]) {
         {"risk-rules-only", "PAYCORE_RISK_RULES_ONLY", true, NULL, "score with rules only (no model; /healthz says rules_only)"},
         {"risk-review-threshold", "PAYCORE_RISK_REVIEW_THRESHOLD", false, NULL, "model score at or above: review (default 0.30)"},
         {"risk-decline-threshold", "PAYCORE_RISK_DECLINE_THRESHOLD", false, NULL, "model score at or above: decline (default 0.85)"},
+        {"web-dir", "PAYCORE_WEB_DIR", false, NULL, "the built dashboard served at /dashboard (default: beside the binary)"},
+        {"verify-interval-s", "PAYCORE_VERIFY_INTERVAL_S", false, "0", "verify the journal this often in the background (0: only on POST /v1/verify)"},
     };
     memcpy(opts, defaults, sizeof defaults);
 }
@@ -141,12 +145,26 @@ int cli_serve(int argc, char **argv) {
         obs_log_close();
         return 1;
     }
+    uint64_t verify_interval_s = 0;
+    if (!cli_parse_u64(opts[OPT_VERIFY_INTERVAL].value, &verify_interval_s) || verify_interval_s > 30u * 86400u) {
+        fprintf(stderr, "paycore serve: bad --verify-interval-s '%s'\n", opts[OPT_VERIFY_INTERVAL].value);
+        verify_interval_s = UINT64_MAX;
+    }
+    api_ops_options_t ops = {config.db_path, opts[OPT_WEB_DIR].value, (uint32_t)verify_interval_s};
+    if (verify_interval_s == UINT64_MAX || api_ops_start(server, &ops) != PC_OK) {
+        api_ops_stop();
+        api_server_stop(server);
+        api_risk_stop();
+        obs_log_close();
+        return 1;
+    }
     char fields[160];
     /* the listen address was parsed as IPv4 host:port: safe inside a JSON string */
     snprintf(fields, sizeof fields, "\"listen\":\"%.60s\",\"port\":%u", config.listen,
              (unsigned)api_server_port(server));
     obs_log_notice("listening", fields);
     serve_wait(&signals);
+    api_ops_stop();
     api_server_stop(server);
     api_risk_stop();
     obs_log_notice("stopped", NULL);
