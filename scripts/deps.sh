@@ -7,11 +7,11 @@ set -eu
 cd "$(dirname "$0")/.."
 
 # chromium: the dashboard's browser test; prometheus: promtool for deploy/prometheus;
-# systemd: systemd-analyze verify for deploy/systemd.
+# systemd: systemd-analyze verify for deploy/systemd; podman + runc: the container test.
 PACKAGES="build-essential cmake pkg-config sqlite3 libsqlite3-dev libmicrohttpd-dev \
 libjansson-dev libsodium-dev libcurl4-openssl-dev libxgboost-dev libssl-dev \
 postgresql libpq-dev curl ca-certificates python3 clang libclang-rt-14-dev \
-chromium prometheus systemd"
+chromium prometheus systemd podman runc"
 
 missing=""
 for pkg in $PACKAGES; do

@@ -11,6 +11,7 @@
 #define PAYCORE_STORE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "journal/journal.h"
@@ -56,6 +57,14 @@ void store_tx_rollback(store_tx_t *tx);                 /* frees tx */
 /* Writes every account balance changed since the last checkpoint (a clean stop calls
  * it, so the next start re-derives nothing). Writer thread, outside a batch. */
 PC_MUST_USE pc_status store_checkpoint(store_t *store, const ledger_t *ledger);
+
+/* ---- backup (any process, while a writer runs: sqlite_backup.c) ----
+ * Copies the database at 'db_path' into a new file 'out_path' (mode 0600): one
+ * consistent snapshot read on its own read-only connection, so the writer is never
+ * blocked. Written beside 'out_path' first, made durable, then renamed. On failure
+ * 'detail' says why (for the operator; never an API client). */
+PC_MUST_USE pc_status store_backup(const char *db_path, const char *out_path, uint64_t *pages_out,
+                                   char *detail, size_t detail_bytes);
 
 /* ---- reads (any thread, each with its own reader) ---- */
 PC_MUST_USE pc_status store_reader_open(store_t *store, store_reader_t **out);
