@@ -28,6 +28,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "paycore/limits.h"
 #include "paycore/status.h"
@@ -64,6 +65,11 @@ typedef struct {
 /* routes.c: the one route table; also the source of truth for docs/openapi.yaml. */
 extern const api_route_t api_routes[];
 extern const uint32_t api_route_count;
+/* True when a key of 'scope' may call 'route' (API_AUTH_NONE: any caller, keyless too). */
+bool api_route_allows(const api_route_t *route, api_scope scope);
+/* `paycore serve --routes`: "METHOD PATH WHO" a line; WHO is "none" (no key needed) or
+ * the scopes that may call it, e.g. "admin,read_only" (from api_route_allows). */
+void api_routes_print(FILE *out);
 #define API_ROUTE_PARAMS_MAX 4
 
 /* The caller's key (NULL on API_AUTH_NONE routes). */

@@ -65,8 +65,8 @@ struct api_server {
     char *db_path;
     store_t *store;
     writer_t *writer;
-    pthread_rwlock_t writer_lock;   /* writer_submit (read) vs. shutdown (write) */
-    bool draining;                  /* guarded by writer_lock */
+    pthread_rwlock_t writer_lock;   /* writer_submit (read) vs. the start of shutdown (write) */
+    _Atomic bool draining;          /* set under writer_lock (write); read anywhere */
     struct MHD_Daemon *daemon;
     uint16_t port;
     api_keys_t keys;
@@ -90,6 +90,8 @@ struct api_server {
 
 api_keys_t *api_server_keys(api_server_t *server);
 bool api_server_ready(api_server_t *server);
+/* True from the start of shutdown on (new commands get 503 shutting_down). */
+bool api_server_draining(const api_server_t *server);
 /* Sets what an Idempotency-Key stores instead of the reply (a key's secret is never
  * stored): 'stored' is stolen. Only from an on_done running in the transaction. */
 void api_idem_store_override(api_request_t *req, json_t *stored);
@@ -174,7 +176,8 @@ struct api_request {
     pc_status body_refused;             /* body_too_large, limit_reached, out_of_memory */
     json_t *body_json;
     /* reply */
-    bool replied;
+    _Atomic bool replied;               /* the writer thread may set it (on_done in the
+                                           transaction) while the MHD thread checks it */
     bool recorded;                      /* metrics and access log done */
     int http_status;
     pc_status reply_code;               /* PC_OK for success replies (logs) */

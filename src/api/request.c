@@ -201,7 +201,7 @@ void api_reply_raw(api_request_t *req, int http_status, pc_status code, const ch
     req->http_status = http_status;
     req->reply_code = code;
     req->content_type = content_type;
-    req->replied = true;
+    atomic_store(&req->replied, true);
 }
 
 static void reply_json_code(api_request_t *req, int http_status, pc_status code, json_t *body) {

@@ -1,6 +1,9 @@
 /* api/routes.c: the route table. Adding a route = one line here + its handler file
  * (see api.h). docs/openapi.yaml must list the same routes: tests/api/test_openapi.py
  * compares both. Keep related routes together; order does not matter for matching. */
+#include <stdio.h>
+#include <string.h>
+
 #include "api/api_internal.h"
 
 const api_route_t api_routes[] = {
@@ -20,9 +23,10 @@ const api_route_t api_routes[] = {
     /* risk */
     {"POST", "/v1/risk/decisions", API_AUTH_WRITE, api_route_risk_decide},
     {"POST", "/v1/risk/feedback", API_AUTH_WRITE, api_route_risk_feedback},
-    {"GET", "/v1/risk/reviews", API_AUTH_READ, api_route_risk_reviews},
-    {"POST", "/v1/risk/reviews/{id}/approve", API_AUTH_WRITE, api_route_risk_review_approve},
-    {"POST", "/v1/risk/reviews/{id}/decline", API_AUTH_WRITE, api_route_risk_review_decline},
+    /* the review queue shows every payer's payments: admin (and read_only's GET) only */
+    {"GET", "/v1/risk/reviews", API_AUTH_ADMIN, api_route_risk_reviews},
+    {"POST", "/v1/risk/reviews/{id}/approve", API_AUTH_ADMIN, api_route_risk_review_approve},
+    {"POST", "/v1/risk/reviews/{id}/decline", API_AUTH_ADMIN, api_route_risk_review_decline},
     {"POST", "/v1/admin/reload", API_AUTH_ADMIN, api_route_admin_reload},
     /* operations */
     {"GET", "/metrics", API_AUTH_NONE, api_route_metrics},
@@ -34,3 +38,37 @@ const api_route_t api_routes[] = {
 };
 
 const uint32_t api_route_count = sizeof(api_routes) / sizeof(api_routes[0]);
+
+/* read_only may GET whatever an admin may GET, and nothing else. */
+bool api_route_allows(const api_route_t *route, api_scope scope) {
+    switch (route->auth) {
+    case API_AUTH_NONE:
+    case API_AUTH_READ:
+        return true;
+    case API_AUTH_WRITE:
+        return scope == API_SCOPE_ADMIN || scope == API_SCOPE_MERCHANT;
+    case API_AUTH_ADMIN:
+        return scope == API_SCOPE_ADMIN ||
+               (scope == API_SCOPE_READ_ONLY && strcmp(route->method, "GET") == 0);
+    }
+    return false;
+}
+
+void api_routes_print(FILE *out) {
+    static const api_scope scopes[] = {API_SCOPE_ADMIN, API_SCOPE_MERCHANT, API_SCOPE_READ_ONLY};
+    for (uint32_t i = 0; i < api_route_count; i++) {
+        const api_route_t *route = &api_routes[i];
+        fprintf(out, "%s %s ", route->method, route->pattern);
+        if (route->auth == API_AUTH_NONE) {
+            fputs("none\n", out);
+            continue;
+        }
+        const char *separator = "";
+        for (size_t s = 0; s < sizeof scopes / sizeof scopes[0]; s++) {
+            if (!api_route_allows(route, scopes[s])) continue;
+            fprintf(out, "%s%s", separator, api_scope_name(scopes[s]));
+            separator = ",";
+        }
+        fputc('\n', out);
+    }
+}

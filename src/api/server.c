@@ -117,11 +117,7 @@ static bool header_auth(api_request_t *req) {
         return false;
     }
     req->has_caller = true;
-    /* read_only may GET whatever an admin may GET, and nothing else */
-    bool get = strcmp(req->method, "GET") == 0;
-    bool allowed = req->caller.scope == API_SCOPE_ADMIN || auth == API_AUTH_READ ||
-                   (auth == API_AUTH_WRITE && req->caller.scope == API_SCOPE_MERCHANT) ||
-                   (auth == API_AUTH_ADMIN && get && req->caller.scope == API_SCOPE_READ_ONLY);
+    bool allowed = api_route_allows(route, req->caller.scope);
     if (!allowed) api_reply_error(req, PC_FORBIDDEN, NULL, NULL);
     return allowed;
 }
@@ -153,8 +149,16 @@ static bool header_body(api_request_t *req) {
 
 static void request_record(api_request_t *req, int http_status, const char *code);
 
+/* While draining, every reply closes its connection: keep-alive clients leave and the
+ * stop does not wait for them. */
+static void reply_connection_header(api_request_t *req, struct MHD_Response *response) {
+    if (api_server_draining(req->server)) {
+        MHD_add_response_header(response, MHD_HTTP_HEADER_CONNECTION, "close");
+    }
+}
+
 static enum MHD_Result send_reply(api_request_t *req) {
-    PC_ASSERT(req->replied);
+    PC_ASSERT(atomic_load(&req->replied));
     req->phase = API_PHASE_REPLIED;
     request_record(req, req->http_status, req->reply_code != PC_OK ? pc_status_code(req->reply_code) : "");
     struct MHD_Response *response = MHD_create_response_from_buffer(
@@ -166,6 +170,7 @@ static enum MHD_Result send_reply(api_request_t *req) {
     for (uint32_t i = 0; i < req->reply_header_count; i++) {
         MHD_add_response_header(response, req->reply_headers[i][0], req->reply_headers[i][1]);
     }
+    reply_connection_header(req, response);
     enum MHD_Result result = MHD_queue_response(req->connection, (unsigned)req->http_status, response);
     MHD_destroy_response(response);
     return result;
@@ -185,6 +190,7 @@ static enum MHD_Result send_timeout_reply(api_request_t *req) {
     MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     MHD_add_response_header(response, "X-Request-Id", req->request_id);
     MHD_add_response_header(response, "Retry-After", "1");
+    reply_connection_header(req, response);
     enum MHD_Result result = MHD_queue_response(req->connection, 503, response);
     MHD_destroy_response(response);
     return result;
@@ -197,7 +203,7 @@ static void request_record(api_request_t *req, int http_status, const char *code
     req->recorded = true;
     uint64_t latency_ns = pc_mono_ns() - req->start_ns;
     uint32_t route = req->route_index >= 0 ? (uint32_t)req->route_index : OBS_ROUTES_MAX;
-    obs_metrics_request(route, http_status, latency_ns);
+    obs_metrics_request(route, req->method, http_status, latency_ns);
     api_ops_request_done(req, http_status, latency_ns);
     obs_log_request(req->request_id, req->method, api_route_name(route), http_status, code,
                     latency_ns, req->has_caller ? req->caller.id : NULL);
@@ -233,7 +239,8 @@ static void request_end(api_request_t *req) {
     }
     if (!api_idem_begin(req)) return;
     api_routes[req->route_index].handler(req);
-    if (!req->replied && req->phase != API_PHASE_WAITING) {
+    /* A submitted request belongs to the writer now: its reply is not ours to read. */
+    if (req->phase != API_PHASE_WAITING && !atomic_load(&req->replied)) {
         obs_logf(OBS_LEVEL_ERROR, "route %s made no reply", api_route_name((uint32_t)req->route_index));
         api_reply_error(req, PC_INTERNAL, NULL, NULL);
     }
@@ -251,7 +258,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *connection, c
         *con_cls = req;
         atomic_fetch_add(&server->requests_active, 1);
         request_headers(req);
-        if (req->replied) return send_reply(req);
+        if (atomic_load(&req->replied)) return send_reply(req);
         req->phase = API_PHASE_BODY;
         return MHD_YES;
     }
@@ -357,10 +364,15 @@ static pc_status server_init(api_server_t *server, const api_config_t *config) {
     return api_keys_init(&server->keys, config->rate_per_s, config->rate_burst);
 }
 
+/* Frees what start made, in an order where nothing is freed while something can
+ * still reach it: MHD threads run requests until MHD_stop_daemon returns, so the
+ * writer (read by /metrics) and the store readers go only after it. */
 static void server_free(api_server_t *server) {
-    if (server->daemon != NULL) MHD_stop_daemon(server->daemon);
-    if (server->writer != NULL) writer_stop(server->writer);
+    if (server->writer != NULL) writer_drain(server->writer);
     api_reaper_stop(server);
+    if (server->daemon != NULL) MHD_stop_daemon(server->daemon);
+    writer_free(server->writer);
+    server->writer = NULL;
     pthread_mutex_destroy(&server->waiting_mutex);
     pthread_cond_destroy(&server->waiting_cond);
     for (uint32_t i = 0; i < server->reader_count; i++) store_reader_close(server->readers[i]);
@@ -393,25 +405,26 @@ pc_status api_server_start(api_server_t **out, const api_config_t *config) {
 }
 
 bool api_server_ready(api_server_t *server) {
-    pthread_rwlock_rdlock(&server->writer_lock);
-    bool ready = server->writer != NULL && !server->draining;
-    pthread_rwlock_unlock(&server->writer_lock);
-    return ready;
+    return server->writer != NULL && !atomic_load(&server->draining);
 }
 
+bool api_server_draining(const api_server_t *server) {
+    return atomic_load(&server->draining);
+}
+
+/* SIGTERM: stop accepting, refuse new commands, drain the writer (every queued command
+ * commits and its request is answered), let the answers leave, stop MHD, then free.
+ * The writer stays allocated until MHD has stopped: a request still running (a
+ * /metrics scrape on a keep-alive connection) may read it until then. */
 void api_server_stop(api_server_t *server) {
     int listen_fd = MHD_quiesce_daemon(server->daemon); /* no new connections */
     if (listen_fd >= 0) close(listen_fd);
-    pthread_rwlock_wrlock(&server->writer_lock);
-    server->draining = true; /* new commands: 503 shutting_down */
-    writer_t *writer = server->writer;
+    pthread_rwlock_wrlock(&server->writer_lock); /* waits out submits in progress */
+    atomic_store(&server->draining, true);       /* new commands: 503 shutting_down */
     pthread_rwlock_unlock(&server->writer_lock);
-    writer_stop(writer); /* commits what is queued; every done() resumes its request */
-    pthread_rwlock_wrlock(&server->writer_lock);
-    server->writer = NULL;
-    pthread_rwlock_unlock(&server->writer_lock);
-    api_reaper_stop(server); /* nothing waits for the writer any more */
-    /* let the last answers leave before the connections close (bounded: 10 s) */
+    writer_drain(server->writer); /* commits what is queued; every done() resumes its request */
+    api_reaper_stop(server);      /* nothing waits for the writer any more */
+    /* let the last answers leave (replies now carry Connection: close); bounded: 10 s */
     for (int waited_ms = 0; waited_ms < 10000; waited_ms += 10) {
         if (atomic_load(&server->requests_active) == 0) break;
         struct timespec pause = {.tv_sec = 0, .tv_nsec = 10 * 1000 * 1000};

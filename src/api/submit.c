@@ -288,7 +288,7 @@ static void submit_done(writer_cmd_t *cmd, pc_status commit_status) {
 
 void api_submit(api_request_t *req, writer_cmd_t *cmd, api_in_tx_fn in_tx, api_done_fn on_done) {
     PC_ASSERT(on_done != NULL);
-    PC_ASSERT(!req->replied);
+    PC_ASSERT(!atomic_load(&req->replied));
     req->cmd = cmd;
     req->in_tx = in_tx;
     req->on_done = on_done;
@@ -297,7 +297,7 @@ void api_submit(api_request_t *req, writer_cmd_t *cmd, api_in_tx_fn in_tx, api_d
     cmd->in_transaction = in_tx != NULL || req->idem_key != NULL ? submit_in_tx : NULL;
     api_server_t *server = req->server;
     pthread_rwlock_rdlock(&server->writer_lock);
-    if (server->draining || server->writer == NULL) {
+    if (atomic_load(&server->draining) || server->writer == NULL) {
         pthread_rwlock_unlock(&server->writer_lock);
         api_reply_error(req, PC_SHUTTING_DOWN, NULL, NULL);
         api_reply_header(req, "Retry-After", "1");
@@ -337,5 +337,5 @@ void api_submit_finish(api_request_t *req) {
         return;
     }
     if (req->on_done != NULL) req->on_done(req, req->cmd);
-    PC_ASSERT(req->replied);
+    PC_ASSERT(atomic_load(&req->replied));
 }

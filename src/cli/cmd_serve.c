@@ -32,7 +32,7 @@ static void serve_opts(cli_opt opts[OPT_COUNT]) {
         {"timeout-s", "PAYCORE_TIMEOUT_S", false, "30", "close connections idle or stalled this long"},
         {"request-timeout-ms", "PAYCORE_REQUEST_TIMEOUT_MS", false, "30000", "answer 503 request_timeout after waiting this long for the writer (0: never)"},
         {"metrics-auth", "PAYCORE_METRICS_AUTH", true, NULL, "require an API key for /metrics"},
-        {"routes", NULL, true, NULL, "print the route table (METHOD PATH AUTH) and exit"},
+        {"routes", NULL, true, NULL, "print the route table (METHOD PATH WHO: none, or the key scopes that may call it) and exit"},
         {"risk-model", "PAYCORE_RISK_MODEL", false, NULL, "risk model (paycore risk train); missing or corrupt: error at start"},
         {"risk-rules", "PAYCORE_RISK_RULES", false, NULL, "risk rules file (docs/risk.md); SIGHUP or POST /v1/admin/reload reloads"},
         {"risk-rules-only", "PAYCORE_RISK_RULES_ONLY", true, NULL, "score with rules only (no model; /healthz says rules_only)"},
@@ -113,10 +113,7 @@ int cli_serve(int argc, char **argv) {
         return 2;
     }
     if (opts[OPT_ROUTES].value != NULL) {
-        static const char *const auth_names[] = {"none", "read", "write", "admin"};
-        for (uint32_t i = 0; i < api_route_count; i++) {
-            printf("%s %s %s\n", api_routes[i].method, api_routes[i].pattern, auth_names[api_routes[i].auth]);
-        }
+        api_routes_print(stdout);
         return 0;
     }
     if (!obs_log_open(opts[OPT_LOG_FILE].value, level)) {

@@ -1,5 +1,5 @@
-/* obs/metrics.c: counters kept with relaxed atomics (requests by route and status, a
- * latency histogram) and rendered by hand in the Prometheus text format 0.0.4: the
+/* obs/metrics.c: counters kept with relaxed atomics (requests by method, route and
+ * status, a latency histogram) and rendered by hand in the Prometheus text format 0.0.4: the
  * format is small, a library would add nothing. */
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -10,9 +10,15 @@
 #include "obs/obs.h"
 
 /* The HTTP statuses paycore answers with; anything else counts as "other". */
-static const int metric_statuses[] = {200, 201, 400, 401, 403, 404, 405, 409,
-                                      413, 415, 422, 429, 500, 503, 0};
+static const int metric_statuses[] = {200, 201, 400, 401, 403, 404, 405, 408, 409,
+                                      413, 415, 422, 429, 499, 500, 503, 0};
 #define STATUS_SLOTS (sizeof(metric_statuses) / sizeof(metric_statuses[0]))
+
+/* The methods a request is counted under (request.c lets only these through; the
+ * last slot counts anything else). GET and POST of one route are two series. */
+static const char *const metric_methods[] = {"GET", "POST", "DELETE", "PUT", "PATCH",
+                                             "HEAD", "OPTIONS", "OTHER"};
+#define METHOD_SLOTS (sizeof(metric_methods) / sizeof(metric_methods[0]))
 
 /* Request latency buckets, seconds. */
 static const double latency_bounds_s[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
@@ -21,7 +27,7 @@ static const double latency_bounds_s[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.
 
 static const char *route_names[OBS_ROUTES_MAX + 1];
 static uint32_t route_count;
-static _Atomic uint64_t request_counts[OBS_ROUTES_MAX + 1][STATUS_SLOTS];
+static _Atomic uint64_t request_counts[OBS_ROUTES_MAX + 1][METHOD_SLOTS][STATUS_SLOTS];
 static _Atomic uint64_t latency_counts[LATENCY_SLOTS];
 static _Atomic uint64_t latency_ns_total;
 
@@ -38,10 +44,18 @@ static uint32_t status_slot(int http_status) {
     return STATUS_SLOTS - 1;
 }
 
-void obs_metrics_request(uint32_t route_index, int http_status, uint64_t latency_ns) {
+static uint32_t method_slot(const char *method) {
+    for (uint32_t i = 0; i + 1 < METHOD_SLOTS; i++) {
+        if (strcmp(metric_methods[i], method) == 0) return i;
+    }
+    return METHOD_SLOTS - 1;
+}
+
+void obs_metrics_request(uint32_t route_index, const char *method, int http_status,
+                         uint64_t latency_ns) {
     if (route_index >= route_count) route_index = OBS_ROUTES_MAX;
-    atomic_fetch_add_explicit(&request_counts[route_index][status_slot(http_status)], 1,
-                              memory_order_relaxed);
+    _Atomic uint64_t *count = &request_counts[route_index][method_slot(method)][status_slot(http_status)];
+    atomic_fetch_add_explicit(count, 1, memory_order_relaxed);
     double latency_s = (double)latency_ns / 1e9;
     uint32_t slot = 0;
     while (slot < LATENCY_SLOTS - 1 && latency_s > latency_bounds_s[slot]) slot++;
@@ -79,20 +93,26 @@ static void buf_printf(metrics_buf *buf, const char *format, ...) {
     buf->failed = true;
 }
 
-static void render_requests(metrics_buf *buf) {
-    buf_printf(buf, "# HELP paycore_http_requests_total HTTP requests by route and status.\n"
-                    "# TYPE paycore_http_requests_total counter\n");
-    for (uint32_t r = 0; r <= OBS_ROUTES_MAX; r++) {
-        if (r >= route_count && r != OBS_ROUTES_MAX) continue;
+static void render_route_requests(metrics_buf *buf, uint32_t r) {
+    for (uint32_t m = 0; m < METHOD_SLOTS; m++) {
         for (uint32_t s = 0; s < STATUS_SLOTS; s++) {
-            uint64_t n = atomic_load_explicit(&request_counts[r][s], memory_order_relaxed);
+            uint64_t n = atomic_load_explicit(&request_counts[r][m][s], memory_order_relaxed);
             if (n == 0) continue;
             char status_text[16];
             if (metric_statuses[s] == 0) snprintf(status_text, sizeof status_text, "other");
             else snprintf(status_text, sizeof status_text, "%d", metric_statuses[s]);
-            buf_printf(buf, "paycore_http_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
-                       route_names[r], status_text, (unsigned long long)n);
+            buf_printf(buf, "paycore_http_requests_total{method=\"%s\",route=\"%s\",status=\"%s\"} %llu\n",
+                       metric_methods[m], route_names[r], status_text, (unsigned long long)n);
         }
+    }
+}
+
+static void render_requests(metrics_buf *buf) {
+    buf_printf(buf, "# HELP paycore_http_requests_total HTTP requests by method, route and status.\n"
+                    "# TYPE paycore_http_requests_total counter\n");
+    for (uint32_t r = 0; r <= OBS_ROUTES_MAX; r++) {
+        if (r >= route_count && r != OBS_ROUTES_MAX) continue;
+        render_route_requests(buf, r);
     }
 }
 

@@ -40,8 +40,10 @@ void obs_log_request(const char *request_id, const char *method, const char *rou
 #define OBS_ROUTES_MAX 64
 /* Route names are registered once at start (index = route index). */
 void obs_metrics_init(const char *const *route_names, uint32_t route_count);
-/* One finished request: route_index < route_count, or OBS_ROUTES_MAX for "unmatched". */
-void obs_metrics_request(uint32_t route_index, int http_status, uint64_t latency_ns);
+/* One finished request: route_index < route_count, or OBS_ROUTES_MAX for "unmatched";
+ * 'method' is the request's ("GET", ...; any other name counts as "OTHER"). */
+void obs_metrics_request(uint32_t route_index, const char *method, int http_status,
+                         uint64_t latency_ns);
 
 /* Writer figures sampled at scrape time (writer_stats). */
 typedef struct {

@@ -34,6 +34,7 @@ struct writer {
     writer_cmd_t *queue_tail;
     uint32_t queue_events;
     bool stopping;
+    bool drained;             /* writer_drain ran (only its caller's thread reads it after) */
     writer_stats_t stats;     /* guarded by mutex */
 };
 
@@ -312,23 +313,36 @@ pc_status writer_submit_wait(writer_t *writer, writer_cmd_t *cmd) {
     return status;
 }
 
-void writer_stop(writer_t *writer) {
+void writer_drain(writer_t *writer) {
     if (writer == NULL) return;
     pthread_mutex_lock(&writer->mutex);
+    bool drained = writer->drained;
     writer->stopping = true;
+    writer->drained = true;
     pthread_cond_signal(&writer->work);
     pthread_mutex_unlock(&writer->mutex);
+    if (drained) return;
     pthread_join(writer->thread, NULL);
     pc_status status = store_checkpoint(writer->store, writer->ledger);
     if (status != PC_OK) {
         fprintf(stderr, "{\"level\":\"error\",\"msg\":\"final checkpoint failed\",\"code\":\"%s\",\"detail\":\"%s\"}\n",
                 pc_status_code(status), store_error_detail(writer->store));
     }
+}
+
+void writer_free(writer_t *writer) {
+    if (writer == NULL) return;
+    PC_ASSERT(writer->drained);
     ledger_close(writer->ledger);
     journal_key_wipe(&writer->key);
     pthread_cond_destroy(&writer->work);
     pthread_mutex_destroy(&writer->mutex);
     free(writer);
+}
+
+void writer_stop(writer_t *writer) {
+    writer_drain(writer);
+    writer_free(writer);
 }
 
 void writer_stats(writer_t *writer, writer_stats_t *out) {

@@ -71,7 +71,14 @@ PC_MUST_USE pc_status writer_start(writer_t **out, store_t *store, const char *k
 PC_MUST_USE pc_status writer_submit(writer_t *writer, writer_cmd_t *cmd);
 /* Enqueues and waits for completion; returns the commit status. */
 PC_MUST_USE pc_status writer_submit_wait(writer_t *writer, writer_cmd_t *cmd);
-/* Stops accepting, commits everything queued, stops the thread, frees. */
+/* Stops accepting, commits everything queued, stops the thread and writes the final
+ * balance snapshot. The writer stays readable (writer_stats) until writer_free, so a
+ * server can drain it while requests still read its figures, and free it once
+ * nothing can reach it any more. */
+void writer_drain(writer_t *writer);
+/* Frees a drained writer. */
+void writer_free(writer_t *writer);
+/* writer_drain, then writer_free. */
 void writer_stop(writer_t *writer);
 void writer_stats(writer_t *writer, writer_stats_t *out);
 /* The ledger, for tests and offline tools only (not while the writer runs batches). */

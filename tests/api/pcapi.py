@@ -15,6 +15,8 @@ import time
 BIN = os.environ.get("PAYCORE_BIN", os.path.join(os.path.dirname(__file__), "../../build/paycore"))
 SANITIZED = os.environ.get("PAYCORE_SANITIZED") == "1"
 TIMEOUT_S = 60 if SANITIZED else 20
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "WARNING: ThreadSanitizer", "ERROR: LeakSanitizer",
+                     "runtime error:")
 
 
 def fail(message):
@@ -25,6 +27,15 @@ def fail(message):
 def check(condition, message):
     if not condition:
         fail(message)
+
+
+def missing_input(what, how):
+    """An input the test needs is absent: under CI (env CI set) a failure; elsewhere
+    exit 77, which CTest reports as "Skipped" (never "Passed"), saying how to provide it."""
+    if os.environ.get("CI"):
+        fail("missing input under CI: %s (%s)" % (what, how))
+    print("MISSING INPUT (not run): %s; %s" % (what, how))
+    sys.exit(77)
 
 
 class Server:
@@ -85,7 +96,14 @@ class Server:
             self.proc.wait()
             fail("server did not stop on signal %d" % sig)
         self.proc = None
+        self.check_sanitizers()
         return code
+
+    def check_sanitizers(self):
+        """A sanitizer report in the server's log fails the test, whatever its exit code."""
+        log = self.log()
+        for marker in SANITIZER_MARKERS:
+            check(marker not in log, "sanitizer report in the server log:\n" + log[-6000:])
 
     def log(self):
         return open(self.log_path).read() if self.log_path else ""

@@ -27,6 +27,9 @@ def parse_metrics(text):
             m = SAMPLE.match(line)
             check(m is not None, "not a Prometheus sample line: %r" % line)
             samples.append((m.group(1), m.group(3) or "", float(m.group(5))))
+    series = [(name, labels) for name, labels, _ in samples]
+    repeated = sorted(set(s for s in series if series.count(s) > 1))
+    check(not repeated, "a series appears more than once: %r" % repeated[:3])
     return types, samples
 
 
@@ -45,6 +48,7 @@ def check_histograms(types, samples):
 def test_metrics(server):
     c = server.client()
     expect(c.post("/v1/accounts", {"accounts": [account("a"), account("b")]}), 200, what="accounts")
+    expect(c.get("/v1/accounts"), 200, what="list: GET and POST of one route, both 200")
     for i in range(5):
         expect(c.post("/v1/transfers", transfer("t%d" % i, "a", "b", 10)), 201, what="transfer")
     expect(c.get("/v1/accounts/zz"), 404, what="a 404")
@@ -56,21 +60,25 @@ def test_metrics(server):
         by_name.setdefault(n, []).append((labels, v))
     check(by_name["paycore_transfers_committed_total"][0][1] == 5, "5 transfers committed")
     check(by_name["paycore_accounts_committed_total"][0][1] == 2, "2 accounts committed")
-    check(('route="/v1/transfers",status="201"', 5.0) in by_name["paycore_http_requests_total"], "201 x5 counted")
-    check(('route="/v1/accounts/{id}",status="404"', 1.0) in by_name["paycore_http_requests_total"], "404 counted")
+    requests = by_name["paycore_http_requests_total"]
+    check(('method="POST",route="/v1/transfers",status="201"', 5.0) in requests, "201 x5 counted")
+    check(('method="GET",route="/v1/accounts/{id}",status="404"', 1.0) in requests, "404 counted")
+    check(('method="POST",route="/v1/accounts",status="200"', 1.0) in requests, "POST /v1/accounts counted")
+    check(('method="GET",route="/v1/accounts",status="200"', 1.0) in requests, "GET /v1/accounts counted")
     check(types.get("paycore_writer_queue_depth") == "gauge", "queue depth gauge")
     check(by_name["paycore_build_info"][0][1] == 1, "build info")
     promtool_check(r.raw)
 
 
 def promtool_check(text):
-    """`promtool check metrics` when Debian's prometheus package is installed (it is
-    not a dependency: the parser above always runs). Risk metrics are linted by the
-    risk tests' owners; the API's own must come out clean."""
+    """`promtool check metrics` (Debian's prometheus package, installed by
+    scripts/deps.sh): the output must lint clean. Risk metrics are linted by the risk
+    tests' owners; the API's own must come out clean. A missing promtool fails."""
     import shutil
     import subprocess
-    if shutil.which("promtool") is None:
-        return
+    check(shutil.which("promtool") is not None,
+          "promtool not found: install Debian's prometheus package (sh scripts/deps.sh, "
+          "or apt-get install prometheus)")
     out = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True,
                          timeout=30)
     problems = [l for l in (out.stdout + out.stderr).splitlines()

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "risk/risk.h"
+#include "test.h"
 
 /* A card-present USD payment by 'payer' at 'payee'; callers change what they test. */
 static inline risk_auth_t auth_make(int64_t ts_s, const char *payer, const char *payee,
@@ -34,12 +35,18 @@ static inline void temp_path(char *out, size_t out_bytes, const char *name) {
     unlink(out);
 }
 
-/* The dev data, or NULL (the test then skips with a message). */
+#define DEV_DATA_HOW "set PAYCORE_SHARED to the directory holding data/payments_dev.csv " \
+                     "(the project's ../shared) before 'make test'"
+
+/* The dev data, or NULL after test_input_missing() (a failure under CI). */
 static inline const char *dev_data_path(char *buf, size_t buf_bytes) {
     const char *shared = getenv("PAYCORE_SHARED");
-    if (shared == NULL) return NULL;
-    snprintf(buf, buf_bytes, "%s/data/payments_dev.csv", shared);
-    return access(buf, R_OK) == 0 ? buf : NULL;
+    snprintf(buf, buf_bytes, "%s/data/payments_dev.csv", shared ? shared : "(PAYCORE_SHARED unset)");
+    if (shared != NULL && access(buf, R_OK) == 0) return buf;
+    char what[600];
+    snprintf(what, sizeof what, "dev data %s", buf);
+    test_input_missing(what, DEV_DATA_HOW);
+    return NULL;
 }
 
 #endif

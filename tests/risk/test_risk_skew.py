@@ -1,7 +1,8 @@
 """Goal: no training/serving skew. The server, fed an authorization stream over HTTP,
 scores every row exactly as `paycore risk eval` does offline (same features, same
 model), and `paycore risk train` prints its contract line.
-Method: train on a slice of the dev data (skipped with a message when absent), eval
+Method: train on a slice of the dev data (PAYCORE_SHARED/data/payments_dev.csv; absent:
+a failure under CI, else reported not run with how to provide it), eval
 the slice, replay the slice through a real server with that model, compare the
 metric values; also a corrupt model file stops the server at start."""
 import os
@@ -10,7 +11,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "api"))
-from pcapi import BIN, Server, check  # noqa: E402
+from pcapi import BIN, Server, check, missing_input  # noqa: E402
 
 ROWS = 25000
 
@@ -22,9 +23,10 @@ def metrics(line):
 def main():
     shared = os.environ.get("PAYCORE_SHARED", "")
     data = os.path.join(shared, "data", "payments_dev.csv")
-    if not os.path.exists(data):
-        print("skip: dev data not found (PAYCORE_SHARED/data/payments_dev.csv)")
-        return
+    if not shared or not os.path.exists(data):
+        missing_input("dev data %s" % (data if shared else "(PAYCORE_SHARED unset)"),
+                      "set PAYCORE_SHARED to the directory holding data/payments_dev.csv "
+                      "(the project's ../shared) before 'make test'")
     server = Server()
     try:
         slice_path = os.path.join(server.dir, "slice.csv")
