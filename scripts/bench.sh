@@ -8,3 +8,4 @@ for bench in "$build"/bench_*; do
     "$bench" "--$mode"
 done
 sh "$(dirname "$0")/bench_api.sh" "$build" "$mode"
+sh "$(dirname "$0")/bench_capacity.sh" "$build" "$mode"
