@@ -6,7 +6,6 @@
  * writer keeps committing meanwhile. */
 #include <errno.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,55 +121,33 @@ void api_ops_verify_stop(void) {
 
 /* ---------------------------------------------------------------- metrics */
 
-typedef struct {
-    char *text;
-    size_t bytes;
-    size_t capacity;
-    bool failed;
-} ops_text;
+/* The operations metrics are a few fixed lines: rendered into one block, appended once. */
+#define OPS_METRICS_BYTES_MAX 2048
 
-static void put(ops_text *out, const char *format, ...) __attribute__((format(printf, 2, 3)));
-static void put(ops_text *out, const char *format, ...) {
-    for (int attempt = 0; attempt < 2 && !out->failed; attempt++) {
-        va_list args;
-        va_start(args, format);
-        int n = vsnprintf(out->text + out->bytes, out->capacity - out->bytes, format, args);
-        va_end(args);
-        if (n < 0) break;
-        if ((size_t)n < out->capacity - out->bytes) {
-            out->bytes += (size_t)n;
-            return;
-        }
-        size_t capacity = out->capacity * 2 + (size_t)n + 1;
-        char *grown = realloc(out->text, capacity);
-        if (grown == NULL) break;
-        out->text = grown;
-        out->capacity = capacity;
-    }
-    out->failed = true;
-}
-
-static void put_verify(ops_text *out, const api_ops_verify_state_t *s) {
-    put(out, "# HELP paycore_journal_verify_runs_total Journal verifications by result: ok, "
-             "failed (a discrepancy), error (could not run).\n"
-             "# TYPE paycore_journal_verify_runs_total counter\n"
-             "paycore_journal_verify_runs_total{result=\"ok\"} %llu\n"
-             "paycore_journal_verify_runs_total{result=\"failed\"} %llu\n"
-             "paycore_journal_verify_runs_total{result=\"error\"} %llu\n"
-             "# HELP paycore_journal_verify_interval_seconds Seconds between periodic "
-             "verifications (0: only on request).\n"
-             "# TYPE paycore_journal_verify_interval_seconds gauge\n"
-             "paycore_journal_verify_interval_seconds %u\n",
-        (unsigned long long)s->runs_ok, (unsigned long long)s->runs_failed,
+static int render_metrics(char *out, size_t room, const api_ops_verify_state_t *s, uint32_t queue_max) {
+    int n = snprintf(out, room,
+        "# HELP paycore_writer_queue_capacity Events the writer queue holds before answering 503 "
+        "writer_queue_full (--queue-max).\n"
+        "# TYPE paycore_writer_queue_capacity gauge\npaycore_writer_queue_capacity %u\n"
+        "# HELP paycore_journal_verify_runs_total Journal verifications by result: ok, failed (a "
+        "discrepancy), error (could not run).\n"
+        "# TYPE paycore_journal_verify_runs_total counter\n"
+        "paycore_journal_verify_runs_total{result=\"ok\"} %llu\n"
+        "paycore_journal_verify_runs_total{result=\"failed\"} %llu\n"
+        "paycore_journal_verify_runs_total{result=\"error\"} %llu\n"
+        "# HELP paycore_journal_verify_interval_seconds Seconds between periodic verifications (0: "
+        "only on request).\n"
+        "# TYPE paycore_journal_verify_interval_seconds gauge\npaycore_journal_verify_interval_seconds %u\n",
+        queue_max, (unsigned long long)s->runs_ok, (unsigned long long)s->runs_failed,
         (unsigned long long)s->runs_error, s->interval_s);
-    if (!s->known) return; /* no verification yet: no "last" figures to report */
-    put(out, "# HELP paycore_journal_verify_last_ok 1 when the last verification passed, 0 "
-             "when it failed or could not run.\n"
-             "# TYPE paycore_journal_verify_last_ok gauge\npaycore_journal_verify_last_ok %d\n"
-             "# HELP paycore_journal_verify_last_run_timestamp_seconds When the last "
-             "verification finished.\n"
-             "# TYPE paycore_journal_verify_last_run_timestamp_seconds gauge\n"
-             "paycore_journal_verify_last_run_timestamp_seconds %llu\n",
+    if (!s->known || n < 0 || (size_t)n >= room) return n; /* none ran yet: no "last" figures */
+    return n + snprintf(out + n, room - (size_t)n,
+        "# HELP paycore_journal_verify_last_ok 1 when the last verification passed, 0 when it failed "
+        "or could not run.\n"
+        "# TYPE paycore_journal_verify_last_ok gauge\npaycore_journal_verify_last_ok %d\n"
+        "# HELP paycore_journal_verify_last_run_timestamp_seconds When the last verification finished.\n"
+        "# TYPE paycore_journal_verify_last_run_timestamp_seconds gauge\n"
+        "paycore_journal_verify_last_run_timestamp_seconds %llu\n",
         s->ok ? 1 : 0, (unsigned long long)s->at_s);
 }
 
@@ -178,16 +155,12 @@ char *api_ops_metrics_append(char *text, size_t *bytes, const api_server_t *serv
     if (text == NULL) return NULL;
     api_ops_verify_state_t state;
     api_ops_verify_state(&state);
-    ops_text out = {text, *bytes, *bytes + 1, false};
-    put(&out, "# HELP paycore_writer_queue_capacity Events the writer queue holds before "
-              "answering 503 writer_queue_full (--queue-max).\n"
-              "# TYPE paycore_writer_queue_capacity gauge\npaycore_writer_queue_capacity %u\n",
-        server->config.queue_events_max);
-    put_verify(&out, &state);
-    if (out.failed) {
-        if (out.text != NULL) out.text[*bytes] = '\0';
-        return out.text;
-    }
-    *bytes = out.bytes;
-    return out.text;
+    char block[OPS_METRICS_BYTES_MAX];
+    int n = render_metrics(block, sizeof block, &state, server->config.queue_events_max);
+    PC_ASSERT(n > 0 && (size_t)n < sizeof block);
+    char *grown = realloc(text, *bytes + (size_t)n + 1);
+    if (grown == NULL) return text; /* as api_risk_metrics_append: the text so far */
+    memcpy(grown + *bytes, block, (size_t)n + 1);
+    *bytes += (size_t)n;
+    return grown;
 }
