@@ -55,4 +55,22 @@ static_assert(LEDGER_BATCH_EVENTS_MAX <= WRITER_BATCH_EVENTS_MAX,
 static_assert(WRITER_BATCH_EVENTS_MAX <= WRITER_QUEUE_DEPTH_MAX,
               "a full writer batch must fit in the queue");
 
+/* Channel simulators (docs/channels.md). */
+#define SIM_BODY_BYTES_MAX (64 * 1024)          /* the largest request is a few hundred bytes */
+#define SIM_AMOUNT_MINOR_MAX 1000000000000000LL /* 10^15: above any real payment; a sum of
+                                                   thousands of them stays far from int64 */
+#define SIM_REF_BYTES_MAX 255                   /* merchant_ref, reference */
+#define SIM_URL_BYTES_MAX 2048                  /* callback_url: what browsers accept */
+#define SIM_PATH_BYTES_MAX 1024                 /* request paths and file paths */
+#define SIM_ID_SIZE PC_ID_SIZE                  /* keys and ids share paycore's id rules */
+#define SIM_CHALLENGE_CODE_BYTES_MAX 32
+#define SIM_OUTAGES_MAX 16                      /* windows in one fault config */
+#define SIM_HOLD_MS_MAX 600000                  /* a held timeout: ten minutes at most */
+#define SIM_LATENCY_MS_MAX 600000               /* one simulated latency */
+#define SIM_DISCREPANCY_COUNT_MAX 100           /* rows one injected discrepancy touches */
+#define SIM_CONNECTIONS_MAX 1024                /* a thread each: bounded memory */
+#define SIM_DATA_ENTRIES_MAX 100000             /* cardholders or accounts in a --data file */
+#define SIM_REPORT_ROWS_MAX 1000000             /* one day's settlement report */
+#define SIM_CALLBACK_RETRY_MS_MAX 3600000       /* retries never wait longer than an hour */
+
 #endif

@@ -13,6 +13,7 @@ int cli_key(int argc, char **argv);
 int cli_load(int argc, char **argv);     /* cmd_load.c: HTTP load generator */
 int cli_risk(int argc, char **argv);     /* cmd_risk.c: risk train / eval / replay */
 int cli_docs(int argc, char **argv);     /* cmd_docs.c: generated docs (errors.md) */
+int cli_simulator(int argc, char **argv); /* cmd_simulator.c: a payment channel simulator */
 
 /* True when argv holds --help or -h. */
 int cli_wants_help(int argc, char **argv);

@@ -21,6 +21,7 @@ static const cli_command commands[] = {
     {"load", cli_load, "HTTP load generator against a server"},
     {"risk", cli_risk, "train|eval|replay the risk model"},
     {"docs", cli_docs, "print generated documentation (errors)"},
+    {"simulator", cli_simulator, "run a payment channel simulator: card|wallet|bank"},
 };
 
 static void usage(FILE *out) {

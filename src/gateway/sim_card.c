@@ -1,0 +1,532 @@
+/* gateway/sim_card.c: the card simulator (acquirer + network + issuer in one). ISO 8583
+ * response codes; test cards that force each code; cardholders with balances and holds
+ * so that 51 happens by itself; 3-D Secure challenges; partial captures, voids,
+ * refunds bounded by what was captured. Every handler runs under the simulator's lock
+ * inside the request's record transaction (sim_server.c). */
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "gateway/sim_internal.h"
+
+#define CARD_NUMBER_SIZE 20
+#define CARD_3DS_PREFIX "4000002760"
+
+typedef struct {
+    char id[SIM_ID_SIZE];
+    char number[CARD_NUMBER_SIZE];
+    char status[24];              /* approved, declined, challenge_required, voided */
+    char response_code[4];
+    int64_t amount;
+    char currency[4];
+    int64_t captured_total;
+    int64_t refunded_total;
+    char challenge_state[12];     /* pending, completed, failed, or "" */
+    bool capture_requested;
+    char merchant_ref[SIM_REF_BYTES_MAX + 1];
+} card_auth_t;
+
+/* Numbers that force one code: 4000 0000 0000 0RRc forces RR. */
+static const struct {
+    const char *number;
+    const char *code;
+} forcing_cards[] = {
+    {"4000000000000002", "00"}, {"4000000000000051", "05"}, {"4000000000000143", "14"},
+    {"4000000000000515", "51"}, {"4000000000000549", "54"}, {"4000000000000572", "57"},
+    {"4000000000000614", "61"}, {"4000000000000911", "91"}, {"4000000000000960", "96"},
+};
+
+/* Numbers that approve without a balance (demo, benchmarks). */
+static const char *const unlimited_cards[] = {"4242424242424242", "4000000000000002"};
+
+static const char *code_message(const char *code) {
+    static const struct { const char *code, *message; } messages[] = {
+        {"00", "approved"}, {"05", "do not honour"}, {"14", "invalid card number"},
+        {"51", "insufficient funds"}, {"54", "expired card"}, {"57", "transaction not permitted"},
+        {"61", "exceeds amount limit"}, {"91", "issuer unavailable"}, {"96", "system malfunction"},
+        {"1A", "additional customer authentication required"}};
+    for (size_t i = 0; i < sizeof messages / sizeof messages[0]; i++) {
+        if (strcmp(messages[i].code, code) == 0) return messages[i].message;
+    }
+    return "declined";
+}
+
+static bool luhn_valid(const char *number) {
+    size_t digits = strlen(number);
+    int sum = 0;
+    for (size_t i = 0; i < digits; i++) {
+        int digit = number[digits - 1 - i] - '0';
+        if (i % 2 == 1) digit = digit * 2 > 9 ? digit * 2 - 9 : digit * 2;
+        sum += digit;
+    }
+    return sum % 10 == 0;
+}
+
+static const char *forced_code(const char *number) {
+    for (size_t i = 0; i < sizeof forcing_cards / sizeof forcing_cards[0]; i++) {
+        if (strcmp(forcing_cards[i].number, number) == 0) return forcing_cards[i].code;
+    }
+    return NULL;
+}
+
+static bool card_unlimited(const char *number) {
+    for (size_t i = 0; i < sizeof unlimited_cards / sizeof unlimited_cards[0]; i++) {
+        if (strcmp(unlimited_cards[i], number) == 0) return true;
+    }
+    return false;
+}
+
+static bool card_expired(int64_t exp_month, int64_t exp_year) {
+    time_t now = (time_t)(sim_wall_ms() / 1000);
+    struct tm utc;
+    gmtime_r(&now, &utc);
+    int64_t this_month = (int64_t)(utc.tm_year + 1900) * 12 + utc.tm_mon;
+    return exp_year * 12 + (exp_month - 1) < this_month;
+}
+
+/* ---- cardholders ---- */
+
+typedef struct {
+    int64_t balance;
+    int64_t held;
+    int64_t amount_limit;
+} cardholder_t;
+
+/* Reads (creating with the defaults) the cardholder of 'number' in 'currency'. */
+static bool cardholder_get(sim_t *sim, const char *number, const char *currency, cardholder_t *out) {
+    if (!sim_db_run(&sim->db, "INSERT OR IGNORE INTO cardholders(number, currency, balance, held, amount_limit)"
+                    " VALUES (?, ?, ?, 0, ?)", "ssii", number, currency, sim->config.card_balance_minor,
+                    sim->config.card_amount_limit_minor)) {
+        return false;
+    }
+    sqlite3_stmt *stmt = sim_db_query(&sim->db, "SELECT balance, held, amount_limit FROM cardholders"
+                                      " WHERE number = ? AND currency = ?", "ss", number, currency);
+    if (stmt == NULL || sqlite3_step(stmt) != SQLITE_ROW) {
+        if (stmt != NULL) sqlite3_reset(stmt);
+        return false;
+    }
+    out->balance = sqlite3_column_int64(stmt, 0);
+    out->held = sqlite3_column_int64(stmt, 1);
+    out->amount_limit = sqlite3_column_int64(stmt, 2);
+    sqlite3_reset(stmt);
+    return true;
+}
+
+/* Moves a cardholder's balance and holds (unlimited cards have none). */
+static bool cardholder_move(sim_t *sim, const char *number, const char *currency, int64_t balance_delta,
+                            int64_t held_delta) {
+    if (card_unlimited(number)) return true;
+    return sim_db_run(&sim->db, "UPDATE cardholders SET balance = balance + ?, held = held + ?"
+                      " WHERE number = ? AND currency = ?", "iiss", balance_delta, held_delta, number, currency);
+}
+
+/* ---- authorizations in the record ---- */
+
+static int auth_load(sim_t *sim, const char *column_is, const char *value, card_auth_t *out) {
+    static const char by_id[] =
+        "SELECT id, card_number, status, response_code, amount, currency, captured_total, refunded_total,"
+        " coalesce(challenge_state, ''), capture_requested, coalesce(merchant_ref, '') FROM authorizations"
+        " WHERE id = ?";
+    static const char by_challenge[] =
+        "SELECT id, card_number, status, response_code, amount, currency, captured_total, refunded_total,"
+        " coalesce(challenge_state, ''), capture_requested, coalesce(merchant_ref, '') FROM authorizations"
+        " WHERE challenge_id = ?";
+    sqlite3_stmt *stmt = sim_db_query(&sim->db, strcmp(column_is, "id") == 0 ? by_id : by_challenge, "s", value);
+    if (stmt == NULL) return -1;
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) {
+        memset(out, 0, sizeof(*out));
+        snprintf(out->id, sizeof out->id, "%s", sim_col_text(stmt, 0));
+        snprintf(out->number, sizeof out->number, "%s", sim_col_text(stmt, 1));
+        snprintf(out->status, sizeof out->status, "%s", sim_col_text(stmt, 2));
+        snprintf(out->response_code, sizeof out->response_code, "%s", sim_col_text(stmt, 3));
+        out->amount = sqlite3_column_int64(stmt, 4);
+        snprintf(out->currency, sizeof out->currency, "%s", sim_col_text(stmt, 5));
+        out->captured_total = sqlite3_column_int64(stmt, 6);
+        out->refunded_total = sqlite3_column_int64(stmt, 7);
+        snprintf(out->challenge_state, sizeof out->challenge_state, "%s", sim_col_text(stmt, 8));
+        out->capture_requested = sqlite3_column_int(stmt, 9) != 0;
+        snprintf(out->merchant_ref, sizeof out->merchant_ref, "%s", sim_col_text(stmt, 10));
+    }
+    sqlite3_reset(stmt);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Loads the authorization named in the path, or answers 404 / 500. */
+static bool auth_from_path(sim_req_t *req, card_auth_t *auth) {
+    int found = auth_load(req->sim, "id", req->params[0], auth);
+    if (found < 0) sim_reply_internal(req);
+    if (found == 0) sim_reply_not_found(req, "no such authorization");
+    return found == 1;
+}
+
+/* One row of 'records'; an approved capture or refund settles now. */
+static bool record_insert(sim_req_t *req, const char *id, const char *kind, const char *parent_id,
+                          const char *status, const char *code, int64_t amount, const char *currency,
+                          const char *merchant_ref, bool settles) {
+    int64_t now_ms = (int64_t)sim_wall_ms();
+    return sim_db_run(&req->sim->db,
+                      "INSERT INTO records(id, kind, parent_id, idempotency_key, status, response_code, amount,"
+                      " currency, merchant_ref, created_at_ms, settled_at_ms)"
+                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULLIF(?, ''), ?, NULLIF(?, 0))",
+                      "ssssssissii", id, kind, parent_id, req->key, status, code, amount, currency,
+                      merchant_ref ? merchant_ref : "", now_ms, settles ? now_ms : (int64_t)0);
+}
+
+/* The answer to an operation on an authorization (capture, void, refund). */
+static json_t *operation_answer(const char *id, const card_auth_t *auth, const char *code, int64_t amount) {
+    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:s}", "id", id, "authorization_id", auth->id, "status",
+                     strcmp(code, "00") == 0 ? "approved" : "declined", "response_code", code, "message",
+                     code_message(code), "amount", (json_int_t)amount, "currency", auth->currency);
+}
+
+static const char *auth_status(const char *code) {
+    if (strcmp(code, "00") == 0) return "approved";
+    if (strcmp(code, "1A") == 0) return "challenge_required";
+    return "declined";
+}
+
+/* The answer to an authorization (and to its challenge's completion). */
+static json_t *auth_answer(sim_t *sim, const card_auth_t *auth, const char *message, const char *capture_id) {
+    const char *code = auth->response_code;
+    json_t *answer = json_pack("{s:s,s:s,s:s,s:s,s:I,s:s}", "id", auth->id, "status", auth_status(code),
+                               "response_code", code, "message", message ? message : code_message(code),
+                               "amount", (json_int_t)auth->amount, "currency", auth->currency);
+    if (strcmp(code, "00") == 0) {
+        char approval[SIM_ID_SIZE];
+        sim_make_id(sim, "", "approval", auth->id, approval);
+        approval[6] = '\0';
+        for (int i = 0; i < 6; i++) approval[i] = (char)toupper((unsigned char)approval[i]);
+        json_object_set_new(answer, "approval_code", json_string(approval));
+    }
+    if (strcmp(code, "1A") == 0) {
+        char challenge_id[SIM_ID_SIZE];
+        sim_make_id(sim, "ch_", "challenge", auth->id, challenge_id);
+        json_object_set_new(answer, "challenge_id", json_string(challenge_id));
+    }
+    if (capture_id != NULL) {
+        json_object_set_new(answer, "captured_amount", json_integer(auth->amount));
+        json_object_set_new(answer, "capture_id", json_string(capture_id));
+    }
+    return answer;
+}
+
+/* An approval moves money: a hold, or (capture requested) the whole amount at once,
+ * recorded as a capture that settles now. 'capture_id' is set in that case. */
+static bool auth_apply_approval(sim_req_t *req, card_auth_t *auth, char capture_id[SIM_ID_SIZE]) {
+    sim_t *sim = req->sim;
+    capture_id[0] = '\0';
+    if (!auth->capture_requested) return cardholder_move(sim, auth->number, auth->currency, 0, auth->amount);
+    sim_make_id(sim, "cap_", "capture", auth->id, capture_id);
+    auth->captured_total = auth->amount;
+    return cardholder_move(sim, auth->number, auth->currency, -auth->amount, 0) &&
+           record_insert(req, capture_id, "capture", auth->id, "approved", "00", auth->amount, auth->currency,
+                         auth->merchant_ref, true) &&
+           sim_db_run(&sim->db, "UPDATE authorizations SET captured_total = ? WHERE id = ?", "is",
+                      auth->captured_total, auth->id);
+}
+
+/* 51 or 00 by the cardholder's available balance. */
+static bool balance_decide(sim_t *sim, const card_auth_t *auth, const char **code) {
+    if (card_unlimited(auth->number)) {
+        *code = "00";
+        return true;
+    }
+    cardholder_t holder;
+    if (!cardholder_get(sim, auth->number, auth->currency, &holder)) return false;
+    *code = auth->amount > holder.balance - holder.held ? "51" : "00";
+    return true;
+}
+
+typedef struct {
+    int64_t amount;
+    const char *currency;
+    const char *number;
+    int64_t exp_month;
+    int64_t exp_year;
+    const char *merchant_ref;
+    bool capture;
+} auth_request_t;
+
+static bool card_parse(sim_req_t *req, const json_t *card, auth_request_t *out) {
+    static const char *const keys[] = {"number", "exp_month", "exp_year", "cvc", NULL};
+    const char *cvc = NULL;
+    if (card == NULL) {
+        sim_reply_invalid(req, "card", "required");
+        return false;
+    }
+    if (!sim_body_only(req, card, "card", keys) ||
+        !sim_get_string(req, card, "number", "card.number", true, 19, &out->number)) {
+        return false;
+    }
+    if (!sim_digits(out->number, 12, 19)) {
+        sim_reply_invalid(req, "card.number", "must be a string of 12..19 digits");
+        return false;
+    }
+    if (!sim_get_int(req, card, "exp_month", "card.exp_month", 1, 12, &out->exp_month) ||
+        !sim_get_int(req, card, "exp_year", "card.exp_year", 2000, 2099, &out->exp_year) ||
+        !sim_get_string(req, card, "cvc", "card.cvc", false, 4, &cvc)) {
+        return false;
+    }
+    if (cvc != NULL && !sim_digits(cvc, 3, 4)) {
+        sim_reply_invalid(req, "card.cvc", "must be 3 or 4 digits");
+        return false;
+    }
+    return true;
+}
+
+static bool authorize_parse(sim_req_t *req, auth_request_t *out) {
+    static const char *const keys[] = {"amount", "currency", "card", "merchant_ref", "capture", NULL};
+    const json_t *body = req->body;
+    return sim_body_only(req, body, NULL, keys) &&
+           sim_get_amount(req, body, "amount", "amount", true, &out->amount) &&
+           sim_get_currency(req, body, "currency", "currency", true, &out->currency) &&
+           card_parse(req, json_object_get(body, "card"), out) &&
+           sim_get_string(req, body, "merchant_ref", "merchant_ref", false, SIM_REF_BYTES_MAX, &out->merchant_ref) &&
+           sim_get_bool(req, body, "capture", "capture", false, &out->capture);
+}
+
+/* Rules 1-6 of docs/channels.md ("Authorize"): the response code. */
+static bool authorize_decide(sim_req_t *req, const auth_request_t *request, const card_auth_t *auth,
+                             const char **code) {
+    if (req->fate.error) *code = "96";
+    else if (!luhn_valid(request->number)) *code = "14";
+    else if ((*code = forced_code(request->number)) != NULL) return true;
+    else if (card_expired(request->exp_month, request->exp_year)) *code = "54";
+    else {
+        cardholder_t holder = {.amount_limit = req->sim->config.card_amount_limit_minor};
+        if (!card_unlimited(request->number) && !cardholder_get(req->sim, request->number, request->currency, &holder)) {
+            return false;
+        }
+        if (request->amount > holder.amount_limit) *code = "61";
+        else if (strncmp(request->number, CARD_3DS_PREFIX, strlen(CARD_3DS_PREFIX)) == 0) *code = "1A";
+        else return balance_decide(req->sim, auth, code);
+    }
+    return true;
+}
+
+static void card_authorize(sim_req_t *req) {
+    sim_t *sim = req->sim;
+    auth_request_t request;
+    memset(&request, 0, sizeof request);
+    if (!authorize_parse(req, &request) || !sim_proceed(req)) return;
+    card_auth_t auth = {.amount = request.amount, .capture_requested = request.capture};
+    sim_make_id(sim, "auth_", "authorization", req->key, auth.id);
+    snprintf(auth.number, sizeof auth.number, "%s", request.number);
+    snprintf(auth.currency, sizeof auth.currency, "%s", request.currency);
+    snprintf(auth.merchant_ref, sizeof auth.merchant_ref, "%s", request.merchant_ref ? request.merchant_ref : "");
+    const char *code = NULL;
+    if (!authorize_decide(req, &request, &auth, &code)) return sim_reply_internal(req);
+    snprintf(auth.response_code, sizeof auth.response_code, "%s", code);
+    snprintf(auth.status, sizeof auth.status, "%s", auth_status(code));
+    char challenge_id[SIM_ID_SIZE] = "";
+    if (strcmp(code, "1A") == 0) sim_make_id(sim, "ch_", "challenge", auth.id, challenge_id);
+    bool ok = sim_db_run(&sim->db,
+                         "INSERT INTO authorizations(id, card_number, status, response_code, amount, currency,"
+                         " challenge_id, challenge_state, capture_requested, merchant_ref, idempotency_key)"
+                         " VALUES (?, ?, ?, ?, ?, ?, NULLIF(?, ''), ?, ?, NULLIF(?, ''), ?)", "ssssisssiss",
+                         auth.id, auth.number, auth.status, code, auth.amount, auth.currency, challenge_id,
+                         challenge_id[0] ? "pending" : NULL, (int64_t)auth.capture_requested, auth.merchant_ref,
+                         req->key) &&
+              record_insert(req, auth.id, "authorization", NULL, auth.status, code, auth.amount, auth.currency,
+                            auth.merchant_ref, false);
+    char capture_id[SIM_ID_SIZE] = "";
+    if (ok && strcmp(code, "00") == 0) ok = auth_apply_approval(req, &auth, capture_id);
+    if (!ok) return sim_reply_internal(req);
+    sim_reply_json(req, 200, auth_answer(sim, &auth, NULL, capture_id[0] ? capture_id : NULL));
+}
+
+/* ---- 3-D Secure ---- */
+
+static bool challenge_resolve(sim_req_t *req, card_auth_t *auth, const char *code, const char *state) {
+    snprintf(auth->response_code, sizeof auth->response_code, "%s", code);
+    snprintf(auth->status, sizeof auth->status, "%s", auth_status(code));
+    return sim_db_run(&req->sim->db, "UPDATE authorizations SET status = ?, response_code = ?, challenge_state = ?"
+                      " WHERE id = ?", "ssss", auth->status, code, state, auth->id) &&
+           sim_db_run(&req->sim->db, "UPDATE records SET status = ?, response_code = ? WHERE id = ?", "sss",
+                      auth->status, code, auth->id);
+}
+
+static void card_challenge_complete(sim_req_t *req) {
+    static const char *const keys[] = {"code", NULL};
+    sim_t *sim = req->sim;
+    const char *code_given = NULL;
+    if (!sim_body_only(req, req->body, NULL, keys) ||
+        !sim_get_string(req, req->body, "code", "code", true, SIM_CHALLENGE_CODE_BYTES_MAX, &code_given)) {
+        return;
+    }
+    card_auth_t auth;
+    int found = auth_load(sim, "challenge", req->params[0], &auth);
+    if (found <= 0) return found < 0 ? sim_reply_internal(req) : sim_reply_not_found(req, "no such challenge");
+    if (strcmp(auth.challenge_state, "pending") != 0) {
+        return sim_reply_error(req, 409, "challenge_already_completed", "this challenge was completed before", NULL);
+    }
+    if (!sim_proceed(req)) return;
+    if (req->fate.error) { /* a malfunction applies nothing: the challenge stays open */
+        snprintf(auth.response_code, sizeof auth.response_code, "96");
+        return sim_reply_json(req, 200, auth_answer(sim, &auth, NULL, NULL));
+    }
+    if (strcmp(code_given, sim->config.challenge_code) != 0) {
+        if (!challenge_resolve(req, &auth, "05", "failed")) return sim_reply_internal(req);
+        return sim_reply_json(req, 200, auth_answer(sim, &auth, "authentication failed", NULL));
+    }
+    const char *code = NULL;
+    char capture_id[SIM_ID_SIZE] = "";
+    bool ok = balance_decide(sim, &auth, &code) && challenge_resolve(req, &auth, code, "completed");
+    if (ok && strcmp(code, "00") == 0) ok = auth_apply_approval(req, &auth, capture_id);
+    if (!ok) return sim_reply_internal(req);
+    sim_reply_json(req, 200, auth_answer(sim, &auth, NULL, capture_id[0] ? capture_id : NULL));
+}
+
+/* ---- capture, void, refund ---- */
+
+/* Parses {"amount", "merchant_ref", "currency"} of a capture or refund. */
+static bool amount_parse(sim_req_t *req, const card_auth_t *auth, int64_t *amount, const char **merchant_ref) {
+    static const char *const keys[] = {"amount", "currency", "merchant_ref", NULL};
+    const char *currency = NULL;
+    if (!sim_body_only(req, req->body, NULL, keys) ||
+        !sim_get_amount(req, req->body, "amount", "amount", true, amount) ||
+        !sim_get_currency(req, req->body, "currency", "currency", false, &currency) ||
+        !sim_get_string(req, req->body, "merchant_ref", "merchant_ref", false, SIM_REF_BYTES_MAX, merchant_ref)) {
+        return false;
+    }
+    if (currency != NULL && strcmp(currency, auth->currency) != 0) {
+        sim_reply_invalid(req, "currency", "differs from the authorization's currency");
+        return false;
+    }
+    if (*merchant_ref == NULL) *merchant_ref = auth->merchant_ref;
+    return true;
+}
+
+/* A capture or a refund: the same shape, bounded by what is left (61), moving the
+ * cardholder's balance (and, for a capture, its hold) when approved. */
+static void amount_operation(sim_req_t *req, bool capture) {
+    sim_t *sim = req->sim;
+    card_auth_t auth;
+    int64_t amount = 0;
+    const char *merchant_ref = NULL;
+    if (!auth_from_path(req, &auth) || !amount_parse(req, &auth, &amount, &merchant_ref) || !sim_proceed(req)) return;
+    char id[SIM_ID_SIZE];
+    sim_make_id(sim, capture ? "cap_" : "ref_", capture ? "capture" : "refund", req->key, id);
+    int64_t left = capture ? auth.amount - auth.captured_total : auth.captured_total - auth.refunded_total;
+    const char *code = req->fate.error                                   ? "96"
+                       : capture && strcmp(auth.status, "approved") != 0 ? "57"
+                       : amount > left                                   ? "61"
+                                                                         : "00";
+    bool approved = strcmp(code, "00") == 0;
+    int64_t *total = capture ? &auth.captured_total : &auth.refunded_total;
+    bool ok = record_insert(req, id, capture ? "capture" : "refund", auth.id, approved ? "approved" : "declined", code,
+                            amount, auth.currency, merchant_ref, approved);
+    if (ok && approved) {
+        *total += amount;
+        ok = cardholder_move(sim, auth.number, auth.currency, capture ? -amount : amount, capture ? -amount : 0) &&
+             sim_db_run(&sim->db, "UPDATE authorizations SET captured_total = ?, refunded_total = ? WHERE id = ?",
+                        "iis", auth.captured_total, auth.refunded_total, auth.id);
+    }
+    if (!ok) return sim_reply_internal(req);
+    json_t *answer = operation_answer(id, &auth, code, amount);
+    json_object_set_new(answer, capture ? "captured_total" : "refunded_total", json_integer(*total));
+    sim_reply_json(req, 200, answer);
+}
+
+static void card_capture(sim_req_t *req) {
+    amount_operation(req, true);
+}
+
+static void card_refund(sim_req_t *req) {
+    amount_operation(req, false);
+}
+
+static void card_void(sim_req_t *req) {
+    static const char *const keys[] = {NULL};
+    sim_t *sim = req->sim;
+    card_auth_t auth;
+    if (!auth_from_path(req, &auth) || !sim_body_only(req, req->body, NULL, keys) || !sim_proceed(req)) return;
+    char id[SIM_ID_SIZE];
+    sim_make_id(sim, "void_", "void", req->key, id);
+    const char *code = req->fate.error ? "96"
+                       : strcmp(auth.status, "approved") != 0 || auth.captured_total > 0 ? "57"
+                                                                                         : "00";
+    bool approved = strcmp(code, "00") == 0;
+    bool ok = record_insert(req, id, "void", auth.id, approved ? "approved" : "declined", code, auth.amount,
+                            auth.currency, auth.merchant_ref, false);
+    if (ok && approved) {
+        ok = cardholder_move(sim, auth.number, auth.currency, 0, -auth.amount) &&
+             sim_db_run(&sim->db, "UPDATE authorizations SET status = 'voided' WHERE id = ?", "s", auth.id) &&
+             sim_db_run(&sim->db, "UPDATE records SET status = 'voided' WHERE id = ?", "s", auth.id);
+    }
+    if (!ok) return sim_reply_internal(req);
+    sim_reply_json(req, 200, operation_answer(id, &auth, code, auth.amount));
+}
+
+/* ---- reads and admin ---- */
+
+static void card_authorization_get(sim_req_t *req) {
+    card_auth_t auth;
+    if (!auth_from_path(req, &auth)) return;
+    sim_reply_json(req, 200, json_pack("{s:s,s:s,s:s,s:I,s:s,s:I,s:I,s:s}", "id", auth.id, "status", auth.status,
+                                       "response_code", auth.response_code, "amount", (json_int_t)auth.amount,
+                                       "currency", auth.currency, "captured_total", (json_int_t)auth.captured_total,
+                                       "refunded_total", (json_int_t)auth.refunded_total, "merchant_ref",
+                                       auth.merchant_ref));
+}
+
+/* Creates or replaces one cardholder ('replace' false: an existing one is kept). */
+static bool cardholder_put(sim_t *sim, const char *number, const char *currency, int64_t balance,
+                           int64_t amount_limit, bool replace) {
+    const char *sql = replace ? "INSERT INTO cardholders(number, currency, balance, held, amount_limit)"
+                                " VALUES (?, ?, ?, 0, ?) ON CONFLICT(number, currency) DO UPDATE"
+                                " SET balance = excluded.balance, amount_limit = excluded.amount_limit"
+                              : "INSERT OR IGNORE INTO cardholders(number, currency, balance, held, amount_limit)"
+                                " VALUES (?, ?, ?, 0, ?)";
+    return sim_db_run(&sim->db, sql, "ssii", number, currency, balance, amount_limit);
+}
+
+/* Parses one cardholder object (admin request or data file entry). */
+static bool cardholder_parse(sim_req_t *req, const json_t *object, const char **number, const char **currency,
+                             int64_t *balance, int64_t *amount_limit) {
+    static const char *const keys[] = {"number", "currency", "balance", "amount_limit", NULL};
+    *amount_limit = req->sim->config.card_amount_limit_minor;
+    if (!sim_body_only(req, object, NULL, keys) ||
+        !sim_get_string(req, object, "number", "number", true, 19, number) ||
+        !sim_get_currency(req, object, "currency", "currency", true, currency) ||
+        !sim_get_balance(req, object, "balance", balance) ||
+        !sim_get_amount(req, object, "amount_limit", "amount_limit", false, amount_limit)) {
+        return false;
+    }
+    if (!sim_digits(*number, 12, 19)) {
+        sim_reply_invalid(req, "number", "must be a string of 12..19 digits");
+        return false;
+    }
+    return true;
+}
+
+static void card_admin_put(sim_req_t *req) {
+    const char *number, *currency;
+    int64_t balance = 0, amount_limit = 0;
+    if (!cardholder_parse(req, req->body, &number, &currency, &balance, &amount_limit)) return;
+    if (!cardholder_put(req->sim, number, currency, balance, amount_limit, true)) return sim_reply_internal(req);
+    sim_reply_json(req, 200, json_pack("{s:s,s:s,s:I,s:I}", "number", number, "currency", currency, "balance",
+                                       (json_int_t)balance, "amount_limit", (json_int_t)amount_limit));
+}
+
+bool sim_card_data_entry(sim_req_t *req, const json_t *entry) {
+    const char *number, *currency;
+    int64_t balance = 0, amount_limit = 0;
+    if (!cardholder_parse(req, entry, &number, &currency, &balance, &amount_limit)) return false;
+    if (cardholder_put(req->sim, number, currency, balance, amount_limit, false)) return true;
+    sim_reply_internal(req);
+    return false;
+}
+
+const sim_route_t sim_card_routes[] = {
+    {"POST", "/v1/authorizations", card_authorize, SIM_ROUTE_OPERATION, "authorize"},
+    {"GET", "/v1/authorizations/{}", card_authorization_get, SIM_ROUTE_INQUIRY, NULL},
+    {"POST", "/v1/authorizations/{}/captures", card_capture, SIM_ROUTE_OPERATION, "capture"},
+    {"POST", "/v1/authorizations/{}/void", card_void, SIM_ROUTE_OPERATION, "void"},
+    {"POST", "/v1/authorizations/{}/refunds", card_refund, SIM_ROUTE_OPERATION, "refund"},
+    {"POST", "/v1/challenges/{}/complete", card_challenge_complete, SIM_ROUTE_OPERATION, "challenge_complete"},
+    {"POST", "/v1/admin/cards", card_admin_put, SIM_ROUTE_ADMIN, NULL},
+};
+const uint32_t sim_card_route_count = sizeof sim_card_routes / sizeof sim_card_routes[0];

@@ -1,0 +1,116 @@
+/* gateway/sim_fault.c: the seeded choices. Every random thing about a request comes
+ * from a ChaCha20 stream keyed by BLAKE2b(kind, seed, idempotency key, arrival number),
+ * so an outcome depends on the seed and the request, never on arrival order or on
+ * another request (docs/channels.md, "Determinism"). Floating point here shapes only
+ * latencies and probabilities, never an amount. */
+#include <math.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/sim_internal.h"
+
+/* z of the standard normal at 0.99: ln(p99 / p50) = sigma * SIM_Z99 */
+#define SIM_Z99 2.3263478740408408
+#define SIM_DRAW_COUNT 8
+
+enum { DRAW_LATENCY_A, DRAW_LATENCY_B, DRAW_ERROR, DRAW_TIMEOUT, DRAW_TIMEOUT_APPLIED,
+       DRAW_GARBAGE, DRAW_GARBAGE_MODE, DRAW_GARBAGE_APPLIED };
+
+/* BLAKE2b-256 over NUL-separated parts. */
+static void hash_parts(unsigned char out[32], const char *const *parts, size_t part_count) {
+    crypto_generichash_state state;
+    crypto_generichash_init(&state, NULL, 0, 32);
+    for (size_t i = 0; i < part_count; i++) {
+        crypto_generichash_update(&state, (const unsigned char *)parts[i], strlen(parts[i]) + 1);
+    }
+    crypto_generichash_final(&state, out, 32);
+}
+
+/* A uniform double in [0, 1) from 53 bits. */
+static double unit(uint64_t bits) {
+    return (double)(bits >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static uint32_t latency_ms(const sim_faults_t *faults, double a, double b) {
+    if (faults->latency_p50_ms == 0) return 0;
+    double sigma = faults->latency_p99_ms > faults->latency_p50_ms
+                       ? log((double)faults->latency_p99_ms / faults->latency_p50_ms) / SIM_Z99
+                       : 0.0;
+    double z = sqrt(-2.0 * log(1.0 - a)) * cos(2.0 * M_PI * b); /* Box-Muller; 1 - a > 0 */
+    double ms = (double)faults->latency_p50_ms * exp(sigma * z);
+    uint32_t cap_ms = faults->latency_max_ms;
+    if (!(ms < (double)cap_ms)) return cap_ms;
+    return (uint32_t)llround(ms);
+}
+
+void sim_fate_draw(const sim_t *sim, const sim_faults_t *faults, const char *key, uint64_t arrival,
+                   sim_fate_t *out) {
+    char seed_text[24], arrival_text[24];
+    snprintf(seed_text, sizeof seed_text, "%llu", (unsigned long long)sim->config.seed);
+    snprintf(arrival_text, sizeof arrival_text, "%llu", (unsigned long long)arrival);
+    const char *parts[] = {"paycore-sim", sim_kind_name(sim->kind), seed_text, key, arrival_text};
+    unsigned char stream_seed[randombytes_SEEDBYTES];
+    static_assert(randombytes_SEEDBYTES == 32, "BLAKE2b-256 seeds the stream");
+    hash_parts(stream_seed, parts, sizeof parts / sizeof parts[0]);
+    uint64_t draws[SIM_DRAW_COUNT];
+    randombytes_buf_deterministic(draws, sizeof draws, stream_seed);
+    memset(out, 0, sizeof(*out));
+    out->apply = true;
+    out->latency_ms = latency_ms(faults, unit(draws[DRAW_LATENCY_A]), unit(draws[DRAW_LATENCY_B]));
+    if (unit(draws[DRAW_ERROR]) < faults->error_rate) {
+        out->error = true;
+        return;
+    }
+    if (unit(draws[DRAW_TIMEOUT]) < faults->timeout_rate) {
+        out->timeout = true;
+        out->apply = unit(draws[DRAW_TIMEOUT_APPLIED]) < faults->timeout_applied_ratio;
+        return;
+    }
+    if (faults->garbage_mode_count > 0 && unit(draws[DRAW_GARBAGE]) < faults->garbage_rate) {
+        out->garbage = true;
+        out->garbage_mode = faults->garbage_modes[draws[DRAW_GARBAGE_MODE] % faults->garbage_mode_count];
+        /* a wrong code or amount is a corruption of a true answer: always applied */
+        bool corrupts_answer = out->garbage_mode == SIM_GARBAGE_UNKNOWN_CODE ||
+                               out->garbage_mode == SIM_GARBAGE_WRONG_AMOUNT;
+        out->apply = corrupts_answer || unit(draws[DRAW_GARBAGE_APPLIED]) < faults->garbage_applied_ratio;
+    }
+}
+
+void sim_make_id(const sim_t *sim, const char *prefix, const char *salt, const char *key,
+                 char out[SIM_ID_SIZE]) {
+    char seed_text[24];
+    snprintf(seed_text, sizeof seed_text, "%llu", (unsigned long long)sim->config.seed);
+    const char *parts[] = {"paycore-sim-id", sim_kind_name(sim->kind), seed_text, salt, key};
+    unsigned char digest[32];
+    hash_parts(digest, parts, sizeof parts / sizeof parts[0]);
+    char hex[25];
+    sodium_bin2hex(hex, sizeof hex, digest, 12);
+    snprintf(out, SIM_ID_SIZE, "%s%s", prefix, hex);
+}
+
+void sim_request_hash(const char *method, const char *path, const json_t *body, char out[65]) {
+    char *canonical = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    crypto_hash_sha256_state state;
+    crypto_hash_sha256_init(&state);
+    crypto_hash_sha256_update(&state, (const unsigned char *)method, strlen(method) + 1);
+    crypto_hash_sha256_update(&state, (const unsigned char *)path, strlen(path) + 1);
+    if (canonical != NULL) crypto_hash_sha256_update(&state, (const unsigned char *)canonical, strlen(canonical));
+    unsigned char digest[32];
+    crypto_hash_sha256_final(&state, digest);
+    sodium_bin2hex(out, 65, digest, sizeof digest);
+    free(canonical);
+}
+
+bool sim_in_outage(const sim_faults_t *faults, uint64_t now_mono_ms) {
+    uint64_t elapsed_ms = now_mono_ms - faults->epoch_mono_ms;
+    for (uint32_t i = 0; i < faults->outage_count; i++) {
+        const sim_outage_t *outage = &faults->outages[i];
+        if (elapsed_ms < outage->start_ms) continue;
+        uint64_t into_ms = elapsed_ms - outage->start_ms;
+        if (outage->period_ms > 0) into_ms %= outage->period_ms;
+        if (into_ms < outage->duration_ms) return true;
+    }
+    return false;
+}

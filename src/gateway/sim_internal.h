@@ -1,0 +1,278 @@
+/* gateway/sim_internal.h: what the simulator's files share (not a contract: see
+ * simulator.h). One process runs one simulator: an MHD listener with a thread per
+ * connection (a simulated latency or timeout just sleeps in that thread), one SQLite
+ * connection guarded by 'lock' (every request's changes are one transaction), and one
+ * worker thread (bank settlements and callbacks, the daily settlement file). */
+#ifndef PAYCORE_GATEWAY_SIM_INTERNAL_H
+#define PAYCORE_GATEWAY_SIM_INTERNAL_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "gateway/simulator.h"
+#include "paycore/limits.h"
+
+/* ---- faults (sim_config.c parses, sim_fault.c draws) ---- */
+
+typedef enum {
+    SIM_GARBAGE_INVALID_JSON = 0,
+    SIM_GARBAGE_UNKNOWN_CODE = 1,
+    SIM_GARBAGE_WRONG_AMOUNT = 2,
+    SIM_GARBAGE_HTTP_500 = 3,
+    SIM_GARBAGE_CLOSE = 4,
+    SIM_GARBAGE_COUNT = 5,
+} sim_garbage;
+
+typedef struct {
+    uint64_t start_ms;
+    uint64_t duration_ms;
+    uint64_t period_ms; /* 0: once */
+} sim_outage_t;
+
+typedef struct {
+    uint32_t latency_p50_ms;
+    uint32_t latency_p99_ms;
+    uint32_t latency_max_ms;
+    double error_rate;            /* rates and ratios: 0..1, never money */
+    double timeout_rate;
+    double timeout_applied_ratio;
+    uint32_t timeout_hold_ms;
+    double garbage_rate;
+    double garbage_applied_ratio;
+    uint8_t garbage_modes[SIM_GARBAGE_COUNT];
+    uint32_t garbage_mode_count;
+    sim_outage_t outages[SIM_OUTAGES_MAX];
+    uint32_t outage_count;
+    bool outage_close;            /* outage_mode "close" (else "503") */
+    uint64_t epoch_mono_ms;       /* when this config took effect: outage windows count from it */
+} sim_faults_t;
+
+typedef struct {
+    char *api_key;                /* owned; NULL: no auth */
+    uint64_t seed;
+    int64_t card_balance_minor;
+    int64_t card_amount_limit_minor;
+    char challenge_code[SIM_CHALLENGE_CODE_BYTES_MAX + 1];
+    uint32_t settle_delay_ms;
+    char *callback_secret;        /* owned; wiped on free */
+    uint32_t callback_timeout_ms;
+    uint32_t callback_retry_base_ms;
+    uint32_t callback_retry_max_ms;
+    sim_faults_t faults;
+} sim_config_t;
+
+void sim_config_default(sim_config_t *config);
+void sim_config_free(sim_config_t *config);
+/* Reads a config file; false with a message naming the line or key. */
+bool sim_config_load(const char *path, sim_config_t *config, char *error, size_t error_bytes);
+/* Parses a faults object; false with "field: why" in 'error'. */
+bool sim_faults_parse(const json_t *object, sim_faults_t *out, char *error, size_t error_bytes);
+/* The faults as the JSON object they were given as (new reference). */
+json_t *sim_faults_json(const sim_faults_t *faults);
+
+/* What the seeded stream decided for one arrival of one key. */
+typedef struct {
+    uint32_t latency_ms;
+    bool error;
+    bool timeout;
+    bool garbage;
+    sim_garbage garbage_mode;
+    bool apply;                   /* false: a timeout or garbage that applies nothing */
+} sim_fate_t;
+
+/* ---- the record (sim_record.c) ---- */
+
+#define SIM_STMT_CACHE_MAX 96
+
+typedef struct {
+    sqlite3 *db;
+    struct {
+        const char *sql;          /* a string literal: cached by its address */
+        sqlite3_stmt *stmt;
+    } cache[SIM_STMT_CACHE_MAX];
+    uint32_t cache_count;
+} sim_db_t;
+
+bool sim_db_open(sim_db_t *db, const char *path, sim_kind kind, char *error, size_t error_bytes);
+void sim_db_close(sim_db_t *db);
+/* A cached statement, reset, with 'types' bound in order: 's' const char * (NULL binds
+ * NULL), 'i' int64_t. NULL after logging when SQLite fails. */
+sqlite3_stmt *sim_db_query(sim_db_t *db, const char *sql, const char *types, ...);
+/* Runs a statement that returns no rows; false after logging. */
+bool sim_db_run(sim_db_t *db, const char *sql, const char *types, ...);
+/* Runs a statement returning at most one integer; 'fallback' when no row. */
+bool sim_db_int(sim_db_t *db, int64_t *out, int64_t fallback, const char *sql, const char *types, ...);
+bool sim_db_begin(sim_db_t *db);
+bool sim_db_commit(sim_db_t *db);
+void sim_db_rollback(sim_db_t *db);
+/* Column i as text, "" for NULL. */
+const char *sim_col_text(sqlite3_stmt *stmt, int column);
+
+/* ---- the simulator ---- */
+
+struct sim {
+    sim_kind kind;
+    sim_config_t config;          /* faults live in 'faults' below */
+    char db_path[SIM_PATH_BYTES_MAX + 1];
+    char report_dir[SIM_PATH_BYTES_MAX + 1];
+    pthread_mutex_t lock;         /* the record and all channel state */
+    sim_db_t db;
+    pthread_mutex_t faults_lock;  /* 'faults' is replaced at run time */
+    sim_faults_t faults;
+    struct MHD_Daemon *daemon;
+    uint16_t port;
+    atomic_bool stopping;
+    pthread_mutex_t sleep_lock;   /* sleeps (latency, held timeouts, worker) end on stop */
+    pthread_cond_t sleep_cond;
+    uint64_t kicks;               /* sim_wake count: ends the worker's wait early */
+    pthread_t worker;
+    bool worker_started;
+    char report_date[11];         /* the UTC day the worker last saw */
+};
+
+uint64_t sim_wall_ms(void);
+uint64_t sim_mono_ms(void);
+/* Sleeps 'ms' or until the simulator stops; false when it stopped. */
+bool sim_sleep_ms(sim_t *sim, uint64_t ms);
+/* Wakes every sleeper (stop, new bank work). */
+void sim_wake(sim_t *sim);
+/* The current faults (a copy, taken under faults_lock). */
+void sim_faults_current(sim_t *sim, sim_faults_t *out);
+/* True when 'faults' schedule an outage at this moment. */
+bool sim_in_outage(const sim_faults_t *faults, uint64_t now_mono_ms);
+
+/* ---- determinism (sim_fault.c) ---- */
+
+/* The fate of the 'arrival'-th request carrying 'key' (docs/channels.md, Determinism). */
+void sim_fate_draw(const sim_t *sim, const sim_faults_t *faults, const char *key, uint64_t arrival,
+                   sim_fate_t *out);
+/* "<prefix>" + 24 hex digits derived from the seed, the kind, 'salt' and 'key'. */
+void sim_make_id(const sim_t *sim, const char *prefix, const char *salt, const char *key,
+                 char out[SIM_ID_SIZE]);
+/* SHA-256 of method, path and the canonical JSON of 'body', as 64 hex digits. */
+void sim_request_hash(const char *method, const char *path, const json_t *body, char out[65]);
+
+/* ---- requests (sim_server.c) ---- */
+
+/* Starts the listener on 'listen' (sets sim->port); false with the reason. */
+bool sim_http_start(sim_t *sim, const char *listen, char *error, size_t error_bytes);
+void sim_http_stop(sim_t *sim);
+
+typedef struct sim_req sim_req_t;
+typedef void (*sim_handler)(sim_req_t *req);
+
+typedef enum {
+    SIM_ROUTE_OPERATION = 1,      /* state-changing: Idempotency-Key, faults, recorded */
+    SIM_ROUTE_ADMIN = 2,          /* never faulted, served during outages */
+    SIM_ROUTE_OPEN = 4,           /* no auth, never faulted (/healthz) */
+    SIM_ROUTE_INQUIRY = 8,        /* reads: never faulted, but outages apply */
+} sim_route_flags;
+
+typedef struct {
+    const char *method;
+    const char *pattern;          /* "{}" matches one path segment (an id) */
+    sim_handler handler;
+    uint32_t flags;
+    const char *operation;        /* recorded with the idempotency key */
+} sim_route_t;
+
+#define SIM_PARAMS_MAX 2
+
+struct sim_req {
+    sim_t *sim;
+    struct MHD_Connection *connection;
+    const sim_route_t *route;
+    char method[8];
+    char path[SIM_PATH_BYTES_MAX + 1];
+    char params[SIM_PARAMS_MAX][SIM_ID_SIZE];
+    char *body_bytes;             /* owned */
+    size_t body_size;
+    bool body_too_large;
+    json_t *body;                 /* owned: the parsed body, {} when empty */
+    char key[SIM_ID_SIZE];        /* Idempotency-Key ("" when none) */
+    char request_hash[65];
+    sim_fate_t fate;
+    /* the reply */
+    unsigned http_status;
+    char *reply;                  /* owned */
+    size_t reply_bytes;
+    const char *content_type;
+    bool replied;
+    bool replayed;                /* answered from the record */
+    bool skipped;                 /* not applied: nothing recorded, no answer sent */
+};
+
+void sim_reply_json(sim_req_t *req, unsigned http_status, json_t *answer /* stolen */);
+void sim_reply_text(sim_req_t *req, unsigned http_status, const char *content_type, char *text /* stolen */,
+                    size_t text_bytes);
+void sim_reply_error(sim_req_t *req, unsigned http_status, const char *code, const char *message,
+                     const char *field);
+void sim_reply_invalid(sim_req_t *req, const char *field, const char *message);
+void sim_reply_not_found(sim_req_t *req, const char *what);
+void sim_reply_internal(sim_req_t *req);
+/* Called by an operation once its request is valid: false when the fate says to apply
+ * nothing (a wallet or bank malfunction is answered 503 here; a timeout or garbage that
+ * is not applied marks the request skipped). Card malfunctions are decided by the card. */
+bool sim_proceed(sim_req_t *req);
+/* The UTC query argument 'name' or NULL. */
+const char *sim_query(sim_req_t *req, const char *name);
+
+/* ---- request validation (sim_json.c): each writes the 400 reply and returns false ---- */
+
+/* The first key of 'object' not in 'allowed' (NULL-terminated), or NULL. */
+const char *sim_unknown_key(const json_t *object, const char *const *allowed);
+/* The body is an object holding only 'allowed' keys (NULL-terminated). */
+bool sim_body_only(sim_req_t *req, const json_t *object, const char *prefix, const char *const *allowed);
+bool sim_get_amount(sim_req_t *req, const json_t *object, const char *name, const char *field,
+                    bool required, int64_t *out);
+bool sim_get_int(sim_req_t *req, const json_t *object, const char *name, const char *field,
+                 int64_t min, int64_t max, int64_t *out);
+/* A string of at most 'bytes_max' bytes; '*out' NULL when absent and not required. */
+bool sim_get_string(sim_req_t *req, const json_t *object, const char *name, const char *field,
+                    bool required, size_t bytes_max, const char **out);
+bool sim_get_bool(sim_req_t *req, const json_t *object, const char *name, const char *field,
+                  bool fallback, bool *out);
+bool sim_get_currency(sim_req_t *req, const json_t *object, const char *name, const char *field,
+                      bool required, const char **out);
+bool sim_get_id(sim_req_t *req, const json_t *object, const char *name, const char *field,
+                const char **out);
+/* True when 'text' is 'min'..'max' ASCII digits. */
+bool sim_digits(const char *text, size_t min, size_t max);
+/* A balance for admin and data: 0..SIM_AMOUNT_MINOR_MAX. */
+bool sim_get_balance(sim_req_t *req, const json_t *object, const char *name, int64_t *out);
+
+/* ---- channels ---- */
+
+extern const sim_route_t sim_card_routes[];
+extern const uint32_t sim_card_route_count;
+extern const sim_route_t sim_wallet_routes[];
+extern const uint32_t sim_wallet_route_count;
+extern const sim_route_t sim_bank_routes[];
+extern const uint32_t sim_bank_route_count;
+
+/* One entry of a --data file (the list "cards" or "accounts"): validated like the admin
+ * request of the same shape, then created unless the record has it already. False
+ * after a reply (400 naming the field, or 500). */
+bool sim_card_data_entry(sim_req_t *req, const json_t *entry);
+bool sim_wallet_data_entry(sim_req_t *req, const json_t *entry);
+bool sim_bank_data_entry(sim_req_t *req, const json_t *entry);
+
+/* Bank: decides due transfers and delivers due callbacks; returns the monotonic ms of
+ * the next due work (UINT64_MAX: none). Called by the worker without the lock held. */
+uint64_t sim_bank_work(sim_t *sim);
+
+/* ---- settlement reports (sim_report.c) ---- */
+
+void sim_report_get(sim_req_t *req);
+void sim_discrepancy_post(sim_req_t *req);
+void sim_discrepancy_list(sim_req_t *req);
+/* Writes the report of 'date' (YYYY-MM-DD) to the report dir; called with the lock held. */
+bool sim_report_write_day(sim_t *sim, const char *date);
+/* "YYYY-MM-DD" of a wall-clock ms (UTC). */
+void sim_utc_date(uint64_t wall_ms, char out[11]);
+
+#endif

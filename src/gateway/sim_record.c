@@ -1,0 +1,217 @@
+/* gateway/sim_record.c: the simulator's SQLite record. One connection, used under the
+ * simulator's lock; statements are prepared once and cached by their SQL's address.
+ * WAL with synchronous=NORMAL: a killed simulator loses nothing it answered; the
+ * record is a test fixture's truth, not a bank's, so a power cut may lose the tail. */
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gateway/sim_internal.h"
+#include "obs/obs.h"
+
+#define SIM_SCHEMA_VERSION "1"
+
+static const char *const schema_sql =
+    "CREATE TABLE IF NOT EXISTS meta(name TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS idempotency(key TEXT PRIMARY KEY, operation TEXT NOT NULL,"
+    " request_sha256 TEXT NOT NULL, http_status INTEGER NOT NULL, response TEXT NOT NULL,"
+    " created_at_ms INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS arrivals(key TEXT PRIMARY KEY, count INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS records(id TEXT PRIMARY KEY, kind TEXT NOT NULL, parent_id TEXT,"
+    " idempotency_key TEXT NOT NULL, status TEXT NOT NULL, response_code TEXT NOT NULL,"
+    " amount INTEGER NOT NULL, currency TEXT NOT NULL, merchant_ref TEXT,"
+    " created_at_ms INTEGER NOT NULL, settled_at_ms INTEGER);"
+    "CREATE INDEX IF NOT EXISTS records_settled ON records(settled_at_ms)"
+    " WHERE settled_at_ms IS NOT NULL;"
+    "CREATE INDEX IF NOT EXISTS records_parent ON records(parent_id) WHERE parent_id IS NOT NULL;"
+    "CREATE TABLE IF NOT EXISTS authorizations(id TEXT PRIMARY KEY, card_number TEXT NOT NULL,"
+    " status TEXT NOT NULL, response_code TEXT NOT NULL, amount INTEGER NOT NULL,"
+    " currency TEXT NOT NULL, captured_total INTEGER NOT NULL DEFAULT 0,"
+    " refunded_total INTEGER NOT NULL DEFAULT 0, challenge_id TEXT UNIQUE, challenge_state TEXT,"
+    " capture_requested INTEGER NOT NULL DEFAULT 0, merchant_ref TEXT,"
+    " idempotency_key TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS cardholders(number TEXT NOT NULL, currency TEXT NOT NULL,"
+    " balance INTEGER NOT NULL, held INTEGER NOT NULL DEFAULT 0, amount_limit INTEGER NOT NULL,"
+    " PRIMARY KEY(number, currency));"
+    "CREATE TABLE IF NOT EXISTS wallet_accounts(id TEXT PRIMARY KEY, currency TEXT NOT NULL,"
+    " balance INTEGER NOT NULL, frozen INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS bank_accounts(routing_number TEXT NOT NULL,"
+    " account_number TEXT NOT NULL, balance INTEGER NOT NULL, closed INTEGER NOT NULL,"
+    " PRIMARY KEY(routing_number, account_number));"
+    "CREATE TABLE IF NOT EXISTS transfers(id TEXT PRIMARY KEY, direction TEXT NOT NULL,"
+    " routing_number TEXT NOT NULL, account_number TEXT NOT NULL, callback_url TEXT NOT NULL,"
+    " status TEXT NOT NULL, return_code TEXT, amount INTEGER NOT NULL, currency TEXT NOT NULL,"
+    " reference TEXT, idempotency_key TEXT NOT NULL, due_at_ms INTEGER NOT NULL,"
+    " callback_attempts INTEGER NOT NULL DEFAULT 0, callback_next_ms INTEGER,"
+    " callback_delivered_at_ms INTEGER, callback_last_status INTEGER, callback_body TEXT);"
+    "CREATE INDEX IF NOT EXISTS transfers_due ON transfers(due_at_ms) WHERE status = 'pending';"
+    "CREATE INDEX IF NOT EXISTS transfers_callback ON transfers(callback_next_ms)"
+    " WHERE callback_next_ms IS NOT NULL;"
+    "CREATE TABLE IF NOT EXISTS discrepancies(id INTEGER PRIMARY KEY, date TEXT NOT NULL,"
+    " kind TEXT NOT NULL, count INTEGER NOT NULL, created_at_ms INTEGER NOT NULL,"
+    " consumed_at_ms INTEGER, detail TEXT);";
+
+/* Creates the file 0600 before SQLite opens it (SQLite gives its -wal and -shm files
+ * the same mode). */
+static bool create_private(const char *path, char *error, size_t error_bytes) {
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(error, error_bytes, "cannot open %s: %m", path);
+        return false;
+    }
+    close(fd);
+    return true;
+}
+
+/* Checks (or, on a new file, writes) which channel the record belongs to. */
+static bool check_channel(sim_db_t *db, sim_kind kind, char *error, size_t error_bytes) {
+    const char *name = sim_kind_name(kind);
+    sqlite3_stmt *stmt = sim_db_query(db, "SELECT value FROM meta WHERE name = 'channel'", "");
+    if (stmt == NULL) {
+        snprintf(error, error_bytes, "cannot read the record: %s", sqlite3_errmsg(db->db));
+        return false;
+    }
+    if (sqlite3_step(stmt) == SQLITE_ROW) {
+        bool same = strcmp(sim_col_text(stmt, 0), name) == 0;
+        if (!same) snprintf(error, error_bytes, "the record belongs to the %s simulator", sim_col_text(stmt, 0));
+        sqlite3_reset(stmt);
+        return same;
+    }
+    sqlite3_reset(stmt);
+    if (!sim_db_run(db, "INSERT INTO meta(name, value) VALUES ('channel', ?), ('schema_version', ?)", "ss",
+                    name, SIM_SCHEMA_VERSION)) {
+        snprintf(error, error_bytes, "cannot write the record: %s", sqlite3_errmsg(db->db));
+        return false;
+    }
+    return true;
+}
+
+bool sim_db_open(sim_db_t *db, const char *path, sim_kind kind, char *error, size_t error_bytes) {
+    memset(db, 0, sizeof(*db));
+    if (!create_private(path, error, error_bytes)) return false;
+    if (sqlite3_open_v2(path, &db->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+        snprintf(error, error_bytes, "cannot open %s: %s", path, db->db ? sqlite3_errmsg(db->db) : "out of memory");
+        sim_db_close(db);
+        return false;
+    }
+    sqlite3_busy_timeout(db->db, 10000);
+    char *message = NULL;
+    if (sqlite3_exec(db->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+                     NULL, NULL, &message) != SQLITE_OK ||
+        sqlite3_exec(db->db, schema_sql, NULL, NULL, &message) != SQLITE_OK) {
+        snprintf(error, error_bytes, "cannot prepare %s: %s", path, message ? message : "?");
+        sqlite3_free(message);
+        sim_db_close(db);
+        return false;
+    }
+    if (!check_channel(db, kind, error, error_bytes)) {
+        sim_db_close(db);
+        return false;
+    }
+    return true;
+}
+
+void sim_db_close(sim_db_t *db) {
+    for (uint32_t i = 0; i < db->cache_count; i++) sqlite3_finalize(db->cache[i].stmt);
+    db->cache_count = 0;
+    if (db->db != NULL) sqlite3_close(db->db);
+    db->db = NULL;
+}
+
+static sqlite3_stmt *cached(sim_db_t *db, const char *sql) {
+    for (uint32_t i = 0; i < db->cache_count; i++) {
+        if (db->cache[i].sql == sql) return db->cache[i].stmt;
+    }
+    sqlite3_stmt *stmt = NULL;
+    if (sqlite3_prepare_v2(db->db, sql, -1, &stmt, NULL) != SQLITE_OK) {
+        obs_logf(OBS_LEVEL_ERROR, "simulator record: prepare failed: %s", sqlite3_errmsg(db->db));
+        return NULL;
+    }
+    PC_ASSERT(db->cache_count < SIM_STMT_CACHE_MAX); /* the simulator has a fixed set of statements */
+    db->cache[db->cache_count].sql = sql;
+    db->cache[db->cache_count].stmt = stmt;
+    db->cache_count++;
+    return stmt;
+}
+
+static sqlite3_stmt *bind_all(sim_db_t *db, const char *sql, const char *types, va_list args) {
+    sqlite3_stmt *stmt = cached(db, sql);
+    if (stmt == NULL) return NULL;
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+    for (int i = 0; types[i] != '\0'; i++) {
+        int rc;
+        if (types[i] == 's') {
+            const char *text = va_arg(args, const char *);
+            rc = text ? sqlite3_bind_text(stmt, i + 1, text, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(stmt, i + 1);
+        } else {
+            PC_ASSERT(types[i] == 'i');
+            rc = sqlite3_bind_int64(stmt, i + 1, va_arg(args, int64_t));
+        }
+        if (rc != SQLITE_OK) {
+            obs_logf(OBS_LEVEL_ERROR, "simulator record: bind failed: %s", sqlite3_errmsg(db->db));
+            return NULL;
+        }
+    }
+    return stmt;
+}
+
+sqlite3_stmt *sim_db_query(sim_db_t *db, const char *sql, const char *types, ...) {
+    va_list args;
+    va_start(args, types);
+    sqlite3_stmt *stmt = bind_all(db, sql, types, args);
+    va_end(args);
+    return stmt;
+}
+
+bool sim_db_run(sim_db_t *db, const char *sql, const char *types, ...) {
+    va_list args;
+    va_start(args, types);
+    sqlite3_stmt *stmt = bind_all(db, sql, types, args);
+    va_end(args);
+    if (stmt == NULL) return false;
+    int rc = sqlite3_step(stmt);
+    sqlite3_reset(stmt);
+    if (rc != SQLITE_DONE) {
+        obs_logf(OBS_LEVEL_ERROR, "simulator record: write failed: %s (%d)", sqlite3_errmsg(db->db),
+                 sqlite3_extended_errcode(db->db));
+        return false;
+    }
+    return true;
+}
+
+bool sim_db_int(sim_db_t *db, int64_t *out, int64_t fallback, const char *sql, const char *types, ...) {
+    va_list args;
+    va_start(args, types);
+    sqlite3_stmt *stmt = bind_all(db, sql, types, args);
+    va_end(args);
+    if (stmt == NULL) return false;
+    int rc = sqlite3_step(stmt);
+    *out = rc == SQLITE_ROW && sqlite3_column_type(stmt, 0) != SQLITE_NULL ? sqlite3_column_int64(stmt, 0)
+                                                                           : fallback;
+    sqlite3_reset(stmt);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        obs_logf(OBS_LEVEL_ERROR, "simulator record: read failed: %s", sqlite3_errmsg(db->db));
+        return false;
+    }
+    return true;
+}
+
+bool sim_db_begin(sim_db_t *db) {
+    return sim_db_run(db, "BEGIN IMMEDIATE", "");
+}
+
+bool sim_db_commit(sim_db_t *db) {
+    return sim_db_run(db, "COMMIT", "");
+}
+
+void sim_db_rollback(sim_db_t *db) {
+    if (!sqlite3_get_autocommit(db->db)) (void)sim_db_run(db, "ROLLBACK", "");
+}
+
+const char *sim_col_text(sqlite3_stmt *stmt, int column) {
+    const unsigned char *text = sqlite3_column_text(stmt, column);
+    return text ? (const char *)text : "";
+}

@@ -1,0 +1,529 @@
+/* gateway/sim_server.c: one simulator's HTTP side (libmicrohttpd, a thread per
+ * connection). A request passes: route, auth, outage, body, then for an operation the
+ * Idempotency-Key, its arrival count and seeded fate, the latency wait; then, under the
+ * lock and in one record transaction, the replay or the handler and the recording of
+ * its answer; last the transport faults (a held timeout, a broken answer). */
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "gateway/sim_internal.h"
+#include "obs/obs.h"
+
+static void route_healthz(sim_req_t *req);
+static void route_status(sim_req_t *req);
+static void route_faults_get(sim_req_t *req);
+static void route_faults_post(sim_req_t *req);
+
+/* Routes every channel has. */
+static const sim_route_t common_routes[] = {
+    {"GET", "/healthz", route_healthz, SIM_ROUTE_OPEN, NULL},
+    {"GET", "/v1/status/{}", route_status, SIM_ROUTE_INQUIRY, NULL},
+    {"GET", "/v1/admin/faults", route_faults_get, SIM_ROUTE_ADMIN, NULL},
+    {"POST", "/v1/admin/faults", route_faults_post, SIM_ROUTE_ADMIN, NULL},
+    {"GET", "/v1/reports/settlement", sim_report_get, SIM_ROUTE_ADMIN, NULL},
+    {"POST", "/v1/admin/discrepancies", sim_discrepancy_post, SIM_ROUTE_ADMIN, NULL},
+    {"GET", "/v1/admin/discrepancies", sim_discrepancy_list, SIM_ROUTE_ADMIN, NULL},
+};
+
+/* ---- replies ---- */
+
+static void reply_set(sim_req_t *req, unsigned http_status, const char *content_type, char *text, size_t bytes) {
+    free(req->reply);
+    req->reply = text;
+    req->reply_bytes = bytes;
+    req->http_status = http_status;
+    req->content_type = content_type;
+    req->replied = true;
+}
+
+void sim_reply_text(sim_req_t *req, unsigned http_status, const char *content_type, char *text,
+                    size_t text_bytes) {
+    reply_set(req, http_status, content_type, text, text_bytes);
+}
+
+void sim_reply_json(sim_req_t *req, unsigned http_status, json_t *answer) {
+    char *text = answer ? json_dumps(answer, JSON_COMPACT) : NULL;
+    json_decref(answer);
+    if (text == NULL) {
+        static const char oom[] = "{\"error\":{\"code\":\"internal_error\",\"message\":\"out of memory\"}}";
+        reply_set(req, 500, "application/json", pc_strdup(oom), sizeof oom - 1);
+        return;
+    }
+    reply_set(req, http_status, "application/json", text, strlen(text));
+}
+
+void sim_reply_error(sim_req_t *req, unsigned http_status, const char *code, const char *message,
+                     const char *field) {
+    json_t *error = json_pack("{s:s,s:s}", "code", code, "message", message);
+    if (field != NULL) json_object_set_new(error, "field", json_string(field));
+    sim_reply_json(req, http_status, json_pack("{s:o}", "error", error));
+}
+
+void sim_reply_invalid(sim_req_t *req, const char *field, const char *message) {
+    sim_reply_error(req, 400, "invalid_request", message, field);
+}
+
+void sim_reply_not_found(sim_req_t *req, const char *what) {
+    sim_reply_error(req, 404, "not_found", what, NULL);
+}
+
+void sim_reply_internal(sim_req_t *req) {
+    sim_reply_error(req, 500, "internal_error", "the simulator's record failed (see its log)", NULL);
+}
+
+bool sim_proceed(sim_req_t *req) {
+    if (req->fate.error && req->sim->kind != SIM_KIND_CARD) {
+        sim_reply_error(req, 503, "system_malfunction", "simulated system malfunction: nothing applied", NULL);
+        return false;
+    }
+    if (!req->fate.apply) {
+        req->skipped = true;
+        return false;
+    }
+    return true;
+}
+
+const char *sim_query(sim_req_t *req, const char *name) {
+    return MHD_lookup_connection_value(req->connection, MHD_GET_ARGUMENT_KIND, name);
+}
+
+static const char *header(sim_req_t *req, const char *name) {
+    return MHD_lookup_connection_value(req->connection, MHD_HEADER_KIND, name);
+}
+
+/* ---- the common routes ---- */
+
+static void route_healthz(sim_req_t *req) {
+    sim_faults_t faults;
+    sim_faults_current(req->sim, &faults);
+    sim_reply_json(req, 200, json_pack("{s:b,s:s,s:b}", "ok", 1, "channel", sim_kind_name(req->sim->kind),
+                                       "outage", sim_in_outage(&faults, sim_mono_ms())));
+}
+
+static void route_status(sim_req_t *req) {
+    sqlite3_stmt *stmt = sim_db_query(&req->sim->db,
+                                      "SELECT operation, http_status, response FROM idempotency WHERE key = ?",
+                                      "s", req->params[0]);
+    if (stmt == NULL) return sim_reply_internal(req);
+    if (sqlite3_step(stmt) != SQLITE_ROW) {
+        sqlite3_reset(stmt);
+        return sim_reply_json(req, 404, json_pack("{s:b}", "found", 0));
+    }
+    json_t *response = json_loads(sim_col_text(stmt, 2), 0, NULL);
+    json_t *answer = json_pack("{s:b,s:s,s:i,s:o*}", "found", 1, "operation", sim_col_text(stmt, 0),
+                               "http_status", sqlite3_column_int(stmt, 1), "response", response);
+    sqlite3_reset(stmt);
+    sim_reply_json(req, 200, answer);
+}
+
+static void route_faults_get(sim_req_t *req) {
+    sim_faults_t faults;
+    sim_faults_current(req->sim, &faults);
+    sim_reply_json(req, 200, sim_faults_json(&faults));
+}
+
+static void route_faults_post(sim_req_t *req) {
+    sim_faults_t faults;
+    char error[200];
+    if (!sim_faults_parse(req->body, &faults, error, sizeof error)) {
+        char field[64];
+        snprintf(field, sizeof field, "%.*s", (int)strcspn(error, ":["), error);
+        return sim_reply_invalid(req, field, error);
+    }
+    pthread_mutex_lock(&req->sim->faults_lock);
+    req->sim->faults = faults;
+    pthread_mutex_unlock(&req->sim->faults_lock);
+    obs_log(OBS_LEVEL_INFO, "faults replaced", NULL);
+    sim_reply_json(req, 200, sim_faults_json(&faults));
+}
+
+/* ---- routing ---- */
+
+static bool segment_match(const char *pattern, size_t pattern_bytes, const char *segment, size_t bytes) {
+    if (pattern_bytes == 2 && memcmp(pattern, "{}", 2) == 0) return bytes > 0 && bytes <= PC_ID_BYTES_MAX;
+    return pattern_bytes == bytes && memcmp(pattern, segment, bytes) == 0;
+}
+
+/* True when 'path' matches 'pattern'; the {} segments are copied to 'params'. */
+static bool path_match(const char *pattern, const char *path, char params[SIM_PARAMS_MAX][SIM_ID_SIZE]) {
+    uint32_t param_count = 0;
+    while (*pattern == '/' && *path == '/') {
+        pattern++;
+        path++;
+        size_t pattern_bytes = strcspn(pattern, "/");
+        size_t bytes = strcspn(path, "/");
+        if (!segment_match(pattern, pattern_bytes, path, bytes)) return false;
+        if (pattern_bytes == 2 && memcmp(pattern, "{}", 2) == 0) {
+            PC_ASSERT(param_count < SIM_PARAMS_MAX);
+            memcpy(params[param_count], path, bytes);
+            params[param_count++][bytes] = '\0';
+        }
+        pattern += pattern_bytes;
+        path += bytes;
+    }
+    return *pattern == '\0' && *path == '\0';
+}
+
+static void kind_routes(sim_kind kind, const sim_route_t **routes, uint32_t *count) {
+    switch (kind) {
+    case SIM_KIND_CARD: *routes = sim_card_routes; *count = sim_card_route_count; return;
+    case SIM_KIND_WALLET: *routes = sim_wallet_routes; *count = sim_wallet_route_count; return;
+    case SIM_KIND_BANK: *routes = sim_bank_routes; *count = sim_bank_route_count; return;
+    }
+    PC_ASSERT(false);
+}
+
+/* Finds the route; answers 404 or 405 and returns false when there is none. */
+static bool route_find(sim_req_t *req) {
+    const sim_route_t *tables[2] = {common_routes, NULL};
+    uint32_t counts[2] = {sizeof common_routes / sizeof common_routes[0], 0};
+    kind_routes(req->sim->kind, &tables[1], &counts[1]);
+    bool path_known = false;
+    for (int t = 0; t < 2; t++) {
+        for (uint32_t i = 0; i < counts[t]; i++) {
+            if (!path_match(tables[t][i].pattern, req->path, req->params)) continue;
+            path_known = true;
+            if (strcmp(tables[t][i].method, req->method) != 0) continue;
+            req->route = &tables[t][i];
+            return true;
+        }
+    }
+    if (path_known) sim_reply_error(req, 405, "method_not_allowed", "method not allowed here", NULL);
+    else sim_reply_not_found(req, "no such route");
+    return false;
+}
+
+/* ---- the request's steps ---- */
+
+static bool auth_ok(sim_req_t *req) {
+    const char *key = req->sim->config.api_key;
+    if (key == NULL || (req->route->flags & SIM_ROUTE_OPEN)) return true;
+    const char *given = header(req, MHD_HTTP_HEADER_AUTHORIZATION);
+    bool ok = given != NULL && strncmp(given, "Bearer ", 7) == 0 && strlen(given + 7) == strlen(key) &&
+              sodium_memcmp(given + 7, key, strlen(key)) == 0;
+    if (!ok) sim_reply_error(req, 401, "unauthorized", "missing or wrong Bearer key", NULL);
+    return ok;
+}
+
+static bool body_parse(sim_req_t *req) {
+    if (strcmp(req->method, "POST") != 0 || req->body_size == 0) {
+        req->body = json_object();
+        return true;
+    }
+    json_error_t error;
+    req->body = json_loadb(req->body_bytes, req->body_size, JSON_REJECT_DUPLICATES, &error);
+    if (req->body == NULL) {
+        sim_reply_invalid(req, "body", error.text);
+        return false;
+    }
+    if (!json_is_object(req->body)) {
+        sim_reply_invalid(req, "body", "must be a JSON object");
+        return false;
+    }
+    return true;
+}
+
+static bool key_check(sim_req_t *req) {
+    const char *key = header(req, "Idempotency-Key");
+    if (key == NULL || key[0] == '\0') {
+        sim_reply_error(req, 400, "idempotency_key_missing", "Idempotency-Key header required", NULL);
+        return false;
+    }
+    if (!pc_id_valid(key)) {
+        sim_reply_invalid(req, "Idempotency-Key", "must be 1-64 characters of [A-Za-z0-9._:-]");
+        return false;
+    }
+    snprintf(req->key, sizeof req->key, "%s", key);
+    return true;
+}
+
+/* Counts this arrival of the key and draws its fate. */
+static bool fate_draw(sim_req_t *req, const sim_faults_t *faults) {
+    sim_t *sim = req->sim;
+    int64_t arrival = 0;
+    pthread_mutex_lock(&sim->lock);
+    bool ok = sim_db_int(&sim->db, &arrival, 0,
+                         "INSERT INTO arrivals(key, count) VALUES (?, 1) ON CONFLICT(key) DO UPDATE"
+                         " SET count = count + 1 RETURNING count", "s", req->key);
+    pthread_mutex_unlock(&sim->lock);
+    if (!ok || arrival < 1) {
+        sim_reply_internal(req);
+        return false;
+    }
+    sim_fate_draw(sim, faults, req->key, (uint64_t)arrival, &req->fate);
+    return true;
+}
+
+/* The first answer under this key, or 409; false when the key is new. */
+static bool replay(sim_req_t *req) {
+    sqlite3_stmt *stmt = sim_db_query(&req->sim->db,
+                                      "SELECT request_sha256, http_status, response FROM idempotency WHERE key = ?",
+                                      "s", req->key);
+    if (stmt == NULL) {
+        sim_reply_internal(req);
+        return true;
+    }
+    if (sqlite3_step(stmt) != SQLITE_ROW) {
+        sqlite3_reset(stmt);
+        return false;
+    }
+    if (strcmp(sim_col_text(stmt, 0), req->request_hash) != 0) {
+        sqlite3_reset(stmt);
+        sim_reply_error(req, 409, "idempotency_key_reused", "this Idempotency-Key was used for another request", NULL);
+        return true;
+    }
+    const char *response = sim_col_text(stmt, 2);
+    reply_set(req, (unsigned)sqlite3_column_int(stmt, 1), "application/json", pc_strdup(response), strlen(response));
+    req->replayed = true;
+    sqlite3_reset(stmt);
+    return true;
+}
+
+static bool answer_recordable(const sim_req_t *req) {
+    return req->replied && !req->skipped && !req->replayed && (req->http_status == 200 || req->http_status == 202);
+}
+
+/* Runs the handler in one record transaction; an operation's answer is recorded in it. */
+static void handle(sim_req_t *req) {
+    sim_t *sim = req->sim;
+    bool operation = (req->route->flags & SIM_ROUTE_OPERATION) != 0;
+    pthread_mutex_lock(&sim->lock);
+    if (!sim_db_begin(&sim->db)) {
+        pthread_mutex_unlock(&sim->lock);
+        return sim_reply_internal(req);
+    }
+    if (!operation || !replay(req)) req->route->handler(req);
+    bool ok = req->replied || req->skipped;
+    if (ok && operation && answer_recordable(req)) {
+        ok = sim_db_run(&sim->db,
+                        "INSERT INTO idempotency(key, operation, request_sha256, http_status, response, created_at_ms)"
+                        " VALUES (?, ?, ?, ?, ?, ?)", "sssisi", req->key, req->route->operation,
+                        req->request_hash, (int64_t)req->http_status, req->reply, (int64_t)sim_wall_ms());
+    }
+    bool keep = ok && !req->skipped && req->http_status < 500;
+    if (keep) ok = sim_db_commit(&sim->db);
+    if (!keep || !ok) sim_db_rollback(&sim->db);
+    pthread_mutex_unlock(&sim->lock);
+    if (!ok) {
+        obs_logf(OBS_LEVEL_ERROR, "simulator: %s %s: not recorded", req->method, req->route->pattern);
+        req->skipped = false;
+        sim_reply_internal(req);
+    }
+}
+
+/* ---- sending ---- */
+
+static enum MHD_Result send_bytes(sim_req_t *req, unsigned http_status, const char *content_type,
+                                  const char *bytes, size_t byte_count) {
+    struct MHD_Response *response =
+        MHD_create_response_from_buffer(byte_count, (void *)bytes, MHD_RESPMEM_MUST_COPY);
+    if (response == NULL) return MHD_NO;
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    if (req->replayed) MHD_add_response_header(response, "Idempotent-Replayed", "true");
+    enum MHD_Result result = MHD_queue_response(req->connection, http_status, response);
+    MHD_destroy_response(response);
+    return result;
+}
+
+static enum MHD_Result send_reply(sim_req_t *req) {
+    PC_ASSERT(req->replied);
+    obs_logf(OBS_LEVEL_DEBUG, "%s %s %u", req->method, req->path, req->http_status);
+    return send_bytes(req, req->http_status, req->content_type, req->reply, req->reply_bytes);
+}
+
+/* The true answer with one member changed: an unknown code or a wrong amount. */
+static enum MHD_Result send_corrupted(sim_req_t *req, sim_garbage mode) {
+    json_t *answer = json_loadb(req->reply, req->reply_bytes, 0, NULL);
+    if (answer != NULL && mode == SIM_GARBAGE_UNKNOWN_CODE) {
+        json_object_set_new(answer, "response_code", json_string("Z9"));
+    } else if (answer != NULL) {
+        json_int_t amount = json_integer_value(json_object_get(answer, "amount"));
+        json_object_set_new(answer, "amount", json_integer(amount + 1));
+    }
+    char *text = answer ? json_dumps(answer, JSON_COMPACT) : NULL;
+    json_decref(answer);
+    if (text == NULL) return MHD_NO;
+    enum MHD_Result result = send_bytes(req, req->http_status, "application/json", text, strlen(text));
+    free(text);
+    return result;
+}
+
+static enum MHD_Result send_garbage(sim_req_t *req) {
+    static const char broken_json[] = "{\"status\":\"appro";
+    static const char broken_500[] = "<html><body>500 Internal Server Error</body></html>";
+    obs_logf(OBS_LEVEL_DEBUG, "simulated garbage %d for key %s", (int)req->fate.garbage_mode, req->key);
+    switch (req->fate.garbage_mode) {
+    case SIM_GARBAGE_INVALID_JSON:
+        return send_bytes(req, 200, "application/json", broken_json, sizeof broken_json - 1);
+    case SIM_GARBAGE_HTTP_500:
+        return send_bytes(req, 500, "text/html", broken_500, sizeof broken_500 - 1);
+    case SIM_GARBAGE_CLOSE:
+        return MHD_NO;
+    case SIM_GARBAGE_UNKNOWN_CODE:
+    case SIM_GARBAGE_WRONG_AMOUNT:
+        if (!req->replied) return MHD_NO; /* not reached: these always apply */
+        return send_corrupted(req, req->fate.garbage_mode);
+    case SIM_GARBAGE_COUNT: break;
+    }
+    return MHD_NO;
+}
+
+/* Transport faults hit answers of valid operations only; refusals go out as they are. */
+static enum MHD_Result send_operation(sim_req_t *req, const sim_faults_t *faults) {
+    bool processed = req->skipped || (req->replied && (req->http_status == 200 || req->http_status == 202));
+    if (!processed) return send_reply(req);
+    if (req->fate.timeout) {
+        obs_logf(OBS_LEVEL_DEBUG, "simulated timeout for key %s (applied: %d)", req->key, (int)req->fate.apply);
+        (void)sim_sleep_ms(req->sim, faults->timeout_hold_ms);
+        return MHD_NO; /* closed, never answered */
+    }
+    if (req->fate.garbage) return send_garbage(req);
+    return send_reply(req);
+}
+
+/* Everything after the body has arrived. */
+static enum MHD_Result request_end(sim_req_t *req) {
+    if (req->body_too_large) {
+        sim_reply_error(req, 413, "body_too_large", "request body above 64 KiB", NULL);
+        return send_reply(req);
+    }
+    if (!route_find(req) || !auth_ok(req)) return send_reply(req);
+    sim_faults_t faults;
+    sim_faults_current(req->sim, &faults);
+    bool outage_applies = (req->route->flags & (SIM_ROUTE_ADMIN | SIM_ROUTE_OPEN)) == 0;
+    if (outage_applies && sim_in_outage(&faults, sim_mono_ms())) {
+        if (faults.outage_close) return MHD_NO;
+        sim_reply_error(req, 503, "unavailable", "scheduled outage: nothing applied", NULL);
+        return send_reply(req);
+    }
+    if (!body_parse(req)) return send_reply(req);
+    bool operation = (req->route->flags & SIM_ROUTE_OPERATION) != 0;
+    if (operation) {
+        if (!key_check(req) || !fate_draw(req, &faults)) return send_reply(req);
+        sim_request_hash(req->method, req->path, req->body, req->request_hash);
+        if (req->fate.latency_ms > 0 && !sim_sleep_ms(req->sim, req->fate.latency_ms)) return MHD_NO;
+    }
+    handle(req);
+    return operation ? send_operation(req, &faults) : send_reply(req);
+}
+
+/* ---- MHD callbacks ---- */
+
+static sim_req_t *request_new(sim_t *sim, struct MHD_Connection *connection, const char *method, const char *url) {
+    sim_req_t *req = calloc(1, sizeof(*req));
+    if (req == NULL) return NULL;
+    req->sim = sim;
+    req->connection = connection;
+    snprintf(req->method, sizeof req->method, "%s", method);
+    if (strlen(url) < sizeof req->path) snprintf(req->path, sizeof req->path, "%s", url); /* else "": 404 */
+    const char *length_text = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
+                                                          MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (length_text != NULL && strtoull(length_text, NULL, 10) > SIM_BODY_BYTES_MAX) req->body_too_large = true;
+    return req;
+}
+
+static void body_append(sim_req_t *req, const char *data, size_t bytes) {
+    if (req->body_too_large) return;
+    if (req->body_size + bytes > SIM_BODY_BYTES_MAX) {
+        req->body_too_large = true;
+        return;
+    }
+    char *grown = realloc(req->body_bytes, req->body_size + bytes + 1);
+    if (grown == NULL) {
+        req->body_too_large = true; /* refused rather than truncated */
+        return;
+    }
+    memcpy(grown + req->body_size, data, bytes);
+    req->body_bytes = grown;
+    req->body_size += bytes;
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *connection, const char *url,
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls) {
+    sim_t *sim = cls;
+    sim_req_t *req = *con_cls;
+    if (req == NULL) {
+        req = request_new(sim, connection, method, url);
+        if (req == NULL) return MHD_NO;
+        *con_cls = req;
+        if (!req->body_too_large) return MHD_YES;
+        sim_reply_error(req, 413, "body_too_large", "request body above 64 KiB", NULL);
+        return send_reply(req); /* before the body: the rest is discarded */
+    }
+    if (*upload_data_size > 0) {
+        body_append(req, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (req->replied && req->http_status == 413) return MHD_YES; /* queued already */
+    return request_end(req);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
+                         enum MHD_RequestTerminationCode termination) {
+    sim_req_t *req = *con_cls;
+    if (req == NULL) return;
+    *con_cls = NULL;
+    json_decref(req->body);
+    free(req->body_bytes);
+    free(req->reply);
+    free(req);
+}
+
+static void mhd_log(void *cls, const char *format, va_list args) {
+    char text[512];
+    vsnprintf(text, sizeof text, format, args);
+    size_t bytes = strlen(text);
+    while (bytes > 0 && text[bytes - 1] == '\n') text[--bytes] = '\0';
+    obs_log(OBS_LEVEL_DEBUG, text, "\"source\":\"microhttpd\"");
+}
+
+static bool listen_address(const char *listen, struct sockaddr_in *addr) {
+    const char *colon = strrchr(listen, ':');
+    char host[64];
+    if (colon == NULL || (size_t)(colon - listen) >= sizeof host) return false;
+    snprintf(host, sizeof host, "%.*s", (int)(colon - listen), listen);
+    uint64_t port = 0;
+    if (!sim_digits(colon + 1, 1, 5) || (port = strtoull(colon + 1, NULL, 10)) > 65535) return false;
+    memset(addr, 0, sizeof(*addr));
+    addr->sin_family = AF_INET;
+    addr->sin_port = htons((uint16_t)port);
+    if (strcmp(host, "localhost") == 0) snprintf(host, sizeof host, "127.0.0.1");
+    return inet_pton(AF_INET, host, &addr->sin_addr) == 1;
+}
+
+bool sim_http_start(sim_t *sim, const char *listen, char *error, size_t error_bytes) {
+    struct sockaddr_in addr;
+    if (!listen_address(listen, &addr)) {
+        snprintf(error, error_bytes, "bad --listen '%s' (IPv4 HOST:PORT)", listen);
+        return false;
+    }
+    unsigned int flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
+                         MHD_USE_ERROR_LOG;
+    sim->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_access, sim, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, sim, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)SIM_CONNECTIONS_MAX, MHD_OPTION_THREAD_STACK_SIZE,
+        (size_t)(1024 * 1024), MHD_OPTION_EXTERNAL_LOGGER, mhd_log, sim, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+        (unsigned int)1024, MHD_OPTION_END);
+    if (sim->daemon == NULL) {
+        snprintf(error, error_bytes, "cannot listen on %s", listen);
+        return false;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(sim->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    sim->port = info != NULL ? info->port : ntohs(addr.sin_port);
+    return true;
+}
+
+void sim_http_stop(sim_t *sim) {
+    if (sim->daemon != NULL) MHD_stop_daemon(sim->daemon);
+    sim->daemon = NULL;
+}

@@ -1,0 +1,269 @@
+"""Goal: the card simulator answers every ISO 8583 code of docs/channels.md, keeps its
+promises on idempotency (one application per key, the first answer byte for byte),
+3-D Secure, captures, voids and refunds, and refuses bad requests with a 400 naming the
+field while changing nothing. Method: a real `paycore simulator card` on loopback,
+driven over HTTP; every effect is checked in the simulator's own SQLite record."""
+import os
+import stat
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+from simlib import (CARD_3DS, CARD_OK, FORCING, Sim, auth_body, check, expect, expect_invalid,  # noqa: E402
+                    luhn_complete)
+
+AUTH = "/v1/authorizations"
+
+
+def record_count(sim):
+    return sim.one("SELECT count(*) FROM records")[0]
+
+
+def test_every_code(sim, c):
+    """Each forcing card gives its code; 14, 51, 54, 61 also happen naturally."""
+    for code, number in FORCING.items():
+        r = expect(c.post(AUTH, auth_body(number), key="force-" + code), 200, what="card " + number)
+        check(r.json["response_code"] == code, "card %s: want %s, got %r" % (number, code, r))
+        check(r.json["status"] == ("approved" if code == "00" else "declined"), "status of %r" % r)
+        check(r.json["id"].startswith("auth_") and r.json["amount"] == 1999 and r.json["currency"] == "EUR",
+              "answer shape %r" % r)
+        check(("approval_code" in r.json) == (code == "00"), "approval_code only when approved: %r" % r)
+        check(r.json["message"], "a message: %r" % r)
+    bad_luhn = "4242424242424241"
+    r = expect(c.post(AUTH, auth_body(bad_luhn), key="luhn"), 200)
+    check(r.json["response_code"] == "14", "Luhn-invalid: 14, got %r" % r)
+    holder = luhn_complete("411111111111300")
+    expired = auth_body(holder)
+    expired["card"]["exp_year"] = 2020
+    check(expect(c.post(AUTH, expired, key="expired"), 200).json["response_code"] == "54", "expired: 54")
+    r = expect(c.post(AUTH, auth_body(holder, amount=1000001), key="limit"), 200)
+    check(r.json["response_code"] == "61", "above the default amount limit: 61, got %r" % r)
+    # 51 naturally: the default balance is 100000 per currency; holds count.
+    r = expect(c.post(AUTH, auth_body(holder, amount=60000), key="hold-1"), 200)
+    check(r.json["response_code"] == "00", "first hold approved: %r" % r)
+    r = expect(c.post(AUTH, auth_body(holder, amount=60000), key="hold-2"), 200)
+    check(r.json["response_code"] == "51", "second hold above what is left: 51, got %r" % r)
+    balance, held = sim.one("SELECT balance, held FROM cardholders WHERE number = ? AND currency = 'EUR'",
+                            (holder,))
+    check((balance, held) == (100000, 60000), "cardholder after one hold: %r" % ((balance, held),))
+    r = expect(c.post(AUTH, auth_body(holder, amount=60000, currency="USD"), key="hold-usd"), 200)
+    check(r.json["response_code"] == "00", "balances are per currency: %r" % r)
+
+
+def test_idempotency(sim, c):
+    """A repeat returns the first answer byte for byte and applies nothing; another
+    request under the same key is 409 and changes nothing."""
+    holder = luhn_complete("411111111111400")
+    body = auth_body(holder, amount=700, merchant_ref="order-1")
+    first = expect(c.post(AUTH, body, key="idem-1"), 200)
+    before = record_count(sim)
+    again = expect(c.post(AUTH, dict(reversed(list(body.items()))), key="idem-1"), 200, what="repeat")
+    check(again.raw == first.raw, "repeat must be byte for byte: %r vs %r" % (again.raw, first.raw))
+    check(again.headers.get("idempotent-replayed") == "true", "replay header: %r" % again.headers)
+    check("idempotent-replayed" not in first.headers, "a first answer is not a replay")
+    check(record_count(sim) == before, "a repeat must not add a record")
+    check(sim.one("SELECT held FROM cardholders WHERE number = ?", (holder,))[0] == 700, "held once")
+    other = dict(body, amount=701)
+    expect(c.post(AUTH, other, key="idem-1"), 409, "idempotency_key_reused", "same key, other body")
+    expect(c.post(AUTH + "/" + first.json["id"] + "/captures", {"amount": 1}, key="idem-1"), 409,
+           "idempotency_key_reused", "same key, other operation")
+    check(record_count(sim) == before, "a 409 changes nothing")
+    s = expect(c.get("/v1/status/idem-1"), 200)
+    check(s.json["found"] is True and s.json["operation"] == "authorize" and s.json["http_status"] == 200,
+          "status inquiry: %r" % s)
+    check(s.json["response"] == first.json, "status inquiry holds the first answer: %r" % s)
+    expect(c.get("/v1/status/never-used"), 404)
+    check(c.get("/v1/status/never-used").json == {"found": False}, "404 body is found:false")
+    expect(c.post(AUTH, body), 400, "idempotency_key_missing", "no key")
+    expect_invalid(c.post(AUTH, body, key="bad key!"), "Idempotency-Key", "malformed key")
+    expect_invalid(c.post(AUTH, body, key="k" * 65), "Idempotency-Key", "key too long")
+    check(record_count(sim) == before, "refused keys change nothing")
+
+
+def test_3ds(sim, c):
+    """A card in the 3-D Secure range is challenged; the right code approves once, a
+    wrong code declines with 05, a completed challenge cannot be completed again."""
+    r = expect(c.post(AUTH, auth_body(CARD_3DS, amount=500), key="3ds-1"), 200)
+    check(r.json["status"] == "challenge_required" and r.json["response_code"] == "1A", "challenge: %r" % r)
+    challenge = r.json["challenge_id"]
+    check(challenge.startswith("ch_"), "challenge id %r" % challenge)
+    done = expect(c.post("/v1/challenges/%s/complete" % challenge, {"code": "123456"}, key="3ds-1-done"), 200)
+    check(done.json["status"] == "approved" and done.json["response_code"] == "00", "right code: %r" % done)
+    check(done.json["id"] == r.json["id"] and done.json.get("approval_code"), "same authorization: %r" % done)
+    check(sim.one("SELECT held FROM cardholders WHERE number = ?", (CARD_3DS,))[0] == 500, "held after 3DS")
+    expect(c.post("/v1/challenges/%s/complete" % challenge, {"code": "123456"}, key="3ds-1-again"), 409,
+           "challenge_already_completed")
+    again = expect(c.post("/v1/challenges/%s/complete" % challenge, {"code": "123456"}, key="3ds-1-done"), 200)
+    check(again.raw == done.raw, "a repeat of the completion is a replay")
+    r = expect(c.post(AUTH, auth_body(luhn_complete("400000276011111"), amount=500), key="3ds-2"), 200)
+    check(r.json["status"] == "challenge_required", "the whole range is challenged: %r" % r)
+    wrong = expect(c.post("/v1/challenges/%s/complete" % r.json["challenge_id"], {"code": "000000"},
+                          key="3ds-2-done"), 200)
+    check(wrong.json["status"] == "declined" and wrong.json["response_code"] == "05" and
+          wrong.json["message"] == "authentication failed", "wrong code: %r" % wrong)
+    state = sim.one("SELECT status, challenge_state FROM authorizations WHERE id = ?", (r.json["id"],))
+    check(state == ("declined", "failed"), "declined for good: %r" % (state,))
+    expect(c.post("/v1/challenges/ch_unknown/complete", {"code": "1"}, key="3ds-x"), 404, "not_found")
+    got = expect(c.get(AUTH + "/" + r.json["id"]), 200)
+    check(got.json["status"] == "declined", "current state: %r" % got)
+    capture = expect(c.post(AUTH, auth_body(CARD_3DS, amount=300, capture=True), key="3ds-3"), 200)
+    done = expect(c.post("/v1/challenges/%s/complete" % capture.json["challenge_id"], {"code": "123456"},
+                         key="3ds-3-done"), 200)
+    check(done.json.get("captured_amount") == 300 and done.json.get("capture_id", "").startswith("cap_"),
+          "a challenged authorize-and-capture captures on completion: %r" % done)
+
+
+def test_capture_void_refund(sim, c):
+    """Partial captures up to the authorized amount, not above; void only with nothing
+    captured; refunds bounded by what was captured; balances follow."""
+    holder = luhn_complete("411111111111500")
+    auth = expect(c.post(AUTH, auth_body(holder, amount=1000), key="cvr-auth"), 200).json
+    path = AUTH + "/" + auth["id"]
+    first = expect(c.post(path + "/captures", {"amount": 400}, key="cvr-cap-1"), 200).json
+    check(first["status"] == "approved" and first["captured_total"] == 400 and first["id"].startswith("cap_"),
+          "partial capture: %r" % first)
+    over = expect(c.post(path + "/captures", {"amount": 601}, key="cvr-cap-2"), 200).json
+    check(over["status"] == "declined" and over["response_code"] == "61" and over["captured_total"] == 400,
+          "capture above what is left: 61, got %r" % over)
+    rest = expect(c.post(path + "/captures", {"amount": 600}, key="cvr-cap-3"), 200).json
+    check(rest["captured_total"] == 1000, "capture up to the authorized amount: %r" % rest)
+    more = expect(c.post(path + "/captures", {"amount": 1}, key="cvr-cap-4"), 200).json
+    check(more["response_code"] == "61", "nothing left: %r" % more)
+    void = expect(c.post(path + "/void", {}, key="cvr-void"), 200).json
+    check(void["status"] == "declined" and void["response_code"] == "57", "void after capture: 57, %r" % void)
+    refund = expect(c.post(path + "/refunds", {"amount": 300}, key="cvr-ref-1"), 200).json
+    check(refund["status"] == "approved" and refund["refunded_total"] == 300, "refund: %r" % refund)
+    over = expect(c.post(path + "/refunds", {"amount": 701}, key="cvr-ref-2"), 200).json
+    check(over["response_code"] == "61" and over["refunded_total"] == 300, "refund above captured: %r" % over)
+    expect(c.post(path + "/refunds", {"amount": 700}, key="cvr-ref-3"), 200)
+    balance, held = sim.one("SELECT balance, held FROM cardholders WHERE number = ?", (holder,))
+    check((balance, held) == (100000, 0), "captured 1000, refunded 1000: %r" % ((balance, held),))
+    approved = sim.one("SELECT count(*) FROM records WHERE parent_id = ? AND status = 'approved'", (auth["id"],))[0]
+    check(approved == 4, "two captures and two refunds applied, got %d" % approved)
+    other = expect(c.post(AUTH, auth_body(holder, amount=500), key="cvr-auth-2"), 200).json
+    opath = AUTH + "/" + other["id"]
+    check(expect(c.post(opath + "/refunds", {"amount": 1}, key="cvr-o-ref"), 200).json["response_code"] == "61",
+          "refund of nothing captured: 61")
+    void = expect(c.post(opath + "/void", {}, key="cvr-o-void"), 200).json
+    check(void["status"] == "approved" and void["amount"] == 500, "void: %r" % void)
+    check(sim.one("SELECT held FROM cardholders WHERE number = ?", (holder,))[0] == 0, "void releases the hold")
+    check(expect(c.post(opath + "/void", {}, key="cvr-o-void2"), 200).json["response_code"] == "57", "void twice")
+    check(expect(c.post(opath + "/captures", {"amount": 1}, key="cvr-o-cap"), 200).json["response_code"] == "57",
+          "capture of a voided authorization: 57")
+    declined = expect(c.post(AUTH, auth_body(FORCING["05"]), key="cvr-declined"), 200).json
+    check(expect(c.post(AUTH + "/" + declined["id"] + "/captures", {"amount": 1}, key="cvr-d-cap"), 200)
+          .json["response_code"] == "57", "capture of a declined authorization: 57")
+    got = expect(c.get(opath), 200).json
+    check(got["status"] == "voided" and got["captured_total"] == 0, "GET authorization: %r" % got)
+    one = expect(c.post(AUTH, auth_body(holder, amount=250, capture=True), key="cvr-sale"), 200).json
+    check(one["captured_amount"] == 250 and one["capture_id"].startswith("cap_"), "authorize+capture: %r" % one)
+    expect(c.post(AUTH + "/auth_nope/captures", {"amount": 1}, key="cvr-404"), 404, "not_found")
+
+
+def test_bad_requests(sim, c):
+    """Each malformed request is 400 with the field, and adds nothing to the record."""
+    before = record_count(sim)
+    cases = [
+        (b"{", "body"), (b"[1]", "body"), (b"{\"amount\":1,\"amount\":2}", "body"),
+    ]
+    for raw, field in cases:
+        expect_invalid(c.post(AUTH, raw=raw, key="bad-raw"), field, "raw %r" % raw)
+    bodies = [
+        (dict(auth_body(), amount=19.99), "amount"), (dict(auth_body(), amount="1999"), "amount"),
+        (dict(auth_body(), amount=0), "amount"), (dict(auth_body(), amount=10 ** 15 + 1), "amount"),
+        (dict(auth_body(), currency="eur"), "currency"), (dict(auth_body(), currency="XXX"), "currency"),
+        (dict(auth_body(), extra=1), "extra"), (dict(auth_body(), capture="yes"), "capture"),
+        (dict(auth_body(), merchant_ref="x" * 256), "merchant_ref"),
+        ({"amount": 1, "currency": "EUR"}, "card"),
+        (auth_body("4242-4242"), "card.number"), (auth_body("42424242424"), "card.number"),
+    ]
+    for body, field in bodies:
+        expect_invalid(c.post(AUTH, body, key="bad-body"), field, "body %r" % body)
+    card = auth_body()
+    card["card"]["exp_month"] = 13
+    expect_invalid(c.post(AUTH, card, key="bad-month"), "card.exp_month")
+    card = auth_body()
+    card["card"]["cvc"] = "12"
+    expect_invalid(c.post(AUTH, card, key="bad-cvc"), "card.cvc")
+    card = auth_body()
+    card["card"]["pin"] = "1"
+    expect_invalid(c.post(AUTH, card, key="bad-pin"), "card.pin")
+    auth = expect(c.post(AUTH, auth_body(), key="bad-parent"), 200).json
+    before = record_count(sim)
+    path = AUTH + "/" + auth["id"]
+    expect_invalid(c.post(path + "/captures", {}, key="bad-c1"), "amount")
+    expect_invalid(c.post(path + "/captures", {"amount": 1, "currency": "USD"}, key="bad-c2"), "currency")
+    expect_invalid(c.post(path + "/void", {"amount": 1}, key="bad-v"), "amount")
+    expect_invalid(c.post(path + "/refunds", {"amount": -1}, key="bad-r"), "amount")
+    expect(c.post(AUTH, raw=b"x" * (64 * 1024 + 1), key="big"), 413, "body_too_large")
+    expect(c.get("/v1/nothing"), 404, "not_found")
+    expect(c.request("DELETE", AUTH), 405, "method_not_allowed")
+    check(record_count(sim) == before, "bad requests change nothing")
+    check(sim.rows("SELECT key FROM idempotency WHERE key LIKE 'bad-%' AND key != 'bad-parent'") == [],
+          "refusals are not recorded under their key")
+
+
+def test_auth_and_files(c_dir):
+    """With an api_key every request but /healthz needs it; the record is mode 0600;
+    a restart keeps the record (a replay after restart is the same answer)."""
+    sim = Sim("card", config={"api_key": "sim-key"}).start()
+    try:
+        expect(sim.client().post(AUTH, auth_body(), key="a1"), 401, "unauthorized")
+        expect(sim.client(api_key="wrong").post(AUTH, auth_body(), key="a1"), 401, "unauthorized")
+        expect(sim.client().get("/v1/status/a1"), 401, "unauthorized")
+        expect(sim.client().get("/healthz"), 200)
+        first = expect(sim.client(api_key="sim-key").post(AUTH, auth_body(), key="a1"), 200)
+        mode = stat.S_IMODE(os.stat(sim.db).st_mode)
+        check(mode == 0o600, "record mode %o" % mode)
+        check(sim.stop() == 0, "clean stop exits 0")
+        sim.start()
+        again = expect(sim.client(api_key="sim-key").post(AUTH, auth_body(), key="a1"), 200)
+        check(again.raw == first.raw, "a replay after a restart is the first answer")
+        check(sim.one("SELECT count(*) FROM records")[0] == 1, "applied once across the restart")
+    finally:
+        sim.close()
+
+
+def test_data_file():
+    """--data sets a cardholder's balance and limit; a bad data file refuses to start."""
+    holder = luhn_complete("555555555555444")
+    sim = Sim("card", data={"cards": [{"number": holder, "currency": "GBP", "balance": 500,
+                                       "amount_limit": 400}]}).start()
+    try:
+        c = sim.client()
+        check(expect(c.post(AUTH, auth_body(holder, 401, "GBP"), key="d1"), 200).json["response_code"] == "61",
+              "data amount_limit")
+        check(expect(c.post(AUTH, auth_body(holder, 400, "GBP"), key="d2"), 200).json["response_code"] == "00",
+              "within balance")
+        check(expect(c.post(AUTH, auth_body(holder, 101, "GBP"), key="d3"), 200).json["response_code"] == "51",
+              "data balance")
+        expect(c.post("/v1/admin/cards", {"number": holder, "currency": "GBP", "balance": 10000}), 200)
+        check(expect(c.post(AUTH, auth_body(holder, 101, "GBP"), key="d4"), 200).json["response_code"] == "00",
+              "admin balance")
+        expect_invalid(c.post("/v1/admin/cards", {"number": "12", "currency": "GBP", "balance": 1}), "number")
+    finally:
+        sim.close()
+    bad = Sim("card", data={"cards": [{"number": holder, "currency": "GBP", "balance": -1}]})
+    import subprocess
+    out = subprocess.run(bad.command(), capture_output=True, text=True, timeout=60)
+    check(out.returncode == 2 and "cards[0].balance" in out.stderr, "bad data refused: %r" % out.stderr)
+    bad.close()
+
+
+def main():
+    sim = Sim("card").start()
+    try:
+        c = sim.client()
+        test_every_code(sim, c)
+        test_idempotency(sim, c)
+        test_3ds(sim, c)
+        test_capture_void_refund(sim, c)
+        test_bad_requests(sim, c)
+    finally:
+        sim.close()
+    test_auth_and_files(None)
+    test_data_file()
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
