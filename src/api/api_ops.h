@@ -20,12 +20,16 @@
 
 typedef struct {
     const char *db_path;
-    const char *web_dir;         /* the built dashboard; NULL: beside the binary */
     uint32_t verify_interval_s;  /* verify the journal this often; 0: on POST /v1/verify only */
 } api_ops_options_t;
 
-/* Loads the dashboard's files into memory (missing files: a warning, /dashboard answers
- * 404), starts the 1 Hz sampler and the periodic verification. */
+/* Before the server listens: reads the dashboard's files into memory. 'web_dir' NULL:
+ * beside the binary, and none there is a warning (/dashboard answers 404); a named
+ * directory that cannot be loaded is an error. Freed after the server stopped. */
+PC_MUST_USE pc_status api_ops_web_load(const char *web_dir);
+void api_ops_web_free(void);
+/* After the server listens: the 1 Hz sampler and the periodic verification. Stopped
+ * before the server stops. */
 PC_MUST_USE pc_status api_ops_start(api_server_t *server, const api_ops_options_t *options);
 void api_ops_stop(void);
 
@@ -58,8 +62,6 @@ typedef struct {
 void api_ops_verify_state(api_ops_verify_state_t *out);
 pc_status api_ops_verify_start(const char *db_path, uint32_t interval_s);
 void api_ops_verify_stop(void);
-pc_status api_ops_web_load(const char *web_dir);
-void api_ops_web_free(void);
 pc_status api_ops_sampler_start(api_server_t *server);
 void api_ops_sampler_stop(void);
 

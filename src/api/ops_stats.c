@@ -438,8 +438,7 @@ void api_ops_request_done(const api_request_t *req, int http_status, uint64_t la
 }
 
 pc_status api_ops_start(api_server_t *server, const api_ops_options_t *options) {
-    pc_status status = api_ops_web_load(options->web_dir);
-    if (status == PC_OK) status = api_ops_sampler_start(server);
+    pc_status status = api_ops_sampler_start(server);
     if (status == PC_OK) status = api_ops_verify_start(options->db_path, options->verify_interval_s);
     if (status != PC_OK) api_ops_stop();
     return status;
@@ -448,5 +447,4 @@ pc_status api_ops_start(api_server_t *server, const api_ops_options_t *options) 
 void api_ops_stop(void) {
     api_ops_verify_stop();
     api_ops_sampler_stop();
-    api_ops_web_free();
 }

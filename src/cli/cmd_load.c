@@ -38,6 +38,8 @@
 #define LOAD_SAMPLE_NS 250000         /* in-flight sampling period: 4000 samples a second */
 #define LOAD_LITTLE_TOLERANCE 0.05    /* |sampled - X*W| / X*W: sampling noise and the
                                          run's two edges stay well inside 5 % */
+#define LOAD_LITTLE_REQUESTS_MIN 200  /* a shorter run is all edges: Little's law is not */
+#define LOAD_LITTLE_ELAPSED_NS 1000000000ull /* checked (little_ok=n/a), only reported */
 #define LOAD_BACKLOG_MAX 65536        /* open loop: arrivals waiting for a connection */
 #define LOAD_LATE_NS 1000000          /* open loop: sent over 1 ms after arrival = late */
 #define LOAD_ARRIVAL_STEP_NS 50000    /* open loop: sleep steps just before an arrival */
@@ -535,18 +537,20 @@ static bool load_report(const load_plan *plan, load_worker *workers, uint32_t th
     /* L = X * W, with W as long as the sampler counted each request in flight */
     double little = t.requests ? throughput * (double)t.in_flight_ns_total / 1e9 / (double)t.requests : 0.0;
     double little_error = little > 0 ? fabs(mean_in_flight - little) / little : 0.0;
-    bool little_ok = little_error <= LOAD_LITTLE_TOLERANCE;
+    bool checked = t.requests >= LOAD_LITTLE_REQUESTS_MIN && elapsed_s * 1e9 >= (double)LOAD_LITTLE_ELAPSED_NS;
+    bool little_ok = !checked || little_error <= LOAD_LITTLE_TOLERANCE;
     double offered = plan->rate_per_s > 0 ? plan->rate_per_s : throughput;
     printf("load mode=%s loop=%s concurrency=%u batch=%u accounts=%u requests=%llu transfers=%llu errors=%llu "
            "elapsed_s=%.3f requests_per_s=%.0f transfers_per_s=%.0f p50_ms=%.3f p99_ms=%.3f "
            "p999_ms=%.3f offered_per_s=%.0f mean_latency_ms=%.3f mean_in_flight=%.2f little_in_flight=%.2f "
-           "little_error=%.4f little_tolerance=%.2f little_ok=%d late=%llu\n",
+           "little_error=%.4f little_tolerance=%.2f little_ok=%s late=%llu\n",
            plan->engine ? "engine" : "http", plan->rate_per_s > 0 ? "open" : "closed", concurrency,
            plan->batch, plan->accounts, (unsigned long long)t.requests, (unsigned long long)t.transfers,
            (unsigned long long)t.errors, elapsed_s, throughput, (double)t.transfers / elapsed_s,
            histogram_quantile(merged, t.requests, 0.50), histogram_quantile(merged, t.requests, 0.99),
            histogram_quantile(merged, t.requests, 0.999), offered, mean_latency_s * 1e3, mean_in_flight,
-           little, little_error, LOAD_LITTLE_TOLERANCE, little_ok ? 1 : 0, (unsigned long long)t.late);
+           little, little_error, LOAD_LITTLE_TOLERANCE, !checked ? "n/a" : little_ok ? "1" : "0",
+           (unsigned long long)t.late);
     if (t.first_error != NULL) fprintf(stderr, "paycore load: first error: %s\n", t.first_error);
     if (!little_ok) {
         fprintf(stderr, "paycore load: Little's law off by %.1f%% (sampled in flight %.2f, X*W %.2f): "
@@ -634,7 +638,8 @@ int cli_load(int argc, char **argv) {
                         "next request when the last is answered.\nOpen loop (--rate): requests arrive on schedule; "
                         "latency counts from arrival (a request\nwaiting for a free connection is late).\n"
                         "mean_in_flight is sampled every 0.25 ms; Little's law says it equals\nthroughput x mean "
-                        "latency (little_in_flight): off by more than 5% means the\nmeasurement is not to be trusted.\n"
+                        "latency (little_in_flight): off by more than 5% means the\nmeasurement is not to be trusted "
+                        "(checked on runs of 1 s and 200 requests or more;\nshorter ones say little_ok=n/a).\n"
                         "Exit 1 when any request failed or Little's law did not hold.";
     if (cli_wants_help(argc, argv)) {
         cli_args_usage(stdout, usage, opts, N);

@@ -112,6 +112,11 @@ int cli_serve(int argc, char **argv) {
         !serve_config(opts, &config, &level)) {
         return 2;
     }
+    uint64_t verify_interval_s = 0;
+    if (!cli_parse_u64(opts[OPT_VERIFY_INTERVAL].value, &verify_interval_s) || verify_interval_s > 30u * 86400u) {
+        fprintf(stderr, "paycore serve: bad --verify-interval-s '%s' (0..2592000)\n", opts[OPT_VERIFY_INTERVAL].value);
+        return 2;
+    }
     if (opts[OPT_ROUTES].value != NULL) {
         api_routes_print(stdout);
         return 0;
@@ -130,7 +135,8 @@ int cli_serve(int argc, char **argv) {
     api_risk_options_t risk = {config.db_path, opts[OPT_RISK_MODEL].value, opts[OPT_RISK_RULES].value,
                                opts[OPT_RISK_RULES_ONLY].value != NULL && strcmp(opts[OPT_RISK_RULES_ONLY].value, "0") != 0,
                                opts[OPT_RISK_REVIEW].value, opts[OPT_RISK_DECLINE].value};
-    if (api_risk_start(&risk) != PC_OK) {
+    if (api_ops_web_load(opts[OPT_WEB_DIR].value) != PC_OK || api_risk_start(&risk) != PC_OK) {
+        api_ops_web_free();
         obs_log_close();
         return 1;
     }
@@ -138,19 +144,15 @@ int cli_serve(int argc, char **argv) {
     pc_status status = api_server_start(&server, &config);
     if (status != PC_OK) {
         api_risk_stop();
+        api_ops_web_free();
         obs_logf(OBS_LEVEL_ERROR, "cannot start: %s (%s)", pc_status_code(status), config.db_path);
         obs_log_close();
         return 1;
     }
-    uint64_t verify_interval_s = 0;
-    if (!cli_parse_u64(opts[OPT_VERIFY_INTERVAL].value, &verify_interval_s) || verify_interval_s > 30u * 86400u) {
-        fprintf(stderr, "paycore serve: bad --verify-interval-s '%s'\n", opts[OPT_VERIFY_INTERVAL].value);
-        verify_interval_s = UINT64_MAX;
-    }
-    api_ops_options_t ops = {config.db_path, opts[OPT_WEB_DIR].value, (uint32_t)verify_interval_s};
-    if (verify_interval_s == UINT64_MAX || api_ops_start(server, &ops) != PC_OK) {
-        api_ops_stop();
+    api_ops_options_t ops = {config.db_path, (uint32_t)verify_interval_s};
+    if (api_ops_start(server, &ops) != PC_OK) {
         api_server_stop(server);
+        api_ops_web_free();
         api_risk_stop();
         obs_log_close();
         return 1;
@@ -163,6 +165,7 @@ int cli_serve(int argc, char **argv) {
     serve_wait(&signals);
     api_ops_stop();
     api_server_stop(server);
+    api_ops_web_free(); /* no request reads the dashboard's files any more */
     api_risk_stop();
     obs_log_notice("stopped", NULL);
     obs_log_close();

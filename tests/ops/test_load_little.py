@@ -35,9 +35,12 @@ def main():
     server = Server()
     try:
         server.start()
-        rc, closed, err = load(server, "--concurrency", "8", "--count", "2000")
+        rc, short, err = load(server, "--concurrency", "2", "--count", "20")
+        check(rc == 0 and short["little_ok"] == "n/a", "a run too short to judge is not judged: %r %s" % (short, err))
+        rc, closed, err = load(server, "--concurrency", "8", "--duration-s", "2")
         check(rc == 0, "closed loop: %s" % err)
-        check(closed["loop"] == "closed" and closed["requests"] == "2000" and closed["transfers"] == "2000", "closed %r" % closed)
+        check(closed["loop"] == "closed" and int(closed["requests"]) >= 200 and closed["transfers"] == closed["requests"],
+              "closed %r" % closed)
         check(abs(float(closed["mean_in_flight"]) - 8) < 1.0, "closed loop keeps its 8 connections busy: %s" % closed["mean_in_flight"])
         check_little(closed, "closed loop")
 
@@ -48,7 +51,7 @@ def main():
         check_little(opened, "open loop")
 
         stats = expect(server.client().get("/v1/stats?history_s=0"), 200).json
-        committed = int(closed["transfers"]) + int(opened["transfers"])
+        committed = int(short["transfers"]) + int(closed["transfers"]) + int(opened["transfers"])
         check(stats["writer"]["transfers_committed_total"] == committed,
               "load counted %d, the server committed %d" % (committed, stats["writer"]["transfers_committed_total"]))
         for bad in (["--rate", "0"], ["--rate", "x"], ["--rate", "10", "--arrivals", "bursty"]):
