@@ -74,7 +74,7 @@ install:
 	install -m 644 deploy/prometheus/prometheus.yml $(DESTDIR)$(DATADIR)/paycore/prometheus/prometheus.yml
 	install -m 644 deploy/prometheus/rules/paycore.rules.yml $(DESTDIR)$(DATADIR)/paycore/prometheus/rules/paycore.rules.yml
 	install -m 644 deploy/grafana/paycore.json $(DESTDIR)$(DATADIR)/paycore/grafana/paycore.json
-	install -m 644 docs/operations.md docs/errors.md docs/openapi.yaml $(DESTDIR)$(DOCDIR)/
+	install -m 644 docs/operations.md docs/capacity.md docs/errors.md docs/openapi.yaml $(DESTDIR)$(DOCDIR)/
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/paycore $(DESTDIR)$(MANDIR)/man1/paycore.1 \
