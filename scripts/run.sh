@@ -1,6 +1,7 @@
 #!/bin/sh
 # scripts/run.sh BIN DB LISTEN: `make run`. Creates the database with demo data on the
-# first start (printing the admin key once), then serves on LISTEN.
+# first start (printing the admin key once), then serves on LISTEN with the demo
+# channel simulators beside it (serve --demo).
 set -eu
 bin="$1"
 db="$2"
@@ -10,4 +11,4 @@ if [ ! -f "$db" ]; then
     echo "paycore: the admin key above is shown once (also saved in $db.first-start.txt)."
     echo "paycore: try: curl -H \"Authorization: Bearer <admin_key>\" http://$listen/v1/accounts"
 fi
-exec "$bin" serve --db "$db" --listen "$listen"
+exec "$bin" serve --db "$db" --listen "$listen" --demo

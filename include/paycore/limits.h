@@ -72,5 +72,13 @@ static_assert(WRITER_BATCH_EVENTS_MAX <= WRITER_QUEUE_DEPTH_MAX,
 #define SIM_DATA_ENTRIES_MAX 100000             /* cardholders or accounts in a --data file */
 #define SIM_REPORT_ROWS_MAX 1000000             /* one day's settlement report */
 #define SIM_CALLBACK_RETRY_MS_MAX 3600000       /* retries never wait longer than an hour */
+#define SIM_SETTLE_BATCH_MAX 100                /* bank transfers decided in one transaction */
+#define SIM_CALLBACKS_PER_PASS 32               /* deliveries before the worker looks again */
+#define SIM_CONNECTION_IDLE_S 120               /* an idle keep-alive connection is closed */
+#define SIM_THREAD_STACK_BYTES (1024 * 1024)    /* per connection thread: SQLite and jansson fit */
+#define SIM_STMT_CACHE_MAX 96                   /* prepared statements: the simulator has ~60 */
+#define SIM_DEMO_START_MS 60000                 /* a sanitized build on a busy machine starts slowly */
+#define SIM_DEMO_STOP_MS 10000                  /* then a demo simulator is killed */
+#define SIM_DEMO_ENV_MAX 512                    /* environment entries passed to a demo simulator */
 
 #endif

@@ -11,11 +11,12 @@
 #include "api/api_risk.h"
 #include "cli/cli.h"
 #include "cli/cli_args.h"
+#include "cli/serve_demo.h"
 #include "obs/obs.h"
 
 enum { OPT_LISTEN, OPT_DB, OPT_THREADS, OPT_BODY_MAX, OPT_QUEUE_MAX, OPT_LOG_LEVEL,
        OPT_LOG_FILE, OPT_RATE, OPT_BURST, OPT_TIMEOUT, OPT_REQUEST_TIMEOUT, OPT_METRICS_AUTH, OPT_ROUTES, OPT_RISK_MODEL,
-       OPT_RISK_RULES, OPT_RISK_RULES_ONLY, OPT_RISK_REVIEW, OPT_RISK_DECLINE,
+       OPT_RISK_RULES, OPT_RISK_RULES_ONLY, OPT_RISK_REVIEW, OPT_RISK_DECLINE, OPT_DEMO,
        OPT_WEB_DIR, OPT_VERIFY_INTERVAL, OPT_COUNT };
 
 static void serve_opts(cli_opt opts[OPT_COUNT]) {
@@ -38,6 +39,7 @@ static void serve_opts(cli_opt opts[OPT_COUNT]) {
         {"risk-rules-only", "PAYCORE_RISK_RULES_ONLY", true, NULL, "score with rules only (no model; /healthz says rules_only)"},
         {"risk-review-threshold", "PAYCORE_RISK_REVIEW_THRESHOLD", false, NULL, "model score at or above: review (default 0.30)"},
         {"risk-decline-threshold", "PAYCORE_RISK_DECLINE_THRESHOLD", false, NULL, "model score at or above: decline (default 0.85)"},
+        {"demo", "PAYCORE_DEMO", true, NULL, "also run the card, wallet and bank simulators (docs/channels.md), stopped with the server"},
         {"web-dir", "PAYCORE_WEB_DIR", false, NULL, "the built dashboard served at /dashboard (default: beside the binary)"},
         {"verify-interval-s", "PAYCORE_VERIFY_INTERVAL_S", false, "0", "verify the journal this often in the background (0: only on POST /v1/verify)"},
     };
@@ -132,11 +134,18 @@ int cli_serve(int argc, char **argv) {
     sigaddset(&signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &signals, NULL); /* every thread started below inherits it */
     signal(SIGPIPE, SIG_IGN);
+    sim_demo_t demo = {0};
+    if (opts[OPT_DEMO].value != NULL && strcmp(opts[OPT_DEMO].value, "0") != 0 &&
+        !serve_demo_start(config.db_path, &demo)) {
+        obs_log_close();
+        return 1;
+    }
     api_risk_options_t risk = {config.db_path, opts[OPT_RISK_MODEL].value, opts[OPT_RISK_RULES].value,
                                opts[OPT_RISK_RULES_ONLY].value != NULL && strcmp(opts[OPT_RISK_RULES_ONLY].value, "0") != 0,
                                opts[OPT_RISK_REVIEW].value, opts[OPT_RISK_DECLINE].value};
     if (api_ops_web_load(opts[OPT_WEB_DIR].value) != PC_OK || api_risk_start(&risk) != PC_OK) {
         api_ops_web_free();
+        sim_demo_stop(&demo);
         obs_log_close();
         return 1;
     }
@@ -145,6 +154,7 @@ int cli_serve(int argc, char **argv) {
     if (status != PC_OK) {
         api_risk_stop();
         api_ops_web_free();
+        sim_demo_stop(&demo);
         obs_logf(OBS_LEVEL_ERROR, "cannot start: %s (%s)", pc_status_code(status), config.db_path);
         obs_log_close();
         return 1;
@@ -154,6 +164,7 @@ int cli_serve(int argc, char **argv) {
         api_server_stop(server);
         api_ops_web_free();
         api_risk_stop();
+        sim_demo_stop(&demo);
         obs_log_close();
         return 1;
     }
@@ -167,6 +178,7 @@ int cli_serve(int argc, char **argv) {
     api_server_stop(server);
     api_ops_web_free(); /* no request reads the dashboard's files any more */
     api_risk_stop();
+    sim_demo_stop(&demo);
     obs_log_notice("stopped", NULL);
     obs_log_close();
     return 0;

@@ -14,9 +14,6 @@
 #include "obs/obs.h"
 #include "paycore/money.h"
 
-#define BANK_SETTLE_BATCH 100     /* transfers decided per worker pass */
-#define BANK_DELIVERIES_PER_PASS 32
-
 typedef struct {
     const char *direction;
     int64_t amount;
@@ -238,24 +235,24 @@ static bool transfer_finish(sim_t *sim, const due_transfer_t *due, int64_t now_m
     return ok;
 }
 
-/* Reads up to BANK_SETTLE_BATCH due transfers (read fully before any is changed). */
+/* Reads up to SIM_SETTLE_BATCH_MAX due transfers (read fully before any is changed). */
 static bool due_list(sim_t *sim, int64_t now_ms, due_transfer_t *out, uint32_t *count) {
     *count = 0;
     sqlite3_stmt *due = sim_db_query(&sim->db,
                                      "SELECT id, direction, routing_number, account_number, amount, currency,"
                                      " idempotency_key, reference FROM transfers WHERE status = 'pending'"
                                      " AND due_at_ms <= ? ORDER BY due_at_ms, id LIMIT ?", "ii", now_ms,
-                                     (int64_t)BANK_SETTLE_BATCH);
+                                     (int64_t)SIM_SETTLE_BATCH_MAX);
     if (due == NULL) return false;
     int rc;
-    while ((rc = sqlite3_step(due)) == SQLITE_ROW && *count < BANK_SETTLE_BATCH) due_read(due, &out[(*count)++]);
+    while ((rc = sqlite3_step(due)) == SQLITE_ROW && *count < SIM_SETTLE_BATCH_MAX) due_read(due, &out[(*count)++]);
     sqlite3_reset(due);
     return rc == SQLITE_ROW || rc == SQLITE_DONE;
 }
 
 /* Decides the transfers whose time has come, in one transaction. */
 static void settle_due(sim_t *sim) {
-    due_transfer_t due[BANK_SETTLE_BATCH];
+    due_transfer_t due[SIM_SETTLE_BATCH_MAX];
     int64_t now_ms = (int64_t)sim_wall_ms();
     uint32_t count = 0;
     pthread_mutex_lock(&sim->lock);
@@ -384,7 +381,7 @@ static uint64_t next_due(sim_t *sim) {
 
 uint64_t sim_bank_work(sim_t *sim) {
     settle_due(sim);
-    for (int i = 0; i < BANK_DELIVERIES_PER_PASS && !atomic_load(&sim->stopping); i++) {
+    for (int i = 0; i < SIM_CALLBACKS_PER_PASS && !atomic_load(&sim->stopping); i++) {
         callback_t callback;
         if (!callback_next(sim, (int64_t)sim_wall_ms(), &callback)) return next_due(sim);
         long http_status = callback_post(sim, &callback);

@@ -19,18 +19,15 @@
 
 #include "gateway/simulator.h"
 #include "obs/obs.h"
-
-#define DEMO_START_MS 60000    /* a sanitized build on a busy machine starts slowly */
-#define DEMO_STOP_MS 10000
-#define DEMO_ENV_MAX 512
+#include "paycore/limits.h"
 
 extern char **environ;
 
 /* environ plus PAYCORE_SIM_CALLBACK_SECRET (kept out of argv: ps shows argv), into
- * 'env' (DEMO_ENV_MAX + 2 slots). */
+ * 'env' (SIM_DEMO_ENV_MAX + 2 slots). */
 static void child_env(char **env, const char *secret, char *secret_entry, size_t entry_bytes) {
     size_t count = 0;
-    for (char **e = environ; *e != NULL && count < DEMO_ENV_MAX; e++) {
+    for (char **e = environ; *e != NULL && count < SIM_DEMO_ENV_MAX; e++) {
         if (strncmp(*e, "PAYCORE_SIM_", 12) != 0) env[count++] = *e;
     }
     snprintf(secret_entry, entry_bytes, "PAYCORE_SIM_CALLBACK_SECRET=%s", secret);
@@ -61,9 +58,9 @@ static uint16_t read_port(int fd, pid_t pid) {
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
         long waited_ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
-        if (waited_ms >= DEMO_START_MS) return 0;
+        if (waited_ms >= SIM_DEMO_START_MS) return 0;
         struct pollfd p = {.fd = fd, .events = POLLIN};
-        int ready = poll(&p, 1, (int)(DEMO_START_MS - waited_ms));
+        int ready = poll(&p, 1, (int)(SIM_DEMO_START_MS - waited_ms));
         if (ready < 0 && errno == EINTR) continue;
         if (ready <= 0) return 0;
         ssize_t n = read(fd, line + bytes, sizeof line - 1 - bytes);
@@ -79,7 +76,9 @@ static uint16_t read_port(int fd, pid_t pid) {
     }
 }
 
-static bool child_start(const char *bin, const char *dir, sim_kind kind, char *const envp[], sim_child_t *child) {
+/* Forks and execs one simulator; '*out_fd' reads its stdout. */
+static bool child_spawn(const char *bin, const char *dir, sim_kind kind, char *const envp[], sim_child_t *child,
+                        int *out_fd) {
     char db[1200], kind_name[16];
     snprintf(db, sizeof db, "%s/sim-%s.db", dir, sim_kind_name(kind));
     snprintf(kind_name, sizeof kind_name, "%s", sim_kind_name(kind));
@@ -96,10 +95,32 @@ static bool child_start(const char *bin, const char *dir, sim_kind kind, char *c
         return false;
     }
     child->pid = pid;
-    child->port = read_port(pipe_fds[0], pid);
-    close(pipe_fds[0]); /* the child never writes to stdout again */
-    snprintf(child->url, sizeof child->url, "http://127.0.0.1:%u", (unsigned)child->port);
-    return child->port != 0;
+    *out_fd = pipe_fds[0];
+    return true;
+}
+
+/* Starts the three at once (each creates its record: slow on a busy disk), then
+ * reads their ports. */
+static bool children_start(const char *bin, const char *dir, char *const envp[], sim_demo_t *demo,
+                           char *error, size_t error_bytes) {
+    int fds[SIM_KIND_COUNT] = {-1, -1, -1};
+    bool ok = true;
+    for (int kind = 0; kind < SIM_KIND_COUNT && ok; kind++) {
+        ok = child_spawn(bin, dir, (sim_kind)kind, envp, &demo->children[kind], &fds[kind]);
+        if (!ok) snprintf(error, error_bytes, "cannot start the %s simulator: %s", sim_kind_name((sim_kind)kind), strerror(errno));
+    }
+    for (int kind = 0; kind < SIM_KIND_COUNT; kind++) {
+        if (fds[kind] < 0) continue;
+        sim_child_t *child = &demo->children[kind];
+        if (ok) child->port = read_port(fds[kind], child->pid);
+        close(fds[kind]); /* the child never writes to stdout again */
+        snprintf(child->url, sizeof child->url, "http://127.0.0.1:%u", (unsigned)child->port);
+        if (ok && child->port == 0) {
+            snprintf(error, error_bytes, "the %s simulator did not start (%s)", sim_kind_name((sim_kind)kind), bin);
+            ok = false;
+        }
+    }
+    return ok;
 }
 
 pc_status sim_demo_start(const char *paycore_bin, const char *dir, sim_demo_t *demo, char *error,
@@ -114,27 +135,23 @@ pc_status sim_demo_start(const char *paycore_bin, const char *dir, sim_demo_t *d
     randombytes_buf(secret, sizeof secret);
     sodium_bin2hex(demo->callback_secret, sizeof demo->callback_secret, secret, sizeof secret);
     char secret_entry[128];
-    char **envp = calloc(DEMO_ENV_MAX + 2, sizeof(char *));
+    char **envp = calloc(SIM_DEMO_ENV_MAX + 2, sizeof(char *));
     if (envp == NULL) return PC_NO_MEMORY;
     child_env(envp, demo->callback_secret, secret_entry, sizeof secret_entry);
-    for (int kind = 0; kind < SIM_KIND_COUNT; kind++) {
-        if (!child_start(paycore_bin, dir, (sim_kind)kind, envp, &demo->children[kind])) {
-            snprintf(error, error_bytes, "the %s simulator did not start (%s)", sim_kind_name((sim_kind)kind),
-                     paycore_bin);
-            sim_demo_stop(demo);
-            sodium_memzero(secret_entry, sizeof secret_entry);
-            free(envp);
-            return PC_IO;
-        }
+    if (!children_start(paycore_bin, dir, envp, demo, error, error_bytes)) {
+        sim_demo_stop(demo);
+        sodium_memzero(secret_entry, sizeof secret_entry);
+        free(envp);
+        return PC_IO;
     }
     sodium_memzero(secret_entry, sizeof secret_entry);
     free(envp);
     return PC_OK;
 }
 
-/* Waits up to DEMO_STOP_MS for the child, then kills it. */
+/* Waits up to SIM_DEMO_STOP_MS for the child, then kills it. */
 static void child_reap(sim_child_t *child) {
-    for (int waited_ms = 0; waited_ms < DEMO_STOP_MS; waited_ms += 10) {
+    for (int waited_ms = 0; waited_ms < SIM_DEMO_STOP_MS; waited_ms += 10) {
         pid_t done = waitpid(child->pid, NULL, WNOHANG);
         if (done == child->pid || (done < 0 && errno == ECHILD)) {
             child->pid = 0;

@@ -86,8 +86,6 @@ typedef struct {
 
 /* ---- the record (sim_record.c) ---- */
 
-#define SIM_STMT_CACHE_MAX 96
-
 typedef struct {
     sqlite3 *db;
     struct {

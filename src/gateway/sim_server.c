@@ -510,9 +510,9 @@ bool sim_http_start(sim_t *sim, const char *listen, char *error, size_t error_by
                          MHD_USE_ERROR_LOG;
     sim->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_access, sim, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, sim, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, sim, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)SIM_CONNECTION_IDLE_S,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)SIM_CONNECTIONS_MAX, MHD_OPTION_THREAD_STACK_SIZE,
-        (size_t)(1024 * 1024), MHD_OPTION_EXTERNAL_LOGGER, mhd_log, sim, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+        (size_t)SIM_THREAD_STACK_BYTES, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, sim, MHD_OPTION_LISTEN_BACKLOG_SIZE,
         (unsigned int)1024, MHD_OPTION_END);
     if (sim->daemon == NULL) {
         snprintf(error, error_bytes, "cannot listen on %s", listen);
