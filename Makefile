@@ -14,7 +14,7 @@ DOCDIR     ?= $(DATADIR)/doc/paycore
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 
-.PHONY: all deps build run test test-sanitize test-tsan bench bench-quick docs clean install uninstall
+.PHONY: all deps build run test test-sanitize test-tsan test-long bench bench-quick docs clean install uninstall
 
 all: build
 
@@ -36,6 +36,12 @@ test-sanitize: deps
 	@cmake --build $(BUILD_SAN) -j $(JOBS)
 	@cd $(BUILD_SAN) && PAYCORE_SANITIZED=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
+
+# The crash test at full length: hundreds of kill / clean-stop / fault cycles (make
+# test runs 24). PAYCORE_CRASH_ROUNDS and PAYCORE_SEED override.
+CRASH_ROUNDS ?= 400
+test-long: build
+	@cd $(BUILD) && PAYCORE_CRASH_ROUNDS=$(CRASH_ROUNDS) ./store_test_crash
 
 # The HTTP server's tests under ThreadSanitizer: MHD threads, the writer thread and
 # the reapers share requests; a data race there fails the run.

@@ -3,6 +3,7 @@
 # first start (printing the admin key once), then serves on LISTEN with the demo
 # channel simulators beside it (serve --demo).
 set -eu
+umask 077 # the first-start file holds the admin key; everything paycore writes is 0600
 bin="$1"
 db="$2"
 listen="$3"

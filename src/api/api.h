@@ -145,11 +145,23 @@ typedef struct {
     uint32_t request_timeout_ms; /* waiting for the writer longer: 503 request_timeout
                                     (the command still completes); 0 = never */
     bool metrics_auth;           /* /metrics needs a key (read scope) */
+    /* Optional: called once (writer thread) when the store failed for good and the
+     * writer stopped writing: the process must stop (api_server_failed). */
+    void (*writer_failed)(void *ctx);
+    void *writer_failed_ctx;
 } api_config_t;
 
 void api_config_default(api_config_t *config);
-/* Opens the store, starts the writer and listens. */
+/* Binds the listen address (PC_ADDRESS_IN_USE, ... before any file is touched), then
+ * opens the store and starts the writer; serves nothing yet. Each failure is logged
+ * with its cause. */
+PC_MUST_USE pc_status api_server_open(api_server_t **out, const api_config_t *config);
+/* Starts serving on the bound address. */
+PC_MUST_USE pc_status api_server_listen(api_server_t *server);
+/* api_server_open, then api_server_listen. */
 PC_MUST_USE pc_status api_server_start(api_server_t **out, const api_config_t *config);
+/* PC_OK, or why the writer stopped writing for good (the process must exit). */
+pc_status api_server_failed(api_server_t *server);
 /* The bound port (useful with port 0). */
 uint16_t api_server_port(const api_server_t *server);
 /* Stops accepting, drains the writer (every queued command commits and is answered),

@@ -68,6 +68,7 @@ struct api_server {
     pthread_rwlock_t writer_lock;   /* writer_submit (read) vs. the start of shutdown (write) */
     _Atomic bool draining;          /* set under writer_lock (write); read anywhere */
     struct MHD_Daemon *daemon;
+    int listen_fd;                  /* bound before the store opens; MHD's once started */
     uint16_t port;
     api_keys_t keys;
     pthread_mutex_t pool_mutex;

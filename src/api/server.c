@@ -7,6 +7,7 @@
  * Shutdown: stop accepting, refuse new commands, drain the writer (every queued
  * command commits and is answered), wait for the answers to leave, close. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <limits.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -309,6 +311,12 @@ static void mhd_log(void *cls, const char *format, va_list args) {
     obs_log(OBS_LEVEL_DEBUG, text, "\"source\":\"microhttpd\"");
 }
 
+static void on_writer_failed(void *ctx, pc_status status) {
+    api_server_t *server = ctx;
+    (void)status;
+    if (server->config.writer_failed != NULL) server->config.writer_failed(server->config.writer_failed_ctx);
+}
+
 static pc_status open_backend(api_server_t *server) {
     store_options_t options = {.create = false};
     pc_status status = store_open(&server->store, server->db_path, &options);
@@ -316,7 +324,8 @@ static pc_status open_backend(api_server_t *server) {
     char key_path[4096];
     snprintf(key_path, sizeof key_path, "%s.key", server->db_path);
     writer_config_t writer_config = {.queue_events_max = server->config.queue_events_max,
-                                     .batch_events_max = WRITER_BATCH_EVENTS_MAX};
+                                     .batch_events_max = WRITER_BATCH_EVENTS_MAX,
+                                     .failed = on_writer_failed, .failed_ctx = server};
     status = writer_start(&server->writer, server->store, key_path, &writer_config);
     if (status != PC_OK) return status;
     store_reader_t *reader = api_server_reader_acquire(server);
@@ -326,26 +335,51 @@ static pc_status open_backend(api_server_t *server) {
     return status;
 }
 
-static pc_status start_http(api_server_t *server) {
+/* Binds the listen socket ourselves: the cause of a failure is known (MHD only says
+ * that it failed), and it is known before any file is opened or created. */
+static pc_status listen_bind(api_server_t *server) {
     struct sockaddr_in addr;
-    if (!parse_listen(server->config.listen, &addr)) return PC_INVALID_ARGUMENT;
+    if (!parse_listen(server->config.listen, &addr)) {
+        obs_logf(OBS_LEVEL_ERROR, "cannot listen on '%s': not an IPv4 address:port", server->config.listen);
+        return PC_INVALID_ARGUMENT;
+    }
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int on = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
+        bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(fd, 1024) != 0) {
+        int error = errno;
+        if (fd >= 0) close(fd);
+        obs_logf(OBS_LEVEL_ERROR, "cannot listen on %s: %s", server->config.listen, strerror(error));
+        return error == EADDRINUSE ? PC_ADDRESS_IN_USE : PC_IO;
+    }
+    struct sockaddr_in bound;
+    socklen_t bound_bytes = sizeof bound;
+    server->listen_fd = fd;
+    server->port = getsockname(fd, (struct sockaddr *)&bound, &bound_bytes) == 0 ? ntohs(bound.sin_port)
+                                                                                 : ntohs(addr.sin_port);
+    return PC_OK;
+}
+
+static pc_status start_http(api_server_t *server) {
     unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
                          MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     server->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_access, server, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        flags, 0, NULL, NULL, on_access, server, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)server->listen_fd,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)server->config.threads,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, server, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned int)server->config.connection_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned int)4096, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, server,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)1024, MHD_OPTION_END);
-    if (server->daemon == NULL) return PC_IO;
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(server->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    server->port = info != NULL ? info->port : ntohs(addr.sin_port);
+        (unsigned int)4096, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, server, MHD_OPTION_END);
+    if (server->daemon == NULL) {
+        obs_logf(OBS_LEVEL_ERROR, "cannot start the HTTP server on %s", server->config.listen);
+        return PC_IO;
+    }
+    server->listen_fd = -1; /* MHD's now: MHD_quiesce_daemon hands it back */
     return PC_OK;
 }
 
 static pc_status server_init(api_server_t *server, const api_config_t *config) {
     server->config = *config;
+    server->listen_fd = -1;
     if (server->config.threads == 0) server->config.threads = 2;
     if (server->config.threads > 256) server->config.threads = 256;
     server->db_path = pc_strdup(config->db_path);
@@ -371,6 +405,7 @@ static void server_free(api_server_t *server) {
     if (server->writer != NULL) writer_drain(server->writer);
     api_reaper_stop(server);
     if (server->daemon != NULL) MHD_stop_daemon(server->daemon);
+    if (server->listen_fd >= 0) close(server->listen_fd); /* bound, never handed to MHD */
     writer_free(server->writer);
     server->writer = NULL;
     pthread_mutex_destroy(&server->waiting_mutex);
@@ -385,18 +420,16 @@ static void server_free(api_server_t *server) {
     free(server);
 }
 
-pc_status api_server_start(api_server_t **out, const api_config_t *config) {
+pc_status api_server_open(api_server_t **out, const api_config_t *config) {
     PC_ASSERT(config->body_bytes_max > 0);
     if (sodium_init() < 0) return PC_INTERNAL;
     api_server_t *server = calloc(1, sizeof(*server));
     if (server == NULL) return PC_NO_MEMORY;
     pc_status status = server_init(server, config);
+    if (status == PC_OK) status = listen_bind(server);
     if (status == PC_OK) status = open_backend(server);
-    if (status == PC_OK) status = start_http(server);
     if (status != PC_OK) {
-        if (server->store != NULL && status != PC_IO && status != PC_INVALID_ARGUMENT) {
-            obs_logf(OBS_LEVEL_ERROR, "store: %s", store_error_detail(server->store));
-        }
+        if (server->store != NULL) obs_logf(OBS_LEVEL_ERROR, "store: %s", store_error_detail(server->store));
         server_free(server);
         return status;
     }
@@ -404,12 +437,33 @@ pc_status api_server_start(api_server_t **out, const api_config_t *config) {
     return PC_OK;
 }
 
+pc_status api_server_listen(api_server_t *server) { return start_http(server); }
+
+pc_status api_server_start(api_server_t **out, const api_config_t *config) {
+    api_server_t *server = NULL;
+    pc_status status = api_server_open(&server, config);
+    if (status != PC_OK) return status;
+    status = api_server_listen(server);
+    if (status != PC_OK) {
+        server_free(server);
+        return status;
+    }
+    *out = server;
+    return PC_OK;
+}
+
+/* Ready: the writer runs, is not draining, and its last write worked. The writer
+ * stays allocated until MHD has stopped, so a request may read it without a lock. */
 bool api_server_ready(api_server_t *server) {
-    return server->writer != NULL && !atomic_load(&server->draining);
+    return server->writer != NULL && !atomic_load(&server->draining) && writer_can_commit(server->writer);
 }
 
 bool api_server_draining(const api_server_t *server) {
     return atomic_load(&server->draining);
+}
+
+pc_status api_server_failed(api_server_t *server) {
+    return server->writer != NULL ? writer_failed(server->writer) : PC_OK;
 }
 
 /* SIGTERM: stop accepting, refuse new commands, drain the writer (every queued command
@@ -417,7 +471,7 @@ bool api_server_draining(const api_server_t *server) {
  * The writer stays allocated until MHD has stopped: a request still running (a
  * /metrics scrape on a keep-alive connection) may read it until then. */
 void api_server_stop(api_server_t *server) {
-    int listen_fd = MHD_quiesce_daemon(server->daemon); /* no new connections */
+    int listen_fd = server->daemon != NULL ? MHD_quiesce_daemon(server->daemon) : -1; /* no new connections */
     if (listen_fd >= 0) close(listen_fd);
     pthread_rwlock_wrlock(&server->writer_lock); /* waits out submits in progress */
     atomic_store(&server->draining, true);       /* new commands: 503 shutting_down */

@@ -1,8 +1,14 @@
 /* cli/cmd_serve.c: `paycore serve`, the HTTP/JSON server. Signals are blocked in
  * every thread and taken here with sigwait: SIGTERM/SIGINT drain and exit 0, SIGHUP
- * reopens the log file. */
+ * reopens the log file. The writer raises SIGUSR2 when the database failed to write
+ * (store.h): the server then drains and exits 1, to be restarted from the file.
+ *
+ * Start order, so that a start that fails names its cause and leaves no file
+ * behind: bind the listen address, open the database (lock, checks, signing key),
+ * start the risk engine (its files), then serve. */
 #include <signal.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -81,7 +87,7 @@ static bool serve_config(const cli_opt *opts, api_config_t *config, obs_level *l
     return true;
 }
 
-/* Waits for signals until SIGTERM or SIGINT. */
+/* Waits for signals until SIGTERM, SIGINT or SIGUSR2 (the writer failed). */
 static void serve_wait(const sigset_t *signals) {
     for (;;) {
         int signal_number = 0;
@@ -93,9 +99,51 @@ static void serve_wait(const sigset_t *signals) {
                     reopened ? "log reopened" : "log reopen failed", NULL);
             continue;
         }
-        obs_logf(OBS_LEVEL_INFO, "signal %d: draining", signal_number);
+        if (signal_number != SIGUSR2) obs_logf(OBS_LEVEL_INFO, "signal %d: draining", signal_number);
         return;
     }
+}
+
+/* Writer thread: the store failed for good; wake serve_wait. */
+static void serve_writer_failed(void *ctx) {
+    (void)ctx;
+    kill(getpid(), SIGUSR2);
+}
+
+/* The part of a start that may fail after the database was opened: risk (its files),
+ * the demo's simulators (--demo), then serving. */
+static pc_status serve_start_after_open(api_server_t *server, const api_config_t *config, const cli_opt *opts,
+                                        sim_demo_t *demo) {
+    api_risk_options_t risk = {config->db_path, opts[OPT_RISK_MODEL].value, opts[OPT_RISK_RULES].value,
+                               opts[OPT_RISK_RULES_ONLY].value != NULL && strcmp(opts[OPT_RISK_RULES_ONLY].value, "0") != 0,
+                               opts[OPT_RISK_REVIEW].value, opts[OPT_RISK_DECLINE].value};
+    pc_status status = api_risk_start(&risk);
+    if (status != PC_OK) return status;
+    bool demo_wanted = opts[OPT_DEMO].value != NULL && strcmp(opts[OPT_DEMO].value, "0") != 0;
+    if (demo_wanted && !serve_demo_start(config->db_path, demo)) status = PC_IO;
+    if (status == PC_OK) status = api_server_listen(server);
+    if (status != PC_OK) {
+        sim_demo_stop(demo);
+        api_risk_stop();
+    }
+    return status;
+}
+
+/* Opens the database (after binding the address), then the rest; on failure logs
+ * the cause and leaves nothing running. */
+static pc_status serve_start(api_config_t *config, const cli_opt *opts, api_server_t **out, sim_demo_t *demo) {
+    api_server_t *server = NULL;
+    pc_status status = api_server_open(&server, config);
+    if (status == PC_OK) {
+        status = serve_start_after_open(server, config, opts, demo);
+        if (status != PC_OK) api_server_stop(server);
+    }
+    if (status != PC_OK) {
+        obs_logf(OBS_LEVEL_ERROR, "cannot start: %s (%s)", pc_status_code(status), pc_status_message(status));
+        return status;
+    }
+    *out = server;
+    return PC_OK;
 }
 
 int cli_serve(int argc, char **argv) {
@@ -132,30 +180,18 @@ int cli_serve(int argc, char **argv) {
     sigaddset(&signals, SIGTERM);
     sigaddset(&signals, SIGINT);
     sigaddset(&signals, SIGHUP);
+    sigaddset(&signals, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &signals, NULL); /* every thread started below inherits it */
     signal(SIGPIPE, SIG_IGN);
+    config.writer_failed = serve_writer_failed;
     sim_demo_t demo = {0};
-    if (opts[OPT_DEMO].value != NULL && strcmp(opts[OPT_DEMO].value, "0") != 0 &&
-        !serve_demo_start(config.db_path, &demo)) {
-        obs_log_close();
-        return 1;
-    }
-    api_risk_options_t risk = {config.db_path, opts[OPT_RISK_MODEL].value, opts[OPT_RISK_RULES].value,
-                               opts[OPT_RISK_RULES_ONLY].value != NULL && strcmp(opts[OPT_RISK_RULES_ONLY].value, "0") != 0,
-                               opts[OPT_RISK_REVIEW].value, opts[OPT_RISK_DECLINE].value};
-    if (api_ops_web_load(opts[OPT_WEB_DIR].value) != PC_OK || api_risk_start(&risk) != PC_OK) {
-        api_ops_web_free();
-        sim_demo_stop(&demo);
+    if (api_ops_web_load(opts[OPT_WEB_DIR].value) != PC_OK) {
         obs_log_close();
         return 1;
     }
     api_server_t *server = NULL;
-    pc_status status = api_server_start(&server, &config);
-    if (status != PC_OK) {
-        api_risk_stop();
+    if (serve_start(&config, opts, &server, &demo) != PC_OK) {
         api_ops_web_free();
-        sim_demo_stop(&demo);
-        obs_logf(OBS_LEVEL_ERROR, "cannot start: %s (%s)", pc_status_code(status), config.db_path);
         obs_log_close();
         return 1;
     }
@@ -175,10 +211,18 @@ int cli_serve(int argc, char **argv) {
     obs_log_notice("listening", fields);
     serve_wait(&signals);
     api_ops_stop();
+    pc_status failed = api_server_failed(server);
     api_server_stop(server);
     api_ops_web_free(); /* no request reads the dashboard's files any more */
     api_risk_stop();
     sim_demo_stop(&demo);
+    if (failed != PC_OK) {
+        obs_logf(OBS_LEVEL_ERROR, "stopped: %s: the database failed to write; restart paycore serve to reload"
+                 " from the file (a COMMIT whose outcome was unknown is then either there or not: clients"
+                 " retry with the same ids)", pc_status_code(failed));
+        obs_log_close();
+        return 1;
+    }
     obs_log_notice("stopped", NULL);
     obs_log_close();
     return 0;

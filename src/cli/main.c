@@ -1,6 +1,12 @@
-/* cli/main.c: `paycore <command> ...`, the server, client and admin tool in one binary. */
+/* cli/main.c: `paycore <command> ...`, the server, client and admin tool in one binary.
+ * Every file and directory paycore creates is its owner's alone (umask 077: files
+ * 0600, directories 0700), whatever the caller's umask: databases, keys, logs and
+ * the risk files hold money, secrets and personal data. A file grown past
+ * RLIMIT_FSIZE is an I/O error to handle (SIGXFSZ ignored), not a silent death. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/cli.h"
 
@@ -32,6 +38,8 @@ static void usage(FILE *out) {
 }
 
 int main(int argc, char **argv) {
+    umask(077);
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

@@ -21,7 +21,8 @@
  *                  hash[32]
  *
  * Key file: the 32-byte Ed25519 seed as 64 lower-case hex characters and a newline,
- * mode 0600; "<key>.pub" holds the public key the same way, mode 0644. */
+ * mode 0600; "<key>.pub" holds the public key the same way, mode 0600 too (it is
+ * public, but everything paycore writes is its owner's alone). */
 #include "journal/journal.h"
 
 #include <errno.h>
@@ -332,35 +333,53 @@ static pc_status public_key_path(const char *key_path, char out[PATH_MAX]) {
     return n > 0 && n < PATH_MAX ? PC_OK : PC_INVALID_ARGUMENT;
 }
 
-/* Writes "<key>.pub" when it is missing or says something else. */
-static pc_status public_key_file_ensure(const char *key_path, const journal_key_t *key) {
+/* '<key>.pub' must say what the key says: written when missing, never overwritten
+ * (a different one means the key was replaced: PC_KEY_MISMATCH). */
+static pc_status public_key_file_check(const char *key_path, const journal_key_t *key) {
     char pub_path[PATH_MAX];
     uint8_t stored[JOURNAL_PUBLIC_KEY_BYTES];
     pc_status status = public_key_path(key_path, pub_path);
     if (status != PC_OK) return status;
-    if (key_file_read(pub_path, false, stored) == PC_OK &&
-        memcmp(stored, key->public_key, sizeof(stored)) == 0) {
-        return PC_OK;
-    }
-    return key_file_write(pub_path, key->public_key, 0644);
+    status = key_file_read(pub_path, false, stored);
+    if (status == PC_NOT_FOUND) return key_file_write(pub_path, key->public_key, 0600);
+    if (status != PC_OK) return status;
+    return memcmp(stored, key->public_key, sizeof(stored)) == 0 ? PC_OK : PC_KEY_MISMATCH;
 }
 
-pc_status journal_key_load_or_create(const char *key_path, journal_key_t *out) {
+/* No key file: a new one only for a database nothing was signed for yet, and only
+ * when no '<key>.pub' says a key existed. */
+static pc_status key_create(const char *key_path, const uint8_t *signer, uint8_t seed[crypto_sign_SEEDBYTES]) {
+    char pub_path[PATH_MAX];
+    pc_status status = public_key_path(key_path, pub_path);
+    if (status != PC_OK) return status;
+    if (signer != NULL || access(pub_path, F_OK) == 0) return PC_KEY_FILE_MISSING;
+    randombytes_buf(seed, crypto_sign_SEEDBYTES);
+    return key_file_write(key_path, seed, 0600);
+}
+
+pc_status journal_key_open(const char *key_path, const uint8_t signer[JOURNAL_PUBLIC_KEY_BYTES],
+                           journal_key_t *out, bool *created) {
     uint8_t seed[crypto_sign_SEEDBYTES];
     journal_sodium_ready();
     memset(out, 0, sizeof(*out));
+    if (created != NULL) *created = false;
     pc_status status = key_file_read(key_path, true, seed);
     if (status == PC_NOT_FOUND) {
-        randombytes_buf(seed, sizeof(seed));
-        status = key_file_write(key_path, seed, 0600);
+        status = key_create(key_path, signer, seed);
+        if (status == PC_OK && created != NULL) *created = true;
     }
     if (status == PC_OK) {
         PC_ASSERT(crypto_sign_seed_keypair(out->public_key, out->secret_key, seed) == 0);
-        status = public_key_file_ensure(key_path, out);
+        bool signer_differs = signer != NULL && memcmp(signer, out->public_key, JOURNAL_PUBLIC_KEY_BYTES) != 0;
+        status = signer_differs ? PC_KEY_MISMATCH : public_key_file_check(key_path, out);
     }
     sodium_memzero(seed, sizeof(seed));
     if (status != PC_OK) journal_key_wipe(out);
     return status;
+}
+
+pc_status journal_key_load_or_create(const char *key_path, journal_key_t *out) {
+    return journal_key_open(key_path, NULL, out, NULL);
 }
 
 pc_status journal_public_key_load(const char *path, uint8_t out[JOURNAL_PUBLIC_KEY_BYTES]) {

@@ -69,8 +69,18 @@ typedef struct {
     uint8_t secret_key[JOURNAL_SECRET_KEY_BYTES];
 } journal_key_t;
 /* The file holds the 32-byte seed as 64 hex characters and '\n'; a file of another
- * size or shape, or readable by group or others, is PC_KEY_FILE_INVALID. Creating it
- * also writes "<key_path>.pub" (mode 0644). */
+ * size or shape, or readable by group or others, is PC_KEY_FILE_INVALID.
+ * 'signer' is the public key of the database's newest signed journal checkpoint, or
+ * NULL when nothing was signed yet. A key is never silently replaced:
+ *   - no key file, and the database has signed checkpoints or "<key_path>.pub"
+ *     exists: PC_KEY_FILE_MISSING (restore the key from its backup);
+ *   - no key file otherwise: a new key, with "<key_path>.pub" (both 0600), and
+ *     *created (if not NULL) set;
+ *   - a key whose public key differs from 'signer' or from "<key_path>.pub":
+ *     PC_KEY_MISMATCH. A missing "<key_path>.pub" is written. */
+PC_MUST_USE pc_status journal_key_open(const char *key_path, const uint8_t signer[JOURNAL_PUBLIC_KEY_BYTES],
+                                       journal_key_t *out, bool *created);
+/* journal_key_open for a database nothing was signed for (tools, tests). */
 PC_MUST_USE pc_status journal_key_load_or_create(const char *key_path, journal_key_t *out);
 /* Reads a public key file (64 hex characters and '\n', as written beside the key):
  * PC_OK, PC_NOT_FOUND (no such file) or PC_KEY_FILE_INVALID. */

@@ -3,13 +3,13 @@
  *   accounts      in memory, by `no` (their batch_seq never decreases along `no`)
  *   transfers     ORDER BY timestamp (the order the ledger applied them)
  *   failures      ORDER BY timestamp
- *   checkpoints   ORDER BY seq
+ *   checkpoints   ORDER BY seq (signed journal checkpoints)
  * For each journal row the batch's row hashes are fed, in apply order, into the
  * content hash; the entry hash is resealed and linked to the previous one. Transfers
  * are replayed into per-account balances as they stream; open pending transfers sit
- * in a hash table until posted, voided or expired. Account rows hold balances as of
- * journal seq meta.accounts_as_of_seq (the store writes them at checkpoints), so the
- * replay is snapshotted at that seq and the stored balances must equal the snapshot;
+ * in a hash table until posted, voided or expired. Account rows hold a balance
+ * snapshot as of journal seq meta.accounts_as_of_seq, so the replay is snapshotted
+ * at that seq and the stored balances must equal the snapshot;
  * each currency must balance in the stored rows and in the full replay.
  * Everything reports the first discrepancy and stops: later ones are often echoes. */
 #include "journal/verify.h"
@@ -23,9 +23,11 @@
 
 #include "core/core.h"
 
-/* The file format this verifier reads (store/sqlite_schema.c). */
+/* The file formats this verifier reads (store/sqlite_schema.c): version 1 keeps the
+ * signed journal checkpoints in 'checkpoints', version 2 in 'journal_checkpoints'. */
 #define VERIFY_APPLICATION_ID 0x50594352
-#define VERIFY_SCHEMA_VERSION 1
+#define VERIFY_SCHEMA_VERSION_MIN 1
+#define VERIFY_SCHEMA_VERSION_MAX 2
 
 /* ---- accounts, in memory ---- */
 
@@ -122,7 +124,8 @@ typedef struct {
     uint64_t seq;
     uint8_t hash[JOURNAL_HASH_BYTES];
     uint64_t checkpoint_seq_last;
-    uint64_t accounts_as_of_seq;   /* meta: the seq the account rows' balances are as of */
+    uint64_t accounts_as_of_seq;   /* meta: the balance snapshot's seq */
+    int schema_version;
     bool key_given;
     bool key_known;
     uint8_t public_key[JOURNAL_PUBLIC_KEY_BYTES];
@@ -415,8 +418,10 @@ static const char failures_sql[] =
 static const char history_sql[] =
     "SELECT account_id, timestamp, transfer_id, debits_pending, debits_posted,"
     " credits_pending, credits_posted FROM balance_history ORDER BY timestamp, account_id";
-static const char checkpoints_sql[] =
-    "SELECT seq, hash, public_key, signature FROM checkpoints ORDER BY seq";
+static const char *const checkpoints_sql[VERIFY_SCHEMA_VERSION_MAX + 1] = {
+    [1] = "SELECT seq, hash, public_key, signature FROM checkpoints ORDER BY seq",
+    [2] = "SELECT seq, hash, public_key, signature FROM journal_checkpoints ORDER BY seq",
+};
 static const char journal_sql[] =
     "SELECT seq, timestamp_first, timestamp_last, account_count, transfer_count,"
     " failure_count, content_hash, prev_hash, hash FROM journal ORDER BY seq";
@@ -1050,6 +1055,33 @@ static bool pending_left_open(verify_t *v) {
 
 /* ---- opening and the whole run ---- */
 
+/* meta.accounts_as_of_seq, the balance snapshot's seq. Absent: the rows are final (a
+ * store that writes every balance each batch). Unreadable is an error, never absent. */
+static bool snapshot_seq_read(verify_t *v) {
+    sqlite3_stmt *stmt = NULL;
+    if (sqlite3_prepare_v2(v->db, "SELECT value FROM meta WHERE key='accounts_as_of_seq'", -1, &stmt, NULL) !=
+        SQLITE_OK) {
+        return read_error(v, PC_STORE_READ_FAILED, "meta");
+    }
+    int rc = sqlite3_step(stmt);
+    v->accounts_as_of_seq = UINT64_MAX;
+    bool ok = true;
+    if (rc == SQLITE_ROW) {
+        const char *text = (const char *)sqlite3_column_text(stmt, 0);
+        char *end = NULL;
+        unsigned long long seq = text != NULL ? strtoull(text, &end, 10) : 0;
+        if (text == NULL || end == text || *end != '\0' || text[0] == '-') {
+            ok = discrepancy(v, "meta accounts_as_of_seq is not a seq: '%s'", text ? text : "NULL");
+        } else {
+            v->accounts_as_of_seq = seq;
+        }
+    } else if (rc != SQLITE_DONE) {
+        ok = read_error(v, PC_STORE_READ_FAILED, "meta");
+    }
+    sqlite3_finalize(stmt);
+    return ok;
+}
+
 static int64_t pragma_int(sqlite3 *db, const char *sql, bool *ok) {
     sqlite3_stmt *stmt = NULL;
     int64_t value = 0;
@@ -1086,24 +1118,21 @@ static bool database_open(verify_t *v, const char *db_path) {
                  "application_id %" PRId64 " is not paycore's", application_id);
         return false;
     }
-    if (version != VERIFY_SCHEMA_VERSION) {
+    if (version < VERIFY_SCHEMA_VERSION_MIN || version > VERIFY_SCHEMA_VERSION_MAX) {
         v->error = PC_STORE_VERSION_UNSUPPORTED;
         snprintf(v->report->error_detail, sizeof(v->report->error_detail),
-                 "schema version %" PRId64 "; this verifier reads version %d", version,
-                 VERIFY_SCHEMA_VERSION);
+                 "schema version %" PRId64 "; this verifier reads versions %d to %d", version,
+                 VERIFY_SCHEMA_VERSION_MIN, VERIFY_SCHEMA_VERSION_MAX);
         return false;
     }
-    bool ok_as_of;
-    int64_t as_of = pragma_int(v->db, "SELECT value FROM meta WHERE key='accounts_as_of_seq'", &ok_as_of);
-    /* Absent: the rows are final (a store that writes every balance each batch). */
-    v->accounts_as_of_seq = ok_as_of && as_of >= 0 ? (uint64_t)as_of : UINT64_MAX;
-    return true;
+    v->schema_version = (int)version;
+    return snapshot_seq_read(v);
 }
 
 static bool streams_open(verify_t *v) {
     if (sqlite3_prepare_v2(v->db, transfers_sql, -1, &v->transfers, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(v->db, failures_sql, -1, &v->failures, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(v->db, checkpoints_sql, -1, &v->checkpoints, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(v->db, checkpoints_sql[v->schema_version], -1, &v->checkpoints, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(v->db, history_sql, -1, &v->history, NULL) != SQLITE_OK) {
         return read_error(v, PC_STORE_READ_FAILED, "prepare");
     }

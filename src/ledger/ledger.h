@@ -166,7 +166,7 @@ PC_MUST_USE pc_status ledger_load_account(ledger_t *ledger, const ledger_account
 PC_MUST_USE pc_status ledger_load_pending(ledger_t *ledger, const ledger_transfer_t *pending);
 void ledger_load_clock(ledger_t *ledger, uint64_t timestamp_last_ns);
 /* Replays a committed transfer's effect on balances at load (the store keeps account
- * rows as of a checkpoint and re-derives the rest). 'pending_amount' is the amount a
+ * rows as of a balance snapshot and re-derives the rest). 'pending_amount' is the amount a
  * post/void/expiry releases. Overflow means a corrupt store: PC_STORE_READ_FAILED. */
 PC_MUST_USE pc_status ledger_load_replay(ledger_t *ledger, const ledger_transfer_t *record,
                                          int64_t pending_amount);

@@ -57,19 +57,91 @@ bool store_shadow_read(const store_shadow_t *shadow, uint32_t account_no, ledger
 store_index_t *store_sqlite_index(store_t *store);
 store_shadow_t *store_sqlite_shadow(store_t *store);
 
-/* ---- sqlite_checkpointer.c: WAL checkpoints off the writer's commit path ---- */
-typedef struct store_checkpointer store_checkpointer_t;
-store_checkpointer_t *store_checkpointer_start(const char *path, sqlite3 *writer_db);
-void store_checkpointer_stop(store_checkpointer_t *checkpointer, sqlite3 *writer_db);
+/* ---- sqlite_wal_checkpointer.c: WAL checkpoints off the writer's commit path ---- */
+typedef struct store_wal_checkpointer store_wal_checkpointer_t;
+store_wal_checkpointer_t *store_wal_checkpointer_start(const char *path, sqlite3 *writer_db);
+void store_wal_checkpointer_stop(store_wal_checkpointer_t *checkpointer, sqlite3 *writer_db);
+
+/* ---- sqlite_file.c: the file outside SQLite: its kind, the writer's lock, modes ---- */
+typedef enum {
+    STORE_FILE_MISSING,
+    STORE_FILE_EMPTY,       /* 0 bytes: SQLite makes a database of it */
+    STORE_FILE_PAYCORE,     /* an SQLite header with paycore's application_id, or none yet */
+    STORE_FILE_FOREIGN,     /* not SQLite, or SQLite with another application_id */
+    STORE_FILE_TRUNCATED,   /* an SQLite header, but the file is shorter than it says */
+    STORE_FILE_UNREADABLE,  /* open or read failed (detail says why) */
+} store_file_kind;
+/* Reads the header of 'path' (before any SQLite connection to it is open); fills
+ * 'detail' for every kind but PAYCORE and EMPTY. */
+store_file_kind store_sqlite_file_kind(const char *path, char *detail, size_t detail_bytes);
+/* '<db>.lock' with flock(LOCK_EX | LOCK_NB) and our pid in it. PC_STORE_IN_USE with
+ * "database in use by pid N" in 'detail' when another process holds it. */
+pc_status store_sqlite_lock_take(const char *db_path, int *fd_out, char *detail, size_t detail_bytes);
+void store_sqlite_lock_release(const char *db_path, int fd); /* removes the file */
+/* chmod to the owner's bits alone when group or others had any; true when changed. */
+bool store_sqlite_mode_tighten(const char *path);
+
+/* ---- sqlite_fault.c: the fault-injecting VFS (tests) ---- */
+const char *store_sqlite_fault_vfs(void); /* registers it once; returns its name */
 
 /* Row decoding shared by the writer's and readers' statements. Columns 0..10 are
  * timestamp, id, debit_account_id, credit_account_id, amount, currency, code, flags,
  * pending_id, timeout_s, metadata; 'metadata_json' points into the statement. */
 void store_sqlite_text_copy(char *dst, size_t dst_size, sqlite3_stmt *stmt, int column);
 void store_sqlite_transfer_from_row(sqlite3_stmt *stmt, ledger_transfer_t *out);
+/* Account columns 0..9: id, currency, code, flags, the four balances, timestamp,
+ * metadata ('metadata_json' points into the statement). */
+void store_sqlite_account_from_row(sqlite3_stmt *stmt, ledger_account_t *out);
 
 /* WAL, synchronous, busy timeout, cache: the writer's and readers' settings. */
 pc_status store_sqlite_configure(sqlite3 *db, bool synchronous_off);
+
+/* ---- the writer's side: sqlite_store.c (open, load, lookups), sqlite_tx.c ---- */
+enum {
+    STMT_ACCOUNT_INSERT,
+    STMT_ACCOUNT_UPDATE,
+    STMT_TRANSFER_INSERT,
+    STMT_PENDING_UPDATE,
+    STMT_FAILURE_INSERT,
+    STMT_HISTORY_INSERT,
+    STMT_JOURNAL_INSERT,
+    STMT_JOURNAL_CHECKPOINT_INSERT,
+    STMT_TRANSFER_FIND,
+    STMT_FAILURE_FIND,
+    STMT_META_SET,
+    STMT_COUNT,
+};
+
+struct store {
+    sqlite3 *db;
+    char *path;
+    store_options_t options;
+    sqlite3_stmt *statements[STMT_COUNT];
+    int lock_fd;            /* '<path>.lock', held while open; -1 when not taken */
+    uint32_t commit_count;
+    char *metadata_scratch; /* transfer_find's metadata, valid until the next call */
+    store_index_t *index;   /* opened by store_load */
+    sqlite3 *index_reader;  /* the writer's connection to the index file */
+    store_shadow_t *shadow;
+    store_wal_checkpointer_t *wal_checkpointer;
+    int64_t instance_id;    /* meta.instance_id: ties the index file to this database */
+    /* Accounts whose balances changed since the balance snapshot, in committed
+     * batches only (a batch's accounts join after its COMMIT). */
+    uint8_t *dirty_bits;
+    uint32_t *dirty;
+    uint32_t dirty_count;
+    uint32_t dirty_capacity;
+    uint64_t accounts_as_of_seq; /* the balance snapshot's journal seq; <= journal_head_seq */
+    uint64_t journal_head_seq;   /* the last journal row committed */
+    pc_status failed;            /* PC_OK, or PC_STORE_FAILED for good */
+    bool writable;               /* the last write attempt did not fail in a way that may pass */
+    char error_detail[512];
+};
+
+/* Records the connection's error as the store's detail; returns 'status'. */
+pc_status store_sqlite_fail(store_t *store, pc_status status, const char *what);
+/* Adds an account to the dirty list (sqlite_tx.c); load and committed batches only. */
+void store_sqlite_dirty_mark(store_t *store, uint32_t account_no);
 
 /* Schema (sqlite_schema.c). */
 int store_sqlite_schema_version_latest(void);

@@ -57,18 +57,8 @@ void store_transfer_free(store_transfer_t *transfer) {
     " timeout_s, metadata, pending_state"
 
 static void account_from_row(const store_reader_t *reader, sqlite3_stmt *stmt, ledger_account_t *a) {
-    memset(a, 0, sizeof(*a));
-    store_sqlite_text_copy(a->id, sizeof(a->id), stmt, 0);
-    store_sqlite_text_copy(a->currency, sizeof(a->currency), stmt, 1);
-    a->code = (uint16_t)sqlite3_column_int(stmt, 2);
-    a->flags = (uint16_t)sqlite3_column_int(stmt, 3);
-    a->balances.debits_pending = sqlite3_column_int64(stmt, 4);
-    a->balances.debits_posted = sqlite3_column_int64(stmt, 5);
-    a->balances.credits_pending = sqlite3_column_int64(stmt, 6);
-    a->balances.credits_posted = sqlite3_column_int64(stmt, 7);
-    a->timestamp_ns = (uint64_t)sqlite3_column_int64(stmt, 8);
-    a->metadata_json = (const char *)sqlite3_column_text(stmt, 9);
-    /* The row holds balances as of the last checkpoint; the shadow, as of the last commit. */
+    store_sqlite_account_from_row(stmt, a);
+    /* The row holds balances as of the last balance snapshot; the shadow, as of the last commit. */
     store_shadow_read(store_sqlite_shadow(reader->store), (uint32_t)sqlite3_column_int64(stmt, 10), &a->balances);
 }
 

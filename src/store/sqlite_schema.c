@@ -4,12 +4,17 @@
  *
  * Transfers are appended by timestamp with no secondary index on the commit path:
  * the id and per-account indexes live in <db>-index (sqlite_index.c). Account
- * balances in 'accounts' are as of journal seq meta.accounts_as_of_seq (written at
- * checkpoints; an account created later is inserted with zero balances), and the
- * rest is re-derived from the transfers at load. Rows are append-only except those
- * balances and a pending transfer's pending_state. Every row a batch adds carries batch_seq (the
- * journal row of its batch) and row_hash (journal.h), so verify can re-derive the
- * chain and name a tampered row. */
+ * balances in 'accounts' are a balance snapshot as of journal seq
+ * meta.accounts_as_of_seq (an account created later is inserted with zero
+ * balances), and the rest is re-derived from the transfers at load. Rows are
+ * append-only except those balances and a pending transfer's pending_state. Every
+ * row a batch adds carries batch_seq (the journal row of its batch) and row_hash
+ * (journal.h), so verify can re-derive the chain and name a tampered row.
+ *
+ * Three things are easily confused, so each has its own name:
+ *   balance snapshot    the account rows' balances, as of meta.accounts_as_of_seq
+ *   journal checkpoint  a journal hash signed with the node key (journal_checkpoints)
+ *   WAL checkpoint      SQLite copying its write-ahead log into the main file */
 #include <stddef.h>
 
 #include "store/sqlite_internal.h"
@@ -74,11 +79,23 @@ static const char schema_v1[] =
     "  prev_hash BLOB NOT NULL,"
     "  hash BLOB NOT NULL,"
     "  committed_ns INTEGER NOT NULL);"
-    "CREATE TABLE checkpoints("
+    "CREATE TABLE checkpoints("             /* journal checkpoints; renamed in v2 */
     "  seq INTEGER PRIMARY KEY,"
     "  hash BLOB NOT NULL,"
     "  public_key BLOB NOT NULL,"
     "  signature BLOB NOT NULL);";
+
+/* Version 2: the signed journal checkpoints get a name of their own. Balance
+ * snapshots of version 1 could claim a journal seq that had no journal row yet (a
+ * batch that wrote no ledger rows still advanced the seq), so their balances cannot
+ * be trusted: every snapshot goes back to zero as of seq 0 (true by construction:
+ * accounts are created at zero) and the next start re-derives every balance from
+ * the transfers, once, then writes a fresh snapshot. */
+static const char schema_v2[] =
+    "ALTER TABLE checkpoints RENAME TO journal_checkpoints;"
+    "UPDATE accounts SET debits_pending = 0, debits_posted = 0, credits_pending = 0,"
+    "  credits_posted = 0;"
+    "UPDATE meta SET value = 0 WHERE key = 'accounts_as_of_seq';";
 
 /* Migrations: index i takes a database from version i to i+1. Append only. */
 typedef struct {
@@ -88,6 +105,7 @@ typedef struct {
 
 static const schema_migration migrations[] = {
     {schema_v1, store_sqlite_api_schema},
+    {schema_v2, NULL},
 };
 
 #define SCHEMA_VERSION_LATEST ((int)(sizeof(migrations) / sizeof(migrations[0])))

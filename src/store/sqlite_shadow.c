@@ -1,5 +1,5 @@
 /* store/sqlite_shadow.c: the committed balances of every account, for readers.
- * Account rows in the main file are written at checkpoints only (writing ~16k random
+ * Account rows in the main file are written at balance snapshots only (writing ~16k random
  * rows a batch would cost as much as the transfers), so readers take balances from
  * here: the writer publishes each touched account after COMMIT under a per-account
  * sequence lock; a reader retries while a publish is in flight. Chunks never move,

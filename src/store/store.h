@@ -5,8 +5,17 @@
  * Threads: the writer thread alone uses store_t's write side (load, source, tx_*).
  * Readers (API threads) each open a store_reader_t: reads never wait for the writer.
  *
- * Durability: store_tx_commit returns PC_OK only once the batch is on disk (fsync);
- * on any error nothing of the batch is visible and the caller rolls the ledger back. */
+ * Durability: store_tx_commit returns PC_OK only once the batch is on disk (fsync).
+ * An error before COMMIT leaves nothing of the batch and the caller rolls the ledger
+ * back. A COMMIT that fails (I/O error, full disk, a failed fsync) leaves the file in
+ * a state memory cannot know: the store then fails for good (PC_STORE_FAILED, also
+ * from every later call that writes), and the process must stop and reload from
+ * the file, as PostgreSQL does after a failed fsync.
+ *
+ * Sequence numbers: a batch that writes ledger rows gets the next journal seq and
+ * writes its journal row in the same transaction; a transaction without ledger rows
+ * (API keys, idempotency records) gets none. The account rows are a balance
+ * snapshot as of meta.accounts_as_of_seq, never past the journal head. */
 #ifndef PAYCORE_STORE_H
 #define PAYCORE_STORE_H
 
@@ -27,11 +36,19 @@ typedef struct {
     bool synchronous_off;      /* tests and benchmarks of CPU only: never in production */
     uint32_t fault_commit_at;  /* tests: the Nth commit (1-based) fails after writing
                                   everything, before COMMIT; 0 = never */
+    bool fault_commit_sticky;  /* tests: and every commit after it too */
+    bool fault_vfs;            /* tests: the writer's connection goes through the
+                                  fault-injecting VFS (store_fault_arm) */
 } store_options_t;
 
-/* Opens 'path' (a SQLite file). A file of another schema version is
- * PC_STORE_VERSION_UNSUPPORTED; a file that is not paycore's is PC_STORE_NOT_PAYCORE;
- * a missing file without options->create is PC_STORE_OPEN_FAILED. */
+/* Opens 'path' (a SQLite file) for the one writer and takes its lock ('<path>.lock').
+ * Refuses, each with its own code and store_error_detail naming the cause: a missing
+ * file without options->create (PC_STORE_OPEN_FAILED); another process's lock
+ * (PC_STORE_IN_USE, "database in use by pid N"); a file or directory that is not
+ * writable (PC_STORE_READ_ONLY); a truncated or damaged paycore file
+ * (PC_STORE_CORRUPT); a file that is not paycore's (PC_STORE_NOT_PAYCORE); another
+ * schema version (PC_STORE_VERSION_UNSUPPORTED); a read error (PC_STORE_READ_FAILED).
+ * Nothing is ever read as a default: a value that cannot be read is an error. */
 PC_MUST_USE pc_status store_open(store_t **out, const char *path, const store_options_t *options);
 void store_close(store_t *store);
 const char *store_path(const store_t *store);
@@ -41,22 +58,54 @@ const char *store_error_detail(const store_t *store);
 /* Loads accounts, open pending transfers and the clock into 'ledger', and the
  * journal head into *head (seq 0 and zero hash for an empty store). */
 PC_MUST_USE pc_status store_load(store_t *store, ledger_t *ledger, journal_entry_t *head);
+/* The public key of the newest signed journal checkpoint: PC_OK, PC_NOT_FOUND (none
+ * signed yet) or a read error. The writer refuses a signing key that differs. */
+PC_MUST_USE pc_status store_journal_signer(store_t *store, uint8_t public_key[JOURNAL_PUBLIC_KEY_BYTES]);
+/* The last journal seq committed (writer thread). */
+uint64_t store_journal_head_seq(const store_t *store);
 
 /* Committed transfers for the ledger's lookups (writer thread). */
 ledger_source_t store_source(store_t *store);
 
-/* One batch = one transaction. */
+/* One batch = one transaction. A batch with ledger rows calls write_changes with
+ * batch_seq = journal head + 1, then write_journal with that seq; one without calls
+ * neither (its commands write their own rows through store_api.h). */
 PC_MUST_USE pc_status store_tx_begin(store_t *store, store_tx_t **out);
 PC_MUST_USE pc_status store_tx_write_changes(store_tx_t *tx, const ledger_t *ledger,
                                              const ledger_changes_t *changes, uint64_t batch_seq,
                                              journal_content_t *content);
 PC_MUST_USE pc_status store_tx_write_journal(store_tx_t *tx, const journal_entry_t *entry,
                                              const journal_checkpoint_t *checkpoint /* or NULL */);
-PC_MUST_USE pc_status store_tx_commit(store_tx_t *tx);  /* durable on PC_OK; frees tx */
+/* Durable on PC_OK; frees tx. PC_STORE_FAILED: COMMIT itself failed and the store
+ * is failed for good (see above); any other error: nothing of the batch remains. */
+PC_MUST_USE pc_status store_tx_commit(store_tx_t *tx);
 void store_tx_rollback(store_tx_t *tx);                 /* frees tx */
-/* Writes every account balance changed since the last checkpoint (a clean stop calls
- * it, so the next start re-derives nothing). Writer thread, outside a batch. */
-PC_MUST_USE pc_status store_checkpoint(store_t *store, const ledger_t *ledger);
+/* Writes the balance snapshot: every account changed since the last one, as of the
+ * journal head (a clean stop calls it, so the next start re-derives nothing).
+ * Writer thread, outside a batch. Refused once the store failed. */
+PC_MUST_USE pc_status store_balance_snapshot(store_t *store, const ledger_t *ledger);
+
+/* ---- the writer's health ---- */
+/* PC_OK, or why the store stopped writing for good (PC_STORE_FAILED). */
+pc_status store_failed(const store_t *store);
+/* False after a write failed for a reason that may pass (full disk before COMMIT,
+ * the file locked by another program) until a write succeeds again. */
+bool store_writable(const store_t *store);
+/* A small durable write (a meta row) to learn whether writes work again. */
+PC_MUST_USE pc_status store_probe(store_t *store);
+
+/* ---- faults, for tests (stores opened with options.fault_vfs) ---- */
+typedef enum {
+    STORE_FAULT_WAL_SYNC,   /* a WAL fsync (each COMMIT has one): SQLITE_IOERR_FSYNC */
+    STORE_FAULT_WAL_WRITE,  /* a write into the WAL: SQLITE_FULL */
+    STORE_FAULT_READ,       /* any read: SQLITE_IOERR_READ */
+    STORE_FAULT_KIND_COUNT,
+} store_fault_kind;
+/* The call after 'calls_before' more calls of 'kind' fails; 'sticky': and every one
+ * after it. Process-wide. */
+void store_fault_arm(store_fault_kind kind, uint32_t calls_before, bool sticky);
+void store_fault_disarm_all(void);
+uint64_t store_fault_fired(store_fault_kind kind); /* calls failed since armed */
 
 /* ---- backup (any process, while a writer runs: sqlite_backup.c) ----
  * Copies the database at 'db_path' into a new file 'out_path' (mode 0600): one

@@ -1,9 +1,18 @@
 /* writer/writer.c: the single writer thread of one store. Submitters append to a
  * bounded queue under a mutex; the writer drains a batch, applies it to the ledger,
  * writes it in one store transaction with its journal row, and completes every
- * command after COMMIT returns (fsync): one fsync carries the whole batch. A failed
- * commit undoes the batch in memory and fails every command in it. Expired pending
- * transfers are voided inside the same loop, woken by the next deadline. */
+ * command after COMMIT returns (fsync): one fsync carries the whole batch. A batch
+ * that failed before COMMIT undoes the batch in memory and fails every command in
+ * it. Expired pending transfers are voided inside the same loop, woken by the next
+ * deadline.
+ *
+ * A store that failed for good (a failed COMMIT or fsync, an I/O error: store.h)
+ * stops the writer: the batch and everything queued fail with store_failed, new
+ * commands are refused, no balance snapshot is written at stop (memory may disagree
+ * with the file), and config.failed tells the process, which must exit and reload
+ * from the file. After a failure that may pass (a full disk before COMMIT, a file
+ * locked by another program) the writer retries with backoff: by the next command,
+ * or by a probe write, never in a tight loop. */
 #include "writer/writer.h"
 
 #include <errno.h>
@@ -18,6 +27,10 @@
 
 /* Expiries voided per batch: bounded so that a backlog cannot stall requests. */
 #define WRITER_EXPIRE_PER_BATCH_MAX LEDGER_BATCH_EVENTS_MAX
+/* After a failed batch, expiries and probes wait this long, doubling up to the max:
+ * a store that fails fast must not turn the writer into a busy loop. */
+#define WRITER_RETRY_BACKOFF_NS_MIN (10u * 1000u * 1000u)
+#define WRITER_RETRY_BACKOFF_NS_MAX (2000u * 1000u * 1000u)
 
 struct writer {
     store_t *store;           /* borrowed */
@@ -34,8 +47,12 @@ struct writer {
     writer_cmd_t *queue_tail;
     uint32_t queue_events;
     bool stopping;
+    pc_status failed;         /* guarded by mutex: PC_OK, or the store failed for good */
+    bool can_commit;          /* guarded by mutex: the last write attempt worked */
     bool drained;             /* writer_drain ran (only its caller's thread reads it after) */
     writer_stats_t stats;     /* guarded by mutex */
+    uint64_t retry_at_ns;     /* writer thread: no expiry or probe before (0: none due) */
+    uint64_t retry_backoff_ns;
 };
 
 static uint32_t cmd_events(const writer_cmd_t *cmd) {
@@ -80,9 +97,15 @@ static void batch_apply(writer_t *writer, writer_cmd_t *cmds) {
     }
 }
 
-static bool changes_empty(const ledger_changes_t *c) {
-    return c->accounts_created_count == 0 && c->transfers_count == 0 && c->failures_count == 0 &&
-           c->accounts_touched_count == 0;
+/* Ledger rows: created accounts, transfers, burned ids. Everything else a batch
+ * changes (balances, pending states, history) comes with a transfer. */
+static bool changes_have_rows(const ledger_changes_t *c) {
+    bool rows = c->accounts_created_count + c->transfers_count + c->failures_count > 0;
+    if (!rows) {
+        PC_ASSERT(c->accounts_touched_count == 0);
+        PC_ASSERT(c->pending_changes_count == 0 && c->history_count == 0);
+    }
+    return rows;
 }
 
 static bool cmds_need_tx(const writer_cmd_t *cmds) {
@@ -106,31 +129,37 @@ static void entry_build(writer_t *writer, const ledger_changes_t *c, journal_con
     journal_entry_seal(entry);
 }
 
+/* The batch's ledger rows and its journal row (seq = head + 1), in 'tx'. */
+static pc_status batch_write_ledger(writer_t *writer, store_tx_t *tx, const ledger_changes_t *c,
+                                    journal_entry_t *entry) {
+    journal_content_t content;
+    journal_content_init(&content);
+    pc_status status = store_tx_write_changes(tx, writer->ledger, c, writer->head.seq + 1, &content);
+    if (status != PC_OK) return status;
+    entry_build(writer, c, &content, entry);
+    journal_checkpoint_t checkpoint;
+    bool checkpoint_due = entry->seq % JOURNAL_CHECKPOINT_BATCHES == 0;
+    if (checkpoint_due) journal_checkpoint_sign(&writer->key, entry, &checkpoint);
+    return store_tx_write_journal(tx, entry, checkpoint_due ? &checkpoint : NULL);
+}
+
 /* Writes the batch in one transaction; PC_OK only when durable. *journaled says
- * whether a journal row was written (ledger changes existed). */
+ * whether it had ledger rows (and so a journal row and the next seq); a batch
+ * without them (API keys, idempotent replays) writes only its commands' rows. */
 static pc_status batch_write(writer_t *writer, writer_cmd_t *cmds, journal_entry_t *entry, bool *journaled) {
     const ledger_changes_t *c = ledger_batch_changes(writer->ledger);
-    *journaled = !changes_empty(c);
+    *journaled = changes_have_rows(c);
     if (!*journaled && !cmds_need_tx(cmds)) return PC_OK;
     store_tx_t *tx;
     pc_status status = store_tx_begin(writer->store, &tx);
     if (status != PC_OK) return status;
-    journal_content_t content;
-    journal_content_init(&content);
-    status = store_tx_write_changes(tx, writer->ledger, c, writer->head.seq + 1, &content);
+    if (*journaled) status = batch_write_ledger(writer, tx, c, entry);
     for (writer_cmd_t *cmd = cmds; status == PC_OK && cmd != NULL; cmd = cmd->next) {
         if (cmd->in_transaction != NULL) status = cmd->in_transaction(cmd, tx);
     }
-    if (status == PC_OK && *journaled) {
-        entry_build(writer, c, &content, entry);
-        journal_checkpoint_t checkpoint;
-        bool checkpoint_due = entry->seq % JOURNAL_CHECKPOINT_BATCHES == 0;
-        if (checkpoint_due) journal_checkpoint_sign(&writer->key, entry, &checkpoint);
-        status = store_tx_write_journal(tx, entry, checkpoint_due ? &checkpoint : NULL);
-    }
     if (status != PC_OK) {
         store_tx_rollback(tx);
-        return status;
+        return store_failed(writer->store) != PC_OK ? store_failed(writer->store) : status;
     }
     return store_tx_commit(tx);
 }
@@ -153,6 +182,51 @@ static void stats_record(writer_t *writer, const ledger_changes_t *c, uint32_t e
     pthread_mutex_unlock(&writer->mutex);
 }
 
+static void cmds_complete(writer_cmd_t *cmds, pc_status status) {
+    writer_cmd_t *cmd = cmds;
+    while (cmd != NULL) {
+        writer_cmd_t *next = cmd->next;
+        cmd->next = NULL;
+        if (cmd->done != NULL) cmd->done(cmd, status);
+        cmd = next;
+    }
+}
+
+/* The store failed for good: refuse new commands, fail what waits, tell the process. */
+static void writer_fail(writer_t *writer, pc_status status) {
+    pthread_mutex_lock(&writer->mutex);
+    bool first = writer->failed == PC_OK;
+    writer->failed = status;
+    writer->can_commit = false;
+    writer_cmd_t *queued = writer->queue_head;
+    writer->queue_head = writer->queue_tail = NULL;
+    writer->queue_events = 0;
+    pthread_mutex_unlock(&writer->mutex);
+    cmds_complete(queued, status);
+    if (!first) return;
+    fprintf(stderr, "{\"level\":\"error\",\"msg\":\"writer stopped: the database failed to write;"
+            " memory may disagree with the file, so nothing more is written; restart to reload from the"
+            " file\",\"code\":\"%s\",\"detail\":\"%s\"}\n",
+            pc_status_code(status), store_error_detail(writer->store));
+    if (writer->config.failed != NULL) writer->config.failed(writer->config.failed_ctx, status);
+}
+
+/* After a batch: what the store said about itself, and when to try again. */
+static void health_record(writer_t *writer, pc_status status) {
+    bool can_commit = store_writable(writer->store);
+    pthread_mutex_lock(&writer->mutex);
+    writer->can_commit = can_commit && writer->failed == PC_OK;
+    pthread_mutex_unlock(&writer->mutex);
+    if (status == PC_OK) {
+        writer->retry_at_ns = 0;
+        writer->retry_backoff_ns = 0;
+        return;
+    }
+    uint64_t backoff_ns = writer->retry_backoff_ns == 0 ? WRITER_RETRY_BACKOFF_NS_MIN : 2 * writer->retry_backoff_ns;
+    writer->retry_backoff_ns = backoff_ns < WRITER_RETRY_BACKOFF_NS_MAX ? backoff_ns : WRITER_RETRY_BACKOFF_NS_MAX;
+    writer->retry_at_ns = pc_wall_ns() + writer->retry_backoff_ns;
+}
+
 static void batch_run(writer_t *writer, writer_cmd_t *cmds) {
     ledger_batch_begin(writer->ledger, pc_wall_ns());
     uint32_t expired = ledger_expire_due(writer->ledger, WRITER_EXPIRE_PER_BATCH_MAX);
@@ -169,71 +243,113 @@ static void batch_run(writer_t *writer, writer_cmd_t *cmds) {
     if (status == PC_OK) {
         PC_ASSERT_SLOW(ledger_balanced(writer->ledger, NULL));
         if (journaled) writer->head = entry;
+        PC_ASSERT(store_journal_head_seq(writer->store) == writer->head.seq);
         ledger_batch_commit(writer->ledger);
     } else {
         fprintf(stderr, "{\"level\":\"error\",\"msg\":\"batch commit failed\",\"code\":\"%s\",\"detail\":\"%s\"}\n",
                 pc_status_code(status), store_error_detail(writer->store));
         ledger_batch_rollback(writer->ledger);
     }
-    /* Completions after the commit, never before. */
-    writer_cmd_t *cmd = cmds;
-    while (cmd != NULL) {
-        writer_cmd_t *next = cmd->next;
-        cmd->next = NULL;
-        if (cmd->done != NULL) cmd->done(cmd, status);
-        cmd = next;
-    }
+    health_record(writer, status);
+    cmds_complete(cmds, status); /* after the commit, never before */
+    if (store_failed(writer->store) != PC_OK) writer_fail(writer, store_failed(writer->store));
 }
 
-/* Waits for work or for the next expiry deadline; returns the drained commands, or
- * NULL with *expiry_due when only the timer fired, or NULL when stopping and empty. */
-static writer_cmd_t *wait_for_work(writer_t *writer, bool *expiry_due) {
-    *expiry_due = false;
-    while (writer->queue_head == NULL && !writer->stopping) {
-        uint64_t deadline_ns = ledger_expiry_next_ns(writer->ledger);
-        if (deadline_ns == 0) {
+/* While the store is not writable and nothing else runs: one small write, with
+ * backoff, to learn when it works again (readiness follows it). */
+static void probe_run(writer_t *writer) {
+    pc_status status = store_probe(writer->store);
+    health_record(writer, status);
+    if (store_failed(writer->store) != PC_OK) writer_fail(writer, store_failed(writer->store));
+}
+
+/* The next time the writer must wake without new work: an expiry deadline, or the
+ * retry after a failure (whichever it waits for, never before the backoff). */
+static uint64_t wake_at_ns(const writer_t *writer, bool *probe) {
+    uint64_t deadline_ns = ledger_expiry_next_ns(writer->ledger);
+    *probe = writer->retry_at_ns != 0 && !writer->can_commit;
+    if (*probe) return writer->retry_at_ns;
+    if (deadline_ns != 0 && deadline_ns < writer->retry_at_ns) return writer->retry_at_ns; /* backoff */
+    return deadline_ns;
+}
+
+typedef enum { WAKE_WORK, WAKE_EXPIRY, WAKE_PROBE, WAKE_STOP } writer_wake;
+
+/* Waits for work or for the next deadline; returns why it woke, with the drained
+ * commands in *cmds for WAKE_WORK. A failed writer only waits for the stop. */
+static writer_wake wait_for_work(writer_t *writer, writer_cmd_t **cmds) {
+    *cmds = NULL;
+    while (!writer->stopping && (writer->queue_head == NULL || writer->failed != PC_OK)) {
+        bool probe = false;
+        uint64_t at_ns = writer->failed == PC_OK ? wake_at_ns(writer, &probe) : 0;
+        if (at_ns == 0) {
             pthread_cond_wait(&writer->work, &writer->mutex);
             continue;
         }
-        if (deadline_ns <= pc_wall_ns()) {
-            *expiry_due = true;
-            return NULL;
-        }
-        struct timespec until = {(time_t)(deadline_ns / 1000000000u), (long)(deadline_ns % 1000000000u)};
+        if (at_ns <= pc_wall_ns()) return probe ? WAKE_PROBE : WAKE_EXPIRY;
+        struct timespec until = {(time_t)(at_ns / 1000000000u), (long)(at_ns % 1000000000u)};
         pthread_cond_timedwait(&writer->work, &writer->mutex, &until);
     }
-    return queue_drain(writer);
+    if (writer->failed != PC_OK || writer->queue_head == NULL) return WAKE_STOP;
+    *cmds = queue_drain(writer);
+    return WAKE_WORK;
 }
 
 static void *writer_main(void *arg) {
     writer_t *writer = arg;
     pthread_mutex_lock(&writer->mutex);
     for (;;) {
-        bool expiry_due;
-        writer_cmd_t *cmds = wait_for_work(writer, &expiry_due);
-        if (cmds == NULL && !expiry_due) break; /* stopping, queue empty */
+        writer_cmd_t *cmds;
+        writer_wake wake = wait_for_work(writer, &cmds);
+        if (wake == WAKE_STOP) break; /* stopping with the queue empty, or failed */
         writer->stats.queue_events = writer->queue_events;
         pthread_mutex_unlock(&writer->mutex);
-        batch_run(writer, cmds);
+        if (wake == WAKE_PROBE) probe_run(writer);
+        else batch_run(writer, cmds);
         pthread_mutex_lock(&writer->mutex);
     }
     pthread_mutex_unlock(&writer->mutex);
     return NULL;
 }
 
+/* The signing key first: a missing or foreign key refuses the start before anything
+ * is loaded or created. */
+static pc_status key_open(writer_t *writer, const char *key_path) {
+    uint8_t signer[JOURNAL_PUBLIC_KEY_BYTES];
+    pc_status status = store_journal_signer(writer->store, signer);
+    if (status != PC_OK && status != PC_NOT_FOUND) return status;
+    bool created = false;
+    pc_status key_status = journal_key_open(key_path, status == PC_OK ? signer : NULL, &writer->key, &created);
+    if (key_status == PC_KEY_FILE_MISSING || key_status == PC_KEY_MISMATCH) {
+        fprintf(stderr, "{\"level\":\"error\",\"msg\":\"%s: %s\",\"code\":\"%s\"}\n", key_path,
+                key_status == PC_KEY_MISMATCH
+                    ? "the signing key does not match the public key of the database's signed checkpoints"
+                      " or its .pub file; restore the right key"
+                    : "the signing key is missing and the database has signed checkpoints or a .pub file;"
+                      " restore the key from its backup",
+                pc_status_code(key_status));
+    } else if (created) {
+        fprintf(stderr, "{\"level\":\"notice\",\"msg\":\"signing key created\",\"path\":\"%s\"}\n", key_path);
+    }
+    return key_status;
+}
+
 static pc_status writer_load(writer_t *writer, const char *key_path) {
-    pc_status status = ledger_open(&writer->ledger);
+    pc_status status = key_open(writer, key_path);
+    if (status != PC_OK) return status;
+    status = ledger_open(&writer->ledger);
     if (status != PC_OK) return status;
     status = store_load(writer->store, writer->ledger, &writer->head);
     if (status != PC_OK) return status;
     writer->source = store_source(writer->store);
-    return journal_key_load_or_create(key_path, &writer->key);
+    return PC_OK;
 }
 
 pc_status writer_start(writer_t **out, store_t *store, const char *key_path, const writer_config_t *config) {
     writer_t *writer = calloc(1, sizeof(*writer));
     if (writer == NULL) return PC_NO_MEMORY;
     writer->store = store;
+    if (config != NULL) writer->config = *config;
     writer->config.queue_events_max = config && config->queue_events_max ? config->queue_events_max : WRITER_QUEUE_DEPTH_MAX;
     writer->config.batch_events_max = config && config->batch_events_max ? config->batch_events_max : WRITER_BATCH_EVENTS_MAX;
     if (writer->config.queue_events_max < LEDGER_BATCH_EVENTS_MAX) writer->config.queue_events_max = LEDGER_BATCH_EVENTS_MAX;
@@ -246,6 +362,7 @@ pc_status writer_start(writer_t **out, store_t *store, const char *key_path, con
     }
     pthread_mutex_init(&writer->mutex, NULL);
     pthread_cond_init(&writer->work, NULL);
+    writer->can_commit = store_writable(store);
     if (pthread_create(&writer->thread, NULL, writer_main, writer) != 0) {
         ledger_close(writer->ledger);
         free(writer);
@@ -260,7 +377,9 @@ pc_status writer_submit(writer_t *writer, writer_cmd_t *cmd) {
     cmd->next = NULL;
     pthread_mutex_lock(&writer->mutex);
     pc_status status = PC_OK;
-    if (writer->stopping) {
+    if (writer->failed != PC_OK) {
+        status = writer->failed;
+    } else if (writer->stopping) {
         status = PC_SHUTTING_DOWN;
     } else if (writer->queue_events + cmd_events(cmd) > writer->config.queue_events_max) {
         status = PC_WRITER_QUEUE_FULL;
@@ -323,9 +442,11 @@ void writer_drain(writer_t *writer) {
     pthread_mutex_unlock(&writer->mutex);
     if (drained) return;
     pthread_join(writer->thread, NULL);
-    pc_status status = store_checkpoint(writer->store, writer->ledger);
+    /* A failed store refuses the snapshot: memory may disagree with the file. */
+    pc_status status = store_balance_snapshot(writer->store, writer->ledger);
     if (status != PC_OK) {
-        fprintf(stderr, "{\"level\":\"error\",\"msg\":\"final checkpoint failed\",\"code\":\"%s\",\"detail\":\"%s\"}\n",
+        fprintf(stderr, "{\"level\":\"error\",\"msg\":\"balance snapshot at stop not written; the next start"
+                " re-derives the balances from the transfers\",\"code\":\"%s\",\"detail\":\"%s\"}\n",
                 pc_status_code(status), store_error_detail(writer->store));
     }
 }
@@ -350,6 +471,20 @@ void writer_stats(writer_t *writer, writer_stats_t *out) {
     *out = writer->stats;
     out->queue_events = writer->queue_events;
     pthread_mutex_unlock(&writer->mutex);
+}
+
+bool writer_can_commit(writer_t *writer) {
+    pthread_mutex_lock(&writer->mutex);
+    bool can_commit = writer->can_commit && writer->failed == PC_OK && !writer->stopping;
+    pthread_mutex_unlock(&writer->mutex);
+    return can_commit;
+}
+
+pc_status writer_failed(writer_t *writer) {
+    pthread_mutex_lock(&writer->mutex);
+    pc_status failed = writer->failed;
+    pthread_mutex_unlock(&writer->mutex);
+    return failed;
 }
 
 ledger_t *writer_ledger(writer_t *writer) { return writer->ledger; }

@@ -4,7 +4,10 @@
  * batch (changes + journal row + each command's own rows) in ONE store transaction,
  * and completes every command after the commit: one fsync for many requests.
  * A failed commit rolls the ledger back and fails every command in the batch.
- * Expired pending transfers are voided by a timer inside this loop. */
+ * Expired pending transfers are voided by a timer inside this loop.
+ * When the store fails for good (a failed COMMIT or fsync: store.h) the writer stops
+ * writing, fails everything queued and refuses new commands with store_failed, and
+ * calls config->failed: the process must exit and reload from the file. */
 #ifndef PAYCORE_WRITER_H
 #define PAYCORE_WRITER_H
 
@@ -44,6 +47,9 @@ struct writer_cmd {
 typedef struct {
     uint32_t queue_events_max;   /* events waiting; past it submit answers writer_queue_full */
     uint32_t batch_events_max;   /* events drained into one transaction */
+    /* Optional: called once, on the writer thread, when the store failed for good. */
+    void (*failed)(void *ctx, pc_status status);
+    void *failed_ctx;
 } writer_config_t;
 
 /* Counters for /metrics; read with writer_stats (any thread). */
@@ -62,25 +68,33 @@ typedef struct {
 typedef struct writer writer_t;
 
 /* Loads the ledger from 'store' and starts the writer thread. 'store' is borrowed
- * and must outlive the writer. 'key_path' is the journal signing key (created when
- * missing). */
+ * and must outlive the writer. 'key_path' is the journal signing key: checked
+ * against the database's signed journal checkpoints before anything is loaded
+ * (journal_key_open: PC_KEY_FILE_MISSING, PC_KEY_MISMATCH), created only for a
+ * database nothing was signed for. */
 PC_MUST_USE pc_status writer_start(writer_t **out, store_t *store, const char *key_path,
                                    const writer_config_t *config);
-/* Enqueues 'cmd'. PC_WRITER_QUEUE_FULL or PC_SHUTTING_DOWN: not enqueued, done() not
- * called. */
+/* Enqueues 'cmd'. PC_WRITER_QUEUE_FULL, PC_SHUTTING_DOWN or PC_STORE_FAILED: not
+ * enqueued, done() not called. */
 PC_MUST_USE pc_status writer_submit(writer_t *writer, writer_cmd_t *cmd);
 /* Enqueues and waits for completion; returns the commit status. */
 PC_MUST_USE pc_status writer_submit_wait(writer_t *writer, writer_cmd_t *cmd);
 /* Stops accepting, commits everything queued, stops the thread and writes the final
- * balance snapshot. The writer stays readable (writer_stats) until writer_free, so a
- * server can drain it while requests still read its figures, and free it once
- * nothing can reach it any more. */
+ * balance snapshot (unless the store failed: memory may disagree with the file). The
+ * writer stays readable (writer_stats) until writer_free, so a server can drain it
+ * while requests still read its figures, and free it once nothing can reach it any
+ * more. */
 void writer_drain(writer_t *writer);
 /* Frees a drained writer. */
 void writer_free(writer_t *writer);
 /* writer_drain, then writer_free. */
 void writer_stop(writer_t *writer);
 void writer_stats(writer_t *writer, writer_stats_t *out);
+/* Readiness (any thread): false once the store failed for good, and while writes
+ * fail in a way that may pass (full disk, file locked) until one works again. */
+bool writer_can_commit(writer_t *writer);
+/* PC_OK, or why the writer stopped writing for good (PC_STORE_FAILED). */
+pc_status writer_failed(writer_t *writer);
 /* The ledger, for tests and offline tools only (not while the writer runs batches). */
 ledger_t *writer_ledger(writer_t *writer);
 

@@ -232,7 +232,7 @@ static void test_key_create_and_reload(void) {
     ASSERT_EQ(st.st_mode & 0777, 0600);
     ASSERT_EQ(st.st_size, 65);
     ASSERT_EQ(stat(pub_path, &st), 0);
-    ASSERT_EQ(st.st_mode & 0777, 0644);
+    ASSERT_EQ(st.st_mode & 0777, 0600);
     ASSERT_STATUS(journal_key_load_or_create(key_path, &k2), PC_OK);
     ASSERT_TRUE(memcmp(&k1, &k2, sizeof(k1)) == 0);
     uint8_t pub[JOURNAL_PUBLIC_KEY_BYTES];

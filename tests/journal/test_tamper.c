@@ -196,11 +196,11 @@ static void test_tampered_history(void) {
 }
 
 static void test_tampered_checkpoints(void) {
-    expect_named("UPDATE checkpoints SET signature=randomblob(64) WHERE seq=64", NULL,
+    expect_named("UPDATE journal_checkpoints SET signature=randomblob(64) WHERE seq=64", NULL,
                  "checkpoint seq 64: signature invalid", "");
-    expect_named("UPDATE checkpoints SET hash=randomblob(32) WHERE seq=128", NULL,
+    expect_named("UPDATE journal_checkpoints SET hash=randomblob(32) WHERE seq=128", NULL,
                  "checkpoint seq 128: hash differs", "");
-    expect_named("DELETE FROM checkpoints WHERE seq=64", NULL, "journal seq 65: no checkpoint", "");
+    expect_named("DELETE FROM journal_checkpoints WHERE seq=64", NULL, "journal seq 65: no checkpoint", "");
     char other_key[400], other_pub[420];
     snprintf(other_key, sizeof(other_key), "%s/other.key", dir);
     snprintf(other_pub, sizeof(other_pub), "%s.pub", other_key);
@@ -235,7 +235,7 @@ static const edited_table_t edited_tables[] = {
     {"transfers", "timestamp"},
     {"transfer_failures", "id"},
     {"journal", "seq"},
-    {"checkpoints", "seq"},
+    {"journal_checkpoints", "seq"},
     {"balance_history", "account_id || '@' || timestamp"},
 };
 

@@ -202,7 +202,7 @@ static void batch_commit(builder_t *b, uint32_t checkpoint_every) {
     if (e.seq % checkpoint_every == 0) {
         journal_checkpoint_t cp;
         journal_checkpoint_sign(&b->key, &e, &cp);
-        ASSERT_EQ(sqlite3_prepare_v2(b->db, "INSERT INTO checkpoints VALUES(?,?,?,?)", -1, &s,
+        ASSERT_EQ(sqlite3_prepare_v2(b->db, "INSERT INTO journal_checkpoints VALUES(?,?,?,?)", -1, &s,
                                      NULL), SQLITE_OK);
         sqlite3_bind_int64(s, 1, (int64_t)cp.seq);
         sqlite3_bind_blob(s, 2, cp.hash, 32, SQLITE_STATIC);
@@ -239,7 +239,7 @@ static void build_database(const char *path, bool with_duplicate_id) {
     exec(b.db, "PRAGMA journal_mode=DELETE; BEGIN");
     char *error = NULL;
     if (store_sqlite_migrate(b.db, 0, &error) != SQLITE_OK) TEST_FAIL("migrate: %s", error);
-    exec(b.db, "PRAGMA application_id=0x50594352; PRAGMA user_version=1");
+    exec(b.db, "PRAGMA application_id=0x50594352; PRAGMA user_version=2");
     account_add(&b, "a-1", "USD"); account_add(&b, "a-2", "USD"); account_add(&b, "a-3", "USD");
     batch_commit(&b, 3);
     transfer_add(&b, "t-1", "a-1", "a-2", 500, 0, NULL, 0);
@@ -316,6 +316,19 @@ static void test_intact(void) {
     journal_report_line(&report, line, sizeof(line));
     const char *want = "verify ok batches=8 transfers=12 accounts=4 checkpoints=2 failures=3";
     ASSERT_TRUE(strncmp(line, want, strlen(want)) == 0);
+}
+
+/* A version 1 file (signed journal checkpoints in 'checkpoints') verifies as it is;
+ * an unreadable or malformed balance-snapshot seq is named, never read as absent. */
+static void test_version_1_and_snapshot_seq(void) {
+    journal_report_t report;
+    ASSERT_STATUS(journal_verify_sqlite(tampered("ALTER TABLE journal_checkpoints RENAME TO checkpoints;"
+                                                 " PRAGMA user_version=1"), pub_path, &report), PC_OK);
+    ASSERT_EQ(report.checkpoints, 2);
+    expect_discrepancy("INSERT OR REPLACE INTO meta VALUES('accounts_as_of_seq', 'x7')", NULL,
+                       "meta accounts_as_of_seq is not a seq: 'x7'", "");
+    expect_discrepancy("INSERT OR REPLACE INTO meta VALUES('accounts_as_of_seq', 9)", NULL,
+                       "meta accounts_as_of_seq 9 is past the last journal seq 8", "");
 }
 
 static void test_row_tampering(void) {
@@ -406,14 +419,14 @@ static void test_balance_tampering(void) {
 }
 
 static void test_checkpoint_tampering(void) {
-    expect_discrepancy("UPDATE checkpoints SET signature=randomblob(64) WHERE seq=6", NULL,
+    expect_discrepancy("UPDATE journal_checkpoints SET signature=randomblob(64) WHERE seq=6", NULL,
                        "checkpoint seq 6: signature invalid", "");
-    expect_discrepancy("UPDATE checkpoints SET hash=zeroblob(32) WHERE seq=3", NULL,
+    expect_discrepancy("UPDATE journal_checkpoints SET hash=zeroblob(32) WHERE seq=3", NULL,
                        "checkpoint seq 3: hash differs", "");
-    expect_discrepancy("UPDATE checkpoints SET public_key=randomblob(32) WHERE seq=6", NULL,
+    expect_discrepancy("UPDATE journal_checkpoints SET public_key=randomblob(32) WHERE seq=6", NULL,
                        "checkpoint seq 6: signed by another key", "");
-    expect_discrepancy("DELETE FROM journal WHERE seq=8; INSERT INTO checkpoints"
-                       " SELECT 9, hash, public_key, signature FROM checkpoints WHERE seq=6",
+    expect_discrepancy("DELETE FROM journal WHERE seq=8; INSERT INTO journal_checkpoints"
+                       " SELECT 9, hash, public_key, signature FROM journal_checkpoints WHERE seq=6",
                        NULL, "", "no journal row");
     /* Another node's key: every signature fails against it. */
     char other_key[300], other_pub[310];
@@ -447,7 +460,7 @@ static void test_not_verifiable(void) {
     ASSERT_STR_EQ(report.error_detail, "application_id 7 is not paycore's");
     ASSERT_STATUS(journal_verify_sqlite(tampered("PRAGMA user_version=99"), NULL, &report),
                   PC_STORE_VERSION_UNSUPPORTED);
-    ASSERT_STR_EQ(report.error_detail, "schema version 99; this verifier reads version 1");
+    ASSERT_STR_EQ(report.error_detail, "schema version 99; this verifier reads versions 1 to 2");
     ASSERT_STATUS(journal_verify_sqlite(db_path, path, &report), PC_NOT_FOUND);
     ASSERT_STATUS(journal_verify_sqlite(db_path, db_path, &report), PC_KEY_FILE_INVALID);
 }
@@ -459,6 +472,7 @@ int main(void) {
     snprintf(pub_path, sizeof(pub_path), "%s.pub", key_path);
     build_database(db_path, false);
     TEST_RUN(test_intact);
+    TEST_RUN(test_version_1_and_snapshot_seq);
     TEST_RUN(test_row_tampering);
     TEST_RUN(test_chain_tampering);
     TEST_RUN(test_balance_tampering);

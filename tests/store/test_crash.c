@@ -1,45 +1,73 @@
 /* Goal: nothing acknowledged is ever lost and nothing unacknowledged is half there,
- * whenever the process dies. After each SIGKILL: every transfer acknowledged to a
- * submitter is in the store, `verify` passes on the file as the crash left it (row
- * hashes, chain, signatures, every balance re-derived from the transfers, each
- * pending transfer's state), the engine restarts, and per currency debits equal
- * credits.
+ * whenever the process dies or stops. After each cycle: every transfer acknowledged
+ * to a submitter is in the store, `verify` passes on the file as the cycle left it
+ * (row hashes, chain, signatures, every balance re-derived from the transfers, each
+ * pending transfer's state), the store's load path gives the balances verify
+ * replayed, those equal an independent model built from what the clients asked for,
+ * the engine restarts, and per currency debits equal credits.
  * Method: a child process opens a store and writer on a temp SQLite file, creates a
  * few hundred accounts, and runs four submitter threads: plain, pending (some with
  * 1-2 s timeouts, so expiries run across crashes), post and void of its own pending
  * transfers, with and without metadata; two send one transfer a command, one sends
- * 1-16, one sends 30 in linked chains of three. A submitter appends a transfer's id to an ack
- * file (write + fdatasync) only AFTER the writer reported the commit and the ledger
- * said created: the ack file is a subset of what must be durable. The parent kills
- * the child with SIGKILL at a random moment (sometimes during start-up), many rounds,
- * and checks the file each time: verify, the store's load path against verify's replay
- * of every transfer, every ack present, acked transfers sent again answer exists. The
- * seed is printed; PAYCORE_SEED replays it. */
+ * 1-16, one sends 30 in linked chains of three. A fifth thread writes what moves no
+ * money: API keys, and idempotent replays of acknowledged transfers with their
+ * idempotency records (batches without ledger rows); one of its hooks in twenty
+ * fails, failing its whole batch. Every transfer is written to an intents file
+ * before it is submitted; a submitter appends its id to an ack file (write +
+ * fdatasync) only AFTER the writer reported the commit and the ledger said created:
+ * the ack file is a subset of what must be durable. Cycles, in turn:
+ *   - SIGKILL at a random moment (sometimes during start-up);
+ *   - SIGTERM: the child stops cleanly (most times after a last write that moves no
+ *     money; a third of the time its balance snapshot's fsync fails) and must exit
+ *     0 with the snapshot at the journal head, unless the fault stopped it;
+ *   - SIGKILL soon after that restart, after a handful of batches (far fewer than a
+ *     balance snapshot's 64);
+ *   - a failed WAL fsync at a random COMMIT: the writer must stop (store_failed) and
+ *     the child exits 3, as the server does.
+ * The seed is printed; PAYCORE_SEED replays it. PAYCORE_CRASH_ROUNDS sets the number
+ * of cycles (`make test-long` runs hundreds). */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <sodium.h>
 #include <sqlite3.h>
 
 #include "core/core.h"
 #include "journal/verify.h"
 #include "store/store.h"
+#include "store/store_api.h"
 #include "test.h"
 #include "writer/writer.h"
 
 enum { ACCOUNT_COUNT = 300, SUBMITTERS = 4, PENDING_KEPT = 32 };
 
+/* What a cycle does to the child. */
+typedef enum {
+    CYCLE_KILL,        /* SIGKILL at a random moment */
+    CYCLE_TERM,        /* SIGTERM: a clean stop */
+    CYCLE_KILL_SOON,   /* SIGKILL after a handful of batches */
+    CYCLE_FSYNC_FAULT, /* a WAL fsync fails: the writer stops, the child exits 3 */
+    CYCLE_KIND_COUNT,
+} cycle_kind;
+static const char *const cycle_names[CYCLE_KIND_COUNT] = {"kill", "term", "kill_soon", "fsync_fault"};
+
+enum { EXIT_STORE_FAILED = 3, SOON_COMMANDS = 3 };
+
 static char dir[] = "/tmp/paycore-test-crash-XXXXXX";
-static char db_path[300], key_path[300], pub_path[320], ack_path[300];
+static char db_path[300], key_path[300], pub_path[320], ack_path[300], intent_path[300];
 static uint64_t seed;
 static uint32_t tally_unreadable_at_creation;
+static uint32_t tally_cycles[CYCLE_KIND_COUNT];
+static uint32_t tally_snapshot_faults;
 
 static const char *const currencies[] = {"USD", "EUR"};
 
@@ -50,17 +78,23 @@ static uint64_t mix(uint64_t *state) {
     return z ^ (z >> 31);
 }
 
-/* ---- the child: load through the engine until killed ---- */
+/* ---- the child: load through the engine until killed or stopped ---- */
 
 typedef struct {
     writer_t *writer;
     int ack_fd;
+    int intent_fd;
     uint32_t round;
     uint32_t index;
+    uint32_t commands_max;   /* 0: until stopped */
     uint64_t rng;
     char pending[PENDING_KEPT][PC_ID_SIZE]; /* this submitter's open pending transfers */
     uint32_t pending_count;
+    char acked[PC_ID_SIZE];  /* one acknowledged plain transfer, for the replays */
+    ledger_transfer_t acked_transfer;
 } submitter_t;
+
+static atomic_int child_stopping; /* set by the child's main thread on SIGTERM */
 
 static void account_id(uint32_t n, char out[PC_ID_SIZE]) {
     snprintf(out, PC_ID_SIZE, "acct-%u", n);
@@ -80,7 +114,9 @@ static void child_accounts(writer_t *writer) {
     }
     writer_cmd_t cmd = {.kind = WRITER_CMD_CREATE_ACCOUNTS, .event_count = ACCOUNT_COUNT,
                         .accounts = accounts, .account_results = results};
-    if (writer_submit_wait(writer, &cmd) != PC_OK) _exit(3);
+    pc_status status = writer_submit_wait(writer, &cmd);
+    if (status == PC_STORE_FAILED) _exit(EXIT_STORE_FAILED);
+    if (status != PC_OK) _exit(3 + 10);
     for (uint32_t n = 0; n < ACCOUNT_COUNT; n++) {
         if (results[n].status != PC_OK && results[n].status != PC_EXISTS) _exit(4);
     }
@@ -115,6 +151,21 @@ static void transfer_fill(submitter_t *s, ledger_transfer_t *t, uint64_t k) {
 
 enum { COMMAND_EVENTS_MAX = 30 };
 
+/* What the client asked, one line a transfer, written before it is submitted:
+ * "id debit credit amount flags pending_id". The model is built from these. */
+static void intents_write(submitter_t *s, const ledger_transfer_t *events, uint32_t count) {
+    static __thread char text[COMMAND_EVENTS_MAX * (4 * PC_ID_SIZE + 48)];
+    size_t bytes = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        const ledger_transfer_t *t = &events[i];
+        bytes += (size_t)snprintf(text + bytes, sizeof(text) - bytes, "%s %s %s %" PRId64 " %u %s\n", t->id,
+                                  t->debit_account_id[0] ? t->debit_account_id : "-",
+                                  t->credit_account_id[0] ? t->credit_account_id : "-", t->amount,
+                                  (unsigned)t->flags, t->pending_id[0] ? t->pending_id : "-");
+    }
+    if (write(s->intent_fd, text, bytes) != (ssize_t)bytes) _exit(5);
+}
+
 /* Appends the ids of the created events in one write and one fdatasync. */
 static void acks_write(submitter_t *s, const ledger_transfer_t *events,
                        const ledger_transfer_result_t *results, uint32_t count) {
@@ -125,6 +176,7 @@ static void acks_write(submitter_t *s, const ledger_transfer_t *events,
         bytes += (size_t)snprintf(text + bytes, sizeof(text) - bytes, "%s\n", events[i].id);
         bool pending = events[i].flags & LEDGER_TRANSFER_PENDING;
         if (pending && s->pending_count < PENDING_KEPT) strcpy(s->pending[s->pending_count++], events[i].id);
+        if (events[i].flags == 0) strcpy(s->acked, events[i].id);
     }
     if (bytes == 0) return;
     if (write(s->ack_fd, text, bytes) != (ssize_t)bytes || fdatasync(s->ack_fd) != 0) _exit(5);
@@ -143,38 +195,199 @@ static void *submitter_main(void *arg) {
     static __thread ledger_transfer_t events[COMMAND_EVENTS_MAX];
     static __thread ledger_transfer_result_t results[COMMAND_EVENTS_MAX];
     uint64_t k = 0;
-    for (uint32_t command = 0; command < 1000000; command++) {
+    for (uint32_t command = 0; command < 1000000 && !atomic_load(&child_stopping); command++) {
+        if (s->commands_max != 0 && command == s->commands_max) break;
         uint32_t count = command_events(s);
         for (uint32_t i = 0; i < count; i++) {
             transfer_fill(s, &events[i], k++);
             if (s->index == 3 && i % 3 != 2) events[i].flags |= LEDGER_TRANSFER_LINKED;
         }
+        intents_write(s, events, count);
         writer_cmd_t cmd = {.kind = WRITER_CMD_CREATE_TRANSFERS, .event_count = count,
                             .transfers = events, .transfer_results = results};
-        if (writer_submit_wait(s->writer, &cmd) != PC_OK) continue;
+        pc_status status = writer_submit_wait(s->writer, &cmd);
+        if (status == PC_STORE_FAILED) break; /* the writer stopped: nothing more */
+        if (status != PC_OK) continue;
         acks_write(s, events, results, count); /* only after the commit was reported */
     }
     return NULL;
 }
 
-static _Noreturn void child_run(uint32_t round) {
+/* ---- writes that move no money ---- */
+
+/* A command with what its hook needs: hooks run on the writer thread. */
+typedef struct {
+    writer_cmd_t cmd; /* first: the hook gets &cmd */
+    char key_id[PC_ID_SIZE];
+    bool hook_fails;  /* fails its whole batch (other submitters' too) */
+} nemesis_cmd_t;
+
+static pc_status nemesis_key_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
+    const nemesis_cmd_t *n = (const nemesis_cmd_t *)cmd;
+    if (n->hook_fails) return PC_STORE_COMMIT_FAILED;
+    store_api_key_t key = {0};
+    snprintf(key.id, sizeof key.id, "%s", n->key_id);
+    crypto_generichash(key.key_hash, sizeof key.key_hash, (const uint8_t *)n->key_id, strlen(n->key_id), NULL, 0);
+    snprintf(key.scope, sizeof key.scope, "read_only");
+    snprintf(key.name, sizeof key.name, "nemesis");
+    key.created_ns = pc_wall_ns();
+    return store_api_key_insert(tx, &key);
+}
+
+static pc_status nemesis_idem_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
+    const nemesis_cmd_t *n = (const nemesis_cmd_t *)cmd;
+    if (n->hook_fails) return PC_STORE_COMMIT_FAILED;
+    store_api_idem_t record = {.http_status = 200, .body = "{}", .body_bytes = 2, .created_ns = pc_wall_ns()};
+    return store_api_idem_put(tx, "key_nemesis", n->key_id, &record);
+}
+
+/* An API key, as POST /v1/api-keys writes it: a batch without ledger rows. */
+static pc_status nemesis_key(writer_t *writer, uint32_t round, uint64_t i, bool hook_fails) {
+    nemesis_cmd_t n = {.cmd = {.kind = WRITER_CMD_EXEC, .in_transaction = nemesis_key_in_tx},
+                       .hook_fails = hook_fails};
+    snprintf(n.key_id, sizeof n.key_id, "key_r%u_%" PRIu64, round, i);
+    return writer_submit_wait(writer, &n.cmd);
+}
+
+/* An acknowledged transfer sent again with an Idempotency-Key: exists, no ledger
+ * rows, only the idempotency record. */
+static pc_status nemesis_replay(writer_t *writer, const ledger_transfer_t *acked, uint32_t round, uint64_t i,
+                                bool hook_fails) {
+    ledger_transfer_t event = *acked;
+    ledger_transfer_result_t result;
+    nemesis_cmd_t n = {.cmd = {.kind = WRITER_CMD_CREATE_TRANSFERS, .event_count = 1, .transfers = &event,
+                               .transfer_results = &result, .in_transaction = nemesis_idem_in_tx},
+                       .hook_fails = hook_fails};
+    snprintf(n.key_id, sizeof n.key_id, "idem_r%u_%" PRIu64, round, i);
+    pc_status status = writer_submit_wait(writer, &n.cmd);
+    if (status == PC_OK && result.status != PC_EXISTS) _exit(6); /* a replay moved money */
+    return status;
+}
+
+typedef struct {
+    writer_t *writer;
+    uint32_t round;
+    uint32_t commands_max;
+    ledger_transfer_t acked;   /* a transfer acknowledged before this cycle */
+    bool have_acked;
+} nemesis_t;
+
+static void *nemesis_main(void *arg) {
+    nemesis_t *n = arg;
+    uint64_t rng = seed ^ ((uint64_t)n->round << 40) ^ 0x5eed;
+    for (uint64_t i = 0; i < 1000000 && !atomic_load(&child_stopping); i++) {
+        if (n->commands_max != 0 && i == n->commands_max) break;
+        bool hook_fails = mix(&rng) % 20 == 0;
+        pc_status status = n->have_acked && i % 2 == 1 ? nemesis_replay(n->writer, &n->acked, n->round, i, hook_fails)
+                                                       : nemesis_key(n->writer, n->round, i, hook_fails);
+        if (status == PC_STORE_FAILED) break;
+        struct timespec pause = {0, 2 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    return NULL;
+}
+
+/* An acknowledged transfer of an earlier cycle, field for field, chosen by the parent
+ * before the fork (the child inherits it). */
+static ledger_transfer_t replay_sample;
+static char replay_metadata[LEDGER_METADATA_BYTES_MAX + 1];
+static bool replay_sample_set;
+
+static bool acked_earlier(uint32_t round, ledger_transfer_t *out) {
+    (void)round;
+    if (!replay_sample_set) return false;
+    *out = replay_sample;
+    out->metadata_json = replay_sample.metadata_json != NULL ? replay_metadata : NULL;
+    return true;
+}
+
+typedef struct {
     store_t *store;
     writer_t *writer;
-    store_options_t options = {.create = true};
-    if (store_open(&store, db_path, &options) != PC_OK) _exit(6);
-    if (writer_start(&writer, store, key_path, NULL) != PC_OK) _exit(7);
-    child_accounts(writer);
-    int ack_fd = open(ack_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-    if (ack_fd < 0) _exit(8);
-    static submitter_t submitters[SUBMITTERS];
+    submitter_t submitters[SUBMITTERS];
     pthread_t threads[SUBMITTERS];
+    nemesis_t nemesis;
+    pthread_t nemesis_thread;
+} child_t;
+
+static void child_fail_fast(void *ctx, pc_status status) {
+    (void)ctx;
+    (void)status;
+}
+
+static void child_open(child_t *c, cycle_kind kind, uint64_t *rng) {
+    store_options_t options = {.create = true, .fault_vfs = true};
+    if (store_open(&c->store, db_path, &options) != PC_OK) _exit(6);
+    writer_config_t config = {.failed = child_fail_fast};
+    pc_status status = writer_start(&c->writer, c->store, key_path, &config);
+    if (status == PC_STORE_FAILED) _exit(EXIT_STORE_FAILED);
+    if (status != PC_OK) _exit(7);
+    if (kind == CYCLE_FSYNC_FAULT) store_fault_arm(STORE_FAULT_WAL_SYNC, (uint32_t)(mix(rng) % 40), false);
+}
+
+static void child_threads_start(child_t *c, cycle_kind kind, uint32_t round, int ack_fd, int intent_fd) {
+    uint32_t commands_max = kind == CYCLE_KILL_SOON ? SOON_COMMANDS : 0;
     for (uint32_t i = 0; i < SUBMITTERS; i++) {
-        submitters[i] = (submitter_t){.writer = writer, .ack_fd = ack_fd, .round = round,
-                                      .index = i, .rng = seed ^ ((uint64_t)round << 32) ^ i};
-        if (pthread_create(&threads[i], NULL, submitter_main, &submitters[i]) != 0) _exit(9);
+        c->submitters[i] = (submitter_t){.writer = c->writer, .ack_fd = ack_fd, .intent_fd = intent_fd,
+                                         .round = round, .index = i, .commands_max = commands_max,
+                                         .rng = seed ^ ((uint64_t)round << 32) ^ i};
+        if (pthread_create(&c->threads[i], NULL, submitter_main, &c->submitters[i]) != 0) _exit(9);
     }
-    for (uint32_t i = 0; i < SUBMITTERS; i++) pthread_join(threads[i], NULL);
-    _exit(0); /* not reached in practice: the parent kills first */
+    c->nemesis = (nemesis_t){.writer = c->writer, .round = round, .commands_max = commands_max};
+    c->nemesis.have_acked = acked_earlier(round, &c->nemesis.acked);
+    if (pthread_create(&c->nemesis_thread, NULL, nemesis_main, &c->nemesis) != 0) _exit(9);
+}
+
+static void child_threads_join(child_t *c) {
+    for (uint32_t i = 0; i < SUBMITTERS; i++) pthread_join(c->threads[i], NULL);
+    pthread_join(c->nemesis_thread, NULL);
+}
+
+/* SIGTERM: stop the load, maybe one more write that moves no money, maybe a failed
+ * snapshot fsync, then the clean stop. Exit 0, or 3 when the store failed. */
+static _Noreturn void child_stop(child_t *c, uint32_t round, uint64_t *rng, bool snapshot_fault) {
+    atomic_store(&child_stopping, 1);
+    child_threads_join(c);
+    if (mix(rng) % 4 != 0 && nemesis_key(c->writer, round, 999999, false) != PC_OK) _exit(12);
+    bool failed = writer_failed(c->writer) != PC_OK;
+    if (snapshot_fault) store_fault_arm(STORE_FAULT_WAL_SYNC, 0, false);
+    writer_stop(c->writer);
+    store_close(c->store);
+    _exit(failed ? EXIT_STORE_FAILED : 0);
+}
+
+static _Noreturn void child_run(uint32_t round, cycle_kind kind, int ready_fd, bool snapshot_fault) {
+    sigset_t term;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &term, NULL); /* taken by sigwait below, threads inherit */
+    uint64_t rng = seed ^ ((uint64_t)round << 20) ^ 0xc1d;
+    child_t c;
+    memset(&c, 0, sizeof c);
+    child_open(&c, kind, &rng);
+    child_accounts(c.writer);
+    int ack_fd = open(ack_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    char round_intents[340];
+    snprintf(round_intents, sizeof round_intents, "%s-%u", intent_path, round);
+    int intent_fd = open(round_intents, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (ack_fd < 0 || intent_fd < 0) _exit(8);
+    child_threads_start(&c, kind, round, ack_fd, intent_fd);
+    if (kind == CYCLE_KILL_SOON) { /* a handful of batches, then wait to be killed */
+        child_threads_join(&c);
+        if (write(ready_fd, "R", 1) != 1) _exit(10);
+        for (;;) pause();
+    }
+    if (kind == CYCLE_FSYNC_FAULT) { /* the submitters end when the writer stops */
+        child_threads_join(&c);
+        if (writer_failed(c.writer) != PC_STORE_FAILED) _exit(11);
+        writer_stop(c.writer);
+        store_close(c.store);
+        _exit(EXIT_STORE_FAILED);
+    }
+    int signal_number = 0;
+    while (sigwait(&term, &signal_number) != 0) {
+    }
+    child_stop(&c, round, &rng, snapshot_fault);
 }
 
 /* ---- the parent: kill, then check what the crash left ---- */
@@ -342,7 +555,7 @@ static bool verify_expect_ok(uint32_t round, const char *when, journal_report_t 
     return true;
 }
 
-/* The store's load path (account rows as of its checkpoint plus the transfers after
+/* The store's load path (account rows as of its balance snapshot plus the transfers after
  * it) must give every account the balances verify replayed from zero. */
 static void load_matches_replay(uint32_t round) {
     store_t *store;
@@ -371,17 +584,217 @@ static void load_matches_replay(uint32_t round) {
     store_close(store);
 }
 
-/* The file as the crash left it verifies; the engine restarts on it and balances. */
-static void check_after_crash(uint32_t round, uint64_t *acked_out, uint64_t *transfers_out) {
+/* ---- the model: balances from what the clients asked for ---- */
+
+/* One intent (a line of an intents file): what a client asked. */
+typedef struct {
+    char id[PC_ID_SIZE];
+    char pending_id[PC_ID_SIZE];
+    uint16_t debit, credit;     /* account numbers; a post/void's come from its pending */
+    int64_t amount;
+    uint16_t flags;
+    bool in_file;               /* its row was seen */
+    bool resolved;              /* a pending one: posted, voided or expired */
+    bool used;
+} intent_t;
+
+static intent_t *intents;
+static size_t intent_capacity, intent_count;
+static ledger_balances_t model[ACCOUNT_COUNT];
+static uint64_t model_through_ts; /* rows up to this timestamp are in the model */
+static uint64_t model_rows;
+
+static uint64_t id_hash(const char *id) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *id; id++) h = (h ^ (uint8_t)*id) * 1099511628211ull;
+    return h;
+}
+
+static intent_t *intent_slot(const char *id) {
+    size_t mask = intent_capacity - 1;
+    for (size_t i = id_hash(id) & mask;; i = (i + 1) & mask) {
+        if (!intents[i].used || strcmp(intents[i].id, id) == 0) return &intents[i];
+    }
+}
+
+static void intents_grow(void) {
+    intent_t *old = intents;
+    size_t old_capacity = intent_capacity;
+    intent_capacity = intent_capacity ? 2 * intent_capacity : 1u << 16;
+    intents = calloc(intent_capacity, sizeof(intent_t));
+    ASSERT_TRUE(intents != NULL);
+    for (size_t i = 0; i < old_capacity; i++) {
+        if (old[i].used) *intent_slot(old[i].id) = old[i];
+    }
+    free(old);
+}
+
+static uint16_t account_no(const char *id) {
+    unsigned n = 0;
+    if (strcmp(id, "-") == 0) return UINT16_MAX;
+    ASSERT_EQ(sscanf(id, "acct-%u", &n), 1);
+    ASSERT_TRUE(n < ACCOUNT_COUNT);
+    return (uint16_t)n;
+}
+
+/* Reads round 'round''s intents file; an incomplete last line (killed mid-write) was
+ * never submitted. */
+static void intents_load(uint32_t round) {
+    char path[340], line[4 * PC_ID_SIZE + 64];
+    snprintf(path, sizeof path, "%s-%u", intent_path, round);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return; /* killed before it wrote one */
+    while (fgets(line, sizeof line, f) != NULL) {
+        if (strchr(line, '\n') == NULL) break;
+        char id[PC_ID_SIZE], debit[PC_ID_SIZE], credit[PC_ID_SIZE], pending[PC_ID_SIZE];
+        long long amount;
+        unsigned flags;
+        ASSERT_EQ(sscanf(line, "%64s %64s %64s %lld %u %64s", id, debit, credit, &amount, &flags, pending), 6);
+        if (2 * (intent_count + 1) > intent_capacity) intents_grow();
+        intent_t *it = intent_slot(id);
+        ASSERT_FALSE(it->used); /* ids are never reused */
+        *it = (intent_t){.debit = account_no(debit), .credit = account_no(credit), .amount = amount,
+                         .flags = (uint16_t)(flags & ~LEDGER_TRANSFER_LINKED), .used = true};
+        snprintf(it->id, sizeof it->id, "%s", id);
+        snprintf(it->pending_id, sizeof it->pending_id, "%s", strcmp(pending, "-") == 0 ? "" : pending);
+        intent_count++;
+    }
+    fclose(f);
+    unlink(path);
+}
+
+static intent_t *open_pending(const char *pending_id, const char *by) {
+    intent_t *p = intent_slot(pending_id);
+    if (!p->used || !p->in_file || !(p->flags & LEDGER_TRANSFER_PENDING) || p->resolved) {
+        TEST_FAIL("seed=%" PRIu64 ": %s resolves %s, which is not an open pending transfer", seed, by, pending_id);
+    }
+    p->resolved = true;
+    model[p->debit].debits_pending -= p->amount;
+    model[p->credit].credits_pending -= p->amount;
+    return p;
+}
+
+/* Applies one transfer row (id, flags, pending_id as the file says) to the model,
+ * with the amounts and accounts the client asked for. */
+static void model_apply(const char *id, uint16_t flags, const char *pending_id) {
+    if (flags & LEDGER_TRANSFER_EXPIRY) { /* made by the ledger: no intent */
+        open_pending(pending_id, id);
+        return;
+    }
+    intent_t *it = intent_slot(id);
+    if (!it->used) TEST_FAIL("seed=%" PRIu64 ": transfer %s is in the file, but nobody asked for it", seed, id);
+    if (it->in_file) TEST_FAIL("seed=%" PRIu64 ": transfer %s is in the file twice", seed, id);
+    it->in_file = true;
+    if (it->flags & (LEDGER_TRANSFER_POST_PENDING | LEDGER_TRANSFER_VOID_PENDING)) {
+        intent_t *p = open_pending(it->pending_id, id);
+        if (it->flags & LEDGER_TRANSFER_POST_PENDING) {
+            int64_t posted = it->amount != 0 ? it->amount : p->amount;
+            model[p->debit].debits_posted += posted;
+            model[p->credit].credits_posted += posted;
+        }
+    } else if (it->flags & LEDGER_TRANSFER_PENDING) {
+        model[it->debit].debits_pending += it->amount;
+        model[it->credit].credits_pending += it->amount;
+    } else {
+        model[it->debit].debits_posted += it->amount;
+        model[it->credit].credits_posted += it->amount;
+    }
+}
+
+/* Rows committed since the model last looked; the rows it saw must all still be
+ * there (a committed row never goes away). */
+static void model_update(void) {
+    sqlite3 *db;
+    sqlite3_stmt *stmt;
+    ASSERT_EQ(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 10000);
+    ASSERT_EQ(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+    ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT count(*) FROM transfers WHERE timestamp <= ?", -1, &stmt, NULL),
+              SQLITE_OK);
+    sqlite3_bind_int64(stmt, 1, (int64_t)model_through_ts);
+    ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+    if ((uint64_t)sqlite3_column_int64(stmt, 0) != model_rows) {
+        TEST_FAIL("seed=%" PRIu64 ": %lld transfer rows up to %" PRIu64 ", the model saw %" PRIu64, seed,
+                  sqlite3_column_int64(stmt, 0), model_through_ts, model_rows);
+    }
+    sqlite3_finalize(stmt);
+    ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT timestamp, id, flags, coalesce(pending_id, '') FROM transfers"
+                                     " WHERE timestamp > ? ORDER BY timestamp", -1, &stmt, NULL), SQLITE_OK);
+    sqlite3_bind_int64(stmt, 1, (int64_t)model_through_ts);
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        model_apply((const char *)sqlite3_column_text(stmt, 1), (uint16_t)sqlite3_column_int(stmt, 2),
+                    (const char *)sqlite3_column_text(stmt, 3));
+        model_through_ts = (uint64_t)sqlite3_column_int64(stmt, 0);
+        model_rows++;
+    }
+    ASSERT_EQ(rc, SQLITE_DONE);
+    sqlite3_finalize(stmt);
+    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    sqlite3_close(db);
+}
+
+/* verify's replay (of the same file) equals the model, account by account. */
+static void model_matches_replay(uint32_t round, const char *when) {
+    model_update();
+    ASSERT_EQ(replayed_count, ACCOUNT_COUNT);
+    for (uint32_t n = 0; n < ACCOUNT_COUNT; n++) {
+        if (memcmp(&model[n], &replayed[n], sizeof model[n]) != 0) {
+            TEST_FAIL("seed=%" PRIu64 " round=%u %s: acct-%u: the model says dP=%" PRId64 " cP=%" PRId64
+                      " dp=%" PRId64 " cp=%" PRId64 ", the file dP=%" PRId64 " cP=%" PRId64 " dp=%" PRId64
+                      " cp=%" PRId64, seed, round, when, n, model[n].debits_posted, model[n].credits_posted,
+                      model[n].debits_pending, model[n].credits_pending, replayed[n].debits_posted,
+                      replayed[n].credits_posted, replayed[n].debits_pending, replayed[n].credits_pending);
+        }
+    }
+}
+
+/* After a clean stop the balance snapshot is at the journal head, never past it. */
+static void snapshot_at_head(uint32_t round) {
+    sqlite3 *db;
+    sqlite3_stmt *stmt;
+    ASSERT_EQ(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 10000);
+    ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT (SELECT CAST(value AS INTEGER) FROM meta WHERE"
+                                     " key='accounts_as_of_seq'), (SELECT coalesce(max(seq), 0) FROM journal)",
+                                 -1, &stmt, NULL), SQLITE_OK);
+    ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+    int64_t as_of = sqlite3_column_int64(stmt, 0), head = sqlite3_column_int64(stmt, 1);
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    if (as_of != head) {
+        TEST_FAIL("seed=%" PRIu64 " round=%u: after a clean stop accounts_as_of_seq is %" PRId64
+                  ", the journal head %" PRId64, seed, round, as_of, head);
+    }
+}
+
+/* The next child replays one of these acknowledged transfers (with its idempotency
+ * record): the newest sampled plain one. */
+static void replay_sample_keep(const store_transfer_t *sample, uint32_t count) {
+    for (uint32_t i = count; i-- > 0;) {
+        const ledger_transfer_t *t = &sample[i].transfer;
+        if (t->flags != 0) continue;
+        replay_sample = *t;
+        snprintf(replay_metadata, sizeof replay_metadata, "%s", t->metadata_json ? t->metadata_json : "");
+        replay_sample.metadata_json = t->metadata_json ? replay_metadata : NULL;
+        replay_sample_set = true;
+        return;
+    }
+}
+
+/* The file as the cycle left it verifies and equals the model; the engine restarts on
+ * it, finds every ack and balances; after its clean stop the same holds again. */
+static void check_after_crash(uint32_t round, bool clean, uint64_t *acked_out, uint64_t *transfers_out) {
     struct stat st;
     if (stat(db_path, &st) != 0) return; /* killed before the file existed */
     journal_report_t report;
     size_t ack_bytes;
     free(acks_read(&ack_bytes));
-    if (verify_expect_ok(round, "after the crash", &report, ack_bytes == 0) &&
-        report.batches > 0) {
+    if (verify_expect_ok(round, "after the cycle", &report, ack_bytes == 0) && report.batches > 0) {
+        model_matches_replay(round, "after the cycle");
         load_matches_replay(round);
     }
+    if (clean) snapshot_at_head(round);
     store_t *store;
     writer_t *writer;
     store_options_t options = {.create = true};
@@ -395,12 +808,18 @@ static void check_after_crash(uint32_t round, uint64_t *acked_out, uint64_t *tra
     *acked_out = acks_all_present(store, round, sample, &sample_count, &rng);
     ASSERT_TRUE(*acked_out <= report.transfers);
     resubmit_expect_exists(writer, sample, sample_count);
+    replay_sample_keep(sample, sample_count);
     for (uint32_t i = 0; i < sample_count; i++) store_transfer_free(&sample[i]);
     writer_stop(writer);
     store_close(store);
-    (void)verify_expect_ok(round, "after the restart", &report, false);
+    if (verify_expect_ok(round, "after the restart", &report, false) && report.batches > 0) {
+        model_matches_replay(round, "after the restart");
+        snapshot_at_head(round);
+    }
     *transfers_out = report.transfers;
 }
+
+/* ---- the cycles ---- */
 
 static uint32_t kill_delay_ms(uint64_t *rng, uint32_t round) {
     uint32_t r = (uint32_t)(mix(rng) % 100);
@@ -408,29 +827,76 @@ static uint32_t kill_delay_ms(uint64_t *rng, uint32_t round) {
     return (round == 1 ? 300 : 40) + (uint32_t)(mix(rng) % 400);
 }
 
-static void round_run(uint32_t round, uint64_t *rng) {
+static void pause_ms(uint32_t ms) {
+    struct timespec pause = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    nanosleep(&pause, NULL);
+}
+
+static void child_expect(pid_t child, uint32_t round, cycle_kind kind, int want_signal, int want_exit) {
+    int wait_status;
+    ASSERT_EQ(waitpid(child, &wait_status, 0), child);
+    if (want_signal != 0 && WIFSIGNALED(wait_status) && WTERMSIG(wait_status) == want_signal) return;
+    if (want_signal == 0 && WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == want_exit) return;
+    TEST_FAIL("seed=%" PRIu64 " round=%u %s: child ended with %s %d", seed, round, cycle_names[kind],
+              WIFSIGNALED(wait_status) ? "signal" : "exit",
+              WIFSIGNALED(wait_status) ? WTERMSIG(wait_status) : WEXITSTATUS(wait_status));
+}
+
+/* Runs one cycle of 'kind'; true when the child stopped cleanly (snapshot at head). */
+static bool cycle_run(uint32_t round, cycle_kind kind, uint64_t *rng, bool snapshot_fault) {
+    int ready[2];
+    ASSERT_EQ(pipe(ready), 0);
     pid_t child = fork();
     ASSERT_TRUE(child >= 0);
     if (child == 0) {
-        alarm(60); /* never outlive a parent that died */
-        child_run(round);
+        close(ready[0]);
+        alarm(120); /* never outlive a parent that died */
+        child_run(round, kind, ready[1], snapshot_fault);
     }
-    struct timespec pause = {0, (long)kill_delay_ms(rng, round) * 1000000L};
-    nanosleep(&pause, NULL);
-    ASSERT_EQ(kill(child, SIGKILL), 0);
-    int wait_status;
-    ASSERT_EQ(waitpid(child, &wait_status, 0), child);
-    if (!WIFSIGNALED(wait_status)) {
-        TEST_FAIL("seed=%" PRIu64 " round=%u: child exited by itself (status %d)", seed, round,
-                  WEXITSTATUS(wait_status));
+    close(ready[1]);
+    bool clean = false;
+    char byte;
+    switch (kind) {
+    case CYCLE_KILL:
+        pause_ms(kill_delay_ms(rng, round));
+        ASSERT_EQ(kill(child, SIGKILL), 0);
+        child_expect(child, round, kind, SIGKILL, 0);
+        break;
+    case CYCLE_KILL_SOON:
+        ASSERT_EQ(read(ready[0], &byte, 1), 1); /* its handful of batches committed */
+        ASSERT_EQ(kill(child, SIGKILL), 0);
+        child_expect(child, round, kind, SIGKILL, 0);
+        break;
+    case CYCLE_TERM:
+        pause_ms(40 + (uint32_t)(mix(rng) % 400));
+        ASSERT_EQ(kill(child, SIGTERM), 0);
+        child_expect(child, round, kind, 0, 0);
+        clean = !snapshot_fault;
+        break;
+    case CYCLE_FSYNC_FAULT:
+        child_expect(child, round, kind, 0, EXIT_STORE_FAILED);
+        break;
+    case CYCLE_KIND_COUNT:
+        PC_ASSERT(false);
     }
+    close(ready[0]);
+    tally_cycles[kind]++;
+    return clean;
+}
+
+/* Round 1 crashes; then, in turn: a clean stop, a crash soon after its restart, a
+ * failed fsync, a crash at a random moment. */
+static cycle_kind cycle_kind_of(uint32_t round) {
+    static const cycle_kind order[] = {CYCLE_TERM, CYCLE_KILL_SOON, CYCLE_FSYNC_FAULT, CYCLE_KILL};
+    return round == 1 ? CYCLE_KILL : order[(round - 2) % 4];
 }
 
 int main(void) {
     const char *seed_env = getenv("PAYCORE_SEED");
+    const char *rounds_env = getenv("PAYCORE_CRASH_ROUNDS");
     seed = seed_env != NULL ? strtoull(seed_env, NULL, 10) : pc_wall_ns();
     bool sanitized = getenv("PAYCORE_SANITIZED") != NULL;
-    uint32_t rounds = sanitized ? 10 : 24;
+    uint32_t rounds = rounds_env != NULL ? (uint32_t)strtoul(rounds_env, NULL, 10) : sanitized ? 10 : 24;
     printf("test_crash seed=%" PRIu64 " rounds=%u (PAYCORE_SEED=%" PRIu64 " replays it)\n", seed,
            rounds, seed);
     fflush(stdout);
@@ -439,14 +905,23 @@ int main(void) {
     snprintf(key_path, sizeof(key_path), "%s/crash.key", dir);
     snprintf(pub_path, sizeof(pub_path), "%s.pub", key_path);
     snprintf(ack_path, sizeof(ack_path), "%s/acks", dir);
+    snprintf(intent_path, sizeof(intent_path), "%s/intents", dir);
     uint64_t rng = seed, acked = 0, transfers = 0;
     for (uint32_t round = 1; round <= rounds; round++) {
-        round_run(round, &rng);
-        check_after_crash(round, &acked, &transfers);
+        cycle_kind kind = cycle_kind_of(round);
+        bool snapshot_fault = kind == CYCLE_TERM && mix(&rng) % 3 == 0;
+        tally_snapshot_faults += snapshot_fault;
+        bool clean = cycle_run(round, kind, &rng, snapshot_fault);
+        intents_load(round);
+        check_after_crash(round, clean, &acked, &transfers);
     }
-    printf("rounds=%u acked=%" PRIu64 " transfers=%" PRIu64 " unreadable_at_creation=%u\n", rounds,
-           acked, transfers, tally_unreadable_at_creation);
+    printf("rounds=%u acked=%" PRIu64 " transfers=%" PRIu64 " model_rows=%" PRIu64
+           " kill=%u term=%u kill_soon=%u fsync_fault=%u snapshot_faults=%u unreadable_at_creation=%u\n",
+           rounds, acked, transfers, model_rows, tally_cycles[CYCLE_KILL], tally_cycles[CYCLE_TERM],
+           tally_cycles[CYCLE_KILL_SOON], tally_cycles[CYCLE_FSYNC_FAULT], tally_snapshot_faults,
+           tally_unreadable_at_creation);
     ASSERT_TRUE(acked > 0);            /* the load must have run, or this proves nothing */
+    ASSERT_EQ(model_rows, transfers);  /* the model saw every row verify counted */
     char cmd[400];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);

@@ -1,6 +1,6 @@
 /* Goal: balances, lookups and listings stay exact across the store's off-commit
- * machinery: account rows written only at checkpoints, ids indexed by a background
- * thread, a crash that skips the final checkpoint. Method: a child process commits
+ * machinery: account rows written only at balance snapshots, ids indexed by a background
+ * thread, a crash that skips the final balance snapshot. Method: a child process commits
  * 70k transfers among three accounts (more than one indexer flush) and exits without
  * stopping the writer; the parent reopens and checks balances against the child's
  * own sums, finds old and new ids, pages through an account's transfers, then stops
@@ -67,7 +67,7 @@ static void child_run(int fd) {
         for (uint32_t i = 0; i < batch; i++) ASSERT_STATUS(results[i].status, PC_OK);
     }
     ASSERT_EQ(write(fd, &expected, sizeof expected), (long)sizeof expected);
-    _exit(0); /* a crash: no final checkpoint, no index flush */
+    _exit(0); /* a crash: no final balance snapshot, no index flush */
 }
 
 static void list_count(void *ctx_opaque) { (void)ctx_opaque; }

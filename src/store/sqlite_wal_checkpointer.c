@@ -1,16 +1,18 @@
-/* store/sqlite_checkpointer.c: copies the WAL back into the database file from its
- * own thread and connection. SQLite's automatic checkpoint would run inside the
- * writer's COMMIT (copy pages, fsync the main file) and stall the batch that crossed
- * the threshold; a PASSIVE checkpoint here never blocks the writer or readers. */
+/* store/sqlite_wal_checkpointer.c: WAL checkpoints (SQLite copying its write-ahead
+ * log back into the database file; not the journal's signed checkpoints, nor the
+ * balance snapshot) from their own thread and connection. SQLite's automatic WAL
+ * checkpoint would run inside the writer's COMMIT (copy pages, fsync the main file)
+ * and stall the batch that crossed the threshold; a PASSIVE one here never blocks
+ * the writer or readers. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "store/sqlite_internal.h"
 
-#define CHECKPOINT_WAL_PAGES 4096 /* ~16 MiB of WAL before a checkpoint runs */
+#define WAL_CHECKPOINT_PAGES 4096 /* ~16 MiB of WAL before a checkpoint runs */
 
-struct store_checkpointer {
+struct store_wal_checkpointer {
     sqlite3 *db;
     pthread_t thread;
     pthread_mutex_t mutex;
@@ -20,10 +22,10 @@ struct store_checkpointer {
 };
 
 static void *checkpointer_main(void *arg) {
-    store_checkpointer_t *c = arg;
+    store_wal_checkpointer_t *c = arg;
     pthread_mutex_lock(&c->mutex);
     for (;;) {
-        while (c->wal_pages < CHECKPOINT_WAL_PAGES && !c->stopping) pthread_cond_wait(&c->wake, &c->mutex);
+        while (c->wal_pages < WAL_CHECKPOINT_PAGES && !c->stopping) pthread_cond_wait(&c->wake, &c->mutex);
         if (c->stopping) break;
         c->wal_pages = 0;
         pthread_mutex_unlock(&c->mutex);
@@ -43,16 +45,16 @@ static void *checkpointer_main(void *arg) {
 static int wal_hook(void *arg, sqlite3 *db, const char *name, int wal_pages) {
     (void)db;
     (void)name;
-    store_checkpointer_t *c = arg;
+    store_wal_checkpointer_t *c = arg;
     pthread_mutex_lock(&c->mutex);
     c->wal_pages = wal_pages;
-    if (wal_pages >= CHECKPOINT_WAL_PAGES) pthread_cond_signal(&c->wake);
+    if (wal_pages >= WAL_CHECKPOINT_PAGES) pthread_cond_signal(&c->wake);
     pthread_mutex_unlock(&c->mutex);
     return SQLITE_OK;
 }
 
-store_checkpointer_t *store_checkpointer_start(const char *path, sqlite3 *writer_db) {
-    store_checkpointer_t *c = calloc(1, sizeof(*c));
+store_wal_checkpointer_t *store_wal_checkpointer_start(const char *path, sqlite3 *writer_db) {
+    store_wal_checkpointer_t *c = calloc(1, sizeof(*c));
     if (c == NULL) return NULL;
     pthread_mutex_init(&c->mutex, NULL);
     pthread_cond_init(&c->wake, NULL);
@@ -68,7 +70,7 @@ store_checkpointer_t *store_checkpointer_start(const char *path, sqlite3 *writer
     return c;
 }
 
-void store_checkpointer_stop(store_checkpointer_t *c, sqlite3 *writer_db) {
+void store_wal_checkpointer_stop(store_wal_checkpointer_t *c, sqlite3 *writer_db) {
     if (c == NULL) return;
     sqlite3_wal_hook(writer_db, NULL, NULL);
     pthread_mutex_lock(&c->mutex);

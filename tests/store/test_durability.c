@@ -1,0 +1,584 @@
+/* Goal: the store and writer never acknowledge what is not durable, never lose what
+ * they acknowledged, and never keep running on memory that may disagree with the
+ * file: across batches without ledger rows, failed batches, failed fsyncs, full
+ * disks, read errors at start, a second writer, and a lost or foreign signing key.
+ * Method: real SQLite files in a temp dir; faults injected where SQLite meets the
+ * OS (the fault VFS: a failed WAL fsync, a full disk, a failed read), in
+ * in_transaction hooks and at COMMIT; crashes are child processes that _exit
+ * without stopping. After each case `verify` must pass on the file and a restart
+ * must load the balances every acknowledged transfer implies. */
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "journal/verify.h"
+#include "ledger/ledger.h"
+#include "store/store.h"
+#include "store/store_api.h"
+#include "test.h"
+#include "writer/writer.h"
+
+static char dir[256], db_path[300], key_path[300], pub_path[320];
+
+static void paths_make(const char *name) {
+    snprintf(dir, sizeof dir, "/tmp/paycore-test-durability-XXXXXX");
+    ASSERT_TRUE(mkdtemp(dir) != NULL);
+    snprintf(db_path, sizeof db_path, "%s/%s.db", dir, name);
+    snprintf(key_path, sizeof key_path, "%s/%s.db.key", dir, name);
+    snprintf(pub_path, sizeof pub_path, "%s.pub", key_path);
+}
+
+static void paths_remove(void) {
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ASSERT_EQ(system(cmd), 0);
+}
+
+static pc_status start_with(store_t **store, writer_t **writer, const store_options_t *options,
+                            const writer_config_t *config) {
+    pc_status status = store_open(store, db_path, options);
+    if (status != PC_OK) return status;
+    status = writer_start(writer, *store, key_path, config);
+    if (status != PC_OK) store_close(*store);
+    return status;
+}
+
+static void start(store_t **store, writer_t **writer) {
+    store_options_t options = {.create = true};
+    ASSERT_STATUS(start_with(store, writer, &options, NULL), PC_OK);
+}
+
+static void stop(store_t *store, writer_t *writer) {
+    writer_stop(writer);
+    store_close(store);
+}
+
+static pc_status accounts_create(writer_t *writer, const char *const *ids, uint32_t count) {
+    ledger_account_t accounts[8] = {0};
+    ledger_account_result_t results[8];
+    ASSERT_TRUE(count <= 8);
+    for (uint32_t i = 0; i < count; i++) {
+        snprintf(accounts[i].id, sizeof accounts[i].id, "%s", ids[i]);
+        memcpy(accounts[i].currency, "USD", 4);
+        accounts[i].code = 1;
+    }
+    writer_cmd_t cmd = {.kind = WRITER_CMD_CREATE_ACCOUNTS, .event_count = count, .accounts = accounts,
+                        .account_results = results};
+    pc_status status = writer_submit_wait(writer, &cmd);
+    for (uint32_t i = 0; status == PC_OK && i < count; i++) ASSERT_STATUS(results[i].status, PC_OK);
+    return status;
+}
+
+static void transfer_fill(ledger_transfer_t *t, const char *id, const char *dr, const char *cr, int64_t amount) {
+    memset(t, 0, sizeof(*t));
+    snprintf(t->id, sizeof t->id, "%s", id);
+    snprintf(t->debit_account_id, sizeof t->debit_account_id, "%s", dr);
+    snprintf(t->credit_account_id, sizeof t->credit_account_id, "%s", cr);
+    memcpy(t->currency, "USD", 4);
+    t->amount = amount;
+    t->code = 1;
+}
+
+/* The commit status; *result the ledger's (PC_OK: created). */
+static pc_status transfer(writer_t *writer, const char *id, const char *dr, const char *cr, int64_t amount,
+                          pc_status *result) {
+    ledger_transfer_t t;
+    ledger_transfer_result_t r = {0};
+    transfer_fill(&t, id, dr, cr, amount);
+    writer_cmd_t cmd = {.kind = WRITER_CMD_CREATE_TRANSFERS, .event_count = 1, .transfers = &t,
+                        .transfer_results = &r};
+    pc_status status = writer_submit_wait(writer, &cmd);
+    if (result != NULL) *result = r.status;
+    return status;
+}
+
+static void transfer_ok(writer_t *writer, const char *id, const char *dr, const char *cr, int64_t amount) {
+    pc_status result;
+    ASSERT_STATUS(transfer(writer, id, dr, cr, amount, &result), PC_OK);
+    ASSERT_STATUS(result, PC_OK);
+}
+
+static char key_id_next[PC_ID_SIZE]; /* writer_submit_wait owns cmd->user */
+
+static pc_status key_insert_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
+    (void)cmd;
+    store_api_key_t key = {0};
+    snprintf(key.id, sizeof key.id, "%s", key_id_next);
+    memset(key.key_hash, key_id_next[strlen(key_id_next) - 1], sizeof key.key_hash);
+    snprintf(key.scope, sizeof key.scope, "admin");
+    snprintf(key.name, sizeof key.name, "test");
+    key.created_ns = 1;
+    return store_api_key_insert(tx, &key);
+}
+
+/* A batch with no ledger rows: an API key, as the API creates one. */
+static void api_key_create(writer_t *writer, const char *key_id) {
+    snprintf(key_id_next, sizeof key_id_next, "%s", key_id);
+    writer_cmd_t cmd = {.kind = WRITER_CMD_EXEC, .in_transaction = key_insert_in_tx};
+    ASSERT_STATUS(writer_submit_wait(writer, &cmd), PC_OK);
+}
+
+static int64_t credits_of(writer_t *writer, const char *id) {
+    const ledger_account_t *a = ledger_account_find(writer_ledger(writer), id);
+    ASSERT_TRUE(a != NULL);
+    return a->balances.credits_posted - a->balances.debits_posted;
+}
+
+static void verify_ok(const char *when) {
+    journal_report_t report;
+    pc_status status = journal_verify_sqlite(db_path, access(pub_path, F_OK) == 0 ? pub_path : NULL, &report);
+    if (status != PC_OK) {
+        char line[1200];
+        TEST_FAIL("%s: %s %s (%s)", when, pc_status_code(status), journal_report_line(&report, line, sizeof line),
+                  report.error_detail);
+    }
+}
+
+static bool in_file(const char *transfer_id) {
+    sqlite3 *db;
+    sqlite3_stmt *stmt;
+    ASSERT_EQ(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 10000);
+    ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT count(*) FROM transfers WHERE id=?", -1, &stmt, NULL), SQLITE_OK);
+    sqlite3_bind_text(stmt, 1, transfer_id, -1, SQLITE_STATIC);
+    ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+    bool found = sqlite3_column_int(stmt, 0) > 0;
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    return found;
+}
+
+/* Runs 'fn' in a child that dies without stopping anything (a crash); returns the
+ * status the child wrote to the pipe. */
+static pc_status crash_child(pc_status (*fn)(void)) {
+    int fds[2];
+    ASSERT_EQ(pipe(fds), 0);
+    pid_t child = fork();
+    ASSERT_TRUE(child >= 0);
+    if (child == 0) {
+        close(fds[0]);
+        pc_status status = fn();
+        if (write(fds[1], &status, sizeof status) != sizeof status) _exit(9);
+        _exit(0);
+    }
+    close(fds[1]);
+    pc_status status = PC_INTERNAL;
+    ASSERT_EQ(read(fds[0], &status, sizeof status), (ssize_t)sizeof status);
+    close(fds[0]);
+    int wait_status;
+    ASSERT_EQ(waitpid(child, &wait_status, 0), child);
+    ASSERT_TRUE(WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0);
+    return status;
+}
+
+static const char *const ab[] = {"a", "b"};
+
+/* A new database holding accounts a, b and t1 (a -> b, 100), cleanly stopped. */
+static void database_with_t1(const char *name) {
+    paths_make(name);
+    store_t *store;
+    writer_t *writer;
+    start(&store, &writer);
+    ASSERT_STATUS(accounts_create(writer, ab, 2), PC_OK);
+    transfer_ok(writer, "t1", "a", "b", 100);
+    stop(store, writer);
+}
+
+/* ---- batches without ledger rows take no seq (issue: acknowledged money lost) ---- */
+
+static pc_status crash_after_transfer_50(void) {
+    store_t *store;
+    writer_t *writer;
+    store_options_t options = {.create = false};
+    pc_status status = start_with(&store, &writer, &options, NULL);
+    if (status != PC_OK) return status;
+    pc_status result;
+    status = transfer(writer, "t2", "a", "b", 50, &result);
+    return status != PC_OK ? status : result; /* and die: no stop, no snapshot */
+}
+
+/* Goal: a key creation before a clean stop does not make the next batch's seq fall
+ * behind the balance snapshot. Method: a, b; t1 100; an API key; clean stop; verify;
+ * restart in a child, t2 50, crash; verify; b must hold 150. */
+static void test_batch_without_rows_takes_no_seq(void) {
+    paths_make("seq");
+    store_t *store;
+    writer_t *writer;
+    start(&store, &writer);
+    verify_ok("an empty database");
+    ASSERT_STATUS(accounts_create(writer, ab, 2), PC_OK);
+    transfer_ok(writer, "t1", "a", "b", 100);
+    uint64_t head = store_journal_head_seq(store);
+    api_key_create(writer, "key_1");
+    ASSERT_EQ(store_journal_head_seq(store), head);
+    pc_status result;
+    ASSERT_STATUS(transfer(writer, "t1", "a", "b", 100, &result), PC_OK);
+    ASSERT_STATUS(result, PC_EXISTS); /* an idempotent replay: no rows either */
+    ASSERT_EQ(store_journal_head_seq(store), head);
+    stop(store, writer);
+    verify_ok("after a clean stop");
+    ASSERT_STATUS(crash_child(crash_after_transfer_50), PC_OK);
+    verify_ok("after the crash");
+    start(&store, &writer);
+    ASSERT_EQ(credits_of(writer, "b"), 150);
+    ASSERT_EQ(credits_of(writer, "a"), -150);
+    stop(store, writer);
+    verify_ok("after the last stop");
+    paths_remove();
+}
+
+/* ---- a rolled-back batch leaves nothing on the dirty list ---- */
+
+/* Goal: accounts a failed batch created are not written by the next balance
+ * snapshot (they no longer exist). Method: commit 2 (creating c, d) fails; the stop
+ * writes a snapshot; restart; c and d are absent, verify passes. */
+static void test_failed_batch_leaves_no_dirty_accounts(void) {
+    paths_make("dirty");
+    store_t *store;
+    writer_t *writer;
+    store_options_t options = {.create = true, .fault_commit_at = 2};
+    ASSERT_STATUS(start_with(&store, &writer, &options, NULL), PC_OK);
+    ASSERT_STATUS(accounts_create(writer, ab, 2), PC_OK);
+    static const char *const cd[] = {"c", "d"};
+    ASSERT_STATUS(accounts_create(writer, cd, 2), PC_STORE_COMMIT_FAILED);
+    ASSERT_TRUE(ledger_account_find(writer_ledger(writer), "c") == NULL);
+    transfer_ok(writer, "t1", "a", "b", 7);
+    stop(store, writer); /* the snapshot: must not touch c or d */
+    verify_ok("after the stop");
+    start(&store, &writer);
+    ASSERT_EQ(ledger_account_count(writer_ledger(writer)), 2);
+    ASSERT_EQ(credits_of(writer, "b"), 7);
+    ASSERT_STATUS(accounts_create(writer, cd, 2), PC_OK); /* the ids were never taken */
+    stop(store, writer);
+    verify_ok("after the second stop");
+    paths_remove();
+}
+
+/* ---- in_transaction hooks that fail ---- */
+
+static uint32_t hook_calls;
+static pc_status hook_fails_second(writer_cmd_t *cmd, store_tx_t *tx) {
+    (void)cmd;
+    (void)tx;
+    return ++hook_calls == 2 ? PC_STORE_COMMIT_FAILED : PC_OK;
+}
+
+/* Goal: a command's own rows failing fails its batch and changes nothing, and the
+ * next batch takes the seq the failed one would have. */
+static void test_in_transaction_fault(void) {
+    paths_make("hook");
+    store_t *store;
+    writer_t *writer;
+    start(&store, &writer);
+    ASSERT_STATUS(accounts_create(writer, ab, 2), PC_OK);
+    ledger_transfer_t t;
+    ledger_transfer_result_t r;
+    for (int round = 1; round <= 2; round++) {
+        transfer_fill(&t, round == 1 ? "h1" : "h2", "a", "b", 10);
+        writer_cmd_t cmd = {.kind = WRITER_CMD_CREATE_TRANSFERS, .event_count = 1, .transfers = &t,
+                            .transfer_results = &r, .in_transaction = hook_fails_second};
+        uint64_t head = store_journal_head_seq(store);
+        pc_status status = writer_submit_wait(writer, &cmd);
+        if (round == 1) {
+            ASSERT_STATUS(status, PC_OK);
+            ASSERT_EQ(store_journal_head_seq(store), head + 1);
+        } else {
+            ASSERT_STATUS(status, PC_STORE_COMMIT_FAILED);
+            ASSERT_EQ(store_journal_head_seq(store), head);
+        }
+    }
+    ASSERT_EQ(credits_of(writer, "b"), 10);
+    ASSERT_TRUE(writer_can_commit(writer)); /* a command's failure, not the store's */
+    transfer_ok(writer, "h2", "a", "b", 10);  /* the id was not burned */
+    stop(store, writer);
+    verify_ok("after the stop");
+    ASSERT_FALSE(in_file("missing"));
+    paths_remove();
+}
+
+/* ---- a failed fsync or a full disk at COMMIT stops the writer ---- */
+
+static uint32_t failed_calls;
+static void on_failed(void *ctx, pc_status status) {
+    (void)ctx;
+    ASSERT_STATUS(status, PC_STORE_FAILED);
+    failed_calls++;
+}
+
+static pc_status fsync_fault_then_crash(void) {
+    store_t *store;
+    writer_t *writer;
+    store_options_t options = {.create = false, .fault_vfs = true};
+    pc_status status = start_with(&store, &writer, &options, NULL);
+    if (status != PC_OK) return status;
+    store_fault_arm(STORE_FAULT_WAL_SYNC, 0, false);
+    return transfer(writer, "t2", "a", "b", 50, NULL); /* and die */
+}
+
+/* Goal: after a WAL fsync fails at COMMIT, the batch is not reported "nothing was
+ * applied" (SQLite may recover it from the log at the next open: here it does), the
+ * writer refuses everything after it, readiness drops, the process is told, and no
+ * snapshot is written at stop. Method: the fault VFS fails one fsync; a crash right
+ * after (a child) and a clean stop (in process); verify and reload each time. */
+static void test_fsync_fault_at_commit(void) {
+    database_with_t1("fsync");
+    store_t *store;
+    writer_t *writer;
+    pc_status reported = crash_child(fsync_fault_then_crash);
+    ASSERT_TRUE(reported != PC_OK);
+    verify_ok("after the crash");
+    if (reported == PC_STORE_COMMIT_FAILED && in_file("t2")) {
+        TEST_FAIL("t2 was answered store_commit_failed (nothing applied) but is in the file");
+    }
+    ASSERT_STATUS(reported, PC_STORE_FAILED);
+    bool t2_kept = in_file("t2");
+
+    store_options_t options = {.create = false, .fault_vfs = true};
+    writer_config_t config = {.failed = on_failed};
+    ASSERT_STATUS(start_with(&store, &writer, &options, &config), PC_OK);
+    ASSERT_EQ(credits_of(writer, "b"), t2_kept ? 150 : 100);
+    ASSERT_TRUE(writer_can_commit(writer));
+    store_fault_arm(STORE_FAULT_WAL_SYNC, 0, false);
+    ASSERT_STATUS(transfer(writer, "t3", "a", "b", 5, NULL), PC_STORE_FAILED);
+    ASSERT_EQ(store_fault_fired(STORE_FAULT_WAL_SYNC), 1);
+    ASSERT_STATUS(transfer(writer, "t4", "a", "b", 5, NULL), PC_STORE_FAILED); /* refused */
+    ASSERT_FALSE(writer_can_commit(writer));
+    ASSERT_STATUS(writer_failed(writer), PC_STORE_FAILED);
+    ASSERT_EQ(failed_calls, 1);
+    stop(store, writer); /* no snapshot from memory that may disagree with the file */
+    store_fault_disarm_all();
+    ASSERT_FALSE(in_file("t4"));
+    verify_ok("after the stop");
+    start(&store, &writer);
+    bool t3_kept = in_file("t3");
+    ASSERT_EQ(credits_of(writer, "b"), 100 + (t2_kept ? 50 : 0) + (t3_kept ? 5 : 0));
+    stop(store, writer);
+    verify_ok("after the restart");
+    paths_remove();
+}
+
+/* Goal: a full disk at COMMIT (SQLITE_FULL writing the log) stops the writer the
+ * same way; after the disk has room again a restart loses nothing acknowledged. */
+static void test_full_disk_at_commit(void) {
+    database_with_t1("full");
+    store_t *store;
+    writer_t *writer;
+    store_options_t options = {.create = false, .fault_vfs = true};
+    ASSERT_STATUS(start_with(&store, &writer, &options, NULL), PC_OK);
+    store_fault_arm(STORE_FAULT_WAL_WRITE, 0, true);
+    ASSERT_STATUS(transfer(writer, "t2", "a", "b", 50, NULL), PC_STORE_FAILED);
+    ASSERT_STATUS(transfer(writer, "t3", "a", "b", 50, NULL), PC_STORE_FAILED);
+    ASSERT_FALSE(writer_can_commit(writer));
+    stop(store, writer);
+    store_fault_disarm_all();
+    verify_ok("after the full disk");
+    start(&store, &writer);
+    ASSERT_EQ(credits_of(writer, "b"), 100);
+    ASSERT_FALSE(in_file("t2"));
+    stop(store, writer);
+    paths_remove();
+}
+
+/* Goal: a failed balance snapshot at stop loses nothing: the next start re-derives
+ * the balances from the transfers. */
+static void test_stop_snapshot_fault(void) {
+    database_with_t1("snapshot");
+    store_t *store;
+    writer_t *writer;
+    store_options_t options = {.create = false, .fault_vfs = true};
+    ASSERT_STATUS(start_with(&store, &writer, &options, NULL), PC_OK);
+    transfer_ok(writer, "t2", "b", "a", 30);
+    store_fault_arm(STORE_FAULT_WAL_SYNC, 0, false); /* the snapshot's COMMIT */
+    stop(store, writer);
+    ASSERT_EQ(store_fault_fired(STORE_FAULT_WAL_SYNC), 1);
+    store_fault_disarm_all();
+    verify_ok("after the failed snapshot");
+    start(&store, &writer);
+    ASSERT_EQ(credits_of(writer, "b"), 70);
+    stop(store, writer);
+    verify_ok("after the restart");
+    paths_remove();
+}
+
+/* Goal: a store that fails fast before COMMIT while an expiry is due does not spin:
+ * retries back off. Method: a pending transfer times out in 1 s, then every commit
+ * fails; over the next seconds the writer may try a few dozen times at most (a
+ * busy loop tries hundreds of thousands). */
+static void test_no_spin_while_expiry_fails(void) {
+    paths_make("spin");
+    store_t *store;
+    writer_t *writer;
+    store_options_t options = {.create = true, .fault_commit_at = 4, .fault_commit_sticky = true};
+    ASSERT_STATUS(start_with(&store, &writer, &options, NULL), PC_OK);
+    ASSERT_STATUS(accounts_create(writer, ab, 2), PC_OK);
+    ledger_transfer_t t;
+    ledger_transfer_result_t r;
+    transfer_fill(&t, "hold", "a", "b", 9);
+    t.flags = LEDGER_TRANSFER_PENDING;
+    t.timeout_s = 1;
+    writer_cmd_t cmd = {.kind = WRITER_CMD_CREATE_TRANSFERS, .event_count = 1, .transfers = &t,
+                        .transfer_results = &r};
+    ASSERT_STATUS(writer_submit_wait(writer, &cmd), PC_OK);
+    transfer_ok(writer, "t1", "a", "b", 1); /* commit 3; from 4 on every commit fails */
+    writer_stats_t stats = {0};
+    for (int waited_ms = 0; waited_ms < 60000 && stats.batches_failed < 3; waited_ms += 20) {
+        usleep(20 * 1000);
+        writer_stats(writer, &stats);
+    }
+    ASSERT_TRUE(stats.batches_failed >= 3); /* the expiry was tried, and retried */
+    usleep(1500 * 1000);
+    writer_stats(writer, &stats);
+    if (stats.batches_failed > 40) TEST_FAIL("expiry retried %llu times in ~2 s", (unsigned long long)stats.batches_failed);
+    stop(store, writer);
+    verify_ok("after the failing expiries");
+    paths_remove();
+}
+
+/* ---- start-up reads: an error is never a default ---- */
+
+/* Goal: a read that fails anywhere in open and load stops the start with an error;
+ * no start succeeds with balances other than the file's. Method: a database whose
+ * snapshot is older than its head (a crash after 3 batches); for each N, fail the
+ * Nth read of the start (once), until a start reads fewer than N times. */
+static void test_start_read_errors(void) {
+    database_with_t1("reads");
+    store_t *store;
+    writer_t *writer;
+    ASSERT_STATUS(crash_child(crash_after_transfer_50), PC_OK); /* b: 100 in the snapshot, 150 replayed */
+    uint32_t failed_starts = 0;
+    for (uint32_t n = 0;; n++) {
+        store_fault_arm(STORE_FAULT_READ, n, false);
+        store_options_t options = {.create = false, .fault_vfs = true};
+        pc_status status = start_with(&store, &writer, &options, NULL);
+        bool fired = store_fault_fired(STORE_FAULT_READ) > 0;
+        store_fault_disarm_all();
+        if (status == PC_OK) {
+            if (credits_of(writer, "b") != 150) {
+                TEST_FAIL("read %u failed, start succeeded with b=%lld", n, (long long)credits_of(writer, "b"));
+            }
+            stop(store, writer);
+        } else {
+            failed_starts++;
+            ASSERT_TRUE(fired);
+        }
+        if (!fired) break; /* the start needs fewer reads: all covered */
+        ASSERT_TRUE(n < 100000);
+    }
+    ASSERT_TRUE(failed_starts > 0);
+    verify_ok("after the read faults");
+    paths_remove();
+}
+
+/* ---- one writer per database ---- */
+
+static void test_second_writer_refused(void) {
+    paths_make("lock");
+    store_t *first, *second;
+    store_options_t options = {.create = true};
+    ASSERT_STATUS(store_open(&first, db_path, &options), PC_OK);
+    char lock_path[320];
+    snprintf(lock_path, sizeof lock_path, "%s.lock", db_path);
+    struct stat st;
+    ASSERT_EQ(stat(lock_path, &st), 0);
+    ASSERT_EQ(st.st_mode & 0777, 0600);
+    ASSERT_STATUS(store_open(&second, db_path, &options), PC_STORE_IN_USE);
+    store_close(first);
+    ASSERT_TRUE(stat(lock_path, &st) != 0); /* removed at close */
+    ASSERT_STATUS(store_open(&second, db_path, &options), PC_OK);
+    store_close(second);
+    paths_remove();
+}
+
+/* ---- the signing key ---- */
+
+static void key_file_copy(const char *from, const char *to) {
+    char cmd[800];
+    snprintf(cmd, sizeof cmd, "cp -p '%s' '%s'", from, to);
+    ASSERT_EQ(system(cmd), 0);
+}
+
+/* Goal: a database with signed journal checkpoints never gets a new key: a missing
+ * key or another key refuses the start and creates nothing. */
+static void test_signing_key_refused(void) {
+    paths_make("key");
+    store_t *store;
+    writer_t *writer;
+    start(&store, &writer);
+    ASSERT_STATUS(accounts_create(writer, ab, 2), PC_OK);
+    for (int i = 0; i < JOURNAL_CHECKPOINT_BATCHES; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "k%d", i);
+        transfer_ok(writer, id, "a", "b", 1);
+    }
+    stop(store, writer);
+    char saved[400], other[400];
+    snprintf(saved, sizeof saved, "%s/saved.key", dir);
+    snprintf(other, sizeof other, "%s/other.key", dir);
+    key_file_copy(key_path, saved);
+    journal_key_t other_key;
+    ASSERT_STATUS(journal_key_load_or_create(other, &other_key), PC_OK);
+    journal_key_wipe(&other_key);
+
+    store_options_t options = {.create = false};
+    ASSERT_EQ(unlink(key_path), 0);
+    ASSERT_STATUS(start_with(&store, &writer, &options, NULL), PC_KEY_FILE_MISSING);
+    ASSERT_TRUE(access(key_path, F_OK) != 0); /* no new key made */
+    ASSERT_EQ(unlink(pub_path), 0);           /* even without its .pub */
+    ASSERT_STATUS(start_with(&store, &writer, &options, NULL), PC_KEY_FILE_MISSING);
+    ASSERT_TRUE(access(key_path, F_OK) != 0);
+    key_file_copy(other, key_path);
+    ASSERT_STATUS(start_with(&store, &writer, &options, NULL), PC_KEY_MISMATCH);
+    key_file_copy(saved, key_path);
+    ASSERT_STATUS(start_with(&store, &writer, &options, NULL), PC_OK); /* .pub written again */
+    stop(store, writer);
+    ASSERT_EQ(access(pub_path, F_OK), 0);
+    key_file_copy(other, pub_path);                /* a .pub of another key */
+    ASSERT_STATUS(start_with(&store, &writer, &options, NULL), PC_KEY_MISMATCH);
+    paths_remove();
+}
+
+/* ---- version 1 files ---- */
+
+/* Goal: a version 1 file opens, its balance snapshot (which version 1 could write
+ * past the journal head) is replaced by a replay from zero, and it verifies. */
+static void test_version_1_migrates(void) {
+    database_with_t1("v1");
+    store_t *store;
+    writer_t *writer;
+    start(&store, &writer);
+    transfer_ok(writer, "t2", "a", "b", 50);
+    stop(store, writer);
+    sqlite3 *db;
+    ASSERT_EQ(sqlite3_open(db_path, &db), SQLITE_OK);
+    /* What version 1 left after the lost-seq bug: rows behind, a seq ahead. */
+    ASSERT_EQ(sqlite3_exec(db, "ALTER TABLE journal_checkpoints RENAME TO checkpoints;"
+                               "UPDATE accounts SET credits_posted = 100 WHERE id = 'b';"
+                               "UPDATE accounts SET debits_posted = 100 WHERE id = 'a';"
+                               "UPDATE meta SET value = (SELECT max(seq) + 1 FROM journal)"
+                               " WHERE key = 'accounts_as_of_seq';"
+                               "PRAGMA user_version = 1;", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    start(&store, &writer);
+    ASSERT_EQ(credits_of(writer, "b"), 150);
+    ASSERT_EQ(credits_of(writer, "a"), -150);
+    stop(store, writer);
+    verify_ok("after the migration");
+    paths_remove();
+}
+
+int main(void) {
+    TEST_RUN(test_batch_without_rows_takes_no_seq);
+    TEST_RUN(test_failed_batch_leaves_no_dirty_accounts);
+    TEST_RUN(test_in_transaction_fault);
+    TEST_RUN(test_fsync_fault_at_commit);
+    TEST_RUN(test_full_disk_at_commit);
+    TEST_RUN(test_stop_snapshot_fault);
+    TEST_RUN(test_no_spin_while_expiry_fails);
+    TEST_RUN(test_start_read_errors);
+    TEST_RUN(test_second_writer_refused);
+    TEST_RUN(test_signing_key_refused);
+    TEST_RUN(test_version_1_migrates);
+    return test_finish();
+}
