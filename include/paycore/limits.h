@@ -50,6 +50,38 @@
 #define WEB_ASSET_FILES_MAX 64        /* the built dashboard is a handful of files */
 #define WEB_ASSET_BYTES_MAX (8u * 1024u * 1024u) /* all of them together, held in memory */
 
+/* Gateway (src/gateway/). */
+#define GW_CHANNELS_MAX 16          /* channels in one config: a routing decision scans them all */
+#define GW_NAME_BYTES_MAX 32        /* channel names: [A-Za-z0-9_-], a metrics label value */
+#define GW_NAME_SIZE (GW_NAME_BYTES_MAX + 1)
+#define GW_KEY_BYTES_MAX 64         /* idempotency key toward a channel (the protocol's bound) */
+#define GW_KEY_SIZE (GW_KEY_BYTES_MAX + 1)
+#define GW_CODE_BYTES_MAX 24        /* a channel's response code ("insufficient_balance") */
+#define GW_CODE_SIZE (GW_CODE_BYTES_MAX + 1)
+#define GW_CODES_MAX 32             /* response codes in one channel's table */
+#define GW_METHOD_SIZE 17           /* "card", "wallet", "bank_transfer" */
+#define GW_METHODS_MAX 8            /* methods one channel accepts */
+#define GW_LIST_MAX 64              /* currencies or countries one channel accepts */
+#define GW_CARD_NUMBER_SIZE 20      /* PANs are at most 19 digits */
+#define GW_BANK_FIELD_SIZE 35       /* IBAN-sized account and routing numbers */
+#define GW_ATTEMPTS_MAX 8           /* channel calls for one operation (retries included) */
+#define GW_MESSAGE_SIZE 160         /* a channel's message, a refusal's reason */
+#define GW_WHY_SIZE 160             /* the routing decision's reason */
+#define GW_URL_BYTES_MAX 512        /* a channel's base URL */
+#define GW_SECRET_BYTES_MAX 256     /* a channel's API key or callback secret */
+#define GW_THREADS_MAX 16           /* gateway threads (each runs one curl multi) */
+#define GW_CALLS_MAX 65536          /* operations queued or running; past it: limit_reached */
+#define GW_RESPONSE_BYTES_MAX (64 * 1024) /* a channel answer larger than this is garbage */
+#define GW_CONFIG_BYTES_MAX (1024 * 1024) /* a channels file is small; bigger is a mistake */
+#define GW_CONFIG_DEPTH_MAX 8       /* the channels file's deepest nesting */
+#define GW_WINDOW_CALLS_MAX 4096    /* sliding windows (success rate, breaker), in calls */
+#define GW_TIMEOUT_MS_MAX 120000    /* a channel call longer than 2 minutes is a dead channel */
+#define GW_LATENCY_SAMPLES 256      /* recent latencies kept per channel for p50/p99 */
+#define GW_CALLBACK_SKEW_S 300      /* a signed callback older or newer than this is refused */
+
+static_assert(GW_CHANNELS_MAX <= 255, "decision order indexes are uint8_t");
+static_assert(GW_KEY_BYTES_MAX <= PC_ID_BYTES_MAX, "a channel key fits the protocol's id bound");
+
 static_assert(LEDGER_BATCH_EVENTS_MAX <= WRITER_BATCH_EVENTS_MAX,
               "a full request batch must fit in one writer batch");
 static_assert(WRITER_BATCH_EVENTS_MAX <= WRITER_QUEUE_DEPTH_MAX,

@@ -137,6 +137,9 @@ void api_route_admin_reload(api_request_t *req);
 void api_route_stats(api_request_t *req);
 void api_route_dashboard(api_request_t *req);
 void api_route_dashboard_asset(api_request_t *req);
+/* routes_channels.c */
+void api_route_channels(api_request_t *req);
+void api_route_channel_callback(api_request_t *req);
 
 /* Lists: limit (1..API_LIST_LIMIT_MAX, default 10), starting_after, from, to, order.
  * false: 400 query_invalid was replied. */

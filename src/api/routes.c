@@ -28,6 +28,9 @@ const api_route_t api_routes[] = {
     {"POST", "/v1/risk/reviews/{id}/approve", API_AUTH_ADMIN, api_route_risk_review_approve},
     {"POST", "/v1/risk/reviews/{id}/decline", API_AUTH_ADMIN, api_route_risk_review_decline},
     {"POST", "/v1/admin/reload", API_AUTH_ADMIN, api_route_admin_reload},
+    /* gateway */
+    {"GET", "/v1/channels", API_AUTH_READ, api_route_channels},
+    {"POST", "/v1/channels/{name}/callbacks", API_AUTH_NONE, api_route_channel_callback},
     /* operations */
     {"GET", "/metrics", API_AUTH_NONE, api_route_metrics},
     {"GET", "/healthz", API_AUTH_NONE, api_route_healthz},

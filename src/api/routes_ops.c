@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/api_gateway.h"
 #include "api/api_internal.h"
 #include "api/api_ops.h"
 #include "api/api_risk.h"
@@ -33,6 +34,7 @@ void api_route_metrics(api_request_t *req) {
     size_t bytes = 0;
     char *text = obs_metrics_render(&sample, &bytes);
     text = api_risk_metrics_append(text, &bytes);
+    text = api_gateway_metrics_append(text, &bytes);
     text = api_ops_metrics_append(text, &bytes, req->server);
     if (text == NULL) {
         api_reply_error(req, PC_NO_MEMORY, NULL, NULL);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/api_gateway.h"
 #include "api/api_internal.h"
 #include "api/api_risk.h"
 #include "api/codec.h"
@@ -341,16 +342,24 @@ static void review_decide(api_request_t *req, bool approve) {
 void api_route_risk_review_approve(api_request_t *req) { review_decide(req, true); }
 void api_route_risk_review_decline(api_request_t *req) { review_decide(req, false); }
 
+/* Reloads the channels file and the risk rules and model, each on its own: a bad
+ * file keeps its own old configuration and is named in the refusal. */
 void api_route_admin_reload(api_request_t *req) {
     if (!engine_ready(req)) return;
-    char message[256];
+    char channels_message[256] = "", message[256];
+    pc_status channels_status = api_gateway_reload(channels_message, sizeof(channels_message));
     pc_status status = reload(message, sizeof(message));
+    if (status != PC_OK) obs_logf(OBS_LEVEL_ERROR, "risk reload refused: %s", message);
+    if (channels_status != PC_OK) {
+        api_reply_error(req, channels_status, NULL, channels_message);
+        return;
+    }
     if (status != PC_OK) {
-        obs_logf(OBS_LEVEL_ERROR, "risk reload refused: %s", message);
         api_reply_error(req, status, NULL, message);
         return;
     }
-    api_reply_json(req, 200, json_pack("{s:s,s:s}", "status", "reloaded", "risk", api_risk_mode()));
+    api_reply_json(req, 200, json_pack("{s:s,s:s,s:b}", "status", "reloaded", "risk", api_risk_mode(),
+                                       "channels", api_gateway() != NULL));
 }
 
 /* ---------------------------------------------------------------- metrics */

@@ -12,6 +12,7 @@ int cli_transfer(int argc, char **argv);
 int cli_key(int argc, char **argv);
 int cli_load(int argc, char **argv);     /* cmd_load.c: HTTP load generator */
 int cli_risk(int argc, char **argv);     /* cmd_risk.c: risk train / eval / replay */
+int cli_channels(int argc, char **argv); /* cmd_channels.c: check a channels file, authorize */
 int cli_docs(int argc, char **argv);     /* cmd_docs.c: generated docs (errors.md) */
 int cli_simulator(int argc, char **argv); /* cmd_simulator.c: a payment channel simulator */
 

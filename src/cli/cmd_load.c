@@ -9,7 +9,7 @@
  *     free connection when all are busy, and its latency counts from its arrival, so a
  *     slow server cannot hide its queue (no coordinated omission).
  * Latencies go into a log-scale histogram (1 % resolution) per thread. A sampler
- * thread reads the number of requests in flight every LOAD_SAMPLE_NS: its mean must
+ * thread reads the number of requests in flight every LOAD_SAMPLE_NS: its time average must
  * equal throughput x mean latency (Little's law) within LOAD_LITTLE_TOLERANCE, a check
  * of the measurement itself. One key=value line:
  *   load mode=http loop=closed concurrency=64 batch=1 ... requests_per_s=... p50_ms=...
@@ -376,8 +376,9 @@ static void *worker_run(void *arg) {
 }
 
 /* Samples the number of requests in flight every LOAD_SAMPLE_NS until told to stop. */
-/* Each sample stands for the time until the next one (a late wake-up is weighted by
- * how late it was, so a descheduled sampler does not bias the mean). */
+/* The mean is the time integral of the samples by the trapezoid rule: a late wake-up
+ * is weighted by how late it was, and a count that rises or falls across a long gap
+ * (a descheduled sampler during an overload) is not biased by the gap's start. */
 typedef struct {
     load_plan *plan;
     _Atomic bool stop;
@@ -393,9 +394,10 @@ static void *sampler_run(void *arg) {
     while (!atomic_load(&s->stop)) {
         nanosleep(&pause, NULL);
         uint64_t now_ns = pc_mono_ns();
-        s->weighted_sum += value * (double)(now_ns - last_ns);
+        double next = (double)atomic_load_explicit(&s->plan->in_flight, memory_order_relaxed);
+        s->weighted_sum += (value + next) / 2.0 * (double)(now_ns - last_ns);
         s->weighted_ns += (double)(now_ns - last_ns);
-        value = (double)atomic_load_explicit(&s->plan->in_flight, memory_order_relaxed);
+        value = next;
         last_ns = now_ns;
     }
     return NULL;

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/api_gateway.h"
 #include "api/api_ops.h"
 #include "api/api_risk.h"
 #include "cli/cli.h"
@@ -22,8 +23,8 @@
 
 enum { OPT_LISTEN, OPT_DB, OPT_THREADS, OPT_BODY_MAX, OPT_QUEUE_MAX, OPT_LOG_LEVEL,
        OPT_LOG_FILE, OPT_RATE, OPT_BURST, OPT_TIMEOUT, OPT_REQUEST_TIMEOUT, OPT_METRICS_AUTH, OPT_ROUTES, OPT_RISK_MODEL,
-       OPT_RISK_RULES, OPT_RISK_RULES_ONLY, OPT_RISK_REVIEW, OPT_RISK_DECLINE, OPT_DEMO,
-       OPT_WEB_DIR, OPT_VERIFY_INTERVAL, OPT_COUNT };
+       OPT_RISK_RULES, OPT_RISK_RULES_ONLY, OPT_RISK_REVIEW, OPT_RISK_DECLINE, OPT_DEMO, OPT_CHANNELS,
+       OPT_GATEWAY_THREADS, OPT_WEB_DIR, OPT_VERIFY_INTERVAL, OPT_COUNT };
 
 static void serve_opts(cli_opt opts[OPT_COUNT]) {
     cli_opt defaults[OPT_COUNT] = {
@@ -46,6 +47,8 @@ static void serve_opts(cli_opt opts[OPT_COUNT]) {
         {"risk-review-threshold", "PAYCORE_RISK_REVIEW_THRESHOLD", false, NULL, "model score at or above: review (default 0.30)"},
         {"risk-decline-threshold", "PAYCORE_RISK_DECLINE_THRESHOLD", false, NULL, "model score at or above: decline (default 0.85)"},
         {"demo", "PAYCORE_DEMO", true, NULL, "also run the card, wallet and bank simulators (docs/channels.md), stopped with the server"},
+        {"channels", "PAYCORE_CHANNELS", false, NULL, "payment channels and routing (JSON, docs/channels.md); SIGHUP or POST /v1/admin/reload reloads"},
+        {"gateway-threads", "PAYCORE_GATEWAY_THREADS", false, "1", "gateway threads calling channels (each runs a curl multi)"},
         {"web-dir", "PAYCORE_WEB_DIR", false, NULL, "the built dashboard served at /dashboard (default: beside the binary)"},
         {"verify-interval-s", "PAYCORE_VERIFY_INTERVAL_S", false, "0", "verify the journal this often in the background (0: only on POST /v1/verify)"},
     };
@@ -94,6 +97,7 @@ static void serve_wait(const sigset_t *signals) {
         if (sigwait(signals, &signal_number) != 0) continue;
         if (signal_number == SIGHUP) {
             api_risk_reload();
+            (void)api_gateway_reload(NULL, 0); /* logs a refusal with its line */
             bool reopened = obs_log_reopen();
             obs_log(reopened ? OBS_LEVEL_INFO : OBS_LEVEL_ERROR,
                     reopened ? "log reopened" : "log reopen failed", NULL);
@@ -110,8 +114,29 @@ static void serve_writer_failed(void *ctx) {
     kill(getpid(), SIGUSR2);
 }
 
+/* The gateway: --channels FILE, or with --demo alone the demo's channels file (the
+ * bound port is known: the bank's callbacks name it). */
+static pc_status serve_gateway_start(api_server_t *server, const api_config_t *config, const cli_opt *opts,
+                                     const sim_demo_t *demo) {
+    uint64_t threads = 1;
+    if (!cli_parse_u64(opts[OPT_GATEWAY_THREADS].value, &threads) || threads == 0 || threads > GW_THREADS_MAX) {
+        obs_logf(OBS_LEVEL_ERROR, "bad --gateway-threads '%s' (1..%d)", opts[OPT_GATEWAY_THREADS].value,
+                 GW_THREADS_MAX);
+        return PC_INVALID_ARGUMENT;
+    }
+    const char *path = opts[OPT_CHANNELS].value;
+    char demo_path[4096];
+    if (path == NULL && demo->children[SIM_KIND_CARD].pid > 0) {
+        if (!serve_demo_channels(config->db_path, demo, api_server_port(server), demo_path, sizeof demo_path)) {
+            return PC_IO;
+        }
+        path = demo_path;
+    }
+    return api_gateway_start(path, (uint32_t)threads);
+}
+
 /* The part of a start that may fail after the database was opened: risk (its files),
- * the demo's simulators (--demo), then serving. */
+ * the demo's simulators (--demo), the gateway, then serving. */
 static pc_status serve_start_after_open(api_server_t *server, const api_config_t *config, const cli_opt *opts,
                                         sim_demo_t *demo) {
     api_risk_options_t risk = {config->db_path, opts[OPT_RISK_MODEL].value, opts[OPT_RISK_RULES].value,
@@ -121,8 +146,10 @@ static pc_status serve_start_after_open(api_server_t *server, const api_config_t
     if (status != PC_OK) return status;
     bool demo_wanted = opts[OPT_DEMO].value != NULL && strcmp(opts[OPT_DEMO].value, "0") != 0;
     if (demo_wanted && !serve_demo_start(config->db_path, demo)) status = PC_IO;
+    if (status == PC_OK) status = serve_gateway_start(server, config, opts, demo);
     if (status == PC_OK) status = api_server_listen(server);
     if (status != PC_OK) {
+        api_gateway_stop();
         sim_demo_stop(demo);
         api_risk_stop();
     }
@@ -150,7 +177,8 @@ int cli_serve(int argc, char **argv) {
     cli_opt opts[OPT_COUNT];
     serve_opts(opts);
     const char *usage = "usage: paycore serve [options]\n\nRuns the HTTP/JSON API. SIGTERM drains "
-                        "the writer queue, commits and exits 0; SIGHUP reopens the log file.";
+                        "the writer queue, commits and exits 0; SIGHUP reopens the log file and\n"
+                        "reloads the risk rules and the channels file.";
     if (cli_wants_help(argc, argv)) {
         cli_args_usage(stdout, usage, opts, OPT_COUNT);
         return 0;
@@ -199,6 +227,7 @@ int cli_serve(int argc, char **argv) {
     if (api_ops_start(server, &ops) != PC_OK) {
         api_server_stop(server);
         api_ops_web_free();
+        api_gateway_stop();
         api_risk_stop();
         sim_demo_stop(&demo);
         obs_log_close();
@@ -214,6 +243,7 @@ int cli_serve(int argc, char **argv) {
     pc_status failed = api_server_failed(server);
     api_server_stop(server);
     api_ops_web_free(); /* no request reads the dashboard's files any more */
+    api_gateway_stop();
     api_risk_stop();
     sim_demo_stop(&demo);
     if (failed != PC_OK) {

@@ -26,6 +26,7 @@ static const cli_command commands[] = {
     {"key", cli_key, "create|list|revoke API keys on a server"},
     {"load", cli_load, "HTTP load generator against a server"},
     {"risk", cli_risk, "train|eval|replay the risk model"},
+    {"channels", cli_channels, "check a channels file; authorize through the gateway"},
     {"docs", cli_docs, "print generated documentation (errors)"},
     {"simulator", cli_simulator, "run a payment channel simulator: card|wallet|bank"},
 };

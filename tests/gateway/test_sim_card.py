@@ -6,6 +6,7 @@ driven over HTTP; every effect is checked in the simulator's own SQLite record."
 import os
 import stat
 import sys
+import threading
 
 sys.path.insert(0, os.path.dirname(__file__))
 from simlib import (CARD_3DS, CARD_OK, FORCING, Sim, auth_body, check, expect, expect_invalid,  # noqa: E402
@@ -77,6 +78,31 @@ def test_idempotency(sim, c):
     expect_invalid(c.post(AUTH, body, key="bad key!"), "Idempotency-Key", "malformed key")
     expect_invalid(c.post(AUTH, body, key="k" * 65), "Idempotency-Key", "key too long")
     check(record_count(sim) == before, "refused keys change nothing")
+
+
+def test_same_key_race(sim, c):
+    """Eight clients send one request under one key at once: one applies, all get the
+    same answer."""
+    holder = luhn_complete("411111111111600")
+    body = auth_body(holder, amount=900)
+    answers = []
+    lock = threading.Lock()
+
+    def send():
+        r = c.post(AUTH, body, key="race-1")
+        with lock:
+            answers.append(r)
+
+    threads = [threading.Thread(target=send) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    check(all(a.status == 200 for a in answers) and len(set(a.raw for a in answers)) == 1,
+          "one answer for all: %r" % answers)
+    check(sum(1 for a in answers if "idempotent-replayed" not in a.headers) == 1, "exactly one first answer")
+    check(sim.one("SELECT count(*) FROM records WHERE idempotency_key = 'race-1'")[0] == 1, "applied once")
+    check(sim.one("SELECT held FROM cardholders WHERE number = ?", (holder,))[0] == 900, "held once")
 
 
 def test_3ds(sim, c):
@@ -255,6 +281,7 @@ def main():
         c = sim.client()
         test_every_code(sim, c)
         test_idempotency(sim, c)
+        test_same_key_race(sim, c)
         test_3ds(sim, c)
         test_capture_void_refund(sim, c)
         test_bad_requests(sim, c)

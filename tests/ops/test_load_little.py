@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../api"))
-from pcapi import BIN, TIMEOUT_S, Server, check, expect  # noqa: E402
+from pcapi import BIN, SANITIZED, TIMEOUT_S, Server, check, expect  # noqa: E402
 
 
 def load(server, *args):
@@ -44,10 +44,13 @@ def main():
         check(abs(float(closed["mean_in_flight"]) - 8) < 1.0, "closed loop keeps its 8 connections busy: %s" % closed["mean_in_flight"])
         check_little(closed, "closed loop")
 
-        rc, opened, err = load(server, "--concurrency", "16", "--rate", "400", "--duration-s", "2", "--arrivals", "poisson")
+        # below what a sanitized server sustains on a busy machine, so the check runs in
+        # the regime it is for (an overloaded run only grows its queue)
+        rate = 100 if SANITIZED else 400
+        rc, opened, err = load(server, "--concurrency", "16", "--rate", str(rate), "--duration-s", "3", "--arrivals", "poisson")
         check(rc == 0, "open loop: %s" % err)
-        check(opened["loop"] == "open" and opened["offered_per_s"] == "400", "open %r" % opened)
-        check(500 <= int(opened["requests"]) <= 1100, "about 800 Poisson arrivals in 2 s at 400/s: %s" % opened["requests"])
+        check(opened["loop"] == "open" and opened["offered_per_s"] == str(rate), "open %r" % opened)
+        check(1.5 * rate <= int(opened["requests"]) <= 4.5 * rate, "about %d Poisson arrivals in 3 s: %s" % (3 * rate, opened["requests"]))
         check_little(opened, "open loop")
 
         stats = expect(server.client().get("/v1/stats?history_s=0"), 200).json

@@ -1,0 +1,124 @@
+/* gateway/connector.c: what every connector shares: the table of connectors, the
+ * status inquiry call (the same for every kind) and the checks that turn a channel's
+ * answer into an outcome. Anything a channel answers that does not read exactly as the
+ * protocol says is garbage: outcome unknown, gateway_bad_response, never an approval. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "gateway/gw_internal.h"
+
+const gw_connector_t *gw_connector(gw_kind kind) {
+    switch (kind) {
+    case GW_KIND_CARD: return &gw_connector_card;
+    case GW_KIND_WALLET: return &gw_connector_wallet;
+    case GW_KIND_BANK: return &gw_connector_bank;
+    default: return NULL;
+    }
+}
+
+gw_build_fn gw_connector_op(const gw_connector_t *c, gw_op op) {
+    switch (op) {
+    case GW_OP_AUTHORIZE: return c->authorize;
+    case GW_OP_CAPTURE: return c->capture;
+    case GW_OP_VOID: return c->void_auth;
+    case GW_OP_REFUND: return c->refund;
+    case GW_OP_PAYOUT: return c->payout;
+    case GW_OP_STATUS: return c->status;
+    case GW_OP_CHALLENGE: return c->challenge;
+    default: return NULL;
+    }
+}
+
+pc_status gw_build_status(const gw_channel_cfg_t *ch, const gw_request_t *req, gw_http_call_t *out) {
+    (void)ch;
+    out->method = "GET";
+    out->body = NULL;
+    snprintf(out->path, sizeof out->path, "/v1/status/%s", req->status_key);
+    return PC_OK;
+}
+
+void gw_copy_str(char *dst, size_t dst_size, const char *src) {
+    if (dst_size == 0) return;
+    size_t bytes = src ? strnlen(src, dst_size - 1) : 0;
+    if (bytes > 0) memcpy(dst, src, bytes);
+    dst[bytes] = '\0';
+}
+
+const char *gw_json_str(const json_t *object, const char *key) {
+    const json_t *v = json_object_get(object, key);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+void gw_answer_fail(gw_answer_t *a, gw_outcome outcome, pc_status status, const char *code,
+                    const char *format, ...) {
+    a->outcome = outcome;
+    a->status = status;
+    gw_copy_str(a->code, sizeof a->code, code);
+    va_list ap;
+    va_start(ap, format);
+    vsnprintf(a->detail, sizeof a->detail, format, ap);
+    va_end(ap);
+}
+
+/* Short printable strings only: an id or code from a channel ends up in logs and JSON. */
+static bool plain_text(const char *s, size_t size_max) {
+    size_t bytes = strnlen(s, size_max);
+    if (bytes == 0 || bytes >= size_max) return false;
+    for (size_t i = 0; i < bytes; i++) {
+        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f) return false;
+    }
+    return true;
+}
+
+bool gw_decode_common(const gw_channel_cfg_t *ch, const json_t *body, gw_answer_t *a) {
+    const char *code = gw_json_str(body, "response_code");
+    if (code == NULL) {
+        gw_answer_fail(a, GW_OUTCOME_UNKNOWN, PC_GATEWAY_BAD_RESPONSE, "bad_answer",
+                       "answer without a response_code");
+        return false;
+    }
+    if (!plain_text(code, GW_CODE_SIZE) || !gw_code_lookup(ch, code, &a->outcome)) {
+        gw_answer_fail(a, GW_OUTCOME_UNKNOWN, PC_GATEWAY_BAD_RESPONSE, "unmapped_code",
+                       "response_code '%.24s' is not in the channel's table", code);
+        return false;
+    }
+    gw_copy_str(a->code, sizeof a->code, code);
+    const char *id = gw_json_str(body, "id");
+    if (id != NULL && !plain_text(id, sizeof a->ref)) {
+        gw_answer_fail(a, GW_OUTCOME_UNKNOWN, PC_GATEWAY_BAD_RESPONSE, "bad_answer",
+                       "the answer's id is not a plain id");
+        return false;
+    }
+    gw_copy_str(a->ref, sizeof a->ref, id);
+    gw_copy_str(a->message, sizeof a->message, gw_json_str(body, "message"));
+    a->status = PC_OK;
+    return true;
+}
+
+bool gw_decode_amount(const json_t *body, const char *key, int64_t want, gw_answer_t *a) {
+    const json_t *v = json_object_get(body, key);
+    if (!json_is_integer(v)) {
+        gw_answer_fail(a, GW_OUTCOME_UNKNOWN, PC_GATEWAY_BAD_RESPONSE, "bad_answer",
+                       "the answer has no integer %s", key);
+        return false;
+    }
+    if (json_integer_value(v) != want) {
+        gw_answer_fail(a, GW_OUTCOME_UNKNOWN, PC_GATEWAY_BAD_RESPONSE, "wrong_amount",
+                       "the answer's %s is %lld, the request's %lld", key,
+                       (long long)json_integer_value(v), (long long)want);
+        return false;
+    }
+    a->amount_minor = want;
+    return true;
+}
+
+bool gw_decode_currency(const json_t *body, const char *want, gw_answer_t *a) {
+    const char *currency = gw_json_str(body, "currency");
+    if (currency == NULL || strcmp(currency, want) != 0) {
+        gw_answer_fail(a, GW_OUTCOME_UNKNOWN, PC_GATEWAY_BAD_RESPONSE, "wrong_currency",
+                       "the answer's currency is not the request's %s", want);
+        return false;
+    }
+    return true;
+}

@@ -1,0 +1,137 @@
+/* gateway/connector_card.c: the card channel (acquirer + network + issuer) as the
+ * protocol of docs/channels.md describes it: authorizations, captures, voids, refunds,
+ * 3-D Secure challenges; ISO 8583 response codes. Builds requests and reads answers;
+ * the engine does the HTTP. The card number goes into the request body only. */
+#include <stdio.h>
+#include <string.h>
+
+#include "gateway/gw_internal.h"
+
+static pc_status card_authorize(const gw_channel_cfg_t *ch, const gw_request_t *req,
+                                gw_http_call_t *out) {
+    (void)ch;
+    out->method = "POST";
+    snprintf(out->path, sizeof out->path, "/v1/authorizations");
+    json_t *card = json_pack("{s:s,s:i,s:i}", "number", req->card.number, "exp_month",
+                             (int)req->card.exp_month, "exp_year", (int)req->card.exp_year);
+    if (card != NULL && req->card.cvc[0] != '\0') json_object_set_new(card, "cvc", json_string(req->card.cvc));
+    out->body = json_pack("{s:I,s:s,s:o,s:s,s:b}", "amount", (json_int_t)req->amount_minor, "currency",
+                          req->currency, "card", card, "merchant_ref", req->reference, "capture",
+                          req->capture);
+    return out->body ? PC_OK : PC_NO_MEMORY;
+}
+
+/* POST /v1/authorizations/{id}/<what> with {"amount":N}, or {} for a void. */
+static pc_status card_follow_up(const gw_request_t *req, const char *what, bool amount,
+                                gw_http_call_t *out) {
+    out->method = "POST";
+    snprintf(out->path, sizeof out->path, "/v1/authorizations/%s/%s", req->channel_ref, what);
+    out->body = amount ? json_pack("{s:I}", "amount", (json_int_t)req->amount_minor) : json_object();
+    return out->body ? PC_OK : PC_NO_MEMORY;
+}
+
+static pc_status card_capture(const gw_channel_cfg_t *ch, const gw_request_t *req, gw_http_call_t *out) {
+    (void)ch;
+    return card_follow_up(req, "captures", true, out);
+}
+
+static pc_status card_void(const gw_channel_cfg_t *ch, const gw_request_t *req, gw_http_call_t *out) {
+    (void)ch;
+    return card_follow_up(req, "void", false, out);
+}
+
+static pc_status card_refund(const gw_channel_cfg_t *ch, const gw_request_t *req, gw_http_call_t *out) {
+    (void)ch;
+    return card_follow_up(req, "refunds", true, out);
+}
+
+static pc_status card_challenge(const gw_channel_cfg_t *ch, const gw_request_t *req,
+                                gw_http_call_t *out) {
+    (void)ch;
+    out->method = "POST";
+    snprintf(out->path, sizeof out->path, "/v1/challenges/%s/complete", req->challenge_id);
+    out->body = json_pack("{s:s}", "code", req->challenge_code);
+    return out->body ? PC_OK : PC_NO_MEMORY;
+}
+
+/* "approved" must carry an approving code, "declined" must not: an answer that says
+ * both is garbage, and garbage is never an approval. */
+static bool status_agrees(const char *status, gw_answer_t *a) {
+    bool approving = a->outcome == GW_OUTCOME_APPROVED;
+    bool agrees = status != NULL && ((strcmp(status, "approved") == 0 && approving) ||
+                                     (strcmp(status, "declined") == 0 && !approving &&
+                                      a->outcome != GW_OUTCOME_PENDING &&
+                                      a->outcome != GW_OUTCOME_CHALLENGE));
+    if (!agrees) {
+        gw_answer_fail(a, GW_OUTCOME_UNKNOWN, PC_GATEWAY_BAD_RESPONSE, "bad_answer",
+                       "status '%.20s' disagrees with response_code %s", status ? status : "(none)",
+                       a->code);
+    }
+    return agrees;
+}
+
+static void decode_challenge(const json_t *body, gw_answer_t *a) {
+    const char *id = gw_json_str(body, "challenge_id");
+    if (id == NULL || id[0] == '\0' || strlen(id) >= sizeof a->challenge_id) {
+        gw_answer_fail(a, GW_OUTCOME_UNKNOWN, PC_GATEWAY_BAD_RESPONSE, "bad_answer",
+                       "challenge_required without a challenge_id");
+        return;
+    }
+    a->outcome = GW_OUTCOME_CHALLENGE;
+    a->status = PC_OK;
+    gw_copy_str(a->code, sizeof a->code, "challenge");
+    gw_copy_str(a->challenge_id, sizeof a->challenge_id, id);
+    gw_copy_str(a->ref, sizeof a->ref, gw_json_str(body, "id"));
+}
+
+static void decode_authorization(const json_t *body, const gw_request_t *req, gw_answer_t *a) {
+    if (!gw_decode_amount(body, "amount", req->amount_minor, a) ||
+        !gw_decode_currency(body, req->currency, a)) {
+        return;
+    }
+    if (a->outcome == GW_OUTCOME_APPROVED) {
+        gw_copy_str(a->approval_code, sizeof a->approval_code, gw_json_str(body, "approval_code"));
+        if (a->ref[0] == '\0') {
+            gw_answer_fail(a, GW_OUTCOME_UNKNOWN, PC_GATEWAY_BAD_RESPONSE, "bad_answer",
+                           "an approval without an id");
+        }
+    }
+}
+
+/* Captures and refunds answer the amount and the running total. */
+static void decode_amounts(const json_t *body, const gw_request_t *req, const char *total_key,
+                           gw_answer_t *a) {
+    if (a->outcome == GW_OUTCOME_APPROVED && !gw_decode_amount(body, "amount", req->amount_minor, a)) {
+        return;
+    }
+    const json_t *total = json_object_get(body, total_key);
+    if (json_is_integer(total)) a->total_minor = json_integer_value(total);
+}
+
+static void card_decode(const gw_channel_cfg_t *ch, const gw_request_t *req, gw_op op,
+                        const json_t *body, int http_status, gw_answer_t *a) {
+    (void)http_status;
+    const char *status = gw_json_str(body, "status");
+    bool authorizing = op == GW_OP_AUTHORIZE || op == GW_OP_CHALLENGE;
+    if (authorizing && status != NULL && strcmp(status, "challenge_required") == 0) {
+        decode_challenge(body, a);
+        return;
+    }
+    if (!gw_decode_common(ch, body, a) || !status_agrees(status, a)) return;
+    if (authorizing) decode_authorization(body, req, a);
+    else if (op == GW_OP_CAPTURE) decode_amounts(body, req, "captured_total", a);
+    else if (op == GW_OP_REFUND) decode_amounts(body, req, "refunded_total", a);
+}
+
+const gw_connector_t gw_connector_card = {
+    .kind = GW_KIND_CARD,
+    .default_method = "card",
+    .authorize = card_authorize,
+    .capture = card_capture,
+    .void_auth = card_void,
+    .refund = card_refund,
+    .payout = NULL,
+    .status = gw_build_status,
+    .challenge = card_challenge,
+    .decode = card_decode,
+};

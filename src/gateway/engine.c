@@ -1,0 +1,476 @@
+/* gateway/engine.c: the gateway's threads. Each runs one libcurl multi handle and owns
+ * the calls handed to it: an inbox (new calls, persisted attempts) filled from any
+ * thread and drained by the owner, a timer list (status inquiries due later), and
+ * the HTTP transfers in the multi. curl_multi_wakeup interrupts the poll when the
+ * inbox gets something. A call lives on one thread from submit to done, so its state
+ * needs no lock; shared channel state has its own (breaker.c). */
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "gateway/gw_internal.h"
+#include "obs/obs.h"
+
+#define POLL_IDLE_MS 1000
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static bool global_ok;
+
+static void global_init(void) {
+    global_ok = sodium_init() >= 0 && curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
+}
+
+/* ---------------------------------------------------------------- HTTP */
+
+static size_t on_body(char *data, size_t size, size_t count, void *user) {
+    gw_call_t *call = user;
+    size_t bytes = size * count;
+    if (call->response_bytes + bytes > GW_RESPONSE_BYTES_MAX) {
+        call->response_too_large = true;
+        return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
+    }
+    if (call->response_bytes + bytes + 1 > call->response_capacity) {
+        size_t capacity = call->response_capacity ? call->response_capacity * 2 : 1024;
+        while (capacity < call->response_bytes + bytes + 1) capacity *= 2;
+        char *grown = realloc(call->response, capacity);
+        if (grown == NULL) return 0;
+        call->response = grown;
+        call->response_capacity = capacity;
+    }
+    memcpy(call->response + call->response_bytes, data, bytes);
+    call->response_bytes += bytes;
+    call->response[call->response_bytes] = '\0';
+    return bytes;
+}
+
+static size_t on_read(char *buffer, size_t size, size_t count, void *user) {
+    gw_call_t *call = user;
+    call->body_read = true;
+    size_t left = call->request_bytes - call->request_sent_bytes;
+    size_t bytes = size * count < left ? size * count : left;
+    memcpy(buffer, call->request_body + call->request_sent_bytes, bytes);
+    call->request_sent_bytes += bytes;
+    return bytes;
+}
+
+static CURL *easy_take(gw_thread_t *t) {
+    if (t->easy_free_count > 0) {
+        CURL *easy = t->easy_free[--t->easy_free_count];
+        curl_easy_reset(easy);
+        return easy;
+    }
+    return curl_easy_init();
+}
+
+static struct curl_slist *headers_for(const gw_channel_cfg_t *ch, const char *key, bool body) {
+    char line[GW_SECRET_BYTES_MAX + 64];
+    struct curl_slist *h = curl_slist_append(NULL, "Accept: application/json");
+    if (h != NULL && body) h = curl_slist_append(h, "Content-Type: application/json");
+    if (h != NULL) h = curl_slist_append(h, "Expect:");
+    if (h != NULL && ch->api_key[0] != '\0') {
+        snprintf(line, sizeof line, "Authorization: Bearer %s", ch->api_key);
+        h = curl_slist_append(h, line);
+        sodium_memzero(line, sizeof line);
+    }
+    if (h != NULL && key != NULL) {
+        snprintf(line, sizeof line, "Idempotency-Key: %s", key);
+        h = curl_slist_append(h, line);
+    }
+    return h;
+}
+
+static void easy_setup(CURL *easy, gw_call_t *call, const gw_channel_cfg_t *ch, const char *url) {
+    curl_easy_setopt(easy, CURLOPT_URL, url);
+    curl_easy_setopt(easy, CURLOPT_PRIVATE, call);
+    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)ch->connect_timeout_ms);
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)ch->timeout_ms);
+    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, call->headers);
+    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(easy, CURLOPT_WRITEDATA, call);
+    curl_easy_setopt(easy, CURLOPT_TCP_NODELAY, 1L);
+    if (call->request_body != NULL) {
+        /* The body through a read callback and no seek callback: curl cannot resend it
+         * by itself (it silently retries a request whose reused connection died), so
+         * "the body never left" stays a fact we can build on. */
+        call->request_bytes = strlen(call->request_body);
+        call->request_sent_bytes = 0;
+        call->body_read = false;
+        curl_easy_setopt(easy, CURLOPT_POST, 1L);
+        curl_easy_setopt(easy, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(easy, CURLOPT_READDATA, call);
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long)call->request_bytes);
+    } else {
+        curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+    }
+}
+
+bool gw_thread_send(gw_thread_t *t, gw_call_t *call, const gw_channel_cfg_t *ch,
+                    gw_http_call_t *http, const char *idempotency_key) {
+    PC_ASSERT(call->easy == NULL);
+    char url[GW_URL_BYTES_MAX * 2 + 1];
+    snprintf(url, sizeof url, "%s%s", ch->url, http->path);
+    if (http->body != NULL) {
+        call->request_body = json_dumps(http->body, JSON_COMPACT);
+        json_decref(http->body);
+        http->body = NULL;
+        if (call->request_body == NULL) return false;
+    }
+    call->headers = headers_for(ch, idempotency_key, call->request_body != NULL);
+    call->easy = easy_take(t);
+    call->response_bytes = 0;
+    call->response_too_large = false;
+    call->body_read = false;
+    if (call->headers == NULL || call->easy == NULL) {
+        gw_thread_http_release(t, call);
+        return false;
+    }
+    easy_setup(call->easy, call, ch, url);
+    call->started_ns = pc_mono_ns();
+    if (curl_multi_add_handle(t->multi, call->easy) != CURLM_OK) {
+        gw_thread_http_release(t, call);
+        return false;
+    }
+    return true;
+}
+
+void gw_thread_http_release(gw_thread_t *t, gw_call_t *call) {
+    if (call->easy != NULL) {
+        curl_multi_remove_handle(t->multi, call->easy);
+        if (t->easy_free_count < sizeof t->easy_free / sizeof t->easy_free[0]) {
+            t->easy_free[t->easy_free_count++] = call->easy;
+        } else {
+            curl_easy_cleanup(call->easy);
+        }
+        call->easy = NULL;
+    }
+    curl_slist_free_all(call->headers);
+    call->headers = NULL;
+    free(call->request_body);
+    call->request_body = NULL;
+    json_decref(call->http.body);
+    call->http.body = NULL;
+}
+
+/* ---------------------------------------------------------------- inbox and timers */
+
+/* Appends under the lock; false (nothing queued) when the thread stops and 'fresh'
+ * is a new call: a stopping thread takes no new work but finishes what it owns. */
+static bool inbox_push(gw_thread_t *t, gw_call_t *call, bool fresh) {
+    pthread_mutex_lock(&t->mutex);
+    if (fresh && t->stop) {
+        pthread_mutex_unlock(&t->mutex);
+        return false;
+    }
+    if (fresh) atomic_fetch_add(&t->active, 1);
+    call->next = NULL;
+    if (t->inbox_tail) t->inbox_tail->next = call;
+    else t->inbox_head = call;
+    t->inbox_tail = call;
+    pthread_mutex_unlock(&t->mutex);
+    curl_multi_wakeup(t->multi);
+    return true;
+}
+
+void gw_thread_add_timer(gw_thread_t *t, gw_call_t *call, uint64_t due_ms) {
+    call->due_ms = due_ms;
+    gw_call_t **at = &t->timers;
+    while (*at != NULL && (*at)->due_ms <= due_ms) at = &(*at)->next;
+    call->next = *at;
+    *at = call;
+}
+
+static void timers_run(gw_thread_t *t) {
+    uint64_t now_ms = gw_now_ms();
+    while (t->timers != NULL && t->timers->due_ms <= now_ms) {
+        gw_call_t *call = t->timers;
+        t->timers = call->next;
+        call->next = NULL;
+        gw_call_timer(call);
+    }
+}
+
+static void inbox_run(gw_thread_t *t, bool *stop) {
+    pthread_mutex_lock(&t->mutex);
+    gw_call_t *call = t->inbox_head;
+    t->inbox_head = t->inbox_tail = NULL;
+    *stop = t->stop;
+    pthread_mutex_unlock(&t->mutex);
+    while (call != NULL) {
+        gw_call_t *next = call->next;
+        call->next = NULL;
+        if (call->phase == GW_CALL_NEW) gw_call_start(call);
+        else gw_call_persisted(call);
+        call = next;
+    }
+}
+
+static void transfers_run(gw_thread_t *t) {
+    int running = 0;
+    curl_multi_perform(t->multi, &running);
+    CURLMsg *msg;
+    int left = 0;
+    while ((msg = curl_multi_info_read(t->multi, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE) continue;
+        gw_call_t *call = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&call);
+        PC_ASSERT(call != NULL && call->easy == msg->easy_handle);
+        gw_call_http_done(call, (int)msg->data.result);
+    }
+}
+
+static int poll_ms(const gw_thread_t *t) {
+    if (t->timers == NULL) return POLL_IDLE_MS;
+    uint64_t now_ms = gw_now_ms();
+    if (t->timers->due_ms <= now_ms) return 0;
+    uint64_t wait_ms = t->timers->due_ms - now_ms;
+    return wait_ms < POLL_IDLE_MS ? (int)wait_ms : POLL_IDLE_MS;
+}
+
+/* Runs until told to stop AND every call it owns has finished. */
+static void *thread_main(void *arg) {
+    gw_thread_t *t = arg;
+    for (;;) {
+        bool stop = false;
+        inbox_run(t, &stop);
+        timers_run(t);
+        transfers_run(t);
+        if (stop && atomic_load(&t->active) == 0) break;
+        curl_multi_poll(t->multi, NULL, 0, poll_ms(t), NULL);
+    }
+    return NULL;
+}
+
+void gw_thread_finish(gw_thread_t *t, gw_call_t *call) {
+    PC_ASSERT(call->easy == NULL);
+    gw_thread_http_release(t, call);
+    call->callbacks.done(call->callbacks.ctx, &call->result);
+    gw_config_unref(call->config);
+    free(call->response);
+    PC_ASSERT(atomic_load(&t->active) > 0);
+    atomic_fetch_sub(&t->active, 1);
+    atomic_fetch_sub(&call->gw->calls, 1);
+    free(call);
+}
+
+/* ---------------------------------------------------------------- submitting */
+
+static bool key_valid(const char *key) {
+    size_t bytes = strnlen(key, GW_KEY_SIZE);
+    return bytes > 0 && bytes < GW_KEY_SIZE && pc_id_valid(key);
+}
+
+static bool routed_valid(const gw_request_t *r) {
+    if (r->amount_minor <= 0 || r->currency[0] == '\0' || r->method[0] == '\0') return false;
+    if (strcmp(r->method, "card") == 0) {
+        return r->card.number[0] != '\0' && r->card.exp_month >= 1 && r->card.exp_month <= 12;
+    }
+    if (strcmp(r->method, "wallet") == 0) return r->wallet_id[0] != '\0';
+    if (strcmp(r->method, "bank_transfer") == 0) return r->bank.account_number[0] != '\0';
+    return true;
+}
+
+/* Ids that go into a URL path must be plain ids. */
+static bool request_valid(const gw_request_t *r) {
+    if (r->op >= GW_OP_COUNT || !pc_id_valid(r->reference)) return false;
+    if (r->op == GW_OP_AUTHORIZE || r->op == GW_OP_PAYOUT) return routed_valid(r);
+    if (r->channel[0] == '\0') return false;
+    switch (r->op) {
+    case GW_OP_CAPTURE:
+    case GW_OP_REFUND: return pc_id_valid(r->channel_ref) && r->amount_minor > 0;
+    case GW_OP_VOID: return pc_id_valid(r->channel_ref);
+    case GW_OP_CHALLENGE:
+        return pc_id_valid(r->challenge_id) && r->challenge_code[0] != '\0' && r->amount_minor > 0;
+    case GW_OP_STATUS: return key_valid(r->status_key) && r->status_op != GW_OP_STATUS && r->status_op < GW_OP_COUNT;
+    default: return false;
+    }
+}
+
+static gw_config_t *config_take(gw_t *gw) {
+    pthread_mutex_lock(&gw->config_mutex);
+    gw_config_t *config = gw->config;
+    gw_config_ref(config);
+    pthread_mutex_unlock(&gw->config_mutex);
+    return config;
+}
+
+pc_status gw_submit(gw_t *gw, const gw_request_t *request, const gw_callbacks_t *callbacks) {
+    if (callbacks == NULL || callbacks->done == NULL || !request_valid(request)) {
+        return PC_GATEWAY_REQUEST_INVALID;
+    }
+    if (atomic_load(&gw->stopping)) return PC_SHUTTING_DOWN;
+    if (atomic_fetch_add(&gw->calls, 1) >= GW_CALLS_MAX) {
+        atomic_fetch_sub(&gw->calls, 1);
+        return PC_LIMIT_REACHED;
+    }
+    gw_call_t *call = calloc(1, sizeof *call);
+    if (call == NULL) {
+        atomic_fetch_sub(&gw->calls, 1);
+        return PC_NO_MEMORY;
+    }
+    call->gw = gw;
+    call->req = *request;
+    call->callbacks = *callbacks;
+    call->channel_index = -1;
+    call->phase = GW_CALL_NEW;
+    call->config = config_take(gw);
+    uint32_t n = atomic_fetch_add(&gw->next_thread, 1) % gw->thread_count;
+    call->thread = &gw->threads[n];
+    if (!inbox_push(call->thread, call, true)) {
+        gw_config_unref(call->config);
+        free(call);
+        atomic_fetch_sub(&gw->calls, 1);
+        return PC_SHUTTING_DOWN;
+    }
+    atomic_fetch_add(&gw->submitted, 1);
+    return PC_OK;
+}
+
+void gw_attempt_persisted(gw_call_t *call, pc_status status) {
+    call->persist_status = status;
+    (void)inbox_push(call->thread, call, false);
+}
+
+/* ---------------------------------------------------------------- waiting (tools) */
+
+typedef struct {
+    pthread_mutex_t mutex;
+    pthread_cond_t cond;
+    bool done;
+    gw_result_t *out;
+    gw_persist_fn persist;
+    void *persist_ctx;
+} waiter;
+
+static void wait_done(void *ctx, const gw_result_t *result) {
+    waiter *w = ctx;
+    pthread_mutex_lock(&w->mutex);
+    *w->out = *result;
+    w->done = true;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->mutex);
+}
+
+static void wait_persist(void *ctx, gw_call_t *call, const gw_attempt_t *attempt) {
+    waiter *w = ctx;
+    w->persist(w->persist_ctx, call, attempt);
+}
+
+pc_status gw_call_wait(gw_t *gw, const gw_request_t *request, gw_persist_fn persist,
+                       void *persist_ctx, gw_result_t *out) {
+    waiter w = {.done = false, .out = out, .persist = persist, .persist_ctx = persist_ctx};
+    pthread_mutex_init(&w.mutex, NULL);
+    pthread_cond_init(&w.cond, NULL);
+    gw_callbacks_t callbacks = {persist ? wait_persist : NULL, wait_done, &w};
+    pc_status status = gw_submit(gw, request, &callbacks);
+    if (status == PC_OK) {
+        pthread_mutex_lock(&w.mutex);
+        while (!w.done) pthread_cond_wait(&w.cond, &w.mutex);
+        pthread_mutex_unlock(&w.mutex);
+    }
+    pthread_cond_destroy(&w.cond);
+    pthread_mutex_destroy(&w.mutex);
+    return status;
+}
+
+/* ---------------------------------------------------------------- lifetime */
+
+static bool thread_start(gw_t *gw, gw_thread_t *t) {
+    t->gw = gw;
+    pthread_mutex_init(&t->mutex, NULL);
+    randombytes_buf(&t->rng, sizeof t->rng);
+    t->multi = curl_multi_init();
+    if (t->multi == NULL) return false;
+    t->started = pthread_create(&t->thread, NULL, thread_main, t) == 0;
+    return t->started;
+}
+
+static void thread_stop(gw_thread_t *t) {
+    if (t->started) {
+        pthread_mutex_lock(&t->mutex);
+        t->stop = true;
+        pthread_mutex_unlock(&t->mutex);
+        curl_multi_wakeup(t->multi);
+        pthread_join(t->thread, NULL);
+    }
+    PC_ASSERT(t->inbox_head == NULL && t->timers == NULL);
+    for (uint32_t i = 0; i < t->easy_free_count; i++) curl_easy_cleanup(t->easy_free[i]);
+    if (t->multi != NULL) curl_multi_cleanup(t->multi);
+    pthread_mutex_destroy(&t->mutex);
+}
+
+pc_status gw_start(gw_t **out, const gw_options_t *options, gw_config_error_t *error) {
+    *out = NULL;
+    memset(error, 0, sizeof *error);
+    pthread_once(&global_once, global_init);
+    if (!global_ok || options->config_path == NULL) return PC_INTERNAL;
+    uint32_t threads = options->threads == 0 ? 1 : options->threads;
+    if (threads > GW_THREADS_MAX) return PC_INVALID_ARGUMENT;
+    gw_t *gw = calloc(1, sizeof *gw);
+    if (gw == NULL) return PC_NO_MEMORY;
+    pthread_mutex_init(&gw->config_mutex, NULL);
+    pthread_mutex_init(&gw->listener_mutex, NULL);
+    gw->config_path = pc_strdup(options->config_path);
+    pc_status status = gw_config_load(options->config_path, NULL, &gw->config, error);
+    gw->threads = calloc(threads, sizeof *gw->threads);
+    if (status == PC_OK && (gw->threads == NULL || gw->config_path == NULL)) status = PC_NO_MEMORY;
+    for (uint32_t i = 0; status == PC_OK && i < threads; i++) {
+        gw->thread_count++;
+        if (!thread_start(gw, &gw->threads[i])) status = PC_INTERNAL;
+    }
+    if (status != PC_OK) {
+        gw_stop(gw);
+        return status;
+    }
+    obs_logf(OBS_LEVEL_INFO, "gateway: %u channels from %s (routing %s)", gw->config->channel_count,
+             gw->config_path, gw_strategy_name(gw->config->strategy));
+    *out = gw;
+    return PC_OK;
+}
+
+void gw_stop(gw_t *gw) {
+    if (gw == NULL) return;
+    atomic_store(&gw->stopping, true);
+    for (uint32_t i = 0; i < gw->thread_count; i++) thread_stop(&gw->threads[i]);
+    PC_ASSERT(atomic_load(&gw->calls) == 0);
+    gw_config_unref(gw->config);
+    free(gw->threads);
+    free(gw->config_path);
+    pthread_mutex_destroy(&gw->config_mutex);
+    pthread_mutex_destroy(&gw->listener_mutex);
+    free(gw);
+}
+
+pc_status gw_reload(gw_t *gw, gw_config_error_t *error) {
+    pthread_mutex_lock(&gw->config_mutex);
+    gw_config_t *fresh = NULL;
+    pc_status status = gw_config_load(gw->config_path, gw->config, &fresh, error);
+    gw_config_t *old = NULL;
+    if (status == PC_OK) {
+        old = gw->config;
+        gw->config = fresh;
+    }
+    pthread_mutex_unlock(&gw->config_mutex);
+    gw_config_unref(old); /* calls still running keep their own reference */
+    atomic_fetch_add(status == PC_OK ? &gw->reloads_ok : &gw->reloads_refused, 1);
+    if (status == PC_OK) {
+        obs_logf(OBS_LEVEL_INFO, "gateway: reloaded %s: %u channels (routing %s)", gw->config_path,
+                 fresh->channel_count, gw_strategy_name(fresh->strategy));
+    } else {
+        obs_logf(OBS_LEVEL_ERROR, "gateway: reload of %s refused (line %u: %s); the previous "
+                 "configuration stays", gw->config_path, error->line, error->message);
+    }
+    return status;
+}
+
+pc_status gw_route(gw_t *gw, const gw_request_t *request, gw_decision_t *out) {
+    static _Thread_local uint64_t rng;
+    if (rng == 0) randombytes_buf(&rng, sizeof rng);
+    gw_config_t *config = config_take(gw);
+    pc_status status = gw_route_decide(config, request, gw_now_ms(), &rng, out);
+    gw_config_unref(config);
+    return status;
+}

@@ -1,0 +1,340 @@
+/* gateway/gw_internal.h: what the gateway's own files share (not a contract). */
+#ifndef PAYCORE_GW_INTERNAL_H
+#define PAYCORE_GW_INTERNAL_H
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "gateway/gateway.h"
+
+/* ---------------------------------------------------------------- configuration */
+
+typedef struct {
+    char code[GW_CODE_SIZE];
+    gw_outcome outcome;
+} gw_code_entry_t;
+
+typedef struct {
+    uint32_t failures_consecutive; /* open after this many failures in a row; 0 = off */
+    uint32_t error_rate_percent;   /* open when failures reach this share of the window; 0 = off */
+    uint32_t window_calls;         /* calls the error rate is measured over */
+    uint32_t calls_min;            /* fewer calls in the window: no error-rate verdict */
+    uint32_t cooldown_ms;          /* open -> half-open */
+    uint32_t half_open_probes;     /* calls let through half-open; all must succeed to close */
+} gw_breaker_cfg_t;
+
+typedef struct gw_chstate gw_chstate_t;
+
+typedef struct {
+    char name[GW_NAME_SIZE];
+    gw_kind kind;
+    char url[GW_URL_BYTES_MAX + 1];             /* base URL, no trailing '/' */
+    char api_key[GW_SECRET_BYTES_MAX + 1];      /* "" = no Authorization header */
+    char callback_secret[GW_SECRET_BYTES_MAX + 1]; /* bank: verifies Sim-Signature */
+    char callback_url[GW_URL_BYTES_MAX + 1];    /* bank: where the channel posts results */
+    uint32_t connect_timeout_ms;
+    uint32_t timeout_ms;                        /* the whole call */
+    uint32_t code_count;
+    gw_code_entry_t codes[GW_CODES_MAX];        /* defaults of the kind, then the file's */
+    uint32_t method_count;
+    char methods[GW_METHODS_MAX][GW_METHOD_SIZE];
+    uint32_t currency_count;                    /* 0 = any */
+    char currencies[GW_LIST_MAX][4];
+    uint32_t country_count;                     /* 0 = any */
+    char countries[GW_LIST_MAX][3];
+    int64_t amount_min_minor;
+    int64_t amount_max_minor;
+    gw_breaker_cfg_t breaker;
+    gw_chstate_t *state;                        /* counted reference; survives reloads */
+} gw_channel_cfg_t;
+
+typedef struct {
+    uint32_t window_calls;        /* success rate over the last N calls ... */
+    uint32_t window_ms;           /* ... no older than this (0 = any age) */
+    uint32_t calls_min;           /* fewer: the rate is unknown and counts as 100% */
+    uint32_t exploration_percent; /* share of decisions that pick at random */
+    uint32_t elimination_percent; /* below it: exploration traffic only */
+} gw_sr_cfg_t;
+
+typedef struct gw_config {
+    _Atomic uint32_t refs;
+    uint64_t version;
+    uint32_t channel_count;
+    gw_channel_cfg_t channels[GW_CHANNELS_MAX];
+    gw_strategy strategy;
+    uint32_t priority_count;
+    uint8_t priority[GW_CHANNELS_MAX];   /* channel indexes, best first */
+    uint32_t weights[GW_CHANNELS_MAX];   /* by channel index */
+    uint32_t weight_total;
+    uint32_t fallback_count;
+    uint8_t fallback[GW_CHANNELS_MAX];
+    gw_sr_cfg_t sr;
+    uint32_t attempts_max;               /* channel calls for one operation */
+    uint32_t status_delay_ms;            /* wait before the first status inquiry */
+    uint32_t status_attempts;            /* inquiries before giving up (unresolved) */
+    uint32_t status_interval_ms;
+} gw_config_t;
+
+/* Parses and validates a channels file; 'previous' (may be NULL) lends channel state
+ * by name. A new config holds one reference. */
+pc_status gw_config_load(const char *path, gw_config_t *previous, gw_config_t **out,
+                         gw_config_error_t *error);
+void gw_config_ref(gw_config_t *config);
+void gw_config_unref(gw_config_t *config);
+int32_t gw_config_find(const gw_config_t *config, const char *name);
+
+/* Line numbers of the values of a parsed JSON text, by path ("channels[2].weight"). */
+typedef struct gw_lines gw_lines_t;
+gw_lines_t *gw_lines_scan(const char *text, size_t bytes);
+uint32_t gw_lines_find(const gw_lines_t *lines, const char *path); /* 0 = not found */
+void gw_lines_free(gw_lines_t *lines);
+
+/* ---------------------------------------------------------------- codes (codes.c) */
+
+/* The built-in table of a kind (docs/channels.md). */
+uint32_t gw_codes_default(gw_kind kind, gw_code_entry_t *out, uint32_t capacity);
+bool gw_outcome_parse(const char *name, gw_outcome *out);
+bool gw_kind_parse(const char *name, gw_kind *out);
+bool gw_strategy_parse(const char *name, gw_strategy *out);
+/* The outcome of a channel's code; false when the table does not have it. */
+bool gw_code_lookup(const gw_channel_cfg_t *ch, const char *code, gw_outcome *out);
+
+/* ---------------------------------------------------------------- connectors */
+
+/* One HTTP call toward a channel. */
+typedef struct {
+    const char *method;           /* "GET" or "POST" */
+    char path[GW_URL_BYTES_MAX];  /* "/v1/authorizations" */
+    json_t *body;                 /* owned; NULL for GET */
+} gw_http_call_t;
+
+/* A channel's answer, read. */
+typedef struct {
+    gw_outcome outcome;
+    pc_status status;                 /* PC_OK, or the gateway's reason (bad response...) */
+    char code[GW_CODE_SIZE];          /* metric label: a table code or a transport code */
+    char detail[GW_MESSAGE_SIZE];
+    char message[GW_MESSAGE_SIZE];
+    char ref[PC_ID_SIZE];
+    char approval_code[16];
+    char challenge_id[PC_ID_SIZE];
+    int64_t amount_minor;
+    int64_t total_minor;
+    int8_t found;                     /* status inquiries: 1 applied, 0 never applied, -1 no answer */
+} gw_answer_t;
+
+typedef pc_status (*gw_build_fn)(const gw_channel_cfg_t *ch, const gw_request_t *req,
+                                 gw_http_call_t *out);
+
+/* The connector interface: one per channel kind. Each operation slot builds the HTTP
+ * call (NULL: the kind cannot do it); 'decode' reads a 2xx answer to 'op'. Transport
+ * (libcurl), status inquiry handling and retries are the engine's, shared by all. */
+typedef struct {
+    gw_kind kind;
+    const char *default_method;  /* eligibility when the file names none */
+    gw_build_fn authorize;
+    gw_build_fn capture;
+    gw_build_fn void_auth;
+    gw_build_fn refund;
+    gw_build_fn payout;
+    gw_build_fn status;          /* GET /v1/status/{key}: the same for every kind */
+    gw_build_fn challenge;
+    void (*decode)(const gw_channel_cfg_t *ch, const gw_request_t *req, gw_op op,
+                   const json_t *body, int http_status, gw_answer_t *out);
+} gw_connector_t;
+
+extern const gw_connector_t gw_connector_card;
+extern const gw_connector_t gw_connector_wallet;
+extern const gw_connector_t gw_connector_bank;
+const gw_connector_t *gw_connector(gw_kind kind);
+gw_build_fn gw_connector_op(const gw_connector_t *connector, gw_op op);
+
+/* connector.c: helpers every connector shares. */
+pc_status gw_build_status(const gw_channel_cfg_t *ch, const gw_request_t *req, gw_http_call_t *out);
+void gw_answer_fail(gw_answer_t *a, gw_outcome outcome, pc_status status, const char *code,
+                    const char *format, ...) __attribute__((format(printf, 5, 6)));
+/* Reads "response_code" through the channel's table, and the fields most answers have;
+ * false after gw_answer_fail (garbage: unknown outcome). */
+bool gw_decode_common(const gw_channel_cfg_t *ch, const json_t *body, gw_answer_t *a);
+/* Checks an integer member equals 'want'; false after gw_answer_fail. */
+bool gw_decode_amount(const json_t *body, const char *key, int64_t want, gw_answer_t *a);
+bool gw_decode_currency(const json_t *body, const char *want, gw_answer_t *a);
+void gw_copy_str(char *dst, size_t dst_size, const char *src);
+const char *gw_json_str(const json_t *object, const char *key);
+
+/* ---------------------------------------------------------------- channel state */
+
+/* A sliding window of call results: the last 'capacity' calls, none older than
+ * 'max_age_ms' (0 = any age). */
+typedef struct {
+    uint32_t head;            /* next slot to write */
+    uint32_t count;
+    uint32_t good;            /* calls among 'count' that went well */
+    uint64_t ring[GW_WINDOW_CALLS_MAX]; /* at_ms << 1 | good */
+} gw_window_t;
+
+void gw_window_push(gw_window_t *w, uint32_t capacity, uint64_t now_ms, bool good);
+void gw_window_expire(gw_window_t *w, uint64_t now_ms, uint32_t max_age_ms);
+void gw_window_reset(gw_window_t *w);
+
+#define GW_LATENCY_BUCKETS 14
+#define GW_CODE_SLOTS 64
+
+struct gw_chstate {
+    _Atomic uint32_t refs;
+    char name[GW_NAME_SIZE];
+    pthread_mutex_t mutex;            /* guards everything below */
+    /* breaker */
+    gw_breaker_state breaker;
+    uint64_t breaker_since_ms;
+    uint32_t failures_in_row;
+    uint32_t probes_in_flight;
+    uint32_t probes_ok;
+    gw_window_t breaker_window;
+    /* routing */
+    gw_window_t sr_window;
+    uint32_t sr_capacity;             /* the window size it was filled with */
+    /* latency of recent calls, microseconds */
+    uint32_t latency_us[GW_LATENCY_SAMPLES];
+    uint32_t latency_head;
+    uint32_t latency_count;
+    /* metrics */
+    uint32_t in_flight;
+    uint64_t attempts[GW_OP_COUNT];
+    uint64_t outcomes[GW_OUTCOME_COUNT];
+    uint32_t code_count;
+    char code_names[GW_CODE_SLOTS][GW_CODE_SIZE];
+    uint64_t code_counts[GW_CODE_SLOTS];
+    uint64_t latency_buckets[GW_LATENCY_BUCKETS]; /* not cumulative; the last is +Inf */
+    uint64_t latency_us_total;
+    uint64_t latency_calls;
+    uint64_t transitions[GW_BREAKER_STATE_COUNT]; /* into each state */
+    uint64_t retries;                 /* attempts that were a retry of another channel's */
+    uint64_t status_found;
+    uint64_t status_not_found;
+    uint64_t status_failed;
+};
+
+gw_chstate_t *gw_chstate_new(const char *name);
+void gw_chstate_ref(gw_chstate_t *s);
+void gw_chstate_unref(gw_chstate_t *s);
+
+/* breaker.c. Routing asks first (no change); an attempt then takes a permit, and
+ * reports its result. */
+bool gw_breaker_allows(gw_chstate_t *s, const gw_breaker_cfg_t *cfg, uint64_t now_ms);
+bool gw_breaker_acquire(gw_chstate_t *s, const gw_breaker_cfg_t *cfg, uint64_t now_ms,
+                        bool *probe_out);
+/* Records one finished call: breaker, success-rate window, latency, metrics. */
+void gw_chstate_record(gw_chstate_t *s, const gw_config_t *config, const gw_channel_cfg_t *ch,
+                       gw_op op, bool probe, const gw_answer_t *answer, uint32_t latency_us,
+                       uint64_t now_ms);
+/* A call that needs no permit (status inquiries): counted in flight until recorded. */
+void gw_chstate_begin(gw_chstate_t *s);
+/* A call that took a permit but was never made (persist refused). */
+void gw_breaker_release(gw_chstate_t *s, bool probe);
+/* The success rate in permille; -1 when the window has fewer than 'calls_min'. */
+int32_t gw_success_rate(gw_chstate_t *s, const gw_sr_cfg_t *cfg, uint64_t now_ms);
+gw_breaker_state gw_breaker_state_now(gw_chstate_t *s, const gw_breaker_cfg_t *cfg, uint64_t now_ms);
+void gw_count_code(gw_chstate_t *s, const char *code); /* caller holds s->mutex */
+void gw_chstate_count_retry(gw_chstate_t *s);
+
+/* ---------------------------------------------------------------- routing (route.c) */
+
+/* Decides for a routed operation, or a direct one (follow-ups). 'rng' is the caller's
+ * xorshift state. */
+pc_status gw_route_decide(const gw_config_t *config, const gw_request_t *req, uint64_t now_ms,
+                          uint64_t *rng, gw_decision_t *out);
+uint64_t gw_rng_next(uint64_t *state);
+uint64_t gw_now_ms(void);
+
+/* ---------------------------------------------------------------- engine */
+
+typedef struct gw_thread gw_thread_t;
+
+typedef enum {
+    GW_CALL_NEW = 0,        /* queued by gw_submit */
+    GW_CALL_PERSISTING,     /* 'persist' runs; waits for gw_attempt_persisted */
+    GW_CALL_SENDING,        /* the channel call is in the curl multi */
+    GW_CALL_STATUS_WAIT,    /* unknown outcome: a status inquiry is due at 'due_ms' */
+    GW_CALL_STATUS_SENDING, /* the status inquiry is in the curl multi */
+} gw_call_phase;
+
+struct gw_call {
+    gw_t *gw;
+    gw_thread_t *thread;
+    gw_config_t *config;           /* counted reference: the config it was routed with */
+    gw_request_t req;
+    gw_callbacks_t callbacks;
+    gw_result_t result;            /* decision and attempts so far */
+    gw_call_phase phase;
+    uint32_t order_next;           /* next index into result.decision.order */
+    int32_t channel_index;         /* the current attempt's channel */
+    bool probe;                    /* the current attempt is a half-open probe */
+    bool permit;                   /* the current attempt holds an in-flight count */
+    pc_status persist_status;      /* from gw_attempt_persisted */
+    gw_call_t *next;               /* inbox or timer list */
+    uint64_t due_ms;
+    uint32_t status_tries;
+    gw_answer_t answer;            /* the last channel answer read */
+    gw_http_call_t http;           /* built before 'persist', sent after it */
+    /* HTTP */
+    CURL *easy;                    /* NULL when no HTTP call runs */
+    struct curl_slist *headers;
+    char *request_body;
+    size_t request_bytes;
+    size_t request_sent_bytes;
+    bool body_read;                /* curl took (some of) the body: it may have arrived */
+    char *response;
+    size_t response_bytes;
+    size_t response_capacity;
+    bool response_too_large;
+    uint64_t started_ns;
+};
+
+struct gw_thread {
+    gw_t *gw;
+    pthread_t thread;
+    CURLM *multi;
+    pthread_mutex_t mutex;         /* guards inbox and stop */
+    gw_call_t *inbox_head;
+    gw_call_t *inbox_tail;
+    bool stop;
+    bool started;
+    uint64_t rng;
+    gw_call_t *timers;             /* sorted by due_ms; owned by the thread */
+    _Atomic uint32_t active;       /* calls this thread owns (queued ones included) */
+    uint32_t easy_free_count;
+    CURL *easy_free[64];           /* idle handles, reused */
+};
+
+struct gw {
+    char *config_path;
+    pthread_mutex_t config_mutex;  /* guards 'config' and serializes reloads */
+    gw_config_t *config;
+    uint32_t thread_count;
+    gw_thread_t *threads;
+    _Atomic uint32_t next_thread;
+    _Atomic uint32_t calls;        /* queued or running */
+    _Atomic bool stopping;
+    _Atomic uint64_t reloads_ok;
+    _Atomic uint64_t reloads_refused;
+    _Atomic uint64_t submitted;
+    pthread_mutex_t listener_mutex;
+    gw_update_fn listener;
+    void *listener_ctx;
+};
+
+/* call.c: the life of one operation on its gateway thread. */
+void gw_call_start(gw_call_t *call);             /* a new call from the inbox */
+void gw_call_persisted(gw_call_t *call);         /* gw_attempt_persisted arrived */
+void gw_call_http_done(gw_call_t *call, int curl_code);
+void gw_call_timer(gw_call_t *call);             /* due_ms reached */
+/* engine.c services for call.c */
+void gw_thread_add_timer(gw_thread_t *t, gw_call_t *call, uint64_t due_ms);
+bool gw_thread_send(gw_thread_t *t, gw_call_t *call, const gw_channel_cfg_t *ch,
+                    gw_http_call_t *http, const char *idempotency_key);
+void gw_thread_finish(gw_thread_t *t, gw_call_t *call);
+void gw_thread_http_release(gw_thread_t *t, gw_call_t *call);
+
+#endif

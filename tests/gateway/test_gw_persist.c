@@ -1,0 +1,124 @@
+/* Goal: every attempt is handed to the caller's persist callback, with its own key,
+ * before its channel is called, and the channel is called only after the caller says
+ * it is durable; a persist that fails means the channel is never called.
+ * Method: two card simulators, card_a failing every call with a recorded 96
+ * (retryable) so each payment takes two attempts. The persist callback hands each attempt to another
+ * thread (as a writer would), which first checks in the simulators' records that the
+ * key has not arrived, then answers. */
+#include "gw_test_util.h"
+
+static gwt_sim_t card_a, card_b;
+static gw_t *gw;
+
+typedef struct {
+    pthread_mutex_t mutex;
+    uint32_t count;
+    gw_attempt_t attempts[GW_ATTEMPTS_MAX];
+    uint32_t fail_at;          /* 1-based attempt whose persist fails; 0 = none */
+    uint32_t arrived_early;    /* keys a simulator saw before their persist completed */
+} persisted;
+
+typedef struct {
+    persisted *p;
+    gw_call_t *call;
+    gw_attempt_t attempt;
+} persist_job;
+
+static int64_t key_seen(const char *key) {
+    const char *sql = "SELECT count(*) FROM arrivals WHERE key = ?1";
+    return gwt_sim_count(&card_a, sql, key) + gwt_sim_count(&card_b, sql, key);
+}
+
+static void *persist_thread(void *arg) {
+    persist_job *job = arg;
+    persisted *p = job->p;
+    usleep(20000); /* a slow disk: the call must wait for us */
+    pthread_mutex_lock(&p->mutex);
+    if (key_seen(job->attempt.idempotency_key) > 0) p->arrived_early++;
+    p->attempts[p->count++] = job->attempt;
+    bool fail = p->count == p->fail_at;
+    pthread_mutex_unlock(&p->mutex);
+    gw_attempt_persisted(job->call, fail ? PC_STORE_COMMIT_FAILED : PC_OK);
+    free(job);
+    return NULL;
+}
+
+static void persist(void *ctx, gw_call_t *call, const gw_attempt_t *attempt) {
+    persist_job *job = calloc(1, sizeof *job);
+    ASSERT_TRUE(job != NULL);
+    *job = (persist_job){ctx, call, *attempt};
+    pthread_t thread;
+    ASSERT_EQ(pthread_create(&thread, NULL, persist_thread, job), 0);
+    pthread_detach(thread);
+}
+
+static gw_result_t pay(const char *ref, persisted *p) {
+    pthread_mutex_init(&p->mutex, NULL);
+    gw_request_t req = gwt_card(ref, 1999, "4242424242424242");
+    gw_result_t r;
+    ASSERT_STATUS(gw_call_wait(gw, &req, persist, p, &r), PC_OK);
+    pthread_mutex_destroy(&p->mutex);
+    return r;
+}
+
+static void test_every_attempt_persisted_first(void) {
+    persisted p = {.fail_at = 0};
+    gw_result_t r = pay("persist-1", &p);
+    ASSERT_EQ(r.outcome, GW_OUTCOME_APPROVED);
+    ASSERT_EQ(r.attempt_count, 2);
+    ASSERT_EQ(p.count, 2);
+    ASSERT_EQ(p.arrived_early, 0);
+    for (uint32_t i = 0; i < 2; i++) {
+        ASSERT_EQ(p.attempts[i].number, i + 1);
+        ASSERT_STR_EQ(p.attempts[i].idempotency_key, r.attempts[i].idempotency_key);
+        ASSERT_STR_EQ(p.attempts[i].channel, r.attempts[i].channel);
+        ASSERT_EQ(p.attempts[i].outcome, GW_OUTCOME_UNKNOWN); /* handed over before the call */
+        ASSERT_EQ(key_seen(p.attempts[i].idempotency_key), 1); /* then sent, once */
+    }
+    ASSERT_STR_EQ(p.attempts[0].channel, "card_a");
+    ASSERT_STR_EQ(p.attempts[1].channel, "card_b");
+    ASSERT_TRUE(strcmp(p.attempts[0].idempotency_key, p.attempts[1].idempotency_key) != 0);
+    ASSERT_EQ(gwt_approved(&card_b, "persist-1"), 1);
+}
+
+static void test_failed_persist_never_calls(void) {
+    persisted p = {.fail_at = 1};
+    gw_result_t r = pay("persist-2", &p);
+    ASSERT_STATUS(r.status, PC_STORE_COMMIT_FAILED);
+    ASSERT_EQ(r.outcome, GW_OUTCOME_RETRYABLE);
+    ASSERT_EQ(r.attempt_count, 1);
+    ASSERT_EQ(key_seen(p.attempts[0].idempotency_key), 0);
+
+    persisted second = {.fail_at = 2}; /* card_a's 96, then card_b's attempt cannot be stored */
+    r = pay("persist-3", &second);
+    ASSERT_STATUS(r.status, PC_STORE_COMMIT_FAILED);
+    ASSERT_EQ(r.outcome, GW_OUTCOME_RETRYABLE);
+    ASSERT_EQ(r.attempt_count, 2);
+    ASSERT_EQ(key_seen(second.attempts[0].idempotency_key), 1);
+    ASSERT_EQ(key_seen(second.attempts[1].idempotency_key), 0);
+    ASSERT_EQ(gwt_records(&card_b, "persist-3"), 0);
+}
+
+int main(void) {
+    gwt_setup("gw-persist");
+    gwt_sim_start(&card_a, "card", "card_a", NULL, NULL);
+    gwt_sim_start(&card_b, "card", "card_b", NULL, NULL);
+    gwt_faults(&card_a, "{\"error_rate\":1.0}"); /* every call a recorded 96 */
+    char config[512];
+    gwt_path(config, sizeof config, "channels.json");
+    gwt_write(config,
+              "{\"channels\":[\n"
+              " {\"name\":\"card_a\",\"kind\":\"card\",\"url\":\"%s\",\"breaker\":{\"failures_consecutive\":0,"
+              "\"error_rate_percent\":0}},\n"
+              " {\"name\":\"card_b\",\"kind\":\"card\",\"url\":\"%s\"}],\n"
+              "\"routing\":{\"priority\":[\"card_a\",\"card_b\"]}}\n",
+              card_a.url, card_b.url);
+    gw = gwt_gateway(config);
+    TEST_RUN(test_every_attempt_persisted_first);
+    TEST_RUN(test_failed_persist_never_calls);
+    gw_stop(gw);
+    gwt_sim_stop(&card_a);
+    gwt_sim_stop(&card_b);
+    gwt_teardown();
+    return test_finish();
+}
