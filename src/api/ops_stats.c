@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "api/api_gateway.h"
 #include "api/api_internal.h"
 #include "api/api_ops.h"
 #include "api/api_risk.h"
@@ -347,6 +348,32 @@ static void section_journal(stats_ctx *ctx, json_t *body) {
     (void)ctx;
 }
 
+/* The payment channels (present when the gateway runs, --channels): per channel its
+ * breaker, success rate, latency and load, as GET /v1/channels shows them. */
+static void section_channels(stats_ctx *ctx, json_t *body) {
+    gw_t *gw = api_gateway();
+    if (gw == NULL) return;
+    json_t *all = gw_channels_json(gw);
+    json_t *channels = json_array();
+    size_t index;
+    json_t *channel;
+    json_array_foreach(json_object_get(all, "channels"), index, channel) {
+        json_t *brief = json_object();
+        static const char *const keep[] = {"name", "kind", "success_rate", "success_rate_calls", "latency_ms",
+                                           "in_flight", "attempts", "retries"};
+        for (size_t k = 0; k < sizeof keep / sizeof keep[0]; k++) {
+            json_t *value = json_object_get(channel, keep[k]);
+            if (value != NULL) json_object_set(brief, keep[k], value);
+        }
+        json_t *breaker = json_object_get(json_object_get(channel, "breaker"), "state");
+        if (breaker != NULL) json_object_set(brief, "breaker", breaker);
+        json_array_append_new(channels, brief);
+    }
+    json_decref(all);
+    json_object_set_new(body, "channels", channels);
+    (void)ctx;
+}
+
 typedef struct {
     const char *name;
     bool system_only;           /* admin and read_only keys only */
@@ -359,6 +386,7 @@ static const stats_section stats_sections[] = {
     {"writer", true, section_writer},
     {"risk", true, section_risk},
     {"journal", true, section_journal},
+    {"channels", true, section_channels},
 };
 
 /* ---------------------------------------------------------------- the route */

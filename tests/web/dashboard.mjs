@@ -8,6 +8,8 @@
 //  4. `paycore load` runs for a few seconds: the page's committed total must move while
 //     it runs; after it, page == GET /v1/stats == what load counted; the rate figures
 //     of one second equal the API's for the same second;
+//  4b. the channels panel (serve --demo: simulators and the gateway) agrees with
+//     GET /v1/channels;
 //  5. approve the review with the page's button: the API shows it approved by this key;
 //     start a journal verification from the page: its state shows ok;
 //  6. log in as the merchant: its own figures only (no writer, risk or journal panels);
@@ -62,8 +64,9 @@ async function startServer(dir) {
   const rules = join(dir, 'risk.rules');
   writeFileSync(rules, 'amount_limit currency=USD max_minor=500000\n');
   const log = join(dir, 'serve.log');
+  // --demo: the channel simulators and the gateway, so the channels panel has channels
   const proc = spawn(bin, ['serve', '--db', db, '--listen', '127.0.0.1:0', '--log-file', log,
-    '--risk-rules', rules, '--risk-rules-only'], { stdio: 'ignore' });
+    '--risk-rules', rules, '--risk-rules-only', '--demo'], { stdio: 'ignore' });
   const port = await until('the server to listen', () => {
     if (proc.exitCode !== null) throw new Error(`server exited: ${readFileSync(log, 'utf8')}`);
     if (!existsSync(log)) return null;
@@ -191,6 +194,18 @@ async function loadAndAgree(page, server) {
   return final;
 }
 
+// The channels panel shows every channel of GET /v1/channels with its breaker state.
+async function channelsAgree(page, server) {
+  const listed = (await api(server, 'GET', '/v1/channels', server.adminKey)).json;
+  check(listed.channels.length > 0, `the demo has channels: ${JSON.stringify(listed)}`);
+  for (const c of listed.channels) {
+    await page.waitForSelector(`#channel-${c.name}`);
+    const breaker = await page.textContent(`#channel-${c.name} .badge`);
+    check(breaker === c.breaker.state, `channel ${c.name}: page ${breaker}, API ${c.breaker.state}`);
+  }
+  passed++;
+}
+
 async function approveFromPage(page, server, reviewId) {
   await page.waitForSelector(`#review-${reviewId} button:has-text("Approve")`);
   await page.click(`#review-${reviewId} button:has-text("Approve")`);
@@ -212,11 +227,12 @@ async function merchantView(page, server, merchantKey, adminTotal) {
   }
   await login(page, server, merchantKey);
   await until('the merchant total', async () => (await pageFigures(page)).figures['fig-api-transfers_total'] === '3');
-  for (const name of ['writer', 'risk', 'reviews', 'journal']) {
+  for (const name of ['writer', 'channels', 'risk', 'reviews', 'journal']) {
     check((await page.$(`#panel-${name}`)) === null, `a merchant key sees no ${name} panel`);
   }
   const stats = (await api(server, 'GET', '/v1/stats', merchantKey)).json;
-  check(stats.scope === 'merchant' && stats.api.transfers_total === 3 && !('writer' in stats) && !('risk' in stats) && !('journal' in stats),
+  check(stats.scope === 'merchant' && stats.api.transfers_total === 3 && !('writer' in stats) && !('risk' in stats) &&
+    !('journal' in stats) && !('channels' in stats),
     `merchant stats: ${JSON.stringify(stats).slice(0, 300)}`);
   check(adminTotal > 3, 'the admin total is the whole server\'s');
   await page.screenshot({ path: join(outdir, 'dashboard-merchant.png'), fullPage: true });
@@ -239,8 +255,9 @@ async function main() {
     page.on('console', (m) => { if (m.type() === 'error' || /Content Security Policy/.test(m.text())) problems.push(`console: ${m.text()}`); });
     await page.addInitScript(() => document.addEventListener('securitypolicyviolation', (e) => console.error(`Content Security Policy violation: ${e.violatedDirective} ${e.blockedURI}`)));
     await login(page, server, server.adminKey);
-    for (const name of ['api', 'writer', 'risk', 'reviews', 'journal']) await page.waitForSelector(`#panel-${name}`);
+    for (const name of ['api', 'writer', 'channels', 'risk', 'reviews', 'journal']) await page.waitForSelector(`#panel-${name}`);
     passed++;
+    await channelsAgree(page, server);
     const total = await loadAndAgree(page, server);
     await approveFromPage(page, server, reviewId);
     await page.click('#journal-verify');
