@@ -34,6 +34,15 @@
 /* A pending transfer may wait at most ten years for its timeout. */
 #define LEDGER_TIMEOUT_S_MAX (10u * 366u * 24u * 3600u)
 
+/* The indexer retries a failed write of the id index file this many times, waiting
+ * STORE_INDEX_RETRY_MS_FIRST, then twice as long each time up to STORE_INDEX_RETRY_MS_MAX
+ * (about 5 s in all): a momentary lock or full disk may pass. Then the store stops
+ * taking writes instead of stalling committed requests behind a full memtable (the
+ * index is derived data: the next start rebuilds it from the main file). */
+#define STORE_INDEX_WRITE_ATTEMPTS_MAX 8
+#define STORE_INDEX_RETRY_MS_FIRST 50
+#define STORE_INDEX_RETRY_MS_MAX 2000
+
 /* The journal signs a checkpoint every this many batches. */
 #define JOURNAL_CHECKPOINT_BATCHES 64
 

@@ -19,8 +19,35 @@ uint64_t pc_wall_ns(void);
 /* Monotonic nanoseconds (for durations, never stored). */
 uint64_t pc_mono_ns(void);
 
-/* A fast 64-bit hash of bytes (hash tables, filters: not for security). */
+/* A fast 64-bit hash of bytes. Unkeyed and invertible: anyone can build inputs
+ * with equal hashes, so never use it on what a client chooses (ids); use
+ * pc_hash_keyed there. */
 uint64_t pc_hash64(const void *bytes, size_t byte_count);
+
+/* Initialises libsodium (its CSPRNG above all) once per process; any thread, any
+ * number of times. */
+void pc_sodium_ready(void);
+
+/* A secret key for pc_hash_keyed. Without it, no one can choose inputs that collide
+ * (hash flooding of tables, crafted collisions in indexes). */
+#define PC_HASH_KEY_BYTES 16
+typedef struct {
+    uint8_t bytes[PC_HASH_KEY_BYTES];
+} pc_hash_key_t;
+/* A fresh random key (libsodium's CSPRNG). */
+void pc_hash_key_random(pc_hash_key_t *out);
+/* SipHash-2-4 of bytes under 'key' (libsodium's crypto_shorthash). */
+uint64_t pc_hash_keyed(const pc_hash_key_t *key, const void *bytes, size_t byte_count);
+
+/* Secret files beside a database (the journal signing seed, the id hash key): the
+ * bytes as lower-case hex and a newline. Reading: PC_NOT_FOUND when the file is
+ * missing; PC_KEY_FILE_INVALID when it is not a regular file of exactly that form,
+ * or ('secret') readable by anyone but its owner. */
+PC_MUST_USE pc_status pc_key_file_read(const char *path, bool secret, uint8_t *out, size_t byte_count);
+/* Writes atomically (temporary file, fsync, rename, fsync of the directory), with
+ * 'mode' (0600 for secrets). */
+PC_MUST_USE pc_status pc_key_file_write(const char *path, const uint8_t *bytes, size_t byte_count,
+                                        unsigned mode);
 
 /* Duplicates a string with malloc; NULL stays NULL. */
 char *pc_strdup(const char *s);

@@ -185,22 +185,28 @@ static uint32_t latency_bucket(uint32_t latency_us) {
     return slot;
 }
 
-void gw_count_code(gw_chstate_t *s, const char *code) {
+static int32_t code_slot(const gw_chstate_t *s, const char *code) {
     for (uint32_t i = 0; i < s->code_count; i++) {
-        if (strcmp(s->code_names[i], code) == 0) {
-            s->code_counts[i]++;
-            return;
-        }
+        if (strcmp(s->code_names[i], code) == 0) return (int32_t)i;
     }
-    uint32_t slot = s->code_count;
-    if (slot == GW_CODE_SLOTS - 1) code = "other"; /* the last slot collects the rest */
-    if (slot == GW_CODE_SLOTS) {
-        s->code_counts[GW_CODE_SLOTS - 1]++;
-        return;
+    return -1;
+}
+
+/* Each code once (a label set must be unique); the last slot is "other", for every
+ * code that finds no slot of its own. */
+void gw_count_code(gw_chstate_t *s, const char *code) {
+    int32_t slot = code_slot(s, code);
+    if (slot < 0 && s->code_count >= GW_CODE_SLOTS - 1) {
+        code = "other";
+        slot = code_slot(s, code);
     }
-    gw_copy_str(s->code_names[slot], GW_CODE_SIZE, code);
-    s->code_counts[slot] = 1;
-    s->code_count++;
+    if (slot < 0) {
+        PC_ASSERT(s->code_count < GW_CODE_SLOTS);
+        slot = (int32_t)s->code_count++;
+        gw_copy_str(s->code_names[slot], GW_CODE_SIZE, code);
+        s->code_counts[slot] = 0;
+    }
+    s->code_counts[slot]++;
 }
 
 static void record_latency(gw_chstate_t *s, uint32_t latency_us) {

@@ -301,6 +301,8 @@ static void classify_http_error(long http_status, const json_t *body, gw_answer_
     const json_t *error = json_object_get(body, "error");
     const char *code = gw_json_str(error, "code");
     const char *field = gw_json_str(error, "field");
+    if (code != NULL) code = gw_printable(code);
+    if (field != NULL) field = gw_printable(field);
     /* A reused key means a request under it was applied before: ask what it was. */
     bool key_reused = http_status == 409 && code != NULL && strcmp(code, "idempotency_key_reused") == 0;
     gw_outcome outcome = GW_OUTCOME_UNKNOWN;           /* 5xx, 3xx: may have applied */
@@ -310,7 +312,7 @@ static void classify_http_error(long http_status, const json_t *body, gw_answer_
         outcome = GW_OUTCOME_HARD_DECLINE;             /* refused as invalid: never applied */
     }
     pc_status status = http_status == 503 ? PC_GATEWAY_CHANNEL_UNREACHABLE : PC_GATEWAY_CHANNEL_ERROR;
-    gw_answer_fail(a, outcome, status, label, "HTTP %ld%s%.40s%s%.40s%s", http_status, code ? " " : "",
+    gw_answer_fail(a, outcome, status, label, "HTTP %ld%s%s%s%s%s", http_status, code ? " " : "",
                    code ? code : "", field ? " (field " : "", field ? field : "", field ? ")" : "");
 }
 

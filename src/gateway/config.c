@@ -306,8 +306,8 @@ static bool channel_basics(cfg_ctx *c, const json_t *object, const char *path, g
     if (kind == NULL) return refuse(c, at, "is required");
     if (!json_is_string(kind)) return refuse(c, at, "must be a string");
     if (!gw_kind_parse(json_string_value(kind), &ch->kind)) {
-        return refuse(c, at, "unknown channel kind '%.40s' (card, wallet or bank)",
-                      json_string_value(kind));
+        return refuse(c, at, "unknown channel kind '%s' (card, wallet or bank)",
+                      gw_printable(json_string_value(kind)));
     }
     ch->connect_timeout_ms = 2000;
     ch->timeout_ms = 10000;
@@ -471,7 +471,7 @@ static bool routing_parse(cfg_ctx *c, const json_t *root, gw_config_t *cfg) {
 
 static bool status_parse(cfg_ctx *c, const json_t *root, gw_config_t *cfg) {
     static const char *const keys[] = {"delay_ms", "attempts", "interval_ms", NULL};
-    cfg->status_delay_ms = 100;
+    cfg->status_delay_ms = 1000;
     cfg->status_attempts = 3;
     cfg->status_interval_ms = 500;
     const json_t *o;

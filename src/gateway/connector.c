@@ -50,6 +50,16 @@ const char *gw_json_str(const json_t *object, const char *key) {
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
+const char *gw_printable(const char *s) {
+    if (s == NULL) return "(none)";
+    size_t bytes = strnlen(s, 41);
+    if (bytes > 40) return "(too long)";
+    for (size_t i = 0; i < bytes; i++) {
+        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] >= 0x7f) return "(not printable)";
+    }
+    return s;
+}
+
 void gw_answer_fail(gw_answer_t *a, gw_outcome outcome, pc_status status, const char *code,
                     const char *format, ...) {
     a->outcome = outcome;
@@ -80,7 +90,7 @@ bool gw_decode_common(const gw_channel_cfg_t *ch, const json_t *body, gw_answer_
     }
     if (!plain_text(code, GW_CODE_SIZE) || !gw_code_lookup(ch, code, &a->outcome)) {
         gw_answer_fail(a, GW_OUTCOME_UNKNOWN, PC_GATEWAY_BAD_RESPONSE, "unmapped_code",
-                       "response_code '%.24s' is not in the channel's table", code);
+                       "response_code '%s' is not in the channel's table", gw_printable(code));
         return false;
     }
     gw_copy_str(a->code, sizeof a->code, code);

@@ -37,8 +37,8 @@ static void bank_decode(const gw_channel_cfg_t *ch, const gw_request_t *req, gw_
     if (status == NULL || !gw_code_lookup(ch, status, &a->outcome) ||
         a->outcome != GW_OUTCOME_PENDING) {
         gw_answer_fail(a, GW_OUTCOME_UNKNOWN, PC_GATEWAY_BAD_RESPONSE, "bad_answer",
-                       "a transfer answer must be pending, got '%.20s' (HTTP %d)",
-                       status ? status : "(none)", http_status);
+                       "a transfer answer must be pending, got '%s' (HTTP %d)",
+                       gw_printable(status), http_status);
         return;
     }
     if (id == NULL || id[0] == '\0' || strlen(id) >= sizeof a->ref) {
@@ -52,6 +52,10 @@ static void bank_decode(const gw_channel_cfg_t *ch, const gw_request_t *req, gw_
     a->amount_minor = req->amount_minor;
 }
 
+static bool bank_accepts(const gw_request_t *req) {
+    return req->bank.routing_number[0] != '\0' && req->bank.account_number[0] != '\0';
+}
+
 const gw_connector_t gw_connector_bank = {
     .kind = GW_KIND_BANK,
     .default_method = "bank_transfer",
@@ -62,5 +66,6 @@ const gw_connector_t gw_connector_bank = {
     .payout = bank_credit,
     .status = gw_build_status,
     .challenge = NULL,
+    .accepts = bank_accepts,
     .decode = bank_decode,
 };

@@ -64,7 +64,7 @@ static bool status_agrees(const char *status, gw_answer_t *a) {
                                       a->outcome != GW_OUTCOME_CHALLENGE));
     if (!agrees) {
         gw_answer_fail(a, GW_OUTCOME_UNKNOWN, PC_GATEWAY_BAD_RESPONSE, "bad_answer",
-                       "status '%.20s' disagrees with response_code %s", status ? status : "(none)",
+                       "status '%s' disagrees with response_code %s", gw_printable(status),
                        a->code);
     }
     return agrees;
@@ -123,6 +123,22 @@ static void card_decode(const gw_channel_cfg_t *ch, const gw_request_t *req, gw_
     else if (op == GW_OP_REFUND) decode_amounts(body, req, "refunded_total", a);
 }
 
+static bool digits(const char *s, size_t bytes_min, size_t bytes_max) {
+    size_t bytes = strlen(s);
+    if (bytes < bytes_min || bytes > bytes_max) return false;
+    for (size_t i = 0; i < bytes; i++) {
+        if (s[i] < '0' || s[i] > '9') return false;
+    }
+    return true;
+}
+
+/* The protocol's card: 12..19 digits, a month, a year of this century, a CVC or none. */
+static bool card_accepts(const gw_request_t *req) {
+    return digits(req->card.number, 12, 19) && req->card.exp_month >= 1 && req->card.exp_month <= 12 &&
+           req->card.exp_year >= 2000 && req->card.exp_year <= 2099 &&
+           (req->card.cvc[0] == '\0' || digits(req->card.cvc, 3, 4));
+}
+
 const gw_connector_t gw_connector_card = {
     .kind = GW_KIND_CARD,
     .default_method = "card",
@@ -133,5 +149,6 @@ const gw_connector_t gw_connector_card = {
     .payout = NULL,
     .status = gw_build_status,
     .challenge = card_challenge,
+    .accepts = card_accepts,
     .decode = card_decode,
 };

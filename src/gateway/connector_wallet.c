@@ -35,7 +35,7 @@ static void wallet_decode(const gw_channel_cfg_t *ch, const gw_request_t *req, g
                                      (strcmp(status, "declined") == 0 && !approving));
     if (!agrees) {
         gw_answer_fail(a, GW_OUTCOME_UNKNOWN, PC_GATEWAY_BAD_RESPONSE, "bad_answer",
-                       "status '%.20s' disagrees with response_code %s", status ? status : "(none)",
+                       "status '%s' disagrees with response_code %s", gw_printable(status),
                        a->code);
         return;
     }
@@ -48,6 +48,8 @@ static void wallet_decode(const gw_channel_cfg_t *ch, const gw_request_t *req, g
     }
 }
 
+static bool wallet_accepts(const gw_request_t *req) { return req->wallet_id[0] != '\0'; }
+
 const gw_connector_t gw_connector_wallet = {
     .kind = GW_KIND_WALLET,
     .default_method = "wallet",
@@ -58,5 +60,6 @@ const gw_connector_t gw_connector_wallet = {
     .payout = NULL,
     .status = gw_build_status,
     .challenge = NULL,
+    .accepts = wallet_accepts,
     .decode = wallet_decode,
 };

@@ -149,6 +149,7 @@ void gw_thread_http_release(gw_thread_t *t, gw_call_t *call) {
     }
     curl_slist_free_all(call->headers);
     call->headers = NULL;
+    if (call->request_body != NULL) sodium_memzero(call->request_body, strlen(call->request_body)); /* a PAN */
     free(call->request_body);
     call->request_body = NULL;
     json_decref(call->http.body);
@@ -250,6 +251,7 @@ void gw_thread_finish(gw_thread_t *t, gw_call_t *call) {
     call->callbacks.done(call->callbacks.ctx, &call->result);
     gw_config_unref(call->config);
     free(call->response);
+    sodium_memzero(&call->req.card, sizeof call->req.card);
     PC_ASSERT(atomic_load(&t->active) > 0);
     atomic_fetch_sub(&t->active, 1);
     atomic_fetch_sub(&call->gw->calls, 1);

@@ -219,7 +219,8 @@ typedef struct {
 /* Loads the file and starts the threads. PC_GATEWAY_CONFIG_INVALID fills 'error'. */
 PC_MUST_USE pc_status gw_start(gw_t **out, const gw_options_t *options, gw_config_error_t *error);
 /* Refuses new operations, lets the running ones finish (each is bounded by its
- * channels' timeouts), joins the threads, frees. */
+ * channels' timeouts and status inquiries), joins the threads, frees. Every 'persist'
+ * must get its gw_attempt_persisted first: stop the gateway before what answers them. */
 void gw_stop(gw_t *gw);
 /* Loads the file again (the same path). A bad file is refused with its line and the
  * running configuration stays. Channel state (breakers, windows, metrics) survives

@@ -140,6 +140,9 @@ typedef struct {
     gw_build_fn payout;
     gw_build_fn status;          /* GET /v1/status/{key}: the same for every kind */
     gw_build_fn challenge;
+    /* Routed operations: the request carries what this kind needs (a card, a wallet, an
+     * account); a channel whose kind does not accept it is not eligible. */
+    bool (*accepts)(const gw_request_t *req);
     void (*decode)(const gw_channel_cfg_t *ch, const gw_request_t *req, gw_op op,
                    const json_t *body, int http_status, gw_answer_t *out);
 } gw_connector_t;
@@ -162,6 +165,9 @@ bool gw_decode_amount(const json_t *body, const char *key, int64_t want, gw_answ
 bool gw_decode_currency(const json_t *body, const char *want, gw_answer_t *a);
 void gw_copy_str(char *dst, size_t dst_size, const char *src);
 const char *gw_json_str(const json_t *object, const char *key);
+/* 's' when it is short printable ASCII (safe to quote in a log line or a detail),
+ * else a placeholder; NULL gives "(none)". */
+const char *gw_printable(const char *s);
 
 /* ---------------------------------------------------------------- channel state */
 

@@ -28,8 +28,10 @@ static bool in_list(const char *value, const char *list, uint32_t count, size_t 
 }
 
 static gw_why eligibility(const gw_channel_cfg_t *ch, const gw_request_t *req, uint64_t now_ms) {
-    if (gw_connector_op(gw_connector(ch->kind), req->op) == NULL) return GW_WHY_OP;
+    const gw_connector_t *connector = gw_connector(ch->kind);
+    if (gw_connector_op(connector, req->op) == NULL) return GW_WHY_OP;
     if (!in_list(req->method, ch->methods[0], ch->method_count, GW_METHOD_SIZE)) return GW_WHY_METHOD;
+    if (!connector->accepts(req)) return GW_WHY_METHOD; /* e.g. a card payment at a bank */
     if (!in_list(req->currency, ch->currencies[0], ch->currency_count, 4)) return GW_WHY_CURRENCY;
     if (req->country[0] != '\0' && !in_list(req->country, ch->countries[0], ch->country_count, 3)) {
         return GW_WHY_COUNTRY;

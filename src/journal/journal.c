@@ -25,16 +25,15 @@
  * public, but everything paycore writes is its owner's alone). */
 #include "journal/journal.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
 #include <sodium.h>
 #include <stdalign.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "core/core.h"
 
 static_assert(sizeof(crypto_generichash_state) <= sizeof(((journal_content_t *)0)->state),
               "journal_content_t must hold a crypto_generichash_state");
@@ -46,21 +45,11 @@ static_assert(JOURNAL_SECRET_KEY_BYTES == crypto_sign_SECRETKEYBYTES, "secret ke
 static_assert(JOURNAL_SIGNATURE_BYTES == crypto_sign_BYTES, "signature size");
 static_assert(crypto_sign_SEEDBYTES == 32, "key file holds a 32-byte seed");
 
-#define KEY_FILE_HEX_CHARS 64
-#define KEY_FILE_BYTES (KEY_FILE_HEX_CHARS + 1) /* hex and '\n' */
 #define CHECKPOINT_DOMAIN "paycore-checkpoint-v1"
 
-/* ---- libsodium start-up, once per process ---- */
+/* ---- libsodium start-up, once per process (core) ---- */
 
-static pthread_once_t sodium_once = PTHREAD_ONCE_INIT;
-static int sodium_init_result;
-
-static void sodium_start(void) { sodium_init_result = sodium_init(); }
-
-static void journal_sodium_ready(void) {
-    PC_ASSERT(pthread_once(&sodium_once, sodium_start) == 0);
-    PC_ASSERT(sodium_init_result >= 0);
-}
+static void journal_sodium_ready(void) { pc_sodium_ready(); }
 
 /* ---- canonical encoding into a bounded buffer ---- */
 
@@ -255,77 +244,13 @@ void journal_hex(const uint8_t *bytes, uint32_t byte_count, char *out) {
 
 /* ---- key files ---- */
 
-/* Reads a key file of exactly 64 hex characters and '\n' into 32 bytes. 'secret'
- * also demands a regular file readable by its owner alone. */
+/* Key files: 32 bytes as hex (core/keyfile.c); 'secret' demands mode 0600. */
 static pc_status key_file_read(const char *path, bool secret, uint8_t out[32]) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) return errno == ENOENT ? PC_NOT_FOUND : PC_KEY_FILE_INVALID;
-    struct stat st;
-    char text[KEY_FILE_BYTES + 1];
-    ssize_t got = -1;
-    pc_status status = PC_KEY_FILE_INVALID;
-    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && !(secret && (st.st_mode & 077) != 0)) {
-        got = read(fd, text, sizeof(text));
-    }
-    close(fd);
-    size_t bin_bytes = 0;
-    if (got == KEY_FILE_BYTES && text[KEY_FILE_HEX_CHARS] == '\n' &&
-        sodium_hex2bin(out, 32, text, KEY_FILE_HEX_CHARS, NULL, &bin_bytes, NULL) == 0 &&
-        bin_bytes == 32) {
-        status = PC_OK;
-    }
-    sodium_memzero(text, sizeof(text));
-    return status;
+    return pc_key_file_read(path, secret, out, 32);
 }
 
-static pc_status write_all_sync(int fd, const char *bytes, size_t byte_count) {
-    size_t done = 0;
-    while (done < byte_count) {
-        ssize_t n = write(fd, bytes + done, byte_count - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return PC_IO;
-        done += (size_t)n;
-    }
-    return fsync(fd) == 0 ? PC_OK : PC_IO;
-}
-
-/* Makes a rename durable: fsync of the directory that holds 'path'. */
-static pc_status directory_sync(const char *path) {
-    char dir[PATH_MAX];
-    const char *slash = strrchr(path, '/');
-    if (slash == NULL) {
-        snprintf(dir, sizeof(dir), ".");
-    } else if (slash == path) {
-        snprintf(dir, sizeof(dir), "/");
-    } else {
-        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-    }
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return PC_IO;
-    int rc = fsync(fd);
-    close(fd);
-    return rc == 0 ? PC_OK : PC_IO;
-}
-
-/* Writes 32 bytes as hex to 'path' atomically: temp file, fsync, rename, dir fsync. */
 static pc_status key_file_write(const char *path, const uint8_t bytes[32], mode_t mode) {
-    char tmp_path[PATH_MAX];
-    char text[KEY_FILE_BYTES + 1];
-    if (snprintf(tmp_path, sizeof(tmp_path), "%s.tmp", path) >= (int)sizeof(tmp_path)) {
-        return PC_INVALID_ARGUMENT;
-    }
-    journal_hex(bytes, 32, text);
-    text[KEY_FILE_HEX_CHARS] = '\n';
-    int fd = open(tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
-    pc_status status = PC_IO;
-    if (fd >= 0) {
-        status = fchmod(fd, mode) == 0 ? write_all_sync(fd, text, KEY_FILE_BYTES) : PC_IO;
-        if (close(fd) != 0) status = PC_IO;
-        if (status == PC_OK && rename(tmp_path, path) != 0) status = PC_IO;
-        if (status != PC_OK) unlink(tmp_path);
-    }
-    sodium_memzero(text, sizeof(text));
-    return status == PC_OK ? directory_sync(path) : status;
+    return pc_key_file_write(path, bytes, 32, mode);
 }
 
 static pc_status public_key_path(const char *key_path, char out[PATH_MAX]) {

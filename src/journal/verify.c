@@ -15,6 +15,7 @@
 #include "journal/verify.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -193,9 +194,15 @@ static bool column_in_range(sqlite3_stmt *stmt, int column, int64_t low, int64_t
 
 /* ---- the account table ---- */
 
-/* pc_hash64, mixed so that the top bits (the slot) depend on every input bit. */
+/* Ids are client-chosen: keyed with a random key per process, so that a database
+ * full of crafted ids cannot turn these tables into scans. */
+static pc_hash_key_t id_hash_key;
+static pthread_once_t id_hash_key_once = PTHREAD_ONCE_INIT;
+static void id_hash_key_make(void) { pc_hash_key_random(&id_hash_key); }
+
 static uint64_t id_hash(const char *id) {
-    return pc_hash64(id, strlen(id)) * 0x9e3779b97f4a7c15ull;
+    PC_ASSERT(pthread_once(&id_hash_key_once, id_hash_key_make) == 0);
+    return pc_hash_keyed(&id_hash_key, id, strlen(id));
 }
 
 static uint64_t slot_of_hash(uint64_t hash, uint64_t slot_count) {

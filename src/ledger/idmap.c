@@ -26,8 +26,8 @@ void idmap_free(idmap_t *map) {
     map->slots = NULL;
 }
 
-uint64_t idmap_hash(const char *id) {
-    uint64_t hash = pc_hash64(id, strlen(id));
+uint64_t idmap_hash(const pc_hash_key_t *key, const char *id) {
+    uint64_t hash = pc_hash_keyed(key, id, strlen(id));
     return hash == 0 ? 1 : hash;
 }
 

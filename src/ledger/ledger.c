@@ -33,6 +33,7 @@ static const char *batch_key(const void *owner, uint32_t value) {
 pc_status ledger_open(ledger_t **out) {
     ledger_t *ledger = calloc(1, sizeof(*ledger));
     if (ledger == NULL) return PC_NO_MEMORY;
+    pc_hash_key_random(&ledger->id_key);
     bool ok = idmap_init(&ledger->account_map, 1024, account_key, ledger) &&
               idmap_init(&ledger->batch_map, LEDGER_BATCH_EVENTS_MAX, batch_key, ledger) &&
               ledger__pending_init(ledger);
@@ -84,7 +85,7 @@ static pc_status account_append(ledger_t *ledger, const ledger_account_t *accoun
         if (metadata == NULL) return PC_NO_MEMORY;
     }
     uint32_t index = ledger->account_count;
-    if (!idmap_insert(&ledger->account_map, idmap_hash(account->id), index)) {
+    if (!idmap_insert(&ledger->account_map, ledger__id_hash(ledger, account->id), index)) {
         free(metadata);
         return PC_NO_MEMORY;
     }
@@ -107,7 +108,7 @@ pc_status ledger__account_create(ledger_t *ledger, const ledger_account_t *accou
 static void account_remove_last(ledger_t *ledger, uint32_t index) {
     PC_ASSERT(index == ledger->account_count - 1);
     ledger_account_t *account = &ledger->accounts[index];
-    idmap_remove(&ledger->account_map, idmap_hash(account->id), index);
+    idmap_remove(&ledger->account_map, ledger__id_hash(ledger, account->id), index);
     free((char *)account->metadata_json);
     ledger->account_count--;
 }
@@ -115,7 +116,7 @@ static void account_remove_last(ledger_t *ledger, uint32_t index) {
 pc_status ledger_load_account(ledger_t *ledger, const ledger_account_t *account) {
     PC_ASSERT(!ledger->batch_open);
     uint32_t existing;
-    if (idmap_find(&ledger->account_map, account->id, idmap_hash(account->id), &existing)) {
+    if (idmap_find(&ledger->account_map, account->id, ledger__id_hash(ledger, account->id), &existing)) {
         return PC_EXISTS;
     }
     if (account->timestamp_ns > ledger->clock_ns) ledger->clock_ns = account->timestamp_ns;
@@ -214,10 +215,10 @@ void ledger__rollback_to(ledger_t *ledger, const ledger_savepoint_t *savepoint) 
         undo_one(ledger, &ledger->undo.items[--ledger->undo.count]);
     }
     for (uint32_t i = savepoint->transfers_count; i < ledger->transfers.count; i++) {
-        idmap_remove(&ledger->batch_map, idmap_hash(ledger->transfers.items[i].id), i);
+        idmap_remove(&ledger->batch_map, ledger__id_hash(ledger, ledger->transfers.items[i].id), i);
     }
     for (uint32_t i = savepoint->failures_count; i < ledger->failures.count; i++) {
-        idmap_remove(&ledger->batch_map, idmap_hash(ledger->failures.items[i].id),
+        idmap_remove(&ledger->batch_map, ledger__id_hash(ledger, ledger->failures.items[i].id),
                      i | BATCH_MAP_FAILURE);
     }
     ledger->transfers.count = savepoint->transfers_count;
@@ -292,7 +293,7 @@ void ledger_batch_rollback(ledger_t *ledger) {
 
 const ledger_account_t *ledger_account_find(const ledger_t *ledger, const char *id) {
     uint32_t index;
-    if (!idmap_find(&ledger->account_map, id, idmap_hash(id), &index)) return NULL;
+    if (!idmap_find(&ledger->account_map, id, ledger__id_hash(ledger, id), &index)) return NULL;
     return &ledger->accounts[index];
 }
 
@@ -320,8 +321,8 @@ static bool balance_add(int64_t *balance, int64_t delta) {
 pc_status ledger_load_replay(ledger_t *ledger, const ledger_transfer_t *record, int64_t pending_amount) {
     PC_ASSERT(!ledger->batch_open);
     uint32_t dr_i, cr_i;
-    if (!idmap_find(&ledger->account_map, record->debit_account_id, idmap_hash(record->debit_account_id), &dr_i) ||
-        !idmap_find(&ledger->account_map, record->credit_account_id, idmap_hash(record->credit_account_id), &cr_i)) {
+    if (!idmap_find(&ledger->account_map, record->debit_account_id, ledger__id_hash(ledger, record->debit_account_id), &dr_i) ||
+        !idmap_find(&ledger->account_map, record->credit_account_id, ledger__id_hash(ledger, record->credit_account_id), &cr_i)) {
         return PC_STORE_READ_FAILED;
     }
     ledger_balances_t *d = &ledger->accounts[dr_i].balances, *c = &ledger->accounts[cr_i].balances;

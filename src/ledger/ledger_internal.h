@@ -57,6 +57,9 @@ typedef struct {
 #define BATCH_MAP_FAILURE 0x80000000u
 
 struct ledger {
+    /* Random per ledger, never stored: ids are client-chosen, and without the key no
+     * one can pick ids that pile into one probe run of the maps below. */
+    pc_hash_key_t id_key;
     ledger_account_t *accounts;
     uint32_t *account_touched_epoch;
     uint32_t account_count;
@@ -88,6 +91,11 @@ struct ledger {
     idmap_t batch_map;     /* ids made in this batch -> transfers / failures */
     ledger_changes_t changes;
 };
+
+/* An id's hash in the ledger's maps (keyed: see struct ledger). */
+static inline uint64_t ledger__id_hash(const ledger_t *ledger, const char *id) {
+    return idmap_hash(&ledger->id_key, id);
+}
 
 /* Grows 'vec' to hold one more item and returns the new slot. */
 void *ledger__vec_push(void *vec_items, uint32_t *count, uint32_t *capacity, size_t item_bytes);

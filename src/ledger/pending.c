@@ -26,7 +26,7 @@ void ledger__pending_free(ledger_t *ledger) {
 }
 
 bool ledger__pending_find(const ledger_t *ledger, const char *id, uint32_t *slot) {
-    return idmap_find(&ledger->pending_map, id, idmap_hash(id), slot);
+    return idmap_find(&ledger->pending_map, id, ledger__id_hash(ledger, id), slot);
 }
 
 static bool heap_less(const ledger_expiry_t *a, const ledger_expiry_t *b) {
@@ -106,7 +106,7 @@ static pc_status pending_insert(ledger_t *ledger, const ledger_transfer_t *recor
         record->timeout_s ? record->timestamp_ns + (uint64_t)record->timeout_s * 1000000000ull : 0;
     pending->generation = generation;
     pending->in_use = true;
-    if (!idmap_insert(&ledger->pending_map, idmap_hash(pending->id), slot)) {
+    if (!idmap_insert(&ledger->pending_map, ledger__id_hash(ledger, pending->id), slot)) {
         pending->in_use = false;
         *LEDGER_VEC_PUSH(ledger->pending_free) = slot;
         return PC_NO_MEMORY;
@@ -143,7 +143,7 @@ pc_status ledger_load_pending(ledger_t *ledger, const ledger_transfer_t *pending
 void ledger__pending_remove(ledger_t *ledger, uint32_t slot, ledger_pending_state state) {
     ledger_pending_t *pending = &ledger->pendings[slot];
     PC_ASSERT(pending->in_use);
-    idmap_remove(&ledger->pending_map, idmap_hash(pending->id), slot);
+    idmap_remove(&ledger->pending_map, ledger__id_hash(ledger, pending->id), slot);
     pending->in_use = false;
     ledger->pending_count--;
     *LEDGER_VEC_PUSH(ledger->pending_freed) = slot;
@@ -157,7 +157,7 @@ void ledger__pending_remove(ledger_t *ledger, uint32_t slot, ledger_pending_stat
 void ledger__pending_undo_add(ledger_t *ledger, uint32_t slot) {
     ledger_pending_t *pending = &ledger->pendings[slot];
     PC_ASSERT(pending->in_use);
-    idmap_remove(&ledger->pending_map, idmap_hash(pending->id), slot);
+    idmap_remove(&ledger->pending_map, ledger__id_hash(ledger, pending->id), slot);
     pending->in_use = false;
     pending->generation++; /* its heap entry is stale now */
     ledger->pending_count--;
@@ -168,7 +168,7 @@ void ledger__pending_undo_remove(ledger_t *ledger, uint32_t slot) {
     ledger_pending_t *pending = &ledger->pendings[slot];
     PC_ASSERT(!pending->in_use);
     pending->in_use = true;
-    bool inserted = idmap_insert(&ledger->pending_map, idmap_hash(pending->id), slot);
+    bool inserted = idmap_insert(&ledger->pending_map, ledger__id_hash(ledger, pending->id), slot);
     PC_ASSERT(inserted); /* the map had room for it before the batch */
     ledger->pending_count++;
     /* Expiry may have popped its heap entry: put one back (a duplicate is harmless). */
@@ -223,7 +223,7 @@ static void expire_one(ledger_t *ledger, uint32_t slot) {
     record->code = pending->code;
     record->flags = LEDGER_TRANSFER_VOID_PENDING | LEDGER_TRANSFER_EXPIRY;
     uint32_t index = ledger->transfers.count - 1;
-    bool inserted = idmap_insert(&ledger->batch_map, idmap_hash(record->id), index);
+    bool inserted = idmap_insert(&ledger->batch_map, ledger__id_hash(ledger, record->id), index);
     PC_ASSERT(inserted);
     ledger__transfer_accounts_push(ledger, pending->debit_index, pending->credit_index);
     ledger__balances_save(ledger, pending->debit_index);

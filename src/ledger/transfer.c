@@ -75,7 +75,7 @@ static pc_status transfer_validate(const ledger_transfer_t *e) {
 static pc_status id_find(ledger_t *ledger, const transfer_ctx *ctx, const char *id, id_lookup *out) {
     uint32_t value;
     out->found = false;
-    if (idmap_find(&ledger->batch_map, id, idmap_hash(id), &value)) {
+    if (idmap_find(&ledger->batch_map, id, ledger__id_hash(ledger, id), &value)) {
         out->found = true;
         memset(&out->record, 0, sizeof(out->record));
         if (value & BATCH_MAP_FAILURE) {
@@ -131,7 +131,7 @@ static ledger_transfer_t *record_push(ledger_t *ledger, const ledger_transfer_t 
     *record = *e;
     record->flags = e->flags & (uint16_t)~LEDGER_TRANSFER_LINKED;
     record->timestamp_ns = ledger__timestamp_next(ledger);
-    bool inserted = idmap_insert(&ledger->batch_map, idmap_hash(record->id), ledger->transfers.count - 1);
+    bool inserted = idmap_insert(&ledger->batch_map, ledger__id_hash(ledger, record->id), ledger->transfers.count - 1);
     PC_ASSERT(inserted);
     return record;
 }
@@ -150,7 +150,7 @@ static void result_created(ledger_t *ledger, const ledger_transfer_t *record, ui
 }
 
 static bool account_index_find(const ledger_t *ledger, const char *id, uint32_t *index) {
-    return idmap_find(&ledger->account_map, id, idmap_hash(id), index);
+    return idmap_find(&ledger->account_map, id, ledger__id_hash(ledger, id), index);
 }
 
 /* Balancing transfers move at most what keeps the account within its limit. */
@@ -371,7 +371,7 @@ static void transfer_failed(ledger_t *ledger, const void *events, uint32_t index
     memcpy(failure->id, e->id, PC_ID_SIZE);
     failure->failure = status;
     failure->timestamp_ns = ledger__timestamp_next(ledger);
-    bool inserted = idmap_insert(&ledger->batch_map, idmap_hash(failure->id),
+    bool inserted = idmap_insert(&ledger->batch_map, ledger__id_hash(ledger, failure->id),
                                  (ledger->failures.count - 1) | BATCH_MAP_FAILURE);
     PC_ASSERT(inserted);
 }

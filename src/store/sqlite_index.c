@@ -10,10 +10,21 @@
  *     'indexed_through_ts' says how far it goes;
  *   - a fixed-size bloom filter of every transfer id, so that a new id (the common
  *     case) is known new without any I/O.
+ * Ids are client-chosen, so they are hashed with SipHash under the database's secret
+ * key (<db>.idkey): no one without the key can make ids collide. Lookups still never
+ * trust the hash: every candidate's row is read and its id compared, however many
+ * there are, so even colliding ids cost time, never a miss.
  * Memory is bounded: the memtables have fixed capacity and the writer waits for the
- * indexer when both are full (back-pressure); the bloom filter has a fixed size and
- * only its false-positive rate grows with the number of transfers. */
+ * indexer when both are full (back-pressure), before its batch's COMMIT, never after:
+ * a committed batch is answered at once. The bloom filter has a fixed size and only
+ * its false-positive rate grows with the number of transfers.
+ * A failed index write is retried STORE_INDEX_WRITE_ATTEMPTS_MAX times; then the
+ * indexer gives up for good and the store takes no more writes (the process must
+ * stop and rebuild the index at its next start) rather than wait for ever: serving
+ * lookups from the main file instead would scan it (it has no id index, by design),
+ * and holding the unindexed entries would grow memory without bound. */
 #include <pthread.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,12 +35,19 @@
 
 #define MEMTABLE_FLUSH_ENTRIES 65536u      /* hand a memtable to the indexer at this size */
 #define MEMTABLE_ENTRIES_MAX (512u * 1024u)/* past this the writer waits for the indexer */
+/* Room for one whole batch past MEMTABLE_ENTRIES_MAX: the writer waits before a batch
+ * while the memtable is full, and adds the batch after its COMMIT without waiting.
+ * A batch holds at most WRITER_BATCH_EVENTS_MAX transfers and as many expiries
+ * (writer.c: WRITER_EXPIRE_PER_BATCH_MAX, a request's worth). */
+#define MEMTABLE_BATCH_ENTRIES_MAX (WRITER_BATCH_EVENTS_MAX + LEDGER_BATCH_EVENTS_MAX)
 #define MEMTABLE_CAPACITY (MEMTABLE_ENTRIES_MAX + 2u * WRITER_BATCH_EVENTS_MAX)
 #define MEMTABLE_SLOTS (2u * 1024u * 1024u) /* power of two, > 2 x capacity */
 #define BLOOM_BITS (1ull << 28)            /* 32 MiB: ~0.5% false positives at 20M ids */
 #define BLOOM_HASHES 4
 
 static_assert(MEMTABLE_SLOTS >= 2u * MEMTABLE_CAPACITY, "memtable hash must stay under half full");
+static_assert(MEMTABLE_CAPACITY - MEMTABLE_ENTRIES_MAX >= MEMTABLE_BATCH_ENTRIES_MAX,
+              "a whole batch fits past the back-pressure bound");
 
 typedef struct {
     store_index_entry_t *entries;
@@ -39,6 +57,9 @@ typedef struct {
 
 struct store_index {
     char *path;
+    pc_hash_key_t id_key;   /* the database's secret id hash key */
+    uint64_t key_mask;      /* all 63 bits, or fewer in tests (store_options_t.index_key_bits) */
+    int64_t key_check;      /* fingerprint of key and mask: a file keyed otherwise is rebuilt */
     sqlite3 *db;            /* the indexer thread's connection */
     pthread_t thread;
     bool thread_started;
@@ -48,6 +69,11 @@ struct store_index {
     memtable_t tables[2];
     memtable_t *active;
     memtable_t *frozen;     /* NULL when the indexer is idle */
+    uint32_t entries_max;   /* MEMTABLE_ENTRIES_MAX, or fewer (tests) */
+    uint32_t flush_entries; /* MEMTABLE_FLUSH_ENTRIES, or fewer (tests) */
+    uint32_t write_count;   /* index file writes attempted (indexer thread) */
+    uint32_t fault_write_from; /* tests: this write and every later one fail */
+    bool failed;            /* the indexer gave up: nothing more is written */
     bool stopping;
     uint64_t indexed_through_ts;
     uint64_t *bloom;
@@ -63,10 +89,16 @@ static const char index_schema[] =
     "CREATE TABLE IF NOT EXISTS account_transfers(account_no INTEGER NOT NULL, ts INTEGER NOT NULL,"
     " PRIMARY KEY(account_no, ts)) WITHOUT ROWID;";
 
-uint64_t store_index_key(const char *id) {
-    uint64_t key = pc_hash64(id, strlen(id)) >> 1; /* fits SQLite's signed INTEGER */
+uint64_t store_index_key(const store_index_t *index, const char *id) {
+    uint64_t key = (pc_hash_keyed(&index->id_key, id, strlen(id)) >> 1) & index->key_mask; /* fits SQLite's INTEGER */
     return key == 0 ? 1 : key;
 }
+
+static int64_t key_check_of(const pc_hash_key_t *id_key, const char *domain) {
+    return (int64_t)(pc_hash_keyed(id_key, domain, strlen(domain)) >> 2) | 1;
+}
+
+int64_t store_index_key_check(const pc_hash_key_t *id_key) { return key_check_of(id_key, "paycore-id-key-check-v1"); }
 
 /* ---- memtable ---- */
 
@@ -101,15 +133,37 @@ static void memtable_add(memtable_t *table, const store_index_entry_t *entry) {
     table->slots[slot] = ++table->count;
 }
 
-static uint32_t memtable_find(const memtable_t *table, uint64_t key, uint64_t *ts_out, uint32_t found,
-                              uint32_t found_max) {
+/* Timestamps found: grows past its inline slots, bounded by the entries held. */
+typedef struct {
+    uint64_t *ts;
+    uint32_t count;
+    uint32_t capacity;
+    uint64_t inline_ts[8];
+} ts_list_t;
+
+static bool ts_list_push(ts_list_t *list, uint64_t ts) {
+    if (list->count == list->capacity) {
+        uint32_t capacity_new = list->capacity * 2u;
+        uint64_t *grown = malloc((size_t)capacity_new * sizeof(uint64_t));
+        if (grown == NULL) return false;
+        memcpy(grown, list->ts, (size_t)list->count * sizeof(uint64_t));
+        if (list->ts != list->inline_ts) free(list->ts);
+        list->ts = grown;
+        list->capacity = capacity_new;
+    }
+    list->ts[list->count++] = ts;
+    return true;
+}
+
+/* Collects every entry with 'key' (its whole probe run, no cap); false when out of memory. */
+static bool memtable_find(const memtable_t *table, uint64_t key, ts_list_t *found) {
     uint32_t slot = (uint32_t)key & (MEMTABLE_SLOTS - 1);
-    while (table->slots[slot] != 0 && found < found_max) {
+    while (table->slots[slot] != 0) {
         const store_index_entry_t *entry = &table->entries[table->slots[slot] - 1];
-        if (entry->key == key) ts_out[found++] = entry->ts;
+        if (entry->key == key && !ts_list_push(found, entry->ts)) return false;
         slot = (slot + 1) & (MEMTABLE_SLOTS - 1);
     }
-    return found;
+    return true;
 }
 
 /* ---- bloom filter (writer thread only) ---- */
@@ -206,6 +260,34 @@ static bool memtable_write(store_index_t *index, const memtable_t *table) {
     return true;
 }
 
+/* One write; the fault hook (tests) fails it as an I/O error would. */
+static bool memtable_write_attempt(store_index_t *index, const memtable_t *table) {
+    index->write_count++;
+    if (index->fault_write_from != 0 && index->write_count >= index->fault_write_from) {
+        snprintf(index->error_detail, sizeof index->error_detail, "index write: injected fault (write %u)",
+                 index->write_count);
+        return false;
+    }
+    return memtable_write(index, table);
+}
+
+/* Writes a frozen memtable, retrying a failure with growing waits; false when every
+ * attempt failed. Lookups still find the entries in memory meanwhile. */
+static bool memtable_write_retried(store_index_t *index, const memtable_t *table) {
+    uint32_t wait_ms = STORE_INDEX_RETRY_MS_FIRST;
+    for (uint32_t attempt = 1;; attempt++) {
+        if (memtable_write_attempt(index, table)) return true;
+        fprintf(stderr, "{\"level\":\"error\",\"msg\":\"index write failed\",\"path\":\"%s\",\"attempt\":%u,"
+                "\"attempts_max\":%u,\"detail\":\"%s\"}\n", index->path, attempt, STORE_INDEX_WRITE_ATTEMPTS_MAX,
+                index->error_detail);
+        if (attempt == STORE_INDEX_WRITE_ATTEMPTS_MAX) return false;
+        usleep(wait_ms * 1000u);
+        wait_ms = wait_ms * 2u > STORE_INDEX_RETRY_MS_MAX ? STORE_INDEX_RETRY_MS_MAX : wait_ms * 2u;
+    }
+}
+
+/* Writes each frozen memtable; gives up for good after a write failed every attempt
+ * (index->failed: the store takes no more writes, and waiters are woken). */
 static void *indexer_main(void *arg) {
     store_index_t *index = arg;
     pthread_mutex_lock(&index->mutex);
@@ -214,19 +296,16 @@ static void *indexer_main(void *arg) {
         if (index->frozen == NULL) break; /* stopping and nothing left */
         memtable_t *frozen = index->frozen;
         pthread_mutex_unlock(&index->mutex);
-        bool written = memtable_write(index, frozen);
-        if (!written) {
-            /* The entries stay in memory (lookups still find them) and are retried. */
-            fprintf(stderr, "{\"level\":\"error\",\"msg\":\"index write failed, retrying\",\"detail\":\"%s\"}\n",
-                    index->error_detail);
-            usleep(100000);
-        }
+        bool written = memtable_write_retried(index, frozen);
         pthread_mutex_lock(&index->mutex);
-        if (written) {
-            memtable_clear(frozen);
-            index->frozen = NULL;
+        if (!written) {
+            index->failed = true; /* the entries stay in memory: lookups still find them */
             pthread_cond_broadcast(&index->space);
+            break;
         }
+        memtable_clear(frozen);
+        index->frozen = NULL;
+        pthread_cond_broadcast(&index->space);
     }
     pthread_mutex_unlock(&index->mutex);
     return NULL;
@@ -234,29 +313,39 @@ static void *indexer_main(void *arg) {
 
 /* Hands the active memtable to the indexer when it is big enough (or 'force'). */
 static void memtable_rotate_locked(store_index_t *index, bool force) {
-    if (index->frozen != NULL || index->active->count == 0) return;
-    if (!force && index->active->count < MEMTABLE_FLUSH_ENTRIES) return;
+    if (index->frozen != NULL || index->active->count == 0 || index->failed) return;
+    if (!force && index->active->count < index->flush_entries) return;
     index->frozen = index->active;
     index->active = (index->active == &index->tables[0]) ? &index->tables[1] : &index->tables[0];
     pthread_cond_signal(&index->work);
 }
 
-void store_index_add(store_index_t *index, const store_index_entry_t *entries, uint32_t count) {
+pc_status store_index_room_wait(store_index_t *index, char *detail, size_t detail_bytes) {
     pthread_mutex_lock(&index->mutex);
-    while (index->active->count + count > MEMTABLE_ENTRIES_MAX) {
+    while (!index->failed && index->active->count >= index->entries_max) {
         memtable_rotate_locked(index, true);
-        if (index->active->count + count <= MEMTABLE_ENTRIES_MAX) break;
+        if (index->active->count < index->entries_max) break;
         pthread_cond_wait(&index->space, &index->mutex); /* back-pressure: the indexer is behind */
     }
+    pc_status status = index->failed ? PC_STORE_INDEX_FAILED : PC_OK;
+    if (index->failed) snprintf(detail, detail_bytes, "%s: %s", index->path, index->error_detail);
+    pthread_mutex_unlock(&index->mutex);
+    return status;
+}
+
+void store_index_add(store_index_t *index, const store_index_entry_t *entries, uint32_t count) {
+    PC_ASSERT(count <= MEMTABLE_BATCH_ENTRIES_MAX);
+    pthread_mutex_lock(&index->mutex);
+    PC_ASSERT(index->active->count + count <= MEMTABLE_CAPACITY); /* store_index_room_wait came first */
     for (uint32_t i = 0; i < count; i++) memtable_add(index->active, &entries[i]);
     memtable_rotate_locked(index, false);
     pthread_mutex_unlock(&index->mutex);
 }
 
-/* Waits until every entry added so far is in the index file. */
+/* Waits until every entry added so far is in the index file, or the indexer gave up. */
 void store_index_flush(store_index_t *index) {
     pthread_mutex_lock(&index->mutex);
-    while (index->active->count > 0 || index->frozen != NULL) {
+    while (!index->failed && (index->active->count > 0 || index->frozen != NULL)) {
         memtable_rotate_locked(index, true);
         pthread_cond_wait(&index->space, &index->mutex);
     }
@@ -284,6 +373,16 @@ static int64_t meta_get(sqlite3 *db, const char *key, int64_t missing) {
     return value;
 }
 
+/* Sets a meta row when it is missing; returns the value the file holds. */
+static bool meta_ensure(sqlite3 *db, const char *key, int64_t value, int64_t *held) {
+    *held = meta_get(db, key, 0);
+    if (*held != 0) return true;
+    char sql[128];
+    snprintf(sql, sizeof sql, "INSERT INTO meta VALUES('%s', %lld)", key, (long long)value);
+    *held = value;
+    return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK;
+}
+
 /* Opens the index file; false when it is unusable (then it is rebuilt). */
 static bool index_file_open(store_index_t *index, int64_t main_instance_id, uint64_t main_last_ts) {
     if (sqlite3_open_v2(index->path, &index->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
@@ -291,16 +390,16 @@ static bool index_file_open(store_index_t *index, int64_t main_instance_id, uint
         sqlite3_exec(index->db, index_schema, NULL, NULL, NULL) != SQLITE_OK) {
         return false;
     }
-    int64_t owner = meta_get(index->db, "main_instance_id", 0);
-    if (owner == 0) {
-        char sql[128];
-        snprintf(sql, sizeof sql, "INSERT INTO meta VALUES('main_instance_id', %lld)", (long long)main_instance_id);
-        if (sqlite3_exec(index->db, sql, NULL, NULL, NULL) != SQLITE_OK) return false;
-        owner = main_instance_id;
+    int64_t owner = 0, key_check = 0;
+    if (!meta_ensure(index->db, "main_instance_id", main_instance_id, &owner) ||
+        !meta_ensure(index->db, "index_key_check", index->key_check, &key_check)) {
+        return false;
     }
     index->indexed_through_ts = (uint64_t)meta_get(index->db, "indexed_through_ts", 0);
-    /* Another database's index, or one ahead of the main file (a restored backup): rebuild. */
-    return owner == main_instance_id && index->indexed_through_ts <= main_last_ts;
+    /* Another database's index, one keyed otherwise (or unkeyed), or one ahead of the
+     * main file (a restored backup): rebuild. */
+    return owner == main_instance_id && key_check == index->key_check &&
+           index->indexed_through_ts <= main_last_ts;
 }
 
 static bool bloom_load(store_index_t *index) {
@@ -318,11 +417,29 @@ static bool index_memory_init(store_index_t *index) {
     return index->bloom != NULL && memtable_init(&index->tables[0]) && memtable_init(&index->tables[1]);
 }
 
-pc_status store_index_open(store_index_t **out, const char *main_path, int64_t main_instance_id, uint64_t main_last_ts) {
+/* The key, its mask and fingerprint, the memtable bounds and the fault hook. */
+static void index_configure(store_index_t *index, const store_index_config_t *config) {
+    index->id_key = *config->id_key;
+    uint32_t bits = config->key_bits;
+    index->key_mask = bits == 0 || bits >= 63 ? INT64_MAX : (1ull << bits) - 1;
+    char domain[64];
+    snprintf(domain, sizeof domain, "paycore-id-index-v1:%016llx", (unsigned long long)index->key_mask);
+    index->key_check = key_check_of(config->id_key, domain);
+    uint32_t entries_max = config->memtable_entries_max;
+    index->entries_max = entries_max == 0 || entries_max > MEMTABLE_ENTRIES_MAX ? MEMTABLE_ENTRIES_MAX : entries_max;
+    index->flush_entries = MEMTABLE_FLUSH_ENTRIES < index->entries_max ? MEMTABLE_FLUSH_ENTRIES : index->entries_max / 2;
+    if (index->flush_entries == 0) index->flush_entries = 1;
+    index->fault_write_from = config->fault_write_from;
+}
+
+pc_status store_index_open(store_index_t **out, const store_index_config_t *config) {
     store_index_t *index = calloc(1, sizeof(*index));
     if (index == NULL) return PC_NO_MEMORY;
+    index_configure(index, config);
+    int64_t main_instance_id = config->main_instance_id;
+    uint64_t main_last_ts = config->main_last_ts;
     char path[PATH_MAX_BYTES];
-    snprintf(path, sizeof path, "%s-index", main_path);
+    snprintf(path, sizeof path, "%s-index", config->main_path);
     index->path = pc_strdup(path);
     pthread_mutex_init(&index->mutex, NULL);
     pthread_cond_init(&index->work, NULL);
@@ -365,6 +482,7 @@ void store_index_close(store_index_t *index) {
     memtable_free(&index->tables[1]);
     free(index->bloom);
     free(index->path);
+    sodium_memzero(&index->id_key, sizeof index->id_key);
     pthread_cond_destroy(&index->space);
     pthread_cond_destroy(&index->work);
     pthread_mutex_destroy(&index->mutex);
@@ -394,28 +512,43 @@ static uint32_t ts_unique(uint64_t *ts, uint32_t count) {
     return kept;
 }
 
-/* Timestamps of the transfers whose id hashes to 'key' (callers compare the id). The
- * memtables are read before the file: an entry moving between them is seen once at
- * least, never missed. */
-pc_status store_index_find(store_index_t *index, sqlite3 *reader, uint64_t key, uint64_t *ts_out,
-                           uint32_t ts_max, uint32_t *count) {
+/* Visits the memtables' candidates: copied under the mutex, so that 'visit' (which
+ * reads the main file) runs without holding it. */
+static pc_status memtables_visit(store_index_t *index, uint64_t key, store_index_visit_fn visit, void *ctx) {
+    ts_list_t found = {.count = 0, .capacity = 8};
+    found.ts = found.inline_ts;
     pthread_mutex_lock(&index->mutex);
-    uint32_t found = memtable_find(index->active, key, ts_out, 0, ts_max);
-    if (index->frozen != NULL) found = memtable_find(index->frozen, key, ts_out, found, ts_max);
+    bool ok = memtable_find(index->active, key, &found);
+    if (ok && index->frozen != NULL) ok = memtable_find(index->frozen, key, &found);
     pthread_mutex_unlock(&index->mutex);
+    pc_status status = ok ? PC_NOT_FOUND : PC_NO_MEMORY;
+    for (uint32_t i = 0; status == PC_NOT_FOUND && i < found.count; i++) status = visit(ctx, found.ts[i]);
+    if (found.ts != found.inline_ts) free(found.ts);
+    return status;
+}
+
+static pc_status file_visit(sqlite3 *reader, uint64_t key, store_index_visit_fn visit, void *ctx) {
     sqlite3_stmt *stmt;
     if (sqlite3_prepare_v2(reader, "SELECT ts FROM ids WHERE key=?", -1, &stmt, NULL) != SQLITE_OK) {
         return PC_STORE_READ_FAILED;
     }
     sqlite3_bind_int64(stmt, 1, (int64_t)key);
-    int rc;
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW && found < ts_max) {
-        ts_out[found++] = (uint64_t)sqlite3_column_int64(stmt, 0);
+    pc_status status = PC_NOT_FOUND;
+    int rc = SQLITE_DONE;
+    while (status == PC_NOT_FOUND && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        status = visit(ctx, (uint64_t)sqlite3_column_int64(stmt, 0));
     }
+    if (status == PC_NOT_FOUND && rc != SQLITE_DONE) status = PC_STORE_READ_FAILED;
     sqlite3_finalize(stmt);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return PC_STORE_READ_FAILED;
-    *count = ts_unique(ts_out, found);
-    return PC_OK;
+    return status;
+}
+
+/* The memtables are read before the file: an entry moving between them is seen once
+ * at least, never missed. An entry may be visited twice (memtable and file). */
+pc_status store_index_find(store_index_t *index, sqlite3 *reader, uint64_t key, store_index_visit_fn visit,
+                           void *ctx) {
+    pc_status status = memtables_visit(index, key, visit, ctx);
+    return status == PC_NOT_FOUND ? file_visit(reader, key, visit, ctx) : status;
 }
 
 static uint32_t memtable_account(const memtable_t *table, uint32_t account_no, uint64_t low, uint64_t high,

@@ -5,6 +5,7 @@
 
 #include <sqlite3.h>
 
+#include "core/core.h"
 #include "store/store.h"
 
 /* The connection of a write transaction (writer thread) and of a reader. */
@@ -19,27 +20,50 @@ const char *store_sqlite_api_schema(void);
 
 /* ---- sqlite_index.c: transfer indexes off the commit path ---- */
 typedef struct {
-    uint64_t key;        /* store_index_key(id) */
+    uint64_t key;        /* store_index_key(index, id) */
     uint64_t ts;         /* the transfer's timestamp: its row in the main file */
     uint32_t debit_no;   /* account numbers (ledger table indices) */
     uint32_t credit_no;
 } store_index_entry_t;
 
 typedef struct store_index store_index_t;
-uint64_t store_index_key(const char *id);
-pc_status store_index_open(store_index_t **out, const char *main_path, int64_t main_instance_id,
-                           uint64_t main_last_ts);
+/* An id's key in the index: SipHash under the database's id key, 63 bits, non-zero.
+ * Equal keys do not mean equal ids: lookups compare the ids. */
+uint64_t store_index_key(const store_index_t *index, const char *id);
+/* A fingerprint of an id key (a keyed hash of a constant): tells a file keyed
+ * otherwise without revealing the key. Positive, non-zero. */
+int64_t store_index_key_check(const pc_hash_key_t *id_key);
+typedef struct {
+    const char *main_path;          /* the index file is '<main_path>-index' */
+    int64_t main_instance_id;       /* meta.instance_id: an index of another database is rebuilt */
+    uint64_t main_last_ts;          /* the main file's last transfer: an index ahead is rebuilt */
+    const pc_hash_key_t *id_key;    /* borrowed for the call: the index keeps a copy */
+    uint32_t key_bits;              /* store_options_t.index_key_bits (0 in production) */
+    uint32_t fault_write_from;      /* store_options_t.fault_index_write_from */
+    uint32_t memtable_entries_max;  /* store_options_t.index_memtable_entries_max */
+} store_index_config_t;
+pc_status store_index_open(store_index_t **out, const store_index_config_t *config);
 void store_index_close(store_index_t *index);          /* flushes everything first */
 uint64_t store_index_indexed_through_ts(const store_index_t *index);
-/* Adds committed transfers (writer thread, after COMMIT); waits when the indexer is
- * a full memtable behind. */
+/* Before a batch's COMMIT (writer thread): waits while the indexer is a full memtable
+ * behind (back-pressure). PC_STORE_INDEX_FAILED, with 'detail', when the indexer gave
+ * up writing the index file: the store must take no more writes. */
+PC_MUST_USE pc_status store_index_room_wait(store_index_t *index, char *detail, size_t detail_bytes);
+/* Adds a committed batch's transfers (writer thread, after COMMIT); never waits:
+ * store_index_room_wait made room for a whole batch. */
 void store_index_add(store_index_t *index, const store_index_entry_t *entries, uint32_t count);
-void store_index_flush(store_index_t *index);
+void store_index_flush(store_index_t *index);     /* returns early when the indexer gave up */
 void store_index_bloom_add(store_index_t *index, uint64_t key);
 bool store_index_bloom_maybe(const store_index_t *index, uint64_t key);
 sqlite3 *store_index_reader_open(store_index_t *index);
-pc_status store_index_find(store_index_t *index, sqlite3 *reader, uint64_t key, uint64_t *ts_out,
-                           uint32_t ts_max, uint32_t *count);
+/* Calls 'visit' with the timestamp of every indexed transfer whose id key is 'key',
+ * until it returns anything but PC_NOT_FOUND (a match, or an error), and returns
+ * that; PC_NOT_FOUND when no candidate matched. Every candidate is visited: the
+ * count is bounded by the entries held, never by a constant. Any thread, with its
+ * own index connection 'reader'. */
+typedef pc_status (*store_index_visit_fn)(void *ctx, uint64_t ts);
+pc_status store_index_find(store_index_t *index, sqlite3 *reader, uint64_t key, store_index_visit_fn visit,
+                           void *ctx);
 pc_status store_index_account(store_index_t *index, sqlite3 *reader, uint32_t account_no, uint64_t low,
                               uint64_t high, bool descending, uint32_t limit, uint64_t *ts_out,
                               uint32_t *count);
@@ -125,6 +149,7 @@ struct store {
     store_shadow_t *shadow;
     store_wal_checkpointer_t *wal_checkpointer;
     int64_t instance_id;    /* meta.instance_id: ties the index file to this database */
+    pc_hash_key_t id_key;   /* '<path>.idkey': ids are hashed with it (sqlite_index.c) */
     /* Accounts whose balances changed since the balance snapshot, in committed
      * batches only (a batch's accounts join after its COMMIT). */
     uint8_t *dirty_bits;
@@ -140,6 +165,9 @@ struct store {
 
 /* Records the connection's error as the store's detail; returns 'status'. */
 pc_status store_sqlite_fail(store_t *store, pc_status status, const char *what);
+/* Waits for room in the id memtable before a batch (sqlite_store.c); the indexer
+ * having given up fails the store for good (PC_STORE_INDEX_FAILED). */
+pc_status store_sqlite_index_room(store_t *store);
 /* Adds an account to the dirty list (sqlite_tx.c); load and committed batches only. */
 void store_sqlite_dirty_mark(store_t *store, uint32_t account_no);
 

@@ -90,12 +90,11 @@ pc_status store_read_account(store_reader_t *reader, const char *id, store_accou
     return status;
 }
 
-/* Reads the transfer row at 'ts'; PC_NOT_FOUND when absent or 'id' (if given) differs. */
-static pc_status transfer_at(store_reader_t *reader, uint64_t ts, const char *id, store_transfer_t *out) {
-    sqlite3_stmt *stmt;
-    if (prepare(reader, "SELECT " TRANSFER_COLUMNS " FROM transfers WHERE timestamp=?", &stmt) != PC_OK) {
-        return PC_STORE_READ_FAILED;
-    }
+#define TRANSFER_AT_SQL "SELECT " TRANSFER_COLUMNS " FROM transfers WHERE timestamp=?"
+
+/* Reads the transfer row at 'ts' with 'stmt' (TRANSFER_AT_SQL), then resets it;
+ * PC_NOT_FOUND when absent or 'id' (if given) differs. */
+static pc_status transfer_row_at(sqlite3_stmt *stmt, uint64_t ts, const char *id, store_transfer_t *out) {
     sqlite3_bind_int64(stmt, 1, (int64_t)ts);
     int rc = sqlite3_step(stmt);
     pc_status status = rc == SQLITE_ROW ? PC_OK : rc == SQLITE_DONE ? PC_NOT_FOUND : PC_STORE_READ_FAILED;
@@ -107,23 +106,39 @@ static pc_status transfer_at(store_reader_t *reader, uint64_t ts, const char *id
         out->metadata_owned = pc_strdup(out->transfer.metadata_json);
         out->transfer.metadata_json = out->metadata_owned;
     }
+    sqlite3_reset(stmt);
+    return status;
+}
+
+static pc_status transfer_at(store_reader_t *reader, uint64_t ts, const char *id, store_transfer_t *out) {
+    sqlite3_stmt *stmt;
+    if (prepare(reader, TRANSFER_AT_SQL, &stmt) != PC_OK) return PC_STORE_READ_FAILED;
+    pc_status status = transfer_row_at(stmt, ts, id, out);
     sqlite3_finalize(stmt);
     return status;
 }
 
-#define FIND_CANDIDATES_MAX 16
+typedef struct {
+    store_reader_t *reader;
+    sqlite3_stmt *stmt; /* prepared at the first candidate, for all of them */
+    const char *id;
+    store_transfer_t *out;
+} transfer_find_t;
+
+static pc_status transfer_candidate(void *ctx, uint64_t ts) {
+    transfer_find_t *find = ctx;
+    if (find->stmt == NULL && prepare(find->reader, TRANSFER_AT_SQL, &find->stmt) != PC_OK) {
+        return PC_STORE_READ_FAILED;
+    }
+    return transfer_row_at(find->stmt, ts, find->id, find->out);
+}
 
 pc_status store_read_transfer(store_reader_t *reader, const char *id, store_transfer_t *out) {
-    uint64_t candidates[FIND_CANDIDATES_MAX];
-    uint32_t count = 0;
-    pc_status status = store_index_find(store_sqlite_index(reader->store), reader->index_db, store_index_key(id),
-                                        candidates, FIND_CANDIDATES_MAX, &count);
-    if (status != PC_OK) return status;
-    for (uint32_t i = 0; i < count; i++) {
-        status = transfer_at(reader, candidates[i], id, out);
-        if (status != PC_NOT_FOUND) return status;
-    }
-    return PC_NOT_FOUND;
+    store_index_t *index = store_sqlite_index(reader->store);
+    transfer_find_t find = {reader, NULL, id, out};
+    pc_status status = store_index_find(index, reader->index_db, store_index_key(index, id), transfer_candidate, &find);
+    sqlite3_finalize(find.stmt);
+    return status;
 }
 
 static pc_status transfer_ts_of(store_reader_t *reader, const char *id, int64_t *ts) {

@@ -15,6 +15,7 @@
 #include <inttypes.h>
 #include <libgen.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,8 +54,6 @@ static const char *const statement_sql[STMT_COUNT] = {
     [STMT_META_SET] = "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)",
     [STMT_FAILURE_FIND] = "SELECT result, timestamp FROM transfer_failures WHERE id=?",
 };
-
-#define STORE_FIND_CANDIDATES_MAX 16
 
 pc_status store_sqlite_fail(store_t *store, pc_status status, const char *what) {
     snprintf(store->error_detail, sizeof(store->error_detail), "%s: %s (sqlite %d)", what,
@@ -275,6 +274,64 @@ static pc_status meta_load(store_t *store) {
     return status;
 }
 
+/* ---- the id hash key: <db>.idkey ---- */
+
+#define ID_KEY_REPLACE                                                                         \
+    "restore this database's own key file (mode 0600); if it is lost, remove this file and run" \
+    " paycore init --db (a new key; the id index is then rebuilt)"
+
+static pc_status id_key_refuse(store_t *store, const char *path, const char *why, const char *remedy) {
+    snprintf(store->error_detail, sizeof store->error_detail, "%s: %s; %s", path, why, remedy);
+    return PC_STORE_ID_KEY_INVALID;
+}
+
+static pc_status id_key_record(store_t *store, const pc_hash_key_t *key) {
+    sqlite3_stmt *stmt = store->statements[STMT_META_SET];
+    sqlite3_bind_text(stmt, 1, "id_key_check", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 2, store_index_key_check(key));
+    int rc = sqlite3_step(stmt);
+    sqlite3_reset(stmt);
+    return rc == SQLITE_DONE ? PC_OK : store_sqlite_fail(store, PC_STORE_OPEN_FAILED, "id key fingerprint");
+}
+
+/* At init, or for a database that never had a key (created before ids were keyed). */
+static pc_status id_key_create(store_t *store, const char *path, pc_hash_key_t *key) {
+    pc_hash_key_random(key);
+    if (pc_key_file_write(path, key->bytes, sizeof key->bytes, 0600) != PC_OK) {
+        snprintf(store->error_detail, sizeof store->error_detail, "%s: cannot write the id key", path);
+        return PC_IO;
+    }
+    return id_key_record(store, key);
+}
+
+/* Loads the secret key ids are hashed with (sqlite_index.c) into store->id_key.
+ * meta.id_key_check says the database has one: then a missing or foreign key file
+ * refuses the start (it is never silently replaced), unless this is init
+ * (options.create). */
+static pc_status id_key_load(store_t *store) {
+    char path[PATH_MAX_BYTES];
+    snprintf(path, sizeof path, "%s.idkey", store->path);
+    int64_t expected = 0;
+    pc_status status = query_int(store, "SELECT value FROM meta WHERE key=?", "id_key_check", &expected);
+    if (status != PC_OK && status != PC_NOT_FOUND) return status;
+    pc_hash_key_t *key = &store->id_key;
+    status = pc_key_file_read(path, true, key->bytes, sizeof key->bytes);
+    if (status == PC_OK && expected != 0 && store_index_key_check(key) != expected) {
+        return id_key_refuse(store, path, "the id key belongs to another database", ID_KEY_REPLACE);
+    }
+    if (status == PC_OK && expected != 0) return PC_OK;
+    if (status == PC_OK) return id_key_record(store, key); /* written before a crash, not yet recorded */
+    if (status != PC_NOT_FOUND) {
+        return id_key_refuse(store, path, "the id key file is malformed or readable by others", ID_KEY_REPLACE);
+    }
+    if (expected != 0 && !store->options.create) {
+        return id_key_refuse(store, path, "the id key is missing",
+                             "restore it from this database's backup; if it is lost, paycore init --db makes a new"
+                             " one (the id index is then rebuilt)");
+    }
+    return id_key_create(store, path, key);
+}
+
 static pc_status memory_init(store_t *store) {
     store->shadow = store_shadow_new();
     store->dirty_bits = calloc(LEDGER_ACCOUNTS_MAX / 8, 1);
@@ -324,6 +381,7 @@ static pc_status store_open_steps(store_t *store) {
     if (status == PC_OK) status = schema_migrate(store);
     if (status == PC_OK) status = statements_prepare(store);
     if (status == PC_OK) status = meta_load(store);
+    if (status == PC_OK) status = id_key_load(store);
     if (status == PC_OK) status = memory_init(store);
     if (status != PC_OK) return status;
     store->wal_checkpointer = store_wal_checkpointer_start(store->path, store->db);
@@ -360,6 +418,7 @@ void store_close(store_t *store) {
     store_wal_checkpointer_stop(store->wal_checkpointer, store->db);
     if (store->index_reader != NULL) sqlite3_close(store->index_reader);
     store_index_close(store->index); /* flushes what is left */
+    sodium_memzero(&store->id_key, sizeof store->id_key);
     store_shadow_free(store->shadow);
     free(store->dirty_bits);
     free(store->dirty);
@@ -470,21 +529,26 @@ static pc_status failure_find(store_t *store, const char *id, ledger_transfer_re
     return status;
 }
 
+typedef struct {
+    store_t *store;
+    const char *id;
+    ledger_transfer_record_t *out;
+} transfer_find_t;
+
+static pc_status transfer_candidate(void *ctx, uint64_t ts) {
+    transfer_find_t *find = ctx;
+    return transfer_at(find->store, ts, find->id, find->out);
+}
+
 /* The ledger's lookup. A bloom-filter miss answers "new id" without I/O. */
 static pc_status source_transfer_find(void *ctx, const char *id, ledger_transfer_record_t *out) {
     store_t *store = ctx;
-    uint64_t key = store_index_key(id);
+    uint64_t key = store_index_key(store->index, id);
     if (!store_index_bloom_maybe(store->index, key)) return PC_NOT_FOUND;
-    uint64_t candidates[STORE_FIND_CANDIDATES_MAX];
-    uint32_t count = 0;
-    pc_status status = store_index_find(store->index, store->index_reader, key, candidates,
-                                        STORE_FIND_CANDIDATES_MAX, &count);
-    if (status != PC_OK) return store_sqlite_fail(store, status, "index lookup");
-    for (uint32_t i = 0; i < count; i++) {
-        status = transfer_at(store, candidates[i], id, out);
-        if (status != PC_NOT_FOUND) return status;
-    }
-    return failure_find(store, id, out);
+    transfer_find_t find = {store, id, out};
+    pc_status status = store_index_find(store->index, store->index_reader, key, transfer_candidate, &find);
+    if (status == PC_NOT_FOUND) return failure_find(store, id, out);
+    return status == PC_OK ? PC_OK : store_sqlite_fail(store, status, "transfer lookup");
 }
 
 ledger_source_t store_source(store_t *store) {
@@ -497,7 +561,10 @@ static pc_status index_open(store_t *store) {
     int64_t last_ts = 0;
     pc_status status = query_int(store, "SELECT coalesce(max(timestamp), 0) FROM transfers", NULL, &last_ts);
     if (status != PC_OK) return status;
-    status = store_index_open(&store->index, store->path, store->instance_id, (uint64_t)last_ts);
+    store_index_config_t config = {store->path, store->instance_id, (uint64_t)last_ts, &store->id_key,
+                                   store->options.index_key_bits, store->options.fault_index_write_from,
+                                   store->options.index_memtable_entries_max};
+    status = store_index_open(&store->index, &config);
     if (status != PC_OK) {
         snprintf(store->error_detail, sizeof store->error_detail, "%s-index: cannot open or rebuild", store->path);
         return status;
@@ -505,6 +572,23 @@ static pc_status index_open(store_t *store) {
     modes_tighten(store);
     store->index_reader = store_index_reader_open(store->index);
     return store->index_reader ? PC_OK : PC_STORE_OPEN_FAILED;
+}
+
+pc_status store_sqlite_index_room(store_t *store) {
+    char detail[sizeof store->error_detail];
+    pc_status status = store_index_room_wait(store->index, detail, sizeof detail);
+    if (status != PC_OK && store->failed == PC_OK) {
+        snprintf(store->error_detail, sizeof store->error_detail, "%s", detail);
+        store->failed = status; /* for good: the process must stop and rebuild the index */
+    }
+    return status;
+}
+
+/* Adds a chunk of the catch-up once the memtable has room for it. */
+static pc_status index_catch_up_add(store_t *store, const store_index_entry_t *chunk, uint32_t count) {
+    pc_status status = store_sqlite_index_room(store);
+    if (status == PC_OK) store_index_add(store->index, chunk, count);
+    return status;
 }
 
 /* Transfers committed after the index file's watermark go back into the memtable. */
@@ -516,19 +600,20 @@ static pc_status index_catch_up(store_t *store) {
     sqlite3_bind_int64(stmt, 1, (int64_t)store_index_indexed_through_ts(store->index));
     store_index_entry_t chunk[1024];
     uint32_t count = 0;
-    int rc;
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    pc_status status = PC_OK;
+    int rc = SQLITE_DONE;
+    while (status == PC_OK && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         const char *id = (const char *)sqlite3_column_text(stmt, 1);
-        chunk[count] = (store_index_entry_t){store_index_key(id), (uint64_t)sqlite3_column_int64(stmt, 0),
+        chunk[count] = (store_index_entry_t){store_index_key(store->index, id), (uint64_t)sqlite3_column_int64(stmt, 0),
                                              (uint32_t)sqlite3_column_int64(stmt, 2), (uint32_t)sqlite3_column_int64(stmt, 3)};
         store_index_bloom_add(store->index, chunk[count].key);
         if (++count == 1024) {
-            store_index_add(store->index, chunk, count);
+            status = index_catch_up_add(store, chunk, count);
             count = 0;
         }
     }
-    if (count > 0) store_index_add(store->index, chunk, count);
-    pc_status status = rc == SQLITE_DONE ? PC_OK : read_fail(store, "index catch-up");
+    if (status == PC_OK && count > 0) status = index_catch_up_add(store, chunk, count);
+    if (status == PC_OK && rc != SQLITE_DONE) status = read_fail(store, "index catch-up");
     sqlite3_finalize(stmt);
     return status;
 }
@@ -540,7 +625,7 @@ static pc_status failures_bloom(store_t *store) {
     }
     int rc;
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        store_index_bloom_add(store->index, store_index_key((const char *)sqlite3_column_text(stmt, 0)));
+        store_index_bloom_add(store->index, store_index_key(store->index, (const char *)sqlite3_column_text(stmt, 0)));
     }
     pc_status status = rc == SQLITE_DONE ? PC_OK : read_fail(store, "load failures");
     sqlite3_finalize(stmt);

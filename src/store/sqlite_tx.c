@@ -230,6 +230,8 @@ static pc_status balance_snapshot_write(store_t *store, const ledger_t *ledger, 
 
 pc_status store_tx_begin(store_t *store, store_tx_t **out) {
     if (store->failed != PC_OK) return store->failed;
+    pc_status status = store_sqlite_index_room(store); /* back-pressure before a batch, never after its COMMIT */
+    if (status != PC_OK) return status;
     store_tx_t *tx = calloc(1, sizeof(*tx));
     if (tx == NULL) return PC_NO_MEMORY;
     tx->store = store;
@@ -250,7 +252,7 @@ static pc_status write_transfers(store_tx_t *tx, const ledger_changes_t *c, jour
         pc_status status = write_transfer(store, t, tx->batch_seq, content);
         if (status != PC_OK) return status;
         tx->index_entries[tx->index_entry_count++] = (store_index_entry_t){
-            store_index_key(t->id), t->timestamp_ns, c->transfer_accounts[2 * i], c->transfer_accounts[2 * i + 1]};
+            store_index_key(store->index, t->id), t->timestamp_ns, c->transfer_accounts[2 * i], c->transfer_accounts[2 * i + 1]};
     }
     return PC_OK;
 }
@@ -360,7 +362,7 @@ static void tx_publish(store_tx_t *tx) {
             store_shadow_publish(store->shadow, no, &ledger_account_at(tx->ledger, no)->balances);
         }
         for (uint32_t i = 0; i < c->failures_count; i++) {
-            store_index_bloom_add(store->index, store_index_key(c->failures[i].id));
+            store_index_bloom_add(store->index, store_index_key(store->index, c->failures[i].id));
         }
         for (uint32_t i = 0; i < tx->index_entry_count; i++) store_index_bloom_add(store->index, tx->index_entries[i].key);
         if (tx->index_entry_count > 0) store_index_add(store->index, tx->index_entries, tx->index_entry_count);

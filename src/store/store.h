@@ -39,6 +39,12 @@ typedef struct {
     bool fault_commit_sticky;  /* tests: and every commit after it too */
     bool fault_vfs;            /* tests: the writer's connection goes through the
                                   fault-injecting VFS (store_fault_arm) */
+    uint32_t index_key_bits;   /* tests: keep only this many bits of each id's index key,
+                                  so that distinct ids collide; 0 = all of them */
+    uint32_t fault_index_write_from; /* tests: the indexer's Nth write of the index file
+                                        (1-based) and every later one fail; 0 = never */
+    uint32_t index_memtable_entries_max; /* tests: back-pressure from fewer unindexed
+                                            transfers; 0 = the built-in bound */
 } store_options_t;
 
 /* Opens 'path' (a SQLite file) for the one writer and takes its lock ('<path>.lock').
@@ -47,7 +53,9 @@ typedef struct {
  * (PC_STORE_IN_USE, "database in use by pid N"); a file or directory that is not
  * writable (PC_STORE_READ_ONLY); a truncated or damaged paycore file
  * (PC_STORE_CORRUPT); a file that is not paycore's (PC_STORE_NOT_PAYCORE); another
- * schema version (PC_STORE_VERSION_UNSUPPORTED); a read error (PC_STORE_READ_FAILED).
+ * schema version (PC_STORE_VERSION_UNSUPPORTED); a read error (PC_STORE_READ_FAILED);
+ * an id key file ('<path>.idkey') missing, malformed or of another database once the
+ * database has one (PC_STORE_ID_KEY_INVALID; options->create makes a missing one).
  * Nothing is ever read as a default: a value that cannot be read is an error. */
 PC_MUST_USE pc_status store_open(store_t **out, const char *path, const store_options_t *options);
 void store_close(store_t *store);
@@ -69,7 +77,9 @@ ledger_source_t store_source(store_t *store);
 
 /* One batch = one transaction. A batch with ledger rows calls write_changes with
  * batch_seq = journal head + 1, then write_journal with that seq; one without calls
- * neither (its commands write their own rows through store_api.h). */
+ * neither (its commands write their own rows through store_api.h).
+ * Begin waits while the id indexer is behind (back-pressure); when it gave up
+ * writing the index file, the store fails for good with PC_STORE_INDEX_FAILED. */
 PC_MUST_USE pc_status store_tx_begin(store_t *store, store_tx_t **out);
 PC_MUST_USE pc_status store_tx_write_changes(store_tx_t *tx, const ledger_t *ledger,
                                              const ledger_changes_t *changes, uint64_t batch_seq,

@@ -14,7 +14,10 @@ static gw_t *gw;
 static char config_path[512], log_path[512];
 static uint32_t ref_seq;
 
-static void write_config(uint32_t timeout_a_ms) {
+/* 'delay_ms': the wait before the first status inquiry. After a timeout it must
+ * outlast the channel's own handling of the request (else "not found" may be asked
+ * before the request was applied): a generous second on a loaded machine. */
+static void write_config(uint32_t timeout_a_ms, uint32_t delay_ms) {
     gwt_write(config_path,
               "{\"channels\":[\n"
               " {\"name\":\"card_a\",\"kind\":\"card\",\"url\":\"%s\",\"timeout_ms\":%u,\"connect_timeout_ms\":%u,\n"
@@ -22,8 +25,8 @@ static void write_config(uint32_t timeout_a_ms) {
               " {\"name\":\"card_b\",\"kind\":\"card\",\"url\":\"%s\",\"timeout_ms\":20000,\n"
               "  \"breaker\":{\"failures_consecutive\":0,\"error_rate_percent\":0}}],\n"
               "\"routing\":{\"strategy\":\"priority\",\"priority\":[\"card_a\",\"card_b\"],\"attempts_max\":2},\n"
-              "\"status_inquiry\":{\"delay_ms\":10,\"attempts\":3,\"interval_ms\":20}}\n",
-              card_a.url, timeout_a_ms, timeout_a_ms < 2000 ? timeout_a_ms : 2000, card_b.url);
+              "\"status_inquiry\":{\"delay_ms\":%u,\"attempts\":3,\"interval_ms\":20}}\n",
+              card_a.url, timeout_a_ms, timeout_a_ms < 2000 ? timeout_a_ms : 2000, card_b.url, delay_ms);
 }
 
 static void reload(void) {
@@ -117,7 +120,7 @@ static void test_garbage_alone(void) {
 
 /* Timeouts: client timeout 300 ms, the simulator holds 5 s. */
 static void test_timeouts(void) {
-    write_config(300);
+    write_config(300, 1000);
     reload();
     char ref[PC_ID_SIZE];
     gwt_faults(&card_a, "{\"timeout_rate\":1.0,\"timeout_applied_ratio\":1.0,\"timeout_hold_ms\":5000}");
@@ -143,7 +146,7 @@ static void test_timeouts(void) {
     ASSERT_EQ(gwt_records(&card_a, ref), 0);
     ASSERT_EQ(gwt_approved(&card_b, ref), 1);
     gwt_faults(&card_a, "{}");
-    write_config(20000);
+    write_config(20000, 10);
     reload();
 }
 
@@ -200,7 +203,7 @@ static void test_unresolved_then_status(void) {
     snprintf(db, sizeof db, "%s", card_a.db);
     gwt_sim_start(&card_a, "card", "card_a", NULL, NULL);
     ASSERT_STR_EQ(card_a.db, db);
-    write_config(20000);
+    write_config(20000, 10);
     reload();
     gw_request_t ask = req;
     ask.op = GW_OP_STATUS;
@@ -218,7 +221,7 @@ static void test_unresolved_then_status(void) {
 /* A random mix of every fault on both channels: never two approvals for one payment,
  * and the gateway's verdict matches the records. */
 static void test_mixed_never_twice(void) {
-    write_config(400);
+    write_config(400, 1000);
     reload();
     const char *faults = "{\"error_rate\":0.15,\"timeout_rate\":0.15,\"timeout_applied_ratio\":0.5,"
                          "\"timeout_hold_ms\":1500,\"garbage_rate\":0.2,\"garbage_applied_ratio\":0.5}";
@@ -263,7 +266,7 @@ int main(void) {
     gwt_sim_start(&card_a, "card", "card_a", NULL, NULL);
     gwt_sim_start(&card_b, "card", "card_b", NULL, NULL);
     gwt_path(config_path, sizeof config_path, "channels.json");
-    write_config(20000);
+    write_config(20000, 10);
     gw = gwt_gateway(config_path);
     TEST_RUN(test_garbage);
     TEST_RUN(test_garbage_alone);
