@@ -1,5 +1,5 @@
-"""Goal: `paycore load` measures what it claims: in closed and open loop its sampled
-mean number of requests in flight equals throughput x mean latency (Little's law)
+"""Goal: `paycore load` measures what it claims: in closed and open loop its time-average
+number of requests in flight equals throughput x mean time in flight (Little's law)
 within its stated tolerance, it reports the offered rate (open loop: the --rate asked
 for), and its counts agree with the server's (every transfer it counted committed).
 Bad --rate / --arrivals values are refused as usage errors.
@@ -36,12 +36,15 @@ def main():
     try:
         server.start()
         rc, short, err = load(server, "--concurrency", "2", "--count", "20")
-        check(rc == 0 and short["little_ok"] == "n/a", "a run too short to judge is not judged: %r %s" % (short, err))
+        check(rc == 0 and short["little_ok"] == "1", "a short run keeps its books too: %r %s" % (short, err))
         rc, closed, err = load(server, "--concurrency", "8", "--duration-s", "2")
         check(rc == 0, "closed loop: %s" % err)
         check(closed["loop"] == "closed" and int(closed["requests"]) >= 200 and closed["transfers"] == closed["requests"],
               "closed %r" % closed)
-        check(abs(float(closed["mean_in_flight"]) - 8) < 1.0, "closed loop keeps its 8 connections busy: %s" % closed["mean_in_flight"])
+        # 8 connections are (almost) always busy: the integral and the sampler, which reads
+        # the count from another thread, both see 8
+        for name in ("mean_in_flight", "mean_in_flight_sampled"):
+            check(abs(float(closed[name]) - 8) < 1.0, "closed loop keeps its 8 connections busy: %s=%s" % (name, closed[name]))
         check_little(closed, "closed loop")
 
         # below what a sanitized server sustains on a busy machine, so the check runs in
