@@ -125,7 +125,7 @@ uint64_t store_fault_fired(store_fault_kind kind); /* calls failed since armed *
 PC_MUST_USE pc_status store_backup(const char *db_path, const char *out_path, uint64_t *pages_out,
                                    char *detail, size_t detail_bytes);
 
-/* ---- reads (any thread, each with its own reader) ---- */
+/* ---- reads (any thread, each with its own reader; after store_load) ---- */
 PC_MUST_USE pc_status store_reader_open(store_t *store, store_reader_t **out);
 void store_reader_close(store_reader_t *reader);
 
