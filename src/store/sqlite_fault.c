@@ -24,8 +24,7 @@ typedef struct {
 
 typedef struct {
     uint32_t remaining;    /* calls to let through before failing; UINT32_MAX: disarmed */
-    bool sticky;           /* keep failing once triggered */
-    bool triggered;
+    uint32_t failing;      /* calls still to fail once triggered (STORE_FAULT_FOREVER) */
     uint64_t fired_count;
 } fault_slot;
 
@@ -40,26 +39,23 @@ static bool fault_due(store_fault_kind kind) {
     pthread_mutex_lock(&fault_mutex);
     fault_slot *slot = &fault_slots[kind];
     bool due = false;
-    if (slot->triggered && slot->sticky) {
+    if (slot->remaining == 0 && slot->failing > 0) {
         due = true;
-    } else if (slot->remaining != UINT32_MAX) {
-        if (slot->remaining == 0) {
-            due = true;
-            slot->triggered = true;
-            slot->remaining = UINT32_MAX;
-        } else {
-            slot->remaining--;
-        }
+        if (slot->failing != STORE_FAULT_FOREVER) slot->failing--;
+    } else if (slot->remaining != UINT32_MAX && slot->remaining > 0) {
+        slot->remaining--;
+        due = false;
     }
     if (due) slot->fired_count++;
     pthread_mutex_unlock(&fault_mutex);
     return due;
 }
 
-void store_fault_arm(store_fault_kind kind, uint32_t calls_before, bool sticky) {
+void store_fault_arm(store_fault_kind kind, uint32_t calls_before, uint32_t fail_count) {
     PC_ASSERT(kind < STORE_FAULT_KIND_COUNT);
+    PC_ASSERT(calls_before != UINT32_MAX && fail_count > 0);
     pthread_mutex_lock(&fault_mutex);
-    fault_slots[kind] = (fault_slot){.remaining = calls_before, .sticky = sticky};
+    fault_slots[kind] = (fault_slot){.remaining = calls_before, .failing = fail_count};
     pthread_mutex_unlock(&fault_mutex);
 }
 

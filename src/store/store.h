@@ -111,9 +111,10 @@ typedef enum {
     STORE_FAULT_READ,       /* any read: SQLITE_IOERR_READ */
     STORE_FAULT_KIND_COUNT,
 } store_fault_kind;
-/* The call after 'calls_before' more calls of 'kind' fails; 'sticky': and every one
- * after it. Process-wide. */
-void store_fault_arm(store_fault_kind kind, uint32_t calls_before, bool sticky);
+/* After 'calls_before' more calls of 'kind' go through, the next 'fail_count' fail
+ * (STORE_FAULT_FOREVER: every one after). Process-wide. */
+#define STORE_FAULT_FOREVER UINT32_MAX
+void store_fault_arm(store_fault_kind kind, uint32_t calls_before, uint32_t fail_count);
 void store_fault_disarm_all(void);
 uint64_t store_fault_fired(store_fault_kind kind); /* calls failed since armed */
 

@@ -322,7 +322,7 @@ static void child_open(child_t *c, cycle_kind kind, uint64_t *rng) {
     pc_status status = writer_start(&c->writer, c->store, key_path, &config);
     if (status == PC_STORE_FAILED) _exit(EXIT_STORE_FAILED);
     if (status != PC_OK) _exit(7);
-    if (kind == CYCLE_FSYNC_FAULT) store_fault_arm(STORE_FAULT_WAL_SYNC, (uint32_t)(mix(rng) % 40), false);
+    if (kind == CYCLE_FSYNC_FAULT) store_fault_arm(STORE_FAULT_WAL_SYNC, (uint32_t)(mix(rng) % 40), 1);
 }
 
 static void child_threads_start(child_t *c, cycle_kind kind, uint32_t round, int ack_fd, int intent_fd) {
@@ -350,7 +350,7 @@ static _Noreturn void child_stop(child_t *c, uint32_t round, uint64_t *rng, bool
     child_threads_join(c);
     if (mix(rng) % 4 != 0 && nemesis_key(c->writer, round, 999999, false) != PC_OK) _exit(12);
     bool failed = writer_failed(c->writer) != PC_OK;
-    if (snapshot_fault) store_fault_arm(STORE_FAULT_WAL_SYNC, 0, false);
+    if (snapshot_fault) store_fault_arm(STORE_FAULT_WAL_SYNC, 0, 1);
     writer_stop(c->writer);
     store_close(c->store);
     _exit(failed ? EXIT_STORE_FAILED : 0);

@@ -8,6 +8,7 @@
  * without stopping. After each case `verify` must pass on the file and a restart
  * must load the balances every acknowledged transfer implies. */
 #include <fcntl.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
@@ -233,26 +234,91 @@ static void test_batch_without_rows_takes_no_seq(void) {
 
 /* ---- a rolled-back batch leaves nothing on the dirty list ---- */
 
-/* Goal: accounts a failed batch created are not written by the next balance
- * snapshot (they no longer exist). Method: commit 2 (creating c, d) fails; the stop
- * writes a snapshot; restart; c and d are absent, verify passes. */
+/* A hook that holds the writer inside its batch until released: commands submitted
+ * meanwhile queue up and are drained into the next batch together. */
+static pthread_mutex_t hold_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hold_cond = PTHREAD_COND_INITIALIZER;
+static int hold_state; /* 0 idle, 1 the writer is held, 2 released */
+
+static pc_status hold_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
+    (void)cmd;
+    (void)tx;
+    pthread_mutex_lock(&hold_mutex);
+    hold_state = 1;
+    pthread_cond_broadcast(&hold_cond);
+    while (hold_state != 2) pthread_cond_wait(&hold_cond, &hold_mutex);
+    pthread_mutex_unlock(&hold_mutex);
+    return PC_OK;
+}
+
+static void *hold_submit(void *arg) {
+    writer_cmd_t cmd = {.kind = WRITER_CMD_EXEC, .in_transaction = hold_in_tx};
+    ASSERT_STATUS(writer_submit_wait(arg, &cmd), PC_OK);
+    return NULL;
+}
+
+typedef struct {
+    pthread_mutex_t mutex;
+    pthread_cond_t cond;
+    int done;
+    pc_status status[2];
+} async_t;
+
+static void async_done(writer_cmd_t *cmd, pc_status status) {
+    async_t *a = cmd->user;
+    pthread_mutex_lock(&a->mutex);
+    a->status[a->done++] = status;
+    pthread_cond_signal(&a->cond);
+    pthread_mutex_unlock(&a->mutex);
+}
+
+/* Goal: accounts a failed batch created and moved money to are not written by the
+ * next balance snapshot (they no longer exist). Method: the writer is held inside
+ * batch 2 while "create c" and "a -> c" queue up; they run as batch 3, whose COMMIT
+ * fails; the stop writes a snapshot; restart: c is absent, verify passes. */
 static void test_failed_batch_leaves_no_dirty_accounts(void) {
     paths_make("dirty");
     store_t *store;
     writer_t *writer;
-    store_options_t options = {.create = true, .fault_commit_at = 2};
+    store_options_t options = {.create = true, .fault_commit_at = 3};
     ASSERT_STATUS(start_with(&store, &writer, &options, NULL), PC_OK);
-    ASSERT_STATUS(accounts_create(writer, ab, 2), PC_OK);
-    static const char *const cd[] = {"c", "d"};
-    ASSERT_STATUS(accounts_create(writer, cd, 2), PC_STORE_COMMIT_FAILED);
+    ASSERT_STATUS(accounts_create(writer, ab, 2), PC_OK); /* commit 1 */
+    pthread_t holder;
+    ASSERT_EQ(pthread_create(&holder, NULL, hold_submit, writer), 0); /* commit 2 */
+    pthread_mutex_lock(&hold_mutex);
+    while (hold_state != 1) pthread_cond_wait(&hold_cond, &hold_mutex);
+    pthread_mutex_unlock(&hold_mutex);
+    async_t a = {.mutex = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    ledger_account_t c = {.id = "c", .currency = "USD", .code = 1};
+    ledger_account_result_t c_result;
+    writer_cmd_t create = {.kind = WRITER_CMD_CREATE_ACCOUNTS, .event_count = 1, .accounts = &c,
+                           .account_results = &c_result, .done = async_done, .user = &a};
+    ledger_transfer_t t;
+    ledger_transfer_result_t t_result;
+    transfer_fill(&t, "to-c", "a", "c", 5);
+    writer_cmd_t move = {.kind = WRITER_CMD_CREATE_TRANSFERS, .event_count = 1, .transfers = &t,
+                         .transfer_results = &t_result, .done = async_done, .user = &a};
+    ASSERT_STATUS(writer_submit(writer, &create), PC_OK);
+    ASSERT_STATUS(writer_submit(writer, &move), PC_OK);
+    pthread_mutex_lock(&hold_mutex);
+    hold_state = 2;
+    pthread_cond_broadcast(&hold_cond);
+    pthread_mutex_unlock(&hold_mutex);
+    pthread_join(holder, NULL);
+    pthread_mutex_lock(&a.mutex);
+    while (a.done < 2) pthread_cond_wait(&a.cond, &a.mutex);
+    pthread_mutex_unlock(&a.mutex);
+    ASSERT_STATUS(a.status[0], PC_STORE_COMMIT_FAILED); /* commit 3: both, in one batch */
+    ASSERT_STATUS(a.status[1], PC_STORE_COMMIT_FAILED);
     ASSERT_TRUE(ledger_account_find(writer_ledger(writer), "c") == NULL);
-    transfer_ok(writer, "t1", "a", "b", 7);
-    stop(store, writer); /* the snapshot: must not touch c or d */
+    stop(store, writer); /* the snapshot: must not touch c */
     verify_ok("after the stop");
     start(&store, &writer);
     ASSERT_EQ(ledger_account_count(writer_ledger(writer)), 2);
-    ASSERT_EQ(credits_of(writer, "b"), 7);
+    ASSERT_EQ(credits_of(writer, "a"), 0);
+    static const char *const cd[] = {"c", "d"};
     ASSERT_STATUS(accounts_create(writer, cd, 2), PC_OK); /* the ids were never taken */
+    transfer_ok(writer, "to-c", "a", "c", 5);
     stop(store, writer);
     verify_ok("after the second stop");
     paths_remove();
@@ -325,7 +391,7 @@ static pc_status fsync_fault_then_crash(void) {
     store_options_t options = {.create = false, .fault_vfs = true};
     pc_status status = start_with(&store, &writer, &options, NULL);
     if (status != PC_OK) return status;
-    store_fault_arm(STORE_FAULT_WAL_SYNC, 0, false);
+    store_fault_arm(STORE_FAULT_WAL_SYNC, 0, 1);
     return transfer(writer, "t2", "a", "b", 50, NULL); /* and die */
 }
 
@@ -352,7 +418,7 @@ static void test_fsync_fault_at_commit(void) {
     ASSERT_STATUS(start_with(&store, &writer, &options, &config), PC_OK);
     ASSERT_EQ(credits_of(writer, "b"), t2_kept ? 150 : 100);
     ASSERT_TRUE(writer_can_commit(writer));
-    store_fault_arm(STORE_FAULT_WAL_SYNC, 0, false);
+    store_fault_arm(STORE_FAULT_WAL_SYNC, 0, 1);
     ASSERT_STATUS(transfer(writer, "t3", "a", "b", 5, NULL), PC_STORE_FAILED);
     ASSERT_EQ(store_fault_fired(STORE_FAULT_WAL_SYNC), 1);
     ASSERT_STATUS(transfer(writer, "t4", "a", "b", 5, NULL), PC_STORE_FAILED); /* refused */
@@ -379,7 +445,7 @@ static void test_full_disk_at_commit(void) {
     writer_t *writer;
     store_options_t options = {.create = false, .fault_vfs = true};
     ASSERT_STATUS(start_with(&store, &writer, &options, NULL), PC_OK);
-    store_fault_arm(STORE_FAULT_WAL_WRITE, 0, true);
+    store_fault_arm(STORE_FAULT_WAL_WRITE, 0, STORE_FAULT_FOREVER);
     ASSERT_STATUS(transfer(writer, "t2", "a", "b", 50, NULL), PC_STORE_FAILED);
     ASSERT_STATUS(transfer(writer, "t3", "a", "b", 50, NULL), PC_STORE_FAILED);
     ASSERT_FALSE(writer_can_commit(writer));
@@ -402,7 +468,7 @@ static void test_stop_snapshot_fault(void) {
     store_options_t options = {.create = false, .fault_vfs = true};
     ASSERT_STATUS(start_with(&store, &writer, &options, NULL), PC_OK);
     transfer_ok(writer, "t2", "b", "a", 30);
-    store_fault_arm(STORE_FAULT_WAL_SYNC, 0, false); /* the snapshot's COMMIT */
+    store_fault_arm(STORE_FAULT_WAL_SYNC, 0, 1); /* the snapshot's COMMIT */
     stop(store, writer);
     ASSERT_EQ(store_fault_fired(STORE_FAULT_WAL_SYNC), 1);
     store_fault_disarm_all();
@@ -452,31 +518,35 @@ static void test_no_spin_while_expiry_fails(void) {
 
 /* Goal: a read that fails anywhere in open and load stops the start with an error;
  * no start succeeds with balances other than the file's. Method: a database whose
- * snapshot is older than its head (a crash after 3 batches); for each N, fail the
- * Nth read of the start (once), until a start reads fewer than N times. */
+ * snapshot is older than its head (a crash after t2); for each N and each burst of
+ * 1-3, fail reads N.. of the start (a page read again after a failure fails again
+ * in a burst), until a start needs fewer than N reads. */
 static void test_start_read_errors(void) {
     database_with_t1("reads");
     store_t *store;
     writer_t *writer;
     ASSERT_STATUS(crash_child(crash_after_transfer_50), PC_OK); /* b: 100 in the snapshot, 150 replayed */
     uint32_t failed_starts = 0;
-    for (uint32_t n = 0;; n++) {
-        store_fault_arm(STORE_FAULT_READ, n, false);
-        store_options_t options = {.create = false, .fault_vfs = true};
-        pc_status status = start_with(&store, &writer, &options, NULL);
-        bool fired = store_fault_fired(STORE_FAULT_READ) > 0;
-        store_fault_disarm_all();
-        if (status == PC_OK) {
-            if (credits_of(writer, "b") != 150) {
-                TEST_FAIL("read %u failed, start succeeded with b=%lld", n, (long long)credits_of(writer, "b"));
+    for (uint32_t burst = 1; burst <= 3; burst++) {
+        for (uint32_t n = 0;; n++) {
+            store_fault_arm(STORE_FAULT_READ, n, burst);
+            store_options_t options = {.create = false, .fault_vfs = true};
+            pc_status status = start_with(&store, &writer, &options, NULL);
+            bool fired = store_fault_fired(STORE_FAULT_READ) > 0;
+            store_fault_disarm_all();
+            if (status == PC_OK) {
+                if (credits_of(writer, "b") != 150) {
+                    TEST_FAIL("reads %u..%u failed, the start succeeded with b=%lld", n, n + burst - 1,
+                              (long long)credits_of(writer, "b"));
+                }
+                stop(store, writer);
+            } else {
+                failed_starts++;
+                ASSERT_TRUE(fired);
             }
-            stop(store, writer);
-        } else {
-            failed_starts++;
-            ASSERT_TRUE(fired);
+            if (!fired) break; /* the start needs fewer reads: all covered */
+            ASSERT_TRUE(n < 100000);
         }
-        if (!fired) break; /* the start needs fewer reads: all covered */
-        ASSERT_TRUE(n < 100000);
     }
     ASSERT_TRUE(failed_starts > 0);
     verify_ok("after the read faults");
