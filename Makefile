@@ -5,8 +5,16 @@ BUILD_TSAN ?= build-tsan
 JOBS       ?= 2
 DB         ?= paycore.db
 LISTEN     ?= 127.0.0.1:8080
+# make install: GNU layout under PREFIX, staged under DESTDIR (packaging, tests)
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+DATADIR    ?= $(PREFIX)/share
+MANDIR     ?= $(DATADIR)/man
+DOCDIR     ?= $(DATADIR)/doc/paycore
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 
-.PHONY: all deps build run test test-sanitize test-tsan test-long bench bench-quick docs clean
+.PHONY: all deps build run test test-sanitize test-tsan test-long bench bench-quick docs clean install uninstall
 
 all: build
 
@@ -51,6 +59,33 @@ bench-quick: build
 
 docs: build
 	@$(BUILD)/paycore docs errors > docs/errors.md
+	@sh scripts/manpage.sh $(BUILD)/paycore > docs/paycore.1
+
+# Installs what `make build` made (run it first): the binary, the man page, the
+# dashboard, the systemd unit (ExecStart at BINDIR) and its user, docs and deploy files.
+install:
+	@test -x $(BUILD)/paycore -a -f $(BUILD)/web/index.html || { echo "make install: run 'make build' first" >&2; exit 1; }
+	install -d -m 755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(DATADIR)/paycore/web/assets \
+	  $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
+	  $(DESTDIR)$(DATADIR)/paycore/prometheus/rules $(DESTDIR)$(DATADIR)/paycore/grafana
+	install -m 755 $(BUILD)/paycore $(DESTDIR)$(BINDIR)/paycore
+	install -m 644 docs/paycore.1 $(DESTDIR)$(MANDIR)/man1/paycore.1
+	install -m 644 $(BUILD)/web/index.html $(DESTDIR)$(DATADIR)/paycore/web/index.html
+	install -m 644 $(BUILD)/web/assets/* $(DESTDIR)$(DATADIR)/paycore/web/assets/
+	sed 's|^ExecStart=/usr/local/bin/paycore|ExecStart=$(BINDIR)/paycore|' deploy/systemd/paycore.service \
+	  > $(DESTDIR)$(UNITDIR)/paycore.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/paycore.service
+	install -m 644 deploy/systemd/paycore.sysusers $(DESTDIR)$(SYSUSERSDIR)/paycore.conf
+	install -m 644 deploy/systemd/paycore.env $(DESTDIR)$(DATADIR)/paycore/paycore.env.example
+	install -m 644 deploy/prometheus/prometheus.yml $(DESTDIR)$(DATADIR)/paycore/prometheus/prometheus.yml
+	install -m 644 deploy/prometheus/rules/paycore.rules.yml $(DESTDIR)$(DATADIR)/paycore/prometheus/rules/paycore.rules.yml
+	install -m 644 deploy/grafana/paycore.json $(DESTDIR)$(DATADIR)/paycore/grafana/paycore.json
+	install -m 644 docs/operations.md docs/capacity.md docs/errors.md docs/openapi.yaml $(DESTDIR)$(DOCDIR)/
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/paycore $(DESTDIR)$(MANDIR)/man1/paycore.1 \
+	  $(DESTDIR)$(UNITDIR)/paycore.service $(DESTDIR)$(SYSUSERSDIR)/paycore.conf
+	rm -rf $(DESTDIR)$(DATADIR)/paycore $(DESTDIR)$(DOCDIR)
 
 clean:
 	rm -rf $(BUILD) $(BUILD_SAN) $(BUILD_TSAN)

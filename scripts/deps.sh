@@ -1,13 +1,18 @@
 #!/bin/sh
-# scripts/deps.sh: install the Debian packages paycore builds, tests and runs with.
-# Idempotent: asks dpkg first and installs only what is missing. Debian packages only.
-# prometheus: its promtool checks the /metrics output in the tests.
+# scripts/deps.sh: install the Debian packages paycore builds, tests and runs with, and
+# the dashboard's npm packages from web/package-lock.json (npm ci). Idempotent: asks
+# dpkg first and installs only what is missing; runs npm ci only when the lockfile
+# changed since the last run. Debian packages and the npm lockfile only.
 set -eu
+cd "$(dirname "$0")/.."
 
+# chromium: the dashboard's browser test; prometheus: promtool for deploy/prometheus;
+# systemd: systemd-analyze verify for deploy/systemd; podman + runc: the container test;
+# librabbitmq-dev + rabbitmq-server: the events publisher and its broker test.
 PACKAGES="build-essential cmake pkg-config sqlite3 libsqlite3-dev libmicrohttpd-dev \
 libjansson-dev libsodium-dev libcurl4-openssl-dev libxgboost-dev libssl-dev \
 postgresql libpq-dev curl ca-certificates python3 clang libclang-rt-14-dev \
-prometheus librabbitmq-dev rabbitmq-server"
+prometheus librabbitmq-dev rabbitmq-server chromium systemd podman runc"
 
 missing=""
 for pkg in $PACKAGES; do
@@ -17,17 +22,30 @@ for pkg in $PACKAGES; do
         *) missing="$missing $pkg" ;;
     esac
 done
+# node and npm may come from Debian's packages or from a nodejs package that bundles npm
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
 
-if [ -z "$missing" ]; then
-    exit 0
-fi
-
-echo "deps: installing:$missing" >&2
 SUDO=""
 if [ "$(id -u)" != "0" ]; then
     SUDO="sudo"
 fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq >&2 || $SUDO apt-get update >&2
-# shellcheck disable=SC2086
-$SUDO apt-get install -y -qq --no-install-recommends $missing >&2
+if [ -n "$missing" ]; then
+    echo "deps: installing:$missing" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq >&2 || $SUDO apt-get update >&2
+    # shellcheck disable=SC2086
+    $SUDO apt-get install -y -qq --no-install-recommends $missing >&2
+fi
+if ! command -v npm >/dev/null 2>&1; then
+    echo "deps: installing: npm" >&2
+    $SUDO apt-get install -y -qq --no-install-recommends npm >&2
+fi
+
+# The dashboard's packages (uPlot, esbuild, playwright-core), exactly as locked.
+lock_sum=$(sha256sum web/package-lock.json | cut -d' ' -f1)
+stamp=web/node_modules/.paycore-lock-sha256
+if [ "$(cat "$stamp" 2>/dev/null || true)" != "$lock_sum" ]; then
+    echo "deps: npm ci (web/package-lock.json)" >&2
+    (cd web && npm ci --no-audit --no-fund --loglevel=error >&2)
+    echo "$lock_sum" > "$stamp"
+fi

@@ -108,6 +108,12 @@
 static_assert(EVENTS_INFLIGHT_PER_DESTINATION_MAX <= EVENTS_INFLIGHT_MAX,
               "one endpoint's requests must fit in the worker's total");
 
+/* Operations (GET /v1/stats, the dashboard). */
+#define OBS_STATS_SECONDS 64          /* per-second history: a minute of charts, plus slack */
+#define OBS_STATS_SCOPES_MAX 4096     /* keys with their own figures: as many as API keys */
+#define WEB_ASSET_FILES_MAX 64        /* the built dashboard is a handful of files */
+#define WEB_ASSET_BYTES_MAX (8u * 1024u * 1024u) /* all of them together, held in memory */
+
 /* Gateway (src/gateway/). */
 #define GW_CHANNELS_MAX 16          /* channels in one config: a routing decision scans them all */
 #define GW_NAME_BYTES_MAX 32        /* channel names: [A-Za-z0-9_-], a metrics label value */

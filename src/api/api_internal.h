@@ -14,7 +14,7 @@
 #define API_READERS_MAX 256          /* pooled store readers */
 #define API_INFLIGHT_MAX 65536       /* idempotent requests running at once */
 #define API_KEY_HASH_BYTES 32
-#define API_REPLY_HEADERS_MAX 4
+#define API_REPLY_HEADERS_MAX 8   /* the dashboard's files carry six */
 
 /* ---- keys (auth.c) ---- */
 typedef struct {
@@ -208,6 +208,10 @@ void api_route_endpoint_delete(api_request_t *req);
 void api_route_endpoint_rotate(api_request_t *req);
 void api_route_endpoint_enable(api_request_t *req);
 void api_route_endpoint_deliveries(api_request_t *req);
+/* ops_stats.c, ops_web.c */
+void api_route_stats(api_request_t *req);
+void api_route_dashboard(api_request_t *req);
+void api_route_dashboard_asset(api_request_t *req);
 /* routes_channels.c */
 void api_route_channels(api_request_t *req);
 void api_route_channel_callback(api_request_t *req);

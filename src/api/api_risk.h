@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "paycore/status.h"
+#include "risk/risk.h"
 
 typedef struct {
     const char *db_path;         /* the ledger db: decisions go to "<db>-risk.db" */
@@ -28,5 +29,9 @@ const char *api_risk_mode(void);
 /* Appends the risk metrics (Prometheus text) to 'text' (malloc'ed); returns the new
  * text (the old one is freed) or the old one unchanged on OOM. */
 char *api_risk_metrics_append(char *text, size_t *bytes);
+/* The engine's counters; false when no engine runs. */
+bool api_risk_stats(risk_engine_stats_t *out);
+/* Every reason code seen so far with its count (nothing when no engine runs). */
+void api_risk_reasons_each(void (*fn)(const char *code, uint64_t count, void *ctx), void *ctx);
 
 #endif

@@ -47,6 +47,9 @@ const api_route_t api_routes[] = {
     {"GET", "/metrics", API_AUTH_NONE, api_route_metrics},
     {"GET", "/healthz", API_AUTH_NONE, api_route_healthz},
     {"GET", "/readyz", API_AUTH_NONE, api_route_readyz},
+    {"GET", "/v1/stats", API_AUTH_READ, api_route_stats},
+    {"GET", "/dashboard", API_AUTH_NONE, api_route_dashboard},
+    {"GET", "/dashboard/assets/{file}", API_AUTH_NONE, api_route_dashboard_asset},
 };
 
 const uint32_t api_route_count = sizeof(api_routes) / sizeof(api_routes[0]);

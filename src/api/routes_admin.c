@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "api/api_internal.h"
+#include "api/api_ops.h"
 #include "core/core.h"
 #include "journal/verify.h"
 #include "store/store_api.h"
@@ -219,9 +220,11 @@ void api_route_verify(api_request_t *req) {
     snprintf(pubkey_path, sizeof pubkey_path, "%s.key.pub", req->server->db_path);
     journal_report_t report;
     memset(&report, 0, sizeof report);
+    uint64_t start_ns = pc_mono_ns();
     pc_status status = journal_verify_sqlite(req->server->db_path,
                                              access(pubkey_path, R_OK) == 0 ? pubkey_path : NULL,
                                              &report);
+    api_ops_verify_record(status, &report, pc_mono_ns() - start_ns);
     if (status != PC_OK && status != PC_JOURNAL_MISMATCH) {
         api_reply_error(req, status, NULL, report.error_detail[0] ? report.error_detail : NULL);
         return;

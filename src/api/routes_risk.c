@@ -435,6 +435,16 @@ static void put_risk_metrics(text_buf *b, const risk_engine_stats_t *st) {
         (unsigned long long)st->store_failed_total);
 }
 
+bool api_risk_stats(risk_engine_stats_t *out) {
+    if (risk_engine == NULL) return false;
+    risk_engine_stats(risk_engine, out);
+    return true;
+}
+
+void api_risk_reasons_each(void (*fn)(const char *code, uint64_t count, void *ctx), void *ctx) {
+    if (risk_engine != NULL) risk_engine_reasons_each(risk_engine, fn, ctx);
+}
+
 char *api_risk_metrics_append(char *text, size_t *bytes) {
     if (risk_engine == NULL || text == NULL) return text;
     risk_engine_stats_t st;

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "api/api_internal.h"
+#include "api/api_ops.h"
 #include "core/core.h"
 #include "obs/obs.h"
 
@@ -232,6 +233,7 @@ static void request_record(api_request_t *req, int http_status, const char *code
     uint64_t latency_ns = pc_mono_ns() - req->start_ns;
     uint32_t route = req->route_index >= 0 ? (uint32_t)req->route_index : OBS_ROUTES_MAX;
     obs_metrics_request(route, req->method, http_status, latency_ns);
+    api_ops_request_done(req, http_status, latency_ns);
     obs_log_request(req->request_id, req->method, api_route_name(route), http_status, code,
                     latency_ns, req->has_caller ? req->caller.id : NULL);
 }

@@ -6,6 +6,7 @@
 int cli_serve(int argc, char **argv);    /* cmd_serve.c: the HTTP server */
 int cli_init(int argc, char **argv);     /* cmd_init.c: create a database, print admin_key= */
 int cli_verify(int argc, char **argv);   /* cmd_verify.c: journal + balance verification */
+int cli_backup(int argc, char **argv);   /* cmd_backup.c: online copy of a database */
 int cli_account(int argc, char **argv);  /* cmd_client.c: HTTP client commands */
 int cli_transfer(int argc, char **argv);
 int cli_key(int argc, char **argv);

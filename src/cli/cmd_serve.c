@@ -14,6 +14,7 @@
 
 #include "api/api.h"
 #include "api/api_gateway.h"
+#include "api/api_ops.h"
 #include "api/api_risk.h"
 #include "cli/cli.h"
 #include "cli/cli_args.h"
@@ -25,7 +26,8 @@ enum { OPT_LISTEN, OPT_DB, OPT_THREADS, OPT_BODY_MAX, OPT_QUEUE_MAX, OPT_LOG_LEV
        OPT_RISK_RULES, OPT_RISK_RULES_ONLY, OPT_RISK_REVIEW, OPT_RISK_DECLINE, OPT_EVENTS_AMQP,
        OPT_EVENTS_EXCHANGE, OPT_EVENTS_RETENTION, OPT_EVENTS_RETRY_BASE, OPT_EVENTS_RETRY_MAX,
        OPT_EVENTS_DISABLE_AFTER, OPT_EVENTS_TIMEOUT, OPT_NO_EVENTS, OPT_DEMO, OPT_CHANNELS,
-       OPT_GATEWAY_THREADS, OPT_PER_IP, OPT_IDEM_RETENTION, OPT_IDEM_MAX, OPT_IDEM_KEY_MAX, OPT_COUNT };
+       OPT_GATEWAY_THREADS, OPT_PER_IP, OPT_IDEM_RETENTION, OPT_IDEM_MAX, OPT_IDEM_KEY_MAX,
+       OPT_WEB_DIR, OPT_VERIFY_INTERVAL, OPT_COUNT };
 
 static void serve_opts(cli_opt opts[OPT_COUNT]) {
     cli_opt defaults[OPT_COUNT] = {
@@ -62,6 +64,8 @@ static void serve_opts(cli_opt opts[OPT_COUNT]) {
         {"idempotency-retention-h", "PAYCORE_IDEMPOTENCY_RETENTION_H", false, "24", "keep stored Idempotency-Key replies this many hours (at least 24)"},
         {"idempotency-max-bytes", "PAYCORE_IDEMPOTENCY_MAX_BYTES", false, "1g", "room for stored Idempotency-Key replies, all keys (k/m/g); past it: 503 idempotency_storage_full"},
         {"idempotency-key-max-bytes", "PAYCORE_IDEMPOTENCY_KEY_MAX_BYTES", false, "256m", "room for one API key's stored replies (k/m/g); past it: 503 idempotency_storage_full"},
+        {"web-dir", "PAYCORE_WEB_DIR", false, NULL, "the built dashboard served at /dashboard (default: beside the binary)"},
+        {"verify-interval-s", "PAYCORE_VERIFY_INTERVAL_S", false, "0", "verify the journal this often in the background (0: only on POST /v1/verify)"},
     };
     memcpy(opts, defaults, sizeof defaults);
 }
@@ -240,6 +244,11 @@ int cli_serve(int argc, char **argv) {
         !serve_config(opts, &config, &level)) {
         return 2;
     }
+    uint64_t verify_interval_s = 0;
+    if (!cli_parse_u64(opts[OPT_VERIFY_INTERVAL].value, &verify_interval_s) || verify_interval_s > 30u * 86400u) {
+        fprintf(stderr, "paycore serve: bad --verify-interval-s '%s' (0..2592000)\n", opts[OPT_VERIFY_INTERVAL].value);
+        return 2;
+    }
     if (opts[OPT_ROUTES].value != NULL) {
         api_routes_print(stdout);
         return 0;
@@ -258,8 +267,23 @@ int cli_serve(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     config.writer_failed = serve_writer_failed;
     sim_demo_t demo = {0};
+    if (api_ops_web_load(opts[OPT_WEB_DIR].value) != PC_OK) {
+        obs_log_close();
+        return 1;
+    }
     api_server_t *server = NULL;
     if (serve_start(&config, opts, &server, &demo) != PC_OK) {
+        api_ops_web_free();
+        obs_log_close();
+        return 1;
+    }
+    api_ops_options_t ops = {config.db_path, (uint32_t)verify_interval_s};
+    if (api_ops_start(server, &ops) != PC_OK) {
+        api_server_stop(server);
+        api_ops_web_free();
+        api_gateway_stop();
+        api_risk_stop();
+        sim_demo_stop(&demo);
         obs_log_close();
         return 1;
     }
@@ -269,8 +293,10 @@ int cli_serve(int argc, char **argv) {
              (unsigned)api_server_port(server));
     obs_log_notice("listening", fields);
     serve_wait(&signals);
+    api_ops_stop();
     pc_status failed = api_server_failed(server);
     api_server_stop(server);
+    api_ops_web_free(); /* no request reads the dashboard's files any more */
     api_gateway_stop();
     api_risk_stop();
     sim_demo_stop(&demo);

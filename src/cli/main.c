@@ -20,6 +20,7 @@ static const cli_command commands[] = {
     {"serve", cli_serve, "run the HTTP/JSON server"},
     {"init", cli_init, "create a database and print the first admin key (admin_key=...)"},
     {"verify", cli_verify, "verify the journal chain, signatures and every balance"},
+    {"backup", cli_backup, "copy a running server's database (consistent, verified)"},
     {"account", cli_account, "create|get|list accounts on a server"},
     {"transfer", cli_transfer, "create|get|post|void|list transfers on a server"},
     {"key", cli_key, "create|list|revoke API keys on a server"},

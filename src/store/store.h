@@ -20,6 +20,7 @@
 #define PAYCORE_STORE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "journal/journal.h"
@@ -116,6 +117,14 @@ typedef enum {
 void store_fault_arm(store_fault_kind kind, uint32_t calls_before, uint32_t fail_count);
 void store_fault_disarm_all(void);
 uint64_t store_fault_fired(store_fault_kind kind); /* calls failed since armed */
+
+/* ---- backup (any process, while a writer runs: sqlite_backup.c) ----
+ * Copies the database at 'db_path' into a new file 'out_path' (mode 0600): one
+ * consistent snapshot read on its own read-only connection, so the writer is never
+ * blocked. Written beside 'out_path' first, made durable, then renamed. On failure
+ * 'detail' says why (for the operator; never an API client). */
+PC_MUST_USE pc_status store_backup(const char *db_path, const char *out_path, uint64_t *pages_out,
+                                   char *detail, size_t detail_bytes);
 
 /* ---- reads (any thread, each with its own reader; after store_load) ---- */
 PC_MUST_USE pc_status store_reader_open(store_t *store, store_reader_t **out);

@@ -10,8 +10,10 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "journal/verify.h"
@@ -366,11 +368,21 @@ static void test_in_transaction_fault(void) {
 
 /* ---- a failed fsync or a full disk at COMMIT stops the writer ---- */
 
-static uint32_t failed_calls;
+/* Called on the writer thread after it completed the failed commands: a caller woken
+ * by its command's status may look before the call happened, so the test waits for it. */
+static _Atomic uint32_t failed_calls;
 static void on_failed(void *ctx, pc_status status) {
     (void)ctx;
     ASSERT_STATUS(status, PC_STORE_FAILED);
-    failed_calls++;
+    atomic_fetch_add(&failed_calls, 1);
+}
+
+static uint32_t failed_calls_after_wait(void) {
+    for (int waited_ms = 0; atomic_load(&failed_calls) == 0 && waited_ms < 30000; waited_ms++) {
+        struct timespec pause = {.tv_sec = 0, .tv_nsec = 1000000};
+        nanosleep(&pause, NULL);
+    }
+    return atomic_load(&failed_calls);
 }
 
 static pc_status fsync_fault_then_crash(void) {
@@ -412,7 +424,7 @@ static void test_fsync_fault_at_commit(void) {
     ASSERT_STATUS(transfer(writer, "t4", "a", "b", 5, NULL), PC_STORE_FAILED); /* refused */
     ASSERT_FALSE(writer_can_commit(writer));
     ASSERT_STATUS(writer_failed(writer), PC_STORE_FAILED);
-    ASSERT_EQ(failed_calls, 1);
+    ASSERT_EQ(failed_calls_after_wait(), 1);
     stop(store, writer); /* no snapshot from memory that may disagree with the file */
     store_fault_disarm_all();
     ASSERT_FALSE(in_file("t4"));

@@ -1,0 +1,139 @@
+"""Goal: GET /v1/stats answers each key what it may see and refuses bad queries with
+stable codes; its totals equal what was committed; the journal verification state and
+metrics follow POST /v1/verify and the periodic run; a --web-dir that cannot be loaded
+stops the server at start.
+Method: a real `paycore serve` over loopback, driven over HTTP."""
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../api"))
+from pcapi import BIN, TIMEOUT_S, Server, account, check, expect, transfer  # noqa: E402
+
+
+def new_key(admin, scope):
+    r = admin.post("/v1/api-keys", {"name": scope + "-key", "scope": scope})
+    check(r.status in (200, 201), "create %s key: %r" % (scope, r))
+    return r.json["key"]
+
+
+def metric(text, name):
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def until(what, fn):
+    deadline = time.time() + TIMEOUT_S
+    while time.time() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(0.05)
+    check(False, "timed out waiting for " + what)
+
+
+def test_bad_queries(server):
+    admin = server.client()
+    expect(server.client(key="").get("/v1/stats"), 401, "unauthenticated", "no key")
+    for query in ("window_s=0", "window_s=61", "history_s=61", "history_s=x", "window_s=-1", "other=1"):
+        expect(admin.get("/v1/stats?" + query), 400, "query_invalid", query)
+    r = expect(admin.get("/v1/stats?window_s=60&history_s=0"), 200, what="bounds").json
+    check(r["window_s"] == 60 and r["history"]["t"] == [], "bounds honoured: %r" % r)
+
+
+def test_scopes(server):
+    admin = server.client()
+    merchant = server.client(key=new_key(admin, "merchant"))
+    reader = server.client(key=new_key(admin, "read_only"))
+    expect(admin.post("/v1/accounts", {"accounts": [account("a1"), account("a2")]}), 200, what="admin accounts")
+    expect(merchant.post("/v1/accounts", {"accounts": [account("m1"), account("m2")]}), 200, what="merchant accounts")
+    for i in range(5):
+        expect(admin.post("/v1/transfers", transfer("at%d" % i, "a1", "a2", 10)), 201, what="admin transfer")
+    for i in range(2):
+        expect(merchant.post("/v1/transfers", transfer("mt%d" % i, "m1", "m2", 10)), 201, what="merchant transfer")
+    # a replay commits nothing new: it must not count
+    r = merchant.post("/v1/transfers", transfer("mt0", "m1", "m2", 10))
+    check(r.status in (200, 409), "replay: %r" % r)
+    m = expect(merchant.get("/v1/stats"), 200, what="merchant stats").json
+    check(m["scope"] == "merchant", "merchant scope %r" % m["scope"])
+    check(set(m) == {"scope", "now", "window_s", "api", "history"}, "merchant sections %r" % sorted(m))
+    check(m["api"]["transfers_total"] == 2 and m["api"]["requests_total"] == 4, "merchant figures %r" % m["api"])
+    check(set(m["history"]) == {"t", "requests_per_s", "errors_per_s", "transfers_per_s", "p50_ms", "p99_ms"},
+          "merchant history %r" % sorted(m["history"]))
+    a = expect(admin.get("/v1/stats"), 200, what="admin stats").json
+    check(a["api"]["transfers_total"] == 7, "all transfers %r" % a["api"])
+    check(a["writer"]["transfers_committed_total"] == 7, "writer total %r" % a["writer"])
+    check(a["writer"]["queue_max"] == 65536 and a["writer"]["queue_depth"] >= 0, "queue %r" % a["writer"])
+    check(a["risk"]["mode"] == "rules_only" and a["risk"]["decisions_total"]["approve"] == 0, "risk %r" % a["risk"])
+    check(a["journal"]["verify"]["state"] == "never", "journal %r" % a["journal"])
+    r = expect(reader.get("/v1/stats"), 200, what="read_only stats").json
+    check(r["scope"] == "read_only" and "writer" in r and "journal" in r, "read_only sees the system: %r" % sorted(r))
+    # the stats route and /metrics are not API traffic: polling them moves nothing
+    before = expect(admin.get("/v1/stats"), 200).json["api"]["requests_total"]
+    for _ in range(3):
+        admin.get("/v1/stats")
+        admin.get("/metrics")
+    after = expect(admin.get("/v1/stats"), 200).json["api"]["requests_total"]
+    check(after == before, "polling counted as traffic: %d -> %d" % (before, after))
+
+
+def test_verify_state(server):
+    admin = server.client()
+    text = expect(admin.get("/metrics"), 200).raw
+    check(metric(text, "paycore_writer_queue_capacity") == 65536, "queue capacity metric")
+    check(metric(text, "paycore_journal_verify_last_ok") is None, "no last_ok before any verification")
+    v = expect(admin.post("/v1/verify", {}), 200, what="verify").json
+    check(v["ok"] is True, "verify %r" % v)
+    s = expect(admin.get("/v1/stats"), 200).json["journal"]["verify"]
+    check(s["state"] == "ok" and s["batches"] == v["batches"] and s["head_hash"] == v["head_hash"], "state %r vs %r" % (s, v))
+    text = expect(admin.get("/metrics"), 200).raw
+    check(metric(text, "paycore_journal_verify_last_ok") == 1, "last_ok after verify")
+    check('paycore_journal_verify_runs_total{result="ok"} 1' in text, "runs counted")
+
+
+def test_periodic_verify():
+    server = Server()
+    try:
+        server.start(["--verify-interval-s", "1"])
+        admin = server.client()
+        expect(admin.post("/v1/accounts", {"accounts": [account("p1")]}), 200, what="an account")
+        until("two periodic verifications", lambda: (metric(admin.get("/metrics").raw, 'paycore_journal_verify_runs_total{result="ok"}') or 0) >= 2)
+        s = expect(admin.get("/v1/stats"), 200).json["journal"]["verify"]
+        check(s["interval_s"] == 1 and s["state"] in ("ok", "running"), "periodic %r" % s)
+    finally:
+        server.close()
+
+
+def test_bad_web_dir():
+    server = Server()
+    try:
+        out = subprocess.run([BIN, "serve", "--db", server.db, "--listen", "127.0.0.1:0",
+                              "--web-dir", os.path.join(server.dir, "nope")],
+                             capture_output=True, text=True, timeout=TIMEOUT_S)
+        check(out.returncode == 1, "a --web-dir that cannot load must stop the start: %d %s" % (out.returncode, out.stderr))
+        out = subprocess.run([BIN, "serve", "--db", server.db, "--verify-interval-s", "x"],
+                             capture_output=True, text=True, timeout=TIMEOUT_S)
+        check(out.returncode != 0, "bad --verify-interval-s")
+    finally:
+        server.close()
+
+
+def main():
+    server = Server()
+    try:
+        server.start()
+        test_bad_queries(server)
+        test_scopes(server)
+        test_verify_state(server)
+    finally:
+        server.close()
+    test_periodic_verify()
+    test_bad_web_dir()
+    print("5 passed, 0 failed")
+
+
+if __name__ == "__main__":
+    main()

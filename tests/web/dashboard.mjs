@@ -1,0 +1,287 @@
+// tests/web/dashboard.mjs BIN CHROMIUM OUTDIR: the dashboard in a real browser (run by
+// test_dashboard.sh). Steps:
+//  1. a real `paycore serve` (rules-only risk engine) on a free loopback port; one
+//     authorization held for review; a merchant key with two accounts of its own;
+//  2. the page's own files: content types, caching, the strict CSP;
+//  3. chromium (playwright-core): log in with the admin key; the key is in session
+//     storage and nowhere else;
+//  4. `paycore load` runs for a few seconds: the page's committed total must move while
+//     it runs; after it, page == GET /v1/stats == what load counted; the rate figures
+//     of one second equal the API's for the same second;
+//  4b. the channels panel (serve --demo: simulators and the gateway) agrees with
+//     GET /v1/channels;
+//  5. approve the review with the page's button: the API shows it approved by this key;
+//     start a journal verification from the page: its state shows ok;
+//  6. log in as the merchant: its own figures only (no writer, risk or journal panels);
+//  7. no CSP violation, no script error; screenshots in OUTDIR.
+// No step depends on timing: every wait polls for its condition with a generous limit.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const [bin, chromiumPath, outdir] = process.argv.slice(2);
+const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
+const { chromium } = createRequire(join(root, 'web/package.json'))('playwright-core');
+const SLOW = process.env.PAYCORE_SANITIZED === '1' ? 3 : 1;
+const WAIT_MS = 60000 * SLOW;
+let passed = 0;
+
+function check(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+async function until(what, fn, timeoutMs = WAIT_MS) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    last = await fn();
+    if (last) return last;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function run(args, { capture = true } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(bin, args, { stdio: ['ignore', capture ? 'pipe' : 'ignore', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    if (capture) child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+async function startServer(dir) {
+  const db = join(dir, 'dash.db');
+  const init = await run(['init', '--db', db]);
+  check(init.code === 0, `init: ${init.stderr}`);
+  const adminKey = init.stdout.trim().replace(/^admin_key=/, '');
+  const rules = join(dir, 'risk.rules');
+  writeFileSync(rules, 'amount_limit currency=USD max_minor=500000\n');
+  const log = join(dir, 'serve.log');
+  // --demo: the channel simulators and the gateway, so the channels panel has channels
+  const proc = spawn(bin, ['serve', '--db', db, '--listen', '127.0.0.1:0', '--log-file', log,
+    '--risk-rules', rules, '--risk-rules-only', '--demo'], { stdio: 'ignore' });
+  const port = await until('the server to listen', () => {
+    if (proc.exitCode !== null) throw new Error(`server exited: ${readFileSync(log, 'utf8')}`);
+    if (!existsSync(log)) return null;
+    const m = readFileSync(log, 'utf8').match(/"msg":"listening".*"port":(\d+)/);
+    return m ? Number(m[1]) : null;
+  });
+  return { proc, url: `http://127.0.0.1:${port}`, adminKey };
+}
+
+async function api(server, method, path, key, body) {
+  const headers = { Authorization: `Bearer ${key}` };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const r = await fetch(server.url + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await r.text();
+  return { status: r.status, headers: r.headers, json: text.startsWith('{') ? JSON.parse(text) : null, text };
+}
+
+function authorization(amountMinor, i) {
+  return { txn_id: 1000 + i, payer_id: `P-${i}`, payee_id: 'M-1', amount_minor: amountMinor, currency: 'USD',
+    mcc: '5411', channel: 'ecommerce', country_payer: 'DE', country_merchant: 'DE', account_age_days: 400 };
+}
+
+async function seed(server) {
+  for (let i = 0; i < 3; i++) {
+    const d = await api(server, 'POST', '/v1/risk/decisions', server.adminKey, authorization(1000 + i, i));
+    check(d.status === 200 && d.json.outcome === 'approve', `approve decision: ${d.text}`);
+  }
+  const held = await api(server, 'POST', '/v1/risk/decisions', server.adminKey, authorization(900000, 9));
+  check(held.status === 200 && held.json.outcome === 'review', `review decision: ${held.text}`);
+  const key = await api(server, 'POST', '/v1/api-keys', server.adminKey, { name: 'shop', scope: 'merchant' });
+  check(key.status === 200 || key.status === 201, `merchant key: ${key.text}`);
+  const merchantKey = key.json.secret || key.json.key;
+  check(typeof merchantKey === 'string', `merchant key secret in ${key.text}`);
+  const accounts = await api(server, 'POST', '/v1/accounts', merchantKey, {
+    accounts: [{ id: 'shop-a', currency: 'USD', code: 1 }, { id: 'shop-b', currency: 'USD', code: 1 }] });
+  check(accounts.status === 200, `merchant accounts: ${accounts.text}`);
+  return { reviewId: held.json.decision_id, merchantKey };
+}
+
+async function checkAssets(server) {
+  const page = await fetch(`${server.url}/dashboard`);
+  const html = await page.text();
+  check(page.status === 200, `/dashboard: ${page.status}`);
+  check(page.headers.get('content-type') === 'text/html; charset=utf-8', `html type ${page.headers.get('content-type')}`);
+  check(page.headers.get('cache-control') === 'no-cache', `html cache ${page.headers.get('cache-control')}`);
+  const csp = page.headers.get('content-security-policy') || '';
+  for (const part of ["default-src 'none'", "script-src 'self'", "style-src 'self'", "connect-src 'self'", "frame-ancestors 'none'"]) {
+    check(csp.includes(part), `CSP lacks ${part}: ${csp}`);
+  }
+  check(!/unsafe-inline|unsafe-eval/.test(csp), `CSP allows inline code: ${csp}`);
+  check(!/<script(?![^>]*\bsrc=)[^>]*>/.test(html) && !/\sstyle=/.test(html), 'index.html has inline script or style');
+  const script = html.match(/src="(\/dashboard\/assets\/[^"]+\.js)"/);
+  check(script, 'index.html names its script');
+  const js = await fetch(server.url + script[1]);
+  check(js.status === 200 && js.headers.get('content-type') === 'text/javascript; charset=utf-8', `script ${js.status} ${js.headers.get('content-type')}`);
+  check(js.headers.get('cache-control') === 'public, max-age=31536000, immutable', `script cache ${js.headers.get('cache-control')}`);
+  const again = await fetch(server.url + script[1], { headers: { 'If-None-Match': js.headers.get('etag') } });
+  check(again.status === 304, `If-None-Match: ${again.status}`);
+  const missing = await fetch(`${server.url}/dashboard/assets/..%2F..%2Fdash.db`);
+  check(missing.status === 404, `a path outside the assets: ${missing.status}`);
+  passed++;
+}
+
+// One consistent read of the page: the second its figures are for, and the figures.
+async function pageFigures(page) {
+  return page.evaluate(() => {
+    const text = (id) => document.getElementById(id)?.textContent ?? null;
+    const ids = [...document.querySelectorAll('dd[id^="fig-"]')].map((e) => e.id);
+    const figures = Object.fromEntries(ids.map((id) => [id, text(id)]));
+    return { now: Number(document.getElementById('status').dataset.now || 0), figures };
+  });
+}
+
+const fixed = (v, d = 1) => (v === null || v === undefined ? '–' : v.toFixed(d));
+
+async function login(page, server, key) {
+  await page.goto(`${server.url}/dashboard`);
+  await page.waitForSelector('#login:not([hidden])');
+  await page.fill('#key', key);
+  await page.click('#login button[type=submit]');
+  await page.waitForSelector('#panel-api');
+  const storage = await page.evaluate(() => ({ session: sessionStorage.getItem('paycore.key'), local: localStorage.length, cookie: document.cookie }));
+  check(storage.session === key, 'the key is in session storage');
+  check(storage.local === 0 && storage.cookie === '', 'the key is nowhere else');
+}
+
+async function loadAndAgree(page, server) {
+  const before = Number((await pageFigures(page)).figures['fig-writer-transfers_committed_total']);
+  const load = run(['load', '--url', server.url, '--key', server.adminKey, '--concurrency', '4', '--duration-s', String(4 * SLOW), '--accounts', '50']);
+  const seen = new Set();
+  let loadDone = null;
+  load.then((r) => (loadDone = r));
+  await until('the page total to move twice during the load', async () => {
+    const f = await pageFigures(page);
+    const total = Number(f.figures['fig-writer-transfers_committed_total']);
+    if (!loadDone && total > before) seen.add(total);
+    if (loadDone && seen.size < 2) throw new Error(`the page moved ${seen.size} times while load ran`);
+    return seen.size >= 2;
+  });
+  const result = await load;
+  check(result.code === 0, `load: ${result.stderr}`);
+  const counted = Number(result.stdout.match(/ transfers=(\d+)/)[1]);
+  const final = before + counted;
+  await until('page total == API total == load count', async () => {
+    const stats = (await api(server, 'GET', '/v1/stats', server.adminKey)).json;
+    const f = (await pageFigures(page)).figures;
+    return stats.writer.transfers_committed_total === final && stats.api.transfers_total === final &&
+      f['fig-writer-transfers_committed_total'] === String(final) && f['fig-api-transfers_total'] === String(final);
+  });
+  // The rates: the API answers the same figures for the same second (complete seconds only).
+  await until('the page and the API to agree on one second', async () => {
+    const shown = await pageFigures(page);
+    const stats = (await api(server, 'GET', '/v1/stats', server.adminKey)).json;
+    if (stats.now !== shown.now) return false;
+    const expect = {
+      'fig-api-transfers_per_s': fixed(stats.api.transfers_per_s), 'fig-api-requests_per_s': fixed(stats.api.requests_per_s),
+      'fig-api-p50_ms': fixed(stats.api.p50_ms, 2), 'fig-api-p99_ms': fixed(stats.api.p99_ms, 2),
+    };
+    for (const [id, text] of Object.entries(expect)) {
+      check(shown.figures[id] === text, `${id}: page ${shown.figures[id]}, API ${text} (second ${stats.now})`);
+    }
+    return true;
+  });
+  passed++;
+  return final;
+}
+
+// The channels panel shows every channel of GET /v1/channels with its breaker state.
+async function channelsAgree(page, server) {
+  const listed = (await api(server, 'GET', '/v1/channels', server.adminKey)).json;
+  check(listed.channels.length > 0, `the demo has channels: ${JSON.stringify(listed)}`);
+  for (const c of listed.channels) {
+    await page.waitForSelector(`#channel-${c.name}`);
+    const breaker = await page.textContent(`#channel-${c.name} .badge`);
+    check(breaker === c.breaker.state, `channel ${c.name}: page ${breaker}, API ${c.breaker.state}`);
+  }
+  passed++;
+}
+
+async function approveFromPage(page, server, reviewId) {
+  await page.waitForSelector(`#review-${reviewId} button:has-text("Approve")`);
+  await page.click(`#review-${reviewId} button:has-text("Approve")`);
+  await page.waitForSelector(`#reviews-message:has-text("review ${reviewId}: approved")`);
+  const approved = (await api(server, 'GET', '/v1/risk/reviews?state=approved', server.adminKey)).json;
+  const row = approved.data.find((r) => r.decision_id === reviewId);
+  check(row && row.state === 'approved' && row.decided_by.startsWith('key_'), `review approved: ${JSON.stringify(approved)}`);
+  await until('the review to leave the open queue on the page', async () => (await page.$(`#review-${reviewId}`)) === null);
+  passed++;
+}
+
+async function merchantView(page, server, merchantKey, adminTotal) {
+  await page.click('#logout');
+  await page.waitForSelector('#login:not([hidden])');
+  check(await page.evaluate(() => sessionStorage.getItem('paycore.key')) === null, 'log out forgets the key');
+  for (let i = 0; i < 3; i++) {
+    const t = await api(server, 'POST', '/v1/transfers', merchantKey, { id: `shop-t${i}`, debit_account_id: 'shop-a', credit_account_id: 'shop-b', amount: 100, currency: 'USD', code: 1 });
+    check(t.status === 200 || t.status === 201, `merchant transfer: ${t.text}`);
+  }
+  await login(page, server, merchantKey);
+  await until('the merchant total', async () => (await pageFigures(page)).figures['fig-api-transfers_total'] === '3');
+  for (const name of ['writer', 'channels', 'risk', 'reviews', 'journal']) {
+    check((await page.$(`#panel-${name}`)) === null, `a merchant key sees no ${name} panel`);
+  }
+  const stats = (await api(server, 'GET', '/v1/stats', merchantKey)).json;
+  check(stats.scope === 'merchant' && stats.api.transfers_total === 3 && !('writer' in stats) && !('risk' in stats) &&
+    !('journal' in stats) && !('channels' in stats),
+    `merchant stats: ${JSON.stringify(stats).slice(0, 300)}`);
+  check(adminTotal > 3, 'the admin total is the whole server\'s');
+  await page.screenshot({ path: join(outdir, 'dashboard-merchant.png'), fullPage: true });
+  passed++;
+}
+
+async function main() {
+  const dir = mkdtempSync(join(tmpdir(), 'paycore-web-'));
+  const server = await startServer(dir);
+  const problems = [];
+  let browser = null;
+  try {
+    const { reviewId, merchantKey } = await seed(server);
+    await checkAssets(server);
+    browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: [
+      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'] });
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    page.on('pageerror', (e) => problems.push(`script error: ${e.message}`));
+    page.on('console', (m) => { if (m.type() === 'error' || /Content Security Policy/.test(m.text())) problems.push(`console: ${m.text()}`); });
+    await page.addInitScript(() => document.addEventListener('securitypolicyviolation', (e) => console.error(`Content Security Policy violation: ${e.violatedDirective} ${e.blockedURI}`)));
+    await login(page, server, server.adminKey);
+    for (const name of ['api', 'writer', 'channels', 'risk', 'reviews', 'journal']) await page.waitForSelector(`#panel-${name}`);
+    passed++;
+    await channelsAgree(page, server);
+    const total = await loadAndAgree(page, server);
+    await approveFromPage(page, server, reviewId);
+    await page.click('#journal-verify');
+    await page.waitForSelector('#journal-state.ok');
+    passed++;
+    await page.screenshot({ path: join(outdir, 'dashboard-admin.png'), fullPage: true });
+    await merchantView(page, server, merchantKey, total);
+    // 401s while logged out are the page asking, not errors of the page
+    const real = problems.filter((p) => !/401/.test(p));
+    check(real.length === 0, `the page reported problems:\n${real.join('\n')}`);
+    passed++;
+  } finally {
+    if (browser) await browser.close();
+    server.proc.kill('SIGTERM');
+    await new Promise((r) => server.proc.once('exit', r));
+    if (server.proc.exitCode !== 0) console.error(`server exit: ${server.proc.exitCode} ${server.proc.signalCode}`);
+    rmSync(dir, { recursive: true, force: true });
+  }
+  console.log(`screenshots: ${outdir}`);
+  console.log(`${passed} passed, 0 failed`);
+}
+
+main().catch((e) => {
+  console.error(`FAIL ${e.stack || e.message}`);
+  console.log(`${passed} passed, 1 failed`);
+  process.exit(1);
+});
