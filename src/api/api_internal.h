@@ -133,6 +133,26 @@ void api_route_risk_reviews(api_request_t *req);
 void api_route_risk_review_approve(api_request_t *req);
 void api_route_risk_review_decline(api_request_t *req);
 void api_route_admin_reload(api_request_t *req);
+/* routes_payments.c */
+void api_route_merchants_create(api_request_t *req);
+void api_route_merchants_list(api_request_t *req);
+void api_route_merchant_get(api_request_t *req);
+void api_route_merchant_key_create(api_request_t *req);
+void api_route_payments_create(api_request_t *req);
+void api_route_payments_list(api_request_t *req);
+void api_route_payment_get(api_request_t *req);
+void api_route_payment_confirm(api_request_t *req);
+void api_route_payment_capture(api_request_t *req);
+void api_route_payment_cancel(api_request_t *req);
+void api_route_payment_refund(api_request_t *req);
+void api_route_refund_get(api_request_t *req);
+void api_route_wallets_create(api_request_t *req);
+void api_route_wallet_get(api_request_t *req);
+void api_route_wallet_top_up(api_request_t *req);
+void api_route_wallet_withdraw(api_request_t *req);
+void api_route_payouts_create(api_request_t *req);
+void api_route_payout_get(api_request_t *req);
+void api_route_payments_recover(api_request_t *req);
 /* routes_channels.c */
 void api_route_channels(api_request_t *req);
 void api_route_channel_callback(api_request_t *req);
@@ -199,6 +219,7 @@ struct api_request {
     bool idem_held;                     /* in the in-flight set */
     bool idem_replayed;
     json_t *idem_stored;                /* what to store instead of the reply, or NULL */
+    bool deferred_rendered;             /* a deferred answer was made inside its transaction */
     /* lifetime: the MHD side holds one reference until the request completes, the
      * writer another from api_submit until done(); the last release frees. */
     _Atomic int refs;

@@ -25,10 +25,11 @@
 #include "core/core.h"
 
 /* The file formats this verifier reads (store/sqlite_schema.c): version 1 keeps the
- * signed journal checkpoints in 'checkpoints', version 2 in 'journal_checkpoints'. */
+ * signed journal checkpoints in 'checkpoints', versions 2 and 3 in 'journal_checkpoints'
+ * (3 only adds the payments layer's tables, which hold no money: the ledger does). */
 #define VERIFY_APPLICATION_ID 0x50594352
 #define VERIFY_SCHEMA_VERSION_MIN 1
-#define VERIFY_SCHEMA_VERSION_MAX 2
+#define VERIFY_SCHEMA_VERSION_MAX 3
 
 /* ---- accounts, in memory ---- */
 
@@ -428,6 +429,7 @@ static const char history_sql[] =
 static const char *const checkpoints_sql[VERIFY_SCHEMA_VERSION_MAX + 1] = {
     [1] = "SELECT seq, hash, public_key, signature FROM checkpoints ORDER BY seq",
     [2] = "SELECT seq, hash, public_key, signature FROM journal_checkpoints ORDER BY seq",
+    [3] = "SELECT seq, hash, public_key, signature FROM journal_checkpoints ORDER BY seq",
 };
 static const char journal_sql[] =
     "SELECT seq, timestamp_first, timestamp_last, account_count, transfer_count,"

@@ -15,6 +15,8 @@ sqlite3 *store_sqlite_reader_db(store_reader_t *reader);
 /* SQL creating the API's tables (keys, grants, idempotency), run by schema
  * migration 1 in the same transaction as the ledger's tables. sqlite_api.c. */
 const char *store_sqlite_api_schema(void);
+/* SQL creating the payments layer's tables and the vault's (sqlite_payments.c). */
+const char *store_sqlite_payments_schema(void);
 
 #define PATH_MAX_BYTES 4096
 

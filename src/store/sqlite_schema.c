@@ -106,6 +106,7 @@ typedef struct {
 static const schema_migration migrations[] = {
     {schema_v1, store_sqlite_api_schema},
     {schema_v2, NULL},
+    {"", store_sqlite_payments_schema}, /* v3: payments, their lookups, the card vault */
 };
 
 #define SCHEMA_VERSION_LATEST ((int)(sizeof(migrations) / sizeof(migrations[0])))
