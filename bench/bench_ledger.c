@@ -3,6 +3,9 @@
  * ratio last (tools read batch=, transfers_per_s=, ratio=):
  *   ledger batch=N accounts=A transfers_per_s=… baseline=sqlite_batchN baseline_per_s=… ratio=…
  *   ledger submitters=64 … baseline=sqlite_naive …
+ *   ledger_owner batch=N … baseline=ledger_admin …   the same work as a merchant key's:
+ *     every account checked against the owner's grants in the writer (ratio ~1: the
+ *     cost of the ownership check)
  *   ledger_memory accounts=1000000 peak_rss_mib=…
  * The baseline is what a careful engineer writes first: WAL, synchronous=FULL,
  * prepared statements, per transfer two UPDATEs and one INSERT, N per transaction.
@@ -132,6 +135,10 @@ typedef struct {
     uint64_t next_id;
 } paycore_t;
 
+/* The owner of every account in the benchmark: a merchant key's commands are checked
+ * against its grants (one per account). */
+#define BENCH_OWNER "key_bench"
+
 static void paycore_accounts(paycore_t *p, uint32_t account_count) {
     static ledger_account_t accounts[LEDGER_BATCH_EVENTS_MAX];
     static ledger_account_result_t results[LEDGER_BATCH_EVENTS_MAX];
@@ -144,7 +151,7 @@ static void paycore_accounts(paycore_t *p, uint32_t account_count) {
             accounts[i].code = 1;
         }
         writer_cmd_t cmd = {.kind = WRITER_CMD_CREATE_ACCOUNTS, .event_count = count, .accounts = accounts,
-                            .account_results = results};
+                            .account_results = results, .owner_id = BENCH_OWNER};
         if (writer_submit_wait(p->writer, &cmd) != PC_OK) abort();
     }
 }
@@ -186,17 +193,17 @@ static void transfers_fill(paycore_t *p, ledger_transfer_t *events, uint32_t cou
     }
 }
 
-/* Durable transfers per second, one command of 'batch' events per commit. Only the
- * time inside the writer (apply, write, fsync) is counted: the client builds its
- * batch before. */
-static double paycore_run(paycore_t *p, uint32_t account_count, uint32_t batch, double seconds) {
+/* Durable transfers per second, one command of 'batch' events per commit, acting for
+ * 'owner' (NULL: an admin's). Only the time inside the writer (apply, write, fsync)
+ * is counted: the client builds its batch before. */
+static double paycore_run(paycore_t *p, uint32_t account_count, uint32_t batch, const char *owner, double seconds) {
     static ledger_transfer_t events[LEDGER_BATCH_EVENTS_MAX];
     static ledger_transfer_result_t results[LEDGER_BATCH_EVENTS_MAX];
     uint64_t busy_ns = 0, count = 0;
     while ((double)busy_ns / 1e9 < seconds) {
         transfers_fill(p, events, batch, account_count);
         writer_cmd_t cmd = {.kind = WRITER_CMD_CREATE_TRANSFERS, .event_count = batch, .transfers = events,
-                            .transfer_results = results};
+                            .transfer_results = results, .owner_id = owner};
         uint64_t start_ns = pc_mono_ns();
         if (writer_submit_wait(p->writer, &cmd) != PC_OK) abort();
         busy_ns += pc_mono_ns() - start_ns;
@@ -218,6 +225,7 @@ typedef struct {
     uint64_t deadline_ns;
     uint64_t count;
     uint64_t seed;
+    const char *owner;
 } submitter_arg;
 
 static void *submitter_main(void *opaque) {
@@ -235,19 +243,20 @@ static void *submitter_main(void *opaque) {
         memcpy(t.currency, "USD", 4);
         t.amount = 1;
         t.code = 1;
-        writer_cmd_t cmd = {.kind = WRITER_CMD_CREATE_TRANSFERS, .event_count = 1, .transfers = &t, .transfer_results = &r};
+        writer_cmd_t cmd = {.kind = WRITER_CMD_CREATE_TRANSFERS, .event_count = 1, .transfers = &t, .transfer_results = &r,
+                            .owner_id = arg->owner};
         if (writer_submit_wait(arg->p->writer, &cmd) != PC_OK || r.status != PC_OK) abort();
         arg->count++;
     }
     return NULL;
 }
 
-static double paycore_concurrent(paycore_t *p, uint32_t account_count, double seconds) {
+static double paycore_concurrent(paycore_t *p, uint32_t account_count, const char *owner, double seconds) {
     pthread_t threads[SUBMITTERS];
     submitter_arg args[SUBMITTERS];
     uint64_t start_ns = pc_mono_ns();
     for (int i = 0; i < SUBMITTERS; i++) {
-        args[i] = (submitter_arg){p, account_count, start_ns + (uint64_t)(seconds * 1e9), 0, rng_next() | 1};
+        args[i] = (submitter_arg){p, account_count, start_ns + (uint64_t)(seconds * 1e9), 0, rng_next() | 1, owner};
         pthread_create(&threads[i], NULL, submitter_main, &args[i]);
     }
     uint64_t total = 0;
@@ -260,27 +269,46 @@ static double paycore_concurrent(paycore_t *p, uint32_t account_count, double se
 
 /* ---------------- figures ---------------- */
 
+static void figure_owner(const char *shape, uint32_t accounts, double owner_per_s, double admin_per_s) {
+    printf("ledger_owner %s accounts=%u transfers_per_s=%.0f baseline=ledger_admin baseline_per_s=%.0f ratio=%.3f\n",
+           shape, accounts, owner_per_s, admin_per_s, owner_per_s / admin_per_s);
+}
+
+/* Interleaved rounds (the disk's mood hits all three): plain SQLite, paycore as an
+ * admin, paycore as the merchant owning every account. */
 static void figure_batch(const bench_config *config, paycore_t *p, sqlite3 *base, uint32_t batch, int rounds) {
-    double paycore_sum = 0, baseline_sum = 0;
-    for (int round = 0; round < rounds; round++) { /* interleaved: the disk's mood hits both */
-        baseline_sum += baseline_run(base, config->accounts, batch, config->seconds_per_figure / rounds);
-        paycore_sum += paycore_run(p, config->accounts, batch, config->seconds_per_figure / rounds);
+    double paycore_sum = 0, owner_sum = 0, baseline_sum = 0, seconds = config->seconds_per_figure / rounds;
+    for (int round = 0; round < rounds; round++) {
+        baseline_sum += baseline_run(base, config->accounts, batch, seconds);
+        bool owner_first = round % 2 == 1; /* neither always runs on a warmer cache */
+        if (owner_first) owner_sum += paycore_run(p, config->accounts, batch, BENCH_OWNER, seconds);
+        paycore_sum += paycore_run(p, config->accounts, batch, NULL, seconds);
+        if (!owner_first) owner_sum += paycore_run(p, config->accounts, batch, BENCH_OWNER, seconds);
     }
     double paycore_per_s = paycore_sum / rounds, baseline_per_s = baseline_sum / rounds;
     printf("ledger batch=%u accounts=%u transfers_per_s=%.0f baseline=sqlite_batch%u baseline_per_s=%.0f ratio=%.2f\n",
            batch, config->accounts, paycore_per_s, batch, baseline_per_s, paycore_per_s / baseline_per_s);
+    char shape[32];
+    snprintf(shape, sizeof shape, "batch=%u", batch);
+    figure_owner(shape, config->accounts, owner_sum / rounds, paycore_per_s);
     fflush(stdout);
 }
 
 static void figure_concurrent(const bench_config *config, paycore_t *p, sqlite3 *base, int rounds) {
-    double paycore_sum = 0, baseline_sum = 0;
+    double paycore_sum = 0, owner_sum = 0, baseline_sum = 0, seconds = config->seconds_per_figure / rounds;
     for (int round = 0; round < rounds; round++) {
-        baseline_sum += baseline_run(base, config->accounts, 1, config->seconds_per_figure / rounds);
-        paycore_sum += paycore_concurrent(p, config->accounts, config->seconds_per_figure / rounds);
+        baseline_sum += baseline_run(base, config->accounts, 1, seconds);
+        bool owner_first = round % 2 == 1;
+        if (owner_first) owner_sum += paycore_concurrent(p, config->accounts, BENCH_OWNER, seconds);
+        paycore_sum += paycore_concurrent(p, config->accounts, NULL, seconds);
+        if (!owner_first) owner_sum += paycore_concurrent(p, config->accounts, BENCH_OWNER, seconds);
     }
     double paycore_per_s = paycore_sum / rounds, baseline_per_s = baseline_sum / rounds;
     printf("ledger batch=1 submitters=%d accounts=%u transfers_per_s=%.0f baseline=sqlite_naive baseline_per_s=%.0f "
            "ratio=%.2f\n", SUBMITTERS, config->accounts, paycore_per_s, baseline_per_s, paycore_per_s / baseline_per_s);
+    char shape[48];
+    snprintf(shape, sizeof shape, "batch=1 submitters=%d", SUBMITTERS);
+    figure_owner(shape, config->accounts, owner_sum / rounds, paycore_per_s);
     fflush(stdout);
 }
 
@@ -313,7 +341,7 @@ static void figure_memory(uint32_t account_count) {
                 memcpy(accounts[i].currency, "USD", 4);
             }
             ledger_batch_begin(ledger, pc_wall_ns());
-            ledger_create_accounts(ledger, accounts, count, results);
+            ledger_create_accounts(ledger, NULL, accounts, count, results);
             ledger_batch_commit(ledger);
         }
         printf("ledger_memory accounts=%u peak_rss_mib=%.1f limit_mib=300\n", ledger_account_count(ledger),

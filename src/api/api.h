@@ -98,8 +98,11 @@ void *api_alloc(api_request_t *req, size_t bytes);
 /* A store reader for this request (borrowed; NULL when none could be opened). */
 store_reader_t *api_reader(api_request_t *req);
 api_server_t *api_request_server(const api_request_t *req);
-/* For a merchant key: true when 'account_id' belongs to the caller. Others: true. */
+/* For a merchant key: true when 'account_id' belongs to the caller. Others: true.
+ * Reads the committed store: for GETs. Writes are checked by the writer (owner). */
 bool api_account_visible(api_request_t *req, const char *account_id);
+/* The owner a writer command acts for: the merchant key's id, or NULL (every account). */
+const char *api_request_owner(const api_request_t *req);
 
 /* ---- answering ---- */
 void api_reply_json(api_request_t *req, int http_status, json_t *body /* stolen */);

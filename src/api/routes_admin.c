@@ -50,11 +50,7 @@ static pc_status key_create_in_tx(api_request_t *req, store_tx_t *tx) {
     key_job *job = (key_job *)req->cmd;
     store_api_key_t row;
     entry_to_row(&job->entry, &row);
-    pc_status status = store_api_key_insert(tx, &row);
-    for (uint32_t i = 0; i < job->account_count && status == PC_OK; i++) {
-        status = store_api_grant_insert(tx, job->entry.id, job->accounts[i]);
-    }
-    return status;
+    return store_api_key_insert(tx, &row); /* the writer writes the grants (cmd.grantee_id) */
 }
 
 static void key_create_done(api_request_t *req, writer_cmd_t *cmd) {
@@ -138,6 +134,9 @@ void api_route_keys_create(api_request_t *req) {
     api_key_generate(job->secret, job->entry.id, job->entry.hash);
     job->entry.created_ns = pc_wall_ns();
     job->cmd.kind = WRITER_CMD_EXEC;
+    job->cmd.grantee_id = job->entry.id;
+    job->cmd.grant_account_ids = job->accounts;
+    job->cmd.grant_count = job->account_count;
     req->after_commit = key_after_commit;
     api_submit(req, &job->cmd, key_create_in_tx, key_create_done);
 }

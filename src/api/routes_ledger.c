@@ -1,9 +1,14 @@
 /* api/routes_ledger.c: accounts and transfers. Handlers decode and validate the body
- * (a bad request is 400 and touches nothing), check a merchant key's reach, submit one
- * writer command, and render the ledger's results: one event answers 201 created,
- * 200 exists, or the refusing code (422 ledger_error); a batch answers 200 with one
- * result per event. A merchant never learns of an account that is not its own: such
- * an account reads as missing (404 / account_not_found). */
+ * (a bad request is 400 and touches nothing), submit one writer command, and render
+ * the ledger's results: one event answers 201 created, 200 exists, or the refusing
+ * code (422 ledger_error); a batch answers 200 with one result per event.
+ *
+ * A merchant key's command carries the key as its owner: the writer decides, as each
+ * event is applied, whether the accounts and pending transfers it names are the
+ * merchant's (writer.h, owner_id). A foreign object then fails exactly as a missing
+ * one (account_not_found, pending_transfer_not_found), and an id another merchant
+ * holds answers id_taken and nothing else. Nothing is checked here beforehand: a
+ * check against the committed store would race the writer's queue. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,21 +40,37 @@ bool api_account_visible(api_request_t *req, const char *account_id) {
     return granted;
 }
 
-/* The reply of one refused or accepted event; 'created' carries the created body. */
-static void reply_event(api_request_t *req, pc_status status, json_t *object) {
+static const char *field_name(ledger_field field) {
+    switch (field) {
+    case LEDGER_FIELD_DEBIT_ACCOUNT_ID: return "debit_account_id";
+    case LEDGER_FIELD_CREDIT_ACCOUNT_ID: return "credit_account_id";
+    case LEDGER_FIELD_PENDING_ID: return "pending_id";
+    default: return NULL;
+    }
+}
+
+const char *api_request_owner(const api_request_t *req) {
+    bool merchant = req->has_caller && req->caller.scope == API_SCOPE_MERCHANT;
+    return merchant ? req->caller.id : NULL;
+}
+
+/* The reply of one refused or accepted event; 'object' is the body when accepted. */
+static void reply_event(api_request_t *req, pc_status status, ledger_field field, json_t *object) {
     if (status == PC_OK || status == PC_EXISTS) {
         json_object_set_new(object, "status", json_string(status == PC_OK ? "created" : "exists"));
         api_reply_json(req, status == PC_OK ? 201 : 200, object);
         return;
     }
     json_decref(object);
-    api_reply_error(req, status, NULL, NULL);
+    api_reply_error(req, status, field_name(field), NULL);
 }
 
 /* Batch results are rendered by hand: ids passed pc_id_valid ([A-Za-z0-9._:-]) and
  * codes come from status.def, so nothing needs escaping, and a full 8189-event batch
- * costs one buffer instead of tens of thousands of JSON nodes. */
-#define RESULT_ENTRY_BYTES_MAX (PC_ID_BYTES_MAX + 160)
+ * costs one buffer instead of tens of thousands of JSON nodes. An entry: index, id,
+ * status (about 110 bytes besides the id), timestamp, field (40), amount and the two
+ * accounts' balances (8 integers of up to 20 digits with their names: about 330). */
+#define RESULT_ENTRY_BYTES_MAX (PC_ID_BYTES_MAX + 600)
 
 typedef struct {
     char *text;
@@ -63,8 +84,10 @@ static bool results_begin(results_buf *buf, uint32_t count) {
     return true;
 }
 
-static void results_add(results_buf *buf, uint32_t index, const char *id, pc_status status,
-                        uint64_t timestamp_ns) {
+/* Opens one entry: index, id, status, and the timestamp of an accepted event. The
+ * caller may append members, then closes it with results_entry_end. */
+static void results_entry(results_buf *buf, uint32_t index, const char *id, pc_status status,
+                          uint64_t timestamp_ns) {
     PC_ASSERT(pc_id_valid(id));
     const char *name = status == PC_OK ? "created" : pc_status_code(status);
     buf->bytes += (size_t)sprintf(buf->text + buf->bytes, "%s{\"index\":%u,\"id\":\"%s\",\"status\":\"%s\"",
@@ -73,7 +96,38 @@ static void results_add(results_buf *buf, uint32_t index, const char *id, pc_sta
         buf->bytes += (size_t)sprintf(buf->text + buf->bytes, ",\"timestamp\":%llu",
                                       (unsigned long long)timestamp_ns);
     }
+}
+
+static void results_entry_end(results_buf *buf) {
     buf->text[buf->bytes++] = '}';
+}
+
+static void results_balances(results_buf *buf, const char *name, const ledger_balances_t *b) {
+    buf->bytes += (size_t)sprintf(buf->text + buf->bytes,
+                                  "\"%s\":{\"debits_pending\":%lld,\"debits_posted\":%lld,"
+                                  "\"credits_pending\":%lld,\"credits_posted\":%lld}",
+                                  name, (long long)b->debits_pending, (long long)b->debits_posted,
+                                  (long long)b->credits_pending, (long long)b->credits_posted);
+}
+
+/* A transfer's entry: a created one carries the amount moved and both accounts'
+ * balances after it, as a single transfer's reply does; a refusal names its field. */
+static void results_transfer(results_buf *buf, uint32_t index, const char *id,
+                             const ledger_transfer_result_t *result) {
+    results_entry(buf, index, id, result->status, result->timestamp_ns);
+    const char *field = result->status == PC_OK ? NULL : field_name(result->field);
+    if (field != NULL) {
+        buf->bytes += (size_t)sprintf(buf->text + buf->bytes, ",\"field\":\"%s\"", field);
+    }
+    if (result->status == PC_OK) {
+        buf->bytes += (size_t)sprintf(buf->text + buf->bytes, ",\"amount\":%lld,\"balances\":{",
+                                      (long long)result->amount);
+        results_balances(buf, "debit_account", &result->debit_balances);
+        buf->text[buf->bytes++] = ',';
+        results_balances(buf, "credit_account", &result->credit_balances);
+        buf->text[buf->bytes++] = '}';
+    }
+    results_entry_end(buf);
 }
 
 static void results_reply(api_request_t *req, results_buf *buf) {
@@ -83,16 +137,6 @@ static void results_reply(api_request_t *req, results_buf *buf) {
 }
 
 /* ---- POST /v1/accounts ---- */
-
-static pc_status accounts_in_tx(api_request_t *req, store_tx_t *tx) {
-    writer_cmd_t *cmd = req->cmd;
-    for (uint32_t i = 0; i < cmd->event_count; i++) {
-        if (cmd->account_results[i].status != PC_OK) continue;
-        pc_status status = store_api_grant_insert(tx, req->caller.id, cmd->accounts[i].id);
-        if (status != PC_OK) return status;
-    }
-    return PC_OK;
-}
 
 static void accounts_done(api_request_t *req, writer_cmd_t *cmd) {
     ledger_job *job = (ledger_job *)cmd;
@@ -107,7 +151,7 @@ static void accounts_done(api_request_t *req, writer_cmd_t *cmd) {
                                                    "credits_pending", "credits_posted"};
             for (uint32_t i = 0; i < 4; i++) json_object_del(object, balances[i]);
         }
-        reply_event(req, cmd->account_results[0].status, object);
+        reply_event(req, cmd->account_results[0].status, LEDGER_FIELD_NONE, object);
         return;
     }
     results_buf buf;
@@ -117,7 +161,8 @@ static void accounts_done(api_request_t *req, writer_cmd_t *cmd) {
     }
     for (uint32_t i = 0; i < cmd->event_count; i++) {
         const ledger_account_result_t *result = &cmd->account_results[i];
-        results_add(&buf, i, cmd->accounts[i].id, result->status, result->timestamp_ns);
+        results_entry(&buf, i, cmd->accounts[i].id, result->status, result->timestamp_ns);
+        results_entry_end(&buf);
     }
     results_reply(req, &buf);
 }
@@ -146,28 +191,40 @@ void api_route_accounts_create(api_request_t *req) {
         api_reply_error(req, PC_NO_MEMORY, NULL, NULL);
         return;
     }
-    bool merchant = req->caller.scope == API_SCOPE_MERCHANT;
-    api_submit(req, &job->cmd, merchant ? accounts_in_tx : NULL, accounts_done);
+    job->cmd.owner_id = api_request_owner(req);
+    api_submit(req, &job->cmd, NULL, accounts_done);
 }
 
 /* ---- POST /v1/transfers ---- */
 
+/* The reply of one transfer: as stored (a post or void inherits its accounts,
+ * currency and code from the pending transfer). */
+static void transfer_reply(api_request_t *req, const ledger_transfer_t *event,
+                           const ledger_transfer_result_t *result) {
+    ledger_transfer_t transfer = *event;
+    transfer.timestamp_ns = result->timestamp_ns;
+    if (result->status == PC_OK || result->status == PC_EXISTS) {
+        memcpy(transfer.debit_account_id, result->debit_account_id, PC_ID_SIZE);
+        memcpy(transfer.credit_account_id, result->credit_account_id, PC_ID_SIZE);
+        memcpy(transfer.currency, result->currency, sizeof transfer.currency);
+        transfer.code = result->code;
+        transfer.amount = result->amount;
+    }
+    json_t *object = codec_transfer_json(&transfer, LEDGER_PENDING_NONE);
+    if (result->status == PC_OK && object != NULL) {
+        json_object_set_new(object, "balances",
+                            json_pack("{s:o,s:o}", "debit_account",
+                                      codec_balances_json(&result->debit_balances),
+                                      "credit_account",
+                                      codec_balances_json(&result->credit_balances)));
+    }
+    reply_event(req, result->status, result->field, object);
+}
+
 static void transfers_done(api_request_t *req, writer_cmd_t *cmd) {
     ledger_job *job = (ledger_job *)cmd;
     if (!job->batch) {
-        const ledger_transfer_result_t *result = &cmd->transfer_results[0];
-        ledger_transfer_t transfer = cmd->transfers[0];
-        transfer.timestamp_ns = result->timestamp_ns;
-        json_t *object = codec_transfer_json(&transfer, LEDGER_PENDING_NONE);
-        if (result->status == PC_OK && object != NULL) {
-            json_object_set_new(object, "amount", json_integer((json_int_t)result->amount));
-            json_object_set_new(object, "balances",
-                                json_pack("{s:o,s:o}", "debit_account",
-                                          codec_balances_json(&result->debit_balances),
-                                          "credit_account",
-                                          codec_balances_json(&result->credit_balances)));
-        }
-        reply_event(req, result->status, object);
+        transfer_reply(req, &cmd->transfers[0], &cmd->transfer_results[0]);
         return;
     }
     results_buf buf;
@@ -176,41 +233,9 @@ static void transfers_done(api_request_t *req, writer_cmd_t *cmd) {
         return;
     }
     for (uint32_t i = 0; i < cmd->event_count; i++) {
-        const ledger_transfer_result_t *result = &cmd->transfer_results[i];
-        results_add(&buf, i, cmd->transfers[i].id, result->status, result->timestamp_ns);
+        results_transfer(&buf, i, cmd->transfers[i].id, &cmd->transfer_results[i]);
     }
     results_reply(req, &buf);
-}
-
-/* A merchant may move money only between its own accounts, and resolve only its own
- * pending transfers. false: a 422 was replied, naming the place. */
-static bool merchant_reach(api_request_t *req, const ledger_transfer_t *events, uint32_t count,
-                           bool batch) {
-    for (uint32_t i = 0; i < count; i++) {
-        const ledger_transfer_t *t = &events[i];
-        const char *side = NULL;
-        if (t->debit_account_id[0] && !api_account_visible(req, t->debit_account_id)) side = "debit_account_id";
-        else if (t->credit_account_id[0] && !api_account_visible(req, t->credit_account_id)) side = "credit_account_id";
-        pc_status status = PC_ACCOUNT_NOT_FOUND;
-        if (side == NULL && t->pending_id[0] && api_reader(req) != NULL) {
-            store_transfer_t pending;
-            if (store_read_transfer(api_reader(req), t->pending_id, &pending) == PC_OK) {
-                bool visible = api_account_visible(req, pending.transfer.debit_account_id) ||
-                               api_account_visible(req, pending.transfer.credit_account_id);
-                if (!visible) side = "pending_id";
-                store_transfer_free(&pending);
-            }
-            status = PC_PENDING_TRANSFER_NOT_FOUND;
-        }
-        if (side != NULL) {
-            char field[96];
-            if (batch) snprintf(field, sizeof field, "transfers[%u].%s", i, side);
-            else snprintf(field, sizeof field, "%s", side);
-            api_reply_error(req, status, field, NULL);
-            return false;
-        }
-    }
-    return true;
 }
 
 /* The fast path for plain, valid requests; anything else goes through the full
@@ -240,10 +265,8 @@ void api_route_transfers_create(api_request_t *req) {
         return;
     }
     if (!decode_transfers(req, job, &events, &count)) return;
-    if (req->caller.scope == API_SCOPE_MERCHANT && !merchant_reach(req, events, count, job->batch)) {
-        return;
-    }
     job->cmd.kind = WRITER_CMD_CREATE_TRANSFERS;
+    job->cmd.owner_id = api_request_owner(req);
     job->cmd.event_count = count;
     job->cmd.transfers = events;
     job->cmd.transfer_results = api_alloc(req, sizeof(ledger_transfer_result_t) * count);

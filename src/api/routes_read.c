@@ -1,7 +1,8 @@
 /* api/routes_read.c: the GET routes of accounts and transfers. Reads go through the
  * request's store reader and never wait for the writer. Lists are
  * {"data":[...],"has_more":bool}. A merchant sees its own accounts and the transfers
- * touching them; anything else is 404 not_found, exactly as a missing object. */
+ * touching them; anything else is 404 not_found, exactly as a missing object, also
+ * when named as a list's starting_after. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,12 @@ static bool parse_u64(const char *text, uint64_t *out) {
     return true;
 }
 
+/* A timestamp bound: 0..INT64_MAX ('from', inclusive) or 1..INT64_MAX ('to',
+ * exclusive: 0 would select nothing, and means "no bound" inside). */
+static bool parse_time_ns(const char *text, uint64_t low, uint64_t *out) {
+    return parse_u64(text, out) && *out >= low && *out <= (uint64_t)INT64_MAX;
+}
+
 bool api_list_query(api_request_t *req, store_query_t *query, bool time_range) {
     static const char *const list_params[] = {"limit", "starting_after", NULL};
     static const char *const range_params[] = {"limit", "starting_after", "from", "to", "order", NULL};
@@ -36,8 +43,8 @@ bool api_list_query(api_request_t *req, store_query_t *query, bool time_range) {
     query->starting_after = api_query(req, "starting_after");
     if (query->starting_after != NULL && !pc_id_valid(query->starting_after)) bad = "starting_after";
     const char *from = api_query(req, "from"), *to = api_query(req, "to");
-    if (from != NULL && !parse_u64(from, &query->from_ns)) bad = "from";
-    if (to != NULL && !parse_u64(to, &query->to_ns)) bad = "to";
+    if (from != NULL && !parse_time_ns(from, 0, &query->from_ns)) bad = "from";
+    if (to != NULL && !parse_time_ns(to, 1, &query->to_ns)) bad = "to";
     const char *order = api_query(req, "order");
     if (order != NULL && strcmp(order, "asc") != 0 && strcmp(order, "desc") != 0) bad = "order";
     query->descending = order != NULL && strcmp(order, "desc") == 0;
@@ -87,30 +94,40 @@ void api_route_account_get(api_request_t *req) {
     store_account_free(&account);
 }
 
-typedef struct {
-    api_request_t *req;
-    json_t *data;
-} account_rows;
-
 static void account_row(const ledger_account_t *account, void *ctx) {
-    json_array_append_new(((account_rows *)ctx)->data, codec_account_json(account));
+    json_array_append_new(ctx, codec_account_json(account));
 }
 
-static bool account_row_visible(const char *account_id, void *ctx) {
-    return api_account_visible(((account_rows *)ctx)->req, account_id);
-}
-
+/* An admin or read_only key lists every account in creation order; a merchant key its
+ * own, through its grants, in id order. */
 void api_route_accounts_list(api_request_t *req) {
     store_query_t query;
     if (!api_list_query(req, &query, false)) return;
     store_reader_t *reader = reader_or_reply(req);
     if (reader == NULL) return;
-    account_rows rows = {.req = req, .data = json_array()};
+    json_t *data = json_array();
     bool has_more = false;
-    bool merchant = req->caller.scope == API_SCOPE_MERCHANT;
-    pc_status status = store_list_accounts(reader, &query, merchant ? account_row_visible : NULL,
-                                           account_row, &rows, &has_more);
-    reply_list(req, status, rows.data, has_more);
+    const char *owner = api_request_owner(req);
+    pc_status status = owner != NULL
+                           ? store_list_accounts_granted(reader, owner, &query, account_row, data, &has_more)
+                           : store_list_accounts(reader, &query, account_row, data, &has_more);
+    reply_list(req, status, data, has_more);
+}
+
+/* A transfer named as starting_after must be one the caller may see: a foreign one
+ * answers exactly as a missing one does (404 not_found). false: replied. */
+static bool cursor_visible(api_request_t *req, const store_query_t *query) {
+    if (query->starting_after == NULL || api_request_owner(req) == NULL) return true;
+    store_transfer_t cursor;
+    pc_status status = store_read_transfer(api_reader(req), query->starting_after, &cursor);
+    if (status == PC_OK) {
+        bool visible = api_account_visible(req, cursor.transfer.debit_account_id) ||
+                       api_account_visible(req, cursor.transfer.credit_account_id);
+        store_transfer_free(&cursor);
+        status = visible ? PC_OK : PC_NOT_FOUND;
+    }
+    if (status != PC_OK) api_reply_error(req, status, NULL, NULL);
+    return status == PC_OK;
 }
 
 static void transfer_row(const ledger_transfer_t *transfer, ledger_pending_state state, void *ctx) {
@@ -123,6 +140,7 @@ void api_route_account_transfers(api_request_t *req) {
     if (!api_list_query(req, &query, true)) return;
     if (!visible_account(req, api_param(req, 0), &account)) return;
     store_account_free(&account);
+    if (!cursor_visible(req, &query)) return;
     json_t *data = json_array();
     bool has_more = false;
     pc_status status = store_list_account_transfers(api_reader(req), api_param(req, 0), &query,
@@ -140,6 +158,7 @@ void api_route_account_balances(api_request_t *req) {
     if (!api_list_query(req, &query, true)) return;
     if (!visible_account(req, api_param(req, 0), &account)) return;
     store_account_free(&account);
+    if (!cursor_visible(req, &query)) return;
     json_t *data = json_array();
     bool has_more = false;
     pc_status status = store_list_history(api_reader(req), api_param(req, 0), &query,

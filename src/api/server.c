@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -92,6 +93,15 @@ static bool header_route(api_request_t *req) {
     return true;
 }
 
+/* The credentials of "Bearer <token>": the scheme name is case-insensitive and
+ * followed by one or more spaces (RFC 7235, 2.1). NULL for any other scheme. */
+static const char *bearer_credentials(const char *header) {
+    if (header == NULL || strncasecmp(header, "Bearer", 6) != 0 || header[6] != ' ') return NULL;
+    const char *credentials = header + 6;
+    while (*credentials == ' ') credentials++;
+    return credentials;
+}
+
 static bool header_auth(api_request_t *req) {
     const api_route_t *route = &api_routes[req->route_index];
     api_auth auth = route->auth;
@@ -102,8 +112,9 @@ static bool header_auth(api_request_t *req) {
     const char *header = api_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
     uint32_t retry_after_s = 1;
     pc_status status = PC_UNAUTHENTICATED;
-    if (header != NULL && strncmp(header, "Bearer ", 7) == 0 && strlen(header + 7) <= 128) {
-        status = api_keys_authenticate(&req->server->keys, header + 7, &req->caller, &retry_after_s);
+    const char *secret = bearer_credentials(header);
+    if (secret != NULL && strlen(secret) <= 128) {
+        status = api_keys_authenticate(&req->server->keys, secret, &req->caller, &retry_after_s);
     }
     if (status == PC_RATE_LIMITED) {
         char text[16];

@@ -1,6 +1,8 @@
 /* ledger/account.c: create_accounts. Results in precedence order: linked chain
  * codes, id_invalid, flag_unknown, flags_are_mutually_exclusive, currency_invalid,
- * exists_with_different_{flags,code,currency,metadata}, exists, account_limit_reached. */
+ * id_taken (an account beyond the caller's reach holds the id: nothing of it is
+ * compared or told), exists_with_different_{flags,code,currency,metadata}, exists,
+ * account_limit_reached. */
 #include <string.h>
 
 #include "core/core.h"
@@ -34,15 +36,21 @@ static pc_status account_compare(const ledger_account_t *existing, const ledger_
     return PC_EXISTS;
 }
 
+static bool account_reachable(const ledger_t *ledger, const ledger_reach_t *reach,
+                              const ledger_account_t *account) {
+    return reach == NULL || reach->reachable(reach->ctx, ledger_account_index(ledger, account), account->id);
+}
+
 static pc_status account_apply(ledger_t *ledger, const void *events_opaque, uint32_t index,
                                void *results_opaque, const void *ctx) {
-    (void)ctx;
+    const ledger_reach_t *reach = ctx;
     const ledger_account_t *event = &((const ledger_account_t *)events_opaque)[index];
     ledger_account_result_t *result = &((ledger_account_result_t *)results_opaque)[index];
     pc_status status = account_validate(event);
     if (status != PC_OK) return status;
     const ledger_account_t *existing = ledger_account_find(ledger, event->id);
     if (existing != NULL) {
+        if (!account_reachable(ledger, reach, existing)) return PC_ID_TAKEN;
         status = account_compare(existing, event);
         if (status == PC_EXISTS) *result = (ledger_account_result_t){PC_EXISTS, existing->timestamp_ns};
         return status;
@@ -70,9 +78,11 @@ static void account_result_set(void *results, uint32_t index, pc_status status) 
     ((ledger_account_result_t *)results)[index] = (ledger_account_result_t){status, 0};
 }
 
-void ledger_create_accounts(ledger_t *ledger, const ledger_account_t *events, uint32_t count,
+void ledger_create_accounts(ledger_t *ledger, const ledger_reach_t *reach,
+                            const ledger_account_t *events, uint32_t count,
                             ledger_account_result_t *results) {
     PC_ASSERT(count >= 1 && count <= WRITER_BATCH_EVENTS_MAX);
+    PC_ASSERT(reach == NULL || reach->reachable != NULL);
     ledger__apply_chains(ledger, events, count, account_linked, account_apply, account_result_set,
-                         NULL, results, NULL);
+                         NULL, results, reach);
 }

@@ -100,12 +100,40 @@ typedef struct {
     void *ctx;
 } ledger_source_t;
 
+/* Tenancy: the accounts a caller may reach. Given to a create call, it is asked about
+ * every account an event names (its debit and credit accounts, a pending transfer's
+ * accounts, the holder of an existing id). An account it refuses fails exactly as a
+ * missing one would (account_not_found, pending_transfer_not_found); an id held by an
+ * account or transfer the caller cannot reach answers id_taken and nothing else of
+ * it. A transfer is reachable when either of its accounts is; a new transfer needs
+ * both. NULL (the admin's case) reaches every account. */
+typedef struct {
+    /* 'account_index' is the account's table index, 'account_id' its id. */
+    bool (*reachable)(const void *ctx, uint32_t account_index, const char *account_id);
+    const void *ctx;
+} ledger_reach_t;
+
+/* The field of an event a refusal is about, when the code alone does not say. */
+typedef enum {
+    LEDGER_FIELD_NONE = 0,
+    LEDGER_FIELD_DEBIT_ACCOUNT_ID,   /* account_not_found: the debit account */
+    LEDGER_FIELD_CREDIT_ACCOUNT_ID,  /* account_not_found: the credit account */
+    LEDGER_FIELD_PENDING_ID,         /* pending_transfer_not_found */
+} ledger_field;
+
 typedef struct {
     pc_status status;            /* PC_OK (created), PC_EXISTS, or the refusing code */
+    ledger_field field;          /* refused: the field it is about, or LEDGER_FIELD_NONE */
     uint64_t timestamp_ns;       /* created: the new transfer's; exists: the original's */
     ledger_balances_t debit_balances;  /* created: the two accounts after this transfer */
     ledger_balances_t credit_balances;
     int64_t amount;              /* created: the amount actually moved (balancing, post) */
+    /* created: the transfer as stored (a post or void inherits these from its pending
+     * transfer when the event leaves them empty) */
+    char debit_account_id[PC_ID_SIZE];
+    char credit_account_id[PC_ID_SIZE];
+    char currency[4];
+    uint16_t code;
 } ledger_transfer_result_t;
 
 typedef struct {
@@ -172,13 +200,16 @@ PC_MUST_USE pc_status ledger_load_replay(ledger_t *ledger, const ledger_transfer
                                          int64_t pending_amount);
 
 void ledger_batch_begin(ledger_t *ledger, uint64_t now_ns);
-/* Creates 'count' accounts (1..LEDGER_BATCH_EVENTS_MAX); one result each. */
-void ledger_create_accounts(ledger_t *ledger, const ledger_account_t *events, uint32_t count,
+/* Creates 'count' accounts (1..LEDGER_BATCH_EVENTS_MAX); one result each. 'reach'
+ * (or NULL) limits what the events may reach (ledger_reach_t). */
+void ledger_create_accounts(ledger_t *ledger, const ledger_reach_t *reach,
+                            const ledger_account_t *events, uint32_t count,
                             ledger_account_result_t *results);
-/* Creates 'count' transfers (1..LEDGER_BATCH_EVENTS_MAX); one result each. */
+/* Creates 'count' transfers (1..LEDGER_BATCH_EVENTS_MAX); one result each. 'reach'
+ * (or NULL) limits what the events may reach (ledger_reach_t). */
 void ledger_create_transfers(ledger_t *ledger, const ledger_source_t *source,
-                             const ledger_transfer_t *events, uint32_t count,
-                             ledger_transfer_result_t *results);
+                             const ledger_reach_t *reach, const ledger_transfer_t *events,
+                             uint32_t count, ledger_transfer_result_t *results);
 /* Voids up to 'count_max' pending transfers whose timeout passed at the batch's
  * now_ns; returns how many. */
 uint32_t ledger_expire_due(ledger_t *ledger, uint32_t count_max);

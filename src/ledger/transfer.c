@@ -3,13 +3,17 @@
  *                pending_id_required / _must_be_empty / _must_be_different, id codes
  *                of the accounts, accounts_must_be_different, timeout_reserved_for_
  *                pending_transfer, overflows_timeout, amount_invalid, currency_invalid
- *   idempotency  exists_with_different_<field>, exists, id_already_failed
+ *   idempotency  id_taken (held beyond the caller's reach), exists_with_different_<field>,
+ *                exists, id_already_failed
  *   two-phase    pending_transfer_not_found / _not_pending / _has_different_<field> /
  *                _already_posted / _already_voided / _expired,
  *                exceeds_pending_transfer_amount
  *   accounts     account_not_found, currency_mismatch, debit/credit_account_closed
  *   balances     overflows_<balance>, exceeds_credits, exceeds_debits
- * The ledger decides here; the store persists what ledger_batch_changes lists. */
+ * Beyond the caller's reach (ledger_reach_t) an account or pending transfer is refused
+ * at the very place where a missing one is, with the same code: the two cannot be
+ * told apart. The ledger decides here; the store persists what ledger_batch_changes
+ * lists. */
 #include <string.h>
 
 #include "core/core.h"
@@ -18,6 +22,7 @@
 
 typedef struct {
     const ledger_source_t *source;
+    const ledger_reach_t *reach;   /* NULL: every account */
 } transfer_ctx;
 
 /* What the id resolved to: nothing, a committed transfer, or a burned id. */
@@ -136,21 +141,52 @@ static ledger_transfer_t *record_push(ledger_t *ledger, const ledger_transfer_t 
     return record;
 }
 
+/* A result showing 'record' as stored: what a post or void inherits included. */
+static void result_stored(pc_status status, const ledger_transfer_t *record, ledger_transfer_result_t *result) {
+    *result = (ledger_transfer_result_t){
+        .status = status,
+        .timestamp_ns = record->timestamp_ns,
+        .amount = record->amount,
+        .code = record->code,
+    };
+    memcpy(result->debit_account_id, record->debit_account_id, PC_ID_SIZE);
+    memcpy(result->credit_account_id, record->credit_account_id, PC_ID_SIZE);
+    memcpy(result->currency, record->currency, sizeof result->currency);
+}
+
 static void result_created(ledger_t *ledger, const ledger_transfer_t *record, uint32_t debit_index,
                            uint32_t credit_index, ledger_transfer_result_t *result) {
-    *result = (ledger_transfer_result_t){
-        .status = PC_OK,
-        .timestamp_ns = record->timestamp_ns,
-        .debit_balances = ledger->accounts[debit_index].balances,
-        .credit_balances = ledger->accounts[credit_index].balances,
-        .amount = record->amount,
-    };
+    result_stored(PC_OK, record, result);
+    result->debit_balances = ledger->accounts[debit_index].balances;
+    result->credit_balances = ledger->accounts[credit_index].balances;
     ledger__history_add(ledger, debit_index, record);
     ledger__history_add(ledger, credit_index, record);
 }
 
 static bool account_index_find(const ledger_t *ledger, const char *id, uint32_t *index) {
     return idmap_find(&ledger->account_map, id, ledger__id_hash(ledger, id), index);
+}
+
+static bool index_reachable(const ledger_t *ledger, const transfer_ctx *ctx, uint32_t index) {
+    return ctx->reach == NULL || ctx->reach->reachable(ctx->reach->ctx, index, ledger->accounts[index].id);
+}
+
+/* An account the event may use: it exists and is within the caller's reach. */
+static bool account_usable(const ledger_t *ledger, const transfer_ctx *ctx, const char *id, uint32_t *index) {
+    return account_index_find(ledger, id, index) && index_reachable(ledger, ctx, *index);
+}
+
+/* A transfer the caller may see: it touches an account within its reach. */
+static bool transfer_reachable(const ledger_t *ledger, const transfer_ctx *ctx, const ledger_transfer_t *t) {
+    uint32_t index;
+    if (ctx->reach == NULL) return true;
+    return account_usable(ledger, ctx, t->debit_account_id, &index) ||
+           account_usable(ledger, ctx, t->credit_account_id, &index);
+}
+
+static pc_status account_missing(ledger_transfer_result_t *result, ledger_field side) {
+    result->field = side;
+    return PC_ACCOUNT_NOT_FOUND;
 }
 
 /* Balancing transfers move at most what keeps the account within its limit. */
@@ -217,11 +253,15 @@ static pc_status movement_check(const ledger_t *ledger, const ledger_transfer_t 
 }
 
 /* A plain or pending transfer: moves 'amount' into posted or pending balances. */
-static pc_status movement_apply(ledger_t *ledger, const ledger_transfer_t *e,
+static pc_status movement_apply(ledger_t *ledger, const transfer_ctx *ctx, const ledger_transfer_t *e,
                                 ledger_transfer_result_t *result) {
     uint32_t dr_i, cr_i;
-    if (!account_index_find(ledger, e->debit_account_id, &dr_i)) return PC_ACCOUNT_NOT_FOUND;
-    if (!account_index_find(ledger, e->credit_account_id, &cr_i)) return PC_ACCOUNT_NOT_FOUND;
+    if (!account_usable(ledger, ctx, e->debit_account_id, &dr_i)) {
+        return account_missing(result, LEDGER_FIELD_DEBIT_ACCOUNT_ID);
+    }
+    if (!account_usable(ledger, ctx, e->credit_account_id, &cr_i)) {
+        return account_missing(result, LEDGER_FIELD_CREDIT_ACCOUNT_ID);
+    }
     int64_t amount;
     pc_status status = movement_check(ledger, e, dr_i, cr_i, &amount);
     if (status != PC_OK) return status;
@@ -247,23 +287,27 @@ static pc_status movement_apply(ledger_t *ledger, const ledger_transfer_t *e,
     return PC_OK;
 }
 
-/* Why a pending_id is not open: resolved in this batch, or what the store says. */
-static pc_status pending_closed_reason(ledger_t *ledger, const transfer_ctx *ctx, const char *pending_id) {
-    ledger_pending_state state = LEDGER_PENDING_NONE;
+/* The state a pending transfer reached in this batch, or LEDGER_PENDING_NONE. */
+static ledger_pending_state pending_batch_state(const ledger_t *ledger, const char *pending_id) {
     for (uint32_t i = ledger->pending_changes.count; i-- > 0;) {
         if (strcmp(ledger->pending_changes.items[i].pending_id, pending_id) == 0) {
-            state = ledger->pending_changes.items[i].state;
-            break;
+            return ledger->pending_changes.items[i].state;
         }
     }
-    if (state == LEDGER_PENDING_NONE) {
-        id_lookup found;
-        pc_status status = id_find(ledger, ctx, pending_id, &found);
-        if (status != PC_OK) return status;
-        if (!found.found || found.record.failure != PC_OK) return PC_PENDING_TRANSFER_NOT_FOUND;
-        if (!(found.record.transfer.flags & LEDGER_TRANSFER_PENDING)) return PC_PENDING_TRANSFER_NOT_PENDING;
-        state = found.record.pending_state;
-    }
+    return LEDGER_PENDING_NONE;
+}
+
+/* Why a pending_id is not open: no such transfer (or one beyond the caller's reach),
+ * not a pending one, or resolved: in this batch, or as the store says. */
+static pc_status pending_closed_reason(ledger_t *ledger, const transfer_ctx *ctx, const char *pending_id) {
+    id_lookup found;
+    pc_status status = id_find(ledger, ctx, pending_id, &found);
+    if (status != PC_OK) return status;
+    if (!found.found || found.record.failure != PC_OK) return PC_PENDING_TRANSFER_NOT_FOUND;
+    if (!transfer_reachable(ledger, ctx, &found.record.transfer)) return PC_PENDING_TRANSFER_NOT_FOUND;
+    if (!(found.record.transfer.flags & LEDGER_TRANSFER_PENDING)) return PC_PENDING_TRANSFER_NOT_PENDING;
+    ledger_pending_state state = pending_batch_state(ledger, pending_id);
+    if (state == LEDGER_PENDING_NONE) state = found.record.pending_state;
     switch (state) {
     case LEDGER_PENDING_POSTED: return PC_PENDING_TRANSFER_ALREADY_POSTED;
     case LEDGER_PENDING_VOIDED: return PC_PENDING_TRANSFER_ALREADY_VOIDED;
@@ -304,6 +348,9 @@ static pc_status resolution_apply(ledger_t *ledger, const transfer_ctx *ctx, con
     uint32_t slot;
     if (!ledger__pending_find(ledger, e->pending_id, &slot)) return pending_closed_reason(ledger, ctx, e->pending_id);
     const ledger_pending_t *p = &ledger->pendings[slot];
+    if (!index_reachable(ledger, ctx, p->debit_index) && !index_reachable(ledger, ctx, p->credit_index)) {
+        return PC_PENDING_TRANSFER_NOT_FOUND; /* exactly as pending_closed_reason says of a missing one */
+    }
     int64_t amount;
     pc_status status = resolution_check(ledger, e, p, &amount);
     if (status != PC_OK) return status;
@@ -335,6 +382,7 @@ static pc_status transfer_apply(ledger_t *ledger, const void *events, uint32_t i
     const transfer_ctx *ctx = ctx_opaque;
     const ledger_transfer_t *e = &((const ledger_transfer_t *)events)[index];
     ledger_transfer_result_t *result = &((ledger_transfer_result_t *)results)[index];
+    result->field = LEDGER_FIELD_NONE;
     pc_status status = transfer_validate(e);
     if (status != PC_OK) return status;
     id_lookup existing;
@@ -342,23 +390,26 @@ static pc_status transfer_apply(ledger_t *ledger, const void *events, uint32_t i
     if (status != PC_OK) return status;
     if (existing.found) {
         if (existing.record.failure != PC_OK) return PC_ID_ALREADY_FAILED;
+        if (!transfer_reachable(ledger, ctx, &existing.record.transfer)) return PC_ID_TAKEN;
         status = transfer_compare(&existing.record.transfer, e);
-        if (status == PC_EXISTS) {
-            *result = (ledger_transfer_result_t){.status = PC_EXISTS,
-                                                 .timestamp_ns = existing.record.transfer.timestamp_ns,
-                                                 .amount = existing.record.transfer.amount};
-        }
+        if (status == PC_EXISTS) result_stored(PC_EXISTS, &existing.record.transfer, result);
         return status;
     }
-    return is_resolution(e->flags) ? resolution_apply(ledger, ctx, e, result) : movement_apply(ledger, e, result);
+    return is_resolution(e->flags) ? resolution_apply(ledger, ctx, e, result) : movement_apply(ledger, ctx, e, result);
 }
 
 static bool transfer_linked(const void *events, uint32_t index) {
     return (((const ledger_transfer_t *)events)[index].flags & LEDGER_TRANSFER_LINKED) != 0;
 }
 
+/* A refusal's result. account_not_found keeps the side transfer_apply named just
+ * before refusing; the other codes name their field themselves or none. */
 static void transfer_result_set(void *results, uint32_t index, pc_status status) {
-    ((ledger_transfer_result_t *)results)[index] = (ledger_transfer_result_t){.status = status};
+    ledger_transfer_result_t *result = &((ledger_transfer_result_t *)results)[index];
+    ledger_field field = LEDGER_FIELD_NONE;
+    if (status == PC_ACCOUNT_NOT_FOUND) field = result->field;
+    if (status == PC_PENDING_TRANSFER_NOT_FOUND) field = LEDGER_FIELD_PENDING_ID;
+    *result = (ledger_transfer_result_t){.status = status, .field = field};
 }
 
 /* A standalone transfer that failed for a reason that could change later burns its
@@ -377,10 +428,11 @@ static void transfer_failed(ledger_t *ledger, const void *events, uint32_t index
 }
 
 void ledger_create_transfers(ledger_t *ledger, const ledger_source_t *source,
-                             const ledger_transfer_t *events, uint32_t count,
-                             ledger_transfer_result_t *results) {
+                             const ledger_reach_t *reach, const ledger_transfer_t *events,
+                             uint32_t count, ledger_transfer_result_t *results) {
     PC_ASSERT(count >= 1 && count <= WRITER_BATCH_EVENTS_MAX);
-    transfer_ctx ctx = {source};
+    PC_ASSERT(reach == NULL || reach->reachable != NULL);
+    transfer_ctx ctx = {source, reach};
     ledger__apply_chains(ledger, events, count, transfer_linked, transfer_apply, transfer_result_set,
                          transfer_failed, results, &ctx);
 }

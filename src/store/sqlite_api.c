@@ -143,6 +143,22 @@ pc_status store_api_grant_exists(store_reader_t *reader, const char *key_id,
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
 }
 
+pc_status store_api_grants_list(store_reader_t *reader, store_api_grant_fn fn, void *ctx) {
+    sqlite3_stmt *stmt;
+    if (prepare(store_sqlite_reader_db(reader), "SELECT key_id, account_id FROM account_grants"
+                                                " ORDER BY key_id, account_id", &stmt) != PC_OK) {
+        return PC_STORE_READ_FAILED;
+    }
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        const char *key_id = (const char *)sqlite3_column_text(stmt, 0);
+        const char *account_id = (const char *)sqlite3_column_text(stmt, 1);
+        if (key_id != NULL && account_id != NULL) fn(key_id, account_id, ctx);
+    }
+    sqlite3_finalize(stmt);
+    return rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
+}
+
 pc_status store_api_idem_get(store_reader_t *reader, const char *key_id,
                              const char *idempotency_key, store_api_idem_t *out, bool *found) {
     sqlite3_stmt *stmt;

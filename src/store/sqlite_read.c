@@ -162,12 +162,29 @@ static pc_status position_of(store_reader_t *reader, const char *sql, const char
     return status;
 }
 
-/* Accounts in creation order. A filter that hides most rows is bounded: at most
- * LIST_SCAN_ROWS_MAX rows are looked at per call, and has_more says to go on. */
-#define LIST_SCAN_ROWS_MAX 100000
+/* Calls 'fn' for up to query->limit rows of 'stmt' (whose columns start with
+ * ACCOUNT_COLUMNS and which yields one row more than a page), sets *has_more, and
+ * finalizes the statement. */
+static pc_status accounts_emit(store_reader_t *reader, sqlite3_stmt *stmt, const store_query_t *query,
+                               store_account_fn fn, void *ctx, bool *has_more) {
+    uint32_t emitted = 0;
+    int rc;
+    *has_more = false;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (emitted == query->limit) {
+            *has_more = true;
+            break;
+        }
+        ledger_account_t account;
+        account_from_row(reader, stmt, &account);
+        fn(&account, ctx);
+        emitted++;
+    }
+    sqlite3_finalize(stmt);
+    return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? PC_OK : PC_STORE_READ_FAILED;
+}
 
-pc_status store_list_accounts(store_reader_t *reader, const store_query_t *query,
-                              bool (*visible)(const char *account_id, void *ctx), store_account_fn fn,
+pc_status store_list_accounts(store_reader_t *reader, const store_query_t *query, store_account_fn fn,
                               void *ctx, bool *has_more) {
     int64_t after = -1;
     if (query->starting_after != NULL) {
@@ -180,23 +197,43 @@ pc_status store_list_accounts(store_reader_t *reader, const store_query_t *query
                           : "SELECT " ACCOUNT_COLUMNS " FROM accounts WHERE no > ?1 ORDER BY no LIMIT ?2";
     if (prepare(reader, sql, &stmt) != PC_OK) return PC_STORE_READ_FAILED;
     sqlite3_bind_int64(stmt, 1, query->descending && after < 0 ? INT64_MAX : after);
-    sqlite3_bind_int64(stmt, 2, visible ? LIST_SCAN_ROWS_MAX : (int64_t)query->limit + 1);
-    uint32_t emitted = 0;
-    int rc;
+    sqlite3_bind_int64(stmt, 2, (int64_t)query->limit + 1);
+    return accounts_emit(reader, stmt, query, fn, ctx, has_more);
+}
+
+#define GRANTED_ACCOUNT_COLUMNS \
+    "a.id, a.currency, a.code, a.flags, a.debits_pending, a.debits_posted, a.credits_pending," \
+    " a.credits_posted, a.timestamp, a.metadata, a.no"
+
+/* The grants' primary key (key_id, account_id) is the index: a page is a range scan
+ * of the key's grants, each joined to its account by the accounts' id index. Grants
+ * of ids that have no account (yet) are skipped. */
+pc_status store_list_accounts_granted(store_reader_t *reader, const char *key_id, const store_query_t *query,
+                                      store_account_fn fn, void *ctx, bool *has_more) {
     *has_more = false;
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        ledger_account_t account;
-        account_from_row(reader, stmt, &account);
-        if (visible != NULL && !visible(account.id, ctx)) continue;
-        if (emitted == query->limit) {
-            *has_more = true;
-            break;
+    if (query->starting_after != NULL) {
+        sqlite3_stmt *cursor;
+        if (prepare(reader, "SELECT 1 FROM account_grants g JOIN accounts a ON a.id = g.account_id"
+                            " WHERE g.key_id = ?1 AND g.account_id = ?2", &cursor) != PC_OK) {
+            return PC_STORE_READ_FAILED;
         }
-        fn(&account, ctx);
-        emitted++;
+        sqlite3_bind_text(cursor, 1, key_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(cursor, 2, query->starting_after, -1, SQLITE_STATIC);
+        int rc = sqlite3_step(cursor);
+        sqlite3_finalize(cursor);
+        if (rc != SQLITE_ROW) return rc == SQLITE_DONE ? PC_NOT_FOUND : PC_STORE_READ_FAILED;
     }
-    sqlite3_finalize(stmt);
-    return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? PC_OK : PC_STORE_READ_FAILED;
+    sqlite3_stmt *stmt;
+    if (prepare(reader, "SELECT " GRANTED_ACCOUNT_COLUMNS " FROM account_grants g"
+                        " JOIN accounts a ON a.id = g.account_id"
+                        " WHERE g.key_id = ?1 AND g.account_id > ?2 ORDER BY g.account_id LIMIT ?3",
+                &stmt) != PC_OK) {
+        return PC_STORE_READ_FAILED;
+    }
+    sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, query->starting_after != NULL ? query->starting_after : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 3, (int64_t)query->limit + 1);
+    return accounts_emit(reader, stmt, query, fn, ctx, has_more);
 }
 
 static void range_bounds(const store_query_t *query, int64_t after_ts, int64_t *low, int64_t *high) {

@@ -151,10 +151,16 @@ typedef void (*store_account_fn)(const ledger_account_t *account, void *ctx);
 typedef void (*store_transfer_fn)(const ledger_transfer_t *transfer, ledger_pending_state state, void *ctx);
 typedef void (*store_history_fn)(const ledger_history_t *row, void *ctx);
 
-/* Accounts by id order; 'visible' (or NULL) filters rows (a merchant key's accounts). */
+/* Every account in creation order. A starting_after that names no account is
+ * PC_NOT_FOUND. */
 PC_MUST_USE pc_status store_list_accounts(store_reader_t *reader, const store_query_t *query,
-                                          bool (*visible)(const char *account_id, void *ctx),
                                           store_account_fn fn, void *ctx, bool *has_more);
+/* The accounts granted to API key 'key_id', in id order, read through the grants'
+ * index: the cost is the page's, whatever the number of other accounts. A
+ * starting_after that names no account granted to the key is PC_NOT_FOUND. */
+PC_MUST_USE pc_status store_list_accounts_granted(store_reader_t *reader, const char *key_id,
+                                                  const store_query_t *query, store_account_fn fn,
+                                                  void *ctx, bool *has_more);
 /* An account's transfers by timestamp (debit or credit side). */
 PC_MUST_USE pc_status store_list_account_transfers(store_reader_t *reader, const char *account_id,
                                                    const store_query_t *query, store_transfer_fn fn,

@@ -38,6 +38,9 @@ PC_MUST_USE pc_status store_api_grant_insert(store_tx_t *tx, const char *key_id,
                                              const char *account_id);
 PC_MUST_USE pc_status store_api_grant_exists(store_reader_t *reader, const char *key_id,
                                              const char *account_id, bool *exists);
+/* Every grant, in (key, account) order: the writer's ownership table is built from it. */
+typedef void (*store_api_grant_fn)(const char *key_id, const char *account_id, void *ctx);
+PC_MUST_USE pc_status store_api_grants_list(store_reader_t *reader, store_api_grant_fn fn, void *ctx);
 
 /* A stored reply of an Idempotency-Key (scoped per API key). *found false when none;
  * otherwise *body_out is malloc'ed (caller frees). */

@@ -24,6 +24,7 @@
 
 #include "core/core.h"
 #include "journal/journal.h"
+#include "writer/grants.h"
 
 /* Expiries voided per batch: bounded so that a backlog cannot stall requests. */
 #define WRITER_EXPIRE_PER_BATCH_MAX LEDGER_BATCH_EVENTS_MAX
@@ -36,6 +37,7 @@ struct writer {
     store_t *store;           /* borrowed */
     ledger_t *ledger;         /* owned; touched by the writer thread only once started */
     ledger_source_t source;
+    writer_grants_t *grants;  /* owners' accounts, for the ownership checks */
     journal_key_t key;
     journal_entry_t head;     /* last committed journal entry (seq, hash) */
     writer_config_t config;
@@ -88,12 +90,15 @@ static writer_cmd_t *queue_drain(writer_t *writer) {
 
 static void batch_apply(writer_t *writer, writer_cmd_t *cmds) {
     for (writer_cmd_t *cmd = cmds; cmd != NULL; cmd = cmd->next) {
+        writer_reach_t reach_storage;
+        const ledger_reach_t *reach = writer_grants_reach(writer->grants, cmd, &reach_storage);
         if (cmd->kind == WRITER_CMD_CREATE_ACCOUNTS) {
-            ledger_create_accounts(writer->ledger, cmd->accounts, cmd->event_count, cmd->account_results);
+            ledger_create_accounts(writer->ledger, reach, cmd->accounts, cmd->event_count, cmd->account_results);
         } else if (cmd->kind == WRITER_CMD_CREATE_TRANSFERS) {
-            ledger_create_transfers(writer->ledger, &writer->source, cmd->transfers, cmd->event_count,
+            ledger_create_transfers(writer->ledger, &writer->source, reach, cmd->transfers, cmd->event_count,
                                     cmd->transfer_results);
         }
+        writer_grants_apply(writer->grants, writer->ledger, cmd); /* the next command sees them */
     }
 }
 
@@ -110,7 +115,7 @@ static bool changes_have_rows(const ledger_changes_t *c) {
 
 static bool cmds_need_tx(const writer_cmd_t *cmds) {
     for (const writer_cmd_t *cmd = cmds; cmd != NULL; cmd = cmd->next) {
-        if (cmd->in_transaction != NULL) return true;
+        if (cmd->in_transaction != NULL || cmd->grant_count > 0) return true;
     }
     return false;
 }
@@ -155,7 +160,8 @@ static pc_status batch_write(writer_t *writer, writer_cmd_t *cmds, journal_entry
     if (status != PC_OK) return status;
     if (*journaled) status = batch_write_ledger(writer, tx, c, entry);
     for (writer_cmd_t *cmd = cmds; status == PC_OK && cmd != NULL; cmd = cmd->next) {
-        if (cmd->in_transaction != NULL) status = cmd->in_transaction(cmd, tx);
+        status = writer_grants_write(cmd, tx);
+        if (status == PC_OK && cmd->in_transaction != NULL) status = cmd->in_transaction(cmd, tx);
     }
     if (status != PC_OK) {
         store_tx_rollback(tx);
@@ -245,14 +251,18 @@ static void batch_run(writer_t *writer, writer_cmd_t *cmds) {
         if (journaled) writer->head = entry;
         PC_ASSERT(store_journal_head_seq(writer->store) == writer->head.seq);
         ledger_batch_commit(writer->ledger);
+        writer_grants_commit(writer->grants);
     } else {
         fprintf(stderr, "{\"level\":\"error\",\"msg\":\"batch commit failed\",\"code\":\"%s\",\"detail\":\"%s\"}\n",
                 pc_status_code(status), store_error_detail(writer->store));
         ledger_batch_rollback(writer->ledger);
+        writer_grants_rollback(writer->grants);
     }
     health_record(writer, status);
-    cmds_complete(cmds, status); /* after the commit, never before */
+    /* A store failed for good is marked (and the process told) before any submitter
+     * learns of this batch: its next command must find the writer failed. */
     if (store_failed(writer->store) != PC_OK) writer_fail(writer, store_failed(writer->store));
+    cmds_complete(cmds, status); /* after the commit, never before */
 }
 
 /* While the store is not writable and nothing else runs: one small write, with
@@ -342,7 +352,9 @@ static pc_status writer_load(writer_t *writer, const char *key_path) {
     status = store_load(writer->store, writer->ledger, &writer->head);
     if (status != PC_OK) return status;
     writer->source = store_source(writer->store);
-    return PC_OK;
+    status = writer_grants_open(&writer->grants);
+    if (status != PC_OK) return status;
+    return writer_grants_load(writer->grants, writer->store, writer->ledger);
 }
 
 pc_status writer_start(writer_t **out, store_t *store, const char *key_path, const writer_config_t *config) {
@@ -356,6 +368,7 @@ pc_status writer_start(writer_t **out, store_t *store, const char *key_path, con
     pc_status status = writer_load(writer, key_path);
     if (status != PC_OK) {
         ledger_close(writer->ledger);
+        writer_grants_close(writer->grants);
         journal_key_wipe(&writer->key);
         free(writer);
         return status;
@@ -365,6 +378,7 @@ pc_status writer_start(writer_t **out, store_t *store, const char *key_path, con
     writer->can_commit = store_writable(store);
     if (pthread_create(&writer->thread, NULL, writer_main, writer) != 0) {
         ledger_close(writer->ledger);
+        writer_grants_close(writer->grants);
         free(writer);
         return PC_INTERNAL;
     }
@@ -455,6 +469,7 @@ void writer_free(writer_t *writer) {
     if (writer == NULL) return;
     PC_ASSERT(writer->drained);
     ledger_close(writer->ledger);
+    writer_grants_close(writer->grants);
     journal_key_wipe(&writer->key);
     pthread_cond_destroy(&writer->work);
     pthread_mutex_destroy(&writer->mutex);

@@ -33,6 +33,17 @@ struct writer_cmd {
     ledger_account_result_t *account_results;   /* CREATE_ACCOUNTS: event_count slots */
     const ledger_transfer_t *transfers;         /* CREATE_TRANSFERS */
     ledger_transfer_result_t *transfer_results; /* CREATE_TRANSFERS: event_count slots */
+    /* Tenancy. NULL: the command reaches every account (admin keys, tools). Otherwise
+     * the owner it acts for (a merchant API key's id): its events reach only accounts
+     * granted to that owner, decided as each event is applied (ledger_reach_t: anything
+     * else fails exactly as a missing object), and each account it creates is granted
+     * to it, in memory at once and in the store in the batch's transaction. */
+    const char *owner_id;
+    /* Optional: accounts this command grants to 'grantee_id' (a merchant key's
+     * creation), held from this command on and written in the batch's transaction. */
+    const char *grantee_id;
+    const char *const *grant_account_ids;
+    uint32_t grant_count;
     /* Optional. Runs on the writer thread after the ledger applied this command,
      * inside the batch's transaction (results are filled): write the command's own
      * rows (idempotency record, grants). An error fails the whole batch. */

@@ -101,7 +101,7 @@ static ledger_transfer_t resolve(const char *id, const char *pending_id, int64_t
 static pc_status account_one(ledger_account_t a) {
     ledger_account_result_t r;
     ledger_batch_begin(ledger, now_ns++);
-    ledger_create_accounts(ledger, &a, 1, &r);
+    ledger_create_accounts(ledger, NULL, &a, 1, &r);
     batch_commit();
     return r.status;
 }
@@ -121,7 +121,7 @@ static pc_status one(ledger_transfer_t t) {
     ledger_transfer_result_t r;
     __int128 before = fingerprint();
     ledger_batch_begin(ledger, now_ns++);
-    ledger_create_transfers(ledger, &source, &t, 1, &r);
+    ledger_create_transfers(ledger, &source, NULL, &t, 1, &r);
     batch_commit();
     ASSERT_TRUE(ledger_balanced(ledger, NULL));
     if (r.status != PC_OK) ASSERT_TRUE(fingerprint() == before);
@@ -213,7 +213,7 @@ static void test_account_and_balance_codes(void) {
     ledger_transfer_result_t r;
     ledger_transfer_t balancing = transfer("t10", "alice", "bank", 1000, LEDGER_TRANSFER_BALANCING_DEBIT);
     ledger_batch_begin(ledger, now_ns++);
-    ledger_create_transfers(ledger, &source, &balancing, 1, &r);
+    ledger_create_transfers(ledger, &source, NULL, &balancing, 1, &r);
     batch_commit();
     ASSERT_STATUS(r.status, PC_OK);
     ASSERT_EQ(r.amount, 300);
@@ -335,7 +335,7 @@ static void chain_fails_at(uint32_t failing) {
     events[5] = transfer("after", "bank", "alice", 1, 0);
     ledger_transfer_result_t r[6];
     ledger_batch_begin(ledger, now_ns++);
-    ledger_create_transfers(ledger, &source, events, 6, r);
+    ledger_create_transfers(ledger, &source, NULL, events, 6, r);
     batch_commit();
     ASSERT_STATUS(r[0].status, PC_OK);
     ASSERT_STATUS(r[5].status, PC_OK);
@@ -353,7 +353,7 @@ static void test_linked_chains(void) {
                                        transfer("o2", "bank", "alice", 1, LEDGER_TRANSFER_LINKED)};
     ledger_transfer_result_t r[2];
     ledger_batch_begin(ledger, now_ns++);
-    ledger_create_transfers(ledger, &source, open_chain, 2, r);
+    ledger_create_transfers(ledger, &source, NULL, open_chain, 2, r);
     batch_commit();
     ASSERT_STATUS(r[0].status, PC_LINKED_EVENT_FAILED);
     ASSERT_STATUS(r[1].status, PC_LINKED_EVENT_CHAIN_OPEN);
@@ -365,7 +365,7 @@ static void test_linked_chains(void) {
                                   transfer("m3", "alice", "bank", 5000, 0)};
     ledger_transfer_result_t mr[3];
     ledger_batch_begin(ledger, now_ns++);
-    ledger_create_transfers(ledger, &source, mixed, 3, mr);
+    ledger_create_transfers(ledger, &source, NULL, mixed, 3, mr);
     batch_commit();
     ASSERT_STATUS(mr[0].status, PC_LINKED_EVENT_FAILED);
     ASSERT_STATUS(mr[1].status, PC_LINKED_EVENT_FAILED);

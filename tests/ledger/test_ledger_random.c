@@ -976,7 +976,7 @@ static void transfers_call(uint32_t count) {
     numbers_reserve(transfer_number_next);
     model_call(false, events, count, outcomes);
     ledger_source_t source = {source_find, NULL};
-    ledger_create_transfers(ledger, &source, events, count, results);
+    ledger_create_transfers(ledger, &source, NULL, events, count, results);
     for (uint32_t i = 0; i < count; i++) transfer_result_check(&events[i], &results[i], &outcomes[i], i);
 }
 
@@ -986,7 +986,7 @@ static void accounts_call(uint32_t count) {
     static outcome_t outcomes[EVENTS_MAX];
     for (uint32_t i = 0; i < count; i++) gen_account(&events[i]);
     model_call(true, events, count, outcomes);
-    ledger_create_accounts(ledger, events, count, results);
+    ledger_create_accounts(ledger, NULL, events, count, results);
     for (uint32_t i = 0; i < count; i++) {
         if (results[i].status != outcomes[i].status) {
             TEST_FAIL(WHERE " account %s flags=%u %s: ledger %s, model %s", seed, batch_index, i,
@@ -1172,7 +1172,7 @@ static void setup_accounts(void) {
     ledger_batch_begin(ledger, model.now_ns);
     model_batch_begin(model.now_ns);
     model_call(true, events, 16, outcomes);
-    ledger_create_accounts(ledger, events, 16, results);
+    ledger_create_accounts(ledger, NULL, events, 16, results);
     for (uint32_t i = 0; i < 16; i++) {
         ASSERT_STATUS(results[i].status, PC_OK);
         account_get(events[i].id)->timestamp_ns = results[i].timestamp_ns;

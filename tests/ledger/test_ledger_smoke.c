@@ -33,7 +33,7 @@ static ledger_transfer_t transfer(const char *id, const char *dr, const char *cr
 }
 
 static pc_status one(ledger_t *l, ledger_transfer_t t, ledger_transfer_result_t *r) {
-    ledger_create_transfers(l, &source, &t, 1, r);
+    ledger_create_transfers(l, &source, NULL, &t, 1, r);
     ASSERT_TRUE(ledger_balanced(l, NULL));
     return r->status;
 }
@@ -44,7 +44,7 @@ static void test_flows(void) {
     ledger_batch_begin(l, 1000);
     ledger_account_t accounts[3] = {account("bank", 0), account("alice", LEDGER_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS), account("bob", 0)};
     ledger_account_result_t ar[3];
-    ledger_create_accounts(l, accounts, 3, ar);
+    ledger_create_accounts(l, NULL, accounts, 3, ar);
     for (int i = 0; i < 3; i++) ASSERT_STATUS(ar[i].status, PC_OK);
     ASSERT_TRUE(ar[1].timestamp_ns > ar[0].timestamp_ns);
     ledger_transfer_result_t r;
@@ -69,7 +69,7 @@ static void test_flows(void) {
     ledger_transfer_t chain[2] = {transfer("c1", "bank", "bob", 5, LEDGER_TRANSFER_LINKED),
                                   transfer("c2", "alice", "bob", 1000, 0)};
     ledger_transfer_result_t cr[2];
-    ledger_create_transfers(l, &source, chain, 2, cr);
+    ledger_create_transfers(l, &source, NULL, chain, 2, cr);
     ASSERT_STATUS(cr[0].status, PC_LINKED_EVENT_FAILED);
     ASSERT_STATUS(cr[1].status, PC_EXCEEDS_CREDITS);
     ASSERT_EQ(ledger_account_find(l, "bob")->balances.credits_posted, 50);
@@ -94,7 +94,7 @@ static void test_expiry(void) {
     ledger_batch_begin(l, 1000000000ull);
     ledger_account_t accounts[2] = {account("a", 0), account("b", 0)};
     ledger_account_result_t ar[2];
-    ledger_create_accounts(l, accounts, 2, ar);
+    ledger_create_accounts(l, NULL, accounts, 2, ar);
     ledger_transfer_result_t r;
     ledger_transfer_t p = transfer("p", "a", "b", 10, LEDGER_TRANSFER_PENDING);
     p.timeout_s = 1;

@@ -1,0 +1,332 @@
+/* writer/grants.c: the owners' grants in memory (grants.h).
+ *
+ * A grant of an existing account is a pair (owner number, account index) packed into
+ * 64 bits and kept in an open-addressing set: exact, 8 bytes a grant, one probe in the
+ * common case, whatever the ids look like. A grant of an id that has no account yet (a
+ * merchant key made with accounts still to come) is kept by id and consulted only
+ * when the pair set misses. Owner numbers come from a small table of owner ids.
+ *
+ * A batch's grants go straight into the tables and are logged; a failed batch removes
+ * them (backward-shift deletion keeps probe chains whole without tombstones). Growth
+ * failure is fatal, as for the ledger's own tables: nothing of the batch was
+ * acknowledged. */
+#include "writer/grants.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "paycore/limits.h"
+#include "store/store_api.h"
+
+#define PAIR_EMPTY UINT64_MAX /* owner UINT32_MAX is never handed out */
+#define PAIRS_CAPACITY_MIN 1024u
+#define NAMES_CAPACITY_MIN 64u
+
+typedef struct {
+    uint64_t *slots;
+    uint32_t capacity; /* power of two; count <= capacity / 2 */
+    uint32_t count;
+} pair_set;
+
+/* Ids with their owner (owner ids: owner unused), found through 'slots' (entry + 1,
+ * 0 = empty). Entries are only appended, or cut back after a failed batch. */
+typedef struct {
+    uint32_t owner;
+    char id[PC_ID_SIZE];
+} name_entry;
+
+typedef struct {
+    name_entry *entries;
+    uint32_t count;
+    uint32_t entries_capacity;
+    uint32_t *slots;
+    uint32_t capacity; /* power of two; count <= capacity / 2 */
+} name_table;
+
+struct writer_grants {
+    pair_set pairs;
+    name_table owners;
+    name_table by_id;            /* grants of ids without an account */
+    uint64_t *batch_pairs;       /* pairs the open batch added */
+    uint32_t batch_pair_count;
+    uint32_t batch_pair_capacity;
+    uint32_t by_id_committed;    /* by_id entries before the open batch */
+};
+
+static uint64_t pair_of(uint32_t owner, uint32_t account_index) {
+    return (uint64_t)owner << 32 | account_index;
+}
+
+static uint32_t pair_home(const pair_set *set, uint64_t pair) {
+    return (uint32_t)pc_hash64(&pair, sizeof pair) & (set->capacity - 1);
+}
+
+static void *array_grow(void *items, uint32_t *capacity, uint32_t capacity_min, size_t item_bytes) {
+    uint32_t capacity_new = *capacity ? *capacity * 2u : capacity_min;
+    PC_ASSERT(capacity_new > *capacity);
+    void *grown = realloc(items, (size_t)capacity_new * item_bytes);
+    PC_ASSERT(grown != NULL);
+    *capacity = capacity_new;
+    return grown;
+}
+
+/* ---- the pair set ---- */
+
+static bool pair_slot(const pair_set *set, uint64_t pair, uint32_t *slot) {
+    uint32_t mask = set->capacity - 1;
+    for (uint32_t at = pair_home(set, pair);; at = (at + 1) & mask) {
+        if (set->slots[at] == pair) {
+            *slot = at;
+            return true;
+        }
+        if (set->slots[at] == PAIR_EMPTY) {
+            *slot = at;
+            return false;
+        }
+    }
+}
+
+static void pairs_resize(pair_set *set, uint32_t capacity) {
+    pair_set grown = {.slots = malloc((size_t)capacity * sizeof(uint64_t)), .capacity = capacity};
+    PC_ASSERT(grown.slots != NULL);
+    memset(grown.slots, 0xff, (size_t)capacity * sizeof(uint64_t)); /* PAIR_EMPTY */
+    for (uint32_t i = 0; i < set->capacity; i++) {
+        uint32_t slot;
+        if (set->slots[i] == PAIR_EMPTY) continue;
+        bool present = pair_slot(&grown, set->slots[i], &slot);
+        PC_ASSERT(!present);
+        grown.slots[slot] = set->slots[i];
+        grown.count++;
+    }
+    free(set->slots);
+    *set = grown;
+}
+
+/* True when added; false when already there. */
+static bool pair_insert(pair_set *set, uint64_t pair) {
+    PC_ASSERT(pair != PAIR_EMPTY);
+    if (set->count + 1 > set->capacity / 2) pairs_resize(set, set->capacity * 2);
+    uint32_t slot;
+    if (pair_slot(set, pair, &slot)) return false;
+    set->slots[slot] = pair;
+    set->count++;
+    return true;
+}
+
+/* Backward-shift deletion: later members of the probe chain move up into the hole
+ * unless their home lies cyclically after it. */
+static void pair_remove(pair_set *set, uint64_t pair) {
+    uint32_t hole, mask = set->capacity - 1;
+    bool present = pair_slot(set, pair, &hole);
+    PC_ASSERT(present);
+    for (uint32_t at = (hole + 1) & mask; set->slots[at] != PAIR_EMPTY; at = (at + 1) & mask) {
+        uint32_t home = pair_home(set, set->slots[at]);
+        bool stays = hole <= at ? (hole < home && home <= at) : (hole < home || home <= at);
+        if (stays) continue;
+        set->slots[hole] = set->slots[at];
+        hole = at;
+    }
+    set->slots[hole] = PAIR_EMPTY;
+    set->count--;
+}
+
+/* ---- name tables ---- */
+
+static uint32_t name_home(const name_table *table, uint32_t owner, const char *id) {
+    uint64_t hash = pc_hash64(id, strlen(id)) + owner * 0x9e3779b97f4a7c15ull; /* owner: spread */
+    return (uint32_t)hash & (table->capacity - 1);
+}
+
+/* The entry index of (owner, id), or -1. */
+static int64_t name_find(const name_table *table, uint32_t owner, const char *id) {
+    if (table->count == 0) return -1;
+    uint32_t mask = table->capacity - 1;
+    for (uint32_t at = name_home(table, owner, id); table->slots[at] != 0; at = (at + 1) & mask) {
+        const name_entry *entry = &table->entries[table->slots[at] - 1];
+        if (entry->owner == owner && strcmp(entry->id, id) == 0) return table->slots[at] - 1;
+    }
+    return -1;
+}
+
+static void name_index(name_table *table, uint32_t entry_index) {
+    const name_entry *entry = &table->entries[entry_index];
+    uint32_t mask = table->capacity - 1;
+    uint32_t at = name_home(table, entry->owner, entry->id);
+    while (table->slots[at] != 0) at = (at + 1) & mask;
+    table->slots[at] = entry_index + 1;
+}
+
+/* Rebuilds the index over entries [0, count) at 'capacity' slots. */
+static void names_reindex(name_table *table, uint32_t capacity) {
+    free(table->slots);
+    table->slots = calloc(capacity, sizeof(uint32_t));
+    PC_ASSERT(table->slots != NULL);
+    table->capacity = capacity;
+    for (uint32_t i = 0; i < table->count; i++) name_index(table, i);
+}
+
+static uint32_t name_add(name_table *table, uint32_t owner, const char *id) {
+    PC_ASSERT(pc_id_valid(id));
+    if (table->count == table->entries_capacity) {
+        table->entries = array_grow(table->entries, &table->entries_capacity, NAMES_CAPACITY_MIN,
+                                    sizeof(name_entry));
+    }
+    uint32_t index = table->count++;
+    table->entries[index].owner = owner;
+    memcpy(table->entries[index].id, id, strlen(id) + 1);
+    if (table->count > table->capacity / 2) {
+        names_reindex(table, table->capacity ? table->capacity * 2 : NAMES_CAPACITY_MIN);
+    } else {
+        name_index(table, index);
+    }
+    return index;
+}
+
+static void names_free(name_table *table) {
+    free(table->entries);
+    free(table->slots);
+}
+
+/* ---- the contract ---- */
+
+pc_status writer_grants_open(writer_grants_t **out) {
+    writer_grants_t *grants = calloc(1, sizeof(*grants));
+    if (grants == NULL) return PC_NO_MEMORY;
+    grants->pairs.slots = malloc(PAIRS_CAPACITY_MIN * sizeof(uint64_t));
+    if (grants->pairs.slots == NULL) {
+        free(grants);
+        return PC_NO_MEMORY;
+    }
+    memset(grants->pairs.slots, 0xff, PAIRS_CAPACITY_MIN * sizeof(uint64_t));
+    grants->pairs.capacity = PAIRS_CAPACITY_MIN;
+    *out = grants;
+    return PC_OK;
+}
+
+void writer_grants_close(writer_grants_t *grants) {
+    if (grants == NULL) return;
+    free(grants->pairs.slots);
+    names_free(&grants->owners);
+    names_free(&grants->by_id);
+    free(grants->batch_pairs);
+    free(grants);
+}
+
+uint32_t writer_grants_owner(writer_grants_t *grants, const char *owner_id) {
+    int64_t found = name_find(&grants->owners, 0, owner_id);
+    if (found >= 0) return (uint32_t)found;
+    PC_ASSERT(grants->owners.count < UINT32_MAX);
+    return name_add(&grants->owners, 0, owner_id);
+}
+
+void writer_grants_add(writer_grants_t *grants, uint32_t owner, uint32_t account_index,
+                       const char *account_id) {
+    PC_ASSERT(owner < grants->owners.count);
+    if (account_index == WRITER_GRANT_NO_ACCOUNT) {
+        if (name_find(&grants->by_id, owner, account_id) < 0) name_add(&grants->by_id, owner, account_id);
+        return;
+    }
+    uint64_t pair = pair_of(owner, account_index);
+    if (!pair_insert(&grants->pairs, pair)) return; /* held already: not the batch's to take back */
+    if (grants->batch_pair_count == grants->batch_pair_capacity) {
+        grants->batch_pairs = array_grow(grants->batch_pairs, &grants->batch_pair_capacity, 64,
+                                         sizeof(uint64_t));
+    }
+    grants->batch_pairs[grants->batch_pair_count++] = pair;
+}
+
+bool writer_grants_holds(const writer_grants_t *grants, uint32_t owner, uint32_t account_index,
+                         const char *account_id) {
+    uint32_t slot;
+    if (pair_slot(&grants->pairs, pair_of(owner, account_index), &slot)) return true;
+    return grants->by_id.count > 0 && name_find(&grants->by_id, owner, account_id) >= 0;
+}
+
+void writer_grants_commit(writer_grants_t *grants) {
+    grants->batch_pair_count = 0;
+    grants->by_id_committed = grants->by_id.count;
+}
+
+void writer_grants_rollback(writer_grants_t *grants) {
+    while (grants->batch_pair_count > 0) {
+        pair_remove(&grants->pairs, grants->batch_pairs[--grants->batch_pair_count]);
+    }
+    if (grants->by_id.count != grants->by_id_committed) {
+        grants->by_id.count = grants->by_id_committed;
+        names_reindex(&grants->by_id, grants->by_id.capacity);
+    }
+}
+
+/* ---- the writer's side ---- */
+
+static bool owner_reaches(const void *ctx, uint32_t account_index, const char *account_id) {
+    const writer_reach_t *reach = ctx;
+    return writer_grants_holds(reach->grants, reach->owner, account_index, account_id);
+}
+
+const ledger_reach_t *writer_grants_reach(writer_grants_t *grants, const writer_cmd_t *cmd,
+                                          writer_reach_t *storage) {
+    if (cmd->owner_id == NULL) return NULL;
+    storage->grants = grants;
+    storage->owner = writer_grants_owner(grants, cmd->owner_id);
+    storage->reach = (ledger_reach_t){owner_reaches, storage};
+    return &storage->reach;
+}
+
+static void grant_by_id(writer_grants_t *grants, const ledger_t *ledger, uint32_t owner,
+                        const char *account_id) {
+    const ledger_account_t *account = ledger_account_find(ledger, account_id);
+    uint32_t index = account != NULL ? ledger_account_index(ledger, account) : WRITER_GRANT_NO_ACCOUNT;
+    writer_grants_add(grants, owner, index, account_id);
+}
+
+void writer_grants_apply(writer_grants_t *grants, const ledger_t *ledger, const writer_cmd_t *cmd) {
+    if (cmd->kind == WRITER_CMD_CREATE_ACCOUNTS && cmd->owner_id != NULL) {
+        uint32_t owner = writer_grants_owner(grants, cmd->owner_id);
+        for (uint32_t i = 0; i < cmd->event_count; i++) {
+            if (cmd->account_results[i].status == PC_OK) grant_by_id(grants, ledger, owner, cmd->accounts[i].id);
+        }
+    }
+    if (cmd->grant_count > 0) {
+        PC_ASSERT(cmd->grantee_id != NULL);
+        uint32_t owner = writer_grants_owner(grants, cmd->grantee_id);
+        for (uint32_t i = 0; i < cmd->grant_count; i++) grant_by_id(grants, ledger, owner, cmd->grant_account_ids[i]);
+    }
+}
+
+pc_status writer_grants_write(const writer_cmd_t *cmd, store_tx_t *tx) {
+    pc_status status = PC_OK;
+    if (cmd->kind == WRITER_CMD_CREATE_ACCOUNTS && cmd->owner_id != NULL) {
+        for (uint32_t i = 0; i < cmd->event_count && status == PC_OK; i++) {
+            if (cmd->account_results[i].status != PC_OK) continue;
+            status = store_api_grant_insert(tx, cmd->owner_id, cmd->accounts[i].id);
+        }
+    }
+    for (uint32_t i = 0; i < cmd->grant_count && status == PC_OK; i++) {
+        status = store_api_grant_insert(tx, cmd->grantee_id, cmd->grant_account_ids[i]);
+    }
+    return status;
+}
+
+typedef struct {
+    writer_grants_t *grants;
+    const ledger_t *ledger;
+} grants_loader;
+
+static void grant_loaded(const char *key_id, const char *account_id, void *ctx) {
+    grants_loader *loader = ctx;
+    if (!pc_id_valid(key_id) || !pc_id_valid(account_id)) return; /* can name nothing */
+    grant_by_id(loader->grants, loader->ledger, writer_grants_owner(loader->grants, key_id), account_id);
+}
+
+pc_status writer_grants_load(writer_grants_t *grants, store_t *store, const ledger_t *ledger) {
+    store_reader_t *reader;
+    pc_status status = store_reader_open(store, &reader);
+    if (status != PC_OK) return status;
+    grants_loader loader = {grants, ledger};
+    status = store_api_grants_list(reader, grant_loaded, &loader);
+    store_reader_close(reader);
+    writer_grants_commit(grants);
+    return status;
+}
