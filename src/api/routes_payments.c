@@ -262,6 +262,7 @@ typedef struct {
     char secret[API_KEY_SECRET_SIZE];
     char merchant_id[PC_ID_SIZE];
     char accounts[MERCHANT_KEY_GRANTS_MAX][PC_ID_SIZE];
+    const char *account_ids[MERCHANT_KEY_GRANTS_MAX];
     uint32_t account_count;
 } merchant_key_job;
 
@@ -274,10 +275,7 @@ static pc_status merchant_key_in_tx(api_request_t *req, store_tx_t *tx) {
     memcpy(row.name, job->entry.name, sizeof row.name);
     memcpy(row.key_hash, job->entry.hash, sizeof row.key_hash);
     row.created_ns = job->entry.created_ns;
-    pc_status status = store_api_key_insert(tx, &row);
-    for (uint32_t i = 0; i < job->account_count && status == PC_OK; i++) {
-        status = store_api_grant_insert(tx, job->entry.id, job->accounts[i]);
-    }
+    pc_status status = store_api_key_insert(tx, &row); /* the writer writes the grants (grantee_id) */
     if (status == PC_OK) status = pay_key_bind_in_tx(payments, tx, job->entry.id, job->merchant_id);
     return status;
 }
@@ -336,6 +334,10 @@ void api_route_merchant_key_create(api_request_t *req) {
     job->entry.created_ns = pc_wall_ns();
     job->cmd.kind = WRITER_CMD_EXEC;
     job->cmd.event_count = 1;
+    for (uint32_t i = 0; i < job->account_count; i++) job->account_ids[i] = job->accounts[i];
+    job->cmd.grantee_id = job->entry.id;
+    job->cmd.grant_account_ids = job->account_ids;
+    job->cmd.grant_count = job->account_count;
     req->after_commit = merchant_key_committed;
     api_submit(req, &job->cmd, merchant_key_in_tx, merchant_key_done);
 }
