@@ -353,10 +353,19 @@ static void refund_released(pay_flow_t *flow) {
     flow->payment.pending_op[0] = '\0';
 }
 
+/* The reserve (or payout's) the ledger refused before any call: its own code. */
+static bool refused_before_call(pay_flow_t *flow) {
+    if (flow->calling.first_done || flow->inquiry) return false;
+    pc_status status = flow->result.status != PC_OK ? flow->result.status : PC_GATEWAY_CHANNEL_UNREACHABLE;
+    bool ledger = status >= 200 && status < 400;
+    pay_reply_error(&flow->reply, status, ledger ? "amount" : NULL,
+                    ledger ? "the available balance cannot cover it (the ledger refused the reserve)" : NULL);
+    pay_flow_finish(flow);
+    return true;
+}
+
 static void apply_refund(pay_flow_t *flow, pay_outcome outcome) {
-    pay_payment_t *p = &flow->payment;
-    if (outcome == PAY_OUT_APPROVED) {
-        flow->op.fee = pay_fee_reversal(p->fees, p->captured, p->refunded, p->fees_reversed, flow->op.amount);
+    if (outcome == PAY_OUT_APPROVED) { /* op.fee: the fee given back, fixed when it was asked */
         uint32_t n = pay_book_refund(flow, flow->op.amount, flow->op.fee);
         pay_book_submit(flow, n, refund_booked, NULL);
         return;
@@ -370,10 +379,7 @@ static void apply_refund(pay_flow_t *flow, pay_outcome outcome) {
                                            : (flow->result.status != PC_OK ? flow->result.status
                                                                            : PC_GATEWAY_CHANNEL_UNREACHABLE),
                     NULL, message);
-    if (!flow->calling.first_done && !flow->inquiry) { /* the reserve was refused: nothing stored */
-        pay_flow_finish(flow);
-        return;
-    }
+    if (refused_before_call(flow)) return;
     if (flow->op.reserve_id[0] == '\0') {
         refund_released(flow);
         outcome_commit(flow, flow->reply.status, message);
@@ -384,6 +390,8 @@ static void apply_refund(pay_flow_t *flow, pay_outcome outcome) {
 }
 
 /* ---- dispatch ---- */
+
+bool pay_refused_before_call(pay_flow_t *flow) { return refused_before_call(flow); }
 
 void pay_op_apply(pay_flow_t *flow) {
     pay_outcome outcome = pay_outcome_of(flow);

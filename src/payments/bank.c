@@ -82,10 +82,7 @@ void pay_bank_op_apply(pay_flow_t *flow, pay_outcome outcome) {
                                            : (flow->result.status != PC_OK ? flow->result.status
                                                                            : PC_GATEWAY_CHANNEL_UNREACHABLE),
                     NULL, NULL);
-    if (!flow->calling.first_done && !flow->inquiry) { /* the reserve was refused: nothing stored */
-        pay_flow_finish(flow);
-        return;
-    }
+    if (pay_refused_before_call(flow)) return;
     pay_book_submit(flow, pay_book_release(flow, op->reserve_id, "release"), released, NULL);
 }
 

@@ -111,18 +111,20 @@ uint32_t pay_book_refund_reserve(pay_flow_t *flow, int64_t amount) {
 uint32_t pay_book_refund(pay_flow_t *flow, int64_t amount, int64_t fee_reversal) {
     const pay_payment_t *p = &flow->payment;
     uint32_t n = 0;
-    ledger_transfer_t *post = transfer_at(flow, n++, "post", 0);
-    snprintf(post->pending_id, sizeof post->pending_id, "%s", flow->op.reserve_id);
-    post->flags = LEDGER_TRANSFER_POST_PENDING;
-    post->amount = amount;
+    if (flow->op.reserve_id[0] != '\0') { /* the merchant's part, reserved before the call */
+        ledger_transfer_t *post = transfer_at(flow, n++, "post", 0);
+        snprintf(post->pending_id, sizeof post->pending_id, "%s", flow->op.reserve_id);
+        post->flags = LEDGER_TRANSFER_POST_PENDING;
+        post->amount = amount - fee_reversal;
+    }
+    if (fee_reversal > 0) { /* the fee's part comes back from the fee revenue */
+        ledger_transfer_t *back = transfer_at(flow, n++, "fee_back", PAY_TRANSFER_FEE_REVERSAL);
+        accounts_set(back, PAY_ACCOUNT_FEE_REVENUE, NULL, PAY_ACCOUNT_MERCHANT_REFUNDS, p->merchant_id, p->currency,
+                     fee_reversal);
+    }
     ledger_transfer_t *out = transfer_at(flow, n++, "refund", PAY_TRANSFER_REFUND);
     accounts_set(out, PAY_ACCOUNT_MERCHANT_REFUNDS, p->merchant_id, PAY_ACCOUNT_CHANNEL_RECEIVABLE, p->channel,
                  p->currency, amount);
-    if (fee_reversal > 0) {
-        ledger_transfer_t *back = transfer_at(flow, n++, "fee_back", PAY_TRANSFER_FEE_REVERSAL);
-        accounts_set(back, PAY_ACCOUNT_FEE_REVENUE, NULL, PAY_ACCOUNT_MERCHANT_AVAILABLE, p->merchant_id, p->currency,
-                     fee_reversal);
-    }
     chain_link(flow, 0, n);
     return n;
 }

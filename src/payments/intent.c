@@ -190,8 +190,9 @@ static pc_status risk_score(pay_t *pay, pay_payment_t *p, const pay_merchant_t *
 /* ---- storing a payment that goes nowhere now (declined, in review, failed) ---- */
 
 static pc_status final_in_tx(pay_flow_t *flow, store_tx_t *tx) {
+    bool created = !flow->payment_stored;
     pc_status status = pay_flow_write_payment(flow, tx);
-    if (status == PC_OK) pay_flow_answer_payment(flow, 201);
+    if (status == PC_OK) pay_flow_answer_payment(flow, created ? 201 : 200);
     return status;
 }
 

@@ -201,8 +201,14 @@ void pay_refund_create(pay_t *pay, const pay_caller_t *caller, const char *payme
         pay_wallet_refund(flow);
         return;
     }
-    uint32_t n = pay_book_refund_reserve(flow, amount);
-    snprintf(flow->op.reserve_id, sizeof flow->op.reserve_id, "%s", flow->transfers[0].id);
+    /* the merchant pays the refund less the fee it gets back: only that is reserved */
+    pay_payment_t *p = &flow->payment;
+    flow->op.fee = pay_fee_reversal(p->fees, p->captured, p->refunded, p->fees_reversed, amount);
+    uint32_t n = 0;
+    if (amount - flow->op.fee > 0) {
+        n = pay_book_refund_reserve(flow, amount - flow->op.fee);
+        snprintf(flow->op.reserve_id, sizeof flow->op.reserve_id, "%s", flow->transfers[0].id);
+    }
     request_follow_up(flow, GW_OP_REFUND);
     pay_call_start(flow, pay_op_result, n);
 }

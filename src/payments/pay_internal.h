@@ -342,6 +342,9 @@ uint32_t pay_book_wallet_refund(pay_flow_t *flow, int64_t fee_reversal);
 void pay_bank_op_start(pay_flow_t *flow, pay_account_kind from, const char *from_owner, pay_account_kind to,
                        const char *to_owner, uint16_t code);
 void pay_bank_op_apply(pay_flow_t *flow, pay_outcome outcome);
+/* A reserve refused by the ledger before any call: answered with the ledger's code
+ * (nothing was stored) and the flow ended; false otherwise. */
+bool pay_refused_before_call(pay_flow_t *flow);
 
 /* A new flow for 'caller' (NULL: internal) answering through 'reply' (NULL: none).
  * NULL: too many flows or out of memory (the reply is then made with limit_reached). */
