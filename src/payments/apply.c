@@ -146,13 +146,36 @@ static void booked_then(pay_flow_t *flow, pc_status status) {
     outcome_then(flow, status);
 }
 
-/* Books flow->transfers[0..count), then 'booked' moves the payment (inside the tx). */
+static void book_transfers(pay_flow_t *flow) {
+    pay_flow_submit(flow, WRITER_CMD_CREATE_TRANSFERS, flow->booking_count, booked_in_tx, booked_then);
+}
+
+static void channel_account_then(pay_flow_t *flow, pc_status status) {
+    pc_status created = flow->account_results[0].status;
+    if (status == PC_OK && (created == PC_OK || created == PC_EXISTS)) {
+        pay_account_mark_known(flow->pay, flow->accounts[0].id);
+        book_transfers(flow);
+        return;
+    }
+    booking_failed(flow, status != PC_OK ? status : created);
+    booked_then(flow, PC_OK);
+}
+
+/* Books flow->transfers[0..count), then 'booked' moves the payment (inside the tx).
+ * The channel's receivable is created first the first time a booking needs it: an
+ * account exists only once money moved through it. */
 void pay_book_submit(pay_flow_t *flow, uint32_t count, pay_booking_fn booked, pay_booking_fn fallback) {
     flow->booking_count = count;
     flow->booked = booked;
     flow->booking_fallback = fallback;
     flow->booking_refused = PC_OK;
-    pay_flow_submit(flow, WRITER_CMD_CREATE_TRANSFERS, count, booked_in_tx, booked_then);
+    const char *channel = flow->has_payment && flow->payment.channel[0] ? flow->payment.channel : flow->op.channel;
+    const char *currency = flow->has_payment ? flow->payment.currency : flow->op.currency;
+    if (channel[0] != '\0' && strcmp(channel, "wallet") != 0 && pay_book_channel_account(flow, channel, currency) > 0) {
+        pay_flow_submit(flow, WRITER_CMD_CREATE_ACCOUNTS, 1, NULL, channel_account_then);
+        return;
+    }
+    book_transfers(flow);
 }
 
 /* ---- authorize and 3-D Secure ---- */

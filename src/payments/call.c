@@ -54,18 +54,6 @@ static void persist_submit(pay_flow_t *flow) {
                     persist_then);
 }
 
-static void account_then(pay_flow_t *flow, pc_status status) {
-    pc_status created = flow->account_results[0].status;
-    if (status == PC_OK && (created == PC_OK || created == PC_EXISTS)) {
-        pay_account_mark_known(flow->pay, flow->accounts[0].id);
-        persist_submit(flow);
-        return;
-    }
-    gw_call_t *call = flow->call;
-    flow->call = NULL;
-    gw_attempt_persisted(call, status != PC_OK ? status : created);
-}
-
 /* Gateway thread: the attempt must be durable before the channel hears of it. */
 static void on_persist(void *ctx, gw_call_t *call, const gw_attempt_t *attempt) {
     pay_flow_t *flow = ctx;
@@ -80,12 +68,6 @@ static void on_persist(void *ctx, gw_call_t *call, const gw_attempt_t *attempt) 
     snprintf(flow->op.status, sizeof flow->op.status, "pending");
     snprintf(flow->op.channel, sizeof flow->op.channel, "%s", attempt->channel);
     if (flow->has_payment) snprintf(flow->payment.pending_op, sizeof flow->payment.pending_op, "%s", flow->op.id);
-    /* The receivable of the channel an approval would be booked on must exist first. */
-    if (pay_book_channel_account(flow, attempt->channel, flow->op.currency) > 0) {
-        /* a reserve (if any) stays in transfers[]: the account goes first */
-        pay_flow_submit(flow, WRITER_CMD_CREATE_ACCOUNTS, 1, NULL, account_then);
-        return;
-    }
     persist_submit(flow);
 }
 
