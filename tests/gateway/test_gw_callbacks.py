@@ -13,7 +13,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gwtest import Sim, check, wait_for  # noqa: E402
+from simlib import Sim, check, wait_until  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../api"))
 from pcapi import Server, expect  # noqa: E402
 
@@ -32,50 +32,51 @@ def signed(body, secret, t=None):
 
 
 def transfer(bank, callback_url, account_number, key):
-    status, body = bank.call("POST", "/v1/transfers", {
+    resp = bank.client().post("/v1/transfers", {
         "direction": "credit", "amount": 2500, "currency": "EUR",
         "account": {"routing_number": "110000000", "account_number": account_number},
-        "callback_url": callback_url, "reference": "payout-" + key}, {"Idempotency-Key": key})
-    check(status == 202 and body["status"] == "pending", "transfer: %r %r" % (status, body))
-    return body["id"]
+        "callback_url": callback_url, "reference": "payout-" + key}, key=key)
+    check(resp.status == 202 and resp.json["status"] == "pending", "transfer: %r" % resp)
+    return resp.json["id"]
 
 
 def callback_state(bank, transfer_id):
-    status, body = bank.call("GET", "/v1/transfers/" + transfer_id)
-    check(status == 200, "GET transfer: %r" % body)
-    return body
+    resp = bank.client().get("/v1/transfers/" + transfer_id)
+    check(resp.status == 200, "GET transfer: %r" % resp)
+    return resp.json
 
 
 def main():
     server = Server()
-    bank = Sim("bank", server.dir, ["--callback-secret", SECRET],
-               config={"settle_delay_ms": 20, "callback_retry_base_ms": 20, "callback_retry_max_ms": 200})
+    bank = Sim("bank", secret=SECRET,
+               config={"settle_delay_ms": 20, "callback_retry_base_ms": 20, "callback_retry_max_ms": 200}).start()
+    bank_url = "http://127.0.0.1:%d" % bank.port
     path = os.path.join(server.dir, "channels.json")
     try:
-        channels_file(path, bank.url, "not-the-secret")
+        channels_file(path, bank_url, "not-the-secret")
         server.start(["--channels", path])
         client = server.client()
         callback_url = "http://127.0.0.1:%d/v1/channels/bank/callbacks" % server.port
 
         # a wrong secret on paycore's side: refused, the bank keeps trying
         settled_id = transfer(bank, callback_url, "000123456789", "k-settled")
-        wait_for("repeated refused deliveries",
-                 lambda: callback_state(bank, settled_id)["callback"]["attempts"] >= 3)
+        wait_until(lambda: callback_state(bank, settled_id)["callback"]["attempts"] >= 3,
+                   "repeated refused deliveries")
         state = callback_state(bank, settled_id)
         check(state["callback"]["delivered"] is False and state["callback"]["last_http_status"] == 400,
               "refused delivery: %r" % state)
         check("callback for channel bank refused: signature" in server.log(), "refusal logged")
 
         # the right secret: the same callback is acknowledged on its next delivery
-        channels_file(path, bank.url, SECRET)
+        channels_file(path, bank_url, SECRET)
         expect(client.post("/v1/admin/reload"), 200, what="reload")
-        wait_for("delivery", lambda: callback_state(bank, settled_id)["callback"]["delivered"])
-        wait_for("settled logged", lambda: "transfer %s settled (approved)" % settled_id in server.log())
+        wait_until(lambda: callback_state(bank, settled_id)["callback"]["delivered"], "delivery")
+        wait_until(lambda: "transfer %s settled (approved)" % settled_id in server.log(), "settled logged")
 
         for suffix, code, outcome in [("9901", "R01", "soft_decline"), ("9902", "R02", "hard_decline"),
                                       ("9903", "R03", "hard_decline")]:
             returned_id = transfer(bank, callback_url, "00012345" + suffix, "k-returned-" + code)
-            wait_for("returned delivery", lambda: callback_state(bank, returned_id)["callback"]["delivered"])
+            wait_until(lambda: callback_state(bank, returned_id)["callback"]["delivered"], "returned delivery")
             check("transfer %s %s (%s)" % (returned_id, code, outcome) in server.log(),
                   "%s read through the table" % code)
 
@@ -103,7 +104,7 @@ def main():
         expect(r, 400, "gateway_callback_invalid", "a signed body that is no result")
         check(server.stop() == 0, "clean stop")
     finally:
-        bank.stop()
+        bank.close()
         server.close()
     print("gateway callbacks: ok")
 

@@ -12,19 +12,10 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gwtest import BIN, TIMEOUT_S, check, wait_for  # noqa: E402
+from simlib import BIN, TIMEOUT_S, Client, check, wait_until  # noqa: E402
+from simlib import expect as sim_expect  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../api"))
 from pcapi import Server, expect  # noqa: E402
-import urllib.request  # noqa: E402
-
-
-def call(url, method="GET", body=None, headers=None):
-    req = urllib.request.Request(url, data=json.dumps(body).encode() if body is not None else None, method=method)
-    req.add_header("Content-Type", "application/json")
-    for k, v in (headers or {}).items():
-        req.add_header(k, v)
-    with urllib.request.urlopen(req, timeout=TIMEOUT_S) as resp:
-        return json.loads(resp.read())
 
 
 def main():
@@ -51,12 +42,13 @@ def main():
         bank = json.load(open(path))["channels"][2]
         check(bank["callback_url"] == "http://127.0.0.1:%d/v1/channels/bank/callbacks" % server.port,
               "callbacks come to this server: %r" % bank)
-        transfer = call(sims["bank"] + "/v1/transfers", "POST", {
+        bank_sim = Client(int(sims["bank"].rsplit(":", 1)[1]))
+        transfer = sim_expect(bank_sim.post("/v1/transfers", {
             "direction": "credit", "amount": 500, "currency": "EUR",
             "account": {"routing_number": "110000000", "account_number": "000123456789"},
-            "callback_url": bank["callback_url"], "reference": "demo-payout-1"}, {"Idempotency-Key": "demo-k1"})
-        wait_for("the demo bank's callback to be acknowledged",
-                 lambda: call(sims["bank"] + "/v1/transfers/" + transfer["id"])["callback"]["delivered"])
+            "callback_url": bank["callback_url"], "reference": "demo-payout-1"}, key="demo-k1"), 202).json
+        wait_until(lambda: bank_sim.get("/v1/transfers/" + transfer["id"]).json["callback"]["delivered"],
+                   "the demo bank's callback to be acknowledged")
         check(re.search(r"transfer %s settled \(approved\)" % transfer["id"], server.log()) is not None,
               "the settled callback reached the gateway")
         check(server.stop() == 0, "clean stop")

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gwtest import BIN, TIMEOUT_S, Sim, check, wait_for  # noqa: E402
+from simlib import BIN, TIMEOUT_S, Sim, check, wait_until  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../api"))
 from pcapi import Server, expect  # noqa: E402
 from test_api_ops import promtool_check  # noqa: E402
@@ -36,8 +36,8 @@ def names(client):
 
 def main():
     server = Server()
-    sim = Sim("card", server.dir)
-    card_url = sim.url
+    sim = Sim("card").start()
+    card_url = "http://127.0.0.1:%d" % sim.port
     path = os.path.join(server.dir, "channels.json")
     try:
         # a bad file at start: the server refuses to start and names the line
@@ -86,15 +86,15 @@ def main():
         # SIGHUP with a good file: two channels
         channels_file(path, card_url, ["card_a", "card_b"])
         server.proc.send_signal(signal.SIGHUP)
-        wait_for("SIGHUP reload", lambda: names(client) == ["card_a", "card_b"])
+        wait_until(lambda: names(client) == ["card_a", "card_b"], "SIGHUP reload")
 
         # SIGHUP with a bad file: refused with its line, the two channels stay
         with open(path, "w") as f:
             f.write('{"channels": [\n  {"name": "card_a", "kind": "card", "url": "%s"}],\n'
                     ' "routing": {"strategy": "weighted",\n   "weights": {"card_a": "heavy"}}}\n' % card_url)
         server.proc.send_signal(signal.SIGHUP)
-        wait_for("refused reload logged", lambda: re.search(
-            r"reload of .* refused \(line 4: routing\.weights\.card_a: the weight is not a number", server.log()))
+        wait_until(lambda: re.search(r"reload of .* refused \(line 4: routing\.weights\.card_a: the weight is "
+                                     r"not a number", server.log()), "refused reload logged")
         check(names(client) == ["card_a", "card_b"], "a refused reload keeps the old channels")
         resp = expect(client.get("/v1/channels"), 200)
         check(resp.json["config"]["reloads_refused"] == 1, "refusals counted: %r" % resp.json["config"])
@@ -120,7 +120,7 @@ def main():
         expect(server.client().post("/v1/admin/reload"), 200, what="reload without channels")
         check(server.stop() == 0, "clean stop")
     finally:
-        sim.stop()
+        sim.close()
         server.close()
     print("gateway serve: ok")
 
