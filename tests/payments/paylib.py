@@ -7,12 +7,14 @@ import os
 import socket
 import sys
 import time
+import urllib.error
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "../api"))
 sys.path.insert(0, os.path.join(HERE, "../gateway"))
 from pcapi import BIN, TIMEOUT_S, Server, check, expect, fail  # noqa: E402,F401
-from gwtest import Sim, wait_for  # noqa: E402,F401
+import simlib  # noqa: E402
 
 RULES = """# payments tests: these payers are declined or sent to review by rule
 block payer=P_DECLINE
@@ -25,6 +27,31 @@ CARD_DECLINE = "4000000000000051"  # 05 do not honour
 BANK_OK = {"routing_number": "110000000", "account_number": "000123456789"}
 BANK_R01 = {"routing_number": "110000000", "account_number": "00012349901"}
 CALLBACK_SECRET = "whsec-paytest"
+
+
+def wait_for(what, predicate):
+    """Polls 'predicate' (never a fixed sleep) until true; fails after TIMEOUT_S."""
+    return simlib.wait_until(predicate, what, TIMEOUT_S)
+
+
+class Sim(simlib.Sim):
+    """A simulator process in its own directory (its record is the channel's, not
+    paycore's), with a JSON call helper."""
+
+    def __init__(self, kind, config=None, secret=None):
+        simlib.Sim.__init__(self, kind, config=config, secret=secret)
+        self.start()
+        self.url = "http://127.0.0.1:%d" % self.port
+
+    def call(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=TIMEOUT_S) as resp:
+                return resp.status, json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
 
 
 def free_port():
@@ -42,8 +69,8 @@ class Env:
                  card_timeout_ms=5000):
         self.server = Server()
         self.dir = self.server.dir
-        self.card = Sim("card", self.dir, config=card_config or {"seed": 7})
-        self.bank = Sim("bank", self.dir, extra_args=["--callback-secret", CALLBACK_SECRET],
+        self.card = Sim("card", config=card_config or {"seed": 7})
+        self.bank = Sim("bank", secret=CALLBACK_SECRET,
                         config=bank_config or {"settle_delay_ms": 100, "callback_retry_base_ms": 50,
                                                "callback_retry_max_ms": 500})
         self.rules = os.path.join(self.dir, "risk.rules")
@@ -96,11 +123,7 @@ class Env:
             self.server.close()
         finally:
             for sim in (self.card, self.bank):
-                try:
-                    sim.proc.terminate()
-                    sim.proc.wait(timeout=TIMEOUT_S)
-                except Exception:
-                    pass
+                sim.close()
 
     def client(self, key=None):
         return self.server.client(key)
