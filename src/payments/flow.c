@@ -33,8 +33,7 @@ pay_flow_t *pay_flow_new(pay_t *pay, const pay_caller_t *caller, const pay_reply
         }
         return NULL;
     }
-    flow->pay = pay;
-    pay_payment_init(&flow->payment);
+    flow->pay = pay; /* flow->payment stays zero until read or made (pay_payment_init) */
     if (reply != NULL) flow->reply_fn = *reply;
     if (caller != NULL) {
         snprintf(flow->key_id, sizeof flow->key_id, "%s", caller->key_id ? caller->key_id : "");

@@ -305,6 +305,12 @@ static void create_route(pay_flow_t *flow) {
 static bool create_prepare(pay_flow_t *flow, const pay_caller_t *caller, store_reader_t *reader, const json_t *body,
                            bool top_up) {
     pay_payment_t *p = &flow->payment;
+    char wallet_id[PC_ID_SIZE], merchant_of_wallet[PC_ID_SIZE];
+    snprintf(wallet_id, sizeof wallet_id, "%s", p->wallet_id); /* a top-up's target, set before */
+    snprintf(merchant_of_wallet, sizeof merchant_of_wallet, "%s", p->merchant_id);
+    pay_payment_init(p);
+    snprintf(p->wallet_id, sizeof p->wallet_id, "%s", wallet_id);
+    snprintf(p->merchant_id, sizeof p->merchant_id, "%s", merchant_of_wallet);
     card_secret_t secret;
     memset(&secret, 0, sizeof secret);
     char merchant_id[PC_ID_SIZE];
