@@ -406,23 +406,10 @@ static pc_status request_card(pay_flow_t *flow) {
 
 void pay_authorize_start(pay_flow_t *flow) {
     pay_payment_t *p = &flow->payment;
-    pay_op_t *op = &flow->op;
-    memset(op, 0, sizeof *op);
-    flow->has_op = true;
-    pay_id_new("auth_", op->id);
-    op->kind = PAY_OP_AUTHORIZE;
-    snprintf(op->parent_id, sizeof op->parent_id, "%s", p->id);
-    snprintf(op->merchant_id, sizeof op->merchant_id, "%s", p->merchant_id);
-    snprintf(op->status, sizeof op->status, "pending");
-    op->amount = p->amount;
-    memcpy(op->currency, p->currency, 4);
+    pay_op_new(flow, PAY_OP_AUTHORIZE, "auth_", p->amount);
+    pay_request_follow_up(flow, GW_OP_AUTHORIZE);
     gw_request_t *r = &flow->request;
-    memset(r, 0, sizeof *r);
-    r->op = GW_OP_AUTHORIZE;
-    snprintf(r->reference, sizeof r->reference, "%s", p->id);
-    snprintf(r->method, sizeof r->method, "%s", pay_method_name(p->method));
-    r->amount_minor = p->amount;
-    memcpy(r->currency, p->currency, 4);
+    r->channel[0] = r->channel_ref[0] = '\0'; /* routed: the gateway chooses */
     snprintf(r->country, sizeof r->country, "%s", p->payer.country);
     r->capture = p->capture_automatic || p->top_up;
     pc_status status = PC_OK;

@@ -496,14 +496,9 @@ pc_status pay_merchant_get(pay_t *pay, const pay_caller_t *caller, store_reader_
     return out->status;
 }
 
-typedef struct {
-    json_t *data;
-} list_ctx_t;
-
-static void list_one(const store_pay_object_t *object, void *ctx) {
-    list_ctx_t *list = ctx;
+void pay_list_append(const store_pay_object_t *object, void *ctx) {
     json_t *doc = json_loadb(object->doc, object->doc_bytes, 0, NULL);
-    if (doc != NULL) json_array_append_new(list->data, doc);
+    if (doc != NULL) json_array_append_new(ctx, doc);
 }
 
 pc_status pay_merchants_list(pay_t *pay, const pay_caller_t *caller, store_reader_t *reader,
@@ -515,8 +510,7 @@ pc_status pay_merchants_list(pay_t *pay, const pay_caller_t *caller, store_reade
         store_pay_query_t q = {.kind = "merchant", .starting_after = query->starting_after,
                                .created_from_ns = query->created_from_ns, .created_to_ns = query->created_to_ns,
                                .descending = query->descending, .limit = query->limit};
-        list_ctx_t ctx = {data};
-        status = store_pay_objects_list(reader, &q, list_one, &ctx, &has_more);
+        status = store_pay_objects_list(reader, &q, pay_list_append, data, &has_more);
     } else {
         char bound[PC_ID_SIZE];
         pay_key_merchant(pay, caller->key_id, bound);

@@ -49,7 +49,7 @@ static pay_flow_t *op_begin(pay_t *pay, const pay_caller_t *caller, const char *
     return flow;
 }
 
-static void op_new(pay_flow_t *flow, pay_op_kind kind, const char *prefix, int64_t amount) {
+void pay_op_new(pay_flow_t *flow, pay_op_kind kind, const char *prefix, int64_t amount) {
     pay_op_t *op = &flow->op;
     memset(op, 0, sizeof *op);
     flow->has_op = true;
@@ -62,8 +62,7 @@ static void op_new(pay_flow_t *flow, pay_op_kind kind, const char *prefix, int64
     memcpy(op->currency, flow->payment.currency, 4);
 }
 
-/* A follow-up on the payment's channel ('op' GW op). */
-static void request_follow_up(pay_flow_t *flow, gw_op gop) {
+void pay_request_follow_up(pay_flow_t *flow, gw_op gop) {
     const pay_payment_t *p = &flow->payment;
     gw_request_t *r = &flow->request;
     memset(r, 0, sizeof *r);
@@ -100,8 +99,8 @@ void pay_payment_confirm(pay_t *pay, const pay_caller_t *caller, const char *pay
         pay_flow_finish(flow);
         return;
     }
-    op_new(flow, PAY_OP_CHALLENGE, "tds_", flow->payment.amount);
-    request_follow_up(flow, GW_OP_CHALLENGE);
+    pay_op_new(flow, PAY_OP_CHALLENGE, "tds_", flow->payment.amount);
+    pay_request_follow_up(flow, GW_OP_CHALLENGE);
     snprintf(flow->request.challenge_id, sizeof flow->request.challenge_id, "%s", flow->payment.challenge_id);
     snprintf(flow->request.challenge_code, sizeof flow->request.challenge_code, "%s", code);
     pay_call_start(flow, pay_op_result, 0);
@@ -136,9 +135,9 @@ void pay_payment_capture(pay_t *pay, const pay_caller_t *caller, const char *pay
         pay_flow_fail(flow, PC_CAPTURE_EXCEEDS_AUTHORIZED, "amount", message);
         return;
     }
-    op_new(flow, PAY_OP_CAPTURE, "cap_", amount);
+    pay_op_new(flow, PAY_OP_CAPTURE, "cap_", amount);
     flow->op.final_capture = final_capture || amount == p->hold_amount;
-    request_follow_up(flow, GW_OP_CAPTURE);
+    pay_request_follow_up(flow, GW_OP_CAPTURE);
     pay_call_start(flow, pay_op_result, 0);
 }
 
@@ -160,8 +159,8 @@ void pay_payment_cancel(pay_t *pay, const pay_caller_t *caller, const char *paym
         cancel_without_channel(flow);
         return;
     }
-    op_new(flow, PAY_OP_VOID, "void_", p->authorized);
-    request_follow_up(flow, GW_OP_VOID);
+    pay_op_new(flow, PAY_OP_VOID, "void_", p->authorized);
+    pay_request_follow_up(flow, GW_OP_VOID);
     pay_call_start(flow, pay_op_result, 0);
 }
 
@@ -196,7 +195,7 @@ void pay_refund_create(pay_t *pay, const pay_caller_t *caller, const char *payme
     int64_t amount;
     pay_flow_t *flow = refund_begin(pay, caller, payment_id, body, reply, &amount);
     if (flow == NULL) return;
-    op_new(flow, PAY_OP_REFUND, "re_", amount);
+    pay_op_new(flow, PAY_OP_REFUND, "re_", amount);
     if (flow->payment.method == PAY_METHOD_WALLET) {
         pay_wallet_refund(flow);
         return;
@@ -209,7 +208,7 @@ void pay_refund_create(pay_t *pay, const pay_caller_t *caller, const char *payme
         n = pay_book_refund_reserve(flow, amount - flow->op.fee);
         snprintf(flow->op.reserve_id, sizeof flow->op.reserve_id, "%s", flow->transfers[0].id);
     }
-    request_follow_up(flow, GW_OP_REFUND);
+    pay_request_follow_up(flow, GW_OP_REFUND);
     pay_call_start(flow, pay_op_result, n);
 }
 
@@ -278,15 +277,6 @@ pc_status pay_refund_get(pay_t *pay, const pay_caller_t *caller, store_reader_t 
     return out->status;
 }
 
-typedef struct {
-    json_t *data;
-} list_ctx_t;
-
-static void list_one(const store_pay_object_t *object, void *ctx) {
-    list_ctx_t *list = ctx;
-    json_t *doc = json_loadb(object->doc, object->doc_bytes, 0, NULL);
-    if (doc != NULL) json_array_append_new(list->data, doc);
-}
 
 pc_status pay_payments_list(pay_t *pay, const pay_caller_t *caller, store_reader_t *reader,
                             const pay_list_query_t *query, pay_reply_t *out) {
@@ -304,15 +294,15 @@ pc_status pay_payments_list(pay_t *pay, const pay_caller_t *caller, store_reader
                            .created_from_ns = query->created_from_ns, .created_to_ns = query->created_to_ns,
                            .starting_after = query->starting_after, .descending = query->descending,
                            .limit = query->limit};
-    list_ctx_t ctx = {json_array()};
+    json_t *data = json_array();
     bool has_more = false;
-    pc_status status = store_pay_objects_list(reader, &q, list_one, &ctx, &has_more);
+    pc_status status = store_pay_objects_list(reader, &q, pay_list_append, data, &has_more);
     if (status != PC_OK) {
-        json_decref(ctx.data);
+        json_decref(data);
         if (status == PC_NOT_FOUND) pay_reply_error(out, PC_QUERY_INVALID, "starting_after", NULL);
         else pay_reply_error(out, status, NULL, NULL);
         return out->status;
     }
-    pay_reply_object(out, 200, json_pack("{s:o,s:b}", "data", ctx.data, "has_more", has_more));
+    pay_reply_object(out, 200, json_pack("{s:o,s:b}", "data", data, "has_more", has_more));
     return out->status;
 }

@@ -195,6 +195,8 @@ void pay_payment_transfer_add(pay_payment_t *payment, const char *transfer_id);
 pay_attempt_t *pay_op_attempt_put(pay_op_t *op, const gw_attempt_t *attempt);
 void pay_op_attempts_from_result(pay_op_t *op, const gw_result_t *result);
 
+/* A listing's callback: the stored document appended to the json array 'ctx'. */
+void pay_list_append(const store_pay_object_t *object, void *ctx);
 /* Writes the object row of a payment / op (version +1, updated now) into 'tx'. */
 PC_MUST_USE pc_status pay_payment_put(store_tx_t *tx, pay_payment_t *payment);
 PC_MUST_USE pc_status pay_op_put(store_tx_t *tx, pay_op_t *op);
@@ -392,6 +394,10 @@ bool pay_book_ok(const pay_flow_t *flow, uint32_t count, pc_status *first_failur
 uint32_t pay_book_channel_account(pay_flow_t *flow, const char *channel, const char *currency);
 
 /* ---- the payment steps (intent.c, ops.c) ---- */
+/* A new op of the flow's payment (random id with 'prefix', status pending). */
+void pay_op_new(pay_flow_t *flow, pay_op_kind kind, const char *prefix, int64_t amount);
+/* flow->request for 'gop' on the payment's channel (a follow-up: capture, void ...). */
+void pay_request_follow_up(pay_flow_t *flow, gw_op gop);
 /* Continues a payment whose authorization may run (new, or resumed after review). */
 void pay_authorize_start(pay_flow_t *flow);
 /* The outcome of an authorize / challenge / capture / void / refund (a call's result,

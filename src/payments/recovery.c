@@ -177,25 +177,8 @@ static void expired_then(pay_flow_t *flow, pc_status status) {
         return;
     }
     pay_hold_untrack(flow->pay, p->id);
-    pay_op_t *op = &flow->op; /* tell the channel: a void, recorded like any call */
-    memset(op, 0, sizeof *op);
-    flow->has_op = true;
-    pay_id_new("void_", op->id);
-    op->kind = PAY_OP_VOID;
-    snprintf(op->parent_id, sizeof op->parent_id, "%s", p->id);
-    snprintf(op->merchant_id, sizeof op->merchant_id, "%s", p->merchant_id);
-    snprintf(op->status, sizeof op->status, "pending");
-    op->amount = p->authorized;
-    memcpy(op->currency, p->currency, 4);
-    gw_request_t *r = &flow->request;
-    memset(r, 0, sizeof *r);
-    r->op = GW_OP_VOID;
-    snprintf(r->reference, sizeof r->reference, "%s", p->id);
-    snprintf(r->method, sizeof r->method, "%s", pay_method_name(p->method));
-    r->amount_minor = op->amount;
-    memcpy(r->currency, p->currency, 4);
-    snprintf(r->channel, sizeof r->channel, "%s", p->channel);
-    snprintf(r->channel_ref, sizeof r->channel_ref, "%s", p->channel_ref);
+    pay_op_new(flow, PAY_OP_VOID, "void_", p->authorized); /* tell the channel: a void, like any call */
+    pay_request_follow_up(flow, GW_OP_VOID);
     pay_call_start(flow, pay_op_result, 0);
 }
 

@@ -217,18 +217,10 @@ static void wallet_pay_then(pay_flow_t *flow, pc_status status) {
 
 void pay_wallet_pay(pay_flow_t *flow) {
     pay_payment_t *p = &flow->payment;
+    pay_op_new(flow, PAY_OP_AUTHORIZE, "wpay_", p->amount);
     pay_op_t *op = &flow->op;
-    memset(op, 0, sizeof *op);
-    flow->has_op = true;
-    pay_id_new("wpay_", op->id);
-    op->kind = PAY_OP_AUTHORIZE;
-    snprintf(op->parent_id, sizeof op->parent_id, "%s", p->id);
-    snprintf(op->merchant_id, sizeof op->merchant_id, "%s", p->merchant_id);
-    snprintf(op->status, sizeof op->status, "pending");
     snprintf(op->channel, sizeof op->channel, "wallet");
     snprintf(p->channel, sizeof p->channel, "wallet");
-    op->amount = p->amount;
-    memcpy(op->currency, p->currency, 4);
     pay_price_t price = pay_merchant_price(flow->merchant, "wallet");
     op->fee = pay_fee_capture(&price, 0, 0, p->amount);
     flow->booking_count = pay_book_wallet_payment(flow, op->fee);
