@@ -6,6 +6,10 @@
  *   ledger_owner batch=N … baseline=ledger_admin …   the same work as a merchant key's:
  *     every account checked against the owner's grants in the writer (ratio ~1: the
  *     cost of the ownership check)
+ *   ledger_owner_apply batch=N … check_ns_per_transfer=… baseline=ledger_admin_apply …
+ *     the ledger's apply alone, in memory, in commands of N events as the writer makes
+ *     them, as an admin and as the owner: the check's own cost, measured in this
+ *     thread's CPU time (other load on the machine and the disk do not count)
  *   ledger_memory accounts=1000000 peak_rss_mib=…
  * The baseline is what a careful engineer writes first: WAL, synchronous=FULL,
  * prepared statements, per transfer two UPDATEs and one INSERT, N per transaction.
@@ -16,11 +20,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/core.h"
 #include "ledger/ledger.h"
 #include "store/store.h"
+#include "writer/grants.h"
 #include "writer/writer.h"
 
 typedef struct {
@@ -312,6 +318,90 @@ static void figure_concurrent(const bench_config *config, paycore_t *p, sqlite3 
     fflush(stdout);
 }
 
+/* ---------------- the ownership check alone ---------------- */
+
+#define OWNER_APPLY_ROUNDS 200
+
+static pc_status source_none(void *ctx, const char *id, ledger_transfer_record_t *out) {
+    (void)ctx;
+    (void)id;
+    (void)out;
+    return PC_NOT_FOUND; /* every id is new: the same events can be applied again */
+}
+
+static double thread_cpu_ns(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+    return (double)now.tv_sec * 1e9 + (double)now.tv_nsec;
+}
+
+/* Applies 'events' as the writer does, in commands of 'batch' events each (the reach
+ * built per command, as batch_apply does); CPU ns of this thread per transfer. */
+static double apply_ns_per_transfer(ledger_t *ledger, writer_grants_t *grants, const ledger_transfer_t *events,
+                                    ledger_transfer_result_t *results, uint32_t count, uint32_t batch,
+                                    const char *owner) {
+    ledger_source_t source = {source_none, NULL};
+    writer_cmd_t cmd = {.kind = WRITER_CMD_CREATE_TRANSFERS, .owner_id = owner};
+    double start_ns = thread_cpu_ns();
+    ledger_batch_begin(ledger, pc_wall_ns());
+    for (uint32_t first = 0; first < count; first += batch) {
+        writer_reach_t storage;
+        const ledger_reach_t *reach = writer_grants_reach(grants, &cmd, &storage);
+        ledger_create_transfers(ledger, &source, reach, events + first, batch, results + first);
+    }
+    ledger_batch_commit(ledger);
+    double ns = (thread_cpu_ns() - start_ns) / count;
+    for (uint32_t i = 0; i < count; i++) {
+        if (results[i].status != PC_OK) abort();
+    }
+    return ns;
+}
+
+/* The ledger's apply in memory (no store, no disk, no other thread), as an admin and
+ * as the owner of every account, alternating; CPU time of this thread; best round of
+ * each. What the ownership check costs per transfer, against what applying costs. */
+static void figure_owner_apply(uint32_t account_count, uint32_t batch) {
+    ledger_t *ledger;
+    writer_grants_t *grants;
+    if (ledger_open(&ledger) != PC_OK || writer_grants_open(&grants) != PC_OK) abort();
+    static ledger_account_t accounts[LEDGER_BATCH_EVENTS_MAX];
+    static ledger_account_result_t account_results[LEDGER_BATCH_EVENTS_MAX];
+    uint32_t owner = writer_grants_owner(grants, BENCH_OWNER);
+    for (uint32_t first = 0; first < account_count; first += LEDGER_BATCH_EVENTS_MAX) {
+        uint32_t count = account_count - first < LEDGER_BATCH_EVENTS_MAX ? account_count - first : LEDGER_BATCH_EVENTS_MAX;
+        for (uint32_t i = 0; i < count; i++) {
+            memset(&accounts[i], 0, sizeof accounts[i]);
+            account_id(accounts[i].id, sizeof accounts[i].id, first + i);
+            memcpy(accounts[i].currency, "USD", 4);
+            writer_grants_add(grants, owner, first + i, accounts[i].id);
+        }
+        ledger_batch_begin(ledger, pc_wall_ns());
+        ledger_create_accounts(ledger, NULL, accounts, count, account_results);
+        ledger_batch_commit(ledger);
+    }
+    writer_grants_commit(grants);
+    static ledger_transfer_t events[LEDGER_BATCH_EVENTS_MAX];
+    static ledger_transfer_result_t results[LEDGER_BATCH_EVENTS_MAX];
+    paycore_t ids = {0};
+    transfers_fill(&ids, events, LEDGER_BATCH_EVENTS_MAX, account_count);
+    double admin_ns = 1e18, owner_ns = 1e18;
+    for (int round = 0; round < OWNER_APPLY_ROUNDS; round++) {
+        for (int turn = 0; turn < 2; turn++) {
+            bool as_owner = (turn + round) % 2 == 1;
+            double ns = apply_ns_per_transfer(ledger, grants, events, results, LEDGER_BATCH_EVENTS_MAX, batch,
+                                              as_owner ? BENCH_OWNER : NULL);
+            double *best = as_owner ? &owner_ns : &admin_ns;
+            if (ns < *best) *best = ns;
+        }
+    }
+    printf("ledger_owner_apply batch=%u accounts=%u check_ns_per_transfer=%.1f transfers_per_cpu_s=%.0f "
+           "baseline=ledger_admin_apply baseline_per_cpu_s=%.0f ratio=%.3f\n", batch, account_count,
+           owner_ns - admin_ns, 1e9 / owner_ns, 1e9 / admin_ns, admin_ns / owner_ns);
+    fflush(stdout);
+    writer_grants_close(grants);
+    ledger_close(ledger);
+}
+
 static long status_kib(const char *field) {
     FILE *f = fopen("/proc/self/status", "r");
     char line[256];
@@ -364,6 +454,8 @@ static void run_accounts(bench_config *config, uint32_t account_count, int round
     if (concurrent) figure_concurrent(config, &p, base, rounds);
     paycore_close(&p);
     sqlite3_close(base);
+    figure_owner_apply(account_count, 1);
+    figure_owner_apply(account_count, LEDGER_BATCH_EVENTS_MAX);
 }
 
 int main(int argc, char **argv) {

@@ -7,6 +7,9 @@
 #      HTTP) as the baseline, and the ratio;
 #   3. pgbench TPC-B against a throwaway PostgreSQL in the same run, as the peer
 #      baseline (skipped, and said so, when PostgreSQL cannot start here).
+#   4. the same HTTP work with a merchant key (its accounts, every event checked
+#      against its grants in the writer), each run right after the admin's:
+#      api_http_owner ... baseline=api_http_admin ... ratio=...
 # One key=value line per figure, baseline in the same line, ratio last.
 set -eu
 build="$1"
@@ -44,8 +47,12 @@ for _ in $(seq 1 100); do
 done
 [ -n "$port" ] || { echo "bench_api: server did not start" >&2; exit 1; }
 url="http://127.0.0.1:$port"
+merchant=$("$bin" key create --url "$url" --key "$key" --scope merchant --name bench | sed -n 's/^key  *//p')
+[ -n "$merchant" ] || { echo "bench_api: no merchant key" >&2; exit 1; }
 single=$("$bin" load --url "$url" --key "$key" --concurrency 64 --duration-s "$seconds")
+owner_single=$("$bin" load --url "$url" --key "$merchant" --concurrency 64 --duration-s "$seconds")
 batch=$("$bin" load --url "$url" --key "$key" --concurrency 8 --batch 1000 --duration-s "$seconds")
+owner_batch=$("$bin" load --url "$url" --key "$merchant" --concurrency 8 --batch 1000 --duration-s "$seconds")
 kill -TERM "$server_pid"; wait "$server_pid" || true; server_pid=""
 
 # 2. the in-process engine, same work
@@ -56,6 +63,9 @@ s_tps=$(field "$single" transfers_per_s); b_tps=$(field "$batch" transfers_per_s
 es_tps=$(field "$engine_single" transfers_per_s); eb_tps=$(field "$engine_batch" transfers_per_s)
 echo "api_http batch=1 connections=64 requests_per_s=$(field "$single" requests_per_s) transfers_per_s=$s_tps p50_ms=$(field "$single" p50_ms) p99_ms=$(field "$single" p99_ms) p999_ms=$(field "$single" p999_ms) errors=$(field "$single" errors) baseline=engine_in_process baseline_per_s=$es_tps ratio=$(ratio "$s_tps" "$es_tps")"
 echo "api_http batch=1000 connections=8 requests_per_s=$(field "$batch" requests_per_s) transfers_per_s=$b_tps p50_ms=$(field "$batch" p50_ms) p99_ms=$(field "$batch" p99_ms) p999_ms=$(field "$batch" p999_ms) errors=$(field "$batch" errors) baseline=engine_in_process baseline_per_s=$eb_tps ratio=$(ratio "$b_tps" "$eb_tps")"
+os_tps=$(field "$owner_single" transfers_per_s); ob_tps=$(field "$owner_batch" transfers_per_s)
+echo "api_http_owner batch=1 connections=64 transfers_per_s=$os_tps p99_ms=$(field "$owner_single" p99_ms) errors=$(field "$owner_single" errors) baseline=api_http_admin baseline_per_s=$s_tps ratio=$(ratio "$os_tps" "$s_tps")"
+echo "api_http_owner batch=1000 connections=8 transfers_per_s=$ob_tps p99_ms=$(field "$owner_batch" p99_ms) errors=$(field "$owner_batch" errors) baseline=api_http_admin baseline_per_s=$b_tps ratio=$(ratio "$ob_tps" "$b_tps")"
 
 # 3. pgbench TPC-B on a throwaway PostgreSQL (unix socket only)
 pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)

@@ -75,11 +75,15 @@ static void reply_event(api_request_t *req, pc_status status, ledger_field field
 typedef struct {
     char *text;
     size_t bytes;
+    size_t capacity;
+    size_t entries_left;
 } results_buf;
 
 static bool results_begin(results_buf *buf, uint32_t count) {
-    buf->text = malloc((size_t)count * RESULT_ENTRY_BYTES_MAX + 32);
+    buf->capacity = (size_t)count * RESULT_ENTRY_BYTES_MAX + 32;
+    buf->text = malloc(buf->capacity);
     if (buf->text == NULL) return false;
+    buf->entries_left = count;
     buf->bytes = (size_t)sprintf(buf->text, "{\"results\":[");
     return true;
 }
@@ -98,8 +102,12 @@ static void results_entry(results_buf *buf, uint32_t index, const char *id, pc_s
     }
 }
 
+/* Every entry keeps within its share: the rest still has room for those to come. */
 static void results_entry_end(results_buf *buf) {
     buf->text[buf->bytes++] = '}';
+    PC_ASSERT(buf->entries_left > 0);
+    buf->entries_left--;
+    PC_ASSERT(buf->bytes + buf->entries_left * RESULT_ENTRY_BYTES_MAX + 2 < buf->capacity);
 }
 
 static void results_balances(results_buf *buf, const char *name, const ledger_balances_t *b) {

@@ -363,19 +363,22 @@ static void index_files_remove(const char *path) {
     unlink(sidecar);
 }
 
-static int64_t meta_get(sqlite3 *db, const char *key, int64_t missing) {
+/* A meta value: *value, or 0 when the row is missing. False when it cannot be read
+ * (never a default: the caller rebuilds the file). */
+static bool meta_get(sqlite3 *db, const char *key, int64_t *value) {
     sqlite3_stmt *stmt;
-    int64_t value = missing;
-    if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key=?", -1, &stmt, NULL) != SQLITE_OK) return missing;
+    *value = 0;
+    if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key=?", -1, &stmt, NULL) != SQLITE_OK) return false;
     sqlite3_bind_text(stmt, 1, key, -1, SQLITE_STATIC);
-    if (sqlite3_step(stmt) == SQLITE_ROW) value = sqlite3_column_int64(stmt, 0);
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) *value = sqlite3_column_int64(stmt, 0);
     sqlite3_finalize(stmt);
-    return value;
+    return rc == SQLITE_ROW || rc == SQLITE_DONE;
 }
 
 /* Sets a meta row when it is missing; returns the value the file holds. */
 static bool meta_ensure(sqlite3 *db, const char *key, int64_t value, int64_t *held) {
-    *held = meta_get(db, key, 0);
+    if (!meta_get(db, key, held)) return false;
     if (*held != 0) return true;
     char sql[128];
     snprintf(sql, sizeof sql, "INSERT INTO meta VALUES('%s', %lld)", key, (long long)value);
@@ -395,7 +398,9 @@ static bool index_file_open(store_index_t *index, int64_t main_instance_id, uint
         !meta_ensure(index->db, "index_key_check", index->key_check, &key_check)) {
         return false;
     }
-    index->indexed_through_ts = (uint64_t)meta_get(index->db, "indexed_through_ts", 0);
+    int64_t through_ts = 0;
+    if (!meta_get(index->db, "indexed_through_ts", &through_ts)) return false;
+    index->indexed_through_ts = (uint64_t)through_ts;
     /* Another database's index, one keyed otherwise (or unkeyed), or one ahead of the
      * main file (a restored backup): rebuild. */
     return owner == main_instance_id && key_check == index->key_check &&

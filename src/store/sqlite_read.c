@@ -18,6 +18,7 @@ struct store_reader {
 sqlite3 *store_sqlite_reader_db(store_reader_t *reader) { return reader->db; }
 
 pc_status store_reader_open(store_t *store, store_reader_t **out) {
+    PC_ASSERT(store_sqlite_index(store) != NULL); /* readers come after store_load */
     store_reader_t *reader = calloc(1, sizeof(*reader));
     if (reader == NULL) return PC_NO_MEMORY;
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;

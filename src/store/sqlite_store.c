@@ -77,7 +77,6 @@ uint64_t store_journal_head_seq(const store_t *store) { return store->journal_he
 pc_status store_failed(const store_t *store) { return store->failed; }
 bool store_writable(const store_t *store) { return store->failed == PC_OK && store->writable; }
 
-sqlite3 *store_sqlite_tx_db(store_tx_t *tx);
 store_index_t *store_sqlite_index(store_t *store) { return store->index; }
 store_shadow_t *store_sqlite_shadow(store_t *store) { return store->shadow; }
 

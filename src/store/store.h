@@ -116,7 +116,7 @@ void store_fault_arm(store_fault_kind kind, uint32_t calls_before, bool sticky);
 void store_fault_disarm_all(void);
 uint64_t store_fault_fired(store_fault_kind kind); /* calls failed since armed */
 
-/* ---- reads (any thread, each with its own reader) ---- */
+/* ---- reads (any thread, each with its own reader; after store_load) ---- */
 PC_MUST_USE pc_status store_reader_open(store_t *store, store_reader_t **out);
 void store_reader_close(store_reader_t *reader);
 

@@ -1,14 +1,17 @@
 /* writer/grants.c: the owners' grants in memory (grants.h).
  *
- * A grant of an existing account is a pair (owner number, account index) packed into
- * 64 bits and kept in an open-addressing set: exact, 8 bytes a grant, one probe in the
- * common case, whatever the ids look like. A grant of an id that has no account yet (a
- * merchant key made with accounts still to come) is kept by id and consulted only
- * when the pair set misses. Owner numbers come from a small table of owner ids.
+ * Most accounts have one owner, the merchant that created them: the first grant of
+ * each existing account is kept in a dense array by account index (4 bytes an
+ * account; the common check is one load from it). Further grants of the same account
+ * are pairs (owner number, account index) packed into 64 bits in an open-addressing
+ * set, consulted only when the array says another owner: exact, whatever the ids look
+ * like. A grant of an id that has no account yet (a merchant key made with accounts
+ * still to come) is kept by id, consulted only when both miss. Owner numbers come
+ * from a small table of owner ids.
  *
- * A batch's grants go straight into the tables and are logged; a failed batch removes
- * them (backward-shift deletion keeps probe chains whole without tombstones). Growth
- * failure is fatal, as for the ledger's own tables: nothing of the batch was
+ * A batch's grants go straight into the tables and are logged; a failed batch takes
+ * them out (backward-shift deletion keeps probe chains whole without tombstones).
+ * Growth failure is fatal, as for the ledger's own tables: nothing of the batch was
  * acknowledged. */
 #include "writer/grants.h"
 
@@ -44,10 +47,19 @@ typedef struct {
     uint32_t capacity; /* power of two; count <= capacity / 2 */
 } name_table;
 
+/* A growable array of uint32_t (indices, owners + 1). */
+typedef struct {
+    uint32_t *items;
+    uint32_t count;
+    uint32_t capacity;
+} u32_array;
+
 struct writer_grants {
-    pair_set pairs;
+    u32_array first_owner;       /* per account index: its first grant's owner + 1, 0 = none */
+    pair_set pairs;              /* the other grants of existing accounts */
     name_table owners;
     name_table by_id;            /* grants of ids without an account */
+    u32_array batch_firsts;      /* account indices whose first grant the open batch made */
     uint64_t *batch_pairs;       /* pairs the open batch added */
     uint32_t batch_pair_count;
     uint32_t batch_pair_capacity;
@@ -69,6 +81,30 @@ static void *array_grow(void *items, uint32_t *capacity, uint32_t capacity_min, 
     PC_ASSERT(grown != NULL);
     *capacity = capacity_new;
     return grown;
+}
+
+static void u32_push(u32_array *array, uint32_t value) {
+    if (array->count == array->capacity) {
+        array->items = array_grow(array->items, &array->capacity, 64, sizeof(uint32_t));
+    }
+    array->items[array->count++] = value;
+}
+
+/* The first-owner slot of 'account_index', the array grown (zeroed) to hold it. */
+static uint32_t *first_owner_slot(writer_grants_t *grants, uint32_t account_index) {
+    u32_array *firsts = &grants->first_owner;
+    if (account_index >= firsts->capacity) {
+        uint32_t capacity = firsts->capacity ? firsts->capacity : PAIRS_CAPACITY_MIN;
+        while (capacity <= account_index) {
+            PC_ASSERT(capacity <= UINT32_MAX / 2);
+            capacity *= 2;
+        }
+        firsts->items = realloc(firsts->items, (size_t)capacity * sizeof(uint32_t));
+        PC_ASSERT(firsts->items != NULL);
+        memset(firsts->items + firsts->capacity, 0, (size_t)(capacity - firsts->capacity) * sizeof(uint32_t));
+        firsts->capacity = capacity;
+    }
+    return &firsts->items[account_index];
 }
 
 /* ---- the pair set ---- */
@@ -206,6 +242,8 @@ pc_status writer_grants_open(writer_grants_t **out) {
 
 void writer_grants_close(writer_grants_t *grants) {
     if (grants == NULL) return;
+    free(grants->first_owner.items);
+    free(grants->batch_firsts.items);
     free(grants->pairs.slots);
     names_free(&grants->owners);
     names_free(&grants->by_id);
@@ -227,6 +265,13 @@ void writer_grants_add(writer_grants_t *grants, uint32_t owner, uint32_t account
         if (name_find(&grants->by_id, owner, account_id) < 0) name_add(&grants->by_id, owner, account_id);
         return;
     }
+    uint32_t *first = first_owner_slot(grants, account_index);
+    if (*first == owner + 1) return;
+    if (*first == 0) {
+        *first = owner + 1;
+        u32_push(&grants->batch_firsts, account_index);
+        return;
+    }
     uint64_t pair = pair_of(owner, account_index);
     if (!pair_insert(&grants->pairs, pair)) return; /* held already: not the batch's to take back */
     if (grants->batch_pair_count == grants->batch_pair_capacity) {
@@ -238,17 +283,24 @@ void writer_grants_add(writer_grants_t *grants, uint32_t owner, uint32_t account
 
 bool writer_grants_holds(const writer_grants_t *grants, uint32_t owner, uint32_t account_index,
                          const char *account_id) {
+    const u32_array *firsts = &grants->first_owner;
+    if (account_index < firsts->capacity && firsts->items[account_index] == owner + 1) return true;
     uint32_t slot;
-    if (pair_slot(&grants->pairs, pair_of(owner, account_index), &slot)) return true;
+    if (grants->pairs.count > 0 && pair_slot(&grants->pairs, pair_of(owner, account_index), &slot)) return true;
     return grants->by_id.count > 0 && name_find(&grants->by_id, owner, account_id) >= 0;
 }
 
 void writer_grants_commit(writer_grants_t *grants) {
+    grants->batch_firsts.count = 0;
     grants->batch_pair_count = 0;
     grants->by_id_committed = grants->by_id.count;
 }
 
 void writer_grants_rollback(writer_grants_t *grants) {
+    for (uint32_t i = 0; i < grants->batch_firsts.count; i++) {
+        grants->first_owner.items[grants->batch_firsts.items[i]] = 0;
+    }
+    grants->batch_firsts.count = 0;
     while (grants->batch_pair_count > 0) {
         pair_remove(&grants->pairs, grants->batch_pairs[--grants->batch_pair_count]);
     }

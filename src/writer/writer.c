@@ -151,7 +151,8 @@ static pc_status batch_write_ledger(writer_t *writer, store_tx_t *tx, const ledg
 /* Writes the batch in one transaction; PC_OK only when durable. *journaled says
  * whether it had ledger rows (and so a journal row and the next seq); a batch
  * without them (API keys, idempotent replays) writes only its commands' rows. */
-static pc_status batch_write(writer_t *writer, writer_cmd_t *cmds, journal_entry_t *entry, bool *journaled) {
+static pc_status batch_write(writer_t *writer, writer_cmd_t *cmds, journal_entry_t *entry, bool *journaled,
+                             bool *hook_failed) {
     const ledger_changes_t *c = ledger_batch_changes(writer->ledger);
     *journaled = changes_have_rows(c);
     if (!*journaled && !cmds_need_tx(cmds)) return PC_OK;
@@ -162,6 +163,7 @@ static pc_status batch_write(writer_t *writer, writer_cmd_t *cmds, journal_entry
     for (writer_cmd_t *cmd = cmds; status == PC_OK && cmd != NULL; cmd = cmd->next) {
         status = writer_grants_write(cmd, tx);
         if (status == PC_OK && cmd->in_transaction != NULL) status = cmd->in_transaction(cmd, tx);
+        *hook_failed = status != PC_OK;
     }
     if (status != PC_OK) {
         store_tx_rollback(tx);
@@ -240,9 +242,9 @@ static void batch_run(writer_t *writer, writer_cmd_t *cmds) {
     uint32_t events = 0;
     for (writer_cmd_t *cmd = cmds; cmd != NULL; cmd = cmd->next) events += cmd_events(cmd);
     journal_entry_t entry;
-    bool journaled = false;
+    bool journaled = false, hook_failed = false;
     uint64_t commit_start_ns = pc_mono_ns();
-    pc_status status = batch_write(writer, cmds, &entry, &journaled);
+    pc_status status = batch_write(writer, cmds, &entry, &journaled, &hook_failed);
     uint64_t commit_ns = pc_mono_ns() - commit_start_ns;
     const ledger_changes_t *c = ledger_batch_changes(writer->ledger);
     stats_record(writer, c, events, expired, commit_ns, status);
@@ -254,7 +256,8 @@ static void batch_run(writer_t *writer, writer_cmd_t *cmds) {
         writer_grants_commit(writer->grants);
     } else {
         fprintf(stderr, "{\"level\":\"error\",\"msg\":\"batch commit failed\",\"code\":\"%s\",\"detail\":\"%s\"}\n",
-                pc_status_code(status), store_error_detail(writer->store));
+                pc_status_code(status), hook_failed ? "a command's own rows (in_transaction) failed"
+                                                    : store_error_detail(writer->store));
         ledger_batch_rollback(writer->ledger);
         writer_grants_rollback(writer->grants);
     }

@@ -356,11 +356,12 @@ static _Noreturn void child_stop(child_t *c, uint32_t round, uint64_t *rng, bool
     _exit(failed ? EXIT_STORE_FAILED : 0);
 }
 
+/* SIGTERM is blocked from before the fork (the parent unblocks it in itself), so a
+ * SIGTERM that arrives while the child starts waits for sigwait below. */
 static _Noreturn void child_run(uint32_t round, cycle_kind kind, int ready_fd, bool snapshot_fault) {
     sigset_t term;
     sigemptyset(&term);
     sigaddset(&term, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &term, NULL); /* taken by sigwait below, threads inherit */
     uint64_t rng = seed ^ ((uint64_t)round << 20) ^ 0xc1d;
     child_t c;
     memset(&c, 0, sizeof c);
@@ -846,6 +847,10 @@ static void child_expect(pid_t child, uint32_t round, cycle_kind kind, int want_
 static bool cycle_run(uint32_t round, cycle_kind kind, uint64_t *rng, bool snapshot_fault) {
     int ready[2];
     ASSERT_EQ(pipe(ready), 0);
+    sigset_t term;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &term, NULL), 0); /* the child inherits it */
     pid_t child = fork();
     ASSERT_TRUE(child >= 0);
     if (child == 0) {
@@ -853,6 +858,7 @@ static bool cycle_run(uint32_t round, cycle_kind kind, uint64_t *rng, bool snaps
         alarm(120); /* never outlive a parent that died */
         child_run(round, kind, ready[1], snapshot_fault);
     }
+    ASSERT_EQ(pthread_sigmask(SIG_UNBLOCK, &term, NULL), 0);
     close(ready[1]);
     bool clean = false;
     char byte;
