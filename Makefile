@@ -14,7 +14,7 @@ DOCDIR     ?= $(DATADIR)/doc/paycore
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 
-.PHONY: all deps build run test test-sanitize test-tsan test-long bench bench-quick docs clean install uninstall
+.PHONY: all deps build run test test-sanitize test-tsan test-long test-payments-crash bench bench-quick docs clean install uninstall
 
 all: build
 
@@ -42,6 +42,13 @@ test-sanitize: deps
 CRASH_ROUNDS ?= 400
 test-long: build
 	@cd $(BUILD) && PAYCORE_CRASH_ROUNDS=$(CRASH_ROUNDS) ./store_test_crash
+
+# The payments crash test at full length: paycore SIGKILLed during a payment load against
+# the real simulators, PAY_CRASH_ROUNDS times (make test runs 4); then the ledger must
+# agree with the simulators' records. PAYCORE_SEED replays one run.
+PAY_CRASH_ROUNDS ?= 60
+test-payments-crash: build
+	@PAYCORE_BIN=$(BUILD)/paycore PAYCORE_PAY_CRASH_ROUNDS=$(PAY_CRASH_ROUNDS) python3 tests/payments/test_payments_crash.py
 
 # The HTTP server's tests under ThreadSanitizer: MHD threads, the writer thread and
 # the reapers share requests; a data race there fails the run.

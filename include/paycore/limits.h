@@ -187,4 +187,24 @@ static_assert(API_IDEM_PURGE_QUEUE_EVENTS_MAX < WRITER_QUEUE_DEPTH_MAX,
 #define SIM_DEMO_STOP_MS 10000                  /* then a demo simulator is killed */
 #define SIM_DEMO_ENV_MAX 512                    /* environment entries passed to a demo simulator */
 
+/* Payments (src/payments/). */
+#define PAY_MERCHANT_ID_BYTES_MAX 32   /* "mer:<id>:<cur>:available" must stay a ledger id (64) */
+#define PAY_CURRENCIES_MAX 16          /* currencies one merchant takes: four accounts each */
+#define PAY_PRICES_MAX (GW_CHANNELS_MAX + 1) /* a price per channel, and the default */
+#define PAY_FEE_FIXED_MINOR_MAX 1000000 /* a fixed fee above 10^6 minor units is a typo */
+#define PAY_FEE_BPS_MAX 10000          /* 100 %: a fee never takes more than the amount's rate */
+#define PAY_WEBHOOKS_MAX 8             /* webhook URLs kept with a merchant */
+#define PAY_CAPTURES_MAX 64            /* partial captures of one payment: bounded document */
+#define PAY_REFUNDS_MAX 64             /* refunds of one payment */
+#define PAY_AMOUNT_MINOR_MAX 1000000000000000LL /* 10^15, the channels' bound (SIM_AMOUNT_MINOR_MAX) */
+#define PAY_FLOWS_MAX 65536            /* operations in flight at once; past it: 503 limit_reached */
+#define PAY_RECOVERY_MS_DEFAULT 2000   /* recovery and expiry passes: seconds matter, not ms */
+#define PAY_RECOVERY_GRACE_MS_DEFAULT 15000 /* a request may still be in a channel that long
+                                          (the default channel timeout is 10 s) */
+#define PAY_RECOVERY_BATCH_MAX 256     /* pending operations one pass takes on */
+#define PAY_AUTHORIZATION_WINDOW_S_DEFAULT (7u * 24u * 3600u) /* card networks hold ~7 days */
+#define PAY_CAPTURE_CUTOFF_S 60        /* no capture starts in the hold's last minute: the
+                                          channel call must end before the ledger's expiry */
+#define PAY_DOC_BYTES_MAX (256 * 1024) /* one stored payment document, every op included */
+
 #endif

@@ -136,6 +136,22 @@ typedef pc_status (*api_in_tx_fn)(api_request_t *req, store_tx_t *tx);
 typedef void (*api_done_fn)(api_request_t *req, writer_cmd_t *cmd);
 void api_submit(api_request_t *req, writer_cmd_t *cmd, api_in_tx_fn in_tx, api_done_fn on_done);
 
+/* ---- answering later (a channel call between the request and its answer) ----
+ * api_defer suspends the request: the handler returns without a reply. Later, from any
+ * thread, the answer is set with api_reply_* and api_resume sends it (exactly once).
+ * api_deferred_idem_put, on the writer thread inside the transaction that makes the
+ * answer final, stores the answer set so far as the request's Idempotency-Key reply
+ * (PC_OK when the request carries none). A deferred request past --request-timeout-ms
+ * is answered 503 request_timeout; its work still ends, and its key stays held until
+ * api_resume. */
+void api_defer(api_request_t *req);
+void api_resume(api_request_t *req);
+PC_MUST_USE pc_status api_deferred_idem_put(api_request_t *req, store_tx_t *tx);
+/* An error reply with one more string field in the error object (e.g. the current
+ * state of a payment a request conflicts with). */
+void api_reply_error_with(api_request_t *req, int http_status, pc_status status, const char *field,
+                          const char *message, const char *extra_key, const char *extra_value);
+
 /* ---- the server ---- */
 typedef struct {
     const char *listen;          /* "127.0.0.1:8080"; port 0 picks a free port */

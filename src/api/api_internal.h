@@ -212,6 +212,26 @@ void api_route_endpoint_deliveries(api_request_t *req);
 void api_route_stats(api_request_t *req);
 void api_route_dashboard(api_request_t *req);
 void api_route_dashboard_asset(api_request_t *req);
+/* routes_payments.c */
+void api_route_merchants_create(api_request_t *req);
+void api_route_merchants_list(api_request_t *req);
+void api_route_merchant_get(api_request_t *req);
+void api_route_merchant_key_create(api_request_t *req);
+void api_route_payments_create(api_request_t *req);
+void api_route_payments_list(api_request_t *req);
+void api_route_payment_get(api_request_t *req);
+void api_route_payment_confirm(api_request_t *req);
+void api_route_payment_capture(api_request_t *req);
+void api_route_payment_cancel(api_request_t *req);
+void api_route_payment_refund(api_request_t *req);
+void api_route_refund_get(api_request_t *req);
+void api_route_wallets_create(api_request_t *req);
+void api_route_wallet_get(api_request_t *req);
+void api_route_wallet_top_up(api_request_t *req);
+void api_route_wallet_withdraw(api_request_t *req);
+void api_route_payouts_create(api_request_t *req);
+void api_route_payout_get(api_request_t *req);
+void api_route_payments_recover(api_request_t *req);
 /* routes_channels.c */
 void api_route_channels(api_request_t *req);
 void api_route_channel_callback(api_request_t *req);
@@ -281,6 +301,7 @@ struct api_request {
     bool idem_replayed;
     json_t *idem_stored;                /* what to store instead of the reply, or NULL */
     int64_t idem_bytes_delta;           /* room the stored reply adds, once committed */
+    bool deferred_rendered;             /* a deferred answer was made inside its transaction */
     /* lifetime: the MHD side holds one reference until the request completes, the
      * writer another from api_submit until done(); the last release frees. */
     _Atomic int refs;

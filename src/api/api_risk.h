@@ -24,6 +24,8 @@ PC_MUST_USE pc_status api_risk_start(const api_risk_options_t *options);
 /* SIGHUP: reloads rules and model; a bad file keeps the old ones (logged). */
 void api_risk_reload(void);
 void api_risk_stop(void);
+/* The running engine (NULL when none): the payments layer scores through it. */
+struct risk_engine *api_risk_engine(void);
 /* "model" or "rules_only" ("off" when no engine runs). */
 const char *api_risk_mode(void);
 /* Appends the risk metrics (Prometheus text) to 'text' (malloc'ed); returns the new

@@ -232,6 +232,7 @@ void api_reply_json(api_request_t *req, int http_status, json_t *body) {
 
 const char *api_error_type(pc_status status, int http_status) {
     if (status >= 200 && status < 400) return http_status == 400 ? "invalid_request" : "ledger_error";
+    if (status >= 800 && status < 900 && http_status != 400 && http_status != 404) return "payment_error";
     switch (http_status) {
     case 400: case 405: case 413: case 415: return "invalid_request";
     case 401: return "authentication_error";
@@ -261,6 +262,16 @@ void api_reply_error_http(api_request_t *req, int http_status, pc_status status,
     if (error != NULL && field != NULL && field[0] != '\0') {
         json_object_set_new(error, "field", json_string(field));
     }
+    reply_json_code(req, http_status, status, error ? json_pack("{s:o}", "error", error) : NULL);
+}
+
+void api_reply_error_with(api_request_t *req, int http_status, pc_status status, const char *field,
+                          const char *message, const char *extra_key, const char *extra_value) {
+    json_t *error = json_pack("{s:s,s:s,s:s}", "type", api_error_type(status, http_status),
+                              "code", pc_status_code(status), "message",
+                              message ? message : pc_status_message(status));
+    if (error != NULL && field != NULL && field[0] != '\0') json_object_set_new(error, "field", json_string(field));
+    if (error != NULL && extra_key != NULL) json_object_set_new(error, extra_key, json_string(extra_value));
     reply_json_code(req, http_status, status, error ? json_pack("{s:o}", "error", error) : NULL);
 }
 

@@ -15,6 +15,7 @@
 
 #include "api/api_gateway.h"
 #include "api/api_internal.h"
+#include "api/api_payments.h"
 #include "api/api_risk.h"
 #include "api/codec.h"
 #include "core/core.h"
@@ -87,6 +88,8 @@ void api_risk_stop(void) {
     risk_engine_close(risk_engine);
     risk_engine = NULL;
 }
+
+struct risk_engine *api_risk_engine(void) { return risk_engine; }
 
 const char *api_risk_mode(void) {
     if (risk_engine == NULL) return "off";
@@ -336,6 +339,8 @@ static void review_decide(api_request_t *req, bool approve) {
         api_reply_error(req, status, "id", NULL);
         return;
     }
+    /* a payment waiting for this review resumes (approve) or is canceled */
+    if (api_payments() != NULL) pay_review_decided(api_payments(), id, approve);
     api_reply_json(req, 200, review_json(&r));
 }
 

@@ -339,3 +339,42 @@ void api_submit_finish(api_request_t *req) {
     if (req->on_done != NULL) req->on_done(req, req->cmd);
     PC_ASSERT(atomic_load(&req->replied));
 }
+
+/* ---- deferred answers (payments: a channel call between request and answer) ---- */
+
+void api_defer(api_request_t *req) {
+    PC_ASSERT(!atomic_load(&req->replied));
+    api_server_t *server = req->server;
+    req->cmd = NULL;
+    req->on_done = NULL;
+    req->commit_status = PC_OK;
+    req->phase = API_PHASE_WAITING;
+    MHD_suspend_connection(req->connection);
+    atomic_fetch_add(&req->refs, 1); /* the deferred answer's, dropped by api_resume */
+    pthread_mutex_lock(&server->waiting_mutex);
+    if (server->config.request_timeout_ms > 0) {
+        req->deadline_ns = pc_mono_ns() + (uint64_t)server->config.request_timeout_ms * 1000000u;
+        waiting_link(server, req);
+    }
+    pthread_mutex_unlock(&server->waiting_mutex);
+}
+
+void api_resume(api_request_t *req) {
+    api_server_t *server = req->server;
+    pthread_mutex_lock(&server->waiting_mutex);
+    bool timed_out = req->timed_out;
+    waiting_unlink(server, req);
+    pthread_mutex_unlock(&server->waiting_mutex);
+    PC_ASSERT(atomic_load(&req->replied));
+    if (!timed_out) MHD_resume_connection(req->connection);
+    api_request_release(req);
+}
+
+pc_status api_deferred_idem_put(api_request_t *req, store_tx_t *tx) {
+    if (req->idem_key == NULL || !atomic_load(&req->replied)) return PC_OK;
+    store_api_idem_t record = {.http_status = req->http_status, .created_ns = pc_wall_ns()};
+    memcpy(record.request_hash, req->idem_hash, 32);
+    record.body = req->reply_body;
+    record.body_bytes = req->reply_bytes;
+    return record.body != NULL ? store_api_idem_put(tx, req->caller.id, req->idem_key, &record) : PC_NO_MEMORY;
+}

@@ -1,9 +1,11 @@
-/* cli/cmd_docs.c: `paycore docs errors` prints docs/errors.md from status.def. */
+/* cli/cmd_docs.c: `paycore docs errors` prints docs/errors.md from status.def;
+ * `paycore docs payment-states` the payment state table docs/payments.md quotes. */
 #include <stdio.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "paycore/status.h"
+#include "payments/payments.h"
 
 static void errors_row(pc_status status, void *ctx) {
     (void)ctx;
@@ -25,11 +27,15 @@ static void errors_print(void) {
 
 int cli_docs(int argc, char **argv) {
     if (argc < 2 || cli_wants_help(argc, argv)) {
-        fprintf(argc < 2 ? stderr : stdout, "usage: paycore docs errors\n");
+        fprintf(argc < 2 ? stderr : stdout, "usage: paycore docs errors|payment-states\n");
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(argv[1], "errors") == 0) {
         errors_print();
+        return 0;
+    }
+    if (strcmp(argv[1], "payment-states") == 0) {
+        pay_states_markdown(stdout);
         return 0;
     }
     fprintf(stderr, "paycore docs: unknown topic '%s'\n", argv[1]);

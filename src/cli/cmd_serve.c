@@ -15,6 +15,7 @@
 #include "api/api.h"
 #include "api/api_gateway.h"
 #include "api/api_ops.h"
+#include "api/api_payments.h"
 #include "api/api_risk.h"
 #include "cli/cli.h"
 #include "cli/cli_args.h"
@@ -27,7 +28,8 @@ enum { OPT_LISTEN, OPT_DB, OPT_THREADS, OPT_BODY_MAX, OPT_QUEUE_MAX, OPT_LOG_LEV
        OPT_EVENTS_EXCHANGE, OPT_EVENTS_RETENTION, OPT_EVENTS_RETRY_BASE, OPT_EVENTS_RETRY_MAX,
        OPT_EVENTS_DISABLE_AFTER, OPT_EVENTS_TIMEOUT, OPT_NO_EVENTS, OPT_DEMO, OPT_CHANNELS,
        OPT_GATEWAY_THREADS, OPT_PER_IP, OPT_IDEM_RETENTION, OPT_IDEM_MAX, OPT_IDEM_KEY_MAX,
-       OPT_WEB_DIR, OPT_VERIFY_INTERVAL, OPT_COUNT };
+       OPT_WEB_DIR, OPT_VERIFY_INTERVAL, OPT_VAULT_KEY, OPT_AUTH_WINDOW,
+       OPT_RECOVERY_MS, OPT_RECOVERY_GRACE_MS, OPT_THREE_DS, OPT_COUNT };
 
 static void serve_opts(cli_opt opts[OPT_COUNT]) {
     cli_opt defaults[OPT_COUNT] = {
@@ -66,6 +68,11 @@ static void serve_opts(cli_opt opts[OPT_COUNT]) {
         {"idempotency-key-max-bytes", "PAYCORE_IDEMPOTENCY_KEY_MAX_BYTES", false, "256m", "room for one API key's stored replies (k/m/g); past it: 503 idempotency_storage_full"},
         {"web-dir", "PAYCORE_WEB_DIR", false, NULL, "the built dashboard served at /dashboard (default: beside the binary)"},
         {"verify-interval-s", "PAYCORE_VERIFY_INTERVAL_S", false, "0", "verify the journal this often in the background (0: only on POST /v1/verify)"},
+        {"vault-key", "PAYCORE_VAULT_KEY", false, NULL, "card vault key-encryption key file (hex, 0600; default <db>.vault-key, made when the database has no card key yet)"},
+        {"authorization-window-s", "PAYCORE_AUTHORIZATION_WINDOW_S", false, NULL, "how long an authorization hold lasts before it expires (default 7 days)"},
+        {"payments-recovery-ms", "PAYCORE_PAYMENTS_RECOVERY_MS", false, NULL, "interval of the payments' recovery and expiry passes (default 2000)"},
+        {"payments-recovery-grace-ms", "PAYCORE_PAYMENTS_RECOVERY_GRACE_MS", false, NULL, "a pending channel attempt younger than this is not yet asked about (default 15000)"},
+        {"three-ds-prefixes", "PAYCORE_THREE_DS_PREFIXES", false, NULL, "card prefixes enrolled in 3-D Secure, comma separated (default: the card simulator's 4000002760)"},
     };
     memcpy(opts, defaults, sizeof defaults);
 }
@@ -189,8 +196,29 @@ static pc_status serve_gateway_start(api_server_t *server, const api_config_t *c
     return api_gateway_start(path, (uint32_t)threads);
 }
 
+/* The payments layer: its vault key and options. */
+static pc_status serve_payments_start(api_server_t *server, const api_config_t *config, const cli_opt *opts) {
+    api_payments_options_t o = {.db_path = config->db_path, .vault_key_path = opts[OPT_VAULT_KEY].value,
+                                .three_ds_prefixes = opts[OPT_THREE_DS].value};
+    struct { int opt; uint32_t *slot; uint64_t max; } numbers[] = {
+        {OPT_AUTH_WINDOW, &o.authorization_window_s, LEDGER_TIMEOUT_S_MAX},
+        {OPT_RECOVERY_MS, &o.recovery_interval_ms, 3600000},
+        {OPT_RECOVERY_GRACE_MS, &o.recovery_grace_ms, 3600000}};
+    for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++) {
+        const char *text = opts[numbers[i].opt].value;
+        uint64_t value = 0;
+        if (text == NULL) continue;
+        if (!cli_parse_u64(text, &value) || value == 0 || value > numbers[i].max) {
+            obs_logf(OBS_LEVEL_ERROR, "bad --%s '%s'", opts[numbers[i].opt].name, text);
+            return PC_INVALID_ARGUMENT;
+        }
+        *numbers[i].slot = (uint32_t)value;
+    }
+    return api_payments_start(server, &o);
+}
+
 /* The part of a start that may fail after the database was opened: risk (its files),
- * the demo's simulators (--demo), the gateway, then serving. */
+ * the demo's simulators (--demo), the gateway, payments, then serving. */
 static pc_status serve_start_after_open(api_server_t *server, const api_config_t *config, const cli_opt *opts,
                                         sim_demo_t *demo) {
     api_risk_options_t risk = {config->db_path, opts[OPT_RISK_MODEL].value, opts[OPT_RISK_RULES].value,
@@ -201,8 +229,10 @@ static pc_status serve_start_after_open(api_server_t *server, const api_config_t
     bool demo_wanted = opts[OPT_DEMO].value != NULL && strcmp(opts[OPT_DEMO].value, "0") != 0;
     if (demo_wanted && !serve_demo_start(config->db_path, demo)) status = PC_IO;
     if (status == PC_OK) status = serve_gateway_start(server, config, opts, demo);
+    if (status == PC_OK) status = serve_payments_start(server, config, opts);
     if (status == PC_OK) status = api_server_listen(server);
     if (status != PC_OK) {
+        api_payments_stop();
         api_gateway_stop();
         sim_demo_stop(demo);
         api_risk_stop();
@@ -295,6 +325,7 @@ int cli_serve(int argc, char **argv) {
     serve_wait(&signals);
     api_ops_stop();
     pc_status failed = api_server_failed(server);
+    api_payments_stop(); /* running payments end first: they still write */
     api_server_stop(server);
     api_ops_web_free(); /* no request reads the dashboard's files any more */
     api_gateway_stop();

@@ -25,12 +25,13 @@
 #include "core/core.h"
 
 /* The file formats this verifier reads (store/sqlite_schema.c): version 1 keeps the
- * signed journal checkpoints in 'checkpoints', versions 2 to 4 in 'journal_checkpoints'
+ * signed journal checkpoints in 'checkpoints', versions 2 to 5 in 'journal_checkpoints'
  * (version 3 changed only the API's idempotency_keys table, which verify does not read;
- * 4 only adds the events outbox, which holds no money). */
+ * 4 only adds the events outbox and 5 the payments layer's tables, which hold no money:
+ * the ledger does). */
 #define VERIFY_APPLICATION_ID 0x50594352
 #define VERIFY_SCHEMA_VERSION_MIN 1
-#define VERIFY_SCHEMA_VERSION_MAX 4
+#define VERIFY_SCHEMA_VERSION_MAX 5
 
 /* ---- accounts, in memory ---- */
 
@@ -431,6 +432,8 @@ static const char *const checkpoints_sql[VERIFY_SCHEMA_VERSION_MAX + 1] = {
     [1] = "SELECT seq, hash, public_key, signature FROM checkpoints ORDER BY seq",
     [2] = "SELECT seq, hash, public_key, signature FROM journal_checkpoints ORDER BY seq",
     [3] = "SELECT seq, hash, public_key, signature FROM journal_checkpoints ORDER BY seq",
+    [4] = "SELECT seq, hash, public_key, signature FROM journal_checkpoints ORDER BY seq",
+    [5] = "SELECT seq, hash, public_key, signature FROM journal_checkpoints ORDER BY seq",
 };
 static const char journal_sql[] =
     "SELECT seq, timestamp_first, timestamp_last, account_count, transfer_count,"

@@ -108,6 +108,7 @@ static const schema_migration migrations[] = {
     {schema_v2, NULL},
     {"", store_sqlite_api_schema_v3}, /* idempotency_keys.row_bytes, index by age */
     {"", store_sqlite_events_schema}, /* v4: the events outbox and delivery state */
+    {"", store_sqlite_payments_schema}, /* v5: payments, their lookups, the card vault */
 };
 
 #define SCHEMA_VERSION_LATEST ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -1,0 +1,343 @@
+/* api/routes_payments.c: the payments layer over HTTP, and its place in `paycore serve`.
+ *   POST /v1/merchants                    a merchant and its chart of accounts (admin)
+ *   GET  /v1/merchants[/{id}]             merchants (a merchant key: its own)
+ *   POST /v1/merchants/{id}/keys          a merchant API key bound to it (admin)
+ *   POST /v1/payments                     a payment intent: validate, vault, risk, authorize
+ *   GET  /v1/payments[/{id}]              payments with their operations and transfers
+ *   POST /v1/payments/{id}/confirm        3-D Secure
+ *   POST /v1/payments/{id}/capture        full or partial
+ *   POST /v1/payments/{id}/cancel
+ *   POST /v1/payments/{id}/refunds        full or partial
+ *   GET  /v1/refunds/{id}
+ *   POST /v1/wallets, GET /v1/wallets/{id}, POST /v1/wallets/{id}/top_ups, .../withdrawals
+ *   POST /v1/payouts, GET /v1/payouts/{id}
+ *   POST /v1/admin/payments/recover       one recovery pass now (tests, operators)
+ * A payment request is answered later (a channel call lies between): the handler
+ * defers the request, and the payments layer's answer resumes it. The answer that
+ * makes an operation final is stored as the Idempotency-Key's reply in the same
+ * transaction as the change. Bodies are parsed by the payments layer (payments.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api_gateway.h"
+#include "api/api_internal.h"
+#include "api/api_payments.h"
+#include "api/api_risk.h"
+#include "core/core.h"
+#include "obs/obs.h"
+#include "payments/vault.h"
+#include "store/store_api.h"
+
+static pay_t *payments;        /* set before listening, cleared after draining */
+static vault_t *payments_vault;
+
+/* ---------------------------------------------------------------- serve integration */
+
+pc_status api_payments_start(api_server_t *server, const api_payments_options_t *options) {
+    char key_path[4096];
+    if (options->vault_key_path != NULL) snprintf(key_path, sizeof key_path, "%s", options->vault_key_path);
+    else snprintf(key_path, sizeof key_path, "%s.vault-key", options->db_path);
+    vault_config_t vc = {.key_path = key_path, .store = server->store, .writer = server->writer};
+    pc_status status = vault_open(&payments_vault, &vc);
+    if (status != PC_OK) return status;
+    pay_config_t config;
+    pay_config_default(&config);
+    config.writer = server->writer;
+    config.store = server->store;
+    config.gateway = api_gateway();
+    config.risk = api_risk_engine();
+    config.vault = payments_vault;
+    config.three_ds_prefixes = options->three_ds_prefixes;
+    if (options->authorization_window_s) config.authorization_window_s = options->authorization_window_s;
+    if (options->recovery_interval_ms) config.recovery_interval_ms = options->recovery_interval_ms;
+    if (options->recovery_grace_ms) config.recovery_grace_ms = options->recovery_grace_ms;
+    status = pay_start(&payments, &config);
+    if (status != PC_OK) {
+        vault_close(payments_vault);
+        payments_vault = NULL;
+    }
+    return status;
+}
+
+void api_payments_stop(void) {
+    pay_stop(payments);
+    payments = NULL;
+    vault_close(payments_vault);
+    payments_vault = NULL;
+}
+
+pay_t *api_payments(void) { return payments; }
+
+/* ---------------------------------------------------------------- answers */
+
+static pay_caller_t caller_of(api_request_t *req) {
+    pay_caller_t caller = {.key_id = req->caller.id, .admin = req->caller.scope != API_SCOPE_MERCHANT};
+    if (req->idem_key != NULL) {
+        caller.idempotency_key = req->idem_key;
+        caller.request_hash = req->idem_hash;
+    }
+    return caller;
+}
+
+static void reply_set(api_request_t *req, const pay_reply_t *reply) {
+    if (reply->status == PC_OK) {
+        api_reply_json(req, reply->http_status, json_incref(reply->body));
+        return;
+    }
+    int http = reply->http_status ? reply->http_status : pc_status_http(reply->status);
+    api_reply_error_with(req, http, reply->status, reply->field[0] ? reply->field : NULL,
+                         reply->message[0] ? reply->message : NULL, reply->state[0] ? "payment_status" : NULL,
+                         reply->state);
+    if (pc_status_transient(reply->status)) api_reply_header(req, "Retry-After", "1");
+}
+
+/* Writer thread, in the transaction that makes the answer final. */
+static pc_status deferred_in_tx(void *ctx, store_tx_t *tx, const pay_reply_t *reply) {
+    api_request_t *req = ctx;
+    reply_set(req, reply);
+    req->deferred_rendered = true;
+    return api_deferred_idem_put(req, tx);
+}
+
+static void deferred_done(void *ctx, const pay_reply_t *reply) {
+    api_request_t *req = ctx;
+    if (!req->deferred_rendered || reply->status != PC_OK) reply_set(req, reply);
+    api_resume(req);
+}
+
+static bool ready(api_request_t *req) {
+    if (payments != NULL) return true;
+    api_reply_error(req, PC_PAYMENTS_NOT_CONFIGURED, NULL, NULL);
+    return false;
+}
+
+/* Defers 'req' and hands the payments layer its answer's callbacks. */
+static pay_reply_fn_t deferred(api_request_t *req) {
+    api_defer(req);
+    pay_reply_fn_t fn = {.in_tx = deferred_in_tx, .done = deferred_done, .ctx = req};
+    return fn;
+}
+
+static void reply_sync(api_request_t *req, pay_reply_t *reply) {
+    reply_set(req, reply);
+    pay_reply_clear(reply);
+}
+
+/* ---------------------------------------------------------------- handlers */
+
+typedef void (*pay_post_fn)(pay_t *, const pay_caller_t *, const json_t *, const pay_reply_fn_t *);
+typedef void (*pay_post_id_fn)(pay_t *, const pay_caller_t *, const char *, const json_t *, const pay_reply_fn_t *);
+
+static void post(api_request_t *req, pay_post_fn fn) {
+    if (!ready(req)) return;
+    json_t *body = api_body_object(req);
+    if (body == NULL) return;
+    pay_caller_t caller = caller_of(req);
+    pay_reply_fn_t reply = deferred(req);
+    fn(payments, &caller, body, &reply);
+}
+
+/* A POST on an object whose body may be empty. */
+static void post_id(api_request_t *req, pay_post_id_fn fn) {
+    if (!ready(req)) return;
+    size_t bytes = 0;
+    (void)api_body(req, &bytes);
+    json_t *body = NULL;
+    if (bytes > 0 && (body = api_body_object(req)) == NULL) return;
+    pay_caller_t caller = caller_of(req);
+    pay_reply_fn_t reply = deferred(req);
+    fn(payments, &caller, api_param(req, 0), body, &reply);
+}
+
+void api_route_merchants_create(api_request_t *req) { post(req, pay_merchant_create); }
+void api_route_payments_create(api_request_t *req) { post(req, pay_payment_create); }
+void api_route_wallets_create(api_request_t *req) { post(req, pay_wallet_create); }
+void api_route_payouts_create(api_request_t *req) { post(req, pay_payout_create); }
+void api_route_payment_confirm(api_request_t *req) { post_id(req, pay_payment_confirm); }
+void api_route_payment_capture(api_request_t *req) { post_id(req, pay_payment_capture); }
+void api_route_payment_cancel(api_request_t *req) { post_id(req, pay_payment_cancel); }
+void api_route_payment_refund(api_request_t *req) { post_id(req, pay_refund_create); }
+void api_route_wallet_top_up(api_request_t *req) { post_id(req, pay_wallet_top_up); }
+void api_route_wallet_withdraw(api_request_t *req) { post_id(req, pay_wallet_withdraw); }
+
+typedef pc_status (*pay_get_fn)(pay_t *, const pay_caller_t *, store_reader_t *, const char *, pay_reply_t *);
+
+static void get(api_request_t *req, pay_get_fn fn) {
+    if (!ready(req) || !api_query_only(req, (const char *const[]){NULL})) return;
+    store_reader_t *reader = api_reader(req);
+    if (reader == NULL) {
+        api_reply_error(req, PC_STORE_READ_FAILED, NULL, NULL);
+        return;
+    }
+    pay_caller_t caller = caller_of(req);
+    pay_reply_t reply = {0};
+    (void)fn(payments, &caller, reader, api_param(req, 0), &reply);
+    reply_sync(req, &reply);
+}
+
+void api_route_merchant_get(api_request_t *req) { get(req, pay_merchant_get); }
+void api_route_payment_get(api_request_t *req) { get(req, pay_payment_get); }
+void api_route_refund_get(api_request_t *req) { get(req, pay_refund_get); }
+void api_route_wallet_get(api_request_t *req) { get(req, pay_wallet_get); }
+void api_route_payout_get(api_request_t *req) { get(req, pay_payout_get); }
+
+/* ?limit&starting_after&from&to&order (as the ledger's lists) [&merchant_id&status]. */
+static bool list_query(api_request_t *req, pay_list_query_t *q, bool filters) {
+    static const char *const plain[] = {"limit", "starting_after", "from", "to", "order", NULL};
+    static const char *const filtered[] = {"limit", "starting_after", "from", "to", "order", "merchant_id",
+                                           "status", NULL};
+    if (!api_query_only(req, filters ? filtered : plain)) return false;
+    memset(q, 0, sizeof *q);
+    const char *bad = NULL;
+    const char *limit = api_query(req, "limit");
+    char *end = NULL;
+    q->limit = 10;
+    if (limit != NULL) {
+        unsigned long long n = strtoull(limit, &end, 10);
+        if (end == limit || *end != '\0' || n < 1 || n > API_LIST_LIMIT_MAX) bad = "limit";
+        else q->limit = (uint32_t)n;
+    }
+    q->starting_after = api_query(req, "starting_after");
+    if (q->starting_after != NULL && !pc_id_valid(q->starting_after)) bad = "starting_after";
+    const char *names[2] = {"from", "to"};
+    uint64_t *slots[2] = {&q->created_from_ns, &q->created_to_ns};
+    for (int i = 0; i < 2; i++) {
+        const char *v = api_query(req, names[i]);
+        if (v == NULL) continue;
+        unsigned long long n = strtoull(v, &end, 10);
+        if (end == v || *end != '\0') bad = names[i];
+        else *slots[i] = n;
+    }
+    const char *order = api_query(req, "order");
+    if (order != NULL && strcmp(order, "asc") != 0 && strcmp(order, "desc") != 0) bad = "order";
+    q->descending = order != NULL && strcmp(order, "desc") == 0;
+    q->merchant_id = api_query(req, "merchant_id");
+    if (q->merchant_id != NULL && !pc_id_valid(q->merchant_id)) bad = "merchant_id";
+    q->status = api_query(req, "status");
+    pay_state state;
+    if (q->status != NULL && !pay_state_parse(q->status, &state)) bad = "status";
+    if (bad != NULL) {
+        char message[96];
+        snprintf(message, sizeof message, "invalid query parameter '%s'", bad);
+        api_reply_error(req, PC_QUERY_INVALID, bad, message);
+        return false;
+    }
+    return true;
+}
+
+typedef pc_status (*pay_list_fn)(pay_t *, const pay_caller_t *, store_reader_t *, const pay_list_query_t *,
+                                 pay_reply_t *);
+
+static void list(api_request_t *req, pay_list_fn fn, bool filters) {
+    pay_list_query_t q;
+    if (!ready(req) || !list_query(req, &q, filters)) return;
+    store_reader_t *reader = api_reader(req);
+    if (reader == NULL) {
+        api_reply_error(req, PC_STORE_READ_FAILED, NULL, NULL);
+        return;
+    }
+    pay_caller_t caller = caller_of(req);
+    pay_reply_t reply = {0};
+    (void)fn(payments, &caller, reader, &q, &reply);
+    reply_sync(req, &reply);
+}
+
+void api_route_merchants_list(api_request_t *req) { list(req, pay_merchants_list, false); }
+void api_route_payments_list(api_request_t *req) { list(req, pay_payments_list, true); }
+
+void api_route_payments_recover(api_request_t *req) {
+    if (!ready(req)) return;
+    uint32_t resolved = pay_recover_now(payments);
+    api_reply_json(req, 200, json_pack("{s:i}", "resolved", (int)resolved));
+}
+
+/* ---------------------------------------------------------------- merchant keys */
+
+#define MERCHANT_KEY_GRANTS_MAX (4 * PAY_CURRENCIES_MAX)
+
+typedef struct {
+    writer_cmd_t cmd;               /* first */
+    api_key_entry_t entry;
+    char secret[API_KEY_SECRET_SIZE];
+    char merchant_id[PC_ID_SIZE];
+    char accounts[MERCHANT_KEY_GRANTS_MAX][PC_ID_SIZE];
+    const char *account_ids[MERCHANT_KEY_GRANTS_MAX];
+    uint32_t account_count;
+} merchant_key_job;
+
+static pc_status merchant_key_in_tx(api_request_t *req, store_tx_t *tx) {
+    merchant_key_job *job = (merchant_key_job *)req->cmd;
+    store_api_key_t row;
+    memset(&row, 0, sizeof row);
+    memcpy(row.id, job->entry.id, sizeof row.id);
+    snprintf(row.scope, sizeof row.scope, "%s", api_scope_name(job->entry.scope));
+    memcpy(row.name, job->entry.name, sizeof row.name);
+    memcpy(row.key_hash, job->entry.hash, sizeof row.key_hash);
+    row.created_ns = job->entry.created_ns;
+    pc_status status = store_api_key_insert(tx, &row); /* the writer writes the grants (grantee_id) */
+    if (status == PC_OK) status = pay_key_bind_in_tx(payments, tx, job->entry.id, job->merchant_id);
+    return status;
+}
+
+static json_t *merchant_key_json(const merchant_key_job *job, bool with_secret) {
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:I,s:b}", "id", job->entry.id, "scope", "merchant", "name",
+                          job->entry.name, "merchant_id", job->merchant_id, "created",
+                          (json_int_t)job->entry.created_ns, "revoked", 0);
+    if (o != NULL && with_secret) json_object_set_new(o, "key", json_string(job->secret));
+    return o;
+}
+
+static void merchant_key_done(api_request_t *req, writer_cmd_t *cmd) {
+    merchant_key_job *job = (merchant_key_job *)cmd;
+    if (api_request_idempotent(req)) api_idem_store_override(req, merchant_key_json(job, false));
+    api_reply_json(req, 201, merchant_key_json(job, true));
+}
+
+static void merchant_key_committed(api_request_t *req) {
+    merchant_key_job *job = (merchant_key_job *)req->cmd;
+    api_keys_put(api_server_keys(req->server), &job->entry);
+    pay_key_bound(payments, job->entry.id, job->merchant_id);
+}
+
+void api_route_merchant_key_create(api_request_t *req) {
+    static const char *const fields[] = {"name", NULL};
+    if (!ready(req)) return;
+    size_t bytes = 0;
+    (void)api_body(req, &bytes);
+    json_t *body = bytes > 0 ? api_body_object(req) : NULL;
+    if (bytes > 0 && body == NULL) return;
+    codec_error_t err = {0};
+    const char *name = NULL;
+    if (body != NULL && (!codec_check_fields(body, fields, "", &err) ||
+                         !codec_get_string(body, "name", false, API_STRING_BYTES_MAX, "", &name, &err))) {
+        api_reply_error_http(req, 400, err.status, err.field, err.message);
+        return;
+    }
+    merchant_key_job *job = api_alloc(req, sizeof *job);
+    store_reader_t *reader = api_reader(req);
+    if (job == NULL || reader == NULL) {
+        api_reply_error(req, job ? PC_STORE_READ_FAILED : PC_NO_MEMORY, NULL, NULL);
+        return;
+    }
+    pc_status status = pay_merchant_accounts(payments, reader, api_param(req, 0), job->accounts,
+                                             MERCHANT_KEY_GRANTS_MAX, &job->account_count);
+    if (status == PC_OK && api_keys_full(api_server_keys(req->server))) status = PC_LIMIT_REACHED;
+    if (status != PC_OK) {
+        api_reply_error(req, status, NULL, NULL);
+        return;
+    }
+    snprintf(job->merchant_id, sizeof job->merchant_id, "%s", api_param(req, 0));
+    api_key_generate(job->secret, job->entry.id, job->entry.hash);
+    job->entry.scope = API_SCOPE_MERCHANT;
+    snprintf(job->entry.name, sizeof job->entry.name, "%s", name ? name : job->merchant_id);
+    job->entry.created_ns = pc_wall_ns();
+    job->cmd.kind = WRITER_CMD_EXEC;
+    job->cmd.event_count = 1;
+    for (uint32_t i = 0; i < job->account_count; i++) job->account_ids[i] = job->accounts[i];
+    job->cmd.grantee_id = job->entry.id;
+    job->cmd.grant_account_ids = job->account_ids;
+    job->cmd.grant_count = job->account_count;
+    req->after_commit = merchant_key_committed;
+    api_submit(req, &job->cmd, merchant_key_in_tx, merchant_key_done);
+}

@@ -1,0 +1,122 @@
+/* payments/call.c: a flow's call through the gateway. Before each attempt the gateway
+ * hands us the attempt and its idempotency key (persist): we write the operation (and,
+ * the first time, what must exist before anything goes out: a new payment and its
+ * card token, a refund's or payout's reserve) in one writer command, and only after
+ * its commit let the call go (gw_attempt_persisted). A reserve the ledger refuses
+ * (the merchant's available balance is short) ends the call before any channel hears
+ * of it. The result lands back in the flow on the gateway's thread. */
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "payments/pay_internal.h"
+
+typedef struct pay_calling call_state_t;
+
+static call_state_t *state_of(pay_flow_t *flow) { return &flow->calling; }
+
+static pc_status persist_in_tx(pay_flow_t *flow, store_tx_t *tx) {
+    call_state_t *cs = state_of(flow);
+    flow->persist_status = PC_OK;
+    if (cs->reserve_count > 0 && !cs->first_done) {
+        pc_status failure;
+        if (!pay_book_ok(flow, cs->reserve_count, &failure)) {
+            flow->persist_status = failure; /* nothing written: the channel is not called */
+            return PC_OK;
+        }
+        for (uint32_t i = 0; i < cs->reserve_count; i++) pay_op_transfer_add(flow, flow->transfers[i].id);
+    }
+    pc_status status = pay_op_put(tx, &flow->op);
+    if (status == PC_OK && flow->has_payment) {
+        pay_payment_op_put(&flow->payment, &flow->op);
+        status = pay_flow_write_payment(flow, tx);
+    }
+    char name[GW_KEY_SIZE + 16];
+    pay_lookup_attempt(name, sizeof name, flow->attempt.idempotency_key);
+    if (status == PC_OK) status = store_pay_lookup_put(tx, name, flow->op.id, NULL, 0);
+    if (status == PC_EXISTS) status = PC_OK;
+    return status;
+}
+
+static void persist_then(pay_flow_t *flow, pc_status status) {
+    call_state_t *cs = state_of(flow);
+    pc_status result = status == PC_OK ? flow->persist_status : status;
+    if (status == PC_OK && result == PC_OK) cs->first_done = true;
+    gw_call_t *call = flow->call;
+    flow->call = NULL;
+    gw_attempt_persisted(call, result);
+}
+
+static void persist_submit(pay_flow_t *flow) {
+    call_state_t *cs = state_of(flow);
+    uint32_t count = cs->first_done ? 0 : cs->reserve_count;
+    pay_flow_submit(flow, count > 0 ? WRITER_CMD_CREATE_TRANSFERS : WRITER_CMD_EXEC, count, persist_in_tx,
+                    persist_then);
+}
+
+/* Gateway thread: the attempt must be durable before the channel hears of it. */
+static void on_persist(void *ctx, gw_call_t *call, const gw_attempt_t *attempt) {
+    pay_flow_t *flow = ctx;
+    flow->call = call;
+    flow->attempt = *attempt;
+    pay_attempt_t *at = pay_op_attempt_put(&flow->op, attempt);
+    if (at == NULL) {
+        flow->call = NULL;
+        gw_attempt_persisted(call, PC_LIMIT_REACHED);
+        return;
+    }
+    snprintf(flow->op.status, sizeof flow->op.status, "pending");
+    snprintf(flow->op.channel, sizeof flow->op.channel, "%s", attempt->channel);
+    if (flow->has_payment) snprintf(flow->payment.pending_op, sizeof flow->payment.pending_op, "%s", flow->op.id);
+    persist_submit(flow);
+}
+
+static void on_done(void *ctx, const gw_result_t *result) {
+    pay_flow_t *flow = ctx;
+    flow->result = *result;
+    pay_op_attempts_from_result(&flow->op, result);
+    call_state_t *cs = state_of(flow);
+    cs->on_result(flow, result->status);
+}
+
+void pay_call_start(pay_flow_t *flow, pay_flow_fn on_result, uint32_t reserve_count) {
+    call_state_t *cs = state_of(flow);
+    memset(cs, 0, sizeof *cs);
+    cs->on_result = on_result;
+    cs->reserve_count = reserve_count;
+    gw_t *gw = flow->pay->config.gateway;
+    gw_callbacks_t callbacks = {.persist = on_persist, .done = on_done, .ctx = flow};
+    pc_status status = gw != NULL ? gw_submit(gw, &flow->request, &callbacks) : PC_GATEWAY_NOT_CONFIGURED;
+    sodium_memzero(&flow->request.card, sizeof flow->request.card);
+    if (status != PC_OK) {
+        memset(&flow->result, 0, sizeof flow->result);
+        flow->result.status = status;
+        flow->result.outcome = GW_OUTCOME_RETRYABLE;
+        on_result(flow, status);
+    }
+}
+
+void pay_call_status(pay_flow_t *flow, pay_flow_fn on_result) {
+    call_state_t *cs = state_of(flow);
+    memset(cs, 0, sizeof *cs);
+    cs->on_result = on_result;
+    const pay_attempt_t *last = &flow->op.attempts[flow->op.attempt_count - 1];
+    gw_request_t *r = &flow->request;
+    memset(r, 0, sizeof *r);
+    r->op = GW_OP_STATUS;
+    r->status_op = last->op;
+    snprintf(r->status_key, sizeof r->status_key, "%s", last->idempotency_key);
+    snprintf(r->channel, sizeof r->channel, "%s", last->channel);
+    snprintf(r->reference, sizeof r->reference, "%s", flow->op.parent_id);
+    r->amount_minor = flow->op.amount;
+    memcpy(r->currency, flow->op.currency, 4);
+    gw_t *gw = flow->pay->config.gateway;
+    gw_callbacks_t callbacks = {.persist = NULL, .done = on_done, .ctx = flow};
+    pc_status status = gw != NULL ? gw_submit(gw, r, &callbacks) : PC_GATEWAY_NOT_CONFIGURED;
+    if (status != PC_OK) {
+        memset(&flow->result, 0, sizeof flow->result);
+        flow->result.status = status;
+        flow->result.outcome = GW_OUTCOME_UNKNOWN;
+        on_result(flow, status);
+    }
+}

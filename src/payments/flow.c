@@ -1,0 +1,153 @@
+/* payments/flow.c: one operation on its way. A flow carries a payment (or a payout,
+ * a wallet withdrawal) through its steps: writer commands (each one transaction with
+ * its ledger transfers and rows) and gateway calls, each continuing in a callback on
+ * the writer's or a gateway thread. Nothing here blocks: a step queues the next and
+ * returns. A flow holds its object's busy mark from start to answer, so two operations
+ * on one payment never interleave. The answer is made once: stored with the command
+ * that makes it final (the caller's Idempotency-Key reply, in the same transaction),
+ * and handed to the caller after that commit. */
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "obs/obs.h"
+#include "payments/pay_internal.h"
+
+pay_flow_t *pay_flow_new(pay_t *pay, const pay_caller_t *caller, const pay_reply_fn_t *reply) {
+    pthread_mutex_lock(&pay->mutex);
+    bool room = !pay->stopping && pay->flows < PAY_FLOWS_MAX;
+    if (room) pay->flows++;
+    pthread_mutex_unlock(&pay->mutex);
+    pay_flow_t *flow = room ? calloc(1, sizeof *flow) : NULL;
+    if (flow == NULL) {
+        if (room) {
+            pthread_mutex_lock(&pay->mutex);
+            if (--pay->flows == 0) pthread_cond_broadcast(&pay->flows_idle);
+            pthread_mutex_unlock(&pay->mutex);
+        }
+        if (reply != NULL && reply->done != NULL) {
+            pay_reply_t out = {0};
+            pay_reply_error(&out, room ? PC_NO_MEMORY : (pay->stopping ? PC_SHUTTING_DOWN : PC_LIMIT_REACHED),
+                            NULL, NULL);
+            reply->done(reply->ctx, &out);
+        }
+        return NULL;
+    }
+    flow->pay = pay; /* flow->payment stays zero until read or made (pay_payment_init) */
+    if (reply != NULL) flow->reply_fn = *reply;
+    if (caller != NULL) {
+        snprintf(flow->key_id, sizeof flow->key_id, "%s", caller->key_id ? caller->key_id : "");
+        if (caller->idempotency_key != NULL && caller->request_hash != NULL) {
+            flow->has_idempotency = true;
+            snprintf(flow->idempotency_key, sizeof flow->idempotency_key, "%s", caller->idempotency_key);
+            memcpy(flow->request_hash, caller->request_hash, sizeof flow->request_hash);
+        }
+    }
+    return flow;
+}
+
+void pay_flow_finish(pay_flow_t *flow) {
+    pay_t *pay = flow->pay;
+    /* free before answering: a client's next request on this object must find it free */
+    if (flow->lock_id[0] != '\0') pay_busy_release(pay, flow->lock_id);
+    flow->lock_id[0] = '\0';
+    if (flow->reply_fn.done != NULL) {
+        if (flow->reply.status == PC_OK && flow->reply.body == NULL) {
+            pay_reply_error(&flow->reply, PC_INTERNAL, NULL, "the operation ended without an answer");
+        }
+        flow->reply_fn.done(flow->reply_fn.ctx, &flow->reply);
+    }
+    if (flow->on_finish != NULL) flow->on_finish(flow->on_finish_ctx, flow->reply.status);
+    pay_reply_clear(&flow->reply);
+    pay_payment_clear(&flow->payment);
+    free(flow->extra);
+    sodium_memzero(flow, sizeof *flow); /* card data, challenge codes */
+    free(flow);
+    pthread_mutex_lock(&pay->mutex);
+    if (--pay->flows == 0) pthread_cond_broadcast(&pay->flows_idle);
+    pthread_mutex_unlock(&pay->mutex);
+}
+
+void pay_flow_fail(pay_flow_t *flow, pc_status status, const char *field, const char *message) {
+    pay_reply_error(&flow->reply, status, field, message);
+    pay_flow_finish(flow);
+}
+
+void pay_flow_answer(pay_flow_t *flow, int http_status, json_t *body) {
+    pay_reply_object(&flow->reply, http_status, body);
+    flow->reply_ready = true;
+}
+
+void pay_flow_answer_payment(pay_flow_t *flow, int http_status) {
+    if (flow->payment.pending_op[0] != '\0' && http_status < 300) http_status = 202;
+    pay_flow_answer(flow, http_status, pay_payment_json(&flow->payment));
+}
+
+pc_status pay_flow_write_payment(pay_flow_t *flow, store_tx_t *tx) {
+    pay_payment_t *p = &flow->payment;
+    bool first = !flow->payment_stored;
+    pc_status status = PC_OK;
+    if (first && flow->card_new) status = store_vault_card_put(tx, &flow->card);
+    if (status == PC_OK) status = pay_payment_put(tx, p);
+    char name[PC_ID_SIZE + API_IDEMPOTENCY_KEY_BYTES_MAX + 16];
+    if (status == PC_OK && first && flow->has_idempotency) {
+        pay_lookup_idem(name, sizeof name, flow->key_id, flow->idempotency_key);
+        status = store_pay_lookup_put(tx, name, p->id, flow->request_hash, sizeof flow->request_hash);
+        if (status == PC_EXISTS) status = PC_OK; /* a replay's own lookup: it stays */
+    }
+    if (status == PC_OK && first && p->state == PAY_STATE_IN_REVIEW && p->risk.decision_id != 0) {
+        pay_lookup_risk(name, sizeof name, p->risk.decision_id);
+        status = store_pay_lookup_put(tx, name, p->id, NULL, 0);
+        if (status == PC_EXISTS) status = PC_OK;
+    }
+    if (status == PC_OK) {
+        char type[48];
+        snprintf(type, sizeof type, "payment.%s", pay_state_name(p->state));
+        status = pay_event_emit(tx, type, p->id, p->version, NULL, p->merchant_id);
+    }
+    if (status == PC_OK) flow->payment_stored = true;
+    return status;
+}
+
+/* ---- writer commands ---- */
+
+static pc_status flow_cmd_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
+    pay_flow_t *flow = cmd->user;
+    flow->reply_ready = false;
+    pc_status status = flow->in_tx != NULL ? flow->in_tx(flow, tx) : PC_OK;
+    if (status == PC_OK && flow->reply_ready && flow->reply_fn.in_tx != NULL && flow->reply.status == PC_OK) {
+        status = flow->reply_fn.in_tx(flow->reply_fn.ctx, tx, &flow->reply);
+    }
+    return status;
+}
+
+static void flow_cmd_done(writer_cmd_t *cmd, pc_status commit_status) {
+    pay_flow_t *flow = cmd->user;
+    pay_flow_fn then = flow->then;
+    flow->then = NULL;
+    then(flow, commit_status);
+}
+
+void pay_flow_submit(pay_flow_t *flow, writer_cmd_kind kind, uint32_t event_count, pay_flow_tx_fn in_tx,
+                     pay_flow_fn then) {
+    writer_cmd_t *cmd = &flow->cmd;
+    memset(cmd, 0, sizeof *cmd);
+    memset(flow->transfer_results, 0, sizeof flow->transfer_results);
+    memset(flow->account_results, 0, sizeof flow->account_results);
+    cmd->kind = kind;
+    cmd->event_count = kind == WRITER_CMD_EXEC ? 1 : event_count;
+    cmd->accounts = flow->account_events ? flow->account_events : flow->accounts;
+    cmd->account_results = flow->account_events ? flow->account_event_results : flow->account_results;
+    cmd->transfers = flow->transfers;
+    cmd->transfer_results = flow->transfer_results;
+    cmd->in_transaction = flow_cmd_in_tx;
+    cmd->done = flow_cmd_done;
+    cmd->user = flow;
+    flow->in_tx = in_tx;
+    flow->then = then;
+    pc_status status = writer_submit(flow->pay->config.writer, cmd);
+    if (status != PC_OK) {
+        flow->then = NULL;
+        then(flow, status);
+    }
+}

@@ -1,0 +1,470 @@
+/* payments/model.c: payments and operations as C structs (for the steps) and as
+ * JSON (stored as the row's document and shown by the API as it is: a GET answers the
+ * stored bytes). Every amount in the document is checked against the ledger by the
+ * tests; the ledger stays the only place a balance lives. */
+#include <math.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "payments/pay_internal.h"
+
+static const char *const method_names[PAY_METHOD_COUNT] = {"card", "wallet", "bank_transfer"};
+static const char *const op_kind_names[PAY_OP_KIND_COUNT] = {"authorize", "challenge", "capture", "void",
+                                                             "refund", "payout", "withdrawal"};
+
+const char *pay_method_name(pay_method method) {
+    return (unsigned)method < PAY_METHOD_COUNT ? method_names[method] : "unknown";
+}
+
+const char *pay_op_kind_name(pay_op_kind kind) {
+    return (unsigned)kind < PAY_OP_KIND_COUNT ? op_kind_names[kind] : "unknown";
+}
+
+void pay_id_new(const char *prefix, char out[PC_ID_SIZE]) {
+    uint8_t bytes[12];
+    randombytes_buf(bytes, sizeof bytes);
+    char hex[2 * sizeof bytes + 1];
+    sodium_bin2hex(hex, sizeof hex, bytes, sizeof bytes);
+    snprintf(out, PC_ID_SIZE, "%s%s", prefix, hex);
+}
+
+void pay_transfer_id(char out[PC_ID_SIZE], const char *op_id, const char *suffix) {
+    int n = snprintf(out, PC_ID_SIZE, "%s:%s", op_id, suffix);
+    PC_ASSERT(n > 0 && n < PC_ID_SIZE);
+}
+
+/* ---- reading trusted documents ---- */
+
+static void doc_str(const json_t *doc, const char *key, char *out, size_t out_size) {
+    const char *text = json_string_value(json_object_get(doc, key));
+    snprintf(out, out_size, "%s", text ? text : "");
+}
+
+static int64_t doc_int(const json_t *doc, const char *key) {
+    return (int64_t)json_integer_value(json_object_get(doc, key));
+}
+
+static json_t *doc_take(const json_t *doc, const char *key) {
+    json_t *value = json_object_get(doc, key);
+    return value != NULL && !json_is_null(value) ? json_deep_copy(value) : NULL;
+}
+
+static json_t *str_or_null(const char *text) {
+    return text != NULL && text[0] != '\0' ? json_string(text) : json_null();
+}
+
+/* ---- payments ---- */
+
+void pay_payment_init(pay_payment_t *payment) {
+    memset(payment, 0, sizeof(*payment));
+    payment->operations = json_array();
+    payment->transfers = json_array();
+}
+
+void pay_payment_clear(pay_payment_t *payment) {
+    json_decref(payment->metadata);
+    json_decref(payment->risk.detail);
+    json_decref(payment->routing);
+    json_decref(payment->operations);
+    json_decref(payment->transfers);
+    sodium_memzero(payment, sizeof(*payment));
+}
+
+pc_status pay_payment_copy(pay_payment_t *dst, const pay_payment_t *src) {
+    *dst = *src;
+    dst->metadata = src->metadata ? json_deep_copy(src->metadata) : NULL;
+    dst->risk.detail = src->risk.detail ? json_deep_copy(src->risk.detail) : NULL;
+    dst->routing = src->routing ? json_deep_copy(src->routing) : NULL;
+    dst->operations = json_deep_copy(src->operations);
+    dst->transfers = json_deep_copy(src->transfers);
+    return dst->operations && dst->transfers ? PC_OK : PC_NO_MEMORY;
+}
+
+static json_t *method_json(const pay_payment_t *p) {
+    if (p->method == PAY_METHOD_CARD) {
+        return json_pack("{s:s,s:{s:s,s:s,s:s,s:i,s:i,s:s,s:b}}", "type", "card", "card", "token", p->card.token,
+                         "bin", p->card.bin, "last4", p->card.last4, "exp_month", (int)p->card.exp_month,
+                         "exp_year", (int)p->card.exp_year, "fingerprint", p->card.fingerprint,
+                         "three_d_secure", p->card.three_d_secure);
+    }
+    if (p->method == PAY_METHOD_WALLET) return json_pack("{s:s,s:s}", "type", "wallet", "wallet_id", p->wallet_id);
+    return json_pack("{s:s,s:{s:s,s:s}}", "type", "bank_transfer", "bank_account", "routing_number",
+                     p->routing_number, "account_number", p->account_number);
+}
+
+static json_t *hold_json(const pay_payment_t *p) {
+    if (p->hold_id[0] == '\0') return json_null();
+    return json_pack("{s:s,s:I,s:I}", "transfer_id", p->hold_id, "amount", (json_int_t)p->hold_amount,
+                     "expires_at", (json_int_t)p->hold_deadline_ns);
+}
+
+static json_t *next_action_json(const pay_payment_t *p) {
+    if (p->state != PAY_STATE_REQUIRES_ACTION) return json_null();
+    return json_pack("{s:s,s:s}", "type", "three_d_secure", "challenge_id", p->challenge_id);
+}
+
+static json_t *decline_json(const pay_payment_t *p) {
+    if (p->decline.code[0] == '\0') return json_null();
+    return json_pack("{s:s,s:s,s:s}", "code", p->decline.code, "message", p->decline.message, "source",
+                     p->decline.source);
+}
+
+static json_t *risk_json(const pay_payment_t *p) {
+    if (p->risk.outcome[0] == '\0') return json_null();
+    json_t *risk = p->risk.detail ? json_deep_copy(p->risk.detail) : json_object();
+    json_object_set_new(risk, "decision_id", json_integer((json_int_t)p->risk.decision_id));
+    json_object_set_new(risk, "outcome", json_string(p->risk.outcome));
+    return risk;
+}
+
+static json_t *amounts_json(const pay_payment_t *p) {
+    int64_t capturable = p->hold_id[0] ? p->hold_amount : 0;
+    return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "amount_authorized", (json_int_t)p->authorized,
+                     "amount_captured", (json_int_t)p->captured, "amount_refunded", (json_int_t)p->refunded,
+                     "amount_capturable", (json_int_t)capturable, "fees", (json_int_t)p->fees, "fees_reversed",
+                     (json_int_t)p->fees_reversed);
+}
+
+json_t *pay_payment_json(const pay_payment_t *p) {
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:I,s:s,s:s,s:s}", "id", p->id, "object", "payment", "merchant_id",
+                          p->merchant_id, "status", pay_state_name(p->state), "amount", (json_int_t)p->amount,
+                          "currency", p->currency, "capture_method", p->capture_automatic ? "automatic" : "manual",
+                          "purpose", p->top_up ? "top_up" : "payment");
+    if (o == NULL) return NULL;
+    if (p->top_up) json_object_set_new(o, "wallet_id", json_string(p->wallet_id));
+    json_object_set_new(o, "payment_method", method_json(p));
+    json_object_set_new(o, "payer", json_pack("{s:o,s:o,s:o,s:o}", "id", str_or_null(p->payer.id), "country",
+                                              str_or_null(p->payer.country), "device_id",
+                                              str_or_null(p->payer.device_id), "ip", str_or_null(p->payer.ip)));
+    json_object_set_new(o, "description", str_or_null(p->description));
+    json_object_set_new(o, "metadata", p->metadata ? json_deep_copy(p->metadata) : json_object());
+    json_object_set_new(o, "risk", risk_json(p));
+    json_object_set_new(o, "routing", p->routing ? json_deep_copy(p->routing) : json_null());
+    json_object_set_new(o, "channel", str_or_null(p->channel));
+    json_object_set_new(o, "channel_ref", str_or_null(p->channel_ref));
+    json_object_set_new(o, "next_action", next_action_json(p));
+    json_t *amounts = amounts_json(p);
+    json_object_update(o, amounts);
+    json_decref(amounts);
+    json_object_set_new(o, "hold", hold_json(p));
+    json_object_set_new(o, "pending_operation", str_or_null(p->pending_op));
+    json_object_set_new(o, "decline", decline_json(p));
+    json_object_set_new(o, "operations", json_deep_copy(p->operations));
+    json_object_set_new(o, "ledger_transfers", json_deep_copy(p->transfers));
+    json_object_set_new(o, "created", json_integer((json_int_t)p->created_ns));
+    json_object_set_new(o, "updated", json_integer((json_int_t)p->updated_ns));
+    json_object_set_new(o, "version", json_integer((json_int_t)p->version));
+    return o;
+}
+
+static void method_from_json(const json_t *m, pay_payment_t *p) {
+    const char *type = json_string_value(json_object_get(m, "type"));
+    p->method = PAY_METHOD_CARD;
+    for (int i = 0; type != NULL && i < PAY_METHOD_COUNT; i++) {
+        if (strcmp(type, method_names[i]) == 0) p->method = (pay_method)i;
+    }
+    const json_t *card = json_object_get(m, "card");
+    doc_str(card, "token", p->card.token, sizeof p->card.token);
+    doc_str(card, "bin", p->card.bin, sizeof p->card.bin);
+    doc_str(card, "last4", p->card.last4, sizeof p->card.last4);
+    p->card.exp_month = (uint32_t)doc_int(card, "exp_month");
+    p->card.exp_year = (uint32_t)doc_int(card, "exp_year");
+    doc_str(card, "fingerprint", p->card.fingerprint, sizeof p->card.fingerprint);
+    p->card.three_d_secure = json_is_true(json_object_get(card, "three_d_secure"));
+    if (p->method == PAY_METHOD_WALLET) doc_str(m, "wallet_id", p->wallet_id, sizeof p->wallet_id);
+    const json_t *bank = json_object_get(m, "bank_account");
+    doc_str(bank, "routing_number", p->routing_number, sizeof p->routing_number);
+    doc_str(bank, "account_number", p->account_number, sizeof p->account_number);
+}
+
+static void parts_from_json(const json_t *doc, pay_payment_t *p) {
+    const json_t *payer = json_object_get(doc, "payer");
+    doc_str(payer, "id", p->payer.id, sizeof p->payer.id);
+    doc_str(payer, "country", p->payer.country, sizeof p->payer.country);
+    doc_str(payer, "device_id", p->payer.device_id, sizeof p->payer.device_id);
+    doc_str(payer, "ip", p->payer.ip, sizeof p->payer.ip);
+    const json_t *risk = json_object_get(doc, "risk");
+    if (json_is_object(risk)) {
+        p->risk.decision_id = (uint64_t)doc_int(risk, "decision_id");
+        doc_str(risk, "outcome", p->risk.outcome, sizeof p->risk.outcome);
+        p->risk.detail = json_deep_copy(risk);
+        json_object_del(p->risk.detail, "decision_id");
+        json_object_del(p->risk.detail, "outcome");
+    }
+    const json_t *hold = json_object_get(doc, "hold");
+    doc_str(hold, "transfer_id", p->hold_id, sizeof p->hold_id);
+    p->hold_amount = doc_int(hold, "amount");
+    p->hold_deadline_ns = (uint64_t)doc_int(hold, "expires_at");
+    const json_t *decline = json_object_get(doc, "decline");
+    doc_str(decline, "code", p->decline.code, sizeof p->decline.code);
+    doc_str(decline, "message", p->decline.message, sizeof p->decline.message);
+    doc_str(decline, "source", p->decline.source, sizeof p->decline.source);
+    const json_t *next = json_object_get(doc, "next_action");
+    doc_str(next, "challenge_id", p->challenge_id, sizeof p->challenge_id);
+}
+
+pc_status pay_payment_from_json(const json_t *doc, pay_payment_t *p) {
+    pay_payment_init(p);
+    doc_str(doc, "id", p->id, sizeof p->id);
+    doc_str(doc, "merchant_id", p->merchant_id, sizeof p->merchant_id);
+    if (!pay_state_parse(json_string_value(json_object_get(doc, "status")), &p->state)) return PC_STORE_CORRUPT;
+    p->amount = doc_int(doc, "amount");
+    doc_str(doc, "currency", p->currency, sizeof p->currency);
+    const char *capture = json_string_value(json_object_get(doc, "capture_method"));
+    p->capture_automatic = capture != NULL && strcmp(capture, "automatic") == 0;
+    const char *purpose = json_string_value(json_object_get(doc, "purpose"));
+    p->top_up = purpose != NULL && strcmp(purpose, "top_up") == 0;
+    method_from_json(json_object_get(doc, "payment_method"), p);
+    if (p->top_up) doc_str(doc, "wallet_id", p->wallet_id, sizeof p->wallet_id);
+    doc_str(doc, "description", p->description, sizeof p->description);
+    p->metadata = doc_take(doc, "metadata");
+    p->routing = doc_take(doc, "routing");
+    doc_str(doc, "channel", p->channel, sizeof p->channel);
+    doc_str(doc, "channel_ref", p->channel_ref, sizeof p->channel_ref);
+    p->authorized = doc_int(doc, "amount_authorized");
+    p->captured = doc_int(doc, "amount_captured");
+    p->refunded = doc_int(doc, "amount_refunded");
+    p->fees = doc_int(doc, "fees");
+    p->fees_reversed = doc_int(doc, "fees_reversed");
+    doc_str(doc, "pending_operation", p->pending_op, sizeof p->pending_op);
+    parts_from_json(doc, p);
+    json_decref(p->operations);
+    json_decref(p->transfers);
+    p->operations = doc_take(doc, "operations");
+    p->transfers = doc_take(doc, "ledger_transfers");
+    if (p->operations == NULL) p->operations = json_array();
+    if (p->transfers == NULL) p->transfers = json_array();
+    p->created_ns = (uint64_t)doc_int(doc, "created");
+    p->updated_ns = (uint64_t)doc_int(doc, "updated");
+    p->version = (uint32_t)doc_int(doc, "version");
+    return PC_OK;
+}
+
+pc_status pay_payment_read(store_reader_t *reader, const char *id, pay_payment_t *out) {
+    store_pay_object_t object;
+    pc_status status = store_pay_object_get(reader, id, &object);
+    if (status != PC_OK) return status;
+    pc_status result = PC_STORE_CORRUPT;
+    if (strcmp(object.kind, "payment") == 0) {
+        json_t *doc = json_loadb(object.doc, object.doc_bytes, 0, NULL);
+        result = doc != NULL ? pay_payment_from_json(doc, out) : PC_STORE_CORRUPT;
+        json_decref(doc);
+    } else {
+        result = PC_NOT_FOUND;
+    }
+    store_pay_object_free(&object);
+    return result;
+}
+
+void pay_payment_transfer_add(pay_payment_t *payment, const char *transfer_id) {
+    size_t index;
+    json_t *value;
+    json_array_foreach(payment->transfers, index, value) {
+        if (strcmp(json_string_value(value), transfer_id) == 0) return;
+    }
+    json_array_append_new(payment->transfers, json_string(transfer_id));
+}
+
+void pay_payment_op_put(pay_payment_t *payment, const pay_op_t *op) {
+    json_t *entry = pay_op_json(op);
+    if (entry == NULL) return;
+    json_object_del(entry, "object");
+    json_object_del(entry, "parent_id");
+    json_object_del(entry, "merchant_id");
+    size_t index;
+    json_t *value;
+    json_array_foreach(payment->operations, index, value) {
+        const char *id = json_string_value(json_object_get(value, "id"));
+        if (id != NULL && strcmp(id, op->id) == 0) {
+            json_array_set_new(payment->operations, index, entry);
+            return;
+        }
+    }
+    json_array_append_new(payment->operations, entry);
+}
+
+static pc_status object_put(store_tx_t *tx, const char *kind, const char *id, const char *merchant_id,
+                            const char *parent_id, const char *status, uint64_t created_ns, uint64_t updated_ns,
+                            uint32_t version, json_t *doc) {
+    char *text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    if (text == NULL) return PC_NO_MEMORY;
+    store_pay_object_t object = {.created_ns = created_ns, .updated_ns = updated_ns, .version = version};
+    snprintf(object.id, sizeof object.id, "%s", id);
+    snprintf(object.kind, sizeof object.kind, "%s", kind);
+    snprintf(object.merchant_id, sizeof object.merchant_id, "%s", merchant_id);
+    snprintf(object.parent_id, sizeof object.parent_id, "%s", parent_id);
+    snprintf(object.status, sizeof object.status, "%s", status);
+    object.doc = text;
+    object.doc_bytes = strlen(text);
+    pc_status result = object.doc_bytes <= PAY_DOC_BYTES_MAX ? store_pay_object_put(tx, &object) : PC_LIMIT_REACHED;
+    free(text);
+    return result;
+}
+
+pc_status pay_payment_put(store_tx_t *tx, pay_payment_t *p) {
+    p->version++;
+    p->updated_ns = pc_wall_ns();
+    if (p->created_ns == 0) p->created_ns = p->updated_ns;
+    json_t *doc = pay_payment_json(p);
+    if (doc == NULL) return PC_NO_MEMORY;
+    return object_put(tx, "payment", p->id, p->merchant_id, "", pay_state_name(p->state), p->created_ns,
+                      p->updated_ns, p->version, doc);
+}
+
+/* ---- operations ---- */
+
+static json_t *attempts_json(const pay_op_t *op) {
+    json_t *list = json_array();
+    for (uint32_t i = 0; i < op->attempt_count; i++) {
+        const pay_attempt_t *a = &op->attempts[i];
+        json_array_append_new(list, json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:b,s:I}", "number", (int)a->number,
+                                              "channel", a->channel, "idempotency_key", a->idempotency_key, "op",
+                                              gw_op_name(a->op), "outcome", gw_outcome_name(a->outcome),
+                                              "response_code", a->response_code, "status_inquired",
+                                              a->status_inquired, "created", (json_int_t)a->created_ns));
+    }
+    return list;
+}
+
+json_t *pay_op_json(const pay_op_t *op) {
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:s}", "id", op->id, "object", "operation", "type",
+                          pay_op_kind_name(op->kind), "parent_id", op->parent_id, "merchant_id", op->merchant_id,
+                          "status", op->status, "amount", (json_int_t)op->amount, "currency", op->currency);
+    if (o == NULL) return NULL;
+    if (op->kind == PAY_OP_CAPTURE) json_object_set_new(o, "final", json_boolean(op->final_capture));
+    if (op->kind == PAY_OP_CAPTURE || op->kind == PAY_OP_REFUND) {
+        json_object_set_new(o, op->kind == PAY_OP_CAPTURE ? "fee" : "fee_reversed", json_integer(op->fee));
+    }
+    json_object_set_new(o, "channel", str_or_null(op->channel));
+    json_object_set_new(o, "channel_ref", str_or_null(op->channel_ref));
+    json_object_set_new(o, "response_code", str_or_null(op->response_code));
+    json_object_set_new(o, "message", str_or_null(op->message));
+    if (op->reserve_id[0]) json_object_set_new(o, "reserve_transfer_id", json_string(op->reserve_id));
+    if (op->routing_number[0]) {
+        json_object_set_new(o, "bank_account", json_pack("{s:s,s:s}", "routing_number", op->routing_number,
+                                                         "account_number", op->account_number));
+    }
+    if (op->wallet_id[0]) json_object_set_new(o, "wallet_id", json_string(op->wallet_id));
+    json_object_set_new(o, "attempts", attempts_json(op));
+    json_t *transfers = json_array();
+    for (uint32_t i = 0; i < op->transfer_count; i++) json_array_append_new(transfers, json_string(op->transfers[i]));
+    json_object_set_new(o, "ledger_transfers", transfers);
+    json_object_set_new(o, "created", json_integer((json_int_t)op->created_ns));
+    json_object_set_new(o, "updated", json_integer((json_int_t)op->updated_ns));
+    json_object_set_new(o, "version", json_integer((json_int_t)op->version));
+    return o;
+}
+
+static void attempts_from_json(const json_t *list, pay_op_t *op) {
+    size_t index;
+    json_t *a;
+    json_array_foreach(list, index, a) {
+        if (op->attempt_count == GW_ATTEMPTS_MAX) break;
+        pay_attempt_t *at = &op->attempts[op->attempt_count++];
+        at->number = (uint32_t)doc_int(a, "number");
+        doc_str(a, "channel", at->channel, sizeof at->channel);
+        doc_str(a, "idempotency_key", at->idempotency_key, sizeof at->idempotency_key);
+        const char *gop = json_string_value(json_object_get(a, "op"));
+        const char *outcome = json_string_value(json_object_get(a, "outcome"));
+        for (int i = 0; gop != NULL && i < GW_OP_COUNT; i++) {
+            if (strcmp(gop, gw_op_name((gw_op)i)) == 0) at->op = (gw_op)i;
+        }
+        at->outcome = GW_OUTCOME_UNKNOWN;
+        for (int i = 0; outcome != NULL && i < GW_OUTCOME_COUNT; i++) {
+            if (strcmp(outcome, gw_outcome_name((gw_outcome)i)) == 0) at->outcome = (gw_outcome)i;
+        }
+        doc_str(a, "response_code", at->response_code, sizeof at->response_code);
+        at->status_inquired = json_is_true(json_object_get(a, "status_inquired"));
+        at->created_ns = (uint64_t)doc_int(a, "created");
+    }
+}
+
+pc_status pay_op_from_json(const json_t *doc, pay_op_t *op) {
+    memset(op, 0, sizeof(*op));
+    doc_str(doc, "id", op->id, sizeof op->id);
+    const char *type = json_string_value(json_object_get(doc, "type"));
+    op->kind = PAY_OP_KIND_COUNT;
+    for (int i = 0; type != NULL && i < PAY_OP_KIND_COUNT; i++) {
+        if (strcmp(type, op_kind_names[i]) == 0) op->kind = (pay_op_kind)i;
+    }
+    if (op->kind == PAY_OP_KIND_COUNT) return PC_STORE_CORRUPT;
+    doc_str(doc, "parent_id", op->parent_id, sizeof op->parent_id);
+    doc_str(doc, "merchant_id", op->merchant_id, sizeof op->merchant_id);
+    doc_str(doc, "status", op->status, sizeof op->status);
+    op->amount = doc_int(doc, "amount");
+    doc_str(doc, "currency", op->currency, sizeof op->currency);
+    op->final_capture = json_is_true(json_object_get(doc, "final"));
+    op->fee = doc_int(doc, op->kind == PAY_OP_CAPTURE ? "fee" : "fee_reversed");
+    doc_str(doc, "channel", op->channel, sizeof op->channel);
+    doc_str(doc, "channel_ref", op->channel_ref, sizeof op->channel_ref);
+    doc_str(doc, "response_code", op->response_code, sizeof op->response_code);
+    doc_str(doc, "message", op->message, sizeof op->message);
+    doc_str(doc, "reserve_transfer_id", op->reserve_id, sizeof op->reserve_id);
+    const json_t *bank = json_object_get(doc, "bank_account");
+    doc_str(bank, "routing_number", op->routing_number, sizeof op->routing_number);
+    doc_str(bank, "account_number", op->account_number, sizeof op->account_number);
+    doc_str(doc, "wallet_id", op->wallet_id, sizeof op->wallet_id);
+    attempts_from_json(json_object_get(doc, "attempts"), op);
+    size_t index;
+    json_t *t;
+    json_array_foreach(json_object_get(doc, "ledger_transfers"), index, t) {
+        if (op->transfer_count < PAY_OP_TRANSFERS_MAX) {
+            snprintf(op->transfers[op->transfer_count++], PC_ID_SIZE, "%s", json_string_value(t));
+        }
+    }
+    op->created_ns = (uint64_t)doc_int(doc, "created");
+    op->updated_ns = (uint64_t)doc_int(doc, "updated");
+    op->version = (uint32_t)doc_int(doc, "version");
+    return PC_OK;
+}
+
+pc_status pay_op_read(store_reader_t *reader, const char *id, pay_op_t *out) {
+    store_pay_object_t object;
+    pc_status status = store_pay_object_get(reader, id, &object);
+    if (status != PC_OK) return status;
+    pc_status result = PC_NOT_FOUND;
+    if (strcmp(object.kind, "op") == 0) {
+        json_t *doc = json_loadb(object.doc, object.doc_bytes, 0, NULL);
+        result = doc != NULL ? pay_op_from_json(doc, out) : PC_STORE_CORRUPT;
+        json_decref(doc);
+    }
+    store_pay_object_free(&object);
+    return result;
+}
+
+pc_status pay_op_put(store_tx_t *tx, pay_op_t *op) {
+    op->version++;
+    op->updated_ns = pc_wall_ns();
+    if (op->created_ns == 0) op->created_ns = op->updated_ns;
+    json_t *doc = pay_op_json(op);
+    if (doc == NULL) return PC_NO_MEMORY;
+    return object_put(tx, "op", op->id, op->merchant_id, op->parent_id, op->status, op->created_ns, op->updated_ns,
+                      op->version, doc);
+}
+
+pay_attempt_t *pay_op_attempt_put(pay_op_t *op, const gw_attempt_t *attempt) {
+    pay_attempt_t *at = NULL;
+    for (uint32_t i = 0; i < op->attempt_count && at == NULL; i++) {
+        if (strcmp(op->attempts[i].idempotency_key, attempt->idempotency_key) == 0) at = &op->attempts[i];
+    }
+    if (at == NULL) {
+        if (op->attempt_count == GW_ATTEMPTS_MAX) return NULL;
+        at = &op->attempts[op->attempt_count++];
+        at->created_ns = pc_wall_ns();
+    }
+    at->number = attempt->number;
+    snprintf(at->channel, sizeof at->channel, "%s", attempt->channel);
+    snprintf(at->idempotency_key, sizeof at->idempotency_key, "%s", attempt->idempotency_key);
+    at->op = attempt->op;
+    at->outcome = attempt->outcome;
+    snprintf(at->response_code, sizeof at->response_code, "%s", attempt->response_code);
+    at->status_inquired = attempt->status_inquired;
+    return at;
+}
+
+void pay_op_attempts_from_result(pay_op_t *op, const gw_result_t *result) {
+    for (uint32_t i = 0; i < result->attempt_count; i++) (void)pay_op_attempt_put(op, &result->attempts[i]);
+}

@@ -1,0 +1,262 @@
+/* payments/parse.c: reading the payments API's JSON bodies. The first bad field
+ * refuses the whole request with its own code and its dotted place
+ * ("payment_method.card.number"); amounts must be JSON integers (a real or a string
+ * is refused, never rounded); unknown fields are refused so that a typo is never
+ * ignored. The body arrives already parsed by the API (duplicates, depth, UTF-8,
+ * integers beyond int64 are refused there). */
+#include <stdio.h>
+#include <string.h>
+
+#include "paycore/money.h"
+#include "payments/pay_internal.h"
+
+void pay_parse_fail(pay_parse_error_t *err, pc_status status, const char *path, const char *key,
+                    const char *message) {
+    err->status = status;
+    if (path != NULL && path[0] != '\0' && key != NULL) {
+        snprintf(err->field, sizeof err->field, "%.60s.%.60s", path, key);
+    } else if (key != NULL) {
+        snprintf(err->field, sizeof err->field, "%.100s", key);
+    } else {
+        snprintf(err->field, sizeof err->field, "%.100s", path ? path : "");
+    }
+    snprintf(err->message, sizeof err->message, "%.180s", message != NULL ? message : pc_status_message(status));
+}
+
+void pay_reply_parse_error(pay_reply_t *out, const pay_parse_error_t *err) {
+    pay_reply_error(out, err->status, err->field, err->message);
+    out->http_status = 400;
+}
+
+bool pay_parse_fields(const json_t *object, const char *const *allowed, const char *path, pay_parse_error_t *err) {
+    const char *key;
+    json_t *value;
+    json_object_foreach((json_t *)object, key, value) {
+        bool known = false;
+        for (uint32_t i = 0; allowed[i] != NULL && !known; i++) known = strcmp(allowed[i], key) == 0;
+        if (!known) {
+            char message[192];
+            snprintf(message, sizeof message, "unknown field '%.64s'", key);
+            pay_parse_fail(err, PC_FIELD_UNKNOWN, path, key, message);
+            return false;
+        }
+    }
+    return true;
+}
+
+bool pay_parse_object(const json_t *object, const char *key, bool required, const char *path, const json_t **out,
+                      pay_parse_error_t *err) {
+    const json_t *value = json_object_get(object, key);
+    *out = NULL;
+    if (value == NULL || json_is_null(value)) {
+        if (required) pay_parse_fail(err, PC_FIELD_MISSING, path, key, NULL);
+        return !required;
+    }
+    if (!json_is_object(value)) {
+        pay_parse_fail(err, PC_FIELD_TYPE, path, key, "must be an object");
+        return false;
+    }
+    *out = value;
+    return true;
+}
+
+bool pay_parse_string(const json_t *object, const char *key, bool required, size_t bytes_max, const char *path,
+                      const char **out, pay_parse_error_t *err) {
+    const json_t *value = json_object_get(object, key);
+    *out = NULL;
+    if (value == NULL || json_is_null(value)) {
+        if (required) pay_parse_fail(err, PC_FIELD_MISSING, path, key, NULL);
+        return !required;
+    }
+    if (!json_is_string(value)) {
+        pay_parse_fail(err, PC_FIELD_TYPE, path, key, "must be a string");
+        return false;
+    }
+    if (json_string_length(value) > bytes_max || strlen(json_string_value(value)) != json_string_length(value)) {
+        pay_parse_fail(err, PC_STRING_TOO_LONG, path, key, NULL);
+        return false;
+    }
+    *out = json_string_value(value);
+    return true;
+}
+
+bool pay_parse_int(const json_t *object, const char *key, bool required, int64_t min, int64_t max,
+                   const char *path, int64_t *out, pay_parse_error_t *err) {
+    const json_t *value = json_object_get(object, key);
+    if (value == NULL || json_is_null(value)) {
+        if (required) pay_parse_fail(err, PC_FIELD_MISSING, path, key, NULL);
+        return !required;
+    }
+    if (!json_is_integer(value)) {
+        pay_parse_fail(err, PC_FIELD_TYPE, path, key, "must be an integer");
+        return false;
+    }
+    json_int_t n = json_integer_value(value);
+    if (n < min || n > max) {
+        pay_parse_fail(err, PC_VALUE_OUT_OF_RANGE, path, key, NULL);
+        return false;
+    }
+    *out = (int64_t)n;
+    return true;
+}
+
+bool pay_parse_amount(const json_t *object, const char *key, bool required, const char *path, int64_t *out,
+                      pay_parse_error_t *err) {
+    const json_t *value = json_object_get(object, key);
+    if (value == NULL || json_is_null(value)) {
+        if (required) pay_parse_fail(err, PC_FIELD_MISSING, path, key, NULL);
+        return !required;
+    }
+    if (!json_is_integer(value)) {
+        pay_parse_fail(err, PC_AMOUNT_NOT_INTEGER, path, key, NULL);
+        return false;
+    }
+    json_int_t n = json_integer_value(value);
+    if (n < 1 || n > PAY_AMOUNT_MINOR_MAX) {
+        pay_parse_fail(err, PC_AMOUNT_OUT_OF_RANGE, path, key, "amount must be 1..10^15 minor units");
+        return false;
+    }
+    *out = (int64_t)n;
+    return true;
+}
+
+bool pay_parse_bool(const json_t *object, const char *key, const char *path, bool *out, pay_parse_error_t *err) {
+    const json_t *value = json_object_get(object, key);
+    if (value == NULL || json_is_null(value)) return true;
+    if (!json_is_boolean(value)) {
+        pay_parse_fail(err, PC_FIELD_TYPE, path, key, "must be true or false");
+        return false;
+    }
+    *out = json_is_true(value);
+    return true;
+}
+
+bool pay_parse_currency(const json_t *object, const char *key, bool required, const char *path, char out[4],
+                        pay_parse_error_t *err) {
+    const char *text;
+    out[0] = '\0';
+    if (!pay_parse_string(object, key, required, 3, path, &text, err)) return false;
+    if (text == NULL) return true;
+    if (pc_currency_find(text) == NULL) {
+        pay_parse_fail(err, PC_CURRENCY_INVALID, path, key, NULL);
+        return false;
+    }
+    memcpy(out, text, 4);
+    return true;
+}
+
+static bool country_valid(const char *text) {
+    return strlen(text) == 2 && text[0] >= 'A' && text[0] <= 'Z' && text[1] >= 'A' && text[1] <= 'Z';
+}
+
+bool pay_parse_country(const json_t *object, const char *key, bool required, const char *path, char out[3],
+                       pay_parse_error_t *err) {
+    const char *text;
+    out[0] = '\0';
+    if (!pay_parse_string(object, key, required, 2, path, &text, err)) {
+        if (err->status == PC_STRING_TOO_LONG) pay_parse_fail(err, PC_COUNTRY_INVALID, path, key, NULL);
+        return false;
+    }
+    if (text == NULL) return true;
+    if (!country_valid(text)) {
+        pay_parse_fail(err, PC_COUNTRY_INVALID, path, key, NULL);
+        return false;
+    }
+    memcpy(out, text, 3);
+    return true;
+}
+
+bool pay_parse_id(const json_t *object, const char *key, bool required, size_t bytes_max, const char *path,
+                  char out[PC_ID_SIZE], pay_parse_error_t *err) {
+    const char *text;
+    out[0] = '\0';
+    if (!pay_parse_string(object, key, required, PC_ID_BYTES_MAX, path, &text, err)) {
+        if (err->status == PC_STRING_TOO_LONG) pay_parse_fail(err, PC_ID_INVALID, path, key, NULL);
+        return false;
+    }
+    if (text == NULL) return true;
+    if (!pc_id_valid(text) || strlen(text) > bytes_max) {
+        char message[160];
+        snprintf(message, sizeof message, "must be 1-%zu characters of [A-Za-z0-9._:-]", bytes_max);
+        pay_parse_fail(err, PC_ID_INVALID, path, key, message);
+        return false;
+    }
+    snprintf(out, PC_ID_SIZE, "%s", text);
+    return true;
+}
+
+/* A flat object of string values, as the ledger's metadata. */
+bool pay_parse_metadata(const json_t *object, const char *key, const char *path, json_t **out,
+                        pay_parse_error_t *err) {
+    const json_t *value = json_object_get(object, key);
+    *out = NULL;
+    if (value == NULL || json_is_null(value)) return true;
+    if (!json_is_object(value) || json_object_size(value) > LEDGER_METADATA_KEYS_MAX) {
+        pay_parse_fail(err, json_is_object(value) ? PC_METADATA_TOO_LARGE : PC_METADATA_INVALID, path, key, NULL);
+        return false;
+    }
+    const char *name;
+    const json_t *item;
+    json_object_foreach((json_t *)value, name, item) {
+        if (!json_is_string(item)) {
+            pay_parse_fail(err, PC_METADATA_INVALID, path, key, NULL);
+            return false;
+        }
+    }
+    char *text = json_dumps(value, JSON_COMPACT | JSON_SORT_KEYS);
+    size_t bytes = text ? strlen(text) : 0;
+    free(text);
+    if (bytes > LEDGER_METADATA_BYTES_MAX) {
+        pay_parse_fail(err, PC_METADATA_TOO_LARGE, path, key, NULL);
+        return false;
+    }
+    *out = json_deep_copy(value);
+    return true;
+}
+
+static bool digits_only(const char *text, size_t min, size_t max) {
+    size_t n = strlen(text);
+    if (n < min || n > max) return false;
+    for (size_t i = 0; i < n; i++) {
+        if (text[i] < '0' || text[i] > '9') return false;
+    }
+    return true;
+}
+
+/* {"routing_number": 9 digits, "account_number": 4..17 digits}: the bank channel's rules. */
+bool pay_parse_bank_account(const json_t *object, const char *key, const char *path,
+                            char routing[GW_BANK_FIELD_SIZE], char account[GW_BANK_FIELD_SIZE],
+                            pay_parse_error_t *err) {
+    static const char *const fields[] = {"routing_number", "account_number", NULL};
+    const json_t *bank;
+    char place[128];
+    snprintf(place, sizeof place, "%s%s%s", path, path[0] ? "." : "", key);
+    if (!pay_parse_object(object, key, true, path, &bank, err)) return false;
+    if (!pay_parse_fields(bank, fields, place, err)) return false;
+    const char *r, *a;
+    if (!pay_parse_string(bank, "routing_number", true, 32, place, &r, err)) return false;
+    if (!pay_parse_string(bank, "account_number", true, 32, place, &a, err)) return false;
+    if (!digits_only(r, 9, 9)) {
+        pay_parse_fail(err, PC_BANK_ACCOUNT_INVALID, place, "routing_number", NULL);
+        return false;
+    }
+    if (!digits_only(a, 4, 17)) {
+        pay_parse_fail(err, PC_BANK_ACCOUNT_INVALID, place, "account_number", NULL);
+        return false;
+    }
+    snprintf(routing, GW_BANK_FIELD_SIZE, "%s", r);
+    snprintf(account, GW_BANK_FIELD_SIZE, "%s", a);
+    return true;
+}
+
+void pay_lookup_idem(char *out, size_t out_bytes, const char *key_id, const char *idempotency_key) {
+    snprintf(out, out_bytes, "idem:%s:%s", key_id, idempotency_key);
+}
+
+void pay_lookup_attempt(char *out, size_t out_bytes, const char *idempotency_key) {
+    snprintf(out, out_bytes, "attempt:%s", idempotency_key);
+}
+
+void pay_lookup_risk(char *out, size_t out_bytes, uint64_t decision_id) {
+    snprintf(out, out_bytes, "risk:%llu", (unsigned long long)decision_id);
+}

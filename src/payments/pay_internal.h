@@ -1,0 +1,453 @@
+/* payments/pay_internal.h: what the payments files share (not a contract). */
+#ifndef PAYCORE_PAY_INTERNAL_H
+#define PAYCORE_PAY_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "payments/payments.h"
+#include "payments/vault.h"
+#include "store/store_payments.h"
+
+typedef struct pay_flow pay_flow_t;
+
+/* ---- a string map (map.c): SipHash under a per-process key, chained ---- */
+typedef struct pay_map_entry pay_map_entry_t;
+struct pay_map_entry {
+    pay_map_entry_t *next;
+    void *value;
+    char key[];
+};
+typedef struct {
+    pay_map_entry_t **buckets;
+    uint32_t bucket_count;
+    uint32_t count;
+    pc_hash_key_t hash_key;
+} pay_map_t;
+PC_MUST_USE pc_status pay_map_init(pay_map_t *map, uint32_t bucket_count);
+void pay_map_free(pay_map_t *map, void (*free_value)(void *value));
+void *pay_map_get(const pay_map_t *map, const char *key);
+/* Adds or replaces; returns the old value (or NULL). PC_NO_MEMORY leaves it unchanged. */
+PC_MUST_USE pc_status pay_map_put(pay_map_t *map, const char *key, void *value, void **old_out);
+void *pay_map_remove(pay_map_t *map, const char *key);
+
+/* ---- merchants ---- */
+typedef struct {
+    char channel[GW_NAME_SIZE];   /* "default" for the fallback price */
+    pay_price_t price;
+} pay_channel_price_t;
+
+typedef struct {
+    char id[PC_ID_SIZE];
+    char country[3];
+    char default_currency[4];
+    char currencies[PAY_CURRENCIES_MAX][4];
+    uint32_t currency_count;
+    uint16_t mcc;
+    pay_channel_price_t prices[PAY_PRICES_MAX];
+    uint32_t price_count;
+    char *doc;                    /* the stored JSON, as GET shows it */
+    uint64_t created_ns;
+} pay_merchant_t;
+
+bool pay_merchant_takes(const pay_merchant_t *merchant, const char *currency);
+pay_price_t pay_merchant_price(const pay_merchant_t *merchant, const char *channel);
+/* The merchant from the cache or the store: PC_OK (borrowed; merchants never change
+ * once created), PC_NOT_FOUND or a read error. */
+PC_MUST_USE pc_status pay_merchant_find(pay_t *pay, store_reader_t *reader, const char *merchant_id,
+                                        const pay_merchant_t **out);
+/* The merchant this caller may act for with 'merchant_id' (its bound one for a merchant
+ * key; any for admin): PC_OK, or merchant_unknown / merchant_key_unbound. */
+PC_MUST_USE pc_status pay_caller_merchant(pay_t *pay, const pay_caller_t *caller, store_reader_t *reader,
+                                          const char *merchant_id, const pay_merchant_t **out);
+/* True when the caller may see objects of 'merchant_id'. */
+bool pay_caller_sees(pay_t *pay, const pay_caller_t *caller, const char *merchant_id);
+
+/* ---- payments and operations (model.c) ---- */
+typedef enum { PAY_METHOD_CARD = 0, PAY_METHOD_WALLET, PAY_METHOD_BANK, PAY_METHOD_COUNT } pay_method;
+const char *pay_method_name(pay_method method);
+
+typedef enum {
+    PAY_OP_AUTHORIZE = 0, PAY_OP_CHALLENGE, PAY_OP_CAPTURE, PAY_OP_VOID, PAY_OP_REFUND, PAY_OP_PAYOUT,
+    PAY_OP_WITHDRAW, PAY_OP_KIND_COUNT
+} pay_op_kind;
+const char *pay_op_kind_name(pay_op_kind kind);
+
+typedef struct {
+    uint32_t number;
+    char channel[GW_NAME_SIZE];
+    char idempotency_key[GW_KEY_SIZE];
+    gw_op op;
+    gw_outcome outcome;
+    char response_code[GW_CODE_SIZE];
+    bool status_inquired;
+    uint64_t created_ns;
+} pay_attempt_t;
+
+#define PAY_OP_TRANSFERS_MAX 8
+
+/* One call-out step: its channel attempts, outcome and ledger transfers. Its status
+ * is "pending" from the first persisted attempt until the outcome is known (recovery
+ * resolves what stays pending), "processing" while a bank's callback is awaited, then
+ * "succeeded", "declined", "failed" or "returned". */
+typedef struct {
+    char id[PC_ID_SIZE];
+    pay_op_kind kind;
+    char parent_id[PC_ID_SIZE];       /* payment; wallet (withdrawal); merchant (payout) */
+    char merchant_id[PC_ID_SIZE];
+    char status[16];
+    int64_t amount;
+    char currency[4];
+    bool final_capture;               /* capture: release what is left */
+    int64_t fee;                      /* capture: fee charged; refund: fee given back */
+    char channel[GW_NAME_SIZE];
+    char channel_ref[PC_ID_SIZE];
+    char response_code[GW_CODE_SIZE];
+    char message[GW_MESSAGE_SIZE];
+    char reserve_id[PC_ID_SIZE];      /* refund, payout, withdrawal: the pending reserve */
+    char routing_number[GW_BANK_FIELD_SIZE];
+    char account_number[GW_BANK_FIELD_SIZE];
+    char wallet_id[PC_ID_SIZE];       /* withdrawal */
+    pay_attempt_t attempts[GW_ATTEMPTS_MAX];
+    uint32_t attempt_count;
+    char transfers[PAY_OP_TRANSFERS_MAX][PC_ID_SIZE];
+    uint32_t transfer_count;
+    uint64_t created_ns;
+    uint64_t updated_ns;
+    uint32_t version;
+} pay_op_t;
+
+typedef struct {
+    char id[PC_ID_SIZE];
+    char merchant_id[PC_ID_SIZE];
+    pay_state state;
+    uint32_t version;
+    uint64_t created_ns;
+    uint64_t updated_ns;
+    int64_t amount;
+    char currency[4];
+    bool capture_automatic;
+    pay_method method;
+    bool top_up;                      /* a wallet top-up: the money goes to 'wallet_id' */
+    char wallet_id[PC_ID_SIZE];       /* method wallet: the payer's; top-up: the destination */
+    struct {
+        char token[PC_ID_SIZE];
+        char bin[7];
+        char last4[5];
+        uint32_t exp_month;
+        uint32_t exp_year;
+        char fingerprint[65];
+        bool three_d_secure;          /* enrolled: risk review steps up instead of queueing */
+    } card;
+    char routing_number[GW_BANK_FIELD_SIZE];
+    char account_number[GW_BANK_FIELD_SIZE];
+    struct {
+        char id[PC_ID_SIZE];
+        char country[3];
+        char device_id[PC_ID_SIZE];
+        char ip[48];
+    } payer;
+    char description[API_STRING_BYTES_MAX + 1];
+    json_t *metadata;                 /* owned; NULL when none */
+    struct {
+        uint64_t decision_id;
+        char outcome[16];             /* "approve", "review", "decline", "" when not scored */
+        json_t *detail;               /* owned: score and reasons */
+    } risk;
+    json_t *routing;                  /* owned: the gateway's decision, NULL before routing */
+    char channel[GW_NAME_SIZE];
+    char channel_ref[PC_ID_SIZE];
+    char challenge_id[PC_ID_SIZE];
+    int64_t authorized;
+    int64_t captured;
+    int64_t refunded;
+    int64_t fees;
+    int64_t fees_reversed;
+    char hold_id[PC_ID_SIZE];         /* the open hold ("" when none) */
+    int64_t hold_amount;
+    uint64_t hold_deadline_ns;
+    char pending_op[PC_ID_SIZE];      /* an operation whose outcome is awaited */
+    struct {
+        char code[GW_CODE_SIZE + 8];
+        char message[GW_MESSAGE_SIZE];
+        char source[16];              /* "risk", "channel", "ledger", "gateway" */
+    } decline;
+    json_t *operations;               /* owned array: every op's JSON, in order */
+    json_t *transfers;                /* owned array: every ledger transfer id */
+} pay_payment_t;
+
+void pay_payment_init(pay_payment_t *payment);
+void pay_payment_clear(pay_payment_t *payment);
+/* A deep copy (json parts included). */
+PC_MUST_USE pc_status pay_payment_copy(pay_payment_t *dst, const pay_payment_t *src);
+/* The stored and shown form (new reference). */
+json_t *pay_payment_json(const pay_payment_t *payment);
+PC_MUST_USE pc_status pay_payment_from_json(const json_t *doc, pay_payment_t *out);
+PC_MUST_USE pc_status pay_payment_read(store_reader_t *reader, const char *id, pay_payment_t *out);
+json_t *pay_op_json(const pay_op_t *op);
+PC_MUST_USE pc_status pay_op_from_json(const json_t *doc, pay_op_t *out);
+PC_MUST_USE pc_status pay_op_read(store_reader_t *reader, const char *id, pay_op_t *out);
+/* Adds or replaces the op's entry in payment->operations. */
+void pay_payment_op_put(pay_payment_t *payment, const pay_op_t *op);
+void pay_payment_transfer_add(pay_payment_t *payment, const char *transfer_id);
+pay_attempt_t *pay_op_attempt_put(pay_op_t *op, const gw_attempt_t *attempt);
+void pay_op_attempts_from_result(pay_op_t *op, const gw_result_t *result);
+
+/* A listing's callback: the stored document appended to the json array 'ctx'. */
+void pay_list_append(const store_pay_object_t *object, void *ctx);
+/* Writes the object row of a payment / op (version +1, updated now) into 'tx'. */
+PC_MUST_USE pc_status pay_payment_put(store_tx_t *tx, pay_payment_t *payment);
+PC_MUST_USE pc_status pay_op_put(store_tx_t *tx, pay_op_t *op);
+
+/* Copies an id (both PC_ID_SIZE buffers, possibly inside one struct). */
+static inline void pay_id_copy(char dst[PC_ID_SIZE], const char *src) {
+    size_t n = strnlen(src, PC_ID_SIZE - 1);
+    memmove(dst, src, n);
+    dst[n] = '\0';
+}
+/* Records a transfer id in the op (and the payment's list). */
+void pay_op_transfer_add(pay_flow_t *flow, const char *transfer_id);
+/* Random ids: "<prefix><24 hex>". */
+void pay_id_new(const char *prefix, char out[PC_ID_SIZE]);
+/* "<op id>:<suffix>", a transfer id of an op. */
+void pay_transfer_id(char out[PC_ID_SIZE], const char *op_id, const char *suffix);
+
+/* ---- the runtime (runtime.c) ---- */
+struct pay {
+    pay_config_t config;
+    pthread_mutex_t mutex;            /* guards every map and counter below */
+    pay_map_t busy;                   /* ids with an operation running */
+    pay_map_t key_merchants;          /* API key id -> merchant id (malloc'ed string) */
+    pay_map_t merchants;              /* merchant id -> pay_merchant_t* */
+    pay_map_t accounts_known;         /* ledger account ids known to exist */
+    pay_map_t holds;                  /* payment id -> deadline (uint64_t*): expiry */
+    uint32_t flows;                   /* operations running */
+    pthread_cond_t flows_idle;
+    bool stopping;
+    pthread_mutex_t readers_mutex;
+    store_reader_t *readers[64];
+    uint32_t reader_count;
+    pthread_t recovery_thread;
+    bool recovery_started;
+    pthread_cond_t recovery_wake;
+    bool recovery_requested;
+    uint64_t recovery_passes;          /* guarded by mutex */
+    uint32_t recovery_last_resolved;
+    char three_ds_prefixes[8][20];
+    uint32_t three_ds_prefix_count;
+};
+
+store_reader_t *pay_reader_acquire(pay_t *pay);
+void pay_reader_release(pay_t *pay, store_reader_t *reader);
+/* Takes 'id' for one operation: false when one runs already. */
+bool pay_busy_take(pay_t *pay, const char *id);
+void pay_busy_release(pay_t *pay, const char *id);
+bool pay_busy(pay_t *pay, const char *id);
+bool pay_account_known(pay_t *pay, const char *account_id);
+void pay_account_mark_known(pay_t *pay, const char *account_id);
+void pay_hold_track(pay_t *pay, const char *payment_id, uint64_t deadline_ns);
+void pay_hold_untrack(pay_t *pay, const char *payment_id);
+bool pay_card_three_ds(const pay_t *pay, const char *number);
+
+/* ---- replies ---- */
+void pay_reply_error(pay_reply_t *out, pc_status status, const char *field, const char *message);
+void pay_reply_object(pay_reply_t *out, int http_status, json_t *body /* stolen */);
+void pay_reply_state_conflict(pay_reply_t *out, pay_state state, const char *what);
+
+/* ---- flows: one operation on its way (flow.c) ---- */
+typedef void (*pay_flow_fn)(pay_flow_t *flow, pc_status status);
+typedef pc_status (*pay_flow_tx_fn)(pay_flow_t *flow, store_tx_t *tx);
+
+#define PAY_FLOW_TRANSFERS_MAX 8
+#define PAY_FLOW_ACCOUNTS_MAX 8
+
+struct pay_flow {
+    pay_t *pay;
+    pay_reply_fn_t reply_fn;          /* .done NULL: an internal flow (recovery, expiry) */
+    char key_id[PC_ID_SIZE];          /* the caller's API key */
+    char idempotency_key[API_IDEMPOTENCY_KEY_BYTES_MAX + 1];
+    uint8_t request_hash[32];
+    bool has_idempotency;
+    char lock_id[PC_ID_SIZE];         /* the busy id this flow holds ("" none) */
+    pay_payment_t payment;
+    bool has_payment;
+    bool payment_stored;              /* the payment's row exists */
+    pay_op_t op;
+    bool has_op;
+    store_vault_card_t card;          /* a new card to store with the payment */
+    bool card_new;
+    char challenge_code[16];          /* confirm: never stored */
+    gw_request_t request;             /* card data wiped once submitted */
+    gw_call_t *call;                  /* while an attempt is persisted */
+    struct pay_calling {
+        pay_flow_fn on_result;        /* the call's result (call.c) */
+        uint32_t reserve_count;       /* transfers[0..n) booked with the first persist */
+        bool first_done;
+    } calling;
+    gw_attempt_t attempt;
+    gw_result_t result;
+    const pay_merchant_t *merchant;
+    /* the current writer command */
+    writer_cmd_t cmd;
+    ledger_transfer_t transfers[PAY_FLOW_TRANSFERS_MAX];
+    ledger_transfer_result_t transfer_results[PAY_FLOW_TRANSFERS_MAX];
+    ledger_account_t accounts[PAY_FLOW_ACCOUNTS_MAX];
+    ledger_account_result_t account_results[PAY_FLOW_ACCOUNTS_MAX];
+    ledger_account_t *account_events;          /* instead of 'accounts' when set (merchants) */
+    ledger_account_result_t *account_event_results;
+    pay_flow_tx_fn in_tx;
+    pay_flow_fn then;
+    /* the answer */
+    pay_reply_t reply;
+    bool reply_ready;                 /* set: the answer is final (stored in the command's tx) */
+    pc_status persist_status;         /* persist: what gw_attempt_persisted gets */
+    void *extra;                      /* a flow kind's own data (freed with the flow) */
+    bool inquiry;                     /* the result is a status inquiry's (recovery) */
+    pay_state state_before;           /* expiry: the state the hold belonged to */
+    bool hold_changed;                /* the payment's hold moved: track or untrack it */
+    bool op_captures;                 /* an authorization captured at once */
+    bool booked_without_hold;         /* a capture booked after its hold was gone */
+    bool rebook;                      /* booked_in_tx: run booking_fallback next */
+    uint32_t booking_count;
+    void (*booked)(pay_flow_t *flow); /* inside the tx: move the payment and op */
+    void (*booking_fallback)(pay_flow_t *flow);
+    pc_status booking_refused;
+    /* Runs when the flow ends, after the answer (recovery passes, bank callbacks). */
+    void (*on_finish)(void *ctx, pc_status status);
+    void *on_finish_ctx;
+};
+
+typedef void (*pay_booking_fn)(pay_flow_t *flow);
+
+/* What an answer (or a status inquiry's) means for the operation. */
+typedef enum {
+    PAY_OUT_APPROVED, PAY_OUT_PENDING, PAY_OUT_CHALLENGE, PAY_OUT_DECLINED, PAY_OUT_NOTHING, PAY_OUT_UNKNOWN
+} pay_outcome;
+pay_outcome pay_outcome_of(const pay_flow_t *flow);
+/* Books flow->transfers[0..count); 'booked' moves the payment inside the tx;
+ * 'fallback' (or NULL) runs instead when the hold was gone. */
+void pay_book_submit(pay_flow_t *flow, uint32_t count, pay_booking_fn booked, pay_booking_fn fallback);
+/* The gateway's result (call or inquiry) landed in flow->result. */
+void pay_op_result(pay_flow_t *flow, pc_status status);
+/* Stores the payment as it stands (no ledger change) and answers it (201). */
+void pay_payment_commit_final(pay_flow_t *flow);
+/* Wallets (wallets.c). */
+bool pay_wallet_check(pay_flow_t *flow, store_reader_t *reader);
+bool pay_wallet_top_up_target(pay_flow_t *flow, const pay_caller_t *caller, const char *wallet_id);
+void pay_wallet_pay(pay_flow_t *flow);
+void pay_wallet_refund(pay_flow_t *flow);
+uint32_t pay_book_wallet_payment(pay_flow_t *flow, int64_t fee);
+uint32_t pay_book_wallet_refund(pay_flow_t *flow, int64_t fee_reversal);
+/* Payouts and withdrawals (bank.c): reserve, then the bank; its first answer. */
+void pay_bank_op_start(pay_flow_t *flow, pay_account_kind from, const char *from_owner, pay_account_kind to,
+                       const char *to_owner, uint16_t code);
+void pay_bank_op_apply(pay_flow_t *flow, pay_outcome outcome);
+/* A reserve refused by the ledger before any call: answered with the ledger's code
+ * (nothing was stored) and the flow ended; false otherwise. */
+bool pay_refused_before_call(pay_flow_t *flow);
+
+/* A new flow for 'caller' (NULL: internal) answering through 'reply' (NULL: none).
+ * NULL: too many flows or out of memory (the reply is then made with limit_reached). */
+pay_flow_t *pay_flow_new(pay_t *pay, const pay_caller_t *caller, const pay_reply_fn_t *reply);
+/* Ends the flow: answers (its reply), releases its lock, frees it. */
+void pay_flow_finish(pay_flow_t *flow);
+/* Answers an error at once and ends the flow. */
+void pay_flow_fail(pay_flow_t *flow, pc_status status, const char *field, const char *message);
+/* Queues a writer command: the flow's 'transfers' (count > 0) or 'accounts' (kind
+ * CREATE_ACCOUNTS) or none (EXEC); 'in_tx' writes rows after the ledger applied them,
+ * then the flow's final answer when reply_ready; 'then' runs after the commit (or with
+ * the error). */
+void pay_flow_submit(pay_flow_t *flow, writer_cmd_kind kind, uint32_t event_count, pay_flow_tx_fn in_tx,
+                     pay_flow_fn then);
+/* The final answer (set before the command that makes it final, or after it). */
+void pay_flow_answer(pay_flow_t *flow, int http_status, json_t *body);
+/* The payment as the answer (201 for a new one, else 200; 202 while an op is pending). */
+void pay_flow_answer_payment(pay_flow_t *flow, int http_status);
+/* Inside a transaction: the payment's rows (+ card, lookups of a new one). */
+PC_MUST_USE pc_status pay_flow_write_payment(pay_flow_t *flow, store_tx_t *tx);
+
+/* ---- calling the gateway (call.c) ---- */
+/* Submits flow->request; persist writes the attempt (and, the first time, a new
+ * payment and flow->transfers[0..reserve_count): a reserve), done lands in 'on_result'. */
+void pay_call_start(pay_flow_t *flow, pay_flow_fn on_result, uint32_t reserve_count);
+/* The status inquiry of the op's last attempt (recovery). */
+void pay_call_status(pay_flow_t *flow, pay_flow_fn on_result);
+
+/* ---- steps (book.c): the ledger transfers of each step ---- */
+/* Each fills flow->transfers and returns their count (0: nothing to move). */
+uint32_t pay_book_hold(pay_flow_t *flow, int64_t amount, uint32_t timeout_s);
+uint32_t pay_book_capture(pay_flow_t *flow, uint32_t first, int64_t amount, int64_t fee, bool with_hold,
+                          bool release_rest);
+uint32_t pay_book_release(pay_flow_t *flow, const char *pending_id, const char *suffix);
+uint32_t pay_book_refund_reserve(pay_flow_t *flow, int64_t amount);
+uint32_t pay_book_refund(pay_flow_t *flow, int64_t amount, int64_t fee_reversal);
+uint32_t pay_book_bank_reserve(pay_flow_t *flow, pay_account_kind from, const char *from_owner,
+                               pay_account_kind to, const char *to_owner, int64_t amount, uint16_t code);
+uint32_t pay_book_bank_settle(pay_flow_t *flow, pay_account_kind transit, const char *transit_owner,
+                              int64_t amount, uint16_t code);
+/* The flow's transfers all committed (status OK or EXISTS: booked before). */
+bool pay_book_ok(const pay_flow_t *flow, uint32_t count, pc_status *first_failure);
+/* The first ledger account a step needs that may be missing: the channel's
+ * receivable. Adds it to flow->accounts and returns 1 when not known yet. */
+uint32_t pay_book_channel_account(pay_flow_t *flow, const char *channel, const char *currency);
+
+/* ---- the payment steps (intent.c, ops.c) ---- */
+/* A new op of the flow's payment (random id with 'prefix', status pending). */
+void pay_op_new(pay_flow_t *flow, pay_op_kind kind, const char *prefix, int64_t amount);
+/* flow->request for 'gop' on the payment's channel (a follow-up: capture, void ...). */
+void pay_request_follow_up(pay_flow_t *flow, gw_op gop);
+/* Continues a payment whose authorization may run (new, or resumed after review). */
+void pay_authorize_start(pay_flow_t *flow);
+/* The outcome of an authorize / challenge / capture / void / refund (a call's result,
+ * or recovery's status answer: "not found" after the grace is "nothing") applied to
+ * the flow's payment and op. */
+void pay_op_apply(pay_flow_t *flow);
+
+/* ---- recovery (recovery.c) ---- */
+PC_MUST_USE pc_status pay_recovery_start(pay_t *pay);
+void pay_recovery_stop(pay_t *pay);
+/* Loads what recovery and expiry need at start (holds). */
+PC_MUST_USE pc_status pay_holds_load(pay_t *pay);
+
+/* ---- events (emitted with each change; a seam until the outbox lands) ---- */
+PC_MUST_USE pc_status pay_event_emit(store_tx_t *tx, const char *type, const char *object_id, uint32_t version,
+                                     const json_t *object, const char *merchant_id);
+
+/* ---- parsing (parse.c): every refusal names its field ---- */
+typedef struct {
+    pc_status status;
+    char field[128];
+    char message[192];
+} pay_parse_error_t;
+bool pay_parse_fields(const json_t *object, const char *const *allowed, const char *path, pay_parse_error_t *err);
+bool pay_parse_string(const json_t *object, const char *key, bool required, size_t bytes_max, const char *path,
+                      const char **out, pay_parse_error_t *err);
+bool pay_parse_amount(const json_t *object, const char *key, bool required, const char *path, int64_t *out,
+                      pay_parse_error_t *err);
+bool pay_parse_int(const json_t *object, const char *key, bool required, int64_t min, int64_t max,
+                   const char *path, int64_t *out, pay_parse_error_t *err);
+bool pay_parse_bool(const json_t *object, const char *key, const char *path, bool *out, pay_parse_error_t *err);
+bool pay_parse_currency(const json_t *object, const char *key, bool required, const char *path, char out[4],
+                        pay_parse_error_t *err);
+bool pay_parse_country(const json_t *object, const char *key, bool required, const char *path, char out[3],
+                       pay_parse_error_t *err);
+bool pay_parse_id(const json_t *object, const char *key, bool required, size_t bytes_max, const char *path,
+                  char out[PC_ID_SIZE], pay_parse_error_t *err);
+bool pay_parse_metadata(const json_t *object, const char *key, const char *path, json_t **out,
+                        pay_parse_error_t *err);
+bool pay_parse_object(const json_t *object, const char *key, bool required, const char *path,
+                      const json_t **out, pay_parse_error_t *err);
+bool pay_parse_bank_account(const json_t *object, const char *key, const char *path, char routing[GW_BANK_FIELD_SIZE],
+                            char account[GW_BANK_FIELD_SIZE], pay_parse_error_t *err);
+void pay_parse_fail(pay_parse_error_t *err, pc_status status, const char *path, const char *key,
+                    const char *message);
+void pay_reply_parse_error(pay_reply_t *out, const pay_parse_error_t *err);
+
+/* The lookup names. */
+void pay_lookup_idem(char *out, size_t out_bytes, const char *key_id, const char *idempotency_key);
+void pay_lookup_attempt(char *out, size_t out_bytes, const char *idempotency_key);
+void pay_lookup_risk(char *out, size_t out_bytes, uint64_t decision_id);
+
+#endif

@@ -1,0 +1,292 @@
+/* payments/recovery.c: what is never left to chance. At start and every
+ * recovery_interval_ms one thread
+ *   1. takes every operation still "pending" (its attempt was persisted, its outcome
+ *      never learned: a crash, a timeout the gateway could not resolve) that is older
+ *      than the grace (a request may still be on its way through the channel), asks
+ *      the channel for that attempt's status by its idempotency key, and applies the
+ *      answer exactly as the call's own answer would have been applied: booked by the
+ *      operation's transfer ids (so nothing is booked twice), or, when the channel
+ *      never saw it, ended as not applied (reserves released);
+ *   2. ends the holds whose window passed: once the ledger voided the hold at its
+ *      timeout, the payment expires (a partial capture keeps what it captured) and the
+ *      channel is told (a void, recorded like any other call).
+ * An object busy with a running operation is left for the next pass. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "obs/obs.h"
+#include "payments/pay_internal.h"
+
+typedef struct {
+    pthread_mutex_t mutex;
+    pthread_cond_t cond;
+    uint32_t running;
+    uint32_t resolved;
+} pass_t;
+
+static void pass_flow_finished(void *ctx, pc_status status) {
+    (void)status;
+    pass_t *pass = ctx;
+    pthread_mutex_lock(&pass->mutex);
+    pass->running--;
+    pass->resolved++;
+    pthread_cond_broadcast(&pass->cond);
+    pthread_mutex_unlock(&pass->mutex);
+}
+
+static void pass_wait(pass_t *pass) {
+    pthread_mutex_lock(&pass->mutex);
+    while (pass->running > 0) pthread_cond_wait(&pass->cond, &pass->mutex);
+    pthread_mutex_unlock(&pass->mutex);
+}
+
+/* An internal flow on 'lock' tied to the pass; NULL when busy or out of room. */
+static pay_flow_t *pass_flow(pay_t *pay, pass_t *pass, const char *lock) {
+    if (!pay_busy_take(pay, lock)) return NULL;
+    pay_flow_t *flow = pay_flow_new(pay, NULL, NULL);
+    if (flow == NULL) {
+        pay_busy_release(pay, lock);
+        return NULL;
+    }
+    snprintf(flow->lock_id, sizeof flow->lock_id, "%s", lock);
+    pthread_mutex_lock(&pass->mutex);
+    pass->running++;
+    pthread_mutex_unlock(&pass->mutex);
+    flow->on_finish = pass_flow_finished;
+    flow->on_finish_ctx = pass;
+    return flow;
+}
+
+/* ---- 1. pending operations ---- */
+
+typedef struct {
+    char ids[PAY_RECOVERY_BATCH_MAX][PC_ID_SIZE];
+    uint32_t count;
+    uint64_t older_than_ns;
+} pending_list_t;
+
+static void pending_one(const store_pay_object_t *object, void *ctx) {
+    pending_list_t *list = ctx;
+    if (object->updated_ns <= list->older_than_ns && list->count < PAY_RECOVERY_BATCH_MAX) {
+        snprintf(list->ids[list->count++], PC_ID_SIZE, "%s", object->id);
+    }
+}
+
+static void inquiry_result(pay_flow_t *flow, pc_status status) {
+    (void)status;
+    pay_op_apply(flow);
+}
+
+/* Loads the op (and its payment) and asks its channel; false when skipped. */
+static bool recover_op(pay_t *pay, pass_t *pass, store_reader_t *reader, const char *op_id) {
+    pay_op_t op;
+    if (pay_op_read(reader, op_id, &op) != PC_OK || strcmp(op.status, "pending") != 0 || op.attempt_count == 0) {
+        return false;
+    }
+    const char *lock = op.kind == PAY_OP_PAYOUT || op.kind == PAY_OP_WITHDRAW ? op.id : op.parent_id;
+    pay_flow_t *flow = pass_flow(pay, pass, lock);
+    if (flow == NULL) return false;
+    if (pay_op_read(reader, op_id, &flow->op) != PC_OK || strcmp(flow->op.status, "pending") != 0) {
+        pay_flow_finish(flow); /* resolved meanwhile */
+        return false;
+    }
+    flow->has_op = true;
+    flow->inquiry = true;
+    if (op.kind != PAY_OP_PAYOUT && op.kind != PAY_OP_WITHDRAW) {
+        pc_status status = pay_payment_read(reader, op.parent_id, &flow->payment);
+        if (status == PC_OK) status = pay_merchant_find(pay, reader, flow->payment.merchant_id, &flow->merchant);
+        if (status != PC_OK) {
+            obs_logf(OBS_LEVEL_ERROR, "payments: recovery cannot load %s of %s: %s", op.id, op.parent_id,
+                     pc_status_code(status));
+            pay_flow_finish(flow);
+            return false;
+        }
+        flow->has_payment = flow->payment_stored = true;
+    }
+    pay_call_status(flow, inquiry_result);
+    return true;
+}
+
+static void pending_pass(pay_t *pay, pass_t *pass, store_reader_t *reader, uint64_t now_ns) {
+    pending_list_t *list = calloc(1, sizeof *list);
+    if (list == NULL) return;
+    uint64_t grace_ns = (uint64_t)pay->config.recovery_grace_ms * 1000000ull;
+    list->older_than_ns = now_ns > grace_ns ? now_ns - grace_ns : 0;
+    store_pay_query_t q = {.kind = "op", .status = "pending", .limit = PAY_RECOVERY_BATCH_MAX};
+    bool has_more = false;
+    if (store_pay_objects_list(reader, &q, pending_one, list, &has_more) == PC_OK) {
+        for (uint32_t i = 0; i < list->count; i++) (void)recover_op(pay, pass, reader, list->ids[i]);
+    }
+    free(list);
+}
+
+/* ---- 2. expired holds ---- */
+
+typedef struct {
+    char ids[PAY_RECOVERY_BATCH_MAX][PC_ID_SIZE];
+    uint32_t count;
+} due_list_t;
+
+static void holds_due(pay_t *pay, uint64_t now_ns, due_list_t *due) {
+    pthread_mutex_lock(&pay->mutex);
+    for (uint32_t b = 0; b < pay->holds.bucket_count && due->count < PAY_RECOVERY_BATCH_MAX; b++) {
+        for (pay_map_entry_t *e = pay->holds.buckets[b]; e != NULL && due->count < PAY_RECOVERY_BATCH_MAX; e = e->next) {
+            if (*(uint64_t *)e->value <= now_ns) snprintf(due->ids[due->count++], PC_ID_SIZE, "%s", e->key);
+        }
+    }
+    pthread_mutex_unlock(&pay->mutex);
+}
+
+static void expired_then(pay_flow_t *flow, pc_status status);
+
+static pc_status expired_in_tx(pay_flow_t *flow, store_tx_t *tx) { return pay_flow_write_payment(flow, tx); }
+
+/* The ledger voided the hold: the payment expires (or keeps its partial capture). */
+static void expire_one(pay_t *pay, pass_t *pass, store_reader_t *reader, const char *payment_id) {
+    pay_flow_t *flow = pass_flow(pay, pass, payment_id);
+    if (flow == NULL) return;
+    pay_payment_t *p = &flow->payment;
+    pc_status status = pay_payment_read(reader, payment_id, p);
+    if (status == PC_OK) status = pay_merchant_find(pay, reader, p->merchant_id, &flow->merchant);
+    store_transfer_t hold;
+    bool gone = false;
+    if (status == PC_OK && p->hold_id[0] != '\0' && p->pending_op[0] == '\0' &&
+        store_read_transfer(reader, p->hold_id, &hold) == PC_OK) {
+        gone = hold.pending_state == LEDGER_PENDING_EXPIRED || hold.pending_state == LEDGER_PENDING_VOIDED;
+        store_transfer_free(&hold);
+    }
+    if (status != PC_OK || p->hold_id[0] == '\0') pay_hold_untrack(pay, payment_id);
+    pay_state before = p->state;
+    if (!gone || !pay_transition(p->state, PAY_EV_EXPIRE, &p->state)) {
+        pay_flow_finish(flow); /* the ledger's timer has not fired yet, or an op runs */
+        return;
+    }
+    flow->has_payment = flow->payment_stored = true;
+    p->hold_id[0] = '\0';
+    p->hold_amount = 0;
+    flow->state_before = before;
+    pay_flow_submit(flow, WRITER_CMD_EXEC, 1, expired_in_tx, expired_then);
+}
+
+static void expired_then(pay_flow_t *flow, pc_status status) {
+    pay_payment_t *p = &flow->payment;
+    if (status != PC_OK || flow->state_before != PAY_STATE_AUTHORIZED || flow->pay->config.gateway == NULL) {
+        if (status == PC_OK) pay_hold_untrack(flow->pay, p->id);
+        pay_flow_finish(flow);
+        return;
+    }
+    pay_hold_untrack(flow->pay, p->id);
+    pay_op_new(flow, PAY_OP_VOID, "void_", p->authorized); /* tell the channel: a void, like any call */
+    pay_request_follow_up(flow, GW_OP_VOID);
+    pay_call_start(flow, pay_op_result, 0);
+}
+
+static void expiry_pass(pay_t *pay, pass_t *pass, store_reader_t *reader, uint64_t now_ns) {
+    due_list_t *due = calloc(1, sizeof *due);
+    if (due == NULL) return;
+    holds_due(pay, now_ns, due);
+    for (uint32_t i = 0; i < due->count; i++) expire_one(pay, pass, reader, due->ids[i]);
+    free(due);
+}
+
+/* ---- the thread ---- */
+
+static uint32_t pass_run(pay_t *pay) {
+    pass_t pass = {.running = 0};
+    pthread_mutex_init(&pass.mutex, NULL);
+    pthread_cond_init(&pass.cond, NULL);
+    store_reader_t *reader = pay_reader_acquire(pay);
+    if (reader != NULL) {
+        uint64_t now_ns = pc_wall_ns();
+        pending_pass(pay, &pass, reader, now_ns);
+        expiry_pass(pay, &pass, reader, now_ns);
+        pay_reader_release(pay, reader);
+    }
+    pass_wait(&pass);
+    pthread_cond_destroy(&pass.cond);
+    pthread_mutex_destroy(&pass.mutex);
+    return pass.resolved;
+}
+
+static void *recovery_main(void *arg) {
+    pay_t *pay = arg;
+    pthread_mutex_lock(&pay->mutex);
+    while (!pay->stopping) {
+        pthread_mutex_unlock(&pay->mutex);
+        uint32_t resolved = pass_run(pay);
+        pthread_mutex_lock(&pay->mutex);
+        pay->recovery_passes++;
+        pay->recovery_last_resolved = resolved;
+        pthread_cond_broadcast(&pay->recovery_wake);
+        if (pay->stopping) break;
+        if (!pay->recovery_requested) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            uint64_t at_ns = (uint64_t)until.tv_sec * 1000000000ull + (uint64_t)until.tv_nsec +
+                             (uint64_t)pay->config.recovery_interval_ms * 1000000ull;
+            until.tv_sec = (time_t)(at_ns / 1000000000ull);
+            until.tv_nsec = (long)(at_ns % 1000000000ull);
+            pthread_cond_timedwait(&pay->recovery_wake, &pay->mutex, &until);
+        }
+        pay->recovery_requested = false;
+    }
+    pthread_mutex_unlock(&pay->mutex);
+    return NULL;
+}
+
+pc_status pay_recovery_start(pay_t *pay) {
+    if (pthread_create(&pay->recovery_thread, NULL, recovery_main, pay) != 0) return PC_INTERNAL;
+    pay->recovery_started = true;
+    return PC_OK;
+}
+
+void pay_recovery_stop(pay_t *pay) {
+    if (!pay->recovery_started) return;
+    pthread_mutex_lock(&pay->mutex);
+    pthread_cond_broadcast(&pay->recovery_wake);
+    pthread_mutex_unlock(&pay->mutex);
+    pthread_join(pay->recovery_thread, NULL);
+    pay->recovery_started = false;
+}
+
+uint32_t pay_recover_now(pay_t *pay) {
+    pthread_mutex_lock(&pay->mutex);
+    uint64_t target = pay->recovery_passes + 2; /* a pass that started after this call */
+    pay->recovery_requested = true;
+    pthread_cond_broadcast(&pay->recovery_wake);
+    while (pay->recovery_passes < target && !pay->stopping) {
+        pay->recovery_requested = true;
+        pthread_cond_broadcast(&pay->recovery_wake);
+        pthread_cond_wait(&pay->recovery_wake, &pay->mutex);
+    }
+    uint32_t resolved = pay->recovery_last_resolved;
+    pthread_mutex_unlock(&pay->mutex);
+    return resolved;
+}
+
+/* ---- at start: the holds to watch ---- */
+
+static void hold_one(const store_pay_object_t *object, void *ctx) {
+    pay_t *pay = ctx;
+    json_t *doc = json_loadb(object->doc, object->doc_bytes, 0, NULL);
+    json_t *hold = json_object_get(doc, "hold");
+    if (json_is_object(hold)) {
+        pay_hold_track(pay, object->id, (uint64_t)json_integer_value(json_object_get(hold, "expires_at")));
+    }
+    json_decref(doc);
+}
+
+pc_status pay_holds_load(pay_t *pay) {
+    store_reader_t *reader = pay_reader_acquire(pay);
+    if (reader == NULL) return PC_STORE_READ_FAILED;
+    static const char *const states[] = {"authorized", "partially_captured"};
+    pc_status status = PC_OK;
+    for (size_t i = 0; i < 2 && status == PC_OK; i++) {
+        store_pay_query_t q = {.kind = "payment", .status = states[i]};
+        bool has_more;
+        status = store_pay_objects_list(reader, &q, hold_one, pay, &has_more);
+    }
+    pay_reader_release(pay, reader);
+    return status;
+}

@@ -1,0 +1,250 @@
+/* payments/runtime.c: the payments runtime of one server: its in-memory sets (busy
+ * objects, key bindings, merchants, accounts known to exist, open holds), its store
+ * readers, start and stop. Everything in memory is derived: the store holds the truth
+ * and a restart rebuilds it (bindings and holds at start, merchants on first use). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "obs/obs.h"
+#include "payments/pay_internal.h"
+
+#define PAY_MAP_BUCKETS 65536
+
+void pay_config_default(pay_config_t *config) {
+    memset(config, 0, sizeof(*config));
+    config->authorization_window_s = PAY_AUTHORIZATION_WINDOW_S_DEFAULT;
+    config->recovery_interval_ms = PAY_RECOVERY_MS_DEFAULT;
+    config->recovery_grace_ms = PAY_RECOVERY_GRACE_MS_DEFAULT;
+}
+
+store_reader_t *pay_reader_acquire(pay_t *pay) {
+    pthread_mutex_lock(&pay->readers_mutex);
+    store_reader_t *reader = pay->reader_count > 0 ? pay->readers[--pay->reader_count] : NULL;
+    pthread_mutex_unlock(&pay->readers_mutex);
+    if (reader == NULL && store_reader_open(pay->config.store, &reader) != PC_OK) reader = NULL;
+    return reader;
+}
+
+void pay_reader_release(pay_t *pay, store_reader_t *reader) {
+    if (reader == NULL) return;
+    pthread_mutex_lock(&pay->readers_mutex);
+    if (pay->reader_count < sizeof pay->readers / sizeof pay->readers[0]) {
+        pay->readers[pay->reader_count++] = reader;
+        reader = NULL;
+    }
+    pthread_mutex_unlock(&pay->readers_mutex);
+    if (reader != NULL) store_reader_close(reader);
+}
+
+bool pay_busy_take(pay_t *pay, const char *id) {
+    pthread_mutex_lock(&pay->mutex);
+    bool taken = pay_map_get(&pay->busy, id) == NULL && pay_map_put(&pay->busy, id, (void *)1, NULL) == PC_OK;
+    pthread_mutex_unlock(&pay->mutex);
+    return taken;
+}
+
+void pay_busy_release(pay_t *pay, const char *id) {
+    pthread_mutex_lock(&pay->mutex);
+    (void)pay_map_remove(&pay->busy, id);
+    pthread_mutex_unlock(&pay->mutex);
+}
+
+bool pay_busy(pay_t *pay, const char *id) {
+    pthread_mutex_lock(&pay->mutex);
+    bool busy = pay_map_get(&pay->busy, id) != NULL;
+    pthread_mutex_unlock(&pay->mutex);
+    return busy;
+}
+
+bool pay_account_known(pay_t *pay, const char *account_id) {
+    pthread_mutex_lock(&pay->mutex);
+    bool known = pay_map_get(&pay->accounts_known, account_id) != NULL;
+    pthread_mutex_unlock(&pay->mutex);
+    return known;
+}
+
+void pay_account_mark_known(pay_t *pay, const char *account_id) {
+    pthread_mutex_lock(&pay->mutex);
+    if (pay_map_put(&pay->accounts_known, account_id, (void *)1, NULL) != PC_OK) { /* a lookup again next time */ }
+    pthread_mutex_unlock(&pay->mutex);
+}
+
+void pay_hold_track(pay_t *pay, const char *payment_id, uint64_t deadline_ns) {
+    uint64_t *value = malloc(sizeof *value);
+    if (value == NULL) return; /* the next start finds it again */
+    *value = deadline_ns;
+    void *old = NULL;
+    pthread_mutex_lock(&pay->mutex);
+    if (pay_map_put(&pay->holds, payment_id, value, &old) != PC_OK) {
+        old = value;
+    }
+    pthread_mutex_unlock(&pay->mutex);
+    free(old);
+}
+
+void pay_hold_untrack(pay_t *pay, const char *payment_id) {
+    pthread_mutex_lock(&pay->mutex);
+    void *old = pay_map_remove(&pay->holds, payment_id);
+    pthread_mutex_unlock(&pay->mutex);
+    free(old);
+}
+
+bool pay_card_three_ds(const pay_t *pay, const char *number) {
+    for (uint32_t i = 0; i < pay->three_ds_prefix_count; i++) {
+        const char *prefix = pay->three_ds_prefixes[i];
+        if (strncmp(number, prefix, strlen(prefix)) == 0) return true;
+    }
+    return false;
+}
+
+/* "4000002760,5200" -> prefixes; the card simulator's 3-D Secure range by default. */
+static void three_ds_parse(pay_t *pay, const char *list) {
+    const char *text = list != NULL ? list : "4000002760";
+    while (*text != '\0' && pay->three_ds_prefix_count < 8) {
+        size_t n = strcspn(text, ",");
+        if (n > 0 && n < sizeof pay->three_ds_prefixes[0]) {
+            memcpy(pay->three_ds_prefixes[pay->three_ds_prefix_count], text, n);
+            pay->three_ds_prefixes[pay->three_ds_prefix_count++][n] = '\0';
+        }
+        text += n;
+        if (*text == ',') text++;
+    }
+}
+
+void pay_key_merchant(pay_t *pay, const char *key_id, char merchant_out[PC_ID_SIZE]) {
+    pthread_mutex_lock(&pay->mutex);
+    const char *merchant = pay_map_get(&pay->key_merchants, key_id);
+    snprintf(merchant_out, PC_ID_SIZE, "%s", merchant ? merchant : "");
+    pthread_mutex_unlock(&pay->mutex);
+}
+
+void pay_key_bound(pay_t *pay, const char *key_id, const char *merchant_id) {
+    char *copy = pc_strdup(merchant_id);
+    void *old = NULL;
+    pthread_mutex_lock(&pay->mutex);
+    if (copy == NULL || pay_map_put(&pay->key_merchants, key_id, copy, &old) != PC_OK) old = copy;
+    pthread_mutex_unlock(&pay->mutex);
+    free(old);
+}
+
+static void binding_load(const char *name, const store_pay_lookup_t *lookup, void *ctx) {
+    pay_t *pay = ctx;
+    pay_key_bound(pay, name + strlen("key:"), lookup->object_id);
+}
+
+static void merchant_free(void *value) {
+    pay_merchant_t *merchant = value;
+    if (merchant != NULL) free(merchant->doc);
+    free(merchant);
+}
+
+static pc_status runtime_init(pay_t *pay) {
+    pthread_mutex_init(&pay->mutex, NULL);
+    pthread_mutex_init(&pay->readers_mutex, NULL);
+    pthread_cond_init(&pay->flows_idle, NULL);
+    pthread_cond_init(&pay->recovery_wake, NULL);
+    pc_status status = pay_map_init(&pay->busy, PAY_MAP_BUCKETS);
+    if (status == PC_OK) status = pay_map_init(&pay->key_merchants, 1024);
+    if (status == PC_OK) status = pay_map_init(&pay->merchants, 4096);
+    if (status == PC_OK) status = pay_map_init(&pay->accounts_known, PAY_MAP_BUCKETS);
+    if (status == PC_OK) status = pay_map_init(&pay->holds, PAY_MAP_BUCKETS);
+    three_ds_parse(pay, pay->config.three_ds_prefixes);
+    return status;
+}
+
+static void runtime_free(pay_t *pay) {
+    pay_map_free(&pay->busy, NULL);
+    pay_map_free(&pay->key_merchants, free);
+    pay_map_free(&pay->merchants, merchant_free);
+    pay_map_free(&pay->accounts_known, NULL);
+    pay_map_free(&pay->holds, free);
+    for (uint32_t i = 0; i < pay->reader_count; i++) store_reader_close(pay->readers[i]);
+    pthread_cond_destroy(&pay->recovery_wake);
+    pthread_cond_destroy(&pay->flows_idle);
+    pthread_mutex_destroy(&pay->readers_mutex);
+    pthread_mutex_destroy(&pay->mutex);
+    free(pay);
+}
+
+static pc_status gateway_listener(void *ctx, const gw_update_t *update) { return pay_bank_update(ctx, update); }
+
+pc_status pay_start(pay_t **out, const pay_config_t *config) {
+    pay_t *pay = calloc(1, sizeof *pay);
+    if (pay == NULL) return PC_NO_MEMORY;
+    pay->config = *config;
+    if (pay->config.authorization_window_s == 0) pay->config.authorization_window_s = PAY_AUTHORIZATION_WINDOW_S_DEFAULT;
+    if (pay->config.recovery_interval_ms == 0) pay->config.recovery_interval_ms = PAY_RECOVERY_MS_DEFAULT;
+    pc_status status = runtime_init(pay);
+    store_reader_t *reader = status == PC_OK ? pay_reader_acquire(pay) : NULL;
+    if (status == PC_OK && reader == NULL) status = PC_STORE_READ_FAILED;
+    if (status == PC_OK) status = store_pay_lookups_prefix(reader, "key:", binding_load, pay);
+    pay_reader_release(pay, reader);
+    if (status == PC_OK) status = pay_holds_load(pay);
+    if (status == PC_OK) status = pay_recovery_start(pay);
+    if (status != PC_OK) {
+        obs_logf(OBS_LEVEL_ERROR, "payments: cannot start: %s", pc_status_code(status));
+        runtime_free(pay);
+        return status;
+    }
+    if (pay->config.gateway != NULL) gw_set_update_listener(pay->config.gateway, gateway_listener, pay);
+    *out = pay;
+    return PC_OK;
+}
+
+void pay_stop(pay_t *pay) {
+    if (pay == NULL) return;
+    if (pay->config.gateway != NULL) gw_set_update_listener(pay->config.gateway, NULL, NULL);
+    pthread_mutex_lock(&pay->mutex);
+    pay->stopping = true;
+    pthread_mutex_unlock(&pay->mutex);
+    pay_recovery_stop(pay);
+    pthread_mutex_lock(&pay->mutex);
+    while (pay->flows > 0) pthread_cond_wait(&pay->flows_idle, &pay->mutex);
+    pthread_mutex_unlock(&pay->mutex);
+    runtime_free(pay);
+}
+
+/* ---- replies ---- */
+
+void pay_reply_error(pay_reply_t *out, pc_status status, const char *field, const char *message) {
+    json_decref(out->body);
+    memset(out, 0, sizeof(*out));
+    out->status = status;
+    out->http_status = pc_status_http(status);
+    snprintf(out->field, sizeof out->field, "%s", field ? field : "");
+    snprintf(out->message, sizeof out->message, "%s", message ? message : "");
+}
+
+void pay_reply_object(pay_reply_t *out, int http_status, json_t *body) {
+    json_decref(out->body);
+    memset(out, 0, sizeof(*out));
+    out->status = body != NULL ? PC_OK : PC_NO_MEMORY;
+    out->http_status = body != NULL ? http_status : 503;
+    out->body = body;
+}
+
+void pay_reply_state_conflict(pay_reply_t *out, pay_state state, const char *what) {
+    char message[192];
+    snprintf(message, sizeof message, "the payment is %s: %s is not allowed", pay_state_name(state), what);
+    pay_reply_error(out, PC_PAYMENT_STATE_CONFLICT, NULL, message);
+    snprintf(out->state, sizeof out->state, "%s", pay_state_name(state));
+}
+
+void pay_reply_clear(pay_reply_t *reply) {
+    json_decref(reply->body);
+    reply->body = NULL;
+}
+
+pc_status pay_event_emit(store_tx_t *tx, const char *type, const char *object_id, uint32_t version,
+                         const json_t *object, const char *merchant_id) {
+    /* The seam of the events outbox (src/events/): when it is built, this writes the
+     * event row into 'tx' (events_emit), so an event exists if and only if its change
+     * committed. Until then nothing is emitted. */
+    (void)tx;
+    (void)type;
+    (void)object_id;
+    (void)version;
+    (void)object;
+    (void)merchant_id;
+    return PC_OK;
+}

@@ -1,0 +1,52 @@
+/* payments/vault.h: the card vault (PCI DSS: the card number unreadable at rest).
+ *
+ * A card number is encrypted on entry with XChaCha20-Poly1305 (libsodium AEAD) under a
+ * data key; the data key is stored in the database wrapped by a key-encryption key that
+ * lives outside it, in a key file (mode 0600, `serve --vault-key FILE`). The database
+ * keeps the ciphertext, the data key's id (for rotation), the BIN (first 6 digits), the
+ * last 4 and a keyed fingerprint (BLAKE2b under a fingerprint key wrapped the same
+ * way), so the same card is recognised across payments without being stored. The CVC
+ * is never stored anywhere, not even encrypted. Only the connector's call needs the
+ * number again: vault_reveal, and the caller wipes it once the request is queued.
+ *
+ * Threads: after vault_open every function is safe from any thread (the keys are
+ * read-only then). */
+#ifndef PAYCORE_VAULT_H
+#define PAYCORE_VAULT_H
+
+#include <stdint.h>
+
+#include "paycore/limits.h"
+#include "paycore/status.h"
+#include "store/store.h"
+#include "store/store_payments.h"
+#include "writer/writer.h"
+
+typedef struct vault vault_t;
+
+typedef struct {
+    const char *key_path;   /* the key-encryption key file (hex, 0600); made when missing
+                               while the database holds no card key yet */
+    store_t *store;         /* borrowed: a reader loads the wrapped keys */
+    writer_t *writer;       /* borrowed: a new database's keys are written through it */
+} vault_config_t;
+
+/* Loads (or, on a database without them, makes and stores) the data and fingerprint
+ * keys. A key file that is missing while keys exist: PC_VAULT_KEY_MISSING; one that
+ * does not unwrap them: PC_VAULT_KEY_MISMATCH; an unreadable file: PC_KEY_FILE_INVALID. */
+PC_MUST_USE pc_status vault_open(vault_t **out, const vault_config_t *config);
+void vault_close(vault_t *vault);  /* wipes the keys */
+
+/* Encrypts a validated card number into 'out' (a new random token; ciphertext, BIN,
+ * last 4, fingerprint; never the number in clear). The row is the caller's to store
+ * (store_vault_card_put) in the transaction of the payment that uses it. */
+PC_MUST_USE pc_status vault_tokenize(vault_t *vault, const char *number, uint32_t exp_month, uint32_t exp_year,
+                                     store_vault_card_t *out);
+/* The keyed fingerprint of a card number (64 hex digits). */
+void vault_fingerprint(vault_t *vault, const char *number, char out[65]);
+/* Decrypts 'card' into 'number_out' (GW_CARD_NUMBER_SIZE bytes): for the connector's
+ * call only; the caller wipes it (sodium_memzero) as soon as the request is queued. */
+PC_MUST_USE pc_status vault_reveal(vault_t *vault, const store_vault_card_t *card, char *number_out,
+                                   size_t number_size);
+
+#endif

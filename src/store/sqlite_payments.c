@@ -1,0 +1,373 @@
+/* store/sqlite_payments.c: the payments layer's tables in the SQLite backend.
+ * Objects (merchants, payments, operations, wallets, payouts) are a row each: the
+ * columns the listings and recovery need, plus the payments layer's JSON document.
+ * Lookups map unique names (an Idempotency-Key, a risk decision, a channel attempt's
+ * key) to objects. The vault's rows hold ciphertext only: a card number never reaches
+ * this file in clear. Writes run on the writer thread inside the batch transaction. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/sqlite_internal.h"
+#include "store/store_payments.h"
+
+const char *store_sqlite_payments_schema(void) {
+    return "CREATE TABLE IF NOT EXISTS pay_objects("
+           "  id TEXT PRIMARY KEY,"
+           "  kind TEXT NOT NULL,"
+           "  merchant_id TEXT NOT NULL,"
+           "  parent_id TEXT NOT NULL,"
+           "  status TEXT NOT NULL,"
+           "  created_ns INTEGER NOT NULL,"
+           "  updated_ns INTEGER NOT NULL,"
+           "  version INTEGER NOT NULL,"
+           "  doc TEXT NOT NULL) WITHOUT ROWID;"
+           "CREATE INDEX IF NOT EXISTS pay_objects_merchant"
+           "  ON pay_objects(kind, merchant_id, created_ns, id);"
+           "CREATE INDEX IF NOT EXISTS pay_objects_kind ON pay_objects(kind, created_ns, id);"
+           "CREATE INDEX IF NOT EXISTS pay_objects_parent ON pay_objects(parent_id, created_ns, id)"
+           "  WHERE parent_id <> '';"
+           "CREATE INDEX IF NOT EXISTS pay_objects_pending ON pay_objects(kind, created_ns)"
+           "  WHERE status = 'pending';"
+           "CREATE TABLE IF NOT EXISTS pay_lookups("
+           "  name TEXT PRIMARY KEY,"
+           "  object_id TEXT NOT NULL,"
+           "  extra BLOB) WITHOUT ROWID;"
+           "CREATE TABLE IF NOT EXISTS vault_keys("
+           "  id TEXT PRIMARY KEY,"
+           "  kind TEXT NOT NULL,"
+           "  kek_id TEXT NOT NULL,"
+           "  wrapped BLOB NOT NULL,"
+           "  created_ns INTEGER NOT NULL) WITHOUT ROWID;"
+           "CREATE TABLE IF NOT EXISTS vault_cards("
+           "  token TEXT PRIMARY KEY,"
+           "  data_key_id TEXT NOT NULL,"
+           "  nonce BLOB NOT NULL,"
+           "  ciphertext BLOB NOT NULL,"
+           "  bin TEXT NOT NULL,"
+           "  last4 TEXT NOT NULL,"
+           "  exp_month INTEGER NOT NULL,"
+           "  exp_year INTEGER NOT NULL,"
+           "  fingerprint TEXT NOT NULL,"
+           "  created_ns INTEGER NOT NULL) WITHOUT ROWID;";
+}
+
+static pc_status prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out, pc_status failure) {
+    if (db == NULL) return PC_INTERNAL;
+    return sqlite3_prepare_v2(db, sql, -1, out, NULL) == SQLITE_OK ? PC_OK : failure;
+}
+
+static pc_status step_done(sqlite3_stmt *stmt) {
+    int rc = sqlite3_step(stmt);
+    sqlite3_finalize(stmt);
+    return rc == SQLITE_DONE ? PC_OK : PC_STORE_COMMIT_FAILED;
+}
+
+void store_pay_object_free(store_pay_object_t *object) {
+    if (object == NULL) return;
+    free(object->doc);
+    object->doc = NULL;
+    object->doc_bytes = 0;
+}
+
+pc_status store_pay_object_put(store_tx_t *tx, const store_pay_object_t *o) {
+    sqlite3_stmt *stmt;
+    if (prepare(store_sqlite_tx_db(tx),
+                "INSERT OR REPLACE INTO pay_objects(id, kind, merchant_id, parent_id, status,"
+                " created_ns, updated_ns, version, doc) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+                &stmt, PC_STORE_COMMIT_FAILED) != PC_OK) {
+        return PC_STORE_COMMIT_FAILED;
+    }
+    sqlite3_bind_text(stmt, 1, o->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, o->kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 3, o->merchant_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 4, o->parent_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 5, o->status, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 6, (sqlite3_int64)o->created_ns);
+    sqlite3_bind_int64(stmt, 7, (sqlite3_int64)o->updated_ns);
+    sqlite3_bind_int64(stmt, 8, (sqlite3_int64)o->version);
+    sqlite3_bind_text(stmt, 9, o->doc, o->doc_bytes ? (int)o->doc_bytes : -1, SQLITE_STATIC);
+    return step_done(stmt);
+}
+
+#define OBJECT_COLUMNS "id, kind, merchant_id, parent_id, status, created_ns, updated_ns, version, doc"
+
+/* Columns of OBJECT_COLUMNS into 'out'; the doc is borrowed from the statement. */
+static void object_from_row(sqlite3_stmt *stmt, store_pay_object_t *out) {
+    memset(out, 0, sizeof(*out));
+    store_sqlite_text_copy(out->id, sizeof out->id, stmt, 0);
+    store_sqlite_text_copy(out->kind, sizeof out->kind, stmt, 1);
+    store_sqlite_text_copy(out->merchant_id, sizeof out->merchant_id, stmt, 2);
+    store_sqlite_text_copy(out->parent_id, sizeof out->parent_id, stmt, 3);
+    store_sqlite_text_copy(out->status, sizeof out->status, stmt, 4);
+    out->created_ns = (uint64_t)sqlite3_column_int64(stmt, 5);
+    out->updated_ns = (uint64_t)sqlite3_column_int64(stmt, 6);
+    out->version = (uint32_t)sqlite3_column_int64(stmt, 7);
+    out->doc = (char *)sqlite3_column_text(stmt, 8);
+    out->doc_bytes = (size_t)sqlite3_column_bytes(stmt, 8);
+}
+
+pc_status store_pay_object_get(store_reader_t *reader, const char *id, store_pay_object_t *out) {
+    sqlite3_stmt *stmt;
+    memset(out, 0, sizeof(*out));
+    if (prepare(store_sqlite_reader_db(reader), "SELECT " OBJECT_COLUMNS " FROM pay_objects WHERE id = ?1",
+                &stmt, PC_STORE_READ_FAILED) != PC_OK) {
+        return PC_STORE_READ_FAILED;
+    }
+    sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(stmt);
+    pc_status status = rc == SQLITE_ROW ? PC_OK : rc == SQLITE_DONE ? PC_NOT_FOUND : PC_STORE_READ_FAILED;
+    if (status == PC_OK) {
+        object_from_row(stmt, out);
+        char *doc = malloc(out->doc_bytes + 1);
+        if (doc == NULL) {
+            status = PC_NO_MEMORY;
+            out->doc = NULL;
+        } else {
+            memcpy(doc, out->doc ? out->doc : "", out->doc_bytes);
+            doc[out->doc_bytes] = '\0';
+            out->doc = doc;
+        }
+    }
+    sqlite3_finalize(stmt);
+    return status;
+}
+
+/* The created_ns of 'id' when it belongs to the listing's kind; PC_NOT_FOUND otherwise. */
+static pc_status cursor_find(sqlite3 *db, const store_pay_query_t *q, uint64_t *created_ns) {
+    sqlite3_stmt *stmt;
+    if (prepare(db, "SELECT created_ns, merchant_id FROM pay_objects WHERE id = ?1 AND kind = ?2", &stmt,
+                PC_STORE_READ_FAILED) != PC_OK) {
+        return PC_STORE_READ_FAILED;
+    }
+    sqlite3_bind_text(stmt, 1, q->starting_after, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, q->kind, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(stmt);
+    pc_status status = rc == SQLITE_ROW ? PC_OK : rc == SQLITE_DONE ? PC_NOT_FOUND : PC_STORE_READ_FAILED;
+    if (status == PC_OK) {
+        *created_ns = (uint64_t)sqlite3_column_int64(stmt, 0);
+        const char *merchant = (const char *)sqlite3_column_text(stmt, 1);
+        if (q->merchant_id != NULL && (merchant == NULL || strcmp(merchant, q->merchant_id) != 0)) {
+            status = PC_NOT_FOUND; /* another merchant's object is no cursor of this listing */
+        }
+    }
+    sqlite3_finalize(stmt);
+    return status;
+}
+
+/* The listing's SQL: only the conditions that apply, so that the index serves it. */
+static void list_sql(const store_pay_query_t *q, bool cursor, char *sql, size_t sql_bytes) {
+    int n = snprintf(sql, sql_bytes, "SELECT " OBJECT_COLUMNS " FROM pay_objects WHERE kind = ?1");
+    if (q->merchant_id) n += snprintf(sql + n, sql_bytes - (size_t)n, " AND merchant_id = ?2");
+    if (q->parent_id) n += snprintf(sql + n, sql_bytes - (size_t)n, " AND parent_id = ?3");
+    /* 'pending' inline: the partial index of pending operations serves only a literal */
+    if (q->status && strcmp(q->status, "pending") == 0) n += snprintf(sql + n, sql_bytes - (size_t)n, " AND status = 'pending'");
+    else if (q->status) n += snprintf(sql + n, sql_bytes - (size_t)n, " AND status = ?4");
+    n += snprintf(sql + n, sql_bytes - (size_t)n, " AND created_ns >= ?5 AND created_ns < ?6");
+    if (cursor) {
+        n += snprintf(sql + n, sql_bytes - (size_t)n, q->descending ? " AND (created_ns, id) < (?7, ?8)"
+                                                                    : " AND (created_ns, id) > (?7, ?8)");
+    }
+    snprintf(sql + n, sql_bytes - (size_t)n, q->descending ? " ORDER BY created_ns DESC, id DESC LIMIT ?9"
+                                                           : " ORDER BY created_ns, id LIMIT ?9");
+}
+
+pc_status store_pay_objects_list(store_reader_t *reader, const store_pay_query_t *q,
+                                 store_pay_object_fn fn, void *ctx, bool *has_more) {
+    sqlite3 *db = store_sqlite_reader_db(reader);
+    *has_more = false;
+    uint64_t cursor_ns = 0;
+    if (q->starting_after != NULL) {
+        pc_status status = cursor_find(db, q, &cursor_ns);
+        if (status != PC_OK) return status;
+    }
+    char sql[512];
+    list_sql(q, q->starting_after != NULL, sql, sizeof sql);
+    sqlite3_stmt *stmt;
+    if (prepare(db, sql, &stmt, PC_STORE_READ_FAILED) != PC_OK) return PC_STORE_READ_FAILED;
+    sqlite3_bind_text(stmt, 1, q->kind, -1, SQLITE_STATIC);
+    if (q->merchant_id) sqlite3_bind_text(stmt, 2, q->merchant_id, -1, SQLITE_STATIC);
+    if (q->parent_id) sqlite3_bind_text(stmt, 3, q->parent_id, -1, SQLITE_STATIC);
+    if (q->status && strcmp(q->status, "pending") != 0) sqlite3_bind_text(stmt, 4, q->status, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 5, (sqlite3_int64)q->created_from_ns);
+    sqlite3_bind_int64(stmt, 6, q->created_to_ns ? (sqlite3_int64)q->created_to_ns : INT64_MAX);
+    if (q->starting_after) {
+        sqlite3_bind_int64(stmt, 7, (sqlite3_int64)cursor_ns);
+        sqlite3_bind_text(stmt, 8, q->starting_after, -1, SQLITE_STATIC);
+    }
+    sqlite3_bind_int64(stmt, 9, q->limit ? (sqlite3_int64)q->limit + 1 : -1);
+    uint32_t rows = 0;
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (q->limit != 0 && rows == q->limit) {
+            *has_more = true;
+            break;
+        }
+        store_pay_object_t object;
+        object_from_row(stmt, &object);
+        fn(&object, ctx);
+        rows++;
+    }
+    sqlite3_finalize(stmt);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
+}
+
+pc_status store_pay_lookup_put(store_tx_t *tx, const char *name, const char *object_id,
+                               const uint8_t *extra, size_t extra_bytes) {
+    sqlite3_stmt *stmt;
+    sqlite3 *db = store_sqlite_tx_db(tx);
+    if (prepare(db, "INSERT OR IGNORE INTO pay_lookups(name, object_id, extra) VALUES(?1, ?2, ?3)", &stmt,
+                PC_STORE_COMMIT_FAILED) != PC_OK) {
+        return PC_STORE_COMMIT_FAILED;
+    }
+    sqlite3_bind_text(stmt, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, object_id, -1, SQLITE_STATIC);
+    if (extra_bytes > 0) sqlite3_bind_blob(stmt, 3, extra, (int)extra_bytes, SQLITE_STATIC);
+    else sqlite3_bind_null(stmt, 3);
+    pc_status status = step_done(stmt);
+    if (status == PC_OK && sqlite3_changes(db) == 0) status = PC_EXISTS;
+    return status;
+}
+
+static void lookup_from_row(sqlite3_stmt *stmt, int first, store_pay_lookup_t *out) {
+    memset(out, 0, sizeof(*out));
+    store_sqlite_text_copy(out->object_id, sizeof out->object_id, stmt, first);
+    int bytes = sqlite3_column_bytes(stmt, first + 1);
+    if (bytes > 0 && (size_t)bytes <= sizeof out->extra) {
+        memcpy(out->extra, sqlite3_column_blob(stmt, first + 1), (size_t)bytes);
+        out->extra_bytes = (size_t)bytes;
+    }
+}
+
+pc_status store_pay_lookup_get(store_reader_t *reader, const char *name, store_pay_lookup_t *out) {
+    sqlite3_stmt *stmt;
+    memset(out, 0, sizeof(*out));
+    if (prepare(store_sqlite_reader_db(reader), "SELECT object_id, extra FROM pay_lookups WHERE name = ?1",
+                &stmt, PC_STORE_READ_FAILED) != PC_OK) {
+        return PC_STORE_READ_FAILED;
+    }
+    sqlite3_bind_text(stmt, 1, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(stmt);
+    pc_status status = rc == SQLITE_ROW ? PC_OK : rc == SQLITE_DONE ? PC_NOT_FOUND : PC_STORE_READ_FAILED;
+    if (status == PC_OK) lookup_from_row(stmt, 0, out);
+    sqlite3_finalize(stmt);
+    return status;
+}
+
+pc_status store_pay_lookups_prefix(store_reader_t *reader, const char *prefix, store_pay_lookup_fn fn,
+                                   void *ctx) {
+    sqlite3_stmt *stmt;
+    if (prepare(store_sqlite_reader_db(reader),
+                "SELECT name, object_id, extra FROM pay_lookups WHERE name >= ?1 AND name < ?1 || char(1114111)"
+                " ORDER BY name", &stmt, PC_STORE_READ_FAILED) != PC_OK) {
+        return PC_STORE_READ_FAILED;
+    }
+    sqlite3_bind_text(stmt, 1, prefix, -1, SQLITE_STATIC);
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(stmt, 0);
+        if (name == NULL || strncmp(name, prefix, strlen(prefix)) != 0) continue;
+        store_pay_lookup_t lookup;
+        lookup_from_row(stmt, 1, &lookup);
+        fn(name, &lookup, ctx);
+    }
+    sqlite3_finalize(stmt);
+    return rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
+}
+
+/* ---- the vault ---- */
+
+pc_status store_vault_key_put(store_tx_t *tx, const store_vault_key_t *key) {
+    sqlite3_stmt *stmt;
+    if (prepare(store_sqlite_tx_db(tx),
+                "INSERT OR REPLACE INTO vault_keys(id, kind, kek_id, wrapped, created_ns) VALUES(?1,?2,?3,?4,?5)",
+                &stmt, PC_STORE_COMMIT_FAILED) != PC_OK) {
+        return PC_STORE_COMMIT_FAILED;
+    }
+    sqlite3_bind_text(stmt, 1, key->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, key->kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 3, key->kek_id, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(stmt, 4, key->wrapped, (int)key->wrapped_bytes, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 5, (sqlite3_int64)key->created_ns);
+    return step_done(stmt);
+}
+
+pc_status store_vault_keys_list(store_reader_t *reader, store_vault_key_fn fn, void *ctx) {
+    sqlite3_stmt *stmt;
+    if (prepare(store_sqlite_reader_db(reader),
+                "SELECT id, kind, kek_id, wrapped, created_ns FROM vault_keys ORDER BY created_ns, id", &stmt,
+                PC_STORE_READ_FAILED) != PC_OK) {
+        return PC_STORE_READ_FAILED;
+    }
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        store_vault_key_t key;
+        memset(&key, 0, sizeof key);
+        store_sqlite_text_copy(key.id, sizeof key.id, stmt, 0);
+        store_sqlite_text_copy(key.kind, sizeof key.kind, stmt, 1);
+        store_sqlite_text_copy(key.kek_id, sizeof key.kek_id, stmt, 2);
+        int bytes = sqlite3_column_bytes(stmt, 3);
+        if (bytes < 0 || (size_t)bytes > sizeof key.wrapped) continue;
+        memcpy(key.wrapped, sqlite3_column_blob(stmt, 3), (size_t)bytes);
+        key.wrapped_bytes = (size_t)bytes;
+        key.created_ns = (uint64_t)sqlite3_column_int64(stmt, 4);
+        fn(&key, ctx);
+    }
+    sqlite3_finalize(stmt);
+    return rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
+}
+
+pc_status store_vault_card_put(store_tx_t *tx, const store_vault_card_t *card) {
+    sqlite3_stmt *stmt;
+    if (prepare(store_sqlite_tx_db(tx),
+                "INSERT OR IGNORE INTO vault_cards(token, data_key_id, nonce, ciphertext, bin, last4,"
+                " exp_month, exp_year, fingerprint, created_ns) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+                &stmt, PC_STORE_COMMIT_FAILED) != PC_OK) {
+        return PC_STORE_COMMIT_FAILED;
+    }
+    sqlite3_bind_text(stmt, 1, card->token, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, card->data_key_id, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(stmt, 3, card->nonce, (int)sizeof card->nonce, SQLITE_STATIC);
+    sqlite3_bind_blob(stmt, 4, card->ciphertext, (int)card->ciphertext_bytes, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 5, card->bin, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 6, card->last4, -1, SQLITE_STATIC);
+    sqlite3_bind_int(stmt, 7, (int)card->exp_month);
+    sqlite3_bind_int(stmt, 8, (int)card->exp_year);
+    sqlite3_bind_text(stmt, 9, card->fingerprint, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 10, (sqlite3_int64)card->created_ns);
+    return step_done(stmt);
+}
+
+pc_status store_vault_card_get(store_reader_t *reader, const char *token, store_vault_card_t *out) {
+    sqlite3_stmt *stmt;
+    memset(out, 0, sizeof(*out));
+    if (prepare(store_sqlite_reader_db(reader),
+                "SELECT token, data_key_id, nonce, ciphertext, bin, last4, exp_month, exp_year, fingerprint,"
+                " created_ns FROM vault_cards WHERE token = ?1", &stmt, PC_STORE_READ_FAILED) != PC_OK) {
+        return PC_STORE_READ_FAILED;
+    }
+    sqlite3_bind_text(stmt, 1, token, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(stmt);
+    pc_status status = rc == SQLITE_ROW ? PC_OK : rc == SQLITE_DONE ? PC_NOT_FOUND : PC_STORE_READ_FAILED;
+    if (status == PC_OK) {
+        store_sqlite_text_copy(out->token, sizeof out->token, stmt, 0);
+        store_sqlite_text_copy(out->data_key_id, sizeof out->data_key_id, stmt, 1);
+        int nonce_bytes = sqlite3_column_bytes(stmt, 2);
+        int ct_bytes = sqlite3_column_bytes(stmt, 3);
+        if (nonce_bytes != (int)sizeof out->nonce || ct_bytes < 0 || (size_t)ct_bytes > sizeof out->ciphertext) {
+            status = PC_STORE_CORRUPT;
+        } else {
+            memcpy(out->nonce, sqlite3_column_blob(stmt, 2), sizeof out->nonce);
+            memcpy(out->ciphertext, sqlite3_column_blob(stmt, 3), (size_t)ct_bytes);
+            out->ciphertext_bytes = (size_t)ct_bytes;
+        }
+        store_sqlite_text_copy(out->bin, sizeof out->bin, stmt, 4);
+        store_sqlite_text_copy(out->last4, sizeof out->last4, stmt, 5);
+        out->exp_month = (uint32_t)sqlite3_column_int(stmt, 6);
+        out->exp_year = (uint32_t)sqlite3_column_int(stmt, 7);
+        store_sqlite_text_copy(out->fingerprint, sizeof out->fingerprint, stmt, 8);
+        out->created_ns = (uint64_t)sqlite3_column_int64(stmt, 9);
+    }
+    sqlite3_finalize(stmt);
+    return status;
+}
