@@ -6,10 +6,11 @@
  *   ledger_owner batch=N … baseline=ledger_admin …   the same work as a merchant key's:
  *     every account checked against the owner's grants in the writer (ratio ~1: the
  *     cost of the ownership check)
- *   ledger_owner_apply batch=N … check_ns_per_transfer=… baseline=ledger_admin_apply …
+ *   ledger_owner_apply batch=N … check_ns_per_transfer=… share_of_durable=… baseline=…
  *     the ledger's apply alone, in memory, in commands of N events as the writer makes
  *     them, as an admin and as the owner: the check's own cost, measured in this
- *     thread's CPU time (other load on the machine and the disk do not count)
+ *     thread's CPU time (other load on the machine and the disk do not count), and its
+ *     share of a durable transfer of the same run (batch=N's figure)
  *   ledger_memory accounts=1000000 peak_rss_mib=…
  * The baseline is what a careful engineer writes first: WAL, synchronous=FULL,
  * prepared statements, per transfer two UPDATEs and one INSERT, N per transaction.
@@ -282,7 +283,8 @@ static void figure_owner(const char *shape, uint32_t accounts, double owner_per_
 
 /* Interleaved rounds (the disk's mood hits all three): plain SQLite, paycore as an
  * admin, paycore as the merchant owning every account. */
-static void figure_batch(const bench_config *config, paycore_t *p, sqlite3 *base, uint32_t batch, int rounds) {
+/* Returns paycore's figure (transfers per second, as an admin). */
+static double figure_batch(const bench_config *config, paycore_t *p, sqlite3 *base, uint32_t batch, int rounds) {
     double paycore_sum = 0, owner_sum = 0, baseline_sum = 0, seconds = config->seconds_per_figure / rounds;
     for (int round = 0; round < rounds; round++) {
         baseline_sum += baseline_run(base, config->accounts, batch, seconds);
@@ -298,6 +300,7 @@ static void figure_batch(const bench_config *config, paycore_t *p, sqlite3 *base
     snprintf(shape, sizeof shape, "batch=%u", batch);
     figure_owner(shape, config->accounts, owner_sum / rounds, paycore_per_s);
     fflush(stdout);
+    return paycore_per_s;
 }
 
 static void figure_concurrent(const bench_config *config, paycore_t *p, sqlite3 *base, int rounds) {
@@ -359,8 +362,9 @@ static double apply_ns_per_transfer(ledger_t *ledger, writer_grants_t *grants, c
 
 /* The ledger's apply in memory (no store, no disk, no other thread), as an admin and
  * as the owner of every account, alternating; CPU time of this thread; best round of
- * each. What the ownership check costs per transfer, against what applying costs. */
-static void figure_owner_apply(uint32_t account_count, uint32_t batch) {
+ * each. What the ownership check costs per transfer, against what applying costs and
+ * against a durable transfer of the same run ('durable_per_s', the batch's figure). */
+static void figure_owner_apply(uint32_t account_count, uint32_t batch, double durable_per_s) {
     ledger_t *ledger;
     writer_grants_t *grants;
     if (ledger_open(&ledger) != PC_OK || writer_grants_open(&grants) != PC_OK) abort();
@@ -394,9 +398,11 @@ static void figure_owner_apply(uint32_t account_count, uint32_t batch) {
             if (ns < *best) *best = ns;
         }
     }
-    printf("ledger_owner_apply batch=%u accounts=%u check_ns_per_transfer=%.1f transfers_per_cpu_s=%.0f "
-           "baseline=ledger_admin_apply baseline_per_cpu_s=%.0f ratio=%.3f\n", batch, account_count,
-           owner_ns - admin_ns, 1e9 / owner_ns, 1e9 / admin_ns, admin_ns / owner_ns);
+    double durable_ns = 1e9 / durable_per_s;
+    printf("ledger_owner_apply batch=%u accounts=%u check_ns_per_transfer=%.1f durable_ns_per_transfer=%.0f "
+           "share_of_durable=%.4f transfers_per_cpu_s=%.0f baseline=ledger_admin_apply baseline_per_cpu_s=%.0f "
+           "ratio=%.3f\n", batch, account_count, owner_ns - admin_ns, durable_ns, (owner_ns - admin_ns) / durable_ns,
+           1e9 / owner_ns, 1e9 / admin_ns, admin_ns / owner_ns);
     fflush(stdout);
     writer_grants_close(grants);
     ledger_close(ledger);
@@ -448,14 +454,14 @@ static void run_accounts(bench_config *config, uint32_t account_count, int round
     sqlite3 *base = baseline_open(config, "baseline");
     paycore_t p = {0};
     paycore_open(&p, config, "paycore");
-    figure_batch(config, &p, base, 1, rounds);
-    figure_batch(config, &p, base, 100, rounds);
-    figure_batch(config, &p, base, LEDGER_BATCH_EVENTS_MAX, rounds);
+    double single_per_s = figure_batch(config, &p, base, 1, rounds);
+    (void)figure_batch(config, &p, base, 100, rounds);
+    double batch_per_s = figure_batch(config, &p, base, LEDGER_BATCH_EVENTS_MAX, rounds);
     if (concurrent) figure_concurrent(config, &p, base, rounds);
     paycore_close(&p);
     sqlite3_close(base);
-    figure_owner_apply(account_count, 1);
-    figure_owner_apply(account_count, LEDGER_BATCH_EVENTS_MAX);
+    figure_owner_apply(account_count, 1, single_per_s);
+    figure_owner_apply(account_count, LEDGER_BATCH_EVENTS_MAX, batch_per_s);
 }
 
 int main(int argc, char **argv) {
