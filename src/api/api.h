@@ -147,6 +147,9 @@ void api_submit(api_request_t *req, writer_cmd_t *cmd, api_in_tx_fn in_tx, api_d
 void api_defer(api_request_t *req);
 void api_resume(api_request_t *req);
 PC_MUST_USE pc_status api_deferred_idem_put(api_request_t *req, store_tx_t *tx);
+/* After that transaction: counts the stored reply's room against its key when it
+ * committed (the idempotency budget, --idempotency-key-max-bytes). */
+void api_deferred_committed(api_request_t *req, bool committed);
 /* An error reply with one more string field in the error object (e.g. the current
  * state of a payment a request conflicts with). */
 void api_reply_error_with(api_request_t *req, int http_status, pc_status status, const char *field,

@@ -102,6 +102,7 @@ static pc_status deferred_in_tx(void *ctx, store_tx_t *tx, const pay_reply_t *re
 
 static void deferred_done(void *ctx, const pay_reply_t *reply) {
     api_request_t *req = ctx;
+    api_deferred_committed(req, req->deferred_rendered && reply->status == PC_OK);
     if (!req->deferred_rendered || reply->status != PC_OK) reply_set(req, reply);
     api_resume(req);
 }

@@ -372,9 +372,11 @@ void api_resume(api_request_t *req) {
 
 pc_status api_deferred_idem_put(api_request_t *req, store_tx_t *tx) {
     if (req->idem_key == NULL || !atomic_load(&req->replied)) return PC_OK;
-    store_api_idem_t record = {.http_status = req->http_status, .created_ns = pc_wall_ns()};
-    memcpy(record.request_hash, req->idem_hash, 32);
-    record.body = req->reply_body;
-    record.body_bytes = req->reply_bytes;
-    return record.body != NULL ? store_api_idem_put(tx, req->caller.id, req->idem_key, &record) : PC_NO_MEMORY;
+    if (req->reply_body == NULL) return PC_NO_MEMORY;
+    return api_idem_store(req, tx, req->reply_body, req->reply_bytes);
+}
+
+void api_deferred_committed(api_request_t *req, bool committed) {
+    if (committed) api_idem_committed(req);
+    req->idem_bytes_delta = 0;
 }
