@@ -272,8 +272,26 @@ static bool key_valid(const char *key) {
     return bytes > 0 && bytes < GW_KEY_SIZE && pc_id_valid(key);
 }
 
+/* 'bytes' upper-case letters and a NUL: "EUR", "DE". */
+static bool upper_code(const char *s, size_t bytes) {
+    for (size_t i = 0; i < bytes; i++) {
+        if (s[i] < 'A' || s[i] > 'Z') return false;
+    }
+    return s[bytes] == '\0';
+}
+
+/* Text fields end inside their arrays (a caller's unterminated copy is refused, not read past). */
+static bool terminated(const gw_request_t *r) {
+    return memchr(r->method, '\0', sizeof r->method) && memchr(r->card.number, '\0', sizeof r->card.number) &&
+           memchr(r->card.cvc, '\0', sizeof r->card.cvc) && memchr(r->wallet_id, '\0', sizeof r->wallet_id) &&
+           memchr(r->bank.routing_number, '\0', sizeof r->bank.routing_number) &&
+           memchr(r->bank.account_number, '\0', sizeof r->bank.account_number) &&
+           memchr(r->channel, '\0', sizeof r->channel) && memchr(r->challenge_code, '\0', sizeof r->challenge_code);
+}
+
 static bool routed_valid(const gw_request_t *r) {
-    if (r->amount_minor <= 0 || r->currency[0] == '\0' || r->method[0] == '\0') return false;
+    if (r->amount_minor <= 0 || !upper_code(r->currency, 3) || r->method[0] == '\0') return false;
+    if (r->country[0] != '\0' && !upper_code(r->country, 2)) return false;
     if (strcmp(r->method, "card") == 0) {
         return r->card.number[0] != '\0' && r->card.exp_month >= 1 && r->card.exp_month <= 12;
     }
@@ -284,7 +302,8 @@ static bool routed_valid(const gw_request_t *r) {
 
 /* Ids that go into a URL path must be plain ids. */
 static bool request_valid(const gw_request_t *r) {
-    if (r->op >= GW_OP_COUNT || !pc_id_valid(r->reference)) return false;
+    if (r->op >= GW_OP_COUNT || !pc_id_valid(r->reference) || !terminated(r)) return false;
+    if (r->currency[0] != '\0' && !upper_code(r->currency, 3)) return false;
     if (r->op == GW_OP_AUTHORIZE || r->op == GW_OP_PAYOUT) return routed_valid(r);
     if (r->channel[0] == '\0') return false;
     switch (r->op) {

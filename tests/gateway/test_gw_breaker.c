@@ -3,13 +3,45 @@
  * probe opens it again, and succeeding probes (as many as configured) close it; the
  * transitions show in /metrics and GET /v1/channels.
  * Method: two card simulators, priority card_a then card_b; card_a fails through a
- * scheduled outage (503) set and cleared at run time. States are polled, never slept
- * for. */
+ * scheduled outage (503) set and cleared at run time. The cool-down is an hour while
+ * a state is asserted (a slow machine never sees it end early) and is cut to 1 ms by
+ * a reload (breakers survive reloads) when the test wants it over; states are polled,
+ * never slept for. */
 #include "gw_test_util.h"
 
 static gwt_sim_t card_a, card_b;
 static gw_t *gw;
 static uint32_t ref_seq;
+
+static char config_path[512];
+static uint32_t failures_consecutive = 3;
+
+enum { COOLDOWN_LONG_MS = 3600000, COOLDOWN_SHORT_MS = 1 };
+
+static void write_config(uint32_t cooldown_ms) {
+    gwt_write(config_path,
+              "{\"channels\":[\n"
+              " {\"name\":\"card_a\",\"kind\":\"card\",\"url\":\"%s\",\"timeout_ms\":20000,\n"
+              "  \"breaker\":{\"failures_consecutive\":%u,\"error_rate_percent\":50,\"window_calls\":10,\n"
+              "              \"calls_min\":10,\"cooldown_ms\":%u,\"half_open_probes\":2}},\n"
+              " {\"name\":\"card_b\",\"kind\":\"card\",\"url\":\"%s\",\"timeout_ms\":20000}],\n"
+              "\"routing\":{\"strategy\":\"priority\",\"priority\":[\"card_a\",\"card_b\"],\"attempts_max\":2}}\n",
+              card_a.url, failures_consecutive, cooldown_ms, card_b.url);
+}
+
+static void reload(uint32_t cooldown_ms) {
+    write_config(cooldown_ms);
+    gw_config_error_t error;
+    pc_status status = gw_reload(gw, &error);
+    if (status != PC_OK) TEST_FAIL("reload: line %u: %s", error.line, error.message);
+}
+
+/* Ends card_a's cool-down now: half-open, and the long cool-down back for what follows. */
+static void end_cooldown(void) {
+    reload(COOLDOWN_SHORT_MS);
+    gwt_wait_breaker(gw, "card_a", "half_open");
+    reload(COOLDOWN_LONG_MS);
+}
 
 static gw_result_t pay(void) {
     char ref[PC_ID_SIZE];
@@ -50,7 +82,7 @@ static void test_consecutive_failures(void) {
     ASSERT_STR_EQ(r.decision.chosen, "card_b");
 
     /* cool-down over: half-open; the probe fails (still out): open again */
-    gwt_wait_breaker(gw, "card_a", "half_open");
+    end_cooldown();
     r = pay();
     ASSERT_EQ(r.attempt_count, 2);
     ASSERT_STR_EQ(r.attempts[0].channel, "card_a");
@@ -59,7 +91,8 @@ static void test_consecutive_failures(void) {
 
     /* card_a recovers: after the cool-down two probes succeed and close it */
     gwt_faults(&card_a, "{}");
-    gwt_wait_breaker(gw, "card_a", "half_open");
+    ASSERT_STR_EQ(gwt_breaker(gw, "card_a", state, sizeof state), "open"); /* until the cool-down ends */
+    end_cooldown();
     r = pay();
     ASSERT_STR_EQ(r.channel, "card_a");
     ASSERT_STR_EQ(gwt_breaker(gw, "card_a", state, sizeof state), "half_open"); /* 1 of 2 probes */
@@ -77,9 +110,9 @@ static void test_consecutive_failures(void) {
 static void test_probe_limit(void) {
     gwt_faults(&card_a, "{\"outages\":[{\"start_ms\":0,\"duration_ms\":600000}]}");
     for (int i = 0; i < 3; i++) (void)pay();
-    gwt_wait_breaker(gw, "card_a", "half_open");
+    end_cooldown();
     /* card_a now answers slowly: 64 payments at once, only 2 may probe it */
-    gwt_faults(&card_a, "{\"latency_p50_ms\":300,\"latency_p99_ms\":300}");
+    gwt_faults(&card_a, "{\"latency_p50_ms\":2000,\"latency_p99_ms\":2000}");
     enum { N = 64 };
     static gw_request_t requests[N];
     static gw_result_t results[N];
@@ -100,25 +133,11 @@ static void test_probe_limit(void) {
     gwt_faults(&card_a, "{}");
 }
 
-static char config_path[512];
-
-static void write_config(uint32_t failures_consecutive) {
-    gwt_write(config_path,
-              "{\"channels\":[\n"
-              " {\"name\":\"card_a\",\"kind\":\"card\",\"url\":\"%s\",\"timeout_ms\":20000,\n"
-              "  \"breaker\":{\"failures_consecutive\":%u,\"error_rate_percent\":50,\"window_calls\":10,\n"
-              "              \"calls_min\":10,\"cooldown_ms\":200,\"half_open_probes\":2}},\n"
-              " {\"name\":\"card_b\",\"kind\":\"card\",\"url\":\"%s\",\"timeout_ms\":20000}],\n"
-              "\"routing\":{\"strategy\":\"priority\",\"priority\":[\"card_a\",\"card_b\"],\"attempts_max\":2}}\n",
-              card_a.url, failures_consecutive, card_b.url);
-}
-
 /* The error-rate rule alone (consecutive failures off): half of 10 calls failing
  * opens it. */
 static void test_error_rate(void) {
-    write_config(0);
-    gw_config_error_t error;
-    ASSERT_STATUS(gw_reload(gw, &error), PC_OK);
+    failures_consecutive = 0;
+    reload(COOLDOWN_LONG_MS);
     gwt_faults(&card_a, "{\"error_rate\":0.5}"); /* 96: retryable, a failure */
     char state[32] = "closed";
     for (int i = 0; i < 200 && strcmp(state, "closed") == 0; i++) {
@@ -127,7 +146,7 @@ static void test_error_rate(void) {
     }
     ASSERT_STR_EQ(state, "open");
     gwt_faults(&card_a, "{}");
-    gwt_wait_breaker(gw, "card_a", "half_open");
+    end_cooldown();
     (void)pay();
     (void)pay();
     ASSERT_STR_EQ(gwt_breaker(gw, "card_a", state, sizeof state), "closed");
@@ -138,7 +157,7 @@ int main(void) {
     gwt_sim_start(&card_a, "card", "card_a", NULL, NULL);
     gwt_sim_start(&card_b, "card", "card_b", NULL, NULL);
     gwt_path(config_path, sizeof config_path, "channels.json");
-    write_config(3);
+    write_config(COOLDOWN_LONG_MS);
     gw = gwt_gateway(config_path);
     TEST_RUN(test_consecutive_failures);
     TEST_RUN(test_probe_limit);

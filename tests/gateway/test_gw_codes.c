@@ -71,6 +71,74 @@ static void test_card_codes(void) {
     }
 }
 
+/* Whether the gateway's Prometheus text holds this exact line. */
+static bool metric_line(const char *line) {
+    size_t bytes = 0;
+    char *text = gw_metrics_append(gw, pc_strdup(""), &bytes);
+    char want[256];
+    snprintf(want, sizeof want, "\n%s\n", line);
+    bool found = strstr(text, want) != NULL;
+    if (!found) fprintf(stderr, "metrics lack '%s':\n%s", line, text);
+    free(text);
+    return found;
+}
+
+static const json_t *channel_of(const json_t *all, const char *name) {
+    const json_t *list = json_object_get(all, "channels");
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        const json_t *c = json_array_get(list, i);
+        if (strcmp(json_string_value(json_object_get(c, "name")), name) == 0) return c;
+    }
+    TEST_FAIL("GET /v1/channels has no %s", name);
+}
+
+/* Right after test_card_codes: /metrics and GET /v1/channels count exactly what went
+ * out. card_a answered each case once; card_b took the two retryable ones (91, 96). */
+static void test_metrics_count_the_codes(void) {
+    static const char *const lines[] = {
+        "paycore_gateway_attempts_total{channel=\"card_a\",op=\"authorize\"} 10",
+        "paycore_gateway_attempts_total{channel=\"card_b\",op=\"authorize\"} 2",
+        "paycore_gateway_attempts_total{channel=\"card_a\",op=\"status\"} 0",
+        "paycore_gateway_outcomes_total{channel=\"card_a\",outcome=\"approved\"} 1",
+        "paycore_gateway_outcomes_total{channel=\"card_a\",outcome=\"soft_decline\"} 3",
+        "paycore_gateway_outcomes_total{channel=\"card_a\",outcome=\"hard_decline\"} 4",
+        "paycore_gateway_outcomes_total{channel=\"card_a\",outcome=\"retryable\"} 2",
+        "paycore_gateway_outcomes_total{channel=\"card_a\",outcome=\"unknown\"} 0",
+        "paycore_gateway_outcomes_total{channel=\"card_b\",outcome=\"retryable\"} 2",
+        "paycore_gateway_outcomes_total{channel=\"card_b\",outcome=\"approved\"} 0",
+        "paycore_gateway_responses_total{channel=\"card_a\",code=\"00\"} 1",
+        "paycore_gateway_responses_total{channel=\"card_a\",code=\"05\"} 1",
+        "paycore_gateway_responses_total{channel=\"card_a\",code=\"14\"} 2",
+        "paycore_gateway_responses_total{channel=\"card_a\",code=\"51\"} 1",
+        "paycore_gateway_responses_total{channel=\"card_a\",code=\"54\"} 1",
+        "paycore_gateway_responses_total{channel=\"card_a\",code=\"57\"} 1",
+        "paycore_gateway_responses_total{channel=\"card_a\",code=\"61\"} 1",
+        "paycore_gateway_responses_total{channel=\"card_a\",code=\"91\"} 1",
+        "paycore_gateway_responses_total{channel=\"card_a\",code=\"96\"} 1",
+        "paycore_gateway_responses_total{channel=\"card_b\",code=\"91\"} 1",
+        "paycore_gateway_responses_total{channel=\"card_b\",code=\"96\"} 1",
+        "paycore_gateway_latency_seconds_count{channel=\"card_a\"} 10",
+        "paycore_gateway_latency_seconds_bucket{channel=\"card_a\",le=\"+Inf\"} 10",
+        "paycore_gateway_latency_seconds_count{channel=\"card_b\"} 2",
+        "paycore_gateway_retries_total{channel=\"card_a\"} 0",
+        "paycore_gateway_retries_total{channel=\"card_b\"} 2",
+        "paycore_gateway_status_inquiries_total{channel=\"card_a\",result=\"found\"} 0",
+        "paycore_gateway_in_flight{channel=\"card_a\"} 0",
+        "paycore_gateway_breaker_state{channel=\"card_a\",state=\"closed\"} 1",
+        "paycore_gateway_attempts_total{channel=\"wallet\",op=\"authorize\"} 0",
+    };
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) ASSERT_TRUE(metric_line(lines[i]));
+    json_t *all = gw_channels_json(gw);
+    const json_t *a = channel_of(all, "card_a"), *b = channel_of(all, "card_b");
+    ASSERT_EQ(json_integer_value(json_object_get(a, "attempts")), 10);
+    ASSERT_EQ(json_integer_value(json_object_get(b, "attempts")), 2);
+    ASSERT_EQ(json_integer_value(json_object_get(b, "retries")), 2);
+    /* hard declines say nothing of the channel: 6 of card_a's 10 answers count */
+    ASSERT_EQ(json_integer_value(json_object_get(a, "success_rate_calls")), 6);
+    ASSERT_EQ(json_integer_value(json_object_get(json_object_get(a, "latency_ms"), "samples")), 10);
+    json_decref(all);
+}
+
 static gw_result_t follow_up(gw_op op, const gw_result_t *auth, int64_t amount_minor) {
     gw_request_t req;
     memset(&req, 0, sizeof req);
@@ -257,6 +325,7 @@ int main(void) {
     write_config(config);
     gw = gwt_gateway(config);
     TEST_RUN(test_card_codes);
+    TEST_RUN(test_metrics_count_the_codes);
     TEST_RUN(test_capture_void_refund);
     TEST_RUN(test_three_d_secure);
     TEST_RUN(test_wallet_codes);

@@ -3,7 +3,9 @@
  * unlisted channels after; fallback appended; weight 0 gets no traffic of its own;
  * "no channel" says why each one is out; the decision's JSON carries candidates,
  * strategy, order, choice and why. Also: response-code metric labels stay unique when
- * a channel answers more codes than there are slots.
+ * a channel answers more codes than there are slots; gw_submit refuses a request it
+ * cannot send (bad amount, currency, country, card, ids, missing fields) before
+ * anything is queued.
  * Method: gw_route on a gateway whose channels are never called (their URLs are not
  * listened on); decisions compared field by field. */
 #include "gateway/gw_internal.h"
@@ -156,6 +158,64 @@ static void test_code_labels_unique(void) {
     gw_chstate_unref(s);
 }
 
+static atomic_uint refused_done_calls;
+
+static void count_done(void *ctx, const gw_result_t *result) {
+    (void)ctx;
+    (void)result;
+    atomic_fetch_add(&refused_done_calls, 1);
+}
+
+/* A request the gateway cannot send as it stands is refused by gw_submit with
+ * gateway_request_invalid: nothing queued, no callback, no channel called. */
+static void test_submit_refuses_bad_requests(void) {
+    gw_request_t good = card("EUR", "DE", 1000);
+    gw_request_t bad[24];
+    uint32_t n = 0;
+    bad[n] = good; bad[n++].amount_minor = 0;
+    bad[n] = good; bad[n++].amount_minor = -1999;
+    bad[n] = good; snprintf(bad[n++].currency, 4, "eur");
+    bad[n] = good; snprintf(bad[n++].currency, 4, "EU");
+    bad[n] = good; memcpy(bad[n++].currency, "EURO", 4);          /* no NUL */
+    bad[n] = good; snprintf(bad[n++].country, 3, "D");
+    bad[n] = good; snprintf(bad[n++].country, 3, "de");
+    bad[n] = good; bad[n++].method[0] = '\0';
+    bad[n] = good; bad[n++].card.number[0] = '\0';
+    bad[n] = good; bad[n++].card.exp_month = 13;
+    bad[n] = good; memset(bad[n++].card.cvc, '1', sizeof good.card.cvc); /* no NUL */
+    bad[n] = good; bad[n++].reference[0] = '\0';
+    bad[n] = good; snprintf(bad[n++].reference, PC_ID_SIZE, "a/b");     /* not an id */
+    bad[n] = good; bad[n++].op = GW_OP_COUNT;
+    bad[n] = good; snprintf(bad[n].method, GW_METHOD_SIZE, "wallet"); bad[n++].wallet_id[0] = '\0';
+    bad[n] = good; bad[n++].op = GW_OP_CAPTURE;                         /* no channel, no ref */
+    bad[n] = good; bad[n].op = GW_OP_CAPTURE; snprintf(bad[n].channel, GW_NAME_SIZE, "us_card");
+    snprintf(bad[n++].channel_ref, PC_ID_SIZE, "auth_1/../x");          /* goes into a URL path */
+    bad[n] = good; bad[n].op = GW_OP_REFUND; snprintf(bad[n].channel, GW_NAME_SIZE, "us_card");
+    snprintf(bad[n].channel_ref, PC_ID_SIZE, "auth_1"); bad[n++].amount_minor = 0;
+    bad[n] = good; bad[n].op = GW_OP_STATUS; snprintf(bad[n++].channel, GW_NAME_SIZE, "us_card"); /* no key */
+    bad[n] = good; bad[n].op = GW_OP_STATUS; snprintf(bad[n].channel, GW_NAME_SIZE, "us_card");
+    snprintf(bad[n].status_key, GW_KEY_SIZE, "gwk_1"); bad[n++].status_op = GW_OP_STATUS;
+    bad[n] = good; bad[n].op = GW_OP_CHALLENGE; snprintf(bad[n].channel, GW_NAME_SIZE, "us_card");
+    snprintf(bad[n++].challenge_id, PC_ID_SIZE, "ch_1");                /* no code */
+    PC_ASSERT(n <= sizeof bad / sizeof bad[0]);
+    gw_callbacks_t callbacks = {NULL, count_done, NULL};
+    for (uint32_t i = 0; i < n; i++) {
+        pc_status status = gw_submit(gw, &bad[i], &callbacks);
+        if (status != PC_GATEWAY_REQUEST_INVALID) TEST_FAIL("bad request %u: got %s", i, pc_status_code(status));
+    }
+    gw_callbacks_t no_done = {NULL, NULL, NULL};
+    ASSERT_STATUS(gw_submit(gw, &good, &no_done), PC_GATEWAY_REQUEST_INVALID);
+    ASSERT_STATUS(gw_submit(gw, &good, NULL), PC_GATEWAY_REQUEST_INVALID);
+    ASSERT_EQ(atomic_load(&refused_done_calls), 0);
+    json_t *all = gw_channels_json(gw);
+    const json_t *list = json_object_get(all, "channels");
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        ASSERT_EQ(json_integer_value(json_object_get(json_array_get(list, i), "attempts")), 0);
+        ASSERT_EQ(json_integer_value(json_object_get(json_array_get(list, i), "in_flight")), 0);
+    }
+    json_decref(all);
+}
+
 int main(void) {
     gwt_setup("gw-route");
     char path[512];
@@ -167,6 +227,7 @@ int main(void) {
     TEST_RUN(test_decision_json);
     TEST_RUN(test_weight_zero);
     TEST_RUN(test_code_labels_unique);
+    TEST_RUN(test_submit_refuses_bad_requests);
     gw_stop(gw);
     gwt_teardown();
     return test_finish();

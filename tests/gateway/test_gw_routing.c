@@ -3,6 +3,7 @@
  *   and each simulator's record holds exactly the payments routed to it;
  * - priority with a scheduled outage of the first channel: payments fail over to the
  *   second (the 503 applied nothing: the first channel's record has none of them);
+ *   with attempts_max 1 they end retryable there and the second is never asked;
  * - success rate: a degraded channel loses its traffic (only the exploration share
  *   stays) and gets it back after it recovers.
  * Method: two card simulators, faults at run time; the gateway reloads a new routing
@@ -94,6 +95,16 @@ static void test_priority_outage_failover(void) {
         ASSERT_EQ(gwt_records(&card_a, requests[i].reference), 0);
         ASSERT_EQ(gwt_approved(&card_b, requests[i].reference), 1);
     }
+    /* attempts_max 1: the 503 ends the payment as retryable; card_b is never asked */
+    write_config("{\"strategy\":\"priority\",\"priority\":[\"card_a\",\"card_b\"],\"attempts_max\":1}");
+    pay(N, requests, results, "one-attempt");
+    for (uint32_t i = 0; i < N; i++) {
+        ASSERT_EQ(results[i].outcome, GW_OUTCOME_RETRYABLE);
+        ASSERT_EQ(results[i].attempt_count, 1);
+        ASSERT_STR_EQ(results[i].attempts[0].channel, "card_a");
+        ASSERT_EQ(gwt_records(&card_b, requests[i].reference), 0);
+    }
+    write_config("{\"strategy\":\"priority\",\"priority\":[\"card_a\",\"card_b\"],\"attempts_max\":2}");
     gwt_faults(&card_a, "{}");
     pay(N, requests, results, "after-outage");
     ASSERT_EQ(chosen(results, N, "card_a"), N);
