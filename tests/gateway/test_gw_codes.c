@@ -14,17 +14,18 @@ static void next_ref(char *out, const char *prefix) {
     snprintf(out, PC_ID_SIZE, "%s-%u", prefix, ++ref_seq);
 }
 
-static void write_config(const char *path) {
+/* 'card_a_codes': card_a's overrides of its kind's table ("" for none). */
+static void write_config(const char *path, const char *card_a_codes) {
     gwt_write(path,
               "{\"channels\":[\n"
-              " {\"name\":\"card_a\",\"kind\":\"card\",\"url\":\"%s\",\"timeout_ms\":20000},\n"
+              " {\"name\":\"card_a\",\"kind\":\"card\",\"url\":\"%s\",\"timeout_ms\":20000%s},\n"
               " {\"name\":\"card_b\",\"kind\":\"card\",\"url\":\"%s\",\"timeout_ms\":20000},\n"
               " {\"name\":\"wallet\",\"kind\":\"wallet\",\"url\":\"%s\",\"timeout_ms\":20000},\n"
               " {\"name\":\"bank\",\"kind\":\"bank\",\"url\":\"%s\",\"timeout_ms\":20000,\n"
               "  \"callback_url\":\"http://127.0.0.1:1/v1/channels/bank/callbacks\"}\n"
               "],\n"
               "\"routing\":{\"strategy\":\"priority\",\"priority\":[\"card_a\",\"card_b\"],\"attempts_max\":3}}\n",
-              card_a.url, card_b.url, wallet.url, bank.url);
+              card_a.url, card_a_codes, card_b.url, wallet.url, bank.url);
 }
 
 typedef struct {
@@ -311,6 +312,39 @@ static void test_status_op(void) {
     ASSERT_EQ(gwt_records(&card_a, ref), 1); /* asking applies nothing */
 }
 
+/* A channels file overrides single codes of one channel: card_a reads 05 as a hard
+ * decline and 61 as retryable (so card_b, on the built-in table, gets the 61 and
+ * declines it softly); a reload back restores the table. */
+static void test_code_overrides(void) {
+    char config[512];
+    gwt_path(config, sizeof config, "channels.json");
+    write_config(config, ",\n  \"codes\":{\"05\":\"hard_decline\",\"61\":\"retryable\"}");
+    gw_config_error_t error;
+    ASSERT_STATUS(gw_reload(gw, &error), PC_OK);
+    char ref[PC_ID_SIZE];
+    next_ref(ref, "override-05");
+    gw_request_t req = gwt_card(ref, 1999, "4000000000000051");
+    gw_result_t r = gwt_call(gw, &req);
+    ASSERT_STR_EQ(r.response_code, "05");
+    ASSERT_EQ(r.outcome, GW_OUTCOME_HARD_DECLINE);
+    ASSERT_EQ(r.attempt_count, 1);
+    next_ref(ref, "override-61");
+    req = gwt_card(ref, 1999, "4000000000000614");
+    r = gwt_call(gw, &req);
+    ASSERT_EQ(r.attempt_count, 2);
+    ASSERT_EQ(r.attempts[0].outcome, GW_OUTCOME_RETRYABLE);
+    ASSERT_STR_EQ(r.channel, "card_b");
+    ASSERT_STR_EQ(r.response_code, "61");
+    ASSERT_EQ(r.outcome, GW_OUTCOME_SOFT_DECLINE);
+    ASSERT_EQ(gwt_records(&card_b, ref), 1);
+    write_config(config, "");
+    ASSERT_STATUS(gw_reload(gw, &error), PC_OK);
+    next_ref(ref, "override-gone");
+    req = gwt_card(ref, 1999, "4000000000000051");
+    r = gwt_call(gw, &req);
+    ASSERT_EQ(r.outcome, GW_OUTCOME_SOFT_DECLINE);
+}
+
 int main(void) {
     gwt_setup("gw-codes");
     gwt_sim_start(&card_a, "card", "card_a", NULL, NULL);
@@ -322,7 +356,7 @@ int main(void) {
     gwt_sim_start(&bank, "bank", "bank", NULL, NULL);
     char config[512];
     gwt_path(config, sizeof config, "channels.json");
-    write_config(config);
+    write_config(config, "");
     gw = gwt_gateway(config);
     TEST_RUN(test_card_codes);
     TEST_RUN(test_metrics_count_the_codes);
@@ -331,6 +365,7 @@ int main(void) {
     TEST_RUN(test_wallet_codes);
     TEST_RUN(test_bank_pending);
     TEST_RUN(test_status_op);
+    TEST_RUN(test_code_overrides);
     gw_stop(gw);
     gwt_sim_stop(&card_a);
     gwt_sim_stop(&card_b);
