@@ -3,15 +3,18 @@
  *     strategy over filled windows, the most work a decision does), p50/p99;
  *   gateway_authorize: authorizations per second through the gateway (route, build,
  *     libcurl multi, decode) to a zero-latency card simulator at 64 in flight, against
- *     direct libcurl multi calls to the same simulator in the same run; ratio last.
+ *     direct libcurl multi calls to the same simulator in the same run; ratio last;
+ *   gateway_authorize_cpu: this process's CPU per call on each path (the simulator,
+ *     a separate process, bounds both rates; the CPU shows the gateway's own cost).
  * The simulator is `paycore simulator card` beside this binary (or PAYCORE_SIM_BIN).
- *   --quick  about 10 s     --full  about 40 s (alternating slices of each path) */
+ *   --quick  about 12 s     --full  about 40 s (alternating slices of each path) */
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -147,6 +150,28 @@ static void sim_stop(void) {
     waitpid(sim_pid, NULL, 0);
 }
 
+/* ---------------------------------------------------------------- one slice */
+
+/* What one timed slice of either path did: calls approved, wall and CPU time of this
+ * process (the simulator is another process: only the client side's cost counts). */
+typedef struct {
+    uint64_t calls;
+    double wall_s;
+    double cpu_s;
+} slice_t;
+
+static double cpu_now_s(void) {
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return (double)(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+static void slice_add(slice_t *total, slice_t s) {
+    total->calls += s.calls;
+    total->wall_s += s.wall_s;
+    total->cpu_s += s.cpu_s;
+}
+
 /* ---------------------------------------------------------------- direct baseline */
 
 typedef struct {
@@ -185,7 +210,8 @@ static void direct_prepare(direct_slot *s, const char *url) {
     curl_easy_setopt(s->easy, CURLOPT_NOSIGNAL, 1L);
 }
 
-static double bench_direct(const char *url, double seconds) {
+static slice_t bench_direct(const char *url, double seconds) {
+    double cpu_start_s = cpu_now_s();
     CURLM *multi = curl_multi_init();
     direct_slot slots[IN_FLIGHT];
     memset(slots, 0, sizeof slots);
@@ -225,7 +251,7 @@ static double bench_direct(const char *url, double seconds) {
     }
     curl_multi_cleanup(multi);
     if (failed > 0) fprintf(stderr, "bench_gateway: %llu direct calls failed\n", (unsigned long long)failed);
-    return done / elapsed;
+    return (slice_t){done, elapsed, cpu_now_s() - cpu_start_s};
 }
 
 /* ---------------------------------------------------------------- through the gateway */
@@ -275,7 +301,8 @@ static void gw_next(gw_run *run) {
     if (gw_submit(run->gw, &req, &callbacks) != PC_OK) die("gw_submit");
 }
 
-static double bench_through_gateway(gw_t *gw, double seconds) {
+static slice_t bench_through_gateway(gw_t *gw, double seconds) {
+    double cpu_start_s = cpu_now_s();
     gw_run run = {.gw = gw, .running = IN_FLIGHT};
     pthread_mutex_init(&run.mutex, NULL);
     pthread_cond_init(&run.cond, NULL);
@@ -287,7 +314,9 @@ static double bench_through_gateway(gw_t *gw, double seconds) {
     pthread_mutex_unlock(&run.mutex);
     double elapsed = (pc_mono_ns() - start) / 1e9;
     if (run.failed > 0) fprintf(stderr, "bench_gateway: %llu gateway calls failed\n", (unsigned long long)run.failed);
-    return run.done / elapsed;
+    pthread_mutex_destroy(&run.mutex);
+    pthread_cond_destroy(&run.cond);
+    return (slice_t){run.done, elapsed, cpu_now_s() - cpu_start_s};
 }
 
 static const char *paycore_bin(const char *argv0, char *buf, size_t bytes) {
@@ -309,19 +338,25 @@ static void bench_authorize(const char *bin, bool full) {
     gw_t *gw = gateway_start(config);
     /* Short slices, alternating: on a shared machine the load drifts within seconds,
      * and each path must see the same drift. Rates are total calls over total time. */
-    int rounds = full ? 16 : 6;
+    int rounds = full ? 16 : 10;
     double slice_s = full ? 1.0 : 0.5;
     (void)bench_direct(url, 0.5); /* warm both paths */
     (void)bench_through_gateway(gw, 0.5);
-    double direct = 0, through = 0;
+    slice_t direct = {0}, through = {0};
     for (int round = 0; round < rounds; round++) {
-        direct += bench_direct(url, slice_s);
-        through += bench_through_gateway(gw, slice_s);
+        slice_add(&direct, bench_direct(url, slice_s));
+        slice_add(&through, bench_through_gateway(gw, slice_s));
     }
-    direct /= rounds;
-    through /= rounds;
+    double direct_per_s = direct.calls / direct.wall_s, through_per_s = through.calls / through.wall_s;
     printf("gateway_authorize in_flight=%d per_s=%.0f baseline=direct baseline_per_s=%.0f ratio=%.2f\n",
-           IN_FLIGHT, through, direct, direct > 0 ? through / direct : 0.0);
+           IN_FLIGHT, through_per_s, direct_per_s, direct_per_s > 0 ? through_per_s / direct_per_s : 0.0);
+    /* The simulator bounds both rates alike; what the gateway itself costs shows in
+     * this process's CPU per call: ratio = the gateway's over bare libcurl's. */
+    double direct_cpu_us = direct.calls ? direct.cpu_s * 1e6 / direct.calls : 0;
+    double through_cpu_us = through.calls ? through.cpu_s * 1e6 / through.calls : 0;
+    printf("gateway_authorize_cpu in_flight=%d cpu_us_per_call=%.1f baseline=direct baseline_cpu_us_per_call=%.1f "
+           "ratio=%.2f\n",
+           IN_FLIGHT, through_cpu_us, direct_cpu_us, direct_cpu_us > 0 ? through_cpu_us / direct_cpu_us : 0.0);
     fflush(stdout);
     gw_stop(gw);
     sim_stop();
