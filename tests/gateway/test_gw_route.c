@@ -216,6 +216,69 @@ static void test_submit_refuses_bad_requests(void) {
     json_decref(all);
 }
 
+/* 'count' answers of one outcome into a channel's window at 'at_ms'. */
+static void feed(gw_config_t *cfg, uint32_t channel, gw_outcome outcome, uint32_t count, uint64_t at_ms) {
+    gw_channel_cfg_t *ch = &cfg->channels[channel];
+    for (uint32_t i = 0; i < count; i++) {
+        gw_answer_t a = {.outcome = outcome};
+        snprintf(a.code, sizeof a.code, "%s", outcome == GW_OUTCOME_APPROVED ? "00" : "96");
+        gw_chstate_begin(ch->state);
+        gw_chstate_record(ch->state, cfg, ch, GW_OP_AUTHORIZE, false, &a, 1000, at_ms);
+    }
+}
+
+/* Success rate on a clock the test holds: a channel below the elimination threshold
+ * comes last (retries only) and is never first without exploration; answers older
+ * than window_ms leave the window, and with fewer than calls_min left a channel
+ * counts as 100% again, so a channel degraded long ago is tried anew. */
+static void test_success_rate_window(void) {
+    char path[512];
+    gwt_path(path, sizeof path, "sr.json");
+    gwt_write(path, "{\"channels\":[\n"
+                    "{\"name\":\"a\",\"kind\":\"card\",\"url\":\"http://127.0.0.1:9\",\n"
+                    " \"breaker\":{\"failures_consecutive\":0,\"error_rate_percent\":0}},\n"
+                    "{\"name\":\"b\",\"kind\":\"card\",\"url\":\"http://127.0.0.1:9\",\n"
+                    " \"breaker\":{\"failures_consecutive\":0,\"error_rate_percent\":0}}],\n"
+                    "\"routing\":{\"strategy\":\"success_rate\",\"success_rate\":{\"window_calls\":20,\n"
+                    " \"window_ms\":60000,\"calls_min\":10,\"exploration_percent\":0,\"elimination_percent\":50}}}\n");
+    gw_t *sr = gwt_gateway(path);
+    gw_config_t *cfg = sr->config;
+    uint64_t t0_ms = gw_now_ms();
+    feed(cfg, 0, GW_OUTCOME_RETRYABLE, 14, t0_ms);      /* a: 6 of 20 good, 300 permille */
+    feed(cfg, 0, GW_OUTCOME_APPROVED, 6, t0_ms);
+    feed(cfg, 1, GW_OUTCOME_APPROVED, 9, t0_ms + 10);   /* b: 9 calls: too few, counts as 100% */
+    gw_request_t r = card("EUR", "DE", 1000);
+    uint64_t rng = 42;
+    gw_decision_t d;
+    for (int i = 0; i < 200; i++) {
+        ASSERT_STATUS(gw_route_decide(cfg, &r, t0_ms + 20, &rng, &d), PC_OK);
+        ASSERT_STR_EQ(d.chosen, "b");
+        ASSERT_STR_EQ(order_at(&d, 1), "a"); /* eliminated: after every other channel */
+        ASSERT_EQ(d.candidates[0].success_rate_permille, 300);
+        ASSERT_EQ(d.candidates[1].success_rate_permille, -1);
+    }
+    feed(cfg, 1, GW_OUTCOME_RETRYABLE, 11, t0_ms + 30); /* b: 9 of 20 good, 450: below too */
+    ASSERT_STATUS(gw_route_decide(cfg, &r, t0_ms + 40, &rng, &d), PC_OK);
+    ASSERT_STR_EQ(d.chosen, "b"); /* the best of two eliminated channels */
+    ASSERT_EQ(d.candidates[1].success_rate_permille, 450);
+    ASSERT_TRUE(strstr(d.why, "every channel below 500") != NULL);
+    /* a minute later a's answers have left its window: 100% again, first; b (450) last */
+    ASSERT_STATUS(gw_route_decide(cfg, &r, t0_ms + 60001, &rng, &d), PC_OK);
+    ASSERT_EQ(d.candidates[0].success_rate_permille, -1);
+    ASSERT_EQ(d.candidates[1].success_rate_permille, 450);
+    ASSERT_STR_EQ(d.chosen, "a");
+    ASSERT_STR_EQ(order_at(&d, 1), "b");
+    /* once b's have left too, equal rates split at random */
+    uint32_t chose_a = 0;
+    for (int i = 0; i < 200; i++) {
+        ASSERT_STATUS(gw_route_decide(cfg, &r, t0_ms + 60031, &rng, &d), PC_OK);
+        ASSERT_EQ(d.candidates[1].success_rate_permille, -1);
+        chose_a += strcmp(d.chosen, "a") == 0;
+    }
+    ASSERT_TRUE(chose_a > 50 && chose_a < 150);
+    gw_stop(sr);
+}
+
 int main(void) {
     gwt_setup("gw-route");
     char path[512];
@@ -228,6 +291,7 @@ int main(void) {
     TEST_RUN(test_weight_zero);
     TEST_RUN(test_code_labels_unique);
     TEST_RUN(test_submit_refuses_bad_requests);
+    TEST_RUN(test_success_rate_window);
     gw_stop(gw);
     gwt_teardown();
     return test_finish();
