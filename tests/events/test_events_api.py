@@ -78,6 +78,9 @@ def test_endpoint_validation(admin):
     refused({"url": "http://127.0.0.1:9/x", "events": []}, "event_type_unknown", "events")
     refused({"url": "http://127.0.0.1:9/x", "events": ["transfer.deleted"]}, "event_type_unknown", "events[0]")
     refused({"url": "http://127.0.0.1:9/x", "events": ["*", 3]}, "field_type", "events[1]")
+    refused({"url": "http://127.0.0.1:9/x", "events": ["payment.*", "nothing.*"]}, "event_type_unknown", "events[1]")
+    refused({"url": "http://127.0.0.1:9/x", "events": ["payment"]}, "event_type_unknown", "events[0]")
+    refused({"url": "http://127.0.0.1:9/x", "events": [".*"]}, "event_type_unknown", "events[0]")
     refused({"url": "http://127.0.0.1:9/x", "events": ["*"], "secret": "mine"}, "field_unknown", "secret")
     refused({"url": "http://127.0.0.1:9/x", "events": ["*"], "merchant_id": "key_nobody"}, "invalid_argument",
             "merchant_id")
@@ -91,6 +94,12 @@ def test_endpoint_validation(admin):
     got = expect(admin.get("/v1/webhook-endpoints/" + first["id"]), 200).json
     check("secret" not in got and got["events"] == ["transfer.created"], "GET has no secret: %r" % got)
     expect(admin.delete("/v1/webhook-endpoints/" + first["id"]), 200, what="delete")
+    # patterns and repeats: kept as given, once each (the longest list fits)
+    longest = ["payment.partially_refunded"] * 30 + ["payment.*", "refund.*", "*", "transfer.posted"]
+    ep = expect(admin.post("/v1/webhook-endpoints", {"url": "http://127.0.0.1:9/x", "events": longest}), 201).json
+    check(ep["events"] == ["payment.partially_refunded", "payment.*", "refund.*", "*", "transfer.posted"],
+          "repeats listed once: %r" % ep["events"])
+    expect(admin.delete("/v1/webhook-endpoints/" + ep["id"]), 200, what="delete")
     expect(admin.get("/v1/webhook-endpoints/" + first["id"]), 404, "not_found", "deleted")
 
 
