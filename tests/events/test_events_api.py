@@ -5,6 +5,9 @@ endpoint reads exactly as a missing one (byte for byte apart from the request id
 Method: a real server; two merchant keys and an admin; every route with own, foreign
 and missing ids; a merchant's endpoint on a real receiver gets only its events; bad
 endpoint URLs (scheme, length, unresolvable host) and event types are refused."""
+import os
+import re
+
 from receiver import Receiver, all_events, check, expect, wait_for
 from pcapi import Server, account, transfer
 
@@ -170,6 +173,16 @@ def test_operations(server, admin):
     for name in ("paycore_events_written_total{type=\"transfer.created\"}", "paycore_events_delivered_total{",
                  "paycore_events_outbox_lag_seconds{", "paycore_events_purged_total "):
         check(name in text, "metrics carry " + name)
+    # every type the server has (a written_total line each) is documented, and no other
+    served = set(re.findall(r'^paycore_events_written_total\{type="([a-z_.]+)"\}', text, re.M))
+    spec = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../docs/openapi.yaml")).read()
+    enum = spec[spec.index("    EventType:"):]
+    enum = enum[enum.index("enum: [") + 7:enum.index("]")]
+    documented = set(t.strip() for t in enum.split(","))
+    check(served == documented, "docs/openapi.yaml EventType: missing %r, extra %r"
+          % (sorted(served - documented), sorted(documented - served)))
+    guide = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../docs/events.md")).read()
+    check(all(t in guide for t in served if not t.startswith("withdrawal.")), "docs/events.md names every type")
 
 
 def main():
