@@ -48,7 +48,7 @@ static pc_status emit_owners(store_events_writer_t *writer, const events_emit_t 
     for (uint32_t i = 0; status == PC_OK && i < granted_count && *count < EVENTS_OWNERS_MAX; i++) {
         bool seen = false;
         for (uint32_t j = 0; j < *count && !seen; j++) seen = strcmp(owners[j], granted[i]) == 0;
-        if (!seen) pc_id_copy(owners[(*count)++], granted[i]);
+        if (!seen) (void)pc_id_copy(owners[(*count)++], granted[i]);
     }
     return status;
 }
