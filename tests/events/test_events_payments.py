@@ -8,14 +8,18 @@ paylib) and real HTTP receivers (receiver.py); two merchants each with a key and
 endpoint, an admin endpoint for every event; card payments (manual capture, partial
 capture, refund, cancel, channel decline, risk decline, 3-D Secure), a payout, a
 wallet with a withdrawal; then the event lists, the deliveries and the objects are
-compared."""
+compared. Then a payment load SIGKILLed mid-way (tests/payments' crash load): after the
+restart and recovery every payment and refund still has exactly one event per stored
+version, and the receiver got them all."""
 import os
 import sys
+import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "../payments"))
 sys.path.insert(0, HERE)
-from paylib import BANK_OK, CARD_3DS, CARD_DECLINE, Env, card_payment, wait_for  # noqa: E402
+from paylib import BANK_OK, CARD_3DS, CARD_DECLINE, TIMEOUT_S, Env, card_payment, wait_for  # noqa: E402
+from test_payments_crash import Load, settled  # noqa: E402
 from receiver import (Receiver, all_events, check, check_order_per_object, expect,  # noqa: E402
                       signature_valid)
 
@@ -129,6 +133,51 @@ def check_tenancy(a, b, theirs_events, mine_events):
           "filter by type, own only: %r" % [e["object_id"] for e in typed])
 
 
+def test_kill():
+    env = Env(extra_args=["--events-retry-base-ms", "100"])
+    try:
+        env.start()
+        m = env.merchant("mk")
+        rx = Receiver()
+        ep = endpoint(env.admin, rx.url(), ["*"])
+        load = Load(env.port, m.key, 9)
+        threads = [threading.Thread(target=load.run, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        wait_for("payments under way", lambda: load.done >= 20)
+        env.server.proc.kill()
+        env.server.proc.wait(timeout=TIMEOUT_S)
+        env.server.proc = None
+        load.stop.set()
+        for t in threads:
+            t.join(TIMEOUT_S)
+        env.start()
+        payments = wait_for("recovery resolved every pending operation", lambda: settled(env))
+        events = all_events(env.admin)
+        expected = {}
+        for p in payments:
+            expected[p["id"]] = None
+            for op in p["operations"]:
+                if op["type"] == "refund":
+                    expected[op["id"]] = None
+        check(len(expected) > 20, "a load before the kill: %d objects" % len(expected))
+        by_object = {}
+        for e in events:
+            by_object.setdefault(e["object_id"], []).append(e)
+        for object_id in expected:
+            mine = by_object.get(object_id, [])
+            seqs = [e["object_seq"] for e in mine]
+            now = current(env.admin, object_id)
+            check(seqs == list(range(1, now["version"] + 1)), "after the kill %s: events %r for version %d"
+                  % (object_id, seqs, now["version"]))
+            check(mine[-1]["data"]["object"] == now, "after the kill %s: the last event is the object" % object_id)
+        check_deliveries(rx, ep, events, "after the kill")
+        rx.stop()
+        env.stop()
+    finally:
+        env.close()
+
+
 def main():
     env = Env(extra_args=["--events-retry-base-ms", "100"])
     try:
@@ -161,6 +210,7 @@ def main():
         env.server.check_sanitizers()
     finally:
         env.close()
+    test_kill()
     print("payments events: ok")
 
 
