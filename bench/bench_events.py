@@ -54,7 +54,8 @@ def load(server):
     out = subprocess.run([BIN, "load", "--url", "http://127.0.0.1:%d" % server.port, "--key", server.admin_key,
                           "--concurrency", "64", "--duration-s", str(SECONDS)], capture_output=True, text=True)
     fields = dict(item.split("=", 1) for item in out.stdout.split() if "=" in item)
-    return float(fields.get("transfers_per_s", "0"))
+    must(out.returncode == 0 and "transfers_per_s" in fields, "paycore load: %s" % (out.stderr or out.stdout)[-300:])
+    return float(fields["transfers_per_s"])
 
 
 class Sink:
@@ -83,6 +84,12 @@ def wait_until(condition, timeout_s):
     return False
 
 
+def must(done, what):
+    """A figure over a wait that timed out would be wrong: stop instead."""
+    if not done:
+        sys.exit("bench_events: timed out waiting for " + what)
+
+
 def baseline_run():
     server = Server(extra_args=["--no-events", "--log-level", "warn"])
     try:
@@ -102,13 +109,13 @@ def events_runs(sink):
         per_s = load(server)
         written = sum(metric(server, "paycore_events_written_total", 'type="%s"' % t)
                       for t in ("account.created", "transfer.created"))
-        wait_until(lambda: sink.stats("/load")["count"] >= written, 300)
+        must(wait_until(lambda: sink.stats("/load")["count"] >= written, 300), "the load's events at the receiver")
         lag_p99_ms = sink.stats("/load")["lag_p99_ms"]
         ep = json.loads(http("POST", base + "/v1/webhook-endpoints", server.admin_key,
                              {"url": sink.url("/drain"), "events": ["*"]}))
         start = time.time()
         http("POST", base + "/v1/events/redeliver", server.admin_key, {"since": 0, "endpoint_id": ep["id"]})
-        wait_until(lambda: sink.stats("/drain")["count"] >= written, 600)
+        must(wait_until(lambda: sink.stats("/drain")["count"] >= written, 600), "the redelivered backlog")
         webhook_per_s = sink.stats("/drain")["count"] / (time.time() - start)
         server.stop()
         amqp_line = amqp_run(server, int(written))
@@ -127,10 +134,11 @@ def amqp_run(server, written):
                         "--queue", "bench"], check=True, timeout=120)
         server.start(extra_args=["--events-amqp", broker.amqp_url()])
         base = "http://127.0.0.1:%d" % server.port
-        wait_until(lambda: metric(server, "paycore_events_amqp_connected") == 1, 60)
+        must(wait_until(lambda: metric(server, "paycore_events_amqp_connected") == 1, 60), "the broker connection")
         start = time.time()
         http("POST", base + "/v1/events/redeliver", server.admin_key, {"since": 0, "endpoint_id": "amqp"})
-        wait_until(lambda: metric(server, "paycore_events_delivered_total", 'destination="amqp"') >= written, 600)
+        must(wait_until(lambda: metric(server, "paycore_events_delivered_total", 'destination="amqp"') >= written, 600),
+             "the broker's confirms of the backlog")
         confirmed = metric(server, "paycore_events_delivered_total", 'destination="amqp"')
         per_s = confirmed / (time.time() - start)
         return "events_amqp per_s=%.0f events=%d broker=rabbitmq_local confirms=on" % (per_s, confirmed)

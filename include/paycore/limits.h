@@ -82,8 +82,9 @@
 #define API_IDEM_PURGE_QUEUE_EVENTS_MAX 1024
 
 /* Events (src/events/). */
-#define EVENTS_BODY_BYTES_MAX (64 * 1024)   /* one event's JSON: a ledger object with full
-                                               metadata is ~2 KiB; room for payments' objects */
+#define EVENTS_BODY_BYTES_MAX (PAY_DOC_BYTES_MAX + 8 * 1024) /* one event's JSON: a ledger
+                                               object is ~2 KiB; a payment's event carries its
+                                               whole document, plus the envelope */
 #define EVENTS_OWNERS_MAX 8                 /* merchants who may see one event (a transfer
                                                touches two accounts, each granted to a few keys) */
 #define EVENTS_URL_BYTES_MAX 2048           /* browsers' and proxies' common URL bound */
@@ -206,5 +207,7 @@ static_assert(API_IDEM_PURGE_QUEUE_EVENTS_MAX < WRITER_QUEUE_DEPTH_MAX,
 #define PAY_CAPTURE_CUTOFF_S 60        /* no capture starts in the hold's last minute: the
                                           channel call must end before the ledger's expiry */
 #define PAY_DOC_BYTES_MAX (256 * 1024) /* one stored payment document, every op included */
+static_assert(EVENTS_BODY_BYTES_MAX >= PAY_DOC_BYTES_MAX + 1024,
+              "a stored payment always fits its event: an event too big would fail the payment");
 
 #endif

@@ -226,7 +226,26 @@ static void reply_decode_error(api_request_t *req, const codec_error_t *err) {
 
 /* ---- POST /v1/webhook-endpoints ---- */
 
-/* "events": ["transfer.created", ...] or ["*"] into "a,b" text. */
+static bool types_listed(const char *types, const char *name) {
+    size_t bytes = strlen(name);
+    for (const char *at = types; *at != '\0';) {
+        size_t item = strcspn(at, ",");
+        if (item == bytes && strncmp(at, name, bytes) == 0) return true;
+        at += item + (at[item] == ',');
+    }
+    return false;
+}
+
+/* Appends 'name' to the "a,b" list unless listed already; false when it would not fit. */
+static bool types_append(char *types, size_t types_size, const char *name) {
+    if (types_listed(types, name)) return true;
+    size_t used = strlen(types), bytes = strlen(name);
+    if (used + (used > 0) + bytes >= types_size) return false;
+    snprintf(types + used, types_size - used, "%s%s", used > 0 ? "," : "", name);
+    return true;
+}
+
+/* "events": ["transfer.created", "payment.*", ...] or ["*"] into "a,b" text. */
 static bool decode_types(const json_t *body, store_event_destination_t *row, codec_error_t *err) {
     const json_t *events = json_object_get(body, "events");
     if (events == NULL) {
@@ -238,18 +257,22 @@ static bool decode_types(const json_t *body, store_event_destination_t *row, cod
                    "events must list 1 or more event types, or \"*\"");
         return false;
     }
-    size_t index, used = 0;
+    row->types[0] = '\0';
+    size_t index;
     json_t *item;
     json_array_foreach(events, index, item) {
         char place[32];
         snprintf(place, sizeof place, "events[%u]", (unsigned)index);
-        events_type type;
+        uint64_t mask;
         const char *name = json_is_string(item) ? json_string_value(item) : NULL;
-        if (name == NULL || (strcmp(name, "*") != 0 && !events_type_parse(name, &type))) {
+        if (name == NULL || !events_type_pattern_mask(name, &mask)) {
             codec_fail(err, name ? PC_EVENT_TYPE_UNKNOWN : PC_FIELD_TYPE, place, NULL, NULL);
             return false;
         }
-        used += (size_t)snprintf(row->types + used, sizeof row->types - used, "%s%s", index ? "," : "", name);
+        if (!types_append(row->types, sizeof row->types, name)) {
+            codec_fail(err, PC_EVENT_TYPE_UNKNOWN, place, NULL, "too many event types: use \"*\" or \"prefix.*\"");
+            return false;
+        }
     }
     return true;
 }

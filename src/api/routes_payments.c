@@ -48,6 +48,7 @@ pc_status api_payments_start(api_server_t *server, const api_payments_options_t 
     config.gateway = api_gateway();
     config.risk = api_risk_engine();
     config.vault = payments_vault;
+    config.events = server->events;
     config.three_ds_prefixes = options->three_ds_prefixes;
     if (options->authorization_window_s) config.authorization_window_s = options->authorization_window_s;
     if (options->recovery_interval_ms) config.recovery_interval_ms = options->recovery_interval_ms;

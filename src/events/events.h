@@ -20,10 +20,9 @@
  *             .object_id = p->id,
  *             .object_seq = p->version,        // 1 at creation, +1 per change: no gaps
  *             .object_json = p->json,          // the payment as it is after this change
- *             .owners = {p->merchant_id},      // who may see it (merchant key ids)
- *             .owner_count = 1,
+ *             .owners_account_id = p->merchant_account, // its merchant's keys see it
  *         };
- *         return events_emit(tx, &event, NULL);  // an error fails the whole batch
+ *         return events_emit(p->events, tx, &event, NULL); // an error fails the batch
  *     }
  *
  * The event commits or rolls back with the payment's rows; the delivery threads see it
@@ -49,12 +48,52 @@
 #include "writer/writer.h"
 
 /* Every event type: one line each, never renamed (receivers route on these names). */
-#define EVENTS_TYPES(X)                      \
-    X(ACCOUNT_CREATED, "account.created")    \
-    X(TRANSFER_CREATED, "transfer.created")  \
-    X(TRANSFER_POSTED, "transfer.posted")    \
-    X(TRANSFER_VOIDED, "transfer.voided")    \
-    X(TRANSFER_EXPIRED, "transfer.expired")
+#define EVENTS_TYPES(X)                                           \
+    X(ACCOUNT_CREATED, "account.created")                         \
+    X(TRANSFER_CREATED, "transfer.created")                       \
+    X(TRANSFER_POSTED, "transfer.posted")                         \
+    X(TRANSFER_VOIDED, "transfer.voided")                         \
+    X(TRANSFER_EXPIRED, "transfer.expired")                       \
+    EVENTS_PAYMENT_TYPES(X)                                       \
+    EVENTS_REFUND_TYPES(X)                                        \
+    EVENTS_BANK_OUT_TYPES(X, PAYOUT, "payout.")                   \
+    EVENTS_BANK_OUT_TYPES(X, WITHDRAWAL, "withdrawal.")
+
+/* A payment: its state after the change, or "updated" when the state stayed (an
+ * operation began, a new channel attempt). The state names are payments.h's. */
+#define EVENTS_PAYMENT_TYPES(X)                                   \
+    X(PAYMENT_CREATED, "payment.created")                         \
+    X(PAYMENT_REQUIRES_ACTION, "payment.requires_action")         \
+    X(PAYMENT_IN_REVIEW, "payment.in_review")                     \
+    X(PAYMENT_AUTHORIZED, "payment.authorized")                   \
+    X(PAYMENT_PARTIALLY_CAPTURED, "payment.partially_captured")   \
+    X(PAYMENT_CAPTURED, "payment.captured")                       \
+    X(PAYMENT_PARTIALLY_REFUNDED, "payment.partially_refunded")   \
+    X(PAYMENT_REFUNDED, "payment.refunded")                       \
+    X(PAYMENT_CANCELED, "payment.canceled")                       \
+    X(PAYMENT_DECLINED, "payment.declined")                       \
+    X(PAYMENT_FAILED, "payment.failed")                           \
+    X(PAYMENT_EXPIRED, "payment.expired")                         \
+    X(PAYMENT_UPDATED, "payment.updated")
+
+/* A refund: its status after the change, or "updated" when the status stayed. */
+#define EVENTS_REFUND_TYPES(X)                                    \
+    X(REFUND_PENDING, "refund.pending")                           \
+    X(REFUND_SUCCEEDED, "refund.succeeded")                       \
+    X(REFUND_DECLINED, "refund.declined")                         \
+    X(REFUND_FAILED, "refund.failed")                             \
+    X(REFUND_UPDATED, "refund.updated")
+
+/* A merchant payout or a wallet withdrawal (money out through the bank): its status
+ * after the change, or "updated" when the status stayed. */
+#define EVENTS_BANK_OUT_TYPES(X, KIND, prefix)                    \
+    X(KIND##_PENDING, prefix "pending")                           \
+    X(KIND##_PROCESSING, prefix "processing")                     \
+    X(KIND##_PAID, prefix "paid")                                 \
+    X(KIND##_DECLINED, prefix "declined")                         \
+    X(KIND##_FAILED, prefix "failed")                             \
+    X(KIND##_RETURNED, prefix "returned")                         \
+    X(KIND##_UPDATED, prefix "updated")
 
 typedef enum {
 #define X(name, text) EVENTS_TYPE_##name,
@@ -83,6 +122,8 @@ typedef struct {
 } events_copy_t;
 PC_MUST_USE pc_status events_read(store_reader_t *reader, uint64_t seq, const char *owner, events_copy_t *out);
 
+typedef struct events events_t;
+
 /* ---- emitting (writer thread, inside the batch transaction 'tx') ---- */
 typedef struct {
     events_type type;
@@ -90,11 +131,15 @@ typedef struct {
     uint32_t object_seq;                   /* >= 1 */
     const char *object_json;               /* a compact JSON object: the object now */
     const char *owners[EVENTS_OWNERS_MAX]; /* merchant key ids that may see the event */
-    uint32_t owner_count;                  /* 0: admins only */
+    uint32_t owner_count;                  /* 0 (and no owners_account_id): admins only */
+    const char *owners_account_id;         /* or NULL: the merchant keys granted this ledger
+                                              account (in 'tx') may see it too, as the
+                                              ledger's own events of that account */
 } events_emit_t;
 
-/* Writes one event into 'tx'; 'id_out' (or NULL) receives its id. */
-PC_MUST_USE pc_status events_emit(store_tx_t *tx, const events_emit_t *event,
+/* Writes one event into 'tx'; 'id_out' (or NULL) receives its id ("" when nothing was
+ * written). 'events' NULL or disabled (--no-events): writes nothing, PC_OK. */
+PC_MUST_USE pc_status events_emit(events_t *events, store_tx_t *tx, const events_emit_t *event,
                                   char id_out[EVENTS_ID_SIZE]);
 
 /* ---- the events runtime of `paycore serve` ---- */
@@ -112,8 +157,6 @@ typedef struct {
 } events_config_t;
 
 void events_config_default(events_config_t *config);
-
-typedef struct events events_t;
 
 /* Opens the runtime for 'store' (borrowed; outlives it) and its outbox hook. Call
  * before writer_start: the hook goes into the writer's config. */
@@ -149,7 +192,10 @@ PC_MUST_USE pc_status events_url_check(const char *url);
 /* PC_OK for amqp://user:pass@host:port/vhost (librabbitmq's parser), else
  * PC_AMQP_URL_INVALID. */
 PC_MUST_USE pc_status events_amqp_url_check(const char *url);
-/* Parses "a.b,c.d" or a list of names into a type mask; "*" is every type. */
+/* The types one entry of an endpoint's "events" names: a type, "*" (every type) or
+ * "<prefix>.*" ("payment.*": every type beginning with "payment."). False: none. */
+bool events_type_pattern_mask(const char *pattern, uint64_t *mask_out);
+/* Parses "a.b,c.*" (entries as above) into a type mask. */
 PC_MUST_USE pc_status events_types_mask(const char *types, uint64_t *mask_out);
 
 /* ---- signatures ----

@@ -32,9 +32,44 @@ static pc_status insert(store_events_writer_t *writer, events_buf_t *body, event
     return status;
 }
 
-pc_status events_emit(store_tx_t *tx, const events_emit_t *event, char id_out[EVENTS_ID_SIZE]) {
+/* An emitter's owners, and with owners_account_id the merchant keys granted that
+ * account, without repeats, into 'owners' (EVENTS_OWNERS_MAX). */
+static pc_status emit_owners(store_events_writer_t *writer, const events_emit_t *event,
+                             char (*owners)[PC_ID_SIZE], uint32_t *count) {
+    *count = 0;
+    for (uint32_t i = 0; i < event->owner_count; i++) {
+        if (!pc_id_copy(owners[(*count)++], event->owners[i])) return PC_ID_INVALID;
+    }
+    if (event->owners_account_id == NULL) return PC_OK;
+    char granted[EVENTS_OWNERS_MAX][PC_ID_SIZE];
+    uint32_t granted_count = 0;
+    pc_status status = store_events_account_owners(writer, event->owners_account_id, granted,
+                                                   EVENTS_OWNERS_MAX, &granted_count);
+    for (uint32_t i = 0; status == PC_OK && i < granted_count && *count < EVENTS_OWNERS_MAX; i++) {
+        bool seen = false;
+        for (uint32_t j = 0; j < *count && !seen; j++) seen = strcmp(owners[j], granted[i]) == 0;
+        if (!seen) (void)pc_id_copy(owners[(*count)++], granted[i]);
+    }
+    return status;
+}
+
+/* The hook's statements, prepared at the first use and kept (writer thread): the
+ * batch hook and events_emit share them. */
+static pc_status outbox_writer(events_t *events, store_tx_t *tx, store_events_writer_t **out) {
+    if (events->outbox == NULL) {
+        pc_status status = store_events_writer_begin(tx, &events->outbox);
+        if (status != PC_OK) return status;
+    }
+    *out = events->outbox;
+    return PC_OK;
+}
+
+pc_status events_emit(events_t *events, store_tx_t *tx, const events_emit_t *event,
+                      char id_out[EVENTS_ID_SIZE]) {
     PC_ASSERT((unsigned)event->type < EVENTS_TYPE_COUNT);
     PC_ASSERT(event->object_seq >= 1 && event->owner_count <= EVENTS_OWNERS_MAX);
+    if (id_out != NULL) id_out[0] = '\0';
+    if (events == NULL || !events->config.enabled) return PC_OK;
     if (!pc_id_valid(event->object_id)) return PC_ID_INVALID;
     /* Emitters hand JSON they rendered: check it is one object before it reaches every
      * receiver (the ledger's own events skip this: they are rendered here). */
@@ -44,20 +79,23 @@ pc_status events_emit(store_tx_t *tx, const events_emit_t *event, char id_out[EV
     json_decref(parsed);
     if (!object) return PC_INVALID_ARGUMENT;
     store_events_writer_t *writer;
-    pc_status status = store_events_writer_begin(tx, &writer);
-    if (status != PC_OK) return status;
+    pc_status status = outbox_writer(events, tx, &writer);
+    char owner_ids[EVENTS_OWNERS_MAX][PC_ID_SIZE];
+    const char *owners[EVENTS_OWNERS_MAX];
+    uint32_t owner_count = 0;
+    if (status == PC_OK) status = emit_owners(writer, event, owner_ids, &owner_count);
+    for (uint32_t i = 0; i < owner_count; i++) owners[i] = owner_ids[i];
     uint64_t seq = 0;
-    status = store_events_seq_next(writer, pc_wall_ns(), &seq);
+    if (status == PC_OK) status = store_events_seq_next(writer, pc_wall_ns(), &seq);
     events_buf_t body = {0};
     if (status == PC_OK) {
         events_render_envelope(&body, seq, event->type, event->object_id, event->object_seq,
                                event->object_json, object_bytes, NULL, 0);
-        status = insert(writer, &body, event->type, event->object_id, event->object_seq, seq,
-                        event->owners, event->owner_count);
+        status = insert(writer, &body, event->type, event->object_id, event->object_seq, seq, owners,
+                        owner_count);
     }
     if (status == PC_OK && id_out != NULL) events_id_format(seq, id_out);
     events_buf_free(&body);
-    store_events_writer_end(writer);
     return status;
 }
 
@@ -245,23 +283,13 @@ static void batch_free(outbox_batch *b) {
     free(b->batch_ids);
 }
 
-/* The hook's statements, prepared at the first batch and kept (writer thread). */
-static pc_status outbox_writer(events_t *events, store_tx_t *tx, store_events_writer_t **out) {
-    if (events->outbox == NULL) {
-        pc_status status = store_events_writer_begin(tx, &events->outbox);
-        if (status != PC_OK) return status;
-    }
-    store_events_writer_reset(events->outbox);
-    *out = events->outbox;
-    return PC_OK;
-}
-
 static pc_status hook_in_transaction(void *ctx, store_tx_t *tx, const ledger_t *ledger,
                                      const ledger_changes_t *changes, const ledger_source_t *source) {
     if (changes->accounts_created_count == 0 && changes->transfers_count == 0) return PC_OK;
     outbox_batch b;
     pc_status status = batch_init(&b, ledger, changes, source) ? PC_OK : PC_NO_MEMORY;
     if (status == PC_OK) status = outbox_writer(ctx, tx, &b.writer);
+    if (status == PC_OK) store_events_writer_reset(b.writer); /* max(seq) read again */
     for (uint32_t i = 0; status == PC_OK && i < changes->accounts_created_count; i++) {
         status = emit_account(&b, changes->accounts_created[i]);
     }
@@ -280,6 +308,8 @@ static void hook_finished(void *ctx, pc_status commit_status) {
         else atomic_fetch_add(&events->written_failed, pending_written[i]);
         pending_written[i] = 0;
     }
+    /* the next transaction reads max(seq) again: this one may have rolled back */
+    if (events->outbox != NULL) store_events_writer_reset(events->outbox);
     if (commit_status == PC_OK) events_wake(events, false);
 }
 

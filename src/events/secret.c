@@ -235,8 +235,24 @@ pc_status events_url_check(const char *url) {
     return rc == 0 ? PC_OK : PC_URL_UNRESOLVABLE;
 }
 
-pc_status events_types_mask(const char *types, uint64_t *mask_out) {
+bool events_type_pattern_mask(const char *pattern, uint64_t *mask_out) {
     static_assert(EVENTS_TYPE_COUNT <= 64, "a type mask is 64 bits");
+    *mask_out = 0;
+    size_t bytes = strlen(pattern);
+    if (strcmp(pattern, "*") == 0) {
+        *mask_out = ~0ull;
+    } else if (bytes > 2 && strcmp(pattern + bytes - 2, ".*") == 0) { /* "payment.*" */
+        for (uint32_t i = 0; i < EVENTS_TYPE_COUNT; i++) {
+            if (strncmp(events_type_name((events_type)i), pattern, bytes - 1) == 0) *mask_out |= 1ull << i;
+        }
+    } else {
+        events_type type;
+        if (events_type_parse(pattern, &type)) *mask_out = 1ull << type;
+    }
+    return *mask_out != 0;
+}
+
+pc_status events_types_mask(const char *types, uint64_t *mask_out) {
     uint64_t mask = 0;
     const char *item = types;
     while (*item != '\0') {
@@ -246,10 +262,9 @@ pc_status events_types_mask(const char *types, uint64_t *mask_out) {
         if (bytes == 0 || bytes >= sizeof name) return PC_EVENT_TYPE_UNKNOWN;
         memcpy(name, item, bytes);
         name[bytes] = '\0';
-        events_type type;
-        if (strcmp(name, "*") == 0) mask = ~0ull;
-        else if (events_type_parse(name, &type)) mask |= 1ull << type;
-        else return PC_EVENT_TYPE_UNKNOWN;
+        uint64_t one;
+        if (!events_type_pattern_mask(name, &one)) return PC_EVENT_TYPE_UNKNOWN;
+        mask |= one;
         if (end == NULL) break;
         item = end + 1;
     }

@@ -15,14 +15,9 @@
 #include "payments/pay_internal.h"
 
 static pc_status op_in_tx(pay_flow_t *flow, store_tx_t *tx) {
-    pc_status status = pay_op_put(tx, &flow->op);
+    pc_status status = pay_flow_write_op(flow, tx);
     if (status == PC_OK && flow->reply.status == PC_OK && !flow->has_payment) {
         pay_flow_answer(flow, 201, pay_op_json(&flow->op));
-    }
-    if (status == PC_OK) {
-        char type[48];
-        snprintf(type, sizeof type, "%s.%s", flow->op.kind == PAY_OP_PAYOUT ? "payout" : "withdrawal", flow->op.status);
-        status = pay_event_emit(tx, type, flow->op.id, flow->op.version, NULL, flow->op.merchant_id);
     }
     return status;
 }
@@ -182,7 +177,7 @@ static pc_status collection_returned_in_tx(pay_flow_t *flow, store_tx_t *tx) {
     snprintf(p->decline.message, sizeof p->decline.message, "the bank returned the transfer");
     snprintf(p->decline.source, sizeof p->decline.source, "channel");
     snprintf(flow->op.status, sizeof flow->op.status, "returned");
-    pc_status status = pay_op_put(tx, &flow->op);
+    pc_status status = pay_flow_write_op(flow, tx);
     pay_payment_op_put(p, &flow->op);
     return status == PC_OK ? pay_flow_write_payment(flow, tx) : status;
 }

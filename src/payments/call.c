@@ -26,7 +26,7 @@ static pc_status persist_in_tx(pay_flow_t *flow, store_tx_t *tx) {
         }
         for (uint32_t i = 0; i < cs->reserve_count; i++) pay_op_transfer_add(flow, flow->transfers[i].id);
     }
-    pc_status status = pay_op_put(tx, &flow->op);
+    pc_status status = pay_flow_write_op(flow, tx);
     if (status == PC_OK && flow->has_payment) {
         pay_payment_op_put(&flow->payment, &flow->op);
         status = pay_flow_write_payment(flow, tx);

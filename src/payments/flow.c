@@ -100,11 +100,7 @@ pc_status pay_flow_write_payment(pay_flow_t *flow, store_tx_t *tx) {
         status = store_pay_lookup_put(tx, name, p->id, NULL, 0);
         if (status == PC_EXISTS) status = PC_OK;
     }
-    if (status == PC_OK) {
-        char type[48];
-        snprintf(type, sizeof type, "payment.%s", pay_state_name(p->state));
-        status = pay_event_emit(tx, type, p->id, p->version, NULL, p->merchant_id);
-    }
+    if (status == PC_OK) status = pay_event_payment(flow, tx);
     if (status == PC_OK) flow->payment_stored = true;
     return status;
 }

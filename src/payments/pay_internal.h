@@ -117,12 +117,14 @@ typedef struct {
     uint64_t created_ns;
     uint64_t updated_ns;
     uint32_t version;
+    char status_stored[16];           /* as last stored (events: did it change?) */
 } pay_op_t;
 
 typedef struct {
     char id[PC_ID_SIZE];
     char merchant_id[PC_ID_SIZE];
     pay_state state;
+    pay_state state_stored;           /* as last stored (events: did it change?) */
     uint32_t version;
     uint64_t created_ns;
     uint64_t updated_ns;
@@ -411,9 +413,11 @@ void pay_recovery_stop(pay_t *pay);
 /* Loads what recovery and expiry need at start (holds). */
 PC_MUST_USE pc_status pay_holds_load(pay_t *pay);
 
-/* ---- events (emitted with each change; a seam until the outbox lands) ---- */
-PC_MUST_USE pc_status pay_event_emit(store_tx_t *tx, const char *type, const char *object_id, uint32_t version,
-                                     const json_t *object, const char *merchant_id);
+/* ---- events (emit.c): one per stored version, in the same transaction ---- */
+/* After pay_payment_put: the payment's event. */
+PC_MUST_USE pc_status pay_event_payment(pay_flow_t *flow, store_tx_t *tx);
+/* pay_op_put of flow->op and, for a refund, payout or withdrawal, its event. */
+PC_MUST_USE pc_status pay_flow_write_op(pay_flow_t *flow, store_tx_t *tx);
 
 /* ---- parsing (parse.c): every refusal names its field ---- */
 typedef struct {

@@ -234,17 +234,3 @@ void pay_reply_clear(pay_reply_t *reply) {
     json_decref(reply->body);
     reply->body = NULL;
 }
-
-pc_status pay_event_emit(store_tx_t *tx, const char *type, const char *object_id, uint32_t version,
-                         const json_t *object, const char *merchant_id) {
-    /* The seam of the events outbox (src/events/): when it is built, this writes the
-     * event row into 'tx' (events_emit), so an event exists if and only if its change
-     * committed. Until then nothing is emitted. */
-    (void)tx;
-    (void)type;
-    (void)object_id;
-    (void)version;
-    (void)object;
-    (void)merchant_id;
-    return PC_OK;
-}

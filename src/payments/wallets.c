@@ -203,7 +203,7 @@ static pc_status wallet_pay_in_tx(pay_flow_t *flow, store_tx_t *tx) {
         snprintf(flow->op.status, sizeof flow->op.status, "declined");
         snprintf(flow->op.response_code, sizeof flow->op.response_code, "%s", pc_status_code(failure));
     }
-    pc_status status = pay_op_put(tx, &flow->op);
+    pc_status status = pay_flow_write_op(flow, tx);
     pay_payment_op_put(p, &flow->op);
     if (status == PC_OK) status = pay_flow_write_payment(flow, tx);
     if (status == PC_OK) pay_flow_answer_payment(flow, 201);
@@ -242,7 +242,7 @@ static pc_status wallet_refund_in_tx(pay_flow_t *flow, store_tx_t *tx) {
     pay_transition(p->state, p->refunded == p->captured ? PAY_EV_REFUNDED_FULL : PAY_EV_REFUNDED_PARTIAL, &p->state);
     snprintf(flow->op.status, sizeof flow->op.status, "succeeded");
     snprintf(flow->op.channel, sizeof flow->op.channel, "wallet");
-    pc_status status = pay_op_put(tx, &flow->op);
+    pc_status status = pay_flow_write_op(flow, tx);
     pay_payment_op_put(p, &flow->op);
     if (status == PC_OK) status = pay_flow_write_payment(flow, tx);
     if (status == PC_OK) pay_flow_answer(flow, 201, pay_op_json(&flow->op));

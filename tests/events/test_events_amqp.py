@@ -1,23 +1,28 @@
 """Goal: with --events-amqp every event reaches a real RabbitMQ topic exchange (routing
 key = event type, message id = event id), counted as published only once the broker
 confirmed it; when the broker dies in the middle of a load the API keeps taking
-payments, /readyz and /metrics say the broker is down, and after the broker is back
-nothing is missing, duplicates carry the same id and body, and each object's events
-arrive in order. Method: a real broker started here (rabbit.py: its own node, ports,
-epmd and data directory) with a durable queue bound to the exchange; a real consumer
-(amqp_consume, librabbitmq) reading it throughout; a load of transfers (plain and
-pending, posted or voided) from two threads; the broker SIGKILLed mid-load and started
-again on the same data; the consumer's stream compared with GET /v1/events."""
+transfers and card payments, /readyz and /metrics say the broker is down, and after
+the broker is back nothing is missing, duplicates carry the same id and body, and each
+object's events arrive in order. Method: a real broker started here (rabbit.py: its
+own node, ports, epmd and data directory) with a durable queue bound to the exchange;
+a real consumer (amqp_consume, librabbitmq) reading it throughout; a load of transfers
+(plain and pending, posted or voided) from two threads; the broker SIGKILLed mid-load
+and started again on the same data; a card payment made and captured over the real
+card simulator while it is down; the consumer's stream compared with GET /v1/events."""
 import json
 import os
+import re
 import signal
 import subprocess
+import sys
 import threading
-import time
 
 from rabbit import RabbitMQ, available
 from receiver import all_events, check, expect, wait_for
-from pcapi import Server, account, fail, missing_input, transfer
+from pcapi import account, fail, missing_input, transfer
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../payments"))
+from paylib import Env, card_payment  # noqa: E402
 
 CONSUME = os.environ.get("PAYCORE_AMQP_CONSUME",
                          os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../build/amqp_consume"))
@@ -102,15 +107,16 @@ def main():
     if not os.access(CONSUME, os.X_OK):
         fail("the consumer %s is not built (make build)" % CONSUME)
     broker = RabbitMQ()
-    server = None
+    env = None
     consumer = None
     try:
         broker.start()
         subprocess.run([CONSUME, "--port", str(broker.port), "--declare-only", "--timeout-s", "60"], check=True,
                        timeout=120)
-        server = Server(extra_args=["--events-amqp", broker.amqp_url()])
-        server.start()
-        admin = server.client()
+        env = Env(extra_args=["--events-amqp", broker.amqp_url()])
+        env.start()
+        server, admin = env.server, env.admin
+        merchant = env.merchant("m1")
         wait_for(lambda: broker_state(server) == "connected", "paycore connected to the broker")
         consumer = Consumer(broker.port)
         expect(admin.post("/v1/accounts", {"accounts": [account("qa"), account("qb")]}), 200, what="accounts")
@@ -123,14 +129,21 @@ def main():
         wait_for(lambda: broker_state(server) == "down", "readyz says the broker is down")
         check(amqp_metric(server, "paycore_events_amqp_connected") == 0, "metrics say the broker is down")
         during = len(results)
-        wait_for(lambda: len(results) >= during + 50, "payments taken while the broker is down")
+        wait_for(lambda: len(results) >= during + 50, "transfers taken while the broker is down")
+        p = expect(merchant.post("/v1/payments", card_payment(700)), 201, what="payment, broker down").json
+        expect(merchant.post("/v1/payments/%s/capture" % p["id"], {}), 200, what="capture, broker down")
+        check(broker_state(server) == "down", "the payment was taken while the broker was down")
         broker.start()
         for t in loaders:
             t.join()
         check(all(s == 201 for s in results), "every request of the load succeeded")
         events = all_events(admin)
+        load_events = [e for e in events if re.match(r"(q[ab]|[xy][0-9]+)$", e["object_id"])]
         expected = 2 + 2 * sum(2 if i % 3 == 0 else 1 for i in range(TRANSFERS))
-        check(len(events) == expected, "events written: %d of %d" % (len(events), expected))
+        check(len(load_events) == expected, "events written: %d of %d" % (len(load_events), expected))
+        payment_types = [e["type"] for e in events if e["object_id"] == p["id"]]
+        check(payment_types == ["payment.created", "payment.authorized", "payment.updated", "payment.captured"],
+              "the payment's events: %r" % payment_types)
         wait_for(lambda: broker_state(server) == "connected", "paycore reconnected")
         wait_for(lambda: not (set(e["id"] for e in events) - consumer.ids()), "every event consumed",
                  timeout_s=300)
@@ -145,8 +158,8 @@ def main():
     finally:
         if consumer is not None:
             consumer.close()
-        if server is not None:
-            server.close()
+        if env is not None:
+            env.close()
         broker.close()
 
 

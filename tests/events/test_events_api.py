@@ -5,6 +5,9 @@ endpoint reads exactly as a missing one (byte for byte apart from the request id
 Method: a real server; two merchant keys and an admin; every route with own, foreign
 and missing ids; a merchant's endpoint on a real receiver gets only its events; bad
 endpoint URLs (scheme, length, unresolvable host) and event types are refused."""
+import os
+import re
+
 from receiver import Receiver, all_events, check, expect, wait_for
 from pcapi import Server, account, transfer
 
@@ -78,6 +81,9 @@ def test_endpoint_validation(admin):
     refused({"url": "http://127.0.0.1:9/x", "events": []}, "event_type_unknown", "events")
     refused({"url": "http://127.0.0.1:9/x", "events": ["transfer.deleted"]}, "event_type_unknown", "events[0]")
     refused({"url": "http://127.0.0.1:9/x", "events": ["*", 3]}, "field_type", "events[1]")
+    refused({"url": "http://127.0.0.1:9/x", "events": ["payment.*", "nothing.*"]}, "event_type_unknown", "events[1]")
+    refused({"url": "http://127.0.0.1:9/x", "events": ["payment"]}, "event_type_unknown", "events[0]")
+    refused({"url": "http://127.0.0.1:9/x", "events": [".*"]}, "event_type_unknown", "events[0]")
     refused({"url": "http://127.0.0.1:9/x", "events": ["*"], "secret": "mine"}, "field_unknown", "secret")
     refused({"url": "http://127.0.0.1:9/x", "events": ["*"], "merchant_id": "key_nobody"}, "invalid_argument",
             "merchant_id")
@@ -91,6 +97,12 @@ def test_endpoint_validation(admin):
     got = expect(admin.get("/v1/webhook-endpoints/" + first["id"]), 200).json
     check("secret" not in got and got["events"] == ["transfer.created"], "GET has no secret: %r" % got)
     expect(admin.delete("/v1/webhook-endpoints/" + first["id"]), 200, what="delete")
+    # patterns and repeats: kept as given, once each (the longest list fits)
+    longest = ["payment.partially_refunded"] * 30 + ["payment.*", "refund.*", "*", "transfer.posted"]
+    ep = expect(admin.post("/v1/webhook-endpoints", {"url": "http://127.0.0.1:9/x", "events": longest}), 201).json
+    check(ep["events"] == ["payment.partially_refunded", "payment.*", "refund.*", "*", "transfer.posted"],
+          "repeats listed once: %r" % ep["events"])
+    expect(admin.delete("/v1/webhook-endpoints/" + ep["id"]), 200, what="delete")
     expect(admin.get("/v1/webhook-endpoints/" + first["id"]), 404, "not_found", "deleted")
 
 
@@ -161,6 +173,16 @@ def test_operations(server, admin):
     for name in ("paycore_events_written_total{type=\"transfer.created\"}", "paycore_events_delivered_total{",
                  "paycore_events_outbox_lag_seconds{", "paycore_events_purged_total "):
         check(name in text, "metrics carry " + name)
+    # every type the server has (a written_total line each) is documented, and no other
+    served = set(re.findall(r'^paycore_events_written_total\{type="([a-z_.]+)"\}', text, re.M))
+    spec = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../docs/openapi.yaml")).read()
+    enum = spec[spec.index("    EventType:"):]
+    enum = enum[enum.index("enum: [") + 7:enum.index("]")]
+    documented = set(t.strip() for t in enum.split(","))
+    check(served == documented, "docs/openapi.yaml EventType: missing %r, extra %r"
+          % (sorted(served - documented), sorted(documented - served)))
+    guide = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../docs/events.md")).read()
+    check(all(t in guide for t in served if not t.startswith("withdrawal.")), "docs/events.md names every type")
 
 
 def main():

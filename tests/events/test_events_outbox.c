@@ -13,12 +13,14 @@
 #include <unistd.h>
 
 #include "events/events_internal.h"
+#include "payments/payments.h"
 #include "store/store_api.h"
 #include "store/store_events.h"
 #include "test.h"
 #include "writer/writer.h"
 
 static char dir[256], db_path[300], key_path[300];
+static bool rig_events_off; /* the next rig runs with --no-events */
 
 typedef struct {
     store_t *store;
@@ -37,6 +39,7 @@ static void rig_start(rig *r, const char *name, uint32_t fault_commit_at) {
     events_config_default(&config);
     config.db_path = db_path;
     config.retention_s = 0; /* no retention rounds: every commit here is the test's own */
+    config.enabled = !rig_events_off;
     ASSERT_STATUS(events_open(&r->events, r->store, &config), PC_OK);
     writer_config_t writer_config = {.batch_hook = events_batch_hook(r->events)};
     ASSERT_STATUS(writer_start(&r->writer, r->store, key_path, &writer_config), PC_OK);
@@ -217,26 +220,36 @@ static void test_pending_resolutions(void) {
 
 typedef struct {
     writer_cmd_t cmd;
+    events_t *events;
     const char *object_json;
+    const char *owners_account_id;
     bool fail_after;
     pc_status emit_status;
+    char id[EVENTS_ID_SIZE];
 } emit_job;
 
 static pc_status emit_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
     emit_job *job = (emit_job *)cmd;
-    events_emit_t event = {.type = EVENTS_TYPE_TRANSFER_CREATED, .object_id = "pay_1", .object_seq = 3,
-                           .object_json = job->object_json, .owners = {"key_m"}, .owner_count = 1};
-    job->emit_status = events_emit(tx, &event, NULL);
+    events_emit_t event = {.type = EVENTS_TYPE_PAYMENT_CAPTURED, .object_id = "pay_1", .object_seq = 3,
+                           .object_json = job->object_json, .owners = {"key_m"}, .owner_count = 1,
+                           .owners_account_id = job->owners_account_id};
+    job->emit_status = events_emit(job->events, tx, &event, job->id);
     if (job->emit_status != PC_OK) return job->emit_status;
     return job->fail_after ? PC_INTERNAL : PC_OK; /* the payment's own rows failed */
 }
 
-static pc_status emit_run(rig *r, const char *object_json, bool fail_after) {
-    emit_job job = {.cmd = {.kind = WRITER_CMD_EXEC, .in_transaction = emit_in_tx}, .object_json = object_json,
+static pc_status emit_account_run(rig *r, const char *object_json, const char *owners_account_id,
+                                  bool fail_after) {
+    emit_job job = {.cmd = {.kind = WRITER_CMD_EXEC, .in_transaction = emit_in_tx}, .events = r->events,
+                    .object_json = object_json, .owners_account_id = owners_account_id,
                     .fail_after = fail_after};
     pc_status status = writer_submit_wait(r->writer, &job.cmd);
     if (job.emit_status != PC_OK) return job.emit_status;
     return status == PC_OK ? PC_OK : PC_STORE_COMMIT_FAILED;
+}
+
+static pc_status emit_run(rig *r, const char *object_json, bool fail_after) {
+    return emit_account_run(r, object_json, NULL, fail_after);
 }
 
 static void test_emit(void) {
@@ -255,6 +268,19 @@ static void test_emit(void) {
     ASSERT_EQ(json_integer_value(json_object_get(json_array_get(events, 0), "object_seq")), 3);
     json_decref(events);
     events = events_all(&r, "key_other");
+    ASSERT_EQ(json_array_size(events), 0);
+    json_decref(events);
+    rig_stop(&r);
+}
+
+/* Goal: with --no-events an emitter writes nothing and its change still commits. */
+static void test_emit_disabled(void) {
+    rig r;
+    rig_events_off = true;
+    rig_start(&r, "emit_off", 0);
+    rig_events_off = false;
+    ASSERT_STATUS(emit_run(&r, "{\"id\":\"pay_1\",\"status\":\"captured\"}", false), PC_OK);
+    json_t *events = events_all(&r, NULL);
     ASSERT_EQ(json_array_size(events), 0);
     json_decref(events);
     rig_stop(&r);
@@ -287,7 +313,80 @@ static void test_owners(void) {
     events_summary(events, summary, sizeof summary);
     ASSERT_STR_EQ(summary, "account.created:m1:1 transfer.created:t1:1");
     json_decref(events);
+    /* owners named twice (explicitly and by the account's grant) are one owner */
+    ASSERT_STATUS(emit_account_run(&r, "{\"id\":\"pay_1\"}", "m1", false), PC_OK);
+    events = events_all(&r, "key_m");
+    events_summary(events, summary, sizeof summary);
+    ASSERT_STR_EQ(summary, "account.created:m1:1 transfer.created:t1:1 payment.captured:pay_1:3");
+    json_decref(events);
     rig_stop(&r);
+}
+
+/* Goal: an emitter's event is owned by the keys granted the account it names, and by
+ * nobody else. Method: key_g granted m2 only; an event naming m2 (no explicit owners)
+ * is listed for key_g, not for another key. */
+static pc_status grant_g_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
+    (void)cmd;
+    store_api_key_t key = {.id = "key_g", .scope = "merchant", .name = "g", .created_ns = 1};
+    pc_status status = store_api_key_insert(tx, &key);
+    if (status == PC_OK) status = store_api_grant_insert(tx, "key_g", "m2");
+    return status;
+}
+
+static pc_status emit_granted_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
+    emit_job *job = (emit_job *)cmd;
+    events_emit_t event = {.type = EVENTS_TYPE_REFUND_PENDING, .object_id = "re_1", .object_seq = 1,
+                           .object_json = "{\"id\":\"re_1\"}", .owners_account_id = "m2"};
+    return events_emit(job->events, tx, &event, job->id);
+}
+
+static void test_emit_account_owners(void) {
+    rig r;
+    rig_start(&r, "emit_owners", 0);
+    writer_cmd_t grant = {.kind = WRITER_CMD_EXEC, .in_transaction = grant_g_in_tx};
+    ASSERT_STATUS(writer_submit_wait(r.writer, &grant), PC_OK);
+    accounts(&r, "m2", "c");
+    emit_job job = {.cmd = {.kind = WRITER_CMD_EXEC, .in_transaction = emit_granted_in_tx}, .events = r.events};
+    ASSERT_STATUS(writer_submit_wait(r.writer, &job.cmd), PC_OK);
+    ASSERT_TRUE(strncmp(job.id, "evt_", 4) == 0);
+    json_t *events = events_all(&r, "key_g");
+    char summary[256];
+    events_summary(events, summary, sizeof summary);
+    ASSERT_STR_EQ(summary, "account.created:m2:1 refund.pending:re_1:1");
+    json_decref(events);
+    events = events_all(&r, "key_m");
+    ASSERT_EQ(json_array_size(events), 0);
+    json_decref(events);
+    rig_stop(&r);
+}
+
+/* ---- types ---- */
+
+/* Goal: every payment state has its event type (payments name the type after the
+ * state reached), and the endpoint patterns select what they say. */
+static void test_types(void) {
+    for (int state = 0; state < PAY_STATE_COUNT; state++) {
+        char name[64];
+        events_type type;
+        snprintf(name, sizeof name, "payment.%s", pay_state_name((pay_state)state));
+        if (!events_type_parse(name, &type)) TEST_FAIL("no event type %s", name);
+        ASSERT_STR_EQ(events_type_name(type), name);
+    }
+    uint64_t mask, all;
+    ASSERT_TRUE(events_type_pattern_mask("*", &all));
+    ASSERT_TRUE(events_type_pattern_mask("refund.*", &mask));
+    ASSERT_EQ(__builtin_popcountll(mask), 5);
+    for (uint32_t i = 0; i < EVENTS_TYPE_COUNT; i++) {
+        bool refund = strncmp(events_type_name((events_type)i), "refund.", 7) == 0;
+        ASSERT_EQ(((mask >> i) & 1) != 0, refund);
+        ASSERT_TRUE((all >> i) & 1);
+    }
+    ASSERT_TRUE(!events_type_pattern_mask("refund", &mask));
+    ASSERT_TRUE(!events_type_pattern_mask("refunds.*", &mask));
+    ASSERT_TRUE(!events_type_pattern_mask(".*", &mask));
+    ASSERT_STATUS(events_types_mask("transfer.posted,payout.*", &mask), PC_OK);
+    ASSERT_EQ(__builtin_popcountll(mask), 1 + 7);
+    ASSERT_STATUS(events_types_mask("transfer.posted,nope.*", &mask), PC_EVENT_TYPE_UNKNOWN);
 }
 
 /* ---- ids, signatures, backoff ---- */
@@ -385,7 +484,10 @@ int main(void) {
     TEST_RUN(test_atomic_with_commit);
     TEST_RUN(test_pending_resolutions);
     TEST_RUN(test_emit);
+    TEST_RUN(test_emit_disabled);
     TEST_RUN(test_owners);
+    TEST_RUN(test_emit_account_owners);
+    TEST_RUN(test_types);
     TEST_RUN(test_ids);
     TEST_RUN(test_signatures);
     TEST_RUN(test_backoff);

@@ -3,10 +3,11 @@ retried past 3 days is dead-lettered; an endpoint failing for 5 days is disabled
 says why; re-enabling resumes it; one event or everything since a time is delivered
 again on request; retention never purges an event some destination still waits for
 (retrying or dead-lettered), and purges the rest; a rotated secret signs with both
-secrets during its grace period. Method: a real server whose delivery clock is moved
-forward through the test clock file (PAYCORE_EVENTS_TEST_CLOCK_FILE, read by the
-webhook thread), a real receiver that fails or acknowledges as the test says, and the
-API, /metrics and the receiver's records as the observers."""
+secrets during its grace period and only with the new one after it. Method: a real
+server whose delivery clock is moved forward through the test clock file
+(PAYCORE_EVENTS_TEST_CLOCK_FILE, read by the webhook thread), a real receiver that
+fails or acknowledges as the test says, and the API, /metrics and the receiver's
+records as the observers."""
 import os
 import tempfile
 import time
@@ -146,6 +147,17 @@ def main():
         header = a.headers["Paycore-Signature"]
         check(header.count("v1=") == 1 and signature_valid(final["secret"], header, a.body), "one signature: %r" % header)
         check(not signature_valid(rotated["secret"], header, a.body), "the old secret no longer verifies")
+        # a grace period ends by itself: after it, only the new secret signs
+        short = expect(admin.post("/v1/webhook-endpoints/%s/rotate-secret" % ep["id"], {"grace_period_s": 1}), 200,
+                       what="rotate with 1 s of grace").json
+        ends_s = short["previous_secret_expires"] / 1e9
+        wait_for(lambda: time.time() > ends_s + 0.5, "the grace period over")
+        seen = len(rx.snapshot())
+        expect(admin.post("/v1/transfers", transfer("t7", "x1", "x2", 9)), 201, what="t7")
+        a = wait_for(lambda: [x for x in rx.snapshot()[seen:] if x.event["object_id"] == "t7"], "t7 delivered")[0]
+        header = a.headers["Paycore-Signature"]
+        check(header.count("v1=") == 1 and signature_valid(short["secret"], header, a.body),
+              "after the grace period one signature, the new secret's: %r" % header)
         print("webhook lifecycle: ok")
     finally:
         rx.stop()

@@ -1,0 +1,71 @@
+/* payments/emit.c: the events of payments, refunds, payouts and withdrawals, written
+ * into the same transaction as the row they describe (the events outbox, events.h).
+ * One event per stored version: object_seq is the row's version, so a receiver sees a
+ * gap-free sequence per object. The type names the state (or status) after the
+ * change, "<kind>.updated" when it stayed (a new attempt, an operation begun). The
+ * owners are the merchant keys granted the merchant's available account in the
+ * object's currency: the keys that see the merchant's ledger events. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "events/events.h"
+#include "payments/pay_internal.h"
+
+/* "<prefix><state>" when that is an event type, else "<prefix>updated". */
+static events_type type_of(const char *prefix, const char *state, bool changed) {
+    char name[STORE_EVENT_TYPE_SIZE];
+    events_type type;
+    snprintf(name, sizeof name, "%s%s", prefix, state);
+    if (changed && events_type_parse(name, &type)) return type;
+    snprintf(name, sizeof name, "%supdated", prefix);
+    PC_ASSERT(events_type_parse(name, &type));
+    return type;
+}
+
+static pc_status emit(pay_t *pay, store_tx_t *tx, events_type type, const char *object_id, uint32_t version,
+                      json_t *object /* stolen */, const char *merchant_id, const char *currency) {
+    char *text = object != NULL ? json_dumps(object, JSON_COMPACT) : NULL;
+    json_decref(object);
+    if (text == NULL) return PC_NO_MEMORY;
+    char account_id[PC_ID_SIZE];
+    bool named = pay_account_id(account_id, PAY_ACCOUNT_MERCHANT_AVAILABLE, merchant_id, currency);
+    events_emit_t event = {.type = type, .object_id = object_id, .object_seq = version, .object_json = text,
+                           .owners_account_id = named ? account_id : NULL};
+    pc_status status = events_emit(pay->config.events, tx, &event, NULL);
+    free(text);
+    return status;
+}
+
+pc_status pay_event_payment(pay_flow_t *flow, store_tx_t *tx) {
+    pay_payment_t *p = &flow->payment;
+    if (flow->pay->config.events == NULL) return PC_OK;
+    bool changed = p->version == 1 || p->state != p->state_stored;
+    events_type type = type_of("payment.", pay_state_name(p->state), changed);
+    pc_status status = emit(flow->pay, tx, type, p->id, p->version, pay_payment_json(p), p->merchant_id,
+                            p->currency);
+    if (status == PC_OK) p->state_stored = p->state;
+    return status;
+}
+
+/* The prefix of an op kind that is an object of its own ("" for a payment's steps). */
+static const char *op_prefix(pay_op_kind kind) {
+    switch (kind) {
+    case PAY_OP_REFUND: return "refund.";
+    case PAY_OP_PAYOUT: return "payout.";
+    case PAY_OP_WITHDRAW: return "withdrawal.";
+    default: return "";
+    }
+}
+
+pc_status pay_flow_write_op(pay_flow_t *flow, store_tx_t *tx) {
+    pay_op_t *op = &flow->op;
+    pc_status status = pay_op_put(tx, op);
+    const char *prefix = op_prefix(op->kind);
+    if (status != PC_OK || prefix[0] == '\0' || flow->pay->config.events == NULL) return status;
+    bool changed = op->version == 1 || strcmp(op->status, op->status_stored) != 0;
+    events_type type = type_of(prefix, op->status, changed);
+    status = emit(flow->pay, tx, type, op->id, op->version, pay_op_json(op), op->merchant_id, op->currency);
+    if (status == PC_OK) snprintf(op->status_stored, sizeof op->status_stored, "%s", op->status);
+    return status;
+}
