@@ -11,6 +11,10 @@
  *     them, as an admin and as the owner: the check's own cost, measured in this
  *     thread's CPU time (other load on the machine and the disk do not count), and its
  *     share of a durable transfer of the same run (batch=N's figure)
+ *   ledger_id_hash batch=N … extra_ns_per_transfer=… share_of_durable=… baseline=pc_hash64 …
+ *     the keyed id hashes a durable transfer takes against the unkeyed hash they
+ *     replaced, same transfers, this thread's CPU time, and their extra cost's share
+ *     of a durable transfer of the same run (batch=N's figure)
  *   ledger_memory accounts=1000000 peak_rss_mib=…
  * The baseline is what a careful engineer writes first: WAL, synchronous=FULL,
  * prepared statements, per transfer two UPDATEs and one INSERT, N per transaction.
@@ -284,14 +288,41 @@ static void figure_owner(const char *shape, uint32_t accounts, double owner_per_
 /* Interleaved rounds (the disk's mood hits all three): plain SQLite, paycore as an
  * admin, paycore as the merchant owning every account. */
 /* Returns paycore's figure (transfers per second, as an admin). */
+/* Admin and owner runs alternate in this many slices of a round: the disk's fsync rate
+ * swings 10x within minutes, and slices this short see the same disk, so the owner's
+ * ratio to the admin's is the check's cost, not the disk's mood. */
+#define OWNER_SLICES 8
+
+typedef double (*paycore_run_fn)(paycore_t *p, uint32_t account_count, uint32_t batch, const char *owner,
+                                 double seconds);
+
+static double concurrent_run(paycore_t *p, uint32_t account_count, uint32_t batch, const char *owner,
+                             double seconds) {
+    (void)batch;
+    return paycore_concurrent(p, account_count, owner, seconds);
+}
+
+/* 'seconds' of admin runs and as many of owner runs, alternating in OWNER_SLICES
+ * slices (neither always first: neither always runs on a warmer cache); adds each
+ * side's mean rate to its sum. */
+static void owner_pair_run(paycore_run_fn run, paycore_t *p, uint32_t account_count, uint32_t batch,
+                           double seconds, double *admin_sum, double *owner_sum) {
+    double admin = 0, owner = 0, slice = seconds / OWNER_SLICES;
+    for (int s = 0; s < OWNER_SLICES; s++) {
+        bool owner_first = s % 2 == 1;
+        if (owner_first) owner += run(p, account_count, batch, BENCH_OWNER, slice);
+        admin += run(p, account_count, batch, NULL, slice);
+        if (!owner_first) owner += run(p, account_count, batch, BENCH_OWNER, slice);
+    }
+    *admin_sum += admin / OWNER_SLICES;
+    *owner_sum += owner / OWNER_SLICES;
+}
+
 static double figure_batch(const bench_config *config, paycore_t *p, sqlite3 *base, uint32_t batch, int rounds) {
     double paycore_sum = 0, owner_sum = 0, baseline_sum = 0, seconds = config->seconds_per_figure / rounds;
     for (int round = 0; round < rounds; round++) {
         baseline_sum += baseline_run(base, config->accounts, batch, seconds);
-        bool owner_first = round % 2 == 1; /* neither always runs on a warmer cache */
-        if (owner_first) owner_sum += paycore_run(p, config->accounts, batch, BENCH_OWNER, seconds);
-        paycore_sum += paycore_run(p, config->accounts, batch, NULL, seconds);
-        if (!owner_first) owner_sum += paycore_run(p, config->accounts, batch, BENCH_OWNER, seconds);
+        owner_pair_run(paycore_run, p, config->accounts, batch, seconds, &paycore_sum, &owner_sum);
     }
     double paycore_per_s = paycore_sum / rounds, baseline_per_s = baseline_sum / rounds;
     printf("ledger batch=%u accounts=%u transfers_per_s=%.0f baseline=sqlite_batch%u baseline_per_s=%.0f ratio=%.2f\n",
@@ -307,10 +338,7 @@ static void figure_concurrent(const bench_config *config, paycore_t *p, sqlite3 
     double paycore_sum = 0, owner_sum = 0, baseline_sum = 0, seconds = config->seconds_per_figure / rounds;
     for (int round = 0; round < rounds; round++) {
         baseline_sum += baseline_run(base, config->accounts, 1, seconds);
-        bool owner_first = round % 2 == 1;
-        if (owner_first) owner_sum += paycore_concurrent(p, config->accounts, BENCH_OWNER, seconds);
-        paycore_sum += paycore_concurrent(p, config->accounts, NULL, seconds);
-        if (!owner_first) owner_sum += paycore_concurrent(p, config->accounts, BENCH_OWNER, seconds);
+        owner_pair_run(concurrent_run, p, config->accounts, 1, seconds, &paycore_sum, &owner_sum);
     }
     double paycore_per_s = paycore_sum / rounds, baseline_per_s = baseline_sum / rounds;
     printf("ledger batch=1 submitters=%d accounts=%u transfers_per_s=%.0f baseline=sqlite_naive baseline_per_s=%.0f "
@@ -408,6 +436,60 @@ static void figure_owner_apply(uint32_t account_count, uint32_t batch, double du
     ledger_close(ledger);
 }
 
+/* ---------------- the keyed id hash alone ---------------- */
+
+/* Keyed (SipHash-2-4) hashes a durable transfer takes: its id in the ledger's maps
+ * (ledger/transfer.c, once for lookup and insert), both account ids (accounts_hash),
+ * its id under the store's key for the lookup (store_source) and for its index entry
+ * at commit (sqlite_tx.c). */
+#define ID_HASHES_PER_TRANSFER 5
+#define ID_HASH_ROUNDS 200
+
+/* CPU ns of this thread per transfer for its ID_HASHES_PER_TRANSFER hashes, keyed
+ * under 'key' or (NULL) with the unkeyed pc_hash64 the maps used before. */
+static double id_hashes_ns(const pc_hash_key_t *key, const ledger_transfer_t *events, uint32_t count,
+                           uint64_t *sink) {
+    double start_ns = thread_cpu_ns();
+    for (uint32_t i = 0; i < count; i++) {
+        const ledger_transfer_t *t = &events[i];
+        const char *ids[ID_HASHES_PER_TRANSFER] = {t->id, t->debit_account_id, t->credit_account_id, t->id, t->id};
+        for (int h = 0; h < ID_HASHES_PER_TRANSFER; h++) {
+            size_t bytes = strlen(ids[h]);
+            *sink += key != NULL ? pc_hash_keyed(key, ids[h], bytes) : pc_hash64(ids[h], bytes);
+        }
+    }
+    return (thread_cpu_ns() - start_ns) / count;
+}
+
+/* What keying the id hashes costs a durable transfer of this run: the keyed hashes
+ * against the unkeyed ones on the same transfers, alternating, best round of each,
+ * this thread's CPU time; the difference as a share of 'durable_per_s' (batch=N). */
+static void figure_id_hash(uint32_t account_count, uint32_t batch, double durable_per_s) {
+    static ledger_transfer_t events[LEDGER_BATCH_EVENTS_MAX];
+    paycore_t ids = {0};
+    transfers_fill(&ids, events, LEDGER_BATCH_EVENTS_MAX, account_count);
+    pc_hash_key_t key;
+    pc_hash_key_random(&key);
+    double keyed_ns = 1e18, plain_ns = 1e18;
+    uint64_t sink = 0;
+    for (int round = 0; round < ID_HASH_ROUNDS; round++) {
+        for (int turn = 0; turn < 2; turn++) {
+            bool keyed = (turn + round) % 2 == 1;
+            double ns = id_hashes_ns(keyed ? &key : NULL, events, LEDGER_BATCH_EVENTS_MAX, &sink);
+            double *best = keyed ? &keyed_ns : &plain_ns;
+            if (ns < *best) *best = ns;
+        }
+    }
+    double durable_ns = 1e9 / durable_per_s;
+    printf("ledger_id_hash batch=%u accounts=%u hashes_per_transfer=%d extra_ns_per_transfer=%.1f "
+           "durable_ns_per_transfer=%.0f share_of_durable=%.4f keyed_ns_per_transfer=%.1f baseline=pc_hash64 "
+           "baseline_ns_per_transfer=%.1f ratio=%.2f\n", batch, account_count, ID_HASHES_PER_TRANSFER,
+           keyed_ns - plain_ns, durable_ns, (keyed_ns - plain_ns) / durable_ns, keyed_ns, plain_ns,
+           keyed_ns / plain_ns);
+    if (sink == 42) printf("#\n"); /* keeps the hashes from being optimised away */
+    fflush(stdout);
+}
+
 static long status_kib(const char *field) {
     FILE *f = fopen("/proc/self/status", "r");
     char line[256];
@@ -462,6 +544,8 @@ static void run_accounts(bench_config *config, uint32_t account_count, int round
     sqlite3_close(base);
     figure_owner_apply(account_count, 1, single_per_s);
     figure_owner_apply(account_count, LEDGER_BATCH_EVENTS_MAX, batch_per_s);
+    figure_id_hash(account_count, 1, single_per_s);
+    figure_id_hash(account_count, LEDGER_BATCH_EVENTS_MAX, batch_per_s);
 }
 
 int main(int argc, char **argv) {

@@ -46,12 +46,69 @@
 /* The journal signs a checkpoint every this many batches. */
 #define JOURNAL_CHECKPOINT_BATCHES 64
 
+/* Path buffers (the database's and the names beside it, backups, the dashboard's
+ * files): Linux's PATH_MAX. */
+#define PC_PATH_BYTES_MAX 4096
+
+/* Currencies one sum table holds (ledger totals, verify): the ISO 4217 table has
+ * about 180; verify names a file with more distinct codes a discrepancy. */
+#define PC_CURRENCIES_MAX 256
+
+/* The largest key a key file holds (an Ed25519 secret key; hex is twice that). */
+#define PC_KEY_FILE_BYTES_MAX 64
+
+/* The newest SQLite file format: the store migrates up to it, verify reads 1 to it. */
+#define STORE_SCHEMA_VERSION_MAX 5
+
+/* Store (src/store/). A balance snapshot every this many batches (and at a clean stop):
+ * bounds the replay at load to this many batches. */
+#define STORE_BALANCE_SNAPSHOT_BATCHES 64
+
+/* The id memtable: committed ids wait there for the indexer thread, which writes a
+ * memtable into the index file once it holds STORE_MEMTABLE_FLUSH_ENTRIES (one short
+ * transaction there). Past STORE_MEMTABLE_ENTRIES_MAX unindexed ids a batch waits
+ * for the indexer before it begins: a slow index file bounds memory (~40 bytes an
+ * entry) instead of growing it. */
+#define STORE_MEMTABLE_FLUSH_ENTRIES 65536u
+#define STORE_MEMTABLE_ENTRIES_MAX (512u * 1024u)
+
+/* The bloom filter over the index file's ids: 32 MiB, ~0.5 % false positives at 20M
+ * ids (a false positive costs one index lookup, never a wrong answer). */
+#define STORE_BLOOM_BITS (1ull << 28)
+
+/* WAL pages (4 KiB) before the checkpoint thread runs a passive checkpoint: ~16 MiB. */
+#define STORE_WAL_CHECKPOINT_PAGES 4096
+
+/* The writer's lock file: taking it retries when the file was replaced under us; a
+ * refused start reads the holder's pid, which it writes just after its lock, for at
+ * most STORE_LOCK_PID_READ_ATTEMPTS_MAX x STORE_LOCK_PID_READ_PAUSE_NS (0.5 s). */
+#define STORE_LOCK_TAKE_ATTEMPTS_MAX 16
+#define STORE_LOCK_PID_READ_ATTEMPTS_MAX 50
+#define STORE_LOCK_PID_READ_PAUSE_NS (10 * 1000 * 1000)
+
+/* Writer (src/writer/). Expiries voided per batch: a request's worth, so that a
+ * backlog of expiries cannot stall requests (and the id memtable's room for one batch
+ * counts them). */
+#define WRITER_EXPIRE_PER_BATCH_MAX LEDGER_BATCH_EVENTS_MAX
+
+/* After a failed batch, expiries and probes wait this long, doubling up to the max:
+ * a store that fails fast must not turn the writer into a busy loop. */
+#define WRITER_RETRY_BACKOFF_NS_MIN (10u * 1000u * 1000u)
+#define WRITER_RETRY_BACKOFF_NS_MAX (2000u * 1000u * 1000u)
+
 /* HTTP. */
 #define API_BODY_BYTES_DEFAULT (4 * 1024 * 1024) /* a full 8189-transfer batch fits */
 #define API_STRING_BYTES_MAX 256                 /* names, references, metadata values */
 #define API_JSON_DEPTH_MAX 8                     /* no request shape nests deeper */
 #define API_IDEMPOTENCY_KEY_BYTES_MAX 255
 #define API_LIST_LIMIT_MAX 100
+#define API_KEYS_MAX 4096           /* API keys, all held in memory (hash, scope, name) */
+#define API_KEY_GRANTS_MAX 1024     /* accounts granted in one key request */
+#define API_READERS_MAX 256         /* pooled store readers (one per busy MHD thread) */
+#define API_INFLIGHT_MAX 65536      /* Idempotency-Keys running at once */
+#define API_REPLY_HEADERS_MAX 8     /* extra headers of one reply: the dashboard's carry six */
+#define API_ROUTE_SEGMENTS_MAX 8    /* "/v1/a/b/c": no route has more; longer is a 404 */
+#define API_ROUTE_PARAMS_MAX 4      /* {id} parts of one route */
 
 /* Request bodies are buffered whole before their handler runs. The server holds at
  * most API_BODY_BUDGET_BYTES of them at once (each may be up to --body-max, and its
@@ -109,8 +166,10 @@
 static_assert(EVENTS_INFLIGHT_PER_DESTINATION_MAX <= EVENTS_INFLIGHT_MAX,
               "one endpoint's requests must fit in the worker's total");
 
-/* Operations (GET /v1/stats, the dashboard). */
+/* Operations (GET /v1/stats, the dashboard, /metrics). */
+#define OBS_ROUTES_MAX 64             /* routes with their own metrics series: all of them */
 #define OBS_STATS_SECONDS 64          /* per-second history: a minute of charts, plus slack */
+#define OBS_STATS_HISTORY_S_MAX 60    /* the longest window or history a client may ask */
 #define OBS_STATS_SCOPES_MAX 4096     /* keys with their own figures: as many as API keys */
 #define WEB_ASSET_FILES_MAX 64        /* the built dashboard is a handful of files */
 #define WEB_ASSET_BYTES_MAX (8u * 1024u * 1024u) /* all of them together, held in memory */
@@ -161,6 +220,48 @@ static_assert(API_IDEM_KEY_BYTES_DEFAULT <= API_IDEM_BYTES_DEFAULT,
               "one key's stored replies fit in the total");
 static_assert(API_IDEM_PURGE_QUEUE_EVENTS_MAX < WRITER_QUEUE_DEPTH_MAX,
               "the purge yields before the queue is full");
+static_assert(STORE_MEMTABLE_FLUSH_ENTRIES <= STORE_MEMTABLE_ENTRIES_MAX,
+              "the indexer takes a memtable before the writer has to wait");
+static_assert(WRITER_EXPIRE_PER_BATCH_MAX <= WRITER_BATCH_EVENTS_MAX,
+              "a batch's expiries are no more than its events");
+static_assert(STORE_BALANCE_SNAPSHOT_BATCHES >= 1, "a snapshot needs a batch");
+static_assert(WRITER_RETRY_BACKOFF_NS_MIN <= WRITER_RETRY_BACKOFF_NS_MAX,
+              "the backoff grows from its first wait");
+static_assert(API_ROUTE_PARAMS_MAX <= API_ROUTE_SEGMENTS_MAX, "a parameter is a segment");
+static_assert(OBS_STATS_SCOPES_MAX >= API_KEYS_MAX, "every key can have its own figures");
+static_assert(OBS_STATS_SECONDS > OBS_STATS_HISTORY_S_MAX + 1,
+              "the slot being written must never be one that is read");
+
+/* Risk (src/risk/). */
+#define RISK_KEY_BYTES_MAX PC_ID_BYTES_MAX /* payer, payee, device ids: as ledger ids */
+#define RISK_KEY_SIZE (RISK_KEY_BYTES_MAX + 1)
+#define RISK_RING_EVENTS 16        /* a payer's remembered payments: covers 24 h for
+                                      all but the busiest payers; counts saturate there */
+#define RISK_KNOWN_SLOTS 4         /* devices / countries / IPs remembered per payer */
+#define RISK_ENTITY_PAYERS 8       /* distinct payers remembered per device / IP */
+#define RISK_PAYERS_DEFAULT 1000000u      /* 1M payers in <= 512 MiB (docs/risk.md) */
+#define RISK_ENTITIES_DEFAULT 1000000u  /* merchants + devices + IP prefixes */
+#define RISK_IDLE_S_DEFAULT (90u * 86400u) /* a key idle this long is evicted */
+#define RISK_RULES_MAX 1024        /* rules in one file: each is evaluated per decision */
+#define RISK_RULES_LINE_BYTES_MAX 1024
+#define RISK_REASONS_MAX 16        /* reasons reported per decision */
+#define RISK_REASON_BYTES_MAX 48
+#define RISK_REASON_KINDS_MAX 128  /* distinct reason codes counted for /metrics */
+#define RISK_REVIEWS_MAX 65536     /* reviews held in memory (open ones first) */
+#define RISK_MCC_LIST_MAX 16       /* merchant category codes one rule names */
+#define RISK_CSV_LINE_BYTES_MAX 1024
+#define RISK_CSV_FIELDS_MAX 32     /* columns of a CSV line: the format has 14 */
+#define RISK_MODEL_NAMES_BYTES_MAX 4096 /* the model's stored feature-name list */
+#define RISK_STORE_QUEUE_MAX 65536 /* decisions waiting for the store thread */
+#define RISK_STORE_BATCH_MAX 4096  /* rows in one store transaction */
+#define RISK_STORE_WAIT_MS_MAX 1000 /* a full queue holds the caller at most this long */
+
+static_assert(RISK_STORE_BATCH_MAX <= RISK_STORE_QUEUE_MAX, "a store batch comes from the queue");
+
+/* Command-line client (src/cli/). */
+#define CLI_REPLY_BYTES_MAX (64u * 1024u * 1024u) /* a reply larger than this is not ours */
+#define CLI_LOAD_THREADS_MAX 1024  /* paycore load's connections, a thread each */
+#define CLI_LOAD_BACKLOG_MAX 65536 /* open loop: arrivals waiting for a connection */
 
 /* Channel simulators (docs/channels.md). */
 #define SIM_BODY_BYTES_MAX (64 * 1024)          /* the largest request is a few hundred bytes */
@@ -209,5 +310,8 @@ static_assert(API_IDEM_PURGE_QUEUE_EVENTS_MAX < WRITER_QUEUE_DEPTH_MAX,
 #define PAY_DOC_BYTES_MAX (256 * 1024) /* one stored payment document, every op included */
 static_assert(EVENTS_BODY_BYTES_MAX >= PAY_DOC_BYTES_MAX + 1024,
               "a stored payment always fits its event: an event too big would fail the payment");
+
+static_assert(4 * PAY_CURRENCIES_MAX <= API_KEY_GRANTS_MAX,
+              "a merchant's key holds its chart of accounts (four per currency)");
 
 #endif

@@ -71,7 +71,6 @@ bool api_route_allows(const api_route_t *route, api_scope scope);
 /* `paycore serve --routes`: "METHOD PATH WHO" a line; WHO is "none" (no key needed) or
  * the scopes that may call it, e.g. "admin,read_only" (from api_route_allows). */
 void api_routes_print(FILE *out);
-#define API_ROUTE_PARAMS_MAX 4
 
 /* The caller's key (NULL on API_AUTH_NONE routes). */
 typedef struct {

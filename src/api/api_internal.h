@@ -10,11 +10,7 @@
 #include "api/api.h"
 #include "api/codec.h"
 
-#define API_KEYS_MAX 4096            /* keys held in memory (all of them) */
-#define API_READERS_MAX 256          /* pooled store readers */
-#define API_INFLIGHT_MAX 65536       /* idempotent requests running at once */
-#define API_KEY_HASH_BYTES 32
-#define API_REPLY_HEADERS_MAX 8   /* the dashboard's files carry six */
+#define API_KEY_HASH_BYTES 32 /* SHA-256 of a key's secret */
 
 /* ---- keys (auth.c) ---- */
 typedef struct {

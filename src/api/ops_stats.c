@@ -22,7 +22,7 @@
 
 #define WINDOW_S_DEFAULT 10
 #define HISTORY_S_DEFAULT 60
-#define HISTORY_S_MAX 60
+#define HISTORY_S_MAX OBS_STATS_HISTORY_S_MAX
 #define TOP_REASONS_MAX 5
 
 /* ---------------------------------------------------------------- the sampler */

@@ -25,7 +25,7 @@
 #define WEB_CSP "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " \
                 "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; "        \
                 "frame-ancestors 'none'"
-#define WEB_PATH_BYTES 4096
+#define WEB_PATH_BYTES PC_PATH_BYTES_MAX
 
 typedef struct {
     char *name;                 /* "index.html", "assets/app-4F2A.js" */

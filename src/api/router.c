@@ -6,16 +6,14 @@
 #include "api/api_internal.h"
 #include "obs/obs.h"
 
-#define ROUTE_SEGMENTS_MAX 8
-
 
 /* Splits "/v1/accounts/x" into segments (in place); false when too many. */
-static bool split_path(char *path, char *segments[ROUTE_SEGMENTS_MAX], uint32_t *count) {
+static bool split_path(char *path, char *segments[API_ROUTE_SEGMENTS_MAX], uint32_t *count) {
     *count = 0;
     char *cursor = path;
     while (*cursor == '/') cursor++;
     while (*cursor != '\0') {
-        if (*count == ROUTE_SEGMENTS_MAX) return false;
+        if (*count == API_ROUTE_SEGMENTS_MAX) return false;
         segments[(*count)++] = cursor;
         char *slash = strchr(cursor, '/');
         if (slash == NULL) break;
@@ -52,7 +50,7 @@ static bool pattern_matches(const char *pattern, char *const *segments, uint32_t
 
 api_match api_route_match(const char *method, char *path_buf, uint32_t *route_index,
                           const char *params[API_ROUTE_PARAMS_MAX], uint32_t *param_count) {
-    char *segments[ROUTE_SEGMENTS_MAX];
+    char *segments[API_ROUTE_SEGMENTS_MAX];
     uint32_t count;
     if (!split_path(path_buf, segments, &count)) return API_MATCH_NO_ROUTE;
     api_match result = API_MATCH_NO_ROUTE;

@@ -73,6 +73,8 @@ const api_route_t api_routes[] = {
 };
 
 const uint32_t api_route_count = sizeof(api_routes) / sizeof(api_routes[0]);
+static_assert(sizeof(api_routes) / sizeof(api_routes[0]) <= OBS_ROUTES_MAX,
+              "every route has its own metrics series (OBS_ROUTES_MAX)");
 
 /* read_only may GET whatever an admin may GET, and nothing else. */
 bool api_route_allows(const api_route_t *route, api_scope scope) {

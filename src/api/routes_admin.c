@@ -14,8 +14,6 @@
 #include "journal/verify.h"
 #include "store/store_api.h"
 
-#define KEY_GRANTS_MAX 1024
-
 typedef struct {
     writer_cmd_t cmd;            /* first */
     api_key_entry_t entry;
@@ -77,7 +75,7 @@ static bool decode_key_accounts(api_request_t *req, const json_t *body, key_job 
                                 codec_error_t *err) {
     const json_t *accounts = json_object_get(body, "accounts");
     if (accounts == NULL) return true;
-    if (!json_is_array(accounts) || json_array_size(accounts) > KEY_GRANTS_MAX) {
+    if (!json_is_array(accounts) || json_array_size(accounts) > API_KEY_GRANTS_MAX) {
         codec_fail(err, json_is_array(accounts) ? PC_BATCH_TOO_LARGE : PC_FIELD_TYPE, "",
                    "accounts", NULL);
         return false;

@@ -7,12 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define REPLY_BYTES_MAX (64u * 1024u * 1024u)
+#include "paycore/limits.h"
 
 static size_t on_data(char *data, size_t size, size_t count, void *ctx) {
     cli_reply_t *reply = ctx;
     size_t bytes = size * count;
-    if (reply->body_bytes + bytes > REPLY_BYTES_MAX) return 0;
+    if (reply->body_bytes + bytes > CLI_REPLY_BYTES_MAX) return 0;
     char *grown = realloc(reply->body, reply->body_bytes + bytes + 1);
     if (grown == NULL) return 0;
     memcpy(grown + reply->body_bytes, data, bytes);

@@ -18,8 +18,6 @@
 #include "journal/verify.h"
 #include "store/store.h"
 
-#define BACKUP_PATH_BYTES 4096
-
 /* Copies a small file (a key) to 'to' with 'mode', durably. */
 static bool copy_file(const char *from, const char *to, mode_t mode) {
     FILE *in = fopen(from, "rb");
@@ -37,8 +35,8 @@ static bool copy_file(const char *from, const char *to, mode_t mode) {
 }
 
 /* "<base><suffix>" into 'out'; false when it does not fit. */
-static bool path_with(char out[BACKUP_PATH_BYTES], const char *base, const char *suffix) {
-    return snprintf(out, BACKUP_PATH_BYTES, "%s%s", base, suffix) < BACKUP_PATH_BYTES;
+static bool path_with(char out[PC_PATH_BYTES_MAX], const char *base, const char *suffix) {
+    return snprintf(out, PC_PATH_BYTES_MAX, "%s%s", base, suffix) < PC_PATH_BYTES_MAX;
 }
 
 /* The database file itself, then its risk decisions file when one exists. */
@@ -53,7 +51,7 @@ static bool backup_databases(const char *db, const char *out) {
     }
     printf("backup ok out=%s pages=%llu elapsed_ms=%llu\n", out, (unsigned long long)pages,
            (unsigned long long)((pc_mono_ns() - start_ns) / 1000000u));
-    char risk_db[BACKUP_PATH_BYTES], risk_out[BACKUP_PATH_BYTES];
+    char risk_db[PC_PATH_BYTES_MAX], risk_out[PC_PATH_BYTES_MAX];
     if (!path_with(risk_db, db, "-risk.db") || !path_with(risk_out, out, "-risk.db")) return false;
     if (access(risk_db, F_OK) != 0) return true;
     status = store_backup(risk_db, risk_out, &pages, detail, sizeof detail);
@@ -69,7 +67,7 @@ static bool backup_keys(const char *db, const char *out, bool with_key) {
     const char *const suffixes[] = {".key.pub", ".key"};
     const mode_t modes[] = {0644, 0600};
     for (int i = 0; i < (with_key ? 2 : 1); i++) {
-        char from[BACKUP_PATH_BYTES], to[BACKUP_PATH_BYTES];
+        char from[PC_PATH_BYTES_MAX], to[PC_PATH_BYTES_MAX];
         if (!path_with(from, db, suffixes[i]) || !path_with(to, out, suffixes[i])) return false;
         if (!copy_file(from, to, modes[i])) {
             fprintf(stderr, "paycore backup: cannot copy %s to %s: %s\n", from, to, strerror(errno));
@@ -80,7 +78,7 @@ static bool backup_keys(const char *db, const char *out, bool with_key) {
 }
 
 static bool verify_copy(const char *out) {
-    char pubkey[BACKUP_PATH_BYTES];
+    char pubkey[PC_PATH_BYTES_MAX];
     if (!path_with(pubkey, out, ".key.pub")) return false;
     journal_report_t *report = calloc(1, sizeof(*report));
     if (report == NULL) return false;

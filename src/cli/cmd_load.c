@@ -35,14 +35,12 @@
 #include "store/store.h"
 #include "writer/writer.h"
 
-#define LOAD_THREADS_MAX 1024
 #define HISTOGRAM_SLOTS 2400      /* 1.01^2400 us is far beyond any timeout */
 #define BODY_BYTES_PER_TRANSFER 192
 #define LOAD_SAMPLE_NS 250000         /* in-flight sampling period: 4000 samples a second */
 #define LOAD_LITTLE_TOLERANCE 0.05    /* |L - X*W| / X*W: both sides come from the same
                                          events, so only floating-point rounding and a
                                          bookkeeping error can part them */
-#define LOAD_BACKLOG_MAX 65536        /* open loop: arrivals waiting for a connection */
 #define LOAD_LATE_NS 1000000          /* open loop: sent over 1 ms after arrival = late */
 #define LOAD_ARRIVAL_STEP_NS 50000    /* open loop: sleep steps just before an arrival */
 
@@ -297,13 +295,13 @@ static bool arrivals_due(load_worker *w, arrivals *a, uint64_t now_ns) {
         more = a->next_ns < w->plan->deadline_ns && worker_continue(w->plan);
         if (!more) break;
         flight_change(w, now_ns, +1);
-        if (a->count == LOAD_BACKLOG_MAX) {
+        if (a->count == CLI_LOAD_BACKLOG_MAX) {
             w->dropped++;
             request_done(w, now_ns, now_ns, now_ns);
             if (w->errors++ == 0) snprintf(w->first_error, sizeof w->first_error, "client backlog full");
         } else {
-            a->due_ns[(a->head + a->count) % LOAD_BACKLOG_MAX] = a->next_ns;
-            a->counted_ns[(a->head + a->count++) % LOAD_BACKLOG_MAX] = now_ns;
+            a->due_ns[(a->head + a->count) % CLI_LOAD_BACKLOG_MAX] = a->next_ns;
+            a->counted_ns[(a->head + a->count++) % CLI_LOAD_BACKLOG_MAX] = now_ns;
         }
         a->next_ns += arrival_gap_ns(a, w->plan->poisson);
     }
@@ -314,7 +312,7 @@ static void backlog_send(load_worker *w, arrivals *a, load_conn **idle, uint32_t
                          CURLM *multi, uint64_t now_ns) {
     while (a->count > 0 && *idle_count > 0) {
         uint64_t due = a->due_ns[a->head], counted = a->counted_ns[a->head];
-        a->head = (a->head + 1) % LOAD_BACKLOG_MAX;
+        a->head = (a->head + 1) % CLI_LOAD_BACKLOG_MAX;
         a->count--;
         if (now_ns - due > LOAD_LATE_NS) w->late++;
         conn_start(idle[--*idle_count], w->plan, multi, due, counted);
@@ -339,8 +337,8 @@ static void arrival_wait(CURLM *multi, bool arriving, uint64_t next_ns) {
 }
 
 static void worker_open(load_worker *w, load_conn *conns, CURLM *multi, load_conn **idle) {
-    arrivals a = {.due_ns = malloc(LOAD_BACKLOG_MAX * sizeof(uint64_t)),
-                  .counted_ns = malloc(LOAD_BACKLOG_MAX * sizeof(uint64_t)),
+    arrivals a = {.due_ns = malloc(CLI_LOAD_BACKLOG_MAX * sizeof(uint64_t)),
+                  .counted_ns = malloc(CLI_LOAD_BACKLOG_MAX * sizeof(uint64_t)),
                   .gap_ns = 1e9 * (double)w->plan->threads / w->plan->rate_per_s,
                   .random = 0x2545f4914f6cdd1dull ^ (w->index + 1)};
     if (a.due_ns == NULL || a.counted_ns == NULL) {
@@ -676,7 +674,7 @@ int cli_load(int argc, char **argv) {
     uint64_t concurrency, threads, duration_s, count = 0, batch, accounts;
     const char *count_text = cli_opt_get(opts, N, "count");
     if (!cli_parse_u64(cli_opt_get(opts, N, "concurrency"), &concurrency) || concurrency < 1 ||
-        concurrency > LOAD_THREADS_MAX ||
+        concurrency > CLI_LOAD_THREADS_MAX ||
         !cli_parse_u64(cli_opt_get(opts, N, "threads"), &threads) || threads < 1 || threads > 64 ||
         !cli_parse_u64(cli_opt_get(opts, N, "duration-s"), &duration_s) || duration_s > 86400 ||
         (count_text != NULL && !cli_parse_u64(count_text, &count)) ||

@@ -1,6 +1,7 @@
 /* core/currency.c: the built-in ISO 4217 table (active codes and their minor-unit
  * exponents), sorted by code for binary search. */
 #include "paycore/money.h"
+#include "paycore/limits.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,7 @@ static const pc_currency currency_table[] = {
 };
 
 #define CURRENCY_COUNT (sizeof(currency_table) / sizeof(currency_table[0]))
+static_assert(CURRENCY_COUNT <= PC_CURRENCIES_MAX, "every currency fits a sum table");
 
 static int currency_compare(const void *key, const void *entry) {
     return strcmp((const char *)key, ((const pc_currency *)entry)->code);

@@ -14,8 +14,6 @@
 
 #include "core/core.h"
 
-#define KEY_FILE_BYTES_MAX 64 /* the largest key a file holds (hex is twice that) */
-
 static_assert(PC_HASH_KEY_BYTES == crypto_shorthash_KEYBYTES, "pc_hash_key_t holds a SipHash key");
 static_assert(crypto_shorthash_BYTES == sizeof(uint64_t), "SipHash-2-4 gives 64 bits");
 
@@ -43,11 +41,11 @@ uint64_t pc_hash_keyed(const pc_hash_key_t *key, const void *bytes, size_t byte_
 }
 
 pc_status pc_key_file_read(const char *path, bool secret, uint8_t *out, size_t byte_count) {
-    PC_ASSERT(byte_count > 0 && byte_count <= KEY_FILE_BYTES_MAX);
+    PC_ASSERT(byte_count > 0 && byte_count <= PC_KEY_FILE_BYTES_MAX);
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) return errno == ENOENT ? PC_NOT_FOUND : PC_KEY_FILE_INVALID;
     struct stat st;
-    char text[2 * KEY_FILE_BYTES_MAX + 2];
+    char text[2 * PC_KEY_FILE_BYTES_MAX + 2];
     ssize_t got = -1;
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && !(secret && (st.st_mode & 077) != 0)) {
         got = read(fd, text, sizeof text);
@@ -94,9 +92,9 @@ static pc_status directory_sync(const char *path) {
 }
 
 pc_status pc_key_file_write(const char *path, const uint8_t *bytes, size_t byte_count, unsigned mode) {
-    PC_ASSERT(byte_count > 0 && byte_count <= KEY_FILE_BYTES_MAX);
+    PC_ASSERT(byte_count > 0 && byte_count <= PC_KEY_FILE_BYTES_MAX);
     char tmp_path[PATH_MAX];
-    char text[2 * KEY_FILE_BYTES_MAX + 2];
+    char text[2 * PC_KEY_FILE_BYTES_MAX + 2];
     if (snprintf(tmp_path, sizeof tmp_path, "%s.tmp", path) >= (int)sizeof tmp_path) return PC_INVALID_ARGUMENT;
     sodium_bin2hex(text, sizeof text, bytes, byte_count);
     size_t text_bytes = 2 * byte_count + 1;

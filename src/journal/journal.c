@@ -42,6 +42,7 @@ static_assert(JOURNAL_HASH_BYTES == crypto_generichash_BYTES, "content hash size
 static_assert(JOURNAL_HASH_BYTES == crypto_hash_sha256_BYTES, "entry hash size");
 static_assert(JOURNAL_PUBLIC_KEY_BYTES == crypto_sign_PUBLICKEYBYTES, "public key size");
 static_assert(JOURNAL_SECRET_KEY_BYTES == crypto_sign_SECRETKEYBYTES, "secret key size");
+static_assert(JOURNAL_SECRET_KEY_BYTES <= PC_KEY_FILE_BYTES_MAX, "a key file holds the secret key");
 static_assert(JOURNAL_SIGNATURE_BYTES == crypto_sign_BYTES, "signature size");
 static_assert(crypto_sign_SEEDBYTES == 32, "key file holds a 32-byte seed");
 

@@ -31,7 +31,7 @@
  * the ledger does). */
 #define VERIFY_APPLICATION_ID 0x50594352
 #define VERIFY_SCHEMA_VERSION_MIN 1
-#define VERIFY_SCHEMA_VERSION_MAX 5
+#define VERIFY_SCHEMA_VERSION_MAX STORE_SCHEMA_VERSION_MAX /* limits.h */
 
 /* ---- accounts, in memory ---- */
 
@@ -996,15 +996,17 @@ static bool currency_sums_agree(verify_t *v, const currency_sum_t *sum) {
 
 /* Per currency, the full replay (every committed batch) balances too. */
 static bool replay_sums_verify(verify_t *v) {
-    enum { CURRENCIES_MAX = 512 };
-    currency_sum_t *sums = calloc(CURRENCIES_MAX, sizeof(currency_sum_t));
+    currency_sum_t *sums = calloc(PC_CURRENCIES_MAX, sizeof(currency_sum_t));
     uint32_t sum_count = 0;
     if (sums == NULL) return read_error(v, PC_NO_MEMORY, "currency sums");
     for (uint32_t i = 0; i < v->account_count; i++) {
         const verify_account_t *a = &v->accounts[i];
         uint32_t c = 0;
         while (c < sum_count && strcmp(sums[c].currency, a->currency) != 0) c++;
-        if (c == CURRENCIES_MAX) break;
+        if (c == PC_CURRENCIES_MAX) {
+            discrepancy(v, "account %s: more than %d currencies", a->id, PC_CURRENCIES_MAX);
+            break;
+        }
         if (c == sum_count) memcpy(sums[sum_count++].currency, a->currency, 4);
         sums[c].debits_pending += a->replay.debits_pending;
         sums[c].debits_posted += a->replay.debits_posted;
@@ -1019,8 +1021,7 @@ static bool replay_sums_verify(verify_t *v) {
 /* Stored balances equal the replay as of their checkpoint; per currency, debits
  * equal credits. */
 static bool balances_verify(verify_t *v) {
-    enum { CURRENCIES_MAX = 512 };
-    currency_sum_t *sums = calloc(CURRENCIES_MAX, sizeof(currency_sum_t));
+    currency_sum_t *sums = calloc(PC_CURRENCIES_MAX, sizeof(currency_sum_t));
     uint32_t sum_count = 0;
     if (sums == NULL) return read_error(v, PC_NO_MEMORY, "currency sums");
     if (v->accounts_as_of_seq == UINT64_MAX) {
@@ -1041,8 +1042,8 @@ static bool balances_verify(verify_t *v) {
         }
         uint32_t c = 0;
         while (c < sum_count && strcmp(sums[c].currency, a->currency) != 0) c++;
-        if (c == sum_count && sum_count == CURRENCIES_MAX) {
-            discrepancy(v, "account %s: more than %d currencies", a->id, CURRENCIES_MAX);
+        if (c == sum_count && sum_count == PC_CURRENCIES_MAX) {
+            discrepancy(v, "account %s: more than %d currencies", a->id, PC_CURRENCIES_MAX);
             break;
         }
         if (c == sum_count) memcpy(sums[sum_count++].currency, a->currency, 4);

@@ -80,13 +80,11 @@ typedef struct {
     __int128 debits_pending, debits_posted, credits_pending, credits_posted;
 } currency_sums;
 
-#define CURRENCIES_MAX 256
-
 static currency_sums *sums_for(currency_sums *sums, uint32_t *count, const char *currency) {
     for (uint32_t i = 0; i < *count; i++) {
         if (strcmp(sums[i].currency, currency) == 0) return &sums[i];
     }
-    PC_ASSERT(*count < CURRENCIES_MAX);
+    PC_ASSERT(*count < PC_CURRENCIES_MAX);
     currency_sums *entry = &sums[(*count)++];
     memset(entry, 0, sizeof(*entry));
     memcpy(entry->currency, currency, 4);
@@ -94,7 +92,7 @@ static currency_sums *sums_for(currency_sums *sums, uint32_t *count, const char 
 }
 
 bool ledger_balanced(const ledger_t *ledger, char currency_out[4]) {
-    static __thread currency_sums sums[CURRENCIES_MAX];
+    static __thread currency_sums sums[PC_CURRENCIES_MAX];
     uint32_t count = 0;
     for (uint32_t i = 0; i < ledger->account_count; i++) {
         const ledger_account_t *account = &ledger->accounts[i];

@@ -37,7 +37,6 @@ void obs_log_request(const char *request_id, const char *method, const char *rou
                      int http_status, const char *code, uint64_t latency_ns, const char *key_id);
 
 /* ---- metrics ---- */
-#define OBS_ROUTES_MAX 64
 /* Route names are registered once at start (index = route index). */
 void obs_metrics_init(const char *const *route_names, uint32_t route_count);
 /* One finished request: route_index < route_count, or OBS_ROUTES_MAX for "unmatched";

@@ -15,10 +15,6 @@
 
 #define SCOPE_TABLE_SLOTS (2 * OBS_STATS_SCOPES_MAX) /* load factor at most 1/2 */
 #define LATENCY_BASE_US 10.0
-#define HISTORY_S_MAX 60
-
-static_assert(OBS_STATS_SECONDS > HISTORY_S_MAX + 1,
-              "the slot being written must never be one that is read");
 
 typedef struct {
     uint64_t second;
@@ -188,8 +184,8 @@ static void window_figures(const stats_scope *scope, uint64_t now_s, uint32_t wi
 void obs_stats_view(const char *key_id, uint64_t now_s, uint32_t window_s, uint32_t history_s,
                     obs_stats_view_t *out) {
     if (window_s < 1) window_s = 1;
-    if (window_s > HISTORY_S_MAX) window_s = HISTORY_S_MAX;
-    if (history_s > HISTORY_S_MAX) history_s = HISTORY_S_MAX;
+    if (window_s > OBS_STATS_HISTORY_S_MAX) window_s = OBS_STATS_HISTORY_S_MAX;
+    if (history_s > OBS_STATS_HISTORY_S_MAX) history_s = OBS_STATS_HISTORY_S_MAX;
     memset(out, 0, sizeof(*out));
     out->p50_ms = out->p99_ms = NAN;
     out->window_s = window_s;

@@ -22,8 +22,6 @@ static const char *const col_names[COL_COUNT] = {
     "is_fraud",
 };
 
-#define CSV_FIELDS_MAX 32
-
 struct risk_csv {
     FILE *file;
     uint64_t line;
@@ -33,14 +31,14 @@ struct risk_csv {
     char buf[RISK_CSV_LINE_BYTES_MAX + 2];
 };
 
-/* Splits 'line' in place at ','; returns the field count (CSV_FIELDS_MAX + 1 = too many). */
-static int split_fields(char *line, char *fields[CSV_FIELDS_MAX]) {
+/* Splits 'line' in place at ','; returns the field count (RISK_CSV_FIELDS_MAX + 1 = too many). */
+static int split_fields(char *line, char *fields[RISK_CSV_FIELDS_MAX]) {
     size_t n = strcspn(line, "\r\n");
     line[n] = '\0';
     int count = 0;
     char *p = line;
     for (;;) {
-        if (count == CSV_FIELDS_MAX) return CSV_FIELDS_MAX + 1;
+        if (count == RISK_CSV_FIELDS_MAX) return RISK_CSV_FIELDS_MAX + 1;
         fields[count++] = p;
         char *comma = strchr(p, ',');
         if (comma == NULL) break;
@@ -54,9 +52,9 @@ static pc_status read_header(risk_csv_t *csv) {
     if (fgets(csv->buf, sizeof(csv->buf), csv->file) == NULL) return PC_RISK_CSV_INVALID;
     csv->line = 1;
     csv->bytes_read += strlen(csv->buf);
-    char *fields[CSV_FIELDS_MAX];
+    char *fields[RISK_CSV_FIELDS_MAX];
     int count = split_fields(csv->buf, fields);
-    if (count > CSV_FIELDS_MAX) return PC_RISK_CSV_INVALID;
+    if (count > RISK_CSV_FIELDS_MAX) return PC_RISK_CSV_INVALID;
     for (int c = 0; c < COL_COUNT; c++) {
         csv->col_index[c] = -1;
         for (int f = 0; f < count; f++) {
@@ -143,7 +141,7 @@ pc_status risk_csv_next(risk_csv_t *csv, risk_auth_t *out) {
     csv->bytes_read += bytes;
     if (bytes > RISK_CSV_LINE_BYTES_MAX) return PC_RISK_CSV_INVALID;
     if (csv->buf[0] == '\n' || csv->buf[0] == '\r') return PC_RISK_CSV_INVALID;
-    char *fields[CSV_FIELDS_MAX];
+    char *fields[RISK_CSV_FIELDS_MAX];
     int count = split_fields(csv->buf, fields);
     for (int c = 0; c < COL_COUNT; c++) {
         if (csv->col_index[c] >= count) return PC_RISK_CSV_INVALID;

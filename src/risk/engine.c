@@ -17,8 +17,6 @@
 #include "core/core.h"
 #include "risk/risk_internal.h"
 
-#define REASON_KINDS_MAX 128        /* distinct reason codes counted for /metrics */
-#define RISK_REVIEWS_MAX 65536      /* reviews held in memory (open ones first) */
 
 const double risk_latency_bounds_us[RISK_LATENCY_BUCKETS] = {10, 25, 50, 100, 250, 500, 1000, 5000};
 
@@ -38,7 +36,7 @@ struct risk_engine {
     float review_threshold, decline_threshold;
     uint64_t last_decision_id;
     risk_engine_stats_t stats;
-    reason_count reasons[REASON_KINDS_MAX];
+    reason_count reasons[RISK_REASON_KINDS_MAX];
     uint32_t reason_kinds;
     risk_review_t *reviews;          /* sorted by decision_id */
     uint32_t review_count;
@@ -266,7 +264,7 @@ static void count_reason(risk_engine_t *e, const char *code) {
             return;
         }
     }
-    if (e->reason_kinds == REASON_KINDS_MAX) return;
+    if (e->reason_kinds == RISK_REASON_KINDS_MAX) return;
     snprintf(e->reasons[e->reason_kinds].code, RISK_REASON_BYTES_MAX, "%s", code);
     e->reasons[e->reason_kinds++].count = 1;
 }
@@ -431,7 +429,7 @@ void risk_engine_stats(risk_engine_t *e, risk_engine_stats_t *out) {
 
 void risk_engine_reasons_each(risk_engine_t *e,
                               void (*fn)(const char *code, uint64_t count, void *ctx), void *ctx) {
-    reason_count copy[REASON_KINDS_MAX];
+    reason_count copy[RISK_REASON_KINDS_MAX];
     pthread_mutex_lock(&e->lock);
     uint32_t n = e->reason_kinds;
     memcpy(copy, e->reasons, n * sizeof(reason_count));

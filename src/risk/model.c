@@ -20,7 +20,6 @@
 #include "risk/risk.h"
 
 #define FEATURE_ATTR "paycore_features"
-#define NAMES_BYTES_MAX 4096
 
 struct risk_model {
     BoosterHandle booster;
@@ -48,13 +47,13 @@ static pc_status xgb_failed(const char *what) {
     return PC_RISK_MODEL_FAILED;
 }
 
-static void feature_names_joined(char out[NAMES_BYTES_MAX]) {
+static void feature_names_joined(char out[RISK_MODEL_NAMES_BYTES_MAX]) {
     size_t used = 0;
     out[0] = '\0';
     for (int f = 0; f < RISK_FEATURE_COUNT; f++) {
-        int n = snprintf(out + used, NAMES_BYTES_MAX - used, "%s%s", f ? "," : "",
+        int n = snprintf(out + used, RISK_MODEL_NAMES_BYTES_MAX - used, "%s%s", f ? "," : "",
                          risk_feature_name((risk_feature)f));
-        PC_ASSERT(n > 0 && used + (size_t)n < NAMES_BYTES_MAX);
+        PC_ASSERT(n > 0 && used + (size_t)n < RISK_MODEL_NAMES_BYTES_MAX);
         used += (size_t)n;
     }
 }
@@ -176,7 +175,7 @@ static pc_status fit(const float *rows, const uint8_t *labels, size_t count, uin
         progress(config, "fit", r + 1, rounds);
     }
     if (train != NULL) XGDMatrixFree(train);
-    char names[NAMES_BYTES_MAX];
+    char names[RISK_MODEL_NAMES_BYTES_MAX];
     feature_names_joined(names);
     if (status == PC_OK && XGBoosterSetAttr(*out, FEATURE_ATTR, names) != 0) {
         status = xgb_failed("attr");
@@ -242,7 +241,7 @@ pc_status risk_model_load(const char *path, risk_model_t **out) {
     if (XGBoosterCreate(NULL, 0, &b) != 0) return xgb_failed("create");
     const char *names_stored = NULL;
     int found = 0;
-    char names[NAMES_BYTES_MAX];
+    char names[RISK_MODEL_NAMES_BYTES_MAX];
     feature_names_joined(names);
     bool ok = XGBoosterLoadModel(b, path) == 0 &&
               XGBoosterGetAttr(b, FEATURE_ATTR, &names_stored, &found) == 0 && found &&

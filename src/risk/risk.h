@@ -21,23 +21,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "paycore/limits.h" /* the RISK_ bounds */
 #include "paycore/status.h"
-
-/* ---- limits (why: see each) ---- */
-#define RISK_KEY_BYTES_MAX 64      /* payer, payee, device ids: as ledger ids */
-#define RISK_KEY_SIZE (RISK_KEY_BYTES_MAX + 1)
-#define RISK_RING_EVENTS 16        /* a payer's remembered payments: covers 24 h for
-                                      all but the busiest payers; counts saturate there */
-#define RISK_KNOWN_SLOTS 4         /* devices / countries / IPs remembered per payer */
-#define RISK_ENTITY_PAYERS 8       /* distinct payers remembered per device / IP */
-#define RISK_PAYERS_DEFAULT 1000000u      /* 1M payers in <= 512 MiB (docs/risk.md) */
-#define RISK_ENTITIES_DEFAULT 1000000u  /* merchants + devices + IP prefixes */
-#define RISK_IDLE_S_DEFAULT (90u * 86400u) /* a key idle this long is evicted */
-#define RISK_RULES_MAX 1024
-#define RISK_RULES_LINE_BYTES_MAX 1024
-#define RISK_REASONS_MAX 16        /* reasons reported per decision */
-#define RISK_REASON_BYTES_MAX 48
-#define RISK_CSV_LINE_BYTES_MAX 1024
 
 /* ---- the authorization ---- */
 typedef enum {

@@ -5,10 +5,6 @@
 
 #include "risk/risk.h"
 
-#define RISK_STORE_QUEUE_MAX 65536   /* decisions waiting for the store thread */
-#define RISK_STORE_BATCH_MAX 4096    /* rows in one store transaction */
-#define RISK_STORE_WAIT_MS_MAX 1000  /* a full queue holds the caller at most this long */
-
 typedef struct risk_store risk_store_t;
 
 /* Opens (creating) the decisions file and starts its writer thread. */

@@ -27,8 +27,6 @@ static const char *const kind_names[RULE_KIND_COUNT] = {
 
 typedef enum { BLOCK_PAYER, BLOCK_DEVICE, BLOCK_IP, BLOCK_COUNTRY } block_kind;
 
-#define MCC_LIST_MAX 16
-
 typedef struct {
     rule_kind kind;
     risk_action action;
@@ -38,7 +36,7 @@ typedef struct {
     char currency[4];
     int channel;                     /* -1 any */
     block_kind block;
-    uint16_t mccs[MCC_LIST_MAX];
+    uint16_t mccs[RISK_MCC_LIST_MAX];
     uint32_t mcc_count;
     int hour_from, hour_to;          /* inclusive local hours, may wrap */
     /* limits */
@@ -121,7 +119,7 @@ static bool parse_mccs(const char *s, rule *r) {
     char *save = NULL;
     for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         int64_t v = 0;
-        if (r->mcc_count == MCC_LIST_MAX || !parse_int(tok, 0, 9999, &v)) return false;
+        if (r->mcc_count == RISK_MCC_LIST_MAX || !parse_int(tok, 0, 9999, &v)) return false;
         r->mccs[r->mcc_count++] = (uint16_t)v;
     }
     return r->mcc_count > 0;

@@ -17,8 +17,6 @@
 
 #include "store/store.h"
 
-#define BACKUP_PATH_BYTES 4096
-
 static pc_status fail(char *detail, size_t detail_bytes, pc_status status, const char *what,
                       const char *why) {
     snprintf(detail, detail_bytes, "%s: %s", what, why);
@@ -27,7 +25,7 @@ static pc_status fail(char *detail, size_t detail_bytes, pc_status status, const
 
 /* fsync of 'path' and of the directory that holds it (the rename). */
 static bool sync_path(const char *path, bool directory) {
-    char copy[BACKUP_PATH_BYTES];
+    char copy[PC_PATH_BYTES_MAX];
     snprintf(copy, sizeof copy, "%s", path);
     int fd = open(directory ? dirname(copy) : path, O_RDONLY | (directory ? O_DIRECTORY : 0));
     if (fd < 0) return false;
@@ -91,7 +89,7 @@ static pc_status backup_into(const char *db_path, const char *tmp, uint64_t *pag
 
 pc_status store_backup(const char *db_path, const char *out_path, uint64_t *pages_out,
                        char *detail, size_t detail_bytes) {
-    char tmp[BACKUP_PATH_BYTES];
+    char tmp[PC_PATH_BYTES_MAX];
     detail[0] = '\0';
     *pages_out = 0;
     if (snprintf(tmp, sizeof tmp, "%s.tmp", out_path) >= (int)sizeof tmp) {

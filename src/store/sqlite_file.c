@@ -23,9 +23,6 @@
 
 #define SQLITE_HEADER_BYTES 100
 #define SQLITE_MAGIC "SQLite format 3"          /* and a NUL: 16 bytes */
-#define LOCK_TAKE_ATTEMPTS_MAX 16               /* a lock file replaced under us, again */
-#define LOCK_PID_READ_ATTEMPTS_MAX 50           /* the holder writes its pid just after */
-#define LOCK_PID_READ_PAUSE_NS (10 * 1000 * 1000)
 
 static uint32_t be32(const uint8_t *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
@@ -86,19 +83,19 @@ store_file_kind store_sqlite_file_kind(const char *path, char *detail, size_t de
 
 /* ---- the writer's lock ---- */
 
-static void lock_path(const char *db_path, char out[PATH_MAX_BYTES]) {
-    snprintf(out, PATH_MAX_BYTES, "%s.lock", db_path);
+static void lock_path(const char *db_path, char out[PC_PATH_BYTES_MAX]) {
+    snprintf(out, PC_PATH_BYTES_MAX, "%s.lock", db_path);
 }
 
 /* The pid the holder wrote; 0 when it cannot be read (yet). */
 static long lock_holder_pid(int fd) {
-    for (int attempt = 0; attempt < LOCK_PID_READ_ATTEMPTS_MAX; attempt++) {
+    for (int attempt = 0; attempt < STORE_LOCK_PID_READ_ATTEMPTS_MAX; attempt++) {
         char text[32] = {0};
         ssize_t got = pread(fd, text, sizeof(text) - 1, 0);
         char *end = NULL;
         long pid = got > 0 ? strtol(text, &end, 10) : 0;
         if (pid > 0 && end != NULL && *end == '\n') return pid;
-        struct timespec pause = {0, LOCK_PID_READ_PAUSE_NS};
+        struct timespec pause = {0, STORE_LOCK_PID_READ_PAUSE_NS};
         nanosleep(&pause, NULL);
     }
     return 0;
@@ -130,9 +127,9 @@ static pc_status lock_pid_write(int fd, char *detail, size_t detail_bytes) {
 }
 
 pc_status store_sqlite_lock_take(const char *db_path, int *fd_out, char *detail, size_t detail_bytes) {
-    char path[PATH_MAX_BYTES];
+    char path[PC_PATH_BYTES_MAX];
     lock_path(db_path, path);
-    for (int attempt = 0; attempt < LOCK_TAKE_ATTEMPTS_MAX; attempt++) {
+    for (int attempt = 0; attempt < STORE_LOCK_TAKE_ATTEMPTS_MAX; attempt++) {
         int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0) {
             bool read_only = errno == EACCES || errno == EROFS || errno == EPERM;
@@ -157,7 +154,7 @@ pc_status store_sqlite_lock_take(const char *db_path, int *fd_out, char *detail,
         *fd_out = fd;
         return PC_OK;
     }
-    snprintf(detail, detail_bytes, "%s: replaced %d times while taking it", path, LOCK_TAKE_ATTEMPTS_MAX);
+    snprintf(detail, detail_bytes, "%s: replaced %d times while taking it", path, STORE_LOCK_TAKE_ATTEMPTS_MAX);
     return PC_STORE_IN_USE;
 }
 
@@ -165,7 +162,7 @@ pc_status store_sqlite_lock_take(const char *db_path, int *fd_out, char *detail,
  * is no longer the file at the path and takes a new one. */
 void store_sqlite_lock_release(const char *db_path, int fd) {
     if (fd < 0) return;
-    char path[PATH_MAX_BYTES];
+    char path[PC_PATH_BYTES_MAX];
     lock_path(db_path, path);
     unlink(path);
     close(fd);

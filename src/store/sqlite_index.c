@@ -33,20 +33,17 @@
 #include "core/core.h"
 #include "store/sqlite_internal.h"
 
-#define MEMTABLE_FLUSH_ENTRIES 65536u      /* hand a memtable to the indexer at this size */
-#define MEMTABLE_ENTRIES_MAX (512u * 1024u)/* past this the writer waits for the indexer */
-/* Room for one whole batch past MEMTABLE_ENTRIES_MAX: the writer waits before a batch
- * while the memtable is full, and adds the batch after its COMMIT without waiting.
- * A batch holds at most WRITER_BATCH_EVENTS_MAX transfers and as many expiries
- * (writer.c: WRITER_EXPIRE_PER_BATCH_MAX, a request's worth). */
-#define MEMTABLE_BATCH_ENTRIES_MAX (WRITER_BATCH_EVENTS_MAX + LEDGER_BATCH_EVENTS_MAX)
-#define MEMTABLE_CAPACITY (MEMTABLE_ENTRIES_MAX + 2u * WRITER_BATCH_EVENTS_MAX)
+/* Room for one whole batch past STORE_MEMTABLE_ENTRIES_MAX: the writer waits before a
+ * batch while the memtable is full, and adds the batch after its COMMIT without
+ * waiting. A batch holds at most WRITER_BATCH_EVENTS_MAX transfers and
+ * WRITER_EXPIRE_PER_BATCH_MAX expiries (limits.h). */
+#define MEMTABLE_BATCH_ENTRIES_MAX (WRITER_BATCH_EVENTS_MAX + WRITER_EXPIRE_PER_BATCH_MAX)
+#define MEMTABLE_CAPACITY (STORE_MEMTABLE_ENTRIES_MAX + 2u * WRITER_BATCH_EVENTS_MAX)
 #define MEMTABLE_SLOTS (2u * 1024u * 1024u) /* power of two, > 2 x capacity */
-#define BLOOM_BITS (1ull << 28)            /* 32 MiB: ~0.5% false positives at 20M ids */
 #define BLOOM_HASHES 4
 
 static_assert(MEMTABLE_SLOTS >= 2u * MEMTABLE_CAPACITY, "memtable hash must stay under half full");
-static_assert(MEMTABLE_CAPACITY - MEMTABLE_ENTRIES_MAX >= MEMTABLE_BATCH_ENTRIES_MAX,
+static_assert(MEMTABLE_CAPACITY - STORE_MEMTABLE_ENTRIES_MAX >= MEMTABLE_BATCH_ENTRIES_MAX,
               "a whole batch fits past the back-pressure bound");
 
 typedef struct {
@@ -69,8 +66,8 @@ struct store_index {
     memtable_t tables[2];
     memtable_t *active;
     memtable_t *frozen;     /* NULL when the indexer is idle */
-    uint32_t entries_max;   /* MEMTABLE_ENTRIES_MAX, or fewer (tests) */
-    uint32_t flush_entries; /* MEMTABLE_FLUSH_ENTRIES, or fewer (tests) */
+    uint32_t entries_max;   /* STORE_MEMTABLE_ENTRIES_MAX, or fewer (tests) */
+    uint32_t flush_entries; /* STORE_MEMTABLE_FLUSH_ENTRIES, or fewer (tests) */
     uint32_t write_count;   /* index file writes attempted (indexer thread) */
     uint32_t fault_write_from; /* tests: this write and every later one fail */
     bool failed;            /* the indexer gave up: nothing more is written */
@@ -173,7 +170,7 @@ static bool memtable_find(const memtable_t *table, uint64_t key, ts_list_t *foun
 #define BLOOM_BLOCK_BITS 512u
 static void bloom_positions(uint64_t key, uint64_t positions[BLOOM_HASHES]) {
     uint64_t mixed = key * 0x9E3779B97F4A7C15ull;
-    uint64_t block = (mixed >> 20) % (BLOOM_BITS / BLOOM_BLOCK_BITS);
+    uint64_t block = (mixed >> 20) % (STORE_BLOOM_BITS / BLOOM_BLOCK_BITS);
     uint64_t bits = (key ^ (key >> 31)) * 0xBF58476D1CE4E5B9ull;
     for (int i = 0; i < BLOOM_HASHES; i++) {
         positions[i] = block * BLOOM_BLOCK_BITS + ((bits >> (9 * i)) & (BLOOM_BLOCK_BITS - 1));
@@ -355,7 +352,7 @@ void store_index_flush(store_index_t *index) {
 /* ---- open, close ---- */
 
 static void index_files_remove(const char *path) {
-    char sidecar[PATH_MAX_BYTES];
+    char sidecar[PC_PATH_BYTES_MAX];
     unlink(path);
     snprintf(sidecar, sizeof sidecar, "%s-wal", path);
     unlink(sidecar);
@@ -417,8 +414,8 @@ static bool bloom_load(store_index_t *index) {
 }
 
 static bool index_memory_init(store_index_t *index) {
-    index->bloom = aligned_alloc(64, BLOOM_BITS / 8);
-    if (index->bloom != NULL) memset(index->bloom, 0, BLOOM_BITS / 8);
+    index->bloom = aligned_alloc(64, STORE_BLOOM_BITS / 8);
+    if (index->bloom != NULL) memset(index->bloom, 0, STORE_BLOOM_BITS / 8);
     return index->bloom != NULL && memtable_init(&index->tables[0]) && memtable_init(&index->tables[1]);
 }
 
@@ -431,8 +428,8 @@ static void index_configure(store_index_t *index, const store_index_config_t *co
     snprintf(domain, sizeof domain, "paycore-id-index-v1:%016llx", (unsigned long long)index->key_mask);
     index->key_check = key_check_of(config->id_key, domain);
     uint32_t entries_max = config->memtable_entries_max;
-    index->entries_max = entries_max == 0 || entries_max > MEMTABLE_ENTRIES_MAX ? MEMTABLE_ENTRIES_MAX : entries_max;
-    index->flush_entries = MEMTABLE_FLUSH_ENTRIES < index->entries_max ? MEMTABLE_FLUSH_ENTRIES : index->entries_max / 2;
+    index->entries_max = entries_max == 0 || entries_max > STORE_MEMTABLE_ENTRIES_MAX ? STORE_MEMTABLE_ENTRIES_MAX : entries_max;
+    index->flush_entries = STORE_MEMTABLE_FLUSH_ENTRIES < index->entries_max ? STORE_MEMTABLE_FLUSH_ENTRIES : index->entries_max / 2;
     if (index->flush_entries == 0) index->flush_entries = 1;
     index->fault_write_from = config->fault_write_from;
 }
@@ -443,7 +440,7 @@ pc_status store_index_open(store_index_t **out, const store_index_config_t *conf
     index_configure(index, config);
     int64_t main_instance_id = config->main_instance_id;
     uint64_t main_last_ts = config->main_last_ts;
-    char path[PATH_MAX_BYTES];
+    char path[PC_PATH_BYTES_MAX];
     snprintf(path, sizeof path, "%s-index", config->main_path);
     index->path = pc_strdup(path);
     pthread_mutex_init(&index->mutex, NULL);

@@ -23,8 +23,6 @@ const char *store_sqlite_events_schema(void);
 /* SQL creating the payments layer's tables and the vault's (sqlite_payments.c). */
 const char *store_sqlite_payments_schema(void);
 
-#define PATH_MAX_BYTES 4096
-
 /* ---- sqlite_index.c: transfer indexes off the commit path ---- */
 typedef struct {
     uint64_t key;        /* store_index_key(index, id) */

@@ -112,6 +112,8 @@ static const schema_migration migrations[] = {
 };
 
 #define SCHEMA_VERSION_LATEST ((int)(sizeof(migrations) / sizeof(migrations[0])))
+static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION_MAX,
+              "verify reads every version the store writes: raise STORE_SCHEMA_VERSION_MAX");
 
 int store_sqlite_schema_version_latest(void) { return SCHEMA_VERSION_LATEST; }
 int store_sqlite_application_id(void) { return STORE_SQLITE_APPLICATION_ID; }

@@ -113,7 +113,7 @@ pc_status store_sqlite_configure(sqlite3 *db, bool synchronous_off) {
 static pc_status file_check(store_t *store) {
     char detail[sizeof(store->error_detail)] = "";
     store_file_kind kind = store_sqlite_file_kind(store->path, detail, sizeof(detail));
-    char wal_path[PATH_MAX_BYTES];
+    char wal_path[PC_PATH_BYTES_MAX];
     snprintf(wal_path, sizeof(wal_path), "%s-wal", store->path);
     switch (kind) {
     case STORE_FILE_MISSING:
@@ -141,7 +141,7 @@ static pc_status file_check(store_t *store) {
 
 /* The writer needs the file and its directory writable (-wal, -shm, lock file). */
 static pc_status writable_check(store_t *store) {
-    char dir[PATH_MAX_BYTES];
+    char dir[PC_PATH_BYTES_MAX];
     snprintf(dir, sizeof(dir), "%s", store->path);
     const char *dir_name = dirname(dir);
     if (access(dir_name, W_OK | X_OK) != 0) {
@@ -308,7 +308,7 @@ static pc_status id_key_create(store_t *store, const char *path, pc_hash_key_t *
  * refuses the start (it is never silently replaced), unless this is init
  * (options.create). */
 static pc_status id_key_load(store_t *store) {
-    char path[PATH_MAX_BYTES];
+    char path[PC_PATH_BYTES_MAX];
     snprintf(path, sizeof path, "%s.idkey", store->path);
     int64_t expected = 0;
     pc_status status = query_int(store, "SELECT value FROM meta WHERE key=?", "id_key_check", &expected);
@@ -344,7 +344,7 @@ static pc_status memory_init(store_t *store) {
 static void modes_tighten(const store_t *store) {
     static const char *const suffixes[] = {"", "-wal", "-shm", "-index", "-index-wal", "-index-shm"};
     for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
-        char path[PATH_MAX_BYTES];
+        char path[PC_PATH_BYTES_MAX];
         snprintf(path, sizeof(path), "%s%s", store->path, suffixes[i]);
         (void)store_sqlite_mode_tighten(path);
     }

@@ -24,11 +24,6 @@
 #include "core/core.h"
 #include "store/sqlite_internal.h"
 
-/* A balance snapshot every this many batches (and at a clean stop): bounds the
- * replay at load to this many batches. */
-#define STORE_BALANCE_SNAPSHOT_BATCHES 64
-static_assert(STORE_BALANCE_SNAPSHOT_BATCHES >= 1, "a snapshot needs a batch");
-
 struct store_tx {
     store_t *store;
     const ledger_t *ledger;

@@ -10,8 +10,6 @@
 
 #include "store/sqlite_internal.h"
 
-#define WAL_CHECKPOINT_PAGES 4096 /* ~16 MiB of WAL before a checkpoint runs */
-
 struct store_wal_checkpointer {
     sqlite3 *db;
     pthread_t thread;
@@ -25,7 +23,7 @@ static void *checkpointer_main(void *arg) {
     store_wal_checkpointer_t *c = arg;
     pthread_mutex_lock(&c->mutex);
     for (;;) {
-        while (c->wal_pages < WAL_CHECKPOINT_PAGES && !c->stopping) pthread_cond_wait(&c->wake, &c->mutex);
+        while (c->wal_pages < STORE_WAL_CHECKPOINT_PAGES && !c->stopping) pthread_cond_wait(&c->wake, &c->mutex);
         if (c->stopping) break;
         c->wal_pages = 0;
         pthread_mutex_unlock(&c->mutex);
@@ -48,7 +46,7 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int wal_pages) {
     store_wal_checkpointer_t *c = arg;
     pthread_mutex_lock(&c->mutex);
     c->wal_pages = wal_pages;
-    if (wal_pages >= WAL_CHECKPOINT_PAGES) pthread_cond_signal(&c->wake);
+    if (wal_pages >= STORE_WAL_CHECKPOINT_PAGES) pthread_cond_signal(&c->wake);
     pthread_mutex_unlock(&c->mutex);
     return SQLITE_OK;
 }

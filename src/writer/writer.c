@@ -26,13 +26,6 @@
 #include "journal/journal.h"
 #include "writer/grants.h"
 
-/* Expiries voided per batch: bounded so that a backlog cannot stall requests. */
-#define WRITER_EXPIRE_PER_BATCH_MAX LEDGER_BATCH_EVENTS_MAX
-/* After a failed batch, expiries and probes wait this long, doubling up to the max:
- * a store that fails fast must not turn the writer into a busy loop. */
-#define WRITER_RETRY_BACKOFF_NS_MIN (10u * 1000u * 1000u)
-#define WRITER_RETRY_BACKOFF_NS_MAX (2000u * 1000u * 1000u)
-
 struct writer {
     store_t *store;           /* borrowed */
     ledger_t *ledger;         /* owned; touched by the writer thread only once started */
