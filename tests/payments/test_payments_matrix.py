@@ -1,7 +1,8 @@
 """Goal: over HTTP, every request a payment's state does not allow is refused with 409
 payment_state_conflict naming the current state and changes nothing, for every state a
 payment can rest in and every request (confirm, capture, cancel, refund); and every
-request the table allows is not refused as a conflict.
+request the table allows is not refused as a conflict. GET /v1/payments filters by
+status, creation time (from/to) and merchant, pages, and refuses a bad filter.
 Method: the allowed pairs come from the one state table in the code (`paycore docs
 payment-states`: a request maps to its event: confirm, capture, cancel, refund); a real
 server and simulators put one payment in each resting state; each request is sent to
@@ -69,6 +70,29 @@ def view(m, pid):
             len(p["ledger_transfers"]))
 
 
+def list_filters(env, m, payments):
+    """GET /v1/payments filters by status and creation time, pages, and refuses a bad
+    filter with query_invalid."""
+    for state, pid in payments.items():
+        got = expect(m.get("/v1/payments?limit=100&status=" + state), 200).json["data"]
+        check(pid in [p["id"] for p in got] and all(p["status"] == state for p in got),
+              "status=%s lists only %s payments: %r" % (state, state, [p["status"] for p in got]))
+    every = expect(m.get("/v1/payments?limit=100&order=asc"), 200).json["data"]
+    created = [p["created"] for p in every]
+    check(created == sorted(created), "ascending by creation")
+    middle = created[len(created) // 2]
+    window = expect(m.get("/v1/payments?limit=100&from=%d&to=%d" % (middle, created[-1])), 200).json["data"]
+    check(window and all(middle <= p["created"] <= created[-1] for p in window), "from/to window")
+    check(len(window) < len(every), "the window leaves out the earlier payments")
+    page = expect(m.get("/v1/payments?limit=2&order=asc"), 200).json
+    rest = expect(m.get("/v1/payments?limit=100&order=asc&starting_after=" + page["data"][-1]["id"]), 200).json
+    check(page["has_more"] and [p["id"] for p in page["data"] + rest["data"]] == [p["id"] for p in every], "paging")
+    mine = expect(m.get("/v1/payments?limit=100&merchant_id=m1"), 200).json["data"]
+    check(len(mine) == len(every), "merchant_id filter: its own")
+    for query, field in (("status=paid", "status"), ("from=yesterday", "from"), ("order=up", "order")):
+        expect(m.get("/v1/payments?" + query), 400, "query_invalid", query)
+
+
 def main():
     allowed = allowed_pairs()
     env = Env()
@@ -77,6 +101,7 @@ def main():
         env.start()
         m = env.merchant("m1")
         payments = resting_payments(env, m)
+        list_filters(env, m, payments)
         for state, pid in sorted(payments.items()):
             for event, (path, body) in sorted(REQUESTS.items()):
                 if (state, event) in allowed:
