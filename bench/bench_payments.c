@@ -9,6 +9,9 @@
  *   baseline=ledger_single: `paycore load` (single-transfer POSTs, 64 connections) on
  *     the same server, in slices alternating with the payments' (the machine is shared:
  *     both see the same drift). Rates are total work over total time.
+ *   payments_e2e_where: the server's own view of each kind of slice (its /metrics and
+ *     its CPU time from /proc): commits per payment, mean commit time, mean batch, and
+ *     server CPU per payment against per ledger transfer.
  * Everything on loopback; the server, simulator and load share the machine's cores.
  *   --quick  about 15 s     --full  about 50 s */
 #include <curl/curl.h>
@@ -179,6 +182,79 @@ static bool json_field(const char *json, const char *name, char *out, size_t out
     memcpy(out, at, n);
     out[n] = '\0';
     return true;
+}
+
+/* ---------------------------------------------------------------- where the time goes */
+
+/* The server's own view over a slice: commits, their time, batch sizes, its CPU. */
+typedef struct {
+    double commits, commit_s, batches, batch_events, cpu_s;
+} server_view;
+
+static size_t collect_big(char *data, size_t size, size_t count, void *user) {
+    char **buf = user;
+    size_t used = *buf ? strlen(*buf) : 0, n = size * count;
+    char *grown = realloc(*buf, used + n + 1);
+    if (grown == NULL) return 0;
+    memcpy(grown + used, data, n);
+    grown[used + n] = '\0';
+    *buf = grown;
+    return n;
+}
+
+static double metric_value(const char *text, const char *name) {
+    const char *at = text;
+    size_t len = strlen(name);
+    while ((at = strstr(at, name)) != NULL) {
+        if ((at == text || at[-1] == '\n') && at[len] == ' ') return atof(at + len + 1);
+        at += len;
+    }
+    return 0.0;
+}
+
+static double server_cpu_s(void) {
+    char path[64], text[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)server_pid);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
+    if (f) fclose(f);
+    text[n] = '\0';
+    const char *after = strrchr(text, ')'); /* fields after the command name */
+    unsigned long long utime = 0, stime = 0;
+    if (after == NULL || sscanf(after + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
+                                &stime) != 2) {
+        return 0.0;
+    }
+    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static server_view server_look(const char *base) {
+    server_view v = {.cpu_s = server_cpu_s()};
+    char url[256], *text = NULL;
+    snprintf(url, sizeof url, "%s/metrics", base);
+    CURL *curl = curl_easy_init();
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect_big);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &text);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT, 30L);
+    if (curl_easy_perform(curl) == CURLE_OK && text != NULL) {
+        v.commits = metric_value(text, "paycore_commit_duration_seconds_count");
+        v.commit_s = metric_value(text, "paycore_commit_duration_seconds_sum");
+        v.batches = metric_value(text, "paycore_writer_batch_size_count");
+        v.batch_events = metric_value(text, "paycore_writer_batch_size_sum");
+    }
+    curl_easy_cleanup(curl);
+    free(text);
+    return v;
+}
+
+/* 'total' += after - before */
+static void server_add(server_view *total, const server_view *before, const server_view *after) {
+    total->commits += after->commits - before->commits;
+    total->commit_s += after->commit_s - before->commit_s;
+    total->batches += after->batches - before->batches;
+    total->batch_events += after->batch_events - before->batch_events;
+    total->cpu_s += after->cpu_s - before->cpu_s;
 }
 
 /* ---------------------------------------------------------------- the payments load */
@@ -447,9 +523,15 @@ int main(int argc, char **argv) {
     payments_slice(base, merchant_key, 1.0, &warm); /* caches, connections, page cache */
     int rounds = full ? 8 : 3;
     double slice_s = full ? 3.0 : 2.0, ledger_transfers = 0, ledger_s = 0;
+    server_view pay_view = {0}, ledger_view = {0};
     for (int round = 0; round < rounds; round++) {
+        server_view a = server_look(base);
         ledger_slice(base, admin, slice_s, &ledger_transfers, &ledger_s);
+        server_view b = server_look(base);
         payments_slice(base, merchant_key, slice_s, &t);
+        server_view c = server_look(base);
+        server_add(&ledger_view, &a, &b);
+        server_add(&pay_view, &b, &c);
     }
     qsort(t.latencies_ns, t.latency_count, sizeof(uint64_t), cmp_u64);
     double per_s = t.seconds > 0 ? (double)t.payments / t.seconds : 0.0;
@@ -462,6 +544,16 @@ int main(int argc, char **argv) {
            "requests_per_payment=2 p999_ms=%.2f\n",
            (unsigned long long)t.payments, (unsigned long long)t.declined, (unsigned long long)t.errors, t.seconds,
            with_model ? "model" : "rules_only", quantile_ms(t.latencies_ns, t.latency_count, 0.999));
+    double payments = t.payments > 0 ? (double)t.payments : 1.0;
+    double transfers = ledger_transfers > 0 ? ledger_transfers : 1.0;
+    printf("payments_e2e_where commits_per_payment=%.2f commit_ms_mean=%.2f batch_events_mean=%.1f "
+           "server_cpu_ms_per_payment=%.3f ledger_commit_ms_mean=%.2f ledger_batch_events_mean=%.1f "
+           "server_cpu_ms_per_transfer=%.3f\n",
+           pay_view.commits / payments, pay_view.commits > 0 ? 1e3 * pay_view.commit_s / pay_view.commits : 0.0,
+           pay_view.batches > 0 ? pay_view.batch_events / pay_view.batches : 0.0, 1e3 * pay_view.cpu_s / payments,
+           ledger_view.commits > 0 ? 1e3 * ledger_view.commit_s / ledger_view.commits : 0.0,
+           ledger_view.batches > 0 ? ledger_view.batch_events / ledger_view.batches : 0.0,
+           1e3 * ledger_view.cpu_s / transfers);
     if (t.first_error[0] != '\0') fprintf(stderr, "bench_payments: first error: %s\n", t.first_error);
     fflush(stdout);
     stop(&server_pid);
