@@ -324,7 +324,10 @@ static pc_status rotate_locked(vault_t *vault, keys_job_t *job, const uint8_t ke
     job->cmd.in_transaction = keys_in_tx;
     status = writer_submit_wait(vault->writer, &job->cmd);
     if (status != PC_OK) {
-        (void)unlink(next);
+        /* kept: a failed COMMIT may still be on disk; the next start keeps whichever
+         * key the stored rows name and removes the other */
+        obs_logf(OBS_LEVEL_ERROR, "vault: rotation not committed (%s); %s stays until the next start",
+                 pc_status_code(status), next);
         return status;
     }
     /* committed: the database now needs the new KEK, whatever happens to the files */
