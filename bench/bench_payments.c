@@ -3,7 +3,7 @@
  *     and then captured (POST /v1/payments/{id}/capture), each with its
  *     Idempotency-Key, by 64 keep-alive connections (closed loop) with a merchant key,
  *     against a real `paycore serve` with risk on (a model trained on the dev data when
- *     PAYCORE_SHARED/data/payments_dev.csv is there, else rules only: said in the detail
+ *     PAYCORE_SHARED/data/payments_dev.csv is there (as the tests find it), else rules only: said in the detail
  *     line) and a zero-latency card simulator. per_s counts payments captured; p50/p99
  *     are of the whole payment (authorize sent to capture answered).
  *   baseline=ledger_single: `paycore load` (single-transfer POSTs, 64 connections) on
@@ -104,7 +104,7 @@ static bool run_line(const char *command, char *out, size_t out_bytes) {
 static bool model_train(char *model, size_t model_bytes) {
     const char *shared = getenv("PAYCORE_SHARED");
     char data[PATH_BYTES], command[4 * PATH_BYTES], line[512];
-    snprintf(data, sizeof data, "%s/data/payments_dev.csv", shared ? shared : "/work/shared");
+    snprintf(data, sizeof data, "%s/data/payments_dev.csv", shared ? shared : PC_SHARED_DIR_DEFAULT);
     if (access(data, R_OK) != 0) return false;
     snprintf(model, model_bytes, "%s/model.json", dir);
     snprintf(command, sizeof command,
