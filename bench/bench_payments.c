@@ -3,8 +3,8 @@
  *     and then captured (POST /v1/payments/{id}/capture), each with its
  *     Idempotency-Key, by 64 keep-alive connections (closed loop) with a merchant key,
  *     against a real `paycore serve` with risk on (a model trained on the dev data when
- *     PAYCORE_SHARED/data/payments_dev.csv is there (as the tests find it), else rules only: said in the detail
- *     line) and a zero-latency card simulator. per_s counts payments captured; p50/p99
+ *     PAYCORE_SHARED/data/payments_dev.csv is there, found as the tests find it, else
+ *     rules only: said in the detail line) and a zero-latency card simulator. per_s counts payments captured; p50/p99
  *     are of the whole payment (authorize sent to capture answered).
  *   baseline=ledger_single: `paycore load` (single-transfer POSTs, 64 connections) on
  *     the same server, in slices alternating with the payments' (the machine is shared:
