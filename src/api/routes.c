@@ -63,6 +63,7 @@ const api_route_t api_routes[] = {
     {"POST", "/v1/payouts", API_AUTH_WRITE, api_route_payouts_create},
     {"GET", "/v1/payouts/{id}", API_AUTH_READ, api_route_payout_get},
     {"POST", "/v1/admin/payments/recover", API_AUTH_ADMIN, api_route_payments_recover},
+    {"POST", "/v1/admin/vault/rotate", API_AUTH_ADMIN, api_route_vault_rotate},
     /* operations */
     {"GET", "/metrics", API_AUTH_NONE, api_route_metrics},
     {"GET", "/healthz", API_AUTH_NONE, api_route_healthz},

@@ -12,6 +12,7 @@
  *   POST /v1/wallets, GET /v1/wallets/{id}, POST /v1/wallets/{id}/top_ups, .../withdrawals
  *   POST /v1/payouts, GET /v1/payouts/{id}
  *   POST /v1/admin/payments/recover       one recovery pass now (tests, operators)
+ *   POST /v1/admin/vault/rotate           the vault's key-encryption key replaced (paycore keys rotate)
  * A payment request is answered later (a channel call lies between): the handler
  * defers the request, and the payments layer's answer resumes it. The answer that
  * makes an operation final is stored as the Idempotency-Key's reply in the same
@@ -252,6 +253,20 @@ void api_route_payments_recover(api_request_t *req) {
     if (!ready(req)) return;
     uint32_t resolved = pay_recover_now(payments);
     api_reply_json(req, 200, json_pack("{s:i}", "resolved", (int)resolved));
+}
+
+/* Blocks this HTTP thread while the key files are written and the re-wrapped keys
+ * commit (a rare operator action, as the recovery pass above). */
+void api_route_vault_rotate(api_request_t *req) {
+    if (!ready(req)) return;
+    vault_rotation_t rotation;
+    pc_status status = vault_rotate(payments_vault, &rotation);
+    if (status != PC_OK) {
+        api_reply_error(req, status, NULL, NULL);
+        return;
+    }
+    api_reply_json(req, 200, json_pack("{s:s,s:s,s:i}", "kek_id", rotation.kek_id, "previous_kek_id",
+                                       rotation.previous_kek_id, "keys_rewrapped", (int)rotation.keys_rewrapped));
 }
 
 /* ---------------------------------------------------------------- merchant keys */

@@ -10,6 +10,7 @@ int cli_backup(int argc, char **argv);   /* cmd_backup.c: online copy of a datab
 int cli_account(int argc, char **argv);  /* cmd_client.c: HTTP client commands */
 int cli_transfer(int argc, char **argv);
 int cli_key(int argc, char **argv);
+int cli_keys(int argc, char **argv);    /* keys rotate: the card vault's key-encryption key */
 int cli_load(int argc, char **argv);     /* cmd_load.c: HTTP load generator */
 int cli_risk(int argc, char **argv);     /* cmd_risk.c: risk train / eval / replay */
 int cli_channels(int argc, char **argv); /* cmd_channels.c: check a channels file, authorize */

@@ -301,6 +301,27 @@ static const client_cmd key_cmds[] = {
     {"revoke", "usage: paycore key revoke KEY_ID", NULL, 0, 1, key_revoke},
 };
 
+/* ---- keys (the card vault's key-encryption key) ---- */
+
+static int keys_rotate(const cli_http_t *http, bool as_json, const cli_opt *o, int n, const cli_rest *rest) {
+    (void)o, (void)n, (void)rest;
+    return client_send(http, as_json, "POST", "/v1/admin/vault/rotate", NULL);
+}
+
+static const client_cmd keys_cmds[] = {
+    {"rotate", "usage: paycore keys rotate --url URL --key ADMIN_KEY\n\n"
+               "Rotates the card vault's key-encryption key on a running server, without downtime:\n"
+               "the server makes a new random key, re-wraps every stored card key (data and\n"
+               "fingerprint keys) under it in one transaction and replaces its key file (the\n"
+               "serve --vault-key FILE, default <db>.vault-key; 0600) with the new key. Cards keep\n"
+               "opening throughout; the old key is gone from the file afterwards and no longer\n"
+               "opens the database. Crash-safe: the new key is written to FILE.next before the\n"
+               "commit and the next start finishes an interrupted rotation. Card ciphertexts are\n"
+               "not re-encrypted. Prints kek_id, previous_kek_id and keys_rewrapped.\n"
+               "Copy the new key file to wherever the old one was backed up (docs/operations.md).",
+     NULL, 0, 0, keys_rotate},
+};
+
 /* ---- dispatch ---- */
 
 static void group_usage(FILE *out, const char *group, const client_cmd *cmds, int count) {
@@ -354,4 +375,8 @@ int cli_transfer(int argc, char **argv) {
 
 int cli_key(int argc, char **argv) {
     return run_group("key", key_cmds, 3, argc, argv);
+}
+
+int cli_keys(int argc, char **argv) {
+    return run_group("keys", keys_cmds, 1, argc, argv);
 }

@@ -24,6 +24,7 @@ static const cli_command commands[] = {
     {"account", cli_account, "create|get|list accounts on a server"},
     {"transfer", cli_transfer, "create|get|post|void|list transfers on a server"},
     {"key", cli_key, "create|list|revoke API keys on a server"},
+    {"keys", cli_keys, "rotate the card vault's key-encryption key on a running server"},
     {"load", cli_load, "HTTP load generator against a server"},
     {"risk", cli_risk, "train|eval|replay the risk model"},
     {"channels", cli_channels, "check a channels file; authorize through the gateway"},

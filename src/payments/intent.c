@@ -7,6 +7,7 @@
 #include <math.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "payments/pay_internal.h"
@@ -251,6 +252,41 @@ static bool idempotent_repeat(pay_flow_t *flow, store_reader_t *reader) {
     return true;
 }
 
+/* False when channels of the payment's method exist and none takes its currency: then
+ * it is refused before anything is stored, as a currency the merchant does not take.
+ * A channel out for another reason (a breaker, the amount) is the routing's to answer. */
+static bool channels_take_currency(pay_flow_t *flow) {
+    const pay_payment_t *p = &flow->payment;
+    gw_t *gw = flow->pay->config.gateway;
+    gw_request_t request;
+    memset(&request, 0, sizeof request);
+    request.op = GW_OP_AUTHORIZE;
+    snprintf(request.method, sizeof request.method, "%s", pay_method_name(p->method));
+    request.amount_minor = p->amount;
+    memcpy(request.currency, p->currency, 4);
+    /* the shape a connector accepts, not the card: routing reads no number */
+    snprintf(request.card.number, sizeof request.card.number, "000000000000");
+    request.card.exp_month = 12;
+    request.card.exp_year = 2099;
+    snprintf(request.bank.routing_number, sizeof request.bank.routing_number, "%s", p->routing_number);
+    snprintf(request.bank.account_number, sizeof request.bank.account_number, "%s", p->account_number);
+    gw_decision_t *decision = gw != NULL ? calloc(1, sizeof *decision) : NULL;
+    pc_status routed = decision != NULL ? gw_route(gw, &request, decision) : PC_NO_MEMORY;
+    if (routed != PC_OK && routed != PC_GATEWAY_NO_CHANNEL) {
+        free(decision);
+        return true;
+    }
+    bool method_served = false, currency_taken = false;
+    for (uint32_t i = 0; i < decision->candidate_count; i++) {
+        gw_why why = decision->candidates[i].why;
+        if (why == GW_WHY_OP || why == GW_WHY_METHOD) continue;
+        method_served = true;
+        if (why != GW_WHY_CURRENCY) currency_taken = true;
+    }
+    free(decision);
+    return !method_served || currency_taken;
+}
+
 /* The caller, the merchant, the currency and the method's own checks. */
 static bool create_checks(pay_flow_t *flow, const pay_caller_t *caller, store_reader_t *reader,
                           const char *merchant_id) {
@@ -264,6 +300,10 @@ static bool create_checks(pay_flow_t *flow, const pay_caller_t *caller, store_re
     snprintf(p->merchant_id, sizeof p->merchant_id, "%s", flow->merchant->id);
     if (!pay_merchant_takes(flow->merchant, p->currency)) {
         pay_reply_error(&flow->reply, PC_CURRENCY_NOT_ACCEPTED, "currency", "the merchant does not take this currency");
+        return false;
+    }
+    if (p->method != PAY_METHOD_WALLET && !channels_take_currency(flow)) {
+        pay_reply_error(&flow->reply, PC_CURRENCY_NOT_ACCEPTED, "currency", "no channel takes this currency");
         return false;
     }
     if (p->method == PAY_METHOD_WALLET || p->top_up) return pay_wallet_check(flow, reader);

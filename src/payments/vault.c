@@ -2,16 +2,22 @@
  * (KEK) from a 0600 key file; a data key and a fingerprint key, each 32 random bytes,
  * stored wrapped (XChaCha20-Poly1305 under the KEK, the key's id and kind as
  * associated data) in vault_keys with the KEK's id; cards encrypted under the newest
- * data key with their token as associated data. Rotation (`paycore keys rotate`) is
- * not built yet: every data key found is kept, so rows of an older key still open. */
+ * data key with their token as associated data. Every data key found is kept, so
+ * rows of an older key still open. Rotation (`paycore keys rotate`) re-wraps every
+ * stored key under a new KEK while the server runs (the unwrapped keys in memory do not
+ * change), in an order a crash cannot break: the new KEK into '<key file>.next', the
+ * rows re-wrapped in one transaction, then the key file replaced (rename) and '.next'
+ * removed; vault_open finishes a rotation that committed but did not replace the file. */
 #include "payments/vault.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/core.h"
 #include "obs/obs.h"
@@ -40,6 +46,11 @@ struct vault {
     uint8_t fingerprint_key[VAULT_KEY_BYTES];
     bool has_fingerprint;
     pc_status load_status;            /* while loading: the first unwrap failure */
+    char key_path[PATH_MAX];
+    store_t *store;                   /* borrowed, for rotation */
+    writer_t *writer;
+    pthread_mutex_t rotate_mutex;     /* one rotation at a time; guards kek, kek_id */
+    bool mutex_ready;
 };
 
 static void kek_id_make(const uint8_t kek[VAULT_KEY_BYTES], char out[PC_ID_SIZE]) {
@@ -65,25 +76,27 @@ static size_t wrap_ad(const char *id, const char *kind, uint8_t *out, size_t out
     return n > 0 && (size_t)n < out_bytes ? (size_t)n : 0;
 }
 
-static void key_wrap(const vault_t *vault, const uint8_t key[VAULT_KEY_BYTES], store_vault_key_t *row) {
+static void key_wrap(const uint8_t kek[VAULT_KEY_BYTES], const char *kek_id, const uint8_t key[VAULT_KEY_BYTES],
+                     store_vault_key_t *row) {
     uint8_t ad[PC_ID_SIZE + 20];
     size_t ad_bytes = wrap_ad(row->id, row->kind, ad, sizeof ad);
     randombytes_buf(row->wrapped, VAULT_NONCE_BYTES);
     unsigned long long ct_bytes = 0;
     crypto_aead_xchacha20poly1305_ietf_encrypt(row->wrapped + VAULT_NONCE_BYTES, &ct_bytes, key, VAULT_KEY_BYTES,
-                                               ad, ad_bytes, NULL, row->wrapped, vault->kek);
+                                               ad, ad_bytes, NULL, row->wrapped, kek);
     row->wrapped_bytes = VAULT_NONCE_BYTES + (size_t)ct_bytes;
-    snprintf(row->kek_id, sizeof row->kek_id, "%s", vault->kek_id);
+    snprintf(row->kek_id, sizeof row->kek_id, "%s", kek_id);
 }
 
-static bool key_unwrap(const vault_t *vault, const store_vault_key_t *row, uint8_t key_out[VAULT_KEY_BYTES]) {
+static bool key_unwrap(const uint8_t kek[VAULT_KEY_BYTES], const store_vault_key_t *row,
+                       uint8_t key_out[VAULT_KEY_BYTES]) {
     if (row->wrapped_bytes != VAULT_NONCE_BYTES + VAULT_KEY_BYTES + VAULT_TAG_BYTES) return false;
     uint8_t ad[PC_ID_SIZE + 20];
     size_t ad_bytes = wrap_ad(row->id, row->kind, ad, sizeof ad);
     unsigned long long key_bytes = 0;
     return crypto_aead_xchacha20poly1305_ietf_decrypt(key_out, &key_bytes, NULL, row->wrapped + VAULT_NONCE_BYTES,
                                                       row->wrapped_bytes - VAULT_NONCE_BYTES, ad, ad_bytes,
-                                                      row->wrapped, vault->kek) == 0 &&
+                                                      row->wrapped, kek) == 0 &&
            key_bytes == VAULT_KEY_BYTES;
 }
 
@@ -96,7 +109,7 @@ static void key_load(const store_vault_key_t *row, void *ctx) {
         return;
     }
     uint8_t key[VAULT_KEY_BYTES];
-    if (!key_unwrap(vault, row, key)) {
+    if (!key_unwrap(vault->kek, row, key)) {
         vault->load_status = PC_VAULT_KEY_MISMATCH;
         return;
     }
@@ -113,13 +126,16 @@ static void key_load(const store_vault_key_t *row, void *ctx) {
 
 typedef struct {
     writer_cmd_t cmd; /* first: writer_submit_wait keeps cmd->user for itself */
-    store_vault_key_t rows[2];
+    store_vault_key_t rows[VAULT_DATA_KEYS_MAX + 1];
+    uint32_t count;
+    bool overflow;    /* rotation: more rows than a vault keeps */
 } keys_job_t;
 
 static pc_status keys_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
     keys_job_t *job = (keys_job_t *)cmd;
-    pc_status status = store_vault_key_put(tx, &job->rows[0]);
-    return status == PC_OK ? store_vault_key_put(tx, &job->rows[1]) : status;
+    pc_status status = PC_OK;
+    for (uint32_t i = 0; i < job->count && status == PC_OK; i++) status = store_vault_key_put(tx, &job->rows[i]);
+    return status;
 }
 
 /* A new database: a data key and a fingerprint key, stored wrapped. */
@@ -134,8 +150,9 @@ static pc_status keys_create(vault_t *vault, writer_t *writer) {
         snprintf(job.rows[i].kind, sizeof job.rows[i].kind, "%s", kinds[i]);
         job.rows[i].created_ns = now_ns;
         randombytes_buf(keys[i], VAULT_KEY_BYTES);
-        key_wrap(vault, keys[i], &job.rows[i]);
+        key_wrap(vault->kek, vault->kek_id, keys[i], &job.rows[i]);
     }
+    job.count = 2;
     job.cmd.kind = WRITER_CMD_EXEC;
     job.cmd.event_count = 1;
     job.cmd.in_transaction = keys_in_tx;
@@ -167,11 +184,53 @@ static pc_status kek_load(vault_t *vault, const char *path, bool may_create) {
 
 typedef struct {
     uint32_t count;
+    char kek_id[PC_ID_SIZE];          /* the first row's wrapping key */
 } key_count_t;
 
 static void key_count(const store_vault_key_t *row, void *ctx) {
-    (void)row;
-    ((key_count_t *)ctx)->count++;
+    key_count_t *stored = ctx;
+    if (stored->count++ == 0) snprintf(stored->kek_id, sizeof stored->kek_id, "%s", row->kek_id);
+}
+
+static void next_path(const char *path, char out[PATH_MAX]) {
+    snprintf(out, PATH_MAX, "%s.next", path);
+}
+
+/* '<key file>.next' when it is the key 'rows_kek_id' names: a rotation committed and
+ * then stopped before replacing the key file. Finishes it (the key file replaced). */
+static pc_status kek_adopt_next(vault_t *vault, const char *path, const char *rows_kek_id) {
+    char next[PATH_MAX];
+    next_path(path, next);
+    uint8_t kek[VAULT_KEY_BYTES];
+    char kek_id[PC_ID_SIZE];
+    pc_status status = pc_key_file_read(next, true, kek, VAULT_KEY_BYTES);
+    if (status == PC_OK) kek_id_make(kek, kek_id);
+    if (status == PC_OK && strcmp(kek_id, rows_kek_id) != 0) status = PC_VAULT_KEY_MISMATCH;
+    if (status == PC_OK) status = pc_key_file_write(path, kek, VAULT_KEY_BYTES, 0600);
+    if (status == PC_OK) {
+        memcpy(vault->kek, kek, VAULT_KEY_BYTES);
+        snprintf(vault->kek_id, sizeof vault->kek_id, "%s", kek_id);
+        (void)unlink(next);
+        obs_logf(OBS_LEVEL_WARN, "vault: finished an interrupted key rotation (%s now holds %s)", path, kek_id);
+    }
+    sodium_memzero(kek, sizeof kek);
+    return status;
+}
+
+/* The KEK of a database that has keys: the key file's, or an interrupted rotation's. */
+static pc_status kek_settle(vault_t *vault, const char *path, const char *rows_kek_id) {
+    pc_status status = kek_load(vault, path, false);
+    char next[PATH_MAX];
+    next_path(path, next);
+    if (status == PC_OK && strcmp(vault->kek_id, rows_kek_id) == 0) {
+        /* a '.next' left by a rotation that never committed wraps nothing */
+        if (unlink(next) == 0) obs_logf(OBS_LEVEL_WARN, "vault: removed an unused rotation key (%s)", next);
+        return PC_OK;
+    }
+    if (status != PC_OK && status != PC_VAULT_KEY_MISSING) return status;
+    pc_status adopted = kek_adopt_next(vault, path, rows_kek_id);
+    if (adopted == PC_OK) return PC_OK;
+    return status == PC_OK ? PC_VAULT_KEY_MISMATCH : status;
 }
 
 static pc_status vault_load(vault_t *vault, const vault_config_t *config) {
@@ -180,7 +239,10 @@ static pc_status vault_load(vault_t *vault, const vault_config_t *config) {
     if (status != PC_OK) return status;
     key_count_t stored = {0};
     status = store_vault_keys_list(reader, key_count, &stored);
-    if (status == PC_OK) status = kek_load(vault, config->key_path, stored.count == 0);
+    if (status == PC_OK) {
+        status = stored.count == 0 ? kek_load(vault, config->key_path, true)
+                                   : kek_settle(vault, config->key_path, stored.kek_id);
+    }
     if (status == PC_OK && stored.count > 0) {
         status = store_vault_keys_list(reader, key_load, vault);
         if (status == PC_OK) status = vault->load_status;
@@ -193,10 +255,15 @@ static pc_status vault_load(vault_t *vault, const vault_config_t *config) {
 
 pc_status vault_open(vault_t **out, const vault_config_t *config) {
     pc_sodium_ready();
+    if (strlen(config->key_path) >= PATH_MAX - 8) return PC_INVALID_ARGUMENT;
     vault_t *vault = sodium_malloc(sizeof *vault);
     if (vault == NULL) return PC_NO_MEMORY;
     memset(vault, 0, sizeof *vault);
-    pc_status status = vault_load(vault, config);
+    snprintf(vault->key_path, sizeof vault->key_path, "%s", config->key_path);
+    vault->store = config->store;
+    vault->writer = config->writer;
+    vault->mutex_ready = pthread_mutex_init(&vault->rotate_mutex, NULL) == 0;
+    pc_status status = vault->mutex_ready ? vault_load(vault, config) : PC_NO_MEMORY;
     if (status != PC_OK) {
         obs_logf(OBS_LEVEL_ERROR, "vault: cannot open with key file %s: %s (%s)", config->key_path,
                  pc_status_code(status), pc_status_message(status));
@@ -207,8 +274,99 @@ pc_status vault_open(vault_t **out, const vault_config_t *config) {
     return PC_OK;
 }
 
+/* ---- rotation ---- */
+
+/* Every stored key row into the job, as it is stored. */
+static void rotate_collect(const store_vault_key_t *row, void *ctx) {
+    keys_job_t *job = ctx;
+    if (job->count == sizeof job->rows / sizeof job->rows[0]) {
+        job->overflow = true;
+        return;
+    }
+    job->rows[job->count++] = *row;
+}
+
+/* Each row unwrapped under the current KEK and wrapped again under 'kek'. */
+static pc_status rotate_rewrap(const vault_t *vault, keys_job_t *job, const uint8_t kek[VAULT_KEY_BYTES],
+                               const char *kek_id) {
+    if (job->overflow || job->count == 0) return PC_VAULT_FAILED;
+    for (uint32_t i = 0; i < job->count; i++) {
+        uint8_t key[VAULT_KEY_BYTES];
+        if (strcmp(job->rows[i].kek_id, vault->kek_id) != 0 || !key_unwrap(vault->kek, &job->rows[i], key)) {
+            return PC_VAULT_KEY_MISMATCH;
+        }
+        key_wrap(kek, kek_id, key, &job->rows[i]);
+        sodium_memzero(key, sizeof key);
+    }
+    return PC_OK;
+}
+
+static pc_status rotate_read(vault_t *vault, keys_job_t *job) {
+    store_reader_t *reader = NULL;
+    pc_status status = store_reader_open(vault->store, &reader);
+    if (status != PC_OK) return status;
+    status = store_vault_keys_list(reader, rotate_collect, job);
+    store_reader_close(reader);
+    return status;
+}
+
+/* Under the rotation mutex: the steps in their crash-safe order. */
+static pc_status rotate_locked(vault_t *vault, keys_job_t *job, const uint8_t kek[VAULT_KEY_BYTES],
+                               const char *kek_id) {
+    char next[PATH_MAX];
+    next_path(vault->key_path, next);
+    pc_status status = rotate_read(vault, job);
+    if (status == PC_OK) status = rotate_rewrap(vault, job, kek, kek_id);
+    if (status == PC_OK) status = pc_key_file_write(next, kek, VAULT_KEY_BYTES, 0600);
+    if (status != PC_OK) return status;
+    job->cmd.kind = WRITER_CMD_EXEC;
+    job->cmd.event_count = 1;
+    job->cmd.in_transaction = keys_in_tx;
+    status = writer_submit_wait(vault->writer, &job->cmd);
+    if (status != PC_OK) {
+        /* kept: a failed COMMIT may still be on disk; the next start keeps whichever
+         * key the stored rows name and removes the other */
+        obs_logf(OBS_LEVEL_ERROR, "vault: rotation not committed (%s); %s stays until the next start",
+                 pc_status_code(status), next);
+        return status;
+    }
+    /* committed: the database now needs the new KEK, whatever happens to the files */
+    memcpy(vault->kek, kek, VAULT_KEY_BYTES);
+    snprintf(vault->kek_id, sizeof vault->kek_id, "%s", kek_id);
+    status = pc_key_file_write(vault->key_path, kek, VAULT_KEY_BYTES, 0600);
+    if (status == PC_OK) (void)unlink(next);
+    else obs_logf(OBS_LEVEL_ERROR, "vault: rotation committed but %s could not be replaced: the next start "
+                                   "takes the key from %s", vault->key_path, next);
+    return status;
+}
+
+pc_status vault_rotate(vault_t *vault, vault_rotation_t *out) {
+    memset(out, 0, sizeof *out);
+    uint8_t kek[VAULT_KEY_BYTES];
+    char kek_id[PC_ID_SIZE];
+    randombytes_buf(kek, sizeof kek);
+    kek_id_make(kek, kek_id);
+    keys_job_t *job = calloc(1, sizeof *job);
+    if (job == NULL) return PC_NO_MEMORY;
+    pthread_mutex_lock(&vault->rotate_mutex);
+    snprintf(out->previous_kek_id, sizeof out->previous_kek_id, "%s", vault->kek_id);
+    pc_status status = rotate_locked(vault, job, kek, kek_id);
+    out->keys_rewrapped = status == PC_OK ? job->count : 0;
+    snprintf(out->kek_id, sizeof out->kek_id, "%s", vault->kek_id);
+    pthread_mutex_unlock(&vault->rotate_mutex);
+    sodium_memzero(kek, sizeof kek);
+    sodium_memzero(job, sizeof *job);
+    free(job);
+    if (status == PC_OK) {
+        obs_logf(OBS_LEVEL_INFO, "vault: key-encryption key rotated (%s -> %s, %u keys re-wrapped)",
+                 out->previous_kek_id, out->kek_id, out->keys_rewrapped);
+    }
+    return status;
+}
+
 void vault_close(vault_t *vault) {
     if (vault == NULL) return;
+    if (vault->mutex_ready) pthread_mutex_destroy(&vault->rotate_mutex);
     sodium_memzero(vault, sizeof *vault);
     sodium_free(vault);
 }

@@ -9,8 +9,8 @@
  * is never stored anywhere, not even encrypted. Only the connector's call needs the
  * number again: vault_reveal, and the caller wipes it once the request is queued.
  *
- * Threads: after vault_open every function is safe from any thread (the keys are
- * read-only then). */
+ * Threads: after vault_open every function is safe from any thread (the card keys are
+ * read-only then; a rotation changes only their wrapping, under its own mutex). */
 #ifndef PAYCORE_VAULT_H
 #define PAYCORE_VAULT_H
 
@@ -33,9 +33,25 @@ typedef struct {
 
 /* Loads (or, on a database without them, makes and stores) the data and fingerprint
  * keys. A key file that is missing while keys exist: PC_VAULT_KEY_MISSING; one that
- * does not unwrap them: PC_VAULT_KEY_MISMATCH; an unreadable file: PC_KEY_FILE_INVALID. */
+ * does not unwrap them: PC_VAULT_KEY_MISMATCH; an unreadable file: PC_KEY_FILE_INVALID.
+ * A key file that does not match while '<key file>.next' does (a rotation interrupted
+ * after its commit): the rotation is finished, the key file replaced by '.next'. */
 PC_MUST_USE pc_status vault_open(vault_t **out, const vault_config_t *config);
 void vault_close(vault_t *vault);  /* wipes the keys */
+
+typedef struct {
+    char previous_kek_id[PC_ID_SIZE];
+    char kek_id[PC_ID_SIZE];          /* the key file's key now */
+    uint32_t keys_rewrapped;
+} vault_rotation_t;
+
+/* Re-wraps every stored key (data and fingerprint keys) under a new random
+ * key-encryption key and replaces the key file with it (0600), the server running: the
+ * unwrapped keys in memory stay, so cards keep opening throughout, and the old key file
+ * is gone afterwards. The new key goes to '<key file>.next' first, the rows are
+ * re-wrapped in one transaction, then the key file is replaced; a crash in between is
+ * finished by vault_open. Blocks its caller (key files are fsynced). */
+PC_MUST_USE pc_status vault_rotate(vault_t *vault, vault_rotation_t *out);
 
 /* Encrypts a validated card number into 'out' (a new random token; ciphertext, BIN,
  * last 4, fingerprint; never the number in clear). The row is the caller's to store
