@@ -11,6 +11,7 @@
 /* The connection of a write transaction (writer thread) and of a reader. */
 sqlite3 *store_sqlite_tx_db(store_tx_t *tx);
 sqlite3 *store_sqlite_reader_db(store_reader_t *reader);
+typedef struct store_pay_statements store_pay_statements_t; /* sqlite_payments.c */
 
 /* SQL creating the API's tables (keys, grants, idempotency), run by schema
  * migration 1 in the same transaction as the ledger's tables. sqlite_api.c. */
@@ -146,6 +147,7 @@ struct store {
     char *path;
     store_options_t options;
     sqlite3_stmt *statements[STMT_COUNT];
+    store_pay_statements_t *pay_statements;
     int lock_fd;            /* '<path>.lock', held while open; -1 when not taken */
     uint32_t commit_count;
     char *metadata_scratch; /* transfer_find's metadata, valid until the next call */
@@ -175,6 +177,12 @@ pc_status store_sqlite_fail(store_t *store, pc_status status, const char *what);
 pc_status store_sqlite_index_room(store_t *store);
 /* Adds an account to the dirty list (sqlite_tx.c); load and committed batches only. */
 void store_sqlite_dirty_mark(store_t *store, uint32_t account_no);
+
+/* Each connection's payments statements (sqlite_payments.c): prepared on first use,
+ * kept in the store (writer) or the reader, freed before its connection closes. */
+store_pay_statements_t **store_sqlite_tx_pay_statements(store_tx_t *tx);
+store_pay_statements_t **store_sqlite_reader_pay_statements(store_reader_t *reader);
+void store_sqlite_pay_statements_free(store_pay_statements_t *statements);
 
 /* Schema (sqlite_schema.c). */
 int store_sqlite_schema_version_latest(void);
