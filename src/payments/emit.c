@@ -23,27 +23,31 @@ static events_type type_of(const char *prefix, const char *state, bool changed) 
     return type;
 }
 
+static pc_status emit_text(pay_t *pay, store_tx_t *tx, events_type type, const char *object_id,
+                           uint32_t version, const char *text, const char *merchant_id, const char *currency) {
+    char account_id[PC_ID_SIZE];
+    bool named = pay_account_id(account_id, PAY_ACCOUNT_MERCHANT_AVAILABLE, merchant_id, currency);
+    events_emit_t event = {.type = type, .object_id = object_id, .object_seq = version, .object_json = text,
+                           .owners_account_id = named ? account_id : NULL};
+    return events_emit(pay->config.events, tx, &event, NULL);
+}
+
 static pc_status emit(pay_t *pay, store_tx_t *tx, events_type type, const char *object_id, uint32_t version,
                       json_t *object /* stolen */, const char *merchant_id, const char *currency) {
     char *text = object != NULL ? json_dumps(object, JSON_COMPACT) : NULL;
     json_decref(object);
     if (text == NULL) return PC_NO_MEMORY;
-    char account_id[PC_ID_SIZE];
-    bool named = pay_account_id(account_id, PAY_ACCOUNT_MERCHANT_AVAILABLE, merchant_id, currency);
-    events_emit_t event = {.type = type, .object_id = object_id, .object_seq = version, .object_json = text,
-                           .owners_account_id = named ? account_id : NULL};
-    pc_status status = events_emit(pay->config.events, tx, &event, NULL);
+    pc_status status = emit_text(pay, tx, type, object_id, version, text, merchant_id, currency);
     free(text);
     return status;
 }
 
-pc_status pay_event_payment(pay_flow_t *flow, store_tx_t *tx) {
+pc_status pay_event_payment(pay_flow_t *flow, store_tx_t *tx, const char *doc) {
     pay_payment_t *p = &flow->payment;
     if (flow->pay->config.events == NULL) return PC_OK;
     bool changed = p->version == 1 || p->state != p->state_stored;
     events_type type = type_of("payment.", pay_state_name(p->state), changed);
-    pc_status status = emit(flow->pay, tx, type, p->id, p->version, pay_payment_json(p), p->merchant_id,
-                            p->currency);
+    pc_status status = emit_text(flow->pay, tx, type, p->id, p->version, doc, p->merchant_id, p->currency);
     if (status == PC_OK) p->state_stored = p->state;
     return status;
 }

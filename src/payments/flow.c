@@ -88,7 +88,8 @@ pc_status pay_flow_write_payment(pay_flow_t *flow, store_tx_t *tx) {
     bool first = !flow->payment_stored;
     pc_status status = PC_OK;
     if (first && flow->card_new) status = store_vault_card_put(tx, &flow->card);
-    if (status == PC_OK) status = pay_payment_put(tx, p);
+    char *doc = NULL; /* rendered once: the row's document and the event's object */
+    if (status == PC_OK) status = pay_payment_put(tx, p, &doc);
     char name[PC_ID_SIZE + API_IDEMPOTENCY_KEY_BYTES_MAX + 16];
     if (status == PC_OK && first && flow->has_idempotency) {
         pay_lookup_idem(name, sizeof name, flow->key_id, flow->idempotency_key);
@@ -100,7 +101,8 @@ pc_status pay_flow_write_payment(pay_flow_t *flow, store_tx_t *tx) {
         status = store_pay_lookup_put(tx, name, p->id, NULL, 0);
         if (status == PC_EXISTS) status = PC_OK;
     }
-    if (status == PC_OK) status = pay_event_payment(flow, tx);
+    if (status == PC_OK) status = pay_event_payment(flow, tx, doc);
+    free(doc);
     if (status == PC_OK) flow->payment_stored = true;
     return status;
 }

@@ -286,33 +286,47 @@ void pay_payment_op_put(pay_payment_t *payment, const pay_op_t *op) {
     json_array_append_new(payment->operations, entry);
 }
 
-static pc_status object_put(store_tx_t *tx, const char *kind, const char *id, const char *merchant_id,
-                            const char *parent_id, const char *status, uint64_t created_ns, uint64_t updated_ns,
-                            uint32_t version, json_t *doc) {
-    char *text = json_dumps(doc, JSON_COMPACT);
-    json_decref(doc);
-    if (text == NULL) return PC_NO_MEMORY;
+/* Writes one object row whose document is 'text' (owned by the caller). */
+static pc_status object_put_text(store_tx_t *tx, const char *kind, const char *id, const char *merchant_id,
+                                 const char *parent_id, const char *status, uint64_t created_ns,
+                                 uint64_t updated_ns, uint32_t version, const char *text) {
     store_pay_object_t object = {.created_ns = created_ns, .updated_ns = updated_ns, .version = version};
     snprintf(object.id, sizeof object.id, "%s", id);
     snprintf(object.kind, sizeof object.kind, "%s", kind);
     snprintf(object.merchant_id, sizeof object.merchant_id, "%s", merchant_id);
     snprintf(object.parent_id, sizeof object.parent_id, "%s", parent_id);
     snprintf(object.status, sizeof object.status, "%s", status);
-    object.doc = text;
+    object.doc = (char *)text;
     object.doc_bytes = strlen(text);
-    pc_status result = object.doc_bytes <= PAY_DOC_BYTES_MAX ? store_pay_object_put(tx, &object) : PC_LIMIT_REACHED;
+    return object.doc_bytes <= PAY_DOC_BYTES_MAX ? store_pay_object_put(tx, &object) : PC_LIMIT_REACHED;
+}
+
+static pc_status object_put(store_tx_t *tx, const char *kind, const char *id, const char *merchant_id,
+                            const char *parent_id, const char *status, uint64_t created_ns, uint64_t updated_ns,
+                            uint32_t version, json_t *doc) {
+    char *text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    if (text == NULL) return PC_NO_MEMORY;
+    pc_status result = object_put_text(tx, kind, id, merchant_id, parent_id, status, created_ns, updated_ns,
+                                       version, text);
     free(text);
     return result;
 }
 
-pc_status pay_payment_put(store_tx_t *tx, pay_payment_t *p) {
+pc_status pay_payment_put(store_tx_t *tx, pay_payment_t *p, char **doc_out) {
+    *doc_out = NULL;
     p->version++;
     p->updated_ns = pc_wall_ns();
     if (p->created_ns == 0) p->created_ns = p->updated_ns;
     json_t *doc = pay_payment_json(p);
-    if (doc == NULL) return PC_NO_MEMORY;
-    return object_put(tx, "payment", p->id, p->merchant_id, "", pay_state_name(p->state), p->created_ns,
-                      p->updated_ns, p->version, doc);
+    char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (text == NULL) return PC_NO_MEMORY;
+    pc_status status = object_put_text(tx, "payment", p->id, p->merchant_id, "", pay_state_name(p->state),
+                                       p->created_ns, p->updated_ns, p->version, text);
+    if (status == PC_OK) *doc_out = text;
+    else free(text);
+    return status;
 }
 
 /* ---- operations ---- */

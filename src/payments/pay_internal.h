@@ -199,8 +199,10 @@ void pay_op_attempts_from_result(pay_op_t *op, const gw_result_t *result);
 
 /* A listing's callback: the stored document appended to the json array 'ctx'. */
 void pay_list_append(const store_pay_object_t *object, void *ctx);
-/* Writes the object row of a payment / op (version +1, updated now) into 'tx'. */
-PC_MUST_USE pc_status pay_payment_put(store_tx_t *tx, pay_payment_t *payment);
+/* Writes the object row of a payment / op (version +1, updated now) into 'tx'. The
+ * payment's document, rendered once, goes to '*doc_out' (malloc'ed; NULL on failure)
+ * for its event. */
+PC_MUST_USE pc_status pay_payment_put(store_tx_t *tx, pay_payment_t *payment, char **doc_out);
 PC_MUST_USE pc_status pay_op_put(store_tx_t *tx, pay_op_t *op);
 
 /* Copies an id (both PC_ID_SIZE buffers, possibly inside one struct). */
@@ -414,8 +416,8 @@ void pay_recovery_stop(pay_t *pay);
 PC_MUST_USE pc_status pay_holds_load(pay_t *pay);
 
 /* ---- events (emit.c): one per stored version, in the same transaction ---- */
-/* After pay_payment_put: the payment's event. */
-PC_MUST_USE pc_status pay_event_payment(pay_flow_t *flow, store_tx_t *tx);
+/* After pay_payment_put: the payment's event, of the document it stored. */
+PC_MUST_USE pc_status pay_event_payment(pay_flow_t *flow, store_tx_t *tx, const char *doc);
 /* pay_op_put of flow->op and, for a refund, payout or withdrawal, its event. */
 PC_MUST_USE pc_status pay_flow_write_op(pay_flow_t *flow, store_tx_t *tx);
 
