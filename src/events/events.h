@@ -130,6 +130,8 @@ typedef struct {
     const char *object_id;                 /* a valid id (core.h) */
     uint32_t object_seq;                   /* >= 1 */
     const char *object_json;               /* a compact JSON object: the object now */
+    bool object_json_dumped;               /* true: json_dumps of a JSON object made it, so
+                                              it is not parsed again to check it */
     const char *owners[EVENTS_OWNERS_MAX]; /* merchant key ids that may see the event */
     uint32_t owner_count;                  /* 0 (and no owners_account_id): admins only */
     const char *owners_account_id;         /* or NULL: the merchant keys granted this ledger

@@ -23,12 +23,13 @@ static events_type type_of(const char *prefix, const char *state, bool changed) 
     return type;
 }
 
+/* 'text': json_dumps of a payment's or an op's JSON object. */
 static pc_status emit_text(pay_t *pay, store_tx_t *tx, events_type type, const char *object_id,
                            uint32_t version, const char *text, const char *merchant_id, const char *currency) {
     char account_id[PC_ID_SIZE];
     bool named = pay_account_id(account_id, PAY_ACCOUNT_MERCHANT_AVAILABLE, merchant_id, currency);
     events_emit_t event = {.type = type, .object_id = object_id, .object_seq = version, .object_json = text,
-                           .owners_account_id = named ? account_id : NULL};
+                           .object_json_dumped = true, .owners_account_id = named ? account_id : NULL};
     return events_emit(pay->config.events, tx, &event, NULL);
 }
 
