@@ -1,8 +1,9 @@
 /* store/sqlite_api.c: the API's tables in the SQLite backend: API keys (hash only),
  * account grants of merchant keys, and stored idempotent responses. Writes run on the
  * writer thread inside the batch transaction; reads on an API thread's reader.
- * Statements are prepared per call: each is a few microseconds and these paths are
- * one or two statements per request. */
+ * Statements are prepared per call (a few microseconds each), except the stored
+ * replies' that every Idempotency-Key request runs: their connection keeps them
+ * (sqlite_stmt_cache.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,9 +182,11 @@ pc_status store_api_idem_get(store_reader_t *reader, const char *key_id,
     sqlite3_stmt *stmt;
     memset(out, 0, sizeof(*out));
     *found = false;
-    if (prepare(store_sqlite_reader_db(reader),
-                "SELECT request_hash, status, body, created_ns FROM idempotency_keys"
-                " WHERE key_id = ?1 AND idempotency_key = ?2", &stmt) != PC_OK) {
+    store_conn_t c = store_sqlite_reader_conn(reader);
+    if (store_sqlite_stmt_take(c, STORE_STMT_API_IDEM_GET,
+                               "SELECT request_hash, status, body, created_ns FROM idempotency_keys"
+                               " WHERE key_id = ?1 AND idempotency_key = ?2",
+                               &stmt, PC_STORE_READ_FAILED) != PC_OK) {
         return PC_STORE_READ_FAILED;
     }
     sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC);
@@ -206,36 +209,39 @@ pc_status store_api_idem_get(store_reader_t *reader, const char *key_id,
             *found = true;
         }
     }
-    sqlite3_finalize(stmt);
+    store_sqlite_stmt_give_back(c, STORE_STMT_API_IDEM_GET, stmt);
     return status;
 }
 
 /* The room of the row stored under ('key_id', 'idempotency_key'), 0 when none. */
-static pc_status idem_row_bytes_stored(sqlite3 *db, const char *key_id,
+static pc_status idem_row_bytes_stored(store_conn_t c, const char *key_id,
                                        const char *idempotency_key, uint64_t *row_bytes) {
     sqlite3_stmt *stmt;
     *row_bytes = 0;
-    if (prepare(db, "SELECT row_bytes FROM idempotency_keys WHERE key_id = ?1"
-                    " AND idempotency_key = ?2", &stmt) != PC_OK) {
+    if (store_sqlite_stmt_take(c, STORE_STMT_API_IDEM_ROW_BYTES,
+                               "SELECT row_bytes FROM idempotency_keys WHERE key_id = ?1"
+                               " AND idempotency_key = ?2",
+                               &stmt, PC_STORE_COMMIT_FAILED) != PC_OK) {
         return PC_STORE_COMMIT_FAILED;
     }
     sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(stmt, 2, idempotency_key, -1, SQLITE_STATIC);
     int rc = sqlite3_step(stmt);
     if (rc == SQLITE_ROW) *row_bytes = (uint64_t)sqlite3_column_int64(stmt, 0);
-    sqlite3_finalize(stmt);
+    store_sqlite_stmt_give_back(c, STORE_STMT_API_IDEM_ROW_BYTES, stmt);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? PC_OK : PC_STORE_COMMIT_FAILED;
 }
 
 pc_status store_api_idem_put(store_tx_t *tx, const char *key_id, const char *idempotency_key,
                              store_api_idem_t *record, uint64_t *replaced_row_bytes) {
     sqlite3_stmt *stmt;
-    sqlite3 *db = store_sqlite_tx_db(tx);
-    pc_status status = idem_row_bytes_stored(db, key_id, idempotency_key, replaced_row_bytes);
+    store_conn_t c = store_sqlite_tx_conn(tx);
+    pc_status status = idem_row_bytes_stored(c, key_id, idempotency_key, replaced_row_bytes);
     if (status != PC_OK) return status;
-    if (prepare(db, "INSERT OR REPLACE INTO idempotency_keys(key_id, idempotency_key, request_hash,"
-                    " status, body, created_ns, row_bytes) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                &stmt) != PC_OK) {
+    if (store_sqlite_stmt_take(c, STORE_STMT_API_IDEM_PUT,
+                               "INSERT OR REPLACE INTO idempotency_keys(key_id, idempotency_key, request_hash,"
+                               " status, body, created_ns, row_bytes) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                               &stmt, PC_STORE_COMMIT_FAILED) != PC_OK) {
         return PC_STORE_COMMIT_FAILED;
     }
     record->row_bytes = idem_row_bytes(key_id, idempotency_key, record->body_bytes);
@@ -246,7 +252,9 @@ pc_status store_api_idem_put(store_tx_t *tx, const char *key_id, const char *ide
     sqlite3_bind_text(stmt, 5, record->body, (int)record->body_bytes, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 6, (sqlite3_int64)record->created_ns);
     sqlite3_bind_int64(stmt, 7, (sqlite3_int64)record->row_bytes);
-    return step_done(stmt);
+    int rc = sqlite3_step(stmt);
+    store_sqlite_stmt_give_back(c, STORE_STMT_API_IDEM_PUT, stmt);
+    return rc == SQLITE_DONE ? PC_OK : PC_STORE_COMMIT_FAILED;
 }
 
 /* The purge's victims, chosen before any is deleted (a SELECT must not walk rows its

@@ -11,7 +11,40 @@
 /* The connection of a write transaction (writer thread) and of a reader. */
 sqlite3 *store_sqlite_tx_db(store_tx_t *tx);
 sqlite3 *store_sqlite_reader_db(store_reader_t *reader);
-typedef struct store_pay_statements store_pay_statements_t; /* sqlite_payments.c */
+
+/* ---- sqlite_stmt_cache.c: a connection's statements kept between calls ---- */
+enum { /* one slot per kept statement, over the files that keep them */
+    STORE_STMT_PAY_OBJECT_PUT,
+    STORE_STMT_PAY_OBJECT_GET,
+    STORE_STMT_PAY_CURSOR_FIND,
+    STORE_STMT_PAY_LOOKUP_PUT,
+    STORE_STMT_PAY_LOOKUP_GET,
+    STORE_STMT_PAY_LOOKUP_PREFIX,
+    STORE_STMT_VAULT_KEY_PUT,
+    STORE_STMT_VAULT_KEYS_LIST,
+    STORE_STMT_VAULT_CARD_PUT,
+    STORE_STMT_VAULT_CARD_GET,
+    STORE_STMT_API_IDEM_GET,
+    STORE_STMT_API_IDEM_ROW_BYTES,
+    STORE_STMT_API_IDEM_PUT,
+    STORE_STMT_SLOT_COUNT,
+};
+typedef struct store_stmt_cache store_stmt_cache_t;
+typedef struct {
+    store_stmt_cache_t **cache; /* the connection's, made on first use */
+    sqlite3 *db;
+} store_conn_t;
+store_conn_t store_sqlite_tx_conn(store_tx_t *tx);
+store_conn_t store_sqlite_reader_conn(store_reader_t *reader);
+/* The connection's statement of 'slot' (whose 'sql' is the same on every call),
+ * prepared on first use; a fresh one when the kept one is still stepping (a caller's
+ * callback reading through the same connection). Hand it back with give_back. */
+pc_status store_sqlite_stmt_take(store_conn_t conn, int slot, const char *sql, sqlite3_stmt **out,
+                                 pc_status failure);
+/* Resets the kept statement (ending its read, dropping borrowed bindings); finalizes
+ * a fresh one. */
+void store_sqlite_stmt_give_back(store_conn_t conn, int slot, sqlite3_stmt *stmt);
+void store_sqlite_stmt_cache_free(store_stmt_cache_t *cache); /* before the connection closes */
 
 /* SQL creating the API's tables (keys, grants, idempotency), run by schema
  * migration 1 in the same transaction as the ledger's tables. sqlite_api.c. */
@@ -147,7 +180,7 @@ struct store {
     char *path;
     store_options_t options;
     sqlite3_stmt *statements[STMT_COUNT];
-    store_pay_statements_t *pay_statements;
+    store_stmt_cache_t *stmt_cache; /* the writer connection's kept statements */
     int lock_fd;            /* '<path>.lock', held while open; -1 when not taken */
     uint32_t commit_count;
     char *metadata_scratch; /* transfer_find's metadata, valid until the next call */
@@ -177,12 +210,6 @@ pc_status store_sqlite_fail(store_t *store, pc_status status, const char *what);
 pc_status store_sqlite_index_room(store_t *store);
 /* Adds an account to the dirty list (sqlite_tx.c); load and committed batches only. */
 void store_sqlite_dirty_mark(store_t *store, uint32_t account_no);
-
-/* Each connection's payments statements (sqlite_payments.c): prepared on first use,
- * kept in the store (writer) or the reader, freed before its connection closes. */
-store_pay_statements_t **store_sqlite_tx_pay_statements(store_tx_t *tx);
-store_pay_statements_t **store_sqlite_reader_pay_statements(store_reader_t *reader);
-void store_sqlite_pay_statements_free(store_pay_statements_t *statements);
 
 /* Schema (sqlite_schema.c). */
 int store_sqlite_schema_version_latest(void);

@@ -57,94 +57,42 @@ static pc_status prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out, pc_st
     return sqlite3_prepare_v2(db, sql, -1, out, NULL) == SQLITE_OK ? PC_OK : failure;
 }
 
-/* ---- each connection's statements, prepared on first use and kept until it closes ---- */
+/* ---- statements kept by each connection (sqlite_stmt_cache.c) ---- */
 
 #define OBJECT_COLUMNS "id, kind, merchant_id, parent_id, status, created_ns, updated_ns, version, doc"
 
-enum {
-    PS_OBJECT_PUT,
-    PS_OBJECT_GET,
-    PS_CURSOR_FIND,
-    PS_LOOKUP_PUT,
-    PS_LOOKUP_GET,
-    PS_LOOKUP_PREFIX,
-    PS_VAULT_KEY_PUT,
-    PS_VAULT_KEYS_LIST,
-    PS_VAULT_CARD_PUT,
-    PS_VAULT_CARD_GET,
-    PS_COUNT,
+static const char *const statement_sql[STORE_STMT_SLOT_COUNT] = {
+    [STORE_STMT_PAY_OBJECT_PUT] =
+        "INSERT OR REPLACE INTO pay_objects(id, kind, merchant_id, parent_id, status, created_ns, updated_ns,"
+        " version, doc) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+    [STORE_STMT_PAY_OBJECT_GET] = "SELECT " OBJECT_COLUMNS " FROM pay_objects WHERE id = ?1",
+    [STORE_STMT_PAY_CURSOR_FIND] = "SELECT created_ns, merchant_id FROM pay_objects WHERE id = ?1 AND kind = ?2",
+    [STORE_STMT_PAY_LOOKUP_PUT] = "INSERT OR IGNORE INTO pay_lookups(name, object_id, extra) VALUES(?1, ?2, ?3)",
+    [STORE_STMT_PAY_LOOKUP_GET] = "SELECT object_id, extra FROM pay_lookups WHERE name = ?1",
+    [STORE_STMT_PAY_LOOKUP_PREFIX] =
+        "SELECT name, object_id, extra FROM pay_lookups WHERE name >= ?1 AND name < ?1 || char(1114111)"
+        " ORDER BY name",
+    [STORE_STMT_VAULT_KEY_PUT] =
+        "INSERT OR REPLACE INTO vault_keys(id, kind, kek_id, wrapped, created_ns) VALUES(?1,?2,?3,?4,?5)",
+    [STORE_STMT_VAULT_KEYS_LIST] = "SELECT id, kind, kek_id, wrapped, created_ns FROM vault_keys ORDER BY created_ns, id",
+    [STORE_STMT_VAULT_CARD_PUT] =
+        "INSERT OR IGNORE INTO vault_cards(token, data_key_id, nonce, ciphertext, bin, last4, exp_month,"
+        " exp_year, fingerprint, created_ns) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+    [STORE_STMT_VAULT_CARD_GET] =
+        "SELECT token, data_key_id, nonce, ciphertext, bin, last4, exp_month, exp_year, fingerprint,"
+        " created_ns FROM vault_cards WHERE token = ?1",
 };
 
-static const char *const statement_sql[PS_COUNT] = {
-    [PS_OBJECT_PUT] = "INSERT OR REPLACE INTO pay_objects(id, kind, merchant_id, parent_id, status,"
-                      " created_ns, updated_ns, version, doc) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)",
-    [PS_OBJECT_GET] = "SELECT " OBJECT_COLUMNS " FROM pay_objects WHERE id = ?1",
-    [PS_CURSOR_FIND] = "SELECT created_ns, merchant_id FROM pay_objects WHERE id = ?1 AND kind = ?2",
-    [PS_LOOKUP_PUT] = "INSERT OR IGNORE INTO pay_lookups(name, object_id, extra) VALUES(?1, ?2, ?3)",
-    [PS_LOOKUP_GET] = "SELECT object_id, extra FROM pay_lookups WHERE name = ?1",
-    [PS_LOOKUP_PREFIX] = "SELECT name, object_id, extra FROM pay_lookups WHERE name >= ?1"
-                         " AND name < ?1 || char(1114111) ORDER BY name",
-    [PS_VAULT_KEY_PUT] = "INSERT OR REPLACE INTO vault_keys(id, kind, kek_id, wrapped, created_ns)"
-                         " VALUES(?1,?2,?3,?4,?5)",
-    [PS_VAULT_KEYS_LIST] = "SELECT id, kind, kek_id, wrapped, created_ns FROM vault_keys ORDER BY created_ns, id",
-    [PS_VAULT_CARD_PUT] = "INSERT OR IGNORE INTO vault_cards(token, data_key_id, nonce, ciphertext, bin, last4,"
-                          " exp_month, exp_year, fingerprint, created_ns) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
-    [PS_VAULT_CARD_GET] = "SELECT token, data_key_id, nonce, ciphertext, bin, last4, exp_month, exp_year,"
-                          " fingerprint, created_ns FROM vault_cards WHERE token = ?1",
-};
 
-struct store_pay_statements {
-    sqlite3_stmt *statements[PS_COUNT];
-};
-
-void store_sqlite_pay_statements_free(store_pay_statements_t *cache) {
-    if (cache == NULL) return;
-    for (int i = 0; i < PS_COUNT; i++) sqlite3_finalize(cache->statements[i]);
-    free(cache);
+static pc_status take(store_conn_t c, int slot, sqlite3_stmt **out, pc_status failure) {
+    return store_sqlite_stmt_take(c, slot, statement_sql[slot], out, failure);
 }
 
-/* A connection's own statement for 'slot'; a fresh one when it is busy (a caller's
- * callback reading through the same connection) or cannot be kept. */
-typedef struct {
-    store_pay_statements_t **cache;
-    sqlite3 *db;
-} conn_t;
-
-static conn_t tx_conn(store_tx_t *tx) {
-    return (conn_t){.cache = store_sqlite_tx_pay_statements(tx), .db = store_sqlite_tx_db(tx)};
+static void give_back(store_conn_t c, int slot, sqlite3_stmt *stmt) {
+    store_sqlite_stmt_give_back(c, slot, stmt);
 }
 
-static conn_t reader_conn(store_reader_t *reader) {
-    return (conn_t){.cache = store_sqlite_reader_pay_statements(reader), .db = store_sqlite_reader_db(reader)};
-}
-
-static pc_status take(conn_t c, int slot, sqlite3_stmt **out, pc_status failure) {
-    if (c.db == NULL) return PC_INTERNAL;
-    if (*c.cache == NULL) *c.cache = calloc(1, sizeof **c.cache);
-    sqlite3_stmt **kept = *c.cache != NULL ? &(*c.cache)->statements[slot] : NULL;
-    if (kept != NULL && *kept == NULL && prepare(c.db, statement_sql[slot], kept, failure) != PC_OK) {
-        *kept = NULL;
-        return failure;
-    }
-    if (kept != NULL && !sqlite3_stmt_busy(*kept)) {
-        *out = *kept;
-        return PC_OK;
-    }
-    return prepare(c.db, statement_sql[slot], out, failure);
-}
-
-/* Resets a kept statement (ending its read, dropping borrowed bindings); finalizes
- * any other. */
-static void give_back(conn_t c, int slot, sqlite3_stmt *stmt) {
-    if (*c.cache != NULL && (*c.cache)->statements[slot] == stmt) {
-        sqlite3_reset(stmt);
-        sqlite3_clear_bindings(stmt);
-    } else {
-        sqlite3_finalize(stmt);
-    }
-}
-
-static pc_status step_done(conn_t c, int slot, sqlite3_stmt *stmt) {
+static pc_status step_done(store_conn_t c, int slot, sqlite3_stmt *stmt) {
     int rc = sqlite3_step(stmt);
     give_back(c, slot, stmt);
     return rc == SQLITE_DONE ? PC_OK : PC_STORE_COMMIT_FAILED;
@@ -158,9 +106,9 @@ void store_pay_object_free(store_pay_object_t *object) {
 }
 
 pc_status store_pay_object_put(store_tx_t *tx, const store_pay_object_t *o) {
-    conn_t c = tx_conn(tx);
+    store_conn_t c = store_sqlite_tx_conn(tx);
     sqlite3_stmt *stmt;
-    if (take(c, PS_OBJECT_PUT, &stmt, PC_STORE_COMMIT_FAILED) != PC_OK) return PC_STORE_COMMIT_FAILED;
+    if (take(c, STORE_STMT_PAY_OBJECT_PUT, &stmt, PC_STORE_COMMIT_FAILED) != PC_OK) return PC_STORE_COMMIT_FAILED;
     sqlite3_bind_text(stmt, 1, o->id, -1, SQLITE_STATIC);
     sqlite3_bind_text(stmt, 2, o->kind, -1, SQLITE_STATIC);
     sqlite3_bind_text(stmt, 3, o->merchant_id, -1, SQLITE_STATIC);
@@ -170,7 +118,7 @@ pc_status store_pay_object_put(store_tx_t *tx, const store_pay_object_t *o) {
     sqlite3_bind_int64(stmt, 7, (sqlite3_int64)o->updated_ns);
     sqlite3_bind_int64(stmt, 8, (sqlite3_int64)o->version);
     sqlite3_bind_text(stmt, 9, o->doc, o->doc_bytes ? (int)o->doc_bytes : -1, SQLITE_STATIC);
-    return step_done(c, PS_OBJECT_PUT, stmt);
+    return step_done(c, STORE_STMT_PAY_OBJECT_PUT, stmt);
 }
 
 /* Columns of OBJECT_COLUMNS into 'out'; the doc is borrowed from the statement. */
@@ -189,10 +137,10 @@ static void object_from_row(sqlite3_stmt *stmt, store_pay_object_t *out) {
 }
 
 pc_status store_pay_object_get(store_reader_t *reader, const char *id, store_pay_object_t *out) {
-    conn_t c = reader_conn(reader);
+    store_conn_t c = store_sqlite_reader_conn(reader);
     sqlite3_stmt *stmt;
     memset(out, 0, sizeof(*out));
-    if (take(c, PS_OBJECT_GET, &stmt, PC_STORE_READ_FAILED) != PC_OK) return PC_STORE_READ_FAILED;
+    if (take(c, STORE_STMT_PAY_OBJECT_GET, &stmt, PC_STORE_READ_FAILED) != PC_OK) return PC_STORE_READ_FAILED;
     sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
     int rc = sqlite3_step(stmt);
     pc_status status = rc == SQLITE_ROW ? PC_OK : rc == SQLITE_DONE ? PC_NOT_FOUND : PC_STORE_READ_FAILED;
@@ -208,14 +156,14 @@ pc_status store_pay_object_get(store_reader_t *reader, const char *id, store_pay
             out->doc = doc;
         }
     }
-    give_back(c, PS_OBJECT_GET, stmt);
+    give_back(c, STORE_STMT_PAY_OBJECT_GET, stmt);
     return status;
 }
 
 /* The created_ns of 'id' when it belongs to the listing's kind; PC_NOT_FOUND otherwise. */
-static pc_status cursor_find(conn_t c, const store_pay_query_t *q, uint64_t *created_ns) {
+static pc_status cursor_find(store_conn_t c, const store_pay_query_t *q, uint64_t *created_ns) {
     sqlite3_stmt *stmt;
-    if (take(c, PS_CURSOR_FIND, &stmt, PC_STORE_READ_FAILED) != PC_OK) return PC_STORE_READ_FAILED;
+    if (take(c, STORE_STMT_PAY_CURSOR_FIND, &stmt, PC_STORE_READ_FAILED) != PC_OK) return PC_STORE_READ_FAILED;
     sqlite3_bind_text(stmt, 1, q->starting_after, -1, SQLITE_STATIC);
     sqlite3_bind_text(stmt, 2, q->kind, -1, SQLITE_STATIC);
     int rc = sqlite3_step(stmt);
@@ -227,7 +175,7 @@ static pc_status cursor_find(conn_t c, const store_pay_query_t *q, uint64_t *cre
             status = PC_NOT_FOUND; /* another merchant's object is no cursor of this listing */
         }
     }
-    give_back(c, PS_CURSOR_FIND, stmt);
+    give_back(c, STORE_STMT_PAY_CURSOR_FIND, stmt);
     return status;
 }
 
@@ -254,7 +202,7 @@ pc_status store_pay_objects_list(store_reader_t *reader, const store_pay_query_t
     *has_more = false;
     uint64_t cursor_ns = 0;
     if (q->starting_after != NULL) {
-        pc_status status = cursor_find(reader_conn(reader), q, &cursor_ns);
+        pc_status status = cursor_find(store_sqlite_reader_conn(reader), q, &cursor_ns);
         if (status != PC_OK) return status;
     }
     char sql[512];
@@ -290,14 +238,14 @@ pc_status store_pay_objects_list(store_reader_t *reader, const store_pay_query_t
 
 pc_status store_pay_lookup_put(store_tx_t *tx, const char *name, const char *object_id,
                                const uint8_t *extra, size_t extra_bytes) {
-    conn_t c = tx_conn(tx);
+    store_conn_t c = store_sqlite_tx_conn(tx);
     sqlite3_stmt *stmt;
-    if (take(c, PS_LOOKUP_PUT, &stmt, PC_STORE_COMMIT_FAILED) != PC_OK) return PC_STORE_COMMIT_FAILED;
+    if (take(c, STORE_STMT_PAY_LOOKUP_PUT, &stmt, PC_STORE_COMMIT_FAILED) != PC_OK) return PC_STORE_COMMIT_FAILED;
     sqlite3_bind_text(stmt, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_text(stmt, 2, object_id, -1, SQLITE_STATIC);
     if (extra_bytes > 0) sqlite3_bind_blob(stmt, 3, extra, (int)extra_bytes, SQLITE_STATIC);
     else sqlite3_bind_null(stmt, 3);
-    pc_status status = step_done(c, PS_LOOKUP_PUT, stmt);
+    pc_status status = step_done(c, STORE_STMT_PAY_LOOKUP_PUT, stmt);
     if (status == PC_OK && sqlite3_changes(c.db) == 0) status = PC_EXISTS;
     return status;
 }
@@ -313,23 +261,23 @@ static void lookup_from_row(sqlite3_stmt *stmt, int first, store_pay_lookup_t *o
 }
 
 pc_status store_pay_lookup_get(store_reader_t *reader, const char *name, store_pay_lookup_t *out) {
-    conn_t c = reader_conn(reader);
+    store_conn_t c = store_sqlite_reader_conn(reader);
     sqlite3_stmt *stmt;
     memset(out, 0, sizeof(*out));
-    if (take(c, PS_LOOKUP_GET, &stmt, PC_STORE_READ_FAILED) != PC_OK) return PC_STORE_READ_FAILED;
+    if (take(c, STORE_STMT_PAY_LOOKUP_GET, &stmt, PC_STORE_READ_FAILED) != PC_OK) return PC_STORE_READ_FAILED;
     sqlite3_bind_text(stmt, 1, name, -1, SQLITE_STATIC);
     int rc = sqlite3_step(stmt);
     pc_status status = rc == SQLITE_ROW ? PC_OK : rc == SQLITE_DONE ? PC_NOT_FOUND : PC_STORE_READ_FAILED;
     if (status == PC_OK) lookup_from_row(stmt, 0, out);
-    give_back(c, PS_LOOKUP_GET, stmt);
+    give_back(c, STORE_STMT_PAY_LOOKUP_GET, stmt);
     return status;
 }
 
 pc_status store_pay_lookups_prefix(store_reader_t *reader, const char *prefix, store_pay_lookup_fn fn,
                                    void *ctx) {
-    conn_t c = reader_conn(reader);
+    store_conn_t c = store_sqlite_reader_conn(reader);
     sqlite3_stmt *stmt;
-    if (take(c, PS_LOOKUP_PREFIX, &stmt, PC_STORE_READ_FAILED) != PC_OK) return PC_STORE_READ_FAILED;
+    if (take(c, STORE_STMT_PAY_LOOKUP_PREFIX, &stmt, PC_STORE_READ_FAILED) != PC_OK) return PC_STORE_READ_FAILED;
     sqlite3_bind_text(stmt, 1, prefix, -1, SQLITE_STATIC);
     int rc;
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
@@ -339,28 +287,28 @@ pc_status store_pay_lookups_prefix(store_reader_t *reader, const char *prefix, s
         lookup_from_row(stmt, 1, &lookup);
         fn(name, &lookup, ctx);
     }
-    give_back(c, PS_LOOKUP_PREFIX, stmt);
+    give_back(c, STORE_STMT_PAY_LOOKUP_PREFIX, stmt);
     return rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
 }
 
 /* ---- the vault ---- */
 
 pc_status store_vault_key_put(store_tx_t *tx, const store_vault_key_t *key) {
-    conn_t c = tx_conn(tx);
+    store_conn_t c = store_sqlite_tx_conn(tx);
     sqlite3_stmt *stmt;
-    if (take(c, PS_VAULT_KEY_PUT, &stmt, PC_STORE_COMMIT_FAILED) != PC_OK) return PC_STORE_COMMIT_FAILED;
+    if (take(c, STORE_STMT_VAULT_KEY_PUT, &stmt, PC_STORE_COMMIT_FAILED) != PC_OK) return PC_STORE_COMMIT_FAILED;
     sqlite3_bind_text(stmt, 1, key->id, -1, SQLITE_STATIC);
     sqlite3_bind_text(stmt, 2, key->kind, -1, SQLITE_STATIC);
     sqlite3_bind_text(stmt, 3, key->kek_id, -1, SQLITE_STATIC);
     sqlite3_bind_blob(stmt, 4, key->wrapped, (int)key->wrapped_bytes, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 5, (sqlite3_int64)key->created_ns);
-    return step_done(c, PS_VAULT_KEY_PUT, stmt);
+    return step_done(c, STORE_STMT_VAULT_KEY_PUT, stmt);
 }
 
 pc_status store_vault_keys_list(store_reader_t *reader, store_vault_key_fn fn, void *ctx) {
-    conn_t c = reader_conn(reader);
+    store_conn_t c = store_sqlite_reader_conn(reader);
     sqlite3_stmt *stmt;
-    if (take(c, PS_VAULT_KEYS_LIST, &stmt, PC_STORE_READ_FAILED) != PC_OK) return PC_STORE_READ_FAILED;
+    if (take(c, STORE_STMT_VAULT_KEYS_LIST, &stmt, PC_STORE_READ_FAILED) != PC_OK) return PC_STORE_READ_FAILED;
     int rc;
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         store_vault_key_t key;
@@ -375,14 +323,14 @@ pc_status store_vault_keys_list(store_reader_t *reader, store_vault_key_fn fn, v
         key.created_ns = (uint64_t)sqlite3_column_int64(stmt, 4);
         fn(&key, ctx);
     }
-    give_back(c, PS_VAULT_KEYS_LIST, stmt);
+    give_back(c, STORE_STMT_VAULT_KEYS_LIST, stmt);
     return rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
 }
 
 pc_status store_vault_card_put(store_tx_t *tx, const store_vault_card_t *card) {
-    conn_t c = tx_conn(tx);
+    store_conn_t c = store_sqlite_tx_conn(tx);
     sqlite3_stmt *stmt;
-    if (take(c, PS_VAULT_CARD_PUT, &stmt, PC_STORE_COMMIT_FAILED) != PC_OK) return PC_STORE_COMMIT_FAILED;
+    if (take(c, STORE_STMT_VAULT_CARD_PUT, &stmt, PC_STORE_COMMIT_FAILED) != PC_OK) return PC_STORE_COMMIT_FAILED;
     sqlite3_bind_text(stmt, 1, card->token, -1, SQLITE_STATIC);
     sqlite3_bind_text(stmt, 2, card->data_key_id, -1, SQLITE_STATIC);
     sqlite3_bind_blob(stmt, 3, card->nonce, (int)sizeof card->nonce, SQLITE_STATIC);
@@ -393,14 +341,14 @@ pc_status store_vault_card_put(store_tx_t *tx, const store_vault_card_t *card) {
     sqlite3_bind_int(stmt, 8, (int)card->exp_year);
     sqlite3_bind_text(stmt, 9, card->fingerprint, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 10, (sqlite3_int64)card->created_ns);
-    return step_done(c, PS_VAULT_CARD_PUT, stmt);
+    return step_done(c, STORE_STMT_VAULT_CARD_PUT, stmt);
 }
 
 pc_status store_vault_card_get(store_reader_t *reader, const char *token, store_vault_card_t *out) {
-    conn_t c = reader_conn(reader);
+    store_conn_t c = store_sqlite_reader_conn(reader);
     sqlite3_stmt *stmt;
     memset(out, 0, sizeof(*out));
-    if (take(c, PS_VAULT_CARD_GET, &stmt, PC_STORE_READ_FAILED) != PC_OK) return PC_STORE_READ_FAILED;
+    if (take(c, STORE_STMT_VAULT_CARD_GET, &stmt, PC_STORE_READ_FAILED) != PC_OK) return PC_STORE_READ_FAILED;
     sqlite3_bind_text(stmt, 1, token, -1, SQLITE_STATIC);
     int rc = sqlite3_step(stmt);
     pc_status status = rc == SQLITE_ROW ? PC_OK : rc == SQLITE_DONE ? PC_NOT_FOUND : PC_STORE_READ_FAILED;
@@ -423,6 +371,6 @@ pc_status store_vault_card_get(store_reader_t *reader, const char *token, store_
         store_sqlite_text_copy(out->fingerprint, sizeof out->fingerprint, stmt, 8);
         out->created_ns = (uint64_t)sqlite3_column_int64(stmt, 9);
     }
-    give_back(c, PS_VAULT_CARD_GET, stmt);
+    give_back(c, STORE_STMT_VAULT_CARD_GET, stmt);
     return status;
 }

@@ -13,12 +13,12 @@ struct store_reader {
     sqlite3 *db;
     sqlite3 *index_db;
     store_t *store;
-    store_pay_statements_t *pay_statements;
+    store_stmt_cache_t *stmt_cache;
 };
 
 sqlite3 *store_sqlite_reader_db(store_reader_t *reader) { return reader->db; }
-store_pay_statements_t **store_sqlite_reader_pay_statements(store_reader_t *reader) {
-    return &reader->pay_statements;
+store_conn_t store_sqlite_reader_conn(store_reader_t *reader) {
+    return (store_conn_t){.cache = &reader->stmt_cache, .db = reader->db};
 }
 
 pc_status store_reader_open(store_t *store, store_reader_t **out) {
@@ -40,7 +40,7 @@ pc_status store_reader_open(store_t *store, store_reader_t **out) {
 
 void store_reader_close(store_reader_t *reader) {
     if (reader == NULL) return;
-    store_sqlite_pay_statements_free(reader->pay_statements);
+    store_sqlite_stmt_cache_free(reader->stmt_cache);
     if (reader->db != NULL) sqlite3_close(reader->db);
     if (reader->index_db != NULL) sqlite3_close(reader->index_db);
     free(reader);

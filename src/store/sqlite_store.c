@@ -422,7 +422,7 @@ void store_close(store_t *store) {
     free(store->dirty_bits);
     free(store->dirty);
     for (int i = 0; i < STMT_COUNT; i++) sqlite3_finalize(store->statements[i]);
-    store_sqlite_pay_statements_free(store->pay_statements);
+    store_sqlite_stmt_cache_free(store->stmt_cache);
     if (store->db != NULL) sqlite3_close(store->db);
     store_sqlite_lock_release(store->path, store->lock_fd); /* after the last connection */
     free(store->metadata_scratch);

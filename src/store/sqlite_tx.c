@@ -36,7 +36,9 @@ struct store_tx {
 };
 
 sqlite3 *store_sqlite_tx_db(store_tx_t *tx) { return tx->store->db; }
-store_pay_statements_t **store_sqlite_tx_pay_statements(store_tx_t *tx) { return &tx->store->pay_statements; }
+store_conn_t store_sqlite_tx_conn(store_tx_t *tx) {
+    return (store_conn_t){.cache = &tx->store->stmt_cache, .db = tx->store->db};
+}
 
 /* ---- failures ---- */
 
