@@ -111,9 +111,14 @@ static json_t *decline_json(const pay_payment_t *p) {
                      p->decline.source);
 }
 
-static json_t *risk_json(const pay_payment_t *p) {
+/* A part of the payment in its document: a deep copy, or when 'share' (a document
+ * dumped and freed before the payment changes) the part itself. */
+static json_t *part(json_t *value, bool share) { return share ? json_incref(value) : json_deep_copy(value); }
+
+static json_t *risk_json(const pay_payment_t *p, bool share) {
     if (p->risk.outcome[0] == '\0') return json_null();
-    json_t *risk = p->risk.detail ? json_deep_copy(p->risk.detail) : json_object();
+    json_t *detail = p->risk.detail;
+    json_t *risk = detail == NULL ? json_object() : share ? json_copy(detail) : json_deep_copy(detail);
     json_object_set_new(risk, "decision_id", json_integer((json_int_t)p->risk.decision_id));
     json_object_set_new(risk, "outcome", json_string(p->risk.outcome));
     return risk;
@@ -127,7 +132,7 @@ static json_t *amounts_json(const pay_payment_t *p) {
                      (json_int_t)p->fees_reversed);
 }
 
-json_t *pay_payment_json(const pay_payment_t *p) {
+static json_t *payment_json(const pay_payment_t *p, bool share) {
     json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:I,s:s,s:s,s:s}", "id", p->id, "object", "payment", "merchant_id",
                           p->merchant_id, "status", pay_state_name(p->state), "amount", (json_int_t)p->amount,
                           "currency", p->currency, "capture_method", p->capture_automatic ? "automatic" : "manual",
@@ -139,9 +144,9 @@ json_t *pay_payment_json(const pay_payment_t *p) {
                                               str_or_null(p->payer.country), "device_id",
                                               str_or_null(p->payer.device_id), "ip", str_or_null(p->payer.ip)));
     json_object_set_new(o, "description", str_or_null(p->description));
-    json_object_set_new(o, "metadata", p->metadata ? json_deep_copy(p->metadata) : json_object());
-    json_object_set_new(o, "risk", risk_json(p));
-    json_object_set_new(o, "routing", p->routing ? json_deep_copy(p->routing) : json_null());
+    json_object_set_new(o, "metadata", p->metadata ? part(p->metadata, share) : json_object());
+    json_object_set_new(o, "risk", risk_json(p, share));
+    json_object_set_new(o, "routing", p->routing ? part(p->routing, share) : json_null());
     json_object_set_new(o, "channel", str_or_null(p->channel));
     json_object_set_new(o, "channel_ref", str_or_null(p->channel_ref));
     json_object_set_new(o, "next_action", next_action_json(p));
@@ -151,13 +156,15 @@ json_t *pay_payment_json(const pay_payment_t *p) {
     json_object_set_new(o, "hold", hold_json(p));
     json_object_set_new(o, "pending_operation", str_or_null(p->pending_op));
     json_object_set_new(o, "decline", decline_json(p));
-    json_object_set_new(o, "operations", json_deep_copy(p->operations));
-    json_object_set_new(o, "ledger_transfers", json_deep_copy(p->transfers));
+    json_object_set_new(o, "operations", part(p->operations, share));
+    json_object_set_new(o, "ledger_transfers", part(p->transfers, share));
     json_object_set_new(o, "created", json_integer((json_int_t)p->created_ns));
     json_object_set_new(o, "updated", json_integer((json_int_t)p->updated_ns));
     json_object_set_new(o, "version", json_integer((json_int_t)p->version));
     return o;
 }
+
+json_t *pay_payment_json(const pay_payment_t *p) { return payment_json(p, false); }
 
 static void method_from_json(const json_t *m, pay_payment_t *p) {
     const char *type = json_string_value(json_object_get(m, "type"));
@@ -318,7 +325,7 @@ pc_status pay_payment_put(store_tx_t *tx, pay_payment_t *p, char **doc_out) {
     p->version++;
     p->updated_ns = pc_wall_ns();
     if (p->created_ns == 0) p->created_ns = p->updated_ns;
-    json_t *doc = pay_payment_json(p);
+    json_t *doc = payment_json(p, true); /* dumped and freed here */
     char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
     if (text == NULL) return PC_NO_MEMORY;
