@@ -206,5 +206,7 @@ static_assert(API_IDEM_PURGE_QUEUE_EVENTS_MAX < WRITER_QUEUE_DEPTH_MAX,
 #define PAY_CAPTURE_CUTOFF_S 60        /* no capture starts in the hold's last minute: the
                                           channel call must end before the ledger's expiry */
 #define PAY_DOC_BYTES_MAX (256 * 1024) /* one stored payment document, every op included */
+#define PAY_STATS_DECLINE_CODES_MAX 32 /* decline codes counted by name for the dashboard and
+                                          /metrics (bounded label set); later ones: "other" */
 
 #endif

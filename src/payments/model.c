@@ -210,6 +210,7 @@ pc_status pay_payment_from_json(const json_t *doc, pay_payment_t *p) {
     doc_str(doc, "id", p->id, sizeof p->id);
     doc_str(doc, "merchant_id", p->merchant_id, sizeof p->merchant_id);
     if (!pay_state_parse(json_string_value(json_object_get(doc, "status")), &p->state)) return PC_STORE_CORRUPT;
+    p->state_stored = p->state;
     p->amount = doc_int(doc, "amount");
     doc_str(doc, "currency", p->currency, sizeof p->currency);
     const char *capture = json_string_value(json_object_get(doc, "capture_method"));
