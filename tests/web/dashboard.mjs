@@ -19,8 +19,9 @@
 //  5. approve the review with the page's button: the API shows it approved by this key;
 //     approve the payment's review too: the payment resumes and is authorized;
 //     start a journal verification from the page: its state shows ok;
-//  6. log in as the merchant: its own figures only (no writer, payments, risk, outbox or
-//     journal panels);
+//  6. log in with a read_only key: every panel, but no Approve/Decline and no Verify
+//     button; then as the merchant: its own figures only (no writer, payments, risk,
+//     outbox or journal panels);
 //  7. no CSP violation, no script error; screenshots in OUTDIR.
 // No step depends on timing: every wait polls for its condition with a generous limit.
 import { spawn } from 'node:child_process';
@@ -106,6 +107,10 @@ async function seed(server) {
   }
   const held = await api(server, 'POST', '/v1/risk/decisions', server.adminKey, authorization(900000, 9));
   check(held.status === 200 && held.json.outcome === 'review', `review decision: ${held.text}`);
+  const kept = await api(server, 'POST', '/v1/risk/decisions', server.adminKey, authorization(900001, 10));
+  check(kept.status === 200 && kept.json.outcome === 'review', `a second review decision: ${kept.text}`);
+  const reader = await api(server, 'POST', '/v1/api-keys', server.adminKey, { name: 'ops-viewer', scope: 'read_only' });
+  check(reader.status === 200 || reader.status === 201, `read_only key: ${reader.text}`);
   const key = await api(server, 'POST', '/v1/api-keys', server.adminKey, { name: 'shop', scope: 'merchant' });
   check(key.status === 200 || key.status === 201, `merchant key: ${key.text}`);
   const merchantKey = key.json.secret || key.json.key;
@@ -116,7 +121,8 @@ async function seed(server) {
   const merchant = await api(server, 'POST', '/v1/merchants', server.adminKey, { id: 'm1', name: 'Shop', country: 'DE',
     default_currency: 'EUR', currencies: ['EUR'], pricing: { default: { bps: 290, fixed_minor: 30 } } });
   check(merchant.status === 201, `payments merchant: ${merchant.text}`);
-  return { reviewId: held.json.decision_id, merchantKey };
+  return { reviewId: held.json.decision_id, merchantKey, openReviewId: kept.json.decision_id,
+    readerKey: reader.json.secret || reader.json.key };
 }
 
 // A webhook receiver of this test: counts the POSTs it answers 200.
@@ -349,6 +355,21 @@ async function approveFromPage(page, server, reviewId) {
   passed++;
 }
 
+// A read_only key sees what an admin sees, without a button that changes anything.
+async function readOnlyView(page, server, readerKey, openReviewId) {
+  await page.click('#logout');
+  await page.waitForSelector('#login:not([hidden])');
+  check(await page.evaluate(() => sessionStorage.getItem('paycore.key')) === null, 'log out forgets the key');
+  await login(page, server, readerKey);
+  for (const name of ['api', 'writer', 'payments', 'channels', 'risk', 'reviews', 'outbox', 'journal']) {
+    await page.waitForSelector(`#panel-${name}`);
+  }
+  await page.waitForSelector(`#review-${openReviewId}`);
+  check((await page.$$(`#review-${openReviewId} button`)).length === 0, 'a read_only key gets no Approve/Decline');
+  check(await page.$eval('#journal-verify', (b) => b.hidden), 'a read_only key gets no Verify button');
+  passed++;
+}
+
 async function merchantView(page, server, merchantKey, adminTotal) {
   await page.click('#logout');
   await page.waitForSelector('#login:not([hidden])');
@@ -378,7 +399,7 @@ async function main() {
   const problems = [];
   let browser = null;
   try {
-    const { reviewId, merchantKey } = await seed(server);
+    const { reviewId, merchantKey, openReviewId, readerKey } = await seed(server);
     const ids = await endpoints(server, receiver);
     await checkAssets(server);
     browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: [
@@ -403,6 +424,7 @@ async function main() {
     await page.waitForSelector('#journal-state.ok');
     passed++;
     await page.screenshot({ path: join(outdir, 'dashboard-admin.png'), fullPage: true });
+    await readOnlyView(page, server, readerKey, openReviewId);
     await merchantView(page, server, merchantKey, total);
     // 401s while logged out are the page asking, not errors of the page
     const real = problems.filter((p) => !/401/.test(p));
