@@ -100,10 +100,10 @@ static void sample_outbox(ops_sample *sample, events_t *events) {
     free(all);
 }
 
-static void sample_take(uint64_t second) {
+static void sample_take(api_server_t *server, uint64_t second) {
     ops_sample sample = {.second = second};
     writer_stats_t stats;
-    if (writer_read(sampler.server, &stats)) {
+    if (writer_read(server, &stats)) {
         sample.transfers = stats.transfers_committed;
         sample.accounts = stats.accounts_committed;
         sample.batches = stats.batches_committed;
@@ -116,10 +116,22 @@ static void sample_take(uint64_t second) {
         memcpy(sample.decisions, risk.decisions, sizeof sample.decisions);
     }
     sample_payments(&sample);
-    sample_outbox(&sample, sampler.server->events);
+    sample_outbox(&sample, server->events);
     pthread_mutex_lock(&sampler.mutex);
-    sampler.ring[second % OBS_STATS_SECONDS] = sample;
+    ops_sample *slot = &sampler.ring[second % OBS_STATS_SECONDS];
+    if (slot->second != second) *slot = sample; /* the first reading of a second stays */
     pthread_mutex_unlock(&sampler.mutex);
+}
+
+/* A /v1/stats request early in a second may come before the sampler thread's reading
+ * of it: it takes the reading itself, so every answer within one second uses the same
+ * samples (the sampler thread then keeps it). */
+static void sample_ensure(uint64_t second) {
+    pthread_mutex_lock(&sampler.mutex);
+    bool present = sampler.ring[second % OBS_STATS_SECONDS].second == second;
+    api_server_t *server = sampler.server; /* NULL while no sampler runs */
+    pthread_mutex_unlock(&sampler.mutex);
+    if (!present && server != NULL) sample_take(server, second);
 }
 
 /* Samples at the start of every wall-clock second, so that a sample's second is the
@@ -130,8 +142,9 @@ static void *sampler_run(void *arg) {
     while (!sampler.stop) {
         uint64_t now_ns = pc_wall_ns();
         uint64_t second = now_ns / 1000000000ull;
+        api_server_t *server = sampler.server;
         pthread_mutex_unlock(&sampler.mutex);
-        sample_take(second);
+        sample_take(server, second);
         pthread_mutex_lock(&sampler.mutex);
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
@@ -146,10 +159,17 @@ static void *sampler_run(void *arg) {
 }
 
 pc_status api_ops_sampler_start(api_server_t *server) {
+    pthread_mutex_lock(&sampler.mutex);
     sampler.server = server;
     sampler.stop = false;
     memset(sampler.ring, 0, sizeof sampler.ring);
-    if (pthread_create(&sampler.thread, NULL, sampler_run, NULL) != 0) return PC_INTERNAL;
+    pthread_mutex_unlock(&sampler.mutex);
+    if (pthread_create(&sampler.thread, NULL, sampler_run, NULL) != 0) {
+        pthread_mutex_lock(&sampler.mutex);
+        sampler.server = NULL;
+        pthread_mutex_unlock(&sampler.mutex);
+        return PC_INTERNAL;
+    }
     sampler.started = true;
     return PC_OK;
 }
@@ -162,7 +182,9 @@ void api_ops_sampler_stop(void) {
     pthread_mutex_unlock(&sampler.mutex);
     pthread_join(sampler.thread, NULL);
     sampler.started = false;
-    sampler.server = NULL;
+    pthread_mutex_lock(&sampler.mutex);
+    sampler.server = NULL; /* requests still served take no reading of their own */
+    pthread_mutex_unlock(&sampler.mutex);
 }
 
 /* The ring, copied (the math below runs outside the lock). */
@@ -589,6 +611,7 @@ void api_route_stats(api_request_t *req) {
         return;
     }
     ctx->now_s = pc_wall_ns() / 1000000000ull;
+    sample_ensure(ctx->now_s);
     samples_copy(ctx->ring);
     const api_caller_t *caller = api_caller(req);
     bool system = caller != NULL && caller->scope != API_SCOPE_MERCHANT;

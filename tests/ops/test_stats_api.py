@@ -2,13 +2,15 @@
 stable codes; its totals equal what was committed; the payments figures count each
 payment's changes once, as the payments' own answers say (and /metrics the same); the
 outbox section lists every destination with its lag, and is absent with --no-events;
-the journal verification state and metrics follow POST /v1/verify and the periodic run;
+every answer within one second has the same rates; the journal verification state and
+metrics follow POST /v1/verify and the periodic run;
 a --web-dir that cannot be loaded stops the server at start.
 Method: a real `paycore serve` over loopback (with --demo: the channel simulators),
 driven over HTTP."""
 import os
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../api"))
@@ -95,6 +97,36 @@ def test_verify_state(server):
     text = expect(admin.get("/metrics"), 200).raw
     check(metric(text, "paycore_journal_verify_last_ok") == 1, "last_ok after verify")
     check('paycore_journal_verify_runs_total{result="ok"} 1' in text, "runs counted")
+
+
+def test_same_second(server):
+    """Every answer within one second carries the same rates, also one asked in the
+    first milliseconds of a second (before the sampler thread's reading of it): the page
+    and an operator's curl must not disagree."""
+    admin = server.client()
+    expect(admin.post("/v1/accounts", {"accounts": [account("s1"), account("s2")]}), 200, what="accounts")
+    stop = threading.Event()
+
+    def write():
+        writer, i = server.client(), 0
+        while not stop.is_set():
+            writer.post("/v1/transfers", transfer("ss%d" % i, "s1", "s2", 1))
+            i += 1
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    seen = {}
+    try:
+        deadline = time.time() + 3
+        while time.time() < deadline:
+            r = expect(admin.get("/v1/stats?history_s=0"), 200).json
+            figures = (r["writer"]["transfers_per_s"], r["writer"]["batches_per_s"], r["writer"]["batch_size_mean"])
+            seen.setdefault(r["now"], set()).add(figures)
+    finally:
+        stop.set()
+        thread.join()
+    differ = {now: f for now, f in seen.items() if len(f) > 1}
+    check(len(seen) >= 2 and not differ, "rates differ within one second: %r" % differ)
 
 
 PAY_RULES = "block payer=P_DECLINE\nblock payer=P_REVIEW action=review reason=watchlist\n"
@@ -196,12 +228,13 @@ def main():
         test_bad_queries(server)
         test_scopes(server)
         test_verify_state(server)
+        test_same_second(server)
     finally:
         server.close()
     test_payments_and_outbox()
     test_periodic_verify()
     test_bad_web_dir()
-    print("6 passed, 0 failed")
+    print("7 passed, 0 failed")
 
 
 if __name__ == "__main__":
