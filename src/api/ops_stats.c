@@ -68,6 +68,40 @@ static bool writer_read(api_server_t *server, writer_stats_t *out) {
     return present;
 }
 
+/* ---- the payments figures: read only while the payments runtime surely exists ----
+ * serve stops operations (api_ops_stop), then payments (which frees them) while the
+ * server still answers: a /metrics or /v1/stats request then must not touch them. */
+static struct {
+    pthread_rwlock_t lock;
+    bool readable;
+} payments_view = {.lock = PTHREAD_RWLOCK_INITIALIZER};
+
+static void payments_view_set(bool readable) {
+    pthread_rwlock_wrlock(&payments_view.lock);
+    payments_view.readable = readable;
+    pthread_rwlock_unlock(&payments_view.lock);
+}
+
+/* The payments figures into 'out'; false when no payments runtime runs (or it stops). */
+static bool payments_stats_read(pay_stats_t *out) {
+    bool present = false;
+    pthread_rwlock_rdlock(&payments_view.lock);
+    pay_t *pay = payments_view.readable ? api_payments() : NULL;
+    if (pay != NULL) {
+        pay_stats(pay, out);
+        present = true;
+    }
+    pthread_rwlock_unlock(&payments_view.lock);
+    return present;
+}
+
+char *api_ops_payments_metrics_append(char *text, size_t *bytes) {
+    pthread_rwlock_rdlock(&payments_view.lock);
+    if (payments_view.readable) text = pay_metrics_append(api_payments(), text, bytes);
+    pthread_rwlock_unlock(&payments_view.lock);
+    return text;
+}
+
 /* A payment's first outcome: approved, held for review, or declined (or failed). */
 static void payments_outcomes(const pay_stats_t *stats, uint64_t out[3]) {
     out[0] = stats->authorized;
@@ -76,11 +110,12 @@ static void payments_outcomes(const pay_stats_t *stats, uint64_t out[3]) {
 }
 
 static void sample_payments(ops_sample *sample) {
-    pay_t *pay = api_payments();
-    if (pay == NULL) return;
     pay_stats_t *stats = malloc(sizeof(*stats));
     if (stats == NULL) return;
-    pay_stats(pay, stats);
+    if (!payments_stats_read(stats)) {
+        free(stats);
+        return;
+    }
     sample->payments = true;
     sample->payments_created = stats->created;
     payments_outcomes(stats, sample->payments_outcomes);
@@ -478,11 +513,12 @@ static json_t *payments_states(const pay_stats_t *stats) {
 }
 
 static void section_payments(stats_ctx *ctx, json_t *body) {
-    pay_t *pay = api_payments();
-    if (pay == NULL) return;
     pay_stats_t *live = malloc(sizeof(*live));
     if (live == NULL) return;
-    pay_stats(pay, live);
+    if (!payments_stats_read(live)) {
+        free(live);
+        return;
+    }
     const ops_sample *first, *last;
     double created_per_s = NAN, rate[3] = {NAN, NAN, NAN}, share[3] = {NAN, NAN, NAN};
     if (samples_window(ctx->ring, ctx->now_s, ctx->window_s, &first, &last) && first->payments && last->payments) {
@@ -658,6 +694,7 @@ void api_ops_request_done(const api_request_t *req, int http_status, uint64_t la
 }
 
 pc_status api_ops_start(api_server_t *server, const api_ops_options_t *options) {
+    payments_view_set(true);
     pc_status status = api_ops_sampler_start(server);
     if (status == PC_OK) status = api_ops_verify_start(options->db_path, options->verify_interval_s);
     if (status != PC_OK) api_ops_stop();
@@ -667,4 +704,5 @@ pc_status api_ops_start(api_server_t *server, const api_ops_options_t *options) 
 void api_ops_stop(void) {
     api_ops_verify_stop();
     api_ops_sampler_stop();
+    payments_view_set(false); /* before api_payments_stop frees them */
 }

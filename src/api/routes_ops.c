@@ -6,7 +6,6 @@
 #include "api/api_gateway.h"
 #include "api/api_internal.h"
 #include "api/api_ops.h"
-#include "api/api_payments.h"
 #include "api/api_risk.h"
 #include "obs/obs.h"
 
@@ -39,7 +38,7 @@ void api_route_metrics(api_request_t *req) {
     text = api_risk_metrics_append(text, &bytes);
     text = events_metrics_append(req->server->events, text, &bytes);
     text = api_gateway_metrics_append(text, &bytes);
-    text = pay_metrics_append(api_payments(), text, &bytes);
+    text = api_ops_payments_metrics_append(text, &bytes);
     text = api_ops_metrics_append(text, &bytes, req->server);
     if (text == NULL) {
         api_reply_error(req, PC_NO_MEMORY, NULL, NULL);
