@@ -308,6 +308,8 @@ static_assert(RISK_STORE_BATCH_MAX <= RISK_STORE_QUEUE_MAX, "a store batch comes
 #define PAY_CAPTURE_CUTOFF_S 60        /* no capture starts in the hold's last minute: the
                                           channel call must end before the ledger's expiry */
 #define PAY_DOC_BYTES_MAX (256 * 1024) /* one stored payment document, every op included */
+#define PAY_STATS_DECLINE_CODES_MAX 32 /* decline codes counted by name for the dashboard and
+                                          /metrics (bounded label set); later ones: "other" */
 static_assert(EVENTS_BODY_BYTES_MAX >= PAY_DOC_BYTES_MAX + 1024,
               "a stored payment always fits its event: an event too big would fail the payment");
 
