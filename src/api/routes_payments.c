@@ -62,6 +62,8 @@ pc_status api_payments_start(api_server_t *server, const api_payments_options_t 
     return status;
 }
 
+void api_payments_quiesce(void) { pay_quiesce(payments); }
+
 void api_payments_stop(void) {
     pay_stop(payments);
     payments = NULL;

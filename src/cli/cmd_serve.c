@@ -325,8 +325,9 @@ int cli_serve(int argc, char **argv) {
     serve_wait(&signals);
     api_ops_stop();
     pc_status failed = api_server_failed(server);
-    api_payments_stop(); /* running payments end first: they still write */
+    api_payments_quiesce(); /* running payments end first: they still write */
     api_server_stop(server);
+    api_payments_stop();    /* no request reaches the payments layer any more */
     api_ops_web_free(); /* no request reads the dashboard's files any more */
     api_gateway_stop();
     api_risk_stop();

@@ -183,8 +183,12 @@ void pay_config_default(pay_config_t *config);
 /* Starts the recovery thread (which first resolves what a previous run left pending)
  * and hooks the gateway's update listener (bank callbacks). */
 PC_MUST_USE pc_status pay_start(pay_t **out, const pay_config_t *config);
-/* Stops the recovery thread and waits for every running operation to end (each is
- * bounded by the gateway's timeouts). Call before gw_stop and writer_stop. */
+/* Refuses new operations (shutting_down), stops the recovery thread and waits for every
+ * running operation to end (each is bounded by the gateway's timeouts). Reads still
+ * work. Call before gw_stop and writer_stop; again is harmless. */
+void pay_quiesce(pay_t *pay);
+/* pay_quiesce, then frees: call once no thread can reach 'pay' any more (the HTTP
+ * server has stopped). */
 void pay_stop(pay_t *pay);
 
 /* Who asks: every request names its API key; a merchant key is bound to one merchant. */

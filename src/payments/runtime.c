@@ -193,7 +193,7 @@ pc_status pay_start(pay_t **out, const pay_config_t *config) {
     return PC_OK;
 }
 
-void pay_stop(pay_t *pay) {
+void pay_quiesce(pay_t *pay) {
     if (pay == NULL) return;
     if (pay->config.gateway != NULL) gw_set_update_listener(pay->config.gateway, NULL, NULL);
     pthread_mutex_lock(&pay->mutex);
@@ -203,6 +203,11 @@ void pay_stop(pay_t *pay) {
     pthread_mutex_lock(&pay->mutex);
     while (pay->flows > 0) pthread_cond_wait(&pay->flows_idle, &pay->mutex);
     pthread_mutex_unlock(&pay->mutex);
+}
+
+void pay_stop(pay_t *pay) {
+    if (pay == NULL) return;
+    pay_quiesce(pay);
     runtime_free(pay);
 }
 
