@@ -33,17 +33,20 @@ pc_status store_events_insert(store_events_writer_t *writer, const store_event_t
     return EVENTS_OF(writer)->insert(writer, event);
 }
 
-pc_status store_events_account_owners(store_events_writer_t *writer, const char *account_id, char (*owners)[PC_ID_SIZE], uint32_t owners_max, uint32_t *count) {
+pc_status store_events_account_owners(store_events_writer_t *writer, const char *account_id,
+                                      char (*owners)[PC_ID_SIZE], uint32_t owners_max, uint32_t *count) {
     if (EVENTS_OF(writer) == NULL) return PC_STORE_UNSUPPORTED;
     return EVENTS_OF(writer)->account_owners(writer, account_id, owners, owners_max, count);
 }
 
-pc_status store_events_list(store_reader_t *reader, const store_events_query_t *query, store_event_fn fn, void *ctx, bool *has_more) {
+pc_status store_events_list(store_reader_t *reader, const store_events_query_t *query, store_event_fn fn,
+                            void *ctx, bool *has_more) {
     if (EVENTS_OF(reader) == NULL) return PC_STORE_UNSUPPORTED;
     return EVENTS_OF(reader)->list(reader, query, fn, ctx, has_more);
 }
 
-pc_status store_events_get(store_reader_t *reader, uint64_t seq, const char *owner, store_event_fn fn, void *ctx) {
+pc_status store_events_get(store_reader_t *reader, uint64_t seq, const char *owner, store_event_fn fn,
+                           void *ctx) {
     if (EVENTS_OF(reader) == NULL) return PC_STORE_UNSUPPORTED;
     return EVENTS_OF(reader)->get(reader, seq, owner, fn, ctx);
 }
@@ -78,27 +81,35 @@ pc_status store_events_cursor_rewind(store_tx_t *tx, const char *id, uint64_t si
     return EVENTS_OF(tx)->cursor_rewind(tx, id, since_ns, found);
 }
 
-pc_status store_events_destination_health(store_tx_t *tx, const char *id, uint64_t failing_since_ns, uint64_t disabled_ns, const char *reason) {
+pc_status store_events_destination_health(store_tx_t *tx, const char *id, uint64_t failing_since_ns,
+                                          uint64_t disabled_ns, const char *reason) {
     if (EVENTS_OF(tx) == NULL) return PC_STORE_UNSUPPORTED;
     return EVENTS_OF(tx)->destination_health(tx, id, failing_since_ns, disabled_ns, reason);
 }
 
-pc_status store_events_destination_secret(store_tx_t *tx, const char *id, const uint8_t *box, uint32_t box_bytes, const uint8_t *previous_box, uint32_t previous_box_bytes, uint64_t previous_until_ns, bool *found) {
+pc_status store_events_destination_secret(store_tx_t *tx, const char *id, const uint8_t *box,
+                                          uint32_t box_bytes, const uint8_t *previous_box,
+                                          uint32_t previous_box_bytes, uint64_t previous_until_ns,
+                                          bool *found) {
     if (EVENTS_OF(tx) == NULL) return PC_STORE_UNSUPPORTED;
     return EVENTS_OF(tx)->destination_secret(tx, id, box, box_bytes, previous_box, previous_box_bytes, previous_until_ns, found);
 }
 
-pc_status store_events_destinations_list(store_reader_t *reader, const char *merchant_id, const char *starting_after, uint32_t limit, store_event_destination_fn fn, void *ctx, bool *has_more) {
+pc_status store_events_destinations_list(store_reader_t *reader, const char *merchant_id,
+                                         const char *starting_after, uint32_t limit,
+                                         store_event_destination_fn fn, void *ctx, bool *has_more) {
     if (EVENTS_OF(reader) == NULL) return PC_STORE_UNSUPPORTED;
     return EVENTS_OF(reader)->destinations_list(reader, merchant_id, starting_after, limit, fn, ctx, has_more);
 }
 
-pc_status store_events_destination_get(store_reader_t *reader, const char *id, store_event_destination_t *out) {
+pc_status store_events_destination_get(store_reader_t *reader, const char *id,
+                                       store_event_destination_t *out) {
     if (EVENTS_OF(reader) == NULL) return PC_STORE_UNSUPPORTED;
     return EVENTS_OF(reader)->destination_get(reader, id, out);
 }
 
-pc_status store_events_destination_counts(store_reader_t *reader, const char *merchant_id, uint32_t *merchant_count, uint32_t *total_count) {
+pc_status store_events_destination_counts(store_reader_t *reader, const char *merchant_id,
+                                          uint32_t *merchant_count, uint32_t *total_count) {
     if (EVENTS_OF(reader) == NULL) return PC_STORE_UNSUPPORTED;
     return EVENTS_OF(reader)->destination_counts(reader, merchant_id, merchant_count, total_count);
 }
@@ -113,12 +124,15 @@ pc_status store_events_delivery_delete(store_tx_t *tx, const char *destination_i
     return EVENTS_OF(tx)->delivery_delete(tx, destination_id, seq);
 }
 
-pc_status store_events_delivery_redeliver(store_tx_t *tx, const char *destination_id, uint64_t seq, uint64_t now_ns) {
+pc_status store_events_delivery_redeliver(store_tx_t *tx, const char *destination_id, uint64_t seq,
+                                          uint64_t now_ns) {
     if (EVENTS_OF(tx) == NULL) return PC_STORE_UNSUPPORTED;
     return EVENTS_OF(tx)->delivery_redeliver(tx, destination_id, seq, now_ns);
 }
 
-pc_status store_events_deliveries_list(store_reader_t *reader, const char *destination_id, store_delivery_state state, uint64_t after_seq, uint32_t limit, store_event_delivery_fn fn, void *ctx, bool *has_more) {
+pc_status store_events_deliveries_list(store_reader_t *reader, const char *destination_id,
+                                       store_delivery_state state, uint64_t after_seq, uint32_t limit,
+                                       store_event_delivery_fn fn, void *ctx, bool *has_more) {
     if (EVENTS_OF(reader) == NULL) return PC_STORE_UNSUPPORTED;
     return EVENTS_OF(reader)->deliveries_list(reader, destination_id, state, after_seq, limit, fn, ctx, has_more);
 }
@@ -147,12 +161,14 @@ pc_status store_pay_object_get(store_reader_t *reader, const char *id, store_pay
     return PAYMENTS_OF(reader)->object_get(reader, id, out);
 }
 
-pc_status store_pay_objects_list(store_reader_t *reader, const store_pay_query_t *query, store_pay_object_fn fn, void *ctx, bool *has_more) {
+pc_status store_pay_objects_list(store_reader_t *reader, const store_pay_query_t *query,
+                                 store_pay_object_fn fn, void *ctx, bool *has_more) {
     if (PAYMENTS_OF(reader) == NULL) return PC_STORE_UNSUPPORTED;
     return PAYMENTS_OF(reader)->objects_list(reader, query, fn, ctx, has_more);
 }
 
-pc_status store_pay_lookup_put(store_tx_t *tx, const char *name, const char *object_id, const uint8_t *extra, size_t extra_bytes) {
+pc_status store_pay_lookup_put(store_tx_t *tx, const char *name, const char *object_id, const uint8_t *extra,
+                               size_t extra_bytes) {
     if (PAYMENTS_OF(tx) == NULL) return PC_STORE_UNSUPPORTED;
     return PAYMENTS_OF(tx)->lookup_put(tx, name, object_id, extra, extra_bytes);
 }
@@ -162,7 +178,8 @@ pc_status store_pay_lookup_get(store_reader_t *reader, const char *name, store_p
     return PAYMENTS_OF(reader)->lookup_get(reader, name, out);
 }
 
-pc_status store_pay_lookups_prefix(store_reader_t *reader, const char *prefix, store_pay_lookup_fn fn, void *ctx) {
+pc_status store_pay_lookups_prefix(store_reader_t *reader, const char *prefix, store_pay_lookup_fn fn,
+                                   void *ctx) {
     if (PAYMENTS_OF(reader) == NULL) return PC_STORE_UNSUPPORTED;
     return PAYMENTS_OF(reader)->lookups_prefix(reader, prefix, fn, ctx);
 }
