@@ -68,6 +68,24 @@ pc_status pg_connect(const char *url, PGconn **out, char *detail, size_t detail_
     return PC_OK;
 }
 
+void pg_log_error(const char *msg, const char *code, const char *detail) {
+    char escaped[1024];
+    size_t used = 0;
+    for (const char *c = detail; *c != '\0' && used + 7 < sizeof escaped; c++) {
+        unsigned char byte = (unsigned char)*c;
+        if (byte == '"' || byte == '\\') {
+            escaped[used++] = '\\';
+            escaped[used++] = (char)byte;
+        } else if (byte < 0x20) {
+            used += (size_t)snprintf(escaped + used, sizeof escaped - used, "\\u%04x", byte);
+        } else {
+            escaped[used++] = (char)byte;
+        }
+    }
+    escaped[used] = '\0';
+    fprintf(stderr, "{\"level\":\"error\",\"msg\":\"%s\",\"code\":\"%s\",\"detail\":\"%s\"}\n", msg, code, escaped);
+}
+
 pc_status pg_fail(pg_store_t *store, pc_status status, const char *what) {
     char line[400];
     snprintf(store->error_detail, sizeof store->error_detail, "%s: %s", what,

@@ -66,6 +66,8 @@ pc_status pg_connect(const char *url, PGconn **out, char *detail, size_t detail_
 char *pg_url_shown(const char *url);
 /* The first line of the connection's error. */
 const char *pg_error_line(PGconn *conn, char *buf, size_t buf_bytes);
+/* One JSON log line on stderr (the store logs below obs/), 'detail' escaped. */
+void pg_log_error(const char *msg, const char *code, const char *detail);
 /* Records "what: error" as the store's detail; returns 'status'. */
 pc_status pg_fail(pg_store_t *store, pc_status status, const char *what);
 /* Runs 'sql' (no parameters, no rows wanted): true on success. */

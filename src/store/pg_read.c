@@ -30,10 +30,14 @@ pc_status pg_reader_open(store_t *base, store_reader_t **out) {
     if (reader == NULL) return PC_NO_MEMORY;
     reader->base.store = base;
     reader->store = store;
-    char detail[512];
-    if (pg_connect(store->url, &reader->conn, detail, sizeof detail) != PC_OK ||
-        !pg_exec_ok(reader->conn, "SET default_transaction_read_only = on")) {
-        fprintf(stderr, "{\"level\":\"error\",\"msg\":\"store reader open failed\",\"detail\":\"%s\"}\n", detail);
+    char detail[512] = "";
+    bool ok = pg_connect(store->url, &reader->conn, detail, sizeof detail) == PC_OK;
+    if (ok && !pg_exec_ok(reader->conn, "SET default_transaction_read_only = on")) {
+        (void)pg_error_line(reader->conn, detail, sizeof detail);
+        ok = false;
+    }
+    if (!ok) {
+        pg_log_error("store reader open failed", pc_status_code(PC_STORE_OPEN_FAILED), detail);
         pg_reader_close(&reader->base);
         return PC_STORE_OPEN_FAILED;
     }

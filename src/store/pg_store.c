@@ -118,8 +118,7 @@ static pc_status pg_open(store_t **out, const char *location, const store_option
     store->url_shown = pg_url_shown(location);
     pc_status status = store->url && store->url_shown ? open_steps(store) : PC_NO_MEMORY;
     if (status != PC_OK) {
-        fprintf(stderr, "{\"level\":\"error\",\"msg\":\"store open failed\",\"code\":\"%s\",\"detail\":\"%s\"}\n",
-                pc_status_code(status), store->error_detail);
+        pg_log_error("store open failed", pc_status_code(status), store->error_detail);
         pg_close(&store->base);
         return status;
     }
