@@ -138,6 +138,7 @@ pc_status pg_list_history(store_reader_t *reader, const char *account_id, const 
 /* ---- pg_api.c, pg_events.c ---- */
 extern const store_api_ops_t store_pg_api_ops;
 extern const store_events_ops_t store_pg_events_ops;
+extern const store_payments_ops_t store_pg_payments_ops; /* pg_payments.c */
 /* Sends the batch's gathered events and owners (before COMMIT, or before a statement
  * that reads the events table); discard drops them (rollback). */
 pc_status pg_events_flush(pg_store_t *store);

@@ -145,10 +145,49 @@ static const char schema_v2[] =
     "CREATE INDEX event_deliveries_by_seq ON event_deliveries(seq);"
     "CREATE INDEX account_grants_by_account ON account_grants(account_id, key_id);";
 
+/* Version 3: payments, their lookups and the card vault (sqlite_payments.c's tables). */
+static const char schema_v3[] =
+    "CREATE TABLE pay_objects("
+    "  id text COLLATE \"C\" PRIMARY KEY,"
+    "  kind text COLLATE \"C\" NOT NULL,"
+    "  merchant_id text COLLATE \"C\" NOT NULL,"
+    "  parent_id text COLLATE \"C\" NOT NULL,"
+    "  status text COLLATE \"C\" NOT NULL,"
+    "  created_ns bigint NOT NULL,"
+    "  updated_ns bigint NOT NULL,"
+    "  version bigint NOT NULL,"
+    "  doc text NOT NULL);"
+    "CREATE INDEX pay_objects_merchant ON pay_objects(kind, merchant_id, created_ns, id);"
+    "CREATE INDEX pay_objects_kind ON pay_objects(kind, created_ns, id);"
+    "CREATE INDEX pay_objects_parent ON pay_objects(parent_id, created_ns, id) WHERE parent_id <> '';"
+    "CREATE INDEX pay_objects_pending ON pay_objects(kind, created_ns) WHERE status = 'pending';"
+    "CREATE TABLE pay_lookups("
+    "  name text COLLATE \"C\" PRIMARY KEY,"
+    "  object_id text COLLATE \"C\" NOT NULL,"
+    "  extra bytea);"
+    "CREATE TABLE vault_keys("
+    "  id text COLLATE \"C\" PRIMARY KEY,"
+    "  kind text NOT NULL,"
+    "  kek_id text NOT NULL,"
+    "  wrapped bytea NOT NULL,"
+    "  created_ns bigint NOT NULL);"
+    "CREATE TABLE vault_cards("
+    "  token text COLLATE \"C\" PRIMARY KEY,"
+    "  data_key_id text NOT NULL,"
+    "  nonce bytea NOT NULL,"
+    "  ciphertext bytea NOT NULL,"
+    "  bin text NOT NULL,"
+    "  last4 text NOT NULL,"
+    "  exp_month integer NOT NULL,"
+    "  exp_year integer NOT NULL,"
+    "  fingerprint text NOT NULL,"
+    "  created_ns bigint NOT NULL);";
+
 /* Index i takes a database from version i to i + 1. Append only. */
 static const char *const migrations[] = {
     schema_v1,
     schema_v2,
+    schema_v3,
 };
 
 #define PG_SCHEMA_VERSION_LATEST ((int)(sizeof migrations / sizeof migrations[0]))

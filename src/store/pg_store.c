@@ -411,5 +411,5 @@ const store_backend_ops_t store_pg_ops = {
     .list_history = pg_list_history,
     .api = &store_pg_api_ops,
     .events = &store_pg_events_ops,
-    .payments = NULL, /* not on PostgreSQL yet: serve runs without the payments layer */
+    .payments = &store_pg_payments_ops,
 };

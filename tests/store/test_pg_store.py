@@ -1,6 +1,6 @@
 """Goal: paycore on the PostgreSQL store keeps the ledger's semantics across clean
 stops and crashes, refuses misconfiguration at start with one clear line, and the
-selected API suites pass on it unchanged.
+selected API, events and payments suites pass on it unchanged.
 Method: a throwaway PostgreSQL 15 cluster (pgcluster.py: initdb in a temp dir, Unix
 socket only, max_prepared_transactions > 0), `paycore init --store URL`, `paycore serve
 --store URL` over loopback. Drive accounts, transfers, pending post/void, idempotent
@@ -9,8 +9,8 @@ debits == credits per currency after every step; stop with SIGTERM and SIGKILL (
 second during a concurrent load) and check every acknowledged transfer and the model
 after each restart. Start errors: a URL that does not parse, a server not reachable,
 an empty database, a database of another program, another schema version, a second
-writer. Then the API and events suites listed in SUITES run with PAYCORE_TEST_PG_HOST
-set (pcapi.py makes a database per server)."""
+writer. Then the API, events and payments suites listed in SUITES run with
+PAYCORE_TEST_PG_HOST set (pcapi.py makes a database per server)."""
 import os
 import signal
 import subprocess
@@ -24,11 +24,13 @@ import pcapi  # noqa: E402
 import pgcluster  # noqa: E402
 from pcapi import BIN, TIMEOUT_S, account, check, expect, fail, transfer  # noqa: E402
 
-# Suites that run unchanged on PostgreSQL (those calling verify or using payments wait
-# for those parts), relative to tests/.
+# Suites that run unchanged on PostgreSQL, relative to tests/ (those calling verify, or
+# reading the SQLite file themselves, wait for verify on PostgreSQL).
 SUITES = ["api/test_api_idempotency.py", "api/test_api_tenancy.py", "api/test_api_manners.py",
           "api/test_api_shutdown.py", "api/test_cli.py", "events/test_events_api.py",
-          "events/test_webhook_lifecycle.py", "events/test_webhook_delivery.py"]
+          "events/test_webhook_lifecycle.py", "events/test_webhook_delivery.py",
+          "payments/test_payments_flows.py", "payments/test_payments_inputs.py",
+          "payments/test_payments_tenancy.py"]
 
 
 class Model:
