@@ -38,6 +38,7 @@ bool store_supports(const store_t *store, store_part part) {
     switch (part) {
     case STORE_PART_EVENTS: return store->ops->events != NULL;
     case STORE_PART_PAYMENTS: return store->ops->payments != NULL;
+    case STORE_PART_FILE: return store->ops == &store_sqlite_ops;
     }
     return false;
 }

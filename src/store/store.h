@@ -73,7 +73,11 @@ const char *store_path(const store_t *store);
 const char *store_backend_name(const store_t *store);
 /* Parts a backend may lack for now (store_backend.h): false, and their calls answer
  * PC_STORE_UNSUPPORTED. */
-typedef enum { STORE_PART_EVENTS, STORE_PART_PAYMENTS } store_part;
+typedef enum {
+    STORE_PART_EVENTS,
+    STORE_PART_PAYMENTS,
+    STORE_PART_FILE, /* a SQLite file at store_path(): journal_verify_sqlite and store_backup read it */
+} store_part;
 bool store_supports(const store_t *store, store_part part);
 /* The last error's inside detail (SQLite message, errno): for logs, never clients. */
 const char *store_error_detail(const store_t *store);

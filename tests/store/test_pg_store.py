@@ -87,6 +87,8 @@ def misconfiguration(cluster, node_db):
                 "store_open_failed", "cannot connect to", "a server not reachable")
     serve_fails(["serve", "--db", node_db, "--store", "/tmp/not-a-url"], "", "wants a postgres:// URL",
                 "--store given a file")
+    serve_fails(["serve", "--db", node_db, "--store", cluster.url("paycore"), "--verify-interval-s", "60"], "",
+                "--verify-interval-s reads a SQLite file", "periodic verify on PostgreSQL (not built yet)")
     empty = cluster.createdb("empty")
     serve_fails(["serve", "--db", node_db, "--store", empty], "store_not_paycore", "run paycore init --store",
                 "an empty database")
@@ -168,6 +170,7 @@ def ledger_round(client, model):
     got = expect(client.get("/v1/transfers/fund"), 200, what="get fund").json
     check(got["metadata"] == {"note": "tab\there \\ ok"}, "metadata round trip: %r" % got)
     model.check(client, "after the ledger round")
+    expect(client.post("/v1/verify"), 501, "store_unsupported", what="verify of a PostgreSQL store (not built yet)")
     bad_inputs(client, model)
 
 
