@@ -30,7 +30,7 @@ enum { OPT_LISTEN, OPT_DB, OPT_THREADS, OPT_BODY_MAX, OPT_QUEUE_MAX, OPT_LOG_LEV
        OPT_EVENTS_DISABLE_AFTER, OPT_EVENTS_TIMEOUT, OPT_NO_EVENTS, OPT_DEMO, OPT_CHANNELS,
        OPT_GATEWAY_THREADS, OPT_PER_IP, OPT_IDEM_RETENTION, OPT_IDEM_MAX, OPT_IDEM_KEY_MAX,
        OPT_WEB_DIR, OPT_VERIFY_INTERVAL, OPT_VAULT_KEY, OPT_AUTH_WINDOW,
-       OPT_RECOVERY_MS, OPT_RECOVERY_GRACE_MS, OPT_THREE_DS, OPT_STORE, OPT_COUNT };
+       OPT_RECOVERY_MS, OPT_RECOVERY_GRACE_MS, OPT_THREE_DS, OPT_STORE, OPT_STANDBY, OPT_COUNT };
 
 static void serve_opts(cli_opt opts[OPT_COUNT]) {
     cli_opt defaults[OPT_COUNT] = {
@@ -75,6 +75,7 @@ static void serve_opts(cli_opt opts[OPT_COUNT]) {
         {"payments-recovery-grace-ms", "PAYCORE_PAYMENTS_RECOVERY_GRACE_MS", false, NULL, "a pending channel attempt younger than this is not yet asked about (default 15000)"},
         {"three-ds-prefixes", "PAYCORE_THREE_DS_PREFIXES", false, NULL, "card prefixes enrolled in 3-D Secure, comma separated (default: the card simulator's 4000002760)"},
         {"store", "PAYCORE_STORE", false, NULL, "a PostgreSQL store instead of the SQLite file: postgres://user@host/db (paycore init --store first); --db then names the node's own files (signing key, risk files)"},
+        {"standby", "PAYCORE_STANDBY", true, NULL, "with --store: while another paycore is the store's writer, wait and take over when it is gone (instead of refusing with store_in_use)"},
     };
     memcpy(opts, defaults, sizeof defaults);
 }
@@ -104,6 +105,15 @@ static bool serve_events_config(const cli_opt *opts, const uint64_t *parsed, eve
     return true;
 }
 
+/* A standby waits for the writer's lock until SIGTERM or SIGINT arrives (blocked in
+ * every thread: pending until serve_wait would take it). */
+static bool serve_standby_continue(void *ctx) {
+    (void)ctx;
+    sigset_t pending;
+    if (sigpending(&pending) != 0) return true;
+    return !sigismember(&pending, SIGTERM) && !sigismember(&pending, SIGINT);
+}
+
 /* Fills 'config' from the options; false after printing the bad one. */
 static bool serve_config(const cli_opt *opts, api_config_t *config, obs_level *level) {
     uint64_t value;
@@ -111,6 +121,12 @@ static bool serve_config(const cli_opt *opts, api_config_t *config, obs_level *l
     config->listen = opts[OPT_LISTEN].value;
     config->db_path = opts[OPT_DB].value;
     config->store_url = opts[OPT_STORE].value;
+    config->store_standby = flag_set(&opts[OPT_STANDBY]);
+    config->store_standby_continue = serve_standby_continue;
+    if (config->store_standby && config->store_url == NULL) {
+        fprintf(stderr, "paycore serve: --standby needs --store URL (a SQLite file has one writer by its lock file)\n");
+        return false;
+    }
     if (config->store_url != NULL && !store_location_is_url(config->store_url)) {
         fprintf(stderr, "paycore serve: --store wants a postgres:// URL (a SQLite file is --db FILE)\n");
         return false;
@@ -313,10 +329,11 @@ int cli_serve(int argc, char **argv) {
         return 1;
     }
     api_server_t *server = NULL;
-    if (serve_start(&config, opts, &server, &demo) != PC_OK) {
+    pc_status started = serve_start(&config, opts, &server, &demo);
+    if (started != PC_OK) {
         api_ops_web_free();
         obs_log_close();
-        return 1;
+        return started == PC_SHUTTING_DOWN ? 0 : 1; /* a standby stopped while it waited */
     }
     api_ops_options_t ops = {config.db_path, (uint32_t)verify_interval_s};
     if (api_ops_start(server, &ops) != PC_OK) {

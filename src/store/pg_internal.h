@@ -6,6 +6,7 @@
 #include <libpq-fe.h>
 
 #include "core/core.h"
+#include "paycore/limits.h"
 #include "store/store_backend.h"
 #include "store/store_shadow.h"
 

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "store/pg_internal.h"
 
@@ -29,19 +30,47 @@ static bool pg_handles(const char *location) { return store_location_is_url(loca
 
 /* ---- open ---- */
 
-/* The one writer: PC_STORE_IN_USE naming the holder's backend pid when taken. */
-static pc_status writer_lock_take(pg_store_t *store) {
+/* One try at the writer's lock: PC_OK (taken), PC_STORE_IN_USE, or an error. */
+static pc_status writer_lock_try(pg_store_t *store) {
     char sql[256];
     snprintf(sql, sizeof sql, "SELECT pg_try_advisory_lock(%d, %d)", PG_WRITER_LOCK_KEY1, PG_WRITER_LOCK_KEY2);
     PGresult *result = pg_query(store->conn, sql, 0, NULL);
     if (result == NULL) return pg_fail(store, PC_STORE_OPEN_FAILED, "taking the writer's lock");
     bool taken = strcmp(PQgetvalue(result, 0, 0), "t") == 0;
     PQclear(result);
-    if (taken) return PC_OK;
+    return taken ? PC_OK : PC_STORE_IN_USE;
+}
+
+/* A standby: polls until the holder's session ends (the server releases its lock) or
+ * options.standby_continue says stop. */
+static pc_status writer_lock_wait(pg_store_t *store) {
+    fprintf(stderr, "{\"level\":\"notice\",\"msg\":\"standby: another writer holds the writer's lock;"
+            " polling every %d ms\"}\n", STORE_STANDBY_POLL_MS);
+    pc_status status = PC_STORE_IN_USE;
+    while (status == PC_STORE_IN_USE) {
+        if (store->options.standby_continue != NULL && !store->options.standby_continue(store->options.standby_ctx)) {
+            snprintf(store->error_detail, sizeof store->error_detail, "standby stopped before it took the lock");
+            return PC_SHUTTING_DOWN;
+        }
+        struct timespec pause = {0, (long)STORE_STANDBY_POLL_MS * 1000000L};
+        nanosleep(&pause, NULL);
+        status = writer_lock_try(store);
+    }
+    if (status == PC_OK) fprintf(stderr, "{\"level\":\"notice\",\"msg\":\"standby: took the writer's lock\"}\n");
+    return status;
+}
+
+/* The one writer: PC_STORE_IN_USE naming the holder's backend pid when taken (a
+ * standby waits for it instead). */
+static pc_status writer_lock_take(pg_store_t *store) {
+    pc_status status = writer_lock_try(store);
+    if (status == PC_STORE_IN_USE && store->options.standby) status = writer_lock_wait(store);
+    if (status != PC_STORE_IN_USE) return status;
+    char sql[256];
     snprintf(sql, sizeof sql, "SELECT coalesce(min(pid), 0) FROM pg_locks WHERE locktype = 'advisory' AND granted"
              " AND classid = %d AND objid = %d AND database = (SELECT oid FROM pg_database WHERE datname ="
              " current_database())", PG_WRITER_LOCK_KEY1, PG_WRITER_LOCK_KEY2);
-    result = pg_query(store->conn, sql, 0, NULL);
+    PGresult *result = pg_query(store->conn, sql, 0, NULL);
     int64_t pid = result != NULL ? pg_int(result, 0, 0) : 0;
     PQclear(result);
     snprintf(store->error_detail, sizeof store->error_detail,

@@ -48,6 +48,13 @@ typedef struct {
                                         (1-based) and every later one fail; 0 = never */
     uint32_t index_memtable_entries_max; /* tests: back-pressure from fewer unindexed
                                             transfers; 0 = the built-in bound */
+    /* PostgreSQL: a standby. While another writer holds the writer's lock, poll for it
+     * (every STORE_STANDBY_POLL_MS) instead of refusing with PC_STORE_IN_USE, as long
+     * as 'standby_continue' (optional) returns true; false ends the wait with
+     * PC_SHUTTING_DOWN. */
+    bool standby;
+    bool (*standby_continue)(void *ctx);
+    void *standby_ctx;
 } store_options_t;
 
 /* True when 'location' names a PostgreSQL database (postgres:// or postgresql://). */

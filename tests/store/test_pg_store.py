@@ -7,15 +7,18 @@ socket only, max_prepared_transactions > 0), `paycore init --store URL`, `paycor
 replays and bad inputs against a model of the balances, checking the model and
 debits == credits per currency after every step; stop with SIGTERM and SIGKILL (the
 second during a concurrent load) and check every acknowledged transfer and the model
-after each restart. Start errors: a URL that does not parse, a server not reachable,
+after each restart; a standby (serve --standby) takes over when the writer is killed,
+with every acknowledged transfer. Start errors: a URL that does not parse, a server not reachable,
 an empty database, a database of another program, another schema version, a second
 writer. Then the API, events and payments suites listed in SUITES run with
 PAYCORE_TEST_PG_HOST set (pcapi.py makes a database per server)."""
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "api"))
@@ -222,6 +225,56 @@ def crash_round(server, model, round_no):
     return client
 
 
+def standby_start(server):
+    """A second `paycore serve --standby` on the same store: it waits for the writer's
+    lock. Returns (process, log path) once it says so."""
+    log_path = os.path.join(server.dir, "standby-%d.log" % len(os.listdir(server.dir)))
+    log = open(log_path, "w")
+    proc = subprocess.Popen([BIN, "serve", "--db", server.db, "--listen", "127.0.0.1:0", "--standby"] +
+                            server.store_args, stdout=subprocess.DEVNULL, stderr=log)
+    log.close()
+    wait_for_line(proc, log_path, "standby: another writer holds", "the standby to wait")
+    return proc, log_path
+
+
+def wait_for_line(proc, log_path, text, what):
+    deadline = time.time() + TIMEOUT_S * 3
+    while time.time() < deadline:
+        log = open(log_path).read()
+        if text in log:
+            return log
+        check(proc.poll() is None, "%s: exited %s early:\n%s" % (what, proc.returncode, log))
+        time.sleep(0.05)
+    fail("%s: no %r in:\n%s" % (what, text, open(log_path).read()))
+
+
+def standby_round(server, model):
+    """A standby takes over when the writer dies, with every acknowledged transfer; a
+    standby stopped while it waits exits 0."""
+    proc, log_path = standby_start(server)
+    client = server.client()
+    expect(client.post("/v1/transfers", transfer("before-failover", "a", "b", 9)), 201, what="before the failover")
+    model.post("a", "b", 9)
+    client.close()
+    check(proc.poll() is None, "the standby keeps waiting while the writer lives")
+    server.stop(signal.SIGKILL)
+    log = wait_for_line(proc, log_path, '"msg":"listening"', "the standby to take over")
+    check("standby: took the writer's lock" in log, "the standby says it took the lock:\n" + log)
+    port = int(re.search(r'"msg":"listening".*"port":(\d+)', log).group(1))
+    client = pcapi.Client(port, server.admin_key)
+    expect(client.get("/v1/transfers/before-failover"), 200, what="acknowledged before the failover")
+    expect(client.post("/v1/transfers", transfer("after-failover", "b", "a", 4)), 201, what="on the new writer")
+    model.post("b", "a", 4)
+    model.check(client, "after the failover")
+    waiting, waiting_log = standby_start(server)  # a standby of the new writer
+    waiting.send_signal(signal.SIGTERM)
+    check(waiting.wait(timeout=TIMEOUT_S) == 0, "a waiting standby stopped by SIGTERM exits 0:\n" +
+          open(waiting_log).read())
+    client.close()
+    proc.send_signal(signal.SIGTERM)
+    check(proc.wait(timeout=TIMEOUT_S) == 0, "the new writer stops cleanly")
+
+
 def suites(cluster):
     env = dict(os.environ, PAYCORE_TEST_PG_HOST=cluster.dir)
     for suite in SUITES:
@@ -263,7 +316,7 @@ def main():
         for round_no in range(2):
             client = crash_round(server, model, round_no)
             client.close()
-        check(server.stop(signal.SIGTERM) == 0, "clean stop after the crashes")
+        standby_round(server, model)
         client = server.start().client()
         model.check(client, "after the last restart")
         client.close()
