@@ -13,22 +13,13 @@ static uint64_t idem_row_bytes(const char *key_id, const char *idempotency_key, 
     return (uint64_t)body_bytes + strlen(key_id) + strlen(idempotency_key) + 64;
 }
 
-/* Runs a write; *rows_out (optional) gets the rows it touched. */
-static pc_status write_exec(PGconn *conn, const char *sql, int count, const char *const *params, int64_t *rows_out) {
-    PGresult *result = pg_query(conn, sql, count, params);
-    if (result == NULL) return PC_STORE_COMMIT_FAILED;
-    if (rows_out != NULL) *rows_out = strtoll(PQcmdTuples(result), NULL, 10);
-    PQclear(result);
-    return PC_OK;
-}
-
 static pc_status pg_api_key_insert(store_tx_t *tx, const store_api_key_t *key) {
     char hash[2 * STORE_API_HASH_BYTES + 3], created[24], revoked[24];
     pg_bytea_text(key->key_hash, STORE_API_HASH_BYTES, hash);
     snprintf(created, sizeof created, "%" PRIu64, key->created_ns);
     snprintf(revoked, sizeof revoked, "%" PRIu64, key->revoked_ns);
     const char *params[] = {key->id, hash, key->scope, key->name, created, revoked};
-    return write_exec(pg_tx_conn(tx), "INSERT INTO api_keys(id, key_hash, scope, name, created_ns, revoked_ns)"
+    return pg_write(pg_tx_conn(tx), "INSERT INTO api_keys(id, key_hash, scope, name, created_ns, revoked_ns)"
                                       " VALUES($1, $2, $3, $4, $5, $6)", 6, params, NULL);
 }
 
@@ -37,7 +28,7 @@ static pc_status pg_api_key_revoke(store_tx_t *tx, const char *id, uint64_t now_
     snprintf(now, sizeof now, "%" PRIu64, now_ns);
     const char *params[] = {now, id};
     int64_t rows = 0;
-    pc_status status = write_exec(pg_tx_conn(tx), "UPDATE api_keys SET revoked_ns = CASE WHEN revoked_ns = 0 THEN $1"
+    pc_status status = pg_write(pg_tx_conn(tx), "UPDATE api_keys SET revoked_ns = CASE WHEN revoked_ns = 0 THEN $1"
                                   " ELSE revoked_ns END WHERE id = $2", 2, params, &rows);
     *found = status == PC_OK && rows > 0;
     return status;
@@ -74,7 +65,7 @@ static pc_status pg_api_keys_list(store_reader_t *reader, const char *starting_a
 
 static pc_status pg_api_grant_insert(store_tx_t *tx, const char *key_id, const char *account_id) {
     const char *params[] = {key_id, account_id};
-    return write_exec(pg_tx_conn(tx), "INSERT INTO account_grants(key_id, account_id) VALUES($1, $2)"
+    return pg_write(pg_tx_conn(tx), "INSERT INTO account_grants(key_id, account_id) VALUES($1, $2)"
                                       " ON CONFLICT DO NOTHING", 2, params, NULL);
 }
 
@@ -145,7 +136,7 @@ static pc_status pg_api_idem_put(store_tx_t *tx, const char *key_id, const char 
     memcpy(body, record->body, record->body_bytes);
     body[record->body_bytes] = '\0';
     const char *params[] = {key_id, idempotency_key, hash, status_text, body, created, row_bytes};
-    pc_status status = write_exec(conn, "INSERT INTO idempotency_keys(key_id, idempotency_key, request_hash, status,"
+    pc_status status = pg_write(conn, "INSERT INTO idempotency_keys(key_id, idempotency_key, request_hash, status,"
                                   " body, created_ns, row_bytes) VALUES($1, $2, $3, $4, $5, $6, $7) ON CONFLICT"
                                   " (key_id, idempotency_key) DO UPDATE SET request_hash = excluded.request_hash,"
                                   " status = excluded.status, body = excluded.body, created_ns = excluded.created_ns,"
@@ -173,7 +164,7 @@ static pc_status pg_api_idem_purge(store_tx_t *tx, uint64_t before_ns, uint32_t 
         uint64_t row_bytes = (uint64_t)pg_int(victims, row, 2);
         if (row > 0 && bytes + row_bytes > bytes_max) break;
         const char *keys[] = {PQgetvalue(victims, row, 0), PQgetvalue(victims, row, 1)};
-        status = write_exec(conn, "DELETE FROM idempotency_keys WHERE key_id = $1 AND idempotency_key = $2", 2, keys,
+        status = pg_write(conn, "DELETE FROM idempotency_keys WHERE key_id = $1 AND idempotency_key = $2", 2, keys,
                             NULL);
         if (status == PC_OK) fn(keys[0], row_bytes, ctx);
         bytes += row_bytes;

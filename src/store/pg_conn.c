@@ -108,6 +108,14 @@ PGresult *pg_query(PGconn *conn, const char *sql, int param_count, const char *c
     return NULL;
 }
 
+pc_status pg_write(PGconn *conn, const char *sql, int param_count, const char *const *params, int64_t *rows_out) {
+    PGresult *result = pg_query(conn, sql, param_count, params);
+    if (result == NULL) return PC_STORE_COMMIT_FAILED;
+    if (rows_out != NULL) *rows_out = strtoll(PQcmdTuples(result), NULL, 10);
+    PQclear(result);
+    return PC_OK;
+}
+
 int64_t pg_int(const PGresult *result, int row, int column) {
     if (PQgetisnull(result, row, column)) return 0;
     return strtoll(PQgetvalue(result, row, column), NULL, 10);

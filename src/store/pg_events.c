@@ -25,20 +25,7 @@ typedef struct {
     uint32_t owner_count;
 } pg_events_writer_t;
 
-#define U64(name, value) \
-    char name[24];       \
-    snprintf(name, sizeof name, "%" PRIu64, (uint64_t)(value))
-
 static PGconn *tx_conn(store_tx_t *tx) { return pg_tx_conn(tx); }
-
-/* Runs a write; *rows_out (optional) gets the rows it touched. */
-static pc_status write_exec(PGconn *conn, const char *sql, int count, const char *const *params, int64_t *rows_out) {
-    PGresult *result = pg_query(conn, sql, count, params);
-    if (result == NULL) return PC_STORE_COMMIT_FAILED;
-    if (rows_out != NULL) *rows_out = strtoll(PQcmdTuples(result), NULL, 10);
-    PQclear(result);
-    return PC_OK;
-}
 
 pc_status pg_events_flush(pg_store_t *store) {
     bool ok = store->events_copy.rows == 0 ||
@@ -186,7 +173,7 @@ static pc_status owners_fetch(pg_events_writer_t *writer) {
 /* One account's owners by a query of its own (an account outside the batch). */
 static pc_status owners_query(pg_events_writer_t *writer, const char *account_id, char (*owners)[PC_ID_SIZE],
                               uint32_t owners_max, uint32_t *count) {
-    U64(limit, owners_max);
+    PG_U64(limit, owners_max);
     const char *params[] = {account_id, limit};
     PGresult *result = pg_query(writer->store->conn, "SELECT g.key_id FROM account_grants g JOIN api_keys k ON"
                                 " k.id = g.key_id WHERE g.account_id = $1 AND k.scope = 'merchant' ORDER BY g.key_id"
@@ -243,9 +230,9 @@ static pc_status pg_events_list(store_reader_t *reader, const store_events_query
     snprintf(sql, sizeof sql, "SELECT " EVENT_COLUMNS " %s AND ($3::text IS NULL OR e.type = $3) AND"
              " ($4::text IS NULL OR e.object_id = $4) ORDER BY e.seq %s LIMIT $6", from,
              query->descending ? "DESC" : "ASC");
-    U64(after, query->after_seq);
-    U64(before, query->before_seq ? query->before_seq : (uint64_t)INT64_MAX);
-    U64(limit, (uint64_t)query->limit + 1);
+    PG_U64(after, query->after_seq);
+    PG_U64(before, query->before_seq ? query->before_seq : (uint64_t)INT64_MAX);
+    PG_U64(limit, (uint64_t)query->limit + 1);
     const char *params[] = {after, before, query->type, query->object_id, query->owner, limit};
     PGresult *result = pg_query(pg_reader_conn(reader), sql, 6, params);
     *has_more = false;
@@ -263,7 +250,7 @@ static pc_status pg_events_list(store_reader_t *reader, const store_events_query
 
 static pc_status pg_events_get(store_reader_t *reader, uint64_t seq, const char *owner, store_event_fn fn,
                                void *ctx) {
-    U64(seq_text, seq);
+    PG_U64(seq_text, seq);
     const char *params[] = {seq_text, owner};
     PGresult *result = pg_query(pg_reader_conn(reader), owner != NULL
         ? "SELECT " EVENT_COLUMNS " FROM event_owners o JOIN events e ON e.seq = o.seq WHERE o.seq = $1 AND"
@@ -342,11 +329,11 @@ static pc_status pg_events_destination_insert(store_tx_t *tx, const store_event_
     pc_status status = pg_events_flush(store); /* the cursor starts at the newest event */
     if (status != PC_OK) return status;
     char box[2 * STORE_EVENT_SECRET_BOX_BYTES_MAX + 3];
-    U64(created, d->created_ns);
+    PG_U64(created, d->created_ns);
     const char *params[] = {d->id, d->kind, d->merchant_id, d->url, d->types,
                             box_param(d->secret_box, d->secret_box_bytes, box), created};
     int64_t rows = 0;
-    status = write_exec(tx_conn(tx), "INSERT INTO event_destinations(id, kind, merchant_id, url, types, secret_box,"
+    status = pg_write(tx_conn(tx), "INSERT INTO event_destinations(id, kind, merchant_id, url, types, secret_box,"
                         " cursor_seq, created_ns) VALUES($1, $2, $3, $4, $5, $6, (SELECT coalesce(max(seq), 0) FROM"
                         " events), $7) ON CONFLICT (id) DO NOTHING", 7, params, &rows);
     return status == PC_OK && rows == 0 ? PC_EXISTS : status;
@@ -355,39 +342,39 @@ static pc_status pg_events_destination_insert(store_tx_t *tx, const store_event_
 static pc_status pg_events_destination_delete(store_tx_t *tx, const char *id, bool *found) {
     const char *params[] = {id};
     int64_t rows = 0;
-    pc_status status = write_exec(tx_conn(tx), "DELETE FROM event_destinations WHERE id = $1", 1, params, &rows);
+    pc_status status = pg_write(tx_conn(tx), "DELETE FROM event_destinations WHERE id = $1", 1, params, &rows);
     *found = status == PC_OK && rows > 0;
     if (status != PC_OK) return status;
-    return write_exec(tx_conn(tx), "DELETE FROM event_deliveries WHERE destination_id = $1", 1, params, NULL);
+    return pg_write(tx_conn(tx), "DELETE FROM event_deliveries WHERE destination_id = $1", 1, params, NULL);
 }
 
 static pc_status pg_events_cursor_advance(store_tx_t *tx, const char *id, uint64_t epoch, uint64_t seq) {
-    U64(epoch_text, epoch);
-    U64(seq_text, seq);
+    PG_U64(epoch_text, epoch);
+    PG_U64(seq_text, seq);
     const char *params[] = {id, epoch_text, seq_text};
-    return write_exec(tx_conn(tx), "UPDATE event_destinations SET cursor_seq = $3 WHERE id = $1 AND cursor_epoch = $2"
+    return pg_write(tx_conn(tx), "UPDATE event_destinations SET cursor_seq = $3 WHERE id = $1 AND cursor_epoch = $2"
                       " AND cursor_seq < $3", 3, params, NULL);
 }
 
 static pc_status pg_events_cursor_rewind(store_tx_t *tx, const char *id, uint64_t since_ns, bool *found) {
-    U64(since, since_ns == 0 ? 1 : since_ns > (uint64_t)INT64_MAX ? (uint64_t)INT64_MAX : since_ns);
+    PG_U64(since, since_ns == 0 ? 1 : since_ns > (uint64_t)INT64_MAX ? (uint64_t)INT64_MAX : since_ns);
     const char *params[] = {id, since};
     int64_t rows = 0;
-    pc_status status = write_exec(tx_conn(tx), "UPDATE event_destinations SET cursor_epoch = cursor_epoch + 1,"
+    pc_status status = pg_write(tx_conn(tx), "UPDATE event_destinations SET cursor_epoch = cursor_epoch + 1,"
                                   " cursor_seq = least(cursor_seq, $2::bigint - 1) WHERE id = $1", 2, params, &rows);
     *found = status == PC_OK && rows > 0;
     if (status != PC_OK || !*found) return status;
     /* the rows from 'since' on are delivered again from the outbox, in order */
-    return write_exec(tx_conn(tx), "DELETE FROM event_deliveries WHERE destination_id = $1 AND seq >= $2", 2, params,
+    return pg_write(tx_conn(tx), "DELETE FROM event_deliveries WHERE destination_id = $1 AND seq >= $2", 2, params,
                       NULL);
 }
 
 static pc_status pg_events_destination_health(store_tx_t *tx, const char *id, uint64_t failing_since_ns,
                                               uint64_t disabled_ns, const char *reason) {
-    U64(failing, failing_since_ns);
-    U64(disabled, disabled_ns);
+    PG_U64(failing, failing_since_ns);
+    PG_U64(disabled, disabled_ns);
     const char *params[] = {id, failing, disabled, reason ? reason : ""};
-    return write_exec(tx_conn(tx), "UPDATE event_destinations SET failing_since_ns = $2, disabled_ns = $3,"
+    return pg_write(tx_conn(tx), "UPDATE event_destinations SET failing_since_ns = $2, disabled_ns = $3,"
                       " disabled_reason = $4 WHERE id = $1", 4, params, NULL);
 }
 
@@ -395,11 +382,11 @@ static pc_status pg_events_destination_secret(store_tx_t *tx, const char *id, co
                                               uint32_t box_bytes, const uint8_t *previous_box,
                                               uint32_t previous_box_bytes, uint64_t previous_until_ns, bool *found) {
     char box_text[2 * STORE_EVENT_SECRET_BOX_BYTES_MAX + 3], previous_text[2 * STORE_EVENT_SECRET_BOX_BYTES_MAX + 3];
-    U64(until, previous_until_ns);
+    PG_U64(until, previous_until_ns);
     const char *params[] = {id, box_param(box, box_bytes, box_text),
                             box_param(previous_box, previous_box_bytes, previous_text), until};
     int64_t rows = 0;
-    pc_status status = write_exec(tx_conn(tx), "UPDATE event_destinations SET secret_box = $2, previous_box = $3,"
+    pc_status status = pg_write(tx_conn(tx), "UPDATE event_destinations SET secret_box = $2, previous_box = $3,"
                                   " previous_until_ns = $4 WHERE id = $1", 4, params, &rows);
     *found = status == PC_OK && rows > 0;
     return status;
@@ -408,7 +395,7 @@ static pc_status pg_events_destination_secret(store_tx_t *tx, const char *id, co
 static pc_status pg_events_destinations_list(store_reader_t *reader, const char *merchant_id,
                                              const char *starting_after, uint32_t limit,
                                              store_event_destination_fn fn, void *ctx, bool *has_more) {
-    U64(limit_text, (uint64_t)limit + 1);
+    PG_U64(limit_text, (uint64_t)limit + 1);
     const char *params[] = {starting_after ? starting_after : "", merchant_id, limit == 0 ? NULL : limit_text};
     PGresult *result = pg_query(pg_reader_conn(reader), "SELECT " DESTINATION_COLUMNS " FROM event_destinations"
                                 " WHERE id > $1 AND ($2::text IS NULL OR merchant_id = $2) ORDER BY id LIMIT $3",
@@ -457,15 +444,15 @@ static pc_status pg_events_destination_counts(store_reader_t *reader, const char
 /* ---- deliveries ---- */
 
 static pc_status pg_events_delivery_put(store_tx_t *tx, const store_event_delivery_t *d, uint64_t epoch) {
-    U64(seq, d->seq);
-    U64(state, (uint64_t)d->state);
-    U64(attempts, d->attempts);
-    U64(first, d->first_attempt_ns);
-    U64(next, d->next_attempt_ns);
-    U64(updated, d->updated_ns);
-    U64(epoch_text, epoch);
+    PG_U64(seq, d->seq);
+    PG_U64(state, (uint64_t)d->state);
+    PG_U64(attempts, d->attempts);
+    PG_U64(first, d->first_attempt_ns);
+    PG_U64(next, d->next_attempt_ns);
+    PG_U64(updated, d->updated_ns);
+    PG_U64(epoch_text, epoch);
     const char *params[] = {d->destination_id, seq, state, attempts, first, next, updated, d->last_error, epoch_text};
-    return write_exec(tx_conn(tx), "INSERT INTO event_deliveries(destination_id, seq, state, attempts,"
+    return pg_write(tx_conn(tx), "INSERT INTO event_deliveries(destination_id, seq, state, attempts,"
                       " first_attempt_ns, next_attempt_ns, updated_ns, last_error) SELECT $1::text, $2::bigint, $3::integer,"
                       " $4::integer, $5::bigint, $6::bigint, $7::bigint, $8::text WHERE EXISTS (SELECT 1 FROM event_destinations WHERE id = $1 AND cursor_epoch = $9)"
                       " ON CONFLICT (destination_id, seq) DO UPDATE SET state = excluded.state, attempts ="
@@ -475,25 +462,25 @@ static pc_status pg_events_delivery_put(store_tx_t *tx, const store_event_delive
 }
 
 static pc_status pg_events_delivery_delete(store_tx_t *tx, const char *destination_id, uint64_t seq) {
-    U64(seq_text, seq);
+    PG_U64(seq_text, seq);
     const char *params[] = {destination_id, seq_text};
-    return write_exec(tx_conn(tx), "DELETE FROM event_deliveries WHERE destination_id = $1 AND seq = $2", 2, params,
+    return pg_write(tx_conn(tx), "DELETE FROM event_deliveries WHERE destination_id = $1 AND seq = $2", 2, params,
                       NULL);
 }
 
 static pc_status pg_events_delivery_redeliver(store_tx_t *tx, const char *destination_id, uint64_t seq,
                                               uint64_t now_ns) {
-    U64(seq_text, seq);
-    U64(now, now_ns);
+    PG_U64(seq_text, seq);
+    PG_U64(now, now_ns);
     const char *params[] = {destination_id, seq_text, now, "redelivery requested"};
     int64_t rows = 0;
-    pc_status status = write_exec(tx_conn(tx), "UPDATE event_deliveries SET state = 1, attempts = 0,"
+    pc_status status = pg_write(tx_conn(tx), "UPDATE event_deliveries SET state = 1, attempts = 0,"
                                   " first_attempt_ns = 0, next_attempt_ns = $3, updated_ns = $3, last_error = $4"
                                   " WHERE destination_id = $1 AND seq = $2", 4, params, &rows);
     if (status != PC_OK || rows > 0) return status;
     /* No row: add one for an event at or below the cursor (settled); above it the
      * event is still to come from the outbox. */
-    return write_exec(tx_conn(tx), "INSERT INTO event_deliveries(destination_id, seq, state, attempts,"
+    return pg_write(tx_conn(tx), "INSERT INTO event_deliveries(destination_id, seq, state, attempts,"
                       " first_attempt_ns, next_attempt_ns, updated_ns, last_error) SELECT $1::text, $2::bigint, 1, 0, 0,"
                       " $3::bigint, $3::bigint, $4::text"
                       " WHERE EXISTS (SELECT 1 FROM event_destinations WHERE id = $1 AND cursor_seq >= $2)", 4,
@@ -503,9 +490,9 @@ static pc_status pg_events_delivery_redeliver(store_tx_t *tx, const char *destin
 static pc_status pg_events_deliveries_list(store_reader_t *reader, const char *destination_id,
                                            store_delivery_state state, uint64_t after_seq, uint32_t limit,
                                            store_event_delivery_fn fn, void *ctx, bool *has_more) {
-    U64(after, after_seq);
-    U64(state_text, (uint64_t)state);
-    U64(limit_text, (uint64_t)limit + 1);
+    PG_U64(after, after_seq);
+    PG_U64(state_text, (uint64_t)state);
+    PG_U64(limit_text, (uint64_t)limit + 1);
     const char *params[] = {destination_id, after, state_text, limit == 0 ? NULL : limit_text};
     PGresult *result = pg_query(pg_reader_conn(reader),
         "SELECT d.destination_id, d.seq, d.state, d.attempts, d.first_attempt_ns, d.next_attempt_ns, d.updated_ns,"
@@ -539,8 +526,8 @@ static pc_status pg_events_purge(store_tx_t *tx, uint64_t before_ns, uint32_t ro
     pc_status status = pg_events_flush((pg_store_t *)tx->store); /* the newest event is kept */
     *deleted_count = 0;
     if (status != PC_OK) return status;
-    U64(before, before_ns);
-    U64(limit, rows_max);
+    PG_U64(before, before_ns);
+    PG_U64(limit, rows_max);
     const char *params[] = {before, limit};
     static const char victims[] =
         "SELECT seq FROM events WHERE seq < $1"
@@ -552,7 +539,7 @@ static pc_status pg_events_purge(store_tx_t *tx, uint64_t before_ns, uint32_t ro
     snprintf(sql, sizeof sql, "WITH victims AS (%s), owners AS (DELETE FROM event_owners WHERE seq IN (SELECT seq"
              " FROM victims)) DELETE FROM events WHERE seq IN (SELECT seq FROM victims)", victims);
     int64_t rows = 0;
-    status = write_exec(tx_conn(tx), sql, 2, params, &rows);
+    status = pg_write(tx_conn(tx), sql, 2, params, &rows);
     *deleted_count = (uint32_t)rows;
     return status;
 }

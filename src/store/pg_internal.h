@@ -3,11 +3,14 @@
 #ifndef PAYCORE_STORE_PG_INTERNAL_H
 #define PAYCORE_STORE_PG_INTERNAL_H
 
+#include <inttypes.h>
 #include <libpq-fe.h>
+#include <stdio.h>
 
 #include "core/core.h"
 #include "paycore/limits.h"
 #include "store/store_backend.h"
+#include "store/store_dirty.h"
 #include "store/store_shadow.h"
 
 /* The writer's lock: a session advisory lock on the writer's connection, so it goes
@@ -41,10 +44,7 @@ typedef struct pg_store {
     store_options_t options;
     uint32_t commit_count;
     store_shadow_t *shadow;
-    uint8_t *dirty_bits;         /* accounts changed since the balance snapshot */
-    uint32_t *dirty;
-    uint32_t dirty_count;
-    uint32_t dirty_capacity;
+    store_dirty_t dirty;         /* accounts changed since the balance snapshot */
     uint64_t accounts_as_of_seq;
     uint64_t journal_head_seq;
     pg_prefetched_t *prefetched; /* sorted by id; valid until the batch ends */
@@ -75,6 +75,13 @@ pc_status pg_fail(pg_store_t *store, pc_status status, const char *what);
 bool pg_exec_ok(PGconn *conn, const char *sql);
 /* Runs a query with text parameters; NULL on failure (the caller reads PQerrorMessage). */
 PGresult *pg_query(PGconn *conn, const char *sql, int param_count, const char *const *params);
+/* Runs a write with text parameters: PC_OK, or PC_STORE_COMMIT_FAILED (the batch
+ * fails); *rows_out (optional) gets the rows it touched. */
+pc_status pg_write(PGconn *conn, const char *sql, int param_count, const char *const *params, int64_t *rows_out);
+/* A parameter's text for an unsigned integer: declares char name[24]. */
+#define PG_U64(name, value) \
+    char name[24];          \
+    snprintf(name, sizeof name, "%" PRIu64, (uint64_t)(value))
 int64_t pg_int(const PGresult *result, int row, int column);
 /* Copies a bytea column (text form "\x...") into 'out' when it has exactly 'bytes'. */
 bool pg_bytea(const PGresult *result, int row, int column, uint8_t *out, size_t bytes);
@@ -118,7 +125,6 @@ void pg_tx_rollback(store_tx_t *tx);
 pc_status pg_balance_snapshot(store_t *store, const ledger_t *ledger);
 pc_status pg_probe(store_t *store);
 PGconn *pg_tx_conn(store_tx_t *tx);
-void pg_dirty_mark(pg_store_t *store, uint32_t account_no);
 void pg_prefetch_clear(pg_store_t *store);
 
 /* ---- pg_read.c ---- */

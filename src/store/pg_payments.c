@@ -10,18 +10,6 @@
 
 #include "store/pg_internal.h"
 
-#define U64(name, value) \
-    char name[24];       \
-    snprintf(name, sizeof name, "%" PRIu64, (uint64_t)(value))
-
-static pc_status write_exec(PGconn *conn, const char *sql, int count, const char *const *params, int64_t *rows_out) {
-    PGresult *result = pg_query(conn, sql, count, params);
-    if (result == NULL) return PC_STORE_COMMIT_FAILED;
-    if (rows_out != NULL) *rows_out = strtoll(PQcmdTuples(result), NULL, 10);
-    PQclear(result);
-    return PC_OK;
-}
-
 /* A bytea column of at most 'max' bytes into 'out'; false when longer or malformed. */
 static bool bytea_into(const PGresult *result, int row, int column, uint8_t *out, size_t max, size_t *bytes) {
     *bytes = 0;
@@ -39,11 +27,11 @@ static pc_status pg_pay_object_put(store_tx_t *tx, const store_pay_object_t *o) 
     if (doc == NULL) return PC_NO_MEMORY;
     memcpy(doc, o->doc, doc_bytes);
     doc[doc_bytes] = '\0';
-    U64(created, o->created_ns);
-    U64(updated, o->updated_ns);
-    U64(version, o->version);
+    PG_U64(created, o->created_ns);
+    PG_U64(updated, o->updated_ns);
+    PG_U64(version, o->version);
     const char *params[] = {o->id, o->kind, o->merchant_id, o->parent_id, o->status, created, updated, version, doc};
-    pc_status status = write_exec(pg_tx_conn(tx), "INSERT INTO pay_objects(id, kind, merchant_id, parent_id, status,"
+    pc_status status = pg_write(pg_tx_conn(tx), "INSERT INTO pay_objects(id, kind, merchant_id, parent_id, status,"
                                   " created_ns, updated_ns, version, doc) VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9)"
                                   " ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, merchant_id ="
                                   " excluded.merchant_id, parent_id = excluded.parent_id, status = excluded.status,"
@@ -120,10 +108,10 @@ static pc_status pg_pay_objects_list(store_reader_t *reader, const store_pay_que
         pc_status status = cursor_find(conn, q, &cursor_ns);
         if (status != PC_OK) return status;
     }
-    U64(from, q->created_from_ns);
-    U64(to, q->created_to_ns ? q->created_to_ns : (uint64_t)INT64_MAX);
-    U64(cursor, cursor_ns);
-    U64(limit, (uint64_t)q->limit + 1);
+    PG_U64(from, q->created_from_ns);
+    PG_U64(to, q->created_to_ns ? q->created_to_ns : (uint64_t)INT64_MAX);
+    PG_U64(cursor, cursor_ns);
+    PG_U64(limit, (uint64_t)q->limit + 1);
     const char *params[9];
     int count = 0;
     char sql[768];
@@ -162,7 +150,7 @@ static pc_status pg_pay_lookup_put(store_tx_t *tx, const char *name, const char 
     if (extra_bytes > 0) pg_bytea_text(extra, extra_bytes, extra_text);
     const char *params[] = {name, object_id, extra_bytes > 0 ? extra_text : NULL};
     int64_t rows = 0;
-    pc_status status = write_exec(pg_tx_conn(tx), "INSERT INTO pay_lookups(name, object_id, extra) VALUES($1, $2, $3)"
+    pc_status status = pg_write(pg_tx_conn(tx), "INSERT INTO pay_lookups(name, object_id, extra) VALUES($1, $2, $3)"
                                   " ON CONFLICT (name) DO NOTHING", 3, params, &rows);
     return status == PC_OK && rows == 0 ? PC_EXISTS : status;
 }
@@ -206,9 +194,9 @@ static pc_status pg_vault_key_put(store_tx_t *tx, const store_vault_key_t *key) 
     char wrapped[2 * STORE_VAULT_WRAPPED_BYTES_MAX + 3];
     PC_ASSERT(key->wrapped_bytes <= STORE_VAULT_WRAPPED_BYTES_MAX);
     pg_bytea_text(key->wrapped, key->wrapped_bytes, wrapped);
-    U64(created, key->created_ns);
+    PG_U64(created, key->created_ns);
     const char *params[] = {key->id, key->kind, key->kek_id, wrapped, created};
-    return write_exec(pg_tx_conn(tx), "INSERT INTO vault_keys(id, kind, kek_id, wrapped, created_ns) VALUES($1, $2,"
+    return pg_write(pg_tx_conn(tx), "INSERT INTO vault_keys(id, kind, kek_id, wrapped, created_ns) VALUES($1, $2,"
                       " $3, $4, $5) ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, kek_id = excluded.kek_id,"
                       " wrapped = excluded.wrapped, created_ns = excluded.created_ns", 5, params, NULL);
 }
@@ -236,12 +224,12 @@ static pc_status pg_vault_card_put(store_tx_t *tx, const store_vault_card_t *car
     PC_ASSERT(card->ciphertext_bytes <= STORE_VAULT_CIPHERTEXT_BYTES_MAX);
     pg_bytea_text(card->nonce, sizeof card->nonce, nonce);
     pg_bytea_text(card->ciphertext, card->ciphertext_bytes, ciphertext);
-    U64(month, card->exp_month);
-    U64(year, card->exp_year);
-    U64(created, card->created_ns);
+    PG_U64(month, card->exp_month);
+    PG_U64(year, card->exp_year);
+    PG_U64(created, card->created_ns);
     const char *params[] = {card->token, card->data_key_id, nonce, ciphertext, card->bin, card->last4, month, year,
                             card->fingerprint, created};
-    return write_exec(pg_tx_conn(tx), "INSERT INTO vault_cards(token, data_key_id, nonce, ciphertext, bin, last4,"
+    return pg_write(pg_tx_conn(tx), "INSERT INTO vault_cards(token, data_key_id, nonce, ciphertext, bin, last4,"
                       " exp_month, exp_year, fingerprint, created_ns) VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
                       " ON CONFLICT (token) DO NOTHING", 10, params, NULL);
 }

@@ -152,14 +152,18 @@ pc_status pg_list_accounts_granted(store_reader_t *base, const char *key_id, con
     return PC_OK;
 }
 
-/* [low, high) of timestamps for a page after 'after_ts' (0: from the start). */
-static void range_bounds(const store_query_t *query, int64_t after_ts, int64_t *low, int64_t *high) {
-    *low = query->from_ns ? (int64_t)query->from_ns : INT64_MIN;
-    *high = query->to_ns ? (int64_t)query->to_ns : INT64_MAX;
-    if (after_ts != 0) {
-        if (query->descending) *high = after_ts < *high ? after_ts : *high;
-        else *low = after_ts + 1 > *low ? after_ts + 1 : *low;
-    }
+/* A page's parameters after the account id: [low, high) of timestamps after
+ * 'after_ts' (0: from the start) and the limit (one row more than a page). */
+typedef struct {
+    char low[24], high[24], limit[16];
+} range_params_t;
+
+static void range_params(const store_query_t *query, int64_t after_ts, range_params_t *out) {
+    int64_t low, high;
+    store_query_range(query, after_ts, &low, &high);
+    snprintf(out->low, sizeof out->low, "%lld", (long long)low);
+    snprintf(out->high, sizeof out->high, "%lld", (long long)high);
+    snprintf(out->limit, sizeof out->limit, "%u", query->limit + 1);
 }
 
 pc_status pg_list_account_transfers(store_reader_t *base, const char *account_id, const store_query_t *query,
@@ -171,13 +175,9 @@ pc_status pg_list_account_transfers(store_reader_t *base, const char *account_id
         status = position_of(reader, "SELECT timestamp FROM transfers WHERE id = $1", query->starting_after, &after_ts);
     }
     if (status != PC_OK) return status;
-    int64_t low, high;
-    range_bounds(query, after_ts, &low, &high);
-    char low_text[24], high_text[24], limit[16];
-    snprintf(low_text, sizeof low_text, "%lld", (long long)low);
-    snprintf(high_text, sizeof high_text, "%lld", (long long)high);
-    snprintf(limit, sizeof limit, "%u", query->limit + 1);
-    const char *params[] = {account_id, low_text, high_text, limit};
+    range_params_t range;
+    range_params(query, after_ts, &range);
+    const char *params[] = {account_id, range.low, range.high, range.limit};
     PGresult *result = pg_query(reader->conn, query->descending
         ? "SELECT " PG_TRANSFER_COLUMNS " FROM transfers WHERE (debit_account_id = $1 OR credit_account_id = $1)"
           " AND timestamp >= $2 AND timestamp < $3 ORDER BY timestamp DESC LIMIT $4"
@@ -204,13 +204,9 @@ pc_status pg_list_history(store_reader_t *base, const char *account_id, const st
                                        &after_ts);
         if (status != PC_OK) return status;
     }
-    int64_t low, high;
-    range_bounds(query, after_ts, &low, &high);
-    char low_text[24], high_text[24], limit[16];
-    snprintf(low_text, sizeof low_text, "%lld", (long long)low);
-    snprintf(high_text, sizeof high_text, "%lld", (long long)high);
-    snprintf(limit, sizeof limit, "%u", query->limit + 1);
-    const char *params[] = {account_id, low_text, high_text, limit};
+    range_params_t range;
+    range_params(query, after_ts, &range);
+    const char *params[] = {account_id, range.low, range.high, range.limit};
     PGresult *result = pg_query(reader->conn, query->descending
         ? "SELECT timestamp, transfer_id, debits_pending, debits_posted, credits_pending, credits_posted FROM"
           " balance_history WHERE account_id = $1 AND timestamp >= $2 AND timestamp < $3"

@@ -41,6 +41,23 @@ static pc_status writer_lock_try(pg_store_t *store) {
     return taken ? PC_OK : PC_STORE_IN_USE;
 }
 
+static void pause_ms(uint32_t ms) {
+    struct timespec pause = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    nanosleep(&pause, NULL);
+}
+
+/* The lock of a writer that just stopped or died goes when its session ends, a moment
+ * later: polls for STORE_WRITER_LOCK_GRACE_MS before the caller refuses. */
+static pc_status writer_lock_grace(pg_store_t *store) {
+    pc_status status = PC_STORE_IN_USE;
+    for (uint32_t waited_ms = 0; status == PC_STORE_IN_USE && waited_ms < STORE_WRITER_LOCK_GRACE_MS;
+         waited_ms += 100) {
+        pause_ms(100);
+        status = writer_lock_try(store);
+    }
+    return status;
+}
+
 /* A standby: polls until the holder's session ends (the server releases its lock) or
  * options.standby_continue says stop. */
 static pc_status writer_lock_wait(pg_store_t *store) {
@@ -52,8 +69,7 @@ static pc_status writer_lock_wait(pg_store_t *store) {
             snprintf(store->error_detail, sizeof store->error_detail, "standby stopped before it took the lock");
             return PC_SHUTTING_DOWN;
         }
-        struct timespec pause = {0, (long)STORE_STANDBY_POLL_MS * 1000000L};
-        nanosleep(&pause, NULL);
+        pause_ms(STORE_STANDBY_POLL_MS);
         status = writer_lock_try(store);
     }
     if (status == PC_OK) fprintf(stderr, "{\"level\":\"notice\",\"msg\":\"standby: took the writer's lock\"}\n");
@@ -65,6 +81,7 @@ static pc_status writer_lock_wait(pg_store_t *store) {
 static pc_status writer_lock_take(pg_store_t *store) {
     pc_status status = writer_lock_try(store);
     if (status == PC_STORE_IN_USE && store->options.standby) status = writer_lock_wait(store);
+    if (status == PC_STORE_IN_USE) status = writer_lock_grace(store);
     if (status != PC_STORE_IN_USE) return status;
     char sql[256];
     snprintf(sql, sizeof sql, "SELECT coalesce(min(pid), 0) FROM pg_locks WHERE locktype = 'advisory' AND granted"
@@ -101,11 +118,8 @@ static pc_status meta_int(pg_store_t *store, const char *key, int64_t *value) {
 
 static pc_status memory_init(pg_store_t *store) {
     store->shadow = store_shadow_new();
-    store->dirty_bits = calloc(LEDGER_ACCOUNTS_MAX / 8, 1);
-    store->dirty_capacity = 1024;
-    store->dirty = malloc(sizeof(uint32_t) * store->dirty_capacity);
-    if (store->shadow == NULL || store->dirty_bits == NULL || store->dirty == NULL) return PC_NO_MEMORY;
-    return PC_OK;
+    if (store->shadow == NULL) return PC_NO_MEMORY;
+    return store_dirty_init(&store->dirty);
 }
 
 static pc_status open_steps(pg_store_t *store) {
@@ -130,8 +144,7 @@ static void pg_close(store_t *base) {
     pg_events_discard(store);
     PQfinish(store->conn); /* the writer's lock goes with the session */
     store_shadow_free(store->shadow);
-    free(store->dirty_bits);
-    free(store->dirty);
+    store_dirty_free(&store->dirty);
     free(store->metadata_scratch);
     free(store->url);
     free(store->url_shown);
@@ -331,22 +344,6 @@ static pc_status load_accounts(pg_store_t *store, ledger_t *ledger) {
     return status;
 }
 
-/* The amount a post/void/expiry released: its pending transfer's. */
-static pc_status pending_amount_of(pg_store_t *store, const ledger_transfer_t *record, int64_t *amount) {
-    *amount = 0;
-    if (!(record->flags & (LEDGER_TRANSFER_POST_PENDING | LEDGER_TRANSFER_VOID_PENDING))) return PC_OK;
-    ledger_transfer_record_t pending;
-    pc_status status = source_transfer_find(store, record->pending_id, &pending);
-    if (status != PC_OK && status != PC_NOT_FOUND) return status;
-    if (status != PC_OK || pending.failure != PC_OK) {
-        snprintf(store->error_detail, sizeof store->error_detail, "replay: pending %s of %s not found",
-                 record->pending_id, record->id);
-        return PC_STORE_CORRUPT;
-    }
-    *amount = pending.transfer.amount;
-    return PC_OK;
-}
-
 /* Re-derives balances from the transfers committed after the balance snapshot. */
 static pc_status replay_after_snapshot(pg_store_t *store, ledger_t *ledger) {
     char as_of[24];
@@ -360,11 +357,12 @@ static pc_status replay_after_snapshot(pg_store_t *store, ledger_t *ledger) {
         ledger_transfer_t record;
         pg_transfer_from_row(result, row, &record);
         int64_t pending_amount;
-        status = pending_amount_of(store, &record, &pending_amount);
+        status = store_replay_pending_amount(&(ledger_source_t){source_transfer_find, store}, &record,
+                                         &pending_amount, store->error_detail, sizeof store->error_detail);
         if (status == PC_OK) status = ledger_load_replay(ledger, &record, pending_amount);
         if (status != PC_OK) break;
-        pg_dirty_mark(store, ledger_account_index(ledger, ledger_account_find(ledger, record.debit_account_id)));
-        pg_dirty_mark(store, ledger_account_index(ledger, ledger_account_find(ledger, record.credit_account_id)));
+        store_dirty_mark(&store->dirty, ledger_account_index(ledger, ledger_account_find(ledger, record.debit_account_id)));
+        store_dirty_mark(&store->dirty, ledger_account_index(ledger, ledger_account_find(ledger, record.credit_account_id)));
     }
     PQclear(result);
     return status;

@@ -39,24 +39,6 @@ static pc_status write_failed(pg_store_t *store, const char *what, bool at_commi
     return status;
 }
 
-void pg_dirty_mark(pg_store_t *store, uint32_t account_no) {
-    PC_ASSERT(account_no < LEDGER_ACCOUNTS_MAX);
-    if (store->dirty_bits[account_no / 8] & (1u << (account_no % 8))) return;
-    store->dirty_bits[account_no / 8] |= (uint8_t)(1u << (account_no % 8));
-    if (store->dirty_count == store->dirty_capacity) {
-        uint32_t *grown = realloc(store->dirty, sizeof(uint32_t) * store->dirty_capacity * 2);
-        PC_ASSERT(grown != NULL);
-        store->dirty = grown;
-        store->dirty_capacity *= 2;
-    }
-    store->dirty[store->dirty_count++] = account_no;
-}
-
-static void dirty_clear(pg_store_t *store) {
-    for (uint32_t i = 0; i < store->dirty_count; i++) store->dirty_bits[store->dirty[i] / 8] = 0;
-    store->dirty_count = 0;
-}
-
 /* ---- rows ---- */
 
 static void copy_balances(pg_copy_t *copy, const ledger_balances_t *b) {
@@ -179,24 +161,15 @@ static bool pending_changes_write(PGconn *conn, const ledger_changes_t *c) {
                              " $2::integer[]) AS u(ts, state) WHERE t.timestamp = u.ts", arrays, 2);
 }
 
-static int account_no_compare(const void *a, const void *b) {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* The balances of every dirty account and of 'extra' (the batch being written), as
  * of journal seq 'seq', in one statement. */
 static pc_status balance_snapshot_write(pg_store_t *store, const ledger_t *ledger, const uint32_t *extra,
                                         uint32_t extra_count, uint64_t seq) {
-    uint32_t count = store->dirty_count + extra_count;
-    uint32_t *nos = malloc(sizeof(uint32_t) * (count > 0 ? count : 1));
+    uint32_t count = 0;
+    uint32_t *nos = store_dirty_sorted(&store->dirty, extra, extra_count, &count);
     if (nos == NULL) return PC_NO_MEMORY;
-    if (store->dirty_count > 0) memcpy(nos, store->dirty, sizeof(uint32_t) * store->dirty_count);
-    if (extra_count > 0) memcpy(nos + store->dirty_count, extra, sizeof(uint32_t) * extra_count);
-    qsort(nos, count, sizeof(uint32_t), account_no_compare);
     pg_copy_t arrays[5] = {{0}, {0}, {0}, {0}, {0}};
     for (uint32_t i = 0; i < count; i++) {
-        if (i > 0 && nos[i] == nos[i - 1]) continue;
         const ledger_balances_t *b = &ledger_account_at(ledger, nos[i])->balances;
         array_int(&arrays[0], nos[i]);
         array_int(&arrays[1], b->debits_pending);
@@ -338,7 +311,7 @@ static void tx_publish(pg_tx_t *tx) {
         for (uint32_t i = 0; i < c->accounts_touched_count; i++) {
             uint32_t no = c->accounts_touched[i];
             store_shadow_publish(store->shadow, no, &ledger_account_at(tx->ledger, no)->balances);
-            if (!tx->snapshot_written) pg_dirty_mark(store, no);
+            if (!tx->snapshot_written) store_dirty_mark(&store->dirty, no);
         }
         for (uint32_t i = 0; i < c->accounts_created_count; i++) {
             uint32_t no = c->accounts_created[i];
@@ -346,7 +319,7 @@ static void tx_publish(pg_tx_t *tx) {
         }
     }
     if (tx->snapshot_written) {
-        dirty_clear(store);
+        store_dirty_clear(&store->dirty);
         store->accounts_as_of_seq = tx->batch_seq;
     }
 }
@@ -409,12 +382,12 @@ static pc_status single_transaction_end(pg_store_t *store, pc_status status, con
 pc_status pg_balance_snapshot(store_t *base, const ledger_t *ledger) {
     pg_store_t *store = (pg_store_t *)base;
     if (store->failed != PC_OK) return store->failed;
-    if (store->dirty_count == 0 && store->accounts_as_of_seq == store->journal_head_seq) return PC_OK;
+    if (store->dirty.count == 0 && store->accounts_as_of_seq == store->journal_head_seq) return PC_OK;
     if (!pg_exec_ok(store->conn, "BEGIN")) return write_failed(store, "balance snapshot begin", false);
     pc_status status = balance_snapshot_write(store, ledger, NULL, 0, store->journal_head_seq);
     status = single_transaction_end(store, status, "balance snapshot commit");
     if (status != PC_OK) return status;
-    dirty_clear(store);
+    store_dirty_clear(&store->dirty);
     store->accounts_as_of_seq = store->journal_head_seq;
     return PC_OK;
 }

@@ -7,6 +7,7 @@
 
 #include "core/core.h"
 #include "store/store_backend.h"
+#include "store/store_dirty.h"
 #include "store/store_shadow.h"
 
 /* The backend's store: struct sqlite_store below. */
@@ -160,10 +161,7 @@ struct sqlite_store {
     pc_hash_key_t id_key;   /* '<path>.idkey': ids are hashed with it (sqlite_index.c) */
     /* Accounts whose balances changed since the balance snapshot, in committed
      * batches only (a batch's accounts join after its COMMIT). */
-    uint8_t *dirty_bits;
-    uint32_t *dirty;
-    uint32_t dirty_count;
-    uint32_t dirty_capacity;
+    store_dirty_t dirty;
     uint64_t accounts_as_of_seq; /* the balance snapshot's journal seq; <= journal_head_seq */
     uint64_t journal_head_seq;   /* the last journal row committed */
     pc_status failed;            /* PC_OK, or PC_STORE_FAILED for good */
@@ -176,8 +174,6 @@ pc_status store_sqlite_fail(sqlite_store_t *store, pc_status status, const char 
 /* Waits for room in the id memtable before a batch (sqlite_store.c); the indexer
  * having given up fails the store for good (PC_STORE_INDEX_FAILED). */
 pc_status store_sqlite_index_room(sqlite_store_t *store);
-/* Adds an account to the dirty list (sqlite_tx.c); load and committed batches only. */
-void store_sqlite_dirty_mark(sqlite_store_t *store, uint32_t account_no);
 
 /* The batch transaction and what runs outside batches (sqlite_tx.c): the ops of
  * the same names (store_backend.h). */

@@ -235,15 +235,6 @@ pc_status store_sqlite_list_accounts_granted(store_reader_t *base, const char *k
     return accounts_emit(reader, stmt, query, fn, ctx, has_more);
 }
 
-static void range_bounds(const store_query_t *query, int64_t after_ts, int64_t *low, int64_t *high) {
-    *low = query->from_ns ? (int64_t)query->from_ns : INT64_MIN;
-    *high = query->to_ns ? (int64_t)query->to_ns : INT64_MAX; /* exclusive */
-    if (after_ts != 0) {
-        if (query->descending) *high = after_ts < *high ? after_ts : *high;
-        else *low = after_ts + 1 > *low ? after_ts + 1 : *low;
-    }
-}
-
 pc_status store_sqlite_list_account_transfers(store_reader_t *base, const char *account_id, const store_query_t *query,
                                        store_transfer_fn fn, void *ctx, bool *has_more) {
     sqlite_reader_t *reader = (sqlite_reader_t *)base;
@@ -255,7 +246,7 @@ pc_status store_sqlite_list_account_transfers(store_reader_t *base, const char *
         if (status != PC_OK) return status;
     }
     int64_t low, high;
-    range_bounds(query, after_ts, &low, &high);
+    store_query_range(query, after_ts, &low, &high);
     uint64_t ts[API_LIST_LIMIT_MAX + 1];
     uint32_t limit = query->limit < API_LIST_LIMIT_MAX ? query->limit : API_LIST_LIMIT_MAX;
     uint32_t count = 0;
@@ -282,7 +273,7 @@ pc_status store_sqlite_list_history(store_reader_t *base, const char *account_id
         if (status != PC_OK) return status;
     }
     int64_t low, high;
-    range_bounds(query, after_ts, &low, &high);
+    store_query_range(query, after_ts, &low, &high);
     const char *sql = query->descending
         ? "SELECT timestamp, transfer_id, debits_pending, debits_posted, credits_pending, credits_posted FROM"
           " balance_history WHERE account_id=?1 AND timestamp>=?2 AND timestamp<?3 ORDER BY timestamp DESC LIMIT ?4"

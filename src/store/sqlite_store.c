@@ -338,11 +338,8 @@ static pc_status id_key_load(sqlite_store_t *store) {
 
 static pc_status memory_init(sqlite_store_t *store) {
     store->shadow = store_shadow_new();
-    store->dirty_bits = calloc(LEDGER_ACCOUNTS_MAX / 8, 1);
-    store->dirty_capacity = 1024;
-    store->dirty = malloc(sizeof(uint32_t) * store->dirty_capacity);
-    if (store->shadow == NULL || store->dirty_bits == NULL || store->dirty == NULL) return PC_NO_MEMORY;
-    return PC_OK;
+    if (store->shadow == NULL) return PC_NO_MEMORY;
+    return store_dirty_init(&store->dirty);
 }
 
 /* Files SQLite made beside the database take its mode; older files are tightened. */
@@ -428,8 +425,7 @@ static void sqlite_close(store_t *base) {
     store_index_close(store->index); /* flushes what is left */
     sodium_memzero(&store->id_key, sizeof store->id_key);
     store_shadow_free(store->shadow);
-    free(store->dirty_bits);
-    free(store->dirty);
+    store_dirty_free(&store->dirty);
     for (int i = 0; i < STMT_COUNT; i++) sqlite3_finalize(store->statements[i]);
     if (store->db != NULL) sqlite3_close(store->db);
     store_sqlite_lock_release(store->path, store->lock_fd); /* after the last connection */
@@ -669,33 +665,18 @@ static pc_status load_accounts(sqlite_store_t *store, ledger_t *ledger) {
     return status;
 }
 
-/* The amount a post/void/expiry released: its pending transfer's. */
-static pc_status pending_amount_of(sqlite_store_t *store, const ledger_transfer_t *record, int64_t *amount) {
-    *amount = 0;
-    if (!(record->flags & (LEDGER_TRANSFER_POST_PENDING | LEDGER_TRANSFER_VOID_PENDING))) return PC_OK;
-    ledger_transfer_record_t pending;
-    pc_status status = source_transfer_find(store, record->pending_id, &pending);
-    if (status != PC_OK && status != PC_NOT_FOUND) return status;
-    if (status != PC_OK || pending.failure != PC_OK) {
-        snprintf(store->error_detail, sizeof store->error_detail, "replay: pending %s of %s not found",
-                 record->pending_id, record->id);
-        return PC_STORE_CORRUPT;
-    }
-    *amount = pending.transfer.amount;
-    return PC_OK;
-}
-
 static pc_status replay_row(sqlite_store_t *store, ledger_t *ledger, sqlite3_stmt *stmt) {
     ledger_transfer_t record;
     store_sqlite_transfer_from_row(stmt, &record);
     int64_t pending_amount;
-    pc_status status = pending_amount_of(store, &record, &pending_amount);
+    pc_status status = store_replay_pending_amount(&(ledger_source_t){source_transfer_find, store}, &record,
+                                         &pending_amount, store->error_detail, sizeof store->error_detail);
     if (status == PC_OK) status = ledger_load_replay(ledger, &record, pending_amount);
     if (status != PC_OK) return status;
     const ledger_account_t *debit = ledger_account_find(ledger, record.debit_account_id);
     const ledger_account_t *credit = ledger_account_find(ledger, record.credit_account_id);
-    store_sqlite_dirty_mark(store, ledger_account_index(ledger, debit));
-    store_sqlite_dirty_mark(store, ledger_account_index(ledger, credit));
+    store_dirty_mark(&store->dirty, ledger_account_index(ledger, debit));
+    store_dirty_mark(&store->dirty, ledger_account_index(ledger, credit));
     return PC_OK;
 }
 

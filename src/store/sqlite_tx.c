@@ -74,26 +74,6 @@ static pc_status step_done(sqlite_store_t *store, sqlite3_stmt *stmt, const char
     return rc == SQLITE_DONE ? PC_OK : write_failed(store, what, false);
 }
 
-/* ---- the dirty list ---- */
-
-void store_sqlite_dirty_mark(sqlite_store_t *store, uint32_t account_no) {
-    PC_ASSERT(account_no < LEDGER_ACCOUNTS_MAX);
-    if (store->dirty_bits[account_no / 8] & (1u << (account_no % 8))) return;
-    store->dirty_bits[account_no / 8] |= (uint8_t)(1u << (account_no % 8));
-    if (store->dirty_count == store->dirty_capacity) {
-        uint32_t *grown = realloc(store->dirty, sizeof(uint32_t) * store->dirty_capacity * 2);
-        PC_ASSERT(grown != NULL);
-        store->dirty = grown;
-        store->dirty_capacity *= 2;
-    }
-    store->dirty[store->dirty_count++] = account_no;
-}
-
-static void dirty_clear(sqlite_store_t *store) {
-    for (uint32_t i = 0; i < store->dirty_count; i++) store->dirty_bits[store->dirty[i] / 8] = 0;
-    store->dirty_count = 0;
-}
-
 /* ---- rows ---- */
 
 static void bind_text_or_null(sqlite3_stmt *stmt, int index, const char *text) {
@@ -195,11 +175,6 @@ static pc_status meta_set(sqlite_store_t *store, const char *key, int64_t value)
 
 /* ---- the balance snapshot ---- */
 
-static int account_no_compare(const void *a, const void *b) {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Writes the balances of every dirty account and of 'extra' (the batch being
  * written, not yet committed), as of journal seq 'seq'. In rowid order: each B-tree
  * page is visited once (5x faster than the order the accounts were touched in). The
@@ -207,17 +182,13 @@ static int account_no_compare(const void *a, const void *b) {
 static pc_status balance_snapshot_write(sqlite_store_t *store, const ledger_t *ledger, const uint32_t *extra,
                                         uint32_t extra_count, uint64_t seq) {
     PC_ASSERT(seq >= store->accounts_as_of_seq);
-    uint32_t count = store->dirty_count + extra_count;
-    uint32_t *nos = malloc(sizeof(uint32_t) * (count > 0 ? count : 1));
+    uint32_t count = 0;
+    uint32_t *nos = store_dirty_sorted(&store->dirty, extra, extra_count, &count);
     if (nos == NULL) return PC_NO_MEMORY;
-    if (store->dirty_count > 0) memcpy(nos, store->dirty, sizeof(uint32_t) * store->dirty_count);
-    if (extra_count > 0) memcpy(nos + store->dirty_count, extra, sizeof(uint32_t) * extra_count);
-    qsort(nos, count, sizeof(uint32_t), account_no_compare);
     uint32_t account_count = ledger_account_count(ledger);
     sqlite3_stmt *stmt = store->statements[STMT_ACCOUNT_UPDATE];
     pc_status status = PC_OK;
     for (uint32_t i = 0; status == PC_OK && i < count; i++) {
-        if (i > 0 && nos[i] == nos[i - 1]) continue;
         PC_ASSERT(nos[i] < account_count); /* a number the ledger still holds */
         bind_balances(stmt, 1, &ledger_account_at(ledger, nos[i])->balances);
         sqlite3_bind_int64(stmt, 5, nos[i]);
@@ -360,7 +331,7 @@ static void tx_publish(sqlite_tx_t *tx) {
             uint32_t no = c->accounts_touched[i];
             PC_ASSERT(no < account_count);
             store_shadow_publish(store->shadow, no, &ledger_account_at(tx->ledger, no)->balances);
-            if (!tx->snapshot_written) store_sqlite_dirty_mark(store, no);
+            if (!tx->snapshot_written) store_dirty_mark(&store->dirty, no);
         }
         for (uint32_t i = 0; i < c->accounts_created_count; i++) {
             uint32_t no = c->accounts_created[i];
@@ -373,7 +344,7 @@ static void tx_publish(sqlite_tx_t *tx) {
         if (tx->index_entry_count > 0) store_index_add(store->index, tx->index_entries, tx->index_entry_count);
     }
     if (tx->snapshot_written) {
-        dirty_clear(store);
+        store_dirty_clear(&store->dirty);
         store->accounts_as_of_seq = tx->batch_seq;
     }
     PC_ASSERT(store->accounts_as_of_seq <= store->journal_head_seq);
@@ -427,7 +398,7 @@ void store_sqlite_tx_rollback(store_tx_t *base) {
 pc_status store_sqlite_balance_snapshot(store_t *base, const ledger_t *ledger) {
     sqlite_store_t *store = (sqlite_store_t *)base;
     if (store->failed != PC_OK) return store->failed; /* memory may disagree with the file */
-    if (store->dirty_count == 0 && store->accounts_as_of_seq == store->journal_head_seq) return PC_OK;
+    if (store->dirty.count == 0 && store->accounts_as_of_seq == store->journal_head_seq) return PC_OK;
     if (sqlite3_exec(store->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
         return write_failed(store, "balance snapshot begin", false);
     }
@@ -439,7 +410,7 @@ pc_status store_sqlite_balance_snapshot(store_t *base, const ledger_t *ledger) {
         if (!sqlite3_get_autocommit(store->db)) sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
         return status;
     }
-    dirty_clear(store);
+    store_dirty_clear(&store->dirty);
     store->accounts_as_of_seq = store->journal_head_seq;
     store->writable = true;
     return PC_OK;

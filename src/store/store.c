@@ -3,6 +3,7 @@
  * One indirect call per batch step or read: nothing measurable next to the I/O
  * behind it; the ledger's per-event lookups go straight to the backend's
  * ledger_source_t. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,6 +87,30 @@ pc_status store_balance_snapshot(store_t *store, const ledger_t *ledger) {
 pc_status store_failed(const store_t *store) { return store->ops->failed(store); }
 bool store_writable(const store_t *store) { return store->ops->writable(store); }
 pc_status store_probe(store_t *store) { return store->ops->probe(store); }
+
+void store_query_range(const store_query_t *query, int64_t after_ts, int64_t *low, int64_t *high) {
+    *low = query->from_ns ? (int64_t)query->from_ns : INT64_MIN;
+    *high = query->to_ns ? (int64_t)query->to_ns : INT64_MAX; /* exclusive */
+    if (after_ts != 0) {
+        if (query->descending) *high = after_ts < *high ? after_ts : *high;
+        else *low = after_ts + 1 > *low ? after_ts + 1 : *low;
+    }
+}
+
+pc_status store_replay_pending_amount(const ledger_source_t *source, const ledger_transfer_t *record,
+                                      int64_t *amount, char *detail, size_t detail_bytes) {
+    *amount = 0;
+    if (!(record->flags & (LEDGER_TRANSFER_POST_PENDING | LEDGER_TRANSFER_VOID_PENDING))) return PC_OK;
+    ledger_transfer_record_t pending;
+    pc_status status = source->transfer_find(source->ctx, record->pending_id, &pending);
+    if (status != PC_OK && status != PC_NOT_FOUND) return status;
+    if (status != PC_OK || pending.failure != PC_OK) {
+        snprintf(detail, detail_bytes, "replay: pending %s of %s not found", record->pending_id, record->id);
+        return PC_STORE_CORRUPT;
+    }
+    *amount = pending.transfer.amount;
+    return PC_OK;
+}
 
 /* ---- reads ---- */
 

@@ -161,6 +161,16 @@ struct store_backend_ops {
     const store_payments_ops_t *payments;  /* NULL: no payments tables on this backend yet */
 };
 
+/* ---- helpers every backend uses (store.c) ---- */
+/* [*low, *high) of timestamps for a page of 'query' after the row at 'after_ts' (0:
+ * from the start): the query's bounds, narrowed by the cursor in its direction. */
+void store_query_range(const store_query_t *query, int64_t after_ts, int64_t *low, int64_t *high);
+/* Replaying a committed post/void/expiry needs the amount its pending transfer held:
+ * *amount from 'source' (0 for any other transfer). A pending transfer that is not
+ * there is a damaged store: PC_STORE_CORRUPT with 'detail' naming both ids. */
+pc_status store_replay_pending_amount(const ledger_source_t *source, const ledger_transfer_t *record,
+                                      int64_t *amount, char *detail, size_t detail_bytes);
+
 extern const store_backend_ops_t store_sqlite_ops;  /* sqlite_store.c */
 extern const store_backend_ops_t store_pg_ops;      /* pg_store.c */
 

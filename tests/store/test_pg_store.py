@@ -78,6 +78,7 @@ def serve_fails(args, want_code, want_text, what):
     out = subprocess.run([BIN] + args + ["--listen", "127.0.0.1:0"] if args[0] == "serve" else [BIN] + args,
                          capture_output=True, text=True, timeout=TIMEOUT_S * 2)
     check(out.returncode != 0, "%s: must be refused at start, got exit 0: %s" % (what, out.stderr))
+    no_sanitizer_report(out.stderr, what)
     lines = [line for line in out.stderr.splitlines() if want_text in line]
     check(lines, "%s: no line naming the cause (%r) in:\n%s" % (what, want_text, out.stderr))
     check(want_code in out.stderr, "%s: want code %s in:\n%s" % (what, want_code, out.stderr))
@@ -273,6 +274,13 @@ def standby_round(server, model):
     client.close()
     proc.send_signal(signal.SIGTERM)
     check(proc.wait(timeout=TIMEOUT_S) == 0, "the new writer stops cleanly")
+    for path in (log_path, waiting_log):
+        no_sanitizer_report(open(path).read(), path)
+
+
+def no_sanitizer_report(text, what):
+    for marker in pcapi.SANITIZER_MARKERS:
+        check(marker not in text, "sanitizer report in %s:\n%s" % (what, text[-6000:]))
 
 
 def suites(cluster):
