@@ -1,7 +1,7 @@
 /* store/sqlite_read.c: readers for API threads. Each reader has its own SQLite
  * connections (main and index files); in WAL mode a reader sees the last committed
  * batch and never waits for the writer. Balances come from the committed shadow
- * (sqlite_shadow.c), ids and account histories through sqlite_index.c. */
+ * (store_shadow.c), ids and account histories through sqlite_index.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
