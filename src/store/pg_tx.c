@@ -347,9 +347,11 @@ pc_status pg_tx_commit(store_tx_t *base) {
     }
     PGresult *result = PQexec(store->conn, "COMMIT");
     bool ok = PQresultStatus(result) == PGRES_COMMAND_OK;
+    /* COMMIT of a transaction a statement aborted answers "ROLLBACK": nothing is there */
+    bool rolled_back = ok && strcmp(PQcmdStatus(result), "COMMIT") != 0;
     PQclear(result);
-    if (!ok) {
-        pc_status status = write_failed(store, "commit", true);
+    if (!ok || rolled_back) {
+        pc_status status = write_failed(store, "commit", !rolled_back);
         free(tx);
         return status;
     }
