@@ -42,6 +42,14 @@
 #define STORE_INDEX_WRITE_ATTEMPTS_MAX 8
 #define STORE_INDEX_RETRY_MS_FIRST 50
 #define STORE_INDEX_RETRY_MS_MAX 2000
+/* A standby writer (paycore serve --store URL --standby) polls the writer's lock this
+ * often: it takes over within this much of the holder's connection closing (the goal
+ * is 5 s), at one cheap query a poll. */
+#define STORE_STANDBY_POLL_MS 500
+/* A writer that has just stopped or died holds the PostgreSQL writer's lock until its
+ * server session ends, a moment later: a new writer polls this long for it before it
+ * refuses with store_in_use (a writer that is alive is refused after it). */
+#define STORE_WRITER_LOCK_GRACE_MS 5000
 
 /* The journal signs a checkpoint every this many batches. */
 #define JOURNAL_CHECKPOINT_BATCHES 64

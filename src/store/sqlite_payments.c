@@ -63,14 +63,7 @@ static pc_status step_done(sqlite3_stmt *stmt) {
     return rc == SQLITE_DONE ? PC_OK : PC_STORE_COMMIT_FAILED;
 }
 
-void store_pay_object_free(store_pay_object_t *object) {
-    if (object == NULL) return;
-    free(object->doc);
-    object->doc = NULL;
-    object->doc_bytes = 0;
-}
-
-pc_status store_pay_object_put(store_tx_t *tx, const store_pay_object_t *o) {
+static pc_status sqlite_pay_object_put(store_tx_t *tx, const store_pay_object_t *o) {
     sqlite3_stmt *stmt;
     if (prepare(store_sqlite_tx_db(tx),
                 "INSERT OR REPLACE INTO pay_objects(id, kind, merchant_id, parent_id, status,"
@@ -107,7 +100,7 @@ static void object_from_row(sqlite3_stmt *stmt, store_pay_object_t *out) {
     out->doc_bytes = (size_t)sqlite3_column_bytes(stmt, 8);
 }
 
-pc_status store_pay_object_get(store_reader_t *reader, const char *id, store_pay_object_t *out) {
+static pc_status sqlite_pay_object_get(store_reader_t *reader, const char *id, store_pay_object_t *out) {
     sqlite3_stmt *stmt;
     memset(out, 0, sizeof(*out));
     if (prepare(store_sqlite_reader_db(reader), "SELECT " OBJECT_COLUMNS " FROM pay_objects WHERE id = ?1",
@@ -172,7 +165,7 @@ static void list_sql(const store_pay_query_t *q, bool cursor, char *sql, size_t 
                                                            : " ORDER BY created_ns, id LIMIT ?9");
 }
 
-pc_status store_pay_objects_list(store_reader_t *reader, const store_pay_query_t *q,
+static pc_status sqlite_pay_objects_list(store_reader_t *reader, const store_pay_query_t *q,
                                  store_pay_object_fn fn, void *ctx, bool *has_more) {
     sqlite3 *db = store_sqlite_reader_db(reader);
     *has_more = false;
@@ -212,7 +205,7 @@ pc_status store_pay_objects_list(store_reader_t *reader, const store_pay_query_t
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
 }
 
-pc_status store_pay_lookup_put(store_tx_t *tx, const char *name, const char *object_id,
+static pc_status sqlite_pay_lookup_put(store_tx_t *tx, const char *name, const char *object_id,
                                const uint8_t *extra, size_t extra_bytes) {
     sqlite3_stmt *stmt;
     sqlite3 *db = store_sqlite_tx_db(tx);
@@ -239,7 +232,7 @@ static void lookup_from_row(sqlite3_stmt *stmt, int first, store_pay_lookup_t *o
     }
 }
 
-pc_status store_pay_lookup_get(store_reader_t *reader, const char *name, store_pay_lookup_t *out) {
+static pc_status sqlite_pay_lookup_get(store_reader_t *reader, const char *name, store_pay_lookup_t *out) {
     sqlite3_stmt *stmt;
     memset(out, 0, sizeof(*out));
     if (prepare(store_sqlite_reader_db(reader), "SELECT object_id, extra FROM pay_lookups WHERE name = ?1",
@@ -254,7 +247,7 @@ pc_status store_pay_lookup_get(store_reader_t *reader, const char *name, store_p
     return status;
 }
 
-pc_status store_pay_lookups_prefix(store_reader_t *reader, const char *prefix, store_pay_lookup_fn fn,
+static pc_status sqlite_pay_lookups_prefix(store_reader_t *reader, const char *prefix, store_pay_lookup_fn fn,
                                    void *ctx) {
     sqlite3_stmt *stmt;
     if (prepare(store_sqlite_reader_db(reader),
@@ -277,7 +270,7 @@ pc_status store_pay_lookups_prefix(store_reader_t *reader, const char *prefix, s
 
 /* ---- the vault ---- */
 
-pc_status store_vault_key_put(store_tx_t *tx, const store_vault_key_t *key) {
+static pc_status sqlite_vault_key_put(store_tx_t *tx, const store_vault_key_t *key) {
     sqlite3_stmt *stmt;
     if (prepare(store_sqlite_tx_db(tx),
                 "INSERT OR REPLACE INTO vault_keys(id, kind, kek_id, wrapped, created_ns) VALUES(?1,?2,?3,?4,?5)",
@@ -292,7 +285,7 @@ pc_status store_vault_key_put(store_tx_t *tx, const store_vault_key_t *key) {
     return step_done(stmt);
 }
 
-pc_status store_vault_keys_list(store_reader_t *reader, store_vault_key_fn fn, void *ctx) {
+static pc_status sqlite_vault_keys_list(store_reader_t *reader, store_vault_key_fn fn, void *ctx) {
     sqlite3_stmt *stmt;
     if (prepare(store_sqlite_reader_db(reader),
                 "SELECT id, kind, kek_id, wrapped, created_ns FROM vault_keys ORDER BY created_ns, id", &stmt,
@@ -317,7 +310,7 @@ pc_status store_vault_keys_list(store_reader_t *reader, store_vault_key_fn fn, v
     return rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
 }
 
-pc_status store_vault_card_put(store_tx_t *tx, const store_vault_card_t *card) {
+static pc_status sqlite_vault_card_put(store_tx_t *tx, const store_vault_card_t *card) {
     sqlite3_stmt *stmt;
     if (prepare(store_sqlite_tx_db(tx),
                 "INSERT OR IGNORE INTO vault_cards(token, data_key_id, nonce, ciphertext, bin, last4,"
@@ -338,7 +331,7 @@ pc_status store_vault_card_put(store_tx_t *tx, const store_vault_card_t *card) {
     return step_done(stmt);
 }
 
-pc_status store_vault_card_get(store_reader_t *reader, const char *token, store_vault_card_t *out) {
+static pc_status sqlite_vault_card_get(store_reader_t *reader, const char *token, store_vault_card_t *out) {
     sqlite3_stmt *stmt;
     memset(out, 0, sizeof(*out));
     if (prepare(store_sqlite_reader_db(reader),
@@ -371,3 +364,16 @@ pc_status store_vault_card_get(store_reader_t *reader, const char *token, store_
     sqlite3_finalize(stmt);
     return status;
 }
+
+const store_payments_ops_t store_sqlite_payments_ops = {
+    .object_put = sqlite_pay_object_put,
+    .object_get = sqlite_pay_object_get,
+    .objects_list = sqlite_pay_objects_list,
+    .lookup_put = sqlite_pay_lookup_put,
+    .lookup_get = sqlite_pay_lookup_get,
+    .lookups_prefix = sqlite_pay_lookups_prefix,
+    .vault_key_put = sqlite_vault_key_put,
+    .vault_keys_list = sqlite_vault_keys_list,
+    .vault_card_put = sqlite_vault_card_put,
+    .vault_card_get = sqlite_vault_card_get,
+};
