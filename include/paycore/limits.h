@@ -42,6 +42,14 @@
 #define STORE_INDEX_WRITE_ATTEMPTS_MAX 8
 #define STORE_INDEX_RETRY_MS_FIRST 50
 #define STORE_INDEX_RETRY_MS_MAX 2000
+/* A standby writer (paycore serve --store URL --standby) polls the writer's lock this
+ * often: it takes over within this much of the holder's connection closing (the goal
+ * is 5 s), at one cheap query a poll. */
+#define STORE_STANDBY_POLL_MS 500
+/* A writer that has just stopped or died holds the PostgreSQL writer's lock until its
+ * server session ends, a moment later: a new writer polls this long for it before it
+ * refuses with store_in_use (a writer that is alive is refused after it). */
+#define STORE_WRITER_LOCK_GRACE_MS 5000
 
 /* The journal signs a checkpoint every this many batches. */
 #define JOURNAL_CHECKPOINT_BATCHES 64
@@ -308,6 +316,8 @@ static_assert(RISK_STORE_BATCH_MAX <= RISK_STORE_QUEUE_MAX, "a store batch comes
 #define PAY_CAPTURE_CUTOFF_S 60        /* no capture starts in the hold's last minute: the
                                           channel call must end before the ledger's expiry */
 #define PAY_DOC_BYTES_MAX (256 * 1024) /* one stored payment document, every op included */
+#define PAY_STATS_DECLINE_CODES_MAX 32 /* decline codes counted by name for the dashboard and
+                                          /metrics (bounded label set); later ones: "other" */
 static_assert(EVENTS_BODY_BYTES_MAX >= PAY_DOC_BYTES_MAX + 1024,
               "a stored payment always fits its event: an event too big would fail the payment");
 

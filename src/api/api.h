@@ -157,7 +157,11 @@ void api_reply_error_with(api_request_t *req, int http_status, pc_status status,
 /* ---- the server ---- */
 typedef struct {
     const char *listen;          /* "127.0.0.1:8080"; port 0 picks a free port */
-    const char *db_path;
+    const char *db_path;         /* the SQLite store; with store_url, the prefix of the node's
+                                    own files (signing key, risk files, vault key) */
+    const char *store_url;       /* NULL, or the store at this URL (postgres://...) */
+    bool store_standby;          /* wait for the writer's lock (store_options_t.standby) */
+    bool (*store_standby_continue)(void *ctx); /* until this says stop (NULL: forever) */
     uint32_t threads;            /* HTTP threads */
     uint64_t body_bytes_max;     /* over it: 413 before the body is read */
     uint32_t queue_events_max;   /* writer queue; over it: 503 writer_queue_full */

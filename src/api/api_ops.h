@@ -29,7 +29,7 @@ typedef struct {
 PC_MUST_USE pc_status api_ops_web_load(const char *web_dir);
 void api_ops_web_free(void);
 /* After the server listens: the 1 Hz sampler and the periodic verification. Stopped
- * before the server stops. */
+ * before the server and payments stop (from then on no payments figure is read). */
 PC_MUST_USE pc_status api_ops_start(api_server_t *server, const api_ops_options_t *options);
 void api_ops_stop(void);
 
@@ -43,6 +43,9 @@ void api_ops_verify_record(pc_status status, const journal_report_t *report, uin
 /* Appends the operations metrics (writer queue capacity, journal verification) to
  * 'text' (malloc'ed, as api_risk_metrics_append). */
 char *api_ops_metrics_append(char *text, size_t *bytes, const api_server_t *server);
+/* Appends the payments metrics while the payments runtime runs and operations have
+ * not stopped (serve frees payments after api_ops_stop, while requests still run). */
+char *api_ops_payments_metrics_append(char *text, size_t *bytes);
 
 /* ---- inside the api_ops files ---- */
 typedef struct {

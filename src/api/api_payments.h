@@ -20,6 +20,10 @@ typedef struct {
  * writer and store, the running gateway and risk engine. */
 PC_MUST_USE pc_status api_payments_start(api_server_t *server, const api_payments_options_t *options);
 /* Waits for running operations; call before the gateway and the writer stop. */
+/* Ends running payments (they still write through the writer) and refuses new ones;
+ * requests may still read. Before api_server_stop. */
+void api_payments_quiesce(void);
+/* Frees the payments layer: after api_server_stop (no request can reach it then). */
 void api_payments_stop(void);
 /* The running payments runtime (NULL when none). */
 pay_t *api_payments(void);

@@ -5,7 +5,8 @@
  *
  * Who sees what: a merchant key gets its own requests, latency and transfers only;
  * admin and read_only keys (read_only may GET what an admin may GET) get everything.
- * Sections are rows of `stats_sections`: adding a panel's data is one row. */
+ * Sections are rows of `stats_sections`: adding a panel's data is one row. Payments and
+ * the outbox are system-wide figures (a merchant's own payments are its API's). */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include "api/api_gateway.h"
 #include "api/api_internal.h"
 #include "api/api_ops.h"
+#include "api/api_payments.h"
 #include "api/api_risk.h"
 #include "core/core.h"
 #include "obs/obs.h"
@@ -36,6 +38,12 @@ typedef struct {
     uint32_t queue_events;      /* at the sample */
     bool risk;                  /* a risk engine runs */
     uint64_t decisions[3];      /* approve, review, decline: cumulative */
+    bool payments;              /* the payments runtime runs */
+    uint64_t payments_created;  /* cumulative, as the next three */
+    uint64_t payments_outcomes[3]; /* authorized, to review, declined or failed */
+    bool outbox;                /* the events runtime runs */
+    uint64_t outbox_delivered;  /* every destination, cumulative */
+    uint64_t outbox_lag_ms_max; /* the worst destination, at the sample */
 } ops_sample;
 
 static struct {
@@ -60,10 +68,77 @@ static bool writer_read(api_server_t *server, writer_stats_t *out) {
     return present;
 }
 
-static void sample_take(uint64_t second) {
+/* ---- the payments figures: read only while the payments runtime surely exists ----
+ * serve stops operations (api_ops_stop), then payments (which frees them) while the
+ * server still answers: a /metrics or /v1/stats request then must not touch them. */
+static struct {
+    pthread_rwlock_t lock;
+    bool readable;
+} payments_view = {.lock = PTHREAD_RWLOCK_INITIALIZER};
+
+static void payments_view_set(bool readable) {
+    pthread_rwlock_wrlock(&payments_view.lock);
+    payments_view.readable = readable;
+    pthread_rwlock_unlock(&payments_view.lock);
+}
+
+/* The payments figures into 'out'; false when no payments runtime runs (or it stops). */
+static bool payments_stats_read(pay_stats_t *out) {
+    bool present = false;
+    pthread_rwlock_rdlock(&payments_view.lock);
+    pay_t *pay = payments_view.readable ? api_payments() : NULL;
+    if (pay != NULL) {
+        pay_stats(pay, out);
+        present = true;
+    }
+    pthread_rwlock_unlock(&payments_view.lock);
+    return present;
+}
+
+char *api_ops_payments_metrics_append(char *text, size_t *bytes) {
+    pthread_rwlock_rdlock(&payments_view.lock);
+    if (payments_view.readable) text = pay_metrics_append(api_payments(), text, bytes);
+    pthread_rwlock_unlock(&payments_view.lock);
+    return text;
+}
+
+/* A payment's first outcome: approved, held for review, or declined (or failed). */
+static void payments_outcomes(const pay_stats_t *stats, uint64_t out[3]) {
+    out[0] = stats->authorized;
+    out[1] = stats->entered[PAY_STATE_IN_REVIEW];
+    out[2] = stats->entered[PAY_STATE_DECLINED] + stats->entered[PAY_STATE_FAILED];
+}
+
+static void sample_payments(ops_sample *sample) {
+    pay_stats_t *stats = malloc(sizeof(*stats));
+    if (stats == NULL) return;
+    if (!payments_stats_read(stats)) {
+        free(stats);
+        return;
+    }
+    sample->payments = true;
+    sample->payments_created = stats->created;
+    payments_outcomes(stats, sample->payments_outcomes);
+    free(stats);
+}
+
+static void sample_outbox(ops_sample *sample, events_t *events) {
+    if (events == NULL) return;
+    events_destination_stats_t *all = malloc(sizeof(*all) * (EVENTS_ENDPOINTS_MAX + 1));
+    if (all == NULL) return;
+    uint32_t count = events_destinations_stats(events, all, EVENTS_ENDPOINTS_MAX + 1, NULL);
+    sample->outbox = true;
+    for (uint32_t i = 0; i < count; i++) {
+        sample->outbox_delivered += all[i].delivered;
+        if (all[i].lag_ms > sample->outbox_lag_ms_max) sample->outbox_lag_ms_max = all[i].lag_ms;
+    }
+    free(all);
+}
+
+static void sample_take(api_server_t *server, uint64_t second) {
     ops_sample sample = {.second = second};
     writer_stats_t stats;
-    if (writer_read(sampler.server, &stats)) {
+    if (writer_read(server, &stats)) {
         sample.transfers = stats.transfers_committed;
         sample.accounts = stats.accounts_committed;
         sample.batches = stats.batches_committed;
@@ -75,9 +150,23 @@ static void sample_take(uint64_t second) {
         sample.risk = true;
         memcpy(sample.decisions, risk.decisions, sizeof sample.decisions);
     }
+    sample_payments(&sample);
+    sample_outbox(&sample, server->events);
     pthread_mutex_lock(&sampler.mutex);
-    sampler.ring[second % OBS_STATS_SECONDS] = sample;
+    ops_sample *slot = &sampler.ring[second % OBS_STATS_SECONDS];
+    if (slot->second != second) *slot = sample; /* the first reading of a second stays */
     pthread_mutex_unlock(&sampler.mutex);
+}
+
+/* A /v1/stats request early in a second may come before the sampler thread's reading
+ * of it: it takes the reading itself, so every answer within one second uses the same
+ * samples (the sampler thread then keeps it). */
+static void sample_ensure(uint64_t second) {
+    pthread_mutex_lock(&sampler.mutex);
+    bool present = sampler.ring[second % OBS_STATS_SECONDS].second == second;
+    api_server_t *server = sampler.server; /* NULL while no sampler runs */
+    pthread_mutex_unlock(&sampler.mutex);
+    if (!present && server != NULL) sample_take(server, second);
 }
 
 /* Samples at the start of every wall-clock second, so that a sample's second is the
@@ -88,8 +177,9 @@ static void *sampler_run(void *arg) {
     while (!sampler.stop) {
         uint64_t now_ns = pc_wall_ns();
         uint64_t second = now_ns / 1000000000ull;
+        api_server_t *server = sampler.server;
         pthread_mutex_unlock(&sampler.mutex);
-        sample_take(second);
+        sample_take(server, second);
         pthread_mutex_lock(&sampler.mutex);
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
@@ -104,10 +194,17 @@ static void *sampler_run(void *arg) {
 }
 
 pc_status api_ops_sampler_start(api_server_t *server) {
+    pthread_mutex_lock(&sampler.mutex);
     sampler.server = server;
     sampler.stop = false;
     memset(sampler.ring, 0, sizeof sampler.ring);
-    if (pthread_create(&sampler.thread, NULL, sampler_run, NULL) != 0) return PC_INTERNAL;
+    pthread_mutex_unlock(&sampler.mutex);
+    if (pthread_create(&sampler.thread, NULL, sampler_run, NULL) != 0) {
+        pthread_mutex_lock(&sampler.mutex);
+        sampler.server = NULL;
+        pthread_mutex_unlock(&sampler.mutex);
+        return PC_INTERNAL;
+    }
     sampler.started = true;
     return PC_OK;
 }
@@ -120,7 +217,9 @@ void api_ops_sampler_stop(void) {
     pthread_mutex_unlock(&sampler.mutex);
     pthread_join(sampler.thread, NULL);
     sampler.started = false;
-    sampler.server = NULL;
+    pthread_mutex_lock(&sampler.mutex);
+    sampler.server = NULL; /* requests still served take no reading of their own */
+    pthread_mutex_unlock(&sampler.mutex);
 }
 
 /* The ring, copied (the math below runs outside the lock). */
@@ -374,6 +473,132 @@ static void section_channels(stats_ctx *ctx, json_t *body) {
     (void)ctx;
 }
 
+/* ---- payments: created per second, first outcomes, states, declines by code ---- */
+
+static double column_payments(const stats_ctx *ctx, uint64_t second) {
+    const ops_sample *a = sample_at(ctx->ring, second), *b = sample_at(ctx->ring, second + 1);
+    if (a == NULL || b == NULL || !a->payments || !b->payments) return NAN;
+    return per_s(b->payments_created, a->payments_created, 1);
+}
+
+static double column_payments_outcome(const stats_ctx *ctx, uint64_t second, int outcome) {
+    const ops_sample *a = sample_at(ctx->ring, second), *b = sample_at(ctx->ring, second + 1);
+    if (a == NULL || b == NULL || !a->payments || !b->payments) return NAN;
+    return per_s(b->payments_outcomes[outcome], a->payments_outcomes[outcome], 1);
+}
+static double column_payments_authorized(const stats_ctx *c, uint64_t s) { return column_payments_outcome(c, s, 0); }
+static double column_payments_declined(const stats_ctx *c, uint64_t s) { return column_payments_outcome(c, s, 2); }
+
+/* The largest decline counts, largest first (ties: first seen), as [{code, count}]. */
+static json_t *payments_top_declines(const pay_stats_t *stats) {
+    top_reasons top = {.codes_owned = json_array()};
+    for (uint32_t i = 0; i < stats->decline_code_count; i++) {
+        reason_seen(stats->declines[i].code, stats->declines[i].count, &top);
+    }
+    if (stats->declines_other > 0) reason_seen("other", stats->declines_other, &top);
+    json_t *list = json_array();
+    for (uint32_t i = 0; i < top.used; i++) {
+        json_array_append_new(list, json_pack("{s:s,s:I}", "code", top.code[i], "count", (json_int_t)top.count[i]));
+    }
+    json_decref(top.codes_owned);
+    return list;
+}
+
+static json_t *payments_states(const pay_stats_t *stats) {
+    json_t *states = json_object();
+    for (uint32_t st = 0; st < PAY_STATE_COUNT; st++) {
+        json_object_set_new(states, pay_state_name((pay_state)st), json_integer((json_int_t)stats->entered[st]));
+    }
+    return states;
+}
+
+static void section_payments(stats_ctx *ctx, json_t *body) {
+    pay_stats_t *live = malloc(sizeof(*live));
+    if (live == NULL) return;
+    if (!payments_stats_read(live)) {
+        free(live);
+        return;
+    }
+    const ops_sample *first, *last;
+    double created_per_s = NAN, rate[3] = {NAN, NAN, NAN}, share[3] = {NAN, NAN, NAN};
+    if (samples_window(ctx->ring, ctx->now_s, ctx->window_s, &first, &last) && first->payments && last->payments) {
+        uint64_t seconds = last->second - first->second, delta[3], total = 0;
+        created_per_s = per_s(last->payments_created, first->payments_created, seconds);
+        for (int o = 0; o < 3; o++) total += delta[o] = last->payments_outcomes[o] - first->payments_outcomes[o];
+        for (int o = 0; o < 3; o++) {
+            rate[o] = per_s(delta[o], 0, seconds);
+            share[o] = ratio(delta[o], total);
+        }
+    }
+    uint64_t outcomes[3];
+    payments_outcomes(live, outcomes);
+    json_object_set_new(body, "payments", json_pack(
+        "{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:I,s:I,s:I,s:I,s:o,s:o}", "payments_per_s", figure(created_per_s),
+        "authorized_per_s", figure(rate[0]), "review_per_s", figure(rate[1]), "declined_per_s", figure(rate[2]),
+        "approve_ratio", figure(share[0]), "review_ratio", figure(share[1]), "decline_ratio", figure(share[2]),
+        "created_total", (json_int_t)live->created, "authorized_total", (json_int_t)outcomes[0],
+        "review_total", (json_int_t)outcomes[1], "declined_total", (json_int_t)outcomes[2],
+        "states", payments_states(live), "top_declines", payments_top_declines(live)));
+    free(live);
+    history_column(ctx, "payments_per_s", column_payments);
+    history_column(ctx, "payments_authorized_per_s", column_payments_authorized);
+    history_column(ctx, "payments_declined_per_s", column_payments_declined);
+}
+
+/* ---- the outbox: delivery per destination (webhook endpoints, the broker) ---- */
+
+static double column_outbox_lag(const stats_ctx *ctx, uint64_t second) {
+    const ops_sample *a = sample_at(ctx->ring, second);
+    return a != NULL && a->outbox ? (double)a->outbox_lag_ms_max / 1000.0 : NAN;
+}
+
+static double column_outbox_delivered(const stats_ctx *ctx, uint64_t second) {
+    const ops_sample *a = sample_at(ctx->ring, second), *b = sample_at(ctx->ring, second + 1);
+    if (a == NULL || b == NULL || !a->outbox || !b->outbox) return NAN;
+    return per_s(b->outbox_delivered, a->outbox_delivered, 1);
+}
+
+static json_t *outbox_destination(const events_destination_stats_t *d) {
+    return json_pack("{s:s,s:s,s:o,s:I,s:I,s:I,s:b}", "id", d->id, "kind", d->kind,
+                     "lag_s", figure((double)d->lag_ms / 1000.0), "delivered_total", (json_int_t)d->delivered,
+                     "retried_total", (json_int_t)d->retried, "dead_lettered_total", (json_int_t)d->dead_lettered,
+                     "disabled", d->disabled);
+}
+
+static void section_outbox(stats_ctx *ctx, json_t *body) {
+    events_t *events = ctx->req->server->events;
+    events_status_t status;
+    events_status(events, &status);
+    if (!status.enabled) return;
+    events_destination_stats_t *all = malloc(sizeof(*all) * (EVENTS_ENDPOINTS_MAX + 1));
+    if (all == NULL) return;
+    uint64_t written = 0, delivered = 0, lag_ms_max = 0, dead = 0;
+    uint32_t count = events_destinations_stats(events, all, EVENTS_ENDPOINTS_MAX + 1, &written);
+    json_t *destinations = json_array();
+    for (uint32_t i = 0; i < count; i++) {
+        delivered += all[i].delivered;
+        dead += all[i].dead_lettered;
+        if (all[i].lag_ms > lag_ms_max) lag_ms_max = all[i].lag_ms;
+        json_array_append_new(destinations, outbox_destination(&all[i]));
+    }
+    free(all);
+    const ops_sample *first, *last;
+    double delivered_per_s = NAN;
+    if (samples_window(ctx->ring, ctx->now_s, ctx->window_s, &first, &last) && first->outbox && last->outbox) {
+        delivered_per_s = per_s(last->outbox_delivered, first->outbox_delivered, last->second - first->second);
+    }
+    json_t *outbox = json_pack("{s:I,s:I,s:o,s:o,s:I,s:o}", "written_total", (json_int_t)written,
+                               "delivered_total", (json_int_t)delivered, "delivered_per_s", figure(delivered_per_s),
+                               "lag_s_max", figure((double)lag_ms_max / 1000.0), "dead_lettered_total",
+                               (json_int_t)dead, "destinations", destinations);
+    if (status.amqp_configured) {
+        json_object_set_new(outbox, "amqp", json_pack("{s:b}", "connected", status.amqp_connected));
+    }
+    json_object_set_new(body, "outbox", outbox);
+    history_column(ctx, "outbox_lag_s", column_outbox_lag);
+    history_column(ctx, "outbox_delivered_per_s", column_outbox_delivered);
+}
+
 typedef struct {
     const char *name;
     bool system_only;           /* admin and read_only keys only */
@@ -387,6 +612,8 @@ static const stats_section stats_sections[] = {
     {"risk", true, section_risk},
     {"journal", true, section_journal},
     {"channels", true, section_channels},
+    {"payments", true, section_payments},
+    {"outbox", true, section_outbox},
 };
 
 /* ---------------------------------------------------------------- the route */
@@ -420,6 +647,7 @@ void api_route_stats(api_request_t *req) {
         return;
     }
     ctx->now_s = pc_wall_ns() / 1000000000ull;
+    sample_ensure(ctx->now_s);
     samples_copy(ctx->ring);
     const api_caller_t *caller = api_caller(req);
     bool system = caller != NULL && caller->scope != API_SCOPE_MERCHANT;
@@ -466,6 +694,7 @@ void api_ops_request_done(const api_request_t *req, int http_status, uint64_t la
 }
 
 pc_status api_ops_start(api_server_t *server, const api_ops_options_t *options) {
+    payments_view_set(true);
     pc_status status = api_ops_sampler_start(server);
     if (status == PC_OK) status = api_ops_verify_start(options->db_path, options->verify_interval_s);
     if (status != PC_OK) api_ops_stop();
@@ -475,4 +704,5 @@ pc_status api_ops_start(api_server_t *server, const api_ops_options_t *options) 
 void api_ops_stop(void) {
     api_ops_verify_stop();
     api_ops_sampler_stop();
+    payments_view_set(false); /* before api_payments_stop frees them */
 }

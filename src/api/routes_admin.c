@@ -214,6 +214,10 @@ void api_route_key_revoke(api_request_t *req) {
 /* Runs the journal and balance verification on its own read-only connection (one
  * consistent snapshot; the writer keeps going) and answers the report. */
 void api_route_verify(api_request_t *req) {
+    if (!store_supports(req->server->store, STORE_PART_FILE)) {
+        api_reply_error(req, PC_STORE_UNSUPPORTED, NULL, "verify reads a SQLite file; not built for this store yet");
+        return;
+    }
     char pubkey_path[4096];
     snprintf(pubkey_path, sizeof pubkey_path, "%s.key.pub", req->server->db_path);
     journal_report_t report;

@@ -38,6 +38,7 @@ void api_route_metrics(api_request_t *req) {
     text = api_risk_metrics_append(text, &bytes);
     text = events_metrics_append(req->server->events, text, &bytes);
     text = api_gateway_metrics_append(text, &bytes);
+    text = api_ops_payments_metrics_append(text, &bytes);
     text = api_ops_metrics_append(text, &bytes, req->server);
     if (text == NULL) {
         api_reply_error(req, PC_NO_MEMORY, NULL, NULL);

@@ -36,6 +36,11 @@ static vault_t *payments_vault;
 /* ---------------------------------------------------------------- serve integration */
 
 pc_status api_payments_start(api_server_t *server, const api_payments_options_t *options) {
+    if (!store_supports(server->store, STORE_PART_PAYMENTS)) {
+        obs_logf(OBS_LEVEL_WARN, "the %s store has no payments tables yet: serving without payments"
+                 " (payments_not_configured)", store_backend_name(server->store));
+        return PC_OK;
+    }
     char key_path[4096];
     if (options->vault_key_path != NULL) snprintf(key_path, sizeof key_path, "%s", options->vault_key_path);
     else snprintf(key_path, sizeof key_path, "%s.vault-key", options->db_path);
@@ -61,6 +66,8 @@ pc_status api_payments_start(api_server_t *server, const api_payments_options_t 
     }
     return status;
 }
+
+void api_payments_quiesce(void) { pay_quiesce(payments); }
 
 void api_payments_stop(void) {
     pay_stop(payments);

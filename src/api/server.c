@@ -353,11 +353,18 @@ static void on_writer_failed(void *ctx, pc_status status) {
 }
 
 static pc_status open_backend(api_server_t *server) {
-    store_options_t options = {.create = false};
-    pc_status status = store_open(&server->store, server->db_path, &options);
+    store_options_t options = {.create = false, .standby = server->config.store_standby,
+                               .standby_continue = server->config.store_standby_continue};
+    const char *location = server->config.store_url != NULL ? server->config.store_url : server->db_path;
+    pc_status status = store_open(&server->store, location, &options);
     if (status != PC_OK) return status;
     events_config_t events_config = server->config.events;
     events_config.db_path = server->db_path;
+    if (events_config.enabled && !store_supports(server->store, STORE_PART_EVENTS)) {
+        obs_logf(OBS_LEVEL_WARN, "the %s store has no events outbox yet: serving without events",
+                 store_backend_name(server->store));
+        events_config.enabled = false;
+    }
     status = events_open(&server->events, server->store, &events_config);
     if (status != PC_OK) return status;
     char key_path[4096];
@@ -373,6 +380,8 @@ static pc_status open_backend(api_server_t *server) {
     status = api_keys_load(&server->keys, reader);
     api_server_reader_release(server, reader);
     if (status != PC_OK) return status;
+    /* no outbox: no endpoint can hold a sealed secret, nothing to deliver */
+    if (!store_supports(server->store, STORE_PART_EVENTS)) return PC_OK;
     return events_start(server->events, server->writer);
 }
 

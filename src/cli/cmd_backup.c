@@ -1,8 +1,9 @@
 /* cli/cmd_backup.c: `paycore backup --db FILE --out FILE`: an online copy of a running
  * server's database that `paycore verify` accepts: the ledger file (one consistent
  * snapshot, store_backup), the risk decisions file beside it when there is one, and the
- * public key that verifies the checkpoints. The signing key is a secret: copied only
- * with --with-key. The copy is verified before the command reports success.
+ * public key that verifies the checkpoints. The secret keys (signing, vault, webhook)
+ * are copied only with --with-key. The copy is verified before the command reports
+ * success.
  * Restore (docs/operations.md): stop, put the files back under the database's name,
  * start. */
 #include <errno.h>
@@ -63,13 +64,29 @@ static bool backup_databases(const char *db, const char *out) {
     return true;
 }
 
+/* The key files beside the database: the public key always; with --with-key the
+ * secrets too: the signing key, the keys that seal card data (the vault) and webhook
+ * secrets, and the id index's hash key, without which a restored node refuses to
+ * start. A secret file that does not exist (an older database) is skipped. */
 static bool backup_keys(const char *db, const char *out, bool with_key) {
-    const char *const suffixes[] = {".key.pub", ".key"};
-    const mode_t modes[] = {0644, 0600};
-    for (int i = 0; i < (with_key ? 2 : 1); i++) {
+    static const struct {
+        const char *suffix;
+        mode_t mode;
+        bool secret;
+        bool required;
+    } files[] = {
+        {".key.pub", 0644, false, true},
+        {".key", 0600, true, true},
+        {".vault-key", 0600, true, false},
+        {".webhook-key", 0600, true, false},
+        {".idkey", 0600, true, false},
+    };
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        if (files[i].secret && !with_key) continue;
         char from[PC_PATH_BYTES_MAX], to[PC_PATH_BYTES_MAX];
-        if (!path_with(from, db, suffixes[i]) || !path_with(to, out, suffixes[i])) return false;
-        if (!copy_file(from, to, modes[i])) {
+        if (!path_with(from, db, files[i].suffix) || !path_with(to, out, files[i].suffix)) return false;
+        if (!files[i].required && access(from, F_OK) != 0) continue;
+        if (!copy_file(from, to, files[i].mode)) {
             fprintf(stderr, "paycore backup: cannot copy %s to %s: %s\n", from, to, strerror(errno));
             return false;
         }
@@ -94,7 +111,7 @@ int cli_backup(int argc, char **argv) {
     cli_opt opts[] = {
         {"db", "PAYCORE_DB", false, "./paycore.db", "the database to copy (the server may be running)"},
         {"out", NULL, false, NULL, "the copy to write (must not be the database itself)"},
-        {"with-key", NULL, true, NULL, "also copy the signing key (FILE.key, a secret; 0600)"},
+        {"with-key", NULL, true, NULL, "also copy the secret keys (FILE.key, .vault-key, .webhook-key, .idkey; 0600)"},
         {"no-verify", NULL, true, NULL, "skip verifying the copy (not recommended)"},
     };
     enum { N = 4 };
@@ -103,7 +120,9 @@ int cli_backup(int argc, char **argv) {
         "Copies a paycore database while the server runs: one consistent snapshot (SQLite's\n"
         "backup API on a read-only connection; the writer keeps committing), the risk\n"
         "decisions beside it (FILE-risk.db) and the public key that verifies it\n"
-        "(FILE.key.pub); then verifies the copy as paycore verify does.\n"
+        "(FILE.key.pub); then verifies the copy as paycore verify does. With --with-key\n"
+        "also the secrets a restored node needs: the signing key, the card vault's key, the\n"
+        "webhook secrets' key and the id index's key (keep them apart, in a secret store).\n"
         "prints 'backup ok out=FILE pages=N elapsed_ms=N' and the verify line; exit 0 only\n"
         "when the copy verifies. Restore: see docs/operations.md.";
     if (cli_wants_help(argc, argv)) {

@@ -91,23 +91,30 @@ int cli_init(int argc, char **argv) {
     cli_opt opts[] = {
         {"db", "PAYCORE_DB", false, "./paycore.db", "database file to create"},
         {"demo", NULL, true, NULL, "also create demo accounts and transfers"},
+        {"store", "PAYCORE_STORE", false, NULL, "a PostgreSQL store instead of the SQLite file: postgres://user@host/db (an empty database); --db then names the node's own files (FILE.key, FILE.key.pub)"},
     };
-    const char *usage = "usage: paycore init --db FILE [--demo]\n\nCreates the database and its "
+    const char *usage = "usage: paycore init --db FILE [--store URL] [--demo]\n\nCreates the database and its "
                         "journal signing key (FILE.key, FILE.key.pub) and prints the first\nadmin "
                         "API key as one line on stdout: admin_key=<key> (shown once).";
     if (cli_wants_help(argc, argv)) {
-        cli_args_usage(stdout, usage, opts, 2);
+        cli_args_usage(stdout, usage, opts, 3);
         return 0;
     }
     cli_rest rest;
-    if (!cli_args_parse("init", argc, argv, opts, 2, &rest) || rest.positional_count > 0) return 2;
+    if (!cli_args_parse("init", argc, argv, opts, 3, &rest) || rest.positional_count > 0) return 2;
     const char *db_path = opts[0].value;
-    bool existed = access(db_path, F_OK) == 0;
+    const char *store_url = opts[2].value;
+    if (store_url != NULL && !store_location_is_url(store_url)) {
+        fprintf(stderr, "paycore init: --store wants a postgres:// URL (a SQLite file is --db FILE)\n");
+        return 2;
+    }
+    const char *location = store_url != NULL ? store_url : db_path;
+    bool existed = store_url == NULL && access(db_path, F_OK) == 0;
     store_t *store = NULL;
     store_options_t options = {.create = true};
-    pc_status status = store_open(&store, db_path, &options);
+    pc_status status = store_open(&store, location, &options);
     if (status != PC_OK) {
-        fprintf(stderr, "paycore init: %s: %s\n", db_path, pc_status_code(status));
+        fprintf(stderr, "paycore init: %s: %s\n", store_url != NULL ? "--store" : db_path, pc_status_code(status));
         return 1;
     }
     char key_path[4096], secret[API_KEY_SECRET_SIZE], key_id[PC_ID_SIZE];
@@ -117,7 +124,7 @@ int cli_init(int argc, char **argv) {
     store_close(store);
     if (status != PC_OK) return 1;
     fprintf(stderr, "paycore init: %s %s; admin key %s created%s\n", existed ? "opened" : "created",
-            db_path, key_id, opts[1].value != NULL ? " with demo data" : "");
+            store_url != NULL ? "the postgres store" : db_path, key_id, opts[1].value != NULL ? " with demo data" : "");
     printf("admin_key=%s\n", secret);
     fflush(stdout);
     return 0;

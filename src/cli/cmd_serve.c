@@ -21,6 +21,7 @@
 #include "cli/cli_args.h"
 #include "cli/serve_demo.h"
 #include "obs/obs.h"
+#include "store/store.h"
 
 enum { OPT_LISTEN, OPT_DB, OPT_THREADS, OPT_BODY_MAX, OPT_QUEUE_MAX, OPT_LOG_LEVEL,
        OPT_LOG_FILE, OPT_RATE, OPT_BURST, OPT_TIMEOUT, OPT_REQUEST_TIMEOUT, OPT_METRICS_AUTH, OPT_ROUTES, OPT_RISK_MODEL,
@@ -29,7 +30,7 @@ enum { OPT_LISTEN, OPT_DB, OPT_THREADS, OPT_BODY_MAX, OPT_QUEUE_MAX, OPT_LOG_LEV
        OPT_EVENTS_DISABLE_AFTER, OPT_EVENTS_TIMEOUT, OPT_NO_EVENTS, OPT_DEMO, OPT_CHANNELS,
        OPT_GATEWAY_THREADS, OPT_PER_IP, OPT_IDEM_RETENTION, OPT_IDEM_MAX, OPT_IDEM_KEY_MAX,
        OPT_WEB_DIR, OPT_VERIFY_INTERVAL, OPT_VAULT_KEY, OPT_AUTH_WINDOW,
-       OPT_RECOVERY_MS, OPT_RECOVERY_GRACE_MS, OPT_THREE_DS, OPT_COUNT };
+       OPT_RECOVERY_MS, OPT_RECOVERY_GRACE_MS, OPT_THREE_DS, OPT_STORE, OPT_STANDBY, OPT_COUNT };
 
 static void serve_opts(cli_opt opts[OPT_COUNT]) {
     cli_opt defaults[OPT_COUNT] = {
@@ -73,6 +74,8 @@ static void serve_opts(cli_opt opts[OPT_COUNT]) {
         {"payments-recovery-ms", "PAYCORE_PAYMENTS_RECOVERY_MS", false, NULL, "interval of the payments' recovery and expiry passes (default 2000)"},
         {"payments-recovery-grace-ms", "PAYCORE_PAYMENTS_RECOVERY_GRACE_MS", false, NULL, "a pending channel attempt younger than this is not yet asked about (default 15000)"},
         {"three-ds-prefixes", "PAYCORE_THREE_DS_PREFIXES", false, NULL, "card prefixes enrolled in 3-D Secure, comma separated (default: the card simulator's 4000002760)"},
+        {"store", "PAYCORE_STORE", false, NULL, "a PostgreSQL store instead of the SQLite file: postgres://user@host/db (paycore init --store first); --db then names the node's own files (signing key, risk files)"},
+        {"standby", "PAYCORE_STANDBY", true, NULL, "with --store: while another paycore is the store's writer, wait and take over when it is gone (instead of refusing with store_in_use)"},
     };
     memcpy(opts, defaults, sizeof defaults);
 }
@@ -102,12 +105,32 @@ static bool serve_events_config(const cli_opt *opts, const uint64_t *parsed, eve
     return true;
 }
 
+/* A standby waits for the writer's lock until SIGTERM or SIGINT arrives (blocked in
+ * every thread: pending until serve_wait would take it). */
+static bool serve_standby_continue(void *ctx) {
+    (void)ctx;
+    sigset_t pending;
+    if (sigpending(&pending) != 0) return true;
+    return !sigismember(&pending, SIGTERM) && !sigismember(&pending, SIGINT);
+}
+
 /* Fills 'config' from the options; false after printing the bad one. */
 static bool serve_config(const cli_opt *opts, api_config_t *config, obs_level *level) {
     uint64_t value;
     api_config_default(config);
     config->listen = opts[OPT_LISTEN].value;
     config->db_path = opts[OPT_DB].value;
+    config->store_url = opts[OPT_STORE].value;
+    config->store_standby = flag_set(&opts[OPT_STANDBY]);
+    config->store_standby_continue = serve_standby_continue;
+    if (config->store_standby && config->store_url == NULL) {
+        fprintf(stderr, "paycore serve: --standby needs --store URL (a SQLite file has one writer by its lock file)\n");
+        return false;
+    }
+    if (config->store_url != NULL && !store_location_is_url(config->store_url)) {
+        fprintf(stderr, "paycore serve: --store wants a postgres:// URL (a SQLite file is --db FILE)\n");
+        return false;
+    }
     struct { int opt; uint64_t max; } numbers[] = {
         {OPT_THREADS, 256}, {OPT_BODY_MAX, 1ull << 30}, {OPT_QUEUE_MAX, WRITER_QUEUE_DEPTH_MAX},
         {OPT_RATE, 10000000}, {OPT_BURST, 10000000}, {OPT_TIMEOUT, 3600},
@@ -279,6 +302,10 @@ int cli_serve(int argc, char **argv) {
         fprintf(stderr, "paycore serve: bad --verify-interval-s '%s' (0..2592000)\n", opts[OPT_VERIFY_INTERVAL].value);
         return 2;
     }
+    if (verify_interval_s > 0 && config.store_url != NULL) {
+        fprintf(stderr, "paycore serve: --verify-interval-s reads a SQLite file: not built for --store yet\n");
+        return 2;
+    }
     if (opts[OPT_ROUTES].value != NULL) {
         api_routes_print(stdout);
         return 0;
@@ -302,10 +329,11 @@ int cli_serve(int argc, char **argv) {
         return 1;
     }
     api_server_t *server = NULL;
-    if (serve_start(&config, opts, &server, &demo) != PC_OK) {
+    pc_status started = serve_start(&config, opts, &server, &demo);
+    if (started != PC_OK) {
         api_ops_web_free();
         obs_log_close();
-        return 1;
+        return started == PC_SHUTTING_DOWN ? 0 : 1; /* a standby stopped while it waited */
     }
     api_ops_options_t ops = {config.db_path, (uint32_t)verify_interval_s};
     if (api_ops_start(server, &ops) != PC_OK) {
@@ -325,8 +353,9 @@ int cli_serve(int argc, char **argv) {
     serve_wait(&signals);
     api_ops_stop();
     pc_status failed = api_server_failed(server);
-    api_payments_stop(); /* running payments end first: they still write */
+    api_payments_quiesce(); /* running payments end first: they still write */
     api_server_stop(server);
+    api_payments_stop();    /* no request reaches the payments layer any more */
     api_ops_web_free(); /* no request reads the dashboard's files any more */
     api_gateway_stop();
     api_risk_stop();

@@ -213,6 +213,7 @@ void events_stats_drop(events_t *events, const char *id) {
 void events_status(events_t *events, events_status_t *out) {
     memset(out, 0, sizeof(*out));
     if (events == NULL) return;
+    out->enabled = events->config.enabled;
     out->amqp_configured = events->amqp_url != NULL && events->config.enabled;
     out->amqp_connected = atomic_load(&events->amqp_connected);
     pthread_mutex_lock(&events->stats_mutex);
@@ -245,6 +246,7 @@ static uint64_t stats_value(const events_dest_stats_t *slot, uint32_t family) {
     case 0: return slot->delivered;
     case 1: return slot->retried;
     case 2: return slot->dead_lettered;
+    case 4: return slot->disabled;
     default: return slot->lag_ms;
     }
 }
@@ -255,6 +257,7 @@ static void metrics_destinations(events_t *events, events_buf_t *buf) {
         {"paycore_events_retried_total", "counter", "Failed delivery attempts scheduled for a retry."},
         {"paycore_events_dead_lettered_total", "counter", "Deliveries given up after retrying too long."},
         {"paycore_events_outbox_lag_seconds", "gauge", "Age of the oldest event not yet delivered (alert on it)."},
+        {"paycore_events_destination_disabled", "gauge", "1 while a webhook endpoint is disabled (failed too long)."},
     };
     pthread_mutex_lock(&events->stats_mutex);
     for (uint32_t f = 0; f < sizeof families / sizeof families[0]; f++) {

@@ -216,11 +216,27 @@ PC_MUST_USE pc_status events_signature_verify(const char *secret, const char *he
 
 /* ---- operations ---- */
 typedef struct {
+    bool enabled;                 /* false: --no-events (no outbox rows, no delivery) */
     bool amqp_configured;
     bool amqp_connected;
     uint64_t outbox_lag_ms_max;   /* the oldest undelivered event's age, worst destination */
 } events_status_t;
 void events_status(events_t *events, events_status_t *out);
+/* One delivery destination's figures (the dashboard's outbox panel): a webhook
+ * endpoint or the broker, as the delivery threads last saw it. */
+typedef struct {
+    char id[PC_ID_SIZE];
+    char kind[16];                /* "webhook" or "amqp" */
+    uint64_t delivered;           /* since start */
+    uint64_t retried;
+    uint64_t dead_lettered;
+    uint64_t lag_ms;              /* the oldest undelivered event's age */
+    bool disabled;                /* a webhook endpoint disabled after failing too long */
+} events_destination_stats_t;
+/* Copies up to 'max' destinations' figures into 'out' (NULL 'events': none); returns
+ * how many. Events written since start into '*written_out' (may be NULL). */
+uint32_t events_destinations_stats(events_t *events, events_destination_stats_t *out, uint32_t max,
+                                   uint64_t *written_out);
 /* Appends the events metrics (Prometheus text) to 'text' (malloc'ed): returns the new
  * text, the old one being freed, or the old one unchanged on OOM. */
 char *events_metrics_append(events_t *events, char *text, size_t *bytes);

@@ -139,6 +139,7 @@ typedef struct {
     uint64_t retried;
     uint64_t dead_lettered;
     uint64_t lag_ms;               /* the oldest undelivered event's age */
+    bool disabled;                 /* a webhook endpoint disabled after failing too long */
     bool present;
 } events_dest_stats_t;
 

@@ -430,6 +430,7 @@ static void lag_refresh(events_webhooks_t *w) {
         /* nothing in memory but events not read yet (a disabled endpoint): its cursor */
         if (oldest == 0 && events_dest_fetched(e->state) < w->latest_seq) oldest = events_dest_fetched(e->state) + 1;
         slot->lag_ms = oldest != 0 && now_ns > oldest ? (now_ns - oldest) / 1000000u : 0;
+        slot->disabled = events_dest_disabled(e->state);
     }
     pthread_mutex_unlock(&w->events->stats_mutex);
 }

@@ -83,6 +83,18 @@ void pay_flow_answer_payment(pay_flow_t *flow, int http_status) {
     pay_flow_answer(flow, http_status, pay_payment_json(&flow->payment));
 }
 
+/* What this write changes in the figures; counted only once its command commits. */
+static void stats_change_note(pay_flow_t *flow, bool first) {
+    const pay_payment_t *p = &flow->payment;
+    pay_stats_change_t *change = &flow->stats_change;
+    change->pending = true;
+    change->created = first;
+    change->changed = first || p->state != p->state_stored;
+    change->from = first ? PAY_STATE_CREATED : p->state_stored;
+    change->to = p->state;
+    snprintf(change->decline_code, sizeof change->decline_code, "%s", p->decline.code);
+}
+
 pc_status pay_flow_write_payment(pay_flow_t *flow, store_tx_t *tx) {
     pay_payment_t *p = &flow->payment;
     bool first = !flow->payment_stored;
@@ -101,6 +113,7 @@ pc_status pay_flow_write_payment(pay_flow_t *flow, store_tx_t *tx) {
         status = store_pay_lookup_put(tx, name, p->id, NULL, 0);
         if (status == PC_EXISTS) status = PC_OK;
     }
+    if (status == PC_OK) stats_change_note(flow, first); /* before the event marks the state stored */
     if (status == PC_OK) status = pay_event_payment(flow, tx, doc);
     free(doc);
     if (status == PC_OK) flow->payment_stored = true;
@@ -112,6 +125,7 @@ pc_status pay_flow_write_payment(pay_flow_t *flow, store_tx_t *tx) {
 static pc_status flow_cmd_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
     pay_flow_t *flow = cmd->user;
     flow->reply_ready = false;
+    flow->stats_change.pending = false;
     pc_status status = flow->in_tx != NULL ? flow->in_tx(flow, tx) : PC_OK;
     if (status == PC_OK && flow->reply_ready && flow->reply_fn.in_tx != NULL && flow->reply.status == PC_OK) {
         status = flow->reply_fn.in_tx(flow->reply_fn.ctx, tx, &flow->reply);
@@ -121,6 +135,11 @@ static pc_status flow_cmd_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
 
 static void flow_cmd_done(writer_cmd_t *cmd, pc_status commit_status) {
     pay_flow_t *flow = cmd->user;
+    if (flow->stats_change.pending && commit_status == PC_OK) {
+        pay_stats_count(flow->pay, &flow->stats_change);
+        flow->payment.state_stored = flow->stats_change.to;
+    }
+    flow->stats_change.pending = false;
     pay_flow_fn then = flow->then;
     flow->then = NULL;
     then(flow, commit_status);

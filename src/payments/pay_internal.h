@@ -124,7 +124,7 @@ typedef struct {
     char id[PC_ID_SIZE];
     char merchant_id[PC_ID_SIZE];
     pay_state state;
-    pay_state state_stored;           /* as last stored (events: did it change?) */
+    pay_state state_stored;           /* as last stored (events and stats: did it change?) */
     uint32_t version;
     uint64_t created_ns;
     uint64_t updated_ns;
@@ -219,6 +219,12 @@ void pay_id_new(const char *prefix, char out[PC_ID_SIZE]);
 void pay_transfer_id(char out[PC_ID_SIZE], const char *op_id, const char *suffix);
 
 /* ---- the runtime (runtime.c) ---- */
+/* The payments figures (stats.c): counts of committed changes since start. */
+typedef struct {
+    pthread_mutex_t mutex;
+    pay_stats_t counts;
+} pay_stats_state_t;
+
 struct pay {
     pay_config_t config;
     pthread_mutex_t mutex;            /* guards every map and counter below */
@@ -241,6 +247,7 @@ struct pay {
     uint32_t recovery_last_resolved;
     char three_ds_prefixes[8][20];
     uint32_t three_ds_prefix_count;
+    pay_stats_state_t stats;          /* stats.c: its own mutex */
 };
 
 store_reader_t *pay_reader_acquire(pay_t *pay);
@@ -259,6 +266,21 @@ bool pay_card_three_ds(const pay_t *pay, const char *number);
 void pay_reply_error(pay_reply_t *out, pc_status status, const char *field, const char *message);
 void pay_reply_object(pay_reply_t *out, int http_status, json_t *body /* stolen */);
 void pay_reply_state_conflict(pay_reply_t *out, pay_state state, const char *what);
+
+/* ---- stats (stats.c): payment changes counted after their commit ---- */
+/* What one payment write changes in the figures (set inside the tx, counted on commit). */
+typedef struct {
+    bool pending;
+    bool created;                     /* the payment's first row */
+    bool changed;                     /* its state differs from the stored row's */
+    pay_state from;
+    pay_state to;
+    char decline_code[GW_CODE_SIZE + 8];
+} pay_stats_change_t;
+void pay_stats_init(pay_t *pay);
+void pay_stats_free(pay_t *pay);
+/* The change 'flow' wrote committed: count it (the writer thread). */
+void pay_stats_count(pay_t *pay, const pay_stats_change_t *change);
 
 /* ---- flows: one operation on its way (flow.c) ---- */
 typedef void (*pay_flow_fn)(pay_flow_t *flow, pc_status status);
@@ -310,6 +332,7 @@ struct pay_flow {
     void *extra;                      /* a flow kind's own data (freed with the flow) */
     bool inquiry;                     /* the result is a status inquiry's (recovery) */
     pay_state state_before;           /* expiry: the state the hold belonged to */
+    pay_stats_change_t stats_change;  /* the command's payment write, counted on commit */
     bool hold_changed;                /* the payment's hold moved: track or untrack it */
     bool op_captures;                 /* an authorization captured at once */
     bool booked_without_hold;         /* a capture booked after its hold was gone */

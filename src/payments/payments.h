@@ -183,8 +183,12 @@ void pay_config_default(pay_config_t *config);
 /* Starts the recovery thread (which first resolves what a previous run left pending)
  * and hooks the gateway's update listener (bank callbacks). */
 PC_MUST_USE pc_status pay_start(pay_t **out, const pay_config_t *config);
-/* Stops the recovery thread and waits for every running operation to end (each is
- * bounded by the gateway's timeouts). Call before gw_stop and writer_stop. */
+/* Refuses new operations (shutting_down), stops the recovery thread and waits for every
+ * running operation to end (each is bounded by the gateway's timeouts). Reads still
+ * work. Call before gw_stop and writer_stop; again is harmless. */
+void pay_quiesce(pay_t *pay);
+/* pay_quiesce, then frees: call once no thread can reach 'pay' any more (the HTTP
+ * server has stopped). */
 void pay_stop(pay_t *pay);
 
 /* Who asks: every request names its API key; a merchant key is bound to one merchant. */
@@ -285,5 +289,28 @@ uint32_t pay_recover_now(pay_t *pay);
 
 /* Frees a reply's body (after a synchronous read). */
 void pay_reply_clear(pay_reply_t *reply);
+
+/* ---- operations (stats.c): what the dashboard and /metrics show ----
+ * Counted when the change commits (never for a batch that failed), since start. */
+typedef struct {
+    char code[GW_CODE_SIZE + 8];            /* a payment's decline code ("risk_declined", "05" ...) */
+    uint64_t count;
+} pay_decline_count_t;
+
+typedef struct {
+    uint64_t created;                       /* payments stored for the first time */
+    uint64_t entered[PAY_STATE_COUNT];      /* changes into each state; a new payment enters its first */
+    uint64_t authorized;                    /* authorizations approved (created, requires_action or
+                                               in_review to authorized or captured) */
+    pay_decline_count_t declines[PAY_STATS_DECLINE_CODES_MAX]; /* declined or failed, by code */
+    uint32_t decline_code_count;
+    uint64_t declines_other;                /* codes past PAY_STATS_DECLINE_CODES_MAX */
+} pay_stats_t;
+
+/* A copy of the figures ('pay' NULL: all zero). Any thread. */
+void pay_stats(pay_t *pay, pay_stats_t *out);
+/* Appends the payments metrics (Prometheus text) to 'text' (malloc'ed, as
+ * events_metrics_append): the new text, or the old one unchanged on OOM. */
+char *pay_metrics_append(pay_t *pay, char *text, size_t *bytes);
 
 #endif

@@ -143,6 +143,7 @@ static pc_status runtime_init(pay_t *pay) {
     pthread_mutex_init(&pay->readers_mutex, NULL);
     pthread_cond_init(&pay->flows_idle, NULL);
     pthread_cond_init(&pay->recovery_wake, NULL);
+    pay_stats_init(pay);
     pc_status status = pay_map_init(&pay->busy, PAY_MAP_BUCKETS);
     if (status == PC_OK) status = pay_map_init(&pay->key_merchants, 1024);
     if (status == PC_OK) status = pay_map_init(&pay->merchants, 4096);
@@ -159,6 +160,7 @@ static void runtime_free(pay_t *pay) {
     pay_map_free(&pay->accounts_known, NULL);
     pay_map_free(&pay->holds, free);
     for (uint32_t i = 0; i < pay->reader_count; i++) store_reader_close(pay->readers[i]);
+    pay_stats_free(pay);
     pthread_cond_destroy(&pay->recovery_wake);
     pthread_cond_destroy(&pay->flows_idle);
     pthread_mutex_destroy(&pay->readers_mutex);
@@ -191,7 +193,7 @@ pc_status pay_start(pay_t **out, const pay_config_t *config) {
     return PC_OK;
 }
 
-void pay_stop(pay_t *pay) {
+void pay_quiesce(pay_t *pay) {
     if (pay == NULL) return;
     if (pay->config.gateway != NULL) gw_set_update_listener(pay->config.gateway, NULL, NULL);
     pthread_mutex_lock(&pay->mutex);
@@ -201,6 +203,11 @@ void pay_stop(pay_t *pay) {
     pthread_mutex_lock(&pay->mutex);
     while (pay->flows > 0) pthread_cond_wait(&pay->flows_idle, &pay->mutex);
     pthread_mutex_unlock(&pay->mutex);
+}
+
+void pay_stop(pay_t *pay) {
+    if (pay == NULL) return;
+    pay_quiesce(pay);
     runtime_free(pay);
 }
 

@@ -61,7 +61,7 @@ static pc_status step_done(sqlite3_stmt *stmt) {
     return rc == SQLITE_DONE ? PC_OK : PC_STORE_COMMIT_FAILED;
 }
 
-pc_status store_api_key_insert(store_tx_t *tx, const store_api_key_t *key) {
+static pc_status sqlite_api_key_insert(store_tx_t *tx, const store_api_key_t *key) {
     sqlite3_stmt *stmt;
     sqlite3 *db = store_sqlite_tx_db(tx);
     if (prepare(db, "INSERT INTO api_keys(id, key_hash, scope, name, created_ns, revoked_ns)"
@@ -77,7 +77,7 @@ pc_status store_api_key_insert(store_tx_t *tx, const store_api_key_t *key) {
     return step_done(stmt);
 }
 
-pc_status store_api_key_revoke(store_tx_t *tx, const char *id, uint64_t now_ns, bool *found) {
+static pc_status sqlite_api_key_revoke(store_tx_t *tx, const char *id, uint64_t now_ns, bool *found) {
     sqlite3_stmt *stmt;
     sqlite3 *db = store_sqlite_tx_db(tx);
     *found = false;
@@ -107,7 +107,7 @@ static void key_from_row(sqlite3_stmt *stmt, store_api_key_t *key) {
     key->revoked_ns = (uint64_t)sqlite3_column_int64(stmt, 5);
 }
 
-pc_status store_api_keys_list(store_reader_t *reader, const char *starting_after,
+static pc_status sqlite_api_keys_list(store_reader_t *reader, const char *starting_after,
                               uint32_t limit, store_api_key_fn fn, void *ctx, bool *has_more) {
     sqlite3_stmt *stmt;
     *has_more = false;
@@ -134,7 +134,7 @@ pc_status store_api_keys_list(store_reader_t *reader, const char *starting_after
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
 }
 
-pc_status store_api_grant_insert(store_tx_t *tx, const char *key_id, const char *account_id) {
+static pc_status sqlite_api_grant_insert(store_tx_t *tx, const char *key_id, const char *account_id) {
     sqlite3_stmt *stmt;
     if (prepare(store_sqlite_tx_db(tx), "INSERT OR IGNORE INTO account_grants(key_id, account_id)"
                                         " VALUES(?1, ?2)", &stmt) != PC_OK) {
@@ -145,7 +145,7 @@ pc_status store_api_grant_insert(store_tx_t *tx, const char *key_id, const char 
     return step_done(stmt);
 }
 
-pc_status store_api_grant_exists(store_reader_t *reader, const char *key_id,
+static pc_status sqlite_api_grant_exists(store_reader_t *reader, const char *key_id,
                                  const char *account_id, bool *exists) {
     sqlite3_stmt *stmt;
     *exists = false;
@@ -161,7 +161,7 @@ pc_status store_api_grant_exists(store_reader_t *reader, const char *key_id,
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
 }
 
-pc_status store_api_grants_list(store_reader_t *reader, store_api_grant_fn fn, void *ctx) {
+static pc_status sqlite_api_grants_list(store_reader_t *reader, store_api_grant_fn fn, void *ctx) {
     sqlite3_stmt *stmt;
     if (prepare(store_sqlite_reader_db(reader), "SELECT key_id, account_id FROM account_grants"
                                                 " ORDER BY key_id, account_id", &stmt) != PC_OK) {
@@ -177,7 +177,7 @@ pc_status store_api_grants_list(store_reader_t *reader, store_api_grant_fn fn, v
     return rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
 }
 
-pc_status store_api_idem_get(store_reader_t *reader, const char *key_id,
+static pc_status sqlite_api_idem_get(store_reader_t *reader, const char *key_id,
                              const char *idempotency_key, store_api_idem_t *out, bool *found) {
     sqlite3_stmt *stmt;
     memset(out, 0, sizeof(*out));
@@ -232,7 +232,7 @@ static pc_status idem_row_bytes_stored(store_conn_t c, const char *key_id,
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? PC_OK : PC_STORE_COMMIT_FAILED;
 }
 
-pc_status store_api_idem_put(store_tx_t *tx, const char *key_id, const char *idempotency_key,
+static pc_status sqlite_api_idem_put(store_tx_t *tx, const char *key_id, const char *idempotency_key,
                              store_api_idem_t *record, uint64_t *replaced_row_bytes) {
     sqlite3_stmt *stmt;
     store_conn_t c = store_sqlite_tx_conn(tx);
@@ -313,7 +313,7 @@ static pc_status idem_victims_delete(sqlite3 *db, const idem_victims *v, store_a
     return status;
 }
 
-pc_status store_api_idem_purge(store_tx_t *tx, uint64_t before_ns, uint32_t rows_max,
+static pc_status sqlite_api_idem_purge(store_tx_t *tx, uint64_t before_ns, uint32_t rows_max,
                                uint64_t bytes_max, store_api_idem_row_fn fn, void *ctx) {
     PC_ASSERT(rows_max > 0 && rows_max <= API_IDEM_PURGE_ROWS_MAX);
     sqlite3 *db = store_sqlite_tx_db(tx);
@@ -324,7 +324,7 @@ pc_status store_api_idem_purge(store_tx_t *tx, uint64_t before_ns, uint32_t rows
     return status;
 }
 
-pc_status store_api_idem_usage(store_reader_t *reader, store_api_idem_row_fn fn, void *ctx) {
+static pc_status sqlite_api_idem_usage(store_reader_t *reader, store_api_idem_row_fn fn, void *ctx) {
     sqlite3_stmt *stmt;
     if (prepare(store_sqlite_reader_db(reader),
                 "SELECT key_id, sum(row_bytes) FROM idempotency_keys"
@@ -339,3 +339,16 @@ pc_status store_api_idem_usage(store_reader_t *reader, store_api_idem_row_fn fn,
     sqlite3_finalize(stmt);
     return rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
 }
+
+const store_api_ops_t store_sqlite_api_ops = {
+    .key_insert = sqlite_api_key_insert,
+    .key_revoke = sqlite_api_key_revoke,
+    .keys_list = sqlite_api_keys_list,
+    .grant_insert = sqlite_api_grant_insert,
+    .grant_exists = sqlite_api_grant_exists,
+    .grants_list = sqlite_api_grants_list,
+    .idem_get = sqlite_api_idem_get,
+    .idem_put = sqlite_api_idem_put,
+    .idem_purge = sqlite_api_idem_purge,
+    .idem_usage = sqlite_api_idem_usage,
+};

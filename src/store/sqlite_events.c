@@ -81,10 +81,11 @@ static void text_copy(char *dst, size_t dst_size, sqlite3_stmt *stmt, int column
 
 enum { EW_SEQ_MAX, EW_INSERT, EW_OWNER, EW_GRANTS, EW_COUNT };
 
-struct store_events_writer {
+typedef struct {
+    store_events_writer_t base;    /* first: store_parts.c finds the store there */
     sqlite3_stmt *statements[EW_COUNT];
     uint64_t seq_last;             /* the last seq handed out in this transaction */
-};
+} sqlite_events_writer_t;
 
 static const char *const writer_sql[EW_COUNT] = {
     [EW_SEQ_MAX] = "SELECT coalesce(max(seq), 0) FROM events",
@@ -94,31 +95,37 @@ static const char *const writer_sql[EW_COUNT] = {
                   " WHERE g.account_id = ? AND k.scope = 'merchant' ORDER BY g.key_id LIMIT ?",
 };
 
-pc_status store_events_writer_begin(store_tx_t *tx, store_events_writer_t **out) {
-    store_events_writer_t *writer = calloc(1, sizeof(*writer));
+static void sqlite_events_writer_end(store_events_writer_t *base);
+
+static pc_status sqlite_events_writer_begin(store_tx_t *tx, store_events_writer_t **out) {
+    sqlite_events_writer_t *writer = calloc(1, sizeof(*writer));
     if (writer == NULL) return PC_NO_MEMORY;
+    writer->base.store = tx->store;
     sqlite3 *db = store_sqlite_tx_db(tx);
     for (int i = 0; i < EW_COUNT; i++) {
         if (sqlite3_prepare_v2(db, writer_sql[i], -1, &writer->statements[i], NULL) != SQLITE_OK) {
-            store_events_writer_end(writer);
+            sqlite_events_writer_end(&writer->base);
             return PC_STORE_COMMIT_FAILED;
         }
     }
-    *out = writer;
+    *out = &writer->base;
     return PC_OK;
 }
 
-void store_events_writer_reset(store_events_writer_t *writer) {
+static void sqlite_events_writer_reset(store_events_writer_t *base) {
+    sqlite_events_writer_t *writer = (sqlite_events_writer_t *)base;
     writer->seq_last = 0; /* read max(seq) again: the last transaction may have rolled back */
 }
 
-void store_events_writer_end(store_events_writer_t *writer) {
+static void sqlite_events_writer_end(store_events_writer_t *base) {
+    sqlite_events_writer_t *writer = (sqlite_events_writer_t *)base;
     if (writer == NULL) return;
     for (int i = 0; i < EW_COUNT; i++) sqlite3_finalize(writer->statements[i]);
     free(writer);
 }
 
-pc_status store_events_seq_next(store_events_writer_t *writer, uint64_t floor_ns, uint64_t *seq_out) {
+static pc_status sqlite_events_seq_next(store_events_writer_t *base, uint64_t floor_ns, uint64_t *seq_out) {
+    sqlite_events_writer_t *writer = (sqlite_events_writer_t *)base;
     if (writer->seq_last == 0) {
         sqlite3_stmt *stmt = writer->statements[EW_SEQ_MAX];
         int rc = sqlite3_step(stmt);
@@ -139,7 +146,8 @@ static pc_status step_reset(sqlite3_stmt *stmt) {
     return rc == SQLITE_DONE ? PC_OK : PC_STORE_COMMIT_FAILED;
 }
 
-pc_status store_events_insert(store_events_writer_t *writer, const store_event_t *event) {
+static pc_status sqlite_events_insert(store_events_writer_t *base, const store_event_t *event) {
+    sqlite_events_writer_t *writer = (sqlite_events_writer_t *)base;
     PC_ASSERT(event->seq != 0 && event->seq <= writer->seq_last);
     sqlite3_stmt *stmt = writer->statements[EW_INSERT];
     sqlite3_bind_int64(stmt, 1, (sqlite3_int64)event->seq);
@@ -157,8 +165,9 @@ pc_status store_events_insert(store_events_writer_t *writer, const store_event_t
     return status;
 }
 
-pc_status store_events_account_owners(store_events_writer_t *writer, const char *account_id,
+static pc_status sqlite_events_account_owners(store_events_writer_t *base, const char *account_id,
                                       char (*owners)[PC_ID_SIZE], uint32_t owners_max, uint32_t *count) {
+    sqlite_events_writer_t *writer = (sqlite_events_writer_t *)base;
     sqlite3_stmt *stmt = writer->statements[EW_GRANTS];
     sqlite3_bind_text(stmt, 1, account_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 2, owners_max);
@@ -205,7 +214,7 @@ static void bind_text_or_null(sqlite3_stmt *stmt, int index, const char *text) {
     else sqlite3_bind_text(stmt, index, text, -1, SQLITE_STATIC);
 }
 
-pc_status store_events_list(store_reader_t *reader, const store_events_query_t *query, store_event_fn fn,
+static pc_status sqlite_events_list(store_reader_t *reader, const store_events_query_t *query, store_event_fn fn,
                             void *ctx, bool *has_more) {
     char sql[512];
     sqlite3_stmt *stmt;
@@ -234,7 +243,7 @@ pc_status store_events_list(store_reader_t *reader, const store_events_query_t *
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
 }
 
-pc_status store_events_get(store_reader_t *reader, uint64_t seq, const char *owner, store_event_fn fn,
+static pc_status sqlite_events_get(store_reader_t *reader, uint64_t seq, const char *owner, store_event_fn fn,
                            void *ctx) {
     sqlite3_stmt *stmt;
     const char *sql = owner != NULL
@@ -264,11 +273,11 @@ static pc_status read_int64(store_reader_t *reader, const char *sql, uint64_t *o
     return rc == SQLITE_ROW ? PC_OK : PC_STORE_READ_FAILED;
 }
 
-pc_status store_events_latest(store_reader_t *reader, uint64_t *seq_out) {
+static pc_status sqlite_events_latest(store_reader_t *reader, uint64_t *seq_out) {
     return read_int64(reader, "SELECT coalesce(max(seq), 0) FROM events", seq_out);
 }
 
-pc_status store_events_count(store_reader_t *reader, uint64_t *count_out) {
+static pc_status sqlite_events_count(store_reader_t *reader, uint64_t *count_out) {
     return read_int64(reader, "SELECT count(*) FROM events", count_out);
 }
 
@@ -309,7 +318,7 @@ static void bind_blob_or_null(sqlite3_stmt *stmt, int index, const uint8_t *blob
     else sqlite3_bind_blob(stmt, index, blob, (int)bytes, SQLITE_STATIC);
 }
 
-pc_status store_events_destination_insert(store_tx_t *tx, const store_event_destination_t *d) {
+static pc_status sqlite_events_destination_insert(store_tx_t *tx, const store_event_destination_t *d) {
     sqlite3_stmt *stmt;
     if (prepare_write(tx, "INSERT OR IGNORE INTO event_destinations(id, kind, merchant_id, url, types, secret_box,"
                           " cursor_seq, created_ns) VALUES(?1, ?2, ?3, ?4, ?5, ?6,"
@@ -338,13 +347,13 @@ static pc_status write_by_id(store_tx_t *tx, const char *sql, const char *id, bo
     return status;
 }
 
-pc_status store_events_destination_delete(store_tx_t *tx, const char *id, bool *found) {
+static pc_status sqlite_events_destination_delete(store_tx_t *tx, const char *id, bool *found) {
     pc_status status = write_by_id(tx, "DELETE FROM event_destinations WHERE id = ?1", id, found);
     if (status != PC_OK) return status;
     return write_by_id(tx, "DELETE FROM event_deliveries WHERE destination_id = ?1", id, NULL);
 }
 
-pc_status store_events_cursor_advance(store_tx_t *tx, const char *id, uint64_t epoch, uint64_t seq) {
+static pc_status sqlite_events_cursor_advance(store_tx_t *tx, const char *id, uint64_t epoch, uint64_t seq) {
     sqlite3_stmt *stmt;
     if (prepare_write(tx, "UPDATE event_destinations SET cursor_seq = ?3 WHERE id = ?1 AND cursor_epoch = ?2"
                           " AND cursor_seq < ?3", &stmt) != PC_OK) {
@@ -356,7 +365,7 @@ pc_status store_events_cursor_advance(store_tx_t *tx, const char *id, uint64_t e
     return step_done(stmt);
 }
 
-pc_status store_events_cursor_rewind(store_tx_t *tx, const char *id, uint64_t since_ns, bool *found) {
+static pc_status sqlite_events_cursor_rewind(store_tx_t *tx, const char *id, uint64_t since_ns, bool *found) {
     sqlite3_stmt *stmt;
     if (prepare_write(tx, "UPDATE event_destinations SET cursor_epoch = cursor_epoch + 1,"
                           " cursor_seq = min(cursor_seq, ?2 - 1) WHERE id = ?1", &stmt) != PC_OK) {
@@ -377,7 +386,7 @@ pc_status store_events_cursor_rewind(store_tx_t *tx, const char *id, uint64_t si
     return step_done(stmt);
 }
 
-pc_status store_events_destination_health(store_tx_t *tx, const char *id, uint64_t failing_since_ns,
+static pc_status sqlite_events_destination_health(store_tx_t *tx, const char *id, uint64_t failing_since_ns,
                                           uint64_t disabled_ns, const char *reason) {
     sqlite3_stmt *stmt;
     if (prepare_write(tx, "UPDATE event_destinations SET failing_since_ns = ?2, disabled_ns = ?3,"
@@ -391,7 +400,7 @@ pc_status store_events_destination_health(store_tx_t *tx, const char *id, uint64
     return step_done(stmt);
 }
 
-pc_status store_events_destination_secret(store_tx_t *tx, const char *id, const uint8_t *box,
+static pc_status sqlite_events_destination_secret(store_tx_t *tx, const char *id, const uint8_t *box,
                                           uint32_t box_bytes, const uint8_t *previous_box,
                                           uint32_t previous_box_bytes, uint64_t previous_until_ns,
                                           bool *found) {
@@ -409,7 +418,7 @@ pc_status store_events_destination_secret(store_tx_t *tx, const char *id, const 
     return status;
 }
 
-pc_status store_events_destinations_list(store_reader_t *reader, const char *merchant_id,
+static pc_status sqlite_events_destinations_list(store_reader_t *reader, const char *merchant_id,
                                          const char *starting_after, uint32_t limit,
                                          store_event_destination_fn fn, void *ctx, bool *has_more) {
     sqlite3_stmt *stmt;
@@ -443,7 +452,7 @@ pc_status store_events_destinations_list(store_reader_t *reader, const char *mer
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
 }
 
-pc_status store_events_destination_get(store_reader_t *reader, const char *id, store_event_destination_t *out) {
+static pc_status sqlite_events_destination_get(store_reader_t *reader, const char *id, store_event_destination_t *out) {
     sqlite3_stmt *stmt;
     if (prepare(store_sqlite_reader_db(reader),
                 "SELECT " DESTINATION_COLUMNS " FROM event_destinations WHERE id = ?1", &stmt) != PC_OK) {
@@ -457,7 +466,7 @@ pc_status store_events_destination_get(store_reader_t *reader, const char *id, s
     return status;
 }
 
-pc_status store_events_destination_counts(store_reader_t *reader, const char *merchant_id,
+static pc_status sqlite_events_destination_counts(store_reader_t *reader, const char *merchant_id,
                                           uint32_t *merchant_count, uint32_t *total_count) {
     sqlite3_stmt *stmt;
     if (prepare(store_sqlite_reader_db(reader),
@@ -477,7 +486,7 @@ pc_status store_events_destination_counts(store_reader_t *reader, const char *me
 
 /* ---- deliveries ---- */
 
-pc_status store_events_delivery_put(store_tx_t *tx, const store_event_delivery_t *d, uint64_t epoch) {
+static pc_status sqlite_events_delivery_put(store_tx_t *tx, const store_event_delivery_t *d, uint64_t epoch) {
     sqlite3_stmt *stmt;
     if (prepare_write(tx, "INSERT OR REPLACE INTO event_deliveries(destination_id, seq, state, attempts,"
                           " first_attempt_ns, next_attempt_ns, updated_ns, last_error)"
@@ -497,7 +506,7 @@ pc_status store_events_delivery_put(store_tx_t *tx, const store_event_delivery_t
     return step_done(stmt);
 }
 
-pc_status store_events_delivery_delete(store_tx_t *tx, const char *destination_id, uint64_t seq) {
+static pc_status sqlite_events_delivery_delete(store_tx_t *tx, const char *destination_id, uint64_t seq) {
     sqlite3_stmt *stmt;
     if (prepare_write(tx, "DELETE FROM event_deliveries WHERE destination_id = ?1 AND seq = ?2", &stmt) != PC_OK) {
         return PC_STORE_COMMIT_FAILED;
@@ -507,7 +516,7 @@ pc_status store_events_delivery_delete(store_tx_t *tx, const char *destination_i
     return step_done(stmt);
 }
 
-pc_status store_events_delivery_redeliver(store_tx_t *tx, const char *destination_id, uint64_t seq,
+static pc_status sqlite_events_delivery_redeliver(store_tx_t *tx, const char *destination_id, uint64_t seq,
                                           uint64_t now_ns) {
     /* A row of this event: due now, attempts from zero (a dead letter comes back). */
     sqlite3_stmt *stmt;
@@ -540,7 +549,7 @@ pc_status store_events_delivery_redeliver(store_tx_t *tx, const char *destinatio
     return step_done(stmt);
 }
 
-pc_status store_events_deliveries_list(store_reader_t *reader, const char *destination_id,
+static pc_status sqlite_events_deliveries_list(store_reader_t *reader, const char *destination_id,
                                        store_delivery_state state, uint64_t after_seq, uint32_t limit,
                                        store_event_delivery_fn fn, void *ctx, bool *has_more) {
     sqlite3_stmt *stmt;
@@ -583,7 +592,7 @@ pc_status store_events_deliveries_list(store_reader_t *reader, const char *desti
 
 /* ---- retention ---- */
 
-pc_status store_events_purge(store_tx_t *tx, uint64_t before_ns, uint32_t rows_max, uint32_t *deleted_count) {
+static pc_status sqlite_events_purge(store_tx_t *tx, uint64_t before_ns, uint32_t rows_max, uint32_t *deleted_count) {
     static const char victims[] =
         "SELECT seq FROM events WHERE seq < ?1"
         " AND seq <= (SELECT coalesce(min(cursor_seq), 9223372036854775807) FROM event_destinations)"
@@ -608,3 +617,30 @@ pc_status store_events_purge(store_tx_t *tx, uint64_t before_ns, uint32_t rows_m
     }
     return PC_OK;
 }
+
+const store_events_ops_t store_sqlite_events_ops = {
+    .writer_begin = sqlite_events_writer_begin,
+    .writer_reset = sqlite_events_writer_reset,
+    .writer_end = sqlite_events_writer_end,
+    .seq_next = sqlite_events_seq_next,
+    .insert = sqlite_events_insert,
+    .account_owners = sqlite_events_account_owners,
+    .list = sqlite_events_list,
+    .get = sqlite_events_get,
+    .latest = sqlite_events_latest,
+    .count = sqlite_events_count,
+    .destination_insert = sqlite_events_destination_insert,
+    .destination_delete = sqlite_events_destination_delete,
+    .cursor_advance = sqlite_events_cursor_advance,
+    .cursor_rewind = sqlite_events_cursor_rewind,
+    .destination_health = sqlite_events_destination_health,
+    .destination_secret = sqlite_events_destination_secret,
+    .destinations_list = sqlite_events_destinations_list,
+    .destination_get = sqlite_events_destination_get,
+    .destination_counts = sqlite_events_destination_counts,
+    .delivery_put = sqlite_events_delivery_put,
+    .delivery_delete = sqlite_events_delivery_delete,
+    .delivery_redeliver = sqlite_events_delivery_redeliver,
+    .deliveries_list = sqlite_events_deliveries_list,
+    .purge = sqlite_events_purge,
+};

@@ -6,7 +6,17 @@
 #include <sqlite3.h>
 
 #include "core/core.h"
-#include "store/store.h"
+#include "store/store_backend.h"
+#include "store/store_dirty.h"
+#include "store/store_shadow.h"
+
+/* The backend's store: struct sqlite_store below. */
+typedef struct sqlite_store sqlite_store_t;
+
+/* The backend's parts (sqlite_api.c, sqlite_events.c, sqlite_payments.c). */
+extern const store_api_ops_t store_sqlite_api_ops;
+extern const store_events_ops_t store_sqlite_events_ops;
+extern const store_payments_ops_t store_sqlite_payments_ops;
 
 /* The connection of a write transaction (writer thread) and of a reader. */
 sqlite3 *store_sqlite_tx_db(store_tx_t *tx);
@@ -107,18 +117,9 @@ pc_status store_index_account(store_index_t *index, sqlite3 *reader, uint32_t ac
                               uint64_t high, bool descending, uint32_t limit, uint64_t *ts_out,
                               uint32_t *count);
 
-/* ---- sqlite_shadow.c: committed balances for readers (seqlock per account) ---- */
-typedef struct store_shadow store_shadow_t;
-store_shadow_t *store_shadow_new(void);
-void store_shadow_free(store_shadow_t *shadow);
-/* Writer thread, after COMMIT. */
-void store_shadow_publish(store_shadow_t *shadow, uint32_t account_no, const ledger_balances_t *balances);
-/* Any thread: false when nothing was published for this account yet. */
-bool store_shadow_read(const store_shadow_t *shadow, uint32_t account_no, ledger_balances_t *out);
-
 /* The parts of the store readers share. */
-store_index_t *store_sqlite_index(store_t *store);
-store_shadow_t *store_sqlite_shadow(store_t *store);
+store_index_t *store_sqlite_index(sqlite_store_t *store);
+store_shadow_t *store_sqlite_shadow(sqlite_store_t *store);
 
 /* ---- sqlite_wal_checkpointer.c: WAL checkpoints off the writer's commit path ---- */
 typedef struct store_wal_checkpointer store_wal_checkpointer_t;
@@ -175,7 +176,8 @@ enum {
     STMT_COUNT,
 };
 
-struct store {
+struct sqlite_store {
+    store_t base;           /* first: store.c finds the ops there */
     sqlite3 *db;
     char *path;
     store_options_t options;
@@ -192,10 +194,7 @@ struct store {
     pc_hash_key_t id_key;   /* '<path>.idkey': ids are hashed with it (sqlite_index.c) */
     /* Accounts whose balances changed since the balance snapshot, in committed
      * batches only (a batch's accounts join after its COMMIT). */
-    uint8_t *dirty_bits;
-    uint32_t *dirty;
-    uint32_t dirty_count;
-    uint32_t dirty_capacity;
+    store_dirty_t dirty;
     uint64_t accounts_as_of_seq; /* the balance snapshot's journal seq; <= journal_head_seq */
     uint64_t journal_head_seq;   /* the last journal row committed */
     pc_status failed;            /* PC_OK, or PC_STORE_FAILED for good */
@@ -204,12 +203,38 @@ struct store {
 };
 
 /* Records the connection's error as the store's detail; returns 'status'. */
-pc_status store_sqlite_fail(store_t *store, pc_status status, const char *what);
+pc_status store_sqlite_fail(sqlite_store_t *store, pc_status status, const char *what);
 /* Waits for room in the id memtable before a batch (sqlite_store.c); the indexer
  * having given up fails the store for good (PC_STORE_INDEX_FAILED). */
-pc_status store_sqlite_index_room(store_t *store);
-/* Adds an account to the dirty list (sqlite_tx.c); load and committed batches only. */
-void store_sqlite_dirty_mark(store_t *store, uint32_t account_no);
+pc_status store_sqlite_index_room(sqlite_store_t *store);
+
+/* The batch transaction and what runs outside batches (sqlite_tx.c): the ops of
+ * the same names (store_backend.h). */
+pc_status store_sqlite_tx_begin(store_t *store, store_tx_t **out);
+pc_status store_sqlite_tx_write_changes(store_tx_t *tx, const ledger_t *ledger, const ledger_changes_t *changes,
+                                        uint64_t batch_seq, journal_content_t *content);
+pc_status store_sqlite_tx_write_journal(store_tx_t *tx, const journal_entry_t *entry,
+                                        const journal_checkpoint_t *checkpoint);
+pc_status store_sqlite_tx_commit(store_tx_t *tx);
+void store_sqlite_tx_rollback(store_tx_t *tx);
+pc_status store_sqlite_balance_snapshot(store_t *store, const ledger_t *ledger);
+pc_status store_sqlite_probe(store_t *store);
+
+/* Readers (sqlite_read.c): the ops of the same names. */
+pc_status store_sqlite_reader_open(store_t *store, store_reader_t **out);
+void store_sqlite_reader_close(store_reader_t *reader);
+pc_status store_sqlite_read_account(store_reader_t *reader, const char *id, store_account_t *out);
+pc_status store_sqlite_read_transfer(store_reader_t *reader, const char *id, store_transfer_t *out);
+pc_status store_sqlite_list_accounts(store_reader_t *reader, const store_query_t *query, store_account_fn fn,
+                                     void *ctx, bool *has_more);
+pc_status store_sqlite_list_accounts_granted(store_reader_t *reader, const char *key_id,
+                                             const store_query_t *query, store_account_fn fn, void *ctx,
+                                             bool *has_more);
+pc_status store_sqlite_list_account_transfers(store_reader_t *reader, const char *account_id,
+                                              const store_query_t *query, store_transfer_fn fn, void *ctx,
+                                              bool *has_more);
+pc_status store_sqlite_list_history(store_reader_t *reader, const char *account_id, const store_query_t *query,
+                                    store_history_fn fn, void *ctx, bool *has_more);
 
 /* Schema (sqlite_schema.c). */
 int store_sqlite_schema_version_latest(void);

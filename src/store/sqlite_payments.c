@@ -98,14 +98,7 @@ static pc_status step_done(store_conn_t c, int slot, sqlite3_stmt *stmt) {
     return rc == SQLITE_DONE ? PC_OK : PC_STORE_COMMIT_FAILED;
 }
 
-void store_pay_object_free(store_pay_object_t *object) {
-    if (object == NULL) return;
-    free(object->doc);
-    object->doc = NULL;
-    object->doc_bytes = 0;
-}
-
-pc_status store_pay_object_put(store_tx_t *tx, const store_pay_object_t *o) {
+static pc_status sqlite_pay_object_put(store_tx_t *tx, const store_pay_object_t *o) {
     store_conn_t c = store_sqlite_tx_conn(tx);
     sqlite3_stmt *stmt;
     if (take(c, STORE_STMT_PAY_OBJECT_PUT, &stmt, PC_STORE_COMMIT_FAILED) != PC_OK) return PC_STORE_COMMIT_FAILED;
@@ -136,7 +129,7 @@ static void object_from_row(sqlite3_stmt *stmt, store_pay_object_t *out) {
     out->doc_bytes = (size_t)sqlite3_column_bytes(stmt, 8);
 }
 
-pc_status store_pay_object_get(store_reader_t *reader, const char *id, store_pay_object_t *out) {
+static pc_status sqlite_pay_object_get(store_reader_t *reader, const char *id, store_pay_object_t *out) {
     store_conn_t c = store_sqlite_reader_conn(reader);
     sqlite3_stmt *stmt;
     memset(out, 0, sizeof(*out));
@@ -196,7 +189,7 @@ static void list_sql(const store_pay_query_t *q, bool cursor, char *sql, size_t 
                                                            : " ORDER BY created_ns, id LIMIT ?9");
 }
 
-pc_status store_pay_objects_list(store_reader_t *reader, const store_pay_query_t *q,
+static pc_status sqlite_pay_objects_list(store_reader_t *reader, const store_pay_query_t *q,
                                  store_pay_object_fn fn, void *ctx, bool *has_more) {
     sqlite3 *db = store_sqlite_reader_db(reader);
     *has_more = false;
@@ -236,7 +229,7 @@ pc_status store_pay_objects_list(store_reader_t *reader, const store_pay_query_t
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
 }
 
-pc_status store_pay_lookup_put(store_tx_t *tx, const char *name, const char *object_id,
+static pc_status sqlite_pay_lookup_put(store_tx_t *tx, const char *name, const char *object_id,
                                const uint8_t *extra, size_t extra_bytes) {
     store_conn_t c = store_sqlite_tx_conn(tx);
     sqlite3_stmt *stmt;
@@ -260,7 +253,7 @@ static void lookup_from_row(sqlite3_stmt *stmt, int first, store_pay_lookup_t *o
     }
 }
 
-pc_status store_pay_lookup_get(store_reader_t *reader, const char *name, store_pay_lookup_t *out) {
+static pc_status sqlite_pay_lookup_get(store_reader_t *reader, const char *name, store_pay_lookup_t *out) {
     store_conn_t c = store_sqlite_reader_conn(reader);
     sqlite3_stmt *stmt;
     memset(out, 0, sizeof(*out));
@@ -273,7 +266,7 @@ pc_status store_pay_lookup_get(store_reader_t *reader, const char *name, store_p
     return status;
 }
 
-pc_status store_pay_lookups_prefix(store_reader_t *reader, const char *prefix, store_pay_lookup_fn fn,
+static pc_status sqlite_pay_lookups_prefix(store_reader_t *reader, const char *prefix, store_pay_lookup_fn fn,
                                    void *ctx) {
     store_conn_t c = store_sqlite_reader_conn(reader);
     sqlite3_stmt *stmt;
@@ -293,7 +286,7 @@ pc_status store_pay_lookups_prefix(store_reader_t *reader, const char *prefix, s
 
 /* ---- the vault ---- */
 
-pc_status store_vault_key_put(store_tx_t *tx, const store_vault_key_t *key) {
+static pc_status sqlite_vault_key_put(store_tx_t *tx, const store_vault_key_t *key) {
     store_conn_t c = store_sqlite_tx_conn(tx);
     sqlite3_stmt *stmt;
     if (take(c, STORE_STMT_VAULT_KEY_PUT, &stmt, PC_STORE_COMMIT_FAILED) != PC_OK) return PC_STORE_COMMIT_FAILED;
@@ -305,7 +298,7 @@ pc_status store_vault_key_put(store_tx_t *tx, const store_vault_key_t *key) {
     return step_done(c, STORE_STMT_VAULT_KEY_PUT, stmt);
 }
 
-pc_status store_vault_keys_list(store_reader_t *reader, store_vault_key_fn fn, void *ctx) {
+static pc_status sqlite_vault_keys_list(store_reader_t *reader, store_vault_key_fn fn, void *ctx) {
     store_conn_t c = store_sqlite_reader_conn(reader);
     sqlite3_stmt *stmt;
     if (take(c, STORE_STMT_VAULT_KEYS_LIST, &stmt, PC_STORE_READ_FAILED) != PC_OK) return PC_STORE_READ_FAILED;
@@ -327,7 +320,7 @@ pc_status store_vault_keys_list(store_reader_t *reader, store_vault_key_fn fn, v
     return rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
 }
 
-pc_status store_vault_card_put(store_tx_t *tx, const store_vault_card_t *card) {
+static pc_status sqlite_vault_card_put(store_tx_t *tx, const store_vault_card_t *card) {
     store_conn_t c = store_sqlite_tx_conn(tx);
     sqlite3_stmt *stmt;
     if (take(c, STORE_STMT_VAULT_CARD_PUT, &stmt, PC_STORE_COMMIT_FAILED) != PC_OK) return PC_STORE_COMMIT_FAILED;
@@ -344,7 +337,7 @@ pc_status store_vault_card_put(store_tx_t *tx, const store_vault_card_t *card) {
     return step_done(c, STORE_STMT_VAULT_CARD_PUT, stmt);
 }
 
-pc_status store_vault_card_get(store_reader_t *reader, const char *token, store_vault_card_t *out) {
+static pc_status sqlite_vault_card_get(store_reader_t *reader, const char *token, store_vault_card_t *out) {
     store_conn_t c = store_sqlite_reader_conn(reader);
     sqlite3_stmt *stmt;
     memset(out, 0, sizeof(*out));
@@ -374,3 +367,16 @@ pc_status store_vault_card_get(store_reader_t *reader, const char *token, store_
     give_back(c, STORE_STMT_VAULT_CARD_GET, stmt);
     return status;
 }
+
+const store_payments_ops_t store_sqlite_payments_ops = {
+    .object_put = sqlite_pay_object_put,
+    .object_get = sqlite_pay_object_get,
+    .objects_list = sqlite_pay_objects_list,
+    .lookup_put = sqlite_pay_lookup_put,
+    .lookup_get = sqlite_pay_lookup_get,
+    .lookups_prefix = sqlite_pay_lookups_prefix,
+    .vault_key_put = sqlite_vault_key_put,
+    .vault_keys_list = sqlite_vault_keys_list,
+    .vault_card_put = sqlite_vault_card_put,
+    .vault_card_get = sqlite_vault_card_get,
+};

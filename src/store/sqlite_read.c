@@ -1,7 +1,7 @@
 /* store/sqlite_read.c: readers for API threads. Each reader has its own SQLite
  * connections (main and index files); in WAL mode a reader sees the last committed
  * batch and never waits for the writer. Balances come from the committed shadow
- * (sqlite_shadow.c), ids and account histories through sqlite_index.c. */
+ * (store_shadow.c), ids and account histories through sqlite_index.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,36 +9,22 @@
 #include "core/core.h"
 #include "store/sqlite_internal.h"
 
-struct store_reader {
+typedef struct {
+    store_reader_t base;  /* first: store.c finds the store there */
     sqlite3 *db;
     sqlite3 *index_db;
-    store_t *store;
+    sqlite_store_t *store;
     store_stmt_cache_t *stmt_cache;
-};
+} sqlite_reader_t;
 
-sqlite3 *store_sqlite_reader_db(store_reader_t *reader) { return reader->db; }
-store_conn_t store_sqlite_reader_conn(store_reader_t *reader) {
+sqlite3 *store_sqlite_reader_db(store_reader_t *reader) { return ((sqlite_reader_t *)reader)->db; }
+store_conn_t store_sqlite_reader_conn(store_reader_t *base) {
+    sqlite_reader_t *reader = (sqlite_reader_t *)base;
     return (store_conn_t){.cache = &reader->stmt_cache, .db = reader->db};
 }
 
-pc_status store_reader_open(store_t *store, store_reader_t **out) {
-    PC_ASSERT(store_sqlite_index(store) != NULL); /* readers come after store_load */
-    store_reader_t *reader = calloc(1, sizeof(*reader));
-    if (reader == NULL) return PC_NO_MEMORY;
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
-    if (sqlite3_open_v2(store_path(store), &reader->db, flags, NULL) != SQLITE_OK ||
-        store_sqlite_configure(reader->db, false) != PC_OK ||
-        sqlite3_exec(reader->db, "PRAGMA query_only=1", NULL, NULL, NULL) != SQLITE_OK ||
-        (reader->index_db = store_index_reader_open(store_sqlite_index(store))) == NULL) {
-        store_reader_close(reader);
-        return PC_STORE_OPEN_FAILED;
-    }
-    reader->store = store;
-    *out = reader;
-    return PC_OK;
-}
-
-void store_reader_close(store_reader_t *reader) {
+void store_sqlite_reader_close(store_reader_t *base) {
+    sqlite_reader_t *reader = (sqlite_reader_t *)base;
     if (reader == NULL) return;
     store_sqlite_stmt_cache_free(reader->stmt_cache);
     if (reader->db != NULL) sqlite3_close(reader->db);
@@ -46,14 +32,23 @@ void store_reader_close(store_reader_t *reader) {
     free(reader);
 }
 
-void store_account_free(store_account_t *account) {
-    free(account->metadata_owned);
-    account->metadata_owned = NULL;
-}
-
-void store_transfer_free(store_transfer_t *transfer) {
-    free(transfer->metadata_owned);
-    transfer->metadata_owned = NULL;
+pc_status store_sqlite_reader_open(store_t *base, store_reader_t **out) {
+    sqlite_store_t *store = (sqlite_store_t *)base;
+    PC_ASSERT(store_sqlite_index(store) != NULL); /* readers come after store_load */
+    sqlite_reader_t *reader = calloc(1, sizeof(*reader));
+    if (reader == NULL) return PC_NO_MEMORY;
+    reader->base.store = base;
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(store->path, &reader->db, flags, NULL) != SQLITE_OK ||
+        store_sqlite_configure(reader->db, false) != PC_OK ||
+        sqlite3_exec(reader->db, "PRAGMA query_only=1", NULL, NULL, NULL) != SQLITE_OK ||
+        (reader->index_db = store_index_reader_open(store_sqlite_index(store))) == NULL) {
+        store_sqlite_reader_close(&reader->base);
+        return PC_STORE_OPEN_FAILED;
+    }
+    reader->store = store;
+    *out = &reader->base;
+    return PC_OK;
 }
 
 #define ACCOUNT_COLUMNS \
@@ -62,7 +57,7 @@ void store_transfer_free(store_transfer_t *transfer) {
     "timestamp, id, debit_account_id, credit_account_id, amount, currency, code, flags, pending_id," \
     " timeout_s, metadata, pending_state"
 
-static void account_from_row(const store_reader_t *reader, sqlite3_stmt *stmt, ledger_account_t *a) {
+static void account_from_row(const sqlite_reader_t *reader, sqlite3_stmt *stmt, ledger_account_t *a) {
     store_sqlite_account_from_row(stmt, a);
     /* The row holds balances as of the last balance snapshot; the shadow, as of the last commit. */
     store_shadow_read(store_sqlite_shadow(reader->store), (uint32_t)sqlite3_column_int64(stmt, 10), &a->balances);
@@ -73,13 +68,14 @@ static void transfer_from_row(sqlite3_stmt *stmt, ledger_transfer_t *t, ledger_p
     *state = (ledger_pending_state)sqlite3_column_int(stmt, 11);
 }
 
-static pc_status prepare(store_reader_t *reader, const char *sql, sqlite3_stmt **stmt) {
+static pc_status prepare(sqlite_reader_t *reader, const char *sql, sqlite3_stmt **stmt) {
     /* sqlite3_prepare_v3 with PERSISTENT keeps the plan cached in the connection. */
     return sqlite3_prepare_v3(reader->db, sql, -1, 0, stmt, NULL) == SQLITE_OK ? PC_OK
                                                                              : PC_STORE_READ_FAILED;
 }
 
-pc_status store_read_account(store_reader_t *reader, const char *id, store_account_t *out) {
+pc_status store_sqlite_read_account(store_reader_t *base, const char *id, store_account_t *out) {
+    sqlite_reader_t *reader = (sqlite_reader_t *)base;
     sqlite3_stmt *stmt;
     if (prepare(reader, "SELECT " ACCOUNT_COLUMNS " FROM accounts WHERE id=?", &stmt) != PC_OK) {
         return PC_STORE_READ_FAILED;
@@ -116,7 +112,7 @@ static pc_status transfer_row_at(sqlite3_stmt *stmt, uint64_t ts, const char *id
     return status;
 }
 
-static pc_status transfer_at(store_reader_t *reader, uint64_t ts, const char *id, store_transfer_t *out) {
+static pc_status transfer_at(sqlite_reader_t *reader, uint64_t ts, const char *id, store_transfer_t *out) {
     sqlite3_stmt *stmt;
     if (prepare(reader, TRANSFER_AT_SQL, &stmt) != PC_OK) return PC_STORE_READ_FAILED;
     pc_status status = transfer_row_at(stmt, ts, id, out);
@@ -125,7 +121,7 @@ static pc_status transfer_at(store_reader_t *reader, uint64_t ts, const char *id
 }
 
 typedef struct {
-    store_reader_t *reader;
+    sqlite_reader_t *reader;
     sqlite3_stmt *stmt; /* prepared at the first candidate, for all of them */
     const char *id;
     store_transfer_t *out;
@@ -139,7 +135,8 @@ static pc_status transfer_candidate(void *ctx, uint64_t ts) {
     return transfer_row_at(find->stmt, ts, find->id, find->out);
 }
 
-pc_status store_read_transfer(store_reader_t *reader, const char *id, store_transfer_t *out) {
+pc_status store_sqlite_read_transfer(store_reader_t *base, const char *id, store_transfer_t *out) {
+    sqlite_reader_t *reader = (sqlite_reader_t *)base;
     store_index_t *index = store_sqlite_index(reader->store);
     transfer_find_t find = {reader, NULL, id, out};
     pc_status status = store_index_find(index, reader->index_db, store_index_key(index, id), transfer_candidate, &find);
@@ -147,9 +144,9 @@ pc_status store_read_transfer(store_reader_t *reader, const char *id, store_tran
     return status;
 }
 
-static pc_status transfer_ts_of(store_reader_t *reader, const char *id, int64_t *ts) {
+static pc_status transfer_ts_of(sqlite_reader_t *reader, const char *id, int64_t *ts) {
     store_transfer_t found;
-    pc_status status = store_read_transfer(reader, id, &found);
+    pc_status status = store_sqlite_read_transfer(&reader->base, id, &found);
     if (status != PC_OK) return status;
     *ts = (int64_t)found.transfer.timestamp_ns;
     store_transfer_free(&found);
@@ -157,7 +154,7 @@ static pc_status transfer_ts_of(store_reader_t *reader, const char *id, int64_t 
 }
 
 /* Resolves a starting_after id to its position (account no or transfer timestamp). */
-static pc_status position_of(store_reader_t *reader, const char *sql, const char *id, int64_t *position) {
+static pc_status position_of(sqlite_reader_t *reader, const char *sql, const char *id, int64_t *position) {
     sqlite3_stmt *stmt;
     if (prepare(reader, sql, &stmt) != PC_OK) return PC_STORE_READ_FAILED;
     sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
@@ -171,7 +168,7 @@ static pc_status position_of(store_reader_t *reader, const char *sql, const char
 /* Calls 'fn' for up to query->limit rows of 'stmt' (whose columns start with
  * ACCOUNT_COLUMNS and which yields one row more than a page), sets *has_more, and
  * finalizes the statement. */
-static pc_status accounts_emit(store_reader_t *reader, sqlite3_stmt *stmt, const store_query_t *query,
+static pc_status accounts_emit(sqlite_reader_t *reader, sqlite3_stmt *stmt, const store_query_t *query,
                                store_account_fn fn, void *ctx, bool *has_more) {
     uint32_t emitted = 0;
     int rc;
@@ -190,8 +187,9 @@ static pc_status accounts_emit(store_reader_t *reader, sqlite3_stmt *stmt, const
     return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? PC_OK : PC_STORE_READ_FAILED;
 }
 
-pc_status store_list_accounts(store_reader_t *reader, const store_query_t *query, store_account_fn fn,
+pc_status store_sqlite_list_accounts(store_reader_t *base, const store_query_t *query, store_account_fn fn,
                               void *ctx, bool *has_more) {
+    sqlite_reader_t *reader = (sqlite_reader_t *)base;
     int64_t after = -1;
     if (query->starting_after != NULL) {
         pc_status status = position_of(reader, "SELECT no FROM accounts WHERE id=?", query->starting_after, &after);
@@ -214,8 +212,9 @@ pc_status store_list_accounts(store_reader_t *reader, const store_query_t *query
 /* The grants' primary key (key_id, account_id) is the index: a page is a range scan
  * of the key's grants, each joined to its account by the accounts' id index. Grants
  * of ids that have no account (yet) are skipped. */
-pc_status store_list_accounts_granted(store_reader_t *reader, const char *key_id, const store_query_t *query,
+pc_status store_sqlite_list_accounts_granted(store_reader_t *base, const char *key_id, const store_query_t *query,
                                       store_account_fn fn, void *ctx, bool *has_more) {
+    sqlite_reader_t *reader = (sqlite_reader_t *)base;
     *has_more = false;
     if (query->starting_after != NULL) {
         sqlite3_stmt *cursor;
@@ -242,17 +241,9 @@ pc_status store_list_accounts_granted(store_reader_t *reader, const char *key_id
     return accounts_emit(reader, stmt, query, fn, ctx, has_more);
 }
 
-static void range_bounds(const store_query_t *query, int64_t after_ts, int64_t *low, int64_t *high) {
-    *low = query->from_ns ? (int64_t)query->from_ns : INT64_MIN;
-    *high = query->to_ns ? (int64_t)query->to_ns : INT64_MAX; /* exclusive */
-    if (after_ts != 0) {
-        if (query->descending) *high = after_ts < *high ? after_ts : *high;
-        else *low = after_ts + 1 > *low ? after_ts + 1 : *low;
-    }
-}
-
-pc_status store_list_account_transfers(store_reader_t *reader, const char *account_id, const store_query_t *query,
+pc_status store_sqlite_list_account_transfers(store_reader_t *base, const char *account_id, const store_query_t *query,
                                        store_transfer_fn fn, void *ctx, bool *has_more) {
+    sqlite_reader_t *reader = (sqlite_reader_t *)base;
     int64_t after_ts = 0, account_no = 0;
     pc_status status = position_of(reader, "SELECT no FROM accounts WHERE id=?", account_id, &account_no);
     if (status != PC_OK) return status;
@@ -261,7 +252,7 @@ pc_status store_list_account_transfers(store_reader_t *reader, const char *accou
         if (status != PC_OK) return status;
     }
     int64_t low, high;
-    range_bounds(query, after_ts, &low, &high);
+    store_query_range(query, after_ts, &low, &high);
     uint64_t ts[API_LIST_LIMIT_MAX + 1];
     uint32_t limit = query->limit < API_LIST_LIMIT_MAX ? query->limit : API_LIST_LIMIT_MAX;
     uint32_t count = 0;
@@ -279,15 +270,16 @@ pc_status store_list_account_transfers(store_reader_t *reader, const char *accou
     return PC_OK;
 }
 
-pc_status store_list_history(store_reader_t *reader, const char *account_id, const store_query_t *query,
+pc_status store_sqlite_list_history(store_reader_t *base, const char *account_id, const store_query_t *query,
                              store_history_fn fn, void *ctx, bool *has_more) {
+    sqlite_reader_t *reader = (sqlite_reader_t *)base;
     int64_t after_ts = 0;
     if (query->starting_after != NULL) {
         pc_status status = transfer_ts_of(reader, query->starting_after, &after_ts);
         if (status != PC_OK) return status;
     }
     int64_t low, high;
-    range_bounds(query, after_ts, &low, &high);
+    store_query_range(query, after_ts, &low, &high);
     const char *sql = query->descending
         ? "SELECT timestamp, transfer_id, debits_pending, debits_posted, credits_pending, credits_posted FROM"
           " balance_history WHERE account_id=?1 AND timestamp>=?2 AND timestamp<?3 ORDER BY timestamp DESC LIMIT ?4"

@@ -55,7 +55,7 @@ static const char *const statement_sql[STMT_COUNT] = {
     [STMT_FAILURE_FIND] = "SELECT result, timestamp FROM transfer_failures WHERE id=?",
 };
 
-pc_status store_sqlite_fail(store_t *store, pc_status status, const char *what) {
+pc_status store_sqlite_fail(sqlite_store_t *store, pc_status status, const char *what) {
     snprintf(store->error_detail, sizeof(store->error_detail), "%s: %s (sqlite %d)", what,
              store->db ? sqlite3_errmsg(store->db) : "no connection",
              store->db ? sqlite3_extended_errcode(store->db) : 0);
@@ -64,24 +64,29 @@ pc_status store_sqlite_fail(store_t *store, pc_status status, const char *what) 
 
 /* The same, with the code a read error of this connection deserves: a damaged file
  * is told from an I/O error. */
-static pc_status read_fail(store_t *store, const char *what) {
+static pc_status read_fail(sqlite_store_t *store, const char *what) {
     int primary = store->db ? sqlite3_errcode(store->db) & 0xff : SQLITE_ERROR;
     pc_status status = primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB ? PC_STORE_CORRUPT
                                                                               : PC_STORE_READ_FAILED;
     return store_sqlite_fail(store, status, what);
 }
 
-const char *store_error_detail(const store_t *store) { return store->error_detail; }
-const char *store_path(const store_t *store) { return store->path; }
-uint64_t store_journal_head_seq(const store_t *store) { return store->journal_head_seq; }
-pc_status store_failed(const store_t *store) { return store->failed; }
-bool store_writable(const store_t *store) { return store->failed == PC_OK && store->writable; }
+static const char *sqlite_error_detail(const store_t *base) { return ((const sqlite_store_t *)base)->error_detail; }
+static const char *sqlite_location(const store_t *base) { return ((const sqlite_store_t *)base)->path; }
+static uint64_t sqlite_journal_head_seq(const store_t *base) {
+    return ((const sqlite_store_t *)base)->journal_head_seq;
+}
+static pc_status sqlite_failed(const store_t *base) { return ((const sqlite_store_t *)base)->failed; }
+static bool sqlite_writable(const store_t *base) {
+    const sqlite_store_t *store = (const sqlite_store_t *)base;
+    return store->failed == PC_OK && store->writable;
+}
 
-store_index_t *store_sqlite_index(store_t *store) { return store->index; }
-store_shadow_t *store_sqlite_shadow(store_t *store) { return store->shadow; }
+store_index_t *store_sqlite_index(sqlite_store_t *store) { return store->index; }
+store_shadow_t *store_sqlite_shadow(sqlite_store_t *store) { return store->shadow; }
 
 /* One integer from 'sql': PC_OK with *value, PC_NOT_FOUND without a row, or an error. */
-static pc_status query_int(store_t *store, const char *sql, const char *key, int64_t *value) {
+static pc_status query_int(sqlite_store_t *store, const char *sql, const char *key, int64_t *value) {
     sqlite3_stmt *stmt;
     if (sqlite3_prepare_v2(store->db, sql, -1, &stmt, NULL) != SQLITE_OK) return read_fail(store, sql);
     if (key != NULL) sqlite3_bind_text(stmt, 1, key, -1, SQLITE_STATIC);
@@ -110,7 +115,7 @@ pc_status store_sqlite_configure(sqlite3 *db, bool synchronous_off) {
 /* ---- open ---- */
 
 /* The file as it is before SQLite touches it: missing, foreign or cut short. */
-static pc_status file_check(store_t *store) {
+static pc_status file_check(sqlite_store_t *store) {
     char detail[sizeof(store->error_detail)] = "";
     store_file_kind kind = store_sqlite_file_kind(store->path, detail, sizeof(detail));
     char wal_path[PC_PATH_BYTES_MAX];
@@ -140,7 +145,7 @@ static pc_status file_check(store_t *store) {
 }
 
 /* The writer needs the file and its directory writable (-wal, -shm, lock file). */
-static pc_status writable_check(store_t *store) {
+static pc_status writable_check(sqlite_store_t *store) {
     char dir[PC_PATH_BYTES_MAX];
     snprintf(dir, sizeof(dir), "%s", store->path);
     const char *dir_name = dirname(dir);
@@ -159,7 +164,7 @@ static pc_status writable_check(store_t *store) {
 
 /* A header SQLite cannot read: a damaged paycore file (the header check above
  * passed) or, for a file of unknown kind, some other file. */
-static pc_status header_read_failed(store_t *store, const char *what) {
+static pc_status header_read_failed(sqlite_store_t *store, const char *what) {
     int primary = sqlite3_errcode(store->db) & 0xff;
     pc_status status = primary == SQLITE_NOTADB ? PC_STORE_NOT_PAYCORE
                        : primary == SQLITE_CORRUPT ? PC_STORE_CORRUPT
@@ -168,7 +173,7 @@ static pc_status header_read_failed(store_t *store, const char *what) {
 }
 
 /* A new file becomes a paycore database; an existing one must already be one. */
-static pc_status schema_check_or_create(store_t *store) {
+static pc_status schema_check_or_create(sqlite_store_t *store) {
     int64_t application_id = 0, user_version = 0, table_count = 0;
     if (query_int(store, "PRAGMA application_id", NULL, &application_id) != PC_OK ||
         query_int(store, "PRAGMA user_version", NULL, &user_version) != PC_OK ||
@@ -195,7 +200,7 @@ static pc_status schema_check_or_create(store_t *store) {
     return PC_OK; /* migrations run next, when the version is older */
 }
 
-static pc_status schema_migrate(store_t *store) {
+static pc_status schema_migrate(sqlite_store_t *store) {
     int64_t user_version = 0;
     if (query_int(store, "PRAGMA user_version", NULL, &user_version) != PC_OK) {
         return read_fail(store, "reading user_version");
@@ -224,7 +229,7 @@ static pc_status schema_migrate(store_t *store) {
     return PC_OK;
 }
 
-static pc_status statements_prepare(store_t *store) {
+static pc_status statements_prepare(sqlite_store_t *store) {
     for (int i = 0; i < STMT_COUNT; i++) {
         if (sqlite3_prepare_v3(store->db, statement_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
                                &store->statements[i], NULL) != SQLITE_OK) {
@@ -236,7 +241,7 @@ static pc_status statements_prepare(store_t *store) {
 
 /* A meta value that must be there: a non-negative integer written as text. Missing
  * or malformed is a damaged file; unreadable is a read error. */
-static pc_status meta_required(store_t *store, const char *key, int64_t *value) {
+static pc_status meta_required(sqlite_store_t *store, const char *key, int64_t *value) {
     sqlite3_stmt *stmt;
     if (sqlite3_prepare_v2(store->db, "SELECT value FROM meta WHERE key=?", -1, &stmt, NULL) != SQLITE_OK) {
         return read_fail(store, "meta");
@@ -265,7 +270,7 @@ static pc_status meta_required(store_t *store, const char *key, int64_t *value) 
     return status;
 }
 
-static pc_status meta_load(store_t *store) {
+static pc_status meta_load(sqlite_store_t *store) {
     int64_t as_of = 0;
     pc_status status = meta_required(store, "instance_id", &store->instance_id);
     if (status == PC_OK) status = meta_required(store, "accounts_as_of_seq", &as_of);
@@ -279,12 +284,12 @@ static pc_status meta_load(store_t *store) {
     "restore this database's own key file (mode 0600); if it is lost, remove this file and run" \
     " paycore init --db (a new key; the id index is then rebuilt)"
 
-static pc_status id_key_refuse(store_t *store, const char *path, const char *why, const char *remedy) {
+static pc_status id_key_refuse(sqlite_store_t *store, const char *path, const char *why, const char *remedy) {
     snprintf(store->error_detail, sizeof store->error_detail, "%s: %s; %s", path, why, remedy);
     return PC_STORE_ID_KEY_INVALID;
 }
 
-static pc_status id_key_record(store_t *store, const pc_hash_key_t *key) {
+static pc_status id_key_record(sqlite_store_t *store, const pc_hash_key_t *key) {
     sqlite3_stmt *stmt = store->statements[STMT_META_SET];
     sqlite3_bind_text(stmt, 1, "id_key_check", -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 2, store_index_key_check(key));
@@ -294,7 +299,7 @@ static pc_status id_key_record(store_t *store, const pc_hash_key_t *key) {
 }
 
 /* At init, or for a database that never had a key (created before ids were keyed). */
-static pc_status id_key_create(store_t *store, const char *path, pc_hash_key_t *key) {
+static pc_status id_key_create(sqlite_store_t *store, const char *path, pc_hash_key_t *key) {
     pc_hash_key_random(key);
     if (pc_key_file_write(path, key->bytes, sizeof key->bytes, 0600) != PC_OK) {
         snprintf(store->error_detail, sizeof store->error_detail, "%s: cannot write the id key", path);
@@ -307,7 +312,7 @@ static pc_status id_key_create(store_t *store, const char *path, pc_hash_key_t *
  * meta.id_key_check says the database has one: then a missing or foreign key file
  * refuses the start (it is never silently replaced), unless this is init
  * (options.create). */
-static pc_status id_key_load(store_t *store) {
+static pc_status id_key_load(sqlite_store_t *store) {
     char path[PC_PATH_BYTES_MAX];
     snprintf(path, sizeof path, "%s.idkey", store->path);
     int64_t expected = 0;
@@ -331,17 +336,14 @@ static pc_status id_key_load(store_t *store) {
     return id_key_create(store, path, key);
 }
 
-static pc_status memory_init(store_t *store) {
+static pc_status memory_init(sqlite_store_t *store) {
     store->shadow = store_shadow_new();
-    store->dirty_bits = calloc(LEDGER_ACCOUNTS_MAX / 8, 1);
-    store->dirty_capacity = 1024;
-    store->dirty = malloc(sizeof(uint32_t) * store->dirty_capacity);
-    if (store->shadow == NULL || store->dirty_bits == NULL || store->dirty == NULL) return PC_NO_MEMORY;
-    return PC_OK;
+    if (store->shadow == NULL) return PC_NO_MEMORY;
+    return store_dirty_init(&store->dirty);
 }
 
 /* Files SQLite made beside the database take its mode; older files are tightened. */
-static void modes_tighten(const store_t *store) {
+static void modes_tighten(const sqlite_store_t *store) {
     static const char *const suffixes[] = {"", "-wal", "-shm", "-index", "-index-wal", "-index-shm"};
     for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
         char path[PC_PATH_BYTES_MAX];
@@ -350,7 +352,7 @@ static void modes_tighten(const store_t *store) {
     }
 }
 
-static pc_status sqlite_open(store_t *store) {
+static pc_status sqlite_open(sqlite_store_t *store) {
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (store->options.create ? SQLITE_OPEN_CREATE : 0);
     const char *vfs = store->options.fault_vfs ? store_sqlite_fault_vfs() : NULL;
     if (sqlite3_open_v2(store->path, &store->db, flags, vfs) != SQLITE_OK) {
@@ -365,7 +367,7 @@ static pc_status sqlite_open(store_t *store) {
     return PC_OK;
 }
 
-static pc_status store_open_steps(store_t *store) {
+static pc_status store_open_steps(sqlite_store_t *store) {
     pc_status status = file_check(store);
     if (status == PC_OK) status = writable_check(store);
     if (status == PC_OK) {
@@ -394,10 +396,13 @@ static pthread_once_t sqlite_config_once = PTHREAD_ONCE_INIT;
 /* Before SQLite starts: no global memory statistics (a mutex on every malloc). */
 static void sqlite_config(void) { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); }
 
-pc_status store_open(store_t **out, const char *path, const store_options_t *options) {
+static void sqlite_close(store_t *base);
+
+static pc_status sqlite_store_open(store_t **out, const char *path, const store_options_t *options) {
     pthread_once(&sqlite_config_once, sqlite_config);
-    store_t *store = calloc(1, sizeof(*store));
+    sqlite_store_t *store = calloc(1, sizeof(*store));
     if (store == NULL) return PC_NO_MEMORY;
+    store->base.ops = &store_sqlite_ops;
     store->lock_fd = -1;
     store->path = pc_strdup(path);
     if (options != NULL) store->options = *options;
@@ -405,22 +410,22 @@ pc_status store_open(store_t **out, const char *path, const store_options_t *opt
     if (status != PC_OK) {
         fprintf(stderr, "{\"level\":\"error\",\"msg\":\"store open failed\",\"code\":\"%s\",\"detail\":\"%s\"}\n",
                 pc_status_code(status), store->error_detail);
-        store_close(store);
+        sqlite_close(&store->base);
         return status;
     }
-    *out = store;
+    *out = &store->base;
     return PC_OK;
 }
 
-void store_close(store_t *store) {
+static void sqlite_close(store_t *base) {
+    sqlite_store_t *store = (sqlite_store_t *)base;
     if (store == NULL) return;
     store_wal_checkpointer_stop(store->wal_checkpointer, store->db);
     if (store->index_reader != NULL) sqlite3_close(store->index_reader);
     store_index_close(store->index); /* flushes what is left */
     sodium_memzero(&store->id_key, sizeof store->id_key);
     store_shadow_free(store->shadow);
-    free(store->dirty_bits);
-    free(store->dirty);
+    store_dirty_free(&store->dirty);
     for (int i = 0; i < STMT_COUNT; i++) sqlite3_finalize(store->statements[i]);
     store_sqlite_stmt_cache_free(store->stmt_cache);
     if (store->db != NULL) sqlite3_close(store->db);
@@ -430,7 +435,8 @@ void store_close(store_t *store) {
     free(store);
 }
 
-pc_status store_journal_signer(store_t *store, uint8_t public_key[JOURNAL_PUBLIC_KEY_BYTES]) {
+static pc_status sqlite_journal_signer(store_t *base, uint8_t public_key[JOURNAL_PUBLIC_KEY_BYTES]) {
+    sqlite_store_t *store = (sqlite_store_t *)base;
     sqlite3_stmt *stmt;
     if (sqlite3_prepare_v2(store->db, "SELECT public_key FROM journal_checkpoints ORDER BY seq DESC LIMIT 1", -1,
                            &stmt, NULL) != SQLITE_OK) {
@@ -488,7 +494,7 @@ void store_sqlite_transfer_from_row(sqlite3_stmt *stmt, ledger_transfer_t *t) {
 }
 
 /* Reads the transfer row at 'ts' when its id is 'id'. */
-static pc_status transfer_at(store_t *store, uint64_t ts, const char *id, ledger_transfer_record_t *out) {
+static pc_status transfer_at(sqlite_store_t *store, uint64_t ts, const char *id, ledger_transfer_record_t *out) {
     sqlite3_stmt *stmt = store->statements[STMT_TRANSFER_FIND];
     sqlite3_bind_int64(stmt, 1, (int64_t)ts);
     int rc = sqlite3_step(stmt);
@@ -512,7 +518,7 @@ static pc_status transfer_at(store_t *store, uint64_t ts, const char *id, ledger
     return status;
 }
 
-static pc_status failure_find(store_t *store, const char *id, ledger_transfer_record_t *out) {
+static pc_status failure_find(sqlite_store_t *store, const char *id, ledger_transfer_record_t *out) {
     sqlite3_stmt *stmt = store->statements[STMT_FAILURE_FIND];
     sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
     int rc = sqlite3_step(stmt);
@@ -530,7 +536,7 @@ static pc_status failure_find(store_t *store, const char *id, ledger_transfer_re
 }
 
 typedef struct {
-    store_t *store;
+    sqlite_store_t *store;
     const char *id;
     ledger_transfer_record_t *out;
 } transfer_find_t;
@@ -542,7 +548,7 @@ static pc_status transfer_candidate(void *ctx, uint64_t ts) {
 
 /* The ledger's lookup. A bloom-filter miss answers "new id" without I/O. */
 static pc_status source_transfer_find(void *ctx, const char *id, ledger_transfer_record_t *out) {
-    store_t *store = ctx;
+    sqlite_store_t *store = ctx;
     uint64_t key = store_index_key(store->index, id);
     if (!store_index_bloom_maybe(store->index, key)) return PC_NOT_FOUND;
     transfer_find_t find = {store, id, out};
@@ -551,13 +557,14 @@ static pc_status source_transfer_find(void *ctx, const char *id, ledger_transfer
     return status == PC_OK ? PC_OK : store_sqlite_fail(store, status, "transfer lookup");
 }
 
-ledger_source_t store_source(store_t *store) {
+static ledger_source_t sqlite_source(store_t *base) {
+    sqlite_store_t *store = (sqlite_store_t *)base;
     return (ledger_source_t){source_transfer_find, store};
 }
 
 /* ---- load ---- */
 
-static pc_status index_open(store_t *store) {
+static pc_status index_open(sqlite_store_t *store) {
     int64_t last_ts = 0;
     pc_status status = query_int(store, "SELECT coalesce(max(timestamp), 0) FROM transfers", NULL, &last_ts);
     if (status != PC_OK) return status;
@@ -574,7 +581,7 @@ static pc_status index_open(store_t *store) {
     return store->index_reader ? PC_OK : PC_STORE_OPEN_FAILED;
 }
 
-pc_status store_sqlite_index_room(store_t *store) {
+pc_status store_sqlite_index_room(sqlite_store_t *store) {
     char detail[sizeof store->error_detail];
     pc_status status = store_index_room_wait(store->index, detail, sizeof detail);
     if (status != PC_OK && store->failed == PC_OK) {
@@ -585,14 +592,14 @@ pc_status store_sqlite_index_room(store_t *store) {
 }
 
 /* Adds a chunk of the catch-up once the memtable has room for it. */
-static pc_status index_catch_up_add(store_t *store, const store_index_entry_t *chunk, uint32_t count) {
+static pc_status index_catch_up_add(sqlite_store_t *store, const store_index_entry_t *chunk, uint32_t count) {
     pc_status status = store_sqlite_index_room(store);
     if (status == PC_OK) store_index_add(store->index, chunk, count);
     return status;
 }
 
 /* Transfers committed after the index file's watermark go back into the memtable. */
-static pc_status index_catch_up(store_t *store) {
+static pc_status index_catch_up(sqlite_store_t *store) {
     sqlite3_stmt *stmt;
     const char *sql = "SELECT t.timestamp, t.id, d.no, c.no FROM transfers t JOIN accounts d ON d.id = t.debit_account_id"
                       " JOIN accounts c ON c.id = t.credit_account_id WHERE t.timestamp > ? ORDER BY t.timestamp";
@@ -618,7 +625,7 @@ static pc_status index_catch_up(store_t *store) {
     return status;
 }
 
-static pc_status failures_bloom(store_t *store) {
+static pc_status failures_bloom(sqlite_store_t *store) {
     sqlite3_stmt *stmt;
     if (sqlite3_prepare_v2(store->db, "SELECT id FROM transfer_failures", -1, &stmt, NULL) != SQLITE_OK) {
         return read_fail(store, "load failures");
@@ -632,7 +639,7 @@ static pc_status failures_bloom(store_t *store) {
     return status;
 }
 
-static pc_status load_accounts(store_t *store, ledger_t *ledger) {
+static pc_status load_accounts(sqlite_store_t *store, ledger_t *ledger) {
     sqlite3_stmt *stmt;
     if (sqlite3_prepare_v2(store->db,
                            "SELECT id, currency, code, flags, debits_pending, debits_posted, credits_pending,"
@@ -659,38 +666,23 @@ static pc_status load_accounts(store_t *store, ledger_t *ledger) {
     return status;
 }
 
-/* The amount a post/void/expiry released: its pending transfer's. */
-static pc_status pending_amount_of(store_t *store, const ledger_transfer_t *record, int64_t *amount) {
-    *amount = 0;
-    if (!(record->flags & (LEDGER_TRANSFER_POST_PENDING | LEDGER_TRANSFER_VOID_PENDING))) return PC_OK;
-    ledger_transfer_record_t pending;
-    pc_status status = source_transfer_find(store, record->pending_id, &pending);
-    if (status != PC_OK && status != PC_NOT_FOUND) return status;
-    if (status != PC_OK || pending.failure != PC_OK) {
-        snprintf(store->error_detail, sizeof store->error_detail, "replay: pending %s of %s not found",
-                 record->pending_id, record->id);
-        return PC_STORE_CORRUPT;
-    }
-    *amount = pending.transfer.amount;
-    return PC_OK;
-}
-
-static pc_status replay_row(store_t *store, ledger_t *ledger, sqlite3_stmt *stmt) {
+static pc_status replay_row(sqlite_store_t *store, ledger_t *ledger, sqlite3_stmt *stmt) {
     ledger_transfer_t record;
     store_sqlite_transfer_from_row(stmt, &record);
     int64_t pending_amount;
-    pc_status status = pending_amount_of(store, &record, &pending_amount);
+    pc_status status = store_replay_pending_amount(&(ledger_source_t){source_transfer_find, store}, &record,
+                                         &pending_amount, store->error_detail, sizeof store->error_detail);
     if (status == PC_OK) status = ledger_load_replay(ledger, &record, pending_amount);
     if (status != PC_OK) return status;
     const ledger_account_t *debit = ledger_account_find(ledger, record.debit_account_id);
     const ledger_account_t *credit = ledger_account_find(ledger, record.credit_account_id);
-    store_sqlite_dirty_mark(store, ledger_account_index(ledger, debit));
-    store_sqlite_dirty_mark(store, ledger_account_index(ledger, credit));
+    store_dirty_mark(&store->dirty, ledger_account_index(ledger, debit));
+    store_dirty_mark(&store->dirty, ledger_account_index(ledger, credit));
     return PC_OK;
 }
 
 /* Re-derives balances from the transfers committed after the balance snapshot. */
-static pc_status replay_after_snapshot(store_t *store, ledger_t *ledger) {
+static pc_status replay_after_snapshot(sqlite_store_t *store, ledger_t *ledger) {
     sqlite3_stmt *stmt;
     const char *sql =
         "SELECT timestamp, id, debit_account_id, credit_account_id, amount, currency, code, flags, pending_id,"
@@ -706,7 +698,7 @@ static pc_status replay_after_snapshot(store_t *store, ledger_t *ledger) {
     return status;
 }
 
-static pc_status load_pendings(store_t *store, ledger_t *ledger) {
+static pc_status load_pendings(sqlite_store_t *store, ledger_t *ledger) {
     sqlite3_stmt *stmt;
     if (sqlite3_prepare_v2(store->db,
                            "SELECT timestamp, id, debit_account_id, credit_account_id, amount, currency, code,"
@@ -727,7 +719,7 @@ static pc_status load_pendings(store_t *store, ledger_t *ledger) {
     return status;
 }
 
-static pc_status load_clock(store_t *store, ledger_t *ledger) {
+static pc_status load_clock(sqlite_store_t *store, ledger_t *ledger) {
     int64_t clock_ns = 0;
     pc_status status = query_int(store,
                                  "SELECT max((SELECT coalesce(max(timestamp),0) FROM transfers),"
@@ -742,7 +734,7 @@ static pc_status load_clock(store_t *store, ledger_t *ledger) {
 
 /* The journal head: the row with the highest seq (none: seq 0, zero hash). The
  * balance snapshot can never be past it. */
-static pc_status load_head(store_t *store, journal_entry_t *head) {
+static pc_status load_head(sqlite_store_t *store, journal_entry_t *head) {
     sqlite3_stmt *stmt;
     memset(head, 0, sizeof(*head));
     if (sqlite3_prepare_v2(store->db, "SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1", -1, &stmt,
@@ -771,7 +763,8 @@ static pc_status load_head(store_t *store, journal_entry_t *head) {
     return status;
 }
 
-pc_status store_load(store_t *store, ledger_t *ledger, journal_entry_t *head) {
+static pc_status sqlite_load(store_t *base, ledger_t *ledger, journal_entry_t *head) {
+    sqlite_store_t *store = (sqlite_store_t *)base;
     PC_ASSERT(store->index == NULL); /* once */
     pc_status status = load_head(store, head);
     if (status == PC_OK) status = index_open(store);
@@ -787,3 +780,42 @@ pc_status store_load(store_t *store, ledger_t *ledger, journal_entry_t *head) {
     if (status == PC_OK) PC_ASSERT(store->accounts_as_of_seq <= store->journal_head_seq);
     return status;
 }
+
+static bool sqlite_handles(const char *location) {
+    (void)location;
+    return true; /* a file path: the default */
+}
+
+const store_backend_ops_t store_sqlite_ops = {
+    .name = "sqlite",
+    .handles = sqlite_handles,
+    .open = sqlite_store_open,
+    .close = sqlite_close,
+    .location = sqlite_location,
+    .error_detail = sqlite_error_detail,
+    .load = sqlite_load,
+    .journal_signer = sqlite_journal_signer,
+    .journal_head_seq = sqlite_journal_head_seq,
+    .source = sqlite_source,
+    .prefetch = NULL, /* the bloom filter and the local index answer at once */
+    .tx_begin = store_sqlite_tx_begin,
+    .tx_write_changes = store_sqlite_tx_write_changes,
+    .tx_write_journal = store_sqlite_tx_write_journal,
+    .tx_commit = store_sqlite_tx_commit,
+    .tx_rollback = store_sqlite_tx_rollback,
+    .balance_snapshot = store_sqlite_balance_snapshot,
+    .failed = sqlite_failed,
+    .writable = sqlite_writable,
+    .probe = store_sqlite_probe,
+    .reader_open = store_sqlite_reader_open,
+    .reader_close = store_sqlite_reader_close,
+    .read_account = store_sqlite_read_account,
+    .read_transfer = store_sqlite_read_transfer,
+    .list_accounts = store_sqlite_list_accounts,
+    .list_accounts_granted = store_sqlite_list_accounts_granted,
+    .list_account_transfers = store_sqlite_list_account_transfers,
+    .list_history = store_sqlite_list_history,
+    .api = &store_sqlite_api_ops,
+    .events = &store_sqlite_events_ops,
+    .payments = &store_sqlite_payments_ops,
+};

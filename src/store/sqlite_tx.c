@@ -24,8 +24,9 @@
 #include "core/core.h"
 #include "store/sqlite_internal.h"
 
-struct store_tx {
-    store_t *store;
+typedef struct {
+    store_tx_t base;                 /* first: store.c finds the store there */
+    sqlite_store_t *store;
     const ledger_t *ledger;
     const ledger_changes_t *changes; /* NULL: a transaction without ledger rows */
     uint64_t batch_seq;              /* 0 unless changes were written */
@@ -33,11 +34,12 @@ struct store_tx {
     bool snapshot_written;
     store_index_entry_t *index_entries;
     uint32_t index_entry_count;
-};
+} sqlite_tx_t;
 
-sqlite3 *store_sqlite_tx_db(store_tx_t *tx) { return tx->store->db; }
+sqlite3 *store_sqlite_tx_db(store_tx_t *tx) { return ((sqlite_tx_t *)tx)->store->db; }
 store_conn_t store_sqlite_tx_conn(store_tx_t *tx) {
-    return (store_conn_t){.cache = &tx->store->stmt_cache, .db = tx->store->db};
+    sqlite_store_t *store = ((sqlite_tx_t *)tx)->store;
+    return (store_conn_t){.cache = &store->stmt_cache, .db = store->db};
 }
 
 /* ---- failures ---- */
@@ -53,7 +55,7 @@ static bool error_fatal(int primary) {
 
 /* Classifies the connection's last error after a failed write ('at_commit': COMMIT
  * or ROLLBACK itself failed) and returns the status the batch gets. */
-static pc_status write_failed(store_t *store, const char *what, bool at_commit) {
+static pc_status write_failed(sqlite_store_t *store, const char *what, bool at_commit) {
     int primary = sqlite3_errcode(store->db) & 0xff;
     bool fatal = at_commit || error_fatal(primary);
     pc_status status = fatal ? PC_STORE_FAILED
@@ -65,30 +67,10 @@ static pc_status write_failed(store_t *store, const char *what, bool at_commit) 
     return status;
 }
 
-static pc_status step_done(store_t *store, sqlite3_stmt *stmt, const char *what) {
+static pc_status step_done(sqlite_store_t *store, sqlite3_stmt *stmt, const char *what) {
     int rc = sqlite3_step(stmt);
     sqlite3_reset(stmt);
     return rc == SQLITE_DONE ? PC_OK : write_failed(store, what, false);
-}
-
-/* ---- the dirty list ---- */
-
-void store_sqlite_dirty_mark(store_t *store, uint32_t account_no) {
-    PC_ASSERT(account_no < LEDGER_ACCOUNTS_MAX);
-    if (store->dirty_bits[account_no / 8] & (1u << (account_no % 8))) return;
-    store->dirty_bits[account_no / 8] |= (uint8_t)(1u << (account_no % 8));
-    if (store->dirty_count == store->dirty_capacity) {
-        uint32_t *grown = realloc(store->dirty, sizeof(uint32_t) * store->dirty_capacity * 2);
-        PC_ASSERT(grown != NULL);
-        store->dirty = grown;
-        store->dirty_capacity *= 2;
-    }
-    store->dirty[store->dirty_count++] = account_no;
-}
-
-static void dirty_clear(store_t *store) {
-    for (uint32_t i = 0; i < store->dirty_count; i++) store->dirty_bits[store->dirty[i] / 8] = 0;
-    store->dirty_count = 0;
 }
 
 /* ---- rows ---- */
@@ -108,7 +90,7 @@ static void bind_balances(sqlite3_stmt *stmt, int first, const ledger_balances_t
 /* A new account row starts at zero: its balances come from replay until the next
  * balance snapshot writes them (the row's balances are always as of
  * accounts_as_of_seq). */
-static pc_status write_account_created(store_t *store, const ledger_account_t *a, uint32_t index,
+static pc_status write_account_created(sqlite_store_t *store, const ledger_account_t *a, uint32_t index,
                                        uint64_t batch_seq, journal_content_t *content) {
     uint8_t row_hash[JOURNAL_ROW_HASH_BYTES];
     journal_row_hash_account(a, row_hash);
@@ -129,7 +111,7 @@ static pc_status write_account_created(store_t *store, const ledger_account_t *a
     return step_done(store, stmt, "insert account");
 }
 
-static pc_status write_transfer(store_t *store, const ledger_transfer_t *t, uint64_t batch_seq,
+static pc_status write_transfer(sqlite_store_t *store, const ledger_transfer_t *t, uint64_t batch_seq,
                                 journal_content_t *content) {
     uint8_t row_hash[JOURNAL_ROW_HASH_BYTES];
     journal_row_hash_transfer(t, row_hash);
@@ -153,7 +135,7 @@ static pc_status write_transfer(store_t *store, const ledger_transfer_t *t, uint
     return step_done(store, stmt, "insert transfer");
 }
 
-static pc_status write_failure(store_t *store, const ledger_failure_t *f, uint64_t batch_seq,
+static pc_status write_failure(sqlite_store_t *store, const ledger_failure_t *f, uint64_t batch_seq,
                                journal_content_t *content) {
     uint8_t row_hash[JOURNAL_ROW_HASH_BYTES];
     journal_row_hash_failure(f, row_hash);
@@ -167,7 +149,7 @@ static pc_status write_failure(store_t *store, const ledger_failure_t *f, uint64
     return step_done(store, stmt, "insert failure");
 }
 
-static pc_status write_history(store_t *store, const ledger_t *ledger, const ledger_history_t *h) {
+static pc_status write_history(sqlite_store_t *store, const ledger_t *ledger, const ledger_history_t *h) {
     sqlite3_stmt *stmt = store->statements[STMT_HISTORY_INSERT];
     sqlite3_bind_text(stmt, 1, ledger_account_at(ledger, h->account_index)->id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 2, (int64_t)h->transfer_timestamp_ns);
@@ -176,14 +158,14 @@ static pc_status write_history(store_t *store, const ledger_t *ledger, const led
     return step_done(store, stmt, "insert history");
 }
 
-static pc_status write_pending_change(store_t *store, const ledger_pending_change_t *c) {
+static pc_status write_pending_change(sqlite_store_t *store, const ledger_pending_change_t *c) {
     sqlite3_stmt *stmt = store->statements[STMT_PENDING_UPDATE];
     sqlite3_bind_int(stmt, 1, c->state);
     sqlite3_bind_int64(stmt, 2, (int64_t)c->pending_timestamp_ns);
     return step_done(store, stmt, "update pending");
 }
 
-static pc_status meta_set(store_t *store, const char *key, int64_t value) {
+static pc_status meta_set(sqlite_store_t *store, const char *key, int64_t value) {
     sqlite3_stmt *stmt = store->statements[STMT_META_SET];
     sqlite3_bind_text(stmt, 1, key, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 2, value);
@@ -192,29 +174,20 @@ static pc_status meta_set(store_t *store, const char *key, int64_t value) {
 
 /* ---- the balance snapshot ---- */
 
-static int account_no_compare(const void *a, const void *b) {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Writes the balances of every dirty account and of 'extra' (the batch being
  * written, not yet committed), as of journal seq 'seq'. In rowid order: each B-tree
  * page is visited once (5x faster than the order the accounts were touched in). The
  * dirty list itself changes only after COMMIT. */
-static pc_status balance_snapshot_write(store_t *store, const ledger_t *ledger, const uint32_t *extra,
+static pc_status balance_snapshot_write(sqlite_store_t *store, const ledger_t *ledger, const uint32_t *extra,
                                         uint32_t extra_count, uint64_t seq) {
     PC_ASSERT(seq >= store->accounts_as_of_seq);
-    uint32_t count = store->dirty_count + extra_count;
-    uint32_t *nos = malloc(sizeof(uint32_t) * (count > 0 ? count : 1));
+    uint32_t count = 0;
+    uint32_t *nos = store_dirty_sorted(&store->dirty, extra, extra_count, &count);
     if (nos == NULL) return PC_NO_MEMORY;
-    if (store->dirty_count > 0) memcpy(nos, store->dirty, sizeof(uint32_t) * store->dirty_count);
-    if (extra_count > 0) memcpy(nos + store->dirty_count, extra, sizeof(uint32_t) * extra_count);
-    qsort(nos, count, sizeof(uint32_t), account_no_compare);
     uint32_t account_count = ledger_account_count(ledger);
     sqlite3_stmt *stmt = store->statements[STMT_ACCOUNT_UPDATE];
     pc_status status = PC_OK;
     for (uint32_t i = 0; status == PC_OK && i < count; i++) {
-        if (i > 0 && nos[i] == nos[i - 1]) continue;
         PC_ASSERT(nos[i] < account_count); /* a number the ledger still holds */
         bind_balances(stmt, 1, &ledger_account_at(ledger, nos[i])->balances);
         sqlite3_bind_int64(stmt, 5, nos[i]);
@@ -226,23 +199,25 @@ static pc_status balance_snapshot_write(store_t *store, const ledger_t *ledger, 
 
 /* ---- one transaction per batch ---- */
 
-pc_status store_tx_begin(store_t *store, store_tx_t **out) {
+pc_status store_sqlite_tx_begin(store_t *base, store_tx_t **out) {
+    sqlite_store_t *store = (sqlite_store_t *)base;
     if (store->failed != PC_OK) return store->failed;
     pc_status status = store_sqlite_index_room(store); /* back-pressure before a batch, never after its COMMIT */
     if (status != PC_OK) return status;
-    store_tx_t *tx = calloc(1, sizeof(*tx));
+    sqlite_tx_t *tx = calloc(1, sizeof(*tx));
     if (tx == NULL) return PC_NO_MEMORY;
+    tx->base.store = base;
     tx->store = store;
     if (sqlite3_exec(store->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
         free(tx);
         return write_failed(store, "begin", false);
     }
-    *out = tx;
+    *out = &tx->base;
     return PC_OK;
 }
 
-static pc_status write_transfers(store_tx_t *tx, const ledger_changes_t *c, journal_content_t *content) {
-    store_t *store = tx->store;
+static pc_status write_transfers(sqlite_tx_t *tx, const ledger_changes_t *c, journal_content_t *content) {
+    sqlite_store_t *store = tx->store;
     tx->index_entries = malloc(sizeof(store_index_entry_t) * (c->transfers_count ? c->transfers_count : 1));
     if (tx->index_entries == NULL) return PC_NO_MEMORY;
     for (uint32_t i = 0; i < c->transfers_count; i++) {
@@ -259,8 +234,8 @@ static bool changes_have_rows(const ledger_changes_t *c) {
     return c->accounts_created_count + c->transfers_count + c->failures_count > 0;
 }
 
-static pc_status write_rows(store_tx_t *tx, const ledger_changes_t *c, journal_content_t *content) {
-    store_t *store = tx->store;
+static pc_status write_rows(sqlite_tx_t *tx, const ledger_changes_t *c, journal_content_t *content) {
+    sqlite_store_t *store = tx->store;
     uint32_t first_created = ledger_account_count(tx->ledger) - c->accounts_created_count;
     pc_status status = PC_OK;
     for (uint32_t i = 0; status == PC_OK && i < c->accounts_created_count; i++) {
@@ -281,9 +256,10 @@ static pc_status write_rows(store_tx_t *tx, const ledger_changes_t *c, journal_c
     return status;
 }
 
-pc_status store_tx_write_changes(store_tx_t *tx, const ledger_t *ledger, const ledger_changes_t *c,
-                                 uint64_t batch_seq, journal_content_t *content) {
-    store_t *store = tx->store;
+pc_status store_sqlite_tx_write_changes(store_tx_t *base, const ledger_t *ledger, const ledger_changes_t *c,
+                                        uint64_t batch_seq, journal_content_t *content) {
+    sqlite_tx_t *tx = (sqlite_tx_t *)base;
+    sqlite_store_t *store = tx->store;
     PC_ASSERT(tx->changes == NULL);                      /* once a transaction */
     PC_ASSERT(changes_have_rows(c));                     /* a seq only with a journal row */
     PC_ASSERT(batch_seq == store->journal_head_seq + 1);
@@ -298,8 +274,9 @@ pc_status store_tx_write_changes(store_tx_t *tx, const ledger_t *ledger, const l
     return status;
 }
 
-pc_status store_tx_write_journal(store_tx_t *tx, const journal_entry_t *e, const journal_checkpoint_t *cp) {
-    store_t *store = tx->store;
+pc_status store_sqlite_tx_write_journal(store_tx_t *base, const journal_entry_t *e, const journal_checkpoint_t *cp) {
+    sqlite_tx_t *tx = (sqlite_tx_t *)base;
+    sqlite_store_t *store = tx->store;
     PC_ASSERT(tx->batch_seq != 0 && e->seq == tx->batch_seq); /* the seq its rows carry */
     PC_ASSERT(!tx->journal_written);
     sqlite3_stmt *stmt = store->statements[STMT_JOURNAL_INSERT];
@@ -327,7 +304,7 @@ pc_status store_tx_write_journal(store_tx_t *tx, const journal_entry_t *e, const
 
 #ifdef PC_SLOW_ASSERTS
 /* The journal head as the file says it (slow asserts only: one query a commit). */
-static uint64_t journal_head_in_file(store_t *store) {
+static uint64_t journal_head_in_file(sqlite_store_t *store) {
     sqlite3_stmt *stmt;
     uint64_t seq = UINT64_MAX;
     if (sqlite3_prepare_v2(store->db, "SELECT coalesce(max(seq), 0) FROM journal", -1, &stmt, NULL) == SQLITE_OK) {
@@ -340,8 +317,8 @@ static uint64_t journal_head_in_file(store_t *store) {
 
 /* After COMMIT: readers see the new balances, lookups find the new ids, the batch's
  * accounts join the dirty list (or the snapshot it carried cleared it). */
-static void tx_publish(store_tx_t *tx) {
-    store_t *store = tx->store;
+static void tx_publish(sqlite_tx_t *tx) {
+    sqlite_store_t *store = tx->store;
     const ledger_changes_t *c = tx->changes;
     store->writable = true;
     if (c != NULL) {
@@ -353,7 +330,7 @@ static void tx_publish(store_tx_t *tx) {
             uint32_t no = c->accounts_touched[i];
             PC_ASSERT(no < account_count);
             store_shadow_publish(store->shadow, no, &ledger_account_at(tx->ledger, no)->balances);
-            if (!tx->snapshot_written) store_sqlite_dirty_mark(store, no);
+            if (!tx->snapshot_written) store_dirty_mark(&store->dirty, no);
         }
         for (uint32_t i = 0; i < c->accounts_created_count; i++) {
             uint32_t no = c->accounts_created[i];
@@ -366,20 +343,21 @@ static void tx_publish(store_tx_t *tx) {
         if (tx->index_entry_count > 0) store_index_add(store->index, tx->index_entries, tx->index_entry_count);
     }
     if (tx->snapshot_written) {
-        dirty_clear(store);
+        store_dirty_clear(&store->dirty);
         store->accounts_as_of_seq = tx->batch_seq;
     }
     PC_ASSERT(store->accounts_as_of_seq <= store->journal_head_seq);
     PC_ASSERT_SLOW(journal_head_in_file(store) == store->journal_head_seq);
 }
 
-static void tx_free(store_tx_t *tx) {
+static void tx_free(sqlite_tx_t *tx) {
     free(tx->index_entries);
     free(tx);
 }
 
-pc_status store_tx_commit(store_tx_t *tx) {
-    store_t *store = tx->store;
+pc_status store_sqlite_tx_commit(store_tx_t *base) {
+    sqlite_tx_t *tx = (sqlite_tx_t *)base;
+    sqlite_store_t *store = tx->store;
     PC_ASSERT(tx->changes == NULL || tx->journal_written); /* no seq without its journal row */
     store->commit_count++;
     uint32_t fault_at = store->options.fault_commit_at;
@@ -387,12 +365,12 @@ pc_status store_tx_commit(store_tx_t *tx) {
                           (store->options.fault_commit_sticky && store->commit_count > fault_at))) {
         snprintf(store->error_detail, sizeof(store->error_detail), "injected commit fault at commit %u",
                  store->commit_count);
-        store_tx_rollback(tx);
+        store_sqlite_tx_rollback(base);
         return PC_STORE_COMMIT_FAILED;
     }
     if (sqlite3_exec(store->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
         pc_status status = write_failed(store, "commit", true);
-        store_tx_rollback(tx);
+        store_sqlite_tx_rollback(base);
         return status;
     }
     tx_publish(tx);
@@ -402,8 +380,9 @@ pc_status store_tx_commit(store_tx_t *tx) {
 
 /* An error of a command's own rows (store_api.h) reaches the store only here: an
  * I/O error or damage seen by the connection fails the store all the same. */
-void store_tx_rollback(store_tx_t *tx) {
-    store_t *store = tx->store;
+void store_sqlite_tx_rollback(store_tx_t *base) {
+    sqlite_tx_t *tx = (sqlite_tx_t *)base;
+    sqlite_store_t *store = tx->store;
     int primary = sqlite3_errcode(store->db) & 0xff;
     if (store->failed == PC_OK && error_fatal(primary)) (void)write_failed(store, "before rollback", false);
     if (!sqlite3_get_autocommit(store->db) && sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL) != SQLITE_OK) {
@@ -415,9 +394,10 @@ void store_tx_rollback(store_tx_t *tx) {
 /* ---- outside batches ---- */
 
 /* A clean stop: every account row up to date, so the next start replays nothing. */
-pc_status store_balance_snapshot(store_t *store, const ledger_t *ledger) {
+pc_status store_sqlite_balance_snapshot(store_t *base, const ledger_t *ledger) {
+    sqlite_store_t *store = (sqlite_store_t *)base;
     if (store->failed != PC_OK) return store->failed; /* memory may disagree with the file */
-    if (store->dirty_count == 0 && store->accounts_as_of_seq == store->journal_head_seq) return PC_OK;
+    if (store->dirty.count == 0 && store->accounts_as_of_seq == store->journal_head_seq) return PC_OK;
     if (sqlite3_exec(store->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
         return write_failed(store, "balance snapshot begin", false);
     }
@@ -429,13 +409,14 @@ pc_status store_balance_snapshot(store_t *store, const ledger_t *ledger) {
         if (!sqlite3_get_autocommit(store->db)) sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
         return status;
     }
-    dirty_clear(store);
+    store_dirty_clear(&store->dirty);
     store->accounts_as_of_seq = store->journal_head_seq;
     store->writable = true;
     return PC_OK;
 }
 
-pc_status store_probe(store_t *store) {
+pc_status store_sqlite_probe(store_t *base) {
+    sqlite_store_t *store = (sqlite_store_t *)base;
     if (store->failed != PC_OK) return store->failed;
     if (sqlite3_exec(store->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
         return write_failed(store, "probe begin", false);

@@ -1,6 +1,8 @@
 /* store/store.h: the durable truth behind the ledger. One interface, several
- * backends (SQLite now; PostgreSQL and sharded PostgreSQL next): each backend is an
- * ops table (store_backend.h) behind these functions.
+ * backends, each an ops table (store_backend.h) chosen by store_open from the
+ * location: a file path is SQLite (sqlite_*.c), a postgres:// URL PostgreSQL
+ * (pg_*.c). Nothing outside src/store/ knows which one it runs on; where a backend
+ * lacks a part yet (store_supports), its calls answer PC_STORE_UNSUPPORTED.
  *
  * Threads: the writer thread alone uses store_t's write side (load, source, tx_*).
  * Readers (API threads) each open a store_reader_t: reads never wait for the writer.
@@ -31,9 +33,10 @@ typedef struct store store_t;
 typedef struct store_tx store_tx_t;
 typedef struct store_reader store_reader_t;
 
+/* Options. Those marked SQLite mean nothing to other backends. */
 typedef struct {
     bool create;               /* create the database when missing (paycore init) */
-    bool synchronous_off;      /* tests and benchmarks of CPU only: never in production */
+    bool synchronous_off;      /* SQLite; tests and benchmarks of CPU only: never in production */
     uint32_t fault_commit_at;  /* tests: the Nth commit (1-based) fails after writing
                                   everything, before COMMIT; 0 = never */
     bool fault_commit_sticky;  /* tests: and every commit after it too */
@@ -45,9 +48,22 @@ typedef struct {
                                         (1-based) and every later one fail; 0 = never */
     uint32_t index_memtable_entries_max; /* tests: back-pressure from fewer unindexed
                                             transfers; 0 = the built-in bound */
+    /* PostgreSQL: a standby. While another writer holds the writer's lock, poll for it
+     * (every STORE_STANDBY_POLL_MS) instead of refusing with PC_STORE_IN_USE, as long
+     * as 'standby_continue' (optional) returns true; false ends the wait with
+     * PC_SHUTTING_DOWN. */
+    bool standby;
+    bool (*standby_continue)(void *ctx);
+    void *standby_ctx;
 } store_options_t;
 
-/* Opens 'path' (a SQLite file) for the one writer and takes its lock ('<path>.lock').
+/* True when 'location' names a PostgreSQL database (postgres:// or postgresql://). */
+bool store_location_is_url(const char *location);
+
+/* Opens 'path' for the one writer. A postgres:// URL: see pg_store.c (the writer's
+ * lock is an advisory lock on its connection; the same refusals, each with its code:
+ * a URL that does not parse or a server that cannot be reached is
+ * PC_STORE_OPEN_FAILED). Otherwise a SQLite file, and its lock ('<path>.lock').
  * Refuses, each with its own code and store_error_detail naming the cause: a missing
  * file without options->create (PC_STORE_OPEN_FAILED); another process's lock
  * (PC_STORE_IN_USE, "database in use by pid N"); a file or directory that is not
@@ -60,6 +76,16 @@ typedef struct {
 PC_MUST_USE pc_status store_open(store_t **out, const char *path, const store_options_t *options);
 void store_close(store_t *store);
 const char *store_path(const store_t *store);
+/* The backend's name: "sqlite" or "postgres". */
+const char *store_backend_name(const store_t *store);
+/* Parts a backend may lack for now (store_backend.h): false, and their calls answer
+ * PC_STORE_UNSUPPORTED. */
+typedef enum {
+    STORE_PART_EVENTS,
+    STORE_PART_PAYMENTS,
+    STORE_PART_FILE, /* a SQLite file at store_path(): journal_verify_sqlite and store_backup read it */
+} store_part;
+bool store_supports(const store_t *store, store_part part);
 /* The last error's inside detail (SQLite message, errno): for logs, never clients. */
 const char *store_error_detail(const store_t *store);
 
@@ -74,6 +100,12 @@ uint64_t store_journal_head_seq(const store_t *store);
 
 /* Committed transfers for the ledger's lookups (writer thread). */
 ledger_source_t store_source(store_t *store);
+/* Before a batch is applied (writer thread): the transfer ids it may look up (ids and
+ * pending ids), fetched in one round trip where lookups cost one each (PostgreSQL);
+ * a no-op where they are cheap. A failure only means the lookups happen one by one. */
+PC_MUST_USE pc_status store_prefetch(store_t *store, const char *const *ids, uint32_t id_count);
+/* Whether store_prefetch does anything: the writer gathers the ids only then. */
+bool store_wants_prefetch(const store_t *store);
 
 /* One batch = one transaction. A batch with ledger rows calls write_changes with
  * batch_seq = journal head + 1, then write_journal with that seq; one without calls

@@ -38,6 +38,21 @@ def missing_input(what, how):
     sys.exit(77)
 
 
+# PAYCORE_TEST_PG_HOST: run the servers on PostgreSQL, a new database each, on the
+# cluster whose Unix socket is in that directory (tests/store/test_pg_store.py sets it).
+PG_HOST = os.environ.get("PAYCORE_TEST_PG_HOST")
+PG_BIN = os.environ.get("PAYCORE_PG_BIN", "/usr/lib/postgresql/15/bin")
+
+
+def pg_database_new():
+    """A new empty database on PG_HOST's cluster; its URL."""
+    name = "t_%d_%d" % (os.getpid(), int(time.time() * 1e6) % 10**9)
+    argv = [os.path.join(PG_BIN, "createdb"), "-h", PG_HOST, "-U", "paycore", name]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT_S)
+    check(out.returncode == 0, "createdb: " + out.stderr)
+    return "postgresql://paycore@/%s?host=%s" % (name, PG_HOST)
+
+
 class Server:
     """One paycore database and (re)startable server process."""
 
@@ -49,7 +64,8 @@ class Server:
         self.port = None
         self.log_path = None
         self.starts = 0
-        out = subprocess.run([BIN, "init", "--db", self.db] + (["--demo"] if demo else []),
+        self.store_args = ["--store", pg_database_new()] if PG_HOST else []
+        out = subprocess.run([BIN, "init", "--db", self.db] + self.store_args + (["--demo"] if demo else []),
                              capture_output=True, text=True, timeout=TIMEOUT_S)
         check(out.returncode == 0, "init failed: " + out.stderr)
         lines = out.stdout.splitlines()
@@ -61,7 +77,7 @@ class Server:
         self.starts += 1
         self.log_path = os.path.join(self.dir, "serve-%d.log" % self.starts)
         log = open(self.log_path, "w")
-        args = [BIN, "serve", "--db", self.db, "--listen", "127.0.0.1:0"]
+        args = [BIN, "serve", "--db", self.db, "--listen", "127.0.0.1:0"] + self.store_args
         args += self.extra_args + (extra_args or [])
         watch = self.log_path
         if "--log-file" in args:

@@ -3,7 +3,9 @@ restores: a backup taken while load runs verifies (chain, signatures, every bala
 restoring it in place by the documented steps (docs/operations.md, "Restore") starts a
 server whose journal head is the backup's; a backup taken after the load restores to
 exactly the same balances and journal head as the original, and the restored node
-goes on committing with the same signing key. Bad arguments change nothing.
+goes on committing with the same signing key; restored on a fresh machine (an empty
+directory) from the files `backup --with-key` wrote, a node whose vault holds keys and
+which has a webhook endpoint starts and has its endpoint. Bad arguments change nothing.
 Method: a real `paycore serve` under `paycore load`, backups with the CLI, restores by
 copying files as an operator would, compared over HTTP."""
 import os
@@ -45,12 +47,29 @@ def restore(copy, db):
         if os.path.exists(db + suffix):
             os.remove(db + suffix)
     shutil.copyfile(copy, db)
-    for suffix in ("-risk.db", ".key.pub", ".key"):
+    for suffix in ("-risk.db", ".key.pub", ".key", ".vault-key", ".webhook-key", ".idkey"):
         if os.path.exists(copy + suffix):
             shutil.copyfile(copy + suffix, db + suffix)
-    for path in (db, db + "-risk.db", db + ".key"):
+    for path in (db, db + "-risk.db", db + ".key", db + ".vault-key", db + ".webhook-key", db + ".idkey"):
         if os.path.exists(path):
             os.chmod(path, 0o600)
+
+
+def test_fresh_machine(copy, admin_key, want):
+    """The documented restore into an empty directory: only the backup's files."""
+    fresh = Server()
+    try:
+        for name in os.listdir(fresh.dir):
+            os.remove(os.path.join(fresh.dir, name))
+        restore(copy, fresh.db)
+        fresh.admin_key = admin_key
+        fresh.start()
+        batches, head, balances = state(fresh)
+        check((batches, head, balances) == want, "a fresh-machine restore has the backup's head and balances")
+        listed = expect(fresh.client().get("/v1/webhook-endpoints"), 200, what="endpoints").json["data"]
+        check(len(listed) == 1 and listed[0]["url"] == "http://127.0.0.1:1/hook", "the endpoint is back: %r" % listed)
+    finally:
+        fresh.close()
 
 
 def test_bad_arguments(server):
@@ -70,6 +89,10 @@ def main():
         server.start()
         test_bad_arguments(server)
         admin = server.client()
+        # a webhook endpoint: its secret is sealed with <db>.webhook-key (the vault's key,
+        # <db>.vault-key, wraps the card data keys made at the first start)
+        expect(admin.post("/v1/webhook-endpoints", {"url": "http://127.0.0.1:1/hook", "events": ["transfer.posted"]}),
+               201, what="webhook endpoint")
         load = subprocess.Popen([BIN, "load", "--url", "http://127.0.0.1:%d" % server.port, "--key", server.admin_key,
                                  "--concurrency", "8", "--duration-s", "6" if SANITIZED else "3", "--accounts", "200"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -89,9 +112,14 @@ def main():
         batches0, head0, balances0 = state(server)
         check((batches2, head2) == (batches0, head0), "an idle backup has the server's head")
         check(len(balances0) == 200 and committed > 0, "the load's accounts are there")
+        for suffix in (".key", ".vault-key", ".webhook-key", ".idkey"):
+            check(os.stat(idle + suffix).st_mode & 0o777 == 0o600, "--with-key copies %s, 0600" % suffix)
+            check(open(idle + suffix, "rb").read() == open(server.db + suffix, "rb").read(), "%s copied" % suffix)
+        check(not os.path.exists(under_load + ".vault-key"), "without --with-key no secret is copied")
         r = run("verify", "--db", under_load, "--pubkey", under_load + ".key.pub")
         check(r.returncode == 0 and head1 in r.stdout, "paycore verify on the copy: %s" % r.stdout)
         server.stop()
+        test_fresh_machine(idle, server.admin_key, (batches0, head0, balances0))
 
         # restore the idle backup in place: same balances, same head, and the node goes on
         restore(idle, server.db)
@@ -112,7 +140,7 @@ def main():
         check((batches, head) == (batches1, head1), "under-load restore head %s/%d, want %s/%d" % (head, batches, head1, batches1))
     finally:
         server.close()
-    print("3 passed, 0 failed")
+    print("4 passed, 0 failed")
 
 
 if __name__ == "__main__":

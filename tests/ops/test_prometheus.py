@@ -42,9 +42,25 @@ def live_scrape():
     try:
         rules = os.path.join(server.dir, "risk.rules")
         open(rules, "w").write("amount_limit currency=USD max_minor=500\n")
-        # --demo: the gateway runs (with the channel simulators), so its metrics are there
-        server.start(["--risk-rules", rules, "--risk-rules-only", "--demo"])
+        # --demo: the gateway runs (with the channel simulators), so its metrics are there;
+        # a broker nobody listens on: paycore starts, and says it is not connected
+        server.start(["--risk-rules", rules, "--risk-rules-only", "--demo",
+                      "--events-amqp", "amqp://guest:guest@127.0.0.1:1/"])
         admin = server.client()
+        # a webhook endpoint: the outbox's per-destination series
+        expect(admin.post("/v1/webhook-endpoints", {"url": "http://127.0.0.1:1/hook", "events": ["*"]}), 201,
+               what="webhook endpoint")
+        # payments: one approved, one declined by the card (its decline code series)
+        expect(admin.post("/v1/merchants", {"id": "m1", "name": "Shop", "country": "DE", "default_currency": "EUR",
+                                            "currencies": ["EUR"], "pricing": {"default": {"bps": 290, "fixed_minor": 30}}}),
+               201, what="merchant")
+        for number, status in (("4242424242424242", "authorized"), ("4000000000000051", "declined")):
+            body = {"merchant_id": "m1", "amount": 500, "currency": "EUR", "capture_method": "manual",
+                    "payer": {"id": "P1", "country": "DE"},
+                    "payment_method": {"type": "card", "card": {"number": number, "exp_month": 12, "exp_year": 2030,
+                                                                "cvc": "123"}}}
+            paid = expect(admin.post("/v1/payments", body), 201, what="payment").json
+            check(paid["status"] == status, "payment %s: %r" % (status, paid))
         expect(admin.post("/v1/accounts", {"accounts": [account("a"), account("b")]}), 200, what="accounts")
         expect(admin.post("/v1/transfers", transfer("t1", "a", "b", 5)), 201, what="transfer")
         decision = {"payer_id": "P", "payee_id": "M", "amount_minor": 900, "currency": "USD", "mcc": "5411",
@@ -94,12 +110,12 @@ def main():
     check(lint.returncode == 0, "promtool check metrics on a live scrape:\n%s%s" % (lint.stdout, lint.stderr))
     exposed = exposed_names(text)
     rules = rule_exprs()
-    check(len(rules) == 9, "read %d alert expressions" % len(rules))
+    check(len(rules) == 11, "read %d alert expressions" % len(rules))
     alerts_tested = set(re.findall(r"alertname: (\w+)", open(os.path.join(PROM, "tests/paycore.rules.test.yml")).read()))
     alerts = set(re.findall(r"- alert: (\w+)", open(os.path.join(PROM, "rules/paycore.rules.yml")).read()))
     check(alerts == alerts_tested, "alerts without a unit test: %r" % sorted(alerts - alerts_tested))
     queries = grafana_exprs()
-    check(len(queries) >= 15, "read %d Grafana queries" % len(queries))
+    check(len(queries) >= 28, "read %d Grafana queries" % len(queries))
     for where, exprs in (("alert", rules), ("Grafana", queries)):
         for expr in exprs:
             names = set(NAME.findall(expr))

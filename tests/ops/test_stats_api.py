@@ -1,11 +1,16 @@
 """Goal: GET /v1/stats answers each key what it may see and refuses bad queries with
-stable codes; its totals equal what was committed; the journal verification state and
-metrics follow POST /v1/verify and the periodic run; a --web-dir that cannot be loaded
-stops the server at start.
-Method: a real `paycore serve` over loopback, driven over HTTP."""
+stable codes; its totals equal what was committed; the payments figures count each
+payment's changes once, as the payments' own answers say (and /metrics the same); the
+outbox section lists every destination with its lag, and is absent with --no-events;
+every answer within one second has the same rates; the journal verification state and
+metrics follow POST /v1/verify and the periodic run;
+a --web-dir that cannot be loaded stops the server at start.
+Method: a real `paycore serve` over loopback (with --demo: the channel simulators),
+driven over HTTP."""
 import os
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../api"))
@@ -94,6 +99,101 @@ def test_verify_state(server):
     check('paycore_journal_verify_runs_total{result="ok"} 1' in text, "runs counted")
 
 
+def test_same_second(server):
+    """Every answer within one second carries the same rates, also one asked in the
+    first milliseconds of a second (before the sampler thread's reading of it): the page
+    and an operator's curl must not disagree."""
+    admin = server.client()
+    expect(admin.post("/v1/accounts", {"accounts": [account("s1"), account("s2")]}), 200, what="accounts")
+    stop = threading.Event()
+
+    def write():
+        writer, i = server.client(), 0
+        while not stop.is_set():
+            writer.post("/v1/transfers", transfer("ss%d" % i, "s1", "s2", 1))
+            i += 1
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    seen = {}
+    try:
+        deadline = time.time() + 3
+        while time.time() < deadline:
+            r = expect(admin.get("/v1/stats?history_s=0"), 200).json
+            figures = (r["writer"]["transfers_per_s"], r["writer"]["batches_per_s"], r["writer"]["batch_size_mean"])
+            seen.setdefault(r["now"], set()).add(figures)
+    finally:
+        stop.set()
+        thread.join()
+    differ = {now: f for now, f in seen.items() if len(f) > 1}
+    check(len(seen) >= 2 and not differ, "rates differ within one second: %r" % differ)
+
+
+PAY_RULES = "block payer=P_DECLINE\nblock payer=P_REVIEW action=review reason=watchlist\n"
+
+
+def card_payment(payer, number="4242424242424242"):
+    return {"merchant_id": "m1", "amount": 500, "currency": "EUR", "capture_method": "manual",
+            "payer": {"id": payer, "country": "DE"},
+            "payment_method": {"type": "card", "card": {"number": number, "exp_month": 12, "exp_year": 2030,
+                                                        "cvc": "123"}}}
+
+
+def test_payments_and_outbox():
+    server = Server()
+    try:
+        rules = os.path.join(server.dir, "risk.rules")
+        open(rules, "w").write(PAY_RULES)
+        server.start(["--demo", "--risk-rules", rules, "--risk-rules-only"])
+        admin = server.client()
+        dead = expect(admin.post("/v1/webhook-endpoints", {"url": "http://127.0.0.1:1/hook", "events": ["*"]}), 201,
+                      what="an endpoint nobody listens on").json["id"]
+        expect(admin.post("/v1/merchants", {"id": "m1", "name": "Shop", "country": "DE", "default_currency": "EUR",
+                                            "currencies": ["EUR"], "pricing": {"default": {"bps": 290, "fixed_minor": 30}}}),
+               201, what="merchant")
+        made = [expect(admin.post("/v1/payments", card_payment(payer, number)), 201, what="payment " + payer).json
+                for payer, number in (("P1", "4242424242424242"), ("P2", "4242424242424242"),
+                                      ("P_DECLINE", "4242424242424242"), ("P3", "4000000000000051"),
+                                      ("P_REVIEW", "4242424242424242"))]
+        check([p["status"] for p in made] == ["authorized", "authorized", "declined", "declined", "in_review"],
+              "outcomes %r" % [p["status"] for p in made])
+        expect(admin.post("/v1/payments/%s/capture" % made[0]["id"], {}), 200, what="capture")
+        expect(admin.post("/v1/risk/reviews/%d/decline" % made[4]["risk"]["decision_id"], {}), 200, what="decline review")
+        until("the declined review's payment canceled",
+              lambda: admin.get("/v1/payments/" + made[4]["id"]).json["status"] == "canceled")
+        p = expect(admin.get("/v1/stats"), 200).json["payments"]
+        want_states = {"created": 3, "authorized": 2, "captured": 1, "declined": 2, "in_review": 1, "canceled": 1}
+        check({k: v for k, v in p["states"].items() if v} == want_states, "states entered %r" % p["states"])
+        check((p["created_total"], p["authorized_total"], p["declined_total"], p["review_total"]) == (5, 2, 2, 1),
+              "payments totals %r" % p)
+        check(sorted((d["code"], d["count"]) for d in p["top_declines"]) == [("05", 1), ("risk_declined", 1)],
+              "decline codes %r" % p["top_declines"])
+        text = expect(admin.get("/metrics"), 200).raw
+        check(metric(text, "paycore_payments_created_total") == 5 and metric(text, "paycore_payments_authorized_total") == 2,
+              "payments metrics")
+        check('paycore_payments_entered_total{state="captured"} 1' in text and
+              'paycore_payments_declines_total{code="05"} 1' in text, "payments metrics by state and code")
+        # the outbox: the dead endpoint holds every event and its lag grows
+        o = until("the dead endpoint's lag", lambda: (lambda o: o if any(
+            d["id"] == dead and d["lag_s"] > 0 for d in o["destinations"]) else None)(admin.get("/v1/stats").json["outbox"]))
+        d = [d for d in o["destinations"] if d["id"] == dead][0]
+        check(d["kind"] == "webhook" and d["delivered_total"] == 0 and d["disabled"] is False and o["written_total"] > 0,
+              "outbox %r" % o)
+        check(o["lag_s_max"] >= d["lag_s"] and "amqp" not in o, "outbox totals %r" % o)
+        text = expect(admin.get("/metrics"), 200).raw
+        check('paycore_events_destination_disabled{destination="%s",kind="webhook"} 0' % dead in text,
+              "the destination's disabled gauge in /metrics")
+    finally:
+        server.close()
+    server = Server()
+    try:
+        server.start(["--no-events"])
+        s = expect(server.client().get("/v1/stats"), 200).json
+        check("outbox" not in s and "payments" in s, "--no-events: no outbox section: %r" % sorted(s))
+    finally:
+        server.close()
+
+
 def test_periodic_verify():
     server = Server()
     try:
@@ -128,11 +228,13 @@ def main():
         test_bad_queries(server)
         test_scopes(server)
         test_verify_state(server)
+        test_same_second(server)
     finally:
         server.close()
+    test_payments_and_outbox()
     test_periodic_verify()
     test_bad_web_dir()
-    print("5 passed, 0 failed")
+    print("7 passed, 0 failed")
 
 
 if __name__ == "__main__":

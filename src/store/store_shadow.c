@@ -1,12 +1,13 @@
-/* store/sqlite_shadow.c: the committed balances of every account, for readers.
- * Account rows in the main file are written at balance snapshots only (writing ~16k random
+/* store/store_shadow.c: the committed balances of every account, for readers, on
+ * every backend. Account rows in the database are written at balance snapshots only (writing ~16k random
  * rows a batch would cost as much as the transfers), so readers take balances from
  * here: the writer publishes each touched account after COMMIT under a per-account
  * sequence lock; a reader retries while a publish is in flight. Chunks never move,
  * so readers need no lock to find an entry. */
 #include <stdlib.h>
 
-#include "store/sqlite_internal.h"
+#include "core/core.h"
+#include "store/store_shadow.h"
 
 #define SHADOW_CHUNK_ENTRIES 65536u
 #define SHADOW_CHUNKS ((LEDGER_ACCOUNTS_MAX + SHADOW_CHUNK_ENTRIES - 1) / SHADOW_CHUNK_ENTRIES)

@@ -1,0 +1,213 @@
+/* bench/bench_scaleout.c: durable transfers per second on the PostgreSQL store, with
+ * pgbench's TPC-B against the same PostgreSQL in the same run as the baseline,
+ * interleaved (pgbench, paycore, pgbench, paycore ...). One line, ratio last:
+ *   scaleout shards=1 cross_pct=0 mode=batch per_s=… baseline=pgbench_tpcb baseline_per_s=… ratio=…
+ * paycore's figure: commands of 8189 transfers between random accounts through the
+ * writer (one PostgreSQL transaction, COPY, per batch), time inside the writer only.
+ * pgbench: TPC-B (-c 8 -j 2, scale 8), the tps without connection time.
+ * The cluster is a throwaway one (initdb in a temp dir, a Unix socket only, fsync on),
+ * started and removed here; run as root, its commands run as the 'postgres' user.
+ * Shards, cross-shard transfers and the HTTP mode are not built yet: no lines for them.
+ * Where the time goes (log_min_duration_statement): the COPY of a batch's transfers,
+ * into a table with four B-trees (timestamp, id, and the two account indexes).
+ * --quick: one round of 3 s figures; --full: three rounds of 10 s. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/core.h"
+#include "ledger/ledger.h"
+#include "store/store.h"
+#include "writer/writer.h"
+
+#define BENCH_ACCOUNTS 10000
+#define BENCH_BATCH 8189
+
+static char pg_bin[256] = "/usr/lib/postgresql/15/bin";
+static char cluster_dir[256];
+static bool as_postgres;
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+static uint64_t rng_next(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+/* Runs a PostgreSQL tool with 'args' (no shell metacharacters: temp paths, numbers). */
+static int pg_tool(const char *tool, const char *args, char *output, size_t output_bytes) {
+    char command[2048];
+    snprintf(command, sizeof command, "%s%s/%s %s 2>&1", as_postgres ? "runuser -u postgres -- " : "", pg_bin,
+             tool, args);
+    FILE *pipe = popen(command, "r");
+    if (pipe == NULL) return -1;
+    size_t used = 0;
+    if (output != NULL && output_bytes > 0) output[0] = '\0';
+    char line[512];
+    while (fgets(line, sizeof line, pipe) != NULL) {
+        size_t length = strlen(line);
+        if (output != NULL && used + length + 1 < output_bytes) {
+            memcpy(output + used, line, length + 1);
+            used += length;
+        }
+    }
+    return pclose(pipe);
+}
+
+static bool cluster_start(void) {
+    snprintf(cluster_dir, sizeof cluster_dir, "/tmp/paycore-bench-pg-XXXXXX");
+    if (mkdtemp(cluster_dir) == NULL) return false;
+    as_postgres = geteuid() == 0;
+    if (as_postgres && system("id postgres >/dev/null 2>&1") != 0) return false;
+    if (as_postgres) {
+        char command[512];
+        snprintf(command, sizeof command, "chown postgres %s", cluster_dir);
+        if (system(command) != 0) return false;
+    }
+    char args[1024], output[4096];
+    snprintf(args, sizeof args, "-D %s/data -A trust -U paycore --locale=C -E UTF8 --no-sync", cluster_dir);
+    if (pg_tool("initdb", args, output, sizeof output) != 0) {
+        fprintf(stderr, "bench_scaleout: initdb failed: %s\n", output);
+        return false;
+    }
+    snprintf(args, sizeof args, "-D %s/data -l %s/server.log -w -t 120 -o \"-c listen_addresses='' -c"
+             " unix_socket_directories='%s' -c fsync=on -c max_prepared_transactions=8\" start", cluster_dir,
+             cluster_dir, cluster_dir);
+    if (pg_tool("pg_ctl", args, output, sizeof output) != 0) {
+        fprintf(stderr, "bench_scaleout: pg_ctl start failed: %s\n", output);
+        return false;
+    }
+    snprintf(args, sizeof args, "-h %s -U paycore paycore", cluster_dir);
+    int paycore_db = pg_tool("createdb", args, NULL, 0);
+    snprintf(args, sizeof args, "-h %s -U paycore tpcb", cluster_dir);
+    if (paycore_db != 0 || pg_tool("createdb", args, NULL, 0) != 0) return false;
+    snprintf(args, sizeof args, "-h %s -U paycore -i -q -s 8 tpcb", cluster_dir);
+    return pg_tool("pgbench", args, output, sizeof output) == 0;
+}
+
+static void cluster_stop(void) {
+    char args[512], command[600];
+    snprintf(args, sizeof args, "-D %s/data -m fast -w stop", cluster_dir);
+    (void)pg_tool("pg_ctl", args, NULL, 0);
+    snprintf(command, sizeof command, "rm -rf %s", cluster_dir);
+    if (system(command) != 0) fprintf(stderr, "bench_scaleout: could not remove %s\n", cluster_dir);
+}
+
+/* pgbench TPC-B for 'seconds': its tps without the connection time, 0 on failure. */
+static double pgbench_tps(int seconds) {
+    char args[512], output[8192];
+    snprintf(args, sizeof args, "-h %s -U paycore -n -c 8 -j 2 -T %d tpcb", cluster_dir, seconds);
+    if (pg_tool("pgbench", args, output, sizeof output) != 0) {
+        fprintf(stderr, "bench_scaleout: pgbench failed: %s\n", output);
+        return 0;
+    }
+    const char *tps = strstr(output, "tps = ");
+    return tps != NULL ? strtod(tps + 6, NULL) : 0;
+}
+
+static void account_id(char *out, size_t bytes, uint32_t i) { snprintf(out, bytes, "acct-%06u", i); }
+
+static void accounts_create(writer_t *writer) {
+    static ledger_account_t accounts[BENCH_ACCOUNTS];
+    static ledger_account_result_t results[BENCH_ACCOUNTS];
+    for (uint32_t i = 0; i < BENCH_ACCOUNTS; i++) {
+        memset(&accounts[i], 0, sizeof accounts[i]);
+        account_id(accounts[i].id, sizeof accounts[i].id, i);
+        memcpy(accounts[i].currency, "USD", 4);
+        accounts[i].code = 1;
+    }
+    for (uint32_t first = 0; first < BENCH_ACCOUNTS; first += BENCH_BATCH) {
+        uint32_t count = BENCH_ACCOUNTS - first < BENCH_BATCH ? BENCH_ACCOUNTS - first : BENCH_BATCH;
+        writer_cmd_t cmd = {.kind = WRITER_CMD_CREATE_ACCOUNTS, .event_count = count, .accounts = accounts + first,
+                            .account_results = results + first};
+        if (writer_submit_wait(writer, &cmd) != PC_OK) abort();
+    }
+}
+
+/* Durable transfers per second in commands of BENCH_BATCH, time inside the writer. */
+static double paycore_per_s(writer_t *writer, double seconds) {
+    static ledger_transfer_t events[BENCH_BATCH];
+    static ledger_transfer_result_t results[BENCH_BATCH];
+    uint64_t busy_ns = 0, count = 0;
+    while ((double)busy_ns / 1e9 < seconds) {
+        for (uint32_t i = 0; i < BENCH_BATCH; i++) {
+            ledger_transfer_t *t = &events[i];
+            memset(t, 0, sizeof *t);
+            uint32_t d = (uint32_t)(rng_next() % BENCH_ACCOUNTS), c = (uint32_t)(rng_next() % BENCH_ACCOUNTS);
+            if (c == d) c = (c + 1) % BENCH_ACCOUNTS;
+            account_id(t->debit_account_id, sizeof t->debit_account_id, d);
+            account_id(t->credit_account_id, sizeof t->credit_account_id, c);
+            snprintf(t->id, sizeof t->id, "tr-%016llx", (unsigned long long)rng_next());
+            memcpy(t->currency, "USD", 4);
+            t->amount = 100;
+            t->code = 1;
+        }
+        writer_cmd_t cmd = {.kind = WRITER_CMD_CREATE_TRANSFERS, .event_count = BENCH_BATCH, .transfers = events,
+                            .transfer_results = results};
+        uint64_t start_ns = pc_mono_ns();
+        if (writer_submit_wait(writer, &cmd) != PC_OK) abort();
+        busy_ns += pc_mono_ns() - start_ns;
+        for (uint32_t i = 0; i < BENCH_BATCH; i++) {
+            if (results[i].status != PC_OK) abort();
+        }
+        count += BENCH_BATCH;
+    }
+    return (double)count / ((double)busy_ns / 1e9);
+}
+
+static int bench(int rounds, int seconds) {
+    char url[512], key_path[512];
+    snprintf(url, sizeof url, "postgresql://paycore@/paycore?host=%s", cluster_dir);
+    snprintf(key_path, sizeof key_path, "%s/node.key", cluster_dir);
+    store_t *store = NULL;
+    writer_t *writer = NULL;
+    store_options_t options = {.create = true};
+    writer_config_t writer_config = {.batch_events_max = BENCH_BATCH};
+    if (store_open(&store, url, &options) != PC_OK || writer_start(&writer, store, key_path, &writer_config) != PC_OK) {
+        fprintf(stderr, "bench_scaleout: cannot open the PostgreSQL store\n");
+        return 1;
+    }
+    accounts_create(writer);
+    double paycore_sum = 0, baseline_sum = 0;
+    for (int round = 0; round < rounds; round++) {
+        baseline_sum += pgbench_tps(seconds);
+        paycore_sum += paycore_per_s(writer, seconds);
+    }
+    char currency[4];
+    if (!ledger_balanced(writer_ledger(writer), currency)) {
+        fprintf(stderr, "bench_scaleout: ledger out of balance in %s\n", currency);
+        abort();
+    }
+    writer_stop(writer);
+    store_close(store);
+    double per_s = paycore_sum / rounds, baseline_per_s = baseline_sum / rounds;
+    printf("scaleout shards=1 cross_pct=0 mode=batch per_s=%.0f baseline=pgbench_tpcb baseline_per_s=%.0f"
+           " ratio=%.2f\n", per_s, baseline_per_s, baseline_per_s > 0 ? per_s / baseline_per_s : 0);
+    fflush(stdout);
+    return baseline_per_s > 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv) {
+    bool full = argc > 1 && strcmp(argv[1], "--full") == 0;
+    const char *bin = getenv("PAYCORE_PG_BIN");
+    if (bin != NULL) snprintf(pg_bin, sizeof pg_bin, "%s", bin);
+    char initdb[300];
+    snprintf(initdb, sizeof initdb, "%s/initdb", pg_bin);
+    if (access(initdb, X_OK) != 0) {
+        fprintf(stderr, "bench_scaleout: no PostgreSQL 15 in %s (scripts/deps.sh installs Debian's postgresql;"
+                " PAYCORE_PG_BIN names another bin dir)\n", pg_bin);
+        return 1;
+    }
+    umask(077);
+    if (!cluster_start()) {
+        fprintf(stderr, "bench_scaleout: cannot start a PostgreSQL cluster in %s\n", cluster_dir);
+        cluster_stop();
+        return 1;
+    }
+    int status = bench(full ? 3 : 1, full ? 10 : 3);
+    cluster_stop();
+    return status;
+}

@@ -1,0 +1,130 @@
+/* payments/stats.c: the payments figures operators watch (GET /v1/stats, /metrics):
+ * payments created, changes into each state, authorizations approved, declines by
+ * code. A change is counted when its writer command committed (flow.c), so a batch
+ * that failed counts nothing. Decline codes are a bounded set (PAY_STATS_DECLINE_CODES_MAX,
+ * then "other"): a channel inventing codes cannot grow the table or the label set. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "payments/pay_internal.h"
+
+void pay_stats_init(pay_t *pay) {
+    pthread_mutex_init(&pay->stats.mutex, NULL);
+    memset(&pay->stats.counts, 0, sizeof pay->stats.counts);
+}
+
+void pay_stats_free(pay_t *pay) { pthread_mutex_destroy(&pay->stats.mutex); }
+
+static bool state_before_authorization(pay_state state) {
+    return state == PAY_STATE_CREATED || state == PAY_STATE_REQUIRES_ACTION || state == PAY_STATE_IN_REVIEW;
+}
+
+static bool state_authorized(pay_state state) {
+    return state == PAY_STATE_AUTHORIZED || state == PAY_STATE_PARTIALLY_CAPTURED || state == PAY_STATE_CAPTURED;
+}
+
+/* A decline code as a metric label value: [A-Za-z0-9_] kept, anything else '_' (codes
+ * are channel and status codes; this only guards the exposition format). */
+static void code_label(const char *code, char out[GW_CODE_SIZE + 8]) {
+    size_t i = 0;
+    for (; code[i] != '\0' && i + 1 < GW_CODE_SIZE + 8; i++) {
+        char c = code[i];
+        bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+        out[i] = plain ? c : '_';
+    }
+    out[i] = '\0';
+    if (i == 0) snprintf(out, GW_CODE_SIZE + 8, "unknown");
+}
+
+/* Caller holds the stats mutex. */
+static void decline_count(pay_stats_t *counts, const char *code_raw) {
+    char code[GW_CODE_SIZE + 8];
+    code_label(code_raw, code);
+    for (uint32_t i = 0; i < counts->decline_code_count; i++) {
+        if (strcmp(counts->declines[i].code, code) == 0) {
+            counts->declines[i].count++;
+            return;
+        }
+    }
+    if (counts->decline_code_count == PAY_STATS_DECLINE_CODES_MAX || strcmp(code, "other") == 0) {
+        counts->declines_other++;
+        return;
+    }
+    pay_decline_count_t *slot = &counts->declines[counts->decline_code_count++];
+    snprintf(slot->code, sizeof slot->code, "%s", code);
+    slot->count = 1;
+}
+
+void pay_stats_count(pay_t *pay, const pay_stats_change_t *change) {
+    PC_ASSERT(change->to < PAY_STATE_COUNT);
+    if (!change->changed) return;
+    pthread_mutex_lock(&pay->stats.mutex);
+    pay_stats_t *counts = &pay->stats.counts;
+    counts->created += change->created;
+    counts->entered[change->to]++;
+    if (state_before_authorization(change->from) && state_authorized(change->to)) counts->authorized++;
+    if (change->to == PAY_STATE_DECLINED || change->to == PAY_STATE_FAILED) decline_count(counts, change->decline_code);
+    pthread_mutex_unlock(&pay->stats.mutex);
+}
+
+void pay_stats(pay_t *pay, pay_stats_t *out) {
+    memset(out, 0, sizeof(*out));
+    if (pay == NULL) return;
+    pthread_mutex_lock(&pay->stats.mutex);
+    *out = pay->stats.counts;
+    pthread_mutex_unlock(&pay->stats.mutex);
+}
+
+/* ---- metrics ---- */
+
+/* Appends to a malloc'ed text; false (text unchanged) on OOM. */
+static bool text_append(char **text, size_t *bytes, const char *more) {
+    size_t more_bytes = strlen(more);
+    char *grown = realloc(*text, *bytes + more_bytes + 1);
+    if (grown == NULL) return false;
+    memcpy(grown + *bytes, more, more_bytes + 1);
+    *text = grown;
+    *bytes += more_bytes;
+    return true;
+}
+
+char *pay_metrics_append(pay_t *pay, char *text, size_t *bytes) {
+    if (pay == NULL || text == NULL) return text;
+    pay_stats_t *counts = malloc(sizeof(*counts));
+    if (counts == NULL) return text;
+    pay_stats(pay, counts);
+    char line[1024];
+    size_t start_bytes = *bytes;
+    bool ok = true;
+    snprintf(line, sizeof line,
+             "# HELP paycore_payments_created_total Payments created (stored for the first time).\n"
+             "# TYPE paycore_payments_created_total counter\npaycore_payments_created_total %llu\n"
+             "# HELP paycore_payments_authorized_total Authorizations approved (to authorized or captured).\n"
+             "# TYPE paycore_payments_authorized_total counter\npaycore_payments_authorized_total %llu\n"
+             "# HELP paycore_payments_entered_total Committed payment changes into each state.\n"
+             "# TYPE paycore_payments_entered_total counter\n",
+             (unsigned long long)counts->created, (unsigned long long)counts->authorized);
+    ok = text_append(&text, bytes, line);
+    for (uint32_t s = 0; ok && s < PAY_STATE_COUNT; s++) {
+        snprintf(line, sizeof line, "paycore_payments_entered_total{state=\"%s\"} %llu\n", pay_state_name((pay_state)s),
+                 (unsigned long long)counts->entered[s]);
+        ok = text_append(&text, bytes, line);
+    }
+    ok = ok && text_append(&text, bytes,
+                           "# HELP paycore_payments_declines_total Payments declined or failed, by decline code.\n"
+                           "# TYPE paycore_payments_declines_total counter\n");
+    for (uint32_t i = 0; ok && i < counts->decline_code_count; i++) {
+        snprintf(line, sizeof line, "paycore_payments_declines_total{code=\"%s\"} %llu\n",
+                 counts->declines[i].code, (unsigned long long)counts->declines[i].count);
+        ok = text_append(&text, bytes, line);
+    }
+    if (ok && counts->declines_other > 0) {
+        snprintf(line, sizeof line, "paycore_payments_declines_total{code=\"other\"} %llu\n",
+                 (unsigned long long)counts->declines_other);
+        ok = text_append(&text, bytes, line);
+    }
+    free(counts);
+    if (!ok) text[*bytes = start_bytes] = '\0'; /* a partial family would break the scrape */
+    return text;
+}

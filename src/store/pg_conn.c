@@ -1,0 +1,272 @@
+/* store/pg_conn.c: the PostgreSQL backend's connections and values. Results are
+ * read in text form (integers with strtoll, bytea as "\x" hex); rows are sent with
+ * COPY ... FROM STDIN in text form, one buffer a table a batch. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/pg_internal.h"
+
+/* A connection attempt waits at most this long (a server that drops packets). */
+#define PG_CONNECT_TIMEOUT_S "10"
+
+const char *pg_error_line(PGconn *conn, char *buf, size_t buf_bytes) {
+    const char *message = conn != NULL ? PQerrorMessage(conn) : "no connection";
+    snprintf(buf, buf_bytes, "%s", message != NULL && message[0] != '\0' ? message : "unknown error");
+    /* libpq's messages run over several lines ("connection to server ... failed: ...\n\tIs
+     * the server running ...?"): the first line names the cause. */
+    char *newline = strchr(buf, '\n');
+    if (newline != NULL) *newline = '\0';
+    return buf;
+}
+
+char *pg_url_shown(const char *url) {
+    char *shown = pc_strdup(url);
+    if (shown == NULL) return NULL;
+    char *scheme_end = strstr(shown, "://");
+    if (scheme_end == NULL) return shown;
+    char *authority = scheme_end + 3;
+    char *at = strchr(authority, '@');
+    char *slash = strchr(authority, '/');
+    if (at == NULL || (slash != NULL && slash < at)) return shown;
+    char *colon = memchr(authority, ':', (size_t)(at - authority));
+    if (colon == NULL) return shown;
+    /* user:secret@host -> user:***@host */
+    memmove(colon + 4, at, strlen(at) + 1);
+    memcpy(colon + 1, "***", 3);
+    return shown;
+}
+
+pc_status pg_connect(const char *url, PGconn **out, char *detail, size_t detail_bytes) {
+    char *error = NULL;
+    PQconninfoOption *options = PQconninfoParse(url, &error);
+    if (options == NULL) {
+        char *shown = pg_url_shown(url);
+        snprintf(detail, detail_bytes, "store URL '%s' does not parse: %s", shown ? shown : "?",
+                 error ? error : "out of memory");
+        char *newline = strchr(detail, '\n');
+        if (newline != NULL) *newline = '\0';
+        free(shown);
+        PQfreemem(error);
+        return PC_STORE_OPEN_FAILED;
+    }
+    PQconninfoFree(options);
+    const char *keywords[] = {"connect_timeout", "application_name", "dbname", NULL};
+    const char *values[] = {PG_CONNECT_TIMEOUT_S, "paycore", url, NULL};
+    PGconn *conn = PQconnectdbParams(keywords, values, 1);
+    if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
+        char line[400];
+        char *shown = pg_url_shown(url);
+        snprintf(detail, detail_bytes, "cannot connect to %s: %s", shown ? shown : "?",
+                 pg_error_line(conn, line, sizeof line));
+        free(shown);
+        PQfinish(conn);
+        return PC_STORE_OPEN_FAILED;
+    }
+    *out = conn;
+    return PC_OK;
+}
+
+void pg_log_error(const char *msg, const char *code, const char *detail) {
+    char escaped[1024];
+    size_t used = 0;
+    for (const char *c = detail; *c != '\0' && used + 7 < sizeof escaped; c++) {
+        unsigned char byte = (unsigned char)*c;
+        if (byte == '"' || byte == '\\') {
+            escaped[used++] = '\\';
+            escaped[used++] = (char)byte;
+        } else if (byte < 0x20) {
+            used += (size_t)snprintf(escaped + used, sizeof escaped - used, "\\u%04x", byte);
+        } else {
+            escaped[used++] = (char)byte;
+        }
+    }
+    escaped[used] = '\0';
+    fprintf(stderr, "{\"level\":\"error\",\"msg\":\"%s\",\"code\":\"%s\",\"detail\":\"%s\"}\n", msg, code, escaped);
+}
+
+pc_status pg_fail(pg_store_t *store, pc_status status, const char *what) {
+    char line[400];
+    snprintf(store->error_detail, sizeof store->error_detail, "%s: %s", what,
+             pg_error_line(store->conn, line, sizeof line));
+    return status;
+}
+
+bool pg_exec_ok(PGconn *conn, const char *sql) {
+    PGresult *result = PQexec(conn, sql);
+    ExecStatusType status = PQresultStatus(result);
+    PQclear(result);
+    return status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK;
+}
+
+PGresult *pg_query(PGconn *conn, const char *sql, int param_count, const char *const *params) {
+    PGresult *result = PQexecParams(conn, sql, param_count, NULL, params, NULL, NULL, 0);
+    ExecStatusType status = PQresultStatus(result);
+    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) return result;
+    PQclear(result);
+    return NULL;
+}
+
+pc_status pg_write(PGconn *conn, const char *sql, int param_count, const char *const *params, int64_t *rows_out) {
+    PGresult *result = pg_query(conn, sql, param_count, params);
+    if (result == NULL) return PC_STORE_COMMIT_FAILED;
+    if (rows_out != NULL) *rows_out = strtoll(PQcmdTuples(result), NULL, 10);
+    PQclear(result);
+    return PC_OK;
+}
+
+int64_t pg_int(const PGresult *result, int row, int column) {
+    if (PQgetisnull(result, row, column)) return 0;
+    return strtoll(PQgetvalue(result, row, column), NULL, 10);
+}
+
+static int hex_value(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+bool pg_bytea(const PGresult *result, int row, int column, uint8_t *out, size_t bytes) {
+    const char *text = PQgetvalue(result, row, column);
+    if (PQgetisnull(result, row, column) || strncmp(text, "\\x", 2) != 0) return false;
+    if (strlen(text + 2) != bytes * 2) return false;
+    for (size_t i = 0; i < bytes; i++) {
+        int high = hex_value(text[2 + 2 * i]), low = hex_value(text[3 + 2 * i]);
+        if (high < 0 || low < 0) return false;
+        out[i] = (uint8_t)(high << 4 | low);
+    }
+    return true;
+}
+
+void pg_bytea_text(const uint8_t *data, size_t bytes, char *out) {
+    static const char digits[] = "0123456789abcdef";
+    out[0] = '\\';
+    out[1] = 'x';
+    for (size_t i = 0; i < bytes; i++) {
+        out[2 + 2 * i] = digits[data[i] >> 4];
+        out[3 + 2 * i] = digits[data[i] & 15];
+    }
+    out[2 + 2 * bytes] = '\0';
+}
+
+void pg_text_copy(char *dst, size_t dst_bytes, const PGresult *result, int row, int column) {
+    snprintf(dst, dst_bytes, "%s", PQgetisnull(result, row, column) ? "" : PQgetvalue(result, row, column));
+}
+
+/* ---- COPY buffers ---- */
+
+static bool copy_reserve(pg_copy_t *copy, size_t more) {
+    if (copy->failed) return false;
+    if (copy->bytes + more <= copy->capacity) return true;
+    size_t capacity = copy->capacity ? copy->capacity : 4096;
+    while (capacity < copy->bytes + more) capacity *= 2;
+    char *grown = realloc(copy->data, capacity);
+    if (grown == NULL) {
+        copy->failed = true;
+        return false;
+    }
+    copy->data = grown;
+    copy->capacity = capacity;
+    return true;
+}
+
+static void copy_field_start(pg_copy_t *copy) {
+    if (copy->row_fields++ > 0 && copy_reserve(copy, 1)) copy->data[copy->bytes++] = '\t';
+}
+
+void pg_copy_text(pg_copy_t *copy, const char *text) {
+    copy_field_start(copy);
+    if (text == NULL) {
+        if (copy_reserve(copy, 2)) memcpy(copy->data + copy->bytes, "\\N", 2), copy->bytes += 2;
+        return;
+    }
+    size_t length = strlen(text);
+    if (!copy_reserve(copy, 2 * length)) return; /* every byte escaped at worst */
+    for (size_t i = 0; i < length; i++) {
+        char c = text[i];
+        const char *escape = c == '\\' ? "\\\\" : c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t" : NULL;
+        if (escape != NULL) {
+            memcpy(copy->data + copy->bytes, escape, 2);
+            copy->bytes += 2;
+        } else {
+            copy->data[copy->bytes++] = c;
+        }
+    }
+}
+
+void pg_copy_int(pg_copy_t *copy, int64_t value) {
+    char text[24];
+    snprintf(text, sizeof text, "%lld", (long long)value);
+    pg_copy_text(copy, text);
+}
+
+void pg_copy_bytea(pg_copy_t *copy, const uint8_t *data, size_t bytes) {
+    char text[2 * 64 + 3];
+    PC_ASSERT(bytes <= 64);
+    pg_bytea_text(data, bytes, text);
+    pg_copy_text(copy, text); /* the backslash of "\x" is escaped as COPY wants */
+}
+
+void pg_copy_row_end(pg_copy_t *copy) {
+    if (copy_reserve(copy, 1)) copy->data[copy->bytes++] = '\n';
+    copy->row_fields = 0;
+    copy->rows++;
+}
+
+void pg_copy_free(pg_copy_t *copy) {
+    free(copy->data);
+    *copy = (pg_copy_t){0};
+}
+
+bool pg_copy_send(PGconn *conn, const char *copy_sql, pg_copy_t *copy) {
+    bool ok = !copy->failed;
+    if (ok) {
+        PGresult *result = PQexec(conn, copy_sql);
+        ok = PQresultStatus(result) == PGRES_COPY_IN;
+        PQclear(result);
+    }
+    if (ok) ok = PQputCopyData(conn, copy->data, (int)copy->bytes) == 1;
+    if (ok || PQtransactionStatus(conn) == PQTRANS_ACTIVE) {
+        ok = PQputCopyEnd(conn, ok ? NULL : "paycore: copy failed") == 1 && ok;
+        PGresult *result;
+        while ((result = PQgetResult(conn)) != NULL) {
+            if (PQresultStatus(result) != PGRES_COMMAND_OK) ok = false;
+            PQclear(result);
+        }
+    }
+    pg_copy_free(copy);
+    return ok;
+}
+
+/* ---- rows ---- */
+
+void pg_transfer_from_row(const PGresult *result, int row, ledger_transfer_t *t) {
+    memset(t, 0, sizeof *t);
+    t->timestamp_ns = (uint64_t)pg_int(result, row, 0);
+    pg_text_copy(t->id, sizeof t->id, result, row, 1);
+    pg_text_copy(t->debit_account_id, sizeof t->debit_account_id, result, row, 2);
+    pg_text_copy(t->credit_account_id, sizeof t->credit_account_id, result, row, 3);
+    t->amount = pg_int(result, row, 4);
+    pg_text_copy(t->currency, sizeof t->currency, result, row, 5);
+    t->code = (uint16_t)pg_int(result, row, 6);
+    t->flags = (uint16_t)pg_int(result, row, 7);
+    pg_text_copy(t->pending_id, sizeof t->pending_id, result, row, 8);
+    t->timeout_s = (uint32_t)pg_int(result, row, 9);
+    t->metadata_json = PQgetisnull(result, row, 10) ? NULL : PQgetvalue(result, row, 10);
+}
+
+void pg_account_from_row(const PGresult *result, int row, ledger_account_t *a) {
+    memset(a, 0, sizeof *a);
+    pg_text_copy(a->id, sizeof a->id, result, row, 0);
+    pg_text_copy(a->currency, sizeof a->currency, result, row, 1);
+    a->code = (uint16_t)pg_int(result, row, 2);
+    a->flags = (uint16_t)pg_int(result, row, 3);
+    a->balances.debits_pending = pg_int(result, row, 4);
+    a->balances.debits_posted = pg_int(result, row, 5);
+    a->balances.credits_pending = pg_int(result, row, 6);
+    a->balances.credits_posted = pg_int(result, row, 7);
+    a->timestamp_ns = (uint64_t)pg_int(result, row, 8);
+    a->metadata_json = PQgetisnull(result, row, 9) ? NULL : PQgetvalue(result, row, 9);
+}

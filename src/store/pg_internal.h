@@ -1,0 +1,154 @@
+/* store/pg_internal.h: what the PostgreSQL backend's files share (pg_*.c). Not a
+ * contract: only src/store/ includes this. docs/scaleout.md has the schema and why. */
+#ifndef PAYCORE_STORE_PG_INTERNAL_H
+#define PAYCORE_STORE_PG_INTERNAL_H
+
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+
+#include "core/core.h"
+#include "paycore/limits.h"
+#include "store/store_backend.h"
+#include "store/store_dirty.h"
+#include "store/store_shadow.h"
+
+/* The writer's lock: a session advisory lock on the writer's connection, so it goes
+ * with the connection (a crashed writer's lock is released by the server). Two
+ * 32-bit keys: "PYCR" and the shard number (0: a single database). */
+#define PG_WRITER_LOCK_KEY1 0x50594352
+#define PG_WRITER_LOCK_KEY2 0
+
+/* A COPY ... FROM STDIN text-format buffer: one batch's rows of one table. */
+typedef struct {
+    char *data;
+    size_t bytes;
+    size_t capacity;
+    uint32_t row_fields; /* fields in the row being written */
+    uint32_t rows;
+    bool failed;         /* out of memory */
+} pg_copy_t;
+/* Transfers a prefetch holds (one batch's ids). */
+typedef struct {
+    char id[PC_ID_SIZE];
+    pc_status found;                 /* PC_OK (record), PC_NOT_FOUND */
+    ledger_transfer_record_t record; /* metadata_json points into metadata */
+    char *metadata;
+} pg_prefetched_t;
+
+typedef struct pg_store {
+    store_t base;                /* first: store.c finds the ops there */
+    PGconn *conn;                /* the writer's connection; holds the writer's lock */
+    char *url;                   /* as given: readers connect with it */
+    char *url_shown;             /* for messages: without the password */
+    store_options_t options;
+    uint32_t commit_count;
+    store_shadow_t *shadow;
+    store_dirty_t dirty;         /* accounts changed since the balance snapshot */
+    uint64_t accounts_as_of_seq;
+    uint64_t journal_head_seq;
+    pg_prefetched_t *prefetched; /* sorted by id; valid until the batch ends */
+    uint32_t prefetched_count;
+    char *metadata_scratch;      /* a lookup's metadata, valid until the next */
+    const ledger_t *tx_ledger;   /* the batch being written (pg_tx_write_changes) */
+    const ledger_changes_t *tx_changes;
+    pg_copy_t events_copy;       /* the batch's events, sent before its COMMIT */
+    pg_copy_t owners_copy;       /* and their owners */
+    pc_status failed;
+    bool writable;
+    char error_detail[512];
+} pg_store_t;
+
+/* ---- pg_conn.c: connections, errors, values ---- */
+/* Connects to 'url'; on failure fills 'detail' (one line) and returns
+ * PC_STORE_OPEN_FAILED: a URL that does not parse, a server not reachable. */
+pc_status pg_connect(const char *url, PGconn **out, char *detail, size_t detail_bytes);
+/* 'url' without its password, for messages (malloc'ed). */
+char *pg_url_shown(const char *url);
+/* The first line of the connection's error. */
+const char *pg_error_line(PGconn *conn, char *buf, size_t buf_bytes);
+/* One JSON log line on stderr (the store logs below obs/), 'detail' escaped. */
+void pg_log_error(const char *msg, const char *code, const char *detail);
+/* Records "what: error" as the store's detail; returns 'status'. */
+pc_status pg_fail(pg_store_t *store, pc_status status, const char *what);
+/* Runs 'sql' (no parameters, no rows wanted): true on success. */
+bool pg_exec_ok(PGconn *conn, const char *sql);
+/* Runs a query with text parameters; NULL on failure (the caller reads PQerrorMessage). */
+PGresult *pg_query(PGconn *conn, const char *sql, int param_count, const char *const *params);
+/* Runs a write with text parameters: PC_OK, or PC_STORE_COMMIT_FAILED (the batch
+ * fails); *rows_out (optional) gets the rows it touched. */
+pc_status pg_write(PGconn *conn, const char *sql, int param_count, const char *const *params, int64_t *rows_out);
+/* A parameter's text for an unsigned integer: declares char name[24]. */
+#define PG_U64(name, value) \
+    char name[24];          \
+    snprintf(name, sizeof name, "%" PRIu64, (uint64_t)(value))
+int64_t pg_int(const PGresult *result, int row, int column);
+/* Copies a bytea column (text form "\x...") into 'out' when it has exactly 'bytes'. */
+bool pg_bytea(const PGresult *result, int row, int column, uint8_t *out, size_t bytes);
+/* "\x" + hex of 'bytes' bytes into 'out' (2 * bytes + 3 room). */
+void pg_bytea_text(const uint8_t *data, size_t bytes, char *out);
+void pg_text_copy(char *dst, size_t dst_bytes, const PGresult *result, int row, int column);
+
+void pg_copy_text(pg_copy_t *copy, const char *text);   /* NULL: \N */
+void pg_copy_int(pg_copy_t *copy, int64_t value);
+void pg_copy_bytea(pg_copy_t *copy, const uint8_t *data, size_t bytes);
+void pg_copy_row_end(pg_copy_t *copy);
+/* Sends the buffer with 'copy_sql' (COPY t(cols) FROM STDIN); frees it. */
+bool pg_copy_send(PGconn *conn, const char *copy_sql, pg_copy_t *copy);
+void pg_copy_free(pg_copy_t *copy);
+
+/* Row decoding, columns as in pg_store.c's TRANSFER_COLUMNS / ACCOUNT_COLUMNS;
+ * metadata_json points into 'result'. */
+void pg_transfer_from_row(const PGresult *result, int row, ledger_transfer_t *out);
+void pg_account_from_row(const PGresult *result, int row, ledger_account_t *out);
+#define PG_TRANSFER_COLUMNS \
+    "timestamp, id, debit_account_id, credit_account_id, amount, currency, code, flags, pending_id," \
+    " timeout_s, metadata, pending_state"
+#define PG_ACCOUNT_COLUMNS \
+    "id, currency, code, flags, debits_pending, debits_posted, credits_pending, credits_posted," \
+    " timestamp, metadata, no"
+
+/* ---- pg_schema.c ---- */
+int pg_schema_version_latest(void);
+/* Checks what 'conn' holds: a paycore database of a version this paycore reads, an
+ * empty one (created when 'create'), or refuses with the code and 'detail'; then
+ * migrates to the latest version. The writer's lock is held. */
+pc_status pg_schema_prepare(PGconn *conn, bool create, char *detail, size_t detail_bytes);
+
+/* ---- pg_tx.c ---- */
+pc_status pg_tx_begin(store_t *store, store_tx_t **out);
+pc_status pg_tx_write_changes(store_tx_t *tx, const ledger_t *ledger, const ledger_changes_t *changes,
+                              uint64_t batch_seq, journal_content_t *content);
+pc_status pg_tx_write_journal(store_tx_t *tx, const journal_entry_t *entry, const journal_checkpoint_t *checkpoint);
+pc_status pg_tx_commit(store_tx_t *tx);
+void pg_tx_rollback(store_tx_t *tx);
+pc_status pg_balance_snapshot(store_t *store, const ledger_t *ledger);
+pc_status pg_probe(store_t *store);
+PGconn *pg_tx_conn(store_tx_t *tx);
+void pg_prefetch_clear(pg_store_t *store);
+
+/* ---- pg_read.c ---- */
+pc_status pg_reader_open(store_t *store, store_reader_t **out);
+void pg_reader_close(store_reader_t *reader);
+PGconn *pg_reader_conn(store_reader_t *reader);
+pc_status pg_read_account(store_reader_t *reader, const char *id, store_account_t *out);
+pc_status pg_read_transfer(store_reader_t *reader, const char *id, store_transfer_t *out);
+pc_status pg_list_accounts(store_reader_t *reader, const store_query_t *query, store_account_fn fn, void *ctx,
+                           bool *has_more);
+pc_status pg_list_accounts_granted(store_reader_t *reader, const char *key_id, const store_query_t *query,
+                                   store_account_fn fn, void *ctx, bool *has_more);
+pc_status pg_list_account_transfers(store_reader_t *reader, const char *account_id, const store_query_t *query,
+                                    store_transfer_fn fn, void *ctx, bool *has_more);
+pc_status pg_list_history(store_reader_t *reader, const char *account_id, const store_query_t *query,
+                          store_history_fn fn, void *ctx, bool *has_more);
+
+/* ---- pg_api.c, pg_events.c ---- */
+extern const store_api_ops_t store_pg_api_ops;
+extern const store_events_ops_t store_pg_events_ops;
+extern const store_payments_ops_t store_pg_payments_ops; /* pg_payments.c */
+/* Sends the batch's gathered events and owners (before COMMIT, or before a statement
+ * that reads the events table); discard drops them (rollback). */
+pc_status pg_events_flush(pg_store_t *store);
+void pg_events_discard(pg_store_t *store);
+
+#endif

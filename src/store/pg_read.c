@@ -1,0 +1,232 @@
+/* store/pg_read.c: readers for API threads on PostgreSQL. Each reader has its own
+ * connection (READ COMMITTED: a statement sees the batches committed before it
+ * began) and never waits for the writer. Balances come from the shadow
+ * (store_shadow.c), as on SQLite: the rows hold a balance snapshot. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/pg_internal.h"
+
+typedef struct {
+    store_reader_t base; /* first: store.c finds the store there */
+    PGconn *conn;
+    pg_store_t *store;
+} pg_reader_t;
+
+PGconn *pg_reader_conn(store_reader_t *reader) { return ((pg_reader_t *)reader)->conn; }
+
+void pg_reader_close(store_reader_t *base) {
+    pg_reader_t *reader = (pg_reader_t *)base;
+    if (reader == NULL) return;
+    PQfinish(reader->conn);
+    free(reader);
+}
+
+pc_status pg_reader_open(store_t *base, store_reader_t **out) {
+    pg_store_t *store = (pg_store_t *)base;
+    pg_reader_t *reader = calloc(1, sizeof *reader);
+    if (reader == NULL) return PC_NO_MEMORY;
+    reader->base.store = base;
+    reader->store = store;
+    char detail[512] = "";
+    bool ok = pg_connect(store->url, &reader->conn, detail, sizeof detail) == PC_OK;
+    if (ok && !pg_exec_ok(reader->conn, "SET default_transaction_read_only = on")) {
+        (void)pg_error_line(reader->conn, detail, sizeof detail);
+        ok = false;
+    }
+    if (!ok) {
+        pg_log_error("store reader open failed", pc_status_code(PC_STORE_OPEN_FAILED), detail);
+        pg_reader_close(&reader->base);
+        return PC_STORE_OPEN_FAILED;
+    }
+    *out = &reader->base;
+    return PC_OK;
+}
+
+static void account_from_row(const pg_reader_t *reader, const PGresult *result, int row,
+                             ledger_account_t *a) {
+    pg_account_from_row(result, row, a);
+    store_shadow_read(reader->store->shadow, (uint32_t)pg_int(result, row, 10), &a->balances);
+}
+
+pc_status pg_read_account(store_reader_t *base, const char *id, store_account_t *out) {
+    pg_reader_t *reader = (pg_reader_t *)base;
+    const char *params[] = {id};
+    PGresult *result = pg_query(reader->conn, "SELECT " PG_ACCOUNT_COLUMNS " FROM accounts WHERE id = $1", 1, params);
+    if (result == NULL) return PC_STORE_READ_FAILED;
+    pc_status status = PQntuples(result) == 1 ? PC_OK : PC_NOT_FOUND;
+    if (status == PC_OK) {
+        account_from_row(reader, result, 0, &out->account);
+        out->metadata_owned = pc_strdup(out->account.metadata_json);
+        out->account.metadata_json = out->metadata_owned;
+    }
+    PQclear(result);
+    return status;
+}
+
+pc_status pg_read_transfer(store_reader_t *base, const char *id, store_transfer_t *out) {
+    pg_reader_t *reader = (pg_reader_t *)base;
+    const char *params[] = {id};
+    PGresult *result = pg_query(reader->conn, "SELECT " PG_TRANSFER_COLUMNS " FROM transfers WHERE id = $1", 1, params);
+    if (result == NULL) return PC_STORE_READ_FAILED;
+    pc_status status = PQntuples(result) == 1 ? PC_OK : PC_NOT_FOUND;
+    if (status == PC_OK) {
+        pg_transfer_from_row(result, 0, &out->transfer);
+        out->pending_state = (ledger_pending_state)pg_int(result, 0, 11);
+        out->metadata_owned = pc_strdup(out->transfer.metadata_json);
+        out->transfer.metadata_json = out->metadata_owned;
+    }
+    PQclear(result);
+    return status;
+}
+
+/* One integer of a one-row query with one text parameter: PC_NOT_FOUND without a row. */
+static pc_status position_of(pg_reader_t *reader, const char *sql, const char *id, int64_t *position) {
+    const char *params[] = {id};
+    PGresult *result = pg_query(reader->conn, sql, 1, params);
+    if (result == NULL) return PC_STORE_READ_FAILED;
+    pc_status status = PQntuples(result) == 1 ? PC_OK : PC_NOT_FOUND;
+    if (status == PC_OK) *position = pg_int(result, 0, 0);
+    PQclear(result);
+    return status;
+}
+
+/* Calls 'fn' for up to query->limit account rows of 'result' (one more than a page). */
+static void accounts_emit(pg_reader_t *reader, PGresult *result, const store_query_t *query, store_account_fn fn,
+                          void *ctx, bool *has_more) {
+    int rows = PQntuples(result);
+    *has_more = (uint32_t)rows > query->limit;
+    for (int row = 0; row < rows && (uint32_t)row < query->limit; row++) {
+        ledger_account_t account;
+        account_from_row(reader, result, row, &account);
+        fn(&account, ctx);
+    }
+    PQclear(result);
+}
+
+pc_status pg_list_accounts(store_reader_t *base, const store_query_t *query, store_account_fn fn, void *ctx,
+                           bool *has_more) {
+    pg_reader_t *reader = (pg_reader_t *)base;
+    int64_t after = -1;
+    if (query->starting_after != NULL) {
+        pc_status status = position_of(reader, "SELECT no FROM accounts WHERE id = $1", query->starting_after, &after);
+        if (status != PC_OK) return status;
+    }
+    char bound[24], limit[16];
+    snprintf(bound, sizeof bound, "%lld", (long long)(query->descending && after < 0 ? INT32_MAX : after));
+    snprintf(limit, sizeof limit, "%u", query->limit + 1);
+    const char *params[] = {bound, limit};
+    PGresult *result = pg_query(reader->conn, query->descending
+        ? "SELECT " PG_ACCOUNT_COLUMNS " FROM accounts WHERE no < $1 ORDER BY no DESC LIMIT $2"
+        : "SELECT " PG_ACCOUNT_COLUMNS " FROM accounts WHERE no > $1 ORDER BY no LIMIT $2", 2, params);
+    if (result == NULL) return PC_STORE_READ_FAILED;
+    accounts_emit(reader, result, query, fn, ctx, has_more);
+    return PC_OK;
+}
+
+pc_status pg_list_accounts_granted(store_reader_t *base, const char *key_id, const store_query_t *query,
+                                   store_account_fn fn, void *ctx, bool *has_more) {
+    pg_reader_t *reader = (pg_reader_t *)base;
+    *has_more = false;
+    if (query->starting_after != NULL) {
+        const char *params[] = {key_id, query->starting_after};
+        PGresult *result = pg_query(reader->conn, "SELECT 1 FROM account_grants g JOIN accounts a ON a.id ="
+                                    " g.account_id WHERE g.key_id = $1 AND g.account_id = $2", 2, params);
+        if (result == NULL) return PC_STORE_READ_FAILED;
+        int rows = PQntuples(result);
+        PQclear(result);
+        if (rows == 0) return PC_NOT_FOUND;
+    }
+    char limit[16];
+    snprintf(limit, sizeof limit, "%u", query->limit + 1);
+    const char *params[] = {key_id, query->starting_after != NULL ? query->starting_after : "", limit};
+    PGresult *result = pg_query(reader->conn,
+        "SELECT a.id, a.currency, a.code, a.flags, a.debits_pending, a.debits_posted, a.credits_pending,"
+        " a.credits_posted, a.timestamp, a.metadata, a.no FROM account_grants g JOIN accounts a ON a.id ="
+        " g.account_id WHERE g.key_id = $1 AND g.account_id > $2 COLLATE \"C\" ORDER BY g.account_id COLLATE \"C\""
+        " LIMIT $3", 3, params);
+    if (result == NULL) return PC_STORE_READ_FAILED;
+    accounts_emit(reader, result, query, fn, ctx, has_more);
+    return PC_OK;
+}
+
+/* A page's parameters after the account id: [low, high) of timestamps after
+ * 'after_ts' (0: from the start) and the limit (one row more than a page). */
+typedef struct {
+    char low[24], high[24], limit[16];
+} range_params_t;
+
+static void range_params(const store_query_t *query, int64_t after_ts, range_params_t *out) {
+    int64_t low, high;
+    store_query_range(query, after_ts, &low, &high);
+    snprintf(out->low, sizeof out->low, "%lld", (long long)low);
+    snprintf(out->high, sizeof out->high, "%lld", (long long)high);
+    snprintf(out->limit, sizeof out->limit, "%u", query->limit + 1);
+}
+
+pc_status pg_list_account_transfers(store_reader_t *base, const char *account_id, const store_query_t *query,
+                                    store_transfer_fn fn, void *ctx, bool *has_more) {
+    pg_reader_t *reader = (pg_reader_t *)base;
+    int64_t after_ts = 0, account_no = 0;
+    pc_status status = position_of(reader, "SELECT no FROM accounts WHERE id = $1", account_id, &account_no);
+    if (status == PC_OK && query->starting_after != NULL) {
+        status = position_of(reader, "SELECT timestamp FROM transfers WHERE id = $1", query->starting_after, &after_ts);
+    }
+    if (status != PC_OK) return status;
+    range_params_t range;
+    range_params(query, after_ts, &range);
+    const char *params[] = {account_id, range.low, range.high, range.limit};
+    PGresult *result = pg_query(reader->conn, query->descending
+        ? "SELECT " PG_TRANSFER_COLUMNS " FROM transfers WHERE (debit_account_id = $1 OR credit_account_id = $1)"
+          " AND timestamp >= $2 AND timestamp < $3 ORDER BY timestamp DESC LIMIT $4"
+        : "SELECT " PG_TRANSFER_COLUMNS " FROM transfers WHERE (debit_account_id = $1 OR credit_account_id = $1)"
+          " AND timestamp >= $2 AND timestamp < $3 ORDER BY timestamp LIMIT $4", 4, params);
+    if (result == NULL) return PC_STORE_READ_FAILED;
+    int rows = PQntuples(result);
+    *has_more = (uint32_t)rows > query->limit;
+    for (int row = 0; row < rows && (uint32_t)row < query->limit; row++) {
+        ledger_transfer_t transfer;
+        pg_transfer_from_row(result, row, &transfer);
+        fn(&transfer, (ledger_pending_state)pg_int(result, row, 11), ctx);
+    }
+    PQclear(result);
+    return PC_OK;
+}
+
+pc_status pg_list_history(store_reader_t *base, const char *account_id, const store_query_t *query,
+                          store_history_fn fn, void *ctx, bool *has_more) {
+    pg_reader_t *reader = (pg_reader_t *)base;
+    int64_t after_ts = 0;
+    if (query->starting_after != NULL) {
+        pc_status status = position_of(reader, "SELECT timestamp FROM transfers WHERE id = $1", query->starting_after,
+                                       &after_ts);
+        if (status != PC_OK) return status;
+    }
+    range_params_t range;
+    range_params(query, after_ts, &range);
+    const char *params[] = {account_id, range.low, range.high, range.limit};
+    PGresult *result = pg_query(reader->conn, query->descending
+        ? "SELECT timestamp, transfer_id, debits_pending, debits_posted, credits_pending, credits_posted FROM"
+          " balance_history WHERE account_id = $1 AND timestamp >= $2 AND timestamp < $3"
+          " ORDER BY timestamp DESC LIMIT $4"
+        : "SELECT timestamp, transfer_id, debits_pending, debits_posted, credits_pending, credits_posted FROM"
+          " balance_history WHERE account_id = $1 AND timestamp >= $2 AND timestamp < $3 ORDER BY timestamp LIMIT $4",
+        4, params);
+    if (result == NULL) return PC_STORE_READ_FAILED;
+    int rows = PQntuples(result);
+    *has_more = (uint32_t)rows > query->limit;
+    for (int row = 0; row < rows && (uint32_t)row < query->limit; row++) {
+        ledger_history_t h = {0};
+        h.transfer_timestamp_ns = (uint64_t)pg_int(result, row, 0);
+        pg_text_copy(h.transfer_id, sizeof h.transfer_id, result, row, 1);
+        h.balances.debits_pending = pg_int(result, row, 2);
+        h.balances.debits_posted = pg_int(result, row, 3);
+        h.balances.credits_pending = pg_int(result, row, 4);
+        h.balances.credits_posted = pg_int(result, row, 5);
+        fn(&h, ctx);
+    }
+    PQclear(result);
+    return PC_OK;
+}

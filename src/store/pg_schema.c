@@ -1,0 +1,273 @@
+/* store/pg_schema.c: the PostgreSQL schema, one migration a version, as on SQLite
+ * (sqlite_schema.c): the same tables and columns, in PostgreSQL's types. A database
+ * says it is paycore's by paycore_meta.format = 'paycore' and records its version in
+ * paycore_meta.schema_version; a database with tables but no such row is not
+ * paycore's, a newer version is refused. Unlike the SQLite file there is no id index
+ * beside the database: transfers.id is a unique B-tree of the server's, and the
+ * per-account lookups have their indexes. Text sorts by bytes (COLLATE "C"), as on
+ * SQLite, so that lists page in the same order on both. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/pg_internal.h"
+
+static const char schema_v1[] =
+    "CREATE TABLE paycore_meta(key text COLLATE \"C\" PRIMARY KEY, value text COLLATE \"C\" NOT NULL);"
+    "CREATE TABLE accounts("
+    "  no integer PRIMARY KEY,"                 /* index in the ledger's table, from 0 */
+    "  id text COLLATE \"C\" NOT NULL UNIQUE,"
+    "  currency text COLLATE \"C\" NOT NULL,"
+    "  code integer NOT NULL,"
+    "  flags integer NOT NULL,"
+    "  debits_pending bigint NOT NULL,"
+    "  debits_posted bigint NOT NULL,"
+    "  credits_pending bigint NOT NULL,"
+    "  credits_posted bigint NOT NULL,"
+    "  timestamp bigint NOT NULL,"
+    "  metadata text COLLATE \"C\","
+    "  batch_seq bigint NOT NULL,"
+    "  row_hash bytea NOT NULL);"
+    "CREATE TABLE transfers("
+    "  timestamp bigint PRIMARY KEY,"           /* unique, strictly increasing */
+    "  id text COLLATE \"C\" NOT NULL UNIQUE,"
+    "  debit_account_id text COLLATE \"C\" NOT NULL,"
+    "  credit_account_id text COLLATE \"C\" NOT NULL,"
+    "  amount bigint NOT NULL,"
+    "  currency text COLLATE \"C\" NOT NULL,"
+    "  code integer NOT NULL,"
+    "  flags integer NOT NULL,"
+    "  pending_id text COLLATE \"C\","
+    "  timeout_s bigint NOT NULL,"
+    "  metadata text COLLATE \"C\","
+    "  pending_state integer NOT NULL DEFAULT 0,"
+    "  batch_seq bigint NOT NULL,"
+    "  row_hash bytea NOT NULL);"
+    "CREATE INDEX transfers_open_pending ON transfers(pending_state) WHERE pending_state = 1;"
+    "CREATE INDEX transfers_debit ON transfers(debit_account_id, timestamp);"
+    "CREATE INDEX transfers_credit ON transfers(credit_account_id, timestamp);"
+    "CREATE TABLE transfer_failures("
+    "  id text COLLATE \"C\" PRIMARY KEY,"
+    "  result text COLLATE \"C\" NOT NULL,"
+    "  timestamp bigint NOT NULL,"
+    "  batch_seq bigint NOT NULL,"
+    "  row_hash bytea NOT NULL);"
+    "CREATE TABLE balance_history("
+    "  account_id text COLLATE \"C\" NOT NULL,"
+    "  timestamp bigint NOT NULL,"
+    "  transfer_id text COLLATE \"C\" NOT NULL,"
+    "  debits_pending bigint NOT NULL,"
+    "  debits_posted bigint NOT NULL,"
+    "  credits_pending bigint NOT NULL,"
+    "  credits_posted bigint NOT NULL,"
+    "  PRIMARY KEY(account_id, timestamp));"
+    "CREATE TABLE journal("
+    "  seq bigint PRIMARY KEY,"
+    "  timestamp_first bigint NOT NULL,"
+    "  timestamp_last bigint NOT NULL,"
+    "  account_count bigint NOT NULL,"
+    "  transfer_count bigint NOT NULL,"
+    "  failure_count bigint NOT NULL,"
+    "  content_hash bytea NOT NULL,"
+    "  prev_hash bytea NOT NULL,"
+    "  hash bytea NOT NULL,"
+    "  committed_ns bigint NOT NULL);"
+    "CREATE TABLE journal_checkpoints("
+    "  seq bigint PRIMARY KEY,"
+    "  hash bytea NOT NULL,"
+    "  public_key bytea NOT NULL,"
+    "  signature bytea NOT NULL);"
+    "CREATE TABLE api_keys("
+    "  id text COLLATE \"C\" PRIMARY KEY,"
+    "  key_hash bytea NOT NULL UNIQUE,"
+    "  scope text COLLATE \"C\" NOT NULL,"
+    "  name text COLLATE \"C\" NOT NULL,"
+    "  created_ns bigint NOT NULL,"
+    "  revoked_ns bigint NOT NULL DEFAULT 0);"
+    "CREATE TABLE account_grants("
+    "  key_id text COLLATE \"C\" NOT NULL,"
+    "  account_id text COLLATE \"C\" NOT NULL,"
+    "  PRIMARY KEY(key_id, account_id));"
+    "CREATE TABLE idempotency_keys("
+    "  key_id text COLLATE \"C\" NOT NULL,"
+    "  idempotency_key text COLLATE \"C\" NOT NULL,"
+    "  request_hash bytea NOT NULL,"
+    "  status integer NOT NULL,"
+    "  body text COLLATE \"C\" NOT NULL,"
+    "  created_ns bigint NOT NULL,"
+    "  row_bytes bigint NOT NULL,"
+    "  PRIMARY KEY(key_id, idempotency_key));"
+    "CREATE INDEX idempotency_keys_created ON idempotency_keys(created_ns, row_bytes);"
+    "INSERT INTO paycore_meta VALUES('format', 'paycore'),"
+    "  ('instance_id', (floor(random() * 9007199254740991) + 1)::bigint::text),"
+    "  ('accounts_as_of_seq', '0');";
+
+/* Version 2: the events outbox and its delivery state (sqlite_events.c's tables). */
+static const char schema_v2[] =
+    "CREATE TABLE events("
+    "  seq bigint PRIMARY KEY,"                 /* id and creation time (ns), increasing */
+    "  type text COLLATE \"C\" NOT NULL,"
+    "  object_id text COLLATE \"C\" NOT NULL,"
+    "  object_seq bigint NOT NULL,"
+    "  body text NOT NULL);"
+    "CREATE INDEX events_by_type ON events(type, seq);"
+    "CREATE INDEX events_by_object ON events(object_id, seq);"
+    "CREATE TABLE event_owners("
+    "  owner text COLLATE \"C\" NOT NULL,"
+    "  seq bigint NOT NULL,"
+    "  PRIMARY KEY(owner, seq));"
+    "CREATE INDEX event_owners_by_seq ON event_owners(seq);"
+    "CREATE TABLE event_destinations("
+    "  id text COLLATE \"C\" PRIMARY KEY,"
+    "  kind text NOT NULL,"
+    "  merchant_id text COLLATE \"C\" NOT NULL,"
+    "  url text NOT NULL,"
+    "  types text NOT NULL,"
+    "  secret_box bytea,"
+    "  previous_box bytea,"
+    "  previous_until_ns bigint NOT NULL DEFAULT 0,"
+    "  cursor_seq bigint NOT NULL,"
+    "  cursor_epoch bigint NOT NULL DEFAULT 0,"
+    "  created_ns bigint NOT NULL,"
+    "  failing_since_ns bigint NOT NULL DEFAULT 0,"
+    "  disabled_ns bigint NOT NULL DEFAULT 0,"
+    "  disabled_reason text NOT NULL DEFAULT '');"
+    "CREATE TABLE event_deliveries("
+    "  destination_id text COLLATE \"C\" NOT NULL,"
+    "  seq bigint NOT NULL,"
+    "  state integer NOT NULL,"
+    "  attempts integer NOT NULL,"
+    "  first_attempt_ns bigint NOT NULL,"
+    "  next_attempt_ns bigint NOT NULL,"
+    "  updated_ns bigint NOT NULL,"
+    "  last_error text NOT NULL,"
+    "  PRIMARY KEY(destination_id, seq));"
+    "CREATE INDEX event_deliveries_by_seq ON event_deliveries(seq);"
+    "CREATE INDEX account_grants_by_account ON account_grants(account_id, key_id);";
+
+/* Version 3: payments, their lookups and the card vault (sqlite_payments.c's tables). */
+static const char schema_v3[] =
+    "CREATE TABLE pay_objects("
+    "  id text COLLATE \"C\" PRIMARY KEY,"
+    "  kind text COLLATE \"C\" NOT NULL,"
+    "  merchant_id text COLLATE \"C\" NOT NULL,"
+    "  parent_id text COLLATE \"C\" NOT NULL,"
+    "  status text COLLATE \"C\" NOT NULL,"
+    "  created_ns bigint NOT NULL,"
+    "  updated_ns bigint NOT NULL,"
+    "  version bigint NOT NULL,"
+    "  doc text NOT NULL);"
+    "CREATE INDEX pay_objects_merchant ON pay_objects(kind, merchant_id, created_ns, id);"
+    "CREATE INDEX pay_objects_kind ON pay_objects(kind, created_ns, id);"
+    "CREATE INDEX pay_objects_parent ON pay_objects(parent_id, created_ns, id) WHERE parent_id <> '';"
+    "CREATE INDEX pay_objects_pending ON pay_objects(kind, created_ns) WHERE status = 'pending';"
+    "CREATE TABLE pay_lookups("
+    "  name text COLLATE \"C\" PRIMARY KEY,"
+    "  object_id text COLLATE \"C\" NOT NULL,"
+    "  extra bytea);"
+    "CREATE TABLE vault_keys("
+    "  id text COLLATE \"C\" PRIMARY KEY,"
+    "  kind text NOT NULL,"
+    "  kek_id text NOT NULL,"
+    "  wrapped bytea NOT NULL,"
+    "  created_ns bigint NOT NULL);"
+    "CREATE TABLE vault_cards("
+    "  token text COLLATE \"C\" PRIMARY KEY,"
+    "  data_key_id text NOT NULL,"
+    "  nonce bytea NOT NULL,"
+    "  ciphertext bytea NOT NULL,"
+    "  bin text NOT NULL,"
+    "  last4 text NOT NULL,"
+    "  exp_month integer NOT NULL,"
+    "  exp_year integer NOT NULL,"
+    "  fingerprint text NOT NULL,"
+    "  created_ns bigint NOT NULL);";
+
+/* Index i takes a database from version i to i + 1. Append only. */
+static const char *const migrations[] = {
+    schema_v1,
+    schema_v2,
+    schema_v3,
+};
+
+#define PG_SCHEMA_VERSION_LATEST ((int)(sizeof migrations / sizeof migrations[0]))
+
+int pg_schema_version_latest(void) { return PG_SCHEMA_VERSION_LATEST; }
+
+/* What the database holds: *version = -1 when it has no paycore_meta, with
+ * *other_tables the count of other tables in the current schema. */
+static pc_status schema_read(PGconn *conn, int *version, int64_t *other_tables, char *detail, size_t detail_bytes) {
+    char line[400];
+    PGresult *result = pg_query(conn,
+                                "SELECT to_regclass('paycore_meta') IS NOT NULL, (SELECT count(*) FROM"
+                                " pg_tables WHERE schemaname = current_schema())", 0, NULL);
+    if (result == NULL) {
+        snprintf(detail, detail_bytes, "reading the schema: %s", pg_error_line(conn, line, sizeof line));
+        return PC_STORE_READ_FAILED;
+    }
+    bool has_meta = strcmp(PQgetvalue(result, 0, 0), "t") == 0;
+    *other_tables = pg_int(result, 0, 1);
+    PQclear(result);
+    *version = -1;
+    if (!has_meta) return PC_OK;
+    result = pg_query(conn, "SELECT (SELECT value FROM paycore_meta WHERE key = 'format'),"
+                            " (SELECT value FROM paycore_meta WHERE key = 'schema_version')", 0, NULL);
+    if (result == NULL) {
+        snprintf(detail, detail_bytes, "reading paycore_meta: %s", pg_error_line(conn, line, sizeof line));
+        return PC_STORE_READ_FAILED;
+    }
+    bool paycore = !PQgetisnull(result, 0, 0) && strcmp(PQgetvalue(result, 0, 0), "paycore") == 0;
+    *version = paycore && !PQgetisnull(result, 0, 1) ? (int)pg_int(result, 0, 1) : -2;
+    PQclear(result);
+    return PC_OK;
+}
+
+static pc_status migrate(PGconn *conn, int version_from, char *detail, size_t detail_bytes) {
+    char line[400];
+    bool ok = pg_exec_ok(conn, "BEGIN");
+    for (int v = version_from; ok && v < PG_SCHEMA_VERSION_LATEST; v++) ok = pg_exec_ok(conn, migrations[v]);
+    if (ok) {
+        char sql[160];
+        snprintf(sql, sizeof sql, "INSERT INTO paycore_meta VALUES('schema_version', '%d') ON CONFLICT (key)"
+                 " DO UPDATE SET value = excluded.value", PG_SCHEMA_VERSION_LATEST);
+        ok = pg_exec_ok(conn, sql) && pg_exec_ok(conn, "COMMIT");
+    }
+    if (!ok) {
+        snprintf(detail, detail_bytes, "migration to version %d: %s", PG_SCHEMA_VERSION_LATEST,
+                 pg_error_line(conn, line, sizeof line));
+        (void)pg_exec_ok(conn, "ROLLBACK");
+        return PC_STORE_OPEN_FAILED;
+    }
+    if (version_from > 0) {
+        fprintf(stderr, "{\"level\":\"notice\",\"msg\":\"database migrated\",\"from\":%d,\"to\":%d}\n",
+                version_from, PG_SCHEMA_VERSION_LATEST);
+    }
+    return PC_OK;
+}
+
+pc_status pg_schema_prepare(PGconn *conn, bool create, char *detail, size_t detail_bytes) {
+    int version;
+    int64_t other_tables;
+    pc_status status = schema_read(conn, &version, &other_tables, detail, detail_bytes);
+    if (status != PC_OK) return status;
+    if (version == -1 && other_tables > 0) {
+        snprintf(detail, detail_bytes, "the database has %lld tables but no paycore_meta: not paycore's (give"
+                 " paycore a database of its own)", (long long)other_tables);
+        return PC_STORE_NOT_PAYCORE;
+    }
+    if (version == -2) {
+        snprintf(detail, detail_bytes, "paycore_meta has no format 'paycore' and schema_version: not paycore's");
+        return PC_STORE_NOT_PAYCORE;
+    }
+    if (version > PG_SCHEMA_VERSION_LATEST) {
+        snprintf(detail, detail_bytes, "schema version %d is newer than this paycore (%d): run a newer paycore",
+                 version, PG_SCHEMA_VERSION_LATEST);
+        return PC_STORE_VERSION_UNSUPPORTED;
+    }
+    if (version == -1 && !create) {
+        snprintf(detail, detail_bytes, "the database is empty: run paycore init --store URL first");
+        return PC_STORE_NOT_PAYCORE;
+    }
+    if (version == PG_SCHEMA_VERSION_LATEST) return PC_OK;
+    return migrate(conn, version < 0 ? 0 : version, detail, detail_bytes);
+}

@@ -1,0 +1,442 @@
+/* store/pg_store.c: the PostgreSQL backend's writer side: open (URL, connection,
+ * the writer's advisory lock, schema checks and migrations), load into the ledger,
+ * and the ledger's lookups of committed transfers with a batch's prefetch. Batches
+ * are written by pg_tx.c, reads by pg_read.c. Writer thread only.
+ *
+ * The same model as the SQLite backend: the account rows hold a balance snapshot as
+ * of paycore_meta.accounts_as_of_seq, the transfers after it are replayed at load,
+ * readers take committed balances from the shadow (store_shadow.c). A lookup costs
+ * a network round trip here, so the writer names a batch's ids first
+ * (store_prefetch) and they come back in one query. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "store/pg_internal.h"
+
+static const char *pg_location(const store_t *base) { return ((const pg_store_t *)base)->url_shown; }
+static const char *pg_error_detail(const store_t *base) { return ((const pg_store_t *)base)->error_detail; }
+static uint64_t pg_journal_head_seq(const store_t *base) { return ((const pg_store_t *)base)->journal_head_seq; }
+static pc_status pg_failed(const store_t *base) { return ((const pg_store_t *)base)->failed; }
+
+static bool pg_writable(const store_t *base) {
+    const pg_store_t *store = (const pg_store_t *)base;
+    return store->failed == PC_OK && store->writable;
+}
+
+static bool pg_handles(const char *location) { return store_location_is_url(location); }
+
+/* ---- open ---- */
+
+/* One try at the writer's lock: PC_OK (taken), PC_STORE_IN_USE, or an error. */
+static pc_status writer_lock_try(pg_store_t *store) {
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT pg_try_advisory_lock(%d, %d)", PG_WRITER_LOCK_KEY1, PG_WRITER_LOCK_KEY2);
+    PGresult *result = pg_query(store->conn, sql, 0, NULL);
+    if (result == NULL) return pg_fail(store, PC_STORE_OPEN_FAILED, "taking the writer's lock");
+    bool taken = strcmp(PQgetvalue(result, 0, 0), "t") == 0;
+    PQclear(result);
+    return taken ? PC_OK : PC_STORE_IN_USE;
+}
+
+static void pause_ms(uint32_t ms) {
+    struct timespec pause = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    nanosleep(&pause, NULL);
+}
+
+/* The lock of a writer that just stopped or died goes when its session ends, a moment
+ * later: polls for STORE_WRITER_LOCK_GRACE_MS before the caller refuses. */
+static pc_status writer_lock_grace(pg_store_t *store) {
+    pc_status status = PC_STORE_IN_USE;
+    for (uint32_t waited_ms = 0; status == PC_STORE_IN_USE && waited_ms < STORE_WRITER_LOCK_GRACE_MS;
+         waited_ms += 100) {
+        pause_ms(100);
+        status = writer_lock_try(store);
+    }
+    return status;
+}
+
+/* A standby: polls until the holder's session ends (the server releases its lock) or
+ * options.standby_continue says stop. */
+static pc_status writer_lock_wait(pg_store_t *store) {
+    fprintf(stderr, "{\"level\":\"notice\",\"msg\":\"standby: another writer holds the writer's lock;"
+            " polling every %d ms\"}\n", STORE_STANDBY_POLL_MS);
+    pc_status status = PC_STORE_IN_USE;
+    while (status == PC_STORE_IN_USE) {
+        if (store->options.standby_continue != NULL && !store->options.standby_continue(store->options.standby_ctx)) {
+            snprintf(store->error_detail, sizeof store->error_detail, "standby stopped before it took the lock");
+            return PC_SHUTTING_DOWN;
+        }
+        pause_ms(STORE_STANDBY_POLL_MS);
+        status = writer_lock_try(store);
+    }
+    if (status == PC_OK) fprintf(stderr, "{\"level\":\"notice\",\"msg\":\"standby: took the writer's lock\"}\n");
+    return status;
+}
+
+/* The one writer: PC_STORE_IN_USE naming the holder's backend pid when taken (a
+ * standby waits for it instead). */
+static pc_status writer_lock_take(pg_store_t *store) {
+    pc_status status = writer_lock_try(store);
+    if (status == PC_STORE_IN_USE && store->options.standby) status = writer_lock_wait(store);
+    if (status == PC_STORE_IN_USE) status = writer_lock_grace(store);
+    if (status != PC_STORE_IN_USE) return status;
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT coalesce(min(pid), 0) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+             " AND classid = %d AND objid = %d AND database = (SELECT oid FROM pg_database WHERE datname ="
+             " current_database())", PG_WRITER_LOCK_KEY1, PG_WRITER_LOCK_KEY2);
+    PGresult *result = pg_query(store->conn, sql, 0, NULL);
+    int64_t pid = result != NULL ? pg_int(result, 0, 0) : 0;
+    PQclear(result);
+    snprintf(store->error_detail, sizeof store->error_detail,
+             "database in use by another paycore writer (its server backend pid %lld holds the writer's lock)",
+             (long long)pid);
+    return PC_STORE_IN_USE;
+}
+
+static pc_status meta_int(pg_store_t *store, const char *key, int64_t *value) {
+    const char *params[] = {key};
+    PGresult *result = pg_query(store->conn, "SELECT value FROM paycore_meta WHERE key = $1", 1, params);
+    if (result == NULL) return pg_fail(store, PC_STORE_READ_FAILED, "paycore_meta");
+    pc_status status = PC_OK;
+    char *end = NULL;
+    if (PQntuples(result) != 1) {
+        snprintf(store->error_detail, sizeof store->error_detail, "paycore_meta %s is missing", key);
+        status = PC_STORE_CORRUPT;
+    } else {
+        *value = strtoll(PQgetvalue(result, 0, 0), &end, 10);
+        if (end == PQgetvalue(result, 0, 0) || *end != '\0' || *value < 0) {
+            snprintf(store->error_detail, sizeof store->error_detail, "paycore_meta %s is not a count", key);
+            status = PC_STORE_CORRUPT;
+        }
+    }
+    PQclear(result);
+    return status;
+}
+
+static pc_status memory_init(pg_store_t *store) {
+    store->shadow = store_shadow_new();
+    if (store->shadow == NULL) return PC_NO_MEMORY;
+    return store_dirty_init(&store->dirty);
+}
+
+static pc_status open_steps(pg_store_t *store) {
+    pc_status status = pg_connect(store->url, &store->conn, store->error_detail, sizeof store->error_detail);
+    if (status == PC_OK) status = writer_lock_take(store);
+    if (status == PC_OK) {
+        status = pg_schema_prepare(store->conn, store->options.create, store->error_detail,
+                                   sizeof store->error_detail);
+    }
+    int64_t as_of = 0;
+    if (status == PC_OK) status = meta_int(store, "accounts_as_of_seq", &as_of);
+    store->accounts_as_of_seq = (uint64_t)as_of;
+    if (status == PC_OK) status = memory_init(store);
+    store->writable = status == PC_OK;
+    return status;
+}
+
+static void pg_close(store_t *base) {
+    pg_store_t *store = (pg_store_t *)base;
+    if (store == NULL) return;
+    pg_prefetch_clear(store);
+    pg_events_discard(store);
+    PQfinish(store->conn); /* the writer's lock goes with the session */
+    store_shadow_free(store->shadow);
+    store_dirty_free(&store->dirty);
+    free(store->metadata_scratch);
+    free(store->url);
+    free(store->url_shown);
+    free(store);
+}
+
+static pc_status pg_open(store_t **out, const char *location, const store_options_t *options) {
+    pg_store_t *store = calloc(1, sizeof *store);
+    if (store == NULL) return PC_NO_MEMORY;
+    store->base.ops = &store_pg_ops;
+    if (options != NULL) store->options = *options;
+    store->url = pc_strdup(location);
+    store->url_shown = pg_url_shown(location);
+    pc_status status = store->url && store->url_shown ? open_steps(store) : PC_NO_MEMORY;
+    if (status != PC_OK) {
+        pg_log_error("store open failed", pc_status_code(status), store->error_detail);
+        pg_close(&store->base);
+        return status;
+    }
+    *out = &store->base;
+    return PC_OK;
+}
+
+static pc_status pg_journal_signer(store_t *base, uint8_t public_key[JOURNAL_PUBLIC_KEY_BYTES]) {
+    pg_store_t *store = (pg_store_t *)base;
+    PGresult *result = pg_query(store->conn, "SELECT public_key FROM journal_checkpoints ORDER BY seq DESC LIMIT 1",
+                                0, NULL);
+    if (result == NULL) return pg_fail(store, PC_STORE_READ_FAILED, "journal signer");
+    pc_status status = PC_NOT_FOUND;
+    if (PQntuples(result) == 1) {
+        status = pg_bytea(result, 0, 0, public_key, JOURNAL_PUBLIC_KEY_BYTES) ? PC_OK : PC_STORE_CORRUPT;
+        if (status != PC_OK) snprintf(store->error_detail, sizeof store->error_detail, "malformed public key");
+    }
+    PQclear(result);
+    return status;
+}
+
+/* ---- lookups ---- */
+
+#define FIND_SQL                                                                                       \
+    "SELECT " PG_TRANSFER_COLUMNS ", NULL FROM transfers WHERE id = ANY($1::text[]) UNION ALL"         \
+    " SELECT timestamp, id, '', '', 0, '', 0, 0, NULL, 0, NULL, 0, result FROM transfer_failures"      \
+    " WHERE id = ANY($1::text[])"
+
+/* A row of FIND_SQL into 'out' (metadata in a malloc'ed copy at *metadata). */
+static void record_from_row(const PGresult *result, int row, ledger_transfer_record_t *out, char **metadata) {
+    memset(out, 0, sizeof *out);
+    if (!PQgetisnull(result, row, 12)) {
+        if (!pc_status_from_code(PQgetvalue(result, row, 12), &out->failure)) out->failure = PC_INTERNAL;
+        *metadata = NULL;
+        return;
+    }
+    pg_transfer_from_row(result, row, &out->transfer);
+    out->pending_state = (ledger_pending_state)pg_int(result, row, 11);
+    out->failure = PC_OK;
+    *metadata = pc_strdup(out->transfer.metadata_json);
+    out->transfer.metadata_json = *metadata;
+}
+
+static int prefetched_compare(const void *a, const void *b) {
+    return strcmp(((const pg_prefetched_t *)a)->id, ((const pg_prefetched_t *)b)->id);
+}
+
+void pg_prefetch_clear(pg_store_t *store) {
+    for (uint32_t i = 0; i < store->prefetched_count; i++) free(store->prefetched[i].metadata);
+    free(store->prefetched);
+    store->prefetched = NULL;
+    store->prefetched_count = 0;
+}
+
+/* An id as an element of a text[] literal: ids are [A-Za-z0-9._:-] (pc_id_valid),
+ * so quoting them needs no escapes; any other string is left to a lookup of its own.
+ * 'array' has room for PC_ID_SIZE + 3 bytes more. */
+static bool array_append(char *array, size_t *bytes, const char *id) {
+    if (!pc_id_valid(id)) return false;
+    *bytes += (size_t)sprintf(array + *bytes, "%s\"%s\"", *bytes > 1 ? "," : "", id);
+    return true;
+}
+
+/* Fetches every named id (transfers and burned ids) in one query and keeps the
+ * answers, found or not, until the batch ends (pg_tx.c clears them). */
+static pc_status pg_prefetch(store_t *base, const char *const *ids, uint32_t id_count) {
+    pg_store_t *store = (pg_store_t *)base;
+    pg_prefetch_clear(store);
+    pg_prefetched_t *entries = calloc(id_count, sizeof *entries);
+    char *array = malloc((size_t)id_count * (PC_ID_SIZE + 3) + 3);
+    if (entries == NULL || array == NULL) {
+        free(entries);
+        free(array);
+        return PC_NO_MEMORY;
+    }
+    size_t array_bytes = 1;
+    array[0] = '{';
+    uint32_t count = 0;
+    for (uint32_t i = 0; i < id_count; i++) {
+        if (!array_append(array, &array_bytes, ids[i])) continue;
+        snprintf(entries[count].id, PC_ID_SIZE, "%s", ids[i]);
+        entries[count++].found = PC_NOT_FOUND;
+    }
+    memcpy(array + array_bytes, "}", 2);
+    const char *params[] = {array};
+    PGresult *result = count > 0 ? pg_query(store->conn, FIND_SQL, 1, params) : NULL;
+    free(array);
+    if (result == NULL) {
+        free(entries);
+        return count > 0 ? pg_fail(store, PC_STORE_READ_FAILED, "prefetch") : PC_OK;
+    }
+    qsort(entries, count, sizeof *entries, prefetched_compare);
+    uint32_t unique = 0; /* a batch may name an id twice: one entry each */
+    for (uint32_t i = 0; i < count; i++) {
+        if (unique == 0 || strcmp(entries[unique - 1].id, entries[i].id) != 0) entries[unique++] = entries[i];
+    }
+    count = unique;
+    for (int row = 0; row < PQntuples(result); row++) {
+        pg_prefetched_t key;
+        pg_text_copy(key.id, sizeof key.id, result, row, 1);
+        pg_prefetched_t *entry = bsearch(&key, entries, count, sizeof *entries, prefetched_compare);
+        if (entry == NULL || entry->found == PC_OK) continue; /* an id is in one table at most */
+        record_from_row(result, row, &entry->record, &entry->metadata);
+        entry->found = PC_OK;
+    }
+    PQclear(result);
+    store->prefetched = entries;
+    store->prefetched_count = count;
+    return PC_OK;
+}
+
+/* The ledger's lookup: the prefetched answer when the id was named, else a query. */
+static pc_status source_transfer_find(void *ctx, const char *id, ledger_transfer_record_t *out) {
+    pg_store_t *store = ctx;
+    pg_prefetched_t key;
+    snprintf(key.id, sizeof key.id, "%s", id);
+    const pg_prefetched_t *entry = store->prefetched_count > 0
+        ? bsearch(&key, store->prefetched, store->prefetched_count, sizeof key, prefetched_compare) : NULL;
+    if (entry != NULL) {
+        if (entry->found == PC_OK) *out = entry->record;
+        return entry->found;
+    }
+    char array[PC_ID_SIZE + 8];
+    if (!pc_id_valid(id)) return PC_NOT_FOUND; /* never stored */
+    snprintf(array, sizeof array, "{\"%s\"}", id);
+    const char *params[] = {array};
+    PGresult *result = pg_query(store->conn, FIND_SQL, 1, params);
+    if (result == NULL) return pg_fail(store, PC_STORE_READ_FAILED, "transfer lookup");
+    pc_status status = PC_NOT_FOUND;
+    if (PQntuples(result) > 0) {
+        free(store->metadata_scratch);
+        record_from_row(result, 0, out, &store->metadata_scratch);
+        status = PC_OK;
+    }
+    PQclear(result);
+    return status;
+}
+
+static ledger_source_t pg_source(store_t *base) { return (ledger_source_t){source_transfer_find, base}; }
+
+/* ---- load ---- */
+
+static pc_status load_head(pg_store_t *store, journal_entry_t *head) {
+    memset(head, 0, sizeof *head);
+    PGresult *result = pg_query(store->conn, "SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1", 0, NULL);
+    if (result == NULL) return pg_fail(store, PC_STORE_READ_FAILED, "load journal head");
+    pc_status status = PC_OK;
+    if (PQntuples(result) == 1) {
+        head->seq = (uint64_t)pg_int(result, 0, 0);
+        if (!pg_bytea(result, 0, 1, head->hash, JOURNAL_HASH_BYTES) || head->seq == 0) {
+            snprintf(store->error_detail, sizeof store->error_detail, "journal head: malformed row");
+            status = PC_STORE_CORRUPT;
+        }
+    }
+    PQclear(result);
+    if (status == PC_OK && store->accounts_as_of_seq > head->seq) {
+        snprintf(store->error_detail, sizeof store->error_detail,
+                 "accounts_as_of_seq %" PRIu64 " is past the journal head %" PRIu64, store->accounts_as_of_seq,
+                 head->seq);
+        status = PC_STORE_CORRUPT;
+    }
+    store->journal_head_seq = head->seq;
+    return status;
+}
+
+static pc_status load_accounts(pg_store_t *store, ledger_t *ledger) {
+    PGresult *result = pg_query(store->conn, "SELECT " PG_ACCOUNT_COLUMNS " FROM accounts ORDER BY no", 0, NULL);
+    if (result == NULL) return pg_fail(store, PC_STORE_READ_FAILED, "load accounts");
+    pc_status status = PC_OK;
+    for (int row = 0; status == PC_OK && row < PQntuples(result); row++) {
+        ledger_account_t account;
+        pg_account_from_row(result, row, &account);
+        if (pg_int(result, row, 10) != row) {
+            snprintf(store->error_detail, sizeof store->error_detail, "account numbers not dense at %s", account.id);
+            status = PC_STORE_CORRUPT;
+            break;
+        }
+        status = ledger_load_account(ledger, &account);
+    }
+    PQclear(result);
+    return status;
+}
+
+/* Re-derives balances from the transfers committed after the balance snapshot. */
+static pc_status replay_after_snapshot(pg_store_t *store, ledger_t *ledger) {
+    char as_of[24];
+    snprintf(as_of, sizeof as_of, "%" PRIu64, store->accounts_as_of_seq);
+    const char *params[] = {as_of};
+    PGresult *result = pg_query(store->conn, "SELECT " PG_TRANSFER_COLUMNS " FROM transfers WHERE batch_seq > $1"
+                                             " ORDER BY timestamp", 1, params);
+    if (result == NULL) return pg_fail(store, PC_STORE_READ_FAILED, "replay");
+    pc_status status = PC_OK;
+    for (int row = 0; status == PC_OK && row < PQntuples(result); row++) {
+        ledger_transfer_t record;
+        pg_transfer_from_row(result, row, &record);
+        int64_t pending_amount;
+        status = store_replay_pending_amount(&(ledger_source_t){source_transfer_find, store}, &record,
+                                         &pending_amount, store->error_detail, sizeof store->error_detail);
+        if (status == PC_OK) status = ledger_load_replay(ledger, &record, pending_amount);
+        if (status != PC_OK) break;
+        store_dirty_mark(&store->dirty, ledger_account_index(ledger, ledger_account_find(ledger, record.debit_account_id)));
+        store_dirty_mark(&store->dirty, ledger_account_index(ledger, ledger_account_find(ledger, record.credit_account_id)));
+    }
+    PQclear(result);
+    return status;
+}
+
+static pc_status load_pendings(pg_store_t *store, ledger_t *ledger) {
+    PGresult *result = pg_query(store->conn, "SELECT " PG_TRANSFER_COLUMNS " FROM transfers WHERE pending_state = 1",
+                                0, NULL);
+    if (result == NULL) return pg_fail(store, PC_STORE_READ_FAILED, "load pending");
+    pc_status status = PC_OK;
+    for (int row = 0; status == PC_OK && row < PQntuples(result); row++) {
+        ledger_transfer_t pending;
+        pg_transfer_from_row(result, row, &pending);
+        status = ledger_load_pending(ledger, &pending);
+    }
+    PQclear(result);
+    return status;
+}
+
+static pc_status load_clock(pg_store_t *store, ledger_t *ledger) {
+    PGresult *result = pg_query(store->conn,
+                                "SELECT greatest((SELECT coalesce(max(timestamp), 0) FROM transfers),"
+                                " (SELECT coalesce(max(timestamp), 0) FROM accounts),"
+                                " (SELECT coalesce(max(timestamp), 0) FROM transfer_failures),"
+                                " (SELECT coalesce(max(timestamp_last), 0) FROM journal))", 0, NULL);
+    if (result == NULL) return pg_fail(store, PC_STORE_READ_FAILED, "load clock");
+    ledger_load_clock(ledger, (uint64_t)pg_int(result, 0, 0));
+    PQclear(result);
+    return PC_OK;
+}
+
+static pc_status pg_load(store_t *base, ledger_t *ledger, journal_entry_t *head) {
+    pg_store_t *store = (pg_store_t *)base;
+    pc_status status = load_head(store, head);
+    if (status == PC_OK) status = load_accounts(store, ledger);
+    if (status == PC_OK) status = replay_after_snapshot(store, ledger);
+    if (status == PC_OK) status = load_pendings(store, ledger);
+    if (status == PC_OK) status = load_clock(store, ledger);
+    for (uint32_t i = 0; status == PC_OK && i < ledger_account_count(ledger); i++) {
+        store_shadow_publish(store->shadow, i, &ledger_account_at(ledger, i)->balances);
+    }
+    return status;
+}
+
+const store_backend_ops_t store_pg_ops = {
+    .name = "postgres",
+    .handles = pg_handles,
+    .open = pg_open,
+    .close = pg_close,
+    .location = pg_location,
+    .error_detail = pg_error_detail,
+    .load = pg_load,
+    .journal_signer = pg_journal_signer,
+    .journal_head_seq = pg_journal_head_seq,
+    .source = pg_source,
+    .prefetch = pg_prefetch,
+    .tx_begin = pg_tx_begin,
+    .tx_write_changes = pg_tx_write_changes,
+    .tx_write_journal = pg_tx_write_journal,
+    .tx_commit = pg_tx_commit,
+    .tx_rollback = pg_tx_rollback,
+    .balance_snapshot = pg_balance_snapshot,
+    .failed = pg_failed,
+    .writable = pg_writable,
+    .probe = pg_probe,
+    .reader_open = pg_reader_open,
+    .reader_close = pg_reader_close,
+    .read_account = pg_read_account,
+    .read_transfer = pg_read_transfer,
+    .list_accounts = pg_list_accounts,
+    .list_accounts_granted = pg_list_accounts_granted,
+    .list_account_transfers = pg_list_account_transfers,
+    .list_history = pg_list_history,
+    .api = &store_pg_api_ops,
+    .events = &store_pg_events_ops,
+    .payments = &store_pg_payments_ops,
+};

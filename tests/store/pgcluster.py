@@ -1,0 +1,65 @@
+"""tests/store/pgcluster.py: a throwaway PostgreSQL 15 cluster for tests: initdb into a
+temporary directory, the server listening on a Unix socket in that directory only (no
+TCP), max_prepared_transactions > 0, fsync on; stopped and removed by stop(). Run as
+root, the cluster's commands run as the 'postgres' user (initdb refuses root). The
+binaries come from Debian's postgresql package (scripts/deps.sh). Not a test itself."""
+import os
+import shutil
+import subprocess
+import tempfile
+
+PG_BIN = os.environ.get("PAYCORE_PG_BIN", "/usr/lib/postgresql/15/bin")
+USER = "paycore"
+
+
+def available():
+    return os.path.exists(os.path.join(PG_BIN, "initdb")) and os.path.exists(os.path.join(PG_BIN, "pg_ctl"))
+
+
+class Cluster:
+    def __init__(self, timeout_s=120):
+        self.timeout_s = timeout_s
+        self.dir = tempfile.mkdtemp(prefix="paycore-pg-")
+        self.data = os.path.join(self.dir, "data")
+        self.as_postgres = os.geteuid() == 0
+        if self.as_postgres:
+            shutil.chown(self.dir, "postgres")
+        self.started = False
+        self.run("initdb", "-D", self.data, "-A", "trust", "-U", USER, "--locale=C", "-E", "UTF8", "--no-sync")
+        self.start()
+
+    def run(self, tool, *args, check=True):
+        argv = [os.path.join(PG_BIN, tool)] + list(args)
+        if self.as_postgres:
+            argv = ["runuser", "-u", "postgres", "--"] + argv
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout_s)
+        if check and out.returncode != 0:
+            raise RuntimeError("%s failed (%d): %s %s" % (tool, out.returncode, out.stdout, out.stderr))
+        return out
+
+    def start(self):
+        options = ("-c listen_addresses='' -c unix_socket_directories='%s' -c max_prepared_transactions=8"
+                   " -c fsync=on -c max_connections=200" % self.dir)
+        self.run("pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "server.log"), "-w", "-t",
+                 str(self.timeout_s), "-o", options, "start")
+        self.started = True
+
+    def stop(self, mode="fast"):
+        if self.started:
+            self.run("pg_ctl", "-D", self.data, "-m", mode, "-w", "-t", str(self.timeout_s), "stop", check=False)
+            self.started = False
+
+    def close(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def createdb(self, name):
+        self.run("createdb", "-h", self.dir, "-U", USER, name)
+        return self.url(name)
+
+    def sql(self, name, statement):
+        out = self.run("psql", "-h", self.dir, "-U", USER, "-d", name, "-v", "ON_ERROR_STOP=1", "-qAtc", statement)
+        return out.stdout.strip()
+
+    def url(self, name):
+        return "postgresql://%s@/%s?host=%s" % (USER, name, self.dir)
