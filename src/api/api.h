@@ -201,6 +201,10 @@ uint16_t api_server_port(const api_server_t *server);
 /* Stops accepting, drains the writer (every queued command commits and is answered),
  * closes. */
 void api_server_stop(api_server_t *server);
+/* Runs 'fn(ctx)' inside api_server_stop once no request runs any more (the HTTP server
+ * has stopped) and before the writer and the store close: where a layer that requests
+ * reach and that reads the store (payments) is freed. One hook; NULL removes it. */
+void api_server_set_http_stopped_hook(api_server_t *server, void (*fn)(void *ctx), void *ctx);
 writer_t *api_server_writer(api_server_t *server);
 
 /* Offline (paycore init): creates an API key through 'writer' (its row commits in a

@@ -104,6 +104,8 @@ bool api_conn_expired(const api_conn_t *conn);
 /* ---- the server (server.c) ---- */
 struct api_server {
     api_config_t config;
+    void (*http_stopped_fn)(void *ctx); /* api_server_set_http_stopped_hook */
+    void *http_stopped_ctx;
     char *db_path;
     store_t *store;
     events_t *events;               /* the outbox and the delivery threads */

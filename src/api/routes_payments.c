@@ -35,6 +35,11 @@ static vault_t *payments_vault;
 
 /* ---------------------------------------------------------------- serve integration */
 
+static void payments_stop_hook(void *ctx) {
+    (void)ctx;
+    api_payments_stop();
+}
+
 pc_status api_payments_start(api_server_t *server, const api_payments_options_t *options) {
     if (!store_supports(server->store, STORE_PART_PAYMENTS)) {
         obs_logf(OBS_LEVEL_WARN, "the %s store has no payments tables yet: serving without payments"
@@ -63,11 +68,16 @@ pc_status api_payments_start(api_server_t *server, const api_payments_options_t 
     if (status != PC_OK) {
         vault_close(payments_vault);
         payments_vault = NULL;
+        return status;
     }
-    return status;
+    /* GET handlers and review decisions reach 'payments' until MHD has stopped; its
+     * readers need the store: freed in between, by the server */
+    api_server_set_http_stopped_hook(server, payments_stop_hook, NULL);
+    return PC_OK;
 }
 
 void api_payments_quiesce(void) { pay_quiesce(payments); }
+
 
 void api_payments_stop(void) {
     pay_stop(payments);

@@ -466,6 +466,7 @@ static void server_free(api_server_t *server) {
     api_conns_stop(server);
     if (server->daemon != NULL) MHD_stop_daemon(server->daemon);
     api_conns_free(server); /* MHD reported every connection closed */
+    if (server->http_stopped_fn != NULL) server->http_stopped_fn(server->http_stopped_ctx);
     if (server->listen_fd >= 0) close(server->listen_fd); /* never handed to MHD, or handed back */
     writer_free(server->writer);
     server->writer = NULL;
@@ -559,4 +560,9 @@ void api_server_stop(api_server_t *server) {
         nanosleep(&pause, NULL);
     }
     server_free(server);
+}
+
+void api_server_set_http_stopped_hook(api_server_t *server, void (*fn)(void *ctx), void *ctx) {
+    server->http_stopped_fn = fn;
+    server->http_stopped_ctx = ctx;
 }

@@ -354,8 +354,7 @@ int cli_serve(int argc, char **argv) {
     api_ops_stop();
     pc_status failed = api_server_failed(server);
     api_payments_quiesce(); /* running payments end first: they still write */
-    api_server_stop(server);
-    api_payments_stop();    /* no request reaches the payments layer any more */
+    api_server_stop(server); /* frees the payments layer once no request runs (hook) */
     api_ops_web_free(); /* no request reads the dashboard's files any more */
     api_gateway_stop();
     api_risk_stop();
