@@ -83,7 +83,6 @@ static const char *const statement_sql[STORE_STMT_SLOT_COUNT] = {
         " created_ns FROM vault_cards WHERE token = ?1",
 };
 
-
 static pc_status take(store_conn_t c, int slot, sqlite3_stmt **out, pc_status failure) {
     return store_sqlite_stmt_take(c, slot, statement_sql[slot], out, failure);
 }
