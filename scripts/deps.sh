@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 # librabbitmq-dev + rabbitmq-server: the events publisher and its broker test.
 PACKAGES="build-essential cmake pkg-config sqlite3 libsqlite3-dev libmicrohttpd-dev \
 libjansson-dev libsodium-dev libcurl4-openssl-dev libxgboost-dev libssl-dev \
-postgresql libpq-dev curl ca-certificates python3 clang libclang-rt-14-dev \
+postgresql libpq-dev curl ca-certificates python3 python3-yaml clang libclang-rt-14-dev \
 prometheus librabbitmq-dev rabbitmq-server chromium systemd podman runc"
 
 missing=""

@@ -1,10 +1,14 @@
 """Goal: docs/openapi.yaml documents exactly the routes the server has. Method: the
 server prints its route table (`paycore serve --routes`); the spec's paths and methods
-are read with a small line parser (stdlib only); both sets must be equal."""
+are read with a small line parser; both sets must be equal. The file must also be valid
+YAML (python3-yaml, installed by scripts/deps.sh), and a YAML parser must read the same
+routes as the line parser."""
 import os
 import re
 import subprocess
 import sys
+
+import yaml
 
 from pcapi import BIN, check
 
@@ -36,6 +40,13 @@ def main():
     server = set(tuple(line.split()[:2]) for line in out.stdout.splitlines() if line.strip())
     check(len(server) >= 14, "route table read: %r" % server)
     spec = spec_routes(SPEC)
+    try:
+        parsed = yaml.safe_load(open(SPEC))
+    except yaml.YAMLError as e:
+        check(False, "docs/openapi.yaml is not valid YAML: %s" % e)
+    parsed_routes = set((method.upper(), path) for path, ops in parsed["paths"].items() for method in ops
+                        if method in ("get", "post", "put", "patch", "delete", "head", "options"))
+    check(parsed_routes == spec, "the YAML parser and the line parser disagree: %r" % sorted(parsed_routes ^ spec))
     missing = sorted(server - spec)
     extra = sorted(spec - server)
     check(not missing, "routes missing from docs/openapi.yaml: %r" % missing)
