@@ -490,6 +490,9 @@ static void round_run(events_webhooks_t *w) {
     }
     uint64_t now_ns = events_now_ns(w->events);
     for (uint32_t i = 0; i < w->endpoint_count; i++) {
+        /* an endpoint changed (a rotated secret, a new type list) after this round's
+         * reload: nothing more is signed with what it was; the next round rereads first */
+        if (atomic_load(&w->reload_wanted)) break;
         endpoint *e = w->endpoints[i];
         endpoint_rebuild_due(w, e);
         if (e->state == NULL || e->rebuild_wanted) continue;
