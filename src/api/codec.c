@@ -13,21 +13,6 @@
 #include "paycore/limits.h"
 #include "paycore/money.h"
 
-void codec_fail(codec_error_t *err, pc_status status, const char *path, const char *key,
-                const char *message) {
-    err->status = status;
-    err->http_status = 400;
-    if (path != NULL && path[0] != '\0' && key != NULL) {
-        snprintf(err->field, sizeof err->field, "%.60s.%.60s", path, key);
-    } else if (key != NULL) {
-        snprintf(err->field, sizeof err->field, "%.100s", key);
-    } else {
-        snprintf(err->field, sizeof err->field, "%.100s", path ? path : "");
-    }
-    snprintf(err->message, sizeof err->message, "%.180s",
-             message != NULL ? message : pc_status_message(status));
-}
-
 /* Nesting depth by a linear scan that skips strings: no recursion, and the limit
  * holds before jansson (which recurses) sees the text. */
 static bool depth_within(const char *body, size_t bytes, uint32_t depth_max) {
@@ -134,43 +119,6 @@ json_t *codec_parse_object(const char *body, size_t body_bytes, codec_error_t *e
         return NULL;
     }
     return root;
-}
-
-bool codec_check_fields(const json_t *object, const char *const *allowed, const char *path,
-                        codec_error_t *err) {
-    const char *key;
-    json_t *value;
-    json_object_foreach((json_t *)object, key, value) {
-        bool known = false;
-        for (uint32_t i = 0; allowed[i] != NULL && !known; i++) known = strcmp(allowed[i], key) == 0;
-        if (!known) {
-            char message[192];
-            snprintf(message, sizeof message, "unknown field '%.64s'", key);
-            codec_fail(err, PC_FIELD_UNKNOWN, path, key, message);
-            return false;
-        }
-    }
-    return true;
-}
-
-bool codec_get_string(const json_t *object, const char *key, bool required, size_t bytes_max,
-                      const char *path, const char **out, codec_error_t *err) {
-    json_t *value = json_object_get(object, key);
-    *out = NULL;
-    if (value == NULL || json_is_null(value)) {
-        if (required) codec_fail(err, PC_FIELD_MISSING, path, key, NULL);
-        return !required;
-    }
-    if (!json_is_string(value)) {
-        codec_fail(err, PC_FIELD_TYPE, path, key, "must be a string");
-        return false;
-    }
-    if (json_string_length(value) > bytes_max || strlen(json_string_value(value)) != json_string_length(value)) {
-        codec_fail(err, PC_STRING_TOO_LONG, path, key, NULL);
-        return false;
-    }
-    *out = json_string_value(value);
-    return true;
 }
 
 bool codec_get_id(const json_t *object, const char *key, bool required, pc_status invalid,

@@ -9,15 +9,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "core/json_fields.h"
 #include "ledger/ledger.h"
 #include "paycore/status.h"
 
-typedef struct {
-    pc_status status;       /* PC_OK or the refusing code */
-    int http_status;        /* 400 for every decoding error */
-    char field[128];        /* "" when the whole body is at fault */
-    char message[192];
-} codec_error_t;
+/* status, http_status (400), field ("" when the whole body is at fault), message. */
+typedef pc_field_error_t codec_error_t;
 
 /* Memory for decoded events and their metadata strings; must return zeroed memory
  * that lives as long as the events (the API uses the request's arena). */
@@ -47,15 +44,22 @@ pc_status codec_decode_transfers(const json_t *body, const codec_alloc_t *alloc,
 pc_status codec_fast_transfers(const char *body, size_t body_bytes, const codec_alloc_t *alloc,
                                ledger_transfer_t **events_out, uint32_t *count_out, bool *batch_out);
 
-/* Field checks shared with other decoders (keys, risk): each fills *err on failure. */
-bool codec_check_fields(const json_t *object, const char *const *allowed, const char *path,
-                        codec_error_t *err);
-bool codec_get_string(const json_t *object, const char *key, bool required, size_t bytes_max,
-                      const char *path, const char **out, codec_error_t *err);
+/* Field checks shared with other decoders (keys, risk): each fills *err on failure.
+ * The generic ones are core's (core/json_fields.h) under the codec's names. */
+static inline bool codec_check_fields(const json_t *object, const char *const *allowed, const char *path,
+                                      codec_error_t *err) {
+    return pc_field_check_known(object, allowed, path, err);
+}
+static inline bool codec_get_string(const json_t *object, const char *key, bool required, size_t bytes_max,
+                                    const char *path, const char **out, codec_error_t *err) {
+    return pc_field_string(object, key, required, bytes_max, path, out, err);
+}
+static inline void codec_fail(codec_error_t *err, pc_status status, const char *path, const char *key,
+                              const char *message) {
+    pc_field_fail(err, status, path, key, message);
+}
 bool codec_get_id(const json_t *object, const char *key, bool required, pc_status invalid,
                   const char *path, char out[PC_ID_SIZE], codec_error_t *err);
-void codec_fail(codec_error_t *err, pc_status status, const char *path, const char *key,
-                const char *message);
 
 /* Encoders: new references. */
 json_t *codec_balances_json(const ledger_balances_t *balances);

@@ -10,94 +10,9 @@
 #include "paycore/money.h"
 #include "payments/pay_internal.h"
 
-void pay_parse_fail(pay_parse_error_t *err, pc_status status, const char *path, const char *key,
-                    const char *message) {
-    err->status = status;
-    if (path != NULL && path[0] != '\0' && key != NULL) {
-        snprintf(err->field, sizeof err->field, "%.60s.%.60s", path, key);
-    } else if (key != NULL) {
-        snprintf(err->field, sizeof err->field, "%.100s", key);
-    } else {
-        snprintf(err->field, sizeof err->field, "%.100s", path ? path : "");
-    }
-    snprintf(err->message, sizeof err->message, "%.180s", message != NULL ? message : pc_status_message(status));
-}
-
 void pay_reply_parse_error(pay_reply_t *out, const pay_parse_error_t *err) {
     pay_reply_error(out, err->status, err->field, err->message);
     out->http_status = 400;
-}
-
-bool pay_parse_fields(const json_t *object, const char *const *allowed, const char *path, pay_parse_error_t *err) {
-    const char *key;
-    json_t *value;
-    json_object_foreach((json_t *)object, key, value) {
-        bool known = false;
-        for (uint32_t i = 0; allowed[i] != NULL && !known; i++) known = strcmp(allowed[i], key) == 0;
-        if (!known) {
-            char message[192];
-            snprintf(message, sizeof message, "unknown field '%.64s'", key);
-            pay_parse_fail(err, PC_FIELD_UNKNOWN, path, key, message);
-            return false;
-        }
-    }
-    return true;
-}
-
-bool pay_parse_object(const json_t *object, const char *key, bool required, const char *path, const json_t **out,
-                      pay_parse_error_t *err) {
-    const json_t *value = json_object_get(object, key);
-    *out = NULL;
-    if (value == NULL || json_is_null(value)) {
-        if (required) pay_parse_fail(err, PC_FIELD_MISSING, path, key, NULL);
-        return !required;
-    }
-    if (!json_is_object(value)) {
-        pay_parse_fail(err, PC_FIELD_TYPE, path, key, "must be an object");
-        return false;
-    }
-    *out = value;
-    return true;
-}
-
-bool pay_parse_string(const json_t *object, const char *key, bool required, size_t bytes_max, const char *path,
-                      const char **out, pay_parse_error_t *err) {
-    const json_t *value = json_object_get(object, key);
-    *out = NULL;
-    if (value == NULL || json_is_null(value)) {
-        if (required) pay_parse_fail(err, PC_FIELD_MISSING, path, key, NULL);
-        return !required;
-    }
-    if (!json_is_string(value)) {
-        pay_parse_fail(err, PC_FIELD_TYPE, path, key, "must be a string");
-        return false;
-    }
-    if (json_string_length(value) > bytes_max || strlen(json_string_value(value)) != json_string_length(value)) {
-        pay_parse_fail(err, PC_STRING_TOO_LONG, path, key, NULL);
-        return false;
-    }
-    *out = json_string_value(value);
-    return true;
-}
-
-bool pay_parse_int(const json_t *object, const char *key, bool required, int64_t min, int64_t max,
-                   const char *path, int64_t *out, pay_parse_error_t *err) {
-    const json_t *value = json_object_get(object, key);
-    if (value == NULL || json_is_null(value)) {
-        if (required) pay_parse_fail(err, PC_FIELD_MISSING, path, key, NULL);
-        return !required;
-    }
-    if (!json_is_integer(value)) {
-        pay_parse_fail(err, PC_FIELD_TYPE, path, key, "must be an integer");
-        return false;
-    }
-    json_int_t n = json_integer_value(value);
-    if (n < min || n > max) {
-        pay_parse_fail(err, PC_VALUE_OUT_OF_RANGE, path, key, NULL);
-        return false;
-    }
-    *out = (int64_t)n;
-    return true;
 }
 
 bool pay_parse_amount(const json_t *object, const char *key, bool required, const char *path, int64_t *out,
@@ -117,17 +32,6 @@ bool pay_parse_amount(const json_t *object, const char *key, bool required, cons
         return false;
     }
     *out = (int64_t)n;
-    return true;
-}
-
-bool pay_parse_bool(const json_t *object, const char *key, const char *path, bool *out, pay_parse_error_t *err) {
-    const json_t *value = json_object_get(object, key);
-    if (value == NULL || json_is_null(value)) return true;
-    if (!json_is_boolean(value)) {
-        pay_parse_fail(err, PC_FIELD_TYPE, path, key, "must be true or false");
-        return false;
-    }
-    *out = json_is_true(value);
     return true;
 }
 

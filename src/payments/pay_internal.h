@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "core/json_fields.h"
 #include "payments/payments.h"
 #include "payments/vault.h"
 #include "store/store_payments.h"
@@ -445,19 +446,34 @@ PC_MUST_USE pc_status pay_event_payment(pay_flow_t *flow, store_tx_t *tx, const 
 PC_MUST_USE pc_status pay_flow_write_op(pay_flow_t *flow, store_tx_t *tx);
 
 /* ---- parsing (parse.c): every refusal names its field ---- */
-typedef struct {
-    pc_status status;
-    char field[128];
-    char message[192];
-} pay_parse_error_t;
-bool pay_parse_fields(const json_t *object, const char *const *allowed, const char *path, pay_parse_error_t *err);
-bool pay_parse_string(const json_t *object, const char *key, bool required, size_t bytes_max, const char *path,
-                      const char **out, pay_parse_error_t *err);
+/* The generic getters are core's (core/json_fields.h); these names are payments' own. */
+typedef pc_field_error_t pay_parse_error_t;
+static inline bool pay_parse_fields(const json_t *object, const char *const *allowed, const char *path,
+                                    pay_parse_error_t *err) {
+    return pc_field_check_known(object, allowed, path, err);
+}
+static inline bool pay_parse_string(const json_t *object, const char *key, bool required, size_t bytes_max,
+                                    const char *path, const char **out, pay_parse_error_t *err) {
+    return pc_field_string(object, key, required, bytes_max, path, out, err);
+}
+static inline bool pay_parse_object(const json_t *object, const char *key, bool required, const char *path,
+                                    const json_t **out, pay_parse_error_t *err) {
+    return pc_field_object(object, key, required, path, out, err);
+}
+static inline bool pay_parse_int(const json_t *object, const char *key, bool required, int64_t min, int64_t max,
+                                 const char *path, int64_t *out, pay_parse_error_t *err) {
+    return pc_field_int(object, key, required, min, max, path, out, err);
+}
+static inline bool pay_parse_bool(const json_t *object, const char *key, const char *path, bool *out,
+                                  pay_parse_error_t *err) {
+    return pc_field_bool(object, key, path, out, err);
+}
+static inline void pay_parse_fail(pay_parse_error_t *err, pc_status status, const char *path, const char *key,
+                                  const char *message) {
+    pc_field_fail(err, status, path, key, message);
+}
 bool pay_parse_amount(const json_t *object, const char *key, bool required, const char *path, int64_t *out,
                       pay_parse_error_t *err);
-bool pay_parse_int(const json_t *object, const char *key, bool required, int64_t min, int64_t max,
-                   const char *path, int64_t *out, pay_parse_error_t *err);
-bool pay_parse_bool(const json_t *object, const char *key, const char *path, bool *out, pay_parse_error_t *err);
 bool pay_parse_currency(const json_t *object, const char *key, bool required, const char *path, char out[4],
                         pay_parse_error_t *err);
 bool pay_parse_country(const json_t *object, const char *key, bool required, const char *path, char out[3],
@@ -466,12 +482,8 @@ bool pay_parse_id(const json_t *object, const char *key, bool required, size_t b
                   char out[PC_ID_SIZE], pay_parse_error_t *err);
 bool pay_parse_metadata(const json_t *object, const char *key, const char *path, json_t **out,
                         pay_parse_error_t *err);
-bool pay_parse_object(const json_t *object, const char *key, bool required, const char *path,
-                      const json_t **out, pay_parse_error_t *err);
 bool pay_parse_bank_account(const json_t *object, const char *key, const char *path, char routing[GW_BANK_FIELD_SIZE],
                             char account[GW_BANK_FIELD_SIZE], pay_parse_error_t *err);
-void pay_parse_fail(pay_parse_error_t *err, pc_status status, const char *path, const char *key,
-                    const char *message);
 void pay_reply_parse_error(pay_reply_t *out, const pay_parse_error_t *err);
 
 /* The lookup names. */

@@ -13,7 +13,7 @@ clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
     -D_GNU_SOURCE -DPAYCORE_VERSION='"fuzz"' -I"$root/include" -I"$root/src" \
     $(pkg-config --cflags jansson) \
     "$root/tests/fuzz/fuzz_codec.c" "$root/src/api/codec.c" "$root/src/api/codec_fast.c" "$root/src/ledger/names.c" \
-    "$root/src/core/core.c" "$root/src/core/currency.c" "$root/src/core/status.c" \
+    "$root/src/core/core.c" "$root/src/core/currency.c" "$root/src/core/json_fields.c" "$root/src/core/status.c" \
     $(pkg-config --libs jansson) -o "$work/fuzz_codec"
 mkdir "$work/corpus"
 ASAN_OPTIONS=detect_leaks=1 "$work/fuzz_codec" -max_total_time="$seconds" -max_len=8192 \
