@@ -792,7 +792,8 @@ static void check_after_crash(uint32_t round, bool clean, uint64_t *acked_out, u
     journal_report_t report;
     size_t ack_bytes;
     free(acks_read(&ack_bytes));
-    if (verify_expect_ok(round, "after the cycle", &report, ack_bytes == 0) && report.batches > 0) {
+    bool verified = verify_expect_ok(round, "after the cycle", &report, ack_bytes == 0);
+    if (verified && report.batches > 0) {
         model_matches_replay(round, "after the cycle");
         load_matches_replay(round);
     }
@@ -803,7 +804,12 @@ static void check_after_crash(uint32_t round, bool clean, uint64_t *acked_out, u
     ASSERT_STATUS(store_open(&store, db_path, &options), PC_OK);
     ASSERT_STATUS(writer_start(&writer, store, key_path, NULL), PC_OK);
     char currency[4];
-    ASSERT_TRUE(ledger_balanced(writer_ledger(writer), currency));
+    if (!ledger_balanced(writer_ledger(writer), currency)) {
+        TEST_FAIL("seed=%" PRIu64 " round=%u: the ledger loaded after the cycle is unbalanced in %s"
+                  " (verify %s, %" PRIu64 " batches, %zu acknowledgement bytes, clean stop %d; the file stays"
+                  " in %s)", seed, round, currency, verified ? "passed" : "could not read the file",
+                  (uint64_t)report.batches, ack_bytes, clean, db_path);
+    }
     store_transfer_t sample[RESUBMIT_MAX];
     uint32_t sample_count = 0;
     uint64_t rng = seed ^ round;
