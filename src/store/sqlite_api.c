@@ -49,23 +49,11 @@ static uint64_t idem_row_bytes(const char *key_id, const char *idempotency_key, 
     return (uint64_t)body_bytes + strlen(key_id) + strlen(idempotency_key) + 64;
 }
 
-static pc_status prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out) {
-    if (db == NULL) return PC_INTERNAL;
-    return sqlite3_prepare_v2(db, sql, -1, out, NULL) == SQLITE_OK ? PC_OK : PC_STORE_READ_FAILED;
-}
-
-/* Runs a write statement to completion; finalizes it. */
-static pc_status step_done(sqlite3_stmt *stmt) {
-    int rc = sqlite3_step(stmt);
-    sqlite3_finalize(stmt);
-    return rc == SQLITE_DONE ? PC_OK : PC_STORE_COMMIT_FAILED;
-}
-
 static pc_status sqlite_api_key_insert(store_tx_t *tx, const store_api_key_t *key) {
     sqlite3_stmt *stmt;
     sqlite3 *db = store_sqlite_tx_db(tx);
-    if (prepare(db, "INSERT INTO api_keys(id, key_hash, scope, name, created_ns, revoked_ns)"
-                    " VALUES(?1, ?2, ?3, ?4, ?5, ?6)", &stmt) != PC_OK) {
+    if (store_sqlite_prepare(db, "INSERT INTO api_keys(id, key_hash, scope, name, created_ns, revoked_ns)"
+                    " VALUES(?1, ?2, ?3, ?4, ?5, ?6)", &stmt, PC_STORE_READ_FAILED) != PC_OK) {
         return PC_STORE_COMMIT_FAILED;
     }
     sqlite3_bind_text(stmt, 1, key->id, -1, SQLITE_STATIC);
@@ -74,20 +62,20 @@ static pc_status sqlite_api_key_insert(store_tx_t *tx, const store_api_key_t *ke
     sqlite3_bind_text(stmt, 4, key->name, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 5, (sqlite3_int64)key->created_ns);
     sqlite3_bind_int64(stmt, 6, (sqlite3_int64)key->revoked_ns);
-    return step_done(stmt);
+    return store_sqlite_step_done(stmt);
 }
 
 static pc_status sqlite_api_key_revoke(store_tx_t *tx, const char *id, uint64_t now_ns, bool *found) {
     sqlite3_stmt *stmt;
     sqlite3 *db = store_sqlite_tx_db(tx);
     *found = false;
-    if (prepare(db, "UPDATE api_keys SET revoked_ns = CASE WHEN revoked_ns = 0 THEN ?1"
-                    " ELSE revoked_ns END WHERE id = ?2", &stmt) != PC_OK) {
+    if (store_sqlite_prepare(db, "UPDATE api_keys SET revoked_ns = CASE WHEN revoked_ns = 0 THEN ?1"
+                    " ELSE revoked_ns END WHERE id = ?2", &stmt, PC_STORE_READ_FAILED) != PC_OK) {
         return PC_STORE_COMMIT_FAILED;
     }
     sqlite3_bind_int64(stmt, 1, (sqlite3_int64)now_ns);
     sqlite3_bind_text(stmt, 2, id, -1, SQLITE_STATIC);
-    pc_status status = step_done(stmt);
+    pc_status status = store_sqlite_step_done(stmt);
     if (status == PC_OK) *found = sqlite3_changes(db) > 0;
     return status;
 }
@@ -111,9 +99,9 @@ static pc_status sqlite_api_keys_list(store_reader_t *reader, const char *starti
                               uint32_t limit, store_api_key_fn fn, void *ctx, bool *has_more) {
     sqlite3_stmt *stmt;
     *has_more = false;
-    if (prepare(store_sqlite_reader_db(reader),
+    if (store_sqlite_prepare(store_sqlite_reader_db(reader),
                 "SELECT id, key_hash, scope, name, created_ns, revoked_ns FROM api_keys"
-                " WHERE id > ?1 ORDER BY id LIMIT ?2", &stmt) != PC_OK) {
+                " WHERE id > ?1 ORDER BY id LIMIT ?2", &stmt, PC_STORE_READ_FAILED) != PC_OK) {
         return PC_STORE_READ_FAILED;
     }
     sqlite3_bind_text(stmt, 1, starting_after ? starting_after : "", -1, SQLITE_STATIC);
@@ -136,21 +124,21 @@ static pc_status sqlite_api_keys_list(store_reader_t *reader, const char *starti
 
 static pc_status sqlite_api_grant_insert(store_tx_t *tx, const char *key_id, const char *account_id) {
     sqlite3_stmt *stmt;
-    if (prepare(store_sqlite_tx_db(tx), "INSERT OR IGNORE INTO account_grants(key_id, account_id)"
-                                        " VALUES(?1, ?2)", &stmt) != PC_OK) {
+    if (store_sqlite_prepare(store_sqlite_tx_db(tx), "INSERT OR IGNORE INTO account_grants(key_id, account_id)"
+                                        " VALUES(?1, ?2)", &stmt, PC_STORE_READ_FAILED) != PC_OK) {
         return PC_STORE_COMMIT_FAILED;
     }
     sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(stmt, 2, account_id, -1, SQLITE_STATIC);
-    return step_done(stmt);
+    return store_sqlite_step_done(stmt);
 }
 
 static pc_status sqlite_api_grant_exists(store_reader_t *reader, const char *key_id,
                                  const char *account_id, bool *exists) {
     sqlite3_stmt *stmt;
     *exists = false;
-    if (prepare(store_sqlite_reader_db(reader), "SELECT 1 FROM account_grants WHERE key_id = ?1"
-                                                " AND account_id = ?2", &stmt) != PC_OK) {
+    if (store_sqlite_prepare(store_sqlite_reader_db(reader), "SELECT 1 FROM account_grants WHERE key_id = ?1"
+                                                " AND account_id = ?2", &stmt, PC_STORE_READ_FAILED) != PC_OK) {
         return PC_STORE_READ_FAILED;
     }
     sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC);
@@ -163,8 +151,8 @@ static pc_status sqlite_api_grant_exists(store_reader_t *reader, const char *key
 
 static pc_status sqlite_api_grants_list(store_reader_t *reader, store_api_grant_fn fn, void *ctx) {
     sqlite3_stmt *stmt;
-    if (prepare(store_sqlite_reader_db(reader), "SELECT key_id, account_id FROM account_grants"
-                                                " ORDER BY key_id, account_id", &stmt) != PC_OK) {
+    if (store_sqlite_prepare(store_sqlite_reader_db(reader), "SELECT key_id, account_id FROM account_grants"
+                                                " ORDER BY key_id, account_id", &stmt, PC_STORE_READ_FAILED) != PC_OK) {
         return PC_STORE_READ_FAILED;
     }
     int rc;
@@ -270,9 +258,9 @@ typedef struct {
 static pc_status idem_victims_select(sqlite3 *db, uint64_t before_ns, uint32_t rows_max,
                                      uint64_t bytes_max, idem_victims *v) {
     sqlite3_stmt *stmt;
-    if (prepare(db, "SELECT key_id, idempotency_key, row_bytes FROM idempotency_keys"
+    if (store_sqlite_prepare(db, "SELECT key_id, idempotency_key, row_bytes FROM idempotency_keys"
                     " INDEXED BY idempotency_keys_created WHERE created_ns < ?1"
-                    " ORDER BY created_ns LIMIT ?2", &stmt) != PC_OK) {
+                    " ORDER BY created_ns LIMIT ?2", &stmt, PC_STORE_READ_FAILED) != PC_OK) {
         return PC_STORE_COMMIT_FAILED;
     }
     sqlite3_bind_int64(stmt, 1, (sqlite3_int64)before_ns);
@@ -297,8 +285,8 @@ static pc_status idem_victims_select(sqlite3 *db, uint64_t before_ns, uint32_t r
 static pc_status idem_victims_delete(sqlite3 *db, const idem_victims *v, store_api_idem_row_fn fn,
                                      void *ctx) {
     sqlite3_stmt *stmt;
-    if (prepare(db, "DELETE FROM idempotency_keys WHERE key_id = ?1 AND idempotency_key = ?2",
-                &stmt) != PC_OK) {
+    if (store_sqlite_prepare(db, "DELETE FROM idempotency_keys WHERE key_id = ?1 AND idempotency_key = ?2",
+                &stmt, PC_STORE_READ_FAILED) != PC_OK) {
         return PC_STORE_COMMIT_FAILED;
     }
     pc_status status = PC_OK;
@@ -326,9 +314,9 @@ static pc_status sqlite_api_idem_purge(store_tx_t *tx, uint64_t before_ns, uint3
 
 static pc_status sqlite_api_idem_usage(store_reader_t *reader, store_api_idem_row_fn fn, void *ctx) {
     sqlite3_stmt *stmt;
-    if (prepare(store_sqlite_reader_db(reader),
+    if (store_sqlite_prepare(store_sqlite_reader_db(reader),
                 "SELECT key_id, sum(row_bytes) FROM idempotency_keys"
-                " INDEXED BY idempotency_keys_created GROUP BY key_id", &stmt) != PC_OK) {
+                " INDEXED BY idempotency_keys_created GROUP BY key_id", &stmt, PC_STORE_READ_FAILED) != PC_OK) {
         return PC_STORE_READ_FAILED;
     }
     int rc;

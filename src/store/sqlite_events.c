@@ -57,20 +57,8 @@ const char *store_sqlite_events_schema(void) {
            "CREATE INDEX IF NOT EXISTS account_grants_by_account ON account_grants(account_id, key_id);";
 }
 
-static pc_status prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out) {
-    if (db == NULL) return PC_INTERNAL;
-    return sqlite3_prepare_v2(db, sql, -1, out, NULL) == SQLITE_OK ? PC_OK : PC_STORE_READ_FAILED;
-}
-
-/* Runs a write statement to completion and finalizes it. */
-static pc_status step_done(sqlite3_stmt *stmt) {
-    int rc = sqlite3_step(stmt);
-    sqlite3_finalize(stmt);
-    return rc == SQLITE_DONE ? PC_OK : PC_STORE_COMMIT_FAILED;
-}
-
 static pc_status prepare_write(store_tx_t *tx, const char *sql, sqlite3_stmt **out) {
-    return prepare(store_sqlite_tx_db(tx), sql, out) == PC_OK ? PC_OK : PC_STORE_COMMIT_FAILED;
+    return store_sqlite_prepare(store_sqlite_tx_db(tx), sql, out, PC_STORE_READ_FAILED) == PC_OK ? PC_OK : PC_STORE_COMMIT_FAILED;
 }
 
 static void text_copy(char *dst, size_t dst_size, sqlite3_stmt *stmt, int column) {
@@ -220,7 +208,7 @@ static pc_status sqlite_events_list(store_reader_t *reader, const store_events_q
     sqlite3_stmt *stmt;
     list_sql(query, sql, sizeof sql);
     *has_more = false;
-    if (prepare(store_sqlite_reader_db(reader), sql, &stmt) != PC_OK) return PC_STORE_READ_FAILED;
+    if (store_sqlite_prepare(store_sqlite_reader_db(reader), sql, &stmt, PC_STORE_READ_FAILED) != PC_OK) return PC_STORE_READ_FAILED;
     sqlite3_bind_int64(stmt, 1, (sqlite3_int64)query->after_seq);
     sqlite3_bind_int64(stmt, 2, query->before_seq ? (sqlite3_int64)query->before_seq : INT64_MAX);
     bind_text_or_null(stmt, 3, query->type);
@@ -250,7 +238,7 @@ static pc_status sqlite_events_get(store_reader_t *reader, uint64_t seq, const c
                           ? "SELECT " EVENT_COLUMNS " FROM event_owners o JOIN events e ON e.seq = o.seq"
                             " WHERE o.owner = ?2 AND o.seq = ?1"
                           : "SELECT " EVENT_COLUMNS " FROM events e WHERE e.seq = ?1";
-    if (prepare(store_sqlite_reader_db(reader), sql, &stmt) != PC_OK) return PC_STORE_READ_FAILED;
+    if (store_sqlite_prepare(store_sqlite_reader_db(reader), sql, &stmt, PC_STORE_READ_FAILED) != PC_OK) return PC_STORE_READ_FAILED;
     sqlite3_bind_int64(stmt, 1, (sqlite3_int64)seq);
     if (owner != NULL) sqlite3_bind_text(stmt, 2, owner, -1, SQLITE_STATIC);
     int rc = sqlite3_step(stmt);
@@ -266,7 +254,7 @@ static pc_status sqlite_events_get(store_reader_t *reader, uint64_t seq, const c
 
 static pc_status read_int64(store_reader_t *reader, const char *sql, uint64_t *out) {
     sqlite3_stmt *stmt;
-    if (prepare(store_sqlite_reader_db(reader), sql, &stmt) != PC_OK) return PC_STORE_READ_FAILED;
+    if (store_sqlite_prepare(store_sqlite_reader_db(reader), sql, &stmt, PC_STORE_READ_FAILED) != PC_OK) return PC_STORE_READ_FAILED;
     int rc = sqlite3_step(stmt);
     if (rc == SQLITE_ROW) *out = (uint64_t)sqlite3_column_int64(stmt, 0);
     sqlite3_finalize(stmt);
@@ -332,7 +320,7 @@ static pc_status sqlite_events_destination_insert(store_tx_t *tx, const store_ev
     sqlite3_bind_text(stmt, 5, d->types, -1, SQLITE_STATIC);
     bind_blob_or_null(stmt, 6, d->secret_box, d->secret_box_bytes);
     sqlite3_bind_int64(stmt, 7, (sqlite3_int64)d->created_ns);
-    pc_status status = step_done(stmt);
+    pc_status status = store_sqlite_step_done(stmt);
     if (status == PC_OK && sqlite3_changes(store_sqlite_tx_db(tx)) == 0) status = PC_EXISTS;
     return status;
 }
@@ -342,7 +330,7 @@ static pc_status write_by_id(store_tx_t *tx, const char *sql, const char *id, bo
     sqlite3_stmt *stmt;
     if (prepare_write(tx, sql, &stmt) != PC_OK) return PC_STORE_COMMIT_FAILED;
     sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
-    pc_status status = step_done(stmt);
+    pc_status status = store_sqlite_step_done(stmt);
     if (found != NULL) *found = status == PC_OK && sqlite3_changes(store_sqlite_tx_db(tx)) > 0;
     return status;
 }
@@ -362,7 +350,7 @@ static pc_status sqlite_events_cursor_advance(store_tx_t *tx, const char *id, ui
     sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 2, (sqlite3_int64)epoch);
     sqlite3_bind_int64(stmt, 3, (sqlite3_int64)seq);
-    return step_done(stmt);
+    return store_sqlite_step_done(stmt);
 }
 
 static pc_status sqlite_events_cursor_rewind(store_tx_t *tx, const char *id, uint64_t since_ns, bool *found) {
@@ -374,7 +362,7 @@ static pc_status sqlite_events_cursor_rewind(store_tx_t *tx, const char *id, uin
     sqlite3_int64 since = since_ns == 0 ? 1 : since_ns > (uint64_t)INT64_MAX ? INT64_MAX : (sqlite3_int64)since_ns;
     sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 2, since);
-    pc_status status = step_done(stmt);
+    pc_status status = store_sqlite_step_done(stmt);
     *found = status == PC_OK && sqlite3_changes(store_sqlite_tx_db(tx)) > 0;
     if (status != PC_OK || !*found) return status;
     /* the rows from 'since' on are delivered again from the outbox, in order */
@@ -383,7 +371,7 @@ static pc_status sqlite_events_cursor_rewind(store_tx_t *tx, const char *id, uin
     }
     sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 2, since);
-    return step_done(stmt);
+    return store_sqlite_step_done(stmt);
 }
 
 static pc_status sqlite_events_destination_health(store_tx_t *tx, const char *id, uint64_t failing_since_ns,
@@ -397,7 +385,7 @@ static pc_status sqlite_events_destination_health(store_tx_t *tx, const char *id
     sqlite3_bind_int64(stmt, 2, (sqlite3_int64)failing_since_ns);
     sqlite3_bind_int64(stmt, 3, (sqlite3_int64)disabled_ns);
     sqlite3_bind_text(stmt, 4, reason ? reason : "", -1, SQLITE_STATIC);
-    return step_done(stmt);
+    return store_sqlite_step_done(stmt);
 }
 
 static pc_status sqlite_events_destination_secret(store_tx_t *tx, const char *id, const uint8_t *box,
@@ -413,7 +401,7 @@ static pc_status sqlite_events_destination_secret(store_tx_t *tx, const char *id
     bind_blob_or_null(stmt, 2, box, box_bytes);
     bind_blob_or_null(stmt, 3, previous_box, previous_box_bytes);
     sqlite3_bind_int64(stmt, 4, (sqlite3_int64)previous_until_ns);
-    pc_status status = step_done(stmt);
+    pc_status status = store_sqlite_step_done(stmt);
     *found = status == PC_OK && sqlite3_changes(store_sqlite_tx_db(tx)) > 0;
     return status;
 }
@@ -423,9 +411,9 @@ static pc_status sqlite_events_destinations_list(store_reader_t *reader, const c
                                          store_event_destination_fn fn, void *ctx, bool *has_more) {
     sqlite3_stmt *stmt;
     *has_more = false;
-    if (prepare(store_sqlite_reader_db(reader),
+    if (store_sqlite_prepare(store_sqlite_reader_db(reader),
                 "SELECT " DESTINATION_COLUMNS " FROM event_destinations WHERE id > ?1"
-                " AND (?2 IS NULL OR merchant_id = ?2) ORDER BY id LIMIT ?3", &stmt) != PC_OK) {
+                " AND (?2 IS NULL OR merchant_id = ?2) ORDER BY id LIMIT ?3", &stmt, PC_STORE_READ_FAILED) != PC_OK) {
         return PC_STORE_READ_FAILED;
     }
     sqlite3_bind_text(stmt, 1, starting_after ? starting_after : "", -1, SQLITE_STATIC);
@@ -454,8 +442,8 @@ static pc_status sqlite_events_destinations_list(store_reader_t *reader, const c
 
 static pc_status sqlite_events_destination_get(store_reader_t *reader, const char *id, store_event_destination_t *out) {
     sqlite3_stmt *stmt;
-    if (prepare(store_sqlite_reader_db(reader),
-                "SELECT " DESTINATION_COLUMNS " FROM event_destinations WHERE id = ?1", &stmt) != PC_OK) {
+    if (store_sqlite_prepare(store_sqlite_reader_db(reader),
+                "SELECT " DESTINATION_COLUMNS " FROM event_destinations WHERE id = ?1", &stmt, PC_STORE_READ_FAILED) != PC_OK) {
         return PC_STORE_READ_FAILED;
     }
     sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
@@ -469,9 +457,9 @@ static pc_status sqlite_events_destination_get(store_reader_t *reader, const cha
 static pc_status sqlite_events_destination_counts(store_reader_t *reader, const char *merchant_id,
                                           uint32_t *merchant_count, uint32_t *total_count) {
     sqlite3_stmt *stmt;
-    if (prepare(store_sqlite_reader_db(reader),
+    if (store_sqlite_prepare(store_sqlite_reader_db(reader),
                 "SELECT count(*), coalesce(sum(merchant_id = ?1), 0) FROM event_destinations"
-                " WHERE kind = 'webhook'", &stmt) != PC_OK) {
+                " WHERE kind = 'webhook'", &stmt, PC_STORE_READ_FAILED) != PC_OK) {
         return PC_STORE_READ_FAILED;
     }
     sqlite3_bind_text(stmt, 1, merchant_id, -1, SQLITE_STATIC);
@@ -503,7 +491,7 @@ static pc_status sqlite_events_delivery_put(store_tx_t *tx, const store_event_de
     sqlite3_bind_int64(stmt, 6, (sqlite3_int64)d->next_attempt_ns);
     sqlite3_bind_int64(stmt, 7, (sqlite3_int64)d->updated_ns);
     sqlite3_bind_text(stmt, 8, d->last_error, -1, SQLITE_STATIC);
-    return step_done(stmt);
+    return store_sqlite_step_done(stmt);
 }
 
 static pc_status sqlite_events_delivery_delete(store_tx_t *tx, const char *destination_id, uint64_t seq) {
@@ -513,7 +501,7 @@ static pc_status sqlite_events_delivery_delete(store_tx_t *tx, const char *desti
     }
     sqlite3_bind_text(stmt, 1, destination_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 2, (sqlite3_int64)seq);
-    return step_done(stmt);
+    return store_sqlite_step_done(stmt);
 }
 
 static pc_status sqlite_events_delivery_redeliver(store_tx_t *tx, const char *destination_id, uint64_t seq,
@@ -528,7 +516,7 @@ static pc_status sqlite_events_delivery_redeliver(store_tx_t *tx, const char *de
     sqlite3_bind_text(stmt, 1, destination_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 2, (sqlite3_int64)seq);
     sqlite3_bind_int64(stmt, 3, (sqlite3_int64)now_ns);
-    pc_status status = step_done(stmt);
+    pc_status status = store_sqlite_step_done(stmt);
     if (status != PC_OK || sqlite3_changes(store_sqlite_tx_db(tx)) > 0) return status;
     /* No row: add one for an event at or below the cursor (settled, so every earlier
      * event of its object is settled too). Above the cursor it is still to come. */
@@ -546,7 +534,7 @@ static pc_status sqlite_events_delivery_redeliver(store_tx_t *tx, const char *de
     sqlite3_bind_int64(stmt, 2, (sqlite3_int64)seq);
     sqlite3_bind_int64(stmt, 3, (sqlite3_int64)now_ns);
     sqlite3_bind_text(stmt, 4, d.last_error, -1, SQLITE_STATIC);
-    return step_done(stmt);
+    return store_sqlite_step_done(stmt);
 }
 
 static pc_status sqlite_events_deliveries_list(store_reader_t *reader, const char *destination_id,
@@ -554,11 +542,11 @@ static pc_status sqlite_events_deliveries_list(store_reader_t *reader, const cha
                                        store_event_delivery_fn fn, void *ctx, bool *has_more) {
     sqlite3_stmt *stmt;
     *has_more = false;
-    if (prepare(store_sqlite_reader_db(reader),
+    if (store_sqlite_prepare(store_sqlite_reader_db(reader),
                 "SELECT d.destination_id, d.seq, d.state, d.attempts, d.first_attempt_ns, d.next_attempt_ns,"
                 " d.updated_ns, d.last_error, e.object_id FROM event_deliveries d JOIN events e ON e.seq = d.seq"
                 " WHERE d.destination_id = ?1 AND d.seq > ?2 AND (?3 = 0 OR d.state = ?3)"
-                " ORDER BY d.seq LIMIT ?4", &stmt) != PC_OK) {
+                " ORDER BY d.seq LIMIT ?4", &stmt, PC_STORE_READ_FAILED) != PC_OK) {
         return PC_STORE_READ_FAILED;
     }
     sqlite3_bind_text(stmt, 1, destination_id, -1, SQLITE_STATIC);
@@ -611,7 +599,7 @@ static pc_status sqlite_events_purge(store_tx_t *tx, uint64_t before_ns, uint32_
         if (prepare_write(tx, sql, &stmt) != PC_OK) return PC_STORE_COMMIT_FAILED;
         sqlite3_bind_int64(stmt, 1, (sqlite3_int64)before_ns);
         sqlite3_bind_int64(stmt, 2, rows_max);
-        pc_status status = step_done(stmt);
+        pc_status status = store_sqlite_step_done(stmt);
         if (status != PC_OK) return status;
         if (i == 1) *deleted_count = (uint32_t)sqlite3_changes(db);
     }

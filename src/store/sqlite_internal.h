@@ -55,6 +55,10 @@ pc_status store_sqlite_stmt_take(store_conn_t conn, int slot, const char *sql, s
  * a fresh one. */
 void store_sqlite_stmt_give_back(store_conn_t conn, int slot, sqlite3_stmt *stmt);
 void store_sqlite_stmt_cache_free(store_stmt_cache_t *cache); /* before the connection closes */
+/* Prepares 'sql' (a NULL db: PC_INTERNAL; SQLite refusing it: 'failure'). */
+pc_status store_sqlite_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out, pc_status failure);
+/* Runs a write statement to completion and finalizes it (else PC_STORE_COMMIT_FAILED). */
+pc_status store_sqlite_step_done(sqlite3_stmt *stmt);
 
 /* SQL creating the API's tables (keys, grants, idempotency), run by schema
  * migration 1 in the same transaction as the ledger's tables. sqlite_api.c. */

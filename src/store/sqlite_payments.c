@@ -52,11 +52,6 @@ const char *store_sqlite_payments_schema(void) {
            "  created_ns INTEGER NOT NULL) WITHOUT ROWID;";
 }
 
-static pc_status prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out, pc_status failure) {
-    if (db == NULL) return PC_INTERNAL;
-    return sqlite3_prepare_v2(db, sql, -1, out, NULL) == SQLITE_OK ? PC_OK : failure;
-}
-
 /* ---- statements kept by each connection (sqlite_stmt_cache.c) ---- */
 
 #define OBJECT_COLUMNS "id, kind, merchant_id, parent_id, status, created_ns, updated_ns, version, doc"
@@ -200,7 +195,7 @@ static pc_status sqlite_pay_objects_list(store_reader_t *reader, const store_pay
     char sql[512];
     list_sql(q, q->starting_after != NULL, sql, sizeof sql);
     sqlite3_stmt *stmt;
-    if (prepare(db, sql, &stmt, PC_STORE_READ_FAILED) != PC_OK) return PC_STORE_READ_FAILED;
+    if (store_sqlite_prepare(db, sql, &stmt, PC_STORE_READ_FAILED) != PC_OK) return PC_STORE_READ_FAILED;
     sqlite3_bind_text(stmt, 1, q->kind, -1, SQLITE_STATIC);
     if (q->merchant_id) sqlite3_bind_text(stmt, 2, q->merchant_id, -1, SQLITE_STATIC);
     if (q->parent_id) sqlite3_bind_text(stmt, 3, q->parent_id, -1, SQLITE_STATIC);

@@ -16,8 +16,15 @@ void store_sqlite_stmt_cache_free(store_stmt_cache_t *cache) {
     free(cache);
 }
 
-static pc_status prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out, pc_status failure) {
+pc_status store_sqlite_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out, pc_status failure) {
+    if (db == NULL) return PC_INTERNAL;
     return sqlite3_prepare_v2(db, sql, -1, out, NULL) == SQLITE_OK ? PC_OK : failure;
+}
+
+pc_status store_sqlite_step_done(sqlite3_stmt *stmt) {
+    int rc = sqlite3_step(stmt);
+    sqlite3_finalize(stmt);
+    return rc == SQLITE_DONE ? PC_OK : PC_STORE_COMMIT_FAILED;
 }
 
 pc_status store_sqlite_stmt_take(store_conn_t c, int slot, const char *sql, sqlite3_stmt **out,
@@ -26,7 +33,7 @@ pc_status store_sqlite_stmt_take(store_conn_t c, int slot, const char *sql, sqli
     if (c.db == NULL) return PC_INTERNAL;
     if (*c.cache == NULL) *c.cache = calloc(1, sizeof **c.cache); /* NULL: prepare per call */
     sqlite3_stmt **kept = *c.cache != NULL ? &(*c.cache)->statements[slot] : NULL;
-    if (kept != NULL && *kept == NULL && prepare(c.db, sql, kept, failure) != PC_OK) {
+    if (kept != NULL && *kept == NULL && store_sqlite_prepare(c.db, sql, kept, failure) != PC_OK) {
         *kept = NULL;
         return failure;
     }
@@ -34,7 +41,7 @@ pc_status store_sqlite_stmt_take(store_conn_t c, int slot, const char *sql, sqli
         *out = *kept;
         return PC_OK;
     }
-    return prepare(c.db, sql, out, failure); /* the kept one is stepping: a caller's callback */
+    return store_sqlite_prepare(c.db, sql, out, failure); /* the kept one is stepping: a caller's callback */
 }
 
 void store_sqlite_stmt_give_back(store_conn_t c, int slot, sqlite3_stmt *stmt) {
