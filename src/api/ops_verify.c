@@ -61,7 +61,7 @@ static void verify_once(const char *db_path) {
     journal_report_t *report = calloc(1, sizeof(*report));
     if (report == NULL) return;
     uint64_t start_ns = pc_mono_ns();
-    pc_status status = journal_verify_sqlite(db_path, access(pubkey_path, R_OK) == 0 ? pubkey_path : NULL, report);
+    pc_status status = store_verify(db_path, access(pubkey_path, R_OK) == 0 ? pubkey_path : NULL, report);
     api_ops_verify_record(status, report, pc_mono_ns() - start_ns);
     char line[2 * JOURNAL_REPORT_TEXT_BYTES];
     if (status == PC_OK || status == PC_JOURNAL_MISMATCH) journal_report_line(report, line, sizeof line);

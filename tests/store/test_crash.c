@@ -537,10 +537,10 @@ static void replayed_keep(const char *account_id, const ledger_balances_t *balan
 static bool verify_expect_ok(uint32_t round, const char *when, journal_report_t *report,
                              bool initialising) {
     replayed_count = 0;
-    pc_status status = journal_verify_sqlite_each(db_path, pub_path, report, replayed_keep, NULL);
+    pc_status status = store_verify_each(db_path, pub_path, report, replayed_keep, NULL);
     if (status == PC_NOT_FOUND && report->batches == 0) {
         /* killed before the key's .pub existed: verify without it */
-        status = journal_verify_sqlite_each(db_path, NULL, report, replayed_keep, NULL);
+        status = store_verify_each(db_path, NULL, report, replayed_keep, NULL);
     }
     /* Killed while the file was being created (before WAL mode): SQLite left a hot
      * rollback journal that only a writable open can roll back. Allowed only while

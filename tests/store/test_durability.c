@@ -131,7 +131,7 @@ static int64_t credits_of(writer_t *writer, const char *id) {
 
 static void verify_ok(const char *when) {
     journal_report_t report;
-    pc_status status = journal_verify_sqlite(db_path, access(pub_path, F_OK) == 0 ? pub_path : NULL, &report);
+    pc_status status = store_verify(db_path, access(pub_path, F_OK) == 0 ? pub_path : NULL, &report);
     if (status != PC_OK) {
         char line[1200];
         TEST_FAIL("%s: %s %s (%s)", when, pc_status_code(status), journal_report_line(&report, line, sizeof line),
