@@ -557,16 +557,44 @@ static bool verify_expect_ok(uint32_t round, const char *when, journal_report_t 
     return true;
 }
 
+/* What the cycle left, for the messages of the checks after it. */
+typedef struct {
+    bool verified;     /* verify could read the file (else: killed while it was created) */
+    uint64_t batches;
+    size_t ack_bytes;
+    bool clean;
+} cycle_state_t;
+
+/* Names the cycle's state in a failure. */
+#define CYCLE_FMT " (verify %s, %" PRIu64 " batches, %zu acknowledgement bytes, clean stop %d; the file stays in %s)"
+#define CYCLE_ARGS(st) (st)->verified ? "passed" : "could not read the file", (st)->batches, (st)->ack_bytes, \
+                       (st)->clean, db_path
+
 /* The store's load path (account rows as of its balance snapshot plus the transfers after
- * it) must give every account the balances verify replayed from zero. */
-static void load_matches_replay(uint32_t round) {
+ * it), into a ledger no writer runs on: per currency debits equal credits, and, when
+ * verify could read the file, every account has the balances verify replayed from zero.
+ * (The writer's own ledger is read only once its thread stopped: a writer started on
+ * the file expires at once the pending transfers that came due during the cycle, and a
+ * read during that batch sees a debit moved before its credit.) Opens as the restart
+ * does (create: a file killed while it was created is made whole). */
+static void load_checks(uint32_t round, const cycle_state_t *st) {
     store_t *store;
     ledger_t *ledger;
     journal_entry_t head;
-    store_options_t options = {.create = false};
+    store_options_t options = {.create = true};
     ASSERT_STATUS(store_open(&store, db_path, &options), PC_OK);
     ASSERT_STATUS(ledger_open(&ledger), PC_OK);
     ASSERT_STATUS(store_load(store, ledger, &head), PC_OK);
+    char currency[4];
+    if (!ledger_balanced(ledger, currency)) {
+        TEST_FAIL("seed=%" PRIu64 " round=%u: the ledger loaded after the cycle is unbalanced in %s" CYCLE_FMT,
+                  seed, round, currency, CYCLE_ARGS(st));
+    }
+    if (!st->verified || st->batches == 0) {
+        ledger_close(ledger);
+        store_close(store);
+        return;
+    }
     ASSERT_EQ(ledger_account_count(ledger), replayed_count);
     for (uint32_t i = 0; i < ledger_account_count(ledger); i++) {
         const ledger_account_t *a = ledger_account_at(ledger, i);
@@ -790,26 +818,18 @@ static void check_after_crash(uint32_t round, bool clean, uint64_t *acked_out, u
     struct stat st;
     if (stat(db_path, &st) != 0) return; /* killed before the file existed */
     journal_report_t report;
-    size_t ack_bytes;
-    free(acks_read(&ack_bytes));
-    bool verified = verify_expect_ok(round, "after the cycle", &report, ack_bytes == 0);
-    if (verified && report.batches > 0) {
-        model_matches_replay(round, "after the cycle");
-        load_matches_replay(round);
-    }
+    cycle_state_t cycle = {.clean = clean};
+    free(acks_read(&cycle.ack_bytes));
+    cycle.verified = verify_expect_ok(round, "after the cycle", &report, cycle.ack_bytes == 0);
+    cycle.batches = report.batches;
+    if (cycle.verified && report.batches > 0) model_matches_replay(round, "after the cycle");
+    load_checks(round, &cycle);
     if (clean) snapshot_at_head(round);
     store_t *store;
     writer_t *writer;
     store_options_t options = {.create = true};
     ASSERT_STATUS(store_open(&store, db_path, &options), PC_OK);
     ASSERT_STATUS(writer_start(&writer, store, key_path, NULL), PC_OK);
-    char currency[4];
-    if (!ledger_balanced(writer_ledger(writer), currency)) {
-        TEST_FAIL("seed=%" PRIu64 " round=%u: the ledger loaded after the cycle is unbalanced in %s"
-                  " (verify %s, %" PRIu64 " batches, %zu acknowledgement bytes, clean stop %d; the file stays"
-                  " in %s)", seed, round, currency, verified ? "passed" : "could not read the file",
-                  (uint64_t)report.batches, ack_bytes, clean, db_path);
-    }
     store_transfer_t sample[RESUBMIT_MAX];
     uint32_t sample_count = 0;
     uint64_t rng = seed ^ round;
@@ -818,7 +838,13 @@ static void check_after_crash(uint32_t round, bool clean, uint64_t *acked_out, u
     resubmit_expect_exists(writer, sample, sample_count);
     replay_sample_keep(sample, sample_count);
     for (uint32_t i = 0; i < sample_count; i++) store_transfer_free(&sample[i]);
-    writer_stop(writer);
+    writer_drain(writer); /* its thread has stopped: its ledger holds still */
+    char currency[4];
+    if (!ledger_balanced(writer_ledger(writer), currency)) {
+        TEST_FAIL("seed=%" PRIu64 " round=%u: the ledger after the restart is unbalanced in %s" CYCLE_FMT, seed,
+                  round, currency, CYCLE_ARGS(&cycle));
+    }
+    writer_free(writer);
     store_close(store);
     if (verify_expect_ok(round, "after the restart", &report, false) && report.batches > 0) {
         model_matches_replay(round, "after the restart");
