@@ -4,6 +4,7 @@ TCP), max_prepared_transactions > 0, fsync on; stopped and removed by stop(). Ru
 root, the cluster's commands run as the 'postgres' user (initdb refuses root). The
 binaries come from Debian's postgresql package (scripts/deps.sh). Not a test itself."""
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -37,12 +38,23 @@ class Cluster:
             raise RuntimeError("%s failed (%d): %s %s" % (tool, out.returncode, out.stdout, out.stderr))
         return out
 
+    def options(self):
+        return ("-c listen_addresses='' -c unix_socket_directories='%s' -c max_prepared_transactions=8"
+                " -c fsync=on -c max_connections=200" % self.dir)
+
     def start(self):
-        options = ("-c listen_addresses='' -c unix_socket_directories='%s' -c max_prepared_transactions=8"
-                   " -c fsync=on -c max_connections=200" % self.dir)
         self.run("pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "server.log"), "-w", "-t",
-                 str(self.timeout_s), "-o", options, "start")
+                 str(self.timeout_s), "-o", self.options(), "start")
         self.started = True
+
+    def crash_restart_command(self):
+        """A shell command that crashes the server (immediate mode: no checkpoint, every
+        session cut, recovery from the WAL at the next start) and starts it again."""
+        argv = [os.path.join(PG_BIN, "pg_ctl"), "-D", self.data, "-l", os.path.join(self.dir, "server.log"),
+                "-m", "immediate", "-w", "-t", str(self.timeout_s), "-o", self.options(), "restart"]
+        if self.as_postgres:
+            argv = ["runuser", "-u", "postgres", "--"] + argv
+        return " ".join(shlex.quote(a) for a in argv) + " >/dev/null"
 
     def stop(self, mode="fast"):
         if self.started:
