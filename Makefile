@@ -38,10 +38,13 @@ test-sanitize: deps
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
 
 # The crash test at full length: hundreds of kill / clean-stop / fault cycles (make
-# test runs 24). PAYCORE_CRASH_ROUNDS and PAYCORE_SEED override.
+# test runs 24), then on PostgreSQL (make test runs 6). PAYCORE_SEED replays a run.
 CRASH_ROUNDS ?= 400
+PG_CRASH_ROUNDS ?= 100
 test-long: build
 	@cd $(BUILD) && PAYCORE_CRASH_ROUNDS=$(CRASH_ROUNDS) ./store_test_crash
+	@cd $(BUILD) && PAYCORE_BIN=$(CURDIR)/$(BUILD)/paycore PAYCORE_CRASH_ROUNDS=$(PG_CRASH_ROUNDS) \
+	  python3 $(CURDIR)/tests/store/test_crash_pg.py
 
 # The payments crash test at full length: paycore SIGKILLed during a payment load against
 # the real simulators, PAY_CRASH_ROUNDS times (make test runs 4); then the ledger must

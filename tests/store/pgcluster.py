@@ -7,6 +7,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 
 PG_BIN = os.environ.get("PAYCORE_PG_BIN", "/usr/lib/postgresql/15/bin")
@@ -75,3 +76,17 @@ class Cluster:
 
     def url(self, name):
         return "postgresql://%s@/%s?host=%s" % (USER, name, self.dir)
+
+    def run_suites(self, suites, timeout_s=900):
+        """Runs test scripts (paths relative to tests/) with PAYCORE_TEST_PG_HOST set, so
+        that tests/api/pcapi.py gives each server a database of its own here; returns
+        (suite, completed process) for each that failed."""
+        env = dict(os.environ, PAYCORE_TEST_PG_HOST=self.dir)
+        tests_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+        failed = []
+        for suite in suites:
+            out = subprocess.run([sys.executable, os.path.join(tests_dir, suite)], env=env, capture_output=True,
+                                 text=True, timeout=timeout_s)
+            if out.returncode != 0:
+                failed.append((suite, out))
+        return failed

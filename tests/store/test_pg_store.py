@@ -27,8 +27,8 @@ import pcapi  # noqa: E402
 import pgcluster  # noqa: E402
 from pcapi import BIN, TIMEOUT_S, account, check, expect, fail, transfer  # noqa: E402
 
-# Suites that run unchanged on PostgreSQL, relative to tests/ (those calling verify, or
-# reading the SQLite file themselves, wait for verify on PostgreSQL).
+# Suites that run unchanged on PostgreSQL, relative to tests/ (those that call verify run
+# in test_pg_verify.py, beside this one).
 SUITES = ["api/test_api_idempotency.py", "api/test_api_tenancy.py", "api/test_api_manners.py",
           "api/test_api_shutdown.py", "api/test_cli.py", "events/test_events_api.py",
           "events/test_webhook_lifecycle.py", "events/test_webhook_delivery.py",
@@ -285,12 +285,8 @@ def no_sanitizer_report(text, what):
 
 
 def suites(cluster):
-    env = dict(os.environ, PAYCORE_TEST_PG_HOST=cluster.dir)
-    for suite in SUITES:
-        out = subprocess.run([sys.executable, os.path.join(HERE, "..", suite)], env=env, capture_output=True,
-                             text=True, timeout=900)
-        check(out.returncode == 0, "%s on PostgreSQL: exit %d\n%s\n%s" % (suite, out.returncode, out.stdout[-3000:],
-                                                                         out.stderr[-6000:]))
+    for suite, out in cluster.run_suites(SUITES):
+        fail("%s on PostgreSQL: exit %d\n%s\n%s" % (suite, out.returncode, out.stdout[-3000:], out.stderr[-6000:]))
 
 
 def main():

@@ -12,7 +12,8 @@ on SQLite and to one on PostgreSQL, one request at a time; both verify lines mus
 agree but for head_hash (timestamps differ). Each tamper case copies the stopped
 store's database (CREATE DATABASE ... TEMPLATE), edits the copy with psql and runs
 the binary on it. Then verify runs three times, and POST /v1/verify once, while a
-client keeps committing transfers."""
+client keeps committing transfers. Last, the suites in SUITES (those that call
+verify) run on this cluster unchanged."""
 import os
 import re
 import subprocess
@@ -25,6 +26,11 @@ sys.path.insert(0, HERE)
 import pcapi  # noqa: E402
 import pgcluster  # noqa: E402
 from pcapi import BIN, TIMEOUT_S, account, check, expect, transfer  # noqa: E402
+
+# Suites that call `paycore verify` or POST /v1/verify, relative to tests/: they run on
+# PostgreSQL here (with PAYCORE_TEST_PG_HOST, as test_pg_store.py runs the others).
+SUITES = ["api/test_api_routes.py", "api/test_api_concurrency.py", "api/test_api_auth.py",
+          "api/test_api_adversarial_ids.py", "store/test_restart_scenario.py", "payments/test_payments_crash.py"]
 
 LINE = re.compile(r"^verify ok batches=\d+ transfers=\d+ accounts=\d+ checkpoints=\d+ failures=\d+"
                   r" pending_open=\d+ head_hash=[0-9a-f]{64}$")
@@ -172,6 +178,9 @@ def main():
         refusals(cluster)
         pg_server.start()
         live_verify(pg_server)
+        for suite, out in cluster.run_suites(SUITES):
+            pcapi.fail("%s on PostgreSQL: exit %d\n%s\n%s" % (suite, out.returncode, out.stdout[-3000:],
+                                                              out.stderr[-6000:]))
     finally:
         for server in servers:
             server.close()
