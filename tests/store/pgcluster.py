@@ -77,6 +77,16 @@ class Cluster:
     def url(self, name):
         return "postgresql://%s@/%s?host=%s" % (USER, name, self.dir)
 
+    def run_c_test(self, paycore_bin, name, env_extra, timeout_s=1800):
+        """Runs the C test executable 'name' (beside the paycore binary, as the build puts
+        it) with 'env_extra' added to the environment; returns the completed process, or
+        None when the executable is not there."""
+        path = os.path.join(os.path.dirname(os.path.abspath(paycore_bin)), name)
+        if not os.path.exists(path):
+            return None
+        return subprocess.run([path], env=dict(os.environ, **env_extra), capture_output=True, text=True,
+                              timeout=timeout_s)
+
     def run_suites(self, suites, timeout_s=900):
         """Runs test scripts (paths relative to tests/) with PAYCORE_TEST_PG_HOST set, so
         that tests/api/pcapi.py gives each server a database of its own here; returns

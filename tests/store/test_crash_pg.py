@@ -8,7 +8,6 @@ the server itself (PAYCORE_TEST_PG_RESTART: pg_ctl restart -m immediate) in the 
 where SQLite fails an fsync. PAYCORE_CRASH_ROUNDS sets the cycles (6 here: each kind
 at least once; `make test-long` runs more); PAYCORE_SEED replays a run."""
 import os
-import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -25,14 +24,13 @@ def main():
     if not pgcluster.available():
         pcapi.missing_input("PostgreSQL 15 (initdb, pg_ctl in %s)" % pgcluster.PG_BIN,
                             "scripts/deps.sh installs Debian's postgresql; PAYCORE_PG_BIN names another bin dir")
-    crash = os.path.join(os.path.dirname(os.path.abspath(BIN)), "store_test_crash")
-    check(os.path.exists(crash), "no %s: build the tests (make build)" % crash)
     cluster = pgcluster.Cluster()
     try:
-        env = dict(os.environ, PAYCORE_TEST_STORE_URL=cluster.createdb("crash"),
-                   PAYCORE_TEST_PG_RESTART=cluster.crash_restart_command())
-        env.setdefault("PAYCORE_CRASH_ROUNDS", str(ROUNDS_DEFAULT))
-        out = subprocess.run([crash], env=env, capture_output=True, text=True, timeout=1800)
+        env = {"PAYCORE_TEST_STORE_URL": cluster.createdb("crash"),
+               "PAYCORE_TEST_PG_RESTART": cluster.crash_restart_command(),
+               "PAYCORE_CRASH_ROUNDS": os.environ.get("PAYCORE_CRASH_ROUNDS", str(ROUNDS_DEFAULT))}
+        out = cluster.run_c_test(BIN, "store_test_crash", env)
+        check(out is not None, "no store_test_crash beside %s: build the tests (make build)" % BIN)
         print(out.stdout[-2000:])
         check(out.returncode == 0, "store_test_crash on PostgreSQL: exit %d\n%s\n%s" % (
             out.returncode, out.stdout[-3000:], out.stderr[-6000:]))
