@@ -91,8 +91,6 @@ def misconfiguration(cluster, node_db):
                 "store_open_failed", "cannot connect to", "a server not reachable")
     serve_fails(["serve", "--db", node_db, "--store", "/tmp/not-a-url"], "", "wants a postgres:// URL",
                 "--store given a file")
-    serve_fails(["serve", "--db", node_db, "--store", cluster.url("paycore"), "--verify-interval-s", "60"], "",
-                "--verify-interval-s reads a SQLite file", "periodic verify on PostgreSQL (not built yet)")
     empty = cluster.createdb("empty")
     serve_fails(["serve", "--db", node_db, "--store", empty], "store_not_paycore", "run paycore init --store",
                 "an empty database")

@@ -12,13 +12,15 @@ on SQLite and to one on PostgreSQL, one request at a time; both verify lines mus
 agree but for head_hash (timestamps differ). Each tamper case copies the stopped
 store's database (CREATE DATABASE ... TEMPLATE), edits the copy with psql and runs
 the binary on it. Then verify runs three times, and POST /v1/verify once, while a
-client keeps committing transfers. Last, the suites in SUITES (those that call
+client keeps committing transfers; serve --verify-interval-s 1 verifies it in the
+background (two runs, none failed). Last, the suites in SUITES (those that call
 verify) run on this cluster unchanged."""
 import os
 import re
 import subprocess
 import sys
 import threading
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "api"))
@@ -114,6 +116,21 @@ def live_verify(server):
     client.close()
 
 
+def periodic_verify(server):
+    """serve --verify-interval-s verifies the PostgreSQL store in the background."""
+    server.stop()
+    client = server.start(["--verify-interval-s", "1"]).client()
+    pattern = re.compile(r'^paycore_journal_verify_runs_total\{result="(ok|failed|error)"\} (\d+)$', re.M)
+    runs = {}
+    deadline = time.time() + TIMEOUT_S * 6
+    while time.time() < deadline and runs.get("ok", 0) < 2:
+        runs = {kind: int(count) for kind, count in pattern.findall(expect(client.get("/metrics"), 200).raw)}
+        check(runs.get("failed", 0) == 0 and runs.get("error", 0) == 0, "periodic verify on PostgreSQL: %r" % runs)
+        time.sleep(0.2)
+    check(runs.get("ok", 0) >= 2, "two periodic verifications of the PostgreSQL store: %r" % runs)
+    client.close()
+
+
 def tamper_cases(cluster, source, pubkey):
     """Each edit on a copy of the stopped store; verify must name it and exit 1."""
     cases = [
@@ -178,6 +195,7 @@ def main():
         refusals(cluster)
         pg_server.start()
         live_verify(pg_server)
+        periodic_verify(pg_server)
         for suite, out in cluster.run_suites(SUITES):
             pcapi.fail("%s on PostgreSQL: exit %d\n%s\n%s" % (suite, out.returncode, out.stdout[-3000:],
                                                               out.stderr[-6000:]))
