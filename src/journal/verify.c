@@ -274,12 +274,12 @@ static bool account_balances_read(row_t row, ledger_balances_t *out) {
 
 /* Decodes one account row into 'a' (and 'event' for hashing); names what is wrong. */
 static bool account_row_read(verify_t *v, uint32_t index, verify_account_t *a, char *metadata) {
-    row_t stmt = row_of(v, JOURNAL_STREAM_ACCOUNTS);
+    row_t cols = row_of(v, JOURNAL_STREAM_ACCOUNTS);
     ledger_account_t event;
     int64_t code, flags, timestamp, batch_seq;
     memset(&event, 0, sizeof(event));
-    a->no = column_shown(stmt, 0);
-    if (!column_text(stmt, 1, event.id, sizeof(event.id)) || !pc_id_valid(event.id)) {
+    a->no = column_shown(cols, 0);
+    if (!column_text(cols, 1, event.id, sizeof(event.id)) || !pc_id_valid(event.id)) {
         return discrepancy(v, "account at no %" PRId64 ": id is not a valid id", a->no);
     }
     a->id = pc_strdup(event.id);
@@ -288,14 +288,14 @@ static bool account_row_read(verify_t *v, uint32_t index, verify_account_t *a, c
         return discrepancy(v, "account %s (no %" PRId64 "): expected no %" PRIu32, a->id,
                            a->no, index);
     }
-    bool fields_ok = column_text(stmt, 2, event.currency, sizeof(event.currency)) &&
-                     column_in_range(stmt, 3, 0, UINT16_MAX, &code) &&
-                     column_in_range(stmt, 4, 0, UINT16_MAX, &flags) &&
-                     account_balances_read(stmt, &a->stored) &&
-                     column_in_range(stmt, 9, 0, INT64_MAX, &timestamp) &&
-                     column_text(stmt, 10, metadata, LEDGER_METADATA_BYTES_MAX + 1) &&
-                     column_in_range(stmt, 11, 1, INT64_MAX, &batch_seq) &&
-                     column_blob(stmt, 12, a->row_hash, JOURNAL_ROW_HASH_BYTES);
+    bool fields_ok = column_text(cols, 2, event.currency, sizeof(event.currency)) &&
+                     column_in_range(cols, 3, 0, UINT16_MAX, &code) &&
+                     column_in_range(cols, 4, 0, UINT16_MAX, &flags) &&
+                     account_balances_read(cols, &a->stored) &&
+                     column_in_range(cols, 9, 0, INT64_MAX, &timestamp) &&
+                     column_text(cols, 10, metadata, LEDGER_METADATA_BYTES_MAX + 1) &&
+                     column_in_range(cols, 11, 1, INT64_MAX, &batch_seq) &&
+                     column_blob(cols, 12, a->row_hash, JOURNAL_ROW_HASH_BYTES);
     if (!fields_ok) return discrepancy(v, "account %s (no %" PRId64 "): malformed row", a->id, a->no);
     memcpy(a->currency, event.currency, sizeof(a->currency));
     a->timestamp_ns = (uint64_t)timestamp;
@@ -304,7 +304,7 @@ static bool account_row_read(verify_t *v, uint32_t index, verify_account_t *a, c
     event.code = (uint16_t)code;
     event.flags = (uint16_t)flags;
     event.timestamp_ns = a->timestamp_ns;
-    event.metadata_json = column_null(stmt, 10) ? NULL : metadata;
+    event.metadata_json = column_null(cols, 10) ? NULL : metadata;
     uint8_t row_hash[JOURNAL_ROW_HASH_BYTES];
     journal_row_hash_account(&event, row_hash);
     if (memcmp(row_hash, a->row_hash, sizeof(row_hash)) != 0) {
@@ -421,31 +421,31 @@ static void pending_remove(pending_table_t *table, verify_pending_t *slot) {
 
 /* ---- streams ---- */
 
-static bool transfer_columns_read(row_t stmt, transfer_row_t *row) {
+static bool transfer_columns_read(row_t cols, transfer_row_t *row) {
     ledger_transfer_t *t = &row->transfer;
     int64_t timestamp = 0, amount = 0, code = 0, flags = 0, timeout_s = 0, batch_seq = 0;
-    bool ok = column_in_range(stmt, 0, 0, INT64_MAX, &timestamp) &&
-              column_text(stmt, 2, t->debit_account_id, sizeof(t->debit_account_id)) &&
-              column_text(stmt, 3, t->credit_account_id, sizeof(t->credit_account_id)) &&
-              column_in_range(stmt, 4, 0, INT64_MAX, &amount) &&
-              column_text(stmt, 5, t->currency, sizeof(t->currency)) &&
-              column_in_range(stmt, 6, 0, UINT16_MAX, &code) &&
-              column_in_range(stmt, 7, 0, UINT16_MAX, &flags) &&
-              column_text(stmt, 8, t->pending_id, sizeof(t->pending_id)) &&
+    bool ok = column_in_range(cols, 0, 0, INT64_MAX, &timestamp) &&
+              column_text(cols, 2, t->debit_account_id, sizeof(t->debit_account_id)) &&
+              column_text(cols, 3, t->credit_account_id, sizeof(t->credit_account_id)) &&
+              column_in_range(cols, 4, 0, INT64_MAX, &amount) &&
+              column_text(cols, 5, t->currency, sizeof(t->currency)) &&
+              column_in_range(cols, 6, 0, UINT16_MAX, &code) &&
+              column_in_range(cols, 7, 0, UINT16_MAX, &flags) &&
+              column_text(cols, 8, t->pending_id, sizeof(t->pending_id)) &&
               /* no pending_id is NULL: an empty string is not what the store writes */
-              (column_null(stmt, 8) || t->pending_id[0] != '\0') &&
-              column_in_range(stmt, 9, 0, UINT32_MAX, &timeout_s) &&
-              column_text(stmt, 10, row->metadata, sizeof(row->metadata)) &&
-              column_in_range(stmt, 11, LEDGER_PENDING_NONE, LEDGER_PENDING_EXPIRED,
+              (column_null(cols, 8) || t->pending_id[0] != '\0') &&
+              column_in_range(cols, 9, 0, UINT32_MAX, &timeout_s) &&
+              column_text(cols, 10, row->metadata, sizeof(row->metadata)) &&
+              column_in_range(cols, 11, LEDGER_PENDING_NONE, LEDGER_PENDING_EXPIRED,
                               &row->pending_state) &&
-              column_in_range(stmt, 12, 1, INT64_MAX, &batch_seq) &&
-              column_blob(stmt, 13, row->row_hash, JOURNAL_ROW_HASH_BYTES);
+              column_in_range(cols, 12, 1, INT64_MAX, &batch_seq) &&
+              column_blob(cols, 13, row->row_hash, JOURNAL_ROW_HASH_BYTES);
     t->timestamp_ns = (uint64_t)timestamp;
     t->amount = amount;
     t->code = (uint16_t)code;
     t->flags = (uint16_t)flags;
     t->timeout_s = (uint32_t)timeout_s;
-    t->metadata_json = column_null(stmt, 10) ? NULL : row->metadata;
+    t->metadata_json = column_null(cols, 10) ? NULL : row->metadata;
     row->batch_seq = (uint64_t)batch_seq;
     return ok;
 }
@@ -453,16 +453,16 @@ static bool transfer_columns_read(row_t stmt, transfer_row_t *row) {
 /* Reads the next transfer and checks its row hash. */
 static bool transfer_next(verify_t *v) {
     transfer_row_t *row = &v->transfer_row;
-    row_t stmt = row_of(v, JOURNAL_STREAM_TRANSFERS);
+    row_t cols = row_of(v, JOURNAL_STREAM_TRANSFERS);
     if (!stream_step(v, JOURNAL_STREAM_TRANSFERS, &v->transfer_ready, "read transfers")) return false;
     memset(&row->transfer, 0, sizeof(row->transfer));
-    if (!column_text(stmt, 1, row->transfer.id, sizeof(row->transfer.id))) {
+    if (!column_text(cols, 1, row->transfer.id, sizeof(row->transfer.id))) {
         return discrepancy(v, "transfer at timestamp %" PRId64 ": id is not a valid id",
-                           column_shown(stmt, 0));
+                           column_shown(cols, 0));
     }
-    if (!transfer_columns_read(stmt, row)) {
+    if (!transfer_columns_read(cols, row)) {
         return discrepancy(v, "transfer %s (timestamp %" PRId64 "): malformed row",
-                           row->transfer.id, column_shown(stmt, 0));
+                           row->transfer.id, column_shown(cols, 0));
     }
     uint8_t row_hash[JOURNAL_ROW_HASH_BYTES];
     journal_row_hash_transfer(&row->transfer, row_hash);
@@ -476,21 +476,21 @@ static bool transfer_next(verify_t *v) {
 
 static bool failure_next(verify_t *v) {
     failure_row_t *row = &v->failure_row;
-    row_t stmt = row_of(v, JOURNAL_STREAM_FAILURES);
+    row_t cols = row_of(v, JOURNAL_STREAM_FAILURES);
     char code[64];
     int64_t timestamp, batch_seq;
     if (!stream_step(v, JOURNAL_STREAM_FAILURES, &v->failure_ready, "read transfer_failures")) return false;
     memset(row, 0, sizeof(*row));
-    if (!column_text(stmt, 0, row->failure.id, sizeof(row->failure.id))) {
+    if (!column_text(cols, 0, row->failure.id, sizeof(row->failure.id))) {
         return discrepancy(v, "failure at timestamp %" PRId64 ": id is not a valid id",
-                           column_shown(stmt, 2));
+                           column_shown(cols, 2));
     }
-    bool ok = column_text(stmt, 1, code, sizeof(code)) &&
+    bool ok = column_text(cols, 1, code, sizeof(code)) &&
               pc_status_from_code(code, &row->failure.failure) &&
               row->failure.failure != PC_OK &&
-              column_in_range(stmt, 2, 0, INT64_MAX, &timestamp) &&
-              column_in_range(stmt, 3, 1, INT64_MAX, &batch_seq) &&
-              column_blob(stmt, 4, row->row_hash, JOURNAL_ROW_HASH_BYTES);
+              column_in_range(cols, 2, 0, INT64_MAX, &timestamp) &&
+              column_in_range(cols, 3, 1, INT64_MAX, &batch_seq) &&
+              column_blob(cols, 4, row->row_hash, JOURNAL_ROW_HASH_BYTES);
     if (!ok) return discrepancy(v, "failure %s: malformed row", row->failure.id);
     row->failure.timestamp_ns = (uint64_t)timestamp;
     row->batch_seq = (uint64_t)batch_seq;
@@ -506,56 +506,56 @@ static bool failure_next(verify_t *v) {
 
 static bool history_next(verify_t *v) {
     history_row_t *row = &v->history_row;
-    row_t stmt = row_of(v, JOURNAL_STREAM_HISTORY);
+    row_t cols = row_of(v, JOURNAL_STREAM_HISTORY);
     int64_t timestamp;
     if (!stream_step(v, JOURNAL_STREAM_HISTORY, &v->history_ready, "read balance_history")) return false;
     memset(row, 0, sizeof(*row));
-    bool ok = column_text(stmt, 0, row->account_id, sizeof(row->account_id)) &&
-              column_in_range(stmt, 1, 0, INT64_MAX, &timestamp) &&
-              column_text(stmt, 2, row->transfer_id, sizeof(row->transfer_id)) &&
-              column_in_range(stmt, 3, 0, INT64_MAX, &row->balances.debits_pending) &&
-              column_in_range(stmt, 4, 0, INT64_MAX, &row->balances.debits_posted) &&
-              column_in_range(stmt, 5, 0, INT64_MAX, &row->balances.credits_pending) &&
-              column_in_range(stmt, 6, 0, INT64_MAX, &row->balances.credits_posted);
+    bool ok = column_text(cols, 0, row->account_id, sizeof(row->account_id)) &&
+              column_in_range(cols, 1, 0, INT64_MAX, &timestamp) &&
+              column_text(cols, 2, row->transfer_id, sizeof(row->transfer_id)) &&
+              column_in_range(cols, 3, 0, INT64_MAX, &row->balances.debits_pending) &&
+              column_in_range(cols, 4, 0, INT64_MAX, &row->balances.debits_posted) &&
+              column_in_range(cols, 5, 0, INT64_MAX, &row->balances.credits_pending) &&
+              column_in_range(cols, 6, 0, INT64_MAX, &row->balances.credits_posted);
     if (!ok) {
         return discrepancy(v, "balance_history of %s at timestamp %" PRId64 ": malformed row",
-                           row->account_id, column_shown(stmt, 1));
+                           row->account_id, column_shown(cols, 1));
     }
     row->timestamp_ns = (uint64_t)timestamp;
     return true;
 }
 
 static bool checkpoint_next(verify_t *v) {
-    row_t stmt = row_of(v, JOURNAL_STREAM_CHECKPOINTS);
+    row_t cols = row_of(v, JOURNAL_STREAM_CHECKPOINTS);
     journal_checkpoint_t *cp = &v->checkpoint;
     int64_t seq;
     if (!stream_step(v, JOURNAL_STREAM_CHECKPOINTS, &v->checkpoint_ready, "read checkpoints")) return false;
-    bool ok = column_in_range(stmt, 0, 1, INT64_MAX, &seq) &&
-              column_blob(stmt, 1, cp->hash, JOURNAL_HASH_BYTES) &&
-              column_blob(stmt, 2, cp->public_key, JOURNAL_PUBLIC_KEY_BYTES) &&
-              column_blob(stmt, 3, cp->signature, JOURNAL_SIGNATURE_BYTES);
+    bool ok = column_in_range(cols, 0, 1, INT64_MAX, &seq) &&
+              column_blob(cols, 1, cp->hash, JOURNAL_HASH_BYTES) &&
+              column_blob(cols, 2, cp->public_key, JOURNAL_PUBLIC_KEY_BYTES) &&
+              column_blob(cols, 3, cp->signature, JOURNAL_SIGNATURE_BYTES);
     if (!ok) {
-        return discrepancy(v, "checkpoint seq %" PRId64 ": malformed row", column_shown(stmt, 0));
+        return discrepancy(v, "checkpoint seq %" PRId64 ": malformed row", column_shown(cols, 0));
     }
     cp->seq = (uint64_t)seq;
     return true;
 }
 
 static bool journal_row_read(verify_t *v, journal_row_t *row) {
-    row_t stmt = row_of(v, JOURNAL_STREAM_JOURNAL);
+    row_t cols = row_of(v, JOURNAL_STREAM_JOURNAL);
     journal_entry_t *e = &row->entry;
     int64_t seq, first, last, accounts, transfers, failures;
-    bool ok = column_in_range(stmt, 0, 1, INT64_MAX, &seq) &&
-              column_in_range(stmt, 1, 0, INT64_MAX, &first) &&
-              column_in_range(stmt, 2, first, INT64_MAX, &last) &&
-              column_in_range(stmt, 3, 0, UINT32_MAX, &accounts) &&
-              column_in_range(stmt, 4, 0, UINT32_MAX, &transfers) &&
-              column_in_range(stmt, 5, 0, UINT32_MAX, &failures) &&
-              column_blob(stmt, 6, e->content_hash, JOURNAL_HASH_BYTES) &&
-              column_blob(stmt, 7, e->prev_hash, JOURNAL_HASH_BYTES) &&
-              column_blob(stmt, 8, row->stored_hash, JOURNAL_HASH_BYTES);
+    bool ok = column_in_range(cols, 0, 1, INT64_MAX, &seq) &&
+              column_in_range(cols, 1, 0, INT64_MAX, &first) &&
+              column_in_range(cols, 2, first, INT64_MAX, &last) &&
+              column_in_range(cols, 3, 0, UINT32_MAX, &accounts) &&
+              column_in_range(cols, 4, 0, UINT32_MAX, &transfers) &&
+              column_in_range(cols, 5, 0, UINT32_MAX, &failures) &&
+              column_blob(cols, 6, e->content_hash, JOURNAL_HASH_BYTES) &&
+              column_blob(cols, 7, e->prev_hash, JOURNAL_HASH_BYTES) &&
+              column_blob(cols, 8, row->stored_hash, JOURNAL_HASH_BYTES);
     if (!ok) {
-        return discrepancy(v, "journal seq %" PRId64 ": malformed row", column_shown(stmt, 0));
+        return discrepancy(v, "journal seq %" PRId64 ": malformed row", column_shown(cols, 0));
     }
     e->seq = (uint64_t)seq;
     e->timestamp_first_ns = (uint64_t)first;
@@ -904,12 +904,12 @@ static bool batch_verify(verify_t *v, journal_row_t *row) {
  * and sorts on disk when large: memory stays bounded). */
 static bool ids_unique(verify_t *v) {
     bool ready = false;
-    row_t stmt = row_of(v, JOURNAL_STREAM_DUPLICATE_IDS);
+    row_t cols = row_of(v, JOURNAL_STREAM_DUPLICATE_IDS);
     if (!stream_open(v, JOURNAL_STREAM_DUPLICATE_IDS, "prepare id check")) return false;
     if (stream_step(v, JOURNAL_STREAM_DUPLICATE_IDS, &ready, "id check")) {
         char id[PC_ID_SIZE];
-        if (!column_text(stmt, 0, id, sizeof(id))) snprintf(id, sizeof(id), "(unreadable)");
-        discrepancy(v, "transfer id %s: appears %" PRId64 " times", id, column_shown(stmt, 1));
+        if (!column_text(cols, 0, id, sizeof(id))) snprintf(id, sizeof(id), "(unreadable)");
+        discrepancy(v, "transfer id %s: appears %" PRId64 " times", id, column_shown(cols, 1));
     }
     return !stopped(v);
 }
@@ -1038,11 +1038,11 @@ static bool pending_left_open(verify_t *v) {
  * store that writes every balance each batch). Unreadable is an error, never absent. */
 static bool snapshot_seq_read(verify_t *v) {
     bool ready = false;
-    row_t stmt = row_of(v, JOURNAL_STREAM_SNAPSHOT_SEQ);
+    row_t cols = row_of(v, JOURNAL_STREAM_SNAPSHOT_SEQ);
     v->accounts_as_of_seq = UINT64_MAX;
     if (!stream_open(v, JOURNAL_STREAM_SNAPSHOT_SEQ, "meta")) return false;
     if (!stream_step(v, JOURNAL_STREAM_SNAPSHOT_SEQ, &ready, "meta")) return !stopped(v);
-    journal_value_t value = column_value(stmt, 0);
+    journal_value_t value = column_value(cols, 0);
     const char *text = value.kind == JOURNAL_VALUE_TEXT ? (const char *)value.bytes : NULL;
     char *end = NULL;
     unsigned long long seq = text != NULL ? strtoull(text, &end, 10) : 0;
