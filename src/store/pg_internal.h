@@ -108,6 +108,11 @@ void pg_account_from_row(const PGresult *result, int row, ledger_account_t *out)
     "id, currency, code, flags, debits_pending, debits_posted, credits_pending, credits_posted," \
     " timestamp, metadata, no"
 
+/* ---- pg_settings.c ---- */
+/* PC_STORE_NOT_DURABLE with 'detail' naming the setting when the server runs with
+ * fsync or synchronous_commit off (the writer refuses to start on it). */
+pc_status pg_settings_check(PGconn *conn, char *detail, size_t detail_bytes);
+
 /* ---- pg_schema.c ---- */
 int pg_schema_version_latest(void);
 /* Checks what 'conn' holds: a paycore database of a version this paycore reads, an
