@@ -208,6 +208,7 @@ static_assert(EVENTS_INFLIGHT_PER_DESTINATION_MAX <= EVENTS_INFLIGHT_MAX,
 #define GW_CONFIG_DEPTH_MAX 8       /* the channels file's deepest nesting */
 #define GW_WINDOW_CALLS_MAX 4096    /* sliding windows (success rate, breaker), in calls */
 #define GW_TIMEOUT_MS_MAX 120000    /* a channel call longer than 2 minutes is a dead channel */
+#define GW_AUTHORIZATION_WINDOW_S_MAX LEDGER_TIMEOUT_S_MAX /* a channel's hold is a ledger timeout */
 #define GW_LATENCY_SAMPLES 256      /* recent latencies kept per channel for p50/p99 */
 #define GW_CALLBACK_SKEW_S 300      /* a signed callback older or newer than this is refused */
 

@@ -400,6 +400,10 @@ PC_MUST_USE pc_status pay_flow_write_payment(pay_flow_t *flow, store_tx_t *tx);
 /* Submits flow->request; persist writes the attempt (and, the first time, a new
  * payment and flow->transfers[0..reserve_count): a reserve), done lands in 'on_result'. */
 void pay_call_start(pay_flow_t *flow, pay_flow_fn on_result, uint32_t reserve_count);
+/* The channel's terms as configured now: its authorization window (the server's
+ * --authorization-window-s when it names none) and whether it takes several captures. */
+uint32_t pay_channel_window_s(pay_t *pay, const char *channel);
+bool pay_channel_partial_captures(pay_t *pay, const char *channel);
 /* The status inquiry of the op's last attempt (recovery). */
 void pay_call_status(pay_flow_t *flow, pay_flow_fn on_result);
 
