@@ -317,11 +317,18 @@ static_assert(RISK_STORE_BATCH_MAX <= RISK_STORE_QUEUE_MAX, "a store batch comes
 #define PAY_CAPTURE_CUTOFF_S 60        /* no capture starts in the hold's last minute: the
                                           channel call must end before the ledger's expiry */
 #define PAY_DOC_BYTES_MAX (256 * 1024) /* one stored payment document, every op included */
+#define VAULT_REENCRYPT_BATCH_CARDS 256 /* cards one re-encryption commit rewrites: payments'
+                                          commits run between batches, none waits long */
+#define VAULT_DATA_KEYS_MAX 16         /* data keys a running vault keeps (retired ones stay
+                                          until their slot is needed: a card vaulted under
+                                          one just before its retirement still opens) */
 #define PAY_STATS_DECLINE_CODES_MAX 32 /* decline codes counted by name for the dashboard and
                                           /metrics (bounded label set); later ones: "other" */
 static_assert(EVENTS_BODY_BYTES_MAX >= PAY_DOC_BYTES_MAX + 1024,
               "a stored payment always fits its event: an event too big would fail the payment");
 
+static_assert(VAULT_REENCRYPT_BATCH_CARDS <= LEDGER_BATCH_EVENTS_MAX,
+              "a re-encryption batch is one writer command");
 static_assert(4 * PAY_CURRENCIES_MAX <= API_KEY_GRANTS_MAX,
               "a merchant's key holds its chart of accounts (four per currency)");
 

@@ -303,9 +303,14 @@ static const client_cmd key_cmds[] = {
 
 /* ---- keys (the card vault's key-encryption key) ---- */
 
+static const cli_opt keys_rotate_opts[] = {
+    {"data-key", NULL, true, NULL, "re-encrypt every card under a new data key instead"},
+};
+
 static int keys_rotate(const cli_http_t *http, bool as_json, const cli_opt *o, int n, const cli_rest *rest) {
-    (void)o, (void)n, (void)rest;
-    return client_send(http, as_json, "POST", "/v1/admin/vault/rotate", NULL);
+    (void)rest;
+    json_t *body = opt(o, n, "data-key") != NULL ? json_pack("{s:b}", "data_key", 1) : NULL;
+    return client_send(http, as_json, "POST", "/v1/admin/vault/rotate", body);
 }
 
 static const client_cmd keys_cmds[] = {
@@ -318,8 +323,14 @@ static const client_cmd keys_cmds[] = {
                "opens the database. Crash-safe: the new key is written to FILE.next before the\n"
                "commit and the next start finishes an interrupted rotation. Card ciphertexts are\n"
                "not re-encrypted. Prints kek_id, previous_kek_id and keys_rewrapped.\n"
-               "Copy the new key file to wherever the old one was backed up (docs/operations.md).",
-     NULL, 0, 0, keys_rotate},
+               "Copy the new key file to wherever the old one was backed up (docs/operations.md).\n\n"
+               "With --data-key: re-encrypts every stored card under a new random data key instead,\n"
+               "the server running: new cards use the new key at once, stored cards are\n"
+               "re-encrypted in batches (each card opens throughout), and every older data key\n"
+               "is deleted once no card is under it. Prints data_key_id, data_keys_retired,\n"
+               "data_keys_remaining (0 unless a card arrived under an old key meanwhile: run it\n"
+               "again), cards_reencrypted and batches. The key file does not change.",
+     keys_rotate_opts, 1, 0, keys_rotate},
 };
 
 /* ---- dispatch ---- */

@@ -99,7 +99,7 @@ pc_status pay_flow_write_payment(pay_flow_t *flow, store_tx_t *tx) {
     pay_payment_t *p = &flow->payment;
     bool first = !flow->payment_stored;
     pc_status status = PC_OK;
-    if (first && flow->card_new) status = store_vault_card_put(tx, &flow->card);
+    if (first && flow->card_new) status = vault_card_store(flow->pay->config.vault, tx, &flow->card);
     char *doc = NULL; /* rendered once: the row's document and the event's object */
     if (status == PC_OK) status = pay_payment_put(tx, p, &doc);
     char name[PC_ID_SIZE + API_IDEMPOTENCY_KEY_BYTES_MAX + 16];

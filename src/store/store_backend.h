@@ -105,6 +105,10 @@ typedef struct {
     pc_status (*vault_keys_list)(store_reader_t *reader, store_vault_key_fn fn, void *ctx);
     pc_status (*vault_card_put)(store_tx_t *tx, const store_vault_card_t *card);
     pc_status (*vault_card_get)(store_reader_t *reader, const char *token, store_vault_card_t *out);
+    pc_status (*vault_cards_not_under)(store_reader_t *reader, const char *key_id, const char *after_token,
+                                       uint32_t limit, store_vault_card_fn fn, void *ctx);
+    pc_status (*vault_card_rekey)(store_tx_t *tx, const store_vault_card_t *card, const char *from_key_id);
+    pc_status (*vault_key_retire)(store_tx_t *tx, const char *key_id, bool *retired);
 } store_payments_ops_t;
 
 struct store_backend_ops {
