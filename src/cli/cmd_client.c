@@ -314,7 +314,7 @@ static int keys_rotate(const cli_http_t *http, bool as_json, const cli_opt *o, i
 }
 
 static const client_cmd keys_cmds[] = {
-    {"rotate", "usage: paycore keys rotate --url URL --key ADMIN_KEY\n\n"
+    {"rotate", "usage: paycore keys rotate [--data-key] --url URL --key ADMIN_KEY\n\n"
                "Rotates the card vault's key-encryption key on a running server, without downtime:\n"
                "the server makes a new random key, re-wraps every stored card key (data and\n"
                "fingerprint keys) under it in one transaction and replaces its key file (the\n"
