@@ -11,6 +11,7 @@
 #include "cli/cli.h"
 #include "cli/cli_args.h"
 #include "cli/cli_http.h"
+#include "paycore/limits.h"
 
 #define CLIENT_OPTS_MAX 24
 #define COMMON_OPTS 4
@@ -309,8 +310,10 @@ static const cli_opt keys_rotate_opts[] = {
 
 static int keys_rotate(const cli_http_t *http, bool as_json, const cli_opt *o, int n, const cli_rest *rest) {
     (void)rest;
-    json_t *body = opt(o, n, "data-key") != NULL ? json_pack("{s:b}", "data_key", 1) : NULL;
-    return client_send(http, as_json, "POST", "/v1/admin/vault/rotate", body);
+    if (opt(o, n, "data-key") == NULL) return client_send(http, as_json, "POST", "/v1/admin/vault/rotate", NULL);
+    cli_http_t patient = *http; /* the server answers once every card is re-encrypted */
+    patient.timeout_s = CLI_DATA_KEY_ROTATE_TIMEOUT_S;
+    return client_send(&patient, as_json, "POST", "/v1/admin/vault/rotate", json_pack("{s:b}", "data_key", 1));
 }
 
 static const client_cmd keys_cmds[] = {
