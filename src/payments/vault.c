@@ -471,11 +471,19 @@ pc_status vault_card_store(vault_t *vault, store_tx_t *tx, store_vault_card_t *c
 
 /* ---- data-key rotation: every card re-encrypted under a new data key ---- */
 
+/* Under keys_lock: the oldest retired slot, -1 when none. */
+static int32_t retired_slot_locked(const vault_t *vault) {
+    for (uint32_t i = 0; i < vault->data_count; i++) {
+        if (vault->data[i].retired) return (int32_t)i;
+    }
+    return -1;
+}
+
 /* A new data key, stored wrapped under the KEK, then the one new cards use. Under
  * rotate_mutex. */
 static pc_status data_key_add(vault_t *vault, char id_out[PC_ID_SIZE]) {
     pthread_rwlock_rdlock(&vault->keys_lock);
-    bool has_room = vault->data_count < VAULT_DATA_KEYS_MAX || vault->data[0].retired;
+    bool has_room = vault->data_count < VAULT_DATA_KEYS_MAX || retired_slot_locked(vault) >= 0;
     uint64_t newest_ns = vault->data[vault->data_count - 1].created_ns;
     pthread_rwlock_unlock(&vault->keys_lock);
     if (!has_room) return PC_LIMIT_REACHED; /* restart: retired keys are not loaded again */
@@ -498,9 +506,10 @@ static pc_status data_key_add(vault_t *vault, char id_out[PC_ID_SIZE]) {
     free(job);
     if (status == PC_OK) {
         pthread_rwlock_wrlock(&vault->keys_lock);
-        if (vault->data_count == VAULT_DATA_KEYS_MAX) { /* the oldest slot is a retired key */
-            sodium_memzero(&vault->data[0], sizeof vault->data[0]);
-            memmove(&vault->data[0], &vault->data[1], (VAULT_DATA_KEYS_MAX - 1) * sizeof vault->data[0]);
+        if (vault->data_count == VAULT_DATA_KEYS_MAX) { /* a retired key's slot is taken */
+            uint32_t slot = (uint32_t)retired_slot_locked(vault);
+            sodium_memzero(&vault->data[slot], sizeof vault->data[slot]);
+            memmove(&vault->data[slot], &vault->data[slot + 1], (vault->data_count - slot - 1) * sizeof vault->data[0]);
             vault->data_count--;
         }
         vault->data[vault->data_count++] = fresh;
