@@ -13,7 +13,7 @@ no card or key row names the old key. Then every waiting card still charges: the
 reviews are approved (half before a restart, half after it, when only the stored
 keys exist) and each payment is authorized at the card simulator with the right last
 4. Last, no file in the data directory (main, WAL, index, logs) holds any card number
-used."""
+used. A malformed rotation request is refused (field named) and changes nothing."""
 import json
 import os
 import random
@@ -135,6 +135,13 @@ def main():
             check(len(cards) == 1 and len(keys) == 1 and list(cards) == keys, "one data key before: %r %r"
                   % (cards, keys))
         stored_before = WAITING
+        for body, code, field in (({"data_key": "yes"}, "field_type", "data_key"),
+                                  ({"data_key": True, "now": 1}, "field_unknown", "now")):
+            r = expect(env.admin.post("/v1/admin/vault/rotate", body), 400, code, "rotate %r" % body)
+            check(r.json["error"].get("field") == field, "the field is named: %r" % r.json)
+        expect(m.post("/v1/admin/vault/rotate", {"data_key": True}), 403, what="a merchant key may not rotate")
+        if not PG_HOST:
+            check(sqlite_key_ids(env.server.db) == (cards, keys), "refused rotations changed nothing")
 
         loads = [Load(env, m.key, i, rng.random()) for i in range(2)]
         for load in loads:
