@@ -9,7 +9,8 @@ may fail. The rotation's answer names the old key as retired, none remaining, ev
 stored card re-encrypted in more than one batch. A second rotation re-encrypts exactly
 every card again and retires exactly the first rotation's key (so no card was left
 under the old key, on either store backend); on SQLite the database itself is read:
-no card or key row names the old key. Then every waiting card still charges: the
+no card or key row names the old key. A rotation killed (SIGKILL) at a random moment
+leaves every card under a stored key, and the next rotation finishes the work. Then every waiting card still charges: the
 reviews are approved (half before a restart, half after it, when only the stored
 keys exist) and each payment is authorized at the card simulator with the right last
 4. Last, no file in the data directory (main, WAL, index, logs) holds any card number
@@ -17,10 +18,12 @@ used. A malformed rotation request is refused (field named) and changes nothing.
 import json
 import os
 import random
+import signal
 import sqlite3
 import subprocess
 import sys
 import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from paylib import BIN, TIMEOUT_S, Env, card_payment, check, expect, wait_for, wait_status  # noqa: E402
@@ -112,6 +115,47 @@ def approve(env, m, admin, p):
     return done
 
 
+def killed_rotation(env, rng, stored, key_before):
+    """SIGKILL during a rotation (on SQLite once its new key is stored, else at a random
+    moment: before, between or after its batches):
+    after the restart every card still has its key, and one more rotation finishes the
+    work. Passes wherever the kill lands; says where it landed."""
+    admin = env.client()
+
+    def post():
+        try:
+            admin.request("POST", "/v1/admin/vault/rotate", {"data_key": True})
+        except Exception:  # noqa: BLE001 (the server dies under the request)
+            pass
+    caller = threading.Thread(target=post)
+    caller.start()
+    if PG_HOST:
+        time.sleep(rng.uniform(0, 0.2))  # the kill's moment, chosen at random
+    else:  # as soon as the new key is stored: most likely between batches
+        while caller.is_alive() and len(sqlite_key_ids(env.server.db)[1]) < 2:
+            pass
+    env.stop(signal.SIGKILL)
+    caller.join()
+    env.start()
+    left = None
+    if not PG_HOST:
+        cards, keys = sqlite_key_ids(env.server.db)
+        check(0 < len(keys) <= 2 and set(cards) <= set(keys) and (key_before in keys or len(keys) == 1),
+              "after the kill every card's key is stored, the old one until no card is under it: cards %r"
+              " keys %r" % (cards, keys))
+        left = keys
+    done = rotate(env)
+    check(done["data_keys_remaining"] == 0 and done["cards_reencrypted"] == stored,
+          "the rotation after the kill re-encrypts every card (%d): %r" % (stored, done))
+    if left is not None:
+        check(sorted(done["data_keys_retired"]) == sorted(left), "it retires every key left: %r vs %r"
+              % (done["data_keys_retired"], left))
+        check(sqlite_key_ids(env.server.db) == ({done["data_key_id"]: stored}, [done["data_key_id"]]),
+              "one data key left, every card under it")
+        return "killed with %d data key(s) stored" % len(left)
+    return "killed"
+
+
 def main():
     rng = random.Random(int.from_bytes(os.urandom(4), "little"))
     env = Env()
@@ -173,6 +217,9 @@ def main():
         check(second["cards_reencrypted"] == stored,
               "every card (%d) was under the first rotation's key: %r" % (stored, second))
 
+        where = killed_rotation(env, rng, stored, second["data_key_id"])
+        m = env.client(m.key)
+
         half = len(waiting) // 2
         parallel(env, m.key, waiting[:half], lambda m, admin, p: approve(env, m, admin, p))
         env.stop()
@@ -195,8 +242,8 @@ def main():
         env.server.check_sanitizers()
     finally:
         env.close()
-    print("payments data-key rotation: ok (%d cards re-encrypted, %d batches)"
-          % (first["cards_reencrypted"], first["batches"]))
+    print("payments data-key rotation: ok (%d cards re-encrypted, %d batches; %s)"
+          % (first["cards_reencrypted"], first["batches"], where))
 
 
 if __name__ == "__main__":
