@@ -326,6 +326,9 @@ static_assert(RISK_STORE_BATCH_MAX <= RISK_STORE_QUEUE_MAX, "a store batch comes
                                           one just before its retirement still opens) */
 #define PAY_STATS_DECLINE_CODES_MAX 32 /* decline codes counted by name for the dashboard and
                                           /metrics (bounded label set); later ones: "other" */
+#define PAY_STATS_MERCHANTS_MAX 1024   /* merchants whose own figures are kept for their keys'
+                                          dashboards (about 3 KB each, made at a merchant's
+                                          first payment); later ones' figures are unknown */
 static_assert(EVENTS_BODY_BYTES_MAX >= PAY_DOC_BYTES_MAX + 1024,
               "a stored payment always fits its event: an event too big would fail the payment");
 

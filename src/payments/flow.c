@@ -93,6 +93,7 @@ static void stats_change_note(pay_flow_t *flow, bool first) {
     change->from = first ? PAY_STATE_CREATED : p->state_stored;
     change->to = p->state;
     snprintf(change->decline_code, sizeof change->decline_code, "%s", p->decline.code);
+    snprintf(change->merchant_id, sizeof change->merchant_id, "%s", p->merchant_id);
 }
 
 pc_status pay_flow_write_payment(pay_flow_t *flow, store_tx_t *tx) {

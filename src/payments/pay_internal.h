@@ -224,6 +224,9 @@ void pay_transfer_id(char out[PC_ID_SIZE], const char *op_id, const char *suffix
 typedef struct {
     pthread_mutex_t mutex;
     pay_stats_t counts;
+    pay_map_t merchants;              /* merchant id -> its own figures (pay_merchant_stats_t *) */
+    bool merchants_ready;             /* the map could be made */
+    uint32_t merchant_count;          /* at most PAY_STATS_MERCHANTS_MAX */
 } pay_stats_state_t;
 
 struct pay {
@@ -277,6 +280,7 @@ typedef struct {
     pay_state from;
     pay_state to;
     char decline_code[GW_CODE_SIZE + 8];
+    char merchant_id[PC_ID_SIZE];
 } pay_stats_change_t;
 void pay_stats_init(pay_t *pay);
 void pay_stats_free(pay_t *pay);
