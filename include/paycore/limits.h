@@ -68,6 +68,11 @@
 /* The newest SQLite file format: the store migrates up to it, verify reads 1 to it. */
 #define STORE_SCHEMA_VERSION_MAX 5
 
+/* verify on PostgreSQL fetches each stream's cursor this many rows at a time: one
+ * round trip per 2,048 rows, and at most ~2,048 rows of each of six streams held
+ * (about 1 MB with the largest metadata). */
+#define PG_VERIFY_FETCH_ROWS 2048
+
 /* Store (src/store/). A balance snapshot every this many batches (and at a clean stop):
  * bounds the replay at load to this many batches. */
 #define STORE_BALANCE_SNAPSHOT_BATCHES 64
