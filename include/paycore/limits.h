@@ -50,6 +50,13 @@
  * server session ends, a moment later: a new writer polls this long for it before it
  * refuses with store_in_use (a writer that is alive is refused after it). */
 #define STORE_WRITER_LOCK_GRACE_MS 5000
+/* A store URL asking for a writable server (target_session_attrs=read-write, Patroni)
+ * while none is: paycore retries this often, for serve --store-wait-s (default
+ * STORE_WRITABLE_WAIT_S_DEFAULT: Patroni's default leader TTL of 30 s plus its
+ * loop_wait of 10 s, and some) before it refuses to start. */
+#define STORE_WRITABLE_POLL_MS 500
+#define STORE_WRITABLE_WAIT_S_DEFAULT 60
+#define STORE_WRITABLE_WAIT_S_MAX 3600
 
 /* The journal signs a checkpoint every this many batches. */
 #define JOURNAL_CHECKPOINT_BATCHES 64

@@ -31,7 +31,7 @@ pc_status pg_reader_open(store_t *base, store_reader_t **out) {
     reader->base.store = base;
     reader->store = store;
     char detail[512] = "";
-    bool ok = pg_connect(store->url, &reader->conn, detail, sizeof detail) == PC_OK;
+    bool ok = pg_connect_wait(store->url, &store->options, &reader->conn, detail, sizeof detail) == PC_OK;
     if (ok && !pg_exec_ok(reader->conn, "SET default_transaction_read_only = on")) {
         (void)pg_error_line(reader->conn, detail, sizeof detail);
         ok = false;
