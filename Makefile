@@ -14,7 +14,7 @@ DOCDIR     ?= $(DATADIR)/doc/paycore
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 
-.PHONY: all deps build run test test-sanitize test-tsan test-long test-payments-crash bench bench-quick docs clean install uninstall
+.PHONY: all deps build run test test-sanitize test-tsan test-long test-payments-crash test-ha bench bench-quick docs clean install uninstall
 
 all: build
 
@@ -49,6 +49,12 @@ test-long: build
 PAY_CRASH_ROUNDS ?= 60
 test-payments-crash: build
 	@PAYCORE_BIN=$(BUILD)/paycore PAYCORE_PAY_CRASH_ROUNDS=$(PAY_CRASH_ROUNDS) python3 tests/payments/test_payments_crash.py
+
+# High availability (make test runs these too): paycore on three etcd members and two
+# PostgreSQL nodes under Patroni (synchronous_mode), the primary killed under load.
+test-ha: build
+	@PAYCORE_BIN=$(BUILD)/paycore python3 tests/ha/test_ha.py
+	@PAYCORE_BIN=$(BUILD)/paycore python3 tests/ha/test_store_wait.py
 
 # The HTTP server's tests under ThreadSanitizer: MHD threads, the writer thread and
 # the reapers share requests; a data race there fails the run.
