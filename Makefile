@@ -14,7 +14,7 @@ DOCDIR     ?= $(DATADIR)/doc/paycore
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 
-.PHONY: all deps build run test test-sanitize test-tsan test-long test-payments-crash test-ha bench bench-quick docs clean install uninstall
+.PHONY: all deps build run test test-sanitize test-tsan test-long test-payments-crash test-ha test-faults bench bench-quick docs clean install uninstall
 
 all: build
 
@@ -55,6 +55,13 @@ test-payments-crash: build
 test-ha: build
 	@PAYCORE_BIN=$(BUILD)/paycore python3 tests/ha/test_ha.py
 	@PAYCORE_BIN=$(BUILD)/paycore python3 tests/ha/test_store_wait.py
+
+# The bank test at full length: concurrent transfers and reads of all balances while
+# paycore nodes and the PostgreSQL primary are killed and restarted, FAULT_ROUNDS
+# faults on each of a plain cluster and the Patroni pair (make test runs a short one).
+FAULT_ROUNDS ?= 30
+test-faults: build
+	@PAYCORE_BIN=$(BUILD)/paycore PAYCORE_FAULT_ROUNDS=$(FAULT_ROUNDS) python3 tests/ha/test_bank.py
 
 # The HTTP server's tests under ThreadSanitizer: MHD threads, the writer thread and
 # the reapers share requests; a data race there fails the run.
