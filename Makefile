@@ -58,10 +58,13 @@ test-ha: build
 
 # The bank test at full length: concurrent transfers and reads of all balances while
 # paycore nodes and the PostgreSQL primary are killed and restarted, FAULT_ROUNDS
-# faults on each of a plain cluster and the Patroni pair (make test runs a short one).
+# faults on each of a SQLite file, a plain cluster and the Patroni pair (make test runs a
+# short one); then a PostgreSQL server gone silent (an iptables rule on one loopback
+# port: root; make test leaves the firewall alone).
 FAULT_ROUNDS ?= 30
 test-faults: build
 	@PAYCORE_BIN=$(BUILD)/paycore PAYCORE_FAULT_ROUNDS=$(FAULT_ROUNDS) python3 tests/ha/test_bank.py
+	@PAYCORE_BIN=$(BUILD)/paycore python3 tests/ha/fault_vanish.py
 
 # The HTTP server's tests under ThreadSanitizer: MHD threads, the writer thread and
 # the reapers share requests; a data race there fails the run.

@@ -57,6 +57,16 @@
 #define STORE_WRITABLE_POLL_MS 500
 #define STORE_WRITABLE_WAIT_S_DEFAULT 60
 #define STORE_WRITABLE_WAIT_S_MAX 3600
+/* A PostgreSQL server that vanished (power loss, a partition) answers nothing: data
+ * the writer sent (a COMMIT) unacknowledged this long fails its connection, instead of
+ * the kernel's retransmissions (~15 min), so that paycore exits and its restart finds
+ * the new primary within a failover's time. An idle connection is probed after
+ * STORE_PG_KEEPALIVE_IDLE_S, every _INTERVAL_S, _COUNT times. A store URL may set
+ * its own (tcp_user_timeout, keepalives_idle, ...). */
+#define STORE_PG_TCP_USER_TIMEOUT_MS 30000
+#define STORE_PG_KEEPALIVE_IDLE_S 10
+#define STORE_PG_KEEPALIVE_INTERVAL_S 3
+#define STORE_PG_KEEPALIVE_COUNT 3
 
 /* The journal signs a checkpoint every this many batches. */
 #define JOURNAL_CHECKPOINT_BATCHES 64

@@ -65,10 +65,17 @@ static pc_status url_check(const char *url, bool *wants_writable, char *detail, 
     return PC_OK;
 }
 
-/* One connection attempt; the caller checked the URL. */
+#define TEXT_OF(value) #value
+#define TEXT(value) TEXT_OF(value)
+
+/* One connection attempt; the caller checked the URL. The URL's own settings override
+ * the ones before it (a server gone silent: limits.h, STORE_PG_TCP_USER_TIMEOUT_MS). */
 static pc_status connect_once(const char *url, PGconn **out, char *detail, size_t detail_bytes) {
-    const char *keywords[] = {"connect_timeout", "application_name", "dbname", NULL};
-    const char *values[] = {PG_CONNECT_TIMEOUT_S, "paycore", url, NULL};
+    const char *keywords[] = {"connect_timeout", "tcp_user_timeout", "keepalives", "keepalives_idle",
+                              "keepalives_interval", "keepalives_count", "application_name", "dbname", NULL};
+    const char *values[] = {PG_CONNECT_TIMEOUT_S, TEXT(STORE_PG_TCP_USER_TIMEOUT_MS), "1",
+                            TEXT(STORE_PG_KEEPALIVE_IDLE_S), TEXT(STORE_PG_KEEPALIVE_INTERVAL_S),
+                            TEXT(STORE_PG_KEEPALIVE_COUNT), "paycore", url, NULL};
     PGconn *conn = PQconnectdbParams(keywords, values, 1);
     if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
         char line[400];

@@ -350,6 +350,7 @@ class Supervised:
         self.exits = []       # (exit code, log path) of every exit so far
         self.log_paths = []
         self.stopping = False
+        self.stopped = threading.Event()
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self.loop, daemon=True)
         self.thread.start()
@@ -375,7 +376,8 @@ class Supervised:
                 self.proc = None
                 if self.stopping:
                     return
-            time.sleep(self.RESTART_DELAY_S)
+            if self.stopped.wait(self.RESTART_DELAY_S):
+                return
 
     def signal(self, sig):
         """Sends 'sig' to the running process, if any; its exit restarts it."""
@@ -404,6 +406,7 @@ class Supervised:
         with self.lock:
             self.stopping = True
             proc = self.proc
+        self.stopped.set()
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
         self.thread.join(pcapi.TIMEOUT_S * 3)
