@@ -50,6 +50,23 @@
  * server session ends, a moment later: a new writer polls this long for it before it
  * refuses with store_in_use (a writer that is alive is refused after it). */
 #define STORE_WRITER_LOCK_GRACE_MS 5000
+/* A store URL asking for a writable server (target_session_attrs=read-write, Patroni)
+ * while none is: paycore retries this often, for serve --store-wait-s (default
+ * STORE_WRITABLE_WAIT_S_DEFAULT: Patroni's default leader TTL of 30 s plus its
+ * loop_wait of 10 s, and some) before it refuses to start. */
+#define STORE_WRITABLE_POLL_MS 500
+#define STORE_WRITABLE_WAIT_S_DEFAULT 60
+#define STORE_WRITABLE_WAIT_S_MAX 3600
+/* A PostgreSQL server that vanished (power loss, a partition) answers nothing: data
+ * the writer sent (a COMMIT) unacknowledged this long fails its connection, instead of
+ * the kernel's retransmissions (~15 min), so that paycore exits and its restart finds
+ * the new primary within a failover's time. An idle connection is probed after
+ * STORE_PG_KEEPALIVE_IDLE_S, every _INTERVAL_S, _COUNT times. A store URL may set
+ * its own (tcp_user_timeout, keepalives_idle, ...). */
+#define STORE_PG_TCP_USER_TIMEOUT_MS 30000
+#define STORE_PG_KEEPALIVE_IDLE_S 10
+#define STORE_PG_KEEPALIVE_INTERVAL_S 3
+#define STORE_PG_KEEPALIVE_COUNT 3
 
 /* The journal signs a checkpoint every this many batches. */
 #define JOURNAL_CHECKPOINT_BATCHES 64

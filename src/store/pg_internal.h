@@ -63,6 +63,12 @@ typedef struct pg_store {
 /* Connects to 'url'; on failure fills 'detail' (one line) and returns
  * PC_STORE_OPEN_FAILED: a URL that does not parse, a server not reachable. */
 pc_status pg_connect(const char *url, PGconn **out, char *detail, size_t detail_bytes);
+/* pg_connect, but a URL asking for a writable server (target_session_attrs=read-write
+ * or primary) is retried every STORE_WRITABLE_POLL_MS while none is, for up to
+ * options->writable_wait_ms (0: one attempt), or until options->standby_continue says
+ * stop (PC_SHUTTING_DOWN). */
+pc_status pg_connect_wait(const char *url, const store_options_t *options, PGconn **out, char *detail,
+                          size_t detail_bytes);
 /* 'url' without its password, for messages (malloc'ed). */
 char *pg_url_shown(const char *url);
 /* The first line of the connection's error. */

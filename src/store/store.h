@@ -56,6 +56,10 @@ typedef struct {
     bool standby;
     bool (*standby_continue)(void *ctx);
     void *standby_ctx;
+    /* PostgreSQL, a URL with target_session_attrs=read-write or primary (Patroni): wait
+     * this long for a server to be writable (a primary being elected) before refusing
+     * with PC_STORE_OPEN_FAILED; 0 = one attempt. standby_continue ends the wait too. */
+    uint32_t writable_wait_ms;
 } store_options_t;
 
 /* True when 'location' names a PostgreSQL database (postgres:// or postgresql://). */
