@@ -214,7 +214,7 @@ static inline void pay_id_copy(char dst[PC_ID_SIZE], const char *src) {
 }
 /* Records a transfer id in the op (and the payment's list). */
 void pay_op_transfer_add(pay_flow_t *flow, const char *transfer_id);
-/* Random ids: "<prefix><24 hex>". */
+/* Ids: "<prefix><24 hex>": the creation time (microseconds) then random bits. */
 void pay_id_new(const char *prefix, char out[PC_ID_SIZE]);
 /* "<op id>:<suffix>", a transfer id of an op. */
 void pay_transfer_id(char out[PC_ID_SIZE], const char *op_id, const char *suffix);
