@@ -66,7 +66,7 @@
 #define PC_KEY_FILE_BYTES_MAX 64
 
 /* The newest SQLite file format: the store migrates up to it, verify reads 1 to it. */
-#define STORE_SCHEMA_VERSION_MAX 5
+#define STORE_SCHEMA_VERSION_MAX 6
 
 /* Store (src/store/). A balance snapshot every this many batches (and at a clean stop):
  * bounds the replay at load to this many batches. */

@@ -434,6 +434,7 @@ static const char *const checkpoints_sql[VERIFY_SCHEMA_VERSION_MAX + 1] = {
     [3] = "SELECT seq, hash, public_key, signature FROM journal_checkpoints ORDER BY seq",
     [4] = "SELECT seq, hash, public_key, signature FROM journal_checkpoints ORDER BY seq",
     [5] = "SELECT seq, hash, public_key, signature FROM journal_checkpoints ORDER BY seq",
+    [6] = "SELECT seq, hash, public_key, signature FROM journal_checkpoints ORDER BY seq",
 };
 static const char journal_sql[] =
     "SELECT seq, timestamp_first, timestamp_last, account_count, transfer_count,"
