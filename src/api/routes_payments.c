@@ -100,6 +100,10 @@ static pay_caller_t caller_of(api_request_t *req) {
 }
 
 static void reply_set(api_request_t *req, const pay_reply_t *reply) {
+    if (reply->status == PC_OK && reply->text != NULL) {
+        api_reply_raw(req, reply->http_status, PC_OK, reply->text, reply->text_bytes, "application/json");
+        return;
+    }
     if (reply->status == PC_OK) {
         api_reply_json(req, reply->http_status, json_incref(reply->body));
         return;
@@ -111,12 +115,30 @@ static void reply_set(api_request_t *req, const pay_reply_t *reply) {
     if (pc_status_transient(reply->status)) api_reply_header(req, "Retry-After", "1");
 }
 
-/* Writer thread, in the transaction that makes the answer final. */
+/* Writer thread, in the transaction that makes the answer final. A stored payment
+ * version is kept as a reference to its record (api_payments_replay renders it). */
 static pc_status deferred_in_tx(void *ctx, store_tx_t *tx, const pay_reply_t *reply) {
     api_request_t *req = ctx;
     reply_set(req, reply);
     req->deferred_rendered = true;
+    char ref[PAY_REPLY_REF_BYTES_MAX];
+    if (req->idem_key != NULL && atomic_load(&req->replied) && pay_reply_ref_format(reply, ref)) {
+        return api_idem_store(req, tx, ref, strlen(ref));
+    }
     return api_deferred_idem_put(req, tx);
+}
+
+bool api_payments_replay(api_request_t *req, const char *stored, size_t bytes, int http_status) {
+    if (!pay_reply_ref_is(stored, bytes)) return false;
+    store_reader_t *reader = api_reader(req);
+    char *text = NULL;
+    size_t text_bytes = 0;
+    pc_status status = reader != NULL ? pay_reply_ref_render(reader, stored, bytes, &text, &text_bytes)
+                                      : PC_STORE_READ_FAILED;
+    if (status == PC_OK) api_reply_raw(req, http_status, PC_OK, text, text_bytes, "application/json");
+    else api_reply_error(req, status, NULL, NULL);
+    free(text);
+    return true;
 }
 
 static void deferred_done(void *ctx, const pay_reply_t *reply) {

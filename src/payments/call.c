@@ -33,7 +33,7 @@ static pc_status persist_in_tx(pay_flow_t *flow, store_tx_t *tx) {
     }
     char name[GW_KEY_SIZE + 16];
     pay_lookup_attempt(name, sizeof name, flow->attempt.idempotency_key);
-    if (status == PC_OK) status = store_pay_lookup_put(tx, name, flow->op.id, NULL, 0);
+    if (status == PC_OK && tx != NULL) status = store_pay_lookup_put(tx, name, flow->op.id, NULL, 0);
     if (status == PC_EXISTS) status = PC_OK;
     return status;
 }
@@ -50,8 +50,8 @@ static void persist_then(pay_flow_t *flow, pc_status status) {
 static void persist_submit(pay_flow_t *flow) {
     call_state_t *cs = state_of(flow);
     uint32_t count = cs->first_done ? 0 : cs->reserve_count;
-    pay_flow_submit(flow, count > 0 ? WRITER_CMD_CREATE_TRANSFERS : WRITER_CMD_EXEC, count, persist_in_tx,
-                    persist_then);
+    pay_flow_submit_staged(flow, count > 0 ? WRITER_CMD_CREATE_TRANSFERS : WRITER_CMD_EXEC, count, persist_in_tx,
+                           persist_then);
 }
 
 /* Gateway thread: the attempt must be durable before the channel hears of it. */

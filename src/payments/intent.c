@@ -203,7 +203,7 @@ static void final_then(pay_flow_t *flow, pc_status status) {
 }
 
 void pay_payment_commit_final(pay_flow_t *flow) {
-    pay_flow_submit(flow, WRITER_CMD_EXEC, 1, final_in_tx, final_then);
+    pay_flow_submit_staged(flow, WRITER_CMD_EXEC, 1, final_in_tx, final_then);
 }
 
 static void decline_set(pay_payment_t *p, const char *code, const char *message, const char *source) {

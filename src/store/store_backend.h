@@ -97,6 +97,10 @@ typedef struct {
     pc_status (*object_get)(store_reader_t *reader, const char *id, store_pay_object_t *out);
     pc_status (*objects_list)(store_reader_t *reader, const store_pay_query_t *query, store_pay_object_fn fn,
                               void *ctx, bool *has_more);
+    pc_status (*version_put)(store_tx_t *tx, const char *object_id, uint32_t version, const char *doc,
+                             size_t doc_bytes);
+    pc_status (*version_get)(store_reader_t *reader, const char *object_id, uint32_t version, char **doc_out,
+                             size_t *doc_bytes_out);
     pc_status (*lookup_put)(store_tx_t *tx, const char *name, const char *object_id, const uint8_t *extra,
                             size_t extra_bytes);
     pc_status (*lookup_get)(store_reader_t *reader, const char *name, store_pay_lookup_t *out);

@@ -61,6 +61,18 @@ typedef void (*store_pay_object_fn)(const store_pay_object_t *object, void *ctx)
 PC_MUST_USE pc_status store_pay_objects_list(store_reader_t *reader, const store_pay_query_t *query,
                                              store_pay_object_fn fn, void *ctx, bool *has_more);
 
+/* Versions: one record per version of an object, appended by the command that made
+ * that version and never rewritten (what the command did, in the payments layer's
+ * own form). A payment's row then carries its listing columns only (doc ""): the
+ * payments layer renders any version from its records. Inserting a taken
+ * (object_id, version): PC_EXISTS. */
+PC_MUST_USE pc_status store_pay_version_put(store_tx_t *tx, const char *object_id, uint32_t version,
+                                            const char *doc, size_t doc_bytes);
+/* PC_OK (*doc_out malloc'ed, NUL-terminated, freed by the caller), PC_NOT_FOUND, or a
+ * read error. */
+PC_MUST_USE pc_status store_pay_version_get(store_reader_t *reader, const char *object_id, uint32_t version,
+                                            char **doc_out, size_t *doc_bytes_out);
+
 /* Lookups: a unique name ("idem:...", "risk:...", "attempt:...") naming an object,
  * with optional bytes (a request hash). Inserting a taken name: PC_EXISTS. */
 typedef struct {
