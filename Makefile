@@ -14,7 +14,7 @@ DOCDIR     ?= $(DATADIR)/doc/paycore
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 
-.PHONY: all deps build run test test-sanitize test-tsan test-long test-payments-crash bench bench-quick docs clean install uninstall
+.PHONY: all deps build run test test-sanitize test-tsan test-long test-payments-crash test-ha test-faults bench bench-quick docs clean install uninstall
 
 all: build
 
@@ -52,6 +52,22 @@ test-long: build
 PAY_CRASH_ROUNDS ?= 60
 test-payments-crash: build
 	@PAYCORE_BIN=$(BUILD)/paycore PAYCORE_PAY_CRASH_ROUNDS=$(PAY_CRASH_ROUNDS) python3 tests/payments/test_payments_crash.py
+
+# High availability (make test runs these too): paycore on three etcd members and two
+# PostgreSQL nodes under Patroni (synchronous_mode), the primary killed under load.
+test-ha: build
+	@PAYCORE_BIN=$(BUILD)/paycore python3 tests/ha/test_ha.py
+	@PAYCORE_BIN=$(BUILD)/paycore python3 tests/ha/test_store_wait.py
+
+# The bank test at full length: concurrent transfers and reads of all balances while
+# paycore nodes and the PostgreSQL primary are killed and restarted, FAULT_ROUNDS
+# faults on each of a SQLite file, a plain cluster and the Patroni pair (make test runs a
+# short one); then a PostgreSQL server gone silent (an iptables rule on one loopback
+# port: root; make test leaves the firewall alone).
+FAULT_ROUNDS ?= 30
+test-faults: build
+	@PAYCORE_BIN=$(BUILD)/paycore PAYCORE_FAULT_ROUNDS=$(FAULT_ROUNDS) python3 tests/ha/test_bank.py
+	@PAYCORE_BIN=$(BUILD)/paycore python3 tests/ha/fault_vanish.py
 
 # The HTTP server's tests under ThreadSanitizer: MHD threads, the writer thread and
 # the reapers share requests; a data race there fails the run. The crash test too (6

@@ -97,6 +97,10 @@ typedef struct {
     pc_status (*object_get)(store_reader_t *reader, const char *id, store_pay_object_t *out);
     pc_status (*objects_list)(store_reader_t *reader, const store_pay_query_t *query, store_pay_object_fn fn,
                               void *ctx, bool *has_more);
+    pc_status (*version_put)(store_tx_t *tx, const char *object_id, uint32_t version, const char *doc,
+                             size_t doc_bytes);
+    pc_status (*version_get)(store_reader_t *reader, const char *object_id, uint32_t version, char **doc_out,
+                             size_t *doc_bytes_out);
     pc_status (*lookup_put)(store_tx_t *tx, const char *name, const char *object_id, const uint8_t *extra,
                             size_t extra_bytes);
     pc_status (*lookup_get)(store_reader_t *reader, const char *name, store_pay_lookup_t *out);
@@ -105,6 +109,10 @@ typedef struct {
     pc_status (*vault_keys_list)(store_reader_t *reader, store_vault_key_fn fn, void *ctx);
     pc_status (*vault_card_put)(store_tx_t *tx, const store_vault_card_t *card);
     pc_status (*vault_card_get)(store_reader_t *reader, const char *token, store_vault_card_t *out);
+    pc_status (*vault_cards_not_under)(store_reader_t *reader, const char *key_id, const char *after_token,
+                                       uint32_t limit, store_vault_card_fn fn, void *ctx);
+    pc_status (*vault_card_rekey)(store_tx_t *tx, const store_vault_card_t *card, const char *from_key_id);
+    pc_status (*vault_key_retire)(store_tx_t *tx, const char *key_id, bool *retired);
 } store_payments_ops_t;
 
 struct store_backend_ops {

@@ -461,7 +461,10 @@ static void test_not_verifiable(void) {
     ASSERT_STR_EQ(report.error_detail, "application_id 7 is not paycore's");
     ASSERT_STATUS(store_verify(tampered("PRAGMA user_version=99"), NULL, &report),
                   PC_STORE_VERSION_UNSUPPORTED);
-    ASSERT_STR_EQ(report.error_detail, "schema version 99; this verifier reads versions 1 to 5");
+    char expected[96]; /* the newest version is limits.h's: renumbering it is one line */
+    snprintf(expected, sizeof expected, "schema version 99; this verifier reads versions 1 to %d",
+             STORE_SCHEMA_VERSION_MAX);
+    ASSERT_STR_EQ(report.error_detail, expected);
     ASSERT_STATUS(store_verify(db_path, path, &report), PC_NOT_FOUND);
     ASSERT_STATUS(store_verify(db_path, db_path, &report), PC_KEY_FILE_INVALID);
 }
