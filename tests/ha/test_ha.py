@@ -94,7 +94,7 @@ def main():
     server = load = None
     try:
         db, key = init_paycore(cluster, node_dir)
-        server = hacluster.Supervised(db, cluster.url(), extra_args=["--store-wait-s", str(STORE_WAIT_S)])
+        server = hacluster.Supervised(db, ["--store", cluster.url()], extra_args=["--store-wait-s", str(STORE_WAIT_S)])
         server.wait_ready(TIMEOUT_S * 3)
         create_accounts(server.port, key)
         load = haload.Transfers([server.port], key, ACCOUNTS, clients=4).start()
