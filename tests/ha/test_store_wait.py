@@ -3,7 +3,7 @@ for Patroni) while none is writable (a primary being elected) makes `paycore ser
 wait and retry for --store-wait-s with one clear line, not exit at once into a
 restart loop; the wait ends by connecting once a server is writable, by a clear
 refusal when the bound passes, or by SIGTERM (exit 0). A URL without
-target_session_attrs is tried once, as before.
+target_session_attrs is tried once, as before; a bad bound is refused.
 Method: a throwaway PostgreSQL 15 cluster (tests/store/pgcluster.py) made read-only
 with default_transaction_read_only (libpq's read-write check refuses it, as it refuses
 a standby), then writable again while paycore waits."""
