@@ -305,10 +305,6 @@ int cli_serve(int argc, char **argv) {
         fprintf(stderr, "paycore serve: bad --verify-interval-s '%s' (0..2592000)\n", opts[OPT_VERIFY_INTERVAL].value);
         return 2;
     }
-    if (verify_interval_s > 0 && config.store_url != NULL) {
-        fprintf(stderr, "paycore serve: --verify-interval-s reads a SQLite file: not built for --store yet\n");
-        return 2;
-    }
     if (opts[OPT_ROUTES].value != NULL) {
         api_routes_print(stdout);
         return 0;

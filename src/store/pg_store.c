@@ -437,6 +437,7 @@ const store_backend_ops_t store_pg_ops = {
     .list_accounts_granted = pg_list_accounts_granted,
     .list_account_transfers = pg_list_account_transfers,
     .list_history = pg_list_history,
+    .verify_open = store_pg_verify_open,
     .api = &store_pg_api_ops,
     .events = &store_pg_events_ops,
     .payments = &store_pg_payments_ops,
