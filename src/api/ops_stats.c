@@ -771,7 +771,8 @@ void api_ops_request_done(const api_request_t *req, int http_status, uint64_t la
 pc_status api_ops_start(api_server_t *server, const api_ops_options_t *options) {
     payments_view_set(true);
     pc_status status = api_ops_sampler_start(server);
-    if (status == PC_OK) status = api_ops_verify_start(options->db_path, options->verify_interval_s);
+    const char *location = server->config.store_url != NULL ? server->config.store_url : options->db_path;
+    if (status == PC_OK) status = api_ops_verify_start(location, options->db_path, options->verify_interval_s);
     if (status != PC_OK) api_ops_stop();
     return status;
 }

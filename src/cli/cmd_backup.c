@@ -127,7 +127,7 @@ static bool verify_copy(const char *out) {
     if (!path_with(pubkey, out, ".key.pub")) return false;
     journal_report_t *report = calloc(1, sizeof(*report));
     if (report == NULL) return false;
-    pc_status status = journal_verify_sqlite(out, pubkey, report);
+    pc_status status = store_verify(out, pubkey, report);
     char line[2 * JOURNAL_REPORT_TEXT_BYTES];
     if (status == PC_OK || status == PC_JOURNAL_MISMATCH) printf("%s\n", journal_report_line(report, line, sizeof line));
     else printf("verify error: %s: %s\n", pc_status_code(status), report->error_detail);

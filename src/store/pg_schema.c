@@ -183,11 +183,21 @@ static const char schema_v3[] =
     "  fingerprint text NOT NULL,"
     "  created_ns bigint NOT NULL);";
 
+/* Version 4: a record per version of a payment, appended and never rewritten
+ * (sqlite_payments.c's pay_versions; the row's doc is then ""). */
+static const char schema_pay_versions[] =
+    "CREATE TABLE pay_versions("
+    "  object_id text COLLATE \"C\" NOT NULL,"
+    "  version bigint NOT NULL,"
+    "  doc text NOT NULL,"
+    "  PRIMARY KEY(object_id, version));";
+
 /* Index i takes a database from version i to i + 1. Append only. */
 static const char *const migrations[] = {
     schema_v1,
     schema_v2,
     schema_v3,
+    schema_pay_versions, /* v4 */
 };
 
 #define PG_SCHEMA_VERSION_LATEST ((int)(sizeof migrations / sizeof migrations[0]))
