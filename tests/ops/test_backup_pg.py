@@ -2,10 +2,12 @@
 the copy restores by the documented steps (docs/operations.md, "Backup and restore on
 PostgreSQL"): a dump taken while `paycore load` commits holds exactly the journal head
 it printed (one snapshot for every table), restores with pg_restore into a new
-database, and paycore starts on it with balances that conserve money; a dump taken at
+database, `paycore verify --store` passes on it (chain, signatures, every balance) and
+paycore starts on it with balances that conserve money; a dump taken at
 rest restores into a fresh database and a fresh node directory (the `--with-key`
 files) with the original's balances and journal head, its webhook endpoint, and goes
-on committing under the same signing key (the chain continues from the head). The
+on committing under the same signing key (the chain continues from the head, and
+verifies). The
 dump is pg_dump's custom format (pg_restore --list reads it), 0600, and no password
 reaches a command line. Bad arguments and a database that is not paycore's change
 nothing.
@@ -77,6 +79,13 @@ def restore_node(copy, node_db, secrets_from):
             os.chmod(node_db + suffix, 0o600 if suffix != ".key.pub" else 0o644)
 
 
+def verify(server, head):
+    """paycore verify on a restored database: chain, signatures, every balance."""
+    r = run("verify", *server.store_args, "--pubkey", server.db + ".key.pub")
+    check(r.returncode == 0 and r.stdout.startswith("verify ok ") and "head_hash=" + head in r.stdout,
+          "paycore verify on the restored copy (head %s): %s %s" % (head, r.stdout, r.stderr))
+
+
 class RestoredServer(pcapi.Server):
     """A server on a restored database and node directory (no paycore init)."""
 
@@ -88,10 +97,12 @@ class RestoredServer(pcapi.Server):
         self.admin_key = admin_key
 
 
-def restored_server(cluster, dump, name, copy, secrets_from, admin_key, servers):
+def restored_server(cluster, dump, name, copy, secrets_from, admin_key, servers, head):
+    """The documented restore: database, node files, paycore verify, then start."""
     server = RestoredServer(restore_database(cluster, dump, name), admin_key)
     servers.append(server)
     restore_node(copy, server.db, secrets_from)
+    verify(server, head)
     return server.start()
 
 
@@ -180,13 +191,14 @@ def main():
         server.stop()
 
         # the dump taken under load: exactly its printed head, and money conserved
-        first = restored_server(cluster, under_load, "restored_under_load", under_load, idle, server.admin_key, servers)
+        first = restored_server(cluster, under_load, "restored_under_load", under_load, idle, server.admin_key, servers,
+                                head1)
         check(journal_head(cluster, "restored_under_load") == (seq1, head1), "the under-load dump's head")
         check_conserved(first.client(), "restored under-load dump")
         first.stop()
 
         # the dump at rest, on a fresh node from the --with-key files: the same ledger
-        fresh = restored_server(cluster, idle, "restored_idle", idle, idle, server.admin_key, servers)
+        fresh = restored_server(cluster, idle, "restored_idle", idle, idle, server.admin_key, servers, head2)
         client = fresh.client()
         check(journal_head(cluster, "restored_idle") == (seq2, head2), "the idle dump's head")
         check(balances(client) == want, "restored balances equal the original's")
@@ -200,6 +212,7 @@ def main():
         check(seq3 > seq2 and prev == head2, "the chain goes on from the restored head")
         client.close()
         fresh.stop()
+        verify(fresh, journal_head(cluster, "restored_idle")[1])
     except Exception:
         for s in servers:
             if s.log_path:
