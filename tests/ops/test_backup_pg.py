@@ -9,8 +9,9 @@ files) with the original's balances and journal head, its webhook endpoint, and 
 on committing under the same signing key (the chain continues from the head, and
 verifies). The
 dump is pg_dump's custom format (pg_restore --list reads it), 0600, and no password
-reaches a command line. Bad arguments and a database that is not paycore's change
-nothing.
+reaches a command line; `--verify-into` restores it into an empty database and verifies
+it there in the same command. Bad arguments, a database that is not paycore's and a
+--verify-into database that is not empty change nothing.
 Method: a throwaway PostgreSQL 15 cluster (tests/store/pgcluster.py), a real `paycore
 serve --store URL` under `paycore load`, pg_restore into new databases, compared over
 HTTP and with SQL on the journal table."""
@@ -52,6 +53,9 @@ def backup(server, out, *extra):
     listed = subprocess.run([os.path.join(pgcluster.PG_BIN, "pg_restore"), "--list", out], capture_output=True,
                             text=True, timeout=TIMEOUT_S)
     check(listed.returncode == 0 and "TABLE DATA public journal" in listed.stdout, "pg_restore reads the dump")
+    if "--verify-into" in extra:
+        check(re.search(r"^verify ok batches=\d+ .*head_hash=%s$" % m.group(3), r.stdout, re.M) is not None,
+              "--verify-into: the restored copy verifies with the dump's head: %r" % r.stdout)
     return int(m.group(2)), m.group(3)
 
 
@@ -123,6 +127,12 @@ def test_bad_arguments(cluster, server, work):
     check(r.returncode == 1 and "store_read_failed" in r.stderr and "pg_dump" in r.stderr,
           "pg_dump not found: %r" % r.stderr)
     check(not os.path.exists(out) and not os.path.exists(out + ".tmp"), "nothing written for a failed backup")
+    r = run("backup", "--db", server.db, "--out", out, "--verify-into", foreign)
+    check(r.returncode == 2 and "--verify-into" in r.stderr, "--verify-into without --store: %r" % r.stderr)
+    r = run("backup", "--db", server.db, "--out", out, *server.store_args, "--verify-into", foreign)
+    check(r.returncode == 1 and "is not empty" in r.stderr, "--verify-into a database with tables: %r" % r.stderr)
+    check(cluster.sql("foreign", "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == "1",
+          "a refused --verify-into leaves the database as it was")
 
 
 def test_password_not_on_command_line(cluster, server, work):
@@ -180,7 +190,8 @@ def main():
         check(journal_head(cluster, name)[0] > seq1, "the writer committed after the dump's snapshot")
 
         idle = os.path.join(work, "idle.dump")
-        seq2, head2 = backup(server, idle, "--with-key", "--pg-bin", pgcluster.PG_BIN)
+        seq2, head2 = backup(server, idle, "--with-key", "--pg-bin", pgcluster.PG_BIN,
+                             "--verify-into", cluster.createdb("verified_idle"))
         check((seq2, head2) == journal_head(cluster, name), "an idle dump holds the database's head")
         want = balances(admin)
         check(len(want) == 200, "the load's accounts are there")
