@@ -90,6 +90,17 @@ pc_status pay_payment_copy(pay_payment_t *dst, const pay_payment_t *src) {
     return dst->operations && dst->op_versions && dst->transfers ? PC_OK : PC_NO_MEMORY;
 }
 
+pc_status pay_payment_copy_for_dry_run(pay_payment_t *dst, const pay_payment_t *src) {
+    *dst = *src;
+    dst->metadata = json_incref(src->metadata);
+    dst->risk.detail = json_incref(src->risk.detail);
+    dst->routing = json_incref(src->routing);
+    dst->operations = json_copy(src->operations);
+    dst->op_versions = json_copy(src->op_versions);
+    dst->transfers = json_copy(src->transfers);
+    return dst->operations && dst->op_versions && dst->transfers ? PC_OK : PC_NO_MEMORY;
+}
+
 static json_t *method_json(const pay_payment_t *p) {
     if (p->method == PAY_METHOD_CARD) {
         return json_pack("{s:s,s:{s:s,s:s,s:s,s:i,s:i,s:s,s:b}}", "type", "card", "card", "token", p->card.token,
