@@ -201,8 +201,8 @@ static void authorized_booked(pay_flow_t *flow) {
 
 static void authorized_book(pay_flow_t *flow) {
     pay_payment_t *p = &flow->payment;
-    uint32_t window_s = flow->pay->config.authorization_window_s;
     snprintf(p->channel, sizeof p->channel, "%s", flow->op.channel);
+    uint32_t window_s = pay_channel_window_s(flow->pay, p->channel);
     snprintf(p->channel_ref, sizeof p->channel_ref, "%s", flow->op.channel_ref);
     p->hold_deadline_ns = pc_wall_ns() + (uint64_t)window_s * 1000000000ull;
     uint32_t n = pay_book_hold(flow, p->amount, window_s);

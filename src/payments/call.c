@@ -120,3 +120,23 @@ void pay_call_status(pay_flow_t *flow, pay_flow_fn on_result) {
         on_result(flow, status);
     }
 }
+
+/* ---- what a channel allows ---- */
+
+static gw_channel_terms_t channel_terms(pay_t *pay, const char *channel) {
+    gw_channel_terms_t terms;
+    gw_t *gw = pay->config.gateway;
+    if (gw == NULL || gw_channel_terms(gw, channel, &terms) != PC_OK) {
+        terms = (gw_channel_terms_t){.partial_captures = true}; /* the call itself will fail */
+    }
+    return terms;
+}
+
+uint32_t pay_channel_window_s(pay_t *pay, const char *channel) {
+    uint32_t window_s = channel_terms(pay, channel).authorization_window_s;
+    return window_s != 0 ? window_s : pay->config.authorization_window_s;
+}
+
+bool pay_channel_partial_captures(pay_t *pay, const char *channel) {
+    return channel_terms(pay, channel).partial_captures;
+}

@@ -114,13 +114,14 @@ static void stats_change_note(pay_flow_t *flow, bool first) {
     change->from = first ? PAY_STATE_CREATED : p->state_stored;
     change->to = p->state;
     snprintf(change->decline_code, sizeof change->decline_code, "%s", p->decline.code);
+    snprintf(change->merchant_id, sizeof change->merchant_id, "%s", p->merchant_id);
 }
 
 pc_status pay_flow_write_payment(pay_flow_t *flow, store_tx_t *tx) {
     pay_payment_t *p = &flow->payment;
     bool first = !flow->payment_stored;
     pc_status status = PC_OK;
-    if (first && flow->card_new && tx != NULL) status = store_vault_card_put(tx, &flow->card);
+    if (first && flow->card_new && tx != NULL) status = vault_card_store(flow->pay->config.vault, tx, &flow->card);
     char *doc = NULL; /* rendered once: the row's document and the event's object */
     if (status == PC_OK) status = pay_payment_put(tx, p, &flow->staged, &doc);
     if (status != PC_OK || tx == NULL) return status; /* tx NULL: a dry run (pay_flow_submit_staged) */

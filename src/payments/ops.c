@@ -135,6 +135,11 @@ void pay_payment_capture(pay_t *pay, const pay_caller_t *caller, const char *pay
         pay_flow_fail(flow, PC_CAPTURE_EXCEEDS_AUTHORIZED, "amount", message);
         return;
     }
+    if ((amount < p->hold_amount || p->captured > 0) && !pay_channel_partial_captures(pay, p->channel)) {
+        pay_flow_fail(flow, PC_CAPTURE_PARTIAL_NOT_SUPPORTED, "amount", "this payment's channel captures the whole "
+                      "authorized amount at once only");
+        return;
+    }
     pay_op_new(flow, PAY_OP_CAPTURE, "cap_", amount);
     flow->op.final_capture = final_capture || amount == p->hold_amount;
     pay_request_follow_up(flow, GW_OP_CAPTURE);

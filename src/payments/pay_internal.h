@@ -263,6 +263,9 @@ void pay_transfer_id(char out[PC_ID_SIZE], const char *op_id, const char *suffix
 typedef struct {
     pthread_mutex_t mutex;
     pay_stats_t counts;
+    pay_map_t merchants;              /* merchant id -> its own figures (pay_merchant_stats_t *) */
+    bool merchants_ready;             /* the map could be made */
+    uint32_t merchant_count;          /* at most PAY_STATS_MERCHANTS_MAX */
 } pay_stats_state_t;
 
 struct pay {
@@ -316,6 +319,7 @@ typedef struct {
     pay_state from;
     pay_state to;
     char decline_code[GW_CODE_SIZE + 8];
+    char merchant_id[PC_ID_SIZE];
 } pay_stats_change_t;
 void pay_stats_init(pay_t *pay);
 void pay_stats_free(pay_t *pay);
@@ -451,6 +455,10 @@ PC_MUST_USE pc_status pay_flow_write_payment(pay_flow_t *flow, store_tx_t *tx);
 /* Submits flow->request; persist writes the attempt (and, the first time, a new
  * payment and flow->transfers[0..reserve_count): a reserve), done lands in 'on_result'. */
 void pay_call_start(pay_flow_t *flow, pay_flow_fn on_result, uint32_t reserve_count);
+/* The channel's terms as configured now: its authorization window (the server's
+ * --authorization-window-s when it names none) and whether it takes several captures. */
+uint32_t pay_channel_window_s(pay_t *pay, const char *channel);
+bool pay_channel_partial_captures(pay_t *pay, const char *channel);
 /* The status inquiry of the op's last attempt (recovery). */
 void pay_call_status(pay_flow_t *flow, pay_flow_fn on_result);
 

@@ -327,6 +327,25 @@ typedef struct {
 
 /* A copy of the figures ('pay' NULL: all zero). Any thread. */
 void pay_stats(pay_t *pay, pay_stats_t *out);
+
+/* One merchant's own figures, for its keys' dashboards: the same totals, and per
+ * wall-clock second (the second its change committed) what the rates are made of. */
+typedef struct {
+    uint64_t second;                        /* 0: nothing counted in this slot */
+    uint32_t created;
+    uint32_t outcomes[3];                   /* first outcomes: authorized, to review, declined or failed */
+} pay_stats_second_t;
+typedef struct {
+    bool known;                             /* false: the figures were not kept (more than
+                                               PAY_STATS_MERCHANTS_MAX merchants had payments) */
+    pay_stats_t totals;
+    pay_stats_second_t seconds[OBS_STATS_SECONDS]; /* slot: second % OBS_STATS_SECONDS */
+} pay_merchant_stats_t;
+/* A copy of merchant 'merchant_id''s figures (all zero and known when it has made no
+ * payment since start). Any thread. */
+void pay_merchant_stats(pay_t *pay, const char *merchant_id, pay_merchant_stats_t *out);
+/* A payment's first outcome as counted in pay_stats_second_t.outcomes, from totals. */
+void pay_stats_outcomes(const pay_stats_t *stats, uint64_t out[3]);
 /* Appends the payments metrics (Prometheus text) to 'text' (malloc'ed, as
  * events_metrics_append): the new text, or the old one unchanged on OOM. */
 char *pay_metrics_append(pay_t *pay, char *text, size_t *bytes);

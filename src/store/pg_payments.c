@@ -311,4 +311,7 @@ const store_payments_ops_t store_pg_payments_ops = {
     .vault_keys_list = pg_vault_keys_list,
     .vault_card_put = pg_vault_card_put,
     .vault_card_get = pg_vault_card_get,
+    .vault_cards_not_under = store_pg_vault_cards_not_under, /* sqlite_vault.c / pg_vault.c */
+    .vault_card_rekey = store_pg_vault_card_rekey,
+    .vault_key_retire = store_pg_vault_key_retire,
 };

@@ -74,6 +74,13 @@ const char *store_sqlite_events_schema(void);
 const char *store_sqlite_payments_schema(void);
 const char *store_sqlite_payments_schema_v6(void);
 
+/* The vault's re-encryption (store_payments.h: store_vault_cards_not_under,
+ * store_vault_card_rekey, store_vault_key_retire). sqlite_vault.c. */
+pc_status store_sqlite_vault_cards_not_under(store_reader_t *reader, const char *key_id, const char *after_token,
+                                        uint32_t limit, store_vault_card_fn fn, void *ctx);
+pc_status store_sqlite_vault_card_rekey(store_tx_t *tx, const store_vault_card_t *card, const char *from_key_id);
+pc_status store_sqlite_vault_key_retire(store_tx_t *tx, const char *key_id, bool *retired);
+
 /* ---- sqlite_index.c: transfer indexes off the commit path ---- */
 typedef struct {
     uint64_t key;        /* store_index_key(index, id) */

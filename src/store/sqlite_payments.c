@@ -429,4 +429,7 @@ const store_payments_ops_t store_sqlite_payments_ops = {
     .vault_keys_list = sqlite_vault_keys_list,
     .vault_card_put = sqlite_vault_card_put,
     .vault_card_get = sqlite_vault_card_get,
+    .vault_cards_not_under = store_sqlite_vault_cards_not_under, /* sqlite_vault.c / pg_vault.c */
+    .vault_card_rekey = store_sqlite_vault_card_rekey,
+    .vault_key_retire = store_sqlite_vault_key_retire,
 };

@@ -217,3 +217,20 @@ pc_status store_vault_card_get(store_reader_t *reader, const char *token, store_
     if (PAYMENTS_OF(reader) == NULL) return PC_STORE_UNSUPPORTED;
     return PAYMENTS_OF(reader)->vault_card_get(reader, token, out);
 }
+
+pc_status store_vault_cards_not_under(store_reader_t *reader, const char *key_id, const char *after_token,
+                                      uint32_t limit, store_vault_card_fn fn, void *ctx) {
+    if (PAYMENTS_OF(reader) == NULL) return PC_STORE_UNSUPPORTED;
+    return PAYMENTS_OF(reader)->vault_cards_not_under(reader, key_id, after_token, limit, fn, ctx);
+}
+
+pc_status store_vault_card_rekey(store_tx_t *tx, const store_vault_card_t *card, const char *from_key_id) {
+    if (PAYMENTS_OF(tx) == NULL) return PC_STORE_UNSUPPORTED;
+    return PAYMENTS_OF(tx)->vault_card_rekey(tx, card, from_key_id);
+}
+
+pc_status store_vault_key_retire(store_tx_t *tx, const char *key_id, bool *retired) {
+    *retired = false;
+    if (PAYMENTS_OF(tx) == NULL) return PC_STORE_UNSUPPORTED;
+    return PAYMENTS_OF(tx)->vault_key_retire(tx, key_id, retired);
+}

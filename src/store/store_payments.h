@@ -124,4 +124,19 @@ PC_MUST_USE pc_status store_vault_card_put(store_tx_t *tx, const store_vault_car
 PC_MUST_USE pc_status store_vault_card_get(store_reader_t *reader, const char *token,
                                            store_vault_card_t *out);
 
+/* Re-encryption under a new data key (vault_rotate_data_key), in batches:
+ * up to 'limit' cards whose data key is not 'key_id', tokens after 'after_token' ("" =
+ * from the first) in token order; each with its token, data key id, nonce and
+ * ciphertext only (the other fields empty). */
+typedef void (*store_vault_card_fn)(const store_vault_card_t *card, void *ctx);
+PC_MUST_USE pc_status store_vault_cards_not_under(store_reader_t *reader, const char *key_id,
+                                                  const char *after_token, uint32_t limit,
+                                                  store_vault_card_fn fn, void *ctx);
+/* Replaces a card's encryption (data_key_id, nonce, ciphertext) if it is still under
+ * 'from_key_id' (else nothing changes); the other columns stay. */
+PC_MUST_USE pc_status store_vault_card_rekey(store_tx_t *tx, const store_vault_card_t *card,
+                                             const char *from_key_id);
+/* Deletes data key 'key_id' if no card is under it: '*retired' says whether it did. */
+PC_MUST_USE pc_status store_vault_key_retire(store_tx_t *tx, const char *key_id, bool *retired);
+
 #endif

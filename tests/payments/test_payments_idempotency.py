@@ -64,7 +64,7 @@ def every_post(env):
     d = twice(m, "/v1/payments/%s/confirm" % s["id"], {"code": "123456"}, "conf-1", 200, "confirm")
     check(d["status"] == "authorized", "3DS confirmed once: %r" % d)
     w = twice(m, "/v1/wallets", {"owner_id": "C1", "currency": "EUR"}, "wal-1", 201, "wallet")
-    top = card_payment(3000)
+    top = card_payment(3000, payer="C1")
     del top["capture_method"]
     twice(m, "/v1/wallets/%s/top_ups" % w["id"], top, "top-1", 201, "top up")
     check(expect(m.get("/v1/wallets/" + w["id"]), 200).json["balance"]["available"] == 3000, "topped up once")
