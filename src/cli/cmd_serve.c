@@ -30,7 +30,7 @@ enum { OPT_LISTEN, OPT_DB, OPT_THREADS, OPT_BODY_MAX, OPT_QUEUE_MAX, OPT_LOG_LEV
        OPT_EVENTS_DISABLE_AFTER, OPT_EVENTS_TIMEOUT, OPT_NO_EVENTS, OPT_DEMO, OPT_CHANNELS,
        OPT_GATEWAY_THREADS, OPT_PER_IP, OPT_IDEM_RETENTION, OPT_IDEM_MAX, OPT_IDEM_KEY_MAX,
        OPT_WEB_DIR, OPT_VERIFY_INTERVAL, OPT_VAULT_KEY, OPT_AUTH_WINDOW,
-       OPT_RECOVERY_MS, OPT_RECOVERY_GRACE_MS, OPT_THREE_DS, OPT_STORE, OPT_STANDBY, OPT_COUNT };
+       OPT_RECOVERY_MS, OPT_RECOVERY_GRACE_MS, OPT_THREE_DS, OPT_STORE, OPT_STANDBY, OPT_SHARDS, OPT_COUNT };
 
 static void serve_opts(cli_opt opts[OPT_COUNT]) {
     cli_opt defaults[OPT_COUNT] = {
@@ -76,6 +76,7 @@ static void serve_opts(cli_opt opts[OPT_COUNT]) {
         {"three-ds-prefixes", "PAYCORE_THREE_DS_PREFIXES", false, NULL, "card prefixes enrolled in 3-D Secure, comma separated (default: the card simulator's 4000002760)"},
         {"store", "PAYCORE_STORE", false, NULL, "a PostgreSQL store instead of the SQLite file: postgres://user@host/db (paycore init --store first); --db then names the node's own files (signing key, risk files)"},
         {"standby", "PAYCORE_STANDBY", true, NULL, "with --store: while another paycore is the store's writer, wait and take over when it is gone (instead of refusing with store_in_use)"},
+        {"shards", "PAYCORE_SHARDS", false, NULL, "serve a set of PostgreSQL shards: postgres:// URLs separated by commas, in the order paycore init --shards was given (docs/scaleout.md); --db then names the node's own files"},
     };
     memcpy(opts, defaults, sizeof defaults);
 }
@@ -126,6 +127,16 @@ static bool serve_config(const cli_opt *opts, api_config_t *config, obs_level *l
     if (config->store_standby && config->store_url == NULL) {
         fprintf(stderr, "paycore serve: --standby needs --store URL (a SQLite file has one writer by its lock file)\n");
         return false;
+    }
+    static cli_shards_t shards;
+    if (opts[OPT_SHARDS].value != NULL) {
+        if (config->store_url != NULL || config->store_standby) {
+            fprintf(stderr, "paycore serve: --shards replaces --store (and --standby is for one store)\n");
+            return false;
+        }
+        if (!cli_shards_parse("serve", opts[OPT_SHARDS].value, &shards)) return false;
+        config->shard_urls = shards.urls;
+        config->shard_count = shards.count;
     }
     if (config->store_url != NULL && !store_location_is_url(config->store_url)) {
         fprintf(stderr, "paycore serve: --store wants a postgres:// URL (a SQLite file is --db FILE)\n");

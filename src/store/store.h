@@ -55,6 +55,10 @@ typedef struct {
     bool standby;
     bool (*standby_continue)(void *ctx);
     void *standby_ctx;
+    /* PostgreSQL, one shard of a set (src/shard/): each account a batch creates is
+     * recorded in shard_accounts with this index; shard_count 0: not a shard. */
+    uint32_t shard_count;
+    uint32_t shard_index;
 } store_options_t;
 
 /* True when 'location' names a PostgreSQL database (postgres:// or postgresql://). */
