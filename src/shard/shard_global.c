@@ -263,11 +263,16 @@ static bool results_agree(shard_global_t *g, bool *retry) {
         uint32_t first = e, last = e;
         while (first > 0 && (cmd->transfers[first - 1].flags & LEDGER_TRANSFER_LINKED)) first--;
         while (last + 1 < cmd->event_count && (cmd->transfers[last].flags & LEDGER_TRANSFER_LINKED)) last++;
+        /* as on one store: each event refused for its own reason keeps it, the rest
+         * of the chain fails with linked_event_failed */
         for (uint32_t i = first; i <= last; i++) {
             if (g->plans[i].final) continue;
+            ledger_transfer_result_t own;
+            (void)transfer_merge(g, i, &own);
+            bool cause = outcome_of(own.status) == OUTCOME_REFUSED && own.status != PC_LINKED_EVENT_FAILED;
             memset(&cmd->transfer_results[i], 0, sizeof cmd->transfer_results[i]);
-            cmd->transfer_results[i].status = i == e ? merged.status : PC_LINKED_EVENT_FAILED;
-            cmd->transfer_results[i].field = i == e ? merged.field : LEDGER_FIELD_NONE;
+            cmd->transfer_results[i].status = cause ? own.status : PC_LINKED_EVENT_FAILED;
+            cmd->transfer_results[i].field = cause ? own.field : LEDGER_FIELD_NONE;
             g->plans[i].final = true;
         }
         *retry = true;

@@ -54,7 +54,8 @@ static bool finish_on(pass_t *pass, const store_link_open_t *row, bool commit) {
     for (uint32_t i = 0; i < row->shard_count; i++) {
         uint32_t shard = row->shards[i];
         store_link_t *link = shard < pass->set->count ? link_get(pass->set, shard) : NULL;
-        pc_status status = link != NULL ? store_link_prepared_finish(link, row->gtid, commit) : PC_STORE_OPEN_FAILED;
+        pc_status status = link != NULL ? store_link_prepared_finish(link, row->gtid, shard, commit)
+                                        : PC_STORE_OPEN_FAILED;
         if (status == PC_OK) log_line(commit ? "committed a prepared leg" : "rolled back a prepared leg", row->gtid, shard);
         if (status != PC_OK && status != PC_NOT_FOUND) {
             all = false;
@@ -92,7 +93,7 @@ typedef struct {
     uint32_t shard;
 } orphan_scan_t;
 
-static void prepared_row(const char *gtid, uint64_t prepared_ns, void *ctx) {
+static void prepared_row(const char *gtid, uint32_t shard, uint64_t prepared_ns, void *ctx) {
     orphan_scan_t *scan = ctx;
     shard_set_t *set = scan->pass->set;
     bool found = false;
@@ -103,7 +104,8 @@ static void prepared_row(const char *gtid, uint64_t prepared_ns, void *ctx) {
         return;
     }
     if (found) return; /* its intent is open and handled above, or done: finished there */
-    if (store_link_prepared_finish(set->links[scan->shard], gtid, false) == PC_OK) {
+    if (shard != scan->shard) return; /* another database's name on this server (pg_prepared_xacts filters) */
+    if (store_link_prepared_finish(set->links[scan->shard], gtid, shard, false) == PC_OK) {
         log_line("rolled back an orphan prepared transaction (no intent in the coordinator log)", gtid, scan->shard);
         atomic_fetch_add(&set->orphans, 1);
     }

@@ -194,24 +194,30 @@ pc_status store_link_log_find(store_link_t *link, const char *gtid, bool *found,
     return PC_OK;
 }
 
+/* 'pc_<gtid>_<shard>' of this database: the gtid part, and the shard it names. */
 pc_status store_link_prepared_list(store_link_t *link, store_link_prepared_fn fn, void *ctx) {
-    PGresult *result = pg_query(link->conn, "SELECT substr(gid, 4), (extract(epoch FROM prepared) * 1e9)::bigint"
+    PGresult *result = pg_query(link->conn, "SELECT gid, (extract(epoch FROM prepared) * 1e9)::bigint"
                                             " FROM pg_prepared_xacts WHERE database = current_database()"
                                             " AND gid LIKE 'pc\\_%' ORDER BY prepared", 0, NULL);
     if (result == NULL) return link_fail(link, PC_STORE_READ_FAILED, "read pg_prepared_xacts");
     for (int row = 0; row < PQntuples(result); row++) {
-        fn(PQgetvalue(result, row, 0), (uint64_t)pg_int(result, row, 1), ctx);
+        char gid[96], *gtid = gid + 3;
+        pg_text_copy(gid, sizeof gid, result, row, 0);
+        char *cut = strrchr(gtid, '_');
+        uint32_t shard = cut != NULL ? (uint32_t)strtoul(cut + 1, NULL, 10) : UINT32_MAX;
+        if (cut != NULL) *cut = '\0';
+        fn(gtid, shard, (uint64_t)pg_int(result, row, 1), ctx);
     }
     PQclear(result);
     return PC_OK;
 }
 
-pc_status store_link_prepared_finish(store_link_t *link, const char *gtid, bool commit) {
+pc_status store_link_prepared_finish(store_link_t *link, const char *gtid, uint32_t shard, bool commit) {
     for (const char *c = gtid; *c != '\0'; c++) {
         if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f'))) return PC_NOT_FOUND; /* not ours */
     }
-    char sql[96];
-    snprintf(sql, sizeof sql, "%s 'pc_%s'", commit ? "COMMIT PREPARED" : "ROLLBACK PREPARED", gtid);
+    char sql[128];
+    snprintf(sql, sizeof sql, "%s 'pc_%s_%u'", commit ? "COMMIT PREPARED" : "ROLLBACK PREPARED", gtid, shard);
     PGresult *result = PQexec(link->conn, sql);
     pc_status status = PC_OK;
     if (PQresultStatus(result) != PGRES_COMMAND_OK) {

@@ -398,8 +398,10 @@ pc_status pg_tx_commit(store_tx_t *base) {
 
 /* ---- two-phase commit (store_shard.h) ---- */
 
-static void prepared_sql(char *out, size_t out_bytes, const char *verb, const char *gtid) {
-    snprintf(out, out_bytes, "%s 'pc_%s'", verb, gtid); /* gtid: hex digits only */
+/* 'pc_<gtid>_<shard>': prepared transactions' names are the server's, not the
+ * database's, and two shards may be databases of one server. */
+static void prepared_sql(char *out, size_t out_bytes, const char *verb, const pg_tx_t *tx) {
+    snprintf(out, out_bytes, "%s 'pc_%s_%u'", verb, tx->gtid, tx->store->options.shard_index); /* hex digits */
 }
 
 static pc_status pg_tx_prepare(store_tx_t *base, const char *gtid) {
@@ -407,7 +409,7 @@ static pc_status pg_tx_prepare(store_tx_t *base, const char *gtid) {
     for (const char *c = gtid; *c != '\0'; c++) PC_ASSERT((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f'));
     snprintf(tx->gtid, sizeof tx->gtid, "%s", gtid);
     char sql[96];
-    prepared_sql(sql, sizeof sql, "PREPARE TRANSACTION", gtid);
+    prepared_sql(sql, sizeof sql, "PREPARE TRANSACTION", tx);
     /* A PREPARE whose answer is lost leaves a prepared transaction memory cannot know
      * of: the store fails for good, and recovery ends it from the coordinator log. */
     return tx_end(tx, sql, "PREPARE TRANSACTION", "prepare");
@@ -415,7 +417,7 @@ static pc_status pg_tx_prepare(store_tx_t *base, const char *gtid) {
 
 static pc_status prepared_end(pg_tx_t *tx, bool commit) {
     char sql[96];
-    prepared_sql(sql, sizeof sql, commit ? "COMMIT PREPARED" : "ROLLBACK PREPARED", tx->gtid);
+    prepared_sql(sql, sizeof sql, commit ? "COMMIT PREPARED" : "ROLLBACK PREPARED", tx);
     pc_status status = pg_exec_ok(tx->store->conn, sql) ? PC_OK
                                                         : write_failed(tx->store, commit ? "commit prepared"
                                                                                          : "rollback prepared", true);

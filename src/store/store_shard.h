@@ -39,11 +39,11 @@ bool store_clearing_shard(const char *id, uint32_t *self, uint32_t *peer);
  * borrowed and must outlive it. */
 PC_MUST_USE pc_status store_shard_route_open(store_t **out, store_t *const *stores, uint32_t count);
 
-/* A global transaction id: 32 lowercase hex digits. Prepared as 'pc_<gtid>'. */
+/* A global transaction id: 32 lowercase hex digits. Prepared as 'pc_<gtid>_<shard>'. */
 #define STORE_GTID_SIZE 33
 
 /* ---- two-phase commit of one writer batch (writer thread) ----
- * Instead of store_tx_commit: PREPARE TRANSACTION 'pc_<gtid>'. On PC_OK the batch is
+ * Instead of store_tx_commit: PREPARE TRANSACTION 'pc_<gtid>_<shard>' (options.shard_index). On PC_OK the batch is
  * durable but invisible (readers still see the balances before it) and 'tx' stays
  * open until exactly one of store_tx_commit_prepared / store_tx_rollback_prepared.
  * Any other status: nothing of the batch remains and 'tx' is freed; PC_STORE_FAILED
@@ -102,10 +102,13 @@ PC_MUST_USE pc_status store_link_log_open(store_link_t *link, store_link_open_fn
 /* Whether 'gtid' has an intent in this shard's log (and its decision). */
 PC_MUST_USE pc_status store_link_log_find(store_link_t *link, const char *gtid, bool *found, int *decision);
 
-/* Prepared transactions 'pc_*' of this shard's database (pg_prepared_xacts). */
-typedef void (*store_link_prepared_fn)(const char *gtid, uint64_t prepared_ns, void *ctx);
+/* Prepared transactions 'pc_<gtid>_<shard>' of this shard's database
+ * (pg_prepared_xacts; the server's names, so the shard index keeps apart two shards
+ * that are databases of one server). 'shard' is UINT32_MAX for a name without one. */
+typedef void (*store_link_prepared_fn)(const char *gtid, uint32_t shard, uint64_t prepared_ns, void *ctx);
 PC_MUST_USE pc_status store_link_prepared_list(store_link_t *link, store_link_prepared_fn fn, void *ctx);
-/* COMMIT PREPARED / ROLLBACK PREPARED 'pc_<gtid>' (recovery). PC_NOT_FOUND: not prepared. */
-PC_MUST_USE pc_status store_link_prepared_finish(store_link_t *link, const char *gtid, bool commit);
+/* COMMIT PREPARED / ROLLBACK PREPARED 'pc_<gtid>_<shard>' (recovery). PC_NOT_FOUND:
+ * not prepared (finished already). */
+PC_MUST_USE pc_status store_link_prepared_finish(store_link_t *link, const char *gtid, uint32_t shard, bool commit);
 
 #endif

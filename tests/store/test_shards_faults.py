@@ -144,7 +144,7 @@ def shard_stopped_round(s, model, by_shard):
 def orphan_round(s, model):
     s.stop(signal.SIGTERM)
     s.sql(1, "BEGIN; INSERT INTO paycore_meta VALUES('orphan_probe', '1');"
-             " PREPARE TRANSACTION 'pc_00000000000000000000000000abcdef'")
+             " PREPARE TRANSACTION 'pc_00000000000000000000000000abcdef_1'")
     check(s.prepared() == 1, "the orphan is prepared")
     client = s.start().client()
     check(s.prepared() == 0, "an orphan prepared transaction (no intent) is rolled back at start")
