@@ -263,11 +263,13 @@ typedef struct {
     uint64_t *committed;
 } bench_job_t;
 
+static _Atomic bool job_failed; /* a command failed: the run stops, the cluster is removed */
+
 static void job_done(writer_cmd_t *cmd, pc_status status) {
     bench_job_t *job = (bench_job_t *)cmd;
     if (status != PC_OK) {
         fprintf(stderr, "bench_scaleout: a command failed: %s\n", pc_status_code(status));
-        abort();
+        job_failed = true;
     }
     uint64_t ok = 0;
     for (uint32_t i = 0; i < cmd->event_count; i++) ok += job->results[i].status == PC_OK;
@@ -300,7 +302,7 @@ static double shards_per_s(shard_set_t *set, uint32_t shards, uint32_t cross_pct
     }
     uint64_t start_ns = pc_mono_ns(), end_ns = start_ns + (uint64_t)(seconds * 1e9);
     /* rounds of 'inflight' commands, each round waited for whole */
-    while (pc_mono_ns() < end_ns) {
+    while (pc_mono_ns() < end_ns && !job_failed) {
         pthread_mutex_lock(&mutex);
         running = inflight;
         pthread_mutex_unlock(&mutex);
@@ -311,7 +313,12 @@ static double shards_per_s(shard_set_t *set, uint32_t shards, uint32_t cross_pct
             job->cmd = (writer_cmd_t){.kind = WRITER_CMD_CREATE_TRANSFERS, .event_count = per_cmd,
                                       .transfers = job->events, .transfer_results = job->results,
                                       .done = job_done};
-            if (shard_submit(set, &job->cmd) != PC_OK) abort();
+            if (shard_submit(set, &job->cmd) != PC_OK) {
+                job_failed = true;
+                pthread_mutex_lock(&mutex);
+                running--;
+                pthread_mutex_unlock(&mutex);
+            }
             submitted += per_cmd;
         }
         pthread_mutex_lock(&mutex);
@@ -324,10 +331,10 @@ static double shards_per_s(shard_set_t *set, uint32_t shards, uint32_t cross_pct
         free(jobs[j].results);
     }
     free(jobs);
-    if (committed * 10 < submitted * 9) {
+    if (job_failed || committed * 10 < submitted * 9) {
         fprintf(stderr, "bench_scaleout: only %llu of %llu transfers committed\n", (unsigned long long)committed,
                 (unsigned long long)submitted);
-        abort();
+        return -1;
     }
     return (double)committed / elapsed_s;
 }
@@ -380,18 +387,19 @@ static int bench_shards(int rounds, int seconds) {
         if (set == NULL) return 1;
         for (uint32_t p = 0; p < 3; p++) {
             double sum = 0, baseline = 0;
-            for (int round = 0; round < rounds; round++) {
+            for (int round = 0; round < rounds && !job_failed; round++) {
                 baseline += pgbench_tps(seconds);
                 sum += shards_per_s(set, shards, pcts[p], shards, BENCH_BATCH, seconds);
             }
+            if (job_failed) break;
             printf("scaleout shards=%u cross_pct=%u mode=batch per_s=%.0f baseline=pgbench_tpcb baseline_per_s=%.0f"
                    " ratio=%.2f\n", shards, pcts[p], sum / rounds, baseline / rounds,
                    baseline > 0 ? sum / baseline : 0);
             fflush(stdout);
         }
-        if (shards == 2) {
+        if (shards == 2 && !job_failed) {
             double local = 0, cross = 0;
-            for (int round = 0; round < rounds; round++) {
+            for (int round = 0; round < rounds && !job_failed; round++) {
                 local += shards_per_s(set, shards, 0, 64, 1, seconds);
                 cross += shards_per_s(set, shards, 100, 64, 1, seconds);
             }
@@ -400,9 +408,10 @@ static int bench_shards(int rounds, int seconds) {
             fflush(stdout);
         }
         shard_close(set);
+        if (job_failed) break;
     }
     for (uint32_t s = 0; s < SHARD_COUNT_MAX; s++) free(placed[s].ids);
-    return 0;
+    return job_failed ? 1 : 0;
 }
 
 int main(int argc, char **argv) {

@@ -25,15 +25,20 @@ def require_postgres():
 
 
 class ShardSet:
-    def __init__(self, count=3):
+    """'count' shards, each on a cluster of its own; or, given 'server' (a cluster),
+    'count' databases of that one server (its close() is the caller's)."""
+
+    def __init__(self, count=3, server=None):
         self.clusters = []
+        self.owned = server is None
         try:
-            for _ in range(count):
-                self.clusters.append(pgcluster.Cluster())
+            for i in range(count):
+                self.clusters.append(pgcluster.Cluster() if server is None else server)
         except Exception:
             self.close()
             raise
-        self.urls = [c.createdb("shard") for c in self.clusters]
+        self.names = ["shard" if server is None else "shard%d" % i for i in range(count)]
+        self.urls = [c.createdb(name) for c, name in zip(self.clusters, self.names)]
         self.dir = tempfile.mkdtemp(prefix="paycore-shards-")
         self.db = os.path.join(self.dir, "node.db")
         self.proc = None
@@ -108,7 +113,7 @@ class ShardSet:
         return code
 
     def sql(self, shard, statement):
-        return self.clusters[shard].sql("shard", statement)
+        return self.clusters[shard].sql(self.names[shard], statement)
 
     def shard_of(self, account_id):
         for i in range(len(self.clusters)):
@@ -122,7 +127,8 @@ class ShardSet:
                 if self.sql(i, "SELECT count(*) FROM transfers WHERE id = '%s'" % transfer_id) == "1"]
 
     def prepared(self):
-        return sum(int(c.sql("shard", "SELECT count(*) FROM pg_prepared_xacts")) for c in self.clusters)
+        return sum(int(self.sql(i, "SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()"))
+                   for i in range(len(self.clusters)))
 
     def books_balance(self, what):
         """Each shard's own accounts balance per currency (after a clean stop wrote the
@@ -140,5 +146,5 @@ class ShardSet:
         if self.proc is not None:
             self.proc.kill()
             self.proc.wait()
-        for c in self.clusters:
+        for c in self.clusters if self.owned else []:
             c.close()

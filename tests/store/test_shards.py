@@ -173,6 +173,30 @@ def at_rest(s, model, what):
     return client
 
 
+def one_server(cluster):
+    """Two shards that are databases of one server: prepared transactions' names are
+    the server's, so each shard's leg needs a name of its own."""
+    s = shardset.ShardSet(2, server=cluster)
+    try:
+        s.init()
+        client = s.start().client()
+        ids = []
+        for i in range(12):
+            expect(client.post("/v1/accounts", account("one-%d" % i)), 201, what="create")
+            ids.append("one-%d" % i)
+        a = next(i for i in ids if s.shard_of(i) == 0)
+        b = next(i for i in ids if s.shard_of(i) == 1)
+        for n in range(3):
+            expect(client.post("/v1/transfers", transfer("one-x%d" % n, a, b, 5)), 201, what="across one server")
+            check(sorted(s.legs("one-x%d" % n)) == [0, 1], "a leg in each database")
+        client.close()
+        check(s.stop() == 0, "a clean stop")
+        s.books_balance("two shards on one server")
+        check(s.prepared() == 0, "nothing prepared")
+    finally:
+        s.close()
+
+
 def main():
     shardset.require_postgres()
     s = shardset.ShardSet(3)
@@ -192,6 +216,7 @@ def main():
         client.close()
         at_rest(s, model, "at the end").close()
         s.stop()
+        one_server(s.clusters[0])
     except Exception:
         print(s.log()[-4000:], file=sys.stderr)
         raise
