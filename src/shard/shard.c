@@ -150,17 +150,30 @@ void shard_fault_at(shard_set_t *set, shard_step step) {
 
 static pc_status route_cmd(void *ctx, writer_cmd_t *cmd) { return shard_submit(ctx, cmd); }
 
-static pc_status writers_start(shard_set_t *set, const shard_options_t *options, char *detail,
-                               size_t detail_bytes) {
+/* Each shard's store: its writer's lock is taken here, before recovery, so that no
+ * other node can be running global transactions on the set meanwhile. */
+static pc_status stores_open(shard_set_t *set, char *detail, size_t detail_bytes) {
     for (uint32_t i = 0; i < set->count; i++) {
         store_options_t store_options = {.shard_count = set->count, .shard_index = i};
         pc_status status = store_open(&set->stores[i], set->urls[i], &store_options);
+        if (status != PC_OK) {
+            snprintf(detail, detail_bytes, "shard %u (%s): cannot open it as its writer (%s): see the line above",
+                     i, store_link_url(set->links[i]), pc_status_code(status));
+            return status;
+        }
+    }
+    return PC_OK;
+}
+
+static pc_status writers_start(shard_set_t *set, const shard_options_t *options, char *detail,
+                               size_t detail_bytes) {
+    for (uint32_t i = 0; i < set->count; i++) {
         char key_path[4096];
         if (i == 0) snprintf(key_path, sizeof key_path, "%s", options->key_path);
         else snprintf(key_path, sizeof key_path, "%s.shard%u", options->key_path, i);
         writer_config_t config = options->writer_config;
         if (i != 0) config.batch_hook = (writer_batch_hook_t){0}; /* the outbox is the home shard's */
-        if (status == PC_OK) status = writer_start(&set->writers[i], set->stores[i], key_path, &config);
+        pc_status status = writer_start(&set->writers[i], set->stores[i], key_path, &config);
         if (status != PC_OK) {
             snprintf(detail, detail_bytes, "shard %u (%s): cannot start its writer (%s): see the line above",
                      i, store_link_url(set->links[i]), pc_status_code(status));
@@ -189,6 +202,7 @@ pc_status shard_open(shard_set_t **out, const shard_options_t *options, char *de
         status = set->urls[i] != NULL ? check_shard(set, i, detail, detail_bytes) : PC_NO_MEMORY;
     }
     if (status == PC_OK) status = check_instances(set, detail, detail_bytes);
+    if (status == PC_OK) status = stores_open(set, detail, detail_bytes);
     if (status == PC_OK) {
         pthread_mutex_lock(&set->global_mutex);
         status = shard_recover_locked(set); /* before any writer loads: no prepared leg left */

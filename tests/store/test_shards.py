@@ -203,6 +203,8 @@ def main():
     try:
         refusals(s)
         client = s.start().client()
+        refused(["serve", "--db", s.db, "--listen", "127.0.0.1:0", "--no-events", "--shards", s.shards_arg()],
+                "store_in_use", "another paycore writer", "a second node on a served set (before its recovery)")
         model = Model()
         by_shard = place(s, client, model, 12)
         a, b, c = cross_and_local(s, client, model, by_shard)
