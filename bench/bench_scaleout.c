@@ -17,12 +17,18 @@
  * transfer in flight (local ones share their shard's group commit, global ones run
  * one after another):
  *   scaleout_cross_cost shards=2 local_per_s=… cross_per_s=… ratio=…
- * shards=1 has no cross-shard transfers: only its cross_pct=0 line. mode=http is not
- * measured yet (no lines). --quick prints the shards=1 line only.
+ * mode=http: `paycore serve --shards` (1, 2, 3 databases) driven by `paycore load`
+ * (64 keep-alive connections, one transfer a POST, --cross-pct), its transfers_per_s,
+ * with pgbench before each:
+ *   scaleout shards=N cross_pct=P mode=http per_s=… baseline=pgbench_tpcb baseline_per_s=… ratio=…
+ * shards=1 has no cross-shard transfers: only its cross_pct=0 lines. --quick prints
+ * the shards=1 mode=batch line only; --http the mode=http lines only, one 3 s round.
  * Where the time goes (log_min_duration_statement): the COPY of a batch's transfers,
  * into a table with four B-trees (timestamp, id, and the two account indexes).
  * --quick: one round of 3 s figures; --full: three rounds of 10 s. */
 #include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,9 +102,11 @@ static bool cluster_start(void) {
     }
     snprintf(args, sizeof args, "-h %s -U paycore paycore", cluster_dir);
     int paycore_db = pg_tool("createdb", args, NULL, 0);
-    for (int n = 2; n <= 3; n++) {
+    for (int n = 1; n <= 3; n++) {
         for (int i = 0; i < n; i++) {
             snprintf(args, sizeof args, "-h %s -U paycore s%d_%d", cluster_dir, n, i);
+            if (pg_tool("createdb", args, NULL, 0) != 0) return false;
+            snprintf(args, sizeof args, "-h %s -U paycore h%d_%d", cluster_dir, n, i);
             if (pg_tool("createdb", args, NULL, 0) != 0) return false;
         }
     }
@@ -414,8 +422,111 @@ static int bench_shards(int rounds, int seconds) {
     return job_failed ? 1 : 0;
 }
 
+/* ---- mode=http: paycore serve --shards driven by paycore load ---- */
+
+static char paycore_bin[1024];
+
+/* Runs 'command' (no shell metacharacters beyond the redirections it holds); its
+ * stdout into 'output'. */
+static int run_capture(const char *command, char *output, size_t output_bytes) {
+    FILE *pipe = popen(command, "r");
+    if (pipe == NULL) return -1;
+    size_t used = 0;
+    output[0] = '\0';
+    char line[2048];
+    while (fgets(line, sizeof line, pipe) != NULL) {
+        size_t length = strlen(line);
+        if (used + length + 1 < output_bytes) {
+            memcpy(output + used, line, length + 1);
+            used += length;
+        }
+    }
+    return pclose(pipe);
+}
+
+/* The port 'serve' logged in 'log_path', 0 until it did. */
+static unsigned serve_port(const char *log_path) {
+    FILE *log = fopen(log_path, "r");
+    unsigned port = 0;
+    char line[2048];
+    while (log != NULL && port == 0 && fgets(line, sizeof line, log) != NULL) {
+        const char *at = strstr(line, "\"msg\":\"listening\"");
+        const char *p = at != NULL ? strstr(at, "\"port\":") : NULL;
+        if (p != NULL) port = (unsigned)strtoul(p + 7, NULL, 10);
+    }
+    if (log != NULL) fclose(log);
+    return port;
+}
+
+static int http_set(uint32_t shards, int rounds, int seconds) {
+    char urls[2048] = "", command[4096], output[8192], key[256] = "", log_path[600], db_path[600];
+    for (uint32_t i = 0; i < shards; i++) {
+        size_t used = strlen(urls);
+        snprintf(urls + used, sizeof urls - used, "%spostgresql://paycore@/h%u_%u?host=%s", i ? "," : "", shards, i,
+                 cluster_dir);
+    }
+    snprintf(db_path, sizeof db_path, "%s/h%u.db", cluster_dir, shards);
+    snprintf(command, sizeof command, "%s init --db %s --shards '%s' 2>/dev/null", paycore_bin, db_path, urls);
+    if (run_capture(command, output, sizeof output) != 0 || strncmp(output, "admin_key=", 10) != 0) return 1;
+    snprintf(key, sizeof key, "%s", output + 10);
+    key[strcspn(key, "\n")] = '\0';
+    snprintf(log_path, sizeof log_path, "%s/h%u.log", cluster_dir, shards);
+    pid_t pid = fork();
+    if (pid == 0) {
+        FILE *log = freopen(log_path, "w", stderr);
+        (void)log;
+        execl(paycore_bin, paycore_bin, "serve", "--db", db_path, "--listen", "127.0.0.1:0", "--no-events",
+              "--shards", urls, (char *)NULL);
+        _exit(127);
+    }
+    unsigned port = 0;
+    for (int waited = 0; port == 0 && waited < 600; waited++) {
+        usleep(100000);
+        port = serve_port(log_path);
+    }
+    int status = port != 0 ? 0 : 1;
+    static const uint32_t pcts[] = {0, 10, 50};
+    for (uint32_t p = 0; status == 0 && p < (shards == 1 ? 1u : 3u); p++) {
+        double sum = 0, baseline = 0;
+        for (int round = 0; status == 0 && round < rounds; round++) {
+            baseline += pgbench_tps(seconds);
+            snprintf(command, sizeof command, "%s load --url http://127.0.0.1:%u --key %s --concurrency 64"
+                     " --duration-s %d --accounts 2000 --shards %u --cross-pct %u 2>&1", paycore_bin, port, key,
+                     seconds, shards, pcts[p]);
+            (void)run_capture(command, output, sizeof output);
+            const char *at = strstr(output, "transfers_per_s=");
+            if (at == NULL) {
+                fprintf(stderr, "bench_scaleout: paycore load: %s\n", output);
+                status = 1;
+                break;
+            }
+            sum += strtod(at + 16, NULL);
+        }
+        if (status != 0) break;
+        printf("scaleout shards=%u cross_pct=%u mode=http per_s=%.0f baseline=pgbench_tpcb baseline_per_s=%.0f"
+               " ratio=%.2f\n", shards, pcts[p], sum / rounds, baseline / rounds, baseline > 0 ? sum / baseline : 0);
+        fflush(stdout);
+    }
+    if (pid > 0) {
+        kill(pid, SIGTERM);
+        waitpid(pid, NULL, 0);
+    }
+    return status;
+}
+
+static int bench_http(int rounds, int seconds) {
+    for (uint32_t shards = 1; shards <= 3; shards++) {
+        if (http_set(shards, rounds, seconds) != 0) return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     bool full = argc > 1 && strcmp(argv[1], "--full") == 0;
+    snprintf(paycore_bin, sizeof paycore_bin, "%s", argv[0]);
+    char *slash = strrchr(paycore_bin, '/');
+    snprintf(slash != NULL ? slash + 1 : paycore_bin, sizeof paycore_bin - (size_t)(slash != NULL ? slash + 1 - paycore_bin : 0),
+             "paycore");
     const char *bin = getenv("PAYCORE_PG_BIN");
     if (bin != NULL) snprintf(pg_bin, sizeof pg_bin, "%s", bin);
     char initdb[300];
@@ -431,8 +542,10 @@ int main(int argc, char **argv) {
         cluster_stop();
         return 1;
     }
-    int status = bench(full ? 3 : 1, full ? 10 : 3);
+    bool http_only = argc > 1 && strcmp(argv[1], "--http") == 0;
+    int status = http_only ? bench_http(1, 3) : bench(full ? 3 : 1, full ? 10 : 3);
     if (status == 0 && full) status = bench_shards(3, 10);
+    if (status == 0 && full) status = bench_http(3, 10);
     cluster_stop();
     return status;
 }

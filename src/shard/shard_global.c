@@ -616,19 +616,146 @@ static void command_run(shard_coord_t *coord, shard_set_t *set, writer_cmd_t *cm
     if (cmd != NULL && cmd->done != NULL) cmd->done(cmd, status);
 }
 
+/* ---- commands waiting together: one global transaction ----
+ * Commands queued at once (same kind, same owner, none ending inside a linked chain)
+ * run as one command: one global transaction for all of them, as a writer's batch
+ * carries many commands in one COMMIT. Each keeps its own results, own rows (its
+ * in_transaction runs in shard 0's prepared batch) and its own done(). */
+
+#define GROUP_COMMANDS_MAX 256
+
+typedef struct {
+    writer_cmd_t cmd;                  /* first: the combined command */
+    writer_cmd_t *members[GROUP_COMMANDS_MAX];
+    uint32_t count;
+} group_t;
+
+static void group_split(group_t *group) {
+    uint32_t at = 0;
+    for (uint32_t i = 0; i < group->count; i++) {
+        writer_cmd_t *member = group->members[i];
+        if (is_transfers(member)) {
+            memcpy(member->transfer_results, group->cmd.transfer_results + at,
+                   sizeof *member->transfer_results * member->event_count);
+        } else {
+            memcpy(member->account_results, group->cmd.account_results + at,
+                   sizeof *member->account_results * member->event_count);
+        }
+        at += member->event_count;
+    }
+}
+
+static pc_status group_in_transaction(writer_cmd_t *cmd, store_tx_t *tx) {
+    group_t *group = (group_t *)cmd;
+    group_split(group);
+    for (uint32_t i = 0; i < group->count; i++) {
+        writer_cmd_t *member = group->members[i];
+        if (member->in_transaction == NULL) continue;
+        pc_status status = member->in_transaction(member, tx);
+        if (status != PC_OK) return status;
+    }
+    return PC_OK;
+}
+
+static void group_free(group_t *group) {
+    free((void *)group->cmd.transfers);
+    free(group->cmd.transfer_results);
+    free((void *)group->cmd.accounts);
+    free(group->cmd.account_results);
+    free(group);
+}
+
+static void group_done(writer_cmd_t *cmd, pc_status status) {
+    group_t *group = (group_t *)cmd;
+    group_split(group);
+    for (uint32_t i = 0; i < group->count; i++) {
+        if (group->members[i]->done != NULL) group->members[i]->done(group->members[i], status);
+    }
+    group_free(group);
+}
+
+/* The combined command of 'members' (NULL on no memory: the caller runs them alone). */
+static group_t *group_make(writer_cmd_t **members, uint32_t count) {
+    group_t *group = calloc(1, sizeof *group);
+    if (group == NULL) return NULL;
+    uint32_t total = 0;
+    for (uint32_t i = 0; i < count; i++) total += members[i]->event_count;
+    bool transfers = is_transfers(members[0]);
+    if (transfers) {
+        group->cmd.transfers = calloc(total, sizeof *group->cmd.transfers);
+        group->cmd.transfer_results = calloc(total, sizeof *group->cmd.transfer_results);
+    } else {
+        group->cmd.accounts = calloc(total, sizeof *group->cmd.accounts);
+        group->cmd.account_results = calloc(total, sizeof *group->cmd.account_results);
+    }
+    if ((transfers && (group->cmd.transfers == NULL || group->cmd.transfer_results == NULL)) ||
+        (!transfers && (group->cmd.accounts == NULL || group->cmd.account_results == NULL))) {
+        group_free(group);
+        return NULL;
+    }
+    uint32_t at = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        writer_cmd_t *member = members[i];
+        if (transfers) memcpy((ledger_transfer_t *)group->cmd.transfers + at, member->transfers,
+                              sizeof *member->transfers * member->event_count);
+        else memcpy((ledger_account_t *)group->cmd.accounts + at, member->accounts,
+                    sizeof *member->accounts * member->event_count);
+        at += member->event_count;
+        if (member->in_transaction != NULL) group->cmd.in_transaction = group_in_transaction;
+        group->members[i] = member;
+    }
+    group->count = count;
+    group->cmd.kind = members[0]->kind;
+    group->cmd.event_count = total;
+    group->cmd.owner_id = members[0]->owner_id;
+    group->cmd.done = group_done;
+    return group;
+}
+
+/* Whether 'next' may join a group that starts with 'first' and holds 'events'. */
+static bool group_fits(const writer_cmd_t *first, const writer_cmd_t *next, uint32_t events) {
+    if (next->kind != first->kind || events + next->event_count > LEDGER_BATCH_EVENTS_MAX) return false;
+    bool same_owner = (first->owner_id == NULL && next->owner_id == NULL) ||
+                      (first->owner_id != NULL && next->owner_id != NULL && strcmp(first->owner_id, next->owner_id) == 0);
+    if (!same_owner) return false;
+    /* a chain left open at a command's end stays that command's refusal */
+    const writer_cmd_t *cmds[2] = {first, next};
+    for (int i = 0; i < 2; i++) {
+        const writer_cmd_t *c = cmds[i];
+        if (is_transfers(c) && (c->transfers[c->event_count - 1].flags & LEDGER_TRANSFER_LINKED)) return false;
+    }
+    return true;
+}
+
+static void group_run(shard_coord_t *coord, shard_set_t *set, writer_cmd_t **members, uint32_t count) {
+    group_t *group = count > 1 ? group_make(members, count) : NULL;
+    if (group == NULL) {
+        for (uint32_t i = 0; i < count; i++) command_run(coord, set, members[i]);
+        return;
+    }
+    command_run(coord, set, &group->cmd); /* group_done ends every member and frees the group */
+}
+
 static void *coord_main(void *arg) {
     shard_set_t *set = arg;
     shard_coord_t *coord = set->coord;
+    writer_cmd_t *members[GROUP_COMMANDS_MAX];
     pthread_mutex_lock(&coord->mutex);
     for (;;) {
         while (!coord->stopping && coord->head == NULL) pthread_cond_wait(&coord->wake, &coord->mutex);
         if (coord->head == NULL) break;
-        writer_cmd_t *cmd = coord->head;
-        coord->head = cmd->next;
+        uint32_t count = 0, events = 0;
+        while (coord->head != NULL && count < GROUP_COMMANDS_MAX &&
+               (count == 0 || group_fits(members[0], coord->head, events))) {
+            writer_cmd_t *cmd = coord->head;
+            coord->head = cmd->next;
+            cmd->next = NULL;
+            members[count++] = cmd;
+            events += cmd->event_count;
+        }
         if (coord->head == NULL) coord->tail = NULL;
-        cmd->next = NULL;
         pthread_mutex_unlock(&coord->mutex);
-        command_run(coord, set, cmd);
+        group_run(coord, set, members, count);
         pthread_mutex_lock(&coord->mutex);
     }
     pthread_mutex_unlock(&coord->mutex);

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -161,6 +162,44 @@ def linked_and_idempotent(s, client, model, by_shard, a, b, c):
     model.check(client, "after chains and idempotent requests")
 
 
+def concurrent(s, client, model, by_shard):
+    """Many clients at once, across and within shards, some with Idempotency-Keys: the
+    coordinator runs commands waiting together as one global transaction; each keeps
+    its own reply and its stored reply."""
+    pairs = [(by_shard[i][k], by_shard[j][k]) for i in range(3) for j in range(3) for k in range(2) if i != j]
+    pairs += [(by_shard[i][0], by_shard[i][1]) for i in range(3)]
+    replies, lock = {}, threading.Lock()
+    for who in sorted({p[0] for p in pairs}):
+        expect(client.post("/v1/transfers", transfer("cfund-" + who, "bank", who, 2000)), 201, what="fund " + who)
+        model.post("bank", who, 2000)
+
+    def worker(w):
+        c = s.client()
+        for n in range(12):
+            debit, credit = pairs[(w * 7 + n) % len(pairs)]
+            tid = "conc-%d-%d" % (w, n)
+            headers = {"Idempotency-Key": "ck-" + tid} if n % 3 == 0 else None
+            r = c.post("/v1/transfers", transfer(tid, debit, credit, 1 + n), headers=headers)
+            with lock:
+                replies[tid] = (r, debit, credit, 1 + n, headers)
+        c.close()
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(TIMEOUT_S * 6)
+    check(len(replies) == 96, "every concurrent request answered: %d" % len(replies))
+    for tid, (r, debit, credit, amount, headers) in sorted(replies.items()):
+        check(r.status == 201 and r.json["id"] == tid and r.json["amount"] == amount,
+              "%s: its own reply: %r" % (tid, r))
+        model.post(debit, credit, amount)
+        if headers is not None:
+            again = expect(client.post("/v1/transfers", transfer(tid, debit, credit, amount), headers=headers), 201,
+                           what=tid + " replayed")
+            check(again.json == r.json, "%s: the stored reply is its own" % tid)
+    model.check(client, "after concurrent transfers")
+
+
 def at_rest(s, model, what):
     check(s.stop(signal.SIGTERM) == 0, "%s: a clean stop exits 0" % what)
     s.books_balance(what)
@@ -209,6 +248,7 @@ def main():
         by_shard = place(s, client, model, 12)
         a, b, c = cross_and_local(s, client, model, by_shard)
         client = at_rest(s, model, "after cross transfers")
+        concurrent(s, client, model, by_shard)
         pending_across(client, model, a, b, c)
         linked_and_idempotent(s, client, model, by_shard, a, b, c)
         client.close()
