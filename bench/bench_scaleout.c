@@ -494,8 +494,8 @@ static int http_set(uint32_t shards, int rounds, int seconds) {
                      " --duration-s %d --accounts 2000 --shards %u --cross-pct %u 2>&1", paycore_bin, port, key,
                      seconds, shards, pcts[p]);
             (void)run_capture(command, output, sizeof output);
-            const char *at = strstr(output, "transfers_per_s=");
-            if (at == NULL) {
+            const char *at = strstr(output, "transfers_per_s="), *errors = strstr(output, " errors=");
+            if (at == NULL || errors == NULL || strtoul(errors + 8, NULL, 10) != 0) {
                 fprintf(stderr, "bench_scaleout: paycore load: %s\n", output);
                 status = 1;
                 break;
