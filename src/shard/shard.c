@@ -20,8 +20,6 @@ static pc_status init_schema(const char *url, uint32_t index, char *detail, size
     store_options_t options = {.create = true};
     pc_status status = store_open(&store, url, &options);
     if (status != PC_OK) {
-        char shown[256];
-        snprintf(shown, sizeof shown, "%s", url);
         snprintf(detail, detail_bytes, "shard %u: cannot create paycore's schema (%s): see the line above",
                  index, pc_status_code(status));
         return status;

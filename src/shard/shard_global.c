@@ -486,41 +486,6 @@ static bool clearing_known(shard_coord_t *coord, const char *id) {
     return false;
 }
 
-typedef struct {
-    pthread_mutex_t mutex;
-    pthread_cond_t cond;
-    bool finished;
-    pc_status status;
-} wait_t;
-
-static void wait_done(writer_cmd_t *cmd, pc_status status) {
-    wait_t *wait = cmd->user;
-    pthread_mutex_lock(&wait->mutex);
-    wait->finished = true;
-    wait->status = status;
-    pthread_cond_signal(&wait->cond);
-    pthread_mutex_unlock(&wait->mutex);
-}
-
-/* writer_submit_wait on one shard's writer itself (not through shard 0's router). */
-static pc_status enqueue_wait(writer_t *writer, writer_cmd_t *cmd) {
-    wait_t wait = {.finished = false};
-    pthread_mutex_init(&wait.mutex, NULL);
-    pthread_cond_init(&wait.cond, NULL);
-    cmd->done = wait_done;
-    cmd->user = &wait;
-    pc_status status = writer_enqueue(writer, cmd);
-    if (status == PC_OK) {
-        pthread_mutex_lock(&wait.mutex);
-        while (!wait.finished) pthread_cond_wait(&wait.cond, &wait.mutex);
-        pthread_mutex_unlock(&wait.mutex);
-        status = wait.status;
-    }
-    pthread_cond_destroy(&wait.cond);
-    pthread_mutex_destroy(&wait.mutex);
-    return status;
-}
-
 static pc_status clearing_create(shard_coord_t *coord, shard_set_t *set, uint32_t self, uint32_t peer,
                                  const char *currency) {
     ledger_account_t account = {.code = 1, .flags = 0};
@@ -530,7 +495,7 @@ static pc_status clearing_create(shard_coord_t *coord, shard_set_t *set, uint32_
     ledger_account_result_t result = {0};
     writer_cmd_t cmd = {.kind = WRITER_CMD_CREATE_ACCOUNTS, .event_count = 1, .accounts = &account,
                         .account_results = &result};
-    pc_status status = enqueue_wait(set->writers[self], &cmd);
+    pc_status status = writer_enqueue_wait(set->writers[self], &cmd);
     if (status == PC_OK && result.status != PC_OK && result.status != PC_EXISTS) status = result.status;
     if (status == PC_OK && coord->clearing_count < SHARD_CLEARING_MAX) {
         snprintf(coord->clearing[coord->clearing_count++], PC_ID_SIZE, "%s", account.id);
@@ -607,6 +572,11 @@ static void command_run(shard_coord_t *coord, shard_set_t *set, writer_cmd_t *cm
     if (single_after_plan(&g, &shard) && writer_enqueue(set->writers[shard], cmd) == PC_OK) {
         status = PC_OK; /* its writer completes it */
         cmd = NULL;
+    } else if (cmd->owner_id != NULL) {
+        /* A merchant's reach is checked by each shard's writer against the grants it
+         * holds, and the clearing accounts are granted to no one: merchants' commands
+         * across shards are not supported yet (docs/scaleout.md §6). */
+        status = PC_STORE_UNSUPPORTED;
     } else {
         status = global_run(coord, &g);
     }
@@ -617,7 +587,7 @@ static void command_run(shard_coord_t *coord, shard_set_t *set, writer_cmd_t *cm
 }
 
 /* ---- commands waiting together: one global transaction ----
- * Commands queued at once (same kind, same owner, none ending inside a linked chain)
+ * Commands queued at once (same kind, no owner, none ending inside a linked chain)
  * run as one command: one global transaction for all of them, as a writer's batch
  * carries many commands in one COMMIT. Each keeps its own results, own rows (its
  * in_transaction runs in shard 0's prepared batch) and its own done(). */
@@ -712,12 +682,11 @@ static group_t *group_make(writer_cmd_t **members, uint32_t count) {
     return group;
 }
 
-/* Whether 'next' may join a group that starts with 'first' and holds 'events'. */
+/* Whether 'next' may join a group that starts with 'first' and holds 'events'
+ * (admin commands only: a merchant's command runs alone, see command_run). */
 static bool group_fits(const writer_cmd_t *first, const writer_cmd_t *next, uint32_t events) {
     if (next->kind != first->kind || events + next->event_count > LEDGER_BATCH_EVENTS_MAX) return false;
-    bool same_owner = (first->owner_id == NULL && next->owner_id == NULL) ||
-                      (first->owner_id != NULL && next->owner_id != NULL && strcmp(first->owner_id, next->owner_id) == 0);
-    if (!same_owner) return false;
+    if (first->owner_id != NULL || next->owner_id != NULL) return false; /* a merchant's: alone (command_run) */
     /* a chain left open at a command's end stays that command's refusal */
     const writer_cmd_t *cmds[2] = {first, next};
     for (int i = 0; i < 2; i++) {

@@ -175,6 +175,10 @@ static pc_status batch_write_ledger(writer_t *writer, store_tx_t *tx, const ledg
 /* Writes the batch in one transaction; PC_OK only when durable. *journaled says
  * whether it had ledger rows (and so a journal row and the next seq); a batch
  * without them (API keys, idempotent replays) writes only its commands' rows. */
+/* A batch of a global transaction's leg (queue_drain gives it a batch of its own; an
+ * expiry batch has no commands). */
+static bool batch_is_leg(const writer_cmd_t *cmds) { return cmds != NULL && cmds->gtid != NULL; }
+
 /* A global transaction's leg: PREPARE, the coordinator's decision, then COMMIT
  * PREPARED or ROLLBACK PREPARED. 'tx' is NULL when the leg wrote nothing. */
 static pc_status batch_two_phase(writer_cmd_t *cmd, store_tx_t *tx, bool *decided) {
@@ -192,7 +196,7 @@ static pc_status batch_write(writer_t *writer, writer_cmd_t *cmds, journal_entry
                              bool *hook_failed, bool *decided) {
     const ledger_changes_t *c = ledger_batch_changes(writer->ledger);
     *journaled = changes_have_rows(c);
-    if (!*journaled && !cmds_need_tx(cmds)) return cmds->gtid != NULL ? batch_two_phase(cmds, NULL, decided) : PC_OK;
+    if (!*journaled && !cmds_need_tx(cmds)) return batch_is_leg(cmds) ? batch_two_phase(cmds, NULL, decided) : PC_OK;
     store_tx_t *tx;
     pc_status status = store_tx_begin(writer->store, &tx);
     if (status != PC_OK) return status;
@@ -210,7 +214,7 @@ static pc_status batch_write(writer_t *writer, writer_cmd_t *cmds, journal_entry
         store_tx_rollback(tx);
         return store_failed(writer->store) != PC_OK ? store_failed(writer->store) : status;
     }
-    return cmds->gtid != NULL ? batch_two_phase(cmds, tx, decided) : store_tx_commit(tx);
+    return batch_is_leg(cmds) ? batch_two_phase(cmds, tx, decided) : store_tx_commit(tx);
 }
 
 static void stats_record(writer_t *writer, const ledger_changes_t *c, uint32_t events, uint32_t expired,
@@ -287,7 +291,7 @@ static void batch_run(writer_t *writer, writer_cmd_t *cmds) {
     bool journaled = false, hook_failed = false, decided = false;
     uint64_t commit_start_ns = pc_mono_ns();
     pc_status status = batch_write(writer, cmds, &entry, &journaled, &hook_failed, &decided);
-    if (cmds->gtid != NULL && !decided) (void)cmds->decide(cmds, status); /* a no vote: nothing prepared */
+    if (batch_is_leg(cmds) && !decided) (void)cmds->decide(cmds, status); /* a no vote: nothing prepared */
     uint64_t commit_ns = pc_mono_ns() - commit_start_ns;
     const writer_batch_hook_t *hook = &writer->config.batch_hook;
     if (hook->finished != NULL) hook->finished(hook->ctx, status);
@@ -485,14 +489,15 @@ static void submit_wait_done(writer_cmd_t *cmd, pc_status commit_status) {
 }
 
 /* Uses cmd->done and cmd->user itself: the caller leaves them unset. */
-pc_status writer_submit_wait(writer_t *writer, writer_cmd_t *cmd) {
+static pc_status submit_wait(writer_t *writer, writer_cmd_t *cmd,
+                             pc_status (*submit)(writer_t *writer, writer_cmd_t *cmd)) {
     PC_ASSERT(cmd->done == NULL);
     submit_wait_t wait = {.finished = false};
     pthread_mutex_init(&wait.mutex, NULL);
     pthread_cond_init(&wait.cond, NULL);
     cmd->done = submit_wait_done;
     cmd->user = &wait;
-    pc_status status = writer_submit(writer, cmd);
+    pc_status status = submit(writer, cmd);
     if (status == PC_OK) {
         pthread_mutex_lock(&wait.mutex);
         while (!wait.finished) pthread_cond_wait(&wait.cond, &wait.mutex);
@@ -505,6 +510,9 @@ pc_status writer_submit_wait(writer_t *writer, writer_cmd_t *cmd) {
     pthread_mutex_destroy(&wait.mutex);
     return status;
 }
+
+pc_status writer_submit_wait(writer_t *writer, writer_cmd_t *cmd) { return submit_wait(writer, cmd, writer_submit); }
+pc_status writer_enqueue_wait(writer_t *writer, writer_cmd_t *cmd) { return submit_wait(writer, cmd, writer_enqueue); }
 
 void writer_drain(writer_t *writer) {
     if (writer == NULL) return;

@@ -115,8 +115,9 @@ PC_MUST_USE pc_status writer_submit(writer_t *writer, writer_cmd_t *cmd);
  * which queues it here with writer_enqueue or on another shard's writer. Set once,
  * before any command is submitted. */
 void writer_set_router(writer_t *writer, pc_status (*route)(void *ctx, writer_cmd_t *cmd), void *ctx);
-/* writer_submit on this writer itself, whatever the router. */
+/* writer_submit and writer_submit_wait on this writer itself, whatever the router. */
 PC_MUST_USE pc_status writer_enqueue(writer_t *writer, writer_cmd_t *cmd);
+PC_MUST_USE pc_status writer_enqueue_wait(writer_t *writer, writer_cmd_t *cmd);
 /* Enqueues and waits for completion; returns the commit status. */
 PC_MUST_USE pc_status writer_submit_wait(writer_t *writer, writer_cmd_t *cmd);
 /* Stops accepting, commits everything queued, stops the thread and writes the final

@@ -200,6 +200,40 @@ def concurrent(s, client, model, by_shard):
     model.check(client, "after concurrent transfers")
 
 
+def merchant(s, client, model):
+    """A merchant's accounts and transfers within one shard work; its transfer across
+    shards is refused with store_unsupported and changes nothing; another merchant
+    cannot reach its accounts."""
+    key = expect(client.post("/v1/api-keys", {"scope": "merchant", "name": "m1"}), 201, what="merchant key").json["key"]
+    other = expect(client.post("/v1/api-keys", {"scope": "merchant", "name": "m2"}), 201, what="key 2").json["key"]
+    m = pcapi.Client(s.port, key)
+    placed = {}
+    for i in range(12):
+        account_id = "m1-%d" % i
+        expect(m.post("/v1/accounts", account(account_id)), 201, what="merchant account " + account_id)
+        model.add_account(account_id)
+        placed.setdefault(s.shard_of(account_id), []).append(account_id)
+    local = next(v for v in placed.values() if len(v) >= 2)
+    expect(m.post("/v1/transfers", transfer("m1-local", local[0], local[1], 3)), 201, what="merchant, one shard")
+    model.post(local[0], local[1], 3)
+    shards = sorted(placed)
+    x, y = placed[shards[0]][0], placed[shards[1]][0]
+    expect(m.post("/v1/transfers", transfer("m1-cross", x, y, 3)), 501, "store_unsupported",
+           what="merchant, across shards")
+    check(s.legs("m1-cross") == [], "a refused merchant transfer leaves nothing")
+    expect(m.get("/v1/accounts/" + local[0]), 200, what="merchant reads its account on its shard")
+    listed = [a["id"] for a in expect(m.get("/v1/accounts?limit=100"), 200, what="merchant lists").json["data"]]
+    check(sorted(listed) == sorted(sum(placed.values(), [])), "a merchant lists its accounts on every shard: %r"
+          % listed)
+    o = pcapi.Client(s.port, other)
+    expect(o.get("/v1/accounts/" + local[0]), 404, what="another merchant's account")
+    expect(o.post("/v1/transfers", transfer("m2-steal", local[0], local[1], 1)), 422, "account_not_found",
+           what="another merchant moving it")
+    m.close()
+    o.close()
+    model.check(client, "after merchants")
+
+
 def at_rest(s, model, what):
     check(s.stop(signal.SIGTERM) == 0, "%s: a clean stop exits 0" % what)
     s.books_balance(what)
@@ -249,6 +283,7 @@ def main():
         a, b, c = cross_and_local(s, client, model, by_shard)
         client = at_rest(s, model, "after cross transfers")
         concurrent(s, client, model, by_shard)
+        merchant(s, client, model)
         pending_across(client, model, a, b, c)
         linked_and_idempotent(s, client, model, by_shard, a, b, c)
         client.close()
