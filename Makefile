@@ -14,7 +14,7 @@ DOCDIR     ?= $(DATADIR)/doc/paycore
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 
-.PHONY: all deps build run test test-sanitize test-tsan test-long test-payments-crash test-shards-faults bench bench-quick docs clean install uninstall
+.PHONY: all deps build run test test-sanitize test-tsan test-long test-payments-crash test-ha test-faults test-shards-faults bench bench-quick docs clean install uninstall
 
 all: build
 
@@ -38,10 +38,13 @@ test-sanitize: deps
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
 
 # The crash test at full length: hundreds of kill / clean-stop / fault cycles (make
-# test runs 24). PAYCORE_CRASH_ROUNDS and PAYCORE_SEED override.
+# test runs 24), then on PostgreSQL (make test runs 6). PAYCORE_SEED replays a run.
 CRASH_ROUNDS ?= 400
+PG_CRASH_ROUNDS ?= 100
 test-long: build
 	@cd $(BUILD) && PAYCORE_CRASH_ROUNDS=$(CRASH_ROUNDS) ./store_test_crash
+	@cd $(BUILD) && PAYCORE_BIN=$(CURDIR)/$(BUILD)/paycore PAYCORE_CRASH_ROUNDS=$(PG_CRASH_ROUNDS) \
+	  python3 $(CURDIR)/tests/store/test_crash_pg.py
 
 # The payments crash test at full length: paycore SIGKILLed during a payment load against
 # the real simulators, PAY_CRASH_ROUNDS times (make test runs 4); then the ledger must
@@ -57,13 +60,31 @@ SHARD_FAULT_ROUNDS ?= 40
 test-shards-faults: build
 	@PAYCORE_BIN=$(BUILD)/paycore PAYCORE_SHARD_FAULT_ROUNDS=$(SHARD_FAULT_ROUNDS) python3 tests/store/test_shards_faults.py
 
+# High availability (make test runs these too): paycore on three etcd members and two
+# PostgreSQL nodes under Patroni (synchronous_mode), the primary killed under load.
+test-ha: build
+	@PAYCORE_BIN=$(BUILD)/paycore python3 tests/ha/test_ha.py
+	@PAYCORE_BIN=$(BUILD)/paycore python3 tests/ha/test_store_wait.py
+
+# The bank test at full length: concurrent transfers and reads of all balances while
+# paycore nodes and the PostgreSQL primary are killed and restarted, FAULT_ROUNDS
+# faults on each of a SQLite file, a plain cluster and the Patroni pair (make test runs a
+# short one); then a PostgreSQL server gone silent (an iptables rule on one loopback
+# port: root; make test leaves the firewall alone).
+FAULT_ROUNDS ?= 30
+test-faults: build
+	@PAYCORE_BIN=$(BUILD)/paycore PAYCORE_FAULT_ROUNDS=$(FAULT_ROUNDS) python3 tests/ha/test_bank.py
+	@PAYCORE_BIN=$(BUILD)/paycore python3 tests/ha/fault_vanish.py
+
 # The HTTP server's tests under ThreadSanitizer: MHD threads, the writer thread and
-# the reapers share requests; a data race there fails the run.
+# the reapers share requests; a data race there fails the run. The crash test too (6
+# cycles): its checks read the ledger beside a writer thread that expires pending
+# transfers at once after each restart.
 test-tsan: deps
 	@cmake -S . -B $(BUILD_TSAN) -DCMAKE_BUILD_TYPE=Debug -DPC_TSAN=ON >/dev/null
-	@cmake --build $(BUILD_TSAN) -j $(JOBS) --target paycore
-	@cd $(BUILD_TSAN) && PAYCORE_SANITIZED=1 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-	  ctest --output-on-failure -j $(JOBS) -R '^api/'
+	@cmake --build $(BUILD_TSAN) -j $(JOBS) --target paycore store_test_crash
+	@cd $(BUILD_TSAN) && PAYCORE_SANITIZED=1 PAYCORE_CRASH_ROUNDS=6 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	  ctest --output-on-failure -j $(JOBS) -R '^(api/|store/test_crash$$)'
 
 bench: build
 	@sh scripts/bench.sh $(BUILD) full

@@ -186,9 +186,11 @@ static bool json_field(const char *json, const char *name, char *out, size_t out
 
 /* ---------------------------------------------------------------- where the time goes */
 
-/* The server's own view over a slice: commits, their time, batch sizes, its CPU. */
+/* The server's own view over a slice: commits, their time, batch sizes, its CPU and
+ * the bytes it wrote to its files (WAL frames, checkpoints: the cost of each kind of
+ * write, independent of how fast the disk is today). */
 typedef struct {
-    double commits, commit_s, batches, batch_events, cpu_s;
+    double commits, commit_s, batches, batch_events, cpu_s, write_bytes;
 } server_view;
 
 static size_t collect_big(char *data, size_t size, size_t count, void *user) {
@@ -228,8 +230,21 @@ static double server_cpu_s(void) {
     return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
 }
 
+/* /proc/<pid>/io write_bytes: what the server sent toward its storage. */
+static double server_write_bytes(void) {
+    char path[64], line[128];
+    snprintf(path, sizeof path, "/proc/%d/io", (int)server_pid);
+    FILE *f = fopen(path, "r");
+    double bytes = 0.0;
+    while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+        if (strncmp(line, "write_bytes: ", 13) == 0) bytes = atof(line + 13);
+    }
+    if (f) fclose(f);
+    return bytes;
+}
+
 static server_view server_look(const char *base) {
-    server_view v = {.cpu_s = server_cpu_s()};
+    server_view v = {.cpu_s = server_cpu_s(), .write_bytes = server_write_bytes()};
     char url[256], *text = NULL;
     snprintf(url, sizeof url, "%s/metrics", base);
     CURL *curl = curl_easy_init();
@@ -255,6 +270,7 @@ static void server_add(server_view *total, const server_view *before, const serv
     total->batches += after->batches - before->batches;
     total->batch_events += after->batch_events - before->batch_events;
     total->cpu_s += after->cpu_s - before->cpu_s;
+    total->write_bytes += after->write_bytes - before->write_bytes;
 }
 
 /* ---------------------------------------------------------------- the payments load */
@@ -548,12 +564,13 @@ int main(int argc, char **argv) {
     double transfers = ledger_transfers > 0 ? ledger_transfers : 1.0;
     printf("payments_e2e_where commits_per_payment=%.2f commit_ms_mean=%.2f batch_events_mean=%.1f "
            "server_cpu_ms_per_payment=%.3f ledger_commit_ms_mean=%.2f ledger_batch_events_mean=%.1f "
-           "server_cpu_ms_per_transfer=%.3f\n",
+           "server_cpu_ms_per_transfer=%.3f server_write_kb_per_payment=%.2f server_write_kb_per_transfer=%.2f\n",
            pay_view.commits / payments, pay_view.commits > 0 ? 1e3 * pay_view.commit_s / pay_view.commits : 0.0,
            pay_view.batches > 0 ? pay_view.batch_events / pay_view.batches : 0.0, 1e3 * pay_view.cpu_s / payments,
            ledger_view.commits > 0 ? 1e3 * ledger_view.commit_s / ledger_view.commits : 0.0,
            ledger_view.batches > 0 ? ledger_view.batch_events / ledger_view.batches : 0.0,
-           1e3 * ledger_view.cpu_s / transfers);
+           1e3 * ledger_view.cpu_s / transfers, pay_view.write_bytes / 1024.0 / payments,
+           ledger_view.write_bytes / 1024.0 / transfers);
     if (t.first_error[0] != '\0') fprintf(stderr, "bench_payments: first error: %s\n", t.first_error);
     fflush(stdout);
     stop(&server_pid);

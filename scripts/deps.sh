@@ -8,11 +8,14 @@ cd "$(dirname "$0")/.."
 
 # chromium: the dashboard's browser test; prometheus: promtool for deploy/prometheus;
 # systemd: systemd-analyze verify for deploy/systemd; podman + runc: the container test;
-# librabbitmq-dev + rabbitmq-server: the events publisher and its broker test.
+# librabbitmq-dev + rabbitmq-server: the events publisher and its broker test;
+# patroni + python3-etcd + etcd-server: the high-availability tests (tests/ha), which
+# start their own etcd members and Patroni nodes (the packaged services stay off).
 PACKAGES="build-essential cmake pkg-config sqlite3 libsqlite3-dev libmicrohttpd-dev \
 libjansson-dev libsodium-dev libcurl4-openssl-dev libxgboost-dev libssl-dev \
 postgresql libpq-dev curl ca-certificates python3 python3-yaml clang libclang-rt-14-dev \
-prometheus librabbitmq-dev rabbitmq-server chromium systemd podman runc"
+prometheus librabbitmq-dev rabbitmq-server chromium systemd podman runc \
+patroni python3-etcd etcd-server"
 
 missing=""
 for pkg in $PACKAGES; do
@@ -36,6 +39,20 @@ if [ -n "$missing" ]; then
     # shellcheck disable=SC2086
     $SUDO apt-get install -y -qq --no-install-recommends $missing >&2
 fi
+# The packages enable system-wide etcd and Patroni services (etcd on the default
+# ports 2379/2380, Patroni on /etc/patroni): tests start their own on free ports, so
+# the packaged ones are stopped and disabled, once, wherever they were enabled.
+for service in etcd patroni; do
+    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+        if systemctl is-enabled --quiet "$service" 2>/dev/null || systemctl is-active --quiet "$service" 2>/dev/null; then
+            echo "deps: stopping and disabling the packaged $service service" >&2
+            $SUDO systemctl disable --now "$service" >&2 || true
+        fi
+    elif [ -x "/etc/init.d/$service" ] && "/etc/init.d/$service" status >/dev/null 2>&1; then
+        echo "deps: stopping the packaged $service service" >&2
+        $SUDO "/etc/init.d/$service" stop >&2 || true
+    fi
+done
 if ! command -v npm >/dev/null 2>&1; then
     echo "deps: installing: npm" >&2
     $SUDO apt-get install -y -qq --no-install-recommends npm >&2

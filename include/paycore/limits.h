@@ -50,6 +50,23 @@
  * server session ends, a moment later: a new writer polls this long for it before it
  * refuses with store_in_use (a writer that is alive is refused after it). */
 #define STORE_WRITER_LOCK_GRACE_MS 5000
+/* A store URL asking for a writable server (target_session_attrs=read-write, Patroni)
+ * while none is: paycore retries this often, for serve --store-wait-s (default
+ * STORE_WRITABLE_WAIT_S_DEFAULT: Patroni's default leader TTL of 30 s plus its
+ * loop_wait of 10 s, and some) before it refuses to start. */
+#define STORE_WRITABLE_POLL_MS 500
+#define STORE_WRITABLE_WAIT_S_DEFAULT 60
+#define STORE_WRITABLE_WAIT_S_MAX 3600
+/* A PostgreSQL server that vanished (power loss, a partition) answers nothing: data
+ * the writer sent (a COMMIT) unacknowledged this long fails its connection, instead of
+ * the kernel's retransmissions (~15 min), so that paycore exits and its restart finds
+ * the new primary within a failover's time. An idle connection is probed after
+ * STORE_PG_KEEPALIVE_IDLE_S, every _INTERVAL_S, _COUNT times. A store URL may set
+ * its own (tcp_user_timeout, keepalives_idle, ...). */
+#define STORE_PG_TCP_USER_TIMEOUT_MS 30000
+#define STORE_PG_KEEPALIVE_IDLE_S 10
+#define STORE_PG_KEEPALIVE_INTERVAL_S 3
+#define STORE_PG_KEEPALIVE_COUNT 3
 
 /* The journal signs a checkpoint every this many batches. */
 #define JOURNAL_CHECKPOINT_BATCHES 64
@@ -66,7 +83,12 @@
 #define PC_KEY_FILE_BYTES_MAX 64
 
 /* The newest SQLite file format: the store migrates up to it, verify reads 1 to it. */
-#define STORE_SCHEMA_VERSION_MAX 5
+#define STORE_SCHEMA_VERSION_MAX 6
+
+/* verify on PostgreSQL fetches each stream's cursor this many rows at a time: one
+ * round trip per 2,048 rows, and at most ~2,048 rows of each of six streams held
+ * (about 1 MB with the largest metadata). */
+#define PG_VERIFY_FETCH_ROWS 2048
 
 /* Store (src/store/). A balance snapshot every this many batches (and at a clean stop):
  * bounds the replay at load to this many batches. */
@@ -208,6 +230,7 @@ static_assert(EVENTS_INFLIGHT_PER_DESTINATION_MAX <= EVENTS_INFLIGHT_MAX,
 #define GW_CONFIG_DEPTH_MAX 8       /* the channels file's deepest nesting */
 #define GW_WINDOW_CALLS_MAX 4096    /* sliding windows (success rate, breaker), in calls */
 #define GW_TIMEOUT_MS_MAX 120000    /* a channel call longer than 2 minutes is a dead channel */
+#define GW_AUTHORIZATION_WINDOW_S_MAX LEDGER_TIMEOUT_S_MAX /* a channel's hold is a ledger timeout */
 #define GW_LATENCY_SAMPLES 256      /* recent latencies kept per channel for p50/p99 */
 #define GW_CALLBACK_SKEW_S 300      /* a signed callback older or newer than this is refused */
 
@@ -316,11 +339,23 @@ static_assert(RISK_STORE_BATCH_MAX <= RISK_STORE_QUEUE_MAX, "a store batch comes
 #define PAY_CAPTURE_CUTOFF_S 60        /* no capture starts in the hold's last minute: the
                                           channel call must end before the ledger's expiry */
 #define PAY_DOC_BYTES_MAX (256 * 1024) /* one stored payment document, every op included */
+#define VAULT_REENCRYPT_BATCH_CARDS 256 /* cards one re-encryption commit rewrites: payments'
+                                          commits run between batches, none waits long */
+#define CLI_DATA_KEY_ROTATE_TIMEOUT_S 3600 /* keys rotate --data-key waits this long for the
+                                          answer: millions of cards re-encrypt in minutes */
+#define VAULT_DATA_KEYS_MAX 16         /* data keys a running vault keeps (retired ones stay
+                                          until their slot is needed: a card vaulted under
+                                          one just before its retirement still opens) */
 #define PAY_STATS_DECLINE_CODES_MAX 32 /* decline codes counted by name for the dashboard and
                                           /metrics (bounded label set); later ones: "other" */
+#define PAY_STATS_MERCHANTS_MAX 1024   /* merchants whose own figures are kept for their keys'
+                                          dashboards (about 3 KB each, made at a merchant's
+                                          first payment); later ones' figures are unknown */
 static_assert(EVENTS_BODY_BYTES_MAX >= PAY_DOC_BYTES_MAX + 1024,
               "a stored payment always fits its event: an event too big would fail the payment");
 
+static_assert(VAULT_REENCRYPT_BATCH_CARDS <= LEDGER_BATCH_EVENTS_MAX,
+              "a re-encryption batch is one writer command");
 static_assert(4 * PAY_CURRENCIES_MAX <= API_KEY_GRANTS_MAX,
               "a merchant's key holds its chart of accounts (four per currency)");
 

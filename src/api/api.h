@@ -165,6 +165,7 @@ typedef struct {
     uint32_t shard_count;
     bool store_standby;          /* wait for the writer's lock (store_options_t.standby) */
     bool (*store_standby_continue)(void *ctx); /* until this says stop (NULL: forever) */
+    uint32_t store_writable_wait_ms; /* store_options_t.writable_wait_ms */
     uint32_t threads;            /* HTTP threads */
     uint64_t body_bytes_max;     /* over it: 413 before the body is read */
     uint32_t queue_events_max;   /* writer queue; over it: 503 writer_queue_full */

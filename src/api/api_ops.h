@@ -63,7 +63,9 @@ typedef struct {
     journal_report_t report;
 } api_ops_verify_state_t;
 void api_ops_verify_state(api_ops_verify_state_t *out);
-pc_status api_ops_verify_start(const char *db_path, uint32_t interval_s);
+/* 'location': the store (a SQLite file or a postgres:// URL); 'db_path': the node's
+ * files (its public key is <db_path>.key.pub). */
+pc_status api_ops_verify_start(const char *location, const char *db_path, uint32_t interval_s);
 void api_ops_verify_stop(void);
 pc_status api_ops_sampler_start(api_server_t *server);
 void api_ops_sampler_stop(void);

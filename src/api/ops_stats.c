@@ -5,8 +5,9 @@
  *
  * Who sees what: a merchant key gets its own requests, latency and transfers only;
  * admin and read_only keys (read_only may GET what an admin may GET) get everything.
- * Sections are rows of `stats_sections`: adding a panel's data is one row. Payments and
- * the outbox are system-wide figures (a merchant's own payments are its API's). */
+ * Sections are rows of `stats_sections`: adding a panel's data is one row. A merchant
+ * key's payments section holds its merchant's payments only (payments/stats.c keeps
+ * them per merchant); the outbox is system-wide. */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -102,11 +103,22 @@ char *api_ops_payments_metrics_append(char *text, size_t *bytes) {
     return text;
 }
 
-/* A payment's first outcome: approved, held for review, or declined (or failed). */
-static void payments_outcomes(const pay_stats_t *stats, uint64_t out[3]) {
-    out[0] = stats->authorized;
-    out[1] = stats->entered[PAY_STATE_IN_REVIEW];
-    out[2] = stats->entered[PAY_STATE_DECLINED] + stats->entered[PAY_STATE_FAILED];
+/* The figures of the merchant 'key_id' is bound to; false when no payments runtime
+ * runs, the key is bound to no merchant, or the merchant's figures are not kept. */
+static bool merchant_stats_read(const char *key_id, pay_merchant_stats_t *out) {
+    bool present = false;
+    pthread_rwlock_rdlock(&payments_view.lock);
+    pay_t *pay = payments_view.readable ? api_payments() : NULL;
+    if (pay != NULL) {
+        char merchant_id[PC_ID_SIZE];
+        pay_key_merchant(pay, key_id, merchant_id);
+        if (merchant_id[0] != '\0') {
+            pay_merchant_stats(pay, merchant_id, out);
+            present = out->known;
+        }
+    }
+    pthread_rwlock_unlock(&payments_view.lock);
+    return present;
 }
 
 static void sample_payments(ops_sample *sample) {
@@ -118,7 +130,7 @@ static void sample_payments(ops_sample *sample) {
     }
     sample->payments = true;
     sample->payments_created = stats->created;
-    payments_outcomes(stats, sample->payments_outcomes);
+    pay_stats_outcomes(stats, sample->payments_outcomes);
     free(stats);
 }
 
@@ -271,6 +283,7 @@ typedef struct {
     uint32_t history_s;
     ops_sample ring[OBS_STATS_SECONDS];
     json_t *history;            /* the "history" object: columns for the charts */
+    const pay_merchant_stats_t *merchant; /* a merchant key's own payments, while read */
 } stats_ctx;
 
 /* A history column: one value a second, oldest first. */
@@ -512,7 +525,21 @@ static json_t *payments_states(const pay_stats_t *stats) {
     return states;
 }
 
-static void section_payments(stats_ctx *ctx, json_t *body) {
+/* The payments section: rates over the window, first-outcome shares, totals. */
+static void payments_section_set(json_t *body, double created_per_s, const double rate[3], const double share[3],
+                                 const pay_stats_t *totals) {
+    uint64_t outcomes[3];
+    pay_stats_outcomes(totals, outcomes);
+    json_object_set_new(body, "payments", json_pack(
+        "{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:I,s:I,s:I,s:I,s:o,s:o}", "payments_per_s", figure(created_per_s),
+        "authorized_per_s", figure(rate[0]), "review_per_s", figure(rate[1]), "declined_per_s", figure(rate[2]),
+        "approve_ratio", figure(share[0]), "review_ratio", figure(share[1]), "decline_ratio", figure(share[2]),
+        "created_total", (json_int_t)totals->created, "authorized_total", (json_int_t)outcomes[0],
+        "review_total", (json_int_t)outcomes[1], "declined_total", (json_int_t)outcomes[2],
+        "states", payments_states(totals), "top_declines", payments_top_declines(totals)));
+}
+
+static void section_payments_system(stats_ctx *ctx, json_t *body) {
     pay_stats_t *live = malloc(sizeof(*live));
     if (live == NULL) return;
     if (!payments_stats_read(live)) {
@@ -530,19 +557,67 @@ static void section_payments(stats_ctx *ctx, json_t *body) {
             share[o] = ratio(delta[o], total);
         }
     }
-    uint64_t outcomes[3];
-    payments_outcomes(live, outcomes);
-    json_object_set_new(body, "payments", json_pack(
-        "{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:I,s:I,s:I,s:I,s:o,s:o}", "payments_per_s", figure(created_per_s),
-        "authorized_per_s", figure(rate[0]), "review_per_s", figure(rate[1]), "declined_per_s", figure(rate[2]),
-        "approve_ratio", figure(share[0]), "review_ratio", figure(share[1]), "decline_ratio", figure(share[2]),
-        "created_total", (json_int_t)live->created, "authorized_total", (json_int_t)outcomes[0],
-        "review_total", (json_int_t)outcomes[1], "declined_total", (json_int_t)outcomes[2],
-        "states", payments_states(live), "top_declines", payments_top_declines(live)));
+    payments_section_set(body, created_per_s, rate, share, live);
     free(live);
     history_column(ctx, "payments_per_s", column_payments);
     history_column(ctx, "payments_authorized_per_s", column_payments_authorized);
     history_column(ctx, "payments_declined_per_s", column_payments_declined);
+}
+
+/* A merchant's second 'second': its slot, or NULL when nothing was counted then. */
+static const pay_stats_second_t *merchant_second(const stats_ctx *ctx, uint64_t second) {
+    const pay_stats_second_t *slot = &ctx->merchant->seconds[second % OBS_STATS_SECONDS];
+    return slot->second == second ? slot : NULL;
+}
+
+static double column_merchant_created(const stats_ctx *ctx, uint64_t second) {
+    const pay_stats_second_t *slot = merchant_second(ctx, second);
+    return slot != NULL ? (double)slot->created : 0.0;
+}
+
+static double column_merchant_outcome(const stats_ctx *ctx, uint64_t second, int outcome) {
+    const pay_stats_second_t *slot = merchant_second(ctx, second);
+    return slot != NULL ? (double)slot->outcomes[outcome] : 0.0;
+}
+static double column_merchant_authorized(const stats_ctx *c, uint64_t s) { return column_merchant_outcome(c, s, 0); }
+static double column_merchant_declined(const stats_ctx *c, uint64_t s) { return column_merchant_outcome(c, s, 2); }
+
+/* A merchant key: its merchant's payments alone, rates from its per-second counts over
+ * the window's complete seconds. */
+static void section_payments_merchant(stats_ctx *ctx, json_t *body, const char *key_id) {
+    pay_merchant_stats_t *mine = malloc(sizeof(*mine));
+    if (mine == NULL) return;
+    if (!merchant_stats_read(key_id, mine)) {
+        free(mine);
+        return;
+    }
+    ctx->merchant = mine;
+    uint64_t created = 0, counts[3] = {0, 0, 0}, total = 0;
+    for (uint64_t s = ctx->now_s - ctx->window_s; s < ctx->now_s; s++) {
+        const pay_stats_second_t *slot = merchant_second(ctx, s);
+        if (slot == NULL) continue;
+        created += slot->created;
+        for (int o = 0; o < 3; o++) counts[o] += slot->outcomes[o];
+    }
+    double rate[3], share[3];
+    for (int o = 0; o < 3; o++) total += counts[o];
+    for (int o = 0; o < 3; o++) {
+        rate[o] = per_s(counts[o], 0, ctx->window_s);
+        share[o] = ratio(counts[o], total);
+    }
+    payments_section_set(body, per_s(created, 0, ctx->window_s), rate, share, &mine->totals);
+    history_column(ctx, "payments_per_s", column_merchant_created);
+    history_column(ctx, "payments_authorized_per_s", column_merchant_authorized);
+    history_column(ctx, "payments_declined_per_s", column_merchant_declined);
+    ctx->merchant = NULL;
+    free(mine);
+}
+
+static void section_payments(stats_ctx *ctx, json_t *body) {
+    const api_caller_t *caller = api_caller(ctx->req);
+    if (caller == NULL) return;
+    if (caller->scope == API_SCOPE_MERCHANT) section_payments_merchant(ctx, body, caller->id);
+    else section_payments_system(ctx, body);
 }
 
 /* ---- the outbox: delivery per destination (webhook endpoints, the broker) ---- */
@@ -612,7 +687,7 @@ static const stats_section stats_sections[] = {
     {"risk", true, section_risk},
     {"journal", true, section_journal},
     {"channels", true, section_channels},
-    {"payments", true, section_payments},
+    {"payments", false, section_payments},
     {"outbox", true, section_outbox},
 };
 
@@ -696,7 +771,8 @@ void api_ops_request_done(const api_request_t *req, int http_status, uint64_t la
 pc_status api_ops_start(api_server_t *server, const api_ops_options_t *options) {
     payments_view_set(true);
     pc_status status = api_ops_sampler_start(server);
-    if (status == PC_OK) status = api_ops_verify_start(options->db_path, options->verify_interval_s);
+    const char *location = server->config.store_url != NULL ? server->config.store_url : options->db_path;
+    if (status == PC_OK) status = api_ops_verify_start(location, options->db_path, options->verify_interval_s);
     if (status != PC_OK) api_ops_stop();
     return status;
 }

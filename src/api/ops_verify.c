@@ -24,7 +24,8 @@ static struct {
     bool stop;
     bool started;
     pthread_t thread;
-    char *db_path;
+    char *location;    /* the store: a SQLite file or a postgres:// URL */
+    char *db_path;     /* the node's files: <db_path>.key.pub */
 } verifier = {.mutex = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
 
 void api_ops_verify_record(pc_status status, const journal_report_t *report, uint64_t duration_ns) {
@@ -54,14 +55,14 @@ void api_ops_verify_state(api_ops_verify_state_t *out) {
     pthread_mutex_unlock(&verifier.mutex);
 }
 
-/* One verification of the server's own file, against its own public key. */
-static void verify_once(const char *db_path) {
+/* One verification of the server's own store, against its own public key. */
+static void verify_once(const char *location, const char *db_path) {
     char pubkey_path[4096];
     snprintf(pubkey_path, sizeof pubkey_path, "%s.key.pub", db_path);
     journal_report_t *report = calloc(1, sizeof(*report));
     if (report == NULL) return;
     uint64_t start_ns = pc_mono_ns();
-    pc_status status = journal_verify_sqlite(db_path, access(pubkey_path, R_OK) == 0 ? pubkey_path : NULL, report);
+    pc_status status = store_verify(location, access(pubkey_path, R_OK) == 0 ? pubkey_path : NULL, report);
     api_ops_verify_record(status, report, pc_mono_ns() - start_ns);
     char line[2 * JOURNAL_REPORT_TEXT_BYTES];
     if (status == PC_OK || status == PC_JOURNAL_MISMATCH) journal_report_line(report, line, sizeof line);
@@ -84,7 +85,7 @@ static void *verifier_run(void *arg) {
         if (verifier.stop) break;
         verifier.state.running = true;
         pthread_mutex_unlock(&verifier.mutex);
-        verify_once(verifier.db_path);
+        verify_once(verifier.location, verifier.db_path);
         pthread_mutex_lock(&verifier.mutex);
         verifier.state.running = false;
     }
@@ -92,15 +93,16 @@ static void *verifier_run(void *arg) {
     return NULL;
 }
 
-pc_status api_ops_verify_start(const char *db_path, uint32_t interval_s) {
+pc_status api_ops_verify_start(const char *location, const char *db_path, uint32_t interval_s) {
     pthread_mutex_lock(&verifier.mutex);
     memset(&verifier.state, 0, sizeof verifier.state);
     verifier.state.interval_s = interval_s;
     verifier.stop = false;
     pthread_mutex_unlock(&verifier.mutex);
     if (interval_s == 0) return PC_OK;
+    verifier.location = pc_strdup(location);
     verifier.db_path = pc_strdup(db_path);
-    if (verifier.db_path == NULL) return PC_NO_MEMORY;
+    if (verifier.location == NULL || verifier.db_path == NULL) return PC_NO_MEMORY;
     if (pthread_create(&verifier.thread, NULL, verifier_run, NULL) != 0) return PC_INTERNAL;
     verifier.started = true;
     return PC_OK;
@@ -115,8 +117,9 @@ void api_ops_verify_stop(void) {
         pthread_join(verifier.thread, NULL); /* a verification in progress finishes first */
         verifier.started = false;
     }
+    free(verifier.location);
     free(verifier.db_path);
-    verifier.db_path = NULL;
+    verifier.location = verifier.db_path = NULL;
 }
 
 /* ---------------------------------------------------------------- metrics */

@@ -12,6 +12,7 @@
 #include "api/api_ops.h"
 #include "core/core.h"
 #include "journal/verify.h"
+#include "store/store.h"
 #include "store/store_api.h"
 
 typedef struct {
@@ -214,16 +215,13 @@ void api_route_key_revoke(api_request_t *req) {
 /* Runs the journal and balance verification on its own read-only connection (one
  * consistent snapshot; the writer keeps going) and answers the report. */
 void api_route_verify(api_request_t *req) {
-    if (!store_supports(req->server->store, STORE_PART_FILE)) {
-        api_reply_error(req, PC_STORE_UNSUPPORTED, NULL, "verify reads a SQLite file; not built for this store yet");
-        return;
-    }
+    const api_server_t *server = req->server;
     char pubkey_path[4096];
-    snprintf(pubkey_path, sizeof pubkey_path, "%s.key.pub", req->server->db_path);
+    snprintf(pubkey_path, sizeof pubkey_path, "%s.key.pub", server->db_path);
     journal_report_t report;
     memset(&report, 0, sizeof report);
     uint64_t start_ns = pc_mono_ns();
-    pc_status status = journal_verify_sqlite(req->server->db_path,
+    pc_status status = store_verify(server->config.store_url != NULL ? server->config.store_url : server->db_path,
                                              access(pubkey_path, R_OK) == 0 ? pubkey_path : NULL,
                                              &report);
     api_ops_verify_record(status, &report, pc_mono_ns() - start_ns);

@@ -100,6 +100,10 @@ static pay_caller_t caller_of(api_request_t *req) {
 }
 
 static void reply_set(api_request_t *req, const pay_reply_t *reply) {
+    if (reply->status == PC_OK && reply->text != NULL) {
+        api_reply_raw(req, reply->http_status, PC_OK, reply->text, reply->text_bytes, "application/json");
+        return;
+    }
     if (reply->status == PC_OK) {
         api_reply_json(req, reply->http_status, json_incref(reply->body));
         return;
@@ -111,12 +115,30 @@ static void reply_set(api_request_t *req, const pay_reply_t *reply) {
     if (pc_status_transient(reply->status)) api_reply_header(req, "Retry-After", "1");
 }
 
-/* Writer thread, in the transaction that makes the answer final. */
+/* Writer thread, in the transaction that makes the answer final. A stored payment
+ * version is kept as a reference to its record (api_payments_replay renders it). */
 static pc_status deferred_in_tx(void *ctx, store_tx_t *tx, const pay_reply_t *reply) {
     api_request_t *req = ctx;
     reply_set(req, reply);
     req->deferred_rendered = true;
+    char ref[PAY_REPLY_REF_BYTES_MAX];
+    if (req->idem_key != NULL && atomic_load(&req->replied) && pay_reply_ref_format(reply, ref)) {
+        return api_idem_store(req, tx, ref, strlen(ref));
+    }
     return api_deferred_idem_put(req, tx);
+}
+
+bool api_payments_replay(api_request_t *req, const char *stored, size_t bytes, int http_status) {
+    if (!pay_reply_ref_is(stored, bytes)) return false;
+    store_reader_t *reader = api_reader(req);
+    char *text = NULL;
+    size_t text_bytes = 0;
+    pc_status status = reader != NULL ? pay_reply_ref_render(reader, stored, bytes, &text, &text_bytes)
+                                      : PC_STORE_READ_FAILED;
+    if (status == PC_OK) api_reply_raw(req, http_status, PC_OK, text, text_bytes, "application/json");
+    else api_reply_error(req, status, NULL, NULL);
+    free(text);
+    return true;
 }
 
 static void deferred_done(void *ctx, const pay_reply_t *reply) {
@@ -272,10 +294,51 @@ void api_route_payments_recover(api_request_t *req) {
     api_reply_json(req, 200, json_pack("{s:i}", "resolved", (int)resolved));
 }
 
+static json_t *data_rotation_json(const vault_data_rotation_t *rotation) {
+    json_t *retired = json_array();
+    for (uint32_t i = 0; i < rotation->retired_count; i++) json_array_append_new(retired, json_string(rotation->retired[i]));
+    return json_pack("{s:s,s:o,s:i,s:I,s:i}", "data_key_id", rotation->data_key_id, "data_keys_retired", retired,
+                     "data_keys_remaining", (int)rotation->keys_remaining, "cards_reencrypted",
+                     (json_int_t)rotation->cards_reencrypted, "batches", (int)rotation->batches);
+}
+
+/* {"data_key": true}: every card re-encrypted under a new data key (batches; may take
+ * a while on a large vault). Otherwise the key-encryption key is replaced. */
+static void vault_rotate_data(api_request_t *req) {
+    vault_data_rotation_t rotation;
+    pc_status status = vault_rotate_data_key(payments_vault, &rotation);
+    if (status != PC_OK) {
+        api_reply_error(req, status, NULL, NULL);
+        return;
+    }
+    api_reply_json(req, 200, data_rotation_json(&rotation));
+}
+
+static bool rotate_wants_data_key(api_request_t *req, bool *data_key) {
+    static const char *const fields[] = {"data_key", NULL};
+    *data_key = false;
+    size_t bytes = 0;
+    (void)api_body(req, &bytes);
+    json_t *body = bytes > 0 ? api_body_object(req) : NULL;
+    if (bytes > 0 && body == NULL) return false;
+    codec_error_t err = {0};
+    if (body != NULL && (!codec_check_fields(body, fields, "", &err) ||
+                         !pc_field_bool(body, "data_key", "", data_key, &err))) {
+        api_reply_error_http(req, 400, err.status, err.field, err.message);
+        return false;
+    }
+    return true;
+}
+
 /* Blocks this HTTP thread while the key files are written and the re-wrapped keys
  * commit (a rare operator action, as the recovery pass above). */
 void api_route_vault_rotate(api_request_t *req) {
-    if (!ready(req)) return;
+    bool data_key = false;
+    if (!ready(req) || !rotate_wants_data_key(req, &data_key)) return;
+    if (data_key) {
+        vault_rotate_data(req);
+        return;
+    }
     vault_rotation_t rotation;
     pc_status status = vault_rotate(payments_vault, &rotation);
     if (status != PC_OK) {

@@ -385,7 +385,8 @@ static pc_status open_shards(api_server_t *server) {
 static pc_status open_backend(api_server_t *server) {
     if (server->config.shard_count > 0) return open_shards(server);
     store_options_t options = {.create = false, .standby = server->config.store_standby,
-                               .standby_continue = server->config.store_standby_continue};
+                               .standby_continue = server->config.store_standby_continue,
+                               .writable_wait_ms = server->config.store_writable_wait_ms};
     const char *location = server->config.store_url != NULL ? server->config.store_url : server->db_path;
     pc_status status = store_open(&server->store, location, &options);
     if (status != PC_OK) return status;

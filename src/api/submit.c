@@ -120,8 +120,9 @@ static bool idem_replay(api_request_t *req, const store_api_idem_t *stored) {
         api_reply_error(req, PC_IDEMPOTENCY_KEY_REUSED, "Idempotency-Key", NULL);
         return false;
     }
-    api_reply_raw(req, stored->http_status, PC_OK, stored->body, stored->body_bytes,
-                  "application/json");
+    if (!api_payments_replay(req, stored->body, stored->body_bytes, stored->http_status)) {
+        api_reply_raw(req, stored->http_status, PC_OK, stored->body, stored->body_bytes, "application/json");
+    }
     api_reply_header(req, "Idempotent-Replayed", "true");
     req->idem_replayed = true;
     return false;

@@ -4,6 +4,9 @@
  * public key that verifies the checkpoints. The secret keys (signing, vault, webhook)
  * are copied only with --with-key. The copy is verified before the command reports
  * success.
+ * With --store URL the ledger is a PostgreSQL database: OUT is its pg_dump (custom
+ * format, store_backup_postgres) and --db names the node's own files, copied as above;
+ * the dump verifies once restored (pg_restore into a new database).
  * Restore (docs/operations.md): stop, put the files back under the database's name,
  * start. */
 #include <errno.h>
@@ -40,6 +43,22 @@ static bool path_with(char out[PC_PATH_BYTES_MAX], const char *base, const char 
     return snprintf(out, PC_PATH_BYTES_MAX, "%s%s", base, suffix) < PC_PATH_BYTES_MAX;
 }
 
+/* The node's risk decisions file (a SQLite file beside --db) when there is one. */
+static bool backup_risk(const char *db, const char *out) {
+    char risk_db[PC_PATH_BYTES_MAX], risk_out[PC_PATH_BYTES_MAX];
+    if (!path_with(risk_db, db, "-risk.db") || !path_with(risk_out, out, "-risk.db")) return false;
+    if (access(risk_db, F_OK) != 0) return true;
+    uint64_t pages = 0;
+    char detail[512];
+    pc_status status = store_backup(risk_db, risk_out, &pages, detail, sizeof detail);
+    if (status != PC_OK) {
+        fprintf(stderr, "paycore backup: risk decisions: %s: %s\n", pc_status_code(status), detail);
+        return false;
+    }
+    printf("backup ok out=%s pages=%llu\n", risk_out, (unsigned long long)pages);
+    return true;
+}
+
 /* The database file itself, then its risk decisions file when one exists. */
 static bool backup_databases(const char *db, const char *out) {
     uint64_t pages = 0;
@@ -52,16 +71,7 @@ static bool backup_databases(const char *db, const char *out) {
     }
     printf("backup ok out=%s pages=%llu elapsed_ms=%llu\n", out, (unsigned long long)pages,
            (unsigned long long)((pc_mono_ns() - start_ns) / 1000000u));
-    char risk_db[PC_PATH_BYTES_MAX], risk_out[PC_PATH_BYTES_MAX];
-    if (!path_with(risk_db, db, "-risk.db") || !path_with(risk_out, out, "-risk.db")) return false;
-    if (access(risk_db, F_OK) != 0) return true;
-    status = store_backup(risk_db, risk_out, &pages, detail, sizeof detail);
-    if (status != PC_OK) {
-        fprintf(stderr, "paycore backup: risk decisions: %s: %s\n", pc_status_code(status), detail);
-        return false;
-    }
-    printf("backup ok out=%s pages=%llu\n", risk_out, (unsigned long long)pages);
-    return true;
+    return backup_risk(db, out);
 }
 
 /* The key files beside the database: the public key always; with --with-key the
@@ -94,12 +104,30 @@ static bool backup_keys(const char *db, const char *out, bool with_key) {
     return true;
 }
 
+/* The PostgreSQL store at 'url' into the dump 'out'. */
+static bool backup_postgres(const char *url, const char *out, const char *pg_bin) {
+    store_dump_info_t info;
+    char detail[512];
+    uint64_t start_ns = pc_mono_ns();
+    pc_status status = store_backup_postgres(url, out, pg_bin, &info, detail, sizeof detail);
+    if (status != PC_OK) {
+        fprintf(stderr, "paycore backup: %s: %s\n", pc_status_code(status), detail);
+        return false;
+    }
+    char head_hex[2 * JOURNAL_HASH_BYTES + 1];
+    journal_hex(info.head_hash, JOURNAL_HASH_BYTES, head_hex);
+    printf("backup ok out=%s format=pg_dump_custom bytes=%llu elapsed_ms=%llu head_seq=%llu head_hash=%s\n", out,
+           (unsigned long long)info.bytes, (unsigned long long)((pc_mono_ns() - start_ns) / 1000000u),
+           (unsigned long long)info.head_seq, head_hex);
+    return true;
+}
+
 static bool verify_copy(const char *out) {
     char pubkey[PC_PATH_BYTES_MAX];
     if (!path_with(pubkey, out, ".key.pub")) return false;
     journal_report_t *report = calloc(1, sizeof(*report));
     if (report == NULL) return false;
-    pc_status status = journal_verify_sqlite(out, pubkey, report);
+    pc_status status = store_verify(out, pubkey, report);
     char line[2 * JOURNAL_REPORT_TEXT_BYTES];
     if (status == PC_OK || status == PC_JOURNAL_MISMATCH) printf("%s\n", journal_report_line(report, line, sizeof line));
     else printf("verify error: %s: %s\n", pc_status_code(status), report->error_detail);
@@ -109,14 +137,16 @@ static bool verify_copy(const char *out) {
 
 int cli_backup(int argc, char **argv) {
     cli_opt opts[] = {
-        {"db", "PAYCORE_DB", false, "./paycore.db", "the database to copy (the server may be running)"},
+        {"db", "PAYCORE_DB", false, "./paycore.db", "the database to copy (the server may be running); with --store the node's own files"},
         {"out", NULL, false, NULL, "the copy to write (must not be the database itself)"},
+        {"store", "PAYCORE_STORE", false, NULL, "a PostgreSQL store to copy instead: postgres://user@host/db (OUT is then a pg_dump)"},
+        {"pg-bin", "PAYCORE_PG_BIN", false, NULL, "with --store: the directory of pg_dump and pg_restore (default: PATH)"},
         {"with-key", NULL, true, NULL, "also copy the secret keys (FILE.key, .vault-key, .webhook-key, .idkey; 0600)"},
         {"no-verify", NULL, true, NULL, "skip verifying the copy (not recommended)"},
     };
-    enum { N = 4 };
+    enum { N = 6 };
     const char *usage =
-        "usage: paycore backup --db FILE --out FILE [--with-key] [--no-verify]\n\n"
+        "usage: paycore backup --db FILE --out FILE [--store URL] [--with-key] [--no-verify]\n\n"
         "Copies a paycore database while the server runs: one consistent snapshot (SQLite's\n"
         "backup API on a read-only connection; the writer keeps committing), the risk\n"
         "decisions beside it (FILE-risk.db) and the public key that verifies it\n"
@@ -124,7 +154,13 @@ int cli_backup(int argc, char **argv) {
         "also the secrets a restored node needs: the signing key, the card vault's key, the\n"
         "webhook secrets' key and the id index's key (keep them apart, in a secret store).\n"
         "prints 'backup ok out=FILE pages=N elapsed_ms=N' and the verify line; exit 0 only\n"
-        "when the copy verifies. Restore: see docs/operations.md.";
+        "when the copy verifies.\n"
+        "With --store URL: OUT is a pg_dump of the PostgreSQL store in its custom format\n"
+        "(pg_restore reads it), every table in one snapshot taken while the writer runs;\n"
+        "prints 'backup ok out=FILE format=pg_dump_custom bytes=N elapsed_ms=N head_seq=N\n"
+        "head_hash=H' (the journal head in the dump), then copies the node's files of --db\n"
+        "as above. The dump is verified after pg_restore, with paycore verify --store.\n"
+        "Restore: see docs/operations.md.";
     if (cli_wants_help(argc, argv)) {
         cli_args_usage(stdout, usage, opts, N);
         return 0;
@@ -132,11 +168,21 @@ int cli_backup(int argc, char **argv) {
     cli_rest rest;
     if (!cli_args_parse("backup", argc, argv, opts, N, &rest) || rest.positional_count > 0) return 2;
     const char *db = cli_opt_get(opts, N, "db"), *out = cli_opt_get(opts, N, "out");
+    const char *url = cli_opt_get(opts, N, "store");
     if (out == NULL || out[0] == '\0' || strcmp(out, db) == 0) {
         fprintf(stderr, "paycore backup: --out FILE is required and must differ from --db\n");
         return 2;
     }
+    if (url != NULL && !store_location_is_url(url)) {
+        fprintf(stderr, "paycore backup: --store wants a postgres:// URL (a SQLite file is --db FILE)\n");
+        return 2;
+    }
     bool with_key = cli_opt_get(opts, N, "with-key") != NULL;
+    if (url != NULL) {
+        bool ok = backup_postgres(url, out, cli_opt_get(opts, N, "pg-bin")) && backup_risk(db, out) &&
+                  backup_keys(db, out, with_key);
+        return ok ? 0 : 1;
+    }
     if (!backup_databases(db, out) || !backup_keys(db, out, with_key)) return 1;
     if (cli_opt_get(opts, N, "no-verify") != NULL) return 0;
     return verify_copy(out) ? 0 : 1;

@@ -11,6 +11,7 @@
 #include "cli/cli.h"
 #include "cli/cli_args.h"
 #include "cli/cli_http.h"
+#include "paycore/limits.h"
 
 #define CLIENT_OPTS_MAX 24
 #define COMMON_OPTS 4
@@ -303,13 +304,20 @@ static const client_cmd key_cmds[] = {
 
 /* ---- keys (the card vault's key-encryption key) ---- */
 
+static const cli_opt keys_rotate_opts[] = {
+    {"data-key", NULL, true, NULL, "re-encrypt every card under a new data key instead"},
+};
+
 static int keys_rotate(const cli_http_t *http, bool as_json, const cli_opt *o, int n, const cli_rest *rest) {
-    (void)o, (void)n, (void)rest;
-    return client_send(http, as_json, "POST", "/v1/admin/vault/rotate", NULL);
+    (void)rest;
+    if (opt(o, n, "data-key") == NULL) return client_send(http, as_json, "POST", "/v1/admin/vault/rotate", NULL);
+    cli_http_t patient = *http; /* the server answers once every card is re-encrypted */
+    patient.timeout_s = CLI_DATA_KEY_ROTATE_TIMEOUT_S;
+    return client_send(&patient, as_json, "POST", "/v1/admin/vault/rotate", json_pack("{s:b}", "data_key", 1));
 }
 
 static const client_cmd keys_cmds[] = {
-    {"rotate", "usage: paycore keys rotate --url URL --key ADMIN_KEY\n\n"
+    {"rotate", "usage: paycore keys rotate [--data-key] --url URL --key ADMIN_KEY\n\n"
                "Rotates the card vault's key-encryption key on a running server, without downtime:\n"
                "the server makes a new random key, re-wraps every stored card key (data and\n"
                "fingerprint keys) under it in one transaction and replaces its key file (the\n"
@@ -318,8 +326,14 @@ static const client_cmd keys_cmds[] = {
                "opens the database. Crash-safe: the new key is written to FILE.next before the\n"
                "commit and the next start finishes an interrupted rotation. Card ciphertexts are\n"
                "not re-encrypted. Prints kek_id, previous_kek_id and keys_rewrapped.\n"
-               "Copy the new key file to wherever the old one was backed up (docs/operations.md).",
-     NULL, 0, 0, keys_rotate},
+               "Copy the new key file to wherever the old one was backed up (docs/operations.md).\n\n"
+               "With --data-key: re-encrypts every stored card under a new random data key instead,\n"
+               "the server running: new cards use the new key at once, stored cards are\n"
+               "re-encrypted in batches (each card opens throughout), and every older data key\n"
+               "is deleted once no card is under it. Prints data_key_id, data_keys_retired,\n"
+               "data_keys_remaining (0 unless a card arrived under an old key meanwhile: run it\n"
+               "again), cards_reencrypted and batches. The key file does not change.",
+     keys_rotate_opts, 1, 0, keys_rotate},
 };
 
 /* ---- dispatch ---- */

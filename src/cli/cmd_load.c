@@ -44,10 +44,14 @@
                                          bookkeeping error can part them */
 #define LOAD_LATE_NS 1000000          /* open loop: sent over 1 ms after arrival = late */
 #define LOAD_ARRIVAL_STEP_NS 50000    /* open loop: sleep steps just before an arrival */
+#define LOAD_REPLY_HEAD_BYTES 320     /* the head of each reply kept: an error's text, a
+                                         payment's "status" (after its id, object and
+                                         merchant id) */
 
 typedef struct {
     const char *url;
     const char *key;
+    const char *merchant;          /* --payments: card sales for this merchant, not transfers */
     char prefix[32];
     uint32_t accounts;
     uint32_t batch;
@@ -96,7 +100,10 @@ static uint32_t latency_slot(uint64_t latency_ns) {
 
 static size_t discard(char *data, size_t size, size_t count, void *ctx) {
     char *first = ctx;
-    if (first[0] == '\0') snprintf(first, 160, "%.*s", (int)(size * count < 159 ? size * count : 159), data);
+    size_t kept = strlen(first), room = LOAD_REPLY_HEAD_BYTES - 1 - kept;
+    size_t bytes = size * count < room ? size * count : room;
+    memcpy(first + kept, data, bytes);
+    first[kept + bytes] = '\0';
     return size * count;
 }
 
@@ -154,8 +161,21 @@ static size_t transfer_json(char *out, size_t room, const load_plan *plan, uint3
     return n > 0 ? (size_t)n : 0;
 }
 
+/* One card sale (authorized and captured in one request) by one of 'accounts' payers,
+ * on a card the simulator approves without balance or limit checks. */
+static size_t payment_json(char *out, size_t room, const load_plan *plan, uint64_t *random) {
+    int n = snprintf(out, room,
+                     "{\"merchant_id\":\"%s\",\"amount\":%u,\"currency\":\"USD\",\"capture_method\":\"automatic\","
+                     "\"payment_method\":{\"type\":\"card\",\"card\":{\"number\":\"4000000000000002\",\"exp_month\":12,"
+                     "\"exp_year\":2030,\"cvc\":\"123\"}},\"payer\":{\"id\":\"%s-p%u\",\"country\":\"DE\"}}",
+                     plan->merchant, (unsigned)(100 + next_random(random) % 9000), plan->prefix,
+                     (unsigned)(next_random(random) % plan->accounts));
+    return n > 0 && (size_t)n < room ? (size_t)n : 0;
+}
+
 static size_t request_body(char *out, size_t room, const load_plan *plan, uint32_t worker,
                            uint64_t *sequence, uint64_t *random) {
+    if (plan->merchant != NULL) return payment_json(out, room, plan, random);
     if (plan->batch == 1) return transfer_json(out, room, plan, worker, (*sequence)++, random);
     size_t used = (size_t)snprintf(out, room, "{\"transfers\":[");
     for (uint32_t i = 0; i < plan->batch; i++) {
@@ -169,7 +189,7 @@ static size_t request_body(char *out, size_t room, const load_plan *plan, uint32
 static CURL *worker_handle(const load_plan *plan, struct curl_slist **headers, char *first_error) {
     CURL *curl = curl_easy_init();
     char url[512], auth[512];
-    snprintf(url, sizeof url, "%s/v1/transfers", plan->url);
+    snprintf(url, sizeof url, "%s/v1/%s", plan->url, plan->merchant != NULL ? "payments" : "transfers");
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", plan->key ? plan->key : "");
     *headers = curl_slist_append(NULL, "Content-Type: application/json");
     *headers = curl_slist_append(*headers, auth);
@@ -201,13 +221,13 @@ typedef struct {
     uint64_t start_ns;             /* arrival: the start of its latency */
     uint64_t counted_ns;           /* counted in flight from here (open loop: the moment
                                       the worker took the arrival, at most ~1 ms later) */
-    char scratch[160];
+    char scratch[LOAD_REPLY_HEAD_BYTES];
 } load_conn;
 
 static bool conn_open(load_conn *conn, const load_plan *plan, uint32_t index) {
     conn->index = index;
     conn->random = 0x9e3779b97f4a7c15ull ^ ((uint64_t)index * 7919 + 1);
-    conn->room = (size_t)plan->batch * BODY_BYTES_PER_TRANSFER + 64;
+    conn->room = (size_t)plan->batch * BODY_BYTES_PER_TRANSFER + 64 + PC_ID_SIZE;
     conn->body = malloc(conn->room);
     conn->curl = worker_handle(plan, &conn->headers, conn->scratch);
     if (conn->curl != NULL) curl_easy_setopt(conn->curl, CURLOPT_PRIVATE, conn);
@@ -259,7 +279,9 @@ static void conn_finish(load_worker *w, load_conn *conn, CURLcode rc) {
     request_done(w, pc_mono_ns(), conn->start_ns, conn->counted_ns);
     long status = 0;
     if (rc == CURLE_OK) curl_easy_getinfo(conn->curl, CURLINFO_RESPONSE_CODE, &status);
-    if (status == 200 || status == 201) {
+    /* a sale that answered but was not captured (declined, failed) did other work */
+    bool sold = w->plan->merchant == NULL || strstr(conn->scratch, "\"status\":\"captured\"") != NULL;
+    if ((status == 200 || status == 201) && sold) {
         w->transfers += w->plan->batch;
     } else if (w->errors++ == 0) {
         snprintf(w->first_error, sizeof w->first_error, "%ld %.120s", status,
@@ -524,6 +546,7 @@ static bool engine_setup(const load_plan *plan) {
 
 /* Creates the run's accounts in batches; false after printing why. */
 static bool load_setup(const load_plan *plan) {
+    if (plan->merchant != NULL) return true; /* payers are names in the payments, not accounts */
     cli_http_t http = {.url = plan->url, .key = plan->key, .timeout_s = 120};
     for (uint32_t first = 0; first < plan->accounts; first += LEDGER_BATCH_EVENTS_MAX) {
         uint32_t count = plan->accounts - first;
@@ -604,14 +627,14 @@ static bool load_report(const load_plan *plan, load_worker *workers, uint32_t th
     printf("load mode=%s loop=%s concurrency=%u batch=%u accounts=%u requests=%llu transfers=%llu errors=%llu "
            "elapsed_s=%.3f requests_per_s=%.0f transfers_per_s=%.0f p50_ms=%.3f p99_ms=%.3f "
            "p999_ms=%.3f offered_per_s=%.0f mean_latency_ms=%.3f mean_in_flight=%.2f little_in_flight=%.2f "
-           "little_error=%.4f little_tolerance=%.2f little_ok=%d late=%llu mean_in_flight_sampled=%.2f\n",
+           "little_error=%.4f little_tolerance=%.2f little_ok=%d late=%llu mean_in_flight_sampled=%.2f kind=%s\n",
            plan->engine ? "engine" : "http", plan->rate_per_s > 0 ? "open" : "closed", concurrency,
            plan->batch, plan->accounts, (unsigned long long)t.requests, (unsigned long long)t.transfers,
            (unsigned long long)t.errors, elapsed_s, throughput, (double)t.transfers / elapsed_s,
            histogram_quantile(merged, t.requests, 0.50), histogram_quantile(merged, t.requests, 0.99),
            histogram_quantile(merged, t.requests, 0.999), offered, mean_latency_s * 1e3, mean_in_flight,
            little, little_error, LOAD_LITTLE_TOLERANCE, little_ok ? 1 : 0,
-           (unsigned long long)t.late, sampled_in_flight);
+           (unsigned long long)t.late, sampled_in_flight, plan->merchant != NULL ? "payments" : "transfers");
     if (t.first_error != NULL) fprintf(stderr, "paycore load: first error: %s\n", t.first_error);
     if (!little_ok) {
         fprintf(stderr, "paycore load: Little's law off by %.1f%% (in flight %.2f, X*W %.2f, %lld never "
@@ -690,15 +713,16 @@ int cli_load(int argc, char **argv) {
         {"engine-db", NULL, false, NULL, "run the same work in-process on this new database (no HTTP): the baseline"},
         {"rate", NULL, false, NULL, "open loop: requests arrive at this rate per second, answered or not (default: closed loop)"},
         {"arrivals", NULL, false, "uniform", "open loop: uniform (evenly spaced) or poisson arrivals"},
+        {"payments", NULL, false, NULL, "POST card sales (POST /v1/payments, capture_method automatic) for this merchant id instead of transfers; --accounts payers; the server needs a card channel"},
         {"shards", NULL, false, "0", "the server runs this many shards (serve --shards): pick accounts by shard"},
         {"cross-pct", NULL, false, "0", "with --shards: this % of transfers go across shards, the rest within one"},
     };
-    enum { N = 13 };
+    enum { N = 14 };
     const char *usage = "usage: paycore load [options]\n\nHTTP load generator: POSTs transfers to a "
                         "running server and prints one key=value line:\nload mode= loop=closed|open concurrency= batch= "
                         "requests= transfers= errors= elapsed_s= requests_per_s= transfers_per_s= "
                         "p50_ms= p99_ms= p999_ms=\noffered_per_s= mean_latency_ms= mean_in_flight= little_in_flight= "
-                        "little_error= little_tolerance= little_ok= late= mean_in_flight_sampled=\n\nClosed loop: each connection sends its "
+                        "little_error= little_tolerance= little_ok= late= mean_in_flight_sampled= kind=\n\nClosed loop: each connection sends its "
                         "next request when the last is answered.\nOpen loop (--rate): requests arrive on schedule; "
                         "latency counts from arrival (a request\nwaiting for a free connection is late).\n"
                         "mean_in_flight is the time average of requests in flight (integrated at each\nstart and answer); "
@@ -732,7 +756,13 @@ int cli_load(int argc, char **argv) {
         fprintf(stderr, "paycore load: bad --rate or --arrivals (open loop is HTTP only; see --help)\n");
         return 2;
     }
-    load_plan plan = {.url = cli_opt_get(opts, N, "url"), .key = cli_opt_get(opts, N, "key"),
+    const char *merchant = cli_opt_get(opts, N, "payments");
+    if (merchant != NULL && (merchant[0] == '\0' || strlen(merchant) > PC_ID_BYTES_MAX || strchr(merchant, '"') != NULL ||
+                             strchr(merchant, '\\') != NULL || batch != 1 || cli_opt_get(opts, N, "engine-db") != NULL)) {
+        fprintf(stderr, "paycore load: --payments takes a merchant id, one payment a request, over HTTP only\n");
+        return 2;
+    }
+    load_plan plan = {.url = cli_opt_get(opts, N, "url"), .key = cli_opt_get(opts, N, "key"), .merchant = merchant,
                       .rate_per_s = (double)rate, .poisson = strcmp(arrivals_text, "poisson") == 0,
                       .accounts = (uint32_t)accounts, .batch = (uint32_t)batch, .count_max = count,
                       .deadline_ns = duration_s * 1000000000ull};

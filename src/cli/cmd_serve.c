@@ -30,7 +30,12 @@ enum { OPT_LISTEN, OPT_DB, OPT_THREADS, OPT_BODY_MAX, OPT_QUEUE_MAX, OPT_LOG_LEV
        OPT_EVENTS_DISABLE_AFTER, OPT_EVENTS_TIMEOUT, OPT_NO_EVENTS, OPT_DEMO, OPT_CHANNELS,
        OPT_GATEWAY_THREADS, OPT_PER_IP, OPT_IDEM_RETENTION, OPT_IDEM_MAX, OPT_IDEM_KEY_MAX,
        OPT_WEB_DIR, OPT_VERIFY_INTERVAL, OPT_VAULT_KEY, OPT_AUTH_WINDOW,
-       OPT_RECOVERY_MS, OPT_RECOVERY_GRACE_MS, OPT_THREE_DS, OPT_STORE, OPT_STANDBY, OPT_SHARDS, OPT_COUNT };
+       OPT_RECOVERY_MS, OPT_RECOVERY_GRACE_MS, OPT_THREE_DS, OPT_STORE, OPT_STANDBY, OPT_STORE_WAIT, OPT_SHARDS, OPT_COUNT };
+
+/* STORE_WRITABLE_WAIT_S_DEFAULT as the option's default text. */
+#define STORE_WAIT_TEXT(seconds) #seconds
+#define STORE_WAIT_S_DEFAULT_TEXT STORE_WAIT_TEXT_OF(STORE_WRITABLE_WAIT_S_DEFAULT)
+#define STORE_WAIT_TEXT_OF(seconds) STORE_WAIT_TEXT(seconds)
 
 static void serve_opts(cli_opt opts[OPT_COUNT]) {
     cli_opt defaults[OPT_COUNT] = {
@@ -76,6 +81,7 @@ static void serve_opts(cli_opt opts[OPT_COUNT]) {
         {"three-ds-prefixes", "PAYCORE_THREE_DS_PREFIXES", false, NULL, "card prefixes enrolled in 3-D Secure, comma separated (default: the card simulator's 4000002760)"},
         {"store", "PAYCORE_STORE", false, NULL, "a PostgreSQL store instead of the SQLite file: postgres://user@host/db (paycore init --store first); --db then names the node's own files (signing key, risk files)"},
         {"standby", "PAYCORE_STANDBY", true, NULL, "with --store: while another paycore is the store's writer, wait and take over when it is gone (instead of refusing with store_in_use)"},
+        {"store-wait-s", "PAYCORE_STORE_WAIT_S", false, STORE_WAIT_S_DEFAULT_TEXT, "with a --store URL asking for a writable server (target_session_attrs=read-write: Patroni), wait this long for one at start (a primary being elected) before refusing (0: no wait)"},
         {"shards", "PAYCORE_SHARDS", false, NULL, "serve a set of PostgreSQL shards: postgres:// URLs separated by commas, in the order paycore init --shards was given (docs/scaleout.md); --db then names the node's own files"},
     };
     memcpy(opts, defaults, sizeof defaults);
@@ -149,7 +155,8 @@ static bool serve_config(const cli_opt *opts, api_config_t *config, obs_level *l
         {OPT_IDEM_RETENTION, 24 * 366 * 10}, {OPT_IDEM_MAX, 1ull << 40}, {OPT_IDEM_KEY_MAX, 1ull << 40},
         {OPT_EVENTS_RETENTION, 100ull * 365 * 24 * 3600},
         {OPT_EVENTS_RETRY_BASE, 3600000}, {OPT_EVENTS_RETRY_MAX, 365ull * 24 * 3600},
-        {OPT_EVENTS_DISABLE_AFTER, 365ull * 24 * 3600}, {OPT_EVENTS_TIMEOUT, 600000}};
+        {OPT_EVENTS_DISABLE_AFTER, 365ull * 24 * 3600}, {OPT_EVENTS_TIMEOUT, 600000},
+        {OPT_STORE_WAIT, STORE_WRITABLE_WAIT_S_MAX}};
     uint64_t parsed[OPT_COUNT] = {0};
     for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++) {
         const cli_opt *opt = &opts[numbers[i].opt];
@@ -167,6 +174,7 @@ static bool serve_config(const cli_opt *opts, api_config_t *config, obs_level *l
     config->rate_burst = (uint32_t)parsed[OPT_BURST];
     if (parsed[OPT_TIMEOUT] > 0) config->connection_timeout_s = (uint32_t)parsed[OPT_TIMEOUT];
     config->request_timeout_ms = (uint32_t)parsed[OPT_REQUEST_TIMEOUT];
+    config->store_writable_wait_ms = (uint32_t)parsed[OPT_STORE_WAIT] * 1000u;
     config->connections_per_ip_max = (uint32_t)parsed[OPT_PER_IP];
     if (parsed[OPT_IDEM_RETENTION] < API_IDEM_RETENTION_H_MIN) {
         fprintf(stderr, "paycore serve: --idempotency-retention-h must be at least %d (hours)\n",
@@ -311,10 +319,6 @@ int cli_serve(int argc, char **argv) {
     uint64_t verify_interval_s = 0;
     if (!cli_parse_u64(opts[OPT_VERIFY_INTERVAL].value, &verify_interval_s) || verify_interval_s > 30u * 86400u) {
         fprintf(stderr, "paycore serve: bad --verify-interval-s '%s' (0..2592000)\n", opts[OPT_VERIFY_INTERVAL].value);
-        return 2;
-    }
-    if (verify_interval_s > 0 && config.store_url != NULL) {
-        fprintf(stderr, "paycore serve: --verify-interval-s reads a SQLite file: not built for --store yet\n");
         return 2;
     }
     if (opts[OPT_ROUTES].value != NULL) {

@@ -1,15 +1,16 @@
-/* cli/cmd_verify.c: `paycore verify --db FILE [--pubkey FILE]`. Exit 0 when the
+/* cli/cmd_verify.c: `paycore verify --db FILE | --store URL [--pubkey FILE]`. Exit 0 when the
  * journal chain, the checkpoint signatures and every balance verify; 1 naming the
  * first discrepancy (or why the database could not be read); 2 on a usage error. */
 #include <stdio.h>
 #include <string.h>
 
 #include "cli/cli.h"
-#include "journal/verify.h"
+#include "store/store.h"
 
 static void verify_usage(FILE *out) {
     fprintf(out,
             "usage: paycore verify --db FILE [--pubkey FILE]\n"
+            "       paycore verify --store URL [--pubkey FILE]\n"
             "\n"
             "Re-derives from the database alone: every row hash, each batch's content\n"
             "hash and the journal hash chain, every checkpoint signature, every account\n"
@@ -17,6 +18,9 @@ static void verify_usage(FILE *out) {
             "and each pending transfer's state.\n"
             "\n"
             "  --db FILE       the paycore SQLite database (opened read-only)\n"
+            "  --store URL     a PostgreSQL store (postgres://...), read in one\n"
+            "                  REPEATABLE READ READ ONLY transaction; with it, --db only\n"
+            "                  names the node's files, as for serve, and is not read\n"
             "  --pubkey FILE   the node's public key (<key>.pub, 64 hex characters);\n"
             "                  without it, checkpoints must all carry one key\n"
             "\n"
@@ -43,21 +47,28 @@ int cli_verify(int argc, char **argv) {
         verify_usage(stdout);
         return 0;
     }
-    const char *db_path = NULL, *pubkey_path = NULL;
+    const char *db_path = NULL, *store_url = NULL, *pubkey_path = NULL;
     for (int i = 1; i < argc; i++) {
         if (option_value(argc, argv, &i, "--db", &db_path)) continue;
+        if (option_value(argc, argv, &i, "--store", &store_url)) continue;
         if (option_value(argc, argv, &i, "--pubkey", &pubkey_path)) continue;
         fprintf(stderr, "paycore verify: unexpected argument '%s'\n", argv[i]);
         verify_usage(stderr);
         return 2;
     }
-    if (db_path == NULL || db_path[0] == '\0' || (pubkey_path != NULL && pubkey_path[0] == '\0')) {
-        fprintf(stderr, "paycore verify: --db FILE is required\n");
+    const char *location = store_url != NULL ? store_url : db_path;
+    if (location == NULL || location[0] == '\0' || (pubkey_path != NULL && pubkey_path[0] == '\0')) {
+        fprintf(stderr, "paycore verify: --db FILE or --store URL is required\n");
+        verify_usage(stderr);
+        return 2;
+    }
+    if (store_url != NULL && !store_location_is_url(store_url)) {
+        fprintf(stderr, "paycore verify: --store takes a postgres:// URL (a SQLite file is --db FILE)\n");
         verify_usage(stderr);
         return 2;
     }
     journal_report_t report;
-    pc_status status = journal_verify_sqlite(db_path, pubkey_path, &report);
+    pc_status status = store_verify(location, pubkey_path, &report);
     char line[2 * JOURNAL_REPORT_TEXT_BYTES];
     if (status == PC_OK || status == PC_JOURNAL_MISMATCH) {
         printf("%s\n", journal_report_line(&report, line, sizeof(line)));

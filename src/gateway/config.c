@@ -97,6 +97,16 @@ static bool get_uint(cfg_ctx *c, const json_t *object, const char *path, const c
     return true;
 }
 
+static bool get_bool(cfg_ctx *c, const json_t *object, const char *path, const char *key, bool *out) {
+    const json_t *v = json_object_get(object, key);
+    if (v == NULL) return true; /* keeps the default already in *out */
+    char at[PATH_BYTES];
+    join(at, path, key);
+    if (!json_is_boolean(v)) return refuse(c, at, "must be true or false");
+    *out = json_is_true(v);
+    return true;
+}
+
 static bool get_amount(cfg_ctx *c, const json_t *object, const char *path, const char *key,
                        int64_t *out) {
     const json_t *v = json_object_get(object, key);
@@ -311,13 +321,17 @@ static bool channel_basics(cfg_ctx *c, const json_t *object, const char *path, g
     }
     ch->connect_timeout_ms = 2000;
     ch->timeout_ms = 10000;
+    ch->partial_captures = true;
     if (!channel_url(c, object, path, "url", true, ch->url) ||
         !channel_url(c, object, path, "callback_url", false, ch->callback_url) ||
         !get_string(c, object, path, "api_key", false, ch->api_key, sizeof ch->api_key) ||
         !get_string(c, object, path, "callback_secret", false, ch->callback_secret,
                     sizeof ch->callback_secret) ||
         !get_uint(c, object, path, "connect_timeout_ms", 1, GW_TIMEOUT_MS_MAX, &ch->connect_timeout_ms) ||
-        !get_uint(c, object, path, "timeout_ms", 1, GW_TIMEOUT_MS_MAX, &ch->timeout_ms)) {
+        !get_uint(c, object, path, "timeout_ms", 1, GW_TIMEOUT_MS_MAX, &ch->timeout_ms) ||
+        !get_uint(c, object, path, "authorization_window_s", 1, GW_AUTHORIZATION_WINDOW_S_MAX,
+                  &ch->authorization_window_s) ||
+        !get_bool(c, object, path, "partial_captures", &ch->partial_captures)) {
         return false;
     }
     if (ch->connect_timeout_ms > ch->timeout_ms) {
@@ -330,6 +344,7 @@ static bool channel_basics(cfg_ctx *c, const json_t *object, const char *path, g
 static bool channel_parse(cfg_ctx *c, const json_t *object, const char *path, gw_channel_cfg_t *ch) {
     static const char *const keys[] = {"name", "kind", "url", "api_key", "callback_url",
                                        "callback_secret", "connect_timeout_ms", "timeout_ms",
+                                       "authorization_window_s", "partial_captures",
                                        "codes", "eligibility", "breaker", NULL};
     if (!json_is_object(object)) return refuse(c, path, "a channel must be an object");
     memset(ch, 0, sizeof *ch);

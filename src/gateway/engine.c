@@ -503,3 +503,15 @@ pc_status gw_route(gw_t *gw, const gw_request_t *request, gw_decision_t *out) {
     gw_config_unref(config);
     return status;
 }
+
+pc_status gw_channel_terms(gw_t *gw, const char *channel, gw_channel_terms_t *out) {
+    memset(out, 0, sizeof *out);
+    gw_config_t *config = config_take(gw);
+    int32_t index = gw_config_find(config, channel);
+    if (index >= 0) {
+        out->authorization_window_s = config->channels[index].authorization_window_s;
+        out->partial_captures = config->channels[index].partial_captures;
+    }
+    gw_config_unref(config);
+    return index >= 0 ? PC_OK : PC_NOT_FOUND;
+}

@@ -239,6 +239,15 @@ void gw_attempt_persisted(gw_call_t *call, pc_status status);
 PC_MUST_USE pc_status gw_call_wait(gw_t *gw, const gw_request_t *request, gw_persist_fn persist,
                                    void *persist_ctx, gw_result_t *out);
 
+/* What a configured channel allows (its current configuration). */
+typedef struct {
+    uint32_t authorization_window_s;   /* a hold's life at this channel; 0 = not configured */
+    bool partial_captures;             /* several captures of one authorization (default true) */
+} gw_channel_terms_t;
+
+/* PC_OK with 'out' filled, or PC_NOT_FOUND for a name no channel has now. */
+PC_MUST_USE pc_status gw_channel_terms(gw_t *gw, const char *channel, gw_channel_terms_t *out);
+
 /* The routing decision alone, as a routed operation would get it now (no call made). */
 PC_MUST_USE pc_status gw_route(gw_t *gw, const gw_request_t *request, gw_decision_t *out);
 

@@ -35,6 +35,8 @@ typedef struct {
     char callback_url[GW_URL_BYTES_MAX + 1];    /* bank: where the channel posts results */
     uint32_t connect_timeout_ms;
     uint32_t timeout_ms;                        /* the whole call */
+    uint32_t authorization_window_s;            /* a hold's life at this channel; 0 = the server's */
+    bool partial_captures;                      /* several captures of one authorization */
     uint32_t code_count;
     gw_code_entry_t codes[GW_CODES_MAX];        /* defaults of the kind, then the file's */
     uint32_t method_count;

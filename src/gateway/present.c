@@ -124,6 +124,9 @@ static json_t *channel_json(const gw_config_t *cfg, uint32_t index, uint64_t now
                             eligibility_json(ch));
     pthread_mutex_unlock(&s->mutex);
     if (cfg->strategy == GW_STRATEGY_WEIGHTED) json_object_set_new(out, "weight", json_integer(cfg->weights[index]));
+    json_object_set_new(out, "partial_captures", json_boolean(ch->partial_captures));
+    json_object_set_new(out, "authorization_window_s",
+                        ch->authorization_window_s ? json_integer(ch->authorization_window_s) : json_null());
     return out;
 }
 

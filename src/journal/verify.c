@@ -1,5 +1,5 @@
-/* journal/verify.c: the SQLite backend's verifier (verify.h). One read transaction,
- * four streams merged by journal seq:
+/* journal/verify.c: the verifier (verify.h), over a backend's row streams from one
+ * consistent snapshot, merged by journal seq:
  *   accounts      in memory, by `no` (their batch_seq never decreases along `no`)
  *   transfers     ORDER BY timestamp (the order the ledger applied them)
  *   failures      ORDER BY timestamp
@@ -16,22 +16,12 @@
 
 #include <inttypes.h>
 #include <pthread.h>
-#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/core.h"
-
-/* The file formats this verifier reads (store/sqlite_schema.c): version 1 keeps the
- * signed journal checkpoints in 'checkpoints', versions 2 to 5 in 'journal_checkpoints'
- * (version 3 changed only the API's idempotency_keys table, which verify does not read;
- * 4 only adds the events outbox and 5 the payments layer's tables, which hold no money:
- * the ledger does). */
-#define VERIFY_APPLICATION_ID 0x50594352
-#define VERIFY_SCHEMA_VERSION_MIN 1
-#define VERIFY_SCHEMA_VERSION_MAX STORE_SCHEMA_VERSION_MAX /* limits.h */
 
 /* ---- accounts, in memory ---- */
 
@@ -100,7 +90,7 @@ typedef struct {
 } journal_row_t;
 
 typedef struct {
-    sqlite3 *db;
+    journal_rows_t *rows;
     journal_report_t *report;
     bool failed;                   /* a discrepancy was named */
     pc_status error;               /* could not run (PC_OK while it can) */
@@ -112,16 +102,12 @@ typedef struct {
     uint32_t account_cursor;       /* next account to feed into a batch */
     pending_table_t pending;
     /* streams */
-    sqlite3_stmt *transfers;
     bool transfer_ready;
     transfer_row_t transfer_row;
-    sqlite3_stmt *failures;
     bool failure_ready;
     failure_row_t failure_row;
-    sqlite3_stmt *history;
     bool history_ready;
     history_row_t history_row;
-    sqlite3_stmt *checkpoints;
     bool checkpoint_ready;
     journal_checkpoint_t checkpoint;
     /* chain */
@@ -129,7 +115,6 @@ typedef struct {
     uint8_t hash[JOURNAL_HASH_BYTES];
     uint64_t checkpoint_seq_last;
     uint64_t accounts_as_of_seq;   /* meta: the balance snapshot's seq */
-    int schema_version;
     bool key_given;
     bool key_known;
     uint8_t public_key[JOURNAL_PUBLIC_KEY_BYTES];
@@ -150,13 +135,8 @@ __attribute__((format(printf, 2, 3))) static bool discrepancy(verify_t *v, const
 static bool read_error(verify_t *v, pc_status status, const char *what) {
     if (v->error == PC_OK && !v->failed) {
         v->error = status;
-        int code = v->db != NULL ? sqlite3_extended_errcode(v->db) : SQLITE_OK;
-        /* A crash while SQLite wrote outside WAL mode (database creation) leaves a hot
-         * rollback journal that a read-only open may not roll back. */
-        bool hot = code == SQLITE_READONLY_ROLLBACK || code == SQLITE_READONLY_RECOVERY;
-        snprintf(v->report->error_detail, sizeof(v->report->error_detail), "%s: %s%s", what,
-                 v->db != NULL ? sqlite3_errmsg(v->db) : "no database",
-                 hot ? " (the file needs recovery: open it once with paycore serve or init)" : "");
+        snprintf(v->report->error_detail, sizeof(v->report->error_detail), "%s: %s", what,
+                 v->rows != NULL ? v->rows->ops->error(v->rows) : "no database");
     }
     return false;
 }
@@ -165,34 +145,66 @@ static bool stopped(const verify_t *v) { return v->failed || v->error != PC_OK; 
 
 /* ---- column helpers: a tampered row may hold anything; copy with bounds ---- */
 
+/* A column of the current row of a stream. */
+typedef struct {
+    journal_rows_t *rows;
+    journal_stream_t stream;
+} row_t;
+
+static row_t row_of(verify_t *v, journal_stream_t stream) { return (row_t){v->rows, stream}; }
+
+static journal_value_t column_value(row_t row, int column) {
+    journal_value_t value;
+    row.rows->ops->value(row.rows, row.stream, column, &value);
+    return value;
+}
+
+static bool column_null(row_t row, int column) { return column_value(row, column).kind == JOURNAL_VALUE_NULL; }
+
+/* For naming a malformed row only. */
+static int64_t column_shown(row_t row, int column) {
+    return row.rows->ops->integer_shown(row.rows, row.stream, column);
+}
+
 /* Copies a TEXT column of at most 'size - 1' bytes without NULs ("" for NULL); false
  * for any other type or shape: the store writes text there, anything else is an edit. */
-static bool column_text(sqlite3_stmt *stmt, int column, char *out, size_t size) {
-    int type = sqlite3_column_type(stmt, column); /* before any conversion */
+static bool column_text(row_t row, int column, char *out, size_t size) {
+    journal_value_t value = column_value(row, column);
     out[0] = '\0';
-    if (type != SQLITE_TEXT && type != SQLITE_NULL) return false;
-    if (type == SQLITE_NULL) return true;
-    const unsigned char *text = sqlite3_column_text(stmt, column);
-    int byte_count = sqlite3_column_bytes(stmt, column);
-    if (text == NULL) return false;
-    if (byte_count < 0 || (size_t)byte_count >= size) return false;
-    if (strlen((const char *)text) != (size_t)byte_count) return false;
-    memcpy(out, text, (size_t)byte_count + 1);
+    if (value.kind == JOURNAL_VALUE_NULL) return true;
+    if (value.kind != JOURNAL_VALUE_TEXT || value.bytes == NULL) return false;
+    if (value.byte_count >= size) return false;
+    if (strlen((const char *)value.bytes) != value.byte_count) return false;
+    memcpy(out, value.bytes, value.byte_count + 1);
     return true;
 }
 
-static bool column_blob(sqlite3_stmt *stmt, int column, uint8_t *out, int byte_count) {
-    if (sqlite3_column_type(stmt, column) != SQLITE_BLOB) return false; /* what the store binds */
-    const void *blob = sqlite3_column_blob(stmt, column);
-    if (blob == NULL || sqlite3_column_bytes(stmt, column) != byte_count) return false;
-    memcpy(out, blob, (size_t)byte_count);
+static bool column_blob(row_t row, int column, uint8_t *out, size_t byte_count) {
+    journal_value_t value = column_value(row, column);
+    if (value.kind != JOURNAL_VALUE_BLOB) return false; /* what the store binds */
+    if (value.bytes == NULL || value.byte_count != byte_count) return false;
+    memcpy(out, value.bytes, byte_count);
     return true;
 }
 
-static bool column_in_range(sqlite3_stmt *stmt, int column, int64_t low, int64_t high,
-                            int64_t *out) {
-    *out = sqlite3_column_int64(stmt, column);
-    return sqlite3_column_type(stmt, column) == SQLITE_INTEGER && *out >= low && *out <= high;
+static bool column_in_range(row_t row, int column, int64_t low, int64_t high, int64_t *out) {
+    journal_value_t value = column_value(row, column);
+    *out = value.kind == JOURNAL_VALUE_INTEGER ? value.integer : column_shown(row, column);
+    return value.kind == JOURNAL_VALUE_INTEGER && *out >= low && *out <= high;
+}
+
+/* Steps 'stream': true with a row; false at the end (*ready = false) or on an error. */
+static bool stream_step(verify_t *v, journal_stream_t stream, bool *ready, const char *what) {
+    bool has_row = false;
+    pc_status status = v->rows->ops->next(v->rows, stream, &has_row);
+    *ready = status == PC_OK && has_row;
+    if (status != PC_OK) read_error(v, status, what);
+    return *ready;
+}
+
+static bool stream_open(verify_t *v, journal_stream_t stream, const char *what) {
+    pc_status status = v->rows->ops->stream_open(v->rows, stream);
+    return status == PC_OK || read_error(v, status, what);
 }
 
 /* ---- the account table ---- */
@@ -252,26 +264,22 @@ static bool account_index_build(verify_t *v) {
 
 /* ---- loading accounts ---- */
 
-static const char accounts_sql[] =
-    "SELECT no, id, currency, code, flags, debits_pending, debits_posted, credits_pending,"
-    " credits_posted, timestamp, metadata, batch_seq, row_hash FROM accounts ORDER BY no";
-
 /* Reads the balance columns 5..8; false when one is not a non-negative integer. */
-static bool account_balances_read(sqlite3_stmt *stmt, ledger_balances_t *out) {
-    return column_in_range(stmt, 5, 0, INT64_MAX, &out->debits_pending) &&
-           column_in_range(stmt, 6, 0, INT64_MAX, &out->debits_posted) &&
-           column_in_range(stmt, 7, 0, INT64_MAX, &out->credits_pending) &&
-           column_in_range(stmt, 8, 0, INT64_MAX, &out->credits_posted);
+static bool account_balances_read(row_t row, ledger_balances_t *out) {
+    return column_in_range(row, 5, 0, INT64_MAX, &out->debits_pending) &&
+           column_in_range(row, 6, 0, INT64_MAX, &out->debits_posted) &&
+           column_in_range(row, 7, 0, INT64_MAX, &out->credits_pending) &&
+           column_in_range(row, 8, 0, INT64_MAX, &out->credits_posted);
 }
 
 /* Decodes one account row into 'a' (and 'event' for hashing); names what is wrong. */
-static bool account_row_read(verify_t *v, sqlite3_stmt *stmt, uint32_t index,
-                             verify_account_t *a, char *metadata) {
+static bool account_row_read(verify_t *v, uint32_t index, verify_account_t *a, char *metadata) {
+    row_t cols = row_of(v, JOURNAL_STREAM_ACCOUNTS);
     ledger_account_t event;
     int64_t code, flags, timestamp, batch_seq;
     memset(&event, 0, sizeof(event));
-    a->no = sqlite3_column_int64(stmt, 0);
-    if (!column_text(stmt, 1, event.id, sizeof(event.id)) || !pc_id_valid(event.id)) {
+    a->no = column_shown(cols, 0);
+    if (!column_text(cols, 1, event.id, sizeof(event.id)) || !pc_id_valid(event.id)) {
         return discrepancy(v, "account at no %" PRId64 ": id is not a valid id", a->no);
     }
     a->id = pc_strdup(event.id);
@@ -280,14 +288,14 @@ static bool account_row_read(verify_t *v, sqlite3_stmt *stmt, uint32_t index,
         return discrepancy(v, "account %s (no %" PRId64 "): expected no %" PRIu32, a->id,
                            a->no, index);
     }
-    bool fields_ok = column_text(stmt, 2, event.currency, sizeof(event.currency)) &&
-                     column_in_range(stmt, 3, 0, UINT16_MAX, &code) &&
-                     column_in_range(stmt, 4, 0, UINT16_MAX, &flags) &&
-                     account_balances_read(stmt, &a->stored) &&
-                     column_in_range(stmt, 9, 0, INT64_MAX, &timestamp) &&
-                     column_text(stmt, 10, metadata, LEDGER_METADATA_BYTES_MAX + 1) &&
-                     column_in_range(stmt, 11, 1, INT64_MAX, &batch_seq) &&
-                     column_blob(stmt, 12, a->row_hash, JOURNAL_ROW_HASH_BYTES);
+    bool fields_ok = column_text(cols, 2, event.currency, sizeof(event.currency)) &&
+                     column_in_range(cols, 3, 0, UINT16_MAX, &code) &&
+                     column_in_range(cols, 4, 0, UINT16_MAX, &flags) &&
+                     account_balances_read(cols, &a->stored) &&
+                     column_in_range(cols, 9, 0, INT64_MAX, &timestamp) &&
+                     column_text(cols, 10, metadata, LEDGER_METADATA_BYTES_MAX + 1) &&
+                     column_in_range(cols, 11, 1, INT64_MAX, &batch_seq) &&
+                     column_blob(cols, 12, a->row_hash, JOURNAL_ROW_HASH_BYTES);
     if (!fields_ok) return discrepancy(v, "account %s (no %" PRId64 "): malformed row", a->id, a->no);
     memcpy(a->currency, event.currency, sizeof(a->currency));
     a->timestamp_ns = (uint64_t)timestamp;
@@ -296,7 +304,7 @@ static bool account_row_read(verify_t *v, sqlite3_stmt *stmt, uint32_t index,
     event.code = (uint16_t)code;
     event.flags = (uint16_t)flags;
     event.timestamp_ns = a->timestamp_ns;
-    event.metadata_json = sqlite3_column_type(stmt, 10) == SQLITE_NULL ? NULL : metadata;
+    event.metadata_json = column_null(cols, 10) ? NULL : metadata;
     uint8_t row_hash[JOURNAL_ROW_HASH_BYTES];
     journal_row_hash_account(&event, row_hash);
     if (memcmp(row_hash, a->row_hash, sizeof(row_hash)) != 0) {
@@ -307,12 +315,12 @@ static bool account_row_read(verify_t *v, sqlite3_stmt *stmt, uint32_t index,
 }
 
 static bool accounts_count(verify_t *v, uint32_t *out) {
-    sqlite3_stmt *stmt = NULL;
-    int rc = sqlite3_prepare_v2(v->db, "SELECT count(*) FROM accounts", -1, &stmt, NULL);
-    if (rc == SQLITE_OK) rc = sqlite3_step(stmt);
-    int64_t count = rc == SQLITE_ROW ? sqlite3_column_int64(stmt, 0) : -1;
-    sqlite3_finalize(stmt);
-    if (rc != SQLITE_ROW) return read_error(v, PC_STORE_READ_FAILED, "count accounts");
+    bool ready = false;
+    if (!stream_open(v, JOURNAL_STREAM_ACCOUNT_COUNT, "count accounts") ||
+        !stream_step(v, JOURNAL_STREAM_ACCOUNT_COUNT, &ready, "count accounts")) {
+        return read_error(v, PC_STORE_READ_FAILED, "count accounts");
+    }
+    int64_t count = column_shown(row_of(v, JOURNAL_STREAM_ACCOUNT_COUNT), 0);
     if (count > (int64_t)LEDGER_ACCOUNTS_MAX) {
         return discrepancy(v, "accounts: %" PRId64 " rows, more than the ledger holds", count);
     }
@@ -325,32 +333,27 @@ static bool accounts_load(verify_t *v) {
     if (!accounts_count(v, &count)) return false;
     v->accounts = calloc(count > 0 ? count : 1, sizeof(verify_account_t));
     char *metadata = malloc(LEDGER_METADATA_BYTES_MAX + 1);
-    sqlite3_stmt *stmt = NULL;
     if (v->accounts == NULL || metadata == NULL) {
         free(metadata);
         return read_error(v, PC_NO_MEMORY, "accounts");
     }
-    if (sqlite3_prepare_v2(v->db, accounts_sql, -1, &stmt, NULL) != SQLITE_OK) {
+    if (!stream_open(v, JOURNAL_STREAM_ACCOUNTS, "read accounts")) {
         free(metadata);
-        return read_error(v, PC_STORE_READ_FAILED, "read accounts");
+        return false;
     }
     uint64_t batch_seq_last = 0;
-    int rc = SQLITE_ROW;
-    while (!stopped(v) && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    bool ready = false;
+    while (!stopped(v) && stream_step(v, JOURNAL_STREAM_ACCOUNTS, &ready, "read accounts")) {
         if (v->account_count == count) break; /* the snapshot cannot grow; be safe */
         verify_account_t *a = &v->accounts[v->account_count];
         v->account_count++;
-        if (!account_row_read(v, stmt, v->account_count - 1, a, metadata)) break;
+        if (!account_row_read(v, v->account_count - 1, a, metadata)) break;
         if (a->batch_seq < batch_seq_last) {
             discrepancy(v, "account %s (no %" PRId64 ", batch %" PRIu64 "): batch out of order",
                         a->id, a->no, a->batch_seq);
         }
         batch_seq_last = a->batch_seq;
     }
-    if (!stopped(v) && rc != SQLITE_DONE && rc != SQLITE_ROW) {
-        read_error(v, PC_STORE_READ_FAILED, "read accounts");
-    }
-    sqlite3_finalize(stmt);
     free(metadata);
     return !stopped(v) && account_index_build(v);
 }
@@ -418,60 +421,31 @@ static void pending_remove(pending_table_t *table, verify_pending_t *slot) {
 
 /* ---- streams ---- */
 
-static const char transfers_sql[] =
-    "SELECT timestamp, id, debit_account_id, credit_account_id, amount, currency, code,"
-    " flags, pending_id, timeout_s, metadata, pending_state, batch_seq, row_hash"
-    " FROM transfers ORDER BY timestamp";
-static const char failures_sql[] =
-    "SELECT id, result, timestamp, batch_seq, row_hash FROM transfer_failures"
-    " ORDER BY timestamp, id";
-static const char history_sql[] =
-    "SELECT account_id, timestamp, transfer_id, debits_pending, debits_posted,"
-    " credits_pending, credits_posted FROM balance_history ORDER BY timestamp, account_id";
-static const char *const checkpoints_sql[VERIFY_SCHEMA_VERSION_MAX + 1] = {
-    [1] = "SELECT seq, hash, public_key, signature FROM checkpoints ORDER BY seq",
-    [2] = "SELECT seq, hash, public_key, signature FROM journal_checkpoints ORDER BY seq",
-    [3] = "SELECT seq, hash, public_key, signature FROM journal_checkpoints ORDER BY seq",
-    [4] = "SELECT seq, hash, public_key, signature FROM journal_checkpoints ORDER BY seq",
-    [5] = "SELECT seq, hash, public_key, signature FROM journal_checkpoints ORDER BY seq",
-};
-static const char journal_sql[] =
-    "SELECT seq, timestamp_first, timestamp_last, account_count, transfer_count,"
-    " failure_count, content_hash, prev_hash, hash FROM journal ORDER BY seq";
-
-/* Steps 'stmt': true with a row; false at the end (ready = false) or on an error. */
-static bool stream_step(verify_t *v, sqlite3_stmt *stmt, bool *ready, const char *what) {
-    int rc = sqlite3_step(stmt);
-    *ready = rc == SQLITE_ROW;
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) read_error(v, PC_STORE_READ_FAILED, what);
-    return *ready;
-}
-
-static bool transfer_columns_read(sqlite3_stmt *stmt, transfer_row_t *row) {
+static bool transfer_columns_read(row_t cols, transfer_row_t *row) {
     ledger_transfer_t *t = &row->transfer;
     int64_t timestamp = 0, amount = 0, code = 0, flags = 0, timeout_s = 0, batch_seq = 0;
-    bool ok = column_in_range(stmt, 0, 0, INT64_MAX, &timestamp) &&
-              column_text(stmt, 2, t->debit_account_id, sizeof(t->debit_account_id)) &&
-              column_text(stmt, 3, t->credit_account_id, sizeof(t->credit_account_id)) &&
-              column_in_range(stmt, 4, 0, INT64_MAX, &amount) &&
-              column_text(stmt, 5, t->currency, sizeof(t->currency)) &&
-              column_in_range(stmt, 6, 0, UINT16_MAX, &code) &&
-              column_in_range(stmt, 7, 0, UINT16_MAX, &flags) &&
-              column_text(stmt, 8, t->pending_id, sizeof(t->pending_id)) &&
+    bool ok = column_in_range(cols, 0, 0, INT64_MAX, &timestamp) &&
+              column_text(cols, 2, t->debit_account_id, sizeof(t->debit_account_id)) &&
+              column_text(cols, 3, t->credit_account_id, sizeof(t->credit_account_id)) &&
+              column_in_range(cols, 4, 0, INT64_MAX, &amount) &&
+              column_text(cols, 5, t->currency, sizeof(t->currency)) &&
+              column_in_range(cols, 6, 0, UINT16_MAX, &code) &&
+              column_in_range(cols, 7, 0, UINT16_MAX, &flags) &&
+              column_text(cols, 8, t->pending_id, sizeof(t->pending_id)) &&
               /* no pending_id is NULL: an empty string is not what the store writes */
-              (sqlite3_column_type(stmt, 8) == SQLITE_NULL || t->pending_id[0] != '\0') &&
-              column_in_range(stmt, 9, 0, UINT32_MAX, &timeout_s) &&
-              column_text(stmt, 10, row->metadata, sizeof(row->metadata)) &&
-              column_in_range(stmt, 11, LEDGER_PENDING_NONE, LEDGER_PENDING_EXPIRED,
+              (column_null(cols, 8) || t->pending_id[0] != '\0') &&
+              column_in_range(cols, 9, 0, UINT32_MAX, &timeout_s) &&
+              column_text(cols, 10, row->metadata, sizeof(row->metadata)) &&
+              column_in_range(cols, 11, LEDGER_PENDING_NONE, LEDGER_PENDING_EXPIRED,
                               &row->pending_state) &&
-              column_in_range(stmt, 12, 1, INT64_MAX, &batch_seq) &&
-              column_blob(stmt, 13, row->row_hash, JOURNAL_ROW_HASH_BYTES);
+              column_in_range(cols, 12, 1, INT64_MAX, &batch_seq) &&
+              column_blob(cols, 13, row->row_hash, JOURNAL_ROW_HASH_BYTES);
     t->timestamp_ns = (uint64_t)timestamp;
     t->amount = amount;
     t->code = (uint16_t)code;
     t->flags = (uint16_t)flags;
     t->timeout_s = (uint32_t)timeout_s;
-    t->metadata_json = sqlite3_column_type(stmt, 10) == SQLITE_NULL ? NULL : row->metadata;
+    t->metadata_json = column_null(cols, 10) ? NULL : row->metadata;
     row->batch_seq = (uint64_t)batch_seq;
     return ok;
 }
@@ -479,15 +453,16 @@ static bool transfer_columns_read(sqlite3_stmt *stmt, transfer_row_t *row) {
 /* Reads the next transfer and checks its row hash. */
 static bool transfer_next(verify_t *v) {
     transfer_row_t *row = &v->transfer_row;
-    if (!stream_step(v, v->transfers, &v->transfer_ready, "read transfers")) return false;
+    row_t cols = row_of(v, JOURNAL_STREAM_TRANSFERS);
+    if (!stream_step(v, JOURNAL_STREAM_TRANSFERS, &v->transfer_ready, "read transfers")) return false;
     memset(&row->transfer, 0, sizeof(row->transfer));
-    if (!column_text(v->transfers, 1, row->transfer.id, sizeof(row->transfer.id))) {
+    if (!column_text(cols, 1, row->transfer.id, sizeof(row->transfer.id))) {
         return discrepancy(v, "transfer at timestamp %" PRId64 ": id is not a valid id",
-                           (int64_t)sqlite3_column_int64(v->transfers, 0));
+                           column_shown(cols, 0));
     }
-    if (!transfer_columns_read(v->transfers, row)) {
+    if (!transfer_columns_read(cols, row)) {
         return discrepancy(v, "transfer %s (timestamp %" PRId64 "): malformed row",
-                           row->transfer.id, (int64_t)sqlite3_column_int64(v->transfers, 0));
+                           row->transfer.id, column_shown(cols, 0));
     }
     uint8_t row_hash[JOURNAL_ROW_HASH_BYTES];
     journal_row_hash_transfer(&row->transfer, row_hash);
@@ -501,21 +476,21 @@ static bool transfer_next(verify_t *v) {
 
 static bool failure_next(verify_t *v) {
     failure_row_t *row = &v->failure_row;
-    sqlite3_stmt *stmt = v->failures;
+    row_t cols = row_of(v, JOURNAL_STREAM_FAILURES);
     char code[64];
     int64_t timestamp, batch_seq;
-    if (!stream_step(v, stmt, &v->failure_ready, "read transfer_failures")) return false;
+    if (!stream_step(v, JOURNAL_STREAM_FAILURES, &v->failure_ready, "read transfer_failures")) return false;
     memset(row, 0, sizeof(*row));
-    if (!column_text(stmt, 0, row->failure.id, sizeof(row->failure.id))) {
+    if (!column_text(cols, 0, row->failure.id, sizeof(row->failure.id))) {
         return discrepancy(v, "failure at timestamp %" PRId64 ": id is not a valid id",
-                           (int64_t)sqlite3_column_int64(stmt, 2));
+                           column_shown(cols, 2));
     }
-    bool ok = column_text(stmt, 1, code, sizeof(code)) &&
+    bool ok = column_text(cols, 1, code, sizeof(code)) &&
               pc_status_from_code(code, &row->failure.failure) &&
               row->failure.failure != PC_OK &&
-              column_in_range(stmt, 2, 0, INT64_MAX, &timestamp) &&
-              column_in_range(stmt, 3, 1, INT64_MAX, &batch_seq) &&
-              column_blob(stmt, 4, row->row_hash, JOURNAL_ROW_HASH_BYTES);
+              column_in_range(cols, 2, 0, INT64_MAX, &timestamp) &&
+              column_in_range(cols, 3, 1, INT64_MAX, &batch_seq) &&
+              column_blob(cols, 4, row->row_hash, JOURNAL_ROW_HASH_BYTES);
     if (!ok) return discrepancy(v, "failure %s: malformed row", row->failure.id);
     row->failure.timestamp_ns = (uint64_t)timestamp;
     row->batch_seq = (uint64_t)batch_seq;
@@ -531,57 +506,56 @@ static bool failure_next(verify_t *v) {
 
 static bool history_next(verify_t *v) {
     history_row_t *row = &v->history_row;
-    sqlite3_stmt *stmt = v->history;
+    row_t cols = row_of(v, JOURNAL_STREAM_HISTORY);
     int64_t timestamp;
-    if (!stream_step(v, stmt, &v->history_ready, "read balance_history")) return false;
+    if (!stream_step(v, JOURNAL_STREAM_HISTORY, &v->history_ready, "read balance_history")) return false;
     memset(row, 0, sizeof(*row));
-    bool ok = column_text(stmt, 0, row->account_id, sizeof(row->account_id)) &&
-              column_in_range(stmt, 1, 0, INT64_MAX, &timestamp) &&
-              column_text(stmt, 2, row->transfer_id, sizeof(row->transfer_id)) &&
-              column_in_range(stmt, 3, 0, INT64_MAX, &row->balances.debits_pending) &&
-              column_in_range(stmt, 4, 0, INT64_MAX, &row->balances.debits_posted) &&
-              column_in_range(stmt, 5, 0, INT64_MAX, &row->balances.credits_pending) &&
-              column_in_range(stmt, 6, 0, INT64_MAX, &row->balances.credits_posted);
+    bool ok = column_text(cols, 0, row->account_id, sizeof(row->account_id)) &&
+              column_in_range(cols, 1, 0, INT64_MAX, &timestamp) &&
+              column_text(cols, 2, row->transfer_id, sizeof(row->transfer_id)) &&
+              column_in_range(cols, 3, 0, INT64_MAX, &row->balances.debits_pending) &&
+              column_in_range(cols, 4, 0, INT64_MAX, &row->balances.debits_posted) &&
+              column_in_range(cols, 5, 0, INT64_MAX, &row->balances.credits_pending) &&
+              column_in_range(cols, 6, 0, INT64_MAX, &row->balances.credits_posted);
     if (!ok) {
         return discrepancy(v, "balance_history of %s at timestamp %" PRId64 ": malformed row",
-                           row->account_id, (int64_t)sqlite3_column_int64(stmt, 1));
+                           row->account_id, column_shown(cols, 1));
     }
     row->timestamp_ns = (uint64_t)timestamp;
     return true;
 }
 
 static bool checkpoint_next(verify_t *v) {
-    sqlite3_stmt *stmt = v->checkpoints;
+    row_t cols = row_of(v, JOURNAL_STREAM_CHECKPOINTS);
     journal_checkpoint_t *cp = &v->checkpoint;
     int64_t seq;
-    if (!stream_step(v, stmt, &v->checkpoint_ready, "read checkpoints")) return false;
-    bool ok = column_in_range(stmt, 0, 1, INT64_MAX, &seq) &&
-              column_blob(stmt, 1, cp->hash, JOURNAL_HASH_BYTES) &&
-              column_blob(stmt, 2, cp->public_key, JOURNAL_PUBLIC_KEY_BYTES) &&
-              column_blob(stmt, 3, cp->signature, JOURNAL_SIGNATURE_BYTES);
+    if (!stream_step(v, JOURNAL_STREAM_CHECKPOINTS, &v->checkpoint_ready, "read checkpoints")) return false;
+    bool ok = column_in_range(cols, 0, 1, INT64_MAX, &seq) &&
+              column_blob(cols, 1, cp->hash, JOURNAL_HASH_BYTES) &&
+              column_blob(cols, 2, cp->public_key, JOURNAL_PUBLIC_KEY_BYTES) &&
+              column_blob(cols, 3, cp->signature, JOURNAL_SIGNATURE_BYTES);
     if (!ok) {
-        return discrepancy(v, "checkpoint seq %" PRId64 ": malformed row",
-                           (int64_t)sqlite3_column_int64(stmt, 0));
+        return discrepancy(v, "checkpoint seq %" PRId64 ": malformed row", column_shown(cols, 0));
     }
     cp->seq = (uint64_t)seq;
     return true;
 }
 
-static bool journal_row_read(verify_t *v, sqlite3_stmt *stmt, journal_row_t *row) {
+static bool journal_row_read(verify_t *v, journal_row_t *row) {
+    row_t cols = row_of(v, JOURNAL_STREAM_JOURNAL);
     journal_entry_t *e = &row->entry;
     int64_t seq, first, last, accounts, transfers, failures;
-    bool ok = column_in_range(stmt, 0, 1, INT64_MAX, &seq) &&
-              column_in_range(stmt, 1, 0, INT64_MAX, &first) &&
-              column_in_range(stmt, 2, first, INT64_MAX, &last) &&
-              column_in_range(stmt, 3, 0, UINT32_MAX, &accounts) &&
-              column_in_range(stmt, 4, 0, UINT32_MAX, &transfers) &&
-              column_in_range(stmt, 5, 0, UINT32_MAX, &failures) &&
-              column_blob(stmt, 6, e->content_hash, JOURNAL_HASH_BYTES) &&
-              column_blob(stmt, 7, e->prev_hash, JOURNAL_HASH_BYTES) &&
-              column_blob(stmt, 8, row->stored_hash, JOURNAL_HASH_BYTES);
+    bool ok = column_in_range(cols, 0, 1, INT64_MAX, &seq) &&
+              column_in_range(cols, 1, 0, INT64_MAX, &first) &&
+              column_in_range(cols, 2, first, INT64_MAX, &last) &&
+              column_in_range(cols, 3, 0, UINT32_MAX, &accounts) &&
+              column_in_range(cols, 4, 0, UINT32_MAX, &transfers) &&
+              column_in_range(cols, 5, 0, UINT32_MAX, &failures) &&
+              column_blob(cols, 6, e->content_hash, JOURNAL_HASH_BYTES) &&
+              column_blob(cols, 7, e->prev_hash, JOURNAL_HASH_BYTES) &&
+              column_blob(cols, 8, row->stored_hash, JOURNAL_HASH_BYTES);
     if (!ok) {
-        return discrepancy(v, "journal seq %" PRId64 ": malformed row",
-                           (int64_t)sqlite3_column_int64(stmt, 0));
+        return discrepancy(v, "journal seq %" PRId64 ": malformed row", column_shown(cols, 0));
     }
     e->seq = (uint64_t)seq;
     e->timestamp_first_ns = (uint64_t)first;
@@ -926,26 +900,17 @@ static bool batch_verify(verify_t *v, journal_row_t *row) {
 /* ---- after the last batch ---- */
 
 /* Transfer ids are unique across committed and burned ones (the ledger's idempotency
- * key). The file has no unique index on them, so SQLite sorts them here (on disk when
- * large: memory stays bounded). */
+ * key). The backend finds a repeated one (SQLite's file keeps no unique index on them
+ * and sorts on disk when large: memory stays bounded). */
 static bool ids_unique(verify_t *v) {
-    static const char sql[] =
-        "SELECT id, count(*) FROM (SELECT id FROM transfers UNION ALL"
-        " SELECT id FROM transfer_failures) GROUP BY id HAVING count(*) > 1 LIMIT 1";
-    sqlite3_stmt *stmt = NULL;
-    if (sqlite3_prepare_v2(v->db, sql, -1, &stmt, NULL) != SQLITE_OK) {
-        return read_error(v, PC_STORE_READ_FAILED, "prepare id check");
-    }
-    int rc = sqlite3_step(stmt);
-    if (rc == SQLITE_ROW) {
+    bool ready = false;
+    row_t cols = row_of(v, JOURNAL_STREAM_DUPLICATE_IDS);
+    if (!stream_open(v, JOURNAL_STREAM_DUPLICATE_IDS, "prepare id check")) return false;
+    if (stream_step(v, JOURNAL_STREAM_DUPLICATE_IDS, &ready, "id check")) {
         char id[PC_ID_SIZE];
-        if (!column_text(stmt, 0, id, sizeof(id))) snprintf(id, sizeof(id), "(unreadable)");
-        discrepancy(v, "transfer id %s: appears %" PRId64 " times", id,
-                    (int64_t)sqlite3_column_int64(stmt, 1));
-    } else if (rc != SQLITE_DONE) {
-        read_error(v, PC_STORE_READ_FAILED, "id check");
+        if (!column_text(cols, 0, id, sizeof(id))) snprintf(id, sizeof(id), "(unreadable)");
+        discrepancy(v, "transfer id %s: appears %" PRId64 " times", id, column_shown(cols, 1));
     }
-    sqlite3_finalize(stmt);
     return !stopped(v);
 }
 
@@ -1072,83 +1037,28 @@ static bool pending_left_open(verify_t *v) {
 /* meta.accounts_as_of_seq, the balance snapshot's seq. Absent: the rows are final (a
  * store that writes every balance each batch). Unreadable is an error, never absent. */
 static bool snapshot_seq_read(verify_t *v) {
-    sqlite3_stmt *stmt = NULL;
-    if (sqlite3_prepare_v2(v->db, "SELECT value FROM meta WHERE key='accounts_as_of_seq'", -1, &stmt, NULL) !=
-        SQLITE_OK) {
-        return read_error(v, PC_STORE_READ_FAILED, "meta");
-    }
-    int rc = sqlite3_step(stmt);
+    bool ready = false;
+    row_t cols = row_of(v, JOURNAL_STREAM_SNAPSHOT_SEQ);
     v->accounts_as_of_seq = UINT64_MAX;
-    bool ok = true;
-    if (rc == SQLITE_ROW) {
-        const char *text = (const char *)sqlite3_column_text(stmt, 0);
-        char *end = NULL;
-        unsigned long long seq = text != NULL ? strtoull(text, &end, 10) : 0;
-        if (text == NULL || end == text || *end != '\0' || text[0] == '-') {
-            ok = discrepancy(v, "meta accounts_as_of_seq is not a seq: '%s'", text ? text : "NULL");
-        } else {
-            v->accounts_as_of_seq = seq;
-        }
-    } else if (rc != SQLITE_DONE) {
-        ok = read_error(v, PC_STORE_READ_FAILED, "meta");
+    if (!stream_open(v, JOURNAL_STREAM_SNAPSHOT_SEQ, "meta")) return false;
+    if (!stream_step(v, JOURNAL_STREAM_SNAPSHOT_SEQ, &ready, "meta")) return !stopped(v);
+    journal_value_t value = column_value(cols, 0);
+    const char *text = value.kind == JOURNAL_VALUE_TEXT ? (const char *)value.bytes : NULL;
+    char *end = NULL;
+    unsigned long long seq = text != NULL ? strtoull(text, &end, 10) : 0;
+    if (text == NULL || end == text || *end != '\0' || text[0] == '-') {
+        return discrepancy(v, "meta accounts_as_of_seq is not a seq: '%s'", text ? text : "NULL");
     }
-    sqlite3_finalize(stmt);
-    return ok;
-}
-
-static int64_t pragma_int(sqlite3 *db, const char *sql, bool *ok) {
-    sqlite3_stmt *stmt = NULL;
-    int64_t value = 0;
-    *ok = sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) == SQLITE_OK &&
-          sqlite3_step(stmt) == SQLITE_ROW;
-    if (*ok) value = sqlite3_column_int64(stmt, 0);
-    sqlite3_finalize(stmt);
-    return value;
-}
-
-/* Opens 'db_path' read-only, checks it is a paycore file of the version this verifier
- * reads, and starts the read transaction every stream shares. */
-static bool database_open(verify_t *v, const char *db_path) {
-    /* One thread uses this connection: no SQLite mutexes. */
-    if (sqlite3_open_v2(db_path, &v->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
-        SQLITE_OK) {
-        return read_error(v, PC_STORE_OPEN_FAILED, db_path);
-    }
-    sqlite3_extended_result_codes(v->db, 1);
-    sqlite3_busy_timeout(v->db, 5000);
-    if (sqlite3_exec(v->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
-        return read_error(v, PC_STORE_READ_FAILED, "begin");
-    }
-    bool ok_id, ok_version;
-    int64_t application_id = pragma_int(v->db, "PRAGMA application_id", &ok_id);
-    int64_t version = pragma_int(v->db, "PRAGMA user_version", &ok_version);
-    if (!ok_id || !ok_version) {
-        bool foreign = sqlite3_errcode(v->db) == SQLITE_NOTADB;
-        return read_error(v, foreign ? PC_STORE_NOT_PAYCORE : PC_STORE_OPEN_FAILED, db_path);
-    }
-    if (application_id != VERIFY_APPLICATION_ID) {
-        v->error = PC_STORE_NOT_PAYCORE;
-        snprintf(v->report->error_detail, sizeof(v->report->error_detail),
-                 "application_id %" PRId64 " is not paycore's", application_id);
-        return false;
-    }
-    if (version < VERIFY_SCHEMA_VERSION_MIN || version > VERIFY_SCHEMA_VERSION_MAX) {
-        v->error = PC_STORE_VERSION_UNSUPPORTED;
-        snprintf(v->report->error_detail, sizeof(v->report->error_detail),
-                 "schema version %" PRId64 "; this verifier reads versions %d to %d", version,
-                 VERIFY_SCHEMA_VERSION_MIN, VERIFY_SCHEMA_VERSION_MAX);
-        return false;
-    }
-    v->schema_version = (int)version;
-    return snapshot_seq_read(v);
+    v->accounts_as_of_seq = seq;
+    return true;
 }
 
 static bool streams_open(verify_t *v) {
-    if (sqlite3_prepare_v2(v->db, transfers_sql, -1, &v->transfers, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(v->db, failures_sql, -1, &v->failures, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(v->db, checkpoints_sql[v->schema_version], -1, &v->checkpoints, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(v->db, history_sql, -1, &v->history, NULL) != SQLITE_OK) {
-        return read_error(v, PC_STORE_READ_FAILED, "prepare");
+    if (!stream_open(v, JOURNAL_STREAM_TRANSFERS, "prepare") ||
+        !stream_open(v, JOURNAL_STREAM_FAILURES, "prepare") ||
+        !stream_open(v, JOURNAL_STREAM_CHECKPOINTS, "prepare") ||
+        !stream_open(v, JOURNAL_STREAM_HISTORY, "prepare")) {
+        return false;
     }
     transfer_next(v);
     failure_next(v);
@@ -1158,41 +1068,34 @@ static bool streams_open(verify_t *v) {
 }
 
 static bool journal_walk(verify_t *v) {
-    sqlite3_stmt *stmt = NULL;
-    if (sqlite3_prepare_v2(v->db, journal_sql, -1, &stmt, NULL) != SQLITE_OK) {
-        return read_error(v, PC_STORE_READ_FAILED, "prepare journal");
-    }
+    if (!stream_open(v, JOURNAL_STREAM_JOURNAL, "prepare journal")) return false;
     journal_row_t row;
     bool ready = false;
-    while (!stopped(v) && stream_step(v, stmt, &ready, "read journal")) {
-        if (!journal_row_read(v, stmt, &row) || !batch_verify(v, &row)) break;
+    while (!stopped(v) && stream_step(v, JOURNAL_STREAM_JOURNAL, &ready, "read journal")) {
+        if (!journal_row_read(v, &row) || !batch_verify(v, &row)) break;
     }
-    sqlite3_finalize(stmt);
     return !stopped(v);
 }
 
 static void verify_free(verify_t *v) {
-    sqlite3_finalize(v->transfers);
-    sqlite3_finalize(v->failures);
-    sqlite3_finalize(v->checkpoints);
-    sqlite3_finalize(v->history);
-    if (v->db != NULL) {
-        sqlite3_exec(v->db, "ROLLBACK", NULL, NULL, NULL);
-        sqlite3_close(v->db);
-    }
+    if (v->rows != NULL) v->rows->ops->close(v->rows);
     for (uint32_t i = 0; i < v->account_count; i++) free(v->accounts[i].id);
     free(v->accounts);
     free(v->account_slots);
     free(v->pending.slots);
 }
 
-pc_status journal_verify_sqlite(const char *db_path, const char *pubkey_path,
-                                journal_report_t *report) {
-    return journal_verify_sqlite_each(db_path, pubkey_path, report, NULL, NULL);
+/* Opens the snapshot; the backend's detail becomes the report's. */
+static bool database_open(verify_t *v, journal_rows_open_fn open, const char *location) {
+    pc_status status = open(location, &v->rows, v->report->error_detail, sizeof(v->report->error_detail));
+    if (status == PC_OK) return snapshot_seq_read(v);
+    v->rows = NULL;
+    v->error = status;
+    return false;
 }
 
-pc_status journal_verify_sqlite_each(const char *db_path, const char *pubkey_path,
-                                     journal_report_t *report, journal_balances_fn fn, void *ctx) {
+pc_status journal_verify_rows(journal_rows_open_fn open, const char *location, const char *pubkey_path,
+                              journal_report_t *report, journal_balances_fn fn, void *ctx) {
     memset(report, 0, sizeof(*report));
     verify_t *v = calloc(1, sizeof(*v));
     if (v == NULL) return PC_NO_MEMORY;
@@ -1205,7 +1108,7 @@ pc_status journal_verify_sqlite_each(const char *db_path, const char *pubkey_pat
         }
         v->key_given = v->key_known = true;
     }
-    if (!stopped(v) && database_open(v, db_path) && accounts_load(v) && streams_open(v) &&
+    if (!stopped(v) && database_open(v, open, location) && accounts_load(v) && streams_open(v) &&
         journal_walk(v) && leftovers_none(v) && ids_unique(v) && balances_verify(v)) {
         pending_left_open(v);
     }

@@ -99,7 +99,7 @@ static void outcome_then(pay_flow_t *flow, pc_status status) {
 /* Writes the payment and op as they are now; 'error' (or PC_OK) is the answer. */
 static void outcome_commit(pay_flow_t *flow, pc_status error, const char *message) {
     if (error != PC_OK) pay_reply_error(&flow->reply, error, NULL, message);
-    pay_flow_submit(flow, WRITER_CMD_EXEC, 1, outcome_in_tx, outcome_then);
+    pay_flow_submit_staged(flow, WRITER_CMD_EXEC, 1, outcome_in_tx, outcome_then);
 }
 
 /* ---- booking an approval ---- */
@@ -147,7 +147,7 @@ static void booked_then(pay_flow_t *flow, pc_status status) {
 }
 
 static void book_transfers(pay_flow_t *flow) {
-    pay_flow_submit(flow, WRITER_CMD_CREATE_TRANSFERS, flow->booking_count, booked_in_tx, booked_then);
+    pay_flow_submit_staged(flow, WRITER_CMD_CREATE_TRANSFERS, flow->booking_count, booked_in_tx, booked_then);
 }
 
 static void channel_account_then(pay_flow_t *flow, pc_status status) {
@@ -201,8 +201,8 @@ static void authorized_booked(pay_flow_t *flow) {
 
 static void authorized_book(pay_flow_t *flow) {
     pay_payment_t *p = &flow->payment;
-    uint32_t window_s = flow->pay->config.authorization_window_s;
     snprintf(p->channel, sizeof p->channel, "%s", flow->op.channel);
+    uint32_t window_s = pay_channel_window_s(flow->pay, p->channel);
     snprintf(p->channel_ref, sizeof p->channel_ref, "%s", flow->op.channel_ref);
     p->hold_deadline_ns = pc_wall_ns() + (uint64_t)window_s * 1000000000ull;
     uint32_t n = pay_book_hold(flow, p->amount, window_s);

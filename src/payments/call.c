@@ -33,7 +33,7 @@ static pc_status persist_in_tx(pay_flow_t *flow, store_tx_t *tx) {
     }
     char name[GW_KEY_SIZE + 16];
     pay_lookup_attempt(name, sizeof name, flow->attempt.idempotency_key);
-    if (status == PC_OK) status = store_pay_lookup_put(tx, name, flow->op.id, NULL, 0);
+    if (status == PC_OK && tx != NULL) status = store_pay_lookup_put(tx, name, flow->op.id, NULL, 0);
     if (status == PC_EXISTS) status = PC_OK;
     return status;
 }
@@ -50,8 +50,8 @@ static void persist_then(pay_flow_t *flow, pc_status status) {
 static void persist_submit(pay_flow_t *flow) {
     call_state_t *cs = state_of(flow);
     uint32_t count = cs->first_done ? 0 : cs->reserve_count;
-    pay_flow_submit(flow, count > 0 ? WRITER_CMD_CREATE_TRANSFERS : WRITER_CMD_EXEC, count, persist_in_tx,
-                    persist_then);
+    pay_flow_submit_staged(flow, count > 0 ? WRITER_CMD_CREATE_TRANSFERS : WRITER_CMD_EXEC, count, persist_in_tx,
+                           persist_then);
 }
 
 /* Gateway thread: the attempt must be durable before the channel hears of it. */
@@ -119,4 +119,24 @@ void pay_call_status(pay_flow_t *flow, pay_flow_fn on_result) {
         flow->result.outcome = GW_OUTCOME_UNKNOWN;
         on_result(flow, status);
     }
+}
+
+/* ---- what a channel allows ---- */
+
+static gw_channel_terms_t channel_terms(pay_t *pay, const char *channel) {
+    gw_channel_terms_t terms;
+    gw_t *gw = pay->config.gateway;
+    if (gw == NULL || gw_channel_terms(gw, channel, &terms) != PC_OK) {
+        terms = (gw_channel_terms_t){.partial_captures = true}; /* the call itself will fail */
+    }
+    return terms;
+}
+
+uint32_t pay_channel_window_s(pay_t *pay, const char *channel) {
+    uint32_t window_s = channel_terms(pay, channel).authorization_window_s;
+    return window_s != 0 ? window_s : pay->config.authorization_window_s;
+}
+
+bool pay_channel_partial_captures(pay_t *pay, const char *channel) {
+    return channel_terms(pay, channel).partial_captures;
 }

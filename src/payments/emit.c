@@ -45,7 +45,7 @@ static pc_status emit(pay_t *pay, store_tx_t *tx, events_type type, const char *
 
 pc_status pay_event_payment(pay_flow_t *flow, store_tx_t *tx, const char *doc) {
     pay_payment_t *p = &flow->payment;
-    if (flow->pay->config.events == NULL) return PC_OK;
+    if (flow->pay->config.events == NULL || tx == NULL) return PC_OK; /* tx NULL: a dry run */
     bool changed = p->version == 1 || p->state != p->state_stored;
     events_type type = type_of("payment.", pay_state_name(p->state), changed);
     pc_status status = emit_text(flow->pay, tx, type, p->id, p->version, doc, p->merchant_id, p->currency);
@@ -65,9 +65,9 @@ static const char *op_prefix(pay_op_kind kind) {
 
 pc_status pay_flow_write_op(pay_flow_t *flow, store_tx_t *tx) {
     pay_op_t *op = &flow->op;
-    pc_status status = pay_op_put(tx, op);
+    pc_status status = pay_op_put(tx, op, &flow->staged);
     const char *prefix = op_prefix(op->kind);
-    if (status != PC_OK || prefix[0] == '\0' || flow->pay->config.events == NULL) return status;
+    if (status != PC_OK || prefix[0] == '\0' || flow->pay->config.events == NULL || tx == NULL) return status;
     bool changed = op->version == 1 || strcmp(op->status, op->status_stored) != 0;
     events_type type = type_of(prefix, op->status, changed);
     status = emit(flow->pay, tx, type, op->id, op->version, pay_op_json(op), op->merchant_id, op->currency);

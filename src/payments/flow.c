@@ -52,7 +52,7 @@ void pay_flow_finish(pay_flow_t *flow) {
     if (flow->lock_id[0] != '\0') pay_busy_release(pay, flow->lock_id);
     flow->lock_id[0] = '\0';
     if (flow->reply_fn.done != NULL) {
-        if (flow->reply.status == PC_OK && flow->reply.body == NULL) {
+        if (flow->reply.status == PC_OK && flow->reply.body == NULL && flow->reply.text == NULL) {
             pay_reply_error(&flow->reply, PC_INTERNAL, NULL, "the operation ended without an answer");
         }
         flow->reply_fn.done(flow->reply_fn.ctx, &flow->reply);
@@ -61,6 +61,8 @@ void pay_flow_finish(pay_flow_t *flow) {
     pay_reply_clear(&flow->reply);
     pay_payment_clear(&flow->payment);
     free(flow->extra);
+    free(flow->doc_text);
+    pay_staged_clear(&flow->staged);
     sodium_memzero(flow, sizeof *flow); /* card data, challenge codes */
     free(flow);
     pthread_mutex_lock(&pay->mutex);
@@ -74,13 +76,32 @@ void pay_flow_fail(pay_flow_t *flow, pc_status status, const char *field, const 
 }
 
 void pay_flow_answer(pay_flow_t *flow, int http_status, json_t *body) {
+    if (flow->dry) { /* the answer is made by the command itself */
+        json_decref(body);
+        return;
+    }
     pay_reply_object(&flow->reply, http_status, body);
     flow->reply_ready = true;
 }
 
 void pay_flow_answer_payment(pay_flow_t *flow, int http_status) {
-    if (flow->payment.pending_op[0] != '\0' && http_status < 300) http_status = 202;
-    pay_flow_answer(flow, http_status, pay_payment_json(&flow->payment));
+    if (flow->dry) return;
+    const pay_payment_t *p = &flow->payment;
+    if (p->pending_op[0] != '\0' && http_status < 300) http_status = 202;
+    if (flow->doc_text == NULL || flow->doc_version != p->version) {
+        pay_flow_answer(flow, http_status, pay_payment_json(p));
+        return;
+    }
+    /* the version this command stored: its text is the answer, its record the reply's */
+    pay_reply_clear(&flow->reply);
+    memset(&flow->reply, 0, sizeof flow->reply);
+    flow->reply.status = PC_OK;
+    flow->reply.http_status = http_status;
+    flow->reply.text = flow->doc_text;
+    flow->reply.text_bytes = strlen(flow->doc_text);
+    pay_id_copy(flow->reply.ref_id, p->id);
+    flow->reply.ref_version = p->version;
+    flow->reply_ready = true;
 }
 
 /* What this write changes in the figures; counted only once its command commits. */
@@ -93,15 +114,17 @@ static void stats_change_note(pay_flow_t *flow, bool first) {
     change->from = first ? PAY_STATE_CREATED : p->state_stored;
     change->to = p->state;
     snprintf(change->decline_code, sizeof change->decline_code, "%s", p->decline.code);
+    snprintf(change->merchant_id, sizeof change->merchant_id, "%s", p->merchant_id);
 }
 
 pc_status pay_flow_write_payment(pay_flow_t *flow, store_tx_t *tx) {
     pay_payment_t *p = &flow->payment;
     bool first = !flow->payment_stored;
     pc_status status = PC_OK;
-    if (first && flow->card_new) status = store_vault_card_put(tx, &flow->card);
+    if (first && flow->card_new && tx != NULL) status = vault_card_store(flow->pay->config.vault, tx, &flow->card);
     char *doc = NULL; /* rendered once: the row's document and the event's object */
-    if (status == PC_OK) status = pay_payment_put(tx, p, &doc);
+    if (status == PC_OK) status = pay_payment_put(tx, p, &flow->staged, &doc);
+    if (status != PC_OK || tx == NULL) return status; /* tx NULL: a dry run (pay_flow_submit_staged) */
     char name[PC_ID_SIZE + API_IDEMPOTENCY_KEY_BYTES_MAX + 16];
     if (status == PC_OK && first && flow->has_idempotency) {
         pay_lookup_idem(name, sizeof name, flow->key_id, flow->idempotency_key);
@@ -115,8 +138,18 @@ pc_status pay_flow_write_payment(pay_flow_t *flow, store_tx_t *tx) {
     }
     if (status == PC_OK) stats_change_note(flow, first); /* before the event marks the state stored */
     if (status == PC_OK) status = pay_event_payment(flow, tx, doc);
+    if (status == PC_OK) {
+        flow->payment_stored = true;
+        if (flow->reply.text != NULL && flow->reply.text == flow->doc_text) { /* an earlier answer's */
+            flow->reply.body = json_loadb(flow->reply.text, flow->reply.text_bytes, 0, NULL);
+            flow->reply.text = NULL;
+        }
+        free(flow->doc_text);
+        flow->doc_text = doc;
+        flow->doc_version = p->version;
+        doc = NULL;
+    }
     free(doc);
-    if (status == PC_OK) flow->payment_stored = true;
     return status;
 }
 
@@ -140,9 +173,42 @@ static void flow_cmd_done(writer_cmd_t *cmd, pc_status commit_status) {
         flow->payment.state_stored = flow->stats_change.to;
     }
     flow->stats_change.pending = false;
+    pay_staged_clear(&flow->staged); /* valid for its command only */
     pay_flow_fn then = flow->then;
     flow->then = NULL;
     then(flow, commit_status);
+}
+
+/* The command's in_tx run dry on a copy of the flow: its texts into flow->staged.
+ * The copy shares nothing it could free or change (its reply, document, staged texts
+ * and payment are its own); its transfers read as committed. A failure stages
+ * nothing: the writer renders then. */
+static void flow_stage(pay_flow_t *flow, pay_flow_tx_fn in_tx) {
+    pay_staged_clear(&flow->staged);
+    pay_flow_t *copy = malloc(sizeof *copy);
+    if (copy == NULL) return;
+    memcpy(copy, flow, sizeof *copy);
+    memset(&copy->reply, 0, sizeof copy->reply);
+    memset(&copy->staged, 0, sizeof copy->staged);
+    memset(copy->transfer_results, 0, sizeof copy->transfer_results);
+    copy->doc_text = NULL;
+    copy->dry = true;
+    if (pay_payment_copy(&copy->payment, &flow->payment) == PC_OK && in_tx(copy, NULL) == PC_OK) {
+        flow->staged = copy->staged;
+        memset(&copy->staged, 0, sizeof copy->staged);
+    }
+    pay_staged_clear(&copy->staged);
+    pay_reply_clear(&copy->reply);
+    free(copy->doc_text);
+    pay_payment_clear(&copy->payment);
+    sodium_memzero(copy, sizeof *copy);
+    free(copy);
+}
+
+void pay_flow_submit_staged(pay_flow_t *flow, writer_cmd_kind kind, uint32_t event_count, pay_flow_tx_fn in_tx,
+                            pay_flow_fn then) {
+    if (flow->has_payment && flow->payment.operations != NULL) flow_stage(flow, in_tx);
+    pay_flow_submit(flow, kind, event_count, in_tx, then);
 }
 
 void pay_flow_submit(pay_flow_t *flow, writer_cmd_kind kind, uint32_t event_count, pay_flow_tx_fn in_tx,

@@ -203,7 +203,7 @@ static void final_then(pay_flow_t *flow, pc_status status) {
 }
 
 void pay_payment_commit_final(pay_flow_t *flow) {
-    pay_flow_submit(flow, WRITER_CMD_EXEC, 1, final_in_tx, final_then);
+    pay_flow_submit_staged(flow, WRITER_CMD_EXEC, 1, final_in_tx, final_then);
 }
 
 static void decline_set(pay_payment_t *p, const char *code, const char *message, const char *source) {
@@ -363,7 +363,7 @@ static bool create_prepare(pay_flow_t *flow, const pay_caller_t *caller, store_r
     ok = ok && create_checks(flow, caller, reader, merchant_id) && !idempotent_repeat(flow, reader);
     pc_status status = PC_OK;
     if (ok && p->method == PAY_METHOD_CARD) status = card_vault(flow, &secret);
-    if (ok && status == PC_OK && !top_up) status = risk_score(flow->pay, p, flow->merchant, age_days);
+    if (ok && status == PC_OK) status = risk_score(flow->pay, p, flow->merchant, age_days);
     if (ok && status != PC_OK) {
         pay_reply_error(&flow->reply, status, NULL, NULL);
         ok = false;

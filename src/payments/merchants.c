@@ -497,8 +497,13 @@ pc_status pay_merchant_get(pay_t *pay, const pay_caller_t *caller, store_reader_
 }
 
 void pay_list_append(const store_pay_object_t *object, void *ctx) {
-    json_t *doc = json_loadb(object->doc, object->doc_bytes, 0, NULL);
-    if (doc != NULL) json_array_append_new(ctx, doc);
+    pay_list_t *list = ctx;
+    json_t *doc = NULL;
+    pc_status status = PC_OK;
+    if (strcmp(object->kind, "payment") == 0) status = pay_payment_doc(list->reader, object, object->version, &doc, NULL);
+    else doc = json_loadb(object->doc, object->doc_bytes, 0, NULL);
+    if (doc != NULL) json_array_append_new(list->data, doc);
+    else if (list->status == PC_OK) list->status = status != PC_OK ? status : PC_STORE_CORRUPT;
 }
 
 pc_status pay_merchants_list(pay_t *pay, const pay_caller_t *caller, store_reader_t *reader,
@@ -510,7 +515,9 @@ pc_status pay_merchants_list(pay_t *pay, const pay_caller_t *caller, store_reade
         store_pay_query_t q = {.kind = "merchant", .starting_after = query->starting_after,
                                .created_from_ns = query->created_from_ns, .created_to_ns = query->created_to_ns,
                                .descending = query->descending, .limit = query->limit};
-        status = store_pay_objects_list(reader, &q, pay_list_append, data, &has_more);
+        pay_list_t list = {.data = data, .reader = reader, .status = PC_OK};
+        status = store_pay_objects_list(reader, &q, pay_list_append, &list, &has_more);
+        if (status == PC_OK) status = list.status;
     } else {
         char bound[PC_ID_SIZE];
         pay_key_merchant(pay, caller->key_id, bound);

@@ -22,9 +22,14 @@ const char *pay_op_kind_name(pay_op_kind kind) {
     return (unsigned)kind < PAY_OP_KIND_COUNT ? op_kind_names[kind] : "unknown";
 }
 
+/* Seven bytes of the creation time in microseconds (big-endian), then five random:
+ * ids made close in time sort close, so the rows a batch writes (a payment, its
+ * operations, their lookups) share B-tree pages instead of each dirtying its own. */
 void pay_id_new(const char *prefix, char out[PC_ID_SIZE]) {
     uint8_t bytes[12];
-    randombytes_buf(bytes, sizeof bytes);
+    uint64_t now_us = pc_wall_ns() / 1000u;
+    for (int i = 0; i < 7; i++) bytes[i] = (uint8_t)(now_us >> (8 * (6 - i)));
+    randombytes_buf(bytes + 7, sizeof bytes - 7);
     char hex[2 * sizeof bytes + 1];
     sodium_bin2hex(hex, sizeof hex, bytes, sizeof bytes);
     snprintf(out, PC_ID_SIZE, "%s%s", prefix, hex);
@@ -60,6 +65,7 @@ static json_t *str_or_null(const char *text) {
 void pay_payment_init(pay_payment_t *payment) {
     memset(payment, 0, sizeof(*payment));
     payment->operations = json_array();
+    payment->op_versions = json_array();
     payment->transfers = json_array();
 }
 
@@ -68,6 +74,7 @@ void pay_payment_clear(pay_payment_t *payment) {
     json_decref(payment->risk.detail);
     json_decref(payment->routing);
     json_decref(payment->operations);
+    json_decref(payment->op_versions);
     json_decref(payment->transfers);
     sodium_memzero(payment, sizeof(*payment));
 }
@@ -78,8 +85,9 @@ pc_status pay_payment_copy(pay_payment_t *dst, const pay_payment_t *src) {
     dst->risk.detail = src->risk.detail ? json_deep_copy(src->risk.detail) : NULL;
     dst->routing = src->routing ? json_deep_copy(src->routing) : NULL;
     dst->operations = json_deep_copy(src->operations);
+    dst->op_versions = json_deep_copy(src->op_versions);
     dst->transfers = json_deep_copy(src->transfers);
-    return dst->operations && dst->transfers ? PC_OK : PC_NO_MEMORY;
+    return dst->operations && dst->op_versions && dst->transfers ? PC_OK : PC_NO_MEMORY;
 }
 
 static json_t *method_json(const pay_payment_t *p) {
@@ -244,23 +252,183 @@ pc_status pay_payment_from_json(const json_t *doc, pay_payment_t *p) {
     p->transfers = doc_take(doc, "ledger_transfers");
     if (p->operations == NULL) p->operations = json_array();
     if (p->transfers == NULL) p->transfers = json_array();
+    for (size_t i = json_array_size(p->op_versions); i < json_array_size(p->operations); i++) {
+        json_array_append_new(p->op_versions, json_integer(0)); /* not known: stored whole next time */
+    }
     p->created_ns = (uint64_t)doc_int(doc, "created");
     p->updated_ns = (uint64_t)doc_int(doc, "updated");
     p->version = (uint32_t)doc_int(doc, "version");
     return PC_OK;
 }
 
+/* ---- a payment's versions: one record each, appended ----
+ *
+ * A record is the payment's document of that version, except that an operation entry
+ * that did not change since an earlier record is written as {"id", "$version": v}:
+ * the record of version v holds it whole. A command thus appends its own record
+ * (the payment's fields and the operation it moved) and rewrites nothing. */
+
+#define RECORD_REF_KEY "$version"
+
+/* The record of 'version' (parsed), or NULL with *status set. */
+static json_t *record_load(store_reader_t *reader, const char *id, uint32_t version, pc_status *status) {
+    char *text = NULL;
+    size_t bytes = 0;
+    *status = store_pay_version_get(reader, id, version, &text, &bytes);
+    if (*status != PC_OK) {
+        if (*status == PC_NOT_FOUND) *status = PC_STORE_CORRUPT; /* a row's version always has its record */
+        return NULL;
+    }
+    json_t *doc = json_loadb(text, bytes, 0, NULL);
+    free(text);
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        *status = PC_STORE_CORRUPT;
+        return NULL;
+    }
+    return doc;
+}
+
+/* The whole entry of operation 'op_id' in the record of 'version'. */
+static json_t *entry_resolve(store_reader_t *reader, const char *id, const char *op_id, uint32_t version,
+                             json_t **cache, uint32_t *cache_version, pc_status *status) {
+    if (*cache == NULL || *cache_version != version) {
+        json_decref(*cache);
+        *cache = record_load(reader, id, version, status);
+        *cache_version = version;
+        if (*cache == NULL) return NULL;
+    }
+    size_t index;
+    json_t *entry;
+    json_array_foreach(json_object_get(*cache, "operations"), index, entry) {
+        const char *entry_id = json_string_value(json_object_get(entry, "id"));
+        if (entry_id != NULL && strcmp(entry_id, op_id) == 0 && json_object_get(entry, RECORD_REF_KEY) == NULL) {
+            return json_incref(entry);
+        }
+    }
+    *status = PC_STORE_CORRUPT;
+    return NULL;
+}
+
+/* Replaces each reference in the record's operations by its whole entry. */
+static pc_status record_resolve(store_reader_t *reader, const char *id, uint32_t version, json_t *record,
+                                json_t *op_versions) {
+    json_t *ops = json_object_get(record, "operations");
+    json_t *cache = NULL;
+    uint32_t cache_version = 0;
+    pc_status status = PC_OK;
+    size_t index;
+    json_t *entry;
+    json_array_foreach(ops, index, entry) {
+        json_t *ref = json_object_get(entry, RECORD_REF_KEY);
+        uint32_t held_in = ref != NULL ? (uint32_t)json_integer_value(ref) : version;
+        if (ref != NULL) {
+            const char *op_id = json_string_value(json_object_get(entry, "id"));
+            json_t *whole = op_id != NULL && held_in < version
+                                ? entry_resolve(reader, id, op_id, held_in, &cache, &cache_version, &status)
+                                : NULL;
+            if (whole == NULL) {
+                if (status == PC_OK) status = PC_STORE_CORRUPT;
+                break;
+            }
+            json_array_set_new(ops, index, whole);
+        }
+        if (op_versions != NULL) json_array_append_new(op_versions, json_integer(held_in));
+    }
+    json_decref(cache);
+    return status;
+}
+
+pc_status pay_payment_doc(store_reader_t *reader, const store_pay_object_t *object, uint32_t version,
+                          json_t **doc_out, json_t **op_versions_out) {
+    *doc_out = NULL;
+    if (op_versions_out != NULL) *op_versions_out = NULL;
+    json_t *op_versions = json_array();
+    if (op_versions == NULL) return PC_NO_MEMORY;
+    pc_status status = PC_OK;
+    json_t *doc = NULL;
+    if (object->doc_bytes > 0) { /* written whole before schema version 6 */
+        doc = version == object->version ? json_loadb(object->doc, object->doc_bytes, 0, NULL) : NULL;
+        status = doc != NULL ? PC_OK : version == object->version ? PC_STORE_CORRUPT : PC_NOT_FOUND;
+        for (size_t i = 0; doc != NULL && i < json_array_size(json_object_get(doc, "operations")); i++) {
+            json_array_append_new(op_versions, json_integer(0));
+        }
+    } else {
+        doc = record_load(reader, object->id, version, &status);
+        if (doc != NULL) status = record_resolve(reader, object->id, version, doc, op_versions);
+    }
+    if (status != PC_OK) {
+        json_decref(doc);
+        json_decref(op_versions);
+        return status;
+    }
+    *doc_out = doc;
+    if (op_versions_out != NULL) *op_versions_out = op_versions;
+    else json_decref(op_versions);
+    return PC_OK;
+}
+
+#define REPLY_REF_PREFIX "@payment:"
+
+bool pay_reply_ref_format(const pay_reply_t *reply, char out[PAY_REPLY_REF_BYTES_MAX]) {
+    if (reply->status != PC_OK || reply->ref_id[0] == '\0' || reply->ref_version == 0) return false;
+    int n = snprintf(out, PAY_REPLY_REF_BYTES_MAX, REPLY_REF_PREFIX "%s:%u", reply->ref_id,
+                     (unsigned)reply->ref_version);
+    return n > 0 && n < PAY_REPLY_REF_BYTES_MAX;
+}
+
+bool pay_reply_ref_is(const char *stored, size_t bytes) {
+    size_t prefix = strlen(REPLY_REF_PREFIX);
+    return bytes > prefix && bytes < PAY_REPLY_REF_BYTES_MAX && memcmp(stored, REPLY_REF_PREFIX, prefix) == 0;
+}
+
+pc_status pay_reply_ref_render(store_reader_t *reader, const char *stored, size_t bytes, char **text_out,
+                               size_t *bytes_out) {
+    *text_out = NULL;
+    *bytes_out = 0;
+    if (!pay_reply_ref_is(stored, bytes)) return PC_STORE_CORRUPT;
+    char ref[PAY_REPLY_REF_BYTES_MAX];
+    memcpy(ref, stored, bytes);
+    ref[bytes] = '\0';
+    char *id = ref + strlen(REPLY_REF_PREFIX), *colon = strrchr(id, ':'), *end = NULL;
+    unsigned long version = colon != NULL ? strtoul(colon + 1, &end, 10) : 0;
+    if (colon == NULL || end == NULL || *end != '\0' || version == 0 || version > UINT32_MAX) return PC_STORE_CORRUPT;
+    *colon = '\0';
+    store_pay_object_t object;
+    pc_status status = store_pay_object_get(reader, id, &object);
+    if (status == PC_NOT_FOUND) return PC_STORE_CORRUPT; /* a stored reply names a stored payment */
+    if (status != PC_OK) return status;
+    json_t *doc = NULL;
+    status = strcmp(object.kind, "payment") == 0 ? pay_payment_doc(reader, &object, (uint32_t)version, &doc, NULL)
+                                                 : PC_STORE_CORRUPT;
+    store_pay_object_free(&object);
+    if (status == PC_NOT_FOUND) status = PC_STORE_CORRUPT;
+    char *text = status == PC_OK ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (status == PC_OK && text == NULL) status = PC_NO_MEMORY;
+    if (status == PC_OK) {
+        *text_out = text;
+        *bytes_out = strlen(text);
+    }
+    return status;
+}
+
 pc_status pay_payment_read(store_reader_t *reader, const char *id, pay_payment_t *out) {
     store_pay_object_t object;
     pc_status status = store_pay_object_get(reader, id, &object);
     if (status != PC_OK) return status;
-    pc_status result = PC_STORE_CORRUPT;
+    pc_status result = PC_NOT_FOUND;
     if (strcmp(object.kind, "payment") == 0) {
-        json_t *doc = json_loadb(object.doc, object.doc_bytes, 0, NULL);
-        result = doc != NULL ? pay_payment_from_json(doc, out) : PC_STORE_CORRUPT;
+        json_t *doc = NULL, *op_versions = NULL;
+        result = pay_payment_doc(reader, &object, object.version, &doc, &op_versions);
+        if (result == PC_OK) result = pay_payment_from_json(doc, out);
+        if (result == PC_OK && json_array_size(op_versions) == json_array_size(out->operations)) {
+            json_decref(out->op_versions);
+            out->op_versions = op_versions;
+            op_versions = NULL;
+        }
+        json_decref(op_versions);
         json_decref(doc);
-    } else {
-        result = PC_NOT_FOUND;
     }
     store_pay_object_free(&object);
     return result;
@@ -287,10 +455,12 @@ void pay_payment_op_put(pay_payment_t *payment, const pay_op_t *op) {
         const char *id = json_string_value(json_object_get(value, "id"));
         if (id != NULL && strcmp(id, op->id) == 0) {
             json_array_set_new(payment->operations, index, entry);
+            json_array_set_new(payment->op_versions, index, json_integer(0));
             return;
         }
     }
     json_array_append_new(payment->operations, entry);
+    json_array_append_new(payment->op_versions, json_integer(0));
 }
 
 /* Writes one object row whose document is 'text' (owned by the caller). */
@@ -308,31 +478,124 @@ static pc_status object_put_text(store_tx_t *tx, const char *kind, const char *i
     return object.doc_bytes <= PAY_DOC_BYTES_MAX ? store_pay_object_put(tx, &object) : PC_LIMIT_REACHED;
 }
 
-static pc_status object_put(store_tx_t *tx, const char *kind, const char *id, const char *merchant_id,
-                            const char *parent_id, const char *status, uint64_t created_ns, uint64_t updated_ns,
-                            uint32_t version, json_t *doc) {
-    char *text = json_dumps(doc, JSON_COMPACT);
-    json_decref(doc);
-    if (text == NULL) return PC_NO_MEMORY;
-    pc_status result = object_put_text(tx, kind, id, merchant_id, parent_id, status, created_ns, updated_ns,
-                                       version, text);
-    free(text);
-    return result;
+/* The record of the payment's new version: 'doc' with every operation entry that a
+ * record holds whole already written as a reference to it. */
+static char *record_text(pay_payment_t *p, json_t *doc) {
+    json_t *record = json_copy(doc), *ops = json_array();
+    if (record == NULL || ops == NULL) {
+        json_decref(record);
+        json_decref(ops);
+        return NULL;
+    }
+    size_t index;
+    json_t *entry;
+    json_array_foreach(p->operations, index, entry) {
+        json_int_t held_in = json_integer_value(json_array_get(p->op_versions, index));
+        if (held_in > 0) {
+            json_array_append_new(ops, json_pack("{s:O,s:I}", "id", json_object_get(entry, "id"), RECORD_REF_KEY,
+                                                 held_in));
+        } else {
+            json_array_append(ops, entry);
+        }
+    }
+    json_object_set_new(record, "operations", ops);
+    char *text = json_dumps(record, JSON_COMPACT);
+    json_decref(record);
+    return text;
 }
 
-pc_status pay_payment_put(store_tx_t *tx, pay_payment_t *p, char **doc_out) {
-    *doc_out = NULL;
-    p->version++;
-    p->updated_ns = pc_wall_ns();
-    if (p->created_ns == 0) p->created_ns = p->updated_ns;
+/* The entries the new record holds whole are held in this version from now on. */
+static void op_versions_stored(pay_payment_t *p) {
+    for (size_t i = 0; i < json_array_size(p->op_versions); i++) {
+        if (json_integer_value(json_array_get(p->op_versions, i)) == 0) {
+            json_array_set_new(p->op_versions, i, json_integer((json_int_t)p->version));
+        }
+    }
+}
+
+void pay_staged_clear(pay_staged_t *staged) {
+    free(staged->doc);
+    free(staged->record);
+    free(staged->op_text);
+    memset(staged, 0, sizeof *staged);
+}
+
+/* The payment's next version rendered: its document and its record. */
+static pc_status payment_render(pay_payment_t *p, char **text_out, char **record_out) {
     json_t *doc = payment_json(p, true); /* dumped and freed here */
-    char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+    *text_out = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+    *record_out = doc != NULL ? record_text(p, doc) : NULL;
     json_decref(doc);
-    if (text == NULL) return PC_NO_MEMORY;
-    pc_status status = object_put_text(tx, "payment", p->id, p->merchant_id, "", pay_state_name(p->state),
-                                       p->created_ns, p->updated_ns, p->version, text);
-    if (status == PC_OK) *doc_out = text;
-    else free(text);
+    if (*text_out != NULL && *record_out != NULL) return PC_OK;
+    free(*text_out);
+    free(*record_out);
+    *text_out = *record_out = NULL;
+    return PC_NO_MEMORY;
+}
+
+/* The staged texts when they are of the version about to be written (they were
+ * rendered from the same state by a dry run of this command): taken, with the times
+ * they were rendered with. */
+static bool payment_staged_take(pay_payment_t *p, pay_staged_t *staged, char **text_out, char **record_out) {
+    if (staged == NULL || staged->version == 0 || staged->version != p->version + 1) return false;
+    p->version = staged->version;
+    p->updated_ns = staged->updated_ns;
+    if (p->created_ns == 0) p->created_ns = staged->created_ns;
+    *text_out = staged->doc;
+    *record_out = staged->record;
+    staged->doc = staged->record = NULL;
+    staged->version = 0;
+#ifdef PC_SLOW_ASSERTS
+    char *text = NULL, *record = NULL;
+    PC_ASSERT(payment_render(p, &text, &record) == PC_OK);
+    PC_ASSERT(strcmp(text, *text_out) == 0 && strcmp(record, *record_out) == 0); /* the dry run saw this state */
+    free(text);
+    free(record);
+#endif
+    return true;
+}
+
+pc_status pay_payment_put(store_tx_t *tx, pay_payment_t *p, pay_staged_t *staged, char **doc_out) {
+    *doc_out = NULL;
+    char *text = NULL, *record = NULL;
+    pc_status status = PC_OK;
+    if (tx == NULL || !payment_staged_take(p, staged, &text, &record)) {
+        p->version++;
+        p->updated_ns = pc_wall_ns();
+        if (p->created_ns == 0) p->created_ns = p->updated_ns;
+        status = payment_render(p, &text, &record);
+    }
+    if (tx == NULL) { /* a dry run: the texts are the command's */
+        if (status == PC_OK && staged != NULL) {
+            free(staged->doc);
+            free(staged->record);
+            staged->version = p->version;
+            staged->created_ns = p->created_ns;
+            staged->updated_ns = p->updated_ns;
+            staged->doc = text;
+            staged->record = record;
+            op_versions_stored(p);
+            return PC_OK;
+        }
+        free(text);
+        free(record);
+        return status;
+    }
+    size_t record_bytes = record != NULL ? strlen(record) : 0;
+    if (status == PC_OK && record_bytes > PAY_DOC_BYTES_MAX) status = PC_LIMIT_REACHED;
+    if (status == PC_OK) status = store_pay_version_put(tx, p->id, p->version, record, record_bytes);
+    free(record);
+    /* the row: the listing's columns; its document is the records' */
+    if (status == PC_OK) {
+        status = object_put_text(tx, "payment", p->id, p->merchant_id, "", pay_state_name(p->state), p->created_ns,
+                                 p->updated_ns, p->version, "");
+    }
+    if (status == PC_OK) {
+        op_versions_stored(p);
+        *doc_out = text;
+    } else {
+        free(text);
+    }
     return status;
 }
 
@@ -458,14 +721,55 @@ pc_status pay_op_read(store_reader_t *reader, const char *id, pay_op_t *out) {
     return result;
 }
 
-pc_status pay_op_put(store_tx_t *tx, pay_op_t *op) {
-    op->version++;
-    op->updated_ns = pc_wall_ns();
-    if (op->created_ns == 0) op->created_ns = op->updated_ns;
+static char *op_render(const pay_op_t *op) {
     json_t *doc = pay_op_json(op);
-    if (doc == NULL) return PC_NO_MEMORY;
-    return object_put(tx, "op", op->id, op->merchant_id, op->parent_id, op->status, op->created_ns, op->updated_ns,
-                      op->version, doc);
+    char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    return text;
+}
+
+/* As payment_staged_take, for the op's row. */
+static char *op_staged_take(pay_op_t *op, pay_staged_t *staged) {
+    if (staged == NULL || staged->op_version == 0 || staged->op_version != op->version + 1) return NULL;
+    op->version = staged->op_version;
+    op->updated_ns = staged->op_updated_ns;
+    if (op->created_ns == 0) op->created_ns = staged->op_created_ns;
+    char *text = staged->op_text;
+    staged->op_text = NULL;
+    staged->op_version = 0;
+#ifdef PC_SLOW_ASSERTS
+    char *rendered = op_render(op);
+    PC_ASSERT(rendered != NULL && strcmp(rendered, text) == 0); /* the dry run saw this state */
+    free(rendered);
+#endif
+    return text;
+}
+
+pc_status pay_op_put(store_tx_t *tx, pay_op_t *op, pay_staged_t *staged) {
+    char *text = tx != NULL ? op_staged_take(op, staged) : NULL;
+    if (text == NULL) {
+        op->version++;
+        op->updated_ns = pc_wall_ns();
+        if (op->created_ns == 0) op->created_ns = op->updated_ns;
+        text = op_render(op);
+        if (text == NULL) return PC_NO_MEMORY;
+    }
+    if (tx == NULL) { /* a dry run */
+        if (staged != NULL) {
+            free(staged->op_text);
+            staged->op_version = op->version;
+            staged->op_created_ns = op->created_ns;
+            staged->op_updated_ns = op->updated_ns;
+            staged->op_text = text;
+        } else {
+            free(text);
+        }
+        return PC_OK;
+    }
+    pc_status status = object_put_text(tx, "op", op->id, op->merchant_id, op->parent_id, op->status, op->created_ns,
+                                       op->updated_ns, op->version, text);
+    free(text);
+    return status;
 }
 
 pay_attempt_t *pay_op_attempt_put(pay_op_t *op, const gw_attempt_t *attempt) {

@@ -135,6 +135,11 @@ void pay_payment_capture(pay_t *pay, const pay_caller_t *caller, const char *pay
         pay_flow_fail(flow, PC_CAPTURE_EXCEEDS_AUTHORIZED, "amount", message);
         return;
     }
+    if ((amount < p->hold_amount || p->captured > 0) && !pay_channel_partial_captures(pay, p->channel)) {
+        pay_flow_fail(flow, PC_CAPTURE_PARTIAL_NOT_SUPPORTED, "amount", "this payment's channel captures the whole "
+                      "authorized amount at once only");
+        return;
+    }
     pay_op_new(flow, PAY_OP_CAPTURE, "cap_", amount);
     flow->op.final_capture = final_capture || amount == p->hold_amount;
     pay_request_follow_up(flow, GW_OP_CAPTURE);
@@ -257,8 +262,11 @@ pc_status pay_payment_get(pay_t *pay, const pay_caller_t *caller, store_reader_t
         pay_reply_error(out, status == PC_NOT_FOUND ? PC_PAYMENT_NOT_FOUND : status, NULL, NULL);
         return out->status;
     }
-    pay_reply_object(out, 200, json_loadb(object.doc, object.doc_bytes, 0, NULL));
+    json_t *doc = NULL;
+    status = pay_payment_doc(reader, &object, object.version, &doc, NULL);
     store_pay_object_free(&object);
+    if (status != PC_OK) pay_reply_error(out, status, NULL, NULL);
+    else pay_reply_object(out, 200, doc);
     return out->status;
 }
 
@@ -294,9 +302,11 @@ pc_status pay_payments_list(pay_t *pay, const pay_caller_t *caller, store_reader
                            .created_from_ns = query->created_from_ns, .created_to_ns = query->created_to_ns,
                            .starting_after = query->starting_after, .descending = query->descending,
                            .limit = query->limit};
-    json_t *data = json_array();
+    pay_list_t list = {.data = json_array(), .reader = reader, .status = PC_OK};
+    json_t *data = list.data;
     bool has_more = false;
-    pc_status status = store_pay_objects_list(reader, &q, pay_list_append, data, &has_more);
+    pc_status status = store_pay_objects_list(reader, &q, pay_list_append, &list, &has_more);
+    if (status == PC_OK) status = list.status;
     if (status != PC_OK) {
         json_decref(data);
         if (status == PC_NOT_FOUND) pay_reply_error(out, PC_QUERY_INVALID, "starting_after", NULL);

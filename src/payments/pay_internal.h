@@ -178,6 +178,9 @@ typedef struct {
         char source[16];              /* "risk", "channel", "ledger", "gateway" */
     } decline;
     json_t *operations;               /* owned array: every op's JSON, in order */
+    json_t *op_versions;              /* owned array parallel to 'operations': the payment
+                                         version whose record holds that entry whole, 0
+                                         when it changed since (the next record holds it) */
     json_t *transfers;                /* owned array: every ledger transfer id */
 } pay_payment_t;
 
@@ -189,6 +192,12 @@ PC_MUST_USE pc_status pay_payment_copy(pay_payment_t *dst, const pay_payment_t *
 json_t *pay_payment_json(const pay_payment_t *payment);
 PC_MUST_USE pc_status pay_payment_from_json(const json_t *doc, pay_payment_t *out);
 PC_MUST_USE pc_status pay_payment_read(store_reader_t *reader, const char *id, pay_payment_t *out);
+/* The document of a payment row at 'version' (its own version: object->version): the
+ * row's doc when it has one (rows written before schema version 6), else its version
+ * record with each operation entry taken from the record that holds it whole.
+ * '*op_versions_out' (or NULL) receives the array pay_payment_t.op_versions. */
+PC_MUST_USE pc_status pay_payment_doc(store_reader_t *reader, const store_pay_object_t *object, uint32_t version,
+                                      json_t **doc_out, json_t **op_versions_out);
 json_t *pay_op_json(const pay_op_t *op);
 PC_MUST_USE pc_status pay_op_from_json(const json_t *doc, pay_op_t *out);
 PC_MUST_USE pc_status pay_op_read(store_reader_t *reader, const char *id, pay_op_t *out);
@@ -198,13 +207,39 @@ void pay_payment_transfer_add(pay_payment_t *payment, const char *transfer_id);
 pay_attempt_t *pay_op_attempt_put(pay_op_t *op, const gw_attempt_t *attempt);
 void pay_op_attempts_from_result(pay_op_t *op, const gw_result_t *result);
 
-/* A listing's callback: the stored document appended to the json array 'ctx'. */
-void pay_list_append(const store_pay_object_t *object, void *ctx);
+/* A listing's callback: each object's document (a payment's rendered from its
+ * records) appended to 'data'. */
+typedef struct {
+    json_t *data;
+    store_reader_t *reader;
+    pc_status status;                 /* the first failure to render one */
+} pay_list_t;
+void pay_list_append(const store_pay_object_t *object, void *ctx /* pay_list_t */);
+/* A command's writes rendered before it is queued (pay_flow_submit_staged): the
+ * payment's next version (its document and record) and its op's next row. The writer
+ * stores these texts instead of rendering them when the version they are of is the
+ * one it writes; anything else is rendered on the writer as before. */
+typedef struct {
+    uint32_t version;                 /* the payment version of 'doc' and 'record'; 0: none */
+    uint64_t created_ns;
+    uint64_t updated_ns;
+    char *doc;
+    char *record;
+    uint32_t op_version;              /* the op version of 'op_text'; 0: none */
+    uint64_t op_created_ns;
+    uint64_t op_updated_ns;
+    char *op_text;
+} pay_staged_t;
+void pay_staged_clear(pay_staged_t *staged);
+
 /* Writes the object row of a payment / op (version +1, updated now) into 'tx'. The
  * payment's document, rendered once, goes to '*doc_out' (malloc'ed; NULL on failure)
- * for its event. */
-PC_MUST_USE pc_status pay_payment_put(store_tx_t *tx, pay_payment_t *payment, char **doc_out);
-PC_MUST_USE pc_status pay_op_put(store_tx_t *tx, pay_op_t *op);
+ * for its event. 'tx' NULL: a dry run (pay_flow_submit_staged): nothing is written,
+ * the texts are rendered into 'staged'. Otherwise 'staged' texts of the version
+ * written are used instead of rendering. */
+PC_MUST_USE pc_status pay_payment_put(store_tx_t *tx, pay_payment_t *payment, pay_staged_t *staged,
+                                      char **doc_out);
+PC_MUST_USE pc_status pay_op_put(store_tx_t *tx, pay_op_t *op, pay_staged_t *staged);
 
 /* Copies an id (both PC_ID_SIZE buffers, possibly inside one struct). */
 static inline void pay_id_copy(char dst[PC_ID_SIZE], const char *src) {
@@ -214,7 +249,7 @@ static inline void pay_id_copy(char dst[PC_ID_SIZE], const char *src) {
 }
 /* Records a transfer id in the op (and the payment's list). */
 void pay_op_transfer_add(pay_flow_t *flow, const char *transfer_id);
-/* Random ids: "<prefix><24 hex>". */
+/* Ids: "<prefix><24 hex>": the creation time (microseconds) then random bits. */
 void pay_id_new(const char *prefix, char out[PC_ID_SIZE]);
 /* "<op id>:<suffix>", a transfer id of an op. */
 void pay_transfer_id(char out[PC_ID_SIZE], const char *op_id, const char *suffix);
@@ -224,6 +259,9 @@ void pay_transfer_id(char out[PC_ID_SIZE], const char *op_id, const char *suffix
 typedef struct {
     pthread_mutex_t mutex;
     pay_stats_t counts;
+    pay_map_t merchants;              /* merchant id -> its own figures (pay_merchant_stats_t *) */
+    bool merchants_ready;             /* the map could be made */
+    uint32_t merchant_count;          /* at most PAY_STATS_MERCHANTS_MAX */
 } pay_stats_state_t;
 
 struct pay {
@@ -277,6 +315,7 @@ typedef struct {
     pay_state from;
     pay_state to;
     char decline_code[GW_CODE_SIZE + 8];
+    char merchant_id[PC_ID_SIZE];
 } pay_stats_change_t;
 void pay_stats_init(pay_t *pay);
 void pay_stats_free(pay_t *pay);
@@ -331,6 +370,11 @@ struct pay_flow {
     bool reply_ready;                 /* set: the answer is final (stored in the command's tx) */
     pc_status persist_status;         /* persist: what gw_attempt_persisted gets */
     void *extra;                      /* a flow kind's own data (freed with the flow) */
+    char *doc_text;                   /* the payment's document as last stored (malloc'ed):
+                                         its event's object and the answer, rendered once */
+    uint32_t doc_version;
+    pay_staged_t staged;              /* the current command's texts, rendered before it */
+    bool dry;                         /* a copy running its command's in_tx without a tx */
     bool inquiry;                     /* the result is a status inquiry's (recovery) */
     pay_state state_before;           /* expiry: the state the hold belonged to */
     pay_stats_change_t stats_change;  /* the command's payment write, counted on commit */
@@ -389,6 +433,13 @@ void pay_flow_fail(pay_flow_t *flow, pc_status status, const char *field, const 
  * the error). */
 void pay_flow_submit(pay_flow_t *flow, writer_cmd_kind kind, uint32_t event_count, pay_flow_tx_fn in_tx,
                      pay_flow_fn then);
+/* pay_flow_submit, with the payment's and op's texts rendered here first: 'in_tx' runs
+ * dry (tx NULL) on a copy of the flow, as if every transfer of the command committed,
+ * so the writer thread only stores what this thread rendered. 'in_tx' must write
+ * through pay_flow_write_op / pay_flow_write_payment / pay_tx_* and treat a NULL tx
+ * as a dry run. */
+void pay_flow_submit_staged(pay_flow_t *flow, writer_cmd_kind kind, uint32_t event_count, pay_flow_tx_fn in_tx,
+                            pay_flow_fn then);
 /* The final answer (set before the command that makes it final, or after it). */
 void pay_flow_answer(pay_flow_t *flow, int http_status, json_t *body);
 /* The payment as the answer (201 for a new one, else 200; 202 while an op is pending). */
@@ -400,6 +451,10 @@ PC_MUST_USE pc_status pay_flow_write_payment(pay_flow_t *flow, store_tx_t *tx);
 /* Submits flow->request; persist writes the attempt (and, the first time, a new
  * payment and flow->transfers[0..reserve_count): a reserve), done lands in 'on_result'. */
 void pay_call_start(pay_flow_t *flow, pay_flow_fn on_result, uint32_t reserve_count);
+/* The channel's terms as configured now: its authorization window (the server's
+ * --authorization-window-s when it names none) and whether it takes several captures. */
+uint32_t pay_channel_window_s(pay_t *pay, const char *channel);
+bool pay_channel_partial_captures(pay_t *pay, const char *channel);
 /* The status inquiry of the op's last attempt (recovery). */
 void pay_call_status(pay_flow_t *flow, pay_flow_fn on_result);
 

@@ -199,11 +199,17 @@ typedef struct {
     const uint8_t *request_hash;        /* 32 bytes: the request's fingerprint (with a key) */
 } pay_caller_t;
 
-/* An answer: an object (body) or an error (status, field, message). */
+/* An answer: an object (body, or its text) or an error (status, field, message). */
 typedef struct {
-    pc_status status;                   /* PC_OK: 'body' holds the object */
+    pc_status status;                   /* PC_OK: 'body' or 'text' holds the object */
     int http_status;                    /* 200, 201, 202 or the error's */
-    json_t *body;                       /* borrowed for the callback */
+    json_t *body;                       /* borrowed for the callback; NULL when 'text' */
+    const char *text;                   /* the object as compact JSON, rendered once by the
+                                           command that stored it (borrowed) */
+    size_t text_bytes;
+    char ref_id[PC_ID_SIZE];            /* "" or: the object is this payment at version
+                                           'ref_version', whose record is stored */
+    uint32_t ref_version;
     char field[128];                    /* error: the field at fault, "" when none */
     char message[192];                  /* error: "" = the code's message */
     char state[24];                     /* payment_state_conflict: the current state */
@@ -217,6 +223,18 @@ typedef struct {
     void (*done)(void *ctx, const pay_reply_t *reply);
     void *ctx;
 } pay_reply_fn_t;
+
+/* An Idempotency-Key's reply that is a stored payment version is kept as a reference
+ * ("@payment:<id>:<version>", PAY_REPLY_REF_BYTES_MAX at most) and rendered again on a
+ * replay, byte for byte the first answer. False when 'reply' is no such answer. */
+#define PAY_REPLY_REF_BYTES_MAX (PC_ID_SIZE + 24)
+bool pay_reply_ref_format(const pay_reply_t *reply, char out[PAY_REPLY_REF_BYTES_MAX]);
+/* True when 'stored' is such a reference. */
+bool pay_reply_ref_is(const char *stored, size_t bytes);
+/* The reference's payment version as compact JSON (*text_out malloc'ed): PC_OK,
+ * PC_STORE_CORRUPT (not a reference, or its record is missing) or a read error. */
+PC_MUST_USE pc_status pay_reply_ref_render(store_reader_t *reader, const char *stored, size_t bytes, char **text_out,
+                                           size_t *bytes_out);
 
 /* The merchant a key is bound to ("" when none). */
 void pay_key_merchant(pay_t *pay, const char *key_id, char merchant_out[PC_ID_SIZE]);
@@ -309,6 +327,25 @@ typedef struct {
 
 /* A copy of the figures ('pay' NULL: all zero). Any thread. */
 void pay_stats(pay_t *pay, pay_stats_t *out);
+
+/* One merchant's own figures, for its keys' dashboards: the same totals, and per
+ * wall-clock second (the second its change committed) what the rates are made of. */
+typedef struct {
+    uint64_t second;                        /* 0: nothing counted in this slot */
+    uint32_t created;
+    uint32_t outcomes[3];                   /* first outcomes: authorized, to review, declined or failed */
+} pay_stats_second_t;
+typedef struct {
+    bool known;                             /* false: the figures were not kept (more than
+                                               PAY_STATS_MERCHANTS_MAX merchants had payments) */
+    pay_stats_t totals;
+    pay_stats_second_t seconds[OBS_STATS_SECONDS]; /* slot: second % OBS_STATS_SECONDS */
+} pay_merchant_stats_t;
+/* A copy of merchant 'merchant_id''s figures (all zero and known when it has made no
+ * payment since start). Any thread. */
+void pay_merchant_stats(pay_t *pay, const char *merchant_id, pay_merchant_stats_t *out);
+/* A payment's first outcome as counted in pay_stats_second_t.outcomes, from totals. */
+void pay_stats_outcomes(const pay_stats_t *stats, uint64_t out[3]);
 /* Appends the payments metrics (Prometheus text) to 'text' (malloc'ed, as
  * events_metrics_append): the new text, or the old one unchanged on OOM. */
 char *pay_metrics_append(pay_t *pay, char *text, size_t *bytes);

@@ -267,12 +267,20 @@ uint32_t pay_recover_now(pay_t *pay) {
 
 /* ---- at start: the holds to watch ---- */
 
+typedef struct {
+    pay_t *pay;
+    store_reader_t *reader;
+    pc_status status;
+} holds_load_t;
+
 static void hold_one(const store_pay_object_t *object, void *ctx) {
-    pay_t *pay = ctx;
-    json_t *doc = json_loadb(object->doc, object->doc_bytes, 0, NULL);
+    holds_load_t *load = ctx;
+    json_t *doc = NULL;
+    pc_status status = pay_payment_doc(load->reader, object, object->version, &doc, NULL);
+    if (status != PC_OK && load->status == PC_OK) load->status = status;
     json_t *hold = json_object_get(doc, "hold");
     if (json_is_object(hold)) {
-        pay_hold_track(pay, object->id, (uint64_t)json_integer_value(json_object_get(hold, "expires_at")));
+        pay_hold_track(load->pay, object->id, (uint64_t)json_integer_value(json_object_get(hold, "expires_at")));
     }
     json_decref(doc);
 }
@@ -282,10 +290,12 @@ pc_status pay_holds_load(pay_t *pay) {
     if (reader == NULL) return PC_STORE_READ_FAILED;
     static const char *const states[] = {"authorized", "partially_captured"};
     pc_status status = PC_OK;
+    holds_load_t load = {.pay = pay, .reader = reader, .status = PC_OK};
     for (size_t i = 0; i < 2 && status == PC_OK; i++) {
         store_pay_query_t q = {.kind = "payment", .status = states[i]};
         bool has_more;
-        status = store_pay_objects_list(reader, &q, hold_one, pay, &has_more);
+        status = store_pay_objects_list(reader, &q, hold_one, &load, &has_more);
+        if (status == PC_OK) status = load.status;
     }
     pay_reader_release(pay, reader);
     return status;

@@ -2,7 +2,10 @@
  * payments created, changes into each state, authorizations approved, declines by
  * code. A change is counted when its writer command committed (flow.c), so a batch
  * that failed counts nothing. Decline codes are a bounded set (PAY_STATS_DECLINE_CODES_MAX,
- * then "other"): a channel inventing codes cannot grow the table or the label set. */
+ * then "other"): a channel inventing codes cannot grow the table or the label set.
+ * Each merchant's own figures are kept too (for its keys' dashboards: a merchant sees
+ * its payments only), with a second-by-second ring for its rates; at most
+ * PAY_STATS_MERCHANTS_MAX merchants, made at their first counted change. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,9 +15,15 @@
 void pay_stats_init(pay_t *pay) {
     pthread_mutex_init(&pay->stats.mutex, NULL);
     memset(&pay->stats.counts, 0, sizeof pay->stats.counts);
+    pay->stats.merchant_count = 0;
+    /* without the map the merchants' own figures are unknown; the totals still count */
+    pay->stats.merchants_ready = pay_map_init(&pay->stats.merchants, 256) == PC_OK;
 }
 
-void pay_stats_free(pay_t *pay) { pthread_mutex_destroy(&pay->stats.mutex); }
+void pay_stats_free(pay_t *pay) {
+    if (pay->stats.merchants_ready) pay_map_free(&pay->stats.merchants, free);
+    pthread_mutex_destroy(&pay->stats.mutex);
+}
 
 static bool state_before_authorization(pay_state state) {
     return state == PAY_STATE_CREATED || state == PAY_STATE_REQUIRES_ACTION || state == PAY_STATE_IN_REVIEW;
@@ -56,15 +65,69 @@ static void decline_count(pay_stats_t *counts, const char *code_raw) {
     slot->count = 1;
 }
 
-void pay_stats_count(pay_t *pay, const pay_stats_change_t *change) {
-    PC_ASSERT(change->to < PAY_STATE_COUNT);
-    if (!change->changed) return;
-    pthread_mutex_lock(&pay->stats.mutex);
-    pay_stats_t *counts = &pay->stats.counts;
+/* Caller holds the stats mutex. */
+static void totals_count(pay_stats_t *counts, const pay_stats_change_t *change) {
     counts->created += change->created;
     counts->entered[change->to]++;
     if (state_before_authorization(change->from) && state_authorized(change->to)) counts->authorized++;
     if (change->to == PAY_STATE_DECLINED || change->to == PAY_STATE_FAILED) decline_count(counts, change->decline_code);
+}
+
+/* The merchant's own figures, made at its first change while there is room; NULL
+ * otherwise. Caller holds the stats mutex. */
+static pay_merchant_stats_t *merchant_figures(pay_stats_state_t *stats, const char *merchant_id) {
+    if (!stats->merchants_ready || merchant_id[0] == '\0') return NULL;
+    pay_merchant_stats_t *figures = pay_map_get(&stats->merchants, merchant_id);
+    if (figures != NULL || stats->merchant_count >= PAY_STATS_MERCHANTS_MAX) return figures;
+    figures = calloc(1, sizeof(*figures));
+    if (figures == NULL) return NULL;
+    figures->known = true;
+    if (pay_map_put(&stats->merchants, merchant_id, figures, NULL) != PC_OK) {
+        free(figures);
+        return NULL;
+    }
+    stats->merchant_count++;
+    return figures;
+}
+
+/* The change in its second's slot of the merchant's ring. */
+static void second_count(pay_merchant_stats_t *figures, const pay_stats_change_t *change, uint64_t second) {
+    pay_stats_second_t *slot = &figures->seconds[second % OBS_STATS_SECONDS];
+    if (slot->second != second) *slot = (pay_stats_second_t){.second = second};
+    slot->created += change->created;
+    if (state_before_authorization(change->from) && state_authorized(change->to)) slot->outcomes[0]++;
+    if (change->to == PAY_STATE_IN_REVIEW) slot->outcomes[1]++;
+    if (change->to == PAY_STATE_DECLINED || change->to == PAY_STATE_FAILED) slot->outcomes[2]++;
+}
+
+void pay_stats_count(pay_t *pay, const pay_stats_change_t *change) {
+    PC_ASSERT(change->to < PAY_STATE_COUNT);
+    if (!change->changed) return;
+    uint64_t second = pc_wall_ns() / 1000000000ull;
+    pthread_mutex_lock(&pay->stats.mutex);
+    totals_count(&pay->stats.counts, change);
+    pay_merchant_stats_t *figures = merchant_figures(&pay->stats, change->merchant_id);
+    if (figures != NULL) {
+        totals_count(&figures->totals, change);
+        second_count(figures, change, second);
+    }
+    pthread_mutex_unlock(&pay->stats.mutex);
+}
+
+void pay_stats_outcomes(const pay_stats_t *stats, uint64_t out[3]) {
+    out[0] = stats->authorized;
+    out[1] = stats->entered[PAY_STATE_IN_REVIEW];
+    out[2] = stats->entered[PAY_STATE_DECLINED] + stats->entered[PAY_STATE_FAILED];
+}
+
+void pay_merchant_stats(pay_t *pay, const char *merchant_id, pay_merchant_stats_t *out) {
+    memset(out, 0, sizeof(*out));
+    out->known = true;
+    if (pay == NULL) return;
+    pthread_mutex_lock(&pay->stats.mutex);
+    pay_merchant_stats_t *figures = pay->stats.merchants_ready ? pay_map_get(&pay->stats.merchants, merchant_id) : NULL;
+    if (figures != NULL) *out = *figures;
+    else out->known = pay->stats.merchants_ready && pay->stats.merchant_count < PAY_STATS_MERCHANTS_MAX;
     pthread_mutex_unlock(&pay->stats.mutex);
 }
 

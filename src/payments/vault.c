@@ -7,7 +7,10 @@
  * stored key under a new KEK while the server runs (the unwrapped keys in memory do not
  * change), in an order a crash cannot break: the new KEK into '<key file>.next', the
  * rows re-wrapped in one transaction, then the key file replaced (rename) and '.next'
- * removed; vault_open finishes a rotation that committed but did not replace the file. */
+ * removed; vault_open finishes a rotation that committed but did not replace the file.
+ * A data-key rotation (`paycore keys rotate --data-key`) adds a new data key, re-encrypts
+ * the cards under older ones in bounded batches and deletes each older key once no card
+ * is under it; retired keys stay in memory so a card tokenized just before still opens. */
 #include "payments/vault.h"
 
 #include <limits.h>
@@ -23,7 +26,6 @@
 #include "obs/obs.h"
 
 #define VAULT_KEY_BYTES 32
-#define VAULT_DATA_KEYS_MAX 16   /* rotations kept readable */
 #define VAULT_NONCE_BYTES crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
 #define VAULT_TAG_BYTES crypto_aead_xchacha20poly1305_ietf_ABYTES
 
@@ -36,6 +38,8 @@ static_assert(GW_CARD_NUMBER_SIZE - 1 + VAULT_TAG_BYTES <= STORE_VAULT_CIPHERTEX
 typedef struct {
     char id[PC_ID_SIZE];
     uint8_t key[VAULT_KEY_BYTES];
+    uint64_t created_ns;      /* keys load in this order: the newest encrypts */
+    bool retired;             /* deleted from the store; kept for cards tokenized before */
 } vault_key_t;
 
 struct vault {
@@ -43,6 +47,8 @@ struct vault {
     char kek_id[PC_ID_SIZE];
     vault_key_t data[VAULT_DATA_KEYS_MAX];
     uint32_t data_count;              /* data[data_count - 1] encrypts new cards */
+    pthread_rwlock_t keys_lock;       /* data, data_count: written by a data-key rotation only */
+    bool keys_lock_ready;
     uint8_t fingerprint_key[VAULT_KEY_BYTES];
     bool has_fingerprint;
     pc_status load_status;            /* while loading: the first unwrap failure */
@@ -120,6 +126,7 @@ static void key_load(const store_vault_key_t *row, void *ctx) {
         vault_key_t *slot = &vault->data[vault->data_count++];
         snprintf(slot->id, sizeof slot->id, "%s", row->id);
         memcpy(slot->key, key, VAULT_KEY_BYTES);
+        slot->created_ns = row->created_ns;
     }
     sodium_memzero(key, sizeof key);
 }
@@ -160,6 +167,7 @@ static pc_status keys_create(vault_t *vault, writer_t *writer) {
     if (status == PC_OK) {
         snprintf(vault->data[0].id, sizeof vault->data[0].id, "%s", job.rows[0].id);
         memcpy(vault->data[0].key, keys[0], VAULT_KEY_BYTES);
+        vault->data[0].created_ns = now_ns;
         vault->data_count = 1;
         memcpy(vault->fingerprint_key, keys[1], VAULT_KEY_BYTES);
         vault->has_fingerprint = true;
@@ -263,7 +271,8 @@ pc_status vault_open(vault_t **out, const vault_config_t *config) {
     vault->store = config->store;
     vault->writer = config->writer;
     vault->mutex_ready = pthread_mutex_init(&vault->rotate_mutex, NULL) == 0;
-    pc_status status = vault->mutex_ready ? vault_load(vault, config) : PC_NO_MEMORY;
+    vault->keys_lock_ready = pthread_rwlock_init(&vault->keys_lock, NULL) == 0;
+    pc_status status = vault->mutex_ready && vault->keys_lock_ready ? vault_load(vault, config) : PC_NO_MEMORY;
     if (status != PC_OK) {
         obs_logf(OBS_LEVEL_ERROR, "vault: cannot open with key file %s: %s (%s)", config->key_path,
                  pc_status_code(status), pc_status_message(status));
@@ -367,6 +376,7 @@ pc_status vault_rotate(vault_t *vault, vault_rotation_t *out) {
 void vault_close(vault_t *vault) {
     if (vault == NULL) return;
     if (vault->mutex_ready) pthread_mutex_destroy(&vault->rotate_mutex);
+    if (vault->keys_lock_ready) pthread_rwlock_destroy(&vault->keys_lock);
     sodium_memzero(vault, sizeof *vault);
     sodium_free(vault);
 }
@@ -378,34 +388,30 @@ void vault_fingerprint(vault_t *vault, const char *number, char out[65]) {
     sodium_bin2hex(out, 65, digest, sizeof digest);
 }
 
-pc_status vault_tokenize(vault_t *vault, const char *number, uint32_t exp_month, uint32_t exp_year,
-                         store_vault_card_t *out) {
-    size_t digits = strlen(number);
-    if (digits < 12 || digits >= GW_CARD_NUMBER_SIZE || vault->data_count == 0) return PC_VAULT_FAILED;
-    memset(out, 0, sizeof *out);
-    const vault_key_t *key = &vault->data[vault->data_count - 1];
-    random_id("tok_", out->token);
-    snprintf(out->data_key_id, sizeof out->data_key_id, "%s", key->id);
-    randombytes_buf(out->nonce, sizeof out->nonce);
+/* Encrypts 'number' under 'key' into the card's data key id, nonce and ciphertext (its
+ * token is the associated data). */
+static void card_encrypt(const vault_key_t *key, const char *number, store_vault_card_t *card) {
+    snprintf(card->data_key_id, sizeof card->data_key_id, "%s", key->id);
+    randombytes_buf(card->nonce, sizeof card->nonce);
     unsigned long long ct_bytes = 0;
-    crypto_aead_xchacha20poly1305_ietf_encrypt(out->ciphertext, &ct_bytes, (const uint8_t *)number, digits,
-                                               (const uint8_t *)out->token, strlen(out->token), NULL, out->nonce,
-                                               key->key);
-    out->ciphertext_bytes = (size_t)ct_bytes;
-    memcpy(out->bin, number, 6);
-    memcpy(out->last4, number + digits - 4, 4);
-    out->exp_month = exp_month;
-    out->exp_year = exp_year;
-    vault_fingerprint(vault, number, out->fingerprint);
-    out->created_ns = pc_wall_ns();
-    return PC_OK;
+    crypto_aead_xchacha20poly1305_ietf_encrypt(card->ciphertext, &ct_bytes, (const uint8_t *)number,
+                                               strlen(number), (const uint8_t *)card->token,
+                                               strlen(card->token), NULL, card->nonce, key->key);
+    card->ciphertext_bytes = (size_t)ct_bytes;
 }
 
-pc_status vault_reveal(vault_t *vault, const store_vault_card_t *card, char *number_out, size_t number_size) {
-    const vault_key_t *key = NULL;
-    for (uint32_t i = 0; i < vault->data_count && key == NULL; i++) {
-        if (strcmp(vault->data[i].id, card->data_key_id) == 0) key = &vault->data[i];
+/* Under keys_lock (read or write). */
+static const vault_key_t *key_find_locked(const vault_t *vault, const char *id) {
+    for (uint32_t i = 0; i < vault->data_count; i++) {
+        if (strcmp(vault->data[i].id, id) == 0) return &vault->data[i];
     }
+    return NULL;
+}
+
+/* Under keys_lock (read or write). */
+static pc_status card_decrypt_locked(const vault_t *vault, const store_vault_card_t *card, char *number_out,
+                                     size_t number_size) {
+    const vault_key_t *key = key_find_locked(vault, card->data_key_id);
     if (key == NULL || card->ciphertext_bytes <= VAULT_TAG_BYTES ||
         card->ciphertext_bytes - VAULT_TAG_BYTES >= number_size) {
         return PC_VAULT_FAILED;
@@ -418,4 +424,233 @@ pc_status vault_reveal(vault_t *vault, const store_vault_card_t *card, char *num
     }
     number_out[bytes] = '\0';
     return PC_OK;
+}
+
+/* Under keys_lock: the card decrypted and encrypted again under 'to'. */
+static pc_status card_reencrypt_locked(const vault_t *vault, store_vault_card_t *card, const vault_key_t *to) {
+    char number[GW_CARD_NUMBER_SIZE];
+    pc_status status = card_decrypt_locked(vault, card, number, sizeof number);
+    if (status == PC_OK) card_encrypt(to, number, card);
+    sodium_memzero(number, sizeof number);
+    return status;
+}
+
+pc_status vault_tokenize(vault_t *vault, const char *number, uint32_t exp_month, uint32_t exp_year,
+                         store_vault_card_t *out) {
+    size_t digits = strlen(number);
+    if (digits < 12 || digits >= GW_CARD_NUMBER_SIZE) return PC_VAULT_FAILED;
+    memset(out, 0, sizeof *out);
+    random_id("tok_", out->token);
+    pthread_rwlock_rdlock(&vault->keys_lock);
+    card_encrypt(&vault->data[vault->data_count - 1], number, out);
+    pthread_rwlock_unlock(&vault->keys_lock);
+    memcpy(out->bin, number, 6);
+    memcpy(out->last4, number + digits - 4, 4);
+    out->exp_month = exp_month;
+    out->exp_year = exp_year;
+    vault_fingerprint(vault, number, out->fingerprint);
+    out->created_ns = pc_wall_ns();
+    return PC_OK;
+}
+
+pc_status vault_reveal(vault_t *vault, const store_vault_card_t *card, char *number_out, size_t number_size) {
+    pthread_rwlock_rdlock(&vault->keys_lock);
+    pc_status status = card_decrypt_locked(vault, card, number_out, number_size);
+    pthread_rwlock_unlock(&vault->keys_lock);
+    return status;
+}
+
+pc_status vault_card_store(vault_t *vault, store_tx_t *tx, store_vault_card_t *card) {
+    pthread_rwlock_rdlock(&vault->keys_lock);
+    const vault_key_t *current = &vault->data[vault->data_count - 1];
+    pc_status status = strcmp(card->data_key_id, current->id) == 0 ? PC_OK
+                                                                    : card_reencrypt_locked(vault, card, current);
+    pthread_rwlock_unlock(&vault->keys_lock);
+    return status == PC_OK ? store_vault_card_put(tx, card) : status;
+}
+
+/* ---- data-key rotation: every card re-encrypted under a new data key ---- */
+
+/* Under keys_lock: the oldest retired slot, -1 when none. */
+static int32_t retired_slot_locked(const vault_t *vault) {
+    for (uint32_t i = 0; i < vault->data_count; i++) {
+        if (vault->data[i].retired) return (int32_t)i;
+    }
+    return -1;
+}
+
+/* A new data key, stored wrapped under the KEK, then the one new cards use. Under
+ * rotate_mutex. */
+static pc_status data_key_add(vault_t *vault, char id_out[PC_ID_SIZE]) {
+    pthread_rwlock_rdlock(&vault->keys_lock);
+    bool has_room = vault->data_count < VAULT_DATA_KEYS_MAX || retired_slot_locked(vault) >= 0;
+    uint64_t newest_ns = vault->data[vault->data_count - 1].created_ns;
+    pthread_rwlock_unlock(&vault->keys_lock);
+    if (!has_room) return PC_LIMIT_REACHED; /* restart: retired keys are not loaded again */
+    keys_job_t *job = calloc(1, sizeof *job);
+    if (job == NULL) return PC_NO_MEMORY;
+    vault_key_t fresh = {.created_ns = pc_wall_ns()};
+    if (fresh.created_ns <= newest_ns) fresh.created_ns = newest_ns + 1; /* loads as the newest */
+    random_id("dk_", fresh.id);
+    randombytes_buf(fresh.key, sizeof fresh.key);
+    store_vault_key_t *row = &job->rows[0];
+    snprintf(row->id, sizeof row->id, "%s", fresh.id);
+    snprintf(row->kind, sizeof row->kind, "data");
+    row->created_ns = fresh.created_ns;
+    key_wrap(vault->kek, vault->kek_id, fresh.key, row);
+    job->count = 1;
+    job->cmd.kind = WRITER_CMD_EXEC;
+    job->cmd.event_count = 1;
+    job->cmd.in_transaction = keys_in_tx;
+    pc_status status = writer_submit_wait(vault->writer, &job->cmd);
+    free(job);
+    if (status == PC_OK) {
+        pthread_rwlock_wrlock(&vault->keys_lock);
+        if (vault->data_count == VAULT_DATA_KEYS_MAX) { /* a retired key's slot is taken */
+            uint32_t slot = (uint32_t)retired_slot_locked(vault);
+            sodium_memzero(&vault->data[slot], sizeof vault->data[slot]);
+            memmove(&vault->data[slot], &vault->data[slot + 1], (vault->data_count - slot - 1) * sizeof vault->data[0]);
+            vault->data_count--;
+        }
+        vault->data[vault->data_count++] = fresh;
+        pthread_rwlock_unlock(&vault->keys_lock);
+        snprintf(id_out, PC_ID_SIZE, "%s", fresh.id);
+    }
+    sodium_memzero(&fresh, sizeof fresh);
+    return status;
+}
+
+typedef struct {
+    writer_cmd_t cmd; /* first */
+    store_vault_card_t cards[VAULT_REENCRYPT_BATCH_CARDS];
+    char from[VAULT_REENCRYPT_BATCH_CARDS][PC_ID_SIZE];
+    uint32_t count;
+} rekey_job_t;
+
+static void rekey_collect(const store_vault_card_t *card, void *ctx) {
+    rekey_job_t *job = ctx;
+    if (job->count == VAULT_REENCRYPT_BATCH_CARDS) return;
+    snprintf(job->from[job->count], PC_ID_SIZE, "%s", card->data_key_id);
+    job->cards[job->count++] = *card;
+}
+
+static pc_status rekey_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
+    rekey_job_t *job = (rekey_job_t *)cmd;
+    pc_status status = PC_OK;
+    for (uint32_t i = 0; i < job->count && status == PC_OK; i++) {
+        status = store_vault_card_rekey(tx, &job->cards[i], job->from[i]);
+    }
+    return status;
+}
+
+/* The next batch of cards not under 'key_id', after 'after' (advanced). */
+static pc_status rekey_read(vault_t *vault, rekey_job_t *job, const char *key_id, char after[PC_ID_SIZE]) {
+    job->count = 0;
+    store_reader_t *reader = NULL;
+    pc_status status = store_reader_open(vault->store, &reader);
+    if (status != PC_OK) return status;
+    status = store_vault_cards_not_under(reader, key_id, after, VAULT_REENCRYPT_BATCH_CARDS, rekey_collect, job);
+    store_reader_close(reader);
+    if (status == PC_OK && job->count > 0) snprintf(after, PC_ID_SIZE, "%s", job->cards[job->count - 1].token);
+    return status;
+}
+
+/* One pass over every card not under 'key_id', a batch per writer command. */
+static pc_status cards_reencrypt(vault_t *vault, rekey_job_t *job, const char *key_id, vault_data_rotation_t *out) {
+    char after[PC_ID_SIZE] = "";
+    pc_status status = PC_OK;
+    while (status == PC_OK) {
+        status = rekey_read(vault, job, key_id, after);
+        if (status != PC_OK || job->count == 0) break;
+        pthread_rwlock_rdlock(&vault->keys_lock);
+        const vault_key_t *to = key_find_locked(vault, key_id);
+        for (uint32_t i = 0; i < job->count && status == PC_OK; i++) {
+            status = to != NULL ? card_reencrypt_locked(vault, &job->cards[i], to) : PC_VAULT_FAILED;
+        }
+        pthread_rwlock_unlock(&vault->keys_lock);
+        memset(&job->cmd, 0, sizeof job->cmd);
+        job->cmd.kind = WRITER_CMD_EXEC;
+        job->cmd.event_count = job->count;
+        job->cmd.in_transaction = rekey_in_tx;
+        if (status == PC_OK) status = writer_submit_wait(vault->writer, &job->cmd);
+        if (status == PC_OK) {
+            out->cards_reencrypted += job->count;
+            out->batches++;
+        }
+    }
+    return status;
+}
+
+typedef struct {
+    writer_cmd_t cmd; /* first */
+    char key_id[PC_ID_SIZE];
+    bool retired;
+} retire_job_t;
+
+static pc_status retire_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
+    retire_job_t *job = (retire_job_t *)cmd;
+    return store_vault_key_retire(tx, job->key_id, &job->retired);
+}
+
+/* Deletes every older data key no card is under; counts those still used. */
+static pc_status old_keys_retire(vault_t *vault, const char *current_id, vault_data_rotation_t *out) {
+    char ids[VAULT_DATA_KEYS_MAX][PC_ID_SIZE];
+    uint32_t count = 0;
+    pthread_rwlock_rdlock(&vault->keys_lock);
+    for (uint32_t i = 0; i < vault->data_count; i++) {
+        if (!vault->data[i].retired && strcmp(vault->data[i].id, current_id) != 0) {
+            snprintf(ids[count++], PC_ID_SIZE, "%s", vault->data[i].id);
+        }
+    }
+    pthread_rwlock_unlock(&vault->keys_lock);
+    out->keys_remaining = 0;
+    pc_status status = PC_OK;
+    for (uint32_t i = 0; i < count && status == PC_OK; i++) {
+        retire_job_t job = {.cmd = {.kind = WRITER_CMD_EXEC, .event_count = 1, .in_transaction = retire_in_tx}};
+        snprintf(job.key_id, sizeof job.key_id, "%s", ids[i]);
+        status = writer_submit_wait(vault->writer, &job.cmd);
+        if (status != PC_OK || !job.retired) {
+            out->keys_remaining += status == PC_OK;
+            continue;
+        }
+        pthread_rwlock_wrlock(&vault->keys_lock);
+        vault_key_t *key = (vault_key_t *)key_find_locked(vault, ids[i]);
+        if (key != NULL) key->retired = true;
+        pthread_rwlock_unlock(&vault->keys_lock);
+        snprintf(out->retired[out->retired_count++], PC_ID_SIZE, "%s", ids[i]);
+    }
+    return status;
+}
+
+/* A card stored under an old key after the pass read past its token (tokenized just
+ * before the new key took over) keeps that key: passes repeat until none is left. */
+#define REKEY_PASSES_MAX 4
+
+static pc_status rotate_data_locked(vault_t *vault, rekey_job_t *job, vault_data_rotation_t *out) {
+    pc_status status = data_key_add(vault, out->data_key_id);
+    for (uint32_t pass = 0; status == PC_OK && pass < REKEY_PASSES_MAX; pass++) {
+        status = cards_reencrypt(vault, job, out->data_key_id, out);
+        if (status == PC_OK) status = old_keys_retire(vault, out->data_key_id, out);
+        if (out->keys_remaining == 0) break;
+    }
+    return status;
+}
+
+pc_status vault_rotate_data_key(vault_t *vault, vault_data_rotation_t *out) {
+    memset(out, 0, sizeof *out);
+    rekey_job_t *job = calloc(1, sizeof *job);
+    if (job == NULL) return PC_NO_MEMORY;
+    pthread_mutex_lock(&vault->rotate_mutex);
+    pc_status status = rotate_data_locked(vault, job, out);
+    pthread_mutex_unlock(&vault->rotate_mutex);
+    free(job);
+    if (status == PC_OK) {
+        obs_logf(OBS_LEVEL_INFO, "vault: data key rotated to %s (%llu cards re-encrypted in %u batches, %u keys "
+                 "retired, %u still used)", out->data_key_id, (unsigned long long)out->cards_reencrypted,
+                 out->batches, out->retired_count, out->keys_remaining);
+    } else {
+        obs_logf(OBS_LEVEL_ERROR, "vault: data-key rotation stopped (%s) after %llu cards; every card still opens, "
+                 "run it again", pc_status_code(status), (unsigned long long)out->cards_reencrypted);
+    }
+    return status;
 }

@@ -9,8 +9,9 @@
  * is never stored anywhere, not even encrypted. Only the connector's call needs the
  * number again: vault_reveal, and the caller wipes it once the request is queued.
  *
- * Threads: after vault_open every function is safe from any thread (the card keys are
- * read-only then; a rotation changes only their wrapping, under its own mutex). */
+ * Threads: after vault_open every function is safe from any thread (the data keys in
+ * memory are read under a read lock; a rotation adds one under the write lock, and
+ * rotations run one at a time under their own mutex). */
 #ifndef PAYCORE_VAULT_H
 #define PAYCORE_VAULT_H
 
@@ -52,6 +53,32 @@ typedef struct {
  * re-wrapped in one transaction, then the key file is replaced; a crash in between is
  * finished by vault_open. Blocks its caller (key files are fsynced). */
 PC_MUST_USE pc_status vault_rotate(vault_t *vault, vault_rotation_t *out);
+
+typedef struct {
+    char data_key_id[PC_ID_SIZE];                      /* the new data key: every card is under it */
+    char retired[VAULT_DATA_KEYS_MAX][PC_ID_SIZE];     /* the data keys deleted, no card under them */
+    uint32_t retired_count;
+    uint32_t keys_remaining;   /* older data keys still stored (a card came in under one while
+                                  its retirement ran; run the rotation again) */
+    uint64_t cards_reencrypted;
+    uint32_t batches;
+} vault_data_rotation_t;
+
+/* Re-encrypts every stored card under a new random data key, the server running: the
+ * new key (wrapped under the key file's key) is stored and encrypts new cards from then
+ * on; the cards under older keys are re-encrypted in batches of
+ * VAULT_REENCRYPT_BATCH_CARDS (one writer command each; each card opens before,
+ * during and after); then every older data key is deleted, each in a transaction that
+ * checks no card is under it. The fingerprint key stays (the same card keeps its
+ * fingerprint). A crash in between leaves every card readable (old keys are deleted
+ * only when unused); running it again finishes the work under another new key.
+ * Blocks its caller. */
+PC_MUST_USE pc_status vault_rotate_data_key(vault_t *vault, vault_data_rotation_t *out);
+
+/* Stores a card tokenized by vault_tokenize (store_vault_card_put) in the caller's
+ * transaction, re-encrypted first when a data-key rotation began since it was
+ * tokenized (so no card arrives under a key being retired). Writer thread. */
+PC_MUST_USE pc_status vault_card_store(vault_t *vault, store_tx_t *tx, store_vault_card_t *card);
 
 /* Encrypts a validated card number into 'out' (a new random token; ciphertext, BIN,
  * last 4, fingerprint; never the number in clear). The row is the caller's to store

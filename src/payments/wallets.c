@@ -157,7 +157,7 @@ bool pay_wallet_check(pay_flow_t *flow, store_reader_t *reader) {
         pay_reply_error(&flow->reply, PC_CURRENCY_NOT_ACCEPTED, "currency", "the wallet holds another currency");
         return false;
     }
-    if (!p->top_up && strcmp(wallet.owner_id, p->payer.id) != 0) {
+    if (strcmp(wallet.owner_id, p->payer.id) != 0) { /* a top-up too: no stranger's card loads it */
         pay_reply_error(&flow->reply, PC_WALLET_OWNER_MISMATCH, "payer.id", NULL);
         return false;
     }

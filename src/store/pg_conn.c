@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "store/pg_internal.h"
 
@@ -38,7 +39,10 @@ char *pg_url_shown(const char *url) {
     return shown;
 }
 
-pc_status pg_connect(const char *url, PGconn **out, char *detail, size_t detail_bytes) {
+/* A URL that does not parse: PC_STORE_OPEN_FAILED with the line saying so. Else PC_OK,
+ * and *wants_writable tells whether it asks for a writable server
+ * (target_session_attrs=read-write or primary: a Patroni cluster's URL). */
+static pc_status url_check(const char *url, bool *wants_writable, char *detail, size_t detail_bytes) {
     char *error = NULL;
     PQconninfoOption *options = PQconninfoParse(url, &error);
     if (options == NULL) {
@@ -51,9 +55,27 @@ pc_status pg_connect(const char *url, PGconn **out, char *detail, size_t detail_
         PQfreemem(error);
         return PC_STORE_OPEN_FAILED;
     }
+    *wants_writable = false;
+    for (const PQconninfoOption *o = options; o->keyword != NULL; o++) {
+        if (strcmp(o->keyword, "target_session_attrs") == 0 && o->val != NULL) {
+            *wants_writable = strcmp(o->val, "read-write") == 0 || strcmp(o->val, "primary") == 0;
+        }
+    }
     PQconninfoFree(options);
-    const char *keywords[] = {"connect_timeout", "application_name", "dbname", NULL};
-    const char *values[] = {PG_CONNECT_TIMEOUT_S, "paycore", url, NULL};
+    return PC_OK;
+}
+
+#define TEXT_OF(value) #value
+#define TEXT(value) TEXT_OF(value)
+
+/* One connection attempt; the caller checked the URL. The URL's own settings override
+ * the ones before it (a server gone silent: limits.h, STORE_PG_TCP_USER_TIMEOUT_MS). */
+static pc_status connect_once(const char *url, PGconn **out, char *detail, size_t detail_bytes) {
+    const char *keywords[] = {"connect_timeout", "tcp_user_timeout", "keepalives", "keepalives_idle",
+                              "keepalives_interval", "keepalives_count", "application_name", "dbname", NULL};
+    const char *values[] = {PG_CONNECT_TIMEOUT_S, TEXT(STORE_PG_TCP_USER_TIMEOUT_MS), "1",
+                            TEXT(STORE_PG_KEEPALIVE_IDLE_S), TEXT(STORE_PG_KEEPALIVE_INTERVAL_S),
+                            TEXT(STORE_PG_KEEPALIVE_COUNT), "paycore", url, NULL};
     PGconn *conn = PQconnectdbParams(keywords, values, 1);
     if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
         char line[400];
@@ -66,6 +88,69 @@ pc_status pg_connect(const char *url, PGconn **out, char *detail, size_t detail_
     }
     *out = conn;
     return PC_OK;
+}
+
+pc_status pg_connect(const char *url, PGconn **out, char *detail, size_t detail_bytes) {
+    bool wants_writable;
+    pc_status status = url_check(url, &wants_writable, detail, detail_bytes);
+    return status == PC_OK ? connect_once(url, out, detail, detail_bytes) : status;
+}
+
+static uint64_t monotonic_ms(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
+}
+
+static void wait_notice(const char *url, uint32_t wait_ms, const char *reason) {
+    char *shown = pg_url_shown(url);
+    char line[600];
+    snprintf(line, sizeof line, "no writable server at %s yet (a primary being elected?): retrying every %d ms"
+             " for up to %u s; last: %s", shown ? shown : "?", STORE_WRITABLE_POLL_MS, wait_ms / 1000u, reason);
+    free(shown);
+    fprintf(stderr, "{\"level\":\"warn\",\"msg\":\"store: waiting for a writable server\",\"code\":\"%s\","
+            "\"detail\":\"", pc_status_code(PC_STORE_OPEN_FAILED));
+    for (const char *c = line; *c != '\0'; c++) {
+        if (*c == '"' || *c == '\\') fputc('\\', stderr);
+        fputc((unsigned char)*c < 0x20 ? ' ' : *c, stderr);
+    }
+    fputs("\"}\n", stderr);
+}
+
+/* Retries a URL that asks for a writable server while none is (Patroni electing a
+ * primary after a failover, or still bootstrapping) for up to options->writable_wait_ms,
+ * so that a restarted paycore waits for the election instead of exiting in a loop
+ * (systemd gives up on a unit that fails too often). Any other URL: one attempt. */
+pc_status pg_connect_wait(const char *url, const store_options_t *options, PGconn **out, char *detail,
+                          size_t detail_bytes) {
+    bool wants_writable;
+    pc_status status = url_check(url, &wants_writable, detail, detail_bytes);
+    if (status != PC_OK) return status;
+    status = connect_once(url, out, detail, detail_bytes);
+    uint32_t wait_ms = options != NULL ? options->writable_wait_ms : 0;
+    if (status == PC_OK || !wants_writable || wait_ms == 0) return status;
+    wait_notice(url, wait_ms, detail);
+    uint64_t started_ms = monotonic_ms();
+    while (status != PC_OK) {
+        if (options->standby_continue != NULL && !options->standby_continue(options->standby_ctx)) {
+            snprintf(detail, detail_bytes, "stopped while waiting for a writable server");
+            return PC_SHUTTING_DOWN;
+        }
+        uint64_t waited_ms = monotonic_ms() - started_ms;
+        if (waited_ms >= wait_ms) break;
+        struct timespec pause = {0, (long)STORE_WRITABLE_POLL_MS * 1000000L};
+        nanosleep(&pause, NULL);
+        status = connect_once(url, out, detail, detail_bytes);
+    }
+    if (status == PC_OK) {
+        fprintf(stderr, "{\"level\":\"notice\",\"msg\":\"store: connected to a writable server after %llu ms\"}\n",
+                (unsigned long long)(monotonic_ms() - started_ms));
+        return PC_OK;
+    }
+    char last[400];
+    snprintf(last, sizeof last, "%s", detail);
+    snprintf(detail, detail_bytes, "no writable server within %u s (--store-wait-s): %s", wait_ms / 1000u, last);
+    return status;
 }
 
 void pg_log_error(const char *msg, const char *code, const char *detail) {

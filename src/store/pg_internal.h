@@ -63,6 +63,12 @@ typedef struct pg_store {
 /* Connects to 'url'; on failure fills 'detail' (one line) and returns
  * PC_STORE_OPEN_FAILED: a URL that does not parse, a server not reachable. */
 pc_status pg_connect(const char *url, PGconn **out, char *detail, size_t detail_bytes);
+/* pg_connect, but a URL asking for a writable server (target_session_attrs=read-write
+ * or primary) is retried every STORE_WRITABLE_POLL_MS while none is, for up to
+ * options->writable_wait_ms (0: one attempt), or until options->standby_continue says
+ * stop (PC_SHUTTING_DOWN). */
+pc_status pg_connect_wait(const char *url, const store_options_t *options, PGconn **out, char *detail,
+                          size_t detail_bytes);
 /* 'url' without its password, for messages (malloc'ed). */
 char *pg_url_shown(const char *url);
 /* The first line of the connection's error. */
@@ -146,6 +152,13 @@ pc_status pg_list_history(store_reader_t *reader, const char *account_id, const 
 extern const store_api_ops_t store_pg_api_ops;
 extern const store_events_ops_t store_pg_events_ops;
 extern const store_payments_ops_t store_pg_payments_ops; /* pg_payments.c */
+
+/* The vault's re-encryption (store_payments.h: store_vault_cards_not_under,
+ * store_vault_card_rekey, store_vault_key_retire). pg_vault.c. */
+pc_status store_pg_vault_cards_not_under(store_reader_t *reader, const char *key_id, const char *after_token,
+                                        uint32_t limit, store_vault_card_fn fn, void *ctx);
+pc_status store_pg_vault_card_rekey(store_tx_t *tx, const store_vault_card_t *card, const char *from_key_id);
+pc_status store_pg_vault_key_retire(store_tx_t *tx, const char *key_id, bool *retired);
 /* Sends the batch's gathered events and owners (before COMMIT, or before a statement
  * that reads the events table); discard drops them (rollback). */
 pc_status pg_events_flush(pg_store_t *store);

@@ -76,6 +76,44 @@ static pc_status pg_pay_object_get(store_reader_t *reader, const char *id, store
     return status;
 }
 
+static pc_status pg_pay_version_put(store_tx_t *tx, const char *object_id, uint32_t version, const char *doc,
+                                    size_t doc_bytes) {
+    char *text = malloc(doc_bytes + 1); /* the document need not end in NUL */
+    if (text == NULL) return PC_NO_MEMORY;
+    memcpy(text, doc, doc_bytes);
+    text[doc_bytes] = '\0';
+    PG_U64(v, version);
+    const char *params[] = {object_id, v, text};
+    int64_t rows = 0;
+    pc_status status = pg_write(pg_tx_conn(tx), "INSERT INTO pay_versions(object_id, version, doc) VALUES($1, $2, $3)"
+                                " ON CONFLICT DO NOTHING", 3, params, &rows);
+    free(text);
+    return status == PC_OK && rows == 0 ? PC_EXISTS : status;
+}
+
+static pc_status pg_pay_version_get(store_reader_t *reader, const char *object_id, uint32_t version, char **doc_out,
+                                    size_t *doc_bytes_out) {
+    PG_U64(v, version);
+    const char *params[] = {object_id, v};
+    PGresult *result = pg_query(pg_reader_conn(reader), "SELECT doc FROM pay_versions WHERE object_id = $1 AND"
+                                " version = $2", 2, params);
+    if (result == NULL) return PC_STORE_READ_FAILED;
+    pc_status status = PQntuples(result) == 1 ? PC_OK : PC_NOT_FOUND;
+    if (status == PC_OK) {
+        size_t bytes = (size_t)PQgetlength(result, 0, 0);
+        char *doc = malloc(bytes + 1);
+        if (doc == NULL) {
+            status = PC_NO_MEMORY;
+        } else {
+            memcpy(doc, PQgetvalue(result, 0, 0), bytes + 1);
+            *doc_out = doc;
+            *doc_bytes_out = bytes;
+        }
+    }
+    PQclear(result);
+    return status;
+}
+
 /* The created_ns of 'id' when it belongs to the listing (kind, merchant). */
 static pc_status cursor_find(PGconn *conn, const store_pay_query_t *q, uint64_t *created_ns) {
     const char *params[] = {q->starting_after, q->kind};
@@ -264,6 +302,8 @@ const store_payments_ops_t store_pg_payments_ops = {
     .object_put = pg_pay_object_put,
     .object_get = pg_pay_object_get,
     .objects_list = pg_pay_objects_list,
+    .version_put = pg_pay_version_put,
+    .version_get = pg_pay_version_get,
     .lookup_put = pg_pay_lookup_put,
     .lookup_get = pg_pay_lookup_get,
     .lookups_prefix = pg_pay_lookups_prefix,
@@ -271,4 +311,7 @@ const store_payments_ops_t store_pg_payments_ops = {
     .vault_keys_list = pg_vault_keys_list,
     .vault_card_put = pg_vault_card_put,
     .vault_card_get = pg_vault_card_get,
+    .vault_cards_not_under = store_pg_vault_cards_not_under, /* sqlite_vault.c / pg_vault.c */
+    .vault_card_rekey = store_pg_vault_card_rekey,
+    .vault_key_retire = store_pg_vault_key_retire,
 };

@@ -31,7 +31,7 @@ pc_status pg_reader_open(store_t *base, store_reader_t **out) {
     reader->base.store = base;
     reader->store = store;
     char detail[512] = "";
-    bool ok = pg_connect(store->url, &reader->conn, detail, sizeof detail) == PC_OK;
+    bool ok = pg_connect_wait(store->url, &store->options, &reader->conn, detail, sizeof detail) == PC_OK;
     if (ok && !pg_exec_ok(reader->conn, "SET default_transaction_read_only = on")) {
         (void)pg_error_line(reader->conn, detail, sizeof detail);
         ok = false;
@@ -93,17 +93,26 @@ static pc_status position_of(pg_reader_t *reader, const char *sql, const char *i
     return status;
 }
 
-/* Calls 'fn' for up to query->limit account rows of 'result' (one more than a page). */
-static void accounts_emit(pg_reader_t *reader, PGresult *result, const store_query_t *query, store_account_fn fn,
-                          void *ctx, bool *has_more) {
+/* Calls 'fn' for up to query->limit account rows of 'result' (one more than a page),
+ * their balances as of one batch boundary (store_shadow_read_page). */
+static pc_status accounts_emit(pg_reader_t *reader, PGresult *result, const store_query_t *query,
+                               store_account_fn fn, void *ctx, bool *has_more) {
     int rows = PQntuples(result);
     *has_more = (uint32_t)rows > query->limit;
-    for (int row = 0; row < rows && (uint32_t)row < query->limit; row++) {
-        ledger_account_t account;
-        account_from_row(reader, result, row, &account);
-        fn(&account, ctx);
+    uint32_t count = (uint32_t)rows < query->limit ? (uint32_t)rows : query->limit;
+    ledger_account_t *accounts = calloc(count + 1, sizeof *accounts);
+    uint32_t *nos = calloc(count + 1, sizeof *nos);
+    pc_status status = accounts != NULL && nos != NULL ? PC_OK : PC_NO_MEMORY;
+    for (uint32_t row = 0; status == PC_OK && row < count; row++) {
+        pg_account_from_row(result, (int)row, &accounts[row]);
+        nos[row] = (uint32_t)pg_int(result, (int)row, 10);
     }
+    if (status == PC_OK) store_shadow_read_page(reader->store->shadow, nos, accounts, count);
+    for (uint32_t row = 0; status == PC_OK && row < count; row++) fn(&accounts[row], ctx);
+    free(accounts);
+    free(nos);
     PQclear(result);
+    return status;
 }
 
 pc_status pg_list_accounts(store_reader_t *base, const store_query_t *query, store_account_fn fn, void *ctx,
@@ -122,8 +131,7 @@ pc_status pg_list_accounts(store_reader_t *base, const store_query_t *query, sto
         ? "SELECT " PG_ACCOUNT_COLUMNS " FROM accounts WHERE no < $1 ORDER BY no DESC LIMIT $2"
         : "SELECT " PG_ACCOUNT_COLUMNS " FROM accounts WHERE no > $1 ORDER BY no LIMIT $2", 2, params);
     if (result == NULL) return PC_STORE_READ_FAILED;
-    accounts_emit(reader, result, query, fn, ctx, has_more);
-    return PC_OK;
+    return accounts_emit(reader, result, query, fn, ctx, has_more);
 }
 
 pc_status pg_list_accounts_granted(store_reader_t *base, const char *key_id, const store_query_t *query,
@@ -148,8 +156,7 @@ pc_status pg_list_accounts_granted(store_reader_t *base, const char *key_id, con
         " g.account_id WHERE g.key_id = $1 AND g.account_id > $2 COLLATE \"C\" ORDER BY g.account_id COLLATE \"C\""
         " LIMIT $3", 3, params);
     if (result == NULL) return PC_STORE_READ_FAILED;
-    accounts_emit(reader, result, query, fn, ctx, has_more);
-    return PC_OK;
+    return accounts_emit(reader, result, query, fn, ctx, has_more);
 }
 
 /* A page's parameters after the account id: [low, high) of timestamps after

@@ -183,6 +183,15 @@ static const char schema_v3[] =
     "  fingerprint text NOT NULL,"
     "  created_ns bigint NOT NULL);";
 
+/* Version 4: a record per version of a payment, appended and never rewritten
+ * (sqlite_payments.c's pay_versions; the row's doc is then ""). */
+static const char schema_pay_versions[] =
+    "CREATE TABLE pay_versions("
+    "  object_id text COLLATE \"C\" NOT NULL,"
+    "  version bigint NOT NULL,"
+    "  doc text NOT NULL,"
+    "  PRIMARY KEY(object_id, version));";
+
 /* Version 5 (after payments' version 4): shards (src/shard/, docs/scaleout.md §6). The
  * shard map (the same rows on every shard of a set: its count, each shard's index and
  * instance id, and which one this database is), the shard each account was placed on
@@ -213,7 +222,8 @@ static const char *const migrations[] = {
     schema_v1,
     schema_v2,
     schema_v3,
-    schema_shards, /* version 5 once payments' version 4 is listed above it */
+    schema_pay_versions, /* v4 */
+    schema_shards, /* v5 */
 };
 
 #define PG_SCHEMA_VERSION_LATEST ((int)(sizeof migrations / sizeof migrations[0]))

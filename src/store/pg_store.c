@@ -123,7 +123,8 @@ static pc_status memory_init(pg_store_t *store) {
 }
 
 static pc_status open_steps(pg_store_t *store) {
-    pc_status status = pg_connect(store->url, &store->conn, store->error_detail, sizeof store->error_detail);
+    pc_status status = pg_connect_wait(store->url, &store->options, &store->conn, store->error_detail,
+                                       sizeof store->error_detail);
     if (status == PC_OK) status = writer_lock_take(store);
     if (status == PC_OK) {
         status = pg_schema_prepare(store->conn, store->options.create, store->error_detail,
@@ -436,6 +437,7 @@ const store_backend_ops_t store_pg_ops = {
     .list_accounts_granted = pg_list_accounts_granted,
     .list_account_transfers = pg_list_account_transfers,
     .list_history = pg_list_history,
+    .verify_open = store_pg_verify_open,
     .api = &store_pg_api_ops,
     .events = &store_pg_events_ops,
     .payments = &store_pg_payments_ops,

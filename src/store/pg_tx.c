@@ -328,6 +328,7 @@ static void tx_publish(pg_tx_t *tx) {
     if (c != NULL) {
         PC_ASSERT(tx->journal_written);
         store->journal_head_seq = tx->batch_seq;
+        store_shadow_batch_begin(store->shadow);
         for (uint32_t i = 0; i < c->accounts_touched_count; i++) {
             uint32_t no = c->accounts_touched[i];
             store_shadow_publish(store->shadow, no, &ledger_account_at(tx->ledger, no)->balances);
@@ -337,6 +338,7 @@ static void tx_publish(pg_tx_t *tx) {
             uint32_t no = c->accounts_created[i];
             store_shadow_publish(store->shadow, no, &ledger_account_at(tx->ledger, no)->balances);
         }
+        store_shadow_batch_end(store->shadow);
     }
     if (tx->snapshot_written) {
         store_dirty_clear(&store->dirty);

@@ -27,6 +27,8 @@ enum { /* one slot per kept statement, over the files that keep them */
     STORE_STMT_PAY_OBJECT_PUT,
     STORE_STMT_PAY_OBJECT_GET,
     STORE_STMT_PAY_CURSOR_FIND,
+    STORE_STMT_PAY_VERSION_PUT,
+    STORE_STMT_PAY_VERSION_GET,
     STORE_STMT_PAY_LOOKUP_PUT,
     STORE_STMT_PAY_LOOKUP_GET,
     STORE_STMT_PAY_LOOKUP_PREFIX,
@@ -70,6 +72,14 @@ const char *store_sqlite_api_schema_v3(void);
 const char *store_sqlite_events_schema(void);
 /* SQL creating the payments layer's tables and the vault's (sqlite_payments.c). */
 const char *store_sqlite_payments_schema(void);
+const char *store_sqlite_payments_schema_v6(void);
+
+/* The vault's re-encryption (store_payments.h: store_vault_cards_not_under,
+ * store_vault_card_rekey, store_vault_key_retire). sqlite_vault.c. */
+pc_status store_sqlite_vault_cards_not_under(store_reader_t *reader, const char *key_id, const char *after_token,
+                                        uint32_t limit, store_vault_card_fn fn, void *ctx);
+pc_status store_sqlite_vault_card_rekey(store_tx_t *tx, const store_vault_card_t *card, const char *from_key_id);
+pc_status store_sqlite_vault_key_retire(store_tx_t *tx, const char *key_id, bool *retired);
 
 /* ---- sqlite_index.c: transfer indexes off the commit path ---- */
 typedef struct {

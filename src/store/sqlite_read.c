@@ -165,26 +165,49 @@ static pc_status position_of(sqlite_reader_t *reader, const char *sql, const cha
     return status;
 }
 
+/* A page of account rows, their metadata copied (a row's text lives until the next step). */
+typedef struct {
+    ledger_account_t *accounts;
+    uint32_t *nos;
+    uint32_t count;
+} account_page_t;
+
+static void account_page_free(account_page_t *page) {
+    for (uint32_t i = 0; i < page->count; i++) free((char *)page->accounts[i].metadata_json);
+    free(page->accounts);
+    free(page->nos);
+}
+
 /* Calls 'fn' for up to query->limit rows of 'stmt' (whose columns start with
- * ACCOUNT_COLUMNS and which yields one row more than a page), sets *has_more, and
- * finalizes the statement. */
+ * ACCOUNT_COLUMNS and which yields one row more than a page), their balances as of
+ * one batch boundary (store_shadow_read_page); sets *has_more, and finalizes the
+ * statement. */
 static pc_status accounts_emit(sqlite_reader_t *reader, sqlite3_stmt *stmt, const store_query_t *query,
                                store_account_fn fn, void *ctx, bool *has_more) {
-    uint32_t emitted = 0;
-    int rc;
+    account_page_t page = {calloc(query->limit + 1, sizeof *page.accounts), calloc(query->limit + 1, sizeof *page.nos),
+                           0};
+    pc_status status = page.accounts != NULL && page.nos != NULL ? PC_OK : PC_NO_MEMORY;
+    int rc = SQLITE_DONE;
     *has_more = false;
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        if (emitted == query->limit) {
+    while (status == PC_OK && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (page.count == query->limit) {
             *has_more = true;
             break;
         }
-        ledger_account_t account;
-        account_from_row(reader, stmt, &account);
-        fn(&account, ctx);
-        emitted++;
+        ledger_account_t *account = &page.accounts[page.count];
+        store_sqlite_account_from_row(stmt, account);
+        page.nos[page.count++] = (uint32_t)sqlite3_column_int64(stmt, 10);
+        if (account->metadata_json != NULL) {
+            account->metadata_json = pc_strdup(account->metadata_json);
+            if (account->metadata_json == NULL) status = PC_NO_MEMORY;
+        }
     }
     sqlite3_finalize(stmt);
-    return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? PC_OK : PC_STORE_READ_FAILED;
+    if (status == PC_OK && rc != SQLITE_ROW && rc != SQLITE_DONE) status = PC_STORE_READ_FAILED;
+    if (status == PC_OK) store_shadow_read_page(store_sqlite_shadow(reader->store), page.nos, page.accounts, page.count);
+    for (uint32_t i = 0; status == PC_OK && i < page.count; i++) fn(&page.accounts[i], ctx);
+    account_page_free(&page);
+    return status;
 }
 
 pc_status store_sqlite_list_accounts(store_reader_t *base, const store_query_t *query, store_account_fn fn,

@@ -109,6 +109,7 @@ static const schema_migration migrations[] = {
     {"", store_sqlite_api_schema_v3}, /* idempotency_keys.row_bytes, index by age */
     {"", store_sqlite_events_schema}, /* v4: the events outbox and delivery state */
     {"", store_sqlite_payments_schema}, /* v5: payments, their lookups, the card vault */
+    {"", store_sqlite_payments_schema_v6}, /* v6: payments' versions as appended records */
 };
 
 #define SCHEMA_VERSION_LATEST ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -815,6 +815,7 @@ const store_backend_ops_t store_sqlite_ops = {
     .list_accounts_granted = store_sqlite_list_accounts_granted,
     .list_account_transfers = store_sqlite_list_account_transfers,
     .list_history = store_sqlite_list_history,
+    .verify_open = store_sqlite_verify_open,
     .api = &store_sqlite_api_ops,
     .events = &store_sqlite_events_ops,
     .payments = &store_sqlite_payments_ops,

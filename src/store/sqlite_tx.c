@@ -326,6 +326,7 @@ static void tx_publish(sqlite_tx_t *tx) {
         PC_ASSERT(tx->batch_seq == store->journal_head_seq + 1);
         store->journal_head_seq = tx->batch_seq;
         uint32_t account_count = ledger_account_count(tx->ledger);
+        store_shadow_batch_begin(store->shadow);
         for (uint32_t i = 0; i < c->accounts_touched_count; i++) {
             uint32_t no = c->accounts_touched[i];
             PC_ASSERT(no < account_count);
@@ -336,6 +337,7 @@ static void tx_publish(sqlite_tx_t *tx) {
             uint32_t no = c->accounts_created[i];
             store_shadow_publish(store->shadow, no, &ledger_account_at(tx->ledger, no)->balances);
         }
+        store_shadow_batch_end(store->shadow);
         for (uint32_t i = 0; i < c->failures_count; i++) {
             store_index_bloom_add(store->index, store_index_key(store->index, c->failures[i].id));
         }

@@ -18,6 +18,26 @@ bool store_location_is_url(const char *location) {
     return strncmp(location, "postgres://", 11) == 0 || strncmp(location, "postgresql://", 13) == 0;
 }
 
+pc_status store_verify_each(const char *location, const char *pubkey_path, journal_report_t *report,
+                            journal_balances_fn fn, void *ctx) {
+    for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++) {
+        if (!backends[i]->handles(location)) continue;
+        return journal_verify_rows(backends[i]->verify_open, location, pubkey_path, report, fn, ctx);
+    }
+    return PC_STORE_OPEN_FAILED;
+}
+
+pc_status store_rows_open(const char *location, journal_rows_t **out, char *detail, size_t detail_bytes) {
+    for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++) {
+        if (backends[i]->handles(location)) return backends[i]->verify_open(location, out, detail, detail_bytes);
+    }
+    return PC_STORE_OPEN_FAILED;
+}
+
+pc_status store_verify(const char *location, const char *pubkey_path, journal_report_t *report) {
+    return store_verify_each(location, pubkey_path, report, NULL, NULL);
+}
+
 pc_status store_open(store_t **out, const char *path, const store_options_t *options) {
     for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++) {
         if (!backends[i]->handles(path)) continue;

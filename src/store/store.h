@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "journal/journal.h"
+#include "journal/verify.h"
 #include "ledger/ledger.h"
 #include "paycore/status.h"
 
@@ -55,6 +56,10 @@ typedef struct {
     bool standby;
     bool (*standby_continue)(void *ctx);
     void *standby_ctx;
+    /* PostgreSQL, a URL with target_session_attrs=read-write or primary (Patroni): wait
+     * this long for a server to be writable (a primary being elected) before refusing
+     * with PC_STORE_OPEN_FAILED; 0 = one attempt. standby_continue ends the wait too. */
+    uint32_t writable_wait_ms;
     /* PostgreSQL, one shard of a set (src/shard/): each account a batch creates is
      * recorded in shard_accounts with this index; shard_count 0: not a shard. */
     uint32_t shard_count;
@@ -87,11 +92,22 @@ const char *store_backend_name(const store_t *store);
 typedef enum {
     STORE_PART_EVENTS,
     STORE_PART_PAYMENTS,
-    STORE_PART_FILE, /* a SQLite file at store_path(): journal_verify_sqlite and store_backup read it */
+    STORE_PART_FILE, /* a SQLite file at store_path(): store_backup reads it */
 } store_part;
 bool store_supports(const store_t *store, store_part part);
 /* The last error's inside detail (SQLite message, errno): for logs, never clients. */
 const char *store_error_detail(const store_t *store);
+
+/* `paycore verify` of the store at 'location' (a SQLite file or a postgres:// URL,
+ * as store_open takes): journal_verify_rows over the backend's snapshot, read only,
+ * beside a live writer. 'fn' (optional) as in journal_verify_rows. */
+PC_MUST_USE pc_status store_verify(const char *location, const char *pubkey_path, journal_report_t *report);
+PC_MUST_USE pc_status store_verify_each(const char *location, const char *pubkey_path, journal_report_t *report,
+                                        journal_balances_fn fn, void *ctx);
+/* The rows verify reads, in one read-only snapshot, for tests and tools that read a
+ * store whatever its backend (journal_verify_rows's open); end with
+ * (*out)->ops->close(*out). */
+PC_MUST_USE pc_status store_rows_open(const char *location, journal_rows_t **out, char *detail, size_t detail_bytes);
 
 /* Loads accounts, open pending transfers and the clock into 'ledger', and the
  * journal head into *head (seq 0 and zero hash for an empty store). */
@@ -161,6 +177,21 @@ uint64_t store_fault_fired(store_fault_kind kind); /* calls failed since armed *
  * 'detail' says why (for the operator; never an API client). */
 PC_MUST_USE pc_status store_backup(const char *db_path, const char *out_path, uint64_t *pages_out,
                                    char *detail, size_t detail_bytes);
+/* What a PostgreSQL dump holds. */
+typedef struct {
+    uint64_t bytes;                         /* the dump file's size */
+    uint64_t head_seq;                      /* the journal head in its snapshot (0: none yet) */
+    uint8_t head_hash[JOURNAL_HASH_BYTES];
+} store_dump_info_t;
+/* The same for a PostgreSQL store at 'url' (pg_backup.c): pg_dump's custom format
+ * (what pg_restore reads) into a new file 'out_path' (0600), every table in one
+ * snapshot whose journal head lands in *info; the writer keeps committing. pg_dump
+ * and pg_restore are run from 'pg_bin' (a directory), or found on PATH when it is NULL
+ * or empty; the URL's password reaches them in their environment, never on a command
+ * line. Refuses a database that is not paycore's (PC_STORE_NOT_PAYCORE); a tool that
+ * failed: PC_STORE_READ_FAILED (its own message went to stderr). */
+PC_MUST_USE pc_status store_backup_postgres(const char *url, const char *out_path, const char *pg_bin,
+                                            store_dump_info_t *info, char *detail, size_t detail_bytes);
 
 /* ---- reads (any thread, each with its own reader; after store_load) ---- */
 PC_MUST_USE pc_status store_reader_open(store_t *store, store_reader_t **out);

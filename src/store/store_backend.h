@@ -97,6 +97,10 @@ typedef struct {
     pc_status (*object_get)(store_reader_t *reader, const char *id, store_pay_object_t *out);
     pc_status (*objects_list)(store_reader_t *reader, const store_pay_query_t *query, store_pay_object_fn fn,
                               void *ctx, bool *has_more);
+    pc_status (*version_put)(store_tx_t *tx, const char *object_id, uint32_t version, const char *doc,
+                             size_t doc_bytes);
+    pc_status (*version_get)(store_reader_t *reader, const char *object_id, uint32_t version, char **doc_out,
+                             size_t *doc_bytes_out);
     pc_status (*lookup_put)(store_tx_t *tx, const char *name, const char *object_id, const uint8_t *extra,
                             size_t extra_bytes);
     pc_status (*lookup_get)(store_reader_t *reader, const char *name, store_pay_lookup_t *out);
@@ -105,6 +109,10 @@ typedef struct {
     pc_status (*vault_keys_list)(store_reader_t *reader, store_vault_key_fn fn, void *ctx);
     pc_status (*vault_card_put)(store_tx_t *tx, const store_vault_card_t *card);
     pc_status (*vault_card_get)(store_reader_t *reader, const char *token, store_vault_card_t *out);
+    pc_status (*vault_cards_not_under)(store_reader_t *reader, const char *key_id, const char *after_token,
+                                       uint32_t limit, store_vault_card_fn fn, void *ctx);
+    pc_status (*vault_card_rekey)(store_tx_t *tx, const store_vault_card_t *card, const char *from_key_id);
+    pc_status (*vault_key_retire)(store_tx_t *tx, const char *key_id, bool *retired);
 } store_payments_ops_t;
 
 /* store_shard.h: two-phase commit of a writer batch. */
@@ -165,6 +173,10 @@ struct store_backend_ops {
                                         bool *has_more);
     pc_status (*list_history)(store_reader_t *reader, const char *account_id, const store_query_t *query,
                               store_history_fn fn, void *ctx, bool *has_more);
+    /* Opens one consistent read-only snapshot of the store at 'location' for verify:
+     * the rows journal/verify.h names, without the writer's lock (a live writer
+     * keeps going). */
+    journal_rows_open_fn verify_open;
     const store_api_ops_t *api;            /* required */
     const store_events_ops_t *events;      /* NULL: no outbox on this backend yet */
     const store_payments_ops_t *payments;  /* NULL: no payments tables on this backend yet */
@@ -184,5 +196,8 @@ pc_status store_replay_pending_amount(const ledger_source_t *source, const ledge
 extern const store_backend_ops_t store_sqlite_ops;  /* sqlite_store.c */
 extern const store_backend_ops_t store_pg_ops;      /* pg_store.c */
 extern const store_two_phase_ops_t store_pg_two_phase_ops; /* pg_tx.c */
+/* The backends' verify_open (sqlite_verify.c, pg_verify.c). */
+pc_status store_sqlite_verify_open(const char *location, journal_rows_t **out, char *detail, size_t detail_bytes);
+pc_status store_pg_verify_open(const char *location, journal_rows_t **out, char *detail, size_t detail_bytes);
 
 #endif

@@ -167,6 +167,20 @@ pc_status store_pay_objects_list(store_reader_t *reader, const store_pay_query_t
     return PAYMENTS_OF(reader)->objects_list(reader, query, fn, ctx, has_more);
 }
 
+pc_status store_pay_version_put(store_tx_t *tx, const char *object_id, uint32_t version, const char *doc,
+                                size_t doc_bytes) {
+    if (PAYMENTS_OF(tx) == NULL) return PC_STORE_UNSUPPORTED;
+    return PAYMENTS_OF(tx)->version_put(tx, object_id, version, doc, doc_bytes);
+}
+
+pc_status store_pay_version_get(store_reader_t *reader, const char *object_id, uint32_t version, char **doc_out,
+                                size_t *doc_bytes_out) {
+    *doc_out = NULL;
+    *doc_bytes_out = 0;
+    if (PAYMENTS_OF(reader) == NULL) return PC_STORE_UNSUPPORTED;
+    return PAYMENTS_OF(reader)->version_get(reader, object_id, version, doc_out, doc_bytes_out);
+}
+
 pc_status store_pay_lookup_put(store_tx_t *tx, const char *name, const char *object_id, const uint8_t *extra,
                                size_t extra_bytes) {
     if (PAYMENTS_OF(tx) == NULL) return PC_STORE_UNSUPPORTED;
@@ -202,4 +216,21 @@ pc_status store_vault_card_put(store_tx_t *tx, const store_vault_card_t *card) {
 pc_status store_vault_card_get(store_reader_t *reader, const char *token, store_vault_card_t *out) {
     if (PAYMENTS_OF(reader) == NULL) return PC_STORE_UNSUPPORTED;
     return PAYMENTS_OF(reader)->vault_card_get(reader, token, out);
+}
+
+pc_status store_vault_cards_not_under(store_reader_t *reader, const char *key_id, const char *after_token,
+                                      uint32_t limit, store_vault_card_fn fn, void *ctx) {
+    if (PAYMENTS_OF(reader) == NULL) return PC_STORE_UNSUPPORTED;
+    return PAYMENTS_OF(reader)->vault_cards_not_under(reader, key_id, after_token, limit, fn, ctx);
+}
+
+pc_status store_vault_card_rekey(store_tx_t *tx, const store_vault_card_t *card, const char *from_key_id) {
+    if (PAYMENTS_OF(tx) == NULL) return PC_STORE_UNSUPPORTED;
+    return PAYMENTS_OF(tx)->vault_card_rekey(tx, card, from_key_id);
+}
+
+pc_status store_vault_key_retire(store_tx_t *tx, const char *key_id, bool *retired) {
+    *retired = false;
+    if (PAYMENTS_OF(tx) == NULL) return PC_STORE_UNSUPPORTED;
+    return PAYMENTS_OF(tx)->vault_key_retire(tx, key_id, retired);
 }

@@ -61,6 +61,18 @@ typedef void (*store_pay_object_fn)(const store_pay_object_t *object, void *ctx)
 PC_MUST_USE pc_status store_pay_objects_list(store_reader_t *reader, const store_pay_query_t *query,
                                              store_pay_object_fn fn, void *ctx, bool *has_more);
 
+/* Versions: one record per version of an object, appended by the command that made
+ * that version and never rewritten (what the command did, in the payments layer's
+ * own form). A payment's row then carries its listing columns only (doc ""): the
+ * payments layer renders any version from its records. Inserting a taken
+ * (object_id, version): PC_EXISTS. */
+PC_MUST_USE pc_status store_pay_version_put(store_tx_t *tx, const char *object_id, uint32_t version,
+                                            const char *doc, size_t doc_bytes);
+/* PC_OK (*doc_out malloc'ed, NUL-terminated, freed by the caller), PC_NOT_FOUND, or a
+ * read error. */
+PC_MUST_USE pc_status store_pay_version_get(store_reader_t *reader, const char *object_id, uint32_t version,
+                                            char **doc_out, size_t *doc_bytes_out);
+
 /* Lookups: a unique name ("idem:...", "risk:...", "attempt:...") naming an object,
  * with optional bytes (a request hash). Inserting a taken name: PC_EXISTS. */
 typedef struct {
@@ -111,5 +123,20 @@ PC_MUST_USE pc_status store_vault_keys_list(store_reader_t *reader, store_vault_
 PC_MUST_USE pc_status store_vault_card_put(store_tx_t *tx, const store_vault_card_t *card);
 PC_MUST_USE pc_status store_vault_card_get(store_reader_t *reader, const char *token,
                                            store_vault_card_t *out);
+
+/* Re-encryption under a new data key (vault_rotate_data_key), in batches:
+ * up to 'limit' cards whose data key is not 'key_id', tokens after 'after_token' ("" =
+ * from the first) in token order; each with its token, data key id, nonce and
+ * ciphertext only (the other fields empty). */
+typedef void (*store_vault_card_fn)(const store_vault_card_t *card, void *ctx);
+PC_MUST_USE pc_status store_vault_cards_not_under(store_reader_t *reader, const char *key_id,
+                                                  const char *after_token, uint32_t limit,
+                                                  store_vault_card_fn fn, void *ctx);
+/* Replaces a card's encryption (data_key_id, nonce, ciphertext) if it is still under
+ * 'from_key_id' (else nothing changes); the other columns stay. */
+PC_MUST_USE pc_status store_vault_card_rekey(store_tx_t *tx, const store_vault_card_t *card,
+                                             const char *from_key_id);
+/* Deletes data key 'key_id' if no card is under it: '*retired' says whether it did. */
+PC_MUST_USE pc_status store_vault_key_retire(store_tx_t *tx, const char *key_id, bool *retired);
 
 #endif

@@ -2,8 +2,12 @@
  * every backend. Account rows in the database are written at balance snapshots only (writing ~16k random
  * rows a batch would cost as much as the transfers), so readers take balances from
  * here: the writer publishes each touched account after COMMIT under a per-account
- * sequence lock; a reader retries while a publish is in flight. Chunks never move,
- * so readers need no lock to find an entry. */
+ * sequence lock; a reader retries while a publish is in flight. A batch's publishes
+ * sit inside one more sequence lock (the generation), so that a reader of several
+ * accounts retries until it read them all between two batches: per-account locks
+ * alone let a page of balances show one leg of a transfer without the other. Chunks
+ * never move, so readers need no lock to find an entry. */
+#include <sched.h>
 #include <stdlib.h>
 
 #include "core/core.h"
@@ -18,6 +22,7 @@ typedef struct {
 } shadow_entry;
 
 struct store_shadow {
+    uint64_t generation;   /* odd while the writer publishes a batch */
     shadow_entry *chunks[SHADOW_CHUNKS];
 };
 
@@ -63,5 +68,31 @@ bool store_shadow_read(const store_shadow_t *shadow, uint32_t account_no, ledger
         out->credits_posted = __atomic_load_n(&e->balances[3], __ATOMIC_RELAXED);
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
         if (__atomic_load_n(&e->seq, __ATOMIC_RELAXED) == before) return true;
+    }
+}
+
+void store_shadow_batch_begin(store_shadow_t *shadow) {
+    uint64_t generation = __atomic_load_n(&shadow->generation, __ATOMIC_RELAXED);
+    PC_ASSERT((generation & 1) == 0);
+    __atomic_store_n(&shadow->generation, generation + 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+void store_shadow_batch_end(store_shadow_t *shadow) {
+    uint64_t generation = __atomic_load_n(&shadow->generation, __ATOMIC_RELAXED);
+    __atomic_store_n(&shadow->generation, generation + 1, __ATOMIC_RELEASE);
+}
+
+void store_shadow_read_page(const store_shadow_t *shadow, const uint32_t *nos, ledger_account_t *accounts,
+                            uint32_t count) {
+    for (;;) {
+        uint64_t before = __atomic_load_n(&shadow->generation, __ATOMIC_ACQUIRE);
+        if (before & 1) {
+            sched_yield(); /* a batch is being published: microseconds */
+            continue;
+        }
+        for (uint32_t i = 0; i < count; i++) (void)store_shadow_read(shadow, nos[i], &accounts[i].balances);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&shadow->generation, __ATOMIC_RELAXED) == before) return;
     }
 }

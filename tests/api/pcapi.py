@@ -132,6 +132,10 @@ class Server:
     def client(self, key=None):
         return Client(self.port, self.admin_key if key is None else key)
 
+    def store_location_args(self):
+        """The store for `paycore verify`: --store URL on PostgreSQL, else --db FILE."""
+        return self.store_args if self.store_args else ["--db", self.db]
+
 
 class Response:
     def __init__(self, status, headers, body):

@@ -145,7 +145,8 @@ def check_state(server, admin, victim, colliders, what):
 
 
 def verify(server):
-    out = subprocess.run([BIN, "verify", "--db", server.db], capture_output=True, text=True, timeout=TIMEOUT_S * 6)
+    out = subprocess.run([BIN, "verify"] + server.store_location_args(), capture_output=True, text=True,
+                         timeout=TIMEOUT_S * 6)
     check(out.returncode == 0, "verify: %s %s" % (out.stdout, out.stderr))
 
 

@@ -61,7 +61,7 @@ def flows(env, m):
     wait_for("payout paid", lambda: m.get("/v1/payouts/" + po["id"]).json["status"] == "paid")
     out[po["id"]] = ["payout.pending", "payout.processing", "payout.paid"]
     w = expect(m.post("/v1/wallets", {"owner_id": "C1", "currency": "EUR"}), 201, what="wallet").json
-    top = card_payment(500)
+    top = card_payment(500, payer="C1")
     del top["capture_method"]
     tp = expect(m.post("/v1/wallets/%s/top_ups" % w["id"], top), 201, what="top up").json
     out[tp["id"]] = ["payment.created", "payment.captured"]

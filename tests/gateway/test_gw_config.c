@@ -47,6 +47,12 @@ static const bad_case bad[] = {
      "unknown strategy"},
     {"breaker", "{\"channels\":[{\"name\":\"a\",\"kind\":\"card\"," URL ",\n\"breaker\":{\"window_calls\":5,\n\"calls_min\":6}}]}\n", 3,
      "larger than window_calls"},
+    {"window zero", "{\"channels\":[{\"name\":\"a\",\"kind\":\"card\"," URL ",\n\"authorization_window_s\":0}]}\n", 2,
+     "channels[0].authorization_window_s: must be between 1"},
+    {"window real", "{\"channels\":[{\"name\":\"a\",\"kind\":\"card\"," URL ",\n\n\"authorization_window_s\":1.5}]}\n", 3,
+     "must be an integer"},
+    {"partial captures string", "{\"channels\":[{\"name\":\"a\",\"kind\":\"card\"," URL ",\n\"partial_captures\":\"no\"}]}\n", 2,
+     "channels[0].partial_captures: must be true or false"},
     {"not an object", "[1,\n2]\n", 1, "one JSON object"},
 };
 
@@ -117,9 +123,19 @@ static void test_good_and_reload(void) {
     ASSERT_EQ(json_integer_value(json_object_get(json_object_get(all, "config"), "reloads_refused")), 1);
     json_decref(all);
 
-    /* a good one replaces it */
-    gwt_write(path, "{\"channels\":[{\"name\":\"card_a\",\"kind\":\"card\",\"url\":\"http://127.0.0.1:9\"}]}\n");
+    gw_channel_terms_t terms;
+    ASSERT_STATUS(gw_channel_terms(gw, "card_a", &terms), PC_OK);          /* the defaults */
+    ASSERT_TRUE(terms.partial_captures);
+    ASSERT_EQ(terms.authorization_window_s, 0);
+    ASSERT_STATUS(gw_channel_terms(gw, "nope", &terms), PC_NOT_FOUND);
+
+    /* a good one replaces it, and its terms are the channel's from then on */
+    gwt_write(path, "{\"channels\":[{\"name\":\"card_a\",\"kind\":\"card\",\"url\":\"http://127.0.0.1:9\",\n"
+                    " \"authorization_window_s\":86400,\"partial_captures\":false}]}\n");
     ASSERT_STATUS(gw_reload(gw, &error), PC_OK);
+    ASSERT_STATUS(gw_channel_terms(gw, "card_a", &terms), PC_OK);
+    ASSERT_TRUE(!terms.partial_captures);
+    ASSERT_EQ(terms.authorization_window_s, 86400);
     all = channels_of(gw);
     ASSERT_EQ(json_array_size(json_object_get(all, "channels")), 1);
     ASSERT_TRUE(json_integer_value(json_object_get(json_object_get(all, "config"), "version")) > (json_int_t)version);

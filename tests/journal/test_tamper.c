@@ -317,7 +317,7 @@ static void test_random_cell_edits(void) {
         ASSERT_EQ(system(cmd), 0);
         if (!cell_edit(path, what, sizeof(what))) continue;
         journal_report_t report;
-        pc_status status = journal_verify_sqlite(path, NULL, &report);
+        pc_status status = store_verify(path, NULL, &report);
         if (status == PC_OK) TEST_FAIL("verify passed after: %s", what);
         ASSERT_FALSE(report.ok);
         ASSERT_TRUE(report.discrepancy[0] != '\0' || report.error_detail[0] != '\0');

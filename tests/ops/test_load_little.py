@@ -2,7 +2,9 @@
 number of requests in flight equals throughput x mean time in flight (Little's law)
 within its stated tolerance, it reports the offered rate (open loop: the --rate asked
 for), and its counts agree with the server's (every transfer it counted committed).
-Bad --rate / --arrivals values are refused as usage errors.
+With --payments it drives card sales instead (POST /v1/payments) and its count equals
+the payments the server created and captured. Bad --rate / --arrivals / --payments
+values are refused as usage errors.
 Method: a real `paycore serve`; `paycore load` runs bounded by count or duration."""
 import os
 import subprocess
@@ -12,8 +14,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../
 from pcapi import BIN, SANITIZED, TIMEOUT_S, Server, check, expect  # noqa: E402
 
 
-def load(server, *args):
-    r = subprocess.run([BIN, "load", "--url", "http://127.0.0.1:%d" % server.port, "--key", server.admin_key,
+def load(server, *args, key=None):
+    r = subprocess.run([BIN, "load", "--url", "http://127.0.0.1:%d" % server.port, "--key", key or server.admin_key,
                         "--accounts", "100"] + list(args), capture_output=True, text=True, timeout=TIMEOUT_S * 6)
     line = r.stdout.strip()
     check(line.startswith("load "), "one load line: %r %r" % (r.stdout, r.stderr))
@@ -31,7 +33,32 @@ def check_little(f, what):
     check(x > 0 and float(f["mean_latency_ms"]) > 0, "%s: throughput and latency %r" % (what, f))
 
 
+MERCHANT = {"id": "m1", "name": "Shop", "country": "DE", "default_currency": "USD", "currencies": ["USD"],
+            "pricing": {"default": {"bps": 290, "fixed_minor": 30}}}
+
+
+def payments_load():
+    """--payments: card sales against the demo's card channel, counted by the server."""
+    server = Server()
+    try:
+        admin = server.start(["--demo"]).client()
+        expect(admin.post("/v1/merchants", MERCHANT), 201, what="merchant")
+        rc, sold, err = load(server, "--payments", "m1", "--concurrency", "4", "--count", "40")
+        check(rc == 0 and sold["kind"] == "payments" and sold["errors"] == "0", "payments load: %r %s" % (sold, err))
+        check(sold["requests"] == "40" and sold["transfers"] == "40", "40 sales counted: %r" % sold)
+        check_little(sold, "payments closed loop")
+        payments = expect(admin.get("/v1/stats?history_s=0"), 200).json["payments"]
+        check(payments["created_total"] == 40 and payments["states"]["captured"] == 40,
+              "the server created and captured the 40 sales: %r" % payments)
+        for bad in (["--payments", ""], ["--payments", "m1", "--batch", "2"], ["--payments", 'm"1']):
+            rc = subprocess.run([BIN, "load"] + bad, capture_output=True, timeout=TIMEOUT_S).returncode
+            check(rc == 2, "%r is a usage error, got %d" % (bad, rc))
+    finally:
+        server.close()
+
+
 def main():
+    payments_load()
     server = Server()
     try:
         server.start()
@@ -60,12 +87,17 @@ def main():
         committed = int(short["transfers"]) + int(closed["transfers"]) + int(opened["transfers"])
         check(stats["writer"]["transfers_committed_total"] == committed,
               "load counted %d, the server committed %d" % (committed, stats["writer"]["transfers_committed_total"]))
+        # no channel here: sales answer 201 but fail; the load must not count them as sold
+        expect(server.client().post("/v1/merchants", MERCHANT), 201, what="merchant")
+        rc, failed, err = load(server, "--payments", "m1", "--concurrency", "2", "--count", "10")
+        check(rc == 1 and failed["errors"] == "10" and failed["transfers"] == "0" and "failed" in err,
+              "sales that failed are errors: %r %s" % (failed, err))
         for bad in (["--rate", "0"], ["--rate", "x"], ["--rate", "10", "--arrivals", "bursty"]):
             rc = subprocess.run([BIN, "load"] + bad, capture_output=True, timeout=TIMEOUT_S).returncode
             check(rc == 2, "%r is a usage error, got %d" % (bad, rc))
     finally:
         server.close()
-    print("3 passed, 0 failed")
+    print("4 passed, 0 failed")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,11 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../..")
 PROM = os.path.join(ROOT, "deploy/prometheus")
 GRAFANA = os.path.join(ROOT, "deploy/grafana/paycore.json")
 NAME = re.compile(r"\bpaycore_[a-z0-9_]+")
+# Exposed by a node that coordinates shards (serve --shards on PostgreSQL), which this
+# tree does not build yet; their names are agreed with the coordinator and the alert on them
+# is unit-tested by promtool above. Once --shards exists, scrape a sharded node here
+# and empty this set.
+AWAITING_SHARDS = {"paycore_2pc_in_doubt", "paycore_2pc_in_doubt_oldest_age_seconds"}
 
 
 def need_promtool():
@@ -110,19 +115,25 @@ def main():
     check(lint.returncode == 0, "promtool check metrics on a live scrape:\n%s%s" % (lint.stdout, lint.stderr))
     exposed = exposed_names(text)
     rules = rule_exprs()
-    check(len(rules) == 11, "read %d alert expressions" % len(rules))
+    check(len(rules) == 12, "read %d alert expressions" % len(rules))
     alerts_tested = set(re.findall(r"alertname: (\w+)", open(os.path.join(PROM, "tests/paycore.rules.test.yml")).read()))
     alerts = set(re.findall(r"- alert: (\w+)", open(os.path.join(PROM, "rules/paycore.rules.yml")).read()))
     check(alerts == alerts_tested, "alerts without a unit test: %r" % sorted(alerts - alerts_tested))
+    anchors = set(re.findall(r"runbook_url: docs/operations.md#(\S+)", open(os.path.join(PROM, "rules/paycore.rules.yml")).read()))
+    headings = {h.strip().lower() for h in re.findall(r"^### (.+)$", open(os.path.join(ROOT, "docs/operations.md")).read(), re.M)}
+    check(len(anchors) == len(alerts) and anchors <= headings, "runbook sections missing: %r" % sorted(anchors - headings))
     queries = grafana_exprs()
     check(len(queries) >= 28, "read %d Grafana queries" % len(queries))
     for where, exprs in (("alert", rules), ("Grafana", queries)):
         for expr in exprs:
             names = set(NAME.findall(expr))
             check(names or where == "alert", "%s query names no paycore metric: %s" % (where, expr))
-            missing = names - exposed
+            missing = names - exposed - (AWAITING_SHARDS if where == "alert" else set())
             check(not missing, "%s query names metrics paycore does not expose %r: %s" % (where, sorted(missing), expr))
     print("%d alerts, %d Grafana queries checked against %d exposed series names" % (len(rules), len(queries), len(exposed)))
+    unchecked = sorted(AWAITING_SHARDS - exposed)
+    if unchecked:
+        print("not exposed by this build (no --shards yet), alert unit-tested only: %s" % ", ".join(unchecked))
     print("4 passed, 0 failed")
 
 

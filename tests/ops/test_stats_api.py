@@ -132,11 +132,53 @@ def test_same_second(server):
 PAY_RULES = "block payer=P_DECLINE\nblock payer=P_REVIEW action=review reason=watchlist\n"
 
 
-def card_payment(payer, number="4242424242424242"):
-    return {"merchant_id": "m1", "amount": 500, "currency": "EUR", "capture_method": "manual",
+def card_payment(payer, number="4242424242424242", merchant="m1"):
+    return {"merchant_id": merchant, "amount": 500, "currency": "EUR", "capture_method": "manual",
             "payer": {"id": payer, "country": "DE"},
             "payment_method": {"type": "card", "card": {"number": number, "exp_month": 12, "exp_year": 2030,
                                                         "cvc": "123"}}}
+
+
+def merchant_key(admin, merchant_id):
+    """A key bound to the merchant (its dashboard's payments are the merchant's)."""
+    r = expect(admin.post("/v1/merchants/%s/keys" % merchant_id, {"name": merchant_id + "-key"}), 201, what="bound key")
+    return r.json["key"]
+
+
+def test_merchant_payments(server, admin, m1_want):
+    """A merchant key's payments section holds its merchant's payments and nothing of
+    another merchant's: totals, states, decline codes, and its per-second history."""
+    expect(admin.post("/v1/merchants", {"id": "m2", "name": "Other", "country": "DE", "default_currency": "EUR",
+                                        "currencies": ["EUR"], "pricing": {"default": {"bps": 290, "fixed_minor": 30}}}),
+           201, what="a second merchant")
+    m1 = server.client(key=merchant_key(admin, "m1"))
+    m2 = server.client(key=merchant_key(admin, "m2"))
+    for payer, number in (("Q1", "4242424242424242"), ("Q2", "4242424242424242"), ("Q3", "4000000000000549")):
+        expect(admin.post("/v1/payments", card_payment(payer, number, "m2")), 201, what="m2 payment " + payer)
+    mine = expect(m1.get("/v1/stats"), 200).json
+    check(set(mine) == {"scope", "now", "window_s", "api", "payments", "history"}, "m1 key sections %r" % sorted(mine))
+    p = mine["payments"]
+    check({k: v for k, v in p["states"].items() if v} == m1_want["states"], "m1's states only: %r" % p["states"])
+    check((p["created_total"], p["authorized_total"], p["declined_total"], p["review_total"]) == m1_want["totals"],
+          "m1's totals only: %r" % p)
+    check(sorted((d["code"], d["count"]) for d in p["top_declines"]) == [("05", 1), ("risk_declined", 1)],
+          "m1's decline codes, not m2's 54: %r" % p["top_declines"])
+    other = expect(m2.get("/v1/stats"), 200).json["payments"]
+    check((other["created_total"], other["authorized_total"], other["declined_total"]) == (3, 2, 1) and
+          [(d["code"], d["count"]) for d in other["top_declines"]] == [("54", 1)], "m2's own figures: %r" % other)
+    everyone = expect(admin.get("/v1/stats"), 200).json["payments"]
+    check(everyone["created_total"] == m1_want["totals"][0] + 3, "the admin sees both: %r" % everyone)
+    # the rates: m2's three payments are in its last minute, second by second, and in
+    # none of m1's seconds (m1 made no payment then)
+    def m2_minute():
+        s = m2.get("/v1/stats?window_s=60").json
+        return s if sum(s["history"]["payments_per_s"]) == 3 and s["payments"]["payments_per_s"] == 0.05 else None
+    seen = until("m2's payments in its per-second history and its rate", m2_minute)
+    m1_history = m1.get("/v1/stats?history_s=60").json["history"]
+    seconds = [t for t, n in zip(seen["history"]["t"], seen["history"]["payments_per_s"]) if n]
+    check(all(n == 0 for t, n in zip(m1_history["t"], m1_history["payments_per_s"]) if t in seconds),
+          "m1's history has none of m2's payments: %r %r" % (seconds, m1_history))
+    check(seen["history"]["payments_declined_per_s"].count(1) == 1, "m2's decline in its history")
 
 
 def test_payments_and_outbox():
@@ -183,6 +225,7 @@ def test_payments_and_outbox():
         text = expect(admin.get("/metrics"), 200).raw
         check('paycore_events_destination_disabled{destination="%s",kind="webhook"} 0' % dead in text,
               "the destination's disabled gauge in /metrics")
+        test_merchant_payments(server, admin, {"states": want_states, "totals": (5, 2, 2, 1)})
     finally:
         server.close()
     server = Server()
@@ -234,7 +277,7 @@ def main():
     test_payments_and_outbox()
     test_periodic_verify()
     test_bad_web_dir()
-    print("7 passed, 0 failed")
+    print("8 passed, 0 failed")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@
  * a restart with the same key file opens the same keys; a missing key file, another
  * key, a key file readable by others, or a tampered ciphertext are refused with their
  * own codes; the fingerprint is the same for one card and differs across cards and keys.
+ * A data-key rotation re-encrypts the stored cards and retires the old key; a card
+ * tokenized under the old key before it and stored after it is re-encrypted on the way
+ * in, and after a restart only the new key exists.
  * Method: a real SQLite store and writer in a temp dir; rows written and read back
  * through the store; the database files are searched byte for byte for the number. */
 #include <sodium.h>
@@ -146,6 +149,85 @@ static void test_refusals(void) {
     stop(store, writer);
 }
 
+typedef struct {
+    writer_cmd_t cmd;
+    vault_t *vault;
+    store_vault_card_t card;
+} vault_card_job;
+
+static pc_status vault_card_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
+    vault_card_job *job = (vault_card_job *)cmd;
+    return vault_card_store(job->vault, tx, &job->card);
+}
+
+static void reveal_stored(store_t *store, vault_t *vault, const char *token, const char *pan, const char *key_id) {
+    store_reader_t *reader;
+    ASSERT_STATUS(store_reader_open(store, &reader), PC_OK);
+    store_vault_card_t stored;
+    ASSERT_STATUS(store_vault_card_get(reader, token, &stored), PC_OK);
+    store_reader_close(reader);
+    ASSERT_STR_EQ(stored.data_key_id, key_id);
+    char number[GW_CARD_NUMBER_SIZE];
+    ASSERT_STATUS(vault_reveal(vault, &stored, number, sizeof number), PC_OK);
+    ASSERT_STR_EQ(number, pan);
+}
+
+static void test_data_key_rotation(void) {
+    snprintf(db_path, sizeof db_path, "%s/rekey.db", dir);
+    snprintf(key_path, sizeof key_path, "%s/rekey.db.vault-key", dir);
+    store_t *store;
+    writer_t *writer;
+    start(&store, &writer);
+    vault_t *vault;
+    vault_config_t config = {.key_path = key_path, .store = store, .writer = writer};
+    ASSERT_STATUS(vault_open(&vault, &config), PC_OK);
+    store_vault_card_t stored_before, in_flight;
+    ASSERT_STATUS(vault_tokenize(vault, PAN, 12, 2030, &stored_before), PC_OK);
+    card_store(writer, &stored_before);
+    ASSERT_STATUS(vault_tokenize(vault, "5555555555554444", 12, 2030, &in_flight), PC_OK);
+    char old_key[PC_ID_SIZE];
+    snprintf(old_key, sizeof old_key, "%s", in_flight.data_key_id);
+    vault_data_rotation_t rotation;
+    ASSERT_STATUS(vault_rotate_data_key(vault, &rotation), PC_OK);
+    ASSERT_EQ(rotation.cards_reencrypted, 1);
+    ASSERT_EQ(rotation.retired_count, 1);
+    ASSERT_STR_EQ(rotation.retired[0], old_key);
+    ASSERT_EQ(rotation.keys_remaining, 0);
+    ASSERT_TRUE(strcmp(rotation.data_key_id, old_key) != 0);
+    reveal_stored(store, vault, stored_before.token, PAN, rotation.data_key_id);
+    char number[GW_CARD_NUMBER_SIZE];
+    ASSERT_STATUS(vault_reveal(vault, &stored_before, number, sizeof number), PC_OK); /* old copy: key in memory */
+    vault_card_job job = {.cmd = {.kind = WRITER_CMD_EXEC, .event_count = 1, .in_transaction = vault_card_in_tx},
+                          .vault = vault, .card = in_flight};
+    ASSERT_STATUS(writer_submit_wait(writer, &job.cmd), PC_OK);
+    ASSERT_STR_EQ(job.card.data_key_id, rotation.data_key_id);        /* re-encrypted on the way in */
+    reveal_stored(store, vault, in_flight.token, "5555555555554444", rotation.data_key_id);
+    store_vault_card_t fresh;
+    ASSERT_STATUS(vault_tokenize(vault, PAN, 12, 2030, &fresh), PC_OK);
+    ASSERT_STR_EQ(fresh.data_key_id, rotation.data_key_id);
+    ASSERT_STR_EQ(fresh.fingerprint, stored_before.fingerprint);      /* the fingerprint key stays */
+    vault_data_rotation_t again;
+    ASSERT_STATUS(vault_rotate_data_key(vault, &again), PC_OK);       /* twice: both cards move again */
+    ASSERT_EQ(again.cards_reencrypted, 2);
+    ASSERT_STR_EQ(again.retired[0], rotation.data_key_id);
+    vault_close(vault);
+    stop(store, writer);
+    start(&store, &writer);                                           /* only the newest key is stored */
+    config.store = store;
+    config.writer = writer;
+    ASSERT_STATUS(vault_open(&vault, &config), PC_OK);
+    reveal_stored(store, vault, stored_before.token, PAN, again.data_key_id);
+    reveal_stored(store, vault, in_flight.token, "5555555555554444", again.data_key_id);
+    ASSERT_STATUS(vault_reveal(vault, &stored_before, number, sizeof number), PC_VAULT_FAILED);
+    for (uint32_t i = 0; i < 2 * VAULT_DATA_KEYS_MAX; i++) {          /* retired keys' slots are reused */
+        ASSERT_STATUS(vault_rotate_data_key(vault, &again), PC_OK);
+        ASSERT_EQ(again.retired_count, 1);
+    }
+    reveal_stored(store, vault, in_flight.token, "5555555555554444", again.data_key_id);
+    vault_close(vault);
+    stop(store, writer);
+}
+
 int main(void) {
     pc_sodium_ready();
     snprintf(dir, sizeof dir, "/tmp/paycore-test-vault-XXXXXX");
@@ -155,6 +237,7 @@ int main(void) {
     snprintf(other_key_path, sizeof other_key_path, "%s/other.key", dir);
     TEST_RUN(test_round_trip);
     TEST_RUN(test_refusals);
+    TEST_RUN(test_data_key_rotation);
     char command[400];
     snprintf(command, sizeof command, "rm -rf '%s'", dir);
     if (system(command) != 0) fprintf(stderr, "could not remove %s\n", dir);

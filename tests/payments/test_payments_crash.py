@@ -189,7 +189,7 @@ def main():
               % (available, captured, refunded, fees, paid_out))
         check(charged > 0 and flows > 0, "the load ran: %d flows, %d charges" % (flows, charged))
         env.stop()
-        out = subprocess.run([BIN, "verify", "--db", env.server.db], capture_output=True, text=True,
+        out = subprocess.run([BIN, "verify"] + env.server.store_location_args(), capture_output=True, text=True,
                              timeout=TIMEOUT_S * 3)
         check(out.returncode == 0, "paycore verify: %s %s" % (out.stdout[-500:], out.stderr[-500:]))
         print("%d cycles, %d flows, %d payments, %d charged, %d paid out: ok" % (rounds, flows, len(payments), charged,

@@ -180,7 +180,7 @@ def test_wallets(env, m):
     check(p["status"] == "declined" and p["decline"]["code"] == "exceeds_credits" and p["decline"]["source"] == "ledger",
           "an overdraft is the ledger's refusal, answered as a decline: %r" % p)
     # top up by card: 5000 into the wallet
-    top = card_payment(5000)
+    top = card_payment(5000, payer="C1")
     del top["capture_method"]
     t = expect(m.post("/v1/wallets/%s/top_ups" % w["id"], top), 201, what="top up").json
     check(t["status"] == "captured" and t["purpose"] == "top_up", "top-up: %r" % t)

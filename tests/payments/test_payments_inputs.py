@@ -146,6 +146,44 @@ def money_out_inputs(env, m):
             "wallet currency")
 
 
+def wallet_inputs(env, m):
+    """Who pays is checked on every wallet path: a top-up, a wallet payment and a
+    withdrawal by anyone but the owner; a top-up's own bad inputs."""
+    w = expect(m.post("/v1/wallets", {"owner_id": "C1", "currency": "EUR"}), 201, what="wallet").json
+    top = card_payment(100, payer="C2")
+    del top["capture_method"]
+    path = "/v1/wallets/%s/top_ups" % w["id"]
+    refused(env, m, path, top, 400, "wallet_owner_mismatch", "payer.id", "top-up by another payer")
+    refused(env, m, path, with_(top, "payer", None), 400, "field_missing", "payer", "top-up without a payer")
+    own = with_(top, "payer.id", "C1")
+    refused(env, m, path, dict(own, merchant_id="m1"), 400, "field_unknown", "merchant_id", "top-up merchant_id")
+    refused(env, m, path, with_(own, "payment_method", {"type": "wallet", "wallet_id": w["id"]}), 400,
+            "payment_method_unknown", "payment_method.type", "a wallet topping up a wallet")
+    refused(env, m, "/v1/wallets/wal_nope/top_ups", own, 404, "wallet_not_found", None, "top-up of no wallet")
+    pay = with_(card_payment(100, payer="C2"), "payment_method", {"type": "wallet", "wallet_id": w["id"]})
+    refused(env, m, "/v1/payments", pay, 400, "wallet_owner_mismatch", "payer.id", "paying from another's wallet")
+    refused(env, m, "/v1/wallets/%s/withdrawals" % w["id"], {"amount": 1, "owner_id": "C2", "bank_account": BANK_OK},
+            400, "wallet_owner_mismatch", "owner_id", "withdrawing from another's wallet")
+
+
+def overflow_inputs(env, m):
+    """Amounts beyond int64 or beyond 10^15, in every amount field."""
+    good = card_payment(1000)
+    refused(env, m, "/v1/payments", None, 400, "amount_out_of_range", "amount", "amount beyond 64 bits",
+            raw=json.dumps(good).replace('"amount": 1000', '"amount": 9223372036854775808').encode())
+    refused(env, m, "/v1/payments", with_(good, "amount", 9223372036854775807), 400, "amount_out_of_range", "amount",
+            "amount at int64 max")
+    p = expect(m.post("/v1/payments", good), 201, what="payment").json
+    base = "/v1/payments/%s/" % p["id"]
+    refused(env, m, base + "capture", {"amount": 9223372036854775807}, 400, "amount_out_of_range", "amount",
+            "capture at int64 max")
+    refused(env, m, base + "capture", {"amount": 0}, 400, "amount_out_of_range", "amount", "capture of 0")
+    expect(m.post(base + "capture", {}), 200, what="capture")
+    refused(env, m, base + "refunds", {"amount": 9223372036854775807}, 400, "amount_out_of_range", "amount",
+            "refund at int64 max")
+    refused(env, m, base + "refunds", {"amount": 0}, 400, "amount_out_of_range", "amount", "refund of 0")
+
+
 def idempotency(env, m):
     key = {"Idempotency-Key": "pay-1"}
     first = expect(m.post("/v1/payments", card_payment(1234), headers=key), 201, what="first").json
@@ -197,6 +235,8 @@ def main():
         follow_up_inputs(env, m)
         merchant_inputs(env)
         money_out_inputs(env, m)
+        wallet_inputs(env, m)
+        overflow_inputs(env, m)
         idempotency(env, m)
         env.stop()
     finally:

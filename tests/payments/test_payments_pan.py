@@ -41,7 +41,7 @@ def main():
             if p.get("id"):
                 keep(m.post("/v1/payments/%s/capture" % p["id"], {}))
                 keep(m.get("/v1/payments/" + p["id"]))
-            top = card_payment(200, number=number)
+            top = card_payment(200, number=number, payer="C1")
             del top["capture_method"]
             keep(m.post("/v1/wallets/%s/top_ups" % w["id"], top))
         for number in INVALID:

@@ -81,7 +81,7 @@ class Driver:
         return p["id"]
 
     def wallet_flow(self, m, mid, rng, wallet):
-        top = card_payment(rng.randint(1, 30000))
+        top = card_payment(rng.randint(1, 30000), payer="C-" + mid)
         del top["capture_method"]
         expect(m.post("/v1/wallets/%s/top_ups" % wallet, top), 201, what="top up")
         body = card_payment(rng.randint(1, 40000))

@@ -50,7 +50,7 @@ def main():
                  ("/v1/payments/%s/cancel", "authorized", None),
                  ("/v1/payments/%s/confirm", "authorized", {"code": "123456"}),
                  ("/v1/payments/%s/refunds", "payment", {"amount": 1}),
-                 ("/v1/wallets/%s/top_ups", "wallet", card_payment(100)),
+                 ("/v1/wallets/%s/top_ups", "wallet", card_payment(100, payer="C1")),
                  ("/v1/wallets/%s/withdrawals", "wallet", {"amount": 1, "owner_id": "C1", "bank_account": BANK_OK})]
         for path, kind, body in posts:
             if "top_ups" in path:

@@ -4,8 +4,10 @@ TCP), max_prepared_transactions > 0, fsync on; stopped and removed by stop(). Ru
 root, the cluster's commands run as the 'postgres' user (initdb refuses root). The
 binaries come from Debian's postgresql package (scripts/deps.sh). Not a test itself."""
 import os
+import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 
 PG_BIN = os.environ.get("PAYCORE_PG_BIN", "/usr/lib/postgresql/15/bin")
@@ -37,12 +39,23 @@ class Cluster:
             raise RuntimeError("%s failed (%d): %s %s" % (tool, out.returncode, out.stdout, out.stderr))
         return out
 
+    def options(self):
+        return ("-c listen_addresses='' -c unix_socket_directories='%s' -c max_prepared_transactions=8"
+                " -c fsync=on -c max_connections=200" % self.dir)
+
     def start(self):
-        options = ("-c listen_addresses='' -c unix_socket_directories='%s' -c max_prepared_transactions=8"
-                   " -c fsync=on -c max_connections=200" % self.dir)
         self.run("pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "server.log"), "-w", "-t",
-                 str(self.timeout_s), "-o", options, "start")
+                 str(self.timeout_s), "-o", self.options(), "start")
         self.started = True
+
+    def crash_restart_command(self):
+        """A shell command that crashes the server (immediate mode: no checkpoint, every
+        session cut, recovery from the WAL at the next start) and starts it again."""
+        argv = [os.path.join(PG_BIN, "pg_ctl"), "-D", self.data, "-l", os.path.join(self.dir, "server.log"),
+                "-m", "immediate", "-w", "-t", str(self.timeout_s), "-o", self.options(), "restart"]
+        if self.as_postgres:
+            argv = ["runuser", "-u", "postgres", "--"] + argv
+        return " ".join(shlex.quote(a) for a in argv) + " >/dev/null"
 
     def stop(self, mode="fast"):
         if self.started:
@@ -63,3 +76,27 @@ class Cluster:
 
     def url(self, name):
         return "postgresql://%s@/%s?host=%s" % (USER, name, self.dir)
+
+    def run_c_test(self, paycore_bin, name, env_extra, timeout_s=1800):
+        """Runs the C test executable 'name' (beside the paycore binary, as the build puts
+        it) with 'env_extra' added to the environment; returns the completed process, or
+        None when the executable is not there."""
+        path = os.path.join(os.path.dirname(os.path.abspath(paycore_bin)), name)
+        if not os.path.exists(path):
+            return None
+        return subprocess.run([path], env=dict(os.environ, **env_extra), capture_output=True, text=True,
+                              timeout=timeout_s)
+
+    def run_suites(self, suites, timeout_s=900):
+        """Runs test scripts (paths relative to tests/) with PAYCORE_TEST_PG_HOST set, so
+        that tests/api/pcapi.py gives each server a database of its own here; returns
+        (suite, completed process) for each that failed."""
+        env = dict(os.environ, PAYCORE_TEST_PG_HOST=self.dir)
+        tests_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+        failed = []
+        for suite in suites:
+            out = subprocess.run([sys.executable, os.path.join(tests_dir, suite)], env=env, capture_output=True,
+                                 text=True, timeout=timeout_s)
+            if out.returncode != 0:
+                failed.append((suite, out))
+        return failed

@@ -25,7 +25,13 @@
  *   - a failed WAL fsync at a random COMMIT: the writer must stop (store_failed) and
  *     the child exits 3, as the server does.
  * The seed is printed; PAYCORE_SEED replays it. PAYCORE_CRASH_ROUNDS sets the number
- * of cycles (`make test-long` runs hundreds). */
+ * of cycles (`make test-long` runs hundreds).
+ * On PostgreSQL (PAYCORE_TEST_STORE_URL, set by tests/store/test_crash_pg.py with a
+ * throwaway cluster) the same cycles run against that database, except the SQLite
+ * faults: the failed-fsync cycle crashes and restarts the PostgreSQL server under the
+ * load instead (PAYCORE_TEST_PG_RESTART), so the writer's connection breaks mid-batch
+ * and the child must exit 3; the clean stop has no failing snapshot. The store is
+ * read back through store_rows_open (verify's row streams), whatever its backend. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -39,7 +45,6 @@
 #include <unistd.h>
 
 #include <sodium.h>
-#include <sqlite3.h>
 
 #include "core/core.h"
 #include "journal/verify.h"
@@ -64,6 +69,12 @@ enum { EXIT_STORE_FAILED = 3, SOON_COMMANDS = 3 };
 
 static char dir[] = "/tmp/paycore-test-crash-XXXXXX";
 static char db_path[300], key_path[300], pub_path[320], ack_path[300], intent_path[300];
+/* The store: db_path (SQLite), or PAYCORE_TEST_STORE_URL (PostgreSQL, an empty database
+ * of a throwaway cluster: tests/store/test_crash_pg.py), with PAYCORE_TEST_PG_RESTART
+ * the command that crashes and restarts that cluster's server. */
+static const char *store_location;
+static const char *pg_restart_command;
+static bool on_pg;
 static uint64_t seed;
 static uint32_t tally_unreadable_at_creation;
 static uint32_t tally_cycles[CYCLE_KIND_COUNT];
@@ -317,13 +328,13 @@ static void child_fail_fast(void *ctx, pc_status status) {
 }
 
 static void child_open(child_t *c, cycle_kind kind, uint64_t *rng) {
-    store_options_t options = {.create = true, .fault_vfs = true};
-    if (store_open(&c->store, db_path, &options) != PC_OK) _exit(6);
+    store_options_t options = {.create = true, .fault_vfs = !on_pg};
+    if (store_open(&c->store, store_location, &options) != PC_OK) _exit(6);
     writer_config_t config = {.failed = child_fail_fast};
     pc_status status = writer_start(&c->writer, c->store, key_path, &config);
     if (status == PC_STORE_FAILED) _exit(EXIT_STORE_FAILED);
     if (status != PC_OK) _exit(7);
-    if (kind == CYCLE_FSYNC_FAULT) store_fault_arm(STORE_FAULT_WAL_SYNC, (uint32_t)(mix(rng) % 40), 1);
+    if (kind == CYCLE_FSYNC_FAULT && !on_pg) store_fault_arm(STORE_FAULT_WAL_SYNC, (uint32_t)(mix(rng) % 40), 1);
 }
 
 static void child_threads_start(child_t *c, cycle_kind kind, uint32_t round, int ack_fd, int intent_fd) {
@@ -380,6 +391,7 @@ static _Noreturn void child_run(uint32_t round, cycle_kind kind, int ready_fd, b
         for (;;) pause();
     }
     if (kind == CYCLE_FSYNC_FAULT) { /* the submitters end when the writer stops */
+        if (on_pg && write(ready_fd, "R", 1) != 1) _exit(10); /* the parent crashes the server now */
         child_threads_join(&c);
         if (writer_failed(c.writer) != PC_STORE_FAILED) _exit(11);
         writer_stop(c.writer);
@@ -442,28 +454,56 @@ typedef struct {
 
 static int id_compare(const void *a, const void *b) { return strcmp(a, b); }
 
+/* ---- reading the store as verify does (either backend) ---- */
+
+static journal_rows_t *rows_open(journal_stream_t stream) {
+    journal_rows_t *rows;
+    char detail[JOURNAL_REPORT_TEXT_BYTES];
+    pc_status status = store_rows_open(store_location, &rows, detail, sizeof detail);
+    if (status != PC_OK) TEST_FAIL("seed=%" PRIu64 ": reading the store: %s %s", seed, pc_status_code(status), detail);
+    ASSERT_STATUS(rows->ops->stream_open(rows, stream), PC_OK);
+    return rows;
+}
+
+static bool rows_next(journal_rows_t *rows, journal_stream_t stream) {
+    bool has_row = false;
+    pc_status status = rows->ops->next(rows, stream, &has_row);
+    if (status != PC_OK) TEST_FAIL("seed=%" PRIu64 ": reading the store: %s", seed, rows->ops->error(rows));
+    return has_row;
+}
+
+static int64_t rows_int(journal_rows_t *rows, journal_stream_t stream, int column) {
+    journal_value_t value;
+    rows->ops->value(rows, stream, column, &value);
+    ASSERT_EQ(value.kind, JOURNAL_VALUE_INTEGER);
+    return value.integer;
+}
+
+/* "" for NULL. */
+static const char *rows_text(journal_rows_t *rows, journal_stream_t stream, int column) {
+    journal_value_t value;
+    rows->ops->value(rows, stream, column, &value);
+    if (value.kind == JOURNAL_VALUE_NULL) return "";
+    ASSERT_EQ(value.kind, JOURNAL_VALUE_TEXT);
+    return (const char *)value.bytes;
+}
+
+/* Transfer stream columns (journal/verify.h). */
+enum { T_TIMESTAMP = 0, T_ID = 1, T_FLAGS = 7, T_PENDING_ID = 8 };
+
 static id_set_t ids_in_file(void) {
-    sqlite3 *db;
-    sqlite3_stmt *stmt;
     id_set_t set = {NULL, 0};
     size_t capacity = 0;
-    ASSERT_EQ(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    /* The restarted store's threads (WAL checkpointer, recovery) may hold a lock for
-     * a moment: wait for it, and never take a read cut short for the whole file. */
-    sqlite3_busy_timeout(db, 10000);
-    ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT id FROM transfers", -1, &stmt, NULL), SQLITE_OK);
-    int rc;
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    journal_rows_t *rows = rows_open(JOURNAL_STREAM_TRANSFERS);
+    while (rows_next(rows, JOURNAL_STREAM_TRANSFERS)) {
         if (set.count == capacity) {
             capacity = capacity ? 2 * capacity : 4096;
             set.ids = realloc(set.ids, capacity * PC_ID_SIZE);
             ASSERT_TRUE(set.ids != NULL);
         }
-        snprintf(set.ids[set.count++], PC_ID_SIZE, "%s", (const char *)sqlite3_column_text(stmt, 0));
+        snprintf(set.ids[set.count++], PC_ID_SIZE, "%s", rows_text(rows, JOURNAL_STREAM_TRANSFERS, T_ID));
     }
-    if (rc != SQLITE_DONE) TEST_FAIL("reading ids from the file: %s (%d)", sqlite3_errmsg(db), rc);
-    sqlite3_finalize(stmt);
-    sqlite3_close(db);
+    rows->ops->close(rows);
     if (set.count > 0) qsort(set.ids, set.count, PC_ID_SIZE, id_compare);
     return set;
 }
@@ -537,10 +577,10 @@ static void replayed_keep(const char *account_id, const ledger_balances_t *balan
 static bool verify_expect_ok(uint32_t round, const char *when, journal_report_t *report,
                              bool initialising) {
     replayed_count = 0;
-    pc_status status = journal_verify_sqlite_each(db_path, pub_path, report, replayed_keep, NULL);
+    pc_status status = store_verify_each(store_location, pub_path, report, replayed_keep, NULL);
     if (status == PC_NOT_FOUND && report->batches == 0) {
         /* killed before the key's .pub existed: verify without it */
-        status = journal_verify_sqlite_each(db_path, NULL, report, replayed_keep, NULL);
+        status = store_verify_each(store_location, NULL, report, replayed_keep, NULL);
     }
     /* Killed while the file was being created (before WAL mode): SQLite left a hot
      * rollback journal that only a writable open can roll back. Allowed only while
@@ -557,16 +597,44 @@ static bool verify_expect_ok(uint32_t round, const char *when, journal_report_t 
     return true;
 }
 
+/* What the cycle left, for the messages of the checks after it. */
+typedef struct {
+    bool verified;     /* verify could read the file (else: killed while it was created) */
+    uint64_t batches;
+    size_t ack_bytes;
+    bool clean;
+} cycle_state_t;
+
+/* Names the cycle's state in a failure. */
+#define CYCLE_FMT " (verify %s, %" PRIu64 " batches, %zu acknowledgement bytes, clean stop %d; the file stays in %s)"
+#define CYCLE_ARGS(st) (st)->verified ? "passed" : "could not read the file", (st)->batches, (st)->ack_bytes, \
+                       (st)->clean, store_location
+
 /* The store's load path (account rows as of its balance snapshot plus the transfers after
- * it) must give every account the balances verify replayed from zero. */
-static void load_matches_replay(uint32_t round) {
+ * it), into a ledger no writer runs on: per currency debits equal credits, and, when
+ * verify could read the file, every account has the balances verify replayed from zero.
+ * (The writer's own ledger is read only once its thread stopped: a writer started on
+ * the file expires at once the pending transfers that came due during the cycle, and a
+ * read during that batch sees a debit moved before its credit.) Opens as the restart
+ * does (create: a file killed while it was created is made whole). */
+static void load_checks(uint32_t round, const cycle_state_t *st) {
     store_t *store;
     ledger_t *ledger;
     journal_entry_t head;
-    store_options_t options = {.create = false};
-    ASSERT_STATUS(store_open(&store, db_path, &options), PC_OK);
+    store_options_t options = {.create = true};
+    ASSERT_STATUS(store_open(&store, store_location, &options), PC_OK);
     ASSERT_STATUS(ledger_open(&ledger), PC_OK);
     ASSERT_STATUS(store_load(store, ledger, &head), PC_OK);
+    char currency[4];
+    if (!ledger_balanced(ledger, currency)) {
+        TEST_FAIL("seed=%" PRIu64 " round=%u: the ledger loaded after the cycle is unbalanced in %s" CYCLE_FMT,
+                  seed, round, currency, CYCLE_ARGS(st));
+    }
+    if (!st->verified || st->batches == 0) {
+        ledger_close(ledger);
+        store_close(store);
+        return;
+    }
     ASSERT_EQ(ledger_account_count(ledger), replayed_count);
     for (uint32_t i = 0; i < ledger_account_count(ledger); i++) {
         const ledger_account_t *a = ledger_account_at(ledger, i);
@@ -706,34 +774,29 @@ static void model_apply(const char *id, uint16_t flags, const char *pending_id) 
 /* Rows committed since the model last looked; the rows it saw must all still be
  * there (a committed row never goes away). */
 static void model_update(void) {
-    sqlite3 *db;
-    sqlite3_stmt *stmt;
-    ASSERT_EQ(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_busy_timeout(db, 10000);
-    ASSERT_EQ(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
-    ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT count(*) FROM transfers WHERE timestamp <= ?", -1, &stmt, NULL),
-              SQLITE_OK);
-    sqlite3_bind_int64(stmt, 1, (int64_t)model_through_ts);
-    ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
-    if ((uint64_t)sqlite3_column_int64(stmt, 0) != model_rows) {
-        TEST_FAIL("seed=%" PRIu64 ": %lld transfer rows up to %" PRIu64 ", the model saw %" PRIu64, seed,
-                  sqlite3_column_int64(stmt, 0), model_through_ts, model_rows);
-    }
-    sqlite3_finalize(stmt);
-    ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT timestamp, id, flags, coalesce(pending_id, '') FROM transfers"
-                                     " WHERE timestamp > ? ORDER BY timestamp", -1, &stmt, NULL), SQLITE_OK);
-    sqlite3_bind_int64(stmt, 1, (int64_t)model_through_ts);
-    int rc;
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        model_apply((const char *)sqlite3_column_text(stmt, 1), (uint16_t)sqlite3_column_int(stmt, 2),
-                    (const char *)sqlite3_column_text(stmt, 3));
-        model_through_ts = (uint64_t)sqlite3_column_int64(stmt, 0);
+    journal_rows_t *rows = rows_open(JOURNAL_STREAM_TRANSFERS);
+    const journal_stream_t t = JOURNAL_STREAM_TRANSFERS;
+    uint64_t seen = 0, through_ts = model_through_ts;
+    while (rows_next(rows, t)) {
+        uint64_t ts = (uint64_t)rows_int(rows, t, T_TIMESTAMP);
+        if (ts <= through_ts) {
+            seen++;
+            continue;
+        }
+        if (seen != model_rows) {
+            TEST_FAIL("seed=%" PRIu64 ": %" PRIu64 " transfer rows up to %" PRIu64 ", the model saw %" PRIu64, seed,
+                      seen, through_ts, model_rows);
+        }
+        model_apply(rows_text(rows, t, T_ID), (uint16_t)rows_int(rows, t, T_FLAGS), rows_text(rows, t, T_PENDING_ID));
+        model_through_ts = ts;
         model_rows++;
+        seen = model_rows;
     }
-    ASSERT_EQ(rc, SQLITE_DONE);
-    sqlite3_finalize(stmt);
-    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-    sqlite3_close(db);
+    if (seen != model_rows) {
+        TEST_FAIL("seed=%" PRIu64 ": %" PRIu64 " transfer rows up to %" PRIu64 ", the model saw %" PRIu64, seed, seen,
+                  through_ts, model_rows);
+    }
+    rows->ops->close(rows);
 }
 
 /* verify's replay (of the same file) equals the model, account by account. */
@@ -753,17 +816,12 @@ static void model_matches_replay(uint32_t round, const char *when) {
 
 /* After a clean stop the balance snapshot is at the journal head, never past it. */
 static void snapshot_at_head(uint32_t round) {
-    sqlite3 *db;
-    sqlite3_stmt *stmt;
-    ASSERT_EQ(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_busy_timeout(db, 10000);
-    ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT (SELECT CAST(value AS INTEGER) FROM meta WHERE"
-                                     " key='accounts_as_of_seq'), (SELECT coalesce(max(seq), 0) FROM journal)",
-                                 -1, &stmt, NULL), SQLITE_OK);
-    ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
-    int64_t as_of = sqlite3_column_int64(stmt, 0), head = sqlite3_column_int64(stmt, 1);
-    sqlite3_finalize(stmt);
-    sqlite3_close(db);
+    journal_rows_t *rows = rows_open(JOURNAL_STREAM_SNAPSHOT_SEQ);
+    int64_t as_of = -1, head = 0;
+    if (rows_next(rows, JOURNAL_STREAM_SNAPSHOT_SEQ)) as_of = strtoll(rows_text(rows, JOURNAL_STREAM_SNAPSHOT_SEQ, 0), NULL, 10);
+    ASSERT_STATUS(rows->ops->stream_open(rows, JOURNAL_STREAM_JOURNAL), PC_OK);
+    while (rows_next(rows, JOURNAL_STREAM_JOURNAL)) head = rows_int(rows, JOURNAL_STREAM_JOURNAL, 0);
+    rows->ops->close(rows);
     if (as_of != head) {
         TEST_FAIL("seed=%" PRIu64 " round=%u: after a clean stop accounts_as_of_seq is %" PRId64
                   ", the journal head %" PRId64, seed, round, as_of, head);
@@ -788,28 +846,20 @@ static void replay_sample_keep(const store_transfer_t *sample, uint32_t count) {
  * it, finds every ack and balances; after its clean stop the same holds again. */
 static void check_after_crash(uint32_t round, bool clean, uint64_t *acked_out, uint64_t *transfers_out) {
     struct stat st;
-    if (stat(db_path, &st) != 0) return; /* killed before the file existed */
+    if (!on_pg && stat(db_path, &st) != 0) return; /* killed before the file existed */
     journal_report_t report;
-    size_t ack_bytes;
-    free(acks_read(&ack_bytes));
-    bool verified = verify_expect_ok(round, "after the cycle", &report, ack_bytes == 0);
-    if (verified && report.batches > 0) {
-        model_matches_replay(round, "after the cycle");
-        load_matches_replay(round);
-    }
+    cycle_state_t cycle = {.clean = clean};
+    free(acks_read(&cycle.ack_bytes));
+    cycle.verified = verify_expect_ok(round, "after the cycle", &report, cycle.ack_bytes == 0);
+    cycle.batches = report.batches;
+    if (cycle.verified && report.batches > 0) model_matches_replay(round, "after the cycle");
+    load_checks(round, &cycle);
     if (clean) snapshot_at_head(round);
     store_t *store;
     writer_t *writer;
     store_options_t options = {.create = true};
-    ASSERT_STATUS(store_open(&store, db_path, &options), PC_OK);
+    ASSERT_STATUS(store_open(&store, store_location, &options), PC_OK);
     ASSERT_STATUS(writer_start(&writer, store, key_path, NULL), PC_OK);
-    char currency[4];
-    if (!ledger_balanced(writer_ledger(writer), currency)) {
-        TEST_FAIL("seed=%" PRIu64 " round=%u: the ledger loaded after the cycle is unbalanced in %s"
-                  " (verify %s, %" PRIu64 " batches, %zu acknowledgement bytes, clean stop %d; the file stays"
-                  " in %s)", seed, round, currency, verified ? "passed" : "could not read the file",
-                  (uint64_t)report.batches, ack_bytes, clean, db_path);
-    }
     store_transfer_t sample[RESUBMIT_MAX];
     uint32_t sample_count = 0;
     uint64_t rng = seed ^ round;
@@ -818,7 +868,13 @@ static void check_after_crash(uint32_t round, bool clean, uint64_t *acked_out, u
     resubmit_expect_exists(writer, sample, sample_count);
     replay_sample_keep(sample, sample_count);
     for (uint32_t i = 0; i < sample_count; i++) store_transfer_free(&sample[i]);
-    writer_stop(writer);
+    writer_drain(writer); /* its thread has stopped: its ledger holds still */
+    char currency[4];
+    if (!ledger_balanced(writer_ledger(writer), currency)) {
+        TEST_FAIL("seed=%" PRIu64 " round=%u: the ledger after the restart is unbalanced in %s" CYCLE_FMT, seed,
+                  round, currency, CYCLE_ARGS(&cycle));
+    }
+    writer_free(writer);
     store_close(store);
     if (verify_expect_ok(round, "after the restart", &report, false) && report.batches > 0) {
         model_matches_replay(round, "after the restart");
@@ -887,6 +943,11 @@ static bool cycle_run(uint32_t round, cycle_kind kind, uint64_t *rng, bool snaps
         clean = !snapshot_fault;
         break;
     case CYCLE_FSYNC_FAULT:
+        if (on_pg) { /* the server crashes under the load: the writer's connection breaks */
+            ASSERT_EQ(read(ready[0], &byte, 1), 1);
+            pause_ms(20 + (uint32_t)(mix(rng) % 200));
+            if (system(pg_restart_command) != 0) TEST_FAIL("seed=%" PRIu64 ": %s failed", seed, pg_restart_command);
+        }
         child_expect(child, round, kind, 0, EXIT_STORE_FAILED);
         break;
     case CYCLE_KIND_COUNT:
@@ -919,10 +980,14 @@ int main(void) {
     snprintf(pub_path, sizeof(pub_path), "%s.pub", key_path);
     snprintf(ack_path, sizeof(ack_path), "%s/acks", dir);
     snprintf(intent_path, sizeof(intent_path), "%s/intents", dir);
+    store_location = getenv("PAYCORE_TEST_STORE_URL") != NULL ? getenv("PAYCORE_TEST_STORE_URL") : db_path;
+    on_pg = store_location_is_url(store_location);
+    pg_restart_command = getenv("PAYCORE_TEST_PG_RESTART");
+    if (on_pg && pg_restart_command == NULL) TEST_FAIL("PAYCORE_TEST_STORE_URL needs PAYCORE_TEST_PG_RESTART");
     uint64_t rng = seed, acked = 0, transfers = 0;
     for (uint32_t round = 1; round <= rounds; round++) {
         cycle_kind kind = cycle_kind_of(round);
-        bool snapshot_fault = kind == CYCLE_TERM && mix(&rng) % 3 == 0;
+        bool snapshot_fault = kind == CYCLE_TERM && mix(&rng) % 3 == 0 && !on_pg; /* a SQLite fault */
         tally_snapshot_faults += snapshot_fault;
         bool clean = cycle_run(round, kind, &rng, snapshot_fault);
         intents_load(round);

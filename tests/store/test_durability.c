@@ -6,8 +6,13 @@
  * OS (the fault VFS: a failed WAL fsync, a full disk, a failed read), in
  * in_transaction hooks and at COMMIT; crashes are child processes that _exit
  * without stopping. After each case `verify` must pass on the file and a restart
- * must load the balances every acknowledged transfer implies. */
+ * must load the balances every acknowledged transfer implies.
+ * On PostgreSQL (PAYCORE_TEST_PG_HOST, the socket directory of a throwaway cluster:
+ * tests/store/test_durability_pg.py) the cases that are not SQLite faults run against
+ * a new database each: batches without ledger rows and a crash, a failed COMMIT's
+ * accounts, a failing hook, no spin while commits fail, the signing key. */
 #include <fcntl.h>
+#include <libpq-fe.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
@@ -24,6 +29,23 @@
 #include "writer/writer.h"
 
 static char dir[256], db_path[300], key_path[300], pub_path[320];
+/* The store: db_path, or on PostgreSQL a new database of the cluster at pg_host. */
+static char location[600];
+static const char *pg_host;
+
+/* CREATE DATABASE on the cluster; its URL into 'location'. */
+static void pg_database_make(const char *name) {
+    char url[400], sql[200];
+    snprintf(url, sizeof url, "postgresql://paycore@/postgres?host=%s", pg_host);
+    PGconn *conn = PQconnectdb(url);
+    if (PQstatus(conn) != CONNECTION_OK) TEST_FAIL("connecting to %s: %s", url, PQerrorMessage(conn));
+    snprintf(sql, sizeof sql, "CREATE DATABASE dur_%s_%d", name, (int)getpid());
+    PGresult *result = PQexec(conn, sql);
+    if (PQresultStatus(result) != PGRES_COMMAND_OK) TEST_FAIL("%s: %s", sql, PQerrorMessage(conn));
+    PQclear(result);
+    PQfinish(conn);
+    snprintf(location, sizeof location, "postgresql://paycore@/dur_%s_%d?host=%s", name, (int)getpid(), pg_host);
+}
 
 static void paths_make(const char *name) {
     snprintf(dir, sizeof dir, "/tmp/paycore-test-durability-XXXXXX");
@@ -31,6 +53,8 @@ static void paths_make(const char *name) {
     snprintf(db_path, sizeof db_path, "%s/%s.db", dir, name);
     snprintf(key_path, sizeof key_path, "%s/%s.db.key", dir, name);
     snprintf(pub_path, sizeof pub_path, "%s.pub", key_path);
+    if (pg_host != NULL) pg_database_make(name);
+    else snprintf(location, sizeof location, "%s", db_path);
 }
 
 static void paths_remove(void) {
@@ -41,7 +65,7 @@ static void paths_remove(void) {
 
 static pc_status start_with(store_t **store, writer_t **writer, const store_options_t *options,
                             const writer_config_t *config) {
-    pc_status status = store_open(store, db_path, options);
+    pc_status status = store_open(store, location, options);
     if (status != PC_OK) return status;
     status = writer_start(writer, *store, key_path, config);
     if (status != PC_OK) store_close(*store);
@@ -131,7 +155,7 @@ static int64_t credits_of(writer_t *writer, const char *id) {
 
 static void verify_ok(const char *when) {
     journal_report_t report;
-    pc_status status = journal_verify_sqlite(db_path, access(pub_path, F_OK) == 0 ? pub_path : NULL, &report);
+    pc_status status = store_verify(location, access(pub_path, F_OK) == 0 ? pub_path : NULL, &report);
     if (status != PC_OK) {
         char line[1200];
         TEST_FAIL("%s: %s %s (%s)", when, pc_status_code(status), journal_report_line(&report, line, sizeof line),
@@ -139,17 +163,20 @@ static void verify_ok(const char *when) {
     }
 }
 
+/* Whether a transfer row with this id is in the store (read as verify reads it). */
 static bool in_file(const char *transfer_id) {
-    sqlite3 *db;
-    sqlite3_stmt *stmt;
-    ASSERT_EQ(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_busy_timeout(db, 10000);
-    ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT count(*) FROM transfers WHERE id=?", -1, &stmt, NULL), SQLITE_OK);
-    sqlite3_bind_text(stmt, 1, transfer_id, -1, SQLITE_STATIC);
-    ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
-    bool found = sqlite3_column_int(stmt, 0) > 0;
-    sqlite3_finalize(stmt);
-    sqlite3_close(db);
+    journal_rows_t *rows;
+    char detail[JOURNAL_REPORT_TEXT_BYTES];
+    pc_status status = store_rows_open(location, &rows, detail, sizeof detail);
+    if (status != PC_OK) TEST_FAIL("reading the store: %s %s", pc_status_code(status), detail);
+    ASSERT_STATUS(rows->ops->stream_open(rows, JOURNAL_STREAM_TRANSFERS), PC_OK);
+    bool found = false, has_row = false;
+    while (!found && rows->ops->next(rows, JOURNAL_STREAM_TRANSFERS, &has_row) == PC_OK && has_row) {
+        journal_value_t id;
+        rows->ops->value(rows, JOURNAL_STREAM_TRANSFERS, 1, &id);
+        found = id.kind == JOURNAL_VALUE_TEXT && strcmp((const char *)id.bytes, transfer_id) == 0;
+    }
+    rows->ops->close(rows);
     return found;
 }
 
@@ -654,6 +681,15 @@ static void test_version_1_migrates(void) {
 }
 
 int main(void) {
+    pg_host = getenv("PAYCORE_TEST_PG_HOST");
+    if (pg_host != NULL) { /* the cases that are not SQLite faults or SQLite files */
+        TEST_RUN(test_batch_without_rows_takes_no_seq);
+        TEST_RUN(test_failed_batch_leaves_no_dirty_accounts);
+        TEST_RUN(test_in_transaction_fault);
+        TEST_RUN(test_no_spin_while_expiry_fails);
+        TEST_RUN(test_signing_key_refused);
+        return test_finish();
+    }
     TEST_RUN(test_batch_without_rows_takes_no_seq);
     TEST_RUN(test_failed_batch_leaves_no_dirty_accounts);
     TEST_RUN(test_in_transaction_fault);

@@ -191,7 +191,7 @@ static void test_index_fault(void) {
     writer_stop(writer);
     store_close(store);
     journal_report_t report;
-    ASSERT_STATUS(journal_verify_sqlite(db_path, NULL, &report), PC_OK);
+    ASSERT_STATUS(store_verify(db_path, NULL, &report), PC_OK);
     if (!report.ok) TEST_FAIL("verify: %s", report.error_detail);
     for (uint32_t i = 0; i < SUBMITTERS; i++) {
         free(submitters[i].acked);

@@ -27,13 +27,14 @@ import pcapi  # noqa: E402
 import pgcluster  # noqa: E402
 from pcapi import BIN, TIMEOUT_S, account, check, expect, fail, transfer  # noqa: E402
 
-# Suites that run unchanged on PostgreSQL, relative to tests/ (those calling verify, or
-# reading the SQLite file themselves, wait for verify on PostgreSQL).
+# Suites that run unchanged on PostgreSQL, relative to tests/ (those that call verify run
+# in test_pg_verify.py, beside this one).
 SUITES = ["api/test_api_idempotency.py", "api/test_api_tenancy.py", "api/test_api_manners.py",
           "api/test_api_shutdown.py", "api/test_cli.py", "events/test_events_api.py",
           "events/test_webhook_lifecycle.py", "events/test_webhook_delivery.py",
           "payments/test_payments_flows.py", "payments/test_payments_inputs.py",
-          "payments/test_payments_tenancy.py"]
+          "payments/test_payments_tenancy.py", "payments/test_payments_channels.py",
+          "payments/test_payments_data_key.py", "payments/test_payments_top_ups.py"]
 
 
 class Model:
@@ -91,8 +92,6 @@ def misconfiguration(cluster, node_db):
                 "store_open_failed", "cannot connect to", "a server not reachable")
     serve_fails(["serve", "--db", node_db, "--store", "/tmp/not-a-url"], "", "wants a postgres:// URL",
                 "--store given a file")
-    serve_fails(["serve", "--db", node_db, "--store", cluster.url("paycore"), "--verify-interval-s", "60"], "",
-                "--verify-interval-s reads a SQLite file", "periodic verify on PostgreSQL (not built yet)")
     empty = cluster.createdb("empty")
     serve_fails(["serve", "--db", node_db, "--store", empty], "store_not_paycore", "run paycore init --store",
                 "an empty database")
@@ -174,7 +173,8 @@ def ledger_round(client, model):
     got = expect(client.get("/v1/transfers/fund"), 200, what="get fund").json
     check(got["metadata"] == {"note": "tab\there \\ ok"}, "metadata round trip: %r" % got)
     model.check(client, "after the ledger round")
-    expect(client.post("/v1/verify"), 501, "store_unsupported", what="verify of a PostgreSQL store (not built yet)")
+    report = expect(client.post("/v1/verify"), 200, what="verify of the PostgreSQL store").json
+    check(report["ok"] is True and report["transfers"] >= 7, "POST /v1/verify on PostgreSQL: %r" % report)
     bad_inputs(client, model)
 
 
@@ -284,12 +284,8 @@ def no_sanitizer_report(text, what):
 
 
 def suites(cluster):
-    env = dict(os.environ, PAYCORE_TEST_PG_HOST=cluster.dir)
-    for suite in SUITES:
-        out = subprocess.run([sys.executable, os.path.join(HERE, "..", suite)], env=env, capture_output=True,
-                             text=True, timeout=900)
-        check(out.returncode == 0, "%s on PostgreSQL: exit %d\n%s\n%s" % (suite, out.returncode, out.stdout[-3000:],
-                                                                         out.stderr[-6000:]))
+    for suite, out in cluster.run_suites(SUITES):
+        fail("%s on PostgreSQL: exit %d\n%s\n%s" % (suite, out.returncode, out.stdout[-3000:], out.stderr[-6000:]))
 
 
 def main():

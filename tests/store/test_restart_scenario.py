@@ -17,7 +17,7 @@ from pcapi import BIN, TIMEOUT_S, Server, account, check, expect, transfer  # no
 
 
 def verify(server, what):
-    out = subprocess.run([BIN, "verify", "--db", server.db, "--pubkey", server.db + ".key.pub"],
+    out = subprocess.run([BIN, "verify"] + server.store_location_args() + ["--pubkey", server.db + ".key.pub"],
                          capture_output=True, text=True, timeout=TIMEOUT_S * 3)
     check(out.returncode == 0 and out.stdout.startswith("verify ok"),
           "%s: verify: %d %s %s" % (what, out.returncode, out.stdout.strip(), out.stderr.strip()))

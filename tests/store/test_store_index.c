@@ -236,7 +236,7 @@ static void colliding_balances(writer_t *writer, const colliding_sums_t *sums) {
 
 static void colliding_verify(void) {
     journal_report_t report;
-    ASSERT_STATUS(journal_verify_sqlite(db_path, NULL, &report), PC_OK);
+    ASSERT_STATUS(store_verify(db_path, NULL, &report), PC_OK);
     if (!report.ok) TEST_FAIL("verify: %s", report.error_detail);
 }
 

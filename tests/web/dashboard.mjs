@@ -21,7 +21,10 @@
 //     start a journal verification from the page: its state shows ok;
 //  6. log in with a read_only key: every panel, but no Approve/Decline and no Verify
 //     button; then as the merchant: its own figures only (no writer, payments, risk,
-//     outbox or journal panels);
+//     outbox or journal panels); then with a key bound to the payments' merchant m1,
+//     after another merchant's payments: its payments panel shows m1's payments only
+//     (page == the API's answer to that key == every payment minus the other's; the
+//     other's decline code absent), no system panel;
 //  7. no CSP violation, no script error; screenshots in OUTDIR.
 // No step depends on timing: every wait polls for its condition with a generous limit.
 import { spawn } from 'node:child_process';
@@ -392,6 +395,43 @@ async function merchantView(page, server, merchantKey, adminTotal) {
   passed++;
 }
 
+// A key bound to merchant m1 after merchant m2 made payments of its own (one declined
+// with code 54, which m1 never had): the page's payments are m1's alone.
+async function merchantPaymentsView(page, server) {
+  await page.click('#logout');
+  await page.waitForSelector('#login:not([hidden])');
+  const other = await api(server, 'POST', '/v1/merchants', server.adminKey, { id: 'm2', name: 'Other', country: 'DE',
+    default_currency: 'EUR', currencies: ['EUR'], pricing: { default: { bps: 290, fixed_minor: 30 } } });
+  check(other.status === 201, `merchant m2: ${other.text}`);
+  for (const number of ['4242424242424242', '4000000000000549']) {
+    const r = await api(server, 'POST', '/v1/payments', server.adminKey, { ...cardPayment('Q1', number), merchant_id: 'm2' });
+    check(r.status === 201, `m2 payment: ${r.text}`);
+  }
+  const bound = await api(server, 'POST', '/v1/merchants/m1/keys', server.adminKey, { name: 'm1-dashboard' });
+  check(bound.status === 201 && typeof bound.json.key === 'string', `m1 key: ${bound.text}`);
+  await login(page, server, bound.json.key);
+  await page.waitForSelector('#panel-payments');
+  const all = (await api(server, 'GET', '/v1/stats', server.adminKey)).json.payments;
+  const mine = (await api(server, 'GET', '/v1/stats', bound.json.key)).json;
+  check(mine.payments.created_total === all.created_total - 2 && mine.payments.created_total > 0,
+    `m1's payments only: ${mine.payments.created_total} of ${all.created_total}`);
+  check(all.top_declines.some((d) => d.code === '54') && !mine.payments.top_declines.some((d) => d.code === '54'),
+    `m2's decline code is not m1's: ${JSON.stringify(mine.payments.top_declines)}`);
+  await until('the page to show m1\'s payments', async () => {
+    const f = (await pageFigures(page)).figures;
+    return f['fig-payments-created_total'] === String(mine.payments.created_total) &&
+      f['fig-payments-declined_total'] === String(mine.payments.declined_total);
+  });
+  check(await page.textContent('#panel-payments h2') === 'Your payments', 'the panel says whose payments');
+  check(!(await page.textContent('#payments-declines')).includes('54'), 'no decline code of m2 on m1\'s page');
+  for (const name of ['writer', 'channels', 'risk', 'reviews', 'outbox', 'journal']) {
+    check((await page.$(`#panel-${name}`)) === null, `a merchant key sees no ${name} panel`);
+  }
+  check(!('writer' in mine) && !('outbox' in mine) && !('risk' in mine), 'no system section for a merchant key');
+  await page.screenshot({ path: join(outdir, 'dashboard-merchant-payments.png'), fullPage: true });
+  passed++;
+}
+
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'paycore-web-'));
   const server = await startServer(dir);
@@ -426,6 +466,7 @@ async function main() {
     await page.screenshot({ path: join(outdir, 'dashboard-admin.png'), fullPage: true });
     await readOnlyView(page, server, readerKey, openReviewId);
     await merchantView(page, server, merchantKey, total);
+    await merchantPaymentsView(page, server);
     // 401s while logged out are the page asking, not errors of the page
     const real = problems.filter((p) => !/401/.test(p));
     check(real.length === 0, `the page reported problems:\n${real.join('\n')}`);

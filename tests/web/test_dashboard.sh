@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Goal: the dashboard works for a person in a real browser: it logs in with a key kept
 # in session storage, its figures move under load and agree with GET /v1/stats, a
-# review is approved from the page, a merchant key sees its own figures only, and the
+# review is approved from the page, a merchant key sees its own figures (and its merchant's payments) only, and the
 # page runs under its strict Content-Security-Policy without a single violation.
 # Method: tests/web/dashboard.mjs drives Debian's chromium with playwright-core (from
 # web/package-lock.json) against a real `paycore serve`; see that file.

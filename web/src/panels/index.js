@@ -1,5 +1,6 @@
 // The panels, in page order. A panel is drawn only when /v1/stats carries its section
-// (a merchant key gets 'api' alone; a server without a risk engine has no 'risk').
+// (a merchant key gets 'api', and 'payments' with its own payments when it is bound to a
+// merchant; a server without a risk engine has no 'risk').
 // Adding a panel for a new section (settlement): one module here
 // and one row in the server's stats_sections (src/api/ops_stats.c).
 import { apiPanel } from './api.js';

@@ -1,13 +1,14 @@
 // Payments (present when the payments layer runs): payments created per second, their
 // first outcomes (approved by the channel, held for review, declined or failed) and
-// the most frequent decline codes since start.
+// the most frequent decline codes since start. A merchant key gets its merchant's
+// payments alone (the server sends only those).
 import { Chart, fitCharts } from '../chart.js';
 import { el, fixed, integer, percent } from '../format.js';
 import { Tiles } from './tiles.js';
 
 export const paymentsPanel = {
   section: 'payments',
-  title: () => 'Payments',
+  title: (stats) => (stats.scope === 'merchant' ? 'Your payments' : 'Payments'),
   create(body) {
     const tiles = new Tiles(body, 'payments', [
       { name: 'payments_per_s', label: 'payments/s', format: (s) => fixed(s.payments.payments_per_s) },

@@ -1,0 +1,295 @@
+"""Goal: the bank test in the manner of Jepsen's: under concurrent random transfers
+and reads of all balances, while paycore nodes are killed (SIGKILL) or stopped cleanly
+(SIGTERM) and restarted and the PostgreSQL primary is killed and restarted, every read
+of all balances sums to the same total, no balance goes below its limit, every
+acknowledged transfer is present (and no refused one), and the accounts' balances are
+exactly what the transfers present imply.
+Method: one paycore node on a SQLite file under a restart loop (hacluster.Supervised;
+paycore faults only); then two paycore nodes on one PostgreSQL database, both `serve
+--standby` under a restart loop (one holds the writer's lock, the other waits and takes
+over), first on a plain PostgreSQL 15 cluster (tests/store/pgcluster.py; its primary killed
+with SIGKILL to the postmaster and its backends, then restarted), then on the Patroni
+pair (tests/ha/hacluster.py, synchronous_mode; its primary killed as a machine crash,
+Patroni promotes the synchronous standby, the old node rejoins). BANK accounts with
+debits_must_not_exceed_credits start with FUNDS each from a mint account; clients move
+random amounts between them, retrying each transfer with the same id until a definite
+answer; readers list every account (one page) and check the total and each limit.
+PAYCORE_FAULT_ROUNDS sets the faults per cluster (make test: a short run; make
+test-faults: the full one); PAYCORE_SEED replays one schedule."""
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "api"))
+sys.path.insert(0, os.path.join(HERE, "..", "store"))
+sys.path.insert(0, HERE)
+import hacluster  # noqa: E402
+import haload  # noqa: E402
+import pcapi  # noqa: E402
+import pgcluster  # noqa: E402
+from pcapi import BIN, TIMEOUT_S, check  # noqa: E402
+
+BANK = ["acct%d" % i for i in range(6)]
+FUNDS = 1000
+TOTAL = FUNDS * len(BANK)
+ROUNDS = int(os.environ.get("PAYCORE_FAULT_ROUNDS", "0"))  # 0: the short run below
+SEED = int(os.environ.get("PAYCORE_SEED", str(int(time.time()))))
+STORE_WAIT_S = 180
+
+
+class Readers:
+    """Threads reading every account's balances in one request, over and over."""
+
+    def __init__(self, ports, key, count=2):
+        self.ports, self.key = ports, key
+        self.stop_event = threading.Event()
+        self.lock = threading.Lock()
+        self.reads = 0
+        self.violations = []
+        self.threads = [threading.Thread(target=self.loop, daemon=True) for _ in range(count)]
+        for t in self.threads:
+            t.start()
+
+    def loop(self):
+        nodes = haload.Nodes(self.ports, self.key)
+        try:
+            while not self.stop_event.is_set():
+                r = nodes.request("GET", "/v1/accounts?limit=100")
+                if r is None or r.status != 200:
+                    time.sleep(haload.RETRY_PAUSE_S)
+                    continue
+                self.check(r.json["data"])
+        except Exception as e:  # noqa: BLE001
+            with self.lock:
+                self.violations.append("reader: %r" % e)
+        finally:
+            nodes.close()
+
+    def check(self, accounts):
+        bank = [a for a in accounts if a["id"] in BANK]
+        problems = []
+        if len(bank) != len(BANK):
+            problems.append("a read of all balances lists %d of %d bank accounts" % (len(bank), len(BANK)))
+        total = sum(a["credits_posted"] - a["debits_posted"] for a in bank)
+        if total != TOTAL:
+            problems.append("a read of all balances sums to %d, not %d: %r" % (
+                total, TOTAL, [(a["id"], a["credits_posted"] - a["debits_posted"]) for a in bank]))
+        for a in bank:
+            if a["debits_posted"] + a["debits_pending"] > a["credits_posted"]:
+                problems.append("%s below its limit: %r" % (a["id"], a))
+        with self.lock:
+            self.reads += 1
+            self.violations += problems
+
+    def stop(self):
+        self.stop_event.set()
+        for t in self.threads:
+            t.join(haload.REQUEST_TIMEOUT_S * 3)
+        check(not any(t.is_alive() for t in self.threads), "a reader did not stop")
+
+
+class BankTransfers(haload.Transfers):
+    """Transfers between the bank accounts; a refusal must be exceeds_credits, and an
+    acknowledged transfer's answer must not show its debit account below its limit."""
+
+    def body(self, tid, rng):
+        return pcapi.transfer(tid, *rng.sample(BANK, 2), rng.randint(1, 300))
+
+    def check_same(self, body, r):
+        haload.Transfers.check_same(self, body, r)
+        balances = (r.json or {}).get("balances", {}).get("debit_account")
+        if balances and balances["debits_posted"] > balances["credits_posted"]:
+            self.errors.append("%s: answered with its debit account below its limit: %r" % (body["id"], balances))
+
+
+def fund(nodes):
+    deadline = time.time() + TIMEOUT_S * 6
+    for account_id in ["mint"] + BANK:
+        flags = [] if account_id == "mint" else ["debits_must_not_exceed_credits"]
+        got = haload.send_until_definite(nodes, "POST", "/v1/accounts", pcapi.account(account_id, flags=flags),
+                                         deadline)
+        check(got is not None and got[0] == haload.Outcome.APPLIED, "account %s: %r" % (account_id, got))
+    for account_id in BANK:
+        got = haload.send_until_definite(nodes, "POST", "/v1/transfers",
+                                         pcapi.transfer("fund-" + account_id, "mint", account_id, FUNDS), deadline)
+        check(got is not None and got[0] == haload.Outcome.APPLIED, "fund %s: %r" % (account_id, got))
+
+
+def writer_of(servers):
+    """The node serving now (the lock holder), waiting for one."""
+    return hacluster.wait_for("a paycore node serving", lambda: next((s for s in servers if s.ready()), None),
+                              STORE_WAIT_S + TIMEOUT_S * 3)
+
+
+class Bank:
+    """One run: two paycore nodes on 'url', the clients, the readers, the faults."""
+
+    def __init__(self, url, work, name, kill_primary):
+        """url None: the SQLite file, one node (its lock file admits one writer)."""
+        self.name = name
+        self.kill_primary = kill_primary
+        db = os.path.join(work, name + ".db")
+        store = ["--store", url] if url else []
+        out = subprocess.run([BIN, "init", "--db", db] + store, capture_output=True, text=True,
+                             timeout=TIMEOUT_S * 3)
+        check(out.returncode == 0, "%s: init: %s" % (name, out.stderr))
+        self.key = out.stdout.strip().split("=", 1)[1]
+        args = ["--standby", "--store-wait-s", str(STORE_WAIT_S)] if url else []
+        self.servers = [hacluster.Supervised(db, url, name="%s-node%d" % (name, i), extra_args=args)
+                        for i in range(2 if url else 1)]
+        self.ports = [s.port for s in self.servers]
+        writer_of(self.servers)
+        nodes = haload.Nodes(self.ports, self.key)
+        fund(nodes)
+        nodes.close()
+        self.load = BankTransfers(self.ports, self.key, BANK, clients=4, seed=SEED, prefix=name + "-t")
+        self.readers = None
+        self.faults = {}
+
+    def run(self, schedule, rng):
+        self.load.start()
+        self.readers = Readers(self.ports, self.key)
+        for fault in schedule:
+            self.load.wait_applied(10, STORE_WAIT_S + TIMEOUT_S * 6, "%s: progress before %s" % (self.name, fault))
+            self.faults[fault] = self.faults.get(fault, 0) + 1
+            if fault == "primary":
+                self.kill_primary()
+            else:
+                victim = writer_of(self.servers) if rng.random() < 0.8 else rng.choice(self.servers)
+                victim.signal(signal.SIGKILL if fault == "paycore-kill" else signal.SIGTERM)
+        self.load.wait_applied(10, STORE_WAIT_S + TIMEOUT_S * 6, "%s: progress after the last fault" % self.name)
+        self.load.stop()
+        self.readers.stop()
+
+    def check(self):
+        with self.readers.lock:
+            check(not self.readers.violations, "%s: %d violations, first: %s" % (
+                self.name, len(self.readers.violations), "\n".join(self.readers.violations[:5])))
+            check(self.readers.reads > 0, "%s: no read of all balances succeeded" % self.name)
+        for tid, code in self.load.refused.items():  # a retry of a refused try: id_already_failed
+            check(code in ("exceeds_credits", "id_already_failed"), "%s: %s refused with %s" % (self.name, tid, code))
+        nodes = haload.Nodes(self.ports, self.key)
+        writer = writer_of(self.servers)
+        nodes.at = self.servers.index(writer)
+        nodes.next()
+        nodes.next()  # back on the writer, with a fresh connection
+        present = haload.check_transfers(nodes, self.load, self.name)
+        initial = dict((a, [0, FUNDS]) for a in BANK)
+        want = haload.expected_balances(initial, present)
+        haload.check_balances(nodes, want, self.name)
+        nodes.close()
+        self.readers.check([dict(id=a, debits_posted=d, credits_posted=c, debits_pending=0)
+                            for a, (d, c) in want.items()])
+        check(not self.readers.violations, "%s: the transfers present break the bank: %s" % (
+            self.name, self.readers.violations[:3]))
+        print("bank %s: seed=%d faults=%r acknowledged=%d refused=%d present=%d reads=%d restarts=%d" % (
+            self.name, SEED, self.faults, len(self.load.applied), len(self.load.refused), len(present),
+            self.readers.reads, sum(len(s.exits) for s in self.servers)))
+
+    def close(self):
+        if self.readers is not None:
+            self.readers.stop_event.set()
+        self.load.stop_event.set()
+        for s in self.servers:
+            s.stop()
+        for s in self.servers:
+            report = s.sanitizer_reports()
+            check(report is None, "sanitizer report: %s" % report)
+
+    def logs(self):
+        return "\n".join(s.logs() for s in self.servers)
+
+
+def schedule_of(rng, rounds, kinds):
+    """'rounds' faults: every kind at least once, the rest at random."""
+    out = list(kinds) + [rng.choice(kinds) for _ in range(max(0, rounds - len(kinds)))]
+    rng.shuffle(out)
+    return out
+
+
+def kill_plain_primary(cluster):
+    def kill():
+        postmaster = None
+        try:
+            postmaster = int(open(os.path.join(cluster.data, "postmaster.pid")).readline())
+        except (OSError, ValueError):
+            pcapi.fail("the plain cluster's postmaster.pid")
+        pids = [postmaster] + hacluster.process_children(postmaster)
+        for pid in pids:
+            hacluster.kill_quietly(pid, signal.SIGSTOP)
+        for pid in pids:
+            hacluster.kill_quietly(pid)
+        hacluster.wait_for("the killed postmaster to be gone", lambda: not os.path.exists("/proc/%d" % postmaster),
+                           60)
+        cluster.started = False
+        time.sleep(0.5)  # paycore sees the server gone, not just a blip
+        cluster.start()
+    return kill
+
+
+def kill_patroni_primary(cluster):
+    def kill():
+        old = cluster.primary() or cluster.wait_primary()
+        old.kill()
+        cluster.wait_primary(not_node=old)
+        old.start()
+        cluster.wait_sync()
+    return kill
+
+
+def run_bank(url, work, name, kill, rounds, rng):
+    bank = Bank(url, work, name, kill)
+    try:
+        kinds = ["paycore-kill", "paycore-term"] + (["primary"] if kill is not None else [])
+        bank.run(schedule_of(rng, rounds, kinds), rng)
+        bank.check()
+    except BaseException:
+        print(bank.logs(), file=sys.stderr)
+        raise
+    finally:
+        bank.close()
+
+
+def main():
+    missing = hacluster.tools_missing()
+    if missing:
+        pcapi.missing_input("Patroni, etcd and PostgreSQL 15 (%s)" % ", ".join(missing),
+                            "scripts/deps.sh installs Debian's patroni, etcd-server and postgresql")
+    rng = random.Random(SEED)
+    print("bank: seed %d (PAYCORE_SEED=%d replays the schedule)" % (SEED, SEED))
+    work = tempfile.mkdtemp(prefix="paycore-bank-")
+    try:
+        run_bank(None, work, "sqlite", None, ROUNDS or 4, rng)
+        plain = pgcluster.Cluster()
+        try:
+            url = plain.createdb("paycore") + "&target_session_attrs=read-write"
+            run_bank(url, work, "plain", kill_plain_primary(plain), ROUNDS or 5, rng)
+        finally:
+            plain.close()
+        cluster = hacluster.Cluster()
+        try:
+            run_bank(cluster.url(), work, "patroni", kill_patroni_primary(cluster), ROUNDS or 3, rng)
+        except BaseException:
+            print(cluster.logs(), file=sys.stderr)
+            raise
+        finally:
+            cluster.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print("ok")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except SystemExit:
+        raise
+    except Exception as e:  # noqa: BLE001
+        pcapi.fail(repr(e))

@@ -1,0 +1,37 @@
+"""Goal: the durability cases of tests/store/test_durability.c that are not SQLite
+faults hold on the PostgreSQL store too: a batch without ledger rows takes no seq
+(and a crash after it loses nothing), a failed COMMIT leaves none of its accounts,
+a command's failing hook fails only its batch, a store whose commits keep failing is
+retried with backoff (no spin), a database with signed checkpoints refuses a missing
+or foreign signing key; verify passes after each.
+Method: a throwaway PostgreSQL 15 cluster (pgcluster.py); the C test makes a database
+of its own per case there (PAYCORE_TEST_PG_HOST)."""
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "api"))
+sys.path.insert(0, HERE)
+import pcapi  # noqa: E402
+import pgcluster  # noqa: E402
+from pcapi import BIN, check  # noqa: E402
+
+
+def main():
+    if not pgcluster.available():
+        pcapi.missing_input("PostgreSQL 15 (initdb, pg_ctl in %s)" % pgcluster.PG_BIN,
+                            "scripts/deps.sh installs Debian's postgresql; PAYCORE_PG_BIN names another bin dir")
+    cluster = pgcluster.Cluster()
+    try:
+        out = cluster.run_c_test(BIN, "store_test_durability", {"PAYCORE_TEST_PG_HOST": cluster.dir})
+        check(out is not None, "no store_test_durability beside %s: build the tests (make build)" % BIN)
+        print(out.stdout[-2000:])
+        check(out.returncode == 0, "store_test_durability on PostgreSQL: exit %d\n%s\n%s" % (
+            out.returncode, out.stdout[-3000:], out.stderr[-6000:]))
+        check("5 passed, 0 failed" in out.stdout, "the five cases ran: %s" % out.stdout[-500:])
+    finally:
+        cluster.close()
+
+
+if __name__ == "__main__":
+    main()
