@@ -14,7 +14,7 @@ DOCDIR     ?= $(DATADIR)/doc/paycore
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 
-.PHONY: all deps build run test test-sanitize test-tsan test-long test-payments-crash test-ha test-faults bench bench-quick docs clean install uninstall
+.PHONY: all deps build run test test-sanitize test-tsan test-long test-payments-crash test-ha test-faults test-shards-faults bench bench-quick docs clean install uninstall
 
 all: build
 
@@ -52,6 +52,13 @@ test-long: build
 PAY_CRASH_ROUNDS ?= 60
 test-payments-crash: build
 	@PAYCORE_BIN=$(BUILD)/paycore PAYCORE_PAY_CRASH_ROUNDS=$(PAY_CRASH_ROUNDS) python3 tests/payments/test_payments_crash.py
+
+# The two-phase commit fault test at full length: after the fixed faults (make test runs
+# them), SHARD_FAULT_ROUNDS coordinator kills at random steps, shard pairs and
+# Idempotency-Keys over three PostgreSQL clusters. PAYCORE_SEED replays one run.
+SHARD_FAULT_ROUNDS ?= 40
+test-shards-faults: build
+	@PAYCORE_BIN=$(BUILD)/paycore PAYCORE_SHARD_FAULT_ROUNDS=$(SHARD_FAULT_ROUNDS) python3 tests/store/test_shards_faults.py
 
 # High availability (make test runs these too): paycore on three etcd members and two
 # PostgreSQL nodes under Patroni (synchronous_mode), the primary killed under load.

@@ -7,10 +7,28 @@
  * pgbench: TPC-B (-c 8 -j 2, scale 8), the tps without connection time.
  * The cluster is a throwaway one (initdb in a temp dir, a Unix socket only, fsync on),
  * started and removed here; run as root, its commands run as the 'postgres' user.
- * Shards, cross-shard transfers and the HTTP mode are not built yet: no lines for them.
+ * Shards (the same cluster, one database a shard, shard.h): for 2 and 3 shards at 0,
+ * 10 and 50 % cross-shard transfers, one command of BENCH_BATCH transfers per shard
+ * submitted at once (each shard's writer runs its own); a command holding a transfer
+ * across shards is one global transaction (two-phase commit; global transactions run
+ * one at a time), so at 10 % every command is global:
+ *   scaleout shards=N cross_pct=P mode=batch per_s=… baseline=pgbench_tpcb baseline_per_s=… ratio=…
+ * and the cost of one transfer across shards against a local one, 64 commands of one
+ * transfer in flight (local ones share their shard's group commit, global ones run
+ * one after another):
+ *   scaleout_cross_cost shards=2 local_per_s=… cross_per_s=… ratio=…
+ * mode=http: `paycore serve --shards` (1, 2, 3 databases) driven by `paycore load`
+ * (64 keep-alive connections, one transfer a POST, --cross-pct), its transfers_per_s,
+ * with pgbench before each:
+ *   scaleout shards=N cross_pct=P mode=http per_s=… baseline=pgbench_tpcb baseline_per_s=… ratio=…
+ * shards=1 has no cross-shard transfers: only its cross_pct=0 lines. --quick prints
+ * the shards=1 mode=batch line only; --http the mode=http lines only, one 3 s round.
  * Where the time goes (log_min_duration_statement): the COPY of a batch's transfers,
  * into a table with four B-trees (timestamp, id, and the two account indexes).
  * --quick: one round of 3 s figures; --full: three rounds of 10 s. */
+#include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +37,9 @@
 
 #include "core/core.h"
 #include "ledger/ledger.h"
+#include "shard/shard.h"
 #include "store/store.h"
+#include "store/store_shard.h"
 #include "writer/writer.h"
 
 #define BENCH_ACCOUNTS 10000
@@ -74,7 +94,7 @@ static bool cluster_start(void) {
         return false;
     }
     snprintf(args, sizeof args, "-D %s/data -l %s/server.log -w -t 120 -o \"-c listen_addresses='' -c"
-             " unix_socket_directories='%s' -c fsync=on -c max_prepared_transactions=8\" start", cluster_dir,
+             " unix_socket_directories='%s' -c fsync=on -c max_prepared_transactions=64\" start", cluster_dir,
              cluster_dir, cluster_dir);
     if (pg_tool("pg_ctl", args, output, sizeof output) != 0) {
         fprintf(stderr, "bench_scaleout: pg_ctl start failed: %s\n", output);
@@ -82,6 +102,14 @@ static bool cluster_start(void) {
     }
     snprintf(args, sizeof args, "-h %s -U paycore paycore", cluster_dir);
     int paycore_db = pg_tool("createdb", args, NULL, 0);
+    for (int n = 1; n <= 3; n++) {
+        for (int i = 0; i < n; i++) {
+            snprintf(args, sizeof args, "-h %s -U paycore s%d_%d", cluster_dir, n, i);
+            if (pg_tool("createdb", args, NULL, 0) != 0) return false;
+            snprintf(args, sizeof args, "-h %s -U paycore h%d_%d", cluster_dir, n, i);
+            if (pg_tool("createdb", args, NULL, 0) != 0) return false;
+        }
+    }
     snprintf(args, sizeof args, "-h %s -U paycore tpcb", cluster_dir);
     if (paycore_db != 0 || pg_tool("createdb", args, NULL, 0) != 0) return false;
     snprintf(args, sizeof args, "-h %s -U paycore -i -q -s 8 tpcb", cluster_dir);
@@ -190,8 +218,315 @@ static int bench(int rounds, int seconds) {
     return baseline_per_s > 0 ? 0 : 1;
 }
 
+/* ---- shards ---- */
+
+typedef struct {
+    uint32_t count;
+    char (*ids)[PC_ID_SIZE];
+} shard_accounts_t;
+
+static shard_accounts_t placed[SHARD_COUNT_MAX];
+
+static void placement(uint32_t shards) {
+    for (uint32_t s = 0; s < SHARD_COUNT_MAX; s++) {
+        free(placed[s].ids);
+        placed[s].ids = calloc(BENCH_ACCOUNTS, PC_ID_SIZE);
+        placed[s].count = 0;
+        if (placed[s].ids == NULL) abort();
+    }
+    for (uint32_t i = 0; i < BENCH_ACCOUNTS; i++) {
+        char id[PC_ID_SIZE];
+        account_id(id, sizeof id, i);
+        shard_accounts_t *on = &placed[store_shard_of(id, shards)];
+        memcpy(on->ids[on->count++], id, PC_ID_SIZE);
+    }
+}
+
+static const char *random_on(uint32_t shard) {
+    return placed[shard].ids[rng_next() % placed[shard].count];
+}
+
+/* A transfer on shard 'debit_shard'; across shards with probability cross_pct. */
+static void transfer_make(ledger_transfer_t *t, uint32_t shards, uint32_t debit_shard, uint32_t cross_pct) {
+    memset(t, 0, sizeof *t);
+    uint32_t credit_shard = debit_shard;
+    if (shards > 1 && rng_next() % 100 < cross_pct) credit_shard = (debit_shard + 1 + rng_next() % (shards - 1)) % shards;
+    snprintf(t->debit_account_id, sizeof t->debit_account_id, "%s", random_on(debit_shard));
+    do {
+        snprintf(t->credit_account_id, sizeof t->credit_account_id, "%s", random_on(credit_shard));
+    } while (strcmp(t->debit_account_id, t->credit_account_id) == 0);
+    snprintf(t->id, sizeof t->id, "tr-%016llx", (unsigned long long)rng_next());
+    memcpy(t->currency, "USD", 4);
+    t->amount = 100;
+    t->code = 1;
+}
+
+typedef struct {
+    writer_cmd_t cmd;
+    ledger_transfer_t *events;
+    ledger_transfer_result_t *results;
+    pthread_mutex_t *mutex;
+    pthread_cond_t *cond;
+    uint32_t *running;
+    uint64_t *committed;
+} bench_job_t;
+
+static _Atomic bool job_failed; /* a command failed: the run stops, the cluster is removed */
+
+static void job_done(writer_cmd_t *cmd, pc_status status) {
+    bench_job_t *job = (bench_job_t *)cmd;
+    if (status != PC_OK) {
+        fprintf(stderr, "bench_scaleout: a command failed: %s\n", pc_status_code(status));
+        job_failed = true;
+    }
+    uint64_t ok = 0;
+    for (uint32_t i = 0; i < cmd->event_count; i++) ok += job->results[i].status == PC_OK;
+    pthread_mutex_lock(job->mutex);
+    *job->committed += ok;
+    (*job->running)--;
+    pthread_cond_signal(job->cond);
+    pthread_mutex_unlock(job->mutex);
+}
+
+/* Rounds of 'inflight' commands of 'per_cmd' transfers submitted at once, each round
+ * waited for whole, for 'seconds' of wall time: committed transfers per second.
+ * Command j's transfers start on shard j % shards. */
+static double shards_per_s(shard_set_t *set, uint32_t shards, uint32_t cross_pct, uint32_t inflight,
+                           uint32_t per_cmd, double seconds) {
+    pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+    uint32_t running = 0;
+    uint64_t committed = 0, submitted = 0;
+    bench_job_t *jobs = calloc(inflight, sizeof *jobs);
+    if (jobs == NULL) abort();
+    for (uint32_t j = 0; j < inflight; j++) {
+        jobs[j].events = calloc(per_cmd, sizeof *jobs[j].events);
+        jobs[j].results = calloc(per_cmd, sizeof *jobs[j].results);
+        if (jobs[j].events == NULL || jobs[j].results == NULL) abort();
+        jobs[j].mutex = &mutex;
+        jobs[j].cond = &cond;
+        jobs[j].running = &running;
+        jobs[j].committed = &committed;
+    }
+    uint64_t start_ns = pc_mono_ns(), end_ns = start_ns + (uint64_t)(seconds * 1e9);
+    /* rounds of 'inflight' commands, each round waited for whole */
+    while (pc_mono_ns() < end_ns && !job_failed) {
+        pthread_mutex_lock(&mutex);
+        running = inflight;
+        pthread_mutex_unlock(&mutex);
+        for (uint32_t j = 0; j < inflight; j++) {
+            bench_job_t *job = &jobs[j];
+            for (uint32_t i = 0; i < per_cmd; i++) transfer_make(&job->events[i], shards, j % shards, cross_pct);
+            memset(&job->cmd, 0, sizeof job->cmd);
+            job->cmd = (writer_cmd_t){.kind = WRITER_CMD_CREATE_TRANSFERS, .event_count = per_cmd,
+                                      .transfers = job->events, .transfer_results = job->results,
+                                      .done = job_done};
+            if (shard_submit(set, &job->cmd) != PC_OK) {
+                job_failed = true;
+                pthread_mutex_lock(&mutex);
+                running--;
+                pthread_mutex_unlock(&mutex);
+            }
+            submitted += per_cmd;
+        }
+        pthread_mutex_lock(&mutex);
+        while (running > 0) pthread_cond_wait(&cond, &mutex);
+        pthread_mutex_unlock(&mutex);
+    }
+    double elapsed_s = (double)(pc_mono_ns() - start_ns) / 1e9;
+    for (uint32_t j = 0; j < inflight; j++) {
+        free(jobs[j].events);
+        free(jobs[j].results);
+    }
+    free(jobs);
+    if (job_failed || committed * 10 < submitted * 9) {
+        fprintf(stderr, "bench_scaleout: only %llu of %llu transfers committed\n", (unsigned long long)committed,
+                (unsigned long long)submitted);
+        return -1;
+    }
+    return (double)committed / elapsed_s;
+}
+
+static void shard_accounts_create(shard_set_t *set, uint32_t shards) {
+    static ledger_account_t accounts[BENCH_BATCH];
+    static ledger_account_result_t results[BENCH_BATCH];
+    for (uint32_t s = 0; s < shards; s++) {
+        for (uint32_t first = 0; first < placed[s].count; first += BENCH_BATCH) {
+            uint32_t count = placed[s].count - first < BENCH_BATCH ? placed[s].count - first : BENCH_BATCH;
+            for (uint32_t i = 0; i < count; i++) {
+                memset(&accounts[i], 0, sizeof accounts[i]);
+                memcpy(accounts[i].id, placed[s].ids[first + i], PC_ID_SIZE);
+                memcpy(accounts[i].currency, "USD", 4);
+                accounts[i].code = 1;
+            }
+            writer_cmd_t cmd = {.kind = WRITER_CMD_CREATE_ACCOUNTS, .event_count = count, .accounts = accounts,
+                                .account_results = results};
+            if (writer_submit_wait(shard_writer(set, 0), &cmd) != PC_OK) abort();
+        }
+    }
+}
+
+static shard_set_t *shards_open(uint32_t shards) {
+    char urls_storage[SHARD_COUNT_MAX][512], key_path[512], detail[800];
+    const char *urls[SHARD_COUNT_MAX];
+    for (uint32_t i = 0; i < shards; i++) {
+        snprintf(urls_storage[i], sizeof urls_storage[i], "postgresql://paycore@/s%u_%u?host=%s", shards, i,
+                 cluster_dir);
+        urls[i] = urls_storage[i];
+    }
+    snprintf(key_path, sizeof key_path, "%s/node-s%u.key", cluster_dir, shards);
+    shard_set_t *set = NULL;
+    shard_options_t options = {.urls = urls, .count = shards, .key_path = key_path,
+                               .writer_config = {.batch_events_max = BENCH_BATCH}};
+    if (shard_init(urls, shards, detail, sizeof detail) != PC_OK ||
+        shard_open(&set, &options, detail, sizeof detail) != PC_OK) {
+        fprintf(stderr, "bench_scaleout: shards: %s\n", detail);
+        return NULL;
+    }
+    placement(shards);
+    shard_accounts_create(set, shards);
+    return set;
+}
+
+static int bench_shards(int rounds, int seconds) {
+    static const uint32_t pcts[] = {0, 10, 50};
+    for (uint32_t shards = 2; shards <= 3; shards++) {
+        shard_set_t *set = shards_open(shards);
+        if (set == NULL) return 1;
+        for (uint32_t p = 0; p < 3; p++) {
+            double sum = 0, baseline = 0;
+            for (int round = 0; round < rounds && !job_failed; round++) {
+                baseline += pgbench_tps(seconds);
+                sum += shards_per_s(set, shards, pcts[p], shards, BENCH_BATCH, seconds);
+            }
+            if (job_failed) break;
+            printf("scaleout shards=%u cross_pct=%u mode=batch per_s=%.0f baseline=pgbench_tpcb baseline_per_s=%.0f"
+                   " ratio=%.2f\n", shards, pcts[p], sum / rounds, baseline / rounds,
+                   baseline > 0 ? sum / baseline : 0);
+            fflush(stdout);
+        }
+        if (shards == 2 && !job_failed) {
+            double local = 0, cross = 0;
+            for (int round = 0; round < rounds && !job_failed; round++) {
+                local += shards_per_s(set, shards, 0, 64, 1, seconds);
+                cross += shards_per_s(set, shards, 100, 64, 1, seconds);
+            }
+            printf("scaleout_cross_cost shards=2 local_per_s=%.0f cross_per_s=%.0f ratio=%.2f\n", local / rounds,
+                   cross / rounds, cross > 0 ? local / cross : 0);
+            fflush(stdout);
+        }
+        shard_close(set);
+        if (job_failed) break;
+    }
+    for (uint32_t s = 0; s < SHARD_COUNT_MAX; s++) free(placed[s].ids);
+    return job_failed ? 1 : 0;
+}
+
+/* ---- mode=http: paycore serve --shards driven by paycore load ---- */
+
+static char paycore_bin[1024];
+
+/* Runs 'command' (no shell metacharacters beyond the redirections it holds); its
+ * stdout into 'output'. */
+static int run_capture(const char *command, char *output, size_t output_bytes) {
+    FILE *pipe = popen(command, "r");
+    if (pipe == NULL) return -1;
+    size_t used = 0;
+    output[0] = '\0';
+    char line[2048];
+    while (fgets(line, sizeof line, pipe) != NULL) {
+        size_t length = strlen(line);
+        if (used + length + 1 < output_bytes) {
+            memcpy(output + used, line, length + 1);
+            used += length;
+        }
+    }
+    return pclose(pipe);
+}
+
+/* The port 'serve' logged in 'log_path', 0 until it did. */
+static unsigned serve_port(const char *log_path) {
+    FILE *log = fopen(log_path, "r");
+    unsigned port = 0;
+    char line[2048];
+    while (log != NULL && port == 0 && fgets(line, sizeof line, log) != NULL) {
+        const char *at = strstr(line, "\"msg\":\"listening\"");
+        const char *p = at != NULL ? strstr(at, "\"port\":") : NULL;
+        if (p != NULL) port = (unsigned)strtoul(p + 7, NULL, 10);
+    }
+    if (log != NULL) fclose(log);
+    return port;
+}
+
+static int http_set(uint32_t shards, int rounds, int seconds) {
+    char urls[2048] = "", command[4096], output[8192], key[256] = "", log_path[600], db_path[600];
+    for (uint32_t i = 0; i < shards; i++) {
+        size_t used = strlen(urls);
+        snprintf(urls + used, sizeof urls - used, "%spostgresql://paycore@/h%u_%u?host=%s", i ? "," : "", shards, i,
+                 cluster_dir);
+    }
+    snprintf(db_path, sizeof db_path, "%s/h%u.db", cluster_dir, shards);
+    snprintf(command, sizeof command, "%s init --db %s --shards '%s' 2>/dev/null", paycore_bin, db_path, urls);
+    if (run_capture(command, output, sizeof output) != 0 || strncmp(output, "admin_key=", 10) != 0) return 1;
+    snprintf(key, sizeof key, "%s", output + 10);
+    key[strcspn(key, "\n")] = '\0';
+    snprintf(log_path, sizeof log_path, "%s/h%u.log", cluster_dir, shards);
+    pid_t pid = fork();
+    if (pid == 0) {
+        FILE *log = freopen(log_path, "w", stderr);
+        (void)log;
+        execl(paycore_bin, paycore_bin, "serve", "--db", db_path, "--listen", "127.0.0.1:0", "--no-events",
+              "--shards", urls, (char *)NULL);
+        _exit(127);
+    }
+    unsigned port = 0;
+    for (int waited = 0; port == 0 && waited < 600; waited++) {
+        usleep(100000);
+        port = serve_port(log_path);
+    }
+    int status = port != 0 ? 0 : 1;
+    static const uint32_t pcts[] = {0, 10, 50};
+    for (uint32_t p = 0; status == 0 && p < (shards == 1 ? 1u : 3u); p++) {
+        double sum = 0, baseline = 0;
+        for (int round = 0; status == 0 && round < rounds; round++) {
+            baseline += pgbench_tps(seconds);
+            snprintf(command, sizeof command, "%s load --url http://127.0.0.1:%u --key %s --concurrency 64"
+                     " --duration-s %d --accounts 2000 --shards %u --cross-pct %u 2>&1", paycore_bin, port, key,
+                     seconds, shards, pcts[p]);
+            (void)run_capture(command, output, sizeof output);
+            const char *at = strstr(output, "transfers_per_s="), *errors = strstr(output, " errors=");
+            if (at == NULL || errors == NULL || strtoul(errors + 8, NULL, 10) != 0) {
+                fprintf(stderr, "bench_scaleout: paycore load: %s\n", output);
+                status = 1;
+                break;
+            }
+            sum += strtod(at + 16, NULL);
+        }
+        if (status != 0) break;
+        printf("scaleout shards=%u cross_pct=%u mode=http per_s=%.0f baseline=pgbench_tpcb baseline_per_s=%.0f"
+               " ratio=%.2f\n", shards, pcts[p], sum / rounds, baseline / rounds, baseline > 0 ? sum / baseline : 0);
+        fflush(stdout);
+    }
+    if (pid > 0) {
+        kill(pid, SIGTERM);
+        waitpid(pid, NULL, 0);
+    }
+    return status;
+}
+
+static int bench_http(int rounds, int seconds) {
+    for (uint32_t shards = 1; shards <= 3; shards++) {
+        if (http_set(shards, rounds, seconds) != 0) return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     bool full = argc > 1 && strcmp(argv[1], "--full") == 0;
+    snprintf(paycore_bin, sizeof paycore_bin, "%s", argv[0]);
+    char *slash = strrchr(paycore_bin, '/');
+    snprintf(slash != NULL ? slash + 1 : paycore_bin, sizeof paycore_bin - (size_t)(slash != NULL ? slash + 1 - paycore_bin : 0),
+             "paycore");
     const char *bin = getenv("PAYCORE_PG_BIN");
     if (bin != NULL) snprintf(pg_bin, sizeof pg_bin, "%s", bin);
     char initdb[300];
@@ -207,7 +542,10 @@ int main(int argc, char **argv) {
         cluster_stop();
         return 1;
     }
-    int status = bench(full ? 3 : 1, full ? 10 : 3);
+    bool http_only = argc > 1 && strcmp(argv[1], "--http") == 0;
+    int status = http_only ? bench_http(1, 3) : bench(full ? 3 : 1, full ? 10 : 3);
+    if (status == 0 && full) status = bench_shards(3, 10);
+    if (status == 0 && full) status = bench_http(3, 10);
     cluster_stop();
     return status;
 }

@@ -363,4 +363,11 @@ static_assert(VAULT_REENCRYPT_BATCH_CARDS <= LEDGER_BATCH_EVENTS_MAX,
 static_assert(4 * PAY_CURRENCIES_MAX <= API_KEY_GRANTS_MAX,
               "a merchant's key holds its chart of accounts (four per currency)");
 
+/* ---- shards (src/shard/, docs/scaleout.md §6) ---- */
+#define SHARD_COUNT_MAX 16             /* shards in a set: one bit each in a global
+                                          transaction's shard mask, and a map that fits
+                                          on one screen */
+#define SHARD_RECOVERY_INTERVAL_MS 3000 /* recovery and the in-doubt gauges: "every few
+                                          seconds", and cheap (two small queries a shard) */
+
 #endif

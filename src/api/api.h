@@ -160,6 +160,9 @@ typedef struct {
     const char *db_path;         /* the SQLite store; with store_url, the prefix of the node's
                                     own files (signing key, risk files, vault key) */
     const char *store_url;       /* NULL, or the store at this URL (postgres://...) */
+    const char *const *shard_urls; /* with shard_count > 0: serve this set of shards (shard.h)
+                                      instead of one store; store_url is then unused */
+    uint32_t shard_count;
     bool store_standby;          /* wait for the writer's lock (store_options_t.standby) */
     bool (*store_standby_continue)(void *ctx); /* until this says stop (NULL: forever) */
     uint32_t store_writable_wait_ms; /* store_options_t.writable_wait_ms */

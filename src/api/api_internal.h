@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "api/api.h"
+#include "shard/shard.h"
 #include "api/codec.h"
 
 #define API_KEY_HASH_BYTES 32 /* SHA-256 of a key's secret */
@@ -107,7 +108,8 @@ struct api_server {
     void (*http_stopped_fn)(void *ctx); /* api_server_set_http_stopped_hook */
     void *http_stopped_ctx;
     char *db_path;
-    store_t *store;
+    store_t *store;                 /* with shards: the set's read store (owned by it) */
+    shard_set_t *shards;            /* NULL: one store; else its writers (writer: shard 0's) */
     events_t *events;               /* the outbox and the delivery threads */
     writer_t *writer;
     pthread_rwlock_t writer_lock;   /* writer_submit (read) vs. the start of shutdown (write) */

@@ -352,7 +352,38 @@ static void on_writer_failed(void *ctx, pc_status status) {
     if (server->config.writer_failed != NULL) server->config.writer_failed(server->config.writer_failed_ctx);
 }
 
+/* --shards: the set's writers and its read store; the outbox and payments stay off
+ * (they are planned on the home shard). */
+static pc_status open_shards(api_server_t *server) {
+    char key_path[4096], detail[800];
+    snprintf(key_path, sizeof key_path, "%s.key", server->db_path);
+    shard_options_t options = {.urls = server->config.shard_urls, .count = server->config.shard_count,
+                               .key_path = key_path,
+                               .writer_config = {.queue_events_max = server->config.queue_events_max,
+                                                 .batch_events_max = WRITER_BATCH_EVENTS_MAX,
+                                                 .failed = on_writer_failed, .failed_ctx = server}};
+    pc_status status = shard_open(&server->shards, &options, detail, sizeof detail);
+    if (status != PC_OK) {
+        obs_logf(OBS_LEVEL_ERROR, "%s", detail);
+        fprintf(stderr, "paycore serve: %s (%s)\n", detail, pc_status_code(status));
+        return status;
+    }
+    server->store = shard_read_store(server->shards);
+    server->writer = shard_writer(server->shards, 0);
+    events_config_t events_config = server->config.events;
+    events_config.db_path = server->db_path;
+    events_config.enabled = false;
+    status = events_open(&server->events, server->store, &events_config);
+    if (status != PC_OK) return status;
+    store_reader_t *reader = api_server_reader_acquire(server);
+    if (reader == NULL) return PC_STORE_READ_FAILED;
+    status = api_keys_load(&server->keys, reader);
+    api_server_reader_release(server, reader);
+    return status;
+}
+
 static pc_status open_backend(api_server_t *server) {
+    if (server->config.shard_count > 0) return open_shards(server);
     store_options_t options = {.create = false, .standby = server->config.store_standby,
                                .standby_continue = server->config.store_standby_continue,
                                .writable_wait_ms = server->config.store_writable_wait_ms};
@@ -462,21 +493,23 @@ static pc_status server_init(api_server_t *server, const api_config_t *config) {
 static void server_free(api_server_t *server) {
     api_idem_stop(server); /* its chunk in flight completes through the writer first */
     events_stop(server->events); /* its last state goes through the writer */
-    if (server->writer != NULL) writer_drain(server->writer);
+    if (server->shards != NULL) shard_drain(server->shards);
+    else if (server->writer != NULL) writer_drain(server->writer);
     api_reaper_stop(server);
     api_conns_stop(server);
     if (server->daemon != NULL) MHD_stop_daemon(server->daemon);
     api_conns_free(server); /* MHD reported every connection closed */
     if (server->http_stopped_fn != NULL) server->http_stopped_fn(server->http_stopped_ctx);
     if (server->listen_fd >= 0) close(server->listen_fd); /* never handed to MHD, or handed back */
-    writer_free(server->writer);
+    if (server->shards == NULL) writer_free(server->writer); /* else the set's */
     server->writer = NULL;
     events_close(server->events); /* routes reach it until MHD stopped */
     server->events = NULL;
     pthread_mutex_destroy(&server->waiting_mutex);
     pthread_cond_destroy(&server->waiting_cond);
     for (uint32_t i = 0; i < server->reader_count; i++) store_reader_close(server->readers[i]);
-    if (server->store != NULL) store_close(server->store);
+    if (server->shards != NULL) shard_close(server->shards); /* and its read store */
+    else if (server->store != NULL) store_close(server->store);
     api_keys_free(&server->keys);
     api_inflight_free(server);
     api_usage_free(&server->usage);
@@ -497,7 +530,9 @@ pc_status api_server_open(api_server_t **out, const api_config_t *config) {
     if (status == PC_OK) status = open_backend(server);
     if (status == PC_OK) status = api_idem_start(server);
     if (status != PC_OK) {
-        if (server->store != NULL) obs_logf(OBS_LEVEL_ERROR, "store: %s", store_error_detail(server->store));
+        if (server->store != NULL && server->shards == NULL) {
+            obs_logf(OBS_LEVEL_ERROR, "store: %s", store_error_detail(server->store));
+        }
         server_free(server);
         return status;
     }

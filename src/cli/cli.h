@@ -18,6 +18,18 @@ int cli_docs(int argc, char **argv);     /* cmd_docs.c: generated docs (errors.m
 int cli_webhook(int argc, char **argv);  /* cmd_webhook.c: webhook verify */
 int cli_simulator(int argc, char **argv); /* cmd_simulator.c: a payment channel simulator */
 
+/* --shards URL1,URL2,... (cli_shards.c): false after printing what is wrong. */
+#include <stdbool.h>
+#include <stdint.h>
+#include "paycore/limits.h"
+typedef struct {
+    const char *urls[SHARD_COUNT_MAX];
+    uint32_t count;
+    char *storage;
+} cli_shards_t;
+bool cli_shards_parse(const char *command, const char *value, cli_shards_t *out);
+void cli_shards_free(cli_shards_t *shards);
+
 /* True when argv holds --help or -h. */
 int cli_wants_help(int argc, char **argv);
 

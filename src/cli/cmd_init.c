@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 #include "cli/cli_args.h"
 #include "core/core.h"
+#include "shard/shard.h"
 #include "store/store.h"
 #include "writer/writer.h"
 
@@ -87,21 +88,61 @@ static pc_status init_run(store_t *store, const char *key_path, bool demo, char 
     return status;
 }
 
+/* --shards: the schema and the shard map on every shard, then the admin key on the
+ * home shard (0), through its writer. */
+static int init_shards(const char *db_path, const char *list, bool with_store) {
+    cli_shards_t shards;
+    if (with_store) {
+        fprintf(stderr, "paycore init: --shards replaces --store\n");
+        return 2;
+    }
+    if (!cli_shards_parse("init", list, &shards)) {
+        cli_shards_free(&shards);
+        return 2;
+    }
+    char detail[800];
+    pc_status status = shard_init(shards.urls, shards.count, detail, sizeof detail);
+    if (status != PC_OK) {
+        fprintf(stderr, "paycore init: %s (%s)\n", detail, pc_status_code(status));
+        cli_shards_free(&shards);
+        return 1;
+    }
+    store_t *store = NULL;
+    store_options_t options = {.shard_count = shards.count, .shard_index = 0};
+    status = store_open(&store, shards.urls[0], &options);
+    char key_path[4096], secret[API_KEY_SECRET_SIZE], key_id[PC_ID_SIZE];
+    snprintf(key_path, sizeof key_path, "%s.key", db_path);
+    if (status == PC_OK) status = init_run(store, key_path, false, secret, key_id);
+    store_close(store);
+    uint32_t count = shards.count;
+    cli_shards_free(&shards);
+    if (status != PC_OK) {
+        fprintf(stderr, "paycore init: shard 0: %s\n", pc_status_code(status));
+        return 1;
+    }
+    fprintf(stderr, "paycore init: created a set of %u shards; admin key %s created\n", count, key_id);
+    printf("admin_key=%s\n", secret);
+    fflush(stdout);
+    return 0;
+}
+
 int cli_init(int argc, char **argv) {
     cli_opt opts[] = {
         {"db", "PAYCORE_DB", false, "./paycore.db", "database file to create"},
         {"demo", NULL, true, NULL, "also create demo accounts and transfers"},
         {"store", "PAYCORE_STORE", false, NULL, "a PostgreSQL store instead of the SQLite file: postgres://user@host/db (an empty database); --db then names the node's own files (FILE.key, FILE.key.pub)"},
+        {"shards", "PAYCORE_SHARDS", false, NULL, "a set of PostgreSQL shards: empty databases' postgres:// URLs separated by commas; serve must be given the same list in the same order (docs/scaleout.md)"},
     };
-    const char *usage = "usage: paycore init --db FILE [--store URL] [--demo]\n\nCreates the database and its "
+    const char *usage = "usage: paycore init --db FILE [--store URL | --shards URL1,URL2,...] [--demo]\n\nCreates the database and its "
                         "journal signing key (FILE.key, FILE.key.pub) and prints the first\nadmin "
                         "API key as one line on stdout: admin_key=<key> (shown once).";
     if (cli_wants_help(argc, argv)) {
-        cli_args_usage(stdout, usage, opts, 3);
+        cli_args_usage(stdout, usage, opts, 4);
         return 0;
     }
     cli_rest rest;
-    if (!cli_args_parse("init", argc, argv, opts, 3, &rest) || rest.positional_count > 0) return 2;
+    if (!cli_args_parse("init", argc, argv, opts, 4, &rest) || rest.positional_count > 0) return 2;
+    if (opts[3].value != NULL) return init_shards(opts[0].value, opts[3].value, opts[2].value != NULL);
     const char *db_path = opts[0].value;
     const char *store_url = opts[2].value;
     if (store_url != NULL && !store_location_is_url(store_url)) {

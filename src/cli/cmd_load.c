@@ -33,6 +33,7 @@
 #include "core/core.h"
 #include "paycore/limits.h"
 #include "store/store.h"
+#include "store/store_shard.h"
 #include "writer/writer.h"
 
 #define HISTOGRAM_SLOTS 2400      /* 1.01^2400 us is far beyond any timeout */
@@ -63,6 +64,12 @@ typedef struct {
     bool poisson;                  /* open loop: exponential gaps instead of even ones */
     uint32_t threads;
     _Atomic int64_t in_flight;     /* arrived (or sent) and not yet answered */
+    /* --shards N --cross-pct P: the credit account is on another shard than the debit
+     * account (placement: store_shard_of) with probability P %, else on the same one */
+    uint32_t shards;
+    uint32_t cross_pct;
+    uint32_t *on_shard[SHARD_COUNT_MAX]; /* account numbers by shard */
+    uint32_t on_shard_count[SHARD_COUNT_MAX];
 } load_plan;
 
 typedef struct {
@@ -107,12 +114,45 @@ static uint64_t next_random(uint64_t *state) {
     return *state;
 }
 
+/* --shards: each account number's shard, once. */
+static bool plan_shards(load_plan *plan) {
+    for (uint32_t s = 0; s < plan->shards; s++) {
+        plan->on_shard[s] = calloc(plan->accounts, sizeof *plan->on_shard[s]);
+        if (plan->on_shard[s] == NULL) return false;
+    }
+    for (uint32_t i = 0; i < plan->accounts; i++) {
+        char id[PC_ID_SIZE];
+        snprintf(id, sizeof id, "%s-a%u", plan->prefix, i);
+        uint32_t s = store_shard_of(id, plan->shards);
+        plan->on_shard[s][plan->on_shard_count[s]++] = i;
+    }
+    for (uint32_t s = 0; s < plan->shards; s++) {
+        if (plan->on_shard_count[s] < 2) return false; /* too few accounts for the shards */
+    }
+    return true;
+}
+
+/* A debit and a different credit account number. */
+static void accounts_pick(const load_plan *plan, uint64_t *random, uint32_t *debit, uint32_t *credit) {
+    if (plan->shards > 1) {
+        uint32_t ds = (uint32_t)(next_random(random) % plan->shards), cs = ds;
+        if (next_random(random) % 100 < plan->cross_pct) cs = (ds + 1 + (uint32_t)(next_random(random) % (plan->shards - 1))) % plan->shards;
+        do {
+            *debit = plan->on_shard[ds][next_random(random) % plan->on_shard_count[ds]];
+            *credit = plan->on_shard[cs][next_random(random) % plan->on_shard_count[cs]];
+        } while (*debit == *credit);
+        return;
+    }
+    *debit = (uint32_t)(next_random(random) % plan->accounts);
+    *credit = (uint32_t)(next_random(random) % (plan->accounts - 1));
+    if (*credit >= *debit) (*credit)++;
+}
+
 /* One transfer's JSON at 'out'; returns bytes written. */
 static size_t transfer_json(char *out, size_t room, const load_plan *plan, uint32_t worker,
                             uint64_t sequence, uint64_t *random) {
-    uint32_t debit = (uint32_t)(next_random(random) % plan->accounts);
-    uint32_t credit = (uint32_t)(next_random(random) % (plan->accounts - 1));
-    if (credit >= debit) credit++;
+    uint32_t debit, credit;
+    accounts_pick(plan, random, &debit, &credit);
     int n = snprintf(out, room,
                      "{\"id\":\"%s-%u-%llu\",\"debit_account_id\":\"%s-a%u\",\"credit_account_id\":"
                      "\"%s-a%u\",\"amount\":%u,\"currency\":\"USD\",\"code\":1}",
@@ -446,9 +486,8 @@ static void *sampler_run(void *arg) {
 static void engine_transfer(ledger_transfer_t *t, const load_plan *plan, uint32_t worker,
                             uint64_t sequence, uint64_t *random) {
     memset(t, 0, sizeof(*t));
-    uint32_t debit = (uint32_t)(next_random(random) % plan->accounts);
-    uint32_t credit = (uint32_t)(next_random(random) % (plan->accounts - 1));
-    if (credit >= debit) credit++;
+    uint32_t debit, credit;
+    accounts_pick(plan, random, &debit, &credit);
     snprintf(t->id, PC_ID_SIZE, "%s-%u-%llu", plan->prefix, worker, (unsigned long long)sequence);
     snprintf(t->debit_account_id, PC_ID_SIZE, "%s-a%u", plan->prefix, debit);
     snprintf(t->credit_account_id, PC_ID_SIZE, "%s-a%u", plan->prefix, credit);
@@ -675,8 +714,10 @@ int cli_load(int argc, char **argv) {
         {"rate", NULL, false, NULL, "open loop: requests arrive at this rate per second, answered or not (default: closed loop)"},
         {"arrivals", NULL, false, "uniform", "open loop: uniform (evenly spaced) or poisson arrivals"},
         {"payments", NULL, false, NULL, "POST card sales (POST /v1/payments, capture_method automatic) for this merchant id instead of transfers; --accounts payers; the server needs a card channel"},
+        {"shards", NULL, false, "0", "the server runs this many shards (serve --shards): pick accounts by shard"},
+        {"cross-pct", NULL, false, "0", "with --shards: this % of transfers go across shards, the rest within one"},
     };
-    enum { N = 12 };
+    enum { N = 14 };
     const char *usage = "usage: paycore load [options]\n\nHTTP load generator: POSTs transfers to a "
                         "running server and prints one key=value line:\nload mode= loop=closed|open concurrency= batch= "
                         "requests= transfers= errors= elapsed_s= requests_per_s= transfers_per_s= "
@@ -726,10 +767,27 @@ int cli_load(int argc, char **argv) {
                       .accounts = (uint32_t)accounts, .batch = (uint32_t)batch, .count_max = count,
                       .deadline_ns = duration_s * 1000000000ull};
     snprintf(plan.prefix, sizeof plan.prefix, "L%llx", (unsigned long long)(pc_wall_ns() / 1000u));
+    uint64_t shards = 0, cross_pct = 0;
+    if (!cli_parse_u64(cli_opt_get(opts, N, "shards"), &shards) || shards > SHARD_COUNT_MAX ||
+        !cli_parse_u64(cli_opt_get(opts, N, "cross-pct"), &cross_pct) || cross_pct > 100) {
+        fprintf(stderr, "paycore load: bad --shards or --cross-pct (see --help)\n");
+        return 2;
+    }
+    plan.shards = (uint32_t)shards;
+    plan.cross_pct = (uint32_t)cross_pct;
+    if (plan.shards > 1 && !plan_shards(&plan)) {
+        fprintf(stderr, "paycore load: too few --accounts for --shards\n");
+        return 2;
+    }
     const char *engine_db = cli_opt_get(opts, N, "engine-db");
-    if (engine_db != NULL) return engine_run(&plan, engine_db, (uint32_t)concurrency);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    int status = load_setup(&plan) ? load_run(&plan, (uint32_t)concurrency, (uint32_t)threads) : 1;
-    curl_global_cleanup();
+    int status;
+    if (engine_db != NULL) {
+        status = engine_run(&plan, engine_db, (uint32_t)concurrency);
+    } else {
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        status = load_setup(&plan) ? load_run(&plan, (uint32_t)concurrency, (uint32_t)threads) : 1;
+        curl_global_cleanup();
+    }
+    for (uint32_t s = 0; s < plan.shards; s++) free(plan.on_shard[s]);
     return status;
 }

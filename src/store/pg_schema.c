@@ -192,12 +192,38 @@ static const char schema_pay_versions[] =
     "  doc text NOT NULL,"
     "  PRIMARY KEY(object_id, version));";
 
+/* Version 5 (after payments' version 4): shards (src/shard/, docs/scaleout.md §6). The
+ * shard map (the same rows on every shard of a set: its count, each shard's index and
+ * instance id, and which one this database is), the shard each account was placed on
+ * at its creation (written in the batch that creates it), and the coordinator log
+ * of the global transactions this shard coordinates (intent, decision, done). */
+static const char schema_shards[] =
+    "CREATE TABLE shard_map("
+    "  shard_index integer PRIMARY KEY,"
+    "  instance_id text COLLATE \"C\" NOT NULL,"
+    "  shard_count integer NOT NULL,"
+    "  self boolean NOT NULL);"
+    "CREATE TABLE shard_accounts("
+    "  account_id text COLLATE \"C\" PRIMARY KEY,"
+    "  shard_index integer NOT NULL,"
+    "  shard_count integer NOT NULL);"
+    "CREATE TABLE coordinator_log("
+    "  gtid text COLLATE \"C\" PRIMARY KEY,"
+    "  shards integer[] NOT NULL,"
+    "  legs text NOT NULL,"
+    "  decision text CHECK (decision IN ('commit', 'abort')),"
+    "  intent_ns bigint NOT NULL,"
+    "  decided_ns bigint,"
+    "  done_ns bigint);"
+    "CREATE INDEX coordinator_log_open ON coordinator_log(intent_ns) WHERE done_ns IS NULL;";
+
 /* Index i takes a database from version i to i + 1. Append only. */
 static const char *const migrations[] = {
     schema_v1,
     schema_v2,
     schema_v3,
     schema_pay_versions, /* v4 */
+    schema_shards, /* v5 */
 };
 
 #define PG_SCHEMA_VERSION_LATEST ((int)(sizeof migrations / sizeof migrations[0]))

@@ -442,4 +442,5 @@ const store_backend_ops_t store_pg_ops = {
     .api = &store_pg_api_ops,
     .events = &store_pg_events_ops,
     .payments = &store_pg_payments_ops,
+    .two_phase = &store_pg_two_phase_ops,
 };

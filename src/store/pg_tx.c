@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "store/pg_internal.h"
+#include "store/store_shard.h"
 
 /* As on SQLite: a balance snapshot every this many batches bounds the replay. */
 #define PG_BALANCE_SNAPSHOT_BATCHES 64
@@ -26,6 +27,7 @@ typedef struct {
     uint64_t batch_seq;
     bool journal_written;
     bool snapshot_written;
+    char gtid[STORE_GTID_SIZE]; /* prepared: its global transaction */
 } pg_tx_t;
 
 PGconn *pg_tx_conn(store_tx_t *tx) { return ((pg_tx_t *)tx)->store->conn; }
@@ -210,6 +212,23 @@ pc_status pg_tx_begin(store_t *base, store_tx_t **out) {
     return PC_OK;
 }
 
+/* A shard records the shard each account it creates was placed on (the shard map). */
+static bool shard_accounts_write(pg_tx_t *tx, const ledger_changes_t *c) {
+    const store_options_t *options = &tx->store->options;
+    if (options->shard_count == 0 || c->accounts_created_count == 0) return true;
+    pg_copy_t rows = {0};
+    for (uint32_t i = 0; i < c->accounts_created_count; i++) {
+        pg_copy_text(&rows, ledger_account_at(tx->ledger, c->accounts_created[i])->id);
+        pg_copy_int(&rows, options->shard_index);
+        pg_copy_int(&rows, options->shard_count);
+        pg_copy_row_end(&rows);
+    }
+    bool ok = pg_copy_send(tx->store->conn, "COPY shard_accounts(account_id, shard_index, shard_count) FROM STDIN",
+                           &rows);
+    pg_copy_free(&rows);
+    return ok;
+}
+
 static bool rows_write(pg_tx_t *tx, const ledger_changes_t *c, journal_content_t *content) {
     PGconn *conn = tx->store->conn;
     pg_copy_t accounts = {0}, transfers = {0}, failures = {0}, history = {0};
@@ -235,6 +254,7 @@ static bool rows_write(pg_tx_t *tx, const ledger_changes_t *c, journal_content_t
     ok = ok && (history.rows == 0 || pg_copy_send(conn, "COPY balance_history(account_id, timestamp, transfer_id,"
                 " debits_pending, debits_posted, credits_pending, credits_posted) FROM STDIN", &history));
     ok = ok && pending_changes_write(conn, c);
+    ok = ok && shard_accounts_write(tx, c);
     pg_copy_free(&accounts);
     pg_copy_free(&transfers);
     pg_copy_free(&failures);
@@ -326,8 +346,8 @@ static void tx_publish(pg_tx_t *tx) {
     }
 }
 
-pc_status pg_tx_commit(store_tx_t *base) {
-    pg_tx_t *tx = (pg_tx_t *)base;
+/* Everything before the end statement of a batch: the injected fault, the events. */
+static pc_status tx_end_prepare(pg_tx_t *tx) {
     pg_store_t *store = tx->store;
     PC_ASSERT(tx->changes == NULL || tx->journal_written);
     store->commit_count++;
@@ -336,7 +356,7 @@ pc_status pg_tx_commit(store_tx_t *base) {
                           (store->options.fault_commit_sticky && store->commit_count > fault_at))) {
         snprintf(store->error_detail, sizeof store->error_detail, "injected commit fault at commit %u",
                  store->commit_count);
-        pg_tx_rollback(base);
+        pg_tx_rollback(&tx->base);
         return PC_STORE_COMMIT_FAILED;
     }
     pg_prefetch_clear(store); /* the next batch sees this one's ids committed */
@@ -344,23 +364,78 @@ pc_status pg_tx_commit(store_tx_t *base) {
     store->tx_changes = NULL;
     if (pg_events_flush(store) != PC_OK) {
         pc_status status = write_failed(store, "events", false);
-        pg_tx_rollback(base);
+        pg_tx_rollback(&tx->base);
         return status;
     }
-    PGresult *result = PQexec(store->conn, "COMMIT");
+    return PC_OK;
+}
+
+/* Runs the batch's end statement ('sql': COMMIT or PREPARE TRANSACTION), whose
+ * command tag is 'tag' on success. On failure tx is freed. */
+static pc_status tx_end(pg_tx_t *tx, const char *sql, const char *tag, const char *what) {
+    pg_store_t *store = tx->store;
+    pc_status status = tx_end_prepare(tx);
+    if (status != PC_OK) return status;
+    PGresult *result = PQexec(store->conn, sql);
     bool ok = PQresultStatus(result) == PGRES_COMMAND_OK;
-    /* COMMIT of a transaction a statement aborted answers "ROLLBACK": nothing is there */
-    bool rolled_back = ok && strcmp(PQcmdStatus(result), "COMMIT") != 0;
+    /* the end of a transaction a statement aborted answers "ROLLBACK": nothing is there */
+    bool rolled_back = ok && strcmp(PQcmdStatus(result), tag) != 0;
     PQclear(result);
     if (!ok || rolled_back) {
-        pc_status status = write_failed(store, "commit", !rolled_back);
+        status = write_failed(store, what, !rolled_back);
         free(tx);
         return status;
     }
+    return PC_OK;
+}
+
+pc_status pg_tx_commit(store_tx_t *base) {
+    pg_tx_t *tx = (pg_tx_t *)base;
+    pc_status status = tx_end(tx, "COMMIT", "COMMIT", "commit");
+    if (status != PC_OK) return status;
     tx_publish(tx);
     free(tx);
     return PC_OK;
 }
+
+/* ---- two-phase commit (store_shard.h) ---- */
+
+/* 'pc_<gtid>_<shard>': prepared transactions' names are the server's, not the
+ * database's, and two shards may be databases of one server. */
+static void prepared_sql(char *out, size_t out_bytes, const char *verb, const pg_tx_t *tx) {
+    snprintf(out, out_bytes, "%s 'pc_%s_%u'", verb, tx->gtid, tx->store->options.shard_index); /* hex digits */
+}
+
+static pc_status pg_tx_prepare(store_tx_t *base, const char *gtid) {
+    pg_tx_t *tx = (pg_tx_t *)base;
+    for (const char *c = gtid; *c != '\0'; c++) PC_ASSERT((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f'));
+    snprintf(tx->gtid, sizeof tx->gtid, "%s", gtid);
+    char sql[96];
+    prepared_sql(sql, sizeof sql, "PREPARE TRANSACTION", tx);
+    /* A PREPARE whose answer is lost leaves a prepared transaction memory cannot know
+     * of: the store fails for good, and recovery ends it from the coordinator log. */
+    return tx_end(tx, sql, "PREPARE TRANSACTION", "prepare");
+}
+
+static pc_status prepared_end(pg_tx_t *tx, bool commit) {
+    char sql[96];
+    prepared_sql(sql, sizeof sql, commit ? "COMMIT PREPARED" : "ROLLBACK PREPARED", tx);
+    pc_status status = pg_exec_ok(tx->store->conn, sql) ? PC_OK
+                                                        : write_failed(tx->store, commit ? "commit prepared"
+                                                                                         : "rollback prepared", true);
+    if (status == PC_OK && commit) tx_publish(tx);
+    free(tx);
+    return status;
+}
+
+static pc_status pg_tx_commit_prepared(store_tx_t *base) { return prepared_end((pg_tx_t *)base, true); }
+static pc_status pg_tx_rollback_prepared(store_tx_t *base) { return prepared_end((pg_tx_t *)base, false); }
+
+const store_two_phase_ops_t store_pg_two_phase_ops = {
+    .tx_prepare = pg_tx_prepare,
+    .tx_commit_prepared = pg_tx_commit_prepared,
+    .tx_rollback_prepared = pg_tx_rollback_prepared,
+};
 
 void pg_tx_rollback(store_tx_t *base) {
     pg_tx_t *tx = (pg_tx_t *)base;

@@ -9,6 +9,7 @@
 
 #include "core/core.h"
 #include "store/store_backend.h"
+#include "store/store_shard.h"
 
 /* Tried in order; the last takes any location. */
 static const store_backend_ops_t *const backends[] = {&store_pg_ops, &store_sqlite_ops};
@@ -229,3 +230,14 @@ pc_status store_api_idem_purge(store_tx_t *tx, uint64_t before_ns, uint32_t rows
 pc_status store_api_idem_usage(store_reader_t *reader, store_api_idem_row_fn fn, void *ctx) {
     return API_OF(reader)->idem_usage(reader, fn, ctx);
 }
+
+/* ---- two-phase commit (store_shard.h) ---- */
+
+bool store_supports_two_phase(const store_t *store) { return store->ops->two_phase != NULL; }
+
+pc_status store_tx_prepare(store_tx_t *tx, const char *gtid) {
+    return tx->store->ops->two_phase->tx_prepare(tx, gtid);
+}
+
+pc_status store_tx_commit_prepared(store_tx_t *tx) { return tx->store->ops->two_phase->tx_commit_prepared(tx); }
+pc_status store_tx_rollback_prepared(store_tx_t *tx) { return tx->store->ops->two_phase->tx_rollback_prepared(tx); }

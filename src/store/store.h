@@ -60,6 +60,10 @@ typedef struct {
      * this long for a server to be writable (a primary being elected) before refusing
      * with PC_STORE_OPEN_FAILED; 0 = one attempt. standby_continue ends the wait too. */
     uint32_t writable_wait_ms;
+    /* PostgreSQL, one shard of a set (src/shard/): each account a batch creates is
+     * recorded in shard_accounts with this index; shard_count 0: not a shard. */
+    uint32_t shard_count;
+    uint32_t shard_index;
 } store_options_t;
 
 /* True when 'location' names a PostgreSQL database (postgres:// or postgresql://). */

@@ -115,6 +115,15 @@ typedef struct {
     pc_status (*vault_key_retire)(store_tx_t *tx, const char *key_id, bool *retired);
 } store_payments_ops_t;
 
+/* store_shard.h: two-phase commit of a writer batch. */
+typedef struct {
+    /* PREPARE TRANSACTION instead of COMMIT; the transaction object stays until one of
+     * the two below frees it. */
+    pc_status (*tx_prepare)(store_tx_t *tx, const char *gtid);
+    pc_status (*tx_commit_prepared)(store_tx_t *tx);
+    pc_status (*tx_rollback_prepared)(store_tx_t *tx);
+} store_two_phase_ops_t;
+
 struct store_backend_ops {
     const char *name;  /* "sqlite", "postgres": logs and /metrics */
     /* Whether this backend handles 'location' (a path, a URL): store_open asks each
@@ -171,6 +180,7 @@ struct store_backend_ops {
     const store_api_ops_t *api;            /* required */
     const store_events_ops_t *events;      /* NULL: no outbox on this backend yet */
     const store_payments_ops_t *payments;  /* NULL: no payments tables on this backend yet */
+    const store_two_phase_ops_t *two_phase; /* NULL: no two-phase commit (SQLite) */
 };
 
 /* ---- helpers every backend uses (store.c) ---- */
@@ -185,6 +195,7 @@ pc_status store_replay_pending_amount(const ledger_source_t *source, const ledge
 
 extern const store_backend_ops_t store_sqlite_ops;  /* sqlite_store.c */
 extern const store_backend_ops_t store_pg_ops;      /* pg_store.c */
+extern const store_two_phase_ops_t store_pg_two_phase_ops; /* pg_tx.c */
 /* The backends' verify_open (sqlite_verify.c, pg_verify.c). */
 pc_status store_sqlite_verify_open(const char *location, journal_rows_t **out, char *detail, size_t detail_bytes);
 pc_status store_pg_verify_open(const char *location, journal_rows_t **out, char *detail, size_t detail_bytes);

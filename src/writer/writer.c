@@ -24,6 +24,7 @@
 
 #include "core/core.h"
 #include "journal/journal.h"
+#include "store/store_shard.h"
 #include "writer/grants.h"
 
 struct writer {
@@ -48,6 +49,8 @@ struct writer {
     writer_stats_t stats;     /* guarded by mutex */
     uint64_t retry_at_ns;     /* writer thread: no expiry or probe before (0: none due) */
     uint64_t retry_backoff_ns;
+    pc_status (*route)(void *ctx, writer_cmd_t *cmd); /* writer_set_router; NULL: none */
+    void *route_ctx;
 };
 
 static uint32_t cmd_events(const writer_cmd_t *cmd) {
@@ -69,9 +72,11 @@ static writer_cmd_t *queue_drain(writer_t *writer) {
     uint32_t events = 0;
     writer_cmd_t *cmd = first;
     while (cmd != NULL && (last == NULL || events + cmd_events(cmd) <= writer->config.batch_events_max)) {
+        if (last != NULL && cmd->gtid != NULL) break; /* a global transaction's leg: a batch of its own */
         events += cmd_events(cmd);
         last = cmd;
         cmd = cmd->next;
+        if (first->gtid != NULL) break;
     }
     if (last == NULL) return NULL;
     writer->queue_head = last->next;
@@ -123,13 +128,12 @@ static void batch_apply(writer_t *writer, writer_cmd_t *cmds) {
 }
 
 /* Ledger rows: created accounts, transfers, burned ids. Everything else a batch
- * changes (balances, pending states, history) comes with a transfer. */
+ * changes (balances, pending states, history) comes with a transfer. A linked chain
+ * that failed leaves its accounts in accounts_touched (ledger.h: rewriting unchanged
+ * balances is harmless) but nothing else: a batch of only such a chain has no rows. */
 static bool changes_have_rows(const ledger_changes_t *c) {
     bool rows = c->accounts_created_count + c->transfers_count + c->failures_count > 0;
-    if (!rows) {
-        PC_ASSERT(c->accounts_touched_count == 0);
-        PC_ASSERT(c->pending_changes_count == 0 && c->history_count == 0);
-    }
+    if (!rows) PC_ASSERT(c->pending_changes_count == 0 && c->history_count == 0);
     return rows;
 }
 
@@ -171,11 +175,28 @@ static pc_status batch_write_ledger(writer_t *writer, store_tx_t *tx, const ledg
 /* Writes the batch in one transaction; PC_OK only when durable. *journaled says
  * whether it had ledger rows (and so a journal row and the next seq); a batch
  * without them (API keys, idempotent replays) writes only its commands' rows. */
+/* A batch of a global transaction's leg (queue_drain gives it a batch of its own; an
+ * expiry batch has no commands). */
+static bool batch_is_leg(const writer_cmd_t *cmds) { return cmds != NULL && cmds->gtid != NULL; }
+
+/* A global transaction's leg: PREPARE, the coordinator's decision, then COMMIT
+ * PREPARED or ROLLBACK PREPARED. 'tx' is NULL when the leg wrote nothing. */
+static pc_status batch_two_phase(writer_cmd_t *cmd, store_tx_t *tx, bool *decided) {
+    pc_status status = tx != NULL ? store_tx_prepare(tx, cmd->gtid) : PC_OK;
+    *decided = true;
+    bool commit = cmd->decide(cmd, status);
+    if (status != PC_OK) return status;
+    if (tx == NULL) return commit ? PC_OK : PC_GLOBAL_TRANSACTION_ABORTED;
+    if (commit) return store_tx_commit_prepared(tx);
+    status = store_tx_rollback_prepared(tx);
+    return status == PC_OK ? PC_GLOBAL_TRANSACTION_ABORTED : status;
+}
+
 static pc_status batch_write(writer_t *writer, writer_cmd_t *cmds, journal_entry_t *entry, bool *journaled,
-                             bool *hook_failed) {
+                             bool *hook_failed, bool *decided) {
     const ledger_changes_t *c = ledger_batch_changes(writer->ledger);
     *journaled = changes_have_rows(c);
-    if (!*journaled && !cmds_need_tx(cmds)) return PC_OK;
+    if (!*journaled && !cmds_need_tx(cmds)) return batch_is_leg(cmds) ? batch_two_phase(cmds, NULL, decided) : PC_OK;
     store_tx_t *tx;
     pc_status status = store_tx_begin(writer->store, &tx);
     if (status != PC_OK) return status;
@@ -193,7 +214,7 @@ static pc_status batch_write(writer_t *writer, writer_cmd_t *cmds, journal_entry
         store_tx_rollback(tx);
         return store_failed(writer->store) != PC_OK ? store_failed(writer->store) : status;
     }
-    return store_tx_commit(tx);
+    return batch_is_leg(cmds) ? batch_two_phase(cmds, tx, decided) : store_tx_commit(tx);
 }
 
 static void stats_record(writer_t *writer, const ledger_changes_t *c, uint32_t events, uint32_t expired,
@@ -267,9 +288,10 @@ static void batch_run(writer_t *writer, writer_cmd_t *cmds) {
     uint32_t events = 0;
     for (writer_cmd_t *cmd = cmds; cmd != NULL; cmd = cmd->next) events += cmd_events(cmd);
     journal_entry_t entry;
-    bool journaled = false, hook_failed = false;
+    bool journaled = false, hook_failed = false, decided = false;
     uint64_t commit_start_ns = pc_mono_ns();
-    pc_status status = batch_write(writer, cmds, &entry, &journaled, &hook_failed);
+    pc_status status = batch_write(writer, cmds, &entry, &journaled, &hook_failed, &decided);
+    if (batch_is_leg(cmds) && !decided) (void)cmds->decide(cmds, status); /* a no vote: nothing prepared */
     uint64_t commit_ns = pc_mono_ns() - commit_start_ns;
     const writer_batch_hook_t *hook = &writer->config.batch_hook;
     if (hook->finished != NULL) hook->finished(hook->ctx, status);
@@ -418,7 +440,17 @@ pc_status writer_start(writer_t **out, store_t *store, const char *key_path, con
     return PC_OK;
 }
 
+void writer_set_router(writer_t *writer, pc_status (*route)(void *ctx, writer_cmd_t *cmd), void *ctx) {
+    writer->route = route;
+    writer->route_ctx = ctx;
+}
+
 pc_status writer_submit(writer_t *writer, writer_cmd_t *cmd) {
+    if (writer->route != NULL) return writer->route(writer->route_ctx, cmd);
+    return writer_enqueue(writer, cmd);
+}
+
+pc_status writer_enqueue(writer_t *writer, writer_cmd_t *cmd) {
     PC_ASSERT(cmd->kind == WRITER_CMD_EXEC || (cmd->event_count >= 1 && cmd->event_count <= LEDGER_BATCH_EVENTS_MAX));
     cmd->next = NULL;
     pthread_mutex_lock(&writer->mutex);
@@ -457,14 +489,15 @@ static void submit_wait_done(writer_cmd_t *cmd, pc_status commit_status) {
 }
 
 /* Uses cmd->done and cmd->user itself: the caller leaves them unset. */
-pc_status writer_submit_wait(writer_t *writer, writer_cmd_t *cmd) {
+static pc_status submit_wait(writer_t *writer, writer_cmd_t *cmd,
+                             pc_status (*submit)(writer_t *writer, writer_cmd_t *cmd)) {
     PC_ASSERT(cmd->done == NULL);
     submit_wait_t wait = {.finished = false};
     pthread_mutex_init(&wait.mutex, NULL);
     pthread_cond_init(&wait.cond, NULL);
     cmd->done = submit_wait_done;
     cmd->user = &wait;
-    pc_status status = writer_submit(writer, cmd);
+    pc_status status = submit(writer, cmd);
     if (status == PC_OK) {
         pthread_mutex_lock(&wait.mutex);
         while (!wait.finished) pthread_cond_wait(&wait.cond, &wait.mutex);
@@ -477,6 +510,9 @@ pc_status writer_submit_wait(writer_t *writer, writer_cmd_t *cmd) {
     pthread_mutex_destroy(&wait.mutex);
     return status;
 }
+
+pc_status writer_submit_wait(writer_t *writer, writer_cmd_t *cmd) { return submit_wait(writer, cmd, writer_submit); }
+pc_status writer_enqueue_wait(writer_t *writer, writer_cmd_t *cmd) { return submit_wait(writer, cmd, writer_enqueue); }
 
 void writer_drain(writer_t *writer) {
     if (writer == NULL) return;

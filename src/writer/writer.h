@@ -51,6 +51,16 @@ struct writer_cmd {
     /* Called once, after the commit (PC_OK) or its failure (every result then void). */
     void (*done)(writer_cmd_t *cmd, pc_status commit_status);
     void *user;
+    /* Optional: a leg of a global transaction (src/shard/, docs/scaleout.md §6). The
+     * command runs in a batch of its own that ends with PREPARE TRANSACTION
+     * 'pc_<gtid>' instead of COMMIT. Then 'decide' runs on the writer thread with
+     * PC_OK (prepared; the results are filled) or why it could not prepare, may wait
+     * there for the other shards' votes, and answers true to commit. Until then the
+     * batch stays open in memory: no reader and no later batch sees a prepared leg as
+     * committed, and a rollback undoes it. An aborted leg completes with
+     * global_transaction_aborted. */
+    const char *gtid;
+    bool (*decide)(writer_cmd_t *cmd, pc_status prepare_status);
     /* private */
     writer_cmd_t *next;
 };
@@ -101,6 +111,13 @@ PC_MUST_USE pc_status writer_start(writer_t **out, store_t *store, const char *k
 /* Enqueues 'cmd'. PC_WRITER_QUEUE_FULL, PC_SHUTTING_DOWN or PC_STORE_FAILED: not
  * enqueued, done() not called. */
 PC_MUST_USE pc_status writer_submit(writer_t *writer, writer_cmd_t *cmd);
+/* A router (src/shard/): from now on writer_submit hands every command to 'route',
+ * which queues it here with writer_enqueue or on another shard's writer. Set once,
+ * before any command is submitted. */
+void writer_set_router(writer_t *writer, pc_status (*route)(void *ctx, writer_cmd_t *cmd), void *ctx);
+/* writer_submit and writer_submit_wait on this writer itself, whatever the router. */
+PC_MUST_USE pc_status writer_enqueue(writer_t *writer, writer_cmd_t *cmd);
+PC_MUST_USE pc_status writer_enqueue_wait(writer_t *writer, writer_cmd_t *cmd);
 /* Enqueues and waits for completion; returns the commit status. */
 PC_MUST_USE pc_status writer_submit_wait(writer_t *writer, writer_cmd_t *cmd);
 /* Stops accepting, commits everything queued, stops the thread and writes the final

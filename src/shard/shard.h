@@ -1,0 +1,95 @@
+/* shard/shard.h: a set of PostgreSQL shards served by one node (docs/scaleout.md §6).
+ * Above store.h and the writer: each shard is a store of its own with a writer of
+ * its own (its own ledger in memory, journal and signing key); accounts are placed
+ * by store_shard_of. A command whose events all live on one shard goes to that
+ * shard's writer as a local batch; a command spanning shards (a transfer across
+ * shards, a linked chain, a batch touching several) is one global transaction:
+ *
+ *   intent (coordinator log on shard 0, committed) -> each involved shard's writer
+ *   applies its legs and PREPAREs 'pc_<gtid>' -> decision logged -> COMMIT PREPARED
+ *   or ROLLBACK PREPARED on each -> done logged.
+ *
+ * A transfer across shards becomes two legs with the same id, one on each shard,
+ * through a clearing account per peer shard and currency (store_clearing_id), so
+ * that each shard's books balance on their own (docs/accounting.md). Shard 0 is the
+ * home shard: API keys, grants of admin tools, idempotent replies and the
+ * coordinator log live there, and a command carrying its own rows (in_transaction:
+ * an idempotent reply) that runs elsewhere becomes a global transaction with a leg
+ * on shard 0 for those rows, so they commit atomically with the ledger rows.
+ *
+ * Global transactions run one at a time (a writer waits for the decision inside its
+ * prepared batch; two at once could wait on each other). Recovery runs at open,
+ * before any writer loads, and every SHARD_RECOVERY_INTERVAL_MS. */
+#ifndef PAYCORE_SHARD_H
+#define PAYCORE_SHARD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "paycore/status.h"
+#include "store/store.h"
+#include "writer/writer.h"
+
+typedef struct shard_set shard_set_t;
+
+/* `paycore init --shards`: creates paycore's schema on each database (empty, or a
+ * paycore database without a map) and writes the same shard map on every one. On
+ * failure 'detail' is one line naming the shard and what to fix. */
+PC_MUST_USE pc_status shard_init(const char *const *urls, uint32_t count, char *detail, size_t detail_bytes);
+
+typedef struct {
+    const char *const *urls;
+    uint32_t count;                /* 1..SHARD_COUNT_MAX */
+    const char *key_path;          /* the node's signing key: shard i uses '<key_path>' for i = 0,
+                                      '<key_path>.shard<i>' otherwise */
+    writer_config_t writer_config; /* each shard's writer (failed: any of them) */
+} shard_options_t;
+
+/* Checks every shard (reachable, paycore's, max_prepared_transactions > 0, the map
+ * of the same length and order), resolves in-doubt global transactions, opens each
+ * shard's store and starts its writer, and the periodic recovery. Refusals: one line
+ * in 'detail' naming the shard (by index and URL) and what to fix. */
+PC_MUST_USE pc_status shard_open(shard_set_t **out, const shard_options_t *options, char *detail,
+                                 size_t detail_bytes);
+/* Stops recovery and the coordinator (after the commands it holds), drains every
+ * writer; the writers stay readable (writer_stats) until shard_close. */
+void shard_drain(shard_set_t *set);
+/* shard_drain, then frees every writer and closes the stores (NULL: nothing). */
+void shard_close(shard_set_t *set);
+
+uint32_t shard_count(const shard_set_t *set);
+writer_t *shard_writer(shard_set_t *set, uint32_t index);
+/* A store whose readers route each read to the shard holding it (store_shard_route):
+ * what the API reads through. Owned by the set. */
+store_t *shard_read_store(shard_set_t *set);
+
+/* Routes 'cmd' as writer_submit would (same contract: on PC_OK done() is called
+ * once, after the commit or its failure). Installed on shard 0's writer by
+ * shard_open, so that whoever submits to it reaches the whole set. */
+PC_MUST_USE pc_status shard_submit(shard_set_t *set, writer_cmd_t *cmd);
+
+/* Global transactions prepared or logged but not done, and the oldest one's age
+ * (0 when none): the gauges paycore_2pc_in_doubt and
+ * paycore_2pc_in_doubt_oldest_age_seconds. Refreshed by each recovery pass. */
+void shard_in_doubt(shard_set_t *set, uint64_t *count, uint64_t *oldest_age_s);
+/* Appends the gauges and counters to a Prometheus text (realloc'ed; NULL on no
+ * memory, 'text' freed). 'set' NULL (no shards): the gauges at 0. */
+char *shard_metrics_append(shard_set_t *set, char *text, size_t *bytes);
+/* Counters since start: global transactions committed and aborted, recovery actions. */
+typedef struct {
+    uint64_t global_committed;
+    uint64_t global_aborted;
+    uint64_t recovered_committed;
+    uint64_t recovered_aborted;
+    uint64_t orphans_rolled_back;
+} shard_stats_t;
+void shard_stats(shard_set_t *set, shard_stats_t *out);
+
+/* One recovery pass now (the periodic one calls it): every logged global transaction
+ * without 'done' is finished (decision commit) or aborted (no decision), every
+ * prepared 'pc_*' without an intent is rolled back. Waits for a running global
+ * transaction to end. */
+PC_MUST_USE pc_status shard_recover(shard_set_t *set);
+
+#endif

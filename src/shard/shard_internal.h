@@ -1,0 +1,65 @@
+/* shard/shard_internal.h: what the shard layer's files share. Not a contract. */
+#ifndef PAYCORE_SHARD_INTERNAL_H
+#define PAYCORE_SHARD_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "shard/shard.h"
+#include "store/store_shard.h"
+
+/* Fault injection for the coordinator's tests: PAYCORE_2PC_FAULT names a step, and
+ * PAYCORE_2PC_FAULT_ACTION says what happens there: "kill" (SIGKILL, the default) or
+ * "pause:<file>" (create the file and wait until the test removes it). */
+typedef enum {
+    SHARD_STEP_NONE = 0,
+    SHARD_STEP_AFTER_INTENT,
+    SHARD_STEP_AFTER_PREPARE_ONE,
+    SHARD_STEP_AFTER_PREPARE_ALL,
+    SHARD_STEP_AFTER_DECISION,
+    SHARD_STEP_AFTER_COMMIT_ONE,
+} shard_step;
+
+#define SHARD_CLEARING_MAX 256 /* clearing accounts known to exist (peer shard x currency) */
+
+typedef struct shard_coord shard_coord_t; /* shard_global.c */
+
+struct shard_set {
+    uint32_t count;
+    char *urls[SHARD_COUNT_MAX];
+    store_t *stores[SHARD_COUNT_MAX];
+    writer_t *writers[SHARD_COUNT_MAX];
+    store_link_t *links[SHARD_COUNT_MAX];   /* under global_mutex */
+    store_t *read_store;                    /* store_shard_route over 'stores' */
+    /* One global transaction or one recovery pass at a time. */
+    pthread_mutex_t global_mutex;
+    shard_coord_t *coord;
+    /* recovery thread */
+    pthread_t recovery_thread;
+    bool recovery_started;
+    pthread_mutex_t recovery_mutex;
+    pthread_cond_t recovery_wake;
+    bool stopping;
+    /* gauges and counters (any thread) */
+    _Atomic uint64_t unresolved;            /* open log rows recovery could not finish */
+    _Atomic uint64_t unresolved_oldest_ns;
+    _Atomic uint64_t inflight_since_ns;     /* the running global transaction's intent, 0: none */
+    _Atomic uint64_t global_committed, global_aborted, recovered_committed, recovered_aborted, orphans;
+    shard_step fault_step;
+    char fault_pause_path[512];
+};
+
+/* Applies the fault injected at 'step', if any. */
+void shard_fault_at(shard_set_t *set, shard_step step);
+
+/* shard_global.c: the coordinator thread. */
+pc_status shard_coord_start(shard_set_t *set);
+void shard_coord_stop(shard_set_t *set);
+pc_status shard_coord_submit(shard_set_t *set, writer_cmd_t *cmd);
+
+/* shard_recover.c: one pass with global_mutex held; reopens broken links. */
+pc_status shard_recover_locked(shard_set_t *set);
+pc_status shard_recovery_start(shard_set_t *set);
+void shard_recovery_stop(shard_set_t *set);
+
+#endif

@@ -1,0 +1,324 @@
+/* store/shard_route.c: the read side of a set of shards as one store (store_shard.h):
+ * what the API reads through when paycore serves --shards. Its readers hold one
+ * reader per shard and send each read where its rows are:
+ *
+ *   - an account, its transfers, its history, a grant of it: the account's shard;
+ *   - a transfer: the first shard holding its id; a transfer across shards has a leg
+ *     on each (A -> clearing, clearing -> B) and reads back as A -> B, the debit leg's
+ *     fields with the credit leg's credit account;
+ *   - lists of accounts: shard by shard (each in creation order), the cursor's shard
+ *     first: a page never skips or repeats an account;
+ *   - API keys and idempotent replies: the home shard (0); all grants: every shard.
+ *
+ * Each read sees its shard's committed state; a page spanning shards reads them one
+ * after another, not at one instant (docs/scaleout.md §6 says what a reader sees).
+ * The write side is each shard's own store: every write slot here is unsupported. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "store/store_backend.h"
+#include "store/store_shard.h"
+
+typedef struct {
+    store_t base;
+    store_t *stores[SHARD_COUNT_MAX]; /* borrowed */
+    uint32_t count;
+} route_store_t;
+
+typedef struct {
+    store_reader_t base;
+    store_reader_t *readers[SHARD_COUNT_MAX];
+    uint32_t count;
+} route_reader_t;
+
+static route_reader_t *rr(store_reader_t *reader) { return (route_reader_t *)reader; }
+static store_reader_t *on_account(store_reader_t *reader, const char *account_id) {
+    return rr(reader)->readers[store_shard_of(account_id, rr(reader)->count)];
+}
+
+/* ---- the write side: not here ---- */
+static pc_status no_open(store_t **out, const char *location, const store_options_t *options) {
+    (void)out, (void)location, (void)options;
+    return PC_STORE_UNSUPPORTED;
+}
+static bool no_handles(const char *location) { (void)location; return false; }
+static const char *route_location(const store_t *store) { (void)store; return "shards"; }
+static const char *route_detail(const store_t *store) { (void)store; return "the write side is each shard's"; }
+static pc_status no_load(store_t *s, ledger_t *l, journal_entry_t *h) { (void)s, (void)l, (void)h; return PC_STORE_UNSUPPORTED; }
+static pc_status no_signer(store_t *s, uint8_t k[JOURNAL_PUBLIC_KEY_BYTES]) { (void)s, (void)k; return PC_STORE_UNSUPPORTED; }
+static uint64_t no_head(const store_t *s) { (void)s; return 0; }
+static pc_status no_find(void *ctx, const char *id, ledger_transfer_record_t *out) { (void)ctx, (void)id, (void)out; return PC_STORE_UNSUPPORTED; }
+static ledger_source_t no_source(store_t *s) { return (ledger_source_t){no_find, s}; }
+static pc_status no_begin(store_t *s, store_tx_t **out) { (void)s, (void)out; return PC_STORE_UNSUPPORTED; }
+static pc_status no_changes(store_tx_t *tx, const ledger_t *l, const ledger_changes_t *c, uint64_t seq,
+                            journal_content_t *content) {
+    (void)tx, (void)l, (void)c, (void)seq, (void)content;
+    return PC_STORE_UNSUPPORTED;
+}
+static pc_status no_journal(store_tx_t *tx, const journal_entry_t *e, const journal_checkpoint_t *cp) {
+    (void)tx, (void)e, (void)cp;
+    return PC_STORE_UNSUPPORTED;
+}
+static pc_status no_commit(store_tx_t *tx) { (void)tx; return PC_STORE_UNSUPPORTED; }
+static void no_rollback(store_tx_t *tx) { (void)tx; }
+static pc_status no_snapshot(store_t *s, const ledger_t *l) { (void)s, (void)l; return PC_STORE_UNSUPPORTED; }
+static pc_status route_failed(const store_t *s) { (void)s; return PC_OK; }
+static bool route_writable(const store_t *s) { (void)s; return true; }
+static pc_status no_probe(store_t *s) { (void)s; return PC_STORE_UNSUPPORTED; }
+
+static void route_close(store_t *base) { free(base); }
+
+/* ---- readers ---- */
+
+static void route_reader_close(store_reader_t *base) {
+    route_reader_t *reader = rr(base);
+    for (uint32_t i = 0; i < reader->count; i++) store_reader_close(reader->readers[i]);
+    free(reader);
+}
+
+static pc_status route_reader_open(store_t *base, store_reader_t **out) {
+    route_store_t *store = (route_store_t *)base;
+    route_reader_t *reader = calloc(1, sizeof *reader);
+    if (reader == NULL) return PC_NO_MEMORY;
+    reader->base.store = base;
+    pc_status status = PC_OK;
+    for (uint32_t i = 0; status == PC_OK && i < store->count; i++) {
+        status = store_reader_open(store->stores[i], &reader->readers[i]);
+        if (status == PC_OK) reader->count = i + 1;
+    }
+    if (status != PC_OK) {
+        route_reader_close(&reader->base);
+        return status;
+    }
+    *out = &reader->base;
+    return PC_OK;
+}
+
+static pc_status route_read_account(store_reader_t *reader, const char *id, store_account_t *out) {
+    return store_read_account(on_account(reader, id), id, out);
+}
+
+/* A leg of a transfer across shards: the clearing account on its far side names the
+ * peer shard holding the other leg. */
+static pc_status route_read_transfer(store_reader_t *base, const char *id, store_transfer_t *out) {
+    route_reader_t *reader = rr(base);
+    pc_status status = PC_NOT_FOUND;
+    for (uint32_t i = 0; status == PC_NOT_FOUND && i < reader->count; i++) {
+        status = store_read_transfer(reader->readers[i], id, out);
+    }
+    if (status != PC_OK) return status;
+    uint32_t self, peer;
+    bool debit_leg = store_clearing_shard(out->transfer.credit_account_id, &self, &peer);
+    if (!debit_leg && !store_clearing_shard(out->transfer.debit_account_id, &self, &peer)) return PC_OK;
+    if (peer >= reader->count) return PC_OK;
+    store_transfer_t other;
+    if (store_read_transfer(reader->readers[peer], id, &other) != PC_OK) return PC_OK; /* a leg alone: as it is */
+    /* the debit leg's fields (its timestamp, as the create reply gave), the credit leg's credit account */
+    if (debit_leg) {
+        memcpy(out->transfer.credit_account_id, other.transfer.credit_account_id, PC_ID_SIZE);
+    } else {
+        memcpy(other.transfer.credit_account_id, out->transfer.credit_account_id, PC_ID_SIZE);
+        store_transfer_t swap = *out;
+        *out = other;
+        other = swap;
+    }
+    store_transfer_free(&other);
+    return PC_OK;
+}
+
+/* Pages accounts shard by shard: 'list' lists one shard. */
+typedef pc_status (*shard_list_fn)(store_reader_t *reader, const void *arg, const store_query_t *query,
+                                   store_account_fn fn, void *ctx, bool *has_more);
+
+typedef struct {
+    store_account_fn fn;
+    void *ctx;
+    uint32_t emitted;
+} page_t;
+
+static void page_row(const ledger_account_t *account, void *ctx) {
+    page_t *page = ctx;
+    page->emitted++;
+    page->fn(account, page->ctx);
+}
+
+static pc_status pages(store_reader_t *base, shard_list_fn list, const void *arg, const store_query_t *query,
+                       store_account_fn fn, void *ctx, bool *has_more) {
+    route_reader_t *reader = rr(base);
+    int32_t step = query->descending ? -1 : 1;
+    int32_t shard = query->descending ? (int32_t)reader->count - 1 : 0;
+    if (query->starting_after != NULL) shard = (int32_t)store_shard_of(query->starting_after, reader->count);
+    page_t page = {fn, ctx, 0};
+    store_query_t q = *query;
+    *has_more = false;
+    for (; shard >= 0 && shard < (int32_t)reader->count; shard += step) {
+        q.limit = query->limit - page.emitted;
+        bool more = false;
+        pc_status status = list(reader->readers[shard], arg, &q, page_row, &page, &more);
+        if (status != PC_OK) return status;
+        q.starting_after = NULL;
+        if (more) {
+            *has_more = true;
+            return PC_OK;
+        }
+        if (page.emitted == query->limit) break;
+    }
+    /* a full page that ended a shard: more when a later shard has any */
+    for (shard += step; page.emitted == query->limit && shard >= 0 && shard < (int32_t)reader->count; shard += step) {
+        store_query_t probe = {.limit = 1, .descending = query->descending};
+        page_t none = {NULL, NULL, 0};
+        bool more = false;
+        pc_status status = list(reader->readers[shard], arg, &probe, page_row, &none, &more);
+        (void)status;
+        if (none.emitted > 0 || more) {
+            *has_more = true;
+            break;
+        }
+    }
+    return PC_OK;
+}
+
+static void count_only(const ledger_account_t *account, void *ctx) { (void)account, (void)ctx; }
+
+static pc_status list_plain(store_reader_t *reader, const void *arg, const store_query_t *query,
+                            store_account_fn fn, void *ctx, bool *has_more) {
+    (void)arg;
+    return store_list_accounts(reader, query, fn != NULL ? fn : count_only, ctx, has_more);
+}
+
+static pc_status list_granted(store_reader_t *reader, const void *arg, const store_query_t *query,
+                              store_account_fn fn, void *ctx, bool *has_more) {
+    return store_list_accounts_granted(reader, arg, query, fn != NULL ? fn : count_only, ctx, has_more);
+}
+
+static pc_status route_list_accounts(store_reader_t *reader, const store_query_t *query, store_account_fn fn,
+                                     void *ctx, bool *has_more) {
+    return pages(reader, list_plain, NULL, query, fn, ctx, has_more);
+}
+
+static pc_status route_list_accounts_granted(store_reader_t *reader, const char *key_id, const store_query_t *query,
+                                             store_account_fn fn, void *ctx, bool *has_more) {
+    return pages(reader, list_granted, key_id, query, fn, ctx, has_more);
+}
+
+static pc_status route_list_account_transfers(store_reader_t *reader, const char *account_id,
+                                              const store_query_t *query, store_transfer_fn fn, void *ctx,
+                                              bool *has_more) {
+    return store_list_account_transfers(on_account(reader, account_id), account_id, query, fn, ctx, has_more);
+}
+
+static pc_status route_list_history(store_reader_t *reader, const char *account_id, const store_query_t *query,
+                                    store_history_fn fn, void *ctx, bool *has_more) {
+    return store_list_history(on_account(reader, account_id), account_id, query, fn, ctx, has_more);
+}
+
+/* ---- the API's rows: the home shard, grants where their account is ---- */
+
+static store_reader_t *home(store_reader_t *reader) { return rr(reader)->readers[0]; }
+
+static pc_status no_key_insert(store_tx_t *tx, const store_api_key_t *key) { (void)tx, (void)key; return PC_STORE_UNSUPPORTED; }
+static pc_status no_key_revoke(store_tx_t *tx, const char *id, uint64_t now_ns, bool *found) {
+    (void)tx, (void)id, (void)now_ns, (void)found;
+    return PC_STORE_UNSUPPORTED;
+}
+static pc_status no_grant_insert(store_tx_t *tx, const char *key_id, const char *account_id) {
+    (void)tx, (void)key_id, (void)account_id;
+    return PC_STORE_UNSUPPORTED;
+}
+static pc_status no_idem_put(store_tx_t *tx, const char *key_id, const char *idempotency_key,
+                             store_api_idem_t *record, uint64_t *replaced) {
+    (void)tx, (void)key_id, (void)idempotency_key, (void)record, (void)replaced;
+    return PC_STORE_UNSUPPORTED;
+}
+static pc_status no_idem_purge(store_tx_t *tx, uint64_t before_ns, uint32_t rows_max, uint64_t bytes_max,
+                               store_api_idem_row_fn fn, void *ctx) {
+    (void)tx, (void)before_ns, (void)rows_max, (void)bytes_max, (void)fn, (void)ctx;
+    return PC_STORE_UNSUPPORTED;
+}
+
+static pc_status route_keys_list(store_reader_t *reader, const char *starting_after, uint32_t limit,
+                                 store_api_key_fn fn, void *ctx, bool *has_more) {
+    return store_api_keys_list(home(reader), starting_after, limit, fn, ctx, has_more);
+}
+
+static pc_status route_grant_exists(store_reader_t *reader, const char *key_id, const char *account_id, bool *exists) {
+    return store_api_grant_exists(on_account(reader, account_id), key_id, account_id, exists);
+}
+
+static pc_status route_grants_list(store_reader_t *base, store_api_grant_fn fn, void *ctx) {
+    route_reader_t *reader = rr(base);
+    pc_status status = PC_OK;
+    for (uint32_t i = 0; status == PC_OK && i < reader->count; i++) {
+        status = store_api_grants_list(reader->readers[i], fn, ctx);
+    }
+    return status;
+}
+
+static pc_status route_idem_get(store_reader_t *reader, const char *key_id, const char *idempotency_key,
+                                store_api_idem_t *out, bool *found) {
+    return store_api_idem_get(home(reader), key_id, idempotency_key, out, found);
+}
+
+static pc_status route_idem_usage(store_reader_t *reader, store_api_idem_row_fn fn, void *ctx) {
+    return store_api_idem_usage(home(reader), fn, ctx);
+}
+
+static const store_api_ops_t route_api_ops = {
+    .key_insert = no_key_insert,
+    .key_revoke = no_key_revoke,
+    .keys_list = route_keys_list,
+    .grant_insert = no_grant_insert,
+    .grant_exists = route_grant_exists,
+    .grants_list = route_grants_list,
+    .idem_get = route_idem_get,
+    .idem_put = no_idem_put,
+    .idem_purge = no_idem_purge,
+    .idem_usage = route_idem_usage,
+};
+
+static const store_backend_ops_t route_ops = {
+    .name = "postgres-shards",
+    .handles = no_handles,
+    .open = no_open,
+    .close = route_close,
+    .location = route_location,
+    .error_detail = route_detail,
+    .load = no_load,
+    .journal_signer = no_signer,
+    .journal_head_seq = no_head,
+    .source = no_source,
+    .prefetch = NULL,
+    .tx_begin = no_begin,
+    .tx_write_changes = no_changes,
+    .tx_write_journal = no_journal,
+    .tx_commit = no_commit,
+    .tx_rollback = no_rollback,
+    .balance_snapshot = no_snapshot,
+    .failed = route_failed,
+    .writable = route_writable,
+    .probe = no_probe,
+    .reader_open = route_reader_open,
+    .reader_close = route_reader_close,
+    .read_account = route_read_account,
+    .read_transfer = route_read_transfer,
+    .list_accounts = route_list_accounts,
+    .list_accounts_granted = route_list_accounts_granted,
+    .list_account_transfers = route_list_account_transfers,
+    .list_history = route_list_history,
+    .api = &route_api_ops,
+    .events = NULL,
+    .payments = NULL,
+    .two_phase = NULL,
+};
+
+pc_status store_shard_route_open(store_t **out, store_t *const *stores, uint32_t count) {
+    route_store_t *store = calloc(1, sizeof *store);
+    if (store == NULL) return PC_NO_MEMORY;
+    store->base.ops = &route_ops;
+    store->count = count;
+    memcpy(store->stores, stores, sizeof *stores * count);
+    *out = &store->base;
+    return PC_OK;
+}

@@ -1,0 +1,114 @@
+/* store/store_shard.h: what the shard layer (src/shard/) needs of a store beyond
+ * store.h: two-phase commit of a writer batch, and a shard link, a connection of its
+ * own to one shard for the shard map, the coordinator log and recovery (never the
+ * writer's connection, so that the log commits on its own). PostgreSQL only: the
+ * SQLite backend has no two-phase commit (store_supports_two_phase is false there,
+ * and store_link_open refuses a location that is not a URL). docs/scaleout.md §6 has
+ * the protocol and the tables (schema version 5). */
+#ifndef PAYCORE_STORE_SHARD_H
+#define PAYCORE_STORE_SHARD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "paycore/limits.h"
+#include "paycore/status.h"
+#include "store/store.h"
+
+/* ---- placement (shard_place.c) ----
+ * An account lives on shard siphash24(STORE_SHARD_HASH_KEY, id) mod count: the
+ * 8-byte SipHash-2-4 output read little-endian. The key is fixed and published so
+ * that placement is the same on every node, platform, version and restart (it is not
+ * a secret: placement is not a defence). */
+#define STORE_SHARD_HASH_KEY "paycore-shards-1" /* 16 bytes, crypto_shorthash_siphash24 */
+uint32_t store_shard_of(const char *account_id, uint32_t shard_count);
+/* The clearing account on shard 'self' for its transfers with shard 'peer' in
+ * 'currency': "pc.clearing.<self>.<peer>.<currency>" (ids with the prefix are
+ * refused from clients: id_reserved). */
+#define STORE_CLEARING_PREFIX "pc.clearing."
+void store_clearing_id(uint32_t self, uint32_t peer, const char *currency, char out[PC_ID_SIZE]);
+bool store_id_reserved(const char *id);
+/* The shard a clearing account lives on (its 'self'), or false for other ids. */
+bool store_clearing_shard(const char *id, uint32_t *self, uint32_t *peer);
+
+/* ---- the read side of a set (shard_route.c) ----
+ * One store whose readers send each read to the shard holding its rows (an
+ * account's shard; the home shard 0 for API keys and idempotent replies), for the
+ * API. Its write side is unsupported: each shard's own store writes. 'stores' are
+ * borrowed and must outlive it. */
+PC_MUST_USE pc_status store_shard_route_open(store_t **out, store_t *const *stores, uint32_t count);
+
+/* A global transaction id: 32 lowercase hex digits. Prepared as 'pc_<gtid>_<shard>'. */
+#define STORE_GTID_SIZE 33
+
+/* ---- two-phase commit of one writer batch (writer thread) ----
+ * Instead of store_tx_commit: PREPARE TRANSACTION 'pc_<gtid>_<shard>' (options.shard_index). On PC_OK the batch is
+ * durable but invisible (readers still see the balances before it) and 'tx' stays
+ * open until exactly one of store_tx_commit_prepared / store_tx_rollback_prepared.
+ * Any other status: nothing of the batch remains and 'tx' is freed; PC_STORE_FAILED
+ * as for store_tx_commit. */
+bool store_supports_two_phase(const store_t *store);
+PC_MUST_USE pc_status store_tx_prepare(store_tx_t *tx, const char *gtid);
+/* COMMIT PREPARED, then readers see the batch; frees tx. A failure leaves the outcome
+ * to recovery: the store fails for good (PC_STORE_FAILED) and the process reloads. */
+PC_MUST_USE pc_status store_tx_commit_prepared(store_tx_t *tx);
+/* ROLLBACK PREPARED; frees tx. A failure fails the store for good (recovery ends it). */
+PC_MUST_USE pc_status store_tx_rollback_prepared(store_tx_t *tx);
+
+/* ---- the shard link ---- */
+typedef struct store_link store_link_t;
+
+/* Connects to the shard at 'url' (its schema must exist: paycore init made it). On
+ * failure 'detail' is one line naming the cause: PC_STORE_OPEN_FAILED (does not
+ * parse, not reachable), PC_STORE_NOT_PAYCORE, PC_STORE_VERSION_UNSUPPORTED. */
+PC_MUST_USE pc_status store_link_open(store_link_t **out, const char *url, char *detail, size_t detail_bytes);
+void store_link_close(store_link_t *link);
+/* The URL without its password, for messages. */
+const char *store_link_url(const store_link_t *link);
+const char *store_link_error(const store_link_t *link);
+/* The server's max_prepared_transactions. */
+PC_MUST_USE pc_status store_link_max_prepared(store_link_t *link, int64_t *out);
+/* The database's own instance id (paycore_meta.instance_id). */
+PC_MUST_USE pc_status store_link_instance_id(store_link_t *link, char *out, size_t out_bytes);
+
+/* The shard map: one row per shard of the set, the same on every shard. */
+typedef struct {
+    uint32_t count;                                  /* 0: no map yet */
+    uint32_t self_index;                             /* this shard's index in the set */
+    char instance_ids[SHARD_COUNT_MAX][24];          /* by index */
+} store_shard_map_t;
+PC_MUST_USE pc_status store_link_map_read(store_link_t *link, store_shard_map_t *out);
+/* Writes the map (paycore init): PC_STORE_SHARD_MAP_MISMATCH when one is there. */
+PC_MUST_USE pc_status store_link_map_write(store_link_t *link, const store_shard_map_t *map);
+
+/* The coordinator log on this shard: each statement commits on its own. */
+PC_MUST_USE pc_status store_link_log_intent(store_link_t *link, const char *gtid, const uint32_t *shards,
+                                           uint32_t shard_count, const char *legs_json);
+/* PC_EXISTS: a decision was logged before (recovery aborted it): nothing changed. */
+PC_MUST_USE pc_status store_link_log_decision(store_link_t *link, const char *gtid, bool commit);
+PC_MUST_USE pc_status store_link_log_done(store_link_t *link, const char *gtid);
+
+/* A logged global transaction not yet done. */
+typedef struct {
+    char gtid[STORE_GTID_SIZE];
+    int decision;            /* 0: none, 1: commit, -1: abort */
+    uint64_t intent_ns;
+    uint32_t shards[SHARD_COUNT_MAX];
+    uint32_t shard_count;
+} store_link_open_t;
+typedef void (*store_link_open_fn)(const store_link_open_t *row, void *ctx);
+PC_MUST_USE pc_status store_link_log_open(store_link_t *link, store_link_open_fn fn, void *ctx);
+/* Whether 'gtid' has an intent in this shard's log (and its decision). */
+PC_MUST_USE pc_status store_link_log_find(store_link_t *link, const char *gtid, bool *found, int *decision);
+
+/* Prepared transactions 'pc_<gtid>_<shard>' of this shard's database
+ * (pg_prepared_xacts; the server's names, so the shard index keeps apart two shards
+ * that are databases of one server). 'shard' is UINT32_MAX for a name without one. */
+typedef void (*store_link_prepared_fn)(const char *gtid, uint32_t shard, uint64_t prepared_ns, void *ctx);
+PC_MUST_USE pc_status store_link_prepared_list(store_link_t *link, store_link_prepared_fn fn, void *ctx);
+/* COMMIT PREPARED / ROLLBACK PREPARED 'pc_<gtid>_<shard>' (recovery). PC_NOT_FOUND:
+ * not prepared (finished already). */
+PC_MUST_USE pc_status store_link_prepared_finish(store_link_t *link, const char *gtid, uint32_t shard, bool commit);
+
+#endif
