@@ -13,7 +13,9 @@
  *     its CPU time from /proc): commits per payment, mean commit time, mean batch, and
  *     server CPU per payment against per ledger transfer.
  * Everything on loopback; the server, simulator and load share the machine's cores.
- *   --quick  about 15 s     --full  about 50 s */
+ *   --quick  about 15 s     --full  about 50 s
+ *   --profile SECONDS  payments only, for a profiler: prints "server_pid=N" once the
+ *                      server is warm, then loads it for SECONDS (no result lines) */
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -516,8 +518,18 @@ static void setup_server(uint16_t sim_port, const char *model, char *base, char 
     }
 }
 
+/* Stops the server and the simulator and removes the run's directory. */
+static void cleanup(void) {
+    stop(&server_pid);
+    stop(&sim_pid);
+    char command[PATH_BYTES + 16];
+    snprintf(command, sizeof command, "rm -rf '%s'", dir);
+    if (system(command) != 0) fprintf(stderr, "bench_payments: could not remove %s\n", dir);
+}
+
 int main(int argc, char **argv) {
     bool full = argc > 1 && strcmp(argv[1], "--full") == 0;
+    double profile_s = argc > 2 && strcmp(argv[1], "--profile") == 0 ? atof(argv[2]) : 0.0;
     signal(SIGPIPE, SIG_IGN);
     snprintf(dir, sizeof dir, "%s/paycore-bench-pay-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (mkdtemp(dir) == NULL) die("mkdtemp");
@@ -537,6 +549,15 @@ int main(int argc, char **argv) {
     pay_totals warm = {.latencies_ns = calloc(1u << 16, sizeof(uint64_t)), .latency_capacity = 1u << 16};
     if (warm.latencies_ns == NULL) die("no memory");
     payments_slice(base, merchant_key, 1.0, &warm); /* caches, connections, page cache */
+    if (profile_s > 0) {
+        printf("server_pid=%d\n", (int)server_pid);
+        fflush(stdout);
+        payments_slice(base, merchant_key, profile_s, &warm);
+        printf("payments=%llu seconds=%.1f\n", (unsigned long long)warm.payments, warm.seconds);
+        fflush(stdout);
+        cleanup();
+        return warm.errors == 0 ? 0 : 1;
+    }
     int rounds = full ? 8 : 3;
     double slice_s = full ? 3.0 : 2.0, ledger_transfers = 0, ledger_s = 0;
     server_view pay_view = {0}, ledger_view = {0};
@@ -573,11 +594,7 @@ int main(int argc, char **argv) {
            ledger_view.write_bytes / 1024.0 / transfers);
     if (t.first_error[0] != '\0') fprintf(stderr, "bench_payments: first error: %s\n", t.first_error);
     fflush(stdout);
-    stop(&server_pid);
-    stop(&sim_pid);
-    char command[PATH_BYTES + 16];
-    snprintf(command, sizeof command, "rm -rf '%s'", dir);
-    if (system(command) != 0) fprintf(stderr, "bench_payments: could not remove %s\n", dir);
+    cleanup();
     free(t.latencies_ns);
     free(warm.latencies_ns);
     curl_global_cleanup();

@@ -9,7 +9,10 @@
 #      mean commit time K (paycore_commit_duration_seconds over that run); the fixed
 #      delay is D = W_low - the model at that rate with D = 0 (docs/capacity.md);
 #   3. open loop, Poisson arrivals at 60 % of X_max: measured mean and p99 response,
-#      against the model's prediction (scripts/capacity.py) from S, K, D and the cores.
+#      against the model's prediction (scripts/capacity.py) from S, K, D and the cores;
+#   4. closed loop again: X_max after the point (x_max_after_per_s). On a machine
+#      shared with other work the capacity left can move between steps 1 and 3; the
+#      point's utilisation against it (utilisation_after) shows when it did.
 # One key=value line each (capacity_model: transfers, capacity_model_payments: card
 # sales); the prediction is the baseline, ratio = measured / predicted.
 set -eu
@@ -82,12 +85,15 @@ measure() {
     point=$("$bin" load --url "$url" --key "$key" --concurrency 256 --duration-s "$seconds" --accounts 1000 --rate "$rate" --arrivals poisson "$@")
     # shellcheck disable=SC2086
     model=$(python3 "$here/capacity.py" $model_args --delay-ms "$delay_ms" --rate "$rate")
+    after=$("$bin" load --url "$url" --key "$key" --concurrency 64 --duration-s "$seconds" --accounts 1000 "$@")
+    x_after=$(field "$after" requests_per_s)
     predicted_mean=$(field "$model" mean_ms)
     measured_mean=$(field "$point" mean_latency_ms)
     echo "$line model=mmc_group_commit cores=$cores x_max_per_s=$x_max service_ms=$service_ms commit_ms=$commit_ms delay_ms=$delay_ms" \
          "rate_per_s=$rate utilisation=$(field "$model" utilisation) predicted_p99_ms=$(field "$model" p99_ms)" \
          "measured_p99_ms=$(field "$point" p99_ms) measured_per_s=$(field "$point" requests_per_s)" \
          "little_ok=$(field "$closed" little_ok)$(field "$low" little_ok)$(field "$point" little_ok)" \
+         "x_max_after_per_s=$x_after utilisation_after=$(calc "$rate / $x_after")" \
          "commits=$commits commits_per_request_low=$commits_per_request" \
          "measured_mean_ms=$measured_mean baseline=mmc_predicted_mean_ms baseline_ms=$predicted_mean" \
          "ratio=$(calc "$measured_mean / $predicted_mean")"

@@ -5,6 +5,10 @@
 
 #include <assert.h>
 
+/* A bound's value as a string literal (an option's default text, a libpq setting). */
+#define PC_LIMIT_TEXT_OF(value) #value
+#define PC_LIMIT_TEXT(value) PC_LIMIT_TEXT_OF(value)
+
 /* Ids: client-chosen, 1..64 chars of [A-Za-z0-9._:-]; room for the NUL. */
 #define PC_ID_BYTES_MAX 64
 #define PC_ID_SIZE (PC_ID_BYTES_MAX + 1)

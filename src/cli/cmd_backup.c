@@ -105,7 +105,7 @@ static bool backup_keys(const char *db, const char *out, bool with_key) {
 }
 
 /* The PostgreSQL store at 'url' into the dump 'out'. */
-static bool backup_postgres(const char *url, const char *out, const char *pg_bin) {
+static bool backup_postgres(const char *url, const char *out, const char *pg_bin, store_dump_info_t *dumped) {
     store_dump_info_t info;
     char detail[512];
     uint64_t start_ns = pc_mono_ns();
@@ -119,20 +119,36 @@ static bool backup_postgres(const char *url, const char *out, const char *pg_bin
     printf("backup ok out=%s format=pg_dump_custom bytes=%llu elapsed_ms=%llu head_seq=%llu head_hash=%s\n", out,
            (unsigned long long)info.bytes, (unsigned long long)((pc_mono_ns() - start_ns) / 1000000u),
            (unsigned long long)info.head_seq, head_hex);
+    *dumped = info;
     return true;
 }
 
-static bool verify_copy(const char *out) {
+/* paycore verify of the copy at 'location' (a file, or the database a dump was restored
+ * into) with the public key beside 'out'; 'want_head' (optional): the head it must have. */
+static bool verify_copy(const char *location, const char *out, const uint8_t *want_head) {
     char pubkey[PC_PATH_BYTES_MAX];
     if (!path_with(pubkey, out, ".key.pub")) return false;
     journal_report_t *report = calloc(1, sizeof(*report));
     if (report == NULL) return false;
-    pc_status status = store_verify(out, pubkey, report);
+    pc_status status = store_verify(location, pubkey, report);
     char line[2 * JOURNAL_REPORT_TEXT_BYTES];
     if (status == PC_OK || status == PC_JOURNAL_MISMATCH) printf("%s\n", journal_report_line(report, line, sizeof line));
     else printf("verify error: %s: %s\n", pc_status_code(status), report->error_detail);
+    bool same_head = want_head == NULL || memcmp(report->head_hash, want_head, JOURNAL_HASH_BYTES) == 0;
+    if (status == PC_OK && !same_head) fprintf(stderr, "paycore backup: the restored copy's head is not the dump's\n");
     free(report);
-    return status == PC_OK;
+    return status == PC_OK && same_head;
+}
+
+/* --verify-into: the dump restored into that empty database, then verified there. */
+static bool verify_dump(const char *out, const char *into, const char *pg_bin, const store_dump_info_t *dumped) {
+    char detail[512];
+    pc_status status = store_restore_postgres(out, into, pg_bin, detail, sizeof detail);
+    if (status != PC_OK) {
+        fprintf(stderr, "paycore backup: --verify-into: %s: %s\n", pc_status_code(status), detail);
+        return false;
+    }
+    return verify_copy(into, out, dumped->head_hash);
 }
 
 int cli_backup(int argc, char **argv) {
@@ -141,12 +157,13 @@ int cli_backup(int argc, char **argv) {
         {"out", NULL, false, NULL, "the copy to write (must not be the database itself)"},
         {"store", "PAYCORE_STORE", false, NULL, "a PostgreSQL store to copy instead: postgres://user@host/db (OUT is then a pg_dump)"},
         {"pg-bin", "PAYCORE_PG_BIN", false, NULL, "with --store: the directory of pg_dump and pg_restore (default: PATH)"},
+        {"verify-into", NULL, false, NULL, "with --store: restore the dump into this empty database (postgres:// URL) and verify it there"},
         {"with-key", NULL, true, NULL, "also copy the secret keys (FILE.key, .vault-key, .webhook-key, .idkey; 0600)"},
         {"no-verify", NULL, true, NULL, "skip verifying the copy (not recommended)"},
     };
-    enum { N = 6 };
+    enum { N = 7 };
     const char *usage =
-        "usage: paycore backup --db FILE --out FILE [--store URL] [--with-key] [--no-verify]\n\n"
+        "usage: paycore backup --db FILE --out FILE [--store URL [--verify-into URL]] [--with-key] [--no-verify]\n\n"
         "Copies a paycore database while the server runs: one consistent snapshot (SQLite's\n"
         "backup API on a read-only connection; the writer keeps committing), the risk\n"
         "decisions beside it (FILE-risk.db) and the public key that verifies it\n"
@@ -159,7 +176,8 @@ int cli_backup(int argc, char **argv) {
         "(pg_restore reads it), every table in one snapshot taken while the writer runs;\n"
         "prints 'backup ok out=FILE format=pg_dump_custom bytes=N elapsed_ms=N head_seq=N\n"
         "head_hash=H' (the journal head in the dump), then copies the node's files of --db\n"
-        "as above. The dump is verified after pg_restore, with paycore verify --store.\n"
+        "as above. The dump verifies once restored: --verify-into URL restores it into that\n"
+        "empty database with pg_restore and verifies it there (the head must be the dump's).\n"
         "Restore: see docs/operations.md.";
     if (cli_wants_help(argc, argv)) {
         cli_args_usage(stdout, usage, opts, N);
@@ -177,13 +195,20 @@ int cli_backup(int argc, char **argv) {
         fprintf(stderr, "paycore backup: --store wants a postgres:// URL (a SQLite file is --db FILE)\n");
         return 2;
     }
+    const char *into = cli_opt_get(opts, N, "verify-into");
+    if (into != NULL && (url == NULL || !store_location_is_url(into) || strcmp(into, url) == 0)) {
+        fprintf(stderr, "paycore backup: --verify-into wants --store and another postgres:// URL (an empty database)\n");
+        return 2;
+    }
     bool with_key = cli_opt_get(opts, N, "with-key") != NULL;
     if (url != NULL) {
-        bool ok = backup_postgres(url, out, cli_opt_get(opts, N, "pg-bin")) && backup_risk(db, out) &&
-                  backup_keys(db, out, with_key);
+        const char *pg_bin = cli_opt_get(opts, N, "pg-bin");
+        store_dump_info_t dumped;
+        bool ok = backup_postgres(url, out, pg_bin, &dumped) && backup_risk(db, out) && backup_keys(db, out, with_key);
+        if (ok && into != NULL) ok = verify_dump(out, into, pg_bin, &dumped);
         return ok ? 0 : 1;
     }
     if (!backup_databases(db, out) || !backup_keys(db, out, with_key)) return 1;
     if (cli_opt_get(opts, N, "no-verify") != NULL) return 0;
-    return verify_copy(out) ? 0 : 1;
+    return verify_copy(out, out, NULL) ? 0 : 1;
 }

@@ -32,11 +32,6 @@ enum { OPT_LISTEN, OPT_DB, OPT_THREADS, OPT_BODY_MAX, OPT_QUEUE_MAX, OPT_LOG_LEV
        OPT_WEB_DIR, OPT_VERIFY_INTERVAL, OPT_VAULT_KEY, OPT_AUTH_WINDOW,
        OPT_RECOVERY_MS, OPT_RECOVERY_GRACE_MS, OPT_THREE_DS, OPT_STORE, OPT_STANDBY, OPT_STORE_WAIT, OPT_SHARDS, OPT_COUNT };
 
-/* STORE_WRITABLE_WAIT_S_DEFAULT as the option's default text. */
-#define STORE_WAIT_TEXT(seconds) #seconds
-#define STORE_WAIT_S_DEFAULT_TEXT STORE_WAIT_TEXT_OF(STORE_WRITABLE_WAIT_S_DEFAULT)
-#define STORE_WAIT_TEXT_OF(seconds) STORE_WAIT_TEXT(seconds)
-
 static void serve_opts(cli_opt opts[OPT_COUNT]) {
     cli_opt defaults[OPT_COUNT] = {
         {"listen", "PAYCORE_LISTEN", false, "127.0.0.1:8080", "address:port to listen on (port 0: any free port)"},
@@ -81,7 +76,7 @@ static void serve_opts(cli_opt opts[OPT_COUNT]) {
         {"three-ds-prefixes", "PAYCORE_THREE_DS_PREFIXES", false, NULL, "card prefixes enrolled in 3-D Secure, comma separated (default: the card simulator's 4000002760)"},
         {"store", "PAYCORE_STORE", false, NULL, "a PostgreSQL store instead of the SQLite file: postgres://user@host/db (paycore init --store first); --db then names the node's own files (signing key, risk files)"},
         {"standby", "PAYCORE_STANDBY", true, NULL, "with --store: while another paycore is the store's writer, wait and take over when it is gone (instead of refusing with store_in_use)"},
-        {"store-wait-s", "PAYCORE_STORE_WAIT_S", false, STORE_WAIT_S_DEFAULT_TEXT, "with a --store URL asking for a writable server (target_session_attrs=read-write: Patroni), wait this long for one at start (a primary being elected) before refusing (0: no wait)"},
+        {"store-wait-s", "PAYCORE_STORE_WAIT_S", false, PC_LIMIT_TEXT(STORE_WRITABLE_WAIT_S_DEFAULT), "with a --store URL asking for a writable server (target_session_attrs=read-write: Patroni), wait this long for one at start (a primary being elected) before refusing (0: no wait)"},
         {"shards", "PAYCORE_SHARDS", false, NULL, "serve a set of PostgreSQL shards: postgres:// URLs separated by commas, in the order paycore init --shards was given (docs/scaleout.md); --db then names the node's own files"},
     };
     memcpy(opts, defaults, sizeof defaults);

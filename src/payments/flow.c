@@ -193,7 +193,7 @@ static void flow_stage(pay_flow_t *flow, pay_flow_tx_fn in_tx) {
     memset(copy->transfer_results, 0, sizeof copy->transfer_results);
     copy->doc_text = NULL;
     copy->dry = true;
-    if (pay_payment_copy(&copy->payment, &flow->payment) == PC_OK && in_tx(copy, NULL) == PC_OK) {
+    if (pay_payment_copy_for_dry_run(&copy->payment, &flow->payment) == PC_OK && in_tx(copy, NULL) == PC_OK) {
         flow->staged = copy->staged;
         memset(&copy->staged, 0, sizeof copy->staged);
     }

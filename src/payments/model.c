@@ -90,6 +90,17 @@ pc_status pay_payment_copy(pay_payment_t *dst, const pay_payment_t *src) {
     return dst->operations && dst->op_versions && dst->transfers ? PC_OK : PC_NO_MEMORY;
 }
 
+pc_status pay_payment_copy_for_dry_run(pay_payment_t *dst, const pay_payment_t *src) {
+    *dst = *src;
+    dst->metadata = json_incref(src->metadata);
+    dst->risk.detail = json_incref(src->risk.detail);
+    dst->routing = json_incref(src->routing);
+    dst->operations = json_copy(src->operations);
+    dst->op_versions = json_copy(src->op_versions);
+    dst->transfers = json_copy(src->transfers);
+    return dst->operations && dst->op_versions && dst->transfers ? PC_OK : PC_NO_MEMORY;
+}
+
 static json_t *method_json(const pay_payment_t *p) {
     if (p->method == PAY_METHOD_CARD) {
         return json_pack("{s:s,s:{s:s,s:s,s:s,s:i,s:i,s:s,s:b}}", "type", "card", "card", "token", p->card.token,
@@ -140,7 +151,8 @@ static json_t *amounts_json(const pay_payment_t *p) {
                      (json_int_t)p->fees_reversed);
 }
 
-static json_t *payment_json(const pay_payment_t *p, bool share) {
+/* 'with_ops' false: "operations" is null (payment_render splices the entries in). */
+static json_t *payment_json(const pay_payment_t *p, bool share, bool with_ops) {
     json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:I,s:s,s:s,s:s}", "id", p->id, "object", "payment", "merchant_id",
                           p->merchant_id, "status", pay_state_name(p->state), "amount", (json_int_t)p->amount,
                           "currency", p->currency, "capture_method", p->capture_automatic ? "automatic" : "manual",
@@ -164,7 +176,7 @@ static json_t *payment_json(const pay_payment_t *p, bool share) {
     json_object_set_new(o, "hold", hold_json(p));
     json_object_set_new(o, "pending_operation", str_or_null(p->pending_op));
     json_object_set_new(o, "decline", decline_json(p));
-    json_object_set_new(o, "operations", part(p->operations, share));
+    json_object_set_new(o, "operations", with_ops ? part(p->operations, share) : json_null());
     json_object_set_new(o, "ledger_transfers", part(p->transfers, share));
     json_object_set_new(o, "created", json_integer((json_int_t)p->created_ns));
     json_object_set_new(o, "updated", json_integer((json_int_t)p->updated_ns));
@@ -172,7 +184,7 @@ static json_t *payment_json(const pay_payment_t *p, bool share) {
     return o;
 }
 
-json_t *pay_payment_json(const pay_payment_t *p) { return payment_json(p, false); }
+json_t *pay_payment_json(const pay_payment_t *p) { return payment_json(p, false, true); }
 
 static void method_from_json(const json_t *m, pay_payment_t *p) {
     const char *type = json_string_value(json_object_get(m, "type"));
@@ -478,32 +490,6 @@ static pc_status object_put_text(store_tx_t *tx, const char *kind, const char *i
     return object.doc_bytes <= PAY_DOC_BYTES_MAX ? store_pay_object_put(tx, &object) : PC_LIMIT_REACHED;
 }
 
-/* The record of the payment's new version: 'doc' with every operation entry that a
- * record holds whole already written as a reference to it. */
-static char *record_text(pay_payment_t *p, json_t *doc) {
-    json_t *record = json_copy(doc), *ops = json_array();
-    if (record == NULL || ops == NULL) {
-        json_decref(record);
-        json_decref(ops);
-        return NULL;
-    }
-    size_t index;
-    json_t *entry;
-    json_array_foreach(p->operations, index, entry) {
-        json_int_t held_in = json_integer_value(json_array_get(p->op_versions, index));
-        if (held_in > 0) {
-            json_array_append_new(ops, json_pack("{s:O,s:I}", "id", json_object_get(entry, "id"), RECORD_REF_KEY,
-                                                 held_in));
-        } else {
-            json_array_append(ops, entry);
-        }
-    }
-    json_object_set_new(record, "operations", ops);
-    char *text = json_dumps(record, JSON_COMPACT);
-    json_decref(record);
-    return text;
-}
-
 /* The entries the new record holds whole are held in this version from now on. */
 static void op_versions_stored(pay_payment_t *p) {
     for (size_t i = 0; i < json_array_size(p->op_versions); i++) {
@@ -520,17 +506,105 @@ void pay_staged_clear(pay_staged_t *staged) {
     memset(staged, 0, sizeof *staged);
 }
 
-/* The payment's next version rendered: its document and its record. */
+/* A text grown by appending (the document and the record are spliced from pieces). */
+typedef struct {
+    char *text;
+    size_t bytes;
+    size_t room;
+    bool failed;
+} text_buf_t;
+
+static void buf_add(text_buf_t *b, const char *piece, size_t bytes) {
+    if (b->failed) return;
+    if (b->bytes + bytes + 1 > b->room) {
+        size_t room = b->room ? b->room : 1024;
+        while (b->bytes + bytes + 1 > room) room *= 2;
+        char *grown = realloc(b->text, room);
+        if (grown == NULL) {
+            b->failed = true;
+            return;
+        }
+        b->text = grown;
+        b->room = room;
+    }
+    memcpy(b->text + b->bytes, piece, bytes);
+    b->bytes += bytes;
+    b->text[b->bytes] = '\0';
+}
+
+static void buf_add_str(text_buf_t *b, const char *piece) { buf_add(b, piece, strlen(piece)); }
+
+/* The reference a record holds for an operation entry held whole by 'held_in'. */
+static char *entry_ref_text(const json_t *entry, json_int_t held_in) {
+    json_t *ref = json_pack("{s:O,s:I}", "id", json_object_get(entry, "id"), RECORD_REF_KEY, held_in);
+    char *text = ref != NULL ? json_dumps(ref, JSON_COMPACT) : NULL;
+    json_decref(ref);
+    return text;
+}
+
+/* Appends the operations array to the document and to the record: each entry is
+ * dumped once; the record gets a reference instead of an entry a record holds. */
+static void ops_add(const pay_payment_t *p, text_buf_t *full, text_buf_t *record) {
+    buf_add_str(full, "[");
+    buf_add_str(record, "[");
+    size_t index;
+    json_t *entry;
+    json_array_foreach(p->operations, index, entry) {
+        char *text = json_dumps(entry, JSON_COMPACT);
+        json_int_t held_in = json_integer_value(json_array_get(p->op_versions, index));
+        char *ref = held_in > 0 ? entry_ref_text(entry, held_in) : NULL;
+        if (text == NULL || (held_in > 0 && ref == NULL)) full->failed = true;
+        if (index > 0) {
+            buf_add_str(full, ",");
+            buf_add_str(record, ",");
+        }
+        if (text != NULL) buf_add_str(full, text);
+        if (text != NULL) buf_add_str(record, ref != NULL ? ref : text);
+        free(text);
+        free(ref);
+    }
+    buf_add_str(full, "]");
+    buf_add_str(record, "]");
+}
+
+/* The payment's next version rendered: its document (json_dumps of pay_payment_json,
+ * byte for byte) and its record, from one dump of the fields and one of each entry. */
 static pc_status payment_render(pay_payment_t *p, char **text_out, char **record_out) {
-    json_t *doc = payment_json(p, true); /* dumped and freed here */
-    *text_out = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
-    *record_out = doc != NULL ? record_text(p, doc) : NULL;
-    json_decref(doc);
-    if (*text_out != NULL && *record_out != NULL) return PC_OK;
-    free(*text_out);
-    free(*record_out);
+    static const char placeholder[] = "\"operations\":null";
     *text_out = *record_out = NULL;
-    return PC_NO_MEMORY;
+    json_t *doc = payment_json(p, true, false); /* dumped and freed here */
+    char *head = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    /* the last one: metadata (before it) may hold that text too, nothing after it can */
+    const char *at = NULL;
+    for (const char *s = head; s != NULL && (s = strstr(s, placeholder)) != NULL; s++) at = s;
+    if (at == NULL) {
+        free(head);
+        return PC_NO_MEMORY;
+    }
+    size_t before = (size_t)(at - head) + strlen("\"operations\":");
+    text_buf_t full = {0}, record = {0};
+    buf_add(&full, head, before);
+    buf_add(&record, head, before);
+    ops_add(p, &full, &record);
+    buf_add_str(&full, at + strlen(placeholder));
+    buf_add_str(&record, at + strlen(placeholder));
+    free(head);
+    if (full.failed || record.failed || full.text == NULL || record.text == NULL) {
+        free(full.text);
+        free(record.text);
+        return PC_NO_MEMORY;
+    }
+#ifdef PC_SLOW_ASSERTS
+    json_t *whole = payment_json(p, true, true);
+    char *dumped = whole != NULL ? json_dumps(whole, JSON_COMPACT) : NULL;
+    PC_ASSERT(dumped != NULL && strcmp(dumped, full.text) == 0); /* spliced == dumped whole */
+    free(dumped);
+    json_decref(whole);
+#endif
+    *text_out = full.text;
+    *record_out = record.text;
+    return PC_OK;
 }
 
 /* The staged texts when they are of the version about to be written (they were

@@ -188,6 +188,10 @@ void pay_payment_init(pay_payment_t *payment);
 void pay_payment_clear(pay_payment_t *payment);
 /* A deep copy (json parts included). */
 PC_MUST_USE pc_status pay_payment_copy(pay_payment_t *dst, const pay_payment_t *src);
+/* A copy for a dry run (pay_flow_submit_staged): the arrays a command changes are
+ * copied one level (a command replaces or appends their elements, never changes one
+ * in place), the parts it never changes (metadata, risk, routing) are shared. */
+PC_MUST_USE pc_status pay_payment_copy_for_dry_run(pay_payment_t *dst, const pay_payment_t *src);
 /* The stored and shown form (new reference). */
 json_t *pay_payment_json(const pay_payment_t *payment);
 PC_MUST_USE pc_status pay_payment_from_json(const json_t *doc, pay_payment_t *out);

@@ -222,3 +222,42 @@ pc_status store_backup_postgres(const char *url, const char *out_path, const cha
     if (status != PC_OK) unlink(tmp);
     return status;
 }
+
+/* Refuses a target that holds tables already: a restore adds paycore's tables to
+ * whatever is there, and into another paycore database it would fail half-way. */
+static pc_status target_empty(const char *url, char *detail, size_t detail_bytes) {
+    PGconn *conn = NULL;
+    pc_status status = pg_connect(url, &conn, detail, detail_bytes);
+    if (status != PC_OK) return status;
+    char line[400];
+    PGresult *r = pg_query(conn, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'", 0, NULL);
+    if (r == NULL) status = dump_fail(detail, detail_bytes, PC_STORE_READ_FAILED, "tables", pg_error_line(conn, line, sizeof line));
+    else if (pg_int(r, 0, 0) != 0) status = dump_fail(detail, detail_bytes, PC_INVALID_ARGUMENT, "the database to restore into", "is not empty");
+    if (r != NULL) PQclear(r);
+    PQfinish(conn);
+    return status;
+}
+
+pc_status store_restore_postgres(const char *dump_path, const char *url, const char *pg_bin, char *detail,
+                                 size_t detail_bytes) {
+    pc_status status = target_empty(url, detail, detail_bytes);
+    if (status != PC_OK) return status;
+    char *password = NULL;
+    char *conninfo = conninfo_without_password(url, &password);
+    size_t dbname_bytes = conninfo != NULL ? strlen(conninfo) + 16 : 0;
+    char *dbname_arg = conninfo != NULL ? malloc(dbname_bytes) : NULL;
+    int null_fd = open("/dev/null", O_WRONLY);
+    if (dbname_arg == NULL || null_fd < 0) {
+        status = dump_fail(detail, detail_bytes, PC_NO_MEMORY, "pg_restore", "out of memory or no /dev/null");
+    } else {
+        snprintf(dbname_arg, dbname_bytes, "--dbname=%s", conninfo);
+        char *argv[] = {"pg_restore", "--exit-on-error", "--single-transaction", "--no-owner", "--no-password",
+                        dbname_arg, (char *)dump_path, NULL};
+        status = run_tool(pg_bin, argv, null_fd, password, detail, detail_bytes);
+    }
+    if (null_fd >= 0) close(null_fd);
+    free(dbname_arg);
+    free(conninfo);
+    free(password);
+    return status;
+}

@@ -39,6 +39,28 @@ char *pg_url_shown(const char *url) {
     return shown;
 }
 
+/* One JSON log line on stderr (the store logs before and without obs/). */
+static void pg_log(const char *level, const char *msg, const char *code, const char *detail) {
+    char escaped[1024];
+    size_t used = 0;
+    for (const char *c = detail; *c != '\0' && used + 7 < sizeof escaped; c++) {
+        unsigned char byte = (unsigned char)*c;
+        if (byte == '"' || byte == '\\') {
+            escaped[used++] = '\\';
+            escaped[used++] = (char)byte;
+        } else if (byte < 0x20) {
+            used += (size_t)snprintf(escaped + used, sizeof escaped - used, "\\u%04x", byte);
+        } else {
+            escaped[used++] = (char)byte;
+        }
+    }
+    escaped[used] = '\0';
+    fprintf(stderr, "{\"level\":\"%s\",\"msg\":\"%s\",\"code\":\"%s\",\"detail\":\"%s\"}\n", level, msg, code,
+            escaped);
+}
+
+void pg_log_error(const char *msg, const char *code, const char *detail) { pg_log("error", msg, code, detail); }
+
 /* A URL that does not parse: PC_STORE_OPEN_FAILED with the line saying so. Else PC_OK,
  * and *wants_writable tells whether it asks for a writable server
  * (target_session_attrs=read-write or primary: a Patroni cluster's URL). */
@@ -65,17 +87,14 @@ static pc_status url_check(const char *url, bool *wants_writable, char *detail, 
     return PC_OK;
 }
 
-#define TEXT_OF(value) #value
-#define TEXT(value) TEXT_OF(value)
-
 /* One connection attempt; the caller checked the URL. The URL's own settings override
  * the ones before it (a server gone silent: limits.h, STORE_PG_TCP_USER_TIMEOUT_MS). */
 static pc_status connect_once(const char *url, PGconn **out, char *detail, size_t detail_bytes) {
     const char *keywords[] = {"connect_timeout", "tcp_user_timeout", "keepalives", "keepalives_idle",
                               "keepalives_interval", "keepalives_count", "application_name", "dbname", NULL};
-    const char *values[] = {PG_CONNECT_TIMEOUT_S, TEXT(STORE_PG_TCP_USER_TIMEOUT_MS), "1",
-                            TEXT(STORE_PG_KEEPALIVE_IDLE_S), TEXT(STORE_PG_KEEPALIVE_INTERVAL_S),
-                            TEXT(STORE_PG_KEEPALIVE_COUNT), "paycore", url, NULL};
+    const char *values[] = {PG_CONNECT_TIMEOUT_S, PC_LIMIT_TEXT(STORE_PG_TCP_USER_TIMEOUT_MS), "1",
+                            PC_LIMIT_TEXT(STORE_PG_KEEPALIVE_IDLE_S), PC_LIMIT_TEXT(STORE_PG_KEEPALIVE_INTERVAL_S),
+                            PC_LIMIT_TEXT(STORE_PG_KEEPALIVE_COUNT), "paycore", url, NULL};
     PGconn *conn = PQconnectdbParams(keywords, values, 1);
     if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
         char line[400];
@@ -108,13 +127,7 @@ static void wait_notice(const char *url, uint32_t wait_ms, const char *reason) {
     snprintf(line, sizeof line, "no writable server at %s yet (a primary being elected?): retrying every %d ms"
              " for up to %u s; last: %s", shown ? shown : "?", STORE_WRITABLE_POLL_MS, wait_ms / 1000u, reason);
     free(shown);
-    fprintf(stderr, "{\"level\":\"warn\",\"msg\":\"store: waiting for a writable server\",\"code\":\"%s\","
-            "\"detail\":\"", pc_status_code(PC_STORE_OPEN_FAILED));
-    for (const char *c = line; *c != '\0'; c++) {
-        if (*c == '"' || *c == '\\') fputc('\\', stderr);
-        fputc((unsigned char)*c < 0x20 ? ' ' : *c, stderr);
-    }
-    fputs("\"}\n", stderr);
+    pg_log("warn", "store: waiting for a writable server", pc_status_code(PC_STORE_OPEN_FAILED), line);
 }
 
 /* Retries a URL that asks for a writable server while none is (Patroni electing a
@@ -151,24 +164,6 @@ pc_status pg_connect_wait(const char *url, const store_options_t *options, PGcon
     snprintf(last, sizeof last, "%s", detail);
     snprintf(detail, detail_bytes, "no writable server within %u s (--store-wait-s): %s", wait_ms / 1000u, last);
     return status;
-}
-
-void pg_log_error(const char *msg, const char *code, const char *detail) {
-    char escaped[1024];
-    size_t used = 0;
-    for (const char *c = detail; *c != '\0' && used + 7 < sizeof escaped; c++) {
-        unsigned char byte = (unsigned char)*c;
-        if (byte == '"' || byte == '\\') {
-            escaped[used++] = '\\';
-            escaped[used++] = (char)byte;
-        } else if (byte < 0x20) {
-            used += (size_t)snprintf(escaped + used, sizeof escaped - used, "\\u%04x", byte);
-        } else {
-            escaped[used++] = (char)byte;
-        }
-    }
-    escaped[used] = '\0';
-    fprintf(stderr, "{\"level\":\"error\",\"msg\":\"%s\",\"code\":\"%s\",\"detail\":\"%s\"}\n", msg, code, escaped);
 }
 
 pc_status pg_fail(pg_store_t *store, pc_status status, const char *what) {

@@ -114,8 +114,18 @@ void pg_account_from_row(const PGresult *result, int row, ledger_account_t *out)
     "id, currency, code, flags, debits_pending, debits_posted, credits_pending, credits_posted," \
     " timestamp, metadata, no"
 
+/* ---- pg_settings.c ---- */
+/* PC_STORE_NOT_DURABLE with 'detail' naming the setting when the server runs with
+ * fsync or synchronous_commit off (the writer refuses to start on it). */
+pc_status pg_settings_check(PGconn *conn, char *detail, size_t detail_bytes);
+
 /* ---- pg_schema.c ---- */
 int pg_schema_version_latest(void);
+/* What the database holds: *version = -1 when it has no paycore_meta (with
+ * *other_tables the count of other tables in the current schema), -2 when its
+ * paycore_meta has no format 'paycore' and schema_version; PC_STORE_READ_FAILED with
+ * 'detail' when it cannot be read. */
+pc_status pg_schema_read(PGconn *conn, int *version, int64_t *other_tables, char *detail, size_t detail_bytes);
 /* Checks what 'conn' holds: a paycore database of a version this paycore reads, an
  * empty one (created when 'create'), or refuses with the code and 'detail'; then
  * migrates to the latest version. The writer's lock is held. */

@@ -230,9 +230,7 @@ static const char *const migrations[] = {
 
 int pg_schema_version_latest(void) { return PG_SCHEMA_VERSION_LATEST; }
 
-/* What the database holds: *version = -1 when it has no paycore_meta, with
- * *other_tables the count of other tables in the current schema. */
-static pc_status schema_read(PGconn *conn, int *version, int64_t *other_tables, char *detail, size_t detail_bytes) {
+pc_status pg_schema_read(PGconn *conn, int *version, int64_t *other_tables, char *detail, size_t detail_bytes) {
     char line[400];
     PGresult *result = pg_query(conn,
                                 "SELECT to_regclass('paycore_meta') IS NOT NULL, (SELECT count(*) FROM"
@@ -284,7 +282,7 @@ static pc_status migrate(PGconn *conn, int version_from, char *detail, size_t de
 pc_status pg_schema_prepare(PGconn *conn, bool create, char *detail, size_t detail_bytes) {
     int version;
     int64_t other_tables;
-    pc_status status = schema_read(conn, &version, &other_tables, detail, detail_bytes);
+    pc_status status = pg_schema_read(conn, &version, &other_tables, detail, detail_bytes);
     if (status != PC_OK) return status;
     if (version == -1 && other_tables > 0) {
         snprintf(detail, detail_bytes, "the database has %lld tables but no paycore_meta: not paycore's (give"

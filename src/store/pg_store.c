@@ -125,6 +125,7 @@ static pc_status memory_init(pg_store_t *store) {
 static pc_status open_steps(pg_store_t *store) {
     pc_status status = pg_connect_wait(store->url, &store->options, &store->conn, store->error_detail,
                                        sizeof store->error_detail);
+    if (status == PC_OK) status = pg_settings_check(store->conn, store->error_detail, sizeof store->error_detail);
     if (status == PC_OK) status = writer_lock_take(store);
     if (status == PC_OK) {
         status = pg_schema_prepare(store->conn, store->options.create, store->error_detail,

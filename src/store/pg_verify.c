@@ -159,35 +159,21 @@ static const journal_rows_ops_t pg_rows_ops = {
 /* The database is paycore's, of a schema version this paycore reads (verify reads only
  * the ledger's and the journal's tables, the same in every version). */
 static pc_status kind_check(PGconn *conn, char *detail, size_t detail_bytes) {
-    char line[400];
-    PGresult *result = pg_query(conn,
-                                "SELECT to_regclass('paycore_meta') IS NOT NULL AND to_regclass('journal') IS NOT NULL",
-                                0, NULL);
-    if (result == NULL) {
-        snprintf(detail, detail_bytes, "reading the schema: %s", pg_error_line(conn, line, sizeof line));
-        return PC_STORE_READ_FAILED;
-    }
-    bool has_meta = strcmp(PQgetvalue(result, 0, 0), "t") == 0;
-    PQclear(result);
-    if (!has_meta) {
-        snprintf(detail, detail_bytes, "the database has no paycore_meta and journal: not paycore's");
+    int version = 0;
+    int64_t other_tables = 0;
+    pc_status status = pg_schema_read(conn, &version, &other_tables, detail, detail_bytes);
+    if (status != PC_OK) return status;
+    if (version == -1) {
+        snprintf(detail, detail_bytes, "the database has %lld tables but no paycore_meta: not paycore's",
+                 (long long)other_tables);
         return PC_STORE_NOT_PAYCORE;
     }
-    result = pg_query(conn, "SELECT (SELECT value FROM paycore_meta WHERE key = 'format'),"
-                            " (SELECT value FROM paycore_meta WHERE key = 'schema_version')", 0, NULL);
-    if (result == NULL) {
-        snprintf(detail, detail_bytes, "reading paycore_meta: %s", pg_error_line(conn, line, sizeof line));
-        return PC_STORE_READ_FAILED;
-    }
-    bool paycore = !PQgetisnull(result, 0, 0) && strcmp(PQgetvalue(result, 0, 0), "paycore") == 0;
-    int64_t version = paycore && !PQgetisnull(result, 0, 1) ? pg_int(result, 0, 1) : -1;
-    PQclear(result);
-    if (!paycore || version < 0) {
+    if (version == -2) {
         snprintf(detail, detail_bytes, "paycore_meta has no format 'paycore' and schema_version: not paycore's");
         return PC_STORE_NOT_PAYCORE;
     }
     if (version < 1 || version > pg_schema_version_latest()) {
-        snprintf(detail, detail_bytes, "schema version %" PRId64 "; this verifier reads versions 1 to %d", version,
+        snprintf(detail, detail_bytes, "schema version %d; this verifier reads versions 1 to %d", version,
                  pg_schema_version_latest());
         return PC_STORE_VERSION_UNSUPPORTED;
     }

@@ -192,6 +192,12 @@ typedef struct {
  * failed: PC_STORE_READ_FAILED (its own message went to stderr). */
 PC_MUST_USE pc_status store_backup_postgres(const char *url, const char *out_path, const char *pg_bin,
                                             store_dump_info_t *info, char *detail, size_t detail_bytes);
+/* Restores the dump at 'dump_path' into the empty PostgreSQL database at 'url' with
+ * pg_restore (one transaction: all or nothing; the restoring role owns the tables).
+ * Refuses a database that holds tables (PC_INVALID_ARGUMENT); a pg_restore that
+ * failed: PC_STORE_READ_FAILED (its message went to stderr). */
+PC_MUST_USE pc_status store_restore_postgres(const char *dump_path, const char *url, const char *pg_bin,
+                                             char *detail, size_t detail_bytes);
 
 /* ---- reads (any thread, each with its own reader; after store_load) ---- */
 PC_MUST_USE pc_status store_reader_open(store_t *store, store_reader_t **out);

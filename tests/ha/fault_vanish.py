@@ -70,7 +70,7 @@ def main():
                              timeout=TIMEOUT_S)
         check(out.returncode == 0, "init: " + out.stderr)
         key = out.stdout.strip().split("=", 1)[1]
-        server = hacluster.Supervised(db, url, name="vanish")
+        server = hacluster.Supervised(db, ["--store", url], name="vanish")
         server.RESTART_DELAY_S = 3600  # one run: its exit is what is measured
         server.wait_ready(TIMEOUT_S * 3)
         client = pcapi.Client(server.port, key)

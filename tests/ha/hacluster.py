@@ -339,9 +339,10 @@ class Supervised:
 
     RESTART_DELAY_S = 0.5
 
-    def __init__(self, db, store_url, name="node", extra_args=None, port=None):
+    def __init__(self, db, store_args, name="node", extra_args=None, port=None):
+        """store_args: ["--store", URL], ["--shards", "URL0,URL1"], or [] (the SQLite file)."""
         self.db = db
-        self.store_url = store_url
+        self.store_args = list(store_args)
         self.name = name
         self.extra_args = extra_args or []
         self.port = port or free_port()
@@ -356,8 +357,8 @@ class Supervised:
         self.thread.start()
 
     def argv(self):
-        store = ["--store", self.store_url] if self.store_url else []  # None: the SQLite file
-        return [pcapi.BIN, "serve", "--db", self.db, "--listen", "127.0.0.1:%d" % self.port] + store + self.extra_args
+        return ([pcapi.BIN, "serve", "--db", self.db, "--listen", "127.0.0.1:%d" % self.port] + self.store_args +
+                self.extra_args)
 
     def loop(self):
         while True:

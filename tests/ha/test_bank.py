@@ -131,19 +131,19 @@ def writer_of(servers):
 class Bank:
     """One run: two paycore nodes on 'url', the clients, the readers, the faults."""
 
-    def __init__(self, url, work, name, kill_primary):
-        """url None: the SQLite file, one node (its lock file admits one writer)."""
+    def __init__(self, store, work, name, kill_primary):
+        """store: ["--store", URL] (two nodes, one a standby), or [] (the SQLite file,
+        one node: its lock file admits one writer)."""
         self.name = name
         self.kill_primary = kill_primary
         db = os.path.join(work, name + ".db")
-        store = ["--store", url] if url else []
         out = subprocess.run([BIN, "init", "--db", db] + store, capture_output=True, text=True,
                              timeout=TIMEOUT_S * 3)
         check(out.returncode == 0, "%s: init: %s" % (name, out.stderr))
         self.key = out.stdout.strip().split("=", 1)[1]
-        args = ["--standby", "--store-wait-s", str(STORE_WAIT_S)] if url else []
-        self.servers = [hacluster.Supervised(db, url, name="%s-node%d" % (name, i), extra_args=args)
-                        for i in range(2 if url else 1)]
+        args = ["--standby", "--store-wait-s", str(STORE_WAIT_S)] if store else []
+        self.servers = [hacluster.Supervised(db, store, name="%s-node%d" % (name, i), extra_args=args)
+                        for i in range(2 if store else 1)]
         self.ports = [s.port for s in self.servers]
         writer_of(self.servers)
         nodes = haload.Nodes(self.ports, self.key)
@@ -244,8 +244,8 @@ def kill_patroni_primary(cluster):
     return kill
 
 
-def run_bank(url, work, name, kill, rounds, rng):
-    bank = Bank(url, work, name, kill)
+def run_bank(store, work, name, kill, rounds, rng):
+    bank = Bank(store, work, name, kill)
     try:
         kinds = ["paycore-kill", "paycore-term"] + (["primary"] if kill is not None else [])
         bank.run(schedule_of(rng, rounds, kinds), rng)
@@ -266,16 +266,16 @@ def main():
     print("bank: seed %d (PAYCORE_SEED=%d replays the schedule)" % (SEED, SEED))
     work = tempfile.mkdtemp(prefix="paycore-bank-")
     try:
-        run_bank(None, work, "sqlite", None, ROUNDS or 4, rng)
+        run_bank([], work, "sqlite", None, ROUNDS or 4, rng)
         plain = pgcluster.Cluster()
         try:
             url = plain.createdb("paycore") + "&target_session_attrs=read-write"
-            run_bank(url, work, "plain", kill_plain_primary(plain), ROUNDS or 5, rng)
+            run_bank(["--store", url], work, "plain", kill_plain_primary(plain), ROUNDS or 5, rng)
         finally:
             plain.close()
         cluster = hacluster.Cluster()
         try:
-            run_bank(cluster.url(), work, "patroni", kill_patroni_primary(cluster), ROUNDS or 3, rng)
+            run_bank(["--store", cluster.url()], work, "patroni", kill_patroni_primary(cluster), ROUNDS or 3, rng)
         except BaseException:
             print(cluster.logs(), file=sys.stderr)
             raise

@@ -3,7 +3,7 @@ for Patroni) while none is writable (a primary being elected) makes `paycore ser
 wait and retry for --store-wait-s with one clear line, not exit at once into a
 restart loop; the wait ends by connecting once a server is writable, by a clear
 refusal when the bound passes, or by SIGTERM (exit 0). A URL without
-target_session_attrs is tried once, as before.
+target_session_attrs is tried once, as before; a bad bound is refused.
 Method: a throwaway PostgreSQL 15 cluster (tests/store/pgcluster.py) made read-only
 with default_transaction_read_only (libpq's read-write check refuses it, as it refuses
 a standby), then writable again while paycore waits."""
@@ -103,6 +103,15 @@ def one_attempt_without_target(db, work):
           "a plain URL is tried once: %d %s" % (out.returncode, out.stderr))
 
 
+def bad_values(db, url):
+    """A bound that is not a count of seconds, or over STORE_WRITABLE_WAIT_S_MAX, is refused."""
+    for value in ("abc", "-1", "1.5", "3601"):
+        out = subprocess.run([BIN, "serve", "--db", db, "--store", url, "--listen", "127.0.0.1:0",
+                              "--store-wait-s", value], capture_output=True, text=True, timeout=TIMEOUT_S)
+        check(out.returncode != 0 and "bad --store-wait-s '%s'" % value in out.stderr and WAITING not in out.stderr,
+              "--store-wait-s %s: refused with one line: %d %s" % (value, out.returncode, out.stderr))
+
+
 def main():
     if not pgcluster.available():
         pcapi.missing_input("PostgreSQL 15 (initdb, pg_ctl in %s)" % pgcluster.PG_BIN,
@@ -118,6 +127,7 @@ def main():
         key = out.stdout.strip().split("=", 1)[1]
         url = plain + "&target_session_attrs=read-write"
         set_read_only(cluster, True)
+        bad_values(db, url)
         bound_passes(db, url, work)
         sigterm_ends_wait(db, url, work)
         becomes_writable(cluster, db, url, key, work)

@@ -2,13 +2,16 @@
 the copy restores by the documented steps (docs/operations.md, "Backup and restore on
 PostgreSQL"): a dump taken while `paycore load` commits holds exactly the journal head
 it printed (one snapshot for every table), restores with pg_restore into a new
-database, and paycore starts on it with balances that conserve money; a dump taken at
+database, `paycore verify --store` passes on it (chain, signatures, every balance) and
+paycore starts on it with balances that conserve money; a dump taken at
 rest restores into a fresh database and a fresh node directory (the `--with-key`
 files) with the original's balances and journal head, its webhook endpoint, and goes
-on committing under the same signing key (the chain continues from the head). The
+on committing under the same signing key (the chain continues from the head, and
+verifies). The
 dump is pg_dump's custom format (pg_restore --list reads it), 0600, and no password
-reaches a command line. Bad arguments and a database that is not paycore's change
-nothing.
+reaches a command line; `--verify-into` restores it into an empty database and verifies
+it there in the same command. Bad arguments, a database that is not paycore's and a
+--verify-into database that is not empty change nothing.
 Method: a throwaway PostgreSQL 15 cluster (tests/store/pgcluster.py), a real `paycore
 serve --store URL` under `paycore load`, pg_restore into new databases, compared over
 HTTP and with SQL on the journal table."""
@@ -50,6 +53,9 @@ def backup(server, out, *extra):
     listed = subprocess.run([os.path.join(pgcluster.PG_BIN, "pg_restore"), "--list", out], capture_output=True,
                             text=True, timeout=TIMEOUT_S)
     check(listed.returncode == 0 and "TABLE DATA public journal" in listed.stdout, "pg_restore reads the dump")
+    if "--verify-into" in extra:
+        check(re.search(r"^verify ok batches=\d+ .*head_hash=%s$" % m.group(3), r.stdout, re.M) is not None,
+              "--verify-into: the restored copy verifies with the dump's head: %r" % r.stdout)
     return int(m.group(2)), m.group(3)
 
 
@@ -77,6 +83,13 @@ def restore_node(copy, node_db, secrets_from):
             os.chmod(node_db + suffix, 0o600 if suffix != ".key.pub" else 0o644)
 
 
+def verify(server, head):
+    """paycore verify on a restored database: chain, signatures, every balance."""
+    r = run("verify", *server.store_args, "--pubkey", server.db + ".key.pub")
+    check(r.returncode == 0 and r.stdout.startswith("verify ok ") and "head_hash=" + head in r.stdout,
+          "paycore verify on the restored copy (head %s): %s %s" % (head, r.stdout, r.stderr))
+
+
 class RestoredServer(pcapi.Server):
     """A server on a restored database and node directory (no paycore init)."""
 
@@ -88,10 +101,12 @@ class RestoredServer(pcapi.Server):
         self.admin_key = admin_key
 
 
-def restored_server(cluster, dump, name, copy, secrets_from, admin_key, servers):
+def restored_server(cluster, dump, name, copy, secrets_from, admin_key, servers, head):
+    """The documented restore: database, node files, paycore verify, then start."""
     server = RestoredServer(restore_database(cluster, dump, name), admin_key)
     servers.append(server)
     restore_node(copy, server.db, secrets_from)
+    verify(server, head)
     return server.start()
 
 
@@ -112,6 +127,12 @@ def test_bad_arguments(cluster, server, work):
     check(r.returncode == 1 and "store_read_failed" in r.stderr and "pg_dump" in r.stderr,
           "pg_dump not found: %r" % r.stderr)
     check(not os.path.exists(out) and not os.path.exists(out + ".tmp"), "nothing written for a failed backup")
+    r = run("backup", "--db", server.db, "--out", out, "--verify-into", foreign)
+    check(r.returncode == 2 and "--verify-into" in r.stderr, "--verify-into without --store: %r" % r.stderr)
+    r = run("backup", "--db", server.db, "--out", out, *server.store_args, "--verify-into", foreign)
+    check(r.returncode == 1 and "is not empty" in r.stderr, "--verify-into a database with tables: %r" % r.stderr)
+    check(cluster.sql("foreign", "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == "1",
+          "a refused --verify-into leaves the database as it was")
 
 
 def test_password_not_on_command_line(cluster, server, work):
@@ -169,7 +190,8 @@ def main():
         check(journal_head(cluster, name)[0] > seq1, "the writer committed after the dump's snapshot")
 
         idle = os.path.join(work, "idle.dump")
-        seq2, head2 = backup(server, idle, "--with-key", "--pg-bin", pgcluster.PG_BIN)
+        seq2, head2 = backup(server, idle, "--with-key", "--pg-bin", pgcluster.PG_BIN,
+                             "--verify-into", cluster.createdb("verified_idle"))
         check((seq2, head2) == journal_head(cluster, name), "an idle dump holds the database's head")
         want = balances(admin)
         check(len(want) == 200, "the load's accounts are there")
@@ -180,13 +202,14 @@ def main():
         server.stop()
 
         # the dump taken under load: exactly its printed head, and money conserved
-        first = restored_server(cluster, under_load, "restored_under_load", under_load, idle, server.admin_key, servers)
+        first = restored_server(cluster, under_load, "restored_under_load", under_load, idle, server.admin_key, servers,
+                                head1)
         check(journal_head(cluster, "restored_under_load") == (seq1, head1), "the under-load dump's head")
         check_conserved(first.client(), "restored under-load dump")
         first.stop()
 
         # the dump at rest, on a fresh node from the --with-key files: the same ledger
-        fresh = restored_server(cluster, idle, "restored_idle", idle, idle, server.admin_key, servers)
+        fresh = restored_server(cluster, idle, "restored_idle", idle, idle, server.admin_key, servers, head2)
         client = fresh.client()
         check(journal_head(cluster, "restored_idle") == (seq2, head2), "the idle dump's head")
         check(balances(client) == want, "restored balances equal the original's")
@@ -200,6 +223,7 @@ def main():
         check(seq3 > seq2 and prev == head2, "the chain goes on from the restored head")
         client.close()
         fresh.stop()
+        verify(fresh, journal_head(cluster, "restored_idle")[1])
     except Exception:
         for s in servers:
             if s.log_path:

@@ -19,8 +19,9 @@ def available():
 
 
 class Cluster:
-    def __init__(self, timeout_s=120):
+    def __init__(self, timeout_s=120, settings=""):
         self.timeout_s = timeout_s
+        self.settings = settings  # more -c options, e.g. "-c fsync=off" (a misconfigured server)
         self.dir = tempfile.mkdtemp(prefix="paycore-pg-")
         self.data = os.path.join(self.dir, "data")
         self.as_postgres = os.geteuid() == 0
@@ -41,7 +42,7 @@ class Cluster:
 
     def options(self):
         return ("-c listen_addresses='' -c unix_socket_directories='%s' -c max_prepared_transactions=8"
-                " -c fsync=on -c max_connections=200" % self.dir)
+                " -c fsync=on -c max_connections=200 %s" % (self.dir, self.settings))
 
     def start(self):
         self.run("pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "server.log"), "-w", "-t",

@@ -10,7 +10,7 @@ second during a concurrent load) and check every acknowledged transfer and the m
 after each restart; a standby (serve --standby) takes over when the writer is killed,
 with every acknowledged transfer. Start errors: a URL that does not parse, a server not reachable,
 an empty database, a database of another program, another schema version, a second
-writer. Then the API, events and payments suites listed in SUITES run with
+writer, a server with fsync or synchronous_commit off. Then the API, events and payments suites listed in SUITES run with
 PAYCORE_TEST_PG_HOST set (pcapi.py makes a database per server)."""
 import os
 import re
@@ -110,6 +110,30 @@ def misconfiguration(cluster, node_db):
     cluster.sql("newer", "UPDATE paycore_meta SET value = '99' WHERE key = 'schema_version'")
     serve_fails(["serve", "--db", node_db + "-newer", "--store", newer], "store_version_unsupported",
                 "schema version 99 is newer", "a database of a newer schema version")
+    not_durable(cluster, node_db)
+
+
+def not_durable(cluster, node_db):
+    """A server under which an acknowledged COMMIT could be lost is refused, by init and serve."""
+    lax = cluster.createdb("lax")
+    cluster.sql("postgres", "ALTER DATABASE lax SET synchronous_commit = off")
+    serve_fails(["init", "--db", node_db + "-lax", "--store", lax], "store_not_durable", "synchronous_commit is off",
+                "init on a database with synchronous_commit off")
+    check(cluster.sql("lax", "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == "0",
+          "a refused init must create nothing")
+    cluster.sql("postgres", "ALTER DATABASE lax SET synchronous_commit = local")
+    out = subprocess.run([BIN, "init", "--db", node_db + "-lax", "--store", lax], capture_output=True, text=True,
+                         timeout=TIMEOUT_S)
+    check(out.returncode == 0, "synchronous_commit = local flushes the WAL: init must work: " + out.stderr)
+    cluster.sql("postgres", "ALTER DATABASE lax SET synchronous_commit = off")
+    serve_fails(["serve", "--db", node_db + "-lax", "--store", lax], "store_not_durable", "synchronous_commit is off",
+                "serve on a database with synchronous_commit off")
+    lax_server = pgcluster.Cluster(settings="-c fsync=off")
+    try:
+        serve_fails(["init", "--db", node_db + "-nofsync", "--store", lax_server.createdb("paycore")],
+                    "store_not_durable", "fsync = off", "init on a server with fsync off")
+    finally:
+        lax_server.close()
 
 
 def bad_inputs(client, model):
