@@ -21,6 +21,7 @@
 #include <curl/curl.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -204,7 +205,24 @@ static CURL *worker_handle(const load_plan *plan, struct curl_slist **headers, c
     return curl;
 }
 
+/* Set by SIGINT or SIGTERM: the run ends early, as at its deadline, and still reports
+ * (an operator's Ctrl-C, or a test that stops a load once it has seen what it needs). */
+static volatile sig_atomic_t load_stop_requested;
+
+static void load_stop_on_signal(int signal_number) {
+    (void)signal_number;
+    load_stop_requested = 1;
+}
+
+static void load_stop_signals_install(void) {
+    struct sigaction action = {.sa_handler = load_stop_on_signal};
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGINT, &action, NULL);
+    sigaction(SIGTERM, &action, NULL);
+}
+
 static bool worker_continue(load_plan *plan) {
+    if (load_stop_requested) return false;
     if (plan->count_max > 0) return atomic_fetch_add(&plan->requests_started, 1) < plan->count_max;
     return pc_mono_ns() < plan->deadline_ns;
 }
@@ -650,6 +668,7 @@ static int load_run(load_plan *plan, uint32_t concurrency, uint32_t threads) {
     load_worker *workers = calloc(threads, sizeof(*workers));
     pthread_t *ids = calloc(threads, sizeof(*ids));
     if (workers == NULL || ids == NULL) return free(workers), free(ids), 1;
+    load_stop_signals_install();
     inflight_sampler sampler = {.plan = plan};
     pthread_t sampler_id;
     bool sampling = pthread_create(&sampler_id, NULL, sampler_run, &sampler) == 0;
@@ -729,6 +748,7 @@ int cli_load(int argc, char **argv) {
                         "Little's law says it equals throughput x mean time in flight\n(little_in_flight): off by more "
                         "than 5% means requests were lost or counted twice.\nmean_in_flight_sampled: the same count read "
                         "by a sampler thread every 0.25 ms (reported only).\n"
+                        "SIGINT or SIGTERM ends the run early; it still reports.\n"
                         "Exit 1 when any request failed or Little's law did not hold.";
     if (cli_wants_help(argc, argv)) {
         cli_args_usage(stdout, usage, opts, N);

@@ -11,12 +11,13 @@ copying files as an operator would, compared over HTTP."""
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../api"))
-from pcapi import BIN, SANITIZED, TIMEOUT_S, Server, all_accounts, check, expect, transfer  # noqa: E402
+from pcapi import BIN, TIMEOUT_S, Server, all_accounts, check, expect, transfer  # noqa: E402
 
 
 def run(*args, timeout=TIMEOUT_S * 3):
@@ -94,7 +95,7 @@ def main():
         expect(admin.post("/v1/webhook-endpoints", {"url": "http://127.0.0.1:1/hook", "events": ["transfer.posted"]}),
                201, what="webhook endpoint")
         load = subprocess.Popen([BIN, "load", "--url", "http://127.0.0.1:%d" % server.port, "--key", server.admin_key,
-                                 "--concurrency", "8", "--duration-s", "6" if SANITIZED else "3", "--accounts", "200"],
+                                 "--concurrency", "8", "--duration-s", "600", "--accounts", "200"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + TIMEOUT_S
         while expect(admin.get("/v1/stats?history_s=0"), 200).json["writer"]["transfers_committed_total"] < 500:
@@ -102,6 +103,8 @@ def main():
             time.sleep(0.05)
         under_load = os.path.join(server.dir, "under-load.db")
         batches1, head1 = backup(server.db, under_load)
+        check(load.poll() is None, "the load still ran when the backup ended (an online copy)")
+        load.send_signal(signal.SIGINT)  # the load runs until stopped: it still reports
         out, err = load.communicate(timeout=TIMEOUT_S * 3)
         check(load.returncode == 0, "load: %s %s" % (out, err))
         committed = int(re.search(r" transfers=(\d+)", out).group(1))
