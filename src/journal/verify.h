@@ -40,26 +40,38 @@ typedef struct {
 
 /* ---- the rows verify reads: what a backend implements ---- */
 
-/* Each stream is ordered as said; its columns are numbered from 0 in this order. */
+/* Each stream is ordered as said; its columns are numbered from 0 in this order. The
+ * column lists of the row streams, as SQL select lists (one definition for every
+ * backend: verify reads columns by number). */
+#define JOURNAL_COLUMNS_ACCOUNTS                                                            \
+    "no, id, currency, code, flags, debits_pending, debits_posted, credits_pending,"      \
+    " credits_posted, timestamp, metadata, batch_seq, row_hash"
+#define JOURNAL_COLUMNS_TRANSFERS                                                           \
+    "timestamp, id, debit_account_id, credit_account_id, amount, currency, code, flags,"  \
+    " pending_id, timeout_s, metadata, pending_state, batch_seq, row_hash"
+#define JOURNAL_COLUMNS_FAILURES "id, result, timestamp, batch_seq, row_hash"
+#define JOURNAL_COLUMNS_HISTORY                                                             \
+    "account_id, timestamp, transfer_id, debits_pending, debits_posted, credits_pending,"  \
+    " credits_posted"
+#define JOURNAL_COLUMNS_CHECKPOINTS "seq, hash, public_key, signature"
+#define JOURNAL_COLUMNS_JOURNAL                                                              \
+    "seq, timestamp_first, timestamp_last, account_count, transfer_count, failure_count,"  \
+    " content_hash, prev_hash, hash"
+
 typedef enum {
     /* one row: count(accounts) */
     JOURNAL_STREAM_ACCOUNT_COUNT,
-    /* ORDER BY no: no, id, currency, code, flags, debits_pending, debits_posted,
-     * credits_pending, credits_posted, timestamp, metadata, batch_seq, row_hash */
+    /* ORDER BY no: JOURNAL_COLUMNS_ACCOUNTS */
     JOURNAL_STREAM_ACCOUNTS,
-    /* ORDER BY timestamp: timestamp, id, debit_account_id, credit_account_id, amount,
-     * currency, code, flags, pending_id, timeout_s, metadata, pending_state, batch_seq,
-     * row_hash */
+    /* ORDER BY timestamp: JOURNAL_COLUMNS_TRANSFERS */
     JOURNAL_STREAM_TRANSFERS,
-    /* ORDER BY timestamp, id: id, result, timestamp, batch_seq, row_hash */
+    /* ORDER BY timestamp, id: JOURNAL_COLUMNS_FAILURES */
     JOURNAL_STREAM_FAILURES,
-    /* ORDER BY timestamp, account_id (bytewise): account_id, timestamp, transfer_id,
-     * debits_pending, debits_posted, credits_pending, credits_posted */
+    /* ORDER BY timestamp, account_id (bytewise): JOURNAL_COLUMNS_HISTORY */
     JOURNAL_STREAM_HISTORY,
-    /* the signed journal checkpoints, ORDER BY seq: seq, hash, public_key, signature */
+    /* the signed journal checkpoints, ORDER BY seq: JOURNAL_COLUMNS_CHECKPOINTS */
     JOURNAL_STREAM_CHECKPOINTS,
-    /* ORDER BY seq: seq, timestamp_first, timestamp_last, account_count,
-     * transfer_count, failure_count, content_hash, prev_hash, hash */
+    /* ORDER BY seq: JOURNAL_COLUMNS_JOURNAL */
     JOURNAL_STREAM_JOURNAL,
     /* no row, or one: the value of meta accounts_as_of_seq (the balance snapshot's seq) */
     JOURNAL_STREAM_SNAPSHOT_SEQ,

@@ -31,23 +31,18 @@ static const char *stream_sql(journal_stream_t stream) {
     switch (stream) {
     case JOURNAL_STREAM_ACCOUNT_COUNT: return "SELECT count(*) FROM accounts";
     case JOURNAL_STREAM_ACCOUNTS:
-        return "SELECT no, id, currency, code, flags, debits_pending, debits_posted, credits_pending,"
-               " credits_posted, timestamp, metadata, batch_seq, row_hash FROM accounts ORDER BY no";
+        return "SELECT " JOURNAL_COLUMNS_ACCOUNTS " FROM accounts ORDER BY no";
     case JOURNAL_STREAM_TRANSFERS:
-        return "SELECT timestamp, id, debit_account_id, credit_account_id, amount, currency, code,"
-               " flags, pending_id, timeout_s, metadata, pending_state, batch_seq, row_hash"
-               " FROM transfers ORDER BY timestamp";
+        return "SELECT " JOURNAL_COLUMNS_TRANSFERS " FROM transfers ORDER BY timestamp";
     case JOURNAL_STREAM_FAILURES:
-        return "SELECT id, result, timestamp, batch_seq, row_hash FROM transfer_failures"
-               " ORDER BY timestamp, id COLLATE \"C\"";
+        return "SELECT " JOURNAL_COLUMNS_FAILURES " FROM transfer_failures ORDER BY timestamp, id COLLATE \"C\"";
     case JOURNAL_STREAM_HISTORY:
-        return "SELECT account_id, timestamp, transfer_id, debits_pending, debits_posted,"
-               " credits_pending, credits_posted FROM balance_history ORDER BY timestamp, account_id COLLATE \"C\"";
+        return "SELECT " JOURNAL_COLUMNS_HISTORY
+               " FROM balance_history ORDER BY timestamp, account_id COLLATE \"C\"";
     case JOURNAL_STREAM_CHECKPOINTS:
-        return "SELECT seq, hash, public_key, signature FROM journal_checkpoints ORDER BY seq";
+        return "SELECT " JOURNAL_COLUMNS_CHECKPOINTS " FROM journal_checkpoints ORDER BY seq";
     case JOURNAL_STREAM_JOURNAL:
-        return "SELECT seq, timestamp_first, timestamp_last, account_count, transfer_count,"
-               " failure_count, content_hash, prev_hash, hash FROM journal ORDER BY seq";
+        return "SELECT " JOURNAL_COLUMNS_JOURNAL " FROM journal ORDER BY seq";
     case JOURNAL_STREAM_SNAPSHOT_SEQ:
         return "SELECT value FROM paycore_meta WHERE key = 'accounts_as_of_seq'";
     case JOURNAL_STREAM_DUPLICATE_IDS:
