@@ -88,6 +88,17 @@ class Cluster:
         return subprocess.run([path], env=dict(os.environ, **env_extra), capture_output=True, text=True,
                               timeout=timeout_s)
 
+    def run_c_test_passing(self, paycore_bin, name, env_extra, ran_text):
+        """Runs the C test 'name' as run_c_test does and fails the calling test (pcapi's
+        check) unless it exists, exits 0 and its output holds 'ran_text'."""
+        from pcapi import check  # the calling test put tests/api on the path
+        out = self.run_c_test(paycore_bin, name, env_extra)
+        check(out is not None, "no %s beside %s: build the tests (make build)" % (name, paycore_bin))
+        print(out.stdout[-2000:])
+        check(out.returncode == 0, "%s on PostgreSQL: exit %d\n%s\n%s" % (
+            name, out.returncode, out.stdout[-3000:], out.stderr[-6000:]))
+        check(ran_text in out.stdout, "%s ran: %s" % (name, out.stdout[-500:]))
+
     def run_suites(self, suites, timeout_s=900):
         """Runs test scripts (paths relative to tests/) with PAYCORE_TEST_PG_HOST set, so
         that tests/api/pcapi.py gives each server a database of its own here; returns
