@@ -361,7 +361,6 @@ bool pg_stream_begin(pg_copy_stream_t *stream, PGconn *conn, const char *copy_sq
 void pg_stream_row(pg_copy_stream_t *stream, uint16_t field_count) {
     if (stream->buffer.bytes >= STORE_PG_COPY_CHUNK_BYTES) stream_send(stream);
     stream_be(stream, field_count, 2);
-    stream->rows++;
 }
 
 void pg_stream_int8(pg_copy_stream_t *stream, int64_t value) {

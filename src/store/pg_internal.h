@@ -110,8 +110,7 @@ void pg_copy_free(pg_copy_t *copy);
  * text, bytea): binary COPY refuses a mismatch. */
 typedef struct {
     PGconn *conn;
-    pg_copy_t buffer;
-    uint32_t rows;
+    pg_copy_t buffer;    /* what is made and not yet sent */
     bool failed;         /* the COPY did not start, or sending failed */
 } pg_copy_stream_t;
 /* Starts 'copy_sql' (COPY t(cols) FROM STDIN (FORMAT binary)). */
