@@ -71,6 +71,10 @@
 #define STORE_PG_KEEPALIVE_IDLE_S 10
 #define STORE_PG_KEEPALIVE_INTERVAL_S 3
 #define STORE_PG_KEEPALIVE_COUNT 3
+/* A batch's transfers go to PostgreSQL in pieces of this many bytes while the writer
+ * makes the rest (pg_conn.c, pg_stream_*): large enough that a piece costs one write,
+ * small enough that the server starts on the rows early (about 1,500 transfers). */
+#define STORE_PG_COPY_CHUNK_BYTES (256 * 1024)
 
 /* The journal signs a checkpoint every this many batches. */
 #define JOURNAL_CHECKPOINT_BATCHES 64
