@@ -452,6 +452,7 @@ static pc_status round_run(shard_global_t *g, bool *retry) {
     status = store_link_log_decision(set->links[0], g->gtid, commit);
     if (status != PC_OK) log_failed(set, "the decision");
     shard_fault_at(set, SHARD_STEP_AFTER_DECISION);
+    if (commit) shard_fence_shut(set); /* no read spanning shards sees half of it */
     bool first = true;
     pc_status finish = PC_OK;
     for (uint32_t n = 1; n <= set->count; n++) {
@@ -462,6 +463,7 @@ static pc_status round_run(shard_global_t *g, bool *retry) {
         if (first) shard_fault_at(set, SHARD_STEP_AFTER_COMMIT_ONE);
         first = false;
     }
+    if (commit) shard_fence_open(set);
     /* A leg that could not COMMIT PREPARED failed its store for good: the process
      * stops and recovery finishes it; done is not logged. */
     if (finish == PC_OK && store_link_log_done(set->links[0], g->gtid) != PC_OK) log_failed(set, "done");

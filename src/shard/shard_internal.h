@@ -57,6 +57,12 @@ pc_status shard_coord_start(shard_set_t *set);
 void shard_coord_stop(shard_set_t *set);
 pc_status shard_coord_submit(shard_set_t *set, writer_cmd_t *cmd);
 
+/* shard_fence.c: the read fence, shut while a global transaction's legs commit
+ * (global_mutex held). A fence that cannot be shut stops the process (recovery
+ * finishes the legs at the next start). */
+void shard_fence_shut(shard_set_t *set);
+void shard_fence_open(shard_set_t *set);
+
 /* shard_recover.c: one pass with global_mutex held; reopens broken links. */
 pc_status shard_recover_locked(shard_set_t *set);
 pc_status shard_recovery_start(shard_set_t *set);

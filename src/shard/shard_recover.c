@@ -49,7 +49,21 @@ static void log_line(const char *what, const char *gtid, uint32_t shard) {
             gtid, shard);
 }
 
+static bool finish_legs(pass_t *pass, const store_link_open_t *row, bool commit);
+
+/* Committing legs holds the read fence, as the coordinator does (shard_fence.c). */
 static bool finish_on(pass_t *pass, const store_link_open_t *row, bool commit) {
+    if (!commit) return finish_legs(pass, row, false);
+    store_link_t *home = link_get(pass->set, 0);
+    if (home == NULL || store_link_fence_take(home, STORE_FENCE_COMMIT) != PC_OK) return false;
+    store_shard_route_fence(pass->set->read_store, true);
+    bool all = finish_legs(pass, row, true);
+    store_shard_route_fence(pass->set->read_store, false);
+    if (pass->set->links[0] != NULL) store_link_fence_release(pass->set->links[0], STORE_FENCE_COMMIT);
+    return all;
+}
+
+static bool finish_legs(pass_t *pass, const store_link_open_t *row, bool commit) {
     bool all = true;
     for (uint32_t i = 0; i < row->shard_count; i++) {
         uint32_t shard = row->shards[i];
