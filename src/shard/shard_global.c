@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/core.h"
@@ -236,6 +237,10 @@ static bool transfer_merge(const shard_global_t *g, uint32_t e, ledger_transfer_
         out->status = debit_first || credit->status == PC_OK ? debit->status : credit->status;
         out->field = debit_first || credit->status == PC_OK ? debit->field : credit->field;
         return false;
+    }
+    if (debit->status == PC_EXISTS) { /* a retry: answered as A -> B, as when it was created */
+        snprintf(out->credit_account_id, sizeof out->credit_account_id, "%s", credit->credit_account_id);
+        return true;
     }
     if (debit->status != PC_OK) return true;
     if (debit->amount != credit->amount) {
@@ -707,13 +712,34 @@ static void group_run(shard_coord_t *coord, shard_set_t *set, writer_cmd_t **mem
     command_run(coord, set, &group->cmd); /* group_done ends every member and frees the group */
 }
 
+/* Waits (coord->mutex held) for a command, the stop, or a cross-shard expiry due;
+ * true when an expiry is due now. */
+static bool coord_wait(shard_set_t *set, shard_coord_t *coord) {
+    for (;;) {
+        uint64_t at_ns = shard_expiry_next_ns(set);
+        if (!coord->stopping && at_ns != 0 && at_ns <= pc_wall_ns()) return true;
+        if (coord->stopping || coord->head != NULL) return false;
+        if (at_ns == 0) {
+            pthread_cond_wait(&coord->wake, &coord->mutex);
+            continue;
+        }
+        struct timespec until = {(time_t)(at_ns / 1000000000u), (long)(at_ns % 1000000000u)};
+        pthread_cond_timedwait(&coord->wake, &coord->mutex, &until);
+    }
+}
+
 static void *coord_main(void *arg) {
     shard_set_t *set = arg;
     shard_coord_t *coord = set->coord;
     writer_cmd_t *members[GROUP_COMMANDS_MAX];
     pthread_mutex_lock(&coord->mutex);
     for (;;) {
-        while (!coord->stopping && coord->head == NULL) pthread_cond_wait(&coord->wake, &coord->mutex);
+        if (coord_wait(set, coord)) { /* between commands, so that traffic cannot starve it */
+            pthread_mutex_unlock(&coord->mutex);
+            shard_expiry_run(set);
+            pthread_mutex_lock(&coord->mutex);
+        }
+        if (coord->head == NULL && !coord->stopping) continue;
         if (coord->head == NULL) break;
         uint32_t count = 0, events = 0;
         while (coord->head != NULL && count < GROUP_COMMANDS_MAX &&
@@ -761,6 +787,29 @@ void shard_coord_stop(shard_set_t *set) {
     pthread_mutex_destroy(&coord->mutex);
     free(coord);
     set->coord = NULL;
+}
+
+void shard_coord_wake(shard_set_t *set) {
+    shard_coord_t *coord = set->coord;
+    if (coord == NULL) return; /* not started yet: its first wait looks */
+    pthread_mutex_lock(&coord->mutex);
+    pthread_cond_signal(&coord->wake);
+    pthread_mutex_unlock(&coord->mutex);
+}
+
+store_reader_t *shard_coord_reader(shard_set_t *set, uint32_t s) { return set->coord->readers[s]; }
+
+pc_status shard_coord_run(shard_set_t *set, writer_cmd_t *cmd) {
+    shard_global_t g = {.set = set, .cmd = cmd, .plans = calloc(cmd->event_count, sizeof *g.plans)};
+    if (g.plans == NULL) return PC_NO_MEMORY;
+    pthread_mutex_init(&g.mutex, NULL);
+    pthread_cond_init(&g.cond, NULL);
+    plan_events(set->coord, &g);
+    pc_status status = global_run(set->coord, &g);
+    pthread_cond_destroy(&g.cond);
+    pthread_mutex_destroy(&g.mutex);
+    free(g.plans);
+    return status;
 }
 
 pc_status shard_coord_submit(shard_set_t *set, writer_cmd_t *cmd) {
