@@ -233,6 +233,7 @@ void shard_close(shard_set_t *set) {
     if (set == NULL) return;
     shard_drain(set);
     for (uint32_t i = 0; i < set->count; i++) writer_free(set->writers[i]);
+    shard_coord_free(set);
     store_close(set->read_store);
     for (uint32_t i = 0; i < set->count; i++) {
         store_close(set->stores[i]);

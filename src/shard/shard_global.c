@@ -762,9 +762,9 @@ static void *coord_main(void *arg) {
 pc_status shard_coord_start(shard_set_t *set) {
     shard_coord_t *coord = calloc(1, sizeof *coord);
     if (coord == NULL) return PC_NO_MEMORY;
-    set->coord = coord;
     pthread_mutex_init(&coord->mutex, NULL);
     pthread_cond_init(&coord->wake, NULL);
+    set->coord = coord; /* after its mutex: a writer's expiry may wake it from now on */
     for (uint32_t s = 0; s < set->count; s++) {
         pc_status status = store_reader_open(set->stores[s], &coord->readers[s]);
         if (status != PC_OK) return status;
@@ -782,11 +782,21 @@ void shard_coord_stop(shard_set_t *set) {
     pthread_cond_signal(&coord->wake);
     pthread_mutex_unlock(&coord->mutex);
     if (coord->thread != 0) pthread_join(coord->thread, NULL);
-    for (uint32_t s = 0; s < set->count; s++) store_reader_close(coord->readers[s]);
+    coord->thread = 0;
+    for (uint32_t s = 0; s < set->count; s++) {
+        store_reader_close(coord->readers[s]);
+        coord->readers[s] = NULL;
+    }
+}
+
+/* After every writer is freed: until then a writer's expiry may wake it. */
+void shard_coord_free(shard_set_t *set) {
+    shard_coord_t *coord = set->coord;
+    if (coord == NULL) return;
+    set->coord = NULL;
     pthread_cond_destroy(&coord->wake);
     pthread_mutex_destroy(&coord->mutex);
     free(coord);
-    set->coord = NULL;
 }
 
 void shard_coord_wake(shard_set_t *set) {

@@ -34,7 +34,7 @@ struct shard_set {
     store_t *read_store;                    /* store_shard_route over 'stores' */
     /* One global transaction or one recovery pass at a time. */
     pthread_mutex_t global_mutex;
-    shard_coord_t *coord;
+    shard_coord_t *_Atomic coord;           /* set once started; writers' expiries wake it */
     shard_expiry_t *expiry;                 /* cross-shard pending legs due to expire */
     /* recovery thread */
     pthread_t recovery_thread;
@@ -57,6 +57,7 @@ void shard_fault_at(shard_set_t *set, shard_step step);
 /* shard_global.c: the coordinator thread. */
 pc_status shard_coord_start(shard_set_t *set);
 void shard_coord_stop(shard_set_t *set);
+void shard_coord_free(shard_set_t *set);
 pc_status shard_coord_submit(shard_set_t *set, writer_cmd_t *cmd);
 /* Wakes the coordinator thread (an expiry came due). */
 void shard_coord_wake(shard_set_t *set);
