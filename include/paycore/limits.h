@@ -374,5 +374,15 @@ static_assert(4 * PAY_CURRENCIES_MAX <= API_KEY_GRANTS_MAX,
                                           on one screen */
 #define SHARD_RECOVERY_INTERVAL_MS 3000 /* recovery and the in-doubt gauges: "every few
                                           seconds", and cheap (two small queries a shard) */
+#define SHARD_FENCE_WAIT_MS 30000      /* verify --shards waits this long for the read fence:
+                                          the coordinator holds it for one commit (ms), longer
+                                          only while a COMMIT PREPARED waits on a shard that
+                                          went silent (tcp_user_timeout, 30 s) */
+#define SHARD_EXPIRY_RETRY_MS 1000      /* a cross-shard pending transfer whose expiry could
+                                          not run (a shard unreadable, a round aborted) is
+                                          tried again this much later */
+#define SHARD_VERIFY_IN_DOUBT_WAIT_MS 6000 /* verify --shards: how long a global transaction
+                                          open at the start may take to end before it is
+                                          reported in doubt (two recovery intervals) */
 
 #endif

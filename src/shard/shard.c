@@ -171,6 +171,8 @@ static pc_status writers_start(shard_set_t *set, const shard_options_t *options,
         else snprintf(key_path, sizeof key_path, "%s.shard%u", options->key_path, i);
         writer_config_t config = options->writer_config;
         if (i != 0) config.batch_hook = (writer_batch_hook_t){0}; /* the outbox is the home shard's */
+        /* cross-shard pending legs expire together, by the coordinator (shard_expiry.c) */
+        config.expiry_hold = (writer_expiry_hold_t){STORE_CLEARING_PREFIX, shard_expiry_held, set};
         pc_status status = writer_start(&set->writers[i], set->stores[i], key_path, &config);
         if (status != PC_OK) {
             snprintf(detail, detail_bytes, "shard %u (%s): cannot start its writer (%s): see the line above",
@@ -208,6 +210,7 @@ pc_status shard_open(shard_set_t **out, const shard_options_t *options, char *de
         if (status != PC_OK) snprintf(detail, detail_bytes, "recovery of global transactions failed (%s)",
                                       pc_status_code(status));
     }
+    if (status == PC_OK) status = shard_expiry_open(set);
     if (status == PC_OK) status = writers_start(set, options, detail, detail_bytes);
     if (status == PC_OK) status = shard_coord_start(set);
     if (status == PC_OK) status = shard_recovery_start(set);
@@ -230,12 +233,14 @@ void shard_close(shard_set_t *set) {
     if (set == NULL) return;
     shard_drain(set);
     for (uint32_t i = 0; i < set->count; i++) writer_free(set->writers[i]);
+    shard_coord_free(set);
     store_close(set->read_store);
     for (uint32_t i = 0; i < set->count; i++) {
         store_close(set->stores[i]);
         store_link_close(set->links[i]);
         free(set->urls[i]);
     }
+    shard_expiry_close(set);
     pthread_cond_destroy(&set->recovery_wake);
     pthread_mutex_destroy(&set->recovery_mutex);
     pthread_mutex_destroy(&set->global_mutex);

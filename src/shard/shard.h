@@ -92,4 +92,29 @@ void shard_stats(shard_set_t *set, shard_stats_t *out);
  * transaction to end. */
 PC_MUST_USE pc_status shard_recover(shard_set_t *set);
 
+/* `paycore verify --shards`: every shard verified as one store is (journal_verify_rows
+ * over a snapshot of each, the snapshots opened together inside the set's read
+ * fence), the list against the shard map, each pair's clearing accounts mirroring
+ * each other, the set's clearing accounts netting to zero per currency, and no
+ * global transaction left open (docs/scaleout.md §6). 'pubkeys' (NULL: the keys in
+ * the checkpoints) has one public key file per shard. Returns PC_OK; PC_JOURNAL_MISMATCH
+ * (report->discrepancy: a shard's, or a cross-shard one); PC_GLOBAL_TRANSACTION_IN_DOUBT
+ * (report->in_doubt_detail names them); or why it could not run (report->detail). */
+typedef struct {
+    uint32_t count;
+    journal_report_t shards[SHARD_COUNT_MAX];   /* each shard's own verify */
+    pc_status shard_status[SHARD_COUNT_MAX];
+    uint32_t verified;                          /* shards 0..verified-1 have their report */
+    uint32_t clearing_accounts;
+    uint64_t in_doubt;                          /* global transactions left open */
+    char in_doubt_detail[JOURNAL_REPORT_TEXT_BYTES];
+    char discrepancy[2 * JOURNAL_REPORT_TEXT_BYTES];
+    char detail[JOURNAL_REPORT_TEXT_BYTES];
+} shard_verify_t;
+PC_MUST_USE pc_status shard_verify(const char *const *urls, uint32_t count, const char *const *pubkeys,
+                                   shard_verify_t *report);
+/* The summary line: "verify ok shards=N ...", "verify failed: ...", "verify in doubt:
+ * ..." or "verify error: <code>: ...". Returns 'out'. */
+const char *shard_verify_line(const shard_verify_t *report, pc_status status, char *out, size_t out_bytes);
+
 #endif

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/core.h"
@@ -236,6 +237,10 @@ static bool transfer_merge(const shard_global_t *g, uint32_t e, ledger_transfer_
         out->status = debit_first || credit->status == PC_OK ? debit->status : credit->status;
         out->field = debit_first || credit->status == PC_OK ? debit->field : credit->field;
         return false;
+    }
+    if (debit->status == PC_EXISTS) { /* a retry: answered as A -> B, as when it was created */
+        snprintf(out->credit_account_id, sizeof out->credit_account_id, "%s", credit->credit_account_id);
+        return true;
     }
     if (debit->status != PC_OK) return true;
     if (debit->amount != credit->amount) {
@@ -452,6 +457,7 @@ static pc_status round_run(shard_global_t *g, bool *retry) {
     status = store_link_log_decision(set->links[0], g->gtid, commit);
     if (status != PC_OK) log_failed(set, "the decision");
     shard_fault_at(set, SHARD_STEP_AFTER_DECISION);
+    if (commit) shard_fence_shut(set); /* no read spanning shards sees half of it */
     bool first = true;
     pc_status finish = PC_OK;
     for (uint32_t n = 1; n <= set->count; n++) {
@@ -462,6 +468,7 @@ static pc_status round_run(shard_global_t *g, bool *retry) {
         if (first) shard_fault_at(set, SHARD_STEP_AFTER_COMMIT_ONE);
         first = false;
     }
+    if (commit) shard_fence_open(set);
     /* A leg that could not COMMIT PREPARED failed its store for good: the process
      * stops and recovery finishes it; done is not logged. */
     if (finish == PC_OK && store_link_log_done(set->links[0], g->gtid) != PC_OK) log_failed(set, "done");
@@ -705,13 +712,34 @@ static void group_run(shard_coord_t *coord, shard_set_t *set, writer_cmd_t **mem
     command_run(coord, set, &group->cmd); /* group_done ends every member and frees the group */
 }
 
+/* Waits (coord->mutex held) for a command, the stop, or a cross-shard expiry due;
+ * true when an expiry is due now. */
+static bool coord_wait(shard_set_t *set, shard_coord_t *coord) {
+    for (;;) {
+        uint64_t at_ns = shard_expiry_next_ns(set);
+        if (!coord->stopping && at_ns != 0 && at_ns <= pc_wall_ns()) return true;
+        if (coord->stopping || coord->head != NULL) return false;
+        if (at_ns == 0) {
+            pthread_cond_wait(&coord->wake, &coord->mutex);
+            continue;
+        }
+        struct timespec until = {(time_t)(at_ns / 1000000000u), (long)(at_ns % 1000000000u)};
+        pthread_cond_timedwait(&coord->wake, &coord->mutex, &until);
+    }
+}
+
 static void *coord_main(void *arg) {
     shard_set_t *set = arg;
     shard_coord_t *coord = set->coord;
     writer_cmd_t *members[GROUP_COMMANDS_MAX];
     pthread_mutex_lock(&coord->mutex);
     for (;;) {
-        while (!coord->stopping && coord->head == NULL) pthread_cond_wait(&coord->wake, &coord->mutex);
+        if (coord_wait(set, coord)) { /* between commands, so that traffic cannot starve it */
+            pthread_mutex_unlock(&coord->mutex);
+            shard_expiry_run(set);
+            pthread_mutex_lock(&coord->mutex);
+        }
+        if (coord->head == NULL && !coord->stopping) continue;
         if (coord->head == NULL) break;
         uint32_t count = 0, events = 0;
         while (coord->head != NULL && count < GROUP_COMMANDS_MAX &&
@@ -734,9 +762,9 @@ static void *coord_main(void *arg) {
 pc_status shard_coord_start(shard_set_t *set) {
     shard_coord_t *coord = calloc(1, sizeof *coord);
     if (coord == NULL) return PC_NO_MEMORY;
-    set->coord = coord;
     pthread_mutex_init(&coord->mutex, NULL);
     pthread_cond_init(&coord->wake, NULL);
+    set->coord = coord; /* after its mutex: a writer's expiry may wake it from now on */
     for (uint32_t s = 0; s < set->count; s++) {
         pc_status status = store_reader_open(set->stores[s], &coord->readers[s]);
         if (status != PC_OK) return status;
@@ -754,11 +782,44 @@ void shard_coord_stop(shard_set_t *set) {
     pthread_cond_signal(&coord->wake);
     pthread_mutex_unlock(&coord->mutex);
     if (coord->thread != 0) pthread_join(coord->thread, NULL);
-    for (uint32_t s = 0; s < set->count; s++) store_reader_close(coord->readers[s]);
+    coord->thread = 0;
+    for (uint32_t s = 0; s < set->count; s++) {
+        store_reader_close(coord->readers[s]);
+        coord->readers[s] = NULL;
+    }
+}
+
+/* After every writer is freed: until then a writer's expiry may wake it. */
+void shard_coord_free(shard_set_t *set) {
+    shard_coord_t *coord = set->coord;
+    if (coord == NULL) return;
+    set->coord = NULL;
     pthread_cond_destroy(&coord->wake);
     pthread_mutex_destroy(&coord->mutex);
     free(coord);
-    set->coord = NULL;
+}
+
+void shard_coord_wake(shard_set_t *set) {
+    shard_coord_t *coord = set->coord;
+    if (coord == NULL) return; /* not started yet: its first wait looks */
+    pthread_mutex_lock(&coord->mutex);
+    pthread_cond_signal(&coord->wake);
+    pthread_mutex_unlock(&coord->mutex);
+}
+
+store_reader_t *shard_coord_reader(shard_set_t *set, uint32_t s) { return set->coord->readers[s]; }
+
+pc_status shard_coord_run(shard_set_t *set, writer_cmd_t *cmd) {
+    shard_global_t g = {.set = set, .cmd = cmd, .plans = calloc(cmd->event_count, sizeof *g.plans)};
+    if (g.plans == NULL) return PC_NO_MEMORY;
+    pthread_mutex_init(&g.mutex, NULL);
+    pthread_cond_init(&g.cond, NULL);
+    plan_events(set->coord, &g);
+    pc_status status = global_run(set->coord, &g);
+    pthread_cond_destroy(&g.cond);
+    pthread_mutex_destroy(&g.mutex);
+    free(g.plans);
+    return status;
 }
 
 pc_status shard_coord_submit(shard_set_t *set, writer_cmd_t *cmd) {

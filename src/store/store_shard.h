@@ -38,6 +38,12 @@ bool store_clearing_shard(const char *id, uint32_t *self, uint32_t *peer);
  * API. Its write side is unsupported: each shard's own store writes. 'stores' are
  * borrowed and must outlive it. */
 PC_MUST_USE pc_status store_shard_route_open(store_t **out, store_t *const *stores, uint32_t count);
+/* The read fence of this node's readers (docs/scaleout.md §6): 'shut' true waits for
+ * the reads spanning shards that are running to end and keeps new ones waiting until
+ * it is called with false. The coordinator shuts it while it commits a global
+ * transaction's legs, so that a read spanning shards sees each global transaction on
+ * every shard or on none. 'route' NULL: nothing. */
+void store_shard_route_fence(store_t *route, bool shut);
 
 /* A global transaction id: 32 lowercase hex digits. Prepared as 'pc_<gtid>_<shard>'. */
 #define STORE_GTID_SIZE 33
@@ -110,5 +116,15 @@ PC_MUST_USE pc_status store_link_prepared_list(store_link_t *link, store_link_pr
 /* COMMIT PREPARED / ROLLBACK PREPARED 'pc_<gtid>_<shard>' (recovery). PC_NOT_FOUND:
  * not prepared (finished already). */
 PC_MUST_USE pc_status store_link_prepared_finish(store_link_t *link, const char *gtid, uint32_t shard, bool commit);
+
+/* The set's read fence across processes, an advisory lock on the home shard (shard
+ * 0): the coordinator holds it exclusively (STORE_FENCE_COMMIT) while it commits a
+ * global transaction's legs; `paycore verify --shards` holds it shared
+ * (STORE_FENCE_READ, waiting at most SHARD_FENCE_WAIT_MS) while it opens a snapshot
+ * of every shard, so that the snapshots agree on every global transaction. Session
+ * level: a holder that dies releases it. PC_STORE_BUSY: not taken within the wait. */
+typedef enum { STORE_FENCE_COMMIT, STORE_FENCE_READ } store_fence_mode;
+PC_MUST_USE pc_status store_link_fence_take(store_link_t *link, store_fence_mode mode);
+pc_status store_link_fence_release(store_link_t *link, store_fence_mode mode);
 
 #endif

@@ -401,6 +401,8 @@ static pc_status writer_load(writer_t *writer, const char *key_path) {
     if (status != PC_OK) return status;
     status = ledger_open(&writer->ledger);
     if (status != PC_OK) return status;
+    const writer_expiry_hold_t *hold = &writer->config.expiry_hold;
+    if (hold->prefix != NULL) ledger_expiry_hold(writer->ledger, hold->prefix, hold->held, hold->ctx);
     status = store_load(writer->store, writer->ledger, &writer->head);
     if (status != PC_OK) return status;
     writer->source = store_source(writer->store);

@@ -89,7 +89,9 @@ def cross_and_local(s, client, model, by_shard):
     got = expect(client.get("/v1/transfers/cross-1"), 200, what="read cross-1").json
     check(got["debit_account_id"] == a and got["credit_account_id"] == b and got["amount"] == 25
           and got["timestamp"] == r.json["timestamp"], "cross-1 reads back as A -> B: %r" % got)
-    expect(client.post("/v1/transfers", transfer("cross-1", a, b, 25)), 200, what="the same id again: exists")
+    again = expect(client.post("/v1/transfers", transfer("cross-1", a, b, 25)), 200, what="the same id again: exists")
+    check(again.json["debit_account_id"] == a and again.json["credit_account_id"] == b,
+          "the exists reply names A and B too, not a clearing account: %r" % again.json)
     expect(client.post("/v1/transfers", transfer("cross-1", a, b, 26)), 422, "exists_with_different_amount",
            what="the same id with another amount")
     # refused on the debit side: nothing anywhere, and the id is not spent on either shard
