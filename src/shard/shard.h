@@ -43,7 +43,13 @@ typedef struct {
     uint32_t count;                /* 1..SHARD_COUNT_MAX */
     const char *key_path;          /* the node's signing key: shard i uses '<key_path>' for i = 0,
                                       '<key_path>.shard<i>' otherwise */
-    writer_config_t writer_config; /* each shard's writer (failed: any of them) */
+    writer_config_t writer_config; /* each shard's writer (failed: any of them); its batch_hook is
+                                      ignored: see home_hook */
+    /* Optional: the home shard's batch hook (the events outbox lives on shard 0), made
+     * once the set's read store exists and before any writer starts; the other shards'
+     * writers run without one. An error refuses the start. */
+    pc_status (*home_hook)(void *ctx, store_t *read_store, writer_batch_hook_t *out);
+    void *home_hook_ctx;
 } shard_options_t;
 
 /* Checks every shard (reachable, paycore's, max_prepared_transactions > 0, the map

@@ -23,6 +23,15 @@
  * a secret: placement is not a defence). */
 #define STORE_SHARD_HASH_KEY "paycore-shards-1" /* 16 bytes, crypto_shorthash_siphash24 */
 uint32_t store_shard_of(const char *account_id, uint32_t shard_count);
+/* The payments layer's chart of accounts (docs/accounting.md) lives on the home shard
+ * (0), whatever its hash: merchants' accounts ("mer:"), channels' receivables ("chn:")
+ * and paycore's own ("sys:"). Payment rows, the card vault and the events outbox are
+ * the home shard's, so a card payment's every command is a local batch there, its
+ * transfers, payment rows and events in one transaction. Customer wallets ("wal:")
+ * are placed by their hash like any account: a wallet's payment or top-up whose
+ * wallet lives elsewhere is a global transaction (docs/scaleout.md §6). */
+#define STORE_SHARD_HOME_PREFIXES "mer:", "chn:", "sys:"
+bool store_shard_home_placed(const char *account_id);
 /* The clearing account on shard 'self' for its transfers with shard 'peer' in
  * 'currency': "pc.clearing.<self>.<peer>.<currency>" (ids with the prefix are
  * refused from clients: id_reserved). */
