@@ -15,10 +15,14 @@ and debits == credits checked per currency for each shard (placement read from e
 shard's shard_accounts) and for the whole set, pending amounts included; payments'
 amounts are compared with their ledger transfers; after each clean stop no prepared
 transaction is left and each shard's stored books balance (SQL)."""
+import http.client
+import json
 import os
+import random
 import signal
 import sys
 import threading
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -30,7 +34,8 @@ from pcapi import TIMEOUT_S, check, expect  # noqa: E402
 import paylib  # noqa: E402
 from paylib import BANK_OK, CALLBACK_SECRET, Sim, card_payment, check_payment_ledger, wait_for  # noqa: E402
 from receiver import Receiver, all_events, check_order_per_object  # noqa: E402
-from test_payments_crash import Load  # noqa: E402
+import test_payments_crash  # noqa: E402
+from test_payments_crash import Load, all_payments  # noqa: E402
 
 
 class PayShards:
@@ -299,6 +304,136 @@ def check_events(p, rx, ep, objects, what):
     return events
 
 
+# ---- SIGKILL ----
+
+def far_wallet(p, m, owner, amount):
+    """A wallet on the last shard (never the home shard), topped up by card."""
+    w = wallet_on(p, m, len(p.s.clusters) - 1, owner)
+    top = card_payment(amount, payer=owner)
+    del top["capture_method"]
+    expect(m.post("/v1/wallets/%s/top_ups" % w["id"], top), 201, what="top up")
+    return w
+
+
+def from_wallet(payment, w):
+    method = payment.get("payment_method") or {}
+    return method.get("type") == "wallet" and method.get("wallet_id") == w["id"]
+
+
+def wallet_balance(p, w):
+    a = expect(p.admin.get("/v1/accounts/" + w["account_id"]), 200).json
+    return a["credits_posted"] - a["debits_posted"]
+
+
+def wallet_pay_body(w, owner, amount):
+    return {"amount": amount, "currency": "EUR", "payment_method": {"type": "wallet", "wallet_id": w["id"]},
+            "payer": {"id": owner, "country": "DE"}}
+
+
+def killed_in_two_phase(p, m, merchant_id):
+    """A wallet payment from the far shard, the node SIGKILLed at each step of its
+    global transaction: after the restart it is all or nothing (the wallet, the
+    merchant and the payment rows agree), nothing is left prepared, and the client's
+    retry with the same Idempotency-Key ends it exactly once."""
+    w = far_wallet(p, m, "CK", 10000)
+    paid = 0
+    for n, step in enumerate(("after_intent", "after_prepare_one", "after_prepare_all", "after_decision",
+                              "after_commit_one")):
+        check(p.s.stop() == 0, "clean stop before %s" % step)
+        p.start(env_extra={"PAYCORE_2PC_FAULT": step})
+        m = p.client(m.key)
+        idem = {"Idempotency-Key": "kill-%d" % n}
+        try:
+            r = m.post("/v1/payments", wallet_pay_body(w, "CK", 100 + n), headers=idem)
+            check(False, "%s: the payment answered %r instead of the node dying" % (step, r))
+        except (OSError, http.client.HTTPException):
+            pass
+        code = p.s.wait_exit(step)
+        check(code == -signal.SIGKILL, "%s: killed by its fault (exit %r)" % (step, code))
+        p.start()
+        m = p.client(m.key)
+        committed = step in ("after_decision", "after_commit_one")
+        check(p.s.prepared() == 0, "%s: recovery left nothing prepared" % step)
+        check(wallet_balance(p, w) == 10000 - paid - (100 + n if committed else 0),
+              "%s: the wallet was debited %s" % (step, "once" if committed else "not at all"))
+        rows = [x for x in all_payments(p.admin) if x["amount"] == 100 + n and from_wallet(x, w)]
+        check(len(rows) == (1 if committed else 0), "%s: %d payment rows, the ledger says %s"
+              % (step, len(rows), "committed" if committed else "aborted"))
+        check_books(p, "after the kill %s" % step)
+        again = expect(m.post("/v1/payments", wallet_pay_body(w, "CK", 100 + n), headers=idem), 201,
+                       what="%s: the client's retry" % step).json
+        check(again["status"] == "captured", "%s: the retry ends captured: %r" % (step, again["status"]))
+        paid += 100 + n
+        check(wallet_balance(p, w) == 10000 - paid, "%s: debited exactly once after the retry" % step)
+        check_payment_ledger(p.admin, again, "%s: the payment" % step)
+        check_books(p, "after the retry of %s" % step)
+    return m
+
+
+class WalletLoad:
+    """Wallet payments from a wallet on another shard (global transactions), until
+    the server goes away; what was acknowledged is kept."""
+
+    def __init__(self, port, key, wallet, owner):
+        self.port, self.key, self.wallet, self.owner = port, key, wallet, owner
+        self.stop = threading.Event()
+        self.acked = []
+
+    def run(self):
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT_S)
+            while not self.stop.is_set():
+                body = json.dumps(wallet_pay_body(self.wallet, self.owner, random.randint(1, 50))).encode()
+                conn.request("POST", "/v1/payments", body=body, headers={"Authorization": "Bearer " + self.key,
+                                                                         "Content-Type": "application/json"})
+                resp = conn.getresponse()
+                reply = json.loads(resp.read() or b"null")
+                if resp.status == 201 and reply["status"] == "captured":
+                    self.acked.append(reply["id"])
+        except (OSError, http.client.HTTPException, ValueError):
+            return
+
+
+def killed_under_load(p, m, merchant_id, rx, ep):
+    """Card flows (home shard) and wallet payments from the far shard at once, the node
+    SIGKILLed twice: after the restart and the payments' recovery every acknowledged
+    payment is there, every payment agrees with its ledger transfers and the card
+    channel's record, the wallet lost exactly what its captured payments say, the books
+    balance, every event is delivered."""
+    w = far_wallet(p, m, "CL", 1000000)
+    for cycle in range(2):
+        load = Load(p.port, m.key, 17 + cycle)
+        wl = WalletLoad(p.port, m.key, w, "CL")
+        threads = [threading.Thread(target=load.run, args=(i,)) for i in range(3)]
+        threads.append(threading.Thread(target=wl.run))
+        for t in threads:
+            t.start()
+        wait_for("payments under way", lambda: load.done >= 10 and len(wl.acked) >= 5)
+        p.s.proc.kill()
+        p.s.proc.wait(timeout=TIMEOUT_S)
+        p.s.proc = None
+        load.stop.set()
+        wl.stop.set()
+        for t in threads:
+            t.join(TIMEOUT_S)
+        p.start()
+        shim = type("Shim", (), {"admin": p.admin, "bank": p.bank, "card": p.card})()
+        payments = wait_for("recovery resolved every pending operation", lambda: test_payments_crash.settled(shim))
+        by_id = {x["id"]: x for x in payments}
+        for pid in wl.acked:
+            check(pid in by_id and by_id[pid]["status"] == "captured", "acknowledged wallet payment %s is there" % pid)
+        for x in payments:
+            check_payment_ledger(p.admin, x, x["id"])
+        test_payments_crash.check_card_record(shim, [x for x in payments
+                                                     if (x.get("payment_method") or {}).get("type") == "card"])
+        spent = sum(x["amount_captured"] - x["amount_refunded"] for x in payments if from_wallet(x, w))
+        check(wallet_balance(p, w) == 1000000 - spent, "cycle %d: the wallet lost %d, its payments say %d"
+              % (cycle, 1000000 - wallet_balance(p, w), spent))
+        check_books(p, "after the kill under load %d" % cycle)
+        check(p.s.prepared() == 0, "nothing left prepared after the recovery")
+        check_events(p, rx, ep, [x["id"] for x in payments], "after the kill under load %d" % cycle)
+
+
 def main():
     shardset.require_postgres()
     p = PayShards(3)
@@ -313,6 +448,8 @@ def main():
         objects += wallet_flows(p, m, "m1")
         grants_across(p)
         check_events(p, rx, ep, objects, "after the flows")
+        m = killed_in_two_phase(p, m, "m1")
+        killed_under_load(p, m, "m1", rx, ep)
         check(p.s.stop() == 0, "clean stop")
         check_stopped(p, "after the flows")
         p.start()
