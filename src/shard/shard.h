@@ -19,7 +19,7 @@
  * shard 0 for those rows, so they commit atomically with the ledger rows. A key's
  * grants go to each account's shard (a global transaction when they span shards);
  * a merchant key's command across shards runs with the key as owner on every leg,
- * each shard's writer checking the reach of its own accounts. */
+ * each shard's writer checking the reach of its own accounts.
  *
  * Global transactions run one at a time (a writer waits for the decision inside its
  * prepared batch; two at once could wait on each other). Recovery runs at open,

@@ -1,6 +1,6 @@
 """Goal: the whole product runs on `paycore serve --shards`: merchants, card payments
 (authorize, partial capture, refund, cancel), payouts, wallets (top-up by card,
-payment from the wallet), the card vault and the events outbox, with the ledger
+payment from the wallet, withdrawals paid and returned), the card vault and the events outbox, with the ledger
 sharded; a wallet on another shard than the home shard pays through a global
 transaction; a merchant key's command spanning shards runs when its grants hold on
 every shard involved (and is refused as missing when they do not), and a key's grants
@@ -32,7 +32,7 @@ import shardset  # noqa: E402
 from shardset import pcapi  # noqa: E402
 from pcapi import TIMEOUT_S, check, expect  # noqa: E402
 import paylib  # noqa: E402
-from paylib import BANK_OK, CALLBACK_SECRET, Sim, card_payment, check_payment_ledger, wait_for  # noqa: E402
+from paylib import BANK_OK, BANK_R01, CALLBACK_SECRET, Sim, card_payment, check_payment_ledger, wait_for  # noqa: E402
 from receiver import Receiver, all_events, check_order_per_object  # noqa: E402
 import test_payments_crash  # noqa: E402
 from test_payments_crash import Load, all_payments  # noqa: E402
@@ -201,7 +201,9 @@ def wallet_on(p, m, shard, owner):
 
 def wallet_flows(p, m, merchant_id):
     """A wallet on the home shard and one on another: top up by card, pay the merchant,
-    an overdraft declined; the far wallet's payment is a global transaction."""
+    an overdraft declined, a withdrawal paid and one returned; the far wallet's
+    payment is a global transaction, its withdrawal's reserve too (posted or voided by
+    the bank's callback)."""
     out = []
     for shard, owner in ((0, "C0"), (len(p.s.clusters) - 1, "C2")):
         before_available = available(p, merchant_id)
@@ -230,6 +232,19 @@ def wallet_flows(p, m, merchant_id):
         check(wal["credits_posted"] - wal["debits_posted"] == 3800, "the wallet paid 1200: %r" % wal)
         fee = 35 + 30  # half_even(1200 * 290 / 10000) = 35, + 30 fixed
         check(available(p, merchant_id) - before_available == 1200 - fee, "the merchant got 1200 less the fee")
+        # withdrawals: a reserve across shards, posted (settled) or voided (returned) by
+        # the bank's callback naming no accounts
+        wd = expect(m.post("/v1/wallets/%s/withdrawals" % w["id"], {"amount": 800, "owner_id": owner,
+                                                                   "bank_account": BANK_OK}), 201, what="withdraw").json
+        wait_for("withdrawal paid", lambda: m.get("/v1/payouts/" + wd["id"]).json["status"] == "paid")
+        check_books(p, "withdrawal from shard %d" % shard)
+        wr = expect(m.post("/v1/wallets/%s/withdrawals" % w["id"], {"amount": 500, "owner_id": owner,
+                                                                   "bank_account": BANK_R01}), 201, what="withdraw").json
+        wait_for("withdrawal returned", lambda: m.get("/v1/payouts/" + wr["id"]).json["status"] == "returned")
+        check_books(p, "returned withdrawal from shard %d" % shard)
+        wal = expect(p.admin.get("/v1/accounts/" + w["account_id"]), 200).json
+        check(wal["credits_posted"] - wal["debits_posted"] == 3000 and wal["debits_pending"] == 0,
+              "the wallet after a paid and a returned withdrawal: %r" % wal)
         out += [tp["id"], wp["id"], d["id"]]
     return out
 
