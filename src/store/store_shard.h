@@ -76,6 +76,10 @@ void store_link_close(store_link_t *link);
 /* The URL without its password, for messages. */
 const char *store_link_url(const store_link_t *link);
 const char *store_link_error(const store_link_t *link);
+/* An account this shard holds that placement now puts on the home shard
+ * (store_shard_home_placed: created through the ledger API before payments ran on
+ * sets): PC_OK with its id in 'out', PC_NOT_FOUND when none. */
+PC_MUST_USE pc_status store_link_home_misplaced(store_link_t *link, char *out, size_t out_bytes);
 /* The server's max_prepared_transactions. */
 PC_MUST_USE pc_status store_link_max_prepared(store_link_t *link, int64_t *out);
 /* The database's own instance id (paycore_meta.instance_id). */

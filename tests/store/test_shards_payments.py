@@ -20,6 +20,7 @@ import json
 import os
 import random
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -142,6 +143,20 @@ def check_books(p, what):
 def check_stopped(p, what):
     check(p.s.prepared() == 0, "%s: no prepared transaction left" % what)
     p.s.books_balance(what)
+
+
+def misplaced(p):
+    """A payments' account (placed on the home shard) found on another shard, as an
+    older paycore could have placed it through the ledger API: the start is refused
+    with one line naming the shard and the account."""
+    p.s.sql(1, "INSERT INTO shard_accounts(account_id, shard_index, shard_count) VALUES ('mer:old:EUR:available', 1, %d)"
+            % len(p.s.clusters))
+    out = subprocess.run([pcapi.BIN, "serve", "--db", p.s.db, "--listen", "127.0.0.1:0", "--no-events", "--shards",
+                          p.s.shards_arg()], capture_output=True, text=True, timeout=TIMEOUT_S * 3)
+    check(out.returncode != 0, "a misplaced payments account must refuse the start")
+    check("shard 1 (" in out.stderr and "'mer:old:EUR:available'" in out.stderr and
+          "store_shard_map_mismatch" in out.stderr, "the refusal names the shard and the account:\n" + out.stderr)
+    p.s.sql(1, "DELETE FROM shard_accounts WHERE account_id = 'mer:old:EUR:available'")
 
 
 # ---- the steps ----
@@ -454,6 +469,7 @@ def main():
     p = PayShards(3)
     try:
         p.s.init()
+        misplaced(p)
         p.start()
         rx = Receiver()
         ep = expect(p.admin.post("/v1/webhook-endpoints", {"url": rx.url(), "events": ["*"]}), 201,
