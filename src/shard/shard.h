@@ -12,10 +12,14 @@
  * A transfer across shards becomes two legs with the same id, one on each shard,
  * through a clearing account per peer shard and currency (store_clearing_id), so
  * that each shard's books balance on their own (docs/accounting.md). Shard 0 is the
- * home shard: API keys, grants of admin tools, idempotent replies and the
- * coordinator log live there, and a command carrying its own rows (in_transaction:
- * an idempotent reply) that runs elsewhere becomes a global transaction with a leg
- * on shard 0 for those rows, so they commit atomically with the ledger rows.
+ * home shard: API keys, idempotent replies, the coordinator log, the payments
+ * layer's rows and chart of accounts, the card vault and the events outbox live
+ * there, and a command carrying its own rows (in_transaction: an idempotent reply, a
+ * payment's rows) that runs elsewhere becomes a global transaction with a leg on
+ * shard 0 for those rows, so they commit atomically with the ledger rows. A key's
+ * grants go to each account's shard (a global transaction when they span shards);
+ * a merchant key's command across shards runs with the key as owner on every leg,
+ * each shard's writer checking the reach of its own accounts.
  *
  * Global transactions run one at a time (a writer waits for the decision inside its
  * prepared batch; two at once could wait on each other). Recovery runs at open,
@@ -43,7 +47,13 @@ typedef struct {
     uint32_t count;                /* 1..SHARD_COUNT_MAX */
     const char *key_path;          /* the node's signing key: shard i uses '<key_path>' for i = 0,
                                       '<key_path>.shard<i>' otherwise */
-    writer_config_t writer_config; /* each shard's writer (failed: any of them) */
+    writer_config_t writer_config; /* each shard's writer (failed: any of them); its batch_hook is
+                                      ignored: see home_hook */
+    /* Optional: the home shard's batch hook (the events outbox lives on shard 0), made
+     * once the set's read store exists and before any writer starts; the other shards'
+     * writers run without one. An error refuses the start. */
+    pc_status (*home_hook)(void *ctx, store_t *read_store, writer_batch_hook_t *out);
+    void *home_hook_ctx;
 } shard_options_t;
 
 /* Checks every shard (reachable, paycore's, max_prepared_transactions > 0, the map

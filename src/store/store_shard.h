@@ -23,6 +23,15 @@
  * a secret: placement is not a defence). */
 #define STORE_SHARD_HASH_KEY "paycore-shards-1" /* 16 bytes, crypto_shorthash_siphash24 */
 uint32_t store_shard_of(const char *account_id, uint32_t shard_count);
+/* The payments layer's chart of accounts (docs/accounting.md) lives on the home shard
+ * (0), whatever its hash: merchants' accounts ("mer:"), channels' receivables ("chn:")
+ * and paycore's own ("sys:"). Payment rows, the card vault and the events outbox are
+ * the home shard's, so a card payment's every command is a local batch there, its
+ * transfers, payment rows and events in one transaction. Customer wallets ("wal:")
+ * are placed by their hash like any account: a wallet's payment or top-up whose
+ * wallet lives elsewhere is a global transaction (docs/scaleout.md §6). */
+#define STORE_SHARD_HOME_PREFIXES "mer:", "chn:", "sys:"
+bool store_shard_home_placed(const char *account_id);
 /* The clearing account on shard 'self' for its transfers with shard 'peer' in
  * 'currency': "pc.clearing.<self>.<peer>.<currency>" (ids with the prefix are
  * refused from clients: id_reserved). */
@@ -73,6 +82,10 @@ void store_link_close(store_link_t *link);
 /* The URL without its password, for messages. */
 const char *store_link_url(const store_link_t *link);
 const char *store_link_error(const store_link_t *link);
+/* An account this shard holds that placement now puts on the home shard
+ * (store_shard_home_placed: created through the ledger API before payments ran on
+ * sets): PC_OK with its id in 'out', PC_NOT_FOUND when none. */
+PC_MUST_USE pc_status store_link_home_misplaced(store_link_t *link, char *out, size_t out_bytes);
 /* The server's max_prepared_transactions. */
 PC_MUST_USE pc_status store_link_max_prepared(store_link_t *link, int64_t *out);
 /* The database's own instance id (paycore_meta.instance_id). */
