@@ -44,6 +44,14 @@ typedef struct {
     const char *key_path;          /* the node's signing key: shard i uses '<key_path>' for i = 0,
                                       '<key_path>.shard<i>' otherwise */
     writer_config_t writer_config; /* each shard's writer (failed: any of them) */
+    /* Nodes (docs/scaleout.md §7): the address this node advertises in every shard's
+     * writers row once it holds the shard's writer's lock (NULL: none is written). A
+     * standby waits for the locks (shard 0's first, so that one node gets the whole
+     * set) while 'standby_continue' says go on, instead of refusing store_in_use. */
+    const char *advertise;
+    bool standby;
+    bool (*standby_continue)(void *ctx);
+    void *standby_ctx;
 } shard_options_t;
 
 /* Checks every shard (reachable, paycore's, max_prepared_transactions > 0, the map
@@ -91,5 +99,24 @@ void shard_stats(shard_set_t *set, shard_stats_t *out);
  * prepared 'pc_*' without an intent is rolled back. Waits for a running global
  * transaction to end. */
 PC_MUST_USE pc_status shard_recover(shard_set_t *set);
+
+/* ---- nodes: who writes the set (shard_node.c, docs/scaleout.md §7) ----
+ * The node holding shard 0's writer's lock writes the whole set (a node takes the
+ * shards' locks in order, shard 0's first). Other nodes find it through shard 0's
+ * writers row and forward requests to the address it advertised. */
+typedef struct shard_directory shard_directory_t;
+/* A connection to the set's home shard ('home_url', shard 0) for reading its writers
+ * row. Refusals: 'detail' says why (the shard not reachable, not paycore's). */
+PC_MUST_USE pc_status shard_directory_open(shard_directory_t **out, const char *home_url, char *detail,
+                                           size_t detail_bytes);
+/* The set's writer's advertised address (any thread): PC_OK, or
+ * PC_SHARD_WRITER_UNAVAILABLE with 'why' saying which (no writer ever advertised, the
+ * last one's session ended, shard 0 not readable). Read again after
+ * SHARD_DIRECTORY_CACHE_MS, or at once after shard_directory_forget. */
+PC_MUST_USE pc_status shard_directory_writer(shard_directory_t *directory, char *address, size_t address_bytes,
+                                             uint64_t *epoch, char *why, size_t why_bytes);
+/* The address read last did not answer: the next call reads the row again. */
+void shard_directory_forget(shard_directory_t *directory);
+void shard_directory_close(shard_directory_t *directory);
 
 #endif

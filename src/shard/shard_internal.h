@@ -57,6 +57,10 @@ pc_status shard_coord_start(shard_set_t *set);
 void shard_coord_stop(shard_set_t *set);
 pc_status shard_coord_submit(shard_set_t *set, writer_cmd_t *cmd);
 
+/* shard_node.c: every shard's writers row names 'address' (after stores_open took
+ * the locks, before any writer starts: the writers' connections are idle). */
+pc_status shard_advertise(shard_set_t *set, const char *address, char *detail, size_t detail_bytes);
+
 /* shard_recover.c: one pass with global_mutex held; reopens broken links. */
 pc_status shard_recover_locked(shard_set_t *set);
 pc_status shard_recovery_start(shard_set_t *set);
