@@ -109,6 +109,7 @@ typedef struct {
     uint32_t threads;
     uint64_t body_bytes_max;
     uint32_t connection_timeout_s;
+    uint32_t connections_per_ip_max;
     uint32_t request_timeout_ms;   /* the writer's: a forwarded request waits a margin more */
     const char *self_address;      /* this node's advertised address: never forwarded to */
     shard_directory_t *directory;  /* borrowed: outlives the forwarder */

@@ -28,7 +28,8 @@
 #include "obs/obs.h"
 #include "store/store_shard.h"
 
-#define FORWARD_HEADER "Paycore-Forwarded"
+#define FORWARD_HEADER "Paycore-Forwarded"  /* the forwarding node's address: never forwarded twice */
+#define FENCE_HEADER "Paycore-Writer"        /* the writer's fence (shard.h): run only by that writer */
 
 struct api_forward {
     struct MHD_Daemon *daemon;
@@ -45,6 +46,7 @@ typedef struct {
     size_t capacity;
     size_t bytes_max;
     bool too_large;
+    bool answered;     /* a request's: its reply is queued already */
 } fwd_buffer_t;
 
 static void buffer_append(fwd_buffer_t *buffer, const char *data, size_t bytes) {
@@ -110,7 +112,8 @@ typedef struct {
 
 static bool hop_by_hop(const char *name) {
     static const char *const names[] = {"Host", "Content-Length", "Connection", "Keep-Alive", "Transfer-Encoding",
-                                        "Expect", "TE", "Upgrade", "Proxy-Connection", FORWARD_HEADER};
+                                        "Expect", "TE", "Upgrade", "Proxy-Connection", FORWARD_HEADER,
+                                        FENCE_HEADER};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         if (strcasecmp(name, names[i]) == 0) return true;
     }
@@ -155,19 +158,33 @@ static enum MHD_Result query_add(void *cls, enum MHD_ValueKind kind, const char 
             buffer_append(&walk->url, value_encoded, strlen(value_encoded));
         }
         buffer_append(&walk->url, "", 1); /* keeps it a C string */
-        walk->url.bytes--;
+        if (!walk->url.too_large) walk->url.bytes--;
     }
     curl_free(name_encoded);
     curl_free(value_encoded);
     return walk->failed || walk->url.too_large ? MHD_NO : MHD_YES;
 }
 
+/* MHD hands the path decoded too: each segment encoded again ("a b" -> "a%20b"). */
+static void path_add(query_walk_t *walk, const char *path) {
+    while (*path != '\0' && !walk->failed) {
+        size_t bytes = strcspn(path, "/");
+        char *encoded = bytes > 0 ? curl_easy_escape(NULL, path, (int)bytes) : NULL;
+        if (bytes > 0 && encoded == NULL) walk->failed = true;
+        if (encoded != NULL) buffer_append(&walk->url, encoded, strlen(encoded));
+        curl_free(encoded);
+        path += bytes;
+        if (*path == '/') buffer_append(&walk->url, "/", 1), path++;
+    }
+}
+
 /* address + path + query, as a C string (NULL on no memory). */
 static char *target_url(struct MHD_Connection *connection, const char *address, const char *path) {
     query_walk_t walk = {.url = {.bytes_max = 64 * 1024}};
     buffer_append(&walk.url, address, strlen(address));
-    buffer_append(&walk.url, path, strlen(path) + 1);
-    walk.url.bytes--;
+    path_add(&walk, path);
+    buffer_append(&walk.url, "", 1); /* keeps it a C string */
+    if (!walk.url.too_large) walk.url.bytes--;
     if (!walk.url.too_large) MHD_get_connection_values(connection, MHD_GET_ARGUMENT_KIND, query_add, &walk);
     if (walk.failed || walk.url.too_large) {
         free(walk.url.data);
@@ -234,8 +251,8 @@ typedef enum { SEND_DONE, SEND_NOT_SENT, SEND_LOST } send_outcome;
  * is not accepting connections: another may be asked), SEND_LOST when the answer did
  * not come whole. */
 static send_outcome send_once(api_forward_t *forward, struct MHD_Connection *connection, const char *method,
-                              const char *url, const fwd_buffer_t *body, fwd_reply_t *reply, char *why,
-                              size_t why_bytes) {
+                              const char *url, const char *fence, const fwd_buffer_t *body, fwd_reply_t *reply,
+                              char *why, size_t why_bytes) {
     CURL *curl = curl_easy_init();
     header_walk_t walk = {0};
     if (curl == NULL) return SEND_NOT_SENT;
@@ -243,6 +260,9 @@ static send_outcome send_once(api_forward_t *forward, struct MHD_Connection *con
     char self_header[STORE_WRITER_ADDRESS_SIZE + 32];
     snprintf(self_header, sizeof self_header, "%s: %s", FORWARD_HEADER, forward->self);
     walk.headers = curl_slist_append(walk.headers, self_header);
+    char fence_header[SHARD_FENCE_SIZE + 32];
+    snprintf(fence_header, sizeof fence_header, "%s: %s", FENCE_HEADER, fence);
+    walk.headers = curl_slist_append(walk.headers, fence_header);
     walk.headers = curl_slist_append(walk.headers, "Expect:");
     curl_easy_setopt(curl, CURLOPT_URL, url);
     curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
@@ -286,15 +306,13 @@ static enum MHD_Result relay(struct MHD_Connection *connection, fwd_reply_t *rep
 }
 
 /* The writer's address, or the reply that says why there is none. */
-static bool writer_address(api_forward_t *forward, char *address, size_t address_bytes, char *why,
-                           size_t why_bytes) {
-    uint64_t epoch = 0;
-    if (shard_directory_writer(forward->directory, address, address_bytes, &epoch, why, why_bytes) != PC_OK) {
+static bool writer_address(api_forward_t *forward, char *address, size_t address_bytes,
+                           char fence[SHARD_FENCE_SIZE], char *why, size_t why_bytes) {
+    if (shard_directory_writer(forward->directory, address, address_bytes, fence, why, why_bytes) != PC_OK) {
         return false;
     }
     if (strcmp(address, forward->self) == 0) {
-        snprintf(why, why_bytes, "this node is taking over as the set's writer (epoch %llu): retry in a moment",
-                 (unsigned long long)epoch);
+        snprintf(why, why_bytes, "this node is taking over as the set's writer (%s): retry in a moment", fence);
         return false;
     }
     return true;
@@ -302,18 +320,18 @@ static bool writer_address(api_forward_t *forward, char *address, size_t address
 
 static enum MHD_Result forward_request(api_forward_t *forward, struct MHD_Connection *connection,
                                        const char *method, const char *path, const fwd_buffer_t *body) {
-    char address[STORE_WRITER_ADDRESS_SIZE], why[600];
+    char address[STORE_WRITER_ADDRESS_SIZE], fence[SHARD_FENCE_SIZE], why[600];
     fwd_reply_t reply = {.body = {.bytes_max = FORWARD_REPLY_BYTES_MAX}};
     send_outcome outcome = SEND_NOT_SENT;
     for (int attempt = 0; attempt < 2 && outcome == SEND_NOT_SENT; attempt++) {
-        if (!writer_address(forward, address, sizeof address, why, sizeof why)) {
+        if (!writer_address(forward, address, sizeof address, fence, why, sizeof why)) {
             return reply_error(connection, PC_SHARD_WRITER_UNAVAILABLE, why);
         }
         char *url = target_url(connection, address, path);
         if (url == NULL) return reply_error(connection, PC_NO_MEMORY, "the forwarded URL does not fit");
         reply_free(&reply);
         reply.body.bytes_max = FORWARD_REPLY_BYTES_MAX;
-        outcome = send_once(forward, connection, method, url, body, &reply, why, sizeof why);
+        outcome = send_once(forward, connection, method, url, fence, body, &reply, why, sizeof why);
         free(url);
         if (outcome == SEND_NOT_SENT) shard_directory_forget(forward->directory); /* read the row again */
     }
@@ -338,9 +356,8 @@ static enum MHD_Result on_request_end(api_forward_t *forward, struct MHD_Connect
     if (body->too_large) return reply_error(connection, PC_BODY_TOO_LARGE, NULL);
     /* /healthz answers here: the process answers, and says what it is and where the writer is */
     if (strcmp(url, "/healthz") == 0 && strcmp(method, "GET") == 0) {
-        char address[STORE_WRITER_ADDRESS_SIZE] = "", why[600];
-        uint64_t epoch = 0;
-        bool known = shard_directory_writer(forward->directory, address, sizeof address, &epoch, why,
+        char address[STORE_WRITER_ADDRESS_SIZE] = "", fence[SHARD_FENCE_SIZE], why[600];
+        bool known = shard_directory_writer(forward->directory, address, sizeof address, fence, why,
                                             sizeof why) == PC_OK;
         json_t *reply = json_pack("{s:s,s:s}", "status", "ok", "role", "standby");
         if (reply != NULL) json_object_set_new(reply, "writer", known ? json_string(address) : json_null());
@@ -364,6 +381,15 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *connection, c
         if (body == NULL) return MHD_NO;
         body->bytes_max = forward->body_bytes_max;
         *con_cls = body;
+        const char *length = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "Content-Length");
+        if (length != NULL && strtoull(length, NULL, 10) > forward->body_bytes_max) {
+            body->answered = true; /* refused before the body is read, as the writer would */
+            return reply_error(connection, PC_BODY_TOO_LARGE, NULL);
+        }
+        return MHD_YES;
+    }
+    if (body->answered) { /* the rest of the body is discarded */
+        *upload_data_size = 0;
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
@@ -398,7 +424,9 @@ pc_status api_forward_start(api_forward_t **out, const api_forward_config_t *con
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC, 0, NULL, NULL, on_access, forward,
         MHD_OPTION_LISTEN_SOCKET, (MHD_socket)config->listen_fd, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned int)config->threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, forward,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)config->connection_timeout_s, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)config->connection_timeout_s,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)API_CONNECTIONS_MAX,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)config->connections_per_ip_max, MHD_OPTION_END);
     if (forward->daemon == NULL) {
         free(forward);
         return PC_IO;

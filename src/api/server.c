@@ -258,7 +258,20 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
 
 /* ---- the request's three points ---- */
 
+/* A request another node of a set forwarded names the writer it was read for (its
+ * fence, shard.h): only that writer runs it; a node that is not it (the set's writer
+ * changed meanwhile, another set's writer at that address) answers 503, nothing done. */
+static bool header_fence(api_request_t *req) {
+    const char *fence = api_header(req, "Paycore-Writer");
+    if (fence == NULL || shard_fence_matches(req->server->shards, fence)) return true;
+    api_reply_error(req, PC_SHARD_WRITER_UNAVAILABLE, NULL,
+                    "forwarded to a writer that is not this node (the set's writer changed): retry");
+    api_reply_header(req, "Retry-After", "1");
+    return false;
+}
+
 static void request_headers(api_request_t *req) {
+    if (!header_fence(req)) return;
     if (!header_route(req)) return;
     if (!header_auth(req)) return;
     (void)header_body(req);
@@ -423,6 +436,7 @@ static pc_status forward_begin(api_server_t *server) {
     api_forward_config_t config = {.listen_fd = server->listen_fd, .threads = server->config.threads,
                                    .body_bytes_max = server->config.body_bytes_max,
                                    .connection_timeout_s = server->config.connection_timeout_s,
+                                   .connections_per_ip_max = server->config.connections_per_ip_max,
                                    .request_timeout_ms = server->config.request_timeout_ms,
                                    .self_address = server->advertise, .directory = server->directory};
     return api_forward_start(&server->forward, &config);

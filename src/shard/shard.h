@@ -109,12 +109,20 @@ typedef struct shard_directory shard_directory_t;
  * row. Refusals: 'detail' says why (the shard not reachable, not paycore's). */
 PC_MUST_USE pc_status shard_directory_open(shard_directory_t **out, const char *home_url, char *detail,
                                            size_t detail_bytes);
-/* The set's writer's advertised address (any thread): PC_OK, or
+/* A writer's fence: "<shard 0's instance id>/<epoch>", which set and which takeover.
+ * A forwarded request carries the fence its node read with the address; the writer
+ * runs it only when the fence is its own (shard_fence_matches), so a row read before
+ * a takeover, or an address now served by another set's writer, never runs a command
+ * on the wrong node. */
+#define SHARD_FENCE_SIZE 48
+/* The set's writer's advertised address and fence (any thread): PC_OK, or
  * PC_SHARD_WRITER_UNAVAILABLE with 'why' saying which (no writer ever advertised, the
  * last one's session ended, shard 0 not readable). Read again after
  * SHARD_DIRECTORY_CACHE_MS, or at once after shard_directory_forget. */
 PC_MUST_USE pc_status shard_directory_writer(shard_directory_t *directory, char *address, size_t address_bytes,
-                                             uint64_t *epoch, char *why, size_t why_bytes);
+                                             char fence[SHARD_FENCE_SIZE], char *why, size_t why_bytes);
+/* Whether 'fence' is this node's as the set's writer ('set' NULL: never). */
+bool shard_fence_matches(const shard_set_t *set, const char *fence);
 /* The address read last did not answer: the next call reads the row again. */
 void shard_directory_forget(shard_directory_t *directory);
 void shard_directory_close(shard_directory_t *directory);

@@ -21,10 +21,16 @@ pc_status shard_advertise(shard_set_t *set, const char *address, char *detail, s
     snprintf(node_id, sizeof node_id, "%s:%ld", host, (long)getpid());
     for (uint32_t i = 0; i < set->count; i++) {
         uint64_t epoch = 0;
+        char instance[24] = "";
         pc_status status = store_writer_advertise(set->stores[i], i, address, node_id, &epoch);
+        if (status == PC_OK && i == 0) status = store_link_instance_id(set->links[0], instance, sizeof instance);
+        if (status == PC_OK && i == 0) {
+            snprintf(set->fence, sizeof set->fence, "%s/%llu", instance, (unsigned long long)epoch);
+        }
         if (status != PC_OK) {
-            snprintf(detail, detail_bytes, "shard %u (%s): cannot write its writers row (%s): %s", i,
-                     store_link_url(set->links[i]), pc_status_code(status), store_error_detail(set->stores[i]));
+            snprintf(detail, detail_bytes, "shard %u (%s): cannot write its writers row (%s): %s %s", i,
+                     store_link_url(set->links[i]), pc_status_code(status), store_error_detail(set->stores[i]),
+                     store_link_error(set->links[i]));
             return status;
         }
         fprintf(stderr, "{\"level\":\"notice\",\"msg\":\"shard writer: advertised\",\"shard\":%u,\"epoch\":%llu,"
@@ -33,13 +39,17 @@ pc_status shard_advertise(shard_set_t *set, const char *address, char *detail, s
     return PC_OK;
 }
 
+bool shard_fence_matches(const shard_set_t *set, const char *fence) {
+    return set != NULL && set->fence[0] != '\0' && strcmp(set->fence, fence) == 0;
+}
+
 /* ---- the other nodes' side ---- */
 
 struct shard_directory {
     pthread_mutex_t mutex;
     store_writers_t *writers;              /* shard 0's; under mutex */
     char address[STORE_WRITER_ADDRESS_SIZE];
-    uint64_t epoch;
+    char fence[SHARD_FENCE_SIZE];
     uint64_t read_ns;                      /* 0: nothing cached */
 };
 
@@ -71,7 +81,8 @@ static pc_status directory_read(shard_directory_t *directory, char *why, size_t 
                  (unsigned long long)row.epoch, row.node_id, row.address);
     } else {
         snprintf(directory->address, sizeof directory->address, "%s", row.address);
-        directory->epoch = row.epoch;
+        snprintf(directory->fence, sizeof directory->fence, "%s/%llu", row.instance_id,
+                 (unsigned long long)row.epoch);
         directory->read_ns = pc_mono_ns();
         return PC_OK;
     }
@@ -80,7 +91,7 @@ static pc_status directory_read(shard_directory_t *directory, char *why, size_t 
 }
 
 pc_status shard_directory_writer(shard_directory_t *directory, char *address, size_t address_bytes,
-                                 uint64_t *epoch, char *why, size_t why_bytes) {
+                                 char fence[SHARD_FENCE_SIZE], char *why, size_t why_bytes) {
     pthread_mutex_lock(&directory->mutex);
     uint64_t now_ns = pc_mono_ns();
     pc_status status = PC_OK;
@@ -89,7 +100,7 @@ pc_status shard_directory_writer(shard_directory_t *directory, char *address, si
     }
     if (status == PC_OK) {
         snprintf(address, address_bytes, "%s", directory->address);
-        *epoch = directory->epoch;
+        snprintf(fence, SHARD_FENCE_SIZE, "%s", directory->fence);
     }
     pthread_mutex_unlock(&directory->mutex);
     return status;

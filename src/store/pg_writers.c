@@ -66,7 +66,8 @@ pc_status store_writers_find(store_writers_t *writers, uint32_t shard, store_wri
     snprintf(sql, sizeof sql,
              "SELECT w.address, w.node_id, w.epoch, EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory'"
              " AND l.granted AND l.classid = %d AND l.objid = %d AND l.pid = w.backend_pid AND l.database ="
-             " (SELECT oid FROM pg_database WHERE datname = current_database())) FROM writers w"
+             " (SELECT oid FROM pg_database WHERE datname = current_database())),"
+             " (SELECT value FROM paycore_meta WHERE key = 'instance_id') FROM writers w"
              " WHERE w.shard_index = $1::integer", PG_WRITER_LOCK_KEY1, PG_WRITER_LOCK_KEY2);
     PG_U64(shard_text, shard);
     const char *params[] = {shard_text};
@@ -85,6 +86,7 @@ pc_status store_writers_find(store_writers_t *writers, uint32_t shard, store_wri
         pg_text_copy(out->node_id, sizeof out->node_id, result, 0, 1);
         out->epoch = (uint64_t)pg_int(result, 0, 2);
         out->live = strcmp(PQgetvalue(result, 0, 3), "t") == 0;
+        pg_text_copy(out->instance_id, sizeof out->instance_id, result, 0, 4);
     }
     PQclear(result);
     return status;

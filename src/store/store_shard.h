@@ -130,6 +130,7 @@ typedef struct {
     char node_id[STORE_WRITER_NODE_ID_SIZE];
     uint64_t epoch;
     bool live;                 /* its backend pid holds the shard's writer's lock now */
+    char instance_id[24];      /* the shard's paycore_meta.instance_id: which database it is */
 } store_writer_row_t;
 
 /* A connection of its own to one shard for reading its writers row (any thread, one

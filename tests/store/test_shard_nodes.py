@@ -65,13 +65,13 @@ class Node:
             shutil.copy(path, self.db + path[len(source_db):])
             os.chmod(self.db + path[len(source_db):], 0o600)
 
-    def start(self, standby, wait_for="listening"):
+    def start(self, standby, wait_for="listening", extra=()):
         self.starts += 1
         for attempt in range(5):
             self.port = free_port()
             self.log_path = os.path.join(self.dir, "serve-%d-%d.log" % (self.starts, attempt))
             args = [BIN, "serve", "--db", self.db, "--listen", "127.0.0.1:%d" % self.port, "--no-events",
-                    "--shards", self.s.shards_arg()] + (["--standby"] if standby else [])
+                    "--shards", self.s.shards_arg()] + (["--standby"] if standby else []) + list(extra)
             with open(self.log_path, "w") as log:
                 self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
             if self.wait_log(wait_for, allow_exit=True):
@@ -251,8 +251,23 @@ def through_every_node(s, a, b, c, model):
     key = expect(clients["A"].post("/v1/api-keys", {"scope": "admin", "name": "made-on-a"}), 201,
                  what="a key made on the writer").json["key"]
     expect(pcapi.Client(c.port, key).get("/v1/accounts/" + x0), 200, what="that key through C at once")
+    for path in ("/v1/accounts/no%20such", "/v1/accounts?limit=2&starting_after=n-1", "/v1/nowhere"):
+        direct, forwarded = clients["A"].get(path), clients["B"].get(path)
+        check((direct.status, direct.code(), direct.json if direct.status == 200 else None)
+              == (forwarded.status, forwarded.code(), forwarded.json if forwarded.status == 200 else None),
+              "%s: the same answer through B as from A: %r vs %r" % (path, direct, forwarded))
     r = clients["B"].post("/v1/accounts", account("loop"), headers={"Paycore-Forwarded": "http://elsewhere"})
     expect(r, 503, "shard_writer_unavailable", what="a request forwarded once is not forwarded again")
+    instance = s.sql(0, "SELECT value FROM paycore_meta WHERE key = 'instance_id'")
+    epoch = writers_rows(s)[0][1]
+    for fence in ("%s/%d" % (instance, epoch + 1), "someotherset/%d" % epoch, ""):
+        r = clients["A"].post("/v1/accounts", account("fenced"), headers={"Paycore-Writer": fence})
+        expect(r, 503, "shard_writer_unavailable", what="the writer refuses a request fenced for %r" % fence)
+    check(all(s.sql(i, "SELECT count(*) FROM accounts WHERE id = 'fenced'") == "0" for i in range(2)),
+          "a fenced-off request wrote nothing")
+    expect(clients["A"].post("/v1/accounts", account("fenced"), headers={"Paycore-Writer": "%s/%d" % (instance, epoch)}),
+           201, what="the writer runs a request fenced with its own fence")
+    model.add_account("fenced")
     for name, client in clients.items():
         model.check(client, "through node " + name)
         client.close()
@@ -397,7 +412,9 @@ def main():
         b.copy_keys(a.db)  # every shard's signing key, now that the first writer made them
         c.copy_keys(a.db)
         b.start(standby=True, wait_for="forwarding to the set's writer")
-        c.start(standby=True, wait_for="forwarding to the set's writer")
+        c.start(standby=True, wait_for="forwarding to the set's writer", extra=["--body-max", "64k"])
+        r = c.client().post("/v1/accounts", raw=b"{" + b" " * 100000 + b"}")
+        expect(r, 413, "body_too_large", what="a body over the standby's --body-max")
         health = a.healthz()
         check(health["role"] == "writer" and health["writer"] == a.address(), "A writes the set: %r" % health)
         for node in (b, c):
