@@ -385,4 +385,20 @@ static_assert(4 * PAY_CURRENCIES_MAX <= API_KEY_GRANTS_MAX,
                                           open at the start may take to end before it is
                                           reported in doubt (two recovery intervals) */
 
+/* ---- nodes of a set: forwarding to the set's writer (docs/scaleout.md §7) ---- */
+#define SHARD_DIRECTORY_CACHE_MS 500     /* a node reuses the writer it read from the writers
+                                            table this long: one small query per half second
+                                            under load, and a takeover (a standby polls every
+                                            STORE_STANDBY_POLL_MS) is followed as fast */
+#define FORWARD_CONNECT_TIMEOUT_MS 2000  /* connecting to the writer: on loopback or a LAN a
+                                            connect takes well under this; past it the writer
+                                            is taken as gone (nothing was sent: 503, retry) */
+#define FORWARD_REPLY_TIMEOUT_MARGIN_MS 5000 /* a forwarded request waits the writer's request
+                                            timeout plus this (the writer answers 503
+                                            request_timeout itself before) */
+#define FORWARD_REPLY_TIMEOUT_MS_DEFAULT 60000 /* the same when the request timeout is 0 (never) */
+#define FORWARD_REPLY_BYTES_MAX (64u * 1024 * 1024) /* a writer's reply relayed whole: a full
+                                            8189-transfer batch's results (about 3 MiB) and
+                                            the largest list page fit many times over */
+
 #endif

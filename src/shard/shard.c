@@ -168,9 +168,11 @@ static pc_status route_cmd(void *ctx, writer_cmd_t *cmd) { return shard_submit(c
 
 /* Each shard's store: its writer's lock is taken here, before recovery, so that no
  * other node can be running global transactions on the set meanwhile. */
-static pc_status stores_open(shard_set_t *set, char *detail, size_t detail_bytes) {
-    for (uint32_t i = 0; i < set->count; i++) {
-        store_options_t store_options = {.shard_count = set->count, .shard_index = i};
+static pc_status stores_open(shard_set_t *set, const shard_options_t *options, char *detail, size_t detail_bytes) {
+    for (uint32_t i = 0; i < set->count; i++) { /* in order: whoever holds shard 0's lock gets the set */
+        store_options_t store_options = {.shard_count = set->count, .shard_index = i, .standby = options->standby,
+                                         .standby_continue = options->standby_continue,
+                                         .standby_ctx = options->standby_ctx};
         pc_status status = store_open(&set->stores[i], set->urls[i], &store_options);
         if (status != PC_OK) {
             snprintf(detail, detail_bytes, "shard %u (%s): cannot open it as its writer (%s): see the line above",
@@ -229,7 +231,9 @@ pc_status shard_open(shard_set_t **out, const shard_options_t *options, char *de
         status = set->urls[i] != NULL ? check_shard(set, i, detail, detail_bytes) : PC_NO_MEMORY;
     }
     if (status == PC_OK) status = check_instances(set, detail, detail_bytes);
-    if (status == PC_OK) status = stores_open(set, detail, detail_bytes);
+    if (status == PC_OK) status = stores_open(set, options, detail, detail_bytes);
+    if (status == PC_OK && options->advertise != NULL) status = shard_advertise(set, options->advertise, detail,
+                                                                                detail_bytes);
     if (status == PC_OK) {
         pthread_mutex_lock(&set->global_mutex);
         status = shard_recover_locked(set); /* before any writer loads: no prepared leg left */

@@ -414,7 +414,13 @@ static pc_status load_clock(pg_store_t *store, ledger_t *ledger) {
 
 static pc_status pg_load(store_t *base, ledger_t *ledger, journal_entry_t *head) {
     pg_store_t *store = (pg_store_t *)base;
-    pc_status status = load_head(store, head);
+    /* Read again: between open and load, a shard's recovery may have committed a
+     * prepared batch that wrote the balance snapshot (every 64th): the account rows
+     * are then as of that batch, and the value read at open would replay it twice. */
+    int64_t as_of = 0;
+    pc_status status = meta_int(store, "accounts_as_of_seq", &as_of);
+    store->accounts_as_of_seq = (uint64_t)as_of;
+    if (status == PC_OK) status = load_head(store, head);
     if (status == PC_OK) status = load_accounts(store, ledger);
     if (status == PC_OK) status = replay_after_snapshot(store, ledger);
     if (status == PC_OK) status = load_pendings(store, ledger);

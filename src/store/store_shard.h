@@ -139,5 +139,36 @@ PC_MUST_USE pc_status store_link_prepared_finish(store_link_t *link, const char 
 typedef enum { STORE_FENCE_COMMIT, STORE_FENCE_READ } store_fence_mode;
 PC_MUST_USE pc_status store_link_fence_take(store_link_t *link, store_fence_mode mode);
 pc_status store_link_fence_release(store_link_t *link, store_fence_mode mode);
+/* ---- who writes a shard: the writers table (pg_writers.c, schema version 6) ----
+ * The node holding a shard's writer's lock advertises the address other nodes
+ * forward that shard's commands to (docs/scaleout.md §7). A row is live while the
+ * backend pid it names holds the shard's writer's lock: a writer that died leaves a
+ * row that reads as not live at once (its session, and so its lock, ended), with no
+ * lease clock to trust. The epoch rises by one at every takeover. */
+#define STORE_WRITER_ADDRESS_SIZE 256
+#define STORE_WRITER_NODE_ID_SIZE 64
+/* Writer thread, after store_open took the lock and before the writer starts: records
+ * 'address' as shard 'shard''s writer on the lock's own connection (its backend pid
+ * is the one in the row). *epoch gets the row's new epoch. PostgreSQL only. */
+PC_MUST_USE pc_status store_writer_advertise(store_t *store, uint32_t shard, const char *address,
+                                             const char *node_id, uint64_t *epoch);
+
+typedef struct {
+    char address[STORE_WRITER_ADDRESS_SIZE];
+    char node_id[STORE_WRITER_NODE_ID_SIZE];
+    uint64_t epoch;
+    bool live;                 /* its backend pid holds the shard's writer's lock now */
+    char instance_id[24];      /* the shard's paycore_meta.instance_id: which database it is */
+} store_writer_row_t;
+
+/* A connection of its own to one shard for reading its writers row (any thread, one
+ * at a time: the caller serialises). */
+typedef struct store_writers store_writers_t;
+PC_MUST_USE pc_status store_writers_open(store_writers_t **out, const char *url, char *detail, size_t detail_bytes);
+/* Shard 'shard''s row: PC_OK, PC_NOT_FOUND (no writer ever advertised), or
+ * PC_STORE_READ_FAILED (the connection broke: it is reopened at the next call). */
+PC_MUST_USE pc_status store_writers_find(store_writers_t *writers, uint32_t shard, store_writer_row_t *out);
+const char *store_writers_error(const store_writers_t *writers);
+void store_writers_close(store_writers_t *writers);
 
 #endif
