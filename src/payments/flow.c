@@ -176,7 +176,9 @@ static void flow_cmd_done(writer_cmd_t *cmd, pc_status commit_status) {
     pay_staged_clear(&flow->staged); /* valid for its command only */
     pay_flow_fn then = flow->then;
     flow->then = NULL;
+    pay_serial_enter(); /* the writer's thread: a next command renders elsewhere */
     then(flow, commit_status);
+    pay_serial_leave();
 }
 
 /* The command's in_tx run dry on a copy of the flow: its texts into flow->staged.
@@ -205,10 +207,32 @@ static void flow_stage(pay_flow_t *flow, pay_flow_tx_fn in_tx) {
     free(copy);
 }
 
+static _Thread_local uint32_t serial_depth; /* > 0: a gateway callback or a writer completion */
+
+void pay_serial_enter(void) { serial_depth++; }
+
+void pay_serial_leave(void) {
+    PC_ASSERT(serial_depth > 0);
+    serial_depth--;
+}
+
 void pay_flow_submit_staged(pay_flow_t *flow, writer_cmd_kind kind, uint32_t event_count, pay_flow_tx_fn in_tx,
                             pay_flow_fn then) {
-    if (flow->has_payment && flow->payment.operations != NULL) flow_stage(flow, in_tx);
-    pay_flow_submit(flow, kind, event_count, in_tx, then);
+    if (!flow->has_payment || flow->payment.operations == NULL) { /* nothing to render */
+        pay_flow_submit(flow, kind, event_count, in_tx, then);
+        return;
+    }
+    flow->staging.kind = kind;
+    flow->staging.event_count = event_count;
+    flow->staging.in_tx = in_tx;
+    flow->staging.then = then;
+    if (serial_depth > 0 && pay_stage_queue(flow)) return; /* the flow is the stage thread's now */
+    pay_flow_stage_and_submit(flow);
+}
+
+void pay_flow_stage_and_submit(pay_flow_t *flow) {
+    flow_stage(flow, flow->staging.in_tx);
+    pay_flow_submit(flow, flow->staging.kind, flow->staging.event_count, flow->staging.in_tx, flow->staging.then);
 }
 
 void pay_flow_submit(pay_flow_t *flow, writer_cmd_kind kind, uint32_t event_count, pay_flow_tx_fn in_tx,

@@ -291,6 +291,16 @@ struct pay {
     char three_ds_prefixes[8][20];
     uint32_t three_ds_prefix_count;
     pay_stats_state_t stats;          /* stats.c: its own mutex */
+    struct pay_stage {                /* stage.c: threads running commands' dry runs */
+        pthread_mutex_t mutex;        /* guards the queue and 'stopping' */
+        pthread_cond_t wake;
+        pay_flow_t *head;             /* flows waiting for their dry run (FIFO) */
+        pay_flow_t *tail;
+        bool stopping;
+        pthread_t threads[PAY_STAGE_THREADS];
+        uint32_t thread_count;        /* 0: every dry run runs on its caller's thread */
+        bool started;                 /* pay_stage_start ran (pay_stage_stop undoes it) */
+    } stage;
 };
 
 store_reader_t *pay_reader_acquire(pay_t *pay);
@@ -393,6 +403,13 @@ struct pay_flow {
     /* Runs when the flow ends, after the answer (recovery passes, bank callbacks). */
     void (*on_finish)(void *ctx, pc_status status);
     void *on_finish_ctx;
+    struct {                          /* a command waiting for a stage thread (stage.c) */
+        pay_flow_t *next;
+        writer_cmd_kind kind;
+        uint32_t event_count;
+        pay_flow_tx_fn in_tx;
+        pay_flow_fn then;
+    } staging;
 };
 
 typedef void (*pay_booking_fn)(pay_flow_t *flow);
@@ -444,6 +461,22 @@ void pay_flow_submit(pay_flow_t *flow, writer_cmd_kind kind, uint32_t event_coun
  * as a dry run. */
 void pay_flow_submit_staged(pay_flow_t *flow, writer_cmd_kind kind, uint32_t event_count, pay_flow_tx_fn in_tx,
                             pay_flow_fn then);
+/* Marks the calling thread as one of the serial ones (the gateway's callbacks, the
+ * writer's completions) until the matching leave: a staged command submitted there
+ * has its dry run on a stage thread instead. Nests. */
+void pay_serial_enter(void);
+void pay_serial_leave(void);
+/* A stage thread: the queued command's dry run, then pay_flow_submit. */
+void pay_flow_stage_and_submit(pay_flow_t *flow);
+
+/* ---- stage threads (stage.c) ---- */
+/* Starts the threads (none when they cannot start: callers then render themselves). */
+void pay_stage_start(pay_t *pay);
+/* Stops them once every flow ended (pay_quiesce): the queue is empty. */
+void pay_stage_stop(pay_t *pay);
+/* Queues flow->staging for a stage thread: false when there is none (run it here). */
+bool pay_stage_queue(pay_flow_t *flow);
+
 /* The final answer (set before the command that makes it final, or after it). */
 void pay_flow_answer(pay_flow_t *flow, int http_status, json_t *body);
 /* The payment as the answer (201 for a new one, else 200; 202 while an op is pending). */
