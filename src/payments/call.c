@@ -28,7 +28,7 @@ static pc_status persist_in_tx(pay_flow_t *flow, store_tx_t *tx) {
     }
     pc_status status = pay_flow_write_op(flow, tx);
     if (status == PC_OK && flow->has_payment) {
-        pay_payment_op_put(&flow->payment, &flow->op);
+        pay_flow_op_put(flow);
         status = pay_flow_write_payment(flow, tx);
     }
     char name[GW_KEY_SIZE + 16];
@@ -77,14 +77,17 @@ static void on_persist(void *ctx, gw_call_t *call, const gw_attempt_t *attempt) 
     pay_serial_leave();
 }
 
-/* Gateway thread, as on_persist. */
+static void result_apply(pay_flow_t *flow) { state_of(flow)->on_result(flow, flow->result.status); }
+
+/* Gateway thread: what the result does (its booking, its answer) is worked out on a
+ * stage thread; the call's own memory is freed once this returns. */
 static void on_done(void *ctx, const gw_result_t *result) {
     pay_flow_t *flow = ctx;
     flow->result = *result;
     pay_op_attempts_from_result(&flow->op, result);
-    call_state_t *cs = state_of(flow);
+    if (pay_stage_queue(flow, result_apply)) return;
     pay_serial_enter();
-    cs->on_result(flow, result->status);
+    result_apply(flow);
     pay_serial_leave();
 }
 

@@ -455,12 +455,17 @@ void pay_payment_transfer_add(pay_payment_t *payment, const char *transfer_id) {
     json_array_append_new(payment->transfers, json_string(transfer_id));
 }
 
-void pay_payment_op_put(pay_payment_t *payment, const pay_op_t *op) {
+json_t *pay_op_entry(const pay_op_t *op) {
     json_t *entry = pay_op_json(op);
-    if (entry == NULL) return;
+    if (entry == NULL) return NULL;
     json_object_del(entry, "object");
     json_object_del(entry, "parent_id");
     json_object_del(entry, "merchant_id");
+    return entry;
+}
+
+void pay_payment_entry_put(pay_payment_t *payment, const pay_op_t *op, json_t *entry) {
+    if (entry == NULL) return;
     size_t index;
     json_t *value;
     json_array_foreach(payment->operations, index, value) {
@@ -503,6 +508,7 @@ void pay_staged_clear(pay_staged_t *staged) {
     free(staged->doc);
     free(staged->record);
     free(staged->op_text);
+    json_decref(staged->op_entry);
     memset(staged, 0, sizeof *staged);
 }
 

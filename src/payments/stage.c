@@ -1,8 +1,8 @@
-/* payments/stage.c: the stage threads. A command that writes a payment has its texts
- * rendered before it is queued (a dry run of its in_tx, flow.c). Where the command is
- * submitted from a serial thread (the gateway's callbacks, the writer's completions),
- * that rendering would hold up every other payment behind it: such a flow is handed
- * to one of these threads, which renders and queues the command. A flow is touched by
+/* payments/stage.c: the stage threads. The gateway's thread and the writer's serve
+ * every payment: what a flow does in their callbacks holds up every other flow behind
+ * it. So a gateway result is applied, a command submitted from a writer completion is
+ * rendered (the dry run of its in_tx, flow.c) and queued, and a finished flow is
+ * answered and freed, on one of these threads instead. A flow is touched by
  * one thread at a time (the one its current step runs on): handing it over through the
  * queue's mutex is what orders its fields between the two. Commands of different flows
  * may reach the writer in another order than their submits; one flow never has two
@@ -21,7 +21,7 @@ static void *stage_main(void *arg) {
         if (stage->head == NULL) stage->tail = NULL;
         flow->staging.next = NULL;
         pthread_mutex_unlock(&stage->mutex);
-        pay_flow_stage_and_submit(flow);
+        flow->staging.run(flow);
         pthread_mutex_lock(&stage->mutex);
     }
     pthread_mutex_unlock(&stage->mutex);
@@ -58,10 +58,11 @@ void pay_stage_stop(pay_t *pay) {
     pthread_mutex_destroy(&stage->mutex);
 }
 
-bool pay_stage_queue(pay_flow_t *flow) {
+bool pay_stage_queue(pay_flow_t *flow, void (*run)(pay_flow_t *flow)) {
     struct pay_stage *stage = &flow->pay->stage;
     if (stage->thread_count == 0) return false; /* set before any flow exists, never changed while one does */
     flow->staging.next = NULL;
+    flow->staging.run = run;
     pthread_mutex_lock(&stage->mutex);
     if (stage->tail != NULL) stage->tail->staging.next = flow;
     else stage->head = flow;
