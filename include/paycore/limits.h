@@ -339,6 +339,9 @@ static_assert(RISK_STORE_BATCH_MAX <= RISK_STORE_QUEUE_MAX, "a store batch comes
 #define PAY_REFUNDS_MAX 64             /* refunds of one payment */
 #define PAY_AMOUNT_MINOR_MAX 1000000000000000LL /* 10^15, the channels' bound (SIM_AMOUNT_MINOR_MAX) */
 #define PAY_FLOWS_MAX 65536            /* operations in flight at once; past it: 503 limit_reached */
+#define PAY_STAGE_THREADS 2            /* threads rendering commands' texts before they are queued
+                                          (off the one gateway and the one writer thread): the
+                                          machine's 2 cores; more only adds switches */
 #define PAY_RECOVERY_MS_DEFAULT 2000   /* recovery and expiry passes: seconds matter, not ms */
 #define PAY_RECOVERY_GRACE_MS_DEFAULT 15000 /* a request may still be in a channel that long
                                           (the default channel timeout is 10 s) */
