@@ -32,6 +32,18 @@ static pc_status insert(store_events_writer_t *writer, events_buf_t *body, event
     return status;
 }
 
+/* The reference stored instead of the event whose envelope without its object is in
+ * 'body' (an event too large to deliver is refused as it always was). */
+static pc_status body_as_ref(events_buf_t *body, size_t object_bytes, const char *ref) {
+    size_t ref_bytes = strlen(ref);
+    if (body->failed) return PC_NO_MEMORY;
+    if (body->bytes + object_bytes > EVENTS_BODY_BYTES_MAX) return PC_LIMIT_REACHED;
+    if (ref_bytes < 2 || ref_bytes > EVENTS_REF_BYTES_MAX || ref[0] != EVENTS_REF_PREFIX) return PC_INVALID_ARGUMENT;
+    body->bytes = 0;
+    events_buf_append(body, ref, ref_bytes);
+    return PC_OK;
+}
+
 /* An emitter's owners, and with owners_account_id the merchant keys granted that
  * account, without repeats, into 'owners' (EVENTS_OWNERS_MAX). */
 static pc_status emit_owners(store_events_writer_t *writer, const events_emit_t *event,
@@ -92,8 +104,12 @@ pc_status events_emit(events_t *events, store_tx_t *tx, const events_emit_t *eve
     if (status == PC_OK) status = store_events_seq_next(writer, pc_wall_ns(), &seq);
     events_buf_t body = {0};
     if (status == PC_OK) {
+        bool ref = event->object_ref != NULL; /* the envelope alone, for its size */
         events_render_envelope(&body, seq, event->type, event->object_id, event->object_seq,
-                               event->object_json, object_bytes, NULL, 0);
+                               ref ? "" : event->object_json, ref ? 0 : object_bytes, NULL, 0);
+        if (ref) status = body_as_ref(&body, object_bytes, event->object_ref);
+    }
+    if (status == PC_OK) {
         status = insert(writer, &body, event->type, event->object_id, event->object_seq, seq, owners,
                         owner_count);
     }
