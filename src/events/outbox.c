@@ -7,7 +7,8 @@
  * Per-object sequence: a ledger object is created once (seq 1) and a pending transfer
  * resolves once (seq 2: posted, voided or expired), so the ledger's numbers need no
  * lookup. Owners: the merchant keys granted the account(s) at the time of the change,
- * looked up once per account per batch. */
+ * found once per account per batch in the writer's grants (held in memory for its
+ * ownership checks), without a query. */
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,20 @@ static pc_status body_as_ref(events_buf_t *body, size_t object_bytes, const char
     return PC_OK;
 }
 
+/* The merchant keys granted 'account_id' (at most EVENTS_OWNERS_MAX, in id order):
+ * from the writer's grants in memory on its batch (no query), else from the store. */
+static pc_status account_owners(store_events_writer_t *writer, const char *account_id,
+                                char (*owners)[PC_ID_SIZE], uint32_t *count) {
+    const char *held[EVENTS_OWNERS_MAX];
+    if (!writer_batch_account_owners(account_id, held, EVENTS_OWNERS_MAX, count)) {
+        return store_events_account_owners(writer, account_id, owners, EVENTS_OWNERS_MAX, count);
+    }
+    for (uint32_t i = 0; i < *count; i++) {
+        if (!pc_id_copy(owners[i], held[i])) return PC_ID_INVALID;
+    }
+    return PC_OK;
+}
+
 /* An emitter's owners, and with owners_account_id the merchant keys granted that
  * account, without repeats, into 'owners' (EVENTS_OWNERS_MAX). */
 static pc_status emit_owners(store_events_writer_t *writer, const events_emit_t *event,
@@ -55,8 +70,7 @@ static pc_status emit_owners(store_events_writer_t *writer, const events_emit_t 
     if (event->owners_account_id == NULL) return PC_OK;
     char granted[EVENTS_OWNERS_MAX][PC_ID_SIZE];
     uint32_t granted_count = 0;
-    pc_status status = store_events_account_owners(writer, event->owners_account_id, granted,
-                                                   EVENTS_OWNERS_MAX, &granted_count);
+    pc_status status = account_owners(writer, event->owners_account_id, granted, &granted_count);
     for (uint32_t i = 0; status == PC_OK && i < granted_count && *count < EVENTS_OWNERS_MAX; i++) {
         bool seen = false;
         for (uint32_t j = 0; j < *count && !seen; j++) seen = strcmp(owners[j], granted[i]) == 0;
@@ -152,8 +166,7 @@ static pc_status owners_of(outbox_batch *b, uint32_t account_index, const owner_
     if (slot->account_index == UINT32_MAX) {
         const ledger_account_t *account = ledger_account_at(b->ledger, account_index);
         PC_ASSERT(account != NULL);
-        pc_status status = store_events_account_owners(b->writer, account->id, slot->owners, EVENTS_OWNERS_MAX,
-                                                       &slot->count);
+        pc_status status = account_owners(b->writer, account->id, slot->owners, &slot->count);
         if (status != PC_OK) return status;
         slot->account_index = account_index;
     }

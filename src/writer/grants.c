@@ -23,6 +23,7 @@
 #include "store/store_api.h"
 
 #define PAIR_EMPTY UINT64_MAX /* owner UINT32_MAX is never handed out */
+#define OWNER_MORE (UINT32_MAX - 1) /* pair (OWNER_MORE, account): the account has pairs */
 #define PAIRS_CAPACITY_MIN 1024u
 #define NAMES_CAPACITY_MIN 64u
 
@@ -254,8 +255,16 @@ void writer_grants_close(writer_grants_t *grants) {
 uint32_t writer_grants_owner(writer_grants_t *grants, const char *owner_id) {
     int64_t found = name_find(&grants->owners, 0, owner_id);
     if (found >= 0) return (uint32_t)found;
-    PC_ASSERT(grants->owners.count < UINT32_MAX);
+    PC_ASSERT(grants->owners.count < OWNER_MORE);
     return name_add(&grants->owners, 0, owner_id);
+}
+
+static void batch_pair_log(writer_grants_t *grants, uint64_t pair) {
+    if (grants->batch_pair_count == grants->batch_pair_capacity) {
+        grants->batch_pairs = array_grow(grants->batch_pairs, &grants->batch_pair_capacity, 64,
+                                         sizeof(uint64_t));
+    }
+    grants->batch_pairs[grants->batch_pair_count++] = pair;
 }
 
 void writer_grants_add(writer_grants_t *grants, uint32_t owner, uint32_t account_index,
@@ -274,12 +283,11 @@ void writer_grants_add(writer_grants_t *grants, uint32_t owner, uint32_t account
     }
     uint64_t pair = pair_of(owner, account_index);
     if (!pair_insert(&grants->pairs, pair)) return; /* held already: not the batch's to take back */
-    if (grants->batch_pair_count == grants->batch_pair_capacity) {
-        grants->batch_pairs = array_grow(grants->batch_pairs, &grants->batch_pair_capacity, 64,
-                                         sizeof(uint64_t));
-    }
-    grants->batch_pairs[grants->batch_pair_count++] = pair;
+    batch_pair_log(grants, pair);
+    uint64_t more = pair_of(OWNER_MORE, account_index); /* owners_of looks for the others */
+    if (pair_insert(&grants->pairs, more)) batch_pair_log(grants, more);
 }
+
 
 bool writer_grants_holds(const writer_grants_t *grants, uint32_t owner, uint32_t account_index,
                          const char *account_id) {
@@ -288,6 +296,41 @@ bool writer_grants_holds(const writer_grants_t *grants, uint32_t owner, uint32_t
     uint32_t slot;
     if (grants->pairs.count > 0 && pair_slot(&grants->pairs, pair_of(owner, account_index), &slot)) return true;
     return grants->by_id.count > 0 && name_find(&grants->by_id, owner, account_id) >= 0;
+}
+
+/* Keeps the first 'max' distinct ids in id order in 'out' (*count of them). */
+static void owner_keep(const char **out, uint32_t *count, uint32_t max, const char *id) {
+    uint32_t at = 0;
+    while (at < *count && strcmp(out[at], id) < 0) at++;
+    if (at == max || (at < *count && strcmp(out[at], id) == 0)) return;
+    uint32_t last = *count < max ? *count : max - 1;
+    for (uint32_t i = last; i > at; i--) out[i] = out[i - 1];
+    out[at] = id;
+    if (*count < max) (*count)++;
+}
+
+uint32_t writer_grants_owners_of(const writer_grants_t *grants, uint32_t account_index, const char *account_id,
+                                 const char **owners, uint32_t owners_max) {
+    PC_ASSERT(owners_max > 0);
+    uint32_t count = 0;
+    const u32_array *firsts = &grants->first_owner;
+    bool indexed = account_index != WRITER_GRANT_NO_ACCOUNT && account_index < firsts->capacity;
+    if (indexed && firsts->items[account_index] != 0) {
+        owner_keep(owners, &count, owners_max, grants->owners.entries[firsts->items[account_index] - 1].id);
+    }
+    uint32_t slot;
+    if (indexed && grants->pairs.count > 0 && pair_slot(&grants->pairs, pair_of(OWNER_MORE, account_index), &slot)) {
+        for (uint32_t owner = 0; owner < grants->owners.count; owner++) { /* rare: a shared account */
+            if (pair_slot(&grants->pairs, pair_of(owner, account_index), &slot)) {
+                owner_keep(owners, &count, owners_max, grants->owners.entries[owner].id);
+            }
+        }
+    }
+    for (uint32_t i = 0; i < grants->by_id.count; i++) { /* granted before the account existed */
+        const name_entry *entry = &grants->by_id.entries[i];
+        if (strcmp(entry->id, account_id) == 0) owner_keep(owners, &count, owners_max, grants->owners.entries[entry->owner].id);
+    }
+    return count;
 }
 
 void writer_grants_commit(writer_grants_t *grants) {
