@@ -179,7 +179,10 @@
 /* Events (src/events/). */
 #define EVENTS_BODY_BYTES_MAX (PAY_DOC_BYTES_MAX + 8 * 1024) /* one event's JSON: a ledger
                                                object is ~2 KiB; a payment's event carries its
-                                               whole document, plus the envelope */
+                                               whole document, plus the envelope (stored
+                                               as a reference, rendered at delivery) */
+#define EVENTS_REF_BYTES_MAX 128            /* a stored reference ("@payment:<id>:<version>"):
+                                               an id (64) and a version fit with room */
 #define EVENTS_OWNERS_MAX 8                 /* merchants who may see one event (a transfer
                                                touches two accounts, each granted to a few keys) */
 #define EVENTS_URL_BYTES_MAX 2048           /* browsers' and proxies' common URL bound */

@@ -25,6 +25,7 @@
 #include "api/api_ops.h"
 #include "core/core.h"
 #include "obs/obs.h"
+#include "payments/payments.h"
 
 void api_config_default(api_config_t *config) {
     memset(config, 0, sizeof(*config));
@@ -451,6 +452,8 @@ static pc_status forward_begin(api_server_t *server) {
 }
 
 static pc_status open_backend(api_server_t *server) {
+    /* payments' events are stored as references to their version records */
+    events_ref_renderer_set(pay_reply_ref_render);
     if (server->config.shard_count > 0) return open_shards(server);
     store_options_t options = {.create = false, .standby = server->config.store_standby,
                                .standby_continue = server->config.store_standby_continue,
