@@ -70,6 +70,7 @@ class ShardSet:
         with open(self.log_path, "w") as log:
             more = ["--no-events"] if args is None else list(args)
             listen = [] if any(a == "--listen" for a in more) else ["--listen", "127.0.0.1:0"]
+            more += ["--webhook-private-ok"]  # the tests' webhook receivers listen on loopback
             self.proc = subprocess.Popen([BIN, "serve", "--db", self.db] + listen + more +
                                          ["--shards", self.shards_arg()], stdout=subprocess.DEVNULL, stderr=log,
                                          env=env)
