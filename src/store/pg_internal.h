@@ -18,6 +18,7 @@
  * 32-bit keys: "PYCR" and the shard number (0: a single database). */
 #define PG_WRITER_LOCK_KEY1 0x50594352
 #define PG_WRITER_LOCK_KEY2 0
+#define PG_FENCE_LOCK_KEY2 0x46454e43 /* "FENC": the set's read fence (store_link_fence_take) */
 
 /* A COPY ... FROM STDIN text-format buffer: one batch's rows of one table. */
 typedef struct {

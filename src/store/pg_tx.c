@@ -351,6 +351,7 @@ static void tx_publish(pg_tx_t *tx) {
             store_shadow_publish(store->shadow, no, &ledger_account_at(tx->ledger, no)->balances);
         }
         store_shadow_batch_end(store->shadow);
+        store_shadow_published(store->shadow, tx->batch_seq);
     }
     if (tx->snapshot_written) {
         store_dirty_clear(&store->dirty);
@@ -403,8 +404,13 @@ static pc_status tx_end(pg_tx_t *tx, const char *sql, const char *tag, const cha
 
 pc_status pg_tx_commit(store_tx_t *base) {
     pg_tx_t *tx = (pg_tx_t *)base;
+    store_shadow_t *shadow = tx->store->shadow;
+    if (tx->changes != NULL) store_shadow_committing(shadow, tx->batch_seq);
     pc_status status = tx_end(tx, "COMMIT", "COMMIT", "commit");
-    if (status != PC_OK) return status;
+    if (status != PC_OK) {
+        store_shadow_commit_failed(shadow);
+        return status;
+    }
     tx_publish(tx);
     free(tx);
     return PC_OK;
@@ -432,9 +438,11 @@ static pc_status pg_tx_prepare(store_tx_t *base, const char *gtid) {
 static pc_status prepared_end(pg_tx_t *tx, bool commit) {
     char sql[96];
     prepared_sql(sql, sizeof sql, commit ? "COMMIT PREPARED" : "ROLLBACK PREPARED", tx);
+    if (commit && tx->changes != NULL) store_shadow_committing(tx->store->shadow, tx->batch_seq);
     pc_status status = pg_exec_ok(tx->store->conn, sql) ? PC_OK
                                                         : write_failed(tx->store, commit ? "commit prepared"
                                                                                          : "rollback prepared", true);
+    if (status != PC_OK) store_shadow_commit_failed(tx->store->shadow);
     if (status == PC_OK && commit) tx_publish(tx);
     free(tx);
     return status;
