@@ -62,7 +62,8 @@ class PayShards:
         self.env.write_channels(self.port)
         self.s.start(env_extra=env_extra, args=[
             "--listen", "127.0.0.1:%d" % self.port, "--channels", self.env.channels, "--risk-rules", self.rules,
-            "--payments-recovery-ms", "200", "--payments-recovery-grace-ms", "1000", "--events-retry-base-ms", "100"])
+            "--payments-recovery-ms", "200", "--payments-recovery-grace-ms", "1000", "--events-retry-base-ms", "100"]
+            + pcapi.Server.webhook_args)
         check(self.s.port == self.port, "listening on the port the bank calls back")
         self.admin = self.s.client()
         return self
