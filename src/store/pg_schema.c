@@ -217,6 +217,13 @@ static const char schema_shards[] =
     "  done_ns bigint);"
     "CREATE INDEX coordinator_log_open ON coordinator_log(intent_ns) WHERE done_ns IS NULL;";
 
+/* The version from which events.body may be a reference ("@payment:<id>:<version>", events.h) rendered when read: no table
+ * changes, but an older paycore would deliver the reference itself as the event, so
+ * it must refuse the database. */
+static const char schema_event_refs[] =
+    "COMMENT ON COLUMN events.body IS"
+    " 'the event JSON, or a reference @<kind>:... rendered when read (src/events/events.h)';";
+
 /* Index i takes a database from version i to i + 1. Append only. */
 static const char *const migrations[] = {
     schema_v1,
@@ -224,6 +231,7 @@ static const char *const migrations[] = {
     schema_v3,
     schema_pay_versions, /* v4 */
     schema_shards, /* v5 */
+    schema_event_refs, /* v6 */
 };
 
 #define PG_SCHEMA_VERSION_LATEST ((int)(sizeof migrations / sizeof migrations[0]))
