@@ -217,9 +217,23 @@ static const char schema_shards[] =
     "  done_ns bigint);"
     "CREATE INDEX coordinator_log_open ON coordinator_log(intent_ns) WHERE done_ns IS NULL;";
 
-/* The version from which events.body may be a reference ("@payment:<id>:<version>", events.h) rendered when read: no table
- * changes, but an older paycore would deliver the reference itself as the event, so
- * it must refuse the database. */
+/* Version 6: who writes this shard (docs/scaleout.md §7). One row per shard, written by
+ * the node that took the shard's writer's lock, on that lock's own connection: the
+ * address other nodes forward commands to, an epoch raised at every takeover, and the
+ * backend pid holding the lock. A row is live while that pid holds the writer's lock
+ * (pg_locks): the row of a writer that died is recognisable without a lease clock. */
+static const char schema_writers[] =
+    "CREATE TABLE writers("
+    "  shard_index integer PRIMARY KEY,"
+    "  address text NOT NULL,"
+    "  node_id text NOT NULL,"
+    "  epoch bigint NOT NULL,"
+    "  backend_pid integer NOT NULL,"
+    "  taken_ns bigint NOT NULL);";
+
+/* Version 7: events.body may be a reference ("@payment:<id>:<version>", events.h)
+ * rendered when read. No table changes, but an older paycore would deliver the
+ * reference itself as the event, so it must refuse the database. */
 static const char schema_event_refs[] =
     "COMMENT ON COLUMN events.body IS"
     " 'the event JSON, or a reference @<kind>:... rendered when read (src/events/events.h)';";
@@ -231,7 +245,8 @@ static const char *const migrations[] = {
     schema_v3,
     schema_pay_versions, /* v4 */
     schema_shards, /* v5 */
-    schema_event_refs, /* v6 */
+    schema_writers, /* v6 */
+    schema_event_refs, /* v7 */
 };
 
 #define PG_SCHEMA_VERSION_LATEST ((int)(sizeof migrations / sizeof migrations[0]))

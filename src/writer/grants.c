@@ -23,6 +23,7 @@
 #include "core/core.h"
 #include "paycore/limits.h"
 #include "store/store_api.h"
+#include "store/store_shard.h"
 
 #define PAIR_EMPTY UINT64_MAX /* owner UINT32_MAX is never handed out */
 #define PAIRS_CAPACITY_MIN 1024u
@@ -375,8 +376,13 @@ void writer_grants_rollback(writer_grants_t *grants) {
 
 /* ---- the writer's side ---- */
 
+/* A leg of a global transaction (src/shard/) names a clearing account where the
+ * command named an account on another shard: that shard's writer checks the owner's
+ * reach of the real account in its own leg. Clients cannot name clearing accounts on
+ * a set (id_reserved), and only legs pass this, so a single store is unaffected. */
 static bool owner_reaches(const void *ctx, uint32_t account_index, const char *account_id) {
     const writer_reach_t *reach = ctx;
+    if (reach->leg && store_id_reserved(account_id)) return true;
     return writer_grants_holds(reach->grants, reach->owner, account_index, account_id);
 }
 
@@ -385,6 +391,7 @@ const ledger_reach_t *writer_grants_reach(writer_grants_t *grants, const writer_
     if (cmd->owner_id == NULL) return NULL;
     storage->grants = grants;
     storage->owner = writer_grants_owner(grants, cmd->owner_id);
+    storage->leg = cmd->gtid != NULL;
     storage->reach = (ledger_reach_t){owner_reaches, storage};
     return &storage->reach;
 }

@@ -53,6 +53,7 @@ typedef struct {
     ledger_reach_t reach;
     const writer_grants_t *grants;
     uint32_t owner;
+    bool leg;                         /* a global transaction's leg: its clearing accounts are reached */
 } writer_reach_t;
 
 /* The reach of 'cmd' built in 'storage', or NULL when the command has no owner. */

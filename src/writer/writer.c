@@ -417,6 +417,8 @@ static pc_status writer_load(writer_t *writer, const char *key_path) {
     if (status != PC_OK) return status;
     status = ledger_open(&writer->ledger);
     if (status != PC_OK) return status;
+    const writer_expiry_hold_t *hold = &writer->config.expiry_hold;
+    if (hold->prefix != NULL) ledger_expiry_hold(writer->ledger, hold->prefix, hold->held, hold->ctx);
     status = store_load(writer->store, writer->ledger, &writer->head);
     if (status != PC_OK) return status;
     writer->source = store_source(writer->store);
@@ -452,6 +454,7 @@ pc_status writer_start(writer_t **out, store_t *store, const char *key_path, con
         free(writer);
         return PC_INTERNAL;
     }
+    pthread_setname_np(writer->thread, "paycore-writer"); /* per-thread CPU in top, perf, bench_payments */
     *out = writer;
     return PC_OK;
 }

@@ -77,6 +77,15 @@ typedef struct {
     void *ctx;
 } writer_batch_hook_t;
 
+/* Pending transfers this writer does not expire itself (ledger_expiry_hold): those
+ * with an account whose id begins with 'prefix'; 'held' is told each one's id when it
+ * is due (writer thread, inside a batch: it must not wait for the writer). */
+typedef struct {
+    const char *prefix;             /* NULL: none held */
+    ledger_expiry_held_fn held;
+    void *ctx;
+} writer_expiry_hold_t;
+
 typedef struct {
     uint32_t queue_events_max;   /* events waiting; past it submit answers writer_queue_full */
     uint32_t batch_events_max;   /* events drained into one transaction */
@@ -84,6 +93,7 @@ typedef struct {
     void (*failed)(void *ctx, pc_status status);
     void *failed_ctx;
     writer_batch_hook_t batch_hook; /* optional */
+    writer_expiry_hold_t expiry_hold; /* optional */
 } writer_config_t;
 
 /* Counters for /metrics; read with writer_stats (any thread). */
