@@ -231,6 +231,13 @@ static const char schema_writers[] =
     "  backend_pid integer NOT NULL,"
     "  taken_ns bigint NOT NULL);";
 
+/* Version 7: events.body may be a reference ("@payment:<id>:<version>", events.h)
+ * rendered when read. No table changes, but an older paycore would deliver the
+ * reference itself as the event, so it must refuse the database. */
+static const char schema_event_refs[] =
+    "COMMENT ON COLUMN events.body IS"
+    " 'the event JSON, or a reference @<kind>:... rendered when read (src/events/events.h)';";
+
 /* Index i takes a database from version i to i + 1. Append only. */
 static const char *const migrations[] = {
     schema_v1,
@@ -239,6 +246,7 @@ static const char *const migrations[] = {
     schema_pay_versions, /* v4 */
     schema_shards, /* v5 */
     schema_writers, /* v6 */
+    schema_event_refs, /* v7 */
 };
 
 #define PG_SCHEMA_VERSION_LATEST ((int)(sizeof migrations / sizeof migrations[0]))

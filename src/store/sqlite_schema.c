@@ -110,6 +110,10 @@ static const schema_migration migrations[] = {
     {"", store_sqlite_events_schema}, /* v4: the events outbox and delivery state */
     {"", store_sqlite_payments_schema}, /* v5: payments, their lookups, the card vault */
     {"", store_sqlite_payments_schema_v6}, /* v6: payments' versions as appended records */
+    /* v7: events.body may be a reference ("@payment:<id>:<version>", events.h) rendered
+     * when read; no table changes, but a paycore of v6 would deliver the reference
+     * itself as the event: it must refuse the file */
+    {"", NULL},
 };
 
 #define SCHEMA_VERSION_LATEST ((int)(sizeof(migrations) / sizeof(migrations[0])))

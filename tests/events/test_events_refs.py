@@ -137,6 +137,7 @@ class Rows:
                            [(body.decode(), seq) for seq, body in bodies.items()])
 
 
+
 def seq_of(event_id):
     return int(event_id[len("evt_"):], 16)
 
