@@ -71,6 +71,10 @@
 #define STORE_PG_KEEPALIVE_IDLE_S 10
 #define STORE_PG_KEEPALIVE_INTERVAL_S 3
 #define STORE_PG_KEEPALIVE_COUNT 3
+/* A batch's transfers go to PostgreSQL in pieces of this many bytes while the writer
+ * makes the rest (pg_conn.c, pg_stream_*): large enough that a piece costs one write,
+ * small enough that the server starts on the rows early (about 1,500 transfers). */
+#define STORE_PG_COPY_CHUNK_BYTES (256 * 1024)
 
 /* The journal signs a checkpoint every this many batches. */
 #define JOURNAL_CHECKPOINT_BATCHES 64
@@ -175,7 +179,10 @@
 /* Events (src/events/). */
 #define EVENTS_BODY_BYTES_MAX (PAY_DOC_BYTES_MAX + 8 * 1024) /* one event's JSON: a ledger
                                                object is ~2 KiB; a payment's event carries its
-                                               whole document, plus the envelope */
+                                               whole document, plus the envelope (stored
+                                               as a reference, rendered at delivery) */
+#define EVENTS_REF_BYTES_MAX 128            /* a stored reference ("@payment:<id>:<version>"):
+                                               an id (64) and a version fit with room */
 #define EVENTS_OWNERS_MAX 8                 /* merchants who may see one event (a transfer
                                                touches two accounts, each granted to a few keys) */
 #define EVENTS_URL_BYTES_MAX 2048           /* browsers' and proxies' common URL bound */
@@ -335,6 +342,9 @@ static_assert(RISK_STORE_BATCH_MAX <= RISK_STORE_QUEUE_MAX, "a store batch comes
 #define PAY_REFUNDS_MAX 64             /* refunds of one payment */
 #define PAY_AMOUNT_MINOR_MAX 1000000000000000LL /* 10^15, the channels' bound (SIM_AMOUNT_MINOR_MAX) */
 #define PAY_FLOWS_MAX 65536            /* operations in flight at once; past it: 503 limit_reached */
+#define PAY_STAGE_THREADS 2            /* threads rendering commands' texts before they are queued
+                                          (off the one gateway and the one writer thread): the
+                                          machine's 2 cores; more only adds switches */
 #define PAY_RECOVERY_MS_DEFAULT 2000   /* recovery and expiry passes: seconds matter, not ms */
 #define PAY_RECOVERY_GRACE_MS_DEFAULT 15000 /* a request may still be in a channel that long
                                           (the default channel timeout is 10 s) */
@@ -380,5 +390,21 @@ static_assert(4 * PAY_CURRENCIES_MAX <= API_KEY_GRANTS_MAX,
 #define SHARD_VERIFY_IN_DOUBT_WAIT_MS 6000 /* verify --shards: how long a global transaction
                                           open at the start may take to end before it is
                                           reported in doubt (two recovery intervals) */
+
+/* ---- nodes of a set: forwarding to the set's writer (docs/scaleout.md §7) ---- */
+#define SHARD_DIRECTORY_CACHE_MS 500     /* a node reuses the writer it read from the writers
+                                            table this long: one small query per half second
+                                            under load, and a takeover (a standby polls every
+                                            STORE_STANDBY_POLL_MS) is followed as fast */
+#define FORWARD_CONNECT_TIMEOUT_MS 2000  /* connecting to the writer: on loopback or a LAN a
+                                            connect takes well under this; past it the writer
+                                            is taken as gone (nothing was sent: 503, retry) */
+#define FORWARD_REPLY_TIMEOUT_MARGIN_MS 5000 /* a forwarded request waits the writer's request
+                                            timeout plus this (the writer answers 503
+                                            request_timeout itself before) */
+#define FORWARD_REPLY_TIMEOUT_MS_DEFAULT 60000 /* the same when the request timeout is 0 (never) */
+#define FORWARD_REPLY_BYTES_MAX (64u * 1024 * 1024) /* a writer's reply relayed whole: a full
+                                            8189-transfer batch's results (about 3 MiB) and
+                                            the largest list page fit many times over */
 
 #endif

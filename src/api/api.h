@@ -163,7 +163,10 @@ typedef struct {
     const char *const *shard_urls; /* with shard_count > 0: serve this set of shards (shard.h)
                                       instead of one store; store_url is then unused */
     uint32_t shard_count;
-    bool store_standby;          /* wait for the writer's lock (store_options_t.standby) */
+    bool store_standby;          /* wait for the writer's lock (store_options_t.standby); with
+                                    shards, forward requests to the set's writer meanwhile */
+    const char *advertise;       /* with shards: the address other nodes forward to
+                                    ("http://host:port"); NULL: http://<listen address> */
     bool (*store_standby_continue)(void *ctx); /* until this says stop (NULL: forever) */
     uint32_t store_writable_wait_ms; /* store_options_t.writable_wait_ms */
     uint32_t threads;            /* HTTP threads */
@@ -190,6 +193,9 @@ typedef struct {
 } api_config_t;
 
 void api_config_default(api_config_t *config);
+/* Whether 'address' can be advertised to the other nodes of a set (api_config_t.advertise):
+ * http(s)://HOST:PORT alone, a host other nodes can reach; 'why' says what is wrong. */
+bool api_forward_address_check(const char *address, char *why, size_t why_bytes);
 /* Binds the listen address (PC_ADDRESS_IN_USE, ... before any file is touched), then
  * opens the store and starts the writer; serves nothing yet. Each failure is logged
  * with its cause. */

@@ -102,6 +102,23 @@ void api_conn_deadline_restart(const api_server_t *server, api_conn_t *conn);
 void api_conn_deadline_clear(api_conn_t *conn);
 bool api_conn_expired(const api_conn_t *conn);
 
+/* ---- forwarding to the set's writer (forward.c) ---- */
+typedef struct api_forward api_forward_t;
+typedef struct {
+    int listen_fd;                 /* borrowed: handed back by api_forward_stop */
+    uint32_t threads;
+    uint64_t body_bytes_max;
+    uint32_t connection_timeout_s;
+    uint32_t connections_per_ip_max;
+    uint32_t request_timeout_ms;   /* the writer's: a forwarded request waits a margin more */
+    const char *self_address;      /* this node's advertised address: never forwarded to */
+    shard_directory_t *directory;  /* borrowed: outlives the forwarder */
+} api_forward_config_t;
+/* Serves 'listen_fd' by forwarding every request to the set's writer. */
+PC_MUST_USE pc_status api_forward_start(api_forward_t **out, const api_forward_config_t *config);
+/* Stops after the requests in flight; returns the listen socket (-1: none). */
+int api_forward_stop(api_forward_t *forward);
+
 /* ---- the server (server.c) ---- */
 struct api_server {
     api_config_t config;
@@ -110,6 +127,9 @@ struct api_server {
     char *db_path;
     store_t *store;                 /* with shards: the set's read store (owned by it) */
     shard_set_t *shards;            /* NULL: one store; else its writers (writer: shard 0's) */
+    shard_directory_t *directory;   /* a standby of a set: where the set's writer is */
+    api_forward_t *forward;         /* a standby of a set: forwarding until it took over */
+    char advertise[256];            /* with shards: the address this node advertises */
     events_t *events;               /* the outbox and the delivery threads */
     writer_t *writer;
     pthread_rwlock_t writer_lock;   /* writer_submit (read) vs. the start of shutdown (write) */

@@ -50,7 +50,13 @@ void api_route_metrics(api_request_t *req) {
 }
 
 void api_route_healthz(api_request_t *req) {
-    api_reply_json(req, 200, json_pack("{s:s,s:s}", "status", "ok", "risk", api_risk_mode()));
+    json_t *body = json_pack("{s:s,s:s}", "status", "ok", "risk", api_risk_mode());
+    /* a node of a set says it writes it (a standby's forwarder says "standby") */
+    if (body != NULL && req->server->shards != NULL) {
+        json_object_set_new(body, "role", json_string("writer"));
+        json_object_set_new(body, "writer", json_string(req->server->advertise));
+    }
+    api_reply_json(req, 200, body);
 }
 
 /* A broker that is down does not make the node unready: payments go on and the outbox

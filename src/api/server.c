@@ -25,6 +25,7 @@
 #include "api/api_ops.h"
 #include "core/core.h"
 #include "obs/obs.h"
+#include "payments/payments.h"
 
 void api_config_default(api_config_t *config) {
     memset(config, 0, sizeof(*config));
@@ -258,7 +259,20 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
 
 /* ---- the request's three points ---- */
 
+/* A request another node of a set forwarded names the writer it was read for (its
+ * fence, shard.h): only that writer runs it; a node that is not it (the set's writer
+ * changed meanwhile, another set's writer at that address) answers 503, nothing done. */
+static bool header_fence(api_request_t *req) {
+    const char *fence = api_header(req, "Paycore-Writer");
+    if (fence == NULL || shard_fence_matches(req->server->shards, fence)) return true;
+    api_reply_error(req, PC_SHARD_WRITER_UNAVAILABLE, NULL,
+                    "forwarded to a writer that is not this node (the set's writer changed): retry");
+    api_reply_header(req, "Retry-After", "1");
+    return false;
+}
+
 static void request_headers(api_request_t *req) {
+    if (!header_fence(req)) return;
     if (!header_route(req)) return;
     if (!header_auth(req)) return;
     (void)header_body(req);
@@ -352,16 +366,30 @@ static void on_writer_failed(void *ctx, pc_status status) {
     if (server->config.writer_failed != NULL) server->config.writer_failed(server->config.writer_failed_ctx);
 }
 
-/* --shards: the set's writers and its read store; the outbox and payments stay off
- * (they are planned on the home shard). */
+/* --shards: the events outbox on the home shard, made before its writer starts (the
+ * writer's batch hook is the outbox's). */
+static pc_status shards_home_hook(void *ctx, store_t *read_store, writer_batch_hook_t *out) {
+    api_server_t *server = ctx;
+    events_config_t events_config = server->config.events;
+    events_config.db_path = server->db_path;
+    pc_status status = events_open(&server->events, read_store, &events_config);
+    if (status == PC_OK) *out = events_batch_hook(server->events);
+    return status;
+}
+
+/* --shards: the set's writers and its read store, the outbox on the home shard; the
+ * payments layer starts on it as on one store (docs/scaleout.md §6). */
 static pc_status open_shards(api_server_t *server) {
     char key_path[4096], detail[800];
     snprintf(key_path, sizeof key_path, "%s.key", server->db_path);
     shard_options_t options = {.urls = server->config.shard_urls, .count = server->config.shard_count,
-                               .key_path = key_path,
+                               .key_path = key_path, .advertise = server->advertise,
+                               .standby = server->config.store_standby,
+                               .standby_continue = server->config.store_standby_continue,
                                .writer_config = {.queue_events_max = server->config.queue_events_max,
                                                  .batch_events_max = WRITER_BATCH_EVENTS_MAX,
-                                                 .failed = on_writer_failed, .failed_ctx = server}};
+                                                 .failed = on_writer_failed, .failed_ctx = server},
+                               .home_hook = shards_home_hook, .home_hook_ctx = server};
     pc_status status = shard_open(&server->shards, &options, detail, sizeof detail);
     if (status != PC_OK) {
         obs_logf(OBS_LEVEL_ERROR, "%s", detail);
@@ -370,19 +398,62 @@ static pc_status open_shards(api_server_t *server) {
     }
     server->store = shard_read_store(server->shards);
     server->writer = shard_writer(server->shards, 0);
-    events_config_t events_config = server->config.events;
-    events_config.db_path = server->db_path;
-    events_config.enabled = false;
-    status = events_open(&server->events, server->store, &events_config);
-    if (status != PC_OK) return status;
     store_reader_t *reader = api_server_reader_acquire(server);
     if (reader == NULL) return PC_STORE_READ_FAILED;
     status = api_keys_load(&server->keys, reader);
     api_server_reader_release(server, reader);
-    return status;
+    if (status != PC_OK) return status;
+    return events_start(server->events, server->writer);
+}
+
+/* --shards: the address this node advertises (--advertise, or its listen address). */
+static pc_status advertise_set(api_server_t *server) {
+    char why[400];
+    if (server->config.advertise != NULL) {
+        snprintf(server->advertise, sizeof server->advertise, "%s", server->config.advertise);
+    } else {
+        char host[64] = "";
+        const char *colon = strrchr(server->config.listen, ':');
+        size_t host_bytes = colon != NULL ? (size_t)(colon - server->config.listen) : 0;
+        if (host_bytes < sizeof host) memcpy(host, server->config.listen, host_bytes);
+        host[host_bytes < sizeof host ? host_bytes : 0] = '\0';
+        snprintf(server->advertise, sizeof server->advertise, "http://%s:%u",
+                 strcmp(host, "localhost") == 0 ? "127.0.0.1" : host, (unsigned)server->port);
+    }
+    size_t bytes = strlen(server->advertise);
+    while (bytes > 0 && server->advertise[bytes - 1] == '/') server->advertise[--bytes] = '\0';
+    if (!api_forward_address_check(server->advertise, why, sizeof why)) {
+        obs_logf(OBS_LEVEL_ERROR, "cannot advertise this node to the set: %s; give --advertise http://HOST:PORT", why);
+        fprintf(stderr, "paycore serve: cannot advertise this node to the set: %s; give --advertise"
+                " http://HOST:PORT\n", why);
+        return PC_INVALID_ARGUMENT;
+    }
+    return PC_OK;
+}
+
+/* A standby of a set: forwards every request to the set's writer on the bound
+ * address until it holds the writers' locks itself (start_http takes it back). */
+static pc_status forward_begin(api_server_t *server) {
+    char detail[600];
+    pc_status status = shard_directory_open(&server->directory, server->config.shard_urls[0], detail,
+                                            sizeof detail);
+    if (status != PC_OK) {
+        obs_logf(OBS_LEVEL_ERROR, "%s", detail);
+        fprintf(stderr, "paycore serve: %s (%s)\n", detail, pc_status_code(status));
+        return status;
+    }
+    api_forward_config_t config = {.listen_fd = server->listen_fd, .threads = server->config.threads,
+                                   .body_bytes_max = server->config.body_bytes_max,
+                                   .connection_timeout_s = server->config.connection_timeout_s,
+                                   .connections_per_ip_max = server->config.connections_per_ip_max,
+                                   .request_timeout_ms = server->config.request_timeout_ms,
+                                   .self_address = server->advertise, .directory = server->directory};
+    return api_forward_start(&server->forward, &config);
 }
 
 static pc_status open_backend(api_server_t *server) {
+    /* payments' events are stored as references to their version records */
+    events_ref_renderer_set(pay_reply_ref_render);
     if (server->config.shard_count > 0) return open_shards(server);
     store_options_t options = {.create = false, .standby = server->config.store_standby,
                                .standby_continue = server->config.store_standby_continue,
@@ -443,6 +514,10 @@ static pc_status listen_bind(api_server_t *server) {
 }
 
 static pc_status start_http(api_server_t *server) {
+    if (server->forward != NULL) { /* the standby took over: the socket serves the set now */
+        server->listen_fd = api_forward_stop(server->forward);
+        server->forward = NULL;
+    }
     unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
                          MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     server->daemon = MHD_start_daemon(
@@ -500,6 +575,8 @@ static void server_free(api_server_t *server) {
     if (server->daemon != NULL) MHD_stop_daemon(server->daemon);
     api_conns_free(server); /* MHD reported every connection closed */
     if (server->http_stopped_fn != NULL) server->http_stopped_fn(server->http_stopped_ctx);
+    if (server->forward != NULL) server->listen_fd = api_forward_stop(server->forward); /* never took over */
+    shard_directory_close(server->directory);
     if (server->listen_fd >= 0) close(server->listen_fd); /* never handed to MHD, or handed back */
     if (server->shards == NULL) writer_free(server->writer); /* else the set's */
     server->writer = NULL;
@@ -527,6 +604,8 @@ pc_status api_server_open(api_server_t **out, const api_config_t *config) {
     if (server == NULL) return PC_NO_MEMORY;
     pc_status status = server_init(server, config);
     if (status == PC_OK) status = listen_bind(server);
+    if (status == PC_OK && config->shard_count > 0) status = advertise_set(server);
+    if (status == PC_OK && config->shard_count > 0 && config->store_standby) status = forward_begin(server);
     if (status == PC_OK) status = open_backend(server);
     if (status == PC_OK) status = api_idem_start(server);
     if (status != PC_OK) {

@@ -30,7 +30,7 @@ enum { OPT_LISTEN, OPT_DB, OPT_THREADS, OPT_BODY_MAX, OPT_QUEUE_MAX, OPT_LOG_LEV
        OPT_EVENTS_DISABLE_AFTER, OPT_EVENTS_TIMEOUT, OPT_WEBHOOK_PRIVATE_OK, OPT_NO_EVENTS, OPT_DEMO, OPT_CHANNELS,
        OPT_GATEWAY_THREADS, OPT_PER_IP, OPT_IDEM_RETENTION, OPT_IDEM_MAX, OPT_IDEM_KEY_MAX,
        OPT_WEB_DIR, OPT_VERIFY_INTERVAL, OPT_VAULT_KEY, OPT_AUTH_WINDOW,
-       OPT_RECOVERY_MS, OPT_RECOVERY_GRACE_MS, OPT_THREE_DS, OPT_STORE, OPT_STANDBY, OPT_STORE_WAIT, OPT_SHARDS, OPT_COUNT };
+       OPT_RECOVERY_MS, OPT_RECOVERY_GRACE_MS, OPT_THREE_DS, OPT_STORE, OPT_STANDBY, OPT_STORE_WAIT, OPT_SHARDS, OPT_ADVERTISE, OPT_COUNT };
 
 static void serve_opts(cli_opt opts[OPT_COUNT]) {
     cli_opt defaults[OPT_COUNT] = {
@@ -76,9 +76,10 @@ static void serve_opts(cli_opt opts[OPT_COUNT]) {
         {"payments-recovery-grace-ms", "PAYCORE_PAYMENTS_RECOVERY_GRACE_MS", false, NULL, "a pending channel attempt younger than this is not yet asked about (default 15000)"},
         {"three-ds-prefixes", "PAYCORE_THREE_DS_PREFIXES", false, NULL, "card prefixes enrolled in 3-D Secure, comma separated (default: the card simulator's 4000002760)"},
         {"store", "PAYCORE_STORE", false, NULL, "a PostgreSQL store instead of the SQLite file: postgres://user@host/db (paycore init --store first); --db then names the node's own files (signing key, risk files)"},
-        {"standby", "PAYCORE_STANDBY", true, NULL, "with --store: while another paycore is the store's writer, wait and take over when it is gone (instead of refusing with store_in_use)"},
+        {"standby", "PAYCORE_STANDBY", true, NULL, "with --store or --shards: while another paycore is the writer, wait and take over when it is gone (instead of refusing with store_in_use); with --shards, forward every request to the set's writer meanwhile"},
         {"store-wait-s", "PAYCORE_STORE_WAIT_S", false, PC_LIMIT_TEXT(STORE_WRITABLE_WAIT_S_DEFAULT), "with a --store URL asking for a writable server (target_session_attrs=read-write: Patroni), wait this long for one at start (a primary being elected) before refusing (0: no wait)"},
         {"shards", "PAYCORE_SHARDS", false, NULL, "serve a set of PostgreSQL shards: postgres:// URLs separated by commas, in the order paycore init --shards was given (docs/scaleout.md); --db then names the node's own files"},
+        {"advertise", "PAYCORE_ADVERTISE", false, NULL, "with --shards: the address other nodes of the set forward requests to once this node writes the set, http://HOST:PORT (default: http://<--listen address>)"},
     };
     memcpy(opts, defaults, sizeof defaults);
 }
@@ -127,14 +128,24 @@ static bool serve_config(const cli_opt *opts, api_config_t *config, obs_level *l
     config->store_url = opts[OPT_STORE].value;
     config->store_standby = flag_set(&opts[OPT_STANDBY]);
     config->store_standby_continue = serve_standby_continue;
-    if (config->store_standby && config->store_url == NULL) {
-        fprintf(stderr, "paycore serve: --standby needs --store URL (a SQLite file has one writer by its lock file)\n");
+    if (config->store_standby && config->store_url == NULL && opts[OPT_SHARDS].value == NULL) {
+        fprintf(stderr, "paycore serve: --standby needs --store URL or --shards (a SQLite file has one writer by its lock file)\n");
         return false;
     }
     static cli_shards_t shards;
+    config->advertise = opts[OPT_ADVERTISE].value;
+    if (config->advertise != NULL && opts[OPT_SHARDS].value == NULL) {
+        fprintf(stderr, "paycore serve: --advertise is for the nodes of a set of shards (--shards)\n");
+        return false;
+    }
+    char why[400];
+    if (config->advertise != NULL && !api_forward_address_check(config->advertise, why, sizeof why)) {
+        fprintf(stderr, "paycore serve: bad --advertise: %s\n", why);
+        return false;
+    }
     if (opts[OPT_SHARDS].value != NULL) {
-        if (config->store_url != NULL || config->store_standby) {
-            fprintf(stderr, "paycore serve: --shards replaces --store (and --standby is for one store)\n");
+        if (config->store_url != NULL) {
+            fprintf(stderr, "paycore serve: --shards replaces --store\n");
             return false;
         }
         if (!cli_shards_parse("serve", opts[OPT_SHARDS].value, &shards)) return false;

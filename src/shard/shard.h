@@ -12,10 +12,14 @@
  * A transfer across shards becomes two legs with the same id, one on each shard,
  * through a clearing account per peer shard and currency (store_clearing_id), so
  * that each shard's books balance on their own (docs/accounting.md). Shard 0 is the
- * home shard: API keys, grants of admin tools, idempotent replies and the
- * coordinator log live there, and a command carrying its own rows (in_transaction:
- * an idempotent reply) that runs elsewhere becomes a global transaction with a leg
- * on shard 0 for those rows, so they commit atomically with the ledger rows.
+ * home shard: API keys, idempotent replies, the coordinator log, the payments
+ * layer's rows and chart of accounts, the card vault and the events outbox live
+ * there, and a command carrying its own rows (in_transaction: an idempotent reply, a
+ * payment's rows) that runs elsewhere becomes a global transaction with a leg on
+ * shard 0 for those rows, so they commit atomically with the ledger rows. A key's
+ * grants go to each account's shard (a global transaction when they span shards);
+ * a merchant key's command across shards runs with the key as owner on every leg,
+ * each shard's writer checking the reach of its own accounts.
  *
  * Global transactions run one at a time (a writer waits for the decision inside its
  * prepared batch; two at once could wait on each other). Recovery runs at open,
@@ -43,7 +47,21 @@ typedef struct {
     uint32_t count;                /* 1..SHARD_COUNT_MAX */
     const char *key_path;          /* the node's signing key: shard i uses '<key_path>' for i = 0,
                                       '<key_path>.shard<i>' otherwise */
-    writer_config_t writer_config; /* each shard's writer (failed: any of them) */
+    writer_config_t writer_config; /* each shard's writer (failed: any of them); its batch_hook is
+                                      ignored: see home_hook */
+    /* Optional: the home shard's batch hook (the events outbox lives on shard 0), made
+     * once the set's read store exists and before any writer starts; the other shards'
+     * writers run without one. An error refuses the start. */
+    pc_status (*home_hook)(void *ctx, store_t *read_store, writer_batch_hook_t *out);
+    void *home_hook_ctx;
+    /* Nodes (docs/scaleout.md §7): the address this node advertises in every shard's
+     * writers row once it holds the shard's writer's lock (NULL: none is written). A
+     * standby waits for the locks (shard 0's first, so that one node gets the whole
+     * set) while 'standby_continue' says go on, instead of refusing store_in_use. */
+    const char *advertise;
+    bool standby;
+    bool (*standby_continue)(void *ctx);
+    void *standby_ctx;
 } shard_options_t;
 
 /* Checks every shard (reachable, paycore's, max_prepared_transactions > 0, the map
@@ -116,5 +134,31 @@ PC_MUST_USE pc_status shard_verify(const char *const *urls, uint32_t count, cons
 /* The summary line: "verify ok shards=N ...", "verify failed: ...", "verify in doubt:
  * ..." or "verify error: <code>: ...". Returns 'out'. */
 const char *shard_verify_line(const shard_verify_t *report, pc_status status, char *out, size_t out_bytes);
+/* ---- nodes: who writes the set (shard_node.c, docs/scaleout.md §7) ----
+ * The node holding shard 0's writer's lock writes the whole set (a node takes the
+ * shards' locks in order, shard 0's first). Other nodes find it through shard 0's
+ * writers row and forward requests to the address it advertised. */
+typedef struct shard_directory shard_directory_t;
+/* A connection to the set's home shard ('home_url', shard 0) for reading its writers
+ * row. Refusals: 'detail' says why (the shard not reachable, not paycore's). */
+PC_MUST_USE pc_status shard_directory_open(shard_directory_t **out, const char *home_url, char *detail,
+                                           size_t detail_bytes);
+/* A writer's fence: "<shard 0's instance id>/<epoch>", which set and which takeover.
+ * A forwarded request carries the fence its node read with the address; the writer
+ * runs it only when the fence is its own (shard_fence_matches), so a row read before
+ * a takeover, or an address now served by another set's writer, never runs a command
+ * on the wrong node. */
+#define SHARD_FENCE_SIZE 48
+/* The set's writer's advertised address and fence (any thread): PC_OK, or
+ * PC_SHARD_WRITER_UNAVAILABLE with 'why' saying which (no writer ever advertised, the
+ * last one's session ended, shard 0 not readable). Read again after
+ * SHARD_DIRECTORY_CACHE_MS, or at once after shard_directory_forget. */
+PC_MUST_USE pc_status shard_directory_writer(shard_directory_t *directory, char *address, size_t address_bytes,
+                                             char fence[SHARD_FENCE_SIZE], char *why, size_t why_bytes);
+/* Whether 'fence' is this node's as the set's writer ('set' NULL: never). */
+bool shard_fence_matches(const shard_set_t *set, const char *fence);
+/* The address read last did not answer: the next call reads the row again. */
+void shard_directory_forget(shard_directory_t *directory);
+void shard_directory_close(shard_directory_t *directory);
 
 #endif

@@ -40,6 +40,7 @@ typedef struct {
     ledger_transfer_result_t *transfer_results;
     ledger_account_t *accounts;
     ledger_account_result_t *account_results;
+    const char **grant_ids;             /* the command's grants of accounts on this shard */
     bool voted;
     pc_status vote;
     int decision;                       /* 0: waiting, 1: commit, -1: abort */
@@ -60,6 +61,7 @@ struct shard_global {
     shard_leg_t legs[SHARD_COUNT_MAX];
     bool involved[SHARD_COUNT_MAX];
     char gtid[STORE_GTID_SIZE];
+    bool home_disagreed;                /* the home leg voted no: every vote was yes, the legs disagreed */
     pthread_mutex_t mutex;
     pthread_cond_t cond;
 };
@@ -78,6 +80,8 @@ struct shard_coord {
 /* ---- the legs of a round ---- */
 
 static bool is_transfers(const writer_cmd_t *cmd) { return cmd->kind == WRITER_CMD_CREATE_TRANSFERS; }
+/* Ledger events to plan: none in a command of only rows and grants (an API key's). */
+static uint32_t events_of(const writer_cmd_t *cmd) { return cmd->kind == WRITER_CMD_EXEC ? 0 : cmd->event_count; }
 
 /* A post or void naming no accounts: its pending transfer's legs say where it runs. */
 static void plan_lookup(shard_coord_t *coord, shard_set_t *set, const ledger_transfer_t *t, event_plan_t *plan) {
@@ -97,10 +101,23 @@ static void plan_lookup(shard_coord_t *coord, shard_set_t *set, const ledger_tra
     }
 }
 
+/* A post or void of a pending transfer made earlier in the same command (a hold and
+ * its capture in one chain): no shard holds it yet, its plan is that transfer's. */
+static bool plan_in_command(const shard_global_t *g, uint32_t i, event_plan_t *plan) {
+    const ledger_transfer_t *t = &g->cmd->transfers[i];
+    for (uint32_t e = i; e-- > 0;) {
+        if (strcmp(g->cmd->transfers[e].id, t->pending_id) != 0) continue;
+        plan->debit_shard = g->plans[e].debit_shard;
+        plan->credit_shard = g->plans[e].credit_shard;
+        return true;
+    }
+    return false;
+}
+
 static void plan_events(shard_coord_t *coord, shard_global_t *g) {
     shard_set_t *set = g->set;
     const writer_cmd_t *cmd = g->cmd;
-    for (uint32_t i = 0; i < cmd->event_count; i++) {
+    for (uint32_t i = 0; i < events_of(cmd); i++) {
         event_plan_t *plan = &g->plans[i];
         if (!is_transfers(cmd)) {
             plan->debit_shard = plan->credit_shard = store_shard_of(cmd->accounts[i].id, set->count);
@@ -108,7 +125,7 @@ static void plan_events(shard_coord_t *coord, shard_global_t *g) {
         }
         const ledger_transfer_t *t = &cmd->transfers[i];
         if (t->debit_account_id[0] == '\0' || t->credit_account_id[0] == '\0') {
-            plan_lookup(coord, set, t, plan);
+            if (!plan_in_command(g, i, plan)) plan_lookup(coord, set, t, plan);
         } else {
             plan->debit_shard = store_shard_of(t->debit_account_id, set->count);
             plan->credit_shard = store_shard_of(t->credit_account_id, set->count);
@@ -154,6 +171,24 @@ static pc_status in_transaction_home(writer_cmd_t *cmd, store_tx_t *tx);
 static bool leg_decide(writer_cmd_t *cmd, pc_status prepare_status);
 static void leg_done(writer_cmd_t *cmd, pc_status status);
 
+/* A key's grants go to the shard holding each account: its writer checks them there. */
+static pc_status leg_grants(shard_global_t *g, shard_leg_t *leg) {
+    const writer_cmd_t *cmd = g->cmd;
+    if (cmd->grant_count == 0) return PC_OK;
+    leg->grant_ids = calloc(cmd->grant_count, sizeof *leg->grant_ids);
+    if (leg->grant_ids == NULL) return PC_NO_MEMORY;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < cmd->grant_count; i++) {
+        if (store_shard_of(cmd->grant_account_ids[i], g->set->count) == leg->shard) {
+            leg->grant_ids[n++] = cmd->grant_account_ids[i];
+        }
+    }
+    leg->cmd.grantee_id = n > 0 ? cmd->grantee_id : NULL;
+    leg->cmd.grant_account_ids = leg->grant_ids;
+    leg->cmd.grant_count = n;
+    return PC_OK;
+}
+
 static pc_status leg_build(shard_global_t *g, uint32_t shard) {
     shard_leg_t *leg = &g->legs[shard];
     const writer_cmd_t *cmd = g->cmd;
@@ -161,7 +196,7 @@ static pc_status leg_build(shard_global_t *g, uint32_t shard) {
     leg->global = g;
     leg->shard = shard;
     uint32_t count = 0;
-    for (uint32_t i = 0; i < cmd->event_count; i++) count += event_on(&g->plans[i], shard);
+    for (uint32_t i = 0; i < events_of(cmd); i++) count += event_on(&g->plans[i], shard);
     leg->event_of = calloc(count + 1, sizeof *leg->event_of);
     if (is_transfers(cmd)) {
         leg->transfers = calloc(count + 1, sizeof *leg->transfers);
@@ -175,7 +210,7 @@ static pc_status leg_build(shard_global_t *g, uint32_t shard) {
         return PC_NO_MEMORY;
     }
     uint32_t k = 0;
-    for (uint32_t i = 0; i < cmd->event_count; i++) {
+    for (uint32_t i = 0; i < events_of(cmd); i++) {
         if (!event_on(&g->plans[i], shard)) continue;
         leg->event_of[k] = i;
         if (is_transfers(cmd)) leg_transfer(&cmd->transfers[i], &g->plans[i], shard, &leg->transfers[k]);
@@ -189,6 +224,7 @@ static pc_status leg_build(shard_global_t *g, uint32_t shard) {
     leg->cmd.accounts = leg->accounts;
     leg->cmd.account_results = leg->account_results;
     leg->cmd.owner_id = cmd->owner_id;
+    if (leg_grants(g, leg) != PC_OK) return PC_NO_MEMORY;
     leg->cmd.gtid = g->gtid;
     leg->cmd.decide = leg_decide;
     leg->cmd.done = leg_done;
@@ -203,6 +239,7 @@ static void leg_free(shard_leg_t *leg) {
     free(leg->transfer_results);
     free(leg->accounts);
     free(leg->account_results);
+    free(leg->grant_ids);
     memset(leg, 0, sizeof *leg);
 }
 
@@ -288,7 +325,7 @@ static bool results_agree(shard_global_t *g, bool *retry) {
 /* The merged results into the command's own result slots. */
 static void results_publish(shard_global_t *g) {
     writer_cmd_t *cmd = g->cmd;
-    for (uint32_t e = 0; e < cmd->event_count; e++) {
+    for (uint32_t e = 0; e < events_of(cmd); e++) {
         if (g->plans[e].final) continue;
         if (is_transfers(cmd)) {
             (void)transfer_merge(g, e, &cmd->transfer_results[e]);
@@ -326,7 +363,11 @@ static pc_status in_transaction_home(writer_cmd_t *leg_cmd, store_tx_t *tx) {
     pthread_mutex_lock(&g->mutex);
     bool yes = votes_yes(g, 0);
     pthread_mutex_unlock(&g->mutex);
-    if (!yes || !legs_agree(g)) return PC_GLOBAL_TRANSACTION_ABORTED;
+    if (!yes) return PC_GLOBAL_TRANSACTION_ABORTED;
+    if (!legs_agree(g)) {
+        g->home_disagreed = true; /* the coordinator marks the refusals and runs the rest again */
+        return PC_GLOBAL_TRANSACTION_ABORTED;
+    }
     results_publish(g);
     return g->cmd->in_transaction(g->cmd, tx);
 }
@@ -452,8 +493,12 @@ static pc_status round_run(shard_global_t *g, bool *retry) {
         return PC_GLOBAL_TRANSACTION_ABORTED; /* nothing prepared: nothing to undo */
     }
     shard_fault_at(set, SHARD_STEP_AFTER_INTENT);
+    g->home_disagreed = false;
     round_prepare(g);
-    bool commit = votes_yes(g, SHARD_COUNT_MAX) && results_agree(g, retry);
+    /* every leg prepared but the home leg, which refused legs that disagree: the
+     * refused events keep their refusal and the rest runs again (results_agree) */
+    bool prepared = votes_yes(g, SHARD_COUNT_MAX) || (g->home_disagreed && votes_yes(g, 0));
+    bool commit = prepared && results_agree(g, retry);
     status = store_link_log_decision(set->links[0], g->gtid, commit);
     if (status != PC_OK) log_failed(set, "the decision");
     shard_fault_at(set, SHARD_STEP_AFTER_DECISION);
@@ -528,10 +573,13 @@ static pc_status clearing_for(shard_coord_t *coord, shard_global_t *g) {
 static bool involve(shard_global_t *g) {
     memset(g->involved, 0, sizeof g->involved);
     uint32_t count = 0;
-    for (uint32_t e = 0; e < g->cmd->event_count; e++) {
+    for (uint32_t e = 0; e < events_of(g->cmd); e++) {
         if (g->plans[e].final) continue;
         g->involved[g->plans[e].debit_shard] = true;
         g->involved[g->plans[e].credit_shard] = true;
+    }
+    for (uint32_t i = 0; i < g->cmd->grant_count; i++) {
+        g->involved[store_shard_of(g->cmd->grant_account_ids[i], g->set->count)] = true;
     }
     if (g->cmd->in_transaction != NULL) g->involved[0] = true;
     for (uint32_t s = 0; s < g->set->count; s++) count += g->involved[s];
@@ -557,6 +605,10 @@ static pc_status global_run(shard_coord_t *coord, shard_global_t *g) {
 /* A command the coordinator looked at and found local after all (a post whose
  * pending transfer is on one shard): its shard's writer runs it. */
 static bool single_after_plan(shard_global_t *g, uint32_t *shard) {
+    if (g->cmd->kind == WRITER_CMD_EXEC) return false; /* grants on other shards: shard_submit */
+    for (uint32_t i = 0; i < g->cmd->grant_count; i++) {
+        if (store_shard_of(g->cmd->grant_account_ids[i], g->set->count) != 0) return false;
+    }
     for (uint32_t e = 0; e < g->cmd->event_count; e++) {
         if (g->plans[e].debit_shard != g->plans[e].credit_shard) return false;
         if (e > 0 && g->plans[e].debit_shard != *shard) return false;
@@ -566,7 +618,7 @@ static bool single_after_plan(shard_global_t *g, uint32_t *shard) {
 }
 
 static void command_run(shard_coord_t *coord, shard_set_t *set, writer_cmd_t *cmd) {
-    shard_global_t g = {.set = set, .cmd = cmd, .plans = calloc(cmd->event_count, sizeof *g.plans)};
+    shard_global_t g = {.set = set, .cmd = cmd, .plans = calloc(cmd->event_count + 1, sizeof *g.plans)};
     if (g.plans == NULL) {
         if (cmd->done != NULL) cmd->done(cmd, PC_NO_MEMORY);
         return;
@@ -579,12 +631,11 @@ static void command_run(shard_coord_t *coord, shard_set_t *set, writer_cmd_t *cm
     if (single_after_plan(&g, &shard) && writer_enqueue(set->writers[shard], cmd) == PC_OK) {
         status = PC_OK; /* its writer completes it */
         cmd = NULL;
-    } else if (cmd->owner_id != NULL) {
-        /* A merchant's reach is checked by each shard's writer against the grants it
-         * holds, and the clearing accounts are granted to no one: merchants' commands
-         * across shards are not supported yet (docs/scaleout.md §6). */
-        status = PC_STORE_UNSUPPORTED;
     } else {
+        /* A merchant's command (owner_id) too: each shard's writer checks the owner's
+         * reach of the accounts in its own leg against the grants it holds (the
+         * clearing accounts in a leg are reached: writer/grants.c), so the command
+         * runs exactly when the owner reaches every account on every shard. */
         status = global_run(coord, &g);
     }
     pthread_cond_destroy(&g.cond);
@@ -693,6 +744,7 @@ static group_t *group_make(writer_cmd_t **members, uint32_t count) {
  * (admin commands only: a merchant's command runs alone, see command_run). */
 static bool group_fits(const writer_cmd_t *first, const writer_cmd_t *next, uint32_t events) {
     if (next->kind != first->kind || events + next->event_count > LEDGER_BATCH_EVENTS_MAX) return false;
+    if (first->kind == WRITER_CMD_EXEC || first->grant_count > 0 || next->grant_count > 0) return false;
     if (first->owner_id != NULL || next->owner_id != NULL) return false; /* a merchant's: alone (command_run) */
     /* a chain left open at a command's end stays that command's refusal */
     const writer_cmd_t *cmds[2] = {first, next};

@@ -47,6 +47,7 @@ struct shard_set {
     _Atomic uint64_t unresolved_oldest_ns;
     _Atomic uint64_t inflight_since_ns;     /* the running global transaction's intent, 0: none */
     _Atomic uint64_t global_committed, global_aborted, recovered_committed, recovered_aborted, orphans;
+    char fence[SHARD_FENCE_SIZE];          /* "<instance>/<epoch>" once advertised (shard_node.c) */
     shard_step fault_step;
     char fault_pause_path[512];
 };
@@ -82,6 +83,10 @@ void shard_expiry_run(shard_set_t *set);
  * finishes the legs at the next start). */
 void shard_fence_shut(shard_set_t *set);
 void shard_fence_open(shard_set_t *set);
+
+/* shard_node.c: every shard's writers row names 'address' (after stores_open took
+ * the locks, before any writer starts: the writers' connections are idle). */
+pc_status shard_advertise(shard_set_t *set, const char *address, char *detail, size_t detail_bytes);
 
 /* shard_recover.c: one pass with global_mutex held; reopens broken links. */
 pc_status shard_recover_locked(shard_set_t *set);

@@ -61,6 +61,17 @@ static pc_status link_value(store_link_t *link, const char *sql, char *out, size
     return status;
 }
 
+pc_status store_link_home_misplaced(store_link_t *link, char *out, size_t out_bytes) {
+    static const char *const prefixes[] = {STORE_SHARD_HOME_PREFIXES};
+    char sql[512];
+    size_t used = (size_t)snprintf(sql, sizeof sql, "SELECT min(account_id) FROM shard_accounts WHERE false");
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0] && used < sizeof sql; i++) {
+        used += (size_t)snprintf(sql + used, sizeof sql - used, " OR left(account_id, %zu) = '%s'",
+                                 strlen(prefixes[i]), prefixes[i]);
+    }
+    return link_value(link, sql, out, out_bytes);
+}
+
 pc_status store_link_max_prepared(store_link_t *link, int64_t *out) {
     char value[24];
     pc_status status = link_value(link, "SELECT current_setting('max_prepared_transactions')", value, sizeof value);

@@ -217,6 +217,20 @@ static const char schema_shards[] =
     "  done_ns bigint);"
     "CREATE INDEX coordinator_log_open ON coordinator_log(intent_ns) WHERE done_ns IS NULL;";
 
+/* Version 6: who writes this shard (docs/scaleout.md §7). One row per shard, written by
+ * the node that took the shard's writer's lock, on that lock's own connection: the
+ * address other nodes forward commands to, an epoch raised at every takeover, and the
+ * backend pid holding the lock. A row is live while that pid holds the writer's lock
+ * (pg_locks): the row of a writer that died is recognisable without a lease clock. */
+static const char schema_writers[] =
+    "CREATE TABLE writers("
+    "  shard_index integer PRIMARY KEY,"
+    "  address text NOT NULL,"
+    "  node_id text NOT NULL,"
+    "  epoch bigint NOT NULL,"
+    "  backend_pid integer NOT NULL,"
+    "  taken_ns bigint NOT NULL);";
+
 /* Index i takes a database from version i to i + 1. Append only. */
 static const char *const migrations[] = {
     schema_v1,
@@ -224,6 +238,7 @@ static const char *const migrations[] = {
     schema_v3,
     schema_pay_versions, /* v4 */
     schema_shards, /* v5 */
+    schema_writers, /* v6 */
 };
 
 #define PG_SCHEMA_VERSION_LATEST ((int)(sizeof migrations / sizeof migrations[0]))

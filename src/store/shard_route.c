@@ -8,7 +8,8 @@
  *     fields with the credit leg's credit account;
  *   - lists of accounts: shard by shard (each in creation order), the cursor's shard
  *     first: a page never skips or repeats an account;
- *   - API keys and idempotent replies: the home shard (0); all grants: every shard.
+ *   - API keys, idempotent replies, the events outbox, payments' rows and the card
+ *     vault: the home shard (0) (shard_route_home.c); all grants: every shard.
  *
  * Each read sees its shard's committed state. A read spanning shards (a page of
  * accounts, a transfer's two legs) holds the read fence: the coordinator holds it
@@ -21,8 +22,7 @@
 #include <string.h>
 
 #include "core/core.h"
-#include "store/store_backend.h"
-#include "store/store_shard.h"
+#include "store/shard_route_internal.h"
 
 /* The read fence: readers in, or the coordinator committing; the coordinator waits
  * for the readers inside and keeps new ones out (so steady reads cannot starve it). */
@@ -282,6 +282,7 @@ static pc_status route_list_history(store_reader_t *reader, const char *account_
 /* ---- the API's rows: the home shard, grants where their account is ---- */
 
 static store_reader_t *home(store_reader_t *reader) { return rr(reader)->readers[0]; }
+store_reader_t *store_shard_route_home(store_reader_t *reader) { return home(reader); }
 
 static pc_status no_key_insert(store_tx_t *tx, const store_api_key_t *key) { (void)tx, (void)key; return PC_STORE_UNSUPPORTED; }
 static pc_status no_key_revoke(store_tx_t *tx, const char *id, uint64_t now_ns, bool *found) {
@@ -373,8 +374,8 @@ static const store_backend_ops_t route_ops = {
     .list_account_transfers = route_list_account_transfers,
     .list_history = route_list_history,
     .api = &route_api_ops,
-    .events = NULL,
-    .payments = NULL,
+    .events = &store_shard_route_events_ops,     /* the home shard's (shard_route_home.c) */
+    .payments = &store_shard_route_payments_ops,
     .two_phase = NULL,
 };
 

@@ -23,6 +23,15 @@
  * a secret: placement is not a defence). */
 #define STORE_SHARD_HASH_KEY "paycore-shards-1" /* 16 bytes, crypto_shorthash_siphash24 */
 uint32_t store_shard_of(const char *account_id, uint32_t shard_count);
+/* The payments layer's chart of accounts (docs/accounting.md) lives on the home shard
+ * (0), whatever its hash: merchants' accounts ("mer:"), channels' receivables ("chn:")
+ * and paycore's own ("sys:"). Payment rows, the card vault and the events outbox are
+ * the home shard's, so a card payment's every command is a local batch there, its
+ * transfers, payment rows and events in one transaction. Customer wallets ("wal:")
+ * are placed by their hash like any account: a wallet's payment or top-up whose
+ * wallet lives elsewhere is a global transaction (docs/scaleout.md §6). */
+#define STORE_SHARD_HOME_PREFIXES "mer:", "chn:", "sys:"
+bool store_shard_home_placed(const char *account_id);
 /* The clearing account on shard 'self' for its transfers with shard 'peer' in
  * 'currency': "pc.clearing.<self>.<peer>.<currency>" (ids with the prefix are
  * refused from clients: id_reserved). */
@@ -73,6 +82,10 @@ void store_link_close(store_link_t *link);
 /* The URL without its password, for messages. */
 const char *store_link_url(const store_link_t *link);
 const char *store_link_error(const store_link_t *link);
+/* An account this shard holds that placement now puts on the home shard
+ * (store_shard_home_placed: created through the ledger API before payments ran on
+ * sets): PC_OK with its id in 'out', PC_NOT_FOUND when none. */
+PC_MUST_USE pc_status store_link_home_misplaced(store_link_t *link, char *out, size_t out_bytes);
 /* The server's max_prepared_transactions. */
 PC_MUST_USE pc_status store_link_max_prepared(store_link_t *link, int64_t *out);
 /* The database's own instance id (paycore_meta.instance_id). */
@@ -126,5 +139,36 @@ PC_MUST_USE pc_status store_link_prepared_finish(store_link_t *link, const char 
 typedef enum { STORE_FENCE_COMMIT, STORE_FENCE_READ } store_fence_mode;
 PC_MUST_USE pc_status store_link_fence_take(store_link_t *link, store_fence_mode mode);
 pc_status store_link_fence_release(store_link_t *link, store_fence_mode mode);
+/* ---- who writes a shard: the writers table (pg_writers.c, schema version 6) ----
+ * The node holding a shard's writer's lock advertises the address other nodes
+ * forward that shard's commands to (docs/scaleout.md §7). A row is live while the
+ * backend pid it names holds the shard's writer's lock: a writer that died leaves a
+ * row that reads as not live at once (its session, and so its lock, ended), with no
+ * lease clock to trust. The epoch rises by one at every takeover. */
+#define STORE_WRITER_ADDRESS_SIZE 256
+#define STORE_WRITER_NODE_ID_SIZE 64
+/* Writer thread, after store_open took the lock and before the writer starts: records
+ * 'address' as shard 'shard''s writer on the lock's own connection (its backend pid
+ * is the one in the row). *epoch gets the row's new epoch. PostgreSQL only. */
+PC_MUST_USE pc_status store_writer_advertise(store_t *store, uint32_t shard, const char *address,
+                                             const char *node_id, uint64_t *epoch);
+
+typedef struct {
+    char address[STORE_WRITER_ADDRESS_SIZE];
+    char node_id[STORE_WRITER_NODE_ID_SIZE];
+    uint64_t epoch;
+    bool live;                 /* its backend pid holds the shard's writer's lock now */
+    char instance_id[24];      /* the shard's paycore_meta.instance_id: which database it is */
+} store_writer_row_t;
+
+/* A connection of its own to one shard for reading its writers row (any thread, one
+ * at a time: the caller serialises). */
+typedef struct store_writers store_writers_t;
+PC_MUST_USE pc_status store_writers_open(store_writers_t **out, const char *url, char *detail, size_t detail_bytes);
+/* Shard 'shard''s row: PC_OK, PC_NOT_FOUND (no writer ever advertised), or
+ * PC_STORE_READ_FAILED (the connection broke: it is reopened at the next call). */
+PC_MUST_USE pc_status store_writers_find(store_writers_t *writers, uint32_t shard, store_writer_row_t *out);
+const char *store_writers_error(const store_writers_t *writers);
+void store_writers_close(store_writers_t *writers);
 
 #endif

@@ -146,6 +146,13 @@ void writer_stats(writer_t *writer, writer_stats_t *out);
 bool writer_can_commit(writer_t *writer);
 /* PC_OK, or why the writer stopped writing for good (PC_STORE_FAILED). */
 pc_status writer_failed(writer_t *writer);
+/* On the writer thread while it writes a batch (a command's in_transaction, the
+ * batch hook): the merchant keys granted the account 'account_id' as the batch leaves
+ * them (grants held in memory: no query), the first 'owners_max' in key id order into
+ * 'owners' (borrowed until the batch ends). False on any other thread or outside a
+ * batch: ask the store then. */
+bool writer_batch_account_owners(const char *account_id, const char **owners, uint32_t owners_max,
+                                 uint32_t *count);
 /* The ledger, for tests and offline tools only (not while the writer runs batches). */
 ledger_t *writer_ledger(writer_t *writer);
 

@@ -1,0 +1,457 @@
+"""Goal: several paycore nodes serve one set of shards: exactly one node writes the
+set at a time (it holds every shard's writer's lock and advertises its address in each
+shard's writers table), any node accepts API requests and forwards them to that writer
+(the same API key and Idempotency-Key), a standby takes over when the writer is
+SIGKILLed and forwarding follows, no acknowledged transfer is lost and no two nodes
+write at once; a node with no writer to forward to answers 503 shard_writer_unavailable;
+bad --advertise values and misplaced flags are refused with one line.
+Method: two throwaway clusters as the shards (shardset.py), node A `serve --shards`,
+nodes B and C `serve --shards --standby` on their own loopback ports and node files
+(the signing keys copied, as an operator would); requests through every node checked
+against a model of the balances; a load through every node while A is SIGKILLed, with
+clients retrying each transfer with its own id until it is acknowledged; a watcher
+polls every node's /healthz and each shard's writers row and lock meanwhile; then
+every acknowledged transfer is read back through each node, the model and debits ==
+credits hold, and after clean stops each shard's books balance and nothing is
+prepared."""
+import glob
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import pgcluster  # noqa: E402
+import shardset  # noqa: E402
+from shardset import pcapi  # noqa: E402
+from pcapi import BIN, TIMEOUT_S, account, check, expect, fail, transfer  # noqa: E402
+from test_pg_store import Model  # noqa: E402
+
+LOCK_KEY1 = 0x50594352
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Node:
+    """One `paycore serve --shards` process on a port of its own, with its own node
+    files (the set's signing keys copied from the first node's)."""
+
+    def __init__(self, s, name):
+        self.s = s
+        self.name = name
+        self.dir = tempfile.mkdtemp(prefix="paycore-node-%s-" % name)
+        self.db = os.path.join(self.dir, "node.db")
+        self.proc = None
+        self.port = None
+        self.log_path = None
+        self.starts = 0
+
+    def address(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def copy_keys(self, source_db):
+        # the signing keys (.key, .key.shard<i>), the card vault's key (.vault-key) and the
+        # webhook secrets' key (.webhook-key): a node taking the set over needs them all
+        for path in glob.glob(source_db + ".*key*"):
+            shutil.copy(path, self.db + path[len(source_db):])
+            os.chmod(self.db + path[len(source_db):], 0o600)
+
+    def start(self, standby, wait_for="listening", extra=()):
+        self.starts += 1
+        for attempt in range(5):
+            self.port = free_port()
+            self.log_path = os.path.join(self.dir, "serve-%d-%d.log" % (self.starts, attempt))
+            args = [BIN, "serve", "--db", self.db, "--listen", "127.0.0.1:%d" % self.port, "--no-events",
+                    "--shards", self.s.shards_arg()] + (["--standby"] if standby else []) + list(extra)
+            with open(self.log_path, "w") as log:
+                self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
+            if self.wait_log(wait_for, allow_exit=True):
+                return self
+            if "Address already in use" not in self.log() and "address_in_use" not in self.log():
+                fail("node %s did not start: %s" % (self.name, self.log()[-4000:]))
+        fail("node %s: no free port" % self.name)
+
+    def wait_log(self, text, allow_exit=False, timeout_s=None):
+        deadline = time.time() + (timeout_s or TIMEOUT_S * 3)
+        while time.time() < deadline:
+            if text in self.log():
+                return True
+            if self.proc.poll() is not None:
+                if allow_exit:
+                    return False
+                fail("node %s exited (%d): %s" % (self.name, self.proc.returncode, self.log()[-4000:]))
+            time.sleep(0.05)
+        fail("node %s: no %r in its log: %s" % (self.name, text, self.log()[-4000:]))
+
+    def log(self):
+        return open(self.log_path).read() if self.log_path else ""
+
+    def client(self):
+        return pcapi.Client(self.port, self.s.admin_key)
+
+    def healthz(self):
+        try:
+            r = pcapi.Client(self.port, None).get("/healthz")
+            return r.json if r.status == 200 else None
+        except (OSError, ValueError):
+            return None
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc is None:
+            return 0
+        self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout=TIMEOUT_S * 3)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            fail("node %s did not stop on signal %d" % (self.name, sig))
+        self.proc = None
+        for marker in pcapi.SANITIZER_MARKERS:
+            check(marker not in self.log(), "node %s: sanitizer report:\n%s" % (self.name, self.log()[-6000:]))
+        return code
+
+    def close(self):
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def writers_rows(s):
+    """Each shard's writers row: (address, epoch, live)."""
+    rows = []
+    for i in range(len(s.clusters)):
+        row = s.sql(i, "SELECT w.address, w.epoch, EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory'"
+                       " AND l.granted AND l.classid = %d AND l.objid = 0 AND l.pid = w.backend_pid AND l.database ="
+                       " (SELECT oid FROM pg_database WHERE datname = current_database())) FROM writers w"
+                       " WHERE shard_index = %d" % (LOCK_KEY1, i))
+        address, epoch, live = row.split("|") if row else ("", "0", "f")
+        rows.append((address, int(epoch), live == "t"))
+    return rows
+
+
+def refused(args, want_text, what):
+    out = subprocess.run([BIN] + args, capture_output=True, text=True, timeout=TIMEOUT_S * 3)
+    check(out.returncode != 0, "%s: must be refused at start, got exit 0" % what)
+    lines = [line for line in out.stderr.splitlines() if want_text in line]
+    check(len(lines) >= 1, "%s: no line saying %r in:\n%s" % (what, want_text, out.stderr))
+    for marker in pcapi.SANITIZER_MARKERS:
+        check(marker not in out.stderr, "%s: sanitizer report:\n%s" % (what, out.stderr))
+
+
+def bad_input(s, node_db):
+    serve = ["serve", "--db", node_db, "--no-events"]
+    refused(serve + ["--listen", "127.0.0.1:0", "--shards", s.shards_arg(), "--advertise", "not a url"],
+            "bad --advertise: 'not a url' is not a URL with a host and a port", "--advertise that does not parse")
+    refused(serve + ["--listen", "127.0.0.1:0", "--shards", s.shards_arg(), "--advertise", "ftp://127.0.0.1:80"],
+            "bad --advertise: 'ftp://127.0.0.1:80': want http://HOST:PORT", "--advertise of another scheme")
+    refused(serve + ["--listen", "127.0.0.1:0", "--shards", s.shards_arg(), "--advertise",
+                     "http://127.0.0.1:8080/v1"], "no path or query", "--advertise with a path")
+    refused(serve + ["--listen", "127.0.0.1:0", "--shards", s.shards_arg(), "--advertise", "http://0.0.0.0:8080"],
+            "not an address other nodes can reach", "--advertise 0.0.0.0")
+    refused(serve + ["--listen", "127.0.0.1:0", "--advertise", "http://127.0.0.1:8080"],
+            "--advertise is for the nodes of a set of shards (--shards)", "--advertise without --shards")
+    refused(serve + ["--listen", "0.0.0.0:0", "--shards", s.shards_arg()],
+            "cannot advertise this node to the set", "--listen 0.0.0.0 without --advertise")
+    refused(serve + ["--listen", "127.0.0.1:0", "--standby"], "--standby needs --store URL or --shards",
+            "--standby with a SQLite file")
+
+
+def hold_lock(s):
+    """Another session holds shard 0's writer's lock (and advertises nothing): psql."""
+    cluster = s.clusters[0]
+    argv = [os.path.join(pgcluster.PG_BIN, "psql"), "-h", cluster.dir, "-U", pgcluster.USER, "-d", s.names[0],
+            "-qAt", "-c", "SELECT pg_advisory_lock(%d, 0)" % LOCK_KEY1, "-c", "SELECT pg_sleep(3600)"]
+    if cluster.as_postgres:
+        argv = ["runuser", "-u", "postgres", "--"] + argv
+    holder = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + TIMEOUT_S * 3
+    while s.sql(0, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = %d"
+                   % LOCK_KEY1) != "1":
+        check(time.time() < deadline and holder.poll() is None, "psql did not take the lock")
+        time.sleep(0.05)
+    return holder
+
+
+def no_writer_yet(s, a):
+    """A standby while the set has no writer (the lock held by a session that advertises
+    nothing): requests get 503 shard_writer_unavailable with Retry-After and nothing is
+    written; once the lock is free the standby takes the set."""
+    holder = hold_lock(s)
+    a.start(standby=True, wait_for="forwarding to the set's writer")
+    c = a.client()
+    r = expect(c.post("/v1/accounts", account("early")), 503, "shard_writer_unavailable",
+               what="a request to a standby while no node writes the set")
+    check(r.headers.get("retry-after") == "1", "503 says when to retry: %r" % r.headers)
+    check("no node has written the set" in r.json["error"]["message"], "the message says why: %r" % r.json)
+    health = a.healthz()
+    check(health is not None and health["role"] == "standby" and health["writer"] is None,
+          "a standby with no writer says so on /healthz: %r" % health)
+    check(s.sql(0, "SELECT count(*) FROM accounts WHERE id = 'early'") == "0", "nothing was written")
+    c.close()
+    s.sql(0, "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted AND"
+             " classid = %d" % LOCK_KEY1)  # the holder's session ends: its lock with it
+    holder.wait(TIMEOUT_S)
+    a.wait_log('"msg":"listening"')
+    health = a.healthz()
+    check(health["role"] == "writer" and health["writer"] == a.address(), "A took the set: %r" % health)
+
+
+def through_every_node(s, a, b, c, model):
+    """Accounts, local and cross-shard transfers, reads, idempotent replays: through
+    the writer and through each forwarding node alike."""
+    clients = {"A": a.client(), "B": b.client(), "C": c.client()}
+    by_shard = {}
+    for n in range(12):
+        node = "ABC"[n % 3]
+        account_id = "n-%d" % n
+        expect(clients[node].post("/v1/accounts", account(account_id)), 201, what="create %s via %s"
+               % (account_id, node))
+        model.add_account(account_id)
+        by_shard.setdefault(s.shard_of(account_id), []).append(account_id)
+    expect(clients["B"].post("/v1/accounts", account("bank")), 201, what="create bank via B")
+    model.add_account("bank")
+    check(len(by_shard) == 2 and all(len(v) >= 2 for v in by_shard.values()), "placement: %r" % by_shard)
+    x0, x1 = by_shard[0][:2]
+    y0 = by_shard[1][0]
+    for who in sorted(sum(by_shard.values(), [])):
+        expect(clients["C"].post("/v1/transfers", transfer("fund-" + who, "bank", who, 1000)), 201,
+               what="fund " + who + " via C")
+        model.post("bank", who, 1000)
+    expect(clients["B"].post("/v1/transfers", transfer("local-b", x0, x1, 10)), 201, what="local via B")
+    model.post(x0, x1, 10)
+    r = expect(clients["C"].post("/v1/transfers", transfer("cross-c", x0, y0, 25)), 201, what="cross via C")
+    model.post(x0, y0, 25)
+    check(sorted(s.legs("cross-c")) == [0, 1], "a cross transfer via a forwarding node has both legs")
+    got = expect(clients["B"].get("/v1/transfers/cross-c"), 200, what="read cross-c via B").json
+    check(got["amount"] == 25 and got["timestamp"] == r.json["timestamp"], "read back via B: %r" % got)
+    headers = {"Idempotency-Key": "nodes-idem-1"}
+    first = expect(clients["B"].post("/v1/transfers", transfer("idem-n", y0, x1, 7), headers=headers), 201,
+                   what="idempotent via B")
+    model.post(y0, x1, 7)
+    again = expect(clients["C"].post("/v1/transfers", transfer("idem-n", y0, x1, 7), headers=headers), 201,
+                   what="its replay via C")
+    check(again.json == first.json and again.headers.get("idempotent-replayed") == "true",
+          "the replay through another node answers the stored reply: %r" % again.headers)
+    expect(clients["A"].post("/v1/transfers", transfer("idem-n2", y0, x1, 8), headers=headers), 409,
+           "idempotency_key_reused", what="the key with another body via A")
+    expect(clients["B"].post("/v1/transfers", transfer("nobody", x0, "nobody-" + y0, 5)), 422,
+           "account_not_found", what="a refusal relayed as the writer gave it")
+    expect(pcapi.Client(b.port, "pk_nobody").get("/v1/accounts"), 401, what="a bad API key: the writer refuses")
+    key = expect(clients["A"].post("/v1/api-keys", {"scope": "admin", "name": "made-on-a"}), 201,
+                 what="a key made on the writer").json["key"]
+    expect(pcapi.Client(c.port, key).get("/v1/accounts/" + x0), 200, what="that key through C at once")
+    for path in ("/v1/accounts/no%20such", "/v1/accounts?limit=2&starting_after=n-1", "/v1/nowhere"):
+        direct, forwarded = clients["A"].get(path), clients["B"].get(path)
+        check((direct.status, direct.code(), direct.json if direct.status == 200 else None)
+              == (forwarded.status, forwarded.code(), forwarded.json if forwarded.status == 200 else None),
+              "%s: the same answer through B as from A: %r vs %r" % (path, direct, forwarded))
+    r = clients["B"].post("/v1/accounts", account("loop"), headers={"Paycore-Forwarded": "http://elsewhere"})
+    expect(r, 503, "shard_writer_unavailable", what="a request forwarded once is not forwarded again")
+    instance = s.sql(0, "SELECT value FROM paycore_meta WHERE key = 'instance_id'")
+    epoch = writers_rows(s)[0][1]
+    for fence in ("%s/%d" % (instance, epoch + 1), "someotherset/%d" % epoch, ""):
+        r = clients["A"].post("/v1/accounts", account("fenced"), headers={"Paycore-Writer": fence})
+        expect(r, 503, "shard_writer_unavailable", what="the writer refuses a request fenced for %r" % fence)
+    check(all(s.sql(i, "SELECT count(*) FROM accounts WHERE id = 'fenced'") == "0" for i in range(2)),
+          "a fenced-off request wrote nothing")
+    expect(clients["A"].post("/v1/accounts", account("fenced"), headers={"Paycore-Writer": "%s/%d" % (instance, epoch)}),
+           201, what="the writer runs a request fenced with its own fence")
+    model.add_account("fenced")
+    for name, client in clients.items():
+        model.check(client, "through node " + name)
+        client.close()
+    return by_shard
+
+
+class Watcher(threading.Thread):
+    """Polls every node's /healthz: never two nodes saying they write the set; records
+    when a node other than the first one first says so."""
+
+    def __init__(self, nodes, first):
+        super().__init__(daemon=True)
+        self.nodes = nodes
+        self.first = first
+        self.stop_flag = threading.Event()
+        self.both = []
+        self.took_over_at = None
+        self.polls = 0
+
+    def run(self):
+        while not self.stop_flag.is_set():
+            writers = [n.name for n in self.nodes if n.proc is not None and (n.healthz() or {}).get("role") == "writer"]
+            self.polls += 1
+            if len(writers) > 1:
+                self.both.append(writers)
+            if self.took_over_at is None and any(w != self.first for w in writers):
+                self.took_over_at = time.time()
+            time.sleep(0.05)
+
+
+def load_worker(index, nodes, ids, acked, lock, stop, errors):
+    """Transfers through the nodes in turn; each retried with its own id (through the
+    next node) until acknowledged (201 created, or 200: it exists from an earlier try
+    whose answer was lost)."""
+    clients = [n.client() for n in nodes]
+    n = 0
+    while not stop.is_set():
+        tid = "load-%d-%d" % (index, n)
+        debit, credit = ids[(index + n) % len(ids)], ids[(index + n + 1 + index) % len(ids)]
+        if debit == credit:
+            credit = ids[(ids.index(credit) + 1) % len(ids)]
+        body = transfer(tid, debit, credit, 1)
+        deadline = time.time() + TIMEOUT_S * 6
+        tries = 0
+        while time.time() < deadline:
+            client = clients[(n + tries) % len(clients)]
+            tries += 1
+            try:
+                r = client.post("/v1/transfers", body)
+            except (OSError, ValueError):
+                client.close()
+                time.sleep(0.05)
+                continue
+            if r.status in (200, 201):
+                with lock:
+                    acked[tid] = (debit, credit)
+                break
+            if r.status != 503:
+                with lock:
+                    errors.append("%s: %r" % (tid, r))
+                break
+            time.sleep(0.05)
+        else:
+            with lock:
+                errors.append("%s: never acknowledged" % tid)
+        n += 1
+    for client in clients:
+        client.close()
+
+
+def failover(s, a, b, c, model, by_shard):
+    ids = sorted(sum(by_shard.values(), []))
+    for who in ids:
+        expect(a.client().post("/v1/transfers", transfer("lfund-" + who, "bank", who, 100000)), 201,
+               what="fund for the load")
+        model.post("bank", who, 100000)
+    watcher = Watcher([a, b, c], "A")
+    watcher.start()
+    acked, lock, stop, errors = {}, threading.Lock(), threading.Event(), []
+    workers = [threading.Thread(target=load_worker, args=(i, [a, b, c], ids, acked, lock, stop, errors), daemon=True)
+               for i in range(4)]  # daemons: a failed check ends the test instead of waiting for them
+    for w in workers:
+        w.start()
+    deadline = time.time() + TIMEOUT_S * 3
+    while len(acked) < 40 and time.time() < deadline:
+        time.sleep(0.05)
+    check(len(acked) >= 40, "the load runs through every node before the kill: %d" % len(acked))
+    before = writers_rows(s)
+    check(all(r[0] == a.address() and r[2] for r in before), "every shard's row names A, live: %r" % before)
+    killed_at = time.time()
+    a.proc.send_signal(signal.SIGKILL)
+    a.proc.wait()
+    a.proc = None
+    acked_at_kill = len(acked)
+    while watcher.took_over_at is None and time.time() < deadline + TIMEOUT_S * 3:
+        time.sleep(0.05)
+    check(watcher.took_over_at is not None, "a standby took over: B %s / C %s" % (b.log()[-2000:], c.log()[-2000:]))
+    took_over_s = watcher.took_over_at - killed_at
+    while len(acked) < acked_at_kill + 40 and time.time() < deadline + TIMEOUT_S * 6:
+        time.sleep(0.05)
+    stop.set()
+    for w in workers:
+        w.join(TIMEOUT_S * 6)
+    watcher.stop_flag.set()
+    watcher.join()
+    check(not errors, "every transfer acknowledged or refused as it should be: %r" % errors[:5])
+    check(len(acked) >= acked_at_kill + 40, "the load goes on after the takeover: %d then %d"
+          % (acked_at_kill, len(acked)))
+    check(not watcher.both, "two nodes said they write the set at once: %r" % watcher.both[:3])
+    check(watcher.polls > 10, "the watcher polled: %d" % watcher.polls)
+    new, other = (b, c) if (b.healthz() or {}).get("role") == "writer" else (c, b)
+    check((new.healthz() or {}).get("role") == "writer", "one of B and C writes the set")
+    health = other.healthz()
+    check(health is not None and health["role"] == "standby" and health["writer"] == new.address(),
+          "the other standby forwards to the new writer: %r" % health)
+    after = writers_rows(s)
+    check(all(r[0] == new.address() and r[2] and r[1] == before[0][1] + 1 for r in after),
+          "every shard's row names the new writer, live, one epoch on: %r then %r" % (before, after))
+    for tid, (debit, credit) in acked.items():
+        model.post(debit, credit, 1)
+    for node in (b, c):
+        client = node.client()
+        for tid in sorted(acked):
+            expect(client.get("/v1/transfers/" + tid), 200, what="acknowledged %s via %s" % (tid, node.name))
+        model.check(client, "after the failover, via " + node.name)
+        client.close()
+    print("takeover_ms=%d acked_before_kill=%d acked_total=%d" % (took_over_s * 1000, acked_at_kill, len(acked)))
+    return new, other
+
+
+def main():
+    shardset.require_postgres()
+    s = shardset.ShardSet(2)
+    a, b, c = Node(s, "A"), Node(s, "B"), Node(s, "C")
+    try:
+        s.init()
+        a.db = s.db  # the node init made the keys for
+        bad_input(s, a.db)
+        no_writer_yet(s, a)
+        refused(["serve", "--db", b.db, "--no-events", "--listen", "127.0.0.1:0", "--shards", s.shards_arg()],
+                "another paycore writer", "a second writer (not a standby) while A writes the set")
+        b.copy_keys(a.db)  # every shard's signing key, now that the first writer made them
+        c.copy_keys(a.db)
+        b.start(standby=True, wait_for="forwarding to the set's writer")
+        c.start(standby=True, wait_for="forwarding to the set's writer", extra=["--body-max", "64k"])
+        r = c.client().post("/v1/accounts", raw=b"{" + b" " * 100000 + b"}")
+        expect(r, 413, "body_too_large", what="a body over the standby's --body-max")
+        health = a.healthz()
+        check(health["role"] == "writer" and health["writer"] == a.address(), "A writes the set: %r" % health)
+        for node in (b, c):
+            health = node.healthz()
+            check(health["role"] == "standby" and health["writer"] == a.address(),
+                  "node %s forwards to A: %r" % (node.name, health))
+        rows = writers_rows(s)
+        check(all(r == (a.address(), rows[0][1], True) for r in rows), "each shard's row names A: %r" % rows)
+        model = Model()
+        by_shard = through_every_node(s, a, b, c, model)
+        new, other = failover(s, a, b, c, model, by_shard)
+        a.start(standby=True, wait_for="forwarding to the set's writer")
+        health = a.healthz()
+        check(health["role"] == "standby" and health["writer"] == new.address(),
+              "A restarted as a standby forwards to the new writer: %r" % health)
+        client = a.client()
+        expect(client.post("/v1/transfers", transfer("after-a", by_shard[0][0], by_shard[1][0], 3)), 201,
+               what="a cross transfer through the restarted A")
+        model.post(by_shard[0][0], by_shard[1][0], 3)
+        model.check(client, "through the restarted A")
+        client.close()
+        check(a.stop() == 0 and other.stop() == 0, "standbys stop cleanly while waiting (exit 0)")
+        check(new.stop() == 0, "the writer stops cleanly")
+        s.books_balance("after the nodes stopped")
+        check(s.prepared() == 0, "nothing prepared is left: %d" % s.prepared())
+    except Exception:
+        for node in (a, b, c):
+            print("--- node %s:\n%s" % (node.name, node.log()[-3000:]), file=sys.stderr)
+        raise
+    finally:
+        for node in (a, b, c):
+            node.close()
+        s.close()
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
