@@ -68,8 +68,8 @@ test-ha: build
 
 # The bank test at full length: concurrent transfers and reads of all balances while
 # paycore nodes and the PostgreSQL primary are killed and restarted, FAULT_ROUNDS
-# faults on each of a SQLite file, a plain cluster and the Patroni pair (make test runs a
-# short one); then a PostgreSQL server gone silent (an iptables rule on one loopback
+# faults on each of a SQLite file, a plain cluster, the Patroni pair and a set of three
+# shards (make test runs a short one); then a PostgreSQL server gone silent (an iptables rule on one loopback
 # port: root; make test leaves the firewall alone).
 FAULT_ROUNDS ?= 30
 test-faults: build

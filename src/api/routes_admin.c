@@ -212,10 +212,59 @@ void api_route_key_revoke(api_request_t *req) {
 
 /* ---- POST /v1/verify ---- */
 
+/* A set of shards: `paycore verify --shards` (shard_verify), answered with the set's
+ * summed figures, its report line and the global transactions in doubt. */
+static void verify_shards(api_request_t *req) {
+    const api_server_t *server = req->server;
+    uint32_t count = server->config.shard_count;
+    shard_verify_t *report = calloc(1, sizeof *report);
+    char (*pubkeys)[4096] = calloc(SHARD_COUNT_MAX, sizeof *pubkeys);
+    if (report == NULL || pubkeys == NULL) {
+        free(report);
+        free(pubkeys);
+        api_reply_error(req, PC_NO_MEMORY, NULL, NULL);
+        return;
+    }
+    const char *pubkey_paths[SHARD_COUNT_MAX];
+    bool keys = true; /* the node's public keys, as serve --shards wrote them */
+    for (uint32_t i = 0; i < count; i++) {
+        if (i == 0) snprintf(pubkeys[i], sizeof pubkeys[i], "%s.key.pub", server->db_path);
+        else snprintf(pubkeys[i], sizeof pubkeys[i], "%s.key.shard%u.pub", server->db_path, i);
+        pubkey_paths[i] = pubkeys[i];
+        keys = keys && access(pubkeys[i], R_OK) == 0;
+    }
+    pc_status status = shard_verify(server->config.shard_urls, count, keys ? pubkey_paths : NULL, report);
+    free(pubkeys);
+    if (status != PC_OK && status != PC_JOURNAL_MISMATCH && status != PC_GLOBAL_TRANSACTION_IN_DOUBT) {
+        api_reply_error(req, status, NULL, report->detail[0] ? report->detail : NULL);
+        free(report);
+        return;
+    }
+    json_int_t batches = 0, accounts = 0, transfers = 0;
+    for (uint32_t i = 0; i < report->verified; i++) {
+        batches += (json_int_t)report->shards[i].batches;
+        accounts += (json_int_t)report->shards[i].accounts;
+        transfers += (json_int_t)report->shards[i].transfers;
+    }
+    char line[4 * JOURNAL_REPORT_TEXT_BYTES];
+    json_t *body = json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:s}", "ok", status == PC_OK, "shards", (json_int_t)count,
+                             "batches", batches, "accounts", accounts, "transfers", transfers, "in_doubt",
+                             (json_int_t)report->in_doubt, "report", shard_verify_line(report, status, line, sizeof line));
+    if (body != NULL && report->discrepancy[0] != '\0') {
+        json_object_set_new(body, "discrepancy", json_string(report->discrepancy));
+    }
+    free(report);
+    api_reply_json(req, 200, body);
+}
+
 /* Runs the journal and balance verification on its own read-only connection (one
  * consistent snapshot; the writer keeps going) and answers the report. */
 void api_route_verify(api_request_t *req) {
     const api_server_t *server = req->server;
+    if (server->config.shard_count > 0) {
+        verify_shards(req);
+        return;
+    }
     char pubkey_path[4096];
     snprintf(pubkey_path, sizeof pubkey_path, "%s.key.pub", server->db_path);
     journal_report_t report;

@@ -232,8 +232,6 @@ static bool array_append(char *array, size_t *bytes, const char *id) {
     return true;
 }
 
-/* Fetches every named id (transfers and burned ids) in one query and keeps the
- * answers, found or not, until the batch ends (pg_tx.c clears them). */
 /* A writer's lookup whose connection broke fails the store for good, as a failed
  * write does: a batch that writes nothing (a leg whose events were all refused) would
  * otherwise never notice, and the writer would refuse every batch without exiting to
@@ -244,6 +242,8 @@ static pc_status lookup_failed(pg_store_t *store, const char *what) {
     return status;
 }
 
+/* Fetches every named id (transfers and burned ids) in one query and keeps the
+ * answers, found or not, until the batch ends (pg_tx.c clears them). */
 static pc_status pg_prefetch(store_t *base, const char *const *ids, uint32_t id_count) {
     pg_store_t *store = (pg_store_t *)base;
     pg_prefetch_clear(store);

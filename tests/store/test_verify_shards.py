@@ -4,7 +4,8 @@ map, each pair's clearing accounts mirroring each other (a shard restored from a
 older copy, each of its own rows intact, is caught), and global transactions left
 unfinished reported as in doubt (exit 3) until recovery ends them; and it passes on a
 set that is serving cross-shard transfers meanwhile (its snapshots are taken inside
-the read fence, so they agree on every global transaction).
+the read fence, so they agree on every global transaction), as POST /v1/verify on the
+serving node does.
 Method: three databases of one throwaway PostgreSQL cluster as the shards
 (shardset.py), init/serve --shards, accounts on every shard, local and cross-shard
 transfers, pending transfers posted, voided and left open; verify while four clients
@@ -98,6 +99,11 @@ def while_serving(s, by_shard):
     try:
         for n in range(3):
             verify_ok(s, "verify %d while cross transfers commit" % n)
+        c = s.client()
+        got = expect(c.post("/v1/verify", {}), 200, what="POST /v1/verify on the serving set").json
+        c.close()
+        check(got["ok"] is True and got["shards"] == 3 and got["in_doubt"] == 0
+              and got["report"].startswith("verify ok shards=3 "), "POST /v1/verify verifies the set: %r" % got)
     finally:
         stop.set()
         for t in threads:
