@@ -345,8 +345,9 @@ static_assert(RISK_STORE_BATCH_MAX <= RISK_STORE_QUEUE_MAX, "a store batch comes
 #define PAY_DOC_BYTES_MAX (256 * 1024) /* one stored payment document, every op included */
 #define VAULT_REENCRYPT_BATCH_CARDS 256 /* cards one re-encryption commit rewrites: payments'
                                           commits run between batches, none waits long */
-#define CLI_DATA_KEY_ROTATE_TIMEOUT_S 3600 /* keys rotate --data-key waits this long for the
-                                          answer: millions of cards re-encrypt in minutes */
+#define CLI_DATA_KEY_ROTATE_TIMEOUT_S 3600 /* keys rotate --data-key follows the rotation this
+                                          long: millions of cards re-encrypt in minutes */
+#define CLI_DATA_KEY_ROTATE_POLL_MS 200     /* ... asking for its status this often */
 #define VAULT_DATA_KEYS_MAX 16         /* data keys a running vault keeps (retired ones stay
                                           until their slot is needed: a card vaulted under
                                           one just before its retirement still opens) */

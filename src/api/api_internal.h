@@ -253,6 +253,7 @@ void api_route_payouts_create(api_request_t *req);
 void api_route_payout_get(api_request_t *req);
 void api_route_payments_recover(api_request_t *req);
 void api_route_vault_rotate(api_request_t *req);
+void api_route_vault_rotation(api_request_t *req);
 /* routes_channels.c */
 void api_route_channels(api_request_t *req);
 void api_route_channel_callback(api_request_t *req);

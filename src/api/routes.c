@@ -64,6 +64,7 @@ const api_route_t api_routes[] = {
     {"GET", "/v1/payouts/{id}", API_AUTH_READ, api_route_payout_get},
     {"POST", "/v1/admin/payments/recover", API_AUTH_ADMIN, api_route_payments_recover},
     {"POST", "/v1/admin/vault/rotate", API_AUTH_ADMIN, api_route_vault_rotate},
+    {"GET", "/v1/admin/vault/rotation", API_AUTH_ADMIN, api_route_vault_rotation},
     /* operations */
     {"GET", "/metrics", API_AUTH_NONE, api_route_metrics},
     {"GET", "/healthz", API_AUTH_NONE, api_route_healthz},

@@ -304,7 +304,7 @@ static bool decode_endpoint(api_request_t *req, const json_t *body, store_event_
     const char *url;
     if (!codec_check_fields(body, fields, "", err)) return false;
     if (!codec_get_string(body, "url", true, 4 * EVENTS_URL_BYTES_MAX, "", &url, err)) return false;
-    pc_status status = events_url_check(url);
+    pc_status status = events_url_check(url, events_webhook_private_ok(req->server->events));
     if (status != PC_OK) {
         codec_fail(err, status, "", "url", NULL);
         return false;

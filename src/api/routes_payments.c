@@ -13,6 +13,7 @@
  *   POST /v1/payouts, GET /v1/payouts/{id}
  *   POST /v1/admin/payments/recover       one recovery pass now (tests, operators)
  *   POST /v1/admin/vault/rotate           the vault's key-encryption key replaced (paycore keys rotate)
+ *   GET  /v1/admin/vault/rotation         the latest data-key rotation (background ones too)
  * A payment request is answered later (a channel call lies between): the handler
  * defers the request, and the payments layer's answer resumes it. The answer that
  * makes an operation final is stored as the Idempotency-Key's reply in the same
@@ -76,7 +77,11 @@ pc_status api_payments_start(api_server_t *server, const api_payments_options_t 
     return PC_OK;
 }
 
-void api_payments_quiesce(void) { pay_quiesce(payments); }
+/* A background data-key rotation stops between batches first: it writes too. */
+void api_payments_quiesce(void) {
+    vault_rotation_stop(payments_vault);
+    pay_quiesce(payments);
+}
 
 
 void api_payments_stop(void) {
@@ -302,9 +307,45 @@ static json_t *data_rotation_json(const vault_data_rotation_t *rotation) {
                      (json_int_t)rotation->cards_reencrypted, "batches", (int)rotation->batches);
 }
 
+static json_t *rotation_status_json(const vault_rotation_status_t *job) {
+    json_t *body = data_rotation_json(&job->progress);
+    json_object_set_new(body, "state", json_string(vault_rotation_state_name(job->state)));
+    json_object_set_new(body, "started_at_ms", json_integer((json_int_t)(job->started_ns / 1000000)));
+    json_object_set_new(body, "finished_at_ms", json_integer((json_int_t)(job->finished_ns / 1000000)));
+    json_object_set_new(body, "error", job->state == VAULT_ROTATION_FAILED ? json_string(pc_status_code(job->error))
+                                                                            : json_null());
+    return body;
+}
+
+/* GET /v1/admin/vault/rotation: the latest data-key rotation since the start. */
+void api_route_vault_rotation(api_request_t *req) {
+    if (!ready(req)) return;
+    vault_rotation_status_t job;
+    vault_rotation_status(payments_vault, &job);
+    api_reply_json(req, 200, rotation_status_json(&job));
+}
+
+/* {"data_key": true, "background": true}: answers 202 at once with the rotation's
+ * status; GET /v1/admin/vault/rotation follows it. */
+static void vault_rotate_data_background(api_request_t *req) {
+    pc_status status = vault_rotate_data_key_start(payments_vault);
+    if (status != PC_OK) {
+        api_reply_error(req, status, NULL, NULL);
+        return;
+    }
+    vault_rotation_status_t job;
+    vault_rotation_status(payments_vault, &job);
+    api_reply_json(req, 202, rotation_status_json(&job));
+}
+
 /* {"data_key": true}: every card re-encrypted under a new data key (batches; may take
- * a while on a large vault). Otherwise the key-encryption key is replaced. */
-static void vault_rotate_data(api_request_t *req) {
+ * a while on a large vault: "background": true does not hold the request). Otherwise
+ * the key-encryption key is replaced. */
+static void vault_rotate_data(api_request_t *req, bool background) {
+    if (background) {
+        vault_rotate_data_background(req);
+        return;
+    }
     vault_data_rotation_t rotation;
     pc_status status = vault_rotate_data_key(payments_vault, &rotation);
     if (status != PC_OK) {
@@ -314,17 +355,24 @@ static void vault_rotate_data(api_request_t *req) {
     api_reply_json(req, 200, data_rotation_json(&rotation));
 }
 
-static bool rotate_wants_data_key(api_request_t *req, bool *data_key) {
-    static const char *const fields[] = {"data_key", NULL};
+static bool rotate_wants_data_key(api_request_t *req, bool *data_key, bool *background) {
+    static const char *const fields[] = {"data_key", "background", NULL};
     *data_key = false;
+    *background = false;
     size_t bytes = 0;
     (void)api_body(req, &bytes);
     json_t *body = bytes > 0 ? api_body_object(req) : NULL;
     if (bytes > 0 && body == NULL) return false;
     codec_error_t err = {0};
     if (body != NULL && (!codec_check_fields(body, fields, "", &err) ||
-                         !pc_field_bool(body, "data_key", "", data_key, &err))) {
+                         !pc_field_bool(body, "data_key", "", data_key, &err) ||
+                         !pc_field_bool(body, "background", "", background, &err))) {
         api_reply_error_http(req, 400, err.status, err.field, err.message);
+        return false;
+    }
+    if (*background && !*data_key) {
+        api_reply_error_http(req, 400, PC_INVALID_ARGUMENT, "background", "background applies to a data-key rotation only"
+                             " (\"data_key\": true)");
         return false;
     }
     return true;
@@ -333,10 +381,10 @@ static bool rotate_wants_data_key(api_request_t *req, bool *data_key) {
 /* Blocks this HTTP thread while the key files are written and the re-wrapped keys
  * commit (a rare operator action, as the recovery pass above). */
 void api_route_vault_rotate(api_request_t *req) {
-    bool data_key = false;
-    if (!ready(req) || !rotate_wants_data_key(req, &data_key)) return;
+    bool data_key = false, background = false;
+    if (!ready(req) || !rotate_wants_data_key(req, &data_key, &background)) return;
     if (data_key) {
-        vault_rotate_data(req);
+        vault_rotate_data(req, background);
         return;
     }
     vault_rotation_t rotation;

@@ -5,12 +5,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
 #include "cli/cli.h"
 #include "cli/cli_args.h"
 #include "cli/cli_http.h"
+#include "core/core.h"
 #include "paycore/limits.h"
 
 #define CLIENT_OPTS_MAX 24
@@ -308,12 +310,53 @@ static const cli_opt keys_rotate_opts[] = {
     {"data-key", NULL, true, NULL, "re-encrypt every card under a new data key instead"},
 };
 
+/* The rotation's state from a GET /v1/admin/vault/rotation answer ("" when unreadable). */
+static void rotation_state(const cli_reply_t *reply, char state[16]) {
+    state[0] = '\0';
+    json_t *body = reply->status == 200 ? json_loads(reply->body, 0, NULL) : NULL;
+    const char *text = json_string_value(json_object_get(body, "state"));
+    if (text != NULL) snprintf(state, 16, "%s", text);
+    json_decref(body);
+}
+
+/* Polls the background rotation until it ends; prints its last status (exit 0 when it
+ * succeeded). The rotation runs on in the server if this command is interrupted. */
+static int rotation_follow(const cli_http_t *http, bool as_json) {
+    uint64_t deadline_ns = pc_mono_ns() + (uint64_t)CLI_DATA_KEY_ROTATE_TIMEOUT_S * 1000000000ull;
+    for (;;) {
+        cli_reply_t reply;
+        if (!cli_http_call(http, "GET", "/v1/admin/vault/rotation", NULL, &reply)) {
+            fprintf(stderr, "paycore: connection_failed: %s\n", reply.error);
+            cli_reply_free(&reply);
+            return 1;
+        }
+        char state[16];
+        rotation_state(&reply, state);
+        bool over = strcmp(state, "running") != 0 || pc_mono_ns() > deadline_ns;
+        int status = over ? cli_reply_print(&reply, as_json) : 0;
+        cli_reply_free(&reply);
+        if (over) return status == 0 && strcmp(state, "succeeded") == 0 ? 0 : 1;
+        struct timespec pause = {0, (long)CLI_DATA_KEY_ROTATE_POLL_MS * 1000000L};
+        nanosleep(&pause, NULL);
+    }
+}
+
 static int keys_rotate(const cli_http_t *http, bool as_json, const cli_opt *o, int n, const cli_rest *rest) {
     (void)rest;
     if (opt(o, n, "data-key") == NULL) return client_send(http, as_json, "POST", "/v1/admin/vault/rotate", NULL);
-    cli_http_t patient = *http; /* the server answers once every card is re-encrypted */
-    patient.timeout_s = CLI_DATA_KEY_ROTATE_TIMEOUT_S;
-    return client_send(&patient, as_json, "POST", "/v1/admin/vault/rotate", json_pack("{s:b}", "data_key", 1));
+    /* in the background: no HTTP request (nor server thread) is held while every card
+     * is re-encrypted */
+    json_t *body = json_pack("{s:b,s:b}", "data_key", 1, "background", 1);
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    cli_reply_t reply;
+    bool answered = cli_http_call(http, "POST", "/v1/admin/vault/rotate", text, &reply);
+    free(text);
+    if (!answered) fprintf(stderr, "paycore: connection_failed: %s\n", reply.error);
+    int status = !answered ? 1 : reply.status == 202 ? 0 : cli_reply_print(&reply, as_json);
+    bool started = answered && reply.status == 202;
+    cli_reply_free(&reply);
+    return started ? rotation_follow(http, as_json) : status == 0 ? 1 : status;
 }
 
 static const client_cmd keys_cmds[] = {
@@ -332,7 +375,11 @@ static const client_cmd keys_cmds[] = {
                "re-encrypted in batches (each card opens throughout), and every older data key\n"
                "is deleted once no card is under it. Prints data_key_id, data_keys_retired,\n"
                "data_keys_remaining (0 unless a card arrived under an old key meanwhile: run it\n"
-               "again), cards_reencrypted and batches. The key file does not change.",
+               "again), cards_reencrypted and batches. The key file does not change. The rotation\n"
+               "runs in the background on the server (POST {\"data_key\":true,\"background\":true});\n"
+               "this command follows it (GET /v1/admin/vault/rotation) and also prints state\n"
+               "(succeeded or failed), error, started_at_ms and finished_at_ms; interrupted, it\n"
+               "leaves the rotation running. Exit 1 unless it succeeded.",
      keys_rotate_opts, 1, 0, keys_rotate},
 };
 

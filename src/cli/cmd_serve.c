@@ -27,7 +27,7 @@ enum { OPT_LISTEN, OPT_DB, OPT_THREADS, OPT_BODY_MAX, OPT_QUEUE_MAX, OPT_LOG_LEV
        OPT_LOG_FILE, OPT_RATE, OPT_BURST, OPT_TIMEOUT, OPT_REQUEST_TIMEOUT, OPT_METRICS_AUTH, OPT_ROUTES, OPT_RISK_MODEL,
        OPT_RISK_RULES, OPT_RISK_RULES_ONLY, OPT_RISK_REVIEW, OPT_RISK_DECLINE, OPT_EVENTS_AMQP,
        OPT_EVENTS_EXCHANGE, OPT_EVENTS_RETENTION, OPT_EVENTS_RETRY_BASE, OPT_EVENTS_RETRY_MAX,
-       OPT_EVENTS_DISABLE_AFTER, OPT_EVENTS_TIMEOUT, OPT_NO_EVENTS, OPT_DEMO, OPT_CHANNELS,
+       OPT_EVENTS_DISABLE_AFTER, OPT_EVENTS_TIMEOUT, OPT_WEBHOOK_PRIVATE_OK, OPT_NO_EVENTS, OPT_DEMO, OPT_CHANNELS,
        OPT_GATEWAY_THREADS, OPT_PER_IP, OPT_IDEM_RETENTION, OPT_IDEM_MAX, OPT_IDEM_KEY_MAX,
        OPT_WEB_DIR, OPT_VERIFY_INTERVAL, OPT_VAULT_KEY, OPT_AUTH_WINDOW,
        OPT_RECOVERY_MS, OPT_RECOVERY_GRACE_MS, OPT_THREE_DS, OPT_STORE, OPT_STANDBY, OPT_STORE_WAIT, OPT_SHARDS, OPT_ADVERTISE, OPT_COUNT };
@@ -59,6 +59,7 @@ static void serve_opts(cli_opt opts[OPT_COUNT]) {
         {"events-retry-max-s", "PAYCORE_EVENTS_RETRY_MAX_S", false, "259200", "dead-letter a webhook delivery after retrying this long"},
         {"events-disable-after-s", "PAYCORE_EVENTS_DISABLE_AFTER_S", false, "432000", "disable an endpoint failing this long"},
         {"events-webhook-timeout-ms", "PAYCORE_EVENTS_WEBHOOK_TIMEOUT_MS", false, "10000", "one webhook attempt, connect to last byte"},
+        {"webhook-private-ok", "PAYCORE_WEBHOOK_PRIVATE_OK", true, NULL, "let webhook endpoints reach loopback, private and link-local addresses (local development; by default such URLs are refused and never connected to)"},
         {"no-events", "PAYCORE_NO_EVENTS", true, NULL, "write no events and deliver none (a benchmark's baseline)"},
         {"demo", "PAYCORE_DEMO", true, NULL, "also run the card, wallet and bank simulators (docs/channels.md), stopped with the server"},
         {"channels", "PAYCORE_CHANNELS", false, NULL, "payment channels and routing (JSON, docs/channels.md); SIGHUP or POST /v1/admin/reload reloads"},
@@ -97,6 +98,7 @@ static bool serve_events_config(const cli_opt *opts, const uint64_t *parsed, eve
     if (parsed[OPT_EVENTS_RETRY_MAX] > 0) events->retry_max_s = parsed[OPT_EVENTS_RETRY_MAX];
     if (parsed[OPT_EVENTS_DISABLE_AFTER] > 0) events->disable_after_s = parsed[OPT_EVENTS_DISABLE_AFTER];
     if (parsed[OPT_EVENTS_TIMEOUT] > 0) events->webhook_timeout_ms = (uint32_t)parsed[OPT_EVENTS_TIMEOUT];
+    events->webhook_private_ok = flag_set(&opts[OPT_WEBHOOK_PRIVATE_OK]);
     if (events->amqp_url != NULL && events_amqp_url_check(events->amqp_url) != PC_OK) {
         fprintf(stderr, "paycore serve: bad --events-amqp: want amqp://user:pass@host:port/vhost\n");
         return false;

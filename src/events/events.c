@@ -81,6 +81,10 @@ pc_status events_open(events_t **out, store_t *store, const events_config_t *con
     return PC_OK;
 }
 
+bool events_webhook_private_ok(const events_t *events) {
+    return events != NULL && events->config.webhook_private_ok;
+}
+
 /* A broker destination left from a run with --events-amqp holds retention back. */
 static void amqp_leftover_warn(events_t *events) {
     store_reader_t *reader;

@@ -156,6 +156,8 @@ typedef struct {
     uint64_t retry_max_s;         /* retried this long: dead-lettered (3 days) */
     uint64_t disable_after_s;     /* an endpoint failing this long is disabled */
     uint32_t webhook_timeout_ms;  /* one delivery attempt, connect to last byte */
+    bool webhook_private_ok;      /* also deliver to loopback/private addresses (development);
+                                     false: such URLs are refused and never connected to */
 } events_config_t;
 
 void events_config_default(events_config_t *config);
@@ -188,9 +190,18 @@ PC_MUST_USE pc_status events_endpoint_new(events_t *events, store_event_destinat
 PC_MUST_USE pc_status events_endpoint_rotate(events_t *events, store_event_destination_t *row,
                                              uint64_t grace_s, char secret_out[EVENTS_SECRET_SIZE]);
 /* Checks a webhook URL: http or https, host and at most EVENTS_URL_BYTES_MAX bytes
- * (PC_URL_INVALID), a host name that resolves (PC_URL_UNRESOLVABLE). May block on
- * DNS for a moment. */
-PC_MUST_USE pc_status events_url_check(const char *url);
+ * (PC_URL_INVALID), a host name that resolves (PC_URL_UNRESOLVABLE) and, unless
+ * 'private_ok', only to public addresses (PC_URL_NOT_PUBLIC: see
+ * events_address_public). May block on DNS for a moment. */
+PC_MUST_USE pc_status events_url_check(const char *url, bool private_ok);
+/* False for an address a merchant's webhook must not reach: loopback, private,
+ * carrier-grade NAT, link-local, multicast, documentation and other special-purpose
+ * IPv4 ranges, and every IPv6 address outside global unicast 2000::/3 (IPv4-mapped
+ * and NAT64 addresses are judged by their IPv4 address). */
+struct sockaddr;
+bool events_address_public(const struct sockaddr *address);
+/* Whether this runtime delivers to non-public addresses (serve --webhook-private-ok). */
+bool events_webhook_private_ok(const events_t *events);
 /* PC_OK for amqp://user:pass@host:port/vhost (librabbitmq's parser), else
  * PC_AMQP_URL_INVALID. */
 PC_MUST_USE pc_status events_amqp_url_check(const char *url);

@@ -214,7 +214,16 @@ static bool url_host(const char *url, char *host, size_t host_bytes) {
     return ok;
 }
 
-pc_status events_url_check(const char *url) {
+/* PC_OK when every address 'found' holds is public (a name with one private address
+ * among public ones could be steered to it). */
+static pc_status addresses_check(const struct addrinfo *found) {
+    for (const struct addrinfo *at = found; at != NULL; at = at->ai_next) {
+        if (!events_address_public(at->ai_addr)) return PC_URL_NOT_PUBLIC;
+    }
+    return PC_OK;
+}
+
+pc_status events_url_check(const char *url, bool private_ok) {
     size_t bytes = strlen(url);
     if (bytes == 0 || bytes > EVENTS_URL_BYTES_MAX) return PC_URL_INVALID;
     for (size_t i = 0; i < bytes; i++) {
@@ -231,8 +240,9 @@ pc_status events_url_check(const char *url) {
     }
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *found = NULL;
     int rc = getaddrinfo(host, NULL, &hints, &found);
+    pc_status status = rc != 0 ? PC_URL_UNRESOLVABLE : private_ok ? PC_OK : addresses_check(found);
     if (found != NULL) freeaddrinfo(found);
-    return rc == 0 ? PC_OK : PC_URL_UNRESOLVABLE;
+    return status;
 }
 
 bool events_type_pattern_mask(const char *pattern, uint64_t *mask_out) {

@@ -4,6 +4,7 @@
  * (keep-alive connections, bounded per endpoint and in all), and writes its state
  * through the writer (flush.c). It also runs retention. Nothing here runs on the
  * writer or an HTTP thread; the writer's hook only wakes it (curl_multi_wakeup). */
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <inttypes.h>
 #include <sodium.h>
@@ -50,6 +51,7 @@ struct request {
     char *body;
     struct curl_slist *headers;
     char error[CURL_ERROR_SIZE];
+    char refused[INET6_ADDRSTRLEN]; /* the non-public address a connection was refused to */
 };
 
 struct events_webhooks {
@@ -286,6 +288,20 @@ static struct curl_slist *headers_make(endpoint *e, const events_job_t *job, con
     return headers != NULL ? curl_slist_append(headers, line) : NULL;
 }
 
+/* Every connection a delivery opens comes here first: one to a non-public address is
+ * refused (the name may resolve elsewhere than when the endpoint was created). */
+static curl_socket_t socket_open(void *ctx, curlsocktype purpose, struct curl_sockaddr *address) {
+    request *r = ctx;
+    (void)purpose;
+    if (!events_address_public(&address->addr)) {
+        const void *raw = address->family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)(void *)&address->addr)->sin6_addr
+                                                      : (const void *)&((struct sockaddr_in *)(void *)&address->addr)->sin_addr;
+        if (inet_ntop(address->family, raw, r->refused, sizeof r->refused) == NULL) snprintf(r->refused, sizeof r->refused, "?");
+        return CURL_SOCKET_BAD;
+    }
+    return socket(address->family, address->socktype, address->protocol);
+}
+
 static void easy_setup(events_webhooks_t *w, endpoint *e, request *r) {
     uint32_t timeout_ms = w->events->config.webhook_timeout_ms;
     curl_easy_setopt(r->easy, CURLOPT_URL, e->row.url);
@@ -300,6 +316,10 @@ static void easy_setup(events_webhooks_t *w, endpoint *e, request *r) {
     curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, discard);
     curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->error);
     curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r);
+    if (!w->events->config.webhook_private_ok) {
+        curl_easy_setopt(r->easy, CURLOPT_OPENSOCKETFUNCTION, socket_open);
+        curl_easy_setopt(r->easy, CURLOPT_OPENSOCKETDATA, r);
+    }
 }
 
 static void request_free(request *r) {
@@ -400,7 +420,8 @@ static void completed(events_webhooks_t *w, CURLMsg *msg) {
             stats_count(w, e->row.id, EVENTS_OUTCOME_RETRY, true);
         } else {
             char error[256];
-            if (result != CURLE_OK) snprintf(error, sizeof error, "%s", r->error[0] ? r->error : curl_easy_strerror(result));
+            if (r->refused[0] != '\0') snprintf(error, sizeof error, "url_not_public: %s is not a public address", r->refused);
+            else if (result != CURLE_OK) snprintf(error, sizeof error, "%s", r->error[0] ? r->error : curl_easy_strerror(result));
             else snprintf(error, sizeof error, "HTTP %ld", http_status);
             send_failed(w, e, r->job, error);
         }

@@ -15,6 +15,7 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +58,12 @@ struct vault {
     writer_t *writer;
     pthread_mutex_t rotate_mutex;     /* one rotation at a time; guards kek, kek_id */
     bool mutex_ready;
+    pthread_mutex_t job_mutex;        /* guards job */
+    bool job_mutex_ready;
+    vault_rotation_status_t job;      /* the latest data-key rotation */
+    pthread_t job_thread;             /* a background one, joined by vault_rotation_stop */
+    bool job_joinable;
+    atomic_bool job_cancel;
 };
 
 static void kek_id_make(const uint8_t kek[VAULT_KEY_BYTES], char out[PC_ID_SIZE]) {
@@ -271,8 +278,9 @@ pc_status vault_open(vault_t **out, const vault_config_t *config) {
     vault->store = config->store;
     vault->writer = config->writer;
     vault->mutex_ready = pthread_mutex_init(&vault->rotate_mutex, NULL) == 0;
+    vault->job_mutex_ready = pthread_mutex_init(&vault->job_mutex, NULL) == 0;
     vault->keys_lock_ready = pthread_rwlock_init(&vault->keys_lock, NULL) == 0;
-    pc_status status = vault->mutex_ready && vault->keys_lock_ready ? vault_load(vault, config) : PC_NO_MEMORY;
+    pc_status status = vault->mutex_ready && vault->job_mutex_ready && vault->keys_lock_ready ? vault_load(vault, config) : PC_NO_MEMORY;
     if (status != PC_OK) {
         obs_logf(OBS_LEVEL_ERROR, "vault: cannot open with key file %s: %s (%s)", config->key_path,
                  pc_status_code(status), pc_status_message(status));
@@ -375,7 +383,9 @@ pc_status vault_rotate(vault_t *vault, vault_rotation_t *out) {
 
 void vault_close(vault_t *vault) {
     if (vault == NULL) return;
+    vault_rotation_stop(vault);
     if (vault->mutex_ready) pthread_mutex_destroy(&vault->rotate_mutex);
+    if (vault->job_mutex_ready) pthread_mutex_destroy(&vault->job_mutex);
     if (vault->keys_lock_ready) pthread_rwlock_destroy(&vault->keys_lock);
     sodium_memzero(vault, sizeof *vault);
     sodium_free(vault);
@@ -555,11 +565,41 @@ static pc_status rekey_read(vault_t *vault, rekey_job_t *job, const char *key_id
     return status;
 }
 
+/* The running rotation's figures so far, for vault_rotation_status. */
+static void job_progress(vault_t *vault, const vault_data_rotation_t *so_far) {
+    pthread_mutex_lock(&vault->job_mutex);
+    vault->job.progress = *so_far;
+    pthread_mutex_unlock(&vault->job_mutex);
+}
+
+/* Marks a data-key rotation running; false when one already is. */
+static bool job_begin(vault_t *vault) {
+    pthread_mutex_lock(&vault->job_mutex);
+    bool idle = vault->job.state != VAULT_ROTATION_RUNNING;
+    if (idle) {
+        memset(&vault->job, 0, sizeof vault->job);
+        vault->job.state = VAULT_ROTATION_RUNNING;
+        vault->job.started_ns = pc_wall_ns();
+    }
+    pthread_mutex_unlock(&vault->job_mutex);
+    return idle;
+}
+
+static void job_end(vault_t *vault, pc_status status, const vault_data_rotation_t *result) {
+    pthread_mutex_lock(&vault->job_mutex);
+    vault->job.progress = *result;
+    vault->job.error = status;
+    vault->job.state = status == PC_OK ? VAULT_ROTATION_SUCCEEDED : VAULT_ROTATION_FAILED;
+    vault->job.finished_ns = pc_wall_ns();
+    pthread_mutex_unlock(&vault->job_mutex);
+}
+
 /* One pass over every card not under 'key_id', a batch per writer command. */
 static pc_status cards_reencrypt(vault_t *vault, rekey_job_t *job, const char *key_id, vault_data_rotation_t *out) {
     char after[PC_ID_SIZE] = "";
     pc_status status = PC_OK;
     while (status == PC_OK) {
+        if (atomic_load(&vault->job_cancel)) return PC_SHUTTING_DOWN;
         status = rekey_read(vault, job, key_id, after);
         if (status != PC_OK || job->count == 0) break;
         pthread_rwlock_rdlock(&vault->keys_lock);
@@ -576,6 +616,7 @@ static pc_status cards_reencrypt(vault_t *vault, rekey_job_t *job, const char *k
         if (status == PC_OK) {
             out->cards_reencrypted += job->count;
             out->batches++;
+            job_progress(vault, out);
         }
     }
     return status;
@@ -636,14 +677,18 @@ static pc_status rotate_data_locked(vault_t *vault, rekey_job_t *job, vault_data
     return status;
 }
 
-pc_status vault_rotate_data_key(vault_t *vault, vault_data_rotation_t *out) {
+/* The rotation itself, once job_begin let it run. */
+static pc_status rotate_data_run(vault_t *vault, vault_data_rotation_t *out) {
     memset(out, 0, sizeof *out);
     rekey_job_t *job = calloc(1, sizeof *job);
-    if (job == NULL) return PC_NO_MEMORY;
-    pthread_mutex_lock(&vault->rotate_mutex);
-    pc_status status = rotate_data_locked(vault, job, out);
-    pthread_mutex_unlock(&vault->rotate_mutex);
-    free(job);
+    pc_status status = PC_NO_MEMORY;
+    if (job != NULL) {
+        pthread_mutex_lock(&vault->rotate_mutex);
+        status = rotate_data_locked(vault, job, out);
+        pthread_mutex_unlock(&vault->rotate_mutex);
+        free(job);
+    }
+    job_end(vault, status, out);
     if (status == PC_OK) {
         obs_logf(OBS_LEVEL_INFO, "vault: data key rotated to %s (%llu cards re-encrypted in %u batches, %u keys "
                  "retired, %u still used)", out->data_key_id, (unsigned long long)out->cards_reencrypted,
@@ -653,4 +698,61 @@ pc_status vault_rotate_data_key(vault_t *vault, vault_data_rotation_t *out) {
                  "run it again", pc_status_code(status), (unsigned long long)out->cards_reencrypted);
     }
     return status;
+}
+
+pc_status vault_rotate_data_key(vault_t *vault, vault_data_rotation_t *out) {
+    memset(out, 0, sizeof *out);
+    if (!job_begin(vault)) return PC_VAULT_ROTATION_IN_PROGRESS;
+    return rotate_data_run(vault, out);
+}
+
+static void *rotation_thread(void *arg) {
+    vault_t *vault = arg;
+    vault_data_rotation_t result;
+    (void)rotate_data_run(vault, &result); /* the outcome is in vault->job and the log */
+    return NULL;
+}
+
+/* The thread bookkeeping is under job_mutex: a second start may come in as soon as
+ * the first thread's job_end ran. */
+pc_status vault_rotate_data_key_start(vault_t *vault) {
+    if (!job_begin(vault)) return PC_VAULT_ROTATION_IN_PROGRESS;
+    pthread_mutex_lock(&vault->job_mutex);
+    if (vault->job_joinable) pthread_join(vault->job_thread, NULL); /* it ended: job_begin saw it */
+    atomic_store(&vault->job_cancel, false);
+    vault->job_joinable = pthread_create(&vault->job_thread, NULL, rotation_thread, vault) == 0;
+    bool started = vault->job_joinable;
+    pthread_mutex_unlock(&vault->job_mutex);
+    if (!started) {
+        vault_data_rotation_t none = {0};
+        job_end(vault, PC_NO_MEMORY, &none);
+        return PC_NO_MEMORY;
+    }
+    return PC_OK;
+}
+
+void vault_rotation_status(vault_t *vault, vault_rotation_status_t *out) {
+    pthread_mutex_lock(&vault->job_mutex);
+    *out = vault->job;
+    pthread_mutex_unlock(&vault->job_mutex);
+}
+
+const char *vault_rotation_state_name(vault_rotation_state_t state) {
+    switch (state) {
+    case VAULT_ROTATION_IDLE: return "idle";
+    case VAULT_ROTATION_RUNNING: return "running";
+    case VAULT_ROTATION_SUCCEEDED: return "succeeded";
+    case VAULT_ROTATION_FAILED: return "failed";
+    }
+    return "unknown";
+}
+
+void vault_rotation_stop(vault_t *vault) {
+    if (vault == NULL || !vault->job_mutex_ready) return;
+    pthread_mutex_lock(&vault->job_mutex);
+    bool joinable = vault->job_joinable;
+    vault->job_joinable = false;
+    atomic_store(&vault->job_cancel, true);
+    pthread_mutex_unlock(&vault->job_mutex);
+    if (joinable) pthread_join(vault->job_thread, NULL); /* outside: the thread reports progress under it */
 }

@@ -75,6 +75,32 @@ typedef struct {
  * Blocks its caller. */
 PC_MUST_USE pc_status vault_rotate_data_key(vault_t *vault, vault_data_rotation_t *out);
 
+typedef enum {
+    VAULT_ROTATION_IDLE,       /* none since the start */
+    VAULT_ROTATION_RUNNING,
+    VAULT_ROTATION_SUCCEEDED,
+    VAULT_ROTATION_FAILED,     /* 'error' says why; every card still opens: run it again */
+} vault_rotation_state_t;
+
+/* The latest data-key rotation since the start, foreground or background. */
+typedef struct {
+    vault_rotation_state_t state;
+    vault_data_rotation_t progress;   /* so far while running, the result after */
+    pc_status error;                  /* PC_OK unless FAILED */
+    uint64_t started_ns, finished_ns; /* wall clock; finished_ns 0 while running */
+} vault_rotation_status_t;
+
+/* Starts vault_rotate_data_key on a thread of its own and returns at once; its
+ * progress reads through vault_rotation_status. PC_VAULT_ROTATION_IN_PROGRESS when a
+ * data-key rotation already runs (vault_rotate_data_key answers the same then). The
+ * thread stops between batches at vault_rotation_stop (the server's shutdown). */
+PC_MUST_USE pc_status vault_rotate_data_key_start(vault_t *vault);
+void vault_rotation_status(vault_t *vault, vault_rotation_status_t *out);
+const char *vault_rotation_state_name(vault_rotation_state_t state);
+/* Asks a background rotation to stop after its current batch and waits for it (the
+ * writer must still run). Idempotent; vault_close calls it too. */
+void vault_rotation_stop(vault_t *vault);
+
 /* Stores a card tokenized by vault_tokenize (store_vault_card_put) in the caller's
  * transaction, re-encrypted first when a data-key rotation began since it was
  * tokenized (so no card arrives under a key being retired). Writer thread. */

@@ -56,10 +56,15 @@ def pg_database_new():
 class Server:
     """One paycore database and (re)startable server process."""
 
-    def __init__(self, demo=False, extra_args=None):
+    # the tests' webhook receivers listen on loopback, which paycore refuses by default
+    webhook_args = ["--webhook-private-ok"]
+
+    def __init__(self, demo=False, extra_args=None, webhook_private_ok=True):
         self.dir = tempfile.mkdtemp(prefix="paycore-api-")
         self.db = os.path.join(self.dir, "api.db")
         self.extra_args = extra_args or []
+        if not webhook_private_ok:
+            self.webhook_args = []
         self.proc = None
         self.port = None
         self.log_path = None
@@ -77,7 +82,7 @@ class Server:
         self.starts += 1
         self.log_path = os.path.join(self.dir, "serve-%d.log" % self.starts)
         log = open(self.log_path, "w")
-        args = [BIN, "serve", "--db", self.db, "--listen", "127.0.0.1:0"] + self.store_args
+        args = [BIN, "serve", "--db", self.db, "--listen", "127.0.0.1:0"] + self.store_args + self.webhook_args
         args += self.extra_args + (extra_args or [])
         watch = self.log_path
         if "--log-file" in args:

@@ -185,6 +185,58 @@ def test_operations(server, admin):
     check(all(t in guide for t in served if not t.startswith("withdrawal.")), "docs/events.md names every type")
 
 
+def test_private_addresses():
+    """By default a webhook may reach public addresses only: URLs whose host is (or
+    resolves to) loopback, private, link-local or special-purpose are refused at
+    creation with url_not_public and nothing stored; an endpoint made under
+    --webhook-private-ok gets no delivery once the server runs without it (the address
+    is checked again on every connection: DNS may change), its deliveries failing
+    with url_not_public."""
+    strict = Server(webhook_private_ok=False)
+    try:
+        strict.start()
+        admin = strict.client()
+        for url in ("http://127.0.0.1:9/x", "http://localhost:9/x", "http://10.1.2.3/x", "http://172.16.0.1/x",
+                    "http://192.168.1.1/x", "http://169.254.169.254/latest/meta-data", "http://100.64.0.1/x",
+                    "http://0.0.0.0/x", "http://[::1]:9/x", "http://[fe80::1]/x", "http://[fd00::1]/x",
+                    "http://[::ffff:127.0.0.1]/x", "http://224.0.0.1/x", "http://2130706433/x"):
+            r = expect(admin.post("/v1/webhook-endpoints", {"url": url, "events": ["*"]}), 400, "url_not_public",
+                       "a non-public webhook %s" % url)
+            check(r.json["error"].get("field") == "url", "the field is named: %r" % r.json)
+        check(expect(admin.get("/v1/webhook-endpoints"), 200).json["data"] == [], "nothing was created")
+        r = expect(admin.post("/v1/webhook-endpoints", {"url": "http://93.184.215.14/x", "events": ["*"]}), 201,
+                   what="a public address is taken")
+        expect(admin.delete("/v1/webhook-endpoints/" + r.json["id"]), 200, what="delete")
+    finally:
+        strict.close()
+
+    rx = Receiver()
+    server = Server()
+    try:
+        server.start()
+        admin = server.client()
+        ep = expect(admin.post("/v1/webhook-endpoints", {"url": rx.url(), "events": ["account.created"]}), 201,
+                    what="a loopback endpoint under --webhook-private-ok").json
+        expect(admin.post("/v1/accounts", {"accounts": [account("before")]}), 200, what="account")
+        wait_for(lambda: len(rx.attempts) >= 1, "the loopback endpoint to get its event")
+        server.stop()
+        server.webhook_args = []
+        server.start(extra_args=["--events-retry-base-ms", "100"])
+        admin = server.client()
+        seen = len(rx.attempts)
+        expect(admin.post("/v1/accounts", {"accounts": [account("after")]}), 200, what="account")
+
+        def refused():
+            rows = expect(admin.get("/v1/webhook-endpoints/%s/deliveries" % ep["id"]), 200).json["data"]
+            return [d for d in rows if "url_not_public" in (d.get("last_error") or "")]
+        rows = wait_for(refused, "the delivery to fail with url_not_public")
+        check("127.0.0.1" in rows[0]["last_error"], "the error names the address: %r" % rows[0])
+        check(len(rx.attempts) == seen, "nothing reached the loopback receiver: %d attempts" % (len(rx.attempts) - seen))
+    finally:
+        server.close()
+        rx.stop()
+
+
 def main():
     server = Server()
     try:
@@ -194,9 +246,10 @@ def main():
         test_endpoint_validation(admin)
         test_isolation(server, admin)
         test_operations(server, admin)
-        print("events api: ok")
     finally:
         server.close()
+    test_private_addresses()
+    print("events api: ok")
 
 
 if __name__ == "__main__":

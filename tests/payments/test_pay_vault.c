@@ -6,13 +6,18 @@
  * own codes; the fingerprint is the same for one card and differs across cards and keys.
  * A data-key rotation re-encrypts the stored cards and retires the old key; a card
  * tokenized under the old key before it and stored after it is re-encrypted on the way
- * in, and after a restart only the new key exists.
+ * in, and after a restart only the new key exists. A background rotation runs while
+ * the caller goes on, refuses a second one while it runs, reports its progress, and
+ * stops between batches when the server shuts down, every card still opening.
  * Method: a real SQLite store and writer in a temp dir; rows written and read back
  * through the store; the database files are searched byte for byte for the number. */
+#include <pthread.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/core.h"
@@ -228,6 +233,136 @@ static void test_data_key_rotation(void) {
     stop(store, writer);
 }
 
+/* A writer command that holds the writer thread until released: what a rotation
+ * submits meanwhile waits behind it. */
+typedef struct {
+    writer_cmd_t cmd;
+    writer_t *writer;
+    pthread_t thread;
+    atomic_bool entered, release;
+} gate_t;
+
+static pc_status gate_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
+    (void)tx;
+    gate_t *gate = (gate_t *)cmd;
+    atomic_store(&gate->entered, true);
+    while (!atomic_load(&gate->release)) {
+        struct timespec pause = {0, 1000000};
+        nanosleep(&pause, NULL);
+    }
+    return PC_OK;
+}
+
+static void *gate_submit(void *arg) {
+    gate_t *gate = arg;
+    ASSERT_STATUS(writer_submit_wait(gate->writer, &gate->cmd), PC_OK);
+    return NULL;
+}
+
+static void gate_close(gate_t *gate, writer_t *writer) {
+    memset(gate, 0, sizeof *gate);
+    gate->cmd = (writer_cmd_t){.kind = WRITER_CMD_EXEC, .event_count = 1, .in_transaction = gate_in_tx};
+    gate->writer = writer;
+    ASSERT_TRUE(pthread_create(&gate->thread, NULL, gate_submit, gate) == 0);
+    while (!atomic_load(&gate->entered)) {
+        struct timespec pause = {0, 1000000};
+        nanosleep(&pause, NULL);
+    }
+}
+
+static void gate_open(gate_t *gate) {
+    atomic_store(&gate->release, true);
+    ASSERT_TRUE(pthread_join(gate->thread, NULL) == 0);
+}
+
+static void *gate_open_later(void *arg) {
+    struct timespec pause = {1, 0}; /* the main thread asks the rotation to stop meanwhile */
+    nanosleep(&pause, NULL);
+    atomic_store(&((gate_t *)arg)->release, true);
+    return NULL;
+}
+
+/* Polls until the rotation is no longer running. */
+static void rotation_wait(vault_t *vault, vault_rotation_status_t *out) {
+    for (int i = 0; i < 120000; i++) {
+        vault_rotation_status(vault, out);
+        if (out->state != VAULT_ROTATION_RUNNING) return;
+        struct timespec pause = {0, 1000000};
+        nanosleep(&pause, NULL);
+    }
+    ASSERT_TRUE(!"the background rotation ended within 120 s");
+}
+
+static void test_background_rotation(void) {
+    snprintf(db_path, sizeof db_path, "%s/background.db", dir);
+    snprintf(key_path, sizeof key_path, "%s/background.db.vault-key", dir);
+    store_t *store;
+    writer_t *writer;
+    start(&store, &writer);
+    vault_t *vault;
+    vault_config_t config = {.key_path = key_path, .store = store, .writer = writer};
+    ASSERT_STATUS(vault_open(&vault, &config), PC_OK);
+    vault_rotation_status_t job;
+    vault_rotation_status(vault, &job);
+    ASSERT_EQ(job.state, VAULT_ROTATION_IDLE);
+    const char *pans[3] = {PAN, "5555555555554444", "4000056655665556"};
+    store_vault_card_t cards[3];
+    for (int i = 0; i < 3; i++) {
+        ASSERT_STATUS(vault_tokenize(vault, pans[i], 12, 2030, &cards[i]), PC_OK);
+        card_store(writer, &cards[i]);
+    }
+    char first_key[PC_ID_SIZE];
+    snprintf(first_key, sizeof first_key, "%s", cards[0].data_key_id);
+    gate_t gate;
+    gate_close(&gate, writer);
+    ASSERT_STATUS(vault_rotate_data_key_start(vault), PC_OK);        /* returns while the writer is held */
+    vault_rotation_status(vault, &job);
+    ASSERT_EQ(job.state, VAULT_ROTATION_RUNNING);
+    ASSERT_TRUE(job.started_ns > 0 && job.finished_ns == 0);
+    vault_data_rotation_t refused;
+    ASSERT_STATUS(vault_rotate_data_key_start(vault), PC_VAULT_ROTATION_IN_PROGRESS);
+    ASSERT_STATUS(vault_rotate_data_key(vault, &refused), PC_VAULT_ROTATION_IN_PROGRESS);
+    gate_open(&gate);
+    rotation_wait(vault, &job);
+    ASSERT_EQ(job.state, VAULT_ROTATION_SUCCEEDED);
+    ASSERT_EQ(job.progress.cards_reencrypted, 3);
+    ASSERT_EQ(job.progress.retired_count, 1);
+    ASSERT_STR_EQ(job.progress.retired[0], first_key);
+    ASSERT_TRUE(job.finished_ns >= job.started_ns);
+    for (int i = 0; i < 3; i++) reveal_stored(store, vault, cards[i].token, pans[i], job.progress.data_key_id);
+    char second_key[PC_ID_SIZE];
+    snprintf(second_key, sizeof second_key, "%s", job.progress.data_key_id);
+
+    gate_close(&gate, writer);                                        /* a shutdown stops it between batches */
+    ASSERT_STATUS(vault_rotate_data_key_start(vault), PC_OK);
+    pthread_t opener;
+    ASSERT_TRUE(pthread_create(&opener, NULL, gate_open_later, &gate) == 0);
+    vault_rotation_stop(vault);
+    ASSERT_TRUE(pthread_join(opener, NULL) == 0);
+    ASSERT_TRUE(pthread_join(gate.thread, NULL) == 0);
+    vault_rotation_status(vault, &job);
+    ASSERT_EQ(job.state, VAULT_ROTATION_FAILED);
+    ASSERT_STATUS(job.error, PC_SHUTTING_DOWN);
+    ASSERT_EQ(job.progress.cards_reencrypted, 0);
+    for (int i = 0; i < 3; i++) reveal_stored(store, vault, cards[i].token, pans[i], second_key);
+    vault_close(vault);
+    stop(store, writer);
+
+    start(&store, &writer);                                           /* the next rotation finishes the work */
+    config.store = store;
+    config.writer = writer;
+    ASSERT_STATUS(vault_open(&vault, &config), PC_OK);
+    ASSERT_STATUS(vault_rotate_data_key_start(vault), PC_OK);
+    rotation_wait(vault, &job);
+    ASSERT_EQ(job.state, VAULT_ROTATION_SUCCEEDED);
+    ASSERT_EQ(job.progress.cards_reencrypted, 3);
+    ASSERT_EQ(job.progress.keys_remaining, 0);
+    ASSERT_EQ(job.progress.retired_count, 2);                          /* the second key and the unused one */
+    for (int i = 0; i < 3; i++) reveal_stored(store, vault, cards[i].token, pans[i], job.progress.data_key_id);
+    vault_close(vault);
+    stop(store, writer);
+}
+
 int main(void) {
     pc_sodium_ready();
     snprintf(dir, sizeof dir, "/tmp/paycore-test-vault-XXXXXX");
@@ -238,6 +373,7 @@ int main(void) {
     TEST_RUN(test_round_trip);
     TEST_RUN(test_refusals);
     TEST_RUN(test_data_key_rotation);
+    TEST_RUN(test_background_rotation);
     char command[400];
     snprintf(command, sizeof command, "rm -rf '%s'", dir);
     if (system(command) != 0) fprintf(stderr, "could not remove %s\n", dir);

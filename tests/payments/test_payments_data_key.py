@@ -48,7 +48,12 @@ def rotate(env):
     out = subprocess.run([BIN, "keys", "rotate", "--data-key", "--url", "http://127.0.0.1:%d" % env.port, "--key",
                           env.server.admin_key, "--json"], capture_output=True, text=True, timeout=10 * TIMEOUT_S)
     check(out.returncode == 0, "keys rotate --data-key failed: %s %s" % (out.stdout, out.stderr))
-    return json.loads(out.stdout)
+    done = json.loads(out.stdout)
+    check(done["state"] == "succeeded" and done["error"] is None and done["finished_at_ms"] >= done["started_at_ms"],
+          "the command followed the background rotation to its end: %r" % done)
+    status = env.admin.get("/v1/admin/vault/rotation").json
+    check(status == done, "GET /v1/admin/vault/rotation shows the same rotation: %r vs %r" % (status, done))
+    return done
 
 
 def parallel(env, key, items, fn, threads=4):
@@ -180,10 +185,15 @@ def main():
                   % (cards, keys))
         stored_before = WAITING
         for body, code, field in (({"data_key": "yes"}, "field_type", "data_key"),
-                                  ({"data_key": True, "now": 1}, "field_unknown", "now")):
+                                  ({"data_key": True, "now": 1}, "field_unknown", "now"),
+                                  ({"data_key": True, "background": 1}, "field_type", "background"),
+                                  ({"background": True}, "invalid_argument", "background")):
             r = expect(env.admin.post("/v1/admin/vault/rotate", body), 400, code, "rotate %r" % body)
             check(r.json["error"].get("field") == field, "the field is named: %r" % r.json)
         expect(m.post("/v1/admin/vault/rotate", {"data_key": True}), 403, what="a merchant key may not rotate")
+        expect(m.get("/v1/admin/vault/rotation"), 403, what="a merchant key may not see the rotation")
+        idle = expect(env.admin.get("/v1/admin/vault/rotation"), 200, what="rotation status").json
+        check(idle["state"] == "idle" and idle["error"] is None, "no rotation since the start: %r" % idle)
         if not PG_HOST:
             check(sqlite_key_ids(env.server.db) == (cards, keys), "refused rotations changed nothing")
 

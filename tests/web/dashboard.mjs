@@ -78,9 +78,10 @@ async function startServer(dir) {
   writeFileSync(rules, 'amount_limit currency=USD max_minor=500000\nblock payer=P_REVIEW action=review reason=watchlist\n' +
     'block payer=P_DECLINE\n');
   const log = join(dir, 'serve.log');
-  // --demo: the channel simulators and the gateway, so the channels panel has channels
+  // --demo: the channel simulators and the gateway, so the channels panel has channels;
+  // --webhook-private-ok: this test's webhook receiver listens on loopback
   const proc = spawn(bin, ['serve', '--db', db, '--listen', '127.0.0.1:0', '--log-file', log,
-    '--risk-rules', rules, '--risk-rules-only', '--demo'], { stdio: 'ignore' });
+    '--risk-rules', rules, '--risk-rules-only', '--demo', '--webhook-private-ok'], { stdio: 'ignore' });
   const port = await until('the server to listen', () => {
     if (proc.exitCode !== null) throw new Error(`server exited: ${readFileSync(log, 'utf8')}`);
     if (!existsSync(log)) return null;
