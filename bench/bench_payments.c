@@ -12,6 +12,15 @@
  *   payments_e2e_where: the server's own view of each kind of slice (its /metrics and
  *     its CPU time from /proc): commits per payment, mean commit time, mean batch, and
  *     server CPU per payment against per ledger transfer.
+ *   payments_e2e_cpu: CPU ms per payment of each server thread kind (by thread name:
+ *     writer, WAL checkpointer, gateway, stage, HTTP workers, the rest), of the card
+ *     simulator and of this load generator: what shares the 2 cores.
+ *   payments_e2e_requests: p50/p99 of each request (authorize, capture) on its own.
+ *   payments_e2e_open: an open loop after the closed one: payments started at Poisson
+ *     arrivals at half the closed loop's rate (at most 64 at once), latency from each
+ *     payment's scheduled arrival, so a stall counts for every payment it delayed (the
+ *     closed loop's p99 is its queue at saturation: 64 / rate).
+ *   payments_e2e_machine: the load average before and after (the machine is shared).
  * Everything on loopback; the server, simulator and load share the machine's cores.
  *   --quick  about 15 s     --full  about 50 s
  *   --profile SECONDS  payments only, for a profiler: prints "server_pid=N" once the
@@ -22,7 +31,10 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <dirent.h>
+#include <math.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -31,7 +43,7 @@
 #define CONNECTIONS 64
 #define THREADS 2
 #define CARD "4000000000000002" /* the simulator approves it with no balance or limit checks */
-#define LATENCIES_MAX (1u << 22)
+#define OPEN_LOAD_FRACTION 0.5 /* the open loop's offered rate, of the closed loop's */
 #define PATH_BYTES 1024
 
 static char dir[512];
@@ -191,8 +203,16 @@ static bool json_field(const char *json, const char *name, char *out, size_t out
 /* The server's own view over a slice: commits, their time, batch sizes, its CPU and
  * the bytes it wrote to its files (WAL frames, checkpoints: the cost of each kind of
  * write, independent of how fast the disk is today). */
+/* Server threads by name (pthread_setname_np); MHD names its workers "MHD-…". */
+enum { GROUP_WRITER, GROUP_CHECKPOINTER, GROUP_GATEWAY, GROUP_STAGE, GROUP_HTTP, GROUP_OTHER, GROUPS };
+static const char *const group_names[GROUPS] = {"writer", "checkpointer", "gateway", "stage", "http", "other"};
+static const char *const group_prefixes[GROUPS] = {"paycore-writer", "paycore-walckpt", "paycore-gw",
+                                                   "paycore-stage", "MHD-", NULL};
+
 typedef struct {
     double commits, commit_s, batches, batch_events, cpu_s, write_bytes;
+    double group_cpu_s[GROUPS];    /* threads that ended since are in GROUP_OTHER */
+    double sim_cpu_s, client_cpu_s;
 } server_view;
 
 static size_t collect_big(char *data, size_t size, size_t count, void *user) {
@@ -216,20 +236,62 @@ static double metric_value(const char *text, const char *name) {
     return 0.0;
 }
 
-static double server_cpu_s(void) {
-    char path[64], text[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)server_pid);
+/* utime + stime of a /proc/.../stat file, and its command name (or NULL). */
+static double stat_cpu_s(const char *path, char *comm, size_t comm_bytes) {
+    char text[1024];
     FILE *f = fopen(path, "r");
     size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
     if (f) fclose(f);
     text[n] = '\0';
-    const char *after = strrchr(text, ')'); /* fields after the command name */
+    const char *open = strchr(text, '('), *after = strrchr(text, ')'); /* the command name between */
     unsigned long long utime = 0, stime = 0;
-    if (after == NULL || sscanf(after + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
-                                &stime) != 2) {
+    if (open == NULL || after == NULL || after < open ||
+        sscanf(after + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2) {
         return 0.0;
     }
+    if (comm != NULL) snprintf(comm, comm_bytes, "%.*s", (int)(after - open - 1), open + 1);
     return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double process_cpu_s(pid_t pid) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    return pid > 0 ? stat_cpu_s(path, NULL, 0) : 0.0;
+}
+
+static double server_cpu_s(void) { return process_cpu_s(server_pid); }
+
+/* The server's CPU by thread kind: each live thread's, the rest (ended threads) in other. */
+static void server_groups_cpu_s(double total_s, double out[GROUPS]) {
+    char dir_path[64], path[320], comm[64];
+    snprintf(dir_path, sizeof dir_path, "/proc/%d/task", (int)server_pid);
+    memset(out, 0, GROUPS * sizeof out[0]);
+    DIR *d = opendir(dir_path);
+    struct dirent *e;
+    double known_s = 0.0;
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') continue;
+        snprintf(path, sizeof path, "%s/%s/stat", dir_path, e->d_name);
+        comm[0] = '\0';
+        double cpu_s = stat_cpu_s(path, comm, sizeof comm);
+        int g = GROUP_OTHER;
+        for (int i = 0; i < GROUP_OTHER; i++) {
+            if (strncmp(comm, group_prefixes[i], strlen(group_prefixes[i])) == 0) g = i;
+        }
+        if (g != GROUP_OTHER) {
+            out[g] += cpu_s;
+            known_s += cpu_s;
+        }
+    }
+    if (d != NULL) closedir(d);
+    out[GROUP_OTHER] = total_s > known_s ? total_s - known_s : 0.0;
+}
+
+static double client_cpu_s(void) {
+    struct rusage u;
+    if (getrusage(RUSAGE_SELF, &u) != 0) return 0.0;
+    return (double)u.ru_utime.tv_sec + (double)u.ru_stime.tv_sec +
+           ((double)u.ru_utime.tv_usec + (double)u.ru_stime.tv_usec) / 1e6;
 }
 
 /* /proc/<pid>/io write_bytes: what the server sent toward its storage. */
@@ -246,7 +308,9 @@ static double server_write_bytes(void) {
 }
 
 static server_view server_look(const char *base) {
-    server_view v = {.cpu_s = server_cpu_s(), .write_bytes = server_write_bytes()};
+    server_view v = {.cpu_s = server_cpu_s(), .write_bytes = server_write_bytes(), .sim_cpu_s = process_cpu_s(sim_pid),
+                     .client_cpu_s = client_cpu_s()};
+    server_groups_cpu_s(v.cpu_s, v.group_cpu_s);
     char url[256], *text = NULL;
     snprintf(url, sizeof url, "%s/metrics", base);
     CURL *curl = curl_easy_init();
@@ -273,9 +337,33 @@ static void server_add(server_view *total, const server_view *before, const serv
     total->batch_events += after->batch_events - before->batch_events;
     total->cpu_s += after->cpu_s - before->cpu_s;
     total->write_bytes += after->write_bytes - before->write_bytes;
+    for (int g = 0; g < GROUPS; g++) total->group_cpu_s[g] += after->group_cpu_s[g] - before->group_cpu_s[g];
+    total->sim_cpu_s += after->sim_cpu_s - before->sim_cpu_s;
+    total->client_cpu_s += after->client_cpu_s - before->client_cpu_s;
 }
 
 /* ---------------------------------------------------------------- the payments load */
+
+/* Latencies in ns, grown as needed. */
+typedef struct {
+    uint64_t *ns;
+    uint64_t count, capacity;
+} samples;
+
+static void samples_add(samples *s, uint64_t ns) {
+    if (s->count == s->capacity) {
+        uint64_t capacity = s->capacity ? 2 * s->capacity : 4096;
+        uint64_t *grown = realloc(s->ns, capacity * sizeof *grown);
+        if (grown == NULL) die("no memory");
+        s->ns = grown;
+        s->capacity = capacity;
+    }
+    s->ns[s->count++] = ns;
+}
+
+static void samples_append(samples *to, const samples *from) {
+    for (uint64_t i = 0; i < from->count; i++) samples_add(to, from->ns[i]);
+}
 
 typedef enum { STEP_AUTHORIZE, STEP_CAPTURE } step;
 
@@ -287,9 +375,11 @@ typedef struct {
     char url[256];
     char payment_id[64];
     step next;
+    bool busy;                     /* a request of it is in the multi */
     uint32_t index;
     uint64_t sequence;
-    uint64_t started_ns;           /* the payment's authorize was sent */
+    uint64_t started_ns;           /* the payment began: its authorize was sent (open loop: was due) */
+    uint64_t sent_ns;              /* the request in flight was sent */
 } pay_conn;
 
 typedef struct {
@@ -297,9 +387,10 @@ typedef struct {
     const char *key;
     uint32_t first, count;
     uint64_t deadline_ns;
-    uint64_t payments, errors, declined;
-    uint64_t *latencies_ns;        /* this worker's share of the run's buffer */
-    uint64_t latency_room;
+    double rate_per_s;             /* open loop: this worker's arrivals per second; 0: closed loop */
+    uint64_t rng;
+    uint64_t payments, errors, declined, arrivals;
+    samples payment, authorize, capture;
     char first_error[200];
 } pay_worker;
 
@@ -312,7 +403,6 @@ static void conn_send(pay_conn *c, const pay_worker *w) {
     c->headers = curl_slist_append(c->headers, "Expect:");
     if (c->next == STEP_AUTHORIZE) {
         c->sequence++;
-        c->started_ns = pc_mono_ns();
         snprintf(c->url, sizeof c->url, "%s/v1/payments", w->base);
         snprintf(c->body, sizeof c->body,
                  "{\"amount\":%llu,\"currency\":\"EUR\",\"capture_method\":\"manual\",\"payment_method\":"
@@ -330,6 +420,7 @@ static void conn_send(pay_conn *c, const pay_worker *w) {
     curl_easy_setopt(c->curl, CURLOPT_URL, c->url);
     curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, c->headers);
     curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, c->body);
+    c->sent_ns = pc_mono_ns();
 }
 
 static void worker_error(pay_worker *w, long status, const char *what) {
@@ -339,12 +430,14 @@ static void worker_error(pay_worker *w, long status, const char *what) {
 /* An answer: the next step of the payment, or the next payment. */
 static void conn_answered(pay_conn *c, pay_worker *w, CURLcode rc) {
     long status = 0;
+    uint64_t now_ns = pc_mono_ns();
     if (rc == CURLE_OK) curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
     char state[32] = "";
     (void)json_field(c->reply, "status", state, sizeof state);
     if (c->next == STEP_AUTHORIZE) {
         if (status == 201 && strcmp(state, "authorized") == 0 && json_field(c->reply, "id", c->payment_id,
                                                                             sizeof c->payment_id)) {
+            samples_add(&w->authorize, now_ns - c->sent_ns);
             c->next = STEP_CAPTURE;
             return;
         }
@@ -357,8 +450,42 @@ static void conn_answered(pay_conn *c, pay_worker *w, CURLcode rc) {
         worker_error(w, status, rc == CURLE_OK ? c->reply : curl_easy_strerror(rc));
         return;
     }
-    if (w->payments < w->latency_room) w->latencies_ns[w->payments] = pc_mono_ns() - c->started_ns;
+    samples_add(&w->capture, now_ns - c->sent_ns);
+    samples_add(&w->payment, now_ns - c->started_ns);
     w->payments++;
+}
+
+/* The gap to the next Poisson arrival (xorshift64*; the bench's own, not money). */
+static uint64_t arrival_gap_ns(pay_worker *w) {
+    w->rng ^= w->rng >> 12;
+    w->rng ^= w->rng << 25;
+    w->rng ^= w->rng >> 27;
+    double u = (double)((w->rng * 2685821657736338717ull) >> 11) / 9007199254740992.0; /* [0, 1) */
+    return (uint64_t)(-log(1.0 - u) / w->rate_per_s * 1e9);
+}
+
+static void conn_start(pay_conn *c, pay_worker *w, CURLM *multi) {
+    conn_send(c, w);
+    curl_multi_add_handle(multi, c->curl);
+    c->busy = true;
+}
+
+/* Open loop: every arrival that is due starts a payment on an idle connection (one
+ * that waits for a free connection keeps its arrival time); ms until the next is due. */
+static long arrivals_start(pay_conn *conns, pay_worker *w, CURLM *multi, uint64_t *next_ns, uint32_t *active) {
+    uint64_t now_ns = pc_mono_ns();
+    for (uint32_t i = 0; i < w->count && *next_ns <= now_ns && *next_ns < w->deadline_ns; i++) {
+        pay_conn *c = &conns[i];
+        if (c->busy) continue;
+        c->next = STEP_AUTHORIZE;
+        c->started_ns = *next_ns;
+        conn_start(c, w, multi);
+        (*active)++;
+        w->arrivals++;
+        *next_ns += arrival_gap_ns(w);
+    }
+    if (*next_ns >= w->deadline_ns) return 100;
+    return *next_ns > now_ns ? (long)((*next_ns - now_ns) / 1000000) : 1;
 }
 
 static void *pay_worker_run(void *arg) {
@@ -366,6 +493,8 @@ static void *pay_worker_run(void *arg) {
     CURLM *multi = curl_multi_init();
     pay_conn *conns = calloc(w->count, sizeof *conns);
     if (multi == NULL || conns == NULL) die("no memory");
+    bool open = w->rate_per_s > 0;
+    uint64_t next_ns = pc_mono_ns();
     uint32_t active = 0;
     for (uint32_t i = 0; i < w->count; i++) {
         pay_conn *c = &conns[i];
@@ -377,11 +506,13 @@ static void *pay_worker_run(void *arg) {
         curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, 60L);
         curl_easy_setopt(c->curl, CURLOPT_TCP_NODELAY, 1L);
-        conn_send(c, w);
-        curl_multi_add_handle(multi, c->curl);
+        if (open) continue;
+        c->started_ns = pc_mono_ns();
+        conn_start(c, w, multi);
         active++;
     }
-    while (active > 0) {
+    while (active > 0 || (open && next_ns < w->deadline_ns)) {
+        long wait_ms = open ? arrivals_start(conns, w, multi, &next_ns, &active) : 100;
         int running = 0, queued = 0;
         curl_multi_perform(multi, &running);
         CURLMsg *msg;
@@ -391,16 +522,17 @@ static void *pay_worker_run(void *arg) {
             curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&c);
             CURLcode rc = msg->data.result;
             curl_multi_remove_handle(multi, c->curl);
+            c->busy = false;
             conn_answered(c, w, rc);
             /* a payment under way is finished (captured) after the deadline */
-            if (c->next == STEP_CAPTURE || pc_mono_ns() < w->deadline_ns) {
-                conn_send(c, w);
-                curl_multi_add_handle(multi, c->curl);
+            if (c->next == STEP_CAPTURE || (!open && pc_mono_ns() < w->deadline_ns)) {
+                if (c->next == STEP_AUTHORIZE) c->started_ns = pc_mono_ns();
+                conn_start(c, w, multi);
             } else {
                 active--;
             }
         }
-        if (active > 0) curl_multi_poll(multi, NULL, 0, 100, NULL);
+        if (active > 0 || open) curl_multi_poll(multi, NULL, 0, (int)(wait_ms < 100 ? wait_ms : 100), NULL);
     }
     for (uint32_t i = 0; i < w->count; i++) {
         curl_slist_free_all(conns[i].headers);
@@ -412,43 +544,51 @@ static void *pay_worker_run(void *arg) {
 }
 
 typedef struct {
-    uint64_t payments, errors, declined;
+    uint64_t payments, errors, declined, arrivals;
     double seconds;
-    uint64_t *latencies_ns;
-    uint64_t latency_count;
-    uint64_t latency_capacity;
+    samples payment, authorize, capture;
     char first_error[200];
 } pay_totals;
 
-static void payments_slice(const char *base, const char *key, double seconds, pay_totals *t) {
+static void totals_free(pay_totals *t) {
+    free(t->payment.ns);
+    free(t->authorize.ns);
+    free(t->capture.ns);
+}
+
+/* A slice of 64 connections on THREADS threads: a closed loop (rate_per_s 0) or an
+ * open one at rate_per_s payments per second in all. */
+static void payments_slice(const char *base, const char *key, double seconds, double rate_per_s, pay_totals *t) {
     static uint32_t slice;
     pay_worker workers[THREADS];
     pthread_t ids[THREADS];
     uint64_t start_ns = pc_mono_ns();
-    uint64_t room = (t->latency_capacity - t->latency_count) / THREADS;
     for (uint32_t i = 0; i < THREADS; i++) {
         workers[i] = (pay_worker){.base = base, .key = key, .count = CONNECTIONS / THREADS,
                                   .first = (slice * CONNECTIONS) + i * (CONNECTIONS / THREADS),
                                   .deadline_ns = start_ns + (uint64_t)(seconds * 1e9),
-                                  .latencies_ns = t->latencies_ns + t->latency_count + i * room,
-                                  .latency_room = room};
+                                  .rate_per_s = rate_per_s / THREADS,
+                                  .rng = 0x9e3779b97f4a7c15ull * (slice * THREADS + i + 1)};
         if (pthread_create(&ids[i], NULL, pay_worker_run, &workers[i]) != 0) die("pthread_create");
     }
     slice++;
-    uint64_t kept = 0;
     for (uint32_t i = 0; i < THREADS; i++) {
         pthread_join(ids[i], NULL);
-        t->payments += workers[i].payments;
-        t->errors += workers[i].errors;
-        t->declined += workers[i].declined;
-        if (t->first_error[0] == '\0' && workers[i].first_error[0] != '\0') {
-            snprintf(t->first_error, sizeof t->first_error, "%s", workers[i].first_error);
+        pay_worker *w = &workers[i];
+        t->payments += w->payments;
+        t->errors += w->errors;
+        t->declined += w->declined;
+        t->arrivals += w->arrivals;
+        if (t->first_error[0] == '\0' && w->first_error[0] != '\0') {
+            snprintf(t->first_error, sizeof t->first_error, "%s", w->first_error);
         }
-        uint64_t n = workers[i].payments < room ? workers[i].payments : room;
-        memmove(t->latencies_ns + t->latency_count + kept, workers[i].latencies_ns, n * sizeof(uint64_t));
-        kept += n;
+        samples_append(&t->payment, &w->payment);
+        samples_append(&t->authorize, &w->authorize);
+        samples_append(&t->capture, &w->capture);
+        free(w->payment.ns);
+        free(w->authorize.ns);
+        free(w->capture.ns);
     }
-    t->latency_count += kept;
     t->seconds += (double)(pc_mono_ns() - start_ns) / 1e9;
 }
 
@@ -470,10 +610,21 @@ static int cmp_u64(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-static double quantile_ms(uint64_t *sorted, uint64_t count, double q) {
-    if (count == 0) return 0.0;
-    uint64_t i = (uint64_t)(q * (double)(count - 1));
-    return (double)sorted[i] / 1e6;
+/* The q-quantile (nearest rank) of sorted samples, in ms. */
+static double quantile_ms(const samples *sorted, double q) {
+    if (sorted->count == 0) return 0.0;
+    uint64_t rank = (uint64_t)ceil(q * (double)sorted->count); /* 1-based */
+    return (double)sorted->ns[rank > 0 ? rank - 1 : 0] / 1e6;
+}
+
+static void samples_sort(samples *s) { qsort(s->ns, s->count, sizeof s->ns[0], cmp_u64); }
+
+static void load_average(char *out, size_t out_bytes) {
+    FILE *f = fopen("/proc/loadavg", "r");
+    double one = 0.0;
+    if (f == NULL || fscanf(f, "%lf", &one) != 1) one = -1.0;
+    if (f != NULL) fclose(f);
+    snprintf(out, out_bytes, "%.2f", one);
 }
 
 /* ---------------------------------------------------------------- the run */
@@ -544,18 +695,18 @@ int main(int argc, char **argv) {
     char base[128], admin[256], merchant_key[256];
     setup_server(sim_port, with_model ? model : NULL, base, admin, merchant_key);
 
-    pay_totals t = {.latencies_ns = calloc(LATENCIES_MAX, sizeof(uint64_t)), .latency_capacity = LATENCIES_MAX};
-    if (t.latencies_ns == NULL) die("no memory");
-    pay_totals warm = {.latencies_ns = calloc(1u << 16, sizeof(uint64_t)), .latency_capacity = 1u << 16};
-    if (warm.latencies_ns == NULL) die("no memory");
-    payments_slice(base, merchant_key, 1.0, &warm); /* caches, connections, page cache */
+    char load_before[16], load_after[16];
+    load_average(load_before, sizeof load_before);
+    pay_totals t = {0}, warm = {0}, open = {0};
+    payments_slice(base, merchant_key, 1.0, 0.0, &warm); /* caches, connections, page cache */
     if (profile_s > 0) {
         printf("server_pid=%d\n", (int)server_pid);
         fflush(stdout);
-        payments_slice(base, merchant_key, profile_s, &warm);
+        payments_slice(base, merchant_key, profile_s, 0.0, &warm);
         printf("payments=%llu seconds=%.1f\n", (unsigned long long)warm.payments, warm.seconds);
         fflush(stdout);
         cleanup();
+        totals_free(&warm);
         return warm.errors == 0 ? 0 : 1;
     }
     int rounds = full ? 8 : 3;
@@ -565,22 +716,28 @@ int main(int argc, char **argv) {
         server_view a = server_look(base);
         ledger_slice(base, admin, slice_s, &ledger_transfers, &ledger_s);
         server_view b = server_look(base);
-        payments_slice(base, merchant_key, slice_s, &t);
+        payments_slice(base, merchant_key, slice_s, 0.0, &t);
         server_view c = server_look(base);
         server_add(&ledger_view, &a, &b);
         server_add(&pay_view, &b, &c);
     }
-    qsort(t.latencies_ns, t.latency_count, sizeof(uint64_t), cmp_u64);
     double per_s = t.seconds > 0 ? (double)t.payments / t.seconds : 0.0;
+    double open_rate = OPEN_LOAD_FRACTION * per_s;
+    if (open_rate >= 1.0) payments_slice(base, merchant_key, full ? 8.0 : 4.0, open_rate, &open);
+    load_average(load_after, sizeof load_after);
+    samples_sort(&t.payment);
+    samples_sort(&t.authorize);
+    samples_sort(&t.capture);
+    samples_sort(&open.payment);
     double baseline = ledger_s > 0 ? ledger_transfers / ledger_s : 0.0;
     printf("payments_e2e connections=%d per_s=%.0f p50_ms=%.2f p99_ms=%.2f baseline=ledger_single "
            "baseline_per_s=%.0f ratio=%.3f\n",
-           CONNECTIONS, per_s, quantile_ms(t.latencies_ns, t.latency_count, 0.50),
-           quantile_ms(t.latencies_ns, t.latency_count, 0.99), baseline, baseline > 0 ? per_s / baseline : 0.0);
+           CONNECTIONS, per_s, quantile_ms(&t.payment, 0.50), quantile_ms(&t.payment, 0.99), baseline,
+           baseline > 0 ? per_s / baseline : 0.0);
     printf("payments_e2e_detail payments=%llu declined=%llu errors=%llu seconds=%.1f risk=%s "
            "requests_per_payment=2 p999_ms=%.2f\n",
            (unsigned long long)t.payments, (unsigned long long)t.declined, (unsigned long long)t.errors, t.seconds,
-           with_model ? "model" : "rules_only", quantile_ms(t.latencies_ns, t.latency_count, 0.999));
+           with_model ? "model" : "rules_only", quantile_ms(&t.payment, 0.999));
     double payments = t.payments > 0 ? (double)t.payments : 1.0;
     double transfers = ledger_transfers > 0 ? ledger_transfers : 1.0;
     printf("payments_e2e_where commits_per_payment=%.2f commit_ms_mean=%.2f batch_events_mean=%.1f "
@@ -592,11 +749,29 @@ int main(int argc, char **argv) {
            ledger_view.batches > 0 ? ledger_view.batch_events / ledger_view.batches : 0.0,
            1e3 * ledger_view.cpu_s / transfers, pay_view.write_bytes / 1024.0 / payments,
            ledger_view.write_bytes / 1024.0 / transfers);
+    printf("payments_e2e_cpu");
+    for (int g = 0; g < GROUPS; g++) printf(" %s_ms_per_payment=%.3f", group_names[g], 1e3 * pay_view.group_cpu_s[g] / payments);
+    printf(" simulator_ms_per_payment=%.3f client_ms_per_payment=%.3f\n", 1e3 * pay_view.sim_cpu_s / payments,
+           1e3 * pay_view.client_cpu_s / payments);
+    printf("payments_e2e_requests authorize_p50_ms=%.2f authorize_p99_ms=%.2f capture_p50_ms=%.2f "
+           "capture_p99_ms=%.2f\n",
+           quantile_ms(&t.authorize, 0.50), quantile_ms(&t.authorize, 0.99), quantile_ms(&t.capture, 0.50),
+           quantile_ms(&t.capture, 0.99));
+    double open_per_s = open.seconds > 0 ? (double)open.payments / open.seconds : 0.0;
+    printf("payments_e2e_open offered_per_s=%.0f per_s=%.0f p50_ms=%.2f p99_ms=%.2f p999_ms=%.2f payments=%llu "
+           "errors=%llu\n",
+           open_rate, open_per_s, quantile_ms(&open.payment, 0.50), quantile_ms(&open.payment, 0.99),
+           quantile_ms(&open.payment, 0.999), (unsigned long long)open.payments, (unsigned long long)open.errors);
+    printf("payments_e2e_machine cpus=%ld load_avg_1m_before=%s load_avg_1m_after=%s\n", sysconf(_SC_NPROCESSORS_ONLN),
+           load_before, load_after);
+    if (open.first_error[0] != '\0' && t.first_error[0] == '\0') memcpy(t.first_error, open.first_error, sizeof t.first_error);
+    t.errors += open.errors;
     if (t.first_error[0] != '\0') fprintf(stderr, "bench_payments: first error: %s\n", t.first_error);
     fflush(stdout);
     cleanup();
-    free(t.latencies_ns);
-    free(warm.latencies_ns);
+    totals_free(&t);
+    totals_free(&warm);
+    totals_free(&open);
     curl_global_cleanup();
     return t.errors == 0 ? 0 : 1;
 }

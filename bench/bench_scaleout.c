@@ -22,11 +22,21 @@
  * with pgbench before each:
  *   scaleout shards=N cross_pct=P mode=http per_s=… baseline=pgbench_tpcb baseline_per_s=… ratio=…
  * shards=1 has no cross-shard transfers: only its cross_pct=0 lines. --quick prints
- * the shards=1 mode=batch line only; --http the mode=http lines only, one 3 s round.
+ * the shards=1 mode=batch lines only; --http the mode=http lines only, one 3 s round.
+ * After each scaleout line, the CPU each process used while paycore ran (so that the
+ * scaling with shards can be read on a machine of few cores), and the per-shard figure:
+ *   scaleout_cpu shards=N cross_pct=P mode=M process=paycore|loadgen|postgres cpu_ms=…
+ *     wall_ms=… cores=… per_transfer_us=… (postgres: backends_cpu_ms=…)
+ *   scaleout_shard shards=N cross_pct=P mode=M per_s=… per_shard_per_s=… cpu_per_transfer_us=…
  * Where the time goes (log_min_duration_statement): the COPY of a batch's transfers,
  * into a table with four B-trees (timestamp, id, and the two account indexes).
+ * PAYCORE_BENCH_PG_OPTIONS adds server settings ("-c log_min_duration_statement=0"),
+ * PAYCORE_BENCH_PG_LOG=FILE keeps the server's log.
  * --quick: one round of 3 s figures; --full: three rounds of 10 s. */
+#include <dirent.h>
 #include <pthread.h>
+#include <sys/resource.h>
+#include <time.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <stdio.h>
@@ -93,9 +103,12 @@ static bool cluster_start(void) {
         fprintf(stderr, "bench_scaleout: initdb failed: %s\n", output);
         return false;
     }
+    /* PAYCORE_BENCH_PG_OPTIONS: more server settings, e.g. "-c log_min_duration_statement=0" to see
+     * where a batch's time goes (PAYCORE_BENCH_PG_LOG=FILE keeps the server's log) */
+    const char *more = getenv("PAYCORE_BENCH_PG_OPTIONS");
     snprintf(args, sizeof args, "-D %s/data -l %s/server.log -w -t 120 -o \"-c listen_addresses='' -c"
-             " unix_socket_directories='%s' -c fsync=on -c max_prepared_transactions=64\" start", cluster_dir,
-             cluster_dir, cluster_dir);
+             " unix_socket_directories='%s' -c fsync=on -c max_prepared_transactions=64 %s\" start", cluster_dir,
+             cluster_dir, cluster_dir, more != NULL ? more : "");
     if (pg_tool("pg_ctl", args, output, sizeof output) != 0) {
         fprintf(stderr, "bench_scaleout: pg_ctl start failed: %s\n", output);
         return false;
@@ -117,9 +130,14 @@ static bool cluster_start(void) {
 }
 
 static void cluster_stop(void) {
-    char args[512], command[600];
+    char args[512], command[1200];
     snprintf(args, sizeof args, "-D %s/data -m fast -w stop", cluster_dir);
     (void)pg_tool("pg_ctl", args, NULL, 0);
+    const char *keep_log = getenv("PAYCORE_BENCH_PG_LOG");
+    if (keep_log != NULL) {
+        snprintf(command, sizeof command, "cp %s/server.log '%s'", cluster_dir, keep_log);
+        if (system(command) != 0) fprintf(stderr, "bench_scaleout: could not copy the server log\n");
+    }
     snprintf(command, sizeof command, "rm -rf %s", cluster_dir);
     if (system(command) != 0) fprintf(stderr, "bench_scaleout: could not remove %s\n", cluster_dir);
 }
@@ -137,6 +155,142 @@ static double pgbench_tps(int seconds) {
 }
 
 static void account_id(char *out, size_t bytes, uint32_t i) { snprintf(out, bytes, "acct-%06u", i); }
+
+/* ---- CPU each process used ----
+ * paycore: in mode=batch the bench process's threads but the main one (the writers,
+ * the coordinator), in mode=http the serve process; loadgen: the main thread (it
+ * makes and submits the commands) or the paycore load process; postgres: the
+ * postmaster and all its processes (backends, WAL writer, checkpointer; exited ones
+ * through the postmaster's children time), with the live backends of paycore's
+ * databases on their own (backends_cpu_ms). */
+
+typedef struct {
+    uint64_t wall_ns;
+    uint64_t paycore_ns;
+    uint64_t loadgen_ns;
+    uint64_t postgres_ns;
+    uint64_t backends_ns;   /* of postgres_ns: live connections to paycore's databases */
+} cpu_sample_t;
+
+static pid_t serve_pid;     /* mode=http: the paycore serve process (0: mode=batch) */
+
+static uint64_t clock_ns(clockid_t clock) {
+    struct timespec t;
+    clock_gettime(clock, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* utime + stime (+ cutime + cstime when 'children') of /proc/<pid>/stat, in ns; its
+ * parent pid into *ppid. 0 when it is gone. */
+static uint64_t proc_cpu_ns(pid_t pid, bool children, pid_t *ppid) {
+    char path[64], text[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return 0;
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    const char *p = strrchr(text, ')'); /* the command may hold spaces */
+    if (p == NULL) return 0;
+    /* fields after the command: state ppid ... (utime is field 14 of the line) */
+    unsigned long long v[15] = {0};
+    int got = sscanf(p + 2, "%*c %llu %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu", &v[0], &v[1],
+                     &v[2], &v[3], &v[4]);
+    if (got != 5) return 0;
+    if (ppid != NULL) *ppid = (pid_t)v[0];
+    unsigned long long ticks = v[1] + v[2] + (children ? v[3] + v[4] : 0);
+    return ticks * (1000000000ull / (uint64_t)sysconf(_SC_CLK_TCK));
+}
+
+/* Whether /proc/<pid>/cmdline is a backend of one of paycore's databases ("postgres:
+ * paycore <db> [local] ...", db not pgbench's). */
+static bool paycore_backend(pid_t pid) {
+    char path[64], text[256];
+    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return false;
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    return strncmp(text, "postgres: paycore ", 18) == 0 && strncmp(text + 18, "tpcb ", 5) != 0;
+}
+
+static pid_t postmaster_pid(void) {
+    char path[300];
+    snprintf(path, sizeof path, "%s/data/postmaster.pid", cluster_dir);
+    FILE *f = fopen(path, "r");
+    int pid = 0;
+    if (f != NULL && fscanf(f, "%d", &pid) != 1) pid = 0;
+    if (f != NULL) fclose(f);
+    return (pid_t)pid;
+}
+
+static void postgres_cpu(cpu_sample_t *sample) {
+    pid_t master = postmaster_pid();
+    sample->postgres_ns = master > 0 ? proc_cpu_ns(master, true, NULL) : 0;
+    DIR *proc = master > 0 ? opendir("/proc") : NULL;
+    struct dirent *entry;
+    while (proc != NULL && (entry = readdir(proc)) != NULL) {
+        pid_t pid = (pid_t)atoi(entry->d_name), ppid = 0;
+        if (pid <= 0) continue;
+        uint64_t ns = proc_cpu_ns(pid, false, &ppid);
+        if (ppid != master) continue;
+        sample->postgres_ns += ns;
+        if (paycore_backend(pid)) sample->backends_ns += ns;
+    }
+    if (proc != NULL) closedir(proc);
+}
+
+/* Call from the main thread (the load generator of mode=batch). */
+static cpu_sample_t cpu_sample(void) {
+    cpu_sample_t sample = {.wall_ns = pc_mono_ns()};
+    if (serve_pid > 0) {
+        struct rusage children;
+        getrusage(RUSAGE_CHILDREN, &children); /* paycore load, once waited for */
+        sample.paycore_ns = proc_cpu_ns(serve_pid, false, NULL);
+        sample.loadgen_ns = (uint64_t)(children.ru_utime.tv_sec + children.ru_stime.tv_sec) * 1000000000u +
+                            (uint64_t)(children.ru_utime.tv_usec + children.ru_stime.tv_usec) * 1000u;
+    } else {
+        sample.loadgen_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+        sample.paycore_ns = clock_ns(CLOCK_PROCESS_CPUTIME_ID) - sample.loadgen_ns;
+    }
+    postgres_cpu(&sample);
+    return sample;
+}
+
+/* Adds the CPU used since 'start' into 'sum' (rounds add up). */
+static void cpu_add(cpu_sample_t *sum, const cpu_sample_t *start) {
+    cpu_sample_t now = cpu_sample();
+    sum->wall_ns += now.wall_ns - start->wall_ns;
+    sum->paycore_ns += now.paycore_ns - start->paycore_ns;
+    sum->loadgen_ns += now.loadgen_ns - start->loadgen_ns;
+    sum->postgres_ns += now.postgres_ns - start->postgres_ns;
+    sum->backends_ns += now.backends_ns - start->backends_ns;
+}
+
+static void cpu_line(uint32_t shards, uint32_t cross_pct, const char *mode, const char *process, uint64_t cpu_ns,
+                     const cpu_sample_t *sum, uint64_t transfers, const char *extra) {
+    double wall_ms = (double)sum->wall_ns / 1e6, cpu_ms = (double)cpu_ns / 1e6;
+    printf("scaleout_cpu shards=%u cross_pct=%u mode=%s process=%s cpu_ms=%.0f wall_ms=%.0f cores=%.2f"
+           " per_transfer_us=%.2f%s\n", shards, cross_pct, mode, process, cpu_ms, wall_ms,
+           wall_ms > 0 ? cpu_ms / wall_ms : 0, transfers > 0 ? cpu_ms * 1e3 / (double)transfers : 0, extra);
+}
+
+/* The scaleout_cpu lines of one figure, and the per-shard one:
+ *   scaleout_cpu shards=N cross_pct=P mode=M process=paycore|loadgen|postgres cpu_ms=… wall_ms=…
+ *     cores=… per_transfer_us=… [backends_cpu_ms=…]
+ *   scaleout_shard shards=N cross_pct=P mode=M per_s=… per_shard_per_s=… cpu_per_transfer_us=… */
+static void cpu_report(uint32_t shards, uint32_t cross_pct, const char *mode, const cpu_sample_t *sum,
+                       uint64_t transfers, double per_s) {
+    char backends[64];
+    snprintf(backends, sizeof backends, " backends_cpu_ms=%.0f", (double)sum->backends_ns / 1e6);
+    cpu_line(shards, cross_pct, mode, "paycore", sum->paycore_ns, sum, transfers, "");
+    cpu_line(shards, cross_pct, mode, "loadgen", sum->loadgen_ns, sum, transfers, "");
+    cpu_line(shards, cross_pct, mode, "postgres", sum->postgres_ns, sum, transfers, backends);
+    uint64_t all_ns = sum->paycore_ns + sum->loadgen_ns + sum->postgres_ns;
+    printf("scaleout_shard shards=%u cross_pct=%u mode=%s per_s=%.0f per_shard_per_s=%.0f cpu_per_transfer_us=%.2f\n",
+           shards, cross_pct, mode, per_s, per_s / shards, transfers > 0 ? (double)all_ns / 1e3 / (double)transfers : 0);
+}
 
 static void accounts_create(writer_t *writer) {
     static ledger_account_t accounts[BENCH_ACCOUNTS];
@@ -156,7 +310,7 @@ static void accounts_create(writer_t *writer) {
 }
 
 /* Durable transfers per second in commands of BENCH_BATCH, time inside the writer. */
-static double paycore_per_s(writer_t *writer, double seconds) {
+static double paycore_per_s(writer_t *writer, double seconds, uint64_t *transfers) {
     static ledger_transfer_t events[BENCH_BATCH];
     static ledger_transfer_result_t results[BENCH_BATCH];
     uint64_t busy_ns = 0, count = 0;
@@ -183,6 +337,7 @@ static double paycore_per_s(writer_t *writer, double seconds) {
         }
         count += BENCH_BATCH;
     }
+    *transfers += count;
     return (double)count / ((double)busy_ns / 1e9);
 }
 
@@ -200,9 +355,13 @@ static int bench(int rounds, int seconds) {
     }
     accounts_create(writer);
     double paycore_sum = 0, baseline_sum = 0;
+    cpu_sample_t cpu = {0};
+    uint64_t transfers = 0;
     for (int round = 0; round < rounds; round++) {
         baseline_sum += pgbench_tps(seconds);
-        paycore_sum += paycore_per_s(writer, seconds);
+        cpu_sample_t start = cpu_sample();
+        paycore_sum += paycore_per_s(writer, seconds, &transfers);
+        cpu_add(&cpu, &start);
     }
     char currency[4];
     if (!ledger_balanced(writer_ledger(writer), currency)) {
@@ -214,6 +373,7 @@ static int bench(int rounds, int seconds) {
     double per_s = paycore_sum / rounds, baseline_per_s = baseline_sum / rounds;
     printf("scaleout shards=1 cross_pct=0 mode=batch per_s=%.0f baseline=pgbench_tpcb baseline_per_s=%.0f"
            " ratio=%.2f\n", per_s, baseline_per_s, baseline_per_s > 0 ? per_s / baseline_per_s : 0);
+    cpu_report(1, 0, "batch", &cpu, transfers, per_s);
     fflush(stdout);
     return baseline_per_s > 0 ? 0 : 1;
 }
@@ -292,7 +452,7 @@ static void job_done(writer_cmd_t *cmd, pc_status status) {
  * waited for whole, for 'seconds' of wall time: committed transfers per second.
  * Command j's transfers start on shard j % shards. */
 static double shards_per_s(shard_set_t *set, uint32_t shards, uint32_t cross_pct, uint32_t inflight,
-                           uint32_t per_cmd, double seconds) {
+                           uint32_t per_cmd, double seconds, uint64_t *transfers) {
     pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
     pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
     uint32_t running = 0;
@@ -344,6 +504,7 @@ static double shards_per_s(shard_set_t *set, uint32_t shards, uint32_t cross_pct
                 (unsigned long long)submitted);
         return -1;
     }
+    *transfers += committed;
     return (double)committed / elapsed_s;
 }
 
@@ -395,21 +556,27 @@ static int bench_shards(int rounds, int seconds) {
         if (set == NULL) return 1;
         for (uint32_t p = 0; p < 3; p++) {
             double sum = 0, baseline = 0;
+            cpu_sample_t cpu = {0};
+            uint64_t transfers = 0;
             for (int round = 0; round < rounds && !job_failed; round++) {
                 baseline += pgbench_tps(seconds);
-                sum += shards_per_s(set, shards, pcts[p], shards, BENCH_BATCH, seconds);
+                cpu_sample_t start = cpu_sample();
+                sum += shards_per_s(set, shards, pcts[p], shards, BENCH_BATCH, seconds, &transfers);
+                cpu_add(&cpu, &start);
             }
             if (job_failed) break;
             printf("scaleout shards=%u cross_pct=%u mode=batch per_s=%.0f baseline=pgbench_tpcb baseline_per_s=%.0f"
                    " ratio=%.2f\n", shards, pcts[p], sum / rounds, baseline / rounds,
                    baseline > 0 ? sum / baseline : 0);
+            cpu_report(shards, pcts[p], "batch", &cpu, transfers, sum / rounds);
             fflush(stdout);
         }
         if (shards == 2 && !job_failed) {
             double local = 0, cross = 0;
+            uint64_t transfers = 0;
             for (int round = 0; round < rounds && !job_failed; round++) {
-                local += shards_per_s(set, shards, 0, 64, 1, seconds);
-                cross += shards_per_s(set, shards, 100, 64, 1, seconds);
+                local += shards_per_s(set, shards, 0, 64, 1, seconds, &transfers);
+                cross += shards_per_s(set, shards, 100, 64, 1, seconds, &transfers);
             }
             printf("scaleout_cross_cost shards=2 local_per_s=%.0f cross_per_s=%.0f ratio=%.2f\n", local / rounds,
                    cross / rounds, cross > 0 ? local / cross : 0);
@@ -485,15 +652,22 @@ static int http_set(uint32_t shards, int rounds, int seconds) {
         port = serve_port(log_path);
     }
     int status = port != 0 ? 0 : 1;
+    serve_pid = pid;
     static const uint32_t pcts[] = {0, 10, 50};
     for (uint32_t p = 0; status == 0 && p < (shards == 1 ? 1u : 3u); p++) {
         double sum = 0, baseline = 0;
+        cpu_sample_t cpu = {0};
+        uint64_t transfers = 0;
         for (int round = 0; status == 0 && round < rounds; round++) {
             baseline += pgbench_tps(seconds);
+            cpu_sample_t start = cpu_sample();
             snprintf(command, sizeof command, "%s load --url http://127.0.0.1:%u --key %s --concurrency 64"
                      " --duration-s %d --accounts 2000 --shards %u --cross-pct %u 2>&1", paycore_bin, port, key,
                      seconds, shards, pcts[p]);
             (void)run_capture(command, output, sizeof output);
+            cpu_add(&cpu, &start);
+            const char *count = strstr(output, " transfers=");
+            if (count != NULL) transfers += strtoull(count + 11, NULL, 10);
             const char *at = strstr(output, "transfers_per_s="), *errors = strstr(output, " errors=");
             if (at == NULL || errors == NULL || strtoul(errors + 8, NULL, 10) != 0) {
                 fprintf(stderr, "bench_scaleout: paycore load: %s\n", output);
@@ -505,12 +679,14 @@ static int http_set(uint32_t shards, int rounds, int seconds) {
         if (status != 0) break;
         printf("scaleout shards=%u cross_pct=%u mode=http per_s=%.0f baseline=pgbench_tpcb baseline_per_s=%.0f"
                " ratio=%.2f\n", shards, pcts[p], sum / rounds, baseline / rounds, baseline > 0 ? sum / baseline : 0);
+        cpu_report(shards, pcts[p], "http", &cpu, transfers, sum / rounds);
         fflush(stdout);
     }
     if (pid > 0) {
         kill(pid, SIGTERM);
         waitpid(pid, NULL, 0);
     }
+    serve_pid = 0;
     return status;
 }
 

@@ -71,6 +71,10 @@
 #define STORE_PG_KEEPALIVE_IDLE_S 10
 #define STORE_PG_KEEPALIVE_INTERVAL_S 3
 #define STORE_PG_KEEPALIVE_COUNT 3
+/* A batch's transfers go to PostgreSQL in pieces of this many bytes while the writer
+ * makes the rest (pg_conn.c, pg_stream_*): large enough that a piece costs one write,
+ * small enough that the server starts on the rows early (about 1,500 transfers). */
+#define STORE_PG_COPY_CHUNK_BYTES (256 * 1024)
 
 /* The journal signs a checkpoint every this many batches. */
 #define JOURNAL_CHECKPOINT_BATCHES 64
@@ -175,7 +179,10 @@
 /* Events (src/events/). */
 #define EVENTS_BODY_BYTES_MAX (PAY_DOC_BYTES_MAX + 8 * 1024) /* one event's JSON: a ledger
                                                object is ~2 KiB; a payment's event carries its
-                                               whole document, plus the envelope */
+                                               whole document, plus the envelope (stored
+                                               as a reference, rendered at delivery) */
+#define EVENTS_REF_BYTES_MAX 128            /* a stored reference ("@payment:<id>:<version>"):
+                                               an id (64) and a version fit with room */
 #define EVENTS_OWNERS_MAX 8                 /* merchants who may see one event (a transfer
                                                touches two accounts, each granted to a few keys) */
 #define EVENTS_URL_BYTES_MAX 2048           /* browsers' and proxies' common URL bound */
@@ -335,6 +342,9 @@ static_assert(RISK_STORE_BATCH_MAX <= RISK_STORE_QUEUE_MAX, "a store batch comes
 #define PAY_REFUNDS_MAX 64             /* refunds of one payment */
 #define PAY_AMOUNT_MINOR_MAX 1000000000000000LL /* 10^15, the channels' bound (SIM_AMOUNT_MINOR_MAX) */
 #define PAY_FLOWS_MAX 65536            /* operations in flight at once; past it: 503 limit_reached */
+#define PAY_STAGE_THREADS 2            /* threads rendering commands' texts before they are queued
+                                          (off the one gateway and the one writer thread): the
+                                          machine's 2 cores; more only adds switches */
 #define PAY_RECOVERY_MS_DEFAULT 2000   /* recovery and expiry passes: seconds matter, not ms */
 #define PAY_RECOVERY_GRACE_MS_DEFAULT 15000 /* a request may still be in a channel that long
                                           (the default channel timeout is 10 s) */
@@ -370,6 +380,16 @@ static_assert(4 * PAY_CURRENCIES_MAX <= API_KEY_GRANTS_MAX,
                                           on one screen */
 #define SHARD_RECOVERY_INTERVAL_MS 3000 /* recovery and the in-doubt gauges: "every few
                                           seconds", and cheap (two small queries a shard) */
+#define SHARD_FENCE_WAIT_MS 30000      /* verify --shards waits this long for the read fence:
+                                          the coordinator holds it for one commit (ms), longer
+                                          only while a COMMIT PREPARED waits on a shard that
+                                          went silent (tcp_user_timeout, 30 s) */
+#define SHARD_EXPIRY_RETRY_MS 1000      /* a cross-shard pending transfer whose expiry could
+                                          not run (a shard unreadable, a round aborted) is
+                                          tried again this much later */
+#define SHARD_VERIFY_IN_DOUBT_WAIT_MS 6000 /* verify --shards: how long a global transaction
+                                          open at the start may take to end before it is
+                                          reported in doubt (two recovery intervals) */
 
 /* ---- nodes of a set: forwarding to the set's writer (docs/scaleout.md §7) ---- */
 #define SHARD_DIRECTORY_CACHE_MS 500     /* a node reuses the writer it read from the writers

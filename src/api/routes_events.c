@@ -91,7 +91,7 @@ static void event_append(const store_event_t *event, void *ctx) {
     fwrite(event->body, 1, event->body_bytes, text->out);
 }
 
-/* Replies {"data":[<stored bodies>],"has_more":..}: bodies are sent as stored. */
+/* Replies {"data":[<bodies>],"has_more":..}: bodies as delivered (events_list). */
 static void reply_events(api_request_t *req, const store_events_query_t *query) {
     char *text = NULL;
     size_t bytes = 0;
@@ -102,7 +102,7 @@ static void reply_events(api_request_t *req, const store_events_query_t *query) 
     }
     fputs("{\"data\":[", list.out);
     bool has_more = false;
-    pc_status status = store_events_list(api_reader(req), query, event_append, &list, &has_more);
+    pc_status status = events_list(api_reader(req), query, event_append, &list, &has_more);
     fprintf(list.out, "],\"has_more\":%s}", has_more ? "true" : "false");
     fclose(list.out);
     if (status == PC_OK) api_reply_raw(req, 200, PC_OK, text, bytes, "application/json");

@@ -25,6 +25,7 @@
 #include "api/api_ops.h"
 #include "core/core.h"
 #include "obs/obs.h"
+#include "payments/payments.h"
 
 void api_config_default(api_config_t *config) {
     memset(config, 0, sizeof(*config));
@@ -365,8 +366,19 @@ static void on_writer_failed(void *ctx, pc_status status) {
     if (server->config.writer_failed != NULL) server->config.writer_failed(server->config.writer_failed_ctx);
 }
 
-/* --shards: the set's writers and its read store; the outbox and payments stay off
- * (they are planned on the home shard). */
+/* --shards: the events outbox on the home shard, made before its writer starts (the
+ * writer's batch hook is the outbox's). */
+static pc_status shards_home_hook(void *ctx, store_t *read_store, writer_batch_hook_t *out) {
+    api_server_t *server = ctx;
+    events_config_t events_config = server->config.events;
+    events_config.db_path = server->db_path;
+    pc_status status = events_open(&server->events, read_store, &events_config);
+    if (status == PC_OK) *out = events_batch_hook(server->events);
+    return status;
+}
+
+/* --shards: the set's writers and its read store, the outbox on the home shard; the
+ * payments layer starts on it as on one store (docs/scaleout.md §6). */
 static pc_status open_shards(api_server_t *server) {
     char key_path[4096], detail[800];
     snprintf(key_path, sizeof key_path, "%s.key", server->db_path);
@@ -376,7 +388,8 @@ static pc_status open_shards(api_server_t *server) {
                                .standby_continue = server->config.store_standby_continue,
                                .writer_config = {.queue_events_max = server->config.queue_events_max,
                                                  .batch_events_max = WRITER_BATCH_EVENTS_MAX,
-                                                 .failed = on_writer_failed, .failed_ctx = server}};
+                                                 .failed = on_writer_failed, .failed_ctx = server},
+                               .home_hook = shards_home_hook, .home_hook_ctx = server};
     pc_status status = shard_open(&server->shards, &options, detail, sizeof detail);
     if (status != PC_OK) {
         obs_logf(OBS_LEVEL_ERROR, "%s", detail);
@@ -385,16 +398,12 @@ static pc_status open_shards(api_server_t *server) {
     }
     server->store = shard_read_store(server->shards);
     server->writer = shard_writer(server->shards, 0);
-    events_config_t events_config = server->config.events;
-    events_config.db_path = server->db_path;
-    events_config.enabled = false;
-    status = events_open(&server->events, server->store, &events_config);
-    if (status != PC_OK) return status;
     store_reader_t *reader = api_server_reader_acquire(server);
     if (reader == NULL) return PC_STORE_READ_FAILED;
     status = api_keys_load(&server->keys, reader);
     api_server_reader_release(server, reader);
-    return status;
+    if (status != PC_OK) return status;
+    return events_start(server->events, server->writer);
 }
 
 /* --shards: the address this node advertises (--advertise, or its listen address). */
@@ -443,6 +452,8 @@ static pc_status forward_begin(api_server_t *server) {
 }
 
 static pc_status open_backend(api_server_t *server) {
+    /* payments' events are stored as references to their version records */
+    events_ref_renderer_set(pay_reply_ref_render);
     if (server->config.shard_count > 0) return open_shards(server);
     store_options_t options = {.create = false, .standby = server->config.store_standby,
                                .standby_continue = server->config.store_standby_continue,

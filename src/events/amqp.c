@@ -207,7 +207,7 @@ static bool publish_more(events_amqp_t *a) {
                                   .limit = room < AMQP_READ_MAX ? room : AMQP_READ_MAX};
     publish_ctx ctx = {a, false};
     bool has_more;
-    if (store_events_list(a->reader, &query, event_publish, &ctx, &has_more) != PC_OK) return true;
+    if (events_list(a->reader, &query, event_publish, &ctx, &has_more) != PC_OK) return true;
     return !ctx.failed;
 }
 

@@ -113,8 +113,32 @@ void events_id_format(uint64_t seq, char out[EVENTS_ID_SIZE]);
 /* False when 'id' is not an event id. */
 bool events_id_parse(const char *id, uint64_t *seq_out);
 
-/* One stored event as an owned copy: PC_OK (free out->body), PC_NOT_FOUND (absent, or
- * 'owner' given and not allowed to see it), or a store error. */
+/* A stored body is the event's JSON, or a reference ("@<kind>:...", never the first
+ * byte of JSON) to an object version another subsystem stores (a payment's version
+ * record, payments.h): rendered whenever the event is read (the API, webhooks,
+ * RabbitMQ), byte for byte the JSON it stands for, so the writer stores a few bytes
+ * instead of the document. Ledger events and rows written before references are
+ * stored whole and read as they are. */
+#define EVENTS_REF_PREFIX '@'
+/* Renders the object a reference names (*text_out malloc'ed, compact JSON): PC_OK,
+ * PC_STORE_CORRUPT (no such object version) or a read error. */
+typedef pc_status (*events_ref_render_fn)(store_reader_t *reader, const char *ref, size_t ref_bytes,
+                                          char **text_out, size_t *bytes_out);
+/* Sets the renderer of references, once, before any event is read (the process that
+ * emits references sets it at start: `paycore serve`). */
+void events_ref_renderer_set(events_ref_render_fn render);
+/* The event 'row' as it is delivered (*body_out malloc'ed, NUL-terminated): its body,
+ * or the envelope around its rendered reference. */
+PC_MUST_USE pc_status events_body_render(store_reader_t *reader, const store_event_t *row, char **body_out,
+                                         size_t *bytes_out);
+/* store_events_list with every body as delivered (rendered where it is a reference);
+ * stops at the first event that cannot be rendered and returns why. */
+PC_MUST_USE pc_status events_list(store_reader_t *reader, const store_events_query_t *query, store_event_fn fn,
+                                  void *ctx, bool *has_more);
+
+/* One stored event as an owned copy, as delivered: PC_OK (free out->body),
+ * PC_NOT_FOUND (absent, or 'owner' given and not allowed to see it), or a store
+ * error. */
 typedef struct {
     char *body;                            /* malloc'ed, NUL-terminated */
     size_t body_bytes;
@@ -132,6 +156,9 @@ typedef struct {
     const char *object_json;               /* a compact JSON object: the object now */
     bool object_json_dumped;               /* true: json_dumps of a JSON object made it, so
                                               it is not parsed again to check it */
+    const char *object_ref;                /* or NULL: a reference ("@...", at most
+                                              EVENTS_REF_BYTES_MAX) that renders as
+                                              object_json, stored instead of the event */
     const char *owners[EVENTS_OWNERS_MAX]; /* merchant key ids that may see the event */
     uint32_t owner_count;                  /* 0 (and no owners_account_id): admins only */
     const char *owners_account_id;         /* or NULL: the merchant keys granted this ledger

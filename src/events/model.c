@@ -11,6 +11,7 @@
 
 #include "core/core.h"
 #include "events/events_internal.h"
+#include "obs/obs.h"
 
 static const char *const type_names[EVENTS_TYPE_COUNT] = {
 #define X(name, text) [EVENTS_TYPE_##name] = text,
@@ -50,20 +51,112 @@ bool events_id_parse(const char *id, uint64_t *seq_out) {
     return true;
 }
 
+/* ---- bodies as delivered: stored whole, or rendered from a reference ---- */
+
+static _Atomic(events_ref_render_fn) ref_renderer;
+
+void events_ref_renderer_set(events_ref_render_fn render) { atomic_store(&ref_renderer, render); }
+
+static bool body_is_ref(const store_event_t *row) {
+    return row->body_bytes > 0 && row->body[0] == EVENTS_REF_PREFIX;
+}
+
+static pc_status body_copy(const char *body, size_t bytes, char **body_out, size_t *bytes_out) {
+    char *copy = malloc(bytes + 1);
+    if (copy == NULL) return PC_NO_MEMORY;
+    memcpy(copy, body, bytes);
+    copy[bytes] = '\0';
+    *body_out = copy;
+    *bytes_out = bytes;
+    return PC_OK;
+}
+
+/* The envelope the writer would have stored, around the object the reference renders. */
+static pc_status body_from_ref(store_reader_t *reader, const store_event_t *row, events_buf_t *body) {
+    events_ref_render_fn render = atomic_load(&ref_renderer);
+    events_type type;
+    if (!events_type_parse(row->type, &type) || row->body_bytes > EVENTS_REF_BYTES_MAX) return PC_STORE_CORRUPT;
+    if (render == NULL) {
+        obs_logf(OBS_LEVEL_ERROR, "events: event %" PRIu64 " is a reference and nothing renders it", row->seq);
+        return PC_INTERNAL;
+    }
+    char *object = NULL;
+    size_t object_bytes = 0;
+    pc_status status = render(reader, row->body, row->body_bytes, &object, &object_bytes);
+    if (status == PC_OK) {
+        events_render_envelope(body, row->seq, type, row->object_id, row->object_seq, object, object_bytes, NULL, 0);
+        if (body->failed) status = PC_NO_MEMORY;
+    } else if (status == PC_STORE_CORRUPT) {
+        obs_logf(OBS_LEVEL_ERROR, "events: event %" PRIu64 " names an object version that is not stored", row->seq);
+    }
+    free(object);
+    return status;
+}
+
+pc_status events_body_render(store_reader_t *reader, const store_event_t *row, char **body_out, size_t *bytes_out) {
+    *body_out = NULL;
+    *bytes_out = 0;
+    if (!body_is_ref(row)) return body_copy(row->body, row->body_bytes, body_out, bytes_out);
+    events_buf_t body = {0};
+    pc_status status = body_from_ref(reader, row, &body);
+    if (status != PC_OK) {
+        events_buf_free(&body);
+        return status;
+    }
+    *body_out = body.text;
+    *bytes_out = body.bytes;
+    return PC_OK;
+}
+
+typedef struct {
+    store_reader_t *reader;
+    store_event_fn fn;
+    void *ctx;
+    pc_status status;            /* the first failure: later rows are skipped */
+    events_buf_t body;           /* reused for every rendered row */
+} list_render;
+
+static void row_rendered(const store_event_t *row, void *ctx) {
+    list_render *list = ctx;
+    if (list->status != PC_OK) return;
+    if (!body_is_ref(row)) {
+        list->fn(row, list->ctx);
+        return;
+    }
+    list->body.bytes = 0;
+    list->status = body_from_ref(list->reader, row, &list->body);
+    if (list->status != PC_OK) return;
+    store_event_t rendered = *row;
+    rendered.body = list->body.text;
+    rendered.body_bytes = list->body.bytes;
+    list->fn(&rendered, list->ctx);
+}
+
+pc_status events_list(store_reader_t *reader, const store_events_query_t *query, store_event_fn fn, void *ctx,
+                      bool *has_more) {
+    list_render list = {.reader = reader, .fn = fn, .ctx = ctx, .status = PC_OK};
+    pc_status status = store_events_list(reader, query, row_rendered, &list, has_more);
+    events_buf_free(&list.body);
+    return status != PC_OK ? status : list.status;
+}
+
+typedef struct {
+    store_reader_t *reader;
+    events_copy_t *copy;
+    pc_status status;
+} read_one;
+
 static void event_copied(const store_event_t *event, void *ctx) {
-    events_copy_t *copy = ctx;
-    copy->body = malloc(event->body_bytes + 1);
-    if (copy->body == NULL) return;
-    memcpy(copy->body, event->body, event->body_bytes);
-    copy->body[event->body_bytes] = '\0';
-    copy->body_bytes = event->body_bytes;
-    snprintf(copy->type, sizeof copy->type, "%s", event->type);
+    read_one *one = ctx;
+    one->status = events_body_render(one->reader, event, &one->copy->body, &one->copy->body_bytes);
+    snprintf(one->copy->type, sizeof one->copy->type, "%s", event->type);
 }
 
 pc_status events_read(store_reader_t *reader, uint64_t seq, const char *owner, events_copy_t *out) {
     memset(out, 0, sizeof(*out));
-    pc_status status = store_events_get(reader, seq, owner, event_copied, out);
-    if (status == PC_OK && out->body == NULL) status = PC_NO_MEMORY;
+    read_one one = {reader, out, PC_NO_MEMORY};
+    pc_status status = store_events_get(reader, seq, owner, event_copied, &one);
+    if (status == PC_OK) status = one.status;
     if (status != PC_OK) {
         free(out->body);
         out->body = NULL;

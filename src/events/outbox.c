@@ -7,7 +7,8 @@
  * Per-object sequence: a ledger object is created once (seq 1) and a pending transfer
  * resolves once (seq 2: posted, voided or expired), so the ledger's numbers need no
  * lookup. Owners: the merchant keys granted the account(s) at the time of the change,
- * looked up once per account per batch. */
+ * found once per account per batch in the writer's grants (held in memory for its
+ * ownership checks), without a query. */
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,32 @@ static pc_status insert(store_events_writer_t *writer, events_buf_t *body, event
     return status;
 }
 
+/* The reference stored instead of the event whose envelope without its object is in
+ * 'body' (an event too large to deliver is refused as it always was). */
+static pc_status body_as_ref(events_buf_t *body, size_t object_bytes, const char *ref) {
+    size_t ref_bytes = strlen(ref);
+    if (body->failed) return PC_NO_MEMORY;
+    if (body->bytes + object_bytes > EVENTS_BODY_BYTES_MAX) return PC_LIMIT_REACHED;
+    if (ref_bytes < 2 || ref_bytes > EVENTS_REF_BYTES_MAX || ref[0] != EVENTS_REF_PREFIX) return PC_INVALID_ARGUMENT;
+    body->bytes = 0;
+    events_buf_append(body, ref, ref_bytes);
+    return PC_OK;
+}
+
+/* The merchant keys granted 'account_id' (at most EVENTS_OWNERS_MAX, in id order):
+ * from the writer's grants in memory on its batch (no query), else from the store. */
+static pc_status account_owners(store_events_writer_t *writer, const char *account_id,
+                                char (*owners)[PC_ID_SIZE], uint32_t *count) {
+    const char *held[EVENTS_OWNERS_MAX];
+    if (!writer_batch_account_owners(account_id, held, EVENTS_OWNERS_MAX, count)) {
+        return store_events_account_owners(writer, account_id, owners, EVENTS_OWNERS_MAX, count);
+    }
+    for (uint32_t i = 0; i < *count; i++) {
+        if (!pc_id_copy(owners[i], held[i])) return PC_ID_INVALID;
+    }
+    return PC_OK;
+}
+
 /* An emitter's owners, and with owners_account_id the merchant keys granted that
  * account, without repeats, into 'owners' (EVENTS_OWNERS_MAX). */
 static pc_status emit_owners(store_events_writer_t *writer, const events_emit_t *event,
@@ -43,8 +70,7 @@ static pc_status emit_owners(store_events_writer_t *writer, const events_emit_t 
     if (event->owners_account_id == NULL) return PC_OK;
     char granted[EVENTS_OWNERS_MAX][PC_ID_SIZE];
     uint32_t granted_count = 0;
-    pc_status status = store_events_account_owners(writer, event->owners_account_id, granted,
-                                                   EVENTS_OWNERS_MAX, &granted_count);
+    pc_status status = account_owners(writer, event->owners_account_id, granted, &granted_count);
     for (uint32_t i = 0; status == PC_OK && i < granted_count && *count < EVENTS_OWNERS_MAX; i++) {
         bool seen = false;
         for (uint32_t j = 0; j < *count && !seen; j++) seen = strcmp(owners[j], granted[i]) == 0;
@@ -92,8 +118,12 @@ pc_status events_emit(events_t *events, store_tx_t *tx, const events_emit_t *eve
     if (status == PC_OK) status = store_events_seq_next(writer, pc_wall_ns(), &seq);
     events_buf_t body = {0};
     if (status == PC_OK) {
+        bool ref = event->object_ref != NULL; /* the envelope alone, for its size */
         events_render_envelope(&body, seq, event->type, event->object_id, event->object_seq,
-                               event->object_json, object_bytes, NULL, 0);
+                               ref ? "" : event->object_json, ref ? 0 : object_bytes, NULL, 0);
+        if (ref) status = body_as_ref(&body, object_bytes, event->object_ref);
+    }
+    if (status == PC_OK) {
         status = insert(writer, &body, event->type, event->object_id, event->object_seq, seq, owners,
                         owner_count);
     }
@@ -136,8 +166,7 @@ static pc_status owners_of(outbox_batch *b, uint32_t account_index, const owner_
     if (slot->account_index == UINT32_MAX) {
         const ledger_account_t *account = ledger_account_at(b->ledger, account_index);
         PC_ASSERT(account != NULL);
-        pc_status status = store_events_account_owners(b->writer, account->id, slot->owners, EVENTS_OWNERS_MAX,
-                                                       &slot->count);
+        pc_status status = account_owners(b->writer, account->id, slot->owners, &slot->count);
         if (status != PC_OK) return status;
         slot->account_index = account_index;
     }

@@ -256,7 +256,7 @@ static void fill(events_webhooks_t *w, endpoint *e) {
                                   .owner = e->row.merchant_id[0] ? e->row.merchant_id : NULL};
     fill_ctx ctx = {e, fetched};
     bool has_more = false;
-    if (store_events_list(w->reader, &query, event_read, &ctx, &has_more) != PC_OK) return;
+    if (events_list(w->reader, &query, event_read, &ctx, &has_more) != PC_OK) return;
     events_dest_set_fetched(e->state, has_more ? ctx.last_seq : w->latest_seq);
 }
 

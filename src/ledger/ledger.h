@@ -215,6 +215,16 @@ void ledger_create_transfers(ledger_t *ledger, const ledger_source_t *source,
 uint32_t ledger_expire_due(ledger_t *ledger, uint32_t count_max);
 /* The next expiry deadline (ns), or 0 when nothing can expire. */
 uint64_t ledger_expiry_next_ns(const ledger_t *ledger);
+/* Pending transfers with an account whose id begins with 'prefix' are not expired by
+ * ledger_expire_due: when one is due, 'held' is told its id (inside the batch) and
+ * whoever expires it sends a void_pending event with the expiry flag and an id
+ * beginning with LEDGER_EXPIRY_ID_PREFIX. That event is refused with
+ * pending_transfer_not_expired before its pending transfer's deadline, and is the
+ * only way such a transfer expires. (A set of shards holds its cross-shard legs so,
+ * and expires both legs in one global transaction.) 'prefix' NULL: none held. */
+#define LEDGER_EXPIRY_ID_PREFIX "~expiry-"
+typedef void (*ledger_expiry_held_fn)(void *ctx, const char *pending_id);
+void ledger_expiry_hold(ledger_t *ledger, const char *prefix, ledger_expiry_held_fn held, void *ctx);
 const ledger_changes_t *ledger_batch_changes(const ledger_t *ledger);
 void ledger_batch_commit(ledger_t *ledger);
 void ledger_batch_rollback(ledger_t *ledger);

@@ -74,6 +74,9 @@ struct ledger {
     LEDGER_VEC(uint32_t) pending_freed; /* freed in this batch: reusable after commit */
     idmap_t pending_map;
     LEDGER_VEC(ledger_expiry_t) expiry_heap;
+    char *expiry_hold_prefix;      /* ledger_expiry_hold: NULL none */
+    ledger_expiry_held_fn expiry_held;
+    void *expiry_held_ctx;
 
     uint64_t clock_ns;     /* last timestamp assigned */
     uint64_t now_ns;       /* the batch's time */

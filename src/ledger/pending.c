@@ -23,6 +23,7 @@ void ledger__pending_free(ledger_t *ledger) {
     free(ledger->pending_free.items);
     free(ledger->pending_freed.items);
     free(ledger->expiry_heap.items);
+    free(ledger->expiry_hold_prefix);
 }
 
 bool ledger__pending_find(const ledger_t *ledger, const char *id, uint32_t *slot) {
@@ -235,6 +236,22 @@ static void expire_one(ledger_t *ledger, uint32_t slot) {
     ledger__pending_remove(ledger, slot, LEDGER_PENDING_EXPIRED);
 }
 
+void ledger_expiry_hold(ledger_t *ledger, const char *prefix, ledger_expiry_held_fn held, void *ctx) {
+    free(ledger->expiry_hold_prefix);
+    ledger->expiry_hold_prefix = prefix != NULL ? pc_strdup(prefix) : NULL;
+    ledger->expiry_held = held;
+    ledger->expiry_held_ctx = ctx;
+}
+
+/* A pending transfer someone else expires (ledger_expiry_hold). */
+static bool expiry_held(const ledger_t *ledger, const ledger_pending_t *pending) {
+    const char *prefix = ledger->expiry_hold_prefix;
+    if (prefix == NULL) return false;
+    size_t bytes = strlen(prefix);
+    return strncmp(ledger->accounts[pending->debit_index].id, prefix, bytes) == 0 ||
+           strncmp(ledger->accounts[pending->credit_index].id, prefix, bytes) == 0;
+}
+
 uint32_t ledger_expire_due(ledger_t *ledger, uint32_t count_max) {
     PC_ASSERT(ledger->batch_open);
     uint32_t expired = 0;
@@ -243,6 +260,11 @@ uint32_t ledger_expire_due(ledger_t *ledger, uint32_t count_max) {
         if (next_ns == 0 || next_ns > ledger->now_ns) break;
         uint32_t slot = ledger->expiry_heap.items[0].slot;
         heap_pop(ledger);
+        if (expiry_held(ledger, &ledger->pendings[slot])) {
+            /* out of the heap: the holder expires it (and is told again after a reload) */
+            if (ledger->expiry_held != NULL) ledger->expiry_held(ledger->expiry_held_ctx, ledger->pendings[slot].id);
+            continue;
+        }
         expire_one(ledger, slot);
         expired++;
     }

@@ -36,7 +36,19 @@ static bool is_resolution(uint16_t flags) {
     return (flags & (LEDGER_TRANSFER_POST_PENDING | LEDGER_TRANSFER_VOID_PENDING)) != 0;
 }
 
+/* The expiry of a held pending transfer (ledger_expiry_hold): void_pending with the
+ * ledger's own expiry flag, never a client's (its names refuse "expiry"). */
+static bool is_expiry(uint16_t flags) {
+    return flags == (LEDGER_TRANSFER_VOID_PENDING | LEDGER_TRANSFER_EXPIRY);
+}
+
+static bool expiry_id_valid(const char *id) {
+    size_t bytes = strlen(LEDGER_EXPIRY_ID_PREFIX);
+    return strncmp(id, LEDGER_EXPIRY_ID_PREFIX, bytes) == 0 && pc_id_valid(id + 1);
+}
+
 static pc_status validate_flags(uint16_t flags) {
+    if (is_expiry(flags)) return PC_OK;
     if (flags & ~LEDGER_TRANSFER_FLAGS_CLIENT) return PC_FLAG_UNKNOWN;
     int phases = !!(flags & LEDGER_TRANSFER_PENDING) + !!(flags & LEDGER_TRANSFER_POST_PENDING) +
                  !!(flags & LEDGER_TRANSFER_VOID_PENDING);
@@ -73,7 +85,7 @@ static pc_status validate_movement(const ledger_transfer_t *e) {
 static pc_status transfer_validate(const ledger_transfer_t *e) {
     pc_status status = validate_flags(e->flags);
     if (status != PC_OK) return status;
-    if (!pc_id_valid(e->id)) return PC_ID_INVALID;
+    if (is_expiry(e->flags) ? !expiry_id_valid(e->id) : !pc_id_valid(e->id)) return PC_ID_INVALID;
     return is_resolution(e->flags) ? validate_resolution(e) : validate_movement(e);
 }
 
@@ -343,7 +355,12 @@ static pc_status resolution_check(const ledger_t *ledger, const ledger_transfer_
     }
     if (e->currency[0] && strcmp(e->currency, p->currency) != 0) return PC_PENDING_TRANSFER_HAS_DIFFERENT_CURRENCY;
     if (e->code != 0 && e->code != p->code) return PC_PENDING_TRANSFER_HAS_DIFFERENT_CODE;
-    if (p->expires_at_ns != 0 && ledger->now_ns >= p->expires_at_ns) return PC_PENDING_TRANSFER_EXPIRED;
+    bool due = p->expires_at_ns != 0 && ledger->now_ns >= p->expires_at_ns;
+    if (is_expiry(e->flags)) {
+        if (!due) return PC_PENDING_TRANSFER_NOT_EXPIRED;
+    } else if (due) {
+        return PC_PENDING_TRANSFER_EXPIRED;
+    }
     bool post = e->flags & LEDGER_TRANSFER_POST_PENDING;
     *amount = (post && e->amount != 0) ? e->amount : p->amount;
     if (*amount > p->amount) return PC_EXCEEDS_PENDING_TRANSFER_AMOUNT;
@@ -389,7 +406,8 @@ static pc_status resolution_apply(ledger_t *ledger, const transfer_ctx *ctx, con
     record->code = e->code ? e->code : p->code;
     record->amount = amount;
     ledger__transfer_accounts_push(ledger, dr_i, cr_i);
-    ledger__pending_remove(ledger, slot, post ? LEDGER_PENDING_POSTED : LEDGER_PENDING_VOIDED);
+    ledger__pending_remove(ledger, slot, post ? LEDGER_PENDING_POSTED
+                                         : is_expiry(e->flags) ? LEDGER_PENDING_EXPIRED : LEDGER_PENDING_VOIDED);
     result_created(ledger, record, dr_i, cr_i, result);
     return PC_OK;
 }

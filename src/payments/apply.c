@@ -66,7 +66,7 @@ static void decline_set(pay_payment_t *p, const char *code, const char *message,
 static pc_status write_both(pay_flow_t *flow, store_tx_t *tx) {
     pc_status status = pay_flow_write_op(flow, tx);
     if (status != PC_OK || !flow->has_payment) return status;
-    pay_payment_op_put(&flow->payment, &flow->op);
+    pay_flow_op_put(flow);
     return pay_flow_write_payment(flow, tx);
 }
 

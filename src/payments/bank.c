@@ -178,7 +178,7 @@ static pc_status collection_returned_in_tx(pay_flow_t *flow, store_tx_t *tx) {
     snprintf(p->decline.source, sizeof p->decline.source, "channel");
     snprintf(flow->op.status, sizeof flow->op.status, "returned");
     pc_status status = pay_flow_write_op(flow, tx);
-    pay_payment_op_put(p, &flow->op);
+    pay_flow_op_put(flow);
     return status == PC_OK ? pay_flow_write_payment(flow, tx) : status;
 }
 

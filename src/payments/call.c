@@ -28,7 +28,7 @@ static pc_status persist_in_tx(pay_flow_t *flow, store_tx_t *tx) {
     }
     pc_status status = pay_flow_write_op(flow, tx);
     if (status == PC_OK && flow->has_payment) {
-        pay_payment_op_put(&flow->payment, &flow->op);
+        pay_flow_op_put(flow);
         status = pay_flow_write_payment(flow, tx);
     }
     char name[GW_KEY_SIZE + 16];
@@ -54,9 +54,7 @@ static void persist_submit(pay_flow_t *flow) {
                            persist_then);
 }
 
-/* Gateway thread: the attempt must be durable before the channel hears of it. */
-static void on_persist(void *ctx, gw_call_t *call, const gw_attempt_t *attempt) {
-    pay_flow_t *flow = ctx;
+static void persist_start(pay_flow_t *flow, gw_call_t *call, const gw_attempt_t *attempt) {
     flow->call = call;
     flow->attempt = *attempt;
     pay_attempt_t *at = pay_op_attempt_put(&flow->op, attempt);
@@ -71,12 +69,26 @@ static void on_persist(void *ctx, gw_call_t *call, const gw_attempt_t *attempt) 
     persist_submit(flow);
 }
 
+/* Gateway thread: the attempt must be durable before the channel hears of it. The
+ * command's texts are rendered on a stage thread (this one serves every call). */
+static void on_persist(void *ctx, gw_call_t *call, const gw_attempt_t *attempt) {
+    pay_serial_enter();
+    persist_start(ctx, call, attempt);
+    pay_serial_leave();
+}
+
+static void result_apply(pay_flow_t *flow) { state_of(flow)->on_result(flow, flow->result.status); }
+
+/* Gateway thread: what the result does (its booking, its answer) is worked out on a
+ * stage thread; the call's own memory is freed once this returns. */
 static void on_done(void *ctx, const gw_result_t *result) {
     pay_flow_t *flow = ctx;
     flow->result = *result;
     pay_op_attempts_from_result(&flow->op, result);
-    call_state_t *cs = state_of(flow);
-    cs->on_result(flow, result->status);
+    if (pay_stage_queue(flow, result_apply)) return;
+    pay_serial_enter();
+    result_apply(flow);
+    pay_serial_leave();
 }
 
 void pay_call_start(pay_flow_t *flow, pay_flow_fn on_result, uint32_t reserve_count) {
@@ -86,8 +98,11 @@ void pay_call_start(pay_flow_t *flow, pay_flow_fn on_result, uint32_t reserve_co
     cs->reserve_count = reserve_count;
     gw_t *gw = flow->pay->config.gateway;
     gw_callbacks_t callbacks = {.persist = on_persist, .done = on_done, .ctx = flow};
-    pc_status status = gw != NULL ? gw_submit(gw, &flow->request, &callbacks) : PC_GATEWAY_NOT_CONFIGURED;
+    /* from gw_submit on the flow is the gateway's (and a stage thread's): wiped before */
+    gw_request_t request = flow->request;
     sodium_memzero(&flow->request.card, sizeof flow->request.card);
+    pc_status status = gw != NULL ? gw_submit(gw, &request, &callbacks) : PC_GATEWAY_NOT_CONFIGURED;
+    sodium_memzero(&request.card, sizeof request.card);
     if (status != PC_OK) {
         memset(&flow->result, 0, sizeof flow->result);
         flow->result.status = status;

@@ -2,7 +2,9 @@
  * into the same transaction as the row they describe (the events outbox, events.h).
  * One event per stored version: object_seq is the row's version, so a receiver sees a
  * gap-free sequence per object. The type names the state (or status) after the
- * change, "<kind>.updated" when it stayed (a new attempt, an operation begun). The
+ * change, "<kind>.updated" when it stayed (a new attempt, an operation begun). A
+ * payment's event is stored as a reference to the version record the same command
+ * appends (events.h): the payment's document is written once, not twice. The
  * owners are the merchant keys granted the merchant's available account in the
  * object's currency: the keys that see the merchant's ledger events. */
 #include <stdio.h>
@@ -11,6 +13,8 @@
 
 #include "events/events.h"
 #include "payments/pay_internal.h"
+
+static_assert(PAY_REPLY_REF_BYTES_MAX <= EVENTS_REF_BYTES_MAX + 1, "a payment reference fits an event's");
 
 /* "<prefix><state>" when that is an event type, else "<prefix>updated". */
 static events_type type_of(const char *prefix, const char *state, bool changed) {
@@ -23,13 +27,16 @@ static events_type type_of(const char *prefix, const char *state, bool changed) 
     return type;
 }
 
-/* 'text': json_dumps of a payment's or an op's JSON object. */
+/* 'text': json_dumps of a payment's or an op's JSON object; 'ref' (or NULL): the
+ * stored reference that renders as 'text'. */
 static pc_status emit_text(pay_t *pay, store_tx_t *tx, events_type type, const char *object_id,
-                           uint32_t version, const char *text, const char *merchant_id, const char *currency) {
+                           uint32_t version, const char *text, const char *ref, const char *merchant_id,
+                           const char *currency) {
     char account_id[PC_ID_SIZE];
     bool named = pay_account_id(account_id, PAY_ACCOUNT_MERCHANT_AVAILABLE, merchant_id, currency);
     events_emit_t event = {.type = type, .object_id = object_id, .object_seq = version, .object_json = text,
-                           .object_json_dumped = true, .owners_account_id = named ? account_id : NULL};
+                           .object_json_dumped = true, .object_ref = ref,
+                           .owners_account_id = named ? account_id : NULL};
     return events_emit(pay->config.events, tx, &event, NULL);
 }
 
@@ -38,7 +45,7 @@ static pc_status emit(pay_t *pay, store_tx_t *tx, events_type type, const char *
     char *text = object != NULL ? json_dumps(object, JSON_COMPACT) : NULL;
     json_decref(object);
     if (text == NULL) return PC_NO_MEMORY;
-    pc_status status = emit_text(pay, tx, type, object_id, version, text, merchant_id, currency);
+    pc_status status = emit_text(pay, tx, type, object_id, version, text, NULL, merchant_id, currency);
     free(text);
     return status;
 }
@@ -48,7 +55,13 @@ pc_status pay_event_payment(pay_flow_t *flow, store_tx_t *tx, const char *doc) {
     if (flow->pay->config.events == NULL || tx == NULL) return PC_OK; /* tx NULL: a dry run */
     bool changed = p->version == 1 || p->state != p->state_stored;
     events_type type = type_of("payment.", pay_state_name(p->state), changed);
-    pc_status status = emit_text(flow->pay, tx, type, p->id, p->version, doc, p->merchant_id, p->currency);
+    /* 'doc' is the version record just appended, rendered: the event names the record
+     * (pay_reply_ref_render renders it again, byte for byte) instead of holding a copy */
+    pay_reply_t version = {.status = PC_OK, .ref_version = p->version};
+    pay_id_copy(version.ref_id, p->id);
+    char ref[PAY_REPLY_REF_BYTES_MAX];
+    if (!pay_reply_ref_format(&version, ref)) return PC_INTERNAL;
+    pc_status status = emit_text(flow->pay, tx, type, p->id, p->version, doc, ref, p->merchant_id, p->currency);
     if (status == PC_OK) p->state_stored = p->state;
     return status;
 }

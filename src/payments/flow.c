@@ -46,7 +46,7 @@ pay_flow_t *pay_flow_new(pay_t *pay, const pay_caller_t *caller, const pay_reply
     return flow;
 }
 
-void pay_flow_finish(pay_flow_t *flow) {
+static void flow_finish_now(pay_flow_t *flow) {
     pay_t *pay = flow->pay;
     /* free before answering: a client's next request on this object must find it free */
     if (flow->lock_id[0] != '\0') pay_busy_release(pay, flow->lock_id);
@@ -68,6 +68,20 @@ void pay_flow_finish(pay_flow_t *flow) {
     pthread_mutex_lock(&pay->mutex);
     if (--pay->flows == 0) pthread_cond_broadcast(&pay->flows_idle);
     pthread_mutex_unlock(&pay->mutex);
+}
+
+static _Thread_local uint32_t serial_depth; /* > 0: a gateway callback or a writer completion */
+
+void pay_serial_enter(void) { serial_depth++; }
+
+void pay_serial_leave(void) {
+    PC_ASSERT(serial_depth > 0);
+    serial_depth--;
+}
+
+void pay_flow_finish(pay_flow_t *flow) {
+    if (serial_depth > 0 && pay_stage_queue(flow, flow_finish_now)) return; /* answered and freed there */
+    flow_finish_now(flow);
 }
 
 void pay_flow_fail(pay_flow_t *flow, pc_status status, const char *field, const char *message) {
@@ -153,6 +167,29 @@ pc_status pay_flow_write_payment(pay_flow_t *flow, store_tx_t *tx) {
     return status;
 }
 
+void pay_flow_op_put(pay_flow_t *flow) {
+    const pay_op_t *op = &flow->op;
+    pay_staged_t *staged = &flow->staged;
+    json_t *entry = NULL;
+    if (staged->op_entry != NULL && staged->op_entry_version == op->version) { /* rendered by the dry run */
+        entry = staged->op_entry;
+        staged->op_entry = NULL;
+#ifdef PC_SLOW_ASSERTS
+        json_t *made = pay_op_entry(op);
+        PC_ASSERT(made != NULL && json_equal(made, entry)); /* the dry run saw this op */
+        json_decref(made);
+#endif
+    } else {
+        entry = pay_op_entry(op);
+    }
+    if (flow->dry && entry != NULL) { /* the writer takes it (the copy's payment holds one too) */
+        json_decref(staged->op_entry);
+        staged->op_entry = json_incref(entry);
+        staged->op_entry_version = op->version;
+    }
+    pay_payment_entry_put(&flow->payment, op, entry);
+}
+
 /* ---- writer commands ---- */
 
 static pc_status flow_cmd_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
@@ -176,7 +213,9 @@ static void flow_cmd_done(writer_cmd_t *cmd, pc_status commit_status) {
     pay_staged_clear(&flow->staged); /* valid for its command only */
     pay_flow_fn then = flow->then;
     flow->then = NULL;
+    pay_serial_enter(); /* the writer's thread: a next command renders elsewhere */
     then(flow, commit_status);
+    pay_serial_leave();
 }
 
 /* The command's in_tx run dry on a copy of the flow: its texts into flow->staged.
@@ -205,10 +244,23 @@ static void flow_stage(pay_flow_t *flow, pay_flow_tx_fn in_tx) {
     free(copy);
 }
 
+static void flow_stage_and_submit(pay_flow_t *flow) {
+    flow_stage(flow, flow->staging.in_tx);
+    pay_flow_submit(flow, flow->staging.kind, flow->staging.event_count, flow->staging.in_tx, flow->staging.then);
+}
+
 void pay_flow_submit_staged(pay_flow_t *flow, writer_cmd_kind kind, uint32_t event_count, pay_flow_tx_fn in_tx,
                             pay_flow_fn then) {
-    if (flow->has_payment && flow->payment.operations != NULL) flow_stage(flow, in_tx);
-    pay_flow_submit(flow, kind, event_count, in_tx, then);
+    if (!flow->has_payment || flow->payment.operations == NULL) { /* nothing to render */
+        pay_flow_submit(flow, kind, event_count, in_tx, then);
+        return;
+    }
+    flow->staging.kind = kind;
+    flow->staging.event_count = event_count;
+    flow->staging.in_tx = in_tx;
+    flow->staging.then = then;
+    if (serial_depth > 0 && pay_stage_queue(flow, flow_stage_and_submit)) return; /* the stage thread's now */
+    flow_stage_and_submit(flow);
 }
 
 void pay_flow_submit(pay_flow_t *flow, writer_cmd_kind kind, uint32_t event_count, pay_flow_tx_fn in_tx,

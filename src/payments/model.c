@@ -455,12 +455,19 @@ void pay_payment_transfer_add(pay_payment_t *payment, const char *transfer_id) {
     json_array_append_new(payment->transfers, json_string(transfer_id));
 }
 
-void pay_payment_op_put(pay_payment_t *payment, const pay_op_t *op) {
-    json_t *entry = pay_op_json(op);
+/* An op's JSON made its entry in a payment: less what the payment says already. */
+static json_t *entry_of(json_t *op_doc) {
+    if (op_doc == NULL) return NULL;
+    json_object_del(op_doc, "object");
+    json_object_del(op_doc, "parent_id");
+    json_object_del(op_doc, "merchant_id");
+    return op_doc;
+}
+
+json_t *pay_op_entry(const pay_op_t *op) { return entry_of(pay_op_json(op)); }
+
+void pay_payment_entry_put(pay_payment_t *payment, const pay_op_t *op, json_t *entry) {
     if (entry == NULL) return;
-    json_object_del(entry, "object");
-    json_object_del(entry, "parent_id");
-    json_object_del(entry, "merchant_id");
     size_t index;
     json_t *value;
     json_array_foreach(payment->operations, index, value) {
@@ -503,6 +510,7 @@ void pay_staged_clear(pay_staged_t *staged) {
     free(staged->doc);
     free(staged->record);
     free(staged->op_text);
+    json_decref(staged->op_entry);
     memset(staged, 0, sizeof *staged);
 }
 
@@ -795,9 +803,17 @@ pc_status pay_op_read(store_reader_t *reader, const char *id, pay_op_t *out) {
     return result;
 }
 
-static char *op_render(const pay_op_t *op) {
+/* The op's row text; its entry in the payment (pay_op_entry: the same object less
+ * three fields) into staged->op_entry when 'staged' is given, made from one build. */
+static char *op_render(const pay_op_t *op, pay_staged_t *staged) {
     json_t *doc = pay_op_json(op);
     char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+    if (text != NULL && staged != NULL) {
+        json_decref(staged->op_entry);
+        staged->op_entry = entry_of(doc);
+        staged->op_entry_version = op->version;
+        doc = NULL;
+    }
     json_decref(doc);
     return text;
 }
@@ -812,7 +828,7 @@ static char *op_staged_take(pay_op_t *op, pay_staged_t *staged) {
     staged->op_text = NULL;
     staged->op_version = 0;
 #ifdef PC_SLOW_ASSERTS
-    char *rendered = op_render(op);
+    char *rendered = op_render(op, NULL);
     PC_ASSERT(rendered != NULL && strcmp(rendered, text) == 0); /* the dry run saw this state */
     free(rendered);
 #endif
@@ -825,7 +841,7 @@ pc_status pay_op_put(store_tx_t *tx, pay_op_t *op, pay_staged_t *staged) {
         op->version++;
         op->updated_ns = pc_wall_ns();
         if (op->created_ns == 0) op->created_ns = op->updated_ns;
-        text = op_render(op);
+        text = op_render(op, staged);
         if (text == NULL) return PC_NO_MEMORY;
     }
     if (tx == NULL) { /* a dry run */

@@ -205,8 +205,10 @@ PC_MUST_USE pc_status pay_payment_doc(store_reader_t *reader, const store_pay_ob
 json_t *pay_op_json(const pay_op_t *op);
 PC_MUST_USE pc_status pay_op_from_json(const json_t *doc, pay_op_t *out);
 PC_MUST_USE pc_status pay_op_read(store_reader_t *reader, const char *id, pay_op_t *out);
-/* Adds or replaces the op's entry in payment->operations. */
-void pay_payment_op_put(pay_payment_t *payment, const pay_op_t *op);
+/* The op's entry in a payment's operations (new reference; NULL: no memory). */
+json_t *pay_op_entry(const pay_op_t *op);
+/* Adds or replaces the op's entry in payment->operations ('entry' stolen; NULL: nothing). */
+void pay_payment_entry_put(pay_payment_t *payment, const pay_op_t *op, json_t *entry);
 void pay_payment_transfer_add(pay_payment_t *payment, const char *transfer_id);
 pay_attempt_t *pay_op_attempt_put(pay_op_t *op, const gw_attempt_t *attempt);
 void pay_op_attempts_from_result(pay_op_t *op, const gw_result_t *result);
@@ -233,6 +235,8 @@ typedef struct {
     uint64_t op_created_ns;
     uint64_t op_updated_ns;
     char *op_text;
+    json_t *op_entry;                 /* the op's entry in the payment (pay_op_entry) at ... */
+    uint32_t op_entry_version;        /* ... this op version (0: none) */
 } pay_staged_t;
 void pay_staged_clear(pay_staged_t *staged);
 
@@ -291,6 +295,16 @@ struct pay {
     char three_ds_prefixes[8][20];
     uint32_t three_ds_prefix_count;
     pay_stats_state_t stats;          /* stats.c: its own mutex */
+    struct pay_stage {                /* stage.c: threads running commands' dry runs */
+        pthread_mutex_t mutex;        /* guards the queue and 'stopping' */
+        pthread_cond_t wake;
+        pay_flow_t *head;             /* flows waiting for their dry run (FIFO) */
+        pay_flow_t *tail;
+        bool stopping;
+        pthread_t threads[PAY_STAGE_THREADS];
+        uint32_t thread_count;        /* 0: every dry run runs on its caller's thread */
+        bool started;                 /* pay_stage_start ran (pay_stage_stop undoes it) */
+    } stage;
 };
 
 store_reader_t *pay_reader_acquire(pay_t *pay);
@@ -393,6 +407,14 @@ struct pay_flow {
     /* Runs when the flow ends, after the answer (recovery passes, bank callbacks). */
     void (*on_finish)(void *ctx, pc_status status);
     void *on_finish_ctx;
+    struct {                          /* a step waiting for a stage thread (stage.c) */
+        pay_flow_t *next;
+        void (*run)(pay_flow_t *flow);
+        writer_cmd_kind kind;         /* a staged command's (pay_flow_submit_staged) */
+        uint32_t event_count;
+        pay_flow_tx_fn in_tx;
+        pay_flow_fn then;
+    } staging;
 };
 
 typedef void (*pay_booking_fn)(pay_flow_t *flow);
@@ -444,12 +466,31 @@ void pay_flow_submit(pay_flow_t *flow, writer_cmd_kind kind, uint32_t event_coun
  * as a dry run. */
 void pay_flow_submit_staged(pay_flow_t *flow, writer_cmd_kind kind, uint32_t event_count, pay_flow_tx_fn in_tx,
                             pay_flow_fn then);
+/* Marks the calling thread as one of the serial ones (the gateway's callbacks, the
+ * writer's completions) until the matching leave: a staged command submitted there
+ * has its dry run on a stage thread instead, and a flow finished there is answered and
+ * freed on one. Nests. */
+void pay_serial_enter(void);
+void pay_serial_leave(void);
+
+/* ---- stage threads (stage.c) ---- */
+/* Starts the threads (none when they cannot start: callers then run steps themselves). */
+void pay_stage_start(pay_t *pay);
+/* Stops them once every flow ended (pay_quiesce): the queue is empty. */
+void pay_stage_stop(pay_t *pay);
+/* Hands the flow to a stage thread, which runs 'run' (the flow is that thread's from
+ * now on): false when there is none (then the caller runs it). */
+bool pay_stage_queue(pay_flow_t *flow, void (*run)(pay_flow_t *flow));
+
 /* The final answer (set before the command that makes it final, or after it). */
 void pay_flow_answer(pay_flow_t *flow, int http_status, json_t *body);
 /* The payment as the answer (201 for a new one, else 200; 202 while an op is pending). */
 void pay_flow_answer_payment(pay_flow_t *flow, int http_status);
 /* Inside a transaction: the payment's rows (+ card, lookups of a new one). */
 PC_MUST_USE pc_status pay_flow_write_payment(pay_flow_t *flow, store_tx_t *tx);
+/* Inside a transaction, after pay_flow_write_op: flow->op's entry in the payment (the
+ * one a dry run of this command made, when it is of this op version). */
+void pay_flow_op_put(pay_flow_t *flow);
 
 /* ---- calling the gateway (call.c) ---- */
 /* Submits flow->request; persist writes the attempt (and, the first time, a new

@@ -237,6 +237,7 @@ static void *recovery_main(void *arg) {
 
 pc_status pay_recovery_start(pay_t *pay) {
     if (pthread_create(&pay->recovery_thread, NULL, recovery_main, pay) != 0) return PC_INTERNAL;
+    pthread_setname_np(pay->recovery_thread, "paycore-recover");
     pay->recovery_started = true;
     return PC_OK;
 }

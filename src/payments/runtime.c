@@ -154,6 +154,7 @@ static pc_status runtime_init(pay_t *pay) {
 }
 
 static void runtime_free(pay_t *pay) {
+    pay_stage_stop(pay); /* every flow ended (or none began): its queue is empty */
     pay_map_free(&pay->busy, NULL);
     pay_map_free(&pay->key_merchants, free);
     pay_map_free(&pay->merchants, merchant_free);
@@ -182,6 +183,7 @@ pc_status pay_start(pay_t **out, const pay_config_t *config) {
     if (status == PC_OK) status = store_pay_lookups_prefix(reader, "key:", binding_load, pay);
     pay_reader_release(pay, reader);
     if (status == PC_OK) status = pay_holds_load(pay);
+    if (status == PC_OK) pay_stage_start(pay); /* before recovery: its flows may stage */
     if (status == PC_OK) status = pay_recovery_start(pay);
     if (status != PC_OK) {
         obs_logf(OBS_LEVEL_ERROR, "payments: cannot start: %s", pc_status_code(status));

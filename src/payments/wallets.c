@@ -204,7 +204,7 @@ static pc_status wallet_pay_in_tx(pay_flow_t *flow, store_tx_t *tx) {
         snprintf(flow->op.response_code, sizeof flow->op.response_code, "%s", pc_status_code(failure));
     }
     pc_status status = pay_flow_write_op(flow, tx);
-    pay_payment_op_put(p, &flow->op);
+    pay_flow_op_put(flow);
     if (status == PC_OK) status = pay_flow_write_payment(flow, tx);
     if (status == PC_OK) pay_flow_answer_payment(flow, 201);
     return status;
@@ -243,7 +243,7 @@ static pc_status wallet_refund_in_tx(pay_flow_t *flow, store_tx_t *tx) {
     snprintf(flow->op.status, sizeof flow->op.status, "succeeded");
     snprintf(flow->op.channel, sizeof flow->op.channel, "wallet");
     pc_status status = pay_flow_write_op(flow, tx);
-    pay_payment_op_put(p, &flow->op);
+    pay_flow_op_put(flow);
     if (status == PC_OK) status = pay_flow_write_payment(flow, tx);
     if (status == PC_OK) pay_flow_answer(flow, 201, pay_op_json(&flow->op));
     return status;

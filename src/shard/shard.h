@@ -12,10 +12,14 @@
  * A transfer across shards becomes two legs with the same id, one on each shard,
  * through a clearing account per peer shard and currency (store_clearing_id), so
  * that each shard's books balance on their own (docs/accounting.md). Shard 0 is the
- * home shard: API keys, grants of admin tools, idempotent replies and the
- * coordinator log live there, and a command carrying its own rows (in_transaction:
- * an idempotent reply) that runs elsewhere becomes a global transaction with a leg
- * on shard 0 for those rows, so they commit atomically with the ledger rows.
+ * home shard: API keys, idempotent replies, the coordinator log, the payments
+ * layer's rows and chart of accounts, the card vault and the events outbox live
+ * there, and a command carrying its own rows (in_transaction: an idempotent reply, a
+ * payment's rows) that runs elsewhere becomes a global transaction with a leg on
+ * shard 0 for those rows, so they commit atomically with the ledger rows. A key's
+ * grants go to each account's shard (a global transaction when they span shards);
+ * a merchant key's command across shards runs with the key as owner on every leg,
+ * each shard's writer checking the reach of its own accounts.
  *
  * Global transactions run one at a time (a writer waits for the decision inside its
  * prepared batch; two at once could wait on each other). Recovery runs at open,
@@ -43,7 +47,13 @@ typedef struct {
     uint32_t count;                /* 1..SHARD_COUNT_MAX */
     const char *key_path;          /* the node's signing key: shard i uses '<key_path>' for i = 0,
                                       '<key_path>.shard<i>' otherwise */
-    writer_config_t writer_config; /* each shard's writer (failed: any of them) */
+    writer_config_t writer_config; /* each shard's writer (failed: any of them); its batch_hook is
+                                      ignored: see home_hook */
+    /* Optional: the home shard's batch hook (the events outbox lives on shard 0), made
+     * once the set's read store exists and before any writer starts; the other shards'
+     * writers run without one. An error refuses the start. */
+    pc_status (*home_hook)(void *ctx, store_t *read_store, writer_batch_hook_t *out);
+    void *home_hook_ctx;
     /* Nodes (docs/scaleout.md §7): the address this node advertises in every shard's
      * writers row once it holds the shard's writer's lock (NULL: none is written). A
      * standby waits for the locks (shard 0's first, so that one node gets the whole
@@ -100,6 +110,30 @@ void shard_stats(shard_set_t *set, shard_stats_t *out);
  * transaction to end. */
 PC_MUST_USE pc_status shard_recover(shard_set_t *set);
 
+/* `paycore verify --shards`: every shard verified as one store is (journal_verify_rows
+ * over a snapshot of each, the snapshots opened together inside the set's read
+ * fence), the list against the shard map, each pair's clearing accounts mirroring
+ * each other, the set's clearing accounts netting to zero per currency, and no
+ * global transaction left open (docs/scaleout.md §6). 'pubkeys' (NULL: the keys in
+ * the checkpoints) has one public key file per shard. Returns PC_OK; PC_JOURNAL_MISMATCH
+ * (report->discrepancy: a shard's, or a cross-shard one); PC_GLOBAL_TRANSACTION_IN_DOUBT
+ * (report->in_doubt_detail names them); or why it could not run (report->detail). */
+typedef struct {
+    uint32_t count;
+    journal_report_t shards[SHARD_COUNT_MAX];   /* each shard's own verify */
+    pc_status shard_status[SHARD_COUNT_MAX];
+    uint32_t verified;                          /* shards 0..verified-1 have their report */
+    uint32_t clearing_accounts;
+    uint64_t in_doubt;                          /* global transactions left open */
+    char in_doubt_detail[JOURNAL_REPORT_TEXT_BYTES];
+    char discrepancy[2 * JOURNAL_REPORT_TEXT_BYTES];
+    char detail[JOURNAL_REPORT_TEXT_BYTES];
+} shard_verify_t;
+PC_MUST_USE pc_status shard_verify(const char *const *urls, uint32_t count, const char *const *pubkeys,
+                                   shard_verify_t *report);
+/* The summary line: "verify ok shards=N ...", "verify failed: ...", "verify in doubt:
+ * ..." or "verify error: <code>: ...". Returns 'out'. */
+const char *shard_verify_line(const shard_verify_t *report, pc_status status, char *out, size_t out_bytes);
 /* ---- nodes: who writes the set (shard_node.c, docs/scaleout.md §7) ----
  * The node holding shard 0's writer's lock writes the whole set (a node takes the
  * shards' locks in order, shard 0's first). Other nodes find it through shard 0's

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/core.h"
@@ -39,6 +40,7 @@ typedef struct {
     ledger_transfer_result_t *transfer_results;
     ledger_account_t *accounts;
     ledger_account_result_t *account_results;
+    const char **grant_ids;             /* the command's grants of accounts on this shard */
     bool voted;
     pc_status vote;
     int decision;                       /* 0: waiting, 1: commit, -1: abort */
@@ -59,6 +61,7 @@ struct shard_global {
     shard_leg_t legs[SHARD_COUNT_MAX];
     bool involved[SHARD_COUNT_MAX];
     char gtid[STORE_GTID_SIZE];
+    bool home_disagreed;                /* the home leg voted no: every vote was yes, the legs disagreed */
     pthread_mutex_t mutex;
     pthread_cond_t cond;
 };
@@ -77,6 +80,8 @@ struct shard_coord {
 /* ---- the legs of a round ---- */
 
 static bool is_transfers(const writer_cmd_t *cmd) { return cmd->kind == WRITER_CMD_CREATE_TRANSFERS; }
+/* Ledger events to plan: none in a command of only rows and grants (an API key's). */
+static uint32_t events_of(const writer_cmd_t *cmd) { return cmd->kind == WRITER_CMD_EXEC ? 0 : cmd->event_count; }
 
 /* A post or void naming no accounts: its pending transfer's legs say where it runs. */
 static void plan_lookup(shard_coord_t *coord, shard_set_t *set, const ledger_transfer_t *t, event_plan_t *plan) {
@@ -96,10 +101,23 @@ static void plan_lookup(shard_coord_t *coord, shard_set_t *set, const ledger_tra
     }
 }
 
+/* A post or void of a pending transfer made earlier in the same command (a hold and
+ * its capture in one chain): no shard holds it yet, its plan is that transfer's. */
+static bool plan_in_command(const shard_global_t *g, uint32_t i, event_plan_t *plan) {
+    const ledger_transfer_t *t = &g->cmd->transfers[i];
+    for (uint32_t e = i; e-- > 0;) {
+        if (strcmp(g->cmd->transfers[e].id, t->pending_id) != 0) continue;
+        plan->debit_shard = g->plans[e].debit_shard;
+        plan->credit_shard = g->plans[e].credit_shard;
+        return true;
+    }
+    return false;
+}
+
 static void plan_events(shard_coord_t *coord, shard_global_t *g) {
     shard_set_t *set = g->set;
     const writer_cmd_t *cmd = g->cmd;
-    for (uint32_t i = 0; i < cmd->event_count; i++) {
+    for (uint32_t i = 0; i < events_of(cmd); i++) {
         event_plan_t *plan = &g->plans[i];
         if (!is_transfers(cmd)) {
             plan->debit_shard = plan->credit_shard = store_shard_of(cmd->accounts[i].id, set->count);
@@ -107,7 +125,7 @@ static void plan_events(shard_coord_t *coord, shard_global_t *g) {
         }
         const ledger_transfer_t *t = &cmd->transfers[i];
         if (t->debit_account_id[0] == '\0' || t->credit_account_id[0] == '\0') {
-            plan_lookup(coord, set, t, plan);
+            if (!plan_in_command(g, i, plan)) plan_lookup(coord, set, t, plan);
         } else {
             plan->debit_shard = store_shard_of(t->debit_account_id, set->count);
             plan->credit_shard = store_shard_of(t->credit_account_id, set->count);
@@ -153,6 +171,24 @@ static pc_status in_transaction_home(writer_cmd_t *cmd, store_tx_t *tx);
 static bool leg_decide(writer_cmd_t *cmd, pc_status prepare_status);
 static void leg_done(writer_cmd_t *cmd, pc_status status);
 
+/* A key's grants go to the shard holding each account: its writer checks them there. */
+static pc_status leg_grants(shard_global_t *g, shard_leg_t *leg) {
+    const writer_cmd_t *cmd = g->cmd;
+    if (cmd->grant_count == 0) return PC_OK;
+    leg->grant_ids = calloc(cmd->grant_count, sizeof *leg->grant_ids);
+    if (leg->grant_ids == NULL) return PC_NO_MEMORY;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < cmd->grant_count; i++) {
+        if (store_shard_of(cmd->grant_account_ids[i], g->set->count) == leg->shard) {
+            leg->grant_ids[n++] = cmd->grant_account_ids[i];
+        }
+    }
+    leg->cmd.grantee_id = n > 0 ? cmd->grantee_id : NULL;
+    leg->cmd.grant_account_ids = leg->grant_ids;
+    leg->cmd.grant_count = n;
+    return PC_OK;
+}
+
 static pc_status leg_build(shard_global_t *g, uint32_t shard) {
     shard_leg_t *leg = &g->legs[shard];
     const writer_cmd_t *cmd = g->cmd;
@@ -160,7 +196,7 @@ static pc_status leg_build(shard_global_t *g, uint32_t shard) {
     leg->global = g;
     leg->shard = shard;
     uint32_t count = 0;
-    for (uint32_t i = 0; i < cmd->event_count; i++) count += event_on(&g->plans[i], shard);
+    for (uint32_t i = 0; i < events_of(cmd); i++) count += event_on(&g->plans[i], shard);
     leg->event_of = calloc(count + 1, sizeof *leg->event_of);
     if (is_transfers(cmd)) {
         leg->transfers = calloc(count + 1, sizeof *leg->transfers);
@@ -174,7 +210,7 @@ static pc_status leg_build(shard_global_t *g, uint32_t shard) {
         return PC_NO_MEMORY;
     }
     uint32_t k = 0;
-    for (uint32_t i = 0; i < cmd->event_count; i++) {
+    for (uint32_t i = 0; i < events_of(cmd); i++) {
         if (!event_on(&g->plans[i], shard)) continue;
         leg->event_of[k] = i;
         if (is_transfers(cmd)) leg_transfer(&cmd->transfers[i], &g->plans[i], shard, &leg->transfers[k]);
@@ -188,6 +224,7 @@ static pc_status leg_build(shard_global_t *g, uint32_t shard) {
     leg->cmd.accounts = leg->accounts;
     leg->cmd.account_results = leg->account_results;
     leg->cmd.owner_id = cmd->owner_id;
+    if (leg_grants(g, leg) != PC_OK) return PC_NO_MEMORY;
     leg->cmd.gtid = g->gtid;
     leg->cmd.decide = leg_decide;
     leg->cmd.done = leg_done;
@@ -202,6 +239,7 @@ static void leg_free(shard_leg_t *leg) {
     free(leg->transfer_results);
     free(leg->accounts);
     free(leg->account_results);
+    free(leg->grant_ids);
     memset(leg, 0, sizeof *leg);
 }
 
@@ -236,6 +274,10 @@ static bool transfer_merge(const shard_global_t *g, uint32_t e, ledger_transfer_
         out->status = debit_first || credit->status == PC_OK ? debit->status : credit->status;
         out->field = debit_first || credit->status == PC_OK ? debit->field : credit->field;
         return false;
+    }
+    if (debit->status == PC_EXISTS) { /* a retry: answered as A -> B, as when it was created */
+        snprintf(out->credit_account_id, sizeof out->credit_account_id, "%s", credit->credit_account_id);
+        return true;
     }
     if (debit->status != PC_OK) return true;
     if (debit->amount != credit->amount) {
@@ -283,7 +325,7 @@ static bool results_agree(shard_global_t *g, bool *retry) {
 /* The merged results into the command's own result slots. */
 static void results_publish(shard_global_t *g) {
     writer_cmd_t *cmd = g->cmd;
-    for (uint32_t e = 0; e < cmd->event_count; e++) {
+    for (uint32_t e = 0; e < events_of(cmd); e++) {
         if (g->plans[e].final) continue;
         if (is_transfers(cmd)) {
             (void)transfer_merge(g, e, &cmd->transfer_results[e]);
@@ -321,7 +363,11 @@ static pc_status in_transaction_home(writer_cmd_t *leg_cmd, store_tx_t *tx) {
     pthread_mutex_lock(&g->mutex);
     bool yes = votes_yes(g, 0);
     pthread_mutex_unlock(&g->mutex);
-    if (!yes || !legs_agree(g)) return PC_GLOBAL_TRANSACTION_ABORTED;
+    if (!yes) return PC_GLOBAL_TRANSACTION_ABORTED;
+    if (!legs_agree(g)) {
+        g->home_disagreed = true; /* the coordinator marks the refusals and runs the rest again */
+        return PC_GLOBAL_TRANSACTION_ABORTED;
+    }
     results_publish(g);
     return g->cmd->in_transaction(g->cmd, tx);
 }
@@ -447,11 +493,16 @@ static pc_status round_run(shard_global_t *g, bool *retry) {
         return PC_GLOBAL_TRANSACTION_ABORTED; /* nothing prepared: nothing to undo */
     }
     shard_fault_at(set, SHARD_STEP_AFTER_INTENT);
+    g->home_disagreed = false;
     round_prepare(g);
-    bool commit = votes_yes(g, SHARD_COUNT_MAX) && results_agree(g, retry);
+    /* every leg prepared but the home leg, which refused legs that disagree: the
+     * refused events keep their refusal and the rest runs again (results_agree) */
+    bool prepared = votes_yes(g, SHARD_COUNT_MAX) || (g->home_disagreed && votes_yes(g, 0));
+    bool commit = prepared && results_agree(g, retry);
     status = store_link_log_decision(set->links[0], g->gtid, commit);
     if (status != PC_OK) log_failed(set, "the decision");
     shard_fault_at(set, SHARD_STEP_AFTER_DECISION);
+    if (commit) shard_fence_shut(set); /* no read spanning shards sees half of it */
     bool first = true;
     pc_status finish = PC_OK;
     for (uint32_t n = 1; n <= set->count; n++) {
@@ -462,6 +513,7 @@ static pc_status round_run(shard_global_t *g, bool *retry) {
         if (first) shard_fault_at(set, SHARD_STEP_AFTER_COMMIT_ONE);
         first = false;
     }
+    if (commit) shard_fence_open(set);
     /* A leg that could not COMMIT PREPARED failed its store for good: the process
      * stops and recovery finishes it; done is not logged. */
     if (finish == PC_OK && store_link_log_done(set->links[0], g->gtid) != PC_OK) log_failed(set, "done");
@@ -521,10 +573,13 @@ static pc_status clearing_for(shard_coord_t *coord, shard_global_t *g) {
 static bool involve(shard_global_t *g) {
     memset(g->involved, 0, sizeof g->involved);
     uint32_t count = 0;
-    for (uint32_t e = 0; e < g->cmd->event_count; e++) {
+    for (uint32_t e = 0; e < events_of(g->cmd); e++) {
         if (g->plans[e].final) continue;
         g->involved[g->plans[e].debit_shard] = true;
         g->involved[g->plans[e].credit_shard] = true;
+    }
+    for (uint32_t i = 0; i < g->cmd->grant_count; i++) {
+        g->involved[store_shard_of(g->cmd->grant_account_ids[i], g->set->count)] = true;
     }
     if (g->cmd->in_transaction != NULL) g->involved[0] = true;
     for (uint32_t s = 0; s < g->set->count; s++) count += g->involved[s];
@@ -550,6 +605,10 @@ static pc_status global_run(shard_coord_t *coord, shard_global_t *g) {
 /* A command the coordinator looked at and found local after all (a post whose
  * pending transfer is on one shard): its shard's writer runs it. */
 static bool single_after_plan(shard_global_t *g, uint32_t *shard) {
+    if (g->cmd->kind == WRITER_CMD_EXEC) return false; /* grants on other shards: shard_submit */
+    for (uint32_t i = 0; i < g->cmd->grant_count; i++) {
+        if (store_shard_of(g->cmd->grant_account_ids[i], g->set->count) != 0) return false;
+    }
     for (uint32_t e = 0; e < g->cmd->event_count; e++) {
         if (g->plans[e].debit_shard != g->plans[e].credit_shard) return false;
         if (e > 0 && g->plans[e].debit_shard != *shard) return false;
@@ -559,7 +618,7 @@ static bool single_after_plan(shard_global_t *g, uint32_t *shard) {
 }
 
 static void command_run(shard_coord_t *coord, shard_set_t *set, writer_cmd_t *cmd) {
-    shard_global_t g = {.set = set, .cmd = cmd, .plans = calloc(cmd->event_count, sizeof *g.plans)};
+    shard_global_t g = {.set = set, .cmd = cmd, .plans = calloc(cmd->event_count + 1, sizeof *g.plans)};
     if (g.plans == NULL) {
         if (cmd->done != NULL) cmd->done(cmd, PC_NO_MEMORY);
         return;
@@ -572,12 +631,11 @@ static void command_run(shard_coord_t *coord, shard_set_t *set, writer_cmd_t *cm
     if (single_after_plan(&g, &shard) && writer_enqueue(set->writers[shard], cmd) == PC_OK) {
         status = PC_OK; /* its writer completes it */
         cmd = NULL;
-    } else if (cmd->owner_id != NULL) {
-        /* A merchant's reach is checked by each shard's writer against the grants it
-         * holds, and the clearing accounts are granted to no one: merchants' commands
-         * across shards are not supported yet (docs/scaleout.md §6). */
-        status = PC_STORE_UNSUPPORTED;
     } else {
+        /* A merchant's command (owner_id) too: each shard's writer checks the owner's
+         * reach of the accounts in its own leg against the grants it holds (the
+         * clearing accounts in a leg are reached: writer/grants.c), so the command
+         * runs exactly when the owner reaches every account on every shard. */
         status = global_run(coord, &g);
     }
     pthread_cond_destroy(&g.cond);
@@ -686,6 +744,7 @@ static group_t *group_make(writer_cmd_t **members, uint32_t count) {
  * (admin commands only: a merchant's command runs alone, see command_run). */
 static bool group_fits(const writer_cmd_t *first, const writer_cmd_t *next, uint32_t events) {
     if (next->kind != first->kind || events + next->event_count > LEDGER_BATCH_EVENTS_MAX) return false;
+    if (first->kind == WRITER_CMD_EXEC || first->grant_count > 0 || next->grant_count > 0) return false;
     if (first->owner_id != NULL || next->owner_id != NULL) return false; /* a merchant's: alone (command_run) */
     /* a chain left open at a command's end stays that command's refusal */
     const writer_cmd_t *cmds[2] = {first, next};
@@ -705,13 +764,34 @@ static void group_run(shard_coord_t *coord, shard_set_t *set, writer_cmd_t **mem
     command_run(coord, set, &group->cmd); /* group_done ends every member and frees the group */
 }
 
+/* Waits (coord->mutex held) for a command, the stop, or a cross-shard expiry due;
+ * true when an expiry is due now. */
+static bool coord_wait(shard_set_t *set, shard_coord_t *coord) {
+    for (;;) {
+        uint64_t at_ns = shard_expiry_next_ns(set);
+        if (!coord->stopping && at_ns != 0 && at_ns <= pc_wall_ns()) return true;
+        if (coord->stopping || coord->head != NULL) return false;
+        if (at_ns == 0) {
+            pthread_cond_wait(&coord->wake, &coord->mutex);
+            continue;
+        }
+        struct timespec until = {(time_t)(at_ns / 1000000000u), (long)(at_ns % 1000000000u)};
+        pthread_cond_timedwait(&coord->wake, &coord->mutex, &until);
+    }
+}
+
 static void *coord_main(void *arg) {
     shard_set_t *set = arg;
     shard_coord_t *coord = set->coord;
     writer_cmd_t *members[GROUP_COMMANDS_MAX];
     pthread_mutex_lock(&coord->mutex);
     for (;;) {
-        while (!coord->stopping && coord->head == NULL) pthread_cond_wait(&coord->wake, &coord->mutex);
+        if (coord_wait(set, coord)) { /* between commands, so that traffic cannot starve it */
+            pthread_mutex_unlock(&coord->mutex);
+            shard_expiry_run(set);
+            pthread_mutex_lock(&coord->mutex);
+        }
+        if (coord->head == NULL && !coord->stopping) continue;
         if (coord->head == NULL) break;
         uint32_t count = 0, events = 0;
         while (coord->head != NULL && count < GROUP_COMMANDS_MAX &&
@@ -734,9 +814,9 @@ static void *coord_main(void *arg) {
 pc_status shard_coord_start(shard_set_t *set) {
     shard_coord_t *coord = calloc(1, sizeof *coord);
     if (coord == NULL) return PC_NO_MEMORY;
-    set->coord = coord;
     pthread_mutex_init(&coord->mutex, NULL);
     pthread_cond_init(&coord->wake, NULL);
+    set->coord = coord; /* after its mutex: a writer's expiry may wake it from now on */
     for (uint32_t s = 0; s < set->count; s++) {
         pc_status status = store_reader_open(set->stores[s], &coord->readers[s]);
         if (status != PC_OK) return status;
@@ -754,11 +834,44 @@ void shard_coord_stop(shard_set_t *set) {
     pthread_cond_signal(&coord->wake);
     pthread_mutex_unlock(&coord->mutex);
     if (coord->thread != 0) pthread_join(coord->thread, NULL);
-    for (uint32_t s = 0; s < set->count; s++) store_reader_close(coord->readers[s]);
+    coord->thread = 0;
+    for (uint32_t s = 0; s < set->count; s++) {
+        store_reader_close(coord->readers[s]);
+        coord->readers[s] = NULL;
+    }
+}
+
+/* After every writer is freed: until then a writer's expiry may wake it. */
+void shard_coord_free(shard_set_t *set) {
+    shard_coord_t *coord = set->coord;
+    if (coord == NULL) return;
+    set->coord = NULL;
     pthread_cond_destroy(&coord->wake);
     pthread_mutex_destroy(&coord->mutex);
     free(coord);
-    set->coord = NULL;
+}
+
+void shard_coord_wake(shard_set_t *set) {
+    shard_coord_t *coord = set->coord;
+    if (coord == NULL) return; /* not started yet: its first wait looks */
+    pthread_mutex_lock(&coord->mutex);
+    pthread_cond_signal(&coord->wake);
+    pthread_mutex_unlock(&coord->mutex);
+}
+
+store_reader_t *shard_coord_reader(shard_set_t *set, uint32_t s) { return set->coord->readers[s]; }
+
+pc_status shard_coord_run(shard_set_t *set, writer_cmd_t *cmd) {
+    shard_global_t g = {.set = set, .cmd = cmd, .plans = calloc(cmd->event_count, sizeof *g.plans)};
+    if (g.plans == NULL) return PC_NO_MEMORY;
+    pthread_mutex_init(&g.mutex, NULL);
+    pthread_cond_init(&g.cond, NULL);
+    plan_events(set->coord, &g);
+    pc_status status = global_run(set->coord, &g);
+    pthread_cond_destroy(&g.cond);
+    pthread_mutex_destroy(&g.mutex);
+    free(g.plans);
+    return status;
 }
 
 pc_status shard_coord_submit(shard_set_t *set, writer_cmd_t *cmd) {

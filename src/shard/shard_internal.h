@@ -23,6 +23,7 @@ typedef enum {
 #define SHARD_CLEARING_MAX 256 /* clearing accounts known to exist (peer shard x currency) */
 
 typedef struct shard_coord shard_coord_t; /* shard_global.c */
+typedef struct shard_expiry shard_expiry_t; /* shard_expiry.c */
 
 struct shard_set {
     uint32_t count;
@@ -33,7 +34,8 @@ struct shard_set {
     store_t *read_store;                    /* store_shard_route over 'stores' */
     /* One global transaction or one recovery pass at a time. */
     pthread_mutex_t global_mutex;
-    shard_coord_t *coord;
+    shard_coord_t *_Atomic coord;           /* set once started; writers' expiries wake it */
+    shard_expiry_t *expiry;                 /* cross-shard pending legs due to expire */
     /* recovery thread */
     pthread_t recovery_thread;
     bool recovery_started;
@@ -56,7 +58,31 @@ void shard_fault_at(shard_set_t *set, shard_step step);
 /* shard_global.c: the coordinator thread. */
 pc_status shard_coord_start(shard_set_t *set);
 void shard_coord_stop(shard_set_t *set);
+void shard_coord_free(shard_set_t *set);
 pc_status shard_coord_submit(shard_set_t *set, writer_cmd_t *cmd);
+/* Wakes the coordinator thread (an expiry came due). */
+void shard_coord_wake(shard_set_t *set);
+/* On the coordinator thread: runs 'cmd' (an admin's, no done) as one global
+ * transaction now and returns its status; the results are in cmd's slots. */
+pc_status shard_coord_run(shard_set_t *set, writer_cmd_t *cmd);
+/* The coordinator thread's reader of shard 's'. */
+store_reader_t *shard_coord_reader(shard_set_t *set, uint32_t s);
+
+/* shard_expiry.c: cross-shard pending transfers expire in one global transaction.
+ * shard_expiry_held is each writer's ledger_expiry_held_fn (ctx: the set); the
+ * coordinator thread calls shard_expiry_run when shard_expiry_next_ns (0: nothing
+ * listed) has passed. */
+pc_status shard_expiry_open(shard_set_t *set);
+void shard_expiry_close(shard_set_t *set);
+void shard_expiry_held(void *ctx, const char *pending_id);
+uint64_t shard_expiry_next_ns(shard_set_t *set);
+void shard_expiry_run(shard_set_t *set);
+
+/* shard_fence.c: the read fence, shut while a global transaction's legs commit
+ * (global_mutex held). A fence that cannot be shut stops the process (recovery
+ * finishes the legs at the next start). */
+void shard_fence_shut(shard_set_t *set);
+void shard_fence_open(shard_set_t *set);
 
 /* shard_node.c: every shard's writers row names 'address' (after stores_open took
  * the locks, before any writer starts: the writers' connections are idle). */

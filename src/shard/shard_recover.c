@@ -8,6 +8,9 @@
  *   - an intent without a decision: log abort first (so that no coordinator can
  *     commit it any more), then roll back, then log done; no shard committed
  *     anything, since a commit needs the decision logged;
+ *   - a prepared 'pc_*' transaction whose intent has a decision but which is still
+ *     prepared (its PREPARE's answer was lost: the coordinator counted a no vote and
+ *     may have logged done): finished as decided;
  *   - a prepared 'pc_*' transaction without an intent in the log: an orphan (the
  *     intent is logged before any PREPARE, so it comes from a log restored from an
  *     older backup or from another set): rolled back.
@@ -49,7 +52,21 @@ static void log_line(const char *what, const char *gtid, uint32_t shard) {
             gtid, shard);
 }
 
+static bool finish_legs(pass_t *pass, const store_link_open_t *row, bool commit);
+
+/* Committing legs holds the read fence, as the coordinator does (shard_fence.c). */
 static bool finish_on(pass_t *pass, const store_link_open_t *row, bool commit) {
+    if (!commit) return finish_legs(pass, row, false);
+    store_link_t *home = link_get(pass->set, 0);
+    if (home == NULL || store_link_fence_take(home, STORE_FENCE_COMMIT) != PC_OK) return false;
+    store_shard_route_fence(pass->set->read_store, true);
+    bool all = finish_legs(pass, row, true);
+    store_shard_route_fence(pass->set->read_store, false);
+    if (pass->set->links[0] != NULL) store_link_fence_release(pass->set->links[0], STORE_FENCE_COMMIT);
+    return all;
+}
+
+static bool finish_legs(pass_t *pass, const store_link_open_t *row, bool commit) {
     bool all = true;
     for (uint32_t i = 0; i < row->shard_count; i++) {
         uint32_t shard = row->shards[i];
@@ -103,8 +120,17 @@ static void prepared_row(const char *gtid, uint32_t shard, uint64_t prepared_ns,
         if (scan->pass->oldest_ns == 0 || prepared_ns < scan->pass->oldest_ns) scan->pass->oldest_ns = prepared_ns;
         return;
     }
-    if (found) return; /* its intent is open and handled above, or done: finished there */
+    if (found && decision == 0) return; /* open and undecided: open_row logs abort first */
     if (shard != scan->shard) return; /* another database's name on this server (pg_prepared_xacts filters) */
+    if (found) {
+        /* Decided, yet still prepared here: its PREPARE completed at the server but the
+         * answer was lost (the shard restarted), so the coordinator counted a no vote
+         * and may have logged done. The logged decision ends it. */
+        store_link_open_t row = {.decision = decision, .shard_count = 1, .shards = {shard}};
+        snprintf(row.gtid, sizeof row.gtid, "%s", gtid);
+        if (!finish_on(scan->pass, &row, decision > 0)) scan->pass->unresolved++;
+        return;
+    }
     if (store_link_prepared_finish(set->links[scan->shard], gtid, shard, false) == PC_OK) {
         log_line("rolled back an orphan prepared transaction (no intent in the coordinator log)", gtid, scan->shard);
         atomic_fetch_add(&set->orphans, 1);

@@ -119,12 +119,6 @@ static pc_status pg_api_idem_get(store_reader_t *reader, const char *key_id, con
 static pc_status pg_api_idem_put(store_tx_t *tx, const char *key_id, const char *idempotency_key,
                                  store_api_idem_t *record, uint64_t *replaced_row_bytes) {
     PGconn *conn = pg_tx_conn(tx);
-    const char *key_params[] = {key_id, idempotency_key};
-    PGresult *result = pg_query(conn, "SELECT row_bytes FROM idempotency_keys WHERE key_id = $1 AND"
-                                      " idempotency_key = $2", 2, key_params);
-    if (result == NULL) return PC_STORE_COMMIT_FAILED;
-    *replaced_row_bytes = PQntuples(result) == 1 ? (uint64_t)pg_int(result, 0, 0) : 0;
-    PQclear(result);
     record->row_bytes = idem_row_bytes(key_id, idempotency_key, record->body_bytes);
     char hash[2 * STORE_API_HASH_BYTES + 3], status_text[16], created[24], row_bytes[24];
     pg_bytea_text(record->request_hash, STORE_API_HASH_BYTES, hash);
@@ -136,13 +130,20 @@ static pc_status pg_api_idem_put(store_tx_t *tx, const char *key_id, const char 
     memcpy(body, record->body, record->body_bytes);
     body[record->body_bytes] = '\0';
     const char *params[] = {key_id, idempotency_key, hash, status_text, body, created, row_bytes};
-    pc_status status = pg_write(conn, "INSERT INTO idempotency_keys(key_id, idempotency_key, request_hash, status,"
-                                  " body, created_ns, row_bytes) VALUES($1, $2, $3, $4, $5, $6, $7) ON CONFLICT"
-                                  " (key_id, idempotency_key) DO UPDATE SET request_hash = excluded.request_hash,"
-                                  " status = excluded.status, body = excluded.body, created_ns = excluded.created_ns,"
-                                  " row_bytes = excluded.row_bytes", 7, params, NULL);
+    /* One round trip: the WITH's select reads the row as it was before the insert
+     * (every part of a statement sees the same snapshot). */
+    PGresult *result = pg_query(conn, "WITH replaced AS (SELECT row_bytes FROM idempotency_keys WHERE key_id = $1"
+                                      " AND idempotency_key = $2) INSERT INTO idempotency_keys(key_id,"
+                                      " idempotency_key, request_hash, status, body, created_ns, row_bytes)"
+                                      " VALUES($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (key_id, idempotency_key) DO"
+                                      " UPDATE SET request_hash = excluded.request_hash, status = excluded.status,"
+                                      " body = excluded.body, created_ns = excluded.created_ns, row_bytes ="
+                                      " excluded.row_bytes RETURNING (SELECT row_bytes FROM replaced)", 7, params);
     free(body);
-    return status;
+    if (result == NULL) return PC_STORE_COMMIT_FAILED;
+    *replaced_row_bytes = PQntuples(result) == 1 ? (uint64_t)pg_int(result, 0, 0) : 0; /* null: none replaced */
+    PQclear(result);
+    return PC_OK;
 }
 
 /* Chooses the oldest rows first (at most 'rows_max', and past the first at most

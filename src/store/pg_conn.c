@@ -320,6 +320,91 @@ bool pg_copy_send(PGconn *conn, const char *copy_sql, pg_copy_t *copy) {
     return ok;
 }
 
+/* ---- binary COPY, sent while it is made ---- */
+
+/* the signature, then flags and the header extension's length (int32 0 each) */
+static const char copy_binary_header[] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
+
+static void stream_put(pg_copy_stream_t *stream, const void *data, size_t bytes) {
+    if (stream->failed || !copy_reserve(&stream->buffer, bytes)) {
+        stream->failed = true;
+        return;
+    }
+    memcpy(stream->buffer.data + stream->buffer.bytes, data, bytes);
+    stream->buffer.bytes += bytes;
+}
+
+static void stream_be(pg_copy_stream_t *stream, uint64_t value, size_t bytes) {
+    uint8_t out[8];
+    for (size_t i = 0; i < bytes; i++) out[i] = (uint8_t)(value >> (8 * (bytes - 1 - i)));
+    stream_put(stream, out, bytes);
+}
+
+/* What is made so far goes out (blocks while the server's socket buffer is full). */
+static void stream_send(pg_copy_stream_t *stream) {
+    if (!stream->failed && stream->buffer.bytes > 0 &&
+        PQputCopyData(stream->conn, stream->buffer.data, (int)stream->buffer.bytes) != 1) {
+        stream->failed = true;
+    }
+    stream->buffer.bytes = 0;
+}
+
+bool pg_stream_begin(pg_copy_stream_t *stream, PGconn *conn, const char *copy_sql) {
+    *stream = (pg_copy_stream_t){.conn = conn};
+    PGresult *result = PQexec(conn, copy_sql);
+    stream->failed = PQresultStatus(result) != PGRES_COPY_IN;
+    PQclear(result);
+    stream_put(stream, copy_binary_header, sizeof copy_binary_header - 1);
+    return !stream->failed;
+}
+
+void pg_stream_row(pg_copy_stream_t *stream, uint16_t field_count) {
+    if (stream->buffer.bytes >= STORE_PG_COPY_CHUNK_BYTES) stream_send(stream);
+    stream_be(stream, field_count, 2);
+    stream->rows++;
+}
+
+void pg_stream_int8(pg_copy_stream_t *stream, int64_t value) {
+    stream_be(stream, 8, 4);
+    stream_be(stream, (uint64_t)value, 8);
+}
+
+void pg_stream_int4(pg_copy_stream_t *stream, int32_t value) {
+    stream_be(stream, 4, 4);
+    stream_be(stream, (uint32_t)value, 4);
+}
+
+void pg_stream_bytes(pg_copy_stream_t *stream, const uint8_t *data, size_t bytes) {
+    PC_ASSERT(bytes <= INT32_MAX);
+    stream_be(stream, bytes, 4);
+    stream_put(stream, data, bytes);
+}
+
+void pg_stream_text(pg_copy_stream_t *stream, const char *text) {
+    if (text == NULL) {
+        stream_be(stream, UINT32_MAX, 4); /* length -1: null */
+        return;
+    }
+    pg_stream_bytes(stream, (const uint8_t *)text, strlen(text));
+}
+
+bool pg_stream_end(pg_copy_stream_t *stream) {
+    PGconn *conn = stream->conn;
+    stream_be(stream, UINT16_MAX, 2); /* the trailer: a field count of -1 */
+    stream_send(stream);
+    bool ok = !stream->failed;
+    if (ok || PQtransactionStatus(conn) == PQTRANS_ACTIVE) {
+        ok = PQputCopyEnd(conn, ok ? NULL : "paycore: copy failed") == 1 && ok;
+        PGresult *result;
+        while ((result = PQgetResult(conn)) != NULL) {
+            if (PQresultStatus(result) != PGRES_COMMAND_OK) ok = false;
+            PQclear(result);
+        }
+    }
+    pg_copy_free(&stream->buffer);
+    return ok;
+}
+
 /* ---- rows ---- */
 
 void pg_transfer_from_row(const PGresult *result, int row, ledger_transfer_t *t) {

@@ -18,6 +18,7 @@
  * 32-bit keys: "PYCR" and the shard number (0: a single database). */
 #define PG_WRITER_LOCK_KEY1 0x50594352
 #define PG_WRITER_LOCK_KEY2 0
+#define PG_FENCE_LOCK_KEY2 0x46454e43 /* "FENC": the set's read fence (store_link_fence_take) */
 
 /* A COPY ... FROM STDIN text-format buffer: one batch's rows of one table. */
 typedef struct {
@@ -102,6 +103,27 @@ void pg_copy_row_end(pg_copy_t *copy);
 /* Sends the buffer with 'copy_sql' (COPY t(cols) FROM STDIN); frees it. */
 bool pg_copy_send(PGconn *conn, const char *copy_sql, pg_copy_t *copy);
 void pg_copy_free(pg_copy_t *copy);
+
+/* A COPY ... FROM STDIN (FORMAT binary) sent while its rows are made: the server
+ * inserts the first rows (their index entries: most of a batch's time there) while
+ * the writer makes the next ones, and parses no text. Every STORE_PG_COPY_CHUNK_BYTES
+ * the rows so far go out. Fields in the table's column types exactly (int8, int4,
+ * text, bytea): binary COPY refuses a mismatch. */
+typedef struct {
+    PGconn *conn;
+    pg_copy_t buffer;
+    uint32_t rows;
+    bool failed;         /* the COPY did not start, or sending failed */
+} pg_copy_stream_t;
+/* Starts 'copy_sql' (COPY t(cols) FROM STDIN (FORMAT binary)). */
+bool pg_stream_begin(pg_copy_stream_t *stream, PGconn *conn, const char *copy_sql);
+void pg_stream_row(pg_copy_stream_t *stream, uint16_t field_count);
+void pg_stream_int8(pg_copy_stream_t *stream, int64_t value);
+void pg_stream_int4(pg_copy_stream_t *stream, int32_t value);
+void pg_stream_text(pg_copy_stream_t *stream, const char *text); /* NULL: a null */
+void pg_stream_bytes(pg_copy_stream_t *stream, const uint8_t *data, size_t bytes);
+/* Ends the COPY (or aborts it after a failure) and frees: true when every row is in. */
+bool pg_stream_end(pg_copy_stream_t *stream);
 
 /* Row decoding, columns as in pg_store.c's TRANSFER_COLUMNS / ACCOUNT_COLUMNS;
  * metadata_json points into 'result'. */

@@ -61,6 +61,17 @@ static pc_status link_value(store_link_t *link, const char *sql, char *out, size
     return status;
 }
 
+pc_status store_link_home_misplaced(store_link_t *link, char *out, size_t out_bytes) {
+    static const char *const prefixes[] = {STORE_SHARD_HOME_PREFIXES};
+    char sql[512];
+    size_t used = (size_t)snprintf(sql, sizeof sql, "SELECT min(account_id) FROM shard_accounts WHERE false");
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0] && used < sizeof sql; i++) {
+        used += (size_t)snprintf(sql + used, sizeof sql - used, " OR left(account_id, %zu) = '%s'",
+                                 strlen(prefixes[i]), prefixes[i]);
+    }
+    return link_value(link, sql, out, out_bytes);
+}
+
 pc_status store_link_max_prepared(store_link_t *link, int64_t *out) {
     char value[24];
     pc_status status = link_value(link, "SELECT current_setting('max_prepared_transactions')", value, sizeof value);
@@ -227,4 +238,36 @@ pc_status store_link_prepared_finish(store_link_t *link, const char *gtid, uint3
     }
     PQclear(result);
     return status;
+}
+
+/* ---- the read fence ---- */
+
+pc_status store_link_fence_take(store_link_t *link, store_fence_mode mode) {
+    char sql[160];
+    if (mode == STORE_FENCE_COMMIT) {
+        snprintf(sql, sizeof sql, "SELECT pg_advisory_lock(%d, %d)", PG_WRITER_LOCK_KEY1, PG_FENCE_LOCK_KEY2);
+        return pg_exec_ok(link->conn, sql) ? PC_OK : link_fail(link, PC_STORE_COMMIT_FAILED, "hold the read fence");
+    }
+    /* a reader waits a bounded time: the coordinator holds it for one commit, or a
+     * COMMIT PREPARED is stuck on a shard that is gone */
+    snprintf(sql, sizeof sql, "SET lock_timeout = %d", SHARD_FENCE_WAIT_MS);
+    if (!pg_exec_ok(link->conn, sql)) return link_fail(link, PC_STORE_READ_FAILED, "set lock_timeout");
+    snprintf(sql, sizeof sql, "SELECT pg_advisory_lock_shared(%d, %d)", PG_WRITER_LOCK_KEY1, PG_FENCE_LOCK_KEY2);
+    PGresult *result = PQexec(link->conn, sql);
+    pc_status status = PC_OK;
+    if (PQresultStatus(result) != PGRES_TUPLES_OK) {
+        const char *state = PQresultErrorField(result, PG_DIAG_SQLSTATE);
+        status = link_fail(link, state != NULL && strcmp(state, "55P03") == 0 ? PC_STORE_BUSY : PC_STORE_READ_FAILED,
+                           "wait for the read fence");
+    }
+    PQclear(result);
+    (void)pg_exec_ok(link->conn, "RESET lock_timeout");
+    return status;
+}
+
+pc_status store_link_fence_release(store_link_t *link, store_fence_mode mode) {
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT pg_advisory_unlock%s(%d, %d)", mode == STORE_FENCE_READ ? "_shared" : "",
+             PG_WRITER_LOCK_KEY1, PG_FENCE_LOCK_KEY2);
+    return pg_exec_ok(link->conn, sql) ? PC_OK : link_fail(link, PC_STORE_COMMIT_FAILED, "release the read fence");
 }

@@ -45,6 +45,23 @@ pc_status pg_reader_open(store_t *base, store_reader_t **out) {
     return PC_OK;
 }
 
+/* The journal's highest seq as this reader's connection sees it now. */
+static pc_status journal_head_visible(void *ctx, uint64_t *seq_out) {
+    pg_reader_t *reader = ctx;
+    PGresult *result = pg_query(reader->conn, "SELECT coalesce(max(seq), 0) FROM journal", 0, NULL);
+    if (result == NULL) return PC_STORE_READ_FAILED;
+    pc_status status = PQntuples(result) == 1 ? PC_OK : PC_STORE_READ_FAILED;
+    if (status == PC_OK) *seq_out = (uint64_t)pg_int(result, 0, 0);
+    PQclear(result);
+    return status;
+}
+
+/* Before balances are read: every batch the database shows is in the shadow (a client
+ * that saw a batch's rows, a payment's new state, then sees its balances). */
+static void balances_settle(pg_reader_t *reader) {
+    store_shadow_settle(reader->store->shadow, journal_head_visible, reader);
+}
+
 static void account_from_row(const pg_reader_t *reader, const PGresult *result, int row,
                              ledger_account_t *a) {
     pg_account_from_row(result, row, a);
@@ -54,6 +71,7 @@ static void account_from_row(const pg_reader_t *reader, const PGresult *result, 
 pc_status pg_read_account(store_reader_t *base, const char *id, store_account_t *out) {
     pg_reader_t *reader = (pg_reader_t *)base;
     const char *params[] = {id};
+    balances_settle(reader);
     PGresult *result = pg_query(reader->conn, "SELECT " PG_ACCOUNT_COLUMNS " FROM accounts WHERE id = $1", 1, params);
     if (result == NULL) return PC_STORE_READ_FAILED;
     pc_status status = PQntuples(result) == 1 ? PC_OK : PC_NOT_FOUND;
@@ -107,6 +125,7 @@ static pc_status accounts_emit(pg_reader_t *reader, PGresult *result, const stor
         pg_account_from_row(result, (int)row, &accounts[row]);
         nos[row] = (uint32_t)pg_int(result, (int)row, 10);
     }
+    if (status == PC_OK) balances_settle(reader);
     if (status == PC_OK) store_shadow_read_page(reader->store->shadow, nos, accounts, count);
     for (uint32_t row = 0; status == PC_OK && row < count; row++) fn(&accounts[row], ctx);
     free(accounts);

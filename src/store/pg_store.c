@@ -186,10 +186,16 @@ static pc_status pg_journal_signer(store_t *base, uint8_t public_key[JOURNAL_PUB
 
 /* ---- lookups ---- */
 
+/* The array goes through a sub-select so that the planner does not see its elements:
+ * given the batch's thousands of ids as a constant, it estimated each one against the
+ * column's statistics (most of a prefetch's time), and chose a sequential scan of the
+ * whole table while the table was small enough. Hidden, the plan is the index scan
+ * whatever the table's size, and planning costs nothing. */
+#define FIND_IDS "ANY((SELECT $1::text[])::text[])"
 #define FIND_SQL                                                                                       \
-    "SELECT " PG_TRANSFER_COLUMNS ", NULL FROM transfers WHERE id = ANY($1::text[]) UNION ALL"         \
+    "SELECT " PG_TRANSFER_COLUMNS ", NULL FROM transfers WHERE id = " FIND_IDS " UNION ALL"            \
     " SELECT timestamp, id, '', '', 0, '', 0, 0, NULL, 0, NULL, 0, result FROM transfer_failures"      \
-    " WHERE id = ANY($1::text[])"
+    " WHERE id = " FIND_IDS
 
 /* A row of FIND_SQL into 'out' (metadata in a malloc'ed copy at *metadata). */
 static void record_from_row(const PGresult *result, int row, ledger_transfer_record_t *out, char **metadata) {
@@ -228,6 +234,16 @@ static bool array_append(char *array, size_t *bytes, const char *id) {
 
 /* Fetches every named id (transfers and burned ids) in one query and keeps the
  * answers, found or not, until the batch ends (pg_tx.c clears them). */
+/* A writer's lookup whose connection broke fails the store for good, as a failed
+ * write does: a batch that writes nothing (a leg whose events were all refused) would
+ * otherwise never notice, and the writer would refuse every batch without exiting to
+ * reconnect (a shard restarted under a set). */
+static pc_status lookup_failed(pg_store_t *store, const char *what) {
+    pc_status status = pg_fail(store, PC_STORE_READ_FAILED, what);
+    if (PQstatus(store->conn) != CONNECTION_OK) store->failed = PC_STORE_FAILED;
+    return status;
+}
+
 static pc_status pg_prefetch(store_t *base, const char *const *ids, uint32_t id_count) {
     pg_store_t *store = (pg_store_t *)base;
     pg_prefetch_clear(store);
@@ -252,7 +268,7 @@ static pc_status pg_prefetch(store_t *base, const char *const *ids, uint32_t id_
     free(array);
     if (result == NULL) {
         free(entries);
-        return count > 0 ? pg_fail(store, PC_STORE_READ_FAILED, "prefetch") : PC_OK;
+        return count > 0 ? lookup_failed(store, "prefetch") : PC_OK;
     }
     qsort(entries, count, sizeof *entries, prefetched_compare);
     uint32_t unique = 0; /* a batch may name an id twice: one entry each */
@@ -290,7 +306,7 @@ static pc_status source_transfer_find(void *ctx, const char *id, ledger_transfer
     snprintf(array, sizeof array, "{\"%s\"}", id);
     const char *params[] = {array};
     PGresult *result = pg_query(store->conn, FIND_SQL, 1, params);
-    if (result == NULL) return pg_fail(store, PC_STORE_READ_FAILED, "transfer lookup");
+    if (result == NULL) return lookup_failed(store, "transfer lookup");
     pc_status status = PC_NOT_FOUND;
     if (PQntuples(result) > 0) {
         free(store->metadata_scratch);

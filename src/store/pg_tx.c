@@ -1,6 +1,7 @@
 /* store/pg_tx.c: one PostgreSQL transaction per writer batch, and the balance
  * snapshot. Writer thread only. The same rows as the SQLite backend (sqlite_tx.c),
- * sent as one COPY per table a batch (accounts, transfers, burned ids, history) and
+ * sent as one COPY per table a batch (accounts, transfers, burned ids, history; the
+ * transfers in binary, sent while they are made: pg_stream_*) and
  * one UPDATE ... FROM unnest() for pending states and snapshot balances: a handful
  * of round trips a batch, however many rows it has.
  *
@@ -71,26 +72,33 @@ static void account_row(pg_copy_t *copy, const ledger_account_t *a, uint32_t no,
     pg_copy_row_end(copy);
 }
 
-static void transfer_row(pg_copy_t *copy, const ledger_transfer_t *t, uint64_t seq,
+/* Binary COPY: each field in its column's type (schema v1: code, flags and
+ * pending_state integer, timeout_s bigint). */
+#define TRANSFERS_COPY_SQL                                                                                    \
+    "COPY transfers(timestamp, id, debit_account_id, credit_account_id, amount, currency, code, flags,"      \
+    " pending_id, timeout_s, metadata, pending_state, batch_seq, row_hash) FROM STDIN (FORMAT binary)"
+#define TRANSFERS_COPY_FIELDS 14
+
+static void transfer_row(pg_copy_stream_t *copy, const ledger_transfer_t *t, uint64_t seq,
                          journal_content_t *content) {
     uint8_t row_hash[JOURNAL_ROW_HASH_BYTES];
     journal_row_hash_transfer(t, row_hash);
     journal_content_add(content, row_hash);
-    pg_copy_int(copy, (int64_t)t->timestamp_ns);
-    pg_copy_text(copy, t->id);
-    pg_copy_text(copy, t->debit_account_id);
-    pg_copy_text(copy, t->credit_account_id);
-    pg_copy_int(copy, t->amount);
-    pg_copy_text(copy, t->currency);
-    pg_copy_int(copy, t->code);
-    pg_copy_int(copy, t->flags);
-    pg_copy_text(copy, empty_null(t->pending_id));
-    pg_copy_int(copy, t->timeout_s);
-    pg_copy_text(copy, t->metadata_json);
-    pg_copy_int(copy, (t->flags & LEDGER_TRANSFER_PENDING) ? LEDGER_PENDING_OPEN : LEDGER_PENDING_NONE);
-    pg_copy_int(copy, (int64_t)seq);
-    pg_copy_bytea(copy, row_hash, sizeof row_hash);
-    pg_copy_row_end(copy);
+    pg_stream_row(copy, TRANSFERS_COPY_FIELDS);
+    pg_stream_int8(copy, (int64_t)t->timestamp_ns);
+    pg_stream_text(copy, t->id);
+    pg_stream_text(copy, t->debit_account_id);
+    pg_stream_text(copy, t->credit_account_id);
+    pg_stream_int8(copy, t->amount);
+    pg_stream_text(copy, t->currency);
+    pg_stream_int4(copy, t->code);
+    pg_stream_int4(copy, t->flags);
+    pg_stream_text(copy, empty_null(t->pending_id));
+    pg_stream_int8(copy, t->timeout_s);
+    pg_stream_text(copy, t->metadata_json);
+    pg_stream_int4(copy, (t->flags & LEDGER_TRANSFER_PENDING) ? LEDGER_PENDING_OPEN : LEDGER_PENDING_NONE);
+    pg_stream_int8(copy, (int64_t)seq);
+    pg_stream_bytes(copy, row_hash, sizeof row_hash);
 }
 
 static void failure_row(pg_copy_t *copy, const ledger_failure_t *f, uint64_t seq,
@@ -229,26 +237,31 @@ static bool shard_accounts_write(pg_tx_t *tx, const ledger_changes_t *c) {
     return ok;
 }
 
+/* The transfers, hashed into 'content' in order, go out while they are made. */
+static bool transfers_write(PGconn *conn, const ledger_changes_t *c, uint64_t seq, journal_content_t *content) {
+    if (c->transfers_count == 0) return true;
+    pg_copy_stream_t transfers;
+    bool ok = pg_stream_begin(&transfers, conn, TRANSFERS_COPY_SQL);
+    for (uint32_t i = 0; ok && i < c->transfers_count; i++) transfer_row(&transfers, &c->transfers[i], seq, content);
+    return pg_stream_end(&transfers) && ok;
+}
+
+/* The rows in the journal's content order: accounts, transfers, burned ids. */
 static bool rows_write(pg_tx_t *tx, const ledger_changes_t *c, journal_content_t *content) {
     PGconn *conn = tx->store->conn;
-    pg_copy_t accounts = {0}, transfers = {0}, failures = {0}, history = {0};
+    pg_copy_t accounts = {0}, failures = {0}, history = {0};
     uint32_t first_created = ledger_account_count(tx->ledger) - c->accounts_created_count;
     for (uint32_t i = 0; i < c->accounts_created_count; i++) {
         PC_ASSERT(c->accounts_created[i] == first_created + i);
         account_row(&accounts, ledger_account_at(tx->ledger, first_created + i), first_created + i, tx->batch_seq,
                     content);
     }
-    for (uint32_t i = 0; i < c->transfers_count; i++) {
-        transfer_row(&transfers, &c->transfers[i], tx->batch_seq, content);
-    }
-    for (uint32_t i = 0; i < c->failures_count; i++) failure_row(&failures, &c->failures[i], tx->batch_seq, content);
-    for (uint32_t i = 0; i < c->history_count; i++) history_row(&history, tx->ledger, &c->history[i]);
     bool ok = accounts.rows == 0 || pg_copy_send(conn, "COPY accounts(no, id, currency, code, flags, debits_pending,"
                                    " debits_posted, credits_pending, credits_posted, timestamp, metadata, batch_seq,"
                                    " row_hash) FROM STDIN", &accounts);
-    ok = ok && (transfers.rows == 0 || pg_copy_send(conn, "COPY transfers(timestamp, id, debit_account_id,"
-                " credit_account_id, amount, currency, code, flags, pending_id, timeout_s, metadata, pending_state,"
-                " batch_seq, row_hash) FROM STDIN", &transfers));
+    ok = ok && transfers_write(conn, c, tx->batch_seq, content);
+    for (uint32_t i = 0; i < c->failures_count; i++) failure_row(&failures, &c->failures[i], tx->batch_seq, content);
+    for (uint32_t i = 0; i < c->history_count; i++) history_row(&history, tx->ledger, &c->history[i]);
     ok = ok && (failures.rows == 0 || pg_copy_send(conn, "COPY transfer_failures(id, result, timestamp, batch_seq,"
                 " row_hash) FROM STDIN", &failures));
     ok = ok && (history.rows == 0 || pg_copy_send(conn, "COPY balance_history(account_id, timestamp, transfer_id,"
@@ -256,7 +269,6 @@ static bool rows_write(pg_tx_t *tx, const ledger_changes_t *c, journal_content_t
     ok = ok && pending_changes_write(conn, c);
     ok = ok && shard_accounts_write(tx, c);
     pg_copy_free(&accounts);
-    pg_copy_free(&transfers);
     pg_copy_free(&failures);
     pg_copy_free(&history);
     return ok;
@@ -339,6 +351,7 @@ static void tx_publish(pg_tx_t *tx) {
             store_shadow_publish(store->shadow, no, &ledger_account_at(tx->ledger, no)->balances);
         }
         store_shadow_batch_end(store->shadow);
+        store_shadow_published(store->shadow, tx->batch_seq);
     }
     if (tx->snapshot_written) {
         store_dirty_clear(&store->dirty);
@@ -391,8 +404,13 @@ static pc_status tx_end(pg_tx_t *tx, const char *sql, const char *tag, const cha
 
 pc_status pg_tx_commit(store_tx_t *base) {
     pg_tx_t *tx = (pg_tx_t *)base;
+    store_shadow_t *shadow = tx->store->shadow;
+    if (tx->changes != NULL) store_shadow_committing(shadow, tx->batch_seq);
     pc_status status = tx_end(tx, "COMMIT", "COMMIT", "commit");
-    if (status != PC_OK) return status;
+    if (status != PC_OK) {
+        store_shadow_commit_failed(shadow);
+        return status;
+    }
     tx_publish(tx);
     free(tx);
     return PC_OK;
@@ -420,9 +438,11 @@ static pc_status pg_tx_prepare(store_tx_t *base, const char *gtid) {
 static pc_status prepared_end(pg_tx_t *tx, bool commit) {
     char sql[96];
     prepared_sql(sql, sizeof sql, commit ? "COMMIT PREPARED" : "ROLLBACK PREPARED", tx);
+    if (commit && tx->changes != NULL) store_shadow_committing(tx->store->shadow, tx->batch_seq);
     pc_status status = pg_exec_ok(tx->store->conn, sql) ? PC_OK
                                                         : write_failed(tx->store, commit ? "commit prepared"
                                                                                          : "rollback prepared", true);
+    if (status != PC_OK) store_shadow_commit_failed(tx->store->shadow);
     if (status == PC_OK && commit) tx_publish(tx);
     free(tx);
     return status;

@@ -13,12 +13,21 @@ uint32_t store_shard_of(const char *account_id, uint32_t shard_count) {
     if (shard_count <= 1) return 0;
     uint32_t self, peer;
     if (store_clearing_shard(account_id, &self, &peer)) return self < shard_count ? self : 0;
+    if (store_shard_home_placed(account_id)) return 0;
     unsigned char out[crypto_shorthash_siphash24_BYTES];
     crypto_shorthash_siphash24(out, (const unsigned char *)account_id, strlen(account_id),
                                (const unsigned char *)STORE_SHARD_HASH_KEY);
     uint64_t hash = 0;
     for (int i = 7; i >= 0; i--) hash = (hash << 8) | out[i];
     return (uint32_t)(hash % shard_count);
+}
+
+bool store_shard_home_placed(const char *account_id) {
+    static const char *const prefixes[] = {STORE_SHARD_HOME_PREFIXES};
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
+        if (strncmp(account_id, prefixes[i], strlen(prefixes[i])) == 0) return true;
+    }
+    return false;
 }
 
 void store_clearing_id(uint32_t self, uint32_t peer, const char *currency, char out[PC_ID_SIZE]) {

@@ -8,24 +8,67 @@
  *     fields with the credit leg's credit account;
  *   - lists of accounts: shard by shard (each in creation order), the cursor's shard
  *     first: a page never skips or repeats an account;
- *   - API keys and idempotent replies: the home shard (0); all grants: every shard.
+ *   - API keys, idempotent replies, the events outbox, payments' rows and the card
+ *     vault: the home shard (0) (shard_route_home.c); all grants: every shard.
  *
- * Each read sees its shard's committed state; a page spanning shards reads them one
- * after another, not at one instant (docs/scaleout.md §6 says what a reader sees).
+ * Each read sees its shard's committed state. A read spanning shards (a page of
+ * accounts, a transfer's two legs) holds the read fence: the coordinator holds it
+ * shut while it commits a global transaction's legs, so such a read sees each global
+ * transaction on every shard or on none (docs/scaleout.md §6, what a reader sees).
  * The write side is each shard's own store: every write slot here is unsupported. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/core.h"
-#include "store/store_backend.h"
-#include "store/store_shard.h"
+#include "store/shard_route_internal.h"
+
+/* The read fence: readers in, or the coordinator committing; the coordinator waits
+ * for the readers inside and keeps new ones out (so steady reads cannot starve it). */
+typedef struct {
+    pthread_mutex_t mutex;
+    pthread_cond_t changed;
+    uint32_t readers;  /* reads spanning shards running now */
+    bool shut;         /* a global transaction's legs are being committed */
+} read_fence_t;
 
 typedef struct {
     store_t base;
     store_t *stores[SHARD_COUNT_MAX]; /* borrowed */
     uint32_t count;
+    read_fence_t fence;
 } route_store_t;
+
+static read_fence_t *fence_of(store_reader_t *reader) { return &((route_store_t *)reader->store)->fence; }
+
+static void fence_enter(read_fence_t *fence) {
+    pthread_mutex_lock(&fence->mutex);
+    while (fence->shut) pthread_cond_wait(&fence->changed, &fence->mutex);
+    fence->readers++;
+    pthread_mutex_unlock(&fence->mutex);
+}
+
+static void fence_leave(read_fence_t *fence) {
+    pthread_mutex_lock(&fence->mutex);
+    if (--fence->readers == 0) pthread_cond_broadcast(&fence->changed);
+    pthread_mutex_unlock(&fence->mutex);
+}
+
+void store_shard_route_fence(store_t *route, bool shut) {
+    if (route == NULL) return;
+    read_fence_t *fence = &((route_store_t *)route)->fence;
+    pthread_mutex_lock(&fence->mutex);
+    if (shut) {
+        while (fence->shut) pthread_cond_wait(&fence->changed, &fence->mutex); /* one holder at a time */
+        fence->shut = true;
+        while (fence->readers > 0) pthread_cond_wait(&fence->changed, &fence->mutex);
+    } else {
+        fence->shut = false;
+        pthread_cond_broadcast(&fence->changed);
+    }
+    pthread_mutex_unlock(&fence->mutex);
+}
 
 typedef struct {
     store_reader_t base;
@@ -68,7 +111,12 @@ static pc_status route_failed(const store_t *s) { (void)s; return PC_OK; }
 static bool route_writable(const store_t *s) { (void)s; return true; }
 static pc_status no_probe(store_t *s) { (void)s; return PC_STORE_UNSUPPORTED; }
 
-static void route_close(store_t *base) { free(base); }
+static void route_close(store_t *base) {
+    route_store_t *store = (route_store_t *)base;
+    pthread_cond_destroy(&store->fence.changed);
+    pthread_mutex_destroy(&store->fence.mutex);
+    free(base);
+}
 
 /* ---- readers ---- */
 
@@ -102,7 +150,7 @@ static pc_status route_read_account(store_reader_t *reader, const char *id, stor
 
 /* A leg of a transfer across shards: the clearing account on its far side names the
  * peer shard holding the other leg. */
-static pc_status route_read_transfer(store_reader_t *base, const char *id, store_transfer_t *out) {
+static pc_status read_transfer_legs(store_reader_t *base, const char *id, store_transfer_t *out) {
     route_reader_t *reader = rr(base);
     pc_status status = PC_NOT_FOUND;
     for (uint32_t i = 0; status == PC_NOT_FOUND && i < reader->count; i++) {
@@ -128,6 +176,13 @@ static pc_status route_read_transfer(store_reader_t *base, const char *id, store
     return PC_OK;
 }
 
+static pc_status route_read_transfer(store_reader_t *base, const char *id, store_transfer_t *out) {
+    fence_enter(fence_of(base));
+    pc_status status = read_transfer_legs(base, id, out);
+    fence_leave(fence_of(base));
+    return status;
+}
+
 /* Pages accounts shard by shard: 'list' lists one shard. */
 typedef pc_status (*shard_list_fn)(store_reader_t *reader, const void *arg, const store_query_t *query,
                                    store_account_fn fn, void *ctx, bool *has_more);
@@ -144,8 +199,8 @@ static void page_row(const ledger_account_t *account, void *ctx) {
     page->fn(account, page->ctx);
 }
 
-static pc_status pages(store_reader_t *base, shard_list_fn list, const void *arg, const store_query_t *query,
-                       store_account_fn fn, void *ctx, bool *has_more) {
+static pc_status pages_read(store_reader_t *base, shard_list_fn list, const void *arg, const store_query_t *query,
+                            store_account_fn fn, void *ctx, bool *has_more) {
     route_reader_t *reader = rr(base);
     int32_t step = query->descending ? -1 : 1;
     int32_t shard = query->descending ? (int32_t)reader->count - 1 : 0;
@@ -178,6 +233,16 @@ static pc_status pages(store_reader_t *base, shard_list_fn list, const void *arg
         }
     }
     return PC_OK;
+}
+
+/* A page inside the read fence: every shard's part of it as of the same global
+ * transactions. */
+static pc_status pages(store_reader_t *base, shard_list_fn list, const void *arg, const store_query_t *query,
+                       store_account_fn fn, void *ctx, bool *has_more) {
+    fence_enter(fence_of(base));
+    pc_status status = pages_read(base, list, arg, query, fn, ctx, has_more);
+    fence_leave(fence_of(base));
+    return status;
 }
 
 static void count_only(const ledger_account_t *account, void *ctx) { (void)account, (void)ctx; }
@@ -217,6 +282,7 @@ static pc_status route_list_history(store_reader_t *reader, const char *account_
 /* ---- the API's rows: the home shard, grants where their account is ---- */
 
 static store_reader_t *home(store_reader_t *reader) { return rr(reader)->readers[0]; }
+store_reader_t *store_shard_route_home(store_reader_t *reader) { return home(reader); }
 
 static pc_status no_key_insert(store_tx_t *tx, const store_api_key_t *key) { (void)tx, (void)key; return PC_STORE_UNSUPPORTED; }
 static pc_status no_key_revoke(store_tx_t *tx, const char *id, uint64_t now_ns, bool *found) {
@@ -308,8 +374,8 @@ static const store_backend_ops_t route_ops = {
     .list_account_transfers = route_list_account_transfers,
     .list_history = route_list_history,
     .api = &route_api_ops,
-    .events = NULL,
-    .payments = NULL,
+    .events = &store_shard_route_events_ops,     /* the home shard's (shard_route_home.c) */
+    .payments = &store_shard_route_payments_ops,
     .two_phase = NULL,
 };
 
@@ -318,6 +384,8 @@ pc_status store_shard_route_open(store_t **out, store_t *const *stores, uint32_t
     if (store == NULL) return PC_NO_MEMORY;
     store->base.ops = &route_ops;
     store->count = count;
+    pthread_mutex_init(&store->fence.mutex, NULL);
+    pthread_cond_init(&store->fence.changed, NULL);
     memcpy(store->stores, stores, sizeof *stores * count);
     *out = &store->base;
     return PC_OK;

@@ -57,6 +57,25 @@ pc_status store_sqlite_reader_open(store_t *base, store_reader_t **out) {
     "timestamp, id, debit_account_id, credit_account_id, amount, currency, code, flags, pending_id," \
     " timeout_s, metadata, pending_state"
 
+/* The journal's highest seq as this reader's connection sees it now. */
+static pc_status journal_head_visible(void *ctx, uint64_t *seq_out) {
+    sqlite_reader_t *reader = ctx;
+    sqlite3_stmt *stmt;
+    if (sqlite3_prepare_v2(reader->db, "SELECT coalesce(max(seq), 0) FROM journal", -1, &stmt, NULL) != SQLITE_OK) {
+        return PC_STORE_READ_FAILED;
+    }
+    pc_status status = sqlite3_step(stmt) == SQLITE_ROW ? PC_OK : PC_STORE_READ_FAILED;
+    if (status == PC_OK) *seq_out = (uint64_t)sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+    return status;
+}
+
+/* Before balances are read: every batch the file shows is in the shadow (a client that
+ * saw a batch's rows, a payment's new state, then sees its balances). */
+static void balances_settle(sqlite_reader_t *reader) {
+    store_shadow_settle(store_sqlite_shadow(reader->store), journal_head_visible, reader);
+}
+
 static void account_from_row(const sqlite_reader_t *reader, sqlite3_stmt *stmt, ledger_account_t *a) {
     store_sqlite_account_from_row(stmt, a);
     /* The row holds balances as of the last balance snapshot; the shadow, as of the last commit. */
@@ -81,6 +100,7 @@ pc_status store_sqlite_read_account(store_reader_t *base, const char *id, store_
         return PC_STORE_READ_FAILED;
     }
     sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
+    balances_settle(reader);
     int rc = sqlite3_step(stmt);
     pc_status status = rc == SQLITE_ROW ? PC_OK : rc == SQLITE_DONE ? PC_NOT_FOUND : PC_STORE_READ_FAILED;
     if (status == PC_OK) {
@@ -204,6 +224,7 @@ static pc_status accounts_emit(sqlite_reader_t *reader, sqlite3_stmt *stmt, cons
     }
     sqlite3_finalize(stmt);
     if (status == PC_OK && rc != SQLITE_ROW && rc != SQLITE_DONE) status = PC_STORE_READ_FAILED;
+    if (status == PC_OK) balances_settle(reader);
     if (status == PC_OK) store_shadow_read_page(store_sqlite_shadow(reader->store), page.nos, page.accounts, page.count);
     for (uint32_t i = 0; status == PC_OK && i < page.count; i++) fn(&page.accounts[i], ctx);
     account_page_free(&page);

@@ -338,6 +338,7 @@ static void tx_publish(sqlite_tx_t *tx) {
             store_shadow_publish(store->shadow, no, &ledger_account_at(tx->ledger, no)->balances);
         }
         store_shadow_batch_end(store->shadow);
+        store_shadow_published(store->shadow, tx->batch_seq);
         for (uint32_t i = 0; i < c->failures_count; i++) {
             store_index_bloom_add(store->index, store_index_key(store->index, c->failures[i].id));
         }
@@ -370,8 +371,10 @@ pc_status store_sqlite_tx_commit(store_tx_t *base) {
         store_sqlite_tx_rollback(base);
         return PC_STORE_COMMIT_FAILED;
     }
+    if (tx->changes != NULL) store_shadow_committing(store->shadow, tx->batch_seq);
     if (sqlite3_exec(store->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
         pc_status status = write_failed(store, "commit", true);
+        store_shadow_commit_failed(store->shadow);
         store_sqlite_tx_rollback(base);
         return status;
     }

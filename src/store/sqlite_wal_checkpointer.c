@@ -63,6 +63,7 @@ store_wal_checkpointer_t *store_wal_checkpointer_start(const char *path, sqlite3
         free(c);
         return NULL;
     }
+    pthread_setname_np(c->thread, "paycore-walckpt");
     sqlite3_exec(writer_db, "PRAGMA wal_autocheckpoint=0", NULL, NULL, NULL);
     sqlite3_wal_hook(writer_db, wal_hook, c);
     return c;

@@ -9,6 +9,7 @@
  * never move, so readers need no lock to find an entry. */
 #include <sched.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "core/core.h"
 #include "store/store_shadow.h"
@@ -23,6 +24,8 @@ typedef struct {
 
 struct store_shadow {
     uint64_t generation;   /* odd while the writer publishes a batch */
+    uint64_t committing_seq; /* the batch being committed, or the last published */
+    uint64_t published_seq;
     shadow_entry *chunks[SHADOW_CHUNKS];
 };
 
@@ -71,7 +74,26 @@ bool store_shadow_read(const store_shadow_t *shadow, uint32_t account_no, ledger
     }
 }
 
+/* PAYCORE_TEST_SHADOW_PUBLISH_DELAY_MS=<ms>: the writer waits that long after a COMMIT
+ * before it publishes the batch's balances, so that tests can read in between. */
+static uint32_t publish_delay_ms(void) {
+    static int32_t delay_ms = -1; /* -1: not read yet (a benign race: every reader agrees) */
+    int32_t value = __atomic_load_n(&delay_ms, __ATOMIC_RELAXED);
+    if (value < 0) {
+        const char *text = getenv("PAYCORE_TEST_SHADOW_PUBLISH_DELAY_MS");
+        long parsed = text != NULL ? strtol(text, NULL, 10) : 0;
+        value = parsed > 0 && parsed < 60000 ? (int32_t)parsed : 0;
+        __atomic_store_n(&delay_ms, value, __ATOMIC_RELAXED);
+    }
+    return (uint32_t)value;
+}
+
 void store_shadow_batch_begin(store_shadow_t *shadow) {
+    uint32_t delay_ms = publish_delay_ms();
+    if (delay_ms > 0) {
+        struct timespec pause = {delay_ms / 1000, (long)(delay_ms % 1000) * 1000000};
+        nanosleep(&pause, NULL);
+    }
     uint64_t generation = __atomic_load_n(&shadow->generation, __ATOMIC_RELAXED);
     PC_ASSERT((generation & 1) == 0);
     __atomic_store_n(&shadow->generation, generation + 1, __ATOMIC_RELAXED);
@@ -94,5 +116,45 @@ void store_shadow_read_page(const store_shadow_t *shadow, const uint32_t *nos, l
         for (uint32_t i = 0; i < count; i++) (void)store_shadow_read(shadow, nos[i], &accounts[i].balances);
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
         if (__atomic_load_n(&shadow->generation, __ATOMIC_RELAXED) == before) return;
+    }
+}
+
+/* ---- a batch readers may see before its balances are here ---- */
+
+void store_shadow_committing(store_shadow_t *shadow, uint64_t seq) {
+    PC_ASSERT(seq > __atomic_load_n(&shadow->published_seq, __ATOMIC_RELAXED));
+    __atomic_store_n(&shadow->committing_seq, seq, __ATOMIC_SEQ_CST);
+}
+
+void store_shadow_published(store_shadow_t *shadow, uint64_t seq) {
+    __atomic_store_n(&shadow->published_seq, seq, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&shadow->committing_seq, seq, __ATOMIC_SEQ_CST);
+}
+
+void store_shadow_commit_failed(store_shadow_t *shadow) {
+    __atomic_store_n(&shadow->committing_seq, __atomic_load_n(&shadow->published_seq, __ATOMIC_SEQ_CST),
+                     __ATOMIC_SEQ_CST);
+}
+
+/* The marked batch not yet published, or 0. */
+static uint64_t unpublished(const store_shadow_t *shadow) {
+    uint64_t committing = __atomic_load_n(&shadow->committing_seq, __ATOMIC_SEQ_CST);
+    return committing > __atomic_load_n(&shadow->published_seq, __ATOMIC_SEQ_CST) ? committing : 0;
+}
+
+void store_shadow_settle(const store_shadow_t *shadow, pc_status (*visible_head)(void *ctx, uint64_t *seq_out),
+                         void *ctx) {
+    uint64_t pending = unpublished(shadow);
+    uint64_t head = 0;
+    if (pending == 0 || visible_head(ctx, &head) != PC_OK || head < pending) return;
+    /* committed and visible: the writer is between COMMIT and publishing, or descheduled
+     * there; a few yields, then short sleeps */
+    for (uint32_t round = 0; unpublished(shadow) == pending; round++) {
+        if (round < 64) {
+            sched_yield();
+        } else {
+            struct timespec pause = {0, 100 * 1000};
+            nanosleep(&pause, NULL);
+        }
     }
 }

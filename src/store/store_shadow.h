@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "ledger/ledger.h"
+#include "paycore/status.h"
 
 typedef struct store_shadow store_shadow_t;
 store_shadow_t *store_shadow_new(void);
@@ -18,6 +19,24 @@ void store_shadow_publish(store_shadow_t *shadow, uint32_t account_no, const led
  * accounts (store_shadow_read_page) sees all of a batch or none of it. */
 void store_shadow_batch_begin(store_shadow_t *shadow);
 void store_shadow_batch_end(store_shadow_t *shadow);
+/* A batch's COMMIT makes it visible to readers of the database a moment before the
+ * writer publishes its balances here; a client that read the batch (a payment's new
+ * state) must not then read the balances from before it. So the writer marks the
+ * batch (its journal seq) before its COMMIT, and a balance reader that sees that seq
+ * in the database waits until it is published (store_shadow_settle: microseconds,
+ * the writer publishes right after COMMIT returns). */
+/* Writer thread, before the COMMIT (or COMMIT PREPARED) of the batch of journal seq
+ * 'seq'. */
+void store_shadow_committing(store_shadow_t *shadow, uint64_t seq);
+/* Writer thread, after the batch's balances were published (after batch_end). */
+void store_shadow_published(store_shadow_t *shadow, uint64_t seq);
+/* Writer thread, the COMMIT failed: readers stop waiting for the batch. */
+void store_shadow_commit_failed(store_shadow_t *shadow);
+/* Any thread, before reading balances: when a marked batch is not published yet and
+ * 'visible_head' (ctx: a reader) says the database shows it (the journal's highest
+ * seq, read now), waits until it is published or its commit failed. */
+void store_shadow_settle(const store_shadow_t *shadow, pc_status (*visible_head)(void *ctx, uint64_t *seq_out),
+                         void *ctx);
 /* Any thread: false when nothing was published for this account yet. */
 bool store_shadow_read(const store_shadow_t *shadow, uint32_t account_no, ledger_balances_t *out);
 /* Any thread: the balances of 'count' accounts (account numbers in 'nos') as of one

@@ -23,6 +23,15 @@
  * a secret: placement is not a defence). */
 #define STORE_SHARD_HASH_KEY "paycore-shards-1" /* 16 bytes, crypto_shorthash_siphash24 */
 uint32_t store_shard_of(const char *account_id, uint32_t shard_count);
+/* The payments layer's chart of accounts (docs/accounting.md) lives on the home shard
+ * (0), whatever its hash: merchants' accounts ("mer:"), channels' receivables ("chn:")
+ * and paycore's own ("sys:"). Payment rows, the card vault and the events outbox are
+ * the home shard's, so a card payment's every command is a local batch there, its
+ * transfers, payment rows and events in one transaction. Customer wallets ("wal:")
+ * are placed by their hash like any account: a wallet's payment or top-up whose
+ * wallet lives elsewhere is a global transaction (docs/scaleout.md §6). */
+#define STORE_SHARD_HOME_PREFIXES "mer:", "chn:", "sys:"
+bool store_shard_home_placed(const char *account_id);
 /* The clearing account on shard 'self' for its transfers with shard 'peer' in
  * 'currency': "pc.clearing.<self>.<peer>.<currency>" (ids with the prefix are
  * refused from clients: id_reserved). */
@@ -38,6 +47,12 @@ bool store_clearing_shard(const char *id, uint32_t *self, uint32_t *peer);
  * API. Its write side is unsupported: each shard's own store writes. 'stores' are
  * borrowed and must outlive it. */
 PC_MUST_USE pc_status store_shard_route_open(store_t **out, store_t *const *stores, uint32_t count);
+/* The read fence of this node's readers (docs/scaleout.md §6): 'shut' true waits for
+ * the reads spanning shards that are running to end and keeps new ones waiting until
+ * it is called with false. The coordinator shuts it while it commits a global
+ * transaction's legs, so that a read spanning shards sees each global transaction on
+ * every shard or on none. 'route' NULL: nothing. */
+void store_shard_route_fence(store_t *route, bool shut);
 
 /* A global transaction id: 32 lowercase hex digits. Prepared as 'pc_<gtid>_<shard>'. */
 #define STORE_GTID_SIZE 33
@@ -67,6 +82,10 @@ void store_link_close(store_link_t *link);
 /* The URL without its password, for messages. */
 const char *store_link_url(const store_link_t *link);
 const char *store_link_error(const store_link_t *link);
+/* An account this shard holds that placement now puts on the home shard
+ * (store_shard_home_placed: created through the ledger API before payments ran on
+ * sets): PC_OK with its id in 'out', PC_NOT_FOUND when none. */
+PC_MUST_USE pc_status store_link_home_misplaced(store_link_t *link, char *out, size_t out_bytes);
 /* The server's max_prepared_transactions. */
 PC_MUST_USE pc_status store_link_max_prepared(store_link_t *link, int64_t *out);
 /* The database's own instance id (paycore_meta.instance_id). */
@@ -111,6 +130,15 @@ PC_MUST_USE pc_status store_link_prepared_list(store_link_t *link, store_link_pr
  * not prepared (finished already). */
 PC_MUST_USE pc_status store_link_prepared_finish(store_link_t *link, const char *gtid, uint32_t shard, bool commit);
 
+/* The set's read fence across processes, an advisory lock on the home shard (shard
+ * 0): the coordinator holds it exclusively (STORE_FENCE_COMMIT) while it commits a
+ * global transaction's legs; `paycore verify --shards` holds it shared
+ * (STORE_FENCE_READ, waiting at most SHARD_FENCE_WAIT_MS) while it opens a snapshot
+ * of every shard, so that the snapshots agree on every global transaction. Session
+ * level: a holder that dies releases it. PC_STORE_BUSY: not taken within the wait. */
+typedef enum { STORE_FENCE_COMMIT, STORE_FENCE_READ } store_fence_mode;
+PC_MUST_USE pc_status store_link_fence_take(store_link_t *link, store_fence_mode mode);
+pc_status store_link_fence_release(store_link_t *link, store_fence_mode mode);
 /* ---- who writes a shard: the writers table (pg_writers.c, schema version 6) ----
  * The node holding a shard's writer's lock advertises the address other nodes
  * forward that shard's commands to (docs/scaleout.md §7). A row is live while the

@@ -5,7 +5,9 @@
  * account; the common check is one load from it). Further grants of the same account
  * are pairs (owner number, account index) packed into 64 bits in an open-addressing
  * set, consulted only when the array says another owner: exact, whatever the ids look
- * like. A grant of an id that has no account yet (a merchant key made with accounts
+ * like; a second set holds the same pairs placed by the account alone, so that an
+ * account's owners (an event's, events/outbox.c) are one probe chain to walk. A
+ * grant of an id that has no account yet (a merchant key made with accounts
  * still to come) is kept by id, consulted only when both miss. Owner numbers come
  * from a small table of owner ids.
  *
@@ -21,6 +23,7 @@
 #include "core/core.h"
 #include "paycore/limits.h"
 #include "store/store_api.h"
+#include "store/store_shard.h"
 
 #define PAIR_EMPTY UINT64_MAX /* owner UINT32_MAX is never handed out */
 #define PAIRS_CAPACITY_MIN 1024u
@@ -30,6 +33,7 @@ typedef struct {
     uint64_t *slots;
     uint32_t capacity; /* power of two; count <= capacity / 2 */
     uint32_t count;
+    bool by_account;   /* placed by the account alone: its owners share one probe chain */
 } pair_set;
 
 /* Ids with their owner (owner ids: owner unused), found through 'slots' (entry + 1,
@@ -57,6 +61,7 @@ typedef struct {
 struct writer_grants {
     u32_array first_owner;       /* per account index: its first grant's owner + 1, 0 = none */
     pair_set pairs;              /* the other grants of existing accounts */
+    pair_set pairs_by_account;   /* the same, walked to list an account's owners */
     name_table owners;
     name_table by_id;            /* grants of ids without an account */
     u32_array batch_firsts;      /* account indices whose first grant the open batch made */
@@ -71,6 +76,10 @@ static uint64_t pair_of(uint32_t owner, uint32_t account_index) {
 }
 
 static uint32_t pair_home(const pair_set *set, uint64_t pair) {
+    if (set->by_account) {
+        uint32_t account_index = (uint32_t)pair;
+        return (uint32_t)pc_hash64(&account_index, sizeof account_index) & (set->capacity - 1);
+    }
     return (uint32_t)pc_hash64(&pair, sizeof pair) & (set->capacity - 1);
 }
 
@@ -124,7 +133,8 @@ static bool pair_slot(const pair_set *set, uint64_t pair, uint32_t *slot) {
 }
 
 static void pairs_resize(pair_set *set, uint32_t capacity) {
-    pair_set grown = {.slots = malloc((size_t)capacity * sizeof(uint64_t)), .capacity = capacity};
+    pair_set grown = {.slots = malloc((size_t)capacity * sizeof(uint64_t)), .capacity = capacity,
+                      .by_account = set->by_account};
     PC_ASSERT(grown.slots != NULL);
     memset(grown.slots, 0xff, (size_t)capacity * sizeof(uint64_t)); /* PAIR_EMPTY */
     for (uint32_t i = 0; i < set->capacity; i++) {
@@ -226,16 +236,22 @@ static void names_free(name_table *table) {
 
 /* ---- the contract ---- */
 
+static bool pairs_open(pair_set *set, bool by_account) {
+    set->slots = malloc(PAIRS_CAPACITY_MIN * sizeof(uint64_t));
+    if (set->slots == NULL) return false;
+    memset(set->slots, 0xff, PAIRS_CAPACITY_MIN * sizeof(uint64_t)); /* PAIR_EMPTY */
+    set->capacity = PAIRS_CAPACITY_MIN;
+    set->by_account = by_account;
+    return true;
+}
+
 pc_status writer_grants_open(writer_grants_t **out) {
     writer_grants_t *grants = calloc(1, sizeof(*grants));
     if (grants == NULL) return PC_NO_MEMORY;
-    grants->pairs.slots = malloc(PAIRS_CAPACITY_MIN * sizeof(uint64_t));
-    if (grants->pairs.slots == NULL) {
-        free(grants);
+    if (!pairs_open(&grants->pairs, false) || !pairs_open(&grants->pairs_by_account, true)) {
+        writer_grants_close(grants);
         return PC_NO_MEMORY;
     }
-    memset(grants->pairs.slots, 0xff, PAIRS_CAPACITY_MIN * sizeof(uint64_t));
-    grants->pairs.capacity = PAIRS_CAPACITY_MIN;
     *out = grants;
     return PC_OK;
 }
@@ -245,6 +261,7 @@ void writer_grants_close(writer_grants_t *grants) {
     free(grants->first_owner.items);
     free(grants->batch_firsts.items);
     free(grants->pairs.slots);
+    free(grants->pairs_by_account.slots);
     names_free(&grants->owners);
     names_free(&grants->by_id);
     free(grants->batch_pairs);
@@ -256,6 +273,14 @@ uint32_t writer_grants_owner(writer_grants_t *grants, const char *owner_id) {
     if (found >= 0) return (uint32_t)found;
     PC_ASSERT(grants->owners.count < UINT32_MAX);
     return name_add(&grants->owners, 0, owner_id);
+}
+
+static void batch_pair_log(writer_grants_t *grants, uint64_t pair) {
+    if (grants->batch_pair_count == grants->batch_pair_capacity) {
+        grants->batch_pairs = array_grow(grants->batch_pairs, &grants->batch_pair_capacity, 64,
+                                         sizeof(uint64_t));
+    }
+    grants->batch_pairs[grants->batch_pair_count++] = pair;
 }
 
 void writer_grants_add(writer_grants_t *grants, uint32_t owner, uint32_t account_index,
@@ -274,12 +299,11 @@ void writer_grants_add(writer_grants_t *grants, uint32_t owner, uint32_t account
     }
     uint64_t pair = pair_of(owner, account_index);
     if (!pair_insert(&grants->pairs, pair)) return; /* held already: not the batch's to take back */
-    if (grants->batch_pair_count == grants->batch_pair_capacity) {
-        grants->batch_pairs = array_grow(grants->batch_pairs, &grants->batch_pair_capacity, 64,
-                                         sizeof(uint64_t));
-    }
-    grants->batch_pairs[grants->batch_pair_count++] = pair;
+    bool listed = pair_insert(&grants->pairs_by_account, pair);
+    PC_ASSERT(listed);
+    batch_pair_log(grants, pair);
 }
+
 
 bool writer_grants_holds(const writer_grants_t *grants, uint32_t owner, uint32_t account_index,
                          const char *account_id) {
@@ -288,6 +312,44 @@ bool writer_grants_holds(const writer_grants_t *grants, uint32_t owner, uint32_t
     uint32_t slot;
     if (grants->pairs.count > 0 && pair_slot(&grants->pairs, pair_of(owner, account_index), &slot)) return true;
     return grants->by_id.count > 0 && name_find(&grants->by_id, owner, account_id) >= 0;
+}
+
+/* Keeps the first 'max' distinct ids in id order in 'out' (*count of them). */
+static void owner_keep(const char **out, uint32_t *count, uint32_t max, const char *id) {
+    uint32_t at = 0;
+    while (at < *count && strcmp(out[at], id) < 0) at++;
+    if (at == max || (at < *count && strcmp(out[at], id) == 0)) return;
+    uint32_t last = *count < max ? *count : max - 1;
+    for (uint32_t i = last; i > at; i--) out[i] = out[i - 1];
+    out[at] = id;
+    if (*count < max) (*count)++;
+}
+
+uint32_t writer_grants_owners_of(const writer_grants_t *grants, uint32_t account_index, const char *account_id,
+                                 const char **owners, uint32_t owners_max) {
+    PC_ASSERT(owners_max > 0);
+    uint32_t count = 0;
+    const u32_array *firsts = &grants->first_owner;
+    bool indexed = account_index != WRITER_GRANT_NO_ACCOUNT && account_index < firsts->capacity;
+    if (indexed && firsts->items[account_index] != 0) {
+        owner_keep(owners, &count, owners_max, grants->owners.entries[firsts->items[account_index] - 1].id);
+    }
+    const pair_set *by_account = &grants->pairs_by_account;
+    if (indexed && by_account->count > 0) { /* an account's other owners: one probe chain */
+        uint32_t mask = by_account->capacity - 1;
+        uint64_t probe = pair_of(0, account_index);
+        for (uint32_t at = pair_home(by_account, probe); by_account->slots[at] != PAIR_EMPTY; at = (at + 1) & mask) {
+            uint64_t pair = by_account->slots[at];
+            if ((uint32_t)pair == account_index) {
+                owner_keep(owners, &count, owners_max, grants->owners.entries[pair >> 32].id);
+            }
+        }
+    }
+    for (uint32_t i = 0; i < grants->by_id.count; i++) { /* granted before the account existed */
+        const name_entry *entry = &grants->by_id.entries[i];
+        if (strcmp(entry->id, account_id) == 0) owner_keep(owners, &count, owners_max, grants->owners.entries[entry->owner].id);
+    }
+    return count;
 }
 
 void writer_grants_commit(writer_grants_t *grants) {
@@ -302,7 +364,9 @@ void writer_grants_rollback(writer_grants_t *grants) {
     }
     grants->batch_firsts.count = 0;
     while (grants->batch_pair_count > 0) {
-        pair_remove(&grants->pairs, grants->batch_pairs[--grants->batch_pair_count]);
+        uint64_t pair = grants->batch_pairs[--grants->batch_pair_count];
+        pair_remove(&grants->pairs, pair);
+        pair_remove(&grants->pairs_by_account, pair);
     }
     if (grants->by_id.count != grants->by_id_committed) {
         grants->by_id.count = grants->by_id_committed;
@@ -312,8 +376,13 @@ void writer_grants_rollback(writer_grants_t *grants) {
 
 /* ---- the writer's side ---- */
 
+/* A leg of a global transaction (src/shard/) names a clearing account where the
+ * command named an account on another shard: that shard's writer checks the owner's
+ * reach of the real account in its own leg. Clients cannot name clearing accounts on
+ * a set (id_reserved), and only legs pass this, so a single store is unaffected. */
 static bool owner_reaches(const void *ctx, uint32_t account_index, const char *account_id) {
     const writer_reach_t *reach = ctx;
+    if (reach->leg && store_id_reserved(account_id)) return true;
     return writer_grants_holds(reach->grants, reach->owner, account_index, account_id);
 }
 
@@ -322,6 +391,7 @@ const ledger_reach_t *writer_grants_reach(writer_grants_t *grants, const writer_
     if (cmd->owner_id == NULL) return NULL;
     storage->grants = grants;
     storage->owner = writer_grants_owner(grants, cmd->owner_id);
+    storage->leg = cmd->gtid != NULL;
     storage->reach = (ledger_reach_t){owner_reaches, storage};
     return &storage->reach;
 }

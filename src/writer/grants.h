@@ -30,6 +30,13 @@ void writer_grants_add(writer_grants_t *grants, uint32_t owner, uint32_t account
 /* True when 'owner' holds the account at 'account_index' whose id is 'account_id'. */
 bool writer_grants_holds(const writer_grants_t *grants, uint32_t owner, uint32_t account_index,
                          const char *account_id);
+/* The owners of the account 'account_id' at 'account_index' (or
+ * WRITER_GRANT_NO_ACCOUNT), as the open batch leaves them: the first 'owners_max' owner
+ * ids in id order into 'owners' (borrowed: valid until the next change). Returns how
+ * many. One load for an account of one owner; an account shared by several owners
+ * costs a probe per owner known. */
+uint32_t writer_grants_owners_of(const writer_grants_t *grants, uint32_t account_index, const char *account_id,
+                                 const char **owners, uint32_t owners_max);
 /* The batch committed: its grants stay. */
 void writer_grants_commit(writer_grants_t *grants);
 /* The batch failed: its grants are taken back. */
@@ -46,6 +53,7 @@ typedef struct {
     ledger_reach_t reach;
     const writer_grants_t *grants;
     uint32_t owner;
+    bool leg;                         /* a global transaction's leg: its clearing accounts are reached */
 } writer_reach_t;
 
 /* The reach of 'cmd' built in 'storage', or NULL when the command has no owner. */

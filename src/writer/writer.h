@@ -77,6 +77,15 @@ typedef struct {
     void *ctx;
 } writer_batch_hook_t;
 
+/* Pending transfers this writer does not expire itself (ledger_expiry_hold): those
+ * with an account whose id begins with 'prefix'; 'held' is told each one's id when it
+ * is due (writer thread, inside a batch: it must not wait for the writer). */
+typedef struct {
+    const char *prefix;             /* NULL: none held */
+    ledger_expiry_held_fn held;
+    void *ctx;
+} writer_expiry_hold_t;
+
 typedef struct {
     uint32_t queue_events_max;   /* events waiting; past it submit answers writer_queue_full */
     uint32_t batch_events_max;   /* events drained into one transaction */
@@ -84,6 +93,7 @@ typedef struct {
     void (*failed)(void *ctx, pc_status status);
     void *failed_ctx;
     writer_batch_hook_t batch_hook; /* optional */
+    writer_expiry_hold_t expiry_hold; /* optional */
 } writer_config_t;
 
 /* Counters for /metrics; read with writer_stats (any thread). */
@@ -136,6 +146,13 @@ void writer_stats(writer_t *writer, writer_stats_t *out);
 bool writer_can_commit(writer_t *writer);
 /* PC_OK, or why the writer stopped writing for good (PC_STORE_FAILED). */
 pc_status writer_failed(writer_t *writer);
+/* On the writer thread while it writes a batch (a command's in_transaction, the
+ * batch hook): the merchant keys granted the account 'account_id' as the batch leaves
+ * them (grants held in memory: no query), the first 'owners_max' in key id order into
+ * 'owners' (borrowed until the batch ends). False on any other thread or outside a
+ * batch: ask the store then. */
+bool writer_batch_account_owners(const char *account_id, const char **owners, uint32_t owners_max,
+                                 uint32_t *count);
 /* The ledger, for tests and offline tools only (not while the writer runs batches). */
 ledger_t *writer_ledger(writer_t *writer);
 

@@ -148,6 +148,13 @@ def main():
         wait_for(lambda: not (set(e["id"] for e in events) - consumer.ids()), "every event consumed",
                  timeout_s=300)
         check_stream(consumer, events)
+        # a payment's events are stored as references and rendered when published:
+        # the same bytes as GET /v1/events/{id} renders
+        bodies = dict((m, b) for m, _, b in consumer.snapshot())
+        for e in events:
+            if e["object_id"] == p["id"]:
+                read = expect(admin.get("/v1/events/" + e["id"]), 200, what="read " + e["id"])
+                check(bodies[e["id"]] == read.raw, "%s: published byte for byte as read" % e["id"])
         # the consumer may hold an event before paycore has the broker's confirm of it
         wait_for(lambda: (amqp_metric(server, "paycore_events_delivered_total") or 0) >= len(events),
                  "confirmed events counted (%d events)" % len(events))

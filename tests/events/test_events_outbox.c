@@ -288,19 +288,26 @@ static void test_emit_disabled(void) {
 
 /* ---- owners: the merchant keys granted an account ---- */
 
-static pc_status grant_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
-    (void)cmd;
-    store_api_key_t key = {.id = "key_m", .scope = "merchant", .name = "m", .created_ns = 1};
-    pc_status status = store_api_key_insert(tx, &key);
-    if (status == PC_OK) status = store_api_grant_insert(tx, "key_m", "m1");
-    return status;
+/* A merchant key 'key_id' made with a grant of 'account_id', as the API makes one: the
+ * key's row in the command's transaction, the grant through the writer (its grants in
+ * memory and the store's row). */
+static pc_status key_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
+    store_api_key_t key = {.scope = "merchant", .name = "m", .created_ns = 1};
+    snprintf(key.id, sizeof key.id, "%s", cmd->grantee_id);
+    return store_api_key_insert(tx, &key);
+}
+
+static void merchant_key(rig *r, const char *key_id, const char *account_id) {
+    const char *accounts[] = {account_id};
+    writer_cmd_t grant = {.kind = WRITER_CMD_EXEC, .in_transaction = key_in_tx, .grantee_id = key_id,
+                          .grant_account_ids = accounts, .grant_count = 1};
+    ASSERT_STATUS(writer_submit_wait(r->writer, &grant), PC_OK);
 }
 
 static void test_owners(void) {
     rig r;
     rig_start(&r, "owners", 0);
-    writer_cmd_t grant = {.kind = WRITER_CMD_EXEC, .in_transaction = grant_in_tx};
-    ASSERT_STATUS(writer_submit_wait(r.writer, &grant), PC_OK);
+    merchant_key(&r, "key_m", "m1");
     accounts(&r, "a", "m1");
     accounts(&r, "b", "c");
     ledger_transfer_t t = transfer_make("t1", NULL, 5, 0);
@@ -325,14 +332,6 @@ static void test_owners(void) {
 /* Goal: an emitter's event is owned by the keys granted the account it names, and by
  * nobody else. Method: key_g granted m2 only; an event naming m2 (no explicit owners)
  * is listed for key_g, not for another key. */
-static pc_status grant_g_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
-    (void)cmd;
-    store_api_key_t key = {.id = "key_g", .scope = "merchant", .name = "g", .created_ns = 1};
-    pc_status status = store_api_key_insert(tx, &key);
-    if (status == PC_OK) status = store_api_grant_insert(tx, "key_g", "m2");
-    return status;
-}
-
 static pc_status emit_granted_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
     emit_job *job = (emit_job *)cmd;
     events_emit_t event = {.type = EVENTS_TYPE_REFUND_PENDING, .object_id = "re_1", .object_seq = 1,
@@ -343,8 +342,7 @@ static pc_status emit_granted_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
 static void test_emit_account_owners(void) {
     rig r;
     rig_start(&r, "emit_owners", 0);
-    writer_cmd_t grant = {.kind = WRITER_CMD_EXEC, .in_transaction = grant_g_in_tx};
-    ASSERT_STATUS(writer_submit_wait(r.writer, &grant), PC_OK);
+    merchant_key(&r, "key_g", "m2");
     accounts(&r, "m2", "c");
     emit_job job = {.cmd = {.kind = WRITER_CMD_EXEC, .in_transaction = emit_granted_in_tx}, .events = r.events};
     ASSERT_STATUS(writer_submit_wait(r.writer, &job.cmd), PC_OK);

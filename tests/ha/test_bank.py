@@ -10,12 +10,18 @@ paycore faults only); then two paycore nodes on one PostgreSQL database, both `s
 over), first on a plain PostgreSQL 15 cluster (tests/store/pgcluster.py; its primary killed
 with SIGKILL to the postmaster and its backends, then restarted), then on the Patroni
 pair (tests/ha/hacluster.py, synchronous_mode; its primary killed as a machine crash,
-Patroni promotes the synchronous standby, the old node rejoins). BANK accounts with
+Patroni promotes the synchronous standby, the old node rejoins); then one paycore node
+serving three shards, each a plain cluster of its own (`serve --shards`, a restart
+loop; transfers between accounts on different shards are global transactions), with a
+random shard's server killed and restarted besides paycore's kills (a page of accounts
+spanning shards must show each global transaction on every shard or on none: the read
+fence, docs/scaleout.md §6). BANK accounts with
 debits_must_not_exceed_credits start with FUNDS each from a mint account; clients move
 random amounts between them, retrying each transfer with the same id until a definite
 answer; readers list every account (one page) and check the total and each limit.
 PAYCORE_FAULT_ROUNDS sets the faults per cluster (make test: a short run; make
-test-faults: the full one); PAYCORE_SEED replays one schedule."""
+test-faults: the full one); PAYCORE_SEED replays one schedule; PAYCORE_BANK_STORES
+(default "sqlite,plain,patroni,shards") picks the runs."""
 import os
 import random
 import shutil
@@ -41,6 +47,7 @@ FUNDS = 1000
 TOTAL = FUNDS * len(BANK)
 ROUNDS = int(os.environ.get("PAYCORE_FAULT_ROUNDS", "0"))  # 0: the short run below
 SEED = int(os.environ.get("PAYCORE_SEED", str(int(time.time()))))
+STORES = os.environ.get("PAYCORE_BANK_STORES", "sqlite,plain,patroni,shards").split(",")
 STORE_WAIT_S = 180
 
 
@@ -132,8 +139,9 @@ class Bank:
     """One run: two paycore nodes on 'url', the clients, the readers, the faults."""
 
     def __init__(self, store, work, name, kill_primary):
-        """store: ["--store", URL] (two nodes, one a standby), or [] (the SQLite file,
-        one node: its lock file admits one writer)."""
+        """store: ["--store", URL] (two nodes, one a standby), ["--shards", URLS] (one
+        node: a set has no standby yet), or [] (the SQLite file, one node: its lock file
+        admits one writer)."""
         self.name = name
         self.kill_primary = kill_primary
         db = os.path.join(work, name + ".db")
@@ -141,9 +149,11 @@ class Bank:
                              timeout=TIMEOUT_S * 3)
         check(out.returncode == 0, "%s: init: %s" % (name, out.stderr))
         self.key = out.stdout.strip().split("=", 1)[1]
-        args = ["--standby", "--store-wait-s", str(STORE_WAIT_S)] if store else []
+        standby = store[:1] == ["--store"]
+        args = ["--standby", "--store-wait-s", str(STORE_WAIT_S)] if standby else []
+        args += ["--no-events"] if store[:1] == ["--shards"] else []  # a set serves no outbox yet
         self.servers = [hacluster.Supervised(db, store, name="%s-node%d" % (name, i), extra_args=args)
-                        for i in range(2 if store else 1)]
+                        for i in range(2 if standby else 1)]
         self.ports = [s.port for s in self.servers]
         writer_of(self.servers)
         nodes = haload.Nodes(self.ports, self.key)
@@ -244,6 +254,33 @@ def kill_patroni_primary(cluster):
     return kill
 
 
+def kill_shard(clusters, rng):
+    """A random shard's server killed (as the plain primary is) and restarted."""
+    def kill():
+        kill_plain_primary(rng.choice(clusters))()
+    return kill
+
+
+def bank_shards(work, rng):
+    """The bank over three shards: transfers between accounts placed on different
+    shards are global transactions (two-phase commit across clusters)."""
+    clusters = []
+    try:
+        for _ in range(3):
+            clusters.append(pgcluster.Cluster())
+        urls = [c.createdb("shard") for c in clusters]
+        run_bank(["--shards", ",".join(urls)], work, "shards", kill_shard(clusters, rng), ROUNDS or 4, rng)
+        placed = [int(c.sql("shard", "SELECT count(*) FROM shard_accounts WHERE account_id IN (%s)"
+                            % ",".join("'%s'" % a for a in BANK))) for c in clusters]
+        check(sum(placed) == len(BANK) and sum(1 for n in placed if n > 0) >= 2,
+              "the bank accounts spread over the shards (so transfers crossed them): %r" % placed)
+        left = [int(c.sql("shard", "SELECT count(*) FROM pg_prepared_xacts")) for c in clusters]
+        check(left == [0, 0, 0], "no prepared transaction left after the clean stop: %r" % left)
+    finally:
+        for c in clusters:
+            c.close()
+
+
 def run_bank(store, work, name, kill, rounds, rng):
     bank = Bank(store, work, name, kill)
     try:
@@ -266,21 +303,27 @@ def main():
     print("bank: seed %d (PAYCORE_SEED=%d replays the schedule)" % (SEED, SEED))
     work = tempfile.mkdtemp(prefix="paycore-bank-")
     try:
-        run_bank([], work, "sqlite", None, ROUNDS or 4, rng)
-        plain = pgcluster.Cluster()
-        try:
-            url = plain.createdb("paycore") + "&target_session_attrs=read-write"
-            run_bank(["--store", url], work, "plain", kill_plain_primary(plain), ROUNDS or 5, rng)
-        finally:
-            plain.close()
-        cluster = hacluster.Cluster()
-        try:
-            run_bank(["--store", cluster.url()], work, "patroni", kill_patroni_primary(cluster), ROUNDS or 3, rng)
-        except BaseException:
-            print(cluster.logs(), file=sys.stderr)
-            raise
-        finally:
-            cluster.close()
+        if "sqlite" in STORES:
+            run_bank([], work, "sqlite", None, ROUNDS or 4, rng)
+        if "plain" in STORES:
+            plain = pgcluster.Cluster()
+            try:
+                url = plain.createdb("paycore") + "&target_session_attrs=read-write"
+                run_bank(["--store", url], work, "plain", kill_plain_primary(plain), ROUNDS or 5, rng)
+            finally:
+                plain.close()
+        if "patroni" in STORES:
+            cluster = hacluster.Cluster()
+            try:
+                run_bank(["--store", cluster.url()], work, "patroni", kill_patroni_primary(cluster), ROUNDS or 3,
+                         rng)
+            except BaseException:
+                print(cluster.logs(), file=sys.stderr)
+                raise
+            finally:
+                cluster.close()
+        if "shards" in STORES:
+            bank_shards(work, rng)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("ok")

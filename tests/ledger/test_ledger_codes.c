@@ -320,6 +320,50 @@ static void test_two_phase_codes(void) {
     ASSERT_EQ(ledger_account_find(ledger, "alice")->balances.debits_pending, 0);
 }
 
+static char held_ids[4][PC_ID_SIZE];
+static uint32_t held_count;
+static void held_note(void *ctx, const char *pending_id) {
+    (void)ctx;
+    if (held_count < 4) snprintf(held_ids[held_count++], PC_ID_SIZE, "%s", pending_id);
+}
+
+/* ledger_expiry_hold: a held pending transfer is not expired by the timer (its holder
+ * is told), only by an expiry event, which is refused before the deadline and ends it
+ * as expired; a client's flags cannot carry the expiry flag otherwise. */
+static void test_expiry_hold(void) {
+    setup();
+    held_count = 0;
+    ledger_expiry_hold(ledger, "bo", held_note, NULL); /* "bob": held; "alice" -> "bank": not */
+    ledger_transfer_t held = transfer("h", "bank", "bob", 10, LEDGER_TRANSFER_PENDING);
+    held.timeout_s = 1;
+    ledger_transfer_t free_ = transfer("f", "alice", "bank", 10, LEDGER_TRANSFER_PENDING);
+    free_.timeout_s = 1;
+    ASSERT_STATUS(one(held), PC_OK);
+    ASSERT_STATUS(one(free_), PC_OK);
+    ledger_transfer_t expiry = resolve("~expiry-g1", "h", 0, LEDGER_TRANSFER_VOID_PENDING | LEDGER_TRANSFER_EXPIRY);
+    ASSERT_STATUS(one(expiry), PC_PENDING_TRANSFER_NOT_EXPIRED); /* before its deadline */
+    now_ns += 2000000000ull;
+    ledger_batch_begin(ledger, now_ns++);
+    ASSERT_EQ(ledger_expire_due(ledger, 10), 1); /* "f" only */
+    batch_commit();
+    ASSERT_EQ(held_count, 1);
+    ASSERT_STR_EQ(held_ids[0], "h");
+    ASSERT_EQ(ledger_account_find(ledger, "bob")->balances.credits_pending, 10); /* still held */
+    ledger_transfer_t client = resolve("~expiry-g2", "h", 0, LEDGER_TRANSFER_VOID_PENDING);
+    ASSERT_STATUS(one(client), PC_ID_INVALID); /* '~' ids are the expiry's alone */
+    client = resolve("x1", "h", 0, LEDGER_TRANSFER_EXPIRY);
+    ASSERT_STATUS(one(client), PC_FLAG_UNKNOWN);
+    client = resolve("x2", "h", 0, LEDGER_TRANSFER_VOID_PENDING);
+    ASSERT_STATUS(one(client), PC_PENDING_TRANSFER_EXPIRED); /* a client's void after the deadline */
+    expiry = resolve("~expiry-g3", "h", 0, LEDGER_TRANSFER_VOID_PENDING | LEDGER_TRANSFER_EXPIRY);
+    ASSERT_STATUS(one(expiry), PC_OK);
+    ASSERT_EQ(ledger_account_find(ledger, "bob")->balances.credits_pending, 0);
+    ASSERT_STATUS(one(resolve("x3", "h", 0, LEDGER_TRANSFER_POST_PENDING)), PC_PENDING_TRANSFER_EXPIRED);
+    expiry = resolve("~expiry-g4", "h", 0, LEDGER_TRANSFER_VOID_PENDING | LEDGER_TRANSFER_EXPIRY);
+    ASSERT_STATUS(one(expiry), PC_PENDING_TRANSFER_EXPIRED); /* once */
+    ledger_expiry_hold(ledger, NULL, NULL, NULL);
+}
+
 /* A chain of four where event 'failing' breaks: the others get linked_event_failed,
  * the failing one its own code, nothing is applied; events outside are unaffected. */
 static void chain_fails_at(uint32_t failing) {
@@ -384,6 +428,7 @@ int main(void) {
     TEST_RUN(test_exists_codes);
     TEST_RUN(test_two_phase_codes);
     TEST_RUN(test_linked_chains);
+    TEST_RUN(test_expiry_hold);
     ledger_close(ledger);
     return test_finish();
 }

@@ -58,7 +58,9 @@ class ShardSet:
         check(len(lines) == 1 and lines[0].startswith("admin_key="), "init prints one admin_key= line: %r" % out.stdout)
         self.admin_key = lines[0][len("admin_key="):]
 
-    def start(self, env_extra=None, expect_listen=True):
+    def start(self, env_extra=None, expect_listen=True, args=None):
+        """'args' replace the default --no-events (the payments tests give channels,
+        risk rules and events options)."""
         self.starts += 1
         self.log_path = os.path.join(self.dir, "serve-%d.log" % self.starts)
         env = dict(os.environ)
@@ -66,8 +68,11 @@ class ShardSet:
         env.pop("PAYCORE_2PC_FAULT_ACTION", None)
         env.update(env_extra or {})
         with open(self.log_path, "w") as log:
-            self.proc = subprocess.Popen([BIN, "serve", "--db", self.db, "--listen", "127.0.0.1:0", "--no-events",
-                                          "--shards", self.shards_arg()], stdout=subprocess.DEVNULL, stderr=log,
+            more = ["--no-events"] if args is None else list(args)
+            listen = [] if any(a == "--listen" for a in more) else ["--listen", "127.0.0.1:0"]
+            more += ["--webhook-private-ok"]  # the tests' webhook receivers listen on loopback
+            self.proc = subprocess.Popen([BIN, "serve", "--db", self.db] + listen + more +
+                                         ["--shards", self.shards_arg()], stdout=subprocess.DEVNULL, stderr=log,
                                          env=env)
         deadline = time.time() + TIMEOUT_S * 3
         while time.time() < deadline:

@@ -10,7 +10,8 @@
  * On PostgreSQL (PAYCORE_TEST_PG_HOST, the socket directory of a throwaway cluster:
  * tests/store/test_durability_pg.py) the cases that are not SQLite faults run against
  * a new database each: batches without ledger rows and a crash, a failed COMMIT's
- * accounts, a failing hook, no spin while commits fail, the signing key. */
+ * accounts, a failing hook, no spin while commits fail, the signing key, a replaced
+ * idempotent reply's room. */
 #include <fcntl.h>
 #include <libpq-fe.h>
 #include <pthread.h>
@@ -680,6 +681,59 @@ static void test_version_1_migrates(void) {
     paths_remove();
 }
 
+/* ---- a replaced idempotent reply reports the room it took ---- */
+
+static const char *idem_body;       /* the reply idem_put_in_tx stores */
+static const char *idem_key = "k1"; /* under this Idempotency-Key */
+static uint64_t idem_row_bytes, idem_replaced_bytes;
+
+static pc_status idem_put_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
+    (void)cmd;
+    store_api_idem_t record = {.http_status = 201, .created_ns = 1, .body = (char *)idem_body,
+                               .body_bytes = strlen(idem_body)};
+    idem_replaced_bytes = UINT64_MAX;
+    pc_status status = store_api_idem_put(tx, "key_1", idem_key, &record, &idem_replaced_bytes);
+    idem_row_bytes = record.row_bytes;
+    return status;
+}
+
+static void idem_put(writer_t *writer, const char *key, const char *body) {
+    idem_key = key;
+    idem_body = body;
+    writer_cmd_t cmd = {.kind = WRITER_CMD_EXEC, .in_transaction = idem_put_in_tx};
+    ASSERT_STATUS(writer_submit_wait(writer, &cmd), PC_OK);
+}
+
+/* Goal: storing a reply over an expired one of the same key says how much room the
+ * old row took (the per-key room counts it back), a new key replaces nothing, and the
+ * new reply is the one read. Method: k1 "first"; k1 a longer reply; k2; read k1. */
+static void test_idem_replace_reports_room(void) {
+    paths_make("idem");
+    store_t *store;
+    writer_t *writer;
+    start(&store, &writer);
+    idem_put(writer, "k1", "first");
+    ASSERT_EQ(idem_replaced_bytes, 0);
+    uint64_t first_bytes = idem_row_bytes;
+    ASSERT_TRUE(first_bytes > 0);
+    idem_put(writer, "k1", "the second, longer reply");
+    ASSERT_EQ(idem_replaced_bytes, first_bytes);
+    ASSERT_TRUE(idem_row_bytes > first_bytes);
+    idem_put(writer, "k2", "first");
+    ASSERT_EQ(idem_replaced_bytes, 0);
+    store_reader_t *reader;
+    ASSERT_STATUS(store_reader_open(store, &reader), PC_OK);
+    store_api_idem_t got;
+    bool found = false;
+    ASSERT_STATUS(store_api_idem_get(reader, "key_1", "k1", &got, &found), PC_OK);
+    ASSERT_TRUE(found && got.body_bytes == strlen("the second, longer reply") &&
+                memcmp(got.body, "the second, longer reply", got.body_bytes) == 0);
+    free(got.body);
+    store_reader_close(reader);
+    stop(store, writer);
+    paths_remove();
+}
+
 int main(void) {
     pg_host = getenv("PAYCORE_TEST_PG_HOST");
     if (pg_host != NULL) { /* the cases that are not SQLite faults or SQLite files */
@@ -688,6 +742,7 @@ int main(void) {
         TEST_RUN(test_in_transaction_fault);
         TEST_RUN(test_no_spin_while_expiry_fails);
         TEST_RUN(test_signing_key_refused);
+        TEST_RUN(test_idem_replace_reports_room);
         return test_finish();
     }
     TEST_RUN(test_batch_without_rows_takes_no_seq);
@@ -701,5 +756,6 @@ int main(void) {
     TEST_RUN(test_second_writer_refused);
     TEST_RUN(test_signing_key_refused);
     TEST_RUN(test_version_1_migrates);
+    TEST_RUN(test_idem_replace_reports_room);
     return test_finish();
 }

@@ -24,7 +24,7 @@ def main():
     cluster = pgcluster.Cluster()
     try:
         cluster.run_c_test_passing(BIN, "store_test_durability", {"PAYCORE_TEST_PG_HOST": cluster.dir},
-                                   "5 passed, 0 failed")
+                                   "6 passed, 0 failed")
     finally:
         cluster.close()
 

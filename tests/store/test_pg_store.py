@@ -34,7 +34,8 @@ SUITES = ["api/test_api_idempotency.py", "api/test_api_tenancy.py", "api/test_ap
           "events/test_webhook_lifecycle.py", "events/test_webhook_delivery.py",
           "payments/test_payments_flows.py", "payments/test_payments_inputs.py",
           "payments/test_payments_tenancy.py", "payments/test_payments_channels.py",
-          "payments/test_payments_data_key.py", "payments/test_payments_top_ups.py"]
+          "payments/test_payments_data_key.py", "payments/test_payments_top_ups.py",
+          "events/test_events_refs.py", "payments/test_payments_read_balance.py"]
 
 
 class Model:

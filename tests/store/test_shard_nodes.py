@@ -61,7 +61,9 @@ class Node:
         return "http://127.0.0.1:%d" % self.port
 
     def copy_keys(self, source_db):
-        for path in glob.glob(source_db + ".key*"):
+        # the signing keys (.key, .key.shard<i>), the card vault's key (.vault-key) and the
+        # webhook secrets' key (.webhook-key): a node taking the set over needs them all
+        for path in glob.glob(source_db + ".*key*"):
             shutil.copy(path, self.db + path[len(source_db):])
             os.chmod(self.db + path[len(source_db):], 0o600)
 
@@ -347,8 +349,8 @@ def failover(s, a, b, c, model, by_shard):
     watcher = Watcher([a, b, c], "A")
     watcher.start()
     acked, lock, stop, errors = {}, threading.Lock(), threading.Event(), []
-    workers = [threading.Thread(target=load_worker, args=(i, [a, b, c], ids, acked, lock, stop, errors))
-               for i in range(4)]
+    workers = [threading.Thread(target=load_worker, args=(i, [a, b, c], ids, acked, lock, stop, errors), daemon=True)
+               for i in range(4)]  # daemons: a failed check ends the test instead of waiting for them
     for w in workers:
         w.start()
     deadline = time.time() + TIMEOUT_S * 3

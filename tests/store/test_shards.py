@@ -89,7 +89,9 @@ def cross_and_local(s, client, model, by_shard):
     got = expect(client.get("/v1/transfers/cross-1"), 200, what="read cross-1").json
     check(got["debit_account_id"] == a and got["credit_account_id"] == b and got["amount"] == 25
           and got["timestamp"] == r.json["timestamp"], "cross-1 reads back as A -> B: %r" % got)
-    expect(client.post("/v1/transfers", transfer("cross-1", a, b, 25)), 200, what="the same id again: exists")
+    again = expect(client.post("/v1/transfers", transfer("cross-1", a, b, 25)), 200, what="the same id again: exists")
+    check(again.json["debit_account_id"] == a and again.json["credit_account_id"] == b,
+          "the exists reply names A and B too, not a clearing account: %r" % again.json)
     expect(client.post("/v1/transfers", transfer("cross-1", a, b, 26)), 422, "exists_with_different_amount",
            what="the same id with another amount")
     # refused on the debit side: nothing anywhere, and the id is not spent on either shard
@@ -201,9 +203,10 @@ def concurrent(s, client, model, by_shard):
 
 
 def merchant(s, client, model):
-    """A merchant's accounts and transfers within one shard work; its transfer across
-    shards is refused with store_unsupported and changes nothing; another merchant
-    cannot reach its accounts."""
+    """A merchant's accounts and transfers within one shard and across shards work (a
+    global transaction whose legs each shard's writer checks against the grants it
+    holds); another merchant cannot reach its accounts, within one shard or across:
+    refused as missing, nothing moves."""
     key = expect(client.post("/v1/api-keys", {"scope": "merchant", "name": "m1"}), 201, what="merchant key").json["key"]
     other = expect(client.post("/v1/api-keys", {"scope": "merchant", "name": "m2"}), 201, what="key 2").json["key"]
     m = pcapi.Client(s.port, key)
@@ -218,9 +221,10 @@ def merchant(s, client, model):
     model.post(local[0], local[1], 3)
     shards = sorted(placed)
     x, y = placed[shards[0]][0], placed[shards[1]][0]
-    expect(m.post("/v1/transfers", transfer("m1-cross", x, y, 3)), 501, "store_unsupported",
-           what="merchant, across shards")
-    check(s.legs("m1-cross") == [], "a refused merchant transfer leaves nothing")
+    expect(m.post("/v1/transfers", transfer("m1-cross", x, y, 3)), 201, what="merchant, across shards")
+    model.post(x, y, 3)
+    check(sorted(s.legs("m1-cross")) == [shards[0], shards[1]], "a merchant's transfer across shards has two legs")
+    expect(m.get("/v1/transfers/m1-cross"), 200, what="the merchant reads its transfer across shards")
     expect(m.get("/v1/accounts/" + local[0]), 200, what="merchant reads its account on its shard")
     listed = [a["id"] for a in expect(m.get("/v1/accounts?limit=100"), 200, what="merchant lists").json["data"]]
     check(sorted(listed) == sorted(sum(placed.values(), [])), "a merchant lists its accounts on every shard: %r"
@@ -229,6 +233,19 @@ def merchant(s, client, model):
     expect(o.get("/v1/accounts/" + local[0]), 404, what="another merchant's account")
     expect(o.post("/v1/transfers", transfer("m2-steal", local[0], local[1], 1)), 422, "account_not_found",
            what="another merchant moving it")
+    expect(o.get("/v1/transfers/m1-cross"), 404, what="another merchant reading the transfer across shards")
+    own = "m2-own"
+    expect(o.post("/v1/accounts", account(own)), 201, what="the other merchant's account")
+    model.add_account(own)
+    theirs = next(a for a in sum(placed.values(), []) if s.shard_of(a) != s.shard_of(own))
+    for tid, debit, credit in (("m2-steal-cross", theirs, own), ("m2-push-cross", own, theirs)):
+        r = expect(o.post("/v1/transfers", transfer(tid, debit, credit, 1)), 422, "account_not_found",
+                   what="another merchant across shards (%s)" % tid)
+        missing = expect(o.post("/v1/transfers", transfer(tid + "-x", debit if debit == own else "no-such",
+                                                         credit if credit == own else "no-such", 1)), 422)
+        check(r.json == missing.json, "a foreign account across shards reads as a missing one: %r vs %r"
+              % (r.json, missing.json))
+        check(s.legs(tid) == [], "a refused transfer across shards leaves no leg")
     m.close()
     o.close()
     model.check(client, "after merchants")

@@ -1,4 +1,5 @@
-/* Goal: the writer's grant table answers exactly what was granted and committed, and
+/* Goal: the writer's grant table answers exactly what was granted and committed (who
+ * holds an account, and each account's owners in id order: the events' owners), and
  * a failed batch takes back its grants and nothing else, whatever the collisions and
  * growth of its hash tables. Method: thousands of random batches of grants (pairs
  * with dense owners and account indices, so probe chains run long; grants by id of
@@ -31,8 +32,37 @@ typedef struct {
 static void account_name(char out[PC_ID_SIZE], uint32_t index) { snprintf(out, PC_ID_SIZE, "acct-%u", index); }
 static void later_name(char out[PC_ID_SIZE], uint32_t index) { snprintf(out, PC_ID_SIZE, "later-%u", index); }
 
+/* writer_grants_owners_of names the model's owners of one account, in id order ("key_0"
+ * < "key_1" ...), the first 'max' of them. */
+static void check_owners(const writer_grants_t *grants, uint32_t index, const char *id, const bool *held,
+                         size_t stride, uint32_t max) {
+    const char *got[OWNERS];
+    uint32_t count = writer_grants_owners_of(grants, index, id, got, max);
+    uint32_t want = 0;
+    char name[32];
+    for (uint32_t o = 0; o < OWNERS && want < max; o++) {
+        if (!held[o * stride]) continue;
+        snprintf(name, sizeof name, "key_%u", o);
+        if (want >= count || strcmp(got[want], name) != 0) {
+            TEST_FAIL("%s: owner %u is %s, the model says %s", id, want, want < count ? got[want] : "(none)", name);
+        }
+        want++;
+    }
+    if (count != want) TEST_FAIL("%s: %u owners, the model says %u", id, count, want);
+}
+
 static void check_all(const writer_grants_t *grants, const model_t *model, uint32_t owners[OWNERS]) {
     char id[PC_ID_SIZE];
+    static uint32_t round; /* an eighth of the accounts' owners each time, in turn */
+    round++;
+    for (uint32_t a = round % 8; a < ACCOUNTS; a += 8) {
+        account_name(id, a);
+        check_owners(grants, a, id, &model->pairs[0][a], ACCOUNTS, a % 2 ? OWNERS : 3);
+    }
+    for (uint32_t n = 0; n < BY_ID_NAMES; n++) {
+        later_name(id, n);
+        check_owners(grants, WRITER_GRANT_NO_ACCOUNT, id, &model->by_id[0][n], BY_ID_NAMES, OWNERS);
+    }
     for (uint32_t o = 0; o < OWNERS; o++) {
         for (uint32_t a = 0; a < ACCOUNTS; a++) {
             account_name(id, a);

@@ -1,0 +1,73 @@
+/* payments/stage.c: the stage threads. The gateway's thread and the writer's serve
+ * every payment: what a flow does in their callbacks holds up every other flow behind
+ * it. So a gateway result is applied, a command submitted from a writer completion is
+ * rendered (the dry run of its in_tx, flow.c) and queued, and a finished flow is
+ * answered and freed, on one of these threads instead. A flow is touched by
+ * one thread at a time (the one its current step runs on): handing it over through the
+ * queue's mutex is what orders its fields between the two. Commands of different flows
+ * may reach the writer in another order than their submits; one flow never has two
+ * commands out at once, so its own order stays. */
+#include "obs/obs.h"
+#include "payments/pay_internal.h"
+
+static void *stage_main(void *arg) {
+    struct pay_stage *stage = arg;
+    pthread_mutex_lock(&stage->mutex);
+    for (;;) {
+        while (stage->head == NULL && !stage->stopping) pthread_cond_wait(&stage->wake, &stage->mutex);
+        pay_flow_t *flow = stage->head;
+        if (flow == NULL) break; /* stopping, and nothing left */
+        stage->head = flow->staging.next;
+        if (stage->head == NULL) stage->tail = NULL;
+        flow->staging.next = NULL;
+        pthread_mutex_unlock(&stage->mutex);
+        flow->staging.run(flow);
+        pthread_mutex_lock(&stage->mutex);
+    }
+    pthread_mutex_unlock(&stage->mutex);
+    return NULL;
+}
+
+void pay_stage_start(pay_t *pay) {
+    struct pay_stage *stage = &pay->stage;
+    pthread_mutex_init(&stage->mutex, NULL);
+    pthread_cond_init(&stage->wake, NULL);
+    stage->started = true;
+    for (uint32_t i = 0; i < PAY_STAGE_THREADS; i++) {
+        if (pthread_create(&stage->threads[i], NULL, stage_main, stage) != 0) {
+            obs_logf(OBS_LEVEL_WARN, "payments: %u of %u stage threads started", i, PAY_STAGE_THREADS);
+            break;
+        }
+        pthread_setname_np(stage->threads[i], "paycore-stage");
+        stage->thread_count++;
+    }
+}
+
+void pay_stage_stop(pay_t *pay) {
+    struct pay_stage *stage = &pay->stage;
+    if (!stage->started) return;
+    pthread_mutex_lock(&stage->mutex);
+    stage->stopping = true;
+    pthread_cond_broadcast(&stage->wake);
+    pthread_mutex_unlock(&stage->mutex);
+    for (uint32_t i = 0; i < stage->thread_count; i++) pthread_join(stage->threads[i], NULL);
+    PC_ASSERT(stage->head == NULL);
+    stage->thread_count = 0;
+    stage->started = false;
+    pthread_cond_destroy(&stage->wake);
+    pthread_mutex_destroy(&stage->mutex);
+}
+
+bool pay_stage_queue(pay_flow_t *flow, void (*run)(pay_flow_t *flow)) {
+    struct pay_stage *stage = &flow->pay->stage;
+    if (stage->thread_count == 0) return false; /* set before any flow exists, never changed while one does */
+    flow->staging.next = NULL;
+    flow->staging.run = run;
+    pthread_mutex_lock(&stage->mutex);
+    if (stage->tail != NULL) stage->tail->staging.next = flow;
+    else stage->head = flow;
+    stage->tail = flow;
+    pthread_cond_signal(&stage->wake);
+    pthread_mutex_unlock(&stage->mutex);
+    return true;
+}
