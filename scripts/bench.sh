@@ -9,4 +9,5 @@ for bench in "$build"/bench_*; do
 done
 sh "$(dirname "$0")/bench_api.sh" "$build" "$mode"
 python3 "$(dirname "$0")/../bench/bench_events.py" "$build" "$mode"
+python3 "$(dirname "$0")/../bench/bench_forward.py" "$build" "$mode"
 sh "$(dirname "$0")/bench_capacity.sh" "$build" "$mode"

@@ -403,6 +403,10 @@ static_assert(4 * PAY_CURRENCIES_MAX <= API_KEY_GRANTS_MAX,
                                             timeout plus this (the writer answers 503
                                             request_timeout itself before) */
 #define FORWARD_REPLY_TIMEOUT_MS_DEFAULT 60000 /* the same when the request timeout is 0 (never) */
+#define FORWARD_THREADS_MIN 64           /* a standby's forwarder threads (or --threads if more):
+                                            each holds one request while the writer runs it
+                                            (a blocking libcurl call), so this is how many
+                                            forwarded requests can wait in one group commit */
 #define FORWARD_REPLY_BYTES_MAX (64u * 1024 * 1024) /* a writer's reply relayed whole: a full
                                             8189-transfer batch's results (about 3 MiB) and
                                             the largest list page fit many times over */

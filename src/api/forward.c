@@ -423,7 +423,7 @@ pc_status api_forward_start(api_forward_t **out, const api_forward_config_t *con
     forward->daemon = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC, 0, NULL, NULL, on_access, forward,
         MHD_OPTION_LISTEN_SOCKET, (MHD_socket)config->listen_fd, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned int)config->threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, forward,
+        (unsigned int)(config->threads > FORWARD_THREADS_MIN ? config->threads : FORWARD_THREADS_MIN), MHD_OPTION_NOTIFY_COMPLETED, on_completed, forward,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)config->connection_timeout_s,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)API_CONNECTIONS_MAX,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)config->connections_per_ip_max, MHD_OPTION_END);
