@@ -4,9 +4,9 @@
  * (keep-alive connections, bounded per endpoint and in all), and writes its state
  * through the writer (flush.c). It also runs retention. Nothing here runs on the
  * writer or an HTTP thread; the writer's hook only wakes it (curl_multi_wakeup). */
-#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <inttypes.h>
+#include <netdb.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -294,9 +294,9 @@ static curl_socket_t socket_open(void *ctx, curlsocktype purpose, struct curl_so
     request *r = ctx;
     (void)purpose;
     if (!events_address_public(&address->addr)) {
-        const void *raw = address->family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)(void *)&address->addr)->sin6_addr
-                                                      : (const void *)&((struct sockaddr_in *)(void *)&address->addr)->sin_addr;
-        if (inet_ntop(address->family, raw, r->refused, sizeof r->refused) == NULL) snprintf(r->refused, sizeof r->refused, "?");
+        if (getnameinfo(&address->addr, address->addrlen, r->refused, sizeof r->refused, NULL, 0, NI_NUMERICHOST) != 0) {
+            snprintf(r->refused, sizeof r->refused, "?");
+        }
         return CURL_SOCKET_BAD;
     }
     return socket(address->family, address->socktype, address->protocol);

@@ -177,15 +177,22 @@ static void reveal_stored(store_t *store, vault_t *vault, const char *token, con
     ASSERT_STR_EQ(number, pan);
 }
 
+/* A store, writer and vault on '<dir>/<name>.db' (the globals name its files). */
+static void vault_setup(const char *name, store_t **store, writer_t **writer, vault_t **vault,
+                        vault_config_t *config) {
+    snprintf(db_path, sizeof db_path, "%s/%s.db", dir, name);
+    snprintf(key_path, sizeof key_path, "%s/%s.db.vault-key", dir, name);
+    start(store, writer);
+    *config = (vault_config_t){.key_path = key_path, .store = *store, .writer = *writer};
+    ASSERT_STATUS(vault_open(vault, config), PC_OK);
+}
+
 static void test_data_key_rotation(void) {
-    snprintf(db_path, sizeof db_path, "%s/rekey.db", dir);
-    snprintf(key_path, sizeof key_path, "%s/rekey.db.vault-key", dir);
     store_t *store;
     writer_t *writer;
-    start(&store, &writer);
     vault_t *vault;
-    vault_config_t config = {.key_path = key_path, .store = store, .writer = writer};
-    ASSERT_STATUS(vault_open(&vault, &config), PC_OK);
+    vault_config_t config;
+    vault_setup("rekey", &store, &writer, &vault, &config);
     store_vault_card_t stored_before, in_flight;
     ASSERT_STATUS(vault_tokenize(vault, PAN, 12, 2030, &stored_before), PC_OK);
     card_store(writer, &stored_before);
@@ -294,14 +301,11 @@ static void rotation_wait(vault_t *vault, vault_rotation_status_t *out) {
 }
 
 static void test_background_rotation(void) {
-    snprintf(db_path, sizeof db_path, "%s/background.db", dir);
-    snprintf(key_path, sizeof key_path, "%s/background.db.vault-key", dir);
     store_t *store;
     writer_t *writer;
-    start(&store, &writer);
     vault_t *vault;
-    vault_config_t config = {.key_path = key_path, .store = store, .writer = writer};
-    ASSERT_STATUS(vault_open(&vault, &config), PC_OK);
+    vault_config_t config;
+    vault_setup("background", &store, &writer, &vault, &config);
     vault_rotation_status_t job;
     vault_rotation_status(vault, &job);
     ASSERT_EQ(job.state, VAULT_ROTATION_IDLE);
