@@ -18,6 +18,30 @@ import pgcluster  # noqa: E402
 from pcapi import BIN, TIMEOUT_S, check, fail  # noqa: E402
 
 
+def shard_of(account_id, count):
+    """The shard paycore places 'account_id' on (docs/scaleout.md §6): SipHash-2-4 of
+    the id under the key 'paycore-shards-1' (libsodium's), little-endian, mod count."""
+    import ctypes
+    import ctypes.util
+    sodium = ctypes.CDLL(ctypes.util.find_library("sodium") or "libsodium.so.23")
+    out = ctypes.create_string_buffer(8)
+    data = account_id.encode()
+    check(sodium.crypto_shorthash_siphash24(out, data, ctypes.c_ulonglong(len(data)), b"paycore-shards-1") == 0,
+          "siphash24")
+    return int.from_bytes(out.raw, "little") % count
+
+
+def ids_on(shard, count, n, prefix):
+    """'n' fresh ids that paycore places on 'shard' of 'count'."""
+    out = []
+    for i in range(100000):
+        if len(out) == n:
+            return out
+        if shard_of("%s%d" % (prefix, i), count) == shard:
+            out.append("%s%d" % (prefix, i))
+    fail("no ids on shard %d" % shard)
+
+
 def require_postgres():
     if not pgcluster.available():
         pcapi.missing_input("PostgreSQL 15 (initdb, pg_ctl in %s)" % pgcluster.PG_BIN,
