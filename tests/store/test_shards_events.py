@@ -23,18 +23,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "events"))
-import pgcluster  # noqa: E402
 import shardset  # noqa: E402
 from pcapi import TIMEOUT_S, account, check, expect, fail, transfer  # noqa: E402
 from receiver import Receiver, all_events, check_order_per_object  # noqa: E402
-
-
-def placement(s):
-    out = {}
-    for i in range(len(s.clusters)):
-        for row in filter(None, s.sql(i, "SELECT account_id FROM shard_accounts").splitlines()):
-            out[row] = i
-    return out
 
 
 class Expect:
@@ -47,7 +38,7 @@ class Expect:
 
     def account(self, account_id):
         expect(self.c.post("/v1/accounts", account(account_id)), 201, what="account " + account_id)
-        self.place[account_id] = placement(self.s)[account_id]
+        self.place[account_id] = self.s.placement()[account_id]
         self.events.append(("account.created", account_id, {self.place[account_id]}, None, None))
 
     def transfer(self, transfer_id, debit, credit, amount, **kw):
@@ -133,15 +124,11 @@ def killed(s, x, step, transfer_id, debit, credit, committed):
         x.events.append(("transfer.created", transfer_id, {x.place[debit], x.place[credit]}, debit, credit))
 
 
-def main():
-    shardset.require_postgres()
-    cluster = pgcluster.Cluster()
-    s = rx = None
+def scenario(s):
+    rx = Receiver()
     try:
-        s = shardset.ShardSet(3, server=cluster)
         s.init()
         s.start(args=[])
-        rx = Receiver()
         c = s.client()
         ep = expect(c.post("/v1/webhook-endpoints", {"url": rx.url(), "events": ["*"]}), 201, what="endpoint").json
         x = Expect(s, c)
@@ -199,12 +186,11 @@ def main():
                 time.sleep(0.1)
         check(s.stop() == 0, "clean stop")
     finally:
-        if rx is not None:
-            rx.stop()
-        if s is not None:
-            s.close()
-        cluster.close()
-    print("shards events: ok")
+        rx.stop()
+
+
+def main():
+    shardset.run(scenario, done="shards events: ok")
 
 
 if __name__ == "__main__":
