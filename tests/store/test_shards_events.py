@@ -5,9 +5,9 @@ across shards as ONE event naming both real accounts (not the clearing accounts)
 a pending transfer across shards and its post, a merchant key seeing the events of
 its far accounts; the outbox order keeps each shard's commit order (docs/scaleout.md
 §6, "Events on a set"); a SIGKILL between PREPARE and the decision (aborted: no
-event) and after the decision (committed by recovery: one event), and clean
-restarts, neither lose nor repeat an event; the far shards' own outbox rows are
-deleted once relayed.
+event) and after the decision (committed by recovery: one event), a SIGKILL while
+the relay is behind and clean restarts neither lose nor repeat an event; the far
+shards' own outbox rows are deleted once relayed.
 Method: three databases of one throwaway PostgreSQL cluster as the shards
 (shardset.py), serve --shards with the events outbox on, a real webhook receiver
 (tests/events/receiver.py). Requests are made one after another, so the order the
@@ -167,6 +167,15 @@ def scenario(s):
         check_events(events, x.events, "after the kills")
         check(("transfer.created", "kx1") not in set((e["type"], e["object_id"]) for e in events),
               "no event of the aborted transfer")
+
+        for n in range(20):  # the relay behind: SIGKILL with far events not copied yet
+            far = a1 if n % 2 else a2
+            x.transfer("burst-%d" % n, far[n % 3], far[(n + 1) % 3], 1)
+        s.stop(signal.SIGKILL)
+        s.start(args=[])
+        x.c = c = s.client()
+        events = wait_all(c, x.events, "after a SIGKILL with the relay behind")
+        check_events(events, x.events, "after a SIGKILL with the relay behind")
 
         check(s.stop() == 0, "clean stop")
         s.start(args=[])
