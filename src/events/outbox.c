@@ -233,7 +233,8 @@ pc_status events_ledger_insert(store_events_writer_t *outbox, const events_ledge
 }
 
 static pc_status emit_account(outbox_batch *b, uint32_t account_index) {
-    events_ledger_event_t e = {.type = EVENTS_TYPE_ACCOUNT_CREATED, .account = *ledger_account_at(b->ledger, account_index)};
+    events_ledger_event_t e = {.type = EVENTS_TYPE_ACCOUNT_CREATED,
+                               .account = *ledger_account_at(b->ledger, account_index)};
     memset(&e.account.balances, 0, sizeof e.account.balances); /* as created, before this batch's transfers */
     const owner_slot *slot;
     pc_status status = owners_of(b, account_index, &slot);

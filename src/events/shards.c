@@ -247,9 +247,9 @@ static bool merge(const capture_t *a, const capture_t *b, events_ledger_event_t 
     if (a->event.type != b->event.type || a->event.type == EVENTS_TYPE_ACCOUNT_CREATED) return false;
     const capture_t *debit = is_clearing(a->event.transfer.credit_account_id) ? a : b;
     const capture_t *credit = debit == a ? b : a;
-    if (!is_clearing(debit->event.transfer.credit_account_id) || !is_clearing(credit->event.transfer.debit_account_id)) {
-        return false;
-    }
+    bool pair = is_clearing(debit->event.transfer.credit_account_id) &&
+                is_clearing(credit->event.transfer.debit_account_id);
+    if (!pair) return false;
     *out = capture_event(debit);
     memcpy(out->transfer.credit_account_id, credit->event.transfer.credit_account_id, PC_ID_SIZE);
     if (out->resolved && is_clearing(out->resolving.credit_account_id)) {

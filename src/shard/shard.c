@@ -200,7 +200,9 @@ static pc_status writers_start(shard_set_t *set, const shard_options_t *options,
         else snprintf(key_path, sizeof key_path, "%s.shard%u", options->key_path, i);
         writer_config_t config = options->writer_config;
         config.batch_hook = i == 0 ? home_hook : (writer_batch_hook_t){0}; /* the outbox is the home shard's */
-        if (i > 0 && options->shard_hook != NULL) status = options->shard_hook(options->home_hook_ctx, i, &config.batch_hook);
+        if (i > 0 && options->shard_hook != NULL) {
+            status = options->shard_hook(options->home_hook_ctx, i, &config.batch_hook);
+        }
         if (status != PC_OK) {
             snprintf(detail, detail_bytes, "shard %u: cannot prepare its outbox (%s)", i, pc_status_code(status));
             return status;
