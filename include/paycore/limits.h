@@ -185,6 +185,12 @@
                                                an id (64) and a version fit with room */
 #define EVENTS_OWNERS_MAX 8                 /* merchants who may see one event (a transfer
                                                touches two accounts, each granted to a few keys) */
+#define EVENTS_RELAY_ROWS_MAX 1024          /* a shard's outbox rows copied into the home outbox
+                                               per relay run (and per read of a global
+                                               transaction's home leg): bounds the home batch
+                                               it rides in */
+#define EVENTS_RELAY_INTERVAL_MS 1000       /* the relay looks at the shards' outboxes at least
+                                               this often (a commit there wakes it at once) */
 #define EVENTS_URL_BYTES_MAX 2048           /* browsers' and proxies' common URL bound */
 #define EVENTS_ENDPOINTS_MAX 256            /* webhook endpoints in all: each holds a window
                                                of work in the delivery worker's memory */

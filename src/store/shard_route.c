@@ -196,7 +196,7 @@ typedef struct {
 static void page_row(const ledger_account_t *account, void *ctx) {
     page_t *page = ctx;
     page->emitted++;
-    page->fn(account, page->ctx);
+    if (page->fn != NULL) page->fn(account, page->ctx); /* NULL: the probe for has_more */
 }
 
 static pc_status pages_read(store_reader_t *base, shard_list_fn list, const void *arg, const store_query_t *query,

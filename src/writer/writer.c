@@ -207,7 +207,8 @@ static pc_status batch_write(writer_t *writer, writer_cmd_t *cmds, journal_entry
         *hook_failed = status != PC_OK;
     }
     const writer_batch_hook_t *hook = &writer->config.batch_hook;
-    if (status == PC_OK && *journaled && hook->in_transaction != NULL) {
+    /* a leg without ledger rows too: the home leg writes the other legs' events */
+    if (status == PC_OK && (*journaled || batch_is_leg(cmds)) && hook->in_transaction != NULL) {
         status = hook->in_transaction(hook->ctx, tx, writer->ledger, c, &writer->source);
     }
     if (status != PC_OK) {
