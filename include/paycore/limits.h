@@ -407,6 +407,11 @@ static_assert(4 * PAY_CURRENCIES_MAX <= API_KEY_GRANTS_MAX,
                                             each holds one request while the writer runs it
                                             (a blocking libcurl call), so this is how many
                                             forwarded requests can wait in one group commit */
+#define FORWARD_CONNECTION_IDLE_S_MAX 10 /* a kept-open connection to the writer idle longer
+                                            is not reused: well under the writer's idle
+                                            connection timeout (--timeout-s, 30 s by
+                                            default), so the writer seldom closes one as
+                                            it is being reused */
 #define FORWARD_REPLY_BYTES_MAX (64u * 1024 * 1024) /* a writer's reply relayed whole: a full
                                             8189-transfer batch's results (about 3 MiB) and
                                             the largest list page fit many times over */

@@ -13,10 +13,17 @@
  * shard_forward_failed (the request may have been applied: retry with the same ids).
  * A request already forwarded once is never forwarded again (no loops while the
  * writers rows change hands), and a node never forwards to its own address (it is
- * taking over). */
+ * taking over).
+ *
+ * Connections to the writer are kept open and reused (a pool of libcurl handles, each
+ * keeping its connections): a forwarded request costs no connect. A reused connection
+ * the writer closed meanwhile is retried by libcurl on a fresh one; a request whose
+ * first try left on such a connection counts as sent (shard_forward_failed), never as
+ * "nothing was sent". */
 #include <curl/curl.h>
 #include <jansson.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +44,33 @@ struct api_forward {
     char self[STORE_WRITER_ADDRESS_SIZE];
     uint64_t body_bytes_max;
     uint32_t reply_timeout_ms;
+    pthread_mutex_t pool_mutex;
+    CURL **pool;            /* idle handles, each with its open connections to the writer */
+    uint32_t pool_count;
+    uint32_t pool_capacity; /* the daemon's threads: one handle in use per thread at most */
 };
+
+/* ---- the pool of handles (and so of connections) to the writer ---- */
+
+static CURL *handle_take(api_forward_t *forward) {
+    CURL *curl = NULL;
+    pthread_mutex_lock(&forward->pool_mutex);
+    if (forward->pool_count > 0) curl = forward->pool[--forward->pool_count];
+    pthread_mutex_unlock(&forward->pool_mutex);
+    if (curl == NULL) return curl_easy_init();
+    curl_easy_reset(curl); /* options cleared, connections kept */
+    return curl;
+}
+
+static void handle_give_back(api_forward_t *forward, CURL *curl) {
+    pthread_mutex_lock(&forward->pool_mutex);
+    if (forward->pool_count < forward->pool_capacity) {
+        forward->pool[forward->pool_count++] = curl;
+        curl = NULL;
+    }
+    pthread_mutex_unlock(&forward->pool_mutex);
+    if (curl != NULL) curl_easy_cleanup(curl);
+}
 
 /* A byte buffer with a bound (a request's body, a reply's body). */
 typedef struct {
@@ -247,14 +280,24 @@ static void reply_free(fwd_reply_t *reply) {
 
 typedef enum { SEND_DONE, SEND_NOT_SENT, SEND_LOST } send_outcome;
 
+/* libcurl calls this right before each try sends the request: a second call is a retry
+ * after the first try's connection died, so the first try was sent. */
+static int on_request_try(void *ctx, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
+                          int conn_local_port) {
+    (void)conn_primary_ip, (void)conn_local_ip, (void)conn_primary_port, (void)conn_local_port;
+    (*(uint32_t *)ctx)++;
+    return CURL_PREREQFUNC_OK;
+}
+
 /* One try at the writer: SEND_NOT_SENT when no byte of the request left (the writer
  * is not accepting connections: another may be asked), SEND_LOST when the answer did
  * not come whole. */
 static send_outcome send_once(api_forward_t *forward, struct MHD_Connection *connection, const char *method,
                               const char *url, const char *fence, const fwd_buffer_t *body, fwd_reply_t *reply,
                               char *why, size_t why_bytes) {
-    CURL *curl = curl_easy_init();
+    CURL *curl = handle_take(forward);
     header_walk_t walk = {0};
+    uint32_t tries = 0;
     if (curl == NULL) return SEND_NOT_SENT;
     MHD_get_connection_values(connection, MHD_HEADER_KIND, header_add, &walk);
     char self_header[STORE_WRITER_ADDRESS_SIZE + 32];
@@ -276,7 +319,9 @@ static send_outcome send_once(api_forward_t *forward, struct MHD_Connection *con
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, (long)FORWARD_CONNECT_TIMEOUT_MS);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)forward->reply_timeout_ms);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_FORBID_REUSE, 1L);
+    curl_easy_setopt(curl, CURLOPT_MAXAGE_CONN, (long)FORWARD_CONNECTION_IDLE_S_MAX);
+    curl_easy_setopt(curl, CURLOPT_PREREQFUNCTION, on_request_try);
+    curl_easy_setopt(curl, CURLOPT_PREREQDATA, &tries);
     curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, reply_body);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, reply);
@@ -286,11 +331,14 @@ static send_outcome send_once(api_forward_t *forward, struct MHD_Connection *con
     long sent_bytes = 0;
     curl_easy_getinfo(curl, CURLINFO_REQUEST_SIZE, &sent_bytes);
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &reply->http_status);
-    curl_easy_cleanup(curl);
     curl_slist_free_all(walk.headers);
-    if (code == CURLE_OK) return SEND_DONE;
+    if (code == CURLE_OK) {
+        handle_give_back(forward, curl);
+        return SEND_DONE;
+    }
+    curl_easy_cleanup(curl); /* its connection may be half used: not reused */
     snprintf(why, why_bytes, "%s", curl_easy_strerror(code));
-    return sent_bytes == 0 ? SEND_NOT_SENT : SEND_LOST;
+    return sent_bytes == 0 && tries <= 1 ? SEND_NOT_SENT : SEND_LOST;
 }
 
 static enum MHD_Result relay(struct MHD_Connection *connection, fwd_reply_t *reply) {
@@ -411,6 +459,13 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
     *con_cls = NULL;
 }
 
+static void forward_free(api_forward_t *forward) {
+    for (uint32_t i = 0; i < forward->pool_count; i++) curl_easy_cleanup(forward->pool[i]);
+    free(forward->pool);
+    pthread_mutex_destroy(&forward->pool_mutex);
+    free(forward);
+}
+
 pc_status api_forward_start(api_forward_t **out, const api_forward_config_t *config) {
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return PC_INTERNAL;
     api_forward_t *forward = calloc(1, sizeof *forward);
@@ -420,15 +475,23 @@ pc_status api_forward_start(api_forward_t **out, const api_forward_config_t *con
     forward->body_bytes_max = config->body_bytes_max;
     forward->reply_timeout_ms = config->request_timeout_ms > 0
         ? config->request_timeout_ms + FORWARD_REPLY_TIMEOUT_MARGIN_MS : FORWARD_REPLY_TIMEOUT_MS_DEFAULT;
+    uint32_t threads = config->threads > FORWARD_THREADS_MIN ? config->threads : FORWARD_THREADS_MIN;
+    forward->pool = calloc(threads, sizeof *forward->pool);
+    if (forward->pool == NULL) {
+        free(forward);
+        return PC_NO_MEMORY;
+    }
+    forward->pool_capacity = threads;
+    pthread_mutex_init(&forward->pool_mutex, NULL);
     forward->daemon = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC, 0, NULL, NULL, on_access, forward,
         MHD_OPTION_LISTEN_SOCKET, (MHD_socket)config->listen_fd, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned int)(config->threads > FORWARD_THREADS_MIN ? config->threads : FORWARD_THREADS_MIN), MHD_OPTION_NOTIFY_COMPLETED, on_completed, forward,
+        (unsigned int)threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, forward,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)config->connection_timeout_s,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)API_CONNECTIONS_MAX,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)config->connections_per_ip_max, MHD_OPTION_END);
     if (forward->daemon == NULL) {
-        free(forward);
+        forward_free(forward);
         return PC_IO;
     }
     obs_log_notice("forwarding to the set's writer while this node waits for the writers' locks", NULL);
@@ -440,7 +503,7 @@ int api_forward_stop(api_forward_t *forward) {
     if (forward == NULL) return -1;
     int fd = (int)MHD_quiesce_daemon(forward->daemon); /* the listen socket is ours again */
     MHD_stop_daemon(forward->daemon);
-    free(forward);
+    forward_free(forward);
     return fd;
 }
 

@@ -8,7 +8,8 @@ bad --advertise values and misplaced flags are refused with one line.
 Method: two throwaway clusters as the shards (shardset.py), node A `serve --shards`,
 nodes B and C `serve --shards --standby` on their own loopback ports and node files
 (the signing keys copied, as an operator would); requests through every node checked
-against a model of the balances; a load through every node while A is SIGKILLed, with
+against a model of the balances; a standby's connection to the writer kept open and
+reused (its sockets in /proc); a load through every node while A is SIGKILLed, with
 clients retrying each transfer with its own id until it is acknowledged; a watcher
 polls every node's /healthz and each shard's writers row and lock meanwhile; then
 every acknowledged transfer is read back through each node, the model and debits ==
@@ -276,6 +277,46 @@ def through_every_node(s, a, b, c, model):
     return by_shard
 
 
+def connections_to(node, port):
+    """The local ports of node's established TCP connections to 127.0.0.1:port
+    (its sockets in /proc/<pid>/fd matched against /proc/net/tcp)."""
+    inodes = set()
+    fd_dir = "/proc/%d/fd" % node.proc.pid
+    for fd in os.listdir(fd_dir):
+        try:
+            target = os.readlink(os.path.join(fd_dir, fd))
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = []
+    with open("/proc/net/tcp") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
+            if inode in inodes and state == "01" and remote == "0100007F:%04X" % port:
+                ports.append(int(local.split(":")[1], 16))
+    return sorted(ports)
+
+
+def kept_open(s, a, b, model):
+    """A standby keeps its connection to the writer open between forwarded requests and
+    reuses it: the same one connection after every request, none opened per request."""
+    client = b.client()
+    seen = set()
+    for n in range(12):
+        if n % 2:
+            expect(client.post("/v1/accounts", account("kept-%d" % n)), 201, what="create kept-%d via B" % n)
+            model.add_account("kept-%d" % n)
+        else:
+            expect(client.get("/v1/accounts?limit=3"), 200, what="a list via B")
+        ports = connections_to(b, a.port)
+        check(len(ports) >= 1, "after request %d B holds a connection to the writer open: %r" % (n, ports))
+        seen.update(ports)
+    client.close()
+    check(len(seen) == 1, "B reused one connection for 12 requests in turn, not one each: ports %r" % sorted(seen))
+
+
 class Watcher(threading.Thread):
     """Polls every node's /healthz: never two nodes saying they write the set; records
     when a node other than the first one first says so."""
@@ -427,6 +468,7 @@ def main():
         check(all(r == (a.address(), rows[0][1], True) for r in rows), "each shard's row names A: %r" % rows)
         model = Model()
         by_shard = through_every_node(s, a, b, c, model)
+        kept_open(s, a, b, model)
         new, other = failover(s, a, b, c, model, by_shard)
         a.start(standby=True, wait_for="forwarding to the set's writer")
         health = a.healthz()
