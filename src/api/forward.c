@@ -41,6 +41,7 @@
 struct api_forward {
     struct MHD_Daemon *daemon;
     shard_directory_t *directory;
+    api_forward_reads_t *reads; /* the reads answered here (forward_read.c) */
     char self[STORE_WRITER_ADDRESS_SIZE];
     uint64_t body_bytes_max;
     uint32_t reply_timeout_ms;
@@ -105,8 +106,8 @@ static void buffer_append(fwd_buffer_t *buffer, const char *data, size_t bytes) 
 
 /* ---- replies made here ---- */
 
-static enum MHD_Result reply_json(struct MHD_Connection *connection, unsigned http_status, json_t *body,
-                                  bool retry_after) {
+enum MHD_Result api_forward_reply_json(struct MHD_Connection *connection, unsigned http_status, json_t *body,
+                                       uint32_t retry_after_s) {
     char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     const char *fallback = "{\"error\":{\"type\":\"api_error\",\"code\":\"out_of_memory\"}}";
@@ -123,17 +124,23 @@ static enum MHD_Result reply_json(struct MHD_Connection *connection, unsigned ht
     randombytes_buf(random, sizeof random);
     sodium_bin2hex(request_id + 4, sizeof request_id - 4, random, sizeof random);
     MHD_add_response_header(response, "X-Request-Id", request_id); /* answered here, not by the writer */
-    if (retry_after) MHD_add_response_header(response, "Retry-After", "1");
+    char retry_after[16];
+    snprintf(retry_after, sizeof retry_after, "%u", retry_after_s);
+    if (retry_after_s > 0) MHD_add_response_header(response, "Retry-After", retry_after);
     enum MHD_Result result = MHD_queue_response(connection, http_status, response);
     MHD_destroy_response(response);
     return result;
 }
 
+enum MHD_Result api_forward_reply_error(struct MHD_Connection *connection, pc_status status, const char *message,
+                                        uint32_t retry_after_s) {
+    obs_logf(OBS_LEVEL_INFO, "forward: %s: %s", pc_status_code(status), message != NULL ? message : "");
+    return api_forward_reply_json(connection, (unsigned)pc_status_http(status),
+                                  json_pack("{s:o}", "error", api_error_json(status, NULL, message)), retry_after_s);
+}
+
 static enum MHD_Result reply_error(struct MHD_Connection *connection, pc_status status, const char *message) {
-    obs_logf(OBS_LEVEL_INFO, "forward: %s: %s", pc_status_code(status), message);
-    return reply_json(connection, (unsigned)pc_status_http(status),
-                      json_pack("{s:o}", "error", api_error_json(status, NULL, message)),
-                      pc_status_transient(status));
+    return api_forward_reply_error(connection, status, message, pc_status_transient(status) ? 1 : 0);
 }
 
 /* ---- the forwarded request ---- */
@@ -409,12 +416,14 @@ static enum MHD_Result on_request_end(api_forward_t *forward, struct MHD_Connect
                                             sizeof why) == PC_OK;
         json_t *reply = json_pack("{s:s,s:s}", "status", "ok", "role", "standby");
         if (reply != NULL) json_object_set_new(reply, "writer", known ? json_string(address) : json_null());
-        return reply_json(connection, 200, reply, false);
+        return api_forward_reply_json(connection, 200, reply, 0);
     }
     if (MHD_lookup_connection_value(connection, MHD_HEADER_KIND, FORWARD_HEADER) != NULL) {
         return reply_error(connection, PC_SHARD_WRITER_UNAVAILABLE, "a forwarded request reached a node that does"
                            " not write the set (the writer changed meanwhile): retry");
     }
+    enum MHD_Result result;
+    if (body->bytes == 0 && api_forward_read_local(forward->reads, connection, method, url, &result)) return result;
     return forward_request(forward, connection, method, url, body);
 }
 
@@ -463,6 +472,7 @@ static void forward_free(api_forward_t *forward) {
     for (uint32_t i = 0; i < forward->pool_count; i++) curl_easy_cleanup(forward->pool[i]);
     free(forward->pool);
     pthread_mutex_destroy(&forward->pool_mutex);
+    api_forward_reads_close(forward->reads);
     free(forward);
 }
 
@@ -483,6 +493,11 @@ pc_status api_forward_start(api_forward_t **out, const api_forward_config_t *con
     }
     forward->pool_capacity = threads;
     pthread_mutex_init(&forward->pool_mutex, NULL);
+    pc_status status = config->shard_count > 0 ? api_forward_reads_open(&forward->reads, config) : PC_OK;
+    if (status != PC_OK) {
+        forward_free(forward);
+        return status;
+    }
     forward->daemon = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC, 0, NULL, NULL, on_access, forward,
         MHD_OPTION_LISTEN_SOCKET, (MHD_socket)config->listen_fd, MHD_OPTION_THREAD_POOL_SIZE,
