@@ -1,7 +1,10 @@
 /* api/forward_read.c: the reads a standby of a set answers itself instead of
- * forwarding them (docs/scaleout.md §7, standby reads): GET /v1/accounts/{id}, from
- * the account's shard (store_standby.h), with what every batch committed before the
- * read says. The key is looked up on shard 0 at each read, so a key made or revoked a
+ * forwarding them (docs/scaleout.md §7, standby reads): GET /v1/accounts/{id} from
+ * the account's shard and GET /v1/transfers/{id} from the shard holding it
+ * (store_standby.h), with what every batch committed before the read says. A
+ * transfer across shards is its two legs merged (A -> B, as the writer's read store
+ * gives it); a leg whose peer is not committed yet (the coordinator is between its
+ * COMMITs) is forwarded, so that no read shows half of a global transaction. The key is looked up on shard 0 at each read, so a key made or revoked a
  * moment ago on the writer counts here at once; the standby takes a token from its own
  * bucket for the key (--rate-per-s applies on each node). Whatever is not the plain
  * success of such a read (no key or an unknown one, a query string, an account the
@@ -49,12 +52,17 @@ void api_forward_reads_close(api_forward_reads_t *reads) {
     free(reads);
 }
 
-/* The account id of "GET /v1/accounts/{id}" with no query string, or NULL. */
-static const char *account_read_id(struct MHD_Connection *connection, const char *method, const char *url) {
-    static const char prefix[] = "/v1/accounts/";
-    if (strcmp(method, "GET") != 0 || strncmp(url, prefix, sizeof prefix - 1) != 0) return NULL;
-    const char *id = url + sizeof prefix - 1;
-    if (!pc_id_valid(id) || strchr(id, '/') != NULL || store_id_reserved(id)) return NULL;
+typedef enum { READ_NONE, READ_ACCOUNT, READ_TRANSFER } read_kind;
+
+/* The id of "GET /v1/accounts/{id}" or "GET /v1/transfers/{id}" with no query string,
+ * or NULL. */
+static const char *read_id(struct MHD_Connection *connection, const char *method, const char *url, read_kind *kind) {
+    static const char accounts[] = "/v1/accounts/", transfers[] = "/v1/transfers/";
+    const char *id = NULL;
+    if (strcmp(method, "GET") != 0) return NULL;
+    if (strncmp(url, accounts, sizeof accounts - 1) == 0) id = url + sizeof accounts - 1, *kind = READ_ACCOUNT;
+    if (strncmp(url, transfers, sizeof transfers - 1) == 0) id = url + sizeof transfers - 1, *kind = READ_TRANSFER;
+    if (id == NULL || !pc_id_valid(id) || strchr(id, '/') != NULL || store_id_reserved(id)) return NULL;
     if (MHD_get_connection_values(connection, MHD_GET_ARGUMENT_KIND, NULL, NULL) > 0) return NULL;
     return id;
 }
@@ -81,9 +89,70 @@ static pc_status caller_of(api_forward_reads_t *reads, struct MHD_Connection *co
     return api_keys_authenticate(&reads->keys, secret, caller, retry_after_s);
 }
 
+/* Whether the caller may see account 'id' (a merchant key: its grant). */
+static bool visible(api_forward_reads_t *reads, const api_caller_t *caller, const char *id) {
+    if (caller->scope != API_SCOPE_MERCHANT) return true;
+    bool granted = false;
+    pc_status status = store_standby_grant_exists(reads->standby, store_shard_of(id, reads->shard_count), caller->id,
+                                                  id, &granted);
+    return status == PC_OK && granted;
+}
+
+static json_t *account_read(api_forward_reads_t *reads, const api_caller_t *caller, const char *id) {
+    store_account_t account;
+    if (!visible(reads, caller, id)) return NULL;
+    if (store_standby_account(reads->standby, store_shard_of(id, reads->shard_count), id, &account) != PC_OK) {
+        return NULL;
+    }
+    json_t *body = codec_account_json(&account.account);
+    store_account_free(&account);
+    return body;
+}
+
+/* A transfer's row; a leg across shards merged with its peer's (the debit leg's
+ * fields, the credit leg's credit account): false when the peer leg is not there. */
+static bool transfer_find(api_forward_reads_t *reads, const char *id, store_transfer_t *out) {
+    pc_status status = PC_NOT_FOUND;
+    for (uint32_t i = 0; status == PC_NOT_FOUND && i < reads->shard_count; i++) {
+        status = store_standby_transfer(reads->standby, i, id, out);
+    }
+    if (status != PC_OK) return false;
+    uint32_t self, peer;
+    bool debit_leg = store_clearing_shard(out->transfer.credit_account_id, &self, &peer);
+    if (!debit_leg && !store_clearing_shard(out->transfer.debit_account_id, &self, &peer)) return true;
+    store_transfer_t other;
+    if (peer >= reads->shard_count || store_standby_transfer(reads->standby, peer, id, &other) != PC_OK) {
+        store_transfer_free(out);
+        return false;
+    }
+    if (debit_leg) {
+        memcpy(out->transfer.credit_account_id, other.transfer.credit_account_id, PC_ID_SIZE);
+    } else {
+        memcpy(other.transfer.credit_account_id, out->transfer.credit_account_id, PC_ID_SIZE);
+        store_transfer_t swap = *out;
+        *out = other;
+        other = swap;
+    }
+    store_transfer_free(&other);
+    return true;
+}
+
+static json_t *transfer_read(api_forward_reads_t *reads, const api_caller_t *caller, const char *id) {
+    store_transfer_t transfer;
+    if (!transfer_find(reads, id, &transfer)) return NULL;
+    json_t *body = NULL;
+    if (visible(reads, caller, transfer.transfer.debit_account_id) ||
+        visible(reads, caller, transfer.transfer.credit_account_id)) {
+        body = codec_transfer_json(&transfer.transfer, transfer.pending_state);
+    }
+    store_transfer_free(&transfer);
+    return body;
+}
+
 bool api_forward_read_local(api_forward_reads_t *reads, struct MHD_Connection *connection, const char *method,
                             const char *url, enum MHD_Result *result) {
-    const char *id = reads != NULL ? account_read_id(connection, method, url) : NULL;
+    read_kind kind = READ_NONE;
+    const char *id = reads != NULL ? read_id(connection, method, url, &kind) : NULL;
     if (id == NULL) return false;
     api_caller_t caller;
     uint32_t retry_after_s = 1;
@@ -93,15 +162,8 @@ bool api_forward_read_local(api_forward_reads_t *reads, struct MHD_Connection *c
         return true;
     }
     if (status != PC_OK) return false;
-    uint32_t shard = store_shard_of(id, reads->shard_count);
-    bool visible = true;
-    if (caller.scope == API_SCOPE_MERCHANT) {
-        status = store_standby_grant_exists(reads->standby, shard, caller.id, id, &visible);
-        if (status != PC_OK || !visible) return false;
-    }
-    store_account_t account;
-    if (store_standby_account(reads->standby, shard, id, &account) != PC_OK) return false;
-    *result = api_forward_reply_json(connection, 200, codec_account_json(&account.account), 0);
-    store_account_free(&account);
+    json_t *body = kind == READ_ACCOUNT ? account_read(reads, &caller, id) : transfer_read(reads, &caller, id);
+    if (body == NULL) return false;
+    *result = api_forward_reply_json(connection, 200, body, 0);
     return true;
 }

@@ -4,7 +4,8 @@
  * balance snapshot (the account row, as of paycore_meta.accounts_as_of_seq) and the
  * transfers committed after it, the same replay the writer makes at load
  * (ledger_load_replay), in one statement: what every batch committed before the
- * statement began says. PostgreSQL only. */
+ * statement began says. A transfer is its row (a cross-shard transfer's legs are
+ * merged by the caller). PostgreSQL only. */
 #ifndef PAYCORE_STORE_STANDBY_H
 #define PAYCORE_STORE_STANDBY_H
 
@@ -31,5 +32,9 @@ PC_MUST_USE pc_status store_standby_grant_exists(store_standby_t *standby, uint3
  * store_account_free), PC_NOT_FOUND, or PC_STORE_READ_FAILED. */
 PC_MUST_USE pc_status store_standby_account(store_standby_t *standby, uint32_t shard, const char *id,
                                             store_account_t *out);
+/* Transfer (or leg) 'id' as shard 'shard' holds it: PC_OK (free with
+ * store_transfer_free), PC_NOT_FOUND, or PC_STORE_READ_FAILED. */
+PC_MUST_USE pc_status store_standby_transfer(store_standby_t *standby, uint32_t shard, const char *id,
+                                             store_transfer_t *out);
 
 #endif

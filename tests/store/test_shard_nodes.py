@@ -9,8 +9,8 @@ Method: two throwaway clusters as the shards (shardset.py), node A `serve --shar
 nodes B and C `serve --shards --standby` on their own loopback ports and node files
 (the signing keys copied, as an operator would); requests through every node checked
 against a model of the balances; a standby's connection to the writer kept open and
-reused (its sockets in /proc); account reads answered by the standbys from the
-databases the same as by the writer, also while the writer is stopped; a load through every node while A is SIGKILLed, with
+reused (its sockets in /proc); account and transfer reads answered by the standbys
+from the databases the same as by the writer, also while the writer is stopped; a load through every node while A is SIGKILLed, with
 clients retrying each transfer with its own id until it is acknowledged; a watcher
 polls every node's /healthz and each shard's writers row and lock meanwhile; then
 every acknowledged transfer is read back through each node, the model and debits ==
@@ -318,13 +318,13 @@ def kept_open(s, a, b, model):
     check(len(seen) == 1, "B reused one connection for 12 requests in turn, not one each: ports %r" % sorted(seen))
 
 
-def same_reads(nodes, ids, key, what):
-    """GET /v1/accounts/<id> answers the same (status, code, body) through every node."""
+def same_reads(nodes, ids, key, what, kind="accounts"):
+    """GET /v1/<kind>/<id> answers the same (status, code, body) through every node."""
     clients = [pcapi.Client(n.port, key) for n in nodes]
     for account_id in ids:
         answers = []
         for node, client in zip(nodes, clients):
-            r = client.get("/v1/accounts/" + account_id)
+            r = client.get("/v1/%s/%s" % (kind, account_id))
             answers.append((r.status, r.code() if r.status != 200 else None, r.json if r.status == 200 else None))
         check(all(answer == answers[0] for answer in answers), "%s: %s reads the same through %s: %r"
               % (what, account_id, [n.name for n in nodes], answers))
@@ -333,9 +333,11 @@ def same_reads(nodes, ids, key, what):
 
 
 def standby_reads(s, a, b, c, model, by_shard):
-    """Standbys answer account reads from the shards' databases themselves: the same
-    answers as the writer's (balances with posted and voided holds, local and across
-    shards; a merchant key's own account, another's refused; a revoked key refused),
+    """Standbys answer account and transfer reads from the shards' databases
+    themselves: the same answers as the writer's (balances with posted and voided
+    holds, local and across shards, past a balance snapshot; transfers local and
+    across shards, pending, posted, voided; a merchant key's own account, another's
+    refused; a revoked key refused),
     and they go on answering while the writer is stopped (SIGSTOP)."""
     x0, x1 = by_shard[0][:2]
     y0 = by_shard[1][0]
@@ -360,12 +362,20 @@ def standby_reads(s, a, b, c, model, by_shard):
     moved = [s.sql(i, "SELECT value FROM paycore_meta WHERE key = 'accounts_as_of_seq'") for i in range(2)]
     check(moved[0] != as_of[0], "shard 0 wrote a balance snapshot meanwhile: %r then %r" % (as_of, moved))
     same_reads([a, b, c], sorted(model.posted), s.admin_key, "admin key, past a snapshot")
+    transfer_ids = ["local-b", "cross-c", "idem-n", "sb-h1", "sb-h2", "sb-h3", "sb-p1", "sb-v2", "sb-t0", "sb-t1",
+                    "no-such-transfer"]
+    same_reads([a, b, c], transfer_ids, s.admin_key, "admin key", kind="transfers")
+    r = expect(pcapi.Client(b.port, s.admin_key).get("/v1/transfers/sb-h3"), 200, what="sb-h3 via B")
+    check(r.headers.get("x-request-id", "").startswith("fwd-") and r.json["debit_account_id"] == x1 and
+          r.json["credit_account_id"] == y0, "B answered a cross-shard hold itself, its legs merged: %r %r"
+          % (r.headers, r.json))
     merchant = expect(client.post("/v1/api-keys", {"scope": "merchant", "name": "sb-m"}), 201,
                       what="a merchant key").json
     expect(pcapi.Client(b.port, merchant["key"]).post("/v1/accounts", account("sb-m")), 201,
            what="the merchant's account via B")
     model.add_account("sb-m")
     same_reads([a, b, c], ["sb-m", x0, y0], merchant["key"], "merchant key")
+    same_reads([a, b, c], ["cross-c", "sb-h3"], merchant["key"], "merchant key", kind="transfers")
     r = expect(pcapi.Client(c.port, merchant["key"]).get("/v1/accounts/sb-m"), 200, what="its own account via C")
     check(r.headers.get("x-request-id", "").startswith("fwd-"), "C answered it itself: %r" % r.headers)
     expect(pcapi.Client(c.port, merchant["key"]).get("/v1/accounts/" + x0), 404, "not_found",
@@ -384,6 +394,9 @@ def standby_reads(s, a, b, c, model, by_shard):
                 want = tuple(model.posted[account_id] + model.pending[account_id])
                 check(got == want, "%s via %s while the writer is stopped: %r, the model says %r"
                       % (account_id, node.name, got, want))
+            for tid in ("cross-c", "sb-h1", "sb-h3"):
+                expect(reader.get("/v1/transfers/" + tid), 200, what="%s via %s while the writer is stopped"
+                       % (tid, node.name))
             reader.close()
     finally:
         a.proc.send_signal(signal.SIGCONT)
