@@ -1,7 +1,8 @@
 /* api/forward.c: a node of a shard set that does not write it (a standby waiting for
- * the writers' locks) answers on its listen address by forwarding every request to the
- * set's writer (docs/scaleout.md §7): the address the writer advertised in shard 0's
- * writers row (shard_directory_writer), over HTTP with libcurl, the request as it came
+ * the writers' locks) answers on its listen address by forwarding every request (but
+ * the reads forward_read.c answers) to the set's writer (docs/scaleout.md §7): the
+ * address the writer advertised in shard 0's writers row (shard_directory_writer),
+ * over HTTP with libcurl, the request as it came
  * (method, path, query, headers: the API key and Idempotency-Key among them, body),
  * and the writer's reply relayed as it came. The writer authenticates, checks the
  * Idempotency-Key and runs the command: this node holds no ledger and no keys, so a
