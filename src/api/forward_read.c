@@ -125,15 +125,7 @@ static bool transfer_find(api_forward_reads_t *reads, const char *id, store_tran
         store_transfer_free(out);
         return false;
     }
-    if (debit_leg) {
-        memcpy(out->transfer.credit_account_id, other.transfer.credit_account_id, PC_ID_SIZE);
-    } else {
-        memcpy(other.transfer.credit_account_id, out->transfer.credit_account_id, PC_ID_SIZE);
-        store_transfer_t swap = *out;
-        *out = other;
-        other = swap;
-    }
-    store_transfer_free(&other);
+    store_transfer_legs_merge(out, &other, debit_leg);
     return true;
 }
 
