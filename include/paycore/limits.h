@@ -413,6 +413,17 @@ static_assert(4 * PAY_CURRENCIES_MAX <= API_KEY_GRANTS_MAX,
                                             each holds one request while the writer runs it
                                             (a blocking libcurl call), so this is how many
                                             forwarded requests can wait in one group commit */
+#define FORWARD_CONNECTION_IDLE_S_MAX 10 /* a kept-open connection to the writer idle longer
+                                            is not reused: well under the writer's idle
+                                            connection timeout (--timeout-s, 30 s by
+                                            default), so the writer seldom closes one as
+                                            it is being reused */
+#define STORE_STANDBY_CONNECTIONS_MAX 8 /* a standby's read connections to each shard (it
+                                            answers account and transfer reads itself):
+                                            a read is one short statement, so a few
+                                            serve many threads, and the shard's server
+                                            keeps its max_connections for the writers
+                                            and the other nodes */
 #define FORWARD_REPLY_BYTES_MAX (64u * 1024 * 1024) /* a writer's reply relayed whole: a full
                                             8189-transfer batch's results (about 3 MiB) and
                                             the largest list page fit many times over */

@@ -455,7 +455,11 @@ static pc_status forward_begin(api_server_t *server) {
                                    .connection_timeout_s = server->config.connection_timeout_s,
                                    .connections_per_ip_max = server->config.connections_per_ip_max,
                                    .request_timeout_ms = server->config.request_timeout_ms,
-                                   .self_address = server->advertise, .directory = server->directory};
+                                   .self_address = server->advertise, .directory = server->directory,
+                                   .shard_urls = server->config.shard_urls,
+                                   .shard_count = server->config.shard_count,
+                                   .rate_per_s = server->config.rate_per_s,
+                                   .rate_burst = server->config.rate_burst};
     return api_forward_start(&server->forward, &config);
 }
 

@@ -163,16 +163,7 @@ static pc_status read_transfer_legs(store_reader_t *base, const char *id, store_
     if (peer >= reader->count) return PC_OK;
     store_transfer_t other;
     if (store_read_transfer(reader->readers[peer], id, &other) != PC_OK) return PC_OK; /* a leg alone: as it is */
-    /* the debit leg's fields (its timestamp, as the create reply gave), the credit leg's credit account */
-    if (debit_leg) {
-        memcpy(out->transfer.credit_account_id, other.transfer.credit_account_id, PC_ID_SIZE);
-    } else {
-        memcpy(other.transfer.credit_account_id, out->transfer.credit_account_id, PC_ID_SIZE);
-        store_transfer_t swap = *out;
-        *out = other;
-        other = swap;
-    }
-    store_transfer_free(&other);
+    store_transfer_legs_merge(out, &other, debit_leg);
     return PC_OK;
 }
 

@@ -41,6 +41,11 @@ void store_clearing_id(uint32_t self, uint32_t peer, const char *currency, char 
 bool store_id_reserved(const char *id);
 /* The shard a clearing account lives on (its 'self'), or false for other ids. */
 bool store_clearing_shard(const char *id, uint32_t *self, uint32_t *peer);
+/* A transfer across shards read as one: 'leg' (read first) and 'other' (its peer leg,
+ * freed here) become 'leg' as A -> B: the debit leg's fields (its timestamp, as the
+ * create reply gave) with the credit leg's credit account. 'debit_leg': 'leg' is the
+ * debit leg (its credit account is the clearing one). */
+void store_transfer_legs_merge(store_transfer_t *leg, store_transfer_t *other, bool debit_leg);
 
 /* ---- the read side of a set (shard_route.c) ----
  * One store whose readers send each read to the shard holding its rows (an
