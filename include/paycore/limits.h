@@ -235,6 +235,7 @@ static_assert(EVENTS_INFLIGHT_PER_DESTINATION_MAX <= EVENTS_INFLIGHT_MAX,
 #define GW_URL_BYTES_MAX 512        /* a channel's base URL */
 #define GW_SECRET_BYTES_MAX 256     /* a channel's API key or callback secret */
 #define GW_THREADS_MAX 16           /* gateway threads (each runs one curl multi) */
+#define GW_EPOLL_EVENTS 64          /* ready sockets one gateway wake-up takes at most */
 #define GW_CALLS_MAX 65536          /* operations queued or running; past it: limit_reached */
 #define GW_RESPONSE_BYTES_MAX (64 * 1024) /* a channel answer larger than this is garbage */
 #define GW_CONFIG_BYTES_MAX (1024 * 1024) /* a channels file is small; bigger is a mistake */

@@ -235,6 +235,7 @@ struct sim_req {
     char request_hash[65];
     sim_fate_t fate;
     bool fate_drawn;
+    bool first_arrival;           /* the key's count is 1: nothing recorded under it yet */
     sim_unit_t arrival_unit;      /* the arrival count (and, without latency, the rest) */
     sim_unit_t unit;              /* the operation after a latency wait */
     /* the reply */

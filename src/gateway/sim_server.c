@@ -258,6 +258,7 @@ static bool fate_draw(sim_req_t *req, const sim_faults_t *faults) {
     }
     sim_fate_draw(sim, faults, req->key, (uint64_t)arrival, &req->fate);
     req->fate_drawn = true;
+    req->first_arrival = arrival == 1;
     return true;
 }
 
@@ -297,7 +298,8 @@ static void handle_in(sim_req_t *req, sim_unit_t *unit) {
     bool operation = (req->route->flags & SIM_ROUTE_OPERATION) != 0;
     bool ok = sim_unit_mark(sim, unit);
     if (ok) {
-        if (!operation || !replay(req)) req->route->handler(req);
+        /* A first arrival has no answer to replay: its count commits with (or before) any answer. */
+        if (!operation || req->first_arrival || !replay(req)) req->route->handler(req);
         ok = req->replied || req->skipped;
     }
     if (ok && operation && answer_recordable(req)) {
