@@ -241,6 +241,7 @@ static_assert(EVENTS_INFLIGHT_PER_DESTINATION_MAX <= EVENTS_INFLIGHT_MAX,
 #define GW_URL_BYTES_MAX 512        /* a channel's base URL */
 #define GW_SECRET_BYTES_MAX 256     /* a channel's API key or callback secret */
 #define GW_THREADS_MAX 16           /* gateway threads (each runs one curl multi) */
+#define GW_EPOLL_EVENTS 64          /* ready sockets one gateway wake-up takes at most */
 #define GW_CALLS_MAX 65536          /* operations queued or running; past it: limit_reached */
 #define GW_RESPONSE_BYTES_MAX (64 * 1024) /* a channel answer larger than this is garbage */
 #define GW_CONFIG_BYTES_MAX (1024 * 1024) /* a channels file is small; bigger is a mistake */
@@ -333,6 +334,8 @@ static_assert(RISK_STORE_BATCH_MAX <= RISK_STORE_QUEUE_MAX, "a store batch comes
 #define SIM_CONNECTION_IDLE_S 120               /* an idle keep-alive connection is closed */
 #define SIM_THREAD_STACK_BYTES (1024 * 1024)    /* per connection thread: SQLite and jansson fit */
 #define SIM_STMT_CACHE_MAX 96                   /* prepared statements: the simulator has ~60 */
+#define SIM_GROUP_UNITS_MAX 256                 /* requests one group commit carries at most:
+                                                 * bounds a group's wait when arrivals never pause */
 #define SIM_DEMO_START_MS 60000                 /* a sanitized build on a busy machine starts slowly */
 #define SIM_DEMO_STOP_MS 10000                  /* then a demo simulator is killed */
 #define SIM_DEMO_ENV_MAX 512                    /* environment entries passed to a demo simulator */
