@@ -3,7 +3,11 @@
  * interleaved (pgbench, paycore, pgbench, paycore ...). One line, ratio last:
  *   scaleout shards=1 cross_pct=0 mode=batch per_s=… baseline=pgbench_tpcb baseline_per_s=… ratio=…
  * paycore's figure: commands of 8189 transfers between random accounts through the
- * writer (one PostgreSQL transaction, COPY, per batch), time inside the writer only.
+ * writer (one PostgreSQL transaction, COPY, per batch), four commands in flight so
+ * that the writer's pipeline overlaps two batches (writer.c), over the wall time from
+ * the first submit to the last commit; then the same writer one batch at a time
+ * (writer_config_t.no_pipeline, a database of its own) in the same rounds:
+ *   scaleout_pipeline shards=1 per_s=… one_at_a_time_per_s=… ratio=…
  * pgbench: TPC-B (-c 8 -j 2, scale 8), the tps without connection time.
  * The cluster is a throwaway one (initdb in a temp dir, a Unix socket only, fsync on),
  * started and removed here; run as root, its commands run as the 'postgres' user.

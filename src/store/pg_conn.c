@@ -361,6 +361,11 @@ bool pg_stream_begin(pg_copy_stream_t *stream, PGconn *conn, const char *copy_sq
     return !stream->failed;
 }
 
+void pg_stream_hold(pg_copy_stream_t *stream, size_t bytes) {
+    stream->hold = true;
+    if (!copy_reserve(&stream->buffer, bytes)) stream->failed = true;
+}
+
 void pg_stream_row(pg_copy_stream_t *stream, uint16_t field_count) {
     if (stream->buffer.bytes >= STORE_PG_COPY_CHUNK_BYTES) stream_send(stream);
     stream_be(stream, field_count, 2);

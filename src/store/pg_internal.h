@@ -44,6 +44,7 @@ typedef struct pg_store {
     store_t base;                /* first: store.c finds the ops there */
     PGconn *conn;                /* the writer's connection; holds the writer's lock */
     PGconn *conn_next;           /* the writer's second connection (pipelined next parts), or NULL */
+    bool conn_copying;           /* conn is a thread's (a first part's transfers going in): look up on conn_next */
     char *url;                   /* as given: readers connect with it */
     char *url_shown;             /* for messages: without the password */
     store_options_t options;
@@ -128,6 +129,8 @@ void pg_stream_text(pg_copy_stream_t *stream, const char *text); /* NULL: a null
 void pg_stream_bytes(pg_copy_stream_t *stream, const uint8_t *data, size_t bytes);
 /* Ends the COPY (or aborts it after a failure) and frees: true when every row is in. */
 bool pg_stream_end(pg_copy_stream_t *stream);
+/* Keeps every row until pg_stream_end_async, with room for 'bytes' made now. */
+void pg_stream_hold(pg_copy_stream_t *stream, size_t bytes);
 /* A held stream's rows sent and its COPY ended by a thread of its own, so that the
  * server inserts them while the writer goes on (pg_tx.c's pipeline); the connection
  * is the thread's until pg_stream_join, which frees and says what pg_stream_end

@@ -317,7 +317,9 @@ static pc_status source_transfer_find(void *ctx, const char *id, ledger_transfer
     if (!pc_id_valid(id)) return PC_NOT_FOUND; /* never stored */
     snprintf(array, sizeof array, "{\"%s\"}", id);
     const char *params[] = {array};
-    PGresult *result = pg_query(store->conn, FIND_SQL, 1, params);
+    /* while a pipelined first part's rows go in, its connection is a thread's */
+    PC_ASSERT(!store->conn_copying || store->conn_next != NULL);
+    PGresult *result = pg_query(store->conn_copying ? store->conn_next : store->conn, FIND_SQL, 1, params);
     if (result == NULL) return lookup_failed(store, "transfer lookup");
     pc_status status = PC_NOT_FOUND;
     if (PQntuples(result) > 0) {

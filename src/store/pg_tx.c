@@ -58,6 +58,7 @@ static void copy_join(pg_tx_t *tx) {
     if (tx->copy == NULL) return;
     if (!pg_stream_join(tx->copy)) tx->copy_failed = true;
     tx->copy = NULL;
+    tx->store->conn_copying = false;
 }
 
 PGconn *pg_tx_conn(store_tx_t *base) {
@@ -301,12 +302,14 @@ static bool transfers_write(pg_tx_t *tx, const ledger_changes_t *c, journal_cont
     if (c->transfers_count == 0) return true;
     pg_copy_stream_t transfers;
     bool ok = pg_stream_begin(&transfers, tx->conn, TRANSFERS_COPY_SQL);
-    transfers.hold = tx->pipelined;
+    /* a row without metadata is about 150 bytes */
+    if (tx->pipelined) pg_stream_hold(&transfers, (size_t)c->transfers_count * 192);
     for (uint32_t i = 0; ok && i < c->transfers_count; i++) {
         transfer_row(&transfers, &c->transfers[i], tx->batch_seq, content);
     }
     if (!tx->pipelined || !ok) return pg_stream_end(&transfers) && ok;
     tx->copy = pg_stream_end_async(&transfers);
+    tx->store->conn_copying = tx->copy != NULL;
     return tx->copy != NULL;
 }
 
