@@ -114,6 +114,7 @@ static const schema_migration migrations[] = {
      * when read; no table changes, but a paycore of v6 would deliver the reference
      * itself as the event: it must refuse the file */
     {"", NULL},
+    {"", store_sqlite_payments_schema_v8}, /* v8: operations out of the listings' indexes */
 };
 
 #define SCHEMA_VERSION_LATEST ((int)(sizeof(migrations) / sizeof(migrations[0])))
