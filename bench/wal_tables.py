@@ -68,7 +68,8 @@ def main():
     out = tempfile.mkdtemp(prefix="wal-tables-")
     shutil.copy(path + "-wal", os.path.join(out, "db-wal"))
     shutil.copy(path, os.path.join(out, "db"))
-    frames = wal_frames(os.path.join(out, "db-wal"))[f0:]
+    shutil.copy(os.path.join(out, "db-wal"), os.path.join(out, "frames.wal"))  # opening "db" consumes db-wal
+    frames = wal_frames(os.path.join(out, "frames.wal"))[f0:]
     reader.execute("COMMIT")
     reader.close()
     bench.wait()
