@@ -8,6 +8,10 @@ channel that holds its original) and snapshot.json: the status and exact body of
 every read below, as the v7 binary answered them. It was made by
 
   PAYCORE_BIN=<a paycore of schema version 7> python3 tests/payments/fixture_v7.py make
+  PAYCORE_BIN=<the same> python3 tests/payments/fixture_v7.py make-pg
+
+The second makes fixtures/v7-pg: the same on PostgreSQL (a throwaway cluster), the
+database kept as pg_dump's SQL.
 
 Holds last ten years (--authorization-window-s) so that the authorized payments are
 still capturable whenever the test runs; the test keeps replies and events as long."""
@@ -22,7 +26,12 @@ from paylib import (BANK_OK, BIN, CARD_3DS, CARD_DECLINE, Env, card_payment, che
                     expect, wait_for)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "store"))
+import pcapi  # noqa: E402
+import pgcluster  # noqa: E402
+
 FIXTURE = os.path.join(HERE, "fixtures", "v7")
+FIXTURE_PG = os.path.join(HERE, "fixtures", "v7-pg")
 WINDOW_S = "315000000"  # ten years: the fixture's holds never expire under the test
 SERVER_FILES = ("api.db", "api.db-index", "api.db.idkey", "api.db.key", "api.db.key.pub", "api.db.vault-key",
                 "api.db.webhook-key")
@@ -51,8 +60,10 @@ def creations(m1, m2):
     ]
 
 
-def make():
+def make(fixture, cluster=None):
     """Runs on a v7 binary: every kind of object, then the snapshot and the files."""
+    if cluster is not None:
+        pcapi.PG_HOST = cluster.dir  # pcapi.Server makes its database there
     env = Env(extra_args=["--authorization-window-s", WINDOW_S])
     try:
         env.start()
@@ -87,40 +98,46 @@ def make():
                 "payout": payout["id"], "wallet": wallet["id"]}
         snap = snapshot(env, keys)
         env.stop()
-        write_fixture(env, keys, snap)
+        write_fixture(fixture, env, keys, snap)
+        if cluster is not None:
+            name = env.server.store_args[1].split("@/", 1)[1].split("?")[0]
+            dump = cluster.run("pg_dump", "-h", cluster.dir, "-U", pgcluster.USER, "--no-owner", name).stdout
+            with gzip.open(os.path.join(fixture, "dump.sql.gz"), "wt") as f:
+                f.write(dump)
     finally:
         env.close()
 
 
-def write_fixture(env, keys, snap):
-    if os.path.exists(FIXTURE):
-        shutil.rmtree(FIXTURE)
-    os.makedirs(FIXTURE)
-    files = [os.path.join(env.server.dir, name) for name in SERVER_FILES]
+def write_fixture(fixture, env, keys, snap):
+    if os.path.exists(fixture):
+        shutil.rmtree(fixture)
+    os.makedirs(fixture)
+    files = [os.path.join(env.server.dir, name) for name in SERVER_FILES
+             if os.path.exists(os.path.join(env.server.dir, name))]
     for sim in (env.card, env.bank):
         sim.stop()
         files.append(sim.db)
     for path in files:
-        with open(path, "rb") as f, gzip.open(os.path.join(FIXTURE, os.path.basename(path) + ".gz"), "wb") as out:
+        with open(path, "rb") as f, gzip.open(os.path.join(fixture, os.path.basename(path) + ".gz"), "wb") as out:
             out.write(f.read())
-    with gzip.open(os.path.join(FIXTURE, "snapshot.json.gz"), "wt") as f:
+    with gzip.open(os.path.join(fixture, "snapshot.json.gz"), "wt") as f:
         json.dump({"keys": keys, "reads": snap}, f, indent=1, sort_keys=True)
 
 
-def unpack(server_dir, sim_dirs):
+def unpack(fixture, server_dir, sim_dirs):
     """The fixture's files into a server's directory and the simulators' (by kind);
     the snapshot."""
-    for name in os.listdir(FIXTURE):
-        if not name.endswith(".gz") or name == "snapshot.json.gz":
+    for name in os.listdir(fixture):
+        if not name.endswith(".gz") or name in ("snapshot.json.gz", "dump.sql.gz"):
             continue
         base = name[:-3]
         to = sim_dirs[base[4:-3]] if base.startswith("sim-") else server_dir
-        with gzip.open(os.path.join(FIXTURE, name), "rb") as f:
+        with gzip.open(os.path.join(fixture, name), "rb") as f:
             data = f.read()
         fd = os.open(os.path.join(to, base), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as out:
             out.write(data)
-    with gzip.open(os.path.join(FIXTURE, "snapshot.json.gz"), "rt") as f:
+    with gzip.open(os.path.join(fixture, "snapshot.json.gz"), "rt") as f:
         return json.load(f)
 
 
@@ -188,7 +205,14 @@ def snapshot(env, keys):
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] != ["make"]:
-        sys.exit("usage: PAYCORE_BIN=<paycore of schema v7> python3 tests/payments/fixture_v7.py make")
+    if sys.argv[1:] not in (["make"], ["make-pg"]):
+        sys.exit("usage: PAYCORE_BIN=<paycore of schema v7> python3 tests/payments/fixture_v7.py make|make-pg")
     print("making the fixture with", BIN)
-    make()
+    if sys.argv[1] == "make":
+        make(FIXTURE)
+    else:
+        pg = pgcluster.Cluster()
+        try:
+            make(FIXTURE_PG, pg)
+        finally:
+            pg.close()
