@@ -67,7 +67,6 @@ void pay_payment_init(pay_payment_t *payment) {
     payment->operations = json_array();
     payment->op_versions = json_array();
     payment->transfers = json_array();
-    payment->parts_held = json_object();
 }
 
 void pay_payment_clear(pay_payment_t *payment) {
@@ -77,7 +76,6 @@ void pay_payment_clear(pay_payment_t *payment) {
     json_decref(payment->operations);
     json_decref(payment->op_versions);
     json_decref(payment->transfers);
-    json_decref(payment->parts_held);
     sodium_memzero(payment, sizeof(*payment));
 }
 
@@ -89,8 +87,7 @@ pc_status pay_payment_copy(pay_payment_t *dst, const pay_payment_t *src) {
     dst->operations = json_deep_copy(src->operations);
     dst->op_versions = json_deep_copy(src->op_versions);
     dst->transfers = json_deep_copy(src->transfers);
-    dst->parts_held = json_deep_copy(src->parts_held);
-    return dst->operations && dst->op_versions && dst->transfers && dst->parts_held ? PC_OK : PC_NO_MEMORY;
+    return dst->operations && dst->op_versions && dst->transfers ? PC_OK : PC_NO_MEMORY;
 }
 
 pc_status pay_payment_copy_for_dry_run(pay_payment_t *dst, const pay_payment_t *src) {
@@ -101,8 +98,7 @@ pc_status pay_payment_copy_for_dry_run(pay_payment_t *dst, const pay_payment_t *
     dst->operations = json_copy(src->operations);
     dst->op_versions = json_copy(src->op_versions);
     dst->transfers = json_copy(src->transfers);
-    dst->parts_held = json_copy(src->parts_held); /* its entries are replaced, never changed */
-    return dst->operations && dst->op_versions && dst->transfers && dst->parts_held ? PC_OK : PC_NO_MEMORY;
+    return dst->operations && dst->op_versions && dst->transfers ? PC_OK : PC_NO_MEMORY;
 }
 
 static json_t *method_json(const pay_payment_t *p) {
@@ -305,21 +301,15 @@ static json_t *record_load(store_reader_t *reader, const char *id, uint32_t vers
     return doc;
 }
 
-/* The record of 'version' (borrowed from '*cache', which keeps the last one loaded). */
-static json_t *record_cached(store_reader_t *reader, const char *id, uint32_t version, json_t **cache,
-                             uint32_t *cache_version, pc_status *status) {
+/* The whole entry of operation 'op_id' in the record of 'version'. */
+static json_t *entry_resolve(store_reader_t *reader, const char *id, const char *op_id, uint32_t version,
+                             json_t **cache, uint32_t *cache_version, pc_status *status) {
     if (*cache == NULL || *cache_version != version) {
         json_decref(*cache);
         *cache = record_load(reader, id, version, status);
         *cache_version = version;
+        if (*cache == NULL) return NULL;
     }
-    return *cache;
-}
-
-/* The whole entry of operation 'op_id' in the record of 'version'. */
-static json_t *entry_resolve(store_reader_t *reader, const char *id, const char *op_id, uint32_t version,
-                             json_t **cache, uint32_t *cache_version, pc_status *status) {
-    if (record_cached(reader, id, version, cache, cache_version, status) == NULL) return NULL;
     size_t index;
     json_t *entry;
     json_array_foreach(json_object_get(*cache, "operations"), index, entry) {
@@ -332,45 +322,9 @@ static json_t *entry_resolve(store_reader_t *reader, const char *id, const char 
     return NULL;
 }
 
-/* The large parts of a document a record names as {"$version": v} (the record of v
- * holds it whole) when it did not change since, as it does an unchanged operation
- * entry. Each part has keys of its own, so no part is an object of that one key. */
-static const char *const record_parts[] = {"payment_method", "payer", "risk", "routing"};
-#define RECORD_PARTS (sizeof record_parts / sizeof record_parts[0])
-
-static bool part_ref(const json_t *value, uint32_t *held_in) {
-    json_t *ref = json_object_size(value) == 1 ? json_object_get(value, RECORD_REF_KEY) : NULL;
-    if (ref == NULL) return false;
-    *held_in = (uint32_t)json_integer_value(ref);
-    return true;
-}
-
-/* Replaces each part reference in the record by the part; into 'parts_held' (or NULL)
- * each part that is an object, with the version whose record holds it whole. */
-static pc_status parts_resolve(store_reader_t *reader, const char *id, uint32_t version, json_t *record,
-                               json_t *parts_held, json_t **cache, uint32_t *cache_version) {
-    for (size_t i = 0; i < RECORD_PARTS; i++) {
-        json_t *value = json_object_get(record, record_parts[i]);
-        uint32_t held_in = version, again;
-        if (value != NULL && part_ref(value, &held_in)) {
-            pc_status status = PC_OK;
-            json_t *holder = held_in < version ? record_cached(reader, id, held_in, cache, cache_version, &status)
-                                               : NULL;
-            value = holder != NULL ? json_object_get(holder, record_parts[i]) : NULL;
-            if (value == NULL || part_ref(value, &again)) return status != PC_OK ? status : PC_STORE_CORRUPT;
-            json_object_set(record, record_parts[i], value);
-        }
-        if (json_is_object(value) && parts_held != NULL) {
-            json_object_set_new(parts_held, record_parts[i], json_pack("[I,O]", (json_int_t)held_in, value));
-        }
-    }
-    return PC_OK;
-}
-
-/* Replaces each reference in the record's operations by its whole entry, and each
- * part reference by the part. */
+/* Replaces each reference in the record's operations by its whole entry. */
 static pc_status record_resolve(store_reader_t *reader, const char *id, uint32_t version, json_t *record,
-                                json_t *op_versions, json_t *parts_held) {
+                                json_t *op_versions) {
     json_t *ops = json_object_get(record, "operations");
     json_t *cache = NULL;
     uint32_t cache_version = 0;
@@ -393,14 +347,12 @@ static pc_status record_resolve(store_reader_t *reader, const char *id, uint32_t
         }
         if (op_versions != NULL) json_array_append_new(op_versions, json_integer(held_in));
     }
-    if (status == PC_OK) status = parts_resolve(reader, id, version, record, parts_held, &cache, &cache_version);
     json_decref(cache);
     return status;
 }
 
-/* pay_payment_doc, and into 'parts_held' (or NULL) what pay_payment_t.parts_held says. */
-static pc_status payment_doc(store_reader_t *reader, const store_pay_object_t *object, uint32_t version,
-                             json_t **doc_out, json_t **op_versions_out, json_t *parts_held) {
+pc_status pay_payment_doc(store_reader_t *reader, const store_pay_object_t *object, uint32_t version,
+                          json_t **doc_out, json_t **op_versions_out) {
     *doc_out = NULL;
     if (op_versions_out != NULL) *op_versions_out = NULL;
     json_t *op_versions = json_array();
@@ -415,7 +367,7 @@ static pc_status payment_doc(store_reader_t *reader, const store_pay_object_t *o
         }
     } else {
         doc = record_load(reader, object->id, version, &status);
-        if (doc != NULL) status = record_resolve(reader, object->id, version, doc, op_versions, parts_held);
+        if (doc != NULL) status = record_resolve(reader, object->id, version, doc, op_versions);
     }
     if (status != PC_OK) {
         json_decref(doc);
@@ -426,11 +378,6 @@ static pc_status payment_doc(store_reader_t *reader, const store_pay_object_t *o
     if (op_versions_out != NULL) *op_versions_out = op_versions;
     else json_decref(op_versions);
     return PC_OK;
-}
-
-pc_status pay_payment_doc(store_reader_t *reader, const store_pay_object_t *object, uint32_t version,
-                          json_t **doc_out, json_t **op_versions_out) {
-    return payment_doc(reader, object, version, doc_out, op_versions_out, NULL);
 }
 
 #define REPLY_REF_PREFIX "@payment:"
@@ -484,16 +431,9 @@ pc_status pay_payment_read(store_reader_t *reader, const char *id, pay_payment_t
     if (status != PC_OK) return status;
     pc_status result = PC_NOT_FOUND;
     if (strcmp(object.kind, "payment") == 0) {
-        json_t *doc = NULL, *op_versions = NULL, *parts_held = json_object();
-        result = parts_held != NULL ? payment_doc(reader, &object, object.version, &doc, &op_versions, parts_held)
-                                    : PC_NO_MEMORY;
+        json_t *doc = NULL, *op_versions = NULL;
+        result = pay_payment_doc(reader, &object, object.version, &doc, &op_versions);
         if (result == PC_OK) result = pay_payment_from_json(doc, out);
-        if (result == PC_OK) {
-            json_decref(out->parts_held);
-            out->parts_held = parts_held;
-            parts_held = NULL;
-        }
-        json_decref(parts_held);
         if (result == PC_OK && json_array_size(op_versions) == json_array_size(out->operations)) {
             json_decref(out->op_versions);
             out->op_versions = op_versions;
@@ -571,7 +511,6 @@ void pay_staged_clear(pay_staged_t *staged) {
     free(staged->record);
     free(staged->op_text);
     json_decref(staged->op_entry);
-    json_decref(staged->parts_held);
     memset(staged, 0, sizeof *staged);
 }
 
@@ -636,68 +575,32 @@ static void ops_add(const pay_payment_t *p, text_buf_t *full, text_buf_t *record
     buf_add_str(record, "]");
 }
 
-/* The record's fields: 'doc' (the document's) with each part that a record holds
- * whole and that did not change since named by reference, into '*record'; the parts
- * held once this version is stored into '*parts_held'. */
-static pc_status parts_render(const pay_payment_t *p, json_t *doc, json_t **record, json_t **parts_held) {
-    *record = json_copy(doc);
-    *parts_held = json_copy(p->parts_held);
-    if (*record == NULL || *parts_held == NULL) return PC_NO_MEMORY;
-    for (size_t i = 0; i < RECORD_PARTS; i++) {
-        json_t *now = json_object_get(doc, record_parts[i]);
-        json_t *held = json_object_get(p->parts_held, record_parts[i]);
-        if (!json_is_object(now)) {
-            json_object_del(*parts_held, record_parts[i]);
-        } else if (held != NULL && json_equal(json_array_get(held, 1), now)) {
-            json_object_set_new(*record, record_parts[i],
-                                json_pack("{s:O}", RECORD_REF_KEY, json_array_get(held, 0)));
-        } else { /* a copy: the document shares the payment's own objects */
-            json_object_set_new(*parts_held, record_parts[i],
-                                json_pack("[I,o]", (json_int_t)p->version, json_deep_copy(now)));
-        }
-    }
-    return PC_OK;
-}
-
-#define OPS_PLACEHOLDER "\"operations\":null"
-
-/* Where "operations":null is in a dumped head: the last one (metadata, before it, may
- * hold that text too; nothing after it can). NULL when absent. */
-static const char *ops_placeholder(const char *head) {
-    const char *at = NULL;
-    for (const char *s = head; s != NULL && (s = strstr(s, OPS_PLACEHOLDER)) != NULL; s++) at = s;
-    return at;
-}
-
 /* The payment's next version rendered: its document (json_dumps of pay_payment_json,
- * byte for byte) and its record, from a dump of each one's fields and one of each
- * entry; the parts held once the record is stored into '*parts_held'. */
-static pc_status payment_render(pay_payment_t *p, char **text_out, char **record_out, json_t **parts_held) {
+ * byte for byte) and its record, from one dump of the fields and one of each entry. */
+static pc_status payment_render(pay_payment_t *p, char **text_out, char **record_out) {
+    static const char placeholder[] = "\"operations\":null";
     *text_out = *record_out = NULL;
-    *parts_held = NULL;
-    json_t *doc = payment_json(p, true, false), *fields = NULL; /* dumped and freed here */
-    pc_status status = doc != NULL ? parts_render(p, doc, &fields, parts_held) : PC_NO_MEMORY;
-    char *head = status == PC_OK ? json_dumps(doc, JSON_COMPACT) : NULL;
-    char *record_head = status == PC_OK ? json_dumps(fields, JSON_COMPACT) : NULL;
+    json_t *doc = payment_json(p, true, false); /* dumped and freed here */
+    char *head = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
-    json_decref(fields);
-    const char *at = ops_placeholder(head), *record_at = ops_placeholder(record_head);
-    text_buf_t full = {0}, record = {0};
-    if (at != NULL && record_at != NULL) {
-        size_t key = strlen("\"operations\":");
-        buf_add(&full, head, (size_t)(at - head) + key);
-        buf_add(&record, record_head, (size_t)(record_at - record_head) + key);
-        ops_add(p, &full, &record);
-        buf_add_str(&full, at + strlen(OPS_PLACEHOLDER));
-        buf_add_str(&record, record_at + strlen(OPS_PLACEHOLDER));
+    /* the last one: metadata (before it) may hold that text too, nothing after it can */
+    const char *at = NULL;
+    for (const char *s = head; s != NULL && (s = strstr(s, placeholder)) != NULL; s++) at = s;
+    if (at == NULL) {
+        free(head);
+        return PC_NO_MEMORY;
     }
+    size_t before = (size_t)(at - head) + strlen("\"operations\":");
+    text_buf_t full = {0}, record = {0};
+    buf_add(&full, head, before);
+    buf_add(&record, head, before);
+    ops_add(p, &full, &record);
+    buf_add_str(&full, at + strlen(placeholder));
+    buf_add_str(&record, at + strlen(placeholder));
     free(head);
-    free(record_head);
     if (full.failed || record.failed || full.text == NULL || record.text == NULL) {
         free(full.text);
         free(record.text);
-        json_decref(*parts_held);
-        *parts_held = NULL;
         return PC_NO_MEMORY;
     }
 #ifdef PC_SLOW_ASSERTS
@@ -715,68 +618,49 @@ static pc_status payment_render(pay_payment_t *p, char **text_out, char **record
 /* The staged texts when they are of the version about to be written (they were
  * rendered from the same state by a dry run of this command): taken, with the times
  * they were rendered with. */
-static bool payment_staged_take(pay_payment_t *p, pay_staged_t *staged, char **text_out, char **record_out,
-                                json_t **parts_held) {
+static bool payment_staged_take(pay_payment_t *p, pay_staged_t *staged, char **text_out, char **record_out) {
     if (staged == NULL || staged->version == 0 || staged->version != p->version + 1) return false;
-    if (staged->parts_held == NULL) return false;
     p->version = staged->version;
     p->updated_ns = staged->updated_ns;
     if (p->created_ns == 0) p->created_ns = staged->created_ns;
     *text_out = staged->doc;
     *record_out = staged->record;
-    *parts_held = staged->parts_held;
     staged->doc = staged->record = NULL;
-    staged->parts_held = NULL;
     staged->version = 0;
 #ifdef PC_SLOW_ASSERTS
     char *text = NULL, *record = NULL;
-    json_t *parts = NULL;
-    PC_ASSERT(payment_render(p, &text, &record, &parts) == PC_OK);
+    PC_ASSERT(payment_render(p, &text, &record) == PC_OK);
     PC_ASSERT(strcmp(text, *text_out) == 0 && strcmp(record, *record_out) == 0); /* the dry run saw this state */
-    PC_ASSERT(json_equal(parts, *parts_held));
     free(text);
     free(record);
-    json_decref(parts);
 #endif
     return true;
-}
-
-/* The record of this version is stored (or, in a dry run, about to be): what it holds
- * whole is held there from now on. */
-static void record_stored(pay_payment_t *p, json_t *parts_held /* stolen */) {
-    op_versions_stored(p);
-    json_decref(p->parts_held);
-    p->parts_held = parts_held;
 }
 
 pc_status pay_payment_put(store_tx_t *tx, pay_payment_t *p, pay_staged_t *staged, char **doc_out) {
     *doc_out = NULL;
     char *text = NULL, *record = NULL;
-    json_t *parts_held = NULL;
     pc_status status = PC_OK;
-    if (tx == NULL || !payment_staged_take(p, staged, &text, &record, &parts_held)) {
+    if (tx == NULL || !payment_staged_take(p, staged, &text, &record)) {
         p->version++;
         p->updated_ns = pc_wall_ns();
         if (p->created_ns == 0) p->created_ns = p->updated_ns;
-        status = payment_render(p, &text, &record, &parts_held);
+        status = payment_render(p, &text, &record);
     }
     if (tx == NULL) { /* a dry run: the texts are the command's */
         if (status == PC_OK && staged != NULL) {
             free(staged->doc);
             free(staged->record);
-            json_decref(staged->parts_held);
             staged->version = p->version;
             staged->created_ns = p->created_ns;
             staged->updated_ns = p->updated_ns;
             staged->doc = text;
             staged->record = record;
-            staged->parts_held = json_incref(parts_held);
-            record_stored(p, parts_held);
+            op_versions_stored(p);
             return PC_OK;
         }
         free(text);
         free(record);
-        json_decref(parts_held);
         return status;
     }
     size_t record_bytes = record != NULL ? strlen(record) : 0;
@@ -789,11 +673,10 @@ pc_status pay_payment_put(store_tx_t *tx, pay_payment_t *p, pay_staged_t *staged
                                  p->updated_ns, p->version, "");
     }
     if (status == PC_OK) {
-        record_stored(p, parts_held);
+        op_versions_stored(p);
         *doc_out = text;
     } else {
         free(text);
-        json_decref(parts_held);
     }
     return status;
 }

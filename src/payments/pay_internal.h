@@ -182,9 +182,6 @@ typedef struct {
                                          version whose record holds that entry whole, 0
                                          when it changed since (the next record holds it) */
     json_t *transfers;                /* owned array: every ledger transfer id */
-    json_t *parts_held;               /* owned object: for each large part of the document
-                                         a record may name instead of repeating (model.c),
-                                         [version whose record holds it whole, the part] */
 } pay_payment_t;
 
 void pay_payment_init(pay_payment_t *payment);
@@ -240,7 +237,6 @@ typedef struct {
     char *op_text;
     json_t *op_entry;                 /* the op's entry in the payment (pay_op_entry) at ... */
     uint32_t op_entry_version;        /* ... this op version (0: none) */
-    json_t *parts_held;               /* pay_payment_t.parts_held once 'record' is stored */
 } pay_staged_t;
 void pay_staged_clear(pay_staged_t *staged);
 
