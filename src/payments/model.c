@@ -67,6 +67,7 @@ void pay_payment_init(pay_payment_t *payment) {
     payment->operations = json_array();
     payment->op_versions = json_array();
     payment->transfers = json_array();
+    payment->op_texts = json_array();
 }
 
 void pay_payment_clear(pay_payment_t *payment) {
@@ -76,6 +77,7 @@ void pay_payment_clear(pay_payment_t *payment) {
     json_decref(payment->operations);
     json_decref(payment->op_versions);
     json_decref(payment->transfers);
+    json_decref(payment->op_texts);
     sodium_memzero(payment, sizeof(*payment));
 }
 
@@ -87,7 +89,8 @@ pc_status pay_payment_copy(pay_payment_t *dst, const pay_payment_t *src) {
     dst->operations = json_deep_copy(src->operations);
     dst->op_versions = json_deep_copy(src->op_versions);
     dst->transfers = json_deep_copy(src->transfers);
-    return dst->operations && dst->op_versions && dst->transfers ? PC_OK : PC_NO_MEMORY;
+    dst->op_texts = json_deep_copy(src->op_texts);
+    return dst->operations && dst->op_versions && dst->transfers && dst->op_texts ? PC_OK : PC_NO_MEMORY;
 }
 
 pc_status pay_payment_copy_for_dry_run(pay_payment_t *dst, const pay_payment_t *src) {
@@ -98,7 +101,8 @@ pc_status pay_payment_copy_for_dry_run(pay_payment_t *dst, const pay_payment_t *
     dst->operations = json_copy(src->operations);
     dst->op_versions = json_copy(src->op_versions);
     dst->transfers = json_copy(src->transfers);
-    return dst->operations && dst->op_versions && dst->transfers ? PC_OK : PC_NO_MEMORY;
+    dst->op_texts = json_copy(src->op_texts);
+    return dst->operations && dst->op_versions && dst->transfers && dst->op_texts ? PC_OK : PC_NO_MEMORY;
 }
 
 static json_t *method_json(const pay_payment_t *p) {
@@ -186,6 +190,21 @@ static json_t *payment_json(const pay_payment_t *p, bool share, bool with_ops) {
 
 json_t *pay_payment_json(const pay_payment_t *p) { return payment_json(p, false, true); }
 
+void pay_payment_as_stored(pay_payment_t *p) {
+    p->state_stored = p->state;
+    if (p->state != PAY_STATE_REQUIRES_ACTION) p->challenge_id[0] = '\0';
+    if (p->hold_id[0] == '\0') p->hold_amount = 0, p->hold_deadline_ns = 0;
+    if (p->decline.code[0] == '\0') p->decline.message[0] = p->decline.source[0] = '\0';
+    if (p->risk.outcome[0] == '\0') {
+        p->risk.decision_id = 0;
+        json_decref(p->risk.detail);
+        p->risk.detail = NULL;
+    }
+    if (p->method != PAY_METHOD_CARD) memset(&p->card, 0, sizeof p->card);
+    if (p->method != PAY_METHOD_WALLET && !p->top_up) p->wallet_id[0] = '\0';
+    if (p->method != PAY_METHOD_BANK) p->routing_number[0] = p->account_number[0] = '\0';
+}
+
 static void method_from_json(const json_t *m, pay_payment_t *p) {
     const char *type = json_string_value(json_object_get(m, "type"));
     p->method = PAY_METHOD_CARD;
@@ -266,6 +285,9 @@ pc_status pay_payment_from_json(const json_t *doc, pay_payment_t *p) {
     if (p->transfers == NULL) p->transfers = json_array();
     for (size_t i = json_array_size(p->op_versions); i < json_array_size(p->operations); i++) {
         json_array_append_new(p->op_versions, json_integer(0)); /* not known: stored whole next time */
+    }
+    for (size_t i = json_array_size(p->op_texts); i < json_array_size(p->operations); i++) {
+        json_array_append_new(p->op_texts, json_null());
     }
     p->created_ns = (uint64_t)doc_int(doc, "created");
     p->updated_ns = (uint64_t)doc_int(doc, "updated");
@@ -425,22 +447,57 @@ pc_status pay_reply_ref_render(store_reader_t *reader, const char *stored, size_
     return status;
 }
 
+/* The payment of a row read (a payment's): its document parsed. */
+static pc_status payment_from_object(store_reader_t *reader, const store_pay_object_t *object, pay_payment_t *out) {
+    json_t *doc = NULL, *op_versions = NULL;
+    pc_status result = pay_payment_doc(reader, object, object->version, &doc, &op_versions);
+    if (result == PC_OK) result = pay_payment_from_json(doc, out);
+    if (result == PC_OK && json_array_size(op_versions) == json_array_size(out->operations)) {
+        json_decref(out->op_versions);
+        out->op_versions = op_versions;
+        op_versions = NULL;
+    }
+    json_decref(op_versions);
+    json_decref(doc);
+    return result;
+}
+
 pc_status pay_payment_read(store_reader_t *reader, const char *id, pay_payment_t *out) {
+    store_pay_object_t object;
+    pc_status status = store_pay_object_get(reader, id, &object);
+    if (status != PC_OK) return status;
+    pc_status result = strcmp(object.kind, "payment") == 0 ? payment_from_object(reader, &object, out) : PC_NOT_FOUND;
+    store_pay_object_free(&object);
+    return result;
+}
+
+#ifdef PC_SLOW_ASSERTS
+/* A payment in memory is the one its row's records make, field for field. */
+static void payment_check_stored(store_reader_t *reader, const store_pay_object_t *object, const pay_payment_t *p) {
+    pay_payment_t read;
+    PC_ASSERT(payment_from_object(reader, object, &read) == PC_OK);
+    json_t *a = pay_payment_json(p), *b = pay_payment_json(&read);
+    PC_ASSERT(a != NULL && b != NULL && json_equal(a, b));
+    PC_ASSERT(json_equal(p->op_versions, read.op_versions));
+    PC_ASSERT(p->state_stored == read.state_stored && strcmp(p->challenge_id, read.challenge_id) == 0);
+    PC_ASSERT(p->hold_amount == read.hold_amount && p->hold_deadline_ns == read.hold_deadline_ns);
+    PC_ASSERT(strcmp(p->wallet_id, read.wallet_id) == 0 && strcmp(p->decline.message, read.decline.message) == 0);
+    json_decref(a);
+    json_decref(b);
+    pay_payment_clear(&read);
+}
+#endif
+
+pc_status pay_payment_load(pay_t *pay, store_reader_t *reader, const char *id, pay_payment_t *out) {
     store_pay_object_t object;
     pc_status status = store_pay_object_get(reader, id, &object);
     if (status != PC_OK) return status;
     pc_status result = PC_NOT_FOUND;
     if (strcmp(object.kind, "payment") == 0) {
-        json_t *doc = NULL, *op_versions = NULL;
-        result = pay_payment_doc(reader, &object, object.version, &doc, &op_versions);
-        if (result == PC_OK) result = pay_payment_from_json(doc, out);
-        if (result == PC_OK && json_array_size(op_versions) == json_array_size(out->operations)) {
-            json_decref(out->op_versions);
-            out->op_versions = op_versions;
-            op_versions = NULL;
-        }
-        json_decref(op_versions);
-        json_decref(doc);
+        result = pay_recent_take(pay, id, object.version, out) ? PC_OK : payment_from_object(reader, &object, out);
+#ifdef PC_SLOW_ASSERTS
+        if (result == PC_OK) payment_check_stored(reader, &object, out);
+#endif
     }
     store_pay_object_free(&object);
     return result;
@@ -466,8 +523,17 @@ static json_t *entry_of(json_t *op_doc) {
 
 json_t *pay_op_entry(const pay_op_t *op) { return entry_of(pay_op_json(op)); }
 
-void pay_payment_entry_put(pay_payment_t *payment, const pay_op_t *op, json_t *entry) {
-    if (entry == NULL) return;
+static json_t *text_or_null(char *text) {
+    json_t *value = text != NULL ? json_string_nocheck(text) : json_null();
+    free(text);
+    return value;
+}
+
+void pay_payment_entry_put(pay_payment_t *payment, const pay_op_t *op, json_t *entry, char *text) {
+    if (entry == NULL) {
+        free(text);
+        return;
+    }
     size_t index;
     json_t *value;
     json_array_foreach(payment->operations, index, value) {
@@ -475,11 +541,13 @@ void pay_payment_entry_put(pay_payment_t *payment, const pay_op_t *op, json_t *e
         if (id != NULL && strcmp(id, op->id) == 0) {
             json_array_set_new(payment->operations, index, entry);
             json_array_set_new(payment->op_versions, index, json_integer(0));
+            json_array_set_new(payment->op_texts, index, text_or_null(text));
             return;
         }
     }
     json_array_append_new(payment->operations, entry);
     json_array_append_new(payment->op_versions, json_integer(0));
+    json_array_append_new(payment->op_texts, text_or_null(text));
 }
 
 /* Writes one object row whose document is 'text' (owned by the caller). */
@@ -511,6 +579,9 @@ void pay_staged_clear(pay_staged_t *staged) {
     free(staged->record);
     free(staged->op_text);
     json_decref(staged->op_entry);
+    free(staged->op_entry_text);
+    if (staged->payment != NULL) pay_payment_clear(staged->payment);
+    free(staged->payment);
     memset(staged, 0, sizeof *staged);
 }
 
@@ -543,10 +614,43 @@ static void buf_add(text_buf_t *b, const char *piece, size_t bytes) {
 static void buf_add_str(text_buf_t *b, const char *piece) { buf_add(b, piece, strlen(piece)); }
 
 /* The reference a record holds for an operation entry held whole by 'held_in'. */
+/* An id jansson dumps as it is: nothing in it is escaped. */
+static bool id_plain(const char *id) {
+    for (const char *c = id; *c != '\0'; c++) {
+        bool ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+                  *c == '_' || *c == '-' || *c == ':' || *c == '.';
+        if (!ok) return false;
+    }
+    return true;
+}
+
 static char *entry_ref_text(const json_t *entry, json_int_t held_in) {
+    const char *id = json_string_value(json_object_get(entry, "id"));
+    if (id != NULL && id_plain(id)) {
+        char text[PC_ID_SIZE + 48];
+        int n = snprintf(text, sizeof text, "{\"id\":\"%s\",\"" RECORD_REF_KEY "\":%lld}", id, (long long)held_in);
+        if (n > 0 && (size_t)n < sizeof text) return pc_strdup(text);
+    }
     json_t *ref = json_pack("{s:O,s:I}", "id", json_object_get(entry, "id"), RECORD_REF_KEY, held_in);
     char *text = ref != NULL ? json_dumps(ref, JSON_COMPACT) : NULL;
     json_decref(ref);
+    return text;
+}
+
+/* Entry 'index' as compact text (malloc'ed): the one kept with it, or dumped and kept
+ * ('texts': p->op_texts is parallel to the entries; an entry is replaced, never changed). */
+static char *entry_text(const pay_payment_t *p, size_t index, const json_t *entry, bool texts) {
+    const char *kept = texts ? json_string_value(json_array_get(p->op_texts, index)) : NULL;
+    if (kept != NULL) {
+#ifdef PC_SLOW_ASSERTS
+        char *dumped = json_dumps(entry, JSON_COMPACT);
+        PC_ASSERT(dumped != NULL && strcmp(dumped, kept) == 0); /* the text is this entry's */
+        free(dumped);
+#endif
+        return pc_strdup(kept);
+    }
+    char *text = json_dumps(entry, JSON_COMPACT);
+    if (text != NULL && texts) json_array_set_new(p->op_texts, index, json_string_nocheck(text));
     return text;
 }
 
@@ -557,8 +661,9 @@ static void ops_add(const pay_payment_t *p, text_buf_t *full, text_buf_t *record
     buf_add_str(record, "[");
     size_t index;
     json_t *entry;
+    bool texts = json_array_size(p->op_texts) == json_array_size(p->operations);
     json_array_foreach(p->operations, index, entry) {
-        char *text = json_dumps(entry, JSON_COMPACT);
+        char *text = entry_text(p, index, entry, texts);
         json_int_t held_in = json_integer_value(json_array_get(p->op_versions, index));
         char *ref = held_in > 0 ? entry_ref_text(entry, held_in) : NULL;
         if (text == NULL || (held_in > 0 && ref == NULL)) full->failed = true;
@@ -627,6 +732,7 @@ static bool payment_staged_take(pay_payment_t *p, pay_staged_t *staged, char **t
     *record_out = staged->record;
     staged->doc = staged->record = NULL;
     staged->version = 0;
+    staged->taken = true;
 #ifdef PC_SLOW_ASSERTS
     char *text = NULL, *record = NULL;
     PC_ASSERT(payment_render(p, &text, &record) == PC_OK);
@@ -805,14 +911,40 @@ pc_status pay_op_read(store_reader_t *reader, const char *id, pay_op_t *out) {
 
 /* The op's row text; its entry in the payment (pay_op_entry: the same object less
  * three fields) into staged->op_entry when 'staged' is given, made from one build. */
+/* The entry's text cut from the op's (pay_op_json dumps "id", "object", "type",
+ * "parent_id", "merchant_id" first; the entry lacks three of them): NULL when the op's
+ * text does not begin as expected (then the entry is dumped when needed). */
+static char *entry_text_of(const pay_op_t *op, const char *op_text) {
+    if (!id_plain(op->id) || !id_plain(op->parent_id) || !id_plain(op->merchant_id)) return NULL;
+    const char *type = pay_op_kind_name(op->kind);
+    char head[4 * PC_ID_SIZE + 128];
+    int n = snprintf(head, sizeof head, "{\"id\":\"%s\",\"object\":\"operation\",\"type\":\"%s\",\"parent_id\":\"%s\","
+                     "\"merchant_id\":\"%s\",", op->id, type, op->parent_id, op->merchant_id);
+    if (n <= 0 || (size_t)n >= sizeof head || strncmp(op_text, head, (size_t)n) != 0) return NULL;
+    const char *rest = op_text + n;
+    size_t rest_bytes = strlen(rest);
+    char *text = malloc((size_t)n + rest_bytes + 1);
+    if (text == NULL) return NULL;
+    int m = sprintf(text, "{\"id\":\"%s\",\"type\":\"%s\",", op->id, type);
+    memcpy(text + m, rest, rest_bytes + 1);
+    return text;
+}
+
 static char *op_render(const pay_op_t *op, pay_staged_t *staged) {
     json_t *doc = pay_op_json(op);
     char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
     if (text != NULL && staged != NULL) {
         json_decref(staged->op_entry);
+        free(staged->op_entry_text);
         staged->op_entry = entry_of(doc);
+        staged->op_entry_text = entry_text_of(op, text);
         staged->op_entry_version = op->version;
         doc = NULL;
+#ifdef PC_SLOW_ASSERTS
+        char *dumped = json_dumps(staged->op_entry, JSON_COMPACT);
+        PC_ASSERT(staged->op_entry_text == NULL || strcmp(dumped, staged->op_entry_text) == 0);
+        free(dumped);
+#endif
     }
     json_decref(doc);
     return text;
