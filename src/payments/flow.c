@@ -292,6 +292,7 @@ static void flow_stage(pay_flow_t *flow, pay_flow_tx_fn in_tx) {
     if (pay_payment_copy_for_dry_run(&copy->payment, &flow->payment) == PC_OK && in_tx(copy, NULL) == PC_OK) {
         flow->staged = copy->staged;
         memset(&copy->staged, 0, sizeof copy->staged);
+        if (flow->payment.fixed_text == NULL) flow->payment.fixed_text = json_incref(copy->payment.fixed_text);
     }
     pay_staged_clear(&copy->staged);
     pay_reply_clear(&copy->reply);

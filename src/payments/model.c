@@ -78,6 +78,7 @@ void pay_payment_clear(pay_payment_t *payment) {
     json_decref(payment->op_versions);
     json_decref(payment->transfers);
     json_decref(payment->op_texts);
+    json_decref(payment->fixed_text);
     sodium_memzero(payment, sizeof(*payment));
 }
 
@@ -90,6 +91,7 @@ pc_status pay_payment_copy(pay_payment_t *dst, const pay_payment_t *src) {
     dst->op_versions = json_deep_copy(src->op_versions);
     dst->transfers = json_deep_copy(src->transfers);
     dst->op_texts = json_deep_copy(src->op_texts);
+    dst->fixed_text = json_incref(src->fixed_text);
     return dst->operations && dst->op_versions && dst->transfers && dst->op_texts ? PC_OK : PC_NO_MEMORY;
 }
 
@@ -102,6 +104,7 @@ pc_status pay_payment_copy_for_dry_run(pay_payment_t *dst, const pay_payment_t *
     dst->op_versions = json_copy(src->op_versions);
     dst->transfers = json_copy(src->transfers);
     dst->op_texts = json_copy(src->op_texts);
+    dst->fixed_text = json_incref(src->fixed_text);
     return dst->operations && dst->op_versions && dst->transfers && dst->op_texts ? PC_OK : PC_NO_MEMORY;
 }
 
@@ -155,14 +158,21 @@ static json_t *amounts_json(const pay_payment_t *p) {
                      (json_int_t)p->fees_reversed);
 }
 
-/* 'with_ops' false: "operations" is null (payment_render splices the entries in). */
-static json_t *payment_json(const pay_payment_t *p, bool share, bool with_ops) {
+/* The document's members in three parts, in their order: the first, the fixed ones
+ * (set when the payment is made, never changed: payment_render keeps their text) and
+ * the rest. 'with_ops' false: "operations" is null (payment_render splices them in). */
+static json_t *payment_json_first(const pay_payment_t *p) {
     json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:I,s:s,s:s,s:s}", "id", p->id, "object", "payment", "merchant_id",
                           p->merchant_id, "status", pay_state_name(p->state), "amount", (json_int_t)p->amount,
                           "currency", p->currency, "capture_method", p->capture_automatic ? "automatic" : "manual",
                           "purpose", p->top_up ? "top_up" : "payment");
+    if (o != NULL && p->top_up) json_object_set_new(o, "wallet_id", json_string(p->wallet_id));
+    return o;
+}
+
+static json_t *payment_json_fixed(const pay_payment_t *p, bool share) {
+    json_t *o = json_object();
     if (o == NULL) return NULL;
-    if (p->top_up) json_object_set_new(o, "wallet_id", json_string(p->wallet_id));
     json_object_set_new(o, "payment_method", method_json(p));
     json_object_set_new(o, "payer", json_pack("{s:o,s:o,s:o,s:o}", "id", str_or_null(p->payer.id), "country",
                                               str_or_null(p->payer.country), "device_id",
@@ -170,6 +180,12 @@ static json_t *payment_json(const pay_payment_t *p, bool share, bool with_ops) {
     json_object_set_new(o, "description", str_or_null(p->description));
     json_object_set_new(o, "metadata", p->metadata ? part(p->metadata, share) : json_object());
     json_object_set_new(o, "risk", risk_json(p, share));
+    return o;
+}
+
+static json_t *payment_json_rest(const pay_payment_t *p, bool share, bool with_ops) {
+    json_t *o = json_object();
+    if (o == NULL) return NULL;
     json_object_set_new(o, "routing", p->routing ? part(p->routing, share) : json_null());
     json_object_set_new(o, "channel", str_or_null(p->channel));
     json_object_set_new(o, "channel_ref", str_or_null(p->channel_ref));
@@ -185,6 +201,21 @@ static json_t *payment_json(const pay_payment_t *p, bool share, bool with_ops) {
     json_object_set_new(o, "created", json_integer((json_int_t)p->created_ns));
     json_object_set_new(o, "updated", json_integer((json_int_t)p->updated_ns));
     json_object_set_new(o, "version", json_integer((json_int_t)p->version));
+    return o;
+}
+
+static json_t *payment_json(const pay_payment_t *p, bool share, bool with_ops) {
+    json_t *o = payment_json_first(p);
+    json_t *fixed = payment_json_fixed(p, share), *rest = payment_json_rest(p, share, with_ops);
+    if (o == NULL || fixed == NULL || rest == NULL) {
+        json_decref(o);
+        o = NULL;
+    } else {
+        json_object_update(o, fixed);
+        json_object_update(o, rest);
+    }
+    json_decref(fixed);
+    json_decref(rest);
     return o;
 }
 
@@ -682,12 +713,50 @@ static void ops_add(const pay_payment_t *p, text_buf_t *full, text_buf_t *record
 
 /* The payment's next version rendered: its document (json_dumps of pay_payment_json,
  * byte for byte) and its record, from one dump of the fields and one of each entry. */
+static char *dump_free(json_t *value) {
+    char *text = value != NULL ? json_dumps(value, JSON_COMPACT) : NULL;
+    json_decref(value);
+    return text;
+}
+
+/* The text of the fixed members, '"payment_method":…,"risk":{…}': made once, kept. */
+static const char *fixed_text(pay_payment_t *p) {
+    if (p->fixed_text == NULL) {
+        char *text = dump_free(payment_json_fixed(p, true));
+        size_t bytes = text != NULL ? strlen(text) : 0;
+        if (bytes >= 2) p->fixed_text = json_stringn_nocheck(text + 1, bytes - 2); /* less the braces */
+        free(text);
+    }
+    return json_string_value(p->fixed_text);
+}
+
+/* The document less its operations' entries: the first members, the fixed ones' kept
+ * text, the rest (a compact object's text is its members' joined by commas). */
+static char *payment_head(pay_payment_t *p) {
+    char *first = dump_free(payment_json_first(p));
+    const char *fixed = fixed_text(p);
+    char *rest = dump_free(payment_json_rest(p, true, false));
+    char *head = NULL;
+    if (first != NULL && fixed != NULL && rest != NULL) {
+        size_t first_bytes = strlen(first), fixed_bytes = strlen(fixed), rest_bytes = strlen(rest);
+        head = malloc(first_bytes + fixed_bytes + rest_bytes + 2);
+        if (head != NULL) {
+            memcpy(head, first, first_bytes - 1);                   /* less its '}' */
+            head[first_bytes - 1] = ',';
+            memcpy(head + first_bytes, fixed, fixed_bytes);
+            head[first_bytes + fixed_bytes] = ',';
+            memcpy(head + first_bytes + fixed_bytes + 1, rest + 1, rest_bytes); /* less its '{' */
+        }
+    }
+    free(first);
+    free(rest);
+    return head;
+}
+
 static pc_status payment_render(pay_payment_t *p, char **text_out, char **record_out) {
     static const char placeholder[] = "\"operations\":null";
     *text_out = *record_out = NULL;
-    json_t *doc = payment_json(p, true, false); /* dumped and freed here */
-    char *head = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
-    json_decref(doc);
+    char *head = payment_head(p);
     /* the last one: metadata (before it) may hold that text too, nothing after it can */
     const char *at = NULL;
     for (const char *s = head; s != NULL && (s = strstr(s, placeholder)) != NULL; s++) at = s;

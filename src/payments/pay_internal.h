@@ -184,6 +184,9 @@ typedef struct {
     json_t *transfers;                /* owned array: every ledger transfer id */
     json_t *op_texts;                 /* owned array parallel to 'operations': each entry's
                                          compact text (a string) once rendered, else null */
+    json_t *fixed_text;               /* a string: the text of the members set when the payment
+                                         is made (its method, payer, description, metadata,
+                                         risk), once rendered; NULL before */
 } pay_payment_t;
 
 void pay_payment_init(pay_payment_t *payment);
