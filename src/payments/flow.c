@@ -46,18 +46,21 @@ pay_flow_t *pay_flow_new(pay_t *pay, const pay_caller_t *caller, const pay_reply
     return flow;
 }
 
+static void payment_free(pay_payment_t *payment) {
+    if (payment == NULL) return;
+    pay_payment_clear(payment);
+    free(payment);
+}
+
 /* The payment as last committed, kept for the next operation on it: only by the flow
  * that holds its busy mark (no other operation on it can have written it since). */
 static void flow_keep_committed(pay_flow_t *flow) {
     pay_payment_t *committed = flow->committed;
     flow->committed = NULL;
-    if (committed == NULL) return;
-    if (strcmp(flow->lock_id, committed->id) == 0) {
-        pay_recent_put(flow->pay, committed);
-        return;
-    }
-    pay_payment_clear(committed);
-    free(committed);
+    payment_free(flow->committed_stale);
+    flow->committed_stale = NULL;
+    if (committed != NULL && strcmp(flow->lock_id, committed->id) == 0) pay_recent_put(flow->pay, committed);
+    else payment_free(committed);
 }
 
 static void flow_finish_now(pay_flow_t *flow) {
@@ -251,10 +254,8 @@ static void committed_note(pay_flow_t *flow, pc_status commit_status) {
         staged->payment = NULL;
         pay_payment_as_stored(committed); /* as a read of it would be */
     }
-    if (flow->committed != NULL) {
-        pay_payment_clear(flow->committed);
-        free(flow->committed);
-    }
+    payment_free(flow->committed_stale); /* rare: two writes before the flow ended */
+    flow->committed_stale = flow->committed; /* freed with the flow, off the writer's thread */
     flow->committed = committed;
 }
 
@@ -280,14 +281,14 @@ static void flow_cmd_done(writer_cmd_t *cmd, pc_status commit_status) {
  * nothing: the writer renders then. */
 static void flow_stage(pay_flow_t *flow, pay_flow_tx_fn in_tx) {
     pay_staged_clear(&flow->staged);
-    pay_flow_t *copy = malloc(sizeof *copy);
-    if (copy == NULL) return;
+    pay_flow_t copy_storage; /* ~15 kB: on the stack, not a large malloc per command */
+    pay_flow_t *copy = &copy_storage;
     memcpy(copy, flow, sizeof *copy);
     memset(&copy->reply, 0, sizeof copy->reply);
     memset(&copy->staged, 0, sizeof copy->staged);
     memset(copy->transfer_results, 0, sizeof copy->transfer_results);
     copy->doc_text = NULL;
-    copy->committed = NULL;
+    copy->committed = copy->committed_stale = NULL;
     copy->dry = true;
     if (pay_payment_copy_for_dry_run(&copy->payment, &flow->payment) == PC_OK && in_tx(copy, NULL) == PC_OK) {
         flow->staged = copy->staged;
@@ -299,7 +300,6 @@ static void flow_stage(pay_flow_t *flow, pay_flow_tx_fn in_tx) {
     free(copy->doc_text);
     pay_payment_clear(&copy->payment);
     sodium_memzero(copy, sizeof *copy);
-    free(copy);
 }
 
 static void flow_stage_and_submit(pay_flow_t *flow) {

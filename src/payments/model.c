@@ -79,6 +79,8 @@ void pay_payment_clear(pay_payment_t *payment) {
     json_decref(payment->transfers);
     json_decref(payment->op_texts);
     json_decref(payment->fixed_text);
+    json_decref(payment->routing_text);
+    json_decref(payment->routing_of);
     sodium_memzero(payment, sizeof(*payment));
 }
 
@@ -92,6 +94,8 @@ pc_status pay_payment_copy(pay_payment_t *dst, const pay_payment_t *src) {
     dst->transfers = json_deep_copy(src->transfers);
     dst->op_texts = json_deep_copy(src->op_texts);
     dst->fixed_text = json_incref(src->fixed_text);
+    dst->routing_text = NULL; /* its routing is a new copy */
+    dst->routing_of = NULL;
     return dst->operations && dst->op_versions && dst->transfers && dst->op_texts ? PC_OK : PC_NO_MEMORY;
 }
 
@@ -105,6 +109,8 @@ pc_status pay_payment_copy_for_dry_run(pay_payment_t *dst, const pay_payment_t *
     dst->transfers = json_copy(src->transfers);
     dst->op_texts = json_copy(src->op_texts);
     dst->fixed_text = json_incref(src->fixed_text);
+    dst->routing_text = json_incref(src->routing_text);
+    dst->routing_of = json_incref(src->routing_of);
     return dst->operations && dst->op_versions && dst->transfers && dst->op_texts ? PC_OK : PC_NO_MEMORY;
 }
 
@@ -644,7 +650,6 @@ static void buf_add(text_buf_t *b, const char *piece, size_t bytes) {
 
 static void buf_add_str(text_buf_t *b, const char *piece) { buf_add(b, piece, strlen(piece)); }
 
-/* The reference a record holds for an operation entry held whole by 'held_in'. */
 /* An id jansson dumps as it is: nothing in it is escaped. */
 static bool id_plain(const char *id) {
     for (const char *c = id; *c != '\0'; c++) {
@@ -655,6 +660,7 @@ static bool id_plain(const char *id) {
     return true;
 }
 
+/* The reference a record holds for an operation entry held whole by 'held_in'. */
 static char *entry_ref_text(const json_t *entry, json_int_t held_in) {
     const char *id = json_string_value(json_object_get(entry, "id"));
     if (id != NULL && id_plain(id)) {
@@ -753,10 +759,159 @@ static char *payment_head(pay_payment_t *p) {
     return head;
 }
 
+/* ---- the members that change, written without building them first ----
+ * Only texts of printable ASCII are written here (jansson escapes '"' and '\\' in
+ * them, nothing else); a payment with any other text in these members is rendered
+ * through jansson instead. Slow asserts compare the two. */
+
+static bool text_plain(const char *text) {
+    for (const unsigned char *c = (const unsigned char *)text; *c != '\0'; c++) {
+        if (*c < 0x20 || *c > 0x7E) return false;
+    }
+    return true;
+}
+
+static void put_str(text_buf_t *b, const char *text) {
+    buf_add(b, "\"", 1);
+    for (const char *run = text; *run != '\0';) {
+        size_t n = strcspn(run, "\"\\");
+        buf_add(b, run, n);
+        if (run[n] == '\0') break;
+        buf_add(b, run[n] == '"' ? "\\\"" : "\\\\", 2);
+        run += n + 1;
+    }
+    buf_add(b, "\"", 1);
+}
+
+/* ,"key":"text" or ,"key":null for an empty text (str_or_null) */
+static void put_member_str(text_buf_t *b, const char *key, const char *text, bool or_null) {
+    buf_add_str(b, ",\"");
+    buf_add_str(b, key);
+    buf_add_str(b, "\":");
+    if (or_null && text[0] == '\0') buf_add_str(b, "null");
+    else put_str(b, text);
+}
+
+static void put_member_int(text_buf_t *b, const char *key, int64_t value) {
+    char text[96];
+    int n = snprintf(text, sizeof text, ",\"%s\":%lld", key, (long long)value);
+    if (n > 0 && (size_t)n < sizeof text) buf_add(b, text, (size_t)n);
+    else b->failed = true;
+}
+
+/* Every text the written members hold is plain. */
+static bool head_plain(const pay_payment_t *p) {
+    const char *texts[] = {p->id, p->merchant_id, p->currency, p->top_up ? p->wallet_id : "", p->channel,
+                           p->channel_ref, p->state == PAY_STATE_REQUIRES_ACTION ? p->challenge_id : "",
+                           p->hold_id, p->pending_op, p->decline.code, p->decline.message, p->decline.source};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        if (!text_plain(texts[i])) return false;
+    }
+    size_t index;
+    json_t *value;
+    json_array_foreach(p->transfers, index, value) {
+        const char *id = json_string_value(value);
+        if (id == NULL || strlen(id) != json_string_length(value) || !text_plain(id)) return false;
+    }
+    return true;
+}
+
+/* '"routing":…': kept while the payment holds the same routing (it is replaced whole). */
+static const char *routing_text(pay_payment_t *p) {
+    if (p->routing_text != NULL && p->routing_of == p->routing) return json_string_value(p->routing_text);
+    json_t *member = json_object();
+    json_object_set_new(member, "routing", p->routing ? json_incref(p->routing) : json_null());
+    char *text = dump_free(member);
+    size_t bytes = text != NULL ? strlen(text) : 0;
+    json_decref(p->routing_text);
+    json_decref(p->routing_of);
+    p->routing_text = bytes >= 2 ? json_stringn_nocheck(text + 1, bytes - 2) : NULL;
+    p->routing_of = p->routing_text != NULL ? json_incref(p->routing) : NULL;
+    free(text);
+    return json_string_value(p->routing_text);
+}
+
+static void head_first_write(const pay_payment_t *p, text_buf_t *b) {
+    buf_add_str(b, "{\"id\":");
+    put_str(b, p->id);
+    buf_add_str(b, ",\"object\":\"payment\"");
+    put_member_str(b, "merchant_id", p->merchant_id, false);
+    put_member_str(b, "status", pay_state_name(p->state), false);
+    put_member_int(b, "amount", p->amount);
+    put_member_str(b, "currency", p->currency, false);
+    put_member_str(b, "capture_method", p->capture_automatic ? "automatic" : "manual", false);
+    put_member_str(b, "purpose", p->top_up ? "top_up" : "payment", false);
+    if (p->top_up) put_member_str(b, "wallet_id", p->wallet_id, false);
+}
+
+static void head_rest_write(const pay_payment_t *p, text_buf_t *b) {
+    put_member_str(b, "channel", p->channel, true);
+    put_member_str(b, "channel_ref", p->channel_ref, true);
+    if (p->state != PAY_STATE_REQUIRES_ACTION) buf_add_str(b, ",\"next_action\":null");
+    else {
+        buf_add_str(b, ",\"next_action\":{\"type\":\"three_d_secure\",\"challenge_id\":");
+        put_str(b, p->challenge_id);
+        buf_add_str(b, "}");
+    }
+    put_member_int(b, "amount_authorized", p->authorized);
+    put_member_int(b, "amount_captured", p->captured);
+    put_member_int(b, "amount_refunded", p->refunded);
+    put_member_int(b, "amount_capturable", p->hold_id[0] ? p->hold_amount : 0);
+    put_member_int(b, "fees", p->fees);
+    put_member_int(b, "fees_reversed", p->fees_reversed);
+    if (p->hold_id[0] == '\0') buf_add_str(b, ",\"hold\":null");
+    else {
+        buf_add_str(b, ",\"hold\":{\"transfer_id\":");
+        put_str(b, p->hold_id);
+        put_member_int(b, "amount", p->hold_amount);
+        put_member_int(b, "expires_at", (int64_t)p->hold_deadline_ns);
+        buf_add_str(b, "}");
+    }
+    put_member_str(b, "pending_operation", p->pending_op, true);
+    if (p->decline.code[0] == '\0') buf_add_str(b, ",\"decline\":null");
+    else {
+        buf_add_str(b, ",\"decline\":{\"code\":");
+        put_str(b, p->decline.code);
+        put_member_str(b, "message", p->decline.message, false);
+        put_member_str(b, "source", p->decline.source, false);
+        buf_add_str(b, "}");
+    }
+    buf_add_str(b, ",\"operations\":null,\"ledger_transfers\":[");
+    size_t index;
+    json_t *value;
+    json_array_foreach(p->transfers, index, value) {
+        if (index > 0) buf_add_str(b, ",");
+        put_str(b, json_string_value(value));
+    }
+    buf_add_str(b, "]");
+    put_member_int(b, "created", (int64_t)p->created_ns);
+    put_member_int(b, "updated", (int64_t)p->updated_ns);
+    put_member_int(b, "version", p->version);
+    buf_add_str(b, "}");
+}
+
+/* payment_head's text written directly; NULL: a text in it is not plain (or memory). */
+static char *payment_head_written(pay_payment_t *p) {
+    if (!head_plain(p)) return NULL;
+    const char *fixed = fixed_text(p), *routing = routing_text(p);
+    if (fixed == NULL || routing == NULL) return NULL;
+    text_buf_t b = {0};
+    head_first_write(p, &b);
+    buf_add_str(&b, ",");
+    buf_add_str(&b, fixed);
+    buf_add_str(&b, ",");
+    buf_add_str(&b, routing);
+    head_rest_write(p, &b);
+    if (!b.failed) return b.text;
+    free(b.text);
+    return NULL;
+}
+
 static pc_status payment_render(pay_payment_t *p, char **text_out, char **record_out) {
     static const char placeholder[] = "\"operations\":null";
     *text_out = *record_out = NULL;
-    char *head = payment_head(p);
+    char *head = payment_head_written(p);
+    if (head == NULL) head = payment_head(p);
     /* the last one: metadata (before it) may hold that text too, nothing after it can */
     const char *at = NULL;
     for (const char *s = head; s != NULL && (s = strstr(s, placeholder)) != NULL; s++) at = s;

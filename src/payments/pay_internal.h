@@ -187,6 +187,8 @@ typedef struct {
     json_t *fixed_text;               /* a string: the text of the members set when the payment
                                          is made (its method, payer, description, metadata,
                                          risk), once rendered; NULL before */
+    json_t *routing_text;             /* a string: '"routing":…' of 'routing_of' ... */
+    json_t *routing_of;               /* ... the routing it was rendered from (held) */
 } pay_payment_t;
 
 void pay_payment_init(pay_payment_t *payment);
@@ -422,6 +424,7 @@ struct pay_flow {
     bool payment_written;             /* the current command's run wrote the payment */
     pay_payment_t *committed;         /* the payment as this flow's last write committed it
                                          (NULL: not known); kept as a recent one at the end */
+    pay_payment_t *committed_stale;   /* the one before it, freed when the flow ends */
     bool dry;                         /* a copy running its command's in_tx without a tx */
     bool inquiry;                     /* the result is a status inquiry's (recovery) */
     pay_state state_before;           /* expiry: the state the hold belonged to */
