@@ -17,8 +17,14 @@ pay_flow_t *pay_flow_new(pay_t *pay, const pay_caller_t *caller, const pay_reply
     pthread_mutex_lock(&pay->mutex);
     bool room = !pay->stopping && pay->flows < PAY_FLOWS_MAX;
     if (room) pay->flows++;
+    pay_flow_t *flow = room ? pay->flows_free : NULL; /* zeroed when it ended */
+    if (flow != NULL) {
+        pay->flows_free = flow->staging.next;
+        pay->flows_free_count--;
+        flow->staging.next = NULL;
+    }
     pthread_mutex_unlock(&pay->mutex);
-    pay_flow_t *flow = room ? calloc(1, sizeof *flow) : NULL;
+    if (room && flow == NULL) flow = calloc(1, sizeof *flow);
     if (flow == NULL) {
         if (room) {
             pthread_mutex_lock(&pay->mutex);
@@ -82,10 +88,16 @@ static void flow_finish_now(pay_flow_t *flow) {
     free(flow->doc_text);
     pay_staged_clear(&flow->staged);
     sodium_memzero(flow, sizeof *flow); /* card data, challenge codes */
-    free(flow);
     pthread_mutex_lock(&pay->mutex);
+    if (pay->flows_free_count < PAY_FLOWS_FREE_MAX) { /* kept zeroed for the next: no 15 kB calloc */
+        flow->staging.next = pay->flows_free;
+        pay->flows_free = flow;
+        pay->flows_free_count++;
+        flow = NULL;
+    }
     if (--pay->flows == 0) pthread_cond_broadcast(&pay->flows_idle);
     pthread_mutex_unlock(&pay->mutex);
+    free(flow);
 }
 
 static _Thread_local uint32_t serial_depth; /* > 0: a gateway callback or a writer completion */

@@ -299,6 +299,8 @@ struct pay {
     char (*recent_ring)[PC_ID_SIZE];  /* their ids in the order put: the oldest goes first */
     uint32_t recent_next;             /* the ring's slot the next put takes */
     uint32_t flows;                   /* operations running */
+    pay_flow_t *flows_free;           /* ended flows kept zeroed for reuse (staging.next) ... */
+    uint32_t flows_free_count;        /* ... at most PAY_FLOWS_FREE_MAX */
     pthread_cond_t flows_idle;
     bool stopping;
     pthread_mutex_t readers_mutex;

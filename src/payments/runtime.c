@@ -201,6 +201,11 @@ static pc_status runtime_init(pay_t *pay) {
 
 static void runtime_free(pay_t *pay) {
     pay_stage_stop(pay); /* every flow ended (or none began): its queue is empty */
+    while (pay->flows_free != NULL) {
+        pay_flow_t *flow = pay->flows_free;
+        pay->flows_free = flow->staging.next;
+        free(flow);
+    }
     pay_map_free(&pay->busy, NULL);
     pay_map_free(&pay->key_merchants, free);
     pay_map_free(&pay->merchants, merchant_free);
