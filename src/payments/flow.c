@@ -165,6 +165,11 @@ static void stats_change_note(pay_flow_t *flow, bool first) {
  * replaces them, never changes one in place). */
 static void staged_snapshot(pay_flow_t *flow) {
     pay_staged_t *staged = &flow->staged;
+    if (flow->payment.pending_op[0] != '\0') { /* no operation starts on it as it is: not kept */
+        payment_free(staged->payment);
+        staged->payment = NULL;
+        return;
+    }
     if (staged->payment != NULL) pay_payment_clear(staged->payment);
     else staged->payment = malloc(sizeof *staged->payment);
     if (staged->payment != NULL && pay_payment_copy_for_dry_run(staged->payment, &flow->payment) != PC_OK) {
