@@ -354,6 +354,11 @@ static_assert(RISK_STORE_BATCH_MAX <= RISK_STORE_QUEUE_MAX, "a store batch comes
 #define PAY_STAGE_THREADS 2            /* threads rendering commands' texts before they are queued
                                           (off the one gateway and the one writer thread): the
                                           machine's 2 cores; more only adds switches */
+#define PAY_FLOWS_FREE_MAX 256         /* ended flows (~15 kB each) kept zeroed for the next
+                                          operations: more than the connections in flight */
+#define PAY_RECENT_PAYMENTS_MAX 4096   /* payments kept in memory as last committed, so the next
+                                          operation on one (a capture after its authorization)
+                                          skips reading and parsing it: a few seconds of traffic */
 #define PAY_RECOVERY_MS_DEFAULT 2000   /* recovery and expiry passes: seconds matter, not ms */
 #define PAY_RECOVERY_GRACE_MS_DEFAULT 15000 /* a request may still be in a channel that long
                                           (the default channel timeout is 10 s) */
