@@ -4,12 +4,13 @@
  * (store_standby.h), with what every batch committed before the read says. A
  * transfer across shards is its two legs merged (A -> B, as the writer's read store
  * gives it); a leg whose peer is not committed yet (the coordinator is between its
- * COMMITs) is forwarded, so that no read shows half of a global transaction. The key is looked up on shard 0 at each read, so a key made or revoked a
- * moment ago on the writer counts here at once; the standby takes a token from its own
- * bucket for the key (--rate-per-s applies on each node). Whatever is not the plain
- * success of such a read (no key or an unknown one, a query string, an account the
- * key may not see or that does not exist, a shard that cannot be read) is forwarded,
- * so the writer gives every refusal exactly as it does. */
+ * COMMITs) is forwarded, so that no read shows half of a global transaction. The key
+ * is looked up on shard 0 at each read, so a key made or revoked a moment ago on the
+ * writer counts here at once; the standby takes a token from its own bucket for the
+ * key (--rate-per-s applies on each node). Whatever is not the plain success of such
+ * a read (no key or an unknown one, a query string, an account the key may not see or
+ * that does not exist, a shard that cannot be read) is forwarded, so the writer gives
+ * every refusal exactly as it does. */
 #include <microhttpd.h>
 #include <stdlib.h>
 #include <string.h>
