@@ -30,7 +30,9 @@
  * throwaway cluster) the same cycles run against that database, except the SQLite
  * faults: the failed-fsync cycle crashes and restarts the PostgreSQL server under the
  * load instead (PAYCORE_TEST_PG_RESTART), so the writer's connection breaks mid-batch
- * and the child must exit 3; the clean stop has no failing snapshot. The store is
+ * and the child must exit 3; the clean stop has no failing snapshot; the writer takes
+ * one command a batch, so that batches wait behind each other and its pipeline (a
+ * batch's second part staged while the first commits) runs under the kills. The store is
  * read back through store_rows_open (verify's row streams), whatever its backend. */
 #include <errno.h>
 #include <fcntl.h>
@@ -53,7 +55,7 @@
 #include "test.h"
 #include "writer/writer.h"
 
-enum { ACCOUNT_COUNT = 300, SUBMITTERS = 4, PENDING_KEPT = 32 };
+enum { ACCOUNT_COUNT = 300, SUBMITTERS = 4, PENDING_KEPT = 32, PG_PIPELINE_BATCH_EVENTS = 1 };
 
 /* What a cycle does to the child. */
 typedef enum {
@@ -330,7 +332,9 @@ static void child_fail_fast(void *ctx, pc_status status) {
 static void child_open(child_t *c, cycle_kind kind, uint64_t *rng) {
     store_options_t options = {.create = true, .fault_vfs = !on_pg};
     if (store_open(&c->store, store_location, &options) != PC_OK) _exit(6);
-    writer_config_t config = {.failed = child_fail_fast};
+    /* on PostgreSQL, small batches queue behind each other: the writer's pipeline
+     * stages every other one while the one before commits, and kills fall between */
+    writer_config_t config = {.failed = child_fail_fast, .batch_events_max = on_pg ? PG_PIPELINE_BATCH_EVENTS : 0};
     pc_status status = writer_start(&c->writer, c->store, key_path, &config);
     if (status == PC_STORE_FAILED) _exit(EXIT_STORE_FAILED);
     if (status != PC_OK) _exit(7);
