@@ -392,9 +392,7 @@ static void hook_finished(void *ctx, pc_status commit_status) {
             if (commit_status == PC_OK) atomic_store(&so->shards->copied_commits[s], so->shards->tentative[s]);
             so->shards->tentative_set[s] = false;
         }
-        events_written_settle(events, commit_status == PC_OK);
-        if (events->outbox != NULL) store_events_writer_reset(events->outbox);
-        if (commit_status == PC_OK) events_wake(events, false);
+        events_outbox_finished(events, commit_status);
         return;
     }
     events_written_drop(); /* counted when they reach the home outbox */
