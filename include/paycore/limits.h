@@ -189,6 +189,9 @@
                                                per relay run (and per read of a global
                                                transaction's home leg): bounds the home batch
                                                it rides in */
+#define EVENTS_RELAY_GAP_MS 20             /* the relay waits this long after a wake, so that
+                                               one run copies many commits of the shards (each
+                                               run is a batch on the home shard's writer) */
 #define EVENTS_RELAY_INTERVAL_MS 1000       /* the relay looks at the shards' outboxes at least
                                                this often (a commit there wakes it at once) */
 #define EVENTS_URL_BYTES_MAX 2048           /* browsers' and proxies' common URL bound */

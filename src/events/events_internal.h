@@ -54,6 +54,9 @@ pc_status events_row_copy(store_events_writer_t *outbox, const store_event_t *ro
  * outbox: they count when they reach the home's). */
 void events_written_settle(events_t *events, bool count);
 void events_written_drop(void);
+/* After a batch of the store holding the outbox: its events counted, the outbox's
+ * statements reset, the delivery threads woken (commit_status PC_OK). */
+void events_outbox_finished(events_t *events, pc_status commit_status);
 /* shards.c: the relay stops (events_stop) and the rest goes (events_close). */
 void events_shards_stop(events_shards_t *shards);
 void events_shards_free(events_shards_t *shards);

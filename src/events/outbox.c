@@ -377,13 +377,14 @@ void events_written_settle(events_t *events, bool count) {
 
 void events_written_drop(void) { memset(pending_written, 0, sizeof pending_written); }
 
-static void hook_finished(void *ctx, pc_status commit_status) {
-    events_t *events = ctx;
+void events_outbox_finished(events_t *events, pc_status commit_status) {
     events_written_settle(events, commit_status == PC_OK);
     /* the next transaction reads max(seq) again: this one may have rolled back */
     if (events->outbox != NULL) store_events_writer_reset(events->outbox);
     if (commit_status == PC_OK) events_wake(events, false);
 }
+
+static void hook_finished(void *ctx, pc_status commit_status) { events_outbox_finished(ctx, commit_status); }
 
 /* A row of another store's outbox (a shard's: src/events/shards.c) with a new seq
  * from 'outbox': the same event under the id and time of its place here. The row is

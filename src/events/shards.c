@@ -67,6 +67,17 @@ struct events_shards {
     pthread_mutex_t mutex;
     pthread_cond_t wake;
     bool woken, stopping;
+    /* What is new on a shard: its commits with events, counted by its hook, and the
+     * count the home had copied everything up to (only a transaction that committed
+     * sets it: 'tentative' holds it until then, home writer thread). Equal: nothing
+     * to read there. */
+    _Atomic uint64_t far_commits[SHARD_COUNT_MAX];
+    _Atomic uint64_t copied_commits[SHARD_COUNT_MAX];
+    uint64_t tentative[SHARD_COUNT_MAX];
+    bool tentative_set[SHARD_COUNT_MAX];
+    uint64_t relayed[SHARD_COUNT_MAX];    /* relay thread: the home's cursors, as last seen */
+    store_reader_t *home_reader;          /* relay thread: reads them */
+    uint64_t cursors_read_ns;
     uint64_t trimmed[SHARD_COUNT_MAX];    /* relay thread: deleted on each shard up to here */
     uint64_t trimmed_at_ns[SHARD_COUNT_MAX]; /* and when (monotonic) */
 };
@@ -158,11 +169,16 @@ static void home_reader_drop(events_shards_t *shards, uint32_t s) {
 }
 
 /* Home writer thread, in 'tx' on the home shard: the rows of shard 's' after the
- * home's cursor, at most 'rows_max' (0: all), copied with the cursor moved over them.
- * *more: rows are left. */
+ * home's cursor, at most 'rows_max' (0: all), copied with the cursor moved over them
+ * (*cursor: where it is now). *more: rows are left. Nothing is read when the shard
+ * committed no events since the home copied all it had. */
 static pc_status relay_shard(events_shards_t *shards, store_t *store, uint32_t s, store_tx_t *tx,
-                             uint32_t rows_max, bool *more) {
+                             uint32_t rows_max, bool *more, uint64_t *cursor) {
     events_t *events = shards->events;
+    uint64_t seen = atomic_load(&shards->far_commits[s]); /* before the read: later ones are read later */
+    *more = false;
+    *cursor = 0;
+    if (seen == atomic_load(&shards->copied_commits[s])) return PC_OK;
     copy_ctx copy = {.status = PC_OK};
     pc_status status = store_shard_relayed_get(tx, s, &copy.after);
     if (status == PC_OK && events->outbox == NULL) status = store_events_writer_begin(tx, &events->outbox);
@@ -180,6 +196,11 @@ static pc_status relay_shard(events_shards_t *shards, store_t *store, uint32_t s
     if (copy.after != start) { /* what was copied is recorded, whatever failed after it */
         pc_status set_status = store_shard_relayed_set(tx, s, copy.after);
         if (status == PC_OK) status = set_status;
+    }
+    *cursor = copy.after;
+    if (status == PC_OK && !*more) { /* all of it: copied_commits once this transaction commits */
+        shards->tentative[s] = seen;
+        shards->tentative_set[s] = true;
     }
     return status;
 }
@@ -330,7 +351,8 @@ static pc_status leg_batch(shard_outbox_t *so, const shard_leg_view_t *leg, stor
     if (status == PC_OK && so->index == 0) {
         for (uint32_t s = 1; status == PC_OK && s < shard_count(leg->set); s++) {
             bool more;
-            if (leg->involved[s]) status = relay_shard(shards, shard_store(leg->set, s), s, tx, 0, &more);
+            uint64_t cursor;
+            if (leg->involved[s]) status = relay_shard(shards, shard_store(leg->set, s), s, tx, 0, &more, &cursor);
         }
         if (status == PC_OK && events->outbox == NULL) status = store_events_writer_begin(tx, &events->outbox);
         if (status == PC_OK) status = round_write(shards, leg, events->outbox);
@@ -348,11 +370,15 @@ static void relay_wake(events_shards_t *shards) {
     pthread_mutex_unlock(&shards->mutex);
 }
 
+/* A far shard's batch wrote events into its own outbox (its writer thread). */
+static _Thread_local bool wrote_events;
+
 static pc_status hook_in_transaction(void *ctx, store_tx_t *tx, const ledger_t *ledger,
                                      const ledger_changes_t *changes, const ledger_source_t *source) {
     shard_outbox_t *so = ctx;
     const shard_leg_view_t *leg = shard_batch_leg();
     if (leg != NULL) return leg_batch(so, leg, tx, ledger, changes, source);
+    wrote_events = so->index > 0 && changes->accounts_created_count + changes->transfers_count > 0;
     store_events_writer_t **outbox = so->index == 0 ? &so->shards->events->outbox : &so->outbox;
     return events_ledger_batch(outbox, tx, ledger, changes, source, NULL, NULL);
 }
@@ -361,14 +387,21 @@ static void hook_finished(void *ctx, pc_status commit_status) {
     shard_outbox_t *so = ctx;
     events_t *events = so->shards->events;
     if (so->index == 0) {
-        events_written_settle(events, commit_status == PC_OK);
-        if (events->outbox != NULL) store_events_writer_reset(events->outbox);
-        if (commit_status == PC_OK) events_wake(events, false);
+        for (uint32_t s = 1; s < SHARD_COUNT_MAX; s++) {
+            if (!so->shards->tentative_set[s]) continue;
+            if (commit_status == PC_OK) atomic_store(&so->shards->copied_commits[s], so->shards->tentative[s]);
+            so->shards->tentative_set[s] = false;
+        }
+        events_outbox_finished(events, commit_status);
         return;
     }
     events_written_drop(); /* counted when they reach the home outbox */
     if (so->outbox != NULL) store_events_writer_reset(so->outbox);
-    if (commit_status == PC_OK) relay_wake(so->shards);
+    if (commit_status == PC_OK && wrote_events) {
+        atomic_fetch_add(&so->shards->far_commits[so->index], 1);
+        relay_wake(so->shards);
+    }
+    wrote_events = false;
 }
 
 pc_status events_shard_hook(events_t *events, uint32_t index, writer_batch_hook_t *out) {
@@ -382,7 +415,10 @@ pc_status events_shard_hook(events_t *events, uint32_t index, writer_batch_hook_
         pthread_mutex_init(&shards->round_mutex, NULL);
         pthread_mutex_init(&shards->mutex, NULL);
         pthread_cond_init(&shards->wake, NULL);
-        for (uint32_t i = 0; i < SHARD_COUNT_MAX; i++) shards->outboxes[i] = (shard_outbox_t){shards, i, NULL};
+        for (uint32_t i = 0; i < SHARD_COUNT_MAX; i++) {
+            shards->outboxes[i] = (shard_outbox_t){shards, i, NULL};
+            atomic_store(&shards->copied_commits[i], UINT64_MAX); /* read each shard once at start */
+        }
         events->shards = shards;
     }
     *out = (writer_batch_hook_t){hook_in_transaction, hook_finished, &events->shards->outboxes[index]};
@@ -406,12 +442,11 @@ static pc_status relay_in_transaction(writer_cmd_t *cmd, store_tx_t *tx) {
     relay->more = false;
     for (uint32_t s = 1; s < shard_count(shards->set); s++) {
         bool more = false;
-        pc_status status = relay_shard(shards, shard_store(shards->set, s), s, tx, EVENTS_RELAY_ROWS_MAX, &more);
+        pc_status status = relay_shard(shards, shard_store(shards->set, s), s, tx, EVENTS_RELAY_ROWS_MAX, &more,
+                                       &relay->relayed[s]);
         if (status == PC_STORE_READ_FAILED) continue;
         if (status != PC_OK) return status;
         relay->more = relay->more || more;
-        status = store_shard_relayed_get(tx, s, &relay->relayed[s]);
-        if (status != PC_OK) return status;
     }
     return PC_OK;
 }
@@ -457,16 +492,53 @@ static bool relay_wait(events_shards_t *shards) {
     return !stopping;
 }
 
+/* The home's cursors as committed (relay thread, at most once an interval). */
+static void relay_cursors_read(events_shards_t *shards) {
+    uint64_t now_ns = pc_mono_ns();
+    if (now_ns - shards->cursors_read_ns < EVENTS_RELAY_INTERVAL_MS * 1000000ull) return;
+    shards->cursors_read_ns = now_ns;
+    if (shards->home_reader == NULL && store_reader_open(shard_store(shards->set, 0), &shards->home_reader) != PC_OK) {
+        shards->home_reader = NULL;
+        return;
+    }
+    for (uint32_t s = 1; s < shard_count(shards->set); s++) {
+        uint64_t cursor;
+        if (store_shard_relayed_read(shards->home_reader, s, &cursor) != PC_OK) {
+            store_reader_close(shards->home_reader); /* reopened next time */
+            shards->home_reader = NULL;
+            return;
+        }
+        if (cursor > shards->relayed[s]) shards->relayed[s] = cursor;
+    }
+}
+
+static bool relay_due(events_shards_t *shards) {
+    for (uint32_t s = 1; s < shard_count(shards->set); s++) {
+        if (atomic_load(&shards->far_commits[s]) != atomic_load(&shards->copied_commits[s])) return true;
+    }
+    return false;
+}
+
 static void *relay_main(void *arg) {
     events_shards_t *shards = arg;
     events_thread_background();
     while (relay_wait(shards)) {
+        /* one run for many commits: the home writer is not asked for each of them */
+        struct timespec gap = {0, EVENTS_RELAY_GAP_MS * 1000000L};
+        nanosleep(&gap, NULL);
         relay_cmd_t relay = {.cmd = {.kind = WRITER_CMD_EXEC, .in_transaction = relay_in_transaction},
                              .shards = shards};
-        if (writer_enqueue_wait(shard_writer(shards->set, 0), &relay.cmd) != PC_OK) continue;
-        for (uint32_t s = 1; s < shard_count(shards->set); s++) relay_trim(shards, s, relay.relayed[s]);
-        if (relay.more) relay_wake(shards);
+        if (relay_due(shards) && writer_enqueue_wait(shard_writer(shards->set, 0), &relay.cmd) == PC_OK) {
+            for (uint32_t s = 1; s < shard_count(shards->set); s++) {
+                if (relay.relayed[s] > shards->relayed[s]) shards->relayed[s] = relay.relayed[s];
+            }
+            if (relay.more) relay_wake(shards);
+        }
+        relay_cursors_read(shards); /* global transactions' home legs move them too */
+        for (uint32_t s = 1; s < shard_count(shards->set); s++) relay_trim(shards, s, shards->relayed[s]);
     }
+    store_reader_close(shards->home_reader);
+    shards->home_reader = NULL;
     return NULL;
 }
 

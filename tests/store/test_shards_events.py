@@ -7,16 +7,18 @@ its far accounts; the outbox order keeps each shard's commit order (docs/scaleou
 §6, "Events on a set"); a SIGKILL between PREPARE and the decision (aborted: no
 event) and after the decision (committed by recovery: one event), a SIGKILL while
 the relay is behind and clean restarts neither lose nor repeat an event; the far
-shards' own outbox rows are deleted once relayed.
+shards' own outbox rows are deleted once relayed; RabbitMQ gets every event as stored.
 Method: three databases of one throwaway PostgreSQL cluster as the shards
 (shardset.py), serve --shards with the events outbox on, a real webhook receiver
-(tests/events/receiver.py). Requests are made one after another, so the order the
+(tests/events/receiver.py), a real RabbitMQ broker and consumer (tests/events/rabbit.py,
+amqp_consume) reading throughout. Requests are made one after another, so the order the
 client saw is each shard's commit order; placement is read from each shard's
 shard_accounts. Old code: the far shards' events are missing and a transfer across
 shards reads clearing -> B."""
 import http.client
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -25,7 +27,9 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "events"))
 import shardset  # noqa: E402
 from pcapi import TIMEOUT_S, account, check, expect, fail, transfer  # noqa: E402
-from receiver import Receiver, all_events, check_order_per_object  # noqa: E402
+import rabbit  # noqa: E402
+from receiver import Receiver, all_events, check_order_per_object, wait_for  # noqa: E402
+from test_events_amqp import CONSUME, Consumer, check_stream  # noqa: E402
 
 
 class Expect:
@@ -106,7 +110,7 @@ def killed(s, x, step, transfer_id, debit, credit, committed):
     """A transfer across shards (neither on the home shard) with the node SIGKILLed at
     'step' of its global transaction; a local far transfer just before it."""
     check(s.stop() == 0, "clean stop before " + step)
-    s.start(args=[], env_extra={"PAYCORE_2PC_FAULT": step})
+    s.start(args=x.args, env_extra={"PAYCORE_2PC_FAULT": step})
     x.c = s.client()
     x.transfer("local-" + transfer_id, x.far[2][0], x.far[2][1], 3)
     try:
@@ -116,7 +120,7 @@ def killed(s, x, step, transfer_id, debit, credit, committed):
         pass
     code = s.wait_exit(step)
     check(code == -signal.SIGKILL, "%s: killed by its fault (exit %r)" % (step, code))
-    s.start(args=[])
+    s.start(args=x.args)
     x.c = s.client()
     check(s.prepared() == 0, "%s: nothing left prepared" % step)
     check(len(s.legs(transfer_id)) == (2 if committed else 0), "%s: legs %r" % (step, s.legs(transfer_id)))
@@ -125,13 +129,21 @@ def killed(s, x, step, transfer_id, debit, credit, committed):
 
 
 def scenario(s):
-    rx = Receiver()
+    if not rabbit.available():
+        shardset.pcapi.missing_input("RabbitMQ (rabbitmq-server, epmd)", "scripts/deps.sh installs Debian's")
+    rx, broker, consumer = Receiver(), rabbit.RabbitMQ(), None
     try:
+        broker.start()
+        subprocess.run([CONSUME, "--port", str(broker.port), "--declare-only", "--timeout-s", "60"], check=True,
+                       timeout=TIMEOUT_S * 4)
         s.init()
-        s.start(args=[])
+        args = ["--events-amqp", broker.amqp_url()]
+        s.start(args=args)
+        consumer = Consumer(broker.port)
         c = s.client()
         ep = expect(c.post("/v1/webhook-endpoints", {"url": rx.url(), "events": ["*"]}), 201, what="endpoint").json
         x = Expect(s, c)
+        x.args = args
         for i in range(48):
             x.account("ev%d" % i)
             on = {k: [a for a, p in x.place.items() if p == k] for k in range(3)}
@@ -172,13 +184,13 @@ def scenario(s):
             far = a1 if n % 2 else a2
             x.transfer("burst-%d" % n, far[n % 3], far[(n + 1) % 3], 1)
         s.stop(signal.SIGKILL)
-        s.start(args=[])
+        s.start(args=x.args)
         x.c = c = s.client()
         events = wait_all(c, x.events, "after a SIGKILL with the relay behind")
         check_events(events, x.events, "after a SIGKILL with the relay behind")
 
         check(s.stop() == 0, "clean stop")
-        s.start(args=[])
+        s.start(args=x.args)
         x.c = c = s.client()
         x.transfer("after-restart", a1[1], a1[0], 5)  # relayed after everything shard 1 held
         events = wait_all(c, x.events, "after a clean restart")
@@ -188,6 +200,9 @@ def scenario(s):
         check(rx.acked_ids() == set(listed), "the receiver got exactly the listed events: %d extra"
               % len(rx.acked_ids() - set(listed)))
         check_order_per_object(rx.snapshot(), "webhooks")
+        stored = all_events(c)
+        wait_for(lambda: not (set(e["id"] for e in stored) - consumer.ids()), "every event published to RabbitMQ")
+        check_stream(consumer, stored)
         for shard in (1, 2):
             deadline = time.time() + TIMEOUT_S * 3
             while int(s.sql(shard, "SELECT count(*) FROM events")) > 1:
@@ -196,6 +211,9 @@ def scenario(s):
         check(s.stop() == 0, "clean stop")
     finally:
         rx.stop()
+        if consumer is not None:
+            consumer.close()
+        broker.close()
 
 
 def main():
