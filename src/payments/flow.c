@@ -17,8 +17,14 @@ pay_flow_t *pay_flow_new(pay_t *pay, const pay_caller_t *caller, const pay_reply
     pthread_mutex_lock(&pay->mutex);
     bool room = !pay->stopping && pay->flows < PAY_FLOWS_MAX;
     if (room) pay->flows++;
+    pay_flow_t *flow = room ? pay->flows_free : NULL; /* zeroed when it ended */
+    if (flow != NULL) {
+        pay->flows_free = flow->staging.next;
+        pay->flows_free_count--;
+        flow->staging.next = NULL;
+    }
     pthread_mutex_unlock(&pay->mutex);
-    pay_flow_t *flow = room ? calloc(1, sizeof *flow) : NULL;
+    if (room && flow == NULL) flow = calloc(1, sizeof *flow);
     if (flow == NULL) {
         if (room) {
             pthread_mutex_lock(&pay->mutex);
@@ -46,8 +52,26 @@ pay_flow_t *pay_flow_new(pay_t *pay, const pay_caller_t *caller, const pay_reply
     return flow;
 }
 
+static void payment_free(pay_payment_t *payment) {
+    if (payment == NULL) return;
+    pay_payment_clear(payment);
+    free(payment);
+}
+
+/* The payment as last committed, kept for the next operation on it: only by the flow
+ * that holds its busy mark (no other operation on it can have written it since). */
+static void flow_keep_committed(pay_flow_t *flow) {
+    pay_payment_t *committed = flow->committed;
+    flow->committed = NULL;
+    payment_free(flow->committed_stale);
+    flow->committed_stale = NULL;
+    if (committed != NULL && strcmp(flow->lock_id, committed->id) == 0) pay_recent_put(flow->pay, committed);
+    else payment_free(committed);
+}
+
 static void flow_finish_now(pay_flow_t *flow) {
     pay_t *pay = flow->pay;
+    flow_keep_committed(flow); /* before its busy mark goes */
     /* free before answering: a client's next request on this object must find it free */
     if (flow->lock_id[0] != '\0') pay_busy_release(pay, flow->lock_id);
     flow->lock_id[0] = '\0';
@@ -64,10 +88,16 @@ static void flow_finish_now(pay_flow_t *flow) {
     free(flow->doc_text);
     pay_staged_clear(&flow->staged);
     sodium_memzero(flow, sizeof *flow); /* card data, challenge codes */
-    free(flow);
     pthread_mutex_lock(&pay->mutex);
+    if (pay->flows_free_count < PAY_FLOWS_FREE_MAX) { /* kept zeroed for the next: no 15 kB calloc */
+        flow->staging.next = pay->flows_free;
+        pay->flows_free = flow;
+        pay->flows_free_count++;
+        flow = NULL;
+    }
     if (--pay->flows == 0) pthread_cond_broadcast(&pay->flows_idle);
     pthread_mutex_unlock(&pay->mutex);
+    free(flow);
 }
 
 static _Thread_local uint32_t serial_depth; /* > 0: a gateway callback or a writer completion */
@@ -131,6 +161,24 @@ static void stats_change_note(pay_flow_t *flow, bool first) {
     snprintf(change->merchant_id, sizeof change->merchant_id, "%s", p->merchant_id);
 }
 
+/* A dry run's payment as its staged document renders it (parts shared: a command
+ * replaces them, never changes one in place). */
+static void staged_snapshot(pay_flow_t *flow) {
+    pay_staged_t *staged = &flow->staged;
+    if (flow->payment.pending_op[0] != '\0') { /* no operation starts on it as it is: not kept */
+        payment_free(staged->payment);
+        staged->payment = NULL;
+        return;
+    }
+    if (staged->payment != NULL) pay_payment_clear(staged->payment);
+    else staged->payment = malloc(sizeof *staged->payment);
+    if (staged->payment != NULL && pay_payment_copy_for_dry_run(staged->payment, &flow->payment) != PC_OK) {
+        pay_payment_clear(staged->payment);
+        free(staged->payment);
+        staged->payment = NULL;
+    }
+}
+
 pc_status pay_flow_write_payment(pay_flow_t *flow, store_tx_t *tx) {
     pay_payment_t *p = &flow->payment;
     bool first = !flow->payment_stored;
@@ -138,6 +186,7 @@ pc_status pay_flow_write_payment(pay_flow_t *flow, store_tx_t *tx) {
     if (first && flow->card_new && tx != NULL) status = vault_card_store(flow->pay->config.vault, tx, &flow->card);
     char *doc = NULL; /* rendered once: the row's document and the event's object */
     if (status == PC_OK) status = pay_payment_put(tx, p, &flow->staged, &doc);
+    if (status == PC_OK && tx == NULL) staged_snapshot(flow);
     if (status != PC_OK || tx == NULL) return status; /* tx NULL: a dry run (pay_flow_submit_staged) */
     char name[PC_ID_SIZE + API_IDEMPOTENCY_KEY_BYTES_MAX + 16];
     if (status == PC_OK && first && flow->has_idempotency) {
@@ -154,6 +203,7 @@ pc_status pay_flow_write_payment(pay_flow_t *flow, store_tx_t *tx) {
     if (status == PC_OK) status = pay_event_payment(flow, tx, doc);
     if (status == PC_OK) {
         flow->payment_stored = true;
+        flow->payment_written = true;
         if (flow->reply.text != NULL && flow->reply.text == flow->doc_text) { /* an earlier answer's */
             flow->reply.body = json_loadb(flow->reply.text, flow->reply.text_bytes, 0, NULL);
             flow->reply.text = NULL;
@@ -171,9 +221,12 @@ void pay_flow_op_put(pay_flow_t *flow) {
     const pay_op_t *op = &flow->op;
     pay_staged_t *staged = &flow->staged;
     json_t *entry = NULL;
+    char *text = NULL;
     if (staged->op_entry != NULL && staged->op_entry_version == op->version) { /* rendered by the dry run */
         entry = staged->op_entry;
         staged->op_entry = NULL;
+        text = staged->op_entry_text;
+        staged->op_entry_text = NULL;
 #ifdef PC_SLOW_ASSERTS
         json_t *made = pay_op_entry(op);
         PC_ASSERT(made != NULL && json_equal(made, entry)); /* the dry run saw this op */
@@ -184,10 +237,12 @@ void pay_flow_op_put(pay_flow_t *flow) {
     }
     if (flow->dry && entry != NULL) { /* the writer takes it (the copy's payment holds one too) */
         json_decref(staged->op_entry);
+        free(staged->op_entry_text);
         staged->op_entry = json_incref(entry);
+        staged->op_entry_text = text != NULL ? pc_strdup(text) : NULL;
         staged->op_entry_version = op->version;
     }
-    pay_payment_entry_put(&flow->payment, op, entry);
+    pay_payment_entry_put(&flow->payment, op, entry, text);
 }
 
 /* ---- writer commands ---- */
@@ -196,11 +251,29 @@ static pc_status flow_cmd_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
     pay_flow_t *flow = cmd->user;
     flow->reply_ready = false;
     flow->stats_change.pending = false;
+    flow->payment_written = false;
+    flow->staged.taken = false;
     pc_status status = flow->in_tx != NULL ? flow->in_tx(flow, tx) : PC_OK;
     if (status == PC_OK && flow->reply_ready && flow->reply_fn.in_tx != NULL && flow->reply.status == PC_OK) {
         status = flow->reply_fn.in_tx(flow->reply_fn.ctx, tx, &flow->reply);
     }
     return status;
+}
+
+/* The command wrote the payment: what it committed is the dry run's payment when the
+ * writer stored that run's document (same version), else not known. */
+static void committed_note(pay_flow_t *flow, pc_status commit_status) {
+    pay_staged_t *staged = &flow->staged;
+    pay_payment_t *committed = NULL;
+    if (commit_status == PC_OK && staged->taken && staged->payment != NULL &&
+        staged->payment->version == flow->payment.version) {
+        committed = staged->payment;
+        staged->payment = NULL;
+        pay_payment_as_stored(committed); /* as a read of it would be */
+    }
+    payment_free(flow->committed_stale); /* rare: two writes before the flow ended */
+    flow->committed_stale = flow->committed; /* freed with the flow, off the writer's thread */
+    flow->committed = committed;
 }
 
 static void flow_cmd_done(writer_cmd_t *cmd, pc_status commit_status) {
@@ -210,6 +283,7 @@ static void flow_cmd_done(writer_cmd_t *cmd, pc_status commit_status) {
         flow->payment.state_stored = flow->stats_change.to;
     }
     flow->stats_change.pending = false;
+    if (flow->payment_written) committed_note(flow, commit_status);
     pay_staged_clear(&flow->staged); /* valid for its command only */
     pay_flow_fn then = flow->then;
     flow->then = NULL;
@@ -224,24 +298,25 @@ static void flow_cmd_done(writer_cmd_t *cmd, pc_status commit_status) {
  * nothing: the writer renders then. */
 static void flow_stage(pay_flow_t *flow, pay_flow_tx_fn in_tx) {
     pay_staged_clear(&flow->staged);
-    pay_flow_t *copy = malloc(sizeof *copy);
-    if (copy == NULL) return;
+    pay_flow_t copy_storage; /* ~15 kB: on the stack, not a large malloc per command */
+    pay_flow_t *copy = &copy_storage;
     memcpy(copy, flow, sizeof *copy);
     memset(&copy->reply, 0, sizeof copy->reply);
     memset(&copy->staged, 0, sizeof copy->staged);
     memset(copy->transfer_results, 0, sizeof copy->transfer_results);
     copy->doc_text = NULL;
+    copy->committed = copy->committed_stale = NULL;
     copy->dry = true;
     if (pay_payment_copy_for_dry_run(&copy->payment, &flow->payment) == PC_OK && in_tx(copy, NULL) == PC_OK) {
         flow->staged = copy->staged;
         memset(&copy->staged, 0, sizeof copy->staged);
+        if (flow->payment.fixed_text == NULL) flow->payment.fixed_text = json_incref(copy->payment.fixed_text);
     }
     pay_staged_clear(&copy->staged);
     pay_reply_clear(&copy->reply);
     free(copy->doc_text);
     pay_payment_clear(&copy->payment);
     sodium_memzero(copy, sizeof *copy);
-    free(copy);
 }
 
 static void flow_stage_and_submit(pay_flow_t *flow) {

@@ -67,6 +67,7 @@ void pay_payment_init(pay_payment_t *payment) {
     payment->operations = json_array();
     payment->op_versions = json_array();
     payment->transfers = json_array();
+    payment->op_texts = json_array();
 }
 
 void pay_payment_clear(pay_payment_t *payment) {
@@ -76,6 +77,10 @@ void pay_payment_clear(pay_payment_t *payment) {
     json_decref(payment->operations);
     json_decref(payment->op_versions);
     json_decref(payment->transfers);
+    json_decref(payment->op_texts);
+    json_decref(payment->fixed_text);
+    json_decref(payment->routing_text);
+    json_decref(payment->routing_of);
     sodium_memzero(payment, sizeof(*payment));
 }
 
@@ -87,7 +92,11 @@ pc_status pay_payment_copy(pay_payment_t *dst, const pay_payment_t *src) {
     dst->operations = json_deep_copy(src->operations);
     dst->op_versions = json_deep_copy(src->op_versions);
     dst->transfers = json_deep_copy(src->transfers);
-    return dst->operations && dst->op_versions && dst->transfers ? PC_OK : PC_NO_MEMORY;
+    dst->op_texts = json_deep_copy(src->op_texts);
+    dst->fixed_text = json_incref(src->fixed_text);
+    dst->routing_text = NULL; /* its routing is a new copy */
+    dst->routing_of = NULL;
+    return dst->operations && dst->op_versions && dst->transfers && dst->op_texts ? PC_OK : PC_NO_MEMORY;
 }
 
 pc_status pay_payment_copy_for_dry_run(pay_payment_t *dst, const pay_payment_t *src) {
@@ -98,7 +107,11 @@ pc_status pay_payment_copy_for_dry_run(pay_payment_t *dst, const pay_payment_t *
     dst->operations = json_copy(src->operations);
     dst->op_versions = json_copy(src->op_versions);
     dst->transfers = json_copy(src->transfers);
-    return dst->operations && dst->op_versions && dst->transfers ? PC_OK : PC_NO_MEMORY;
+    dst->op_texts = json_copy(src->op_texts);
+    dst->fixed_text = json_incref(src->fixed_text);
+    dst->routing_text = json_incref(src->routing_text);
+    dst->routing_of = json_incref(src->routing_of);
+    return dst->operations && dst->op_versions && dst->transfers && dst->op_texts ? PC_OK : PC_NO_MEMORY;
 }
 
 static json_t *method_json(const pay_payment_t *p) {
@@ -151,14 +164,21 @@ static json_t *amounts_json(const pay_payment_t *p) {
                      (json_int_t)p->fees_reversed);
 }
 
-/* 'with_ops' false: "operations" is null (payment_render splices the entries in). */
-static json_t *payment_json(const pay_payment_t *p, bool share, bool with_ops) {
+/* The document's members in three parts, in their order: the first, the fixed ones
+ * (set when the payment is made, never changed: payment_render keeps their text) and
+ * the rest. 'with_ops' false: "operations" is null (payment_render splices them in). */
+static json_t *payment_json_first(const pay_payment_t *p) {
     json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:I,s:s,s:s,s:s}", "id", p->id, "object", "payment", "merchant_id",
                           p->merchant_id, "status", pay_state_name(p->state), "amount", (json_int_t)p->amount,
                           "currency", p->currency, "capture_method", p->capture_automatic ? "automatic" : "manual",
                           "purpose", p->top_up ? "top_up" : "payment");
+    if (o != NULL && p->top_up) json_object_set_new(o, "wallet_id", json_string(p->wallet_id));
+    return o;
+}
+
+static json_t *payment_json_fixed(const pay_payment_t *p, bool share) {
+    json_t *o = json_object();
     if (o == NULL) return NULL;
-    if (p->top_up) json_object_set_new(o, "wallet_id", json_string(p->wallet_id));
     json_object_set_new(o, "payment_method", method_json(p));
     json_object_set_new(o, "payer", json_pack("{s:o,s:o,s:o,s:o}", "id", str_or_null(p->payer.id), "country",
                                               str_or_null(p->payer.country), "device_id",
@@ -166,6 +186,12 @@ static json_t *payment_json(const pay_payment_t *p, bool share, bool with_ops) {
     json_object_set_new(o, "description", str_or_null(p->description));
     json_object_set_new(o, "metadata", p->metadata ? part(p->metadata, share) : json_object());
     json_object_set_new(o, "risk", risk_json(p, share));
+    return o;
+}
+
+static json_t *payment_json_rest(const pay_payment_t *p, bool share, bool with_ops) {
+    json_t *o = json_object();
+    if (o == NULL) return NULL;
     json_object_set_new(o, "routing", p->routing ? part(p->routing, share) : json_null());
     json_object_set_new(o, "channel", str_or_null(p->channel));
     json_object_set_new(o, "channel_ref", str_or_null(p->channel_ref));
@@ -184,7 +210,37 @@ static json_t *payment_json(const pay_payment_t *p, bool share, bool with_ops) {
     return o;
 }
 
+static json_t *payment_json(const pay_payment_t *p, bool share, bool with_ops) {
+    json_t *o = payment_json_first(p);
+    json_t *fixed = payment_json_fixed(p, share), *rest = payment_json_rest(p, share, with_ops);
+    if (o == NULL || fixed == NULL || rest == NULL) {
+        json_decref(o);
+        o = NULL;
+    } else {
+        json_object_update(o, fixed);
+        json_object_update(o, rest);
+    }
+    json_decref(fixed);
+    json_decref(rest);
+    return o;
+}
+
 json_t *pay_payment_json(const pay_payment_t *p) { return payment_json(p, false, true); }
+
+void pay_payment_as_stored(pay_payment_t *p) {
+    p->state_stored = p->state;
+    if (p->state != PAY_STATE_REQUIRES_ACTION) p->challenge_id[0] = '\0';
+    if (p->hold_id[0] == '\0') p->hold_amount = 0, p->hold_deadline_ns = 0;
+    if (p->decline.code[0] == '\0') p->decline.message[0] = p->decline.source[0] = '\0';
+    if (p->risk.outcome[0] == '\0') {
+        p->risk.decision_id = 0;
+        json_decref(p->risk.detail);
+        p->risk.detail = NULL;
+    }
+    if (p->method != PAY_METHOD_CARD) memset(&p->card, 0, sizeof p->card);
+    if (p->method != PAY_METHOD_WALLET && !p->top_up) p->wallet_id[0] = '\0';
+    if (p->method != PAY_METHOD_BANK) p->routing_number[0] = p->account_number[0] = '\0';
+}
 
 static void method_from_json(const json_t *m, pay_payment_t *p) {
     const char *type = json_string_value(json_object_get(m, "type"));
@@ -266,6 +322,9 @@ pc_status pay_payment_from_json(const json_t *doc, pay_payment_t *p) {
     if (p->transfers == NULL) p->transfers = json_array();
     for (size_t i = json_array_size(p->op_versions); i < json_array_size(p->operations); i++) {
         json_array_append_new(p->op_versions, json_integer(0)); /* not known: stored whole next time */
+    }
+    for (size_t i = json_array_size(p->op_texts); i < json_array_size(p->operations); i++) {
+        json_array_append_new(p->op_texts, json_null());
     }
     p->created_ns = (uint64_t)doc_int(doc, "created");
     p->updated_ns = (uint64_t)doc_int(doc, "updated");
@@ -425,22 +484,57 @@ pc_status pay_reply_ref_render(store_reader_t *reader, const char *stored, size_
     return status;
 }
 
+/* The payment of a row read (a payment's): its document parsed. */
+static pc_status payment_from_object(store_reader_t *reader, const store_pay_object_t *object, pay_payment_t *out) {
+    json_t *doc = NULL, *op_versions = NULL;
+    pc_status result = pay_payment_doc(reader, object, object->version, &doc, &op_versions);
+    if (result == PC_OK) result = pay_payment_from_json(doc, out);
+    if (result == PC_OK && json_array_size(op_versions) == json_array_size(out->operations)) {
+        json_decref(out->op_versions);
+        out->op_versions = op_versions;
+        op_versions = NULL;
+    }
+    json_decref(op_versions);
+    json_decref(doc);
+    return result;
+}
+
 pc_status pay_payment_read(store_reader_t *reader, const char *id, pay_payment_t *out) {
+    store_pay_object_t object;
+    pc_status status = store_pay_object_get(reader, id, &object);
+    if (status != PC_OK) return status;
+    pc_status result = strcmp(object.kind, "payment") == 0 ? payment_from_object(reader, &object, out) : PC_NOT_FOUND;
+    store_pay_object_free(&object);
+    return result;
+}
+
+#ifdef PC_SLOW_ASSERTS
+/* A payment in memory is the one its row's records make, field for field. */
+static void payment_check_stored(store_reader_t *reader, const store_pay_object_t *object, const pay_payment_t *p) {
+    pay_payment_t read;
+    PC_ASSERT(payment_from_object(reader, object, &read) == PC_OK);
+    json_t *a = pay_payment_json(p), *b = pay_payment_json(&read);
+    PC_ASSERT(a != NULL && b != NULL && json_equal(a, b));
+    PC_ASSERT(json_equal(p->op_versions, read.op_versions));
+    PC_ASSERT(p->state_stored == read.state_stored && strcmp(p->challenge_id, read.challenge_id) == 0);
+    PC_ASSERT(p->hold_amount == read.hold_amount && p->hold_deadline_ns == read.hold_deadline_ns);
+    PC_ASSERT(strcmp(p->wallet_id, read.wallet_id) == 0 && strcmp(p->decline.message, read.decline.message) == 0);
+    json_decref(a);
+    json_decref(b);
+    pay_payment_clear(&read);
+}
+#endif
+
+pc_status pay_payment_load(pay_t *pay, store_reader_t *reader, const char *id, pay_payment_t *out) {
     store_pay_object_t object;
     pc_status status = store_pay_object_get(reader, id, &object);
     if (status != PC_OK) return status;
     pc_status result = PC_NOT_FOUND;
     if (strcmp(object.kind, "payment") == 0) {
-        json_t *doc = NULL, *op_versions = NULL;
-        result = pay_payment_doc(reader, &object, object.version, &doc, &op_versions);
-        if (result == PC_OK) result = pay_payment_from_json(doc, out);
-        if (result == PC_OK && json_array_size(op_versions) == json_array_size(out->operations)) {
-            json_decref(out->op_versions);
-            out->op_versions = op_versions;
-            op_versions = NULL;
-        }
-        json_decref(op_versions);
-        json_decref(doc);
+        result = pay_recent_take(pay, id, object.version, out) ? PC_OK : payment_from_object(reader, &object, out);
+#ifdef PC_SLOW_ASSERTS
+        if (result == PC_OK) payment_check_stored(reader, &object, out);
+#endif
     }
     store_pay_object_free(&object);
     return result;
@@ -466,8 +560,17 @@ static json_t *entry_of(json_t *op_doc) {
 
 json_t *pay_op_entry(const pay_op_t *op) { return entry_of(pay_op_json(op)); }
 
-void pay_payment_entry_put(pay_payment_t *payment, const pay_op_t *op, json_t *entry) {
-    if (entry == NULL) return;
+static json_t *text_or_null(char *text) {
+    json_t *value = text != NULL ? json_string_nocheck(text) : json_null();
+    free(text);
+    return value;
+}
+
+void pay_payment_entry_put(pay_payment_t *payment, const pay_op_t *op, json_t *entry, char *text) {
+    if (entry == NULL) {
+        free(text);
+        return;
+    }
     size_t index;
     json_t *value;
     json_array_foreach(payment->operations, index, value) {
@@ -475,11 +578,13 @@ void pay_payment_entry_put(pay_payment_t *payment, const pay_op_t *op, json_t *e
         if (id != NULL && strcmp(id, op->id) == 0) {
             json_array_set_new(payment->operations, index, entry);
             json_array_set_new(payment->op_versions, index, json_integer(0));
+            json_array_set_new(payment->op_texts, index, text_or_null(text));
             return;
         }
     }
     json_array_append_new(payment->operations, entry);
     json_array_append_new(payment->op_versions, json_integer(0));
+    json_array_append_new(payment->op_texts, text_or_null(text));
 }
 
 /* Writes one object row whose document is 'text' (owned by the caller). */
@@ -511,6 +616,9 @@ void pay_staged_clear(pay_staged_t *staged) {
     free(staged->record);
     free(staged->op_text);
     json_decref(staged->op_entry);
+    free(staged->op_entry_text);
+    if (staged->payment != NULL) pay_payment_clear(staged->payment);
+    free(staged->payment);
     memset(staged, 0, sizeof *staged);
 }
 
@@ -542,11 +650,44 @@ static void buf_add(text_buf_t *b, const char *piece, size_t bytes) {
 
 static void buf_add_str(text_buf_t *b, const char *piece) { buf_add(b, piece, strlen(piece)); }
 
+/* An id jansson dumps as it is: nothing in it is escaped. */
+static bool id_plain(const char *id) {
+    for (const char *c = id; *c != '\0'; c++) {
+        bool ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+                  *c == '_' || *c == '-' || *c == ':' || *c == '.';
+        if (!ok) return false;
+    }
+    return true;
+}
+
 /* The reference a record holds for an operation entry held whole by 'held_in'. */
 static char *entry_ref_text(const json_t *entry, json_int_t held_in) {
+    const char *id = json_string_value(json_object_get(entry, "id"));
+    if (id != NULL && id_plain(id)) {
+        char text[PC_ID_SIZE + 48];
+        int n = snprintf(text, sizeof text, "{\"id\":\"%s\",\"" RECORD_REF_KEY "\":%lld}", id, (long long)held_in);
+        if (n > 0 && (size_t)n < sizeof text) return pc_strdup(text);
+    }
     json_t *ref = json_pack("{s:O,s:I}", "id", json_object_get(entry, "id"), RECORD_REF_KEY, held_in);
     char *text = ref != NULL ? json_dumps(ref, JSON_COMPACT) : NULL;
     json_decref(ref);
+    return text;
+}
+
+/* Entry 'index' as compact text (malloc'ed): the one kept with it, or dumped and kept
+ * ('texts': p->op_texts is parallel to the entries; an entry is replaced, never changed). */
+static char *entry_text(const pay_payment_t *p, size_t index, const json_t *entry, bool texts) {
+    const char *kept = texts ? json_string_value(json_array_get(p->op_texts, index)) : NULL;
+    if (kept != NULL) {
+#ifdef PC_SLOW_ASSERTS
+        char *dumped = json_dumps(entry, JSON_COMPACT);
+        PC_ASSERT(dumped != NULL && strcmp(dumped, kept) == 0); /* the text is this entry's */
+        free(dumped);
+#endif
+        return pc_strdup(kept);
+    }
+    char *text = json_dumps(entry, JSON_COMPACT);
+    if (text != NULL && texts) json_array_set_new(p->op_texts, index, json_string_nocheck(text));
     return text;
 }
 
@@ -557,8 +698,9 @@ static void ops_add(const pay_payment_t *p, text_buf_t *full, text_buf_t *record
     buf_add_str(record, "[");
     size_t index;
     json_t *entry;
+    bool texts = json_array_size(p->op_texts) == json_array_size(p->operations);
     json_array_foreach(p->operations, index, entry) {
-        char *text = json_dumps(entry, JSON_COMPACT);
+        char *text = entry_text(p, index, entry, texts);
         json_int_t held_in = json_integer_value(json_array_get(p->op_versions, index));
         char *ref = held_in > 0 ? entry_ref_text(entry, held_in) : NULL;
         if (text == NULL || (held_in > 0 && ref == NULL)) full->failed = true;
@@ -577,12 +719,199 @@ static void ops_add(const pay_payment_t *p, text_buf_t *full, text_buf_t *record
 
 /* The payment's next version rendered: its document (json_dumps of pay_payment_json,
  * byte for byte) and its record, from one dump of the fields and one of each entry. */
+static char *dump_free(json_t *value) {
+    char *text = value != NULL ? json_dumps(value, JSON_COMPACT) : NULL;
+    json_decref(value);
+    return text;
+}
+
+/* The text of the fixed members, '"payment_method":…,"risk":{…}': made once, kept. */
+static const char *fixed_text(pay_payment_t *p) {
+    if (p->fixed_text == NULL) {
+        char *text = dump_free(payment_json_fixed(p, true));
+        size_t bytes = text != NULL ? strlen(text) : 0;
+        if (bytes >= 2) p->fixed_text = json_stringn_nocheck(text + 1, bytes - 2); /* less the braces */
+        free(text);
+    }
+    return json_string_value(p->fixed_text);
+}
+
+/* The document less its operations' entries: the first members, the fixed ones' kept
+ * text, the rest (a compact object's text is its members' joined by commas). */
+static char *payment_head(pay_payment_t *p) {
+    char *first = dump_free(payment_json_first(p));
+    const char *fixed = fixed_text(p);
+    char *rest = dump_free(payment_json_rest(p, true, false));
+    char *head = NULL;
+    if (first != NULL && fixed != NULL && rest != NULL) {
+        size_t first_bytes = strlen(first), fixed_bytes = strlen(fixed), rest_bytes = strlen(rest);
+        head = malloc(first_bytes + fixed_bytes + rest_bytes + 2);
+        if (head != NULL) {
+            memcpy(head, first, first_bytes - 1);                   /* less its '}' */
+            head[first_bytes - 1] = ',';
+            memcpy(head + first_bytes, fixed, fixed_bytes);
+            head[first_bytes + fixed_bytes] = ',';
+            memcpy(head + first_bytes + fixed_bytes + 1, rest + 1, rest_bytes); /* less its '{' */
+        }
+    }
+    free(first);
+    free(rest);
+    return head;
+}
+
+/* ---- the members that change, written without building them first ----
+ * Only texts of printable ASCII are written here (jansson escapes '"' and '\\' in
+ * them, nothing else); a payment with any other text in these members is rendered
+ * through jansson instead. Slow asserts compare the two. */
+
+static bool text_plain(const char *text) {
+    for (const unsigned char *c = (const unsigned char *)text; *c != '\0'; c++) {
+        if (*c < 0x20 || *c > 0x7E) return false;
+    }
+    return true;
+}
+
+static void put_str(text_buf_t *b, const char *text) {
+    buf_add(b, "\"", 1);
+    for (const char *run = text; *run != '\0';) {
+        size_t n = strcspn(run, "\"\\");
+        buf_add(b, run, n);
+        if (run[n] == '\0') break;
+        buf_add(b, run[n] == '"' ? "\\\"" : "\\\\", 2);
+        run += n + 1;
+    }
+    buf_add(b, "\"", 1);
+}
+
+/* ,"key":"text" or ,"key":null for an empty text (str_or_null) */
+static void put_member_str(text_buf_t *b, const char *key, const char *text, bool or_null) {
+    buf_add_str(b, ",\"");
+    buf_add_str(b, key);
+    buf_add_str(b, "\":");
+    if (or_null && text[0] == '\0') buf_add_str(b, "null");
+    else put_str(b, text);
+}
+
+static void put_member_int(text_buf_t *b, const char *key, int64_t value) {
+    char text[96];
+    int n = snprintf(text, sizeof text, ",\"%s\":%lld", key, (long long)value);
+    if (n > 0 && (size_t)n < sizeof text) buf_add(b, text, (size_t)n);
+    else b->failed = true;
+}
+
+/* Every text the written members hold is plain. */
+static bool head_plain(const pay_payment_t *p) {
+    const char *texts[] = {p->id, p->merchant_id, p->currency, p->top_up ? p->wallet_id : "", p->channel,
+                           p->channel_ref, p->state == PAY_STATE_REQUIRES_ACTION ? p->challenge_id : "",
+                           p->hold_id, p->pending_op, p->decline.code, p->decline.message, p->decline.source};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        if (!text_plain(texts[i])) return false;
+    }
+    size_t index;
+    json_t *value;
+    json_array_foreach(p->transfers, index, value) {
+        const char *id = json_string_value(value);
+        if (id == NULL || strlen(id) != json_string_length(value) || !text_plain(id)) return false;
+    }
+    return true;
+}
+
+/* '"routing":…': kept while the payment holds the same routing (it is replaced whole). */
+static const char *routing_text(pay_payment_t *p) {
+    if (p->routing_text != NULL && p->routing_of == p->routing) return json_string_value(p->routing_text);
+    json_t *member = json_object();
+    json_object_set_new(member, "routing", p->routing ? json_incref(p->routing) : json_null());
+    char *text = dump_free(member);
+    size_t bytes = text != NULL ? strlen(text) : 0;
+    json_decref(p->routing_text);
+    json_decref(p->routing_of);
+    p->routing_text = bytes >= 2 ? json_stringn_nocheck(text + 1, bytes - 2) : NULL;
+    p->routing_of = p->routing_text != NULL ? json_incref(p->routing) : NULL;
+    free(text);
+    return json_string_value(p->routing_text);
+}
+
+static void head_first_write(const pay_payment_t *p, text_buf_t *b) {
+    buf_add_str(b, "{\"id\":");
+    put_str(b, p->id);
+    buf_add_str(b, ",\"object\":\"payment\"");
+    put_member_str(b, "merchant_id", p->merchant_id, false);
+    put_member_str(b, "status", pay_state_name(p->state), false);
+    put_member_int(b, "amount", p->amount);
+    put_member_str(b, "currency", p->currency, false);
+    put_member_str(b, "capture_method", p->capture_automatic ? "automatic" : "manual", false);
+    put_member_str(b, "purpose", p->top_up ? "top_up" : "payment", false);
+    if (p->top_up) put_member_str(b, "wallet_id", p->wallet_id, false);
+}
+
+static void head_rest_write(const pay_payment_t *p, text_buf_t *b) {
+    put_member_str(b, "channel", p->channel, true);
+    put_member_str(b, "channel_ref", p->channel_ref, true);
+    if (p->state != PAY_STATE_REQUIRES_ACTION) buf_add_str(b, ",\"next_action\":null");
+    else {
+        buf_add_str(b, ",\"next_action\":{\"type\":\"three_d_secure\",\"challenge_id\":");
+        put_str(b, p->challenge_id);
+        buf_add_str(b, "}");
+    }
+    put_member_int(b, "amount_authorized", p->authorized);
+    put_member_int(b, "amount_captured", p->captured);
+    put_member_int(b, "amount_refunded", p->refunded);
+    put_member_int(b, "amount_capturable", p->hold_id[0] ? p->hold_amount : 0);
+    put_member_int(b, "fees", p->fees);
+    put_member_int(b, "fees_reversed", p->fees_reversed);
+    if (p->hold_id[0] == '\0') buf_add_str(b, ",\"hold\":null");
+    else {
+        buf_add_str(b, ",\"hold\":{\"transfer_id\":");
+        put_str(b, p->hold_id);
+        put_member_int(b, "amount", p->hold_amount);
+        put_member_int(b, "expires_at", (int64_t)p->hold_deadline_ns);
+        buf_add_str(b, "}");
+    }
+    put_member_str(b, "pending_operation", p->pending_op, true);
+    if (p->decline.code[0] == '\0') buf_add_str(b, ",\"decline\":null");
+    else {
+        buf_add_str(b, ",\"decline\":{\"code\":");
+        put_str(b, p->decline.code);
+        put_member_str(b, "message", p->decline.message, false);
+        put_member_str(b, "source", p->decline.source, false);
+        buf_add_str(b, "}");
+    }
+    buf_add_str(b, ",\"operations\":null,\"ledger_transfers\":[");
+    size_t index;
+    json_t *value;
+    json_array_foreach(p->transfers, index, value) {
+        if (index > 0) buf_add_str(b, ",");
+        put_str(b, json_string_value(value));
+    }
+    buf_add_str(b, "]");
+    put_member_int(b, "created", (int64_t)p->created_ns);
+    put_member_int(b, "updated", (int64_t)p->updated_ns);
+    put_member_int(b, "version", p->version);
+    buf_add_str(b, "}");
+}
+
+/* payment_head's text written directly; NULL: a text in it is not plain (or memory). */
+static char *payment_head_written(pay_payment_t *p) {
+    if (!head_plain(p)) return NULL;
+    const char *fixed = fixed_text(p), *routing = routing_text(p);
+    if (fixed == NULL || routing == NULL) return NULL;
+    text_buf_t b = {0};
+    head_first_write(p, &b);
+    buf_add_str(&b, ",");
+    buf_add_str(&b, fixed);
+    buf_add_str(&b, ",");
+    buf_add_str(&b, routing);
+    head_rest_write(p, &b);
+    if (!b.failed) return b.text;
+    free(b.text);
+    return NULL;
+}
+
 static pc_status payment_render(pay_payment_t *p, char **text_out, char **record_out) {
     static const char placeholder[] = "\"operations\":null";
     *text_out = *record_out = NULL;
-    json_t *doc = payment_json(p, true, false); /* dumped and freed here */
-    char *head = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
-    json_decref(doc);
+    char *head = payment_head_written(p);
+    if (head == NULL) head = payment_head(p);
     /* the last one: metadata (before it) may hold that text too, nothing after it can */
     const char *at = NULL;
     for (const char *s = head; s != NULL && (s = strstr(s, placeholder)) != NULL; s++) at = s;
@@ -627,6 +956,7 @@ static bool payment_staged_take(pay_payment_t *p, pay_staged_t *staged, char **t
     *record_out = staged->record;
     staged->doc = staged->record = NULL;
     staged->version = 0;
+    staged->taken = true;
 #ifdef PC_SLOW_ASSERTS
     char *text = NULL, *record = NULL;
     PC_ASSERT(payment_render(p, &text, &record) == PC_OK);
@@ -834,19 +1164,52 @@ pc_status pay_op_read(store_reader_t *reader, const char *id, pay_op_t *out) {
     return result;
 }
 
+/* The entry's text cut from the op's (pay_op_json dumps "id", "object", "type",
+ * "parent_id", "merchant_id" first; the entry lacks three of them): NULL when the op's
+ * text does not begin as expected (then the entry is dumped when needed). */
+static char *entry_text_of(const pay_op_t *op, const char *op_text) {
+    if (!id_plain(op->id) || !id_plain(op->parent_id) || !id_plain(op->merchant_id)) return NULL;
+    const char *type = pay_op_kind_name(op->kind);
+    char head[4 * PC_ID_SIZE + 128];
+    int n = snprintf(head, sizeof head, "{\"id\":\"%s\",\"object\":\"operation\",\"type\":\"%s\",\"parent_id\":\"%s\","
+                     "\"merchant_id\":\"%s\",", op->id, type, op->parent_id, op->merchant_id);
+    if (n <= 0 || (size_t)n >= sizeof head || strncmp(op_text, head, (size_t)n) != 0) return NULL;
+    const char *rest = op_text + n;
+    size_t rest_bytes = strlen(rest);
+    char *text = malloc((size_t)n + rest_bytes + 1);
+    if (text == NULL) return NULL;
+    int m = sprintf(text, "{\"id\":\"%s\",\"type\":\"%s\",", op->id, type);
+    memcpy(text + m, rest, rest_bytes + 1);
+    return text;
+}
+
 /* The op's row text ("" when its payment's record holds it: 'in_payment'); its entry
  * in the payment (pay_op_entry: the same object less three fields) into
  * staged->op_entry when 'staged' is given, made from one build. */
 static char *op_render(const pay_op_t *op, pay_staged_t *staged, bool in_payment) {
     json_t *doc = pay_op_json(op);
-    char *text = doc == NULL ? NULL : in_payment ? pc_strdup("") : json_dumps(doc, JSON_COMPACT);
+    bool built = doc != NULL;
+    /* the whole text is needed for the row, or to cut the entry's text from */
+    bool whole = built && (!in_payment || staged != NULL);
+    char *text = whole ? json_dumps(doc, JSON_COMPACT) : NULL;
     if (text != NULL && staged != NULL) {
         json_decref(staged->op_entry);
+        free(staged->op_entry_text);
         staged->op_entry = entry_of(doc);
+        staged->op_entry_text = entry_text_of(op, text);
         staged->op_entry_version = op->version;
         doc = NULL;
+#ifdef PC_SLOW_ASSERTS
+        char *dumped = json_dumps(staged->op_entry, JSON_COMPACT);
+        PC_ASSERT(staged->op_entry_text == NULL || strcmp(dumped, staged->op_entry_text) == 0);
+        free(dumped);
+#endif
     }
     json_decref(doc);
+    if (in_payment && built) {  /* its payment's record holds it: the row keeps "" */
+        free(text);
+        text = pc_strdup("");
+    }
     return text;
 }
 

@@ -25,7 +25,7 @@ static pay_flow_t *op_begin(pay_t *pay, const pay_caller_t *caller, const char *
     }
     snprintf(flow->lock_id, sizeof flow->lock_id, "%s", payment_id);
     store_reader_t *reader = pay_reader_acquire(pay);
-    pc_status status = reader ? pay_payment_read(reader, payment_id, &flow->payment) : PC_STORE_READ_FAILED;
+    pc_status status = reader ? pay_payment_load(pay, reader, payment_id, &flow->payment) : PC_STORE_READ_FAILED;
     if (status == PC_OK && !pay_caller_sees(pay, caller, flow->payment.merchant_id)) status = PC_NOT_FOUND;
     if (status == PC_OK) status = pay_merchant_find(pay, reader, flow->payment.merchant_id, &flow->merchant);
     pay_reader_release(pay, reader);

@@ -182,6 +182,13 @@ typedef struct {
                                          version whose record holds that entry whole, 0
                                          when it changed since (the next record holds it) */
     json_t *transfers;                /* owned array: every ledger transfer id */
+    json_t *op_texts;                 /* owned array parallel to 'operations': each entry's
+                                         compact text (a string) once rendered, else null */
+    json_t *fixed_text;               /* a string: the text of the members set when the payment
+                                         is made (its method, payer, description, metadata,
+                                         risk), once rendered; NULL before */
+    json_t *routing_text;             /* a string: '"routing":…' of 'routing_of' ... */
+    json_t *routing_of;               /* ... the routing it was rendered from (held) */
 } pay_payment_t;
 
 void pay_payment_init(pay_payment_t *payment);
@@ -194,6 +201,8 @@ PC_MUST_USE pc_status pay_payment_copy(pay_payment_t *dst, const pay_payment_t *
 PC_MUST_USE pc_status pay_payment_copy_for_dry_run(pay_payment_t *dst, const pay_payment_t *src);
 /* The stored and shown form (new reference). */
 json_t *pay_payment_json(const pay_payment_t *payment);
+/* Clears what the stored form does not carry, so the payment equals its read. */
+void pay_payment_as_stored(pay_payment_t *payment);
 PC_MUST_USE pc_status pay_payment_from_json(const json_t *doc, pay_payment_t *out);
 PC_MUST_USE pc_status pay_payment_read(store_reader_t *reader, const char *id, pay_payment_t *out);
 /* The document of a payment row at 'version' (its own version: object->version): the
@@ -207,8 +216,9 @@ PC_MUST_USE pc_status pay_op_from_json(const json_t *doc, pay_op_t *out);
 PC_MUST_USE pc_status pay_op_read(store_reader_t *reader, const char *id, pay_op_t *out);
 /* The op's entry in a payment's operations (new reference; NULL: no memory). */
 json_t *pay_op_entry(const pay_op_t *op);
-/* Adds or replaces the op's entry in payment->operations ('entry' stolen; NULL: nothing). */
-void pay_payment_entry_put(pay_payment_t *payment, const pay_op_t *op, json_t *entry);
+/* Adds or replaces the op's entry in payment->operations ('entry' stolen; NULL: nothing),
+ * with its compact text when known ('text' stolen; NULL: rendered when needed). */
+void pay_payment_entry_put(pay_payment_t *payment, const pay_op_t *op, json_t *entry, char *text);
 void pay_payment_transfer_add(pay_payment_t *payment, const char *transfer_id);
 pay_attempt_t *pay_op_attempt_put(pay_op_t *op, const gw_attempt_t *attempt);
 void pay_op_attempts_from_result(pay_op_t *op, const gw_result_t *result);
@@ -236,7 +246,12 @@ typedef struct {
     uint64_t op_updated_ns;
     char *op_text;
     json_t *op_entry;                 /* the op's entry in the payment (pay_op_entry) at ... */
+    char *op_entry_text;              /* ... and its compact text (NULL: not made) ... */
     uint32_t op_entry_version;        /* ... this op version (0: none) */
+    pay_payment_t *payment;           /* the payment 'doc' renders (malloc'ed; shares parts as
+                                         pay_payment_copy_for_dry_run): once the writer stored
+                                         'doc' and committed, the payment as committed */
+    bool taken;                       /* the writer stored 'doc' in this run of the command */
 } pay_staged_t;
 void pay_staged_clear(pay_staged_t *staged);
 
@@ -283,7 +298,12 @@ struct pay {
     pay_map_t merchants;              /* merchant id -> pay_merchant_t* */
     pay_map_t accounts_known;         /* ledger account ids known to exist */
     pay_map_t holds;                  /* payment id -> deadline (uint64_t*): expiry */
+    pay_map_t recent;                 /* payment id -> pay_payment_t* as last committed */
+    char (*recent_ring)[PC_ID_SIZE];  /* their ids in the order put: the oldest goes first */
+    uint32_t recent_next;             /* the ring's slot the next put takes */
     uint32_t flows;                   /* operations running */
+    pay_flow_t *flows_free;           /* ended flows kept zeroed for reuse (staging.next) ... */
+    uint32_t flows_free_count;        /* ... at most PAY_FLOWS_FREE_MAX */
     pthread_cond_t flows_idle;
     bool stopping;
     pthread_mutex_t readers_mutex;
@@ -321,6 +341,17 @@ void pay_account_mark_known(pay_t *pay, const char *account_id);
 void pay_hold_track(pay_t *pay, const char *payment_id, uint64_t deadline_ns);
 void pay_hold_untrack(pay_t *pay, const char *payment_id);
 bool pay_card_three_ds(const pay_t *pay, const char *number);
+/* Recent payments (runtime.c): a payment as a flow committed it, kept so the next
+ * operation on it skips reading and parsing its records. An entry is used only for
+ * the version the store's row has: a write that did not come through here shows as
+ * another version. Put takes 'payment' (its parts too) and frees it when refused. */
+void pay_recent_put(pay_t *pay, pay_payment_t *payment);
+/* The payment 'id' at 'version' moved into 'out' (true), removing it; false: none
+ * (an entry of another version is dropped). */
+bool pay_recent_take(pay_t *pay, const char *id, uint32_t version, pay_payment_t *out);
+/* The committed payment 'id' for an operation that holds its busy mark: from the
+ * recent ones when the row's version matches, else read from the store. */
+PC_MUST_USE pc_status pay_payment_load(pay_t *pay, store_reader_t *reader, const char *id, pay_payment_t *out);
 
 /* ---- replies ---- */
 void pay_reply_error(pay_reply_t *out, pc_status status, const char *field, const char *message);
@@ -395,6 +426,10 @@ struct pay_flow {
                                          its event's object and the answer, rendered once */
     uint32_t doc_version;
     pay_staged_t staged;              /* the current command's texts, rendered before it */
+    bool payment_written;             /* the current command's run wrote the payment */
+    pay_payment_t *committed;         /* the payment as this flow's last write committed it
+                                         (NULL: not known); kept as a recent one at the end */
+    pay_payment_t *committed_stale;   /* the one before it, freed when the flow ends */
     bool dry;                         /* a copy running its command's in_tx without a tx */
     bool inquiry;                     /* the result is a status inquiry's (recovery) */
     pay_state state_before;           /* expiry: the state the hold belonged to */

@@ -89,6 +89,47 @@ void pay_hold_untrack(pay_t *pay, const char *payment_id) {
     free(old);
 }
 
+/* ---- recent payments ---- */
+
+static void recent_free(void *value) {
+    pay_payment_t *payment = value;
+    if (payment != NULL) pay_payment_clear(payment);
+    free(payment);
+}
+
+void pay_recent_put(pay_t *pay, pay_payment_t *payment) {
+    void *old = NULL, *evicted = NULL;
+    pthread_mutex_lock(&pay->mutex);
+    if (pay->recent_ring != NULL && pay_map_put(&pay->recent, payment->id, payment, &old) == PC_OK) {
+        if (old == NULL) { /* a new id takes the ring's next slot; the id that held it goes */
+            char *slot = pay->recent_ring[pay->recent_next];
+            if (slot[0] != '\0') evicted = pay_map_remove(&pay->recent, slot);
+            pay_id_copy(slot, payment->id);
+            pay->recent_next = (pay->recent_next + 1) % PAY_RECENT_PAYMENTS_MAX;
+        }
+        payment = NULL;
+    }
+    pthread_mutex_unlock(&pay->mutex);
+    recent_free(old);
+    recent_free(evicted);
+    recent_free(payment);
+}
+
+bool pay_recent_take(pay_t *pay, const char *id, uint32_t version, pay_payment_t *out) {
+    pthread_mutex_lock(&pay->mutex);
+    pay_payment_t *payment = pay_map_remove(&pay->recent, id);
+    pthread_mutex_unlock(&pay->mutex);
+    if (payment == NULL) return false;
+    bool current = payment->version == version;
+    if (current) {
+        *out = *payment;
+        free(payment);
+    } else {
+        recent_free(payment);
+    }
+    return current;
+}
+
 bool pay_card_three_ds(const pay_t *pay, const char *number) {
     for (uint32_t i = 0; i < pay->three_ds_prefix_count; i++) {
         const char *prefix = pay->three_ds_prefixes[i];
@@ -149,17 +190,29 @@ static pc_status runtime_init(pay_t *pay) {
     if (status == PC_OK) status = pay_map_init(&pay->merchants, 4096);
     if (status == PC_OK) status = pay_map_init(&pay->accounts_known, PAY_MAP_BUCKETS);
     if (status == PC_OK) status = pay_map_init(&pay->holds, PAY_MAP_BUCKETS);
+    if (status == PC_OK) status = pay_map_init(&pay->recent, PAY_RECENT_PAYMENTS_MAX);
+    if (status == PC_OK) {
+        pay->recent_ring = calloc(PAY_RECENT_PAYMENTS_MAX, sizeof *pay->recent_ring);
+        if (pay->recent_ring == NULL) status = PC_NO_MEMORY;
+    }
     three_ds_parse(pay, pay->config.three_ds_prefixes);
     return status;
 }
 
 static void runtime_free(pay_t *pay) {
     pay_stage_stop(pay); /* every flow ended (or none began): its queue is empty */
+    while (pay->flows_free != NULL) {
+        pay_flow_t *flow = pay->flows_free;
+        pay->flows_free = flow->staging.next;
+        free(flow);
+    }
     pay_map_free(&pay->busy, NULL);
     pay_map_free(&pay->key_merchants, free);
     pay_map_free(&pay->merchants, merchant_free);
     pay_map_free(&pay->accounts_known, NULL);
     pay_map_free(&pay->holds, free);
+    pay_map_free(&pay->recent, recent_free);
+    free(pay->recent_ring);
     for (uint32_t i = 0; i < pay->reader_count; i++) store_reader_close(pay->readers[i]);
     pay_stats_free(pay);
     pthread_cond_destroy(&pay->recovery_wake);

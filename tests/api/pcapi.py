@@ -118,7 +118,17 @@ class Server:
             fail("server did not stop on signal %d" % sig)
         self.proc = None
         self.check_sanitizers()
+        if code < 0 and code != -sig:
+            # died of another signal (an abort): what it said last names the cause
+            print("server died of signal %d; its log ends:\n%s" % (-code, self.log_tail()), file=sys.stderr)
         return code
+
+    def log_tail(self, lines=30):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return "".join(f.readlines()[-lines:])
+        except OSError as e:
+            return "(log unreadable: %s)" % e
 
     def check_sanitizers(self):
         """A sanitizer report in the server's log fails the test, whatever its exit code."""
