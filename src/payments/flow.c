@@ -65,6 +65,10 @@ static void flow_keep_committed(pay_flow_t *flow) {
 
 static void flow_finish_now(pay_flow_t *flow) {
     pay_t *pay = flow->pay;
+    /* the kept payment shares parts with these (jansson's counts are not to be shared
+     * across threads): they go first, so the next flow that takes it holds them alone */
+    pay_payment_clear(&flow->payment);
+    pay_staged_clear(&flow->staged);
     flow_keep_committed(flow); /* before its busy mark goes */
     /* free before answering: a client's next request on this object must find it free */
     if (flow->lock_id[0] != '\0') pay_busy_release(pay, flow->lock_id);
@@ -77,10 +81,8 @@ static void flow_finish_now(pay_flow_t *flow) {
     }
     if (flow->on_finish != NULL) flow->on_finish(flow->on_finish_ctx, flow->reply.status);
     pay_reply_clear(&flow->reply);
-    pay_payment_clear(&flow->payment);
     free(flow->extra);
     free(flow->doc_text);
-    pay_staged_clear(&flow->staged);
     sodium_memzero(flow, sizeof *flow); /* card data, challenge codes */
     pthread_mutex_lock(&pay->mutex);
     if (pay->flows_free_count < PAY_FLOWS_FREE_MAX) { /* kept zeroed for the next: no 15 kB calloc */
