@@ -2,8 +2,11 @@
 Two throwaway PostgreSQL clusters as the shards of a set, node A writing it and node B
 a standby forwarding to A, on loopback. Single transfers over HTTP within one shard,
 from 1 and 16 client threads, sent to A itself (the baseline) and through B, in
-alternating rounds of the same run. One key=value line per figure, ratio last:
-  forward threads=N per_s=... baseline=direct baseline_per_s=... ratio=..."""
+alternating rounds of the same run; then account reads (GET /v1/accounts/{id}, which
+B answers from the shards itself) the same way. One key=value line per figure, ratio
+last:
+  forward threads=N per_s=... baseline=direct baseline_per_s=... ratio=...
+  forward_read threads=N per_s=... baseline=direct baseline_per_s=... ratio=..."""
 import os
 import sys
 import threading
@@ -34,8 +37,8 @@ class Load:
             self.seq += 1
             return "f%d" % self.seq
 
-    def run(self, node, threads):
-        """Transfers acknowledged per second through 'node' in SECONDS."""
+    def run(self, node, threads, reads=False):
+        """Transfers acknowledged (or accounts read) per second through 'node' in SECONDS."""
         done = [0]
         stop_at = time.time() + SECONDS
 
@@ -43,8 +46,11 @@ class Load:
             client = node.client()
             while time.time() < stop_at:
                 debit, credit = self.ids[k % len(self.ids)], self.ids[(k + 1) % len(self.ids)]
-                expect(client.post("/v1/transfers", transfer(self.next_id(), debit, credit, 1)), 201,
-                       what="a transfer")
+                if reads:
+                    expect(client.get("/v1/accounts/" + debit), 200, what="an account read")
+                else:
+                    expect(client.post("/v1/transfers", transfer(self.next_id(), debit, credit, 1)), 201,
+                           what="a transfer")
                 with self.lock:
                     done[0] += 1
             client.close()
@@ -75,13 +81,14 @@ def main():
             ids.append("b%d" % i)
         client.close()
         load = Load([i for i in ids if s.shard_of(i) == 0])
-        for threads in (1, 16):
-            direct = forwarded = 0.0
-            for _ in range(ROUNDS):
-                direct += load.run(a, threads)
-                forwarded += load.run(b, threads)
-            print("forward threads=%d per_s=%.0f baseline=direct baseline_per_s=%.0f ratio=%.2f"
-                  % (threads, forwarded / ROUNDS, direct / ROUNDS, forwarded / direct))
+        for name, reads in (("forward", False), ("forward_read", True)):
+            for threads in (1, 16):
+                direct = forwarded = 0.0
+                for _ in range(ROUNDS):
+                    direct += load.run(a, threads, reads)
+                    forwarded += load.run(b, threads, reads)
+                print("%s threads=%d per_s=%.0f baseline=direct baseline_per_s=%.0f ratio=%.2f"
+                      % (name, threads, forwarded / ROUNDS, direct / ROUNDS, forwarded / direct))
     finally:
         a.close()
         b.close()

@@ -6,6 +6,9 @@
  *     direct libcurl multi calls to the same simulator in the same run; ratio last;
  *   gateway_authorize_cpu: this process's CPU per call on each path (the simulator,
  *     a separate process, bounds both rates; the CPU shows the gateway's own cost).
+ *   simulator_authorize_cpu: the simulator's CPU per authorization (recorded, the
+ *     direct path's calls) against its CPU per GET /healthz (HTTP alone, no record)
+ *     at the same concurrency: how much the record and the card logic add to HTTP.
  * The simulator is `paycore simulator card` beside this binary (or PAYCORE_SIM_BIN).
  *   --quick  about 12 s     --full  about 40 s (alternating slices of each path) */
 #include <curl/curl.h>
@@ -158,7 +161,25 @@ typedef struct {
     uint64_t calls;
     double wall_s;
     double cpu_s;
+    double sim_cpu_s;             /* the simulator process's CPU in the slice */
 } slice_t;
+
+/* utime + stime of the simulator process, from /proc. */
+static double sim_cpu_now_s(void) {
+    char path[64], text[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)sim_pid);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
+    if (f) fclose(f);
+    text[n] = '\0';
+    const char *after = strrchr(text, ')'); /* the command name may hold spaces */
+    unsigned long long utime = 0, stime = 0;
+    if (after == NULL || sscanf(after + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
+                                &stime) != 2) {
+        return 0.0;
+    }
+    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
 
 static double cpu_now_s(void) {
     struct rusage u;
@@ -170,6 +191,7 @@ static void slice_add(slice_t *total, slice_t s) {
     total->calls += s.calls;
     total->wall_s += s.wall_s;
     total->cpu_s += s.cpu_s;
+    total->sim_cpu_s += s.sim_cpu_s;
 }
 
 /* ---------------------------------------------------------------- direct baseline */
@@ -190,6 +212,14 @@ static size_t discard(char *data, size_t size, size_t count, void *user) {
 static uint64_t direct_seq;
 
 static void direct_prepare(direct_slot *s, const char *url) {
+    if (strstr(url, "/healthz") != NULL) { /* the HTTP floor: a read, nothing recorded */
+        curl_easy_reset(s->easy);
+        curl_easy_setopt(s->easy, CURLOPT_URL, url);
+        curl_easy_setopt(s->easy, CURLOPT_WRITEFUNCTION, discard);
+        curl_easy_setopt(s->easy, CURLOPT_PRIVATE, s);
+        curl_easy_setopt(s->easy, CURLOPT_NOSIGNAL, 1L);
+        return;
+    }
     char key[96];
     snprintf(key, sizeof key, "Idempotency-Key: direct-%llu-%llu", (unsigned long long)getpid(),
              (unsigned long long)++direct_seq);
@@ -211,7 +241,7 @@ static void direct_prepare(direct_slot *s, const char *url) {
 }
 
 static slice_t bench_direct(const char *url, double seconds) {
-    double cpu_start_s = cpu_now_s();
+    double cpu_start_s = cpu_now_s(), sim_start_s = sim_cpu_now_s();
     CURLM *multi = curl_multi_init();
     direct_slot slots[IN_FLIGHT];
     memset(slots, 0, sizeof slots);
@@ -251,7 +281,7 @@ static slice_t bench_direct(const char *url, double seconds) {
     }
     curl_multi_cleanup(multi);
     if (failed > 0) fprintf(stderr, "bench_gateway: %llu direct calls failed\n", (unsigned long long)failed);
-    return (slice_t){done, elapsed, cpu_now_s() - cpu_start_s};
+    return (slice_t){done, elapsed, cpu_now_s() - cpu_start_s, sim_cpu_now_s() - sim_start_s};
 }
 
 /* ---------------------------------------------------------------- through the gateway */
@@ -302,7 +332,7 @@ static void gw_next(gw_run *run) {
 }
 
 static slice_t bench_through_gateway(gw_t *gw, double seconds) {
-    double cpu_start_s = cpu_now_s();
+    double cpu_start_s = cpu_now_s(), sim_start_s = sim_cpu_now_s();
     gw_run run = {.gw = gw, .running = IN_FLIGHT};
     pthread_mutex_init(&run.mutex, NULL);
     pthread_cond_init(&run.cond, NULL);
@@ -316,7 +346,7 @@ static slice_t bench_through_gateway(gw_t *gw, double seconds) {
     if (run.failed > 0) fprintf(stderr, "bench_gateway: %llu gateway calls failed\n", (unsigned long long)run.failed);
     pthread_mutex_destroy(&run.mutex);
     pthread_cond_destroy(&run.cond);
-    return (slice_t){run.done, elapsed, cpu_now_s() - cpu_start_s};
+    return (slice_t){run.done, elapsed, cpu_now_s() - cpu_start_s, sim_cpu_now_s() - sim_start_s};
 }
 
 static const char *paycore_bin(const char *argv0, char *buf, size_t bytes) {
@@ -330,8 +360,9 @@ static const char *paycore_bin(const char *argv0, char *buf, size_t bytes) {
 
 static void bench_authorize(const char *bin, bool full) {
     uint16_t port = sim_start(bin);
-    char url[128], config[512];
+    char url[128], healthz_url[128], config[512];
     snprintf(url, sizeof url, "http://127.0.0.1:%u/v1/authorizations", (unsigned)port);
+    snprintf(healthz_url, sizeof healthz_url, "http://127.0.0.1:%u/healthz", (unsigned)port);
     snprintf(config, sizeof config,
              "{\"channels\":[{\"name\":\"card\",\"kind\":\"card\",\"url\":\"http://127.0.0.1:%u\"}]}",
              (unsigned)port);
@@ -342,10 +373,11 @@ static void bench_authorize(const char *bin, bool full) {
     double slice_s = full ? 1.0 : 0.5;
     (void)bench_direct(url, 0.5); /* warm both paths */
     (void)bench_through_gateway(gw, 0.5);
-    slice_t direct = {0}, through = {0};
+    slice_t direct = {0}, through = {0}, healthz = {0};
     for (int round = 0; round < rounds; round++) {
         slice_add(&direct, bench_direct(url, slice_s));
         slice_add(&through, bench_through_gateway(gw, slice_s));
+        slice_add(&healthz, bench_direct(healthz_url, slice_s / 2));
     }
     double direct_per_s = direct.calls / direct.wall_s, through_per_s = through.calls / through.wall_s;
     printf("gateway_authorize in_flight=%d per_s=%.0f baseline=direct baseline_per_s=%.0f ratio=%.2f\n",
@@ -357,6 +389,12 @@ static void bench_authorize(const char *bin, bool full) {
     printf("gateway_authorize_cpu in_flight=%d cpu_us_per_call=%.1f baseline=direct baseline_cpu_us_per_call=%.1f "
            "ratio=%.2f\n",
            IN_FLIGHT, through_cpu_us, direct_cpu_us, direct_cpu_us > 0 ? through_cpu_us / direct_cpu_us : 0.0);
+    double sim_us = direct.calls + through.calls ? (direct.sim_cpu_s + through.sim_cpu_s) * 1e6 /
+                                                       (double)(direct.calls + through.calls) : 0;
+    double floor_us = healthz.calls ? healthz.sim_cpu_s * 1e6 / healthz.calls : 0;
+    printf("simulator_authorize_cpu in_flight=%d sim_cpu_us_per_call=%.1f baseline=healthz "
+           "baseline_sim_cpu_us_per_call=%.1f ratio=%.2f\n",
+           IN_FLIGHT, sim_us, floor_us, floor_us > 0 ? sim_us / floor_us : 0.0);
     fflush(stdout);
     gw_stop(gw);
     sim_stop();

@@ -3,7 +3,11 @@
  * interleaved (pgbench, paycore, pgbench, paycore ...). One line, ratio last:
  *   scaleout shards=1 cross_pct=0 mode=batch per_s=… baseline=pgbench_tpcb baseline_per_s=… ratio=…
  * paycore's figure: commands of 8189 transfers between random accounts through the
- * writer (one PostgreSQL transaction, COPY, per batch), time inside the writer only.
+ * writer (one PostgreSQL transaction, COPY, per batch), four commands in flight so
+ * that the writer's pipeline overlaps two batches (writer.c), over the wall time from
+ * the first submit to the last commit; then the same writer one batch at a time
+ * (writer_config_t.no_pipeline, a database of its own) in the same rounds:
+ *   scaleout_pipeline shards=1 per_s=… one_at_a_time_per_s=… ratio=…
  * pgbench: TPC-B (-c 8 -j 2, scale 8), the tps without connection time.
  * The cluster is a throwaway one (initdb in a temp dir, a Unix socket only, fsync on),
  * started and removed here; run as root, its commands run as the 'postgres' user.
@@ -115,6 +119,8 @@ static bool cluster_start(void) {
     }
     snprintf(args, sizeof args, "-h %s -U paycore paycore", cluster_dir);
     int paycore_db = pg_tool("createdb", args, NULL, 0);
+    snprintf(args, sizeof args, "-h %s -U paycore paycore_one", cluster_dir);
+    if (pg_tool("createdb", args, NULL, 0) != 0) paycore_db = 1;
     for (int n = 1; n <= 3; n++) {
         for (int i = 0; i < n; i++) {
             snprintf(args, sizeof args, "-h %s -U paycore s%d_%d", cluster_dir, n, i);
@@ -309,60 +315,100 @@ static void accounts_create(writer_t *writer) {
     }
 }
 
-/* Durable transfers per second in commands of BENCH_BATCH, time inside the writer. */
-static double paycore_per_s(writer_t *writer, double seconds, uint64_t *transfers) {
-    static ledger_transfer_t events[BENCH_BATCH];
-    static ledger_transfer_result_t results[BENCH_BATCH];
-    uint64_t busy_ns = 0, count = 0;
-    while ((double)busy_ns / 1e9 < seconds) {
-        for (uint32_t i = 0; i < BENCH_BATCH; i++) {
-            ledger_transfer_t *t = &events[i];
-            memset(t, 0, sizeof *t);
-            uint32_t d = (uint32_t)(rng_next() % BENCH_ACCOUNTS), c = (uint32_t)(rng_next() % BENCH_ACCOUNTS);
-            if (c == d) c = (c + 1) % BENCH_ACCOUNTS;
-            account_id(t->debit_account_id, sizeof t->debit_account_id, d);
-            account_id(t->credit_account_id, sizeof t->credit_account_id, c);
-            snprintf(t->id, sizeof t->id, "tr-%016llx", (unsigned long long)rng_next());
-            memcpy(t->currency, "USD", 4);
-            t->amount = 100;
-            t->code = 1;
-        }
-        writer_cmd_t cmd = {.kind = WRITER_CMD_CREATE_TRANSFERS, .event_count = BENCH_BATCH, .transfers = events,
-                            .transfer_results = results};
-        uint64_t start_ns = pc_mono_ns();
-        if (writer_submit_wait(writer, &cmd) != PC_OK) abort();
-        busy_ns += pc_mono_ns() - start_ns;
-        for (uint32_t i = 0; i < BENCH_BATCH; i++) {
-            if (results[i].status != PC_OK) abort();
-        }
-        count += BENCH_BATCH;
-    }
-    *transfers += count;
-    return (double)count / ((double)busy_ns / 1e9);
+/* Commands of BENCH_BATCH transfers kept in flight: while the writer writes one, the
+ * next waits in its queue (the pipeline, writer.c, overlaps two batches), and the load
+ * generator makes the one after. */
+#define BENCH_INFLIGHT 4
+
+typedef struct {
+    writer_cmd_t cmd;
+    ledger_transfer_t events[BENCH_BATCH];
+    ledger_transfer_result_t results[BENCH_BATCH];
+} bench_slot_t;
+
+static bench_slot_t bench_slots[BENCH_INFLIGHT];
+static pthread_mutex_t slots_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t slots_cond = PTHREAD_COND_INITIALIZER;
+static uint32_t slots_free_mask;
+static uint64_t slots_committed;
+static _Atomic bool slots_failed;
+
+static void slot_done(writer_cmd_t *cmd, pc_status status) {
+    bench_slot_t *slot = (bench_slot_t *)cmd;
+    uint64_t ok = 0;
+    for (uint32_t i = 0; i < cmd->event_count; i++) ok += slot->results[i].status == PC_OK;
+    if (status != PC_OK || ok != cmd->event_count) slots_failed = true;
+    pthread_mutex_lock(&slots_mutex);
+    slots_committed += ok;
+    slots_free_mask |= 1u << (slot - bench_slots);
+    pthread_cond_signal(&slots_cond);
+    pthread_mutex_unlock(&slots_mutex);
 }
 
-static int bench(int rounds, int seconds) {
-    char url[512], key_path[512];
-    snprintf(url, sizeof url, "postgresql://paycore@/paycore?host=%s", cluster_dir);
-    snprintf(key_path, sizeof key_path, "%s/node.key", cluster_dir);
-    store_t *store = NULL;
-    writer_t *writer = NULL;
+static void slot_fill(bench_slot_t *slot) {
+    for (uint32_t i = 0; i < BENCH_BATCH; i++) {
+        ledger_transfer_t *t = &slot->events[i];
+        memset(t, 0, sizeof *t);
+        uint32_t d = (uint32_t)(rng_next() % BENCH_ACCOUNTS), c = (uint32_t)(rng_next() % BENCH_ACCOUNTS);
+        if (c == d) c = (c + 1) % BENCH_ACCOUNTS;
+        account_id(t->debit_account_id, sizeof t->debit_account_id, d);
+        account_id(t->credit_account_id, sizeof t->credit_account_id, c);
+        snprintf(t->id, sizeof t->id, "tr-%016llx", (unsigned long long)rng_next());
+        memcpy(t->currency, "USD", 4);
+        t->amount = 100;
+        t->code = 1;
+    }
+    slot->cmd = (writer_cmd_t){.kind = WRITER_CMD_CREATE_TRANSFERS, .event_count = BENCH_BATCH,
+                               .transfers = slot->events, .transfer_results = slot->results, .done = slot_done};
+}
+
+/* Index of a free slot, waiting for one; 'all': waits until every slot is free. */
+static int slot_wait(bool all) {
+    pthread_mutex_lock(&slots_mutex);
+    uint32_t all_mask = (1u << BENCH_INFLIGHT) - 1;
+    while (all ? slots_free_mask != all_mask : slots_free_mask == 0) pthread_cond_wait(&slots_cond, &slots_mutex);
+    int index = __builtin_ctz(slots_free_mask);
+    if (!all) slots_free_mask &= ~(1u << index);
+    pthread_mutex_unlock(&slots_mutex);
+    return index;
+}
+
+/* Durable transfers per second in commands of BENCH_BATCH, BENCH_INFLIGHT in flight,
+ * over the wall time from the first submit to the last commit. */
+static double paycore_per_s(writer_t *writer, double seconds, uint64_t *transfers) {
+    slots_free_mask = (1u << BENCH_INFLIGHT) - 1;
+    slots_committed = 0;
+    uint64_t start_ns = pc_mono_ns(), end_ns = start_ns + (uint64_t)(seconds * 1e9);
+    while (pc_mono_ns() < end_ns && !slots_failed) {
+        bench_slot_t *slot = &bench_slots[slot_wait(false)];
+        slot_fill(slot);
+        if (writer_submit(writer, &slot->cmd) != PC_OK) abort();
+    }
+    (void)slot_wait(true);
+    double elapsed_s = (double)(pc_mono_ns() - start_ns) / 1e9;
+    if (slots_failed) {
+        fprintf(stderr, "bench_scaleout: a command failed\n");
+        abort();
+    }
+    *transfers += slots_committed;
+    return (double)slots_committed / elapsed_s;
+}
+
+/* A writer on the PostgreSQL store of 'url' with BENCH_ACCOUNTS accounts. */
+static bool paycore_open(const char *url, const char *key_path, bool no_pipeline, store_t **store,
+                         writer_t **writer) {
     store_options_t options = {.create = true};
-    writer_config_t writer_config = {.batch_events_max = BENCH_BATCH};
-    if (store_open(&store, url, &options) != PC_OK || writer_start(&writer, store, key_path, &writer_config) != PC_OK) {
-        fprintf(stderr, "bench_scaleout: cannot open the PostgreSQL store\n");
-        return 1;
+    writer_config_t writer_config = {.batch_events_max = BENCH_BATCH, .no_pipeline = no_pipeline};
+    if (store_open(store, url, &options) != PC_OK) return false;
+    if (writer_start(writer, *store, key_path, &writer_config) != PC_OK) {
+        store_close(*store);
+        return false;
     }
-    accounts_create(writer);
-    double paycore_sum = 0, baseline_sum = 0;
-    cpu_sample_t cpu = {0};
-    uint64_t transfers = 0;
-    for (int round = 0; round < rounds; round++) {
-        baseline_sum += pgbench_tps(seconds);
-        cpu_sample_t start = cpu_sample();
-        paycore_sum += paycore_per_s(writer, seconds, &transfers);
-        cpu_add(&cpu, &start);
-    }
+    accounts_create(*writer);
+    return true;
+}
+
+static void paycore_close(store_t *store, writer_t *writer) {
     char currency[4];
     if (!ledger_balanced(writer_ledger(writer), currency)) {
         fprintf(stderr, "bench_scaleout: ledger out of balance in %s\n", currency);
@@ -370,10 +416,44 @@ static int bench(int rounds, int seconds) {
     }
     writer_stop(writer);
     store_close(store);
+}
+
+/* shards=1: the pipelined writer's figure against pgbench, and against the same
+ * writer one batch at a time (no_pipeline, a database of its own), rounds
+ * interleaved (pgbench, pipelined, one at a time ...):
+ *   scaleout shards=1 cross_pct=0 mode=batch per_s=… baseline=pgbench_tpcb baseline_per_s=… ratio=…
+ *   scaleout_pipeline shards=1 per_s=… one_at_a_time_per_s=… ratio=… */
+static int bench(int rounds, int seconds) {
+    char url[512], key_path[512], url_one[512], key_one[512];
+    snprintf(url, sizeof url, "postgresql://paycore@/paycore?host=%s", cluster_dir);
+    snprintf(key_path, sizeof key_path, "%s/node.key", cluster_dir);
+    snprintf(url_one, sizeof url_one, "postgresql://paycore@/paycore_one?host=%s", cluster_dir);
+    snprintf(key_one, sizeof key_one, "%s/node-one.key", cluster_dir);
+    store_t *store = NULL, *store_one = NULL;
+    writer_t *writer = NULL, *writer_one = NULL;
+    if (!paycore_open(url, key_path, false, &store, &writer) ||
+        !paycore_open(url_one, key_one, true, &store_one, &writer_one)) {
+        fprintf(stderr, "bench_scaleout: cannot open the PostgreSQL store\n");
+        return 1;
+    }
+    double paycore_sum = 0, one_sum = 0, baseline_sum = 0;
+    cpu_sample_t cpu = {0};
+    uint64_t transfers = 0, one_transfers = 0;
+    for (int round = 0; round < rounds; round++) {
+        baseline_sum += pgbench_tps(seconds);
+        cpu_sample_t start = cpu_sample();
+        paycore_sum += paycore_per_s(writer, seconds, &transfers);
+        cpu_add(&cpu, &start);
+        one_sum += paycore_per_s(writer_one, seconds, &one_transfers);
+    }
+    paycore_close(store, writer);
+    paycore_close(store_one, writer_one);
     double per_s = paycore_sum / rounds, baseline_per_s = baseline_sum / rounds;
     printf("scaleout shards=1 cross_pct=0 mode=batch per_s=%.0f baseline=pgbench_tpcb baseline_per_s=%.0f"
            " ratio=%.2f\n", per_s, baseline_per_s, baseline_per_s > 0 ? per_s / baseline_per_s : 0);
     cpu_report(1, 0, "batch", &cpu, transfers, per_s);
+    printf("scaleout_pipeline shards=1 per_s=%.0f one_at_a_time_per_s=%.0f ratio=%.2f\n", per_s, one_sum / rounds,
+           one_sum > 0 ? paycore_sum / one_sum : 0);
     fflush(stdout);
     return baseline_per_s > 0 ? 0 : 1;
 }

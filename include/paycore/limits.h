@@ -91,7 +91,7 @@
 #define PC_KEY_FILE_BYTES_MAX 64
 
 /* The newest SQLite file format: the store migrates up to it, verify reads 1 to it. */
-#define STORE_SCHEMA_VERSION_MAX 7
+#define STORE_SCHEMA_VERSION_MAX 8
 
 /* verify on PostgreSQL fetches each stream's cursor this many rows at a time: one
  * round trip per 2,048 rows, and at most ~2,048 rows of each of six streams held
@@ -185,6 +185,12 @@
                                                an id (64) and a version fit with room */
 #define EVENTS_OWNERS_MAX 8                 /* merchants who may see one event (a transfer
                                                touches two accounts, each granted to a few keys) */
+#define EVENTS_RELAY_ROWS_MAX 1024          /* a shard's outbox rows copied into the home outbox
+                                               per relay run (and per read of a global
+                                               transaction's home leg): bounds the home batch
+                                               it rides in */
+#define EVENTS_RELAY_INTERVAL_MS 1000       /* the relay looks at the shards' outboxes at least
+                                               this often (a commit there wakes it at once) */
 #define EVENTS_URL_BYTES_MAX 2048           /* browsers' and proxies' common URL bound */
 #define EVENTS_ENDPOINTS_MAX 256            /* webhook endpoints in all: each holds a window
                                                of work in the delivery worker's memory */
@@ -235,6 +241,7 @@ static_assert(EVENTS_INFLIGHT_PER_DESTINATION_MAX <= EVENTS_INFLIGHT_MAX,
 #define GW_URL_BYTES_MAX 512        /* a channel's base URL */
 #define GW_SECRET_BYTES_MAX 256     /* a channel's API key or callback secret */
 #define GW_THREADS_MAX 16           /* gateway threads (each runs one curl multi) */
+#define GW_EPOLL_EVENTS 64          /* ready sockets one gateway wake-up takes at most */
 #define GW_CALLS_MAX 65536          /* operations queued or running; past it: limit_reached */
 #define GW_RESPONSE_BYTES_MAX (64 * 1024) /* a channel answer larger than this is garbage */
 #define GW_CONFIG_BYTES_MAX (1024 * 1024) /* a channels file is small; bigger is a mistake */
@@ -327,6 +334,8 @@ static_assert(RISK_STORE_BATCH_MAX <= RISK_STORE_QUEUE_MAX, "a store batch comes
 #define SIM_CONNECTION_IDLE_S 120               /* an idle keep-alive connection is closed */
 #define SIM_THREAD_STACK_BYTES (1024 * 1024)    /* per connection thread: SQLite and jansson fit */
 #define SIM_STMT_CACHE_MAX 96                   /* prepared statements: the simulator has ~60 */
+#define SIM_GROUP_UNITS_MAX 256                 /* requests one group commit carries at most:
+                                                 * bounds a group's wait when arrivals never pause */
 #define SIM_DEMO_START_MS 60000                 /* a sanitized build on a busy machine starts slowly */
 #define SIM_DEMO_STOP_MS 10000                  /* then a demo simulator is killed */
 #define SIM_DEMO_ENV_MAX 512                    /* environment entries passed to a demo simulator */
@@ -412,6 +421,17 @@ static_assert(4 * PAY_CURRENCIES_MAX <= API_KEY_GRANTS_MAX,
                                             each holds one request while the writer runs it
                                             (a blocking libcurl call), so this is how many
                                             forwarded requests can wait in one group commit */
+#define FORWARD_CONNECTION_IDLE_S_MAX 10 /* a kept-open connection to the writer idle longer
+                                            is not reused: well under the writer's idle
+                                            connection timeout (--timeout-s, 30 s by
+                                            default), so the writer seldom closes one as
+                                            it is being reused */
+#define STORE_STANDBY_CONNECTIONS_MAX 8 /* a standby's read connections to each shard (it
+                                            answers account and transfer reads itself):
+                                            a read is one short statement, so a few
+                                            serve many threads, and the shard's server
+                                            keeps its max_connections for the writers
+                                            and the other nodes */
 #define FORWARD_REPLY_BYTES_MAX (64u * 1024 * 1024) /* a writer's reply relayed whole: a full
                                             8189-transfer batch's results (about 3 MiB) and
                                             the largest list page fit many times over */

@@ -113,11 +113,29 @@ typedef struct {
     uint32_t request_timeout_ms;   /* the writer's: a forwarded request waits a margin more */
     const char *self_address;      /* this node's advertised address: never forwarded to */
     shard_directory_t *directory;  /* borrowed: outlives the forwarder */
+    const char *const *shard_urls; /* the set's shards: the reads answered here (forward_read.c) */
+    uint32_t shard_count;
+    uint32_t rate_per_s;           /* per API key, as on the writer (api_config_t) */
+    uint32_t rate_burst;
 } api_forward_config_t;
-/* Serves 'listen_fd' by forwarding every request to the set's writer. */
+/* Serves 'listen_fd' by forwarding every request to the set's writer, but the reads
+ * forward_read.c answers. */
 PC_MUST_USE pc_status api_forward_start(api_forward_t **out, const api_forward_config_t *config);
 /* Stops after the requests in flight; returns the listen socket (-1: none). */
 int api_forward_stop(api_forward_t *forward);
+/* A reply made by the forwarding node itself (X-Request-Id "fwd-..."; Retry-After
+ * when retry_after_s > 0). */
+enum MHD_Result api_forward_reply_json(struct MHD_Connection *connection, unsigned http_status, json_t *body,
+                                       uint32_t retry_after_s);
+enum MHD_Result api_forward_reply_error(struct MHD_Connection *connection, pc_status status, const char *message,
+                                        uint32_t retry_after_s);
+/* forward_read.c: the reads a standby answers from the shards' databases. */
+typedef struct api_forward_reads api_forward_reads_t;
+PC_MUST_USE pc_status api_forward_reads_open(api_forward_reads_t **out, const api_forward_config_t *config);
+void api_forward_reads_close(api_forward_reads_t *reads);
+/* true when the request was answered here (*result), false: forward it. */
+bool api_forward_read_local(api_forward_reads_t *reads, struct MHD_Connection *connection, const char *method,
+                            const char *url, enum MHD_Result *result);
 
 /* ---- the server (server.c) ---- */
 struct api_server {

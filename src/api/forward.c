@@ -1,7 +1,8 @@
 /* api/forward.c: a node of a shard set that does not write it (a standby waiting for
- * the writers' locks) answers on its listen address by forwarding every request to the
- * set's writer (docs/scaleout.md §7): the address the writer advertised in shard 0's
- * writers row (shard_directory_writer), over HTTP with libcurl, the request as it came
+ * the writers' locks) answers on its listen address by forwarding every request (but
+ * the reads forward_read.c answers) to the set's writer (docs/scaleout.md §7): the
+ * address the writer advertised in shard 0's writers row (shard_directory_writer),
+ * over HTTP with libcurl, the request as it came
  * (method, path, query, headers: the API key and Idempotency-Key among them, body),
  * and the writer's reply relayed as it came. The writer authenticates, checks the
  * Idempotency-Key and runs the command: this node holds no ledger and no keys, so a
@@ -13,10 +14,17 @@
  * shard_forward_failed (the request may have been applied: retry with the same ids).
  * A request already forwarded once is never forwarded again (no loops while the
  * writers rows change hands), and a node never forwards to its own address (it is
- * taking over). */
+ * taking over).
+ *
+ * Connections to the writer are kept open and reused (a pool of libcurl handles, each
+ * keeping its connections): a forwarded request costs no connect. A reused connection
+ * the writer closed meanwhile is retried by libcurl on a fresh one; a request whose
+ * first try left on such a connection counts as sent (shard_forward_failed), never as
+ * "nothing was sent". */
 #include <curl/curl.h>
 #include <jansson.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,10 +42,37 @@
 struct api_forward {
     struct MHD_Daemon *daemon;
     shard_directory_t *directory;
+    api_forward_reads_t *reads; /* the reads answered here (forward_read.c) */
     char self[STORE_WRITER_ADDRESS_SIZE];
     uint64_t body_bytes_max;
     uint32_t reply_timeout_ms;
+    pthread_mutex_t pool_mutex;
+    CURL **pool;            /* idle handles, each with its open connections to the writer */
+    uint32_t pool_count;
+    uint32_t pool_capacity; /* the daemon's threads: one handle in use per thread at most */
 };
+
+/* ---- the pool of handles (and so of connections) to the writer ---- */
+
+static CURL *handle_take(api_forward_t *forward) {
+    CURL *curl = NULL;
+    pthread_mutex_lock(&forward->pool_mutex);
+    if (forward->pool_count > 0) curl = forward->pool[--forward->pool_count];
+    pthread_mutex_unlock(&forward->pool_mutex);
+    if (curl == NULL) return curl_easy_init();
+    curl_easy_reset(curl); /* options cleared, connections kept */
+    return curl;
+}
+
+static void handle_give_back(api_forward_t *forward, CURL *curl) {
+    pthread_mutex_lock(&forward->pool_mutex);
+    if (forward->pool_count < forward->pool_capacity) {
+        forward->pool[forward->pool_count++] = curl;
+        curl = NULL;
+    }
+    pthread_mutex_unlock(&forward->pool_mutex);
+    if (curl != NULL) curl_easy_cleanup(curl);
+}
 
 /* A byte buffer with a bound (a request's body, a reply's body). */
 typedef struct {
@@ -72,8 +107,8 @@ static void buffer_append(fwd_buffer_t *buffer, const char *data, size_t bytes) 
 
 /* ---- replies made here ---- */
 
-static enum MHD_Result reply_json(struct MHD_Connection *connection, unsigned http_status, json_t *body,
-                                  bool retry_after) {
+enum MHD_Result api_forward_reply_json(struct MHD_Connection *connection, unsigned http_status, json_t *body,
+                                       uint32_t retry_after_s) {
     char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     const char *fallback = "{\"error\":{\"type\":\"api_error\",\"code\":\"out_of_memory\"}}";
@@ -90,17 +125,23 @@ static enum MHD_Result reply_json(struct MHD_Connection *connection, unsigned ht
     randombytes_buf(random, sizeof random);
     sodium_bin2hex(request_id + 4, sizeof request_id - 4, random, sizeof random);
     MHD_add_response_header(response, "X-Request-Id", request_id); /* answered here, not by the writer */
-    if (retry_after) MHD_add_response_header(response, "Retry-After", "1");
+    char retry_after[16];
+    snprintf(retry_after, sizeof retry_after, "%u", retry_after_s);
+    if (retry_after_s > 0) MHD_add_response_header(response, "Retry-After", retry_after);
     enum MHD_Result result = MHD_queue_response(connection, http_status, response);
     MHD_destroy_response(response);
     return result;
 }
 
+enum MHD_Result api_forward_reply_error(struct MHD_Connection *connection, pc_status status, const char *message,
+                                        uint32_t retry_after_s) {
+    obs_logf(OBS_LEVEL_INFO, "forward: %s: %s", pc_status_code(status), message != NULL ? message : "");
+    return api_forward_reply_json(connection, (unsigned)pc_status_http(status),
+                                  json_pack("{s:o}", "error", api_error_json(status, NULL, message)), retry_after_s);
+}
+
 static enum MHD_Result reply_error(struct MHD_Connection *connection, pc_status status, const char *message) {
-    obs_logf(OBS_LEVEL_INFO, "forward: %s: %s", pc_status_code(status), message);
-    return reply_json(connection, (unsigned)pc_status_http(status),
-                      json_pack("{s:o}", "error", api_error_json(status, NULL, message)),
-                      pc_status_transient(status));
+    return api_forward_reply_error(connection, status, message, pc_status_transient(status) ? 1 : 0);
 }
 
 /* ---- the forwarded request ---- */
@@ -247,14 +288,24 @@ static void reply_free(fwd_reply_t *reply) {
 
 typedef enum { SEND_DONE, SEND_NOT_SENT, SEND_LOST } send_outcome;
 
+/* libcurl calls this right before each try sends the request: a second call is a retry
+ * after the first try's connection died, so the first try was sent. */
+static int on_request_try(void *ctx, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
+                          int conn_local_port) {
+    (void)conn_primary_ip, (void)conn_local_ip, (void)conn_primary_port, (void)conn_local_port;
+    (*(uint32_t *)ctx)++;
+    return CURL_PREREQFUNC_OK;
+}
+
 /* One try at the writer: SEND_NOT_SENT when no byte of the request left (the writer
  * is not accepting connections: another may be asked), SEND_LOST when the answer did
  * not come whole. */
 static send_outcome send_once(api_forward_t *forward, struct MHD_Connection *connection, const char *method,
                               const char *url, const char *fence, const fwd_buffer_t *body, fwd_reply_t *reply,
                               char *why, size_t why_bytes) {
-    CURL *curl = curl_easy_init();
+    CURL *curl = handle_take(forward);
     header_walk_t walk = {0};
+    uint32_t tries = 0;
     if (curl == NULL) return SEND_NOT_SENT;
     MHD_get_connection_values(connection, MHD_HEADER_KIND, header_add, &walk);
     char self_header[STORE_WRITER_ADDRESS_SIZE + 32];
@@ -276,7 +327,9 @@ static send_outcome send_once(api_forward_t *forward, struct MHD_Connection *con
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, (long)FORWARD_CONNECT_TIMEOUT_MS);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)forward->reply_timeout_ms);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_FORBID_REUSE, 1L);
+    curl_easy_setopt(curl, CURLOPT_MAXAGE_CONN, (long)FORWARD_CONNECTION_IDLE_S_MAX);
+    curl_easy_setopt(curl, CURLOPT_PREREQFUNCTION, on_request_try);
+    curl_easy_setopt(curl, CURLOPT_PREREQDATA, &tries);
     curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, reply_body);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, reply);
@@ -286,11 +339,14 @@ static send_outcome send_once(api_forward_t *forward, struct MHD_Connection *con
     long sent_bytes = 0;
     curl_easy_getinfo(curl, CURLINFO_REQUEST_SIZE, &sent_bytes);
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &reply->http_status);
-    curl_easy_cleanup(curl);
     curl_slist_free_all(walk.headers);
-    if (code == CURLE_OK) return SEND_DONE;
+    if (code == CURLE_OK) {
+        handle_give_back(forward, curl);
+        return SEND_DONE;
+    }
+    curl_easy_cleanup(curl); /* its connection may be half used: not reused */
     snprintf(why, why_bytes, "%s", curl_easy_strerror(code));
-    return sent_bytes == 0 ? SEND_NOT_SENT : SEND_LOST;
+    return sent_bytes == 0 && tries <= 1 ? SEND_NOT_SENT : SEND_LOST;
 }
 
 static enum MHD_Result relay(struct MHD_Connection *connection, fwd_reply_t *reply) {
@@ -361,12 +417,14 @@ static enum MHD_Result on_request_end(api_forward_t *forward, struct MHD_Connect
                                             sizeof why) == PC_OK;
         json_t *reply = json_pack("{s:s,s:s}", "status", "ok", "role", "standby");
         if (reply != NULL) json_object_set_new(reply, "writer", known ? json_string(address) : json_null());
-        return reply_json(connection, 200, reply, false);
+        return api_forward_reply_json(connection, 200, reply, 0);
     }
     if (MHD_lookup_connection_value(connection, MHD_HEADER_KIND, FORWARD_HEADER) != NULL) {
         return reply_error(connection, PC_SHARD_WRITER_UNAVAILABLE, "a forwarded request reached a node that does"
                            " not write the set (the writer changed meanwhile): retry");
     }
+    enum MHD_Result result;
+    if (body->bytes == 0 && api_forward_read_local(forward->reads, connection, method, url, &result)) return result;
     return forward_request(forward, connection, method, url, body);
 }
 
@@ -411,6 +469,14 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
     *con_cls = NULL;
 }
 
+static void forward_free(api_forward_t *forward) {
+    for (uint32_t i = 0; i < forward->pool_count; i++) curl_easy_cleanup(forward->pool[i]);
+    free(forward->pool);
+    pthread_mutex_destroy(&forward->pool_mutex);
+    api_forward_reads_close(forward->reads);
+    free(forward);
+}
+
 pc_status api_forward_start(api_forward_t **out, const api_forward_config_t *config) {
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return PC_INTERNAL;
     api_forward_t *forward = calloc(1, sizeof *forward);
@@ -420,15 +486,28 @@ pc_status api_forward_start(api_forward_t **out, const api_forward_config_t *con
     forward->body_bytes_max = config->body_bytes_max;
     forward->reply_timeout_ms = config->request_timeout_ms > 0
         ? config->request_timeout_ms + FORWARD_REPLY_TIMEOUT_MARGIN_MS : FORWARD_REPLY_TIMEOUT_MS_DEFAULT;
+    uint32_t threads = config->threads > FORWARD_THREADS_MIN ? config->threads : FORWARD_THREADS_MIN;
+    forward->pool = calloc(threads, sizeof *forward->pool);
+    if (forward->pool == NULL) {
+        free(forward);
+        return PC_NO_MEMORY;
+    }
+    forward->pool_capacity = threads;
+    pthread_mutex_init(&forward->pool_mutex, NULL);
+    pc_status status = config->shard_count > 0 ? api_forward_reads_open(&forward->reads, config) : PC_OK;
+    if (status != PC_OK) {
+        forward_free(forward);
+        return status;
+    }
     forward->daemon = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC, 0, NULL, NULL, on_access, forward,
         MHD_OPTION_LISTEN_SOCKET, (MHD_socket)config->listen_fd, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned int)(config->threads > FORWARD_THREADS_MIN ? config->threads : FORWARD_THREADS_MIN), MHD_OPTION_NOTIFY_COMPLETED, on_completed, forward,
+        (unsigned int)threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, forward,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)config->connection_timeout_s,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)API_CONNECTIONS_MAX,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)config->connections_per_ip_max, MHD_OPTION_END);
     if (forward->daemon == NULL) {
-        free(forward);
+        forward_free(forward);
         return PC_IO;
     }
     obs_log_notice("forwarding to the set's writer while this node waits for the writers' locks", NULL);
@@ -440,7 +519,7 @@ int api_forward_stop(api_forward_t *forward) {
     if (forward == NULL) return -1;
     int fd = (int)MHD_quiesce_daemon(forward->daemon); /* the listen socket is ours again */
     MHD_stop_daemon(forward->daemon);
-    free(forward);
+    forward_free(forward);
     return fd;
 }
 

@@ -373,8 +373,14 @@ static pc_status shards_home_hook(void *ctx, store_t *read_store, writer_batch_h
     events_config_t events_config = server->config.events;
     events_config.db_path = server->db_path;
     pc_status status = events_open(&server->events, read_store, &events_config);
-    if (status == PC_OK) *out = events_batch_hook(server->events);
+    if (status == PC_OK) status = events_shard_hook(server->events, 0, out);
     return status;
+}
+
+/* --shards: every other shard's outbox, relayed into the home's (events/shards.c). */
+static pc_status shards_hook(void *ctx, uint32_t index, writer_batch_hook_t *out) {
+    api_server_t *server = ctx;
+    return events_shard_hook(server->events, index, out);
 }
 
 /* --shards: the set's writers and its read store, the outbox on the home shard; the
@@ -389,7 +395,8 @@ static pc_status open_shards(api_server_t *server) {
                                .writer_config = {.queue_events_max = server->config.queue_events_max,
                                                  .batch_events_max = WRITER_BATCH_EVENTS_MAX,
                                                  .failed = on_writer_failed, .failed_ctx = server},
-                               .home_hook = shards_home_hook, .home_hook_ctx = server};
+                               .home_hook = shards_home_hook, .home_hook_ctx = server,
+                               .shard_hook = server->config.events.enabled ? shards_hook : NULL};
     pc_status status = shard_open(&server->shards, &options, detail, sizeof detail);
     if (status != PC_OK) {
         obs_logf(OBS_LEVEL_ERROR, "%s", detail);
@@ -403,7 +410,8 @@ static pc_status open_shards(api_server_t *server) {
     status = api_keys_load(&server->keys, reader);
     api_server_reader_release(server, reader);
     if (status != PC_OK) return status;
-    return events_start(server->events, server->writer);
+    status = events_start(server->events, server->writer);
+    return status == PC_OK ? events_shards_start(server->events, server->shards) : status;
 }
 
 /* --shards: the address this node advertises (--advertise, or its listen address). */
@@ -447,7 +455,11 @@ static pc_status forward_begin(api_server_t *server) {
                                    .connection_timeout_s = server->config.connection_timeout_s,
                                    .connections_per_ip_max = server->config.connections_per_ip_max,
                                    .request_timeout_ms = server->config.request_timeout_ms,
-                                   .self_address = server->advertise, .directory = server->directory};
+                                   .self_address = server->advertise, .directory = server->directory,
+                                   .shard_urls = server->config.shard_urls,
+                                   .shard_count = server->config.shard_count,
+                                   .rate_per_s = server->config.rate_per_s,
+                                   .rate_burst = server->config.rate_burst};
     return api_forward_start(&server->forward, &config);
 }
 

@@ -119,6 +119,7 @@ pc_status events_start(events_t *events, writer_t *writer) {
 
 void events_stop(events_t *events) {
     if (events == NULL) return;
+    events_shards_stop(events->shards); /* it writes through the writers */
     if (events->amqp != NULL) events_amqp_stop(events->amqp);
     events->amqp = NULL;
     pthread_mutex_lock(&events->wake_mutex);
@@ -132,6 +133,7 @@ void events_close(events_t *events) {
     if (events == NULL) return;
     events_stop(events);
     store_events_writer_end(events->outbox); /* before the store closes */
+    events_shards_free(events->shards);
     sodium_memzero(events->key, sizeof events->key);
     pthread_mutex_destroy(&events->stats_mutex);
     pthread_mutex_destroy(&events->wake_mutex);

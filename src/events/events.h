@@ -45,6 +45,7 @@
 #include "paycore/status.h"
 #include "store/store.h"
 #include "store/store_events.h"
+#include "shard/shard.h"
 #include "writer/writer.h"
 
 /* Every event type: one line each, never renamed (receivers route on these names). */
@@ -194,6 +195,18 @@ void events_config_default(events_config_t *config);
 PC_MUST_USE pc_status events_open(events_t **out, store_t *store, const events_config_t *config);
 /* The writer's batch hook: ledger changes become events (a disabled runtime: none). */
 writer_batch_hook_t events_batch_hook(events_t *events);
+/* A set of shards (src/shard/, docs/scaleout.md §6, "Events on a set"): the batch
+ * hook of shard 'index' (instead of events_batch_hook, every shard's; a disabled
+ * runtime: none). The outbox the destinations read is the home shard's (0); another
+ * shard's local batches write their events into that shard's own events table, and
+ * events_shards_start's relay copies them into the home outbox in that shard's commit
+ * order, each once; a global transaction's events (a transfer across shards as one
+ * event, A -> B) are written in its home leg. */
+typedef struct events_shards events_shards_t;
+PC_MUST_USE pc_status events_shard_hook(events_t *events, uint32_t index, writer_batch_hook_t *out);
+/* Starts the relay of the set's other shards (after shard_open, which started their
+ * writers); events_stop stops it. */
+PC_MUST_USE pc_status events_shards_start(events_t *events, shard_set_t *set);
 /* Loads the secret key (the store is loaded by then) and starts the delivery threads;
  * 'writer' (borrowed) stores their state. A lost key while endpoints hold secrets
  * sealed with it: PC_EVENTS_KEY_INVALID. */

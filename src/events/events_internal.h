@@ -25,6 +25,39 @@ void events_render_envelope(events_buf_t *buf, uint64_t seq, events_type type, c
                             uint32_t object_seq, const char *object_json, size_t object_bytes,
                             const char *data_extra, size_t extra_bytes);
 
+/* ---- outbox.c: the ledger's events of a batch (shards.c writes them for sets) ---- */
+typedef struct {
+    events_type type;                  /* account.created or transfer.* */
+    ledger_account_t account;          /* account.created: as created (zero balances) */
+    ledger_transfer_t transfer;        /* transfer.*: the object; the pending transfer once resolved */
+    ledger_pending_state state;        /* the object's */
+    bool resolved;                     /* posted, voided, expired: 'resolving' resolved it */
+    ledger_transfer_t resolving;
+    const char *owners[EVENTS_OWNERS_MAX]; /* borrowed */
+    uint32_t owner_count;
+} events_ledger_event_t;
+/* Takes one of a batch's events instead of the outbox (a global transaction's leg). */
+typedef pc_status (*events_ledger_sink)(void *ctx, const events_ledger_event_t *event);
+/* The ledger's events of a batch (writer thread, inside its transaction), in the
+ * order one store writes them: inserted through *outbox (begun on tx's store when
+ * NULL), or each handed to 'sink' when it is not NULL. */
+pc_status events_ledger_batch(store_events_writer_t **outbox, store_tx_t *tx, const ledger_t *ledger,
+                              const ledger_changes_t *changes, const ledger_source_t *source,
+                              events_ledger_sink sink, void *sink_ctx);
+/* One ledger event rendered and inserted with the next seq (at least 'now_ns'). */
+pc_status events_ledger_insert(store_events_writer_t *outbox, const events_ledger_event_t *event, uint64_t now_ns);
+/* A ledger event row of another store's outbox inserted with the next seq here: the
+ * same event under its new id and time. PC_STORE_CORRUPT: not a whole ledger event. */
+pc_status events_row_copy(store_events_writer_t *outbox, const store_event_t *row, uint64_t now_ns);
+/* The events this (writer) thread inserted since its last batch ended: counted as
+ * written ('count') or as failed; events_written_drop forgets them (a shard's own
+ * outbox: they count when they reach the home's). */
+void events_written_settle(events_t *events, bool count);
+void events_written_drop(void);
+/* shards.c: the relay stops (events_stop) and the rest goes (events_close). */
+void events_shards_stop(events_shards_t *shards);
+void events_shards_free(events_shards_t *shards);
+
 /* ---- secret.c: endpoint secrets at rest ---- */
 #define EVENTS_KEY_BYTES 32
 /* Loads "<db>.webhook-key", or creates it (0600) when missing and 'may_create'. */
@@ -168,6 +201,7 @@ struct events {
     pthread_mutex_t wake_mutex;    /* guards 'webhooks' for the wakers (writer, API) */
     events_webhooks_t *webhooks;
     events_amqp_t *amqp;
+    events_shards_t *shards;       /* a set of shards: every shard's outbox (shards.c) */
 };
 
 /* Lowers the calling (delivery) thread's CPU priority below the ledger's threads. */

@@ -155,6 +155,8 @@ typedef struct {
     uint32_t *batch_ids;         /* this batch's transfers by id hash (built on demand) */
     uint32_t batch_ids_mask;
     uint64_t now_ns;
+    events_ledger_sink sink;     /* not NULL: events go there, not into the outbox */
+    void *sink_ctx;
 } outbox_batch;
 
 static pc_status owners_of(outbox_batch *b, uint32_t account_index, const owner_slot **out) {
@@ -191,29 +193,55 @@ static pc_status transfer_owners(outbox_batch *b, uint32_t transfer_index, const
     return PC_OK;
 }
 
-static pc_status emit_built(outbox_batch *b, events_type type, const char *object_id, uint32_t object_seq,
-                            const char *const *owners, uint32_t owner_count) {
+/* One ledger event rendered into the outbox (the batch's buffers reused). */
+static pc_status ledger_insert(store_events_writer_t *writer, const events_ledger_event_t *e, uint64_t now_ns,
+                               events_buf_t *object, events_buf_t *extra, events_buf_t *body) {
     uint64_t seq;
-    pc_status status = store_events_seq_next(b->writer, b->now_ns, &seq);
+    pc_status status = store_events_seq_next(writer, now_ns, &seq);
     if (status != PC_OK) return status;
-    b->body.bytes = 0;
-    events_render_envelope(&b->body, seq, type, object_id, object_seq, b->object.text, b->object.bytes,
-                           b->extra.bytes ? b->extra.text : NULL, b->extra.bytes);
-    return insert(b->writer, &b->body, type, object_id, object_seq, seq, owners, owner_count);
+    object->bytes = extra->bytes = body->bytes = 0;
+    const char *object_id = e->account.id;
+    uint32_t object_seq = 1;
+    if (e->type == EVENTS_TYPE_ACCOUNT_CREATED) {
+        events_render_account(object, &e->account);
+    } else {
+        events_render_transfer(object, &e->transfer, e->state);
+        object_id = e->transfer.id;
+        if (e->resolved) {
+            events_buf_append(extra, "\"resolving_transfer\":", 21);
+            events_render_transfer(extra, &e->resolving, LEDGER_PENDING_NONE);
+            object_seq = 2;
+        }
+    }
+    events_render_envelope(body, seq, e->type, object_id, object_seq, object->text, object->bytes,
+                           extra->bytes ? extra->text : NULL, extra->bytes);
+    return insert(writer, body, e->type, object_id, object_seq, seq, e->owners, e->owner_count);
+}
+
+static pc_status emit_built(outbox_batch *b, const events_ledger_event_t *e) {
+    if (b->sink != NULL) return b->sink(b->sink_ctx, e);
+    return ledger_insert(b->writer, e, b->now_ns, &b->object, &b->extra, &b->body);
+}
+
+pc_status events_ledger_insert(store_events_writer_t *outbox, const events_ledger_event_t *event, uint64_t now_ns) {
+    events_buf_t object = {0}, extra = {0}, body = {0};
+    pc_status status = ledger_insert(outbox, event, now_ns, &object, &extra, &body);
+    events_buf_free(&object);
+    events_buf_free(&extra);
+    events_buf_free(&body);
+    return status;
 }
 
 static pc_status emit_account(outbox_batch *b, uint32_t account_index) {
-    ledger_account_t account = *ledger_account_at(b->ledger, account_index);
-    memset(&account.balances, 0, sizeof account.balances); /* as created, before this batch's transfers */
-    b->object.bytes = 0;
-    b->extra.bytes = 0;
-    events_render_account(&b->object, &account);
+    events_ledger_event_t e = {.type = EVENTS_TYPE_ACCOUNT_CREATED,
+                               .account = *ledger_account_at(b->ledger, account_index)};
+    memset(&e.account.balances, 0, sizeof e.account.balances); /* as created, before this batch's transfers */
     const owner_slot *slot;
     pc_status status = owners_of(b, account_index, &slot);
     if (status != PC_OK) return status;
-    const char *owners[EVENTS_OWNERS_MAX];
-    for (uint32_t i = 0; i < slot->count; i++) owners[i] = slot->owners[i];
-    return emit_built(b, EVENTS_TYPE_ACCOUNT_CREATED, account.id, 1, owners, slot->count);
+    for (uint32_t i = 0; i < slot->count; i++) e.owners[i] = slot->owners[i];
+    e.owner_count = slot->count;
+    return emit_built(b, &e);
 }
 
 /* ---- finding a pending transfer: this batch first, then the store ---- */
@@ -247,8 +275,8 @@ static const ledger_transfer_t *batch_find(outbox_batch *b, const char *id) {
     return NULL;
 }
 
-/* Renders the pending transfer 'pending_id' in its new state into b->object. */
-static pc_status render_pending(outbox_batch *b, const char *pending_id, ledger_pending_state state) {
+/* The pending transfer 'pending_id' (this batch's or a committed one). */
+static pc_status find_pending(outbox_batch *b, const char *pending_id, ledger_transfer_t *out) {
     ledger_transfer_record_t record;
     pc_status status = b->source->transfer_find(b->source->ctx, pending_id, &record);
     const ledger_transfer_t *pending = NULL;
@@ -256,38 +284,34 @@ static pc_status render_pending(outbox_batch *b, const char *pending_id, ledger_
     else if (status == PC_OK || status == PC_NOT_FOUND) pending = batch_find(b, pending_id);
     else return status;
     if (pending == NULL) return PC_INTERNAL; /* the ledger resolved a transfer nobody holds */
-    b->object.bytes = 0;
-    events_render_transfer(&b->object, pending, state);
+    *out = *pending;
     return PC_OK;
 }
 
 static pc_status emit_transfer(outbox_batch *b, uint32_t index) {
     const ledger_transfer_t *t = &b->changes->transfers[index];
-    const char *owners[EVENTS_OWNERS_MAX];
-    uint32_t owner_count;
-    pc_status status = transfer_owners(b, index, owners, &owner_count);
+    events_ledger_event_t e = {.type = EVENTS_TYPE_TRANSFER_CREATED};
+    pc_status status = transfer_owners(b, index, e.owners, &e.owner_count);
     if (status != PC_OK) return status;
-    b->extra.bytes = 0;
     if (!(t->flags & (LEDGER_TRANSFER_POST_PENDING | LEDGER_TRANSFER_VOID_PENDING))) {
-        b->object.bytes = 0;
-        bool pending = (t->flags & LEDGER_TRANSFER_PENDING) != 0;
-        events_render_transfer(&b->object, t, pending ? LEDGER_PENDING_OPEN : LEDGER_PENDING_NONE);
-        return emit_built(b, EVENTS_TYPE_TRANSFER_CREATED, t->id, 1, owners, owner_count);
+        e.transfer = *t;
+        e.state = (t->flags & LEDGER_TRANSFER_PENDING) != 0 ? LEDGER_PENDING_OPEN : LEDGER_PENDING_NONE;
+        return emit_built(b, &e);
     }
-    events_type type = EVENTS_TYPE_TRANSFER_VOIDED;
-    ledger_pending_state state = LEDGER_PENDING_VOIDED;
+    e.type = EVENTS_TYPE_TRANSFER_VOIDED;
+    e.state = LEDGER_PENDING_VOIDED;
     if (t->flags & LEDGER_TRANSFER_POST_PENDING) {
-        type = EVENTS_TYPE_TRANSFER_POSTED;
-        state = LEDGER_PENDING_POSTED;
+        e.type = EVENTS_TYPE_TRANSFER_POSTED;
+        e.state = LEDGER_PENDING_POSTED;
     } else if (t->flags & LEDGER_TRANSFER_EXPIRY) {
-        type = EVENTS_TYPE_TRANSFER_EXPIRED;
-        state = LEDGER_PENDING_EXPIRED;
+        e.type = EVENTS_TYPE_TRANSFER_EXPIRED;
+        e.state = LEDGER_PENDING_EXPIRED;
     }
-    status = render_pending(b, t->pending_id, state);
+    status = find_pending(b, t->pending_id, &e.transfer);
     if (status != PC_OK) return status;
-    events_buf_append(&b->extra, "\"resolving_transfer\":", 21);
-    events_render_transfer(&b->extra, t, LEDGER_PENDING_NONE);
-    return emit_built(b, type, t->pending_id, 2, owners, owner_count);
+    e.resolved = true;
+    e.resolving = *t;
+    return emit_built(b, &e);
 }
 
 static bool batch_init(outbox_batch *b, const ledger_t *ledger, const ledger_changes_t *changes,
@@ -315,12 +339,16 @@ static void batch_free(outbox_batch *b) {
     free(b->batch_ids);
 }
 
-static pc_status hook_in_transaction(void *ctx, store_tx_t *tx, const ledger_t *ledger,
-                                     const ledger_changes_t *changes, const ledger_source_t *source) {
+pc_status events_ledger_batch(store_events_writer_t **outbox, store_tx_t *tx, const ledger_t *ledger,
+                              const ledger_changes_t *changes, const ledger_source_t *source,
+                              events_ledger_sink sink, void *sink_ctx) {
     if (changes->accounts_created_count == 0 && changes->transfers_count == 0) return PC_OK;
     outbox_batch b;
     pc_status status = batch_init(&b, ledger, changes, source) ? PC_OK : PC_NO_MEMORY;
-    if (status == PC_OK) status = outbox_writer(ctx, tx, &b.writer);
+    if (status == PC_OK && *outbox == NULL) status = store_events_writer_begin(tx, outbox);
+    b.writer = *outbox;
+    b.sink = sink;
+    b.sink_ctx = sink_ctx;
     if (status == PC_OK) store_events_writer_reset(b.writer); /* max(seq) read again */
     for (uint32_t i = 0; status == PC_OK && i < changes->accounts_created_count; i++) {
         status = emit_account(&b, changes->accounts_created[i]);
@@ -332,17 +360,54 @@ static pc_status hook_in_transaction(void *ctx, store_tx_t *tx, const ledger_t *
     return status;
 }
 
-static void hook_finished(void *ctx, pc_status commit_status) {
+static pc_status hook_in_transaction(void *ctx, store_tx_t *tx, const ledger_t *ledger,
+                                     const ledger_changes_t *changes, const ledger_source_t *source) {
     events_t *events = ctx;
+    return events_ledger_batch(&events->outbox, tx, ledger, changes, source, NULL, NULL);
+}
+
+void events_written_settle(events_t *events, bool count) {
     for (uint32_t i = 0; i < EVENTS_TYPE_COUNT; i++) {
         if (pending_written[i] == 0) continue;
-        if (commit_status == PC_OK) atomic_fetch_add(&events->written[i], pending_written[i]);
+        if (count) atomic_fetch_add(&events->written[i], pending_written[i]);
         else atomic_fetch_add(&events->written_failed, pending_written[i]);
         pending_written[i] = 0;
     }
+}
+
+void events_written_drop(void) { memset(pending_written, 0, sizeof pending_written); }
+
+static void hook_finished(void *ctx, pc_status commit_status) {
+    events_t *events = ctx;
+    events_written_settle(events, commit_status == PC_OK);
     /* the next transaction reads max(seq) again: this one may have rolled back */
     if (events->outbox != NULL) store_events_writer_reset(events->outbox);
     if (commit_status == PC_OK) events_wake(events, false);
+}
+
+/* A row of another store's outbox (a shard's: src/events/shards.c) with a new seq
+ * from 'outbox': the same event under the id and time of its place here. The row is
+ * a ledger event stored whole, rendered by events_render_envelope. */
+pc_status events_row_copy(store_events_writer_t *outbox, const store_event_t *row, uint64_t now_ns) {
+    events_type type;
+    if (!events_type_parse(row->type, &type)) return PC_STORE_CORRUPT;
+    events_buf_t old = {0}, body = {0};
+    events_render_envelope(&old, row->seq, type, row->object_id, row->object_seq, "", 0, NULL, 0);
+    pc_status status = old.failed ? PC_NO_MEMORY : PC_OK;
+    size_t prefix_bytes = old.bytes - 2; /* the envelope before its object; "}}" ends it */
+    bool whole = row->body_bytes >= old.bytes && memcmp(row->body, old.text, prefix_bytes) == 0 &&
+                 memcmp(row->body + row->body_bytes - 2, "}}", 2) == 0;
+    if (status == PC_OK && !whole) status = PC_STORE_CORRUPT; /* not an envelope this paycore renders */
+    uint64_t seq = 0;
+    if (status == PC_OK) status = store_events_seq_next(outbox, now_ns, &seq);
+    if (status == PC_OK) {
+        events_render_envelope(&body, seq, type, row->object_id, row->object_seq, row->body + prefix_bytes,
+                               row->body_bytes - prefix_bytes - 2, NULL, 0);
+        status = insert(outbox, &body, type, row->object_id, row->object_seq, seq, row->owners, row->owner_count);
+    }
+    events_buf_free(&old);
+    events_buf_free(&body);
+    return status;
 }
 
 writer_batch_hook_t events_batch_hook(events_t *events) {

@@ -1,13 +1,21 @@
 /* gateway/engine.c: the gateway's threads. Each runs one libcurl multi handle and owns
  * the calls handed to it: an inbox (new calls, persisted attempts) filled from any
  * thread and drained by the owner, a timer list (status inquiries due later), and
- * the HTTP transfers in the multi. curl_multi_wakeup interrupts the poll when the
- * inbox gets something. A call lives on one thread from submit to done, so its state
- * needs no lock; shared channel state has its own (breaker.c). */
+ * the HTTP transfers in the multi. The multi is driven by its socket interface over
+ * epoll: a wake-up costs the sockets that are ready, not a scan of every transfer and
+ * connection (curl_multi_perform and curl_multi_poll look at all of them each time).
+ * An eventfd in the same epoll set interrupts the wait when the inbox gets something.
+ * Connections stay open in the multi's cache and are reused call after call.
+ * A call lives on one thread from submit to done, so its state needs no lock; shared
+ * channel state has its own (breaker.c). */
+#include <errno.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "core/core.h"
 #include "gateway/gw_internal.h"
@@ -158,6 +166,12 @@ void gw_thread_http_release(gw_thread_t *t, gw_call_t *call) {
 
 /* ---------------------------------------------------------------- inbox and timers */
 
+static void wake(gw_thread_t *t) {
+    uint64_t one = 1;
+    ssize_t written = write(t->wake_fd, &one, sizeof one);
+    (void)written; /* EAGAIN: the counter is already non-zero, the thread will wake */
+}
+
 /* Appends under the lock; false (nothing queued) when the thread stops and 'fresh'
  * is a new call: a stopping thread takes no new work but finishes what it owns. */
 static bool inbox_push(gw_thread_t *t, gw_call_t *call, bool fresh) {
@@ -174,7 +188,7 @@ static bool inbox_push(gw_thread_t *t, gw_call_t *call, bool fresh) {
     pthread_mutex_unlock(&t->mutex);
     /* On its own thread (a 'done' or 'persist' answering at once) the loop looks at
      * the inbox before it polls: no wake-up needed. */
-    if (running_thread != t) curl_multi_wakeup(t->multi);
+    if (running_thread != t) wake(t);
     return true;
 }
 
@@ -211,9 +225,35 @@ static void inbox_run(gw_thread_t *t, bool *stop) {
     }
 }
 
-static void transfers_run(gw_thread_t *t) {
-    int running = 0;
-    curl_multi_perform(t->multi, &running);
+/* curl's socket callback: which events of which socket it waits for. */
+static int on_socket(CURL *easy, curl_socket_t socket, int what, void *user, void *socket_user) {
+    (void)easy;
+    (void)socket_user;
+    gw_thread_t *t = user;
+    if (what == CURL_POLL_REMOVE) {
+        (void)epoll_ctl(t->epoll_fd, EPOLL_CTL_DEL, socket, NULL);
+        return 0;
+    }
+    struct epoll_event event = {.events = 0, .data.fd = socket};
+    if (what & CURL_POLL_IN) event.events |= EPOLLIN;
+    if (what & CURL_POLL_OUT) event.events |= EPOLLOUT;
+    if (epoll_ctl(t->epoll_fd, EPOLL_CTL_MOD, socket, &event) != 0 && errno == ENOENT &&
+        epoll_ctl(t->epoll_fd, EPOLL_CTL_ADD, socket, &event) != 0) {
+        obs_logf(OBS_LEVEL_ERROR, "gateway: epoll_ctl: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* curl's timer callback: when it wants CURL_SOCKET_TIMEOUT (-1: never). */
+static int on_timer(CURLM *multi, long timeout_ms, void *user) {
+    (void)multi;
+    gw_thread_t *t = user;
+    t->curl_due_ns = timeout_ms < 0 ? 0 : pc_mono_ns() + (uint64_t)timeout_ms * 1000000u;
+    return 0;
+}
+
+static void transfers_done(gw_thread_t *t) {
     CURLMsg *msg;
     int left = 0;
     while ((msg = curl_multi_info_read(t->multi, &left)) != NULL) {
@@ -225,16 +265,49 @@ static void transfers_run(gw_thread_t *t) {
     }
 }
 
-static int poll_ms(gw_thread_t *t) {
+/* curl's timer, when due. */
+static void curl_timer_run(gw_thread_t *t) {
+    if (t->curl_due_ns == 0 || t->curl_due_ns > pc_mono_ns()) return;
+    t->curl_due_ns = 0;
+    int running = 0;
+    curl_multi_socket_action(t->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+}
+
+static int wait_ms(gw_thread_t *t) {
     pthread_mutex_lock(&t->mutex);
     bool queued = t->inbox_head != NULL;
     pthread_mutex_unlock(&t->mutex);
     if (queued) return 0;
-    if (t->timers == NULL) return POLL_IDLE_MS;
-    uint64_t now_ms = gw_now_ms();
-    if (t->timers->due_ms <= now_ms) return 0;
-    uint64_t wait_ms = t->timers->due_ms - now_ms;
-    return wait_ms < POLL_IDLE_MS ? (int)wait_ms : POLL_IDLE_MS;
+    uint64_t now_ns = pc_mono_ns();
+    uint64_t wait = POLL_IDLE_MS;
+    if (t->timers != NULL) {
+        uint64_t now_ms = now_ns / 1000000u;
+        wait = t->timers->due_ms <= now_ms ? 0 : t->timers->due_ms - now_ms;
+    }
+    if (t->curl_due_ns != 0) {
+        uint64_t curl_ms = t->curl_due_ns <= now_ns ? 0 : (t->curl_due_ns - now_ns + 999999u) / 1000000u;
+        if (curl_ms < wait) wait = curl_ms;
+    }
+    return wait < POLL_IDLE_MS ? (int)wait : POLL_IDLE_MS;
+}
+
+/* Waits for ready sockets, a wake-up or a timer, and hands the sockets to curl. */
+static void events_run(gw_thread_t *t) {
+    struct epoll_event events[GW_EPOLL_EVENTS];
+    int count = epoll_wait(t->epoll_fd, events, GW_EPOLL_EVENTS, wait_ms(t));
+    for (int i = 0; i < count; i++) {
+        if (events[i].data.fd == t->wake_fd) {
+            uint64_t value;
+            ssize_t got = read(t->wake_fd, &value, sizeof value);
+            (void)got;
+            continue;
+        }
+        int flags = ((events[i].events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP)) ? CURL_CSELECT_IN : 0) |
+                    ((events[i].events & EPOLLOUT) ? CURL_CSELECT_OUT : 0) |
+                    ((events[i].events & EPOLLERR) ? CURL_CSELECT_ERR : 0);
+        int running = 0;
+        curl_multi_socket_action(t->multi, events[i].data.fd, flags, &running);
+    }
 }
 
 /* Runs until told to stop AND every call it owns has finished. */
@@ -245,9 +318,11 @@ static void *thread_main(void *arg) {
         bool stop = false;
         inbox_run(t, &stop);
         timers_run(t);
-        transfers_run(t);
+        curl_timer_run(t);
+        transfers_done(t);
         if (stop && atomic_load(&t->active) == 0) break;
-        curl_multi_poll(t->multi, NULL, 0, poll_ms(t), NULL);
+        events_run(t);
+        transfers_done(t);
     }
     return NULL;
 }
@@ -410,8 +485,18 @@ static bool thread_start(gw_t *gw, gw_thread_t *t) {
     t->gw = gw;
     pthread_mutex_init(&t->mutex, NULL);
     randombytes_buf(&t->rng, sizeof t->rng);
+    t->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+    t->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     t->multi = curl_multi_init();
-    if (t->multi == NULL) return false;
+    struct epoll_event event = {.events = EPOLLIN, .data.fd = t->wake_fd};
+    if (t->multi == NULL || t->epoll_fd < 0 || t->wake_fd < 0 ||
+        epoll_ctl(t->epoll_fd, EPOLL_CTL_ADD, t->wake_fd, &event) != 0) {
+        return false;
+    }
+    curl_multi_setopt(t->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(t->multi, CURLMOPT_SOCKETDATA, t);
+    curl_multi_setopt(t->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(t->multi, CURLMOPT_TIMERDATA, t);
     t->started = pthread_create(&t->thread, NULL, thread_main, t) == 0;
     if (t->started) pthread_setname_np(t->thread, "paycore-gw");
     return t->started;
@@ -422,12 +507,14 @@ static void thread_stop(gw_thread_t *t) {
         pthread_mutex_lock(&t->mutex);
         t->stop = true;
         pthread_mutex_unlock(&t->mutex);
-        curl_multi_wakeup(t->multi);
+        wake(t);
         pthread_join(t->thread, NULL);
     }
     PC_ASSERT(t->inbox_head == NULL && t->timers == NULL);
     for (uint32_t i = 0; i < t->easy_free_count; i++) curl_easy_cleanup(t->easy_free[i]);
     if (t->multi != NULL) curl_multi_cleanup(t->multi);
+    if (t->epoll_fd >= 0) close(t->epoll_fd);
+    if (t->wake_fd >= 0) close(t->wake_fd);
     pthread_mutex_destroy(&t->mutex);
 }
 

@@ -302,6 +302,9 @@ struct gw_thread {
     gw_t *gw;
     pthread_t thread;
     CURLM *multi;
+    int epoll_fd;                  /* the transfers' sockets (curl's socket callback) and wake_fd */
+    int wake_fd;                   /* an eventfd: the inbox got something */
+    uint64_t curl_due_ns;          /* curl's timer (0: none) */
     pthread_mutex_t mutex;         /* guards inbox and stop */
     gw_call_t *inbox_head;
     gw_call_t *inbox_tail;

@@ -255,15 +255,12 @@ static void settle_due(sim_t *sim) {
     due_transfer_t due[SIM_SETTLE_BATCH_MAX];
     int64_t now_ms = (int64_t)sim_wall_ms();
     uint32_t count = 0;
-    pthread_mutex_lock(&sim->lock);
-    bool ok = sim_db_begin(&sim->db) && due_list(sim, now_ms, due, &count);
+    sim_unit_t unit;
+    if (!sim_unit_begin(sim, &unit, true)) return;
+    bool ok = sim_unit_mark(sim, &unit) && due_list(sim, now_ms, due, &count);
     for (uint32_t i = 0; ok && i < count; i++) ok = transfer_finish(sim, &due[i], now_ms);
-    if (ok) ok = sim_db_commit(&sim->db);
-    if (!ok) {
-        sim_db_rollback(&sim->db);
-        obs_log(OBS_LEVEL_ERROR, "bank: settling failed (retried on the next pass)", NULL);
-    }
-    pthread_mutex_unlock(&sim->lock);
+    sim_unit_end(sim, &unit, ok);
+    if (!sim_unit_wait(sim, &unit) || !ok) obs_log(OBS_LEVEL_ERROR, "bank: settling failed (retried on the next pass)", NULL);
 }
 
 typedef struct {
@@ -275,7 +272,8 @@ typedef struct {
 
 /* The callback due first, if any is due now. */
 static bool callback_next(sim_t *sim, int64_t now_ms, callback_t *out) {
-    pthread_mutex_lock(&sim->lock);
+    sim_unit_t unit;
+    if (!sim_unit_begin(sim, &unit, false)) return false;
     sqlite3_stmt *stmt = sim_db_query(&sim->db,
                                       "SELECT id, callback_url, callback_body, callback_attempts FROM transfers"
                                       " WHERE callback_next_ms <= ? ORDER BY callback_next_ms, id LIMIT 1", "i", now_ms);
@@ -288,7 +286,11 @@ static bool callback_next(sim_t *sim, int64_t now_ms, callback_t *out) {
         found = out->body != NULL;
     }
     if (stmt != NULL) sqlite3_reset(stmt);
-    pthread_mutex_unlock(&sim->lock);
+    sim_unit_end(sim, &unit, true);
+    if (!sim_unit_wait(sim, &unit) && found) { /* read from a group that then failed */
+        free(out->body);
+        found = false;
+    }
     return found;
 }
 
@@ -349,14 +351,18 @@ static void callback_done(sim_t *sim, const callback_t *callback, long http_stat
     uint64_t wait_ms = sim->config.callback_retry_base_ms;
     for (int64_t i = 1; i < attempts && wait_ms < sim->config.callback_retry_max_ms; i++) wait_ms *= 2;
     if (wait_ms > sim->config.callback_retry_max_ms) wait_ms = sim->config.callback_retry_max_ms;
-    pthread_mutex_lock(&sim->lock);
-    bool ok = sim_db_run(&sim->db,
+    sim_unit_t unit;
+    bool begun = sim_unit_begin(sim, &unit, true);
+    bool ok = begun && sim_db_run(&sim->db,
                          "UPDATE transfers SET callback_attempts = ?, callback_last_status = NULLIF(?, 0),"
                          " callback_delivered_at_ms = CASE WHEN ? THEN ? END,"
                          " callback_next_ms = CASE WHEN ? THEN NULL ELSE ? END WHERE id = ?", "iiiiiis", attempts,
                          (int64_t)http_status, (int64_t)acknowledged, now_ms, (int64_t)acknowledged,
                          now_ms + (int64_t)wait_ms, callback->id);
-    pthread_mutex_unlock(&sim->lock);
+    if (begun) {
+        sim_unit_end(sim, &unit, true);
+        ok = sim_unit_wait(sim, &unit) && ok;
+    }
     if (!ok) obs_logf(OBS_LEVEL_ERROR, "bank: callback %s: attempt not recorded", callback->id);
     if (!acknowledged) {
         obs_logf(OBS_LEVEL_INFO, "bank: callback %s attempt %lld got %ld; next in %llu ms", callback->id,
@@ -367,12 +373,16 @@ static void callback_done(sim_t *sim, const callback_t *callback, long http_stat
 /* Monotonic ms of the next due transfer or callback (UINT64_MAX: none). */
 static uint64_t next_due(sim_t *sim) {
     int64_t due_ms = INT64_MAX;
-    pthread_mutex_lock(&sim->lock);
-    bool ok = sim_db_int(&sim->db, &due_ms, INT64_MAX,
+    sim_unit_t unit;
+    bool begun = sim_unit_begin(sim, &unit, false);
+    bool ok = begun && sim_db_int(&sim->db, &due_ms, INT64_MAX,
                          "SELECT min(t) FROM (SELECT min(due_at_ms) AS t FROM transfers WHERE status = 'pending'"
                          " UNION ALL SELECT min(callback_next_ms) FROM transfers WHERE callback_next_ms IS NOT NULL)",
                          "");
-    pthread_mutex_unlock(&sim->lock);
+    if (begun) {
+        sim_unit_end(sim, &unit, true);
+        (void)sim_unit_wait(sim, &unit);
+    }
     if (!ok) return sim_mono_ms() + 1000;
     if (due_ms == INT64_MAX) return UINT64_MAX;
     int64_t wait_ms = due_ms - (int64_t)sim_wall_ms();

@@ -1,8 +1,9 @@
 /* gateway/sim_internal.h: what the simulator's files share (not a contract: see
  * simulator.h). One process runs one simulator: an MHD listener with a thread per
  * connection (a simulated latency or timeout just sleeps in that thread), one SQLite
- * connection guarded by 'lock' (every request's changes are one transaction), and one
- * worker thread (bank settlements and callbacks, the daily settlement file). */
+ * connection guarded by 'lock' (every request's changes are one unit of a group
+ * commit), and one worker thread (bank settlements and callbacks, the daily
+ * settlement file). */
 #ifndef PAYCORE_GATEWAY_SIM_INTERNAL_H
 #define PAYCORE_GATEWAY_SIM_INTERNAL_H
 
@@ -104,11 +105,43 @@ sqlite3_stmt *sim_db_query(sim_db_t *db, const char *sql, const char *types, ...
 bool sim_db_run(sim_db_t *db, const char *sql, const char *types, ...);
 /* Runs a statement returning at most one integer; 'fallback' when no row. */
 bool sim_db_int(sim_db_t *db, int64_t *out, int64_t fallback, const char *sql, const char *types, ...);
+/* One transaction outside any group: at start, before requests come (units below after). */
 bool sim_db_begin(sim_db_t *db);
 bool sim_db_commit(sim_db_t *db);
 void sim_db_rollback(sim_db_t *db);
 /* Column i as text, "" for NULL. */
 const char *sim_col_text(sqlite3_stmt *stmt, int column);
+
+/* ---- units of work on the record: group commit (sim_record.c) ----
+ * Every use of the record is a unit: under the simulator's lock, in a savepoint of the
+ * open group transaction. The group commits when a unit ends and no other thread waits
+ * for the lock (or the group is full): one commit carries the rows of every request
+ * that arrived meanwhile. A unit's caller answers only after sim_unit_wait: nothing
+ * answered is ever lost to a kill, and nothing uncommitted is ever told. */
+
+typedef struct sim_unit {
+    uint64_t group;               /* the group joined; 0: none (nothing to wait for) */
+    bool savepoint;               /* the unit's changes can be undone alone */
+    bool done;                    /* the group's commit ended (under group_lock) */
+    bool ok;                      /* ... and committed */
+    struct sim_unit *next;        /* the group's members */
+} sim_unit_t;
+
+/* Takes the simulator's lock. A writer joins (or opens) the group transaction; a reader
+ * joins the open group if any (it may read its rows). False (lock released, nothing
+ * joined) when the record fails. */
+bool sim_unit_begin(sim_t *sim, sim_unit_t *unit, bool writes);
+/* Sets the point sim_unit_end undoes to when told not to keep (a savepoint): changes
+ * before it always stay. False when the record fails. */
+bool sim_unit_mark(sim_t *sim, sim_unit_t *unit);
+/* Keeps or undoes the changes after the mark, commits the group when nobody else is
+ * about to add to it, and releases the lock. */
+void sim_unit_end(sim_t *sim, sim_unit_t *unit, bool keep);
+/* Waits until the unit's group committed; true when it did (or the unit joined none).
+ * Every unit that joined a group is waited for before its memory goes. */
+bool sim_unit_wait(sim_t *sim, sim_unit_t *unit);
+/* Commits the open group, if any (at stop, with no request left). */
+void sim_group_flush(sim_t *sim);
 
 /* ---- the simulator ---- */
 
@@ -119,6 +152,13 @@ struct sim {
     char report_dir[SIM_PATH_BYTES_MAX + 1];
     pthread_mutex_t lock;         /* the record and all channel state */
     sim_db_t db;
+    atomic_uint entering;         /* threads about to take 'lock' for a unit */
+    bool group_open;              /* under 'lock': BEGIN issued, not yet committed */
+    uint64_t group_seq;           /* under 'lock': the open (or last) group's number */
+    uint32_t group_units;         /* under 'lock': members of the open group */
+    sim_unit_t *group_members;    /* under 'lock' */
+    pthread_mutex_t group_lock;   /* members' done/ok flags */
+    pthread_cond_t group_cond;
     pthread_mutex_t faults_lock;  /* 'faults' is replaced at run time */
     sim_faults_t faults;
     struct MHD_Daemon *daemon;
@@ -194,6 +234,10 @@ struct sim_req {
     char key[SIM_ID_SIZE];        /* Idempotency-Key ("" when none) */
     char request_hash[65];
     sim_fate_t fate;
+    bool fate_drawn;
+    bool first_arrival;           /* the key's count is 1: nothing recorded under it yet */
+    sim_unit_t arrival_unit;      /* the arrival count (and, without latency, the rest) */
+    sim_unit_t unit;              /* the operation after a latency wait */
     /* the reply */
     unsigned http_status;
     char *reply;                  /* owned */
@@ -268,7 +312,7 @@ uint64_t sim_bank_work(sim_t *sim);
 void sim_report_get(sim_req_t *req);
 void sim_discrepancy_post(sim_req_t *req);
 void sim_discrepancy_list(sim_req_t *req);
-/* Writes the report of 'date' (YYYY-MM-DD) to the report dir; called with the lock held. */
+/* Writes the report of 'date' (YYYY-MM-DD) to the report dir in a unit of its own. */
 bool sim_report_write_day(sim_t *sim, const char *date);
 /* "YYYY-MM-DD" of a wall-clock ms (UTC). */
 void sim_utc_date(uint64_t wall_ms, char out[11]);

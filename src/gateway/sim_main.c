@@ -86,9 +86,7 @@ static void daily_report(sim_t *sim) {
     char today[11];
     sim_utc_date(sim_wall_ms(), today);
     if (strcmp(today, sim->report_date) == 0) return;
-    pthread_mutex_lock(&sim->lock);
     bool ok = sim_report_write_day(sim, sim->report_date);
-    pthread_mutex_unlock(&sim->lock);
     if (!ok) obs_logf(OBS_LEVEL_ERROR, "settlement report of %s not written", sim->report_date);
     memcpy(sim->report_date, today, sizeof today);
 }
@@ -211,6 +209,8 @@ static bool sim_init(sim_t *sim, const sim_options_t *options, char *error, size
     pthread_mutex_init(&sim->lock, NULL);
     pthread_mutex_init(&sim->faults_lock, NULL);
     pthread_mutex_init(&sim->sleep_lock, NULL);
+    pthread_mutex_init(&sim->group_lock, NULL);
+    pthread_cond_init(&sim->group_cond, NULL);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -242,6 +242,8 @@ static void sim_free(sim_t *sim) {
     pthread_mutex_destroy(&sim->faults_lock);
     pthread_mutex_destroy(&sim->sleep_lock);
     pthread_cond_destroy(&sim->sleep_cond);
+    pthread_mutex_destroy(&sim->group_lock);
+    pthread_cond_destroy(&sim->group_cond);
     free(sim);
 }
 
@@ -287,5 +289,6 @@ void sim_stop(sim_t *sim) {
     sim_wake(sim);                  /* held timeouts and latency waits end: their requests close */
     sim_http_stop(sim);
     if (sim->worker_started) pthread_join(sim->worker, NULL);
+    sim_group_flush(sim);           /* normally committed by the last request already */
     sim_free(sim);
 }

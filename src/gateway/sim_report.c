@@ -1,7 +1,8 @@
 /* gateway/sim_report.c: daily settlement reports (CSV, RFC 4180) of what a simulator
  * settled, and injected discrepancies that make the next report of a day wrong in a
  * chosen way, recorded with exactly which rows they touched (the reconciliation's
- * answer key). Called with the simulator's lock held. */
+ * answer key). The routes run in their request's unit; the worker's daily file takes
+ * a unit of its own. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -289,12 +290,14 @@ static bool report_file_write(const sim_t *sim, const char *date, const char *cs
 
 bool sim_report_write_day(sim_t *sim, const char *date) {
     int64_t start_ms = 0;
-    if (!day_start(date, &start_ms) || !sim_db_begin(&sim->db)) return false;
+    sim_unit_t unit;
+    if (!day_start(date, &start_ms) || !sim_unit_begin(sim, &unit, true)) return false;
     char *csv = NULL;
     size_t bytes = 0;
-    bool ok = report_build(sim, date, start_ms, &csv, &bytes) && report_file_write(sim, date, csv, bytes);
-    if (ok) ok = sim_db_commit(&sim->db);
-    if (!ok) sim_db_rollback(&sim->db);
+    bool ok = sim_unit_mark(sim, &unit) && report_build(sim, date, start_ms, &csv, &bytes) &&
+              report_file_write(sim, date, csv, bytes);
+    sim_unit_end(sim, &unit, ok);
+    ok = sim_unit_wait(sim, &unit) && ok;
     free(csv);
     return ok;
 }

@@ -1,8 +1,9 @@
 /* gateway/sim_server.c: one simulator's HTTP side (libmicrohttpd, a thread per
  * connection). A request passes: route, auth, outage, body, then for an operation the
  * Idempotency-Key, its arrival count and seeded fate, the latency wait; then, under the
- * lock and in one record transaction, the replay or the handler and the recording of
- * its answer; last the transport faults (a held timeout, a broken answer). */
+ * lock and in one unit of the record's group commit, the replay or the handler and the
+ * recording of its answer; the wait for the group's commit; last the transport faults
+ * (a held timeout, a broken answer). */
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -244,20 +245,20 @@ static bool key_check(sim_req_t *req) {
     return true;
 }
 
-/* Counts this arrival of the key and draws its fate. */
+/* Counts this arrival of the key and draws its fate (in 'unit', under the lock). */
 static bool fate_draw(sim_req_t *req, const sim_faults_t *faults) {
     sim_t *sim = req->sim;
     int64_t arrival = 0;
-    pthread_mutex_lock(&sim->lock);
     bool ok = sim_db_int(&sim->db, &arrival, 0,
                          "INSERT INTO arrivals(key, count) VALUES (?, 1) ON CONFLICT(key) DO UPDATE"
                          " SET count = count + 1 RETURNING count", "s", req->key);
-    pthread_mutex_unlock(&sim->lock);
     if (!ok || arrival < 1) {
         sim_reply_internal(req);
         return false;
     }
     sim_fate_draw(sim, faults, req->key, (uint64_t)arrival, &req->fate);
+    req->fate_drawn = true;
+    req->first_arrival = arrival == 1;
     return true;
 }
 
@@ -290,32 +291,79 @@ static bool answer_recordable(const sim_req_t *req) {
     return req->replied && !req->skipped && !req->replayed && (req->http_status == 200 || req->http_status == 202);
 }
 
-/* Runs the handler in one record transaction; an operation's answer is recorded in it. */
-static void handle(sim_req_t *req) {
+/* Runs the handler in 'unit' (begun, under the lock), an operation's answer recorded
+ * with its changes; ends the unit, keeping them unless the request failed. */
+static void handle_in(sim_req_t *req, sim_unit_t *unit) {
     sim_t *sim = req->sim;
     bool operation = (req->route->flags & SIM_ROUTE_OPERATION) != 0;
-    pthread_mutex_lock(&sim->lock);
-    if (!sim_db_begin(&sim->db)) {
-        pthread_mutex_unlock(&sim->lock);
-        return sim_reply_internal(req);
+    bool ok = sim_unit_mark(sim, unit);
+    if (ok) {
+        /* A first arrival has no answer to replay: its count commits with (or before) any answer. */
+        if (!operation || req->first_arrival || !replay(req)) req->route->handler(req);
+        ok = req->replied || req->skipped;
     }
-    if (!operation || !replay(req)) req->route->handler(req);
-    bool ok = req->replied || req->skipped;
     if (ok && operation && answer_recordable(req)) {
         ok = sim_db_run(&sim->db,
                         "INSERT INTO idempotency(key, operation, request_sha256, http_status, response, created_at_ms)"
                         " VALUES (?, ?, ?, ?, ?, ?)", "sssisi", req->key, req->route->operation,
                         req->request_hash, (int64_t)req->http_status, req->reply, (int64_t)sim_wall_ms());
     }
-    bool keep = ok && !req->skipped && req->http_status < 500;
-    if (keep) ok = sim_db_commit(&sim->db);
-    if (!keep || !ok) sim_db_rollback(&sim->db);
-    pthread_mutex_unlock(&sim->lock);
+    sim_unit_end(sim, unit, ok && !req->skipped && req->http_status < 500);
     if (!ok) {
         obs_logf(OBS_LEVEL_ERROR, "simulator: %s %s: not recorded", req->method, req->route->pattern);
         req->skipped = false;
         sim_reply_internal(req);
     }
+}
+
+/* Waits for the request's group commits: an answer goes out only once recorded. */
+static void recorded_wait(sim_req_t *req) {
+    bool ok = sim_unit_wait(req->sim, &req->arrival_unit);
+    ok = sim_unit_wait(req->sim, &req->unit) && ok;
+    if (!ok) {
+        obs_logf(OBS_LEVEL_ERROR, "simulator: %s %s: not recorded (commit failed)", req->method, req->path);
+        req->skipped = false;
+        req->replayed = false;
+        sim_reply_internal(req);
+    }
+}
+
+/* A route that is not an operation: one unit (none for routes that never read the
+ * record), then its answer once recorded. */
+static void handle_plain(sim_req_t *req) {
+    if (req->route->flags & SIM_ROUTE_OPEN) return req->route->handler(req);
+    if (!sim_unit_begin(req->sim, &req->unit, true)) return sim_reply_internal(req);
+    handle_in(req, &req->unit);
+    recorded_wait(req);
+}
+
+/* An operation: the arrival counted and the fate drawn, the latency waited out, the
+ * handler run; false when the simulator stopped during the wait (the request closes). */
+static bool handle_operation(sim_req_t *req, const sim_faults_t *faults) {
+    sim_t *sim = req->sim;
+    if (!sim_unit_begin(sim, &req->arrival_unit, true)) {
+        sim_reply_internal(req);
+        return true;
+    }
+    if (!fate_draw(req, faults)) {
+        sim_unit_end(sim, &req->arrival_unit, false);
+        recorded_wait(req);
+        return true;
+    }
+    sim_unit_t *unit = &req->arrival_unit;
+    if (req->fate.latency_ms > 0) { /* the count stays, whatever happens next */
+        sim_unit_end(sim, &req->arrival_unit, true);
+        if (!sim_sleep_ms(sim, req->fate.latency_ms)) return false;
+        if (!sim_unit_begin(sim, &req->unit, true)) {
+            sim_reply_internal(req);
+            recorded_wait(req);
+            return true;
+        }
+        unit = &req->unit;
+    }
+    handle_in(req, unit);
+    recorded_wait(req);
+    return true;
 }
 
 /* ---- sending ---- */
@@ -404,14 +452,14 @@ static enum MHD_Result request_end(sim_req_t *req) {
         return send_reply(req);
     }
     if (!body_parse(req)) return send_reply(req);
-    bool operation = (req->route->flags & SIM_ROUTE_OPERATION) != 0;
-    if (operation) {
-        if (!key_check(req) || !fate_draw(req, &faults)) return send_reply(req);
-        sim_request_hash(req->method, req->path, req->body, req->request_hash);
-        if (req->fate.latency_ms > 0 && !sim_sleep_ms(req->sim, req->fate.latency_ms)) return MHD_NO;
+    if ((req->route->flags & SIM_ROUTE_OPERATION) == 0) {
+        handle_plain(req);
+        return send_reply(req);
     }
-    handle(req);
-    return operation ? send_operation(req, &faults) : send_reply(req);
+    if (!key_check(req)) return send_reply(req);
+    sim_request_hash(req->method, req->path, req->body, req->request_hash);
+    if (!handle_operation(req, &faults)) return MHD_NO;
+    return req->fate_drawn ? send_operation(req, &faults) : send_reply(req);
 }
 
 /* ---- MHD callbacks ---- */
@@ -472,6 +520,8 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
     sim_req_t *req = *con_cls;
     if (req == NULL) return;
     *con_cls = NULL;
+    (void)sim_unit_wait(req->sim, &req->arrival_unit); /* a request closed early: its units */
+    (void)sim_unit_wait(req->sim, &req->unit);
     json_decref(req->body);
     free(req->body_bytes);
     free(req->reply);

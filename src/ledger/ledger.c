@@ -186,6 +186,7 @@ void ledger__savepoint(const ledger_t *ledger, ledger_savepoint_t *out) {
         .transfers_count = ledger->transfers.count,
         .failures_count = ledger->failures.count,
         .accounts_created_count = ledger->accounts_created.count,
+        .accounts_touched_count = ledger->accounts_touched.count,
         .history_count = ledger->history.count,
         .pending_changes_count = ledger->pending_changes.count,
         .pending_freed_count = ledger->pending_freed.count,
@@ -239,39 +240,59 @@ void ledger__rollback_to(ledger_t *ledger, const ledger_savepoint_t *savepoint) 
     ledger->accounts_touched.count = kept;
 }
 
-const ledger_changes_t *ledger_batch_changes(const ledger_t *ledger) {
-    ledger_t *mutable_ledger = (ledger_t *)ledger;
-    ledger_changes_t *changes = &mutable_ledger->changes;
-    *changes = (ledger_changes_t){
-        .accounts_created = ledger->accounts_created.items,
-        .accounts_created_count = ledger->accounts_created.count,
+/* The changes after 'mark' (all of them from a zero mark) into *out. */
+static void changes_since(const ledger_t *ledger, const ledger_mark_t *mark, ledger_changes_t *out) {
+    *out = (ledger_changes_t){
+        .accounts_created = ledger->accounts_created.items + mark->accounts_created_count,
+        .accounts_created_count = ledger->accounts_created.count - mark->accounts_created_count,
         .accounts_touched = ledger->accounts_touched.items,
         .accounts_touched_count = ledger->accounts_touched.count,
-        .transfers = ledger->transfers.items,
-        .transfer_accounts = ledger->transfer_accounts.items,
-        .transfers_count = ledger->transfers.count,
-        .pending_changes = ledger->pending_changes.items,
-        .pending_changes_count = ledger->pending_changes.count,
-        .failures = ledger->failures.items,
-        .failures_count = ledger->failures.count,
-        .history = ledger->history.items,
-        .history_count = ledger->history.count,
+        .transfers = ledger->transfers.items + mark->transfers_count,
+        .transfer_accounts = ledger->transfer_accounts.items + 2 * (size_t)mark->transfers_count,
+        .transfers_count = ledger->transfers.count - mark->transfers_count,
+        .pending_changes = ledger->pending_changes.items + mark->pending_changes_count,
+        .pending_changes_count = ledger->pending_changes.count - mark->pending_changes_count,
+        .failures = ledger->failures.items + mark->failures_count,
+        .failures_count = ledger->failures.count - mark->failures_count,
+        .history = ledger->history.items + mark->history_count,
+        .history_count = ledger->history.count - mark->history_count,
     };
-    if (ledger->transfers.count > 0) {
-        changes->timestamp_first_ns = ledger->transfers.items[0].timestamp_ns;
-        changes->timestamp_last_ns = ledger->transfers.items[ledger->transfers.count - 1].timestamp_ns;
+    if (out->transfers_count > 0) {
+        out->timestamp_first_ns = out->transfers[0].timestamp_ns;
+        out->timestamp_last_ns = out->transfers[out->transfers_count - 1].timestamp_ns;
     }
-    for (uint32_t i = 0; i < ledger->accounts_created.count; i++) {
-        uint64_t ts = ledger->accounts[ledger->accounts_created.items[i]].timestamp_ns;
-        if (changes->timestamp_first_ns == 0 || ts < changes->timestamp_first_ns) changes->timestamp_first_ns = ts;
-        if (ts > changes->timestamp_last_ns) changes->timestamp_last_ns = ts;
+    for (uint32_t i = 0; i < out->accounts_created_count; i++) {
+        uint64_t ts = ledger->accounts[out->accounts_created[i]].timestamp_ns;
+        if (out->timestamp_first_ns == 0 || ts < out->timestamp_first_ns) out->timestamp_first_ns = ts;
+        if (ts > out->timestamp_last_ns) out->timestamp_last_ns = ts;
     }
-    for (uint32_t i = 0; i < ledger->failures.count; i++) {
-        uint64_t ts = ledger->failures.items[i].timestamp_ns;
-        if (changes->timestamp_first_ns == 0 || ts < changes->timestamp_first_ns) changes->timestamp_first_ns = ts;
-        if (ts > changes->timestamp_last_ns) changes->timestamp_last_ns = ts;
+    for (uint32_t i = 0; i < out->failures_count; i++) {
+        uint64_t ts = out->failures[i].timestamp_ns;
+        if (out->timestamp_first_ns == 0 || ts < out->timestamp_first_ns) out->timestamp_first_ns = ts;
+        if (ts > out->timestamp_last_ns) out->timestamp_last_ns = ts;
     }
-    return changes;
+}
+
+const ledger_changes_t *ledger_batch_changes(const ledger_t *ledger) {
+    static const ledger_mark_t start;
+    ledger_t *mutable_ledger = (ledger_t *)ledger;
+    changes_since(ledger, &start, &mutable_ledger->changes);
+    return &mutable_ledger->changes;
+}
+
+void ledger_batch_mark(const ledger_t *ledger, ledger_mark_t *out) {
+    PC_ASSERT(ledger->batch_open);
+    ledger__savepoint(ledger, out);
+}
+
+void ledger_batch_changes_since(const ledger_t *ledger, const ledger_mark_t *mark, ledger_changes_t *out) {
+    PC_ASSERT(ledger->batch_open);
+    changes_since(ledger, mark, out);
+}
+
+void ledger_batch_rollback_to(ledger_t *ledger, const ledger_mark_t *mark) {
+    PC_ASSERT(ledger->batch_open);
+    ledger__rollback_to(ledger, mark);
 }
 
 void ledger_batch_commit(ledger_t *ledger) {

@@ -228,6 +228,27 @@ void ledger_expiry_hold(ledger_t *ledger, const char *prefix, ledger_expiry_held
 const ledger_changes_t *ledger_batch_changes(const ledger_t *ledger);
 void ledger_batch_commit(ledger_t *ledger);
 void ledger_batch_rollback(ledger_t *ledger);
+/* A point inside an open batch. A store may write a batch as two transactions, the
+ * part before a mark and the part after it, the second one staged while the first
+ * commits (writer.c's pipeline); if the second fails alone, the batch is undone back
+ * to the mark and committed. */
+typedef struct {
+    uint32_t undo_count;
+    uint32_t transfers_count;
+    uint32_t failures_count;
+    uint32_t accounts_created_count;
+    uint32_t accounts_touched_count;
+    uint32_t history_count;
+    uint32_t pending_changes_count;
+    uint32_t pending_freed_count;
+} ledger_mark_t;
+void ledger_batch_mark(const ledger_t *ledger, ledger_mark_t *out);
+/* What the batch changed after 'mark', into *out (valid until the next change).
+ * Its accounts_touched is every account the batch touched: a superset, and
+ * rewriting unchanged balances is harmless. */
+void ledger_batch_changes_since(const ledger_t *ledger, const ledger_mark_t *mark, ledger_changes_t *out);
+/* Undoes everything after 'mark'; the batch stays open. */
+void ledger_batch_rollback_to(ledger_t *ledger, const ledger_mark_t *mark);
 
 /* Lookups (writer thread, or any thread while no batch runs). */
 const ledger_account_t *ledger_account_find(const ledger_t *ledger, const char *id);

@@ -40,16 +40,8 @@ typedef struct {
     ledger_balances_t balances;    /* UNDO_BALANCES: the balances before */
 } ledger_undo_t;
 
-/* Lengths to return to when a linked chain fails. */
-typedef struct {
-    uint32_t undo_count;
-    uint32_t transfers_count;
-    uint32_t failures_count;
-    uint32_t accounts_created_count;
-    uint32_t history_count;
-    uint32_t pending_changes_count;
-    uint32_t pending_freed_count;
-} ledger_savepoint_t;
+/* Lengths to return to when a linked chain fails (ledger.h's batch mark). */
+typedef ledger_mark_t ledger_savepoint_t;
 
 /* A growable array of fixed-size items; growth failure is fatal (out of memory). */
 #define LEDGER_VEC(type) struct { type *items; uint32_t count; uint32_t capacity; }

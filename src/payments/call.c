@@ -31,9 +31,13 @@ static pc_status persist_in_tx(pay_flow_t *flow, store_tx_t *tx) {
         pay_flow_op_put(flow);
         status = pay_flow_write_payment(flow, tx);
     }
+    /* only a bank's callback names an attempt by its key (pay_bank_update): other
+     * channels answer the call itself, and a random key would cost a page a row */
     char name[GW_KEY_SIZE + 16];
     pay_lookup_attempt(name, sizeof name, flow->attempt.idempotency_key);
-    if (status == PC_OK && tx != NULL) status = store_pay_lookup_put(tx, name, flow->op.id, NULL, 0);
+    if (status == PC_OK && tx != NULL && flow->attempt.kind == GW_KIND_BANK) {
+        status = store_pay_lookup_put(tx, name, flow->op.id, NULL, 0);
+    }
     if (status == PC_EXISTS) status = PC_OK;
     return status;
 }

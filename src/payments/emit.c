@@ -78,7 +78,9 @@ static const char *op_prefix(pay_op_kind kind) {
 
 pc_status pay_flow_write_op(pay_flow_t *flow, store_tx_t *tx) {
     pay_op_t *op = &flow->op;
-    pc_status status = pay_op_put(tx, op, &flow->staged);
+    /* every command of a payment's op writes the payment too (pay_flow_write_payment) */
+    bool in_payment = flow->has_payment && strcmp(op->parent_id, flow->payment.id) == 0;
+    pc_status status = pay_op_put(tx, op, &flow->staged, in_payment);
     const char *prefix = op_prefix(op->kind);
     if (status != PC_OK || prefix[0] == '\0' || flow->pay->config.events == NULL || tx == NULL) return status;
     bool changed = op->version == 1 || strcmp(op->status, op->status_stored) != 0;

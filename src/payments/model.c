@@ -1124,12 +1124,43 @@ pc_status pay_op_from_json(const json_t *doc, pay_op_t *op) {
     return PC_OK;
 }
 
+/* The op of row 'object' (whose doc is empty) from its payment's latest record: the
+ * entry and the row were written by one command, so the entry is at least as new as
+ * the row (newer when the payment moved on between the two reads). */
+static pc_status op_from_payment(store_reader_t *reader, const store_pay_object_t *object, pay_op_t *out) {
+    store_pay_object_t parent;
+    pc_status status = store_pay_object_get(reader, object->parent_id, &parent);
+    if (status == PC_NOT_FOUND) return PC_STORE_CORRUPT; /* an op's payment is never removed */
+    if (status != PC_OK) return status;
+    json_t *doc = NULL;
+    status = strcmp(parent.kind, "payment") == 0 ? pay_payment_doc(reader, &parent, parent.version, &doc, NULL)
+                                                 : PC_STORE_CORRUPT;
+    store_pay_object_free(&parent);
+    const json_t *entry = NULL;
+    size_t index;
+    json_t *value;
+    json_array_foreach(json_object_get(doc, "operations"), index, value) {
+        const char *entry_id = json_string_value(json_object_get(value, "id"));
+        if (entry_id != NULL && strcmp(entry_id, object->id) == 0) entry = value;
+    }
+    if (status == PC_OK) status = entry != NULL ? pay_op_from_json(entry, out) : PC_STORE_CORRUPT;
+    json_decref(doc);
+    if (status == PC_OK && out->version < object->version) status = PC_STORE_CORRUPT;
+    if (status == PC_OK) { /* what an entry leaves out (entry_of) */
+        snprintf(out->parent_id, sizeof out->parent_id, "%s", object->parent_id);
+        snprintf(out->merchant_id, sizeof out->merchant_id, "%s", object->merchant_id);
+    }
+    return status;
+}
+
 pc_status pay_op_read(store_reader_t *reader, const char *id, pay_op_t *out) {
     store_pay_object_t object;
     pc_status status = store_pay_object_get(reader, id, &object);
     if (status != PC_OK) return status;
     pc_status result = PC_NOT_FOUND;
-    if (strcmp(object.kind, "op") == 0) {
+    if (strcmp(object.kind, "op") == 0 && object.doc_bytes == 0) {
+        result = op_from_payment(reader, &object, out);
+    } else if (strcmp(object.kind, "op") == 0) {
         json_t *doc = json_loadb(object.doc, object.doc_bytes, 0, NULL);
         result = doc != NULL ? pay_op_from_json(doc, out) : PC_STORE_CORRUPT;
         json_decref(doc);
@@ -1138,8 +1169,6 @@ pc_status pay_op_read(store_reader_t *reader, const char *id, pay_op_t *out) {
     return result;
 }
 
-/* The op's row text; its entry in the payment (pay_op_entry: the same object less
- * three fields) into staged->op_entry when 'staged' is given, made from one build. */
 /* The entry's text cut from the op's (pay_op_json dumps "id", "object", "type",
  * "parent_id", "merchant_id" first; the entry lacks three of them): NULL when the op's
  * text does not begin as expected (then the entry is dumped when needed). */
@@ -1159,9 +1188,15 @@ static char *entry_text_of(const pay_op_t *op, const char *op_text) {
     return text;
 }
 
-static char *op_render(const pay_op_t *op, pay_staged_t *staged) {
+/* The op's row text ("" when its payment's record holds it: 'in_payment'); its entry
+ * in the payment (pay_op_entry: the same object less three fields) into
+ * staged->op_entry when 'staged' is given, made from one build. */
+static char *op_render(const pay_op_t *op, pay_staged_t *staged, bool in_payment) {
     json_t *doc = pay_op_json(op);
-    char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+    bool built = doc != NULL;
+    /* the whole text is needed for the row, or to cut the entry's text from */
+    bool whole = built && (!in_payment || staged != NULL);
+    char *text = whole ? json_dumps(doc, JSON_COMPACT) : NULL;
     if (text != NULL && staged != NULL) {
         json_decref(staged->op_entry);
         free(staged->op_entry_text);
@@ -1176,12 +1211,17 @@ static char *op_render(const pay_op_t *op, pay_staged_t *staged) {
 #endif
     }
     json_decref(doc);
+    if (in_payment && built) {  /* its payment's record holds it: the row keeps "" */
+        free(text);
+        text = pc_strdup("");
+    }
     return text;
 }
 
 /* As payment_staged_take, for the op's row. */
-static char *op_staged_take(pay_op_t *op, pay_staged_t *staged) {
+static char *op_staged_take(pay_op_t *op, pay_staged_t *staged, bool in_payment) {
     if (staged == NULL || staged->op_version == 0 || staged->op_version != op->version + 1) return NULL;
+    if (staged->op_text == NULL || (staged->op_text[0] == '\0') != in_payment) return NULL; /* rendered as the other */
     op->version = staged->op_version;
     op->updated_ns = staged->op_updated_ns;
     if (op->created_ns == 0) op->created_ns = staged->op_created_ns;
@@ -1189,20 +1229,20 @@ static char *op_staged_take(pay_op_t *op, pay_staged_t *staged) {
     staged->op_text = NULL;
     staged->op_version = 0;
 #ifdef PC_SLOW_ASSERTS
-    char *rendered = op_render(op, NULL);
+    char *rendered = op_render(op, NULL, in_payment);
     PC_ASSERT(rendered != NULL && strcmp(rendered, text) == 0); /* the dry run saw this state */
     free(rendered);
 #endif
     return text;
 }
 
-pc_status pay_op_put(store_tx_t *tx, pay_op_t *op, pay_staged_t *staged) {
-    char *text = tx != NULL ? op_staged_take(op, staged) : NULL;
+pc_status pay_op_put(store_tx_t *tx, pay_op_t *op, pay_staged_t *staged, bool in_payment) {
+    char *text = tx != NULL ? op_staged_take(op, staged, in_payment) : NULL;
     if (text == NULL) {
         op->version++;
         op->updated_ns = pc_wall_ns();
         if (op->created_ns == 0) op->created_ns = op->updated_ns;
-        text = op_render(op, staged);
+        text = op_render(op, staged, in_payment);
         if (text == NULL) return PC_NO_MEMORY;
     }
     if (tx == NULL) { /* a dry run */

@@ -264,7 +264,10 @@ void pay_staged_clear(pay_staged_t *staged);
  * written are used instead of rendering. */
 PC_MUST_USE pc_status pay_payment_put(store_tx_t *tx, pay_payment_t *payment, pay_staged_t *staged,
                                       char **doc_out);
-PC_MUST_USE pc_status pay_op_put(store_tx_t *tx, pay_op_t *op, pay_staged_t *staged);
+/* 'in_payment': the op's entry goes into its payment's record in the same command
+ * (the op of a payment): the op's row then keeps its listing columns only, and
+ * pay_op_read takes the op from the payment's record. */
+PC_MUST_USE pc_status pay_op_put(store_tx_t *tx, pay_op_t *op, pay_staged_t *staged, bool in_payment);
 
 /* Copies an id (both PC_ID_SIZE buffers, possibly inside one struct). */
 static inline void pay_id_copy(char dst[PC_ID_SIZE], const char *src) {

@@ -25,6 +25,7 @@
 
 #include "core/core.h"
 #include "obs/obs.h"
+#include "payments/pay_internal.h"
 
 #define VAULT_KEY_BYTES 32
 #define VAULT_NONCE_BYTES crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
@@ -450,7 +451,8 @@ pc_status vault_tokenize(vault_t *vault, const char *number, uint32_t exp_month,
     size_t digits = strlen(number);
     if (digits < 12 || digits >= GW_CARD_NUMBER_SIZE) return PC_VAULT_FAILED;
     memset(out, 0, sizeof *out);
-    random_id("tok_", out->token);
+    /* made as payment ids are: a batch's new cards land on their table's last page */
+    pay_id_new("tok_", out->token);
     pthread_rwlock_rdlock(&vault->keys_lock);
     card_encrypt(&vault->data[vault->data_count - 1], number, out);
     pthread_rwlock_unlock(&vault->keys_lock);

@@ -200,6 +200,13 @@ static pc_status writers_start(shard_set_t *set, const shard_options_t *options,
         else snprintf(key_path, sizeof key_path, "%s.shard%u", options->key_path, i);
         writer_config_t config = options->writer_config;
         config.batch_hook = i == 0 ? home_hook : (writer_batch_hook_t){0}; /* the outbox is the home shard's */
+        if (i > 0 && options->shard_hook != NULL) {
+            status = options->shard_hook(options->home_hook_ctx, i, &config.batch_hook);
+        }
+        if (status != PC_OK) {
+            snprintf(detail, detail_bytes, "shard %u: cannot prepare its outbox (%s)", i, pc_status_code(status));
+            return status;
+        }
         /* cross-shard pending legs expire together, by the coordinator (shard_expiry.c) */
         config.expiry_hold = (writer_expiry_hold_t){STORE_CLEARING_PREFIX, shard_expiry_held, set};
         status = writer_start(&set->writers[i], set->stores[i], key_path, &config);
@@ -221,6 +228,7 @@ pc_status shard_open(shard_set_t **out, const shard_options_t *options, char *de
     shard_set_t *set = calloc(1, sizeof *set);
     if (set == NULL) return PC_NO_MEMORY;
     set->count = options->count;
+    set->legs_marked = options->shard_hook != NULL;
     pthread_mutex_init(&set->global_mutex, NULL);
     pthread_mutex_init(&set->recovery_mutex, NULL);
     pthread_cond_init(&set->recovery_wake, NULL);
@@ -281,6 +289,7 @@ void shard_close(shard_set_t *set) {
 uint32_t shard_count(const shard_set_t *set) { return set->count; }
 writer_t *shard_writer(shard_set_t *set, uint32_t index) { return set->writers[index]; }
 store_t *shard_read_store(shard_set_t *set) { return set->read_store; }
+store_t *shard_store(shard_set_t *set, uint32_t index) { return index < set->count ? set->stores[index] : NULL; }
 
 /* ---- routing ---- */
 

@@ -54,6 +54,12 @@ typedef struct {
      * writers run without one. An error refuses the start. */
     pc_status (*home_hook)(void *ctx, store_t *read_store, writer_batch_hook_t *out);
     void *home_hook_ctx;
+    /* Optional: the batch hook of each other shard (index 1..count-1), made after
+     * home_hook with its ctx (the outbox of each shard, relayed to the home's). With
+     * it every global transaction has a leg on the home shard and each leg's batch is
+     * marked (shard_batch_leg), so that the hooks can write the transaction's events
+     * in its home leg, as one store writes a batch's events with it. */
+    pc_status (*shard_hook)(void *ctx, uint32_t index, writer_batch_hook_t *out);
     /* Nodes (docs/scaleout.md §7): the address this node advertises in every shard's
      * writers row once it holds the shard's writer's lock (NULL: none is written). A
      * standby waits for the locks (shard 0's first, so that one node gets the whole
@@ -81,6 +87,22 @@ writer_t *shard_writer(shard_set_t *set, uint32_t index);
 /* A store whose readers route each read to the shard holding it (store_shard_route):
  * what the API reads through. Owned by the set. */
 store_t *shard_read_store(shard_set_t *set);
+/* Shard 'index''s own store (its writer's). */
+store_t *shard_store(shard_set_t *set, uint32_t index);
+
+/* A global transaction's leg as the batch hooks see it (shard_hook): set on the
+ * writer thread from the leg's own rows (in_transaction) until its decision. Legs
+ * prepare one shard after another, the home shard (0) last, so the home leg's hook
+ * runs after every other leg's hook of the round. */
+typedef struct {
+    shard_set_t *set;
+    const char *gtid;                    /* this round's */
+    uint32_t shard;                      /* the shard this batch runs on */
+    const writer_cmd_t *cmd;             /* the command as submitted: its events' ids in order */
+    bool involved[SHARD_COUNT_MAX];      /* the shards with a leg in this round */
+} shard_leg_view_t;
+/* The leg this thread's batch is, or NULL (not a leg, or the set has no shard_hook). */
+const shard_leg_view_t *shard_batch_leg(void);
 
 /* Routes 'cmd' as writer_submit would (same contract: on PC_OK done() is called
  * once, after the commit or its failure). Installed on shard 0's writer by

@@ -46,6 +46,7 @@ typedef struct {
     int decision;                       /* 0: waiting, 1: commit, -1: abort */
     bool done;
     pc_status done_status;
+    shard_leg_view_t view;              /* what the batch hooks see (legs_marked) */
 } shard_leg_t;
 
 /* Where an event's legs run. */
@@ -168,6 +169,7 @@ static void legs_link(shard_global_t *g, shard_leg_t *leg) {
 }
 
 static pc_status in_transaction_home(writer_cmd_t *cmd, store_tx_t *tx);
+static pc_status leg_in_transaction(writer_cmd_t *cmd, store_tx_t *tx);
 static bool leg_decide(writer_cmd_t *cmd, pc_status prepare_status);
 static void leg_done(writer_cmd_t *cmd, pc_status status);
 
@@ -229,6 +231,11 @@ static pc_status leg_build(shard_global_t *g, uint32_t shard) {
     leg->cmd.decide = leg_decide;
     leg->cmd.done = leg_done;
     if (shard == 0 && cmd->in_transaction != NULL) leg->cmd.in_transaction = in_transaction_home;
+    if (g->set->legs_marked) {
+        leg->view = (shard_leg_view_t){.set = g->set, .gtid = g->gtid, .shard = shard, .cmd = cmd};
+        memcpy(leg->view.involved, g->involved, sizeof leg->view.involved);
+        leg->cmd.in_transaction = leg_in_transaction;
+    }
     if (is_transfers(cmd)) legs_link(g, leg);
     return PC_OK;
 }
@@ -372,10 +379,23 @@ static pc_status in_transaction_home(writer_cmd_t *leg_cmd, store_tx_t *tx) {
     return g->cmd->in_transaction(g->cmd, tx);
 }
 
+/* The leg this writer thread's batch is (shard_batch_leg): from its rows to its decision. */
+static _Thread_local const shard_leg_view_t *batch_leg;
+
+const shard_leg_view_t *shard_batch_leg(void) { return batch_leg; }
+
+/* Every leg's rows when legs are marked: the mark, then the home leg's own rows. */
+static pc_status leg_in_transaction(writer_cmd_t *cmd, store_tx_t *tx) {
+    shard_leg_t *leg = (shard_leg_t *)cmd;
+    batch_leg = &leg->view;
+    return leg->shard == 0 && leg->global->cmd->in_transaction != NULL ? in_transaction_home(cmd, tx) : PC_OK;
+}
+
 /* ---- the writers' side: vote, wait for the decision, finish ---- */
 
 static bool leg_decide(writer_cmd_t *cmd, pc_status prepare_status) {
     shard_leg_t *leg = (shard_leg_t *)cmd;
+    batch_leg = NULL; /* the batch is written */
     shard_global_t *g = leg->global;
     pthread_mutex_lock(&g->mutex);
     leg->voted = true;
@@ -583,6 +603,7 @@ static bool involve(shard_global_t *g) {
     }
     if (g->cmd->in_transaction != NULL) g->involved[0] = true;
     for (uint32_t s = 0; s < g->set->count; s++) count += g->involved[s];
+    if (count > 0 && g->set->legs_marked) g->involved[0] = true; /* the events are written in the home leg */
     return count > 0;
 }
 

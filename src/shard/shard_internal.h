@@ -48,6 +48,7 @@ struct shard_set {
     _Atomic uint64_t inflight_since_ns;     /* the running global transaction's intent, 0: none */
     _Atomic uint64_t global_committed, global_aborted, recovered_committed, recovered_aborted, orphans;
     char fence[SHARD_FENCE_SIZE];          /* "<instance>/<epoch>" once advertised (shard_node.c) */
+    bool legs_marked;                       /* a shard_hook: legs marked, home in every round */
     shard_step fault_step;
     char fault_pause_path[512];
 };

@@ -2,6 +2,7 @@
  * read in text form (integers with strtoll, bytea as "\x" hex); rows are sent with
  * COPY ... FROM STDIN in text form, one buffer a table a batch. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -340,8 +341,10 @@ static void stream_be(pg_copy_stream_t *stream, uint64_t value, size_t bytes) {
     stream_put(stream, out, bytes);
 }
 
-/* What is made so far goes out (blocks while the server's socket buffer is full). */
+/* What is made so far goes out (blocks while the server's socket buffer is full);
+ * a held stream keeps it for pg_stream_end_async. */
 static void stream_send(pg_copy_stream_t *stream) {
+    if (stream->hold) return;
     if (!stream->failed && stream->buffer.bytes > 0 &&
         PQputCopyData(stream->conn, stream->buffer.data, (int)stream->buffer.bytes) != 1) {
         stream->failed = true;
@@ -356,6 +359,11 @@ bool pg_stream_begin(pg_copy_stream_t *stream, PGconn *conn, const char *copy_sq
     PQclear(result);
     stream_put(stream, copy_binary_header, sizeof copy_binary_header - 1);
     return !stream->failed;
+}
+
+void pg_stream_hold(pg_copy_stream_t *stream, size_t bytes) {
+    stream->hold = true;
+    if (!copy_reserve(&stream->buffer, bytes)) stream->failed = true;
 }
 
 void pg_stream_row(pg_copy_stream_t *stream, uint16_t field_count) {
@@ -387,9 +395,9 @@ void pg_stream_text(pg_copy_stream_t *stream, const char *text) {
     pg_stream_bytes(stream, (const uint8_t *)text, strlen(text));
 }
 
-bool pg_stream_end(pg_copy_stream_t *stream) {
+/* The end of the COPY: what is left goes out, then its result. */
+static bool stream_finish(pg_copy_stream_t *stream) {
     PGconn *conn = stream->conn;
-    stream_be(stream, UINT16_MAX, 2); /* the trailer: a field count of -1 */
     stream_send(stream);
     bool ok = !stream->failed;
     if (ok || PQtransactionStatus(conn) == PQTRANS_ACTIVE) {
@@ -401,6 +409,50 @@ bool pg_stream_end(pg_copy_stream_t *stream) {
         }
     }
     pg_copy_free(&stream->buffer);
+    return ok;
+}
+
+bool pg_stream_end(pg_copy_stream_t *stream) {
+    stream_be(stream, UINT16_MAX, 2); /* the trailer: a field count of -1 */
+    stream->hold = false;
+    return stream_finish(stream);
+}
+
+struct pg_copy_async {
+    pthread_t thread;
+    pg_copy_stream_t stream;
+    bool ok;
+};
+
+static void *copy_async_main(void *arg) {
+    pg_copy_async_t *async = arg;
+    async->ok = stream_finish(&async->stream);
+    return NULL;
+}
+
+pg_copy_async_t *pg_stream_end_async(pg_copy_stream_t *stream) {
+    stream_be(stream, UINT16_MAX, 2);
+    stream->hold = false;
+    pg_copy_async_t *async = calloc(1, sizeof *async);
+    if (async != NULL) async->stream = *stream;
+    if (async != NULL && pthread_create(&async->thread, NULL, copy_async_main, async) == 0) {
+        *stream = (pg_copy_stream_t){0};
+        return async;
+    }
+    free(async); /* no thread: the COPY ends here, and its result is kept */
+    async = calloc(1, sizeof *async);
+    bool ok = stream_finish(stream);
+    if (async == NULL) return NULL;
+    async->ok = ok;
+    async->thread = pthread_self();
+    return async;
+}
+
+bool pg_stream_join(pg_copy_async_t *async) {
+    if (async == NULL) return false;
+    if (!pthread_equal(async->thread, pthread_self())) pthread_join(async->thread, NULL);
+    bool ok = async->ok;
+    free(async);
     return ok;
 }
 

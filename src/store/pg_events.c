@@ -21,6 +21,8 @@ typedef struct {
     store_events_writer_t base;  /* first: store_parts.c finds the store there */
     pg_store_t *store;
     uint64_t seq_last;           /* the last seq handed out in this transaction */
+    uint64_t seq_floor;          /* the last one handed out before it (rows in COPY buffers are
+                                    not in max(seq) yet: a seq is never handed out twice) */
     pg_owner_row_t *owners;      /* this transaction's batch accounts, sorted; NULL: not fetched */
     uint32_t owner_count;
 } pg_events_writer_t;
@@ -61,6 +63,7 @@ static void owners_clear(pg_events_writer_t *writer) {
 
 static void pg_events_writer_reset(store_events_writer_t *base) {
     pg_events_writer_t *writer = (pg_events_writer_t *)base;
+    if (writer->seq_last > writer->seq_floor) writer->seq_floor = writer->seq_last;
     writer->seq_last = 0; /* the last transaction may have rolled back */
     owners_clear(writer);
 }
@@ -77,6 +80,7 @@ static pc_status pg_events_seq_next(store_events_writer_t *base, uint64_t floor_
         if (result == NULL) return PC_STORE_COMMIT_FAILED;
         writer->seq_last = (uint64_t)pg_int(result, 0, 0);
         PQclear(result);
+        if (writer->seq_floor > writer->seq_last) writer->seq_last = writer->seq_floor;
     }
     uint64_t seq = writer->seq_last + 1 > floor_ns ? writer->seq_last + 1 : floor_ns;
     PC_ASSERT(seq <= (uint64_t)INT64_MAX);

@@ -19,6 +19,9 @@
 #define PG_WRITER_LOCK_KEY1 0x50594352
 #define PG_WRITER_LOCK_KEY2 0
 #define PG_FENCE_LOCK_KEY2 0x46454e43 /* "FENC": the set's read fence (store_link_fence_take) */
+/* "PIPE": taken shared by each staged next part's transaction (pg_tx_begin_next),
+ * and exclusive by a writer after it took the writer's lock, before it loads. */
+#define PG_PIPELINE_LOCK_KEY2 0x50495045
 
 /* A COPY ... FROM STDIN text-format buffer: one batch's rows of one table. */
 typedef struct {
@@ -40,6 +43,8 @@ typedef struct {
 typedef struct pg_store {
     store_t base;                /* first: store.c finds the ops there */
     PGconn *conn;                /* the writer's connection; holds the writer's lock */
+    PGconn *conn_next;           /* the writer's second connection (pipelined next parts), or NULL */
+    bool conn_copying;           /* conn is a thread's (a first part's transfers going in): look up on conn_next */
     char *url;                   /* as given: readers connect with it */
     char *url_shown;             /* for messages: without the password */
     store_options_t options;
@@ -113,6 +118,7 @@ typedef struct {
     PGconn *conn;
     pg_copy_t buffer;    /* what is made and not yet sent */
     bool failed;         /* the COPY did not start, or sending failed */
+    bool hold;           /* keep every row until pg_stream_end_async */
 } pg_copy_stream_t;
 /* Starts 'copy_sql' (COPY t(cols) FROM STDIN (FORMAT binary)). */
 bool pg_stream_begin(pg_copy_stream_t *stream, PGconn *conn, const char *copy_sql);
@@ -123,6 +129,15 @@ void pg_stream_text(pg_copy_stream_t *stream, const char *text); /* NULL: a null
 void pg_stream_bytes(pg_copy_stream_t *stream, const uint8_t *data, size_t bytes);
 /* Ends the COPY (or aborts it after a failure) and frees: true when every row is in. */
 bool pg_stream_end(pg_copy_stream_t *stream);
+/* Keeps every row until pg_stream_end_async, with room for 'bytes' made now. */
+void pg_stream_hold(pg_copy_stream_t *stream, size_t bytes);
+/* A held stream's rows sent and its COPY ended by a thread of its own, so that the
+ * server inserts them while the writer goes on (pg_tx.c's pipeline); the connection
+ * is the thread's until pg_stream_join, which frees and says what pg_stream_end
+ * would have. NULL only when out of memory (the COPY's end then failed). */
+typedef struct pg_copy_async pg_copy_async_t;
+pg_copy_async_t *pg_stream_end_async(pg_copy_stream_t *stream);
+bool pg_stream_join(pg_copy_async_t *async);
 
 /* Row decoding, columns as in pg_store.c's TRANSFER_COLUMNS / ACCOUNT_COLUMNS;
  * metadata_json points into 'result'. */
@@ -158,6 +173,7 @@ pc_status pg_tx_write_changes(store_tx_t *tx, const ledger_t *ledger, const ledg
                               uint64_t batch_seq, journal_content_t *content);
 pc_status pg_tx_write_journal(store_tx_t *tx, const journal_entry_t *entry, const journal_checkpoint_t *checkpoint);
 pc_status pg_tx_commit(store_tx_t *tx);
+pc_status pg_tx_begin_next(store_tx_t *first, store_tx_t **out);
 void pg_tx_rollback(store_tx_t *tx);
 pc_status pg_balance_snapshot(store_t *store, const ledger_t *ledger);
 pc_status pg_probe(store_t *store);

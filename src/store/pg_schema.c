@@ -238,6 +238,15 @@ static const char schema_event_refs[] =
     "COMMENT ON COLUMN events.body IS"
     " 'the event JSON, or a reference @<kind>:... rendered when read (src/events/events.h)';";
 
+/* Version 8: an operation's row is listed only by the recovery's pending index: the
+ * listings' indexes leave operations out (sqlite_payments.c's version 8). */
+static const char schema_pay_listings[] =
+    "DROP INDEX pay_objects_parent;"
+    "DROP INDEX pay_objects_merchant;"
+    "DROP INDEX pay_objects_kind;"
+    "CREATE INDEX pay_objects_merchant ON pay_objects(kind, merchant_id, created_ns, id) WHERE kind <> 'op';"
+    "CREATE INDEX pay_objects_kind ON pay_objects(kind, created_ns, id) WHERE kind <> 'op';";
+
 /* Index i takes a database from version i to i + 1. Append only. */
 static const char *const migrations[] = {
     schema_v1,
@@ -247,6 +256,7 @@ static const char *const migrations[] = {
     schema_shards, /* v5 */
     schema_writers, /* v6 */
     schema_event_refs, /* v7 */
+    schema_pay_listings, /* v8 */
 };
 
 #define PG_SCHEMA_VERSION_LATEST ((int)(sizeof migrations / sizeof migrations[0]))

@@ -122,11 +122,22 @@ static pc_status memory_init(pg_store_t *store) {
     return store_dirty_init(&store->dirty);
 }
 
+/* Waits until no staged next part of an earlier writer of this database is still in
+ * a transaction (pg_tx_begin_next): its COMMIT lands, or it is gone, before this
+ * writer loads. */
+static pc_status pipeline_wait(pg_store_t *store) {
+    char sql[160];
+    snprintf(sql, sizeof sql, "BEGIN; SELECT pg_advisory_xact_lock(%d, %d); COMMIT", PG_WRITER_LOCK_KEY1,
+             PG_PIPELINE_LOCK_KEY2);
+    return pg_exec_ok(store->conn, sql) ? PC_OK : pg_fail(store, PC_STORE_OPEN_FAILED, "waiting for the pipeline lock");
+}
+
 static pc_status open_steps(pg_store_t *store) {
     pc_status status = pg_connect_wait(store->url, &store->options, &store->conn, store->error_detail,
                                        sizeof store->error_detail);
     if (status == PC_OK) status = pg_settings_check(store->conn, store->error_detail, sizeof store->error_detail);
     if (status == PC_OK) status = writer_lock_take(store);
+    if (status == PC_OK) status = pipeline_wait(store);
     if (status == PC_OK) {
         status = pg_schema_prepare(store->conn, store->options.create, store->error_detail,
                                    sizeof store->error_detail);
@@ -144,6 +155,7 @@ static void pg_close(store_t *base) {
     if (store == NULL) return;
     pg_prefetch_clear(store);
     pg_events_discard(store);
+    PQfinish(store->conn_next);
     PQfinish(store->conn); /* the writer's lock goes with the session */
     store_shadow_free(store->shadow);
     store_dirty_free(&store->dirty);
@@ -305,7 +317,9 @@ static pc_status source_transfer_find(void *ctx, const char *id, ledger_transfer
     if (!pc_id_valid(id)) return PC_NOT_FOUND; /* never stored */
     snprintf(array, sizeof array, "{\"%s\"}", id);
     const char *params[] = {array};
-    PGresult *result = pg_query(store->conn, FIND_SQL, 1, params);
+    /* while a pipelined first part's rows go in, its connection is a thread's */
+    PC_ASSERT(!store->conn_copying || store->conn_next != NULL);
+    PGresult *result = pg_query(store->conn_copying ? store->conn_next : store->conn, FIND_SQL, 1, params);
     if (result == NULL) return lookup_failed(store, "transfer lookup");
     pc_status status = PC_NOT_FOUND;
     if (PQntuples(result) > 0) {
@@ -448,6 +462,7 @@ const store_backend_ops_t store_pg_ops = {
     .tx_write_journal = pg_tx_write_journal,
     .tx_commit = pg_tx_commit,
     .tx_rollback = pg_tx_rollback,
+    .tx_begin_next = pg_tx_begin_next,
     .balance_snapshot = pg_balance_snapshot,
     .failed = pg_failed,
     .writable = pg_writable,

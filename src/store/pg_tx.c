@@ -20,20 +20,75 @@
 /* As on SQLite: a balance snapshot every this many batches bounds the replay. */
 #define PG_BALANCE_SNAPSHOT_BATCHES 64
 
+/* The accounts a batch's COMMIT publishes to readers, copied when it is written: a
+ * first part commits after the next part changed memory (store_tx_begin_next), so
+ * its balances are kept as of its own rows. */
+typedef struct {
+    uint32_t *touched;            /* accounts_touched (created ones included) */
+    uint32_t touched_count;
+    uint32_t *created;
+    uint32_t created_count;
+    ledger_balances_t *balances;  /* per touched then created account; NULL: memory's */
+} pg_publish_t;
+
 typedef struct {
     store_tx_t base;     /* first: store.c finds the store there */
     pg_store_t *store;
+    PGconn *conn;        /* store->conn, or store->conn_next for a staged next part */
+    bool next;           /* staged behind another transaction (store_tx_begin_next) */
+    bool pipelined;      /* a first part: its transfers go by a thread (copy) */
     const ledger_t *ledger;
-    const ledger_changes_t *changes;
+    bool has_changes;
+    pg_publish_t publish;
+    pg_copy_async_t *copy;        /* the transfers' COPY, still running */
+    bool copy_failed;
     uint64_t batch_seq;
-    bool journal_written;
+    bool journal_written;         /* given; inserted before the end statement */
+    bool journal_inserted;
+    journal_entry_t journal;
+    journal_checkpoint_t checkpoint;
+    bool has_checkpoint;
     bool snapshot_written;
+    pg_copy_t pending_arrays[2];  /* pending_changes_keep: sent after the transfers */
     char gtid[STORE_GTID_SIZE]; /* prepared: its global transaction */
 } pg_tx_t;
 
-PGconn *pg_tx_conn(store_tx_t *tx) { return ((pg_tx_t *)tx)->store->conn; }
+/* The transfers' COPY done: the connection is the writer's again. */
+static void copy_join(pg_tx_t *tx) {
+    if (tx->copy == NULL) return;
+    if (!pg_stream_join(tx->copy)) tx->copy_failed = true;
+    tx->copy = NULL;
+    tx->store->conn_copying = false;
+}
 
-/* A failed statement: the batch fails; a broken connection fails the store. */
+PGconn *pg_tx_conn(store_tx_t *base) {
+    pg_tx_t *tx = (pg_tx_t *)base;
+    copy_join(tx);
+    return tx->conn;
+}
+
+/* A failed statement: the batch fails; a broken connection fails the store, except a
+ * staged next part's before its COMMIT: nothing of it can be there, its connection
+ * is dropped and made again when needed. */
+static pc_status tx_failed(pg_tx_t *tx, const char *what, bool at_commit) {
+    pg_store_t *store = tx->store;
+    bool broken = PQstatus(tx->conn) != CONNECTION_OK;
+    bool fatal = at_commit || (broken && !tx->next);
+    pc_status status = fatal ? PC_STORE_FAILED : PC_STORE_COMMIT_FAILED;
+    if (store->failed == PC_OK) {
+        char line[256];
+        snprintf(store->error_detail, sizeof store->error_detail, "%s: %s", what,
+                 pg_error_line(tx->conn, line, sizeof line));
+    }
+    if (fatal) store->failed = PC_STORE_FAILED;
+    if (broken && tx->next && !at_commit) {
+        PQfinish(store->conn_next);
+        store->conn_next = NULL;
+        tx->conn = NULL;
+    }
+    return status;
+}
+
 static pc_status write_failed(pg_store_t *store, const char *what, bool at_commit) {
     bool fatal = at_commit || PQstatus(store->conn) != CONNECTION_OK;
     pc_status status = fatal ? PC_STORE_FAILED : PC_STORE_COMMIT_FAILED;
@@ -102,15 +157,13 @@ static void transfer_row(pg_copy_stream_t *copy, const ledger_transfer_t *t, uin
 }
 
 static void failure_row(pg_copy_t *copy, const ledger_failure_t *f, uint64_t seq,
-                        journal_content_t *content) {
-    uint8_t row_hash[JOURNAL_ROW_HASH_BYTES];
+                        uint8_t row_hash[JOURNAL_ROW_HASH_BYTES]) {
     journal_row_hash_failure(f, row_hash);
-    journal_content_add(content, row_hash);
     pg_copy_text(copy, f->id);
     pg_copy_text(copy, pc_status_code(f->failure));
     pg_copy_int(copy, (int64_t)f->timestamp_ns);
     pg_copy_int(copy, (int64_t)seq);
-    pg_copy_bytea(copy, row_hash, sizeof row_hash);
+    pg_copy_bytea(copy, row_hash, JOURNAL_ROW_HASH_BYTES);
     pg_copy_row_end(copy);
 }
 
@@ -160,13 +213,17 @@ static bool arrays_exec(PGconn *conn, const char *sql, pg_copy_t *arrays, int co
     return result != NULL;
 }
 
-static bool pending_changes_write(PGconn *conn, const ledger_changes_t *c) {
-    if (c->pending_changes_count == 0) return true;
-    pg_copy_t arrays[2] = {{0}, {0}};
+/* The pending states a batch changed, as the arrays of one UPDATE sent after the
+ * transfers are in (a pending transfer may be created and posted in one batch). */
+static void pending_changes_keep(pg_copy_t arrays[2], const ledger_changes_t *c) {
     for (uint32_t i = 0; i < c->pending_changes_count; i++) {
         array_int(&arrays[0], (int64_t)c->pending_changes[i].pending_timestamp_ns);
         array_int(&arrays[1], c->pending_changes[i].state);
     }
+}
+
+static bool pending_changes_write(PGconn *conn, pg_copy_t arrays[2]) {
+    if (arrays[0].bytes == 0 && !arrays[0].failed) return true;
     return arrays_exec(conn, "UPDATE transfers t SET pending_state = u.state FROM unnest($1::bigint[],"
                              " $2::integer[]) AS u(ts, state) WHERE t.timestamp = u.ts", arrays, 2);
 }
@@ -212,6 +269,7 @@ pc_status pg_tx_begin(store_t *base, store_tx_t **out) {
     if (tx == NULL) return PC_NO_MEMORY;
     tx->base.store = base;
     tx->store = store;
+    tx->conn = store->conn;
     if (!pg_exec_ok(store->conn, "BEGIN")) {
         free(tx);
         return write_failed(store, "begin", false);
@@ -231,24 +289,47 @@ static bool shard_accounts_write(pg_tx_t *tx, const ledger_changes_t *c) {
         pg_copy_int(&rows, options->shard_count);
         pg_copy_row_end(&rows);
     }
-    bool ok = pg_copy_send(tx->store->conn, "COPY shard_accounts(account_id, shard_index, shard_count) FROM STDIN",
+    bool ok = pg_copy_send(tx->conn, "COPY shard_accounts(account_id, shard_index, shard_count) FROM STDIN",
                            &rows);
     pg_copy_free(&rows);
     return ok;
 }
 
-/* The transfers, hashed into 'content' in order, go out while they are made. */
-static bool transfers_write(PGconn *conn, const ledger_changes_t *c, uint64_t seq, journal_content_t *content) {
+/* The transfers, hashed into 'content' in order, go out while they are made; a
+ * pipelined first part's are made whole and sent by a thread (pg_stream_end_async),
+ * so that the server inserts them while the writer makes the next part. */
+static bool transfers_write(pg_tx_t *tx, const ledger_changes_t *c, journal_content_t *content) {
     if (c->transfers_count == 0) return true;
     pg_copy_stream_t transfers;
-    bool ok = pg_stream_begin(&transfers, conn, TRANSFERS_COPY_SQL);
-    for (uint32_t i = 0; ok && i < c->transfers_count; i++) transfer_row(&transfers, &c->transfers[i], seq, content);
-    return pg_stream_end(&transfers) && ok;
+    bool ok = pg_stream_begin(&transfers, tx->conn, TRANSFERS_COPY_SQL);
+    /* a row without metadata is about 150 bytes */
+    if (tx->pipelined) pg_stream_hold(&transfers, (size_t)c->transfers_count * 192);
+    for (uint32_t i = 0; ok && i < c->transfers_count; i++) {
+        transfer_row(&transfers, &c->transfers[i], tx->batch_seq, content);
+    }
+    if (!tx->pipelined || !ok) return pg_stream_end(&transfers) && ok;
+    tx->copy = pg_stream_end_async(&transfers);
+    tx->store->conn_copying = tx->copy != NULL;
+    return tx->copy != NULL;
 }
 
-/* The rows in the journal's content order: accounts, transfers, burned ids. */
+/* Every PG_BALANCE_SNAPSHOT_BATCHES batches, the balances in this batch. Not in a
+ * staged next part: the accounts a first part created are not visible to it, and
+ * the next batch writes the snapshot instead. */
+static bool snapshot_due_write(pg_tx_t *tx, const ledger_changes_t *c) {
+    pg_store_t *store = tx->store;
+    if (tx->next || tx->batch_seq < store->accounts_as_of_seq + PG_BALANCE_SNAPSHOT_BATCHES) return true;
+    pc_status status = balance_snapshot_write(store, tx->ledger, c->accounts_touched, c->accounts_touched_count,
+                                              tx->batch_seq);
+    tx->snapshot_written = status == PC_OK;
+    return status == PC_OK;
+}
+
+/* The rows, hashed in the journal's content order: accounts, transfers, burned ids.
+ * The transfers go last, so that a pipelined part's COPY can still be running when
+ * this returns (the burned ids' hashes are added after theirs). */
 static bool rows_write(pg_tx_t *tx, const ledger_changes_t *c, journal_content_t *content) {
-    PGconn *conn = tx->store->conn;
+    PGconn *conn = tx->conn;
     pg_copy_t accounts = {0}, failures = {0}, history = {0};
     uint32_t first_created = ledger_account_count(tx->ledger) - c->accounts_created_count;
     for (uint32_t i = 0; i < c->accounts_created_count; i++) {
@@ -259,46 +340,99 @@ static bool rows_write(pg_tx_t *tx, const ledger_changes_t *c, journal_content_t
     bool ok = accounts.rows == 0 || pg_copy_send(conn, "COPY accounts(no, id, currency, code, flags, debits_pending,"
                                    " debits_posted, credits_pending, credits_posted, timestamp, metadata, batch_seq,"
                                    " row_hash) FROM STDIN", &accounts);
-    ok = ok && transfers_write(conn, c, tx->batch_seq, content);
-    for (uint32_t i = 0; i < c->failures_count; i++) failure_row(&failures, &c->failures[i], tx->batch_seq, content);
+    uint8_t (*failure_hashes)[JOURNAL_ROW_HASH_BYTES] = NULL;
+    if (c->failures_count > 0) failure_hashes = malloc(sizeof *failure_hashes * c->failures_count);
+    ok = ok && (c->failures_count == 0 || failure_hashes != NULL);
+    for (uint32_t i = 0; ok && i < c->failures_count; i++) {
+        failure_row(&failures, &c->failures[i], tx->batch_seq, failure_hashes[i]);
+    }
     for (uint32_t i = 0; i < c->history_count; i++) history_row(&history, tx->ledger, &c->history[i]);
     ok = ok && (failures.rows == 0 || pg_copy_send(conn, "COPY transfer_failures(id, result, timestamp, batch_seq,"
                 " row_hash) FROM STDIN", &failures));
     ok = ok && (history.rows == 0 || pg_copy_send(conn, "COPY balance_history(account_id, timestamp, transfer_id,"
                 " debits_pending, debits_posted, credits_pending, credits_posted) FROM STDIN", &history));
-    ok = ok && pending_changes_write(conn, c);
+    pending_changes_keep(tx->pending_arrays, c);
     ok = ok && shard_accounts_write(tx, c);
+    ok = ok && snapshot_due_write(tx, c);
+    ok = ok && transfers_write(tx, c, content);
+    for (uint32_t i = 0; ok && i < c->failures_count; i++) journal_content_add(content, failure_hashes[i]);
+    free(failure_hashes);
     pg_copy_free(&accounts);
     pg_copy_free(&failures);
     pg_copy_free(&history);
     return ok;
 }
 
+static uint32_t *ids_copy(const uint32_t *from, uint32_t count) {
+    uint32_t *copy = malloc(sizeof *copy * (count > 0 ? count : 1));
+    if (copy != NULL && count > 0) memcpy(copy, from, sizeof *copy * count);
+    return copy;
+}
+
+/* What the COMMIT will publish; a pipelined first part keeps its balances now. */
+static bool publish_keep(pg_tx_t *tx, const ledger_changes_t *c) {
+    pg_publish_t *p = &tx->publish;
+    p->touched = ids_copy(c->accounts_touched, c->accounts_touched_count);
+    p->touched_count = c->accounts_touched_count;
+    p->created = ids_copy(c->accounts_created, c->accounts_created_count);
+    p->created_count = c->accounts_created_count;
+    if (p->touched == NULL || p->created == NULL) return false;
+    if (!tx->pipelined) return true;
+    p->balances = malloc(sizeof *p->balances * (p->touched_count + p->created_count + 1));
+    if (p->balances == NULL) return false;
+    for (uint32_t i = 0; i < p->touched_count; i++) {
+        p->balances[i] = ledger_account_at(tx->ledger, p->touched[i])->balances;
+    }
+    for (uint32_t i = 0; i < p->created_count; i++) {
+        p->balances[p->touched_count + i] = ledger_account_at(tx->ledger, p->created[i])->balances;
+    }
+    return true;
+}
+
+static void publish_free(pg_publish_t *p) {
+    free(p->touched);
+    free(p->created);
+    free(p->balances);
+    *p = (pg_publish_t){0};
+}
+
 pc_status pg_tx_write_changes(store_tx_t *base, const ledger_t *ledger, const ledger_changes_t *c, uint64_t batch_seq,
                               journal_content_t *content) {
     pg_tx_t *tx = (pg_tx_t *)base;
     pg_store_t *store = tx->store;
-    PC_ASSERT(tx->changes == NULL);
-    PC_ASSERT(batch_seq == store->journal_head_seq + 1);
+    PC_ASSERT(!tx->has_changes);
+    PC_ASSERT(batch_seq == store->journal_head_seq + (tx->next ? 2 : 1));
+    PC_ASSERT(!tx->next || c->pending_changes_count == 0);
     tx->ledger = ledger;
-    tx->changes = c;
+    tx->has_changes = true;
     tx->batch_seq = batch_seq;
-    store->tx_ledger = ledger;
-    store->tx_changes = c;
-    if (!rows_write(tx, c, content)) return write_failed(store, "batch rows", false);
-    if (batch_seq >= store->accounts_as_of_seq + PG_BALANCE_SNAPSHOT_BATCHES) {
-        pc_status status = balance_snapshot_write(store, ledger, c->accounts_touched, c->accounts_touched_count,
-                                                  batch_seq);
-        if (status != PC_OK) return status;
-        tx->snapshot_written = true;
+    if (!tx->next) {
+        store->tx_ledger = ledger;
+        store->tx_changes = c;
     }
+    if (!publish_keep(tx, c)) return PC_NO_MEMORY;
+    if (!rows_write(tx, c, content)) return tx_failed(tx, "batch rows", false);
     return PC_OK;
 }
 
+/* Kept until the end statement: a pipelined part's transfers may still be going in. */
 pc_status pg_tx_write_journal(store_tx_t *base, const journal_entry_t *e, const journal_checkpoint_t *cp) {
     pg_tx_t *tx = (pg_tx_t *)base;
     PC_ASSERT(tx->batch_seq != 0 && e->seq == tx->batch_seq);
     PC_ASSERT(!tx->journal_written);
+    tx->journal = *e;
+    tx->has_checkpoint = cp != NULL;
+    if (cp != NULL) {
+        PC_ASSERT(cp->seq == e->seq);
+        tx->checkpoint = *cp;
+    }
+    tx->journal_written = true;
+    return PC_OK;
+}
+
+/* The journal row and checkpoint given to pg_tx_write_journal. */
+static pc_status journal_insert(pg_tx_t *tx) {
+    const journal_entry_t *e = &tx->journal;
     char numbers[7][24], hashes[3][2 * JOURNAL_HASH_BYTES + 3];
     snprintf(numbers[0], 24, "%" PRIu64, e->seq);
     snprintf(numbers[1], 24, "%" PRIu64, e->timestamp_first_ns);
@@ -312,43 +446,42 @@ pc_status pg_tx_write_journal(store_tx_t *base, const journal_entry_t *e, const 
     pg_bytea_text(e->hash, JOURNAL_HASH_BYTES, hashes[2]);
     const char *params[] = {numbers[0], numbers[1], numbers[2], numbers[3], numbers[4], numbers[5],
                             hashes[0], hashes[1], hashes[2], numbers[6]};
-    PGresult *result = pg_query(tx->store->conn, "INSERT INTO journal(seq, timestamp_first, timestamp_last,"
+    PGresult *result = pg_query(tx->conn, "INSERT INTO journal(seq, timestamp_first, timestamp_last,"
                                 " account_count, transfer_count, failure_count, content_hash, prev_hash, hash,"
                                 " committed_ns) VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)", 10, params);
     PQclear(result);
-    if (result == NULL) return write_failed(tx->store, "insert journal", false);
-    tx->journal_written = true;
-    if (cp == NULL) return PC_OK;
-    PC_ASSERT(cp->seq == e->seq);
+    if (result == NULL) return tx_failed(tx, "insert journal", false);
+    tx->journal_inserted = true;
+    if (!tx->has_checkpoint) return PC_OK;
+    const journal_checkpoint_t *cp = &tx->checkpoint;
     char key[2 * JOURNAL_PUBLIC_KEY_BYTES + 3], signature[2 * JOURNAL_SIGNATURE_BYTES + 3];
     pg_bytea_text(cp->hash, JOURNAL_HASH_BYTES, hashes[0]);
     pg_bytea_text(cp->public_key, JOURNAL_PUBLIC_KEY_BYTES, key);
     pg_bytea_text(cp->signature, JOURNAL_SIGNATURE_BYTES, signature);
     const char *cp_params[] = {numbers[0], hashes[0], key, signature};
-    result = pg_query(tx->store->conn, "INSERT INTO journal_checkpoints(seq, hash, public_key, signature)"
-                                       " VALUES($1, $2, $3, $4)", 4, cp_params);
+    result = pg_query(tx->conn, "INSERT INTO journal_checkpoints(seq, hash, public_key, signature)"
+                                " VALUES($1, $2, $3, $4)", 4, cp_params);
     PQclear(result);
-    return result != NULL ? PC_OK : write_failed(tx->store, "insert journal checkpoint", false);
+    return result != NULL ? PC_OK : tx_failed(tx, "insert journal checkpoint", false);
 }
 
-/* After COMMIT: readers see the new balances; the batch's accounts join the dirty
- * list (or the snapshot it carried cleared it). */
+/* After COMMIT: readers see the new balances (as of this transaction's rows); the
+ * batch's accounts join the dirty list (or the snapshot it carried cleared it). */
 static void tx_publish(pg_tx_t *tx) {
     pg_store_t *store = tx->store;
-    const ledger_changes_t *c = tx->changes;
+    const pg_publish_t *p = &tx->publish;
     store->writable = true;
-    if (c != NULL) {
-        PC_ASSERT(tx->journal_written);
+    if (tx->has_changes) {
+        PC_ASSERT(tx->journal_inserted);
         store->journal_head_seq = tx->batch_seq;
         store_shadow_batch_begin(store->shadow);
-        for (uint32_t i = 0; i < c->accounts_touched_count; i++) {
-            uint32_t no = c->accounts_touched[i];
-            store_shadow_publish(store->shadow, no, &ledger_account_at(tx->ledger, no)->balances);
-            if (!tx->snapshot_written) store_dirty_mark(&store->dirty, no);
-        }
-        for (uint32_t i = 0; i < c->accounts_created_count; i++) {
-            uint32_t no = c->accounts_created[i];
-            store_shadow_publish(store->shadow, no, &ledger_account_at(tx->ledger, no)->balances);
+        for (uint32_t i = 0; i < p->touched_count + p->created_count; i++) {
+            bool created = i >= p->touched_count;
+            uint32_t no = created ? p->created[i - p->touched_count] : p->touched[i];
+            const ledger_balances_t *b = p->balances != NULL ? &p->balances[i]
+                                                             : &ledger_account_at(tx->ledger, no)->balances;
+            store_shadow_publish(store->shadow, no, b);
+            if (!created && !tx->snapshot_written) store_dirty_mark(&store->dirty, no);
         }
         store_shadow_batch_end(store->shadow);
         store_shadow_published(store->shadow, tx->batch_seq);
@@ -359,10 +492,29 @@ static void tx_publish(pg_tx_t *tx) {
     }
 }
 
-/* Everything before the end statement of a batch: the injected fault, the events. */
+static void tx_free(pg_tx_t *tx) {
+    PC_ASSERT(tx->copy == NULL);
+    pg_copy_free(&tx->pending_arrays[0]);
+    pg_copy_free(&tx->pending_arrays[1]);
+    publish_free(&tx->publish);
+    free(tx);
+}
+
+/* Everything before the end statement of a batch: the transfers' COPY done, the
+ * journal row, the injected fault, the events. On failure tx is rolled back. */
 static pc_status tx_end_prepare(pg_tx_t *tx) {
     pg_store_t *store = tx->store;
-    PC_ASSERT(tx->changes == NULL || tx->journal_written);
+    PC_ASSERT(!tx->has_changes || tx->journal_written);
+    copy_join(tx);
+    pc_status status = tx->copy_failed ? tx_failed(tx, "batch rows", false) : PC_OK;
+    if (status == PC_OK && !pending_changes_write(tx->conn, tx->pending_arrays)) {
+        status = tx_failed(tx, "pending states", false);
+    }
+    if (status == PC_OK && tx->journal_written) status = journal_insert(tx);
+    if (status != PC_OK) {
+        pg_tx_rollback(&tx->base);
+        return status;
+    }
     store->commit_count++;
     uint32_t fault_at = store->options.fault_commit_at;
     if (fault_at != 0 && (store->commit_count == fault_at ||
@@ -375,8 +527,10 @@ static pc_status tx_end_prepare(pg_tx_t *tx) {
     pg_prefetch_clear(store); /* the next batch sees this one's ids committed */
     store->tx_ledger = NULL;
     store->tx_changes = NULL;
-    if (pg_events_flush(store) != PC_OK) {
-        pc_status status = write_failed(store, "events", false);
+    /* a staged next part has no events: pipelined batches have no batch hook */
+    PC_ASSERT(!tx->next || (store->events_copy.rows == 0 && store->owners_copy.rows == 0));
+    if (!tx->next && pg_events_flush(store) != PC_OK) {
+        status = write_failed(store, "events", false);
         pg_tx_rollback(&tx->base);
         return status;
     }
@@ -386,17 +540,17 @@ static pc_status tx_end_prepare(pg_tx_t *tx) {
 /* Runs the batch's end statement ('sql': COMMIT or PREPARE TRANSACTION), whose
  * command tag is 'tag' on success. On failure tx is freed. */
 static pc_status tx_end(pg_tx_t *tx, const char *sql, const char *tag, const char *what) {
-    pg_store_t *store = tx->store;
     pc_status status = tx_end_prepare(tx);
     if (status != PC_OK) return status;
-    PGresult *result = PQexec(store->conn, sql);
+    PC_ASSERT(!tx->next || tx->store->journal_head_seq + 1 == tx->batch_seq); /* its first part committed */
+    PGresult *result = PQexec(tx->conn, sql);
     bool ok = PQresultStatus(result) == PGRES_COMMAND_OK;
     /* the end of a transaction a statement aborted answers "ROLLBACK": nothing is there */
     bool rolled_back = ok && strcmp(PQcmdStatus(result), tag) != 0;
     PQclear(result);
     if (!ok || rolled_back) {
-        status = write_failed(store, what, !rolled_back);
-        free(tx);
+        status = tx_failed(tx, what, !rolled_back);
+        tx_free(tx);
         return status;
     }
     return PC_OK;
@@ -405,14 +559,53 @@ static pc_status tx_end(pg_tx_t *tx, const char *sql, const char *tag, const cha
 pc_status pg_tx_commit(store_tx_t *base) {
     pg_tx_t *tx = (pg_tx_t *)base;
     store_shadow_t *shadow = tx->store->shadow;
-    if (tx->changes != NULL) store_shadow_committing(shadow, tx->batch_seq);
+    if (tx->has_changes) store_shadow_committing(shadow, tx->batch_seq);
     pc_status status = tx_end(tx, "COMMIT", "COMMIT", "commit");
     if (status != PC_OK) {
         store_shadow_commit_failed(shadow);
         return status;
     }
     tx_publish(tx);
-    free(tx);
+    tx_free(tx);
+    return PC_OK;
+}
+
+/* The next part's transaction on the second connection (made at the first use, and
+ * again after it broke). Its first statement takes the pipeline lock shared for the
+ * transaction: a writer that takes over waits for it to end (pg_store.c), so that a
+ * next part whose COMMIT is still on its way when this writer's connection dies is
+ * in the database, or not, before the new writer loads. */
+pc_status pg_tx_begin_next(store_tx_t *first_base, store_tx_t **out) {
+    pg_tx_t *first = (pg_tx_t *)first_base;
+    pg_store_t *store = first->store;
+    PC_ASSERT(!first->next && !first->has_changes && first->conn == store->conn);
+    if (store->failed != PC_OK) return store->failed;
+    pc_status status = PC_OK;
+    if (store->conn_next == NULL) {
+        status = pg_connect(store->url, &store->conn_next, store->error_detail, sizeof store->error_detail);
+        if (status == PC_OK) {
+            status = pg_settings_check(store->conn_next, store->error_detail, sizeof store->error_detail);
+        }
+        if (status != PC_OK) {
+            PQfinish(store->conn_next);
+            store->conn_next = NULL;
+            return status;
+        }
+    }
+    pg_tx_t *tx = calloc(1, sizeof *tx);
+    if (tx == NULL) return PC_NO_MEMORY;
+    *tx = (pg_tx_t){.base.store = first_base->store, .store = store, .conn = store->conn_next, .next = true};
+    char sql[160];
+    snprintf(sql, sizeof sql, "BEGIN; SELECT pg_advisory_xact_lock_shared(%d, %d)", PG_WRITER_LOCK_KEY1,
+             PG_PIPELINE_LOCK_KEY2);
+    if (!pg_exec_ok(tx->conn, sql)) {
+        status = tx_failed(tx, "begin next", false);
+        if (tx->conn != NULL) (void)pg_exec_ok(tx->conn, "ROLLBACK");
+        free(tx);
+        return status;
+    }
+    first->pipelined = true;
+    *out = &tx->base;
     return PC_OK;
 }
 
@@ -426,6 +619,7 @@ static void prepared_sql(char *out, size_t out_bytes, const char *verb, const pg
 
 static pc_status pg_tx_prepare(store_tx_t *base, const char *gtid) {
     pg_tx_t *tx = (pg_tx_t *)base;
+    PC_ASSERT(!tx->next && !tx->pipelined);
     for (const char *c = gtid; *c != '\0'; c++) PC_ASSERT((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f'));
     snprintf(tx->gtid, sizeof tx->gtid, "%s", gtid);
     char sql[96];
@@ -438,13 +632,13 @@ static pc_status pg_tx_prepare(store_tx_t *base, const char *gtid) {
 static pc_status prepared_end(pg_tx_t *tx, bool commit) {
     char sql[96];
     prepared_sql(sql, sizeof sql, commit ? "COMMIT PREPARED" : "ROLLBACK PREPARED", tx);
-    if (commit && tx->changes != NULL) store_shadow_committing(tx->store->shadow, tx->batch_seq);
+    if (commit && tx->has_changes) store_shadow_committing(tx->store->shadow, tx->batch_seq);
     pc_status status = pg_exec_ok(tx->store->conn, sql) ? PC_OK
                                                         : write_failed(tx->store, commit ? "commit prepared"
                                                                                          : "rollback prepared", true);
     if (status != PC_OK) store_shadow_commit_failed(tx->store->shadow);
     if (status == PC_OK && commit) tx_publish(tx);
-    free(tx);
+    tx_free(tx);
     return status;
 }
 
@@ -457,16 +651,21 @@ const store_two_phase_ops_t store_pg_two_phase_ops = {
     .tx_rollback_prepared = pg_tx_rollback_prepared,
 };
 
+/* A staged next part's rollback leaves the store's batch state (prefetch, events,
+ * the first part's ledger) to its first part. */
 void pg_tx_rollback(store_tx_t *base) {
     pg_tx_t *tx = (pg_tx_t *)base;
-    pg_prefetch_clear(tx->store);
-    pg_events_discard(tx->store);
-    tx->store->tx_ledger = NULL;
-    tx->store->tx_changes = NULL;
-    if (PQtransactionStatus(tx->store->conn) != PQTRANS_IDLE && !pg_exec_ok(tx->store->conn, "ROLLBACK")) {
-        (void)write_failed(tx->store, "rollback", true);
+    copy_join(tx);
+    if (!tx->next) {
+        pg_prefetch_clear(tx->store);
+        pg_events_discard(tx->store);
+        tx->store->tx_ledger = NULL;
+        tx->store->tx_changes = NULL;
     }
-    free(tx);
+    if (tx->conn != NULL && PQtransactionStatus(tx->conn) != PQTRANS_IDLE && !pg_exec_ok(tx->conn, "ROLLBACK")) {
+        (void)tx_failed(tx, "rollback", !tx->next);
+    }
+    tx_free(tx);
 }
 
 /* ---- outside batches ---- */

@@ -51,3 +51,15 @@ bool store_clearing_shard(const char *id, uint32_t *self, uint32_t *peer) {
     *peer = (uint32_t)p;
     return true;
 }
+
+void store_transfer_legs_merge(store_transfer_t *leg, store_transfer_t *other, bool debit_leg) {
+    if (debit_leg) {
+        memcpy(leg->transfer.credit_account_id, other->transfer.credit_account_id, PC_ID_SIZE);
+    } else {
+        memcpy(other->transfer.credit_account_id, leg->transfer.credit_account_id, PC_ID_SIZE);
+        store_transfer_t swap = *leg;
+        *leg = *other;
+        *other = swap;
+    }
+    store_transfer_free(other);
+}

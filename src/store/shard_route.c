@@ -163,16 +163,7 @@ static pc_status read_transfer_legs(store_reader_t *base, const char *id, store_
     if (peer >= reader->count) return PC_OK;
     store_transfer_t other;
     if (store_read_transfer(reader->readers[peer], id, &other) != PC_OK) return PC_OK; /* a leg alone: as it is */
-    /* the debit leg's fields (its timestamp, as the create reply gave), the credit leg's credit account */
-    if (debit_leg) {
-        memcpy(out->transfer.credit_account_id, other.transfer.credit_account_id, PC_ID_SIZE);
-    } else {
-        memcpy(other.transfer.credit_account_id, out->transfer.credit_account_id, PC_ID_SIZE);
-        store_transfer_t swap = *out;
-        *out = other;
-        other = swap;
-    }
-    store_transfer_free(&other);
+    store_transfer_legs_merge(out, &other, debit_leg);
     return PC_OK;
 }
 
@@ -196,7 +187,7 @@ typedef struct {
 static void page_row(const ledger_account_t *account, void *ctx) {
     page_t *page = ctx;
     page->emitted++;
-    page->fn(account, page->ctx);
+    if (page->fn != NULL) page->fn(account, page->ctx); /* NULL: the probe for has_more */
 }
 
 static pc_status pages_read(store_reader_t *base, shard_list_fn list, const void *arg, const store_query_t *query,

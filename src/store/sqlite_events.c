@@ -1,8 +1,9 @@
 /* store/sqlite_events.c: the events outbox and delivery state in the SQLite backend.
  * Every write runs on the writer thread inside a batch transaction; reads run on a
  * reader's connection. The events table is appended by seq (INTEGER PRIMARY KEY), so
- * the hot path is an append; the per-type and per-object indexes and the owners table
- * serve the API's filters. A batch's events share one set of prepared statements
+ * the hot path is an append; the owners table serves a merchant's listings. The type
+ * and object filters are checked on the rows walked by seq (a schema version 8 drops
+ * the per-type and per-object indexes older versions kept: no plan used them). A batch's events share one set of prepared statements
  * (store_events_writer_t); the rare writes prepare per call. */
 #include <stdio.h>
 #include <stdlib.h>

@@ -25,6 +25,7 @@ sqlite3 *store_sqlite_reader_db(store_reader_t *reader);
 /* ---- sqlite_stmt_cache.c: a connection's statements kept between calls ---- */
 enum { /* one slot per kept statement, over the files that keep them */
     STORE_STMT_PAY_OBJECT_PUT,
+    STORE_STMT_PAY_OBJECT_UPDATE,
     STORE_STMT_PAY_OBJECT_GET,
     STORE_STMT_PAY_CURSOR_FIND,
     STORE_STMT_PAY_VERSION_PUT,
@@ -73,6 +74,7 @@ const char *store_sqlite_events_schema(void);
 /* SQL creating the payments layer's tables and the vault's (sqlite_payments.c). */
 const char *store_sqlite_payments_schema(void);
 const char *store_sqlite_payments_schema_v6(void);
+const char *store_sqlite_payments_schema_v8(void);
 
 /* The vault's re-encryption (store_payments.h: store_vault_cards_not_under,
  * store_vault_card_rekey, store_vault_key_retire). sqlite_vault.c. */

@@ -24,6 +24,18 @@ const char *store_sqlite_payments_schema_v6(void) {
            "CREATE UNIQUE INDEX IF NOT EXISTS pay_versions_object ON pay_versions(object_id, version);";
 }
 
+/* Version 8: an operation's row is listed only by the recovery's pending index, so
+ * the listings' indexes leave operations out (a listing names its kind and adds
+ * "kind <> 'op'", which lets the planner use them); nothing lists by parent. */
+const char *store_sqlite_payments_schema_v8(void) {
+    return "DROP INDEX IF EXISTS pay_objects_parent;"
+           "DROP INDEX IF EXISTS pay_objects_merchant;"
+           "DROP INDEX IF EXISTS pay_objects_kind;"
+           "CREATE INDEX pay_objects_merchant ON pay_objects(kind, merchant_id, created_ns, id)"
+           "  WHERE kind <> 'op';"
+           "CREATE INDEX pay_objects_kind ON pay_objects(kind, created_ns, id) WHERE kind <> 'op';";
+}
+
 const char *store_sqlite_payments_schema(void) {
     return "CREATE TABLE IF NOT EXISTS pay_objects("
            "  id TEXT PRIMARY KEY,"
@@ -73,6 +85,11 @@ static const char *const statement_sql[STORE_STMT_SLOT_COUNT] = {
     [STORE_STMT_PAY_OBJECT_PUT] =
         "INSERT OR REPLACE INTO pay_objects(id, kind, merchant_id, parent_id, status, created_ns, updated_ns,"
         " version, doc) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+    /* a new version of an object: only the columns a version changes, so the listings'
+     * indexes (of kind, merchant and creation time) are not rewritten */
+    [STORE_STMT_PAY_OBJECT_UPDATE] =
+        "UPDATE pay_objects SET status = ?5, updated_ns = ?7, version = ?8, doc = ?9 WHERE id = ?1 AND kind = ?2"
+        " AND merchant_id = ?3 AND parent_id = ?4 AND created_ns = ?6",
     [STORE_STMT_PAY_OBJECT_GET] = "SELECT " OBJECT_COLUMNS " FROM pay_objects WHERE id = ?1",
     [STORE_STMT_PAY_CURSOR_FIND] = "SELECT created_ns, merchant_id FROM pay_objects WHERE id = ?1 AND kind = ?2",
     [STORE_STMT_PAY_VERSION_PUT] = "INSERT OR IGNORE INTO pay_versions(object_id, version, doc) VALUES(?1, ?2, ?3)",
@@ -107,10 +124,10 @@ static pc_status step_done(store_conn_t c, int slot, sqlite3_stmt *stmt) {
     return rc == SQLITE_DONE ? PC_OK : PC_STORE_COMMIT_FAILED;
 }
 
-static pc_status sqlite_pay_object_put(store_tx_t *tx, const store_pay_object_t *o) {
-    store_conn_t c = store_sqlite_tx_conn(tx);
+/* Runs the put or the update statement with the object's columns bound. */
+static pc_status object_write(store_conn_t c, int slot, const store_pay_object_t *o) {
     sqlite3_stmt *stmt;
-    if (take(c, STORE_STMT_PAY_OBJECT_PUT, &stmt, PC_STORE_COMMIT_FAILED) != PC_OK) return PC_STORE_COMMIT_FAILED;
+    if (take(c, slot, &stmt, PC_STORE_COMMIT_FAILED) != PC_OK) return PC_STORE_COMMIT_FAILED;
     sqlite3_bind_text(stmt, 1, o->id, -1, SQLITE_STATIC);
     sqlite3_bind_text(stmt, 2, o->kind, -1, SQLITE_STATIC);
     sqlite3_bind_text(stmt, 3, o->merchant_id, -1, SQLITE_STATIC);
@@ -120,7 +137,16 @@ static pc_status sqlite_pay_object_put(store_tx_t *tx, const store_pay_object_t 
     sqlite3_bind_int64(stmt, 7, (sqlite3_int64)o->updated_ns);
     sqlite3_bind_int64(stmt, 8, (sqlite3_int64)o->version);
     sqlite3_bind_text(stmt, 9, o->doc, o->doc_bytes ? (int)o->doc_bytes : -1, SQLITE_STATIC);
-    return step_done(c, STORE_STMT_PAY_OBJECT_PUT, stmt);
+    return step_done(c, slot, stmt);
+}
+
+/* An update in place when the row exists with the same listing keys (every new
+ * version of an object), else the whole row. */
+static pc_status sqlite_pay_object_put(store_tx_t *tx, const store_pay_object_t *o) {
+    store_conn_t c = store_sqlite_tx_conn(tx);
+    pc_status status = object_write(c, STORE_STMT_PAY_OBJECT_UPDATE, o);
+    if (status != PC_OK || sqlite3_changes(c.db) == 1) return status;
+    return object_write(c, STORE_STMT_PAY_OBJECT_PUT, o);
 }
 
 /* Columns of OBJECT_COLUMNS into 'out'; the doc is borrowed from the statement. */
@@ -184,6 +210,8 @@ static pc_status cursor_find(store_conn_t c, const store_pay_query_t *q, uint64_
 /* The listing's SQL: only the conditions that apply, so that the index serves it. */
 static void list_sql(const store_pay_query_t *q, bool cursor, char *sql, size_t sql_bytes) {
     int n = snprintf(sql, sql_bytes, "SELECT " OBJECT_COLUMNS " FROM pay_objects WHERE kind = ?1");
+    /* the listings' indexes leave operations out: this term lets the planner use them */
+    if (strcmp(q->kind, "op") != 0) n += snprintf(sql + n, sql_bytes - (size_t)n, " AND kind <> 'op'");
     if (q->merchant_id) n += snprintf(sql + n, sql_bytes - (size_t)n, " AND merchant_id = ?2");
     if (q->parent_id) n += snprintf(sql + n, sql_bytes - (size_t)n, " AND parent_id = ?3");
     /* 'pending' inline: the partial index of pending operations serves only a literal */

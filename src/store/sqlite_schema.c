@@ -114,6 +114,12 @@ static const schema_migration migrations[] = {
      * when read; no table changes, but a paycore of v6 would deliver the reference
      * itself as the event: it must refuse the file */
     {"", NULL},
+    /* v8: fewer index pages per payment. The events' type and object indexes go: the
+     * listings' filters are NULL-tolerant, so SQLite walks events by seq and never used
+     * them (sqlite_events.c). Operations leave the payments' listing indexes. */
+    {"DROP INDEX IF EXISTS events_by_type;"
+     "DROP INDEX IF EXISTS events_by_object;",
+     store_sqlite_payments_schema_v8},
 };
 
 #define SCHEMA_VERSION_LATEST ((int)(sizeof(migrations) / sizeof(migrations[0])))

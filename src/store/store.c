@@ -101,6 +101,15 @@ pc_status store_tx_write_journal(store_tx_t *tx, const journal_entry_t *entry, c
 pc_status store_tx_commit(store_tx_t *tx) { return tx->store->ops->tx_commit(tx); }
 void store_tx_rollback(store_tx_t *tx) { tx->store->ops->tx_rollback(tx); }
 
+pc_status store_tx_begin_next(store_tx_t *first, store_tx_t **out) {
+    if (first->store->ops->tx_begin_next == NULL) return PC_STORE_UNSUPPORTED;
+    pc_status status = first->store->ops->tx_begin_next(first, out);
+    if (status == PC_OK) PC_ASSERT((*out)->store == first->store);
+    return status;
+}
+
+bool store_can_pipeline(const store_t *store) { return store->ops->tx_begin_next != NULL; }
+
 pc_status store_balance_snapshot(store_t *store, const ledger_t *ledger) {
     return store->ops->balance_snapshot(store, ledger);
 }

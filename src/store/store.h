@@ -142,6 +142,18 @@ PC_MUST_USE pc_status store_tx_write_journal(store_tx_t *tx, const journal_entry
  * is failed for good (see above); any other error: nothing of the batch remains. */
 PC_MUST_USE pc_status store_tx_commit(store_tx_t *tx);
 void store_tx_rollback(store_tx_t *tx);                 /* frees tx */
+/* The writer's pipeline (writer.c): one ledger batch written as two transactions,
+ * the second staged on a connection of its own while the first is still being
+ * inserted and committed. Call right after store_tx_begin(first), before writing
+ * it; then write first, then the next part into *out with batch_seq = first's + 1,
+ * then commit first, and only if that worked, commit *out (else roll it back). The
+ * next part may only add rows (no pending changes: they would update rows of the
+ * first part it cannot see); its balance snapshot waits for a later batch.
+ * PC_STORE_UNSUPPORTED where a store has one connection (SQLite); any other error:
+ * nothing staged, the part is written after first commits. */
+PC_MUST_USE pc_status store_tx_begin_next(store_tx_t *first, store_tx_t **out);
+/* Whether store_tx_begin_next can work on this store. */
+bool store_can_pipeline(const store_t *store);
 /* Writes the balance snapshot: every account changed since the last one, as of the
  * journal head (a clean stop calls it, so the next start re-derives nothing).
  * Writer thread, outside a batch. Refused once the store failed. */

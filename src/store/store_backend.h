@@ -154,6 +154,9 @@ struct store_backend_ops {
                                   const journal_checkpoint_t *checkpoint);
     pc_status (*tx_commit)(store_tx_t *tx);
     void (*tx_rollback)(store_tx_t *tx);
+    /* Optional (NULL: one transaction at a time). store_tx_begin_next: the next
+     * part's transaction, on a second connection. */
+    pc_status (*tx_begin_next)(store_tx_t *first, store_tx_t **out);
     pc_status (*balance_snapshot)(store_t *store, const ledger_t *ledger);
     pc_status (*failed)(const store_t *store);
     bool (*writable)(const store_t *store);

@@ -15,6 +15,7 @@
 #include "paycore/limits.h"
 #include "paycore/status.h"
 #include "store/store.h"
+#include "store/store_events.h"
 
 /* ---- placement (shard_place.c) ----
  * An account lives on shard siphash24(STORE_SHARD_HASH_KEY, id) mod count: the
@@ -40,6 +41,11 @@ void store_clearing_id(uint32_t self, uint32_t peer, const char *currency, char 
 bool store_id_reserved(const char *id);
 /* The shard a clearing account lives on (its 'self'), or false for other ids. */
 bool store_clearing_shard(const char *id, uint32_t *self, uint32_t *peer);
+/* A transfer across shards read as one: 'leg' (read first) and 'other' (its peer leg,
+ * freed here) become 'leg' as A -> B: the debit leg's fields (its timestamp, as the
+ * create reply gave) with the credit leg's credit account. 'debit_leg': 'leg' is the
+ * debit leg (its credit account is the clearing one). */
+void store_transfer_legs_merge(store_transfer_t *leg, store_transfer_t *other, bool debit_leg);
 
 /* ---- the read side of a set (shard_route.c) ----
  * One store whose readers send each read to the shard holding its rows (an
@@ -170,5 +176,20 @@ PC_MUST_USE pc_status store_writers_open(store_writers_t **out, const char *url,
 PC_MUST_USE pc_status store_writers_find(store_writers_t *writers, uint32_t shard, store_writer_row_t *out);
 const char *store_writers_error(const store_writers_t *writers);
 void store_writers_close(store_writers_t *writers);
+
+
+/* ---- the set's outbox relay (pg_shard_events.c, docs/scaleout.md §6) ----
+ * A shard other than the home shard writes its ledger events into its own outbox
+ * (its events table); they are copied into the home shard's outbox in that shard's
+ * seq order, in home transactions that also move the home's cursor for that shard
+ * (a paycore_meta row): each copied once. */
+/* The home's cursor for 'shard' inside a transaction on the home shard (0: none yet). */
+PC_MUST_USE pc_status store_shard_relayed_get(store_tx_t *tx, uint32_t shard, uint64_t *seq_out);
+PC_MUST_USE pc_status store_shard_relayed_set(store_tx_t *tx, uint32_t shard, uint64_t seq);
+PC_MUST_USE pc_status store_shard_relayed_read(store_reader_t *reader, uint32_t shard, uint64_t *seq_out);
+/* A shard's outbox rows after 'after_seq' in seq order, at most 'limit', each with its
+ * owners (event.owners, borrowed for the callback). */
+PC_MUST_USE pc_status store_shard_events_after(store_reader_t *reader, uint64_t after_seq, uint32_t limit,
+                                               store_event_fn fn, void *ctx, bool *has_more);
 
 #endif

@@ -89,22 +89,33 @@ static writer_cmd_t *queue_drain(writer_t *writer) {
 /* Names every transfer id the batch may look up (its ids and pending ids) to the
  * store, which fetches them in one round trip where a lookup costs one (PostgreSQL).
  * A prefetch that fails only leaves the lookups to happen one by one. */
-static void batch_prefetch(writer_t *writer, const writer_cmd_t *cmds) {
-    if (!store_wants_prefetch(writer->store)) return;
+static uint32_t prefetch_count(const writer_cmd_t *cmds) {
     uint32_t count = 0;
     for (const writer_cmd_t *cmd = cmds; cmd != NULL; cmd = cmd->next) {
         if (cmd->kind == WRITER_CMD_CREATE_TRANSFERS) count += 2 * cmd->event_count;
     }
-    const char **ids = count > 0 ? malloc(sizeof(*ids) * count) : NULL;
-    if (ids == NULL) return;
-    count = 0;
+    return count;
+}
+
+static void prefetch_ids(const writer_cmd_t *cmds, const char **ids, uint32_t *count) {
     for (const writer_cmd_t *cmd = cmds; cmd != NULL; cmd = cmd->next) {
         if (cmd->kind != WRITER_CMD_CREATE_TRANSFERS) continue;
         for (uint32_t i = 0; i < cmd->event_count; i++) {
-            ids[count++] = cmd->transfers[i].id;
-            if (cmd->transfers[i].pending_id[0] != '\0') ids[count++] = cmd->transfers[i].pending_id;
+            ids[(*count)++] = cmd->transfers[i].id;
+            if (cmd->transfers[i].pending_id[0] != '\0') ids[(*count)++] = cmd->transfers[i].pending_id;
         }
     }
+}
+
+/* 'more' (or NULL): a pipelined batch's second part, fetched in the same query. */
+static void batch_prefetch(writer_t *writer, const writer_cmd_t *cmds, const writer_cmd_t *more) {
+    if (!store_wants_prefetch(writer->store)) return;
+    uint32_t count = prefetch_count(cmds) + prefetch_count(more);
+    const char **ids = count > 0 ? malloc(sizeof(*ids) * count) : NULL;
+    if (ids == NULL) return;
+    count = 0;
+    prefetch_ids(cmds, ids, &count);
+    prefetch_ids(more, ids, &count);
     pc_status status = store_prefetch(writer->store, ids, count);
     if (status != PC_OK) {
         fprintf(stderr, "{\"level\":\"warn\",\"msg\":\"prefetch failed\",\"code\":\"%s\"}\n",
@@ -144,28 +155,28 @@ static bool cmds_need_tx(const writer_cmd_t *cmds) {
     return false;
 }
 
-static void entry_build(writer_t *writer, const ledger_changes_t *c, journal_content_t *content,
+static void entry_build(const journal_entry_t *prev, const ledger_changes_t *c, journal_content_t *content,
                         journal_entry_t *entry) {
     memset(entry, 0, sizeof(*entry));
-    entry->seq = writer->head.seq + 1;
+    entry->seq = prev->seq + 1;
     entry->timestamp_first_ns = c->timestamp_first_ns;
     entry->timestamp_last_ns = c->timestamp_last_ns;
     entry->account_count = c->accounts_created_count;
     entry->transfer_count = c->transfers_count;
     entry->failure_count = c->failures_count;
     journal_content_final(content, entry->content_hash);
-    memcpy(entry->prev_hash, writer->head.hash, JOURNAL_HASH_BYTES);
+    memcpy(entry->prev_hash, prev->hash, JOURNAL_HASH_BYTES);
     journal_entry_seal(entry);
 }
 
-/* The batch's ledger rows and its journal row (seq = head + 1), in 'tx'. */
-static pc_status batch_write_ledger(writer_t *writer, store_tx_t *tx, const ledger_changes_t *c,
-                                    journal_entry_t *entry) {
+/* The batch's ledger rows 'c' and its journal row (seq = prev's + 1), in 'tx'. */
+static pc_status changes_write(writer_t *writer, store_tx_t *tx, const ledger_changes_t *c,
+                               const journal_entry_t *prev, journal_entry_t *entry) {
     journal_content_t content;
     journal_content_init(&content);
-    pc_status status = store_tx_write_changes(tx, writer->ledger, c, writer->head.seq + 1, &content);
+    pc_status status = store_tx_write_changes(tx, writer->ledger, c, prev->seq + 1, &content);
     if (status != PC_OK) return status;
-    entry_build(writer, c, &content, entry);
+    entry_build(prev, c, &content, entry);
     journal_checkpoint_t checkpoint;
     bool checkpoint_due = entry->seq % JOURNAL_CHECKPOINT_BATCHES == 0;
     if (checkpoint_due) journal_checkpoint_sign(&writer->key, entry, &checkpoint);
@@ -200,14 +211,15 @@ static pc_status batch_write(writer_t *writer, writer_cmd_t *cmds, journal_entry
     store_tx_t *tx;
     pc_status status = store_tx_begin(writer->store, &tx);
     if (status != PC_OK) return status;
-    if (*journaled) status = batch_write_ledger(writer, tx, c, entry);
+    if (*journaled) status = changes_write(writer, tx, c, &writer->head, entry);
     for (writer_cmd_t *cmd = cmds; status == PC_OK && cmd != NULL; cmd = cmd->next) {
         status = writer_grants_write(cmd, tx);
         if (status == PC_OK && cmd->in_transaction != NULL) status = cmd->in_transaction(cmd, tx);
         *hook_failed = status != PC_OK;
     }
     const writer_batch_hook_t *hook = &writer->config.batch_hook;
-    if (status == PC_OK && *journaled && hook->in_transaction != NULL) {
+    /* a leg without ledger rows too: the home leg writes the other legs' events */
+    if (status == PC_OK && (*journaled || batch_is_leg(cmds)) && hook->in_transaction != NULL) {
         status = hook->in_transaction(hook->ctx, tx, writer->ledger, c, &writer->source);
     }
     if (status != PC_OK) {
@@ -297,7 +309,7 @@ bool writer_batch_account_owners(const char *account_id, const char **owners, ui
 static void batch_run(writer_t *writer, writer_cmd_t *cmds) {
     ledger_batch_begin(writer->ledger, pc_wall_ns());
     uint32_t expired = ledger_expire_due(writer->ledger, WRITER_EXPIRE_PER_BATCH_MAX);
-    batch_prefetch(writer, cmds);
+    batch_prefetch(writer, cmds, NULL);
     batch_apply(writer, cmds);
     uint32_t events = 0;
     for (writer_cmd_t *cmd = cmds; cmd != NULL; cmd = cmd->next) events += cmd_events(cmd);
@@ -333,6 +345,165 @@ static void batch_run(writer_t *writer, writer_cmd_t *cmds) {
     cmds_complete(cmds, status); /* after the commit, never before */
 }
 
+/* ---- the pipeline: one ledger batch written as two transactions ----
+ * When commands wait behind a batch, the writer applies both to the ledger as one
+ * batch and writes them as two store transactions: the first part's rows go in (a
+ * thread of the store's sends them) while the writer applies the second part and
+ * stages it on a second connection (store_tx_begin_next); then the first COMMIT and,
+ * only once it worked, the second. The server inserts both parts' rows at once (its
+ * index work, most of a batch's time, on two cores), and the ledger sees one batch, so
+ * the second part's lookups find the first part's ids and pendings. The first part's
+ * commands are answered after its COMMIT, the second's after theirs. If the first
+ * fails, the second is rolled back with it (memory too) and its commands run again as
+ * a batch of their own; if only the second fails, memory goes back to the mark
+ * between them. Only plain ledger commands pipeline: no global transaction, no rows
+ * of their own, no grants, no batch hook (their rows would need the first part). */
+
+static bool cmd_pipelines(const writer_cmd_t *cmd) {
+    bool plain = cmd->kind == WRITER_CMD_CREATE_TRANSFERS ||
+                 (cmd->kind == WRITER_CMD_CREATE_ACCOUNTS && cmd->owner_id == NULL);
+    return plain && cmd->gtid == NULL && cmd->in_transaction == NULL && cmd->grant_count == 0;
+}
+
+static bool cmds_pipeline(const writer_cmd_t *cmds) {
+    for (const writer_cmd_t *cmd = cmds; cmd != NULL; cmd = cmd->next) {
+        if (!cmd_pipelines(cmd)) return false;
+    }
+    return cmds != NULL;
+}
+
+static bool writer_pipelines(const writer_t *writer) {
+    const writer_batch_hook_t *hook = &writer->config.batch_hook;
+    return !writer->config.no_pipeline && store_can_pipeline(writer->store) && hook->in_transaction == NULL &&
+           hook->finished == NULL;
+}
+
+typedef struct {
+    writer_cmd_t *cmds;
+    ledger_changes_t changes;  /* after the second part is applied: its counts only */
+    bool journaled;
+    journal_entry_t entry;
+    store_tx_t *tx;
+    pc_status status;
+    uint64_t commit_ns;
+} writer_part_t;
+
+/* The part's rows and journal row (after 'prev') into its transaction; on failure
+ * the transaction is rolled back. */
+static void part_write(writer_t *writer, writer_part_t *part, const journal_entry_t *prev) {
+    part->status = changes_write(writer, part->tx, &part->changes, prev, &part->entry);
+    if (part->status == PC_OK) return;
+    store_tx_rollback(part->tx);
+    part->tx = NULL;
+}
+
+static void part_commit(writer_part_t *part) {
+    if (part->tx == NULL) return;
+    uint64_t start_ns = pc_mono_ns();
+    part->status = store_tx_commit(part->tx);
+    part->tx = NULL;
+    part->commit_ns = pc_mono_ns() - start_ns;
+}
+
+static uint32_t cmds_event_count(const writer_cmd_t *cmds) {
+    uint32_t events = 0;
+    for (const writer_cmd_t *cmd = cmds; cmd != NULL; cmd = cmd->next) events += cmd_events(cmd);
+    return events;
+}
+
+static void part_failed_log(writer_t *writer, pc_status status) {
+    fprintf(stderr, "{\"level\":\"error\",\"msg\":\"batch commit failed\",\"code\":\"%s\",\"detail\":\"%s\"}\n",
+            pc_status_code(status), store_error_detail(writer->store));
+}
+
+/* After a part: stats, health, a store failed for good. */
+static void part_record(writer_t *writer, const writer_part_t *part, uint32_t expired) {
+    stats_record(writer, &part->changes, cmds_event_count(part->cmds), expired, part->commit_ns, part->status);
+    health_record(writer, part->status);
+    if (store_failed(writer->store) != PC_OK) writer_fail(writer, store_failed(writer->store));
+}
+
+/* The first part applied and its transaction written, the next one begun beside it. */
+static void pair_first(writer_t *writer, writer_part_t *first, writer_part_t *second) {
+    batch_apply(writer, first->cmds);
+    first->changes = *ledger_batch_changes(writer->ledger);
+    first->journaled = changes_have_rows(&first->changes);
+    if (!first->journaled) return;
+    first->status = store_tx_begin(writer->store, &first->tx);
+    if (first->status != PC_OK) return;
+    if (store_tx_begin_next(first->tx, &second->tx) != PC_OK) second->tx = NULL; /* written after, then */
+    part_write(writer, first, &writer->head);
+}
+
+/* The second part applied; staged when it only adds rows (pending changes update rows
+ * the first part's transaction may hold), else its transaction waits for the first. */
+static void pair_second(writer_t *writer, writer_part_t *first, writer_part_t *second, const ledger_mark_t *mark) {
+    batch_apply(writer, second->cmds);
+    ledger_batch_changes_since(writer->ledger, mark, &second->changes);
+    second->journaled = changes_have_rows(&second->changes);
+    bool staged = second->tx != NULL && first->status == PC_OK && second->journaled &&
+                  second->changes.pending_changes_count == 0;
+    if (!staged && second->tx != NULL) {
+        store_tx_rollback(second->tx);
+        second->tx = NULL;
+    }
+    if (staged) part_write(writer, second, first->journaled ? &first->entry : &writer->head);
+    if (second->tx != NULL) {
+        pthread_mutex_lock(&writer->mutex);
+        writer->stats.batches_staged++;
+        pthread_mutex_unlock(&writer->mutex);
+    }
+    if (second->tx == NULL) second->status = PC_OK; /* a staging that failed: written after */
+}
+
+/* The first part failed: the second goes with it, and runs again alone. */
+static void pair_first_failed(writer_t *writer, writer_part_t *first, writer_part_t *second, uint32_t expired) {
+    if (second->tx != NULL) store_tx_rollback(second->tx);
+    part_failed_log(writer, first->status);
+    ledger_batch_rollback(writer->ledger);
+    writer_grants_rollback(writer->grants);
+    part_record(writer, first, expired);
+    cmds_complete(first->cmds, first->status);
+    batch_run(writer, second->cmds);
+}
+
+static void batch_run_pair(writer_t *writer, writer_cmd_t *first_cmds, writer_cmd_t *second_cmds) {
+    writer_part_t first = {.cmds = first_cmds}, second = {.cmds = second_cmds};
+    ledger_batch_begin(writer->ledger, pc_wall_ns());
+    uint32_t expired = ledger_expire_due(writer->ledger, WRITER_EXPIRE_PER_BATCH_MAX);
+    batch_prefetch(writer, first_cmds, second_cmds);
+    pair_first(writer, &first, &second);
+    ledger_mark_t mark;
+    ledger_batch_mark(writer->ledger, &mark);
+    pair_second(writer, &first, &second, &mark);
+    part_commit(&first);
+    if (first.status != PC_OK) {
+        pair_first_failed(writer, &first, &second, expired);
+        return;
+    }
+    if (first.journaled) writer->head = first.entry;
+    PC_ASSERT(store_journal_head_seq(writer->store) == writer->head.seq);
+    part_record(writer, &first, expired);
+    cmds_complete(first_cmds, PC_OK); /* durable: answered before the second part's COMMIT */
+    if (second.tx == NULL && second.journaled) {
+        second.status = store_tx_begin(writer->store, &second.tx);
+        if (second.status == PC_OK) part_write(writer, &second, &writer->head);
+    }
+    part_commit(&second);
+    if (second.status == PC_OK) {
+        PC_ASSERT_SLOW(ledger_balanced(writer->ledger, NULL));
+        if (second.journaled) writer->head = second.entry;
+        PC_ASSERT(store_journal_head_seq(writer->store) == writer->head.seq);
+    } else {
+        part_failed_log(writer, second.status);
+        ledger_batch_rollback_to(writer->ledger, &mark);
+    }
+    ledger_batch_commit(writer->ledger);
+    writer_grants_commit(writer->grants);
+    part_record(writer, &second, 0);
+    cmds_complete(second_cmds, second.status);
+}
+
 /* While the store is not writable and nothing else runs: one small write, with
  * backoff, to learn when it works again (readiness follows it). */
 static void probe_run(writer_t *writer) {
@@ -354,9 +525,11 @@ static uint64_t wake_at_ns(const writer_t *writer, bool *probe) {
 typedef enum { WAKE_WORK, WAKE_EXPIRY, WAKE_PROBE, WAKE_STOP } writer_wake;
 
 /* Waits for work or for the next deadline; returns why it woke, with the drained
- * commands in *cmds for WAKE_WORK. A failed writer only waits for the stop. */
-static writer_wake wait_for_work(writer_t *writer, writer_cmd_t **cmds) {
+ * commands in *cmds for WAKE_WORK, and in *more a second batch's when commands wait
+ * behind the first and both can be pipelined. A failed writer only waits for the stop. */
+static writer_wake wait_for_work(writer_t *writer, writer_cmd_t **cmds, writer_cmd_t **more) {
     *cmds = NULL;
+    *more = NULL;
     while (!writer->stopping && (writer->queue_head == NULL || writer->failed != PC_OK)) {
         bool probe = false;
         uint64_t at_ns = writer->failed == PC_OK ? wake_at_ns(writer, &probe) : 0;
@@ -370,6 +543,10 @@ static writer_wake wait_for_work(writer_t *writer, writer_cmd_t **cmds) {
     }
     if (writer->failed != PC_OK || writer->queue_head == NULL) return WAKE_STOP;
     *cmds = queue_drain(writer);
+    if (writer->queue_head != NULL && cmd_pipelines(writer->queue_head) && cmds_pipeline(*cmds) &&
+        writer_pipelines(writer)) {
+        *more = queue_drain(writer);
+    }
     return WAKE_WORK;
 }
 
@@ -377,13 +554,19 @@ static void *writer_main(void *arg) {
     writer_t *writer = arg;
     pthread_mutex_lock(&writer->mutex);
     for (;;) {
-        writer_cmd_t *cmds;
-        writer_wake wake = wait_for_work(writer, &cmds);
+        writer_cmd_t *cmds, *more;
+        writer_wake wake = wait_for_work(writer, &cmds, &more);
         if (wake == WAKE_STOP) break; /* stopping with the queue empty, or failed */
         writer->stats.queue_events = writer->queue_events;
         pthread_mutex_unlock(&writer->mutex);
-        if (wake == WAKE_PROBE) probe_run(writer);
-        else batch_run(writer, cmds);
+        if (wake == WAKE_PROBE) {
+            probe_run(writer);
+        } else if (more != NULL && cmds_pipeline(more)) {
+            batch_run_pair(writer, cmds, more);
+        } else {
+            batch_run(writer, cmds);
+            if (more != NULL) batch_run(writer, more);
+        }
         pthread_mutex_lock(&writer->mutex);
     }
     pthread_mutex_unlock(&writer->mutex);

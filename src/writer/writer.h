@@ -94,6 +94,10 @@ typedef struct {
     void *failed_ctx;
     writer_batch_hook_t batch_hook; /* optional */
     writer_expiry_hold_t expiry_hold; /* optional */
+    /* Where the store can (store_can_pipeline), a batch with commands waiting behind
+     * it is written with the next one as two overlapping transactions (writer.c's
+     * pipeline); true: one at a time (benchmarks compare the two). */
+    bool no_pipeline;
 } writer_config_t;
 
 /* Counters for /metrics; read with writer_stats (any thread). */
@@ -103,6 +107,7 @@ typedef struct {
     uint64_t transfers_committed;
     uint64_t accounts_committed;
     uint64_t expired_committed;
+    uint64_t batches_staged;     /* second parts staged while their first part committed (pipeline) */
     uint32_t queue_events;       /* now */
     uint64_t commit_ns_total;
     uint64_t batch_size_buckets[16]; /* events per batch: <=1,2,4,...,>32768 */

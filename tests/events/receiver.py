@@ -52,6 +52,7 @@ class Receiver:
         self.policy = policy or (lambda event, n: 200)
         self.lock = threading.Lock()
         self.attempts = []
+        self.arrivals = {}  # event id -> attempts arrived so far (appended only when answered)
         self.server = None
         self.thread = None
         self.port = free_port()
@@ -70,8 +71,8 @@ class Receiver:
                 arrived = time.monotonic()
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 event = json.loads(body)
-                with receiver.lock:
-                    n = 1 + sum(1 for a in receiver.attempts if a.event["id"] == event["id"])
+                with receiver.lock:  # numbered on arrival: a slow answer may finish after a later retry's
+                    n = receiver.arrivals[event["id"]] = receiver.arrivals.get(event["id"], 0) + 1
                 answer = receiver.policy(event, n)
                 status = answer
                 if isinstance(answer, tuple):

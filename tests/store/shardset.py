@@ -18,6 +18,71 @@ import pgcluster  # noqa: E402
 from pcapi import BIN, TIMEOUT_S, check, fail  # noqa: E402
 
 
+def shard_of(account_id, count):
+    """The shard paycore places 'account_id' on (docs/scaleout.md §6): SipHash-2-4 of
+    the id under the key 'paycore-shards-1' (libsodium's), little-endian, mod count."""
+    import ctypes
+    import ctypes.util
+    sodium = ctypes.CDLL(ctypes.util.find_library("sodium") or "libsodium.so.23")
+    out = ctypes.create_string_buffer(8)
+    data = account_id.encode()
+    check(sodium.crypto_shorthash_siphash24(out, data, ctypes.c_ulonglong(len(data)), b"paycore-shards-1") == 0,
+          "siphash24")
+    return int.from_bytes(out.raw, "little") % count
+
+
+def ids_on(shard, count, n, prefix):
+    """'n' fresh ids that paycore places on 'shard' of 'count'."""
+    out = []
+    for i in range(100000):
+        if len(out) == n:
+            return out
+        if shard_of("%s%d" % (prefix, i), count) == shard:
+            out.append("%s%d" % (prefix, i))
+    fail("no ids on shard %d" % shard)
+
+
+def stop_process(proc, log, what, sig=signal.SIGTERM):
+    """Ends a paycore process with 'sig' (a failure when it has not exited after
+    TIMEOUT_S * 3: it is killed then) and checks that its log ('log()' reads it) holds
+    no sanitizer report; returns its exit code."""
+    proc.send_signal(sig)
+    try:
+        code = proc.wait(timeout=TIMEOUT_S * 3)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        fail("%s did not stop on signal %d" % (what, sig))
+    for marker in pcapi.SANITIZER_MARKERS:
+        check(marker not in log(), "%s: sanitizer report:\n%s" % (what, log()[-6000:]))
+    return code
+
+
+def run(body, count=3, one_server=True, done="ok", on_failure=None):
+    """A shard test's main: PostgreSQL required; body(s) runs on a ShardSet of 'count'
+    shards (databases of one throwaway cluster, s.clusters[0], when 'one_server'; else
+    a cluster each); when it fails, what on_failure() says and the tail of the
+    server's log go to stderr; everything is closed; 'done' is printed at the end."""
+    require_postgres()
+    cluster = pgcluster.Cluster() if one_server else None
+    s = None
+    try:
+        s = ShardSet(count, server=cluster)
+        body(s)
+    except BaseException:  # fail() and check() exit
+        if on_failure is not None:
+            print(on_failure(), file=sys.stderr)
+        if s is not None:
+            print(s.log()[-4000:], file=sys.stderr)
+        raise
+    finally:
+        if s is not None:
+            s.close()
+        if cluster is not None:
+            cluster.close()
+    print(done)
+
+
 def require_postgres():
     if not pgcluster.available():
         pcapi.missing_input("PostgreSQL 15 (initdb, pg_ctl in %s)" % pgcluster.PG_BIN,
@@ -105,17 +170,8 @@ class ShardSet:
     def stop(self, sig=signal.SIGTERM):
         if self.proc is None:
             return 0
-        self.proc.send_signal(sig)
-        try:
-            code = self.proc.wait(timeout=TIMEOUT_S * 3)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            fail("serve --shards did not stop on signal %d" % sig)
-        self.proc = None
-        for marker in pcapi.SANITIZER_MARKERS:
-            check(marker not in self.log(), "sanitizer report:\n" + self.log()[-6000:])
-        return code
+        proc, self.proc = self.proc, None
+        return stop_process(proc, self.log, "serve --shards", sig)
 
     def sql(self, shard, statement):
         return self.clusters[shard].sql(self.names[shard], statement)
@@ -125,6 +181,14 @@ class ShardSet:
             if self.sql(i, "SELECT count(*) FROM shard_accounts WHERE account_id = '%s'" % account_id) == "1":
                 return i
         fail("account %s is on no shard's shard_accounts" % account_id)
+
+    def placement(self):
+        """account id -> shard, from each shard's shard_accounts."""
+        out = {}
+        for i in range(len(self.clusters)):
+            for row in filter(None, self.sql(i, "SELECT account_id FROM shard_accounts").splitlines()):
+                out[row] = i
+        return out
 
     def legs(self, transfer_id):
         """Shards holding a transfer row with this id."""

@@ -11,7 +11,7 @@
  * tests/store/test_durability_pg.py) the cases that are not SQLite faults run against
  * a new database each: batches without ledger rows and a crash, a failed COMMIT's
  * accounts, a failing hook, no spin while commits fail, the signing key, a replaced
- * idempotent reply's room. */
+ * idempotent reply's room, and the writer's pipeline when either part's COMMIT fails. */
 #include <fcntl.h>
 #include <libpq-fe.h>
 #include <pthread.h>
@@ -349,6 +349,139 @@ static void test_failed_batch_leaves_no_dirty_accounts(void) {
     transfer_ok(writer, "to-c", "a", "c", 5);
     stop(store, writer);
     verify_ok("after the second stop");
+    paths_remove();
+}
+
+/* ---- the pipeline (PostgreSQL): a batch's second part staged while the first commits ---- */
+
+typedef struct {
+    writer_cmd_t cmd;
+    ledger_transfer_t transfer;
+    ledger_transfer_result_t result;
+    pc_status status;
+    bool done;
+} staged_cmd_t;
+
+static pthread_mutex_t staged_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t staged_cond = PTHREAD_COND_INITIALIZER;
+
+static void staged_done(writer_cmd_t *cmd, pc_status status) {
+    staged_cmd_t *s = (staged_cmd_t *)cmd;
+    pthread_mutex_lock(&staged_mutex);
+    s->status = status;
+    s->done = true;
+    pthread_cond_broadcast(&staged_cond);
+    pthread_mutex_unlock(&staged_mutex);
+}
+
+/* a (debits must not exceed credits), b, c: commit 1. */
+static void pipeline_accounts(writer_t *writer) {
+    ledger_account_t accounts[3] = {{.id = "a", .flags = LEDGER_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS},
+                                    {.id = "b"}, {.id = "c"}};
+    ledger_account_result_t results[3];
+    for (int i = 0; i < 3; i++) {
+        memcpy(accounts[i].currency, "USD", 4);
+        accounts[i].code = 1;
+    }
+    writer_cmd_t cmd = {.kind = WRITER_CMD_CREATE_ACCOUNTS, .event_count = 3, .accounts = accounts,
+                        .account_results = results};
+    ASSERT_STATUS(writer_submit_wait(writer, &cmd), PC_OK);
+}
+
+/* With the writer held in commit 2, x (b -> a 10: a's funds) and y (a -> c 10, which
+ * only x's funds allow) queue up; released, they are one pipelined batch in two
+ * parts (batch_events_max 1): x's transaction is commit 3, y's commit 4. */
+static void pipeline_run(writer_t *writer, staged_cmd_t *x, staged_cmd_t *y) {
+    hold_state = 0;
+    pthread_t holder;
+    ASSERT_EQ(pthread_create(&holder, NULL, hold_submit, writer), 0);
+    pthread_mutex_lock(&hold_mutex);
+    while (hold_state != 1) pthread_cond_wait(&hold_cond, &hold_mutex);
+    pthread_mutex_unlock(&hold_mutex);
+    transfer_fill(&x->transfer, "x", "b", "a", 10);
+    transfer_fill(&y->transfer, "y", "a", "c", 10);
+    staged_cmd_t *both[2] = {x, y};
+    for (int i = 0; i < 2; i++) {
+        both[i]->cmd = (writer_cmd_t){.kind = WRITER_CMD_CREATE_TRANSFERS, .event_count = 1,
+                                      .transfers = &both[i]->transfer, .transfer_results = &both[i]->result,
+                                      .done = staged_done};
+        ASSERT_STATUS(writer_submit(writer, &both[i]->cmd), PC_OK);
+    }
+    pthread_mutex_lock(&hold_mutex);
+    hold_state = 2;
+    pthread_cond_broadcast(&hold_cond);
+    pthread_mutex_unlock(&hold_mutex);
+    pthread_join(holder, NULL);
+    pthread_mutex_lock(&staged_mutex);
+    while (!x->done || !y->done) pthread_cond_wait(&staged_cond, &staged_mutex);
+    pthread_mutex_unlock(&staged_mutex);
+    writer_stats_t stats;
+    writer_stats(writer, &stats);
+    ASSERT_EQ(stats.batches_staged, 1); /* y was staged beside x: the pipeline ran */
+}
+
+/* Goal: when the first part's COMMIT fails while the second is staged, the second
+ * leaves nothing: not its rows, not its balances, not its reply; it runs again on
+ * the state without the first. Method: pipeline_run with commit 3 failing: x fails;
+ * y, run again, is refused (a has no funds without x); memory, the database after a
+ * restart and verify agree: nothing moved, neither x nor y is a transfer. */
+static void test_pipeline_first_commit_fails(void) {
+    paths_make("pipe_first");
+    store_t *store;
+    writer_t *writer;
+    store_options_t options = {.create = true, .fault_commit_at = 3};
+    writer_config_t config = {.batch_events_max = 1};
+    ASSERT_STATUS(start_with(&store, &writer, &options, &config), PC_OK);
+    pipeline_accounts(writer);
+    staged_cmd_t x = {0}, y = {0};
+    pipeline_run(writer, &x, &y);
+    ASSERT_STATUS(x.status, PC_STORE_COMMIT_FAILED);
+    ASSERT_STATUS(y.status, PC_OK);
+    ASSERT_STATUS(y.result.status, PC_EXCEEDS_CREDITS);
+    ASSERT_EQ(credits_of(writer, "a"), 0);
+    ASSERT_EQ(credits_of(writer, "c"), 0);
+    ASSERT_TRUE(ledger_balanced(writer_ledger(writer), NULL));
+    stop(store, writer);
+    verify_ok("after the failed first part");
+    ASSERT_TRUE(!in_file("x") && !in_file("y"));
+    start(&store, &writer);
+    ASSERT_EQ(credits_of(writer, "a"), 0);
+    ASSERT_EQ(credits_of(writer, "b"), 0);
+    ASSERT_EQ(credits_of(writer, "c"), 0);
+    transfer_ok(writer, "x", "b", "a", 10); /* the id was never taken */
+    stop(store, writer);
+    verify_ok("after the restart");
+    paths_remove();
+}
+
+/* Goal: when only the second part's COMMIT fails, the first stays (durable and
+ * answered) and memory goes back to it. Method: pipeline_run with commit 4 failing:
+ * x commits, y fails; a holds 10, c nothing, in memory and after a restart. */
+static void test_pipeline_second_commit_fails(void) {
+    paths_make("pipe_second");
+    store_t *store;
+    writer_t *writer;
+    store_options_t options = {.create = true, .fault_commit_at = 4};
+    writer_config_t config = {.batch_events_max = 1};
+    ASSERT_STATUS(start_with(&store, &writer, &options, &config), PC_OK);
+    pipeline_accounts(writer);
+    staged_cmd_t x = {0}, y = {0};
+    pipeline_run(writer, &x, &y);
+    ASSERT_STATUS(x.status, PC_OK);
+    ASSERT_STATUS(x.result.status, PC_OK);
+    ASSERT_STATUS(y.status, PC_STORE_COMMIT_FAILED);
+    ASSERT_EQ(credits_of(writer, "a"), 10);
+    ASSERT_EQ(credits_of(writer, "c"), 0);
+    stop(store, writer);
+    verify_ok("after the failed second part");
+    ASSERT_TRUE(in_file("x") && !in_file("y"));
+    start(&store, &writer);
+    ASSERT_EQ(credits_of(writer, "a"), 10);
+    ASSERT_EQ(credits_of(writer, "b"), -10);
+    ASSERT_EQ(credits_of(writer, "c"), 0);
+    transfer_ok(writer, "y", "a", "c", 10);
+    stop(store, writer);
+    verify_ok("after the restart");
     paths_remove();
 }
 
@@ -743,6 +876,8 @@ int main(void) {
         TEST_RUN(test_no_spin_while_expiry_fails);
         TEST_RUN(test_signing_key_refused);
         TEST_RUN(test_idem_replace_reports_room);
+        TEST_RUN(test_pipeline_first_commit_fails);
+        TEST_RUN(test_pipeline_second_commit_fails);
         return test_finish();
     }
     TEST_RUN(test_batch_without_rows_takes_no_seq);

@@ -8,7 +8,9 @@ bad --advertise values and misplaced flags are refused with one line.
 Method: two throwaway clusters as the shards (shardset.py), node A `serve --shards`,
 nodes B and C `serve --shards --standby` on their own loopback ports and node files
 (the signing keys copied, as an operator would); requests through every node checked
-against a model of the balances; a load through every node while A is SIGKILLed, with
+against a model of the balances; a standby's connection to the writer kept open and
+reused (its sockets in /proc); account and transfer reads answered by the standbys
+from the databases the same as by the writer, also while the writer is stopped; a load through every node while A is SIGKILLed, with
 clients retrying each transfer with its own id until it is acknowledged; a watcher
 polls every node's /healthz and each shard's writers row and lock meanwhile; then
 every acknowledged transfer is read back through each node, the model and debits ==
@@ -276,6 +278,130 @@ def through_every_node(s, a, b, c, model):
     return by_shard
 
 
+def connections_to(node, port):
+    """The local ports of node's established TCP connections to 127.0.0.1:port
+    (its sockets in /proc/<pid>/fd matched against /proc/net/tcp)."""
+    inodes = set()
+    fd_dir = "/proc/%d/fd" % node.proc.pid
+    for fd in os.listdir(fd_dir):
+        try:
+            target = os.readlink(os.path.join(fd_dir, fd))
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = []
+    with open("/proc/net/tcp") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
+            if inode in inodes and state == "01" and remote == "0100007F:%04X" % port:
+                ports.append(int(local.split(":")[1], 16))
+    return sorted(ports)
+
+
+def kept_open(s, a, b, model):
+    """A standby keeps its connection to the writer open between forwarded requests and
+    reuses it: the same one connection after every request, none opened per request."""
+    client = b.client()
+    seen = set()
+    for n in range(12):
+        if n % 2:
+            expect(client.post("/v1/accounts", account("kept-%d" % n)), 201, what="create kept-%d via B" % n)
+            model.add_account("kept-%d" % n)
+        else:
+            expect(client.get("/v1/accounts?limit=3"), 200, what="a list via B")
+        ports = connections_to(b, a.port)
+        check(len(ports) >= 1, "after request %d B holds a connection to the writer open: %r" % (n, ports))
+        seen.update(ports)
+    client.close()
+    check(len(seen) == 1, "B reused one connection for 12 requests in turn, not one each: ports %r" % sorted(seen))
+
+
+def same_reads(nodes, ids, key, what, kind="accounts"):
+    """GET /v1/<kind>/<id> answers the same (status, code, body) through every node."""
+    clients = [pcapi.Client(n.port, key) for n in nodes]
+    for account_id in ids:
+        answers = []
+        for node, client in zip(nodes, clients):
+            r = client.get("/v1/%s/%s" % (kind, account_id))
+            answers.append((r.status, r.code() if r.status != 200 else None, r.json if r.status == 200 else None))
+        check(all(answer == answers[0] for answer in answers), "%s: %s reads the same through %s: %r"
+              % (what, account_id, [n.name for n in nodes], answers))
+    for client in clients:
+        client.close()
+
+
+def standby_reads(s, a, b, c, model, by_shard):
+    """Standbys answer account and transfer reads from the shards' databases
+    themselves: the same answers as the writer's (balances with posted and voided
+    holds, local and across shards, past a balance snapshot; transfers local and
+    across shards, pending, posted, voided; a merchant key's own account, another's
+    refused; a revoked key refused),
+    and they go on answering while the writer is stopped (SIGSTOP)."""
+    x0, x1 = by_shard[0][:2]
+    y0 = by_shard[1][0]
+    client = a.client()
+    for tid, debit, credit, amount in (("sb-h1", x0, x1, 70), ("sb-h2", y0, x0, 40), ("sb-h3", x1, y0, 25)):
+        expect(client.post("/v1/transfers", transfer(tid, debit, credit, amount, flags=["pending"], timeout_s=3600)),
+               201, what="hold " + tid)
+        model.hold(tid, debit, credit, amount)
+    expect(client.post("/v1/transfers", {"id": "sb-p1", "pending_id": "sb-h1", "amount": 50,
+                                         "flags": ["post_pending"]}), 201, what="post sb-h1 in part")
+    model.release("sb-h1", 50)
+    expect(client.post("/v1/transfers", {"id": "sb-v2", "pending_id": "sb-h2", "flags": ["void_pending"]}), 201,
+           what="void sb-h2 (across shards)")
+    model.release("sb-h2", 0)
+    same_reads([a, b, c], sorted(model.posted), s.admin_key, "admin key")
+    # past a balance snapshot (every 64 batches): the rows then hold part of the history
+    as_of = [s.sql(i, "SELECT value FROM paycore_meta WHERE key = 'accounts_as_of_seq'") for i in range(2)]
+    for n in range(70):
+        debit, credit = ((x0, x1), (x1, y0), (y0, x0))[n % 3]
+        expect(client.post("/v1/transfers", transfer("sb-t%d" % n, debit, credit, 1 + n)), 201, what="sb-t%d" % n)
+        model.post(debit, credit, 1 + n)
+    moved = [s.sql(i, "SELECT value FROM paycore_meta WHERE key = 'accounts_as_of_seq'") for i in range(2)]
+    check(moved[0] != as_of[0], "shard 0 wrote a balance snapshot meanwhile: %r then %r" % (as_of, moved))
+    same_reads([a, b, c], sorted(model.posted), s.admin_key, "admin key, past a snapshot")
+    transfer_ids = ["local-b", "cross-c", "idem-n", "sb-h1", "sb-h2", "sb-h3", "sb-p1", "sb-v2", "sb-t0", "sb-t1",
+                    "no-such-transfer"]
+    same_reads([a, b, c], transfer_ids, s.admin_key, "admin key", kind="transfers")
+    r = expect(pcapi.Client(b.port, s.admin_key).get("/v1/transfers/sb-h3"), 200, what="sb-h3 via B")
+    check(r.headers.get("x-request-id", "").startswith("fwd-") and r.json["debit_account_id"] == x1 and
+          r.json["credit_account_id"] == y0, "B answered a cross-shard hold itself, its legs merged: %r %r"
+          % (r.headers, r.json))
+    merchant = expect(client.post("/v1/api-keys", {"scope": "merchant", "name": "sb-m"}), 201,
+                      what="a merchant key").json
+    expect(pcapi.Client(b.port, merchant["key"]).post("/v1/accounts", account("sb-m")), 201,
+           what="the merchant's account via B")
+    model.add_account("sb-m")
+    same_reads([a, b, c], ["sb-m", x0, y0], merchant["key"], "merchant key")
+    same_reads([a, b, c], ["cross-c", "sb-h3"], merchant["key"], "merchant key", kind="transfers")
+    r = expect(pcapi.Client(c.port, merchant["key"]).get("/v1/accounts/sb-m"), 200, what="its own account via C")
+    check(r.headers.get("x-request-id", "").startswith("fwd-"), "C answered it itself: %r" % r.headers)
+    expect(pcapi.Client(c.port, merchant["key"]).get("/v1/accounts/" + x0), 404, "not_found",
+           what="another's account via C")
+    expect(client.delete("/v1/api-keys/" + merchant["id"]), 200, what="revoke the merchant key on A")
+    expect(pcapi.Client(c.port, merchant["key"]).get("/v1/accounts/sb-m"), 401, what="the revoked key via C at once")
+    client.close()
+    a.proc.send_signal(signal.SIGSTOP)
+    try:
+        for node in (b, c):
+            reader = node.client()
+            for account_id in sorted(model.posted):
+                got = expect(reader.get("/v1/accounts/" + account_id), 200, what="%s via %s while the writer is"
+                             " stopped" % (account_id, node.name)).json
+                got = (got["debits_posted"], got["credits_posted"], got["debits_pending"], got["credits_pending"])
+                want = tuple(model.posted[account_id] + model.pending[account_id])
+                check(got == want, "%s via %s while the writer is stopped: %r, the model says %r"
+                      % (account_id, node.name, got, want))
+            for tid in ("cross-c", "sb-h1", "sb-h3"):
+                expect(reader.get("/v1/transfers/" + tid), 200, what="%s via %s while the writer is stopped"
+                       % (tid, node.name))
+            reader.close()
+    finally:
+        a.proc.send_signal(signal.SIGCONT)
+
+
 class Watcher(threading.Thread):
     """Polls every node's /healthz: never two nodes saying they write the set; records
     when a node other than the first one first says so."""
@@ -427,6 +553,8 @@ def main():
         check(all(r == (a.address(), rows[0][1], True) for r in rows), "each shard's row names A: %r" % rows)
         model = Model()
         by_shard = through_every_node(s, a, b, c, model)
+        kept_open(s, a, b, model)
+        standby_reads(s, a, b, c, model, by_shard)
         new, other = failover(s, a, b, c, model, by_shard)
         a.start(standby=True, wait_for="forwarding to the set's writer")
         health = a.healthz()

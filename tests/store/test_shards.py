@@ -287,36 +287,31 @@ def one_server(cluster):
         s.close()
 
 
+def scenario(s):
+    refusals(s)
+    client = s.start().client()
+    refused(["serve", "--db", s.db, "--listen", "127.0.0.1:0", "--no-events", "--shards", s.shards_arg()],
+            "store_in_use", "another paycore writer", "a second node on a served set (before its recovery)")
+    model = Model()
+    by_shard = place(s, client, model, 12)
+    a, b, c = cross_and_local(s, client, model, by_shard)
+    client = at_rest(s, model, "after cross transfers")
+    concurrent(s, client, model, by_shard)
+    merchant(s, client, model)
+    pending_across(client, model, a, b, c)
+    linked_and_idempotent(s, client, model, by_shard, a, b, c)
+    client.close()
+    s.stop(signal.SIGKILL)
+    client = s.start().client()
+    model.check(client, "after SIGKILL")
+    client.close()
+    at_rest(s, model, "at the end").close()
+    s.stop()
+    one_server(s.clusters[0])
+
+
 def main():
-    shardset.require_postgres()
-    s = shardset.ShardSet(3)
-    try:
-        refusals(s)
-        client = s.start().client()
-        refused(["serve", "--db", s.db, "--listen", "127.0.0.1:0", "--no-events", "--shards", s.shards_arg()],
-                "store_in_use", "another paycore writer", "a second node on a served set (before its recovery)")
-        model = Model()
-        by_shard = place(s, client, model, 12)
-        a, b, c = cross_and_local(s, client, model, by_shard)
-        client = at_rest(s, model, "after cross transfers")
-        concurrent(s, client, model, by_shard)
-        merchant(s, client, model)
-        pending_across(client, model, a, b, c)
-        linked_and_idempotent(s, client, model, by_shard, a, b, c)
-        client.close()
-        s.stop(signal.SIGKILL)
-        client = s.start().client()
-        model.check(client, "after SIGKILL")
-        client.close()
-        at_rest(s, model, "at the end").close()
-        s.stop()
-        one_server(s.clusters[0])
-    except Exception:
-        print(s.log()[-4000:], file=sys.stderr)
-        raise
-    finally:
-        s.close()
-    print("ok")
+    shardset.run(scenario, one_server=False)
 
 
 if __name__ == "__main__":

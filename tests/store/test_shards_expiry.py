@@ -19,7 +19,6 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import pgcluster  # noqa: E402
 import shardset  # noqa: E402
 from pcapi import BIN, TIMEOUT_S, account, check, expect, fail, transfer  # noqa: E402
 from test_pg_store import Model  # noqa: E402
@@ -52,80 +51,70 @@ def expired_together(s, transfer_id, what):
     check(logged == "commit|t", "%s: the coordinator log holds the expiry, committed and done: %r" % (what, logged))
 
 
+def scenario(s):
+    s.init()
+    client = s.start().client()
+    model = Model()
+    by_shard = {}
+    for i in range(15):
+        account_id = "e-%d" % i
+        expect(client.post("/v1/accounts", account(account_id)), 201, what="create " + account_id)
+        model.add_account(account_id)
+        by_shard.setdefault(s.shard_of(account_id), []).append(account_id)
+    check(len(by_shard[0]) >= 2 and by_shard.get(1) and by_shard.get(2), "accounts on every shard: %r" % by_shard)
+    a, a2, b, c = by_shard[0][0], by_shard[0][1], by_shard[1][0], by_shard[2][0]
+
+    # a cross hold and a local hold, both 1 s
+    expect(client.post("/v1/transfers", transfer("x-hold", a, b, 40, flags=["pending"], timeout_s=1)), 201,
+           what="a pending transfer across shards")
+    expect(client.post("/v1/transfers", transfer("l-hold", a, a2, 10, flags=["pending"], timeout_s=1)), 201,
+           what="a local pending transfer")
+    expired_together(s, "x-hold", "while serving")
+    wait_expired(s, "l-hold", [0], "the local hold")
+    local_id = s.sql(0, "SELECT id FROM transfers WHERE pending_id = 'l-hold'")
+    check(local_id.startswith("~expiry-") and not local_id.startswith("~expiry-g"),
+          "a local hold expires by its shard's writer: %r" % local_id)
+    got = expect(client.get("/v1/transfers/x-hold"), 200, what="read x-hold").json
+    check(got.get("pending_state") == "expired" and got["debit_account_id"] == a and got["credit_account_id"] == b,
+          "x-hold reads back expired, A -> B: %r" % got)
+    expect(client.post("/v1/transfers", {"id": "x-post", "pending_id": "x-hold", "flags": ["post_pending"]}),
+           422, "pending_transfer_expired", what="posting an expired cross hold")
+    check(s.legs("x-post") == [], "the refused post left nothing")
+    model.check(client, "after the expiries")
+
+    # the deadline passes while paycore is stopped
+    expect(client.post("/v1/transfers", transfer("x-hold-2", c, b, 25, flags=["pending"], timeout_s=2)), 201,
+           what="a pending transfer across shards 2 -> 1")
+    client.close()
+    check(s.stop(signal.SIGTERM) == 0, "a clean stop")
+    time.sleep(2.5)  # past the deadline while stopped: what is asserted does not depend on it
+    client = s.start().client()
+    expired_together(s, "x-hold-2", "past its deadline at the restart")
+    model.check(client, "after the restart's expiry")
+
+    # one that is posted in time stays posted
+    expect(client.post("/v1/transfers", transfer("x-hold-3", b, c, 5, flags=["pending"], timeout_s=3600)), 201,
+           what="a long hold")
+    expect(client.post("/v1/transfers", {"id": "x-post-3", "pending_id": "x-hold-3",
+                                         "flags": ["post_pending"]}), 201, what="posted in time")
+    expect(client.post("/v1/accounts", account("bank")), 201, what="bank")
+    model.add_account("bank")
+    expect(client.post("/v1/transfers", transfer("fund-b", "bank", b, 100)), 201, what="fund b")
+    model.post("bank", b, 100)
+    model.post(b, c, 5)
+    model.check(client, "after a post in time")
+    client.close()
+    check(s.stop() == 0, "a clean stop")
+    check(s.prepared() == 0, "nothing prepared")
+    s.books_balance("after the expiries")
+    out = subprocess.run([BIN, "verify", "--shards", s.shards_arg()], capture_output=True, text=True,
+                         timeout=TIMEOUT_S * 6)
+    check(out.returncode == 0 and out.stdout.splitlines()[-1].startswith("verify ok shards=3"),
+          "the set verifies: %s %s" % (out.stdout, out.stderr))
+
+
 def main():
-    shardset.require_postgres()
-    cluster = pgcluster.Cluster()
-    s = None
-    try:
-        s = shardset.ShardSet(3, server=cluster)
-        s.init()
-        client = s.start().client()
-        model = Model()
-        by_shard = {}
-        for i in range(15):
-            account_id = "e-%d" % i
-            expect(client.post("/v1/accounts", account(account_id)), 201, what="create " + account_id)
-            model.add_account(account_id)
-            by_shard.setdefault(s.shard_of(account_id), []).append(account_id)
-        check(len(by_shard[0]) >= 2 and by_shard.get(1) and by_shard.get(2), "accounts on every shard: %r" % by_shard)
-        a, a2, b, c = by_shard[0][0], by_shard[0][1], by_shard[1][0], by_shard[2][0]
-
-        # a cross hold and a local hold, both 1 s
-        expect(client.post("/v1/transfers", transfer("x-hold", a, b, 40, flags=["pending"], timeout_s=1)), 201,
-               what="a pending transfer across shards")
-        expect(client.post("/v1/transfers", transfer("l-hold", a, a2, 10, flags=["pending"], timeout_s=1)), 201,
-               what="a local pending transfer")
-        expired_together(s, "x-hold", "while serving")
-        wait_expired(s, "l-hold", [0], "the local hold")
-        local_id = s.sql(0, "SELECT id FROM transfers WHERE pending_id = 'l-hold'")
-        check(local_id.startswith("~expiry-") and not local_id.startswith("~expiry-g"),
-              "a local hold expires by its shard's writer: %r" % local_id)
-        got = expect(client.get("/v1/transfers/x-hold"), 200, what="read x-hold").json
-        check(got.get("pending_state") == "expired" and got["debit_account_id"] == a and got["credit_account_id"] == b,
-              "x-hold reads back expired, A -> B: %r" % got)
-        expect(client.post("/v1/transfers", {"id": "x-post", "pending_id": "x-hold", "flags": ["post_pending"]}),
-               422, "pending_transfer_expired", what="posting an expired cross hold")
-        check(s.legs("x-post") == [], "the refused post left nothing")
-        model.check(client, "after the expiries")
-
-        # the deadline passes while paycore is stopped
-        expect(client.post("/v1/transfers", transfer("x-hold-2", c, b, 25, flags=["pending"], timeout_s=2)), 201,
-               what="a pending transfer across shards 2 -> 1")
-        client.close()
-        check(s.stop(signal.SIGTERM) == 0, "a clean stop")
-        time.sleep(2.5)  # past the deadline while stopped: what is asserted does not depend on it
-        client = s.start().client()
-        expired_together(s, "x-hold-2", "past its deadline at the restart")
-        model.check(client, "after the restart's expiry")
-
-        # one that is posted in time stays posted
-        expect(client.post("/v1/transfers", transfer("x-hold-3", b, c, 5, flags=["pending"], timeout_s=3600)), 201,
-               what="a long hold")
-        expect(client.post("/v1/transfers", {"id": "x-post-3", "pending_id": "x-hold-3",
-                                             "flags": ["post_pending"]}), 201, what="posted in time")
-        expect(client.post("/v1/accounts", account("bank")), 201, what="bank")
-        model.add_account("bank")
-        expect(client.post("/v1/transfers", transfer("fund-b", "bank", b, 100)), 201, what="fund b")
-        model.post("bank", b, 100)
-        model.post(b, c, 5)
-        model.check(client, "after a post in time")
-        client.close()
-        check(s.stop() == 0, "a clean stop")
-        check(s.prepared() == 0, "nothing prepared")
-        s.books_balance("after the expiries")
-        out = subprocess.run([BIN, "verify", "--shards", s.shards_arg()], capture_output=True, text=True,
-                             timeout=TIMEOUT_S * 6)
-        check(out.returncode == 0 and out.stdout.splitlines()[-1].startswith("verify ok shards=3"),
-              "the set verifies: %s %s" % (out.stdout, out.stderr))
-    except Exception:
-        if s is not None:
-            print(s.log()[-4000:], file=sys.stderr)
-        raise
-    finally:
-        if s is not None:
-            s.close()
-        cluster.close()
-    print("ok")
+    shardset.run(scenario)
 
 
 if __name__ == "__main__":

@@ -154,12 +154,11 @@ def orphan_round(s, model):
 
 
 def main():
-    shardset.require_postgres()
     seed = int(os.environ.get("PAYCORE_SEED", str(int(time.time()))))
     rounds = int(os.environ.get("PAYCORE_SHARD_FAULT_ROUNDS", "0"))
     rng = random.Random(seed)
-    s = shardset.ShardSet(3)
-    try:
+
+    def scenario(s):
         s.init()
         model = Model()
         by_shard = setup(s, model)
@@ -177,17 +176,8 @@ def main():
         check(s.stop(signal.SIGTERM) == 0, "a clean stop at the end")
         s.books_balance("at the end")
         check(s.prepared() == 0, "nothing prepared at the end")
-    except SystemExit:
-        print("seed %d (PAYCORE_SEED replays it)" % seed, file=sys.stderr)
-        print(s.log()[-4000:], file=sys.stderr)
-        raise
-    except Exception:
-        print("seed %d (PAYCORE_SEED replays it)" % seed, file=sys.stderr)
-        print(s.log()[-4000:], file=sys.stderr)
-        raise
-    finally:
-        s.close()
-    print("ok")
+
+    shardset.run(scenario, one_server=False, on_failure=lambda: "seed %d (PAYCORE_SEED replays it)" % seed)
 
 
 if __name__ == "__main__":

@@ -81,15 +81,6 @@ class PayShards:
 
 # ---- the books ----
 
-def placement(s):
-    """account id -> shard, from each shard's shard_accounts."""
-    out = {}
-    for i in range(len(s.clusters)):
-        for row in filter(None, s.sql(i, "SELECT account_id FROM shard_accounts").splitlines()):
-            out[row] = i
-    return out
-
-
 def global_commits(client):
     """paycore_2pc_global_total{outcome="commit"} from /metrics."""
     text = expect(client.get("/metrics"), 200, what="metrics").raw
@@ -112,7 +103,7 @@ def all_accounts(client):
 
 def check_books(p, what):
     """Per currency, debits == credits (posted and pending) on each shard and over the set."""
-    where = placement(p.s)
+    where = p.s.placement()
     sums = {}
     accounts = all_accounts(p.admin)
     by_id = {a["id"]: a for a in accounts}
@@ -177,7 +168,7 @@ def available(p, merchant_id):
 
 def card_flows(p, m, merchant_id):
     """Authorize, partial capture, the rest, refund, cancel, payout; the books after each."""
-    where = placement(p.s)
+    where = p.s.placement()
     for suffix in ("available", "pending", "refunds", "payouts"):
         check(where.get("mer:%s:EUR:%s" % (merchant_id, suffix)) == 0, "a merchant's accounts live on the home shard")
     pay = expect(m.post("/v1/payments", card_payment(10000)), 201, what="authorize").json
@@ -210,7 +201,7 @@ def wallet_on(p, m, shard, owner):
     """A wallet whose account lives on 'shard' (ids are the server's: make until one does)."""
     for _ in range(64):
         w = expect(m.post("/v1/wallets", {"owner_id": owner, "currency": "EUR"}), 201, what="wallet").json
-        if placement(p.s).get(w["account_id"]) == shard:
+        if p.s.placement().get(w["account_id"]) == shard:
             return w
     check(False, "no wallet landed on shard %d in 64 tries" % shard)
 
@@ -273,7 +264,7 @@ def grants_across(p):
     for i in range(64):
         account_id = "g-%d" % i
         expect(p.admin.post("/v1/accounts", pcapi.account(account_id, currency="EUR")), 201, what="account")
-        made.setdefault(placement(p.s)[account_id], []).append(account_id)
+        made.setdefault(p.s.placement()[account_id], []).append(account_id)
         if len(made) == len(p.s.clusters) and all(len(v) >= 2 for v in made.values()):
             break
     check(len(made) == len(p.s.clusters), "accounts on every shard: %r" % made)
@@ -315,10 +306,34 @@ def payment_ids(ids):
     return [i for i in ids if i.startswith("pay_")]
 
 
+def ledger_events_complete(p, what):
+    """Every account of every shard has exactly one account.created event (a far
+    shard's arrive through the relay, shortly after their commit: polled), and no
+    transfer's event names a clearing account; returns every event."""
+    accounts = [a["id"] for a in all_accounts(p.admin)]
+
+    def complete():
+        events = all_events(p.admin)
+        created = set(e["object_id"] for e in events if e["type"] == "account.created")
+        return events if all(a in created for a in accounts) else None
+    events = wait_for("%s: every account's account.created listed" % what, complete)
+    created = [e["object_id"] for e in events if e["type"] == "account.created"]
+    where = p.s.placement()
+    for a in accounts:
+        check(created.count(a) == 1, "%s: account %s (shard %d) has %d account.created events"
+              % (what, a, where.get(a, -1), created.count(a)))
+    for e in events:
+        if e["type"].startswith("transfer."):
+            o = e["data"]["object"]
+            check("pc.clearing." not in o["debit_account_id"] + o["credit_account_id"],
+                  "%s: %s %s names a clearing account: %r" % (what, e["type"], e["object_id"], o))
+    return events
+
+
 def check_events(p, rx, ep, objects, what):
     """Every event listed since the endpoint was made reached the receiver, in order per
     object; each payment's events are gap-free and the last is the payment as GET shows it."""
-    events = all_events(p.admin)
+    events = ledger_events_complete(p, what)
     by_object = {}
     for e in events:
         by_object.setdefault(e["object_id"], []).append(e)

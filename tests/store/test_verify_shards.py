@@ -20,7 +20,6 @@ import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import pgcluster  # noqa: E402
 import shardset  # noqa: E402
 from shardset import pcapi  # noqa: E402
 from pcapi import BIN, TIMEOUT_S, account, check, expect, transfer  # noqa: E402
@@ -179,33 +178,23 @@ def in_doubt(s, by_shard):
     verify_ok(s, "after recovery")
 
 
+def scenario(s):
+    s.init()
+    by_shard = setup(s)
+    while_serving(s, by_shard)
+    check(s.stop() == 0, "a clean stop")
+    lines = verify_ok(s, "at rest")
+    check(" clearing_accounts=" in lines[-1] and " clearing_accounts=0 " not in lines[-1],
+          "clearing accounts were checked: %r" % lines[-1])
+    verify_ok(s, "with the node's public keys", "--db", s.db)
+    usage(s)
+    older_copy(s, s.clusters[0], by_shard)
+    tampered(s)
+    in_doubt(s, by_shard)
+
+
 def main():
-    shardset.require_postgres()
-    cluster = pgcluster.Cluster()
-    s = None
-    try:
-        s = shardset.ShardSet(3, server=cluster)
-        s.init()
-        by_shard = setup(s)
-        while_serving(s, by_shard)
-        check(s.stop() == 0, "a clean stop")
-        lines = verify_ok(s, "at rest")
-        check(" clearing_accounts=" in lines[-1] and " clearing_accounts=0 " not in lines[-1],
-              "clearing accounts were checked: %r" % lines[-1])
-        verify_ok(s, "with the node's public keys", "--db", s.db)
-        usage(s)
-        older_copy(s, cluster, by_shard)
-        tampered(s)
-        in_doubt(s, by_shard)
-    except Exception:
-        if s is not None:
-            print(s.log()[-4000:], file=sys.stderr)
-        raise
-    finally:
-        if s is not None:
-            s.close()
-        cluster.close()
-    print("ok")
+    shardset.run(scenario)
 
 
 if __name__ == "__main__":

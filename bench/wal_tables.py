@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""bench/wal_tables.py: which tables and indexes the payments load writes, from the WAL.
+
+Runs `bench_payments --profile`, holds a read transaction on the server's database so
+that the WAL is not restarted, lets the load run, then reads the WAL frames written
+meanwhile and names each frame's page by its B-tree (SQLite's dbstat). Prints one
+line per B-tree (WAL frames per payment, share) and a total.
+
+  python3 bench/wal_tables.py [BUILD_DIR] [SECONDS]
+  PAYCORE_BIN=/path/to/paycore picks the server (as bench_payments does).
+"""
+import os
+import shutil
+import sqlite3
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+WAL_HEADER = 32
+FRAME_HEADER = 24
+
+
+def wal_frames(path):
+    """(page_no, commit) of each valid frame of the WAL's current generation."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < WAL_HEADER:
+        return []
+    page_size = struct.unpack(">I", data[8:12])[0]
+    salt = data[16:24]
+    frames = []
+    at = WAL_HEADER
+    while at + FRAME_HEADER + page_size <= len(data):
+        page_no, db_size = struct.unpack(">II", data[at:at + 8])
+        if data[at + 8:at + 16] != salt:
+            break
+        frames.append((page_no, db_size != 0))
+        at += FRAME_HEADER + page_size
+    return frames
+
+
+def payments_count(db):
+    return db.execute("SELECT count(*) FROM pay_objects WHERE kind = 'payment'").fetchone()[0]
+
+
+def main():
+    build = sys.argv[1] if len(sys.argv) > 1 else "build"
+    seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 8.0
+    bench = subprocess.Popen([os.path.join(build, "bench_payments"), "--profile", str(seconds + 4)],
+                             stdout=subprocess.PIPE, text=True)
+    pid = None
+    for line in bench.stdout:
+        if line.startswith("server_pid="):
+            pid = int(line.split("=")[1])
+            break
+    if pid is None:
+        sys.exit("wal_tables: the bench did not start a server")
+    argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+    path = argv[argv.index(b"--db") + 1].decode()
+    time.sleep(1.0)
+    reader = sqlite3.connect(path, isolation_level=None, timeout=30)
+    reader.execute("BEGIN")
+    p0 = payments_count(reader)  # the read transaction holds the WAL from here on
+    f0 = len(wal_frames(path + "-wal"))
+    time.sleep(seconds)
+    out = tempfile.mkdtemp(prefix="wal-tables-")
+    shutil.copy(path + "-wal", os.path.join(out, "db-wal"))
+    shutil.copy(path, os.path.join(out, "db"))
+    shutil.copy(os.path.join(out, "db-wal"), os.path.join(out, "frames.wal"))  # opening "db" consumes db-wal
+    frames = wal_frames(os.path.join(out, "frames.wal"))[f0:]
+    reader.execute("COMMIT")
+    reader.close()
+    bench.wait()
+    copy = sqlite3.connect(os.path.join(out, "db"))
+    p1 = payments_count(copy)
+    owner = dict(copy.execute("SELECT pageno, name FROM dbstat"))
+    copy.close()
+    if os.environ.get("WAL_TABLES_KEEP"):
+        print(f"wal_copy dir={out}")
+    else:
+        shutil.rmtree(out)
+    payments = max(p1 - p0, 1)
+    by_name = {}
+    for page_no, _ in frames:
+        name = owner.get(page_no, "(free or new)")
+        by_name[name] = by_name.get(name, 0) + 1
+    commits = sum(1 for _, c in frames if c)
+    for name, n in sorted(by_name.items(), key=lambda kv: -kv[1]):
+        print(f"wal_table name={name} frames_per_payment={n / payments:.2f} share={n / len(frames):.3f}")
+    print(f"wal_total payments={payments} frames={len(frames)} frames_per_payment={len(frames) / payments:.2f}"
+          f" commits={commits} payments_per_commit={payments / max(commits, 1):.2f}")
+
+
+if __name__ == "__main__":
+    main()

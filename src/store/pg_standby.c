@@ -1,0 +1,287 @@
+/* store/pg_standby.c: a standby's own reads of the shards (store_standby.h). Each
+ * shard has a pool of read-only connections, at most STORE_STANDBY_CONNECTIONS_MAX
+ * (the shards' servers have other clients: the writers, the other nodes): a read
+ * takes one (opens one, or waits for one), runs one statement and gives it back; a
+ * connection whose statement failed is closed, so a shard's restart costs one failed
+ * read, not a broken pool. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ledger/ledger.h"
+#include "store/pg_internal.h"
+#include "store/store_shard.h"
+#include "store/store_standby.h"
+
+typedef struct {
+    char *url;
+    PGconn **idle;
+    uint32_t idle_count;
+    uint32_t open_count;   /* idle and in use */
+    int64_t after_ts_floor; /* the last snapshot batch's last timestamp read (SQL_ACCOUNT) */
+} standby_shard_t;
+
+struct store_standby {
+    pthread_mutex_t mutex;
+    pthread_cond_t given_back;
+    standby_shard_t *shards;
+    uint32_t count;
+};
+
+pc_status store_standby_open(store_standby_t **out, const char *const *urls, uint32_t count) {
+    store_standby_t *standby = calloc(1, sizeof *standby);
+    if (standby == NULL) return PC_NO_MEMORY;
+    standby->shards = calloc(count, sizeof *standby->shards);
+    pthread_mutex_init(&standby->mutex, NULL);
+    pthread_cond_init(&standby->given_back, NULL);
+    bool ok = standby->shards != NULL;
+    for (uint32_t i = 0; ok && i < count; i++) {
+        standby->shards[i].url = pc_strdup(urls[i]);
+        standby->shards[i].idle = calloc(STORE_STANDBY_CONNECTIONS_MAX, sizeof(PGconn *));
+        ok = standby->shards[i].url != NULL && standby->shards[i].idle != NULL;
+        standby->count = i + 1;
+    }
+    if (!ok) {
+        store_standby_close(standby);
+        return PC_NO_MEMORY;
+    }
+    *out = standby;
+    return PC_OK;
+}
+
+void store_standby_close(store_standby_t *standby) {
+    if (standby == NULL) return;
+    for (uint32_t i = 0; i < standby->count; i++) {
+        for (uint32_t j = 0; j < standby->shards[i].idle_count; j++) PQfinish(standby->shards[i].idle[j]);
+        free(standby->shards[i].idle);
+        free(standby->shards[i].url);
+    }
+    free(standby->shards);
+    pthread_cond_destroy(&standby->given_back);
+    pthread_mutex_destroy(&standby->mutex);
+    free(standby);
+}
+
+/* The account row (its balance snapshot) plus what each transfer committed after the
+ * snapshot did to it, as ledger_load_replay does: a post or a void takes its pending
+ * transfer's amount off pending (a post adds its own amount to posted), a pending
+ * transfer adds to pending, any other to posted. The transfers after the snapshot are
+ * those of a batch_seq above accounts_as_of_seq, read in the same statement (one
+ * snapshot of the database, so rows and replay agree). To find them by an index range,
+ * $5 is a floor under the snapshot batch's last timestamp (a batch's timestamps are
+ * above every earlier batch's): the last such timestamp this node read (column 12), a
+ * parameter, not a subquery, so that the planner takes the range and not the
+ * account's whole history. Column 13 says the floor was above it (the shard restored from an older
+ * copy): read again from 0. */
+#define STANDBY_PENDING_DELTA                                                                       \
+    "CASE WHEN t.flags & ($2::integer | $3::integer) <> 0 THEN -t.pending_amount"                  \
+    " WHEN t.flags & $4::integer <> 0 THEN t.amount ELSE 0 END"
+#define STANDBY_POSTED_DELTA                                                                        \
+    "CASE WHEN t.flags & $2::integer <> 0 THEN t.amount"                                           \
+    " WHEN t.flags & ($3::integer | $4::integer) <> 0 THEN 0 ELSE t.amount END"
+static const char standby_account_sql[] =
+    /* $2: a post's flag, $3: a void's, $4: a pending transfer's */
+    "WITH m AS MATERIALIZED (SELECT value::bigint AS as_of FROM paycore_meta WHERE key = 'accounts_as_of_seq'),"
+    " t AS (SELECT t.flags, t.amount, p.amount AS pending_amount, true AS debit"
+    "   FROM m, transfers t LEFT JOIN transfers p ON p.id = t.pending_id"
+    "   WHERE t.debit_account_id = $1 AND t.timestamp > $5::bigint AND t.batch_seq > m.as_of"
+    "   UNION ALL SELECT t.flags, t.amount, p.amount, false"
+    "   FROM m, transfers t LEFT JOIN transfers p ON p.id = t.pending_id"
+    "   WHERE t.credit_account_id = $1 AND t.timestamp > $5::bigint AND t.batch_seq > m.as_of),"
+    " s AS (SELECT coalesce(sum(" STANDBY_PENDING_DELTA ") FILTER (WHERE t.debit), 0) AS dp,"
+    "   coalesce(sum(" STANDBY_POSTED_DELTA ") FILTER (WHERE t.debit), 0) AS dd,"
+    "   coalesce(sum(" STANDBY_PENDING_DELTA ") FILTER (WHERE NOT t.debit), 0) AS cp,"
+    "   coalesce(sum(" STANDBY_POSTED_DELTA ") FILTER (WHERE NOT t.debit), 0) AS cd,"
+    "   count(*) FILTER (WHERE t.pending_amount IS NULL AND t.flags & ($2::integer | $3::integer) <> 0) AS orphans"
+    "   FROM t),"
+    " j AS (SELECT coalesce(max(timestamp_last), 0) AS after_ts FROM m, journal WHERE seq = m.as_of)"
+    " SELECT a.id, a.currency, a.code, a.flags, (a.debits_pending + s.dp)::bigint,"
+    "  (a.debits_posted + s.dd)::bigint, (a.credits_pending + s.cp)::bigint, (a.credits_posted + s.cd)::bigint,"
+    "  a.timestamp, a.metadata, a.no, s.orphans, j.after_ts, $5::bigint > j.after_ts"
+    " FROM accounts a, s, j WHERE a.id = $1";
+
+/* The statements, prepared on each connection once: planning costs more than running
+ * them, and with the floor a parameter the generic plan takes the index range too. */
+enum { SQL_KEY, SQL_GRANT, SQL_ACCOUNT, SQL_TRANSFER, SQL_COUNT };
+static const char *const statement_names[SQL_COUNT] = {"standby_key", "standby_grant", "standby_account",
+                                                       "standby_transfer"};
+static const char *statement_sql(int statement) {
+    switch (statement) {
+    case SQL_KEY: return "SELECT id, scope, name, created_ns, revoked_ns FROM api_keys WHERE key_hash = $1::bytea";
+    case SQL_GRANT: return "SELECT 1 FROM account_grants WHERE key_id = $1 AND account_id = $2";
+    case SQL_ACCOUNT: return standby_account_sql;
+    default: return "SELECT " PG_TRANSFER_COLUMNS " FROM transfers WHERE id = $1";
+    }
+}
+
+static PGconn *conn_open(const char *url) {
+    PGconn *conn = NULL;
+    char detail[400];
+    if (pg_connect(url, &conn, detail, sizeof detail) != PC_OK) {
+        pg_log_error("standby read: cannot connect", pc_status_code(PC_STORE_READ_FAILED), detail);
+        return NULL;
+    }
+    bool ok = pg_exec_ok(conn, "SET default_transaction_read_only = on");
+    for (int i = 0; ok && i < SQL_COUNT; i++) {
+        PGresult *result = PQprepare(conn, statement_names[i], statement_sql(i), 0, NULL);
+        ok = PQresultStatus(result) == PGRES_COMMAND_OK;
+        if (!ok) {
+            char line[300];
+            pg_log_error("standby read: cannot prepare", pc_status_code(PC_STORE_READ_FAILED),
+                         pg_error_line(conn, line, sizeof line));
+        }
+        PQclear(result);
+    }
+    if (!ok) {
+        PQfinish(conn);
+        return NULL;
+    }
+    return conn;
+}
+
+/* An idle connection, or a new one while under the bound (else waits for one). */
+static PGconn *conn_take(store_standby_t *standby, uint32_t shard) {
+    standby_shard_t *s = &standby->shards[shard];
+    PGconn *conn = NULL;
+    pthread_mutex_lock(&standby->mutex);
+    while (s->idle_count == 0 && s->open_count >= STORE_STANDBY_CONNECTIONS_MAX) {
+        pthread_cond_wait(&standby->given_back, &standby->mutex);
+    }
+    if (s->idle_count > 0) conn = s->idle[--s->idle_count];
+    else s->open_count++; /* a place taken for the one opened below */
+    pthread_mutex_unlock(&standby->mutex);
+    if (conn != NULL) return conn;
+    conn = conn_open(s->url);
+    if (conn == NULL) {
+        pthread_mutex_lock(&standby->mutex);
+        s->open_count--;
+        pthread_cond_broadcast(&standby->given_back);
+        pthread_mutex_unlock(&standby->mutex);
+    }
+    return conn;
+}
+
+/* Back to the pool after a statement that worked; closed after one that failed. */
+static void conn_give_back(store_standby_t *standby, uint32_t shard, PGconn *conn, bool worked) {
+    standby_shard_t *s = &standby->shards[shard];
+    pthread_mutex_lock(&standby->mutex);
+    if (worked) s->idle[s->idle_count++] = conn;
+    else s->open_count--;
+    pthread_cond_broadcast(&standby->given_back);
+    pthread_mutex_unlock(&standby->mutex);
+    if (!worked) PQfinish(conn);
+}
+
+/* One statement on a pooled connection of 'shard': its result, or NULL (logged). */
+static PGresult *standby_query(store_standby_t *standby, uint32_t shard, int statement, int param_count,
+                               const char *const *params) {
+    if (shard >= standby->count) return NULL;
+    PGconn *conn = conn_take(standby, shard);
+    if (conn == NULL) return NULL;
+    PGresult *result = PQexecPrepared(conn, statement_names[statement], param_count, params, NULL, NULL, 0);
+    if (PQresultStatus(result) != PGRES_TUPLES_OK) {
+        PQclear(result);
+        result = NULL;
+    }
+    if (result == NULL) {
+        char line[300];
+        pg_log_error("standby read failed", pc_status_code(PC_STORE_READ_FAILED),
+                     pg_error_line(conn, line, sizeof line));
+    }
+    conn_give_back(standby, shard, conn, result != NULL);
+    return result;
+}
+
+pc_status store_standby_key_find(store_standby_t *standby, const uint8_t key_hash[STORE_API_HASH_BYTES],
+                                 store_api_key_t *out) {
+    char hash_text[2 * STORE_API_HASH_BYTES + 3];
+    pg_bytea_text(key_hash, STORE_API_HASH_BYTES, hash_text);
+    const char *params[] = {hash_text};
+    PGresult *result = standby_query(standby, 0, SQL_KEY, 1, params);
+    if (result == NULL) return PC_STORE_READ_FAILED;
+    pc_status status = PQntuples(result) == 1 ? PC_OK : PC_NOT_FOUND;
+    if (status == PC_OK) {
+        memset(out, 0, sizeof *out);
+        pg_text_copy(out->id, sizeof out->id, result, 0, 0);
+        pg_text_copy(out->scope, sizeof out->scope, result, 0, 1);
+        pg_text_copy(out->name, sizeof out->name, result, 0, 2);
+        memcpy(out->key_hash, key_hash, STORE_API_HASH_BYTES);
+        out->created_ns = (uint64_t)pg_int(result, 0, 3);
+        out->revoked_ns = (uint64_t)pg_int(result, 0, 4);
+    }
+    PQclear(result);
+    return status;
+}
+
+pc_status store_standby_grant_exists(store_standby_t *standby, uint32_t shard, const char *key_id,
+                                     const char *account_id, bool *exists) {
+    const char *params[] = {key_id, account_id};
+    PGresult *result = standby_query(standby, shard, SQL_GRANT, 2, params);
+    *exists = false;
+    if (result == NULL) return PC_STORE_READ_FAILED;
+    *exists = PQntuples(result) > 0;
+    PQclear(result);
+    return PC_OK;
+}
+
+/* One try of SQL_ACCOUNT with the shard's floor; *floor_too_high when the database
+ * says it was above the snapshot's (nothing returned then). */
+static pc_status account_try(store_standby_t *standby, uint32_t shard, const char *id, int64_t floor_ts,
+                             store_account_t *out, bool *floor_too_high) {
+    PG_U64(post, LEDGER_TRANSFER_POST_PENDING);
+    PG_U64(void_, LEDGER_TRANSFER_VOID_PENDING);
+    PG_U64(pending, LEDGER_TRANSFER_PENDING);
+    PG_U64(floor_text, floor_ts);
+    const char *params[] = {id, post, void_, pending, floor_text};
+    PGresult *result = standby_query(standby, shard, SQL_ACCOUNT, 5, params);
+    if (result == NULL) return PC_STORE_READ_FAILED;
+    pc_status status = PQntuples(result) == 1 ? PC_OK : PC_NOT_FOUND;
+    *floor_too_high = status == PC_OK && strcmp(PQgetvalue(result, 0, 13), "t") == 0;
+    if (status == PC_OK && !*floor_too_high && pg_int(result, 0, 11) != 0) {
+        pg_log_error("standby read: a post or void after the snapshot names no pending transfer",
+                     pc_status_code(PC_STORE_CORRUPT), id);
+        status = PC_STORE_READ_FAILED; /* the writer's load would refuse the same rows */
+    }
+    if (status == PC_OK && !*floor_too_high) {
+        pg_account_from_row(result, 0, &out->account);
+        out->metadata_owned = pc_strdup(out->account.metadata_json);
+        out->account.metadata_json = out->metadata_owned;
+        pthread_mutex_lock(&standby->mutex);
+        int64_t after_ts = pg_int(result, 0, 12);
+        if (after_ts > standby->shards[shard].after_ts_floor) standby->shards[shard].after_ts_floor = after_ts;
+        pthread_mutex_unlock(&standby->mutex);
+    }
+    PQclear(result);
+    return status;
+}
+
+pc_status store_standby_account(store_standby_t *standby, uint32_t shard, const char *id, store_account_t *out) {
+    if (shard >= standby->count) return PC_STORE_READ_FAILED;
+    pthread_mutex_lock(&standby->mutex);
+    int64_t floor_ts = standby->shards[shard].after_ts_floor;
+    pthread_mutex_unlock(&standby->mutex);
+    bool floor_too_high = false;
+    pc_status status = account_try(standby, shard, id, floor_ts, out, &floor_too_high);
+    if (status == PC_OK && floor_too_high) {
+        pthread_mutex_lock(&standby->mutex);
+        standby->shards[shard].after_ts_floor = 0;
+        pthread_mutex_unlock(&standby->mutex);
+        status = account_try(standby, shard, id, 0, out, &floor_too_high);
+    }
+    return status;
+}
+
+pc_status store_standby_transfer(store_standby_t *standby, uint32_t shard, const char *id, store_transfer_t *out) {
+    const char *params[] = {id};
+    PGresult *result = standby_query(standby, shard, SQL_TRANSFER, 1, params);
+    if (result == NULL) return PC_STORE_READ_FAILED;
+    pc_status status = PQntuples(result) == 1 ? PC_OK : PC_NOT_FOUND;
+    if (status == PC_OK) {
+        pg_transfer_from_row(result, 0, &out->transfer);
+        out->pending_state = (ledger_pending_state)pg_int(result, 0, 11);
+        out->metadata_owned = pc_strdup(out->transfer.metadata_json);
+        out->transfer.metadata_json = out->metadata_owned;
+    }
+    PQclear(result);
+    return status;
+}

@@ -1,0 +1,40 @@
+/* store/store_standby.h: the reads a standby node of a set answers itself, straight
+ * from the shards' databases (docs/scaleout.md §7, standby reads). A standby holds no
+ * ledger: an account's committed balances are computed by the database from its
+ * balance snapshot (the account row, as of paycore_meta.accounts_as_of_seq) and the
+ * transfers committed after it, the same replay the writer makes at load
+ * (ledger_load_replay), in one statement: what every batch committed before the
+ * statement began says. A transfer is its row (a cross-shard transfer's legs are
+ * merged by the caller). PostgreSQL only. */
+#ifndef PAYCORE_STORE_STANDBY_H
+#define PAYCORE_STORE_STANDBY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store/store.h"
+#include "store/store_api.h"
+
+typedef struct store_standby store_standby_t;
+
+/* Connections to each shard, opened when first needed and kept (any thread). */
+PC_MUST_USE pc_status store_standby_open(store_standby_t **out, const char *const *urls, uint32_t count);
+void store_standby_close(store_standby_t *standby);
+
+/* The key whose hash is 'key_hash' (on shard 0): PC_OK, PC_NOT_FOUND, or
+ * PC_STORE_READ_FAILED. */
+PC_MUST_USE pc_status store_standby_key_find(store_standby_t *standby, const uint8_t key_hash[STORE_API_HASH_BYTES],
+                                             store_api_key_t *out);
+/* Whether 'key_id' was granted 'account_id' (on the account's shard 'shard'). */
+PC_MUST_USE pc_status store_standby_grant_exists(store_standby_t *standby, uint32_t shard, const char *key_id,
+                                                 const char *account_id, bool *exists);
+/* Account 'id' on shard 'shard' with its committed balances: PC_OK (free with
+ * store_account_free), PC_NOT_FOUND, or PC_STORE_READ_FAILED. */
+PC_MUST_USE pc_status store_standby_account(store_standby_t *standby, uint32_t shard, const char *id,
+                                            store_account_t *out);
+/* Transfer (or leg) 'id' as shard 'shard' holds it: PC_OK (free with
+ * store_transfer_free), PC_NOT_FOUND, or PC_STORE_READ_FAILED. */
+PC_MUST_USE pc_status store_standby_transfer(store_standby_t *standby, uint32_t shard, const char *id,
+                                             store_transfer_t *out);
+
+#endif
