@@ -52,25 +52,23 @@ pay_flow_t *pay_flow_new(pay_t *pay, const pay_caller_t *caller, const pay_reply
     return flow;
 }
 
-static void payment_free(pay_payment_t *payment) {
-    if (payment == NULL) return;
-    pay_payment_clear(payment);
-    free(payment);
-}
-
 /* The payment as last committed, kept for the next operation on it: only by the flow
  * that holds its busy mark (no other operation on it can have written it since). */
 static void flow_keep_committed(pay_flow_t *flow) {
     pay_payment_t *committed = flow->committed;
     flow->committed = NULL;
-    payment_free(flow->committed_stale);
+    pay_payment_free(flow->committed_stale);
     flow->committed_stale = NULL;
     if (committed != NULL && strcmp(flow->lock_id, committed->id) == 0) pay_recent_put(flow->pay, committed);
-    else payment_free(committed);
+    else pay_payment_free(committed);
 }
 
 static void flow_finish_now(pay_flow_t *flow) {
     pay_t *pay = flow->pay;
+    /* the kept payment shares parts with these (jansson's counts are not to be shared
+     * across threads): they go first, so the next flow that takes it holds them alone */
+    pay_payment_clear(&flow->payment);
+    pay_staged_clear(&flow->staged);
     flow_keep_committed(flow); /* before its busy mark goes */
     /* free before answering: a client's next request on this object must find it free */
     if (flow->lock_id[0] != '\0') pay_busy_release(pay, flow->lock_id);
@@ -83,10 +81,8 @@ static void flow_finish_now(pay_flow_t *flow) {
     }
     if (flow->on_finish != NULL) flow->on_finish(flow->on_finish_ctx, flow->reply.status);
     pay_reply_clear(&flow->reply);
-    pay_payment_clear(&flow->payment);
     free(flow->extra);
     free(flow->doc_text);
-    pay_staged_clear(&flow->staged);
     sodium_memzero(flow, sizeof *flow); /* card data, challenge codes */
     pthread_mutex_lock(&pay->mutex);
     if (pay->flows_free_count < PAY_FLOWS_FREE_MAX) { /* kept zeroed for the next: no 15 kB calloc */
@@ -166,15 +162,14 @@ static void stats_change_note(pay_flow_t *flow, bool first) {
 static void staged_snapshot(pay_flow_t *flow) {
     pay_staged_t *staged = &flow->staged;
     if (flow->payment.pending_op[0] != '\0') { /* no operation starts on it as it is: not kept */
-        payment_free(staged->payment);
+        pay_payment_free(staged->payment);
         staged->payment = NULL;
         return;
     }
     if (staged->payment != NULL) pay_payment_clear(staged->payment);
     else staged->payment = malloc(sizeof *staged->payment);
     if (staged->payment != NULL && pay_payment_copy_for_dry_run(staged->payment, &flow->payment) != PC_OK) {
-        pay_payment_clear(staged->payment);
-        free(staged->payment);
+        pay_payment_free(staged->payment);
         staged->payment = NULL;
     }
 }
@@ -271,7 +266,7 @@ static void committed_note(pay_flow_t *flow, pc_status commit_status) {
         staged->payment = NULL;
         pay_payment_as_stored(committed); /* as a read of it would be */
     }
-    payment_free(flow->committed_stale); /* rare: two writes before the flow ended */
+    pay_payment_free(flow->committed_stale); /* rare: two writes before the flow ended */
     flow->committed_stale = flow->committed; /* freed with the flow, off the writer's thread */
     flow->committed = committed;
 }

@@ -84,6 +84,12 @@ void pay_payment_clear(pay_payment_t *payment) {
     sodium_memzero(payment, sizeof(*payment));
 }
 
+void pay_payment_free(pay_payment_t *payment) {
+    if (payment == NULL) return;
+    pay_payment_clear(payment);
+    free(payment);
+}
+
 pc_status pay_payment_copy(pay_payment_t *dst, const pay_payment_t *src) {
     *dst = *src;
     dst->metadata = src->metadata ? json_deep_copy(src->metadata) : NULL;
@@ -617,8 +623,7 @@ void pay_staged_clear(pay_staged_t *staged) {
     free(staged->op_text);
     json_decref(staged->op_entry);
     free(staged->op_entry_text);
-    if (staged->payment != NULL) pay_payment_clear(staged->payment);
-    free(staged->payment);
+    pay_payment_free(staged->payment);
     memset(staged, 0, sizeof *staged);
 }
 

@@ -193,6 +193,8 @@ typedef struct {
 
 void pay_payment_init(pay_payment_t *payment);
 void pay_payment_clear(pay_payment_t *payment);
+/* Clears and frees a malloc'ed payment (NULL: nothing). */
+void pay_payment_free(pay_payment_t *payment);
 /* A deep copy (json parts included). */
 PC_MUST_USE pc_status pay_payment_copy(pay_payment_t *dst, const pay_payment_t *src);
 /* A copy for a dry run (pay_flow_submit_staged): the arrays a command changes are

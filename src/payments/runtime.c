@@ -91,11 +91,7 @@ void pay_hold_untrack(pay_t *pay, const char *payment_id) {
 
 /* ---- recent payments ---- */
 
-static void recent_free(void *value) {
-    pay_payment_t *payment = value;
-    if (payment != NULL) pay_payment_clear(payment);
-    free(payment);
-}
+static void recent_free(void *value) { pay_payment_free(value); }
 
 void pay_recent_put(pay_t *pay, pay_payment_t *payment) {
     void *old = NULL, *evicted = NULL;

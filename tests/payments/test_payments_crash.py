@@ -144,6 +144,32 @@ def check_bank_record(env):
     return paid
 
 
+def load_cycles(env, key, rounds, seed, thread_count, pause_s, stop):
+    """'rounds' times: (re)start, load from 'thread_count' clients, wait pause_s() seconds,
+    stop(env, cycle) while they run. The flows they completed."""
+    flows = 0
+    for cycle in range(rounds):
+        if cycle > 0:
+            env.start()
+        load = Load(env.port, key, seed + cycle)
+        threads = [threading.Thread(target=load.run, args=(i,), daemon=True) for i in range(thread_count)]
+        for t in threads:
+            t.start()
+        time.sleep(pause_s())
+        stop(env, cycle)
+        load.stop.set()
+        for t in threads:
+            t.join(TIMEOUT_S)
+        flows += load.done
+    return flows
+
+
+def kill(env, cycle):
+    env.server.proc.kill()
+    env.server.proc.wait(timeout=TIMEOUT_S)
+    env.server.proc = None
+
+
 def main():
     rounds = int(os.environ.get("PAYCORE_PAY_CRASH_ROUNDS", "4"))
     seed = int(os.environ.get("PAYCORE_SEED", str(int(time.time()))))
@@ -154,22 +180,7 @@ def main():
     try:
         env.start()
         m = env.merchant("mk")
-        flows = 0
-        for cycle in range(rounds):
-            if cycle > 0:
-                env.start()
-            load = Load(env.port, m.key, seed + cycle)
-            threads = [threading.Thread(target=load.run, args=(i,)) for i in range(4)]
-            for t in threads:
-                t.start()
-            time.sleep(rng.uniform(0.3, 1.5))
-            env.server.proc.kill()
-            env.server.proc.wait(timeout=TIMEOUT_S)
-            env.server.proc = None
-            load.stop.set()
-            for t in threads:
-                t.join(TIMEOUT_S)
-            flows += load.done
+        flows = load_cycles(env, m.key, rounds, seed, 4, lambda: rng.uniform(0.3, 1.5), kill)
         env.start()
         payments = wait_for("recovery resolved every pending operation", lambda: settled(env))
         for p in payments:

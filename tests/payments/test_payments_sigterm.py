@@ -11,14 +11,13 @@ client threads, wait a random 0.2-1.2 s, maybe start a background rotation, SIGT
 import os
 import random
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from paylib import Env, check, check_payment_ledger, expect, wait_for  # noqa: E402
-from test_payments_crash import FINAL_OR_RESUMABLE, Load, all_payments  # noqa: E402
+from test_payments_crash import FINAL_OR_RESUMABLE, all_payments, load_cycles  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../api"))
-from pcapi import TIMEOUT_S, check_conserved  # noqa: E402
+from pcapi import check_conserved  # noqa: E402
 
 
 def settled(env):
@@ -40,24 +39,15 @@ def main():
     try:
         env.start()
         m = env.merchant("mk")
-        flows = 0
-        for cycle in range(rounds):
-            if cycle > 0:
-                env.start()
-            load = Load(env.port, m.key, seed + cycle)
-            threads = [threading.Thread(target=load.run, args=(i,), daemon=True) for i in range(8)]
-            for t in threads:
-                t.start()
-            time.sleep(rng.uniform(0.2, 1.2))
+
+        def sigterm(env, cycle):
             if cycle % 2 == 1:
                 expect(env.admin.post("/v1/admin/vault/rotate", {"data_key": True, "background": True}), 202,
                        what="background rotation")
             code = env.stop()
-            load.stop.set()
-            for t in threads:
-                t.join(TIMEOUT_S)
             check(code == 0, "cycle %d: SIGTERM under payment load exits 0, got %d" % (cycle, code))
-            flows += load.done
+
+        flows = load_cycles(env, m.key, rounds, seed, 8, lambda: rng.uniform(0.2, 1.2), sigterm)
         env.start()
         payments = wait_for("recovery resolved every pending operation", lambda: settled(env))
         for p in payments:
