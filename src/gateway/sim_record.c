@@ -226,7 +226,12 @@ const char *sim_col_text(sqlite3_stmt *stmt, int column) {
 
 /* ---- units and group commit ---- */
 
-static void members_finish(sim_t *sim, sim_unit_t *members, bool ok) {
+/* Ends the open group (under the lock): its members hear whether it committed. */
+static void group_close(sim_t *sim, bool ok) {
+    sim_unit_t *members = sim->group_members;
+    sim->group_open = false;
+    sim->group_members = NULL;
+    sim->group_units = 0;
     pthread_mutex_lock(&sim->group_lock);
     for (sim_unit_t *unit = members; unit != NULL; unit = unit->next) {
         unit->done = true;
@@ -236,7 +241,7 @@ static void members_finish(sim_t *sim, sim_unit_t *members, bool ok) {
     pthread_mutex_unlock(&sim->group_lock);
 }
 
-/* Commits the open group (under the lock) and tells its members. */
+/* Commits the open group (under the lock). */
 static void group_commit(sim_t *sim) {
     if (!sim->group_open) return;
     bool ok = sim_db_commit(&sim->db);
@@ -244,23 +249,15 @@ static void group_commit(sim_t *sim) {
         obs_logf(OBS_LEVEL_ERROR, "simulator record: a group of %u requests did not commit", sim->group_units);
         sim_db_rollback(&sim->db);
     }
-    sim_unit_t *members = sim->group_members;
-    sim->group_open = false;
-    sim->group_members = NULL;
-    sim->group_units = 0;
-    members_finish(sim, members, ok);
+    group_close(sim, ok);
 }
 
-/* Rolls the open group back (under the lock); its members hear it failed. */
+/* Rolls the open group back (under the lock): a unit's changes could not be undone alone. */
 static void group_abort(sim_t *sim) {
     obs_logf(OBS_LEVEL_ERROR, "simulator record: a unit could not be undone; its group of %u was rolled back",
              sim->group_units);
     sim_db_rollback(&sim->db);
-    sim_unit_t *members = sim->group_members;
-    sim->group_open = false;
-    sim->group_members = NULL;
-    sim->group_units = 0;
-    members_finish(sim, members, false);
+    group_close(sim, false);
 }
 
 static bool savepoint(sim_db_t *db, const char *sql) {
