@@ -337,6 +337,8 @@ static_assert(RISK_STORE_BATCH_MAX <= RISK_STORE_QUEUE_MAX, "a store batch comes
 #define SIM_CONNECTION_IDLE_S 120               /* an idle keep-alive connection is closed */
 #define SIM_THREAD_STACK_BYTES (1024 * 1024)    /* per connection thread: SQLite and jansson fit */
 #define SIM_STMT_CACHE_MAX 96                   /* prepared statements: the simulator has ~60 */
+#define SIM_CHECKPOINT_FRAMES 2048               /* WAL pages (8 MiB at 4 KiB) before the worker
+                                                 * checkpoints: SQLite's default mark, in bytes x2 */
 #define SIM_GROUP_UNITS_MAX 256                 /* requests one group commit carries at most:
                                                  * bounds a group's wait when arrivals never pause */
 #define SIM_DEMO_START_MS 60000                 /* a sanitized build on a busy machine starts slowly */

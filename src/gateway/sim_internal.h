@@ -142,6 +142,11 @@ void sim_unit_end(sim_t *sim, sim_unit_t *unit, bool keep);
 bool sim_unit_wait(sim_t *sim, sim_unit_t *unit);
 /* Commits the open group, if any (at stop, with no request left). */
 void sim_group_flush(sim_t *sim);
+/* Checkpoints run on the worker, on their own connection, when a commit finds the WAL
+ * long (start: after the record opens; run: each worker pass; stop: before it closes). */
+void sim_checkpoints_start(sim_t *sim);
+void sim_checkpoint_run(sim_t *sim);
+void sim_checkpoints_stop(sim_t *sim);
 
 /* ---- the simulator ---- */
 
@@ -159,6 +164,8 @@ struct sim {
     sim_unit_t *group_members;    /* under 'lock' */
     pthread_mutex_t group_lock;   /* members' done/ok flags */
     pthread_cond_t group_cond;
+    atomic_bool checkpoint_wanted;
+    sqlite3 *checkpoint_db;       /* the worker's own connection, for checkpoints */
     pthread_mutex_t faults_lock;  /* 'faults' is replaced at run time */
     sim_faults_t faults;
     struct MHD_Daemon *daemon;

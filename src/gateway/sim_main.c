@@ -95,6 +95,7 @@ static void *worker_main(void *arg) {
     sim_t *sim = arg;
     uint64_t kicks_seen = 0;
     for (;;) {
+        sim_checkpoint_run(sim);
         uint64_t now_ms = sim_mono_ms();
         uint64_t next_ms = now_ms + 1000;
         if (sim->kind == SIM_KIND_BANK) {
@@ -232,10 +233,12 @@ static bool sim_init(sim_t *sim, const sim_options_t *options, char *error, size
     sim->faults.epoch_mono_ms = sim_mono_ms();
     sim_utc_date(sim_wall_ms(), sim->report_date);
     if (!sim_db_open(&sim->db, sim->db_path, sim->kind, error, error_bytes)) return false;
+    sim_checkpoints_start(sim);
     return options->data_path == NULL || load_data(sim, options->data_path, error, error_bytes);
 }
 
 static void sim_free(sim_t *sim) {
+    sim_checkpoints_stop(sim);
     sim_db_close(&sim->db);
     sim_config_free(&sim->config);
     pthread_mutex_destroy(&sim->lock);

@@ -106,7 +106,7 @@ bool sim_db_open(sim_db_t *db, const char *path, sim_kind kind, char *error, siz
      * per request), and a group's rows share leaves. SQLite's own mutex is off: the
      * connection is only ever used under the simulator's lock. */
     if (sqlite3_exec(db->db, "PRAGMA page_size=4096; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-                     " PRAGMA wal_autocheckpoint=2048; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;",
+                     " PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;",
                      NULL, NULL, &message) != SQLITE_OK ||
         sqlite3_exec(db->db, schema_sql, NULL, NULL, &message) != SQLITE_OK) {
         snprintf(error, error_bytes, "cannot prepare %s: %s", path, message ? message : "?");
@@ -226,7 +226,12 @@ const char *sim_col_text(sqlite3_stmt *stmt, int column) {
 
 /* ---- units and group commit ---- */
 
-static void members_finish(sim_t *sim, sim_unit_t *members, bool ok) {
+/* Ends the open group (under the lock): its members hear whether it committed. */
+static void group_close(sim_t *sim, bool ok) {
+    sim_unit_t *members = sim->group_members;
+    sim->group_open = false;
+    sim->group_members = NULL;
+    sim->group_units = 0;
     pthread_mutex_lock(&sim->group_lock);
     for (sim_unit_t *unit = members; unit != NULL; unit = unit->next) {
         unit->done = true;
@@ -236,7 +241,7 @@ static void members_finish(sim_t *sim, sim_unit_t *members, bool ok) {
     pthread_mutex_unlock(&sim->group_lock);
 }
 
-/* Commits the open group (under the lock) and tells its members. */
+/* Commits the open group (under the lock). */
 static void group_commit(sim_t *sim) {
     if (!sim->group_open) return;
     bool ok = sim_db_commit(&sim->db);
@@ -244,23 +249,15 @@ static void group_commit(sim_t *sim) {
         obs_logf(OBS_LEVEL_ERROR, "simulator record: a group of %u requests did not commit", sim->group_units);
         sim_db_rollback(&sim->db);
     }
-    sim_unit_t *members = sim->group_members;
-    sim->group_open = false;
-    sim->group_members = NULL;
-    sim->group_units = 0;
-    members_finish(sim, members, ok);
+    group_close(sim, ok);
 }
 
-/* Rolls the open group back (under the lock); its members hear it failed. */
+/* Rolls the open group back (under the lock): a unit's changes could not be undone alone. */
 static void group_abort(sim_t *sim) {
     obs_logf(OBS_LEVEL_ERROR, "simulator record: a unit could not be undone; its group of %u was rolled back",
              sim->group_units);
     sim_db_rollback(&sim->db);
-    sim_unit_t *members = sim->group_members;
-    sim->group_open = false;
-    sim->group_members = NULL;
-    sim->group_units = 0;
-    members_finish(sim, members, false);
+    group_close(sim, false);
 }
 
 static bool savepoint(sim_db_t *db, const char *sql) {
@@ -320,4 +317,46 @@ void sim_group_flush(sim_t *sim) {
     pthread_mutex_lock(&sim->lock);
     group_commit(sim);
     pthread_mutex_unlock(&sim->lock);
+}
+
+/* ---- checkpoints, off the requests' path ---- */
+
+/* After each commit: a WAL grown past the mark asks the worker for a checkpoint (a
+ * checkpoint in the commit would hold every request for its writes and fsyncs). */
+static int on_wal(void *arg, sqlite3 *db, const char *name, int frames) {
+    (void)db;
+    (void)name;
+    sim_t *sim = arg;
+    if (frames >= SIM_CHECKPOINT_FRAMES && !atomic_exchange(&sim->checkpoint_wanted, true)) sim_wake(sim);
+    return SQLITE_OK;
+}
+
+void sim_checkpoints_start(sim_t *sim) {
+    sqlite3_wal_hook(sim->db.db, on_wal, sim); /* replaces SQLite's automatic checkpoint */
+}
+
+void sim_checkpoint_run(sim_t *sim) {
+    if (!atomic_exchange(&sim->checkpoint_wanted, false)) return;
+    /* The schema read opens the WAL: a checkpoint on a connection that has not read
+     * yet does nothing. */
+    if (sim->checkpoint_db == NULL &&
+        (sqlite3_open_v2(sim->db_path, &sim->checkpoint_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+             SQLITE_OK ||
+         sqlite3_exec(sim->checkpoint_db, "SELECT count(*) FROM sqlite_schema", NULL, NULL, NULL) != SQLITE_OK)) {
+        obs_logf(OBS_LEVEL_ERROR, "simulator record: checkpoint connection: %s",
+                 sim->checkpoint_db ? sqlite3_errmsg(sim->checkpoint_db) : "out of memory");
+        sqlite3_close(sim->checkpoint_db);
+        sim->checkpoint_db = NULL;
+        return;
+    }
+    int log_frames = 0, done_frames = 0;
+    int rc = sqlite3_wal_checkpoint_v2(sim->checkpoint_db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log_frames, &done_frames);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+        obs_logf(OBS_LEVEL_ERROR, "simulator record: checkpoint: %s", sqlite3_errmsg(sim->checkpoint_db));
+    }
+}
+
+void sim_checkpoints_stop(sim_t *sim) {
+    if (sim->checkpoint_db != NULL) sqlite3_close(sim->checkpoint_db);
+    sim->checkpoint_db = NULL;
 }

@@ -174,7 +174,33 @@ def test_refusal_in_a_group():
         sim.close()
 
 
+def test_checkpoint_off_the_requests_path():
+    """The worker checkpoints the record once the WAL passes its mark (8 MiB): the main
+    file takes the pages while requests go on (without it only the WAL grows)."""
+    sim = Sim("card").start()
+    try:
+        def checkpointed():
+            return os.path.getsize(sim.db) > 256 * 1024
+
+        def worker(i):
+            c = sim.client()
+            for n in range(3000):  # ~60 MiB of WAL at most: far past the mark
+                if checkpointed():
+                    return
+                expect(c.post(AUTH, auth_body(CARD_OK, 100), key="w%d-%d" % (i, n)), 200)
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wait_until(checkpointed, "the record's main file to take checkpointed pages")
+    finally:
+        sim.close()
+
+
 if __name__ == "__main__":
     test_sigkill_mid_load()
     test_refusal_in_a_group()
+    test_checkpoint_off_the_requests_path()
     print("ok")

@@ -1,0 +1,102 @@
+/* Goal: the gateway keeps its connections to a channel open and reuses them call after
+ * call (no connection, no handshake per call), and a connection the channel closed
+ * (the simulator restarted) costs nothing: the next call opens a new one and is sent
+ * once, approved at the first attempt, no status inquiry.
+ * Method: one card simulator; the test's own process holds the gateway, so its TCP
+ * sockets toward the simulator's port are the gateway's: /proc/self/net/tcp counts
+ * them. After many calls one after another, one connection is open and none was
+ * closed (closed ones linger in TIME_WAIT on the side that closed). Then the simulator
+ * is stopped and started again on the same port and record. */
+#include "gw_test_util.h"
+
+#define CALLS 40
+
+static gwt_sim_t card;
+static gw_t *gw;
+
+/* Sockets of this process toward 'port', by TCP state (01 established, 06 time wait). */
+static uint32_t sockets_to(uint16_t port, const char *state) {
+    FILE *f = fopen("/proc/self/net/tcp", "r");
+    ASSERT_TRUE(f != NULL);
+    char line[512], tail[8];
+    snprintf(tail, sizeof tail, ":%04X", (unsigned)port);
+    uint32_t count = 0;
+    while (fgets(line, sizeof line, f) != NULL) {
+        char local_address[64], remote_address[64], st[8];
+        if (sscanf(line, " %*d: %63s %63s %7s", local_address, remote_address, st) != 3) continue;
+        size_t bytes = strlen(remote_address);
+        if (bytes >= 5 && strcmp(remote_address + bytes - 5, tail) == 0 && strcmp(st, state) == 0) count++;
+    }
+    fclose(f);
+    return count;
+}
+
+/* Starts the simulator again on the port and record it had. */
+static void sim_restart(void) {
+    uint16_t port = card.port;
+    gwt_sim_stop(&card);
+    char listen[32];
+    snprintf(listen, sizeof listen, "127.0.0.1:%u", (unsigned)port);
+    const char *argv[] = {"paycore", "simulator", "card", "--listen", listen, "--db", card.db, NULL};
+    int out[2];
+    ASSERT_EQ(pipe(out), 0);
+    card.pid = fork();
+    ASSERT_TRUE(card.pid >= 0);
+    if (card.pid == 0) {
+        int log_fd = open(card.log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        dup2(out[1], 1);
+        if (log_fd >= 0) dup2(log_fd, 2);
+        close(out[0]);
+        execv(gwt_sim_bin(), (char *const *)argv);
+        _exit(127);
+    }
+    close(out[1]);
+    card.stdout_fd = out[0];
+    ASSERT_EQ(gwt_read_port(out[0], card.log), port);
+}
+
+static void pay_once(const char *reference) {
+    gw_request_t req = gwt_card(reference, 1999, "4242424242424242");
+    gw_result_t r = gwt_call(gw, &req);
+    if (r.outcome != GW_OUTCOME_APPROVED) gwt_print(&r);
+    ASSERT_EQ(r.outcome, GW_OUTCOME_APPROVED);
+    ASSERT_EQ(r.attempt_count, 1);
+    ASSERT_FALSE(r.attempts[0].status_inquired);
+    ASSERT_EQ(gwt_sim_count(&card, "SELECT count FROM arrivals WHERE key = ?1", r.attempts[0].idempotency_key), 1);
+}
+
+static void test_connections_reused(void) {
+    for (int i = 0; i < CALLS; i++) {
+        char reference[32];
+        snprintf(reference, sizeof reference, "reuse-%d", i);
+        pay_once(reference);
+    }
+    ASSERT_EQ(sockets_to(card.port, "01"), 1);
+    ASSERT_EQ(sockets_to(card.port, "06"), 0);
+}
+
+static void test_restart_costs_nothing(void) {
+    sim_restart();
+    for (int i = 0; i < CALLS; i++) {
+        char reference[32];
+        snprintf(reference, sizeof reference, "after-%d", i);
+        pay_once(reference);
+    }
+    ASSERT_EQ(sockets_to(card.port, "01"), 1);
+    ASSERT_EQ(gwt_approved(&card, "after-0"), 1);
+}
+
+int main(void) {
+    gwt_setup("reuse");
+    gwt_sim_start(&card, "card", "card", NULL, NULL);
+    char path[512];
+    gwt_path(path, sizeof path, "channels.json");
+    gwt_write(path, "{\"channels\":[{\"name\":\"card\",\"kind\":\"card\",\"url\":\"%s\"}]}", card.url);
+    gw = gwt_gateway(path);
+    TEST_RUN(test_connections_reused);
+    TEST_RUN(test_restart_costs_nothing);
+    gw_stop(gw);
+    gwt_sim_stop(&card);
+    gwt_teardown();
+    return test_finish();
+}
