@@ -151,7 +151,7 @@ class Bank:
         self.key = out.stdout.strip().split("=", 1)[1]
         standby = store[:1] == ["--store"]
         args = ["--standby", "--store-wait-s", str(STORE_WAIT_S)] if standby else []
-        args += ["--no-events"] if store[:1] == ["--shards"] else []  # a set serves no outbox yet
+        args += ["--no-events"] if store[:1] == ["--shards"] else []  # balances only: a set's outbox is tested by test_shards_events
         self.servers = [hacluster.Supervised(db, store, name="%s-node%d" % (name, i), extra_args=args)
                         for i in range(2 if standby else 1)]
         self.ports = [s.port for s in self.servers]
