@@ -142,6 +142,9 @@ bool pg_stream_join(pg_copy_async_t *async);
 /* Row decoding, columns as in pg_store.c's TRANSFER_COLUMNS / ACCOUNT_COLUMNS;
  * metadata_json points into 'result'. */
 void pg_transfer_from_row(const PGresult *result, int row, ledger_transfer_t *out);
+/* The one transfer a "SELECT PG_TRANSFER_COLUMNS ... WHERE id = $1" found into 'out'
+ * (metadata copied: out->metadata_owned); PC_NOT_FOUND when none. Clears 'result'. */
+pc_status pg_transfer_result_take(PGresult *result, store_transfer_t *out);
 void pg_account_from_row(const PGresult *result, int row, ledger_account_t *out);
 #define PG_TRANSFER_COLUMNS \
     "timestamp, id, debit_account_id, credit_account_id, amount, currency, code, flags, pending_id," \

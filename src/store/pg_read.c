@@ -89,15 +89,7 @@ pc_status pg_read_transfer(store_reader_t *base, const char *id, store_transfer_
     const char *params[] = {id};
     PGresult *result = pg_query(reader->conn, "SELECT " PG_TRANSFER_COLUMNS " FROM transfers WHERE id = $1", 1, params);
     if (result == NULL) return PC_STORE_READ_FAILED;
-    pc_status status = PQntuples(result) == 1 ? PC_OK : PC_NOT_FOUND;
-    if (status == PC_OK) {
-        pg_transfer_from_row(result, 0, &out->transfer);
-        out->pending_state = (ledger_pending_state)pg_int(result, 0, 11);
-        out->metadata_owned = pc_strdup(out->transfer.metadata_json);
-        out->transfer.metadata_json = out->metadata_owned;
-    }
-    PQclear(result);
-    return status;
+    return pg_transfer_result_take(result, out);
 }
 
 /* One integer of a one-row query with one text parameter: PC_NOT_FOUND without a row. */

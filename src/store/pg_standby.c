@@ -275,13 +275,5 @@ pc_status store_standby_transfer(store_standby_t *standby, uint32_t shard, const
     const char *params[] = {id};
     PGresult *result = standby_query(standby, shard, SQL_TRANSFER, 1, params);
     if (result == NULL) return PC_STORE_READ_FAILED;
-    pc_status status = PQntuples(result) == 1 ? PC_OK : PC_NOT_FOUND;
-    if (status == PC_OK) {
-        pg_transfer_from_row(result, 0, &out->transfer);
-        out->pending_state = (ledger_pending_state)pg_int(result, 0, 11);
-        out->metadata_owned = pc_strdup(out->transfer.metadata_json);
-        out->transfer.metadata_json = out->metadata_owned;
-    }
-    PQclear(result);
-    return status;
+    return pg_transfer_result_take(result, out);
 }
