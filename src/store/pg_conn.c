@@ -301,14 +301,9 @@ void pg_copy_free(pg_copy_t *copy) {
     *copy = (pg_copy_t){0};
 }
 
-bool pg_copy_send(PGconn *conn, const char *copy_sql, pg_copy_t *copy) {
-    bool ok = !copy->failed;
-    if (ok) {
-        PGresult *result = PQexec(conn, copy_sql);
-        ok = PQresultStatus(result) == PGRES_COPY_IN;
-        PQclear(result);
-    }
-    if (ok) ok = PQputCopyData(conn, copy->data, (int)copy->bytes) == 1;
+/* The end of a COPY in progress: ended (or aborted when !ok), then its result read;
+ * true only when every part worked. */
+static bool copy_end(PGconn *conn, bool ok) {
     if (ok || PQtransactionStatus(conn) == PQTRANS_ACTIVE) {
         ok = PQputCopyEnd(conn, ok ? NULL : "paycore: copy failed") == 1 && ok;
         PGresult *result;
@@ -317,6 +312,18 @@ bool pg_copy_send(PGconn *conn, const char *copy_sql, pg_copy_t *copy) {
             PQclear(result);
         }
     }
+    return ok;
+}
+
+bool pg_copy_send(PGconn *conn, const char *copy_sql, pg_copy_t *copy) {
+    bool ok = !copy->failed;
+    if (ok) {
+        PGresult *result = PQexec(conn, copy_sql);
+        ok = PQresultStatus(result) == PGRES_COPY_IN;
+        PQclear(result);
+    }
+    if (ok) ok = PQputCopyData(conn, copy->data, (int)copy->bytes) == 1;
+    ok = copy_end(conn, ok);
     pg_copy_free(copy);
     return ok;
 }
@@ -400,14 +407,7 @@ static bool stream_finish(pg_copy_stream_t *stream) {
     PGconn *conn = stream->conn;
     stream_send(stream);
     bool ok = !stream->failed;
-    if (ok || PQtransactionStatus(conn) == PQTRANS_ACTIVE) {
-        ok = PQputCopyEnd(conn, ok ? NULL : "paycore: copy failed") == 1 && ok;
-        PGresult *result;
-        while ((result = PQgetResult(conn)) != NULL) {
-            if (PQresultStatus(result) != PGRES_COMMAND_OK) ok = false;
-            PQclear(result);
-        }
-    }
+    ok = copy_end(conn, ok);
     pg_copy_free(&stream->buffer);
     return ok;
 }
