@@ -162,6 +162,11 @@
  * proxy: every client then shares the proxy's address). */
 #define API_CONNECTIONS_MAX 4096
 #define API_CONNECTIONS_PER_IP_DEFAULT 1024
+/* The accept loop (api/accept.c) takes at most this many connections per wake-up
+ * before it looks for a stop again, and waits this long when the process is out of
+ * descriptors (the connections stay in the backlog meanwhile). */
+#define API_ACCEPT_BATCH_MAX 64
+#define API_ACCEPT_PAUSE_MS 10
 
 /* Stored Idempotency-Key replies live at least a day (as Stripe's do): a client's
  * retries after an outage of hours still replay. Their room is bounded in total and
