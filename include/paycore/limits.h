@@ -313,6 +313,9 @@ static_assert(OBS_STATS_SECONDS > OBS_STATS_HISTORY_S_MAX + 1,
 #define RISK_STORE_QUEUE_MAX 65536 /* decisions waiting for the store thread */
 #define RISK_STORE_BATCH_MAX 4096  /* rows in one store transaction */
 #define RISK_STORE_WAIT_MS_MAX 1000 /* a full queue holds the caller at most this long */
+#define RISK_STORE_GATHER_MS 20    /* a decisions batch fills this long before its commit:
+                                      at most 50 fsyncs/s for the decisions file, whatever
+                                      the payment rate (a flush commits at once) */
 
 static_assert(RISK_STORE_BATCH_MAX <= RISK_STORE_QUEUE_MAX, "a store batch comes from the queue");
 
