@@ -309,9 +309,18 @@ static_assert(OBS_STATS_SECONDS > OBS_STATS_HISTORY_S_MAX + 1,
 #define RISK_CSV_LINE_BYTES_MAX 1024
 #define RISK_CSV_FIELDS_MAX 32     /* columns of a CSV line: the format has 14 */
 #define RISK_MODEL_NAMES_BYTES_MAX 4096 /* the model's stored feature-name list */
+#define RISK_MODEL_NODES_MAX (1u << 22) /* tree nodes paycore walks itself (12 bytes each:
+                                      48 MiB); a bigger model is scored through XGBoost */
+#define RISK_MODEL_DEPTH_MAX 64    /* deeper trees: scored through XGBoost (bounds the
+                                      recursion that copies a tree) */
+#define RISK_MODEL_PROBE_ROWS 64   /* rows scored both ways at load: any difference and
+                                      XGBoost scores (a ~2 ms check per load) */
 #define RISK_STORE_QUEUE_MAX 65536 /* decisions waiting for the store thread */
 #define RISK_STORE_BATCH_MAX 4096  /* rows in one store transaction */
 #define RISK_STORE_WAIT_MS_MAX 1000 /* a full queue holds the caller at most this long */
+#define RISK_STORE_GATHER_MS 20    /* a decisions batch fills this long before its commit:
+                                      at most 50 fsyncs/s for the decisions file, whatever
+                                      the payment rate (a flush commits at once) */
 
 static_assert(RISK_STORE_BATCH_MAX <= RISK_STORE_QUEUE_MAX, "a store batch comes from the queue");
 
