@@ -369,7 +369,10 @@ typedef enum { STEP_AUTHORIZE, STEP_CAPTURE } step;
 
 typedef struct {
     CURL *curl;
-    struct curl_slist *headers;
+    struct curl_slist headers[4];  /* curl reads the list: its nodes and lines live here, built once */
+    char auth_line[300];
+    char key_line[96];             /* the one header that changes per request */
+    size_t reply_bytes;
     char reply[4096];
     char body[512];
     char url[256];
@@ -394,33 +397,55 @@ typedef struct {
     char first_error[200];
 } pay_worker;
 
+/* The connection's headers, once: a request changes only the Idempotency-Key line. */
+static void conn_headers(pay_conn *c, const pay_worker *w) {
+    static char content_type[] = "Content-Type: application/json", no_expect[] = "Expect:";
+    snprintf(c->auth_line, sizeof c->auth_line, "Authorization: Bearer %s", w->key);
+    char *lines[4] = {content_type, c->auth_line, no_expect, c->key_line};
+    for (int i = 0; i < 4; i++) {
+        c->headers[i].data = lines[i];
+        c->headers[i].next = i < 3 ? &c->headers[i + 1] : NULL;
+    }
+    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, c->headers);
+}
+
 static void conn_send(pay_conn *c, const pay_worker *w) {
-    char header[128], auth[512];
-    curl_slist_free_all(c->headers);
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s", w->key);
-    c->headers = curl_slist_append(NULL, "Content-Type: application/json");
-    c->headers = curl_slist_append(c->headers, auth);
-    c->headers = curl_slist_append(c->headers, "Expect:");
+    int body_bytes;
     if (c->next == STEP_AUTHORIZE) {
         c->sequence++;
         snprintf(c->url, sizeof c->url, "%s/v1/payments", w->base);
-        snprintf(c->body, sizeof c->body,
-                 "{\"amount\":%llu,\"currency\":\"EUR\",\"capture_method\":\"manual\",\"payment_method\":"
-                 "{\"type\":\"card\",\"card\":{\"number\":\"" CARD "\",\"exp_month\":12,\"exp_year\":2030,"
-                 "\"cvc\":\"123\"}},\"payer\":{\"id\":\"P%u\",\"country\":\"DE\"},\"description\":\"bench\"}",
-                 (unsigned long long)(500 + (c->sequence * 37) % 9000), c->index);
-        snprintf(header, sizeof header, "Idempotency-Key: b%u-%llu-a", c->index, (unsigned long long)c->sequence);
+        body_bytes = snprintf(
+            c->body, sizeof c->body,
+            "{\"amount\":%llu,\"currency\":\"EUR\",\"capture_method\":\"manual\",\"payment_method\":"
+            "{\"type\":\"card\",\"card\":{\"number\":\"" CARD "\",\"exp_month\":12,\"exp_year\":2030,"
+            "\"cvc\":\"123\"}},\"payer\":{\"id\":\"P%u\",\"country\":\"DE\"},\"description\":\"bench\"}",
+            (unsigned long long)(500 + (c->sequence * 37) % 9000), c->index);
+        snprintf(c->key_line, sizeof c->key_line, "Idempotency-Key: b%u-%llu-a", c->index,
+                 (unsigned long long)c->sequence);
     } else {
         snprintf(c->url, sizeof c->url, "%s/v1/payments/%s/capture", w->base, c->payment_id);
-        snprintf(c->body, sizeof c->body, "{}");
-        snprintf(header, sizeof header, "Idempotency-Key: b%u-%llu-c", c->index, (unsigned long long)c->sequence);
+        body_bytes = snprintf(c->body, sizeof c->body, "{}");
+        snprintf(c->key_line, sizeof c->key_line, "Idempotency-Key: b%u-%llu-c", c->index,
+                 (unsigned long long)c->sequence);
     }
-    c->headers = curl_slist_append(c->headers, header);
     c->reply[0] = '\0';
+    c->reply_bytes = 0;
     curl_easy_setopt(c->curl, CURLOPT_URL, c->url);
-    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, c->headers);
     curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, c->body);
+    curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE, (long)body_bytes);
     c->sent_ns = pc_mono_ns();
+}
+
+/* A load reply: appended at its known length (no strlen per chunk). */
+static size_t conn_collect(char *data, size_t size, size_t count, void *user) {
+    pay_conn *c = user;
+    size_t n = size * count;
+    if (c->reply_bytes + n < sizeof c->reply) {
+        memcpy(c->reply + c->reply_bytes, data, n);
+        c->reply_bytes += n;
+        c->reply[c->reply_bytes] = '\0';
+    }
+    return n;
 }
 
 static void worker_error(pay_worker *w, long status, const char *what) {
@@ -500,9 +525,10 @@ static void *pay_worker_run(void *arg) {
         pay_conn *c = &conns[i];
         c->index = w->first + i;
         c->curl = curl_easy_init();
-        curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, collect);
-        curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, c->reply);
+        curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, conn_collect);
+        curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, c);
         curl_easy_setopt(c->curl, CURLOPT_PRIVATE, c);
+        conn_headers(c, w);
         curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, 60L);
         curl_easy_setopt(c->curl, CURLOPT_TCP_NODELAY, 1L);
@@ -534,10 +560,7 @@ static void *pay_worker_run(void *arg) {
         }
         if (active > 0 || open) curl_multi_poll(multi, NULL, 0, (int)(wait_ms < 100 ? wait_ms : 100), NULL);
     }
-    for (uint32_t i = 0; i < w->count; i++) {
-        curl_slist_free_all(conns[i].headers);
-        curl_easy_cleanup(conns[i].curl);
-    }
+    for (uint32_t i = 0; i < w->count; i++) curl_easy_cleanup(conns[i].curl);
     free(conns);
     curl_multi_cleanup(multi);
     return NULL;

@@ -242,6 +242,7 @@ static_assert(EVENTS_INFLIGHT_PER_DESTINATION_MAX <= EVENTS_INFLIGHT_MAX,
 #define GW_MESSAGE_SIZE 160         /* a channel's message, a refusal's reason */
 #define GW_WHY_SIZE 160             /* the routing decision's reason */
 #define GW_URL_BYTES_MAX 512        /* a channel's base URL */
+#define GW_HEADERS_MAX 5            /* request headers the gateway sends a channel */
 #define GW_SECRET_BYTES_MAX 256     /* a channel's API key or callback secret */
 #define GW_THREADS_MAX 16           /* gateway threads (each runs one curl multi) */
 #define GW_EPOLL_EVENTS 64          /* ready sockets one gateway wake-up takes at most */
