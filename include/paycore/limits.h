@@ -247,6 +247,7 @@ static_assert(EVENTS_INFLIGHT_PER_DESTINATION_MAX <= EVENTS_INFLIGHT_MAX,
 #define GW_MESSAGE_SIZE 160         /* a channel's message, a refusal's reason */
 #define GW_WHY_SIZE 160             /* the routing decision's reason */
 #define GW_URL_BYTES_MAX 512        /* a channel's base URL */
+#define GW_HEADERS_MAX 5            /* request headers the gateway sends a channel */
 #define GW_SECRET_BYTES_MAX 256     /* a channel's API key or callback secret */
 #define GW_THREADS_MAX 16           /* gateway threads (each runs one curl multi) */
 #define GW_EPOLL_EVENTS 64          /* ready sockets one gateway wake-up takes at most */
@@ -342,14 +343,16 @@ static_assert(RISK_STORE_BATCH_MAX <= RISK_STORE_QUEUE_MAX, "a store batch comes
 #define SIM_HOLD_MS_MAX 600000                  /* a held timeout: ten minutes at most */
 #define SIM_LATENCY_MS_MAX 600000               /* one simulated latency */
 #define SIM_DISCREPANCY_COUNT_MAX 100           /* rows one injected discrepancy touches */
-#define SIM_CONNECTIONS_MAX 1024                /* a thread each: bounded memory */
+#define SIM_CONNECTIONS_MAX 1024                /* an fd and a request buffer each: bounded memory */
 #define SIM_DATA_ENTRIES_MAX 100000             /* cardholders or accounts in a --data file */
 #define SIM_REPORT_ROWS_MAX 1000000             /* one day's settlement report */
 #define SIM_CALLBACK_RETRY_MS_MAX 3600000       /* retries never wait longer than an hour */
 #define SIM_SETTLE_BATCH_MAX 100                /* bank transfers decided in one transaction */
 #define SIM_CALLBACKS_PER_PASS 32               /* deliveries before the worker looks again */
 #define SIM_CONNECTION_IDLE_S 120               /* an idle keep-alive connection is closed */
-#define SIM_THREAD_STACK_BYTES (1024 * 1024)    /* per connection thread: SQLite and jansson fit */
+#define SIM_CONNECTION_MEMORY_BYTES (32 * 1024) /* one connection's headers and buffers: a request's
+                                                   headers are a few hundred bytes (MHD answers 431 above) */
+#define SIM_LOOP_WAIT_MS_MAX 1000               /* the event loop looks at the clock at least this often */
 #define SIM_STMT_CACHE_MAX 96                   /* prepared statements: the simulator has ~60 */
 #define SIM_CHECKPOINT_FRAMES 2048               /* WAL pages (8 MiB at 4 KiB) before the worker
                                                  * checkpoints: SQLite's default mark, in bytes x2 */
