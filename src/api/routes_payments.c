@@ -61,6 +61,7 @@ pc_status api_payments_start(api_server_t *server, const api_payments_options_t 
     config.risk = api_risk_engine();
     config.vault = payments_vault;
     config.events = server->events;
+    config.idem_index = server->idem_index;
     config.three_ds_prefixes = options->three_ds_prefixes;
     if (options->authorization_window_s) config.authorization_window_s = options->authorization_window_s;
     if (options->recovery_interval_ms) config.recovery_interval_ms = options->recovery_interval_ms;
@@ -100,6 +101,7 @@ static pay_caller_t caller_of(api_request_t *req) {
     if (req->idem_key != NULL) {
         caller.idempotency_key = req->idem_key;
         caller.request_hash = req->idem_hash;
+        caller.idempotency_key_new = req->idem_new;
     }
     return caller;
 }

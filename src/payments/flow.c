@@ -45,6 +45,7 @@ pay_flow_t *pay_flow_new(pay_t *pay, const pay_caller_t *caller, const pay_reply
         snprintf(flow->key_id, sizeof flow->key_id, "%s", caller->key_id ? caller->key_id : "");
         if (caller->idempotency_key != NULL && caller->request_hash != NULL) {
             flow->has_idempotency = true;
+            flow->idempotency_key_new = caller->idempotency_key_new;
             snprintf(flow->idempotency_key, sizeof flow->idempotency_key, "%s", caller->idempotency_key);
             memcpy(flow->request_hash, caller->request_hash, sizeof flow->request_hash);
         }
@@ -188,6 +189,7 @@ pc_status pay_flow_write_payment(pay_flow_t *flow, store_tx_t *tx) {
         pay_lookup_idem(name, sizeof name, flow->key_id, flow->idempotency_key);
         status = store_pay_lookup_put(tx, name, p->id, flow->request_hash, sizeof flow->request_hash);
         if (status == PC_EXISTS) status = PC_OK; /* a replay's own lookup: it stays */
+        else if (status == PC_OK) pay_idem_index_add(flow->pay, flow->key_id, flow->idempotency_key);
     }
     if (status == PC_OK && first && p->state == PAY_STATE_IN_REVIEW && p->risk.decision_id != 0) {
         pay_lookup_risk(name, sizeof name, p->risk.decision_id);

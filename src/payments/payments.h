@@ -36,6 +36,7 @@
 #include "paycore/limits.h"
 #include "paycore/status.h"
 #include "risk/risk.h"
+#include "store/idem_index.h"
 #include "store/store.h"
 #include "writer/writer.h"
 
@@ -177,6 +178,9 @@ typedef struct {
     const char *three_ds_prefixes;  /* comma list of card prefixes enrolled in 3-D Secure
                                        (risk review steps up instead of queueing); NULL: the
                                        card simulator's range */
+    idem_index_t *idem_index;       /* borrowed; NULL: none. The keys payments were created
+                                       under are added to it (loaded at start, and as each
+                                       payment's lookup of its key is written) */
 } pay_config_t;
 
 void pay_config_default(pay_config_t *config);
@@ -197,6 +201,8 @@ typedef struct {
     bool admin;                         /* an admin key: any merchant */
     const char *idempotency_key;        /* NULL when the request has none */
     const uint8_t *request_hash;        /* 32 bytes: the request's fingerprint (with a key) */
+    bool idempotency_key_new;           /* no row of the key is stored (the index of keys said
+                                           so): no payment was made under it, none is read */
 } pay_caller_t;
 
 /* An answer: an object (body, or its text) or an error (status, field, message). */
