@@ -382,11 +382,15 @@ bool api_idem_expired(const api_server_t *server, uint64_t created_ns);
 bool api_idem_room(api_server_t *server, const char *key_id);
 /* Writer thread, in the transaction: stores the request's reply ('body'). */
 pc_status api_idem_store(api_request_t *req, store_tx_t *tx, const char *body, size_t body_bytes);
+/* The same with another HTTP status than the reply's. */
+pc_status api_idem_store_status(api_request_t *req, store_tx_t *tx, int http_status, const char *body,
+                                size_t body_bytes);
 /* A stored reply that is a reference to a payment's version (routes_payments.c):
- * answered with that version rendered, byte for byte the first answer; false when
- * 'stored' is no such reference. */
+ * answered with that version rendered, byte for byte the first answer, or (a payment
+ * not answered yet) with the payment as it stands; false when 'stored' is no such
+ * reference. */
 bool api_payments_replay(api_request_t *req, const char *stored, size_t bytes, int http_status);
-/* After its commit: counts the stored reply in the key's room. */
+/* After its commit: counts the stored reply (what it added since) in the key's room. */
 void api_idem_committed(api_request_t *req);
 /* Counts what is stored (per key) and starts the purge; stop it before the writer drains. */
 pc_status api_idem_start(api_server_t *server);

@@ -61,7 +61,12 @@ bool api_idem_room(api_server_t *server, const char *key_id) {
 }
 
 pc_status api_idem_store(api_request_t *req, store_tx_t *tx, const char *body, size_t body_bytes) {
-    store_api_idem_t record = {.http_status = req->http_status,
+    return api_idem_store_status(req, tx, req->http_status, body, body_bytes);
+}
+
+pc_status api_idem_store_status(api_request_t *req, store_tx_t *tx, int http_status, const char *body,
+                                size_t body_bytes) {
+    store_api_idem_t record = {.http_status = http_status,
                                .created_ns = api_idem_now_ns(req->server),
                                .body = (char *)body,
                                .body_bytes = body_bytes,
@@ -70,7 +75,7 @@ pc_status api_idem_store(api_request_t *req, store_tx_t *tx, const char *body, s
     uint64_t replaced_bytes = 0;
     pc_status status = store_api_idem_put(tx, req->caller.id, req->idem_key, &record, &replaced_bytes);
     if (status != PC_OK) return status;
-    req->idem_bytes_delta = (int64_t)record.row_bytes - (int64_t)replaced_bytes;
+    req->idem_bytes_delta += (int64_t)record.row_bytes - (int64_t)replaced_bytes; /* a payment stores twice */
     /* a new row (none replaced): in the index before it can commit */
     if (replaced_bytes == 0) idem_index_add(req->server->idem_index, req->caller.id, req->idem_key);
     req->idem_new = false; /* a second store of this request replaces this row */

@@ -391,6 +391,7 @@ struct pay_flow {
     uint8_t request_hash[32];
     bool has_idempotency;
     bool idempotency_key_new;         /* pay_caller_t's: nothing stored under the key */
+    bool key_written;                 /* this command stored the key's reply (key_in_tx) */
     char lock_id[PC_ID_SIZE];         /* the busy id this flow holds ("" none) */
     pay_payment_t payment;
     bool has_payment;

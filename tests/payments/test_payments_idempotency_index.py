@@ -5,11 +5,14 @@ between its first write and its answer (the channel call in flight) is found by 
 after the restart (the payment as it is now, never a second payment); two connections
 racing with one new key make one payment; other fields under a used key are 409
 idempotency_key_reused; and the same with an index bound far below the keys stored.
+One row per key: the key's stored reply names the payment from its first write on
+(no lookup of the payments' own beside it).
 Method: a real server with real simulators (SQLite, or PostgreSQL with
 PAYCORE_TEST_PG_HOST); the card simulator answers slowly where the test kills during
 the call. Every check counts the merchant's payments: a wrong "new" makes another."""
 import os
 import signal
+import sqlite3
 import sys
 import threading
 
@@ -116,6 +119,7 @@ def killed_in_flight(env, m, extra):
                      lambda: [p for p in payments(m) if p["id"] not in before])
     env.stop(signal.SIGKILL)
     thread.join(timeout=120)
+    one_row_per_key(env, fresh[0]["id"])
     env.start(extra)
     r = post(m, "/v1/payments", body, "in-flight")
     check(r.status in (200, 202) and r.json["id"] == fresh[0]["id"],
@@ -123,6 +127,22 @@ def killed_in_flight(env, m, extra):
     r = post(m, "/v1/payments", dict(body, amount=4243), "in-flight")
     check(r.status == 409 and r.code() == "idempotency_key_reused", "other fields refused: %r" % r)
     check(len(payments(m)) == len(before) + 1, "one payment for the key after the kill")
+
+
+def one_row_per_key(env, payment_id):
+    """The key's one row names the payment from its first write (SQLite: the file is
+    read directly; PostgreSQL runs the same replays without this look inside)."""
+    if env.server.store_args:
+        return
+    db = sqlite3.connect("file:%s?mode=ro" % env.server.db, uri=True, timeout=30)
+    try:
+        row = db.execute("SELECT body FROM idempotency_keys WHERE idempotency_key = 'in-flight'").fetchone()
+        lookups = db.execute("SELECT count(*) FROM pay_lookups WHERE name LIKE 'idem:%'").fetchone()[0]
+    finally:
+        db.close()
+    check(row is not None and row[0] == "@payment:" + payment_id,
+          "before its answer the key's reply is the payment as it stands: %r" % (row,))
+    check(lookups == 0, "no second row for a payment's key: %d idem: lookups" % lookups)
 
 
 def run(extra, races):
