@@ -181,6 +181,15 @@
 #define API_IDEM_PURGE_BYTES_MAX (4ull << 20)
 #define API_IDEM_PURGE_QUEUE_EVENTS_MAX 1024
 
+/* The in-memory index of stored Idempotency-Keys (store/idem_index.h): 16 to 32 bytes
+ * a key (a table of 64-bit prints at most half full), grown as keys arrive. The
+ * default holds the rows the default room allows at a payment reply's size (about
+ * 130 bytes a row: 1 GiB / 130 B ~ 8M keys, 2^24 slots = 128 MiB at most); past
+ * --idempotency-index-max-keys every lookup reads the store as it would without an
+ * index (never a wrong "new"), until a restart finds the rows within it again. */
+#define API_IDEM_INDEX_KEYS_DEFAULT 8388608     /* 2^23 */
+#define API_IDEM_INDEX_KEYS_MAX 134217728 /* 2^27: 2 GiB of table at most */
+
 /* Events (src/events/). */
 #define EVENTS_BODY_BYTES_MAX (PAY_DOC_BYTES_MAX + 8 * 1024) /* one event's JSON: a ledger
                                                object is ~2 KiB; a payment's event carries its

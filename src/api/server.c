@@ -42,6 +42,7 @@ void api_config_default(api_config_t *config) {
     config->idempotency_retention_h = API_IDEM_RETENTION_H_MIN;
     config->idempotency_bytes_max = API_IDEM_BYTES_DEFAULT;
     config->idempotency_key_bytes_max = API_IDEM_KEY_BYTES_DEFAULT;
+    config->idempotency_index_keys_max = API_IDEM_INDEX_KEYS_DEFAULT;
     events_config_default(&config->events);
 }
 
@@ -601,6 +602,7 @@ static void server_free(api_server_t *server) {
     else if (server->store != NULL) store_close(server->store);
     api_keys_free(&server->keys);
     api_inflight_free(server);
+    api_idem_free(server);
     api_usage_free(&server->usage);
     pthread_rwlock_destroy(&server->writer_lock);
     pthread_mutex_destroy(&server->pool_mutex);
