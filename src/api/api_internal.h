@@ -117,6 +117,7 @@ typedef struct {
     uint32_t shard_count;
     uint32_t rate_per_s;           /* per API key, as on the writer (api_config_t) */
     uint32_t rate_burst;
+    bool reads_forwarded;          /* forward the reads forward_read.c would answer too */
 } api_forward_config_t;
 /* Serves 'listen_fd' by forwarding every request to the set's writer, but the reads
  * forward_read.c answers. */

@@ -68,8 +68,10 @@ void store_standby_close(store_standby_t *standby) {
  * transfer adds to pending, any other to posted. The transfers after the snapshot are
  * those of a batch_seq above accounts_as_of_seq, read in the same statement (one
  * snapshot of the database, so rows and replay agree). To find them by an index range,
- * $5 is a floor under the snapshot batch's last timestamp (a batch's timestamps are
- * above every earlier batch's): the last such timestamp this node read (column 12), a
+ * $5 is a floor under the snapshot's last timestamp (a batch's timestamps are above
+ * every earlier batch's; the newest batch at or below the snapshot that has rows: a
+ * batch without rows, as a snapshot taken while idle is, records 0, and a floor of 0
+ * would read the account's whole history): the last such timestamp this node read (column 12), a
  * parameter, not a subquery, so that the planner takes the range and not the
  * account's whole history. Column 13 says the floor was above it (the shard restored from an older
  * copy): read again from 0. */
@@ -94,7 +96,8 @@ void store_standby_close(store_standby_t *standby) {
     "   coalesce(sum(" STANDBY_POSTED_DELTA ") FILTER (WHERE NOT t.debit), 0) AS cd," \
     "   count(*) FILTER (WHERE t.pending_amount IS NULL AND t.flags & ($2::integer | $3::integer) <> 0) AS orphans" \
     "   FROM t)," \
-    " j AS (SELECT coalesce(max(timestamp_last), 0) AS after_ts FROM m, journal WHERE seq = m.as_of)"
+    " j AS (SELECT coalesce((SELECT timestamp_last FROM journal WHERE seq <= (SELECT as_of FROM m)" \
+    "   AND timestamp_last > 0 ORDER BY seq DESC LIMIT 1), 0) AS after_ts)"
 #define STANDBY_ACCOUNT_COLUMNS                                                                     \
     " SELECT a.id, a.currency, a.code, a.flags, (a.debits_pending + s.dp)::bigint,"                \
     "  (a.debits_posted + s.dd)::bigint, (a.credits_pending + s.cp)::bigint, (a.credits_posted + s.cd)::bigint," \

@@ -9,8 +9,11 @@ Method: two throwaway clusters as the shards (shardset.py), node A `serve --shar
 nodes B and C `serve --shards --standby` on their own loopback ports and node files
 (the signing keys copied, as an operator would); requests through every node checked
 against a model of the balances; a standby's connection to the writer kept open and
-reused (its sockets in /proc); account and transfer reads answered by the standbys
-from the databases the same as by the writer, also while the writer is stopped; a load through every node while A is SIGKILLed, with
+reused (its sockets in /proc); account and transfer reads, and an account's lists
+(its transfers, its balance history: pages, order, time ranges, cursors, and the
+refusals of bad queries, which stay the writer's), answered by the standbys from the
+databases the same as by the writer, also while the writer is stopped (old code
+forwarded the lists: they hung with the writer); a load through every node while A is SIGKILLed, with
 clients retrying each transfer with its own id until it is acknowledged; a watcher
 polls every node's /healthz and each shard's writers row and lock meanwhile; then
 every acknowledged transfer is read back through each node, the model and debits ==
