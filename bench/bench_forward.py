@@ -6,7 +6,7 @@ loopback. Single transfers over HTTP within one shard, from 1 and 16 client thre
 sent to A itself (the baseline) and through B, in alternating rounds of the same run;
 then account reads (GET /v1/accounts/{id}) and pages of an account's transfers (GET
 /v1/accounts/{id}/transfers?limit=10) sent to A, to B (answered from the shards) and
-to C (forwarded), interleaved in each round. One key=value line per figure, ratio
+to C (forwarded), interleaved in each round, each node first in one round of three. One key=value line per figure, ratio
 last:
   forward threads=N per_s=... baseline=direct baseline_per_s=... ratio=...
   forward_read threads=N per_s=<B> baseline=direct baseline_per_s=<A> ratio=...
@@ -109,9 +109,10 @@ def main():
         for name, path in (("forward_read", "/v1/accounts/%s"), ("forward_list", "/v1/accounts/%s/transfers?limit=10")):
             for threads in (1, 16):
                 figures = {"A": 0.0, "B": 0.0, "C": 0.0}
-                for _ in range(ROUNDS):
-                    for node in (a, b, c):
-                        figures[node.name] += load.run(node, threads, path) / ROUNDS
+                for r in range(ROUNDS * 3):  # each node first, second and third in turn
+                    order = (a, b, c)[r % 3:] + (a, b, c)[:r % 3]
+                    for node in order:
+                        figures[node.name] += load.run(node, threads, path) / (ROUNDS * 3)
                 report(name, threads, figures)
     finally:
         a.close()

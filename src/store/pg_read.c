@@ -184,17 +184,6 @@ static void range_params(const store_query_t *query, int64_t after_ts, range_par
     snprintf(out->limit, sizeof out->limit, "%u", query->limit + 1);
 }
 
-/* A page of an account's transfers: the first rows of its debits and of its credits,
- * each a range of its own index in order, merged. One index scan with OR would gather
- * every transfer of the account in the range and sort them for the first page. A
- * transfer never debits and credits one account, so no row comes twice. */
-#define ACCOUNT_TRANSFERS_SIDE(side, order)                                                          \
-    "(SELECT " PG_TRANSFER_COLUMNS " FROM transfers WHERE " side " = $1 AND timestamp >= $2"            \
-    " AND timestamp < $3 ORDER BY timestamp " order " LIMIT $4)"
-#define ACCOUNT_TRANSFERS_SQL(order)                                                                  \
-    "SELECT " PG_TRANSFER_COLUMNS " FROM (" ACCOUNT_TRANSFERS_SIDE("debit_account_id", order)           \
-    " UNION ALL " ACCOUNT_TRANSFERS_SIDE("credit_account_id", order) ") t ORDER BY timestamp " order " LIMIT $4"
-
 pc_status pg_list_account_transfers(store_reader_t *base, const char *account_id, const store_query_t *query,
                                     store_transfer_fn fn, void *ctx, bool *has_more) {
     pg_reader_t *reader = (pg_reader_t *)base;
@@ -207,8 +196,11 @@ pc_status pg_list_account_transfers(store_reader_t *base, const char *account_id
     range_params_t range;
     range_params(query, after_ts, &range);
     const char *params[] = {account_id, range.low, range.high, range.limit};
-    PGresult *result = pg_query(reader->conn, query->descending ? ACCOUNT_TRANSFERS_SQL("DESC")
-                                                                 : ACCOUNT_TRANSFERS_SQL("ASC"), 4, params);
+    PGresult *result = pg_query(reader->conn, query->descending
+        ? "SELECT " PG_TRANSFER_COLUMNS " FROM transfers WHERE (debit_account_id = $1 OR credit_account_id = $1)"
+          " AND timestamp >= $2 AND timestamp < $3 ORDER BY timestamp DESC LIMIT $4"
+        : "SELECT " PG_TRANSFER_COLUMNS " FROM transfers WHERE (debit_account_id = $1 OR credit_account_id = $1)"
+          " AND timestamp >= $2 AND timestamp < $3 ORDER BY timestamp LIMIT $4", 4, params);
     if (result == NULL) return PC_STORE_READ_FAILED;
     int rows = PQntuples(result);
     *has_more = (uint32_t)rows > query->limit;

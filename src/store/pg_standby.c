@@ -69,12 +69,11 @@ void store_standby_close(store_standby_t *standby) {
  * those of a batch_seq above accounts_as_of_seq, read in the same statement (one
  * snapshot of the database, so rows and replay agree). To find them by an index range,
  * $5 is a floor under the snapshot's last timestamp (a batch's timestamps are above
- * every earlier batch's; the newest batch at or below the snapshot that has rows: a
- * batch without rows, as a snapshot taken while idle is, records 0, and a floor of 0
- * would read the account's whole history): the last such timestamp this node read (column 12), a
- * parameter, not a subquery, so that the planner takes the range and not the
- * account's whole history. Column 13 says the floor was above it (the shard restored from an older
- * copy): read again from 0. */
+ * every earlier batch's; the newest batch at or below the snapshot that has rows: one
+ * without rows, as a snapshot taken while idle may be, records 0): the last such
+ * timestamp this node read (column 12), a parameter, not a subquery, so that the
+ * planner takes the range and not the account's whole history. Column 13 says the
+ * floor was above it (the shard restored from an older copy): read again from 0. */
 #define STANDBY_PENDING_DELTA                                                                       \
     "CASE WHEN t.flags & ($2::integer | $3::integer) <> 0 THEN -t.pending_amount"                  \
     " WHEN t.flags & $4::integer <> 0 THEN t.amount ELSE 0 END"
@@ -306,7 +305,9 @@ static pc_status account_take(store_standby_t *standby, const account_read_t *re
 }
 
 /* One try with the shard's floor 'floor_ts': on shard 0 with a key, one statement;
- * else the account's on its shard and the key's on shard 0 at once. *floor_too_high
+ * else the account's on its shard and the key's on shard 0 at once (shard 0's
+ * connection taken last: no read holds one of shard 0's while it waits for another
+ * shard's, so two reads never wait for each other's). *floor_too_high
  * when the database says the floor was above the snapshot's (nothing taken then). */
 static pc_status account_try(store_standby_t *standby, const account_read_t *read, int64_t floor_ts,
                              bool *floor_too_high) {
