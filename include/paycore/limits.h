@@ -54,6 +54,13 @@
  * server session ends, a moment later: a new writer polls this long for it before it
  * refuses with store_in_use (a writer that is alive is refused after it). */
 #define STORE_WRITER_LOCK_GRACE_MS 5000
+/* A new writer waits this long for the staged transactions of the previous writer of
+ * its database (the pipeline's shared lock) to end before it loads: a staged part lives
+ * from its COPY to its COMMIT (under a second normally), and a dead writer's session
+ * ends with it. A holder past this is a session the server has not ended (the old
+ * node cut off): start is refused with store_in_use naming its backend pid, and the
+ * supervisor's restart tries again. */
+#define STORE_PIPELINE_LOCK_WAIT_MS 15000
 /* A store URL asking for a writable server (target_session_attrs=read-write, Patroni)
  * while none is: paycore retries this often, for serve --store-wait-s (default
  * STORE_WRITABLE_WAIT_S_DEFAULT: Patroni's default leader TTL of 30 s plus its

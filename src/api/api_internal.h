@@ -140,6 +140,7 @@ typedef struct {
     uint32_t shard_count;
     uint32_t rate_per_s;           /* per API key, as on the writer (api_config_t) */
     uint32_t rate_burst;
+    bool reads_forwarded;          /* forward the reads forward_read.c would answer too */
 } api_forward_config_t;
 /* Serves 'listen_fd' by forwarding every request to the set's writer, but the reads
  * forward_read.c answers. */
@@ -304,6 +305,14 @@ void api_route_channel_callback(api_request_t *req);
 /* Lists: limit (1..API_LIST_LIMIT_MAX, default 10), starting_after, from, to, order.
  * false: 400 query_invalid was replied. */
 bool api_list_query(api_request_t *req, store_query_t *query, bool time_range);
+/* The query parameters a list takes (api_list_params) and a list over time
+ * (api_list_range_params); NULL-terminated. */
+extern const char *const api_list_params[];
+extern const char *const api_list_range_params[];
+/* A list's query of 'connection' into 'query' (strings borrowed from the connection),
+ * without a reply: NULL when each value is valid, else the first bad parameter's name.
+ * Names outside the lists above are not looked at. */
+const char *api_list_query_parse(struct MHD_Connection *connection, store_query_t *query);
 
 
 /* ---- one request (request.c, server.c, submit.c) ---- */

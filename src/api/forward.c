@@ -496,7 +496,7 @@ pc_status api_forward_start(api_forward_t **out, const api_forward_config_t *con
     }
     forward->pool_capacity = threads;
     pthread_mutex_init(&forward->pool_mutex, NULL);
-    pc_status status = config->shard_count > 0 ? api_forward_reads_open(&forward->reads, config) : PC_OK;
+    pc_status status = config->shard_count > 0 && !config->reads_forwarded ? api_forward_reads_open(&forward->reads, config) : PC_OK;
     if (status != PC_OK) {
         forward_free(forward);
         return status;

@@ -460,7 +460,8 @@ static pc_status forward_begin(api_server_t *server) {
                                    .shard_urls = server->config.shard_urls,
                                    .shard_count = server->config.shard_count,
                                    .rate_per_s = server->config.rate_per_s,
-                                   .rate_burst = server->config.rate_burst};
+                                   .rate_burst = server->config.rate_burst,
+                                   .reads_forwarded = server->config.standby_reads_forwarded};
     return api_forward_start(&server->forward, &config);
 }
 
