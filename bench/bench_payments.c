@@ -20,6 +20,12 @@
  *     arrivals at half the closed loop's rate (at most 64 at once), latency from each
  *     payment's scheduled arrival, so a stall counts for every payment it delayed (the
  *     closed loop's p99 is its queue at saturation: 64 / rate).
+ *   payments_e2e_floor: the HTTP stack alone, in the same rounds: `paycore load --get
+ *     /healthz` (64 connections, the same client) against the server and against the
+ *     card simulator. A payment is four such exchanges (authorize and capture, each
+ *     also a call to the simulator), so floor_per_s = 1 / (2 / server_get_per_s +
+ *     2 / simulator_get_per_s) is what the machine could do if every exchange did
+ *     nothing; ratio = per_s / floor_per_s.
  *   payments_e2e_machine: the load average before and after (the machine is shared).
  * Everything on loopback; the server, simulator and load share the machine's cores.
  *   --quick  about 15 s     --full  about 50 s
@@ -605,6 +611,18 @@ static void ledger_slice(const char *base, const char *admin_key, double seconds
     *elapsed += atof(e + 11);
 }
 
+/* `paycore load --get /healthz` against 'base': requests and seconds added to the totals. */
+static void get_slice(const char *base, double seconds, double *requests, double *elapsed) {
+    char command[2048], line[2048];
+    snprintf(command, sizeof command, "'%s' load --url %s --get /healthz --concurrency %d --duration-s %.0f", bin,
+             base, CONNECTIONS, seconds);
+    if (!run_line(command, line, sizeof line)) die("paycore load --get failed");
+    const char *r = strstr(line, " requests="), *e = strstr(line, " elapsed_s=");
+    if (r == NULL || e == NULL) die("paycore load --get: no requests= / elapsed_s=");
+    *requests += atof(r + 10);
+    *elapsed += atof(e + 11);
+}
+
 static int cmp_u64(const void *a, const void *b) {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
@@ -712,7 +730,12 @@ int main(int argc, char **argv) {
     int rounds = full ? 8 : 3;
     double slice_s = full ? 3.0 : 2.0, ledger_transfers = 0, ledger_s = 0;
     server_view pay_view = {0}, ledger_view = {0};
+    char sim_base[64];
+    snprintf(sim_base, sizeof sim_base, "http://127.0.0.1:%u", (unsigned)sim_port);
+    double get_server[2] = {0}, get_sim[2] = {0}; /* requests, seconds */
     for (int round = 0; round < rounds; round++) {
+        get_slice(base, 1.0, &get_server[0], &get_server[1]);
+        get_slice(sim_base, 1.0, &get_sim[0], &get_sim[1]);
         server_view a = server_look(base);
         ledger_slice(base, admin, slice_s, &ledger_transfers, &ledger_s);
         server_view b = server_look(base);
@@ -762,6 +785,12 @@ int main(int argc, char **argv) {
            "errors=%llu\n",
            open_rate, open_per_s, quantile_ms(&open.payment, 0.50), quantile_ms(&open.payment, 0.99),
            quantile_ms(&open.payment, 0.999), (unsigned long long)open.payments, (unsigned long long)open.errors);
+    double server_get = get_server[1] > 0 ? get_server[0] / get_server[1] : 0.0;
+    double sim_get = get_sim[1] > 0 ? get_sim[0] / get_sim[1] : 0.0;
+    double floor_per_s = server_get > 0 && sim_get > 0 ? 1.0 / (2.0 / server_get + 2.0 / sim_get) : 0.0;
+    printf("payments_e2e_floor server_get_per_s=%.0f simulator_get_per_s=%.0f exchanges_per_payment=4 "
+           "floor_per_s=%.0f ratio=%.3f\n",
+           server_get, sim_get, floor_per_s, floor_per_s > 0 ? per_s / floor_per_s : 0.0);
     printf("payments_e2e_machine cpus=%ld load_avg_1m_before=%s load_avg_1m_after=%s\n", sysconf(_SC_NPROCESSORS_ONLN),
            load_before, load_after);
     if (open.first_error[0] != '\0' && t.first_error[0] == '\0') memcpy(t.first_error, open.first_error, sizeof t.first_error);
