@@ -19,8 +19,9 @@
  * requests already running (at most one reply each).
  *
  * Index: the keys that have a stored row are held in memory (store/idem_index.h),
- * loaded at start from the stored replies (the payments layer adds its own lookups of
- * keys), added to as a reply is stored (inside its transaction, before the commit) and
+ * loaded at start from the stored replies (the payments layer adds the lookups of keys
+ * it wrote before a payment's key was kept in its reply row), added to as a reply is
+ * stored (inside its transaction, before the commit) and
  * taken from once a purge committed: a request with a key the index does not hold
  * reads nothing from the store (submit.c). Past --idempotency-index-max-keys every key
  * is read from the store again.

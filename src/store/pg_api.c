@@ -185,13 +185,27 @@ static pc_status pg_api_idem_usage(store_reader_t *reader, store_api_idem_row_fn
     return PC_OK;
 }
 
+#define IDEM_KEYS_PAGE_ROWS 10000 /* a page of keys in memory at a time, not the whole table */
+
+/* In key order, a page at a time (the primary key's index; each page after the last key). */
 static pc_status pg_api_idem_keys(store_reader_t *reader, store_api_idem_key_fn fn, void *ctx) {
-    PGresult *result = pg_query(pg_reader_conn(reader), "SELECT key_id, idempotency_key FROM idempotency_keys",
-                                0, NULL);
-    if (result == NULL) return PC_STORE_READ_FAILED;
-    for (int row = 0; row < PQntuples(result); row++) fn(PQgetvalue(result, row, 0), PQgetvalue(result, row, 1), ctx);
-    PQclear(result);
-    return PC_OK;
+    char after_id[PC_ID_SIZE] = "", after_key[API_IDEMPOTENCY_KEY_BYTES_MAX + 1] = "", limit[16];
+    snprintf(limit, sizeof limit, "%d", IDEM_KEYS_PAGE_ROWS);
+    for (;;) {
+        const char *params[] = {after_id, after_key, limit};
+        PGresult *result = pg_query(pg_reader_conn(reader), "SELECT key_id, idempotency_key FROM idempotency_keys"
+                                    " WHERE (key_id, idempotency_key) > ($1, $2) ORDER BY key_id, idempotency_key"
+                                    " LIMIT $3", 3, params);
+        if (result == NULL) return PC_STORE_READ_FAILED;
+        int rows = PQntuples(result);
+        for (int row = 0; row < rows; row++) fn(PQgetvalue(result, row, 0), PQgetvalue(result, row, 1), ctx);
+        if (rows > 0) {
+            snprintf(after_id, sizeof after_id, "%s", PQgetvalue(result, rows - 1, 0));
+            snprintf(after_key, sizeof after_key, "%s", PQgetvalue(result, rows - 1, 1));
+        }
+        PQclear(result);
+        if (rows < IDEM_KEYS_PAGE_ROWS) return PC_OK;
+    }
 }
 
 const store_api_ops_t store_pg_api_ops = {
