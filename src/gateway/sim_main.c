@@ -57,15 +57,15 @@ static struct timespec deadline_after(uint64_t ms) {
     return deadline;
 }
 
-/* Waits until 'ms' passed, the simulator stops, or (when 'kickable') sim_wake runs. */
-static bool wait_ms(sim_t *sim, uint64_t ms, bool kickable, uint64_t *kicks_seen) {
+/* The worker's wait: until 'ms' passed, the simulator stops, or sim_wake runs. */
+static bool wait_ms(sim_t *sim, uint64_t ms, uint64_t *kicks_seen) {
     struct timespec deadline = deadline_after(ms);
     bool timed_out = false;
     pthread_mutex_lock(&sim->sleep_lock);
-    while (!atomic_load(&sim->stopping) && !timed_out && !(kickable && sim->kicks != *kicks_seen)) {
+    while (!atomic_load(&sim->stopping) && !timed_out && sim->kicks == *kicks_seen) {
         timed_out = pthread_cond_timedwait(&sim->sleep_cond, &sim->sleep_lock, &deadline) == ETIMEDOUT;
     }
-    if (kicks_seen != NULL) *kicks_seen = sim->kicks;
+    *kicks_seen = sim->kicks;
     pthread_mutex_unlock(&sim->sleep_lock);
     return !atomic_load(&sim->stopping);
 }
@@ -100,7 +100,7 @@ static void *worker_main(void *arg) {
         }
         daily_report(sim);
         now_ms = sim_mono_ms();
-        if (next_ms > now_ms && !wait_ms(sim, next_ms - now_ms, true, &kicks_seen)) break;
+        if (next_ms > now_ms && !wait_ms(sim, next_ms - now_ms, &kicks_seen)) break;
         if (atomic_load(&sim->stopping)) break;
     }
     return NULL;
