@@ -167,6 +167,8 @@ typedef struct {
                                     shards, forward requests to the set's writer meanwhile */
     const char *advertise;       /* with shards: the address other nodes forward to
                                     ("http://host:port"); NULL: http://<listen address> */
+    bool standby_reads_forwarded; /* a set's standby forwards account and transfer reads too
+                                     instead of answering them from the shards */
     bool (*store_standby_continue)(void *ctx); /* until this says stop (NULL: forever) */
     uint32_t store_writable_wait_ms; /* store_options_t.writable_wait_ms */
     uint32_t threads;            /* HTTP threads */

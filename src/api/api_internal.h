@@ -103,6 +103,28 @@ void api_conn_deadline_restart(const api_server_t *server, api_conn_t *conn);
 void api_conn_deadline_clear(api_conn_t *conn);
 bool api_conn_expired(const api_conn_t *conn);
 
+/* ---- the accept loop (accept.c) ----
+ * MHD serves the connections handed to it (MHD_USE_NO_LISTEN_SOCKET and
+ * MHD_add_connection); the listen socket stays ours. libmicrohttpd 0.9.75's
+ * MHD_quiesce_daemon races a thread pool's epoll workers, which take the quiesced
+ * listen socket out of their epoll sets themselves: the loser's EPOLL_CTL_DEL gets
+ * ENOENT and MHD aborts the process ("Failed to remove listen FD from epoll set"), a
+ * SIGTERM under load died of SIGABRT that way. Stopping our own loop needs no MHD call. */
+typedef struct {
+    int listen_fd;                 /* borrowed: still listening after the stop */
+    int wake_fd;                   /* eventfd: written once to stop */
+    struct MHD_Daemon *daemon;     /* borrowed: outlives the loop */
+    pthread_t thread;
+    bool started;
+} api_acceptor_t;
+
+/* Accepts on 'listen_fd' (non-blocking) and hands each connection to 'daemon'. */
+pc_status api_acceptor_start(api_acceptor_t *acceptor, int listen_fd, struct MHD_Daemon *daemon);
+/* Returns once no connection will be handed over any more; the socket is untouched
+ * (its backlog waits for the next loop, or for the caller to shut it down). Safe to
+ * call twice, or on a loop that never started. */
+void api_acceptor_stop(api_acceptor_t *acceptor);
+
 /* ---- forwarding to the set's writer (forward.c) ---- */
 typedef struct api_forward api_forward_t;
 typedef struct {
@@ -118,6 +140,7 @@ typedef struct {
     uint32_t shard_count;
     uint32_t rate_per_s;           /* per API key, as on the writer (api_config_t) */
     uint32_t rate_burst;
+    bool reads_forwarded;          /* forward the reads forward_read.c would answer too */
 } api_forward_config_t;
 /* Serves 'listen_fd' by forwarding every request to the set's writer, but the reads
  * forward_read.c answers. */
@@ -154,7 +177,8 @@ struct api_server {
     pthread_rwlock_t writer_lock;   /* writer_submit (read) vs. the start of shutdown (write) */
     _Atomic bool draining;          /* set under writer_lock (write); read anywhere */
     struct MHD_Daemon *daemon;
-    int listen_fd;                  /* bound before the store opens; MHD's once started */
+    int listen_fd;                  /* bound before the store opens; always ours (accept.c) */
+    api_acceptor_t acceptor;        /* hands listen_fd's connections to 'daemon' */
     uint16_t port;
     api_keys_t keys;
     pthread_mutex_t pool_mutex;
@@ -281,6 +305,14 @@ void api_route_channel_callback(api_request_t *req);
 /* Lists: limit (1..API_LIST_LIMIT_MAX, default 10), starting_after, from, to, order.
  * false: 400 query_invalid was replied. */
 bool api_list_query(api_request_t *req, store_query_t *query, bool time_range);
+/* The query parameters a list takes (api_list_params) and a list over time
+ * (api_list_range_params); NULL-terminated. */
+extern const char *const api_list_params[];
+extern const char *const api_list_range_params[];
+/* A list's query of 'connection' into 'query' (strings borrowed from the connection),
+ * without a reply: NULL when each value is valid, else the first bad parameter's name.
+ * Names outside the lists above are not looked at. */
+const char *api_list_query_parse(struct MHD_Connection *connection, store_query_t *query);
 
 
 /* ---- one request (request.c, server.c, submit.c) ---- */

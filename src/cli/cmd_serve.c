@@ -30,7 +30,8 @@ enum { OPT_LISTEN, OPT_DB, OPT_THREADS, OPT_BODY_MAX, OPT_QUEUE_MAX, OPT_LOG_LEV
        OPT_EVENTS_DISABLE_AFTER, OPT_EVENTS_TIMEOUT, OPT_WEBHOOK_PRIVATE_OK, OPT_NO_EVENTS, OPT_DEMO, OPT_CHANNELS,
        OPT_GATEWAY_THREADS, OPT_PER_IP, OPT_IDEM_RETENTION, OPT_IDEM_MAX, OPT_IDEM_KEY_MAX, OPT_IDEM_INDEX_MAX,
        OPT_WEB_DIR, OPT_VERIFY_INTERVAL, OPT_VAULT_KEY, OPT_AUTH_WINDOW,
-       OPT_RECOVERY_MS, OPT_RECOVERY_GRACE_MS, OPT_THREE_DS, OPT_STORE, OPT_STANDBY, OPT_STORE_WAIT, OPT_SHARDS, OPT_ADVERTISE, OPT_COUNT };
+       OPT_RECOVERY_MS, OPT_RECOVERY_GRACE_MS, OPT_THREE_DS, OPT_STORE, OPT_STANDBY, OPT_STORE_WAIT, OPT_SHARDS, OPT_ADVERTISE,
+       OPT_STANDBY_FORWARD_READS, OPT_COUNT };
 
 static void serve_opts(cli_opt opts[OPT_COUNT]) {
     cli_opt defaults[OPT_COUNT] = {
@@ -81,6 +82,7 @@ static void serve_opts(cli_opt opts[OPT_COUNT]) {
         {"store-wait-s", "PAYCORE_STORE_WAIT_S", false, PC_LIMIT_TEXT(STORE_WRITABLE_WAIT_S_DEFAULT), "with a --store URL asking for a writable server (target_session_attrs=read-write: Patroni), wait this long for one at start (a primary being elected) before refusing (0: no wait)"},
         {"shards", "PAYCORE_SHARDS", false, NULL, "serve a set of PostgreSQL shards: postgres:// URLs separated by commas, in the order paycore init --shards was given (docs/scaleout.md); --db then names the node's own files"},
         {"advertise", "PAYCORE_ADVERTISE", false, NULL, "with --shards: the address other nodes of the set forward requests to once this node writes the set, http://HOST:PORT (default: http://<--listen address>)"},
+        {"standby-forward-reads", "PAYCORE_STANDBY_FORWARD_READS", true, NULL, "with --shards --standby: forward account and transfer reads to the writer too, instead of answering them from the shards (docs/scaleout.md §7; a baseline for bench_forward)"},
     };
     memcpy(opts, defaults, sizeof defaults);
 }
@@ -135,6 +137,7 @@ static bool serve_config(const cli_opt *opts, api_config_t *config, obs_level *l
     }
     static cli_shards_t shards;
     config->advertise = opts[OPT_ADVERTISE].value;
+    config->standby_reads_forwarded = flag_set(&opts[OPT_STANDBY_FORWARD_READS]);
     if (config->advertise != NULL && opts[OPT_SHARDS].value == NULL) {
         fprintf(stderr, "paycore serve: --advertise is for the nodes of a set of shards (--shards)\n");
         return false;

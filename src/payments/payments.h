@@ -321,8 +321,10 @@ PC_MUST_USE pc_status pay_payout_get(pay_t *pay, const pay_caller_t *caller, sto
 /* ---- the outside world ---- */
 /* A bank's settled or returned transfer (the gateway's update listener): PC_OK once
  * the payment, payout or withdrawal and its ledger transfers are durable. Blocks the
- * calling thread until then. */
-PC_MUST_USE pc_status pay_bank_update(pay_t *pay, const gw_update_t *update);
+ * calling thread until then. A result whose attempt key names no operation sent on
+ * the callback's channel (an unknown key, a card attempt's key) changes nothing and
+ * is acknowledged too, with update->matched false (docs/payments.md). */
+PC_MUST_USE pc_status pay_bank_update(pay_t *pay, gw_update_t *update);
 /* One recovery and expiry pass now (tests, POST /v1/admin/payments/recover); returns
  * how many operations it resolved. Blocks until they are. */
 uint32_t pay_recover_now(pay_t *pay);

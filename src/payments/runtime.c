@@ -218,7 +218,7 @@ static void runtime_free(pay_t *pay) {
     free(pay);
 }
 
-static pc_status gateway_listener(void *ctx, const gw_update_t *update) { return pay_bank_update(ctx, update); }
+static pc_status gateway_listener(void *ctx, gw_update_t *update) { return pay_bank_update(ctx, update); }
 
 pc_status pay_start(pay_t **out, const pay_config_t *config) {
     pay_t *pay = calloc(1, sizeof *pay);
