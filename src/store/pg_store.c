@@ -205,7 +205,7 @@ static pc_status pg_journal_signer(store_t *base, uint8_t public_key[JOURNAL_PUB
  * whatever the table's size, and planning costs nothing. */
 #define FIND_IDS "ANY((SELECT $1::text[])::text[])"
 #define FIND_SQL                                                                                       \
-    "SELECT " PG_TRANSFER_COLUMNS ", NULL FROM transfers WHERE id = " FIND_IDS " UNION ALL"            \
+    "SELECT " PG_TRANSFER_COLUMNS ", NULL FROM " PG_TRANSFERS_FROM " WHERE t.id = " FIND_IDS " UNION ALL" \
     " SELECT timestamp, id, '', '', 0, '', 0, 0, NULL, 0, NULL, 0, result FROM transfer_failures"      \
     " WHERE id = " FIND_IDS
 
@@ -381,8 +381,8 @@ static pc_status replay_after_snapshot(pg_store_t *store, ledger_t *ledger) {
     char as_of[24];
     snprintf(as_of, sizeof as_of, "%" PRIu64, store->accounts_as_of_seq);
     const char *params[] = {as_of};
-    PGresult *result = pg_query(store->conn, "SELECT " PG_TRANSFER_COLUMNS " FROM transfers WHERE batch_seq > $1"
-                                             " ORDER BY timestamp", 1, params);
+    PGresult *result = pg_query(store->conn, "SELECT " PG_TRANSFER_COLUMNS " FROM " PG_TRANSFERS_FROM
+                                             " WHERE t.batch_seq > $1 ORDER BY t.timestamp", 1, params);
     if (result == NULL) return pg_fail(store, PC_STORE_READ_FAILED, "replay");
     pc_status status = PC_OK;
     for (int row = 0; status == PC_OK && row < PQntuples(result); row++) {
@@ -401,7 +401,8 @@ static pc_status replay_after_snapshot(pg_store_t *store, ledger_t *ledger) {
 }
 
 static pc_status load_pendings(pg_store_t *store, ledger_t *ledger) {
-    PGresult *result = pg_query(store->conn, "SELECT " PG_TRANSFER_COLUMNS " FROM transfers WHERE pending_state = 1",
+    PGresult *result = pg_query(store->conn, "SELECT " PG_TRANSFER_COLUMNS " FROM " PG_TRANSFERS_FROM
+                                             " WHERE t.pending_state = 1",
                                 0, NULL);
     if (result == NULL) return pg_fail(store, PC_STORE_READ_FAILED, "load pending");
     pc_status status = PC_OK;

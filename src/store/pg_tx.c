@@ -128,22 +128,23 @@ static void account_row(pg_copy_t *copy, const ledger_account_t *a, uint32_t no,
 }
 
 /* Binary COPY: each field in its column's type (schema v1: code, flags and
- * pending_state integer, timeout_s bigint). */
+ * pending_state integer, timeout_s bigint; v9: the accounts' numbers integer). */
 #define TRANSFERS_COPY_SQL                                                                                    \
-    "COPY transfers(timestamp, id, debit_account_id, credit_account_id, amount, currency, code, flags,"      \
+    "COPY transfers(timestamp, id, debit_no, credit_no, amount, currency, code, flags,"                      \
     " pending_id, timeout_s, metadata, pending_state, batch_seq, row_hash) FROM STDIN (FORMAT binary)"
 #define TRANSFERS_COPY_FIELDS 14
 
-static void transfer_row(pg_copy_stream_t *copy, const ledger_transfer_t *t, uint64_t seq,
-                         journal_content_t *content) {
+/* 'accounts': the transfer's debit and credit accounts' numbers (ledger_changes_t). */
+static void transfer_row(pg_copy_stream_t *copy, const ledger_transfer_t *t, const uint32_t accounts[2],
+                         uint64_t seq, journal_content_t *content) {
     uint8_t row_hash[JOURNAL_ROW_HASH_BYTES];
     journal_row_hash_transfer(t, row_hash);
     journal_content_add(content, row_hash);
     pg_stream_row(copy, TRANSFERS_COPY_FIELDS);
     pg_stream_int8(copy, (int64_t)t->timestamp_ns);
     pg_stream_text(copy, t->id);
-    pg_stream_text(copy, t->debit_account_id);
-    pg_stream_text(copy, t->credit_account_id);
+    pg_stream_int4(copy, (int32_t)accounts[0]);
+    pg_stream_int4(copy, (int32_t)accounts[1]);
     pg_stream_int8(copy, t->amount);
     pg_stream_text(copy, t->currency);
     pg_stream_int4(copy, t->code);
@@ -305,7 +306,7 @@ static bool transfers_write(pg_tx_t *tx, const ledger_changes_t *c, journal_cont
     /* a row without metadata is about 150 bytes */
     if (tx->pipelined) pg_stream_hold(&transfers, (size_t)c->transfers_count * 192);
     for (uint32_t i = 0; ok && i < c->transfers_count; i++) {
-        transfer_row(&transfers, &c->transfers[i], tx->batch_seq, content);
+        transfer_row(&transfers, &c->transfers[i], &c->transfer_accounts[2 * i], tx->batch_seq, content);
     }
     if (!tx->pipelined || !ok) return pg_stream_end(&transfers) && ok;
     tx->copy = pg_stream_end_async(&transfers);
