@@ -1,12 +1,18 @@
-"""bench/bench_forward.py BUILD full|quick: the cost of forwarding (docs/scaleout.md §7).
-Two throwaway PostgreSQL clusters as the shards of a set, node A writing it and node B
-a standby forwarding to A, on loopback. Single transfers over HTTP within one shard,
-from 1 and 16 client threads, sent to A itself (the baseline) and through B, in
-alternating rounds of the same run; then account reads (GET /v1/accounts/{id}, which
-B answers from the shards itself) the same way. One key=value line per figure, ratio
+"""bench/bench_forward.py BUILD full|quick: the cost of forwarding and of a standby's own
+reads (docs/scaleout.md §7). Two throwaway PostgreSQL clusters as the shards of a set,
+node A writing it, node B a standby forwarding to A and answering reads from the
+shards itself, node C a standby forwarding reads too (--standby-forward-reads), on
+loopback. Single transfers over HTTP within one shard, from 1 and 16 client threads,
+sent to A itself (the baseline) and through B, in alternating rounds of the same run;
+then account reads (GET /v1/accounts/{id}) and pages of an account's transfers (GET
+/v1/accounts/{id}/transfers?limit=10) sent to A, to B (answered from the shards) and
+to C (forwarded), interleaved in each round, each node first in one round of three. One key=value line per figure, ratio
 last:
   forward threads=N per_s=... baseline=direct baseline_per_s=... ratio=...
-  forward_read threads=N per_s=... baseline=direct baseline_per_s=... ratio=..."""
+  forward_read threads=N per_s=<B> baseline=direct baseline_per_s=<A> ratio=...
+  forward_read_forwarded threads=N per_s=<C> baseline=direct baseline_per_s=<A> ratio=...
+  forward_read_local threads=N per_s=<B> baseline=forwarded baseline_per_s=<C> ratio=...
+  (forward_list, forward_list_forwarded, forward_list_local: the same for the pages)"""
 import os
 import sys
 import threading
@@ -38,7 +44,8 @@ class Load:
             return "f%d" % self.seq
 
     def run(self, node, threads, reads=False):
-        """Transfers acknowledged (or accounts read) per second through 'node' in SECONDS."""
+        """Transfers acknowledged (or, with 'reads' a path format, reads answered) per
+        second through 'node' in SECONDS."""
         done = [0]
         stop_at = time.time() + SECONDS
 
@@ -47,7 +54,7 @@ class Load:
             while time.time() < stop_at:
                 debit, credit = self.ids[k % len(self.ids)], self.ids[(k + 1) % len(self.ids)]
                 if reads:
-                    expect(client.get("/v1/accounts/" + debit), 200, what="an account read")
+                    expect(client.get(reads % debit), 200, what="a read")
                 else:
                     expect(client.post("/v1/transfers", transfer(self.next_id(), debit, credit, 1)), 201,
                            what="a transfer")
@@ -62,18 +69,29 @@ class Load:
         return done[0] / SECONDS
 
 
+def report(name, threads, figures):
+    """The three lines of a read's figures {node: per_s} (A direct, B local, C forwarded)."""
+    a, b, c = figures["A"], figures["B"], figures["C"]
+    print("%s threads=%d per_s=%.0f baseline=direct baseline_per_s=%.0f ratio=%.2f" % (name, threads, b, a, b / a))
+    print("%s_forwarded threads=%d per_s=%.0f baseline=direct baseline_per_s=%.0f ratio=%.2f"
+          % (name, threads, c, a, c / a))
+    print("%s_local threads=%d per_s=%.0f baseline=forwarded baseline_per_s=%.0f ratio=%.2f"
+          % (name, threads, b, c, b / c))
+
+
 def main():
     if not pgcluster.available():
         print("forward skipped=postgresql_missing")
         return
     s = shardset.ShardSet(2)
-    a, b = nodes.Node(s, "A"), nodes.Node(s, "B")
+    a, b, c = nodes.Node(s, "A"), nodes.Node(s, "B"), nodes.Node(s, "C")
     try:
         s.init()
         a.db = s.db
         a.start(standby=False)
-        b.copy_keys(a.db)
-        b.start(standby=True, wait_for="forwarding to the set's writer")
+        for standby, extra in ((b, ()), (c, ("--standby-forward-reads",))):
+            standby.copy_keys(a.db)
+            standby.start(standby=True, wait_for="forwarding to the set's writer", extra=extra)
         client = a.client()
         ids = []
         for i in range(16):
@@ -81,17 +99,25 @@ def main():
             ids.append("b%d" % i)
         client.close()
         load = Load([i for i in ids if s.shard_of(i) == 0])
-        for name, reads in (("forward", False), ("forward_read", True)):
+        for threads in (1, 16):
+            direct = forwarded = 0.0
+            for _ in range(ROUNDS):
+                direct += load.run(a, threads)
+                forwarded += load.run(b, threads)
+            print("forward threads=%d per_s=%.0f baseline=direct baseline_per_s=%.0f ratio=%.2f"
+                  % (threads, forwarded / ROUNDS, direct / ROUNDS, forwarded / direct))
+        for name, path in (("forward_read", "/v1/accounts/%s"), ("forward_list", "/v1/accounts/%s/transfers?limit=10")):
             for threads in (1, 16):
-                direct = forwarded = 0.0
-                for _ in range(ROUNDS):
-                    direct += load.run(a, threads, reads)
-                    forwarded += load.run(b, threads, reads)
-                print("%s threads=%d per_s=%.0f baseline=direct baseline_per_s=%.0f ratio=%.2f"
-                      % (name, threads, forwarded / ROUNDS, direct / ROUNDS, forwarded / direct))
+                figures = {"A": 0.0, "B": 0.0, "C": 0.0}
+                for r in range(ROUNDS * 3):  # each node first, second and third in turn
+                    order = (a, b, c)[r % 3:] + (a, b, c)[:r % 3]
+                    for node in order:
+                        figures[node.name] += load.run(node, threads, path) / (ROUNDS * 3)
+                report(name, threads, figures)
     finally:
         a.close()
         b.close()
+        c.close()
         s.close()
 
 

@@ -4,7 +4,10 @@
  * through risk_decide() (features + rules + model + queueing the stored decision)
  * and, in the same run, through the no-risk path (the authorization is validated
  * and passed on). The model is trained here with the round count paycore risk
- * train picks on the dev data (or --model FILE). Prints key=value lines, ratio last.
+ * train picks on the dev data (or --model FILE). risk_score_walk: the model's score
+ * per row by paycore's tree walk against XGBoost's own prediction, same rows, same
+ * run (differing= counts rows whose scores are not bit-identical: must be 0).
+ * Prints key=value lines, ratio last.
  *   --quick  about 15 s     --full  every test row, 3 passes */
 #include <math.h>
 #include <stdio.h>
@@ -191,6 +194,56 @@ static void bench_million_payers(void) {
     risk_features_close(f);
 }
 
+/* The model's score of each test row, one row a call as the engine scores: paycore's
+ * tree walk against XGBoosterPredictFromDense, in alternating slices of the same run. */
+static int bench_walk(const char *model_path, const stream *s, size_t warm, size_t end) {
+    risk_model_t *m = NULL;
+    if (risk_model_load(model_path, &m) != PC_OK || !risk_model_walks_trees(m)) {
+        fprintf(stderr, "bench_risk: the model does not load for the tree walk\n");
+        risk_model_free(m);
+        return 1;
+    }
+    risk_features_config_t fc;
+    risk_features_config_default(&fc);
+    risk_features_t *f = NULL;
+    if (risk_features_open(&fc, &f) != PC_OK) return 1;
+    size_t n = end - warm;
+    float *rows = malloc(n * RISK_FEATURE_COUNT * sizeof(float));
+    for (size_t i = 0; i < end; i++) {
+        if (i >= warm) risk_features_compute(f, &s->rows[i], rows + (i - warm) * RISK_FEATURE_COUNT);
+        risk_features_observe(f, &s->rows[i]);
+    }
+    risk_features_close(f);
+    const size_t slice = 1000;
+    uint64_t walk_ns = 0, xgb_ns = 0;
+    size_t differing = 0;
+    for (size_t begin = 0; begin < n; begin += slice) {
+        size_t stop = begin + slice < n ? begin + slice : n;
+        float walk[1000], xgb[1000];
+        uint64_t t0 = pc_mono_ns();
+        for (size_t i = begin; i < stop; i++) {
+            if (risk_model_score(m, rows + i * RISK_FEATURE_COUNT, &walk[i - begin]) != PC_OK) return 1;
+        }
+        uint64_t t1 = pc_mono_ns();
+        for (size_t i = begin; i < stop; i++) {
+            if (risk_model_score_xgboost(m, rows + i * RISK_FEATURE_COUNT, &xgb[i - begin]) != PC_OK) return 1;
+        }
+        uint64_t t2 = pc_mono_ns();
+        walk_ns += t1 - t0;
+        xgb_ns += t2 - t1;
+        for (size_t i = 0; i < stop - begin; i++) differing += memcmp(&walk[i], &xgb[i], sizeof(float)) != 0;
+    }
+    double walk_per_s = (double)n / ((double)walk_ns / 1e9);
+    double xgb_per_s = (double)n / ((double)xgb_ns / 1e9);
+    printf("risk_score_walk per_s=%.0f ns_per_row=%.0f rows=%zu differing=%zu "
+           "baseline=xgboost_predict baseline_per_s=%.0f baseline_ns_per_row=%.0f ratio=%.1f\n",
+           walk_per_s, (double)walk_ns / (double)n, n, differing, xgb_per_s,
+           (double)xgb_ns / (double)n, walk_per_s / xgb_per_s);
+    free(rows);
+    risk_model_free(m);
+    return differing == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
     bool quick = false;
     for (int i = 1; i < argc; i++) quick = quick || strcmp(argv[i], "--quick") == 0;
@@ -249,6 +302,7 @@ int main(int argc, char **argv) {
     printf("risk_decide p50_us=%.1f p99_us=%.1f p999_us=%.1f decisions=%zu baseline=no_risk "
            "baseline_p50_us=%.2f baseline_p99_us=%.2f ratio=%.1f\n",
            p50, p99, p999, t.n, b50, b99, b99 > 0 ? p99 / b99 : 0.0);
+    int walk_rc = bench_walk(model, &s, warm, end);
     if (model_arg == NULL) unlink(model_buf);
     unlink(rules_buf);
     unlink(db_buf);
@@ -260,5 +314,5 @@ int main(int argc, char **argv) {
     free(t.risk_ns);
     free(t.base_ns);
     free(s.rows);
-    return 0;
+    return walk_rc;
 }

@@ -54,6 +54,13 @@
  * server session ends, a moment later: a new writer polls this long for it before it
  * refuses with store_in_use (a writer that is alive is refused after it). */
 #define STORE_WRITER_LOCK_GRACE_MS 5000
+/* A new writer waits this long for the staged transactions of the previous writer of
+ * its database (the pipeline's shared lock) to end before it loads: a staged part lives
+ * from its COPY to its COMMIT (under a second normally), and a dead writer's session
+ * ends with it. A holder past this is a session the server has not ended (the old
+ * node cut off): start is refused with store_in_use naming its backend pid, and the
+ * supervisor's restart tries again. */
+#define STORE_PIPELINE_LOCK_WAIT_MS 15000
 /* A store URL asking for a writable server (target_session_attrs=read-write, Patroni)
  * while none is: paycore retries this often, for serve --store-wait-s (default
  * STORE_WRITABLE_WAIT_S_DEFAULT: Patroni's default leader TTL of 30 s plus its
@@ -162,6 +169,11 @@
  * proxy: every client then shares the proxy's address). */
 #define API_CONNECTIONS_MAX 4096
 #define API_CONNECTIONS_PER_IP_DEFAULT 1024
+/* The accept loop (api/accept.c) takes at most this many connections per wake-up
+ * before it looks for a stop again, and waits this long when the process is out of
+ * descriptors (the connections stay in the backlog meanwhile). */
+#define API_ACCEPT_BATCH_MAX 64
+#define API_ACCEPT_PAUSE_MS 10
 
 /* Stored Idempotency-Key replies live at least a day (as Stripe's do): a client's
  * retries after an outage of hours still replay. Their room is bounded in total and
@@ -175,6 +187,15 @@
 #define API_IDEM_PURGE_ROWS_MAX 64
 #define API_IDEM_PURGE_BYTES_MAX (4ull << 20)
 #define API_IDEM_PURGE_QUEUE_EVENTS_MAX 1024
+
+/* The in-memory index of stored Idempotency-Keys (store/idem_index.h): 16 to 32 bytes
+ * a key (a table of 64-bit prints at most half full), grown as keys arrive. The
+ * default holds the rows the default room allows at a payment reply's size (about
+ * 130 bytes a row: 1 GiB / 130 B ~ 8M keys, 2^24 slots = 128 MiB at most); past
+ * --idempotency-index-max-keys every lookup reads the store as it would without an
+ * index (never a wrong "new"), until a restart finds the rows within it again. */
+#define API_IDEM_INDEX_KEYS_DEFAULT 8388608     /* 2^23 */
+#define API_IDEM_INDEX_KEYS_MAX 134217728 /* 2^27: 2 GiB of table at most */
 
 /* Events (src/events/). */
 #define EVENTS_BODY_BYTES_MAX (PAY_DOC_BYTES_MAX + 8 * 1024) /* one event's JSON: a ledger
@@ -242,6 +263,7 @@ static_assert(EVENTS_INFLIGHT_PER_DESTINATION_MAX <= EVENTS_INFLIGHT_MAX,
 #define GW_MESSAGE_SIZE 160         /* a channel's message, a refusal's reason */
 #define GW_WHY_SIZE 160             /* the routing decision's reason */
 #define GW_URL_BYTES_MAX 512        /* a channel's base URL */
+#define GW_HEADERS_MAX 5            /* request headers the gateway sends a channel */
 #define GW_SECRET_BYTES_MAX 256     /* a channel's API key or callback secret */
 #define GW_THREADS_MAX 16           /* gateway threads (each runs one curl multi) */
 #define GW_EPOLL_EVENTS 64          /* ready sockets one gateway wake-up takes at most */
@@ -304,9 +326,18 @@ static_assert(OBS_STATS_SECONDS > OBS_STATS_HISTORY_S_MAX + 1,
 #define RISK_CSV_LINE_BYTES_MAX 1024
 #define RISK_CSV_FIELDS_MAX 32     /* columns of a CSV line: the format has 14 */
 #define RISK_MODEL_NAMES_BYTES_MAX 4096 /* the model's stored feature-name list */
+#define RISK_MODEL_NODES_MAX (1u << 22) /* tree nodes paycore walks itself (12 bytes each:
+                                      48 MiB); a bigger model is scored through XGBoost */
+#define RISK_MODEL_DEPTH_MAX 64    /* deeper trees: scored through XGBoost (bounds the
+                                      recursion that copies a tree) */
+#define RISK_MODEL_PROBE_ROWS 64   /* rows scored both ways at load: any difference and
+                                      XGBoost scores (a ~2 ms check per load) */
 #define RISK_STORE_QUEUE_MAX 65536 /* decisions waiting for the store thread */
 #define RISK_STORE_BATCH_MAX 4096  /* rows in one store transaction */
 #define RISK_STORE_WAIT_MS_MAX 1000 /* a full queue holds the caller at most this long */
+#define RISK_STORE_GATHER_MS 20    /* a decisions batch fills this long before its commit:
+                                      at most 50 fsyncs/s for the decisions file, whatever
+                                      the payment rate (a flush commits at once) */
 
 static_assert(RISK_STORE_BATCH_MAX <= RISK_STORE_QUEUE_MAX, "a store batch comes from the queue");
 
@@ -328,14 +359,16 @@ static_assert(RISK_STORE_BATCH_MAX <= RISK_STORE_QUEUE_MAX, "a store batch comes
 #define SIM_HOLD_MS_MAX 600000                  /* a held timeout: ten minutes at most */
 #define SIM_LATENCY_MS_MAX 600000               /* one simulated latency */
 #define SIM_DISCREPANCY_COUNT_MAX 100           /* rows one injected discrepancy touches */
-#define SIM_CONNECTIONS_MAX 1024                /* a thread each: bounded memory */
+#define SIM_CONNECTIONS_MAX 1024                /* an fd and a request buffer each: bounded memory */
 #define SIM_DATA_ENTRIES_MAX 100000             /* cardholders or accounts in a --data file */
 #define SIM_REPORT_ROWS_MAX 1000000             /* one day's settlement report */
 #define SIM_CALLBACK_RETRY_MS_MAX 3600000       /* retries never wait longer than an hour */
 #define SIM_SETTLE_BATCH_MAX 100                /* bank transfers decided in one transaction */
 #define SIM_CALLBACKS_PER_PASS 32               /* deliveries before the worker looks again */
 #define SIM_CONNECTION_IDLE_S 120               /* an idle keep-alive connection is closed */
-#define SIM_THREAD_STACK_BYTES (1024 * 1024)    /* per connection thread: SQLite and jansson fit */
+#define SIM_CONNECTION_MEMORY_BYTES (32 * 1024) /* one connection's headers and buffers: a request's
+                                                   headers are a few hundred bytes (MHD answers 431 above) */
+#define SIM_LOOP_WAIT_MS_MAX 1000               /* the event loop looks at the clock at least this often */
 #define SIM_STMT_CACHE_MAX 96                   /* prepared statements: the simulator has ~60 */
 #define SIM_CHECKPOINT_FRAMES 2048               /* WAL pages (8 MiB at 4 KiB) before the worker
                                                  * checkpoints: SQLite's default mark, in bytes x2 */

@@ -167,6 +167,8 @@ typedef struct {
                                     shards, forward requests to the set's writer meanwhile */
     const char *advertise;       /* with shards: the address other nodes forward to
                                     ("http://host:port"); NULL: http://<listen address> */
+    bool standby_reads_forwarded; /* a set's standby forwards account and transfer reads too
+                                     instead of answering them from the shards */
     bool (*store_standby_continue)(void *ctx); /* until this says stop (NULL: forever) */
     uint32_t store_writable_wait_ms; /* store_options_t.writable_wait_ms */
     uint32_t threads;            /* HTTP threads */
@@ -182,6 +184,7 @@ typedef struct {
     uint32_t idempotency_retention_h; /* >= API_IDEM_RETENTION_H_MIN */
     uint64_t idempotency_bytes_max;     /* stored replies, all keys; past it: 503 */
     uint64_t idempotency_key_bytes_max; /* stored replies of one key; past it: 503 */
+    uint64_t idempotency_index_keys_max; /* keys in the in-memory index; past it: store reads */
     uint32_t request_timeout_ms; /* waiting for the writer longer: 503 request_timeout
                                     (the command still completes); 0 = never */
     bool metrics_auth;           /* /metrics needs a key (read scope) */

@@ -10,6 +10,7 @@
 #include "api/api.h"
 #include "shard/shard.h"
 #include "api/codec.h"
+#include "store/idem_index.h"
 
 #define API_KEY_HASH_BYTES 32 /* SHA-256 of a key's secret */
 
@@ -102,6 +103,28 @@ void api_conn_deadline_restart(const api_server_t *server, api_conn_t *conn);
 void api_conn_deadline_clear(api_conn_t *conn);
 bool api_conn_expired(const api_conn_t *conn);
 
+/* ---- the accept loop (accept.c) ----
+ * MHD serves the connections handed to it (MHD_USE_NO_LISTEN_SOCKET and
+ * MHD_add_connection); the listen socket stays ours. libmicrohttpd 0.9.75's
+ * MHD_quiesce_daemon races a thread pool's epoll workers, which take the quiesced
+ * listen socket out of their epoll sets themselves: the loser's EPOLL_CTL_DEL gets
+ * ENOENT and MHD aborts the process ("Failed to remove listen FD from epoll set"), a
+ * SIGTERM under load died of SIGABRT that way. Stopping our own loop needs no MHD call. */
+typedef struct {
+    int listen_fd;                 /* borrowed: still listening after the stop */
+    int wake_fd;                   /* eventfd: written once to stop */
+    struct MHD_Daemon *daemon;     /* borrowed: outlives the loop */
+    pthread_t thread;
+    bool started;
+} api_acceptor_t;
+
+/* Accepts on 'listen_fd' (non-blocking) and hands each connection to 'daemon'. */
+pc_status api_acceptor_start(api_acceptor_t *acceptor, int listen_fd, struct MHD_Daemon *daemon);
+/* Returns once no connection will be handed over any more; the socket is untouched
+ * (its backlog waits for the next loop, or for the caller to shut it down). Safe to
+ * call twice, or on a loop that never started. */
+void api_acceptor_stop(api_acceptor_t *acceptor);
+
 /* ---- forwarding to the set's writer (forward.c) ---- */
 typedef struct api_forward api_forward_t;
 typedef struct {
@@ -117,6 +140,7 @@ typedef struct {
     uint32_t shard_count;
     uint32_t rate_per_s;           /* per API key, as on the writer (api_config_t) */
     uint32_t rate_burst;
+    bool reads_forwarded;          /* forward the reads forward_read.c would answer too */
 } api_forward_config_t;
 /* Serves 'listen_fd' by forwarding every request to the set's writer, but the reads
  * forward_read.c answers. */
@@ -153,7 +177,8 @@ struct api_server {
     pthread_rwlock_t writer_lock;   /* writer_submit (read) vs. the start of shutdown (write) */
     _Atomic bool draining;          /* set under writer_lock (write); read anywhere */
     struct MHD_Daemon *daemon;
-    int listen_fd;                  /* bound before the store opens; MHD's once started */
+    int listen_fd;                  /* bound before the store opens; always ours (accept.c) */
+    api_acceptor_t acceptor;        /* hands listen_fd's connections to 'daemon' */
     uint16_t port;
     api_keys_t keys;
     pthread_mutex_t pool_mutex;
@@ -174,6 +199,7 @@ struct api_server {
     pthread_t conns_reaper;
     /* stored replies: retention and purge (idempotency.c) */
     uint64_t idem_clock_offset_ns;  /* PAYCORE_TEST_CLOCK_OFFSET_S (tests) */
+    idem_index_t *idem_index;       /* keys that may have a stored row (store/idem_index.h) */
     pthread_mutex_t purge_mutex;
     pthread_cond_t purge_cond;
     bool purge_stop;
@@ -279,6 +305,14 @@ void api_route_channel_callback(api_request_t *req);
 /* Lists: limit (1..API_LIST_LIMIT_MAX, default 10), starting_after, from, to, order.
  * false: 400 query_invalid was replied. */
 bool api_list_query(api_request_t *req, store_query_t *query, bool time_range);
+/* The query parameters a list takes (api_list_params) and a list over time
+ * (api_list_range_params); NULL-terminated. */
+extern const char *const api_list_params[];
+extern const char *const api_list_range_params[];
+/* A list's query of 'connection' into 'query' (strings borrowed from the connection),
+ * without a reply: NULL when each value is valid, else the first bad parameter's name.
+ * Names outside the lists above are not looked at. */
+const char *api_list_query_parse(struct MHD_Connection *connection, store_query_t *query);
 
 
 /* ---- one request (request.c, server.c, submit.c) ---- */
@@ -339,6 +373,7 @@ struct api_request {
     uint8_t idem_hash[32];
     bool idem_held;                     /* in the in-flight set */
     bool idem_replayed;
+    bool idem_new;                      /* the index said: no row of this key is stored */
     json_t *idem_stored;                /* what to store instead of the reply, or NULL */
     int64_t idem_bytes_delta;           /* room the stored reply adds, once committed */
     bool deferred_rendered;             /* a deferred answer was made inside its transaction */
@@ -379,15 +414,21 @@ bool api_idem_expired(const api_server_t *server, uint64_t created_ns);
 bool api_idem_room(api_server_t *server, const char *key_id);
 /* Writer thread, in the transaction: stores the request's reply ('body'). */
 pc_status api_idem_store(api_request_t *req, store_tx_t *tx, const char *body, size_t body_bytes);
+/* The same with another HTTP status than the reply's. */
+pc_status api_idem_store_status(api_request_t *req, store_tx_t *tx, int http_status, const char *body,
+                                size_t body_bytes);
 /* A stored reply that is a reference to a payment's version (routes_payments.c):
- * answered with that version rendered, byte for byte the first answer; false when
- * 'stored' is no such reference. */
+ * answered with that version rendered, byte for byte the first answer, or (a payment
+ * not answered yet) with the payment as it stands; false when 'stored' is no such
+ * reference. */
 bool api_payments_replay(api_request_t *req, const char *stored, size_t bytes, int http_status);
-/* After its commit: counts the stored reply in the key's room. */
+/* After its commit: counts the stored reply (what it added since) in the key's room. */
 void api_idem_committed(api_request_t *req);
 /* Counts what is stored (per key) and starts the purge; stop it before the writer drains. */
 pc_status api_idem_start(api_server_t *server);
 void api_idem_stop(api_server_t *server);
+/* Frees the index once no request and no payment can reach it (MHD and payments stopped). */
+void api_idem_free(api_server_t *server);
 
 /* submit.c: Idempotency-Key before the handler: true when the handler should run;
  * false when a reply (replay, conflict, bad key) was made. */

@@ -41,6 +41,8 @@
 
 struct api_forward {
     struct MHD_Daemon *daemon;
+    int listen_fd;          /* borrowed: handed back by api_forward_stop */
+    api_acceptor_t acceptor;
     shard_directory_t *directory;
     api_forward_reads_t *reads; /* the reads answered here (forward_read.c) */
     char self[STORE_WRITER_ADDRESS_SIZE];
@@ -494,21 +496,25 @@ pc_status api_forward_start(api_forward_t **out, const api_forward_config_t *con
     }
     forward->pool_capacity = threads;
     pthread_mutex_init(&forward->pool_mutex, NULL);
-    pc_status status = config->shard_count > 0 ? api_forward_reads_open(&forward->reads, config) : PC_OK;
+    pc_status status = config->shard_count > 0 && !config->reads_forwarded ? api_forward_reads_open(&forward->reads, config) : PC_OK;
     if (status != PC_OK) {
         forward_free(forward);
         return status;
     }
-    forward->daemon = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC, 0, NULL, NULL, on_access, forward,
-        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)config->listen_fd, MHD_OPTION_THREAD_POOL_SIZE,
+    forward->listen_fd = config->listen_fd;
+    forward->daemon = MHD_start_daemon( /* its connections come from our accept loop (accept.c) */
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC, 0, NULL, NULL,
+        on_access, forward, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned int)threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, forward,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)config->connection_timeout_s,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)API_CONNECTIONS_MAX,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)config->connections_per_ip_max, MHD_OPTION_END);
-    if (forward->daemon == NULL) {
+    status = forward->daemon != NULL ? api_acceptor_start(&forward->acceptor, forward->listen_fd, forward->daemon)
+                                     : PC_IO;
+    if (status != PC_OK) {
+        if (forward->daemon != NULL) MHD_stop_daemon(forward->daemon);
         forward_free(forward);
-        return PC_IO;
+        return status;
     }
     obs_log_notice("forwarding to the set's writer while this node waits for the writers' locks", NULL);
     *out = forward;
@@ -517,8 +523,9 @@ pc_status api_forward_start(api_forward_t **out, const api_forward_config_t *con
 
 int api_forward_stop(api_forward_t *forward) {
     if (forward == NULL) return -1;
-    int fd = (int)MHD_quiesce_daemon(forward->daemon); /* the listen socket is ours again */
+    api_acceptor_stop(&forward->acceptor); /* connections waiting meanwhile go to the next loop */
     MHD_stop_daemon(forward->daemon);
+    int fd = forward->listen_fd;
     forward_free(forward);
     return fd;
 }

@@ -53,41 +53,89 @@ void api_forward_reads_close(api_forward_reads_t *reads) {
     free(reads);
 }
 
-typedef enum { READ_NONE, READ_ACCOUNT, READ_TRANSFER } read_kind;
+typedef enum { READ_NONE, READ_ACCOUNT, READ_TRANSFER, READ_ACCOUNT_TRANSFERS, READ_ACCOUNT_HISTORY } read_kind;
 
-/* The id of "GET /v1/accounts/{id}" or "GET /v1/transfers/{id}" with no query string,
- * or NULL. */
-static const char *read_id(struct MHD_Connection *connection, const char *method, const char *url, read_kind *kind) {
-    static const char accounts[] = "/v1/accounts/", transfers[] = "/v1/transfers/";
-    const char *id = NULL;
-    if (strcmp(method, "GET") != 0) return NULL;
-    if (strncmp(url, accounts, sizeof accounts - 1) == 0) id = url + sizeof accounts - 1, *kind = READ_ACCOUNT;
-    if (strncmp(url, transfers, sizeof transfers - 1) == 0) id = url + sizeof transfers - 1, *kind = READ_TRANSFER;
-    if (id == NULL || !pc_id_valid(id) || strchr(id, '/') != NULL || store_id_reserved(id)) return NULL;
-    if (MHD_get_connection_values(connection, MHD_GET_ARGUMENT_KIND, NULL, NULL) > 0) return NULL;
-    return id;
+/* Whether every query parameter of 'connection' is one of 'allowed'. */
+typedef struct {
+    const char *const *allowed;
+    bool known;
+} params_scan_t;
+
+static enum MHD_Result param_known(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+    (void)kind, (void)value;
+    params_scan_t *scan = cls;
+    bool found = false;
+    for (uint32_t i = 0; scan->allowed[i] != NULL && !found; i++) found = strcmp(scan->allowed[i], key) == 0;
+    scan->known = scan->known && found;
+    return found ? MHD_YES : MHD_NO;
 }
 
-/* The caller of "Authorization: Bearer <secret>" as shard 0 knows it now, its token
- * taken: PC_OK, PC_RATE_LIMITED (*retry_after_s), or anything else (forwarded). */
-static pc_status caller_of(api_forward_reads_t *reads, struct MHD_Connection *connection, api_caller_t *caller,
-                           uint32_t *retry_after_s) {
+static bool params_only(struct MHD_Connection *connection, const char *const *allowed) {
+    params_scan_t scan = {allowed, true};
+    MHD_get_connection_values(connection, MHD_GET_ARGUMENT_KIND, param_known, &scan);
+    return scan.known;
+}
+
+/* The kind of a GET this node may answer and the account or transfer id it names
+ * (copied into 'id'); READ_NONE for anything else: a query string on a single object,
+ * an unknown or invalid list parameter (the writer names it). */
+static read_kind read_of(struct MHD_Connection *connection, const char *method, const char *url,
+                         char id[PC_ID_BYTES_MAX + 1]) {
+    static const char accounts[] = "/v1/accounts/", transfers[] = "/v1/transfers/";
+    read_kind kind = READ_NONE;
+    const char *rest = NULL;
+    if (strcmp(method, "GET") != 0) return READ_NONE;
+    if (strncmp(url, accounts, sizeof accounts - 1) == 0) rest = url + sizeof accounts - 1, kind = READ_ACCOUNT;
+    if (strncmp(url, transfers, sizeof transfers - 1) == 0) rest = url + sizeof transfers - 1, kind = READ_TRANSFER;
+    if (rest == NULL) return READ_NONE;
+    const char *slash = strchr(rest, '/');
+    size_t id_bytes = slash != NULL ? (size_t)(slash - rest) : strlen(rest);
+    if (id_bytes == 0 || id_bytes > PC_ID_BYTES_MAX) return READ_NONE;
+    memcpy(id, rest, id_bytes);
+    id[id_bytes] = '\0';
+    if (slash != NULL && kind == READ_ACCOUNT && strcmp(slash, "/transfers") == 0) kind = READ_ACCOUNT_TRANSFERS;
+    else if (slash != NULL && kind == READ_ACCOUNT && strcmp(slash, "/balances") == 0) kind = READ_ACCOUNT_HISTORY;
+    else if (slash != NULL) return READ_NONE;
+    if (!pc_id_valid(id) || store_id_reserved(id)) return READ_NONE;
+    bool list = kind == READ_ACCOUNT_TRANSFERS || kind == READ_ACCOUNT_HISTORY;
+    if (!params_only(connection, list ? api_list_range_params : (const char *const[]){NULL})) return READ_NONE;
+    return kind;
+}
+
+/* The secret of "Authorization: Bearer <secret>" and its hash, or NULL. */
+static const char *bearer_secret(struct MHD_Connection *connection, uint8_t hash[STORE_API_HASH_BYTES]) {
     const char *header = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (header == NULL || strncasecmp(header, "Bearer", 6) != 0 || header[6] != ' ') return PC_UNAUTHENTICATED;
+    if (header == NULL || strncasecmp(header, "Bearer", 6) != 0 || header[6] != ' ') return NULL;
     const char *secret = header + 6;
     while (*secret == ' ') secret++;
-    if (strlen(secret) > 128) return PC_UNAUTHENTICATED;
+    if (strlen(secret) > 128) return NULL;
+    api_key_hash(secret, hash);
+    return secret;
+}
+
+/* The caller of key 'row' (found for 'secret'), its token taken: PC_OK,
+ * PC_RATE_LIMITED (*retry_after_s), or anything else (forwarded). */
+static pc_status caller_from(api_forward_reads_t *reads, const char *secret, const store_api_key_t *row,
+                             api_caller_t *caller, uint32_t *retry_after_s) {
     api_key_entry_t entry = {0};
-    api_key_hash(secret, entry.hash);
-    store_api_key_t row;
-    pc_status status = store_standby_key_find(reads->standby, entry.hash, &row);
-    if (status != PC_OK) return status;
-    if (row.revoked_ns != 0 || !api_scope_parse(row.scope, &entry.scope)) return PC_UNAUTHENTICATED;
-    memcpy(entry.id, row.id, sizeof entry.id);
-    memcpy(entry.name, row.name, sizeof entry.name);
-    entry.created_ns = row.created_ns;
+    if (row->revoked_ns != 0 || !api_scope_parse(row->scope, &entry.scope)) return PC_UNAUTHENTICATED;
+    memcpy(entry.hash, row->key_hash, sizeof entry.hash);
+    memcpy(entry.id, row->id, sizeof entry.id);
+    memcpy(entry.name, row->name, sizeof entry.name);
+    entry.created_ns = row->created_ns;
     api_keys_put(&reads->keys, &entry); /* a new key gets a full bucket; a known one keeps its own */
     return api_keys_authenticate(&reads->keys, secret, caller, retry_after_s);
+}
+
+/* The caller of the request's key as shard 0 knows it now (one statement there). */
+static pc_status caller_of(api_forward_reads_t *reads, struct MHD_Connection *connection, api_caller_t *caller,
+                           uint32_t *retry_after_s) {
+    uint8_t hash[STORE_API_HASH_BYTES];
+    const char *secret = bearer_secret(connection, hash);
+    if (secret == NULL) return PC_UNAUTHENTICATED;
+    store_api_key_t row;
+    pc_status status = store_standby_key_find(reads->standby, hash, &row);
+    return status == PC_OK ? caller_from(reads, secret, &row, caller, retry_after_s) : status;
 }
 
 /* Whether the caller may see account 'id' (a merchant key: its grant). */
@@ -99,15 +147,25 @@ static bool visible(api_forward_reads_t *reads, const api_caller_t *caller, cons
     return status == PC_OK && granted;
 }
 
-static json_t *account_read(api_forward_reads_t *reads, const api_caller_t *caller, const char *id) {
-    store_account_t account;
-    if (!visible(reads, caller, id)) return NULL;
-    if (store_standby_account(reads->standby, store_shard_of(id, reads->shard_count), id, &account) != PC_OK) {
-        return NULL;
+/* The request's caller and account 'id', which it may see, read together (one
+ * statement for an account on shard 0): PC_OK (free *account), PC_RATE_LIMITED, or
+ * anything else (forwarded). */
+static pc_status caller_and_account(api_forward_reads_t *reads, struct MHD_Connection *connection, const char *id,
+                                    api_caller_t *caller, uint32_t *retry_after_s, store_account_t *account) {
+    uint8_t hash[STORE_API_HASH_BYTES];
+    const char *secret = bearer_secret(connection, hash);
+    if (secret == NULL) return PC_UNAUTHENTICATED;
+    store_api_key_t row;
+    bool granted = false, granted_known = false;
+    pc_status status = store_standby_key_account(reads->standby, hash, store_shard_of(id, reads->shard_count), id,
+                                                 &row, account, &granted, &granted_known);
+    if (status != PC_OK) return status;
+    status = caller_from(reads, secret, &row, caller, retry_after_s);
+    if (status == PC_OK && caller->scope == API_SCOPE_MERCHANT) {
+        if (!(granted_known ? granted : visible(reads, caller, id))) status = PC_NOT_FOUND;
     }
-    json_t *body = codec_account_json(&account.account);
-    store_account_free(&account);
-    return body;
+    if (status != PC_OK) store_account_free(account);
+    return status;
 }
 
 /* A transfer's row; a leg across shards merged with its peer's (the debit leg's
@@ -142,20 +200,74 @@ static json_t *transfer_read(api_forward_reads_t *reads, const api_caller_t *cal
     return body;
 }
 
-bool api_forward_read_local(api_forward_reads_t *reads, struct MHD_Connection *connection, const char *method,
-                            const char *url, enum MHD_Result *result) {
-    read_kind kind = READ_NONE;
-    const char *id = reads != NULL ? read_id(connection, method, url, &kind) : NULL;
-    if (id == NULL) return false;
+static void transfer_row(const ledger_transfer_t *transfer, ledger_pending_state state, void *ctx) {
+    json_array_append_new(ctx, codec_transfer_json(transfer, state));
+}
+
+static void history_row(const ledger_history_t *row, void *ctx) {
+    json_array_append_new(ctx, codec_history_json(row));
+}
+
+/* A page of account 'id''s transfers or balance history from its shard, as the
+ * writer's readers list it (one shard: what every batch committed before each
+ * statement says, as on the writer). A merchant's starting_after is the writer's to
+ * check (a transfer it may not see reads as missing): forwarded. */
+static json_t *list_read(api_forward_reads_t *reads, const api_caller_t *caller, const char *id, read_kind kind,
+                         const store_query_t *query) {
+    if (caller->scope == API_SCOPE_MERCHANT && query->starting_after != NULL) return NULL;
+    uint32_t shard = store_shard_of(id, reads->shard_count);
+    json_t *data = json_array();
+    bool has_more = false;
+    pc_status status = kind == READ_ACCOUNT_TRANSFERS
+        ? store_standby_list_account_transfers(reads->standby, shard, id, query, transfer_row, data, &has_more)
+        : store_standby_list_history(reads->standby, shard, id, query, history_row, data, &has_more);
+    if (status != PC_OK) {
+        json_decref(data);
+        return NULL;
+    }
+    return json_pack("{s:o,s:b}", "data", data, "has_more", has_more);
+}
+
+/* The reply to a read of account 'id' (itself or a list of it), or NULL to forward. */
+static json_t *account_reply(api_forward_reads_t *reads, struct MHD_Connection *connection, const char *id,
+                             read_kind kind, enum MHD_Result *result, bool *replied) {
+    store_query_t query;
+    bool list = kind != READ_ACCOUNT;
+    if (list && api_list_query_parse(connection, &query) != NULL) return NULL;
     api_caller_t caller;
     uint32_t retry_after_s = 1;
-    pc_status status = caller_of(reads, connection, &caller, &retry_after_s);
+    store_account_t account;
+    pc_status status = caller_and_account(reads, connection, id, &caller, &retry_after_s, &account);
     if (status == PC_RATE_LIMITED) {
         *result = api_forward_reply_error(connection, status, NULL, retry_after_s);
-        return true;
+        *replied = true;
     }
-    if (status != PC_OK) return false;
-    json_t *body = kind == READ_ACCOUNT ? account_read(reads, &caller, id) : transfer_read(reads, &caller, id);
+    if (status != PC_OK) return NULL;
+    json_t *body = list ? list_read(reads, &caller, id, kind, &query) : codec_account_json(&account.account);
+    store_account_free(&account);
+    return body;
+}
+
+bool api_forward_read_local(api_forward_reads_t *reads, struct MHD_Connection *connection, const char *method,
+                            const char *url, enum MHD_Result *result) {
+    char id[PC_ID_BYTES_MAX + 1];
+    read_kind kind = reads != NULL ? read_of(connection, method, url, id) : READ_NONE;
+    if (kind == READ_NONE) return false;
+    json_t *body = NULL;
+    bool replied = false;
+    if (kind != READ_TRANSFER) {
+        body = account_reply(reads, connection, id, kind, result, &replied);
+    } else {
+        api_caller_t caller;
+        uint32_t retry_after_s = 1;
+        pc_status status = caller_of(reads, connection, &caller, &retry_after_s);
+        if (status == PC_RATE_LIMITED) {
+            *result = api_forward_reply_error(connection, status, NULL, retry_after_s);
+            return true;
+        }
+        if (status == PC_OK) body = transfer_read(reads, &caller, id);
+    }
+    if (replied) return true;
     if (body == NULL) return false;
     *result = api_forward_reply_json(connection, 200, body, 0);
     return true;

@@ -18,6 +18,13 @@
  * bound is checked before the request runs, so it may be passed by the replies of
  * requests already running (at most one reply each).
  *
+ * Index: the keys that have a stored row are held in memory (store/idem_index.h),
+ * loaded at start from the stored replies (the payments layer adds its own lookups of
+ * keys), added to as a reply is stored (inside its transaction, before the commit) and
+ * taken from once a purge committed: a request with a key the index does not hold
+ * reads nothing from the store (submit.c). Past --idempotency-index-max-keys every key
+ * is read from the store again.
+ *
  * Clock: PAYCORE_TEST_CLOCK_OFFSET_S (tests only) moves this module's clock forward,
  * so that a test can age replies by a day without waiting one. */
 #include <stdio.h>
@@ -54,15 +61,25 @@ bool api_idem_room(api_server_t *server, const char *key_id) {
 }
 
 pc_status api_idem_store(api_request_t *req, store_tx_t *tx, const char *body, size_t body_bytes) {
-    store_api_idem_t record = {.http_status = req->http_status,
+    return api_idem_store_status(req, tx, req->http_status, body, body_bytes);
+}
+
+pc_status api_idem_store_status(api_request_t *req, store_tx_t *tx, int http_status, const char *body,
+                                size_t body_bytes) {
+    store_api_idem_t record = {.http_status = http_status,
                                .created_ns = api_idem_now_ns(req->server),
                                .body = (char *)body,
-                               .body_bytes = body_bytes};
+                               .body_bytes = body_bytes,
+                               .absent_known = req->idem_new};
     memcpy(record.request_hash, req->idem_hash, sizeof record.request_hash);
     uint64_t replaced_bytes = 0;
     pc_status status = store_api_idem_put(tx, req->caller.id, req->idem_key, &record, &replaced_bytes);
-    if (status == PC_OK) req->idem_bytes_delta = (int64_t)record.row_bytes - (int64_t)replaced_bytes;
-    return status;
+    if (status != PC_OK) return status;
+    req->idem_bytes_delta += (int64_t)record.row_bytes - (int64_t)replaced_bytes; /* a payment stores twice */
+    /* a new row (none replaced): in the index before it can commit */
+    if (replaced_bytes == 0) idem_index_add(req->server->idem_index, req->caller.id, req->idem_key);
+    req->idem_new = false; /* a second store of this request replaces this row */
+    return PC_OK;
 }
 
 void api_idem_committed(api_request_t *req) {
@@ -77,13 +94,15 @@ typedef struct {
     uint64_t before_ns;
     uint32_t row_count;
     char key_ids[API_IDEM_PURGE_ROWS_MAX][PC_ID_SIZE];
+    char idempotency_keys[API_IDEM_PURGE_ROWS_MAX][API_IDEMPOTENCY_KEY_BYTES_MAX + 1];
     uint64_t row_bytes[API_IDEM_PURGE_ROWS_MAX];
 } purge_job;
 
-static void purge_row(const char *key_id, uint64_t row_bytes, void *ctx) {
+static void purge_row(const char *key_id, const char *idempotency_key, uint64_t row_bytes, void *ctx) {
     purge_job *job = ctx;
     PC_ASSERT(job->row_count < API_IDEM_PURGE_ROWS_MAX);
     snprintf(job->key_ids[job->row_count], PC_ID_SIZE, "%s", key_id);
+    snprintf(job->idempotency_keys[job->row_count], API_IDEMPOTENCY_KEY_BYTES_MAX + 1, "%s", idempotency_key);
     job->row_bytes[job->row_count++] = row_bytes;
 }
 
@@ -108,8 +127,9 @@ static uint32_t purge_chunk(api_server_t *server, purge_job *job) {
         }
         return 0;
     }
-    for (uint32_t i = 0; i < job->row_count; i++) {
+    for (uint32_t i = 0; i < job->row_count; i++) { /* committed: the rows are gone */
         api_usage_idem_add(&server->usage, job->key_ids[i], -(int64_t)job->row_bytes[i]);
+        idem_index_remove(server->idem_index, job->key_ids[i], job->idempotency_keys[i]);
     }
     obs_metrics_idempotency_purged(job->row_count);
     return job->row_count;
@@ -169,12 +189,31 @@ static void clock_offset_from_env(api_server_t *server) {
     obs_logf(OBS_LEVEL_WARN, "test clock: idempotency retention runs %llu s ahead", seconds);
 }
 
+static void index_row(const char *key_id, const char *idempotency_key, void *ctx) {
+    idem_index_add(ctx, key_id, idempotency_key);
+}
+
+/* The room each key's replies take, and the index of their keys. */
+static pc_status stored_load(api_server_t *server) {
+    pc_status status = idem_index_new(&server->idem_index, server->config.idempotency_index_keys_max);
+    store_reader_t *reader = status == PC_OK ? api_server_reader_acquire(server) : NULL;
+    if (status == PC_OK && reader == NULL) status = PC_STORE_READ_FAILED;
+    if (status == PC_OK) status = store_api_idem_usage(reader, usage_row, &server->usage);
+    if (status == PC_OK) status = store_api_idem_keys(reader, index_row, server->idem_index);
+    if (reader != NULL) api_server_reader_release(server, reader);
+    if (status != PC_OK) return status;
+    idem_index_stats_t stats;
+    idem_index_stats(server->idem_index, &stats);
+    if (stats.overflowed) {
+        obs_logf(OBS_LEVEL_WARN, "idempotency index: more stored keys than --idempotency-index-max-keys %llu:"
+                 " every Idempotency-Key is read from the store", (unsigned long long)stats.keys_max);
+    }
+    return PC_OK;
+}
+
 pc_status api_idem_start(api_server_t *server) {
     clock_offset_from_env(server);
-    store_reader_t *reader = api_server_reader_acquire(server);
-    if (reader == NULL) return PC_STORE_READ_FAILED;
-    pc_status status = store_api_idem_usage(reader, usage_row, &server->usage);
-    api_server_reader_release(server, reader);
+    pc_status status = stored_load(server);
     if (status != PC_OK) return status;
     pthread_mutex_init(&server->purge_mutex, NULL);
     pthread_cond_init(&server->purge_cond, NULL);
@@ -198,4 +237,9 @@ void api_idem_stop(api_server_t *server) {
     pthread_cond_destroy(&server->purge_cond);
     pthread_mutex_destroy(&server->purge_mutex);
     server->purge_initialized = false;
+}
+
+void api_idem_free(api_server_t *server) {
+    idem_index_free(server->idem_index);
+    server->idem_index = NULL;
 }

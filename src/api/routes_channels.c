@@ -4,6 +4,8 @@
  *   POST /v1/channels/{name}/callbacks    a bank's signed result of a pending transfer:
  *                                         no API key, the channel's signature instead;
  *                                         2xx only once the gateway's listener took it
+ *                                         (or found it names no operation: "matched"
+ *                                         false, nothing changed)
  * Reload (SIGHUP, POST /v1/admin/reload) and /metrics call in here too. The gateway is
  * process-wide: started before listening, stopped after the server drained. */
 #include <stdatomic.h>
@@ -83,6 +85,11 @@ void api_route_channel_callback(api_request_t *req) {
         api_reply_error(req, status, status == PC_GATEWAY_CALLBACK_INVALID ? "Sim-Signature" : NULL, NULL);
         return;
     }
-    api_reply_json(req, 200, json_pack("{s:b,s:s,s:s}", "received", 1, "id", update.channel_ref, "outcome",
-                                       gw_outcome_name(update.outcome)));
+    json_t *answer = json_pack("{s:b,s:s,s:s,s:b}", "received", 1, "id", update.channel_ref, "outcome",
+                               gw_outcome_name(update.outcome), "matched", update.matched);
+    if (answer != NULL && !update.matched) { /* acknowledged so that the bank stops: it can never apply */
+        json_object_set_new(answer, "message", json_string("matches no operation sent on this channel; nothing "
+                                                           "changed"));
+    }
+    api_reply_json(req, 200, answer);
 }

@@ -17,7 +17,9 @@
  * A payment request is answered later (a channel call lies between): the handler
  * defers the request, and the payments layer's answer resumes it. The answer that
  * makes an operation final is stored as the Idempotency-Key's reply in the same
- * transaction as the change. Bodies are parsed by the payments layer (payments.h). */
+ * transaction as the change; a new payment's key is stored already with its first write,
+ * as the payment as it stands (one row: no lookup of the payments' own). Bodies are
+ * parsed by the payments layer (payments.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +63,7 @@ pc_status api_payments_start(api_server_t *server, const api_payments_options_t 
     config.risk = api_risk_engine();
     config.vault = payments_vault;
     config.events = server->events;
+    config.idem_index = server->idem_index;
     config.three_ds_prefixes = options->three_ds_prefixes;
     if (options->authorization_window_s) config.authorization_window_s = options->authorization_window_s;
     if (options->recovery_interval_ms) config.recovery_interval_ms = options->recovery_interval_ms;
@@ -100,6 +103,7 @@ static pay_caller_t caller_of(api_request_t *req) {
     if (req->idem_key != NULL) {
         caller.idempotency_key = req->idem_key;
         caller.request_hash = req->idem_hash;
+        caller.idempotency_key_new = req->idem_new;
     }
     return caller;
 }
@@ -133,13 +137,31 @@ static pc_status deferred_in_tx(void *ctx, store_tx_t *tx, const pay_reply_t *re
     return api_deferred_idem_put(req, tx);
 }
 
+/* Writer thread, in the transaction that first writes a payment made under the key:
+ * until its final answer, the key's reply is the payment as it stands. */
+static pc_status deferred_key_in_tx(void *ctx, store_tx_t *tx, const char *payment_id) {
+    api_request_t *req = ctx;
+    char ref[PAY_REPLY_REF_BYTES_MAX];
+    if (req->idem_key == NULL) return PC_OK;
+    if (!pay_reply_ref_format_current(payment_id, ref)) return PC_INTERNAL;
+    return api_idem_store_status(req, tx, 202, ref, strlen(ref)); /* rendering sets the status */
+}
+
+static void deferred_key_committed(void *ctx) {
+    api_idem_committed(ctx);
+}
+
 bool api_payments_replay(api_request_t *req, const char *stored, size_t bytes, int http_status) {
     if (!pay_reply_ref_is(stored, bytes)) return false;
     store_reader_t *reader = api_reader(req);
     char *text = NULL;
     size_t text_bytes = 0;
-    pc_status status = reader != NULL ? pay_reply_ref_render(reader, stored, bytes, &text, &text_bytes)
-                                      : PC_STORE_READ_FAILED;
+    pc_status status = PC_STORE_READ_FAILED;
+    if (reader != NULL && pay_reply_ref_is_current(stored, bytes)) {
+        status = pay_reply_ref_render_current(reader, stored, bytes, &text, &text_bytes, &http_status);
+    } else if (reader != NULL) {
+        status = pay_reply_ref_render(reader, stored, bytes, &text, &text_bytes);
+    }
     if (status == PC_OK) api_reply_raw(req, http_status, PC_OK, text, text_bytes, "application/json");
     else api_reply_error(req, status, NULL, NULL);
     free(text);
@@ -162,7 +184,8 @@ static bool ready(api_request_t *req) {
 /* Defers 'req' and hands the payments layer its answer's callbacks. */
 static pay_reply_fn_t deferred(api_request_t *req) {
     api_defer(req);
-    pay_reply_fn_t fn = {.in_tx = deferred_in_tx, .done = deferred_done, .ctx = req};
+    pay_reply_fn_t fn = {.in_tx = deferred_in_tx, .done = deferred_done, .key_in_tx = deferred_key_in_tx,
+                         .key_committed = deferred_key_committed, .ctx = req};
     return fn;
 }
 

@@ -11,6 +11,9 @@
 #include "api/api_internal.h"
 #include "core/core.h"
 
+const char *const api_list_params[] = {"limit", "starting_after", NULL};
+const char *const api_list_range_params[] = {"limit", "starting_after", "from", "to", "order", NULL};
+
 static bool parse_u64(const char *text, uint64_t *out) {
     if (text == NULL || text[0] < '0' || text[0] > '9') return false;
     char *end = NULL;
@@ -27,27 +30,31 @@ static bool parse_time_ns(const char *text, uint64_t low, uint64_t *out) {
     return parse_u64(text, out) && *out >= low && *out <= (uint64_t)INT64_MAX;
 }
 
-bool api_list_query(api_request_t *req, store_query_t *query, bool time_range) {
-    static const char *const list_params[] = {"limit", "starting_after", NULL};
-    static const char *const range_params[] = {"limit", "starting_after", "from", "to", "order", NULL};
-    if (!api_query_only(req, time_range ? range_params : list_params)) return false;
+const char *api_list_query_parse(struct MHD_Connection *connection, store_query_t *query) {
     memset(query, 0, sizeof(*query));
     query->limit = 10;
-    const char *limit = api_query(req, "limit");
+    const char *limit = MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, "limit");
     uint64_t value;
     const char *bad = NULL;
     if (limit != NULL) {
         if (!parse_u64(limit, &value) || value < 1 || value > API_LIST_LIMIT_MAX) bad = "limit";
         else query->limit = (uint32_t)value;
     }
-    query->starting_after = api_query(req, "starting_after");
+    query->starting_after = MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, "starting_after");
     if (query->starting_after != NULL && !pc_id_valid(query->starting_after)) bad = "starting_after";
-    const char *from = api_query(req, "from"), *to = api_query(req, "to");
+    const char *from = MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, "from");
+    const char *to = MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, "to");
     if (from != NULL && !parse_time_ns(from, 0, &query->from_ns)) bad = "from";
     if (to != NULL && !parse_time_ns(to, 1, &query->to_ns)) bad = "to";
-    const char *order = api_query(req, "order");
+    const char *order = MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, "order");
     if (order != NULL && strcmp(order, "asc") != 0 && strcmp(order, "desc") != 0) bad = "order";
     query->descending = order != NULL && strcmp(order, "desc") == 0;
+    return bad;
+}
+
+bool api_list_query(api_request_t *req, store_query_t *query, bool time_range) {
+    if (!api_query_only(req, time_range ? api_list_range_params : api_list_params)) return false;
+    const char *bad = api_list_query_parse(req->connection, query);
     if (bad != NULL) {
         char message[96];
         snprintf(message, sizeof message, "invalid query parameter '%s'", bad);

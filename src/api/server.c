@@ -42,6 +42,7 @@ void api_config_default(api_config_t *config) {
     config->idempotency_retention_h = API_IDEM_RETENTION_H_MIN;
     config->idempotency_bytes_max = API_IDEM_BYTES_DEFAULT;
     config->idempotency_key_bytes_max = API_IDEM_KEY_BYTES_DEFAULT;
+    config->idempotency_index_keys_max = API_IDEM_INDEX_KEYS_DEFAULT;
     events_config_default(&config->events);
 }
 
@@ -459,7 +460,8 @@ static pc_status forward_begin(api_server_t *server) {
                                    .shard_urls = server->config.shard_urls,
                                    .shard_count = server->config.shard_count,
                                    .rate_per_s = server->config.rate_per_s,
-                                   .rate_burst = server->config.rate_burst};
+                                   .rate_burst = server->config.rate_burst,
+                                   .reads_forwarded = server->config.standby_reads_forwarded};
     return api_forward_start(&server->forward, &config);
 }
 
@@ -530,10 +532,10 @@ static pc_status start_http(api_server_t *server) {
         server->listen_fd = api_forward_stop(server->forward);
         server->forward = NULL;
     }
-    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_NO_LISTEN_SOCKET |
                          MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     server->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_access, server, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)server->listen_fd,
+        flags, 0, NULL, NULL, on_access, server,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)server->config.threads,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, server,
         MHD_OPTION_NOTIFY_CONNECTION, api_conn_notify, server,
@@ -542,12 +544,11 @@ static pc_status start_http(api_server_t *server) {
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)API_CONNECTIONS_MAX,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)server->config.connections_per_ip_max,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, server, MHD_OPTION_END);
-    if (server->daemon == NULL) {
-        obs_logf(OBS_LEVEL_ERROR, "cannot start the HTTP server on %s", server->config.listen);
-        return PC_IO;
-    }
-    server->listen_fd = -1; /* MHD's now: MHD_quiesce_daemon hands it back */
-    return PC_OK;
+    pc_status status = server->daemon != NULL ? api_acceptor_start(&server->acceptor, server->listen_fd,
+                                                                    server->daemon)
+                                              : PC_IO;
+    if (status != PC_OK) obs_logf(OBS_LEVEL_ERROR, "cannot start the HTTP server on %s", server->config.listen);
+    return status;
 }
 
 static pc_status server_init(api_server_t *server, const api_config_t *config) {
@@ -584,12 +585,13 @@ static void server_free(api_server_t *server) {
     else if (server->writer != NULL) writer_drain(server->writer);
     api_reaper_stop(server);
     api_conns_stop(server);
+    api_acceptor_stop(&server->acceptor); /* nothing is handed to MHD while it stops */
     if (server->daemon != NULL) MHD_stop_daemon(server->daemon);
     api_conns_free(server); /* MHD reported every connection closed */
     if (server->http_stopped_fn != NULL) server->http_stopped_fn(server->http_stopped_ctx);
     if (server->forward != NULL) server->listen_fd = api_forward_stop(server->forward); /* never took over */
     shard_directory_close(server->directory);
-    if (server->listen_fd >= 0) close(server->listen_fd); /* never handed to MHD, or handed back */
+    if (server->listen_fd >= 0) close(server->listen_fd); /* ours: MHD never held it */
     if (server->shards == NULL) writer_free(server->writer); /* else the set's */
     server->writer = NULL;
     events_close(server->events); /* routes reach it until MHD stopped */
@@ -601,6 +603,7 @@ static void server_free(api_server_t *server) {
     else if (server->store != NULL) store_close(server->store);
     api_keys_free(&server->keys);
     api_inflight_free(server);
+    api_idem_free(server);
     api_usage_free(&server->usage);
     pthread_rwlock_destroy(&server->writer_lock);
     pthread_mutex_destroy(&server->pool_mutex);
@@ -665,14 +668,11 @@ pc_status api_server_failed(api_server_t *server) {
  * The writer stays allocated until MHD has stopped: a request still running (a
  * /metrics scrape on a keep-alive connection) may read it until then. */
 void api_server_stop(api_server_t *server) {
-    /* No new connections: MHD hands the listening socket back. It is shut down now (a
-     * client that connects is refused) and closed only after MHD_stop_daemon: an MHD
-     * thread may still be touching it in its epoll set until then. */
-    int listen_fd = server->daemon != NULL ? MHD_quiesce_daemon(server->daemon) : -1;
-    if (listen_fd >= 0) {
-        (void)shutdown(listen_fd, SHUT_RDWR);
-        server->listen_fd = listen_fd;
-    }
+    /* No new connections: the accept loop stops and the socket is shut down (a client
+     * that connects is refused, one waiting in the backlog is reset); it is closed with
+     * the rest in server_free. */
+    api_acceptor_stop(&server->acceptor);
+    if (server->listen_fd >= 0) (void)shutdown(server->listen_fd, SHUT_RDWR);
     pthread_rwlock_wrlock(&server->writer_lock); /* waits out submits in progress */
     atomic_store(&server->draining, true);       /* new commands: 503 shutting_down */
     pthread_rwlock_unlock(&server->writer_lock);

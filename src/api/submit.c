@@ -10,7 +10,12 @@
  * atomically with the ledger rows it describes: after a crash either both exist or
  * neither. Requests refused before the writer (400s) are not stored. Two requests with
  * the same key at once: the second gets 409 idempotency_key_in_progress. Stored replies
- * expire after the retention and their room is bounded (idempotency.c). */
+ * expire after the retention and their room is bounded (idempotency.c).
+ *
+ * A key the in-memory index does not hold has no stored row: the request runs without
+ * reading the store. The index is only asked while the key is held in the in-flight
+ * set, and every row of a key is written by a request holding it (added to the index
+ * before its commit, released after): so the answer cannot be overtaken. */
 #include <microhttpd.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -128,6 +133,30 @@ static bool idem_replay(api_request_t *req, const store_api_idem_t *stored) {
     return false;
 }
 
+/* A key that may have a stored reply: true when the request runs (none, or expired);
+ * false when it was answered (the replay, a conflict, a read error). */
+static bool idem_stored_check(api_request_t *req) {
+    store_reader_t *reader = api_reader(req);
+    if (reader == NULL) {
+        api_reply_error(req, PC_STORE_READ_FAILED, NULL, NULL);
+        return false;
+    }
+    store_api_idem_t stored;
+    bool found;
+    pc_status status = store_api_idem_get(reader, req->caller.id, req->idem_key, &stored, &found);
+    if (status != PC_OK) {
+        api_reply_error(req, status, NULL, NULL);
+        return false;
+    }
+    if (found && !api_idem_expired(req->server, stored.created_ns)) {
+        bool run = idem_replay(req, &stored);
+        free(stored.body);
+        return run;
+    }
+    free(stored.body); /* an expired reply is no reply: the request runs again */
+    return true;
+}
+
 bool api_idem_begin(api_request_t *req) {
     const char *key = api_header(req, "Idempotency-Key");
     if (key == NULL || strcmp(req->method, "POST") != 0 || !req->has_caller) return true;
@@ -137,9 +166,8 @@ bool api_idem_begin(api_request_t *req) {
         return false;
     }
     req->idem_key = api_alloc(req, bytes + 1);
-    store_reader_t *reader = api_reader(req);
-    if (req->idem_key == NULL || reader == NULL) {
-        api_reply_error(req, req->idem_key ? PC_STORE_READ_FAILED : PC_NO_MEMORY, NULL, NULL);
+    if (req->idem_key == NULL) {
+        api_reply_error(req, PC_NO_MEMORY, NULL, NULL);
         return false;
     }
     memcpy(req->idem_key, key, bytes + 1);
@@ -151,19 +179,8 @@ bool api_idem_begin(api_request_t *req) {
         return false;
     }
     req->idem_held = true;
-    store_api_idem_t stored;
-    bool found;
-    pc_status status = store_api_idem_get(reader, req->caller.id, key, &stored, &found);
-    if (status != PC_OK) {
-        api_reply_error(req, status, NULL, NULL);
-        return false;
-    }
-    if (found && !api_idem_expired(req->server, stored.created_ns)) {
-        bool run = idem_replay(req, &stored);
-        free(stored.body);
-        return run;
-    }
-    free(stored.body); /* an expired reply is no reply: the request runs again */
+    req->idem_new = !idem_index_may_hold(req->server->idem_index, req->caller.id, key);
+    if (!req->idem_new && !idem_stored_check(req)) return false;
     if (!api_idem_room(req->server, req->caller.id)) {
         api_reply_error(req, PC_IDEMPOTENCY_STORAGE_FULL, "Idempotency-Key", NULL);
         api_reply_header(req, "Retry-After", "60");

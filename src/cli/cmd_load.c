@@ -53,6 +53,7 @@ typedef struct {
     const char *url;
     const char *key;
     const char *merchant;          /* --payments: card sales for this merchant, not transfers */
+    const char *get_path;          /* --get: GETs of this path, no body: the HTTP stack's floor */
     char prefix[32];
     uint32_t accounts;
     uint32_t batch;
@@ -190,7 +191,11 @@ static size_t request_body(char *out, size_t room, const load_plan *plan, uint32
 static CURL *worker_handle(const load_plan *plan, struct curl_slist **headers, char *first_error) {
     CURL *curl = curl_easy_init();
     char url[512], auth[512];
-    snprintf(url, sizeof url, "%s/v1/%s", plan->url, plan->merchant != NULL ? "payments" : "transfers");
+    if (plan->get_path != NULL) {
+        snprintf(url, sizeof url, "%s%s", plan->url, plan->get_path);
+    } else {
+        snprintf(url, sizeof url, "%s/v1/%s", plan->url, plan->merchant != NULL ? "payments" : "transfers");
+    }
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", plan->key ? plan->key : "");
     *headers = curl_slist_append(NULL, "Content-Type: application/json");
     *headers = curl_slist_append(*headers, auth);
@@ -262,9 +267,11 @@ static void conn_close(load_conn *conn) {
  * arrived (closed loop: now), the start of its latency. */
 static void conn_start(load_conn *conn, const load_plan *plan, CURLM *multi, uint64_t arrival_ns,
                        uint64_t counted_ns) {
-    size_t bytes = request_body(conn->body, conn->room, plan, conn->index, &conn->sequence, &conn->random);
-    curl_easy_setopt(conn->curl, CURLOPT_POSTFIELDSIZE, (long)bytes);
-    curl_easy_setopt(conn->curl, CURLOPT_POSTFIELDS, conn->body);
+    if (plan->get_path == NULL) {
+        size_t bytes = request_body(conn->body, conn->room, plan, conn->index, &conn->sequence, &conn->random);
+        curl_easy_setopt(conn->curl, CURLOPT_POSTFIELDSIZE, (long)bytes);
+        curl_easy_setopt(conn->curl, CURLOPT_POSTFIELDS, conn->body);
+    }
     conn->scratch[0] = '\0';
     conn->start_ns = arrival_ns;
     conn->counted_ns = counted_ns;
@@ -565,6 +572,7 @@ static bool engine_setup(const load_plan *plan) {
 /* Creates the run's accounts in batches; false after printing why. */
 static bool load_setup(const load_plan *plan) {
     if (plan->merchant != NULL) return true; /* payers are names in the payments, not accounts */
+    if (plan->get_path != NULL) return true; /* GETs touch no accounts */
     cli_http_t http = {.url = plan->url, .key = plan->key, .timeout_s = 120};
     for (uint32_t first = 0; first < plan->accounts; first += LEDGER_BATCH_EVENTS_MAX) {
         uint32_t count = plan->accounts - first;
@@ -652,7 +660,8 @@ static bool load_report(const load_plan *plan, load_worker *workers, uint32_t th
            histogram_quantile(merged, t.requests, 0.50), histogram_quantile(merged, t.requests, 0.99),
            histogram_quantile(merged, t.requests, 0.999), offered, mean_latency_s * 1e3, mean_in_flight,
            little, little_error, LOAD_LITTLE_TOLERANCE, little_ok ? 1 : 0,
-           (unsigned long long)t.late, sampled_in_flight, plan->merchant != NULL ? "payments" : "transfers");
+           (unsigned long long)t.late, sampled_in_flight,
+           plan->get_path != NULL ? "get" : plan->merchant != NULL ? "payments" : "transfers");
     if (t.first_error != NULL) fprintf(stderr, "paycore load: first error: %s\n", t.first_error);
     if (!little_ok) {
         fprintf(stderr, "paycore load: Little's law off by %.1f%% (in flight %.2f, X*W %.2f, %lld never "
@@ -735,8 +744,9 @@ int cli_load(int argc, char **argv) {
         {"payments", NULL, false, NULL, "POST card sales (POST /v1/payments, capture_method automatic) for this merchant id instead of transfers; --accounts payers; the server needs a card channel"},
         {"shards", NULL, false, "0", "the server runs this many shards (serve --shards): pick accounts by shard"},
         {"cross-pct", NULL, false, "0", "with --shards: this % of transfers go across shards, the rest within one"},
+        {"get", NULL, false, NULL, "GET this path (e.g. /healthz) instead of POSTing: what one request costs the HTTP stack alone"},
     };
-    enum { N = 14 };
+    enum { N = 15 };
     const char *usage = "usage: paycore load [options]\n\nHTTP load generator: POSTs transfers to a "
                         "running server and prints one key=value line:\nload mode= loop=closed|open concurrency= batch= "
                         "requests= transfers= errors= elapsed_s= requests_per_s= transfers_per_s= "
@@ -782,7 +792,14 @@ int cli_load(int argc, char **argv) {
         fprintf(stderr, "paycore load: --payments takes a merchant id, one payment a request, over HTTP only\n");
         return 2;
     }
+    const char *get_path = cli_opt_get(opts, N, "get");
+    if (get_path != NULL && (get_path[0] != '/' || strlen(get_path) > 256 || merchant != NULL || batch != 1 ||
+                             cli_opt_get(opts, N, "engine-db") != NULL)) {
+        fprintf(stderr, "paycore load: --get takes a path starting with '/', over HTTP only, without --payments\n");
+        return 2;
+    }
     load_plan plan = {.url = cli_opt_get(opts, N, "url"), .key = cli_opt_get(opts, N, "key"), .merchant = merchant,
+                      .get_path = get_path,
                       .rate_per_s = (double)rate, .poisson = strcmp(arrivals_text, "poisson") == 0,
                       .accounts = (uint32_t)accounts, .batch = (uint32_t)batch, .count_max = count,
                       .deadline_ns = duration_s * 1000000000ull};

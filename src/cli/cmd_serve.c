@@ -28,9 +28,10 @@ enum { OPT_LISTEN, OPT_DB, OPT_THREADS, OPT_BODY_MAX, OPT_QUEUE_MAX, OPT_LOG_LEV
        OPT_RISK_RULES, OPT_RISK_RULES_ONLY, OPT_RISK_REVIEW, OPT_RISK_DECLINE, OPT_EVENTS_AMQP,
        OPT_EVENTS_EXCHANGE, OPT_EVENTS_RETENTION, OPT_EVENTS_RETRY_BASE, OPT_EVENTS_RETRY_MAX,
        OPT_EVENTS_DISABLE_AFTER, OPT_EVENTS_TIMEOUT, OPT_WEBHOOK_PRIVATE_OK, OPT_NO_EVENTS, OPT_DEMO, OPT_CHANNELS,
-       OPT_GATEWAY_THREADS, OPT_PER_IP, OPT_IDEM_RETENTION, OPT_IDEM_MAX, OPT_IDEM_KEY_MAX,
+       OPT_GATEWAY_THREADS, OPT_PER_IP, OPT_IDEM_RETENTION, OPT_IDEM_MAX, OPT_IDEM_KEY_MAX, OPT_IDEM_INDEX_MAX,
        OPT_WEB_DIR, OPT_VERIFY_INTERVAL, OPT_VAULT_KEY, OPT_AUTH_WINDOW,
-       OPT_RECOVERY_MS, OPT_RECOVERY_GRACE_MS, OPT_THREE_DS, OPT_STORE, OPT_STANDBY, OPT_STORE_WAIT, OPT_SHARDS, OPT_ADVERTISE, OPT_COUNT };
+       OPT_RECOVERY_MS, OPT_RECOVERY_GRACE_MS, OPT_THREE_DS, OPT_STORE, OPT_STANDBY, OPT_STORE_WAIT, OPT_SHARDS, OPT_ADVERTISE,
+       OPT_STANDBY_FORWARD_READS, OPT_COUNT };
 
 static void serve_opts(cli_opt opts[OPT_COUNT]) {
     cli_opt defaults[OPT_COUNT] = {
@@ -68,6 +69,7 @@ static void serve_opts(cli_opt opts[OPT_COUNT]) {
         {"idempotency-retention-h", "PAYCORE_IDEMPOTENCY_RETENTION_H", false, "24", "keep stored Idempotency-Key replies this many hours (at least 24)"},
         {"idempotency-max-bytes", "PAYCORE_IDEMPOTENCY_MAX_BYTES", false, "1g", "room for stored Idempotency-Key replies, all keys (k/m/g); past it: 503 idempotency_storage_full"},
         {"idempotency-key-max-bytes", "PAYCORE_IDEMPOTENCY_KEY_MAX_BYTES", false, "256m", "room for one API key's stored replies (k/m/g); past it: 503 idempotency_storage_full"},
+        {"idempotency-index-max-keys", "PAYCORE_IDEMPOTENCY_INDEX_MAX_KEYS", false, PC_LIMIT_TEXT(API_IDEM_INDEX_KEYS_DEFAULT), "stored Idempotency-Keys held in the in-memory index (16-32 bytes each) that spares a new key its store read; past it every key is looked up in the store"},
         {"web-dir", "PAYCORE_WEB_DIR", false, NULL, "the built dashboard served at /dashboard (default: beside the binary)"},
         {"verify-interval-s", "PAYCORE_VERIFY_INTERVAL_S", false, "0", "verify the journal this often in the background (0: only on POST /v1/verify)"},
         {"vault-key", "PAYCORE_VAULT_KEY", false, NULL, "card vault key-encryption key file (hex, 0600; default <db>.vault-key, made when the database has no card key yet)"},
@@ -80,6 +82,7 @@ static void serve_opts(cli_opt opts[OPT_COUNT]) {
         {"store-wait-s", "PAYCORE_STORE_WAIT_S", false, PC_LIMIT_TEXT(STORE_WRITABLE_WAIT_S_DEFAULT), "with a --store URL asking for a writable server (target_session_attrs=read-write: Patroni), wait this long for one at start (a primary being elected) before refusing (0: no wait)"},
         {"shards", "PAYCORE_SHARDS", false, NULL, "serve a set of PostgreSQL shards: postgres:// URLs separated by commas, in the order paycore init --shards was given (docs/scaleout.md); --db then names the node's own files"},
         {"advertise", "PAYCORE_ADVERTISE", false, NULL, "with --shards: the address other nodes of the set forward requests to once this node writes the set, http://HOST:PORT (default: http://<--listen address>)"},
+        {"standby-forward-reads", "PAYCORE_STANDBY_FORWARD_READS", true, NULL, "with --shards --standby: forward account and transfer reads to the writer too, instead of answering them from the shards (docs/scaleout.md §7; a baseline for bench_forward)"},
     };
     memcpy(opts, defaults, sizeof defaults);
 }
@@ -134,6 +137,7 @@ static bool serve_config(const cli_opt *opts, api_config_t *config, obs_level *l
     }
     static cli_shards_t shards;
     config->advertise = opts[OPT_ADVERTISE].value;
+    config->standby_reads_forwarded = flag_set(&opts[OPT_STANDBY_FORWARD_READS]);
     if (config->advertise != NULL && opts[OPT_SHARDS].value == NULL) {
         fprintf(stderr, "paycore serve: --advertise is for the nodes of a set of shards (--shards)\n");
         return false;
@@ -161,6 +165,7 @@ static bool serve_config(const cli_opt *opts, api_config_t *config, obs_level *l
         {OPT_RATE, 10000000}, {OPT_BURST, 10000000}, {OPT_TIMEOUT, 3600},
         {OPT_REQUEST_TIMEOUT, 3600000}, {OPT_PER_IP, API_CONNECTIONS_MAX},
         {OPT_IDEM_RETENTION, 24 * 366 * 10}, {OPT_IDEM_MAX, 1ull << 40}, {OPT_IDEM_KEY_MAX, 1ull << 40},
+        {OPT_IDEM_INDEX_MAX, API_IDEM_INDEX_KEYS_MAX},
         {OPT_EVENTS_RETENTION, 100ull * 365 * 24 * 3600},
         {OPT_EVENTS_RETRY_BASE, 3600000}, {OPT_EVENTS_RETRY_MAX, 365ull * 24 * 3600},
         {OPT_EVENTS_DISABLE_AFTER, 365ull * 24 * 3600}, {OPT_EVENTS_TIMEOUT, 600000},
@@ -192,6 +197,7 @@ static bool serve_config(const cli_opt *opts, api_config_t *config, obs_level *l
     config->idempotency_retention_h = (uint32_t)parsed[OPT_IDEM_RETENTION];
     config->idempotency_bytes_max = parsed[OPT_IDEM_MAX];
     config->idempotency_key_bytes_max = parsed[OPT_IDEM_KEY_MAX];
+    if (parsed[OPT_IDEM_INDEX_MAX] > 0) config->idempotency_index_keys_max = parsed[OPT_IDEM_INDEX_MAX];
     config->metrics_auth = opts[OPT_METRICS_AUTH].value != NULL && strcmp(opts[OPT_METRICS_AUTH].value, "0") != 0;
     if (!serve_events_config(opts, parsed, &config->events)) return false;
     if (!obs_log_level_parse(opts[OPT_LOG_LEVEL].value, level)) {

@@ -124,6 +124,9 @@ pc_status gw_callback(gw_t *gw, const char *channel, const char *signature, cons
     void *ctx = gw->listener_ctx;
     pthread_mutex_unlock(&gw->listener_mutex);
     obs_logf(OBS_LEVEL_INFO, "gateway: channel %s: transfer %s %s (%s)%s", out->channel, out->channel_ref,
-             out->response_code, gw_outcome_name(out->outcome), listener ? "" : "; no listener");
-    return listener != NULL ? listener(ctx, out) : PC_OK;
+             out->response_code, gw_outcome_name(out->outcome),
+             listener ? "" : "; no listener (payments stopping or not started): refused, delivered again");
+    /* Acknowledged only once a listener made it durable: with none (a stop under way,
+     * payments not started yet) the bank must deliver it again, or the result is lost. */
+    return listener != NULL ? listener(ctx, out) : PC_SHUTTING_DOWN;
 }

@@ -69,49 +69,71 @@ static int on_prereq(void *user, char *primary_ip, char *local_ip, int primary_p
     return CURL_PREREQFUNC_OK;
 }
 
-static CURL *easy_take(gw_thread_t *t) {
-    if (t->easy_free_count > 0) {
-        CURL *easy = t->easy_free[--t->easy_free_count];
-        curl_easy_reset(easy);
-        return easy;
-    }
-    return curl_easy_init();
+/* What every call of every channel sets alike: once per handle. A pooled handle is not
+ * reset: gw_thread_send sets every option that differs between calls. */
+static CURL *easy_new(void) {
+    CURL *easy = curl_easy_init();
+    if (easy == NULL) return NULL;
+    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(easy, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, on_prereq);
+    return easy;
 }
 
-static struct curl_slist *headers_for(const gw_channel_cfg_t *ch, const char *key, bool body) {
-    char line[GW_SECRET_BYTES_MAX + 64];
-    struct curl_slist *h = curl_slist_append(NULL, "Accept: application/json");
-    if (h != NULL && body) h = curl_slist_append(h, "Content-Type: application/json");
-    if (h != NULL) h = curl_slist_append(h, "Expect:");
-    if (h != NULL && ch->api_key[0] != '\0') {
-        snprintf(line, sizeof line, "Authorization: Bearer %s", ch->api_key);
-        h = curl_slist_append(h, line);
-        sodium_memzero(line, sizeof line);
+static CURL *easy_take(gw_thread_t *t) {
+    if (t->easy_free_count > 0) return t->easy_free[--t->easy_free_count];
+    return easy_new();
+}
+
+static void header_add(gw_call_t *call, uint32_t *count, char *line) {
+    PC_ASSERT(*count < GW_HEADERS_MAX);
+    struct curl_slist *node = &call->header_nodes[*count];
+    node->data = line;
+    node->next = NULL;
+    if (*count > 0) call->header_nodes[*count - 1].next = node;
+    (*count)++;
+}
+
+/* The call's headers as a list curl only reads, its nodes and lines in the call. */
+static void headers_set(gw_call_t *call, const gw_channel_cfg_t *ch, const char *key, bool body) {
+    static char accept[] = "Accept: application/json", content_type[] = "Content-Type: application/json",
+                no_expect[] = "Expect:";
+    uint32_t count = 0;
+    header_add(call, &count, accept);
+    if (body) header_add(call, &count, content_type);
+    header_add(call, &count, no_expect);
+    if (ch->api_key[0] != '\0') {
+        snprintf(call->header_auth, sizeof call->header_auth, "Authorization: Bearer %s", ch->api_key);
+        header_add(call, &count, call->header_auth);
     }
-    if (h != NULL && key != NULL) {
-        snprintf(line, sizeof line, "Idempotency-Key: %s", key);
-        h = curl_slist_append(h, line);
+    if (key != NULL) {
+        snprintf(call->header_key, sizeof call->header_key, "Idempotency-Key: %s", key);
+        header_add(call, &count, call->header_key);
     }
-    return h;
+    call->headers = &call->header_nodes[0];
+}
+
+static void headers_clear(gw_call_t *call) {
+    if (call->headers == NULL) return;
+    sodium_memzero(call->header_auth, sizeof call->header_auth); /* the channel's API key */
+    call->headers = NULL;
 }
 
 static void easy_setup(CURL *easy, gw_call_t *call, const gw_channel_cfg_t *ch, const char *url) {
     curl_easy_setopt(easy, CURLOPT_URL, url);
     curl_easy_setopt(easy, CURLOPT_PRIVATE, call);
-    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)ch->connect_timeout_ms);
     curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)ch->timeout_ms);
     curl_easy_setopt(easy, CURLOPT_HTTPHEADER, call->headers);
-    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, call);
-    curl_easy_setopt(easy, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, on_prereq);
     curl_easy_setopt(easy, CURLOPT_PREREQDATA, call);
     if (call->request_body != NULL) {
         curl_easy_setopt(easy, CURLOPT_POSTFIELDS, call->request_body);
         curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long)strlen(call->request_body));
     } else {
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDS, NULL); /* no pointer to a freed body stays */
         curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
     }
 }
@@ -127,12 +149,12 @@ bool gw_thread_send(gw_thread_t *t, gw_call_t *call, const gw_channel_cfg_t *ch,
         http->body = NULL;
         if (call->request_body == NULL) return false;
     }
-    call->headers = headers_for(ch, idempotency_key, call->request_body != NULL);
+    headers_set(call, ch, idempotency_key, call->request_body != NULL);
     call->easy = easy_take(t);
     call->response_bytes = 0;
     call->response_too_large = false;
     call->request_left = false;
-    if (call->headers == NULL || call->easy == NULL) {
+    if (call->easy == NULL) {
         gw_thread_http_release(t, call);
         return false;
     }
@@ -155,8 +177,7 @@ void gw_thread_http_release(gw_thread_t *t, gw_call_t *call) {
         }
         call->easy = NULL;
     }
-    curl_slist_free_all(call->headers);
-    call->headers = NULL;
+    headers_clear(call);
     if (call->request_body != NULL) sodium_memzero(call->request_body, strlen(call->request_body)); /* a PAN */
     free(call->request_body);
     call->request_body = NULL;

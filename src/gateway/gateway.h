@@ -266,16 +266,20 @@ typedef struct {
     int64_t amount_minor;
     char currency[4];
     char reference[PC_ID_SIZE];
+    bool matched;                        /* set by the listener: an operation sent on this
+                                          * channel has this attempt key */
 } gw_update_t;
 
 /* Runs on the HTTP thread that received the callback; PC_OK acknowledges it (the
- * caller made it durable first), anything else makes the channel deliver it again. */
-typedef pc_status (*gw_update_fn)(void *ctx, const gw_update_t *update);
+ * caller made it durable first, or it matches no operation: 'matched' false),
+ * anything else makes the channel deliver it again. */
+typedef pc_status (*gw_update_fn)(void *ctx, gw_update_t *update);
 void gw_set_update_listener(gw_t *gw, gw_update_fn listener, void *ctx);
 /* Verifies 'signature' ("t=<unix s>,v1=<hex HMAC-SHA256 of t.body>", within
  * GW_CALLBACK_SKEW_S of 'now_s') with the channel's callback_secret, decodes 'body'
  * and hands it to the listener. gateway_channel_unknown, gateway_callback_invalid,
- * or the listener's status. */
+ * shutting_down when no listener is set (the channel delivers it again), or the
+ * listener's status. */
 PC_MUST_USE pc_status gw_callback(gw_t *gw, const char *channel, const char *signature,
                                   const char *body, size_t body_bytes, int64_t now_s,
                                   gw_update_t *out);

@@ -288,7 +288,10 @@ struct gw_call {
     gw_http_call_t http;           /* built before 'persist', sent after it */
     /* HTTP */
     CURL *easy;                    /* NULL when no HTTP call runs */
-    struct curl_slist *headers;
+    struct curl_slist *headers;    /* points into header_nodes: nothing allocated per call */
+    struct curl_slist header_nodes[GW_HEADERS_MAX];
+    char header_auth[GW_SECRET_BYTES_MAX + 32]; /* "Authorization: Bearer ..." (wiped after) */
+    char header_key[GW_KEY_SIZE + 32];          /* "Idempotency-Key: ..." */
     char *request_body;
     bool request_left;             /* the request went (or was going) out: it may have arrived */
     char *response;

@@ -1,9 +1,9 @@
 /* gateway/sim_internal.h: what the simulator's files share (not a contract: see
- * simulator.h). One process runs one simulator: an MHD listener with a thread per
- * connection (a simulated latency or timeout just sleeps in that thread), one SQLite
+ * simulator.h). One process runs one simulator: an event loop thread (MHD on epoll;
+ * a simulated latency or held timeout suspends its connection on a timer), one SQLite
  * connection guarded by 'lock' (every request's changes are one unit of a group
- * commit), and one worker thread (bank settlements and callbacks, the daily
- * settlement file). */
+ * commit, committed at the end of each loop pass), and one worker thread (bank
+ * settlements and callbacks, the daily settlement file). */
 #ifndef PAYCORE_GATEWAY_SIM_INTERNAL_H
 #define PAYCORE_GATEWAY_SIM_INTERNAL_H
 
@@ -140,6 +140,8 @@ void sim_unit_end(sim_t *sim, sim_unit_t *unit, bool keep);
 /* Waits until the unit's group committed; true when it did (or the unit joined none).
  * Every unit that joined a group is waited for before its memory goes. */
 bool sim_unit_wait(sim_t *sim, sim_unit_t *unit);
+/* True while the unit's group has not committed (sim_unit_wait would block). */
+bool sim_unit_pending(sim_t *sim, const sim_unit_t *unit);
 /* Commits the open group, if any (at stop, with no request left). */
 void sim_group_flush(sim_t *sim);
 /* Checkpoints run on the worker, on their own connection, when a commit finds the WAL
@@ -147,6 +149,22 @@ void sim_group_flush(sim_t *sim);
 void sim_checkpoints_start(sim_t *sim);
 void sim_checkpoint_run(sim_t *sim);
 void sim_checkpoints_stop(sim_t *sim);
+
+/* ---- the event loop (sim_loop.c) ---- */
+
+typedef struct sim_loop sim_loop_t;
+typedef struct sim_req sim_req_t;
+
+/* Starts the loop thread on the started daemon (epoll, external polling). */
+bool sim_loop_start(sim_t *sim, char *error, size_t error_bytes);
+/* Wakes the loop ('stopping' set), which resumes every suspended request and ends;
+ * joins it. NULL loop: no-op. */
+void sim_loop_stop(sim_t *sim);
+/* On the loop thread, from a request's handler: suspends its connection for 'ms' (at
+ * stop: until the loop drains). MHD calls the handler again once it resumes. */
+void sim_loop_wait_ms(sim_req_t *req, uint64_t ms);
+/* The same until the open group commits at the end of this pass. */
+void sim_loop_wait_commit(sim_req_t *req);
 
 /* ---- the simulator ---- */
 
@@ -170,8 +188,11 @@ struct sim {
     sim_faults_t faults;
     struct MHD_Daemon *daemon;
     uint16_t port;
+    int quiesced_fd;              /* the listening socket once the loop stopped accepting; -1 */
+    sim_loop_t *loop;
+    atomic_bool batching;         /* the loop is in a pass: units leave the commit to its end */
     atomic_bool stopping;
-    pthread_mutex_t sleep_lock;   /* sleeps (latency, held timeouts, worker) end on stop */
+    pthread_mutex_t sleep_lock;   /* the worker's sleeps end on stop */
     pthread_cond_t sleep_cond;
     uint64_t kicks;               /* sim_wake count: ends the worker's wait early */
     pthread_t worker;
@@ -181,8 +202,6 @@ struct sim {
 
 uint64_t sim_wall_ms(void);
 uint64_t sim_mono_ms(void);
-/* Sleeps 'ms' or until the simulator stops; false when it stopped. */
-bool sim_sleep_ms(sim_t *sim, uint64_t ms);
 /* Wakes every sleeper (stop, new bank work). */
 void sim_wake(sim_t *sim);
 /* The current faults (a copy, taken under faults_lock). */
@@ -207,7 +226,6 @@ void sim_request_hash(const char *method, const char *path, const json_t *body, 
 bool sim_http_start(sim_t *sim, const char *listen, char *error, size_t error_bytes);
 void sim_http_stop(sim_t *sim);
 
-typedef struct sim_req sim_req_t;
 typedef void (*sim_handler)(sim_req_t *req);
 
 typedef enum {
@@ -226,6 +244,14 @@ typedef struct {
 } sim_route_t;
 
 #define SIM_PARAMS_MAX 2
+
+/* Where a request is when MHD calls its handler (again, after a resume). */
+typedef enum {
+    SIM_STAGE_NEW = 0,            /* the body has arrived */
+    SIM_STAGE_LATENCY = 1,        /* the simulated latency is over: handle it */
+    SIM_STAGE_RECORDING = 2,      /* handled: its units' group has committed, answer */
+    SIM_STAGE_HOLDING = 3,        /* a held timeout is over: close */
+} sim_stage;
 
 struct sim_req {
     sim_t *sim;
@@ -253,6 +279,10 @@ struct sim_req {
     bool replied;
     bool replayed;                /* answered from the record */
     bool skipped;                 /* not applied: nothing recorded, no answer sent */
+    /* the loop */
+    sim_stage stage;
+    uint32_t hold_ms;             /* a held timeout's length, from the faults at arrival */
+    struct sim_req *loop_next;    /* the loop's list of requests waiting for a commit */
 };
 
 void sim_reply_json(sim_req_t *req, unsigned http_status, json_t *answer /* stolen */);

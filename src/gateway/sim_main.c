@@ -1,6 +1,6 @@
 /* gateway/sim_main.c: a simulator's life: config and data, the record, the listener,
  * the worker thread (bank settlements and callbacks, the daily settlement file), and
- * the stop that releases every sleeping request first. */
+ * the stop that releases every waiting request first. */
 #include <errno.h>
 #include <libgen.h>
 #include <sodium.h>
@@ -68,10 +68,6 @@ static bool wait_ms(sim_t *sim, uint64_t ms, bool kickable, uint64_t *kicks_seen
     if (kicks_seen != NULL) *kicks_seen = sim->kicks;
     pthread_mutex_unlock(&sim->sleep_lock);
     return !atomic_load(&sim->stopping);
-}
-
-bool sim_sleep_ms(sim_t *sim, uint64_t ms) {
-    return wait_ms(sim, ms, false, NULL);
 }
 
 void sim_wake(sim_t *sim) {
@@ -207,6 +203,7 @@ static bool report_dir_init(sim_t *sim, const sim_options_t *options, char *erro
 
 static bool sim_init(sim_t *sim, const sim_options_t *options, char *error, size_t error_bytes) {
     sim->kind = options->kind;
+    sim->quiesced_fd = -1;
     pthread_mutex_init(&sim->lock, NULL);
     pthread_mutex_init(&sim->faults_lock, NULL);
     pthread_mutex_init(&sim->sleep_lock, NULL);
@@ -289,8 +286,8 @@ uint16_t sim_port(const sim_t *sim) {
 void sim_stop(sim_t *sim) {
     if (sim == NULL) return;
     atomic_store(&sim->stopping, true);
-    sim_wake(sim);                  /* held timeouts and latency waits end: their requests close */
-    sim_http_stop(sim);
+    sim_wake(sim);                  /* the worker's wait ends */
+    sim_http_stop(sim);             /* held timeouts and latency waits end: their requests close */
     if (sim->worker_started) pthread_join(sim->worker, NULL);
     sim_group_flush(sim);           /* normally committed by the last request already */
     sim_free(sim);

@@ -3,7 +3,9 @@
  * WAL with synchronous=NORMAL: a killed simulator loses nothing it answered; the
  * record is a test fixture's truth, not a bank's, so a power cut may lose the tail.
  * Requests' changes commit in groups (units, below): a commit's cost (WAL append,
- * file locks, the wal-index) is paid once for every request that came meanwhile. */
+ * file locks, the wal-index) is paid once for every request that came meanwhile.
+ * While the event loop is in a pass ('batching') units leave the commit to the
+ * pass's end (sim_group_flush), so one commit carries every request of the pass. */
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -298,9 +300,8 @@ void sim_unit_end(sim_t *sim, sim_unit_t *unit, bool keep) {
         sim->group_members = unit;
         sim->group_units++;
     }
-    if (sim->group_open && (atomic_load(&sim->entering) == 0 || sim->group_units >= SIM_GROUP_UNITS_MAX)) {
-        group_commit(sim);
-    }
+    bool alone = atomic_load(&sim->entering) == 0 && !atomic_load(&sim->batching);
+    if (sim->group_open && (alone || sim->group_units >= SIM_GROUP_UNITS_MAX)) group_commit(sim);
     pthread_mutex_unlock(&sim->lock);
 }
 
@@ -311,6 +312,14 @@ bool sim_unit_wait(sim_t *sim, sim_unit_t *unit) {
     pthread_mutex_unlock(&sim->group_lock);
     unit->group = 0; /* waited: no longer a member of anything */
     return unit->ok;
+}
+
+bool sim_unit_pending(sim_t *sim, const sim_unit_t *unit) {
+    if (unit->group == 0) return false;
+    pthread_mutex_lock(&sim->group_lock);
+    bool pending = !unit->done;
+    pthread_mutex_unlock(&sim->group_lock);
+    return pending;
 }
 
 void sim_group_flush(sim_t *sim) {

@@ -1,9 +1,10 @@
-/* gateway/sim_server.c: one simulator's HTTP side (libmicrohttpd, a thread per
- * connection). A request passes: route, auth, outage, body, then for an operation the
+/* gateway/sim_server.c: one simulator's HTTP side (libmicrohttpd on the event loop of
+ * sim_loop.c). A request passes: route, auth, outage, body, then for an operation the
  * Idempotency-Key, its arrival count and seeded fate, the latency wait; then, under the
  * lock and in one unit of the record's group commit, the replay or the handler and the
  * recording of its answer; the wait for the group's commit; last the transport faults
- * (a held timeout, a broken answer). */
+ * (a held timeout, a broken answer). Every wait suspends the connection (stages in
+ * sim_req_t): the loop serves the others meanwhile. */
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/core.h"
 #include "gateway/sim_internal.h"
@@ -316,7 +318,8 @@ static void handle_in(sim_req_t *req, sim_unit_t *unit) {
     }
 }
 
-/* Waits for the request's group commits: an answer goes out only once recorded. */
+/* After the commit the request waited for: its units are done (no wait here). An
+ * answer goes out only once recorded. */
 static void recorded_wait(sim_req_t *req) {
     bool ok = sim_unit_wait(req->sim, &req->arrival_unit);
     ok = sim_unit_wait(req->sim, &req->unit) && ok;
@@ -328,42 +331,67 @@ static void recorded_wait(sim_req_t *req) {
     }
 }
 
-/* A route that is not an operation: one unit (none for routes that never read the
- * record), then its answer once recorded. */
-static void handle_plain(sim_req_t *req) {
-    if (req->route->flags & SIM_ROUTE_OPEN) return req->route->handler(req);
-    if (!sim_unit_begin(req->sim, &req->unit, true)) return sim_reply_internal(req);
-    handle_in(req, &req->unit);
+static enum MHD_Result send_reply(sim_req_t *req);
+static enum MHD_Result send_operation(sim_req_t *req);
+
+/* Handled: the answer once the request's units are committed (the loop resumes it
+ * after the pass's commit). */
+static enum MHD_Result recording(sim_req_t *req) {
+    req->stage = SIM_STAGE_RECORDING;
+    if (sim_unit_pending(req->sim, &req->arrival_unit) || sim_unit_pending(req->sim, &req->unit)) {
+        sim_loop_wait_commit(req);
+        return MHD_YES;
+    }
     recorded_wait(req);
+    return req->fate_drawn ? send_operation(req) : send_reply(req);
 }
 
-/* An operation: the arrival counted and the fate drawn, the latency waited out, the
- * handler run; false when the simulator stopped during the wait (the request closes). */
-static bool handle_operation(sim_req_t *req, const sim_faults_t *faults) {
+/* A route that is not an operation: one unit (none for routes that never read the
+ * record), then its answer once recorded. */
+static enum MHD_Result handle_plain(sim_req_t *req) {
+    if (req->route->flags & SIM_ROUTE_OPEN) {
+        req->route->handler(req);
+        return send_reply(req);
+    }
+    if (!sim_unit_begin(req->sim, &req->unit, true)) {
+        sim_reply_internal(req);
+        return send_reply(req);
+    }
+    handle_in(req, &req->unit);
+    return recording(req);
+}
+
+/* An operation: the arrival counted and the fate drawn; then the handler, at once or
+ * after the latency (the count stays, whatever happens next). */
+static enum MHD_Result handle_operation(sim_req_t *req, const sim_faults_t *faults) {
     sim_t *sim = req->sim;
     if (!sim_unit_begin(sim, &req->arrival_unit, true)) {
         sim_reply_internal(req);
-        return true;
+        return send_reply(req);
     }
     if (!fate_draw(req, faults)) {
         sim_unit_end(sim, &req->arrival_unit, false);
-        recorded_wait(req);
-        return true;
+        return recording(req);
     }
-    sim_unit_t *unit = &req->arrival_unit;
-    if (req->fate.latency_ms > 0) { /* the count stays, whatever happens next */
+    if (req->fate.latency_ms > 0) {
         sim_unit_end(sim, &req->arrival_unit, true);
-        if (!sim_sleep_ms(sim, req->fate.latency_ms)) return false;
-        if (!sim_unit_begin(sim, &req->unit, true)) {
-            sim_reply_internal(req);
-            recorded_wait(req);
-            return true;
-        }
-        unit = &req->unit;
+        req->stage = SIM_STAGE_LATENCY;
+        sim_loop_wait_ms(req, req->fate.latency_ms);
+        return MHD_YES;
     }
-    handle_in(req, unit);
-    recorded_wait(req);
-    return true;
+    handle_in(req, &req->arrival_unit);
+    return recording(req);
+}
+
+/* The latency is over; a simulator that stopped meanwhile closes the request. */
+static enum MHD_Result latency_over(sim_req_t *req) {
+    if (atomic_load(&req->sim->stopping)) return MHD_NO;
+    if (!sim_unit_begin(req->sim, &req->unit, true)) {
+        sim_reply_internal(req);
+        return recording(req);
+    }
+    handle_in(req, &req->unit);
+    return recording(req);
 }
 
 /* ---- sending ---- */
@@ -423,14 +451,16 @@ static enum MHD_Result send_garbage(sim_req_t *req) {
     return MHD_NO;
 }
 
-/* Transport faults hit answers of valid operations only; refusals go out as they are. */
-static enum MHD_Result send_operation(sim_req_t *req, const sim_faults_t *faults) {
+/* Transport faults hit answers of valid operations only; refusals go out as they are.
+ * A timeout holds the connection open, unanswered, then closes it (SIM_STAGE_HOLDING). */
+static enum MHD_Result send_operation(sim_req_t *req) {
     bool processed = req->skipped || (req->replied && (req->http_status == 200 || req->http_status == 202));
     if (!processed) return send_reply(req);
     if (req->fate.timeout) {
         obs_logf(OBS_LEVEL_DEBUG, "simulated timeout for key %s (applied: %d)", req->key, (int)req->fate.apply);
-        (void)sim_sleep_ms(req->sim, faults->timeout_hold_ms);
-        return MHD_NO; /* closed, never answered */
+        req->stage = SIM_STAGE_HOLDING;
+        sim_loop_wait_ms(req, req->hold_ms);
+        return MHD_YES;
     }
     if (req->fate.garbage) return send_garbage(req);
     return send_reply(req);
@@ -452,14 +482,22 @@ static enum MHD_Result request_end(sim_req_t *req) {
         return send_reply(req);
     }
     if (!body_parse(req)) return send_reply(req);
-    if ((req->route->flags & SIM_ROUTE_OPERATION) == 0) {
-        handle_plain(req);
-        return send_reply(req);
-    }
+    if ((req->route->flags & SIM_ROUTE_OPERATION) == 0) return handle_plain(req);
     if (!key_check(req)) return send_reply(req);
     sim_request_hash(req->method, req->path, req->body, req->request_hash);
-    if (!handle_operation(req, &faults)) return MHD_NO;
-    return req->fate_drawn ? send_operation(req, &faults) : send_reply(req);
+    req->hold_ms = faults.timeout_hold_ms;
+    return handle_operation(req, &faults);
+}
+
+/* Each call of the handler once the body is in: the first, and one after each resume. */
+static enum MHD_Result request_step(sim_req_t *req) {
+    switch (req->stage) {
+    case SIM_STAGE_NEW: return request_end(req);
+    case SIM_STAGE_LATENCY: return latency_over(req);
+    case SIM_STAGE_RECORDING: return recording(req);
+    case SIM_STAGE_HOLDING: return MHD_NO; /* closed, never answered */
+    }
+    return MHD_NO;
 }
 
 /* ---- MHD callbacks ---- */
@@ -512,7 +550,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *connection, c
         return MHD_YES;
     }
     if (req->replied && req->http_status == 413) return MHD_YES; /* queued already */
-    return request_end(req);
+    return request_step(req);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
@@ -520,7 +558,12 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
     sim_req_t *req = *con_cls;
     if (req == NULL) return;
     *con_cls = NULL;
-    (void)sim_unit_wait(req->sim, &req->arrival_unit); /* a request closed early: its units */
+    /* A request closed early (in a pass, on the loop): its units' group commits now,
+     * since the pass's own commit would come after its memory went. */
+    if (sim_unit_pending(req->sim, &req->arrival_unit) || sim_unit_pending(req->sim, &req->unit)) {
+        sim_group_flush(req->sim);
+    }
+    (void)sim_unit_wait(req->sim, &req->arrival_unit);
     (void)sim_unit_wait(req->sim, &req->unit);
     json_decref(req->body);
     free(req->body_bytes);
@@ -556,13 +599,12 @@ bool sim_http_start(sim_t *sim, const char *listen, char *error, size_t error_by
         snprintf(error, error_bytes, "bad --listen '%s' (IPv4 HOST:PORT)", listen);
         return false;
     }
-    unsigned int flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
-                         MHD_USE_ERROR_LOG;
+    unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG; /* sim_loop.c polls */
     sim->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_access, sim, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, sim, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)SIM_CONNECTION_IDLE_S,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)SIM_CONNECTIONS_MAX, MHD_OPTION_THREAD_STACK_SIZE,
-        (size_t)SIM_THREAD_STACK_BYTES, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, sim, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)SIM_CONNECTIONS_MAX, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, sim,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SIM_CONNECTION_MEMORY_BYTES, MHD_OPTION_LISTEN_BACKLOG_SIZE,
         (unsigned int)1024, MHD_OPTION_END);
     if (sim->daemon == NULL) {
         snprintf(error, error_bytes, "cannot listen on %s", listen);
@@ -570,10 +612,18 @@ bool sim_http_start(sim_t *sim, const char *listen, char *error, size_t error_by
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(sim->daemon, MHD_DAEMON_INFO_BIND_PORT);
     sim->port = info != NULL ? info->port : ntohs(addr.sin_port);
+    if (!sim_loop_start(sim, error, error_bytes)) {
+        MHD_stop_daemon(sim->daemon);
+        sim->daemon = NULL;
+        return false;
+    }
     return true;
 }
 
 void sim_http_stop(sim_t *sim) {
+    sim_loop_stop(sim);
     if (sim->daemon != NULL) MHD_stop_daemon(sim->daemon);
     sim->daemon = NULL;
+    if (sim->quiesced_fd >= 0) close(sim->quiesced_fd);
+    sim->quiesced_fd = -1;
 }

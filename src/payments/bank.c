@@ -211,14 +211,28 @@ static bool op_final(const pay_op_t *op) {
     return strcmp(op->status, "pending") != 0 && strcmp(op->status, "processing") != 0;
 }
 
-/* Loads the op (and its payment) into a new internal flow holding its busy mark. */
-static pc_status update_flow(pay_t *pay, const char *op_id, pay_flow_t **out) {
+/* A bank's result settles only what was sent to that bank: the attempt with its key
+ * went out on its channel. A card attempt's key (whose lookup a database made before
+ * schema v8 still holds) names no bank operation. */
+static bool op_sent_on(const pay_op_t *op, const gw_update_t *update) {
+    for (uint32_t i = 0; i < op->attempt_count; i++) {
+        const pay_attempt_t *at = &op->attempts[i];
+        if (strcmp(at->idempotency_key, update->idempotency_key) == 0) return strcmp(at->channel, update->channel) == 0;
+    }
+    return false;
+}
+
+/* Loads the op (and its payment) into a new internal flow holding its busy mark;
+ * PC_NOT_FOUND when the op was not sent on the update's channel. */
+static pc_status update_flow(pay_t *pay, const char *op_id, const gw_update_t *update, pay_flow_t **out) {
     *out = NULL;
     store_reader_t *reader = pay_reader_acquire(pay);
     if (reader == NULL) return PC_STORE_READ_FAILED;
     pay_op_t op;
     pc_status status = pay_op_read(reader, op_id, &op);
+    if (status == PC_NOT_FOUND) status = PC_STORE_READ_FAILED; /* its lookup is there: delivered again */
     const char *lock = op.kind == PAY_OP_AUTHORIZE ? op.parent_id : op.id;
+    if (status == PC_OK && !op_sent_on(&op, update)) status = PC_NOT_FOUND;
     if (status == PC_OK && op_final(&op)) status = PC_EXISTS;
     if (status == PC_OK && !pay_busy_take(pay, lock)) status = PC_PAYMENT_OPERATION_IN_PROGRESS;
     pay_flow_t *flow = status == PC_OK ? pay_flow_new(pay, NULL, NULL) : NULL;
@@ -245,20 +259,23 @@ static pc_status update_flow(pay_t *pay, const char *op_id, pay_flow_t **out) {
     return status;
 }
 
-pc_status pay_bank_update(pay_t *pay, const gw_update_t *update) {
+pc_status pay_bank_update(pay_t *pay, gw_update_t *update) {
+    update->matched = false;
     char name[GW_KEY_SIZE + 16];
     pay_lookup_attempt(name, sizeof name, update->idempotency_key);
     store_reader_t *reader = pay_reader_acquire(pay);
     store_pay_lookup_t lookup;
     pc_status status = reader ? store_pay_lookup_get(reader, name, &lookup) : PC_STORE_READ_FAILED;
     pay_reader_release(pay, reader);
-    if (status == PC_NOT_FOUND) {
-        obs_logf(OBS_LEVEL_WARN, "payments: bank callback for %s (key %s) matches no operation; acknowledged",
-                 update->channel_ref, update->idempotency_key);
+    pay_flow_t *flow = NULL;
+    if (status == PC_OK) status = update_flow(pay, lookup.object_id, update, &flow);
+    if (status == PC_NOT_FOUND) { /* delivering it again could never apply it: acknowledged */
+        obs_logf(OBS_LEVEL_WARN, "payments: bank callback on channel %s for %s (key %s) matches no operation sent"
+                 " on that channel; acknowledged, nothing changed", update->channel, update->channel_ref,
+                 update->idempotency_key);
         return PC_OK;
     }
-    pay_flow_t *flow = NULL;
-    if (status == PC_OK) status = update_flow(pay, lookup.object_id, &flow);
+    update->matched = status == PC_OK || status == PC_EXISTS;
     if (status == PC_EXISTS) return PC_OK; /* a repeated delivery */
     if (status != PC_OK) return status;
     update_wait_t wait = {.finished = false};

@@ -45,6 +45,7 @@ pay_flow_t *pay_flow_new(pay_t *pay, const pay_caller_t *caller, const pay_reply
         snprintf(flow->key_id, sizeof flow->key_id, "%s", caller->key_id ? caller->key_id : "");
         if (caller->idempotency_key != NULL && caller->request_hash != NULL) {
             flow->has_idempotency = true;
+            flow->idempotency_key_new = caller->idempotency_key_new;
             snprintf(flow->idempotency_key, sizeof flow->idempotency_key, "%s", caller->idempotency_key);
             memcpy(flow->request_hash, caller->request_hash, sizeof flow->request_hash);
         }
@@ -174,6 +175,23 @@ static void staged_snapshot(pay_flow_t *flow) {
     }
 }
 
+/* The caller's Idempotency-Key names the payment from its first write on: through the
+ * caller's stored reply (one row for the key's replay and this), else a lookup of ours. */
+static pc_status flow_key_put(pay_flow_t *flow, store_tx_t *tx) {
+    const pay_payment_t *p = &flow->payment;
+    if (flow->reply_fn.key_in_tx != NULL) {
+        pc_status status = flow->reply_fn.key_in_tx(flow->reply_fn.ctx, tx, p->id);
+        flow->key_written = status == PC_OK;
+        return status;
+    }
+    char name[PC_ID_SIZE + API_IDEMPOTENCY_KEY_BYTES_MAX + 16];
+    pay_lookup_idem(name, sizeof name, flow->key_id, flow->idempotency_key);
+    pc_status status = store_pay_lookup_put(tx, name, p->id, flow->request_hash, sizeof flow->request_hash);
+    if (status == PC_EXISTS) return PC_OK; /* a replay's own lookup: it stays */
+    if (status == PC_OK) pay_idem_index_add(flow->pay, flow->key_id, flow->idempotency_key);
+    return status;
+}
+
 pc_status pay_flow_write_payment(pay_flow_t *flow, store_tx_t *tx) {
     pay_payment_t *p = &flow->payment;
     bool first = !flow->payment_stored;
@@ -184,11 +202,7 @@ pc_status pay_flow_write_payment(pay_flow_t *flow, store_tx_t *tx) {
     if (status == PC_OK && tx == NULL) staged_snapshot(flow);
     if (status != PC_OK || tx == NULL) return status; /* tx NULL: a dry run (pay_flow_submit_staged) */
     char name[PC_ID_SIZE + API_IDEMPOTENCY_KEY_BYTES_MAX + 16];
-    if (status == PC_OK && first && flow->has_idempotency) {
-        pay_lookup_idem(name, sizeof name, flow->key_id, flow->idempotency_key);
-        status = store_pay_lookup_put(tx, name, p->id, flow->request_hash, sizeof flow->request_hash);
-        if (status == PC_EXISTS) status = PC_OK; /* a replay's own lookup: it stays */
-    }
+    if (status == PC_OK && first && flow->has_idempotency) status = flow_key_put(flow, tx);
     if (status == PC_OK && first && p->state == PAY_STATE_IN_REVIEW && p->risk.decision_id != 0) {
         pay_lookup_risk(name, sizeof name, p->risk.decision_id);
         status = store_pay_lookup_put(tx, name, p->id, NULL, 0);
@@ -247,6 +261,7 @@ static pc_status flow_cmd_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
     flow->reply_ready = false;
     flow->stats_change.pending = false;
     flow->payment_written = false;
+    flow->key_written = false;
     flow->staged.taken = false;
     pc_status status = flow->in_tx != NULL ? flow->in_tx(flow, tx) : PC_OK;
     if (status == PC_OK && flow->reply_ready && flow->reply_fn.in_tx != NULL && flow->reply.status == PC_OK) {
@@ -279,6 +294,10 @@ static void flow_cmd_done(writer_cmd_t *cmd, pc_status commit_status) {
     }
     flow->stats_change.pending = false;
     if (flow->payment_written) committed_note(flow, commit_status);
+    if (flow->key_written && commit_status == PC_OK && flow->reply_fn.key_committed != NULL) {
+        flow->reply_fn.key_committed(flow->reply_fn.ctx);
+    }
+    flow->key_written = false;
     pay_staged_clear(&flow->staged); /* valid for its command only */
     pay_flow_fn then = flow->then;
     flow->then = NULL;

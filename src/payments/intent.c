@@ -231,7 +231,7 @@ static void risk_stops(pay_flow_t *flow, pay_event event) {
 /* A repeat of an earlier request with this Idempotency-Key (its stored reply was not
  * made final yet, or the server stopped before): the payment as it is now. */
 static bool idempotent_repeat(pay_flow_t *flow, store_reader_t *reader) {
-    if (!flow->has_idempotency) return false;
+    if (!flow->has_idempotency || flow->idempotency_key_new) return false;
     char name[PC_ID_SIZE + API_IDEMPOTENCY_KEY_BYTES_MAX + 16];
     pay_lookup_idem(name, sizeof name, flow->key_id, flow->idempotency_key);
     store_pay_lookup_t lookup;

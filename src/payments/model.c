@@ -490,6 +490,41 @@ pc_status pay_reply_ref_render(store_reader_t *reader, const char *stored, size_
     return status;
 }
 
+bool pay_reply_ref_format_current(const char *payment_id, char out[PAY_REPLY_REF_BYTES_MAX]) {
+    if (strchr(payment_id, ':') != NULL) return false; /* ids hold none: the version's separator */
+    int n = snprintf(out, PAY_REPLY_REF_BYTES_MAX, REPLY_REF_PREFIX "%s", payment_id);
+    return n > (int)strlen(REPLY_REF_PREFIX) && n < PAY_REPLY_REF_BYTES_MAX;
+}
+
+bool pay_reply_ref_is_current(const char *stored, size_t bytes) {
+    size_t prefix = strlen(REPLY_REF_PREFIX);
+    return pay_reply_ref_is(stored, bytes) && memchr(stored + prefix, ':', bytes - prefix) == NULL;
+}
+
+pc_status pay_reply_ref_render_current(store_reader_t *reader, const char *stored, size_t bytes, char **text_out,
+                                       size_t *bytes_out, int *http_status_out) {
+    *text_out = NULL;
+    *bytes_out = 0;
+    if (!pay_reply_ref_is_current(stored, bytes)) return PC_STORE_CORRUPT;
+    char id[PAY_REPLY_REF_BYTES_MAX];
+    size_t prefix = strlen(REPLY_REF_PREFIX);
+    memcpy(id, stored + prefix, bytes - prefix);
+    id[bytes - prefix] = '\0';
+    pay_payment_t p;
+    pc_status status = pay_payment_read(reader, id, &p);
+    if (status == PC_NOT_FOUND) return PC_STORE_CORRUPT; /* a stored reply names a stored payment */
+    if (status != PC_OK) return status;
+    json_t *doc = pay_payment_json(&p);
+    *http_status_out = p.pending_op[0] != '\0' ? 202 : 200;
+    pay_payment_clear(&p);
+    char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (text == NULL) return PC_NO_MEMORY;
+    *text_out = text;
+    *bytes_out = strlen(text);
+    return PC_OK;
+}
+
 /* The payment of a row read (a payment's): its document parsed. */
 static pc_status payment_from_object(store_reader_t *reader, const store_pay_object_t *object, pay_payment_t *out) {
     json_t *doc = NULL, *op_versions = NULL;

@@ -157,6 +157,35 @@ void pay_lookup_idem(char *out, size_t out_bytes, const char *key_id, const char
     snprintf(out, out_bytes, "idem:%s:%s", key_id, idempotency_key);
 }
 
+/* "idem:<key_id>:<key>": an API key id holds no ':' ("key_<hex>"), so the first one
+ * ends it. */
+static bool lookup_idem_split(const char *name, char key_id[PC_ID_SIZE], const char **idempotency_key) {
+    const char *prefix = "idem:";
+    if (strncmp(name, prefix, strlen(prefix)) != 0) return false;
+    const char *id = name + strlen(prefix), *colon = strchr(id, ':');
+    if (colon == NULL || (size_t)(colon - id) >= PC_ID_SIZE) return false;
+    memcpy(key_id, id, (size_t)(colon - id));
+    key_id[colon - id] = '\0';
+    *idempotency_key = colon + 1;
+    return true;
+}
+
+void pay_idem_index_add(pay_t *pay, const char *key_id, const char *idempotency_key) {
+    if (pay->config.idem_index != NULL) idem_index_add(pay->config.idem_index, key_id, idempotency_key);
+}
+
+static void idem_lookup_load(const char *name, const store_pay_lookup_t *lookup, void *ctx) {
+    (void)lookup;
+    char key_id[PC_ID_SIZE];
+    const char *idempotency_key = NULL;
+    if (lookup_idem_split(name, key_id, &idempotency_key)) pay_idem_index_add(ctx, key_id, idempotency_key);
+}
+
+pc_status pay_idem_index_load(pay_t *pay, store_reader_t *reader) {
+    if (pay->config.idem_index == NULL) return PC_OK;
+    return store_pay_lookups_prefix(reader, "idem:", idem_lookup_load, pay);
+}
+
 void pay_lookup_attempt(char *out, size_t out_bytes, const char *idempotency_key) {
     snprintf(out, out_bytes, "attempt:%s", idempotency_key);
 }

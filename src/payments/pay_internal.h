@@ -390,6 +390,8 @@ struct pay_flow {
     char idempotency_key[API_IDEMPOTENCY_KEY_BYTES_MAX + 1];
     uint8_t request_hash[32];
     bool has_idempotency;
+    bool idempotency_key_new;         /* pay_caller_t's: nothing stored under the key */
+    bool key_written;                 /* this command stored the key's reply (key_in_tx) */
     char lock_id[PC_ID_SIZE];         /* the busy id this flow holds ("" none) */
     pay_payment_t payment;
     bool has_payment;
@@ -629,6 +631,10 @@ void pay_reply_parse_error(pay_reply_t *out, const pay_parse_error_t *err);
 /* The lookup names. */
 void pay_lookup_idem(char *out, size_t out_bytes, const char *key_id, const char *idempotency_key);
 void pay_lookup_attempt(char *out, size_t out_bytes, const char *idempotency_key);
+/* The index of stored Idempotency-Keys (pay_config_t.idem_index): a payment's lookup of
+ * its key is being written; at start, every such lookup stored. */
+void pay_idem_index_add(pay_t *pay, const char *key_id, const char *idempotency_key);
+PC_MUST_USE pc_status pay_idem_index_load(pay_t *pay, store_reader_t *reader);
 void pay_lookup_risk(char *out, size_t out_bytes, uint64_t decision_id);
 
 #endif

@@ -36,6 +36,7 @@
 #include "paycore/limits.h"
 #include "paycore/status.h"
 #include "risk/risk.h"
+#include "store/idem_index.h"
 #include "store/store.h"
 #include "writer/writer.h"
 
@@ -177,6 +178,9 @@ typedef struct {
     const char *three_ds_prefixes;  /* comma list of card prefixes enrolled in 3-D Secure
                                        (risk review steps up instead of queueing); NULL: the
                                        card simulator's range */
+    idem_index_t *idem_index;       /* borrowed; NULL: none. The keys payments were created
+                                       under are added to it (loaded at start, and as each
+                                       payment's lookup of its key is written) */
 } pay_config_t;
 
 void pay_config_default(pay_config_t *config);
@@ -197,6 +201,8 @@ typedef struct {
     bool admin;                         /* an admin key: any merchant */
     const char *idempotency_key;        /* NULL when the request has none */
     const uint8_t *request_hash;        /* 32 bytes: the request's fingerprint (with a key) */
+    bool idempotency_key_new;           /* no row of the key is stored (the index of keys said
+                                           so): no payment was made under it, none is read */
 } pay_caller_t;
 
 /* An answer: an object (body, or its text) or an error (status, field, message). */
@@ -221,6 +227,14 @@ typedef struct {
     pc_status (*in_tx)(void *ctx, store_tx_t *tx, const pay_reply_t *reply);
     /* Exactly once, after the commit, with the answer (or the commit's error). */
     void (*done)(void *ctx, const pay_reply_t *reply);
+    /* Optional. On the writer thread, in the transaction that first writes a payment made
+     * under the caller's Idempotency-Key: store the key's reply as a reference to that
+     * payment as it stands (pay_reply_ref_format_current), which in_tx replaces by the
+     * final answer. So one row serves a retry from the first write on; without this hook
+     * the payments layer writes a lookup of its own for the key. An error fails the batch. */
+    pc_status (*key_in_tx)(void *ctx, store_tx_t *tx, const char *payment_id);
+    /* Optional: that transaction committed. */
+    void (*key_committed)(void *ctx);
     void *ctx;
 } pay_reply_fn_t;
 
@@ -229,8 +243,16 @@ typedef struct {
  * replay, byte for byte the first answer. False when 'reply' is no such answer. */
 #define PAY_REPLY_REF_BYTES_MAX (PC_ID_SIZE + 24)
 bool pay_reply_ref_format(const pay_reply_t *reply, char out[PAY_REPLY_REF_BYTES_MAX]);
-/* True when 'stored' is such a reference. */
+/* True when 'stored' is such a reference (either form). */
 bool pay_reply_ref_is(const char *stored, size_t bytes);
+/* A reference to a payment as it stands ("@payment:<id>", no version): the reply of a
+ * key whose payment has no final answer yet (the channel call runs, or the server
+ * stopped before it). Rendered as the payment now: 202 while an operation is pending,
+ * else 200. */
+bool pay_reply_ref_format_current(const char *payment_id, char out[PAY_REPLY_REF_BYTES_MAX]);
+bool pay_reply_ref_is_current(const char *stored, size_t bytes);
+PC_MUST_USE pc_status pay_reply_ref_render_current(store_reader_t *reader, const char *stored, size_t bytes,
+                                                   char **text_out, size_t *bytes_out, int *http_status_out);
 /* The reference's payment version as compact JSON (*text_out malloc'ed): PC_OK,
  * PC_STORE_CORRUPT (not a reference, or its record is missing) or a read error. */
 PC_MUST_USE pc_status pay_reply_ref_render(store_reader_t *reader, const char *stored, size_t bytes, char **text_out,
@@ -299,8 +321,10 @@ PC_MUST_USE pc_status pay_payout_get(pay_t *pay, const pay_caller_t *caller, sto
 /* ---- the outside world ---- */
 /* A bank's settled or returned transfer (the gateway's update listener): PC_OK once
  * the payment, payout or withdrawal and its ledger transfers are durable. Blocks the
- * calling thread until then. */
-PC_MUST_USE pc_status pay_bank_update(pay_t *pay, const gw_update_t *update);
+ * calling thread until then. A result whose attempt key names no operation sent on
+ * the callback's channel (an unknown key, a card attempt's key) changes nothing and
+ * is acknowledged too, with update->matched false (docs/payments.md). */
+PC_MUST_USE pc_status pay_bank_update(pay_t *pay, gw_update_t *update);
 /* One recovery and expiry pass now (tests, POST /v1/admin/payments/recover); returns
  * how many operations it resolved. Blocks until they are. */
 uint32_t pay_recover_now(pay_t *pay);

@@ -218,7 +218,7 @@ static void runtime_free(pay_t *pay) {
     free(pay);
 }
 
-static pc_status gateway_listener(void *ctx, const gw_update_t *update) { return pay_bank_update(ctx, update); }
+static pc_status gateway_listener(void *ctx, gw_update_t *update) { return pay_bank_update(ctx, update); }
 
 pc_status pay_start(pay_t **out, const pay_config_t *config) {
     pay_t *pay = calloc(1, sizeof *pay);
@@ -230,6 +230,7 @@ pc_status pay_start(pay_t **out, const pay_config_t *config) {
     store_reader_t *reader = status == PC_OK ? pay_reader_acquire(pay) : NULL;
     if (status == PC_OK && reader == NULL) status = PC_STORE_READ_FAILED;
     if (status == PC_OK) status = store_pay_lookups_prefix(reader, "key:", binding_load, pay);
+    if (status == PC_OK) status = pay_idem_index_load(pay, reader);
     pay_reader_release(pay, reader);
     if (status == PC_OK) status = pay_holds_load(pay);
     if (status == PC_OK) pay_stage_start(pay); /* before recovery: its flows may stage */

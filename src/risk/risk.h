@@ -6,7 +6,8 @@
  *   features.c   online features from past authorizations only (bounded state)
  *   reference.c  FX rates, country time zones, MCC risk tiers (reference tables)
  *   rules.c      the rules file: limits, velocity, blocklists, MCC by hour; AML.c
- *   model.c      XGBoost C API: train, save, load, in-place prediction
+ *   model.c      XGBoost C API: train, save, load; scores by trees.c's walk
+ *   trees.c      the model's trees as flat arrays, walked with XGBoost's arithmetic
  *   metrics.c    ROC-AUC, average precision, recall at a false-positive rate
  *   csv.c        the authorization CSV (docs/risk.md)
  *   engine.c     features + rules + model -> decision; review queue
@@ -239,12 +240,22 @@ PC_MUST_USE pc_status risk_model_train(const float *features, const uint8_t *lab
 PC_MUST_USE pc_status risk_model_load(const char *path, risk_model_t **out);
 PC_MUST_USE pc_status risk_model_save(const risk_model_t *model, const char *path);
 /* One row: probability of fraud in [0, 1]. Thread-safe per model? No: one caller at
- * a time (the engine holds its lock). */
+ * a time (the engine holds its lock). Scored by paycore's walk of the model's trees,
+ * which gives XGBoost's scores bit for bit (checked at load), or by XGBoost itself
+ * when the model has something the walk does not evaluate (logged at load). */
 PC_MUST_USE pc_status risk_model_score(risk_model_t *model, const float row[RISK_FEATURE_COUNT],
                                        float *score_out);
 /* Many rows (eval): 'scores_out' has 'count' slots. */
 PC_MUST_USE pc_status risk_model_score_batch(risk_model_t *model, const float *rows,
                                              size_t count, float *scores_out);
+/* The reference: XGBoost's own prediction (XGBoosterPredictFromDense), always. */
+PC_MUST_USE pc_status risk_model_score_xgboost(risk_model_t *model,
+                                               const float row[RISK_FEATURE_COUNT],
+                                               float *score_out);
+PC_MUST_USE pc_status risk_model_score_batch_xgboost(risk_model_t *model, const float *rows,
+                                                     size_t count, float *scores_out);
+/* True when risk_model_score walks the trees itself; false: XGBoost scores. */
+bool risk_model_walks_trees(const risk_model_t *model);
 void risk_model_free(risk_model_t *model);
 
 /* ---- rules and AML (rules.c) ---- */

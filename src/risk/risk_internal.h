@@ -1,4 +1,5 @@
-/* risk/risk_internal.h: inside the risk subsystem only (engine.c <-> store.c).
+/* risk/risk_internal.h: inside the risk subsystem only (engine.c <-> store.c,
+ * model.c <-> trees.c).
  * Callers outside src/risk use risk.h. */
 #ifndef PAYCORE_RISK_INTERNAL_H
 #define PAYCORE_RISK_INTERNAL_H
@@ -34,5 +35,21 @@ PC_MUST_USE pc_status risk_store_each_review(risk_store_t *store,
 PC_MUST_USE pc_status risk_store_meta_get(risk_store_t *store, const char *key, uint64_t *out);
 PC_MUST_USE pc_status risk_store_meta_set(risk_store_t *store, const char *key, uint64_t value);
 uint64_t risk_store_failed_total(const risk_store_t *store);
+
+/* ---- the model's trees walked by paycore (trees.c, used by model.c) ---- */
+typedef struct risk_trees risk_trees_t;
+/* Flat trees from XGBoost's JSON model. RISK_MODEL_INVALID with the reason in 'why'
+ * when the model has something the walk does not evaluate exactly (another
+ * objective, categorical splits, several outputs, limits): score through XGBoost. */
+PC_MUST_USE pc_status risk_trees_from_json(const char *json, size_t json_bytes, risk_trees_t **out,
+                                           char *why, size_t why_bytes);
+void risk_trees_free(risk_trees_t *trees);
+/* XGBoost's score of one row (NaN = missing), computed as XGBoost 1.7 does. */
+float risk_trees_score(const risk_trees_t *trees, const float row[RISK_FEATURE_COUNT]);
+float risk_trees_margin(const risk_trees_t *trees, const float row[RISK_FEATURE_COUNT]);
+uint32_t risk_trees_count(const risk_trees_t *trees);
+uint32_t risk_trees_nodes(const risk_trees_t *trees);
+/* Up to 'max' split thresholds on 'feature'; returns how many. */
+uint32_t risk_trees_thresholds(const risk_trees_t *trees, uint32_t feature, float *out, uint32_t max);
 
 #endif

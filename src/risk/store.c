@@ -3,6 +3,9 @@
  * file and thread (src/risk/README.md): scoring runs before the ledger holds money
  * and must never wait for, or make wait, the ledger's single writer; the decisions
  * are durable once their batch commits (one fsync for up to RISK_STORE_BATCH_MAX).
+ * A batch gathers for up to RISK_STORE_GATHER_MS after its first row (a flush or a
+ * full batch commits at once): a decision per payment must not cost an fsync per
+ * payment, which competes with the ledger's own commits for the disk.
  * Callers queue copies; reads use a second connection (WAL readers never block). */
 #include <errno.h>
 #include <math.h>
@@ -45,6 +48,7 @@ struct risk_store {
     uint64_t enqueued_seq;
     uint64_t committed_seq;
     uint64_t failed_total;
+    uint32_t flush_waiters;    /* a flush waits: commit without gathering */
     bool stopping;
     sqlite3_stmt *insert_decision, *update_feedback, *upsert_review, *upsert_meta;
 };
@@ -186,12 +190,24 @@ static store_op *take_batch(risk_store_t *s, uint32_t *count_out) {
     return batch;
 }
 
+static void deadline_after_ms(struct timespec *ts, uint32_t ms);
+
+/* Lets the batch grow for up to RISK_STORE_GATHER_MS (lock held): one commit for all. */
+static void gather(risk_store_t *s) {
+    struct timespec deadline;
+    deadline_after_ms(&deadline, RISK_STORE_GATHER_MS);
+    while (!s->stopping && s->flush_waiters == 0 && s->queued < RISK_STORE_BATCH_MAX) {
+        if (pthread_cond_timedwait(&s->wake, &s->lock, &deadline) == ETIMEDOUT) break;
+    }
+}
+
 static void *writer_main(void *arg) {
     risk_store_t *s = arg;
     pthread_mutex_lock(&s->lock);
     for (;;) {
         while (s->head == NULL && !s->stopping) pthread_cond_wait(&s->wake, &s->lock);
         if (s->head == NULL && s->stopping) break;
+        gather(s);
         uint32_t n = 0;
         store_op *batch = take_batch(s, &n);
         pthread_mutex_unlock(&s->lock);
@@ -223,6 +239,7 @@ pc_status risk_store_open(const char *path, risk_store_t **out) {
     if (status == PC_OK && pthread_create(&s->thread, NULL, writer_main, s) != 0) {
         status = PC_INTERNAL;
     }
+    if (status == PC_OK) pthread_setname_np(s->thread, "paycore-riskdb"); /* top, perf */
     if (status != PC_OK) {
         sqlite3_finalize(s->insert_decision);
         sqlite3_finalize(s->update_feedback);
@@ -281,12 +298,13 @@ static pc_status enqueue(risk_store_t *s, store_op *op) {
         return PC_LIMIT_REACHED;
     }
     op->next = NULL;
+    bool idle = s->head == NULL; /* the writer may be asleep; while it gathers, no wake-up */
     if (s->tail != NULL) s->tail->next = op;
     else s->head = op;
     s->tail = op;
     s->queued++;
     s->enqueued_seq++;
-    pthread_cond_signal(&s->wake);
+    if (idle || s->queued == RISK_STORE_BATCH_MAX) pthread_cond_signal(&s->wake);
     pthread_mutex_unlock(&s->lock);
     return PC_OK;
 }
@@ -346,7 +364,10 @@ pc_status risk_store_flush(risk_store_t *s) {
     pthread_mutex_lock(&s->lock);
     uint64_t target = s->enqueued_seq;
     uint64_t failed_before = s->failed_total;
+    s->flush_waiters++;
+    pthread_cond_signal(&s->wake);
     while (s->committed_seq < target) pthread_cond_wait(&s->progress, &s->lock);
+    s->flush_waiters--;
     bool ok = s->failed_total == failed_before;
     pthread_mutex_unlock(&s->lock);
     return ok ? PC_OK : PC_RISK_STORE_FAILED;

@@ -149,7 +149,7 @@ static pc_status pg_api_idem_put(store_tx_t *tx, const char *key_id, const char 
 /* Chooses the oldest rows first (at most 'rows_max', and past the first at most
  * 'bytes_max'), then deletes them one by one: a purge is small and rare. */
 static pc_status pg_api_idem_purge(store_tx_t *tx, uint64_t before_ns, uint32_t rows_max, uint64_t bytes_max,
-                                   store_api_idem_row_fn fn, void *ctx) {
+                                   store_api_idem_purged_fn fn, void *ctx) {
     PC_ASSERT(rows_max > 0 && rows_max <= API_IDEM_PURGE_ROWS_MAX);
     PGconn *conn = pg_tx_conn(tx);
     char before[24], limit[16];
@@ -167,7 +167,7 @@ static pc_status pg_api_idem_purge(store_tx_t *tx, uint64_t before_ns, uint32_t 
         const char *keys[] = {PQgetvalue(victims, row, 0), PQgetvalue(victims, row, 1)};
         status = pg_write(conn, "DELETE FROM idempotency_keys WHERE key_id = $1 AND idempotency_key = $2", 2, keys,
                             NULL);
-        if (status == PC_OK) fn(keys[0], row_bytes, ctx);
+        if (status == PC_OK) fn(keys[0], keys[1], row_bytes, ctx);
         bytes += row_bytes;
     }
     PQclear(victims);
@@ -185,6 +185,15 @@ static pc_status pg_api_idem_usage(store_reader_t *reader, store_api_idem_row_fn
     return PC_OK;
 }
 
+static pc_status pg_api_idem_keys(store_reader_t *reader, store_api_idem_key_fn fn, void *ctx) {
+    PGresult *result = pg_query(pg_reader_conn(reader), "SELECT key_id, idempotency_key FROM idempotency_keys",
+                                0, NULL);
+    if (result == NULL) return PC_STORE_READ_FAILED;
+    for (int row = 0; row < PQntuples(result); row++) fn(PQgetvalue(result, row, 0), PQgetvalue(result, row, 1), ctx);
+    PQclear(result);
+    return PC_OK;
+}
+
 const store_api_ops_t store_pg_api_ops = {
     .key_insert = pg_api_key_insert,
     .key_revoke = pg_api_key_revoke,
@@ -196,4 +205,5 @@ const store_api_ops_t store_pg_api_ops = {
     .idem_put = pg_api_idem_put,
     .idem_purge = pg_api_idem_purge,
     .idem_usage = pg_api_idem_usage,
+    .idem_keys = pg_api_idem_keys,
 };

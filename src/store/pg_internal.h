@@ -200,6 +200,10 @@ pc_status pg_list_account_transfers(store_reader_t *reader, const char *account_
                                     store_transfer_fn fn, void *ctx, bool *has_more);
 pc_status pg_list_history(store_reader_t *reader, const char *account_id, const store_query_t *query,
                           store_history_fn fn, void *ctx, bool *has_more);
+pc_status pg_conn_list_account_transfers(PGconn *conn, const char *account_id, const store_query_t *query,
+                                         store_transfer_fn fn, void *ctx, bool *has_more);
+pc_status pg_conn_list_history(PGconn *conn, const char *account_id, const store_query_t *query,
+                               store_history_fn fn, void *ctx, bool *has_more);
 
 /* ---- pg_api.c, pg_events.c ---- */
 extern const store_api_ops_t store_pg_api_ops;

@@ -262,3 +262,17 @@ pc_status pg_list_history(store_reader_t *base, const char *account_id, const st
     PQclear(result);
     return PC_OK;
 }
+
+/* The lists of one account on a bare connection (a standby's pooled one, store_standby.h):
+ * the same statements as a reader's, so that both answer alike. */
+pc_status pg_conn_list_account_transfers(PGconn *conn, const char *account_id, const store_query_t *query,
+                                         store_transfer_fn fn, void *ctx, bool *has_more) {
+    pg_reader_t reader = {.conn = conn};
+    return pg_list_account_transfers(&reader.base, account_id, query, fn, ctx, has_more);
+}
+
+pc_status pg_conn_list_history(PGconn *conn, const char *account_id, const store_query_t *query,
+                               store_history_fn fn, void *ctx, bool *has_more) {
+    pg_reader_t reader = {.conn = conn};
+    return pg_list_history(&reader.base, account_id, query, fn, ctx, has_more);
+}

@@ -68,50 +68,63 @@ void store_standby_close(store_standby_t *standby) {
  * transfer adds to pending, any other to posted. The transfers after the snapshot are
  * those of a batch_seq above accounts_as_of_seq, read in the same statement (one
  * snapshot of the database, so rows and replay agree). To find them by an index range,
- * $5 is a floor under the snapshot batch's last timestamp (a batch's timestamps are
- * above every earlier batch's): the last such timestamp this node read (column 12), a
- * parameter, not a subquery, so that the planner takes the range and not the
- * account's whole history. Column 13 says the floor was above it (the shard restored from an older
- * copy): read again from 0. */
+ * $5 is a floor under the snapshot's last timestamp (a batch's timestamps are above
+ * every earlier batch's; the newest batch at or below the snapshot that has rows: one
+ * without rows, as a snapshot taken while idle may be, records 0): the last such
+ * timestamp this node read (column 12), a parameter, not a subquery, so that the
+ * planner takes the range and not the account's whole history. Column 13 says the
+ * floor was above it (the shard restored from an older copy): read again from 0. */
 #define STANDBY_PENDING_DELTA                                                                       \
     "CASE WHEN t.flags & ($2::integer | $3::integer) <> 0 THEN -t.pending_amount"                  \
     " WHEN t.flags & $4::integer <> 0 THEN t.amount ELSE 0 END"
 #define STANDBY_POSTED_DELTA                                                                        \
     "CASE WHEN t.flags & $2::integer <> 0 THEN t.amount"                                           \
     " WHEN t.flags & ($3::integer | $4::integer) <> 0 THEN 0 ELSE t.amount END"
-static const char standby_account_sql[] =
-    /* $2: a post's flag, $3: a void's, $4: a pending transfer's */
-    "WITH m AS MATERIALIZED (SELECT value::bigint AS as_of FROM paycore_meta WHERE key = 'accounts_as_of_seq'),"
-    " t AS (SELECT t.flags, t.amount, p.amount AS pending_amount, true AS debit"
-    "   FROM m, transfers t LEFT JOIN transfers p ON p.id = t.pending_id"
-    "   WHERE t.debit_no = (SELECT no FROM accounts WHERE id = $1)"
-    "   AND t.timestamp > $5::bigint AND t.batch_seq > m.as_of"
-    "   UNION ALL SELECT t.flags, t.amount, p.amount, false"
-    "   FROM m, transfers t LEFT JOIN transfers p ON p.id = t.pending_id"
-    "   WHERE t.credit_no = (SELECT no FROM accounts WHERE id = $1)"
-    "   AND t.timestamp > $5::bigint AND t.batch_seq > m.as_of),"
-    " s AS (SELECT coalesce(sum(" STANDBY_PENDING_DELTA ") FILTER (WHERE t.debit), 0) AS dp,"
-    "   coalesce(sum(" STANDBY_POSTED_DELTA ") FILTER (WHERE t.debit), 0) AS dd,"
-    "   coalesce(sum(" STANDBY_PENDING_DELTA ") FILTER (WHERE NOT t.debit), 0) AS cp,"
-    "   coalesce(sum(" STANDBY_POSTED_DELTA ") FILTER (WHERE NOT t.debit), 0) AS cd,"
-    "   count(*) FILTER (WHERE t.pending_amount IS NULL AND t.flags & ($2::integer | $3::integer) <> 0) AS orphans"
-    "   FROM t),"
-    " j AS (SELECT coalesce(max(timestamp_last), 0) AS after_ts FROM m, journal WHERE seq = m.as_of)"
-    " SELECT a.id, a.currency, a.code, a.flags, (a.debits_pending + s.dp)::bigint,"
-    "  (a.debits_posted + s.dd)::bigint, (a.credits_pending + s.cp)::bigint, (a.credits_posted + s.cd)::bigint,"
+/* $2: a post's flag, $3: a void's, $4: a pending transfer's */
+#define STANDBY_ACCOUNT_WITH                                                                        \
+    "WITH m AS MATERIALIZED (SELECT value::bigint AS as_of FROM paycore_meta WHERE key = 'accounts_as_of_seq')," \
+    " t AS (SELECT t.flags, t.amount, p.amount AS pending_amount, true AS debit" \
+    "   FROM m, transfers t LEFT JOIN transfers p ON p.id = t.pending_id" \
+    "   WHERE t.debit_no = (SELECT no FROM accounts WHERE id = $1)" \
+    "   AND t.timestamp > $5::bigint AND t.batch_seq > m.as_of" \
+    "   UNION ALL SELECT t.flags, t.amount, p.amount, false" \
+    "   FROM m, transfers t LEFT JOIN transfers p ON p.id = t.pending_id" \
+    "   WHERE t.credit_no = (SELECT no FROM accounts WHERE id = $1)" \
+    "   AND t.timestamp > $5::bigint AND t.batch_seq > m.as_of)," \
+    " s AS (SELECT coalesce(sum(" STANDBY_PENDING_DELTA ") FILTER (WHERE t.debit), 0) AS dp," \
+    "   coalesce(sum(" STANDBY_POSTED_DELTA ") FILTER (WHERE t.debit), 0) AS dd," \
+    "   coalesce(sum(" STANDBY_PENDING_DELTA ") FILTER (WHERE NOT t.debit), 0) AS cp," \
+    "   coalesce(sum(" STANDBY_POSTED_DELTA ") FILTER (WHERE NOT t.debit), 0) AS cd," \
+    "   count(*) FILTER (WHERE t.pending_amount IS NULL AND t.flags & ($2::integer | $3::integer) <> 0) AS orphans" \
+    "   FROM t)," \
+    " j AS (SELECT coalesce((SELECT timestamp_last FROM journal WHERE seq <= (SELECT as_of FROM m)" \
+    "   AND timestamp_last > 0 ORDER BY seq DESC LIMIT 1), 0) AS after_ts)"
+#define STANDBY_ACCOUNT_COLUMNS                                                                     \
+    " SELECT a.id, a.currency, a.code, a.flags, (a.debits_pending + s.dp)::bigint,"                \
+    "  (a.debits_posted + s.dd)::bigint, (a.credits_pending + s.cp)::bigint, (a.credits_posted + s.cd)::bigint," \
     "  a.timestamp, a.metadata, a.no, s.orphans, j.after_ts, $5::bigint > j.after_ts"
+static const char standby_account_sql[] = STANDBY_ACCOUNT_WITH STANDBY_ACCOUNT_COLUMNS
     " FROM accounts a, s, j WHERE a.id = $1";
+/* The same on shard 0 with the key whose hash is $6 (columns 14-18) and whether it was
+ * granted the account (19): a read of an account there is one round trip. No row when
+ * either is missing. */
+static const char standby_key_account_sql[] = STANDBY_ACCOUNT_WITH STANDBY_ACCOUNT_COLUMNS
+    ", k.id, k.scope, k.name, k.created_ns, k.revoked_ns,"
+    "  EXISTS (SELECT 1 FROM account_grants g WHERE g.key_id = k.id AND g.account_id = $1)"
+    " FROM accounts a, s, j, api_keys k WHERE a.id = $1 AND k.key_hash = $6::bytea";
+#define STANDBY_KEY_COLUMN_FIRST 14
 
 /* The statements, prepared on each connection once: planning costs more than running
  * them, and with the floor a parameter the generic plan takes the index range too. */
-enum { SQL_KEY, SQL_GRANT, SQL_ACCOUNT, SQL_TRANSFER, SQL_COUNT };
+enum { SQL_KEY, SQL_GRANT, SQL_ACCOUNT, SQL_KEY_ACCOUNT, SQL_TRANSFER, SQL_COUNT };
 static const char *const statement_names[SQL_COUNT] = {"standby_key", "standby_grant", "standby_account",
-                                                       "standby_transfer"};
+                                                       "standby_key_account", "standby_transfer"};
 static const char *statement_sql(int statement) {
     switch (statement) {
     case SQL_KEY: return "SELECT id, scope, name, created_ns, revoked_ns FROM api_keys WHERE key_hash = $1::bytea";
     case SQL_GRANT: return "SELECT 1 FROM account_grants WHERE key_id = $1 AND account_id = $2";
     case SQL_ACCOUNT: return standby_account_sql;
+    case SQL_KEY_ACCOUNT: return standby_key_account_sql;
     default: return "SELECT " PG_TRANSFER_COLUMNS " FROM " PG_TRANSFERS_FROM " WHERE t.id = $1";
     }
 }
@@ -174,24 +187,70 @@ static void conn_give_back(store_standby_t *standby, uint32_t shard, PGconn *con
     if (!worked) PQfinish(conn);
 }
 
-/* One statement on a pooled connection of 'shard': its result, or NULL (logged). */
-static PGresult *standby_query(store_standby_t *standby, uint32_t shard, int statement, int param_count,
-                               const char *const *params) {
-    if (shard >= standby->count) return NULL;
-    PGconn *conn = conn_take(standby, shard);
-    if (conn == NULL) return NULL;
-    PGresult *result = PQexecPrepared(conn, statement_names[statement], param_count, params, NULL, NULL, 0);
-    if (PQresultStatus(result) != PGRES_TUPLES_OK) {
+/* A statement sent on a pooled connection of 'shard' and not answered yet: several
+ * run at once on different shards' servers (call_send, then call_result). */
+typedef struct {
+    uint32_t shard;
+    PGconn *conn;
+} standby_call_t;
+
+static bool call_send(store_standby_t *standby, standby_call_t *call, uint32_t shard, int statement,
+                      int param_count, const char *const *params) {
+    call->shard = shard;
+    call->conn = shard < standby->count ? conn_take(standby, shard) : NULL;
+    if (call->conn == NULL) return false;
+    if (PQsendQueryPrepared(call->conn, statement_names[statement], param_count, params, NULL, NULL, 0) == 1) {
+        return true;
+    }
+    char line[300];
+    pg_log_error("standby read failed", pc_status_code(PC_STORE_READ_FAILED),
+                 pg_error_line(call->conn, line, sizeof line));
+    conn_give_back(standby, shard, call->conn, false);
+    call->conn = NULL;
+    return false;
+}
+
+/* The sent statement's rows, or NULL (logged); the connection goes back to the pool
+ * (closed when it failed). */
+static PGresult *call_result(store_standby_t *standby, standby_call_t *call) {
+    if (call->conn == NULL) return NULL;
+    PGresult *result = NULL, *next;
+    while ((next = PQgetResult(call->conn)) != NULL) {
+        if (result == NULL) result = next;
+        else PQclear(next);
+    }
+    if (result != NULL && PQresultStatus(result) != PGRES_TUPLES_OK) {
         PQclear(result);
         result = NULL;
     }
     if (result == NULL) {
         char line[300];
         pg_log_error("standby read failed", pc_status_code(PC_STORE_READ_FAILED),
-                     pg_error_line(conn, line, sizeof line));
+                     pg_error_line(call->conn, line, sizeof line));
     }
-    conn_give_back(standby, shard, conn, result != NULL);
+    conn_give_back(standby, call->shard, call->conn, result != NULL);
+    call->conn = NULL;
     return result;
+}
+
+/* One statement on a pooled connection of 'shard': its result, or NULL (logged). */
+static PGresult *standby_query(store_standby_t *standby, uint32_t shard, int statement, int param_count,
+                               const char *const *params) {
+    standby_call_t call;
+    if (!call_send(standby, &call, shard, statement, param_count, params)) return NULL;
+    return call_result(standby, &call);
+}
+
+/* The key of row 'row' from column 'first' on (id, scope, name, created_ns, revoked_ns). */
+static void key_from_row(PGresult *result, int row, int first, const uint8_t key_hash[STORE_API_HASH_BYTES],
+                         store_api_key_t *out) {
+    memset(out, 0, sizeof *out);
+    pg_text_copy(out->id, sizeof out->id, result, row, first);
+    pg_text_copy(out->scope, sizeof out->scope, result, row, first + 1);
+    pg_text_copy(out->name, sizeof out->name, result, row, first + 2);
+    memcpy(out->key_hash, key_hash, STORE_API_HASH_BYTES);
+    out->created_ns = (uint64_t)pg_int(result, row, first + 3);
+    out->revoked_ns = (uint64_t)pg_int(result, row, first + 4);
 }
 
 pc_status store_standby_key_find(store_standby_t *standby, const uint8_t key_hash[STORE_API_HASH_BYTES],
@@ -202,15 +261,7 @@ pc_status store_standby_key_find(store_standby_t *standby, const uint8_t key_has
     PGresult *result = standby_query(standby, 0, SQL_KEY, 1, params);
     if (result == NULL) return PC_STORE_READ_FAILED;
     pc_status status = PQntuples(result) == 1 ? PC_OK : PC_NOT_FOUND;
-    if (status == PC_OK) {
-        memset(out, 0, sizeof *out);
-        pg_text_copy(out->id, sizeof out->id, result, 0, 0);
-        pg_text_copy(out->scope, sizeof out->scope, result, 0, 1);
-        pg_text_copy(out->name, sizeof out->name, result, 0, 2);
-        memcpy(out->key_hash, key_hash, STORE_API_HASH_BYTES);
-        out->created_ns = (uint64_t)pg_int(result, 0, 3);
-        out->revoked_ns = (uint64_t)pg_int(result, 0, 4);
-    }
+    if (status == PC_OK) key_from_row(result, 0, 0, key_hash, out);
     PQclear(result);
     return status;
 }
@@ -226,51 +277,98 @@ pc_status store_standby_grant_exists(store_standby_t *standby, uint32_t shard, c
     return PC_OK;
 }
 
-/* One try of SQL_ACCOUNT with the shard's floor; *floor_too_high when the database
- * says it was above the snapshot's (nothing returned then). */
-static pc_status account_try(store_standby_t *standby, uint32_t shard, const char *id, int64_t floor_ts,
-                             store_account_t *out, bool *floor_too_high) {
+/* What one read of an account asks: its shard and id, and with 'key_hash' the key
+ * (shard 0) read with it; what it found. */
+typedef struct {
+    uint32_t shard;
+    const char *id;
+    const uint8_t *key_hash;    /* NULL: the account alone */
+    store_account_t *account;
+    store_api_key_t *key;
+    bool *granted;              /* set when the key's grant was read too (shard 0) */
+} account_read_t;
+
+/* The account of SQL_ACCOUNT's (or SQL_KEY_ACCOUNT's) one row into 'out'; notes the
+ * floor it read. */
+static pc_status account_take(store_standby_t *standby, const account_read_t *read, PGresult *result) {
+    if (pg_int(result, 0, 11) != 0) {
+        pg_log_error("standby read: a post or void after the snapshot names no pending transfer",
+                     pc_status_code(PC_STORE_CORRUPT), read->id);
+        return PC_STORE_READ_FAILED; /* the writer's load would refuse the same rows */
+    }
+    pg_account_from_row(result, 0, &read->account->account);
+    read->account->metadata_owned = pc_strdup(read->account->account.metadata_json);
+    read->account->account.metadata_json = read->account->metadata_owned;
+    pthread_mutex_lock(&standby->mutex);
+    int64_t after_ts = pg_int(result, 0, 12);
+    if (after_ts > standby->shards[read->shard].after_ts_floor) standby->shards[read->shard].after_ts_floor = after_ts;
+    pthread_mutex_unlock(&standby->mutex);
+    return PC_OK;
+}
+
+/* One try with the shard's floor 'floor_ts': on shard 0 with a key, one statement;
+ * else the account's on its shard and the key's on shard 0 at once (shard 0's
+ * connection taken last: no read holds one of shard 0's while it waits for another
+ * shard's, so two reads never wait for each other's). *floor_too_high
+ * when the database says the floor was above the snapshot's (nothing taken then). */
+static pc_status account_try(store_standby_t *standby, const account_read_t *read, int64_t floor_ts,
+                             bool *floor_too_high) {
     PG_U64(post, LEDGER_TRANSFER_POST_PENDING);
     PG_U64(void_, LEDGER_TRANSFER_VOID_PENDING);
     PG_U64(pending, LEDGER_TRANSFER_PENDING);
     PG_U64(floor_text, floor_ts);
-    const char *params[] = {id, post, void_, pending, floor_text};
-    PGresult *result = standby_query(standby, shard, SQL_ACCOUNT, 5, params);
-    if (result == NULL) return PC_STORE_READ_FAILED;
-    pc_status status = PQntuples(result) == 1 ? PC_OK : PC_NOT_FOUND;
+    char hash_text[2 * STORE_API_HASH_BYTES + 3] = "";
+    if (read->key_hash != NULL) pg_bytea_text(read->key_hash, STORE_API_HASH_BYTES, hash_text);
+    const char *params[] = {read->id, post, void_, pending, floor_text, hash_text};
+    bool folded = read->key_hash != NULL && read->shard == 0;
+    bool apart = read->key_hash != NULL && !folded;
+    standby_call_t account_call, key_call = {0};
+    bool sent = call_send(standby, &account_call, read->shard, folded ? SQL_KEY_ACCOUNT : SQL_ACCOUNT,
+                          folded ? 6 : 5, params);
+    bool key_sent = apart && call_send(standby, &key_call, 0, SQL_KEY, 1, (const char *const[]){hash_text});
+    PGresult *result = sent ? call_result(standby, &account_call) : NULL;
+    PGresult *key_result = key_sent ? call_result(standby, &key_call) : NULL;
+    pc_status status = result == NULL || (apart && key_result == NULL) ? PC_STORE_READ_FAILED : PC_OK;
+    if (status == PC_OK && (PQntuples(result) != 1 || (apart && PQntuples(key_result) != 1))) status = PC_NOT_FOUND;
     *floor_too_high = status == PC_OK && strcmp(PQgetvalue(result, 0, 13), "t") == 0;
-    if (status == PC_OK && !*floor_too_high && pg_int(result, 0, 11) != 0) {
-        pg_log_error("standby read: a post or void after the snapshot names no pending transfer",
-                     pc_status_code(PC_STORE_CORRUPT), id);
-        status = PC_STORE_READ_FAILED; /* the writer's load would refuse the same rows */
-    }
-    if (status == PC_OK && !*floor_too_high) {
-        pg_account_from_row(result, 0, &out->account);
-        out->metadata_owned = pc_strdup(out->account.metadata_json);
-        out->account.metadata_json = out->metadata_owned;
-        pthread_mutex_lock(&standby->mutex);
-        int64_t after_ts = pg_int(result, 0, 12);
-        if (after_ts > standby->shards[shard].after_ts_floor) standby->shards[shard].after_ts_floor = after_ts;
-        pthread_mutex_unlock(&standby->mutex);
+    if (status == PC_OK && !*floor_too_high) status = account_take(standby, read, result);
+    if (status == PC_OK && !*floor_too_high && read->key_hash != NULL) {
+        key_from_row(folded ? result : key_result, 0, folded ? STANDBY_KEY_COLUMN_FIRST : 0, read->key_hash,
+                     read->key);
+        if (folded) *read->granted = strcmp(PQgetvalue(result, 0, STANDBY_KEY_COLUMN_FIRST + 5), "t") == 0;
     }
     PQclear(result);
+    PQclear(key_result);
+    return status;
+}
+
+/* The read with the shard's floor; once more from 0 when the floor was too high. */
+static pc_status account_read(store_standby_t *standby, const account_read_t *read) {
+    if (read->shard >= standby->count) return PC_STORE_READ_FAILED;
+    pthread_mutex_lock(&standby->mutex);
+    int64_t floor_ts = standby->shards[read->shard].after_ts_floor;
+    pthread_mutex_unlock(&standby->mutex);
+    bool floor_too_high = false;
+    pc_status status = account_try(standby, read, floor_ts, &floor_too_high);
+    if (status == PC_OK && floor_too_high) {
+        pthread_mutex_lock(&standby->mutex);
+        standby->shards[read->shard].after_ts_floor = 0;
+        pthread_mutex_unlock(&standby->mutex);
+        status = account_try(standby, read, 0, &floor_too_high);
+    }
     return status;
 }
 
 pc_status store_standby_account(store_standby_t *standby, uint32_t shard, const char *id, store_account_t *out) {
-    if (shard >= standby->count) return PC_STORE_READ_FAILED;
-    pthread_mutex_lock(&standby->mutex);
-    int64_t floor_ts = standby->shards[shard].after_ts_floor;
-    pthread_mutex_unlock(&standby->mutex);
-    bool floor_too_high = false;
-    pc_status status = account_try(standby, shard, id, floor_ts, out, &floor_too_high);
-    if (status == PC_OK && floor_too_high) {
-        pthread_mutex_lock(&standby->mutex);
-        standby->shards[shard].after_ts_floor = 0;
-        pthread_mutex_unlock(&standby->mutex);
-        status = account_try(standby, shard, id, 0, out, &floor_too_high);
-    }
-    return status;
+    return account_read(standby, &(account_read_t){.shard = shard, .id = id, .account = out});
+}
+
+pc_status store_standby_key_account(store_standby_t *standby, const uint8_t key_hash[STORE_API_HASH_BYTES],
+                                    uint32_t shard, const char *id, store_api_key_t *key, store_account_t *out,
+                                    bool *granted, bool *granted_known) {
+    *granted = false;
+    *granted_known = shard == 0;
+    return account_read(standby, &(account_read_t){shard, id, key_hash, out, key, granted});
 }
 
 pc_status store_standby_transfer(store_standby_t *standby, uint32_t shard, const char *id, store_transfer_t *out) {
@@ -278,4 +376,25 @@ pc_status store_standby_transfer(store_standby_t *standby, uint32_t shard, const
     PGresult *result = standby_query(standby, shard, SQL_TRANSFER, 1, params);
     if (result == NULL) return PC_STORE_READ_FAILED;
     return pg_transfer_result_take(result, out);
+}
+
+/* A list on a pooled connection of 'shard' (the reader's statements); the connection
+ * is closed when a statement failed. */
+pc_status store_standby_list_account_transfers(store_standby_t *standby, uint32_t shard, const char *account_id,
+                                               const store_query_t *query, store_transfer_fn fn, void *ctx,
+                                               bool *has_more) {
+    PGconn *conn = shard < standby->count ? conn_take(standby, shard) : NULL;
+    if (conn == NULL) return PC_STORE_READ_FAILED;
+    pc_status status = pg_conn_list_account_transfers(conn, account_id, query, fn, ctx, has_more);
+    conn_give_back(standby, shard, conn, status != PC_STORE_READ_FAILED);
+    return status;
+}
+
+pc_status store_standby_list_history(store_standby_t *standby, uint32_t shard, const char *account_id,
+                                     const store_query_t *query, store_history_fn fn, void *ctx, bool *has_more) {
+    PGconn *conn = shard < standby->count ? conn_take(standby, shard) : NULL;
+    if (conn == NULL) return PC_STORE_READ_FAILED;
+    pc_status status = pg_conn_list_history(conn, account_id, query, fn, ctx, has_more);
+    conn_give_back(standby, shard, conn, status != PC_STORE_READ_FAILED);
+    return status;
 }

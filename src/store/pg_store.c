@@ -46,6 +46,19 @@ static void pause_ms(uint32_t ms) {
     nanosleep(&pause, NULL);
 }
 
+/* The lowest server backend pid holding lock (PG_WRITER_LOCK_KEY1, 'key2') in this
+ * database, 0 when none: named in a refusal so that an operator can find it. */
+static int64_t lock_holder_pid(pg_store_t *store, int key2) {
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT coalesce(min(pid), 0) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+             " AND classid = %d AND objid = %d AND database = (SELECT oid FROM pg_database WHERE datname ="
+             " current_database())", PG_WRITER_LOCK_KEY1, key2);
+    PGresult *result = pg_query(store->conn, sql, 0, NULL);
+    int64_t pid = result != NULL ? pg_int(result, 0, 0) : 0;
+    PQclear(result);
+    return pid;
+}
+
 /* The lock of a writer that just stopped or died goes when its session ends, a moment
  * later: polls for STORE_WRITER_LOCK_GRACE_MS before the caller refuses. */
 static pc_status writer_lock_grace(pg_store_t *store) {
@@ -83,13 +96,7 @@ static pc_status writer_lock_take(pg_store_t *store) {
     if (status == PC_STORE_IN_USE && store->options.standby) status = writer_lock_wait(store);
     if (status == PC_STORE_IN_USE) status = writer_lock_grace(store);
     if (status != PC_STORE_IN_USE) return status;
-    char sql[256];
-    snprintf(sql, sizeof sql, "SELECT coalesce(min(pid), 0) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-             " AND classid = %d AND objid = %d AND database = (SELECT oid FROM pg_database WHERE datname ="
-             " current_database())", PG_WRITER_LOCK_KEY1, PG_WRITER_LOCK_KEY2);
-    PGresult *result = pg_query(store->conn, sql, 0, NULL);
-    int64_t pid = result != NULL ? pg_int(result, 0, 0) : 0;
-    PQclear(result);
+    int64_t pid = lock_holder_pid(store, PG_WRITER_LOCK_KEY2);
     snprintf(store->error_detail, sizeof store->error_detail,
              "database in use by another paycore writer (its server backend pid %lld holds the writer's lock)",
              (long long)pid);
@@ -124,12 +131,26 @@ static pc_status memory_init(pg_store_t *store) {
 
 /* Waits until no staged next part of an earlier writer of this database is still in
  * a transaction (pg_tx_begin_next): its COMMIT lands, or it is gone, before this
- * writer loads. */
+ * writer loads. At most STORE_PIPELINE_LOCK_WAIT_MS (lock_timeout): a holder past it
+ * is a session the server has not ended (its node cut off), and the refusal names it. */
 static pc_status pipeline_wait(pg_store_t *store) {
-    char sql[160];
-    snprintf(sql, sizeof sql, "BEGIN; SELECT pg_advisory_xact_lock(%d, %d); COMMIT", PG_WRITER_LOCK_KEY1,
-             PG_PIPELINE_LOCK_KEY2);
-    return pg_exec_ok(store->conn, sql) ? PC_OK : pg_fail(store, PC_STORE_OPEN_FAILED, "waiting for the pipeline lock");
+    char sql[200];
+    snprintf(sql, sizeof sql, "BEGIN; SET LOCAL lock_timeout = %d; SELECT pg_advisory_xact_lock(%d, %d); COMMIT",
+             STORE_PIPELINE_LOCK_WAIT_MS, PG_WRITER_LOCK_KEY1, PG_PIPELINE_LOCK_KEY2);
+    PGresult *result = PQexec(store->conn, sql);
+    const char *sqlstate = PQresultErrorField(result, PG_DIAG_SQLSTATE);
+    bool timed_out = sqlstate != NULL && strcmp(sqlstate, "55P03") == 0; /* lock_not_available */
+    bool ok = PQresultStatus(result) == PGRES_COMMAND_OK;
+    PQclear(result);
+    if (ok) return PC_OK;
+    if (!timed_out) return pg_fail(store, PC_STORE_OPEN_FAILED, "waiting for the pipeline lock");
+    (void)pg_exec_ok(store->conn, "ROLLBACK");
+    snprintf(store->error_detail, sizeof store->error_detail,
+             "database in use: a staged transaction of an earlier paycore writer (its server backend pid %lld)"
+             " held the pipeline lock for more than %d ms; end that session (pg_terminate_backend) or wait"
+             " until the server does", (long long)lock_holder_pid(store, PG_PIPELINE_LOCK_KEY2),
+             STORE_PIPELINE_LOCK_WAIT_MS);
+    return PC_STORE_IN_USE;
 }
 
 static pc_status open_steps(pg_store_t *store) {
@@ -400,13 +421,33 @@ static pc_status load_accounts(pg_store_t *store, ledger_t *ledger) {
     return status;
 }
 
+/* The transfers after the snapshot found by the primary key's range, not by a scan
+ * of batch_seq (which has no index): every transfer of a later batch has a timestamp
+ * above each earlier batch's (one ledger clock a store, batches applied in seq order),
+ * so above the last timestamp of the newest batch at or below the snapshot that has
+ * one (a batch without rows records 0). A walk of the journal's key down from it. */
+static pc_status replay_floor(pg_store_t *store, const char *as_of, int64_t *floor) {
+    const char *params[] = {as_of};
+    PGresult *result = pg_query(store->conn, "SELECT coalesce((SELECT timestamp_last FROM journal WHERE seq <= $1"
+                                             " AND timestamp_last > 0 ORDER BY seq DESC LIMIT 1), 0)", 1, params);
+    if (result == NULL) return pg_fail(store, PC_STORE_READ_FAILED, "replay floor");
+    *floor = pg_int(result, 0, 0);
+    PQclear(result);
+    return PC_OK;
+}
+
 /* Re-derives balances from the transfers committed after the balance snapshot. */
 static pc_status replay_after_snapshot(pg_store_t *store, ledger_t *ledger) {
-    char as_of[24];
+    char as_of[24], floor_ts[24];
     snprintf(as_of, sizeof as_of, "%" PRIu64, store->accounts_as_of_seq);
-    const char *params[] = {as_of};
+    int64_t floor = 0;
+    pc_status floor_status = replay_floor(store, as_of, &floor);
+    if (floor_status != PC_OK) return floor_status;
+    snprintf(floor_ts, sizeof floor_ts, "%" PRId64, floor);
+    const char *params[] = {as_of, floor_ts};
     PGresult *result = pg_query(store->conn, "SELECT " PG_TRANSFER_COLUMNS " FROM " PG_TRANSFERS_FROM
-                                             " WHERE t.batch_seq > $1 ORDER BY t.timestamp", 1, params);
+                                             " WHERE t.timestamp > $2 AND t.batch_seq > $1 ORDER BY t.timestamp",
+                                2, params);
     if (result == NULL) return pg_fail(store, PC_STORE_READ_FAILED, "replay");
     pc_status status = PC_OK;
     for (int row = 0; status == PC_OK && row < PQntuples(result); row++) {

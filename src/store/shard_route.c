@@ -290,7 +290,7 @@ static pc_status no_idem_put(store_tx_t *tx, const char *key_id, const char *ide
     return PC_STORE_UNSUPPORTED;
 }
 static pc_status no_idem_purge(store_tx_t *tx, uint64_t before_ns, uint32_t rows_max, uint64_t bytes_max,
-                               store_api_idem_row_fn fn, void *ctx) {
+                               store_api_idem_purged_fn fn, void *ctx) {
     (void)tx, (void)before_ns, (void)rows_max, (void)bytes_max, (void)fn, (void)ctx;
     return PC_STORE_UNSUPPORTED;
 }
@@ -322,6 +322,10 @@ static pc_status route_idem_usage(store_reader_t *reader, store_api_idem_row_fn 
     return store_api_idem_usage(home(reader), fn, ctx);
 }
 
+static pc_status route_idem_keys(store_reader_t *reader, store_api_idem_key_fn fn, void *ctx) {
+    return store_api_idem_keys(home(reader), fn, ctx);
+}
+
 static const store_api_ops_t route_api_ops = {
     .key_insert = no_key_insert,
     .key_revoke = no_key_revoke,
@@ -333,6 +337,7 @@ static const store_api_ops_t route_api_ops = {
     .idem_put = no_idem_put,
     .idem_purge = no_idem_purge,
     .idem_usage = route_idem_usage,
+    .idem_keys = route_idem_keys,
 };
 
 static const store_backend_ops_t route_ops = {

@@ -224,7 +224,9 @@ static pc_status sqlite_api_idem_put(store_tx_t *tx, const char *key_id, const c
                              store_api_idem_t *record, uint64_t *replaced_row_bytes) {
     sqlite3_stmt *stmt;
     store_conn_t c = store_sqlite_tx_conn(tx);
-    pc_status status = idem_row_bytes_stored(c, key_id, idempotency_key, replaced_row_bytes);
+    *replaced_row_bytes = 0;
+    pc_status status = record->absent_known ? PC_OK
+                                            : idem_row_bytes_stored(c, key_id, idempotency_key, replaced_row_bytes);
     if (status != PC_OK) return status;
     if (store_sqlite_stmt_take(c, STORE_STMT_API_IDEM_PUT,
                                "INSERT OR REPLACE INTO idempotency_keys(key_id, idempotency_key, request_hash,"
@@ -282,7 +284,7 @@ static pc_status idem_victims_select(sqlite3 *db, uint64_t before_ns, uint32_t r
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? PC_OK : PC_STORE_COMMIT_FAILED;
 }
 
-static pc_status idem_victims_delete(sqlite3 *db, const idem_victims *v, store_api_idem_row_fn fn,
+static pc_status idem_victims_delete(sqlite3 *db, const idem_victims *v, store_api_idem_purged_fn fn,
                                      void *ctx) {
     sqlite3_stmt *stmt;
     if (store_sqlite_prepare(db, "DELETE FROM idempotency_keys WHERE key_id = ?1 AND idempotency_key = ?2",
@@ -294,7 +296,7 @@ static pc_status idem_victims_delete(sqlite3 *db, const idem_victims *v, store_a
         sqlite3_bind_text(stmt, 1, v->key_ids[i], -1, SQLITE_STATIC);
         sqlite3_bind_text(stmt, 2, v->idempotency_keys[i], -1, SQLITE_STATIC);
         if (sqlite3_step(stmt) != SQLITE_DONE) status = PC_STORE_COMMIT_FAILED;
-        else fn(v->key_ids[i], v->row_bytes[i], ctx);
+        else fn(v->key_ids[i], v->idempotency_keys[i], v->row_bytes[i], ctx);
         sqlite3_reset(stmt);
     }
     sqlite3_finalize(stmt);
@@ -302,7 +304,7 @@ static pc_status idem_victims_delete(sqlite3 *db, const idem_victims *v, store_a
 }
 
 static pc_status sqlite_api_idem_purge(store_tx_t *tx, uint64_t before_ns, uint32_t rows_max,
-                               uint64_t bytes_max, store_api_idem_row_fn fn, void *ctx) {
+                               uint64_t bytes_max, store_api_idem_purged_fn fn, void *ctx) {
     PC_ASSERT(rows_max > 0 && rows_max <= API_IDEM_PURGE_ROWS_MAX);
     sqlite3 *db = store_sqlite_tx_db(tx);
     idem_victims v;
@@ -328,6 +330,24 @@ static pc_status sqlite_api_idem_usage(store_reader_t *reader, store_api_idem_ro
     return rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
 }
 
+/* The index by age covers the key columns: no body is read. */
+static pc_status sqlite_api_idem_keys(store_reader_t *reader, store_api_idem_key_fn fn, void *ctx) {
+    sqlite3_stmt *stmt;
+    if (store_sqlite_prepare(store_sqlite_reader_db(reader),
+                "SELECT key_id, idempotency_key FROM idempotency_keys INDEXED BY idempotency_keys_created",
+                &stmt, PC_STORE_READ_FAILED) != PC_OK) {
+        return PC_STORE_READ_FAILED;
+    }
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        const char *key_id = (const char *)sqlite3_column_text(stmt, 0);
+        const char *idempotency_key = (const char *)sqlite3_column_text(stmt, 1);
+        fn(key_id ? key_id : "", idempotency_key ? idempotency_key : "", ctx);
+    }
+    sqlite3_finalize(stmt);
+    return rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
+}
+
 const store_api_ops_t store_sqlite_api_ops = {
     .key_insert = sqlite_api_key_insert,
     .key_revoke = sqlite_api_key_revoke,
@@ -339,4 +359,5 @@ const store_api_ops_t store_sqlite_api_ops = {
     .idem_put = sqlite_api_idem_put,
     .idem_purge = sqlite_api_idem_purge,
     .idem_usage = sqlite_api_idem_usage,
+    .idem_keys = sqlite_api_idem_keys,
 };

@@ -232,12 +232,16 @@ pc_status store_api_idem_put(store_tx_t *tx, const char *key_id, const char *ide
 }
 
 pc_status store_api_idem_purge(store_tx_t *tx, uint64_t before_ns, uint32_t rows_max, uint64_t bytes_max,
-                               store_api_idem_row_fn fn, void *ctx) {
+                               store_api_idem_purged_fn fn, void *ctx) {
     return API_OF(tx)->idem_purge(tx, before_ns, rows_max, bytes_max, fn, ctx);
 }
 
 pc_status store_api_idem_usage(store_reader_t *reader, store_api_idem_row_fn fn, void *ctx) {
     return API_OF(reader)->idem_usage(reader, fn, ctx);
+}
+
+pc_status store_api_idem_keys(store_reader_t *reader, store_api_idem_key_fn fn, void *ctx) {
+    return API_OF(reader)->idem_keys(reader, fn, ctx);
 }
 
 /* ---- two-phase commit (store_shard.h) ---- */

@@ -51,6 +51,8 @@ typedef struct {
     size_t body_bytes;
     uint64_t created_ns;
     uint64_t row_bytes;   /* the room the row takes (body, keys, hash): set by put */
+    bool absent_known;    /* put: no row of the key exists (the in-memory index says so),
+                             so none is replaced and its size need not be read */
 } store_api_idem_t;
 PC_MUST_USE pc_status store_api_idem_get(store_reader_t *reader, const char *key_id,
                                          const char *idempotency_key, store_api_idem_t *out,
@@ -63,12 +65,17 @@ PC_MUST_USE pc_status store_api_idem_put(store_tx_t *tx, const char *key_id,
 /* Deletes the oldest replies created before 'before_ns': at most 'rows_max' rows
  * (<= API_IDEM_PURGE_ROWS_MAX) and, past the first, at most 'bytes_max' bytes of rows.
  * Calls 'fn' for each deleted row. */
-typedef void (*store_api_idem_row_fn)(const char *key_id, uint64_t row_bytes, void *ctx);
+typedef void (*store_api_idem_purged_fn)(const char *key_id, const char *idempotency_key,
+                                         uint64_t row_bytes, void *ctx);
 PC_MUST_USE pc_status store_api_idem_purge(store_tx_t *tx, uint64_t before_ns, uint32_t rows_max,
-                                           uint64_t bytes_max, store_api_idem_row_fn fn,
+                                           uint64_t bytes_max, store_api_idem_purged_fn fn,
                                            void *ctx);
+typedef void (*store_api_idem_row_fn)(const char *key_id, uint64_t row_bytes, void *ctx);
 /* The room the stored replies take, per API key: 'fn' once per key with its total. */
 PC_MUST_USE pc_status store_api_idem_usage(store_reader_t *reader, store_api_idem_row_fn fn,
                                            void *ctx);
+/* Every stored reply's key (the in-memory index of keys is loaded from them). */
+typedef void (*store_api_idem_key_fn)(const char *key_id, const char *idempotency_key, void *ctx);
+PC_MUST_USE pc_status store_api_idem_keys(store_reader_t *reader, store_api_idem_key_fn fn, void *ctx);
 
 #endif

@@ -32,9 +32,28 @@ PC_MUST_USE pc_status store_standby_grant_exists(store_standby_t *standby, uint3
  * store_account_free), PC_NOT_FOUND, or PC_STORE_READ_FAILED. */
 PC_MUST_USE pc_status store_standby_account(store_standby_t *standby, uint32_t shard, const char *id,
                                             store_account_t *out);
+/* The key whose hash is 'key_hash' and account 'id' (on shard 'shard', with its
+ * committed balances) read together: on shard 0 one statement, which also says whether
+ * the key was granted the account (*granted, *granted_known true); on another shard
+ * the key's statement (shard 0) and the account's at once, on two connections
+ * (*granted_known false). PC_OK (free the account with store_account_free),
+ * PC_NOT_FOUND (either is missing), or PC_STORE_READ_FAILED. */
+PC_MUST_USE pc_status store_standby_key_account(store_standby_t *standby,
+                                                const uint8_t key_hash[STORE_API_HASH_BYTES], uint32_t shard,
+                                                const char *id, store_api_key_t *key, store_account_t *out,
+                                                bool *granted, bool *granted_known);
 /* Transfer (or leg) 'id' as shard 'shard' holds it: PC_OK (free with
  * store_transfer_free), PC_NOT_FOUND, or PC_STORE_READ_FAILED. */
 PC_MUST_USE pc_status store_standby_transfer(store_standby_t *standby, uint32_t shard, const char *id,
                                              store_transfer_t *out);
+/* A page of account 'account_id''s transfers (or of its balance history) as the
+ * writer's readers give it, from the account's shard 'shard': PC_OK, PC_NOT_FOUND (no
+ * such account, or no such starting_after), or PC_STORE_READ_FAILED. */
+PC_MUST_USE pc_status store_standby_list_account_transfers(store_standby_t *standby, uint32_t shard,
+                                                           const char *account_id, const store_query_t *query,
+                                                           store_transfer_fn fn, void *ctx, bool *has_more);
+PC_MUST_USE pc_status store_standby_list_history(store_standby_t *standby, uint32_t shard, const char *account_id,
+                                                 const store_query_t *query, store_history_fn fn, void *ctx,
+                                                 bool *has_more);
 
 #endif

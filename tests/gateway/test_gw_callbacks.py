@@ -98,7 +98,9 @@ def main():
         expect(r, 400, "gateway_callback_invalid", "body changed after signing")
         r = anon.request("POST", "/v1/channels/bank/callbacks", raw=body, headers=signed(body, SECRET))
         expect(r, 200, what="a well-signed callback")
-        check(r.json == {"received": True, "id": "bt_forged", "outcome": "approved"}, "answer: %r" % r.json)
+        check(r.json == {"received": True, "id": "bt_forged", "outcome": "approved", "matched": False,
+                         "message": "matches no operation sent on this channel; nothing changed"},
+              "answer: %r" % r.json)
         junk = b'{"id":"bt_x","status":"maybe"}'
         r = anon.request("POST", "/v1/channels/bank/callbacks", raw=junk, headers=signed(junk, SECRET))
         expect(r, 400, "gateway_callback_invalid", "a signed body that is no result")

@@ -400,6 +400,18 @@ class Supervised:
         finally:
             conn.close()
 
+    def role(self):
+        """The role /healthz names ("writer", "standby"), or None (not answering)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+        try:
+            conn.request("GET", "/healthz")
+            r = conn.getresponse()
+            return json.loads(r.read() or b"{}").get("role") if r.status == 200 else None
+        except (ConnectionError, OSError, http.client.HTTPException, ValueError):
+            return None
+        finally:
+            conn.close()
+
     def wait_ready(self, timeout_s):
         wait_for("%s to serve on port %d" % (self.name, self.port), self.ready, timeout_s)
 

@@ -10,12 +10,16 @@ paycore faults only); then two paycore nodes on one PostgreSQL database, both `s
 over), first on a plain PostgreSQL 15 cluster (tests/store/pgcluster.py; its primary killed
 with SIGKILL to the postmaster and its backends, then restarted), then on the Patroni
 pair (tests/ha/hacluster.py, synchronous_mode; its primary killed as a machine crash,
-Patroni promotes the synchronous standby, the old node rejoins); then one paycore node
-serving three shards, each a plain cluster of its own (`serve --shards`, a restart
-loop; transfers between accounts on different shards are global transactions), with a
-random shard's server killed and restarted besides paycore's kills (a page of accounts
-spanning shards must show each global transaction on every shard or on none: the read
-fence, docs/scaleout.md §6). BANK accounts with
+Patroni promotes the synchronous standby, the old node rejoins); then two paycore nodes
+serving three shards, each a plain cluster of its own (`serve --shards --standby`
+under a restart loop: one writes the set, the other forwards to it and takes the set
+over when it dies; transfers between accounts on different shards are global
+transactions), the events outbox on, with a random shard's server killed and restarted
+besides paycore's kills (a page of accounts spanning shards must show each global
+transaction on every shard or on none: the read fence, docs/scaleout.md §6); at the
+end the home shard's outbox must hold one transfer.created event for each transfer
+present and none for any other (local ones of the far shards come through the relay,
+global ones in their home leg, whatever was killed meanwhile). BANK accounts with
 debits_must_not_exceed_credits start with FUNDS each from a mint account; clients move
 random amounts between them, retrying each transfer with the same id until a definite
 answer; readers list every account (one page) and check the total and each limit.
@@ -139,9 +143,9 @@ class Bank:
     """One run: two paycore nodes on 'url', the clients, the readers, the faults."""
 
     def __init__(self, store, work, name, kill_primary):
-        """store: ["--store", URL] (two nodes, one a standby), ["--shards", URLS] (one
-        node: a set has no standby yet), or [] (the SQLite file, one node: its lock file
-        admits one writer)."""
+        """store: ["--store", URL] or ["--shards", URLS] (two nodes, both started as
+        standbys: one takes the lock(s) and writes, the other waits; on a set it forwards
+        meanwhile), or [] (the SQLite file, one node: its lock file admits one writer)."""
         self.name = name
         self.kill_primary = kill_primary
         db = os.path.join(work, name + ".db")
@@ -149,19 +153,27 @@ class Bank:
                              timeout=TIMEOUT_S * 3)
         check(out.returncode == 0, "%s: init: %s" % (name, out.stderr))
         self.key = out.stdout.strip().split("=", 1)[1]
-        standby = store[:1] == ["--store"]
+        standby = store[:1] in (["--store"], ["--shards"])
+        self.set = store[:1] == ["--shards"]
         args = ["--standby", "--store-wait-s", str(STORE_WAIT_S)] if standby else []
-        args += ["--no-events"] if store[:1] == ["--shards"] else []  # balances only: a set's outbox is tested by test_shards_events
         self.servers = [hacluster.Supervised(db, store, name="%s-node%d" % (name, i), extra_args=args)
                         for i in range(2 if standby else 1)]
         self.ports = [s.port for s in self.servers]
-        writer_of(self.servers)
+        self.writer()
         nodes = haload.Nodes(self.ports, self.key)
         fund(nodes)
         nodes.close()
         self.load = BankTransfers(self.ports, self.key, BANK, clients=4, seed=SEED, prefix=name + "-t")
         self.readers = None
         self.faults = {}
+
+    def writer(self):
+        """The node writing now: on a set the one /healthz names the writer (a set's
+        standby answers /readyz too, forwarding it), else the one ready."""
+        if not self.set:
+            return writer_of(self.servers)
+        return hacluster.wait_for("a node writing the set", lambda: next(
+            (s for s in self.servers if s.role() == "writer"), None), STORE_WAIT_S + TIMEOUT_S * 3)
 
     def run(self, schedule, rng):
         self.load.start()
@@ -172,7 +184,7 @@ class Bank:
             if fault == "primary":
                 self.kill_primary()
             else:
-                victim = writer_of(self.servers) if rng.random() < 0.8 else rng.choice(self.servers)
+                victim = self.writer() if rng.random() < 0.8 else rng.choice(self.servers)
                 victim.signal(signal.SIGKILL if fault == "paycore-kill" else signal.SIGTERM)
         self.load.wait_applied(10, STORE_WAIT_S + TIMEOUT_S * 6, "%s: progress after the last fault" % self.name)
         self.load.stop()
@@ -186,7 +198,7 @@ class Bank:
         for tid, code in self.load.refused.items():  # a retry of a refused try: id_already_failed
             check(code in ("exceeds_credits", "id_already_failed"), "%s: %s refused with %s" % (self.name, tid, code))
         nodes = haload.Nodes(self.ports, self.key)
-        writer = writer_of(self.servers)
+        writer = self.writer()
         nodes.at = self.servers.index(writer)
         nodes.next()
         nodes.next()  # back on the writer, with a fresh connection
@@ -202,6 +214,7 @@ class Bank:
         print("bank %s: seed=%d faults=%r acknowledged=%d refused=%d present=%d reads=%d restarts=%d" % (
             self.name, SEED, self.faults, len(self.load.applied), len(self.load.refused), len(present),
             self.readers.reads, sum(len(s.exits) for s in self.servers)))
+        return present
 
     def close(self):
         if self.readers is not None:
@@ -261,6 +274,33 @@ def kill_shard(clusters, rng):
     return kill
 
 
+def outbox_transfers(home):
+    """transfer.created events in the home shard's outbox: object id -> how many."""
+    rows = home.sql("shard", "SELECT object_id, count(*) FROM events WHERE type = 'transfer.created'"
+                             " GROUP BY object_id")
+    return dict((line.split("|")[0], int(line.split("|")[1])) for line in rows.splitlines() if line)
+
+
+def check_outbox(home, present, what):
+    """Each transfer present has exactly one transfer.created event in the home outbox,
+    and no other transfer has one. A far shard's local transfers arrive through the
+    relay shortly after their commit: polled until every one is there."""
+    want = set(present) | set("fund-" + a for a in BANK)
+    deadline = time.time() + TIMEOUT_S * 6
+    got = outbox_transfers(home)
+    while not want <= set(got) and time.time() < deadline:
+        time.sleep(0.5)
+        got = outbox_transfers(home)
+    missing = sorted(want - set(got))
+    check(not missing, "%s: %d transfers present have no event in the outbox: %r" % (what, len(missing), missing[:6]))
+    extra = sorted(set(got) - want)
+    check(not extra, "%s: events of transfers not present: %r" % (what, extra[:6]))
+    twice = sorted(t for t, n in got.items() if n != 1)
+    check(not twice, "%s: transfers with more than one transfer.created event: %r" % (
+        what, [(t, got[t]) for t in twice[:6]]))
+    print("bank %s: outbox holds %d transfer events, one each" % (what, len(got)))
+
+
 def bank_shards(work, rng):
     """The bank over three shards: transfers between accounts placed on different
     shards are global transactions (two-phase commit across clusters)."""
@@ -269,7 +309,8 @@ def bank_shards(work, rng):
         for _ in range(3):
             clusters.append(pgcluster.Cluster())
         urls = [c.createdb("shard") for c in clusters]
-        run_bank(["--shards", ",".join(urls)], work, "shards", kill_shard(clusters, rng), ROUNDS or 4, rng)
+        run_bank(["--shards", ",".join(urls)], work, "shards", kill_shard(clusters, rng), ROUNDS or 4, rng,
+                 lambda present: check_outbox(clusters[0], present, "shards"))
         placed = [int(c.sql("shard", "SELECT count(*) FROM shard_accounts WHERE account_id IN (%s)"
                             % ",".join("'%s'" % a for a in BANK))) for c in clusters]
         check(sum(placed) == len(BANK) and sum(1 for n in placed if n > 0) >= 2,
@@ -281,12 +322,16 @@ def bank_shards(work, rng):
             c.close()
 
 
-def run_bank(store, work, name, kill, rounds, rng):
+def run_bank(store, work, name, kill, rounds, rng, check_present=None):
+    """One bank run; check_present(transfers present at its end, id -> body) runs
+    before the nodes stop."""
     bank = Bank(store, work, name, kill)
     try:
         kinds = ["paycore-kill", "paycore-term"] + (["primary"] if kill is not None else [])
         bank.run(schedule_of(rng, rounds, kinds), rng)
-        bank.check()
+        present = bank.check()
+        if check_present is not None:
+            check_present(present)
     except BaseException:
         print(bank.logs(), file=sys.stderr)
         raise

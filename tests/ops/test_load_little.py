@@ -4,7 +4,9 @@ within its stated tolerance, it reports the offered rate (open loop: the --rate 
 for), and its counts agree with the server's (every transfer it counted committed).
 With --payments it drives card sales instead (POST /v1/payments) and its count equals
 the payments the server created and captured. Bad --rate / --arrivals / --payments
-values are refused as usage errors.
+values are refused as usage errors. With --get it GETs a path (the HTTP stack's floor):
+it counts the server's answers, an error status counts as an error, and it creates no
+accounts.
 Method: a real `paycore serve`; `paycore load` runs bounded by count or duration."""
 import os
 import subprocess
@@ -92,12 +94,26 @@ def main():
         rc, failed, err = load(server, "--payments", "m1", "--concurrency", "2", "--count", "10")
         check(rc == 1 and failed["errors"] == "10" and failed["transfers"] == "0" and "failed" in err,
               "sales that failed are errors: %r %s" % (failed, err))
-        for bad in (["--rate", "0"], ["--rate", "x"], ["--rate", "10", "--arrivals", "bursty"]):
+        last_account = expect(server.client().get("/v1/accounts?limit=1"), 200).json["data"][0]["id"]
+        rc, got, err = load(server, "--get", "/healthz", "--concurrency", "4", "--count", "50")
+        check(rc == 0 and got["kind"] == "get" and got["requests"] == "50" and got["errors"] == "0",
+              "--get /healthz: 50 answers: %r %s" % (got, err))
+        check_little(got, "get closed loop")
+        metrics = server.client().get("/metrics").raw
+        healthz = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                      if line.startswith("paycore_http_requests_total") and 'route="/healthz"' in line)
+        check(healthz >= 50, "the server answered the 50 GETs (metrics say %s)" % healthz)
+        rc, missing, err = load(server, "--get", "/no-such-route", "--concurrency", "2", "--count", "6")
+        check(rc == 1 and missing["errors"] == "6" and missing["kind"] == "get", "404s are errors: %r %s" % (missing, err))
+        check(expect(server.client().get("/v1/accounts?limit=1"), 200).json["data"][0]["id"] == last_account,
+              "--get created no accounts")
+        for bad in (["--rate", "0"], ["--rate", "x"], ["--rate", "10", "--arrivals", "bursty"], ["--get", "healthz"],
+                    ["--get", "/healthz", "--payments", "m1"], ["--get", "/healthz", "--batch", "2"]):
             rc = subprocess.run([BIN, "load"] + bad, capture_output=True, timeout=TIMEOUT_S).returncode
             check(rc == 2, "%r is a usage error, got %d" % (bad, rc))
     finally:
         server.close()
-    print("4 passed, 0 failed")
+    print("5 passed, 0 failed")
 
 
 if __name__ == "__main__":

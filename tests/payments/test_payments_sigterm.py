@@ -5,7 +5,9 @@ the writer, a background data-key rotation running in some cycles); every stop m
 exit 0 (an abort in the stop order shows as a signal, and the server's last log lines
 are printed). Afterwards every payment is in a final or resumable state, recovery
 leaves no payment pending, every card still opens after the rotations, and the ledger
-balances per currency.
+balances per currency. Every payout reaches its final state (a bank callback refused
+during a stop is delivered again), agrees with the bank's record, and nothing is left
+in the payouts-in-transit account.
 Method: PAYCORE_PAY_SIGTERM_ROUNDS cycles (default 4), each: start, load from 8
 client threads, wait a random 0.2-1.2 s, maybe start a background rotation, SIGTERM."""
 import os
@@ -15,18 +17,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from paylib import Env, check, check_payment_ledger, expect, wait_for  # noqa: E402
-from test_payments_crash import FINAL_OR_RESUMABLE, all_payments, load_cycles  # noqa: E402
+from test_payments_crash import FINAL_OR_RESUMABLE, check_bank_record, load_cycles, settled  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../api"))
 from pcapi import check_conserved  # noqa: E402
-
-
-def settled(env):
-    """Recovery has resolved every payment's pending operation (payouts wait for the
-    bank's callbacks on their own schedule: not awaited here)."""
-    expect(env.admin.post("/v1/admin/payments/recover", {}), 200, what="recovery pass")
-    payments = all_payments(env.admin)
-    waiting = [p["id"] for p in payments if p["pending_operation"] or p["status"] == "created"]
-    return None if waiting else payments
 
 
 def main():
@@ -49,10 +42,17 @@ def main():
 
         flows = load_cycles(env, m.key, rounds, seed, 8, lambda: rng.uniform(0.2, 1.2), sigterm)
         env.start()
-        payments = wait_for("recovery resolved every pending operation", lambda: settled(env))
+        payments = wait_for("recovery resolved every pending operation, every payout final", lambda: settled(env))
         for p in payments:
             check(p["status"] in FINAL_OR_RESUMABLE, "%s is %s" % (p["id"], p["status"]))
             check_payment_ledger(env.admin, p, p["id"])
+        paid = check_bank_record(env)
+        r = env.admin.get("/v1/accounts/mer:mk:EUR:payouts")
+        check(r.status == 200 or (r.status == 404 and paid == 0), "payouts in transit: %r" % r)
+        transit = r.json if r.status == 200 else {}
+        check(transit.get("debits_pending", 0) == 0 and transit.get("credits_pending", 0) == 0 and
+              transit.get("debits_posted", 0) == transit.get("credits_posted", 0) == paid,
+              "payouts in transit empty, %d paid out: %r" % (paid, transit))
         check_conserved(env.admin, "after the stops")
         # every card still opens: a refund of a captured card payment goes to its channel
         captured = [p for p in payments if p["status"] == "captured" and p["amount_captured"] > 1]

@@ -35,7 +35,8 @@ SUITES = ["api/test_api_idempotency.py", "api/test_api_tenancy.py", "api/test_ap
           "payments/test_payments_flows.py", "payments/test_payments_inputs.py",
           "payments/test_payments_tenancy.py", "payments/test_payments_channels.py",
           "payments/test_payments_data_key.py", "payments/test_payments_top_ups.py",
-          "events/test_events_refs.py", "payments/test_payments_read_balance.py"]
+          "events/test_events_refs.py", "payments/test_payments_read_balance.py",
+          "api/test_api_idempotency_index.py", "payments/test_payments_idempotency_index.py"]
 
 
 class Model:

@@ -9,8 +9,11 @@ Method: two throwaway clusters as the shards (shardset.py), node A `serve --shar
 nodes B and C `serve --shards --standby` on their own loopback ports and node files
 (the signing keys copied, as an operator would); requests through every node checked
 against a model of the balances; a standby's connection to the writer kept open and
-reused (its sockets in /proc); account and transfer reads answered by the standbys
-from the databases the same as by the writer, also while the writer is stopped; a load through every node while A is SIGKILLed, with
+reused (its sockets in /proc); account and transfer reads, and an account's lists
+(its transfers, its balance history: pages, order, time ranges, cursors, and the
+refusals of bad queries, which stay the writer's), answered by the standbys from the
+databases the same as by the writer, also while the writer is stopped (old code
+forwarded the lists: they hung with the writer); a load through every node while A is SIGKILLed, with
 clients retrying each transfer with its own id until it is acknowledged; a watcher
 polls every node's /healthz and each shard's writers row and lock meanwhile; then
 every acknowledged transfer is read back through each node, the model and debits ==
@@ -332,6 +335,50 @@ def same_reads(nodes, ids, key, what, kind="accounts"):
         client.close()
 
 
+def same_paths(nodes, paths, key, what):
+    """Each GET path answers the same (status, code, body) through every node; the
+    answers of the first node."""
+    clients = [pcapi.Client(n.port, key) for n in nodes]
+    first = {}
+    for path in paths:
+        answers = []
+        for client in clients:
+            r = client.get(path)
+            answers.append((r.status, r.code() if r.status != 200 else None, r.json if r.status == 200 else None))
+        check(all(answer == answers[0] for answer in answers), "%s: %s reads the same through %s: %r"
+              % (what, path, [n.name for n in nodes], answers))
+        first[path] = answers[0]
+    for client in clients:
+        client.close()
+    return first
+
+
+LIST_QUERIES = ["", "?limit=2", "?limit=3&order=desc", "?starting_after=sb-t3&limit=4",
+                "?starting_after=sb-t9&order=desc&limit=3", "?from=0&to=9223372036854775807&limit=100",
+                "?limit=0", "?limit=x", "?order=up", "?starting_after=no-such-transfer", "?bogus=1"]
+
+
+def list_paths(ids):
+    return ["/v1/accounts/%s/%s%s" % (i, kind, q) for i in ids for kind in ("transfers", "balances")
+            for q in LIST_QUERIES] + ["/v1/accounts/no-such-account/transfers", "/v1/accounts/no-such/balances"]
+
+
+def standby_lists(s, a, b, c, model):
+    """The lists of one account (its transfers, its balance history) answer the same
+    through the standbys as through the writer, every page and refusal; a standby
+    answers a valid one itself (fwd- request id) and forwards a refusal (the writer's
+    own code)."""
+    ids = sorted(model.posted)
+    answers = same_paths([a, b, c], list_paths(ids), s.admin_key, "admin key, lists")
+    for path in ("/v1/accounts/%s/transfers?limit=3" % ids[0], "/v1/accounts/%s/balances" % ids[1]):
+        r = expect(pcapi.Client(b.port, s.admin_key).get(path), 200, what=path + " via B")
+        check(r.headers.get("x-request-id", "").startswith("fwd-"), "B answered %s itself: %r" % (path, r.headers))
+    r = pcapi.Client(b.port, s.admin_key).get("/v1/accounts/%s/transfers?limit=0" % ids[0])
+    check(r.status == 400 and not r.headers.get("x-request-id", "").startswith("fwd-"),
+          "a bad list query is the writer's refusal: %r %r" % (r.status, r.headers))
+    return answers
+
+
 def standby_reads(s, a, b, c, model, by_shard):
     """Standbys answer account and transfer reads from the shards' databases
     themselves: the same answers as the writer's (balances with posted and voided
@@ -365,6 +412,7 @@ def standby_reads(s, a, b, c, model, by_shard):
     transfer_ids = ["local-b", "cross-c", "idem-n", "sb-h1", "sb-h2", "sb-h3", "sb-p1", "sb-v2", "sb-t0", "sb-t1",
                     "no-such-transfer"]
     same_reads([a, b, c], transfer_ids, s.admin_key, "admin key", kind="transfers")
+    lists = standby_lists(s, a, b, c, model)
     r = expect(pcapi.Client(b.port, s.admin_key).get("/v1/transfers/sb-h3"), 200, what="sb-h3 via B")
     check(r.headers.get("x-request-id", "").startswith("fwd-") and r.json["debit_account_id"] == x1 and
           r.json["credit_account_id"] == y0, "B answered a cross-shard hold itself, its legs merged: %r %r"
@@ -376,6 +424,9 @@ def standby_reads(s, a, b, c, model, by_shard):
     model.add_account("sb-m")
     same_reads([a, b, c], ["sb-m", x0, y0], merchant["key"], "merchant key")
     same_reads([a, b, c], ["cross-c", "sb-h3"], merchant["key"], "merchant key", kind="transfers")
+    same_paths([a, b, c], ["/v1/accounts/sb-m/transfers", "/v1/accounts/sb-m/balances?limit=2",
+                           "/v1/accounts/sb-m/transfers?starting_after=sb-t1", "/v1/accounts/%s/transfers" % x0,
+                           "/v1/accounts/%s/balances" % y0], merchant["key"], "merchant key, lists")
     r = expect(pcapi.Client(c.port, merchant["key"]).get("/v1/accounts/sb-m"), 200, what="its own account via C")
     check(r.headers.get("x-request-id", "").startswith("fwd-"), "C answered it itself: %r" % r.headers)
     expect(pcapi.Client(c.port, merchant["key"]).get("/v1/accounts/" + x0), 404, "not_found",
@@ -397,6 +448,12 @@ def standby_reads(s, a, b, c, model, by_shard):
             for tid in ("cross-c", "sb-h1", "sb-h3"):
                 expect(reader.get("/v1/transfers/" + tid), 200, what="%s via %s while the writer is stopped"
                        % (tid, node.name))
+            for path, (status, _, body) in lists.items():
+                if status == 200:
+                    got = expect(reader.get(path), 200, what="%s via %s while the writer is stopped"
+                                 % (path, node.name)).json
+                    check(got == body, "%s via %s while the writer is stopped: %r, the writer said %r"
+                          % (path, node.name, got, body))
             reader.close()
     finally:
         a.proc.send_signal(signal.SIGCONT)

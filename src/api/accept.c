@@ -1,0 +1,90 @@
+/* api/accept.c: the accept loop of the API's HTTP servers (api_internal.h says why it
+ * is ours and not MHD's). One thread waits on the listen socket and a stop eventfd,
+ * takes up to API_ACCEPT_BATCH_MAX connections at a time and hands each to MHD,
+ * which spreads them over its worker threads and applies the connection limits
+ * (MHD_add_connection closes a connection it refuses). */
+#include <errno.h>
+#include <poll.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api/api_internal.h"
+#include "core/core.h"
+#include "obs/obs.h"
+
+/* Out of descriptors or memory: the waiting connections stay queued until some close. */
+static bool accept_starved(int error) {
+    return error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM;
+}
+
+static void accept_pause(void) {
+    struct timespec pause = {.tv_sec = 0, .tv_nsec = API_ACCEPT_PAUSE_MS * 1000000L};
+    nanosleep(&pause, NULL);
+}
+
+/* Takes the connections waiting now; false when the process is out of descriptors. */
+static bool accept_ready(api_acceptor_t *acceptor) {
+    for (uint32_t i = 0; i < API_ACCEPT_BATCH_MAX; i++) {
+        struct sockaddr_storage addr;
+        socklen_t addr_bytes = sizeof addr;
+        int fd = accept4(acceptor->listen_fd, (struct sockaddr *)&addr, &addr_bytes, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) return !accept_starved(errno); /* EAGAIN: none left; ECONNABORTED: gone */
+        (void)MHD_add_connection(acceptor->daemon, fd, (struct sockaddr *)&addr, addr_bytes);
+    }
+    return true;
+}
+
+static void *acceptor_run(void *arg) {
+    api_acceptor_t *acceptor = arg;
+    bool starved_logged = false;
+    for (;;) {
+        struct pollfd fds[2] = {{.fd = acceptor->listen_fd, .events = POLLIN},
+                                {.fd = acceptor->wake_fd, .events = POLLIN}};
+        if (poll(fds, 2, -1) < 0) {
+            if (errno != EINTR) accept_pause();
+            continue;
+        }
+        if (fds[1].revents != 0) break; /* stopped */
+        if (fds[0].revents == 0) continue;
+        if (accept_ready(acceptor)) {
+            starved_logged = false;
+            continue;
+        }
+        if (!starved_logged) obs_logf(OBS_LEVEL_ERROR, "accept: %s; new connections wait", strerror(errno));
+        starved_logged = true;
+        accept_pause();
+    }
+    return NULL;
+}
+
+pc_status api_acceptor_start(api_acceptor_t *acceptor, int listen_fd, struct MHD_Daemon *daemon) {
+    PC_ASSERT(!acceptor->started);
+    PC_ASSERT(listen_fd >= 0 && daemon != NULL);
+    acceptor->listen_fd = listen_fd;
+    acceptor->daemon = daemon;
+    acceptor->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (acceptor->wake_fd < 0) return PC_IO;
+    if (pthread_create(&acceptor->thread, NULL, acceptor_run, acceptor) != 0) {
+        close(acceptor->wake_fd);
+        acceptor->wake_fd = -1;
+        return PC_INTERNAL;
+    }
+    pthread_setname_np(acceptor->thread, "paycore-accept");
+    acceptor->started = true;
+    return PC_OK;
+}
+
+void api_acceptor_stop(api_acceptor_t *acceptor) {
+    if (!acceptor->started) return;
+    uint64_t one = 1;
+    ssize_t written = write(acceptor->wake_fd, &one, sizeof one);
+    PC_ASSERT(written == (ssize_t)sizeof one); /* a fresh eventfd cannot be full */
+    pthread_join(acceptor->thread, NULL);
+    close(acceptor->wake_fd);
+    acceptor->wake_fd = -1;
+    acceptor->started = false;
+}
