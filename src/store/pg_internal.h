@@ -146,9 +146,12 @@ void pg_transfer_from_row(const PGresult *result, int row, ledger_transfer_t *ou
  * (metadata copied: out->metadata_owned); PC_NOT_FOUND when none. Clears 'result'. */
 pc_status pg_transfer_result_take(PGresult *result, store_transfer_t *out);
 void pg_account_from_row(const PGresult *result, int row, ledger_account_t *out);
+/* A transfer row names its accounts by number (schema v9): read with their ids,
+ * "SELECT " PG_TRANSFER_COLUMNS " FROM " PG_TRANSFERS_FROM " WHERE t.id = $1". */
 #define PG_TRANSFER_COLUMNS \
-    "timestamp, id, debit_account_id, credit_account_id, amount, currency, code, flags, pending_id," \
-    " timeout_s, metadata, pending_state"
+    "t.timestamp, t.id, d.id, c.id, t.amount, t.currency, t.code, t.flags, t.pending_id," \
+    " t.timeout_s, t.metadata, t.pending_state"
+#define PG_TRANSFERS_FROM "transfers t JOIN accounts d ON d.no = t.debit_no JOIN accounts c ON c.no = t.credit_no"
 #define PG_ACCOUNT_COLUMNS \
     "id, currency, code, flags, debits_pending, debits_posted, credits_pending, credits_posted," \
     " timestamp, metadata, no"

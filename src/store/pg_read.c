@@ -87,7 +87,8 @@ pc_status pg_read_account(store_reader_t *base, const char *id, store_account_t 
 pc_status pg_read_transfer(store_reader_t *base, const char *id, store_transfer_t *out) {
     pg_reader_t *reader = (pg_reader_t *)base;
     const char *params[] = {id};
-    PGresult *result = pg_query(reader->conn, "SELECT " PG_TRANSFER_COLUMNS " FROM transfers WHERE id = $1", 1, params);
+    PGresult *result = pg_query(reader->conn, "SELECT " PG_TRANSFER_COLUMNS " FROM " PG_TRANSFERS_FROM " WHERE t.id = $1",
+                                1, params);
     if (result == NULL) return PC_STORE_READ_FAILED;
     return pg_transfer_result_take(result, out);
 }
@@ -184,6 +185,20 @@ static void range_params(const store_query_t *query, int64_t after_ts, range_par
     snprintf(out->limit, sizeof out->limit, "%u", query->limit + 1);
 }
 
+/* An account's page of transfers: the first rows of each of its two indexes (debit
+ * side, credit side; (account number, timestamp) B-trees), merged in timestamp order,
+ * so that a page reads about a page of index entries however long the account's
+ * history; then the page's accounts' ids. A transfer's two accounts differ (the
+ * ledger refuses one account on both sides), so no row comes from both sides. */
+#define ACCOUNT_SIDE_ROWS(side, order)                                                                   \
+    "(SELECT timestamp, id, debit_no, credit_no, amount, currency, code, flags, pending_id, timeout_s,"   \
+    " metadata, pending_state FROM transfers WHERE " side " = $1 AND timestamp >= $2 AND timestamp < $3"  \
+    " ORDER BY timestamp " order " LIMIT $4)"
+#define ACCOUNT_TRANSFERS_SQL(order)                                                                     \
+    "SELECT " PG_TRANSFER_COLUMNS " FROM (" ACCOUNT_SIDE_ROWS("debit_no", order) " UNION ALL "         \
+    ACCOUNT_SIDE_ROWS("credit_no", order) " ORDER BY timestamp " order " LIMIT $4) AS t"                \
+    " JOIN accounts d ON d.no = t.debit_no JOIN accounts c ON c.no = t.credit_no ORDER BY t.timestamp " order
+
 pc_status pg_list_account_transfers(store_reader_t *base, const char *account_id, const store_query_t *query,
                                     store_transfer_fn fn, void *ctx, bool *has_more) {
     pg_reader_t *reader = (pg_reader_t *)base;
@@ -195,12 +210,11 @@ pc_status pg_list_account_transfers(store_reader_t *base, const char *account_id
     if (status != PC_OK) return status;
     range_params_t range;
     range_params(query, after_ts, &range);
-    const char *params[] = {account_id, range.low, range.high, range.limit};
-    PGresult *result = pg_query(reader->conn, query->descending
-        ? "SELECT " PG_TRANSFER_COLUMNS " FROM transfers WHERE (debit_account_id = $1 OR credit_account_id = $1)"
-          " AND timestamp >= $2 AND timestamp < $3 ORDER BY timestamp DESC LIMIT $4"
-        : "SELECT " PG_TRANSFER_COLUMNS " FROM transfers WHERE (debit_account_id = $1 OR credit_account_id = $1)"
-          " AND timestamp >= $2 AND timestamp < $3 ORDER BY timestamp LIMIT $4", 4, params);
+    char no[24];
+    snprintf(no, sizeof no, "%lld", (long long)account_no);
+    const char *params[] = {no, range.low, range.high, range.limit};
+    PGresult *result = pg_query(reader->conn, query->descending ? ACCOUNT_TRANSFERS_SQL("DESC")
+                                                                : ACCOUNT_TRANSFERS_SQL("ASC"), 4, params);
     if (result == NULL) return PC_STORE_READ_FAILED;
     int rows = PQntuples(result);
     *has_more = (uint32_t)rows > query->limit;

@@ -85,10 +85,12 @@ void store_standby_close(store_standby_t *standby) {
     "WITH m AS MATERIALIZED (SELECT value::bigint AS as_of FROM paycore_meta WHERE key = 'accounts_as_of_seq')," \
     " t AS (SELECT t.flags, t.amount, p.amount AS pending_amount, true AS debit" \
     "   FROM m, transfers t LEFT JOIN transfers p ON p.id = t.pending_id" \
-    "   WHERE t.debit_account_id = $1 AND t.timestamp > $5::bigint AND t.batch_seq > m.as_of" \
+    "   WHERE t.debit_no = (SELECT no FROM accounts WHERE id = $1)" \
+    "   AND t.timestamp > $5::bigint AND t.batch_seq > m.as_of" \
     "   UNION ALL SELECT t.flags, t.amount, p.amount, false" \
     "   FROM m, transfers t LEFT JOIN transfers p ON p.id = t.pending_id" \
-    "   WHERE t.credit_account_id = $1 AND t.timestamp > $5::bigint AND t.batch_seq > m.as_of)," \
+    "   WHERE t.credit_no = (SELECT no FROM accounts WHERE id = $1)" \
+    "   AND t.timestamp > $5::bigint AND t.batch_seq > m.as_of)," \
     " s AS (SELECT coalesce(sum(" STANDBY_PENDING_DELTA ") FILTER (WHERE t.debit), 0) AS dp," \
     "   coalesce(sum(" STANDBY_POSTED_DELTA ") FILTER (WHERE t.debit), 0) AS dd," \
     "   coalesce(sum(" STANDBY_PENDING_DELTA ") FILTER (WHERE NOT t.debit), 0) AS cp," \
@@ -123,7 +125,7 @@ static const char *statement_sql(int statement) {
     case SQL_GRANT: return "SELECT 1 FROM account_grants WHERE key_id = $1 AND account_id = $2";
     case SQL_ACCOUNT: return standby_account_sql;
     case SQL_KEY_ACCOUNT: return standby_key_account_sql;
-    default: return "SELECT " PG_TRANSFER_COLUMNS " FROM transfers WHERE id = $1";
+    default: return "SELECT " PG_TRANSFER_COLUMNS " FROM " PG_TRANSFERS_FROM " WHERE t.id = $1";
     }
 }
 

@@ -226,7 +226,7 @@ static pc_status pg_journal_signer(store_t *base, uint8_t public_key[JOURNAL_PUB
  * whatever the table's size, and planning costs nothing. */
 #define FIND_IDS "ANY((SELECT $1::text[])::text[])"
 #define FIND_SQL                                                                                       \
-    "SELECT " PG_TRANSFER_COLUMNS ", NULL FROM transfers WHERE id = " FIND_IDS " UNION ALL"            \
+    "SELECT " PG_TRANSFER_COLUMNS ", NULL FROM " PG_TRANSFERS_FROM " WHERE t.id = " FIND_IDS " UNION ALL" \
     " SELECT timestamp, id, '', '', 0, '', 0, 0, NULL, 0, NULL, 0, result FROM transfer_failures"      \
     " WHERE id = " FIND_IDS
 
@@ -256,13 +256,31 @@ void pg_prefetch_clear(pg_store_t *store) {
     store->prefetched_count = 0;
 }
 
-/* An id as an element of a text[] literal: ids are [A-Za-z0-9._:-] (pc_id_valid),
- * so quoting them needs no escapes; any other string is left to a lookup of its own.
- * 'array' has room for PC_ID_SIZE + 3 bytes more. */
-static bool array_append(char *array, size_t *bytes, const char *id) {
-    if (!pc_id_valid(id)) return false;
-    *bytes += (size_t)sprintf(array + *bytes, "%s\"%s\"", *bytes > 1 ? "," : "", id);
-    return true;
+/* The ids as one text[] in the server's binary form (array_recv: dimensions, then
+ * each element's length and bytes), read without parsing or unquoting. Only ids
+ * paycore accepts (pc_id_valid: ASCII) are named; any other string is left to a
+ * lookup of its own. PG_OID_TEXT_ARRAY: the parameter's type. */
+#define PG_OID_TEXT 25
+#define PG_OID_TEXT_ARRAY 1009
+static size_t put_be32(uint8_t *out, uint32_t value) {
+    out[0] = (uint8_t)(value >> 24), out[1] = (uint8_t)(value >> 16), out[2] = (uint8_t)(value >> 8);
+    out[3] = (uint8_t)value;
+    return 4;
+}
+
+static size_t ids_array_header(uint8_t *out, uint32_t count) {
+    size_t at = put_be32(out, 1);         /* dimensions */
+    at += put_be32(out + at, 0);          /* no nulls */
+    at += put_be32(out + at, PG_OID_TEXT);
+    at += put_be32(out + at, count);      /* the dimension's length */
+    return at + put_be32(out + at, 1);    /* its lower bound */
+}
+
+static size_t ids_array_element(uint8_t *out, const char *id) {
+    size_t length = strlen(id);
+    size_t at = put_be32(out, (uint32_t)length);
+    memcpy(out + at, id, length);
+    return at + length;
 }
 
 /* A writer's lookup whose connection broke fails the store for good, as a failed
@@ -281,24 +299,30 @@ static pc_status pg_prefetch(store_t *base, const char *const *ids, uint32_t id_
     pg_store_t *store = (pg_store_t *)base;
     pg_prefetch_clear(store);
     pg_prefetched_t *entries = calloc(id_count, sizeof *entries);
-    char *array = malloc((size_t)id_count * (PC_ID_SIZE + 3) + 3);
+    uint8_t *array = malloc((size_t)id_count * (PC_ID_SIZE + 4) + 20);
     if (entries == NULL || array == NULL) {
         free(entries);
         free(array);
         return PC_NO_MEMORY;
     }
-    size_t array_bytes = 1;
-    array[0] = '{';
+    size_t array_bytes = 20; /* the header, once the count is known */
     uint32_t count = 0;
     for (uint32_t i = 0; i < id_count; i++) {
-        if (!array_append(array, &array_bytes, ids[i])) continue;
+        if (!pc_id_valid(ids[i])) continue;
+        array_bytes += ids_array_element(array + array_bytes, ids[i]);
         snprintf(entries[count].id, PC_ID_SIZE, "%s", ids[i]);
         entries[count++].found = PC_NOT_FOUND;
     }
-    memcpy(array + array_bytes, "}", 2);
-    const char *params[] = {array};
-    PGresult *result = count > 0 ? pg_query(store->conn, FIND_SQL, 1, params) : NULL;
+    (void)ids_array_header(array, count);
+    const Oid types[] = {PG_OID_TEXT_ARRAY};
+    const char *values[] = {(const char *)array};
+    const int lengths[] = {(int)array_bytes}, formats[] = {1};
+    PGresult *result = count > 0 ? PQexecParams(store->conn, FIND_SQL, 1, types, values, lengths, formats, 0) : NULL;
     free(array);
+    if (result != NULL && PQresultStatus(result) != PGRES_TUPLES_OK) {
+        PQclear(result);
+        result = NULL;
+    }
     if (result == NULL) {
         free(entries);
         return count > 0 ? lookup_failed(store, "prefetch") : PC_OK;
@@ -421,8 +445,9 @@ static pc_status replay_after_snapshot(pg_store_t *store, ledger_t *ledger) {
     if (floor_status != PC_OK) return floor_status;
     snprintf(floor_ts, sizeof floor_ts, "%" PRId64, floor);
     const char *params[] = {as_of, floor_ts};
-    PGresult *result = pg_query(store->conn, "SELECT " PG_TRANSFER_COLUMNS " FROM transfers WHERE timestamp > $2"
-                                             " AND batch_seq > $1 ORDER BY timestamp", 2, params);
+    PGresult *result = pg_query(store->conn, "SELECT " PG_TRANSFER_COLUMNS " FROM " PG_TRANSFERS_FROM
+                                             " WHERE t.timestamp > $2 AND t.batch_seq > $1 ORDER BY t.timestamp",
+                                2, params);
     if (result == NULL) return pg_fail(store, PC_STORE_READ_FAILED, "replay");
     pc_status status = PC_OK;
     for (int row = 0; status == PC_OK && row < PQntuples(result); row++) {
@@ -441,7 +466,8 @@ static pc_status replay_after_snapshot(pg_store_t *store, ledger_t *ledger) {
 }
 
 static pc_status load_pendings(pg_store_t *store, ledger_t *ledger) {
-    PGresult *result = pg_query(store->conn, "SELECT " PG_TRANSFER_COLUMNS " FROM transfers WHERE pending_state = 1",
+    PGresult *result = pg_query(store->conn, "SELECT " PG_TRANSFER_COLUMNS " FROM " PG_TRANSFERS_FROM
+                                             " WHERE t.pending_state = 1",
                                 0, NULL);
     if (result == NULL) return pg_fail(store, PC_STORE_READ_FAILED, "load pending");
     pc_status status = PC_OK;

@@ -221,7 +221,7 @@ def wallet_flows(p, m, merchant_id):
         check(tp["status"] == "captured", "top-up captured: %r" % tp["status"])
         check_books(p, "top-up of the wallet on shard %d" % shard)
         wal = expect(p.admin.get("/v1/accounts/" + w["account_id"]), 200).json
-        check(wal["credits_posted"] - wal["debits_posted"] == 5000, "the wallet holds the top-up: %r %r %r" % (wal, tp, [p.s.sql(i, "select id, flags, amount, pending_id from transfers where credit_account_id = '%s'" % w["account_id"]) for i in range(3)]))
+        check(wal["credits_posted"] - wal["debits_posted"] == 5000, "the wallet holds the top-up: %r %r %r" % (wal, tp, [p.s.sql(i, "select t.id, t.flags, t.amount, t.pending_id from transfers t join accounts c on c.no = t.credit_no where c.id = '%s'" % w["account_id"]) for i in range(3)]))
         committed = global_commits(p.admin)
         body = {"amount": 1200, "currency": "EUR", "payment_method": {"type": "wallet", "wallet_id": w["id"]},
                 "payer": {"id": owner, "country": "DE"}}
