@@ -680,31 +680,34 @@ static void payments_slice(const char *base, const char *key, double seconds, do
     t->seconds += (double)(pc_mono_ns() - start_ns) / 1e9;
 }
 
+/* Runs a `paycore load` command and adds its line's 'count_key' (" transfers=",
+ * " requests=") and elapsed_s to the totals; false when it failed or printed neither. */
+static bool load_slice(const char *command, const char *count_key, double *count, double *elapsed) {
+    char line[2048];
+    if (!run_line(command, line, sizeof line)) return false;
+    const char *c = strstr(line, count_key), *e = strstr(line, " elapsed_s=");
+    if (c == NULL || e == NULL) return false;
+    *count += atof(c + strlen(count_key));
+    *elapsed += atof(e + 11);
+    return true;
+}
+
 /* `paycore load` single-transfer POSTs: transfers and seconds added to the totals. */
 static void ledger_slice(const char *base, const char *admin_key, double seconds, double *transfers,
                          double *elapsed) {
-    char command[2048], line[2048];
+    char command[2048];
     snprintf(command, sizeof command, "'%s' load --url %s --key %s --concurrency %d --duration-s %.0f", bin, base,
              admin_key, CONNECTIONS, seconds);
-    if (!run_line(command, line, sizeof line)) die("paycore load failed");
-    const char *t = strstr(line, " transfers="), *e = strstr(line, " elapsed_s=");
-    if (t == NULL || e == NULL) die("paycore load: no transfers= / elapsed_s=");
-    *transfers += atof(t + 11);
-    *elapsed += atof(e + 11);
+    if (!load_slice(command, " transfers=", transfers, elapsed)) die("paycore load failed");
 }
 
 /* `paycore load --get /healthz` against 'base': requests and seconds added to the
  * totals; false when the binary cannot (one older than --get, run as a baseline). */
 static bool get_slice(const char *base, double seconds, double *requests, double *elapsed) {
-    char command[2048], line[2048];
+    char command[2048];
     snprintf(command, sizeof command, "'%s' load --url %s --get /healthz --concurrency %d --duration-s %.0f 2>/dev/null",
              bin, base, CONNECTIONS, seconds);
-    if (!run_line(command, line, sizeof line)) return false;
-    const char *r = strstr(line, " requests="), *e = strstr(line, " elapsed_s=");
-    if (r == NULL || e == NULL) return false;
-    *requests += atof(r + 10);
-    *elapsed += atof(e + 11);
-    return true;
+    return load_slice(command, " requests=", requests, elapsed);
 }
 
 static int cmp_u64(const void *a, const void *b) {
