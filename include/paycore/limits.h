@@ -401,6 +401,11 @@ static_assert(RISK_STORE_BATCH_MAX <= RISK_STORE_QUEUE_MAX, "a store batch comes
 #define PAY_RECOVERY_GRACE_MS_DEFAULT 15000 /* a request may still be in a channel that long
                                           (the default channel timeout is 10 s) */
 #define PAY_RECOVERY_BATCH_MAX 256     /* pending operations one pass takes on */
+#define PAY_BANK_INQUIRY_MS_DEFAULT 900000 /* a payout (withdrawal, bank collection) waiting for
+                                          its bank callback 15 min is asked about: the bank
+                                          retries a failed callback for minutes first, and
+                                          each waiting operation costs one inquiry per period */
+#define PAY_BANK_INQUIRY_MS_MAX 604800000u /* 7 days: ACH settles in 1-3 business days */
 #define PAY_AUTHORIZATION_WINDOW_S_DEFAULT (7u * 24u * 3600u) /* card networks hold ~7 days */
 #define PAY_CAPTURE_CUTOFF_S 60        /* no capture starts in the hold's last minute: the
                                           channel call must end before the ledger's expiry */

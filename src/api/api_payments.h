@@ -13,6 +13,7 @@ typedef struct {
     uint32_t authorization_window_s; /* 0: the default */
     uint32_t recovery_interval_ms;   /* 0: the default */
     uint32_t recovery_grace_ms;      /* 0: the default */
+    uint32_t bank_inquiry_ms;        /* 0: the default */
     const char *three_ds_prefixes;   /* NULL: the card simulator's range */
 } api_payments_options_t;
 

@@ -68,6 +68,7 @@ pc_status api_payments_start(api_server_t *server, const api_payments_options_t 
     if (options->authorization_window_s) config.authorization_window_s = options->authorization_window_s;
     if (options->recovery_interval_ms) config.recovery_interval_ms = options->recovery_interval_ms;
     if (options->recovery_grace_ms) config.recovery_grace_ms = options->recovery_grace_ms;
+    if (options->bank_inquiry_ms) config.bank_inquiry_ms = options->bank_inquiry_ms;
     status = pay_start(&payments, &config);
     if (status != PC_OK) {
         vault_close(payments_vault);

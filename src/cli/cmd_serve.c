@@ -30,7 +30,7 @@ enum { OPT_LISTEN, OPT_DB, OPT_THREADS, OPT_BODY_MAX, OPT_QUEUE_MAX, OPT_LOG_LEV
        OPT_EVENTS_DISABLE_AFTER, OPT_EVENTS_TIMEOUT, OPT_WEBHOOK_PRIVATE_OK, OPT_NO_EVENTS, OPT_DEMO, OPT_CHANNELS,
        OPT_GATEWAY_THREADS, OPT_PER_IP, OPT_IDEM_RETENTION, OPT_IDEM_MAX, OPT_IDEM_KEY_MAX, OPT_IDEM_INDEX_MAX,
        OPT_WEB_DIR, OPT_VERIFY_INTERVAL, OPT_VAULT_KEY, OPT_AUTH_WINDOW,
-       OPT_RECOVERY_MS, OPT_RECOVERY_GRACE_MS, OPT_THREE_DS, OPT_STORE, OPT_STANDBY, OPT_STORE_WAIT, OPT_SHARDS, OPT_ADVERTISE,
+       OPT_RECOVERY_MS, OPT_RECOVERY_GRACE_MS, OPT_BANK_INQUIRY_MS, OPT_THREE_DS, OPT_STORE, OPT_STANDBY, OPT_STORE_WAIT, OPT_SHARDS, OPT_ADVERTISE,
        OPT_STANDBY_FORWARD_READS, OPT_COUNT };
 
 static void serve_opts(cli_opt opts[OPT_COUNT]) {
@@ -76,6 +76,7 @@ static void serve_opts(cli_opt opts[OPT_COUNT]) {
         {"authorization-window-s", "PAYCORE_AUTHORIZATION_WINDOW_S", false, NULL, "how long an authorization hold lasts before it expires (default 7 days)"},
         {"payments-recovery-ms", "PAYCORE_PAYMENTS_RECOVERY_MS", false, NULL, "interval of the payments' recovery and expiry passes (default 2000)"},
         {"payments-recovery-grace-ms", "PAYCORE_PAYMENTS_RECOVERY_GRACE_MS", false, NULL, "a pending channel attempt younger than this is not yet asked about (default 15000)"},
+        {"payments-bank-inquiry-ms", "PAYCORE_PAYMENTS_BANK_INQUIRY_MS", false, NULL, "a payout, withdrawal or bank collection waiting for its bank callback longer than this is asked about (default 900000)"},
         {"three-ds-prefixes", "PAYCORE_THREE_DS_PREFIXES", false, NULL, "card prefixes enrolled in 3-D Secure, comma separated (default: the card simulator's 4000002760)"},
         {"store", "PAYCORE_STORE", false, NULL, "a PostgreSQL store instead of the SQLite file: postgres://user@host/db (paycore init --store first); --db then names the node's own files (signing key, risk files)"},
         {"standby", "PAYCORE_STANDBY", true, NULL, "with --store or --shards: while another paycore is the writer, wait and take over when it is gone (instead of refusing with store_in_use); with --shards, forward every request to the set's writer meanwhile"},
@@ -259,7 +260,8 @@ static pc_status serve_payments_start(api_server_t *server, const api_config_t *
     struct { int opt; uint32_t *slot; uint64_t max; } numbers[] = {
         {OPT_AUTH_WINDOW, &o.authorization_window_s, LEDGER_TIMEOUT_S_MAX},
         {OPT_RECOVERY_MS, &o.recovery_interval_ms, 3600000},
-        {OPT_RECOVERY_GRACE_MS, &o.recovery_grace_ms, 3600000}};
+        {OPT_RECOVERY_GRACE_MS, &o.recovery_grace_ms, 3600000},
+        {OPT_BANK_INQUIRY_MS, &o.bank_inquiry_ms, PAY_BANK_INQUIRY_MS_MAX}};
     for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++) {
         const char *text = opts[numbers[i].opt].value;
         uint64_t value = 0;

@@ -27,14 +27,25 @@ static pc_status bank_credit(const gw_channel_cfg_t *ch, const gw_request_t *req
     return bank_transfer(ch, req, "credit", out);
 }
 
-/* {"id":"bt_…","status":"pending"}: the only answer a new transfer gets. */
+/* The code of a status inquiry's answer, which reports the transfer as it stands:
+ * "pending", "settled", or "returned" with its return code (what the callback says). */
+static const char *inquiry_code(const json_t *body, const char *status) {
+    if (status != NULL && strcmp(status, "returned") == 0) return gw_json_str(body, "return_code");
+    return status != NULL && strcmp(status, "settled") == 0 ? status : NULL;
+}
+
+/* {"id":"bt_…","status":"pending"}: the only answer a new transfer gets. A status
+ * inquiry (GW_OP_STATUS, recovery's) may also learn its outcome. */
 static void bank_decode(const gw_channel_cfg_t *ch, const gw_request_t *req, gw_op op,
                         const json_t *body, int http_status, gw_answer_t *a) {
-    (void)req;
     (void)op;
     const char *status = gw_json_str(body, "status");
     const char *id = gw_json_str(body, "id");
-    if (status == NULL || !gw_code_lookup(ch, status, &a->outcome) ||
+    const char *final = req->op == GW_OP_STATUS ? inquiry_code(body, status) : NULL;
+    if (final != NULL && strlen(final) < sizeof a->code && gw_code_lookup(ch, final, &a->outcome) &&
+        a->outcome != GW_OUTCOME_PENDING) {
+        status = final;
+    } else if (status == NULL || !gw_code_lookup(ch, status, &a->outcome) ||
         a->outcome != GW_OUTCOME_PENDING) {
         gw_answer_fail(a, GW_OUTCOME_UNKNOWN, PC_GATEWAY_BAD_RESPONSE, "bad_answer",
                        "a transfer answer must be pending, got '%s' (HTTP %d)",

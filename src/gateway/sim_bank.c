@@ -120,6 +120,26 @@ static void bank_transfer_get(sim_req_t *req) {
     sim_reply_json(req, 200, answer);
 }
 
+/* The status inquiry's answer for a transfer: the first answer (pending) as stored,
+ * brought up to the transfer's outcome once decided, as a bank's status API reports
+ * it: "settled", or "returned" with its return code as the response_code. Without
+ * this, a transfer whose callback never arrives would read "pending" for ever. */
+void sim_bank_status_now(sim_t *sim, json_t *response) {
+    const char *id = json_string_value(json_object_get(response, "id"));
+    if (id == NULL) return;
+    sqlite3_stmt *stmt = sim_db_query(&sim->db, "SELECT status, return_code FROM transfers WHERE id = ?", "s", id);
+    if (stmt == NULL) return;
+    if (sqlite3_step(stmt) == SQLITE_ROW && strcmp(sim_col_text(stmt, 0), "pending") != 0) {
+        bool settled = strcmp(sim_col_text(stmt, 0), "settled") == 0;
+        const char *code = settled ? "settled" : sim_col_text(stmt, 1);
+        json_object_set_new(response, "status", json_string(sim_col_text(stmt, 0)));
+        json_object_set_new(response, "response_code", json_string(code));
+        json_object_set_new(response, "return_code", settled ? json_null() : json_string(code));
+        json_object_set_new(response, "message", json_string(settled ? "settled" : "returned"));
+    }
+    sqlite3_reset(stmt);
+}
+
 /* ---- accounts ---- */
 
 static bool account_put(sim_req_t *req, const json_t *object, bool replace, json_t **stored) {

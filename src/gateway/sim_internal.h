@@ -339,6 +339,9 @@ extern const uint32_t sim_bank_route_count;
 bool sim_card_data_entry(sim_req_t *req, const json_t *entry);
 bool sim_wallet_data_entry(sim_req_t *req, const json_t *entry);
 bool sim_bank_data_entry(sim_req_t *req, const json_t *entry);
+/* Bank: brings a stored transfer answer ('response', changed in place) up to the
+ * transfer's outcome (sim_bank.c; the status route's answer). */
+void sim_bank_status_now(sim_t *sim, json_t *response);
 
 /* Bank: decides due transfers and delivers due callbacks; returns the monotonic ms of
  * the next due work (UINT64_MAX: none). Called by the worker without the lock held. */

@@ -120,6 +120,7 @@ static void route_status(sim_req_t *req) {
         return sim_reply_json(req, 404, json_pack("{s:b}", "found", 0));
     }
     json_t *response = json_loads(sim_col_text(stmt, 2), 0, NULL);
+    if (req->sim->kind == SIM_KIND_BANK && json_is_object(response)) sim_bank_status_now(req->sim, response);
     json_t *answer = json_pack("{s:b,s:s,s:i,s:o*}", "found", 1, "operation", sim_col_text(stmt, 0),
                                "http_status", sqlite3_column_int(stmt, 1), "response", response);
     sqlite3_reset(stmt);

@@ -207,6 +207,33 @@ static void update_apply(pay_flow_t *flow, const gw_update_t *update) {
     pay_book_submit(flow, pay_book_release(flow, op->reserve_id, "release"), returned_released, NULL);
 }
 
+/* True for an operation whose outcome reaches paycore by the bank's callback:
+ * payouts, withdrawals and bank-transfer collections. */
+bool pay_bank_op_waits_callback(const pay_flow_t *flow) {
+    const pay_op_t *op = &flow->op;
+    if (op->kind == PAY_OP_PAYOUT || op->kind == PAY_OP_WITHDRAW) return true;
+    return op->kind == PAY_OP_AUTHORIZE && flow->has_payment && flow->payment.method == PAY_METHOD_BANK;
+}
+
+bool pay_bank_inquiry_apply(pay_flow_t *flow) {
+    const gw_result_t *r = &flow->result;
+    pay_outcome outcome = pay_outcome_of(flow);
+    if (!pay_bank_op_waits_callback(flow) || (outcome != PAY_OUT_APPROVED && outcome != PAY_OUT_DECLINED)) {
+        return false;
+    }
+    gw_update_t update = {.outcome = r->outcome, .amount_minor = flow->op.amount};
+    snprintf(update.channel, sizeof update.channel, "%s", r->channel[0] ? r->channel : flow->op.channel);
+    snprintf(update.channel_ref, sizeof update.channel_ref, "%s",
+             r->channel_ref[0] ? r->channel_ref : flow->op.channel_ref);
+    snprintf(update.idempotency_key, sizeof update.idempotency_key, "%s", r->idempotency_key);
+    snprintf(update.response_code, sizeof update.response_code, "%s", r->response_code);
+    memcpy(update.currency, flow->op.currency, sizeof update.currency);
+    obs_logf(OBS_LEVEL_INFO, "payments: %s %s learned by status inquiry: %s (its callback never came)",
+             pay_op_kind_name(flow->op.kind), flow->op.id, update.response_code);
+    update_apply(flow, &update);
+    return true;
+}
+
 static bool op_final(const pay_op_t *op) {
     return strcmp(op->status, "pending") != 0 && strcmp(op->status, "processing") != 0;
 }

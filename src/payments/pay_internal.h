@@ -484,6 +484,12 @@ uint32_t pay_book_wallet_refund(pay_flow_t *flow, int64_t fee_reversal);
 void pay_bank_op_start(pay_flow_t *flow, pay_account_kind from, const char *from_owner, pay_account_kind to,
                        const char *to_owner, uint16_t code);
 void pay_bank_op_apply(pay_flow_t *flow, pay_outcome outcome);
+/* Payouts, withdrawals and bank-transfer collections: settled by the bank's callback. */
+bool pay_bank_op_waits_callback(const pay_flow_t *flow);
+/* A status inquiry's final answer (settled, returned) for such an operation, applied
+ * exactly as its callback would be (bank.c); false, nothing done, for any other
+ * answer or operation. */
+bool pay_bank_inquiry_apply(pay_flow_t *flow);
 /* A reserve refused by the ledger before any call: answered with the ledger's code
  * (nothing was stored) and the flow ended; false otherwise. */
 bool pay_refused_before_call(pay_flow_t *flow);

@@ -173,6 +173,8 @@ typedef struct {
     uint32_t recovery_interval_ms;  /* recovery and expiry passes (default PAY_RECOVERY_MS_DEFAULT) */
     uint32_t recovery_grace_ms;     /* an attempt younger than this may still be on its way:
                                        a "not found" is trusted only after it (default: 15 s) */
+    uint32_t bank_inquiry_ms;       /* an operation waiting for its bank callback longer than
+                                       this is asked about (default PAY_BANK_INQUIRY_MS_DEFAULT) */
     struct events *events;          /* borrowed; NULL: no events (emit.c writes them into the
                                        outbox with each change) */
     const char *three_ds_prefixes;  /* comma list of card prefixes enrolled in 3-D Secure

@@ -7,7 +7,13 @@
  *      answer exactly as the call's own answer would have been applied: booked by the
  *      operation's transfer ids (so nothing is booked twice), or, when the channel
  *      never saw it, ended as not applied (reserves released);
- *   2. ends the holds whose window passed: once the ledger voided the hold at its
+ *   2. asks the bank about the operations "processing" (accepted, waiting for the
+ *      bank's callback: payouts, withdrawals, bank-transfer collections) longer than
+ *      bank_inquiry_ms, in case the bank gave up delivering it: a settled or returned
+ *      answer is applied exactly as that callback (bank.c), so a late callback finds
+ *      the operation final and changes nothing. One sweep over them every
+ *      bank_inquiry_ms, a page per pass: each is asked at most that often;
+ *   3. ends the holds whose window passed: once the ledger voided the hold at its
  *      timeout, the payment expires (a partial capture keeps what it captured) and the
  *      channel is told (a void, recorded like any other call).
  * An object busy with a running operation is left for the next pass. */
@@ -58,6 +64,12 @@ static pay_flow_t *pass_flow(pay_t *pay, pass_t *pass, const char *lock) {
     return flow;
 }
 
+/* The sweep over operations waiting for a bank callback (the recovery thread's own). */
+typedef struct {
+    uint64_t started_ns;  /* wall time the current (or last) sweep started; 0: none yet */
+    uint64_t from_ns;     /* the next page starts at this created_ns; 0: no sweep running */
+} pay_bank_sweep_t;
+
 /* ---- 1. pending operations ---- */
 
 typedef struct {
@@ -73,21 +85,34 @@ static void pending_one(const store_pay_object_t *object, void *ctx) {
     }
 }
 
+/* A pending op: a bank's final answer as its callback (bank.c), any other as the
+ * call's own answer. */
 static void inquiry_result(pay_flow_t *flow, pc_status status) {
     (void)status;
-    pay_op_apply(flow);
+    if (!pay_bank_inquiry_apply(flow)) pay_op_apply(flow);
 }
 
-/* Loads the op (and its payment) and asks its channel; false when skipped. */
-static bool recover_op(pay_t *pay, pass_t *pass, store_reader_t *reader, const char *op_id) {
+/* A processing op: only the bank's final answer changes anything. */
+static void processing_result(pay_flow_t *flow, pc_status status) {
+    (void)status;
+    if (pay_bank_inquiry_apply(flow)) return;
+    if (pay_outcome_of(flow) == PAY_OUT_NOTHING) {
+        obs_logf(OBS_LEVEL_WARN, "payments: the bank knows no transfer for %s %s it accepted; left processing",
+                 pay_op_kind_name(flow->op.kind), flow->op.id);
+    }
+    pay_flow_finish(flow);
+}
+
+/* Loads the op (and its payment) in 'status' and asks its channel; false when skipped. */
+static bool recover_op(pay_t *pay, pass_t *pass, store_reader_t *reader, const char *op_id, const char *status_want) {
     pay_op_t op;
-    if (pay_op_read(reader, op_id, &op) != PC_OK || strcmp(op.status, "pending") != 0 || op.attempt_count == 0) {
+    if (pay_op_read(reader, op_id, &op) != PC_OK || strcmp(op.status, status_want) != 0 || op.attempt_count == 0) {
         return false;
     }
     const char *lock = op.kind == PAY_OP_PAYOUT || op.kind == PAY_OP_WITHDRAW ? op.id : op.parent_id;
     pay_flow_t *flow = pass_flow(pay, pass, lock);
     if (flow == NULL) return false;
-    if (pay_op_read(reader, op_id, &flow->op) != PC_OK || strcmp(flow->op.status, "pending") != 0) {
+    if (pay_op_read(reader, op_id, &flow->op) != PC_OK || strcmp(flow->op.status, status_want) != 0) {
         pay_flow_finish(flow); /* resolved meanwhile */
         return false;
     }
@@ -104,7 +129,12 @@ static bool recover_op(pay_t *pay, pass_t *pass, store_reader_t *reader, const c
         }
         flow->has_payment = flow->payment_stored = true;
     }
-    pay_call_status(flow, inquiry_result);
+    bool processing = strcmp(status_want, "processing") == 0;
+    if (processing && !pay_bank_op_waits_callback(flow)) {
+        pay_flow_finish(flow);
+        return false;
+    }
+    pay_call_status(flow, processing ? processing_result : inquiry_result);
     return true;
 }
 
@@ -116,12 +146,56 @@ static void pending_pass(pay_t *pay, pass_t *pass, store_reader_t *reader, uint6
     store_pay_query_t q = {.kind = "op", .status = "pending", .limit = PAY_RECOVERY_BATCH_MAX};
     bool has_more = false;
     if (store_pay_objects_list(reader, &q, pending_one, list, &has_more) == PC_OK) {
-        for (uint32_t i = 0; i < list->count; i++) (void)recover_op(pay, pass, reader, list->ids[i]);
+        for (uint32_t i = 0; i < list->count; i++) (void)recover_op(pay, pass, reader, list->ids[i], "pending");
     }
     free(list);
 }
 
-/* ---- 2. expired holds ---- */
+/* ---- 2. bank operations whose callback never came ---- */
+
+typedef struct {
+    char ids[PAY_RECOVERY_BATCH_MAX][PC_ID_SIZE];
+    uint32_t count;
+    uint64_t older_than_ns;
+    uint64_t created_ns_last;
+} waiting_list_t;
+
+static void waiting_one(const store_pay_object_t *object, void *ctx) {
+    waiting_list_t *list = ctx;
+    list->created_ns_last = object->created_ns;
+    if (object->updated_ns <= list->older_than_ns && list->count < PAY_RECOVERY_BATCH_MAX) {
+        snprintf(list->ids[list->count++], PC_ID_SIZE, "%s", object->id);
+    }
+}
+
+/* Starts a sweep when the last one started bank_inquiry_ms ago; false: none runs. */
+static bool sweep_due(pay_t *pay, pay_bank_sweep_t *sweep, uint64_t now_ns) {
+    if (sweep->from_ns != 0) return true;
+    uint64_t every_ns = (uint64_t)pay->config.bank_inquiry_ms * 1000000ull;
+    if (sweep->started_ns != 0 && now_ns - sweep->started_ns < every_ns) return false;
+    sweep->started_ns = now_ns;
+    sweep->from_ns = 1;
+    return true;
+}
+
+static void waiting_pass(pay_t *pay, pass_t *pass, store_reader_t *reader, uint64_t now_ns, pay_bank_sweep_t *sweep) {
+    if (!sweep_due(pay, sweep, now_ns)) return;
+    waiting_list_t *list = calloc(1, sizeof *list);
+    if (list == NULL) return;
+    uint64_t after_ns = (uint64_t)pay->config.bank_inquiry_ms * 1000000ull;
+    list->older_than_ns = now_ns > after_ns ? now_ns - after_ns : 0;
+    store_pay_query_t q = {.kind = "op", .status = "processing", .created_from_ns = sweep->from_ns,
+                           .limit = PAY_RECOVERY_BATCH_MAX};
+    bool has_more = false;
+    pc_status status = store_pay_objects_list(reader, &q, waiting_one, list, &has_more);
+    if (status == PC_OK) {
+        for (uint32_t i = 0; i < list->count; i++) (void)recover_op(pay, pass, reader, list->ids[i], "processing");
+    }
+    sweep->from_ns = status == PC_OK && has_more ? list->created_ns_last + 1 : 0; /* else: the sweep ends */
+    free(list);
+}
+
+/* ---- 3. expired holds ---- */
 
 typedef struct {
     char ids[PAY_RECOVERY_BATCH_MAX][PC_ID_SIZE];
@@ -192,7 +266,7 @@ static void expiry_pass(pay_t *pay, pass_t *pass, store_reader_t *reader, uint64
 
 /* ---- the thread ---- */
 
-static uint32_t pass_run(pay_t *pay) {
+static uint32_t pass_run(pay_t *pay, pay_bank_sweep_t *sweep) {
     pass_t pass = {.running = 0};
     pthread_mutex_init(&pass.mutex, NULL);
     pthread_cond_init(&pass.cond, NULL);
@@ -200,6 +274,7 @@ static uint32_t pass_run(pay_t *pay) {
     if (reader != NULL) {
         uint64_t now_ns = pc_wall_ns();
         pending_pass(pay, &pass, reader, now_ns);
+        waiting_pass(pay, &pass, reader, now_ns, sweep);
         expiry_pass(pay, &pass, reader, now_ns);
         pay_reader_release(pay, reader);
     }
@@ -211,10 +286,11 @@ static uint32_t pass_run(pay_t *pay) {
 
 static void *recovery_main(void *arg) {
     pay_t *pay = arg;
+    pay_bank_sweep_t sweep = {0};
     pthread_mutex_lock(&pay->mutex);
     while (!pay->stopping) {
         pthread_mutex_unlock(&pay->mutex);
-        uint32_t resolved = pass_run(pay);
+        uint32_t resolved = pass_run(pay, &sweep);
         pthread_mutex_lock(&pay->mutex);
         pay->recovery_passes++;
         pay->recovery_last_resolved = resolved;

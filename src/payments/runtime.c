@@ -15,6 +15,7 @@ void pay_config_default(pay_config_t *config) {
     config->authorization_window_s = PAY_AUTHORIZATION_WINDOW_S_DEFAULT;
     config->recovery_interval_ms = PAY_RECOVERY_MS_DEFAULT;
     config->recovery_grace_ms = PAY_RECOVERY_GRACE_MS_DEFAULT;
+    config->bank_inquiry_ms = PAY_BANK_INQUIRY_MS_DEFAULT;
 }
 
 store_reader_t *pay_reader_acquire(pay_t *pay) {
