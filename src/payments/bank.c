@@ -9,7 +9,9 @@
  * final answers as done. */
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "obs/obs.h"
 #include "payments/pay_internal.h"
@@ -249,6 +251,36 @@ static bool op_sent_on(const pay_op_t *op, const gw_update_t *update) {
     return false;
 }
 
+/* Why no flow could be had: a stop under way (the bank delivers again to the next
+ * run), or every flow in use. */
+static pc_status flow_refusal(pay_t *pay) {
+    pthread_mutex_lock(&pay->mutex);
+    bool stopping = pay->stopping;
+    pthread_mutex_unlock(&pay->mutex);
+    return stopping ? PC_SHUTTING_DOWN : PC_LIMIT_REACHED;
+}
+
+/* PAYCORE_TEST_BANK_CALLBACK_HOLD_MS: tests hold each bank callback that long after
+ * its lookup, so that a stop can begin between the listener taking it and its flow. */
+static uint32_t test_hold_ms;
+static pthread_once_t test_hold_once = PTHREAD_ONCE_INIT;
+
+static void test_hold_read(void) {
+    const char *text = getenv("PAYCORE_TEST_BANK_CALLBACK_HOLD_MS");
+    unsigned long value = text != NULL ? strtoul(text, NULL, 10) : 0;
+    test_hold_ms = value <= 60000 ? (uint32_t)value : 60000;
+}
+
+static void test_hold(const gw_update_t *update) {
+    pthread_once(&test_hold_once, test_hold_read);
+    if (test_hold_ms == 0) return;
+    obs_logf(OBS_LEVEL_WARN, "payments: test hold of the bank callback for %s: %u ms", update->channel_ref,
+             test_hold_ms);
+    struct timespec pause = {.tv_sec = test_hold_ms / 1000, .tv_nsec = (long)(test_hold_ms % 1000) * 1000000L};
+    while (nanosleep(&pause, &pause) != 0) {
+    }
+}
+
 /* Loads the op (and its payment) into a new internal flow holding its busy mark;
  * PC_NOT_FOUND when the op was not sent on the update's channel. */
 static pc_status update_flow(pay_t *pay, const char *op_id, const gw_update_t *update, pay_flow_t **out) {
@@ -265,7 +297,7 @@ static pc_status update_flow(pay_t *pay, const char *op_id, const gw_update_t *u
     pay_flow_t *flow = status == PC_OK ? pay_flow_new(pay, NULL, NULL) : NULL;
     if (status == PC_OK && flow == NULL) {
         pay_busy_release(pay, lock);
-        status = PC_LIMIT_REACHED;
+        status = flow_refusal(pay);
     }
     if (flow != NULL) {
         snprintf(flow->lock_id, sizeof flow->lock_id, "%s", lock);
@@ -295,6 +327,7 @@ pc_status pay_bank_update(pay_t *pay, gw_update_t *update) {
     pc_status status = reader ? store_pay_lookup_get(reader, name, &lookup) : PC_STORE_READ_FAILED;
     pay_reader_release(pay, reader);
     pay_flow_t *flow = NULL;
+    if (status == PC_OK) test_hold(update);
     if (status == PC_OK) status = update_flow(pay, lookup.object_id, update, &flow);
     if (status == PC_NOT_FOUND) { /* delivering it again could never apply it: acknowledged */
         obs_logf(OBS_LEVEL_WARN, "payments: bank callback on channel %s for %s (key %s) matches no operation sent"
