@@ -193,9 +193,13 @@
  * default holds the rows the default room allows at a payment reply's size (about
  * 130 bytes a row: 1 GiB / 130 B ~ 8M keys, 2^24 slots = 128 MiB at most); past
  * --idempotency-index-max-keys every lookup reads the store as it would without an
- * index (never a wrong "new"), until a restart finds the rows within it again. */
+ * index (never a wrong "new"), until the purge brought the rows under
+ * API_IDEM_INDEX_REBUILD_PERCENT of it: then it is rebuilt from the store in the
+ * background (a restart, too, finds the rows within it again). */
 #define API_IDEM_INDEX_KEYS_DEFAULT 8388608     /* 2^23 */
 #define API_IDEM_INDEX_KEYS_MAX 134217728 /* 2^27: 2 GiB of table at most */
+#define API_IDEM_INDEX_REBUILD_PERCENT 75 /* room left for the keys that arrive during the
+                                             rebuild's scan, and no rebuild after each purge */
 
 /* Events (src/events/). */
 #define EVENTS_BODY_BYTES_MAX (PAY_DOC_BYTES_MAX + 8 * 1024) /* one event's JSON: a ledger

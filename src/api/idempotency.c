@@ -24,7 +24,8 @@
  * stored (inside its transaction, before the commit) and
  * taken from once a purge committed: a request with a key the index does not hold
  * reads nothing from the store (submit.c). Past --idempotency-index-max-keys every key
- * is read from the store again.
+ * is read from the store again, until the purge brought the rows back under the bound:
+ * then the purge thread rebuilds the index from the store (index_rebuild below).
  *
  * Clock: PAYCORE_TEST_CLOCK_OFFSET_S (tests only) moves this module's clock forward,
  * so that a test can age replies by a day without waiting one. */
@@ -35,6 +36,7 @@
 
 #include "api/api_internal.h"
 #include "core/core.h"
+#include "payments/payments.h"
 #include "obs/obs.h"
 #include "store/store_api.h"
 
@@ -136,6 +138,41 @@ static uint32_t purge_chunk(api_server_t *server, purge_job *job) {
     return job->row_count;
 }
 
+/* ---- the index's rebuild (store/idem_index.h, "Recovery") ---- */
+
+static void index_row(const char *key_id, const char *idempotency_key, void *ctx) {
+    idem_index_add(ctx, key_id, idempotency_key);
+}
+
+static pc_status barrier_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
+    (void)cmd;
+    (void)tx;
+    return PC_OK;
+}
+
+/* Every row added before the rebuild began is committed once a command queued after
+ * it committed (adds run in the writer's transactions); then the store is read. */
+static void index_rebuild(api_server_t *server) {
+    if (idem_index_rebuild_begin(server->idem_index) != PC_OK) return;
+    writer_cmd_t barrier;
+    memset(&barrier, 0, sizeof barrier);
+    barrier.kind = WRITER_CMD_EXEC;
+    barrier.in_transaction = barrier_in_tx;
+    pc_status status = writer_submit_wait(server->writer, &barrier);
+    store_reader_t *reader = status == PC_OK ? api_server_reader_acquire(server) : NULL;
+    if (status == PC_OK && reader == NULL) status = PC_STORE_READ_FAILED;
+    if (status == PC_OK) status = store_api_idem_keys(reader, index_row, server->idem_index);
+    if (status == PC_OK) status = pay_idem_lookups_index(reader, server->idem_index);
+    if (reader != NULL) api_server_reader_release(server, reader);
+    bool rebuilt = idem_index_rebuild_end(server->idem_index, status == PC_OK);
+    idem_index_stats_t stats;
+    idem_index_stats(server->idem_index, &stats);
+    obs_logf(rebuilt ? OBS_LEVEL_INFO : OBS_LEVEL_WARN, "idempotency index: rebuilt from the store: %s (%llu keys,"
+             " bound %llu)%s%s", idem_index_state_name(stats.state), (unsigned long long)stats.keys,
+             (unsigned long long)stats.keys_max, status != PC_OK ? "; read failed: " : "",
+             status != PC_OK ? pc_status_code(status) : "");
+}
+
 static bool writer_busy(api_server_t *server) {
     writer_stats_t stats;
     writer_stats(server->writer, &stats);
@@ -166,6 +203,7 @@ static void *purge_run(void *arg) {
         }
         uint32_t purged = purge_chunk(server, job);
         period_ms = purged > 0 ? PURGE_BUSY_MS : PURGE_IDLE_MS; /* more may be left */
+        if (purged == 0 && idem_index_rebuild_wanted(server->idem_index)) index_rebuild(server);
     }
     free(job);
     return NULL;
@@ -188,10 +226,6 @@ static void clock_offset_from_env(api_server_t *server) {
     }
     server->idem_clock_offset_ns = (uint64_t)seconds * 1000000000ull;
     obs_logf(OBS_LEVEL_WARN, "test clock: idempotency retention runs %llu s ahead", seconds);
-}
-
-static void index_row(const char *key_id, const char *idempotency_key, void *ctx) {
-    idem_index_add(ctx, key_id, idempotency_key);
 }
 
 /* The room each key's replies take, and the index of their keys. */

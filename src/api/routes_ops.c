@@ -41,6 +41,7 @@ void api_route_metrics(api_request_t *req) {
     text = api_ops_payments_metrics_append(text, &bytes);
     text = api_ops_metrics_append(text, &bytes, req->server);
     text = shard_metrics_append(req->server->shards, text, &bytes);
+    text = idem_index_metrics_append(req->server->idem_index, text, &bytes);
     if (text == NULL) {
         api_reply_error(req, PC_NO_MEMORY, NULL, NULL);
         return;

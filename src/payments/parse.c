@@ -178,12 +178,16 @@ static void idem_lookup_load(const char *name, const store_pay_lookup_t *lookup,
     (void)lookup;
     char key_id[PC_ID_SIZE];
     const char *idempotency_key = NULL;
-    if (lookup_idem_split(name, key_id, &idempotency_key)) pay_idem_index_add(ctx, key_id, idempotency_key);
+    if (lookup_idem_split(name, key_id, &idempotency_key)) idem_index_add(ctx, key_id, idempotency_key);
+}
+
+pc_status pay_idem_lookups_index(store_reader_t *reader, idem_index_t *index) {
+    return store_pay_lookups_prefix(reader, "idem:", idem_lookup_load, index);
 }
 
 pc_status pay_idem_index_load(pay_t *pay, store_reader_t *reader) {
     if (pay->config.idem_index == NULL) return PC_OK;
-    return store_pay_lookups_prefix(reader, "idem:", idem_lookup_load, pay);
+    return pay_idem_lookups_index(reader, pay->config.idem_index);
 }
 
 void pay_lookup_attempt(char *out, size_t out_bytes, const char *idempotency_key) {

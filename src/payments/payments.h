@@ -186,6 +186,10 @@ typedef struct {
 } pay_config_t;
 
 void pay_config_default(pay_config_t *config);
+/* Adds the Idempotency-Keys of the payments' own key lookups (kept for payments made
+ * before a payment's key lived in the API's reply row) to 'index': at start, and when
+ * the index is rebuilt from the store (store/idem_index.h). */
+PC_MUST_USE pc_status pay_idem_lookups_index(store_reader_t *reader, idem_index_t *index);
 /* Starts the recovery thread (which first resolves what a previous run left pending)
  * and hooks the gateway's update listener (bank callbacks). */
 PC_MUST_USE pc_status pay_start(pay_t **out, const pay_config_t *config);

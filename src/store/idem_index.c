@@ -7,11 +7,18 @@
  * the bound (twice as many slots as prints); deleted slots are swept by rebuilding
  * at the same size. If memory for a
  * rebuild cannot be had, the index overflows (it answers "may hold" from then on):
- * slower, never wrong. */
+ * slower, never wrong.
+ *
+ * Overflowed, it counts the rows it was told of (added less removed): once the purge
+ * brought them under API_IDEM_INDEX_REBUILD_PERCENT of the bound, the owner rebuilds
+ * it from the store (idem_index.h, "Recovery"). While it rebuilds, the table starts
+ * empty and takes every add (the scan's and the live ones) but no removal, and every
+ * lookup still reads the store; a scan that fits the bound makes it an index again. */
 #include "store/idem_index.h"
 
 #include <pthread.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,7 +38,15 @@ struct idem_index {
     uint64_t keys;
     uint64_t deleted;
     uint64_t keys_max;
-    bool overflowed;
+    idem_index_state state;
+    uint64_t rows_counted;    /* not indexed: rows added less rows removed since it overflowed */
+    uint64_t rows_counted_before; /* rows_counted when the current rebuild began */
+    uint64_t lookups;
+    uint64_t store_reads_held;      /* lookups of a key the table holds */
+    uint64_t store_reads_unindexed; /* lookups while not indexed */
+    uint64_t overflows;
+    uint64_t rebuilds;
+    uint64_t rebuilds_failed;
 };
 
 static uint64_t fingerprint(const idem_index_t *index, const char *key_id, const char *idempotency_key) {
@@ -127,28 +142,47 @@ static bool table_room(idem_index_t *index) {
 bool idem_index_may_hold(idem_index_t *index, const char *key_id, const char *idempotency_key) {
     uint64_t print = fingerprint(index, key_id, idempotency_key);
     pthread_mutex_lock(&index->mutex);
-    bool may_hold = index->overflowed || slot_find(index, print) < index->slot_count;
+    bool indexed = index->state == IDEM_INDEX_INDEXED;
+    bool held = indexed && slot_find(index, print) < index->slot_count;
+    index->lookups++;
+    if (!indexed) index->store_reads_unindexed++;
+    else if (held) index->store_reads_held++;
     pthread_mutex_unlock(&index->mutex);
-    return may_hold;
+    return held || !indexed;
+}
+
+/* Past the bound (or out of memory): every lookup reads the store from now on. */
+static void overflow(idem_index_t *index) {
+    if (index->state == IDEM_INDEX_INDEXED) {
+        index->rows_counted = index->keys;
+        index->overflows++;
+    } else if (index->state == IDEM_INDEX_REBUILDING) {
+        index->rebuilds_failed++; /* the scan's adds go on counting the rows */
+    }
+    index->state = IDEM_INDEX_OVERFLOWED;
 }
 
 void idem_index_add(idem_index_t *index, const char *key_id, const char *idempotency_key) {
     uint64_t print = fingerprint(index, key_id, idempotency_key);
     pthread_mutex_lock(&index->mutex);
-    if (!index->overflowed && (index->keys == index->keys_max || !table_room(index))) {
-        index->overflowed = true; /* from now on every lookup reads the store */
+    if (index->state != IDEM_INDEX_OVERFLOWED && (index->keys == index->keys_max || !table_room(index))) {
+        overflow(index);
     }
-    if (!index->overflowed) {
+    if (index->state != IDEM_INDEX_INDEXED) index->rows_counted++;
+    if (index->state != IDEM_INDEX_OVERFLOWED) {
         if (slot_put(index->slots, index->slot_count, print)) index->deleted--;
         index->keys++;
     }
     pthread_mutex_unlock(&index->mutex);
 }
 
+/* A rebuild takes no removal: its scan may add the row after this call (the print
+ * stays, a harmless extra), and the same print may be another row's it already read. */
 void idem_index_remove(idem_index_t *index, const char *key_id, const char *idempotency_key) {
     uint64_t print = fingerprint(index, key_id, idempotency_key);
     pthread_mutex_lock(&index->mutex);
-    uint64_t at = index->overflowed ? index->slot_count : slot_find(index, print);
+    if (index->state != IDEM_INDEX_INDEXED && index->rows_counted > 0) index->rows_counted--;
+    uint64_t at = index->state == IDEM_INDEX_INDEXED ? slot_find(index, print) : index->slot_count;
     if (at < index->slot_count) {
         index->slots[at] = SLOT_DELETED;
         index->keys--;
@@ -157,11 +191,117 @@ void idem_index_remove(idem_index_t *index, const char *key_id, const char *idem
     pthread_mutex_unlock(&index->mutex);
 }
 
+bool idem_index_rebuild_wanted(idem_index_t *index) {
+    pthread_mutex_lock(&index->mutex);
+    bool wanted = index->state == IDEM_INDEX_OVERFLOWED &&
+                  index->rows_counted <= index->keys_max * API_IDEM_INDEX_REBUILD_PERCENT / 100;
+    pthread_mutex_unlock(&index->mutex);
+    return wanted;
+}
+
+pc_status idem_index_rebuild_begin(idem_index_t *index) {
+    uint64_t *slots = calloc(SLOTS_MIN, sizeof *slots);
+    if (slots == NULL) return PC_NO_MEMORY;
+    pthread_mutex_lock(&index->mutex);
+    PC_ASSERT(index->state == IDEM_INDEX_OVERFLOWED);
+    free(index->slots);
+    index->slots = slots;
+    index->slot_count = SLOTS_MIN;
+    index->keys = 0;
+    index->deleted = 0;
+    index->rows_counted_before = index->rows_counted;
+    index->rows_counted = 0; /* the scan counts them again */
+    index->state = IDEM_INDEX_REBUILDING;
+    pthread_mutex_unlock(&index->mutex);
+    return PC_OK;
+}
+
+bool idem_index_rebuild_end(idem_index_t *index, bool scanned) {
+    pthread_mutex_lock(&index->mutex);
+    bool rebuilt = scanned && index->state == IDEM_INDEX_REBUILDING;
+    if (rebuilt) {
+        index->state = IDEM_INDEX_INDEXED;
+        index->rebuilds++;
+    } else if (index->state == IDEM_INDEX_REBUILDING) { /* a scan cut short counted a part */
+        overflow(index);
+        if (index->rows_counted < index->rows_counted_before) index->rows_counted = index->rows_counted_before;
+    }
+    pthread_mutex_unlock(&index->mutex);
+    return rebuilt;
+}
+
 void idem_index_stats(idem_index_t *index, idem_index_stats_t *out) {
     pthread_mutex_lock(&index->mutex);
     out->keys = index->keys;
     out->keys_max = index->keys_max;
     out->slots = index->slot_count;
-    out->overflowed = index->overflowed;
+    out->state = index->state;
+    out->overflowed = index->state != IDEM_INDEX_INDEXED;
+    out->rows_counted = index->rows_counted;
+    out->lookups = index->lookups;
+    out->store_reads_held = index->store_reads_held;
+    out->store_reads_unindexed = index->store_reads_unindexed;
+    out->overflows = index->overflows;
+    out->rebuilds = index->rebuilds;
+    out->rebuilds_failed = index->rebuilds_failed;
     pthread_mutex_unlock(&index->mutex);
+}
+
+const char *idem_index_state_name(idem_index_state state) {
+    static const char *const names[] = {"indexed", "overflowed", "rebuilding"};
+    return state <= IDEM_INDEX_REBUILDING ? names[state] : "unknown";
+}
+
+/* ---- /metrics ---- */
+
+static const char metrics_format[] =
+    "# HELP paycore_idempotency_index_keys Idempotency-Keys held by the in-memory index.\n"
+    "# TYPE paycore_idempotency_index_keys gauge\n"
+    "paycore_idempotency_index_keys %llu\n"
+    "# HELP paycore_idempotency_index_keys_max The index's bound (--idempotency-index-max-keys).\n"
+    "# TYPE paycore_idempotency_index_keys_max gauge\n"
+    "paycore_idempotency_index_keys_max %llu\n"
+    "# HELP paycore_idempotency_index_state 1 for the index's state: indexed, overflowed (past its bound:"
+    " every key is read from the store) or rebuilding (from the store).\n"
+    "# TYPE paycore_idempotency_index_state gauge\n"
+    "paycore_idempotency_index_state{state=\"indexed\"} %d\n"
+    "paycore_idempotency_index_state{state=\"overflowed\"} %d\n"
+    "paycore_idempotency_index_state{state=\"rebuilding\"} %d\n"
+    "# HELP paycore_idempotency_index_rows_counted Stored rows counted while not indexed (a rebuild"
+    " starts under its bound).\n"
+    "# TYPE paycore_idempotency_index_rows_counted gauge\n"
+    "paycore_idempotency_index_rows_counted %llu\n"
+    "# HELP paycore_idempotency_index_lookups_total Requests with an Idempotency-Key looked up.\n"
+    "# TYPE paycore_idempotency_index_lookups_total counter\n"
+    "paycore_idempotency_index_lookups_total %llu\n"
+    "# HELP paycore_idempotency_index_store_reads_total Lookups the index could not answer as new, read"
+    " from the store: the key is held (a replay, or a shared print), or the index is not indexed.\n"
+    "# TYPE paycore_idempotency_index_store_reads_total counter\n"
+    "paycore_idempotency_index_store_reads_total{reason=\"held\"} %llu\n"
+    "paycore_idempotency_index_store_reads_total{reason=\"not_indexed\"} %llu\n"
+    "# HELP paycore_idempotency_index_overflows_total Times the index went past its bound.\n"
+    "# TYPE paycore_idempotency_index_overflows_total counter\n"
+    "paycore_idempotency_index_overflows_total %llu\n"
+    "# HELP paycore_idempotency_index_rebuilds_total Rebuilds from the store by result.\n"
+    "# TYPE paycore_idempotency_index_rebuilds_total counter\n"
+    "paycore_idempotency_index_rebuilds_total{result=\"indexed\"} %llu\n"
+    "paycore_idempotency_index_rebuilds_total{result=\"overflowed\"} %llu\n";
+
+char *idem_index_metrics_append(idem_index_t *index, char *text, size_t *bytes) {
+    if (text == NULL || index == NULL) return text;
+    idem_index_stats_t s;
+    idem_index_stats(index, &s);
+    char part[4096];
+    int n = snprintf(part, sizeof part, metrics_format, (unsigned long long)s.keys, (unsigned long long)s.keys_max,
+                     s.state == IDEM_INDEX_INDEXED, s.state == IDEM_INDEX_OVERFLOWED,
+                     s.state == IDEM_INDEX_REBUILDING, (unsigned long long)s.rows_counted,
+                     (unsigned long long)s.lookups, (unsigned long long)s.store_reads_held,
+                     (unsigned long long)s.store_reads_unindexed, (unsigned long long)s.overflows,
+                     (unsigned long long)s.rebuilds, (unsigned long long)s.rebuilds_failed);
+    PC_ASSERT(n > 0 && (size_t)n < sizeof part);
+    char *grown = realloc(text, *bytes + (size_t)n + 1);
+    if (grown == NULL) return text; /* the old text, whole */
+    memcpy(grown + *bytes, part, (size_t)n + 1);
+    *bytes += (size_t)n;
+    return grown;
 }

@@ -11,25 +11,49 @@
  * counted (a multiset), so one row's removal never hides another with the same print.
  *
  * Bound: at most 'keys_max' fingerprints (limits.h API_IDEM_INDEX_KEYS_DEFAULT). Past
- * it the index stops answering "new" (every lookup reads the store, as without an
- * index) until the process restarts and finds the stored rows within the bound again.
+ * it the index is "overflowed": it stops answering "new" (every lookup reads the
+ * store, as without an index) and only counts the rows it is told of.
+ *
+ * Recovery: once the purge brought those under API_IDEM_INDEX_REBUILD_PERCENT of the
+ * bound, idem_index_rebuild_wanted() says so and the owner rebuilds it from the store,
+ * on a thread of its own: idem_index_rebuild_begin() (from then on every add goes into
+ * an empty table, lookups still read the store), then the owner makes sure every add
+ * made before that call committed (a writer round trip), adds every stored row, and
+ * calls idem_index_rebuild_end(). A row added meanwhile is in the table by its own
+ * add; a row deleted meanwhile may stay (a harmless extra print): a superset again.
+ * A scan that finds more rows than the bound leaves it overflowed.
  *
  * Threads: any; one mutex guards the table (a lookup is a few probes). */
 #ifndef PAYCORE_STORE_IDEM_INDEX_H
 #define PAYCORE_STORE_IDEM_INDEX_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "paycore/status.h"
 
 typedef struct idem_index idem_index_t;
 
+typedef enum {
+    IDEM_INDEX_INDEXED = 0,  /* answers "new" for a key it does not hold */
+    IDEM_INDEX_OVERFLOWED,   /* past its bound: every lookup reads the store */
+    IDEM_INDEX_REBUILDING,   /* being rebuilt from the store: every lookup reads the store */
+} idem_index_state;
+
 typedef struct {
     uint64_t keys;          /* fingerprints held */
     uint64_t keys_max;
     uint64_t slots;         /* the table's size now */
-    bool overflowed;        /* past the bound: every lookup reads the store */
+    idem_index_state state;
+    bool overflowed;        /* not indexed (overflowed or rebuilding): every lookup reads the store */
+    uint64_t rows_counted;  /* not indexed: rows added less rows removed since the overflow */
+    uint64_t lookups;
+    uint64_t store_reads_held;      /* lookups of a key it holds (a replay, or a shared print) */
+    uint64_t store_reads_unindexed; /* lookups while not indexed */
+    uint64_t overflows;
+    uint64_t rebuilds;              /* rebuilds that made it an index again */
+    uint64_t rebuilds_failed;       /* rebuilds that found more rows than the bound */
 } idem_index_stats_t;
 
 PC_MUST_USE pc_status idem_index_new(idem_index_t **out, uint64_t keys_max);
@@ -41,5 +65,18 @@ void idem_index_add(idem_index_t *index, const char *key_id, const char *idempot
 /* A row of the key was deleted (call after that commit). */
 void idem_index_remove(idem_index_t *index, const char *key_id, const char *idempotency_key);
 void idem_index_stats(idem_index_t *index, idem_index_stats_t *out);
+const char *idem_index_state_name(idem_index_state state);
+
+/* Recovery (above): true when overflowed and the rows counted fit a rebuild. */
+bool idem_index_rebuild_wanted(idem_index_t *index);
+/* Overflowed -> rebuilding, the table emptied; PC_NO_MEMORY leaves it overflowed. */
+PC_MUST_USE pc_status idem_index_rebuild_begin(idem_index_t *index);
+/* 'scanned': every stored row was added since begin. True when it is an index again;
+ * false (overflowed) when the scan failed or the rows passed the bound. */
+bool idem_index_rebuild_end(idem_index_t *index, bool scanned);
+
+/* Appends the index's Prometheus series to 'text' (malloc'ed, 'bytes' long); returns
+ * the new text (the old one freed) or the old one unchanged on OOM. */
+char *idem_index_metrics_append(idem_index_t *index, char *text, size_t *bytes);
 
 #endif

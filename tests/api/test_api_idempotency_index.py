@@ -4,16 +4,25 @@ reply: after a clean restart and after kill -9 (the index is loaded from the fil
 two connections racing with one key (the second sees the first's reply or 409
 idempotency_key_in_progress, never a second execution), after the retention's purge
 (the key runs again, and its new reply is replayed), and at its memory bound
-(--idempotency-index-max-keys: past it every key is read from the store).
+(--idempotency-index-max-keys: past it every key is read from the store), and that
+it recovers from its bound without a restart: once the purge took the rows away, it is
+rebuilt from the store in the background and answers from memory again, as /metrics
+says (paycore_idempotency_index_*: keys, bound, state, lookups read from the store).
 Method: a real server (SQLite, or PostgreSQL with PAYCORE_TEST_PG_HOST). Every key
 names a transfer with a fixed id, so a wrong "new" runs the transfer a second time and
 the ledger answers 200 "exists" (or 409 transfer_exists_* for other fields) instead of
-the stored 201 marked Idempotent-Replayed: each check below fails on such an answer."""
+the stored 201 marked Idempotent-Replayed: each check below fails on such an answer.
+The recovery: 30 keys past a bound of 8 (overflowed: every lookup reads the store, and
+every replay is still right); restarted 25 h later (test clock), the stored rows are
+more than the bound at start (overflowed again) until the purge took them: the index is
+then rebuilt (polled in /metrics, no timing asserted), holds the new keys, answers new
+ones without the store, replays them, and overflows again past its bound."""
 import os
 import signal
 import threading
+import time
 
-from pcapi import Server, account, check, expect, transfer
+from pcapi import TIMEOUT_S, Server, account, check, expect, transfer
 
 HOUR_S = 3600
 
@@ -136,6 +145,69 @@ def test_bound(server):
     server.stop()
 
 
+def metrics(server):
+    """name{labels} -> value, for the index's series."""
+    text = expect(server.client(key="").get("/metrics"), 200, what="metrics").raw
+    if isinstance(text, bytes):
+        text = text.decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("paycore_idempotency_index_"):
+            name, value = line.rsplit(" ", 1)
+            out[name[len("paycore_idempotency_index_"):]] = float(value)
+    return out
+
+
+def state(m):
+    return [s for s in ("indexed", "overflowed", "rebuilding") if m.get('state{state="%s"}' % s) == 1]
+
+
+def wait_metrics(server, what, predicate):
+    deadline = time.time() + TIMEOUT_S * 3
+    while True:
+        m = metrics(server)
+        if predicate(m):
+            return m
+        check(time.time() < deadline, "%s: %r" % (what, m))
+        time.sleep(0.05)
+
+
+def test_recovery(server):
+    bound = ["--idempotency-index-max-keys", "8"]
+    admin = start(server, 100, bound)
+    m = metrics(server)
+    check(m.get("keys_max") == 8, "the bound in /metrics: %r" % m)
+    firsts = store_keys(admin, "rc", 30)
+    m = metrics(server)
+    check(state(m) == ["overflowed"] and m["overflows_total"] >= 1, "30 keys past a bound of 8: %r" % m)
+    reads = m['store_reads_total{reason="not_indexed"}']
+    replay_all(admin, "rc", firsts, "overflowed")
+    m = metrics(server)
+    check(m['store_reads_total{reason="not_indexed"}'] >= reads + 60,
+          "overflowed, each lookup read the store: %r" % m)
+    server.stop()
+    admin = start(server, 125, bound)  # every row is past the retention: the purge takes them
+    m = wait_metrics(server, "rebuilt from the store once the purge took the rows",
+                     lambda m: state(m) == ["indexed"] and m['rebuilds_total{result="indexed"}'] >= 1)
+    check(m["keys"] == 0 and m["overflows_total"] >= 1, "rebuilt, nothing stored: %r" % m)
+    fresh = store_keys(admin, "rn", 5)
+    m = metrics(server)
+    check(state(m) == ["indexed"] and m["keys"] == 5, "the new keys are indexed: %r" % m)
+    check(m['store_reads_total{reason="not_indexed"}'] == 0, "new keys read nothing from the store: %r" % m)
+    held = m['store_reads_total{reason="held"}']
+    replay_all(admin, "rn", fresh, "after the rebuild")
+    m = metrics(server)
+    check(m['store_reads_total{reason="held"}'] == held + 10, "each replay found its key held: %r" % m)
+    again = expect(post(admin, "rc-0", "rc-t0-again", 7), 201, what="rc-0 past the retention")
+    check(again.headers.get("idempotent-replayed") is None, "past the retention rc-0 ran again: %r" % again.raw)
+    more = store_keys(admin, "ro", 6)
+    m = metrics(server)
+    check(state(m) == ["overflowed"], "past the bound again: %r" % m)
+    replay_all(admin, "rn", fresh, "overflowed again")
+    replay_all(admin, "ro", more, "overflowed again")
+    server.stop()
+
+
 def main():
     server = Server()
     try:
@@ -143,6 +215,7 @@ def main():
         counts = test_races(server)
         test_retention(server)
         test_bound(server)
+        test_recovery(server)
     finally:
         server.close()
     print("api idempotency index: ok (race pairs: %(replayed)d replayed, %(in_progress)d in progress)" % counts)
