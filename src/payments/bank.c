@@ -230,8 +230,8 @@ bool pay_bank_inquiry_apply(pay_flow_t *flow) {
     snprintf(update.idempotency_key, sizeof update.idempotency_key, "%s", r->idempotency_key);
     snprintf(update.response_code, sizeof update.response_code, "%s", r->response_code);
     memcpy(update.currency, flow->op.currency, sizeof update.currency);
-    obs_logf(OBS_LEVEL_INFO, "payments: %s %s learned by status inquiry: %s (its callback never came)",
-             pay_op_kind_name(flow->op.kind), flow->op.id, update.response_code);
+    obs_logf(OBS_LEVEL_INFO, "payments: %s %s: the bank's result %s learned by status inquiry, applied as"
+             " its callback", pay_op_kind_name(flow->op.kind), flow->op.id, update.response_code);
     update_apply(flow, &update);
     return true;
 }
