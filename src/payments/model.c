@@ -673,7 +673,7 @@ typedef struct {
 static void buf_add(text_buf_t *b, const char *piece, size_t bytes) {
     if (b->failed) return;
     if (b->bytes + bytes + 1 > b->room) {
-        size_t room = b->room ? b->room : 1024;
+        size_t room = b->room ? b->room : 4096; /* a payment's text: one malloc, no regrowth */
         while (b->bytes + bytes + 1 > room) room *= 2;
         char *grown = realloc(b->text, room);
         if (grown == NULL) {
@@ -833,10 +833,12 @@ static void put_member_str(text_buf_t *b, const char *key, const char *text, boo
 }
 
 static void put_member_int(text_buf_t *b, const char *key, int64_t value) {
-    char text[96];
-    int n = snprintf(text, sizeof text, ",\"%s\":%lld", key, (long long)value);
-    if (n > 0 && (size_t)n < sizeof text) buf_add(b, text, (size_t)n);
-    else b->failed = true;
+    char text[PAY_INT_TEXT_SIZE];
+    size_t bytes = pay_int_text(text, value);
+    buf_add_str(b, ",\"");
+    buf_add_str(b, key);
+    buf_add_str(b, "\":");
+    buf_add(b, text, bytes);
 }
 
 /* Every text the written members hold is plain. */
@@ -1231,21 +1233,37 @@ static char *op_render(const pay_op_t *op, pay_staged_t *staged, bool in_payment
     bool built = doc != NULL;
     /* the whole text is needed for the row, or to cut the entry's text from */
     bool whole = built && (!in_payment || staged != NULL);
-    char *text = whole ? json_dumps(doc, JSON_COMPACT) : NULL;
-    if (text != NULL && staged != NULL) {
+    char *text = whole && !in_payment ? pay_render_op(op) : NULL; /* written, not dumped */
+    char *entry_text = whole && staged != NULL ? pay_render_op_entry(op) : NULL;
+    bool dump = whole && ((!in_payment && text == NULL) || (staged != NULL && entry_text == NULL));
+    char *dumped = dump ? json_dumps(doc, JSON_COMPACT) : NULL; /* a text in it is not plain */
+#ifdef PC_SLOW_ASSERTS
+    char *check = built ? json_dumps(doc, JSON_COMPACT) : NULL;
+    PC_ASSERT(text == NULL || strcmp(text, check) == 0); /* written == dumped */
+    free(check);
+#endif
+    if (entry_text == NULL && staged != NULL && dumped != NULL) entry_text = entry_text_of(op, dumped);
+    if (text == NULL && !in_payment) {
+        text = dumped;
+        dumped = NULL;
+    }
+    free(dumped);
+    if (whole && staged != NULL && (in_payment || text != NULL)) {
         json_decref(staged->op_entry);
         free(staged->op_entry_text);
         staged->op_entry = entry_of(doc);
-        staged->op_entry_text = entry_text_of(op, text);
+        staged->op_entry_text = entry_text;
+        entry_text = NULL;
         staged->op_entry_version = op->version;
         doc = NULL;
 #ifdef PC_SLOW_ASSERTS
-        char *dumped = json_dumps(staged->op_entry, JSON_COMPACT);
-        PC_ASSERT(staged->op_entry_text == NULL || strcmp(dumped, staged->op_entry_text) == 0);
-        free(dumped);
+        char *entry_dumped = json_dumps(staged->op_entry, JSON_COMPACT);
+        PC_ASSERT(staged->op_entry_text == NULL || strcmp(entry_dumped, staged->op_entry_text) == 0);
+        free(entry_dumped);
 #endif
     }
     json_decref(doc);
+    free(entry_text);
     if (in_payment && built) {  /* its payment's record holds it: the row keeps "" */
         free(text);
         text = pc_strdup("");
