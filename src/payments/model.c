@@ -767,6 +767,17 @@ static char *dump_free(json_t *value) {
 
 /* The text of the fixed members, '"payment_method":…,"risk":{…}': made once, kept. */
 static const char *fixed_text(pay_payment_t *p) {
+    char *written = p->fixed_text == NULL ? pay_render_fixed(p) : NULL;
+#ifdef PC_SLOW_ASSERTS
+    char *check = written != NULL ? dump_free(payment_json_fixed(p, true)) : NULL;
+    PC_ASSERT(check == NULL || (strncmp(check + 1, written, strlen(written)) == 0 &&
+                                strlen(check) == strlen(written) + 2)); /* written == dumped less braces */
+    free(check);
+#endif
+    if (written != NULL) {
+        p->fixed_text = json_stringn_nocheck(written, strlen(written));
+        free(written);
+    }
     if (p->fixed_text == NULL) {
         char *text = dump_free(payment_json_fixed(p, true));
         size_t bytes = text != NULL ? strlen(text) : 0;

@@ -227,6 +227,9 @@ void pay_payment_transfer_add(pay_payment_t *payment, const char *transfer_id);
  * json_dumps the object) or on no memory. */
 char *pay_render_op(const pay_op_t *op);
 char *pay_render_op_entry(const pay_op_t *op);
+/* The members payment_json_fixed(p) dumps, less its braces (malloc'ed), written
+ * directly (metadata and the risk detail dumped by jansson); NULL as above. */
+char *pay_render_fixed(const pay_payment_t *p);
 /* 'value' in decimal as "%lld" writes it; returns its length. */
 #define PAY_INT_TEXT_SIZE 24 /* "-9223372036854775808" and its NUL */
 size_t pay_int_text(char out[PAY_INT_TEXT_SIZE], int64_t value);

@@ -223,3 +223,95 @@ char *pay_render_op_entry(const pay_op_t *op) {
     op_rest_write(&o, op);
     return out_take(&o);
 }
+
+/* ---- a payment's fixed members (model.c's payment_json_fixed) ---- */
+
+static void method_write(out_t *o, const pay_payment_t *p) {
+    if (p->method == PAY_METHOD_CARD) {
+        OUT_LIT(o, "{\"type\":\"card\",\"card\":{\"token\":");
+        out_str(o, p->card.token);
+        OUT_LIT(o, ",\"bin\":");
+        out_str(o, p->card.bin);
+        OUT_LIT(o, ",\"last4\":");
+        out_str(o, p->card.last4);
+        OUT_LIT(o, ",\"exp_month\":");
+        out_int(o, (int)p->card.exp_month);
+        OUT_LIT(o, ",\"exp_year\":");
+        out_int(o, (int)p->card.exp_year);
+        OUT_LIT(o, ",\"fingerprint\":");
+        out_str(o, p->card.fingerprint);
+        OUT_LIT(o, ",\"three_d_secure\":");
+        out_bool(o, p->card.three_d_secure);
+        OUT_LIT(o, "}}");
+    } else if (p->method == PAY_METHOD_WALLET) {
+        OUT_LIT(o, "{\"type\":\"wallet\",\"wallet_id\":");
+        out_str(o, p->wallet_id);
+        OUT_LIT(o, "}");
+    } else {
+        OUT_LIT(o, "{\"type\":\"bank_transfer\",\"bank_account\":{\"routing_number\":");
+        out_str(o, p->routing_number);
+        OUT_LIT(o, ",\"account_number\":");
+        out_str(o, p->account_number);
+        OUT_LIT(o, "}}");
+    }
+}
+
+/* A member's value that jansson alone renders (any JSON the payment holds): dumped. */
+static void out_dumped(out_t *o, const json_t *value, const char *when_null) {
+    if (value == NULL) {
+        out_add(o, when_null, strlen(when_null));
+        return;
+    }
+    char *text = json_dumps(value, JSON_COMPACT);
+    if (text == NULL) o->failed = true;
+    else out_add(o, text, strlen(text));
+    free(text);
+}
+
+/* risk_json: the detail's members, then "decision_id" and "outcome" (appended: the
+ * detail holds neither, else jansson would replace them in place: not written here). */
+static void risk_write(out_t *o, const pay_payment_t *p) {
+    if (p->risk.outcome[0] == '\0') {
+        OUT_LIT(o, "null");
+        return;
+    }
+    const json_t *detail = p->risk.detail;
+    if (detail != NULL && (!json_is_object(detail) || json_object_get(detail, "decision_id") != NULL ||
+                           json_object_get(detail, "outcome") != NULL)) {
+        o->failed = true;
+        return;
+    }
+    size_t before = o->bytes;
+    out_dumped(o, detail, "{}");
+    if (o->failed) return;
+    o->bytes--; /* its '}' */
+    if (o->bytes > before + 1) OUT_LIT(o, ",");
+    OUT_LIT(o, "\"decision_id\":");
+    out_int(o, (int64_t)p->risk.decision_id);
+    OUT_LIT(o, ",\"outcome\":");
+    out_str(o, p->risk.outcome);
+    OUT_LIT(o, "}");
+}
+
+char *pay_render_fixed(const pay_payment_t *p) {
+    char stack[OUT_STACK_BYTES];
+    OUT_INIT(o, stack);
+    OUT_LIT(&o, "\"payment_method\":");
+    method_write(&o, p);
+    OUT_LIT(&o, ",\"payer\":{\"id\":");
+    out_str_or_null(&o, p->payer.id);
+    OUT_LIT(&o, ",\"country\":");
+    out_str_or_null(&o, p->payer.country);
+    OUT_LIT(&o, ",\"device_id\":");
+    out_str_or_null(&o, p->payer.device_id);
+    OUT_LIT(&o, ",\"ip\":");
+    out_str_or_null(&o, p->payer.ip);
+    OUT_LIT(&o, "},\"description\":");
+    out_str_or_null(&o, p->description);
+    OUT_LIT(&o, ",\"metadata\":");
+    if (p->metadata != NULL && json_is_object(p->metadata) && json_object_size(p->metadata) == 0) OUT_LIT(&o, "{}");
+    else out_dumped(&o, p->metadata, "{}");
+    OUT_LIT(&o, ",\"risk\":");
+    risk_write(&o, p);
+    return out_take(&o);
+}
