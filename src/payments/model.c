@@ -923,7 +923,12 @@ static void head_rest_write(const pay_payment_t *p, text_buf_t *b) {
         put_member_str(b, "source", p->decline.source, false);
         buf_add_str(b, "}");
     }
-    buf_add_str(b, ",\"operations\":null,\"ledger_transfers\":[");
+    buf_add_str(b, ",\"operations\":");
+}
+
+/* The members after "operations". */
+static void head_tail_write(const pay_payment_t *p, text_buf_t *b) {
+    buf_add_str(b, ",\"ledger_transfers\":[");
     size_t index;
     json_t *value;
     json_array_foreach(p->transfers, index, value) {
@@ -937,44 +942,61 @@ static void head_rest_write(const pay_payment_t *p, text_buf_t *b) {
     buf_add_str(b, "}");
 }
 
-/* payment_head's text written directly; NULL: a text in it is not plain (or memory). */
-static char *payment_head_written(pay_payment_t *p) {
-    if (!head_plain(p)) return NULL;
+/* The document and its record written directly, the entries' texts spliced in: false
+ * when a text in the written members is not plain (or memory). */
+static bool payment_written(pay_payment_t *p, text_buf_t *full, text_buf_t *record) {
+    if (!head_plain(p)) return false;
     const char *fixed = fixed_text(p), *routing = routing_text(p);
-    if (fixed == NULL || routing == NULL) return NULL;
-    text_buf_t b = {0};
-    head_first_write(p, &b);
-    buf_add_str(&b, ",");
-    buf_add_str(&b, fixed);
-    buf_add_str(&b, ",");
-    buf_add_str(&b, routing);
-    head_rest_write(p, &b);
-    if (!b.failed) return b.text;
-    free(b.text);
-    return NULL;
+    if (fixed == NULL || routing == NULL) return false;
+    head_first_write(p, full);
+    buf_add_str(full, ",");
+    buf_add_str(full, fixed);
+    buf_add_str(full, ",");
+    buf_add_str(full, routing);
+    head_rest_write(p, full);
+    if (full->failed) return false;
+    buf_add(record, full->text, full->bytes);
+    ops_add(p, full, record);
+    size_t tail_at = full->bytes;
+    head_tail_write(p, full);
+    if (full->failed) return false;
+    buf_add(record, full->text + tail_at, full->bytes - tail_at);
+    return !record->failed;
 }
 
-static pc_status payment_render(pay_payment_t *p, char **text_out, char **record_out) {
+/* The same from jansson's dump of the members, its "operations":null replaced. */
+static bool payment_spliced(pay_payment_t *p, text_buf_t *full, text_buf_t *record) {
     static const char placeholder[] = "\"operations\":null";
-    *text_out = *record_out = NULL;
-    char *head = payment_head_written(p);
-    if (head == NULL) head = payment_head(p);
+    char *head = payment_head(p);
     /* the last one: metadata (before it) may hold that text too, nothing after it can */
     const char *at = NULL;
     for (const char *s = head; s != NULL && (s = strstr(s, placeholder)) != NULL; s++) at = s;
     if (at == NULL) {
         free(head);
-        return PC_NO_MEMORY;
+        return false;
     }
     size_t before = (size_t)(at - head) + strlen("\"operations\":");
-    text_buf_t full = {0}, record = {0};
-    buf_add(&full, head, before);
-    buf_add(&record, head, before);
-    ops_add(p, &full, &record);
-    buf_add_str(&full, at + strlen(placeholder));
-    buf_add_str(&record, at + strlen(placeholder));
+    buf_add(full, head, before);
+    buf_add(record, head, before);
+    ops_add(p, full, record);
+    buf_add_str(full, at + strlen(placeholder));
+    buf_add_str(record, at + strlen(placeholder));
     free(head);
-    if (full.failed || record.failed || full.text == NULL || record.text == NULL) {
+    return !full->failed && !record->failed;
+}
+
+static pc_status payment_render(pay_payment_t *p, char **text_out, char **record_out) {
+    *text_out = *record_out = NULL;
+    text_buf_t full = {0}, record = {0};
+    bool made = payment_written(p, &full, &record);
+    if (!made) {
+        free(full.text);
+        free(record.text);
+        memset(&full, 0, sizeof full);
+        memset(&record, 0, sizeof record);
+        made = payment_spliced(p, &full, &record);
+    }
+    if (!made || full.text == NULL || record.text == NULL) {
         free(full.text);
         free(record.text);
         return PC_NO_MEMORY;
