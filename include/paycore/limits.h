@@ -169,6 +169,11 @@
  * proxy: every client then shares the proxy's address). */
 #define API_CONNECTIONS_MAX 4096
 #define API_CONNECTIONS_PER_IP_DEFAULT 1024
+/* One connection's memory in libmicrohttpd: its request line and headers, its read
+ * buffer and its reply's headers. MHD zeroes all of it for each request on a kept-alive
+ * connection, so it is kept to what a request needs (its default is 32 KiB): a request
+ * line and headers of up to 14 KiB are read (docs/architecture.md); larger: 431. */
+#define API_CONNECTION_MEMORY_BYTES (16 * 1024)
 /* The accept loop (api/accept.c) takes at most this many connections per wake-up
  * before it looks for a stop again, and waits this long when the process is out of
  * descriptors (the connections stay in the backlog meanwhile). */

@@ -542,6 +542,7 @@ static pc_status start_http(api_server_t *server) {
         /* MHD's idle timeout; conn.c adds the deadline of a whole request */
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)server->config.connection_timeout_s,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)API_CONNECTIONS_MAX,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)API_CONNECTION_MEMORY_BYTES,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)server->config.connections_per_ip_max,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, server, MHD_OPTION_END);
     pc_status status = server->daemon != NULL ? api_acceptor_start(&server->acceptor, server->listen_fd,

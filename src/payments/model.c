@@ -590,16 +590,10 @@ void pay_payment_transfer_add(pay_payment_t *payment, const char *transfer_id) {
     json_array_append_new(payment->transfers, json_string(transfer_id));
 }
 
-/* An op's JSON made its entry in a payment: less what the payment says already. */
-static json_t *entry_of(json_t *op_doc) {
-    if (op_doc == NULL) return NULL;
-    json_object_del(op_doc, "object");
-    json_object_del(op_doc, "parent_id");
-    json_object_del(op_doc, "merchant_id");
-    return op_doc;
-}
+static json_t *op_json(const pay_op_t *op, bool whole);
 
-json_t *pay_op_entry(const pay_op_t *op) { return entry_of(pay_op_json(op)); }
+/* An op's JSON made its entry in a payment: less what the payment says already. */
+json_t *pay_op_entry(const pay_op_t *op) { return op_json(op, false); }
 
 static json_t *text_or_null(char *text) {
     json_t *value = text != NULL ? json_string_nocheck(text) : json_null();
@@ -673,7 +667,7 @@ typedef struct {
 static void buf_add(text_buf_t *b, const char *piece, size_t bytes) {
     if (b->failed) return;
     if (b->bytes + bytes + 1 > b->room) {
-        size_t room = b->room ? b->room : 1024;
+        size_t room = b->room ? b->room : 4096; /* a payment's text: one malloc, no regrowth */
         while (b->bytes + bytes + 1 > room) room *= 2;
         char *grown = realloc(b->text, room);
         if (grown == NULL) {
@@ -767,6 +761,17 @@ static char *dump_free(json_t *value) {
 
 /* The text of the fixed members, '"payment_method":…,"risk":{…}': made once, kept. */
 static const char *fixed_text(pay_payment_t *p) {
+    char *written = p->fixed_text == NULL ? pay_render_fixed(p) : NULL;
+#ifdef PC_SLOW_ASSERTS
+    char *check = written != NULL ? dump_free(payment_json_fixed(p, true)) : NULL;
+    PC_ASSERT(check == NULL || (strncmp(check + 1, written, strlen(written)) == 0 &&
+                                strlen(check) == strlen(written) + 2)); /* written == dumped less braces */
+    free(check);
+#endif
+    if (written != NULL) {
+        p->fixed_text = json_stringn_nocheck(written, strlen(written));
+        free(written);
+    }
     if (p->fixed_text == NULL) {
         char *text = dump_free(payment_json_fixed(p, true));
         size_t bytes = text != NULL ? strlen(text) : 0;
@@ -833,10 +838,12 @@ static void put_member_str(text_buf_t *b, const char *key, const char *text, boo
 }
 
 static void put_member_int(text_buf_t *b, const char *key, int64_t value) {
-    char text[96];
-    int n = snprintf(text, sizeof text, ",\"%s\":%lld", key, (long long)value);
-    if (n > 0 && (size_t)n < sizeof text) buf_add(b, text, (size_t)n);
-    else b->failed = true;
+    char text[PAY_INT_TEXT_SIZE];
+    size_t bytes = pay_int_text(text, value);
+    buf_add_str(b, ",\"");
+    buf_add_str(b, key);
+    buf_add_str(b, "\":");
+    buf_add(b, text, bytes);
 }
 
 /* Every text the written members hold is plain. */
@@ -916,7 +923,12 @@ static void head_rest_write(const pay_payment_t *p, text_buf_t *b) {
         put_member_str(b, "source", p->decline.source, false);
         buf_add_str(b, "}");
     }
-    buf_add_str(b, ",\"operations\":null,\"ledger_transfers\":[");
+    buf_add_str(b, ",\"operations\":");
+}
+
+/* The members after "operations". */
+static void head_tail_write(const pay_payment_t *p, text_buf_t *b) {
+    buf_add_str(b, ",\"ledger_transfers\":[");
     size_t index;
     json_t *value;
     json_array_foreach(p->transfers, index, value) {
@@ -930,44 +942,61 @@ static void head_rest_write(const pay_payment_t *p, text_buf_t *b) {
     buf_add_str(b, "}");
 }
 
-/* payment_head's text written directly; NULL: a text in it is not plain (or memory). */
-static char *payment_head_written(pay_payment_t *p) {
-    if (!head_plain(p)) return NULL;
+/* The document and its record written directly, the entries' texts spliced in: false
+ * when a text in the written members is not plain (or memory). */
+static bool payment_written(pay_payment_t *p, text_buf_t *full, text_buf_t *record) {
+    if (!head_plain(p)) return false;
     const char *fixed = fixed_text(p), *routing = routing_text(p);
-    if (fixed == NULL || routing == NULL) return NULL;
-    text_buf_t b = {0};
-    head_first_write(p, &b);
-    buf_add_str(&b, ",");
-    buf_add_str(&b, fixed);
-    buf_add_str(&b, ",");
-    buf_add_str(&b, routing);
-    head_rest_write(p, &b);
-    if (!b.failed) return b.text;
-    free(b.text);
-    return NULL;
+    if (fixed == NULL || routing == NULL) return false;
+    head_first_write(p, full);
+    buf_add_str(full, ",");
+    buf_add_str(full, fixed);
+    buf_add_str(full, ",");
+    buf_add_str(full, routing);
+    head_rest_write(p, full);
+    if (full->failed) return false;
+    buf_add(record, full->text, full->bytes);
+    ops_add(p, full, record);
+    size_t tail_at = full->bytes;
+    head_tail_write(p, full);
+    if (full->failed) return false;
+    buf_add(record, full->text + tail_at, full->bytes - tail_at);
+    return !record->failed;
 }
 
-static pc_status payment_render(pay_payment_t *p, char **text_out, char **record_out) {
+/* The same from jansson's dump of the members, its "operations":null replaced. */
+static bool payment_spliced(pay_payment_t *p, text_buf_t *full, text_buf_t *record) {
     static const char placeholder[] = "\"operations\":null";
-    *text_out = *record_out = NULL;
-    char *head = payment_head_written(p);
-    if (head == NULL) head = payment_head(p);
+    char *head = payment_head(p);
     /* the last one: metadata (before it) may hold that text too, nothing after it can */
     const char *at = NULL;
     for (const char *s = head; s != NULL && (s = strstr(s, placeholder)) != NULL; s++) at = s;
     if (at == NULL) {
         free(head);
-        return PC_NO_MEMORY;
+        return false;
     }
     size_t before = (size_t)(at - head) + strlen("\"operations\":");
-    text_buf_t full = {0}, record = {0};
-    buf_add(&full, head, before);
-    buf_add(&record, head, before);
-    ops_add(p, &full, &record);
-    buf_add_str(&full, at + strlen(placeholder));
-    buf_add_str(&record, at + strlen(placeholder));
+    buf_add(full, head, before);
+    buf_add(record, head, before);
+    ops_add(p, full, record);
+    buf_add_str(full, at + strlen(placeholder));
+    buf_add_str(record, at + strlen(placeholder));
     free(head);
-    if (full.failed || record.failed || full.text == NULL || record.text == NULL) {
+    return !full->failed && !record->failed;
+}
+
+static pc_status payment_render(pay_payment_t *p, char **text_out, char **record_out) {
+    *text_out = *record_out = NULL;
+    text_buf_t full = {0}, record = {0};
+    bool made = payment_written(p, &full, &record);
+    if (!made) {
+        free(full.text);
+        free(record.text);
+        memset(&full, 0, sizeof full);
+        memset(&record, 0, sizeof record);
+        made = payment_spliced(p, &full, &record);
+    }
+    if (!made || full.text == NULL || record.text == NULL) {
         free(full.text);
         free(record.text);
         return PC_NO_MEMORY;
@@ -1066,11 +1095,36 @@ static json_t *attempts_json(const pay_op_t *op) {
     return list;
 }
 
-json_t *pay_op_json(const pay_op_t *op) {
-    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:s}", "id", op->id, "object", "operation", "type",
-                          pay_op_kind_name(op->kind), "parent_id", op->parent_id, "merchant_id", op->merchant_id,
-                          "status", op->status, "amount", (json_int_t)op->amount, "currency", op->currency);
-    if (o == NULL) return NULL;
+/* Sets 'value' (stolen) as 'key': false when there is no value (a text jansson refused). */
+static bool member_put(json_t *o, const char *key, json_t *value) {
+    return value != NULL && json_object_set_new_nocheck(o, key, value) == 0;
+}
+
+/* A text the object would hold only when 'kept': still checked as jansson checks it. */
+static bool text_checked(json_t *o, const char *key, const char *text, bool kept) {
+    if (kept) return member_put(o, key, json_string(text));
+    json_t *value = json_string(text);
+    json_decref(value);
+    return value != NULL;
+}
+
+/* The op as an object; without "object", "parent_id" and "merchant_id" (its entry in a
+ * payment: the payment says them) when not 'whole'. The first members fail the whole
+ * object on a text jansson refuses, as json_pack does; a later one is left out. */
+static json_t *op_json(const pay_op_t *op, bool whole) {
+    json_t *o = json_object();
+    bool ok = o != NULL && member_put(o, "id", json_string(op->id));
+    if (ok && whole) ok = member_put(o, "object", json_string("operation"));
+    ok = ok && member_put(o, "type", json_string(pay_op_kind_name(op->kind)));
+    ok = ok && text_checked(o, "parent_id", op->parent_id, whole);
+    ok = ok && text_checked(o, "merchant_id", op->merchant_id, whole);
+    ok = ok && member_put(o, "status", json_string(op->status));
+    ok = ok && member_put(o, "amount", json_integer((json_int_t)op->amount));
+    ok = ok && member_put(o, "currency", json_string(op->currency));
+    if (!ok) {
+        json_decref(o);
+        return NULL;
+    }
     if (op->kind == PAY_OP_CAPTURE) json_object_set_new(o, "final", json_boolean(op->final_capture));
     if (op->kind == PAY_OP_CAPTURE || op->kind == PAY_OP_REFUND) {
         json_object_set_new(o, op->kind == PAY_OP_CAPTURE ? "fee" : "fee_reversed", json_integer(op->fee));
@@ -1094,6 +1148,8 @@ json_t *pay_op_json(const pay_op_t *op) {
     json_object_set_new(o, "version", json_integer((json_int_t)op->version));
     return o;
 }
+
+json_t *pay_op_json(const pay_op_t *op) { return op_json(op, true); }
 
 static void attempts_from_json(const json_t *list, pay_op_t *op) {
     size_t index;
@@ -1181,7 +1237,7 @@ static pc_status op_from_payment(store_reader_t *reader, const store_pay_object_
     if (status == PC_OK) status = entry != NULL ? pay_op_from_json(entry, out) : PC_STORE_CORRUPT;
     json_decref(doc);
     if (status == PC_OK && out->version < object->version) status = PC_STORE_CORRUPT;
-    if (status == PC_OK) { /* what an entry leaves out (entry_of) */
+    if (status == PC_OK) { /* what an entry leaves out (pay_op_entry) */
         snprintf(out->parent_id, sizeof out->parent_id, "%s", object->parent_id);
         snprintf(out->merchant_id, sizeof out->merchant_id, "%s", object->merchant_id);
     }
@@ -1204,53 +1260,40 @@ pc_status pay_op_read(store_reader_t *reader, const char *id, pay_op_t *out) {
     return result;
 }
 
-/* The entry's text cut from the op's (pay_op_json dumps "id", "object", "type",
- * "parent_id", "merchant_id" first; the entry lacks three of them): NULL when the op's
- * text does not begin as expected (then the entry is dumped when needed). */
-static char *entry_text_of(const pay_op_t *op, const char *op_text) {
-    if (!id_plain(op->id) || !id_plain(op->parent_id) || !id_plain(op->merchant_id)) return NULL;
-    const char *type = pay_op_kind_name(op->kind);
-    char head[4 * PC_ID_SIZE + 128];
-    int n = snprintf(head, sizeof head, "{\"id\":\"%s\",\"object\":\"operation\",\"type\":\"%s\",\"parent_id\":\"%s\","
-                     "\"merchant_id\":\"%s\",", op->id, type, op->parent_id, op->merchant_id);
-    if (n <= 0 || (size_t)n >= sizeof head || strncmp(op_text, head, (size_t)n) != 0) return NULL;
-    const char *rest = op_text + n;
-    size_t rest_bytes = strlen(rest);
-    char *text = malloc((size_t)n + rest_bytes + 1);
-    if (text == NULL) return NULL;
-    int m = sprintf(text, "{\"id\":\"%s\",\"type\":\"%s\",", op->id, type);
-    memcpy(text + m, rest, rest_bytes + 1);
-    return text;
+/* Written directly (render.c), or dumped by jansson when a text in it is not plain. */
+static char *op_text(const pay_op_t *op, bool entry) {
+    char *text = entry ? pay_render_op_entry(op) : pay_render_op(op);
+#ifdef PC_SLOW_ASSERTS
+    char *check = text != NULL ? dump_free(op_json(op, !entry)) : NULL;
+    PC_ASSERT(text == NULL || (check != NULL && strcmp(text, check) == 0)); /* written == dumped */
+    free(check);
+#endif
+    return text != NULL ? text : dump_free(op_json(op, !entry));
 }
 
 /* The op's row text ("" when its payment's record holds it: 'in_payment'); its entry
- * in the payment (pay_op_entry: the same object less three fields) into
- * staged->op_entry when 'staged' is given, made from one build. */
+ * in the payment (pay_op_entry) and the entry's text into staged->op_entry* when
+ * 'staged' is given. NULL: a text jansson refuses, or no memory. */
 static char *op_render(const pay_op_t *op, pay_staged_t *staged, bool in_payment) {
-    json_t *doc = pay_op_json(op);
-    bool built = doc != NULL;
-    /* the whole text is needed for the row, or to cut the entry's text from */
-    bool whole = built && (!in_payment || staged != NULL);
-    char *text = whole ? json_dumps(doc, JSON_COMPACT) : NULL;
-    if (text != NULL && staged != NULL) {
-        json_decref(staged->op_entry);
-        free(staged->op_entry_text);
-        staged->op_entry = entry_of(doc);
-        staged->op_entry_text = entry_text_of(op, text);
-        staged->op_entry_version = op->version;
-        doc = NULL;
-#ifdef PC_SLOW_ASSERTS
-        char *dumped = json_dumps(staged->op_entry, JSON_COMPACT);
-        PC_ASSERT(staged->op_entry_text == NULL || strcmp(dumped, staged->op_entry_text) == 0);
-        free(dumped);
-#endif
+    char *text = in_payment ? NULL : op_text(op, false);
+    if (!in_payment && text == NULL) return NULL;
+    if (in_payment || staged != NULL) {
+        json_t *entry = pay_op_entry(op);
+        if (entry == NULL) {
+            free(text);
+            return NULL;
+        }
+        if (staged != NULL) {
+            json_decref(staged->op_entry);
+            free(staged->op_entry_text);
+            staged->op_entry = entry;
+            staged->op_entry_text = op_text(op, true);
+            staged->op_entry_version = op->version;
+        } else {
+            json_decref(entry);
+        }
     }
-    json_decref(doc);
-    if (in_payment && built) {  /* its payment's record holds it: the row keeps "" */
-        free(text);
-        text = pc_strdup("");
-    }
-    return text;
+    return in_payment ? pc_strdup("") : text; /* its payment's record holds it: the row keeps "" */
 }
 
 /* As payment_staged_take, for the op's row. */

@@ -222,6 +222,17 @@ json_t *pay_op_entry(const pay_op_t *op);
  * with its compact text when known ('text' stolen; NULL: rendered when needed). */
 void pay_payment_entry_put(pay_payment_t *payment, const pay_op_t *op, json_t *entry, char *text);
 void pay_payment_transfer_add(pay_payment_t *payment, const char *transfer_id);
+/* render.c: the compact texts of pay_op_json(op) and of pay_op_entry(op), written
+ * directly (malloc'ed); NULL when a text in them is not plain printable ASCII (then
+ * json_dumps the object) or on no memory. */
+char *pay_render_op(const pay_op_t *op);
+char *pay_render_op_entry(const pay_op_t *op);
+/* The members payment_json_fixed(p) dumps, less its braces (malloc'ed), written
+ * directly (metadata and the risk detail dumped by jansson); NULL as above. */
+char *pay_render_fixed(const pay_payment_t *p);
+/* 'value' in decimal as "%lld" writes it; returns its length. */
+#define PAY_INT_TEXT_SIZE 24 /* "-9223372036854775808" and its NUL */
+size_t pay_int_text(char out[PAY_INT_TEXT_SIZE], int64_t value);
 pay_attempt_t *pay_op_attempt_put(pay_op_t *op, const gw_attempt_t *attempt);
 void pay_op_attempts_from_result(pay_op_t *op, const gw_result_t *result);
 

@@ -1,0 +1,317 @@
+/* payments/render.c: texts written straight into a buffer instead of built as jansson
+ * objects and dumped. Each writer gives the bytes json_dumps(JSON_COMPACT) gives for
+ * the object model.c builds (members in the same order), or NULL when a text in it is
+ * not plain printable ASCII: the caller then dumps through jansson, which alone knows
+ * how it escapes the rest. Slow-assert builds and tests/payments/test_pay_render.c
+ * compare the two. Building and dumping an operation cost more than writing it in a
+ * whole payment's request path (jansson's buffer grows by reallocs, each object is a
+ * hash table). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "payments/pay_internal.h"
+
+/* Starts on the stack; past that on the heap. The text returned is one exact malloc. */
+typedef struct {
+    char *text;
+    size_t bytes;
+    size_t room;
+    bool heap;
+    bool failed;
+} out_t;
+
+static void out_add(out_t *o, const char *piece, size_t bytes) {
+    if (o->failed) return;
+    if (o->bytes + bytes + 1 > o->room) {
+        size_t room = o->room * 2;
+        while (o->bytes + bytes + 1 > room) room *= 2;
+        char *grown = o->heap ? realloc(o->text, room) : malloc(room);
+        if (grown == NULL) {
+            o->failed = true;
+            return;
+        }
+        if (!o->heap) memcpy(grown, o->text, o->bytes);
+        o->text = grown;
+        o->room = room;
+        o->heap = true;
+    }
+    memcpy(o->text + o->bytes, piece, bytes);
+    o->bytes += bytes;
+}
+
+#define OUT_LIT(o, literal) out_add((o), literal, sizeof(literal) - 1)
+
+/* A text jansson dumps with nothing but '"' and '\\' escaped (printable ASCII). */
+static bool plain(const char *text) {
+    for (const unsigned char *c = (const unsigned char *)text; *c != '\0'; c++) {
+        if (*c < 0x20 || *c > 0x7E) return false;
+    }
+    return true;
+}
+
+/* "text", escaped as jansson escapes printable ASCII; fails the text if it is not. */
+static void out_str(out_t *o, const char *text) {
+    if (!plain(text)) {
+        o->failed = true;
+        return;
+    }
+    OUT_LIT(o, "\"");
+    for (const char *run = text; *run != '\0';) {
+        size_t n = strcspn(run, "\"\\");
+        out_add(o, run, n);
+        if (run[n] == '\0') break;
+        if (run[n] == '"') OUT_LIT(o, "\\\"");
+        else OUT_LIT(o, "\\\\");
+        run += n + 1;
+    }
+    OUT_LIT(o, "\"");
+}
+
+static void out_str_or_null(out_t *o, const char *text) {
+    if (text[0] == '\0') OUT_LIT(o, "null");
+    else out_str(o, text);
+}
+
+size_t pay_int_text(char out[PAY_INT_TEXT_SIZE], int64_t value) {
+    char digits[PAY_INT_TEXT_SIZE];
+    char *end = digits + sizeof digits, *at = end;
+    uint64_t magnitude = value < 0 ? (uint64_t)0 - (uint64_t)value : (uint64_t)value;
+    do {
+        *--at = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude != 0);
+    if (value < 0) *--at = '-';
+    size_t bytes = (size_t)(end - at);
+    memcpy(out, at, bytes);
+    out[bytes] = '\0';
+    return bytes;
+}
+
+static void out_int(out_t *o, int64_t value) {
+    char text[PAY_INT_TEXT_SIZE];
+    out_add(o, text, pay_int_text(text, value));
+}
+
+static void out_bool(out_t *o, bool value) {
+    if (value) OUT_LIT(o, "true");
+    else OUT_LIT(o, "false");
+}
+
+/* The finished text (malloc'ed), or NULL when it failed. */
+static char *out_take(out_t *o) {
+    if (o->failed) {
+        if (o->heap) free(o->text);
+        return NULL;
+    }
+    char *text = o->heap ? realloc(o->text, o->bytes + 1) : malloc(o->bytes + 1);
+    if (text == NULL) {
+        if (o->heap) free(o->text);
+        return NULL;
+    }
+    if (!o->heap) memcpy(text, o->text, o->bytes);
+    text[o->bytes] = '\0';
+    return text;
+}
+
+#define OUT_STACK_BYTES 4096
+#define OUT_INIT(o, stack) out_t o = {.text = (stack), .room = sizeof(stack)}
+
+/* ---- an operation (pay_op_json) ---- */
+
+static void attempt_write(out_t *o, const pay_attempt_t *a) {
+    OUT_LIT(o, "{\"number\":");
+    out_int(o, (int)a->number);
+    OUT_LIT(o, ",\"channel\":");
+    out_str(o, a->channel);
+    OUT_LIT(o, ",\"idempotency_key\":");
+    out_str(o, a->idempotency_key);
+    OUT_LIT(o, ",\"op\":");
+    out_str(o, gw_op_name(a->op));
+    OUT_LIT(o, ",\"outcome\":");
+    out_str(o, gw_outcome_name(a->outcome));
+    OUT_LIT(o, ",\"response_code\":");
+    out_str(o, a->response_code);
+    OUT_LIT(o, ",\"status_inquired\":");
+    out_bool(o, a->status_inquired);
+    OUT_LIT(o, ",\"created\":");
+    out_int(o, (int64_t)a->created_ns);
+    OUT_LIT(o, "}");
+}
+
+/* The members after the first five ("id", "object", "type", "parent_id", "merchant_id"). */
+static void op_rest_write(out_t *o, const pay_op_t *op) {
+    OUT_LIT(o, ",\"status\":");
+    out_str(o, op->status);
+    OUT_LIT(o, ",\"amount\":");
+    out_int(o, op->amount);
+    OUT_LIT(o, ",\"currency\":");
+    out_str(o, op->currency);
+    if (op->kind == PAY_OP_CAPTURE) {
+        OUT_LIT(o, ",\"final\":");
+        out_bool(o, op->final_capture);
+        OUT_LIT(o, ",\"fee\":");
+        out_int(o, op->fee);
+    } else if (op->kind == PAY_OP_REFUND) {
+        OUT_LIT(o, ",\"fee_reversed\":");
+        out_int(o, op->fee);
+    }
+    OUT_LIT(o, ",\"channel\":");
+    out_str_or_null(o, op->channel);
+    OUT_LIT(o, ",\"channel_ref\":");
+    out_str_or_null(o, op->channel_ref);
+    OUT_LIT(o, ",\"response_code\":");
+    out_str_or_null(o, op->response_code);
+    OUT_LIT(o, ",\"message\":");
+    out_str_or_null(o, op->message);
+    if (op->reserve_id[0]) {
+        OUT_LIT(o, ",\"reserve_transfer_id\":");
+        out_str(o, op->reserve_id);
+    }
+    if (op->routing_number[0]) {
+        OUT_LIT(o, ",\"bank_account\":{\"routing_number\":");
+        out_str(o, op->routing_number);
+        OUT_LIT(o, ",\"account_number\":");
+        out_str(o, op->account_number);
+        OUT_LIT(o, "}");
+    }
+    if (op->wallet_id[0]) {
+        OUT_LIT(o, ",\"wallet_id\":");
+        out_str(o, op->wallet_id);
+    }
+    OUT_LIT(o, ",\"attempts\":[");
+    for (uint32_t i = 0; i < op->attempt_count; i++) {
+        if (i > 0) OUT_LIT(o, ",");
+        attempt_write(o, &op->attempts[i]);
+    }
+    OUT_LIT(o, "],\"ledger_transfers\":[");
+    for (uint32_t i = 0; i < op->transfer_count; i++) {
+        if (i > 0) OUT_LIT(o, ",");
+        out_str(o, op->transfers[i]);
+    }
+    OUT_LIT(o, "],\"created\":");
+    out_int(o, (int64_t)op->created_ns);
+    OUT_LIT(o, ",\"updated\":");
+    out_int(o, (int64_t)op->updated_ns);
+    OUT_LIT(o, ",\"version\":");
+    out_int(o, (int64_t)op->version);
+    OUT_LIT(o, "}");
+}
+
+char *pay_render_op(const pay_op_t *op) {
+    char stack[OUT_STACK_BYTES];
+    OUT_INIT(o, stack);
+    OUT_LIT(&o, "{\"id\":");
+    out_str(&o, op->id);
+    OUT_LIT(&o, ",\"object\":\"operation\",\"type\":");
+    out_str(&o, pay_op_kind_name(op->kind));
+    OUT_LIT(&o, ",\"parent_id\":");
+    out_str(&o, op->parent_id);
+    OUT_LIT(&o, ",\"merchant_id\":");
+    out_str(&o, op->merchant_id);
+    op_rest_write(&o, op);
+    return out_take(&o);
+}
+
+char *pay_render_op_entry(const pay_op_t *op) {
+    char stack[OUT_STACK_BYTES];
+    OUT_INIT(o, stack);
+    OUT_LIT(&o, "{\"id\":");
+    out_str(&o, op->id);
+    OUT_LIT(&o, ",\"type\":");
+    out_str(&o, pay_op_kind_name(op->kind));
+    op_rest_write(&o, op);
+    return out_take(&o);
+}
+
+/* ---- a payment's fixed members (model.c's payment_json_fixed) ---- */
+
+static void method_write(out_t *o, const pay_payment_t *p) {
+    if (p->method == PAY_METHOD_CARD) {
+        OUT_LIT(o, "{\"type\":\"card\",\"card\":{\"token\":");
+        out_str(o, p->card.token);
+        OUT_LIT(o, ",\"bin\":");
+        out_str(o, p->card.bin);
+        OUT_LIT(o, ",\"last4\":");
+        out_str(o, p->card.last4);
+        OUT_LIT(o, ",\"exp_month\":");
+        out_int(o, (int)p->card.exp_month);
+        OUT_LIT(o, ",\"exp_year\":");
+        out_int(o, (int)p->card.exp_year);
+        OUT_LIT(o, ",\"fingerprint\":");
+        out_str(o, p->card.fingerprint);
+        OUT_LIT(o, ",\"three_d_secure\":");
+        out_bool(o, p->card.three_d_secure);
+        OUT_LIT(o, "}}");
+    } else if (p->method == PAY_METHOD_WALLET) {
+        OUT_LIT(o, "{\"type\":\"wallet\",\"wallet_id\":");
+        out_str(o, p->wallet_id);
+        OUT_LIT(o, "}");
+    } else {
+        OUT_LIT(o, "{\"type\":\"bank_transfer\",\"bank_account\":{\"routing_number\":");
+        out_str(o, p->routing_number);
+        OUT_LIT(o, ",\"account_number\":");
+        out_str(o, p->account_number);
+        OUT_LIT(o, "}}");
+    }
+}
+
+/* A member's value that jansson alone renders (any JSON the payment holds): dumped. */
+static void out_dumped(out_t *o, const json_t *value, const char *when_null) {
+    if (value == NULL) {
+        out_add(o, when_null, strlen(when_null));
+        return;
+    }
+    char *text = json_dumps(value, JSON_COMPACT);
+    if (text == NULL) o->failed = true;
+    else out_add(o, text, strlen(text));
+    free(text);
+}
+
+/* risk_json: the detail's members, then "decision_id" and "outcome" (appended: the
+ * detail holds neither, else jansson would replace them in place: not written here). */
+static void risk_write(out_t *o, const pay_payment_t *p) {
+    if (p->risk.outcome[0] == '\0') {
+        OUT_LIT(o, "null");
+        return;
+    }
+    const json_t *detail = p->risk.detail;
+    if (detail != NULL && (!json_is_object(detail) || json_object_get(detail, "decision_id") != NULL ||
+                           json_object_get(detail, "outcome") != NULL)) {
+        o->failed = true;
+        return;
+    }
+    size_t before = o->bytes;
+    out_dumped(o, detail, "{}");
+    if (o->failed) return;
+    o->bytes--; /* its '}' */
+    if (o->bytes > before + 1) OUT_LIT(o, ",");
+    OUT_LIT(o, "\"decision_id\":");
+    out_int(o, (int64_t)p->risk.decision_id);
+    OUT_LIT(o, ",\"outcome\":");
+    out_str(o, p->risk.outcome);
+    OUT_LIT(o, "}");
+}
+
+char *pay_render_fixed(const pay_payment_t *p) {
+    char stack[OUT_STACK_BYTES];
+    OUT_INIT(o, stack);
+    OUT_LIT(&o, "\"payment_method\":");
+    method_write(&o, p);
+    OUT_LIT(&o, ",\"payer\":{\"id\":");
+    out_str_or_null(&o, p->payer.id);
+    OUT_LIT(&o, ",\"country\":");
+    out_str_or_null(&o, p->payer.country);
+    OUT_LIT(&o, ",\"device_id\":");
+    out_str_or_null(&o, p->payer.device_id);
+    OUT_LIT(&o, ",\"ip\":");
+    out_str_or_null(&o, p->payer.ip);
+    OUT_LIT(&o, "},\"description\":");
+    out_str_or_null(&o, p->description);
+    OUT_LIT(&o, ",\"metadata\":");
+    if (p->metadata != NULL && json_is_object(p->metadata) && json_object_size(p->metadata) == 0) OUT_LIT(&o, "{}");
+    else out_dumped(&o, p->metadata, "{}");
+    OUT_LIT(&o, ",\"risk\":");
+    risk_write(&o, p);
+    return out_take(&o);
+}

@@ -1,0 +1,299 @@
+/* Goal: the texts render.c writes directly are byte for byte jansson's compact dump of
+ * the objects model.c builds (an operation as its row holds it and as its payment's
+ * entry), for every kind, any number of attempts and transfers, absent and present
+ * optional members, extreme integers, and texts with '"' and '\\' in them; a text
+ * jansson would escape otherwise (control characters, non-ASCII) makes the writer
+ * give up (NULL) rather than differ.
+ * The same for a payment's fixed members (method, payer, description, metadata, risk).
+ * Method: hand-made cases, then a seeded random sweep (PAYCORE_SEED=<n> replays one)
+ * comparing pay_render_op / pay_render_op_entry with json_dumps of pay_op_json /
+ * pay_op_entry, and pay_render_fixed with the same members of pay_payment_json's dump. */
+#include <stdint.h>
+#include <time.h>
+
+#include "payments/pay_internal.h"
+#include "test.h"
+
+static uint64_t rng_state;
+
+static uint64_t rng_next(void) {
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 2685821657736338717ull;
+}
+
+static uint32_t rng_below(uint32_t n) { return (uint32_t)(rng_next() % n); }
+
+/* A random text of at most size-1 bytes: plain ASCII with quotes and backslashes, or
+ * (when 'odd') possibly a control character or a UTF-8 letter. */
+static void random_text(char *out, size_t size, bool odd) {
+    static const char plain_chars[] = "abcXYZ019_-:. /\"\\{}[],'";
+    size_t n = rng_below((uint32_t)(size < 24 ? size : 24));
+    size_t at = 0;
+    while (at < n && at + 3 < size) {
+        uint32_t pick = rng_below(40);
+        if (odd && pick == 0) {
+            out[at++] = (char)(1 + rng_below(0x1F)); /* a control character */
+        } else if (odd && pick == 1) {
+            out[at++] = (char)0xC3; /* U+00E9 */
+            out[at++] = (char)0xA9;
+        } else if (odd && pick == 2) {
+            out[at++] = 0x7F;
+        } else {
+            out[at++] = plain_chars[rng_below(sizeof plain_chars - 1)];
+        }
+    }
+    out[at] = '\0';
+}
+
+static int64_t random_int(void) {
+    switch (rng_below(5)) {
+    case 0: return 0;
+    case 1: return INT64_MAX;
+    case 2: return INT64_MIN;
+    case 3: return -(int64_t)rng_below(1000000);
+    default: return (int64_t)(rng_next() >> 1);
+    }
+}
+
+static void random_op(pay_op_t *op, bool odd) {
+    memset(op, 0, sizeof *op);
+    random_text(op->id, sizeof op->id, odd);
+    op->kind = (pay_op_kind)rng_below(PAY_OP_KIND_COUNT);
+    random_text(op->parent_id, sizeof op->parent_id, odd);
+    random_text(op->merchant_id, sizeof op->merchant_id, odd);
+    random_text(op->status, sizeof op->status, odd);
+    op->amount = random_int();
+    random_text(op->currency, sizeof op->currency, odd);
+    op->final_capture = rng_below(2);
+    op->fee = random_int();
+    random_text(op->channel, sizeof op->channel, odd);
+    random_text(op->channel_ref, sizeof op->channel_ref, odd);
+    random_text(op->response_code, sizeof op->response_code, odd);
+    random_text(op->message, sizeof op->message, odd);
+    if (rng_below(2)) random_text(op->reserve_id, sizeof op->reserve_id, odd);
+    if (rng_below(3) == 0) {
+        random_text(op->routing_number, sizeof op->routing_number, odd);
+        random_text(op->account_number, sizeof op->account_number, odd);
+    }
+    if (rng_below(3) == 0) random_text(op->wallet_id, sizeof op->wallet_id, odd);
+    op->attempt_count = rng_below(GW_ATTEMPTS_MAX + 1);
+    for (uint32_t i = 0; i < op->attempt_count; i++) {
+        pay_attempt_t *a = &op->attempts[i];
+        a->number = rng_below(2) ? i + 1 : (uint32_t)rng_next();
+        random_text(a->channel, sizeof a->channel, odd);
+        random_text(a->idempotency_key, sizeof a->idempotency_key, odd);
+        a->op = (gw_op)rng_below(GW_OP_COUNT);
+        a->outcome = (gw_outcome)rng_below(GW_OUTCOME_COUNT);
+        random_text(a->response_code, sizeof a->response_code, odd);
+        a->status_inquired = rng_below(2);
+        a->created_ns = (uint64_t)random_int();
+    }
+    op->transfer_count = rng_below(PAY_OP_TRANSFERS_MAX + 1);
+    for (uint32_t i = 0; i < op->transfer_count; i++) random_text(op->transfers[i], PC_ID_SIZE, odd);
+    op->created_ns = (uint64_t)random_int();
+    op->updated_ns = (uint64_t)random_int();
+    op->version = (uint32_t)rng_next();
+}
+
+/* The written text equals jansson's dump, or is NULL where the dump escapes more than
+ * '"' and '\\' (jansson itself may refuse a text that is not UTF-8: then no dump).
+ * Returns true when the writer wrote. */
+static bool compare(const char *what, char *written, json_t *built) {
+    char *dumped = built != NULL ? json_dumps(built, JSON_COMPACT) : NULL;
+    json_decref(built);
+    bool wrote = written != NULL;
+    if (written != NULL) {
+        if (dumped == NULL) TEST_FAIL("%s: written \"%s\" but jansson made nothing", what, written);
+        ASSERT_STR_EQ(written, dumped);
+    } else if (dumped != NULL) {
+        bool escaped_more = false;
+        for (const unsigned char *c = (const unsigned char *)dumped; *c != '\0'; c++) {
+            if (*c < 0x20 || *c > 0x7E) escaped_more = true;
+        }
+        if (strstr(dumped, "\\u") != NULL || strstr(dumped, "\\n") != NULL || strstr(dumped, "\\t") != NULL ||
+            strstr(dumped, "\\b") != NULL || strstr(dumped, "\\f") != NULL || strstr(dumped, "\\r") != NULL) {
+            escaped_more = true;
+        }
+        if (!escaped_more) TEST_FAIL("%s: the writer gave up on a plain text: %s", what, dumped);
+    }
+    free(written);
+    free(dumped);
+    return wrote;
+}
+
+static void check_op(const pay_op_t *op, uint32_t *wrote, uint32_t *gave_up) {
+    bool a = compare("op", pay_render_op(op), pay_op_json(op));
+    bool b = compare("entry", pay_render_op_entry(op), pay_op_entry(op));
+    *wrote += a + b;
+    *gave_up += !a + !b;
+}
+
+static void test_hand_cases(void) {
+    pay_op_t op;
+    memset(&op, 0, sizeof op);
+    snprintf(op.id, sizeof op.id, "cap_0123456789abcdef");
+    op.kind = PAY_OP_CAPTURE;
+    snprintf(op.parent_id, sizeof op.parent_id, "pay_0123");
+    snprintf(op.merchant_id, sizeof op.merchant_id, "m_1");
+    snprintf(op.status, sizeof op.status, "succeeded");
+    op.amount = 1999;
+    snprintf(op.currency, sizeof op.currency, "EUR");
+    op.final_capture = true;
+    op.fee = 88;
+    op.attempt_count = 1;
+    op.attempts[0].number = 1;
+    snprintf(op.attempts[0].channel, sizeof op.attempts[0].channel, "card_sim");
+    snprintf(op.attempts[0].idempotency_key, sizeof op.attempts[0].idempotency_key, "k\"q\\");
+    op.transfer_count = 2;
+    snprintf(op.transfers[0], PC_ID_SIZE, "cap_0123456789abcdef:post");
+    snprintf(op.transfers[1], PC_ID_SIZE, "cap_0123456789abcdef:fee");
+    op.version = 3;
+    char *text = pay_render_op(&op);
+    ASSERT_TRUE(text != NULL);
+    ASSERT_TRUE(strstr(text, "\"idempotency_key\":\"k\\\"q\\\\\"") != NULL); /* escaped as jansson does */
+    ASSERT_TRUE(strstr(text, "\"channel\":null,\"channel_ref\":null") != NULL); /* empty: null */
+    ASSERT_TRUE(strstr(text, "\"final\":true,\"fee\":88,") != NULL);
+    free(text);
+    uint32_t wrote = 0, gave_up = 0;
+    check_op(&op, &wrote, &gave_up);
+    ASSERT_EQ(wrote, 2);
+    op.kind = PAY_OP_REFUND; /* fee_reversed, no final */
+    snprintf(op.routing_number, sizeof op.routing_number, "021000021");
+    snprintf(op.account_number, sizeof op.account_number, "0001");
+    snprintf(op.wallet_id, sizeof op.wallet_id, "w_1");
+    snprintf(op.reserve_id, sizeof op.reserve_id, "re_1:reserve");
+    op.amount = INT64_MIN;
+    op.created_ns = UINT64_MAX; /* jansson's integers are signed: it shows -1 */
+    check_op(&op, &wrote, &gave_up);
+    ASSERT_EQ(wrote, 4);
+    snprintf(op.message, sizeof op.message, "caf\xc3\xa9"); /* non-ASCII: jansson's to dump */
+    ASSERT_TRUE(pay_render_op(&op) == NULL);
+    ASSERT_TRUE(pay_render_op_entry(&op) == NULL);
+    snprintf(op.message, sizeof op.message, "tab\there");
+    ASSERT_TRUE(pay_render_op(&op) == NULL);
+}
+
+static void test_random_sweep(void) {
+    const char *seed = getenv("PAYCORE_SEED");
+    rng_state = seed != NULL ? strtoull(seed, NULL, 10) : (uint64_t)time(NULL);
+    if (rng_state == 0) rng_state = 1;
+    printf("seed %llu (PAYCORE_SEED=<n> replays it)\n", (unsigned long long)rng_state);
+    uint32_t wrote = 0, gave_up = 0;
+    pay_op_t *op = malloc(sizeof *op);
+    ASSERT_TRUE(op != NULL);
+    for (int i = 0; i < 4000; i++) {
+        random_op(op, i % 4 == 3);
+        check_op(op, &wrote, &gave_up);
+    }
+    free(op);
+    ASSERT_TRUE(wrote > 4000);  /* most were written, not handed back */
+    ASSERT_TRUE(gave_up > 200); /* and the odd texts were handed back */
+}
+
+/* ---- a payment's fixed members ---- */
+
+static json_t *random_detail(bool odd) {
+    if (rng_below(6) == 0) return NULL;
+    json_t *reasons = json_array();
+    uint32_t n = rng_below(4);
+    for (uint32_t i = 0; i < n; i++) {
+        char code[24];
+        random_text(code, sizeof code, odd);
+        json_array_append_new(reasons, json_pack("{s:s,s:s}", "code", code, "action", rng_below(2) ? "decline" : "review"));
+    }
+    static const double scores[] = {0.0, 1.0, 0.5, 0.123456789, 1e-20, 3.0e5, 0.1};
+    json_t *score = rng_below(5) == 0 ? json_null() : json_real(scores[rng_below(7)] * (rng_below(2) ? 1 : -1));
+    if (rng_below(8) == 0) return json_object(); /* an empty detail */
+    return json_pack("{s:o,s:o}", "score", score, "reasons", reasons);
+}
+
+static void random_payment(pay_payment_t *p, bool odd) {
+    pay_payment_init(p);
+    snprintf(p->id, sizeof p->id, "pay_%llx", (unsigned long long)rng_next());
+    snprintf(p->merchant_id, sizeof p->merchant_id, "m_1");
+    snprintf(p->currency, sizeof p->currency, "EUR");
+    p->method = (pay_method)rng_below(PAY_METHOD_COUNT);
+    random_text(p->card.token, sizeof p->card.token, odd);
+    random_text(p->card.bin, sizeof p->card.bin, odd);
+    random_text(p->card.last4, sizeof p->card.last4, odd);
+    p->card.exp_month = (uint32_t)rng_next();
+    p->card.exp_year = rng_below(3000);
+    random_text(p->card.fingerprint, sizeof p->card.fingerprint, odd);
+    p->card.three_d_secure = rng_below(2);
+    random_text(p->wallet_id, sizeof p->wallet_id, odd);
+    random_text(p->routing_number, sizeof p->routing_number, odd);
+    random_text(p->account_number, sizeof p->account_number, odd);
+    random_text(p->payer.id, sizeof p->payer.id, odd);
+    random_text(p->payer.country, sizeof p->payer.country, odd);
+    random_text(p->payer.device_id, sizeof p->payer.device_id, odd);
+    random_text(p->payer.ip, sizeof p->payer.ip, odd);
+    random_text(p->description, sizeof p->description, odd);
+    if (rng_below(3) > 0) {
+        p->metadata = json_object();
+        for (uint32_t i = rng_below(4); i > 0; i--) {
+            char key[16], value[24];
+            random_text(key, sizeof key, odd);
+            random_text(value, sizeof value, odd);
+            json_object_set_new(p->metadata, key, json_string(value));
+        }
+    }
+    if (rng_below(4) > 0) {
+        static const char *const outcomes[] = {"approve", "review", "decline"};
+        snprintf(p->risk.outcome, sizeof p->risk.outcome, "%s", outcomes[rng_below(3)]);
+        p->risk.decision_id = rng_next() >> 1;
+        p->risk.detail = random_detail(odd);
+    }
+}
+
+/* The written members are the whole document's, between its first members and
+ * "routing"; or NULL where the document escapes more than '"' and '\\' there. */
+static bool compare_fixed(const pay_payment_t *p) {
+    char *written = pay_render_fixed(p);
+    json_t *doc = pay_payment_json(p);
+    char *dumped = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    ASSERT_TRUE(dumped != NULL);
+    const char *from = strstr(dumped, ",\"payment_method\":");
+    const char *to = from != NULL ? strstr(from, ",\"routing\":") : NULL;
+    ASSERT_TRUE(from != NULL && to != NULL);
+    from++;
+    bool wrote = written != NULL;
+    if (written != NULL) {
+        if (strlen(written) != (size_t)(to - from) || strncmp(written, from, (size_t)(to - from)) != 0) {
+            TEST_FAIL("fixed members differ:\n written %s\n dumped  %.*s", written, (int)(to - from), from);
+        }
+    } else {
+        bool escaped_more = false;
+        for (const char *c = from; c < to; c++) {
+            if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7E) escaped_more = true;
+            if (c[0] == '\\' && c[1] != '"' && c[1] != '\\') escaped_more = true;
+            if (c[0] == '\\') c++;
+        }
+        if (!escaped_more) TEST_FAIL("the writer gave up on plain members: %.*s", (int)(to - from), from);
+    }
+    free(written);
+    free(dumped);
+    return wrote;
+}
+
+static void test_fixed_sweep(void) {
+    uint32_t wrote = 0, gave_up = 0;
+    for (int i = 0; i < 4000; i++) {
+        pay_payment_t p;
+        random_payment(&p, i % 4 == 3);
+        if (compare_fixed(&p)) wrote++;
+        else gave_up++;
+        pay_payment_clear(&p);
+    }
+    ASSERT_TRUE(wrote > 2000);
+    ASSERT_TRUE(gave_up > 100);
+}
+
+int main(void) {
+    TEST_RUN(test_hand_cases);
+    TEST_RUN(test_random_sweep);
+    TEST_RUN(test_fixed_sweep);
+    return test_finish();
+}
