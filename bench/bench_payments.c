@@ -15,6 +15,8 @@
  *   payments_e2e_cpu: CPU ms per payment of each server thread kind (by thread name:
  *     writer, WAL checkpointer, gateway, stage, HTTP workers, the rest), of the card
  *     simulator and of this load generator: what shares the 2 cores.
+ *   payments_e2e_simulator: the card simulator's record over the payments slices (its
+ *     /healthz): group commits per payment, requests per commit.
  *   payments_e2e_requests: p50/p99 of each request (authorize, capture) on its own.
  *   payments_e2e_open: an open loop after the closed one: payments started at Poisson
  *     arrivals at half the closed loop's rate (at most 64 at once), latency from each
@@ -220,6 +222,7 @@ typedef struct {
     double commits, commit_s, batches, batch_events, cpu_s, write_bytes;
     double group_cpu_s[GROUPS];    /* threads that ended since are in GROUP_OTHER */
     double sim_cpu_s, client_cpu_s;
+    double sim_commits, sim_commit_units; /* the simulator's record: group commits, requests in them */
 } server_view;
 
 static size_t collect_big(char *data, size_t size, size_t count, void *user) {
@@ -314,10 +317,35 @@ static double server_write_bytes(void) {
     return bytes;
 }
 
+/* A number member of a JSON text ("name":N), 0 when absent. */
+static double json_number(const char *json, const char *name) {
+    char pattern[64];
+    snprintf(pattern, sizeof pattern, "\"%s\":", name);
+    const char *at = strstr(json, pattern);
+    return at != NULL ? atof(at + strlen(pattern)) : 0.0;
+}
+
+static char sim_health_url[128]; /* the card simulator's /healthz: its group commits */
+
+static void sim_look(server_view *v) {
+    char reply[4096] = "";
+    CURL *curl = curl_easy_init();
+    curl_easy_setopt(curl, CURLOPT_URL, sim_health_url);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, reply);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT, 30L);
+    if (curl_easy_perform(curl) == CURLE_OK) {
+        v->sim_commits = json_number(reply, "commits");
+        v->sim_commit_units = json_number(reply, "commit_units");
+    }
+    curl_easy_cleanup(curl);
+}
+
 static server_view server_look(const char *base) {
     server_view v = {.cpu_s = server_cpu_s(), .write_bytes = server_write_bytes(), .sim_cpu_s = process_cpu_s(sim_pid),
                      .client_cpu_s = client_cpu_s()};
     server_groups_cpu_s(v.cpu_s, v.group_cpu_s);
+    sim_look(&v);
     char url[256], *text = NULL;
     snprintf(url, sizeof url, "%s/metrics", base);
     CURL *curl = curl_easy_init();
@@ -347,6 +375,8 @@ static void server_add(server_view *total, const server_view *before, const serv
     for (int g = 0; g < GROUPS; g++) total->group_cpu_s[g] += after->group_cpu_s[g] - before->group_cpu_s[g];
     total->sim_cpu_s += after->sim_cpu_s - before->sim_cpu_s;
     total->client_cpu_s += after->client_cpu_s - before->client_cpu_s;
+    total->sim_commits += after->sim_commits - before->sim_commits;
+    total->sim_commit_units += after->sim_commit_units - before->sim_commit_units;
 }
 
 /* ---------------------------------------------------------------- the payments load */
@@ -797,6 +827,7 @@ int main(int argc, char **argv) {
     char model[PATH_BYTES];
     bool with_model = model_train(model, sizeof model);
     uint16_t sim_port = sim_start();
+    snprintf(sim_health_url, sizeof sim_health_url, "http://127.0.0.1:%u/healthz", (unsigned)sim_port);
     char base[128], admin[256], merchant_key[256];
     setup_server(sim_port, with_model ? model : NULL, base, admin, merchant_key);
 
@@ -866,6 +897,9 @@ int main(int argc, char **argv) {
     for (int g = 0; g < GROUPS; g++) printf(" %s_ms_per_payment=%.3f", group_names[g], 1e3 * pay_view.group_cpu_s[g] / payments);
     printf(" simulator_ms_per_payment=%.3f client_ms_per_payment=%.3f\n", 1e3 * pay_view.sim_cpu_s / payments,
            1e3 * pay_view.client_cpu_s / payments);
+    printf("payments_e2e_simulator commits_per_payment=%.3f requests_per_commit=%.2f\n",
+           pay_view.sim_commits / payments,
+           pay_view.sim_commits > 0 ? pay_view.sim_commit_units / pay_view.sim_commits : 0.0);
     printf("payments_e2e_requests authorize_p50_ms=%.2f authorize_p99_ms=%.2f capture_p50_ms=%.2f "
            "capture_p99_ms=%.2f\n",
            quantile_ms(&t.authorize, 0.50), quantile_ms(&t.authorize, 0.99), quantile_ms(&t.capture, 0.50),

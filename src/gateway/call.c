@@ -70,9 +70,14 @@ static void finish_error(gw_call_t *call, pc_status status, gw_outcome outcome, 
 
 /* ---------------------------------------------------------------- attempts */
 
+/* "gwk_" + 32 hex: the wall clock in ms (12 hex), then 80 random bits. Keys made later
+ * sort later, so a channel that files attempts by key (the simulators' records) appends
+ * them instead of inserting each in a random place; the random part keeps them unique. */
 static void attempt_key(char out[GW_KEY_SIZE]) {
     uint8_t raw[16];
-    randombytes_buf(raw, sizeof raw);
+    uint64_t now_ms = pc_wall_ns() / 1000000u;
+    for (int i = 0; i < 6; i++) raw[i] = (uint8_t)(now_ms >> (8 * (5 - i)));
+    randombytes_buf(raw + 6, sizeof raw - 6);
     memcpy(out, "gwk_", 4);
     sodium_bin2hex(out + 4, GW_KEY_SIZE - 4, raw, sizeof raw);
 }

@@ -518,6 +518,7 @@ static bool thread_start(gw_t *gw, gw_thread_t *t) {
     curl_multi_setopt(t->multi, CURLMOPT_SOCKETDATA, t);
     curl_multi_setopt(t->multi, CURLMOPT_TIMERFUNCTION, on_timer);
     curl_multi_setopt(t->multi, CURLMOPT_TIMERDATA, t);
+    curl_multi_setopt(t->multi, CURLMOPT_MAXCONNECTS, (long)GW_IDLE_CONNECTIONS_MAX);
     t->started = pthread_create(&t->thread, NULL, thread_main, t) == 0;
     if (t->started) pthread_setname_np(t->thread, "paycore-gw");
     return t->started;

@@ -106,8 +106,10 @@ static const char *header(sim_req_t *req, const char *name) {
 static void route_healthz(sim_req_t *req) {
     sim_faults_t faults;
     sim_faults_current(req->sim, &faults);
-    sim_reply_json(req, 200, json_pack("{s:b,s:s,s:b}", "ok", 1, "channel", sim_kind_name(req->sim->kind),
-                                       "outage", sim_in_outage(&faults, sim_mono_ms())));
+    sim_reply_json(req, 200, json_pack("{s:b,s:s,s:b,s:I,s:I}", "ok", 1, "channel", sim_kind_name(req->sim->kind),
+                                       "outage", sim_in_outage(&faults, sim_mono_ms()), "commits",
+                                       (json_int_t)atomic_load(&req->sim->commits), "commit_units",
+                                       (json_int_t)atomic_load(&req->sim->commit_units)));
 }
 
 static void route_status(sim_req_t *req) {
