@@ -554,23 +554,47 @@ static long arrivals_start(pay_conn *conns, pay_worker *w, CURLM *multi, uint64_
  * sockets that are ready, not a scan of every transfer (curl_multi_perform and
  * curl_multi_poll look at all of them each time): less of the client's CPU taken from
  * the server it measures. */
+#define WATCH_FDS 4096 /* the load's sockets have small numbers; above: no shortcut */
+enum { WATCH_ON = 0x80, WATCH_IDLE = 0x40 };
+
 typedef struct {
     int epoll_fd;
     uint64_t timer_due_ns;         /* curl's timeout; 0: none */
+    uint8_t watch[WATCH_FDS];      /* by socket: the epoll events watched | WATCH_ON, WATCH_IDLE */
 } pay_events;
 
+/* A connection curl puts back in its cache between two requests stays watched
+ * (WATCH_IDLE): the next request on it costs one epoll_ctl, not a remove, a failed
+ * modify and an add. An idle socket that wakes the loop (the server closed it) is
+ * removed then. */
 static int on_socket(CURL *easy, curl_socket_t fd, int what, void *user, void *socket_user) {
     (void)easy;
+    (void)socket_user;
     pay_events *ev = user;
-    struct epoll_event event = {.data.fd = fd};
+    uint8_t *watch = fd < WATCH_FDS ? &ev->watch[fd] : NULL;
     if (what == CURL_POLL_REMOVE) {
-        epoll_ctl(ev->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
+        if (watch != NULL && (*watch & WATCH_ON)) *watch |= WATCH_IDLE;
+        else epoll_ctl(ev->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
         return 0;
     }
+    struct epoll_event event = {.data.fd = fd};
     event.events = (what & CURL_POLL_IN ? EPOLLIN : 0u) | (what & CURL_POLL_OUT ? EPOLLOUT : 0u);
-    if (epoll_ctl(ev->epoll_fd, EPOLL_CTL_MOD, fd, &event) != 0) epoll_ctl(ev->epoll_fd, EPOLL_CTL_ADD, fd, &event);
-    (void)socket_user;
+    uint8_t want = (uint8_t)(event.events | WATCH_ON);
+    if (watch != NULL && *watch == want) return 0;
+    int op = watch != NULL && (*watch & WATCH_ON) ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    if (epoll_ctl(ev->epoll_fd, op, fd, &event) != 0) { /* a closed idle socket's number reused, or the reverse */
+        epoll_ctl(ev->epoll_fd, op == EPOLL_CTL_MOD ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &event);
+    }
+    if (watch != NULL) *watch = want;
     return 0;
+}
+
+/* An event on an idle socket: no longer watched, nothing for curl. */
+static bool idle_event(pay_events *ev, int fd) {
+    if (fd >= WATCH_FDS || !(ev->watch[fd] & WATCH_IDLE)) return false;
+    epoll_ctl(ev->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
+    ev->watch[fd] = 0;
+    return true;
 }
 
 static int on_timer(CURLM *multi, long timeout_ms, void *user) {
@@ -592,6 +616,7 @@ static void events_run(pay_events *ev, CURLM *multi, long wait_ms) {
     int count = epoll_wait(ev->epoll_fd, events, CONNECTIONS, (int)wait_ms);
     int running = 0;
     for (int i = 0; i < count; i++) {
+        if (idle_event(ev, events[i].data.fd)) continue;
         int flags = (events[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) |
                     (events[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
                     (events[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
@@ -607,12 +632,17 @@ static void *pay_worker_run(void *arg) {
     pay_worker *w = arg;
     CURLM *multi = curl_multi_init();
     pay_conn *conns = calloc(w->count, sizeof *conns);
-    pay_events ev = {.epoll_fd = epoll_create1(EPOLL_CLOEXEC)};
-    if (multi == NULL || conns == NULL || ev.epoll_fd < 0) die("no memory");
+    pay_events *ev = calloc(1, sizeof *ev);
+    if (multi == NULL || conns == NULL || ev == NULL || (ev->epoll_fd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+        die("no memory");
+    }
     curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-    curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, &ev);
+    curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, ev);
     curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, on_timer);
-    curl_multi_setopt(multi, CURLMOPT_TIMERDATA, &ev);
+    curl_multi_setopt(multi, CURLMOPT_TIMERDATA, ev);
+    /* every connection stays open while payments in flight dip (the open loop): curl's
+     * default keeps 4 per transfer in flight and would reconnect, at the server's cost */
+    curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long)w->count);
     bool open = w->rate_per_s > 0;
     uint64_t next_ns = pc_mono_ns();
     uint32_t active = 0;
@@ -634,7 +664,7 @@ static void *pay_worker_run(void *arg) {
     }
     while (active > 0 || (open && next_ns < w->deadline_ns)) {
         long wait_ms = open ? arrivals_start(conns, w, multi, &next_ns, &active) : 100;
-        events_run(&ev, multi, active > 0 || open ? (wait_ms < 100 ? wait_ms : 100) : 0);
+        events_run(ev, multi, active > 0 || open ? (wait_ms < 100 ? wait_ms : 100) : 0);
         int queued = 0;
         CURLMsg *msg;
         while ((msg = curl_multi_info_read(multi, &queued)) != NULL) {
@@ -657,7 +687,8 @@ static void *pay_worker_run(void *arg) {
     for (uint32_t i = 0; i < w->count; i++) curl_easy_cleanup(conns[i].curl);
     free(conns);
     curl_multi_cleanup(multi);
-    close(ev.epoll_fd);
+    close(ev->epoll_fd);
+    free(ev);
     return NULL;
 }
 
