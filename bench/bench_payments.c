@@ -15,6 +15,8 @@
  *   payments_e2e_cpu: CPU ms per payment of each server thread kind (by thread name:
  *     writer, WAL checkpointer, gateway, stage, HTTP workers, the rest), of the card
  *     simulator and of this load generator: what shares the 2 cores.
+ *   payments_e2e_simulator: the card simulator's record over the payments slices (its
+ *     /healthz): group commits per payment, requests per commit.
  *   payments_e2e_requests: p50/p99 of each request (authorize, capture) on its own.
  *   payments_e2e_open: an open loop after the closed one: payments started at Poisson
  *     arrivals at half the closed loop's rate (at most 64 at once), latency from each
@@ -220,6 +222,7 @@ typedef struct {
     double commits, commit_s, batches, batch_events, cpu_s, write_bytes;
     double group_cpu_s[GROUPS];    /* threads that ended since are in GROUP_OTHER */
     double sim_cpu_s, client_cpu_s;
+    double sim_commits, sim_commit_units; /* the simulator's record: group commits, requests in them */
 } server_view;
 
 static size_t collect_big(char *data, size_t size, size_t count, void *user) {
@@ -314,10 +317,35 @@ static double server_write_bytes(void) {
     return bytes;
 }
 
+/* A number member of a JSON text ("name":N), 0 when absent. */
+static double json_number(const char *json, const char *name) {
+    char pattern[64];
+    snprintf(pattern, sizeof pattern, "\"%s\":", name);
+    const char *at = strstr(json, pattern);
+    return at != NULL ? atof(at + strlen(pattern)) : 0.0;
+}
+
+static char sim_health_url[128]; /* the card simulator's /healthz: its group commits */
+
+static void sim_look(server_view *v) {
+    char reply[4096] = "";
+    CURL *curl = curl_easy_init();
+    curl_easy_setopt(curl, CURLOPT_URL, sim_health_url);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, reply);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT, 30L);
+    if (curl_easy_perform(curl) == CURLE_OK) {
+        v->sim_commits = json_number(reply, "commits");
+        v->sim_commit_units = json_number(reply, "commit_units");
+    }
+    curl_easy_cleanup(curl);
+}
+
 static server_view server_look(const char *base) {
     server_view v = {.cpu_s = server_cpu_s(), .write_bytes = server_write_bytes(), .sim_cpu_s = process_cpu_s(sim_pid),
                      .client_cpu_s = client_cpu_s()};
     server_groups_cpu_s(v.cpu_s, v.group_cpu_s);
+    sim_look(&v);
     char url[256], *text = NULL;
     snprintf(url, sizeof url, "%s/metrics", base);
     CURL *curl = curl_easy_init();
@@ -347,6 +375,8 @@ static void server_add(server_view *total, const server_view *before, const serv
     for (int g = 0; g < GROUPS; g++) total->group_cpu_s[g] += after->group_cpu_s[g] - before->group_cpu_s[g];
     total->sim_cpu_s += after->sim_cpu_s - before->sim_cpu_s;
     total->client_cpu_s += after->client_cpu_s - before->client_cpu_s;
+    total->sim_commits += after->sim_commits - before->sim_commits;
+    total->sim_commit_units += after->sim_commit_units - before->sim_commit_units;
 }
 
 /* ---------------------------------------------------------------- the payments load */
@@ -524,23 +554,47 @@ static long arrivals_start(pay_conn *conns, pay_worker *w, CURLM *multi, uint64_
  * sockets that are ready, not a scan of every transfer (curl_multi_perform and
  * curl_multi_poll look at all of them each time): less of the client's CPU taken from
  * the server it measures. */
+#define WATCH_FDS 4096 /* the load's sockets have small numbers; above: no shortcut */
+enum { WATCH_ON = 0x80, WATCH_IDLE = 0x40 };
+
 typedef struct {
     int epoll_fd;
     uint64_t timer_due_ns;         /* curl's timeout; 0: none */
+    uint8_t watch[WATCH_FDS];      /* by socket: the epoll events watched | WATCH_ON, WATCH_IDLE */
 } pay_events;
 
+/* A connection curl puts back in its cache between two requests stays watched
+ * (WATCH_IDLE): the next request on it costs one epoll_ctl, not a remove, a failed
+ * modify and an add. An idle socket that wakes the loop (the server closed it) is
+ * removed then. */
 static int on_socket(CURL *easy, curl_socket_t fd, int what, void *user, void *socket_user) {
     (void)easy;
+    (void)socket_user;
     pay_events *ev = user;
-    struct epoll_event event = {.data.fd = fd};
+    uint8_t *watch = fd < WATCH_FDS ? &ev->watch[fd] : NULL;
     if (what == CURL_POLL_REMOVE) {
-        epoll_ctl(ev->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
+        if (watch != NULL && (*watch & WATCH_ON)) *watch |= WATCH_IDLE;
+        else epoll_ctl(ev->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
         return 0;
     }
+    struct epoll_event event = {.data.fd = fd};
     event.events = (what & CURL_POLL_IN ? EPOLLIN : 0u) | (what & CURL_POLL_OUT ? EPOLLOUT : 0u);
-    if (epoll_ctl(ev->epoll_fd, EPOLL_CTL_MOD, fd, &event) != 0) epoll_ctl(ev->epoll_fd, EPOLL_CTL_ADD, fd, &event);
-    (void)socket_user;
+    uint8_t want = (uint8_t)(event.events | WATCH_ON);
+    if (watch != NULL && *watch == want) return 0;
+    int op = watch != NULL && (*watch & WATCH_ON) ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    if (epoll_ctl(ev->epoll_fd, op, fd, &event) != 0) { /* a closed idle socket's number reused, or the reverse */
+        epoll_ctl(ev->epoll_fd, op == EPOLL_CTL_MOD ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &event);
+    }
+    if (watch != NULL) *watch = want;
     return 0;
+}
+
+/* An event on an idle socket: no longer watched, nothing for curl. */
+static bool idle_event(pay_events *ev, int fd) {
+    if (fd >= WATCH_FDS || !(ev->watch[fd] & WATCH_IDLE)) return false;
+    epoll_ctl(ev->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
+    ev->watch[fd] = 0;
+    return true;
 }
 
 static int on_timer(CURLM *multi, long timeout_ms, void *user) {
@@ -562,6 +616,7 @@ static void events_run(pay_events *ev, CURLM *multi, long wait_ms) {
     int count = epoll_wait(ev->epoll_fd, events, CONNECTIONS, (int)wait_ms);
     int running = 0;
     for (int i = 0; i < count; i++) {
+        if (idle_event(ev, events[i].data.fd)) continue;
         int flags = (events[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) |
                     (events[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
                     (events[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
@@ -577,12 +632,17 @@ static void *pay_worker_run(void *arg) {
     pay_worker *w = arg;
     CURLM *multi = curl_multi_init();
     pay_conn *conns = calloc(w->count, sizeof *conns);
-    pay_events ev = {.epoll_fd = epoll_create1(EPOLL_CLOEXEC)};
-    if (multi == NULL || conns == NULL || ev.epoll_fd < 0) die("no memory");
+    pay_events *ev = calloc(1, sizeof *ev);
+    if (multi == NULL || conns == NULL || ev == NULL || (ev->epoll_fd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+        die("no memory");
+    }
     curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-    curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, &ev);
+    curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, ev);
     curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, on_timer);
-    curl_multi_setopt(multi, CURLMOPT_TIMERDATA, &ev);
+    curl_multi_setopt(multi, CURLMOPT_TIMERDATA, ev);
+    /* every connection stays open while payments in flight dip (the open loop): curl's
+     * default keeps 4 per transfer in flight and would reconnect, at the server's cost */
+    curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long)w->count);
     bool open = w->rate_per_s > 0;
     uint64_t next_ns = pc_mono_ns();
     uint32_t active = 0;
@@ -604,7 +664,7 @@ static void *pay_worker_run(void *arg) {
     }
     while (active > 0 || (open && next_ns < w->deadline_ns)) {
         long wait_ms = open ? arrivals_start(conns, w, multi, &next_ns, &active) : 100;
-        events_run(&ev, multi, active > 0 || open ? (wait_ms < 100 ? wait_ms : 100) : 0);
+        events_run(ev, multi, active > 0 || open ? (wait_ms < 100 ? wait_ms : 100) : 0);
         int queued = 0;
         CURLMsg *msg;
         while ((msg = curl_multi_info_read(multi, &queued)) != NULL) {
@@ -627,7 +687,8 @@ static void *pay_worker_run(void *arg) {
     for (uint32_t i = 0; i < w->count; i++) curl_easy_cleanup(conns[i].curl);
     free(conns);
     curl_multi_cleanup(multi);
-    close(ev.epoll_fd);
+    close(ev->epoll_fd);
+    free(ev);
     return NULL;
 }
 
@@ -797,6 +858,7 @@ int main(int argc, char **argv) {
     char model[PATH_BYTES];
     bool with_model = model_train(model, sizeof model);
     uint16_t sim_port = sim_start();
+    snprintf(sim_health_url, sizeof sim_health_url, "http://127.0.0.1:%u/healthz", (unsigned)sim_port);
     char base[128], admin[256], merchant_key[256];
     setup_server(sim_port, with_model ? model : NULL, base, admin, merchant_key);
 
@@ -866,6 +928,9 @@ int main(int argc, char **argv) {
     for (int g = 0; g < GROUPS; g++) printf(" %s_ms_per_payment=%.3f", group_names[g], 1e3 * pay_view.group_cpu_s[g] / payments);
     printf(" simulator_ms_per_payment=%.3f client_ms_per_payment=%.3f\n", 1e3 * pay_view.sim_cpu_s / payments,
            1e3 * pay_view.client_cpu_s / payments);
+    printf("payments_e2e_simulator commits_per_payment=%.3f requests_per_commit=%.2f\n",
+           pay_view.sim_commits / payments,
+           pay_view.sim_commits > 0 ? pay_view.sim_commit_units / pay_view.sim_commits : 0.0);
     printf("payments_e2e_requests authorize_p50_ms=%.2f authorize_p99_ms=%.2f capture_p50_ms=%.2f "
            "capture_p99_ms=%.2f\n",
            quantile_ms(&t.authorize, 0.50), quantile_ms(&t.authorize, 0.99), quantile_ms(&t.capture, 0.50),

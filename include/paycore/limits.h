@@ -276,6 +276,10 @@ static_assert(EVENTS_INFLIGHT_PER_DESTINATION_MAX <= EVENTS_INFLIGHT_MAX,
 #define GW_SECRET_BYTES_MAX 256     /* a channel's API key or callback secret */
 #define GW_THREADS_MAX 16           /* gateway threads (each runs one curl multi) */
 #define GW_EPOLL_EVENTS 64          /* ready sockets one gateway wake-up takes at most */
+#define GW_RANDOM_POOL_BYTES 320   /* random bytes a gateway thread draws at once: 32 attempt keys */
+#define GW_IDLE_CONNECTIONS_MAX 1024 /* kept-alive connections per gateway thread: curl's default
+                                     (4 per call in flight) closes them whenever the calls in
+                                     flight dip, and every later call pays a new connection */
 #define GW_CALLS_MAX 65536          /* operations queued or running; past it: limit_reached */
 #define GW_RESPONSE_BYTES_MAX (64 * 1024) /* a channel answer larger than this is garbage */
 #define GW_CONFIG_BYTES_MAX (1024 * 1024) /* a channels file is small; bigger is a mistake */
@@ -379,8 +383,9 @@ static_assert(RISK_STORE_BATCH_MAX <= RISK_STORE_QUEUE_MAX, "a store batch comes
                                                    headers are a few hundred bytes (MHD answers 431 above) */
 #define SIM_LOOP_WAIT_MS_MAX 1000               /* the event loop looks at the clock at least this often */
 #define SIM_STMT_CACHE_MAX 96                   /* prepared statements: the simulator has ~60 */
-#define SIM_CHECKPOINT_FRAMES 2048               /* WAL pages (8 MiB at 4 KiB) before the worker
-                                                 * checkpoints: SQLite's default mark, in bytes x2 */
+#define SIM_CHECKPOINT_FRAMES 8192              /* WAL pages (32 MiB at 4 KiB) before the worker
+                                                 * checkpoints: a page rewritten by many groups meanwhile
+                                                 * (a table's last leaf) is copied and synced once */
 #define SIM_GROUP_UNITS_MAX 256                 /* requests one group commit carries at most:
                                                  * bounds a group's wait when arrivals never pause */
 #define SIM_DEMO_START_MS 60000                 /* a sanitized build on a busy machine starts slowly */

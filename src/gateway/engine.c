@@ -246,24 +246,81 @@ static void inbox_run(gw_thread_t *t, bool *stop) {
     }
 }
 
+void gw_thread_random(gw_thread_t *t, uint8_t *out, size_t bytes) {
+    PC_ASSERT(bytes <= sizeof t->random_pool);
+    if (t->random_used + bytes > sizeof t->random_pool) {
+        randombytes_buf(t->random_pool, sizeof t->random_pool);
+        t->random_used = 0;
+    }
+    memcpy(out, t->random_pool + t->random_used, bytes);
+    sodium_memzero(t->random_pool + t->random_used, bytes); /* handed out once */
+    t->random_used += (uint32_t)bytes;
+}
+
+/* What epoll watches for each socket (fd_watch). A connection curl puts back in its
+ * cache stays watched (GW_WATCH_IDLE) rather than removed: the next call on it then
+ * costs one epoll_ctl, not a remove and an add. An idle socket that turns readable (the
+ * channel closed it) is removed when it does, so it cannot wake the loop again. */
+enum { GW_WATCH_IN = 1, GW_WATCH_OUT = 2, GW_WATCH_ON = 4, GW_WATCH_IDLE = 8 };
+
+static bool watch_room(gw_thread_t *t, curl_socket_t socket) {
+    if ((uint32_t)socket < t->fd_watch_size) return true;
+    uint32_t size = t->fd_watch_size ? t->fd_watch_size : 256;
+    while (size <= (uint32_t)socket) size *= 2;
+    uint8_t *grown = realloc(t->fd_watch, size);
+    if (grown == NULL) return false;
+    memset(grown + t->fd_watch_size, 0, size - t->fd_watch_size);
+    t->fd_watch = grown;
+    t->fd_watch_size = size;
+    return true;
+}
+
+static bool watch_set(gw_thread_t *t, curl_socket_t socket, uint8_t want) {
+    uint8_t *watch = &t->fd_watch[socket];
+    if (*watch == (want | GW_WATCH_ON)) return true;
+    struct epoll_event event = {.events = ((want & GW_WATCH_IN) ? EPOLLIN : 0u) | ((want & GW_WATCH_OUT) ? EPOLLOUT : 0u),
+                                .data.fd = socket};
+    /* a socket closed while idle left epoll by itself: its number may be a new socket */
+    int op = (*watch & GW_WATCH_ON) ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    int rc = epoll_ctl(t->epoll_fd, op, socket, &event);
+    if (rc != 0 && errno == ENOENT) rc = epoll_ctl(t->epoll_fd, EPOLL_CTL_ADD, socket, &event);
+    else if (rc != 0 && errno == EEXIST) rc = epoll_ctl(t->epoll_fd, EPOLL_CTL_MOD, socket, &event);
+    if (rc != 0) {
+        *watch = 0;
+        obs_logf(OBS_LEVEL_ERROR, "gateway: epoll_ctl: %s", strerror(errno));
+        return false;
+    }
+    *watch = want | GW_WATCH_ON;
+    return true;
+}
+
+static void watch_drop(gw_thread_t *t, curl_socket_t socket) {
+    (void)epoll_ctl(t->epoll_fd, EPOLL_CTL_DEL, socket, NULL);
+    if ((uint32_t)socket < t->fd_watch_size) t->fd_watch[socket] = 0;
+}
+
 /* curl's socket callback: which events of which socket it waits for. */
 static int on_socket(CURL *easy, curl_socket_t socket, int what, void *user, void *socket_user) {
     (void)easy;
     (void)socket_user;
     gw_thread_t *t = user;
+    if (!watch_room(t, socket)) {
+        if (what == CURL_POLL_REMOVE) (void)epoll_ctl(t->epoll_fd, EPOLL_CTL_DEL, socket, NULL);
+        return what == CURL_POLL_REMOVE ? 0 : -1;
+    }
     if (what == CURL_POLL_REMOVE) {
-        (void)epoll_ctl(t->epoll_fd, EPOLL_CTL_DEL, socket, NULL);
+        if (t->fd_watch[socket] & GW_WATCH_ON) t->fd_watch[socket] |= GW_WATCH_IDLE;
         return 0;
     }
-    struct epoll_event event = {.events = 0, .data.fd = socket};
-    if (what & CURL_POLL_IN) event.events |= EPOLLIN;
-    if (what & CURL_POLL_OUT) event.events |= EPOLLOUT;
-    if (epoll_ctl(t->epoll_fd, EPOLL_CTL_MOD, socket, &event) != 0 && errno == ENOENT &&
-        epoll_ctl(t->epoll_fd, EPOLL_CTL_ADD, socket, &event) != 0) {
-        obs_logf(OBS_LEVEL_ERROR, "gateway: epoll_ctl: %s", strerror(errno));
-        return -1;
-    }
-    return 0;
+    uint8_t want = (uint8_t)(((what & CURL_POLL_IN) ? GW_WATCH_IN : 0) | ((what & CURL_POLL_OUT) ? GW_WATCH_OUT : 0));
+    return watch_set(t, socket, want) ? 0 : -1;
+}
+
+/* An event on a socket curl no longer waits on (idle in its cache): unwatched. */
+static bool watch_idle_event(gw_thread_t *t, int socket) {
+    if ((uint32_t)socket >= t->fd_watch_size || !(t->fd_watch[socket] & GW_WATCH_IDLE)) return false;
+    watch_drop(t, socket);
+    return true;
 }
 
 /* curl's timer callback: when it wants CURL_SOCKET_TIMEOUT (-1: never). */
@@ -323,6 +380,7 @@ static void events_run(gw_thread_t *t) {
             (void)got;
             continue;
         }
+        if (watch_idle_event(t, events[i].data.fd)) continue;
         int flags = ((events[i].events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP)) ? CURL_CSELECT_IN : 0) |
                     ((events[i].events & EPOLLOUT) ? CURL_CSELECT_OUT : 0) |
                     ((events[i].events & EPOLLERR) ? CURL_CSELECT_ERR : 0);
@@ -506,6 +564,7 @@ static bool thread_start(gw_t *gw, gw_thread_t *t) {
     t->gw = gw;
     pthread_mutex_init(&t->mutex, NULL);
     randombytes_buf(&t->rng, sizeof t->rng);
+    t->random_used = sizeof t->random_pool;
     t->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     t->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     t->multi = curl_multi_init();
@@ -518,6 +577,7 @@ static bool thread_start(gw_t *gw, gw_thread_t *t) {
     curl_multi_setopt(t->multi, CURLMOPT_SOCKETDATA, t);
     curl_multi_setopt(t->multi, CURLMOPT_TIMERFUNCTION, on_timer);
     curl_multi_setopt(t->multi, CURLMOPT_TIMERDATA, t);
+    curl_multi_setopt(t->multi, CURLMOPT_MAXCONNECTS, (long)GW_IDLE_CONNECTIONS_MAX);
     t->started = pthread_create(&t->thread, NULL, thread_main, t) == 0;
     if (t->started) pthread_setname_np(t->thread, "paycore-gw");
     return t->started;
@@ -536,6 +596,7 @@ static void thread_stop(gw_thread_t *t) {
     if (t->multi != NULL) curl_multi_cleanup(t->multi);
     if (t->epoll_fd >= 0) close(t->epoll_fd);
     if (t->wake_fd >= 0) close(t->wake_fd);
+    free(t->fd_watch);
     pthread_mutex_destroy(&t->mutex);
 }
 

@@ -318,6 +318,10 @@ struct gw_thread {
     _Atomic uint32_t active;       /* calls this thread owns (queued ones included) */
     uint32_t easy_free_count;
     CURL *easy_free[64];           /* idle handles, reused */
+    uint8_t random_pool[GW_RANDOM_POOL_BYTES]; /* attempt keys' random bits, drawn a pool at a time */
+    uint32_t random_used;          /* bytes of random_pool handed out (the pool starts used up) */
+    uint8_t *fd_watch;             /* by socket: what epoll watches for it (GW_WATCH_*); 0: nothing */
+    uint32_t fd_watch_size;
 };
 
 struct gw {
@@ -348,5 +352,7 @@ bool gw_thread_send(gw_thread_t *t, gw_call_t *call, const gw_channel_cfg_t *ch,
                     gw_http_call_t *http, const char *idempotency_key);
 void gw_thread_finish(gw_thread_t *t, gw_call_t *call);
 void gw_thread_http_release(gw_thread_t *t, gw_call_t *call);
+/* 'bytes' random bytes (attempt keys) from the thread's pool: one getrandom per pool, not per call. */
+void gw_thread_random(gw_thread_t *t, uint8_t *out, size_t bytes);
 
 #endif

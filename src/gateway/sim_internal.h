@@ -179,6 +179,9 @@ struct sim {
     bool group_open;              /* under 'lock': BEGIN issued, not yet committed */
     uint64_t group_seq;           /* under 'lock': the open (or last) group's number */
     uint32_t group_units;         /* under 'lock': members of the open group */
+    atomic_uint_fast64_t commits;     /* groups committed, and the requests they carried: */
+    atomic_uint_fast64_t commit_units; /* GET /healthz shows both (a group's mean size) */
+    atomic_uint_fast64_t connections;  /* accepted since start (GET /healthz): reuse shows as few */
     sim_unit_t *group_members;    /* under 'lock' */
     pthread_mutex_t group_lock;   /* members' done/ok flags */
     pthread_cond_t group_cond;

@@ -231,6 +231,10 @@ const char *sim_col_text(sqlite3_stmt *stmt, int column) {
 /* Ends the open group (under the lock): its members hear whether it committed. */
 static void group_close(sim_t *sim, bool ok) {
     sim_unit_t *members = sim->group_members;
+    if (ok) {
+        atomic_fetch_add(&sim->commits, 1);
+        atomic_fetch_add(&sim->commit_units, sim->group_units);
+    }
     sim->group_open = false;
     sim->group_members = NULL;
     sim->group_units = 0;

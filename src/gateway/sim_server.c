@@ -106,8 +106,12 @@ static const char *header(sim_req_t *req, const char *name) {
 static void route_healthz(sim_req_t *req) {
     sim_faults_t faults;
     sim_faults_current(req->sim, &faults);
-    sim_reply_json(req, 200, json_pack("{s:b,s:s,s:b}", "ok", 1, "channel", sim_kind_name(req->sim->kind),
-                                       "outage", sim_in_outage(&faults, sim_mono_ms())));
+    sim_t *sim = req->sim;
+    sim_reply_json(req, 200, json_pack("{s:b,s:s,s:b,s:I,s:I,s:I}", "ok", 1, "channel", sim_kind_name(sim->kind),
+                                       "outage", sim_in_outage(&faults, sim_mono_ms()), "commits",
+                                       (json_int_t)atomic_load(&sim->commits), "commit_units",
+                                       (json_int_t)atomic_load(&sim->commit_units), "connections",
+                                       (json_int_t)atomic_load(&sim->connections)));
 }
 
 static void route_status(sim_req_t *req) {
@@ -572,6 +576,14 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
     free(req);
 }
 
+static void on_connection(void *cls, struct MHD_Connection *connection, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+    (void)connection;
+    (void)socket_context;
+    sim_t *sim = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) atomic_fetch_add(&sim->connections, 1);
+}
+
 static void mhd_log(void *cls, const char *format, va_list args) {
     char text[512];
     vsnprintf(text, sizeof text, format, args);
@@ -603,7 +615,8 @@ bool sim_http_start(sim_t *sim, const char *listen, char *error, size_t error_by
     unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG; /* sim_loop.c polls */
     sim->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_access, sim, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, sim, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)SIM_CONNECTION_IDLE_S,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, sim, MHD_OPTION_NOTIFY_CONNECTION, on_connection, sim,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)SIM_CONNECTION_IDLE_S,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)SIM_CONNECTIONS_MAX, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, sim,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SIM_CONNECTION_MEMORY_BYTES, MHD_OPTION_LISTEN_BACKLOG_SIZE,
         (unsigned int)1024, MHD_OPTION_END);

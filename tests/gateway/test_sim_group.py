@@ -175,7 +175,7 @@ def test_refusal_in_a_group():
 
 
 def test_checkpoint_off_the_requests_path():
-    """The worker checkpoints the record once the WAL passes its mark (8 MiB): the main
+    """The worker checkpoints the record once the WAL passes its mark (32 MiB): the main
     file takes the pages while requests go on (without it only the WAL grows)."""
     sim = Sim("card").start()
     try:
