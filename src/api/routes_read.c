@@ -105,20 +105,47 @@ static void account_row(const ledger_account_t *account, void *ctx) {
     json_array_append_new(ctx, codec_account_json(account));
 }
 
+/* The list of accounts' query: limit, and starting_after or cursor (an earlier
+ * page's next_cursor: on a set of shards every page reads as of the first one). */
+static bool accounts_list_query(api_request_t *req, store_query_t *query) {
+    static const char *const params[] = {"limit", "starting_after", "cursor", NULL};
+    if (!api_query_only(req, params)) return false;
+    const char *bad = api_list_query_parse(req->connection, query);
+    query->cursor = MHD_lookup_connection_value(req->connection, MHD_GET_ARGUMENT_KIND, "cursor");
+    if (bad == NULL && query->cursor != NULL &&
+        (query->starting_after != NULL || query->cursor[0] == '\0' || strlen(query->cursor) >= STORE_CURSOR_TEXT_SIZE)) {
+        bad = "cursor";
+    }
+    if (bad != NULL) {
+        char message[96];
+        snprintf(message, sizeof message, "invalid query parameter '%s'", bad);
+        api_reply_error(req, PC_QUERY_INVALID, bad, message);
+        return false;
+    }
+    query->cursor_owner = req->has_caller ? req->caller.id : "";
+    return true;
+}
+
 /* An admin or read_only key lists every account in creation order; a merchant key its
- * own, through its grants, in id order. */
+ * own, through its grants, in id order. "next_cursor" when the store gives one. */
 void api_route_accounts_list(api_request_t *req) {
     store_query_t query;
-    if (!api_list_query(req, &query, false)) return;
+    if (!accounts_list_query(req, &query)) return;
     store_reader_t *reader = reader_or_reply(req);
     if (reader == NULL) return;
+    char next_cursor[STORE_CURSOR_TEXT_SIZE] = "";
+    query.next_cursor = next_cursor;
     json_t *data = json_array();
     bool has_more = false;
     const char *owner = api_request_owner(req);
     pc_status status = owner != NULL
                            ? store_list_accounts_granted(reader, owner, &query, account_row, data, &has_more)
                            : store_list_accounts(reader, &query, account_row, data, &has_more);
-    reply_list(req, status, data, has_more);
+    if (status != PC_OK || next_cursor[0] == '\0') {
+        reply_list(req, status, data, has_more);
+        return;
+    }
+    api_reply_json(req, 200, json_pack("{s:o,s:b,s:s}", "data", data, "has_more", has_more, "next_cursor", next_cursor));
 }
 
 /* A transfer named as starting_after must be one the caller may see: a foreign one

@@ -7,7 +7,8 @@
  *     on each (A -> clearing, clearing -> B) and reads back as A -> B, the debit leg's
  *     fields with the credit leg's credit account;
  *   - lists of accounts: shard by shard (each in creation order), the cursor's shard
- *     first: a page never skips or repeats an account;
+ *     first: a page never skips or repeats an account; every page of one listing as of
+ *     the first page's cut (each shard's journal seq then), carried by its cursor;
  *   - API keys, idempotent replies, the events outbox, payments' rows and the card
  *     vault: the home shard (0) (shard_route_home.c); all grants: every shard.
  *
@@ -38,6 +39,8 @@ typedef struct {
     store_t *stores[SHARD_COUNT_MAX]; /* borrowed */
     uint32_t count;
     read_fence_t fence;
+    bool cursor_keyed;                /* set once, before the API reads */
+    uint8_t cursor_key[STORE_CURSOR_KEY_BYTES];
 } route_store_t;
 
 static read_fence_t *fence_of(store_reader_t *reader) { return &((route_store_t *)reader->store)->fence; }
@@ -174,50 +177,55 @@ static pc_status route_read_transfer(store_reader_t *base, const char *id, store
     return status;
 }
 
-/* Pages accounts shard by shard: 'list' lists one shard. */
-typedef pc_status (*shard_list_fn)(store_reader_t *reader, const void *arg, const store_query_t *query,
-                                   store_account_fn fn, void *ctx, bool *has_more);
-
+/* Pages accounts shard by shard, each shard's part as of its seq in the cut. */
 typedef struct {
     store_account_fn fn;
     void *ctx;
     uint32_t emitted;
+    uint32_t shard;              /* the shard being listed */
+    uint32_t last_shard;         /* the last account passed to fn, and its shard */
+    char last[PC_ID_SIZE];
 } page_t;
 
 static void page_row(const ledger_account_t *account, void *ctx) {
     page_t *page = ctx;
     page->emitted++;
-    if (page->fn != NULL) page->fn(account, page->ctx); /* NULL: the probe for has_more */
+    if (page->fn == NULL) return; /* the probe for has_more */
+    page->fn(account, page->ctx);
+    page->last_shard = page->shard;
+    snprintf(page->last, sizeof page->last, "%s", account->id);
 }
 
-static pc_status pages_read(store_reader_t *base, shard_list_fn list, const void *arg, const store_query_t *query,
-                            store_account_fn fn, void *ctx, bool *has_more) {
-    route_reader_t *reader = rr(base);
+/* One shard's part: the accounts ('key_id' NULL) or a key's granted ones. */
+static pc_status shard_part(route_reader_t *reader, uint32_t shard, const char *key_id, const store_query_t *query,
+                            const store_cut_t *cut, page_t *page, bool *more) {
+    page->shard = shard;
+    return store_shard_list_as_of(reader->readers[shard], key_id, query, cut->seq[shard], page_row, page, more);
+}
+
+static pc_status pages_read(route_reader_t *reader, const char *key_id, const store_query_t *query, int32_t shard,
+                            const store_cut_t *cut, page_t *page, bool *has_more) {
     int32_t step = query->descending ? -1 : 1;
-    int32_t shard = query->descending ? (int32_t)reader->count - 1 : 0;
-    if (query->starting_after != NULL) shard = (int32_t)store_shard_of(query->starting_after, reader->count);
-    page_t page = {fn, ctx, 0};
     store_query_t q = *query;
     *has_more = false;
     for (; shard >= 0 && shard < (int32_t)reader->count; shard += step) {
-        q.limit = query->limit - page.emitted;
+        q.limit = query->limit - page->emitted;
         bool more = false;
-        pc_status status = list(reader->readers[shard], arg, &q, page_row, &page, &more);
+        pc_status status = shard_part(reader, (uint32_t)shard, key_id, &q, cut, page, &more);
         if (status != PC_OK) return status;
         q.starting_after = NULL;
         if (more) {
             *has_more = true;
             return PC_OK;
         }
-        if (page.emitted == query->limit) break;
+        if (page->emitted == query->limit) break;
     }
     /* a full page that ended a shard: more when a later shard has any */
-    for (shard += step; page.emitted == query->limit && shard >= 0 && shard < (int32_t)reader->count; shard += step) {
+    for (shard += step; page->emitted == query->limit && shard >= 0 && shard < (int32_t)reader->count; shard += step) {
         store_query_t probe = {.limit = 1, .descending = query->descending};
-        page_t none = {NULL, NULL, 0};
+        page_t none = {0};
         bool more = false;
-        pc_status status = list(reader->readers[shard], arg, &probe, page_row, &none, &more);
-        (void)status;
+        (void)shard_part(reader, (uint32_t)shard, key_id, &probe, cut, &none, &more);
         if (none.emitted > 0 || more) {
             *has_more = true;
             break;
@@ -226,37 +234,87 @@ static pc_status pages_read(store_reader_t *base, shard_list_fn list, const void
     return PC_OK;
 }
 
-/* A page inside the read fence: every shard's part of it as of the same global
- * transactions. */
-static pc_status pages(store_reader_t *base, shard_list_fn list, const void *arg, const store_query_t *query,
-                       store_account_fn fn, void *ctx, bool *has_more) {
-    fence_enter(fence_of(base));
-    pc_status status = pages_read(base, list, arg, query, fn, ctx, has_more);
-    fence_leave(fence_of(base));
+static store_cursor_kind list_kind(const char *key_id, const store_query_t *query) {
+    if (key_id != NULL) return STORE_CURSOR_GRANTED;
+    return query->descending ? STORE_CURSOR_ACCOUNTS_DESC : STORE_CURSOR_ACCOUNTS;
+}
+
+/* Where a list starts: from query->cursor (its shard, account and cut), or a first
+ * page (the shard of starting_after, or the first in the order; the cut not taken
+ * yet). */
+static pc_status list_start(route_reader_t *reader, const char *key_id, const store_query_t *query,
+                            store_shard_cursor_t *cursor, int32_t *shard) {
+    const route_store_t *store = (const route_store_t *)reader->base.store;
+    memset(cursor, 0, sizeof *cursor);
+    if (query->cursor != NULL) {
+        if (!store->cursor_keyed) return PC_LIST_CURSOR_INVALID;
+        pc_status status = store_shard_cursor_decode(store->cursor_key, query->cursor_owner, query->cursor, cursor);
+        if (status != PC_OK) return status;
+        if (cursor->kind != (uint32_t)list_kind(key_id, query) || cursor->cut.count != reader->count) {
+            return PC_LIST_CURSOR_INVALID;
+        }
+        *shard = (int32_t)cursor->shard;
+        return PC_OK;
+    }
+    cursor->kind = list_kind(key_id, query);
+    cursor->cut.count = reader->count;
+    cursor->issued_ns = pc_wall_ns();
+    *shard = query->descending ? (int32_t)reader->count - 1 : 0;
+    if (query->starting_after != NULL) *shard = (int32_t)store_shard_of(query->starting_after, reader->count);
+    return PC_OK;
+}
+
+/* The cut of a first page: each shard's head, read inside the fence. */
+static pc_status cut_take(route_reader_t *reader, store_cut_t *cut) {
+    pc_status status = PC_OK;
+    for (uint32_t i = 0; status == PC_OK && i < reader->count; i++) {
+        status = store_shard_reader_cut(reader->readers[i], &cut->seq[i]);
+    }
     return status;
 }
 
-static void count_only(const ledger_account_t *account, void *ctx) { (void)account, (void)ctx; }
-
-static pc_status list_plain(store_reader_t *reader, const void *arg, const store_query_t *query,
-                            store_account_fn fn, void *ctx, bool *has_more) {
-    (void)arg;
-    return store_list_accounts(reader, query, fn != NULL ? fn : count_only, ctx, has_more);
-}
-
-static pc_status list_granted(store_reader_t *reader, const void *arg, const store_query_t *query,
-                              store_account_fn fn, void *ctx, bool *has_more) {
-    return store_list_accounts_granted(reader, arg, query, fn != NULL ? fn : count_only, ctx, has_more);
+/* A page of a list. A first page is read inside the read fence, its cut taken there
+ * (so that it holds every global transaction on every shard or on none), and every
+ * shard's part as of the cut; a later page (query->cursor) as of the first page's cut,
+ * outside the fence: nothing committed after the first page shows on it. */
+static pc_status list_read(store_reader_t *base, const char *key_id, const store_query_t *query,
+                           store_account_fn fn, void *ctx, bool *has_more) {
+    route_reader_t *reader = rr(base);
+    const route_store_t *store = (const route_store_t *)base->store;
+    store_shard_cursor_t cursor;
+    int32_t shard = 0;
+    pc_status status = list_start(reader, key_id, query, &cursor, &shard);
+    if (status != PC_OK) return status;
+    store_query_t q = *query;
+    if (query->cursor != NULL) q.starting_after = cursor.after;
+    page_t page = {.fn = fn, .ctx = ctx};
+    bool first = query->cursor == NULL;
+    if (first) fence_enter(fence_of(base));
+    if (first) status = cut_take(reader, &cursor.cut);
+    if (status == PC_OK) status = pages_read(reader, key_id, &q, shard, &cursor.cut, &page, has_more);
+    if (first) fence_leave(fence_of(base));
+    if (status == PC_OK && *has_more && query->next_cursor != NULL && store->cursor_keyed && page.emitted > 0) {
+        cursor.shard = page.last_shard;
+        snprintf(cursor.after, sizeof cursor.after, "%s", page.last);
+        (void)store_shard_cursor_encode(store->cursor_key, query->cursor_owner, &cursor, query->next_cursor);
+    }
+    return status;
 }
 
 static pc_status route_list_accounts(store_reader_t *reader, const store_query_t *query, store_account_fn fn,
                                      void *ctx, bool *has_more) {
-    return pages(reader, list_plain, NULL, query, fn, ctx, has_more);
+    return list_read(reader, NULL, query, fn, ctx, has_more);
 }
 
 static pc_status route_list_accounts_granted(store_reader_t *reader, const char *key_id, const store_query_t *query,
                                              store_account_fn fn, void *ctx, bool *has_more) {
-    return pages(reader, list_granted, key_id, query, fn, ctx, has_more);
+    return list_read(reader, key_id, query, fn, ctx, has_more);
+}
+
+void store_shard_route_cursor_key(store_t *route, const uint8_t key[STORE_CURSOR_KEY_BYTES]) {
+    route_store_t *store = (route_store_t *)route;
+    memcpy(store->cursor_key, key, STORE_CURSOR_KEY_BYTES);
+    store->cursor_keyed = true;
 }
 
 static pc_status route_list_account_transfers(store_reader_t *reader, const char *account_id,
@@ -363,6 +421,7 @@ static const store_backend_ops_t route_ops = {
     .probe = no_probe,
     .reader_open = route_reader_open,
     .reader_close = route_reader_close,
+    .list_cursors = true,
     .read_account = route_read_account,
     .read_transfer = route_read_transfer,
     .list_accounts = route_list_accounts,

@@ -42,6 +42,16 @@ from test_pg_store import Model  # noqa: E402
 LOCK_KEY1 = 0x50594352
 
 
+def page_of(resp):
+    """A 200's body without its list cursor (each first page's names its own time)."""
+    if resp.status != 200:
+        return None
+    body = dict(resp.json)
+    check(("next_cursor" in body) == bool(body.get("has_more")), "next_cursor with has_more only: %r" % body)
+    body.pop("next_cursor", None)
+    return body
+
+
 def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -260,8 +270,7 @@ def through_every_node(s, a, b, c, model):
     expect(pcapi.Client(c.port, key).get("/v1/accounts/" + x0), 200, what="that key through C at once")
     for path in ("/v1/accounts/no%20such", "/v1/accounts?limit=2&starting_after=n-1", "/v1/nowhere"):
         direct, forwarded = clients["A"].get(path), clients["B"].get(path)
-        check((direct.status, direct.code(), direct.json if direct.status == 200 else None)
-              == (forwarded.status, forwarded.code(), forwarded.json if forwarded.status == 200 else None),
+        check((direct.status, direct.code(), page_of(direct)) == (forwarded.status, forwarded.code(), page_of(forwarded)),
               "%s: the same answer through B as from A: %r vs %r" % (path, direct, forwarded))
     r = clients["B"].post("/v1/accounts", account("loop"), headers={"Paycore-Forwarded": "http://elsewhere"})
     expect(r, 503, "shard_writer_unavailable", what="a request forwarded once is not forwarded again")
