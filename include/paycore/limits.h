@@ -472,6 +472,10 @@ static_assert(4 * PAY_CURRENCIES_MAX <= API_KEY_GRANTS_MAX,
                                             connection timeout (--timeout-s, 30 s by
                                             default), so the writer seldom closes one as
                                             it is being reused */
+#define STORE_STANDBY_FENCE_WAIT_MS 2000 /* a standby's first page of a list waits this long
+                                            for the read fence (the coordinator holds it
+                                            for one commit step, ms), then forwards the
+                                            list to the writer */
 #define STORE_STANDBY_CONNECTIONS_MAX 8 /* a standby's read connections to each shard (it
                                             answers account and transfer reads itself):
                                             a read is one short statement, so a few

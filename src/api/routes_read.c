@@ -105,17 +105,21 @@ static void account_row(const ledger_account_t *account, void *ctx) {
     json_array_append_new(ctx, codec_account_json(account));
 }
 
-/* The list of accounts' query: limit, and starting_after or cursor (an earlier
- * page's next_cursor: on a set of shards every page reads as of the first one). */
-static bool accounts_list_query(api_request_t *req, store_query_t *query) {
-    static const char *const params[] = {"limit", "starting_after", "cursor", NULL};
-    if (!api_query_only(req, params)) return false;
-    const char *bad = api_list_query_parse(req->connection, query);
-    query->cursor = MHD_lookup_connection_value(req->connection, MHD_GET_ARGUMENT_KIND, "cursor");
+const char *const api_accounts_list_params[] = {"limit", "starting_after", "cursor", NULL};
+
+const char *api_accounts_list_parse(struct MHD_Connection *connection, store_query_t *query) {
+    const char *bad = api_list_query_parse(connection, query);
+    query->cursor = MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, "cursor");
     if (bad == NULL && query->cursor != NULL &&
         (query->starting_after != NULL || query->cursor[0] == '\0' || strlen(query->cursor) >= STORE_CURSOR_TEXT_SIZE)) {
         bad = "cursor";
     }
+    return bad;
+}
+
+static bool accounts_list_query(api_request_t *req, store_query_t *query) {
+    if (!api_query_only(req, api_accounts_list_params)) return false;
+    const char *bad = api_accounts_list_parse(req->connection, query);
     if (bad != NULL) {
         char message[96];
         snprintf(message, sizeof message, "invalid query parameter '%s'", bad);

@@ -8,6 +8,7 @@
  * (list_cursor_invalid) before anything is read: it cannot make a list read as of a
  * point of its choosing or continue another caller's listing. */
 #include <sodium.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/core.h"
@@ -106,4 +107,112 @@ pc_status store_shard_cursor_decode(const uint8_t key[STORE_CURSOR_KEY_BYTES], c
     uint64_t now_ns = pc_wall_ns();
     uint64_t age_ns = now_ns > out->issued_ns ? now_ns - out->issued_ns : out->issued_ns - now_ns;
     return age_ns > (uint64_t)STORE_CURSOR_AGE_S_MAX * 1000000000ull ? PC_LIST_CURSOR_EXPIRED : PC_OK;
+}
+
+/* ---- a list paged across shards (store_shard_list) ---- */
+
+/* Pages accounts shard by shard, each shard's part as of its seq in the cut. */
+typedef struct {
+    store_account_fn fn;
+    void *ctx;
+    uint32_t emitted;
+    uint32_t shard;              /* the shard being listed */
+    uint32_t last_shard;         /* the last account passed to fn, and its shard */
+    char last[PC_ID_SIZE];
+} page_t;
+
+static void page_row(const ledger_account_t *account, void *ctx) {
+    page_t *page = ctx;
+    page->emitted++;
+    if (page->fn == NULL) return; /* the probe for has_more */
+    page->fn(account, page->ctx);
+    page->last_shard = page->shard;
+    snprintf(page->last, sizeof page->last, "%s", account->id);
+}
+
+/* One shard's part: the accounts ('key_id' NULL) or a key's granted ones. */
+static pc_status shard_part(const store_shard_lister_t *lister, uint32_t shard, const char *key_id,
+                            const store_query_t *query, const store_cut_t *cut, page_t *page, bool *more) {
+    page->shard = shard;
+    return lister->part(lister->ctx, shard, key_id, query, cut->seq[shard], page_row, page, more);
+}
+
+static pc_status pages_read(const store_shard_lister_t *lister, const char *key_id, const store_query_t *query, int32_t shard,
+                            const store_cut_t *cut, page_t *page, bool *has_more) {
+    int32_t step = query->descending ? -1 : 1;
+    store_query_t q = *query;
+    *has_more = false;
+    for (; shard >= 0 && shard < (int32_t)lister->count; shard += step) {
+        q.limit = query->limit - page->emitted;
+        bool more = false;
+        pc_status status = shard_part(lister, (uint32_t)shard, key_id, &q, cut, page, &more);
+        if (status != PC_OK) return status;
+        q.starting_after = NULL;
+        if (more) {
+            *has_more = true;
+            return PC_OK;
+        }
+        if (page->emitted == query->limit) break;
+    }
+    /* a full page that ended a shard: more when a later shard has any */
+    for (shard += step; page->emitted == query->limit && shard >= 0 && shard < (int32_t)lister->count; shard += step) {
+        store_query_t probe = {.limit = 1, .descending = query->descending};
+        page_t none = {0};
+        bool more = false;
+        (void)shard_part(lister, (uint32_t)shard, key_id, &probe, cut, &none, &more);
+        if (none.emitted > 0 || more) {
+            *has_more = true;
+            break;
+        }
+    }
+    return PC_OK;
+}
+
+static store_cursor_kind list_kind(const char *key_id, const store_query_t *query) {
+    if (key_id != NULL) return STORE_CURSOR_GRANTED;
+    return query->descending ? STORE_CURSOR_ACCOUNTS_DESC : STORE_CURSOR_ACCOUNTS;
+}
+
+/* Where a list starts: from query->cursor (its shard, account and cut), or a first
+ * page (the shard of starting_after, or the first in the order; the cut not taken
+ * yet). */
+static pc_status list_start(const store_shard_lister_t *lister, const char *key_id, const store_query_t *query,
+                            store_shard_cursor_t *cursor, int32_t *shard) {
+    memset(cursor, 0, sizeof *cursor);
+    if (query->cursor != NULL) {
+        if (lister->cursor_key == NULL) return PC_LIST_CURSOR_INVALID;
+        pc_status status = store_shard_cursor_decode(lister->cursor_key, query->cursor_owner, query->cursor, cursor);
+        if (status != PC_OK) return status;
+        if (cursor->kind != (uint32_t)list_kind(key_id, query) || cursor->cut.count != lister->count) {
+            return PC_LIST_CURSOR_INVALID;
+        }
+        *shard = (int32_t)cursor->shard;
+        return PC_OK;
+    }
+    cursor->kind = list_kind(key_id, query);
+    cursor->cut.count = lister->count;
+    cursor->issued_ns = pc_wall_ns();
+    *shard = query->descending ? (int32_t)lister->count - 1 : 0;
+    if (query->starting_after != NULL) *shard = (int32_t)store_shard_of(query->starting_after, lister->count);
+    return PC_OK;
+}
+
+pc_status store_shard_list(const store_shard_lister_t *lister, const char *key_id, const store_query_t *query,
+                          store_account_fn fn, void *ctx, bool *has_more) {
+    *has_more = false;
+    store_shard_cursor_t cursor;
+    int32_t shard = 0;
+    pc_status status = list_start(lister, key_id, query, &cursor, &shard);
+    if (status == PC_OK && query->cursor == NULL) status = lister->cut(lister->ctx, &cursor.cut);
+    if (status != PC_OK) return status;
+    store_query_t q = *query;
+    if (query->cursor != NULL) q.starting_after = cursor.after;
+    page_t page = {.fn = fn, .ctx = ctx};
+    status = pages_read(lister, key_id, &q, shard, &cursor.cut, &page, has_more);
+    if (status == PC_OK && *has_more && query->next_cursor != NULL && lister->cursor_key != NULL && page.emitted > 0) {
+        cursor.shard = page.last_shard;
+        snprintf(cursor.after, sizeof cursor.after, "%s", page.last);
+        (void)store_shard_cursor_encode(lister->cursor_key, query->cursor_owner, &cursor, query->next_cursor);
+    }
+    return status;
 }

@@ -177,128 +177,30 @@ static pc_status route_read_transfer(store_reader_t *base, const char *id, store
     return status;
 }
 
-/* Pages accounts shard by shard, each shard's part as of its seq in the cut. */
-typedef struct {
-    store_account_fn fn;
-    void *ctx;
-    uint32_t emitted;
-    uint32_t shard;              /* the shard being listed */
-    uint32_t last_shard;         /* the last account passed to fn, and its shard */
-    char last[PC_ID_SIZE];
-} page_t;
-
-static void page_row(const ledger_account_t *account, void *ctx) {
-    page_t *page = ctx;
-    page->emitted++;
-    if (page->fn == NULL) return; /* the probe for has_more */
-    page->fn(account, page->ctx);
-    page->last_shard = page->shard;
-    snprintf(page->last, sizeof page->last, "%s", account->id);
+/* A list's parts: each shard's reader, as of the cut. */
+static pc_status route_part(void *ctx, uint32_t shard, const char *key_id, const store_query_t *query,
+                            uint64_t as_of, store_account_fn fn, void *fn_ctx, bool *has_more) {
+    return store_shard_list_as_of(rr(ctx)->readers[shard], key_id, query, as_of, fn, fn_ctx, has_more);
 }
 
-/* One shard's part: the accounts ('key_id' NULL) or a key's granted ones. */
-static pc_status shard_part(route_reader_t *reader, uint32_t shard, const char *key_id, const store_query_t *query,
-                            const store_cut_t *cut, page_t *page, bool *more) {
-    page->shard = shard;
-    return store_shard_list_as_of(reader->readers[shard], key_id, query, cut->seq[shard], page_row, page, more);
-}
-
-static pc_status pages_read(route_reader_t *reader, const char *key_id, const store_query_t *query, int32_t shard,
-                            const store_cut_t *cut, page_t *page, bool *has_more) {
-    int32_t step = query->descending ? -1 : 1;
-    store_query_t q = *query;
-    *has_more = false;
-    for (; shard >= 0 && shard < (int32_t)reader->count; shard += step) {
-        q.limit = query->limit - page->emitted;
-        bool more = false;
-        pc_status status = shard_part(reader, (uint32_t)shard, key_id, &q, cut, page, &more);
-        if (status != PC_OK) return status;
-        q.starting_after = NULL;
-        if (more) {
-            *has_more = true;
-            return PC_OK;
-        }
-        if (page->emitted == query->limit) break;
-    }
-    /* a full page that ended a shard: more when a later shard has any */
-    for (shard += step; page->emitted == query->limit && shard >= 0 && shard < (int32_t)reader->count; shard += step) {
-        store_query_t probe = {.limit = 1, .descending = query->descending};
-        page_t none = {0};
-        bool more = false;
-        (void)shard_part(reader, (uint32_t)shard, key_id, &probe, cut, &none, &more);
-        if (none.emitted > 0 || more) {
-            *has_more = true;
-            break;
-        }
-    }
-    return PC_OK;
-}
-
-static store_cursor_kind list_kind(const char *key_id, const store_query_t *query) {
-    if (key_id != NULL) return STORE_CURSOR_GRANTED;
-    return query->descending ? STORE_CURSOR_ACCOUNTS_DESC : STORE_CURSOR_ACCOUNTS;
-}
-
-/* Where a list starts: from query->cursor (its shard, account and cut), or a first
- * page (the shard of starting_after, or the first in the order; the cut not taken
- * yet). */
-static pc_status list_start(route_reader_t *reader, const char *key_id, const store_query_t *query,
-                            store_shard_cursor_t *cursor, int32_t *shard) {
-    const route_store_t *store = (const route_store_t *)reader->base.store;
-    memset(cursor, 0, sizeof *cursor);
-    if (query->cursor != NULL) {
-        if (!store->cursor_keyed) return PC_LIST_CURSOR_INVALID;
-        pc_status status = store_shard_cursor_decode(store->cursor_key, query->cursor_owner, query->cursor, cursor);
-        if (status != PC_OK) return status;
-        if (cursor->kind != (uint32_t)list_kind(key_id, query) || cursor->cut.count != reader->count) {
-            return PC_LIST_CURSOR_INVALID;
-        }
-        *shard = (int32_t)cursor->shard;
-        return PC_OK;
-    }
-    cursor->kind = list_kind(key_id, query);
-    cursor->cut.count = reader->count;
-    cursor->issued_ns = pc_wall_ns();
-    *shard = query->descending ? (int32_t)reader->count - 1 : 0;
-    if (query->starting_after != NULL) *shard = (int32_t)store_shard_of(query->starting_after, reader->count);
-    return PC_OK;
-}
-
-/* The cut of a first page: each shard's head, read inside the fence. */
-static pc_status cut_take(route_reader_t *reader, store_cut_t *cut) {
+/* A first page's cut: each shard's head, read inside the read fence. */
+static pc_status route_cut(void *ctx, store_cut_t *cut) {
+    route_reader_t *reader = rr(ctx);
     pc_status status = PC_OK;
+    fence_enter(fence_of(&reader->base));
     for (uint32_t i = 0; status == PC_OK && i < reader->count; i++) {
         status = store_shard_reader_cut(reader->readers[i], &cut->seq[i]);
     }
+    fence_leave(fence_of(&reader->base));
     return status;
 }
 
-/* A page of a list. A first page is read inside the read fence, its cut taken there
- * (so that it holds every global transaction on every shard or on none), and every
- * shard's part as of the cut; a later page (query->cursor) as of the first page's cut,
- * outside the fence: nothing committed after the first page shows on it. */
 static pc_status list_read(store_reader_t *base, const char *key_id, const store_query_t *query,
                            store_account_fn fn, void *ctx, bool *has_more) {
-    route_reader_t *reader = rr(base);
     const route_store_t *store = (const route_store_t *)base->store;
-    store_shard_cursor_t cursor;
-    int32_t shard = 0;
-    pc_status status = list_start(reader, key_id, query, &cursor, &shard);
-    if (status != PC_OK) return status;
-    store_query_t q = *query;
-    if (query->cursor != NULL) q.starting_after = cursor.after;
-    page_t page = {.fn = fn, .ctx = ctx};
-    bool first = query->cursor == NULL;
-    if (first) fence_enter(fence_of(base));
-    if (first) status = cut_take(reader, &cursor.cut);
-    if (status == PC_OK) status = pages_read(reader, key_id, &q, shard, &cursor.cut, &page, has_more);
-    if (first) fence_leave(fence_of(base));
-    if (status == PC_OK && *has_more && query->next_cursor != NULL && store->cursor_keyed && page.emitted > 0) {
-        cursor.shard = page.last_shard;
-        snprintf(cursor.after, sizeof cursor.after, "%s", page.last);
-        (void)store_shard_cursor_encode(store->cursor_key, query->cursor_owner, &cursor, query->next_cursor);
-    }
-    return status;
+    store_shard_lister_t lister = {rr(base)->count, route_part, route_cut, base,
+                                   store->cursor_keyed ? store->cursor_key : NULL};
+    return store_shard_list(&lister, key_id, query, fn, ctx, has_more);
 }
 
 static pc_status route_list_accounts(store_reader_t *reader, const store_query_t *query, store_account_fn fn,

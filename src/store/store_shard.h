@@ -73,6 +73,23 @@ bool store_shard_cursor_encode(const uint8_t key[STORE_CURSOR_KEY_BYTES], const 
  * key's), or PC_LIST_CURSOR_EXPIRED (issued more than STORE_CURSOR_AGE_S_MAX ago). */
 PC_MUST_USE pc_status store_shard_cursor_decode(const uint8_t key[STORE_CURSOR_KEY_BYTES], const char *owner,
                                                 const char *text, store_shard_cursor_t *out);
+/* A list of accounts paged across a set's shards: shard by shard (each in creation
+ * order, or a key's granted accounts in id order), the cursor's shard first, each
+ * shard's part as of the first page's cut. 'part' reads one shard's part; 'cut' takes
+ * a first page's cut, every shard's head, under the read fence (this node's, or the
+ * advisory lock on shard 0 shared). 'cursor_key' NULL: no cursor issued or taken. */
+typedef struct {
+    uint32_t count;
+    pc_status (*part)(void *ctx, uint32_t shard, const char *key_id, const store_query_t *query, uint64_t as_of,
+                      store_account_fn fn, void *fn_ctx, bool *has_more);
+    pc_status (*cut)(void *ctx, store_cut_t *cut);
+    void *ctx;
+    const uint8_t *cursor_key;
+} store_shard_lister_t;
+/* As store_list_accounts ('key_id' NULL) and store_list_accounts_granted do, with
+ * query->cursor and query->next_cursor. */
+PC_MUST_USE pc_status store_shard_list(const store_shard_lister_t *lister, const char *key_id,
+                                       const store_query_t *query, store_account_fn fn, void *ctx, bool *has_more);
 /* The route store's cursors use 'key' from now on (before it, lists have none). */
 void store_shard_route_cursor_key(store_t *route, const uint8_t key[STORE_CURSOR_KEY_BYTES]);
 /* One shard's part of a list read as of 'as_of' (its seq in the cut): the accounts
