@@ -52,16 +52,18 @@ const char *api_list_query_parse(struct MHD_Connection *connection, store_query_
     return bad;
 }
 
+/* true when 'bad' (a parameter's name) is NULL, else a 400 replied naming it. */
+static bool query_good(api_request_t *req, const char *bad) {
+    if (bad == NULL) return true;
+    char message[96];
+    snprintf(message, sizeof message, "invalid query parameter '%s'", bad);
+    api_reply_error(req, PC_QUERY_INVALID, bad, message);
+    return false;
+}
+
 bool api_list_query(api_request_t *req, store_query_t *query, bool time_range) {
     if (!api_query_only(req, time_range ? api_list_range_params : api_list_params)) return false;
-    const char *bad = api_list_query_parse(req->connection, query);
-    if (bad != NULL) {
-        char message[96];
-        snprintf(message, sizeof message, "invalid query parameter '%s'", bad);
-        api_reply_error(req, PC_QUERY_INVALID, bad, message);
-        return false;
-    }
-    return true;
+    return query_good(req, api_list_query_parse(req->connection, query));
 }
 
 /* The reader, or a 503 replied. */
@@ -119,13 +121,7 @@ const char *api_accounts_list_parse(struct MHD_Connection *connection, store_que
 
 static bool accounts_list_query(api_request_t *req, store_query_t *query) {
     if (!api_query_only(req, api_accounts_list_params)) return false;
-    const char *bad = api_accounts_list_parse(req->connection, query);
-    if (bad != NULL) {
-        char message[96];
-        snprintf(message, sizeof message, "invalid query parameter '%s'", bad);
-        api_reply_error(req, PC_QUERY_INVALID, bad, message);
-        return false;
-    }
+    if (!query_good(req, api_accounts_list_parse(req->connection, query))) return false;
     query->cursor_owner = req->has_caller ? req->caller.id : "";
     return true;
 }

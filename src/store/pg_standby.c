@@ -142,7 +142,9 @@ static const char *statement_sql(int statement) {
     case SQL_ACCOUNT: return standby_account_sql;
     case SQL_KEY_ACCOUNT: return standby_key_account_sql;
     case SQL_KEY_TRANSFER: return standby_key_transfer_sql;
-    case SQL_HEAD: return "SELECT coalesce(max(seq), 0) FROM journal";
+    case SQL_HEAD:
+        return "SELECT coalesce(max(seq), 0), coalesce((SELECT string_agg(gid, ' ') FROM pg_prepared_xacts"
+               " WHERE database = current_database() AND gid LIKE 'pc\\_%'), '') FROM journal";
     default: return "SELECT " PG_TRANSFER_COLUMNS " FROM " PG_TRANSFERS_FROM " WHERE t.id = $1";
     }
 }
@@ -472,40 +474,94 @@ pc_status store_standby_list_as_of(store_standby_t *standby, uint32_t shard, con
     return status;
 }
 
+/* Each shard's head and its prepared global transactions' names (SQL_HEAD's row). */
+typedef struct {
+    uint64_t head;
+    char *prepared;               /* "pc_<gtid>_<shard> ..." */
+} shard_head_t;
+
+static bool head_take(PGresult *result, shard_head_t *out) {
+    bool ok = result != NULL && PQntuples(result) == 1;
+    if (ok) out->head = (uint64_t)pg_int(result, 0, 0);
+    if (ok) out->prepared = pc_strdup(PQgetvalue(result, 0, 1));
+    PQclear(result);
+    return ok && out->prepared != NULL;
+}
+
 /* The read fence held shared on shard 0's connection 'conn0' (a transaction's lock:
  * COMMIT or the connection's end releases it), waiting STORE_STANDBY_FENCE_WAIT_MS
- * at most, then shard 0's head. */
-static pc_status fence_and_head(PGconn *conn0, uint64_t *seq_out) {
+ * at most; then shard 0's head and the global transactions decided commit and not
+ * done ('log': their rows, gtid and shards). */
+static bool fence_and_head(PGconn *conn0, shard_head_t *head0, PGresult **log) {
     char sql[256];
     snprintf(sql, sizeof sql, "BEGIN; SET LOCAL lock_timeout = %d; SELECT pg_advisory_xact_lock_shared(%d, %d)",
              STORE_STANDBY_FENCE_WAIT_MS, PG_WRITER_LOCK_KEY1, PG_FENCE_LOCK_KEY2);
-    if (!pg_exec_ok(conn0, sql)) return PC_STORE_READ_FAILED;
-    return pg_conn_journal_head(conn0, seq_out);
+    if (!pg_exec_ok(conn0, sql)) return false;
+    if (!head_take(PQexecPrepared(conn0, statement_names[SQL_HEAD], 0, NULL, NULL, NULL, 0), head0)) return false;
+    *log = pg_query(conn0, "SELECT gtid, array_to_string(shards, ',') FROM coordinator_log"
+                           " WHERE done_ns IS NULL AND decision = 'commit'", 0, NULL);
+    return *log != NULL;
+}
+
+/* Whether 'names' (space-separated) holds 'name'. */
+static bool name_in(const char *names, const char *name) {
+    size_t length = strlen(name);
+    for (const char *at = strstr(names, name); at != NULL; at = strstr(at + 1, name)) {
+        if ((at == names || at[-1] == ' ') && (at[length] == ' ' || at[length] == '\0')) return true;
+    }
+    return false;
+}
+
+/* A global transaction decided commit is prepared on some of its shards and committed
+ * on others only when its coordinator died between its COMMIT PREPAREDs (a live one
+ * commits every leg while it holds the fence exclusively); recovery, at the next
+ * writer's start, finishes it. No cut holds all of it or none of it meanwhile. */
+static bool half_committed(PGresult *log, const shard_head_t *heads, uint32_t count) {
+    for (int row = 0; row < PQntuples(log); row++) {
+        const char *gtid = PQgetvalue(log, row, 0);
+        uint32_t prepared = 0, legs = 0;
+        for (const char *at = PQgetvalue(log, row, 1); *at != '\0';) {
+            char *end = NULL;
+            unsigned long shard = strtoul(at, &end, 10);
+            if (end == at) break;
+            char name[128];
+            snprintf(name, sizeof name, "pc_%s_%lu", gtid, shard);
+            legs++;
+            if (shard < count && name_in(heads[shard].prepared, name)) prepared++;
+            at = *end == ',' ? end + 1 : end;
+        }
+        if (prepared > 0 && prepared < legs) return true;
+    }
+    return false;
 }
 
 pc_status store_standby_cut(store_standby_t *standby, store_cut_t *cut) {
     PGconn *conns[SHARD_COUNT_MAX] = {NULL};
+    shard_head_t heads[SHARD_COUNT_MAX] = {{0}};
+    PGresult *log = NULL;
     bool ok = true;
     /* every connection first, shard 0's last, as every read taking several does */
     for (uint32_t i = standby->count; ok && i-- > 0;) ok = (conns[i] = conn_take(standby, i)) != NULL;
-    ok = ok && fence_and_head(conns[0], &cut->seq[0]) == PC_OK;
+    ok = ok && fence_and_head(conns[0], &heads[0], &log);
     for (uint32_t i = 1; ok && i < standby->count; i++) {
         ok = PQsendQueryPrepared(conns[i], statement_names[SQL_HEAD], 0, NULL, NULL, NULL, 0) == 1;
     }
     for (uint32_t i = 1; ok && i < standby->count; i++) {
         standby_call_t call = {i, conns[i]};
-        PGresult *result = call_result(standby, &call); /* gives the connection back */
         conns[i] = NULL;
-        ok = result != NULL && PQntuples(result) == 1;
-        if (ok) cut->seq[i] = (uint64_t)pg_int(result, 0, 0);
-        PQclear(result);
+        ok = head_take(call_result(standby, &call), &heads[i]); /* call_result gives the connection back */
     }
     ok = ok && pg_exec_ok(conns[0], "COMMIT");
+    pc_status status = ok ? PC_OK : PC_STORE_READ_FAILED;
+    if (ok && half_committed(log, heads, standby->count)) status = PC_STORE_BUSY;
     cut->count = standby->count;
     for (uint32_t i = 0; i < standby->count; i++) {
+        cut->seq[i] = heads[i].head;
+        free(heads[i].prepared);
         if (conns[i] != NULL) conn_give_back(standby, i, conns[i], ok); /* closed after a failure */
     }
-    return ok ? PC_OK : PC_STORE_READ_FAILED;
+    PQclear(log);
+    return status;
 }
 
 pc_status store_standby_cursor_key(store_standby_t *standby, uint8_t key[STORE_CURSOR_KEY_BYTES]) {

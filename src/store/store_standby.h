@@ -75,7 +75,10 @@ PC_MUST_USE pc_status store_standby_list_history(store_standby_t *standby, uint3
  * 'as_of' (the balances from the rows: a standby has no shadow); a first page's cut,
  * every shard's head read while the read fence (the advisory lock on shard 0) is held
  * shared, so the heads agree on every global transaction; the set's cursor key
- * (PC_NOT_FOUND: the set's writer has not made one yet). */
+ * (PC_NOT_FOUND: the set's writer has not made one yet). The cut is PC_STORE_BUSY
+ * while a global transaction is committed on some shards and prepared on others (its
+ * coordinator died between them; the next writer's recovery ends it): the writer's
+ * own reads wait for that recovery, a standby forwards. */
 PC_MUST_USE pc_status store_standby_list_as_of(store_standby_t *standby, uint32_t shard, const char *key_id,
                                                const store_query_t *query, uint64_t as_of, store_account_fn fn,
                                                void *ctx, bool *has_more);
