@@ -461,6 +461,14 @@ static_assert(4 * PAY_CURRENCIES_MAX <= API_KEY_GRANTS_MAX,
 #define SHARD_VERIFY_IN_DOUBT_WAIT_MS 6000 /* verify --shards: how long a global transaction
                                           open at the start may take to end before it is
                                           reported in doubt (two recovery intervals) */
+#define STORE_CURSOR_KEY_BYTES 32      /* the set's key of list cursors (BLAKE2b's key) */
+#define STORE_CURSOR_TEXT_SIZE 320     /* a list cursor's text and its NUL: base64url of at
+                                          most 221 bytes (a 64-byte id, 16 shards' seqs,
+                                          a 16-byte tag), so a query string stays small */
+#define STORE_CURSOR_AGE_S_MAX 3600    /* a list cursor older than this is refused
+                                          (list_cursor_expired): a later page replays the
+                                          transfers its shards committed since the first
+                                          page, so its cost grows with the listing's age */
 
 /* ---- nodes of a set: forwarding to the set's writer (docs/scaleout.md §7) ---- */
 #define SHARD_DIRECTORY_CACHE_MS 500     /* a node reuses the writer it read from the writers
@@ -483,6 +491,10 @@ static_assert(4 * PAY_CURRENCIES_MAX <= API_KEY_GRANTS_MAX,
                                             connection timeout (--timeout-s, 30 s by
                                             default), so the writer seldom closes one as
                                             it is being reused */
+#define STORE_STANDBY_FENCE_WAIT_MS 2000 /* a standby's first page of a list waits this long
+                                            for the read fence (the coordinator holds it
+                                            for one commit step, ms), then forwards the
+                                            list to the writer */
 #define STORE_STANDBY_CONNECTIONS_MAX 8 /* a standby's read connections to each shard (it
                                             answers account and transfer reads itself):
                                             a read is one short statement, so a few

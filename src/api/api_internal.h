@@ -313,6 +313,10 @@ extern const char *const api_list_range_params[];
  * without a reply: NULL when each value is valid, else the first bad parameter's name.
  * Names outside the lists above are not looked at. */
 const char *api_list_query_parse(struct MHD_Connection *connection, store_query_t *query);
+/* GET /v1/accounts: its parameters (limit, starting_after or cursor, an earlier
+ * page's next_cursor), and their parse as api_list_query_parse's. */
+extern const char *const api_accounts_list_params[];
+const char *api_accounts_list_parse(struct MHD_Connection *connection, store_query_t *query);
 
 
 /* ---- one request (request.c, server.c, submit.c) ---- */

@@ -1,17 +1,23 @@
 /* api/forward_read.c: the reads a standby of a set answers itself instead of
- * forwarding them (docs/scaleout.md §7, standby reads): GET /v1/accounts/{id} from
- * the account's shard and GET /v1/transfers/{id} from the shard holding it
- * (store_standby.h), with what every batch committed before the read says. A
- * transfer across shards is its two legs merged (A -> B, as the writer's read store
- * gives it); a leg whose peer is not committed yet (the coordinator is between its
- * COMMITs) is forwarded, so that no read shows half of a global transaction. The key
- * is looked up on shard 0 at each read, so a key made or revoked a moment ago on the
- * writer counts here at once; the standby takes a token from its own bucket for the
- * key (--rate-per-s applies on each node). Whatever is not the plain success of such
- * a read (no key or an unknown one, a query string, an account the key may not see or
- * that does not exist, a shard that cannot be read) is forwarded, so the writer gives
- * every refusal exactly as it does. */
+ * forwarding them (docs/scaleout.md §7, standby reads): GET /v1/accounts/{id} (and
+ * its lists) from the account's shard, GET /v1/transfers/{id} from the shard holding
+ * it, and GET /v1/accounts across the shards (store_standby.h), with what every batch
+ * committed before the read says. A transfer is read with the key in one statement
+ * on shard 0 (the other shards at once when shard 0 has none); a transfer across
+ * shards is its two legs merged (A -> B, as the writer's read store gives it), and a
+ * leg whose peer is not committed yet (the coordinator is between its COMMITs) is
+ * forwarded, so that no read shows half of a global transaction. A list of accounts
+ * reads every page as of its first page's cut (store_shard_list), taken under the read
+ * fence's advisory lock on shard 0, so its cursors are the writer's and either node
+ * continues a listing the other began. The key is looked up on shard 0 at each read,
+ * so a key made or revoked a moment ago on the writer counts here at once; the
+ * standby takes a token from its own bucket for the key (--rate-per-s applies on each
+ * node). Whatever is not the plain success of such a read (no key or an unknown one,
+ * a query string the writer refuses, an account the key may not see or that does not
+ * exist, a cursor it refuses, a shard that cannot be read) is forwarded, so the writer
+ * gives every refusal exactly as it does. */
 #include <microhttpd.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -53,7 +59,9 @@ void api_forward_reads_close(api_forward_reads_t *reads) {
     free(reads);
 }
 
-typedef enum { READ_NONE, READ_ACCOUNT, READ_TRANSFER, READ_ACCOUNT_TRANSFERS, READ_ACCOUNT_HISTORY } read_kind;
+typedef enum {
+    READ_NONE, READ_ACCOUNT, READ_TRANSFER, READ_ACCOUNT_TRANSFERS, READ_ACCOUNT_HISTORY, READ_ACCOUNTS
+} read_kind;
 
 /* Whether every query parameter of 'connection' is one of 'allowed'. */
 typedef struct {
@@ -85,6 +93,7 @@ static read_kind read_of(struct MHD_Connection *connection, const char *method, 
     read_kind kind = READ_NONE;
     const char *rest = NULL;
     if (strcmp(method, "GET") != 0) return READ_NONE;
+    if (strcmp(url, "/v1/accounts") == 0) return params_only(connection, api_accounts_list_params) ? READ_ACCOUNTS : READ_NONE;
     if (strncmp(url, accounts, sizeof accounts - 1) == 0) rest = url + sizeof accounts - 1, kind = READ_ACCOUNT;
     if (strncmp(url, transfers, sizeof transfers - 1) == 0) rest = url + sizeof transfers - 1, kind = READ_TRANSFER;
     if (rest == NULL) return READ_NONE;
@@ -168,14 +177,33 @@ static pc_status caller_and_account(api_forward_reads_t *reads, struct MHD_Conne
     return status;
 }
 
-/* A transfer's row; a leg across shards merged with its peer's (the debit leg's
- * fields, the credit leg's credit account): false when the peer leg is not there. */
-static bool transfer_find(api_forward_reads_t *reads, const char *id, store_transfer_t *out) {
-    pc_status status = PC_NOT_FOUND;
-    for (uint32_t i = 0; status == PC_NOT_FOUND && i < reads->shard_count; i++) {
-        status = store_standby_transfer(reads->standby, i, id, out);
+static void legs_free(store_transfer_t *legs, const pc_status *statuses, uint32_t from, uint32_t to) {
+    for (uint32_t i = from; i < to; i++) {
+        if (statuses[i] == PC_OK) store_transfer_free(&legs[i]);
     }
-    if (status != PC_OK) return false;
+}
+
+/* The transfer as the shards hold it: 'found0'/'leg0' shard 0's (read with the key);
+ * the other shards read at once when shard 0 has none. A leg across shards merged
+ * with its peer's (the debit leg's fields, the credit leg's credit account): false
+ * when the peer leg is not there (the coordinator is between its COMMITs: forwarded). */
+static bool transfer_find(api_forward_reads_t *reads, const char *id, bool found0, store_transfer_t *leg0,
+                          store_transfer_t *out) {
+    store_transfer_t legs[SHARD_COUNT_MAX];
+    pc_status statuses[SHARD_COUNT_MAX];
+    for (uint32_t i = 0; i < SHARD_COUNT_MAX; i++) statuses[i] = PC_NOT_FOUND;
+    if (found0) {
+        legs[0] = *leg0;
+        statuses[0] = PC_OK;
+    } else if (store_standby_transfers(reads->standby, 1, id, legs, statuses) != PC_OK) {
+        legs_free(legs, statuses, 1, reads->shard_count);
+        return false;
+    }
+    uint32_t at = 0;
+    while (at < reads->shard_count && statuses[at] != PC_OK) at++;
+    if (at == reads->shard_count) return false;
+    *out = legs[at];
+    legs_free(legs, statuses, at + 1, reads->shard_count);
     uint32_t self, peer;
     bool debit_leg = store_clearing_shard(out->transfer.credit_account_id, &self, &peer);
     if (!debit_leg && !store_clearing_shard(out->transfer.debit_account_id, &self, &peer)) return true;
@@ -188,12 +216,32 @@ static bool transfer_find(api_forward_reads_t *reads, const char *id, store_tran
     return true;
 }
 
-static json_t *transfer_read(api_forward_reads_t *reads, const api_caller_t *caller, const char *id) {
-    store_transfer_t transfer;
-    if (!transfer_find(reads, id, &transfer)) return NULL;
+/* The request's caller and transfer 'id', which it may see: the key and shard 0's leg
+ * in one statement (with whether the key was granted an account of it), the other
+ * shards' at once when shard 0 has none. The reply's body, or NULL (forwarded; a
+ * 429 replied when *replied). */
+static json_t *transfer_reply(api_forward_reads_t *reads, struct MHD_Connection *connection, const char *id,
+                              enum MHD_Result *result, bool *replied) {
+    uint8_t hash[STORE_API_HASH_BYTES];
+    const char *secret = bearer_secret(connection, hash);
+    if (secret == NULL) return NULL;
+    store_api_key_t row;
+    store_transfer_t leg0, transfer;
+    bool found0 = false, granted0 = false;
+    if (store_standby_key_transfer(reads->standby, hash, id, &row, &leg0, &found0, &granted0) != PC_OK) return NULL;
+    api_caller_t caller;
+    uint32_t retry_after_s = 1;
+    pc_status status = caller_from(reads, secret, &row, &caller, &retry_after_s);
+    if (status != PC_OK) {
+        if (found0) store_transfer_free(&leg0);
+        if (status == PC_RATE_LIMITED) *result = api_forward_reply_error(connection, status, NULL, retry_after_s);
+        *replied = status == PC_RATE_LIMITED;
+        return NULL;
+    }
+    if (!transfer_find(reads, id, found0, &leg0, &transfer)) return NULL;
     json_t *body = NULL;
-    if (visible(reads, caller, transfer.transfer.debit_account_id) ||
-        visible(reads, caller, transfer.transfer.credit_account_id)) {
+    if ((found0 && granted0) || visible(reads, &caller, transfer.transfer.debit_account_id) ||
+        visible(reads, &caller, transfer.transfer.credit_account_id)) {
         body = codec_transfer_json(&transfer.transfer, transfer.pending_state);
     }
     store_transfer_free(&transfer);
@@ -248,6 +296,57 @@ static json_t *account_reply(api_forward_reads_t *reads, struct MHD_Connection *
     return body;
 }
 
+/* ---- GET /v1/accounts: the set's list, every page as of the first ---- */
+
+static pc_status standby_part(void *ctx, uint32_t shard, const char *key_id, const store_query_t *query,
+                              uint64_t as_of, store_account_fn fn, void *fn_ctx, bool *has_more) {
+    api_forward_reads_t *reads = ctx;
+    return store_standby_list_as_of(reads->standby, shard, key_id, query, as_of, fn, fn_ctx, has_more);
+}
+
+static pc_status standby_cut(void *ctx, store_cut_t *cut) {
+    return store_standby_cut(((api_forward_reads_t *)ctx)->standby, cut);
+}
+
+static void account_row(const ledger_account_t *account, void *ctx) {
+    json_array_append_new(ctx, codec_account_json(account));
+}
+
+/* A page of the set's accounts (a merchant key's: its granted ones) read as the
+ * writer's read store reads it (store_shard_list), a first page's cut taken under the
+ * read fence's advisory lock on shard 0: NULL to forward (a bad query, an unknown
+ * key, a cursor the writer refuses, a shard or the fence that cannot be had). */
+static json_t *accounts_reply(api_forward_reads_t *reads, struct MHD_Connection *connection,
+                              enum MHD_Result *result, bool *replied) {
+    store_query_t query;
+    if (api_accounts_list_parse(connection, &query) != NULL) return NULL;
+    api_caller_t caller;
+    uint32_t retry_after_s = 1;
+    pc_status status = caller_of(reads, connection, &caller, &retry_after_s);
+    if (status == PC_RATE_LIMITED) {
+        *result = api_forward_reply_error(connection, status, NULL, retry_after_s);
+        *replied = true;
+    }
+    uint8_t key[STORE_CURSOR_KEY_BYTES];
+    if (status != PC_OK || store_standby_cursor_key(reads->standby, key) != PC_OK) return NULL;
+    char next_cursor[STORE_CURSOR_TEXT_SIZE] = "";
+    query.cursor_owner = caller.id;
+    query.next_cursor = next_cursor;
+    store_shard_lister_t lister = {reads->shard_count, standby_part, standby_cut, reads, key};
+    json_t *data = json_array();
+    bool has_more = false;
+    status = store_shard_list(&lister, caller.scope == API_SCOPE_MERCHANT ? caller.id : NULL, &query, account_row,
+                              data, &has_more);
+    sodium_memzero(key, sizeof key);
+    if (status != PC_OK) {
+        json_decref(data);
+        return NULL;
+    }
+    json_t *body = json_pack("{s:o,s:b}", "data", data, "has_more", has_more);
+    if (next_cursor[0] != '\0') json_object_set_new(body, "next_cursor", json_string(next_cursor));
+    return body;
+}
+
 bool api_forward_read_local(api_forward_reads_t *reads, struct MHD_Connection *connection, const char *method,
                             const char *url, enum MHD_Result *result) {
     char id[PC_ID_BYTES_MAX + 1];
@@ -255,18 +354,9 @@ bool api_forward_read_local(api_forward_reads_t *reads, struct MHD_Connection *c
     if (kind == READ_NONE) return false;
     json_t *body = NULL;
     bool replied = false;
-    if (kind != READ_TRANSFER) {
-        body = account_reply(reads, connection, id, kind, result, &replied);
-    } else {
-        api_caller_t caller;
-        uint32_t retry_after_s = 1;
-        pc_status status = caller_of(reads, connection, &caller, &retry_after_s);
-        if (status == PC_RATE_LIMITED) {
-            *result = api_forward_reply_error(connection, status, NULL, retry_after_s);
-            return true;
-        }
-        if (status == PC_OK) body = transfer_read(reads, &caller, id);
-    }
+    if (kind == READ_ACCOUNTS) body = accounts_reply(reads, connection, result, &replied);
+    else if (kind == READ_TRANSFER) body = transfer_reply(reads, connection, id, result, &replied);
+    else body = account_reply(reads, connection, id, kind, result, &replied);
     if (replied) return true;
     if (body == NULL) return false;
     *result = api_forward_reply_json(connection, 200, body, 0);

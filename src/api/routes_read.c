@@ -52,16 +52,18 @@ const char *api_list_query_parse(struct MHD_Connection *connection, store_query_
     return bad;
 }
 
+/* true when 'bad' (a parameter's name) is NULL, else a 400 replied naming it. */
+static bool query_good(api_request_t *req, const char *bad) {
+    if (bad == NULL) return true;
+    char message[96];
+    snprintf(message, sizeof message, "invalid query parameter '%s'", bad);
+    api_reply_error(req, PC_QUERY_INVALID, bad, message);
+    return false;
+}
+
 bool api_list_query(api_request_t *req, store_query_t *query, bool time_range) {
     if (!api_query_only(req, time_range ? api_list_range_params : api_list_params)) return false;
-    const char *bad = api_list_query_parse(req->connection, query);
-    if (bad != NULL) {
-        char message[96];
-        snprintf(message, sizeof message, "invalid query parameter '%s'", bad);
-        api_reply_error(req, PC_QUERY_INVALID, bad, message);
-        return false;
-    }
-    return true;
+    return query_good(req, api_list_query_parse(req->connection, query));
 }
 
 /* The reader, or a 503 replied. */
@@ -105,20 +107,45 @@ static void account_row(const ledger_account_t *account, void *ctx) {
     json_array_append_new(ctx, codec_account_json(account));
 }
 
+const char *const api_accounts_list_params[] = {"limit", "starting_after", "cursor", NULL};
+
+const char *api_accounts_list_parse(struct MHD_Connection *connection, store_query_t *query) {
+    const char *bad = api_list_query_parse(connection, query);
+    query->cursor = MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, "cursor");
+    if (bad == NULL && query->cursor != NULL &&
+        (query->starting_after != NULL || query->cursor[0] == '\0' || strlen(query->cursor) >= STORE_CURSOR_TEXT_SIZE)) {
+        bad = "cursor";
+    }
+    return bad;
+}
+
+static bool accounts_list_query(api_request_t *req, store_query_t *query) {
+    if (!api_query_only(req, api_accounts_list_params)) return false;
+    if (!query_good(req, api_accounts_list_parse(req->connection, query))) return false;
+    query->cursor_owner = req->has_caller ? req->caller.id : "";
+    return true;
+}
+
 /* An admin or read_only key lists every account in creation order; a merchant key its
- * own, through its grants, in id order. */
+ * own, through its grants, in id order. "next_cursor" when the store gives one. */
 void api_route_accounts_list(api_request_t *req) {
     store_query_t query;
-    if (!api_list_query(req, &query, false)) return;
+    if (!accounts_list_query(req, &query)) return;
     store_reader_t *reader = reader_or_reply(req);
     if (reader == NULL) return;
+    char next_cursor[STORE_CURSOR_TEXT_SIZE] = "";
+    query.next_cursor = next_cursor;
     json_t *data = json_array();
     bool has_more = false;
     const char *owner = api_request_owner(req);
     pc_status status = owner != NULL
                            ? store_list_accounts_granted(reader, owner, &query, account_row, data, &has_more)
                            : store_list_accounts(reader, &query, account_row, data, &has_more);
-    reply_list(req, status, data, has_more);
+    if (status != PC_OK || next_cursor[0] == '\0') {
+        reply_list(req, status, data, has_more);
+        return;
+    }
+    api_reply_json(req, 200, json_pack("{s:o,s:b,s:s}", "data", data, "has_more", has_more, "next_cursor", next_cursor));
 }
 
 /* A transfer named as starting_after must be one the caller may see: a foreign one

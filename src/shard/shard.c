@@ -2,6 +2,7 @@
  * writer, and the routing of commands (shard.h). Global transactions are in
  * shard_global.c, recovery in shard_recover.c. */
 #include <signal.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,6 +187,14 @@ static pc_status stores_open(shard_set_t *set, const shard_options_t *options, c
 static pc_status writers_start(shard_set_t *set, const shard_options_t *options, char *detail,
                                size_t detail_bytes) {
     pc_status status = store_shard_route_open(&set->read_store, set->stores, set->count);
+    uint8_t cursor_key[STORE_CURSOR_KEY_BYTES];
+    if (status == PC_OK && store_link_cursor_key(set->links[0], cursor_key) != PC_OK) {
+        snprintf(detail, detail_bytes, "shard 0 (%s): cannot read or make the list cursor key: %s",
+                 store_link_url(set->links[0]), store_link_error(set->links[0]));
+        return PC_STORE_READ_FAILED;
+    }
+    if (status == PC_OK) store_shard_route_cursor_key(set->read_store, cursor_key);
+    sodium_memzero(cursor_key, sizeof cursor_key);
     writer_batch_hook_t home_hook = {0};
     if (status == PC_OK && options->home_hook != NULL) {
         status = options->home_hook(options->home_hook_ctx, set->read_store, &home_hook);

@@ -204,6 +204,11 @@ pc_status pg_conn_list_account_transfers(PGconn *conn, const char *account_id, c
                                          store_transfer_fn fn, void *ctx, bool *has_more);
 pc_status pg_conn_list_history(PGconn *conn, const char *account_id, const store_query_t *query,
                                store_history_fn fn, void *ctx, bool *has_more);
+/* A set's list of accounts on one shard as of journal seq 'as_of' (store_shard_list_as_of
+ * without a shadow: the balances always from the rows), and the journal's head. */
+pc_status pg_conn_list_as_of(PGconn *conn, const char *key_id, const store_query_t *query, uint64_t as_of,
+                             store_account_fn fn, void *ctx, bool *has_more);
+pc_status pg_conn_journal_head(PGconn *conn, uint64_t *seq_out);
 
 /* ---- pg_api.c, pg_events.c ---- */
 extern const store_api_ops_t store_pg_api_ops;

@@ -4,6 +4,7 @@
  * call returns (synchronous_commit). */
 #include <inttypes.h>
 #include <stdio.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -270,4 +271,33 @@ pc_status store_link_fence_release(store_link_t *link, store_fence_mode mode) {
     snprintf(sql, sizeof sql, "SELECT pg_advisory_unlock%s(%d, %d)", mode == STORE_FENCE_READ ? "_shared" : "",
              PG_WRITER_LOCK_KEY1, PG_FENCE_LOCK_KEY2);
     return pg_exec_ok(link->conn, sql) ? PC_OK : link_fail(link, PC_STORE_COMMIT_FAILED, "release the read fence");
+}
+
+/* ---- the key of list cursors (shard_cursor.c) ---- */
+
+pc_status store_link_cursor_key(store_link_t *link, uint8_t key[STORE_CURSOR_KEY_BYTES]) {
+    uint8_t fresh[STORE_CURSOR_KEY_BYTES];
+    char hex[2 * STORE_CURSOR_KEY_BYTES + 1];
+    randombytes_buf(fresh, sizeof fresh);
+    sodium_bin2hex(hex, sizeof hex, fresh, sizeof fresh);
+    sodium_memzero(fresh, sizeof fresh);
+    const char *params[] = {hex};
+    /* the first writer's key stays: every node and restart reads the same one */
+    PGresult *result = pg_query(link->conn, "INSERT INTO paycore_meta(key, value) VALUES('list_cursor_key', $1)"
+                                " ON CONFLICT (key) DO NOTHING", 1, params);
+    sodium_memzero(hex, sizeof hex);
+    if (result == NULL) return link_fail(link, PC_STORE_COMMIT_FAILED, "write the list cursor key");
+    PQclear(result);
+    char value[2 * STORE_CURSOR_KEY_BYTES + 2];
+    pc_status status = link_value(link, "SELECT value FROM paycore_meta WHERE key = 'list_cursor_key'", value,
+                                  sizeof value);
+    size_t length = 0;
+    if (status == PC_OK && (sodium_hex2bin(key, STORE_CURSOR_KEY_BYTES, value, strlen(value), NULL, &length, NULL) != 0
+                            || length != STORE_CURSOR_KEY_BYTES)) {
+        snprintf(link->error, sizeof link->error, "paycore_meta's list_cursor_key is not %d bytes of hex",
+                 STORE_CURSOR_KEY_BYTES);
+        status = PC_STORE_CORRUPT;
+    }
+    sodium_memzero(value, sizeof value);
+    return status;
 }

@@ -146,18 +146,24 @@ pc_status pg_list_accounts(store_reader_t *base, const store_query_t *query, sto
     return accounts_emit(reader, result, query, fn, ctx, has_more);
 }
 
+/* PC_OK when 'account_id' exists and was granted to 'key_id', else PC_NOT_FOUND. */
+static pc_status granted_check(pg_reader_t *reader, const char *key_id, const char *account_id) {
+    const char *params[] = {key_id, account_id};
+    PGresult *result = pg_query(reader->conn, "SELECT 1 FROM account_grants g JOIN accounts a ON a.id ="
+                                " g.account_id WHERE g.key_id = $1 AND g.account_id = $2", 2, params);
+    if (result == NULL) return PC_STORE_READ_FAILED;
+    int rows = PQntuples(result);
+    PQclear(result);
+    return rows > 0 ? PC_OK : PC_NOT_FOUND;
+}
+
 pc_status pg_list_accounts_granted(store_reader_t *base, const char *key_id, const store_query_t *query,
                                    store_account_fn fn, void *ctx, bool *has_more) {
     pg_reader_t *reader = (pg_reader_t *)base;
     *has_more = false;
     if (query->starting_after != NULL) {
-        const char *params[] = {key_id, query->starting_after};
-        PGresult *result = pg_query(reader->conn, "SELECT 1 FROM account_grants g JOIN accounts a ON a.id ="
-                                    " g.account_id WHERE g.key_id = $1 AND g.account_id = $2", 2, params);
-        if (result == NULL) return PC_STORE_READ_FAILED;
-        int rows = PQntuples(result);
-        PQclear(result);
-        if (rows == 0) return PC_NOT_FOUND;
+        pc_status status = granted_check(reader, key_id, query->starting_after);
+        if (status != PC_OK) return status;
     }
     char limit[16];
     snprintf(limit, sizeof limit, "%u", query->limit + 1);
@@ -261,6 +267,158 @@ pc_status pg_list_history(store_reader_t *base, const char *account_id, const st
     }
     PQclear(result);
     return PC_OK;
+}
+
+/* ---- a set's lists of accounts read as of a cut (store_shard.h) ---- */
+
+pc_status store_shard_reader_cut(store_reader_t *reader, uint64_t *seq_out) {
+    return journal_head_visible(reader, seq_out);
+}
+
+/* A transfer's effect on its debit (or credit) account's pending and posted balances,
+ * as ledger_load_replay has it ($3: a post's flag, $4: a void's, $5: a pending
+ * transfer's; p: the pending transfer a post or void names). */
+#define AS_OF_PENDING_DELTA                                                                         \
+    "CASE WHEN t.flags & ($3::integer | $4::integer) <> 0 THEN -p.amount"                          \
+    " WHEN t.flags & $5::integer <> 0 THEN t.amount ELSE 0 END"
+#define AS_OF_POSTED_DELTA                                                                          \
+    "CASE WHEN t.flags & $3::integer <> 0 THEN t.amount"                                           \
+    " WHEN t.flags & ($4::integer | $5::integer) <> 0 THEN 0 ELSE t.amount END"
+#define AS_OF_SIDE(side)                                                                            \
+    " LATERAL (SELECT coalesce(sum(" AS_OF_PENDING_DELTA "), 0) AS pending,"                       \
+    "  coalesce(sum(" AS_OF_POSTED_DELTA "), 0) AS posted,"                                        \
+    "  count(*) FILTER (WHERE p.amount IS NULL AND t.flags & ($3::integer | $4::integer) <> 0) AS orphans" \
+    "  FROM transfers t LEFT JOIN transfers p ON p.id = t.pending_id"                              \
+    "  WHERE t." side " = a.no AND t.timestamp > b.after_ts AND t.batch_seq > b.lo AND t.batch_seq <= b.hi)"
+/* The balances of the accounts numbered $1 as of journal seq $2: each row's snapshot
+ * (as of accounts_as_of_seq) plus what the transfers between the snapshot and $2 did,
+ * or minus it when the snapshot is the later one; those transfers are an index range
+ * above the last timestamp of the earlier of the two batches (as on a standby, §7).
+ * One statement: one snapshot of the rows, the meta row and the transfers. */
+static const char as_of_balances_sql[] =
+    "WITH m AS MATERIALIZED (SELECT value::bigint AS as_of FROM paycore_meta WHERE key = 'accounts_as_of_seq'),"
+    " b AS MATERIALIZED (SELECT least(m.as_of, $2::bigint) AS lo, greatest(m.as_of, $2::bigint) AS hi,"
+    "  CASE WHEN m.as_of <= $2::bigint THEN 1 ELSE -1 END AS sign,"
+    "  coalesce((SELECT timestamp_last FROM journal WHERE seq <= least(m.as_of, $2::bigint) AND timestamp_last > 0"
+    "   ORDER BY seq DESC LIMIT 1), 0) AS after_ts FROM m)"
+    " SELECT a.no, (a.debits_pending + b.sign * d.pending)::bigint, (a.debits_posted + b.sign * d.posted)::bigint,"
+    "  (a.credits_pending + b.sign * c.pending)::bigint, (a.credits_posted + b.sign * c.posted)::bigint,"
+    "  d.orphans + c.orphans"
+    " FROM b, accounts a," AS_OF_SIDE("debit_no") " d," AS_OF_SIDE("credit_no") " c"
+    " WHERE a.no = ANY($1::integer[])";
+
+/* The balances of 'count' accounts (numbers 'nos') as of 'as_of' into 'accounts'. */
+static pc_status balances_as_of(PGconn *conn, const uint32_t *nos, ledger_account_t *accounts, uint32_t count,
+                                uint64_t as_of) {
+    char array[2 + 11 * API_LIST_LIMIT_MAX + 2] = "{";
+    size_t used = 1;
+    for (uint32_t i = 0; i < count && used < sizeof array - 12; i++) {
+        used += (size_t)snprintf(array + used, sizeof array - used, "%s%u", i > 0 ? "," : "", nos[i]);
+    }
+    snprintf(array + used, sizeof array - used, "}");
+    PG_U64(seq, as_of);
+    PG_U64(post, LEDGER_TRANSFER_POST_PENDING);
+    PG_U64(void_, LEDGER_TRANSFER_VOID_PENDING);
+    PG_U64(pending, LEDGER_TRANSFER_PENDING);
+    const char *params[] = {array, seq, post, void_, pending};
+    PGresult *result = pg_query(conn, as_of_balances_sql, 5, params);
+    if (result == NULL) return PC_STORE_READ_FAILED;
+    pc_status status = PQntuples(result) == (int)count ? PC_OK : PC_STORE_READ_FAILED;
+    for (int row = 0; status == PC_OK && row < PQntuples(result); row++) {
+        if (pg_int(result, row, 5) != 0) status = PC_STORE_CORRUPT; /* the writer's load refuses the same */
+        uint32_t no = (uint32_t)pg_int(result, row, 0);
+        for (uint32_t i = 0; status == PC_OK && i < count; i++) {
+            if (nos[i] != no) continue;
+            accounts[i].balances = (ledger_balances_t){pg_int(result, row, 1), pg_int(result, row, 2),
+                                                       pg_int(result, row, 3), pg_int(result, row, 4)};
+        }
+    }
+    PQclear(result);
+    return status;
+}
+
+/* Calls 'fn' for up to query->limit account rows of 'result' (one more than a page)
+ * with their balances as of 'as_of': the shadow's when it is at that batch boundary
+ * still ('shadow' NULL: none, a standby's connection), else balances_as_of. */
+static pc_status accounts_emit_as_of(PGconn *conn, const store_shadow_t *shadow, PGresult *result,
+                                     const store_query_t *query, uint64_t as_of, store_account_fn fn, void *ctx,
+                                     bool *has_more) {
+    int rows = PQntuples(result);
+    *has_more = (uint32_t)rows > query->limit;
+    uint32_t count = (uint32_t)rows < query->limit ? (uint32_t)rows : query->limit;
+    ledger_account_t *accounts = calloc(count + 1, sizeof *accounts);
+    uint32_t *nos = calloc(count + 1, sizeof *nos);
+    pc_status status = accounts != NULL && nos != NULL ? PC_OK : PC_NO_MEMORY;
+    for (uint32_t row = 0; status == PC_OK && row < count; row++) {
+        pg_account_from_row(result, (int)row, &accounts[row]);
+        nos[row] = (uint32_t)pg_int(result, (int)row, 10);
+    }
+    bool shadow_at = status == PC_OK && shadow != NULL && store_shadow_read_page(shadow, nos, accounts, count) == as_of;
+    if (status == PC_OK && !shadow_at && count > 0) status = balances_as_of(conn, nos, accounts, count, as_of);
+    for (uint32_t row = 0; status == PC_OK && row < count; row++) fn(&accounts[row], ctx);
+    free(accounts);
+    free(nos);
+    PQclear(result);
+    return status;
+}
+
+/* The rows of a page as of 'as_of' (created by then); NULL on failure. */
+static PGresult *rows_as_of(pg_reader_t *reader, const char *key_id, const store_query_t *query, uint64_t as_of,
+                            pc_status *status) {
+    PG_U64(seq, as_of);
+    char limit[16];
+    snprintf(limit, sizeof limit, "%u", query->limit + 1);
+    if (key_id != NULL && query->starting_after != NULL) {
+        *status = granted_check(reader, key_id, query->starting_after);
+        if (*status != PC_OK) return NULL;
+    }
+    if (key_id != NULL) {
+        const char *params[] = {key_id, query->starting_after != NULL ? query->starting_after : "", limit, seq};
+        return pg_query(reader->conn,
+            "SELECT a.id, a.currency, a.code, a.flags, a.debits_pending, a.debits_posted, a.credits_pending,"
+            " a.credits_posted, a.timestamp, a.metadata, a.no FROM account_grants g JOIN accounts a ON a.id ="
+            " g.account_id WHERE g.key_id = $1 AND g.account_id > $2 COLLATE \"C\" AND a.batch_seq <= $4::bigint"
+            " ORDER BY g.account_id COLLATE \"C\" LIMIT $3", 4, params);
+    }
+    int64_t after = -1;
+    if (query->starting_after != NULL) {
+        *status = position_of(reader, "SELECT no FROM accounts WHERE id = $1", query->starting_after, &after);
+        if (*status != PC_OK) return NULL;
+    }
+    char bound[24];
+    snprintf(bound, sizeof bound, "%lld", (long long)(query->descending && after < 0 ? INT32_MAX : after));
+    const char *params[] = {bound, limit, seq};
+    return pg_query(reader->conn, query->descending
+        ? "SELECT " PG_ACCOUNT_COLUMNS " FROM accounts WHERE no < $1 AND batch_seq <= $3::bigint ORDER BY no DESC"
+          " LIMIT $2"
+        : "SELECT " PG_ACCOUNT_COLUMNS " FROM accounts WHERE no > $1 AND batch_seq <= $3::bigint ORDER BY no LIMIT $2",
+        3, params);
+}
+
+static pc_status list_as_of(pg_reader_t *reader, const char *key_id, const store_query_t *query, uint64_t as_of,
+                            store_account_fn fn, void *ctx, bool *has_more) {
+    *has_more = false;
+    pc_status status = PC_STORE_READ_FAILED;
+    PGresult *result = rows_as_of(reader, key_id, query, as_of, &status);
+    if (result == NULL) return status;
+    const store_shadow_t *shadow = reader->store != NULL ? reader->store->shadow : NULL;
+    return accounts_emit_as_of(reader->conn, shadow, result, query, as_of, fn, ctx, has_more);
+}
+
+pc_status store_shard_list_as_of(store_reader_t *reader, const char *key_id, const store_query_t *query,
+                                 uint64_t as_of, store_account_fn fn, void *ctx, bool *has_more) {
+    return list_as_of((pg_reader_t *)reader, key_id, query, as_of, fn, ctx, has_more);
+}
+
+pc_status pg_conn_list_as_of(PGconn *conn, const char *key_id, const store_query_t *query, uint64_t as_of,
+                             store_account_fn fn, void *ctx, bool *has_more) {
+    pg_reader_t reader = {.conn = conn};
+    return list_as_of(&reader, key_id, query, as_of, fn, ctx, has_more);
+}
+
+pc_status pg_conn_journal_head(PGconn *conn, uint64_t *seq_out) {
+    pg_reader_t reader = {.conn = conn};
+    return journal_head_visible(&reader, seq_out);
 }
 
 /* The lists of one account on a bare connection (a standby's pooled one, store_standby.h):

@@ -5,6 +5,8 @@
  * connection whose statement failed is closed, so a shard's restart costs one failed
  * read, not a broken pool. */
 #include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +28,8 @@ struct store_standby {
     pthread_cond_t given_back;
     standby_shard_t *shards;
     uint32_t count;
+    bool cursor_keyed;            /* the set's list cursor key, read once from shard 0 */
+    uint8_t cursor_key[STORE_CURSOR_KEY_BYTES];
 };
 
 pc_status store_standby_open(store_standby_t **out, const char *const *urls, uint32_t count) {
@@ -116,15 +120,31 @@ static const char standby_key_account_sql[] = STANDBY_ACCOUNT_WITH STANDBY_ACCOU
 
 /* The statements, prepared on each connection once: planning costs more than running
  * them, and with the floor a parameter the generic plan takes the index range too. */
-enum { SQL_KEY, SQL_GRANT, SQL_ACCOUNT, SQL_KEY_ACCOUNT, SQL_TRANSFER, SQL_COUNT };
+/* A transfer (or leg) on shard 0 with the key whose hash is $2 (columns 12-16) and
+ * whether the key was granted one of the leg's accounts (17): one row when the key
+ * exists, the transfer's columns NULL when shard 0 does not hold it. */
+static const char standby_key_transfer_sql[] =
+    "SELECT x.*, k.id, k.scope, k.name, k.created_ns, k.revoked_ns, x.id IS NOT NULL AND EXISTS (SELECT 1 FROM"
+    " account_grants g WHERE g.key_id = k.id AND g.account_id IN (x.debit_id, x.credit_id))"
+    " FROM api_keys k LEFT JOIN LATERAL (SELECT t.timestamp, t.id, d.id AS debit_id, c.id AS credit_id, t.amount,"
+    " t.currency, t.code, t.flags, t.pending_id, t.timeout_s, t.metadata, t.pending_state FROM " PG_TRANSFERS_FROM
+    " WHERE t.id = $1) x ON true WHERE k.key_hash = $2::bytea";
+#define STANDBY_TRANSFER_KEY_COLUMN_FIRST 12
+
+enum { SQL_KEY, SQL_GRANT, SQL_ACCOUNT, SQL_KEY_ACCOUNT, SQL_TRANSFER, SQL_KEY_TRANSFER, SQL_HEAD, SQL_COUNT };
 static const char *const statement_names[SQL_COUNT] = {"standby_key", "standby_grant", "standby_account",
-                                                       "standby_key_account", "standby_transfer"};
+                                                       "standby_key_account", "standby_transfer",
+                                                       "standby_key_transfer", "standby_head"};
 static const char *statement_sql(int statement) {
     switch (statement) {
     case SQL_KEY: return "SELECT id, scope, name, created_ns, revoked_ns FROM api_keys WHERE key_hash = $1::bytea";
     case SQL_GRANT: return "SELECT 1 FROM account_grants WHERE key_id = $1 AND account_id = $2";
     case SQL_ACCOUNT: return standby_account_sql;
     case SQL_KEY_ACCOUNT: return standby_key_account_sql;
+    case SQL_KEY_TRANSFER: return standby_key_transfer_sql;
+    case SQL_HEAD:
+        return "SELECT coalesce(max(seq), 0), coalesce((SELECT string_agg(gid, ' ') FROM pg_prepared_xacts"
+               " WHERE database = current_database() AND gid LIKE 'pc\\_%'), '') FROM journal";
     default: return "SELECT " PG_TRANSFER_COLUMNS " FROM " PG_TRANSFERS_FROM " WHERE t.id = $1";
     }
 }
@@ -378,6 +398,49 @@ pc_status store_standby_transfer(store_standby_t *standby, uint32_t shard, const
     return pg_transfer_result_take(result, out);
 }
 
+pc_status store_standby_key_transfer(store_standby_t *standby, const uint8_t key_hash[STORE_API_HASH_BYTES],
+                                     const char *id, store_api_key_t *key, store_transfer_t *out, bool *found,
+                                     bool *granted) {
+    char hash_text[2 * STORE_API_HASH_BYTES + 3];
+    pg_bytea_text(key_hash, STORE_API_HASH_BYTES, hash_text);
+    const char *params[] = {id, hash_text};
+    *found = *granted = false;
+    PGresult *result = standby_query(standby, 0, SQL_KEY_TRANSFER, 2, params);
+    if (result == NULL) return PC_STORE_READ_FAILED;
+    pc_status status = PQntuples(result) == 1 ? PC_OK : PC_NOT_FOUND;
+    if (status == PC_OK) {
+        key_from_row(result, 0, STANDBY_TRANSFER_KEY_COLUMN_FIRST, key_hash, key);
+        *found = !PQgetisnull(result, 0, 1);
+        *granted = strcmp(PQgetvalue(result, 0, STANDBY_TRANSFER_KEY_COLUMN_FIRST + 5), "t") == 0;
+    }
+    if (status == PC_OK && *found) {
+        pg_transfer_from_row(result, 0, &out->transfer);
+        out->pending_state = (ledger_pending_state)pg_int(result, 0, 11);
+        out->metadata_owned = pc_strdup(out->transfer.metadata_json);
+        out->transfer.metadata_json = out->metadata_owned;
+    }
+    PQclear(result);
+    return status;
+}
+
+pc_status store_standby_transfers(store_standby_t *standby, uint32_t first_shard, const char *id,
+                                  store_transfer_t *out, pc_status *statuses) {
+    standby_call_t calls[SHARD_COUNT_MAX];
+    const char *params[] = {id};
+    bool sent[SHARD_COUNT_MAX] = {false};
+    /* connections taken from the last shard down, as every read taking several does */
+    for (uint32_t i = standby->count; i-- > first_shard;) {
+        sent[i] = call_send(standby, &calls[i], i, SQL_TRANSFER, 1, params);
+    }
+    pc_status status = PC_OK;
+    for (uint32_t i = first_shard; i < standby->count; i++) {
+        PGresult *result = sent[i] ? call_result(standby, &calls[i]) : NULL;
+        statuses[i] = result != NULL ? pg_transfer_result_take(result, &out[i]) : PC_STORE_READ_FAILED;
+        if (statuses[i] == PC_STORE_READ_FAILED) status = PC_STORE_READ_FAILED;
+    }
+    return status;
+}
+
 /* A list on a pooled connection of 'shard' (the reader's statements); the connection
  * is closed when a statement failed. */
 pc_status store_standby_list_account_transfers(store_standby_t *standby, uint32_t shard, const char *account_id,
@@ -397,4 +460,130 @@ pc_status store_standby_list_history(store_standby_t *standby, uint32_t shard, c
     pc_status status = pg_conn_list_history(conn, account_id, query, fn, ctx, has_more);
     conn_give_back(standby, shard, conn, status != PC_STORE_READ_FAILED);
     return status;
+}
+
+/* ---- a set's lists of accounts (store_shard_list) ---- */
+
+pc_status store_standby_list_as_of(store_standby_t *standby, uint32_t shard, const char *key_id,
+                                   const store_query_t *query, uint64_t as_of, store_account_fn fn, void *ctx,
+                                   bool *has_more) {
+    PGconn *conn = shard < standby->count ? conn_take(standby, shard) : NULL;
+    if (conn == NULL) return PC_STORE_READ_FAILED;
+    pc_status status = pg_conn_list_as_of(conn, key_id, query, as_of, fn, ctx, has_more);
+    conn_give_back(standby, shard, conn, status != PC_STORE_READ_FAILED);
+    return status;
+}
+
+/* Each shard's head and its prepared global transactions' names (SQL_HEAD's row). */
+typedef struct {
+    uint64_t head;
+    char *prepared;               /* "pc_<gtid>_<shard> ..." */
+} shard_head_t;
+
+static bool head_take(PGresult *result, shard_head_t *out) {
+    bool ok = result != NULL && PQntuples(result) == 1;
+    if (ok) out->head = (uint64_t)pg_int(result, 0, 0);
+    if (ok) out->prepared = pc_strdup(PQgetvalue(result, 0, 1));
+    PQclear(result);
+    return ok && out->prepared != NULL;
+}
+
+/* The read fence held shared on shard 0's connection 'conn0' (a transaction's lock:
+ * COMMIT or the connection's end releases it), waiting STORE_STANDBY_FENCE_WAIT_MS
+ * at most; then shard 0's head and the global transactions decided commit and not
+ * done ('log': their rows, gtid and shards). */
+static bool fence_and_head(PGconn *conn0, shard_head_t *head0, PGresult **log) {
+    char sql[256];
+    snprintf(sql, sizeof sql, "BEGIN; SET LOCAL lock_timeout = %d; SELECT pg_advisory_xact_lock_shared(%d, %d)",
+             STORE_STANDBY_FENCE_WAIT_MS, PG_WRITER_LOCK_KEY1, PG_FENCE_LOCK_KEY2);
+    if (!pg_exec_ok(conn0, sql)) return false;
+    if (!head_take(PQexecPrepared(conn0, statement_names[SQL_HEAD], 0, NULL, NULL, NULL, 0), head0)) return false;
+    *log = pg_query(conn0, "SELECT gtid, array_to_string(shards, ',') FROM coordinator_log"
+                           " WHERE done_ns IS NULL AND decision = 'commit'", 0, NULL);
+    return *log != NULL;
+}
+
+/* Whether 'names' (space-separated) holds 'name'. */
+static bool name_in(const char *names, const char *name) {
+    size_t length = strlen(name);
+    for (const char *at = strstr(names, name); at != NULL; at = strstr(at + 1, name)) {
+        if ((at == names || at[-1] == ' ') && (at[length] == ' ' || at[length] == '\0')) return true;
+    }
+    return false;
+}
+
+/* A global transaction decided commit is prepared on some of its shards and committed
+ * on others only when its coordinator died between its COMMIT PREPAREDs (a live one
+ * commits every leg while it holds the fence exclusively); recovery, at the next
+ * writer's start, finishes it. No cut holds all of it or none of it meanwhile. */
+static bool half_committed(PGresult *log, const shard_head_t *heads, uint32_t count) {
+    for (int row = 0; row < PQntuples(log); row++) {
+        const char *gtid = PQgetvalue(log, row, 0);
+        uint32_t prepared = 0, legs = 0;
+        for (const char *at = PQgetvalue(log, row, 1); *at != '\0';) {
+            char *end = NULL;
+            unsigned long shard = strtoul(at, &end, 10);
+            if (end == at) break;
+            char name[128];
+            snprintf(name, sizeof name, "pc_%s_%lu", gtid, shard);
+            legs++;
+            if (shard < count && name_in(heads[shard].prepared, name)) prepared++;
+            at = *end == ',' ? end + 1 : end;
+        }
+        if (prepared > 0 && prepared < legs) return true;
+    }
+    return false;
+}
+
+pc_status store_standby_cut(store_standby_t *standby, store_cut_t *cut) {
+    PGconn *conns[SHARD_COUNT_MAX] = {NULL};
+    shard_head_t heads[SHARD_COUNT_MAX] = {{0}};
+    PGresult *log = NULL;
+    bool ok = true;
+    /* every connection first, shard 0's last, as every read taking several does */
+    for (uint32_t i = standby->count; ok && i-- > 0;) ok = (conns[i] = conn_take(standby, i)) != NULL;
+    ok = ok && fence_and_head(conns[0], &heads[0], &log);
+    for (uint32_t i = 1; ok && i < standby->count; i++) {
+        ok = PQsendQueryPrepared(conns[i], statement_names[SQL_HEAD], 0, NULL, NULL, NULL, 0) == 1;
+    }
+    for (uint32_t i = 1; ok && i < standby->count; i++) {
+        standby_call_t call = {i, conns[i]};
+        conns[i] = NULL;
+        ok = head_take(call_result(standby, &call), &heads[i]); /* call_result gives the connection back */
+    }
+    ok = ok && pg_exec_ok(conns[0], "COMMIT");
+    pc_status status = ok ? PC_OK : PC_STORE_READ_FAILED;
+    if (ok && half_committed(log, heads, standby->count)) status = PC_STORE_BUSY;
+    cut->count = standby->count;
+    for (uint32_t i = 0; i < standby->count; i++) {
+        cut->seq[i] = heads[i].head;
+        free(heads[i].prepared);
+        if (conns[i] != NULL) conn_give_back(standby, i, conns[i], ok); /* closed after a failure */
+    }
+    PQclear(log);
+    return status;
+}
+
+pc_status store_standby_cursor_key(store_standby_t *standby, uint8_t key[STORE_CURSOR_KEY_BYTES]) {
+    pthread_mutex_lock(&standby->mutex);
+    bool keyed = standby->cursor_keyed;
+    if (keyed) memcpy(key, standby->cursor_key, STORE_CURSOR_KEY_BYTES);
+    pthread_mutex_unlock(&standby->mutex);
+    if (keyed) return PC_OK;
+    PGconn *conn = standby->count > 0 ? conn_take(standby, 0) : NULL;
+    if (conn == NULL) return PC_STORE_READ_FAILED;
+    PGresult *result = pg_query(conn, "SELECT value FROM paycore_meta WHERE key = 'list_cursor_key'", 0, NULL);
+    conn_give_back(standby, 0, conn, result != NULL);
+    if (result == NULL) return PC_STORE_READ_FAILED;
+    size_t length = 0;
+    keyed = PQntuples(result) == 1 &&
+            sodium_hex2bin(key, STORE_CURSOR_KEY_BYTES, PQgetvalue(result, 0, 0), (size_t)PQgetlength(result, 0, 0),
+                           NULL, &length, NULL) == 0 && length == STORE_CURSOR_KEY_BYTES;
+    PQclear(result);
+    if (!keyed) return PC_NOT_FOUND; /* no writer of this version started on the set yet */
+    pthread_mutex_lock(&standby->mutex);
+    memcpy(standby->cursor_key, key, STORE_CURSOR_KEY_BYTES);
+    standby->cursor_keyed = true;
+    pthread_mutex_unlock(&standby->mutex);
+    return PC_OK;
 }

@@ -7,7 +7,8 @@
  *     on each (A -> clearing, clearing -> B) and reads back as A -> B, the debit leg's
  *     fields with the credit leg's credit account;
  *   - lists of accounts: shard by shard (each in creation order), the cursor's shard
- *     first: a page never skips or repeats an account;
+ *     first: a page never skips or repeats an account; every page of one listing as of
+ *     the first page's cut (each shard's journal seq then), carried by its cursor;
  *   - API keys, idempotent replies, the events outbox, payments' rows and the card
  *     vault: the home shard (0) (shard_route_home.c); all grants: every shard.
  *
@@ -38,6 +39,8 @@ typedef struct {
     store_t *stores[SHARD_COUNT_MAX]; /* borrowed */
     uint32_t count;
     read_fence_t fence;
+    bool cursor_keyed;                /* set once, before the API reads */
+    uint8_t cursor_key[STORE_CURSOR_KEY_BYTES];
 } route_store_t;
 
 static read_fence_t *fence_of(store_reader_t *reader) { return &((route_store_t *)reader->store)->fence; }
@@ -174,89 +177,46 @@ static pc_status route_read_transfer(store_reader_t *base, const char *id, store
     return status;
 }
 
-/* Pages accounts shard by shard: 'list' lists one shard. */
-typedef pc_status (*shard_list_fn)(store_reader_t *reader, const void *arg, const store_query_t *query,
-                                   store_account_fn fn, void *ctx, bool *has_more);
-
-typedef struct {
-    store_account_fn fn;
-    void *ctx;
-    uint32_t emitted;
-} page_t;
-
-static void page_row(const ledger_account_t *account, void *ctx) {
-    page_t *page = ctx;
-    page->emitted++;
-    if (page->fn != NULL) page->fn(account, page->ctx); /* NULL: the probe for has_more */
+/* A list's parts: each shard's reader, as of the cut. */
+static pc_status route_part(void *ctx, uint32_t shard, const char *key_id, const store_query_t *query,
+                            uint64_t as_of, store_account_fn fn, void *fn_ctx, bool *has_more) {
+    return store_shard_list_as_of(rr(ctx)->readers[shard], key_id, query, as_of, fn, fn_ctx, has_more);
 }
 
-static pc_status pages_read(store_reader_t *base, shard_list_fn list, const void *arg, const store_query_t *query,
-                            store_account_fn fn, void *ctx, bool *has_more) {
-    route_reader_t *reader = rr(base);
-    int32_t step = query->descending ? -1 : 1;
-    int32_t shard = query->descending ? (int32_t)reader->count - 1 : 0;
-    if (query->starting_after != NULL) shard = (int32_t)store_shard_of(query->starting_after, reader->count);
-    page_t page = {fn, ctx, 0};
-    store_query_t q = *query;
-    *has_more = false;
-    for (; shard >= 0 && shard < (int32_t)reader->count; shard += step) {
-        q.limit = query->limit - page.emitted;
-        bool more = false;
-        pc_status status = list(reader->readers[shard], arg, &q, page_row, &page, &more);
-        if (status != PC_OK) return status;
-        q.starting_after = NULL;
-        if (more) {
-            *has_more = true;
-            return PC_OK;
-        }
-        if (page.emitted == query->limit) break;
+/* A first page's cut: each shard's head, read inside the read fence. */
+static pc_status route_cut(void *ctx, store_cut_t *cut) {
+    route_reader_t *reader = rr(ctx);
+    pc_status status = PC_OK;
+    fence_enter(fence_of(&reader->base));
+    for (uint32_t i = 0; status == PC_OK && i < reader->count; i++) {
+        status = store_shard_reader_cut(reader->readers[i], &cut->seq[i]);
     }
-    /* a full page that ended a shard: more when a later shard has any */
-    for (shard += step; page.emitted == query->limit && shard >= 0 && shard < (int32_t)reader->count; shard += step) {
-        store_query_t probe = {.limit = 1, .descending = query->descending};
-        page_t none = {NULL, NULL, 0};
-        bool more = false;
-        pc_status status = list(reader->readers[shard], arg, &probe, page_row, &none, &more);
-        (void)status;
-        if (none.emitted > 0 || more) {
-            *has_more = true;
-            break;
-        }
-    }
-    return PC_OK;
-}
-
-/* A page inside the read fence: every shard's part of it as of the same global
- * transactions. */
-static pc_status pages(store_reader_t *base, shard_list_fn list, const void *arg, const store_query_t *query,
-                       store_account_fn fn, void *ctx, bool *has_more) {
-    fence_enter(fence_of(base));
-    pc_status status = pages_read(base, list, arg, query, fn, ctx, has_more);
-    fence_leave(fence_of(base));
+    fence_leave(fence_of(&reader->base));
     return status;
 }
 
-static void count_only(const ledger_account_t *account, void *ctx) { (void)account, (void)ctx; }
-
-static pc_status list_plain(store_reader_t *reader, const void *arg, const store_query_t *query,
-                            store_account_fn fn, void *ctx, bool *has_more) {
-    (void)arg;
-    return store_list_accounts(reader, query, fn != NULL ? fn : count_only, ctx, has_more);
-}
-
-static pc_status list_granted(store_reader_t *reader, const void *arg, const store_query_t *query,
-                              store_account_fn fn, void *ctx, bool *has_more) {
-    return store_list_accounts_granted(reader, arg, query, fn != NULL ? fn : count_only, ctx, has_more);
+static pc_status list_read(store_reader_t *base, const char *key_id, const store_query_t *query,
+                           store_account_fn fn, void *ctx, bool *has_more) {
+    const route_store_t *store = (const route_store_t *)base->store;
+    store_shard_lister_t lister = {rr(base)->count, route_part, route_cut, base,
+                                   store->cursor_keyed ? store->cursor_key : NULL};
+    return store_shard_list(&lister, key_id, query, fn, ctx, has_more);
 }
 
 static pc_status route_list_accounts(store_reader_t *reader, const store_query_t *query, store_account_fn fn,
                                      void *ctx, bool *has_more) {
-    return pages(reader, list_plain, NULL, query, fn, ctx, has_more);
+    return list_read(reader, NULL, query, fn, ctx, has_more);
 }
 
 static pc_status route_list_accounts_granted(store_reader_t *reader, const char *key_id, const store_query_t *query,
                                              store_account_fn fn, void *ctx, bool *has_more) {
-    return pages(reader, list_granted, key_id, query, fn, ctx, has_more);
+    return list_read(reader, key_id, query, fn, ctx, has_more);
+}
+
+void store_shard_route_cursor_key(store_t *route, const uint8_t key[STORE_CURSOR_KEY_BYTES]) {
+    route_store_t *store = (route_store_t *)route;
+    memcpy(store->cursor_key, key, STORE_CURSOR_KEY_BYTES);
+    store->cursor_keyed = true;
 }
 
 static pc_status route_list_account_transfers(store_reader_t *reader, const char *account_id,
@@ -363,6 +323,7 @@ static const store_backend_ops_t route_ops = {
     .probe = no_probe,
     .reader_open = route_reader_open,
     .reader_close = route_reader_close,
+    .list_cursors = true,
     .read_account = route_read_account,
     .read_transfer = route_read_transfer,
     .list_accounts = route_list_accounts,

@@ -172,13 +172,23 @@ pc_status store_read_transfer(store_reader_t *reader, const char *id, store_tran
     return reader->store->ops->read_transfer(reader, id, out);
 }
 
+/* A store that issues no cursor refuses one (it would list from the start). */
+static bool cursor_refused(const store_reader_t *reader, const store_query_t *query) {
+    if (query->next_cursor != NULL) query->next_cursor[0] = '\0';
+    return query->cursor != NULL && !reader->store->ops->list_cursors;
+}
+
 pc_status store_list_accounts(store_reader_t *reader, const store_query_t *query, store_account_fn fn, void *ctx,
                               bool *has_more) {
+    *has_more = false;
+    if (cursor_refused(reader, query)) return PC_LIST_CURSOR_INVALID;
     return reader->store->ops->list_accounts(reader, query, fn, ctx, has_more);
 }
 
 pc_status store_list_accounts_granted(store_reader_t *reader, const char *key_id, const store_query_t *query,
                                       store_account_fn fn, void *ctx, bool *has_more) {
+    *has_more = false;
+    if (cursor_refused(reader, query)) return PC_LIST_CURSOR_INVALID;
     return reader->store->ops->list_accounts_granted(reader, key_id, query, fn, ctx, has_more);
 }
 

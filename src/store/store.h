@@ -238,6 +238,12 @@ typedef struct {
     uint64_t to_ns;               /* exclusive; 0 = no bound */
     bool descending;
     uint32_t limit;               /* 1..API_LIST_LIMIT_MAX */
+    /* Lists of accounts on a set of shards read every page as of the first one
+     * (docs/scaleout.md §6): */
+    const char *cursor;           /* an earlier page's next_cursor (instead of starting_after), or NULL */
+    const char *cursor_owner;     /* the caller's key id: a cursor is good for that key only */
+    char *next_cursor;            /* NULL, or STORE_CURSOR_TEXT_SIZE bytes: the next page's cursor
+                                     when there is one on a store that reads so, else "" */
 } store_query_t;
 
 /* Lists call 'fn' for each row in order, at most query->limit times, and set
@@ -247,7 +253,8 @@ typedef void (*store_transfer_fn)(const ledger_transfer_t *transfer, ledger_pend
 typedef void (*store_history_fn)(const ledger_history_t *row, void *ctx);
 
 /* Every account in creation order. A starting_after that names no account is
- * PC_NOT_FOUND. */
+ * PC_NOT_FOUND; a cursor the store did not issue for this key and list (a store of
+ * one database issues none) PC_LIST_CURSOR_INVALID, an old one PC_LIST_CURSOR_EXPIRED. */
 PC_MUST_USE pc_status store_list_accounts(store_reader_t *reader, const store_query_t *query,
                                           store_account_fn fn, void *ctx, bool *has_more);
 /* The accounts granted to API key 'key_id', in id order, read through the grants'

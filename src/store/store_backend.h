@@ -165,9 +165,14 @@ struct store_backend_ops {
     /* The reader begins with struct store_reader, store set; it has a connection of
      * its own and never waits for the writer. */
     pc_status (*reader_open)(store_t *store, store_reader_t **out);
+    /* Reads lists of accounts as of their first page and issues cursors (a set of
+     * shards: shard_route.c); false: no cursor is issued, one given is refused. */
+    bool list_cursors;
     void (*reader_close)(store_reader_t *reader);
     pc_status (*read_account)(store_reader_t *reader, const char *id, store_account_t *out);
     pc_status (*read_transfer)(store_reader_t *reader, const char *id, store_transfer_t *out);
+    /* Both lists of accounts: with query->cursor (list_cursors true; false: store.c
+     * refuses a cursor) and query->next_cursor. */
     pc_status (*list_accounts)(store_reader_t *reader, const store_query_t *query, store_account_fn fn,
                                void *ctx, bool *has_more);
     pc_status (*list_accounts_granted)(store_reader_t *reader, const char *key_id, const store_query_t *query,

@@ -24,6 +24,7 @@ typedef struct {
 
 struct store_shadow {
     uint64_t generation;   /* odd while the writer publishes a batch */
+    uint64_t generation_seq; /* the journal seq of the batch published last (or being published) */
     uint64_t committing_seq; /* the batch being committed, or the last published */
     uint64_t published_seq;
     shadow_entry *chunks[SHADOW_CHUNKS];
@@ -98,6 +99,9 @@ void store_shadow_batch_begin(store_shadow_t *shadow) {
     PC_ASSERT((generation & 1) == 0);
     __atomic_store_n(&shadow->generation, generation + 1, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_RELEASE);
+    /* the batch being published is the one marked before its COMMIT */
+    __atomic_store_n(&shadow->generation_seq, __atomic_load_n(&shadow->committing_seq, __ATOMIC_RELAXED),
+                     __ATOMIC_RELAXED);
 }
 
 void store_shadow_batch_end(store_shadow_t *shadow) {
@@ -105,17 +109,18 @@ void store_shadow_batch_end(store_shadow_t *shadow) {
     __atomic_store_n(&shadow->generation, generation + 1, __ATOMIC_RELEASE);
 }
 
-void store_shadow_read_page(const store_shadow_t *shadow, const uint32_t *nos, ledger_account_t *accounts,
-                            uint32_t count) {
+uint64_t store_shadow_read_page(const store_shadow_t *shadow, const uint32_t *nos, ledger_account_t *accounts,
+                                uint32_t count) {
     for (;;) {
         uint64_t before = __atomic_load_n(&shadow->generation, __ATOMIC_ACQUIRE);
         if (before & 1) {
             sched_yield(); /* a batch is being published: microseconds */
             continue;
         }
+        uint64_t seq = __atomic_load_n(&shadow->generation_seq, __ATOMIC_RELAXED);
         for (uint32_t i = 0; i < count; i++) (void)store_shadow_read(shadow, nos[i], &accounts[i].balances);
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
-        if (__atomic_load_n(&shadow->generation, __ATOMIC_RELAXED) == before) return;
+        if (__atomic_load_n(&shadow->generation, __ATOMIC_RELAXED) == before) return seq;
     }
 }
 

@@ -42,8 +42,10 @@ bool store_shadow_read(const store_shadow_t *shadow, uint32_t account_no, ledger
 /* Any thread: the balances of 'count' accounts (account numbers in 'nos') as of one
  * batch boundary, so that a page of balances sums as the ledger does (a transfer's
  * two legs are both in it or both not). accounts[i] keeps its row's balances where
- * nothing was published for nos[i]. */
-void store_shadow_read_page(const store_shadow_t *shadow, const uint32_t *nos, ledger_account_t *accounts,
-                            uint32_t count);
+ * nothing was published for nos[i]. Returns that boundary: the journal seq of the
+ * last batch published before it (the seq store_shadow_committing marked; 0 before
+ * the first since the start). */
+uint64_t store_shadow_read_page(const store_shadow_t *shadow, const uint32_t *nos, ledger_account_t *accounts,
+                                uint32_t count);
 
 #endif

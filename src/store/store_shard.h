@@ -47,6 +47,62 @@ bool store_clearing_shard(const char *id, uint32_t *self, uint32_t *peer);
  * debit leg (its credit account is the clearing one). */
 void store_transfer_legs_merge(store_transfer_t *leg, store_transfer_t *other, bool debit_leg);
 
+/* ---- lists of accounts read as of their first page (shard_cursor.c, shard_route.c) ----
+ * A cut: each shard's journal seq, taken inside the read fence, so that the prefixes
+ * agree on every global transaction (a shard commits its batches in seq order). Every
+ * page of one listing reads as of its first page's cut; its cursor carries the cut,
+ * where the next page starts (a shard, the last account listed there) and when the
+ * listing began, keyed-hashed for the caller's key id (docs/scaleout.md §6). */
+typedef struct {
+    uint32_t count;
+    uint64_t seq[SHARD_COUNT_MAX];
+} store_cut_t;
+typedef enum { STORE_CURSOR_ACCOUNTS = 1, STORE_CURSOR_ACCOUNTS_DESC = 2, STORE_CURSOR_GRANTED = 3 } store_cursor_kind;
+typedef struct {
+    uint32_t kind;               /* store_cursor_kind: a cursor continues the list it came from */
+    uint32_t shard;              /* the next page starts on this shard ... */
+    char after[PC_ID_SIZE];      /* ... after this account */
+    store_cut_t cut;
+    uint64_t issued_ns;          /* the first page's wall time */
+} store_shard_cursor_t;
+/* The text of 'cursor' for the caller 'owner' (its key id) into 'out'; false (and ""
+ * in 'out') for a cursor that cannot be encoded. */
+bool store_shard_cursor_encode(const uint8_t key[STORE_CURSOR_KEY_BYTES], const char *owner,
+                               const store_shard_cursor_t *cursor, char out[STORE_CURSOR_TEXT_SIZE]);
+/* PC_OK, PC_LIST_CURSOR_INVALID (malformed, altered, another caller's or another
+ * key's), or PC_LIST_CURSOR_EXPIRED (issued more than STORE_CURSOR_AGE_S_MAX ago). */
+PC_MUST_USE pc_status store_shard_cursor_decode(const uint8_t key[STORE_CURSOR_KEY_BYTES], const char *owner,
+                                                const char *text, store_shard_cursor_t *out);
+/* A list of accounts paged across a set's shards: shard by shard (each in creation
+ * order, or a key's granted accounts in id order), the cursor's shard first, each
+ * shard's part as of the first page's cut. 'part' reads one shard's part; 'cut' takes
+ * a first page's cut, every shard's head, under the read fence (this node's, or the
+ * advisory lock on shard 0 shared). 'cursor_key' NULL: no cursor issued or taken. */
+typedef struct {
+    uint32_t count;
+    pc_status (*part)(void *ctx, uint32_t shard, const char *key_id, const store_query_t *query, uint64_t as_of,
+                      store_account_fn fn, void *fn_ctx, bool *has_more);
+    pc_status (*cut)(void *ctx, store_cut_t *cut);
+    void *ctx;
+    const uint8_t *cursor_key;
+} store_shard_lister_t;
+/* As store_list_accounts ('key_id' NULL) and store_list_accounts_granted do, with
+ * query->cursor and query->next_cursor. */
+PC_MUST_USE pc_status store_shard_list(const store_shard_lister_t *lister, const char *key_id,
+                                       const store_query_t *query, store_account_fn fn, void *ctx, bool *has_more);
+/* The route store's cursors use 'key' from now on (before it, lists have none). */
+void store_shard_route_cursor_key(store_t *route, const uint8_t key[STORE_CURSOR_KEY_BYTES]);
+/* One shard's part of a list read as of 'as_of' (its seq in the cut): the accounts
+ * created by then, with their balances then (the shadow when it is still there, else
+ * the account rows' snapshot plus or minus the transfers between the snapshot and
+ * 'as_of', in one statement). 'key_id' NULL: every account in creation order; else
+ * the accounts granted to it, in id order. 'reader' is one shard's (PostgreSQL). */
+PC_MUST_USE pc_status store_shard_list_as_of(store_reader_t *reader, const char *key_id, const store_query_t *query,
+                                             uint64_t as_of, store_account_fn fn, void *ctx, bool *has_more);
+/* The seq one shard's reader sees now: its journal's highest committed seq (inside
+ * the read fence, every shard's is a cut). */
+PC_MUST_USE pc_status store_shard_reader_cut(store_reader_t *reader, uint64_t *seq_out);
+
 /* ---- the read side of a set (shard_route.c) ----
  * One store whose readers send each read to the shard holding its rows (an
  * account's shard; the home shard 0 for API keys and idempotent replies), for the
@@ -145,6 +201,11 @@ PC_MUST_USE pc_status store_link_prepared_finish(store_link_t *link, const char 
 typedef enum { STORE_FENCE_COMMIT, STORE_FENCE_READ } store_fence_mode;
 PC_MUST_USE pc_status store_link_fence_take(store_link_t *link, store_fence_mode mode);
 pc_status store_link_fence_release(store_link_t *link, store_fence_mode mode);
+/* The set's cursor key, from shard 0's paycore_meta ('list_cursor_key', 32 random
+ * bytes as hex): made there by the set's writer at its start when missing
+ * (store_link_cursor_key), read by every node, so that a listing begun on one node
+ * continues on any other and after a restart or a takeover. */
+PC_MUST_USE pc_status store_link_cursor_key(store_link_t *link, uint8_t key[STORE_CURSOR_KEY_BYTES]);
 /* ---- who writes a shard: the writers table (pg_writers.c, schema version 6) ----
  * The node holding a shard's writer's lock advertises the address other nodes
  * forward that shard's commands to (docs/scaleout.md §7). A row is live while the

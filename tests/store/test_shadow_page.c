@@ -81,7 +81,31 @@ static void test_page_is_one_batch_boundary(void) {
     store_shadow_free(shadow);
 }
 
+/* A page says which batch it is as of: the seq store_shadow_committing marked before
+ * the batch's COMMIT (a list read as of a cut takes the shadow only at that seq). */
+static void test_page_names_its_batch(void) {
+    store_shadow_t *s = store_shadow_new();
+    ASSERT_TRUE(s != NULL);
+    uint32_t no = 0;
+    ledger_account_t page[1] = {0};
+    ASSERT_EQ(store_shadow_read_page(s, &no, page, 1), 0);
+    for (uint64_t seq = 1; seq <= 3; seq++) {
+        store_shadow_committing(s, seq);
+        store_shadow_batch_begin(s);
+        ledger_balances_t b = {.credits_posted = (int64_t)seq * 10};
+        store_shadow_publish(s, 0, &b);
+        store_shadow_batch_end(s);
+        store_shadow_published(s, seq);
+        ASSERT_EQ(store_shadow_read_page(s, &no, page, 1), seq);
+        ASSERT_EQ(page[0].balances.credits_posted, (int64_t)seq * 10);
+    }
+    store_shadow_committing(s, 4); /* committed, not published yet: the page is still as of 3 */
+    ASSERT_EQ(store_shadow_read_page(s, &no, page, 1), 3);
+    store_shadow_free(s);
+}
+
 int main(void) {
+    TEST_RUN(test_page_names_its_batch);
     TEST_RUN(test_page_is_one_batch_boundary);
     return test_finish();
 }

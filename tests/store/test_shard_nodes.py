@@ -42,6 +42,16 @@ from test_pg_store import Model  # noqa: E402
 LOCK_KEY1 = 0x50594352
 
 
+def page_of(resp):
+    """A 200's body without its list cursor (each first page's names its own time)."""
+    if resp.status != 200:
+        return None
+    body = dict(resp.json)
+    check(("next_cursor" in body) == bool(body.get("has_more")), "next_cursor with has_more only: %r" % body)
+    body.pop("next_cursor", None)
+    return body
+
+
 def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -260,8 +270,7 @@ def through_every_node(s, a, b, c, model):
     expect(pcapi.Client(c.port, key).get("/v1/accounts/" + x0), 200, what="that key through C at once")
     for path in ("/v1/accounts/no%20such", "/v1/accounts?limit=2&starting_after=n-1", "/v1/nowhere"):
         direct, forwarded = clients["A"].get(path), clients["B"].get(path)
-        check((direct.status, direct.code(), direct.json if direct.status == 200 else None)
-              == (forwarded.status, forwarded.code(), forwarded.json if forwarded.status == 200 else None),
+        check((direct.status, direct.code(), page_of(direct)) == (forwarded.status, forwarded.code(), page_of(forwarded)),
               "%s: the same answer through B as from A: %r vs %r" % (path, direct, forwarded))
     r = clients["B"].post("/v1/accounts", account("loop"), headers={"Paycore-Forwarded": "http://elsewhere"})
     expect(r, 503, "shard_writer_unavailable", what="a request forwarded once is not forwarded again")
@@ -313,7 +322,7 @@ def kept_open(s, a, b, model):
             expect(client.post("/v1/accounts", account("kept-%d" % n)), 201, what="create kept-%d via B" % n)
             model.add_account("kept-%d" % n)
         else:
-            expect(client.get("/v1/accounts?limit=3"), 200, what="a list via B")
+            expect(client.get("/v1/api-keys?limit=3"), 200, what="a forwarded list via B")
         ports = connections_to(b, a.port)
         check(len(ports) >= 1, "after request %d B holds a connection to the writer open: %r" % (n, ports))
         seen.update(ports)
@@ -379,6 +388,54 @@ def standby_lists(s, a, b, c, model):
     return answers
 
 
+def pages(start, rest, limit, between=None):
+    """Every page of one listing: its first page through client 'start', each later one
+    through the next of 'rest' in turn (its next_cursor passed on); between() runs
+    after the first page."""
+    r = expect(start.get("/v1/accounts?limit=%d" % limit), 200, what="a first page").json
+    out, turn = list(r["data"]), 0
+    if between is not None:
+        between()
+    while r["has_more"]:
+        client = rest[turn % len(rest)]
+        turn += 1
+        r = expect(client.get("/v1/accounts?limit=%d&cursor=%s" % (limit, r["next_cursor"])), 200,
+                   what="a later page").json
+        out += r["data"]
+    return out
+
+
+def standby_account_lists(s, a, b, c, model, by_shard):
+    """GET /v1/accounts through a standby: answered by the standby itself (fwd-), the
+    same page as the writer's; a listing begun on one node continues on the others,
+    every page as of the first wherever it is read (a transfer across shards between
+    its pages is not on them); an altered cursor is the writer's refusal."""
+    clients = {n.name: pcapi.Client(n.port, s.admin_key) for n in (a, b, c)}
+    whole = expect(clients["A"].get("/v1/accounts?limit=100"), 200, what="every account via A").json
+    check(not whole["has_more"], "one page of every account")
+    r = expect(clients["B"].get("/v1/accounts?limit=100"), 200, what="every account via B")
+    check(r.headers.get("x-request-id", "").startswith("fwd-") and r.json == whole,
+          "B answers the list itself, as A: %r %r" % (r.headers, r.json))
+    x0, y0 = by_shard[0][0], by_shard[1][0]
+
+    def between():
+        expect(clients["A"].post("/v1/transfers", transfer("sl-x", y0, x0, 9)), 201, what="across, between pages")
+        model.post(y0, x0, 9)
+    for n, (start, rest) in enumerate((("A", ("B", "C")), ("B", ("A", "C")), ("C", ("C",)))):
+        before = expect(clients["A"].get("/v1/accounts?limit=100"), 200, what="every account via A").json["data"]
+        listed = pages(clients[start], [clients[x] for x in rest], 2, between if n == 0 else None)
+        check(listed == before, "a listing begun on %s and continued on %s reads as of its first page: %r"
+              % (start, rest, [(x, y) for x, y in zip(listed, before) if x != y]))
+    first = expect(clients["B"].get("/v1/accounts?limit=2"), 200, what="a first page via B").json
+    bad = first["next_cursor"][:-2] + ("AA" if first["next_cursor"][-2:] != "AA" else "BA")
+    r = clients["C"].get("/v1/accounts?limit=2&cursor=" + bad)
+    check(r.status == 400 and r.code() == "list_cursor_invalid" and
+          not r.headers.get("x-request-id", "").startswith("fwd-"),
+          "an altered cursor through a standby: the writer's refusal: %r %r" % (r, r.headers))
+    for client in clients.values():
+        client.close()
+
+
 def standby_reads(s, a, b, c, model, by_shard):
     """Standbys answer account and transfer reads from the shards' databases
     themselves: the same answers as the writer's (balances with posted and voided
@@ -412,6 +469,7 @@ def standby_reads(s, a, b, c, model, by_shard):
     transfer_ids = ["local-b", "cross-c", "idem-n", "sb-h1", "sb-h2", "sb-h3", "sb-p1", "sb-v2", "sb-t0", "sb-t1",
                     "no-such-transfer"]
     same_reads([a, b, c], transfer_ids, s.admin_key, "admin key", kind="transfers")
+    standby_account_lists(s, a, b, c, model, by_shard)
     lists = standby_lists(s, a, b, c, model)
     r = expect(pcapi.Client(b.port, s.admin_key).get("/v1/transfers/sb-h3"), 200, what="sb-h3 via B")
     check(r.headers.get("x-request-id", "").startswith("fwd-") and r.json["debit_account_id"] == x1 and
@@ -424,7 +482,7 @@ def standby_reads(s, a, b, c, model, by_shard):
     model.add_account("sb-m")
     same_reads([a, b, c], ["sb-m", x0, y0], merchant["key"], "merchant key")
     same_reads([a, b, c], ["cross-c", "sb-h3"], merchant["key"], "merchant key", kind="transfers")
-    same_paths([a, b, c], ["/v1/accounts/sb-m/transfers", "/v1/accounts/sb-m/balances?limit=2",
+    same_paths([a, b, c], ["/v1/accounts?limit=100", "/v1/accounts/sb-m/transfers", "/v1/accounts/sb-m/balances?limit=2",
                            "/v1/accounts/sb-m/transfers?starting_after=sb-t1", "/v1/accounts/%s/transfers" % x0,
                            "/v1/accounts/%s/balances" % y0], merchant["key"], "merchant key, lists")
     r = expect(pcapi.Client(c.port, merchant["key"]).get("/v1/accounts/sb-m"), 200, what="its own account via C")
@@ -445,6 +503,13 @@ def standby_reads(s, a, b, c, model, by_shard):
                 want = tuple(model.posted[account_id] + model.pending[account_id])
                 check(got == want, "%s via %s while the writer is stopped: %r, the model says %r"
                       % (account_id, node.name, got, want))
+            every = expect(reader.get("/v1/accounts?limit=100"), 200, what="every account via %s while the writer"
+                           " is stopped" % node.name).json["data"]
+            got = {x["id"]: (x["debits_posted"], x["credits_posted"], x["debits_pending"], x["credits_pending"])
+                   for x in every if not x["id"].startswith("pc.clearing.")}
+            want = {i: tuple(model.posted[i] + model.pending[i]) for i in model.posted}
+            check(got == want, "every account via %s while the writer is stopped: %r, the model says %r"
+                  % (node.name, got, want))
             for tid in ("cross-c", "sb-h1", "sb-h3"):
                 expect(reader.get("/v1/transfers/" + tid), 200, what="%s via %s while the writer is stopped"
                        % (tid, node.name))

@@ -25,6 +25,7 @@ import shardset  # noqa: E402
 from shardset import pcapi  # noqa: E402
 from pcapi import TIMEOUT_S, account, check, expect, fail, transfer  # noqa: E402
 from test_pg_store import Model  # noqa: E402
+from test_shard_nodes import LOCK_KEY1, Node, hold_lock  # noqa: E402
 
 STEPS = {  # step: (prepared transactions left by the kill, committed after recovery)
     "after_prepare_one": (1, False),
@@ -78,6 +79,8 @@ def kill_round(s, model, step, debit, credit, transfer_id, idem):
         left = involved
     check(s.prepared() == left, "%s: %d prepared transactions while the coordinator is dead, found %d"
           % (step, left, s.prepared()))
+    if step == "after_commit_one":
+        no_half_through_a_standby(s)
     client = s.start().client()
     check(s.prepared() == 0, "%s: recovery at start left %d prepared transactions" % (step, s.prepared()))
     legs = s.legs(transfer_id)
@@ -97,6 +100,31 @@ def kill_round(s, model, step, debit, credit, transfer_id, idem):
         model.post(debit, credit, 7)
     model.check(client, "after " + step)
     client.close()
+
+
+def no_half_through_a_standby(s):
+    """The coordinator died between its COMMIT PREPAREDs: one shard holds the transfer's
+    leg, the other has it prepared. A standby (the set's lock held meanwhile by another
+    session, so that nobody recovers it) must not list the accounts in that state: it
+    forwards the list (503, no writer), never a page whose clients' accounts do not net
+    to zero (each shard's books balance, so only the clearing accounts show it)."""
+    holder = hold_lock(s)
+    node = Node(s, "S")
+    try:
+        node.start(standby=True, wait_for="forwarding to the set's writer")
+        r = pcapi.Client(node.port, s.admin_key).get("/v1/accounts?limit=100")
+        if r.status == 200:
+            clients = [a for a in r.json["data"] if not a["id"].startswith("pc.clearing.")]
+            net = sum(a["debits_posted"] - a["credits_posted"] for a in clients)
+            check(net == 0, "a standby listed a global transaction committed on one shard only: net %d" % net)
+        else:
+            expect(r, 503, "shard_writer_unavailable", what="the list through a standby, half committed")
+        check(node.stop() == 0, "the standby stops")
+    finally:
+        node.close()
+        s.sql(0, "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted AND"
+                 " classid = %d" % LOCK_KEY1)
+        holder.wait(TIMEOUT_S)
 
 
 def wait_file(path, what):

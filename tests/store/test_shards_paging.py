@@ -11,13 +11,28 @@ balances.
 Method: three databases of one throwaway PostgreSQL cluster as the shards
 (shardset.py), ids chosen by the published placement hash (shardset.shard_of) so
 that each shard holds three accounts; GET /v1/accounts?limit=2 paged by hand with a
-transfer and two new accounts between two pages."""
+transfer and two new accounts between two pages.
+
+Then the cursor (next_cursor, passed back as cursor=): every page of one listing reads
+as of its first page. Between pages of one listing, a transfer across shards from an
+account already listed to one not listed yet (making new clearing accounts), a pending
+transfer across shards posted in part, a local one voided, 70 local transfers on one
+shard (so that its balance snapshot, written every 64 batches, passes the first page's
+cut) and two new accounts (one behind the cursor, one ahead): the later pages show
+none of it, page for page the accounts and balances of one page of every account read
+just before the listing began, and the listing's sums balance; a new listing shows
+all of it and balances too. A merchant key's listing likewise, and its cursor is
+refused (400 list_cursor_invalid) to another merchant and to the admin key; a cursor
+altered in any byte, made up, too long, empty or given with starting_after is
+refused; a cursor continues the same listing after the node restarted."""
 import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import shardset  # noqa: E402
+import base64  # noqa: E402
+import pcapi  # noqa: E402
 from pcapi import account, check, expect, transfer  # noqa: E402
 
 
@@ -80,7 +95,147 @@ def scenario(s):
     check(len(clients_only(whole)) == len(everyone) + 2 and not more and net(whole) == 0,
           "one page of every account balances: %d accounts, net %d" % (len(whole), net(whole)))
     check(sum(a["debits_posted"] - a["credits_posted"] for a in whole) == 0, "the clearing accounts net to zero")
+    c = by_cursor(s, c)
+    merchants(s, c)
     check(s.stop() == 0, "clean stop")
+
+
+BALANCES = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
+
+
+def sums(accounts):
+    return [sum(a[f] for a in accounts) for f in BALANCES]
+
+
+def balanced(accounts, what):
+    """Over every account of one instant (clearing ones too), debits == credits, posted
+    and pending."""
+    d_pending, d_posted, c_pending, c_posted = sums(accounts)
+    check(d_posted == c_posted and d_pending == c_pending,
+          "%s: debits != credits: %r" % (what, sums(accounts)))
+
+
+def listing(c, limit, first_path="/v1/accounts", between=None):
+    """Every page of one listing, following next_cursor; between(page_no) runs after
+    each page but the last."""
+    r = expect(c.get("%s?limit=%d" % (first_path, limit)), 200, what="a first page").json
+    pages = [r]
+    while r["has_more"]:
+        check("next_cursor" in r, "a page with has_more carries next_cursor: %r" % r)
+        if between is not None:
+            between(len(pages))
+        r = expect(c.get("%s?limit=%d&cursor=%s" % (first_path, limit, r["next_cursor"])), 200,
+                   what="a later page").json
+        pages.append(r)
+    check("next_cursor" not in r, "the last page has no next_cursor: %r" % r)
+    return [a for p in pages for a in p["data"]]
+
+
+def by_cursor(s, c):
+    on = [shardset.ids_on(k, 3, 3, "cu") for k in range(3)]
+    for k in range(3):
+        for account_id in on[k]:
+            expect(c.post("/v1/accounts", account(account_id)), 201, what="account " + account_id)
+    expect(c.post("/v1/transfers", transfer("cu-t1", on[1][0], on[2][1], 50)), 201, what="across")
+    expect(c.post("/v1/transfers", transfer("cu-h1", on[1][0], on[2][1], 40, flags=["pending"], timeout_s=3600)),
+           201, what="a pending transfer across shards")
+    expect(c.post("/v1/transfers", transfer("cu-h2", on[1][1], on[1][2], 7, flags=["pending"], timeout_s=3600)),
+           201, what="a local pending transfer")
+    before = expect(c.get("/v1/accounts?limit=100"), 200, what="one page of every account").json
+    check(not before["has_more"], "one page holds every account")
+    balanced(before["data"], "one page before the listing")
+    new0, new2 = shardset.ids_on(0, 3, 1, "cn")[0], shardset.ids_on(2, 3, 1, "cm")[0]
+
+    def between(page_no):
+        if page_no != 1:
+            return
+        expect(c.post("/v1/accounts", account(new0)), 201, what="a new account behind the cursor")
+        expect(c.post("/v1/accounts", account(new2)), 201, what="a new account ahead of the cursor")
+        expect(c.post("/v1/transfers", transfer("cu-x", on[0][0], on[2][0], 10)), 201,
+               what="across, from an account listed to one not listed yet")
+        expect(c.post("/v1/transfers", {"id": "cu-p1", "pending_id": "cu-h1", "flags": ["post_pending"], "amount": 25}),
+               201, what="a pending transfer across shards posted in part")
+        expect(c.post("/v1/transfers", {"id": "cu-v2", "pending_id": "cu-h2", "flags": ["void_pending"]}), 201,
+               what="a local pending transfer voided")
+        for i in range(70):
+            expect(c.post("/v1/transfers", transfer("cu-l%d" % i, on[2][1], on[2][2], 1)), 201,
+                   what="local on shard 2, past a balance snapshot")
+
+    listed = listing(c, 2, between=between)
+    check([a["id"] for a in listed] == [a["id"] for a in before["data"]],
+          "every page as of the first: the accounts of one page read before it, none added: %r"
+          % [a["id"] for a in listed])
+    check(listed == before["data"], "every page as of the first: each account's balances as then: %r"
+          % [(a, b) for a, b in zip(listed, before["data"]) if a != b])
+    balanced(listed, "one listing over many pages")
+    after = expect(c.get("/v1/accounts?limit=100"), 200, what="one page after").json["data"]
+    ids = [a["id"] for a in after]
+    check(new0 in ids and new2 in ids and any(i.startswith("pc.clearing.0.2.") for i in ids),
+          "a new listing shows the new accounts (and the new clearing accounts): %r" % ids)
+    by_id = {a["id"]: a for a in after}
+    check(by_id[on[0][0]]["debits_posted"] == 10 and by_id[on[2][0]]["credits_posted"] == 10
+          and by_id[on[2][2]]["credits_posted"] == 70 and by_id[on[1][1]]["debits_pending"] == 0,
+          "a new listing shows the transfers: %r" % [by_id[i] for i in (on[0][0], on[2][0], on[2][2], on[1][1])])
+    balanced(after, "one page after the listing")
+    check(listing(c, 2) == after, "a new listing in pages of two reads as one page of every account")
+    return restart_continues(s, c, after)
+
+
+def restart_continues(s, c, now):
+    """A cursor continues its listing on the restarted node (its key is the set's)."""
+    first = expect(c.get("/v1/accounts?limit=3"), 200, what="a first page").json
+    check(s.stop() == 0, "clean stop")
+    s.start()
+    c = s.client()
+    rest = listing_from(c, first["next_cursor"], 3)
+    check(first["data"] + rest == now, "a listing continued after a restart")
+    return c
+
+
+def listing_from(c, cursor, limit):
+    out = []
+    while cursor is not None:
+        r = expect(c.get("/v1/accounts?limit=%d&cursor=%s" % (limit, cursor)), 200, what="a later page").json
+        out += r["data"]
+        cursor = r.get("next_cursor")
+    return out
+
+
+def altered(cursor):
+    """'cursor' with one byte of its content flipped (base64url, no padding)."""
+    raw = bytearray(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    raw[len(raw) // 2] ^= 0x01
+    return base64.urlsafe_b64encode(bytes(raw)).decode().rstrip("=")
+
+
+def merchants(s, c):
+    key1 = expect(c.post("/v1/api-keys", {"scope": "merchant", "name": "pm1"}), 201, what="merchant key").json["key"]
+    key2 = expect(c.post("/v1/api-keys", {"scope": "merchant", "name": "pm2"}), 201, what="merchant key").json["key"]
+    m1, m2 = pcapi.Client(s.port, key1), pcapi.Client(s.port, key2)
+    mine = [shardset.ids_on(k, 3, 2, "pm1-") for k in range(3)]
+    for k in range(3):
+        for account_id in mine[k]:
+            expect(m1.post("/v1/accounts", account(account_id)), 201, what="merchant account " + account_id)
+    expect(m2.post("/v1/accounts", account("pm2-own")), 201, what="the other merchant's account")
+    expect(m1.post("/v1/transfers", transfer("pm1-t", mine[0][0], mine[2][1], 5)), 201, what="merchant, across")
+    before = expect(m1.get("/v1/accounts?limit=100"), 200, what="the merchant's accounts").json["data"]
+    first = expect(m1.get("/v1/accounts?limit=2"), 200, what="the merchant's first page").json
+    check(first["has_more"] and "next_cursor" in first, "a merchant's page has a cursor: %r" % first)
+    cursor = first["next_cursor"]
+    expect(m1.post("/v1/transfers", transfer("pm1-u", mine[0][1], mine[1][0], 3)), 201, what="between pages")
+    for who, client in (("another merchant", m2), ("the admin key", c)):
+        expect(client.get("/v1/accounts?limit=2&cursor=" + cursor), 400, "list_cursor_invalid",
+               what="%s with the merchant's cursor" % who)
+    bad = {"altered": altered(cursor), "made up": base64.urlsafe_b64encode(os.urandom(120)).decode().rstrip("="),
+           "not base64": "!!!!", "cut short": cursor[:-4]}
+    for what, text in bad.items():
+        expect(m1.get("/v1/accounts?limit=2&cursor=" + text), 400, "list_cursor_invalid", what="a cursor " + what)
+    for what, path in (("too long", "cursor=" + "A" * 400), ("empty", "cursor="),
+                       ("with starting_after", "cursor=%s&starting_after=%s" % (cursor, mine[0][0]))):
+        expect(m1.get("/v1/accounts?limit=2&" + path), 400, "query_invalid", what="a cursor " + what)
+    rest = listing_from(m1, cursor, 2)
+    check(first["data"] + rest == before, "the merchant's listing as of its first page: %r" % (first["data"] + rest))
+    check(all(a["id"].startswith("pm1-") for a in rest), "only the merchant's own accounts")
 
 
 def main():
