@@ -32,8 +32,9 @@
  *   scaleout_cpu shards=N cross_pct=P mode=M process=paycore|loadgen|postgres cpu_ms=…
  *     wall_ms=… cores=… per_transfer_us=… (postgres: backends_cpu_ms=…)
  *   scaleout_shard shards=N cross_pct=P mode=M per_s=… per_shard_per_s=… cpu_per_transfer_us=…
- * Where the time goes (log_min_duration_statement): the COPY of a batch's transfers,
- * into a table with four B-trees (timestamp, id, and the two account indexes).
+ * Where the time goes (log_min_duration_statement): the COPY of a batch's transfers
+ * (their timestamp key and id hash index) and of its accounts' rows (account_transfers,
+ * schema v10), and the prefetch of its ids.
  * PAYCORE_BENCH_PG_OPTIONS adds server settings ("-c log_min_duration_statement=0"),
  * PAYCORE_BENCH_PG_LOG=FILE keeps the server's log.
  * --quick: one round of 3 s figures; --full: three rounds of 10 s. */
@@ -48,6 +49,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <libpq-fe.h>
 
 #include "core/core.h"
 #include "ledger/ledger.h"
@@ -298,6 +301,115 @@ static void cpu_report(uint32_t shards, uint32_t cross_pct, const char *mode, co
            shards, cross_pct, mode, per_s, per_s / shards, transfers > 0 ? (double)all_ns / 1e3 / (double)transfers : 0);
 }
 
+/* ---- WAL and waits while paycore ran ----
+ * The WAL the cluster wrote (pg_stat_wal: bytes, records, full-page images), per
+ * transfer: what a transfer costs the disk (the commit's fsync, new WAL segments):
+ *   scaleout_wal shards=1 bytes_per_transfer=… records_per_transfer=… fpi_per_transfer=…
+ * and, with PAYCORE_BENCH_WAITS set, what paycore's backends were doing (pg_stat_activity
+ * sampled every 5 ms: on the CPU or waiting for it, waiting for a client's next rows, or
+ * for a lock, I/O, the WAL), in percent, and each wait seen:
+ *   scaleout_waits shards=1 samples=… cpu_pct=… client_pct=… io_pct=… lwlock_pct=… other_pct=…
+ *   scaleout_wait shards=1 event=<type>:<event> pct=… */
+
+typedef struct {
+    int64_t bytes;
+    int64_t records;
+    int64_t fpi;
+} wal_sample_t;
+
+static PGconn *stats_conn(void) {
+    char url[512];
+    snprintf(url, sizeof url, "postgresql://paycore@/tpcb?host=%s", cluster_dir);
+    PGconn *conn = PQconnectdb(url);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        PQfinish(conn);
+        return NULL;
+    }
+    return conn;
+}
+
+static wal_sample_t wal_sample(PGconn *conn) {
+    wal_sample_t sample = {0};
+    PGresult *result = conn != NULL ? PQexec(conn, "SELECT wal_bytes, wal_records, wal_fpi FROM pg_stat_wal") : NULL;
+    if (PQresultStatus(result) == PGRES_TUPLES_OK && PQntuples(result) == 1) {
+        sample.bytes = strtoll(PQgetvalue(result, 0, 0), NULL, 10);
+        sample.records = strtoll(PQgetvalue(result, 0, 1), NULL, 10);
+        sample.fpi = strtoll(PQgetvalue(result, 0, 2), NULL, 10);
+    }
+    PQclear(result);
+    return sample;
+}
+
+static void wal_add(wal_sample_t *sum, const wal_sample_t *start, PGconn *conn) {
+    wal_sample_t now = wal_sample(conn);
+    sum->bytes += now.bytes - start->bytes;
+    sum->records += now.records - start->records;
+    sum->fpi += now.fpi - start->fpi;
+}
+
+static void wal_line(const wal_sample_t *sum, uint64_t transfers) {
+    double n = transfers > 0 ? (double)transfers : 1;
+    printf("scaleout_wal shards=1 bytes_per_transfer=%.0f records_per_transfer=%.2f fpi_per_transfer=%.3f\n",
+           (double)sum->bytes / n, (double)sum->records / n, (double)sum->fpi / n);
+}
+
+enum { WAIT_CPU, WAIT_CLIENT, WAIT_IO, WAIT_LWLOCK, WAIT_OTHER, WAIT_KINDS };
+
+typedef struct {
+    pthread_t thread;
+    _Atomic bool stop;
+    uint64_t counts[WAIT_KINDS];
+    char names[16][48];       /* the waits seen, "type:event", and how often */
+    uint64_t name_counts[16];
+} waits_t;
+
+static void waits_name(waits_t *waits, const char *type, const char *event) {
+    char name[48];
+    snprintf(name, sizeof name, "%s:%s", type, event);
+    for (int i = 0; i < 16; i++) {
+        if (waits->names[i][0] == '\0') memcpy(waits->names[i], name, sizeof name);
+        if (strcmp(waits->names[i], name) == 0) {
+            waits->name_counts[i]++;
+            return;
+        }
+    }
+}
+
+static void *waits_run(void *arg) {
+    waits_t *waits = arg;
+    PGconn *conn = stats_conn();
+    while (conn != NULL && !waits->stop) {
+        PGresult *result = PQexec(conn, "SELECT coalesce(wait_event_type, ''), coalesce(wait_event, '') FROM"
+                                        " pg_stat_activity WHERE datname = 'paycore' AND state = 'active'");
+        for (int row = 0; PQresultStatus(result) == PGRES_TUPLES_OK && row < PQntuples(result); row++) {
+            const char *type = PQgetvalue(result, row, 0), *event = PQgetvalue(result, row, 1);
+            int kind = type[0] == '\0' ? WAIT_CPU
+                     : strcmp(type, "Client") == 0 || strcmp(event, "ClientRead") == 0 ? WAIT_CLIENT
+                     : strcmp(type, "IO") == 0 ? WAIT_IO
+                     : strcmp(type, "LWLock") == 0 ? WAIT_LWLOCK : WAIT_OTHER;
+            waits->counts[kind]++;
+            if (kind != WAIT_CPU) waits_name(waits, type, event);
+        }
+        PQclear(result);
+        usleep(5000);
+    }
+    PQfinish(conn);
+    return NULL;
+}
+
+static void waits_line(const waits_t *waits) {
+    uint64_t all = 0;
+    for (int k = 0; k < WAIT_KINDS; k++) all += waits->counts[k];
+    double n = all > 0 ? (double)all / 100 : 1;
+    printf("scaleout_waits shards=1 samples=%llu cpu_pct=%.0f client_pct=%.0f io_pct=%.0f lwlock_pct=%.0f"
+           " other_pct=%.0f\n", (unsigned long long)all, (double)waits->counts[WAIT_CPU] / n,
+           (double)waits->counts[WAIT_CLIENT] / n, (double)waits->counts[WAIT_IO] / n,
+           (double)waits->counts[WAIT_LWLOCK] / n, (double)waits->counts[WAIT_OTHER] / n);
+    for (int i = 0; i < 16 && waits->names[i][0] != '\0'; i++) {
+        printf("scaleout_wait shards=1 event=%s pct=%.1f\n", waits->names[i], (double)waits->name_counts[i] / n);
+    }
+}
+
 static void accounts_create(writer_t *writer) {
     static ledger_account_t accounts[BENCH_ACCOUNTS];
     static ledger_account_result_t results[BENCH_ACCOUNTS];
@@ -439,19 +551,33 @@ static int bench(int rounds, int seconds) {
     double paycore_sum = 0, one_sum = 0, baseline_sum = 0;
     cpu_sample_t cpu = {0};
     uint64_t transfers = 0, one_transfers = 0;
+    /* the sampler's queries cost the server CPU of their own: asked for only */
+    bool sample_waits = getenv("PAYCORE_BENCH_WAITS") != NULL;
+    PGconn *stats = stats_conn();
+    wal_sample_t wal = {0};
+    static waits_t waits;
     for (int round = 0; round < rounds; round++) {
         baseline_sum += pgbench_tps(seconds);
         cpu_sample_t start = cpu_sample();
+        wal_sample_t wal_start = wal_sample(stats);
+        waits.stop = false;
+        bool sampling = sample_waits && pthread_create(&waits.thread, NULL, waits_run, &waits) == 0;
         paycore_sum += paycore_per_s(writer, seconds, &transfers);
         cpu_add(&cpu, &start);
+        waits.stop = true;
+        if (sampling) pthread_join(waits.thread, NULL);
+        wal_add(&wal, &wal_start, stats);
         one_sum += paycore_per_s(writer_one, seconds, &one_transfers);
     }
+    PQfinish(stats);
     paycore_close(store, writer);
     paycore_close(store_one, writer_one);
     double per_s = paycore_sum / rounds, baseline_per_s = baseline_sum / rounds;
     printf("scaleout shards=1 cross_pct=0 mode=batch per_s=%.0f baseline=pgbench_tpcb baseline_per_s=%.0f"
            " ratio=%.2f\n", per_s, baseline_per_s, baseline_per_s > 0 ? per_s / baseline_per_s : 0);
     cpu_report(1, 0, "batch", &cpu, transfers, per_s);
+    wal_line(&wal, transfers);
+    if (sample_waits) waits_line(&waits);
     printf("scaleout_pipeline shards=1 per_s=%.0f one_at_a_time_per_s=%.0f ratio=%.2f\n", per_s, one_sum / rounds,
            one_sum > 0 ? paycore_sum / one_sum : 0);
     fflush(stdout);

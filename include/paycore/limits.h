@@ -83,6 +83,12 @@
  * small enough that the server starts on the rows early (about 1,500 transfers). */
 #define STORE_PG_COPY_CHUNK_BYTES (256 * 1024)
 
+/* An account's transfers in one batch are listed by rows of at most this many
+ * timestamps (PostgreSQL's account_transfers, schema v10): a row stays small enough to
+ * live in its page (no TOAST), and a page of an account's transfers reads at most
+ * (page + 1) rows of them however many transfers a hot account has in a batch. */
+#define STORE_PG_ACCOUNT_ROW_TIMESTAMPS 64
+
 /* The journal signs a checkpoint every this many batches. */
 #define JOURNAL_CHECKPOINT_BATCHES 64
 

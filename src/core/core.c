@@ -5,16 +5,18 @@
 #include <string.h>
 #include <time.h>
 
-static bool id_char_valid(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == ':' || c == '-';
-}
+/* The bytes an id may hold: [A-Za-z0-9._:-]; a table, as every id of every command
+ * (three or four a transfer) is checked on the writer's path. */
+#define ID_RANGE(from, to) [from ... to] = true
+static const bool id_char_valid[256] = {ID_RANGE('a', 'z'), ID_RANGE('A', 'Z'), ID_RANGE('0', '9'),
+                                        ['.'] = true, ['_'] = true, [':'] = true, ['-'] = true};
 
 bool pc_id_valid(const char *id) {
     if (id == NULL || id[0] == '\0') return false;
     for (size_t i = 0; i <= PC_ID_BYTES_MAX; i++) {
-        if (id[i] == '\0') return true;
-        if (!id_char_valid(id[i])) return false;
+        unsigned char c = (unsigned char)id[i];
+        if (c == '\0') return true;
+        if (!id_char_valid[c]) return false;
     }
     return false; /* longer than PC_ID_BYTES_MAX */
 }

@@ -368,6 +368,11 @@ bool pg_stream_begin(pg_copy_stream_t *stream, PGconn *conn, const char *copy_sq
     return !stream->failed;
 }
 
+void pg_stream_defer(pg_copy_stream_t *stream, PGconn *conn, const char *copy_sql) {
+    *stream = (pg_copy_stream_t){.conn = conn, .hold = true, .deferred_sql = copy_sql};
+    stream_put(stream, copy_binary_header, sizeof copy_binary_header - 1);
+}
+
 void pg_stream_hold(pg_copy_stream_t *stream, size_t bytes) {
     stream->hold = true;
     if (!copy_reserve(&stream->buffer, bytes)) stream->failed = true;
@@ -394,6 +399,22 @@ void pg_stream_bytes(pg_copy_stream_t *stream, const uint8_t *data, size_t bytes
     stream_put(stream, data, bytes);
 }
 
+/* array_recv's form: dimensions, no nulls, the element type, the dimension's length
+ * and lower bound, then each element's length and bytes. */
+#define PG_OID_INT8 20
+void pg_stream_int8_array(pg_copy_stream_t *stream, const int64_t *values, uint32_t count) {
+    stream_be(stream, 20 + (uint64_t)count * 12, 4);
+    stream_be(stream, 1, 4);
+    stream_be(stream, 0, 4);
+    stream_be(stream, PG_OID_INT8, 4);
+    stream_be(stream, count, 4);
+    stream_be(stream, 1, 4);
+    for (uint32_t i = 0; i < count; i++) {
+        stream_be(stream, 8, 4);
+        stream_be(stream, (uint64_t)values[i], 8);
+    }
+}
+
 void pg_stream_text(pg_copy_stream_t *stream, const char *text) {
     if (text == NULL) {
         stream_be(stream, UINT32_MAX, 4); /* length -1: null */
@@ -402,9 +423,20 @@ void pg_stream_text(pg_copy_stream_t *stream, const char *text) {
     pg_stream_bytes(stream, (const uint8_t *)text, strlen(text));
 }
 
+/* A deferred stream's COPY starts now, its rows made so far behind it. */
+static void stream_start_deferred(pg_copy_stream_t *stream) {
+    if (stream->deferred_sql == NULL) return;
+    PGresult *result = stream->failed ? NULL : PQexec(stream->conn, stream->deferred_sql);
+    if (PQresultStatus(result) != PGRES_COPY_IN) stream->failed = true;
+    PQclear(result);
+    stream->deferred_sql = NULL;
+}
+
 /* The end of the COPY: what is left goes out, then its result. */
 static bool stream_finish(pg_copy_stream_t *stream) {
     PGconn *conn = stream->conn;
+    stream_start_deferred(stream);
+    stream->hold = false;
     stream_send(stream);
     bool ok = !stream->failed;
     ok = copy_end(conn, ok);
@@ -414,36 +446,48 @@ static bool stream_finish(pg_copy_stream_t *stream) {
 
 bool pg_stream_end(pg_copy_stream_t *stream) {
     stream_be(stream, UINT16_MAX, 2); /* the trailer: a field count of -1 */
-    stream->hold = false;
     return stream_finish(stream);
 }
 
 struct pg_copy_async {
     pthread_t thread;
     pg_copy_stream_t stream;
+    pg_copy_stream_t then; /* .conn NULL: none */
     bool ok;
 };
 
+/* The stream, then the one after it (even after a failure: it frees its rows). */
+static bool async_finish(pg_copy_async_t *async) {
+    bool ok = stream_finish(&async->stream);
+    if (async->then.conn == NULL) return ok;
+    if (!ok) async->then.failed = true;
+    return stream_finish(&async->then) && ok;
+}
+
 static void *copy_async_main(void *arg) {
     pg_copy_async_t *async = arg;
-    async->ok = stream_finish(&async->stream);
+    async->ok = async_finish(async);
     return NULL;
 }
 
-pg_copy_async_t *pg_stream_end_async(pg_copy_stream_t *stream) {
+pg_copy_async_t *pg_stream_end_async(pg_copy_stream_t *stream, pg_copy_stream_t *then) {
     stream_be(stream, UINT16_MAX, 2);
-    stream->hold = false;
+    if (then != NULL) stream_be(then, UINT16_MAX, 2);
     pg_copy_async_t *async = calloc(1, sizeof *async);
-    if (async != NULL) async->stream = *stream;
-    if (async != NULL && pthread_create(&async->thread, NULL, copy_async_main, async) == 0) {
-        *stream = (pg_copy_stream_t){0};
-        return async;
+    if (async == NULL) {
+        (void)stream_finish(stream); /* out of memory: ends the COPY, frees the rows */
+        if (then != NULL) {
+            then->failed = true;
+            (void)stream_finish(then);
+        }
+        return NULL;
     }
-    free(async); /* no thread: the COPY ends here, and its result is kept */
-    async = calloc(1, sizeof *async);
-    bool ok = stream_finish(stream);
-    if (async == NULL) return NULL;
-    async->ok = ok;
+    async->stream = *stream;
+    if (then != NULL) async->then = *then;
+    *stream = (pg_copy_stream_t){0};
+    if (then != NULL) *then = (pg_copy_stream_t){0};
+    if (pthread_create(&async->thread, NULL, copy_async_main, async) == 0) return async;
+    async->ok = async_finish(async); /* no thread: the COPYs end here, and the result is kept */
     async->thread = pthread_self();
     return async;
 }

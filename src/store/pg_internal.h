@@ -32,12 +32,11 @@ typedef struct {
     uint32_t rows;
     bool failed;         /* out of memory */
 } pg_copy_t;
-/* Transfers a prefetch holds (one batch's ids). */
+/* An id a prefetch holds (one batch's ids): found or not. */
 typedef struct {
-    char id[PC_ID_SIZE];
-    pc_status found;                 /* PC_OK (record), PC_NOT_FOUND */
-    ledger_transfer_record_t record; /* metadata_json points into metadata */
-    char *metadata;
+    const char *id;                  /* in the store's prefetched_ids */
+    uint64_t hash;
+    ledger_transfer_record_t *found; /* NULL: not found; else malloc'ed, its metadata after it */
 } pg_prefetched_t;
 
 typedef struct pg_store {
@@ -53,9 +52,12 @@ typedef struct pg_store {
     store_dirty_t dirty;         /* accounts changed since the balance snapshot */
     uint64_t accounts_as_of_seq;
     uint64_t journal_head_seq;
-    pg_prefetched_t *prefetched; /* sorted by id; valid until the batch ends */
+    pg_prefetched_t *prefetched; /* valid until the batch ends */
     uint32_t prefetched_count;
-    char *metadata_scratch;      /* a lookup's metadata, valid until the next */
+    uint32_t *prefetched_slots;  /* open addressing by hash: index + 1, 0 empty */
+    uint32_t prefetched_capacity; /* a power of two, twice the ids at least */
+    char *prefetched_ids;        /* the ids' text, one after the other */
+    ledger_transfer_record_t *lookup_scratch; /* a lookup's record and metadata, valid until the next */
     const ledger_t *tx_ledger;   /* the batch being written (pg_tx_write_changes) */
     const ledger_changes_t *tx_changes;
     pg_copy_t events_copy;       /* the batch's events, sent before its COMMIT */
@@ -119,6 +121,7 @@ typedef struct {
     pg_copy_t buffer;    /* what is made and not yet sent */
     bool failed;         /* the COPY did not start, or sending failed */
     bool hold;           /* keep every row until pg_stream_end_async */
+    const char *deferred_sql; /* pg_stream_defer: the COPY, not started yet */
 } pg_copy_stream_t;
 /* Starts 'copy_sql' (COPY t(cols) FROM STDIN (FORMAT binary)). */
 bool pg_stream_begin(pg_copy_stream_t *stream, PGconn *conn, const char *copy_sql);
@@ -126,17 +129,22 @@ void pg_stream_row(pg_copy_stream_t *stream, uint16_t field_count);
 void pg_stream_int8(pg_copy_stream_t *stream, int64_t value);
 void pg_stream_int4(pg_copy_stream_t *stream, int32_t value);
 void pg_stream_text(pg_copy_stream_t *stream, const char *text); /* NULL: a null */
+void pg_stream_int8_array(pg_copy_stream_t *stream, const int64_t *values, uint32_t count); /* bigint[] */
+/* A stream whose rows are kept and whose COPY starts only when it ends (after another
+ * COPY on the same connection: pg_stream_end_async's 'then', or pg_stream_end). */
+void pg_stream_defer(pg_copy_stream_t *stream, PGconn *conn, const char *copy_sql);
 void pg_stream_bytes(pg_copy_stream_t *stream, const uint8_t *data, size_t bytes);
 /* Ends the COPY (or aborts it after a failure) and frees: true when every row is in. */
 bool pg_stream_end(pg_copy_stream_t *stream);
 /* Keeps every row until pg_stream_end_async, with room for 'bytes' made now. */
 void pg_stream_hold(pg_copy_stream_t *stream, size_t bytes);
 /* A held stream's rows sent and its COPY ended by a thread of its own, so that the
- * server inserts them while the writer goes on (pg_tx.c's pipeline); the connection
- * is the thread's until pg_stream_join, which frees and says what pg_stream_end
- * would have. NULL only when out of memory (the COPY's end then failed). */
+ * server inserts them while the writer goes on (pg_tx.c's pipeline), then those of
+ * 'then' (a deferred stream on the same connection, or NULL); the connection is the
+ * thread's until pg_stream_join, which frees and says what pg_stream_end would have
+ * for both. NULL only when out of memory (the COPYs are then ended, failed). */
 typedef struct pg_copy_async pg_copy_async_t;
-pg_copy_async_t *pg_stream_end_async(pg_copy_stream_t *stream);
+pg_copy_async_t *pg_stream_end_async(pg_copy_stream_t *stream, pg_copy_stream_t *then);
 bool pg_stream_join(pg_copy_async_t *async);
 
 /* Row decoding, columns as in pg_store.c's TRANSFER_COLUMNS / ACCOUNT_COLUMNS;

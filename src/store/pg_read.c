@@ -191,19 +191,24 @@ static void range_params(const store_query_t *query, int64_t after_ts, range_par
     snprintf(out->limit, sizeof out->limit, "%u", query->limit + 1);
 }
 
-/* An account's page of transfers: the first rows of each of its two indexes (debit
- * side, credit side; (account number, timestamp) B-trees), merged in timestamp order,
- * so that a page reads about a page of index entries however long the account's
- * history; then the page's accounts' ids. A transfer's two accounts differ (the
- * ledger refuses one account on both sides), so no row comes from both sides. */
-#define ACCOUNT_SIDE_ROWS(side, order)                                                                   \
-    "(SELECT timestamp, id, debit_no, credit_no, amount, currency, code, flags, pending_id, timeout_s,"   \
-    " metadata, pending_state FROM transfers WHERE " side " = $1 AND timestamp >= $2 AND timestamp < $3"  \
-    " ORDER BY timestamp " order " LIMIT $4)"
-#define ACCOUNT_TRANSFERS_SQL(order)                                                                     \
-    "SELECT " PG_TRANSFER_COLUMNS " FROM (" ACCOUNT_SIDE_ROWS("debit_no", order) " UNION ALL "         \
-    ACCOUNT_SIDE_ROWS("credit_no", order) " ORDER BY timestamp " order " LIMIT $4) AS t"                \
-    " JOIN accounts d ON d.no = t.debit_no JOIN accounts c ON c.no = t.credit_no ORDER BY t.timestamp " order
+/* An account's page of transfers: its rows of account_transfers (one per batch it
+ * took part in, at most STORE_PG_ACCOUNT_ROW_TIMESTAMPS timestamps each, keyed by the
+ * last) in order, then the transfers by their timestamp key; then the page's
+ * accounts' ids. Rows of one account never overlap in time (a batch's timestamps are
+ * above every earlier batch's), so the rows whose last timestamp is in [$2, $3), at
+ * most one a transfer of the page, and the one row after them (it may hold transfers
+ * below $3) hold the page: a page reads about a page of rows however long the
+ * account's history. */
+#define ACCOUNT_ROWS(order)                                                                            \
+    "(SELECT timestamps FROM account_transfers WHERE account_no = $1 AND timestamp_last >= $2"          \
+    " AND timestamp_last < $3 ORDER BY timestamp_last " order " LIMIT $4) UNION ALL"                   \
+    " (SELECT timestamps FROM account_transfers WHERE account_no = $1 AND timestamp_last >= $3"        \
+    " ORDER BY timestamp_last LIMIT 1)"
+#define ACCOUNT_TRANSFERS_SQL(order)                                                                   \
+    "SELECT " PG_TRANSFER_COLUMNS " FROM (SELECT u.ts FROM (" ACCOUNT_ROWS(order) ") AS e,"             \
+    " unnest(e.timestamps) AS u(ts) WHERE u.ts >= $2 AND u.ts < $3 ORDER BY u.ts " order " LIMIT $4) AS p" \
+    " JOIN transfers t ON t.timestamp = p.ts JOIN accounts d ON d.no = t.debit_no"                     \
+    " JOIN accounts c ON c.no = t.credit_no ORDER BY t.timestamp " order
 
 pc_status pg_list_account_transfers(store_reader_t *base, const char *account_id, const store_query_t *query,
                                     store_transfer_fn fn, void *ctx, bool *has_more) {

@@ -3,8 +3,8 @@
  * says it is paycore's by paycore_meta.format = 'paycore' and records its version in
  * paycore_meta.schema_version; a database with tables but no such row is not
  * paycore's, a newer version is refused. Unlike the SQLite file there is no id index
- * beside the database: transfers.id is a unique B-tree of the server's, and the
- * per-account lookups have their indexes. Text sorts by bytes (COLLATE "C"), as on
+ * beside the database: transfers.id has a hash index of the server's, and an
+ * account's transfers are listed by account_transfers (version 10). Text sorts by bytes (COLLATE "C"), as on
  * SQLite, so that lists page in the same order on both. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -266,6 +266,32 @@ static const char schema_account_numbers[] =
     "CREATE INDEX transfers_credit ON transfers(credit_no, timestamp);"
     "ALTER TABLE accounts SET (fillfactor = 80);";
 
+/* Version 10: fewer index entries a transfer (each is a random B-tree insert and a WAL
+ * record, most of a batch's time on the server). An account's transfers are listed by
+ * account_transfers, one row per account and batch (rows of at most
+ * STORE_PG_ACCOUNT_ROW_TIMESTAMPS timestamps, ascending, keyed by the last), instead of
+ * two (account number, timestamp) entries per transfer; a page reads the account's
+ * rows in order and the transfers by their timestamp key. The id index becomes a hash
+ * index: one bucket page an insert instead of a descent of a B-tree of random text
+ * keys; ids are unique because the one writer looks every id up before it writes it
+ * (the batch prefetch), and verify checks it. The rows of the older versions are
+ * listed here the way the writer lists a batch's (64: STORE_PG_ACCOUNT_ROW_TIMESTAMPS). */
+static const char schema_account_transfers[] =
+    "CREATE TABLE account_transfers("
+    "  account_no integer NOT NULL,"
+    "  timestamp_last bigint NOT NULL,"
+    "  timestamps bigint[] NOT NULL,"
+    "  PRIMARY KEY(account_no, timestamp_last));"
+    "INSERT INTO account_transfers SELECT account_no, max(ts), array_agg(ts ORDER BY ts) FROM"
+    "  (SELECT account_no, ts, batch_seq, (row_number() OVER (PARTITION BY account_no, batch_seq ORDER BY ts) - 1)"
+    "   / 64 AS chunk FROM (SELECT debit_no AS account_no, timestamp AS ts, batch_seq FROM transfers UNION ALL"
+    "   SELECT credit_no, timestamp, batch_seq FROM transfers) AS sides) AS numbered"
+    "  GROUP BY account_no, batch_seq, chunk;"
+    "DROP INDEX transfers_debit;"
+    "DROP INDEX transfers_credit;"
+    "ALTER TABLE transfers DROP CONSTRAINT transfers_id_key;"
+    "CREATE INDEX transfers_id ON transfers USING hash(id);";
+
 /* Index i takes a database from version i to i + 1. Append only. */
 static const char *const migrations[] = {
     schema_v1,
@@ -277,6 +303,7 @@ static const char *const migrations[] = {
     schema_event_refs, /* v7 */
     schema_pay_listings, /* v8 */
     schema_account_numbers, /* v9 */
+    schema_account_transfers, /* v10 */
 };
 
 #define PG_SCHEMA_VERSION_LATEST ((int)(sizeof migrations / sizeof migrations[0]))

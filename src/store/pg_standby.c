@@ -71,7 +71,8 @@ void store_standby_close(store_standby_t *standby) {
  * transfer's amount off pending (a post adds its own amount to posted), a pending
  * transfer adds to pending, any other to posted. The transfers after the snapshot are
  * those of a batch_seq above accounts_as_of_seq, read in the same statement (one
- * snapshot of the database, so rows and replay agree). To find them by an index range,
+ * snapshot of the database, so rows and replay agree). To find them by an index range
+ * (the account's rows of account_transfers whose last timestamp is above it),
  * $5 is a floor under the snapshot's last timestamp (a batch's timestamps are above
  * every earlier batch's; the newest batch at or below the snapshot that has rows: one
  * without rows, as a snapshot taken while idle may be, records 0): the last such
@@ -87,14 +88,12 @@ void store_standby_close(store_standby_t *standby) {
 /* $2: a post's flag, $3: a void's, $4: a pending transfer's */
 #define STANDBY_ACCOUNT_WITH                                                                        \
     "WITH m AS MATERIALIZED (SELECT value::bigint AS as_of FROM paycore_meta WHERE key = 'accounts_as_of_seq')," \
-    " t AS (SELECT t.flags, t.amount, p.amount AS pending_amount, true AS debit" \
-    "   FROM m, transfers t LEFT JOIN transfers p ON p.id = t.pending_id" \
-    "   WHERE t.debit_no = (SELECT no FROM accounts WHERE id = $1)" \
-    "   AND t.timestamp > $5::bigint AND t.batch_seq > m.as_of" \
-    "   UNION ALL SELECT t.flags, t.amount, p.amount, false" \
-    "   FROM m, transfers t LEFT JOIN transfers p ON p.id = t.pending_id" \
-    "   WHERE t.credit_no = (SELECT no FROM accounts WHERE id = $1)" \
-    "   AND t.timestamp > $5::bigint AND t.batch_seq > m.as_of)," \
+    " n AS MATERIALIZED (SELECT no FROM accounts WHERE id = $1)," \
+    " t AS (SELECT t.flags, t.amount, p.amount AS pending_amount, t.debit_no = n.no AS debit" \
+    "   FROM m, n, account_transfers e, unnest(e.timestamps) AS u(ts)" \
+    "   JOIN transfers t ON t.timestamp = u.ts LEFT JOIN transfers p ON p.id = t.pending_id" \
+    "   WHERE e.account_no = n.no AND e.timestamp_last > $5::bigint AND u.ts > $5::bigint" \
+    "   AND t.batch_seq > m.as_of)," \
     " s AS (SELECT coalesce(sum(" STANDBY_PENDING_DELTA ") FILTER (WHERE t.debit), 0) AS dp," \
     "   coalesce(sum(" STANDBY_POSTED_DELTA ") FILTER (WHERE t.debit), 0) AS dd," \
     "   coalesce(sum(" STANDBY_PENDING_DELTA ") FILTER (WHERE NOT t.debit), 0) AS cp," \

@@ -180,7 +180,7 @@ static void pg_close(store_t *base) {
     PQfinish(store->conn); /* the writer's lock goes with the session */
     store_shadow_free(store->shadow);
     store_dirty_free(&store->dirty);
-    free(store->metadata_scratch);
+    free(store->lookup_scratch);
     free(store->url);
     free(store->url_shown);
     free(store);
@@ -219,42 +219,79 @@ static pc_status pg_journal_signer(store_t *base, uint8_t public_key[JOURNAL_PUB
 
 /* ---- lookups ---- */
 
-/* The array goes through a sub-select so that the planner does not see its elements:
- * given the batch's thousands of ids as a constant, it estimated each one against the
- * column's statistics (most of a prefetch's time), and chose a sequential scan of the
- * whole table while the table was small enough. Hidden, the plan is the index scan
- * whatever the table's size, and planning costs nothing. */
-#define FIND_IDS "ANY((SELECT $1::text[])::text[])"
-#define FIND_SQL                                                                                       \
-    "SELECT " PG_TRANSFER_COLUMNS ", NULL FROM " PG_TRANSFERS_FROM " WHERE t.id = " FIND_IDS " UNION ALL" \
-    " SELECT timestamp, id, '', '', 0, '', 0, 0, NULL, 0, NULL, 0, result FROM transfer_failures"      \
-    " WHERE id = " FIND_IDS
+/* The ids are joined one by one to the id index (a nested loop: one probe an id),
+ * not matched as "id = ANY(array)": on the hash index (schema v10) that is a bitmap
+ * scan, and on transfer_failures' B-tree it sorts the array first, each two to three
+ * times the loop's time for a batch of new ids. The array goes through a sub-select so
+ * that the planner does not see its elements: given the batch's thousands of ids as a
+ * constant it estimated each one against the column's statistics, and chose a
+ * sequential scan of the whole table while the table was small enough. Hidden, the plan
+ * is the index probes whatever the table's size, and planning costs nothing. */
+#define FIND_IDS "unnest((SELECT $1::text[])) AS u(id)"
+#define FIND_SQL                                                                                      \
+    "SELECT " PG_TRANSFER_COLUMNS ", NULL FROM " FIND_IDS " JOIN (" PG_TRANSFERS_FROM ") ON t.id = u.id" \
+    " UNION ALL SELECT f.timestamp, f.id, '', '', 0, '', 0, 0, NULL, 0, NULL, 0, f.result FROM " FIND_IDS \
+    " JOIN transfer_failures f ON f.id = u.id"
 
-/* A row of FIND_SQL into 'out' (metadata in a malloc'ed copy at *metadata). */
-static void record_from_row(const PGresult *result, int row, ledger_transfer_record_t *out, char **metadata) {
+/* A row of FIND_SQL as a record, malloc'ed with its metadata after it. */
+static ledger_transfer_record_t *record_from_row(const PGresult *result, int row) {
+    const char *metadata = PQgetisnull(result, row, 12) && !PQgetisnull(result, row, 10)
+                               ? PQgetvalue(result, row, 10) : NULL;
+    size_t metadata_bytes = metadata != NULL ? strlen(metadata) + 1 : 0;
+    ledger_transfer_record_t *out = malloc(sizeof *out + metadata_bytes);
+    if (out == NULL) return NULL;
     memset(out, 0, sizeof *out);
     if (!PQgetisnull(result, row, 12)) {
         if (!pc_status_from_code(PQgetvalue(result, row, 12), &out->failure)) out->failure = PC_INTERNAL;
-        *metadata = NULL;
-        return;
+        return out;
     }
     pg_transfer_from_row(result, row, &out->transfer);
     out->pending_state = (ledger_pending_state)pg_int(result, row, 11);
     out->failure = PC_OK;
-    *metadata = pc_strdup(out->transfer.metadata_json);
-    out->transfer.metadata_json = *metadata;
-}
-
-static int prefetched_compare(const void *a, const void *b) {
-    return strcmp(((const pg_prefetched_t *)a)->id, ((const pg_prefetched_t *)b)->id);
+    out->transfer.metadata_json = NULL;
+    if (metadata != NULL) {
+        memcpy(out + 1, metadata, metadata_bytes);
+        out->transfer.metadata_json = (const char *)(out + 1);
+    }
+    return out;
 }
 
 void pg_prefetch_clear(pg_store_t *store) {
-    for (uint32_t i = 0; i < store->prefetched_count; i++) free(store->prefetched[i].metadata);
+    for (uint32_t i = 0; i < store->prefetched_count; i++) free(store->prefetched[i].found);
     free(store->prefetched);
+    free(store->prefetched_slots);
+    free(store->prefetched_ids);
     store->prefetched = NULL;
+    store->prefetched_slots = NULL;
+    store->prefetched_ids = NULL;
     store->prefetched_count = 0;
+    store->prefetched_capacity = 0;
 }
+
+/* The entry of 'id' (its hash 'hash'), or NULL. */
+static pg_prefetched_t *prefetched_find(const pg_store_t *store, const char *id, uint64_t hash) {
+    uint32_t mask = store->prefetched_capacity - 1;
+    for (uint32_t i = (uint32_t)hash & mask;; i = (i + 1) & mask) {
+        uint32_t slot = store->prefetched_slots[i];
+        if (slot == 0) return NULL;
+        pg_prefetched_t *entry = &store->prefetched[slot - 1];
+        if (entry->hash == hash && strcmp(entry->id, id) == 0) return entry;
+    }
+}
+
+/* Adds 'id' (stored at 'id') unless it is there (a batch may name an id twice). */
+static void prefetched_add(pg_store_t *store, const char *id, uint64_t hash) {
+    uint32_t mask = store->prefetched_capacity - 1;
+    uint32_t i = (uint32_t)hash & mask;
+    for (; store->prefetched_slots[i] != 0; i = (i + 1) & mask) {
+        const pg_prefetched_t *entry = &store->prefetched[store->prefetched_slots[i] - 1];
+        if (entry->hash == hash && strcmp(entry->id, id) == 0) return;
+    }
+    store->prefetched[store->prefetched_count] = (pg_prefetched_t){.id = id, .hash = hash};
+    store->prefetched_slots[i] = ++store->prefetched_count;
+}
+
+static uint64_t id_hash(const char *id, size_t bytes) { return pc_hash64(id, bytes); }
 
 /* The ids as one text[] in the server's binary form (array_recv: dimensions, then
  * each element's length and bytes), read without parsing or unquoting. Only ids
@@ -276,13 +313,6 @@ static size_t ids_array_header(uint8_t *out, uint32_t count) {
     return at + put_be32(out + at, 1);    /* its lower bound */
 }
 
-static size_t ids_array_element(uint8_t *out, const char *id) {
-    size_t length = strlen(id);
-    size_t at = put_be32(out, (uint32_t)length);
-    memcpy(out + at, id, length);
-    return at + length;
-}
-
 /* A writer's lookup whose connection broke fails the store for good, as a failed
  * write does: a batch that writes nothing (a leg whose events were all refused) would
  * otherwise never notice, and the writer would refuse every batch without exiting to
@@ -293,70 +323,83 @@ static pc_status lookup_failed(pg_store_t *store, const char *what) {
     return status;
 }
 
+/* The named ids, each once, into the store's table and a text[] for FIND_SQL
+ * ('array', with room for every id); the array's bytes. */
+static size_t prefetch_table(pg_store_t *store, const char *const *ids, uint32_t id_count, uint8_t *array) {
+    size_t array_bytes = 20; /* the header, once the count is known */
+    char *text = store->prefetched_ids;
+    for (uint32_t i = 0; i < id_count; i++) {
+        if (!pc_id_valid(ids[i])) continue;
+        size_t length = strlen(ids[i]);
+        memcpy(text, ids[i], length + 1);
+        uint32_t before = store->prefetched_count;
+        prefetched_add(store, text, id_hash(text, length));
+        if (store->prefetched_count == before) continue;
+        text += length + 1;
+        array_bytes += put_be32(array + array_bytes, (uint32_t)length);
+        memcpy(array + array_bytes, ids[i], length);
+        array_bytes += length;
+    }
+    (void)ids_array_header(array, store->prefetched_count);
+    return array_bytes;
+}
+
 /* Fetches every named id (transfers and burned ids) in one query and keeps the
- * answers, found or not, until the batch ends (pg_tx.c clears them). */
+ * answers, found or not, until the batch ends (pg_tx.c clears them): a table by the
+ * id's hash, made as the ids are named. */
 static pc_status pg_prefetch(store_t *base, const char *const *ids, uint32_t id_count) {
     pg_store_t *store = (pg_store_t *)base;
     pg_prefetch_clear(store);
-    pg_prefetched_t *entries = calloc(id_count, sizeof *entries);
+    uint32_t capacity = 64;
+    while (capacity < 2 * (uint64_t)id_count) capacity *= 2;
+    store->prefetched = malloc(sizeof *store->prefetched * (id_count > 0 ? id_count : 1));
+    store->prefetched_slots = calloc(capacity, sizeof *store->prefetched_slots);
+    store->prefetched_ids = malloc((size_t)id_count * PC_ID_SIZE + 1);
+    store->prefetched_capacity = capacity;
     uint8_t *array = malloc((size_t)id_count * (PC_ID_SIZE + 4) + 20);
-    if (entries == NULL || array == NULL) {
-        free(entries);
+    if (store->prefetched == NULL || store->prefetched_slots == NULL || store->prefetched_ids == NULL ||
+        array == NULL) {
         free(array);
+        pg_prefetch_clear(store);
         return PC_NO_MEMORY;
     }
-    size_t array_bytes = 20; /* the header, once the count is known */
-    uint32_t count = 0;
-    for (uint32_t i = 0; i < id_count; i++) {
-        if (!pc_id_valid(ids[i])) continue;
-        array_bytes += ids_array_element(array + array_bytes, ids[i]);
-        snprintf(entries[count].id, PC_ID_SIZE, "%s", ids[i]);
-        entries[count++].found = PC_NOT_FOUND;
-    }
-    (void)ids_array_header(array, count);
+    size_t array_bytes = prefetch_table(store, ids, id_count, array);
     const Oid types[] = {PG_OID_TEXT_ARRAY};
     const char *values[] = {(const char *)array};
     const int lengths[] = {(int)array_bytes}, formats[] = {1};
-    PGresult *result = count > 0 ? PQexecParams(store->conn, FIND_SQL, 1, types, values, lengths, formats, 0) : NULL;
+    PGresult *result = store->prefetched_count > 0
+                           ? PQexecParams(store->conn, FIND_SQL, 1, types, values, lengths, formats, 0) : NULL;
     free(array);
     if (result != NULL && PQresultStatus(result) != PGRES_TUPLES_OK) {
         PQclear(result);
         result = NULL;
     }
     if (result == NULL) {
-        free(entries);
-        return count > 0 ? lookup_failed(store, "prefetch") : PC_OK;
+        bool named = store->prefetched_count > 0;
+        pg_prefetch_clear(store);
+        return named ? lookup_failed(store, "prefetch") : PC_OK;
     }
-    qsort(entries, count, sizeof *entries, prefetched_compare);
-    uint32_t unique = 0; /* a batch may name an id twice: one entry each */
-    for (uint32_t i = 0; i < count; i++) {
-        if (unique == 0 || strcmp(entries[unique - 1].id, entries[i].id) != 0) entries[unique++] = entries[i];
-    }
-    count = unique;
+    pc_status status = PC_OK;
     for (int row = 0; row < PQntuples(result); row++) {
-        pg_prefetched_t key;
-        pg_text_copy(key.id, sizeof key.id, result, row, 1);
-        pg_prefetched_t *entry = bsearch(&key, entries, count, sizeof *entries, prefetched_compare);
-        if (entry == NULL || entry->found == PC_OK) continue; /* an id is in one table at most */
-        record_from_row(result, row, &entry->record, &entry->metadata);
-        entry->found = PC_OK;
+        const char *id = PQgetvalue(result, row, 1);
+        pg_prefetched_t *entry = prefetched_find(store, id, id_hash(id, strlen(id)));
+        if (entry == NULL || entry->found != NULL) continue; /* an id is in one table at most */
+        entry->found = record_from_row(result, row);
+        if (entry->found == NULL) status = PC_NO_MEMORY;
     }
     PQclear(result);
-    store->prefetched = entries;
-    store->prefetched_count = count;
-    return PC_OK;
+    if (status != PC_OK) pg_prefetch_clear(store);
+    return status;
 }
 
 /* The ledger's lookup: the prefetched answer when the id was named, else a query. */
 static pc_status source_transfer_find(void *ctx, const char *id, ledger_transfer_record_t *out) {
     pg_store_t *store = ctx;
-    pg_prefetched_t key;
-    snprintf(key.id, sizeof key.id, "%s", id);
-    const pg_prefetched_t *entry = store->prefetched_count > 0
-        ? bsearch(&key, store->prefetched, store->prefetched_count, sizeof key, prefetched_compare) : NULL;
+    const pg_prefetched_t *entry = store->prefetched_count > 0 ? prefetched_find(store, id, id_hash(id, strlen(id)))
+                                                               : NULL;
     if (entry != NULL) {
-        if (entry->found == PC_OK) *out = entry->record;
-        return entry->found;
+        if (entry->found != NULL) *out = *entry->found;
+        return entry->found != NULL ? PC_OK : PC_NOT_FOUND;
     }
     char array[PC_ID_SIZE + 8];
     if (!pc_id_valid(id)) return PC_NOT_FOUND; /* never stored */
@@ -368,9 +411,10 @@ static pc_status source_transfer_find(void *ctx, const char *id, ledger_transfer
     if (result == NULL) return lookup_failed(store, "transfer lookup");
     pc_status status = PC_NOT_FOUND;
     if (PQntuples(result) > 0) {
-        free(store->metadata_scratch);
-        record_from_row(result, 0, out, &store->metadata_scratch);
-        status = PC_OK;
+        free(store->lookup_scratch);
+        store->lookup_scratch = record_from_row(result, 0);
+        status = store->lookup_scratch != NULL ? PC_OK : PC_NO_MEMORY;
+        if (status == PC_OK) *out = *store->lookup_scratch;
     }
     PQclear(result);
     return status;

@@ -293,52 +293,68 @@ static bool shard_accounts_write(pg_tx_t *tx, const ledger_changes_t *c) {
     return ok;
 }
 
-typedef struct {
-    const char *id;
-    uint32_t index; /* in ledger_changes_t.transfers */
-} row_order_t;
+#define ACCOUNT_TRANSFERS_COPY_SQL \
+    "COPY account_transfers(account_no, timestamp_last, timestamps) FROM STDIN (FORMAT binary)"
 
-static int order_by_id(const void *a, const void *b) {
-    return strcmp(((const row_order_t *)a)->id, ((const row_order_t *)b)->id);
+static int key_compare(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
 }
 
-/* The transfers, hashed into 'content' in timestamp order, go out in id order: the
- * server then inserts the id index's entries (random ids, a unique B-tree) one
- * beside the other instead of each on a page of its own, a quarter less of its CPU a
- * row in bench_scaleout (postgres per_transfer_us); the timestamp key's entries stay
- * within the batch's range at the index's end, and nothing reads the heap's order.
- * Made whole first, they go out in pieces; a pipelined first part's are sent by a
- * thread (pg_stream_end_async), so that the server inserts them while the writer
- * makes the next part. */
+/* Each account's transfers in this batch, as rows of account_transfers (schema v10):
+ * per account, its transfers' timestamps in ascending order, in rows of at most
+ * STORE_PG_ACCOUNT_ROW_TIMESTAMPS keyed by their last. Made in account order, so
+ * that the server inserts the key's entries one beside the other. */
+static bool account_rows_make(pg_copy_stream_t *rows, const ledger_changes_t *c) {
+    uint32_t count = 2 * c->transfers_count;
+    /* (account << 32 | transfer index): sorted, each account's transfers in time order */
+    uint64_t *keys = malloc(sizeof *keys * count);
+    if (keys == NULL) return false;
+    for (uint32_t i = 0; i < count; i++) keys[i] = (uint64_t)c->transfer_accounts[i] << 32 | (i / 2);
+    qsort(keys, count, sizeof *keys, key_compare);
+    int64_t timestamps[STORE_PG_ACCOUNT_ROW_TIMESTAMPS];
+    uint32_t held = 0;
+    for (uint32_t k = 0; k < count; k++) {
+        uint32_t account = (uint32_t)(keys[k] >> 32);
+        timestamps[held++] = (int64_t)c->transfers[(uint32_t)keys[k]].timestamp_ns;
+        bool last = k + 1 == count || (uint32_t)(keys[k + 1] >> 32) != account;
+        if (!last && held < STORE_PG_ACCOUNT_ROW_TIMESTAMPS) continue;
+        pg_stream_row(rows, 3);
+        pg_stream_int4(rows, (int32_t)account);
+        pg_stream_int8(rows, timestamps[held - 1]);
+        pg_stream_int8_array(rows, timestamps, held);
+        held = 0;
+    }
+    free(keys);
+    return true;
+}
+
+/* The transfers, in timestamp order (the key's entries appended at the index's end;
+ * the id index is a hash: its order does not matter), hashed into 'content', then
+ * the accounts' rows. Made whole first, they go out in pieces; a pipelined first
+ * part's are sent by a thread (pg_stream_end_async), so that the server inserts them
+ * while the writer makes the next part. */
 static bool transfers_write(pg_tx_t *tx, const ledger_changes_t *c, journal_content_t *content) {
     uint32_t count = c->transfers_count;
     if (count == 0) return true;
-    uint8_t (*hashes)[JOURNAL_ROW_HASH_BYTES] = malloc(sizeof *hashes * count);
-    row_order_t *order = malloc(sizeof *order * count);
-    bool ok = hashes != NULL && order != NULL;
-    for (uint32_t i = 0; ok && i < count; i++) {
-        journal_row_hash_transfer(&c->transfers[i], hashes[i]);
-        journal_content_add(content, hashes[i]);
-        order[i] = (row_order_t){c->transfers[i].id, i};
-    }
-    if (!ok) {
-        free(hashes);
-        free(order);
-        return false;
-    }
-    qsort(order, count, sizeof *order, order_by_id);
-    pg_copy_stream_t transfers;
-    ok = pg_stream_begin(&transfers, tx->conn, TRANSFERS_COPY_SQL);
+    pg_copy_stream_t transfers, accounts;
+    bool ok = pg_stream_begin(&transfers, tx->conn, TRANSFERS_COPY_SQL);
     /* a row without metadata is about 150 bytes */
     if (tx->pipelined) pg_stream_hold(&transfers, (size_t)count * 192);
-    for (uint32_t k = 0; ok && k < count; k++) {
-        uint32_t i = order[k].index;
-        transfer_row(&transfers, &c->transfers[i], &c->transfer_accounts[2 * i], tx->batch_seq, hashes[i]);
+    for (uint32_t i = 0; ok && i < count; i++) {
+        uint8_t hash[JOURNAL_ROW_HASH_BYTES];
+        journal_row_hash_transfer(&c->transfers[i], hash);
+        journal_content_add(content, hash);
+        transfer_row(&transfers, &c->transfers[i], &c->transfer_accounts[2 * i], tx->batch_seq, hash);
     }
-    free(hashes);
-    free(order);
-    if (!tx->pipelined || !ok) return pg_stream_end(&transfers) && ok;
-    tx->copy = pg_stream_end_async(&transfers);
+    pg_stream_defer(&accounts, tx->conn, ACCOUNT_TRANSFERS_COPY_SQL);
+    if (!account_rows_make(&accounts, c)) accounts.failed = true;
+    if (!tx->pipelined || !ok) {
+        ok = pg_stream_end(&transfers) && ok;
+        if (!ok) accounts.failed = true;
+        return pg_stream_end(&accounts) && ok;
+    }
+    tx->copy = pg_stream_end_async(&transfers, &accounts);
     tx->store->conn_copying = tx->copy != NULL;
     return tx->copy != NULL;
 }

@@ -10,6 +10,11 @@ answered them. It was made by
 
   PAYCORE_BIN=<a paycore of PostgreSQL schema version 8> python3 tests/store/fixture_v8_pg.py make
 
+and the same ledger made by a later version's binary (tests/store/fixtures/v<N>-pg, for
+test_pg_migrate_v<N>.py) by
+
+  PAYCORE_BIN=<a paycore of PostgreSQL schema version N> python3 tests/store/fixture_v8_pg.py make N
+
 What it holds: accounts in two currencies (one with balance history), more than 64
 batches (so that a balance snapshot was written and later transfers are replayed at
 load), plain transfers, pending ones posted, voided and left open, a linked chain,
@@ -113,7 +118,7 @@ def snapshot(c):
     return reads
 
 
-def make(fixture):
+def make(fixture, want_version="8"):
     cluster = pgcluster.Cluster()
     pcapi.PG_HOST = cluster.dir
     server = pcapi.Server()
@@ -125,7 +130,7 @@ def make(fixture):
         check(server.stop() == 0, "a clean stop")
         version = cluster.sql(server.store_args[1].split("@/", 1)[1].split("?")[0],
                               "SELECT value FROM paycore_meta WHERE key = 'schema_version'")
-        check(version == "8", "the binary writes schema version 8, not %s" % version)
+        check(version == want_version, "the binary writes schema version %s, not %s" % (want_version, version))
         if os.path.exists(fixture):
             shutil.rmtree(fixture)
         os.makedirs(fixture)
@@ -160,6 +165,8 @@ def unpack(fixture, server_dir):
 
 
 if __name__ == "__main__":
-    check(len(sys.argv) == 2 and sys.argv[1] == "make", "usage: PAYCORE_BIN=<v8 paycore> fixture_v8_pg.py make")
-    print("making the fixture with", pcapi.BIN)
-    make(FIXTURE)
+    check(len(sys.argv) in (2, 3) and sys.argv[1] == "make",
+          "usage: PAYCORE_BIN=<v8 paycore> fixture_v8_pg.py make [VERSION (8)]")
+    version = sys.argv[2] if len(sys.argv) == 3 else "8"
+    print("making the version %s fixture with" % version, pcapi.BIN)
+    make(os.path.join(HERE, "fixtures", "v%s-pg" % version), version)

@@ -1,7 +1,7 @@
 """Goal: a PostgreSQL database made by paycore's schema-version-8 binary
 (tests/store/fixtures/v8-pg, made by fixture_v8_pg.py) migrates to version 9, where a
-transfer names its accounts by number and the two account indexes are (number,
-timestamp) B-trees, and every read answers byte for byte what the v8 binary
+transfer names its accounts by number, and on (version 10: account_transfers, a hash
+index of ids; test_pg_migrate_v9.py), and every read answers byte for byte what the v8 binary
 answered: each account, every page of every account's transfers (both orders, page
 sizes 1 to 100, timestamp ranges), balance history, each transfer, burned and unknown
 ids. Every statement of those reads is served by indexes: with sequential scans
@@ -33,32 +33,46 @@ EXPLAIN = ("-c shared_preload_libraries=auto_explain -c auto_explain.log_min_dur
            " -c auto_explain.log_nested_statements=on -c enable_seqscan=off")
 
 
-def restore(cluster, server):
+def restore(cluster, server, fixture=FIXTURE, db="v8"):
     dump = os.path.join(server.dir, "dump.sql")
-    with gzip.open(os.path.join(FIXTURE, "dump.sql.gz"), "rt") as f, open(dump, "w") as out:
+    with gzip.open(os.path.join(fixture, "dump.sql.gz"), "rt") as f, open(dump, "w") as out:
         out.write(f.read())
     os.chmod(server.dir, 0o755)
     os.chmod(dump, 0o644)  # psql runs as the cluster's user
-    url = cluster.createdb("v8")
-    cluster.run("psql", "-h", cluster.dir, "-U", pgcluster.USER, "-d", "v8", "-v", "ON_ERROR_STOP=1", "-q",
+    url = cluster.createdb(db)
+    cluster.run("psql", "-h", cluster.dir, "-U", pgcluster.USER, "-d", db, "-v", "ON_ERROR_STOP=1", "-q",
                 "-f", dump)
     os.remove(dump)
     return url
 
 
-def check_schema(cluster):
-    sql = lambda q: cluster.sql("v8", q)  # noqa: E731
-    check(sql("SELECT value FROM paycore_meta WHERE key = 'schema_version'") == "9", "migrated to version 9")
+def check_schema(cluster, db="v8"):
+    sql = lambda q: cluster.sql(db, q)  # noqa: E731
+    check(int(sql("SELECT value FROM paycore_meta WHERE key = 'schema_version'")) >= 10, "migrated to version 10")
     columns = set(sql("SELECT column_name FROM information_schema.columns WHERE table_name = 'transfers'").split())
     check({"debit_no", "credit_no"} <= columns and not {"debit_account_id", "credit_account_id"} & columns,
           "transfers name their accounts by number: %r" % sorted(columns))
-    for side in ("debit", "credit"):
-        got = sql("SELECT indexdef FROM pg_indexes WHERE indexname = 'transfers_%s'" % side)
-        check(got.endswith("(%s_no, \"timestamp\")" % side), "the %s index is (number, timestamp): %r" % (side, got))
     numbered = sql("SELECT count(*) FROM transfers t JOIN accounts d ON d.no = t.debit_no"
                    " JOIN accounts c ON c.no = t.credit_no")
     check(numbered == sql("SELECT count(*) FROM transfers") and int(numbered) > 90,
           "every migrated transfer names two accounts: %s" % numbered)
+    check_account_rows(sql)
+
+
+def check_account_rows(sql):
+    """Version 10: transfers' only indexes are the timestamp key, a hash of the id and the
+    open pendings; account_transfers lists each transfer once under each of its accounts."""
+    indexes = sql("SELECT indexname || ' ' || indexdef FROM pg_indexes WHERE tablename = 'transfers'"
+                  " ORDER BY indexname").split("\n")
+    check([i.split()[0] for i in indexes] == ["transfers_id", "transfers_open_pending", "transfers_pkey"]
+          and "USING hash (id)" in indexes[0], "the transfers' indexes: %r" % indexes)
+    listed = sql("SELECT account_no || ' ' || ts FROM account_transfers, unnest(timestamps) AS ts ORDER BY 1")
+    sides = sql("SELECT no || ' ' || ts FROM (SELECT debit_no AS no, timestamp AS ts FROM transfers UNION ALL"
+                " SELECT credit_no, timestamp FROM transfers) AS s ORDER BY 1")
+    check(listed == sides, "account_transfers lists every transfer's two accounts, nothing else")
+    bad = sql("SELECT count(*) FROM account_transfers WHERE timestamps[cardinality(timestamps)] <> timestamp_last"
+              " OR cardinality(timestamps) > 64 OR timestamps <> ARRAY(SELECT unnest(timestamps) ORDER BY 1)")
+    check(bad == "0", "rows of at most 64 ascending timestamps keyed by the last: %s bad" % bad)
 
 
 def server_log(cluster):
@@ -78,9 +92,9 @@ def check_reads(server, cluster, want):
         print("v8: %r\nv9: %r" % (want[url], now[url]), file=sys.stderr)
     check(not differ, "%d of %d reads differ after the migration: %r" % (len(differ), len(want), differ[:5]))
     reads = [p for p in plans.split("LOG:  duration: ")[1:] if ledger_read(p)]
-    check(len(reads) > len(want) and any("transfers_debit" in p for p in reads)
-          and any("transfers_credit" in p for p in reads),
-          "auto_explain logged the reads' plans (%d), the account indexes among them" % len(reads))
+    check(len(reads) > len(want) and any("account_transfers_pkey" in p for p in reads)
+          and any("transfers_id" in p for p in reads),
+          "auto_explain logged the reads' plans (%d), the account rows' and ids' indexes among them" % len(reads))
     scans = [p for p in reads if "Seq Scan" in p]
     check(not scans, "%d reads without an index, the first:\n%s" % (len(scans), scans[0][:3000] if scans else ""))
     return len(now)
