@@ -266,6 +266,13 @@ static const char schema_account_numbers[] =
     "CREATE INDEX transfers_credit ON transfers(credit_no, timestamp);"
     "ALTER TABLE accounts SET (fillfactor = 80);";
 
+/* A payment's row keeps the final answer of the request that made it (its version and
+ * HTTP status): that request's stored reply names the payment and is not rewritten
+ * (sqlite_payments.c's version 9). */
+static const char schema_pay_answers[] =
+    "ALTER TABLE pay_objects ADD COLUMN answer_version bigint NOT NULL DEFAULT 0,"
+    "  ADD COLUMN answer_status integer NOT NULL DEFAULT 0;";
+
 /* Index i takes a database from version i to i + 1. Append only. */
 static const char *const migrations[] = {
     schema_v1,
@@ -277,6 +284,7 @@ static const char *const migrations[] = {
     schema_event_refs, /* v7 */
     schema_pay_listings, /* v8 */
     schema_account_numbers, /* v9 */
+    schema_pay_answers, /* v10 */
 };
 
 #define PG_SCHEMA_VERSION_LATEST ((int)(sizeof migrations / sizeof migrations[0]))
