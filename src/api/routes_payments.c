@@ -18,8 +18,9 @@
  * defers the request, and the payments layer's answer resumes it. The answer that
  * makes an operation final is stored as the Idempotency-Key's reply in the same
  * transaction as the change; a new payment's key is stored already with its first write,
- * as the payment as it stands (one row: no lookup of the payments' own). Bodies are
- * parsed by the payments layer (payments.h). */
+ * as the payment's name (one row: no lookup of the payments' own), and its final answer
+ * is kept on the payment's row instead of rewriting that reply. Bodies are parsed by
+ * the payments layer (payments.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,6 +132,7 @@ static pc_status deferred_in_tx(void *ctx, store_tx_t *tx, const pay_reply_t *re
     api_request_t *req = ctx;
     reply_set(req, reply);
     req->deferred_rendered = true;
+    if (reply->kept) return PC_OK; /* the key's reply names the payment, whose row keeps this */
     char ref[PAY_REPLY_REF_BYTES_MAX];
     if (req->idem_key != NULL && atomic_load(&req->replied) && pay_reply_ref_format(reply, ref)) {
         return api_idem_store(req, tx, ref, strlen(ref));
@@ -139,7 +141,8 @@ static pc_status deferred_in_tx(void *ctx, store_tx_t *tx, const pay_reply_t *re
 }
 
 /* Writer thread, in the transaction that first writes a payment made under the key:
- * until its final answer, the key's reply is the payment as it stands. */
+ * the key's reply names the payment; its final answer is kept on the payment's row
+ * (rendered by api_payments_replay), until then it is the payment as it stands. */
 static pc_status deferred_key_in_tx(void *ctx, store_tx_t *tx, const char *payment_id) {
     api_request_t *req = ctx;
     char ref[PAY_REPLY_REF_BYTES_MAX];

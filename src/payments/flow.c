@@ -265,7 +265,8 @@ static pc_status flow_cmd_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
     flow->staged.taken = false;
     pc_status status = flow->in_tx != NULL ? flow->in_tx(flow, tx) : PC_OK;
     if (status == PC_OK && flow->reply_ready && flow->reply_fn.in_tx != NULL && flow->reply.status == PC_OK) {
-        status = flow->reply_fn.in_tx(flow->reply_fn.ctx, tx, &flow->reply);
+        status = pay_flow_answer_keep(flow, tx);
+        if (status == PC_OK) status = flow->reply_fn.in_tx(flow->reply_fn.ctx, tx, &flow->reply);
     }
     return status;
 }
@@ -294,8 +295,9 @@ static void flow_cmd_done(writer_cmd_t *cmd, pc_status commit_status) {
     }
     flow->stats_change.pending = false;
     if (flow->payment_written) committed_note(flow, commit_status);
-    if (flow->key_written && commit_status == PC_OK && flow->reply_fn.key_committed != NULL) {
-        flow->reply_fn.key_committed(flow->reply_fn.ctx);
+    if (flow->key_written && commit_status == PC_OK) {
+        flow->key_named = true;
+        if (flow->reply_fn.key_committed != NULL) flow->reply_fn.key_committed(flow->reply_fn.ctx);
     }
     flow->key_written = false;
     pay_staged_clear(&flow->staged); /* valid for its command only */

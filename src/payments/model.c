@@ -459,6 +459,37 @@ bool pay_reply_ref_is(const char *stored, size_t bytes) {
     return bytes > prefix && bytes < PAY_REPLY_REF_BYTES_MAX && memcmp(stored, REPLY_REF_PREFIX, prefix) == 0;
 }
 
+/* The payment of a row read (a payment's): its document parsed. */
+static pc_status payment_from_object(store_reader_t *reader, const store_pay_object_t *object, pay_payment_t *out) {
+    json_t *doc = NULL, *op_versions = NULL;
+    pc_status result = pay_payment_doc(reader, object, object->version, &doc, &op_versions);
+    if (result == PC_OK) result = pay_payment_from_json(doc, out);
+    if (result == PC_OK && json_array_size(op_versions) == json_array_size(out->operations)) {
+        json_decref(out->op_versions);
+        out->op_versions = op_versions;
+        op_versions = NULL;
+    }
+    json_decref(op_versions);
+    json_decref(doc);
+    return result;
+}
+
+/* The version 'version' of payment row 'object' as compact JSON (*text_out malloc'ed). */
+static pc_status version_render(store_reader_t *reader, const store_pay_object_t *object, uint32_t version,
+                                char **text_out, size_t *bytes_out) {
+    json_t *doc = NULL;
+    pc_status status = pay_payment_doc(reader, object, version, &doc, NULL);
+    if (status == PC_NOT_FOUND) status = PC_STORE_CORRUPT;
+    char *text = status == PC_OK ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (status == PC_OK && text == NULL) status = PC_NO_MEMORY;
+    if (status == PC_OK) {
+        *text_out = text;
+        *bytes_out = strlen(text);
+    }
+    return status;
+}
+
 pc_status pay_reply_ref_render(store_reader_t *reader, const char *stored, size_t bytes, char **text_out,
                                size_t *bytes_out) {
     *text_out = NULL;
@@ -475,18 +506,10 @@ pc_status pay_reply_ref_render(store_reader_t *reader, const char *stored, size_
     pc_status status = store_pay_object_get(reader, id, &object);
     if (status == PC_NOT_FOUND) return PC_STORE_CORRUPT; /* a stored reply names a stored payment */
     if (status != PC_OK) return status;
-    json_t *doc = NULL;
-    status = strcmp(object.kind, "payment") == 0 ? pay_payment_doc(reader, &object, (uint32_t)version, &doc, NULL)
+    status = strcmp(object.kind, "payment") == 0 ? version_render(reader, &object, (uint32_t)version, text_out,
+                                                                  bytes_out)
                                                  : PC_STORE_CORRUPT;
     store_pay_object_free(&object);
-    if (status == PC_NOT_FOUND) status = PC_STORE_CORRUPT;
-    char *text = status == PC_OK ? json_dumps(doc, JSON_COMPACT) : NULL;
-    json_decref(doc);
-    if (status == PC_OK && text == NULL) status = PC_NO_MEMORY;
-    if (status == PC_OK) {
-        *text_out = text;
-        *bytes_out = strlen(text);
-    }
     return status;
 }
 
@@ -501,18 +524,11 @@ bool pay_reply_ref_is_current(const char *stored, size_t bytes) {
     return pay_reply_ref_is(stored, bytes) && memchr(stored + prefix, ':', bytes - prefix) == NULL;
 }
 
-pc_status pay_reply_ref_render_current(store_reader_t *reader, const char *stored, size_t bytes, char **text_out,
-                                       size_t *bytes_out, int *http_status_out) {
-    *text_out = NULL;
-    *bytes_out = 0;
-    if (!pay_reply_ref_is_current(stored, bytes)) return PC_STORE_CORRUPT;
-    char id[PAY_REPLY_REF_BYTES_MAX];
-    size_t prefix = strlen(REPLY_REF_PREFIX);
-    memcpy(id, stored + prefix, bytes - prefix);
-    id[bytes - prefix] = '\0';
+/* The payment as it stands (no final answer kept yet): 202 while an op is pending. */
+static pc_status current_render(store_reader_t *reader, const store_pay_object_t *object, char **text_out,
+                                size_t *bytes_out, int *http_status_out) {
     pay_payment_t p;
-    pc_status status = pay_payment_read(reader, id, &p);
-    if (status == PC_NOT_FOUND) return PC_STORE_CORRUPT; /* a stored reply names a stored payment */
+    pc_status status = payment_from_object(reader, object, &p);
     if (status != PC_OK) return status;
     json_t *doc = pay_payment_json(&p);
     *http_status_out = p.pending_op[0] != '\0' ? 202 : 200;
@@ -525,19 +541,29 @@ pc_status pay_reply_ref_render_current(store_reader_t *reader, const char *store
     return PC_OK;
 }
 
-/* The payment of a row read (a payment's): its document parsed. */
-static pc_status payment_from_object(store_reader_t *reader, const store_pay_object_t *object, pay_payment_t *out) {
-    json_t *doc = NULL, *op_versions = NULL;
-    pc_status result = pay_payment_doc(reader, object, object->version, &doc, &op_versions);
-    if (result == PC_OK) result = pay_payment_from_json(doc, out);
-    if (result == PC_OK && json_array_size(op_versions) == json_array_size(out->operations)) {
-        json_decref(out->op_versions);
-        out->op_versions = op_versions;
-        op_versions = NULL;
+pc_status pay_reply_ref_render_current(store_reader_t *reader, const char *stored, size_t bytes, char **text_out,
+                                       size_t *bytes_out, int *http_status_out) {
+    *text_out = NULL;
+    *bytes_out = 0;
+    if (!pay_reply_ref_is_current(stored, bytes)) return PC_STORE_CORRUPT;
+    char id[PAY_REPLY_REF_BYTES_MAX];
+    size_t prefix = strlen(REPLY_REF_PREFIX);
+    memcpy(id, stored + prefix, bytes - prefix);
+    id[bytes - prefix] = '\0';
+    store_pay_object_t object;
+    pc_status status = store_pay_object_get(reader, id, &object);
+    if (status == PC_NOT_FOUND) return PC_STORE_CORRUPT; /* a stored reply names a stored payment */
+    if (status != PC_OK) return status;
+    if (strcmp(object.kind, "payment") != 0) {
+        status = PC_STORE_CORRUPT;
+    } else if (object.answer_version != 0) { /* the final answer, as it was given */
+        status = version_render(reader, &object, object.answer_version, text_out, bytes_out);
+        if (status == PC_OK) *http_status_out = object.answer_status;
+    } else {
+        status = current_render(reader, &object, text_out, bytes_out, http_status_out);
     }
-    json_decref(op_versions);
-    json_decref(doc);
-    return result;
+    store_pay_object_free(&object);
+    return status;
 }
 
 pc_status pay_payment_read(store_reader_t *reader, const char *id, pay_payment_t *out) {
@@ -579,6 +605,17 @@ pc_status pay_payment_load(pay_t *pay, store_reader_t *reader, const char *id, p
     }
     store_pay_object_free(&object);
     return result;
+}
+
+pc_status pay_flow_answer_keep(pay_flow_t *flow, store_tx_t *tx) {
+    pay_reply_t *reply = &flow->reply;
+    const pay_payment_t *p = &flow->payment;
+    bool named = flow->key_written || flow->key_named;
+    if (!named || !flow->has_payment || !flow->payment_written || reply->status != PC_OK) return PC_OK;
+    if (reply->ref_version != p->version || strcmp(reply->ref_id, p->id) != 0) return PC_OK;
+    pc_status status = store_pay_answer_put(tx, p->id, p->version, reply->http_status);
+    reply->kept = status == PC_OK;
+    return status == PC_NOT_FOUND ? PC_OK : status; /* not kept: the caller stores the answer */
 }
 
 void pay_payment_transfer_add(pay_payment_t *payment, const char *transfer_id) {

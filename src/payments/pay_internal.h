@@ -236,6 +236,13 @@ size_t pay_int_text(char out[PAY_INT_TEXT_SIZE], int64_t value);
 pay_attempt_t *pay_op_attempt_put(pay_op_t *op, const gw_attempt_t *attempt);
 void pay_op_attempts_from_result(pay_op_t *op, const gw_result_t *result);
 
+/* Inside the command that makes flow->reply final, before the caller's in_tx: when the
+ * reply is the version of the flow's payment this command wrote and the caller's key's
+ * stored reply names that payment (key_in_tx, now or in a committed command), the
+ * answer is kept on the payment's row (store_pay_answer_put) and the reply marked
+ * 'kept': the key's reply is not rewritten. */
+PC_MUST_USE pc_status pay_flow_answer_keep(pay_flow_t *flow, store_tx_t *tx);
+
 /* A listing's callback: each object's document (a payment's rendered from its
  * records) appended to 'data'. */
 typedef struct {
@@ -403,6 +410,8 @@ struct pay_flow {
     bool has_idempotency;
     bool idempotency_key_new;         /* pay_caller_t's: nothing stored under the key */
     bool key_written;                 /* this command stored the key's reply (key_in_tx) */
+    bool key_named;                   /* a committed command stored it: the key's reply names
+                                         the payment, whose row keeps the final answer */
     char lock_id[PC_ID_SIZE];         /* the busy id this flow holds ("" none) */
     pay_payment_t payment;
     bool has_payment;

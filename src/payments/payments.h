@@ -222,6 +222,9 @@ typedef struct {
     char ref_id[PC_ID_SIZE];            /* "" or: the object is this payment at version
                                            'ref_version', whose record is stored */
     uint32_t ref_version;
+    bool kept;                          /* the answer is kept on the payment's row, which the
+                                           key's stored reply "@payment:<id>" names (written
+                                           by key_in_tx): in_tx stores nothing more */
     char field[128];                    /* error: the field at fault, "" when none */
     char message[192];                  /* error: "" = the code's message */
     char state[24];                     /* payment_state_conflict: the current state */
@@ -235,8 +238,9 @@ typedef struct {
     void (*done)(void *ctx, const pay_reply_t *reply);
     /* Optional. On the writer thread, in the transaction that first writes a payment made
      * under the caller's Idempotency-Key: store the key's reply as a reference to that
-     * payment as it stands (pay_reply_ref_format_current), which in_tx replaces by the
-     * final answer. So one row serves a retry from the first write on; without this hook
+     * payment (pay_reply_ref_format_current). Its final answer is then kept on the
+     * payment's row (pay_reply_t.kept), not stored again by in_tx. So one row serves a
+     * retry from the first write on and the replay after the answer; without this hook
      * the payments layer writes a lookup of its own for the key. An error fails the batch. */
     pc_status (*key_in_tx)(void *ctx, store_tx_t *tx, const char *payment_id);
     /* Optional: that transaction committed. */
@@ -251,9 +255,10 @@ typedef struct {
 bool pay_reply_ref_format(const pay_reply_t *reply, char out[PAY_REPLY_REF_BYTES_MAX]);
 /* True when 'stored' is such a reference (either form). */
 bool pay_reply_ref_is(const char *stored, size_t bytes);
-/* A reference to a payment as it stands ("@payment:<id>", no version): the reply of a
- * key whose payment has no final answer yet (the channel call runs, or the server
- * stopped before it). Rendered as the payment now: 202 while an operation is pending,
+/* A reference to a payment ("@payment:<id>", no version): the reply of the key that
+ * made it. Rendered as the final answer its row keeps (store_pay_object_t.answer_*),
+ * byte for byte and with its status; before that answer (the channel call runs, or the
+ * server stopped before it) as the payment now: 202 while an operation is pending,
  * else 200. */
 bool pay_reply_ref_format_current(const char *payment_id, char out[PAY_REPLY_REF_BYTES_MAX]);
 bool pay_reply_ref_is_current(const char *stored, size_t bytes);

@@ -42,6 +42,7 @@ static pc_status pg_pay_object_put(store_tx_t *tx, const store_pay_object_t *o) 
 }
 
 #define OBJECT_COLUMNS "id, kind, merchant_id, parent_id, status, created_ns, updated_ns, version, doc"
+#define OBJECT_ANSWER_COLUMNS OBJECT_COLUMNS ", answer_version, answer_status"
 
 /* Columns of OBJECT_COLUMNS into 'out'; the doc is borrowed from the result. */
 static void object_from_row(const PGresult *result, int row, store_pay_object_t *out) {
@@ -61,12 +62,14 @@ static void object_from_row(const PGresult *result, int row, store_pay_object_t 
 static pc_status pg_pay_object_get(store_reader_t *reader, const char *id, store_pay_object_t *out) {
     memset(out, 0, sizeof *out);
     const char *params[] = {id};
-    PGresult *result = pg_query(pg_reader_conn(reader), "SELECT " OBJECT_COLUMNS " FROM pay_objects WHERE id = $1", 1,
-                                params);
+    PGresult *result = pg_query(pg_reader_conn(reader), "SELECT " OBJECT_ANSWER_COLUMNS " FROM pay_objects"
+                                " WHERE id = $1", 1, params);
     if (result == NULL) return PC_STORE_READ_FAILED;
     pc_status status = PQntuples(result) == 1 ? PC_OK : PC_NOT_FOUND;
     if (status == PC_OK) {
         object_from_row(result, 0, out);
+        out->answer_version = (uint32_t)pg_int(result, 0, 9);
+        out->answer_status = (int)pg_int(result, 0, 10);
         char *doc = malloc(out->doc_bytes + 1);
         if (doc != NULL) memcpy(doc, out->doc, out->doc_bytes + 1);
         out->doc = doc;
@@ -74,6 +77,19 @@ static pc_status pg_pay_object_get(store_reader_t *reader, const char *id, store
     }
     PQclear(result);
     return status;
+}
+
+/* The first final answer stays (sqlite_payments.c's answer_put). */
+static pc_status pg_pay_answer_put(store_tx_t *tx, const char *payment_id, uint32_t version, int http_status) {
+    PG_U64(v, version);
+    PG_U64(http, (uint64_t)http_status);
+    const char *params[] = {payment_id, v, http};
+    int64_t rows = 0;
+    pc_status status = pg_write(pg_tx_conn(tx), "UPDATE pay_objects SET answer_version = CASE answer_version WHEN 0"
+                                " THEN $2::bigint ELSE answer_version END, answer_status = CASE answer_version WHEN 0"
+                                " THEN $3::integer ELSE answer_status END WHERE id = $1 AND kind = 'payment'", 3,
+                                params, &rows);
+    return status == PC_OK && rows == 0 ? PC_NOT_FOUND : status;
 }
 
 static pc_status pg_pay_version_put(store_tx_t *tx, const char *object_id, uint32_t version, const char *doc,
@@ -303,6 +319,7 @@ static pc_status pg_vault_card_get(store_reader_t *reader, const char *token, st
 const store_payments_ops_t store_pg_payments_ops = {
     .object_put = pg_pay_object_put,
     .object_get = pg_pay_object_get,
+    .answer_put = pg_pay_answer_put,
     .objects_list = pg_pay_objects_list,
     .version_put = pg_pay_version_put,
     .version_get = pg_pay_version_get,

@@ -292,6 +292,13 @@ static const char schema_account_transfers[] =
     "ALTER TABLE transfers DROP CONSTRAINT transfers_id_key;"
     "CREATE INDEX transfers_id ON transfers USING hash(id);";
 
+/* A payment's row keeps the final answer of the request that made it (its version and
+ * HTTP status): that request's stored reply names the payment and is not rewritten
+ * (sqlite_payments.c's version 9). */
+static const char schema_pay_answers[] =
+    "ALTER TABLE pay_objects ADD COLUMN answer_version bigint NOT NULL DEFAULT 0,"
+    "  ADD COLUMN answer_status integer NOT NULL DEFAULT 0;";
+
 /* Index i takes a database from version i to i + 1. Append only. */
 static const char *const migrations[] = {
     schema_v1,
@@ -304,6 +311,7 @@ static const char *const migrations[] = {
     schema_pay_listings, /* v8 */
     schema_account_numbers, /* v9 */
     schema_account_transfers, /* v10 */
+    schema_pay_answers, /* v11 */
 };
 
 #define PG_SCHEMA_VERSION_LATEST ((int)(sizeof migrations / sizeof migrations[0]))

@@ -27,6 +27,7 @@ enum { /* one slot per kept statement, over the files that keep them */
     STORE_STMT_PAY_OBJECT_PUT,
     STORE_STMT_PAY_OBJECT_UPDATE,
     STORE_STMT_PAY_OBJECT_GET,
+    STORE_STMT_PAY_ANSWER_PUT,
     STORE_STMT_PAY_CURSOR_FIND,
     STORE_STMT_PAY_VERSION_PUT,
     STORE_STMT_PAY_VERSION_GET,
@@ -75,6 +76,7 @@ const char *store_sqlite_events_schema(void);
 const char *store_sqlite_payments_schema(void);
 const char *store_sqlite_payments_schema_v6(void);
 const char *store_sqlite_payments_schema_v8(void);
+const char *store_sqlite_payments_schema_v9(void);
 
 /* The vault's re-encryption (store_payments.h: store_vault_cards_not_under,
  * store_vault_card_rekey, store_vault_key_retire). sqlite_vault.c. */

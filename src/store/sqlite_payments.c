@@ -36,6 +36,15 @@ const char *store_sqlite_payments_schema_v8(void) {
            "CREATE INDEX pay_objects_kind ON pay_objects(kind, created_ns, id) WHERE kind <> 'op';";
 }
 
+/* Version 9: a payment's row keeps the final answer of the request that made it (its
+ * version and HTTP status), so that the request's stored Idempotency-Key reply, written
+ * with the payment's first command as its name ("@payment:<id>"), is not rewritten by
+ * the command that answers: one row and one random index page less per payment. */
+const char *store_sqlite_payments_schema_v9(void) {
+    return "ALTER TABLE pay_objects ADD COLUMN answer_version INTEGER NOT NULL DEFAULT 0;"
+           "ALTER TABLE pay_objects ADD COLUMN answer_status INTEGER NOT NULL DEFAULT 0;";
+}
+
 const char *store_sqlite_payments_schema(void) {
     return "CREATE TABLE IF NOT EXISTS pay_objects("
            "  id TEXT PRIMARY KEY,"
@@ -80,6 +89,7 @@ const char *store_sqlite_payments_schema(void) {
 /* ---- statements kept by each connection (sqlite_stmt_cache.c) ---- */
 
 #define OBJECT_COLUMNS "id, kind, merchant_id, parent_id, status, created_ns, updated_ns, version, doc"
+#define OBJECT_ANSWER_COLUMNS OBJECT_COLUMNS ", answer_version, answer_status"
 
 static const char *const statement_sql[STORE_STMT_SLOT_COUNT] = {
     [STORE_STMT_PAY_OBJECT_PUT] =
@@ -90,7 +100,12 @@ static const char *const statement_sql[STORE_STMT_SLOT_COUNT] = {
     [STORE_STMT_PAY_OBJECT_UPDATE] =
         "UPDATE pay_objects SET status = ?5, updated_ns = ?7, version = ?8, doc = ?9 WHERE id = ?1 AND kind = ?2"
         " AND merchant_id = ?3 AND parent_id = ?4 AND created_ns = ?6",
-    [STORE_STMT_PAY_OBJECT_GET] = "SELECT " OBJECT_COLUMNS " FROM pay_objects WHERE id = ?1",
+    [STORE_STMT_PAY_OBJECT_GET] = "SELECT " OBJECT_ANSWER_COLUMNS " FROM pay_objects WHERE id = ?1",
+    /* the first final answer stays: a later command of the payment never replaces it */
+    [STORE_STMT_PAY_ANSWER_PUT] =
+        "UPDATE pay_objects SET answer_status = CASE answer_version WHEN 0 THEN ?3 ELSE answer_status END,"
+        " answer_version = CASE answer_version WHEN 0 THEN ?2 ELSE answer_version END"
+        " WHERE id = ?1 AND kind = 'payment'",
     [STORE_STMT_PAY_CURSOR_FIND] = "SELECT created_ns, merchant_id FROM pay_objects WHERE id = ?1 AND kind = ?2",
     [STORE_STMT_PAY_VERSION_PUT] = "INSERT OR IGNORE INTO pay_versions(object_id, version, doc) VALUES(?1, ?2, ?3)",
     [STORE_STMT_PAY_VERSION_GET] = "SELECT doc FROM pay_versions WHERE object_id = ?1 AND version = ?2",
@@ -141,9 +156,11 @@ static pc_status object_write(store_conn_t c, int slot, const store_pay_object_t
 }
 
 /* An update in place when the row exists with the same listing keys (every new
- * version of an object), else the whole row. */
+ * version of an object), else the whole row; a first version is the whole row at once
+ * (no lookup that finds nothing first). */
 static pc_status sqlite_pay_object_put(store_tx_t *tx, const store_pay_object_t *o) {
     store_conn_t c = store_sqlite_tx_conn(tx);
+    if (o->version <= 1) return object_write(c, STORE_STMT_PAY_OBJECT_PUT, o);
     pc_status status = object_write(c, STORE_STMT_PAY_OBJECT_UPDATE, o);
     if (status != PC_OK || sqlite3_changes(c.db) == 1) return status;
     return object_write(c, STORE_STMT_PAY_OBJECT_PUT, o);
@@ -174,6 +191,8 @@ static pc_status sqlite_pay_object_get(store_reader_t *reader, const char *id, s
     pc_status status = rc == SQLITE_ROW ? PC_OK : rc == SQLITE_DONE ? PC_NOT_FOUND : PC_STORE_READ_FAILED;
     if (status == PC_OK) {
         object_from_row(stmt, out);
+        out->answer_version = (uint32_t)sqlite3_column_int64(stmt, 9);
+        out->answer_status = sqlite3_column_int(stmt, 10);
         char *doc = malloc(out->doc_bytes + 1);
         if (doc == NULL) {
             status = PC_NO_MEMORY;
@@ -186,6 +205,18 @@ static pc_status sqlite_pay_object_get(store_reader_t *reader, const char *id, s
     }
     give_back(c, STORE_STMT_PAY_OBJECT_GET, stmt);
     return status;
+}
+
+/* PC_OK also when the row had an answer already (it stays); PC_NOT_FOUND: no such payment. */
+static pc_status sqlite_pay_answer_put(store_tx_t *tx, const char *payment_id, uint32_t version, int http_status) {
+    store_conn_t c = store_sqlite_tx_conn(tx);
+    sqlite3_stmt *stmt;
+    if (take(c, STORE_STMT_PAY_ANSWER_PUT, &stmt, PC_STORE_COMMIT_FAILED) != PC_OK) return PC_STORE_COMMIT_FAILED;
+    sqlite3_bind_text(stmt, 1, payment_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 2, (sqlite3_int64)version);
+    sqlite3_bind_int(stmt, 3, http_status);
+    pc_status status = step_done(c, STORE_STMT_PAY_ANSWER_PUT, stmt);
+    return status == PC_OK && sqlite3_changes(c.db) == 0 ? PC_NOT_FOUND : status;
 }
 
 /* The created_ns of 'id' when it belongs to the listing's kind; PC_NOT_FOUND otherwise. */
@@ -447,6 +478,7 @@ static pc_status sqlite_vault_card_get(store_reader_t *reader, const char *token
 const store_payments_ops_t store_sqlite_payments_ops = {
     .object_put = sqlite_pay_object_put,
     .object_get = sqlite_pay_object_get,
+    .answer_put = sqlite_pay_answer_put,
     .objects_list = sqlite_pay_objects_list,
     .version_put = sqlite_pay_version_put,
     .version_get = sqlite_pay_version_get,

@@ -120,6 +120,9 @@ static const schema_migration migrations[] = {
     {"DROP INDEX IF EXISTS events_by_type;"
      "DROP INDEX IF EXISTS events_by_object;",
      store_sqlite_payments_schema_v8},
+    /* v9: a payment's row keeps the final answer of the request that made it (its
+     * stored reply is not rewritten) */
+    {"", store_sqlite_payments_schema_v9},
 };
 
 #define SCHEMA_VERSION_LATEST ((int)(sizeof(migrations) / sizeof(migrations[0])))

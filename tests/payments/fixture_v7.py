@@ -11,7 +11,9 @@ every read below, as the v7 binary answered them. It was made by
   PAYCORE_BIN=<the same> python3 tests/payments/fixture_v7.py make-pg
 
 The second makes fixtures/v7-pg: the same on PostgreSQL (a throwaway cluster), the
-database kept as pg_dump's SQL.
+database kept as pg_dump's SQL. fixtures/v8 and fixtures/v8-pg (for
+test_payments_migrate_v8.py) are the same requests on the binary of SQLite schema
+version 8 (PostgreSQL 9), made by `make-v8` and `make-v8-pg`.
 
 Holds last ten years (--authorization-window-s) so that the authorized payments are
 still capturable whenever the test runs; the test keeps replies and events as long."""
@@ -32,6 +34,8 @@ import pgcluster  # noqa: E402
 
 FIXTURE = os.path.join(HERE, "fixtures", "v7")
 FIXTURE_PG = os.path.join(HERE, "fixtures", "v7-pg")
+FIXTURE_V8 = os.path.join(HERE, "fixtures", "v8")
+FIXTURE_V8_PG = os.path.join(HERE, "fixtures", "v8-pg")
 WINDOW_S = "315000000"  # ten years: the fixture's holds never expire under the test
 SERVER_FILES = ("api.db", "api.db-index", "api.db.idkey", "api.db.key", "api.db.key.pub", "api.db.vault-key",
                 "api.db.webhook-key")
@@ -205,14 +209,18 @@ def snapshot(env, keys):
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] not in (["make"], ["make-pg"]):
-        sys.exit("usage: PAYCORE_BIN=<paycore of schema v7> python3 tests/payments/fixture_v7.py make|make-pg")
+    targets = {"make": (FIXTURE, False), "make-pg": (FIXTURE_PG, True), "make-v8": (FIXTURE_V8, False),
+               "make-v8-pg": (FIXTURE_V8_PG, True)}
+    if len(sys.argv) != 2 or sys.argv[1] not in targets:
+        sys.exit("usage: PAYCORE_BIN=<paycore of schema v7 (v8)> python3 tests/payments/fixture_v7.py"
+                 " make|make-pg|make-v8|make-v8-pg")
     print("making the fixture with", BIN)
-    if sys.argv[1] == "make":
-        make(FIXTURE)
+    fixture, on_pg = targets[sys.argv[1]]
+    if not on_pg:
+        make(fixture)
     else:
         pg = pgcluster.Cluster()
         try:
-            make(FIXTURE_PG, pg)
+            make(fixture, pg)
         finally:
             pg.close()

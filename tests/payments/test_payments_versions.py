@@ -1,8 +1,10 @@
 """Goal: a payment is stored as one appended record per version (schema version 6): a
 command appends the record of what it did and rewrites nothing; an operation entry that
 did not change is a reference to the record that holds it whole; the payment's row keeps
-its listing columns only. Any version renders exactly as it was answered, and payments
-written whole by schema version 5 stay readable and go on after the migration.
+its listing columns only (and, since version 9, the final answer of the request that
+made it, whose Idempotency-Key reply names the payment and is written once). Any
+version renders exactly as it was answered, also on a replay after a restart, and
+payments written whole by schema version 5 stay readable and go on after the migration.
 Method: a real server and simulators; a payment authorized, captured in part and then
 captured in full, each with its Idempotency-Key; the SQLite file read directly after a
 clean stop (rows and records); then the payment's row rewritten as version 5 wrote it
@@ -57,6 +59,15 @@ def stored_reply(db, idempotency_key):
     return row[0] if row else None
 
 
+def answer_kept(db, payment_id):
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute("SELECT answer_version, answer_status FROM pay_objects WHERE id = ?",
+                            (payment_id,)).fetchone()
+    finally:
+        conn.close()
+
+
 def make_v5(db, payment_id, doc_text, replies):
     """The payment's row as schema version 5 wrote it: the whole document, no records,
     and the Idempotency-Key replies stored whole."""
@@ -66,6 +77,8 @@ def make_v5(db, payment_id, doc_text, replies):
         for key, body in replies.items():
             conn.execute("UPDATE idempotency_keys SET body = ? WHERE idempotency_key = ?", (body, key))
         conn.execute("DROP TABLE pay_versions")
+        for column in ("answer_version", "answer_status"):  # version 9's
+            conn.execute("ALTER TABLE pay_objects DROP COLUMN " + column)
         conn.execute("PRAGMA user_version = 5")
         conn.commit()
     finally:
@@ -91,10 +104,20 @@ def main():
         env.stop()
         check_records(env, pid, got.json)
 
-        for key, answer in (("v-auth", created), ("v-cap1", part)):
-            ref = stored_reply(env.server.db, key)
-            check(ref == "@payment:%s:%d" % (pid, answer.json["version"]),
-                  "the stored reply of %s is a reference to the version it answered with: %r" % (key, ref))
+        ref = stored_reply(env.server.db, "v-cap1")
+        check(ref == "@payment:%s:%d" % (pid, part.json["version"]),
+              "the capture's stored reply is a reference to the version it answered with: %r" % ref)
+        ref = stored_reply(env.server.db, "v-auth")
+        check(ref == "@payment:%s" % pid, "the stored reply of the key that made the payment names it, written"
+              " once with the payment's first command and not rewritten by its answer: %r" % ref)
+        check(answer_kept(env.server.db, pid) == (created.json["version"], 201),
+              "the payment's row keeps the version and status its creation answered with: %r"
+              % (answer_kept(env.server.db, pid),))
+        env.start()
+        replay = expect(m.post("/v1/payments", card_payment(1999), headers={"Idempotency-Key": "v-auth"}), 201)
+        check(replay.raw == created.raw, "after a restart the authorization's replay still answers its first"
+              " answer byte for byte, not the payment as it stands (%s)" % got.json["status"])
+        env.stop()
         make_v5(env.server.db, pid, got.raw, {"v-auth": created.raw, "v-cap1": part.raw})
         env.start()
         again = expect(m.get("/v1/payments/" + pid), 200)

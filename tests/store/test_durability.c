@@ -796,9 +796,12 @@ static void test_version_1_migrates(void) {
     sqlite3 *db;
     ASSERT_EQ(sqlite3_open(db_path, &db), SQLITE_OK);
     /* What version 1 left after the lost-seq bug: rows behind, a seq ahead (and
-     * neither version 2's table name nor version 3's idempotency column). */
+     * neither version 2's table name nor version 3's idempotency column, nor version
+     * 9's payment answer columns). */
     ASSERT_EQ(sqlite3_exec(db, "DROP INDEX idempotency_keys_created;"
                                "ALTER TABLE idempotency_keys DROP COLUMN row_bytes;"
+                               "ALTER TABLE pay_objects DROP COLUMN answer_version;"
+                               "ALTER TABLE pay_objects DROP COLUMN answer_status;"
                                "ALTER TABLE journal_checkpoints RENAME TO checkpoints;"
                                "UPDATE accounts SET credits_posted = 100 WHERE id = 'b';"
                                "UPDATE accounts SET debits_posted = 100 WHERE id = 'a';"
