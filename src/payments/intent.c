@@ -151,14 +151,36 @@ static risk_channel risk_channel_of(pay_method method) {
     return RISK_CHANNEL_ECOMMERCE;
 }
 
+/* {"score", "reasons": [{"code", "action"}]}, built member by member (json_pack parses
+ * its format for every payment); a reason whose code jansson refuses is left out, as
+ * json_pack's NULL was. */
+static json_t *risk_reason_json(const risk_reason_t *reason) {
+    json_t *code = json_string(reason->code), *o = code != NULL ? json_object() : NULL;
+    if (o == NULL) {
+        json_decref(code);
+        return NULL;
+    }
+    json_object_set_new_nocheck(o, "code", code);
+    json_object_set_new_nocheck(o, "action", json_string_nocheck(reason->action == RISK_ACTION_DECLINE ? "decline"
+                                                                                                     : "review"));
+    return o;
+}
+
 static json_t *risk_detail_json(const risk_decision_t *d) {
-    json_t *reasons = json_array();
-    for (uint32_t i = 0; i < d->reason_count; i++) {
-        json_array_append_new(reasons, json_pack("{s:s,s:s}", "code", d->reasons[i].code, "action",
-                                                 d->reasons[i].action == RISK_ACTION_DECLINE ? "decline" : "review"));
+    json_t *reasons = json_array(), *o = json_object();
+    for (uint32_t i = 0; reasons != NULL && i < d->reason_count; i++) {
+        json_array_append_new(reasons, risk_reason_json(&d->reasons[i]));
     }
     json_t *score = isnan(d->score) ? json_null() : json_real((double)d->score);
-    return json_pack("{s:o,s:o}", "score", score, "reasons", reasons);
+    if (o == NULL || reasons == NULL || score == NULL) {
+        json_decref(o);
+        json_decref(reasons);
+        json_decref(score);
+        return NULL;
+    }
+    json_object_set_new_nocheck(o, "score", score);
+    json_object_set_new_nocheck(o, "reasons", reasons);
+    return o;
 }
 
 /* Scores the payment; PC_OK with payment->risk filled (approve when no engine runs). */

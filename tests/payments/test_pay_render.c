@@ -196,6 +196,7 @@ static void test_random_sweep(void) {
 
 static json_t *random_detail(bool odd) {
     if (rng_below(6) == 0) return NULL;
+    if (rng_below(8) == 0) return json_object(); /* an empty detail */
     json_t *reasons = json_array();
     uint32_t n = rng_below(4);
     for (uint32_t i = 0; i < n; i++) {
@@ -205,7 +206,6 @@ static json_t *random_detail(bool odd) {
     }
     static const double scores[] = {0.0, 1.0, 0.5, 0.123456789, 1e-20, 3.0e5, 0.1};
     json_t *score = rng_below(5) == 0 ? json_null() : json_real(scores[rng_below(7)] * (rng_below(2) ? 1 : -1));
-    if (rng_below(8) == 0) return json_object(); /* an empty detail */
     return json_pack("{s:o,s:o}", "score", score, "reasons", reasons);
 }
 
