@@ -466,9 +466,15 @@ def standby_reads(s, a, b, c, model, by_shard):
     moved = [s.sql(i, "SELECT value FROM paycore_meta WHERE key = 'accounts_as_of_seq'") for i in range(2)]
     check(moved[0] != as_of[0], "shard 0 wrote a balance snapshot meanwhile: %r then %r" % (as_of, moved))
     same_reads([a, b, c], sorted(model.posted), s.admin_key, "admin key, past a snapshot")
+    y1 = by_shard[1][1]
+    expect(client.post("/v1/transfers", transfer("sb-l1", y0, y1, 4)), 201, what="a local transfer on shard 1")
+    model.post(y0, y1, 4)
     transfer_ids = ["local-b", "cross-c", "idem-n", "sb-h1", "sb-h2", "sb-h3", "sb-p1", "sb-v2", "sb-t0", "sb-t1",
-                    "no-such-transfer"]
+                    "sb-l1", "no-such-transfer"]
     same_reads([a, b, c], transfer_ids, s.admin_key, "admin key", kind="transfers")
+    for tid in ("local-b", "sb-l1", "sb-t1"):  # shard 0's with the key, shard 1's read at once, across
+        r = expect(pcapi.Client(b.port, s.admin_key).get("/v1/transfers/" + tid), 200, what=tid + " via B")
+        check(r.headers.get("x-request-id", "").startswith("fwd-"), "B answered %s itself: %r" % (tid, r.headers))
     standby_account_lists(s, a, b, c, model, by_shard)
     lists = standby_lists(s, a, b, c, model)
     r = expect(pcapi.Client(b.port, s.admin_key).get("/v1/transfers/sb-h3"), 200, what="sb-h3 via B")
