@@ -1,7 +1,8 @@
 /* store/pg_tx.c: one PostgreSQL transaction per writer batch, and the balance
  * snapshot. Writer thread only. The same rows as the SQLite backend (sqlite_tx.c),
- * sent as one COPY per table a batch (accounts, transfers, burned ids, history; the
- * transfers in binary, sent while they are made: pg_stream_*) and
+ * sent as one COPY per table a batch (accounts, transfers, burned ids, history, and
+ * the accounts' lists of their transfers, account_transfers; the transfers and the
+ * lists in binary, the transfers sent while they are made: pg_stream_*) and
  * one UPDATE ... FROM unnest() for pending states and snapshot balances: a handful
  * of round trips a batch, however many rows it has.
  *
