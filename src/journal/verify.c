@@ -914,6 +914,21 @@ static bool ids_unique(verify_t *v) {
     return !stopped(v);
 }
 
+/* An account's list of transfers holds exactly the transfers naming the account: a
+ * transfer missing there is missing from the account's pages. */
+static bool account_lists_match(verify_t *v) {
+    bool ready = false;
+    row_t cols = row_of(v, JOURNAL_STREAM_ACCOUNT_LISTS);
+    if (!stream_open(v, JOURNAL_STREAM_ACCOUNT_LISTS, "prepare account list check")) return false;
+    if (stream_step(v, JOURNAL_STREAM_ACCOUNT_LISTS, &ready, "account list check")) {
+        char id[PC_ID_SIZE];
+        if (!column_text(cols, 2, id, sizeof(id))) snprintf(id, sizeof(id), "(unreadable)");
+        discrepancy(v, "account no %" PRId64 ": its list of transfers disagrees with the transfers at timestamp %"
+                    PRId64 " (transfer %s)", column_shown(cols, 0), column_shown(cols, 1), id[0] ? id : "(none)");
+    }
+    return !stopped(v);
+}
+
 static bool leftovers_none(verify_t *v) {
     if (v->account_cursor < v->account_count) {
         const verify_account_t *a = &v->accounts[v->account_cursor];
@@ -1109,7 +1124,7 @@ pc_status journal_verify_rows(journal_rows_open_fn open, const char *location, c
         v->key_given = v->key_known = true;
     }
     if (!stopped(v) && database_open(v, open, location) && accounts_load(v) && streams_open(v) &&
-        journal_walk(v) && leftovers_none(v) && ids_unique(v) && balances_verify(v)) {
+        journal_walk(v) && leftovers_none(v) && ids_unique(v) && account_lists_match(v) && balances_verify(v)) {
         pending_left_open(v);
     }
     memcpy(report->head_hash, v->hash, JOURNAL_HASH_BYTES);

@@ -78,6 +78,12 @@ typedef enum {
     /* at most one row: id, count of a transfer id that appears more than once among
      * committed transfers and burned ids together */
     JOURNAL_STREAM_DUPLICATE_IDS,
+    /* at most one row: account number, timestamp, the transfer's id (or null) where the
+     * backend's own lists of an account's transfers disagree with the transfers (an
+     * entry no transfer of that account has, a transfer missing from its account's
+     * list, a row keyed wrong); no row where the lists are an index the database keeps
+     * (SQLite's derived index file, PostgreSQL before schema version 10) */
+    JOURNAL_STREAM_ACCOUNT_LISTS,
     JOURNAL_STREAM_COUNT
 } journal_stream_t;
 

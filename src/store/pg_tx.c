@@ -1,7 +1,8 @@
 /* store/pg_tx.c: one PostgreSQL transaction per writer batch, and the balance
  * snapshot. Writer thread only. The same rows as the SQLite backend (sqlite_tx.c),
- * sent as one COPY per table a batch (accounts, transfers, burned ids, history; the
- * transfers in binary, sent while they are made: pg_stream_*) and
+ * sent as one COPY per table a batch (accounts, transfers, burned ids, history, and
+ * the accounts' lists of their transfers, account_transfers; the transfers and the
+ * lists in binary, the transfers sent while they are made: pg_stream_*) and
  * one UPDATE ... FROM unnest() for pending states and snapshot balances: a handful
  * of round trips a batch, however many rows it has.
  *
@@ -296,9 +297,30 @@ static bool shard_accounts_write(pg_tx_t *tx, const ledger_changes_t *c) {
 #define ACCOUNT_TRANSFERS_COPY_SQL \
     "COPY account_transfers(account_no, timestamp_last, timestamps) FROM STDIN (FORMAT binary)"
 
-static int key_compare(const void *a, const void *b) {
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
+/* Sorts 'keys' by their upper 32 bits (the account), keeping the order of equal ones:
+ * a radix sort, 11 bits a pass, as many passes as the largest account needs (qsort's
+ * comparisons were a tenth of the writer's CPU a batch). 'scratch' holds 'count'. */
+#define KEY_RADIX_BITS 11
+#define KEY_DIGIT(key, shift) ((uint32_t)((key) >> (shift)) & ((1u << KEY_RADIX_BITS) - 1))
+static void keys_sort(uint64_t *keys, uint64_t *scratch, uint32_t count, uint32_t account_max) {
+    uint64_t *from = keys, *to = scratch;
+    uint32_t shift = 32;
+    do {
+        uint32_t offsets[1u << KEY_RADIX_BITS] = {0};
+        for (uint32_t i = 0; i < count; i++) offsets[KEY_DIGIT(from[i], shift)]++;
+        uint32_t sum = 0;
+        for (uint32_t d = 0; d < (1u << KEY_RADIX_BITS); d++) {
+            uint32_t n = offsets[d];
+            offsets[d] = sum;
+            sum += n;
+        }
+        for (uint32_t i = 0; i < count; i++) to[offsets[KEY_DIGIT(from[i], shift)]++] = from[i];
+        uint64_t *sorted = to;
+        to = from;
+        from = sorted;
+        shift += KEY_RADIX_BITS;
+    } while (shift < 64 && (account_max >> (shift - 32)) != 0);
+    if (from != keys) memcpy(keys, from, sizeof *keys * count);
 }
 
 /* Each account's transfers in this batch, as rows of account_transfers (schema v10):
@@ -308,10 +330,14 @@ static int key_compare(const void *a, const void *b) {
 static bool account_rows_make(pg_copy_stream_t *rows, const ledger_changes_t *c) {
     uint32_t count = 2 * c->transfers_count;
     /* (account << 32 | transfer index): sorted, each account's transfers in time order */
-    uint64_t *keys = malloc(sizeof *keys * count);
+    uint64_t *keys = malloc(2 * sizeof *keys * count);
     if (keys == NULL) return false;
-    for (uint32_t i = 0; i < count; i++) keys[i] = (uint64_t)c->transfer_accounts[i] << 32 | (i / 2);
-    qsort(keys, count, sizeof *keys, key_compare);
+    uint32_t account_max = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        keys[i] = (uint64_t)c->transfer_accounts[i] << 32 | (i / 2);
+        if (c->transfer_accounts[i] > account_max) account_max = c->transfer_accounts[i];
+    }
+    keys_sort(keys, keys + count, count, account_max);
     int64_t timestamps[STORE_PG_ACCOUNT_ROW_TIMESTAMPS];
     uint32_t held = 0;
     for (uint32_t k = 0; k < count; k++) {

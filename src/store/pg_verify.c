@@ -24,6 +24,7 @@ typedef struct {
     journal_rows_t base;  /* first */
     PGconn *conn;
     pg_stream_t streams[JOURNAL_STREAM_COUNT];
+    bool account_lists;   /* the database has account_transfers (schema v10) */
     char error[JOURNAL_REPORT_TEXT_BYTES];
 } pg_rows_t;
 
@@ -36,7 +37,18 @@ typedef struct {
 #define PG_VERIFY_TRANSFERS_FROM                                                                        \
     "transfers t LEFT JOIN accounts d ON d.no = t.debit_no LEFT JOIN accounts c ON c.no = t.credit_no"
 
-static const char *stream_sql(journal_stream_t stream) {
+/* Schema v10: account_transfers' timestamps against the transfers' two accounts
+ * (multisets: an entry twice is a discrepancy too), and each row keyed by its last. */
+#define ACCOUNT_LIST_ENTRIES "SELECT account_no, ts FROM account_transfers, unnest(timestamps) AS ts"
+#define TRANSFER_SIDES "SELECT debit_no, timestamp FROM transfers UNION ALL SELECT credit_no, timestamp FROM transfers"
+#define ACCOUNT_LISTS_SQL                                                                              \
+    "SELECT x.no, x.ts, t.id FROM ((" ACCOUNT_LIST_ENTRIES " EXCEPT ALL (" TRANSFER_SIDES "))"            \
+    " UNION ALL ((" TRANSFER_SIDES ") EXCEPT ALL " ACCOUNT_LIST_ENTRIES ")"                             \
+    " UNION ALL SELECT account_no, timestamp_last FROM account_transfers WHERE cardinality(timestamps) = 0" \
+    " OR timestamp_last IS DISTINCT FROM (SELECT max(ts) FROM unnest(timestamps) AS ts)) AS x(no, ts)"   \
+    " LEFT JOIN transfers t ON t.timestamp = x.ts LIMIT 1"
+
+static const char *stream_sql(journal_stream_t stream, bool account_lists) {
     switch (stream) {
     case JOURNAL_STREAM_ACCOUNT_COUNT: return "SELECT count(*) FROM accounts";
     case JOURNAL_STREAM_ACCOUNTS:
@@ -57,6 +69,8 @@ static const char *stream_sql(journal_stream_t stream) {
     case JOURNAL_STREAM_DUPLICATE_IDS:
         return "SELECT id, count(*) FROM (SELECT id FROM transfers UNION ALL"
                " SELECT id FROM transfer_failures) AS ids GROUP BY id HAVING count(*) > 1 LIMIT 1";
+    case JOURNAL_STREAM_ACCOUNT_LISTS:
+        return account_lists ? ACCOUNT_LISTS_SQL : "SELECT 0, 0::bigint, NULL::text WHERE false";
     case JOURNAL_STREAM_COUNT: break;
     }
     return NULL;
@@ -70,8 +84,9 @@ static pc_status rows_fail(pg_rows_t *rows) {
 static pc_status rows_stream_open(journal_rows_t *base, journal_stream_t stream) {
     pg_rows_t *rows = (pg_rows_t *)base;
     PC_ASSERT(stream < JOURNAL_STREAM_COUNT && !rows->streams[stream].open);
-    char sql[1024];
-    snprintf(sql, sizeof sql, "DECLARE pc_verify_%d NO SCROLL CURSOR FOR %s", (int)stream, stream_sql(stream));
+    char sql[2048];
+    snprintf(sql, sizeof sql, "DECLARE pc_verify_%d NO SCROLL CURSOR FOR %s", (int)stream,
+             stream_sql(stream, rows->account_lists));
     if (!pg_exec_ok(rows->conn, sql)) return rows_fail(rows);
     rows->streams[stream].open = true;
     return PC_OK;
@@ -195,6 +210,15 @@ pc_status store_pg_verify_open(const char *location, journal_rows_t **out, char 
         status = PC_STORE_READ_FAILED;
     }
     if (status == PC_OK) status = kind_check(rows->conn, detail, detail_bytes);
+    PGresult *result = status == PC_OK ? pg_query(rows->conn, "SELECT to_regclass('account_transfers') IS NOT NULL",
+                                                  0, NULL) : NULL;
+    if (status == PC_OK && result == NULL) {
+        char line[400];
+        snprintf(detail, detail_bytes, "reading the schema: %s", pg_error_line(rows->conn, line, sizeof line));
+        status = PC_STORE_READ_FAILED;
+    }
+    if (result != NULL) rows->account_lists = strcmp(PQgetvalue(result, 0, 0), "t") == 0;
+    PQclear(result);
     if (status != PC_OK) {
         rows_close(&rows->base);
         return status;

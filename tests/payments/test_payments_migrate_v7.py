@@ -93,7 +93,9 @@ def check_reads_same(before, now):
 
 
 def check_schema(store):
-    want = 8 if store.cluster is None else 9  # PostgreSQL's version 9: transfers name accounts by number
+    # SQLite's version 9: a payment's row keeps its final answer; PostgreSQL's version 9:
+    # transfers name accounts by number, 10: account_transfers, 11: the payment's answer
+    want = 9 if store.cluster is None else 11
     check(store.version() >= want, "migrated to version %d or later: %r" % (want, store.version()))
     indexes = store.indexes()
     unused = {"pay_objects_parent"} | ({"events_by_type", "events_by_object"} if store.cluster is None else set())

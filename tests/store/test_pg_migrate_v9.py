@@ -10,7 +10,8 @@ disabled, auto_explain). Then the ledger goes on: an account with more than 64
 transfers in one batch (several rows for one batch) pages in both orders exactly as
 the transfers were made, a restart changes nothing, account_transfers still lists
 every transfer once under each of its accounts, and `paycore verify` passes; a
-repeated transfer id (the hash index does not refuse one) is named by verify.
+repeated transfer id (the hash index does not refuse one) and a transfer taken out of
+its account's list are each named by verify.
 Method: the fixture's pg_dump restored into a throwaway cluster (pgcluster.py) with
 auto_explain, a real `paycore serve --store URL` over loopback, psql."""
 import os
@@ -105,6 +106,16 @@ def main():
         out = v8.verify(server)
         check(out.returncode != 0 and "t-03" in out.stdout + out.stderr,
               "verify names a repeated transfer id: %s %s" % (out.stdout[-500:], out.stderr[-500:]))
+        cluster.sql(DB, "DELETE FROM transfers WHERE id = 't-03' AND timestamp = (SELECT max(timestamp) FROM transfers"
+                        " WHERE id = 't-03')")
+        check(v8.verify(server).returncode == 0, "verify passes again without the repeated id")
+        cluster.sql(DB, "UPDATE account_transfers e SET timestamps = array_remove(e.timestamps, t.timestamp) FROM"
+                        " transfers t WHERE t.id = 't-05' AND e.account_no = t.debit_no"
+                        " AND t.timestamp = ANY(e.timestamps)")
+        out = v8.verify(server)
+        check(out.returncode != 0 and "t-05" in out.stdout + out.stderr and "list of transfers" in out.stdout,
+              "verify names a transfer missing from its account's list: %s %s" % (out.stdout[-500:],
+                                                                                  out.stderr[-500:]))
         print("ok: %d reads the same after the migration to version 10" % count)
     finally:
         server.close()
