@@ -293,12 +293,15 @@ pc_status store_shard_reader_cut(store_reader_t *reader, uint64_t *seq_out) {
     " LATERAL (SELECT coalesce(sum(" AS_OF_PENDING_DELTA "), 0) AS pending,"                       \
     "  coalesce(sum(" AS_OF_POSTED_DELTA "), 0) AS posted,"                                        \
     "  count(*) FILTER (WHERE p.amount IS NULL AND t.flags & ($3::integer | $4::integer) <> 0) AS orphans" \
-    "  FROM transfers t LEFT JOIN transfers p ON p.id = t.pending_id"                              \
-    "  WHERE t." side " = a.no AND t.timestamp > b.after_ts AND t.batch_seq > b.lo AND t.batch_seq <= b.hi)"
+    "  FROM account_transfers e, unnest(e.timestamps) AS u(ts)"                                    \
+    "  JOIN transfers t ON t.timestamp = u.ts LEFT JOIN transfers p ON p.id = t.pending_id"          \
+    "  WHERE e.account_no = a.no AND e.timestamp_last > b.after_ts AND u.ts > b.after_ts"             \
+    "  AND t." side " = a.no AND t.batch_seq > b.lo AND t.batch_seq <= b.hi)"
 /* The balances of the accounts numbered $1 as of journal seq $2: each row's snapshot
  * (as of accounts_as_of_seq) plus what the transfers between the snapshot and $2 did,
- * or minus it when the snapshot is the later one; those transfers are an index range
- * above the last timestamp of the earlier of the two batches (as on a standby, §7).
+ * or minus it when the snapshot is the later one; those transfers are the account's
+ * account_transfers rows above the last timestamp of the earlier of the two batches
+ * (as on a standby, §7), joined to transfers by their timestamp key.
  * One statement: one snapshot of the rows, the meta row and the transfers. */
 static const char as_of_balances_sql[] =
     "WITH m AS MATERIALIZED (SELECT value::bigint AS as_of FROM paycore_meta WHERE key = 'accounts_as_of_seq'),"
