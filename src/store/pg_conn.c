@@ -517,14 +517,16 @@ void pg_transfer_from_row(const PGresult *result, int row, ledger_transfer_t *t)
     t->metadata_json = PQgetisnull(result, row, 10) ? NULL : PQgetvalue(result, row, 10);
 }
 
+void pg_transfer_row_take(PGresult *result, int row, store_transfer_t *out) {
+    pg_transfer_from_row(result, row, &out->transfer);
+    out->pending_state = (ledger_pending_state)pg_int(result, row, 11);
+    out->metadata_owned = pc_strdup(out->transfer.metadata_json);
+    out->transfer.metadata_json = out->metadata_owned;
+}
+
 pc_status pg_transfer_result_take(PGresult *result, store_transfer_t *out) {
     pc_status status = PQntuples(result) == 1 ? PC_OK : PC_NOT_FOUND;
-    if (status == PC_OK) {
-        pg_transfer_from_row(result, 0, &out->transfer);
-        out->pending_state = (ledger_pending_state)pg_int(result, 0, 11);
-        out->metadata_owned = pc_strdup(out->transfer.metadata_json);
-        out->transfer.metadata_json = out->metadata_owned;
-    }
+    if (status == PC_OK) pg_transfer_row_take(result, 0, out);
     PQclear(result);
     return status;
 }

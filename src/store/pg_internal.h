@@ -152,6 +152,9 @@ bool pg_stream_join(pg_copy_async_t *async);
 void pg_transfer_from_row(const PGresult *result, int row, ledger_transfer_t *out);
 /* The one transfer a "SELECT PG_TRANSFER_COLUMNS ... WHERE id = $1" found into 'out'
  * (metadata copied: out->metadata_owned); PC_NOT_FOUND when none. Clears 'result'. */
+/* Row 'row' of 'result' (PG_TRANSFER_COLUMNS, then the pending state) into 'out', its
+ * metadata copied (out->metadata_owned). */
+void pg_transfer_row_take(PGresult *result, int row, store_transfer_t *out);
 pc_status pg_transfer_result_take(PGresult *result, store_transfer_t *out);
 void pg_account_from_row(const PGresult *result, int row, ledger_account_t *out);
 /* A transfer row names its accounts by number (schema v9): read with their ids,

@@ -104,20 +104,34 @@ static pc_status position_of(pg_reader_t *reader, const char *sql, const char *i
     return status;
 }
 
-/* Calls 'fn' for up to query->limit account rows of 'result' (one more than a page),
- * their balances as of one batch boundary (store_shadow_read_page). */
-static pc_status accounts_emit(pg_reader_t *reader, PGresult *result, const store_query_t *query,
-                               store_account_fn fn, void *ctx, bool *has_more) {
+/* The page's accounts (at most query->limit of the rows of 'result', one more than a
+ * page) and their numbers, into arrays the caller frees. */
+static pc_status accounts_take(PGresult *result, const store_query_t *query, ledger_account_t **accounts_out,
+                               uint32_t **nos_out, uint32_t *count_out, bool *has_more) {
     int rows = PQntuples(result);
     *has_more = (uint32_t)rows > query->limit;
     uint32_t count = (uint32_t)rows < query->limit ? (uint32_t)rows : query->limit;
     ledger_account_t *accounts = calloc(count + 1, sizeof *accounts);
     uint32_t *nos = calloc(count + 1, sizeof *nos);
-    pc_status status = accounts != NULL && nos != NULL ? PC_OK : PC_NO_MEMORY;
-    for (uint32_t row = 0; status == PC_OK && row < count; row++) {
+    *accounts_out = accounts;
+    *nos_out = nos;
+    *count_out = count;
+    if (accounts == NULL || nos == NULL) return PC_NO_MEMORY;
+    for (uint32_t row = 0; row < count; row++) {
         pg_account_from_row(result, (int)row, &accounts[row]);
         nos[row] = (uint32_t)pg_int(result, (int)row, 10);
     }
+    return PC_OK;
+}
+
+/* Calls 'fn' for up to query->limit account rows of 'result' (one more than a page),
+ * their balances as of one batch boundary (store_shadow_read_page). */
+static pc_status accounts_emit(pg_reader_t *reader, PGresult *result, const store_query_t *query,
+                               store_account_fn fn, void *ctx, bool *has_more) {
+    ledger_account_t *accounts = NULL;
+    uint32_t *nos = NULL;
+    uint32_t count = 0;
+    pc_status status = accounts_take(result, query, &accounts, &nos, &count, has_more);
     if (status == PC_OK) balances_settle(reader);
     if (status == PC_OK) store_shadow_read_page(reader->store->shadow, nos, accounts, count);
     for (uint32_t row = 0; status == PC_OK && row < count; row++) fn(&accounts[row], ctx);
@@ -351,16 +365,10 @@ static pc_status balances_as_of(PGconn *conn, const uint32_t *nos, ledger_accoun
 static pc_status accounts_emit_as_of(PGconn *conn, const store_shadow_t *shadow, PGresult *result,
                                      const store_query_t *query, uint64_t as_of, store_account_fn fn, void *ctx,
                                      bool *has_more) {
-    int rows = PQntuples(result);
-    *has_more = (uint32_t)rows > query->limit;
-    uint32_t count = (uint32_t)rows < query->limit ? (uint32_t)rows : query->limit;
-    ledger_account_t *accounts = calloc(count + 1, sizeof *accounts);
-    uint32_t *nos = calloc(count + 1, sizeof *nos);
-    pc_status status = accounts != NULL && nos != NULL ? PC_OK : PC_NO_MEMORY;
-    for (uint32_t row = 0; status == PC_OK && row < count; row++) {
-        pg_account_from_row(result, (int)row, &accounts[row]);
-        nos[row] = (uint32_t)pg_int(result, (int)row, 10);
-    }
+    ledger_account_t *accounts = NULL;
+    uint32_t *nos = NULL;
+    uint32_t count = 0;
+    pc_status status = accounts_take(result, query, &accounts, &nos, &count, has_more);
     bool shadow_at = status == PC_OK && shadow != NULL && store_shadow_read_page(shadow, nos, accounts, count) == as_of;
     if (status == PC_OK && !shadow_at && count > 0) status = balances_as_of(conn, nos, accounts, count, as_of);
     for (uint32_t row = 0; status == PC_OK && row < count; row++) fn(&accounts[row], ctx);

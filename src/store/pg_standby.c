@@ -412,12 +412,7 @@ pc_status store_standby_key_transfer(store_standby_t *standby, const uint8_t key
         *found = !PQgetisnull(result, 0, 1);
         *granted = strcmp(PQgetvalue(result, 0, STANDBY_TRANSFER_KEY_COLUMN_FIRST + 5), "t") == 0;
     }
-    if (status == PC_OK && *found) {
-        pg_transfer_from_row(result, 0, &out->transfer);
-        out->pending_state = (ledger_pending_state)pg_int(result, 0, 11);
-        out->metadata_owned = pc_strdup(out->transfer.metadata_json);
-        out->transfer.metadata_json = out->metadata_owned;
-    }
+    if (status == PC_OK && *found) pg_transfer_row_take(result, 0, out);
     PQclear(result);
     return status;
 }
