@@ -184,18 +184,24 @@ def run(fixture_dir, cluster=None):
         env.close()
 
 
-def main():
-    run(FIXTURE)
+def run_sqlite_and_pg(run_fixture, fixture, fixture_pg):
+    """run_fixture(fixture) on SQLite, then run_fixture(fixture_pg, cluster) on a throwaway
+    PostgreSQL cluster."""
+    run_fixture(fixture)
     print("SQLite: ok")
     if not pgcluster.available():
         pcapi.missing_input("PostgreSQL 15 (initdb, pg_ctl in %s)" % pgcluster.PG_BIN,
                             "scripts/deps.sh installs Debian's postgresql; PAYCORE_PG_BIN names another bin dir")
     cluster = pgcluster.Cluster()
     try:
-        run(FIXTURE_PG, cluster)
+        run_fixture(fixture_pg, cluster)
     finally:
         cluster.close()
     print("PostgreSQL: ok")
+
+
+def main():
+    run_sqlite_and_pg(run, FIXTURE, FIXTURE_PG)
 
 
 if __name__ == "__main__":

@@ -17,9 +17,9 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fixture_v7 import FIXTURE_V8, FIXTURE_V8_PG, creations, pcapi, pgcluster, snapshot  # noqa: E402
+from fixture_v7 import FIXTURE_V8, FIXTURE_V8_PG, creations, pcapi, snapshot  # noqa: E402
 from paylib import BIN, TIMEOUT_S, card_payment, check, check_payment_ledger, expect  # noqa: E402
-from test_payments_migrate_v7 import check_reads_same, env_from_fixture, go_on  # noqa: E402
+from test_payments_migrate_v7 import check_reads_same, env_from_fixture, go_on, run_sqlite_and_pg  # noqa: E402
 
 
 def stored_reply(store, key):
@@ -125,17 +125,7 @@ def main():
             pcapi.missing_input("the fixture " + fixture,
                                 "PAYCORE_BIN=<paycore of SQLite schema 8> python3 tests/payments/fixture_v7.py"
                                 " make-v8 (and make-v8-pg)")
-    run(FIXTURE_V8)
-    print("SQLite: ok")
-    if not pgcluster.available():
-        pcapi.missing_input("PostgreSQL 15 (initdb, pg_ctl in %s)" % pgcluster.PG_BIN,
-                            "scripts/deps.sh installs Debian's postgresql; PAYCORE_PG_BIN names another bin dir")
-    cluster = pgcluster.Cluster()
-    try:
-        run(FIXTURE_V8_PG, cluster)
-    finally:
-        cluster.close()
-    print("PostgreSQL: ok")
+    run_sqlite_and_pg(run, FIXTURE_V8, FIXTURE_V8_PG)
 
 
 if __name__ == "__main__":
