@@ -263,11 +263,13 @@ static pc_status flow_cmd_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
     flow->payment_written = false;
     flow->key_written = false;
     flow->staged.taken = false;
+    flow->answer_kept_version = 0;
     pc_status status = flow->in_tx != NULL ? flow->in_tx(flow, tx) : PC_OK;
     if (status == PC_OK && flow->reply_ready && flow->reply_fn.in_tx != NULL && flow->reply.status == PC_OK) {
-        status = pay_flow_answer_keep(flow, tx);
-        if (status == PC_OK) status = flow->reply_fn.in_tx(flow->reply_fn.ctx, tx, &flow->reply);
+        pay_flow_answer_keep(flow);
+        status = flow->reply_fn.in_tx(flow->reply_fn.ctx, tx, &flow->reply);
     }
+    if (status == PC_OK) status = pay_flow_row_put(flow, tx); /* once, with the answer: no second UPDATE */
     return status;
 }
 

@@ -607,15 +607,28 @@ pc_status pay_payment_load(pay_t *pay, store_reader_t *reader, const char *id, p
     return result;
 }
 
-pc_status pay_flow_answer_keep(pay_flow_t *flow, store_tx_t *tx) {
+void pay_flow_answer_keep(pay_flow_t *flow) {
     pay_reply_t *reply = &flow->reply;
     const pay_payment_t *p = &flow->payment;
     bool named = flow->key_written || flow->key_named;
-    if (!named || !flow->has_payment || !flow->payment_written || reply->status != PC_OK) return PC_OK;
-    if (reply->ref_version != p->version || strcmp(reply->ref_id, p->id) != 0) return PC_OK;
-    pc_status status = store_pay_answer_put(tx, p->id, p->version, reply->http_status);
-    reply->kept = status == PC_OK;
-    return status == PC_NOT_FOUND ? PC_OK : status; /* not kept: the caller stores the answer */
+    if (!named || !flow->has_payment || !flow->payment_written || reply->status != PC_OK) return;
+    if (reply->ref_version != p->version || strcmp(reply->ref_id, p->id) != 0) return;
+    flow->answer_kept_version = p->version; /* written with the row (pay_flow_row_put) */
+    flow->answer_kept_status = reply->http_status;
+    reply->kept = true;
+}
+
+pc_status pay_flow_row_put(pay_flow_t *flow, store_tx_t *tx) {
+    const pay_payment_t *p = &flow->payment;
+    if (!flow->payment_written) return PC_OK;
+    store_pay_object_t row = {.created_ns = p->created_ns, .updated_ns = p->updated_ns, .version = p->version,
+                              .doc = "", .answer_version = flow->answer_kept_version,
+                              .answer_status = flow->answer_kept_status};
+    pay_id_copy(row.id, p->id);
+    snprintf(row.kind, sizeof row.kind, "payment");
+    snprintf(row.merchant_id, sizeof row.merchant_id, "%s", p->merchant_id);
+    snprintf(row.status, sizeof row.status, "%s", pay_state_name(p->state));
+    return store_pay_object_put(tx, &row);
 }
 
 void pay_payment_transfer_add(pay_payment_t *payment, const char *transfer_id) {
@@ -1103,11 +1116,8 @@ pc_status pay_payment_put(store_tx_t *tx, pay_payment_t *p, pay_staged_t *staged
     if (status == PC_OK && record_bytes > PAY_DOC_BYTES_MAX) status = PC_LIMIT_REACHED;
     if (status == PC_OK) status = store_pay_version_put(tx, p->id, p->version, record, record_bytes);
     free(record);
-    /* the row: the listing's columns; its document is the records' */
-    if (status == PC_OK) {
-        status = object_put_text(tx, "payment", p->id, p->merchant_id, "", pay_state_name(p->state), p->created_ns,
-                                 p->updated_ns, p->version, "");
-    }
+    /* the row (the listing's columns; its document is the records') is written once at
+     * the end of the command, with the answer it makes final (pay_flow_row_put) */
     if (status == PC_OK) {
         op_versions_stored(p);
         *doc_out = text;

@@ -239,9 +239,13 @@ void pay_op_attempts_from_result(pay_op_t *op, const gw_result_t *result);
 /* Inside the command that makes flow->reply final, before the caller's in_tx: when the
  * reply is the version of the flow's payment this command wrote and the caller's key's
  * stored reply names that payment (key_in_tx, now or in a committed command), the
- * answer is kept on the payment's row (store_pay_answer_put) and the reply marked
- * 'kept': the key's reply is not rewritten. */
-PC_MUST_USE pc_status pay_flow_answer_keep(pay_flow_t *flow, store_tx_t *tx);
+ * answer is to be kept on the payment's row (pay_flow_row_put writes it) and the reply
+ * is marked 'kept': the key's reply is not rewritten. */
+void pay_flow_answer_keep(pay_flow_t *flow);
+/* At the end of a command that wrote its flow's payment: the payment's row (the
+ * listing's columns of the version written last), once, with the answer kept by
+ * pay_flow_answer_keep (the first final answer stays). */
+PC_MUST_USE pc_status pay_flow_row_put(pay_flow_t *flow, store_tx_t *tx);
 
 /* A listing's callback: each object's document (a payment's rendered from its
  * records) appended to 'data'. */
@@ -275,9 +279,10 @@ typedef struct {
 } pay_staged_t;
 void pay_staged_clear(pay_staged_t *staged);
 
-/* Writes the object row of a payment / op (version +1, updated now) into 'tx'. The
- * payment's document, rendered once, goes to '*doc_out' (malloc'ed; NULL on failure)
- * for its event. 'tx' NULL: a dry run (pay_flow_submit_staged): nothing is written,
+/* Writes a new version of a payment / op (version +1, updated now) into 'tx': a
+ * payment's version record (its row follows at the end of the command:
+ * pay_flow_row_put), an op's row. The payment's document, rendered once, goes to
+ * '*doc_out' (malloc'ed; NULL on failure) for its event. 'tx' NULL: a dry run (pay_flow_submit_staged): nothing is written,
  * the texts are rendered into 'staged'. Otherwise 'staged' texts of the version
  * written are used instead of rendering. */
 PC_MUST_USE pc_status pay_payment_put(store_tx_t *tx, pay_payment_t *payment, pay_staged_t *staged,
@@ -451,6 +456,8 @@ struct pay_flow {
     uint32_t doc_version;
     pay_staged_t staged;              /* the current command's texts, rendered before it */
     bool payment_written;             /* the current command's run wrote the payment */
+    uint32_t answer_kept_version;     /* ... and keeps this answer on its row (0: none) */
+    int answer_kept_status;
     pay_payment_t *committed;         /* the payment as this flow's last write committed it
                                          (NULL: not known); kept as a recent one at the end */
     pay_payment_t *committed_stale;   /* the one before it, freed when the flow ends */

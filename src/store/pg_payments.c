@@ -30,13 +30,21 @@ static pc_status pg_pay_object_put(store_tx_t *tx, const store_pay_object_t *o) 
     PG_U64(created, o->created_ns);
     PG_U64(updated, o->updated_ns);
     PG_U64(version, o->version);
-    const char *params[] = {o->id, o->kind, o->merchant_id, o->parent_id, o->status, created, updated, version, doc};
+    PG_U64(answer_version, o->answer_version);
+    PG_U64(answer_status, o->answer_version != 0 ? (uint64_t)o->answer_status : 0);
+    const char *params[] = {o->id, o->kind, o->merchant_id, o->parent_id, o->status, created, updated, version, doc,
+                            answer_version, answer_status};
+    /* the first final answer stays: a later command of the payment never replaces it */
     pc_status status = pg_write(pg_tx_conn(tx), "INSERT INTO pay_objects(id, kind, merchant_id, parent_id, status,"
-                                  " created_ns, updated_ns, version, doc) VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-                                  " ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, merchant_id ="
-                                  " excluded.merchant_id, parent_id = excluded.parent_id, status = excluded.status,"
-                                  " created_ns = excluded.created_ns, updated_ns = excluded.updated_ns, version ="
-                                  " excluded.version, doc = excluded.doc", 9, params, NULL);
+                                  " created_ns, updated_ns, version, doc, answer_version, answer_status) VALUES($1,"
+                                  " $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO UPDATE SET kind ="
+                                  " excluded.kind, merchant_id = excluded.merchant_id, parent_id = excluded.parent_id,"
+                                  " status = excluded.status, created_ns = excluded.created_ns, updated_ns ="
+                                  " excluded.updated_ns, version = excluded.version, doc = excluded.doc,"
+                                  " answer_status = CASE pay_objects.answer_version WHEN 0 THEN excluded.answer_status"
+                                  " ELSE pay_objects.answer_status END, answer_version = CASE"
+                                  " pay_objects.answer_version WHEN 0 THEN excluded.answer_version ELSE"
+                                  " pay_objects.answer_version END", 11, params, NULL);
     free(doc);
     return status;
 }
@@ -77,19 +85,6 @@ static pc_status pg_pay_object_get(store_reader_t *reader, const char *id, store
     }
     PQclear(result);
     return status;
-}
-
-/* The first final answer stays (sqlite_payments.c's answer_put). */
-static pc_status pg_pay_answer_put(store_tx_t *tx, const char *payment_id, uint32_t version, int http_status) {
-    PG_U64(v, version);
-    PG_U64(http, (uint64_t)http_status);
-    const char *params[] = {payment_id, v, http};
-    int64_t rows = 0;
-    pc_status status = pg_write(pg_tx_conn(tx), "UPDATE pay_objects SET answer_version = CASE answer_version WHEN 0"
-                                " THEN $2::bigint ELSE answer_version END, answer_status = CASE answer_version WHEN 0"
-                                " THEN $3::integer ELSE answer_status END WHERE id = $1 AND kind = 'payment'", 3,
-                                params, &rows);
-    return status == PC_OK && rows == 0 ? PC_NOT_FOUND : status;
 }
 
 static pc_status pg_pay_version_put(store_tx_t *tx, const char *object_id, uint32_t version, const char *doc,
@@ -319,7 +314,6 @@ static pc_status pg_vault_card_get(store_reader_t *reader, const char *token, st
 const store_payments_ops_t store_pg_payments_ops = {
     .object_put = pg_pay_object_put,
     .object_get = pg_pay_object_get,
-    .answer_put = pg_pay_answer_put,
     .objects_list = pg_pay_objects_list,
     .version_put = pg_pay_version_put,
     .version_get = pg_pay_version_get,

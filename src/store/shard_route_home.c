@@ -103,7 +103,6 @@ static pc_status vault_cards_not_under(store_reader_t *reader, const char *key_i
 const store_payments_ops_t store_shard_route_payments_ops = {
     .object_put = store_pay_object_put,
     .object_get = object_get,
-    .answer_put = store_pay_answer_put,
     .objects_list = objects_list,
     .version_put = store_pay_version_put,
     .version_get = version_get,

@@ -27,7 +27,6 @@ enum { /* one slot per kept statement, over the files that keep them */
     STORE_STMT_PAY_OBJECT_PUT,
     STORE_STMT_PAY_OBJECT_UPDATE,
     STORE_STMT_PAY_OBJECT_GET,
-    STORE_STMT_PAY_ANSWER_PUT,
     STORE_STMT_PAY_CURSOR_FIND,
     STORE_STMT_PAY_VERSION_PUT,
     STORE_STMT_PAY_VERSION_GET,

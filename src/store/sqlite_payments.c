@@ -94,18 +94,16 @@ const char *store_sqlite_payments_schema(void) {
 static const char *const statement_sql[STORE_STMT_SLOT_COUNT] = {
     [STORE_STMT_PAY_OBJECT_PUT] =
         "INSERT OR REPLACE INTO pay_objects(id, kind, merchant_id, parent_id, status, created_ns, updated_ns,"
-        " version, doc) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+        " version, doc, answer_version, answer_status) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
     /* a new version of an object: only the columns a version changes, so the listings'
-     * indexes (of kind, merchant and creation time) are not rewritten */
+     * indexes (of kind, merchant and creation time) are not rewritten; the first final
+     * answer stays (a later command of the payment never replaces it) */
     [STORE_STMT_PAY_OBJECT_UPDATE] =
-        "UPDATE pay_objects SET status = ?5, updated_ns = ?7, version = ?8, doc = ?9 WHERE id = ?1 AND kind = ?2"
-        " AND merchant_id = ?3 AND parent_id = ?4 AND created_ns = ?6",
+        "UPDATE pay_objects SET status = ?5, updated_ns = ?7, version = ?8, doc = ?9,"
+        " answer_status = CASE answer_version WHEN 0 THEN ?11 ELSE answer_status END,"
+        " answer_version = CASE answer_version WHEN 0 THEN ?10 ELSE answer_version END"
+        " WHERE id = ?1 AND kind = ?2 AND merchant_id = ?3 AND parent_id = ?4 AND created_ns = ?6",
     [STORE_STMT_PAY_OBJECT_GET] = "SELECT " OBJECT_ANSWER_COLUMNS " FROM pay_objects WHERE id = ?1",
-    /* the first final answer stays: a later command of the payment never replaces it */
-    [STORE_STMT_PAY_ANSWER_PUT] =
-        "UPDATE pay_objects SET answer_status = CASE answer_version WHEN 0 THEN ?3 ELSE answer_status END,"
-        " answer_version = CASE answer_version WHEN 0 THEN ?2 ELSE answer_version END"
-        " WHERE id = ?1 AND kind = 'payment'",
     [STORE_STMT_PAY_CURSOR_FIND] = "SELECT created_ns, merchant_id FROM pay_objects WHERE id = ?1 AND kind = ?2",
     [STORE_STMT_PAY_VERSION_PUT] = "INSERT OR IGNORE INTO pay_versions(object_id, version, doc) VALUES(?1, ?2, ?3)",
     [STORE_STMT_PAY_VERSION_GET] = "SELECT doc FROM pay_versions WHERE object_id = ?1 AND version = ?2",
@@ -152,6 +150,8 @@ static pc_status object_write(store_conn_t c, int slot, const store_pay_object_t
     sqlite3_bind_int64(stmt, 7, (sqlite3_int64)o->updated_ns);
     sqlite3_bind_int64(stmt, 8, (sqlite3_int64)o->version);
     sqlite3_bind_text(stmt, 9, o->doc, o->doc_bytes ? (int)o->doc_bytes : -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 10, (sqlite3_int64)o->answer_version);
+    sqlite3_bind_int(stmt, 11, o->answer_version != 0 ? o->answer_status : 0);
     return step_done(c, slot, stmt);
 }
 
@@ -205,18 +205,6 @@ static pc_status sqlite_pay_object_get(store_reader_t *reader, const char *id, s
     }
     give_back(c, STORE_STMT_PAY_OBJECT_GET, stmt);
     return status;
-}
-
-/* PC_OK also when the row had an answer already (it stays); PC_NOT_FOUND: no such payment. */
-static pc_status sqlite_pay_answer_put(store_tx_t *tx, const char *payment_id, uint32_t version, int http_status) {
-    store_conn_t c = store_sqlite_tx_conn(tx);
-    sqlite3_stmt *stmt;
-    if (take(c, STORE_STMT_PAY_ANSWER_PUT, &stmt, PC_STORE_COMMIT_FAILED) != PC_OK) return PC_STORE_COMMIT_FAILED;
-    sqlite3_bind_text(stmt, 1, payment_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(stmt, 2, (sqlite3_int64)version);
-    sqlite3_bind_int(stmt, 3, http_status);
-    pc_status status = step_done(c, STORE_STMT_PAY_ANSWER_PUT, stmt);
-    return status == PC_OK && sqlite3_changes(c.db) == 0 ? PC_NOT_FOUND : status;
 }
 
 /* The created_ns of 'id' when it belongs to the listing's kind; PC_NOT_FOUND otherwise. */
@@ -478,7 +466,6 @@ static pc_status sqlite_vault_card_get(store_reader_t *reader, const char *token
 const store_payments_ops_t store_sqlite_payments_ops = {
     .object_put = sqlite_pay_object_put,
     .object_get = sqlite_pay_object_get,
-    .answer_put = sqlite_pay_answer_put,
     .objects_list = sqlite_pay_objects_list,
     .version_put = sqlite_pay_version_put,
     .version_get = sqlite_pay_version_get,

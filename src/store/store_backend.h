@@ -96,7 +96,6 @@ typedef struct {
 typedef struct {
     pc_status (*object_put)(store_tx_t *tx, const store_pay_object_t *object);
     pc_status (*object_get)(store_reader_t *reader, const char *id, store_pay_object_t *out);
-    pc_status (*answer_put)(store_tx_t *tx, const char *payment_id, uint32_t version, int http_status);
     pc_status (*objects_list)(store_reader_t *reader, const store_pay_query_t *query, store_pay_object_fn fn,
                               void *ctx, bool *has_more);
     pc_status (*version_put)(store_tx_t *tx, const char *object_id, uint32_t version, const char *doc,

@@ -161,11 +161,6 @@ pc_status store_pay_object_get(store_reader_t *reader, const char *id, store_pay
     return PAYMENTS_OF(reader)->object_get(reader, id, out);
 }
 
-pc_status store_pay_answer_put(store_tx_t *tx, const char *payment_id, uint32_t version, int http_status) {
-    if (PAYMENTS_OF(tx) == NULL) return PC_STORE_UNSUPPORTED;
-    return PAYMENTS_OF(tx)->answer_put(tx, payment_id, version, http_status);
-}
-
 pc_status store_pay_objects_list(store_reader_t *reader, const store_pay_query_t *query,
                                  store_pay_object_fn fn, void *ctx, bool *has_more) {
     if (PAYMENTS_OF(reader) == NULL) return PC_STORE_UNSUPPORTED;

@@ -35,7 +35,8 @@ typedef struct {
     size_t doc_bytes;
     /* A payment's: the final answer of the request that made it (its Idempotency-Key's
      * stored reply names the payment, "@payment:<id>"): the version answered and the
-     * HTTP status; 0 until answered. Get only (store_pay_answer_put writes them). */
+     * HTTP status; 0 until answered. A put with answer_version 0 leaves them; one with
+     * an answer writes it only when the row has none (the first final answer stays). */
     uint32_t answer_version;
     int answer_status;
 } store_pay_object_t;
@@ -47,13 +48,6 @@ PC_MUST_USE pc_status store_pay_object_put(store_tx_t *tx, const store_pay_objec
 /* PC_OK (out filled), PC_NOT_FOUND, or a read error. */
 PC_MUST_USE pc_status store_pay_object_get(store_reader_t *reader, const char *id,
                                            store_pay_object_t *out);
-
-/* Records on 'payment_id''s row the final answer of the request that made it: version
- * 'version', HTTP status 'http_status'. Kept once: a row that has an answer keeps it;
- * PC_NOT_FOUND when there is no such row. The request's stored reply then stays the
- * payment's name and is not rewritten. */
-PC_MUST_USE pc_status store_pay_answer_put(store_tx_t *tx, const char *payment_id, uint32_t version,
-                                           int http_status);
 
 typedef struct {
     const char *kind;                     /* required */
