@@ -1,5 +1,6 @@
 /* store/pg_events.c: the events outbox and delivery state on PostgreSQL, the same
- * rows and semantics as sqlite_events.c. A batch's events and their owners are not
+ * rows and semantics as sqlite_events.c (an event's first owner on its row, the
+ * further ones in event_owners). A batch's events and their owners are not
  * sent one statement each: they are gathered into COPY buffers on the store and sent
  * just before the batch's COMMIT (pg_events_flush), or before any statement of the
  * same transaction that reads the events table. The rare writes (destinations,
@@ -31,7 +32,7 @@ static PGconn *tx_conn(store_tx_t *tx) { return pg_tx_conn(tx); }
 
 pc_status pg_events_flush(pg_store_t *store) {
     bool ok = store->events_copy.rows == 0 ||
-              pg_copy_send(store->conn, "COPY events(seq, type, object_id, object_seq, body) FROM STDIN",
+              pg_copy_send(store->conn, "COPY events(seq, type, object_id, object_seq, body, owner) FROM STDIN",
                            &store->events_copy);
     ok = ok && (store->owners_copy.rows == 0 ||
                 pg_copy_send(store->conn, "COPY event_owners(owner, seq) FROM STDIN", &store->owners_copy));
@@ -102,9 +103,11 @@ static pc_status pg_events_insert(store_events_writer_t *base, const store_event
     pg_copy_text(&store->events_copy, event->object_id);
     pg_copy_int(&store->events_copy, event->object_seq);
     pg_copy_text(&store->events_copy, body);
+    pg_copy_text(&store->events_copy, event->owner_count > 0 ? event->owners[0] : NULL); /* NULL: admins only */
     pg_copy_row_end(&store->events_copy);
     free(body);
-    for (uint32_t i = 0; i < event->owner_count; i++) {
+    for (uint32_t i = 1; i < event->owner_count; i++) { /* the further owners */
+        if (strcmp(event->owners[i], event->owners[0]) == 0) continue;
         pg_copy_text(&store->owners_copy, event->owners[i]);
         pg_copy_int(&store->owners_copy, (int64_t)event->seq);
         pg_copy_row_end(&store->owners_copy);
@@ -225,15 +228,29 @@ static void event_from_row(const PGresult *result, int row, store_event_t *event
     event->body_bytes = (size_t)PQgetlength(result, row, 4);
 }
 
+/* A merchant's: the events whose row names it (events_by_owner) and those whose further
+ * owners do (event_owners), each arm in its index's order up to the limit, merged. An
+ * event is in one arm only (its first owner is never in the owners table). */
+static void list_sql(const store_events_query_t *query, char *sql, size_t sql_bytes) {
+    static const char filters[] = " AND ($3::text IS NULL OR e.type = $3) AND ($4::text IS NULL OR e.object_id = $4)";
+    const char *direction = query->descending ? "DESC" : "ASC";
+    if (query->owner == NULL) {
+        snprintf(sql, sql_bytes, "SELECT " EVENT_COLUMNS " FROM events e WHERE e.seq > $1 AND e.seq < $2 AND"
+                 " $5::text IS NULL%s ORDER BY e.seq %s LIMIT $6", filters, direction);
+        return;
+    }
+    snprintf(sql, sql_bytes,
+             "SELECT * FROM ((SELECT " EVENT_COLUMNS " FROM events e WHERE e.owner = $5 AND e.seq > $1 AND"
+             " e.seq < $2%s ORDER BY e.seq %s LIMIT $6) UNION ALL (SELECT " EVENT_COLUMNS " FROM event_owners o"
+             " JOIN events e ON e.seq = o.seq WHERE o.owner = $5 AND o.seq > $1 AND o.seq < $2%s ORDER BY o.seq %s"
+             " LIMIT $6)) AS u ORDER BY seq %s LIMIT $6",
+             filters, direction, filters, direction, direction);
+}
+
 static pc_status pg_events_list(store_reader_t *reader, const store_events_query_t *query, store_event_fn fn,
                                 void *ctx, bool *has_more) {
-    char sql[512];
-    const char *from = query->owner != NULL
-        ? "FROM event_owners o JOIN events e ON e.seq = o.seq WHERE o.owner = $5 AND o.seq > $1 AND o.seq < $2"
-        : "FROM events e WHERE e.seq > $1 AND e.seq < $2 AND $5::text IS NULL";
-    snprintf(sql, sizeof sql, "SELECT " EVENT_COLUMNS " %s AND ($3::text IS NULL OR e.type = $3) AND"
-             " ($4::text IS NULL OR e.object_id = $4) ORDER BY e.seq %s LIMIT $6", from,
-             query->descending ? "DESC" : "ASC");
+    char sql[1024];
+    list_sql(query, sql, sizeof sql);
     PG_U64(after, query->after_seq);
     PG_U64(before, query->before_seq ? query->before_seq : (uint64_t)INT64_MAX);
     PG_U64(limit, (uint64_t)query->limit + 1);
@@ -257,8 +274,8 @@ static pc_status pg_events_get(store_reader_t *reader, uint64_t seq, const char 
     PG_U64(seq_text, seq);
     const char *params[] = {seq_text, owner};
     PGresult *result = pg_query(pg_reader_conn(reader), owner != NULL
-        ? "SELECT " EVENT_COLUMNS " FROM event_owners o JOIN events e ON e.seq = o.seq WHERE o.seq = $1 AND"
-          " o.owner = $2"
+        ? "SELECT " EVENT_COLUMNS " FROM events e WHERE e.seq = $1 AND (e.owner = $2 OR EXISTS (SELECT 1 FROM"
+          " event_owners o WHERE o.owner = $2 AND o.seq = $1))"
         : "SELECT " EVENT_COLUMNS " FROM events e WHERE e.seq = $1", owner != NULL ? 2 : 1, params);
     if (result == NULL) return PC_STORE_READ_FAILED;
     pc_status status = PQntuples(result) > 0 ? PC_OK : PC_NOT_FOUND;

@@ -299,6 +299,16 @@ static const char schema_pay_answers[] =
     "ALTER TABLE pay_objects ADD COLUMN answer_version bigint NOT NULL DEFAULT 0,"
     "  ADD COLUMN answer_status integer NOT NULL DEFAULT 0;";
 
+/* An event's first owner on its row, indexed by (owner, seq): one index entry an event
+ * instead of an owners row and its two; event_owners keeps the further owners. Events
+ * written before move their smallest owner onto the row (pg_events.c). */
+static const char schema_event_owner[] =
+    "ALTER TABLE events ADD COLUMN owner text COLLATE \"C\";"
+    "UPDATE events e SET owner = o.owner FROM (SELECT seq, min(owner) AS owner FROM event_owners GROUP BY seq) o"
+    "  WHERE o.seq = e.seq;"
+    "DELETE FROM event_owners o USING events e WHERE e.seq = o.seq AND e.owner = o.owner;"
+    "CREATE INDEX events_by_owner ON events(owner, seq) WHERE owner IS NOT NULL;";
+
 /* Index i takes a database from version i to i + 1. Append only. */
 static const char *const migrations[] = {
     schema_v1,
@@ -312,6 +322,7 @@ static const char *const migrations[] = {
     schema_account_numbers, /* v9 */
     schema_account_transfers, /* v10 */
     schema_pay_answers, /* v11 */
+    schema_event_owner, /* v12 */
 };
 
 #define PG_SCHEMA_VERSION_LATEST ((int)(sizeof migrations / sizeof migrations[0]))

@@ -65,8 +65,9 @@ pc_status store_shard_events_after(store_reader_t *reader, uint64_t after_seq, u
     PG_U64(rows, (uint64_t)limit + 1);
     const char *params[] = {after, rows};
     PGresult *result = pg_query(pg_reader_conn(reader),
-        "SELECT e.seq, e.type, e.object_id, e.object_seq, e.body, coalesce((SELECT string_agg(o.owner, ','"
-        " ORDER BY o.owner) FROM event_owners o WHERE o.seq = e.seq), '') FROM events e WHERE e.seq > $1"
+        "SELECT e.seq, e.type, e.object_id, e.object_seq, e.body, concat_ws(',', e.owner, (SELECT"
+        " string_agg(o.owner, ',' ORDER BY o.owner) FROM event_owners o WHERE o.seq = e.seq)) FROM events e"
+        " WHERE e.seq > $1"
         " ORDER BY e.seq LIMIT $2", 2, params);
     *has_more = false;
     if (result == NULL) return PC_STORE_READ_FAILED;

@@ -1,11 +1,14 @@
 /* store/sqlite_events.c: the events outbox and delivery state in the SQLite backend.
  * Every write runs on the writer thread inside a batch transaction; reads run on a
  * reader's connection. The events table is appended by seq (INTEGER PRIMARY KEY), so
- * the hot path is an append; the owners table serves a merchant's listings. The type
- * and object filters are checked on the rows walked by seq (schema version 8 drops the
- * per-type and per-object indexes older versions kept: no plan used them). A batch's
- * events share one set of prepared statements (store_events_writer_t); the rare
- * writes prepare per call. */
+ * the hot path is an append. An event's first owner is a column of its row (schema
+ * version 10), indexed by (owner, seq): a merchant's listing walks that index, and the
+ * owners table keeps only the rare further owners (a transfer between two merchants'
+ * accounts, a merchant with several keys), walked beside it. The type and object
+ * filters are checked on the rows walked by seq (schema version 8 drops the per-type
+ * and per-object indexes older versions kept: no plan used them). A batch's events
+ * share one set of prepared statements (store_events_writer_t); the rare writes
+ * prepare per call. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +62,17 @@ const char *store_sqlite_events_schema(void) {
            "CREATE INDEX IF NOT EXISTS account_grants_by_account ON account_grants(account_id, key_id);";
 }
 
+/* Version 10: an event's first owner on its row, one index entry an event instead of
+ * an owners row and its two index entries; the owners table keeps the further owners.
+ * Events written before move their smallest owner onto the row. */
+const char *store_sqlite_events_schema_v10(void) {
+    return "ALTER TABLE events ADD COLUMN owner TEXT;" /* NULL: admins only */
+           "UPDATE events SET owner = (SELECT min(o.owner) FROM event_owners o WHERE o.seq = events.seq)"
+           "  WHERE seq IN (SELECT seq FROM event_owners);"
+           "DELETE FROM event_owners WHERE owner = (SELECT e.owner FROM events e WHERE e.seq = event_owners.seq);"
+           "CREATE INDEX IF NOT EXISTS events_by_owner ON events(owner, seq) WHERE owner IS NOT NULL;";
+}
+
 static pc_status prepare_write(store_tx_t *tx, const char *sql, sqlite3_stmt **out) {
     return store_sqlite_prepare(store_sqlite_tx_db(tx), sql, out, PC_STORE_READ_FAILED) == PC_OK ? PC_OK : PC_STORE_COMMIT_FAILED;
 }
@@ -79,8 +93,8 @@ typedef struct {
 
 static const char *const writer_sql[EW_COUNT] = {
     [EW_SEQ_MAX] = "SELECT coalesce(max(seq), 0) FROM events",
-    [EW_INSERT] = "INSERT INTO events(seq, type, object_id, object_seq, body) VALUES(?,?,?,?,?)",
-    [EW_OWNER] = "INSERT OR IGNORE INTO event_owners(owner, seq) VALUES(?,?)",
+    [EW_INSERT] = "INSERT INTO events(seq, type, object_id, object_seq, body, owner) VALUES(?,?,?,?,?,?)",
+    [EW_OWNER] = "INSERT OR IGNORE INTO event_owners(owner, seq) VALUES(?,?)", /* the second owner on */
     [EW_GRANTS] = "SELECT g.key_id FROM account_grants g JOIN api_keys k ON k.id = g.key_id"
                   " WHERE g.account_id = ? AND k.scope = 'merchant' ORDER BY g.key_id LIMIT ?",
 };
@@ -145,9 +159,12 @@ static pc_status sqlite_events_insert(store_events_writer_t *base, const store_e
     sqlite3_bind_text(stmt, 3, event->object_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 4, event->object_seq);
     sqlite3_bind_text(stmt, 5, event->body, (int)event->body_bytes, SQLITE_STATIC);
+    if (event->owner_count > 0) sqlite3_bind_text(stmt, 6, event->owners[0], -1, SQLITE_STATIC);
+    else sqlite3_bind_null(stmt, 6);
     pc_status status = step_reset(stmt);
     stmt = writer->statements[EW_OWNER];
-    for (uint32_t i = 0; status == PC_OK && i < event->owner_count; i++) {
+    for (uint32_t i = 1; status == PC_OK && i < event->owner_count; i++) {
+        if (strcmp(event->owners[i], event->owners[0]) == 0) continue; /* on the row */
         sqlite3_bind_text(stmt, 1, event->owners[i], -1, SQLITE_STATIC);
         sqlite3_bind_int64(stmt, 2, (sqlite3_int64)event->seq);
         status = step_reset(stmt);
@@ -185,18 +202,25 @@ static void event_from_row(sqlite3_stmt *stmt, store_event_t *event) {
     event->body_bytes = (size_t)sqlite3_column_bytes(stmt, 4);
 }
 
-/* The list query: from the owners table for a merchant, from events otherwise; the
- * optional filters are NULL-tolerant so that one statement serves every call. */
+/* The list query; the optional filters are NULL-tolerant so that one statement serves
+ * every call. A merchant's: the events whose row names it (events_by_owner) merged in
+ * seq order with those whose further owners do (event_owners): each arm is walked in
+ * its index's order (the second names o.seq: no sort) and the merge stops at the limit. An event is in one arm only
+ * (its first owner is never in the owners table). */
 static void list_sql(const store_events_query_t *query, char *sql, size_t sql_bytes) {
-    const char *from = query->owner != NULL
-                           ? "FROM event_owners o JOIN events e ON e.seq = o.seq WHERE o.owner = ?5 AND o.seq > ?1"
-                             " AND o.seq < ?2"
-                           : "FROM events e WHERE e.seq > ?1 AND e.seq < ?2";
-    const char *order_by = query->owner != NULL ? "o.seq" : "e.seq";
+    static const char filters[] = " AND (?3 IS NULL OR e.type = ?3) AND (?4 IS NULL OR e.object_id = ?4)";
+    const char *direction = query->descending ? "DESC" : "ASC";
+    if (query->owner == NULL) {
+        snprintf(sql, sql_bytes, "SELECT " EVENT_COLUMNS " FROM events e WHERE e.seq > ?1 AND e.seq < ?2%s"
+                 " ORDER BY e.seq %s LIMIT ?6", filters, direction);
+        return;
+    }
     snprintf(sql, sql_bytes,
-             "SELECT " EVENT_COLUMNS " %s AND (?3 IS NULL OR e.type = ?3) AND (?4 IS NULL OR e.object_id = ?4)"
-             " ORDER BY %s %s LIMIT ?6",
-             from, order_by, query->descending ? "DESC" : "ASC");
+             "SELECT " EVENT_COLUMNS " FROM events e WHERE e.owner = ?5 AND e.seq > ?1 AND e.seq < ?2%s"
+             " UNION ALL SELECT o.seq, e.type, e.object_id, e.object_seq, e.body FROM event_owners o JOIN events e"
+             " ON e.seq = o.seq"
+             " WHERE o.owner = ?5 AND o.seq > ?1 AND o.seq < ?2%s ORDER BY 1 %s LIMIT ?6",
+             filters, filters, direction);
 }
 
 static void bind_text_or_null(sqlite3_stmt *stmt, int index, const char *text) {
@@ -206,7 +230,7 @@ static void bind_text_or_null(sqlite3_stmt *stmt, int index, const char *text) {
 
 static pc_status sqlite_events_list(store_reader_t *reader, const store_events_query_t *query, store_event_fn fn,
                             void *ctx, bool *has_more) {
-    char sql[512];
+    char sql[768];
     sqlite3_stmt *stmt;
     list_sql(query, sql, sizeof sql);
     *has_more = false;
@@ -237,8 +261,8 @@ static pc_status sqlite_events_get(store_reader_t *reader, uint64_t seq, const c
                            void *ctx) {
     sqlite3_stmt *stmt;
     const char *sql = owner != NULL
-                          ? "SELECT " EVENT_COLUMNS " FROM event_owners o JOIN events e ON e.seq = o.seq"
-                            " WHERE o.owner = ?2 AND o.seq = ?1"
+                          ? "SELECT " EVENT_COLUMNS " FROM events e WHERE e.seq = ?1 AND (e.owner = ?2 OR EXISTS"
+                            " (SELECT 1 FROM event_owners o WHERE o.owner = ?2 AND o.seq = ?1))"
                           : "SELECT " EVENT_COLUMNS " FROM events e WHERE e.seq = ?1";
     if (store_sqlite_prepare(store_sqlite_reader_db(reader), sql, &stmt, PC_STORE_READ_FAILED) != PC_OK) return PC_STORE_READ_FAILED;
     sqlite3_bind_int64(stmt, 1, (sqlite3_int64)seq);

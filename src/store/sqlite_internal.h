@@ -71,6 +71,7 @@ const char *store_sqlite_api_schema_v3(void);
 /* SQL creating the events outbox and delivery tables (schema migration 4).
  * sqlite_events.c. */
 const char *store_sqlite_events_schema(void);
+const char *store_sqlite_events_schema_v10(void);
 /* SQL creating the payments layer's tables and the vault's (sqlite_payments.c). */
 const char *store_sqlite_payments_schema(void);
 const char *store_sqlite_payments_schema_v6(void);

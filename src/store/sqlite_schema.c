@@ -123,6 +123,8 @@ static const schema_migration migrations[] = {
     /* v9: a payment's row keeps the final answer of the request that made it (its
      * stored reply is not rewritten) */
     {"", store_sqlite_payments_schema_v9},
+    /* v10: an event's first owner on its row (sqlite_events.c) */
+    {"", store_sqlite_events_schema_v10},
 };
 
 #define SCHEMA_VERSION_LATEST ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -13,7 +13,12 @@ every read below, as the v7 binary answered them. It was made by
 The second makes fixtures/v7-pg: the same on PostgreSQL (a throwaway cluster), the
 database kept as pg_dump's SQL. fixtures/v8 and fixtures/v8-pg (for
 test_payments_migrate_v8.py) are the same requests on the binary of SQLite schema
-version 8 (PostgreSQL 9), made by `make-v8` and `make-v8-pg`.
+version 8 (PostgreSQL 9), made by `make-v8` and `make-v8-pg`. fixtures/v9 and
+fixtures/v9-pg (test_payments_migrate_v9.py; SQLite 9, PostgreSQL 11: `make-v9`,
+`make-v9-pg`) add events of several owners: a second key of m1 made after the
+requests above (later events of m1 have two owners), a payment made and captured
+after it, and a ledger transfer from m1's balance to m2's (three owners); their
+snapshot adds the events as each merchant key lists and reads them.
 
 Holds last ten years (--authorization-window-s) so that the authorized payments are
 still capturable whenever the test runs; the test keeps replies and events as long."""
@@ -36,6 +41,8 @@ FIXTURE = os.path.join(HERE, "fixtures", "v7")
 FIXTURE_PG = os.path.join(HERE, "fixtures", "v7-pg")
 FIXTURE_V8 = os.path.join(HERE, "fixtures", "v8")
 FIXTURE_V8_PG = os.path.join(HERE, "fixtures", "v8-pg")
+FIXTURE_V9 = os.path.join(HERE, "fixtures", "v9")
+FIXTURE_V9_PG = os.path.join(HERE, "fixtures", "v9-pg")
 WINDOW_S = "315000000"  # ten years: the fixture's holds never expire under the test
 SERVER_FILES = ("api.db", "api.db-index", "api.db.idkey", "api.db.key", "api.db.key.pub", "api.db.vault-key",
                 "api.db.webhook-key")
@@ -64,7 +71,20 @@ def creations(m1, m2):
     ]
 
 
-def make(fixture, cluster=None):
+def owners_add(env, clients, keys):
+    """Events of several owners: a second key of m1, a payment after it, a transfer
+    from m1's balance to m2's."""
+    admin = env.server.client(keys["admin"])
+    second = expect(admin.post("/v1/merchants/m1/keys", {"name": "key m1 second"}), 201).json["key"]
+    keys["m1b"] = second
+    m1 = clients["m1"]
+    later = expect(m1.post("/v1/payments", card_payment(1300)), 201).json
+    expect(m1.post("/v1/payments/%s/capture" % later["id"], {}), 200)
+    move = pcapi.transfer("fx-m1-m2", "mer:m1:EUR:available", "mer:m2:EUR:available", 10, "EUR")
+    expect(admin.post("/v1/transfers", move), 201, what="a transfer between two merchants")
+
+
+def make(fixture, cluster=None, owners=False):
     """Runs on a v7 binary: every kind of object, then the snapshot and the files."""
     if cluster is not None:
         pcapi.PG_HOST = cluster.dir  # pcapi.Server makes its database there
@@ -100,6 +120,8 @@ def make(fixture, cluster=None):
                  lambda: m1.get("/v1/payments/" + collection["id"]).json["status"] == "captured")
         keys = {"admin": env.server.admin_key, "m1": clients["m1"].key, "m2": clients["m2"].key,
                 "payout": payout["id"], "wallet": wallet["id"]}
+        if owners:
+            owners_add(env, clients, keys)
         snap = snapshot(env, keys)
         env.stop()
         write_fixture(fixture, env, keys, snap)
@@ -171,7 +193,7 @@ def snapshot(env, keys):
     refund, payout and wallet, the events (all and each merchant's, by type and by
     object) and every Idempotency-Key replayed, and one replayed with other fields."""
     admin = env.server.client(keys["admin"])
-    m = {who: env.server.client(keys[who]) for who in ("m1", "m2")}
+    m = {who: env.server.client(keys[who]) for who in ("m1", "m2", "m1b") if who in keys}
     reads = {}
     ids = pages(admin, "/v1/payments", reads, "payments")
     pages(admin, "/v1/payments?order=desc", reads, "payments desc")
@@ -198,6 +220,13 @@ def snapshot(env, keys):
     pages(admin, "/v1/events?object_id=" + ids[0], reads, "events of " + ids[0])
     for seq in events[:: max(1, len(events) // 10)]:
         reads["event " + seq] = raw(admin.get("/v1/events/" + seq))
+    if "m1b" in keys:  # the events of several owners, as each owner lists and reads them
+        for who in ("m1", "m1b"):
+            pages(m[who], "/v1/events", reads, "events as " + who, EVENTS_PAGE)
+        pages(m["m1"], "/v1/events?order=desc&type=transfer.created", reads, "transfers as m1 desc", EVENTS_PAGE)
+        for seq in events[-12:]:
+            for who in ("m1", "m1b", "m2"):
+                reads["event %s as %s" % (seq, who)] = raw(m[who].get("/v1/events/" + seq))
     reads["payout"] = raw(m["m1"].get("/v1/payouts/" + keys["payout"]))
     reads["wallet"] = raw(m["m1"].get("/v1/wallets/" + keys["wallet"]))
     reads["merchants"] = raw(admin.get("/v1/merchants"))
@@ -210,17 +239,19 @@ def snapshot(env, keys):
 
 if __name__ == "__main__":
     targets = {"make": (FIXTURE, False), "make-pg": (FIXTURE_PG, True), "make-v8": (FIXTURE_V8, False),
-               "make-v8-pg": (FIXTURE_V8_PG, True)}
+               "make-v8-pg": (FIXTURE_V8_PG, True), "make-v9": (FIXTURE_V9, False),
+               "make-v9-pg": (FIXTURE_V9_PG, True)}
     if len(sys.argv) != 2 or sys.argv[1] not in targets:
-        sys.exit("usage: PAYCORE_BIN=<paycore of schema v7 (v8)> python3 tests/payments/fixture_v7.py"
-                 " make|make-pg|make-v8|make-v8-pg")
+        sys.exit("usage: PAYCORE_BIN=<paycore of schema v7 (v8, v9)> python3 tests/payments/fixture_v7.py"
+                 " make|make-pg|make-v8|make-v8-pg|make-v9|make-v9-pg")
     print("making the fixture with", BIN)
     fixture, on_pg = targets[sys.argv[1]]
+    several_owners = sys.argv[1].startswith("make-v9")
     if not on_pg:
-        make(fixture)
+        make(fixture, owners=several_owners)
     else:
         pg = pgcluster.Cluster()
         try:
-            make(fixture, pg)
+            make(fixture, pg, owners=several_owners)
         finally:
             pg.close()

@@ -79,6 +79,11 @@ def make_v5(db, payment_id, doc_text, replies):
         conn.execute("DROP TABLE pay_versions")
         for column in ("answer_version", "answer_status"):  # version 9's
             conn.execute("ALTER TABLE pay_objects DROP COLUMN " + column)
+        # version 10's: an event's first owner back into the owners table
+        conn.execute("INSERT OR IGNORE INTO event_owners(owner, seq) SELECT owner, seq FROM events"
+                     " WHERE owner IS NOT NULL")
+        conn.execute("DROP INDEX events_by_owner")
+        conn.execute("ALTER TABLE events DROP COLUMN owner")
         conn.execute("PRAGMA user_version = 5")
         conn.commit()
     finally:
