@@ -76,11 +76,20 @@ static const char *op_prefix(pay_op_kind kind) {
     }
 }
 
+/* A card payment's steps need no row of their own: nothing reads them by id (a refund
+ * has its route, a bank's callback finds its attempt through the op's row), and the
+ * recovery finds the one in flight through its payment's row (pay_flow_row_put). An
+ * op that has a row (written before rows were left out) keeps it up to date. */
+static bool op_row_kept(const pay_flow_t *flow, bool in_payment) {
+    const pay_op_t *op = &flow->op;
+    return !in_payment || op->row || op->kind == PAY_OP_REFUND || flow->payment.method != PAY_METHOD_CARD;
+}
+
 pc_status pay_flow_write_op(pay_flow_t *flow, store_tx_t *tx) {
     pay_op_t *op = &flow->op;
     /* every command of a payment's op writes the payment too (pay_flow_write_payment) */
     bool in_payment = flow->has_payment && strcmp(op->parent_id, flow->payment.id) == 0;
-    pc_status status = pay_op_put(tx, op, &flow->staged, in_payment);
+    pc_status status = pay_op_put(tx, op, &flow->staged, in_payment, op_row_kept(flow, in_payment));
     const char *prefix = op_prefix(op->kind);
     if (status != PC_OK || prefix[0] == '\0' || flow->pay->config.events == NULL || tx == NULL) return status;
     bool changed = op->version == 1 || strcmp(op->status, op->status_stored) != 0;

@@ -625,6 +625,9 @@ pc_status pay_flow_row_put(pay_flow_t *flow, store_tx_t *tx) {
                               .doc = "", .answer_version = flow->answer_kept_version,
                               .answer_status = flow->answer_kept_status};
     pay_id_copy(row.id, p->id);
+    /* the op in flight, for the recovery, unless a row of its own names it */
+    bool op_has_row = flow->has_op && flow->op.row && strcmp(flow->op.id, p->pending_op) == 0;
+    if (!op_has_row) snprintf(row.pending_op, sizeof row.pending_op, "%s", p->pending_op);
     snprintf(row.kind, sizeof row.kind, "payment");
     snprintf(row.merchant_id, sizeof row.merchant_id, "%s", p->merchant_id);
     snprintf(row.status, sizeof row.status, "%s", pay_state_name(p->state));
@@ -1303,8 +1306,21 @@ pc_status pay_op_read(store_reader_t *reader, const char *id, pay_op_t *out) {
         result = doc != NULL ? pay_op_from_json(doc, out) : PC_STORE_CORRUPT;
         json_decref(doc);
     }
+    if (result == PC_OK) out->row = true;
     store_pay_object_free(&object);
     return result;
+}
+
+pc_status pay_op_read_in(store_reader_t *reader, const char *payment_id, const char *op_id, pay_op_t *out) {
+    store_pay_object_t payment;
+    pc_status status = store_pay_object_get(reader, payment_id, &payment);
+    if (status != PC_OK) return status;
+    bool ok = strcmp(payment.kind, "payment") == 0 && pc_id_copy(payment.parent_id, payment_id) &&
+              pc_id_copy(payment.id, op_id);
+    payment.version = 0; /* the row's: any version of the entry will do */
+    status = ok ? op_from_payment(reader, &payment, out) : PC_NOT_FOUND;
+    store_pay_object_free(&payment);
+    return status;
 }
 
 /* Written directly (render.c), or dumped by jansson when a text in it is not plain. */
@@ -1361,7 +1377,7 @@ static char *op_staged_take(pay_op_t *op, pay_staged_t *staged, bool in_payment)
     return text;
 }
 
-pc_status pay_op_put(store_tx_t *tx, pay_op_t *op, pay_staged_t *staged, bool in_payment) {
+pc_status pay_op_put(store_tx_t *tx, pay_op_t *op, pay_staged_t *staged, bool in_payment, bool row) {
     char *text = tx != NULL ? op_staged_take(op, staged, in_payment) : NULL;
     if (text == NULL) {
         op->version++;
@@ -1382,8 +1398,12 @@ pc_status pay_op_put(store_tx_t *tx, pay_op_t *op, pay_staged_t *staged, bool in
         }
         return PC_OK;
     }
-    pc_status status = object_put_text(tx, "op", op->id, op->merchant_id, op->parent_id, op->status, op->created_ns,
-                                       op->updated_ns, op->version, text);
+    pc_status status = PC_OK;
+    if (row || !in_payment) {
+        status = object_put_text(tx, "op", op->id, op->merchant_id, op->parent_id, op->status, op->created_ns,
+                                 op->updated_ns, op->version, text);
+    }
+    if (status == PC_OK && (row || !in_payment)) op->row = true;
     free(text);
     return status;
 }

@@ -119,6 +119,8 @@ typedef struct {
     uint64_t updated_ns;
     uint32_t version;
     char status_stored[16];           /* as last stored (events: did it change?) */
+    bool row;                         /* kept in a row of its own (read from or written to one);
+                                         a card payment's steps have none (pay_flow_write_op) */
 } pay_op_t;
 
 typedef struct {
@@ -289,8 +291,15 @@ PC_MUST_USE pc_status pay_payment_put(store_tx_t *tx, pay_payment_t *payment, pa
                                       char **doc_out);
 /* 'in_payment': the op's entry goes into its payment's record in the same command
  * (the op of a payment): the op's row then keeps its listing columns only, and
- * pay_op_read takes the op from the payment's record. */
-PC_MUST_USE pc_status pay_op_put(store_tx_t *tx, pay_op_t *op, pay_staged_t *staged, bool in_payment);
+ * pay_op_read takes the op from the payment's record. 'row': false for an op of a
+ * payment that needs no row (pay_flow_write_op): its version advances, nothing of it
+ * is written but the entry in its payment's record. */
+PC_MUST_USE pc_status pay_op_put(store_tx_t *tx, pay_op_t *op, pay_staged_t *staged, bool in_payment, bool row);
+/* The op 'op_id' of payment 'payment_id' from the payment's latest record (an op
+ * without a row: store_pay_object_t.pending_op); PC_NOT_FOUND when the payment or its
+ * entry is missing. */
+PC_MUST_USE pc_status pay_op_read_in(store_reader_t *reader, const char *payment_id, const char *op_id,
+                                     pay_op_t *out);
 
 /* Copies an id (both PC_ID_SIZE buffers, possibly inside one struct). */
 static inline void pay_id_copy(char dst[PC_ID_SIZE], const char *src) {

@@ -1,7 +1,8 @@
 /* payments/recovery.c: what is never left to chance. At start and every
  * recovery_interval_ms one thread
  *   1. takes every operation still "pending" (its attempt was persisted, its outcome
- *      never learned: a crash, a timeout the gateway could not resolve) that is older
+ *      never learned: a crash, a timeout the gateway could not resolve; an op row in
+ *      that status, or a card payment's row naming its op in flight) that is older
  *      than the grace (a request may still be on its way through the channel), asks
  *      the channel for that attempt's status by its idempotency key, and applies the
  *      answer exactly as the call's own answer would have been applied: booked by the
@@ -74,15 +75,29 @@ typedef struct {
 
 typedef struct {
     char ids[PAY_RECOVERY_BATCH_MAX][PC_ID_SIZE];
+    char payment_ids[PAY_RECOVERY_BATCH_MAX][PC_ID_SIZE]; /* "": the op has a row of its own */
     uint32_t count;
     uint64_t older_than_ns;
 } pending_list_t;
 
+/* An op row, or a payment's row naming its op in flight (the op has no row). */
 static void pending_one(const store_pay_object_t *object, void *ctx) {
     pending_list_t *list = ctx;
-    if (object->updated_ns <= list->older_than_ns && list->count < PAY_RECOVERY_BATCH_MAX) {
-        snprintf(list->ids[list->count++], PC_ID_SIZE, "%s", object->id);
+    bool in_payment = object->pending_op[0] != '\0' && strcmp(object->kind, "payment") == 0;
+    const char *op_id = in_payment ? object->pending_op : object->id;
+    for (uint32_t i = 0; i < list->count; i++) {
+        if (strcmp(list->ids[i], op_id) == 0) return;
     }
+    if (object->updated_ns <= list->older_than_ns && list->count < PAY_RECOVERY_BATCH_MAX) {
+        snprintf(list->payment_ids[list->count], PC_ID_SIZE, "%s", in_payment ? object->id : "");
+        snprintf(list->ids[list->count++], PC_ID_SIZE, "%s", op_id);
+    }
+}
+
+/* The op to recover: from its row, or from its payment's records when it has none. */
+static pc_status op_load(store_reader_t *reader, const char *op_id, const char *payment_id, pay_op_t *out) {
+    if (payment_id == NULL || payment_id[0] == '\0') return pay_op_read(reader, op_id, out);
+    return pay_op_read_in(reader, payment_id, op_id, out);
 }
 
 /* A pending op: a bank's final answer as its callback (bank.c), any other as the
@@ -103,16 +118,19 @@ static void processing_result(pay_flow_t *flow, pc_status status) {
     pay_flow_finish(flow);
 }
 
-/* Loads the op (and its payment) in 'status' and asks its channel; false when skipped. */
-static bool recover_op(pay_t *pay, pass_t *pass, store_reader_t *reader, const char *op_id, const char *status_want) {
+/* Loads the op (and its payment) in 'status' and asks its channel; false when skipped.
+ * 'payment_id': the op's payment when the op has no row ("" or NULL: it has one). */
+static bool recover_op(pay_t *pay, pass_t *pass, store_reader_t *reader, const char *op_id, const char *payment_id,
+                       const char *status_want) {
     pay_op_t op;
-    if (pay_op_read(reader, op_id, &op) != PC_OK || strcmp(op.status, status_want) != 0 || op.attempt_count == 0) {
+    if (op_load(reader, op_id, payment_id, &op) != PC_OK || strcmp(op.status, status_want) != 0 ||
+        op.attempt_count == 0) {
         return false;
     }
     const char *lock = op.kind == PAY_OP_PAYOUT || op.kind == PAY_OP_WITHDRAW ? op.id : op.parent_id;
     pay_flow_t *flow = pass_flow(pay, pass, lock);
     if (flow == NULL) return false;
-    if (pay_op_read(reader, op_id, &flow->op) != PC_OK || strcmp(flow->op.status, status_want) != 0) {
+    if (op_load(reader, op_id, payment_id, &flow->op) != PC_OK || strcmp(flow->op.status, status_want) != 0) {
         pay_flow_finish(flow); /* resolved meanwhile */
         return false;
     }
@@ -144,9 +162,13 @@ static void pending_pass(pay_t *pay, pass_t *pass, store_reader_t *reader, uint6
     uint64_t grace_ns = (uint64_t)pay->config.recovery_grace_ms * 1000000ull;
     list->older_than_ns = now_ns > grace_ns ? now_ns - grace_ns : 0;
     store_pay_query_t q = {.kind = "op", .status = "pending", .limit = PAY_RECOVERY_BATCH_MAX};
+    store_pay_query_t in_payments = {.kind = "payment", .pending_op = true, .limit = PAY_RECOVERY_BATCH_MAX};
     bool has_more = false;
-    if (store_pay_objects_list(reader, &q, pending_one, list, &has_more) == PC_OK) {
-        for (uint32_t i = 0; i < list->count; i++) (void)recover_op(pay, pass, reader, list->ids[i], "pending");
+    if (store_pay_objects_list(reader, &q, pending_one, list, &has_more) == PC_OK &&
+        store_pay_objects_list(reader, &in_payments, pending_one, list, &has_more) == PC_OK) {
+        for (uint32_t i = 0; i < list->count; i++) {
+            (void)recover_op(pay, pass, reader, list->ids[i], list->payment_ids[i], "pending");
+        }
     }
     free(list);
 }
@@ -189,7 +211,7 @@ static void waiting_pass(pay_t *pay, pass_t *pass, store_reader_t *reader, uint6
     bool has_more = false;
     pc_status status = store_pay_objects_list(reader, &q, waiting_one, list, &has_more);
     if (status == PC_OK) {
-        for (uint32_t i = 0; i < list->count; i++) (void)recover_op(pay, pass, reader, list->ids[i], "processing");
+        for (uint32_t i = 0; i < list->count; i++) (void)recover_op(pay, pass, reader, list->ids[i], NULL, "processing");
     }
     sweep->from_ns = status == PC_OK && has_more ? list->created_ns_last + 1 : 0; /* else: the sweep ends */
     free(list);

@@ -33,23 +33,24 @@ static pc_status pg_pay_object_put(store_tx_t *tx, const store_pay_object_t *o) 
     PG_U64(answer_version, o->answer_version);
     PG_U64(answer_status, o->answer_version != 0 ? (uint64_t)o->answer_status : 0);
     const char *params[] = {o->id, o->kind, o->merchant_id, o->parent_id, o->status, created, updated, version, doc,
-                            answer_version, answer_status};
+                            answer_version, answer_status, o->pending_op};
     /* the first final answer stays: a later command of the payment never replaces it */
     pc_status status = pg_write(pg_tx_conn(tx), "INSERT INTO pay_objects(id, kind, merchant_id, parent_id, status,"
-                                  " created_ns, updated_ns, version, doc, answer_version, answer_status) VALUES($1,"
-                                  " $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO UPDATE SET kind ="
+                                  " created_ns, updated_ns, version, doc, answer_version, answer_status, pending_op)"
+                                  " VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO"
+                                  " UPDATE SET pending_op = excluded.pending_op, kind ="
                                   " excluded.kind, merchant_id = excluded.merchant_id, parent_id = excluded.parent_id,"
                                   " status = excluded.status, created_ns = excluded.created_ns, updated_ns ="
                                   " excluded.updated_ns, version = excluded.version, doc = excluded.doc,"
                                   " answer_status = CASE pay_objects.answer_version WHEN 0 THEN excluded.answer_status"
                                   " ELSE pay_objects.answer_status END, answer_version = CASE"
                                   " pay_objects.answer_version WHEN 0 THEN excluded.answer_version ELSE"
-                                  " pay_objects.answer_version END", 11, params, NULL);
+                                  " pay_objects.answer_version END", 12, params, NULL);
     free(doc);
     return status;
 }
 
-#define OBJECT_COLUMNS "id, kind, merchant_id, parent_id, status, created_ns, updated_ns, version, doc"
+#define OBJECT_COLUMNS "id, kind, merchant_id, parent_id, status, created_ns, updated_ns, version, doc, pending_op"
 #define OBJECT_ANSWER_COLUMNS OBJECT_COLUMNS ", answer_version, answer_status"
 
 /* Columns of OBJECT_COLUMNS into 'out'; the doc is borrowed from the result. */
@@ -65,6 +66,7 @@ static void object_from_row(const PGresult *result, int row, store_pay_object_t 
     out->version = (uint32_t)pg_int(result, row, 7);
     out->doc = PQgetvalue(result, row, 8);
     out->doc_bytes = (size_t)PQgetlength(result, row, 8);
+    pg_text_copy(out->pending_op, sizeof out->pending_op, result, row, 9);
 }
 
 static pc_status pg_pay_object_get(store_reader_t *reader, const char *id, store_pay_object_t *out) {
@@ -76,8 +78,8 @@ static pc_status pg_pay_object_get(store_reader_t *reader, const char *id, store
     pc_status status = PQntuples(result) == 1 ? PC_OK : PC_NOT_FOUND;
     if (status == PC_OK) {
         object_from_row(result, 0, out);
-        out->answer_version = (uint32_t)pg_int(result, 0, 9);
-        out->answer_status = (int)pg_int(result, 0, 10);
+        out->answer_version = (uint32_t)pg_int(result, 0, 10);
+        out->answer_status = (int)pg_int(result, 0, 11);
         char *doc = malloc(out->doc_bytes + 1);
         if (doc != NULL) memcpy(doc, out->doc, out->doc_bytes + 1);
         out->doc = doc;
@@ -171,6 +173,7 @@ static pc_status pg_pay_objects_list(store_reader_t *reader, const store_pay_que
     if (q->merchant_id) n = condition_add(sql, sizeof sql, n, " AND merchant_id = $%d", params, &count, q->merchant_id);
     if (q->parent_id) n = condition_add(sql, sizeof sql, n, " AND parent_id = $%d", params, &count, q->parent_id);
     if (q->status) n = condition_add(sql, sizeof sql, n, " AND status = $%d", params, &count, q->status);
+    if (q->pending_op) n += snprintf(sql + n, sizeof sql - (size_t)n, " AND pending_op <> ''"); /* its partial index */
     n = condition_add(sql, sizeof sql, n, " AND created_ns >= $%d", params, &count, from);
     n = condition_add(sql, sizeof sql, n, " AND created_ns < $%d", params, &count, to);
     if (q->starting_after) {

@@ -309,6 +309,13 @@ static const char schema_event_owner[] =
     "DELETE FROM event_owners o USING events e WHERE e.seq = o.seq AND e.owner = o.owner;"
     "CREATE INDEX events_by_owner ON events(owner, seq) WHERE owner IS NOT NULL;";
 
+/* A card payment's operations have no rows of their own: the payment's row names the
+ * one in flight, found by the recovery through this partial index
+ * (sqlite_payments.c's version 11). */
+static const char schema_pay_pending_op[] =
+    "ALTER TABLE pay_objects ADD COLUMN pending_op text COLLATE \"C\" NOT NULL DEFAULT '';"
+    "CREATE INDEX pay_objects_pending_op ON pay_objects(kind, created_ns, id) WHERE pending_op <> '';";
+
 /* Index i takes a database from version i to i + 1. Append only. */
 static const char *const migrations[] = {
     schema_v1,
@@ -323,6 +330,7 @@ static const char *const migrations[] = {
     schema_account_transfers, /* v10 */
     schema_pay_answers, /* v11 */
     schema_event_owner, /* v12 */
+    schema_pay_pending_op, /* v13 */
 };
 
 #define PG_SCHEMA_VERSION_LATEST ((int)(sizeof migrations / sizeof migrations[0]))

@@ -77,6 +77,7 @@ const char *store_sqlite_payments_schema(void);
 const char *store_sqlite_payments_schema_v6(void);
 const char *store_sqlite_payments_schema_v8(void);
 const char *store_sqlite_payments_schema_v9(void);
+const char *store_sqlite_payments_schema_v11(void);
 
 /* The vault's re-encryption (store_payments.h: store_vault_cards_not_under,
  * store_vault_card_rekey, store_vault_key_retire). sqlite_vault.c. */

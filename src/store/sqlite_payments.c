@@ -45,6 +45,14 @@ const char *store_sqlite_payments_schema_v9(void) {
            "ALTER TABLE pay_objects ADD COLUMN answer_status INTEGER NOT NULL DEFAULT 0;";
 }
 
+/* Version 11: a card payment's operations have no rows of their own (their payment's
+ * records hold them): the payment's row names the one in flight, and the recovery finds
+ * those through this partial index instead of the operations' pending index. */
+const char *store_sqlite_payments_schema_v11(void) {
+    return "ALTER TABLE pay_objects ADD COLUMN pending_op TEXT NOT NULL DEFAULT '';"
+           "CREATE INDEX pay_objects_pending_op ON pay_objects(kind, created_ns, id) WHERE pending_op <> '';";
+}
+
 const char *store_sqlite_payments_schema(void) {
     return "CREATE TABLE IF NOT EXISTS pay_objects("
            "  id TEXT PRIMARY KEY,"
@@ -88,18 +96,18 @@ const char *store_sqlite_payments_schema(void) {
 
 /* ---- statements kept by each connection (sqlite_stmt_cache.c) ---- */
 
-#define OBJECT_COLUMNS "id, kind, merchant_id, parent_id, status, created_ns, updated_ns, version, doc"
+#define OBJECT_COLUMNS "id, kind, merchant_id, parent_id, status, created_ns, updated_ns, version, doc, pending_op"
 #define OBJECT_ANSWER_COLUMNS OBJECT_COLUMNS ", answer_version, answer_status"
 
 static const char *const statement_sql[STORE_STMT_SLOT_COUNT] = {
     [STORE_STMT_PAY_OBJECT_PUT] =
         "INSERT OR REPLACE INTO pay_objects(id, kind, merchant_id, parent_id, status, created_ns, updated_ns,"
-        " version, doc, answer_version, answer_status) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+        " version, doc, answer_version, answer_status, pending_op) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
     /* a new version of an object: only the columns a version changes, so the listings'
      * indexes (of kind, merchant and creation time) are not rewritten; the first final
      * answer stays (a later command of the payment never replaces it) */
     [STORE_STMT_PAY_OBJECT_UPDATE] =
-        "UPDATE pay_objects SET status = ?5, updated_ns = ?7, version = ?8, doc = ?9,"
+        "UPDATE pay_objects SET status = ?5, updated_ns = ?7, version = ?8, doc = ?9, pending_op = ?12,"
         " answer_status = CASE answer_version WHEN 0 THEN ?11 ELSE answer_status END,"
         " answer_version = CASE answer_version WHEN 0 THEN ?10 ELSE answer_version END"
         " WHERE id = ?1 AND kind = ?2 AND merchant_id = ?3 AND parent_id = ?4 AND created_ns = ?6",
@@ -152,6 +160,7 @@ static pc_status object_write(store_conn_t c, int slot, const store_pay_object_t
     sqlite3_bind_text(stmt, 9, o->doc, o->doc_bytes ? (int)o->doc_bytes : -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 10, (sqlite3_int64)o->answer_version);
     sqlite3_bind_int(stmt, 11, o->answer_version != 0 ? o->answer_status : 0);
+    sqlite3_bind_text(stmt, 12, o->pending_op, -1, SQLITE_STATIC);
     return step_done(c, slot, stmt);
 }
 
@@ -179,6 +188,7 @@ static void object_from_row(sqlite3_stmt *stmt, store_pay_object_t *out) {
     out->version = (uint32_t)sqlite3_column_int64(stmt, 7);
     out->doc = (char *)sqlite3_column_text(stmt, 8);
     out->doc_bytes = (size_t)sqlite3_column_bytes(stmt, 8);
+    store_sqlite_text_copy(out->pending_op, sizeof out->pending_op, stmt, 9);
 }
 
 static pc_status sqlite_pay_object_get(store_reader_t *reader, const char *id, store_pay_object_t *out) {
@@ -191,8 +201,8 @@ static pc_status sqlite_pay_object_get(store_reader_t *reader, const char *id, s
     pc_status status = rc == SQLITE_ROW ? PC_OK : rc == SQLITE_DONE ? PC_NOT_FOUND : PC_STORE_READ_FAILED;
     if (status == PC_OK) {
         object_from_row(stmt, out);
-        out->answer_version = (uint32_t)sqlite3_column_int64(stmt, 9);
-        out->answer_status = sqlite3_column_int(stmt, 10);
+        out->answer_version = (uint32_t)sqlite3_column_int64(stmt, 10);
+        out->answer_status = sqlite3_column_int(stmt, 11);
         char *doc = malloc(out->doc_bytes + 1);
         if (doc == NULL) {
             status = PC_NO_MEMORY;
@@ -228,7 +238,11 @@ static pc_status cursor_find(store_conn_t c, const store_pay_query_t *q, uint64_
 
 /* The listing's SQL: only the conditions that apply, so that the index serves it. */
 static void list_sql(const store_pay_query_t *q, bool cursor, char *sql, size_t sql_bytes) {
-    int n = snprintf(sql, sql_bytes, "SELECT " OBJECT_COLUMNS " FROM pay_objects WHERE kind = ?1");
+    /* payments with an operation in flight: their partial index, named (the listings'
+     * indexes hold the same columns) */
+    int n = snprintf(sql, sql_bytes, "SELECT " OBJECT_COLUMNS " FROM pay_objects%s WHERE kind = ?1",
+                     q->pending_op ? " INDEXED BY pay_objects_pending_op" : "");
+    if (q->pending_op) n += snprintf(sql + n, sql_bytes - (size_t)n, " AND pending_op <> ''");
     /* the listings' indexes leave operations out: this term lets the planner use them */
     if (strcmp(q->kind, "op") != 0) n += snprintf(sql + n, sql_bytes - (size_t)n, " AND kind <> 'op'");
     if (q->merchant_id) n += snprintf(sql + n, sql_bytes - (size_t)n, " AND merchant_id = ?2");

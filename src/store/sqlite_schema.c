@@ -125,6 +125,9 @@ static const schema_migration migrations[] = {
     {"", store_sqlite_payments_schema_v9},
     /* v10: an event's first owner on its row (sqlite_events.c) */
     {"", store_sqlite_events_schema_v10},
+    /* v11: a card payment's operations without rows; the payment's row names the one
+     * in flight (sqlite_payments.c) */
+    {"", store_sqlite_payments_schema_v11},
 };
 
 #define SCHEMA_VERSION_LATEST ((int)(sizeof(migrations) / sizeof(migrations[0])))

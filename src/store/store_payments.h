@@ -39,6 +39,10 @@ typedef struct {
      * an answer writes it only when the row has none (the first final answer stays). */
     uint32_t answer_version;
     int answer_status;
+    /* A payment's operation whose outcome is not known yet and which has no row of its
+     * own (a card payment's steps live in the payment's records only): "" when none.
+     * Indexed for the recovery (store_pay_query_t.pending_op). */
+    char pending_op[PC_ID_SIZE];
 } store_pay_object_t;
 
 void store_pay_object_free(store_pay_object_t *object);
@@ -54,6 +58,7 @@ typedef struct {
     const char *merchant_id;              /* NULL: every merchant */
     const char *parent_id;                /* NULL: any */
     const char *status;                   /* NULL: any */
+    bool pending_op;                      /* only objects naming a pending_op */
     uint64_t created_from_ns;             /* inclusive; 0 = no bound */
     uint64_t created_to_ns;               /* exclusive; 0 = no bound */
     const char *starting_after;           /* an id of this listing, or NULL */

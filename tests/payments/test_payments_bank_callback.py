@@ -82,11 +82,16 @@ def final_card_payment(env, m):
     check(snapshot(env, p["id"]) == before, "the callbacks changed nothing")
 
 
-def give_lookup(env, key, op_id):
-    """The lookup row every card attempt had in a database made before schema v8."""
+def give_lookup(env, key, payment, op):
+    """The lookup row every card attempt had in a database made before schema v8, and
+    the row of its operation (a card payment's steps had rows of their own then)."""
     conn = sqlite3.connect(env.server.db, timeout=30)
     with conn:
-        conn.execute("INSERT INTO pay_lookups(name, object_id, extra) VALUES (?, ?, NULL)", ("attempt:" + key, op_id))
+        conn.execute("INSERT INTO pay_lookups(name, object_id, extra) VALUES (?, ?, NULL)",
+                     ("attempt:" + key, op["id"]))
+        conn.execute("INSERT OR IGNORE INTO pay_objects(id, kind, merchant_id, parent_id, status, created_ns,"
+                     " updated_ns, version, doc) VALUES (?, 'op', ?, ?, 'pending', ?, ?, 1, '')",
+                     (op["id"], payment["merchant_id"], payment["id"], payment["created"], payment["created"]))
     conn.close()
 
 
@@ -110,7 +115,7 @@ def unresolved_card_payment(env, m):
     env.server.proc = None
     op = p["operations"][0]
     check(op["status"] == "pending", "its authorization is pending: %r" % op)
-    give_lookup(env, card_key(p), op["id"])
+    give_lookup(env, card_key(p), p, op)
     env.start(["--payments-recovery-grace-ms", "3600000"])  # recovery leaves it alone
     before = snapshot(env, p["id"])
     check(before["payment"]["pending_operation"] == op["id"], "still unresolved after the restart")

@@ -84,6 +84,8 @@ def make_v5(db, payment_id, doc_text, replies):
                      " WHERE owner IS NOT NULL")
         conn.execute("DROP INDEX events_by_owner")
         conn.execute("ALTER TABLE events DROP COLUMN owner")
+        conn.execute("DROP INDEX pay_objects_pending_op")  # version 11's
+        conn.execute("ALTER TABLE pay_objects DROP COLUMN pending_op")
         conn.execute("PRAGMA user_version = 5")
         conn.commit()
     finally:

@@ -797,10 +797,13 @@ static void test_version_1_migrates(void) {
     ASSERT_EQ(sqlite3_open(db_path, &db), SQLITE_OK);
     /* What version 1 left after the lost-seq bug: rows behind, a seq ahead (and
      * neither version 2's table name nor version 3's idempotency column, nor version
-     * 9's payment answer columns, nor version 10's event owner column). */
+     * 9's payment answer columns, nor version 10's event owner column, nor version
+     * 11's payment's operation in flight). */
     ASSERT_EQ(sqlite3_exec(db, "DROP INDEX idempotency_keys_created;"
                                "DROP INDEX events_by_owner;"
                                "ALTER TABLE events DROP COLUMN owner;"
+                               "DROP INDEX pay_objects_pending_op;"
+                               "ALTER TABLE pay_objects DROP COLUMN pending_op;"
                                "ALTER TABLE idempotency_keys DROP COLUMN row_bytes;"
                                "ALTER TABLE pay_objects DROP COLUMN answer_version;"
                                "ALTER TABLE pay_objects DROP COLUMN answer_status;"

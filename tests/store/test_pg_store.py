@@ -36,7 +36,8 @@ SUITES = ["api/test_api_idempotency.py", "api/test_api_tenancy.py", "api/test_ap
           "payments/test_payments_tenancy.py", "payments/test_payments_channels.py",
           "payments/test_payments_data_key.py", "payments/test_payments_top_ups.py",
           "events/test_events_refs.py", "payments/test_payments_read_balance.py",
-          "api/test_api_idempotency_index.py", "payments/test_payments_idempotency_index.py"]
+          "api/test_api_idempotency_index.py", "payments/test_payments_idempotency_index.py",
+          "payments/test_payments_recovery_rows.py"]
 
 
 class Model:
