@@ -2,12 +2,12 @@
  * Every write runs on the writer thread inside a batch transaction; reads run on a
  * reader's connection. The events table is appended by seq (INTEGER PRIMARY KEY), so
  * the hot path is an append. An event's first owner is a column of its row (schema
- * version 10), indexed by (owner, seq): a merchant's listing walks that index, and the
- * owners table keeps only the rare further owners (a transfer between two merchants'
- * accounts, a merchant with several keys), walked beside it. The type and object
- * filters are checked on the rows walked by seq (schema version 8 drops the per-type
- * and per-object indexes older versions kept: no plan used them). A batch's events
- * share one set of prepared statements (store_events_writer_t); the rare writes
+ * version 10), indexed by owner (and seq, the rowid): a merchant's listing walks that
+ * index, and the owners table keeps only the rare further owners (a transfer between
+ * two merchants' accounts, a merchant with several keys), walked beside it. The type
+ * and object filters are checked on the rows walked by seq (schema version 8 drops the
+ * per-type and per-object indexes older versions kept: no plan used them). A batch's
+ * events share one set of prepared statements (store_events_writer_t); the rare writes
  * prepare per call. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,7 +70,8 @@ const char *store_sqlite_events_schema_v10(void) {
            "UPDATE events SET owner = (SELECT min(o.owner) FROM event_owners o WHERE o.seq = events.seq)"
            "  WHERE seq IN (SELECT seq FROM event_owners);"
            "DELETE FROM event_owners WHERE owner = (SELECT e.owner FROM events e WHERE e.seq = event_owners.seq);"
-           "CREATE INDEX IF NOT EXISTS events_by_owner ON events(owner, seq) WHERE owner IS NOT NULL;";
+           /* seq is the rowid, the tail of every index entry: (owner) orders by (owner, seq) */
+           "CREATE INDEX IF NOT EXISTS events_by_owner ON events(owner) WHERE owner IS NOT NULL;";
 }
 
 static pc_status prepare_write(store_tx_t *tx, const char *sql, sqlite3_stmt **out) {
