@@ -1399,11 +1399,11 @@ pc_status pay_op_put(store_tx_t *tx, pay_op_t *op, pay_staged_t *staged, bool in
         return PC_OK;
     }
     pc_status status = PC_OK;
-    if (row || !in_payment) {
+    if (row || !in_payment) { /* an op of its own always has its row */
         status = object_put_text(tx, "op", op->id, op->merchant_id, op->parent_id, op->status, op->created_ns,
                                  op->updated_ns, op->version, text);
+        op->row = op->row || status == PC_OK;
     }
-    if (status == PC_OK && (row || !in_payment)) op->row = true;
     free(text);
     return status;
 }

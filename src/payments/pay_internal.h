@@ -284,9 +284,9 @@ void pay_staged_clear(pay_staged_t *staged);
 /* Writes a new version of a payment / op (version +1, updated now) into 'tx': a
  * payment's version record (its row follows at the end of the command:
  * pay_flow_row_put), an op's row. The payment's document, rendered once, goes to
- * '*doc_out' (malloc'ed; NULL on failure) for its event. 'tx' NULL: a dry run (pay_flow_submit_staged): nothing is written,
- * the texts are rendered into 'staged'. Otherwise 'staged' texts of the version
- * written are used instead of rendering. */
+ * '*doc_out' (malloc'ed; NULL on failure) for its event. 'tx' NULL: a dry run
+ * (pay_flow_submit_staged): nothing is written, the texts are rendered into 'staged'.
+ * Otherwise 'staged' texts of the version written are used instead of rendering. */
 PC_MUST_USE pc_status pay_payment_put(store_tx_t *tx, pay_payment_t *payment, pay_staged_t *staged,
                                       char **doc_out);
 /* 'in_payment': the op's entry goes into its payment's record in the same command
@@ -296,8 +296,8 @@ PC_MUST_USE pc_status pay_payment_put(store_tx_t *tx, pay_payment_t *payment, pa
  * is written but the entry in its payment's record. */
 PC_MUST_USE pc_status pay_op_put(store_tx_t *tx, pay_op_t *op, pay_staged_t *staged, bool in_payment, bool row);
 /* The op 'op_id' of payment 'payment_id' from the payment's latest record (an op
- * without a row: store_pay_object_t.pending_op); PC_NOT_FOUND when the payment or its
- * entry is missing. */
+ * without a row: store_pay_object_t.pending_op); PC_NOT_FOUND when there is no such
+ * payment, PC_STORE_CORRUPT when its record holds no such op. */
 PC_MUST_USE pc_status pay_op_read_in(store_reader_t *reader, const char *payment_id, const char *op_id,
                                      pay_op_t *out);
 

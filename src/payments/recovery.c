@@ -211,7 +211,9 @@ static void waiting_pass(pay_t *pay, pass_t *pass, store_reader_t *reader, uint6
     bool has_more = false;
     pc_status status = store_pay_objects_list(reader, &q, waiting_one, list, &has_more);
     if (status == PC_OK) {
-        for (uint32_t i = 0; i < list->count; i++) (void)recover_op(pay, pass, reader, list->ids[i], NULL, "processing");
+        for (uint32_t i = 0; i < list->count; i++) {
+            (void)recover_op(pay, pass, reader, list->ids[i], NULL, "processing");
+        }
     }
     sweep->from_ns = status == PC_OK && has_more ? list->created_ns_last + 1 : 0; /* else: the sweep ends */
     free(list);
