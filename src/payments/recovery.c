@@ -70,6 +70,11 @@ typedef struct {
     uint64_t from_ns;     /* the next page starts at this created_ns; 0: no sweep running */
 } pay_bank_sweep_t;
 
+store_pay_query_t pay_recovery_query(const char *status, uint64_t created_from_ns) {
+    return (store_pay_query_t){.kind = "op", .status = status, .created_from_ns = created_from_ns,
+                               .limit = PAY_RECOVERY_BATCH_MAX};
+}
+
 /* ---- 1. pending operations ---- */
 
 typedef struct {
@@ -143,7 +148,7 @@ static void pending_pass(pay_t *pay, pass_t *pass, store_reader_t *reader, uint6
     if (list == NULL) return;
     uint64_t grace_ns = (uint64_t)pay->config.recovery_grace_ms * 1000000ull;
     list->older_than_ns = now_ns > grace_ns ? now_ns - grace_ns : 0;
-    store_pay_query_t q = {.kind = "op", .status = "pending", .limit = PAY_RECOVERY_BATCH_MAX};
+    store_pay_query_t q = pay_recovery_query("pending", 0);
     bool has_more = false;
     if (store_pay_objects_list(reader, &q, pending_one, list, &has_more) == PC_OK) {
         for (uint32_t i = 0; i < list->count; i++) (void)recover_op(pay, pass, reader, list->ids[i], "pending");
@@ -184,8 +189,7 @@ static void waiting_pass(pay_t *pay, pass_t *pass, store_reader_t *reader, uint6
     if (list == NULL) return;
     uint64_t after_ns = (uint64_t)pay->config.bank_inquiry_ms * 1000000ull;
     list->older_than_ns = now_ns > after_ns ? now_ns - after_ns : 0;
-    store_pay_query_t q = {.kind = "op", .status = "processing", .created_from_ns = sweep->from_ns,
-                           .limit = PAY_RECOVERY_BATCH_MAX};
+    store_pay_query_t q = pay_recovery_query("processing", sweep->from_ns);
     bool has_more = false;
     pc_status status = store_pay_objects_list(reader, &q, waiting_one, list, &has_more);
     if (status == PC_OK) {

@@ -299,6 +299,12 @@ static const char schema_pay_answers[] =
     "ALTER TABLE pay_objects ADD COLUMN answer_version bigint NOT NULL DEFAULT 0,"
     "  ADD COLUMN answer_status integer NOT NULL DEFAULT 0;";
 
+/* The operations waiting for a bank callback (payouts, withdrawals, bank collections
+ * "processing"), indexed for the recovery's sweep over them (sqlite_schema.c's version
+ * 10): without it the sweep read every row of pay_objects. */
+static const char schema_pay_processing[] =
+    "CREATE INDEX pay_objects_processing ON pay_objects(kind, created_ns, id) WHERE status = 'processing';";
+
 /* Index i takes a database from version i to i + 1. Append only. */
 static const char *const migrations[] = {
     schema_v1,
@@ -312,6 +318,7 @@ static const char *const migrations[] = {
     schema_account_numbers, /* v9 */
     schema_account_transfers, /* v10 */
     schema_pay_answers, /* v11 */
+    schema_pay_processing, /* v12 */
 };
 
 #define PG_SCHEMA_VERSION_LATEST ((int)(sizeof migrations / sizeof migrations[0]))

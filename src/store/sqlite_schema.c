@@ -123,6 +123,11 @@ static const schema_migration migrations[] = {
     /* v9: a payment's row keeps the final answer of the request that made it (its
      * stored reply is not rewritten) */
     {"", store_sqlite_payments_schema_v9},
+    /* v10: the operations waiting for a bank callback, indexed: the recovery's sweep
+     * over them ('processing', recovery.c) read the whole table without it */
+    {"CREATE INDEX IF NOT EXISTS pay_objects_processing ON pay_objects(kind, created_ns)"
+     "  WHERE status = 'processing';",
+     NULL},
 };
 
 #define SCHEMA_VERSION_LATEST ((int)(sizeof(migrations) / sizeof(migrations[0])))
