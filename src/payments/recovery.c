@@ -90,13 +90,6 @@ static void pending_one(const store_pay_object_t *object, void *ctx) {
     }
 }
 
-/* A pending op: a bank's final answer as its callback (bank.c), any other as the
- * call's own answer. */
-static void inquiry_result(pay_flow_t *flow, pc_status status) {
-    (void)status;
-    if (!pay_bank_inquiry_apply(flow)) pay_op_apply(flow);
-}
-
 /* A processing op: only the bank's final answer changes anything. */
 static void processing_result(pay_flow_t *flow, pc_status status) {
     (void)status;
@@ -139,7 +132,8 @@ static bool recover_op(pay_t *pay, pass_t *pass, store_reader_t *reader, const c
         pay_flow_finish(flow);
         return false;
     }
-    pay_call_status(flow, processing ? processing_result : inquiry_result);
+    /* a pending op: a bank's final answer as its callback (bank.c), any other as the call's own */
+    pay_call_status(flow, processing ? processing_result : pay_op_result);
     return true;
 }
 
