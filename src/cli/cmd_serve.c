@@ -329,6 +329,10 @@ static pc_status serve_start(api_config_t *config, const cli_opt *opts, api_serv
         status = serve_start_after_open(server, config, opts, demo);
         if (status != PC_OK) api_server_stop(server);
     }
+    if (status == PC_SHUTTING_DOWN) { /* SIGTERM or SIGINT during the start: nothing failed */
+        obs_logf(OBS_LEVEL_INFO, "stopped before serving: a stop was asked during the start");
+        return status;
+    }
     if (status != PC_OK) {
         obs_logf(OBS_LEVEL_ERROR, "cannot start: %s (%s)", pc_status_code(status), pc_status_message(status));
         return status;
