@@ -104,7 +104,7 @@
 #define PC_KEY_FILE_BYTES_MAX 64
 
 /* The newest SQLite file format: the store migrates up to it, verify reads 1 to it. */
-#define STORE_SCHEMA_VERSION_MAX 11
+#define STORE_SCHEMA_VERSION_MAX 12
 
 /* verify on PostgreSQL fetches each stream's cursor this many rows at a time: one
  * round trip per 2,048 rows, and at most ~2,048 rows of each of six streams held
@@ -211,6 +211,10 @@
 #define API_IDEM_INDEX_KEYS_MAX 134217728 /* 2^27: 2 GiB of table at most */
 #define API_IDEM_INDEX_REBUILD_PERCENT 75 /* room left for the keys that arrive during the
                                              rebuild's scan, and no rebuild after each purge */
+#define API_IDEM_INDEX_SCAN_CHECK_ROWS 4096 /* the scan that loads the index (at start, a
+                                               rebuild) asks whether to go on this often:
+                                               a stop waits for a few ms of rows, not for
+                                               millions (about 1 us a row) */
 
 /* Events (src/events/). */
 #define EVENTS_BODY_BYTES_MAX (PAY_DOC_BYTES_MAX + 8 * 1024) /* one event's JSON: a ledger

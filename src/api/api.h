@@ -169,7 +169,8 @@ typedef struct {
                                     ("http://host:port"); NULL: http://<listen address> */
     bool standby_reads_forwarded; /* a set's standby forwards account and transfer reads too
                                      instead of answering them from the shards */
-    bool (*store_standby_continue)(void *ctx); /* until this says stop (NULL: forever) */
+    bool (*store_standby_continue)(void *ctx); /* a standby's wait, and the start's scan of the stored
+                                                  Idempotency-Keys, go on until this says stop (NULL: forever) */
     uint32_t store_writable_wait_ms; /* store_options_t.writable_wait_ms */
     uint32_t threads;            /* HTTP threads */
     uint64_t body_bytes_max;     /* over it: 413 before the body is read */

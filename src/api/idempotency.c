@@ -140,8 +140,25 @@ static uint32_t purge_chunk(api_server_t *server, purge_job *job) {
 
 /* ---- the index's rebuild (store/idem_index.h, "Recovery") ---- */
 
-static void index_row(const char *key_id, const char *idempotency_key, void *ctx) {
-    idem_index_add(ctx, key_id, idempotency_key);
+/* A scan of the stored keys into the index (and, at start, each API key's room). */
+typedef struct {
+    idem_index_scan_t scan;
+    api_usage_t *usage; /* NULL: the room is known already (a rebuild) */
+} index_load_t;
+
+static bool index_row(const char *key_id, const char *idempotency_key, uint64_t row_bytes, void *ctx) {
+    index_load_t *load = ctx;
+    if (load->usage != NULL) api_usage_idem_add(load->usage, key_id, (int64_t)row_bytes);
+    return idem_index_scan_row(&load->scan, key_id, idempotency_key);
+}
+
+/* A rebuild goes on until the purge thread is told to stop. */
+static bool purge_going(void *ctx) {
+    api_server_t *server = ctx;
+    pthread_mutex_lock(&server->purge_mutex);
+    bool going = !server->purge_stop;
+    pthread_mutex_unlock(&server->purge_mutex);
+    return going;
 }
 
 static pc_status barrier_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
@@ -161,7 +178,8 @@ static void index_rebuild(api_server_t *server) {
     pc_status status = writer_submit_wait(server->writer, &barrier);
     store_reader_t *reader = status == PC_OK ? api_server_reader_acquire(server) : NULL;
     if (status == PC_OK && reader == NULL) status = PC_STORE_READ_FAILED;
-    if (status == PC_OK) status = store_api_idem_keys(reader, index_row, server->idem_index);
+    index_load_t load = {.scan = {.index = server->idem_index, .go_on = purge_going, .go_on_ctx = server}};
+    if (status == PC_OK) status = store_api_idem_keys(reader, index_row, &load);
     if (status == PC_OK) status = pay_idem_lookups_index(reader, server->idem_index);
     if (reader != NULL) api_server_reader_release(server, reader);
     bool rebuilt = idem_index_rebuild_end(server->idem_index, status == PC_OK);
@@ -211,10 +229,6 @@ static void *purge_run(void *arg) {
 
 /* ---- start and stop ---- */
 
-static void usage_row(const char *key_id, uint64_t bytes, void *ctx) {
-    api_usage_idem_add(ctx, key_id, (int64_t)bytes);
-}
-
 static void clock_offset_from_env(api_server_t *server) {
     const char *text = getenv("PAYCORE_TEST_CLOCK_OFFSET_S");
     if (text == NULL || text[0] == '\0') return;
@@ -228,14 +242,20 @@ static void clock_offset_from_env(api_server_t *server) {
     obs_logf(OBS_LEVEL_WARN, "test clock: idempotency retention runs %llu s ahead", seconds);
 }
 
-/* The room each key's replies take, and the index of their keys. */
+/* The room each key's replies take, and the index of their keys: one scan, which a
+ * stop asked meanwhile (the serve's SIGTERM, pending until it serves) cuts short. */
 static pc_status stored_load(api_server_t *server) {
     pc_status status = idem_index_new(&server->idem_index, server->config.idempotency_index_keys_max);
     store_reader_t *reader = status == PC_OK ? api_server_reader_acquire(server) : NULL;
     if (status == PC_OK && reader == NULL) status = PC_STORE_READ_FAILED;
-    if (status == PC_OK) status = store_api_idem_usage(reader, usage_row, &server->usage);
-    if (status == PC_OK) status = store_api_idem_keys(reader, index_row, server->idem_index);
+    index_load_t load = {.scan = {.index = server->idem_index, .go_on = server->config.store_standby_continue},
+                         .usage = &server->usage};
+    if (status == PC_OK) status = store_api_idem_keys(reader, index_row, &load);
     if (reader != NULL) api_server_reader_release(server, reader);
+    if (status == PC_SHUTTING_DOWN) {
+        obs_logf(OBS_LEVEL_INFO, "idempotency index: a stop was asked while it loaded from the store: stopped after"
+                 " %llu keys, before serving", (unsigned long long)load.scan.rows);
+    }
     if (status != PC_OK) return status;
     idem_index_stats_t stats;
     idem_index_stats(server->idem_index, &stats);

@@ -625,7 +625,7 @@ pc_status api_server_open(api_server_t **out, const api_config_t *config) {
     if (status == PC_OK) status = open_backend(server);
     if (status == PC_OK) status = api_idem_start(server);
     if (status != PC_OK) {
-        if (server->store != NULL && server->shards == NULL) {
+        if (server->store != NULL && server->shards == NULL && status != PC_SHUTTING_DOWN) {
             obs_logf(OBS_LEVEL_ERROR, "store: %s", store_error_detail(server->store));
         }
         server_free(server);

@@ -123,6 +123,38 @@ static bool serve_standby_continue(void *ctx) {
     return !sigismember(&pending, SIGTERM) && !sigismember(&pending, SIGINT);
 }
 
+/* The payments layer's durations, in the order of payments_duration_opts; 0: its default. */
+static uint32_t payments_durations[4];
+
+/* Whole units from 1 to 'max', digits only (k, m and g are byte sizes elsewhere: a
+ * duration of "1m" would read as 1,048,576 ms). */
+static bool duration_parse(const char *text, uint64_t max, uint64_t *out) {
+    size_t digits = strspn(text, "0123456789");
+    if (digits == 0 || digits > 19 || text[digits] != '\0') return false;
+    *out = strtoull(text, NULL, 10);
+    return *out >= 1 && *out <= max;
+}
+
+/* Checked before anything is opened: a bad one is refused with one line, nothing changed. */
+static bool serve_payments_config(const cli_opt *opts) {
+    static const struct { int opt; uint64_t max; } durations[] = {
+        {OPT_AUTH_WINDOW, LEDGER_TIMEOUT_S_MAX}, {OPT_RECOVERY_MS, 3600000},
+        {OPT_RECOVERY_GRACE_MS, 3600000}, {OPT_BANK_INQUIRY_MS, PAY_BANK_INQUIRY_MS_MAX}};
+    static_assert(sizeof durations / sizeof durations[0] == sizeof payments_durations / sizeof payments_durations[0],
+                  "one slot per duration");
+    for (size_t i = 0; i < sizeof durations / sizeof durations[0]; i++) {
+        const cli_opt *opt = &opts[durations[i].opt];
+        uint64_t value = 0;
+        if (opt->value != NULL && !duration_parse(opt->value, durations[i].max, &value)) {
+            fprintf(stderr, "paycore serve: bad --%s '%s' (a whole number from 1 to %llu)\n", opt->name, opt->value,
+                    (unsigned long long)durations[i].max);
+            return false;
+        }
+        payments_durations[i] = (uint32_t)value;
+    }
+    return true;
+}
+
 /* Fills 'config' from the options; false after printing the bad one. */
 static bool serve_config(const cli_opt *opts, api_config_t *config, obs_level *level) {
     uint64_t value;
@@ -201,6 +233,7 @@ static bool serve_config(const cli_opt *opts, api_config_t *config, obs_level *l
     if (parsed[OPT_IDEM_INDEX_MAX] > 0) config->idempotency_index_keys_max = parsed[OPT_IDEM_INDEX_MAX];
     config->metrics_auth = opts[OPT_METRICS_AUTH].value != NULL && strcmp(opts[OPT_METRICS_AUTH].value, "0") != 0;
     if (!serve_events_config(opts, parsed, &config->events)) return false;
+    if (!serve_payments_config(opts)) return false;
     if (!obs_log_level_parse(opts[OPT_LOG_LEVEL].value, level)) {
         fprintf(stderr, "paycore serve: bad --log-level '%s'\n", opts[OPT_LOG_LEVEL].value);
         return false;
@@ -253,25 +286,14 @@ static pc_status serve_gateway_start(api_server_t *server, const api_config_t *c
     return api_gateway_start(path, (uint32_t)threads);
 }
 
-/* The payments layer: its vault key and options. */
+/* The payments layer: its vault key and options (durations checked by serve_config). */
 static pc_status serve_payments_start(api_server_t *server, const api_config_t *config, const cli_opt *opts) {
     api_payments_options_t o = {.db_path = config->db_path, .vault_key_path = opts[OPT_VAULT_KEY].value,
                                 .three_ds_prefixes = opts[OPT_THREE_DS].value};
-    struct { int opt; uint32_t *slot; uint64_t max; } numbers[] = {
-        {OPT_AUTH_WINDOW, &o.authorization_window_s, LEDGER_TIMEOUT_S_MAX},
-        {OPT_RECOVERY_MS, &o.recovery_interval_ms, 3600000},
-        {OPT_RECOVERY_GRACE_MS, &o.recovery_grace_ms, 3600000},
-        {OPT_BANK_INQUIRY_MS, &o.bank_inquiry_ms, PAY_BANK_INQUIRY_MS_MAX}};
-    for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++) {
-        const char *text = opts[numbers[i].opt].value;
-        uint64_t value = 0;
-        if (text == NULL) continue;
-        if (!cli_parse_u64(text, &value) || value == 0 || value > numbers[i].max) {
-            obs_logf(OBS_LEVEL_ERROR, "bad --%s '%s'", opts[numbers[i].opt].name, text);
-            return PC_INVALID_ARGUMENT;
-        }
-        *numbers[i].slot = (uint32_t)value;
-    }
+    o.authorization_window_s = payments_durations[0];
+    o.recovery_interval_ms = payments_durations[1];
+    o.recovery_grace_ms = payments_durations[2];
+    o.bank_inquiry_ms = payments_durations[3];
     return api_payments_start(server, &o);
 }
 
@@ -306,6 +328,10 @@ static pc_status serve_start(api_config_t *config, const cli_opt *opts, api_serv
     if (status == PC_OK) {
         status = serve_start_after_open(server, config, opts, demo);
         if (status != PC_OK) api_server_stop(server);
+    }
+    if (status == PC_SHUTTING_DOWN) { /* SIGTERM or SIGINT during the start: nothing failed */
+        obs_logf(OBS_LEVEL_INFO, "stopped before serving: a stop was asked during the start");
+        return status;
     }
     if (status != PC_OK) {
         obs_logf(OBS_LEVEL_ERROR, "cannot start: %s (%s)", pc_status_code(status), pc_status_message(status));

@@ -345,8 +345,8 @@ static void classify_inquiry(gw_call_t *call, const gw_channel_cfg_t *ch, long h
         gw_copy_str(a->code, sizeof a->code, "not_found");
         gw_copy_str(a->detail, sizeof a->detail, "the channel never applied a request with this key");
     } else if (http_status == 200 && json_is_true(found) && json_is_object(response)) {
+        a->found = 1; /* before decoding: a decoder may read a status report otherwise than an answer */
         gw_connector(ch->kind)->decode(ch, &call->req, op, response, 200, a);
-        a->found = 1;
     } else if (http_status >= 200 && http_status < 300) {
         gw_answer_fail(a, GW_OUTCOME_UNKNOWN, PC_GATEWAY_BAD_RESPONSE, "bad_answer",
                        "a status answer without found/response");

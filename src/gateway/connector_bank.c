@@ -35,13 +35,14 @@ static const char *inquiry_code(const json_t *body, const char *status) {
 }
 
 /* {"id":"bt_…","status":"pending"}: the only answer a new transfer gets. A status
- * inquiry (GW_OP_STATUS, recovery's) may also learn its outcome. */
+ * inquiry (recovery's GW_OP_STATUS, or the gateway's own after a lost answer: a->found
+ * set) may also learn its outcome. */
 static void bank_decode(const gw_channel_cfg_t *ch, const gw_request_t *req, gw_op op,
                         const json_t *body, int http_status, gw_answer_t *a) {
     (void)op;
     const char *status = gw_json_str(body, "status");
     const char *id = gw_json_str(body, "id");
-    const char *final = req->op == GW_OP_STATUS ? inquiry_code(body, status) : NULL;
+    const char *final = a->found > 0 ? inquiry_code(body, status) : NULL;
     if (final != NULL && strlen(final) < sizeof a->code && gw_code_lookup(ch, final, &a->outcome) &&
         a->outcome != GW_OUTCOME_PENDING) {
         status = final;

@@ -71,7 +71,7 @@ static pc_status write_both(pay_flow_t *flow, store_tx_t *tx) {
 }
 
 static void answer_for(pay_flow_t *flow) {
-    if (flow->op.kind == PAY_OP_REFUND) {
+    if (flow->op.kind == PAY_OP_REFUND || !flow->has_payment) { /* refunds, payouts, withdrawals */
         int http = strcmp(flow->op.status, "pending") == 0 ? 202 : 201;
         pay_flow_answer(flow, http, pay_op_json(&flow->op));
     } else {
@@ -442,5 +442,5 @@ void pay_op_apply(pay_flow_t *flow) {
 
 void pay_op_result(pay_flow_t *flow, pc_status status) {
     (void)status;
-    pay_op_apply(flow);
+    if (!pay_bank_inquiry_apply(flow)) pay_op_apply(flow); /* a bank's final answer: as its callback */
 }

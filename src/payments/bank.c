@@ -181,7 +181,9 @@ static pc_status collection_returned_in_tx(pay_flow_t *flow, store_tx_t *tx) {
     snprintf(flow->op.status, sizeof flow->op.status, "returned");
     pc_status status = pay_flow_write_op(flow, tx);
     pay_flow_op_put(flow);
-    return status == PC_OK ? pay_flow_write_payment(flow, tx) : status;
+    if (status == PC_OK) status = pay_flow_write_payment(flow, tx);
+    if (status == PC_OK && flow->reply.status == PC_OK) pay_flow_answer_payment(flow, 201); /* a first call's */
+    return status;
 }
 
 /* A settled or returned transfer applied to its operation ('flow' loaded). */
@@ -217,12 +219,33 @@ bool pay_bank_op_waits_callback(const pay_flow_t *flow) {
     return op->kind == PAY_OP_AUTHORIZE && flow->has_payment && flow->payment.method == PAY_METHOD_BANK;
 }
 
+/* The answer is the bank's report of the transfer as it stands, from a status inquiry:
+ * recovery's, or the gateway's own after a POST whose answer was lost (a timeout), when
+ * the bank may have settled or returned it meanwhile. */
+static bool learned_by_inquiry(const pay_flow_t *flow) {
+    const gw_result_t *r = &flow->result;
+    return flow->inquiry || (r->attempt_count > 0 && r->attempts[r->attempt_count - 1].status_found);
+}
+
+/* A first call's answer that the gateway's inquiry learned: what its pending answer
+ * would have kept (the routing of a collection, the bank's transfer id). */
+static void first_answer_keep(pay_flow_t *flow) {
+    const gw_result_t *r = &flow->result;
+    if (r->channel_ref[0]) snprintf(flow->op.channel_ref, sizeof flow->op.channel_ref, "%s", r->channel_ref);
+    if (flow->has_payment) {
+        json_decref(flow->payment.routing);
+        flow->payment.routing = gw_decision_json(&r->decision);
+    }
+}
+
 bool pay_bank_inquiry_apply(pay_flow_t *flow) {
     const gw_result_t *r = &flow->result;
     pay_outcome outcome = pay_outcome_of(flow);
-    if (!pay_bank_op_waits_callback(flow) || (outcome != PAY_OUT_APPROVED && outcome != PAY_OUT_DECLINED)) {
+    if (!learned_by_inquiry(flow) || !pay_bank_op_waits_callback(flow) ||
+        (outcome != PAY_OUT_APPROVED && outcome != PAY_OUT_DECLINED)) {
         return false;
     }
+    if (!flow->inquiry) first_answer_keep(flow);
     gw_update_t update = {.outcome = r->outcome, .amount_minor = flow->op.amount};
     snprintf(update.channel, sizeof update.channel, "%s", r->channel[0] ? r->channel : flow->op.channel);
     snprintf(update.channel_ref, sizeof update.channel_ref, "%s",

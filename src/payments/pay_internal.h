@@ -620,6 +620,10 @@ void pay_op_apply(pay_flow_t *flow);
 /* ---- recovery (recovery.c) ---- */
 PC_MUST_USE pc_status pay_recovery_start(pay_t *pay);
 void pay_recovery_stop(pay_t *pay);
+/* The listing a recovery sweep reads: operations in 'status' ("pending": waiting for
+ * their channel's answer; "processing": for a bank's callback) created from
+ * 'created_from_ns' on, a batch at a time. A partial index serves each (tests). */
+store_pay_query_t pay_recovery_query(const char *status, uint64_t created_from_ns);
 /* Loads what recovery and expiry need at start (holds). */
 PC_MUST_USE pc_status pay_holds_load(pay_t *pay);
 

@@ -71,6 +71,11 @@ typedef struct {
     uint64_t from_ns;     /* the next page starts at this created_ns; 0: no sweep running */
 } pay_bank_sweep_t;
 
+store_pay_query_t pay_recovery_query(const char *status, uint64_t created_from_ns) {
+    return (store_pay_query_t){.kind = "op", .status = status, .created_from_ns = created_from_ns,
+                               .limit = PAY_RECOVERY_BATCH_MAX};
+}
+
 /* ---- 1. pending operations ---- */
 
 typedef struct {
@@ -98,13 +103,6 @@ static void pending_one(const store_pay_object_t *object, void *ctx) {
 static pc_status op_load(store_reader_t *reader, const char *op_id, const char *payment_id, pay_op_t *out) {
     if (payment_id == NULL || payment_id[0] == '\0') return pay_op_read(reader, op_id, out);
     return pay_op_read_in(reader, payment_id, op_id, out);
-}
-
-/* A pending op: a bank's final answer as its callback (bank.c), any other as the
- * call's own answer. */
-static void inquiry_result(pay_flow_t *flow, pc_status status) {
-    (void)status;
-    if (!pay_bank_inquiry_apply(flow)) pay_op_apply(flow);
 }
 
 /* A processing op: only the bank's final answer changes anything. */
@@ -152,7 +150,8 @@ static bool recover_op(pay_t *pay, pass_t *pass, store_reader_t *reader, const c
         pay_flow_finish(flow);
         return false;
     }
-    pay_call_status(flow, processing ? processing_result : inquiry_result);
+    /* a pending op: a bank's final answer as its callback (bank.c), any other as the call's own */
+    pay_call_status(flow, processing ? processing_result : pay_op_result);
     return true;
 }
 
@@ -161,7 +160,7 @@ static void pending_pass(pay_t *pay, pass_t *pass, store_reader_t *reader, uint6
     if (list == NULL) return;
     uint64_t grace_ns = (uint64_t)pay->config.recovery_grace_ms * 1000000ull;
     list->older_than_ns = now_ns > grace_ns ? now_ns - grace_ns : 0;
-    store_pay_query_t q = {.kind = "op", .status = "pending", .limit = PAY_RECOVERY_BATCH_MAX};
+    store_pay_query_t q = pay_recovery_query("pending", 0);
     store_pay_query_t in_payments = {.kind = "payment", .pending_op = true, .limit = PAY_RECOVERY_BATCH_MAX};
     bool has_more = false;
     if (store_pay_objects_list(reader, &q, pending_one, list, &has_more) == PC_OK &&
@@ -206,8 +205,7 @@ static void waiting_pass(pay_t *pay, pass_t *pass, store_reader_t *reader, uint6
     if (list == NULL) return;
     uint64_t after_ns = (uint64_t)pay->config.bank_inquiry_ms * 1000000ull;
     list->older_than_ns = now_ns > after_ns ? now_ns - after_ns : 0;
-    store_pay_query_t q = {.kind = "op", .status = "processing", .created_from_ns = sweep->from_ns,
-                           .limit = PAY_RECOVERY_BATCH_MAX};
+    store_pay_query_t q = pay_recovery_query("processing", sweep->from_ns);
     bool has_more = false;
     pc_status status = store_pay_objects_list(reader, &q, waiting_one, list, &has_more);
     if (status == PC_OK) {

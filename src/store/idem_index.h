@@ -23,6 +23,12 @@
  * add; a row deleted meanwhile may stay (a harmless extra print): a superset again.
  * A scan that finds more rows than the bound leaves it overflowed.
  *
+ * Scans (the load at start, a rebuild) go row by row through idem_index_scan_row(),
+ * which asks the scan's owner whether to go on every API_IDEM_INDEX_SCAN_CHECK_ROWS
+ * rows: a stop asked meanwhile (SIGTERM) ends the scan there, not after millions of
+ * rows. A scan cut short leaves a subset: its owner must not use the index as one
+ * (the start gives up; a rebuild ends with scanned false).
+ *
  * Threads: any; one mutex guards the table (a lookup is a few probes). */
 #ifndef PAYCORE_STORE_IDEM_INDEX_H
 #define PAYCORE_STORE_IDEM_INDEX_H
@@ -74,6 +80,20 @@ PC_MUST_USE pc_status idem_index_rebuild_begin(idem_index_t *index);
 /* 'scanned': every stored row was added since begin. True when it is an index again;
  * false (overflowed) when the scan failed or the rows passed the bound. */
 bool idem_index_rebuild_end(idem_index_t *index, bool scanned);
+
+/* One scan of the store's rows into the index; 'go_on' (NULL: always) is asked every
+ * API_IDEM_INDEX_SCAN_CHECK_ROWS rows. */
+typedef bool (*idem_index_go_on_fn)(void *ctx);
+typedef struct {
+    idem_index_t *index;
+    idem_index_go_on_fn go_on;
+    void *go_on_ctx;
+    uint64_t rows;  /* added so far */
+    bool stopped;   /* 'go_on' said stop */
+} idem_index_scan_t;
+
+/* Adds the row's key; false once the scan is to stop (the row added all the same). */
+bool idem_index_scan_row(idem_index_scan_t *scan, const char *key_id, const char *idempotency_key);
 
 /* Appends the index's Prometheus series to 'text' (malloc'ed, 'bytes' long); returns
  * the new text (the old one freed) or the old one unchanged on OOM. */

@@ -174,18 +174,17 @@ static pc_status pg_api_idem_purge(store_tx_t *tx, uint64_t before_ns, uint32_t 
     return status;
 }
 
-static pc_status pg_api_idem_usage(store_reader_t *reader, store_api_idem_row_fn fn, void *ctx) {
-    PGresult *result = pg_query(pg_reader_conn(reader), "SELECT key_id, sum(row_bytes) FROM idempotency_keys"
-                                " GROUP BY key_id", 0, NULL);
-    if (result == NULL) return PC_STORE_READ_FAILED;
-    for (int row = 0; row < PQntuples(result); row++) {
-        fn(PQgetvalue(result, row, 0), (uint64_t)pg_int(result, row, 1), ctx);
-    }
-    PQclear(result);
-    return PC_OK;
-}
-
 #define IDEM_KEYS_PAGE_ROWS 10000 /* a page of keys in memory at a time, not the whole table */
+
+/* Each row of a page to 'fn'; false when it stopped the scan. */
+static bool idem_keys_page(const PGresult *result, int rows, store_api_idem_key_fn fn, void *ctx) {
+    for (int row = 0; row < rows; row++) {
+        if (!fn(PQgetvalue(result, row, 0), PQgetvalue(result, row, 1), (uint64_t)pg_int(result, row, 2), ctx)) {
+            return false;
+        }
+    }
+    return true;
+}
 
 /* In key order, a page at a time (the primary key's index; each page after the last key). */
 static pc_status pg_api_idem_keys(store_reader_t *reader, store_api_idem_key_fn fn, void *ctx) {
@@ -193,17 +192,18 @@ static pc_status pg_api_idem_keys(store_reader_t *reader, store_api_idem_key_fn 
     snprintf(limit, sizeof limit, "%d", IDEM_KEYS_PAGE_ROWS);
     for (;;) {
         const char *params[] = {after_id, after_key, limit};
-        PGresult *result = pg_query(pg_reader_conn(reader), "SELECT key_id, idempotency_key FROM idempotency_keys"
-                                    " WHERE (key_id, idempotency_key) > ($1, $2) ORDER BY key_id, idempotency_key"
-                                    " LIMIT $3", 3, params);
+        PGresult *result = pg_query(pg_reader_conn(reader), "SELECT key_id, idempotency_key, row_bytes FROM"
+                                    " idempotency_keys WHERE (key_id, idempotency_key) > ($1, $2)"
+                                    " ORDER BY key_id, idempotency_key LIMIT $3", 3, params);
         if (result == NULL) return PC_STORE_READ_FAILED;
         int rows = PQntuples(result);
-        for (int row = 0; row < rows; row++) fn(PQgetvalue(result, row, 0), PQgetvalue(result, row, 1), ctx);
-        if (rows > 0) {
+        bool going = idem_keys_page(result, rows, fn, ctx);
+        if (going && rows > 0) {
             snprintf(after_id, sizeof after_id, "%s", PQgetvalue(result, rows - 1, 0));
             snprintf(after_key, sizeof after_key, "%s", PQgetvalue(result, rows - 1, 1));
         }
         PQclear(result);
+        if (!going) return PC_SHUTTING_DOWN;
         if (rows < IDEM_KEYS_PAGE_ROWS) return PC_OK;
     }
 }
@@ -218,6 +218,5 @@ const store_api_ops_t store_pg_api_ops = {
     .idem_get = pg_api_idem_get,
     .idem_put = pg_api_idem_put,
     .idem_purge = pg_api_idem_purge,
-    .idem_usage = pg_api_idem_usage,
     .idem_keys = pg_api_idem_keys,
 };

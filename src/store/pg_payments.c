@@ -172,7 +172,12 @@ static pc_status pg_pay_objects_list(store_reader_t *reader, const store_pay_que
     if (strcmp(q->kind, "op") != 0) n += snprintf(sql + n, sizeof sql - (size_t)n, " AND kind <> 'op'");
     if (q->merchant_id) n = condition_add(sql, sizeof sql, n, " AND merchant_id = $%d", params, &count, q->merchant_id);
     if (q->parent_id) n = condition_add(sql, sizeof sql, n, " AND parent_id = $%d", params, &count, q->parent_id);
-    if (q->status) n = condition_add(sql, sizeof sql, n, " AND status = $%d", params, &count, q->status);
+    /* the recovery's statuses inline: their partial indexes serve a generic plan too */
+    if (q->status && (strcmp(q->status, "pending") == 0 || strcmp(q->status, "processing") == 0)) {
+        n += snprintf(sql + n, sizeof sql - (size_t)n, " AND status = '%s'", q->status);
+    } else if (q->status) {
+        n = condition_add(sql, sizeof sql, n, " AND status = $%d", params, &count, q->status);
+    }
     if (q->pending_op) n += snprintf(sql + n, sizeof sql - (size_t)n, " AND pending_op <> ''"); /* its partial index */
     n = condition_add(sql, sizeof sql, n, " AND created_ns >= $%d", params, &count, from);
     n = condition_add(sql, sizeof sql, n, " AND created_ns < $%d", params, &count, to);

@@ -316,6 +316,12 @@ static const char schema_pay_pending_op[] =
     "ALTER TABLE pay_objects ADD COLUMN pending_op text COLLATE \"C\" NOT NULL DEFAULT '';"
     "CREATE INDEX pay_objects_pending_op ON pay_objects(kind, created_ns, id) WHERE pending_op <> '';";
 
+/* The operations waiting for a bank callback (payouts, withdrawals, bank collections
+ * "processing"), indexed for the recovery's sweep over them (sqlite_schema.c's version
+ * 12): without it the sweep read every row of pay_objects. */
+static const char schema_pay_processing[] =
+    "CREATE INDEX pay_objects_processing ON pay_objects(kind, created_ns, id) WHERE status = 'processing';";
+
 /* Index i takes a database from version i to i + 1. Append only. */
 static const char *const migrations[] = {
     schema_v1,
@@ -331,6 +337,7 @@ static const char *const migrations[] = {
     schema_pay_answers, /* v11 */
     schema_event_owner, /* v12 */
     schema_pay_pending_op, /* v13 */
+    schema_pay_processing, /* v14 */
 };
 
 #define PG_SCHEMA_VERSION_LATEST ((int)(sizeof migrations / sizeof migrations[0]))

@@ -278,10 +278,6 @@ static pc_status route_idem_get(store_reader_t *reader, const char *key_id, cons
     return store_api_idem_get(home(reader), key_id, idempotency_key, out, found);
 }
 
-static pc_status route_idem_usage(store_reader_t *reader, store_api_idem_row_fn fn, void *ctx) {
-    return store_api_idem_usage(home(reader), fn, ctx);
-}
-
 static pc_status route_idem_keys(store_reader_t *reader, store_api_idem_key_fn fn, void *ctx) {
     return store_api_idem_keys(home(reader), fn, ctx);
 }
@@ -296,7 +292,6 @@ static const store_api_ops_t route_api_ops = {
     .idem_get = route_idem_get,
     .idem_put = no_idem_put,
     .idem_purge = no_idem_purge,
-    .idem_usage = route_idem_usage,
     .idem_keys = route_idem_keys,
 };
 

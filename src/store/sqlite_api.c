@@ -314,37 +314,24 @@ static pc_status sqlite_api_idem_purge(store_tx_t *tx, uint64_t before_ns, uint3
     return status;
 }
 
-static pc_status sqlite_api_idem_usage(store_reader_t *reader, store_api_idem_row_fn fn, void *ctx) {
-    sqlite3_stmt *stmt;
-    if (store_sqlite_prepare(store_sqlite_reader_db(reader),
-                "SELECT key_id, sum(row_bytes) FROM idempotency_keys"
-                " INDEXED BY idempotency_keys_created GROUP BY key_id", &stmt, PC_STORE_READ_FAILED) != PC_OK) {
-        return PC_STORE_READ_FAILED;
-    }
-    int rc;
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        const char *key_id = (const char *)sqlite3_column_text(stmt, 0);
-        fn(key_id ? key_id : "", (uint64_t)sqlite3_column_int64(stmt, 1), ctx);
-    }
-    sqlite3_finalize(stmt);
-    return rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
-}
-
-/* The index by age covers the key columns: no body is read. */
+/* The index by age covers the key columns and the row's room: no body is read. */
 static pc_status sqlite_api_idem_keys(store_reader_t *reader, store_api_idem_key_fn fn, void *ctx) {
     sqlite3_stmt *stmt;
     if (store_sqlite_prepare(store_sqlite_reader_db(reader),
-                "SELECT key_id, idempotency_key FROM idempotency_keys INDEXED BY idempotency_keys_created",
+                "SELECT key_id, idempotency_key, row_bytes FROM idempotency_keys INDEXED BY idempotency_keys_created",
                 &stmt, PC_STORE_READ_FAILED) != PC_OK) {
         return PC_STORE_READ_FAILED;
     }
     int rc;
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    bool going = true;
+    while (going && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         const char *key_id = (const char *)sqlite3_column_text(stmt, 0);
         const char *idempotency_key = (const char *)sqlite3_column_text(stmt, 1);
-        fn(key_id ? key_id : "", idempotency_key ? idempotency_key : "", ctx);
+        going = fn(key_id ? key_id : "", idempotency_key ? idempotency_key : "",
+                   (uint64_t)sqlite3_column_int64(stmt, 2), ctx);
     }
     sqlite3_finalize(stmt);
+    if (!going) return PC_SHUTTING_DOWN;
     return rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
 }
 
@@ -358,6 +345,5 @@ const store_api_ops_t store_sqlite_api_ops = {
     .idem_get = sqlite_api_idem_get,
     .idem_put = sqlite_api_idem_put,
     .idem_purge = sqlite_api_idem_purge,
-    .idem_usage = sqlite_api_idem_usage,
     .idem_keys = sqlite_api_idem_keys,
 };

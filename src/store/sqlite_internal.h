@@ -78,6 +78,8 @@ const char *store_sqlite_payments_schema_v6(void);
 const char *store_sqlite_payments_schema_v8(void);
 const char *store_sqlite_payments_schema_v9(void);
 const char *store_sqlite_payments_schema_v11(void);
+/* The SQL of a listing of payments' objects (tests read its query plan). */
+void store_sqlite_pay_list_sql(const store_pay_query_t *q, bool cursor, char *sql, size_t sql_bytes);
 
 /* The vault's re-encryption (store_payments.h: store_vault_cards_not_under,
  * store_vault_card_rekey, store_vault_key_retire). sqlite_vault.c. */

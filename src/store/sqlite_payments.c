@@ -236,8 +236,14 @@ static pc_status cursor_find(store_conn_t c, const store_pay_query_t *q, uint64_
     return status;
 }
 
+/* A status with a partial index of its own (the recovery's sweeps: operations pending,
+ * and those waiting for a bank callback): named in the SQL text, not bound. */
+static bool status_literal(const store_pay_query_t *q) {
+    return q->status != NULL && (strcmp(q->status, "pending") == 0 || strcmp(q->status, "processing") == 0);
+}
+
 /* The listing's SQL: only the conditions that apply, so that the index serves it. */
-static void list_sql(const store_pay_query_t *q, bool cursor, char *sql, size_t sql_bytes) {
+void store_sqlite_pay_list_sql(const store_pay_query_t *q, bool cursor, char *sql, size_t sql_bytes) {
     /* payments with an operation in flight: their partial index, named (the listings'
      * indexes hold the same columns) */
     int n = snprintf(sql, sql_bytes, "SELECT " OBJECT_COLUMNS " FROM pay_objects%s WHERE kind = ?1",
@@ -247,8 +253,8 @@ static void list_sql(const store_pay_query_t *q, bool cursor, char *sql, size_t 
     if (strcmp(q->kind, "op") != 0) n += snprintf(sql + n, sql_bytes - (size_t)n, " AND kind <> 'op'");
     if (q->merchant_id) n += snprintf(sql + n, sql_bytes - (size_t)n, " AND merchant_id = ?2");
     if (q->parent_id) n += snprintf(sql + n, sql_bytes - (size_t)n, " AND parent_id = ?3");
-    /* 'pending' inline: the partial index of pending operations serves only a literal */
-    if (q->status && strcmp(q->status, "pending") == 0) n += snprintf(sql + n, sql_bytes - (size_t)n, " AND status = 'pending'");
+    /* the recovery's statuses inline: their partial indexes serve only a literal */
+    if (status_literal(q)) n += snprintf(sql + n, sql_bytes - (size_t)n, " AND status = '%s'", q->status);
     else if (q->status) n += snprintf(sql + n, sql_bytes - (size_t)n, " AND status = ?4");
     n += snprintf(sql + n, sql_bytes - (size_t)n, " AND created_ns >= ?5 AND created_ns < ?6");
     if (cursor) {
@@ -269,13 +275,13 @@ static pc_status sqlite_pay_objects_list(store_reader_t *reader, const store_pay
         if (status != PC_OK) return status;
     }
     char sql[512];
-    list_sql(q, q->starting_after != NULL, sql, sizeof sql);
+    store_sqlite_pay_list_sql(q, q->starting_after != NULL, sql, sizeof sql);
     sqlite3_stmt *stmt;
     if (store_sqlite_prepare(db, sql, &stmt, PC_STORE_READ_FAILED) != PC_OK) return PC_STORE_READ_FAILED;
     sqlite3_bind_text(stmt, 1, q->kind, -1, SQLITE_STATIC);
     if (q->merchant_id) sqlite3_bind_text(stmt, 2, q->merchant_id, -1, SQLITE_STATIC);
     if (q->parent_id) sqlite3_bind_text(stmt, 3, q->parent_id, -1, SQLITE_STATIC);
-    if (q->status && strcmp(q->status, "pending") != 0) sqlite3_bind_text(stmt, 4, q->status, -1, SQLITE_STATIC);
+    if (q->status && !status_literal(q)) sqlite3_bind_text(stmt, 4, q->status, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 5, (sqlite3_int64)q->created_from_ns);
     sqlite3_bind_int64(stmt, 6, q->created_to_ns ? (sqlite3_int64)q->created_to_ns : INT64_MAX);
     if (q->starting_after) {

@@ -128,6 +128,11 @@ static const schema_migration migrations[] = {
     /* v11: a card payment's operations without rows; the payment's row names the one
      * in flight (sqlite_payments.c) */
     {"", store_sqlite_payments_schema_v11},
+    /* v12: the operations waiting for a bank callback, indexed: the recovery's sweep
+     * over them ('processing', recovery.c) read the whole table without it */
+    {"CREATE INDEX IF NOT EXISTS pay_objects_processing ON pay_objects(kind, created_ns)"
+     "  WHERE status = 'processing';",
+     NULL},
 };
 
 #define SCHEMA_VERSION_LATEST ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -246,10 +246,6 @@ pc_status store_api_idem_purge(store_tx_t *tx, uint64_t before_ns, uint32_t rows
     return API_OF(tx)->idem_purge(tx, before_ns, rows_max, bytes_max, fn, ctx);
 }
 
-pc_status store_api_idem_usage(store_reader_t *reader, store_api_idem_row_fn fn, void *ctx) {
-    return API_OF(reader)->idem_usage(reader, fn, ctx);
-}
-
 pc_status store_api_idem_keys(store_reader_t *reader, store_api_idem_key_fn fn, void *ctx) {
     return API_OF(reader)->idem_keys(reader, fn, ctx);
 }

@@ -70,12 +70,12 @@ typedef void (*store_api_idem_purged_fn)(const char *key_id, const char *idempot
 PC_MUST_USE pc_status store_api_idem_purge(store_tx_t *tx, uint64_t before_ns, uint32_t rows_max,
                                            uint64_t bytes_max, store_api_idem_purged_fn fn,
                                            void *ctx);
-typedef void (*store_api_idem_row_fn)(const char *key_id, uint64_t row_bytes, void *ctx);
-/* The room the stored replies take, per API key: 'fn' once per key with its total. */
-PC_MUST_USE pc_status store_api_idem_usage(store_reader_t *reader, store_api_idem_row_fn fn,
-                                           void *ctx);
-/* Every stored reply's key (the in-memory index of keys is loaded from them). */
-typedef void (*store_api_idem_key_fn)(const char *key_id, const char *idempotency_key, void *ctx);
+/* Every stored reply's key and the room its row takes (the in-memory index of keys and
+ * each API key's room are loaded from them), in no particular order, without reading
+ * a body. 'fn' answering false stops the scan there: PC_SHUTTING_DOWN (a stop asked
+ * during a scan of millions of rows need not wait for the rest). */
+typedef bool (*store_api_idem_key_fn)(const char *key_id, const char *idempotency_key, uint64_t row_bytes,
+                                      void *ctx);
 PC_MUST_USE pc_status store_api_idem_keys(store_reader_t *reader, store_api_idem_key_fn fn, void *ctx);
 
 #endif

@@ -50,7 +50,6 @@ typedef struct {
                           store_api_idem_t *record, uint64_t *replaced_row_bytes);
     pc_status (*idem_purge)(store_tx_t *tx, uint64_t before_ns, uint32_t rows_max, uint64_t bytes_max,
                             store_api_idem_purged_fn fn, void *ctx);
-    pc_status (*idem_usage)(store_reader_t *reader, store_api_idem_row_fn fn, void *ctx);
     pc_status (*idem_keys)(store_reader_t *reader, store_api_idem_key_fn fn, void *ctx);
 } store_api_ops_t;
 

@@ -3,13 +3,15 @@
  * stored twice (a row and a lookup), a removal of a key never added, and past its bound
  * (where it answers "may hold" for every key until it is rebuilt from the store; a
  * rebuild takes the rows added meanwhile, keeps the ones removed meanwhile, and a scan
- * past the bound leaves it overflowed).
+ * past the bound leaves it overflowed), and a scan asks whether to go on every
+ * API_IDEM_INDEX_SCAN_CHECK_ROWS rows and stops at the first "no".
  * Method: a model of the stored rows (a count per key) beside the index; after each
  * step every key with rows must be held, and most keys without rows must not be (the
  * index is exact but for 64-bit print collisions, which this many keys never meet). */
 #include <stdio.h>
 #include <string.h>
 
+#include "paycore/limits.h"
 #include "store/idem_index.h"
 #include "test.h"
 
@@ -161,10 +163,40 @@ static void test_rebuild_refused(void) {
     idem_index_free(index);
 }
 
+typedef struct {
+    int asked;
+    int yes; /* answers "go on" this many times, then "stop" */
+} go_on_model_t;
+
+static bool go_on_model(void *ctx) {
+    go_on_model_t *m = ctx;
+    return m->asked++ < m->yes;
+}
+
+static void test_scan_stops(void) {
+    idem_index_t *index = NULL;
+    ASSERT_STATUS(idem_index_new(&index, KEYS * 2), PC_OK);
+    for (int i = 0; i < KEYS; i++) key_name(i, names[i]);
+    go_on_model_t model = {.asked = 0, .yes = 2};
+    idem_index_scan_t scan = {.index = index, .go_on = go_on_model, .go_on_ctx = &model};
+    int row = 0;
+    while (row < KEYS && idem_index_scan_row(&scan, "key_a", names[row])) row++;
+    ASSERT_EQ(row, 3 * API_IDEM_INDEX_SCAN_CHECK_ROWS - 1); /* the row that heard "stop" was added */
+    ASSERT_EQ(scan.rows, 3 * API_IDEM_INDEX_SCAN_CHECK_ROWS);
+    ASSERT_EQ(model.asked, 3);
+    ASSERT_TRUE(scan.stopped);
+    for (int i = 0; i <= row; i++) ASSERT_TRUE(idem_index_may_hold(index, "key_a", names[i]));
+    idem_index_scan_t always = {.index = index}; /* no go_on: to the end */
+    for (int i = row + 1; i < KEYS; i++) ASSERT_TRUE(idem_index_scan_row(&always, "key_a", names[i]));
+    ASSERT_FALSE(always.stopped);
+    idem_index_free(index);
+}
+
 int main(void) {
     TEST_RUN(test_add_remove_grow_sweep);
     TEST_RUN(test_bound);
     TEST_RUN(test_rebuild);
     TEST_RUN(test_rebuild_refused);
+    TEST_RUN(test_scan_stops);
     return test_finish();
 }
