@@ -327,7 +327,10 @@ static void flow_stage(pay_flow_t *flow, pay_flow_tx_fn in_tx) {
     pay_reply_clear(&copy->reply);
     free(copy->doc_text);
     pay_payment_clear(&copy->payment);
-    sodium_memzero(copy, sizeof *copy);
+    /* the copy's secrets (card data, a challenge code); the rest is the flow's own */
+    sodium_memzero(&copy->request, sizeof copy->request);
+    sodium_memzero(&copy->card, sizeof copy->card);
+    sodium_memzero(copy->challenge_code, sizeof copy->challenge_code);
 }
 
 static void flow_stage_and_submit(pay_flow_t *flow) {

@@ -1176,7 +1176,15 @@ static char *op_text(const pay_op_t *op, bool entry) {
     return text != NULL ? text : dump_free(op_json(op, !entry));
 }
 
-pay_text_t *pay_op_entry_text(const pay_op_t *op) { return pay_text_adopt(op_text(op, true)); }
+pay_text_t *pay_op_entry_text(const pay_op_t *op) {
+    pay_text_t *text = pay_render_op_entry_text(op);
+#ifdef PC_SLOW_ASSERTS
+    char *check = text != NULL ? dump_free(op_json(op, false)) : NULL;
+    PC_ASSERT(text == NULL || (check != NULL && strcmp(text->text, check) == 0)); /* written == dumped */
+    free(check);
+#endif
+    return text != NULL ? text : pay_text_adopt(dump_free(op_json(op, false)));
+}
 
 /* The op's row text ("" when its payment's record holds it: 'in_payment'); its entry's
  * text in the payment (pay_op_entry_text) into staged->op_entry_text when 'staged' is

@@ -261,6 +261,7 @@ typedef struct {
 void pay_out_add(pay_out_t *out, const char *piece, size_t bytes);
 /* The text written (one exact malloc), or NULL when it failed; 'out' is done with. */
 char *pay_out_take(pay_out_t *out);
+pay_text_t *pay_out_take_text(pay_out_t *out); /* the same as a counted text */
 /* A text jansson dumps with nothing but '"' and '\\' escaped (printable ASCII). */
 bool pay_text_plain(const char *text);
 /* The key of a record's reference to the entry a record of that version holds whole. */
@@ -270,6 +271,7 @@ bool pay_text_plain(const char *text);
  * the object) or on no memory. */
 char *pay_render_op(const pay_op_t *op);
 char *pay_render_op_entry(const pay_op_t *op);
+pay_text_t *pay_render_op_entry_text(const pay_op_t *op); /* the same as a counted text */
 /* The members payment_json_fixed(p) dumps, less its braces (malloc'ed), written
  * directly (metadata and the risk detail dumped by jansson); NULL as above. */
 char *pay_render_fixed(const pay_payment_t *p);
@@ -393,6 +395,8 @@ struct pay {
         pthread_cond_t wake;
         pay_flow_t *head;             /* flows waiting for their dry run (FIFO) */
         pay_flow_t *tail;
+        uint32_t queued;              /* flows in the queue */
+        uint32_t idle;                /* threads waiting for one */
         bool stopping;
         pthread_t threads[PAY_STAGE_THREADS];
         uint32_t thread_count;        /* 0: every dry run runs on its caller's thread */

@@ -103,6 +103,12 @@ char *pay_out_take(pay_out_t *o) {
     return text;
 }
 
+pay_text_t *pay_out_take_text(pay_out_t *o) {
+    pay_text_t *text = o->failed ? NULL : pay_text_new(o->text, o->bytes);
+    if (o->heap) free(o->text);
+    return text;
+}
+
 #define OUT_STACK_BYTES 4096
 #define OUT_INIT(o, stack) pay_out_t o = PAY_OUT_INIT(stack)
 
@@ -202,15 +208,26 @@ char *pay_render_op(const pay_op_t *op) {
     return pay_out_take(&o);
 }
 
+static void op_entry_write(pay_out_t *o, const pay_op_t *op) {
+    OUT_LIT(o, "{\"id\":");
+    out_str(o, op->id);
+    OUT_LIT(o, ",\"type\":");
+    out_str(o, pay_op_kind_name(op->kind));
+    op_rest_write(o, op);
+}
+
 char *pay_render_op_entry(const pay_op_t *op) {
     char stack[OUT_STACK_BYTES];
     OUT_INIT(o, stack);
-    OUT_LIT(&o, "{\"id\":");
-    out_str(&o, op->id);
-    OUT_LIT(&o, ",\"type\":");
-    out_str(&o, pay_op_kind_name(op->kind));
-    op_rest_write(&o, op);
+    op_entry_write(&o, op);
     return pay_out_take(&o);
+}
+
+pay_text_t *pay_render_op_entry_text(const pay_op_t *op) {
+    char stack[OUT_STACK_BYTES];
+    OUT_INIT(o, stack);
+    op_entry_write(&o, op);
+    return pay_out_take_text(&o);
 }
 
 /* ---- a payment's fixed members (model.c's payment_json_fixed) ---- */
