@@ -698,6 +698,8 @@ bool pay_parse_amount(const json_t *object, const char *key, bool required, cons
                       pay_parse_error_t *err);
 bool pay_parse_currency(const json_t *object, const char *key, bool required, const char *path, char out[4],
                         pay_parse_error_t *err);
+/* Two capital letters (ISO 3166-1 alpha-2 form). */
+bool pay_country_valid(const char *text);
 bool pay_parse_country(const json_t *object, const char *key, bool required, const char *path, char out[3],
                        pay_parse_error_t *err);
 bool pay_parse_id(const json_t *object, const char *key, bool required, size_t bytes_max, const char *path,
