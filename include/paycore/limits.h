@@ -416,6 +416,10 @@ static_assert(RISK_STORE_BATCH_MAX <= RISK_STORE_QUEUE_MAX, "a store batch comes
 #define PAY_STAGE_THREADS 2            /* threads rendering commands' texts before they are queued
                                           (off the one gateway and the one writer thread): the
                                           machine's 2 cores; more only adds switches */
+#define PAY_STAGE_WAKE_BACKLOG 4       /* a flow queued while a stage thread is busy wakes another
+                                          only past this many waiting: a wake-up (a futex call on
+                                          the gateway's or writer's thread, a switch on the stage's)
+                                          costs more than a few flows' wait behind a busy one */
 #define PAY_FLOWS_FREE_MAX 256         /* ended flows (~15 kB each) kept zeroed for the next
                                           operations: more than the connections in flight */
 #define PAY_RECENT_PAYMENTS_MAX 4096   /* payments kept in memory as last committed, so the next

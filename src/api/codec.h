@@ -11,6 +11,7 @@
 
 #include "core/json_fields.h"
 #include "ledger/ledger.h"
+#include "payments/payments.h"
 #include "paycore/status.h"
 
 /* status, http_status (400), field ("" when the whole body is at fault), message. */
@@ -43,6 +44,13 @@ pc_status codec_decode_transfers(const json_t *body, const codec_alloc_t *alloc,
  * and name the error). 'body' needs no NUL. */
 pc_status codec_fast_transfers(const char *body, size_t body_bytes, const codec_alloc_t *alloc,
                                ledger_transfer_t **events_out, uint32_t *count_out, bool *batch_out);
+
+/* The fast path for the common POST /v1/payments body (codec_fast.c): PC_OK with its
+ * members read into 'out' when it is a card payment without metadata whose texts are
+ * plain ASCII without escapes, its numbers non-negative integers, each member known and
+ * given once; PC_NOT_FOUND for anything else (then codec_parse_object and the payments
+ * layer decide and name the error). 'body' needs no NUL. */
+pc_status codec_fast_payment(const char *body, size_t body_bytes, pay_plain_payment_t *out);
 
 /* Field checks shared with other decoders (keys, risk): each fills *err on failure.
  * The generic ones are core's (core/json_fields.h) under the codec's names. */

@@ -188,3 +188,108 @@ pc_status codec_fast_transfers(const char *body, size_t body_bytes, const codec_
     *count_out = count;
     return PC_OK;
 }
+
+/* ---- POST /v1/payments: a card payment without metadata (pay_plain_payment_t) ----
+ * The same rules: plain strings (an over-long one is "not handled", as is a null, a
+ * negative number, an unknown or repeated member); the payments layer then checks the
+ * values (pay_plain_payment_valid) and the full path decides whatever either refuses. */
+
+typedef enum { PLAIN_STRING, PLAIN_INTEGER, PLAIN_OBJECT } plain_kind;
+
+typedef struct {
+    const char *name;
+    plain_kind kind;
+    uint32_t bit;       /* PAY_PLAIN_* */
+    size_t offset;      /* in pay_plain_payment_t */
+    size_t size;        /* a string's buffer */
+} plain_member;
+
+#define PLAIN_STR(name, bit, field) {name, PLAIN_STRING, bit, offsetof(pay_plain_payment_t, field), \
+                                     sizeof(((pay_plain_payment_t *)0)->field)}
+#define PLAIN_INT(name, bit, field) {name, PLAIN_INTEGER, bit, offsetof(pay_plain_payment_t, field), 0}
+#define PLAIN_OBJ(name, bit) {name, PLAIN_OBJECT, bit, 0, 0}
+
+static const plain_member payment_members[] = {
+    PLAIN_STR("merchant_id", PAY_PLAIN_MERCHANT_ID, merchant_id),
+    PLAIN_INT("amount", PAY_PLAIN_AMOUNT, amount),
+    PLAIN_STR("currency", PAY_PLAIN_CURRENCY, currency),
+    PLAIN_STR("capture_method", PAY_PLAIN_CAPTURE_METHOD, capture_method),
+    PLAIN_OBJ("payment_method", PAY_PLAIN_METHOD),
+    PLAIN_OBJ("payer", PAY_PLAIN_PAYER),
+    PLAIN_STR("description", PAY_PLAIN_DESCRIPTION, description),
+};
+static const plain_member method_members[] = {
+    PLAIN_STR("type", PAY_PLAIN_METHOD_TYPE, method_type),
+    PLAIN_OBJ("card", PAY_PLAIN_CARD),
+};
+static const plain_member card_members[] = {
+    PLAIN_STR("number", PAY_PLAIN_CARD_NUMBER, card_number),
+    PLAIN_INT("exp_month", PAY_PLAIN_CARD_EXP_MONTH, card_exp_month),
+    PLAIN_INT("exp_year", PAY_PLAIN_CARD_EXP_YEAR, card_exp_year),
+    PLAIN_STR("cvc", PAY_PLAIN_CARD_CVC, card_cvc),
+};
+static const plain_member payer_members[] = {
+    PLAIN_STR("id", PAY_PLAIN_PAYER_ID, payer_id),
+    PLAIN_STR("country", PAY_PLAIN_PAYER_COUNTRY, payer_country),
+    PLAIN_STR("device_id", PAY_PLAIN_PAYER_DEVICE_ID, payer_device_id),
+    PLAIN_STR("ip", PAY_PLAIN_PAYER_IP, payer_ip),
+    PLAIN_INT("account_age_days", PAY_PLAIN_PAYER_AGE_DAYS, payer_age_days),
+};
+
+typedef struct {
+    const plain_member *members;
+    uint32_t count;
+} plain_object_spec;
+
+/* The objects by depth: the body, then the one member object each level may hold
+ * ("payment_method" > "card"; "payer" holds none). */
+static plain_object_spec plain_spec_of(const char *object_name) {
+    if (strcmp(object_name, "payment_method") == 0) return (plain_object_spec){method_members, 2};
+    if (strcmp(object_name, "card") == 0) return (plain_object_spec){card_members, 4};
+    if (strcmp(object_name, "payer") == 0) return (plain_object_spec){payer_members, 5};
+    return (plain_object_spec){payment_members, 7};
+}
+
+static const plain_member *plain_find(plain_object_spec spec, const char *key) {
+    for (uint32_t i = 0; i < spec.count; i++) {
+        if (strcmp(spec.members[i].name, key) == 0) return &spec.members[i];
+    }
+    return NULL;
+}
+
+static bool plain_member_value(cursor *c, const plain_member *m, pay_plain_payment_t *out) {
+    char *at = (char *)out + m->offset;
+    if (m->kind == PLAIN_STRING) return plain_string(c, at, m->size - 1);
+    int64_t value;
+    if (!plain_integer(c, &value)) return false;
+    memcpy(at, &value, sizeof value);
+    return true;
+}
+
+/* The nested objects are walked with an explicit stack of their specs (at most 3 deep). */
+pc_status codec_fast_payment(const char *body, size_t body_bytes, pay_plain_payment_t *out) {
+    memset(out, 0, sizeof *out);
+    cursor c = {body, body + body_bytes};
+    plain_object_spec stack[3];
+    uint32_t depth = 0;
+    if (!take(&c, '{')) return PC_NOT_FOUND;
+    stack[depth++] = plain_spec_of("");
+    if (take(&c, '}')) return PC_NOT_FOUND; /* {}: the full path names what is missing */
+    while (depth > 0) {
+        char key[24];
+        if (!plain_string(&c, key, sizeof key - 1) || !take(&c, ':')) return PC_NOT_FOUND;
+        const plain_member *m = plain_find(stack[depth - 1], key);
+        if (m == NULL || (out->has & m->bit) != 0) return PC_NOT_FOUND; /* unknown or repeated */
+        out->has |= m->bit;
+        if (m->kind == PLAIN_OBJECT) {
+            if (depth == 3 || !take(&c, '{') || take(&c, '}')) return PC_NOT_FOUND;
+            stack[depth++] = plain_spec_of(m->name);
+            continue;
+        }
+        if (!plain_member_value(&c, m, out)) return PC_NOT_FOUND;
+        while (depth > 0 && take(&c, '}')) depth--; /* the objects this member ends */
+        if (depth > 0 && !take(&c, ',')) return PC_NOT_FOUND;
+    }
+    skip_ws(&c);
+    return c.at == c.end ? PC_OK : PC_NOT_FOUND;
+}

@@ -191,9 +191,11 @@ static enum MHD_Result send_reply(api_request_t *req) {
     req->phase = API_PHASE_REPLIED;
     api_conn_deadline_restart(req->server, req->conn); /* the reply must leave in time */
     request_record(req, req->http_status, req->reply_code != PC_OK ? pc_status_code(req->reply_code) : "");
+    /* the body is handed over, not copied: MHD frees it with the response */
     struct MHD_Response *response = MHD_create_response_from_buffer(
-        req->reply_bytes, req->reply_body, MHD_RESPMEM_MUST_COPY);
+        req->reply_bytes, req->reply_body, MHD_RESPMEM_MUST_FREE);
     if (response == NULL) return MHD_NO;
+    req->reply_body = NULL;
     MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE,
                             req->content_type ? req->content_type : "application/json");
     MHD_add_response_header(response, "X-Request-Id", req->request_id);

@@ -229,29 +229,24 @@ pc_status pay_flow_write_payment(pay_flow_t *flow, store_tx_t *tx) {
 void pay_flow_op_put(pay_flow_t *flow) {
     const pay_op_t *op = &flow->op;
     pay_staged_t *staged = &flow->staged;
-    json_t *entry = NULL;
-    char *text = NULL;
-    if (staged->op_entry != NULL && staged->op_entry_version == op->version) { /* rendered by the dry run */
-        entry = staged->op_entry;
-        staged->op_entry = NULL;
-        text = staged->op_entry_text;
-        staged->op_entry_text = NULL;
+    pay_text_t *text = NULL;
+    if (staged->op_entry_text != NULL && staged->op_entry_version == op->version) { /* rendered by the dry run */
+        text = pay_text_hold(staged->op_entry_text);
 #ifdef PC_SLOW_ASSERTS
-        json_t *made = pay_op_entry(op);
-        PC_ASSERT(made != NULL && json_equal(made, entry)); /* the dry run saw this op */
-        json_decref(made);
+        pay_text_t *made = pay_op_entry_text(op);
+        PC_ASSERT(made != NULL && strcmp(made->text, text->text) == 0); /* the dry run saw this op */
+        pay_text_drop(made);
 #endif
     } else {
-        entry = pay_op_entry(op);
+        text = pay_op_entry_text(op);
     }
-    if (flow->dry && entry != NULL) { /* the writer takes it (the copy's payment holds one too) */
-        json_decref(staged->op_entry);
-        free(staged->op_entry_text);
-        staged->op_entry = json_incref(entry);
-        staged->op_entry_text = text != NULL ? pc_strdup(text) : NULL;
+    if (flow->dry && text != NULL) { /* the writer takes it (the copy's payment holds it too) */
+        pay_text_t *held = pay_text_hold(text);
+        pay_text_drop(staged->op_entry_text);
+        staged->op_entry_text = held;
         staged->op_entry_version = op->version;
     }
-    pay_payment_entry_put(&flow->payment, op, entry, text);
+    pay_payment_entry_put(&flow->payment, op, text);
 }
 
 /* ---- writer commands ---- */
@@ -328,13 +323,16 @@ static void flow_stage(pay_flow_t *flow, pay_flow_tx_fn in_tx) {
     if (pay_payment_copy_for_dry_run(&copy->payment, &flow->payment) == PC_OK && in_tx(copy, NULL) == PC_OK) {
         flow->staged = copy->staged;
         memset(&copy->staged, 0, sizeof copy->staged);
-        if (flow->payment.fixed_text == NULL) flow->payment.fixed_text = json_incref(copy->payment.fixed_text);
+        if (flow->payment.fixed_text == NULL) flow->payment.fixed_text = pay_text_hold(copy->payment.fixed_text);
     }
     pay_staged_clear(&copy->staged);
     pay_reply_clear(&copy->reply);
     free(copy->doc_text);
     pay_payment_clear(&copy->payment);
-    sodium_memzero(copy, sizeof *copy);
+    /* the copy's secrets (card data, a challenge code); the rest is the flow's own */
+    sodium_memzero(&copy->request, sizeof copy->request);
+    sodium_memzero(&copy->card, sizeof copy->card);
+    sodium_memzero(copy->challenge_code, sizeof copy->challenge_code);
 }
 
 static void flow_stage_and_submit(pay_flow_t *flow) {
@@ -344,7 +342,7 @@ static void flow_stage_and_submit(pay_flow_t *flow) {
 
 void pay_flow_submit_staged(pay_flow_t *flow, writer_cmd_kind kind, uint32_t event_count, pay_flow_tx_fn in_tx,
                             pay_flow_fn then) {
-    if (!flow->has_payment || flow->payment.operations == NULL) { /* nothing to render */
+    if (!flow->has_payment || !flow->payment.live) { /* nothing to render */
         pay_flow_submit(flow, kind, event_count, in_tx, then);
         return;
     }

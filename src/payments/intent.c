@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "paycore/money.h"
 #include "payments/pay_internal.h"
 
 typedef struct {
@@ -141,6 +142,64 @@ static bool parse_payment(const json_t *body, pay_payment_t *p, card_secret_t *s
     }
     if (description != NULL) snprintf(p->description, sizeof p->description, "%s", description);
     return true;
+}
+
+/* ---- the same body read by the API's fast path (pay_plain_payment_t) ---- */
+
+static bool plain_id_valid(const char *id, size_t bytes_max) { return pc_id_valid(id) && strlen(id) <= bytes_max; }
+
+static bool plain_card_valid(const pay_plain_payment_t *b) {
+    uint32_t needed = PAY_PLAIN_METHOD | PAY_PLAIN_METHOD_TYPE | PAY_PLAIN_CARD | PAY_PLAIN_CARD_NUMBER |
+                      PAY_PLAIN_CARD_EXP_MONTH | PAY_PLAIN_CARD_EXP_YEAR;
+    if ((b->has & needed) != needed || strcmp(b->method_type, "card") != 0) return false;
+    if (b->card_exp_month > INT32_MAX || b->card_exp_year > INT32_MAX) return false;
+    const char *field = NULL;
+    return pay_card_check(b->card_number, b->card_exp_month, b->card_exp_year,
+                          (b->has & PAY_PLAIN_CARD_CVC) ? b->card_cvc : NULL,
+                          (int64_t)(pc_wall_ns() / 1000000000ull), &field) == PC_OK;
+}
+
+static bool plain_payer_valid(const pay_plain_payment_t *b) {
+    if (!(b->has & PAY_PLAIN_PAYER) || !(b->has & PAY_PLAIN_PAYER_ID) || !plain_id_valid(b->payer_id, PC_ID_BYTES_MAX)) {
+        return false;
+    }
+    if ((b->has & PAY_PLAIN_PAYER_COUNTRY) && !pay_country_valid(b->payer_country)) return false;
+    if ((b->has & PAY_PLAIN_PAYER_DEVICE_ID) && !plain_id_valid(b->payer_device_id, PC_ID_BYTES_MAX)) return false;
+    char prefix[16];
+    if (b->has & PAY_PLAIN_PAYER_IP) ip_prefix(b->payer_ip, prefix);
+    if ((b->has & PAY_PLAIN_PAYER_IP) && prefix[0] == '\0') return false;
+    return !(b->has & PAY_PLAIN_PAYER_AGE_DAYS) || (b->payer_age_days >= 0 && b->payer_age_days <= 100000);
+}
+
+bool pay_plain_payment_valid(const pay_plain_payment_t *b) {
+    if ((b->has & PAY_PLAIN_MERCHANT_ID) && !plain_id_valid(b->merchant_id, PAY_MERCHANT_ID_BYTES_MAX)) return false;
+    if (!(b->has & PAY_PLAIN_AMOUNT) || b->amount < 1 || b->amount > PAY_AMOUNT_MINOR_MAX) return false;
+    if (!(b->has & PAY_PLAIN_CURRENCY) || pc_currency_find(b->currency) == NULL) return false;
+    if ((b->has & PAY_PLAIN_CAPTURE_METHOD) && strcmp(b->capture_method, "automatic") != 0 &&
+        strcmp(b->capture_method, "manual") != 0) {
+        return false;
+    }
+    return plain_card_valid(b) && plain_payer_valid(b);
+}
+
+/* What parse_payment makes of the same body (pay_plain_payment_valid accepted it). */
+static void plain_payment_fill(const pay_plain_payment_t *b, pay_payment_t *p, card_secret_t *secret,
+                               char merchant_id[PC_ID_SIZE], int64_t *age_days) {
+    snprintf(merchant_id, PC_ID_SIZE, "%s", (b->has & PAY_PLAIN_MERCHANT_ID) ? b->merchant_id : "");
+    p->amount = b->amount;
+    memcpy(p->currency, b->currency, sizeof p->currency);
+    p->capture_automatic = !(b->has & PAY_PLAIN_CAPTURE_METHOD) || strcmp(b->capture_method, "automatic") == 0;
+    p->method = PAY_METHOD_CARD;
+    snprintf(secret->number, sizeof secret->number, "%s", b->card_number);
+    snprintf(secret->cvc, sizeof secret->cvc, "%s", (b->has & PAY_PLAIN_CARD_CVC) ? b->card_cvc : "");
+    p->card.exp_month = (uint32_t)b->card_exp_month;
+    p->card.exp_year = (uint32_t)b->card_exp_year;
+    snprintf(p->payer.id, sizeof p->payer.id, "%s", b->payer_id);
+    if (b->has & PAY_PLAIN_PAYER_COUNTRY) memcpy(p->payer.country, b->payer_country, sizeof p->payer.country);
+    if (b->has & PAY_PLAIN_PAYER_DEVICE_ID) snprintf(p->payer.device_id, sizeof p->payer.device_id, "%s", b->payer_device_id);
+    if (b->has & PAY_PLAIN_PAYER_IP) snprintf(p->payer.ip, sizeof p->payer.ip, "%s", b->payer_ip);
+    *age_days = (b->has & PAY_PLAIN_PAYER_AGE_DAYS) ? b->payer_age_days : 0;
+    if (b->has & PAY_PLAIN_DESCRIPTION) snprintf(p->description, sizeof p->description, "%s", b->description);
 }
 
 /* ---- risk ---- */
@@ -361,7 +420,7 @@ static void create_route(pay_flow_t *flow) {
 
 /* Validated and vaulted; 'reader' is released by the caller. */
 static bool create_prepare(pay_flow_t *flow, const pay_caller_t *caller, store_reader_t *reader, const json_t *body,
-                           bool top_up) {
+                           const pay_plain_payment_t *plain, bool top_up) {
     pay_payment_t *p = &flow->payment;
     char wallet_id[PC_ID_SIZE], merchant_of_wallet[PC_ID_SIZE];
     snprintf(wallet_id, sizeof wallet_id, "%s", p->wallet_id); /* a top-up's target, set before */
@@ -375,7 +434,9 @@ static bool create_prepare(pay_flow_t *flow, const pay_caller_t *caller, store_r
     int64_t age_days = 0;
     pay_parse_error_t err = {0};
     p->top_up = top_up;
-    bool ok = parse_payment(body, p, &secret, merchant_id, &age_days, top_up, &err);
+    bool ok = true;
+    if (plain != NULL) plain_payment_fill(plain, p, &secret, merchant_id, &age_days);
+    else ok = parse_payment(body, p, &secret, merchant_id, &age_days, top_up, &err);
     if (!ok) pay_reply_parse_error(&flow->reply, &err);
     if (ok && top_up) snprintf(merchant_id, sizeof merchant_id, "%s", p->merchant_id);
     ok = ok && create_checks(flow, caller, reader, merchant_id) && !idempotent_repeat(flow, reader);
@@ -390,14 +451,15 @@ static bool create_prepare(pay_flow_t *flow, const pay_caller_t *caller, store_r
     return ok;
 }
 
-static void create_begin(pay_flow_t *flow, const pay_caller_t *caller, const json_t *body, bool top_up) {
+static void create_begin(pay_flow_t *flow, const pay_caller_t *caller, const json_t *body,
+                         const pay_plain_payment_t *plain, bool top_up) {
     pay_t *pay = flow->pay;
     store_reader_t *reader = pay_reader_acquire(pay);
     if (reader == NULL) {
         pay_flow_fail(flow, PC_STORE_READ_FAILED, NULL, NULL);
         return;
     }
-    bool ok = create_prepare(flow, caller, reader, body, top_up);
+    bool ok = create_prepare(flow, caller, reader, body, plain, top_up);
     pay_reader_release(pay, reader);
     if (!ok) {
         pay_flow_finish(flow);
@@ -415,7 +477,13 @@ static void create_begin(pay_flow_t *flow, const pay_caller_t *caller, const jso
 
 void pay_payment_create(pay_t *pay, const pay_caller_t *caller, const json_t *body, const pay_reply_fn_t *reply) {
     pay_flow_t *flow = pay_flow_new(pay, caller, reply);
-    if (flow != NULL) create_begin(flow, caller, body, false);
+    if (flow != NULL) create_begin(flow, caller, body, NULL, false);
+}
+
+void pay_payment_create_plain(pay_t *pay, const pay_caller_t *caller, const pay_plain_payment_t *body,
+                              const pay_reply_fn_t *reply) {
+    pay_flow_t *flow = pay_flow_new(pay, caller, reply);
+    if (flow != NULL) create_begin(flow, caller, NULL, body, false);
 }
 
 /* A top-up: a card or bank-transfer payment into one of the merchant's wallets. */
@@ -427,7 +495,7 @@ void pay_wallet_top_up(pay_t *pay, const pay_caller_t *caller, const char *walle
         pay_flow_finish(flow);
         return;
     }
-    create_begin(flow, caller, body, true);
+    create_begin(flow, caller, body, NULL, true);
 }
 
 /* ---- authorizing through the gateway ---- */

@@ -22,6 +22,21 @@ const char *pay_op_kind_name(pay_op_kind kind) {
     return (unsigned)kind < PAY_OP_KIND_COUNT ? op_kind_names[kind] : "unknown";
 }
 
+/* Random bytes drawn from the system's generator a pool at a time (one getrandom call
+ * per 51 ids instead of one each); each byte is handed out once, then wiped. */
+static void id_random(uint8_t *out, size_t bytes) {
+    static _Thread_local uint8_t pool[256];
+    static _Thread_local size_t used = sizeof pool;
+    PC_ASSERT(bytes <= sizeof pool);
+    if (used + bytes > sizeof pool) {
+        randombytes_buf(pool, sizeof pool);
+        used = 0;
+    }
+    memcpy(out, pool + used, bytes);
+    sodium_memzero(pool + used, bytes);
+    used += bytes;
+}
+
 /* Seven bytes of the creation time in microseconds (big-endian), then five random:
  * ids made close in time sort close, so the rows a batch writes (a payment, its
  * operations, their lookups) share B-tree pages instead of each dirtying its own. */
@@ -29,10 +44,13 @@ void pay_id_new(const char *prefix, char out[PC_ID_SIZE]) {
     uint8_t bytes[12];
     uint64_t now_us = pc_wall_ns() / 1000u;
     for (int i = 0; i < 7; i++) bytes[i] = (uint8_t)(now_us >> (8 * (6 - i)));
-    randombytes_buf(bytes + 7, sizeof bytes - 7);
+    id_random(bytes + 7, sizeof bytes - 7);
     char hex[2 * sizeof bytes + 1];
     sodium_bin2hex(hex, sizeof hex, bytes, sizeof bytes);
-    snprintf(out, PC_ID_SIZE, "%s%s", prefix, hex);
+    size_t prefix_bytes = strlen(prefix);
+    PC_ASSERT(prefix_bytes + sizeof hex <= PC_ID_SIZE); /* prefixes are short literals */
+    memcpy(out, prefix, prefix_bytes);
+    memcpy(out + prefix_bytes, hex, sizeof hex); /* with its NUL */
 }
 
 void pay_transfer_id(char out[PC_ID_SIZE], const char *op_id, const char *suffix) {
@@ -60,26 +78,56 @@ static json_t *str_or_null(const char *text) {
     return text != NULL && text[0] != '\0' ? json_string(text) : json_null();
 }
 
+/* ---- counted texts ---- */
+
+pay_text_t *pay_text_new(const char *text, size_t bytes) {
+    if (bytes > UINT32_MAX) return NULL;
+    pay_text_t *t = malloc(sizeof *t + bytes + 1);
+    if (t == NULL) return NULL;
+    atomic_init(&t->refs, 1);
+    t->bytes = (uint32_t)bytes;
+    memcpy(t->text, text, bytes);
+    t->text[bytes] = '\0';
+    return t;
+}
+
+pay_text_t *pay_text_adopt(char *text) {
+    pay_text_t *t = text != NULL ? pay_text_new(text, strlen(text)) : NULL;
+    free(text);
+    return t;
+}
+
+pay_text_t *pay_text_hold(pay_text_t *text) {
+    if (text != NULL) atomic_fetch_add_explicit(&text->refs, 1, memory_order_relaxed);
+    return text;
+}
+
+void pay_text_drop(pay_text_t *text) {
+    if (text != NULL && atomic_fetch_sub_explicit(&text->refs, 1, memory_order_acq_rel) == 1) free(text);
+}
+
 /* ---- payments ---- */
 
 void pay_payment_init(pay_payment_t *payment) {
     memset(payment, 0, sizeof(*payment));
-    payment->operations = json_array();
-    payment->op_versions = json_array();
-    payment->transfers = json_array();
-    payment->op_texts = json_array();
+    payment->live = true;
+}
+
+static void entries_drop(pay_payment_t *p) {
+    for (uint32_t i = 0; i < p->entry_count; i++) pay_text_drop(p->entries[i].text);
+    free(p->entries);
+    p->entries = NULL;
+    p->entry_count = p->entry_room = 0;
 }
 
 void pay_payment_clear(pay_payment_t *payment) {
     json_decref(payment->metadata);
     json_decref(payment->risk.detail);
     json_decref(payment->routing);
-    json_decref(payment->operations);
-    json_decref(payment->op_versions);
-    json_decref(payment->transfers);
-    json_decref(payment->op_texts);
-    json_decref(payment->fixed_text);
-    json_decref(payment->routing_text);
+    entries_drop(payment);
+    free(payment->transfers);
+    pay_text_drop(payment->fixed_text);
+    pay_text_drop(payment->routing_text);
     json_decref(payment->routing_of);
     sodium_memzero(payment, sizeof(*payment));
 }
@@ -90,19 +138,39 @@ void pay_payment_free(pay_payment_t *payment) {
     free(payment);
 }
 
+/* dst's entries and transfers: copies of src's arrays (the texts shared); false: no memory
+ * (dst then has none). */
+static bool arrays_copy(pay_payment_t *dst, const pay_payment_t *src) {
+    dst->entries = NULL;
+    dst->transfers = NULL;
+    dst->entry_room = dst->entry_count;
+    dst->transfer_room = dst->transfer_count;
+    if (src->entry_count > 0) dst->entries = malloc(src->entry_count * sizeof *dst->entries);
+    if (src->transfer_count > 0) dst->transfers = malloc(src->transfer_count * sizeof *dst->transfers);
+    if ((src->entry_count > 0 && dst->entries == NULL) || (src->transfer_count > 0 && dst->transfers == NULL)) {
+        free(dst->entries);
+        free(dst->transfers);
+        dst->entries = NULL;
+        dst->transfers = NULL;
+        dst->entry_count = dst->entry_room = dst->transfer_count = dst->transfer_room = 0;
+        return false;
+    }
+    if (src->entry_count > 0) memcpy(dst->entries, src->entries, src->entry_count * sizeof *dst->entries);
+    if (src->transfer_count > 0) memcpy(dst->transfers, src->transfers, src->transfer_count * sizeof *dst->transfers);
+    for (uint32_t i = 0; i < dst->entry_count; i++) pay_text_hold(dst->entries[i].text);
+    return true;
+}
+
 pc_status pay_payment_copy(pay_payment_t *dst, const pay_payment_t *src) {
     *dst = *src;
     dst->metadata = src->metadata ? json_deep_copy(src->metadata) : NULL;
     dst->risk.detail = src->risk.detail ? json_deep_copy(src->risk.detail) : NULL;
     dst->routing = src->routing ? json_deep_copy(src->routing) : NULL;
-    dst->operations = json_deep_copy(src->operations);
-    dst->op_versions = json_deep_copy(src->op_versions);
-    dst->transfers = json_deep_copy(src->transfers);
-    dst->op_texts = json_deep_copy(src->op_texts);
-    dst->fixed_text = json_incref(src->fixed_text);
+    bool copied = arrays_copy(dst, src);
+    dst->fixed_text = pay_text_hold(src->fixed_text);
     dst->routing_text = NULL; /* its routing is a new copy */
     dst->routing_of = NULL;
-    return dst->operations && dst->op_versions && dst->transfers && dst->op_texts ? PC_OK : PC_NO_MEMORY;
+    return copied ? PC_OK : PC_NO_MEMORY;
 }
 
 pc_status pay_payment_copy_for_dry_run(pay_payment_t *dst, const pay_payment_t *src) {
@@ -110,14 +178,11 @@ pc_status pay_payment_copy_for_dry_run(pay_payment_t *dst, const pay_payment_t *
     dst->metadata = json_incref(src->metadata);
     dst->risk.detail = json_incref(src->risk.detail);
     dst->routing = json_incref(src->routing);
-    dst->operations = json_copy(src->operations);
-    dst->op_versions = json_copy(src->op_versions);
-    dst->transfers = json_copy(src->transfers);
-    dst->op_texts = json_copy(src->op_texts);
-    dst->fixed_text = json_incref(src->fixed_text);
-    dst->routing_text = json_incref(src->routing_text);
+    bool copied = arrays_copy(dst, src);
+    dst->fixed_text = pay_text_hold(src->fixed_text);
+    dst->routing_text = pay_text_hold(src->routing_text);
     dst->routing_of = json_incref(src->routing_of);
-    return dst->operations && dst->op_versions && dst->transfers && dst->op_texts ? PC_OK : PC_NO_MEMORY;
+    return copied ? PC_OK : PC_NO_MEMORY;
 }
 
 static json_t *method_json(const pay_payment_t *p) {
@@ -195,6 +260,29 @@ static json_t *payment_json_fixed(const pay_payment_t *p, bool share) {
     return o;
 }
 
+/* The entries as objects, parsed from their texts (a read, a check: not a write's path). */
+static json_t *entries_json(const pay_payment_t *p) {
+    json_t *list = json_array();
+    for (uint32_t i = 0; list != NULL && i < p->entry_count; i++) {
+        json_t *entry = p->entries[i].text != NULL
+                            ? json_loadb(p->entries[i].text->text, p->entries[i].text->bytes, 0, NULL)
+                            : NULL;
+        if (entry == NULL || json_array_append_new(list, entry) != 0) {
+            json_decref(list);
+            list = NULL;
+        }
+    }
+    return list;
+}
+
+static json_t *transfers_json(const pay_payment_t *p) {
+    json_t *list = json_array();
+    for (uint32_t i = 0; list != NULL && i < p->transfer_count; i++) {
+        json_array_append_new(list, json_string(p->transfers[i]));
+    }
+    return list;
+}
+
 static json_t *payment_json_rest(const pay_payment_t *p, bool share, bool with_ops) {
     json_t *o = json_object();
     if (o == NULL) return NULL;
@@ -208,8 +296,13 @@ static json_t *payment_json_rest(const pay_payment_t *p, bool share, bool with_o
     json_object_set_new(o, "hold", hold_json(p));
     json_object_set_new(o, "pending_operation", str_or_null(p->pending_op));
     json_object_set_new(o, "decline", decline_json(p));
-    json_object_set_new(o, "operations", with_ops ? part(p->operations, share) : json_null());
-    json_object_set_new(o, "ledger_transfers", part(p->transfers, share));
+    json_t *ops = with_ops ? entries_json(p) : json_null();
+    if (ops == NULL) {
+        json_decref(o);
+        return NULL;
+    }
+    json_object_set_new(o, "operations", ops);
+    json_object_set_new(o, "ledger_transfers", transfers_json(p));
     json_object_set_new(o, "created", json_integer((json_int_t)p->created_ns));
     json_object_set_new(o, "updated", json_integer((json_int_t)p->updated_ns));
     json_object_set_new(o, "version", json_integer((json_int_t)p->version));
@@ -294,6 +387,36 @@ static void parts_from_json(const json_t *doc, pay_payment_t *p) {
     doc_str(next, "challenge_id", p->challenge_id, sizeof p->challenge_id);
 }
 
+/* A compact dump as a counted text (NULL: no memory). */
+static pay_text_t *dump_text(const json_t *value) {
+    return pay_text_adopt(value != NULL ? json_dumps(value, JSON_COMPACT) : NULL);
+}
+
+/* Room for one more entry and one more transfer. */
+static bool entries_room(pay_payment_t *p) {
+    if (p->entry_count < p->entry_room) return true;
+    uint32_t room = p->entry_room ? 2 * p->entry_room : 4;
+    pay_entry_t *grown = realloc(p->entries, room * sizeof *grown);
+    if (grown == NULL) return false;
+    p->entries = grown;
+    p->entry_room = room;
+    return true;
+}
+
+/* Appends an entry ('text' stolen; NULL: the payment is not rendered again: an entry
+ * it shows could not be kept). Its record holds it next (held_in 0). */
+static void entry_append(pay_payment_t *p, const char *id, pay_text_t *text) {
+    if (text == NULL || !entries_room(p)) {
+        pay_text_drop(text);
+        p->entry_lost = true;
+        return;
+    }
+    pay_entry_t *entry = &p->entries[p->entry_count++];
+    snprintf(entry->id, sizeof entry->id, "%s", id);
+    entry->text = text;
+    entry->held_in = 0;
+}
+
 pc_status pay_payment_from_json(const json_t *doc, pay_payment_t *p) {
     pay_payment_init(p);
     doc_str(doc, "id", p->id, sizeof p->id);
@@ -320,22 +443,20 @@ pc_status pay_payment_from_json(const json_t *doc, pay_payment_t *p) {
     p->fees_reversed = doc_int(doc, "fees_reversed");
     doc_str(doc, "pending_operation", p->pending_op, sizeof p->pending_op);
     parts_from_json(doc, p);
-    json_decref(p->operations);
-    json_decref(p->transfers);
-    p->operations = doc_take(doc, "operations");
-    p->transfers = doc_take(doc, "ledger_transfers");
-    if (p->operations == NULL) p->operations = json_array();
-    if (p->transfers == NULL) p->transfers = json_array();
-    for (size_t i = json_array_size(p->op_versions); i < json_array_size(p->operations); i++) {
-        json_array_append_new(p->op_versions, json_integer(0)); /* not known: stored whole next time */
+    size_t index;
+    json_t *value;
+    json_array_foreach(json_object_get(doc, "ledger_transfers"), index, value) {
+        pay_payment_transfer_add(p, json_string_value(value) ? json_string_value(value) : "");
     }
-    for (size_t i = json_array_size(p->op_texts); i < json_array_size(p->operations); i++) {
-        json_array_append_new(p->op_texts, json_null());
+    json_array_foreach(json_object_get(doc, "operations"), index, value) {
+        /* held_in 0: not known here, stored whole next time (payment_from_object knows) */
+        const char *id = json_string_value(json_object_get(value, "id"));
+        entry_append(p, id != NULL ? id : "", dump_text(value));
     }
     p->created_ns = (uint64_t)doc_int(doc, "created");
     p->updated_ns = (uint64_t)doc_int(doc, "updated");
     p->version = (uint32_t)doc_int(doc, "version");
-    return PC_OK;
+    return p->entry_lost ? PC_NO_MEMORY : PC_OK;
 }
 
 /* ---- a payment's versions: one record each, appended ----
@@ -345,7 +466,6 @@ pc_status pay_payment_from_json(const json_t *doc, pay_payment_t *p) {
  * the record of version v holds it whole. A command thus appends its own record
  * (the payment's fields and the operation it moved) and rewrites nothing. */
 
-#define RECORD_REF_KEY "$version"
 
 /* The record of 'version' (parsed), or NULL with *status set. */
 static json_t *record_load(store_reader_t *reader, const char *id, uint32_t version, pc_status *status) {
@@ -379,7 +499,7 @@ static json_t *entry_resolve(store_reader_t *reader, const char *id, const char 
     json_t *entry;
     json_array_foreach(json_object_get(*cache, "operations"), index, entry) {
         const char *entry_id = json_string_value(json_object_get(entry, "id"));
-        if (entry_id != NULL && strcmp(entry_id, op_id) == 0 && json_object_get(entry, RECORD_REF_KEY) == NULL) {
+        if (entry_id != NULL && strcmp(entry_id, op_id) == 0 && json_object_get(entry, PAY_RECORD_REF_KEY) == NULL) {
             return json_incref(entry);
         }
     }
@@ -397,7 +517,7 @@ static pc_status record_resolve(store_reader_t *reader, const char *id, uint32_t
     size_t index;
     json_t *entry;
     json_array_foreach(ops, index, entry) {
-        json_t *ref = json_object_get(entry, RECORD_REF_KEY);
+        json_t *ref = json_object_get(entry, PAY_RECORD_REF_KEY);
         uint32_t held_in = ref != NULL ? (uint32_t)json_integer_value(ref) : version;
         if (ref != NULL) {
             const char *op_id = json_string_value(json_object_get(entry, "id"));
@@ -464,10 +584,10 @@ static pc_status payment_from_object(store_reader_t *reader, const store_pay_obj
     json_t *doc = NULL, *op_versions = NULL;
     pc_status result = pay_payment_doc(reader, object, object->version, &doc, &op_versions);
     if (result == PC_OK) result = pay_payment_from_json(doc, out);
-    if (result == PC_OK && json_array_size(op_versions) == json_array_size(out->operations)) {
-        json_decref(out->op_versions);
-        out->op_versions = op_versions;
-        op_versions = NULL;
+    if (result == PC_OK && json_array_size(op_versions) == out->entry_count) {
+        for (uint32_t i = 0; i < out->entry_count; i++) {
+            out->entries[i].held_in = (uint32_t)json_integer_value(json_array_get(op_versions, i));
+        }
     }
     json_decref(op_versions);
     json_decref(doc);
@@ -582,7 +702,8 @@ static void payment_check_stored(store_reader_t *reader, const store_pay_object_
     PC_ASSERT(payment_from_object(reader, object, &read) == PC_OK);
     json_t *a = pay_payment_json(p), *b = pay_payment_json(&read);
     PC_ASSERT(a != NULL && b != NULL && json_equal(a, b));
-    PC_ASSERT(json_equal(p->op_versions, read.op_versions));
+    PC_ASSERT(p->entry_count == read.entry_count);
+    for (uint32_t i = 0; i < p->entry_count; i++) PC_ASSERT(p->entries[i].held_in == read.entries[i].held_in);
     PC_ASSERT(p->state_stored == read.state_stored && strcmp(p->challenge_id, read.challenge_id) == 0);
     PC_ASSERT(p->hold_amount == read.hold_amount && p->hold_deadline_ns == read.hold_deadline_ns);
     PC_ASSERT(strcmp(p->wallet_id, read.wallet_id) == 0 && strcmp(p->decline.message, read.decline.message) == 0);
@@ -635,12 +756,20 @@ pc_status pay_flow_row_put(pay_flow_t *flow, store_tx_t *tx) {
 }
 
 void pay_payment_transfer_add(pay_payment_t *payment, const char *transfer_id) {
-    size_t index;
-    json_t *value;
-    json_array_foreach(payment->transfers, index, value) {
-        if (strcmp(json_string_value(value), transfer_id) == 0) return;
+    for (uint32_t i = 0; i < payment->transfer_count; i++) {
+        if (strcmp(payment->transfers[i], transfer_id) == 0) return;
     }
-    json_array_append_new(payment->transfers, json_string(transfer_id));
+    if (payment->transfer_count == payment->transfer_room) {
+        uint32_t room = payment->transfer_room ? 2 * payment->transfer_room : 8;
+        char(*grown)[PC_ID_SIZE] = realloc(payment->transfers, room * sizeof *grown);
+        if (grown == NULL) {
+            payment->entry_lost = true; /* the document would lack it: not rendered */
+            return;
+        }
+        payment->transfers = grown;
+        payment->transfer_room = room;
+    }
+    snprintf(payment->transfers[payment->transfer_count++], PC_ID_SIZE, "%s", transfer_id);
 }
 
 static json_t *op_json(const pay_op_t *op, bool whole);
@@ -648,31 +777,17 @@ static json_t *op_json(const pay_op_t *op, bool whole);
 /* An op's JSON made its entry in a payment: less what the payment says already. */
 json_t *pay_op_entry(const pay_op_t *op) { return op_json(op, false); }
 
-static json_t *text_or_null(char *text) {
-    json_t *value = text != NULL ? json_string_nocheck(text) : json_null();
-    free(text);
-    return value;
-}
-
-void pay_payment_entry_put(pay_payment_t *payment, const pay_op_t *op, json_t *entry, char *text) {
-    if (entry == NULL) {
-        free(text);
-        return;
-    }
-    size_t index;
-    json_t *value;
-    json_array_foreach(payment->operations, index, value) {
-        const char *id = json_string_value(json_object_get(value, "id"));
-        if (id != NULL && strcmp(id, op->id) == 0) {
-            json_array_set_new(payment->operations, index, entry);
-            json_array_set_new(payment->op_versions, index, json_integer(0));
-            json_array_set_new(payment->op_texts, index, text_or_null(text));
+void pay_payment_entry_put(pay_payment_t *payment, const pay_op_t *op, pay_text_t *text) {
+    if (text == NULL) return; /* a text jansson refuses: the entry stays as it was */
+    for (uint32_t i = 0; i < payment->entry_count; i++) {
+        if (strcmp(payment->entries[i].id, op->id) == 0) {
+            pay_text_drop(payment->entries[i].text);
+            payment->entries[i].text = text;
+            payment->entries[i].held_in = 0;
             return;
         }
     }
-    json_array_append_new(payment->operations, entry);
-    json_array_append_new(payment->op_versions, json_integer(0));
-    json_array_append_new(payment->op_texts, text_or_null(text));
+    entry_append(payment, op->id, text);
 }
 
 /* Writes one object row whose document is 'text' (owned by the caller). */
@@ -692,10 +807,8 @@ static pc_status object_put_text(store_tx_t *tx, const char *kind, const char *i
 
 /* The entries the new record holds whole are held in this version from now on. */
 static void op_versions_stored(pay_payment_t *p) {
-    for (size_t i = 0; i < json_array_size(p->op_versions); i++) {
-        if (json_integer_value(json_array_get(p->op_versions, i)) == 0) {
-            json_array_set_new(p->op_versions, i, json_integer((json_int_t)p->version));
-        }
+    for (uint32_t i = 0; i < p->entry_count; i++) {
+        if (p->entries[i].held_in == 0) p->entries[i].held_in = p->version;
     }
 }
 
@@ -703,105 +816,9 @@ void pay_staged_clear(pay_staged_t *staged) {
     free(staged->doc);
     free(staged->record);
     free(staged->op_text);
-    json_decref(staged->op_entry);
-    free(staged->op_entry_text);
+    pay_text_drop(staged->op_entry_text);
     pay_payment_free(staged->payment);
     memset(staged, 0, sizeof *staged);
-}
-
-/* A text grown by appending (the document and the record are spliced from pieces). */
-typedef struct {
-    char *text;
-    size_t bytes;
-    size_t room;
-    bool failed;
-} text_buf_t;
-
-static void buf_add(text_buf_t *b, const char *piece, size_t bytes) {
-    if (b->failed) return;
-    if (b->bytes + bytes + 1 > b->room) {
-        size_t room = b->room ? b->room : 4096; /* a payment's text: one malloc, no regrowth */
-        while (b->bytes + bytes + 1 > room) room *= 2;
-        char *grown = realloc(b->text, room);
-        if (grown == NULL) {
-            b->failed = true;
-            return;
-        }
-        b->text = grown;
-        b->room = room;
-    }
-    memcpy(b->text + b->bytes, piece, bytes);
-    b->bytes += bytes;
-    b->text[b->bytes] = '\0';
-}
-
-static void buf_add_str(text_buf_t *b, const char *piece) { buf_add(b, piece, strlen(piece)); }
-
-/* An id jansson dumps as it is: nothing in it is escaped. */
-static bool id_plain(const char *id) {
-    for (const char *c = id; *c != '\0'; c++) {
-        bool ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
-                  *c == '_' || *c == '-' || *c == ':' || *c == '.';
-        if (!ok) return false;
-    }
-    return true;
-}
-
-/* The reference a record holds for an operation entry held whole by 'held_in'. */
-static char *entry_ref_text(const json_t *entry, json_int_t held_in) {
-    const char *id = json_string_value(json_object_get(entry, "id"));
-    if (id != NULL && id_plain(id)) {
-        char text[PC_ID_SIZE + 48];
-        int n = snprintf(text, sizeof text, "{\"id\":\"%s\",\"" RECORD_REF_KEY "\":%lld}", id, (long long)held_in);
-        if (n > 0 && (size_t)n < sizeof text) return pc_strdup(text);
-    }
-    json_t *ref = json_pack("{s:O,s:I}", "id", json_object_get(entry, "id"), RECORD_REF_KEY, held_in);
-    char *text = ref != NULL ? json_dumps(ref, JSON_COMPACT) : NULL;
-    json_decref(ref);
-    return text;
-}
-
-/* Entry 'index' as compact text (malloc'ed): the one kept with it, or dumped and kept
- * ('texts': p->op_texts is parallel to the entries; an entry is replaced, never changed). */
-static char *entry_text(const pay_payment_t *p, size_t index, const json_t *entry, bool texts) {
-    const char *kept = texts ? json_string_value(json_array_get(p->op_texts, index)) : NULL;
-    if (kept != NULL) {
-#ifdef PC_SLOW_ASSERTS
-        char *dumped = json_dumps(entry, JSON_COMPACT);
-        PC_ASSERT(dumped != NULL && strcmp(dumped, kept) == 0); /* the text is this entry's */
-        free(dumped);
-#endif
-        return pc_strdup(kept);
-    }
-    char *text = json_dumps(entry, JSON_COMPACT);
-    if (text != NULL && texts) json_array_set_new(p->op_texts, index, json_string_nocheck(text));
-    return text;
-}
-
-/* Appends the operations array to the document and to the record: each entry is
- * dumped once; the record gets a reference instead of an entry a record holds. */
-static void ops_add(const pay_payment_t *p, text_buf_t *full, text_buf_t *record) {
-    buf_add_str(full, "[");
-    buf_add_str(record, "[");
-    size_t index;
-    json_t *entry;
-    bool texts = json_array_size(p->op_texts) == json_array_size(p->operations);
-    json_array_foreach(p->operations, index, entry) {
-        char *text = entry_text(p, index, entry, texts);
-        json_int_t held_in = json_integer_value(json_array_get(p->op_versions, index));
-        char *ref = held_in > 0 ? entry_ref_text(entry, held_in) : NULL;
-        if (text == NULL || (held_in > 0 && ref == NULL)) full->failed = true;
-        if (index > 0) {
-            buf_add_str(full, ",");
-            buf_add_str(record, ",");
-        }
-        if (text != NULL) buf_add_str(full, text);
-        if (text != NULL) buf_add_str(record, ref != NULL ? ref : text);
-        free(text);
-        free(ref);
-    }
-    buf_add_str(full, "]");
-    buf_add_str(record, "]");
 }
 
 /* The payment's next version rendered: its document (json_dumps of pay_payment_json,
@@ -821,17 +838,14 @@ static const char *fixed_text(pay_payment_t *p) {
                                 strlen(check) == strlen(written) + 2)); /* written == dumped less braces */
     free(check);
 #endif
-    if (written != NULL) {
-        p->fixed_text = json_stringn_nocheck(written, strlen(written));
-        free(written);
-    }
+    if (written != NULL) p->fixed_text = pay_text_adopt(written);
     if (p->fixed_text == NULL) {
         char *text = dump_free(payment_json_fixed(p, true));
         size_t bytes = text != NULL ? strlen(text) : 0;
-        if (bytes >= 2) p->fixed_text = json_stringn_nocheck(text + 1, bytes - 2); /* less the braces */
+        if (bytes >= 2) p->fixed_text = pay_text_new(text + 1, bytes - 2); /* less the braces */
         free(text);
     }
-    return json_string_value(p->fixed_text);
+    return p->fixed_text != NULL ? p->fixed_text->text : NULL;
 }
 
 /* The document less its operations' entries: the first members, the fixed ones' kept
@@ -857,168 +871,23 @@ static char *payment_head(pay_payment_t *p) {
     return head;
 }
 
-/* ---- the members that change, written without building them first ----
- * Only texts of printable ASCII are written here (jansson escapes '"' and '\\' in
- * them, nothing else); a payment with any other text in these members is rendered
- * through jansson instead. Slow asserts compare the two. */
-
-static bool text_plain(const char *text) {
-    for (const unsigned char *c = (const unsigned char *)text; *c != '\0'; c++) {
-        if (*c < 0x20 || *c > 0x7E) return false;
-    }
-    return true;
-}
-
-static void put_str(text_buf_t *b, const char *text) {
-    buf_add(b, "\"", 1);
-    for (const char *run = text; *run != '\0';) {
-        size_t n = strcspn(run, "\"\\");
-        buf_add(b, run, n);
-        if (run[n] == '\0') break;
-        buf_add(b, run[n] == '"' ? "\\\"" : "\\\\", 2);
-        run += n + 1;
-    }
-    buf_add(b, "\"", 1);
-}
-
-/* ,"key":"text" or ,"key":null for an empty text (str_or_null) */
-static void put_member_str(text_buf_t *b, const char *key, const char *text, bool or_null) {
-    buf_add_str(b, ",\"");
-    buf_add_str(b, key);
-    buf_add_str(b, "\":");
-    if (or_null && text[0] == '\0') buf_add_str(b, "null");
-    else put_str(b, text);
-}
-
-static void put_member_int(text_buf_t *b, const char *key, int64_t value) {
-    char text[PAY_INT_TEXT_SIZE];
-    size_t bytes = pay_int_text(text, value);
-    buf_add_str(b, ",\"");
-    buf_add_str(b, key);
-    buf_add_str(b, "\":");
-    buf_add(b, text, bytes);
-}
-
-/* Every text the written members hold is plain. */
-static bool head_plain(const pay_payment_t *p) {
-    const char *texts[] = {p->id, p->merchant_id, p->currency, p->top_up ? p->wallet_id : "", p->channel,
-                           p->channel_ref, p->state == PAY_STATE_REQUIRES_ACTION ? p->challenge_id : "",
-                           p->hold_id, p->pending_op, p->decline.code, p->decline.message, p->decline.source};
-    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
-        if (!text_plain(texts[i])) return false;
-    }
-    size_t index;
-    json_t *value;
-    json_array_foreach(p->transfers, index, value) {
-        const char *id = json_string_value(value);
-        if (id == NULL || strlen(id) != json_string_length(value) || !text_plain(id)) return false;
-    }
-    return true;
-}
-
 /* '"routing":…': kept while the payment holds the same routing (it is replaced whole). */
 static const char *routing_text(pay_payment_t *p) {
-    if (p->routing_text != NULL && p->routing_of == p->routing) return json_string_value(p->routing_text);
+    if (p->routing_text != NULL && p->routing_of == p->routing) return p->routing_text->text;
     json_t *member = json_object();
     json_object_set_new(member, "routing", p->routing ? json_incref(p->routing) : json_null());
     char *text = dump_free(member);
     size_t bytes = text != NULL ? strlen(text) : 0;
-    json_decref(p->routing_text);
+    pay_text_drop(p->routing_text);
     json_decref(p->routing_of);
-    p->routing_text = bytes >= 2 ? json_stringn_nocheck(text + 1, bytes - 2) : NULL;
+    p->routing_text = bytes >= 2 ? pay_text_new(text + 1, bytes - 2) : NULL;
     p->routing_of = p->routing_text != NULL ? json_incref(p->routing) : NULL;
     free(text);
-    return json_string_value(p->routing_text);
+    return p->routing_text != NULL ? p->routing_text->text : NULL;
 }
 
-static void head_first_write(const pay_payment_t *p, text_buf_t *b) {
-    buf_add_str(b, "{\"id\":");
-    put_str(b, p->id);
-    buf_add_str(b, ",\"object\":\"payment\"");
-    put_member_str(b, "merchant_id", p->merchant_id, false);
-    put_member_str(b, "status", pay_state_name(p->state), false);
-    put_member_int(b, "amount", p->amount);
-    put_member_str(b, "currency", p->currency, false);
-    put_member_str(b, "capture_method", p->capture_automatic ? "automatic" : "manual", false);
-    put_member_str(b, "purpose", p->top_up ? "top_up" : "payment", false);
-    if (p->top_up) put_member_str(b, "wallet_id", p->wallet_id, false);
-}
-
-static void head_rest_write(const pay_payment_t *p, text_buf_t *b) {
-    put_member_str(b, "channel", p->channel, true);
-    put_member_str(b, "channel_ref", p->channel_ref, true);
-    if (p->state != PAY_STATE_REQUIRES_ACTION) buf_add_str(b, ",\"next_action\":null");
-    else {
-        buf_add_str(b, ",\"next_action\":{\"type\":\"three_d_secure\",\"challenge_id\":");
-        put_str(b, p->challenge_id);
-        buf_add_str(b, "}");
-    }
-    put_member_int(b, "amount_authorized", p->authorized);
-    put_member_int(b, "amount_captured", p->captured);
-    put_member_int(b, "amount_refunded", p->refunded);
-    put_member_int(b, "amount_capturable", p->hold_id[0] ? p->hold_amount : 0);
-    put_member_int(b, "fees", p->fees);
-    put_member_int(b, "fees_reversed", p->fees_reversed);
-    if (p->hold_id[0] == '\0') buf_add_str(b, ",\"hold\":null");
-    else {
-        buf_add_str(b, ",\"hold\":{\"transfer_id\":");
-        put_str(b, p->hold_id);
-        put_member_int(b, "amount", p->hold_amount);
-        put_member_int(b, "expires_at", (int64_t)p->hold_deadline_ns);
-        buf_add_str(b, "}");
-    }
-    put_member_str(b, "pending_operation", p->pending_op, true);
-    if (p->decline.code[0] == '\0') buf_add_str(b, ",\"decline\":null");
-    else {
-        buf_add_str(b, ",\"decline\":{\"code\":");
-        put_str(b, p->decline.code);
-        put_member_str(b, "message", p->decline.message, false);
-        put_member_str(b, "source", p->decline.source, false);
-        buf_add_str(b, "}");
-    }
-    buf_add_str(b, ",\"operations\":");
-}
-
-/* The members after "operations". */
-static void head_tail_write(const pay_payment_t *p, text_buf_t *b) {
-    buf_add_str(b, ",\"ledger_transfers\":[");
-    size_t index;
-    json_t *value;
-    json_array_foreach(p->transfers, index, value) {
-        if (index > 0) buf_add_str(b, ",");
-        put_str(b, json_string_value(value));
-    }
-    buf_add_str(b, "]");
-    put_member_int(b, "created", (int64_t)p->created_ns);
-    put_member_int(b, "updated", (int64_t)p->updated_ns);
-    put_member_int(b, "version", p->version);
-    buf_add_str(b, "}");
-}
-
-/* The document and its record written directly, the entries' texts spliced in: false
- * when a text in the written members is not plain (or memory). */
-static bool payment_written(pay_payment_t *p, text_buf_t *full, text_buf_t *record) {
-    if (!head_plain(p)) return false;
-    const char *fixed = fixed_text(p), *routing = routing_text(p);
-    if (fixed == NULL || routing == NULL) return false;
-    head_first_write(p, full);
-    buf_add_str(full, ",");
-    buf_add_str(full, fixed);
-    buf_add_str(full, ",");
-    buf_add_str(full, routing);
-    head_rest_write(p, full);
-    if (full->failed) return false;
-    buf_add(record, full->text, full->bytes);
-    ops_add(p, full, record);
-    size_t tail_at = full->bytes;
-    head_tail_write(p, full);
-    if (full->failed) return false;
-    buf_add(record, full->text + tail_at, full->bytes - tail_at);
-    return !record->failed;
-}
-
-/* The same from jansson's dump of the members, its "operations":null replaced. */
-static bool payment_spliced(pay_payment_t *p, text_buf_t *full, text_buf_t *record) {
+/* The members dumped by jansson, its "operations":null replaced by the entries. */
+static bool payment_spliced(pay_payment_t *p, char **text_out, char **record_out) {
     static const char placeholder[] = "\"operations\":null";
     char *head = payment_head(p);
     /* the last one: metadata (before it) may hold that text too, nothing after it can */
@@ -1028,41 +897,40 @@ static bool payment_spliced(pay_payment_t *p, text_buf_t *full, text_buf_t *reco
         free(head);
         return false;
     }
+    char full_stack[4096], record_stack[4096];
+    pay_out_t full = PAY_OUT_INIT(full_stack), record = PAY_OUT_INIT(record_stack);
     size_t before = (size_t)(at - head) + strlen("\"operations\":");
-    buf_add(full, head, before);
-    buf_add(record, head, before);
-    ops_add(p, full, record);
-    buf_add_str(full, at + strlen(placeholder));
-    buf_add_str(record, at + strlen(placeholder));
+    pay_out_add(&full, head, before);
+    pay_out_add(&record, head, before);
+    pay_render_ops(p, &full, &record);
+    pay_out_add(&full, at + strlen(placeholder), strlen(at + strlen(placeholder)));
+    pay_out_add(&record, at + strlen(placeholder), strlen(at + strlen(placeholder)));
     free(head);
-    return !full->failed && !record->failed;
+    if (record.failed) full.failed = true;
+    *text_out = pay_out_take(&full);
+    *record_out = pay_out_take(&record);
+    return *text_out != NULL && *record_out != NULL;
 }
 
 static pc_status payment_render(pay_payment_t *p, char **text_out, char **record_out) {
     *text_out = *record_out = NULL;
-    text_buf_t full = {0}, record = {0};
-    bool made = payment_written(p, &full, &record);
-    if (!made) {
-        free(full.text);
-        free(record.text);
-        memset(&full, 0, sizeof full);
-        memset(&record, 0, sizeof record);
-        made = payment_spliced(p, &full, &record);
-    }
-    if (!made || full.text == NULL || record.text == NULL) {
-        free(full.text);
-        free(record.text);
+    if (p->entry_lost) return PC_NO_MEMORY;
+    const char *fixed = fixed_text(p), *routing = routing_text(p);
+    if (fixed == NULL || routing == NULL) return PC_NO_MEMORY;
+    if (!pay_render_payment(p, fixed, routing, text_out, record_out) &&
+        !payment_spliced(p, text_out, record_out)) {
+        free(*text_out);
+        free(*record_out);
+        *text_out = *record_out = NULL;
         return PC_NO_MEMORY;
     }
 #ifdef PC_SLOW_ASSERTS
     json_t *whole = payment_json(p, true, true);
     char *dumped = whole != NULL ? json_dumps(whole, JSON_COMPACT) : NULL;
-    PC_ASSERT(dumped != NULL && strcmp(dumped, full.text) == 0); /* spliced == dumped whole */
+    PC_ASSERT(dumped != NULL && strcmp(dumped, *text_out) == 0); /* written == dumped whole */
     free(dumped);
     json_decref(whole);
 #endif
-    *text_out = full.text;
-    *record_out = record.text;
     return PC_OK;
 }
 
@@ -1334,26 +1202,34 @@ static char *op_text(const pay_op_t *op, bool entry) {
     return text != NULL ? text : dump_free(op_json(op, !entry));
 }
 
-/* The op's row text ("" when its payment's record holds it: 'in_payment'); its entry
- * in the payment (pay_op_entry) and the entry's text into staged->op_entry* when
- * 'staged' is given. NULL: a text jansson refuses, or no memory. */
+pay_text_t *pay_op_entry_text(const pay_op_t *op) {
+    pay_text_t *text = pay_render_op_entry_text(op);
+#ifdef PC_SLOW_ASSERTS
+    char *check = text != NULL ? dump_free(op_json(op, false)) : NULL;
+    PC_ASSERT(text == NULL || (check != NULL && strcmp(text->text, check) == 0)); /* written == dumped */
+    free(check);
+#endif
+    return text != NULL ? text : pay_text_adopt(dump_free(op_json(op, false)));
+}
+
+/* The op's row text ("" when its payment's record holds it: 'in_payment'); its entry's
+ * text in the payment (pay_op_entry_text) into staged->op_entry_text when 'staged' is
+ * given. NULL: a text jansson refuses, or no memory. */
 static char *op_render(const pay_op_t *op, pay_staged_t *staged, bool in_payment) {
     char *text = in_payment ? NULL : op_text(op, false);
     if (!in_payment && text == NULL) return NULL;
     if (in_payment || staged != NULL) {
-        json_t *entry = pay_op_entry(op);
+        pay_text_t *entry = pay_op_entry_text(op);
         if (entry == NULL) {
             free(text);
             return NULL;
         }
         if (staged != NULL) {
-            json_decref(staged->op_entry);
-            free(staged->op_entry_text);
-            staged->op_entry = entry;
-            staged->op_entry_text = op_text(op, true);
+            pay_text_drop(staged->op_entry_text);
+            staged->op_entry_text = entry;
             staged->op_entry_version = op->version;
         } else {
-            json_decref(entry);
+            pay_text_drop(entry);
         }
     }
     return in_payment ? pc_strdup("") : text; /* its payment's record holds it: the row keeps "" */

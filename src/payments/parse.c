@@ -49,7 +49,7 @@ bool pay_parse_currency(const json_t *object, const char *key, bool required, co
     return true;
 }
 
-static bool country_valid(const char *text) {
+bool pay_country_valid(const char *text) {
     return strlen(text) == 2 && text[0] >= 'A' && text[0] <= 'Z' && text[1] >= 'A' && text[1] <= 'Z';
 }
 
@@ -62,7 +62,7 @@ bool pay_parse_country(const json_t *object, const char *key, bool required, con
         return false;
     }
     if (text == NULL) return true;
-    if (!country_valid(text)) {
+    if (!pay_country_valid(text)) {
         pay_parse_fail(err, PC_COUNTRY_INVALID, path, key, NULL);
         return false;
     }

@@ -123,6 +123,28 @@ typedef struct {
                                          a card payment's steps have none (pay_flow_write_op) */
 } pay_op_t;
 
+/* An immutable text shared by counted references: a payment's copies (a dry run's, the
+ * recent payments') share their entries' texts, on any thread. */
+typedef struct {
+    atomic_uint refs;
+    uint32_t bytes;
+    char text[];
+} pay_text_t;
+/* A new text of 'bytes' bytes (and a NUL) with one reference; NULL: no memory. */
+pay_text_t *pay_text_new(const char *text, size_t bytes);
+/* Takes the text (malloc'ed, freed here) as a counted one; NULL when 'text' is or no memory. */
+pay_text_t *pay_text_adopt(char *text);
+pay_text_t *pay_text_hold(pay_text_t *text);  /* another reference (NULL: nothing) */
+void pay_text_drop(pay_text_t *text);         /* one reference less (NULL: nothing) */
+
+/* An operation's entry in its payment: its compact text, kept from when it was made. */
+typedef struct {
+    char id[PC_ID_SIZE];
+    pay_text_t *text;
+    uint32_t held_in;                 /* the payment version whose record holds it whole;
+                                         0 when it changed since (the next record holds it) */
+} pay_entry_t;
+
 typedef struct {
     char id[PC_ID_SIZE];
     char merchant_id[PC_ID_SIZE];
@@ -179,17 +201,18 @@ typedef struct {
         char message[GW_MESSAGE_SIZE];
         char source[16];              /* "risk", "channel", "ledger", "gateway" */
     } decline;
-    json_t *operations;               /* owned array: every op's JSON, in order */
-    json_t *op_versions;              /* owned array parallel to 'operations': the payment
-                                         version whose record holds that entry whole, 0
-                                         when it changed since (the next record holds it) */
-    json_t *transfers;                /* owned array: every ledger transfer id */
-    json_t *op_texts;                 /* owned array parallel to 'operations': each entry's
-                                         compact text (a string) once rendered, else null */
-    json_t *fixed_text;               /* a string: the text of the members set when the payment
-                                         is made (its method, payer, description, metadata,
+    pay_entry_t *entries;             /* owned: every op's entry, in order */
+    uint32_t entry_count;
+    uint32_t entry_room;
+    char (*transfers)[PC_ID_SIZE];    /* owned: every ledger transfer id */
+    uint32_t transfer_count;
+    uint32_t transfer_room;
+    bool live;                        /* made by pay_payment_init (a zeroed one is not) */
+    bool entry_lost;                  /* an entry could not be kept (memory): not rendered */
+    pay_text_t *fixed_text;           /* the text of the members set when the payment is
+                                         made (its method, payer, description, metadata,
                                          risk), once rendered; NULL before */
-    json_t *routing_text;             /* a string: '"routing":…' of 'routing_of' ... */
+    pay_text_t *routing_text;         /* '"routing":…' of 'routing_of' ... */
     json_t *routing_of;               /* ... the routing it was rendered from (held) */
 } pay_payment_t;
 
@@ -212,26 +235,56 @@ PC_MUST_USE pc_status pay_payment_read(store_reader_t *reader, const char *id, p
 /* The document of a payment row at 'version' (its own version: object->version): the
  * row's doc when it has one (rows written before schema version 6), else its version
  * record with each operation entry taken from the record that holds it whole.
- * '*op_versions_out' (or NULL) receives the array pay_payment_t.op_versions. */
+ * '*op_versions_out' (or NULL) receives each entry's pay_entry_t.held_in (an array). */
 PC_MUST_USE pc_status pay_payment_doc(store_reader_t *reader, const store_pay_object_t *object, uint32_t version,
                                       json_t **doc_out, json_t **op_versions_out);
 json_t *pay_op_json(const pay_op_t *op);
 PC_MUST_USE pc_status pay_op_from_json(const json_t *doc, pay_op_t *out);
 PC_MUST_USE pc_status pay_op_read(store_reader_t *reader, const char *id, pay_op_t *out);
-/* The op's entry in a payment's operations (new reference; NULL: no memory). */
+/* The op's entry in a payment's operations as an object (new reference; NULL: no
+ * memory); what pay_op_entry_text writes. */
 json_t *pay_op_entry(const pay_op_t *op);
-/* Adds or replaces the op's entry in payment->operations ('entry' stolen; NULL: nothing),
- * with its compact text when known ('text' stolen; NULL: rendered when needed). */
-void pay_payment_entry_put(pay_payment_t *payment, const pay_op_t *op, json_t *entry, char *text);
+/* The entry's compact text as a counted text (NULL: a text jansson refuses, or memory). */
+pay_text_t *pay_op_entry_text(const pay_op_t *op);
+/* Adds or replaces the op's entry in payment->entries ('text' stolen; NULL: nothing). */
+void pay_payment_entry_put(pay_payment_t *payment, const pay_op_t *op, pay_text_t *text);
 void pay_payment_transfer_add(pay_payment_t *payment, const char *transfer_id);
-/* render.c: the compact texts of pay_op_json(op) and of pay_op_entry(op), written
- * directly (malloc'ed); NULL when a text in them is not plain printable ASCII (then
- * json_dumps the object) or on no memory. */
+
+/* ---- texts written straight into a buffer (render.c) ---- */
+/* A text being written: in the caller's buffer while it fits, then on the heap. */
+typedef struct {
+    char *text;
+    size_t bytes;
+    size_t room;
+    bool heap;
+    bool failed;                      /* no memory, or a text it cannot write */
+} pay_out_t;
+#define PAY_OUT_INIT(buffer) {.text = (buffer), .room = sizeof(buffer)}
+void pay_out_add(pay_out_t *out, const char *piece, size_t bytes);
+/* The text written (one exact malloc), or NULL when it failed; 'out' is done with. */
+char *pay_out_take(pay_out_t *out);
+pay_text_t *pay_out_take_text(pay_out_t *out); /* the same as a counted text */
+/* A text jansson dumps with nothing but '"' and '\\' escaped (printable ASCII). */
+bool pay_text_plain(const char *text);
+/* The key of a record's reference to the entry a record of that version holds whole. */
+#define PAY_RECORD_REF_KEY "$version"
+/* The compact texts of pay_op_json(op) and of pay_op_entry(op), written directly
+ * (malloc'ed); NULL when a text in them is not plain printable ASCII (then json_dumps
+ * the object) or on no memory. */
 char *pay_render_op(const pay_op_t *op);
 char *pay_render_op_entry(const pay_op_t *op);
+pay_text_t *pay_render_op_entry_text(const pay_op_t *op); /* the same as a counted text */
 /* The members payment_json_fixed(p) dumps, less its braces (malloc'ed), written
  * directly (metadata and the risk detail dumped by jansson); NULL as above. */
 char *pay_render_fixed(const pay_payment_t *p);
+/* The operations array into the document ('full') and into the record, where an entry
+ * a record holds whole is a reference {"id", "$version"} to it. */
+void pay_render_ops(const pay_payment_t *p, pay_out_t *full, pay_out_t *record);
+/* The payment's document (json_dumps of pay_payment_json, byte for byte) and its record
+ * (malloc'ed), its fixed members' and routing's texts given: false when a text in the
+ * other members is not plain (then jansson dumps them) or on no memory. */
+bool pay_render_payment(const pay_payment_t *p, const char *fixed, const char *routing, char **doc_out,
+                        char **record_out);
 /* 'value' in decimal as "%lld" writes it; returns its length. */
 #define PAY_INT_TEXT_SIZE 24 /* "-9223372036854775808" and its NUL */
 size_t pay_int_text(char out[PAY_INT_TEXT_SIZE], int64_t value);
@@ -271,8 +324,7 @@ typedef struct {
     uint64_t op_created_ns;
     uint64_t op_updated_ns;
     char *op_text;
-    json_t *op_entry;                 /* the op's entry in the payment (pay_op_entry) at ... */
-    char *op_entry_text;              /* ... and its compact text (NULL: not made) ... */
+    pay_text_t *op_entry_text;        /* the op's entry in the payment (pay_op_entry_text) at ... */
     uint32_t op_entry_version;        /* ... this op version (0: none) */
     pay_payment_t *payment;           /* the payment 'doc' renders (malloc'ed; shares parts as
                                          pay_payment_copy_for_dry_run): once the writer stored
@@ -357,6 +409,8 @@ struct pay {
         pthread_cond_t wake;
         pay_flow_t *head;             /* flows waiting for their dry run (FIFO) */
         pay_flow_t *tail;
+        uint32_t queued;              /* flows in the queue */
+        uint32_t idle;                /* threads waiting for one */
         bool stopping;
         pthread_t threads[PAY_STAGE_THREADS];
         uint32_t thread_count;        /* 0: every dry run runs on its caller's thread */
@@ -664,6 +718,8 @@ bool pay_parse_amount(const json_t *object, const char *key, bool required, cons
                       pay_parse_error_t *err);
 bool pay_parse_currency(const json_t *object, const char *key, bool required, const char *path, char out[4],
                         pay_parse_error_t *err);
+/* Two capital letters (ISO 3166-1 alpha-2 form). */
+bool pay_country_valid(const char *text);
 bool pay_parse_country(const json_t *object, const char *key, bool required, const char *path, char out[3],
                        pay_parse_error_t *err);
 bool pay_parse_id(const json_t *object, const char *key, bool required, size_t bytes_max, const char *path,

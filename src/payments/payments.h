@@ -298,6 +298,43 @@ void pay_key_bound(pay_t *pay, const char *key_id, const char *merchant_id);
 
 /* ---- payment intents (intent.c, capture.c, refund.c) ---- */
 void pay_payment_create(pay_t *pay, const pay_caller_t *caller, const json_t *body, const pay_reply_fn_t *reply);
+
+/* The body of POST /v1/payments as the API's fast path reads it (api/codec_fast.c):
+ * its texts plain printable ASCII, each member at most once, 'has' naming those given.
+ * A card payment without metadata, the common request, needs no JSON tree. */
+enum {
+    PAY_PLAIN_MERCHANT_ID = 1u << 0, PAY_PLAIN_AMOUNT = 1u << 1, PAY_PLAIN_CURRENCY = 1u << 2,
+    PAY_PLAIN_CAPTURE_METHOD = 1u << 3, PAY_PLAIN_METHOD = 1u << 4, PAY_PLAIN_METHOD_TYPE = 1u << 5,
+    PAY_PLAIN_CARD = 1u << 6, PAY_PLAIN_CARD_NUMBER = 1u << 7, PAY_PLAIN_CARD_EXP_MONTH = 1u << 8,
+    PAY_PLAIN_CARD_EXP_YEAR = 1u << 9, PAY_PLAIN_CARD_CVC = 1u << 10, PAY_PLAIN_PAYER = 1u << 11,
+    PAY_PLAIN_PAYER_ID = 1u << 12, PAY_PLAIN_PAYER_COUNTRY = 1u << 13, PAY_PLAIN_PAYER_DEVICE_ID = 1u << 14,
+    PAY_PLAIN_PAYER_IP = 1u << 15, PAY_PLAIN_PAYER_AGE_DAYS = 1u << 16, PAY_PLAIN_DESCRIPTION = 1u << 17,
+};
+typedef struct {
+    uint32_t has;                            /* PAY_PLAIN_* of the members given */
+    char merchant_id[PC_ID_BYTES_MAX + 1];
+    int64_t amount;
+    char currency[4];
+    char capture_method[17];
+    char method_type[33];
+    char card_number[GW_CARD_NUMBER_SIZE];   /* wiped by the caller after use */
+    int64_t card_exp_month;
+    int64_t card_exp_year;
+    char card_cvc[5];                        /* wiped by the caller after use */
+    char payer_id[PC_ID_BYTES_MAX + 1];
+    char payer_country[3];
+    char payer_device_id[PC_ID_BYTES_MAX + 1];
+    char payer_ip[46];
+    int64_t payer_age_days;
+    char description[API_STRING_BYTES_MAX + 1];
+} pay_plain_payment_t;
+/* True when pay_payment_create would accept every field of 'body' as it is (then
+ * pay_payment_create_plain does what it would); false: anything else, which
+ * pay_payment_create over the parsed body decides and names. */
+bool pay_plain_payment_valid(const pay_plain_payment_t *body);
+/* pay_payment_create for a body pay_plain_payment_valid accepted. */
+void pay_payment_create_plain(pay_t *pay, const pay_caller_t *caller, const pay_plain_payment_t *body,
+                              const pay_reply_fn_t *reply);
 void pay_payment_confirm(pay_t *pay, const pay_caller_t *caller, const char *payment_id, const json_t *body,
                          const pay_reply_fn_t *reply);
 void pay_payment_capture(pay_t *pay, const pay_caller_t *caller, const char *payment_id, const json_t *body,

@@ -12,16 +12,7 @@
 
 #include "payments/pay_internal.h"
 
-/* Starts on the stack; past that on the heap. The text returned is one exact malloc. */
-typedef struct {
-    char *text;
-    size_t bytes;
-    size_t room;
-    bool heap;
-    bool failed;
-} out_t;
-
-static void out_add(out_t *o, const char *piece, size_t bytes) {
+void pay_out_add(pay_out_t *o, const char *piece, size_t bytes) {
     if (o->failed) return;
     if (o->bytes + bytes + 1 > o->room) {
         size_t room = o->room * 2;
@@ -40,10 +31,9 @@ static void out_add(out_t *o, const char *piece, size_t bytes) {
     o->bytes += bytes;
 }
 
-#define OUT_LIT(o, literal) out_add((o), literal, sizeof(literal) - 1)
+#define OUT_LIT(o, literal) pay_out_add((o), literal, sizeof(literal) - 1)
 
-/* A text jansson dumps with nothing but '"' and '\\' escaped (printable ASCII). */
-static bool plain(const char *text) {
+bool pay_text_plain(const char *text) {
     for (const unsigned char *c = (const unsigned char *)text; *c != '\0'; c++) {
         if (*c < 0x20 || *c > 0x7E) return false;
     }
@@ -51,15 +41,15 @@ static bool plain(const char *text) {
 }
 
 /* "text", escaped as jansson escapes printable ASCII; fails the text if it is not. */
-static void out_str(out_t *o, const char *text) {
-    if (!plain(text)) {
+static void out_str(pay_out_t *o, const char *text) {
+    if (!pay_text_plain(text)) {
         o->failed = true;
         return;
     }
     OUT_LIT(o, "\"");
     for (const char *run = text; *run != '\0';) {
         size_t n = strcspn(run, "\"\\");
-        out_add(o, run, n);
+        pay_out_add(o, run, n);
         if (run[n] == '\0') break;
         if (run[n] == '"') OUT_LIT(o, "\\\"");
         else OUT_LIT(o, "\\\\");
@@ -68,7 +58,7 @@ static void out_str(out_t *o, const char *text) {
     OUT_LIT(o, "\"");
 }
 
-static void out_str_or_null(out_t *o, const char *text) {
+static void out_str_or_null(pay_out_t *o, const char *text) {
     if (text[0] == '\0') OUT_LIT(o, "null");
     else out_str(o, text);
 }
@@ -88,18 +78,17 @@ size_t pay_int_text(char out[PAY_INT_TEXT_SIZE], int64_t value) {
     return bytes;
 }
 
-static void out_int(out_t *o, int64_t value) {
+static void out_int(pay_out_t *o, int64_t value) {
     char text[PAY_INT_TEXT_SIZE];
-    out_add(o, text, pay_int_text(text, value));
+    pay_out_add(o, text, pay_int_text(text, value));
 }
 
-static void out_bool(out_t *o, bool value) {
+static void out_bool(pay_out_t *o, bool value) {
     if (value) OUT_LIT(o, "true");
     else OUT_LIT(o, "false");
 }
 
-/* The finished text (malloc'ed), or NULL when it failed. */
-static char *out_take(out_t *o) {
+char *pay_out_take(pay_out_t *o) {
     if (o->failed) {
         if (o->heap) free(o->text);
         return NULL;
@@ -114,12 +103,18 @@ static char *out_take(out_t *o) {
     return text;
 }
 
+pay_text_t *pay_out_take_text(pay_out_t *o) {
+    pay_text_t *text = o->failed ? NULL : pay_text_new(o->text, o->bytes);
+    if (o->heap) free(o->text);
+    return text;
+}
+
 #define OUT_STACK_BYTES 4096
-#define OUT_INIT(o, stack) out_t o = {.text = (stack), .room = sizeof(stack)}
+#define OUT_INIT(o, stack) pay_out_t o = PAY_OUT_INIT(stack)
 
 /* ---- an operation (pay_op_json) ---- */
 
-static void attempt_write(out_t *o, const pay_attempt_t *a) {
+static void attempt_write(pay_out_t *o, const pay_attempt_t *a) {
     OUT_LIT(o, "{\"number\":");
     out_int(o, (int)a->number);
     OUT_LIT(o, ",\"channel\":");
@@ -140,7 +135,7 @@ static void attempt_write(out_t *o, const pay_attempt_t *a) {
 }
 
 /* The members after the first five ("id", "object", "type", "parent_id", "merchant_id"). */
-static void op_rest_write(out_t *o, const pay_op_t *op) {
+static void op_rest_write(pay_out_t *o, const pay_op_t *op) {
     OUT_LIT(o, ",\"status\":");
     out_str(o, op->status);
     OUT_LIT(o, ",\"amount\":");
@@ -210,23 +205,34 @@ char *pay_render_op(const pay_op_t *op) {
     OUT_LIT(&o, ",\"merchant_id\":");
     out_str(&o, op->merchant_id);
     op_rest_write(&o, op);
-    return out_take(&o);
+    return pay_out_take(&o);
+}
+
+static void op_entry_write(pay_out_t *o, const pay_op_t *op) {
+    OUT_LIT(o, "{\"id\":");
+    out_str(o, op->id);
+    OUT_LIT(o, ",\"type\":");
+    out_str(o, pay_op_kind_name(op->kind));
+    op_rest_write(o, op);
 }
 
 char *pay_render_op_entry(const pay_op_t *op) {
     char stack[OUT_STACK_BYTES];
     OUT_INIT(o, stack);
-    OUT_LIT(&o, "{\"id\":");
-    out_str(&o, op->id);
-    OUT_LIT(&o, ",\"type\":");
-    out_str(&o, pay_op_kind_name(op->kind));
-    op_rest_write(&o, op);
-    return out_take(&o);
+    op_entry_write(&o, op);
+    return pay_out_take(&o);
+}
+
+pay_text_t *pay_render_op_entry_text(const pay_op_t *op) {
+    char stack[OUT_STACK_BYTES];
+    OUT_INIT(o, stack);
+    op_entry_write(&o, op);
+    return pay_out_take_text(&o);
 }
 
 /* ---- a payment's fixed members (model.c's payment_json_fixed) ---- */
 
-static void method_write(out_t *o, const pay_payment_t *p) {
+static void method_write(pay_out_t *o, const pay_payment_t *p) {
     if (p->method == PAY_METHOD_CARD) {
         OUT_LIT(o, "{\"type\":\"card\",\"card\":{\"token\":");
         out_str(o, p->card.token);
@@ -257,20 +263,20 @@ static void method_write(out_t *o, const pay_payment_t *p) {
 }
 
 /* A member's value that jansson alone renders (any JSON the payment holds): dumped. */
-static void out_dumped(out_t *o, const json_t *value, const char *when_null) {
+static void out_dumped(pay_out_t *o, const json_t *value, const char *when_null) {
     if (value == NULL) {
-        out_add(o, when_null, strlen(when_null));
+        pay_out_add(o, when_null, strlen(when_null));
         return;
     }
     char *text = json_dumps(value, JSON_COMPACT);
     if (text == NULL) o->failed = true;
-    else out_add(o, text, strlen(text));
+    else pay_out_add(o, text, strlen(text));
     free(text);
 }
 
 /* risk_json: the detail's members, then "decision_id" and "outcome" (appended: the
  * detail holds neither, else jansson would replace them in place: not written here). */
-static void risk_write(out_t *o, const pay_payment_t *p) {
+static void risk_write(pay_out_t *o, const pay_payment_t *p) {
     if (p->risk.outcome[0] == '\0') {
         OUT_LIT(o, "null");
         return;
@@ -313,5 +319,141 @@ char *pay_render_fixed(const pay_payment_t *p) {
     else out_dumped(&o, p->metadata, "{}");
     OUT_LIT(&o, ",\"risk\":");
     risk_write(&o, p);
-    return out_take(&o);
+    return pay_out_take(&o);
+}
+
+/* ---- a whole payment (model.c's payment_json: its members in that order) ---- */
+
+static void member_str(pay_out_t *o, const char *key_text, const char *text) {
+    pay_out_add(o, key_text, strlen(key_text));
+    out_str(o, text);
+}
+
+static void member_str_or_null(pay_out_t *o, const char *key_text, const char *text) {
+    pay_out_add(o, key_text, strlen(key_text));
+    out_str_or_null(o, text);
+}
+
+static void member_int(pay_out_t *o, const char *key_text, int64_t value) {
+    pay_out_add(o, key_text, strlen(key_text));
+    out_int(o, value);
+}
+
+static void payment_first_write(pay_out_t *o, const pay_payment_t *p) {
+    member_str(o, "{\"id\":", p->id);
+    OUT_LIT(o, ",\"object\":\"payment\"");
+    member_str(o, ",\"merchant_id\":", p->merchant_id);
+    member_str(o, ",\"status\":", pay_state_name(p->state));
+    member_int(o, ",\"amount\":", p->amount);
+    member_str(o, ",\"currency\":", p->currency);
+    member_str(o, ",\"capture_method\":", p->capture_automatic ? "automatic" : "manual");
+    member_str(o, ",\"purpose\":", p->top_up ? "top_up" : "payment");
+    if (p->top_up) member_str(o, ",\"wallet_id\":", p->wallet_id);
+}
+
+/* The members between "routing" and "operations" (and its key). */
+static void payment_rest_write(pay_out_t *o, const pay_payment_t *p) {
+    member_str_or_null(o, ",\"channel\":", p->channel);
+    member_str_or_null(o, ",\"channel_ref\":", p->channel_ref);
+    if (p->state != PAY_STATE_REQUIRES_ACTION) OUT_LIT(o, ",\"next_action\":null");
+    else member_str(o, ",\"next_action\":{\"type\":\"three_d_secure\",\"challenge_id\":", p->challenge_id);
+    if (p->state == PAY_STATE_REQUIRES_ACTION) OUT_LIT(o, "}");
+    member_int(o, ",\"amount_authorized\":", p->authorized);
+    member_int(o, ",\"amount_captured\":", p->captured);
+    member_int(o, ",\"amount_refunded\":", p->refunded);
+    member_int(o, ",\"amount_capturable\":", p->hold_id[0] ? p->hold_amount : 0);
+    member_int(o, ",\"fees\":", p->fees);
+    member_int(o, ",\"fees_reversed\":", p->fees_reversed);
+    if (p->hold_id[0] == '\0') OUT_LIT(o, ",\"hold\":null");
+    else {
+        member_str(o, ",\"hold\":{\"transfer_id\":", p->hold_id);
+        member_int(o, ",\"amount\":", p->hold_amount);
+        member_int(o, ",\"expires_at\":", (int64_t)p->hold_deadline_ns);
+        OUT_LIT(o, "}");
+    }
+    member_str_or_null(o, ",\"pending_operation\":", p->pending_op);
+    if (p->decline.code[0] == '\0') OUT_LIT(o, ",\"decline\":null");
+    else {
+        member_str(o, ",\"decline\":{\"code\":", p->decline.code);
+        member_str(o, ",\"message\":", p->decline.message);
+        member_str(o, ",\"source\":", p->decline.source);
+        OUT_LIT(o, "}");
+    }
+    OUT_LIT(o, ",\"operations\":");
+}
+
+/* The members after "operations". */
+static void payment_tail_write(pay_out_t *o, const pay_payment_t *p) {
+    OUT_LIT(o, ",\"ledger_transfers\":[");
+    for (uint32_t i = 0; i < p->transfer_count; i++) {
+        if (i > 0) OUT_LIT(o, ",");
+        out_str(o, p->transfers[i]);
+    }
+    OUT_LIT(o, "]");
+    member_int(o, ",\"created\":", (int64_t)p->created_ns);
+    member_int(o, ",\"updated\":", (int64_t)p->updated_ns);
+    member_int(o, ",\"version\":", p->version);
+    OUT_LIT(o, "}");
+}
+
+/* {"id":…,"$version":n}: dumped by jansson when the id is not plain. */
+static void entry_ref_write(pay_out_t *o, const pay_entry_t *entry) {
+    if (pay_text_plain(entry->id)) {
+        member_str(o, "{\"id\":", entry->id);
+        member_int(o, ",\"" PAY_RECORD_REF_KEY "\":", entry->held_in);
+        OUT_LIT(o, "}");
+        return;
+    }
+    json_t *ref = json_pack("{s:s,s:I}", "id", entry->id, PAY_RECORD_REF_KEY, (json_int_t)entry->held_in);
+    if (ref == NULL) o->failed = true;
+    else out_dumped(o, ref, "");
+    json_decref(ref);
+}
+
+void pay_render_ops(const pay_payment_t *p, pay_out_t *full, pay_out_t *record) {
+    OUT_LIT(full, "[");
+    OUT_LIT(record, "[");
+    for (uint32_t i = 0; i < p->entry_count; i++) {
+        const pay_entry_t *entry = &p->entries[i];
+        if (entry->text == NULL) {
+            full->failed = true;
+            return;
+        }
+        if (i > 0) {
+            OUT_LIT(full, ",");
+            OUT_LIT(record, ",");
+        }
+        pay_out_add(full, entry->text->text, entry->text->bytes);
+        if (entry->held_in > 0) entry_ref_write(record, entry);
+        else pay_out_add(record, entry->text->text, entry->text->bytes);
+    }
+    OUT_LIT(full, "]");
+    OUT_LIT(record, "]");
+}
+
+#define PAYMENT_STACK_BYTES 8192 /* a payment's few operations fit: one malloc each text */
+
+bool pay_render_payment(const pay_payment_t *p, const char *fixed, const char *routing, char **doc_out,
+                        char **record_out) {
+    char full_stack[PAYMENT_STACK_BYTES], record_stack[PAYMENT_STACK_BYTES];
+    pay_out_t full = PAY_OUT_INIT(full_stack), record = PAY_OUT_INIT(record_stack);
+    payment_first_write(&full, p);
+    OUT_LIT(&full, ",");
+    pay_out_add(&full, fixed, strlen(fixed));
+    OUT_LIT(&full, ",");
+    pay_out_add(&full, routing, strlen(routing));
+    payment_rest_write(&full, p);
+    if (!full.failed) pay_out_add(&record, full.text, full.bytes);
+    pay_render_ops(p, &full, &record);
+    size_t tail_at = full.bytes;
+    payment_tail_write(&full, p);
+    if (!full.failed) pay_out_add(&record, full.text + tail_at, full.bytes - tail_at);
+    if (record.failed) full.failed = true;
+    *doc_out = pay_out_take(&full);
+    *record_out = pay_out_take(&record);
+    if (*doc_out != NULL && *record_out != NULL) return true;
+    free(*doc_out);
+    free(*record_out);
+    *doc_out = *record_out = NULL;
+    return false;
 }

@@ -14,10 +14,15 @@ static void *stage_main(void *arg) {
     struct pay_stage *stage = arg;
     pthread_mutex_lock(&stage->mutex);
     for (;;) {
-        while (stage->head == NULL && !stage->stopping) pthread_cond_wait(&stage->wake, &stage->mutex);
+        while (stage->head == NULL && !stage->stopping) {
+            stage->idle++;
+            pthread_cond_wait(&stage->wake, &stage->mutex);
+            stage->idle--;
+        }
         pay_flow_t *flow = stage->head;
         if (flow == NULL) break; /* stopping, and nothing left */
         stage->head = flow->staging.next;
+        stage->queued--;
         if (stage->head == NULL) stage->tail = NULL;
         flow->staging.next = NULL;
         pthread_mutex_unlock(&stage->mutex);
@@ -67,7 +72,11 @@ bool pay_stage_queue(pay_flow_t *flow, void (*run)(pay_flow_t *flow)) {
     if (stage->tail != NULL) stage->tail->staging.next = flow;
     else stage->head = flow;
     stage->tail = flow;
-    pthread_cond_signal(&stage->wake);
+    stage->queued++;
+    /* every thread asleep: wake one; one busy: it takes this next, unless a backlog grew */
+    bool all_idle = stage->idle == stage->thread_count;
+    bool wake = stage->idle > 0 && (all_idle || stage->queued > PAY_STAGE_WAKE_BACKLOG);
     pthread_mutex_unlock(&stage->mutex);
+    if (wake) pthread_cond_signal(&stage->wake); /* after the unlock: the woken thread takes the mutex at once */
     return true;
 }

@@ -7,7 +7,10 @@
  * The same for a payment's fixed members (method, payer, description, metadata, risk).
  * Method: hand-made cases, then a seeded random sweep (PAYCORE_SEED=<n> replays one)
  * comparing pay_render_op / pay_render_op_entry with json_dumps of pay_op_json /
- * pay_op_entry, and pay_render_fixed with the same members of pay_payment_json's dump. */
+ * pay_op_entry, and pay_render_fixed with the same members of pay_payment_json's dump.
+ * A whole payment too (its changing members, operation entries and transfers): its
+ * document written by pay_render_payment is pay_payment_json's dump, and its record is
+ * the document with each entry a record holds whole replaced by {"id", "$version"}. */
 #include <stdint.h>
 #include <time.h>
 
@@ -291,9 +294,129 @@ static void test_fixed_sweep(void) {
     ASSERT_TRUE(gave_up > 100);
 }
 
+/* ---- a whole payment: the document and its record ---- */
+
+static void random_changing(pay_payment_t *p, bool odd) {
+    p->state = (pay_state)rng_below(PAY_STATE_COUNT);
+    p->amount = random_int();
+    p->capture_automatic = rng_below(2);
+    p->top_up = rng_below(4) == 0;
+    random_text(p->channel, sizeof p->channel, odd);
+    random_text(p->channel_ref, sizeof p->channel_ref, odd);
+    random_text(p->challenge_id, sizeof p->challenge_id, odd);
+    p->authorized = random_int();
+    p->captured = random_int();
+    p->refunded = random_int();
+    p->fees = random_int();
+    p->fees_reversed = random_int();
+    if (rng_below(2)) random_text(p->hold_id, sizeof p->hold_id, odd);
+    p->hold_amount = random_int();
+    p->hold_deadline_ns = (uint64_t)random_int();
+    if (rng_below(2)) random_text(p->pending_op, sizeof p->pending_op, odd);
+    if (rng_below(3) == 0) {
+        random_text(p->decline.code, sizeof p->decline.code, odd);
+        random_text(p->decline.message, sizeof p->decline.message, odd);
+        random_text(p->decline.source, sizeof p->decline.source, odd);
+    }
+    if (rng_below(2)) p->routing = json_pack("{s:s,s:i}", "channel", "card_sim", "score", (int)rng_below(100));
+    for (uint32_t i = rng_below(6); i > 0; i--) {
+        char id[PC_ID_SIZE];
+        random_text(id, sizeof id, odd);
+        pay_payment_transfer_add(p, id);
+    }
+    pay_op_t *op = malloc(sizeof *op);
+    ASSERT_TRUE(op != NULL);
+    for (uint32_t i = rng_below(5); i > 0; i--) {
+        random_op(op, odd && rng_below(3) == 0);
+        pay_payment_entry_put(p, op, pay_op_entry_text(op));
+    }
+    free(op);
+    for (uint32_t i = 0; i < p->entry_count; i++) p->entries[i].held_in = rng_below(2) ? 0 : 1 + rng_below(1000);
+    p->created_ns = (uint64_t)random_int();
+    p->updated_ns = (uint64_t)random_int();
+    p->version = (uint32_t)rng_next();
+}
+
+/* 'dumped' between the first 'from' and the next 'to' (malloc'ed). */
+static char *cut(const char *dumped, const char *from, const char *to) {
+    const char *start = strstr(dumped, from);
+    ASSERT_TRUE(start != NULL);
+    start++; /* less the comma */
+    const char *end = strstr(start, to);
+    ASSERT_TRUE(end != NULL);
+    return strndup(start, (size_t)(end - start));
+}
+
+/* The record is the document, but each entry held whole by an earlier record is a
+ * reference to it. */
+static void check_record(const pay_payment_t *p, const char *doc_text, const char *record_text) {
+    json_t *doc = json_loads(doc_text, 0, NULL), *record = json_loads(record_text, 0, NULL);
+    ASSERT_TRUE(doc != NULL && record != NULL);
+    json_t *ops = json_object_get(record, "operations");
+    ASSERT_EQ(json_array_size(ops), p->entry_count);
+    for (uint32_t i = 0; i < p->entry_count; i++) {
+        json_t *entry = json_array_get(ops, i);
+        if (p->entries[i].held_in == 0) continue;
+        ASSERT_EQ(json_object_size(entry), 2);
+        ASSERT_STR_EQ(json_string_value(json_object_get(entry, "id")), p->entries[i].id);
+        ASSERT_EQ(json_integer_value(json_object_get(entry, PAY_RECORD_REF_KEY)), p->entries[i].held_in);
+        json_array_set(ops, i, json_array_get(json_object_get(doc, "operations"), i));
+    }
+    ASSERT_TRUE(json_equal(doc, record));
+    json_decref(doc);
+    json_decref(record);
+}
+
+/* True when written; else the changing members hold a text jansson escapes more. */
+static bool compare_payment(const pay_payment_t *p) {
+    json_t *built = pay_payment_json(p);
+    char *dumped = built != NULL ? json_dumps(built, JSON_COMPACT) : NULL;
+    json_decref(built);
+    ASSERT_TRUE(dumped != NULL);
+    char *fixed = cut(dumped, ",\"payment_method\":", ",\"routing\":");
+    char *routing = cut(dumped, ",\"routing\":", ",\"channel\":");
+    char *doc = NULL, *record = NULL;
+    bool wrote = pay_render_payment(p, fixed, routing, &doc, &record);
+    if (wrote) {
+        ASSERT_STR_EQ(doc, dumped);
+        check_record(p, doc, record);
+    } else {
+        ASSERT_TRUE(doc == NULL && record == NULL);
+        bool escaped_more = false;
+        for (const char *c = dumped; *c != '\0'; c++) {
+            if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7E) escaped_more = true;
+            if (c[0] == '\\' && c[1] != '"' && c[1] != '\\') escaped_more = true;
+            if (c[0] == '\\') c++;
+        }
+        if (!escaped_more) TEST_FAIL("the writer gave up on a plain payment: %s", dumped);
+    }
+    free(doc);
+    free(record);
+    free(fixed);
+    free(routing);
+    free(dumped);
+    return wrote;
+}
+
+static void test_payment_sweep(void) {
+    uint32_t wrote = 0, gave_up = 0;
+    for (int i = 0; i < 3000; i++) {
+        pay_payment_t p;
+        bool odd = i % 4 == 3;
+        random_payment(&p, odd);
+        random_changing(&p, odd);
+        if (compare_payment(&p)) wrote++;
+        else gave_up++;
+        pay_payment_clear(&p);
+    }
+    ASSERT_TRUE(wrote > 1500);
+    ASSERT_TRUE(gave_up > 100);
+}
+
 int main(void) {
     TEST_RUN(test_hand_cases);
     TEST_RUN(test_random_sweep);
     TEST_RUN(test_fixed_sweep);
+    TEST_RUN(test_payment_sweep);
     return test_finish();
 }
