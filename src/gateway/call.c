@@ -155,6 +155,7 @@ static bool try_channel(gw_call_t *call, uint32_t index) {
         return true;
     }
     call->phase = GW_CALL_PERSISTING;
+    gw_thread_note_pass_end(call->thread, call);
     call->callbacks.persist(call->callbacks.ctx, call, at);
     return true;
 }

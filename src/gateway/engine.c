@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "core/core.h"
@@ -69,9 +70,12 @@ static int on_prereq(void *user, char *primary_ip, char *local_ip, int primary_p
     return CURL_PREREQFUNC_OK;
 }
 
+static curl_socket_t on_open_socket(void *user, curlsocktype purpose, struct curl_sockaddr *address);
+static int on_close_socket(void *user, curl_socket_t fd);
+
 /* What every call of every channel sets alike: once per handle. A pooled handle is not
  * reset: gw_thread_send sets every option that differs between calls. */
-static CURL *easy_new(void) {
+static CURL *easy_new(gw_thread_t *t) {
     CURL *easy = curl_easy_init();
     if (easy == NULL) return NULL;
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
@@ -79,12 +83,16 @@ static CURL *easy_new(void) {
     curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(easy, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, t);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, t);
     return easy;
 }
 
 static CURL *easy_take(gw_thread_t *t) {
     if (t->easy_free_count > 0) return t->easy_free[--t->easy_free_count];
-    return easy_new();
+    return easy_new(t);
 }
 
 static void header_add(gw_call_t *call, uint32_t *count, char *line) {
@@ -258,10 +266,14 @@ void gw_thread_random(gw_thread_t *t, uint8_t *out, size_t bytes) {
 }
 
 /* What epoll watches for each socket (fd_watch). A connection curl puts back in its
- * cache stays watched (GW_WATCH_IDLE) rather than removed: the next call on it then
- * costs one epoll_ctl, not a remove and an add. An idle socket that turns readable (the
- * channel closed it) is removed when it does, so it cannot wake the loop again. */
-enum { GW_WATCH_IN = 1, GW_WATCH_OUT = 2, GW_WATCH_ON = 4, GW_WATCH_IDLE = 8 };
+ * cache stays watched (GW_WATCH_IDLE) rather than removed: the next call on it, which
+ * waits for the same event (the answer), then costs no epoll_ctl at all. An idle socket
+ * that turns readable (the channel closed it) is removed when it does, so it cannot wake
+ * the loop again. GW_WATCH_OPEN marks a connection this thread opened and has not seen
+ * closed (curl opens and closes them through on_open_socket and on_close_socket): only
+ * such a socket is known to be the one epoll watches. Any other idle number may have
+ * been closed, leaving epoll by itself, and reused by a new socket (curl's resolver). */
+enum { GW_WATCH_IN = 1, GW_WATCH_OUT = 2, GW_WATCH_ON = 4, GW_WATCH_IDLE = 8, GW_WATCH_OPEN = 16 };
 
 static bool watch_room(gw_thread_t *t, curl_socket_t socket) {
     if ((uint32_t)socket < t->fd_watch_size) return true;
@@ -277,7 +289,12 @@ static bool watch_room(gw_thread_t *t, curl_socket_t socket) {
 
 static bool watch_set(gw_thread_t *t, curl_socket_t socket, uint8_t want) {
     uint8_t *watch = &t->fd_watch[socket];
-    if (*watch == (want | GW_WATCH_ON)) return true;
+    uint8_t open = *watch & GW_WATCH_OPEN;
+    uint8_t now = open ? (uint8_t)(*watch & ~GW_WATCH_IDLE) : *watch; /* our idle connection: still watched */
+    if (now == (want | GW_WATCH_ON | open)) {
+        *watch = now;
+        return true;
+    }
     struct epoll_event event = {.events = ((want & GW_WATCH_IN) ? EPOLLIN : 0u) | ((want & GW_WATCH_OUT) ? EPOLLOUT : 0u),
                                 .data.fd = socket};
     /* a socket closed while idle left epoll by itself: its number may be a new socket */
@@ -286,17 +303,33 @@ static bool watch_set(gw_thread_t *t, curl_socket_t socket, uint8_t want) {
     if (rc != 0 && errno == ENOENT) rc = epoll_ctl(t->epoll_fd, EPOLL_CTL_ADD, socket, &event);
     else if (rc != 0 && errno == EEXIST) rc = epoll_ctl(t->epoll_fd, EPOLL_CTL_MOD, socket, &event);
     if (rc != 0) {
-        *watch = 0;
+        *watch = open;
         obs_logf(OBS_LEVEL_ERROR, "gateway: epoll_ctl: %s", strerror(errno));
         return false;
     }
-    *watch = want | GW_WATCH_ON;
+    *watch = want | GW_WATCH_ON | open;
     return true;
 }
 
 static void watch_drop(gw_thread_t *t, curl_socket_t socket) {
     (void)epoll_ctl(t->epoll_fd, EPOLL_CTL_DEL, socket, NULL);
-    if ((uint32_t)socket < t->fd_watch_size) t->fd_watch[socket] = 0;
+    if ((uint32_t)socket < t->fd_watch_size) t->fd_watch[socket] &= GW_WATCH_OPEN;
+}
+
+/* curl's connections, opened and closed here so that fd_watch knows which numbers are
+ * still the sockets it watched (GW_WATCH_OPEN). Closing takes a socket out of epoll. */
+static curl_socket_t on_open_socket(void *user, curlsocktype purpose, struct curl_sockaddr *address) {
+    (void)purpose;
+    gw_thread_t *t = user;
+    curl_socket_t fd = socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+    if (fd != CURL_SOCKET_BAD && watch_room(t, fd)) t->fd_watch[fd] = GW_WATCH_OPEN;
+    return fd;
+}
+
+static int on_close_socket(void *user, curl_socket_t fd) {
+    gw_thread_t *t = user;
+    if ((uint32_t)fd < t->fd_watch_size) t->fd_watch[fd] = 0;
+    return close(fd);
 }
 
 /* curl's socket callback: which events of which socket it waits for. */
@@ -389,6 +422,26 @@ static void events_run(gw_thread_t *t) {
     }
 }
 
+void gw_thread_note_pass_end(gw_thread_t *t, const gw_call_t *call) {
+    gw_pass_end_fn hook = call->callbacks.pass_end;
+    if (hook == NULL) return;
+    for (uint32_t i = 0; i < t->pass_end_count; i++) {
+        if (t->pass_ends[i] == hook) return;
+    }
+    if (t->pass_end_count == GW_PASS_HOOKS_MAX) { /* room for the newest: the oldest runs now */
+        t->pass_ends[0]();
+        memmove(&t->pass_ends[0], &t->pass_ends[1], (GW_PASS_HOOKS_MAX - 1) * sizeof t->pass_ends[0]);
+        t->pass_end_count--;
+    }
+    t->pass_ends[t->pass_end_count++] = hook;
+}
+
+/* The callbacks of this pass are over: their hand-overs go out before the thread waits. */
+static void pass_ends_run(gw_thread_t *t) {
+    for (uint32_t i = 0; i < t->pass_end_count; i++) t->pass_ends[i]();
+    t->pass_end_count = 0;
+}
+
 /* Runs until told to stop AND every call it owns has finished. */
 static void *thread_main(void *arg) {
     gw_thread_t *t = arg;
@@ -399,6 +452,7 @@ static void *thread_main(void *arg) {
         timers_run(t);
         curl_timer_run(t);
         transfers_done(t);
+        pass_ends_run(t);
         if (stop && atomic_load(&t->active) == 0) break;
         events_run(t);
         transfers_done(t);
@@ -409,6 +463,7 @@ static void *thread_main(void *arg) {
 void gw_thread_finish(gw_thread_t *t, gw_call_t *call) {
     PC_ASSERT(call->easy == NULL);
     gw_thread_http_release(t, call);
+    gw_thread_note_pass_end(t, call);
     call->callbacks.done(call->callbacks.ctx, &call->result);
     gw_config_unref(call->config);
     free(call->response);
@@ -546,7 +601,7 @@ pc_status gw_call_wait(gw_t *gw, const gw_request_t *request, gw_persist_fn pers
     waiter w = {.done = false, .out = out, .persist = persist, .persist_ctx = persist_ctx};
     pthread_mutex_init(&w.mutex, NULL);
     pthread_cond_init(&w.cond, NULL);
-    gw_callbacks_t callbacks = {persist ? wait_persist : NULL, wait_done, &w};
+    gw_callbacks_t callbacks = {.persist = persist ? wait_persist : NULL, .done = wait_done, .ctx = &w};
     pc_status status = gw_submit(gw, request, &callbacks);
     if (status == PC_OK) {
         pthread_mutex_lock(&w.mutex);

@@ -322,6 +322,8 @@ struct gw_thread {
     uint32_t random_used;          /* bytes of random_pool handed out (the pool starts used up) */
     uint8_t *fd_watch;             /* by socket: what epoll watches for it (GW_WATCH_*); 0: nothing */
     uint32_t fd_watch_size;
+    uint32_t pass_end_count;       /* hooks of the calls whose callbacks ran this pass */
+    gw_pass_end_fn pass_ends[GW_PASS_HOOKS_MAX];
 };
 
 struct gw {
@@ -352,6 +354,8 @@ bool gw_thread_send(gw_thread_t *t, gw_call_t *call, const gw_channel_cfg_t *ch,
                     gw_http_call_t *http, const char *idempotency_key);
 void gw_thread_finish(gw_thread_t *t, gw_call_t *call);
 void gw_thread_http_release(gw_thread_t *t, gw_call_t *call);
+/* Before a call's 'persist' or 'done' runs: its pass_end hook runs at the pass's end. */
+void gw_thread_note_pass_end(gw_thread_t *t, const gw_call_t *call);
 /* 'bytes' random bytes (attempt keys) from the thread's pool: one getrandom per pool, not per call. */
 void gw_thread_random(gw_thread_t *t, uint8_t *out, size_t bytes);
 
