@@ -144,8 +144,7 @@ static bool try_channel(gw_call_t *call, uint32_t index) {
     pc_status status = build(ch, &call->req, &call->http);
     if (status != PC_OK) {
         drop_permit(call);
-        json_decref(call->http.body);
-        call->http.body = NULL;
+        gw_body_free(&call->http);
         finish_error(call, status, GW_OUTCOME_RETRYABLE, "the request could not be built; not sent");
         return true;
     }
@@ -190,8 +189,7 @@ void gw_call_persisted(gw_call_t *call) {
         return;
     }
     drop_permit(call);
-    json_decref(call->http.body);
-    call->http.body = NULL;
+    gw_body_free(&call->http);
     current_attempt(call)->outcome = GW_OUTCOME_RETRYABLE;
     finish_error(call, call->persist_status, GW_OUTCOME_RETRYABLE,
                  "the attempt could not be stored; the channel was not called");

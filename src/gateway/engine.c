@@ -137,9 +137,9 @@ static void easy_setup(CURL *easy, gw_call_t *call, const gw_channel_cfg_t *ch, 
     curl_easy_setopt(easy, CURLOPT_HTTPHEADER, call->headers);
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, call);
     curl_easy_setopt(easy, CURLOPT_PREREQDATA, call);
-    if (call->request_body != NULL) {
-        curl_easy_setopt(easy, CURLOPT_POSTFIELDS, call->request_body);
-        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long)strlen(call->request_body));
+    if (call->request.body != NULL) {
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDS, call->request.body);
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long)call->request.body_bytes);
     } else {
         curl_easy_setopt(easy, CURLOPT_POSTFIELDS, NULL); /* no pointer to a freed body stays */
         curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
@@ -151,13 +151,11 @@ bool gw_thread_send(gw_thread_t *t, gw_call_t *call, const gw_channel_cfg_t *ch,
     PC_ASSERT(call->easy == NULL);
     char url[GW_URL_BYTES_MAX * 2 + 1];
     snprintf(url, sizeof url, "%s%s", ch->url, http->path);
-    if (http->body != NULL) {
-        call->request_body = json_dumps(http->body, JSON_COMPACT);
-        json_decref(http->body);
-        http->body = NULL;
-        if (call->request_body == NULL) return false;
-    }
-    headers_set(call, ch, idempotency_key, call->request_body != NULL);
+    call->request.body = http->body; /* the call's from here on */
+    call->request.body_bytes = http->body_bytes;
+    http->body = NULL;
+    http->body_bytes = 0;
+    headers_set(call, ch, idempotency_key, call->request.body != NULL);
     call->easy = easy_take(t);
     call->response_bytes = 0;
     call->response_too_large = false;
@@ -186,11 +184,8 @@ void gw_thread_http_release(gw_thread_t *t, gw_call_t *call) {
         call->easy = NULL;
     }
     headers_clear(call);
-    if (call->request_body != NULL) sodium_memzero(call->request_body, strlen(call->request_body)); /* a PAN */
-    free(call->request_body);
-    call->request_body = NULL;
-    json_decref(call->http.body);
-    call->http.body = NULL;
+    gw_body_free(&call->request); /* a card number */
+    gw_body_free(&call->http);
 }
 
 /* ---------------------------------------------------------------- inbox and timers */

@@ -108,7 +108,8 @@ bool gw_code_lookup(const gw_channel_cfg_t *ch, const char *code, gw_outcome *ou
 typedef struct {
     const char *method;           /* "GET" or "POST" */
     char path[GW_URL_BYTES_MAX];  /* "/v1/authorizations" */
-    json_t *body;                 /* owned; NULL for GET */
+    char *body;                   /* owned JSON text (may hold a card number); NULL for GET */
+    size_t body_bytes;
 } gw_http_call_t;
 
 /* A channel's answer, read. */
@@ -156,6 +157,14 @@ const gw_connector_t *gw_connector(gw_kind kind);
 gw_build_fn gw_connector_op(const gw_connector_t *connector, gw_op op);
 
 /* connector.c: helpers every connector shares. */
+/* The body as compact JSON text; takes the reference to 'value' (NULL: out of memory). */
+PC_MUST_USE pc_status gw_body_json(gw_http_call_t *out, json_t *value);
+/* The body from a format whose strings are plain text the caller validated (digits,
+ * ids, codes): nothing in them needs escaping. */
+PC_MUST_USE pc_status gw_body_printf(gw_http_call_t *out, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Wipes (a card number) and frees the body. */
+void gw_body_free(gw_http_call_t *http);
 pc_status gw_build_status(const gw_channel_cfg_t *ch, const gw_request_t *req, gw_http_call_t *out);
 void gw_answer_fail(gw_answer_t *a, gw_outcome outcome, pc_status status, const char *code,
                     const char *format, ...) __attribute__((format(printf, 5, 6)));
@@ -292,7 +301,7 @@ struct gw_call {
     struct curl_slist header_nodes[GW_HEADERS_MAX];
     char header_auth[GW_SECRET_BYTES_MAX + 32]; /* "Authorization: Bearer ..." (wiped after) */
     char header_key[GW_KEY_SIZE + 32];          /* "Idempotency-Key: ..." */
-    char *request_body;
+    gw_http_call_t request;        /* what is being sent (its body wiped after) */
     bool request_left;             /* the request went (or was going) out: it may have arrived */
     char *response;
     size_t response_bytes;
