@@ -363,8 +363,7 @@ static void classify(gw_call_t *call, CURLcode code, gw_answer_t *a) {
         classify_transport(call, code, a);
         return;
     }
-    long http_status = 0;
-    curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &http_status);
+    long http_status = call->http_status;
     const gw_channel_cfg_t *ch = current_channel(call);
     json_t *body = parse_object(call);
     if (is_inquiry(call)) {

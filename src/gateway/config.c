@@ -338,6 +338,7 @@ static bool channel_basics(cfg_ctx *c, const json_t *object, const char *path, g
         join(at, path, "connect_timeout_ms");
         return refuse(c, at, "is longer than timeout_ms (%u)", ch->timeout_ms);
     }
+    gw_http_origin(ch);
     return true;
 }
 

@@ -34,25 +34,28 @@ static void global_init(void) {
 
 /* ---------------------------------------------------------------- HTTP */
 
-static size_t on_body(char *data, size_t size, size_t count, void *user) {
-    gw_call_t *call = user;
-    size_t bytes = size * count;
+bool gw_response_append(gw_call_t *call, const char *data, size_t bytes) {
     if (call->response_bytes + bytes > GW_RESPONSE_BYTES_MAX) {
         call->response_too_large = true;
-        return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
+        return false;
     }
     if (call->response_bytes + bytes + 1 > call->response_capacity) {
         size_t capacity = call->response_capacity ? call->response_capacity * 2 : 1024;
         while (capacity < call->response_bytes + bytes + 1) capacity *= 2;
         char *grown = realloc(call->response, capacity);
-        if (grown == NULL) return 0;
+        if (grown == NULL) return false;
         call->response = grown;
         call->response_capacity = capacity;
     }
     memcpy(call->response + call->response_bytes, data, bytes);
     call->response_bytes += bytes;
     call->response[call->response_bytes] = '\0';
-    return bytes;
+    return true;
+}
+
+static size_t on_body(char *data, size_t size, size_t count, void *user) {
+    size_t bytes = size * count;
+    return gw_response_append(user, data, bytes) ? bytes : 0; /* 0 aborts: CURLE_WRITE_ERROR */
 }
 
 /* Called on a connected (or reused) connection just before the request goes out.
@@ -148,24 +151,30 @@ static void easy_setup(CURL *easy, gw_call_t *call, const gw_channel_cfg_t *ch, 
 
 bool gw_thread_send(gw_thread_t *t, gw_call_t *call, const gw_channel_cfg_t *ch,
                     gw_http_call_t *http, const char *idempotency_key) {
-    PC_ASSERT(call->easy == NULL);
-    char url[GW_URL_BYTES_MAX * 2 + 1];
-    snprintf(url, sizeof url, "%s%s", ch->url, http->path);
+    PC_ASSERT(call->easy == NULL && call->conn == NULL);
     call->request.body = http->body; /* the call's from here on */
     call->request.body_bytes = http->body_bytes;
     http->body = NULL;
     http->body_bytes = 0;
-    headers_set(call, ch, idempotency_key, call->request.body != NULL);
-    call->easy = easy_take(t);
     call->response_bytes = 0;
     call->response_too_large = false;
     call->request_left = false;
+    call->http_status = 0;
+    call->started_ns = pc_mono_ns();
+    int own = ch->own_http ? gw_http_send(t, call, ch, http, idempotency_key) : 0;
+    if (own != 0) {
+        if (own < 0) gw_thread_http_release(t, call);
+        return own > 0;
+    }
+    char url[GW_URL_BYTES_MAX * 2 + 1];
+    snprintf(url, sizeof url, "%s%s", ch->url, http->path);
+    headers_set(call, ch, idempotency_key, call->request.body != NULL);
+    call->easy = easy_take(t);
     if (call->easy == NULL) {
         gw_thread_http_release(t, call);
         return false;
     }
     easy_setup(call->easy, call, ch, url);
-    call->started_ns = pc_mono_ns();
     if (curl_multi_add_handle(t->multi, call->easy) != CURLM_OK) {
         gw_thread_http_release(t, call);
         return false;
@@ -184,6 +193,7 @@ void gw_thread_http_release(gw_thread_t *t, gw_call_t *call) {
         call->easy = NULL;
     }
     headers_clear(call);
+    gw_http_call_clear(call);
     gw_body_free(&call->request); /* a card number */
     gw_body_free(&call->http);
 }
@@ -367,8 +377,16 @@ static void transfers_done(gw_thread_t *t) {
         gw_call_t *call = NULL;
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&call);
         PC_ASSERT(call != NULL && call->easy == msg->easy_handle);
+        call->http_status = 0;
+        curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &call->http_status);
         gw_call_http_done(call, (int)msg->data.result);
     }
+}
+
+/* Transfers done, whichever client ran them. */
+static void transfers_done_all(gw_thread_t *t) {
+    transfers_done(t);
+    gw_http_finished_run(t);
 }
 
 /* curl's timer, when due. */
@@ -394,6 +412,11 @@ static int wait_ms(gw_thread_t *t) {
         uint64_t curl_ms = t->curl_due_ns <= now_ns ? 0 : (t->curl_due_ns - now_ns + 999999u) / 1000000u;
         if (curl_ms < wait) wait = curl_ms;
     }
+    uint64_t http_due_ns = gw_http_next_deadline_ns(t);
+    if (http_due_ns != 0) {
+        uint64_t http_ms = http_due_ns <= now_ns ? 0 : (http_due_ns - now_ns + 999999u) / 1000000u;
+        if (http_ms < wait) wait = http_ms;
+    }
     return wait < POLL_IDLE_MS ? (int)wait : POLL_IDLE_MS;
 }
 
@@ -406,6 +429,11 @@ static void events_run(gw_thread_t *t) {
             uint64_t value;
             ssize_t got = read(t->wake_fd, &value, sizeof value);
             (void)got;
+            continue;
+        }
+        gw_conn_t *conn = gw_http_conn_of(t, events[i].data.fd);
+        if (conn != NULL) {
+            gw_http_event(t, conn, events[i].events);
             continue;
         }
         if (watch_idle_event(t, events[i].data.fd)) continue;
@@ -446,17 +474,18 @@ static void *thread_main(void *arg) {
         inbox_run(t, &stop);
         timers_run(t);
         curl_timer_run(t);
-        transfers_done(t);
+        gw_http_deadlines_run(t);
+        transfers_done_all(t);
         pass_ends_run(t);
         if (stop && atomic_load(&t->active) == 0) break;
         events_run(t);
-        transfers_done(t);
+        transfers_done_all(t);
     }
     return NULL;
 }
 
 void gw_thread_finish(gw_thread_t *t, gw_call_t *call) {
-    PC_ASSERT(call->easy == NULL);
+    PC_ASSERT(call->easy == NULL && call->conn == NULL);
     gw_thread_http_release(t, call);
     gw_thread_note_pass_end(t, call);
     call->callbacks.done(call->callbacks.ctx, &call->result);
@@ -642,6 +671,7 @@ static void thread_stop(gw_thread_t *t) {
         pthread_join(t->thread, NULL);
     }
     PC_ASSERT(t->inbox_head == NULL && t->timers == NULL);
+    gw_http_close_all(t);
     for (uint32_t i = 0; i < t->easy_free_count; i++) curl_easy_cleanup(t->easy_free[i]);
     if (t->multi != NULL) curl_multi_cleanup(t->multi);
     if (t->epoll_fd >= 0) close(t->epoll_fd);

@@ -3,6 +3,8 @@
 #define PAYCORE_GW_INTERNAL_H
 
 #include <curl/curl.h>
+#include <http_parser.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -49,6 +51,11 @@ typedef struct {
     int64_t amount_max_minor;
     gw_breaker_cfg_t breaker;
     gw_chstate_t *state;                        /* counted reference; survives reloads */
+    /* http.c's client instead of curl (gw_http_origin): plain HTTP to an IPv4 address */
+    bool own_http;
+    struct sockaddr_in http_addr;
+    char http_host[64];                         /* the Host header: "127.0.0.1:8080" */
+    char http_prefix[GW_URL_BYTES_MAX + 1];     /* the URL's path, no trailing '/' */
 } gw_channel_cfg_t;
 
 typedef struct {
@@ -268,6 +275,16 @@ uint64_t gw_now_ms(void);
 /* ---------------------------------------------------------------- engine */
 
 typedef struct gw_thread gw_thread_t;
+typedef struct gw_conn gw_conn_t;
+
+/* http.c: one channel address's connections on one thread. */
+typedef struct {
+    struct sockaddr_in addr;
+    uint32_t open;                 /* connections open, busy or idle (<= GW_HTTP_CONNECTIONS_MAX) */
+    gw_conn_t *idle;               /* most recently used first */
+    struct gw_call *waiting_head;  /* calls waiting for a connection, first come first served */
+    struct gw_call *waiting_tail;
+} gw_pool_t;
 
 typedef enum {
     GW_CALL_NEW = 0,        /* queued by gw_submit */
@@ -308,6 +325,22 @@ struct gw_call {
     size_t response_capacity;
     bool response_too_large;
     uint64_t started_ns;
+    long http_status;              /* the answer's status line (0: none) */
+    int transport_code;            /* CURLcode of the finished transfer (either client) */
+    /* http.c's client */
+    bool http_own;                 /* the transfer runs there, not in curl */
+    gw_conn_t *conn;               /* the connection serving it */
+    gw_pool_t *waiting_pool;       /* waiting for a connection there */
+    char *out;                     /* the request's text (wiped after) */
+    size_t out_bytes;
+    size_t out_sent;
+    uint32_t connect_timeout_ms;
+    uint64_t total_deadline_ns;
+    uint64_t connect_deadline_ns;
+    uint64_t deadline_ns;          /* the sooner of the two while connecting */
+    bool deadline_on;
+    gw_call_t *deadline_prev;
+    gw_call_t *deadline_next;
 };
 
 struct gw_thread {
@@ -333,6 +366,15 @@ struct gw_thread {
     uint32_t fd_watch_size;
     uint32_t pass_end_count;       /* hooks of the calls whose callbacks ran this pass */
     gw_pass_end_fn pass_ends[GW_PASS_HOOKS_MAX];
+    /* http.c */
+    uint32_t pool_count;
+    gw_pool_t pools[GW_HTTP_POOLS_MAX];
+    gw_conn_t **fd_conn;           /* by socket: its connection, NULL for others (curl's) */
+    uint32_t fd_conn_size;
+    gw_call_t *deadlines_head;     /* calls in http.c by deadline_ns */
+    gw_call_t *deadlines_tail;
+    gw_call_t *http_finished_head; /* transfers over, for call.c (gw_http_finished_run) */
+    gw_call_t *http_finished_tail;
 };
 
 struct gw {
@@ -363,6 +405,21 @@ bool gw_thread_send(gw_thread_t *t, gw_call_t *call, const gw_channel_cfg_t *ch,
                     gw_http_call_t *http, const char *idempotency_key);
 void gw_thread_finish(gw_thread_t *t, gw_call_t *call);
 void gw_thread_http_release(gw_thread_t *t, gw_call_t *call);
+/* Appends to the call's answer; false past GW_RESPONSE_BYTES_MAX (response_too_large). */
+bool gw_response_append(gw_call_t *call, const char *data, size_t bytes);
+
+/* http.c: the own client (see its head comment). */
+void gw_http_origin(gw_channel_cfg_t *ch);  /* sets own_http and the address, at config load */
+/* 1 sent (or queued), 0 not for this client now (curl takes it), -1 out of memory. */
+int gw_http_send(gw_thread_t *t, gw_call_t *call, const gw_channel_cfg_t *ch, const gw_http_call_t *http,
+                 const char *key);
+gw_conn_t *gw_http_conn_of(const gw_thread_t *t, int fd);
+void gw_http_event(gw_thread_t *t, gw_conn_t *conn, uint32_t events);
+void gw_http_deadlines_run(gw_thread_t *t);
+uint64_t gw_http_next_deadline_ns(const gw_thread_t *t); /* 0: none */
+void gw_http_finished_run(gw_thread_t *t);       /* hands finished transfers to call.c */
+void gw_http_call_clear(gw_call_t *call);        /* frees the request's text */
+void gw_http_close_all(gw_thread_t *t);          /* at the thread's end */
 /* Before a call's 'persist' or 'done' runs: its pass_end hook runs at the pass's end. */
 void gw_thread_note_pass_end(gw_thread_t *t, const gw_call_t *call);
 /* 'bytes' random bytes (attempt keys) from the thread's pool: one getrandom per pool, not per call. */
