@@ -37,6 +37,7 @@ typedef struct {
     char callback_url[GW_URL_BYTES_MAX + 1];    /* bank: where the channel posts results */
     uint32_t connect_timeout_ms;
     uint32_t timeout_ms;                        /* the whole call */
+    uint32_t max_connections;                   /* http.c: open at once per gateway thread */
     uint32_t authorization_window_s;            /* a hold's life at this channel; 0 = the server's */
     bool partial_captures;                      /* several captures of one authorization */
     uint32_t code_count;
@@ -280,7 +281,8 @@ typedef struct gw_conn gw_conn_t;
 /* http.c: one channel address's connections on one thread. */
 typedef struct {
     struct sockaddr_in addr;
-    uint32_t open;                 /* connections open, busy or idle (<= GW_HTTP_CONNECTIONS_MAX) */
+    uint32_t open;                 /* connections open, busy or idle (<= open_max) */
+    uint32_t open_max;             /* the channel's max_connections (the last call's) */
     gw_conn_t *idle;               /* most recently used first */
     struct gw_call *waiting_head;  /* calls waiting for a connection, first come first served */
     struct gw_call *waiting_tail;

@@ -6,7 +6,7 @@
  * as much CPU as everything else a call costs. Here a call on a kept-alive connection
  * costs one send and one recv, and the answer is read by http_parser (libhttp-parser).
  *
- * Each thread keeps one pool per address: at most GW_HTTP_CONNECTIONS_MAX connections,
+ * Each thread keeps one pool per address: at most the channel's max_connections,
  * a connection serves one call at a time, a call beyond the bound waits (within its
  * timeout) for one to free up. An idle connection stays in epoll: when the channel
  * closes it, it is closed here too, before a call could pick it.
@@ -326,7 +326,7 @@ static void call_connect(gw_thread_t *t, gw_pool_t *pool, gw_call_t *call) {
         conn_start(t, conn, call);
         return;
     }
-    if (pool->open >= GW_HTTP_CONNECTIONS_MAX) {
+    if (pool->open >= pool->open_max) {
         waiting_push(pool, call);
         return;
     }
@@ -343,7 +343,7 @@ static void call_connect(gw_thread_t *t, gw_pool_t *pool, gw_call_t *call) {
 
 /* A connection freed up or closed: the first waiting call takes its place. */
 static void pool_serve(gw_thread_t *t, gw_pool_t *pool) {
-    while (pool->waiting_head != NULL && (pool->idle != NULL || pool->open < GW_HTTP_CONNECTIONS_MAX)) {
+    while (pool->waiting_head != NULL && (pool->idle != NULL || pool->open < pool->open_max)) {
         gw_call_t *call = pool->waiting_head;
         waiting_remove(pool, call);
         call_connect(t, pool, call);
@@ -467,6 +467,7 @@ int gw_http_send(gw_thread_t *t, gw_call_t *call, const gw_channel_cfg_t *ch, co
     gw_pool_t *pool = pool_find(t, &ch->http_addr);
     if (pool == NULL) return 0;
     if (!request_text(call, ch, http, key)) return -1;
+    pool->open_max = ch->max_connections;
     call->http_own = true;
     call->connect_timeout_ms = ch->connect_timeout_ms;
     call->total_deadline_ns = pc_mono_ns() + (uint64_t)ch->timeout_ms * 1000000u;

@@ -187,16 +187,20 @@ static void server_stop(void) {
 
 static gw_t *gw_main, *gw_short;
 
-static gw_t *gateway_at(const char *name, const char *url, uint32_t timeout_ms) {
+static gw_t *gateway_bounded(const char *name, const char *url, uint32_t timeout_ms, uint32_t max_connections) {
     char path[512];
     gwt_path(path, sizeof path, name);
     gwt_write(path,
               "{\"channels\":[{\"name\":\"card\",\"kind\":\"card\",\"url\":\"%s\",\"api_key\":\"test-key-1\","
-              "\"timeout_ms\":%u,\"connect_timeout_ms\":%u,\"breaker\":{\"failures_consecutive\":0,"
-              "\"error_rate_percent\":0}}],\"routing\":{\"strategy\":\"priority\",\"attempts_max\":1},"
-              "\"status_inquiry\":{\"delay_ms\":10,\"attempts\":1,\"interval_ms\":10}}\n",
-              url, timeout_ms, timeout_ms);
+              "\"timeout_ms\":%u,\"connect_timeout_ms\":%u,\"max_connections\":%u,\"breaker\":"
+              "{\"failures_consecutive\":0,\"error_rate_percent\":0}}],\"routing\":{\"strategy\":\"priority\","
+              "\"attempts_max\":1},\"status_inquiry\":{\"delay_ms\":10,\"attempts\":1,\"interval_ms\":10}}\n",
+              url, timeout_ms, timeout_ms, max_connections);
     return gwt_gateway(path);
+}
+
+static gw_t *gateway_at(const char *name, const char *url, uint32_t timeout_ms) {
+    return gateway_bounded(name, url, timeout_ms, GW_HTTP_CONNECTIONS_MAX);
 }
 
 static char last_reference[32];
@@ -371,6 +375,30 @@ static void test_refused(void) {
     ASSERT_FALSE(r.attempts[0].status_inquired);
 }
 
+/* max_connections: many calls at once share that many connections; the calls past the
+ * bound wait their turn and all go through, each sent once. */
+static void test_connection_bound(void) {
+    enum { CALLS = 12, BOUND = 2 };
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u", (unsigned)srv.port);
+    gw_t *gw = gateway_bounded("bounded.json", url, 30000, BOUND);
+    static gw_request_t requests[CALLS];
+    static gw_result_t results[CALLS];
+    static char references[CALLS][32];
+    for (int i = 0; i < CALLS; i++) {
+        snprintf(references[i], sizeof references[i], "bound-%d", i);
+        requests[i] = gwt_card(references[i], 1999, "4242424242424242");
+    }
+    atomic_store(&srv.mode, (int)ANSWER_LENGTH);
+    uint32_t accepted = atomic_load(&srv.accepted), posts = atomic_load(&srv.posts);
+    gwt_run_many(gw, requests, CALLS, CALLS, results);
+    gw_stop(gw);
+    for (int i = 0; i < CALLS; i++) expect_approved(&results[i]);
+    ASSERT_EQ(atomic_load(&srv.posts) - posts, CALLS);
+    uint32_t opened = atomic_load(&srv.accepted) - accepted;
+    if (opened < 1 || opened > BOUND) TEST_FAIL("%u connections for a bound of %d", opened, BOUND);
+}
+
 /* A channel the own client does not serve (a host name) goes through curl, and works. */
 static void test_curl_channel(void) {
     char url[64];
@@ -399,6 +427,7 @@ int main(void) {
     TEST_RUN(test_bad_status_line);
     TEST_RUN(test_timeout);
     TEST_RUN(test_refused);
+    TEST_RUN(test_connection_bound);
     TEST_RUN(test_curl_channel);
     gw_stop(gw_main);
     gw_stop(gw_short);
