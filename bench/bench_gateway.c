@@ -327,7 +327,7 @@ static void gw_next(gw_run *run) {
     req.card.exp_year = 2030;
     snprintf(req.card.cvc, sizeof req.card.cvc, "123");
     req.amount_minor = 1999;
-    gw_callbacks_t callbacks = {NULL, gw_done, run};
+    gw_callbacks_t callbacks = {.done = gw_done, .ctx = run};
     if (gw_submit(run->gw, &req, &callbacks) != PC_OK) die("gw_submit");
 }
 

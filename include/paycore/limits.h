@@ -286,6 +286,13 @@ static_assert(EVENTS_INFLIGHT_PER_DESTINATION_MAX <= EVENTS_INFLIGHT_MAX,
 #define GW_SECRET_BYTES_MAX 256     /* a channel's API key or callback secret */
 #define GW_THREADS_MAX 16           /* gateway threads (each runs one curl multi) */
 #define GW_EPOLL_EVENTS 64          /* ready sockets one gateway wake-up takes at most */
+#define GW_HTTP_CONNECTIONS_MAX 256 /* connections a gateway thread opens to one channel address (its
+                                     own client): past it calls wait for one, within their timeout */
+#define GW_HTTP_POOLS_MAX 32        /* channel addresses a gateway thread keeps connections to (two
+                                     configs' worth across a reload); past it curl takes the call */
+#define GW_HTTP_READ_BYTES 16384    /* one recv of an answer (answers are a few hundred bytes) */
+#define GW_PASS_HOOKS_MAX 4         /* distinct pass_end hooks one gateway pass remembers; more are
+                                     run at once (a hook is only a hand-over, never a result) */
 #define GW_RANDOM_POOL_BYTES 320   /* random bytes a gateway thread draws at once: 32 attempt keys */
 #define GW_IDLE_CONNECTIONS_MAX 1024 /* kept-alive connections per gateway thread: curl's default
                                      (4 per call in flight) closes them whenever the calls in

@@ -144,8 +144,7 @@ static bool try_channel(gw_call_t *call, uint32_t index) {
     pc_status status = build(ch, &call->req, &call->http);
     if (status != PC_OK) {
         drop_permit(call);
-        json_decref(call->http.body);
-        call->http.body = NULL;
+        gw_body_free(&call->http);
         finish_error(call, status, GW_OUTCOME_RETRYABLE, "the request could not be built; not sent");
         return true;
     }
@@ -155,6 +154,7 @@ static bool try_channel(gw_call_t *call, uint32_t index) {
         return true;
     }
     call->phase = GW_CALL_PERSISTING;
+    gw_thread_note_pass_end(call->thread, call);
     call->callbacks.persist(call->callbacks.ctx, call, at);
     return true;
 }
@@ -189,8 +189,7 @@ void gw_call_persisted(gw_call_t *call) {
         return;
     }
     drop_permit(call);
-    json_decref(call->http.body);
-    call->http.body = NULL;
+    gw_body_free(&call->http);
     current_attempt(call)->outcome = GW_OUTCOME_RETRYABLE;
     finish_error(call, call->persist_status, GW_OUTCOME_RETRYABLE,
                  "the attempt could not be stored; the channel was not called");
@@ -364,8 +363,7 @@ static void classify(gw_call_t *call, CURLcode code, gw_answer_t *a) {
         classify_transport(call, code, a);
         return;
     }
-    long http_status = 0;
-    curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &http_status);
+    long http_status = call->http_status;
     const gw_channel_cfg_t *ch = current_channel(call);
     json_t *body = parse_object(call);
     if (is_inquiry(call)) {

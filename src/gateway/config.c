@@ -321,6 +321,7 @@ static bool channel_basics(cfg_ctx *c, const json_t *object, const char *path, g
     }
     ch->connect_timeout_ms = 2000;
     ch->timeout_ms = 10000;
+    ch->max_connections = GW_HTTP_CONNECTIONS_MAX;
     ch->partial_captures = true;
     if (!channel_url(c, object, path, "url", true, ch->url) ||
         !channel_url(c, object, path, "callback_url", false, ch->callback_url) ||
@@ -329,6 +330,7 @@ static bool channel_basics(cfg_ctx *c, const json_t *object, const char *path, g
                     sizeof ch->callback_secret) ||
         !get_uint(c, object, path, "connect_timeout_ms", 1, GW_TIMEOUT_MS_MAX, &ch->connect_timeout_ms) ||
         !get_uint(c, object, path, "timeout_ms", 1, GW_TIMEOUT_MS_MAX, &ch->timeout_ms) ||
+        !get_uint(c, object, path, "max_connections", 1, GW_HTTP_CONNECTIONS_MAX, &ch->max_connections) ||
         !get_uint(c, object, path, "authorization_window_s", 1, GW_AUTHORIZATION_WINDOW_S_MAX,
                   &ch->authorization_window_s) ||
         !get_bool(c, object, path, "partial_captures", &ch->partial_captures)) {
@@ -338,13 +340,14 @@ static bool channel_basics(cfg_ctx *c, const json_t *object, const char *path, g
         join(at, path, "connect_timeout_ms");
         return refuse(c, at, "is longer than timeout_ms (%u)", ch->timeout_ms);
     }
+    gw_http_origin(ch);
     return true;
 }
 
 static bool channel_parse(cfg_ctx *c, const json_t *object, const char *path, gw_channel_cfg_t *ch) {
     static const char *const keys[] = {"name", "kind", "url", "api_key", "callback_url",
                                        "callback_secret", "connect_timeout_ms", "timeout_ms",
-                                       "authorization_window_s", "partial_captures",
+                                       "max_connections", "authorization_window_s", "partial_captures",
                                        "codes", "eligibility", "breaker", NULL};
     if (!json_is_object(object)) return refuse(c, path, "a channel must be an object");
     memset(ch, 0, sizeof *ch);

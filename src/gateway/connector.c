@@ -2,8 +2,10 @@
  * status inquiry call (the same for every kind) and the checks that turn a channel's
  * answer into an outcome. Anything a channel answers that does not read exactly as the
  * protocol says is garbage: outcome unknown, gateway_bad_response, never an approval. */
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "gateway/gw_internal.h"
@@ -28,6 +30,34 @@ gw_build_fn gw_connector_op(const gw_connector_t *c, gw_op op) {
     case GW_OP_CHALLENGE: return c->challenge;
     default: return NULL;
     }
+}
+
+pc_status gw_body_json(gw_http_call_t *out, json_t *value) {
+    out->body = value != NULL ? json_dumps(value, JSON_COMPACT) : NULL;
+    json_decref(value);
+    out->body_bytes = out->body != NULL ? strlen(out->body) : 0;
+    return out->body != NULL ? PC_OK : PC_NO_MEMORY;
+}
+
+pc_status gw_body_printf(gw_http_call_t *out, const char *format, ...) {
+    va_list ap;
+    va_start(ap, format);
+    int bytes = vsnprintf(NULL, 0, format, ap);
+    va_end(ap);
+    out->body = bytes >= 0 ? malloc((size_t)bytes + 1) : NULL;
+    if (out->body == NULL) return PC_NO_MEMORY;
+    va_start(ap, format);
+    vsnprintf(out->body, (size_t)bytes + 1, format, ap);
+    va_end(ap);
+    out->body_bytes = (size_t)bytes;
+    return PC_OK;
+}
+
+void gw_body_free(gw_http_call_t *http) {
+    if (http->body != NULL) sodium_memzero(http->body, http->body_bytes);
+    free(http->body);
+    http->body = NULL;
+    http->body_bytes = 0;
 }
 
 pc_status gw_build_status(const gw_channel_cfg_t *ch, const gw_request_t *req, gw_http_call_t *out) {

@@ -11,12 +11,11 @@ static pc_status bank_transfer(const gw_channel_cfg_t *ch, const gw_request_t *r
                                const char *direction, gw_http_call_t *out) {
     out->method = "POST";
     snprintf(out->path, sizeof out->path, "/v1/transfers");
-    out->body = json_pack("{s:s,s:I,s:s,s:{s:s,s:s},s:s,s:s}", "direction", direction, "amount",
-                          (json_int_t)req->amount_minor, "currency", req->currency, "account",
-                          "routing_number", req->bank.routing_number, "account_number",
-                          req->bank.account_number, "callback_url", ch->callback_url, "reference",
-                          req->reference);
-    return out->body ? PC_OK : PC_NO_MEMORY;
+    return gw_body_json(out, json_pack("{s:s,s:I,s:s,s:{s:s,s:s},s:s,s:s}", "direction", direction, "amount",
+                                       (json_int_t)req->amount_minor, "currency", req->currency, "account",
+                                       "routing_number", req->bank.routing_number, "account_number",
+                                       req->bank.account_number, "callback_url", ch->callback_url,
+                                       "reference", req->reference));
 }
 
 static pc_status bank_debit(const gw_channel_cfg_t *ch, const gw_request_t *req, gw_http_call_t *out) {

@@ -10,10 +10,9 @@ static pc_status wallet_pay(const gw_channel_cfg_t *ch, const gw_request_t *req,
     (void)ch;
     out->method = "POST";
     snprintf(out->path, sizeof out->path, "/v1/payments");
-    out->body = json_pack("{s:s,s:I,s:s,s:s}", "wallet_id", req->wallet_id, "amount",
-                          (json_int_t)req->amount_minor, "currency", req->currency, "merchant_ref",
-                          req->reference);
-    return out->body ? PC_OK : PC_NO_MEMORY;
+    return gw_body_json(out, json_pack("{s:s,s:I,s:s,s:s}", "wallet_id", req->wallet_id, "amount",
+                                       (json_int_t)req->amount_minor, "currency", req->currency,
+                                       "merchant_ref", req->reference));
 }
 
 static pc_status wallet_refund(const gw_channel_cfg_t *ch, const gw_request_t *req,
@@ -21,8 +20,7 @@ static pc_status wallet_refund(const gw_channel_cfg_t *ch, const gw_request_t *r
     (void)ch;
     out->method = "POST";
     snprintf(out->path, sizeof out->path, "/v1/payments/%s/refunds", req->channel_ref);
-    out->body = json_pack("{s:I}", "amount", (json_int_t)req->amount_minor);
-    return out->body ? PC_OK : PC_NO_MEMORY;
+    return gw_body_printf(out, "{\"amount\":%lld}", (long long)req->amount_minor);
 }
 
 static void wallet_decode(const gw_channel_cfg_t *ch, const gw_request_t *req, gw_op op,

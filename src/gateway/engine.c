@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "core/core.h"
@@ -33,25 +34,28 @@ static void global_init(void) {
 
 /* ---------------------------------------------------------------- HTTP */
 
-static size_t on_body(char *data, size_t size, size_t count, void *user) {
-    gw_call_t *call = user;
-    size_t bytes = size * count;
+bool gw_response_append(gw_call_t *call, const char *data, size_t bytes) {
     if (call->response_bytes + bytes > GW_RESPONSE_BYTES_MAX) {
         call->response_too_large = true;
-        return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
+        return false;
     }
     if (call->response_bytes + bytes + 1 > call->response_capacity) {
         size_t capacity = call->response_capacity ? call->response_capacity * 2 : 1024;
         while (capacity < call->response_bytes + bytes + 1) capacity *= 2;
         char *grown = realloc(call->response, capacity);
-        if (grown == NULL) return 0;
+        if (grown == NULL) return false;
         call->response = grown;
         call->response_capacity = capacity;
     }
     memcpy(call->response + call->response_bytes, data, bytes);
     call->response_bytes += bytes;
     call->response[call->response_bytes] = '\0';
-    return bytes;
+    return true;
+}
+
+static size_t on_body(char *data, size_t size, size_t count, void *user) {
+    size_t bytes = size * count;
+    return gw_response_append(user, data, bytes) ? bytes : 0; /* 0 aborts: CURLE_WRITE_ERROR */
 }
 
 /* Called on a connected (or reused) connection just before the request goes out.
@@ -69,9 +73,12 @@ static int on_prereq(void *user, char *primary_ip, char *local_ip, int primary_p
     return CURL_PREREQFUNC_OK;
 }
 
+static curl_socket_t on_open_socket(void *user, curlsocktype purpose, struct curl_sockaddr *address);
+static int on_close_socket(void *user, curl_socket_t fd);
+
 /* What every call of every channel sets alike: once per handle. A pooled handle is not
  * reset: gw_thread_send sets every option that differs between calls. */
-static CURL *easy_new(void) {
+static CURL *easy_new(gw_thread_t *t) {
     CURL *easy = curl_easy_init();
     if (easy == NULL) return NULL;
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
@@ -79,12 +86,16 @@ static CURL *easy_new(void) {
     curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(easy, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, t);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, t);
     return easy;
 }
 
 static CURL *easy_take(gw_thread_t *t) {
     if (t->easy_free_count > 0) return t->easy_free[--t->easy_free_count];
-    return easy_new();
+    return easy_new(t);
 }
 
 static void header_add(gw_call_t *call, uint32_t *count, char *line) {
@@ -129,9 +140,9 @@ static void easy_setup(CURL *easy, gw_call_t *call, const gw_channel_cfg_t *ch, 
     curl_easy_setopt(easy, CURLOPT_HTTPHEADER, call->headers);
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, call);
     curl_easy_setopt(easy, CURLOPT_PREREQDATA, call);
-    if (call->request_body != NULL) {
-        curl_easy_setopt(easy, CURLOPT_POSTFIELDS, call->request_body);
-        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long)strlen(call->request_body));
+    if (call->request.body != NULL) {
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDS, call->request.body);
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long)call->request.body_bytes);
     } else {
         curl_easy_setopt(easy, CURLOPT_POSTFIELDS, NULL); /* no pointer to a freed body stays */
         curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
@@ -140,26 +151,30 @@ static void easy_setup(CURL *easy, gw_call_t *call, const gw_channel_cfg_t *ch, 
 
 bool gw_thread_send(gw_thread_t *t, gw_call_t *call, const gw_channel_cfg_t *ch,
                     gw_http_call_t *http, const char *idempotency_key) {
-    PC_ASSERT(call->easy == NULL);
-    char url[GW_URL_BYTES_MAX * 2 + 1];
-    snprintf(url, sizeof url, "%s%s", ch->url, http->path);
-    if (http->body != NULL) {
-        call->request_body = json_dumps(http->body, JSON_COMPACT);
-        json_decref(http->body);
-        http->body = NULL;
-        if (call->request_body == NULL) return false;
-    }
-    headers_set(call, ch, idempotency_key, call->request_body != NULL);
-    call->easy = easy_take(t);
+    PC_ASSERT(call->easy == NULL && call->conn == NULL);
+    call->request.body = http->body; /* the call's from here on */
+    call->request.body_bytes = http->body_bytes;
+    http->body = NULL;
+    http->body_bytes = 0;
     call->response_bytes = 0;
     call->response_too_large = false;
     call->request_left = false;
+    call->http_status = 0;
+    call->started_ns = pc_mono_ns();
+    int own = ch->own_http ? gw_http_send(t, call, ch, http, idempotency_key) : 0;
+    if (own != 0) {
+        if (own < 0) gw_thread_http_release(t, call);
+        return own > 0;
+    }
+    char url[GW_URL_BYTES_MAX * 2 + 1];
+    snprintf(url, sizeof url, "%s%s", ch->url, http->path);
+    headers_set(call, ch, idempotency_key, call->request.body != NULL);
+    call->easy = easy_take(t);
     if (call->easy == NULL) {
         gw_thread_http_release(t, call);
         return false;
     }
     easy_setup(call->easy, call, ch, url);
-    call->started_ns = pc_mono_ns();
     if (curl_multi_add_handle(t->multi, call->easy) != CURLM_OK) {
         gw_thread_http_release(t, call);
         return false;
@@ -178,11 +193,9 @@ void gw_thread_http_release(gw_thread_t *t, gw_call_t *call) {
         call->easy = NULL;
     }
     headers_clear(call);
-    if (call->request_body != NULL) sodium_memzero(call->request_body, strlen(call->request_body)); /* a PAN */
-    free(call->request_body);
-    call->request_body = NULL;
-    json_decref(call->http.body);
-    call->http.body = NULL;
+    gw_http_call_clear(call);
+    gw_body_free(&call->request); /* a card number */
+    gw_body_free(&call->http);
 }
 
 /* ---------------------------------------------------------------- inbox and timers */
@@ -258,10 +271,14 @@ void gw_thread_random(gw_thread_t *t, uint8_t *out, size_t bytes) {
 }
 
 /* What epoll watches for each socket (fd_watch). A connection curl puts back in its
- * cache stays watched (GW_WATCH_IDLE) rather than removed: the next call on it then
- * costs one epoll_ctl, not a remove and an add. An idle socket that turns readable (the
- * channel closed it) is removed when it does, so it cannot wake the loop again. */
-enum { GW_WATCH_IN = 1, GW_WATCH_OUT = 2, GW_WATCH_ON = 4, GW_WATCH_IDLE = 8 };
+ * cache stays watched (GW_WATCH_IDLE) rather than removed: the next call on it, which
+ * waits for the same event (the answer), then costs no epoll_ctl at all. An idle socket
+ * that turns readable (the channel closed it) is removed when it does, so it cannot wake
+ * the loop again. GW_WATCH_OPEN marks a connection this thread opened and has not seen
+ * closed (curl opens and closes them through on_open_socket and on_close_socket): only
+ * such a socket is known to be the one epoll watches. Any other idle number may have
+ * been closed, leaving epoll by itself, and reused by a new socket (curl's resolver). */
+enum { GW_WATCH_IN = 1, GW_WATCH_OUT = 2, GW_WATCH_ON = 4, GW_WATCH_IDLE = 8, GW_WATCH_OPEN = 16 };
 
 static bool watch_room(gw_thread_t *t, curl_socket_t socket) {
     if ((uint32_t)socket < t->fd_watch_size) return true;
@@ -277,7 +294,12 @@ static bool watch_room(gw_thread_t *t, curl_socket_t socket) {
 
 static bool watch_set(gw_thread_t *t, curl_socket_t socket, uint8_t want) {
     uint8_t *watch = &t->fd_watch[socket];
-    if (*watch == (want | GW_WATCH_ON)) return true;
+    uint8_t open = *watch & GW_WATCH_OPEN;
+    uint8_t now = open ? (uint8_t)(*watch & ~GW_WATCH_IDLE) : *watch; /* our idle connection: still watched */
+    if (now == (want | GW_WATCH_ON | open)) {
+        *watch = now;
+        return true;
+    }
     struct epoll_event event = {.events = ((want & GW_WATCH_IN) ? EPOLLIN : 0u) | ((want & GW_WATCH_OUT) ? EPOLLOUT : 0u),
                                 .data.fd = socket};
     /* a socket closed while idle left epoll by itself: its number may be a new socket */
@@ -286,17 +308,33 @@ static bool watch_set(gw_thread_t *t, curl_socket_t socket, uint8_t want) {
     if (rc != 0 && errno == ENOENT) rc = epoll_ctl(t->epoll_fd, EPOLL_CTL_ADD, socket, &event);
     else if (rc != 0 && errno == EEXIST) rc = epoll_ctl(t->epoll_fd, EPOLL_CTL_MOD, socket, &event);
     if (rc != 0) {
-        *watch = 0;
+        *watch = open;
         obs_logf(OBS_LEVEL_ERROR, "gateway: epoll_ctl: %s", strerror(errno));
         return false;
     }
-    *watch = want | GW_WATCH_ON;
+    *watch = want | GW_WATCH_ON | open;
     return true;
 }
 
 static void watch_drop(gw_thread_t *t, curl_socket_t socket) {
     (void)epoll_ctl(t->epoll_fd, EPOLL_CTL_DEL, socket, NULL);
-    if ((uint32_t)socket < t->fd_watch_size) t->fd_watch[socket] = 0;
+    if ((uint32_t)socket < t->fd_watch_size) t->fd_watch[socket] &= GW_WATCH_OPEN;
+}
+
+/* curl's connections, opened and closed here so that fd_watch knows which numbers are
+ * still the sockets it watched (GW_WATCH_OPEN). Closing takes a socket out of epoll. */
+static curl_socket_t on_open_socket(void *user, curlsocktype purpose, struct curl_sockaddr *address) {
+    (void)purpose;
+    gw_thread_t *t = user;
+    curl_socket_t fd = socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+    if (fd != CURL_SOCKET_BAD && watch_room(t, fd)) t->fd_watch[fd] = GW_WATCH_OPEN;
+    return fd;
+}
+
+static int on_close_socket(void *user, curl_socket_t fd) {
+    gw_thread_t *t = user;
+    if ((uint32_t)fd < t->fd_watch_size) t->fd_watch[fd] = 0;
+    return close(fd);
 }
 
 /* curl's socket callback: which events of which socket it waits for. */
@@ -339,8 +377,16 @@ static void transfers_done(gw_thread_t *t) {
         gw_call_t *call = NULL;
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&call);
         PC_ASSERT(call != NULL && call->easy == msg->easy_handle);
+        call->http_status = 0;
+        curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &call->http_status);
         gw_call_http_done(call, (int)msg->data.result);
     }
+}
+
+/* Transfers done, whichever client ran them. */
+static void transfers_done_all(gw_thread_t *t) {
+    transfers_done(t);
+    gw_http_finished_run(t);
 }
 
 /* curl's timer, when due. */
@@ -366,6 +412,11 @@ static int wait_ms(gw_thread_t *t) {
         uint64_t curl_ms = t->curl_due_ns <= now_ns ? 0 : (t->curl_due_ns - now_ns + 999999u) / 1000000u;
         if (curl_ms < wait) wait = curl_ms;
     }
+    uint64_t http_due_ns = gw_http_next_deadline_ns(t);
+    if (http_due_ns != 0) {
+        uint64_t http_ms = http_due_ns <= now_ns ? 0 : (http_due_ns - now_ns + 999999u) / 1000000u;
+        if (http_ms < wait) wait = http_ms;
+    }
     return wait < POLL_IDLE_MS ? (int)wait : POLL_IDLE_MS;
 }
 
@@ -380,6 +431,11 @@ static void events_run(gw_thread_t *t) {
             (void)got;
             continue;
         }
+        gw_conn_t *conn = gw_http_conn_of(t, events[i].data.fd);
+        if (conn != NULL) {
+            gw_http_event(t, conn, events[i].events);
+            continue;
+        }
         if (watch_idle_event(t, events[i].data.fd)) continue;
         int flags = ((events[i].events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP)) ? CURL_CSELECT_IN : 0) |
                     ((events[i].events & EPOLLOUT) ? CURL_CSELECT_OUT : 0) |
@@ -387,6 +443,26 @@ static void events_run(gw_thread_t *t) {
         int running = 0;
         curl_multi_socket_action(t->multi, events[i].data.fd, flags, &running);
     }
+}
+
+void gw_thread_note_pass_end(gw_thread_t *t, const gw_call_t *call) {
+    gw_pass_end_fn hook = call->callbacks.pass_end;
+    if (hook == NULL) return;
+    for (uint32_t i = 0; i < t->pass_end_count; i++) {
+        if (t->pass_ends[i] == hook) return;
+    }
+    if (t->pass_end_count == GW_PASS_HOOKS_MAX) { /* room for the newest: the oldest runs now */
+        t->pass_ends[0]();
+        memmove(&t->pass_ends[0], &t->pass_ends[1], (GW_PASS_HOOKS_MAX - 1) * sizeof t->pass_ends[0]);
+        t->pass_end_count--;
+    }
+    t->pass_ends[t->pass_end_count++] = hook;
+}
+
+/* The callbacks of this pass are over: their hand-overs go out before the thread waits. */
+static void pass_ends_run(gw_thread_t *t) {
+    for (uint32_t i = 0; i < t->pass_end_count; i++) t->pass_ends[i]();
+    t->pass_end_count = 0;
 }
 
 /* Runs until told to stop AND every call it owns has finished. */
@@ -398,17 +474,20 @@ static void *thread_main(void *arg) {
         inbox_run(t, &stop);
         timers_run(t);
         curl_timer_run(t);
-        transfers_done(t);
+        gw_http_deadlines_run(t);
+        transfers_done_all(t);
+        pass_ends_run(t);
         if (stop && atomic_load(&t->active) == 0) break;
         events_run(t);
-        transfers_done(t);
+        transfers_done_all(t);
     }
     return NULL;
 }
 
 void gw_thread_finish(gw_thread_t *t, gw_call_t *call) {
-    PC_ASSERT(call->easy == NULL);
+    PC_ASSERT(call->easy == NULL && call->conn == NULL);
     gw_thread_http_release(t, call);
+    gw_thread_note_pass_end(t, call);
     call->callbacks.done(call->callbacks.ctx, &call->result);
     gw_config_unref(call->config);
     free(call->response);
@@ -546,7 +625,7 @@ pc_status gw_call_wait(gw_t *gw, const gw_request_t *request, gw_persist_fn pers
     waiter w = {.done = false, .out = out, .persist = persist, .persist_ctx = persist_ctx};
     pthread_mutex_init(&w.mutex, NULL);
     pthread_cond_init(&w.cond, NULL);
-    gw_callbacks_t callbacks = {persist ? wait_persist : NULL, wait_done, &w};
+    gw_callbacks_t callbacks = {.persist = persist ? wait_persist : NULL, .done = wait_done, .ctx = &w};
     pc_status status = gw_submit(gw, request, &callbacks);
     if (status == PC_OK) {
         pthread_mutex_lock(&w.mutex);
@@ -592,6 +671,7 @@ static void thread_stop(gw_thread_t *t) {
         pthread_join(t->thread, NULL);
     }
     PC_ASSERT(t->inbox_head == NULL && t->timers == NULL);
+    gw_http_close_all(t);
     for (uint32_t i = 0; i < t->easy_free_count; i++) curl_easy_cleanup(t->easy_free[i]);
     if (t->multi != NULL) curl_multi_cleanup(t->multi);
     if (t->epoll_fd >= 0) close(t->epoll_fd);

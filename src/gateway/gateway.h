@@ -199,10 +199,17 @@ typedef void (*gw_persist_fn)(void *ctx, gw_call_t *call, const gw_attempt_t *at
 /* Runs once on a gateway thread with the final result ('result' is borrowed). */
 typedef void (*gw_done_fn)(void *ctx, const gw_result_t *result);
 
+/* Runs on a gateway thread after a pass over its ready work in which this call's
+ * 'persist' or 'done' ran, once per pass whatever the number of calls, before the
+ * thread waits again. A caller whose callbacks hand work to other threads queues it
+ * in the callbacks and wakes those threads here: one wake-up per pass, not per call. */
+typedef void (*gw_pass_end_fn)(void);
+
 typedef struct {
     gw_persist_fn persist; /* NULL: nothing to persist (tools, benchmarks) */
     gw_done_fn done;       /* required */
     void *ctx;
+    gw_pass_end_fn pass_end; /* optional */
 } gw_callbacks_t;
 
 typedef struct {

@@ -3,6 +3,8 @@
 #define PAYCORE_GW_INTERNAL_H
 
 #include <curl/curl.h>
+#include <http_parser.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -35,6 +37,7 @@ typedef struct {
     char callback_url[GW_URL_BYTES_MAX + 1];    /* bank: where the channel posts results */
     uint32_t connect_timeout_ms;
     uint32_t timeout_ms;                        /* the whole call */
+    uint32_t max_connections;                   /* http.c: open at once per gateway thread */
     uint32_t authorization_window_s;            /* a hold's life at this channel; 0 = the server's */
     bool partial_captures;                      /* several captures of one authorization */
     uint32_t code_count;
@@ -49,6 +52,11 @@ typedef struct {
     int64_t amount_max_minor;
     gw_breaker_cfg_t breaker;
     gw_chstate_t *state;                        /* counted reference; survives reloads */
+    /* http.c's client instead of curl (gw_http_origin): plain HTTP to an IPv4 address */
+    bool own_http;
+    struct sockaddr_in http_addr;
+    char http_host[64];                         /* the Host header: "127.0.0.1:8080" */
+    char http_prefix[GW_URL_BYTES_MAX + 1];     /* the URL's path, no trailing '/' */
 } gw_channel_cfg_t;
 
 typedef struct {
@@ -108,7 +116,8 @@ bool gw_code_lookup(const gw_channel_cfg_t *ch, const char *code, gw_outcome *ou
 typedef struct {
     const char *method;           /* "GET" or "POST" */
     char path[GW_URL_BYTES_MAX];  /* "/v1/authorizations" */
-    json_t *body;                 /* owned; NULL for GET */
+    char *body;                   /* owned JSON text (may hold a card number); NULL for GET */
+    size_t body_bytes;
 } gw_http_call_t;
 
 /* A channel's answer, read. */
@@ -156,6 +165,14 @@ const gw_connector_t *gw_connector(gw_kind kind);
 gw_build_fn gw_connector_op(const gw_connector_t *connector, gw_op op);
 
 /* connector.c: helpers every connector shares. */
+/* The body as compact JSON text; takes the reference to 'value' (NULL: out of memory). */
+PC_MUST_USE pc_status gw_body_json(gw_http_call_t *out, json_t *value);
+/* The body from a format whose strings are plain text the caller validated (digits,
+ * ids, codes): nothing in them needs escaping. */
+PC_MUST_USE pc_status gw_body_printf(gw_http_call_t *out, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Wipes (a card number) and frees the body. */
+void gw_body_free(gw_http_call_t *http);
 pc_status gw_build_status(const gw_channel_cfg_t *ch, const gw_request_t *req, gw_http_call_t *out);
 void gw_answer_fail(gw_answer_t *a, gw_outcome outcome, pc_status status, const char *code,
                     const char *format, ...) __attribute__((format(printf, 5, 6)));
@@ -259,6 +276,17 @@ uint64_t gw_now_ms(void);
 /* ---------------------------------------------------------------- engine */
 
 typedef struct gw_thread gw_thread_t;
+typedef struct gw_conn gw_conn_t;
+
+/* http.c: one channel address's connections on one thread. */
+typedef struct {
+    struct sockaddr_in addr;
+    uint32_t open;                 /* connections open, busy or idle (<= open_max) */
+    uint32_t open_max;             /* the channel's max_connections (the last call's) */
+    gw_conn_t *idle;               /* most recently used first */
+    struct gw_call *waiting_head;  /* calls waiting for a connection, first come first served */
+    struct gw_call *waiting_tail;
+} gw_pool_t;
 
 typedef enum {
     GW_CALL_NEW = 0,        /* queued by gw_submit */
@@ -292,13 +320,29 @@ struct gw_call {
     struct curl_slist header_nodes[GW_HEADERS_MAX];
     char header_auth[GW_SECRET_BYTES_MAX + 32]; /* "Authorization: Bearer ..." (wiped after) */
     char header_key[GW_KEY_SIZE + 32];          /* "Idempotency-Key: ..." */
-    char *request_body;
+    gw_http_call_t request;        /* what is being sent (its body wiped after) */
     bool request_left;             /* the request went (or was going) out: it may have arrived */
     char *response;
     size_t response_bytes;
     size_t response_capacity;
     bool response_too_large;
     uint64_t started_ns;
+    long http_status;              /* the answer's status line (0: none) */
+    int transport_code;            /* CURLcode of the finished transfer (either client) */
+    /* http.c's client */
+    bool http_own;                 /* the transfer runs there, not in curl */
+    gw_conn_t *conn;               /* the connection serving it */
+    gw_pool_t *waiting_pool;       /* waiting for a connection there */
+    char *out;                     /* the request's text (wiped after) */
+    size_t out_bytes;
+    size_t out_sent;
+    uint32_t connect_timeout_ms;
+    uint64_t total_deadline_ns;
+    uint64_t connect_deadline_ns;
+    uint64_t deadline_ns;          /* the sooner of the two while connecting */
+    bool deadline_on;
+    gw_call_t *deadline_prev;
+    gw_call_t *deadline_next;
 };
 
 struct gw_thread {
@@ -322,6 +366,17 @@ struct gw_thread {
     uint32_t random_used;          /* bytes of random_pool handed out (the pool starts used up) */
     uint8_t *fd_watch;             /* by socket: what epoll watches for it (GW_WATCH_*); 0: nothing */
     uint32_t fd_watch_size;
+    uint32_t pass_end_count;       /* hooks of the calls whose callbacks ran this pass */
+    gw_pass_end_fn pass_ends[GW_PASS_HOOKS_MAX];
+    /* http.c */
+    uint32_t pool_count;
+    gw_pool_t pools[GW_HTTP_POOLS_MAX];
+    gw_conn_t **fd_conn;           /* by socket: its connection, NULL for others (curl's) */
+    uint32_t fd_conn_size;
+    gw_call_t *deadlines_head;     /* calls in http.c by deadline_ns */
+    gw_call_t *deadlines_tail;
+    gw_call_t *http_finished_head; /* transfers over, for call.c (gw_http_finished_run) */
+    gw_call_t *http_finished_tail;
 };
 
 struct gw {
@@ -352,6 +407,23 @@ bool gw_thread_send(gw_thread_t *t, gw_call_t *call, const gw_channel_cfg_t *ch,
                     gw_http_call_t *http, const char *idempotency_key);
 void gw_thread_finish(gw_thread_t *t, gw_call_t *call);
 void gw_thread_http_release(gw_thread_t *t, gw_call_t *call);
+/* Appends to the call's answer; false past GW_RESPONSE_BYTES_MAX (response_too_large). */
+bool gw_response_append(gw_call_t *call, const char *data, size_t bytes);
+
+/* http.c: the own client (see its head comment). */
+void gw_http_origin(gw_channel_cfg_t *ch);  /* sets own_http and the address, at config load */
+/* 1 sent (or queued), 0 not for this client now (curl takes it), -1 out of memory. */
+int gw_http_send(gw_thread_t *t, gw_call_t *call, const gw_channel_cfg_t *ch, const gw_http_call_t *http,
+                 const char *key);
+gw_conn_t *gw_http_conn_of(const gw_thread_t *t, int fd);
+void gw_http_event(gw_thread_t *t, gw_conn_t *conn, uint32_t events);
+void gw_http_deadlines_run(gw_thread_t *t);
+uint64_t gw_http_next_deadline_ns(const gw_thread_t *t); /* 0: none */
+void gw_http_finished_run(gw_thread_t *t);       /* hands finished transfers to call.c */
+void gw_http_call_clear(gw_call_t *call);        /* frees the request's text */
+void gw_http_close_all(gw_thread_t *t);          /* at the thread's end */
+/* Before a call's 'persist' or 'done' runs: its pass_end hook runs at the pass's end. */
+void gw_thread_note_pass_end(gw_thread_t *t, const gw_call_t *call);
 /* 'bytes' random bytes (attempt keys) from the thread's pool: one getrandom per pool, not per call. */
 void gw_thread_random(gw_thread_t *t, uint8_t *out, size_t bytes);
 

@@ -76,6 +76,7 @@ static void persist_start(pay_flow_t *flow, gw_call_t *call, const gw_attempt_t 
 /* Gateway thread: the attempt must be durable before the channel hears of it. The
  * command's texts are rendered on a stage thread (this one serves every call). */
 static void on_persist(void *ctx, gw_call_t *call, const gw_attempt_t *attempt) {
+    pay_stage_hold(); /* handed over at the gateway pass's end (pay_stage_release) */
     pay_serial_enter();
     persist_start(ctx, call, attempt);
     pay_serial_leave();
@@ -89,6 +90,7 @@ static void on_done(void *ctx, const gw_result_t *result) {
     pay_flow_t *flow = ctx;
     flow->result = *result;
     pay_op_attempts_from_result(&flow->op, result);
+    pay_stage_hold(); /* handed over at the gateway pass's end (pay_stage_release) */
     if (pay_stage_queue(flow, result_apply)) return;
     pay_serial_enter();
     result_apply(flow);
@@ -101,7 +103,7 @@ void pay_call_start(pay_flow_t *flow, pay_flow_fn on_result, uint32_t reserve_co
     cs->on_result = on_result;
     cs->reserve_count = reserve_count;
     gw_t *gw = flow->pay->config.gateway;
-    gw_callbacks_t callbacks = {.persist = on_persist, .done = on_done, .ctx = flow};
+    gw_callbacks_t callbacks = {.persist = on_persist, .done = on_done, .ctx = flow, .pass_end = pay_stage_release};
     /* from gw_submit on the flow is the gateway's (and a stage thread's): wiped before */
     gw_request_t request = flow->request;
     sodium_memzero(&flow->request.card, sizeof flow->request.card);
@@ -130,7 +132,7 @@ void pay_call_status(pay_flow_t *flow, pay_flow_fn on_result) {
     r->amount_minor = flow->op.amount;
     memcpy(r->currency, flow->op.currency, 4);
     gw_t *gw = flow->pay->config.gateway;
-    gw_callbacks_t callbacks = {.persist = NULL, .done = on_done, .ctx = flow};
+    gw_callbacks_t callbacks = {.persist = NULL, .done = on_done, .ctx = flow, .pass_end = pay_stage_release};
     pc_status status = gw != NULL ? gw_submit(gw, r, &callbacks) : PC_GATEWAY_NOT_CONFIGURED;
     if (status != PC_OK) {
         memset(&flow->result, 0, sizeof flow->result);

@@ -619,6 +619,11 @@ void pay_stage_stop(pay_t *pay);
 /* Hands the flow to a stage thread, which runs 'run' (the flow is that thread's from
  * now on): false when there is none (then the caller runs it). */
 bool pay_stage_queue(pay_flow_t *flow, void (*run)(pay_flow_t *flow));
+/* From a gateway callback: what this thread queues stays with it (unseen by the stage
+ * threads) until pay_stage_release, the gateway's pass_end hook, hands it all over
+ * with one wake-up. */
+void pay_stage_hold(void);
+void pay_stage_release(void);
 
 /* The final answer (set before the command that makes it final, or after it). */
 void pay_flow_answer(pay_flow_t *flow, int http_status, json_t *body);

@@ -63,20 +63,62 @@ void pay_stage_stop(pay_t *pay) {
     pthread_mutex_destroy(&stage->mutex);
 }
 
+/* Flows a gateway thread queued during one pass, not yet handed over (pay_stage_hold):
+ * the stage threads cannot see them, so none can end (and free its runtime) before
+ * the hand-over. */
+static _Thread_local struct {
+    bool holding;
+    struct pay_stage *stage;
+    pay_flow_t *head;
+    pay_flow_t *tail;
+    uint32_t count;
+} held;
+
+static void stage_append(struct pay_stage *stage, pay_flow_t *head, pay_flow_t *tail, uint32_t count) {
+    pthread_mutex_lock(&stage->mutex);
+    if (stage->tail != NULL) stage->tail->staging.next = head;
+    else stage->head = head;
+    stage->tail = tail;
+    stage->queued += count;
+    /* every thread asleep: wake one (all when several came at once); one busy: it takes
+     * these next, unless a backlog grew */
+    bool all_idle = stage->idle == stage->thread_count;
+    bool wake = stage->idle > 0 && (all_idle || stage->queued > PAY_STAGE_WAKE_BACKLOG);
+    pthread_mutex_unlock(&stage->mutex);
+    /* after the unlock: the woken thread takes the mutex at once */
+    if (wake && count > 1) pthread_cond_broadcast(&stage->wake);
+    else if (wake) pthread_cond_signal(&stage->wake);
+}
+
+static void held_hand_over(void) {
+    if (held.count == 0) return;
+    stage_append(held.stage, held.head, held.tail, held.count);
+    held.stage = NULL;
+    held.head = held.tail = NULL;
+    held.count = 0;
+}
+
+void pay_stage_hold(void) { held.holding = true; }
+
+void pay_stage_release(void) {
+    held.holding = false;
+    held_hand_over();
+}
+
 bool pay_stage_queue(pay_flow_t *flow, void (*run)(pay_flow_t *flow)) {
     struct pay_stage *stage = &flow->pay->stage;
     if (stage->thread_count == 0) return false; /* set before any flow exists, never changed while one does */
     flow->staging.next = NULL;
     flow->staging.run = run;
-    pthread_mutex_lock(&stage->mutex);
-    if (stage->tail != NULL) stage->tail->staging.next = flow;
-    else stage->head = flow;
-    stage->tail = flow;
-    stage->queued++;
-    /* every thread asleep: wake one; one busy: it takes this next, unless a backlog grew */
-    bool all_idle = stage->idle == stage->thread_count;
-    bool wake = stage->idle > 0 && (all_idle || stage->queued > PAY_STAGE_WAKE_BACKLOG);
-    pthread_mutex_unlock(&stage->mutex);
-    if (wake) pthread_cond_signal(&stage->wake); /* after the unlock: the woken thread takes the mutex at once */
+    if (!held.holding) {
+        stage_append(stage, flow, flow, 1);
+        return true;
+    }
+    if (held.stage != stage) held_hand_over(); /* another runtime's flows: they go now */
+    held.stage = stage;
+    if (held.tail != NULL) held.tail->staging.next = flow;
+    else held.head = flow;
+    held.tail = flow;
+    held.count++;
     return true;
 }

@@ -328,7 +328,7 @@ static inline void gwt_run_many(gw_t *gw, const gw_request_t *requests, uint32_t
         b.running++;
         pthread_mutex_unlock(&b.mutex);
         slots[i] = (gwt_slot_t){&b, i};
-        gw_callbacks_t callbacks = {NULL, gwt_batch_done, &slots[i]};
+        gw_callbacks_t callbacks = {.done = gwt_batch_done, .ctx = &slots[i]};
         pc_status status = gw_submit(gw, &requests[i], &callbacks);
         if (status != PC_OK) TEST_FAIL("gw_submit: %s", pc_status_code(status));
     }

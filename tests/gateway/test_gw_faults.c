@@ -179,7 +179,7 @@ static void test_unresolved_then_status(void) {
     one_call c = {.done = false};
     pthread_mutex_init(&c.mutex, NULL);
     pthread_cond_init(&c.cond, NULL);
-    gw_callbacks_t callbacks = {NULL, one_done, &c};
+    gw_callbacks_t callbacks = {.done = one_done, .ctx = &c};
     ASSERT_STATUS(gw_submit(gw, &req, &callbacks), PC_OK);
     uint64_t deadline = gwt_ms() + GWT_START_TIMEOUT_MS;
     while (gwt_approved(&card_a, ref) == 0) { /* applied, and held open */

@@ -7,7 +7,9 @@
  * them. After many calls one after another, one connection is open and the simulator
  * accepted no other (its /healthz counts the connections it accepted). Then the simulator
  * is stopped and started again on the same port and record. Calls in flight that rise
- * and fall keep the connections too. */
+ * and fall keep the connections too.
+ * Also: a caller's pass_end hook runs on the gateway thread after the callbacks of a
+ * pass, once per pass whatever the number of calls in it, and never without one. */
 #include "gw_test_util.h"
 
 #define CALLS 40
@@ -155,6 +157,65 @@ static void test_restart_costs_nothing(void) {
     ASSERT_EQ(gwt_approved(&card, "after-0"), 1);
 }
 
+/* pass_end's view: what the gateway thread's callbacks did since the last pass_end. */
+static struct {
+    pthread_mutex_t mutex;
+    uint32_t done;          /* every done */
+    uint32_t done_seen;     /* done as of the last pass_end */
+    uint32_t passes;
+    uint32_t empty_passes;  /* pass_end without a callback before it */
+    uint32_t other_thread;  /* pass_end on another thread than the callbacks' */
+} hook = {.mutex = PTHREAD_MUTEX_INITIALIZER};
+static _Thread_local uint32_t done_in_pass;
+static _Thread_local bool done_here;
+
+static void hook_done(void *ctx, const gw_result_t *result) {
+    gw_result_t *out = ctx;
+    *out = *result;
+    done_in_pass++;
+    done_here = true;
+    pthread_mutex_lock(&hook.mutex);
+    hook.done++;
+    pthread_mutex_unlock(&hook.mutex);
+}
+
+static void hook_pass_end(void) {
+    pthread_mutex_lock(&hook.mutex);
+    hook.passes++;
+    if (done_in_pass == 0) hook.empty_passes++;
+    if (!done_here) hook.other_thread++;
+    hook.done_seen = hook.done;
+    pthread_mutex_unlock(&hook.mutex);
+    done_in_pass = 0;
+}
+
+static void test_pass_end_once_per_pass(void) {
+    enum { BURST = 32 };
+    static gw_result_t results[BURST];
+    for (int i = 0; i < BURST; i++) {
+        char reference[32];
+        snprintf(reference, sizeof reference, "pass-%d", i);
+        gw_request_t req = gwt_card(reference, 1999, "4242424242424242");
+        gw_callbacks_t callbacks = {.done = hook_done, .ctx = &results[i], .pass_end = hook_pass_end};
+        ASSERT_EQ(gw_submit(gw, &req, &callbacks), PC_OK);
+    }
+    uint64_t deadline_ms = gwt_ms() + 120000;
+    pthread_mutex_lock(&hook.mutex);
+    while (hook.done_seen < BURST && gwt_ms() < deadline_ms) {
+        pthread_mutex_unlock(&hook.mutex);
+        usleep(2000);
+        pthread_mutex_lock(&hook.mutex);
+    }
+    uint32_t done = hook.done, done_seen = hook.done_seen, passes = hook.passes;
+    pthread_mutex_unlock(&hook.mutex);
+    ASSERT_EQ(done, BURST);
+    ASSERT_EQ(done_seen, BURST); /* the last done too was followed by a pass_end */
+    ASSERT_TRUE(passes >= 1 && passes <= BURST);
+    ASSERT_EQ(hook.empty_passes, 0);
+    ASSERT_EQ(hook.other_thread, 0);
+    for (int i = 0; i < BURST; i++) ASSERT_EQ(results[i].outcome, GW_OUTCOME_APPROVED);
+}
+
 int main(void) {
     gwt_setup("reuse");
     gwt_sim_start(&card, "card", "card", NULL, NULL);
@@ -165,6 +226,7 @@ int main(void) {
     TEST_RUN(test_connections_reused);
     TEST_RUN(test_connections_kept_across_a_dip);
     TEST_RUN(test_keys_sort_by_time);
+    TEST_RUN(test_pass_end_once_per_pass);
     TEST_RUN(test_restart_costs_nothing);
     gw_stop(gw);
     gwt_sim_stop(&card);

@@ -198,12 +198,12 @@ static void test_submit_refuses_bad_requests(void) {
     bad[n] = good; bad[n].op = GW_OP_CHALLENGE; snprintf(bad[n].channel, GW_NAME_SIZE, "us_card");
     snprintf(bad[n++].challenge_id, PC_ID_SIZE, "ch_1");                /* no code */
     PC_ASSERT(n <= sizeof bad / sizeof bad[0]);
-    gw_callbacks_t callbacks = {NULL, count_done, NULL};
+    gw_callbacks_t callbacks = {.done = count_done};
     for (uint32_t i = 0; i < n; i++) {
         pc_status status = gw_submit(gw, &bad[i], &callbacks);
         if (status != PC_GATEWAY_REQUEST_INVALID) TEST_FAIL("bad request %u: got %s", i, pc_status_code(status));
     }
-    gw_callbacks_t no_done = {NULL, NULL, NULL};
+    gw_callbacks_t no_done = {.done = NULL};
     ASSERT_STATUS(gw_submit(gw, &good, &no_done), PC_GATEWAY_REQUEST_INVALID);
     ASSERT_STATUS(gw_submit(gw, &good, NULL), PC_GATEWAY_REQUEST_INVALID);
     ASSERT_EQ(atomic_load(&refused_done_calls), 0);
