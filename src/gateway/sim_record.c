@@ -106,10 +106,12 @@ bool sim_db_open(sim_db_t *db, const char *path, sim_kind kind, char *error, siz
     char *message = NULL;
     /* 4 KiB pages: shallower trees than 1 KiB ones (fewer pages searched and rewritten
      * per request), and a group's rows share leaves. SQLite's own mutex is off: the
-     * connection is only ever used under the simulator's lock. */
-    if (sqlite3_exec(db->db, "PRAGMA page_size=4096; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-                     " PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;",
-                     NULL, NULL, &message) != SQLITE_OK ||
+     * connection is only ever used under the simulator's lock. The cache holds the
+     * record (SIM_CACHE_KIB): a miss is a pread on the request's path. */
+    char pragmas[256];
+    snprintf(pragmas, sizeof pragmas, "PRAGMA page_size=4096; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+             " PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-%d;", (int)SIM_CACHE_KIB);
+    if (sqlite3_exec(db->db, pragmas, NULL, NULL, &message) != SQLITE_OK ||
         sqlite3_exec(db->db, schema_sql, NULL, NULL, &message) != SQLITE_OK) {
         snprintf(error, error_bytes, "cannot prepare %s: %s", path, message ? message : "?");
         sqlite3_free(message);
@@ -260,14 +262,10 @@ static void group_commit(sim_t *sim) {
 
 /* Rolls the open group back (under the lock): a unit's changes could not be undone alone. */
 static void group_abort(sim_t *sim) {
-    obs_logf(OBS_LEVEL_ERROR, "simulator record: a unit could not be undone; its group of %u was rolled back",
+    obs_logf(OBS_LEVEL_ERROR, "simulator record: a failed unit had changed rows; its group of %u was rolled back",
              sim->group_units);
     sim_db_rollback(&sim->db);
     group_close(sim, false);
-}
-
-static bool savepoint(sim_db_t *db, const char *sql) {
-    return sim_db_run(db, sql, "");
 }
 
 bool sim_unit_begin(sim_t *sim, sim_unit_t *unit, bool writes) {
@@ -288,17 +286,18 @@ bool sim_unit_begin(sim_t *sim, sim_unit_t *unit, bool writes) {
 }
 
 bool sim_unit_mark(sim_t *sim, sim_unit_t *unit) {
-    PC_ASSERT(unit->group != 0 && !unit->savepoint);
-    unit->savepoint = savepoint(&sim->db, "SAVEPOINT unit");
-    return unit->savepoint;
+    PC_ASSERT(unit->group != 0 && !unit->marked);
+    unit->marked = true;
+    unit->changes_at_mark = sqlite3_total_changes64(sim->db.db);
+    return true;
 }
 
 void sim_unit_end(sim_t *sim, sim_unit_t *unit, bool keep) {
-    if (unit->savepoint && !keep && !savepoint(&sim->db, "ROLLBACK TO unit")) {
-        group_abort(sim); /* the unit's changes cannot be told apart: the group fails whole */
+    bool changed = unit->marked && sqlite3_total_changes64(sim->db.db) != unit->changes_at_mark;
+    if (!keep && changed && sim->group_open) {
+        group_abort(sim); /* its changes cannot be told apart from the group's: the group fails whole */
         unit->group = 0;
     }
-    if (unit->savepoint && sim->group_open) (void)savepoint(&sim->db, "RELEASE unit");
     if (unit->group != 0) {
         unit->next = sim->group_members;
         sim->group_members = unit;

@@ -339,14 +339,15 @@ static void recorded_wait(sim_req_t *req) {
 static enum MHD_Result send_reply(sim_req_t *req);
 static enum MHD_Result send_operation(sim_req_t *req);
 
-/* Handled: the answer once the request's units are committed (the loop resumes it
- * after the pass's commit). */
+/* Handled: the answer once the request's units are committed (MHD calls the handler
+ * again in the pass after the commit). */
 static enum MHD_Result recording(sim_req_t *req) {
     req->stage = SIM_STAGE_RECORDING;
     if (sim_unit_pending(req->sim, &req->arrival_unit) || sim_unit_pending(req->sim, &req->unit)) {
         sim_loop_wait_commit(req);
         return MHD_YES;
     }
+    sim_loop_commit_seen(req);
     recorded_wait(req);
     return req->fate_drawn ? send_operation(req) : send_reply(req);
 }
@@ -568,6 +569,7 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
     if (sim_unit_pending(req->sim, &req->arrival_unit) || sim_unit_pending(req->sim, &req->unit)) {
         sim_group_flush(req->sim);
     }
+    sim_loop_commit_seen(req);
     (void)sim_unit_wait(req->sim, &req->arrival_unit);
     (void)sim_unit_wait(req->sim, &req->unit);
     json_decref(req->body);
