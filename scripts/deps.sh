@@ -11,8 +11,9 @@ cd "$(dirname "$0")/.."
 # librabbitmq-dev + rabbitmq-server: the events publisher and its broker test;
 # patroni + python3-etcd + etcd-server: the high-availability tests (tests/ha), which
 # start their own etcd members and Patroni nodes (the packaged services stay off).
+# libhttp-parser-dev: the payments benchmark's load reads its answers with it.
 PACKAGES="build-essential cmake pkg-config sqlite3 libsqlite3-dev libmicrohttpd-dev \
-libjansson-dev libsodium-dev libcurl4-openssl-dev libxgboost-dev libssl-dev \
+libhttp-parser-dev libjansson-dev libsodium-dev libcurl4-openssl-dev libxgboost-dev libssl-dev \
 postgresql libpq-dev curl ca-certificates python3 python3-yaml clang libclang-rt-14-dev \
 prometheus librabbitmq-dev rabbitmq-server chromium systemd podman runc \
 patroni python3-etcd etcd-server"
