@@ -141,6 +141,8 @@ bool sim_unit_mark(sim_t *sim, sim_unit_t *unit);
  * there are any); commits the group when nobody else is about to add to it, and
  * releases the lock. */
 void sim_unit_end(sim_t *sim, sim_unit_t *unit, bool keep);
+/* True when the unit changed rows since its mark. */
+bool sim_unit_changed(sim_t *sim, const sim_unit_t *unit);
 /* Waits until the unit's group committed; true when it did (or the unit joined none).
  * Every unit that joined a group is waited for before its memory goes. */
 bool sim_unit_wait(sim_t *sim, sim_unit_t *unit);
@@ -280,6 +282,8 @@ struct sim_req {
     sim_fate_t fate;
     bool fate_drawn;
     bool first_arrival;           /* the key's count is 1: nothing recorded under it yet */
+    uint64_t arrival;             /* the key's count with this arrival */
+    bool count_pending;           /* the count is for handle_in to write */
     sim_unit_t arrival_unit;      /* the arrival count (and, without latency, the rest) */
     sim_unit_t unit;              /* the operation after a latency wait */
     /* the reply */

@@ -252,21 +252,48 @@ static bool key_check(sim_req_t *req) {
     return true;
 }
 
-/* Counts this arrival of the key and draws its fate (in 'unit', under the lock). */
+/* Writes the key's arrival count (under the lock). */
+static bool arrival_write(sim_req_t *req) {
+    return sim_db_run(&req->sim->db,
+                      "INSERT INTO arrival_counts(key, count) VALUES (?, ?) ON CONFLICT(key) DO UPDATE"
+                      " SET count = excluded.count", "si", req->key, (int64_t)req->arrival);
+}
+
+/* Counts this arrival of the key and draws its fate (in 'unit', under the lock). The
+ * count is written now when the request waits (a simulated latency: another arrival
+ * of the key may come meanwhile), else by handle_in, unless the answer it records is
+ * the count (schema_sql, sim_record.c). */
 static bool fate_draw(sim_req_t *req, const sim_faults_t *faults) {
     sim_t *sim = req->sim;
-    int64_t arrival = 0;
-    bool ok = sim_db_int(&sim->db, &arrival, 0,
-                         "INSERT INTO arrivals(key, count) VALUES (?, 1) ON CONFLICT(key) DO UPDATE"
-                         " SET count = count + 1 RETURNING count", "s", req->key);
-    if (!ok || arrival < 1) {
+    int64_t counted = -1, recorded = 0;
+    bool ok = sim_db_int(&sim->db, &counted, -1, "SELECT count FROM arrival_counts WHERE key = ?", "s", req->key) &&
+              (counted >= 0 || sim_db_int(&sim->db, &recorded, 0, "SELECT 1 FROM idempotency WHERE key = ?", "s",
+                                          req->key));
+    if (!ok) {
         sim_reply_internal(req);
         return false;
     }
-    sim_fate_draw(sim, faults, req->key, (uint64_t)arrival, &req->fate);
+    req->arrival = (uint64_t)(counted >= 0 ? counted : recorded) + 1;
+    sim_fate_draw(sim, faults, req->key, req->arrival, &req->fate);
     req->fate_drawn = true;
-    req->first_arrival = arrival == 1;
+    req->first_arrival = req->arrival == 1;
+    req->count_pending = req->fate.latency_ms == 0;
+    if (!req->count_pending && !arrival_write(req)) {
+        sim_reply_internal(req);
+        return false;
+    }
     return true;
+}
+
+/* Writes the arrival count left to handle_in, unless the answer it recorded counts
+ * it; 'keep' turns true when the count is all the unit changed (nothing to undo). */
+static bool arrival_settle(sim_req_t *req, sim_unit_t *unit, bool recorded, bool *keep) {
+    if (!req->count_pending) return true;
+    req->count_pending = false;
+    if (recorded && req->first_arrival) return true;
+    if (!*keep && sim_unit_changed(req->sim, unit)) return true; /* the group fails: nothing counts */
+    *keep = true;
+    return arrival_write(req);
 }
 
 /* The first answer under this key, or 409; false when the key is new. */
@@ -309,13 +336,16 @@ static void handle_in(sim_req_t *req, sim_unit_t *unit) {
         if (!operation || req->first_arrival || !replay(req)) req->route->handler(req);
         ok = req->replied || req->skipped;
     }
-    if (ok && operation && answer_recordable(req)) {
+    bool recorded = ok && operation && answer_recordable(req);
+    if (recorded) {
         ok = sim_db_run(&sim->db,
                         "INSERT INTO idempotency(key, operation, request_sha256, http_status, response, created_at_ms)"
                         " VALUES (?, ?, ?, ?, ?, ?)", "sssisi", req->key, req->route->operation,
                         req->request_hash, (int64_t)req->http_status, req->reply, (int64_t)sim_wall_ms());
     }
-    sim_unit_end(sim, unit, ok && !req->skipped && req->http_status < 500);
+    bool keep = ok && !req->skipped && req->http_status < 500;
+    if (!arrival_settle(req, unit, recorded && ok, &keep)) ok = keep = false;
+    sim_unit_end(sim, unit, keep);
     if (!ok) {
         obs_logf(OBS_LEVEL_ERROR, "simulator: %s %s: not recorded", req->method, req->route->pattern);
         req->skipped = false;
