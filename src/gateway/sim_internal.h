@@ -203,6 +203,8 @@ struct sim {
     uint16_t port;
     int quiesced_fd;              /* the listening socket once the loop stopped accepting; -1 */
     sim_loop_t *loop;
+    sim_req_t *spare_reqs;        /* completed requests kept for reuse (loop thread, then stop) */
+    uint32_t spare_count;
     atomic_bool batching;         /* the loop is in a pass: units leave the commit to its end */
     atomic_bool stopping;
     pthread_mutex_t sleep_lock;   /* the worker's sleeps end on stop */
@@ -298,6 +300,7 @@ struct sim_req {
     sim_stage stage;
     uint32_t hold_ms;             /* a held timeout's length, from the faults at arrival */
     bool awaiting_commit;         /* counted by the loop as waiting for its pass's commit */
+    struct sim_req *spare_next;   /* in sim->spare_reqs once completed */
 };
 
 void sim_reply_json(sim_req_t *req, unsigned http_status, json_t *answer /* stolen */);

@@ -227,7 +227,8 @@ static sqlite3_stmt *bind_all(sim_db_t *db, const char *sql, const char *types, 
         int rc;
         if (types[i] == 's') {
             const char *text = va_arg(args, const char *);
-            rc = text ? sqlite3_bind_text(stmt, i + 1, text, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(stmt, i + 1);
+            /* static: the caller's text outlives the statement's use (bindings are cleared first each time) */
+            rc = text ? sqlite3_bind_text(stmt, i + 1, text, -1, SQLITE_STATIC) : sqlite3_bind_null(stmt, i + 1);
         } else {
             PC_ASSERT(types[i] == 'i');
             rc = sqlite3_bind_int64(stmt, i + 1, va_arg(args, int64_t));

@@ -265,15 +265,14 @@ static bool arrival_write(sim_req_t *req) {
  * the count (schema_sql, sim_record.c). */
 static bool fate_draw(sim_req_t *req, const sim_faults_t *faults) {
     sim_t *sim = req->sim;
-    int64_t counted = -1, recorded = 0;
-    bool ok = sim_db_int(&sim->db, &counted, -1, "SELECT count FROM arrival_counts WHERE key = ?", "s", req->key) &&
-              (counted >= 0 || sim_db_int(&sim->db, &recorded, 0, "SELECT 1 FROM idempotency WHERE key = ?", "s",
-                                          req->key));
-    if (!ok) {
+    int64_t before = 0;
+    if (!sim_db_int(&sim->db, &before, 0,
+                    "SELECT coalesce((SELECT count FROM arrival_counts WHERE key = ?1),"
+                    " (SELECT 1 FROM idempotency WHERE key = ?1), 0)", "s", req->key)) {
         sim_reply_internal(req);
         return false;
     }
-    req->arrival = (uint64_t)(counted >= 0 ? counted : recorded) + 1;
+    req->arrival = (uint64_t)before + 1;
     sim_fate_draw(sim, faults, req->key, req->arrival, &req->fate);
     req->fate_drawn = true;
     req->first_arrival = req->arrival == 1;
@@ -538,8 +537,17 @@ static enum MHD_Result request_step(sim_req_t *req) {
 
 /* ---- MHD callbacks ---- */
 
+/* Requests are reused (sim->spare_reqs, on the loop thread): one is larger than
+ * malloc's small bins, and a fresh one each time cost a heap consolidation. */
 static sim_req_t *request_new(sim_t *sim, struct MHD_Connection *connection, const char *method, const char *url) {
-    sim_req_t *req = calloc(1, sizeof(*req));
+    sim_req_t *req = sim->spare_reqs;
+    if (req != NULL) {
+        sim->spare_reqs = req->spare_next;
+        sim->spare_count--;
+        memset(req, 0, sizeof *req);
+    } else {
+        req = calloc(1, sizeof(*req));
+    }
     if (req == NULL) return NULL;
     req->sim = sim;
     req->connection = connection;
@@ -605,7 +613,14 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
     json_decref(req->body);
     free(req->body_bytes);
     free(req->reply);
-    free(req);
+    sim_t *sim = req->sim;
+    if (sim->spare_count >= SIM_CONNECTIONS_MAX) {
+        free(req);
+        return;
+    }
+    req->spare_next = sim->spare_reqs;
+    sim->spare_reqs = req;
+    sim->spare_count++;
 }
 
 static void on_connection(void *cls, struct MHD_Connection *connection, void **socket_context,
@@ -670,6 +685,12 @@ void sim_http_stop(sim_t *sim) {
     sim_loop_stop(sim);
     if (sim->daemon != NULL) MHD_stop_daemon(sim->daemon);
     sim->daemon = NULL;
+    while (sim->spare_reqs != NULL) {
+        sim_req_t *req = sim->spare_reqs;
+        sim->spare_reqs = req->spare_next;
+        free(req);
+    }
+    sim->spare_count = 0;
     if (sim->quiesced_fd >= 0) close(sim->quiesced_fd);
     sim->quiesced_fd = -1;
 }
