@@ -651,7 +651,7 @@ static uint64_t arrival_gap_ns(pay_worker *w) {
     return (uint64_t)(-log(1.0 - u) / w->rate_per_s * 1e9);
 }
 
-#define REQUEST_TIMEOUT_NS (60 * 1000000000ull) /* as curl's CURLOPT_TIMEOUT was: a hung request fails */
+#define REQUEST_TIMEOUT_NS (60 * 1000000000ull) /* a request unanswered for a minute fails (a hung server) */
 
 typedef struct {
     pay_worker *w;
