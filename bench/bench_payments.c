@@ -34,7 +34,11 @@
  *   --profile SECONDS  payments only, for a profiler: prints "server_pid=N" once the
  *                      server is warm, then loads it for SECONDS (no result lines) */
 #include <curl/curl.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <http_parser.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -44,6 +48,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -404,18 +409,25 @@ static void samples_append(samples *to, const samples *from) {
 
 typedef enum { STEP_AUTHORIZE, STEP_CAPTURE } step;
 
+/* One keep-alive HTTP/1.1 connection on the worker's epoll set. A request is one fixed
+ * shape (written here in one send); its answer is read by http-parser. curl's general
+ * machinery per request (URL parsing, header lists, connection-cache checks, its socket
+ * callbacks) cost more of the 2 cores than the send and the receive themselves, and
+ * every cycle the load generator takes is one the server it measures does not get. */
 typedef struct {
-    CURL *curl;
-    struct curl_slist headers[4];  /* curl reads the list: its nodes and lines live here, built once */
-    char auth_line[300];
-    char key_line[96];             /* the one header that changes per request */
+    int fd;                        /* -1: not connected (connected before the next send) */
+    http_parser parser;
+    bool complete;                 /* the parser saw the whole answer */
+    bool reused;                   /* the connection carried an answer before this request */
+    bool resent;                   /* this request went out a second time */
+    bool want_out;                 /* watched for writability: the request did not fit the socket */
     size_t reply_bytes;
-    char reply[4096];
-    char body[512];
-    char url[256];
+    char reply[4096];              /* the answer's body (its head: enough for "status" and "id") */
+    char request[1024];
+    size_t request_bytes, request_sent;
     char payment_id[64];
     step next;
-    bool busy;                     /* a request of it is in the multi */
+    bool busy;                     /* a request of it is in flight */
     uint32_t index;
     uint64_t sequence;
     uint64_t started_ns;           /* the payment began: its authorize was sent (open loop: was due) */
@@ -432,89 +444,202 @@ typedef struct {
     uint64_t payments, errors, declined, arrivals;
     samples payment, authorize, capture;
     char first_error[200];
+    int epoll_fd;
+    struct sockaddr_in server;
+    char host[64];                 /* "127.0.0.1:PORT", the Host header */
 } pay_worker;
 
-/* The connection's headers, once: a request changes only the Idempotency-Key line. */
-static void conn_headers(pay_conn *c, const pay_worker *w) {
-    static char content_type[] = "Content-Type: application/json", no_expect[] = "Expect:";
-    snprintf(c->auth_line, sizeof c->auth_line, "Authorization: Bearer %s", w->key);
-    char *lines[4] = {content_type, c->auth_line, no_expect, c->key_line};
-    for (int i = 0; i < 4; i++) {
-        c->headers[i].data = lines[i];
-        c->headers[i].next = i < 3 ? &c->headers[i + 1] : NULL;
-    }
-    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, c->headers);
+static int on_reply_body(http_parser *parser, const char *data, size_t bytes) {
+    pay_conn *c = parser->data;
+    size_t room = sizeof c->reply - 1 - c->reply_bytes;
+    size_t n = bytes < room ? bytes : room;
+    memcpy(c->reply + c->reply_bytes, data, n);
+    c->reply_bytes += n;
+    c->reply[c->reply_bytes] = '\0';
+    return 0;
 }
 
-static void conn_send(pay_conn *c, const pay_worker *w) {
-    int body_bytes;
-    if (c->next == STEP_AUTHORIZE) {
-        c->sequence++;
-        snprintf(c->url, sizeof c->url, "%s/v1/payments", w->base);
-        body_bytes = snprintf(
-            c->body, sizeof c->body,
-            "{\"amount\":%llu,\"currency\":\"EUR\",\"capture_method\":\"manual\",\"payment_method\":"
-            "{\"type\":\"card\",\"card\":{\"number\":\"" CARD "\",\"exp_month\":12,\"exp_year\":2030,"
-            "\"cvc\":\"123\"}},\"payer\":{\"id\":\"P%u\",\"country\":\"DE\"},\"description\":\"bench\"}",
-            (unsigned long long)(500 + (c->sequence * 37) % 9000), c->index);
-        snprintf(c->key_line, sizeof c->key_line, "Idempotency-Key: b%u-%llu-a", c->index,
-                 (unsigned long long)c->sequence);
-    } else {
-        snprintf(c->url, sizeof c->url, "%s/v1/payments/%s/capture", w->base, c->payment_id);
-        body_bytes = snprintf(c->body, sizeof c->body, "{}");
-        snprintf(c->key_line, sizeof c->key_line, "Idempotency-Key: b%u-%llu-c", c->index,
-                 (unsigned long long)c->sequence);
-    }
-    c->reply[0] = '\0';
-    c->reply_bytes = 0;
-    curl_easy_setopt(c->curl, CURLOPT_URL, c->url);
-    curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, c->body);
-    curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE, (long)body_bytes);
-    c->sent_ns = pc_mono_ns();
+static int on_reply_complete(http_parser *parser) {
+    ((pay_conn *)parser->data)->complete = true;
+    return 0;
 }
 
-/* A load reply: appended at its known length (no strlen per chunk). */
-static size_t conn_collect(char *data, size_t size, size_t count, void *user) {
-    pay_conn *c = user;
-    size_t n = size * count;
-    if (c->reply_bytes + n < sizeof c->reply) {
-        memcpy(c->reply + c->reply_bytes, data, n);
-        c->reply_bytes += n;
-        c->reply[c->reply_bytes] = '\0';
-    }
-    return n;
-}
+static const http_parser_settings reply_settings = {.on_body = on_reply_body,
+                                                    .on_message_complete = on_reply_complete};
 
 static void worker_error(pay_worker *w, long status, const char *what) {
     if (w->errors++ == 0) snprintf(w->first_error, sizeof w->first_error, "%ld %.180s", status, what);
 }
 
-/* An answer: the next step of the payment, or the next payment. */
-static void conn_answered(pay_conn *c, pay_worker *w, CURLcode rc) {
-    long status = 0;
+static void conn_close(pay_conn *c, pay_worker *w) {
+    if (c->fd < 0) return;
+    epoll_ctl(w->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    c->fd = -1;
+    c->reused = false;
+}
+
+/* A new connection (blocking connect on loopback, then non-blocking), watched for input. */
+static bool conn_connect(pay_conn *c, pay_worker *w) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0) return false;
+    if (connect(fd, (const struct sockaddr *)&w->server, sizeof w->server) != 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0 ||
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0) {
+        close(fd);
+        return false;
+    }
+    struct epoll_event event = {.events = EPOLLIN, .data.ptr = c};
+    if (epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, fd, &event) != 0) {
+        close(fd);
+        return false;
+    }
+    c->fd = fd;
+    c->reused = false;
+    c->want_out = false;
+    return true;
+}
+
+/* The request of the connection's next step, as bytes. */
+static void conn_request(pay_conn *c, const pay_worker *w) {
+    char path[128], key[64], body[512];
+    int body_bytes;
+    if (c->next == STEP_AUTHORIZE) {
+        c->sequence++;
+        snprintf(path, sizeof path, "/v1/payments");
+        body_bytes = snprintf(
+            body, sizeof body,
+            "{\"amount\":%llu,\"currency\":\"EUR\",\"capture_method\":\"manual\",\"payment_method\":"
+            "{\"type\":\"card\",\"card\":{\"number\":\"" CARD "\",\"exp_month\":12,\"exp_year\":2030,"
+            "\"cvc\":\"123\"}},\"payer\":{\"id\":\"P%u\",\"country\":\"DE\"},\"description\":\"bench\"}",
+            (unsigned long long)(500 + (c->sequence * 37) % 9000), c->index);
+        snprintf(key, sizeof key, "b%u-%llu-a", c->index, (unsigned long long)c->sequence);
+    } else {
+        snprintf(path, sizeof path, "/v1/payments/%s/capture", c->payment_id);
+        body_bytes = snprintf(body, sizeof body, "{}");
+        snprintf(key, sizeof key, "b%u-%llu-c", c->index, (unsigned long long)c->sequence);
+    }
+    int n = snprintf(c->request, sizeof c->request,
+                     "POST %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
+                     "Content-Type: application/json\r\nIdempotency-Key: %s\r\nContent-Length: %d\r\n\r\n%s",
+                     path, w->host, w->key, key, body_bytes, body);
+    if (n < 0 || (size_t)n >= sizeof c->request) die("a request does not fit its buffer");
+    c->request_bytes = (size_t)n;
+}
+
+/* Sends what is left of the request; watches for writability only while the socket is
+ * full. False when the connection failed. */
+static bool conn_flush(pay_conn *c, pay_worker *w) {
+    while (c->request_sent < c->request_bytes) {
+        ssize_t n = send(c->fd, c->request + c->request_sent, c->request_bytes - c->request_sent, MSG_NOSIGNAL);
+        if (n > 0) {
+            c->request_sent += (size_t)n;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && errno == EAGAIN) {
+            struct epoll_event event = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+            if (c->want_out) return true;
+            c->want_out = true;
+            return epoll_ctl(w->epoll_fd, EPOLL_CTL_MOD, c->fd, &event) == 0;
+        } else {
+            return false;
+        }
+    }
+    if (!c->want_out) return true;
+    struct epoll_event event = {.events = EPOLLIN, .data.ptr = c};
+    c->want_out = false;
+    return epoll_ctl(w->epoll_fd, EPOLL_CTL_MOD, c->fd, &event) == 0;
+}
+
+/* (Re)sends the connection's request from its first byte, connecting first if needed. */
+static bool conn_send(pay_conn *c, pay_worker *w) {
+    if (c->fd < 0 && !conn_connect(c, w)) return false;
+    http_parser_init(&c->parser, HTTP_RESPONSE);
+    c->parser.data = c;
+    c->complete = false;
+    c->reply_bytes = 0;
+    c->reply[0] = '\0';
+    c->request_sent = 0;
+    return conn_flush(c, w);
+}
+
+/* An answer (status, its body in c->reply) or a failure ('failure' set): the next step
+ * of the payment, or the next payment. */
+static void conn_answered(pay_conn *c, pay_worker *w, long status, const char *failure) {
     uint64_t now_ns = pc_mono_ns();
-    if (rc == CURLE_OK) curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
     char state[32] = "";
     (void)json_field(c->reply, "status", state, sizeof state);
+    const char *what = failure != NULL ? failure : c->reply;
     if (c->next == STEP_AUTHORIZE) {
-        if (status == 201 && strcmp(state, "authorized") == 0 && json_field(c->reply, "id", c->payment_id,
-                                                                            sizeof c->payment_id)) {
+        if (failure == NULL && status == 201 && strcmp(state, "authorized") == 0 &&
+            json_field(c->reply, "id", c->payment_id, sizeof c->payment_id)) {
             samples_add(&w->authorize, now_ns - c->sent_ns);
             c->next = STEP_CAPTURE;
             return;
         }
-        if (status == 201 || status == 402) w->declined++; /* a risk or channel decision, not an error */
-        else worker_error(w, status, rc == CURLE_OK ? c->reply : curl_easy_strerror(rc));
+        if (failure == NULL && (status == 201 || status == 402)) w->declined++; /* a risk or channel decision, not an error */
+        else worker_error(w, status, what);
         return;
     }
     c->next = STEP_AUTHORIZE;
-    if (status != 200 || strcmp(state, "captured") != 0) {
-        worker_error(w, status, rc == CURLE_OK ? c->reply : curl_easy_strerror(rc));
+    if (failure != NULL || status != 200 || strcmp(state, "captured") != 0) {
+        worker_error(w, status, what);
         return;
     }
     samples_add(&w->capture, now_ns - c->sent_ns);
     samples_add(&w->payment, now_ns - c->started_ns);
     w->payments++;
+}
+
+/* The connection ended before its answer: a reused connection that the server closed
+ * while idle (its close crossed our request) is sent the request again, once, on a new
+ * one (the Idempotency-Key makes a repeat harmless); anything else fails the request.
+ * True when the request is in flight again. */
+static bool conn_lost(pay_conn *c, pay_worker *w) {
+    bool retry = c->reused && !c->resent && c->reply_bytes == 0 && c->parser.status_code == 0;
+    conn_close(c, w);
+    if (!retry) return false;
+    c->resent = true;
+    return conn_send(c, w);
+}
+
+/* Reads what arrived on a busy connection. 1: answered (status in 'status'), 0: not
+ * yet, -1: failed ('failure' says why). */
+static int conn_read(pay_conn *c, pay_worker *w, long *status, const char **failure) {
+    char buf[8192];
+    for (;;) {
+        ssize_t n = recv(c->fd, buf, sizeof buf, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EAGAIN) return 0;
+        if (n <= 0) {
+            if (conn_lost(c, w)) return 0;
+            *failure = n == 0 ? "connection closed before the answer" : strerror(errno);
+            return -1;
+        }
+        size_t parsed = http_parser_execute(&c->parser, &reply_settings, buf, (size_t)n);
+        if (HTTP_PARSER_ERRNO(&c->parser) != HPE_OK || parsed != (size_t)n) {
+            *failure = http_errno_description(HTTP_PARSER_ERRNO(&c->parser));
+            conn_close(c, w);
+            return -1;
+        }
+        if (!c->complete) continue;
+        *status = c->parser.status_code;
+        if (!http_should_keep_alive(&c->parser)) conn_close(c, w);
+        else c->reused = true;
+        return 1;
+    }
+}
+
+/* Sends the connection's next request; false when it could not (connect or send). */
+static bool conn_start(pay_conn *c, pay_worker *w) {
+    conn_request(c, w);
+    c->resent = false;
+    c->busy = true;
+    c->sent_ns = pc_mono_ns();
+    if (conn_send(c, w)) return true;
+    conn_close(c, w);
+    return false;
 }
 
 /* The gap to the next Poisson arrival (xorshift64*; the bench's own, not money). */
@@ -526,169 +651,123 @@ static uint64_t arrival_gap_ns(pay_worker *w) {
     return (uint64_t)(-log(1.0 - u) / w->rate_per_s * 1e9);
 }
 
-static void conn_start(pay_conn *c, pay_worker *w, CURLM *multi) {
-    conn_send(c, w);
-    curl_multi_add_handle(multi, c->curl);
-    c->busy = true;
+#define REQUEST_TIMEOUT_NS (60 * 1000000000ull) /* a request unanswered for a minute fails (a hung server) */
+
+typedef struct {
+    pay_worker *w;
+    bool open;
+    uint32_t active;               /* connections with a request in flight or to come */
+    pay_conn *unsent[CONNECTIONS]; /* requests that could not be sent: failed in the loop */
+    uint32_t unsent_count;
+} pay_run;
+
+static void run_start(pay_run *r, pay_conn *c) {
+    if (!conn_start(c, r->w)) r->unsent[r->unsent_count++] = c;
+}
+
+/* Ends a request (answered or failed) and starts the connection's next one, or retires it. */
+static void conn_finish(pay_run *r, pay_conn *c, long status, const char *failure) {
+    c->busy = false;
+    conn_answered(c, r->w, status, failure);
+    /* a payment under way is finished (captured) after the deadline */
+    if (c->next == STEP_CAPTURE || (!r->open && pc_mono_ns() < r->w->deadline_ns)) {
+        if (c->next == STEP_AUTHORIZE) c->started_ns = pc_mono_ns();
+        run_start(r, c);
+    } else {
+        r->active--;
+    }
 }
 
 /* Open loop: every arrival that is due starts a payment on an idle connection (one
  * that waits for a free connection keeps its arrival time); ms until the next is due. */
-static long arrivals_start(pay_conn *conns, pay_worker *w, CURLM *multi, uint64_t *next_ns, uint32_t *active) {
+static long arrivals_start(pay_run *r, pay_conn *conns, uint64_t *next_ns) {
+    pay_worker *w = r->w;
     uint64_t now_ns = pc_mono_ns();
     for (uint32_t i = 0; i < w->count && *next_ns <= now_ns && *next_ns < w->deadline_ns; i++) {
         pay_conn *c = &conns[i];
         if (c->busy) continue;
         c->next = STEP_AUTHORIZE;
         c->started_ns = *next_ns;
-        conn_start(c, w, multi);
-        (*active)++;
+        r->active++;
         w->arrivals++;
         *next_ns += arrival_gap_ns(w);
+        run_start(r, c);
     }
     if (*next_ns >= w->deadline_ns) return 100;
     return *next_ns > now_ns ? (long)((*next_ns - now_ns) / 1000000) : 1;
 }
 
-/* The multi driven through its socket interface over epoll: a wake-up costs the
- * sockets that are ready, not a scan of every transfer (curl_multi_perform and
- * curl_multi_poll look at all of them each time): less of the client's CPU taken from
- * the server it measures. */
-#define WATCH_FDS 4096 /* the load's sockets have small numbers; above: no shortcut */
-enum { WATCH_ON = 0x80, WATCH_IDLE = 0x40 };
-
-typedef struct {
-    int epoll_fd;
-    uint64_t timer_due_ns;         /* curl's timeout; 0: none */
-    uint8_t watch[WATCH_FDS];      /* by socket: the epoll events watched | WATCH_ON, WATCH_IDLE */
-} pay_events;
-
-/* A connection curl puts back in its cache between two requests stays watched
- * (WATCH_IDLE): the next request on it costs one epoll_ctl, not a remove, a failed
- * modify and an add. An idle socket that wakes the loop (the server closed it) is
- * removed then. */
-static int on_socket(CURL *easy, curl_socket_t fd, int what, void *user, void *socket_user) {
-    (void)easy;
-    (void)socket_user;
-    pay_events *ev = user;
-    uint8_t *watch = fd < WATCH_FDS ? &ev->watch[fd] : NULL;
-    if (what == CURL_POLL_REMOVE) {
-        if (watch != NULL && (*watch & WATCH_ON)) *watch |= WATCH_IDLE;
-        else epoll_ctl(ev->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
-        return 0;
+/* Requests that could not be sent fail (after a pause: a server that is gone is not
+ * hammered); requests unanswered for REQUEST_TIMEOUT_NS fail. */
+static void run_failures(pay_run *r, pay_conn *conns, uint64_t *checked_ns) {
+    if (r->unsent_count > 0) {
+        usleep(10000);
+        uint32_t count = r->unsent_count;
+        pay_conn *unsent[CONNECTIONS];
+        memcpy(unsent, r->unsent, count * sizeof unsent[0]);
+        r->unsent_count = 0;
+        for (uint32_t i = 0; i < count; i++) conn_finish(r, unsent[i], 0, "cannot connect or send");
     }
-    struct epoll_event event = {.data.fd = fd};
-    event.events = (what & CURL_POLL_IN ? EPOLLIN : 0u) | (what & CURL_POLL_OUT ? EPOLLOUT : 0u);
-    uint8_t want = (uint8_t)(event.events | WATCH_ON);
-    if (watch != NULL && *watch == want) return 0;
-    int op = watch != NULL && (*watch & WATCH_ON) ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-    if (epoll_ctl(ev->epoll_fd, op, fd, &event) != 0) { /* a closed idle socket's number reused, or the reverse */
-        epoll_ctl(ev->epoll_fd, op == EPOLL_CTL_MOD ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &event);
+    uint64_t now_ns = pc_mono_ns();
+    if (now_ns - *checked_ns < 1000000000ull) return;
+    *checked_ns = now_ns;
+    for (uint32_t i = 0; i < r->w->count; i++) {
+        pay_conn *c = &conns[i];
+        if (!c->busy || c->fd < 0 || now_ns - c->sent_ns < REQUEST_TIMEOUT_NS) continue;
+        conn_close(c, r->w);
+        conn_finish(r, c, 0, "timed out");
     }
-    if (watch != NULL) *watch = want;
-    return 0;
 }
 
-/* An event on an idle socket: no longer watched, nothing for curl. */
-static bool idle_event(pay_events *ev, int fd) {
-    if (fd >= WATCH_FDS || !(ev->watch[fd] & WATCH_IDLE)) return false;
-    epoll_ctl(ev->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
-    ev->watch[fd] = 0;
-    return true;
-}
-
-static int on_timer(CURLM *multi, long timeout_ms, void *user) {
-    (void)multi;
-    pay_events *ev = user;
-    ev->timer_due_ns = timeout_ms < 0 ? 0 : pc_mono_ns() + (uint64_t)timeout_ms * 1000000u;
-    return 0;
-}
-
-/* Waits up to 'wait_ms' (less when curl's timer is due sooner) and lets curl act on
- * what is ready. */
-static void events_run(pay_events *ev, CURLM *multi, long wait_ms) {
-    if (ev->timer_due_ns != 0) {
-        uint64_t now_ns = pc_mono_ns();
-        long timer_ms = ev->timer_due_ns > now_ns ? (long)((ev->timer_due_ns - now_ns + 999999) / 1000000) : 0;
-        if (timer_ms < wait_ms) wait_ms = timer_ms;
-    }
+static void run_events(pay_run *r, long wait_ms) {
     struct epoll_event events[CONNECTIONS];
-    int count = epoll_wait(ev->epoll_fd, events, CONNECTIONS, (int)wait_ms);
-    int running = 0;
+    int count = epoll_wait(r->w->epoll_fd, events, CONNECTIONS, (int)wait_ms);
     for (int i = 0; i < count; i++) {
-        if (idle_event(ev, events[i].data.fd)) continue;
-        int flags = (events[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) |
-                    (events[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
-                    (events[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
-        curl_multi_socket_action(multi, events[i].data.fd, flags, &running);
-    }
-    if (ev->timer_due_ns != 0 && ev->timer_due_ns <= pc_mono_ns()) {
-        ev->timer_due_ns = 0;
-        curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        pay_conn *c = events[i].data.ptr;
+        if (!c->busy) { /* an idle connection the server closed: reconnect for the next request */
+            conn_close(c, r->w);
+            continue;
+        }
+        long status = 0;
+        const char *failure = NULL;
+        if ((events[i].events & EPOLLOUT) && !conn_flush(c, r->w)) {
+            conn_close(c, r->w);
+            conn_finish(r, c, 0, "send failed");
+            continue;
+        }
+        if (!(events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))) continue;
+        int got = conn_read(c, r->w, &status, &failure);
+        if (got != 0) conn_finish(r, c, status, failure);
     }
 }
 
 static void *pay_worker_run(void *arg) {
     pay_worker *w = arg;
-    CURLM *multi = curl_multi_init();
     pay_conn *conns = calloc(w->count, sizeof *conns);
-    pay_events *ev = calloc(1, sizeof *ev);
-    if (multi == NULL || conns == NULL || ev == NULL || (ev->epoll_fd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
-        die("no memory");
-    }
-    curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-    curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, ev);
-    curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, on_timer);
-    curl_multi_setopt(multi, CURLMOPT_TIMERDATA, ev);
-    /* every connection stays open while payments in flight dip (the open loop): curl's
-     * default keeps 4 per transfer in flight and would reconnect, at the server's cost */
-    curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long)w->count);
-    bool open = w->rate_per_s > 0;
-    uint64_t next_ns = pc_mono_ns();
-    uint32_t active = 0;
+    const char *colon = strrchr(w->base, ':');
+    if (conns == NULL || colon == NULL || (w->epoll_fd = epoll_create1(EPOLL_CLOEXEC)) < 0) die("no memory");
+    w->server = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1)),
+                                     .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    snprintf(w->host, sizeof w->host, "127.0.0.1:%d", atoi(colon + 1));
+    pay_run r = {.w = w, .open = w->rate_per_s > 0};
+    uint64_t next_ns = pc_mono_ns(), checked_ns = pc_mono_ns();
     for (uint32_t i = 0; i < w->count; i++) {
         pay_conn *c = &conns[i];
         c->index = w->first + i;
-        c->curl = curl_easy_init();
-        curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, conn_collect);
-        curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, c);
-        curl_easy_setopt(c->curl, CURLOPT_PRIVATE, c);
-        conn_headers(c, w);
-        curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, 60L);
-        curl_easy_setopt(c->curl, CURLOPT_TCP_NODELAY, 1L);
-        if (open) continue;
+        c->fd = -1;
+        if (r.open) continue;
         c->started_ns = pc_mono_ns();
-        conn_start(c, w, multi);
-        active++;
+        r.active++;
+        run_start(&r, c);
     }
-    while (active > 0 || (open && next_ns < w->deadline_ns)) {
-        long wait_ms = open ? arrivals_start(conns, w, multi, &next_ns, &active) : 100;
-        events_run(ev, multi, active > 0 || open ? (wait_ms < 100 ? wait_ms : 100) : 0);
-        int queued = 0;
-        CURLMsg *msg;
-        while ((msg = curl_multi_info_read(multi, &queued)) != NULL) {
-            if (msg->msg != CURLMSG_DONE) continue;
-            pay_conn *c = NULL;
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&c);
-            CURLcode rc = msg->data.result;
-            curl_multi_remove_handle(multi, c->curl);
-            c->busy = false;
-            conn_answered(c, w, rc);
-            /* a payment under way is finished (captured) after the deadline */
-            if (c->next == STEP_CAPTURE || (!open && pc_mono_ns() < w->deadline_ns)) {
-                if (c->next == STEP_AUTHORIZE) c->started_ns = pc_mono_ns();
-                conn_start(c, w, multi);
-            } else {
-                active--;
-            }
-        }
+    while (r.active > 0 || (r.open && next_ns < w->deadline_ns)) {
+        long wait_ms = r.open ? arrivals_start(&r, conns, &next_ns) : 100;
+        run_events(&r, r.active > 0 || r.open ? (wait_ms < 100 ? wait_ms : 100) : 0);
+        run_failures(&r, conns, &checked_ns);
     }
-    for (uint32_t i = 0; i < w->count; i++) curl_easy_cleanup(conns[i].curl);
+    for (uint32_t i = 0; i < w->count; i++) conn_close(&conns[i], w);
     free(conns);
-    curl_multi_cleanup(multi);
-    close(ev->epoll_fd);
-    free(ev);
+    close(w->epoll_fd);
     return NULL;
 }
 

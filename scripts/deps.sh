@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 # chromium: the dashboard's browser test; prometheus: promtool for deploy/prometheus;
 # systemd: systemd-analyze verify for deploy/systemd; podman + runc: the container test;
 # librabbitmq-dev + rabbitmq-server: the events publisher and its broker test;
-# libhttp-parser-dev: the gateway's own HTTP client reads channel answers with it;
+# libhttp-parser-dev: the gateway's own HTTP client reads channel answers with it, and
+# the payments benchmark's load reads its answers with it;
 # patroni + python3-etcd + etcd-server: the high-availability tests (tests/ha), which
 # start their own etcd members and Patroni nodes (the packaged services stay off).
 PACKAGES="build-essential cmake pkg-config sqlite3 libsqlite3-dev libmicrohttpd-dev \

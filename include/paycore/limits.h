@@ -403,6 +403,9 @@ static_assert(RISK_STORE_BATCH_MAX <= RISK_STORE_QUEUE_MAX, "a store batch comes
 #define SIM_CHECKPOINT_FRAMES 8192              /* WAL pages (32 MiB at 4 KiB) before the worker
                                                  * checkpoints: a page rewritten by many groups meanwhile
                                                  * (a table's last leaf) is copied and synced once */
+#define SIM_CACHE_KIB (64 * 1024)               /* the record's page cache: a benchmark's record (a few
+                                                 * tens of MiB) stays in it, so a request's B-tree
+                                                 * searches read no page from the file */
 #define SIM_GROUP_UNITS_MAX 256                 /* requests one group commit carries at most:
                                                  * bounds a group's wait when arrivals never pause */
 #define SIM_DEMO_START_MS 60000                 /* a sanitized build on a busy machine starts slowly */

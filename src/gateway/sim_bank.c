@@ -249,7 +249,7 @@ static bool transfer_finish(sim_t *sim, const due_transfer_t *due, int64_t now_m
               sim_db_run(&sim->db, "UPDATE transfers SET status = ?, return_code = NULLIF(?, ''), callback_body = ?,"
                          " callback_next_ms = ? WHERE id = ?", "sssis", status, code, text, now_ms, due->id) &&
               sim_db_run(&sim->db, "UPDATE records SET status = ?, response_code = ?, settled_at_ms = NULLIF(?, 0)"
-                         " WHERE id = ?", "ssis", status, settled ? "settled" : code, settled ? now_ms : (int64_t)0,
+                         " WHERE id = ? AND kind = 'transfer'", "ssis", status, settled ? "settled" : code, settled ? now_ms : (int64_t)0,
                          due->id);
     free(text);
     return ok;

@@ -25,6 +25,8 @@ typedef struct {
     char challenge_state[12];     /* pending, completed, failed, or "" */
     bool capture_requested;
     char merchant_ref[SIM_REF_BYTES_MAX + 1];
+    int64_t row;                  /* its row in authorizations, and its record's in records */
+    int64_t record_row;
 } card_auth_t;
 
 /* Numbers that force one code: 4000 0000 0000 0RRc forces RR. */
@@ -123,15 +125,19 @@ static bool cardholder_move(sim_t *sim, const char *number, const char *currency
 
 /* ---- authorizations in the record ---- */
 
+/* An authorization by its id or its challenge's, found through temp.auth_rows
+ * (sim_record.c): 1 found, 0 not, -1 the record failed. */
 static int auth_load(sim_t *sim, const char *column_is, const char *value, card_auth_t *out) {
     static const char by_id[] =
-        "SELECT id, card_number, status, response_code, amount, currency, captured_total, refunded_total,"
-        " coalesce(challenge_state, ''), capture_requested, coalesce(merchant_ref, '') FROM authorizations"
-        " WHERE id = ?";
+        "SELECT a.id, a.card_number, a.status, a.response_code, a.amount, a.currency, a.captured_total,"
+        " a.refunded_total, coalesce(a.challenge_state, ''), a.capture_requested, coalesce(a.merchant_ref, ''),"
+        " m.auth_row, m.record_row FROM temp.auth_rows m JOIN authorizations a ON a.rowid = m.auth_row"
+        " WHERE m.id = ?";
     static const char by_challenge[] =
-        "SELECT id, card_number, status, response_code, amount, currency, captured_total, refunded_total,"
-        " coalesce(challenge_state, ''), capture_requested, coalesce(merchant_ref, '') FROM authorizations"
-        " WHERE challenge_id = ?";
+        "SELECT a.id, a.card_number, a.status, a.response_code, a.amount, a.currency, a.captured_total,"
+        " a.refunded_total, coalesce(a.challenge_state, ''), a.capture_requested, coalesce(a.merchant_ref, ''),"
+        " m.auth_row, m.record_row FROM authorizations a JOIN temp.auth_rows m ON m.id = a.id"
+        " WHERE a.challenge_id = ?";
     sqlite3_stmt *stmt = sim_db_query(&sim->db, strcmp(column_is, "id") == 0 ? by_id : by_challenge, "s", value);
     if (stmt == NULL) return -1;
     int rc = sqlite3_step(stmt);
@@ -148,6 +154,8 @@ static int auth_load(sim_t *sim, const char *column_is, const char *value, card_
         snprintf(out->challenge_state, sizeof out->challenge_state, "%s", sim_col_text(stmt, 8));
         out->capture_requested = sqlite3_column_int(stmt, 9) != 0;
         snprintf(out->merchant_ref, sizeof out->merchant_ref, "%s", sim_col_text(stmt, 10));
+        out->row = sqlite3_column_int64(stmt, 11);
+        out->record_row = sqlite3_column_int64(stmt, 12);
     }
     sqlite3_reset(stmt);
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
@@ -223,8 +231,8 @@ static bool auth_apply_approval(sim_req_t *req, card_auth_t *auth, char capture_
     return cardholder_move(sim, auth->number, auth->currency, -auth->amount, 0) &&
            record_insert(req, capture_id, "capture", auth->id, "approved", "00", auth->amount, auth->currency,
                          auth->merchant_ref, true) &&
-           sim_db_run(&sim->db, "UPDATE authorizations SET captured_total = ? WHERE id = ?", "is",
-                      auth->captured_total, auth->id);
+           sim_db_run(&sim->db, "UPDATE authorizations SET captured_total = ? WHERE rowid = ?", "ii",
+                      auth->captured_total, auth->row);
 }
 
 /* 51 or 00 by the cardholder's available balance. */
@@ -328,9 +336,13 @@ static void card_authorize(sim_req_t *req) {
                          " VALUES (?, ?, ?, ?, ?, ?, NULLIF(?, ''), ?, ?, NULLIF(?, ''), ?)", "ssssisssiss",
                          auth.id, auth.number, auth.status, code, auth.amount, auth.currency, challenge_id,
                          challenge_id[0] ? "pending" : NULL, (int64_t)auth.capture_requested, auth.merchant_ref,
-                         req->key) &&
-              record_insert(req, auth.id, "authorization", NULL, auth.status, code, auth.amount, auth.currency,
-                            auth.merchant_ref, false);
+                         req->key);
+    auth.row = sqlite3_last_insert_rowid(sim->db.db);
+    ok = ok && record_insert(req, auth.id, "authorization", NULL, auth.status, code, auth.amount, auth.currency,
+                             auth.merchant_ref, false);
+    auth.record_row = sqlite3_last_insert_rowid(sim->db.db);
+    ok = ok && sim_db_run(&sim->db, "INSERT INTO temp.auth_rows(id, auth_row, record_row) VALUES (?, ?, ?)", "sii",
+                          auth.id, auth.row, auth.record_row);
     char capture_id[SIM_ID_SIZE] = "";
     if (ok && strcmp(code, "00") == 0) ok = auth_apply_approval(req, &auth, capture_id);
     if (!ok) return sim_reply_internal(req);
@@ -343,9 +355,9 @@ static bool challenge_resolve(sim_req_t *req, card_auth_t *auth, const char *cod
     snprintf(auth->response_code, sizeof auth->response_code, "%s", code);
     snprintf(auth->status, sizeof auth->status, "%s", auth_status(code));
     return sim_db_run(&req->sim->db, "UPDATE authorizations SET status = ?, response_code = ?, challenge_state = ?"
-                      " WHERE id = ?", "ssss", auth->status, code, state, auth->id) &&
-           sim_db_run(&req->sim->db, "UPDATE records SET status = ?, response_code = ? WHERE id = ?", "sss",
-                      auth->status, code, auth->id);
+                      " WHERE rowid = ?", "sssi", auth->status, code, state, auth->row) &&
+           sim_db_run(&req->sim->db, "UPDATE records SET status = ?, response_code = ? WHERE rowid = ?", "ssi",
+                      auth->status, code, auth->record_row);
 }
 
 static void card_challenge_complete(sim_req_t *req) {
@@ -421,8 +433,8 @@ static void amount_operation(sim_req_t *req, bool capture) {
     if (ok && approved) {
         *total += amount;
         ok = cardholder_move(sim, auth.number, auth.currency, capture ? -amount : amount, capture ? -amount : 0) &&
-             sim_db_run(&sim->db, "UPDATE authorizations SET captured_total = ?, refunded_total = ? WHERE id = ?",
-                        "iis", auth.captured_total, auth.refunded_total, auth.id);
+             sim_db_run(&sim->db, "UPDATE authorizations SET captured_total = ?, refunded_total = ? WHERE rowid = ?",
+                        "iii", auth.captured_total, auth.refunded_total, auth.row);
     }
     if (!ok) return sim_reply_internal(req);
     json_t *answer = operation_answer(id, &auth, code, amount);
@@ -453,8 +465,8 @@ static void card_void(sim_req_t *req) {
                             auth.currency, auth.merchant_ref, false);
     if (ok && approved) {
         ok = cardholder_move(sim, auth.number, auth.currency, 0, -auth.amount) &&
-             sim_db_run(&sim->db, "UPDATE authorizations SET status = 'voided' WHERE id = ?", "s", auth.id) &&
-             sim_db_run(&sim->db, "UPDATE records SET status = 'voided' WHERE id = ?", "s", auth.id);
+             sim_db_run(&sim->db, "UPDATE authorizations SET status = 'voided' WHERE rowid = ?", "i", auth.row) &&
+             sim_db_run(&sim->db, "UPDATE records SET status = 'voided' WHERE rowid = ?", "i", auth.record_row);
     }
     if (!ok) return sim_reply_internal(req);
     sim_reply_json(req, 200, operation_answer(id, &auth, code, auth.amount));

@@ -121,7 +121,8 @@ const char *sim_col_text(sqlite3_stmt *stmt, int column);
 
 typedef struct sim_unit {
     uint64_t group;               /* the group joined; 0: none (nothing to wait for) */
-    bool savepoint;               /* the unit's changes can be undone alone */
+    bool marked;                  /* sim_unit_mark was called */
+    int64_t changes_at_mark;      /* the connection's row changes then */
     bool done;                    /* the group's commit ended (under group_lock) */
     bool ok;                      /* ... and committed */
     struct sim_unit *next;        /* the group's members */
@@ -131,12 +132,17 @@ typedef struct sim_unit {
  * joins the open group if any (it may read its rows). False (lock released, nothing
  * joined) when the record fails. */
 bool sim_unit_begin(sim_t *sim, sim_unit_t *unit, bool writes);
-/* Sets the point sim_unit_end undoes to when told not to keep (a savepoint): changes
- * before it always stay. False when the record fails. */
+/* Sets the point sim_unit_end undoes to when told not to keep: changes before it
+ * always stay. No savepoint: a unit told not to keep rarely changed anything (requests
+ * validate before they write; a write fails only when the record does), so one that
+ * did fails its whole group instead (every member answers 500, nothing is told). */
 bool sim_unit_mark(sim_t *sim, sim_unit_t *unit);
-/* Keeps or undoes the changes after the mark, commits the group when nobody else is
- * about to add to it, and releases the lock. */
+/* Keeps the changes after the mark, or undoes them (the whole group, see above, when
+ * there are any); commits the group when nobody else is about to add to it, and
+ * releases the lock. */
 void sim_unit_end(sim_t *sim, sim_unit_t *unit, bool keep);
+/* True when the unit changed rows since its mark. */
+bool sim_unit_changed(sim_t *sim, const sim_unit_t *unit);
 /* Waits until the unit's group committed; true when it did (or the unit joined none).
  * Every unit that joined a group is waited for before its memory goes. */
 bool sim_unit_wait(sim_t *sim, sim_unit_t *unit);
@@ -163,8 +169,12 @@ void sim_loop_stop(sim_t *sim);
 /* On the loop thread, from a request's handler: suspends its connection for 'ms' (at
  * stop: until the loop drains). MHD calls the handler again once it resumes. */
 void sim_loop_wait_ms(sim_req_t *req, uint64_t ms);
-/* The same until the open group commits at the end of this pass. */
+/* From a request's handler, which then returns without an answer: MHD calls it again
+ * in the next pass, after the open group committed at the end of this one. */
 void sim_loop_wait_commit(sim_req_t *req);
+/* The handler was called again (or the connection closed): the request no longer
+ * waits. */
+void sim_loop_commit_seen(sim_req_t *req);
 
 /* ---- the simulator ---- */
 
@@ -193,6 +203,8 @@ struct sim {
     uint16_t port;
     int quiesced_fd;              /* the listening socket once the loop stopped accepting; -1 */
     sim_loop_t *loop;
+    sim_req_t *spare_reqs;        /* completed requests kept for reuse (loop thread, then stop) */
+    uint32_t spare_count;
     atomic_bool batching;         /* the loop is in a pass: units leave the commit to its end */
     atomic_bool stopping;
     pthread_mutex_t sleep_lock;   /* the worker's sleeps end on stop */
@@ -272,6 +284,8 @@ struct sim_req {
     sim_fate_t fate;
     bool fate_drawn;
     bool first_arrival;           /* the key's count is 1: nothing recorded under it yet */
+    uint64_t arrival;             /* the key's count with this arrival */
+    bool count_pending;           /* the count is for handle_in to write */
     sim_unit_t arrival_unit;      /* the arrival count (and, without latency, the rest) */
     sim_unit_t unit;              /* the operation after a latency wait */
     /* the reply */
@@ -285,7 +299,8 @@ struct sim_req {
     /* the loop */
     sim_stage stage;
     uint32_t hold_ms;             /* a held timeout's length, from the faults at arrival */
-    struct sim_req *loop_next;    /* the loop's list of requests waiting for a commit */
+    bool awaiting_commit;         /* counted by the loop as waiting for its pass's commit */
+    struct sim_req *spare_next;   /* in sim->spare_reqs once completed */
 };
 
 void sim_reply_json(sim_req_t *req, unsigned http_status, json_t *answer /* stolen */);

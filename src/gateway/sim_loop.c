@@ -4,7 +4,10 @@
  * a held timeout, its group's commit) suspends its connection and the loop resumes it
  * later: nothing on the loop sleeps, so one slow or delayed request never holds another.
  * A pass: epoll wait, MHD runs every ready connection (their units join one group),
- * the group commits, the requests that waited for it resume, due timers resume theirs. */
+ * the group commits, due timers resume their requests. A request waiting for the
+ * commit is not suspended: its handler returns without an answer, so MHD keeps the
+ * connection ready and calls the handler again in the next pass, after the commit
+ * (a suspend and a resume would cost two epoll_ctl calls per request). */
 #include <errno.h>
 #include <microhttpd.h>
 #include <stdio.h>
@@ -30,7 +33,7 @@ struct sim_loop {
     bool started;
     sim_timer_t *timers;          /* min-heap on due_ms; a connection has one request waiting at most */
     uint32_t timer_count;
-    sim_req_t *committing;        /* suspended until the open group commits (loop_next links them) */
+    uint32_t committing;          /* requests whose handler waits for the open group's commit */
     uint32_t suspended;           /* connections the loop must resume */
 };
 
@@ -82,11 +85,17 @@ void sim_loop_wait_ms(sim_req_t *req, uint64_t ms) {
 }
 
 void sim_loop_wait_commit(sim_req_t *req) {
+    if (req->awaiting_commit) return;
+    req->awaiting_commit = true;
+    req->sim->loop->committing++;
+}
+
+void sim_loop_commit_seen(sim_req_t *req) {
     sim_loop_t *loop = req->sim->loop;
-    MHD_suspend_connection(req->connection);
-    loop->suspended++;
-    req->loop_next = loop->committing;
-    loop->committing = req;
+    if (!req->awaiting_commit) return;
+    req->awaiting_commit = false;
+    PC_ASSERT(loop != NULL && loop->committing > 0);
+    loop->committing--;
 }
 
 /* Resumes the timers due by 'now_ms' (all of them at stop); the count resumed. */
@@ -99,25 +108,18 @@ static uint32_t timers_fire(sim_loop_t *loop, uint64_t now_ms) {
     return fired;
 }
 
-/* Commits the pass's group and resumes the requests that waited for it. */
+/* Commits the pass's group; the count of requests that waited for it (MHD calls
+ * their handlers again in the next pass). */
 static uint32_t commit_release(sim_t *sim) {
-    sim_loop_t *loop = sim->loop;
     sim_group_flush(sim);
-    uint32_t released = 0;
-    while (loop->committing != NULL) {
-        sim_req_t *req = loop->committing;
-        loop->committing = req->loop_next;
-        req->loop_next = NULL;
-        resume(loop, req);
-        released++;
-    }
-    return released;
+    return sim->loop->committing;
 }
 
 /* ---- the loop ---- */
 
 /* How long epoll may wait: until MHD's next connection timeout or the next timer; not
- * at all when the last pass resumed requests (MHD runs them in the next pass). */
+ * at all when the last pass resumed requests or committed for some (MHD runs them in
+ * the next pass). */
 static int pass_timeout_ms(sim_t *sim, bool stopping, uint32_t resumed) {
     if (stopping || resumed > 0) return 0;
     uint64_t wait_ms = UINT64_MAX;
@@ -212,7 +214,7 @@ void sim_loop_stop(sim_t *sim) {
         obs_logf(OBS_LEVEL_ERROR, "simulator loop: wake: %s", strerror(errno));
     }
     if (loop->started) pthread_join(loop->thread, NULL);
-    PC_ASSERT(loop->suspended == 0 && loop->committing == NULL && loop->timer_count == 0);
+    PC_ASSERT(loop->suspended == 0 && loop->committing == 0 && loop->timer_count == 0);
     sim->loop = NULL;
     loop_free(loop);
 }

@@ -9,33 +9,48 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "gateway/sim_internal.h"
 #include "obs/obs.h"
 
-#define SIM_SCHEMA_VERSION "1"
+#define SIM_SCHEMA_VERSION "2"
 
+/* Where a request's rows go decides what a group commit writes: a table keyed by a
+ * random id (the hash-derived authorization and record ids) takes one page per row
+ * into the WAL, whatever the group's size, while rows appended in order share their
+ * last pages. So the busy tables are appended in arrival order (rowid tables), and the
+ * few lookups by id go through small indexes: per kind (wallet payments, bank
+ * transfers, refunds by their parent), or, for card authorizations (found by id on
+ * every capture), an in-memory table of the connection (temp.auth_rows, below).
+ * A key's first arrival whose answer is recorded counts through its idempotency row:
+ * arrival_counts holds the other arrivals' counts and the view `arrivals` both. */
 static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS meta(name TEXT PRIMARY KEY, value TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS idempotency(key TEXT PRIMARY KEY, operation TEXT NOT NULL,"
     " request_sha256 TEXT NOT NULL, http_status INTEGER NOT NULL, response TEXT NOT NULL,"
     " created_at_ms INTEGER NOT NULL) WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS arrivals(key TEXT PRIMARY KEY, count INTEGER NOT NULL) WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS records(id TEXT PRIMARY KEY, kind TEXT NOT NULL, parent_id TEXT,"
+    "CREATE TABLE IF NOT EXISTS arrival_counts(key TEXT PRIMARY KEY, count INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE VIEW IF NOT EXISTS arrivals(key, count) AS SELECT key, count FROM arrival_counts"
+    " UNION ALL SELECT i.key, 1 FROM idempotency i"
+    " WHERE NOT EXISTS (SELECT 1 FROM arrival_counts a WHERE a.key = i.key);"
+    "CREATE TABLE IF NOT EXISTS records(id TEXT NOT NULL, kind TEXT NOT NULL, parent_id TEXT,"
     " idempotency_key TEXT NOT NULL, status TEXT NOT NULL, response_code TEXT NOT NULL,"
     " amount INTEGER NOT NULL, currency TEXT NOT NULL, merchant_ref TEXT,"
-    " created_at_ms INTEGER NOT NULL, settled_at_ms INTEGER) WITHOUT ROWID;"
+    " created_at_ms INTEGER NOT NULL, settled_at_ms INTEGER);"
     "CREATE INDEX IF NOT EXISTS records_settled ON records(settled_at_ms)"
     " WHERE settled_at_ms IS NOT NULL;"
-    "CREATE INDEX IF NOT EXISTS records_parent ON records(parent_id) WHERE parent_id IS NOT NULL;"
-    "CREATE TABLE IF NOT EXISTS authorizations(id TEXT PRIMARY KEY, card_number TEXT NOT NULL,"
+    "CREATE INDEX IF NOT EXISTS records_refunds ON records(parent_id) WHERE kind = 'refund';"
+    "CREATE UNIQUE INDEX IF NOT EXISTS records_payments ON records(id) WHERE kind = 'payment';"
+    "CREATE UNIQUE INDEX IF NOT EXISTS records_transfers ON records(id) WHERE kind = 'transfer';"
+    "CREATE TABLE IF NOT EXISTS authorizations(id TEXT NOT NULL, card_number TEXT NOT NULL,"
     " status TEXT NOT NULL, response_code TEXT NOT NULL, amount INTEGER NOT NULL,"
     " currency TEXT NOT NULL, captured_total INTEGER NOT NULL DEFAULT 0,"
     " refunded_total INTEGER NOT NULL DEFAULT 0, challenge_id TEXT, challenge_state TEXT,"
     " capture_requested INTEGER NOT NULL DEFAULT 0, merchant_ref TEXT,"
-    " idempotency_key TEXT NOT NULL) WITHOUT ROWID;"
+    " idempotency_key TEXT NOT NULL);"
     "CREATE UNIQUE INDEX IF NOT EXISTS authorizations_challenge ON authorizations(challenge_id)"
     " WHERE challenge_id IS NOT NULL;"
     "CREATE TABLE IF NOT EXISTS cardholders(number TEXT NOT NULL, currency TEXT NOT NULL,"
@@ -58,6 +73,35 @@ static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS discrepancies(id INTEGER PRIMARY KEY, date TEXT NOT NULL,"
     " kind TEXT NOT NULL, count INTEGER NOT NULL, created_at_ms INTEGER NOT NULL,"
     " consumed_at_ms INTEGER, detail TEXT);";
+
+/* A version 1 record (tables keyed by id, every arrival counted in `arrivals`) set
+ * aside before schema_sql creates version 2's tables; migrate_v1_copy fills them. */
+static const char *const migrate_v1_aside_sql =
+    "DROP INDEX IF EXISTS records_settled; DROP INDEX IF EXISTS records_parent;"
+    " DROP INDEX IF EXISTS authorizations_challenge;"
+    " ALTER TABLE arrivals RENAME TO arrival_counts;"
+    " ALTER TABLE records RENAME TO records_v1;"
+    " ALTER TABLE authorizations RENAME TO authorizations_v1;";
+static const char *const migrate_v1_copy_sql =
+    "INSERT INTO records(id, kind, parent_id, idempotency_key, status, response_code, amount, currency,"
+    " merchant_ref, created_at_ms, settled_at_ms) SELECT id, kind, parent_id, idempotency_key, status,"
+    " response_code, amount, currency, merchant_ref, created_at_ms, settled_at_ms FROM records_v1"
+    " ORDER BY created_at_ms, id;"
+    " INSERT INTO authorizations(id, card_number, status, response_code, amount, currency, captured_total,"
+    " refunded_total, challenge_id, challenge_state, capture_requested, merchant_ref, idempotency_key)"
+    " SELECT id, card_number, status, response_code, amount, currency, captured_total, refunded_total,"
+    " challenge_id, challenge_state, capture_requested, merchant_ref, idempotency_key FROM authorizations_v1;"
+    " DROP TABLE records_v1; DROP TABLE authorizations_v1;"
+    " UPDATE meta SET value = '2' WHERE name = 'schema_version';";
+
+/* The connection's own map from an authorization's id to its row and its record's row
+ * (in memory: nothing of it goes to the WAL; it is part of each transaction, so a
+ * group that rolls back takes its rows back too). Filled from the record at open. */
+static const char *const auth_rows_sql =
+    "CREATE TEMP TABLE auth_rows(id TEXT PRIMARY KEY, auth_row INTEGER NOT NULL, record_row INTEGER NOT NULL)"
+    " WITHOUT ROWID;"
+    " INSERT INTO temp.auth_rows(id, auth_row, record_row) SELECT a.id, a.rowid, r.rowid"
+    " FROM main.authorizations a JOIN main.records r ON r.id = a.id AND r.kind = 'authorization';";
 
 /* Creates the file 0600 before SQLite opens it (SQLite gives its -wal and -shm files
  * the same mode). */
@@ -94,6 +138,32 @@ static bool check_channel(sim_db_t *db, sim_kind kind, char *error, size_t error
     return true;
 }
 
+/* The record's version before this open: 0 for a new file. */
+static int schema_version(sim_db_t *db) {
+    sqlite3_stmt *stmt = NULL;
+    int version = 0;
+    if (sqlite3_prepare_v2(db->db, "SELECT value FROM meta WHERE name = 'schema_version'", -1, &stmt, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW) {
+        version = atoi(sim_col_text(stmt, 0));
+    }
+    sqlite3_finalize(stmt); /* no meta table yet: a new file */
+    return version;
+}
+
+/* Creates the tables, migrating a version 1 record in the same transaction. */
+static bool schema_apply(sim_db_t *db, char **message) {
+    if (sqlite3_exec(db->db, "BEGIN IMMEDIATE", NULL, NULL, message) != SQLITE_OK) return false;
+    bool from_v1 = schema_version(db) == 1;
+    bool ok = (!from_v1 || sqlite3_exec(db->db, migrate_v1_aside_sql, NULL, NULL, message) == SQLITE_OK) &&
+              sqlite3_exec(db->db, schema_sql, NULL, NULL, message) == SQLITE_OK &&
+              (!from_v1 || sqlite3_exec(db->db, migrate_v1_copy_sql, NULL, NULL, message) == SQLITE_OK) &&
+              sqlite3_exec(db->db, "COMMIT", NULL, NULL, message) == SQLITE_OK;
+    if (!ok) sqlite3_exec(db->db, "ROLLBACK", NULL, NULL, NULL);
+    else if (from_v1) obs_log(OBS_LEVEL_INFO, "simulator record: migrated from version 1 to 2", NULL);
+    return ok;
+}
+
 bool sim_db_open(sim_db_t *db, const char *path, sim_kind kind, char *error, size_t error_bytes) {
     memset(db, 0, sizeof(*db));
     if (!create_private(path, error, error_bytes)) return false;
@@ -106,11 +176,13 @@ bool sim_db_open(sim_db_t *db, const char *path, sim_kind kind, char *error, siz
     char *message = NULL;
     /* 4 KiB pages: shallower trees than 1 KiB ones (fewer pages searched and rewritten
      * per request), and a group's rows share leaves. SQLite's own mutex is off: the
-     * connection is only ever used under the simulator's lock. */
-    if (sqlite3_exec(db->db, "PRAGMA page_size=4096; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-                     " PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;",
-                     NULL, NULL, &message) != SQLITE_OK ||
-        sqlite3_exec(db->db, schema_sql, NULL, NULL, &message) != SQLITE_OK) {
+     * connection is only ever used under the simulator's lock. The cache holds the
+     * record (SIM_CACHE_KIB): a miss is a pread on the request's path. */
+    char pragmas[256];
+    snprintf(pragmas, sizeof pragmas, "PRAGMA page_size=4096; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+             " PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-%d;", (int)SIM_CACHE_KIB);
+    if (sqlite3_exec(db->db, pragmas, NULL, NULL, &message) != SQLITE_OK || !schema_apply(db, &message) ||
+        sqlite3_exec(db->db, auth_rows_sql, NULL, NULL, &message) != SQLITE_OK) {
         snprintf(error, error_bytes, "cannot prepare %s: %s", path, message ? message : "?");
         sqlite3_free(message);
         sim_db_close(db);
@@ -155,7 +227,8 @@ static sqlite3_stmt *bind_all(sim_db_t *db, const char *sql, const char *types, 
         int rc;
         if (types[i] == 's') {
             const char *text = va_arg(args, const char *);
-            rc = text ? sqlite3_bind_text(stmt, i + 1, text, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(stmt, i + 1);
+            /* static: the caller's text outlives the statement's use (bindings are cleared first each time) */
+            rc = text ? sqlite3_bind_text(stmt, i + 1, text, -1, SQLITE_STATIC) : sqlite3_bind_null(stmt, i + 1);
         } else {
             PC_ASSERT(types[i] == 'i');
             rc = sqlite3_bind_int64(stmt, i + 1, va_arg(args, int64_t));
@@ -260,14 +333,10 @@ static void group_commit(sim_t *sim) {
 
 /* Rolls the open group back (under the lock): a unit's changes could not be undone alone. */
 static void group_abort(sim_t *sim) {
-    obs_logf(OBS_LEVEL_ERROR, "simulator record: a unit could not be undone; its group of %u was rolled back",
+    obs_logf(OBS_LEVEL_ERROR, "simulator record: a failed unit had changed rows; its group of %u was rolled back",
              sim->group_units);
     sim_db_rollback(&sim->db);
     group_close(sim, false);
-}
-
-static bool savepoint(sim_db_t *db, const char *sql) {
-    return sim_db_run(db, sql, "");
 }
 
 bool sim_unit_begin(sim_t *sim, sim_unit_t *unit, bool writes) {
@@ -288,17 +357,21 @@ bool sim_unit_begin(sim_t *sim, sim_unit_t *unit, bool writes) {
 }
 
 bool sim_unit_mark(sim_t *sim, sim_unit_t *unit) {
-    PC_ASSERT(unit->group != 0 && !unit->savepoint);
-    unit->savepoint = savepoint(&sim->db, "SAVEPOINT unit");
-    return unit->savepoint;
+    PC_ASSERT(unit->group != 0 && !unit->marked);
+    unit->marked = true;
+    unit->changes_at_mark = sqlite3_total_changes64(sim->db.db);
+    return true;
+}
+
+bool sim_unit_changed(sim_t *sim, const sim_unit_t *unit) {
+    return unit->marked && sqlite3_total_changes64(sim->db.db) != unit->changes_at_mark;
 }
 
 void sim_unit_end(sim_t *sim, sim_unit_t *unit, bool keep) {
-    if (unit->savepoint && !keep && !savepoint(&sim->db, "ROLLBACK TO unit")) {
-        group_abort(sim); /* the unit's changes cannot be told apart: the group fails whole */
+    if (!keep && sim_unit_changed(sim, unit) && sim->group_open) {
+        group_abort(sim); /* its changes cannot be told apart from the group's: the group fails whole */
         unit->group = 0;
     }
-    if (unit->savepoint && sim->group_open) (void)savepoint(&sim->db, "RELEASE unit");
     if (unit->group != 0) {
         unit->next = sim->group_members;
         sim->group_members = unit;

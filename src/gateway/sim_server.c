@@ -252,21 +252,47 @@ static bool key_check(sim_req_t *req) {
     return true;
 }
 
-/* Counts this arrival of the key and draws its fate (in 'unit', under the lock). */
+/* Writes the key's arrival count (under the lock). */
+static bool arrival_write(sim_req_t *req) {
+    return sim_db_run(&req->sim->db,
+                      "INSERT INTO arrival_counts(key, count) VALUES (?, ?) ON CONFLICT(key) DO UPDATE"
+                      " SET count = excluded.count", "si", req->key, (int64_t)req->arrival);
+}
+
+/* Counts this arrival of the key and draws its fate (in 'unit', under the lock). The
+ * count is written now when the request waits (a simulated latency: another arrival
+ * of the key may come meanwhile), else by handle_in, unless the answer it records is
+ * the count (schema_sql, sim_record.c). */
 static bool fate_draw(sim_req_t *req, const sim_faults_t *faults) {
     sim_t *sim = req->sim;
-    int64_t arrival = 0;
-    bool ok = sim_db_int(&sim->db, &arrival, 0,
-                         "INSERT INTO arrivals(key, count) VALUES (?, 1) ON CONFLICT(key) DO UPDATE"
-                         " SET count = count + 1 RETURNING count", "s", req->key);
-    if (!ok || arrival < 1) {
+    int64_t before = 0;
+    if (!sim_db_int(&sim->db, &before, 0,
+                    "SELECT coalesce((SELECT count FROM arrival_counts WHERE key = ?1),"
+                    " (SELECT 1 FROM idempotency WHERE key = ?1), 0)", "s", req->key)) {
         sim_reply_internal(req);
         return false;
     }
-    sim_fate_draw(sim, faults, req->key, (uint64_t)arrival, &req->fate);
+    req->arrival = (uint64_t)before + 1;
+    sim_fate_draw(sim, faults, req->key, req->arrival, &req->fate);
     req->fate_drawn = true;
-    req->first_arrival = arrival == 1;
+    req->first_arrival = req->arrival == 1;
+    req->count_pending = req->fate.latency_ms == 0;
+    if (!req->count_pending && !arrival_write(req)) {
+        sim_reply_internal(req);
+        return false;
+    }
     return true;
+}
+
+/* Writes the arrival count left to handle_in, unless the answer it recorded counts
+ * it; 'keep' turns true when the count is all the unit changed (nothing to undo). */
+static bool arrival_settle(sim_req_t *req, sim_unit_t *unit, bool recorded, bool *keep) {
+    if (!req->count_pending) return true;
+    req->count_pending = false;
+    if (recorded && req->first_arrival) return true;
+    if (!*keep && sim_unit_changed(req->sim, unit)) return true; /* the group fails: nothing counts */
+    *keep = true;
+    return arrival_write(req);
 }
 
 /* The first answer under this key, or 409; false when the key is new. */
@@ -309,13 +335,16 @@ static void handle_in(sim_req_t *req, sim_unit_t *unit) {
         if (!operation || req->first_arrival || !replay(req)) req->route->handler(req);
         ok = req->replied || req->skipped;
     }
-    if (ok && operation && answer_recordable(req)) {
+    bool recorded = ok && operation && answer_recordable(req);
+    if (recorded) {
         ok = sim_db_run(&sim->db,
                         "INSERT INTO idempotency(key, operation, request_sha256, http_status, response, created_at_ms)"
                         " VALUES (?, ?, ?, ?, ?, ?)", "sssisi", req->key, req->route->operation,
                         req->request_hash, (int64_t)req->http_status, req->reply, (int64_t)sim_wall_ms());
     }
-    sim_unit_end(sim, unit, ok && !req->skipped && req->http_status < 500);
+    bool keep = ok && !req->skipped && req->http_status < 500;
+    if (!arrival_settle(req, unit, recorded && ok, &keep)) ok = keep = false;
+    sim_unit_end(sim, unit, keep);
     if (!ok) {
         obs_logf(OBS_LEVEL_ERROR, "simulator: %s %s: not recorded", req->method, req->route->pattern);
         req->skipped = false;
@@ -339,14 +368,15 @@ static void recorded_wait(sim_req_t *req) {
 static enum MHD_Result send_reply(sim_req_t *req);
 static enum MHD_Result send_operation(sim_req_t *req);
 
-/* Handled: the answer once the request's units are committed (the loop resumes it
- * after the pass's commit). */
+/* Handled: the answer once the request's units are committed (MHD calls the handler
+ * again in the pass after the commit). */
 static enum MHD_Result recording(sim_req_t *req) {
     req->stage = SIM_STAGE_RECORDING;
     if (sim_unit_pending(req->sim, &req->arrival_unit) || sim_unit_pending(req->sim, &req->unit)) {
         sim_loop_wait_commit(req);
         return MHD_YES;
     }
+    sim_loop_commit_seen(req);
     recorded_wait(req);
     return req->fate_drawn ? send_operation(req) : send_reply(req);
 }
@@ -507,8 +537,17 @@ static enum MHD_Result request_step(sim_req_t *req) {
 
 /* ---- MHD callbacks ---- */
 
+/* Requests are reused (sim->spare_reqs, on the loop thread): one is larger than
+ * malloc's small bins, and a fresh one each time cost a heap consolidation. */
 static sim_req_t *request_new(sim_t *sim, struct MHD_Connection *connection, const char *method, const char *url) {
-    sim_req_t *req = calloc(1, sizeof(*req));
+    sim_req_t *req = sim->spare_reqs;
+    if (req != NULL) {
+        sim->spare_reqs = req->spare_next;
+        sim->spare_count--;
+        memset(req, 0, sizeof *req);
+    } else {
+        req = calloc(1, sizeof(*req));
+    }
     if (req == NULL) return NULL;
     req->sim = sim;
     req->connection = connection;
@@ -568,12 +607,20 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
     if (sim_unit_pending(req->sim, &req->arrival_unit) || sim_unit_pending(req->sim, &req->unit)) {
         sim_group_flush(req->sim);
     }
+    sim_loop_commit_seen(req);
     (void)sim_unit_wait(req->sim, &req->arrival_unit);
     (void)sim_unit_wait(req->sim, &req->unit);
     json_decref(req->body);
     free(req->body_bytes);
     free(req->reply);
-    free(req);
+    sim_t *sim = req->sim;
+    if (sim->spare_count >= SIM_CONNECTIONS_MAX) {
+        free(req);
+        return;
+    }
+    req->spare_next = sim->spare_reqs;
+    sim->spare_reqs = req;
+    sim->spare_count++;
 }
 
 static void on_connection(void *cls, struct MHD_Connection *connection, void **socket_context,
@@ -638,6 +685,12 @@ void sim_http_stop(sim_t *sim) {
     sim_loop_stop(sim);
     if (sim->daemon != NULL) MHD_stop_daemon(sim->daemon);
     sim->daemon = NULL;
+    while (sim->spare_reqs != NULL) {
+        sim_req_t *req = sim->spare_reqs;
+        sim->spare_reqs = req->spare_next;
+        free(req);
+    }
+    sim->spare_count = 0;
     if (sim->quiesced_fd >= 0) close(sim->quiesced_fd);
     sim->quiesced_fd = -1;
 }

@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""The card simulator's record, version 2 (docs/channels.md, "The simulator's record"):
+rows appended in arrival order, authorizations found by id through the connection's
+in-memory map (rebuilt at every start), a key's first recorded arrival counted by its
+idempotency row (the view `arrivals` still says how many times each key arrived), and
+a version 1 record (tables keyed by id, every arrival in `arrivals`) migrated at start
+with nothing lost: its authorizations are captured and voided by id, its answers
+replayed and its arrival counts go on."""
+import os
+import sqlite3
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from simlib import Sim, auth_body, check, expect, need_binary  # noqa: E402
+
+AUTH = "/v1/authorizations"
+
+# The version 1 schema as it was shipped (the tables this test fills by hand).
+V1_SCHEMA = """
+CREATE TABLE meta(name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE idempotency(key TEXT PRIMARY KEY, operation TEXT NOT NULL, request_sha256 TEXT NOT NULL,
+  http_status INTEGER NOT NULL, response TEXT NOT NULL, created_at_ms INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE arrivals(key TEXT PRIMARY KEY, count INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE records(id TEXT PRIMARY KEY, kind TEXT NOT NULL, parent_id TEXT, idempotency_key TEXT NOT NULL,
+  status TEXT NOT NULL, response_code TEXT NOT NULL, amount INTEGER NOT NULL, currency TEXT NOT NULL,
+  merchant_ref TEXT, created_at_ms INTEGER NOT NULL, settled_at_ms INTEGER) WITHOUT ROWID;
+CREATE INDEX records_settled ON records(settled_at_ms) WHERE settled_at_ms IS NOT NULL;
+CREATE INDEX records_parent ON records(parent_id) WHERE parent_id IS NOT NULL;
+CREATE TABLE authorizations(id TEXT PRIMARY KEY, card_number TEXT NOT NULL, status TEXT NOT NULL,
+  response_code TEXT NOT NULL, amount INTEGER NOT NULL, currency TEXT NOT NULL,
+  captured_total INTEGER NOT NULL DEFAULT 0, refunded_total INTEGER NOT NULL DEFAULT 0, challenge_id TEXT,
+  challenge_state TEXT, capture_requested INTEGER NOT NULL DEFAULT 0, merchant_ref TEXT,
+  idempotency_key TEXT NOT NULL) WITHOUT ROWID;
+CREATE UNIQUE INDEX authorizations_challenge ON authorizations(challenge_id) WHERE challenge_id IS NOT NULL;
+CREATE TABLE cardholders(number TEXT NOT NULL, currency TEXT NOT NULL, balance INTEGER NOT NULL,
+  held INTEGER NOT NULL DEFAULT 0, amount_limit INTEGER NOT NULL, PRIMARY KEY(number, currency)) WITHOUT ROWID;
+INSERT INTO meta VALUES ('channel', 'card'), ('schema_version', '1');
+"""
+
+OLD_ANSWER = ('{"id":"auth_%s","status":"approved","response_code":"00","message":"approved",'
+              '"amount":%d,"currency":"EUR","approval_code":"ABC123"}')
+
+
+def v1_record(path):
+    """A version 1 record: two approved authorizations (one per id below) with their
+    records and answers, and a key that arrived twice."""
+    db = sqlite3.connect(path)
+    db.executescript(V1_SCHEMA)
+    for n, (suffix, amount) in enumerate((("0" * 24, 1500), ("1" * 24, 800))):
+        auth_id, key = "auth_" + suffix, "old-auth-%d" % n
+        db.execute("INSERT INTO authorizations(id, card_number, status, response_code, amount, currency,"
+                   " idempotency_key) VALUES (?, '4242424242424242', 'approved', '00', ?, 'EUR', ?)",
+                   (auth_id, amount, key))
+        db.execute("INSERT INTO records(id, kind, idempotency_key, status, response_code, amount, currency,"
+                   " created_at_ms) VALUES (?, 'authorization', ?, 'approved', '00', ?, 'EUR', ?)",
+                   (auth_id, key, amount, 1000 + n))
+        db.execute("INSERT INTO idempotency VALUES (?, 'authorize', ?, 200, ?, ?)",
+                   (key, "0" * 64, OLD_ANSWER % (suffix, amount), 1000 + n))
+        db.execute("INSERT INTO arrivals VALUES (?, 1)", (key,))
+    db.execute("INSERT INTO arrivals VALUES ('old-retried', 2)")
+    db.commit()
+    db.close()
+
+
+def test_migrated():
+    sim = Sim("card")
+    v1_record(sim.db)
+    sim.start()
+    try:
+        check(sim.one("SELECT value FROM meta WHERE name = 'schema_version'")[0] == "2", "migrated to version 2")
+        arrivals = dict(sim.rows("SELECT key, count FROM arrivals"))
+        check(arrivals == {"old-auth-0": 1, "old-auth-1": 1, "old-retried": 2}, "arrivals kept: %r" % arrivals)
+        c = sim.client()
+        old = expect(c.get("/v1/status/old-auth-0"), 200).json
+        check(old["response"]["id"] == "auth_" + "0" * 24, "an old answer is found: %r" % old)
+        cap = expect(c.post(AUTH + "/auth_" + "0" * 24 + "/captures", {"amount": 1500}, key="new-cap"), 200).json
+        check(cap["status"] == "approved" and cap["captured_total"] == 1500, "an old authorization captured: %r" % cap)
+        void = expect(c.post(AUTH + "/auth_" + "1" * 24 + "/void", {}, key="new-void"), 200).json
+        check(void["status"] == "approved", "an old authorization voided: %r" % void)
+        check(sim.one("SELECT status FROM records WHERE id = ?", ("auth_" + "1" * 24,))[0] == "voided",
+              "the void reached the old authorization's record")
+        check(sim.one("SELECT captured_total FROM authorizations WHERE id = ?", ("auth_" + "0" * 24,))[0] == 1500,
+              "the capture reached the old authorization's row")
+        check(sim.rows("SELECT name FROM sqlite_schema WHERE name LIKE '%_v1'") == [], "nothing of version 1 left")
+    finally:
+        sim.close()
+
+
+def test_counts_and_map():
+    """A first recorded arrival writes no arrival_counts row yet counts 1; a repeat
+    counts 2; an authorization made before a restart is found by id after it."""
+    sim = Sim("card").start()
+    try:
+        c = sim.client()
+        auth = expect(c.post(AUTH, auth_body(amount=900), key="k-first"), 200).json
+        check(sim.rows("SELECT count FROM arrival_counts WHERE key = 'k-first'") == [],
+              "the idempotency row is the first arrival's count")
+        check(sim.one("SELECT count FROM arrivals WHERE key = 'k-first'")[0] == 1, "first arrival counted")
+        expect(c.post(AUTH, auth_body(amount=900), key="k-first"), 200)
+        check(sim.one("SELECT count FROM arrivals WHERE key = 'k-first'")[0] == 2, "a repeat counted")
+        expect(c.post(AUTH, {"amount": "x"}, key="k-refused"), 400)
+        check(sim.one("SELECT count FROM arrivals WHERE key = 'k-refused'")[0] == 1, "a refused arrival counted")
+        check(sim.stop() == 0, "clean stop")
+        sim.start()
+        c = sim.client()
+        cap = expect(c.post(AUTH + "/" + auth["id"] + "/captures", {"amount": 900}, key="k-cap"), 200).json
+        check(cap["status"] == "approved" and cap["captured_total"] == 900, "found by id after a restart: %r" % cap)
+        expect(c.post(AUTH, auth_body(amount=900), key="k-first"), 200)
+        check(sim.one("SELECT count FROM arrivals WHERE key = 'k-first'")[0] == 3, "counts go on after a restart")
+        expect(c.post(AUTH + "/auth_" + "f" * 24 + "/captures", {"amount": 1}, key="k-none"), 404, "not_found")
+    finally:
+        sim.close()
+
+
+def main():
+    need_binary()
+    test_migrated()
+    test_counts_and_map()
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
