@@ -465,11 +465,12 @@ static pc_status load_accounts(pg_store_t *store, ledger_t *ledger) {
     return status;
 }
 
-/* The transfers after the snapshot found by the primary key's range, not by a scan
- * of batch_seq (which has no index): every transfer of a later batch has a timestamp
- * above each earlier batch's (one ledger clock a store, batches applied in seq order),
- * so above the last timestamp of the newest batch at or below the snapshot that has
- * one (a batch without rows records 0). A walk of the journal's key down from it. */
+/* The transfers after the snapshot found by the primary key's range: every transfer
+ * of a later batch has a timestamp above each earlier batch's (one ledger clock a
+ * store, batches applied in seq order), so above the last timestamp of the newest
+ * batch at or below the snapshot that has one (a batch without rows records 0). A walk
+ * of the journal's key down from it. (A transfer row has no batch_seq since schema
+ * version 12: this range is what says which batch it is in.) */
 static pc_status replay_floor(pg_store_t *store, const char *as_of, int64_t *floor) {
     const char *params[] = {as_of};
     PGresult *result = pg_query(store->conn, "SELECT coalesce((SELECT timestamp_last FROM journal WHERE seq <= $1"
@@ -488,10 +489,9 @@ static pc_status replay_after_snapshot(pg_store_t *store, ledger_t *ledger) {
     pc_status floor_status = replay_floor(store, as_of, &floor);
     if (floor_status != PC_OK) return floor_status;
     snprintf(floor_ts, sizeof floor_ts, "%" PRId64, floor);
-    const char *params[] = {as_of, floor_ts};
+    const char *params[] = {floor_ts};
     PGresult *result = pg_query(store->conn, "SELECT " PG_TRANSFER_COLUMNS " FROM " PG_TRANSFERS_FROM
-                                             " WHERE t.timestamp > $2 AND t.batch_seq > $1 ORDER BY t.timestamp",
-                                2, params);
+                                             " WHERE t.timestamp > $1 ORDER BY t.timestamp", 1, params);
     if (result == NULL) return pg_fail(store, PC_STORE_READ_FAILED, "replay");
     pc_status status = PC_OK;
     for (int row = 0; status == PC_OK && row < PQntuples(result); row++) {
