@@ -7,7 +7,7 @@
  * that the writer's pipeline overlaps two batches (writer.c), over the wall time from
  * the first submit to the last commit; then the same writer one batch at a time
  * (writer_config_t.no_pipeline, a database of its own) in the same rounds:
- *   scaleout_pipeline shards=1 per_s=… one_at_a_time_per_s=… ratio=…
+ *   scaleout_pipeline shards=1 per_s=… one_at_a_time_per_s=… staged_pct=… ratio=…
  * pgbench: TPC-B (-c 8 -j 2, scale 8), the tps without connection time.
  * The cluster is a throwaway one (initdb in a temp dir, a Unix socket only, fsync on),
  * started and removed here; run as root, its commands run as the 'postgres' user.
@@ -302,8 +302,10 @@ static void cpu_report(uint32_t shards, uint32_t cross_pct, const char *mode, co
 }
 
 /* ---- WAL and waits while paycore ran ----
- * The WAL the cluster wrote (pg_stat_wal: bytes, records, full-page images), per
- * transfer: what a transfer costs the disk (the commit's fsync, new WAL segments):
+ * The WAL the cluster wrote, per transfer: what a transfer costs the disk (the commit's
+ * fsync, new WAL segments): bytes exactly, from the WAL insert position; records and
+ * full-page images from pg_stat_wal, which a backend updates when it goes idle for a
+ * second or more (so each sample waits WAL_STATS_SETTLE_MS first, outside the timing):
  *   scaleout_wal shards=1 bytes_per_transfer=… records_per_transfer=… fpi_per_transfer=…
  * and, with PAYCORE_BENCH_WAITS set, what paycore's backends were doing (pg_stat_activity
  * sampled every 5 ms: on the CPU or waiting for it, waiting for a client's next rows, or
@@ -328,9 +330,13 @@ static PGconn *stats_conn(void) {
     return conn;
 }
 
+#define WAL_STATS_SETTLE_MS 1500
+
 static wal_sample_t wal_sample(PGconn *conn) {
     wal_sample_t sample = {0};
-    PGresult *result = conn != NULL ? PQexec(conn, "SELECT wal_bytes, wal_records, wal_fpi FROM pg_stat_wal") : NULL;
+    if (conn != NULL) usleep(WAL_STATS_SETTLE_MS * 1000);
+    PGresult *result = conn != NULL ? PQexec(conn, "SELECT pg_current_wal_insert_lsn() - '0/0', wal_records, wal_fpi"
+                                                   " FROM pg_stat_wal") : NULL;
     if (PQresultStatus(result) == PGRES_TUPLES_OK && PQntuples(result) == 1) {
         sample.bytes = strtoll(PQgetvalue(result, 0, 0), NULL, 10);
         sample.records = strtoll(PQgetvalue(result, 0, 1), NULL, 10);
@@ -534,7 +540,8 @@ static void paycore_close(store_t *store, writer_t *writer) {
  * writer one batch at a time (no_pipeline, a database of its own), rounds
  * interleaved (pgbench, pipelined, one at a time ...):
  *   scaleout shards=1 cross_pct=0 mode=batch per_s=… baseline=pgbench_tpcb baseline_per_s=… ratio=…
- *   scaleout_pipeline shards=1 per_s=… one_at_a_time_per_s=… ratio=… */
+ *   scaleout_pipeline shards=1 per_s=… one_at_a_time_per_s=… staged_pct=… ratio=…
+ * (staged_pct: the batches written as a pipeline's staged second part, of all). */
 static int bench(int rounds, int seconds) {
     char url[512], key_path[512], url_one[512], key_one[512];
     snprintf(url, sizeof url, "postgresql://paycore@/paycore?host=%s", cluster_dir);
@@ -570,6 +577,8 @@ static int bench(int rounds, int seconds) {
         one_sum += paycore_per_s(writer_one, seconds, &one_transfers);
     }
     PQfinish(stats);
+    writer_stats_t writer_counts;
+    writer_stats(writer, &writer_counts);
     paycore_close(store, writer);
     paycore_close(store_one, writer_one);
     double per_s = paycore_sum / rounds, baseline_per_s = baseline_sum / rounds;
@@ -578,8 +587,10 @@ static int bench(int rounds, int seconds) {
     cpu_report(1, 0, "batch", &cpu, transfers, per_s);
     wal_line(&wal, transfers);
     if (sample_waits) waits_line(&waits);
-    printf("scaleout_pipeline shards=1 per_s=%.0f one_at_a_time_per_s=%.0f ratio=%.2f\n", per_s, one_sum / rounds,
-           one_sum > 0 ? paycore_sum / one_sum : 0);
+    double staged_pct = writer_counts.batches_committed > 0
+                            ? 100.0 * (double)writer_counts.batches_staged / (double)writer_counts.batches_committed : 0;
+    printf("scaleout_pipeline shards=1 per_s=%.0f one_at_a_time_per_s=%.0f staged_pct=%.0f ratio=%.2f\n", per_s,
+           one_sum / rounds, staged_pct, one_sum > 0 ? paycore_sum / one_sum : 0);
     fflush(stdout);
     return baseline_per_s > 0 ? 0 : 1;
 }

@@ -310,19 +310,21 @@ pc_status store_shard_reader_cut(store_reader_t *reader, uint64_t *seq_out) {
     "  FROM account_transfers e, unnest(e.timestamps) AS u(ts)"                                    \
     "  JOIN transfers t ON t.timestamp = u.ts LEFT JOIN transfers p ON p.id = t.pending_id"          \
     "  WHERE e.account_no = a.no AND e.timestamp_last > b.after_ts AND u.ts > b.after_ts"             \
-    "  AND t." side " = a.no AND t.batch_seq > b.lo AND t.batch_seq <= b.hi)"
+    "  AND u.ts <= b.until_ts AND t." side " = a.no)"
 /* The balances of the accounts numbered $1 as of journal seq $2: each row's snapshot
  * (as of accounts_as_of_seq) plus what the transfers between the snapshot and $2 did,
  * or minus it when the snapshot is the later one; those transfers are the account's
  * account_transfers rows above the last timestamp of the earlier of the two batches
- * (as on a standby, §7), joined to transfers by their timestamp key.
+ * (as on a standby, §7) and up to the later one's (a batch's timestamps are above every
+ * earlier batch's: the range is the batches), joined to transfers by their timestamp key.
  * One statement: one snapshot of the rows, the meta row and the transfers. */
 static const char as_of_balances_sql[] =
     "WITH m AS MATERIALIZED (SELECT value::bigint AS as_of FROM paycore_meta WHERE key = 'accounts_as_of_seq'),"
-    " b AS MATERIALIZED (SELECT least(m.as_of, $2::bigint) AS lo, greatest(m.as_of, $2::bigint) AS hi,"
-    "  CASE WHEN m.as_of <= $2::bigint THEN 1 ELSE -1 END AS sign,"
+    " b AS MATERIALIZED (SELECT CASE WHEN m.as_of <= $2::bigint THEN 1 ELSE -1 END AS sign,"
     "  coalesce((SELECT timestamp_last FROM journal WHERE seq <= least(m.as_of, $2::bigint) AND timestamp_last > 0"
-    "   ORDER BY seq DESC LIMIT 1), 0) AS after_ts FROM m)"
+    "   ORDER BY seq DESC LIMIT 1), 0) AS after_ts,"
+    "  coalesce((SELECT timestamp_last FROM journal WHERE seq <= greatest(m.as_of, $2::bigint) AND timestamp_last > 0"
+    "   ORDER BY seq DESC LIMIT 1), 0) AS until_ts FROM m)"
     " SELECT a.no, (a.debits_pending + b.sign * d.pending)::bigint, (a.debits_posted + b.sign * d.posted)::bigint,"
     "  (a.credits_pending + b.sign * c.pending)::bigint, (a.credits_posted + b.sign * c.posted)::bigint,"
     "  d.orphans + c.orphans"

@@ -70,8 +70,9 @@ void store_standby_close(store_standby_t *standby) {
  * snapshot did to it, as ledger_load_replay does: a post or a void takes its pending
  * transfer's amount off pending (a post adds its own amount to posted), a pending
  * transfer adds to pending, any other to posted. The transfers after the snapshot are
- * those of a batch_seq above accounts_as_of_seq, read in the same statement (one
- * snapshot of the database, so rows and replay agree). To find them by an index range
+ * those above the last timestamp of the snapshot's batch (j: a batch's timestamps are
+ * above every earlier batch's), read in the same statement (one snapshot of the
+ * database, so rows and replay agree). To find them by an index range
  * (the account's rows of account_transfers whose last timestamp is above it),
  * $5 is a floor under the snapshot's last timestamp (a batch's timestamps are above
  * every earlier batch's; the newest batch at or below the snapshot that has rows: one
@@ -89,19 +90,19 @@ void store_standby_close(store_standby_t *standby) {
 #define STANDBY_ACCOUNT_WITH                                                                        \
     "WITH m AS MATERIALIZED (SELECT value::bigint AS as_of FROM paycore_meta WHERE key = 'accounts_as_of_seq')," \
     " n AS MATERIALIZED (SELECT no FROM accounts WHERE id = $1)," \
+    " j AS MATERIALIZED (SELECT coalesce((SELECT timestamp_last FROM journal WHERE seq <= (SELECT as_of FROM m)" \
+    "   AND timestamp_last > 0 ORDER BY seq DESC LIMIT 1), 0) AS after_ts)," \
     " t AS (SELECT t.flags, t.amount, p.amount AS pending_amount, t.debit_no = n.no AS debit" \
-    "   FROM m, n, account_transfers e, unnest(e.timestamps) AS u(ts)" \
+    "   FROM j, n, account_transfers e, unnest(e.timestamps) AS u(ts)" \
     "   JOIN transfers t ON t.timestamp = u.ts LEFT JOIN transfers p ON p.id = t.pending_id" \
     "   WHERE e.account_no = n.no AND e.timestamp_last > $5::bigint AND u.ts > $5::bigint" \
-    "   AND t.batch_seq > m.as_of)," \
+    "   AND u.ts > j.after_ts)," \
     " s AS (SELECT coalesce(sum(" STANDBY_PENDING_DELTA ") FILTER (WHERE t.debit), 0) AS dp," \
     "   coalesce(sum(" STANDBY_POSTED_DELTA ") FILTER (WHERE t.debit), 0) AS dd," \
     "   coalesce(sum(" STANDBY_PENDING_DELTA ") FILTER (WHERE NOT t.debit), 0) AS cp," \
     "   coalesce(sum(" STANDBY_POSTED_DELTA ") FILTER (WHERE NOT t.debit), 0) AS cd," \
     "   count(*) FILTER (WHERE t.pending_amount IS NULL AND t.flags & ($2::integer | $3::integer) <> 0) AS orphans" \
-    "   FROM t)," \
-    " j AS (SELECT coalesce((SELECT timestamp_last FROM journal WHERE seq <= (SELECT as_of FROM m)" \
-    "   AND timestamp_last > 0 ORDER BY seq DESC LIMIT 1), 0) AS after_ts)"
+    "   FROM t)"
 #define STANDBY_ACCOUNT_COLUMNS                                                                     \
     " SELECT a.id, a.currency, a.code, a.flags, (a.debits_pending + s.dp)::bigint,"                \
     "  (a.debits_posted + s.dd)::bigint, (a.credits_pending + s.cp)::bigint, (a.credits_posted + s.cd)::bigint," \

@@ -324,11 +324,19 @@ static pc_status lookup_failed(pg_store_t *store, const char *what) {
 }
 
 /* The named ids, each once, into the store's table and a text[] for FIND_SQL
- * ('array', with room for every id); the array's bytes. */
-static size_t prefetch_table(pg_store_t *store, const char *const *ids, uint32_t id_count, uint8_t *array) {
+ * ('array', with room for every id); the array's bytes. *half_bytes and *half_count:
+ * where the elements of the first half of the named ids end, and how many they are. */
+static size_t prefetch_table(pg_store_t *store, const char *const *ids, uint32_t id_count, uint8_t *array,
+                             size_t *half_bytes, uint32_t *half_count) {
     size_t array_bytes = 20; /* the header, once the count is known */
     char *text = store->prefetched_ids;
+    *half_bytes = array_bytes;
+    *half_count = 0;
     for (uint32_t i = 0; i < id_count; i++) {
+        if (i == id_count / 2) {
+            *half_bytes = array_bytes;
+            *half_count = store->prefetched_count;
+        }
         if (!pc_id_valid(ids[i])) continue;
         size_t length = strlen(ids[i]);
         memcpy(text, ids[i], length + 1);
@@ -344,11 +352,77 @@ static size_t prefetch_table(pg_store_t *store, const char *const *ids, uint32_t
     return array_bytes;
 }
 
-/* Fetches every named id (transfers and burned ids) in one query and keeps the
- * answers, found or not, until the batch ends (pg_tx.c clears them): a table by the
- * id's hash, made as the ids are named. */
+/* FIND_SQL's rows into the store's table; false on a missing or failed result (cleared). */
+static bool prefetch_take(pg_store_t *store, PGresult *result, pc_status *status) {
+    if (result == NULL || PQresultStatus(result) != PGRES_TUPLES_OK) {
+        PQclear(result);
+        return false;
+    }
+    for (int row = 0; row < PQntuples(result); row++) {
+        const char *id = PQgetvalue(result, row, 1);
+        pg_prefetched_t *entry = prefetched_find(store, id, id_hash(id, strlen(id)));
+        if (entry == NULL || entry->found != NULL) continue; /* an id is in one table at most */
+        entry->found = record_from_row(result, row);
+        if (entry->found == NULL) *status = PC_NO_MEMORY;
+    }
+    PQclear(result);
+    return true;
+}
+
+static PGresult *find_exec(PGconn *conn, const uint8_t *array, size_t array_bytes) {
+    const Oid types[] = {PG_OID_TEXT_ARRAY};
+    const char *values[] = {(const char *)array};
+    const int lengths[] = {(int)array_bytes}, formats[] = {1};
+    return PQexecParams(conn, FIND_SQL, 1, types, values, lengths, formats, 0);
+}
+
+/* The second half of the ids (the elements after 'half_bytes' of 'array') sent on the
+ * second connection, when it is there and idle (between batches: it sees what the
+ * writer's connection sees, every batch before this one committed), so that the two
+ * halves are looked up on two backends at once; 'array' keeps the first half. False
+ * when not sent: 'array' is then untouched. */
+static bool prefetch_send_half(pg_store_t *store, uint8_t *array, size_t array_bytes, size_t half_bytes,
+                               uint32_t half_count) {
+    PGconn *next = store->conn_next;
+    uint32_t rest = store->prefetched_count - half_count;
+    if (next == NULL || PQstatus(next) != CONNECTION_OK || PQtransactionStatus(next) != PQTRANS_IDLE ||
+        half_count == 0 || rest == 0) {
+        return false;
+    }
+    size_t rest_bytes = 20 + array_bytes - half_bytes;
+    uint8_t *second = malloc(rest_bytes);
+    if (second == NULL) return false;
+    (void)ids_array_header(second, rest);
+    memcpy(second + 20, array + half_bytes, array_bytes - half_bytes);
+    const Oid types[] = {PG_OID_TEXT_ARRAY};
+    const char *values[] = {(const char *)second};
+    const int lengths[] = {(int)rest_bytes}, formats[] = {1};
+    bool sent = PQsendQueryParams(next, FIND_SQL, 1, types, values, lengths, formats, 0) == 1;
+    free(second);
+    if (sent) (void)ids_array_header(array, half_count);
+    return sent;
+}
+
+/* The second half's answer; on failure the second connection is dropped (made again
+ * by the next pipelined part) and false returned. */
+static bool prefetch_take_half(pg_store_t *store, pc_status *status) {
+    PGresult *result = PQgetResult(store->conn_next), *extra;
+    bool ok = prefetch_take(store, result, status);
+    while ((extra = PQgetResult(store->conn_next)) != NULL) PQclear(extra);
+    if (!ok) {
+        PQfinish(store->conn_next);
+        store->conn_next = NULL;
+    }
+    return ok;
+}
+
+/* Fetches every named id (transfers and burned ids) in one query (two halves at once
+ * when the writer has its second connection) and keeps the answers, found or not,
+ * until the batch ends (pg_tx.c clears them): a table by the id's hash, made as the
+ * ids are named. */
 static pc_status pg_prefetch(store_t *base, const char *const *ids, uint32_t id_count) {
     pg_store_t *store = (pg_store_t *)base;
+    PC_ASSERT(!store->conn_copying);
     pg_prefetch_clear(store);
     uint32_t capacity = 64;
     while (capacity < 2 * (uint64_t)id_count) capacity *= 2;
@@ -363,31 +437,28 @@ static pc_status pg_prefetch(store_t *base, const char *const *ids, uint32_t id_
         pg_prefetch_clear(store);
         return PC_NO_MEMORY;
     }
-    size_t array_bytes = prefetch_table(store, ids, id_count, array);
-    const Oid types[] = {PG_OID_TEXT_ARRAY};
-    const char *values[] = {(const char *)array};
-    const int lengths[] = {(int)array_bytes}, formats[] = {1};
-    PGresult *result = store->prefetched_count > 0
-                           ? PQexecParams(store->conn, FIND_SQL, 1, types, values, lengths, formats, 0) : NULL;
-    free(array);
-    if (result != NULL && PQresultStatus(result) != PGRES_TUPLES_OK) {
-        PQclear(result);
-        result = NULL;
-    }
-    if (result == NULL) {
-        bool named = store->prefetched_count > 0;
+    size_t half_bytes;
+    uint32_t half_count;
+    size_t array_bytes = prefetch_table(store, ids, id_count, array, &half_bytes, &half_count);
+    if (store->prefetched_count == 0) {
+        free(array);
         pg_prefetch_clear(store);
-        return named ? lookup_failed(store, "prefetch") : PC_OK;
+        return PC_OK;
     }
+    bool halves = prefetch_send_half(store, array, array_bytes, half_bytes, half_count);
     pc_status status = PC_OK;
-    for (int row = 0; row < PQntuples(result); row++) {
-        const char *id = PQgetvalue(result, row, 1);
-        pg_prefetched_t *entry = prefetched_find(store, id, id_hash(id, strlen(id)));
-        if (entry == NULL || entry->found != NULL) continue; /* an id is in one table at most */
-        entry->found = record_from_row(result, row);
-        if (entry->found == NULL) status = PC_NO_MEMORY;
+    bool ok = prefetch_take(store, find_exec(store->conn, array, halves ? half_bytes : array_bytes), &status);
+    if (halves && !prefetch_take_half(store, &status) && ok) {
+        /* the second connection failed: its half on the writer's own */
+        (void)ids_array_header(array, store->prefetched_count - half_count);
+        memmove(array + 20, array + half_bytes, array_bytes - half_bytes);
+        ok = prefetch_take(store, find_exec(store->conn, array, 20 + array_bytes - half_bytes), &status);
     }
-    PQclear(result);
+    free(array);
+    if (!ok) {
+        pg_prefetch_clear(store);
+        return lookup_failed(store, "prefetch");
+    }
     if (status != PC_OK) pg_prefetch_clear(store);
     return status;
 }
@@ -465,11 +536,12 @@ static pc_status load_accounts(pg_store_t *store, ledger_t *ledger) {
     return status;
 }
 
-/* The transfers after the snapshot found by the primary key's range, not by a scan
- * of batch_seq (which has no index): every transfer of a later batch has a timestamp
- * above each earlier batch's (one ledger clock a store, batches applied in seq order),
- * so above the last timestamp of the newest batch at or below the snapshot that has
- * one (a batch without rows records 0). A walk of the journal's key down from it. */
+/* The transfers after the snapshot found by the primary key's range: every transfer
+ * of a later batch has a timestamp above each earlier batch's (one ledger clock a
+ * store, batches applied in seq order), so above the last timestamp of the newest
+ * batch at or below the snapshot that has one (a batch without rows records 0). A walk
+ * of the journal's key down from it. (A transfer row has no batch_seq since schema
+ * version 12: this range is what says which batch it is in.) */
 static pc_status replay_floor(pg_store_t *store, const char *as_of, int64_t *floor) {
     const char *params[] = {as_of};
     PGresult *result = pg_query(store->conn, "SELECT coalesce((SELECT timestamp_last FROM journal WHERE seq <= $1"
@@ -488,10 +560,9 @@ static pc_status replay_after_snapshot(pg_store_t *store, ledger_t *ledger) {
     pc_status floor_status = replay_floor(store, as_of, &floor);
     if (floor_status != PC_OK) return floor_status;
     snprintf(floor_ts, sizeof floor_ts, "%" PRId64, floor);
-    const char *params[] = {as_of, floor_ts};
+    const char *params[] = {floor_ts};
     PGresult *result = pg_query(store->conn, "SELECT " PG_TRANSFER_COLUMNS " FROM " PG_TRANSFERS_FROM
-                                             " WHERE t.timestamp > $2 AND t.batch_seq > $1 ORDER BY t.timestamp",
-                                2, params);
+                                             " WHERE t.timestamp > $1 ORDER BY t.timestamp", 1, params);
     if (result == NULL) return pg_fail(store, PC_STORE_READ_FAILED, "replay");
     pc_status status = PC_OK;
     for (int row = 0; status == PC_OK && row < PQntuples(result); row++) {

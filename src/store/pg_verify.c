@@ -25,15 +25,21 @@ typedef struct {
     PGconn *conn;
     pg_stream_t streams[JOURNAL_STREAM_COUNT];
     bool account_lists;   /* the database has account_transfers (schema v10) */
+    bool batch_derived;   /* transfers have no batch_seq (schema v12): the journal's range says it */
     char error[JOURNAL_REPORT_TEXT_BYTES];
 } pg_rows_t;
 
 /* JOURNAL_COLUMNS_TRANSFERS from a transfer row that names its accounts by number
  * (schema v9). An outer join: a number that names no account reads as a null id, a
  * row the verifier refuses, not a row left out. */
-#define PG_VERIFY_TRANSFER_COLUMNS                                                                      \
+#define PG_VERIFY_TRANSFER_COLUMNS(batch)                                                               \
     "t.timestamp, t.id, d.id, c.id, t.amount, t.currency, t.code, t.flags, t.pending_id, t.timeout_s,"   \
-    " t.metadata, t.pending_state, t.batch_seq, t.row_hash"
+    " t.metadata, t.pending_state, " batch ", t.row_hash"
+/* Schema v12: a transfer's batch is the first journal row whose last timestamp is at or
+ * above its timestamp (batches' timestamps increase with their seq), by the journal's
+ * timestamp_last index; none (null, a row verify refuses) above the last batch. */
+#define PG_VERIFY_TRANSFER_BATCH                                                                        \
+    "(SELECT j.seq FROM journal j WHERE j.timestamp_last >= t.timestamp ORDER BY j.timestamp_last LIMIT 1)"
 #define PG_VERIFY_TRANSFERS_FROM                                                                        \
     "transfers t LEFT JOIN accounts d ON d.no = t.debit_no LEFT JOIN accounts c ON c.no = t.credit_no"
 
@@ -48,13 +54,16 @@ typedef struct {
     " OR timestamp_last IS DISTINCT FROM (SELECT max(ts) FROM unnest(timestamps) AS ts)) AS x(no, ts)"   \
     " LEFT JOIN transfers t ON t.timestamp = x.ts LIMIT 1"
 
-static const char *stream_sql(journal_stream_t stream, bool account_lists) {
+static const char *stream_sql(journal_stream_t stream, bool account_lists, bool batch_derived) {
     switch (stream) {
     case JOURNAL_STREAM_ACCOUNT_COUNT: return "SELECT count(*) FROM accounts";
     case JOURNAL_STREAM_ACCOUNTS:
         return "SELECT " JOURNAL_COLUMNS_ACCOUNTS " FROM accounts ORDER BY no";
     case JOURNAL_STREAM_TRANSFERS:
-        return "SELECT " PG_VERIFY_TRANSFER_COLUMNS " FROM " PG_VERIFY_TRANSFERS_FROM " ORDER BY t.timestamp";
+        return batch_derived ? "SELECT " PG_VERIFY_TRANSFER_COLUMNS(PG_VERIFY_TRANSFER_BATCH) " FROM "
+                                   PG_VERIFY_TRANSFERS_FROM " ORDER BY t.timestamp"
+                             : "SELECT " PG_VERIFY_TRANSFER_COLUMNS("t.batch_seq") " FROM " PG_VERIFY_TRANSFERS_FROM
+                               " ORDER BY t.timestamp";
     case JOURNAL_STREAM_FAILURES:
         return "SELECT " JOURNAL_COLUMNS_FAILURES " FROM transfer_failures ORDER BY timestamp, id COLLATE \"C\"";
     case JOURNAL_STREAM_HISTORY:
@@ -86,7 +95,7 @@ static pc_status rows_stream_open(journal_rows_t *base, journal_stream_t stream)
     PC_ASSERT(stream < JOURNAL_STREAM_COUNT && !rows->streams[stream].open);
     char sql[2048];
     snprintf(sql, sizeof sql, "DECLARE pc_verify_%d NO SCROLL CURSOR FOR %s", (int)stream,
-             stream_sql(stream, rows->account_lists));
+             stream_sql(stream, rows->account_lists, rows->batch_derived));
     if (!pg_exec_ok(rows->conn, sql)) return rows_fail(rows);
     rows->streams[stream].open = true;
     return PC_OK;
@@ -210,14 +219,19 @@ pc_status store_pg_verify_open(const char *location, journal_rows_t **out, char 
         status = PC_STORE_READ_FAILED;
     }
     if (status == PC_OK) status = kind_check(rows->conn, detail, detail_bytes);
-    PGresult *result = status == PC_OK ? pg_query(rows->conn, "SELECT to_regclass('account_transfers') IS NOT NULL",
-                                                  0, NULL) : NULL;
+    PGresult *result = status == PC_OK ? pg_query(rows->conn, "SELECT to_regclass('account_transfers') IS NOT NULL,"
+                                                  " NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid ="
+                                                  " to_regclass('transfers') AND attname = 'batch_seq' AND NOT"
+                                                  " attisdropped)", 0, NULL) : NULL;
     if (status == PC_OK && result == NULL) {
         char line[400];
         snprintf(detail, detail_bytes, "reading the schema: %s", pg_error_line(rows->conn, line, sizeof line));
         status = PC_STORE_READ_FAILED;
     }
-    if (result != NULL) rows->account_lists = strcmp(PQgetvalue(result, 0, 0), "t") == 0;
+    if (result != NULL) {
+        rows->account_lists = strcmp(PQgetvalue(result, 0, 0), "t") == 0;
+        rows->batch_derived = strcmp(PQgetvalue(result, 0, 1), "t") == 0;
+    }
     PQclear(result);
     if (status != PC_OK) {
         rows_close(&rows->base);

@@ -1,6 +1,6 @@
 """Goal: a PostgreSQL writer's start finds the transfers committed after the balance
-snapshot by the primary key's range (not by scanning the whole table for batch_seq,
-which has no index), loads exactly the balances the transfers imply, and does not wait
+snapshot by the primary key's range (above the last timestamp of the snapshot's batch:
+a transfer row names no batch since schema version 12), loads exactly the balances the transfers imply, and does not wait
 without end for a staged transaction of an earlier writer: a session holding the
 pipeline's lock past STORE_PIPELINE_LOCK_WAIT_MS (15 s) gets a refusal naming it, and
 a holder that lets go in time lets the start go on.
@@ -67,7 +67,7 @@ def replay_plans(cluster):
     log = open(os.path.join(cluster.dir, "server.log"), errors="replace").read()
     plans = []
     for block in log.split("duration:")[1:]:
-        if "batch_seq >" in block and ("ORDER BY timestamp" in block or "ORDER BY t.timestamp" in block):
+        if "t.timestamp > $1 ORDER BY t.timestamp" in block:
             plans.append(block)
     return plans
 
@@ -82,7 +82,9 @@ def replay_uses_key_range(cluster, db, url, work):
     client.close()
     as_of = int(cluster.sql("paycore", "SELECT value FROM paycore_meta WHERE key = 'accounts_as_of_seq'"))
     check(as_of > 0, "a balance snapshot was taken (accounts_as_of_seq %d)" % as_of)
-    after = int(cluster.sql("paycore", "SELECT count(*) FROM transfers WHERE batch_seq > %d" % as_of))
+    after = int(cluster.sql("paycore", "SELECT count(*) FROM transfers WHERE timestamp > (SELECT timestamp_last"
+                                       " FROM journal WHERE seq <= %d AND timestamp_last > 0 ORDER BY seq DESC"
+                                       " LIMIT 1)" % as_of))
     check(after > 0, "transfers after the snapshot to replay: %d" % after)
     cluster.sql("paycore", "ANALYZE transfers")
     proc.send_signal(signal.SIGKILL)
