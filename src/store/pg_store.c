@@ -541,7 +541,7 @@ static pc_status load_accounts(pg_store_t *store, ledger_t *ledger) {
  * store, batches applied in seq order), so above the last timestamp of the newest
  * batch at or below the snapshot that has one (a batch without rows records 0). A walk
  * of the journal's key down from it. (A transfer row has no batch_seq since schema
- * version 12: this range is what says which batch it is in.) */
+ * version 15: this range is what says which batch it is in.) */
 static pc_status replay_floor(pg_store_t *store, const char *as_of, int64_t *floor) {
     const char *params[] = {as_of};
     PGresult *result = pg_query(store->conn, "SELECT coalesce((SELECT timestamp_last FROM journal WHERE seq <= $1"

@@ -130,7 +130,7 @@ static void account_row(pg_copy_t *copy, const ledger_account_t *a, uint32_t no,
 
 /* Binary COPY: each field in its column's type (schema v1: code, flags and
  * pending_state integer, timeout_s bigint; v9: the accounts' numbers integer), in the
- * table's column order (v12: no batch_seq, the journal's timestamp range says it). */
+ * table's column order (v15: no batch_seq, the journal's timestamp range says it). */
 #define TRANSFERS_COPY_SQL                                                                                    \
     "COPY transfers(timestamp, amount, timeout_s, debit_no, credit_no, code, flags, pending_state, id,"      \
     " currency, row_hash, pending_id, metadata) FROM STDIN (FORMAT binary)"

@@ -25,7 +25,7 @@ typedef struct {
     PGconn *conn;
     pg_stream_t streams[JOURNAL_STREAM_COUNT];
     bool account_lists;   /* the database has account_transfers (schema v10) */
-    bool batch_derived;   /* transfers have no batch_seq (schema v12): the journal's range says it */
+    bool batch_derived;   /* transfers have no batch_seq (schema v15): the journal's range says it */
     char error[JOURNAL_REPORT_TEXT_BYTES];
 } pg_rows_t;
 
@@ -35,7 +35,7 @@ typedef struct {
 #define PG_VERIFY_TRANSFER_COLUMNS(batch)                                                               \
     "t.timestamp, t.id, d.id, c.id, t.amount, t.currency, t.code, t.flags, t.pending_id, t.timeout_s,"   \
     " t.metadata, t.pending_state, " batch ", t.row_hash"
-/* Schema v12: a transfer's batch is the first journal row whose last timestamp is at or
+/* Schema v15: a transfer's batch is the first journal row whose last timestamp is at or
  * above its timestamp (batches' timestamps increase with their seq), by the journal's
  * timestamp_last index; none (null, a row verify refuses) above the last batch. */
 #define PG_VERIFY_TRANSFER_BATCH                                                                        \

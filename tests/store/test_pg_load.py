@@ -1,6 +1,6 @@
 """Goal: a PostgreSQL writer's start finds the transfers committed after the balance
 snapshot by the primary key's range (above the last timestamp of the snapshot's batch:
-a transfer row names no batch since schema version 12), loads exactly the balances the transfers imply, and does not wait
+a transfer row names no batch since schema version 15), loads exactly the balances the transfers imply, and does not wait
 without end for a staged transaction of an earlier writer: a session holding the
 pipeline's lock past STORE_PIPELINE_LOCK_WAIT_MS (15 s) gets a refusal naming it, and
 a holder that lets go in time lets the start go on.

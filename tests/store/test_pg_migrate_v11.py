@@ -1,6 +1,6 @@
 """Goal: a PostgreSQL database made by paycore's schema-version-11 binary
 (tests/store/fixtures/v11-pg, made by `fixture_v8_pg.py make 11` with that binary)
-migrates to the narrower transfer row of version 12: columns in the order of their
+migrates to the narrower transfer row of version 15: columns in the order of their
 alignment and no batch_seq (a transfer's batch is the journal row whose timestamp range
 holds it). The rows are smaller, every read answers byte for byte what the v11 binary
 answered, each on an index (sequential scans disabled, auto_explain), the ledger goes
@@ -24,7 +24,7 @@ from pcapi import check, expect  # noqa: E402
 
 FIXTURE = os.path.join(HERE, "fixtures", "v11-pg")
 DB = "v11"
-# v12's order: 8-byte, 4-byte, then the texts and the hash (the nullable ones last)
+# v15's order: 8-byte, 4-byte, then the texts and the hash (the nullable ones last)
 COLUMNS = ["timestamp", "amount", "timeout_s", "debit_no", "credit_no", "code", "flags", "pending_state", "id",
            "currency", "row_hash", "pending_id", "metadata"]
 ROW_BYTES = "SELECT avg(pg_column_size(t.*))::int FROM transfers t WHERE metadata IS NULL AND pending_id IS NULL"
@@ -103,7 +103,7 @@ def main():
         tampered(server, cluster, "UPDATE transfers SET timestamp = %s + 1 WHERE id = 't-03'" % moved, "t-03",
                  "UPDATE transfers SET timestamp = %s WHERE id = 't-03'" % stamp)
         check(v8.verify(server).returncode == 0, "verify passes again once the rows are put back")
-        print("ok: %d reads the same after the migration to version 12; a plain transfer row %d -> %d bytes"
+        print("ok: %d reads the same after the migration to version 15; a plain transfer row %d -> %d bytes"
               % (count, bytes_before, bytes_after))
     finally:
         server.close()
