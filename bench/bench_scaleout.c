@@ -20,7 +20,8 @@
  *   scaleout shards=N cross_pct=P mode=batch per_s=… baseline=pgbench_tpcb baseline_per_s=… ratio=…
  * The 0 % figures of 1, 2 and 3 shards run interleaved, with what each shard did and
  * the CPU a transfer cost (scaleout_scaling lines, "scaling with shards" below;
- * --scaling prints those alone, three rounds of 5 s);
+ * --scaling prints those alone, three rounds of 5 s); after each figure, what each
+ * shard's writer committed and its backends' CPU (scaleout_shard_writer);
  * and the cost of one transfer across shards against a local one, 64 commands of one
  * transfer in flight (local ones share their shard's group commit, global ones run
  * one after another):
@@ -915,12 +916,30 @@ static void figure_round(figure_t *figure, shard_set_t *set, int seconds) {
     figure->rounds++;
 }
 
-/* The scaleout line of a figure, its CPU lines and its per-shard line. */
+/* What each shard's writer committed (a transfer across shards counts on both) and
+ * its database's backends' CPU:
+ *   scaleout_shard_writer shards=N cross_pct=P shard=I per_s=… batches=… staged=… backends_cpu_ms=…
+ *     backends_per_transfer_us=… */
+static void shards_each_print(const figure_t *figure) {
+    const shard_sample_t *s = &figure->by_shard;
+    double wall_s = (double)figure->cpu.wall_ns / 1e9;
+    for (uint32_t i = 0; i < figure->shards; i++) {
+        printf("scaleout_shard_writer shards=%u cross_pct=%u shard=%u per_s=%.0f batches=%llu staged=%llu"
+               " backends_cpu_ms=%.0f backends_per_transfer_us=%.2f\n", figure->shards, figure->cross_pct, i,
+               wall_s > 0 ? (double)s->transfers[i] / wall_s : 0, (unsigned long long)s->batches[i],
+               (unsigned long long)s->staged[i], (double)s->backends_ns[i] / 1e6,
+               s->transfers[i] > 0 ? (double)s->backends_ns[i] / 1e3 / (double)s->transfers[i] : 0);
+    }
+    fflush(stdout);
+}
+
+/* The scaleout line of a figure, its CPU lines and its per-shard lines. */
 static void figure_print(const figure_t *figure) {
     double per_s = figure->per_s_sum / figure->rounds, baseline = figure->baseline_sum / figure->rounds;
     printf("scaleout shards=%u cross_pct=%u mode=batch per_s=%.0f baseline=pgbench_tpcb baseline_per_s=%.0f"
            " ratio=%.2f\n", figure->shards, figure->cross_pct, per_s, baseline, baseline > 0 ? per_s / baseline : 0);
     cpu_report(figure->shards, figure->cross_pct, "batch", &figure->cpu, figure->transfers, per_s);
+    if (figure->cross_pct > 0) shards_each_print(figure); /* 0 %: with the scaling lines */
     fflush(stdout);
 }
 
@@ -934,7 +953,7 @@ static void figure_print(const figure_t *figure) {
  *   scaleout_scaling shards=N cross_pct=0 mode=batch inflight_per_shard=4 per_s=… per_shard_per_s=…
  *     per_s_vs_1=… cpu_per_transfer_us=… cpu_per_transfer_vs_1=… paycore_per_transfer_us=…
  *     postgres_per_transfer_us=… loadgen_per_transfer_us=… cores_used=… machine_cores_busy=… cores=…
- *   scaleout_scaling_shard shards=N shard=I per_s=… batches=… staged=… backends_cpu_ms=…
+ *   scaleout_shard_writer shards=N cross_pct=0 shard=I per_s=… batches=… staged=… backends_cpu_ms=…
  *     backends_per_transfer_us=… (each shard's writer and its database's backends)
  *   scaleout_scaling_bound shards=3 per_s_vs_1=… cpu_per_transfer_vs_1=… machine_cores_busy=… cores=…
  *     verdict=grows|cpu_bound|not_cpu_bound
@@ -971,14 +990,7 @@ static void scaling_print(const figure_t *figure, const figure_t *one, long core
            figure_cpu_us(figure, figure->cpu.paycore_ns), figure_cpu_us(figure, figure->cpu.postgres_ns),
            figure_cpu_us(figure, figure->cpu.loadgen_ns), wall_s > 0 ? all_ns / 1e9 / wall_s : 0,
            machine_cores_busy(figure), cores);
-    for (uint32_t i = 0; i < figure->shards; i++) {
-        const shard_sample_t *s = &figure->by_shard;
-        printf("scaleout_scaling_shard shards=%u shard=%u per_s=%.0f batches=%llu staged=%llu backends_cpu_ms=%.0f"
-               " backends_per_transfer_us=%.2f\n", figure->shards, i, wall_s > 0 ? (double)s->transfers[i] / wall_s : 0,
-               (unsigned long long)s->batches[i], (unsigned long long)s->staged[i], (double)s->backends_ns[i] / 1e6,
-               s->transfers[i] > 0 ? (double)s->backends_ns[i] / 1e3 / (double)s->transfers[i] : 0);
-    }
-    fflush(stdout);
+    shards_each_print(figure);
 }
 
 static void scaling_bound(const figure_t *most, const figure_t *one, long cores) {
