@@ -216,17 +216,24 @@ static uint64_t proc_cpu_ns(pid_t pid, bool children, pid_t *ppid) {
     return ticks * (1000000000ull / (uint64_t)sysconf(_SC_CLK_TCK));
 }
 
-/* Whether /proc/<pid>/cmdline is a backend of one of paycore's databases ("postgres:
- * paycore <db> [local] ...", db not pgbench's). */
-static bool paycore_backend(pid_t pid) {
-    char path[64], text[256];
+/* The start of /proc/<pid>/cmdline (a backend's title: "postgres: paycore <db> [local]
+ * ..."); false when it is gone. */
+static bool proc_cmdline(pid_t pid, char *text, size_t bytes) {
+    char path[64];
     snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
     FILE *f = fopen(path, "r");
     if (f == NULL) return false;
-    size_t n = fread(text, 1, sizeof text - 1, f);
+    size_t n = fread(text, 1, bytes - 1, f);
     fclose(f);
     text[n] = '\0';
-    return strncmp(text, "postgres: paycore ", 18) == 0 && strncmp(text + 18, "tpcb ", 5) != 0;
+    return true;
+}
+
+/* Whether 'pid' is a backend of one of paycore's databases (not pgbench's). */
+static bool paycore_backend(pid_t pid) {
+    char text[256];
+    return proc_cmdline(pid, text, sizeof text) && strncmp(text, "postgres: paycore ", 18) == 0 &&
+           strncmp(text + 18, "tpcb ", 5) != 0;
 }
 
 static pid_t postmaster_pid(void) {
@@ -826,13 +833,8 @@ typedef struct {
 
 /* The shard 'pid' is a backend of, in a set of 'shards'; false for any other process. */
 static bool backend_shard(pid_t pid, uint32_t shards, uint32_t *shard) {
-    char path[64], text[256], prefix[40];
-    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL) return false;
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[n] = '\0';
+    char text[256], prefix[40];
+    if (!proc_cmdline(pid, text, sizeof text)) return false;
     for (uint32_t i = 0; i < shards; i++) {
         snprintf(prefix, sizeof prefix, "postgres: paycore s%u_%u ", shards, i);
         if (strncmp(text, prefix, strlen(prefix)) == 0) {
@@ -949,10 +951,14 @@ static void figure_print(const figure_t *figure) {
  * state. On a machine of few cores every shard's writer and backend share them, so
  * the transfers per second grow with shards only while cores are idle; what shows
  * that the set scales is the CPU a transfer costs staying flat as shards are added
- * (no shard waits for another), with the machine's cores busy:
+ * (no shard waits for another), with the machine's cores busy. On a machine shared
+ * with other work, more shards are also more runnable processes, which get a larger
+ * share of its busy cores (cores_used); per_s_per_core_used (a million over
+ * cpu_per_transfer_us) does not depend on that share:
  *   scaleout_scaling shards=N cross_pct=0 mode=batch inflight_per_shard=4 per_s=… per_shard_per_s=…
  *     per_s_vs_1=… cpu_per_transfer_us=… cpu_per_transfer_vs_1=… paycore_per_transfer_us=…
- *     postgres_per_transfer_us=… loadgen_per_transfer_us=… cores_used=… machine_cores_busy=… cores=…
+ *     postgres_per_transfer_us=… loadgen_per_transfer_us=… cores_used=… per_s_per_core_used=…
+ *     machine_cores_busy=… cores=…
  *   scaleout_shard_writer shards=N cross_pct=0 shard=I per_s=… batches=… staged=… backends_cpu_ms=…
  *     backends_per_transfer_us=… (each shard's writer and its database's backends)
  *   scaleout_scaling_bound shards=3 per_s_vs_1=… cpu_per_transfer_vs_1=… machine_cores_busy=… cores=…
@@ -984,12 +990,12 @@ static void scaling_print(const figure_t *figure, const figure_t *one, long core
     double all_ns = (double)(figure->cpu.paycore_ns + figure->cpu.loadgen_ns + figure->cpu.postgres_ns);
     printf("scaleout_scaling shards=%u cross_pct=0 mode=batch inflight_per_shard=%d per_s=%.0f per_shard_per_s=%.0f"
            " per_s_vs_1=%.2f cpu_per_transfer_us=%.2f cpu_per_transfer_vs_1=%.2f paycore_per_transfer_us=%.2f"
-           " postgres_per_transfer_us=%.2f loadgen_per_transfer_us=%.2f cores_used=%.2f machine_cores_busy=%.2f"
-           " cores=%ld\n", figure->shards, BENCH_INFLIGHT, per_s, per_s / figure->shards,
+           " postgres_per_transfer_us=%.2f loadgen_per_transfer_us=%.2f cores_used=%.2f per_s_per_core_used=%.0f"
+           " machine_cores_busy=%.2f cores=%ld\n", figure->shards, BENCH_INFLIGHT, per_s, per_s / figure->shards,
            one_per_s > 0 ? per_s / one_per_s : 0, cpu_us, figure_all_cpu_us(one) > 0 ? cpu_us / figure_all_cpu_us(one) : 0,
            figure_cpu_us(figure, figure->cpu.paycore_ns), figure_cpu_us(figure, figure->cpu.postgres_ns),
            figure_cpu_us(figure, figure->cpu.loadgen_ns), wall_s > 0 ? all_ns / 1e9 / wall_s : 0,
-           machine_cores_busy(figure), cores);
+           cpu_us > 0 ? 1e6 / cpu_us : 0, machine_cores_busy(figure), cores);
     shards_each_print(figure);
 }
 
