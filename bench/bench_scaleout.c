@@ -12,11 +12,16 @@
  * The cluster is a throwaway one (initdb in a temp dir, a Unix socket only, fsync on),
  * started and removed here; run as root, its commands run as the 'postgres' user.
  * Shards (the same cluster, one database a shard, shard.h): for 2 and 3 shards at 0,
- * 10 and 50 % cross-shard transfers, one command of BENCH_BATCH transfers per shard
- * submitted at once (each shard's writer runs its own); a command holding a transfer
+ * 10 and 50 % cross-shard transfers, four commands of BENCH_BATCH transfers in flight
+ * per shard, as the single store's figure keeps (each shard's writer runs its own and
+ * pipelines two batches; the shards' load shape below); a command holding a transfer
  * across shards is one global transaction (two-phase commit; global transactions run
  * one at a time), so at 10 % every command is global:
  *   scaleout shards=N cross_pct=P mode=batch per_s=… baseline=pgbench_tpcb baseline_per_s=… ratio=…
+ * The 0 % figures of 1, 2 and 3 shards run interleaved, with what each shard did and
+ * the CPU a transfer cost (scaleout_scaling lines, "scaling with shards" below;
+ * --scaling prints those alone, three rounds of 5 s); after each figure, what each
+ * shard's writer committed and its backends' CPU (scaleout_shard_writer);
  * and the cost of one transfer across shards against a local one, 64 commands of one
  * transfer in flight (local ones share their shard's group commit, global ones run
  * one after another):
@@ -211,17 +216,24 @@ static uint64_t proc_cpu_ns(pid_t pid, bool children, pid_t *ppid) {
     return ticks * (1000000000ull / (uint64_t)sysconf(_SC_CLK_TCK));
 }
 
-/* Whether /proc/<pid>/cmdline is a backend of one of paycore's databases ("postgres:
- * paycore <db> [local] ...", db not pgbench's). */
-static bool paycore_backend(pid_t pid) {
-    char path[64], text[256];
+/* The start of /proc/<pid>/cmdline (a backend's title: "postgres: paycore <db> [local]
+ * ..."); false when it is gone. */
+static bool proc_cmdline(pid_t pid, char *text, size_t bytes) {
+    char path[64];
     snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
     FILE *f = fopen(path, "r");
     if (f == NULL) return false;
-    size_t n = fread(text, 1, sizeof text - 1, f);
+    size_t n = fread(text, 1, bytes - 1, f);
     fclose(f);
     text[n] = '\0';
-    return strncmp(text, "postgres: paycore ", 18) == 0 && strncmp(text + 18, "tpcb ", 5) != 0;
+    return true;
+}
+
+/* Whether 'pid' is a backend of one of paycore's databases (not pgbench's). */
+static bool paycore_backend(pid_t pid) {
+    char text[256];
+    return proc_cmdline(pid, text, sizeof text) && strncmp(text, "postgres: paycore ", 18) == 0 &&
+           strncmp(text + 18, "tpcb ", 5) != 0;
 }
 
 static pid_t postmaster_pid(void) {
@@ -597,30 +609,45 @@ static int bench(int rounds, int seconds) {
 
 /* ---- shards ---- */
 
+#define BENCH_SHARDS_MAX 3
+
 typedef struct {
     uint32_t count;
     char (*ids)[PC_ID_SIZE];
 } shard_accounts_t;
 
-static shard_accounts_t placed[SHARD_COUNT_MAX];
+/* placed[n][s]: the bench's accounts that a set of n shards places on shard s (the
+ * sets of 1, 2 and 3 shards are open at once, so that their figures interleave). */
+static shard_accounts_t placed[BENCH_SHARDS_MAX + 1][BENCH_SHARDS_MAX];
 
 static void placement(uint32_t shards) {
-    for (uint32_t s = 0; s < SHARD_COUNT_MAX; s++) {
-        free(placed[s].ids);
-        placed[s].ids = calloc(BENCH_ACCOUNTS, PC_ID_SIZE);
-        placed[s].count = 0;
-        if (placed[s].ids == NULL) abort();
+    shard_accounts_t *on = placed[shards];
+    for (uint32_t s = 0; s < shards; s++) {
+        free(on[s].ids);
+        on[s].ids = calloc(BENCH_ACCOUNTS, PC_ID_SIZE);
+        on[s].count = 0;
+        if (on[s].ids == NULL) abort();
     }
     for (uint32_t i = 0; i < BENCH_ACCOUNTS; i++) {
         char id[PC_ID_SIZE];
         account_id(id, sizeof id, i);
-        shard_accounts_t *on = &placed[store_shard_of(id, shards)];
-        memcpy(on->ids[on->count++], id, PC_ID_SIZE);
+        shard_accounts_t *to = &on[store_shard_of(id, shards)];
+        memcpy(to->ids[to->count++], id, PC_ID_SIZE);
     }
 }
 
-static const char *random_on(uint32_t shard) {
-    return placed[shard].ids[rng_next() % placed[shard].count];
+static void placement_free(void) {
+    for (uint32_t n = 0; n <= BENCH_SHARDS_MAX; n++) {
+        for (uint32_t s = 0; s < BENCH_SHARDS_MAX; s++) {
+            free(placed[n][s].ids);
+            placed[n][s].ids = NULL;
+        }
+    }
+}
+
+static const char *random_on(uint32_t shards, uint32_t shard) {
+    const shard_accounts_t *on = &placed[shards][shard];
+    return on->ids[rng_next() % on->count];
 }
 
 /* A transfer on shard 'debit_shard'; across shards with probability cross_pct. */
@@ -628,9 +655,9 @@ static void transfer_make(ledger_transfer_t *t, uint32_t shards, uint32_t debit_
     memset(t, 0, sizeof *t);
     uint32_t credit_shard = debit_shard;
     if (shards > 1 && rng_next() % 100 < cross_pct) credit_shard = (debit_shard + 1 + rng_next() % (shards - 1)) % shards;
-    snprintf(t->debit_account_id, sizeof t->debit_account_id, "%s", random_on(debit_shard));
+    snprintf(t->debit_account_id, sizeof t->debit_account_id, "%s", random_on(shards, debit_shard));
     do {
-        snprintf(t->credit_account_id, sizeof t->credit_account_id, "%s", random_on(credit_shard));
+        snprintf(t->credit_account_id, sizeof t->credit_account_id, "%s", random_on(shards, credit_shard));
     } while (strcmp(t->debit_account_id, t->credit_account_id) == 0);
     snprintf(t->id, sizeof t->id, "tr-%016llx", (unsigned long long)rng_next());
     memcpy(t->currency, "USD", 4);
@@ -638,17 +665,42 @@ static void transfer_make(ledger_transfer_t *t, uint32_t shards, uint32_t debit_
     t->code = 1;
 }
 
+/* ---- the shards' load shape ----
+ * 'inflight' commands of 'per_cmd' transfers are kept in flight for the whole window:
+ * the load generator makes and submits the next command of a slot as soon as the
+ * slot's last one committed (no rounds waited for whole). Slot j's transfers start on
+ * shard j % shards, so with inflight = BENCH_INFLIGHT * shards each shard's writer has
+ * BENCH_INFLIGHT commands in flight, as the single store's figure has: while it writes
+ * one, the next waits in its queue and it pipelines two batches (writer.c). */
+
+typedef struct bench_load bench_load_t;
+
 typedef struct {
-    writer_cmd_t cmd;
+    writer_cmd_t cmd; /* first: job_done casts */
     ledger_transfer_t *events;
     ledger_transfer_result_t *results;
-    pthread_mutex_t *mutex;
-    pthread_cond_t *cond;
-    uint32_t *running;
-    uint64_t *committed;
+    uint32_t shard;   /* where its transfers start */
+    bench_load_t *load;
 } bench_job_t;
 
+struct bench_load {
+    pthread_mutex_t mutex;
+    pthread_cond_t cond;
+    bench_job_t *jobs;
+    uint32_t *free_slots;  /* a stack of the slots whose command is done */
+    uint32_t free_count;
+    uint64_t committed;
+};
+
 static _Atomic bool job_failed; /* a command failed: the run stops, the cluster is removed */
+
+static void slot_free(bench_load_t *load, uint32_t slot, uint64_t committed) {
+    pthread_mutex_lock(&load->mutex);
+    load->committed += committed;
+    load->free_slots[load->free_count++] = slot;
+    pthread_cond_signal(&load->cond);
+    pthread_mutex_unlock(&load->mutex);
+}
 
 static void job_done(writer_cmd_t *cmd, pc_status status) {
     bench_job_t *job = (bench_job_t *)cmd;
@@ -658,82 +710,91 @@ static void job_done(writer_cmd_t *cmd, pc_status status) {
     }
     uint64_t ok = 0;
     for (uint32_t i = 0; i < cmd->event_count; i++) ok += job->results[i].status == PC_OK;
-    pthread_mutex_lock(job->mutex);
-    *job->committed += ok;
-    (*job->running)--;
-    pthread_cond_signal(job->cond);
-    pthread_mutex_unlock(job->mutex);
+    slot_free(job->load, (uint32_t)(job - job->load->jobs), ok);
 }
 
-/* Rounds of 'inflight' commands of 'per_cmd' transfers submitted at once, each round
- * waited for whole, for 'seconds' of wall time: committed transfers per second.
- * Command j's transfers start on shard j % shards. */
+/* The index of a slot whose command is done, waiting for one. */
+static uint32_t slot_take(bench_load_t *load) {
+    pthread_mutex_lock(&load->mutex);
+    while (load->free_count == 0) pthread_cond_wait(&load->cond, &load->mutex);
+    uint32_t slot = load->free_slots[--load->free_count];
+    pthread_mutex_unlock(&load->mutex);
+    return slot;
+}
+
+static void job_submit(shard_set_t *set, bench_job_t *job, uint32_t shards, uint32_t cross_pct, uint32_t per_cmd) {
+    for (uint32_t i = 0; i < per_cmd; i++) transfer_make(&job->events[i], shards, job->shard, cross_pct);
+    job->cmd = (writer_cmd_t){.kind = WRITER_CMD_CREATE_TRANSFERS, .event_count = per_cmd, .transfers = job->events,
+                              .transfer_results = job->results, .done = job_done};
+    if (shard_submit(set, &job->cmd) != PC_OK) {
+        job_failed = true;
+        slot_free(job->load, (uint32_t)(job - job->load->jobs), 0);
+    }
+}
+
+static bool load_open(bench_load_t *load, uint32_t inflight, uint32_t per_cmd, uint32_t shards) {
+    *load = (bench_load_t){.mutex = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    load->jobs = calloc(inflight, sizeof *load->jobs);
+    load->free_slots = calloc(inflight, sizeof *load->free_slots);
+    if (load->jobs == NULL || load->free_slots == NULL) return false;
+    for (uint32_t j = 0; j < inflight; j++) {
+        bench_job_t *job = &load->jobs[j];
+        job->events = calloc(per_cmd, sizeof *job->events);
+        job->results = calloc(per_cmd, sizeof *job->results);
+        if (job->events == NULL || job->results == NULL) return false;
+        job->shard = j % shards;
+        job->load = load;
+        load->free_slots[load->free_count++] = inflight - 1 - j; /* slot 0 taken first */
+    }
+    return true;
+}
+
+static void load_close(bench_load_t *load, uint32_t inflight) {
+    for (uint32_t j = 0; load->jobs != NULL && j < inflight; j++) {
+        free(load->jobs[j].events);
+        free(load->jobs[j].results);
+    }
+    free(load->jobs);
+    free(load->free_slots);
+}
+
+/* 'inflight' commands of 'per_cmd' transfers kept in flight for 'seconds' (the load
+ * shape above): committed transfers per second, over the wall time from the first
+ * submit to the last commit. */
 static double shards_per_s(shard_set_t *set, uint32_t shards, uint32_t cross_pct, uint32_t inflight,
                            uint32_t per_cmd, double seconds, uint64_t *transfers) {
-    pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
-    pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
-    uint32_t running = 0;
-    uint64_t committed = 0, submitted = 0;
-    bench_job_t *jobs = calloc(inflight, sizeof *jobs);
-    if (jobs == NULL) abort();
-    for (uint32_t j = 0; j < inflight; j++) {
-        jobs[j].events = calloc(per_cmd, sizeof *jobs[j].events);
-        jobs[j].results = calloc(per_cmd, sizeof *jobs[j].results);
-        if (jobs[j].events == NULL || jobs[j].results == NULL) abort();
-        jobs[j].mutex = &mutex;
-        jobs[j].cond = &cond;
-        jobs[j].running = &running;
-        jobs[j].committed = &committed;
-    }
+    bench_load_t load;
+    if (!load_open(&load, inflight, per_cmd, shards)) abort();
+    uint64_t submitted = 0;
     uint64_t start_ns = pc_mono_ns(), end_ns = start_ns + (uint64_t)(seconds * 1e9);
-    /* rounds of 'inflight' commands, each round waited for whole */
     while (pc_mono_ns() < end_ns && !job_failed) {
-        pthread_mutex_lock(&mutex);
-        running = inflight;
-        pthread_mutex_unlock(&mutex);
-        for (uint32_t j = 0; j < inflight; j++) {
-            bench_job_t *job = &jobs[j];
-            for (uint32_t i = 0; i < per_cmd; i++) transfer_make(&job->events[i], shards, j % shards, cross_pct);
-            memset(&job->cmd, 0, sizeof job->cmd);
-            job->cmd = (writer_cmd_t){.kind = WRITER_CMD_CREATE_TRANSFERS, .event_count = per_cmd,
-                                      .transfers = job->events, .transfer_results = job->results,
-                                      .done = job_done};
-            if (shard_submit(set, &job->cmd) != PC_OK) {
-                job_failed = true;
-                pthread_mutex_lock(&mutex);
-                running--;
-                pthread_mutex_unlock(&mutex);
-            }
-            submitted += per_cmd;
-        }
-        pthread_mutex_lock(&mutex);
-        while (running > 0) pthread_cond_wait(&cond, &mutex);
-        pthread_mutex_unlock(&mutex);
+        job_submit(set, &load.jobs[slot_take(&load)], shards, cross_pct, per_cmd);
+        submitted += per_cmd;
     }
+    pthread_mutex_lock(&load.mutex);
+    while (load.free_count < inflight) pthread_cond_wait(&load.cond, &load.mutex);
+    pthread_mutex_unlock(&load.mutex);
     double elapsed_s = (double)(pc_mono_ns() - start_ns) / 1e9;
-    for (uint32_t j = 0; j < inflight; j++) {
-        free(jobs[j].events);
-        free(jobs[j].results);
-    }
-    free(jobs);
-    if (job_failed || committed * 10 < submitted * 9) {
-        fprintf(stderr, "bench_scaleout: only %llu of %llu transfers committed\n", (unsigned long long)committed,
-                (unsigned long long)submitted);
+    load_close(&load, inflight);
+    if (job_failed || load.committed * 10 < submitted * 9) {
+        fprintf(stderr, "bench_scaleout: only %llu of %llu transfers committed\n",
+                (unsigned long long)load.committed, (unsigned long long)submitted);
         return -1;
     }
-    *transfers += committed;
-    return (double)committed / elapsed_s;
+    *transfers += load.committed;
+    return (double)load.committed / elapsed_s;
 }
 
 static void shard_accounts_create(shard_set_t *set, uint32_t shards) {
     static ledger_account_t accounts[BENCH_BATCH];
     static ledger_account_result_t results[BENCH_BATCH];
     for (uint32_t s = 0; s < shards; s++) {
-        for (uint32_t first = 0; first < placed[s].count; first += BENCH_BATCH) {
-            uint32_t count = placed[s].count - first < BENCH_BATCH ? placed[s].count - first : BENCH_BATCH;
+        const shard_accounts_t *on = &placed[shards][s];
+        for (uint32_t first = 0; first < on->count; first += BENCH_BATCH) {
+            uint32_t count = on->count - first < BENCH_BATCH ? on->count - first : BENCH_BATCH;
             for (uint32_t i = 0; i < count; i++) {
                 memset(&accounts[i], 0, sizeof accounts[i]);
-                memcpy(accounts[i].id, placed[s].ids[first + i], PC_ID_SIZE);
+                memcpy(accounts[i].id, on->ids[first + i], PC_ID_SIZE);
                 memcpy(accounts[i].currency, "USD", 4);
                 accounts[i].code = 1;
             }
@@ -766,43 +827,262 @@ static shard_set_t *shards_open(uint32_t shards) {
     return set;
 }
 
-static int bench_shards(int rounds, int seconds) {
-    static const uint32_t pcts[] = {0, 10, 50};
-    for (uint32_t shards = 2; shards <= 3; shards++) {
-        shard_set_t *set = shards_open(shards);
-        if (set == NULL) return 1;
-        for (uint32_t p = 0; p < 3; p++) {
-            double sum = 0, baseline = 0;
-            cpu_sample_t cpu = {0};
-            uint64_t transfers = 0;
-            for (int round = 0; round < rounds && !job_failed; round++) {
-                baseline += pgbench_tps(seconds);
-                cpu_sample_t start = cpu_sample();
-                sum += shards_per_s(set, shards, pcts[p], shards, BENCH_BATCH, seconds, &transfers);
-                cpu_add(&cpu, &start);
-            }
-            if (job_failed) break;
-            printf("scaleout shards=%u cross_pct=%u mode=batch per_s=%.0f baseline=pgbench_tpcb baseline_per_s=%.0f"
-                   " ratio=%.2f\n", shards, pcts[p], sum / rounds, baseline / rounds,
-                   baseline > 0 ? sum / baseline : 0);
-            cpu_report(shards, pcts[p], "batch", &cpu, transfers, sum / rounds);
-            fflush(stdout);
+/* ---- what each shard did while a figure ran ----
+ * Each shard's writer (writer_stats: transfers and batches committed, second parts
+ * staged by its pipeline), the CPU of the live backends of each shard's database
+ * ("postgres: paycore s<N>_<i> ..."), and the whole machine's busy CPU (/proc/stat:
+ * every process, other work on the machine included), so that a figure bounded by
+ * the machine's cores says so. */
+
+typedef struct {
+    uint64_t transfers[BENCH_SHARDS_MAX];
+    uint64_t batches[BENCH_SHARDS_MAX];
+    uint64_t staged[BENCH_SHARDS_MAX];
+    uint64_t backends_ns[BENCH_SHARDS_MAX];
+    uint64_t machine_busy_ns;
+} shard_sample_t;
+
+/* The shard 'pid' is a backend of, in a set of 'shards'; false for any other process. */
+static bool backend_shard(pid_t pid, uint32_t shards, uint32_t *shard) {
+    char text[256], prefix[40];
+    if (!proc_cmdline(pid, text, sizeof text)) return false;
+    for (uint32_t i = 0; i < shards; i++) {
+        snprintf(prefix, sizeof prefix, "postgres: paycore s%u_%u ", shards, i);
+        if (strncmp(text, prefix, strlen(prefix)) == 0) {
+            *shard = i;
+            return true;
         }
-        if (shards == 2 && !job_failed) {
-            double local = 0, cross = 0;
-            uint64_t transfers = 0;
-            for (int round = 0; round < rounds && !job_failed; round++) {
-                local += shards_per_s(set, shards, 0, 64, 1, seconds, &transfers);
-                cross += shards_per_s(set, shards, 100, 64, 1, seconds, &transfers);
-            }
-            printf("scaleout_cross_cost shards=2 local_per_s=%.0f cross_per_s=%.0f ratio=%.2f\n", local / rounds,
-                   cross / rounds, cross > 0 ? local / cross : 0);
-            fflush(stdout);
-        }
-        shard_close(set);
-        if (job_failed) break;
     }
-    for (uint32_t s = 0; s < SHARD_COUNT_MAX; s++) free(placed[s].ids);
+    return false;
+}
+
+/* Busy CPU of every core since boot (/proc/stat's first line: all but idle and iowait). */
+static uint64_t machine_busy_ns(void) {
+    FILE *f = fopen("/proc/stat", "r");
+    unsigned long long v[8] = {0};
+    int got = f != NULL ? fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                                 &v[4], &v[5], &v[6], &v[7]) : 0;
+    if (f != NULL) fclose(f);
+    if (got < 5) return 0;
+    unsigned long long busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+    return busy * (1000000000ull / (uint64_t)sysconf(_SC_CLK_TCK));
+}
+
+static void shard_sample(shard_set_t *set, uint32_t shards, shard_sample_t *out) {
+    memset(out, 0, sizeof *out);
+    for (uint32_t i = 0; i < shards; i++) {
+        writer_stats_t stats;
+        writer_stats(shard_writer(set, i), &stats);
+        out->transfers[i] = stats.transfers_committed;
+        out->batches[i] = stats.batches_committed;
+        out->staged[i] = stats.batches_staged;
+    }
+    pid_t master = postmaster_pid();
+    DIR *proc = master > 0 ? opendir("/proc") : NULL;
+    struct dirent *entry;
+    while (proc != NULL && (entry = readdir(proc)) != NULL) {
+        pid_t pid = (pid_t)atoi(entry->d_name), ppid = 0;
+        uint32_t shard = 0;
+        if (pid <= 0) continue;
+        uint64_t ns = proc_cpu_ns(pid, false, &ppid);
+        if (ppid == master && backend_shard(pid, shards, &shard)) out->backends_ns[shard] += ns;
+    }
+    if (proc != NULL) closedir(proc);
+    out->machine_busy_ns = machine_busy_ns();
+}
+
+/* Adds what happened since 'start' into 'sum'. */
+static void shard_sample_add(shard_sample_t *sum, const shard_sample_t *start, shard_set_t *set, uint32_t shards) {
+    shard_sample_t now;
+    shard_sample(set, shards, &now);
+    for (uint32_t i = 0; i < shards; i++) {
+        sum->transfers[i] += now.transfers[i] - start->transfers[i];
+        sum->batches[i] += now.batches[i] - start->batches[i];
+        sum->staged[i] += now.staged[i] - start->staged[i];
+        sum->backends_ns[i] += now.backends_ns[i] - start->backends_ns[i];
+    }
+    sum->machine_busy_ns += now.machine_busy_ns - start->machine_busy_ns;
+}
+
+/* One figure of a set (a shard count and a cross-shard share), summed over its rounds. */
+typedef struct {
+    uint32_t shards;
+    uint32_t cross_pct;
+    double per_s_sum;
+    double baseline_sum;
+    int rounds;
+    uint64_t transfers;
+    cpu_sample_t cpu;
+    shard_sample_t by_shard;
+} figure_t;
+
+/* One round of 'figure': pgbench, then 'seconds' of the load shape on 'set'. */
+static void figure_round(figure_t *figure, shard_set_t *set, int seconds) {
+    figure->baseline_sum += pgbench_tps(seconds);
+    cpu_sample_t start = cpu_sample();
+    shard_sample_t shard_start;
+    shard_sample(set, figure->shards, &shard_start);
+    figure->per_s_sum += shards_per_s(set, figure->shards, figure->cross_pct, BENCH_INFLIGHT * figure->shards,
+                                      BENCH_BATCH, seconds, &figure->transfers);
+    cpu_add(&figure->cpu, &start);
+    shard_sample_add(&figure->by_shard, &shard_start, set, figure->shards);
+    figure->rounds++;
+}
+
+/* What each shard's writer committed (a transfer across shards counts on both) and
+ * its database's backends' CPU:
+ *   scaleout_shard_writer shards=N cross_pct=P shard=I per_s=… batches=… staged=… backends_cpu_ms=…
+ *     backends_per_transfer_us=… */
+static void shards_each_print(const figure_t *figure) {
+    const shard_sample_t *s = &figure->by_shard;
+    double wall_s = (double)figure->cpu.wall_ns / 1e9;
+    for (uint32_t i = 0; i < figure->shards; i++) {
+        printf("scaleout_shard_writer shards=%u cross_pct=%u shard=%u per_s=%.0f batches=%llu staged=%llu"
+               " backends_cpu_ms=%.0f backends_per_transfer_us=%.2f\n", figure->shards, figure->cross_pct, i,
+               wall_s > 0 ? (double)s->transfers[i] / wall_s : 0, (unsigned long long)s->batches[i],
+               (unsigned long long)s->staged[i], (double)s->backends_ns[i] / 1e6,
+               s->transfers[i] > 0 ? (double)s->backends_ns[i] / 1e3 / (double)s->transfers[i] : 0);
+    }
+    fflush(stdout);
+}
+
+/* The scaleout line of a figure, its CPU lines and its per-shard lines. */
+static void figure_print(const figure_t *figure) {
+    double per_s = figure->per_s_sum / figure->rounds, baseline = figure->baseline_sum / figure->rounds;
+    printf("scaleout shards=%u cross_pct=%u mode=batch per_s=%.0f baseline=pgbench_tpcb baseline_per_s=%.0f"
+           " ratio=%.2f\n", figure->shards, figure->cross_pct, per_s, baseline, baseline > 0 ? per_s / baseline : 0);
+    cpu_report(figure->shards, figure->cross_pct, "batch", &figure->cpu, figure->transfers, per_s);
+    if (figure->cross_pct > 0) shards_each_print(figure); /* 0 %: with the scaling lines */
+    fflush(stdout);
+}
+
+/* ---- scaling with shards: 1, 2 and 3 shards at 0 % cross-shard, interleaved ----
+ * The same load shape on each set (BENCH_INFLIGHT commands in flight per shard), the
+ * rounds interleaved (1, 2, 3 shards, 1, 2, 3 ...) so that they share the machine's
+ * state. On a machine of few cores every shard's writer and backend share them, so
+ * the transfers per second grow with shards only while cores are idle; what shows
+ * that the set scales is the CPU a transfer costs staying flat as shards are added
+ * (no shard waits for another), with the machine's cores busy. On a machine shared
+ * with other work, more shards are also more runnable processes, which get a larger
+ * share of its busy cores (cores_used); per_s_per_core_used (a million over
+ * cpu_per_transfer_us) does not depend on that share:
+ *   scaleout_scaling shards=N cross_pct=0 mode=batch inflight_per_shard=4 per_s=… per_shard_per_s=…
+ *     per_s_vs_1=… cpu_per_transfer_us=… cpu_per_transfer_vs_1=… paycore_per_transfer_us=…
+ *     postgres_per_transfer_us=… loadgen_per_transfer_us=… cores_used=… per_s_per_core_used=…
+ *     machine_cores_busy=… cores=…
+ *   scaleout_shard_writer shards=N cross_pct=0 shard=I per_s=… batches=… staged=… backends_cpu_ms=…
+ *     backends_per_transfer_us=… (each shard's writer and its database's backends)
+ *   scaleout_scaling_bound shards=3 per_s_vs_1=… cpu_per_transfer_vs_1=… machine_cores_busy=… cores=…
+ *     verdict=grows|cpu_bound|not_cpu_bound
+ * verdict: grows when 3 shards commit at least 1.5x what 1 does; else cpu_bound when
+ * the machine's cores were at least 90 % busy and a transfer's CPU stayed within 1.25x
+ * of one shard's (it scales, the cores are the limit); else not_cpu_bound (something
+ * else limits: the disk, or shards waiting for each other). */
+
+#define SCALING_GROWS 1.5
+#define SCALING_MACHINE_BUSY 0.9
+#define SCALING_CPU_FLAT 1.25
+
+static double figure_cpu_us(const figure_t *figure, uint64_t ns) {
+    return figure->transfers > 0 ? (double)ns / 1e3 / (double)figure->transfers : 0;
+}
+
+static double figure_all_cpu_us(const figure_t *figure) {
+    return figure_cpu_us(figure, figure->cpu.paycore_ns + figure->cpu.loadgen_ns + figure->cpu.postgres_ns);
+}
+
+static double machine_cores_busy(const figure_t *figure) {
+    return figure->cpu.wall_ns > 0 ? (double)figure->by_shard.machine_busy_ns / (double)figure->cpu.wall_ns : 0;
+}
+
+static void scaling_print(const figure_t *figure, const figure_t *one, long cores) {
+    double per_s = figure->per_s_sum / figure->rounds, one_per_s = one->per_s_sum / one->rounds;
+    double wall_s = (double)figure->cpu.wall_ns / 1e9, cpu_us = figure_all_cpu_us(figure);
+    double all_ns = (double)(figure->cpu.paycore_ns + figure->cpu.loadgen_ns + figure->cpu.postgres_ns);
+    printf("scaleout_scaling shards=%u cross_pct=0 mode=batch inflight_per_shard=%d per_s=%.0f per_shard_per_s=%.0f"
+           " per_s_vs_1=%.2f cpu_per_transfer_us=%.2f cpu_per_transfer_vs_1=%.2f paycore_per_transfer_us=%.2f"
+           " postgres_per_transfer_us=%.2f loadgen_per_transfer_us=%.2f cores_used=%.2f per_s_per_core_used=%.0f"
+           " machine_cores_busy=%.2f cores=%ld\n", figure->shards, BENCH_INFLIGHT, per_s, per_s / figure->shards,
+           one_per_s > 0 ? per_s / one_per_s : 0, cpu_us, figure_all_cpu_us(one) > 0 ? cpu_us / figure_all_cpu_us(one) : 0,
+           figure_cpu_us(figure, figure->cpu.paycore_ns), figure_cpu_us(figure, figure->cpu.postgres_ns),
+           figure_cpu_us(figure, figure->cpu.loadgen_ns), wall_s > 0 ? all_ns / 1e9 / wall_s : 0,
+           cpu_us > 0 ? 1e6 / cpu_us : 0, machine_cores_busy(figure), cores);
+    shards_each_print(figure);
+}
+
+static void scaling_bound(const figure_t *most, const figure_t *one, long cores) {
+    double grows = one->per_s_sum > 0 ? (most->per_s_sum / most->rounds) / (one->per_s_sum / one->rounds) : 0;
+    double cpu = figure_all_cpu_us(one) > 0 ? figure_all_cpu_us(most) / figure_all_cpu_us(one) : 0;
+    double busy = machine_cores_busy(most);
+    const char *verdict = grows >= SCALING_GROWS ? "grows"
+                        : busy >= SCALING_MACHINE_BUSY * (double)cores && cpu <= SCALING_CPU_FLAT ? "cpu_bound"
+                                                                                                   : "not_cpu_bound";
+    printf("scaleout_scaling_bound shards=%u per_s_vs_1=%.2f cpu_per_transfer_vs_1=%.2f machine_cores_busy=%.2f"
+           " cores=%ld verdict=%s\n", most->shards, grows, cpu, busy, cores, verdict);
+    fflush(stdout);
+}
+
+/* The sets of 1..BENCH_SHARDS_MAX shards (sets[n]); false when one cannot be opened. */
+static bool sets_open(shard_set_t *sets[BENCH_SHARDS_MAX + 1]) {
+    for (uint32_t n = 1; n <= BENCH_SHARDS_MAX; n++) {
+        sets[n] = shards_open(n);
+        if (sets[n] == NULL) return false;
+    }
+    return true;
+}
+
+static void sets_close(shard_set_t *sets[BENCH_SHARDS_MAX + 1]) {
+    for (uint32_t n = 1; n <= BENCH_SHARDS_MAX; n++) shard_close(sets[n]);
+    placement_free();
+}
+
+/* 0 % cross-shard on 1, 2 and 3 shards, rounds interleaved; the scaleout lines of 2
+ * and 3 shards (1 shard's is the single store's, bench()) and the scaling lines. */
+static void bench_scaling(shard_set_t *sets[BENCH_SHARDS_MAX + 1], int rounds, int seconds) {
+    figure_t figures[BENCH_SHARDS_MAX + 1];
+    memset(figures, 0, sizeof figures);
+    for (uint32_t n = 1; n <= BENCH_SHARDS_MAX; n++) figures[n].shards = n;
+    for (int round = 0; round < rounds && !job_failed; round++) {
+        for (uint32_t n = 1; n <= BENCH_SHARDS_MAX && !job_failed; n++) figure_round(&figures[n], sets[n], seconds);
+    }
+    if (job_failed) return;
+    for (uint32_t n = 2; n <= BENCH_SHARDS_MAX; n++) figure_print(&figures[n]);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    for (uint32_t n = 1; n <= BENCH_SHARDS_MAX; n++) scaling_print(&figures[n], &figures[1], cores);
+    scaling_bound(&figures[BENCH_SHARDS_MAX], &figures[1], cores);
+}
+
+static void bench_cross_cost(shard_set_t *set, int rounds, int seconds) {
+    double local = 0, cross = 0;
+    uint64_t transfers = 0;
+    for (int round = 0; round < rounds && !job_failed; round++) {
+        local += shards_per_s(set, 2, 0, 64, 1, seconds, &transfers);
+        cross += shards_per_s(set, 2, 100, 64, 1, seconds, &transfers);
+    }
+    if (job_failed) return;
+    printf("scaleout_cross_cost shards=2 local_per_s=%.0f cross_per_s=%.0f ratio=%.2f\n", local / rounds,
+           cross / rounds, cross > 0 ? local / cross : 0);
+    fflush(stdout);
+}
+
+/* 'scaling_only': the scaling lines alone (--scaling). */
+static int bench_shards(int rounds, int seconds, bool scaling_only) {
+    static const uint32_t pcts[] = {10, 50};
+    shard_set_t *sets[BENCH_SHARDS_MAX + 1] = {0};
+    if (!sets_open(sets)) {
+        sets_close(sets);
+        return 1;
+    }
+    bench_scaling(sets, rounds, seconds);
+    for (uint32_t shards = 2; !scaling_only && shards <= BENCH_SHARDS_MAX && !job_failed; shards++) {
+        for (uint32_t p = 0; p < sizeof pcts / sizeof pcts[0] && !job_failed; p++) {
+            figure_t figure = {.shards = shards, .cross_pct = pcts[p]};
+            for (int round = 0; round < rounds && !job_failed; round++) figure_round(&figure, sets[shards], seconds);
+            if (!job_failed) figure_print(&figure);
+        }
+        if (shards == 2) bench_cross_cost(sets[2], rounds, seconds);
+    }
+    sets_close(sets);
     return job_failed ? 1 : 0;
 }
 
@@ -936,8 +1216,9 @@ int main(int argc, char **argv) {
         return 1;
     }
     bool http_only = argc > 1 && strcmp(argv[1], "--http") == 0;
-    int status = http_only ? bench_http(1, 3) : bench(full ? 3 : 1, full ? 10 : 3);
-    if (status == 0 && full) status = bench_shards(3, 10);
+    bool scaling_only = argc > 1 && strcmp(argv[1], "--scaling") == 0;
+    int status = http_only ? bench_http(1, 3) : scaling_only ? bench_shards(3, 5, true) : bench(full ? 3 : 1, full ? 10 : 3);
+    if (status == 0 && full) status = bench_shards(3, 10, false);
     if (status == 0 && full) status = bench_http(3, 10);
     cluster_stop();
     return status;

@@ -623,6 +623,7 @@ static pc_status pg_load(store_t *base, ledger_t *ledger, journal_entry_t *head)
     for (uint32_t i = 0; status == PC_OK && i < ledger_account_count(ledger); i++) {
         store_shadow_publish(store->shadow, i, &ledger_account_at(ledger, i)->balances);
     }
+    if (status == PC_OK) store_shadow_loaded(store->shadow, head->seq); /* pages as of the head: from memory */
     return status;
 }
 

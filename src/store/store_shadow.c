@@ -136,6 +136,16 @@ void store_shadow_published(store_shadow_t *shadow, uint64_t seq) {
     __atomic_store_n(&shadow->committing_seq, seq, __ATOMIC_SEQ_CST);
 }
 
+void store_shadow_loaded(store_shadow_t *shadow, uint64_t seq) {
+    uint64_t generation = __atomic_load_n(&shadow->generation, __ATOMIC_RELAXED);
+    PC_ASSERT((generation & 1) == 0);
+    __atomic_store_n(&shadow->generation, generation + 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    __atomic_store_n(&shadow->generation_seq, seq, __ATOMIC_RELAXED);
+    __atomic_store_n(&shadow->generation, generation + 2, __ATOMIC_RELEASE);
+    store_shadow_published(shadow, seq);
+}
+
 void store_shadow_commit_failed(store_shadow_t *shadow) {
     __atomic_store_n(&shadow->committing_seq, __atomic_load_n(&shadow->published_seq, __ATOMIC_SEQ_CST),
                      __ATOMIC_SEQ_CST);

@@ -30,6 +30,10 @@ void store_shadow_batch_end(store_shadow_t *shadow);
 void store_shadow_committing(store_shadow_t *shadow, uint64_t seq);
 /* Writer thread, after the batch's balances were published (after batch_end). */
 void store_shadow_published(store_shadow_t *shadow, uint64_t seq);
+/* Writer thread, at load: every account's balances were published as of the
+ * journal seq 'seq' (the head loaded), so a page read before the first commit is at
+ * that batch boundary (store_shadow_read_page returns 'seq', not 0). */
+void store_shadow_loaded(store_shadow_t *shadow, uint64_t seq);
 /* Writer thread, the COMMIT failed: readers stop waiting for the batch. */
 void store_shadow_commit_failed(store_shadow_t *shadow);
 /* Any thread, before reading balances: when a marked batch is not published yet and
@@ -43,8 +47,8 @@ bool store_shadow_read(const store_shadow_t *shadow, uint32_t account_no, ledger
  * batch boundary, so that a page of balances sums as the ledger does (a transfer's
  * two legs are both in it or both not). accounts[i] keeps its row's balances where
  * nothing was published for nos[i]. Returns that boundary: the journal seq of the
- * last batch published before it (the seq store_shadow_committing marked; 0 before
- * the first since the start). */
+ * last batch published before it (the seq store_shadow_committing marked, or the
+ * head store_shadow_loaded gave; 0 before either). */
 uint64_t store_shadow_read_page(const store_shadow_t *shadow, const uint32_t *nos, ledger_account_t *accounts,
                                 uint32_t count);
 

@@ -24,9 +24,27 @@ just before the listing began, and the listing's sums balance; a new listing sho
 all of it and balances too. A merchant key's listing likewise, and its cursor is
 refused (400 list_cursor_invalid) to another merchant and to the admin key; a cursor
 altered in any byte, made up, too long, empty or given with starting_after is
-refused; a cursor continues the same listing after the node restarted."""
+refused; a cursor continues the same listing after the node restarted.
+
+A merchant's listing shows no grant made after its first page: the merchant's key was
+made with an account id that did not exist yet, and between pages that account is
+created and the merchant creates an account on each shard (each a grant with a new
+account): the later pages list none of them, a new listing lists them all.
+
+A cursor's age: a cursor minted by the test under the set's key (read from shard 0)
+with the first page's time two hours ago, or two hours ahead, is refused (400
+list_cursor_expired), one 59 minutes old continues the listing; the same bytes with
+the time changed but the tag kept are list_cursor_invalid.
+
+A listing right after a restart, every shard idle (no commit since its writer loaded),
+reads its balances from memory as after a commit, not with the as-of statement (each
+shard's statements logged: log_statement = all on its database); a shard that commits
+after the first page makes the next pages read its part with the as-of statement."""
+import hashlib
 import os
+import struct
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -97,6 +115,8 @@ def scenario(s):
     check(sum(a["debits_posted"] - a["credits_posted"] for a in whole) == 0, "the clearing accounts net to zero")
     c = by_cursor(s, c)
     merchants(s, c)
+    cursor_age(s, c)
+    idle_after_restart(s)
     check(s.stop() == 0, "clean stop")
 
 
@@ -209,7 +229,9 @@ def altered(cursor):
 
 
 def merchants(s, c):
-    key1 = expect(c.post("/v1/api-keys", {"scope": "merchant", "name": "pm1"}), 201, what="merchant key").json["key"]
+    later = shardset.ids_on(2, 3, 1, "pm1-later")[0]  # granted to the key before it exists
+    key1 = expect(c.post("/v1/api-keys", {"scope": "merchant", "name": "pm1", "accounts": [later]}), 201,
+                  what="merchant key").json["key"]
     key2 = expect(c.post("/v1/api-keys", {"scope": "merchant", "name": "pm2"}), 201, what="merchant key").json["key"]
     m1, m2 = pcapi.Client(s.port, key1), pcapi.Client(s.port, key2)
     mine = [shardset.ids_on(k, 3, 2, "pm1-") for k in range(3)]
@@ -223,6 +245,10 @@ def merchants(s, c):
     check(first["has_more"] and "next_cursor" in first, "a merchant's page has a cursor: %r" % first)
     cursor = first["next_cursor"]
     expect(m1.post("/v1/transfers", transfer("pm1-u", mine[0][1], mine[1][0], 3)), 201, what="between pages")
+    expect(c.post("/v1/accounts", account(later)), 201, what="the account the key was granted before it existed")
+    made = [shardset.ids_on(k, 3, 1, "pm1-new")[0] for k in range(3)]
+    for account_id in made:
+        expect(m1.post("/v1/accounts", account(account_id)), 201, what="a merchant's account between pages")
     for who, client in (("another merchant", m2), ("the admin key", c)):
         expect(client.get("/v1/accounts?limit=2&cursor=" + cursor), 400, "list_cursor_invalid",
                what="%s with the merchant's cursor" % who)
@@ -236,6 +262,87 @@ def merchants(s, c):
     rest = listing_from(m1, cursor, 2)
     check(first["data"] + rest == before, "the merchant's listing as of its first page: %r" % (first["data"] + rest))
     check(all(a["id"].startswith("pm1-") for a in rest), "only the merchant's own accounts")
+    now = [a["id"] for a in expect(m1.get("/v1/accounts?limit=100"), 200, what="a new listing").json["data"]]
+    check(later in now and all(a in now for a in made),
+          "a new listing shows the accounts granted after the last one began: %r" % now)
+    return key1
+
+
+def cursor_fields(cursor):
+    """A cursor's bytes (shard_cursor.c): version, kind, shard count, shard, id length,
+    id, a seq per shard, the first page's time (ns, little-endian), then a 16-byte
+    BLAKE2b tag over those bytes and the caller's key id."""
+    raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    body, tag = raw[:-16], raw[-16:]
+    return body[:-8], struct.unpack("<Q", body[-8:])[0], tag
+
+
+def cursor_mint(set_key, owner, head, issued_ns):
+    body = head + struct.pack("<Q", issued_ns)
+    tag = hashlib.blake2b(body + owner.encode() + b"\0", key=set_key, digest_size=16).digest()
+    return base64.urlsafe_b64encode(body + tag).decode().rstrip("=")
+
+
+HOUR_NS = 3600 * 10**9
+
+
+def cursor_age(s, c):
+    """A cursor older than an hour (or as far ahead) is refused end to end; one younger
+    continues the listing. Minted under the set's key, as the node would have."""
+    made = expect(c.post("/v1/api-keys", {"scope": "merchant", "name": "age"}), 201, what="merchant key").json
+    m = pcapi.Client(s.port, made["key"])
+    for k in range(3):
+        expect(m.post("/v1/accounts", account(shardset.ids_on(k, 3, 1, "age-")[0])), 201, what="an account")
+    whole = expect(m.get("/v1/accounts?limit=100"), 200, what="the key's accounts").json["data"]
+    first = expect(m.get("/v1/accounts?limit=1"), 200, what="a first page").json
+    head, issued_ns, tag = cursor_fields(first["next_cursor"])
+    set_key = bytes.fromhex(s.sql(0, "SELECT value FROM paycore_meta WHERE key = 'list_cursor_key'"))
+    check(cursor_mint(set_key, made["id"], head, issued_ns) == first["next_cursor"],
+          "the test mints cursors as the node does")
+    check(abs(time.time_ns() - issued_ns) < HOUR_NS, "a cursor carries its first page's time: %d" % issued_ns)
+    for what, at in (("two hours old", issued_ns - 2 * HOUR_NS), ("two hours ahead", issued_ns + 2 * HOUR_NS)):
+        expect(m.get("/v1/accounts?limit=1&cursor=" + cursor_mint(set_key, made["id"], head, at)), 400,
+               "list_cursor_expired", what="a cursor " + what)
+    kept_tag = base64.urlsafe_b64encode(head + struct.pack("<Q", issued_ns - 2 * HOUR_NS) + tag).decode().rstrip("=")
+    expect(m.get("/v1/accounts?limit=1&cursor=" + kept_tag), 400, "list_cursor_invalid",
+           what="a cursor whose time was changed without its tag")
+    young = cursor_mint(set_key, made["id"], head, issued_ns - 59 * 60 * 10**9)
+    check(first["data"] + listing_from(m, young, 1) == whole, "a cursor 59 minutes old continues its listing")
+
+
+AS_OF_SQL = "WITH m AS MATERIALIZED (SELECT value::bigint AS as_of"  # pg_read.c's as_of_balances_sql
+PART_SQL = "batch_seq <= $3::bigint ORDER BY no"                       # a shard's part as of the cut
+
+
+def server_log(s):
+    with open(os.path.join(s.clusters[0].dir, "server.log"), errors="replace") as f:
+        return f.read()
+
+
+def idle_after_restart(s):
+    """Each shard's writer loads its head: a listing before any commit reads balances
+    from memory; a shard committing after the first page is read as of the cut."""
+    for i, name in enumerate(s.names):
+        s.sql(i, "ALTER DATABASE %s SET log_statement = 'all'" % name)
+    check(s.stop() == 0, "clean stop")
+    s.start()
+    c = s.client()
+    mark = len(server_log(s))
+    whole = listing(c, 4)
+    logged = server_log(s)[mark:]
+    check(PART_SQL in logged, "the shards' statements are logged")
+    check(AS_OF_SQL not in logged, "every shard idle since its load: the listing's balances from memory")
+    local = shardset.ids_on(2, 3, 2, "cu")  # accounts of by_cursor on shard 2
+    mark = len(server_log(s))
+
+    def between(page_no):
+        if page_no == 1:
+            expect(c.post("/v1/transfers", transfer("idle-t", local[0], local[1], 1)), 201, what="on shard 2")
+
+    check(listing(c, 4, between=between) == whole, "a listing as of its first page")
+    check(AS_OF_SQL in server_log(s)[mark:], "shard 2 committed after the cut: its part read as of the cut")
+    for i, name in enumerate(s.names):
+        s.sql(i, "ALTER DATABASE %s RESET log_statement" % name)
 
 
 def main():
