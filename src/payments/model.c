@@ -392,7 +392,7 @@ static pay_text_t *dump_text(const json_t *value) {
     return pay_text_adopt(value != NULL ? json_dumps(value, JSON_COMPACT) : NULL);
 }
 
-/* Room for one more entry and one more transfer. */
+/* Room for one more entry. */
 static bool entries_room(pay_payment_t *p) {
     if (p->entry_count < p->entry_room) return true;
     uint32_t room = p->entry_room ? 2 * p->entry_room : 4;
@@ -408,7 +408,7 @@ static bool entries_room(pay_payment_t *p) {
 static void entry_append(pay_payment_t *p, const char *id, pay_text_t *text) {
     if (text == NULL || !entries_room(p)) {
         pay_text_drop(text);
-        p->entry_lost = true;
+        p->parts_lost = true;
         return;
     }
     pay_entry_t *entry = &p->entries[p->entry_count++];
@@ -456,7 +456,7 @@ pc_status pay_payment_from_json(const json_t *doc, pay_payment_t *p) {
     p->created_ns = (uint64_t)doc_int(doc, "created");
     p->updated_ns = (uint64_t)doc_int(doc, "updated");
     p->version = (uint32_t)doc_int(doc, "version");
-    return p->entry_lost ? PC_NO_MEMORY : PC_OK;
+    return p->parts_lost ? PC_NO_MEMORY : PC_OK;
 }
 
 /* ---- a payment's versions: one record each, appended ----
@@ -465,7 +465,6 @@ pc_status pay_payment_from_json(const json_t *doc, pay_payment_t *p) {
  * that did not change since an earlier record is written as {"id", "$version": v}:
  * the record of version v holds it whole. A command thus appends its own record
  * (the payment's fields and the operation it moved) and rewrites nothing. */
-
 
 /* The record of 'version' (parsed), or NULL with *status set. */
 static json_t *record_load(store_reader_t *reader, const char *id, uint32_t version, pc_status *status) {
@@ -763,7 +762,7 @@ void pay_payment_transfer_add(pay_payment_t *payment, const char *transfer_id) {
         uint32_t room = payment->transfer_room ? 2 * payment->transfer_room : 8;
         char(*grown)[PC_ID_SIZE] = realloc(payment->transfers, room * sizeof *grown);
         if (grown == NULL) {
-            payment->entry_lost = true; /* the document would lack it: not rendered */
+            payment->parts_lost = true; /* the document would lack it: not rendered */
             return;
         }
         payment->transfers = grown;
@@ -914,7 +913,7 @@ static bool payment_spliced(pay_payment_t *p, char **text_out, char **record_out
 
 static pc_status payment_render(pay_payment_t *p, char **text_out, char **record_out) {
     *text_out = *record_out = NULL;
-    if (p->entry_lost) return PC_NO_MEMORY;
+    if (p->parts_lost) return PC_NO_MEMORY;
     const char *fixed = fixed_text(p), *routing = routing_text(p);
     if (fixed == NULL || routing == NULL) return PC_NO_MEMORY;
     if (!pay_render_payment(p, fixed, routing, text_out, record_out) &&

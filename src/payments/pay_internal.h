@@ -208,7 +208,8 @@ typedef struct {
     uint32_t transfer_count;
     uint32_t transfer_room;
     bool live;                        /* made by pay_payment_init (a zeroed one is not) */
-    bool entry_lost;                  /* an entry could not be kept (memory): not rendered */
+    bool parts_lost;                  /* an entry or a transfer could not be kept (memory):
+                                         the payment is not rendered again */
     pay_text_t *fixed_text;           /* the text of the members set when the payment is
                                          made (its method, payer, description, metadata,
                                          risk), once rendered; NULL before */
