@@ -290,6 +290,8 @@ static_assert(EVENTS_INFLIGHT_PER_DESTINATION_MAX <= EVENTS_INFLIGHT_MAX,
                                      own client): past it calls wait for one, within their timeout */
 #define GW_HTTP_POOLS_MAX 32        /* channel addresses a gateway thread keeps connections to (two
                                      configs' worth across a reload); past it curl takes the call */
+#define GW_HTTP_HEAD_BYTES 1024    /* a request's head or body formatted on the stack at once; longer
+                                     ones (a long URL or API key) are sized first, then formatted */
 #define GW_HTTP_READ_BYTES 16384    /* one recv of an answer (answers are a few hundred bytes) */
 #define GW_PASS_HOOKS_MAX 4         /* distinct pass_end hooks one gateway pass remembers; more are
                                      run at once (a hook is only a hand-over, never a result) */

@@ -40,15 +40,21 @@ pc_status gw_body_json(gw_http_call_t *out, json_t *value) {
 }
 
 pc_status gw_body_printf(gw_http_call_t *out, const char *format, ...) {
+    char text[GW_HTTP_HEAD_BYTES]; /* formatted once; a longer body is sized first */
     va_list ap;
     va_start(ap, format);
-    int bytes = vsnprintf(NULL, 0, format, ap);
+    int bytes = vsnprintf(text, sizeof text, format, ap);
     va_end(ap);
     out->body = bytes >= 0 ? malloc((size_t)bytes + 1) : NULL;
+    if (out->body != NULL && (size_t)bytes < sizeof text) {
+        memcpy(out->body, text, (size_t)bytes + 1);
+    } else if (out->body != NULL) {
+        va_start(ap, format);
+        vsnprintf(out->body, (size_t)bytes + 1, format, ap);
+        va_end(ap);
+    }
+    sodium_memzero(text, sizeof text); /* a card number */
     if (out->body == NULL) return PC_NO_MEMORY;
-    va_start(ap, format);
-    vsnprintf(out->body, (size_t)bytes + 1, format, ap);
-    va_end(ap);
     out->body_bytes = (size_t)bytes;
     return PC_OK;
 }

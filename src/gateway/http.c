@@ -449,14 +449,20 @@ static bool request_text(gw_call_t *call, const gw_channel_cfg_t *ch, const gw_h
                *auth_end = auth ? "\r\n" : "";
     char key_line[GW_KEY_SIZE + 32] = "";
     if (key != NULL) snprintf(key_line, sizeof key_line, "Idempotency-Key: %s\r\n", key);
-    int head = snprintf(NULL, 0, format, http->method, ch->http_prefix, http->path, ch->http_host, length, auth_on,
-                        auth_key, auth_end, key_line, "\r\n");
+    char text[GW_HTTP_HEAD_BYTES]; /* formatted once; the rare longer head is sized first */
+    int head = snprintf(text, sizeof text, format, http->method, ch->http_prefix, http->path, ch->http_host, length,
+                        auth_on, auth_key, auth_end, key_line, "\r\n");
     if (head < 0) return false;
     call->out_bytes = (size_t)head + call->request.body_bytes;
     call->out = malloc(call->out_bytes + 1);
     if (call->out == NULL) return false;
-    snprintf(call->out, (size_t)head + 1, format, http->method, ch->http_prefix, http->path, ch->http_host, length,
-             auth_on, auth_key, auth_end, key_line, "\r\n");
+    if ((size_t)head < sizeof text) {
+        memcpy(call->out, text, (size_t)head);
+    } else {
+        snprintf(call->out, (size_t)head + 1, format, http->method, ch->http_prefix, http->path, ch->http_host,
+                 length, auth_on, auth_key, auth_end, key_line, "\r\n");
+    }
+    sodium_memzero(text, sizeof text); /* the API key */
     if (call->request.body_bytes > 0) memcpy(call->out + head, call->request.body, call->request.body_bytes);
     call->out_sent = 0;
     return true;
