@@ -123,7 +123,7 @@ static bool serve_standby_continue(void *ctx) {
     return !sigismember(&pending, SIGTERM) && !sigismember(&pending, SIGINT);
 }
 
-/* The payments layer's durations, in the order of payments_duration_opts; 0: its default. */
+/* The payments layer's durations, in the order serve_payments_config lists them; 0: the default. */
 static uint32_t payments_durations[4];
 
 /* Whole units from 1 to 'max', digits only (k, m and g are byte sizes elsewhere: a

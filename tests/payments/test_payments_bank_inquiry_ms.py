@@ -157,7 +157,9 @@ def sweep_plans(cluster):
         check(sweeps, "auto_explain logged the %s sweep's statement" % status)
         bad = [p for p in sweeps if index not in p or "Seq Scan" in p]
         check(not bad, "the %s sweep is not served by %s:\n%s" % (status, index, bad[0][:2000] if bad else ""))
-        print("postgresql: %d plans of the %s sweep, each on %s" % (len(sweeps), status, index))
+        plan = [line.strip() for line in sweeps[0].splitlines() if "Index" in line or "Sort" in line]
+        print("postgresql: %d plans of the %s sweep, each on %s; the first: %s" % (len(sweeps), status, index,
+                                                                                  " | ".join(plan)))
 
 
 def main():
