@@ -89,19 +89,23 @@ static uint32_t publish_delay_ms(void) {
     return (uint32_t)value;
 }
 
+/* The generation made odd (readers of a page retry), at the batch boundary 'seq'. */
+static void generation_open(store_shadow_t *shadow, uint64_t seq) {
+    uint64_t generation = __atomic_load_n(&shadow->generation, __ATOMIC_RELAXED);
+    PC_ASSERT((generation & 1) == 0);
+    __atomic_store_n(&shadow->generation, generation + 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    __atomic_store_n(&shadow->generation_seq, seq, __ATOMIC_RELAXED);
+}
+
 void store_shadow_batch_begin(store_shadow_t *shadow) {
     uint32_t delay_ms = publish_delay_ms();
     if (delay_ms > 0) {
         struct timespec pause = {delay_ms / 1000, (long)(delay_ms % 1000) * 1000000};
         nanosleep(&pause, NULL);
     }
-    uint64_t generation = __atomic_load_n(&shadow->generation, __ATOMIC_RELAXED);
-    PC_ASSERT((generation & 1) == 0);
-    __atomic_store_n(&shadow->generation, generation + 1, __ATOMIC_RELAXED);
-    __atomic_thread_fence(__ATOMIC_RELEASE);
     /* the batch being published is the one marked before its COMMIT */
-    __atomic_store_n(&shadow->generation_seq, __atomic_load_n(&shadow->committing_seq, __ATOMIC_RELAXED),
-                     __ATOMIC_RELAXED);
+    generation_open(shadow, __atomic_load_n(&shadow->committing_seq, __ATOMIC_RELAXED));
 }
 
 void store_shadow_batch_end(store_shadow_t *shadow) {
@@ -137,12 +141,8 @@ void store_shadow_published(store_shadow_t *shadow, uint64_t seq) {
 }
 
 void store_shadow_loaded(store_shadow_t *shadow, uint64_t seq) {
-    uint64_t generation = __atomic_load_n(&shadow->generation, __ATOMIC_RELAXED);
-    PC_ASSERT((generation & 1) == 0);
-    __atomic_store_n(&shadow->generation, generation + 1, __ATOMIC_RELAXED);
-    __atomic_thread_fence(__ATOMIC_RELEASE);
-    __atomic_store_n(&shadow->generation_seq, seq, __ATOMIC_RELAXED);
-    __atomic_store_n(&shadow->generation, generation + 2, __ATOMIC_RELEASE);
+    generation_open(shadow, seq);
+    store_shadow_batch_end(shadow);
     store_shadow_published(shadow, seq);
 }
 
