@@ -178,11 +178,27 @@ def run(fixture_dir, cluster=None):
         listed = expect(m1.get("/v1/payments?status=captured&limit=100"), 200).json["data"]
         check({new["id"], done[1]} <= {p["id"] for p in listed}, "the status filter finds old and new payments")
         env.stop()
-        out = subprocess.run([BIN, "verify"] + env.server.store_location_args(), capture_output=True, text=True,
-                             timeout=TIMEOUT_S * 3)
-        check(out.returncode == 0, "paycore verify: %s %s" % (out.stdout[-500:], out.stderr[-500:]))
+        check_verify(env)
     finally:
         env.close()
+
+
+def check_verify(env):
+    """`paycore verify` passes on the stopped server's store."""
+    out = subprocess.run([BIN, "verify"] + env.server.store_location_args(), capture_output=True, text=True,
+                         timeout=TIMEOUT_S * 3)
+    check(out.returncode == 0, "paycore verify: %s %s" % (out.stdout[-500:], out.stderr[-500:]))
+
+
+def run_fixtures_of(version, run_fixture, fixture, fixture_pg):
+    """run_sqlite_and_pg on the fixtures made by a paycore of SQLite schema 'version'
+    (each missing one named with the command that makes it)."""
+    for f in (fixture, fixture_pg):
+        if not os.path.exists(os.path.join(f, "snapshot.json.gz")):
+            pcapi.missing_input("the fixture " + f,
+                                "PAYCORE_BIN=<paycore of SQLite schema %d> python3 tests/payments/fixture_v7.py"
+                                " make-v%d (and make-v%d-pg)" % (version, version, version))
+    run_sqlite_and_pg(run_fixture, fixture, fixture_pg)
 
 
 def run_sqlite_and_pg(run_fixture, fixture, fixture_pg):

@@ -13,13 +13,13 @@ Method: the fixture's files unpacked into a real server's and simulators' direct
 (on PostgreSQL its pg_dump restored into a throwaway cluster), real processes, the store
 read directly after clean stops (test_payments_migrate_v7.py's helpers)."""
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fixture_v7 import FIXTURE_V8, FIXTURE_V8_PG, creations, pcapi, snapshot  # noqa: E402
-from paylib import BIN, TIMEOUT_S, card_payment, check, check_payment_ledger, expect  # noqa: E402
-from test_payments_migrate_v7 import check_reads_same, env_from_fixture, go_on, run_sqlite_and_pg  # noqa: E402
+from fixture_v7 import FIXTURE_V8, FIXTURE_V8_PG, creations, snapshot  # noqa: E402
+from paylib import card_payment, check, check_payment_ledger, expect  # noqa: E402
+from test_payments_migrate_v7 import (check_reads_same, check_verify, env_from_fixture, go_on,  # noqa: E402
+                                      run_fixtures_of)
 
 
 def stored_reply(store, key):
@@ -101,9 +101,7 @@ def run(fixture_dir, cluster=None):
             check(got.raw == shown[pid], "%s reads the same after a restart" % pid)
             check_payment_ledger(env.admin, got.json, pid)
         env.stop()
-        out = subprocess.run([BIN, "verify"] + env.server.store_location_args(), capture_output=True, text=True,
-                             timeout=TIMEOUT_S * 3)
-        check(out.returncode == 0, "paycore verify: %s %s" % (out.stdout[-500:], out.stderr[-500:]))
+        check_verify(env)
     finally:
         env.close()
 
@@ -120,12 +118,7 @@ def check_replay_old(env, fixture, key):
 
 
 def main():
-    for fixture in (FIXTURE_V8, FIXTURE_V8_PG):
-        if not os.path.exists(os.path.join(fixture, "snapshot.json.gz")):
-            pcapi.missing_input("the fixture " + fixture,
-                                "PAYCORE_BIN=<paycore of SQLite schema 8> python3 tests/payments/fixture_v7.py"
-                                " make-v8 (and make-v8-pg)")
-    run_sqlite_and_pg(run, FIXTURE_V8, FIXTURE_V8_PG)
+    run_fixtures_of(8, run, FIXTURE_V8, FIXTURE_V8_PG)
 
 
 if __name__ == "__main__":

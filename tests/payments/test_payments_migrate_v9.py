@@ -15,13 +15,13 @@ Method: the fixture's files unpacked into a real server's and simulators' direct
 (on PostgreSQL its pg_dump restored into a throwaway cluster), real processes, the store
 read directly after clean stops (test_payments_migrate_v7.py's helpers)."""
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fixture_v7 import FIXTURE_V9, FIXTURE_V9_PG, pages, pcapi, snapshot  # noqa: E402
-from paylib import BIN, TIMEOUT_S, card_payment, check, check_payment_ledger, expect  # noqa: E402
-from test_payments_migrate_v7 import check_reads_same, env_from_fixture, go_on, run_sqlite_and_pg  # noqa: E402
+from paylib import card_payment, check, check_payment_ledger, expect  # noqa: E402
+from test_payments_migrate_v7 import (check_reads_same, check_verify, env_from_fixture, go_on,  # noqa: E402
+                                      run_fixtures_of)
 
 
 def count(store, query, args=()):
@@ -125,20 +125,13 @@ def run(fixture_dir, cluster=None):
         for pid in done:
             check_payment_ledger(env.admin, expect(env.admin.get("/v1/payments/" + pid), 200).json, pid)
         env.stop()
-        out = subprocess.run([BIN, "verify"] + env.server.store_location_args(), capture_output=True, text=True,
-                             timeout=TIMEOUT_S * 3)
-        check(out.returncode == 0, "paycore verify: %s %s" % (out.stdout[-500:], out.stderr[-500:]))
+        check_verify(env)
     finally:
         env.close()
 
 
 def main():
-    for fixture in (FIXTURE_V9, FIXTURE_V9_PG):
-        if not os.path.exists(os.path.join(fixture, "snapshot.json.gz")):
-            pcapi.missing_input("the fixture " + fixture,
-                                "PAYCORE_BIN=<paycore of SQLite schema 9> python3 tests/payments/fixture_v7.py"
-                                " make-v9 (and make-v9-pg)")
-    run_sqlite_and_pg(run, FIXTURE_V9, FIXTURE_V9_PG)
+    run_fixtures_of(9, run, FIXTURE_V9, FIXTURE_V9_PG)
 
 
 if __name__ == "__main__":
