@@ -84,10 +84,11 @@ static void stage_append(struct pay_stage *stage, pay_flow_t *head, pay_flow_t *
      * these next, unless a backlog grew */
     bool all_idle = stage->idle == stage->thread_count;
     bool wake = stage->idle > 0 && (all_idle || stage->queued > PAY_STAGE_WAKE_BACKLOG);
-    pthread_mutex_unlock(&stage->mutex);
-    /* after the unlock: the woken thread takes the mutex at once */
+    /* under the mutex: once it is let go a stage thread may end these flows, and the
+     * last one's end lets pay_stop destroy this condition variable (and free 'stage') */
     if (wake && count > 1) pthread_cond_broadcast(&stage->wake);
     else if (wake) pthread_cond_signal(&stage->wake);
+    pthread_mutex_unlock(&stage->mutex);
 }
 
 static void held_hand_over(void) {
