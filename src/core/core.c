@@ -55,6 +55,30 @@ struct timespec pc_realtime_after_ms(uint64_t ms) {
     return until;
 }
 
+uint32_t pc_test_hold_ms(int32_t *cache, const char *env_name, uint32_t max_ms) {
+    int32_t value = __atomic_load_n(cache, __ATOMIC_RELAXED);
+    if (value < 0) {
+        const char *text = getenv(env_name);
+        unsigned long parsed = text != NULL ? strtoul(text, NULL, 10) : 0;
+        uint32_t cap_ms = max_ms < INT32_MAX ? max_ms : INT32_MAX;
+        value = (int32_t)(parsed < cap_ms ? parsed : cap_ms);
+        __atomic_store_n(cache, value, __ATOMIC_RELAXED);
+    }
+    return (uint32_t)value;
+}
+
+bool pc_test_hold_sleep(uint32_t ms, uint32_t step_ms, bool (*go_on)(void *ctx), void *ctx) {
+    if (step_ms == 0) step_ms = 1;
+    for (uint32_t waited_ms = 0; waited_ms < ms; waited_ms += step_ms) {
+        if (go_on != NULL && !go_on(ctx)) return false;
+        uint32_t nap_ms = ms - waited_ms < step_ms ? ms - waited_ms : step_ms;
+        struct timespec pause = {.tv_sec = nap_ms / 1000, .tv_nsec = (long)(nap_ms % 1000) * 1000000L};
+        while (nanosleep(&pause, &pause) != 0) {
+        }
+    }
+    return true;
+}
+
 /* FNV-1a over 8-byte words, then a murmur finalizer: fast and well mixed for
  * short ids. */
 uint64_t pc_hash64(const void *bytes, size_t byte_count) {

@@ -22,6 +22,15 @@ uint64_t pc_mono_ns(void);
 /* The CLOCK_REALTIME time 'ms' milliseconds from now: pthread_cond_timedwait's deadline. */
 struct timespec pc_realtime_after_ms(uint64_t ms);
 
+/* A hold a test asks for through the environment ('env_name'=<ms>, 0 or unset: none),
+ * capped at 'max_ms', read once into '*cache' (initialised to -1 by its owner; a
+ * benign race: every reader parses the same text). Tests hold a step this way so that
+ * a stop surely lands while it runs. */
+uint32_t pc_test_hold_ms(int32_t *cache, const char *env_name, uint32_t max_ms);
+/* Sleeps 'ms' in steps of 'step_ms', asking 'go_on' (NULL: always) before each step;
+ * false when it said stop. */
+bool pc_test_hold_sleep(uint32_t ms, uint32_t step_ms, bool (*go_on)(void *ctx), void *ctx);
+
 /* A fast 64-bit hash of bytes. Unkeyed and invertible: anyone can build inputs
  * with equal hashes, so never use it on what a client chooses (ids); use
  * pc_hash_keyed there. */

@@ -285,23 +285,13 @@ static pc_status flow_refusal(pay_t *pay) {
 
 /* PAYCORE_TEST_BANK_CALLBACK_HOLD_MS: tests hold each bank callback that long after
  * its lookup, so that a stop can begin between the listener taking it and its flow. */
-static uint32_t test_hold_ms;
-static pthread_once_t test_hold_once = PTHREAD_ONCE_INIT;
-
-static void test_hold_read(void) {
-    const char *text = getenv("PAYCORE_TEST_BANK_CALLBACK_HOLD_MS");
-    unsigned long value = text != NULL ? strtoul(text, NULL, 10) : 0;
-    test_hold_ms = value <= 60000 ? (uint32_t)value : 60000;
-}
+static int32_t test_hold_cache_ms = -1;
 
 static void test_hold(const gw_update_t *update) {
-    pthread_once(&test_hold_once, test_hold_read);
-    if (test_hold_ms == 0) return;
-    obs_logf(OBS_LEVEL_WARN, "payments: test hold of the bank callback for %s: %u ms", update->channel_ref,
-             test_hold_ms);
-    struct timespec pause = {.tv_sec = test_hold_ms / 1000, .tv_nsec = (long)(test_hold_ms % 1000) * 1000000L};
-    while (nanosleep(&pause, &pause) != 0) {
-    }
+    uint32_t hold_ms = pc_test_hold_ms(&test_hold_cache_ms, "PAYCORE_TEST_BANK_CALLBACK_HOLD_MS", 60000);
+    if (hold_ms == 0) return;
+    obs_logf(OBS_LEVEL_WARN, "payments: test hold of the bank callback for %s: %u ms", update->channel_ref, hold_ms);
+    (void)pc_test_hold_sleep(hold_ms, hold_ms, NULL, NULL);
 }
 
 /* Loads the op (and its payment) into a new internal flow holding its busy mark;

@@ -235,28 +235,18 @@ bool idem_index_rebuild_end(idem_index_t *index, bool scanned) {
 
 /* PAYCORE_TEST_IDEM_SCAN_HOLD_MS: tests hold a scan that long after its first check,
  * asking go_on every few ms, so that a stop surely arrives while it runs. */
-static uint32_t test_hold_ms;
-static pthread_once_t test_hold_once = PTHREAD_ONCE_INIT;
-
-static void test_hold_read(void) {
-    const char *text = getenv("PAYCORE_TEST_IDEM_SCAN_HOLD_MS");
-    unsigned long value = text != NULL ? strtoul(text, NULL, 10) : 0;
-    test_hold_ms = value <= 600000 ? (uint32_t)value : 600000;
-}
+static int32_t test_hold_cache_ms = -1;
 
 static bool scan_go_on(idem_index_scan_t *scan) {
     return scan->go_on == NULL || scan->go_on(scan->go_on_ctx);
 }
 
+static bool scan_go_on_ctx(void *ctx) { return scan_go_on(ctx); }
+
 static bool scan_test_hold(idem_index_scan_t *scan) {
-    pthread_once(&test_hold_once, test_hold_read);
-    if (test_hold_ms == 0 || scan->rows != API_IDEM_INDEX_SCAN_CHECK_ROWS) return true;
-    for (uint32_t waited_ms = 0; waited_ms < test_hold_ms; waited_ms += 10) {
-        if (!scan_go_on(scan)) return false;
-        struct timespec pause = {.tv_sec = 0, .tv_nsec = 10000000L};
-        nanosleep(&pause, NULL);
-    }
-    return true;
+    uint32_t hold_ms = pc_test_hold_ms(&test_hold_cache_ms, "PAYCORE_TEST_IDEM_SCAN_HOLD_MS", 600000);
+    if (hold_ms == 0 || scan->rows != API_IDEM_INDEX_SCAN_CHECK_ROWS) return true;
+    return pc_test_hold_sleep(hold_ms, 10, scan_go_on_ctx, scan);
 }
 
 bool idem_index_scan_row(idem_index_scan_t *scan, const char *key_id, const char *idempotency_key) {

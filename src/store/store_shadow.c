@@ -78,15 +78,8 @@ bool store_shadow_read(const store_shadow_t *shadow, uint32_t account_no, ledger
 /* PAYCORE_TEST_SHADOW_PUBLISH_DELAY_MS=<ms>: the writer waits that long after a COMMIT
  * before it publishes the batch's balances, so that tests can read in between. */
 static uint32_t publish_delay_ms(void) {
-    static int32_t delay_ms = -1; /* -1: not read yet (a benign race: every reader agrees) */
-    int32_t value = __atomic_load_n(&delay_ms, __ATOMIC_RELAXED);
-    if (value < 0) {
-        const char *text = getenv("PAYCORE_TEST_SHADOW_PUBLISH_DELAY_MS");
-        long parsed = text != NULL ? strtol(text, NULL, 10) : 0;
-        value = parsed > 0 && parsed < 60000 ? (int32_t)parsed : 0;
-        __atomic_store_n(&delay_ms, value, __ATOMIC_RELAXED);
-    }
-    return (uint32_t)value;
+    static int32_t cache_ms = -1;
+    return pc_test_hold_ms(&cache_ms, "PAYCORE_TEST_SHADOW_PUBLISH_DELAY_MS", 60000);
 }
 
 /* The generation made odd (readers of a page retry), at the batch boundary 'seq'. */
@@ -100,10 +93,7 @@ static void generation_open(store_shadow_t *shadow, uint64_t seq) {
 
 void store_shadow_batch_begin(store_shadow_t *shadow) {
     uint32_t delay_ms = publish_delay_ms();
-    if (delay_ms > 0) {
-        struct timespec pause = {delay_ms / 1000, (long)(delay_ms % 1000) * 1000000};
-        nanosleep(&pause, NULL);
-    }
+    if (delay_ms > 0) (void)pc_test_hold_sleep(delay_ms, delay_ms, NULL, NULL);
     /* the batch being published is the one marked before its COMMIT */
     generation_open(shadow, __atomic_load_n(&shadow->committing_seq, __ATOMIC_RELAXED));
 }
