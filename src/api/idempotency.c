@@ -180,7 +180,7 @@ static void index_rebuild(api_server_t *server) {
     if (status == PC_OK && reader == NULL) status = PC_STORE_READ_FAILED;
     index_load_t load = {.scan = {.index = server->idem_index, .go_on = purge_going, .go_on_ctx = server}};
     if (status == PC_OK) status = store_api_idem_keys(reader, index_row, &load);
-    if (status == PC_OK) status = pay_idem_lookups_index(reader, server->idem_index);
+    if (status == PC_OK) status = pay_idem_lookups_index(reader, &load.scan);
     if (reader != NULL) api_server_reader_release(server, reader);
     bool rebuilt = idem_index_rebuild_end(server->idem_index, status == PC_OK);
     idem_index_stats_t stats;

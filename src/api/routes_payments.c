@@ -67,6 +67,7 @@ pc_status api_payments_start(api_server_t *server, const api_payments_options_t 
     config.vault = payments_vault;
     config.events = server->events;
     config.idem_index = server->idem_index;
+    config.start_continue = server->config.store_standby_continue;
     config.three_ds_prefixes = options->three_ds_prefixes;
     if (options->authorization_window_s) config.authorization_window_s = options->authorization_window_s;
     if (options->recovery_interval_ms) config.recovery_interval_ms = options->recovery_interval_ms;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "obs/obs.h"
 #include "paycore/money.h"
 #include "payments/pay_internal.h"
 
@@ -174,20 +175,27 @@ void pay_idem_index_add(pay_t *pay, const char *key_id, const char *idempotency_
     if (pay->config.idem_index != NULL) idem_index_add(pay->config.idem_index, key_id, idempotency_key);
 }
 
-static void idem_lookup_load(const char *name, const store_pay_lookup_t *lookup, void *ctx) {
+static bool idem_lookup_load(const char *name, const store_pay_lookup_t *lookup, void *ctx) {
     (void)lookup;
     char key_id[PC_ID_SIZE];
     const char *idempotency_key = NULL;
-    if (lookup_idem_split(name, key_id, &idempotency_key)) idem_index_add(ctx, key_id, idempotency_key);
+    if (!lookup_idem_split(name, key_id, &idempotency_key)) return true;
+    return idem_index_scan_row(ctx, key_id, idempotency_key);
 }
 
-pc_status pay_idem_lookups_index(store_reader_t *reader, idem_index_t *index) {
-    return store_pay_lookups_prefix(reader, "idem:", idem_lookup_load, index);
+pc_status pay_idem_lookups_index(store_reader_t *reader, idem_index_scan_t *scan) {
+    return store_pay_lookups_prefix(reader, "idem:", idem_lookup_load, scan);
 }
 
 pc_status pay_idem_index_load(pay_t *pay, store_reader_t *reader) {
     if (pay->config.idem_index == NULL) return PC_OK;
-    return pay_idem_lookups_index(reader, pay->config.idem_index);
+    idem_index_scan_t scan = {.index = pay->config.idem_index, .go_on = pay->config.start_continue};
+    pc_status status = pay_idem_lookups_index(reader, &scan);
+    if (status == PC_SHUTTING_DOWN) {
+        obs_logf(OBS_LEVEL_INFO, "idempotency index: a stop was asked while the payments' key lookups loaded:"
+                 " stopped after %llu keys, before serving", (unsigned long long)scan.rows);
+    }
+    return status;
 }
 
 void pay_lookup_attempt(char *out, size_t out_bytes, const char *idempotency_key) {

@@ -183,13 +183,17 @@ typedef struct {
     idem_index_t *idem_index;       /* borrowed; NULL: none. The keys payments were created
                                        under are added to it (loaded at start, and as each
                                        payment's lookup of its key is written) */
+    bool (*start_continue)(void *ctx); /* asked during the start's load of those keys:
+                                          false (a stop asked) ends the start with
+                                          PC_SHUTTING_DOWN; NULL: always go on */
 } pay_config_t;
 
 void pay_config_default(pay_config_t *config);
 /* Adds the Idempotency-Keys of the payments' own key lookups (kept for payments made
- * before a payment's key lived in the API's reply row) to 'index': at start, and when
- * the index is rebuilt from the store (store/idem_index.h). */
-PC_MUST_USE pc_status pay_idem_lookups_index(store_reader_t *reader, idem_index_t *index);
+ * before a payment's key lived in the API's reply row) to the scan's index: at start,
+ * and when the index is rebuilt from the store (store/idem_index.h). The scan's go_on
+ * saying stop ends it: PC_SHUTTING_DOWN. */
+PC_MUST_USE pc_status pay_idem_lookups_index(store_reader_t *reader, idem_index_scan_t *scan);
 /* Starts the recovery thread (which first resolves what a previous run left pending)
  * and hooks the gateway's update listener (bank callbacks). */
 PC_MUST_USE pc_status pay_start(pay_t **out, const pay_config_t *config);

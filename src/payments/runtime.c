@@ -165,9 +165,10 @@ void pay_key_bound(pay_t *pay, const char *key_id, const char *merchant_id) {
     free(old);
 }
 
-static void binding_load(const char *name, const store_pay_lookup_t *lookup, void *ctx) {
+static bool binding_load(const char *name, const store_pay_lookup_t *lookup, void *ctx) {
     pay_t *pay = ctx;
     pay_key_bound(pay, name + strlen("key:"), lookup->object_id);
+    return true;
 }
 
 static void merchant_free(void *value) {
@@ -236,8 +237,10 @@ pc_status pay_start(pay_t **out, const pay_config_t *config) {
     if (status == PC_OK) status = pay_holds_load(pay);
     if (status == PC_OK) pay_stage_start(pay); /* before recovery: its flows may stage */
     if (status == PC_OK) status = pay_recovery_start(pay);
-    if (status != PC_OK) {
+    if (status != PC_OK && status != PC_SHUTTING_DOWN) { /* a stop during the start is no failure */
         obs_logf(OBS_LEVEL_ERROR, "payments: cannot start: %s", pc_status_code(status));
+    }
+    if (status != PC_OK) {
         runtime_free(pay);
         return status;
     }

@@ -238,13 +238,14 @@ static pc_status pg_pay_lookups_prefix(store_reader_t *reader, const char *prefi
     PGresult *result = pg_query(pg_reader_conn(reader), "SELECT name, object_id, extra FROM pay_lookups WHERE"
                                 " starts_with(name, $1) ORDER BY name", 1, params);
     if (result == NULL) return PC_STORE_READ_FAILED;
-    for (int row = 0; row < PQntuples(result); row++) {
+    bool going = true;
+    for (int row = 0; going && row < PQntuples(result); row++) {
         store_pay_lookup_t lookup;
         lookup_from_row(result, row, 1, &lookup);
-        fn(PQgetvalue(result, row, 0), &lookup, ctx);
+        going = fn(PQgetvalue(result, row, 0), &lookup, ctx);
     }
     PQclear(result);
-    return PC_OK;
+    return going ? PC_OK : PC_SHUTTING_DOWN;
 }
 
 /* ---- the vault ---- */

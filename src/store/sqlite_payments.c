@@ -388,14 +388,16 @@ static pc_status sqlite_pay_lookups_prefix(store_reader_t *reader, const char *p
     if (take(c, STORE_STMT_PAY_LOOKUP_PREFIX, &stmt, PC_STORE_READ_FAILED) != PC_OK) return PC_STORE_READ_FAILED;
     sqlite3_bind_text(stmt, 1, prefix, -1, SQLITE_STATIC);
     int rc;
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    bool going = true;
+    while (going && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         const char *name = (const char *)sqlite3_column_text(stmt, 0);
         if (name == NULL || strncmp(name, prefix, strlen(prefix)) != 0) continue;
         store_pay_lookup_t lookup;
         lookup_from_row(stmt, 1, &lookup);
-        fn(name, &lookup, ctx);
+        going = fn(name, &lookup, ctx);
     }
     give_back(c, STORE_STMT_PAY_LOOKUP_PREFIX, stmt);
+    if (!going) return PC_SHUTTING_DOWN;
     return rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
 }
 

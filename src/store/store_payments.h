@@ -95,8 +95,9 @@ PC_MUST_USE pc_status store_pay_lookup_put(store_tx_t *tx, const char *name, con
                                            const uint8_t *extra, size_t extra_bytes);
 PC_MUST_USE pc_status store_pay_lookup_get(store_reader_t *reader, const char *name,
                                            store_pay_lookup_t *out);
-/* Every lookup whose name starts with 'prefix', in name order. */
-typedef void (*store_pay_lookup_fn)(const char *name, const store_pay_lookup_t *lookup, void *ctx);
+/* Every lookup whose name starts with 'prefix', in name order. 'fn' answering false
+ * stops the scan there: PC_SHUTTING_DOWN (a stop asked during the start). */
+typedef bool (*store_pay_lookup_fn)(const char *name, const store_pay_lookup_t *lookup, void *ctx);
 PC_MUST_USE pc_status store_pay_lookups_prefix(store_reader_t *reader, const char *prefix,
                                                store_pay_lookup_fn fn, void *ctx);
 
