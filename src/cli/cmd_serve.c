@@ -123,8 +123,12 @@ static bool serve_standby_continue(void *ctx) {
     return !sigismember(&pending, SIGTERM) && !sigismember(&pending, SIGINT);
 }
 
-/* The payments layer's durations, in the order serve_payments_config lists them; 0: the default. */
-static uint32_t payments_durations[4];
+/* What serve's options say, checked before anything opens. */
+typedef struct {
+    api_config_t api;
+    obs_level level;
+    api_payments_options_t payments; /* the durations (0: the default) and paths */
+} serve_config_t;
 
 /* Whole units from 1 to 'max', digits only (k, m and g are byte sizes elsewhere: a
  * duration of "1m" would read as 1,048,576 ms). */
@@ -136,12 +140,14 @@ static bool duration_parse(const char *text, uint64_t max, uint64_t *out) {
 }
 
 /* Checked before anything is opened: a bad one is refused with one line, nothing changed. */
-static bool serve_payments_config(const cli_opt *opts) {
-    static const struct { int opt; uint64_t max; } durations[] = {
-        {OPT_AUTH_WINDOW, LEDGER_TIMEOUT_S_MAX}, {OPT_RECOVERY_MS, 3600000},
-        {OPT_RECOVERY_GRACE_MS, 3600000}, {OPT_BANK_INQUIRY_MS, PAY_BANK_INQUIRY_MS_MAX}};
-    static_assert(sizeof durations / sizeof durations[0] == sizeof payments_durations / sizeof payments_durations[0],
-                  "one slot per duration");
+static bool serve_payments_config(const cli_opt *opts, const api_config_t *config, api_payments_options_t *out) {
+    *out = (api_payments_options_t){.db_path = config->db_path, .vault_key_path = opts[OPT_VAULT_KEY].value,
+                                    .three_ds_prefixes = opts[OPT_THREE_DS].value};
+    const struct { int opt; uint64_t max; uint32_t *value; } durations[] = {
+        {OPT_AUTH_WINDOW, LEDGER_TIMEOUT_S_MAX, &out->authorization_window_s},
+        {OPT_RECOVERY_MS, 3600000, &out->recovery_interval_ms},
+        {OPT_RECOVERY_GRACE_MS, 3600000, &out->recovery_grace_ms},
+        {OPT_BANK_INQUIRY_MS, PAY_BANK_INQUIRY_MS_MAX, &out->bank_inquiry_ms}};
     for (size_t i = 0; i < sizeof durations / sizeof durations[0]; i++) {
         const cli_opt *opt = &opts[durations[i].opt];
         uint64_t value = 0;
@@ -150,13 +156,14 @@ static bool serve_payments_config(const cli_opt *opts) {
                     (unsigned long long)durations[i].max);
             return false;
         }
-        payments_durations[i] = (uint32_t)value;
+        *durations[i].value = (uint32_t)value;
     }
     return true;
 }
 
-/* Fills 'config' from the options; false after printing the bad one. */
-static bool serve_config(const cli_opt *opts, api_config_t *config, obs_level *level) {
+/* Fills 'serve' from the options; false after printing the bad one. */
+static bool serve_config(const cli_opt *opts, serve_config_t *serve) {
+    api_config_t *config = &serve->api;
     uint64_t value;
     api_config_default(config);
     config->listen = opts[OPT_LISTEN].value;
@@ -233,8 +240,8 @@ static bool serve_config(const cli_opt *opts, api_config_t *config, obs_level *l
     if (parsed[OPT_IDEM_INDEX_MAX] > 0) config->idempotency_index_keys_max = parsed[OPT_IDEM_INDEX_MAX];
     config->metrics_auth = opts[OPT_METRICS_AUTH].value != NULL && strcmp(opts[OPT_METRICS_AUTH].value, "0") != 0;
     if (!serve_events_config(opts, parsed, &config->events)) return false;
-    if (!serve_payments_config(opts)) return false;
-    if (!obs_log_level_parse(opts[OPT_LOG_LEVEL].value, level)) {
+    if (!serve_payments_config(opts, config, &serve->payments)) return false;
+    if (!obs_log_level_parse(opts[OPT_LOG_LEVEL].value, &serve->level)) {
         fprintf(stderr, "paycore serve: bad --log-level '%s'\n", opts[OPT_LOG_LEVEL].value);
         return false;
     }
@@ -286,21 +293,11 @@ static pc_status serve_gateway_start(api_server_t *server, const api_config_t *c
     return api_gateway_start(path, (uint32_t)threads);
 }
 
-/* The payments layer: its vault key and options (durations checked by serve_config). */
-static pc_status serve_payments_start(api_server_t *server, const api_config_t *config, const cli_opt *opts) {
-    api_payments_options_t o = {.db_path = config->db_path, .vault_key_path = opts[OPT_VAULT_KEY].value,
-                                .three_ds_prefixes = opts[OPT_THREE_DS].value};
-    o.authorization_window_s = payments_durations[0];
-    o.recovery_interval_ms = payments_durations[1];
-    o.recovery_grace_ms = payments_durations[2];
-    o.bank_inquiry_ms = payments_durations[3];
-    return api_payments_start(server, &o);
-}
-
 /* The part of a start that may fail after the database was opened: risk (its files),
  * the demo's simulators (--demo), the gateway, payments, then serving. */
-static pc_status serve_start_after_open(api_server_t *server, const api_config_t *config, const cli_opt *opts,
+static pc_status serve_start_after_open(api_server_t *server, const serve_config_t *serve, const cli_opt *opts,
                                         sim_demo_t *demo) {
+    const api_config_t *config = &serve->api;
     api_risk_options_t risk = {config->db_path, opts[OPT_RISK_MODEL].value, opts[OPT_RISK_RULES].value,
                                opts[OPT_RISK_RULES_ONLY].value != NULL && strcmp(opts[OPT_RISK_RULES_ONLY].value, "0") != 0,
                                opts[OPT_RISK_REVIEW].value, opts[OPT_RISK_DECLINE].value};
@@ -309,7 +306,7 @@ static pc_status serve_start_after_open(api_server_t *server, const api_config_t
     bool demo_wanted = opts[OPT_DEMO].value != NULL && strcmp(opts[OPT_DEMO].value, "0") != 0;
     if (demo_wanted && !serve_demo_start(config->db_path, demo)) status = PC_IO;
     if (status == PC_OK) status = serve_gateway_start(server, config, opts, demo);
-    if (status == PC_OK) status = serve_payments_start(server, config, opts);
+    if (status == PC_OK) status = api_payments_start(server, &serve->payments); /* checked by serve_config */
     if (status == PC_OK) status = api_server_listen(server);
     if (status != PC_OK) {
         api_payments_stop();
@@ -322,11 +319,11 @@ static pc_status serve_start_after_open(api_server_t *server, const api_config_t
 
 /* Opens the database (after binding the address), then the rest; on failure logs
  * the cause and leaves nothing running. */
-static pc_status serve_start(api_config_t *config, const cli_opt *opts, api_server_t **out, sim_demo_t *demo) {
+static pc_status serve_start(serve_config_t *serve, const cli_opt *opts, api_server_t **out, sim_demo_t *demo) {
     api_server_t *server = NULL;
-    pc_status status = api_server_open(&server, config);
+    pc_status status = api_server_open(&server, &serve->api);
     if (status == PC_OK) {
-        status = serve_start_after_open(server, config, opts, demo);
+        status = serve_start_after_open(server, serve, opts, demo);
         if (status != PC_OK) api_server_stop(server);
     }
     if (status == PC_SHUTTING_DOWN) { /* SIGTERM or SIGINT during the start: nothing failed */
@@ -352,10 +349,10 @@ int cli_serve(int argc, char **argv) {
         return 0;
     }
     cli_rest rest;
-    api_config_t config;
-    obs_level level;
+    serve_config_t serve;
+    api_config_t *config = &serve.api;
     if (!cli_args_parse("serve", argc, argv, opts, OPT_COUNT, &rest) || rest.positional_count > 0 ||
-        !serve_config(opts, &config, &level)) {
+        !serve_config(opts, &serve)) {
         return 2;
     }
     uint64_t verify_interval_s = 0;
@@ -367,7 +364,7 @@ int cli_serve(int argc, char **argv) {
         api_routes_print(stdout);
         return 0;
     }
-    if (!obs_log_open(opts[OPT_LOG_FILE].value, level)) {
+    if (!obs_log_open(opts[OPT_LOG_FILE].value, serve.level)) {
         fprintf(stderr, "paycore serve: cannot open log file '%s'\n", opts[OPT_LOG_FILE].value);
         return 1;
     }
@@ -379,20 +376,20 @@ int cli_serve(int argc, char **argv) {
     sigaddset(&signals, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &signals, NULL); /* every thread started below inherits it */
     signal(SIGPIPE, SIG_IGN);
-    config.writer_failed = serve_writer_failed;
+    config->writer_failed = serve_writer_failed;
     sim_demo_t demo = {0};
     if (api_ops_web_load(opts[OPT_WEB_DIR].value) != PC_OK) {
         obs_log_close();
         return 1;
     }
     api_server_t *server = NULL;
-    pc_status started = serve_start(&config, opts, &server, &demo);
+    pc_status started = serve_start(&serve, opts, &server, &demo);
     if (started != PC_OK) {
         api_ops_web_free();
         obs_log_close();
         return started == PC_SHUTTING_DOWN ? 0 : 1; /* a standby stopped while it waited */
     }
-    api_ops_options_t ops = {config.db_path, (uint32_t)verify_interval_s};
+    api_ops_options_t ops = {config->db_path, (uint32_t)verify_interval_s};
     if (api_ops_start(server, &ops) != PC_OK) {
         api_server_stop(server);
         api_ops_web_free();
@@ -404,7 +401,7 @@ int cli_serve(int argc, char **argv) {
     }
     char fields[160];
     /* the listen address was parsed as IPv4 host:port: safe inside a JSON string */
-    snprintf(fields, sizeof fields, "\"listen\":\"%.60s\",\"port\":%u", config.listen,
+    snprintf(fields, sizeof fields, "\"listen\":\"%.60s\",\"port\":%u", config->listen,
              (unsigned)api_server_port(server));
     obs_log_notice("listening", fields);
     serve_wait(&signals);
