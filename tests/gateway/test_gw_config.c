@@ -1,7 +1,8 @@
 /* Goal: a channels file is refused with the line of the mistake, for syntax errors
  * (jansson's line) and for meaning (unknown channel kind, a weight that is not a
  * number, an impossible eligibility range, unknown fields, unknown channels in routing,
- * duplicates); a refused reload keeps the running configuration; a good reload
+ * duplicates, a channel's max_connections outside 1..256, whose edges are taken); a
+ * refused reload keeps the running configuration; a good reload
  * replaces it. Method: files written line by line with the mistake on a known line;
  * gw_config_check for loading, a started gateway (no calls) for reloads. */
 #include "gw_test_util.h"
@@ -53,8 +54,29 @@ static const bad_case bad[] = {
      "must be an integer"},
     {"partial captures string", "{\"channels\":[{\"name\":\"a\",\"kind\":\"card\"," URL ",\n\"partial_captures\":\"no\"}]}\n", 2,
      "channels[0].partial_captures: must be true or false"},
+    {"no connections", "{\"channels\":[{\"name\":\"a\",\"kind\":\"card\"," URL ",\n\"max_connections\":0}]}\n", 2,
+     "channels[0].max_connections: must be between 1 and 256"},
+    {"too many connections", "{\"channels\":[{\"name\":\"a\",\"kind\":\"card\"," URL ",\n\n\"max_connections\":257}]}\n",
+     3, "channels[0].max_connections: must be between 1 and 256"},
+    {"connections negative", "{\"channels\":[{\"name\":\"a\",\"kind\":\"card\"," URL ",\n\"max_connections\":-1}]}\n", 2,
+     "channels[0].max_connections: must be between 1 and 256"},
+    {"connections real", "{\"channels\":[{\"name\":\"a\",\"kind\":\"card\"," URL ",\n\"max_connections\":2.5}]}\n", 2,
+     "channels[0].max_connections: must be an integer"},
     {"not an object", "[1,\n2]\n", 1, "one JSON object"},
 };
+
+/* The edges of max_connections' range are taken. */
+static void test_connection_edges(void) {
+    char path[512];
+    gwt_path(path, sizeof path, "edges.json");
+    static const unsigned edges[] = {1, GW_HTTP_CONNECTIONS_MAX};
+    for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++) {
+        gwt_write(path, "{\"channels\":[{\"name\":\"a\",\"kind\":\"card\"," URL ",\"max_connections\":%u}]}\n", edges[i]);
+        gw_config_error_t error;
+        pc_status status = gw_config_check(path, &error);
+        if (status != PC_OK) TEST_FAIL("max_connections %u: refused: line %u '%s'", edges[i], error.line, error.message);
+    }
+}
 
 static void test_refusals(void) {
     char path[512];
@@ -176,6 +198,7 @@ int main(void) {
     gwt_path(log, sizeof log, "log.txt");
     ASSERT_TRUE(obs_log_open(log, OBS_LEVEL_INFO));
     TEST_RUN(test_refusals);
+    TEST_RUN(test_connection_edges);
     TEST_RUN(test_good_and_reload);
     TEST_RUN(test_missing_file);
     TEST_RUN(test_demo_file);
