@@ -62,11 +62,18 @@ def free_port():
     return port
 
 
+def callback_url(port):
+    """The bank channel's callback route on a server listening on 'port'."""
+    return "http://127.0.0.1:%d/v1/channels/bank/callbacks" % port
+
+
 class Env:
-    """One database, the simulators and a server that can be restarted (or killed)."""
+    """One database, the simulators and a server that can be restarted (or killed).
+    'channel_fields' ({kind: {field: value}}) overrides fields of the channel of that
+    kind in the channels file (the bank's callback_url, a timeout, an eligibility)."""
 
     def __init__(self, card_config=None, bank_config=None, extra_args=None, inquiry_delay_ms=200,
-                 card_timeout_ms=5000):
+                 card_timeout_ms=5000, channel_fields=None):
         self.server = Server()
         self.dir = self.server.dir
         self.card = Sim("card", config=card_config or {"seed": 7})
@@ -80,6 +87,7 @@ class Env:
         self.extra_args = extra_args or []
         self.inquiry_delay_ms = inquiry_delay_ms
         self.card_timeout_ms = card_timeout_ms
+        self.channel_fields = channel_fields or {}
         self.port = None
         self.admin = None
 
@@ -89,10 +97,12 @@ class Env:
                 {"name": "card", "kind": "card", "url": self.card.url, "timeout_ms": self.card_timeout_ms,
                  "connect_timeout_ms": 1000},
                 {"name": "bank", "kind": "bank", "url": self.bank.url, "callback_secret": CALLBACK_SECRET,
-                 "callback_url": "http://127.0.0.1:%d/v1/channels/bank/callbacks" % port},
+                 "callback_url": callback_url(port)},
             ],
             "status_inquiry": {"delay_ms": self.inquiry_delay_ms, "attempts": 3, "interval_ms": 200},
         }
+        for channel in config["channels"]:
+            channel.update(self.channel_fields.get(channel["kind"], {}))
         with open(self.channels, "w") as f:
             json.dump(config, f)
 

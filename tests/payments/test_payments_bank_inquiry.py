@@ -26,7 +26,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from paylib import (BANK_OK, BANK_R01, BIN, TIMEOUT_S, Env, card_payment, check,  # noqa: E402
+from paylib import (BANK_OK, BANK_R01, BIN, TIMEOUT_S, Env, callback_url, card_payment, check,  # noqa: E402
                     expect, wait_for, wait_status)
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../api"))
 from pcapi import check_conserved  # noqa: E402
@@ -97,19 +97,12 @@ class ProxiedEnv(Env):
     """Env whose bank channel calls back through 'proxy'."""
 
     def __init__(self, proxy, **kw):
-        Env.__init__(self, **kw)
+        Env.__init__(self, channel_fields={"bank": {"callback_url": callback_url(proxy.port)}}, **kw)
         self.proxy = proxy
 
     def write_channels(self, port):
         Env.write_channels(self, port)
-        with open(self.channels) as f:
-            config = json.load(f)
-        for channel in config["channels"]:
-            if channel["kind"] == "bank":
-                channel["callback_url"] = "http://127.0.0.1:%d/v1/channels/bank/callbacks" % self.proxy.port
-        with open(self.channels, "w") as f:
-            json.dump(config, f)
-        self.proxy.target = "http://127.0.0.1:%d/v1/channels/bank/callbacks" % port
+        self.proxy.target = callback_url(port)
 
 
 def bank_transfers(env):

@@ -28,7 +28,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "store"))
-from paylib import (BANK_OK, BIN, TIMEOUT_S, Env, card_payment, check, expect, free_port,  # noqa: E402
+from paylib import (BANK_OK, BIN, TIMEOUT_S, Env, callback_url, card_payment, check, expect, free_port,  # noqa: E402
                     wait_for)
 import pcapi  # noqa: E402  (on the path through paylib)
 import pgcluster  # noqa: E402
@@ -41,16 +41,9 @@ EXPLAIN = ("-c shared_preload_libraries=auto_explain -c auto_explain.log_min_dur
            " -c enable_seqscan=off")
 
 
-class NoCallbackEnv(Env):
+def no_callback_env():
     """The bank's callbacks go to a loopback port nobody listens on."""
-
-    def write_channels(self, port):
-        Env.write_channels(self, port)
-        with open(self.channels) as f:
-            text = f.read()
-        nowhere = "http://127.0.0.1:%d/v1/channels/bank/callbacks" % free_port()
-        with open(self.channels, "w") as f:
-            f.write(text.replace("http://127.0.0.1:%d/v1/channels/bank/callbacks" % port, nowhere))
+    return Env(channel_fields={"bank": {"callback_url": callback_url(free_port())}})
 
 
 def files_digest(directory):
@@ -121,7 +114,7 @@ def paid_by_inquiry(env, m, payout_id, made_at):
 
 
 def run(label):
-    env = NoCallbackEnv()
+    env = no_callback_env()
     try:
         refused = bad_values(env.server)
         env.start(["--payments-bank-inquiry-ms", str(DAYS_7_MS)])

@@ -22,7 +22,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from paylib import (BANK_OK, BANK_R01, BIN, TIMEOUT_S, Env, card_payment, check, expect,  # noqa: E402
+from paylib import (BANK_OK, BANK_R01, BIN, TIMEOUT_S, Env, callback_url, card_payment, check, expect,  # noqa: E402
                     free_port)
 from pcapi import check_conserved  # noqa: E402
 
@@ -31,21 +31,10 @@ TIMEOUT_MS = 800    # the bank channel's timeout
 INQUIRY_MS = 1500   # the gateway's first status inquiry after a lost answer
 
 
-class LostAnswerEnv(Env):
+def lost_answer_env(**kw):
     """The bank channel times out before the bank answers; its callbacks go nowhere."""
-
-    def write_channels(self, port):
-        Env.write_channels(self, port)
-        import json
-        with open(self.channels) as f:
-            config = json.load(f)
-        for channel in config["channels"]:
-            if channel["kind"] == "bank":
-                channel["timeout_ms"] = TIMEOUT_MS
-                channel["connect_timeout_ms"] = TIMEOUT_MS
-                channel["callback_url"] = "http://127.0.0.1:%d/v1/channels/bank/callbacks" % free_port()
-        with open(self.channels, "w") as f:
-            json.dump(config, f)
+    bank = {"timeout_ms": TIMEOUT_MS, "connect_timeout_ms": TIMEOUT_MS, "callback_url": callback_url(free_port())}
+    return Env(channel_fields={"bank": bank}, **kw)
 
 
 def faults(env, applied):
@@ -130,7 +119,7 @@ def top_ups(env, m, wallet_id):
 
 
 def main():
-    env = LostAnswerEnv(bank_config={"settle_delay_ms": 0, "callback_retry_base_ms": 50,
+    env = lost_answer_env(bank_config={"settle_delay_ms": 0, "callback_retry_base_ms": 50,
                                      "callback_retry_max_ms": 500}, inquiry_delay_ms=INQUIRY_MS)
     try:
         env.start()
