@@ -144,6 +144,32 @@ def check_bank_record(env):
     return paid
 
 
+def check_books(env, payments, merchant_id, what):
+    """The card and bank simulators' records agree with the payments; the ledger balances;
+    the merchant's available balance is captured - refunded - fees - payouts. Returns
+    the payments charged and the amount paid out."""
+    charged = check_card_record(env, payments)
+    paid_out = check_bank_record(env)
+    check_conserved(env.admin, what)
+    captured = sum(p["amount_captured"] for p in payments)
+    refunded = sum(p["amount_refunded"] for p in payments)
+    fees = sum(p["fees"] - p["fees_reversed"] for p in payments)
+    a = expect(env.admin.get("/v1/accounts/mer:%s:EUR:available" % merchant_id), 200).json
+    available = a["credits_posted"] - a["debits_posted"] - a["debits_pending"]
+    check(a["debits_pending"] == 0, "%s: no reserve left pending: %r" % (what, a))
+    check(available == captured - refunded - fees - paid_out,
+          "%s: available %d != captured %d - refunded %d - fees %d - payouts %d"
+          % (what, available, captured, refunded, fees, paid_out))
+    return charged, paid_out
+
+
+def check_verify(env):
+    """`paycore verify` on the stopped server's store passes."""
+    out = subprocess.run([BIN, "verify"] + env.server.store_location_args(), capture_output=True, text=True,
+                         timeout=TIMEOUT_S * 3)
+    check(out.returncode == 0, "paycore verify: %s %s" % (out.stdout[-500:], out.stderr[-500:]))
+
+
 def load_cycles(env, key, rounds, seed, thread_count, pause_s, stop):
     """'rounds' times: (re)start, load from 'thread_count' clients, wait pause_s() seconds,
     stop(env, cycle) while they run. The flows they completed."""
@@ -186,23 +212,10 @@ def main():
         for p in payments:
             check(p["status"] in FINAL_OR_RESUMABLE, "%s is %s" % (p["id"], p["status"]))
             check_payment_ledger(env.admin, p, p["id"])
-        charged = check_card_record(env, payments)
-        paid_out = check_bank_record(env)
-        check_conserved(env.admin, "after the kills")
-        captured = sum(p["amount_captured"] for p in payments)
-        refunded = sum(p["amount_refunded"] for p in payments)
-        fees = sum(p["fees"] - p["fees_reversed"] for p in payments)
-        a = expect(env.admin.get("/v1/accounts/mer:mk:EUR:available"), 200).json
-        available = a["credits_posted"] - a["debits_posted"] - a["debits_pending"]
-        check(a["debits_pending"] == 0, "no reserve left pending: %r" % a)
-        check(available == captured - refunded - fees - paid_out,
-              "available %d != captured %d - refunded %d - fees %d - payouts %d"
-              % (available, captured, refunded, fees, paid_out))
+        charged, paid_out = check_books(env, payments, "mk", "after the kills")
         check(charged > 0 and flows > 0, "the load ran: %d flows, %d charges" % (flows, charged))
         env.stop()
-        out = subprocess.run([BIN, "verify"] + env.server.store_location_args(), capture_output=True, text=True,
-                             timeout=TIMEOUT_S * 3)
-        check(out.returncode == 0, "paycore verify: %s %s" % (out.stdout[-500:], out.stderr[-500:]))
+        check_verify(env)
         print("%d cycles, %d flows, %d payments, %d charged, %d paid out: ok" % (rounds, flows, len(payments), charged,
                                                                             paid_out))
     finally:

@@ -4,8 +4,11 @@ simulators (calls in flight at the gateway, commands queued for the stage thread
 the writer, a background data-key rotation running in some cycles); every stop must
 exit 0 (an abort in the stop order shows as a signal, and the server's last log lines
 are printed). Afterwards every payment is in a final or resumable state, recovery
-leaves no payment pending, every card still opens after the rotations, and the ledger
-balances per currency. Every payout reaches its final state (a bank callback refused
+leaves no payment pending, every card still opens after the rotations, the ledger
+balances per currency, the card simulator's record agrees with the payments (nothing
+charged twice, no charge without a booking, no booking without a charge), the
+merchant's available balance is captured - refunded - fees - payouts, and `paycore
+verify` passes. Every payout reaches its final state (a bank callback refused
 during a stop is delivered again), agrees with the bank's record, and nothing is left
 in the payouts-in-transit account.
 Method: PAYCORE_PAY_SIGTERM_ROUNDS cycles (default 4), each: start, load from 8
@@ -17,9 +20,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from paylib import Env, check, check_payment_ledger, expect, wait_for  # noqa: E402
-from test_payments_crash import FINAL_OR_RESUMABLE, check_bank_record, load_cycles, settled  # noqa: E402
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../api"))
-from pcapi import check_conserved  # noqa: E402
+from test_payments_crash import FINAL_OR_RESUMABLE, check_books, check_verify, load_cycles, settled  # noqa: E402
 
 
 def main():
@@ -46,21 +47,23 @@ def main():
         for p in payments:
             check(p["status"] in FINAL_OR_RESUMABLE, "%s is %s" % (p["id"], p["status"]))
             check_payment_ledger(env.admin, p, p["id"])
-        paid = check_bank_record(env)
+        charged, paid = check_books(env, payments, "mk", "after the stops")
         r = env.admin.get("/v1/accounts/mer:mk:EUR:payouts")
         check(r.status == 200 or (r.status == 404 and paid == 0), "payouts in transit: %r" % r)
         transit = r.json if r.status == 200 else {}
         check(transit.get("debits_pending", 0) == 0 and transit.get("credits_pending", 0) == 0 and
               transit.get("debits_posted", 0) == transit.get("credits_posted", 0) == paid,
               "payouts in transit empty, %d paid out: %r" % (paid, transit))
-        check_conserved(env.admin, "after the stops")
         # every card still opens: a refund of a captured card payment goes to its channel
         captured = [p for p in payments if p["status"] == "captured" and p["amount_captured"] > 1]
         if captured:
             r = env.client(m.key).post("/v1/payments/%s/refunds" % captured[0]["id"], {"amount": 1})
             check(r.status in (201, 202), "a refund after the rotations: %r" % r)
-        check(flows > 0 and payments, "the load ran: %d flows, %d payments" % (flows, len(payments)))
-        print("%d stop cycles, %d flows, %d payments: ok" % (rounds, flows, len(payments)))
+        check(flows > 0 and payments and charged > 0, "the load ran: %d flows, %d payments, %d charged"
+              % (flows, len(payments), charged))
+        check(env.stop() == 0, "the last stop exits 0")
+        check_verify(env)
+        print("%d stop cycles, %d flows, %d payments, %d charged: ok" % (rounds, flows, len(payments), charged))
     finally:
         env.close()
 
