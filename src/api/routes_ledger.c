@@ -175,6 +175,22 @@ static void accounts_done(api_request_t *req, writer_cmd_t *cmd) {
     results_reply(req, &buf);
 }
 
+/* A merchant key makes no account in the payments' chart (its id would later be the
+ * chart's own, with the key's grant and the wrong flags): 422 id_reserved, nothing made. */
+static bool accounts_allowed(api_request_t *req, const ledger_account_t *events, uint32_t count, bool batch) {
+    if (api_request_owner(req) == NULL) return true;
+    for (uint32_t i = 0; i < count; i++) {
+        if (!pc_id_payments_chart(events[i].id)) continue;
+        char field[32];
+        if (batch) snprintf(field, sizeof field, "accounts[%u].id", i);
+        else snprintf(field, sizeof field, "id");
+        api_reply_error(req, PC_ID_RESERVED, field, "ids beginning with 'mer:', 'chn:', 'sys:' or 'wal:' are the"
+                        " payments' own accounts: a merchant key cannot make one");
+        return false;
+    }
+    return true;
+}
+
 void api_route_accounts_create(api_request_t *req) {
     json_t *body = api_body_object(req);
     if (body == NULL) return;
@@ -191,6 +207,7 @@ void api_route_accounts_create(api_request_t *req) {
         reply_codec_error(req, &err);
         return;
     }
+    if (!accounts_allowed(req, events, count, job->batch)) return;
     job->cmd.kind = WRITER_CMD_CREATE_ACCOUNTS;
     job->cmd.event_count = count;
     job->cmd.accounts = events;

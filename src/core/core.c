@@ -31,6 +31,14 @@ bool pc_id_copy(char dst[PC_ID_SIZE], const char *id) {
     return true;
 }
 
+bool pc_id_payments_chart(const char *id) {
+    static const char *const prefixes[] = {"mer:", "chn:", "sys:", "wal:"};
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
+        if (strncmp(id, prefixes[i], 4) == 0) return true;
+    }
+    return false;
+}
+
 uint64_t pc_wall_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);

@@ -15,6 +15,11 @@ bool pc_id_valid(const char *id);
 /* Copies a valid id into a PC_ID_SIZE buffer; false (dst = "") when invalid. */
 bool pc_id_copy(char dst[PC_ID_SIZE], const char *id);
 
+/* True when 'id' names an account of the payments' chart (docs/accounting.md: "mer:",
+ * "chn:", "sys:", "wal:"). Only paycore moves money on them: a merchant key neither
+ * creates one nor names one in a transfer through the ledger API (it reads its own). */
+bool pc_id_payments_chart(const char *id);
+
 /* Wall-clock nanoseconds since the Unix epoch. */
 uint64_t pc_wall_ns(void);
 /* Monotonic nanoseconds (for durations, never stored). */

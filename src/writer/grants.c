@@ -379,9 +379,14 @@ void writer_grants_rollback(writer_grants_t *grants) {
 /* A leg of a global transaction (src/shard/) names a clearing account where the
  * command named an account on another shard: that shard's writer checks the owner's
  * reach of the real account in its own leg. Clients cannot name clearing accounts on
- * a set (id_reserved), and only legs pass this, so a single store is unaffected. */
+ * a set (id_reserved), and only legs pass this, so a single store is unaffected.
+ * The payments' chart is granted to a merchant's keys for reading only: money moves
+ * on it through the payments layer (captures, refunds, payouts), never by the owner's
+ * own transfers (one would take from its available balance around the payouts, or
+ * post or void a reserve of the payments), so it fails as a missing account. */
 static bool owner_reaches(const void *ctx, uint32_t account_index, const char *account_id) {
     const writer_reach_t *reach = ctx;
+    if (pc_id_payments_chart(account_id)) return false;
     if (reach->leg && store_id_reserved(account_id)) return true;
     return writer_grants_holds(reach->grants, reach->owner, account_index, account_id);
 }

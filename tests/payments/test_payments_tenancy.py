@@ -2,7 +2,12 @@
 payouts and accounts only; anything of another merchant reads exactly as a missing
 object: the same status and the same body, byte for byte (every id the body could
 carry is the request's own), for reads and for every operation. Its own ledger
-accounts are visible to it through the key's grants.
+accounts are visible to it through the key's grants, but money moves on the payments'
+chart only through the payments: the key's own ledger transfers naming a chart account
+(its available balance, its payouts in transit, a post or void of its payment's hold)
+fail as naming a missing one, and it cannot make an account with a chart id
+(id_reserved): otherwise it could credit its available balance from an account of its
+own and pay that out, or squat another merchant's or the system's account ids.
 Method: two merchants with a key each on a real server and real simulators; merchant
 B's objects are requested with A's key and compared with requests for ids that never
 existed."""
@@ -26,6 +31,55 @@ def objects_of(m):
     wait_for("payout settles", lambda: m.get("/v1/payouts/" + po["id"]).json["status"] == "paid")
     a = expect(m.post("/v1/payments", card_payment(500)), 201, what="authorized").json
     return {"payment": p["id"], "refund": r["id"], "wallet": w["id"], "payout": po["id"], "authorized": a["id"]}
+
+
+def ledger_api(env, a, mine):
+    """The payments' chart is the merchant's to read, not to move money on or make: a
+    transfer naming one of its accounts (out of or into its available balance, a post or
+    void of its hold) fails as one naming a missing account; an account with a chart id
+    is 422 id_reserved; nothing moves. Its own accounts work as ever."""
+    books = {acc: expect(env.admin.get("/v1/accounts/" + acc), 200).json
+             for acc in ("mer:ma:EUR:available", "mer:ma:EUR:pending", "mer:ma:EUR:payouts")}
+    expect(a.post("/v1/accounts", {"accounts": [{"id": "ma-own", "currency": "EUR"},
+                                                {"id": "ma-own2", "currency": "EUR"}]}), 200, what="own accounts")
+    expect(a.post("/v1/transfers", {"id": "own-1", "debit_account_id": "ma-own", "credit_account_id": "ma-own2",
+                                    "amount": 5, "currency": "EUR"}), 201, what="a transfer between its own accounts")
+    for n, (debit, credit) in enumerate((("mer:ma:EUR:available", "ma-own"), ("ma-own", "mer:ma:EUR:available"),
+                                         ("mer:ma:EUR:available", "mer:ma:EUR:payouts"))):
+        field = "debit_account_id" if debit.startswith("mer:") else "credit_account_id"
+        body = {"id": "chart-%d" % n, "debit_account_id": debit, "credit_account_id": credit, "amount": 100,
+                "currency": "EUR"}
+        r = a.post("/v1/transfers", body)
+        missing = a.post("/v1/transfers", dict(body, id="chart-missing-%d" % n,
+                                               **{field: "no-such-account"}))
+        check(r.status == 422 and r.code() == "account_not_found" and r.json == missing.json,
+              "%s -> %s by a merchant key: as a missing account: %r (missing: %r)" % (debit, credit, r, missing))
+    hold = [t for t in expect(a.get("/v1/payments/" + mine["authorized"]), 200).json["ledger_transfers"]
+            if t.endswith(":hold")]
+    check(len(hold) == 1, "the authorized payment's hold: %r" % hold)
+    for n, flag in enumerate(("void_pending", "post_pending")):
+        r = a.post("/v1/transfers", {"id": "hold-%d" % n, "pending_id": hold[0], "flags": [flag]})
+        missing = a.post("/v1/transfers", {"id": "hold-missing-%d" % n, "pending_id": "no-such-hold", "flags": [flag]})
+        check(r.status == 422 and r.code() == "pending_transfer_not_found" and r.json == missing.json,
+              "%s of its hold by a merchant key: as a missing one: %r (missing: %r)" % (flag, r, missing))
+    for n, chart_id in enumerate(("mer:mc:EUR:available", "chn:card:USD:receivable", "sys:USD:fee_revenue",
+                                  "wal:wal_x")):
+        r = a.post("/v1/accounts", {"id": chart_id, "currency": "EUR"})
+        check(r.status == 422 and r.code() == "id_reserved" and r.json["error"].get("field") == "id",
+              "a chart account %s made by a merchant key: %r" % (chart_id, r))
+        r = a.post("/v1/accounts", {"accounts": [{"id": "ma-other-%d" % n, "currency": "EUR"},
+                                                 {"id": chart_id, "currency": "EUR"}]})
+        check(r.status == 422 and r.code() == "id_reserved" and r.json["error"].get("field") == "accounts[1].id",
+              "in a batch: %r" % r)
+        expect(env.admin.get("/v1/accounts/" + chart_id), 404, what="nothing made: " + chart_id)
+        expect(env.admin.get("/v1/accounts/ma-other-%d" % n), 404, what="nothing of the batch made")
+    for acc, before in books.items():
+        after = expect(env.admin.get("/v1/accounts/" + acc), 200).json
+        check(after == before, "%s unchanged: %r -> %r" % (acc, before, after))
+    expect(env.admin.post("/v1/merchants", {"id": "mc", "name": "Shop mc", "country": "DE", "default_currency": "EUR",
+                                            "currencies": ["EUR"], "pricing": {"default": {"bps": 1,
+                                                                                           "fixed_minor": 0}}}),
+           201, what="a merchant whose chart id a key tried")
 
 
 def main():
@@ -73,6 +127,7 @@ def main():
         expect(a.get("/v1/accounts/mer:ma:EUR:available"), 200, what="own account")
         same(a.get("/v1/accounts/mer:mb:EUR:available"), a.get("/v1/accounts/mer:mz:EUR:available"),
              "another merchant's account")
+        ledger_api(env, a, mine)
         env.stop()
     finally:
         env.close()
