@@ -3,9 +3,10 @@ files (main, WAL, index, the risk files), the vault key file, the logs, /metrics
 messages or any reply, whatever happened to the payment (approved, declined, 3-D
 Secure, refused as invalid, top-ups, a restart). The CVC is never stored at all.
 Method: a real server with real simulators; payments with a set of card numbers (and
-invalid ones); every reply is kept; then the server stops and every file it wrote is
-searched byte for byte for every number used, its digits in any grouping the API
-accepts, and every CVC. The simulators' own records (in their own directories) are the
+invalid ones), the server logging at debug level; every reply is kept; every file it
+wrote is searched byte for byte for every number used, its digits in any grouping the
+API accepts, and every CVC: once while it runs (the WAL and its index before any
+checkpoint folds them away), and again after it stopped. The simulators' own records (in their own directories) are the
 outside world: a channel must know the number."""
 import os
 import sys
@@ -18,8 +19,22 @@ INVALID = ["4242424242424241", "4111111111111112", "1234567890123"]
 CVCS = ["913", "4827"]
 
 
+def search_files(env, needles, what):
+    """Every file in the server's directory, byte for byte; the number searched."""
+    searched = 0
+    for name in sorted(os.listdir(env.dir)):
+        path = os.path.join(env.dir, name)
+        if not os.path.isfile(path):
+            continue
+        data = open(path, "rb").read()
+        searched += 1
+        for n in needles:
+            check(n.encode() not in data, "%s: %s holds card number %s" % (what, name, n))
+    return searched
+
+
 def main():
-    env = Env()
+    env = Env(extra_args=["--log-level", "debug"])
     replies = []
 
     def keep(resp):
@@ -50,23 +65,19 @@ def main():
         keep(m.get("/v1/payments?limit=100"))
         keep(env.admin.get("/v1/accounts?limit=100"))
         keep(env.client(key="").get("/metrics"))
+        needles = CARDS + INVALID
+        spaced = [" ".join(n[i:i + 4] for i in range(0, len(n), 4)) for n in needles]
+        live = search_files(env, needles + spaced, "while serving")
+        check(os.path.exists(env.server.db + "-wal") or env.server.store_args,
+              "the WAL was there to search while serving")
         env.stop()
         env.start()  # a restart reads everything back
         keep(env.client(key="").get("/metrics"))
         keep(m.get("/v1/payments?limit=100"))
         env.stop()
-        needles = CARDS + INVALID
-        spaced = [" ".join(n[i:i + 4] for i in range(0, len(n), 4)) for n in needles]
-        searched = 0
-        for name in sorted(os.listdir(env.dir)):
-            path = os.path.join(env.dir, name)
-            if not os.path.isfile(path):
-                continue
-            data = open(path, "rb").read()
-            searched += 1
-            for n in needles + spaced:
-                check(n.encode() not in data, "%s holds card number %s" % (name, n))
-        check(searched >= 6, "the database, its WAL/index, risk files and logs were searched: %d files" % searched)
+        searched = search_files(env, needles + spaced, "after the stop")
+        check(searched >= 6 and live >= 6, "the database, its WAL/index, risk files and logs were searched: %d files"
+              " while serving, %d after" % (live, searched))
         text = "\n".join(replies)
         for n in needles + spaced:
             check(n not in text, "a reply, header or /metrics shows card number %s" % n)
