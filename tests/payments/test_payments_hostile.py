@@ -1,7 +1,7 @@
 """Goal: hostile tenants and racing requests change nothing they should not. (1) An
 Idempotency-Key belongs to the API key that sent it: two merchants using the same key
 (one after the other, and both at once) each get their own payment and each replay
-answers the sender's own; one merchant's key sent with another merchant's payment id
+answers the sender's own; one key sent with two bodies at once makes one payment; one merchant's key sent with another merchant's payment id
 (capture, cancel, refund) reads as a missing payment and leaves it untouched. (2) An
 operation racing another on the same payment does at most what the state table and
 the amounts allow: capture against cancel (one wins, the payment is captured or
@@ -71,10 +71,19 @@ def shared_keys(a, b):
             check(resp.json["merchant_id"] == ("ma", "mb")[i] and resp.json["amount"] == 300 + i,
                   "%s: each sender's own payment: %r" % (key, resp.json))
         check(answers[0].json["id"] != answers[1].json["id"], "%s: two payments" % key)
-    for client, merchant in ((a, "ma"), (b, "mb")):
+    # one key, one merchant, two bodies at once: one payment, the other refused
+    for r in range(ROUNDS):
+        key = "bodies-%d" % r
+        answers = at_once(2, lambda i: keyed(twin(a), "/v1/payments", card_payment(400 + i), key))
+        made = [x for x in answers if x.status == 201]
+        check(len(made) == 1, "%s: one of two bodies made a payment: %r" % (key, answers))
+        other = answers[1] if answers[0].status == 201 else answers[0]
+        check(other.status == 409 and other.code() in ("idempotency_key_reused", "idempotency_key_in_progress"),
+              "%s: the other body refused: %r" % (key, other))
+    for client, merchant, count in ((a, "ma", 1 + 2 * ROUNDS), (b, "mb", 1 + ROUNDS)):
         listed = expect(client.get("/v1/payments?limit=100"), 200).json["data"]
-        check(len(listed) == 1 + ROUNDS and all(p["merchant_id"] == merchant for p in listed),
-              "%s made one payment per key: %d" % (merchant, len(listed)))
+        check(len(listed) == count and all(p["merchant_id"] == merchant for p in listed),
+              "%s made one payment per key: %d, want %d" % (merchant, len(listed), count))
 
 
 def race(m, amount, capture, first, second, what):
