@@ -42,8 +42,9 @@ def stored_rows(server):
     return key_id, count, total
 
 
-def held_start_stopped(server):
-    """SIGTERM during a start whose load is held: exits 0, never serves."""
+def held_start_stopped(server, says=r"stopped after (\d+) keys, before serving", rows=ROWS):
+    """SIGTERM during a start whose load is held: exits 0, never serves; the log 'says'
+    after how many of the 'rows' keys it stopped (the regex's group)."""
     log_path = os.path.join(server.dir, "held.log")
     env = dict(os.environ, PAYCORE_TEST_IDEM_SCAN_HOLD_MS="600000")
     with open(log_path, "w") as log:
@@ -63,8 +64,8 @@ def held_start_stopped(server):
         log = f.read()
     check(code == 0, "SIGTERM during the load: exit 0 well before the hold ends, got %r; log:\n%s" % (code, log[-3000:]))
     check('"msg":"listening"' not in log, "the server served before it looked at the stop:\n%s" % log[-3000:])
-    m = re.search(r"stopped after (\d+) keys, before serving", log)
-    check(m is not None and 4096 <= int(m.group(1)) < ROWS, "the load stopped part way: %s" % log[-3000:])
+    m = re.search(says, log)
+    check(m is not None and 4096 <= int(m.group(1)) < rows, "the load stopped part way: %s" % log[-3000:])
     check("cannot start" not in log and '"level":"error"' not in log, "a requested stop is no error:\n%s" % log)
     return int(m.group(1))
 

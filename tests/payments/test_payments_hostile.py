@@ -112,24 +112,16 @@ def capture_or_cancel(m):
             check(p["status"] == "canceled" and p["amount_captured"] == 0, "canceled: %r" % p)
 
 
-def two_captures(m):
+def two_past_amount(m, capture, route, made_status, too_much, field, status):
+    """Two requests of 600 out of 1000 at once on 'route': one does it, the other is
+    refused; the payment's 'field' is 600, its status 'status'."""
     for r in range(ROUNDS):
-        (one, two), p = race(m, 1000, "manual", ("/v1/payments/%s/capture", {"amount": 600}),
-                             ("/v1/payments/%s/capture", {"amount": 600}), "captures %d" % r)
-        ok = [x for x in (one, two) if x.status == 200]
-        check(len(ok) == 1, "round %d: one capture of 600 out of 1000: %r %r" % (r, one, two))
-        refused(two if one.status == 200 else one, BUSY + ("capture_exceeds_authorized",), "the second capture")
-        check(p["amount_captured"] == 600 and p["status"] == "partially_captured", "captured 600 once: %r" % p)
-
-
-def two_refunds(m):
-    for r in range(ROUNDS):
-        (one, two), p = race(m, 1000, "automatic", ("/v1/payments/%s/refunds", {"amount": 600}),
-                             ("/v1/payments/%s/refunds", {"amount": 600}), "refunds %d" % r)
-        ok = [x for x in (one, two) if x.status == 201]
-        check(len(ok) == 1, "round %d: one refund of 600 out of 1000: %r %r" % (r, one, two))
-        refused(two if one.status == 201 else one, BUSY + ("refund_exceeds_captured",), "the second refund")
-        check(p["amount_refunded"] == 600 and p["status"] == "partially_refunded", "refunded 600 once: %r" % p)
+        (one, two), p = race(m, 1000, capture, (route, {"amount": 600}), (route, {"amount": 600}),
+                             "%s %d" % (route, r))
+        ok = [x for x in (one, two) if x.status == made_status]
+        check(len(ok) == 1, "round %d: one %s of 600 out of 1000: %r %r" % (r, route, one, two))
+        refused(two if one.status == made_status else one, BUSY + (too_much,), "the second " + route)
+        check(p[field] == 600 and p["status"] == status, "%s 600 once: %r" % (route, p))
 
 
 def refund_or_cancel(m):
@@ -154,8 +146,10 @@ def main():
         b = env.merchant("mb")
         shared_keys(a, b)
         capture_or_cancel(a)
-        two_captures(a)
-        two_refunds(b)
+        two_past_amount(a, "manual", "/v1/payments/%s/capture", 200, "capture_exceeds_authorized", "amount_captured",
+                        "partially_captured")
+        two_past_amount(b, "automatic", "/v1/payments/%s/refunds", 201, "refund_exceeds_captured", "amount_refunded",
+                        "partially_refunded")
         refund_or_cancel(b)
         payments = all_payments(env.admin)
         for p in payments:
