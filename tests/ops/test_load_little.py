@@ -68,7 +68,8 @@ def main():
         check(rc == 0 and short["little_ok"] == "1", "a short run keeps its books too: %r %s" % (short, err))
         rc, closed, err = load(server, "--concurrency", "8", "--duration-s", "2")
         check(rc == 0, "closed loop: %s" % err)
-        check(closed["loop"] == "closed" and int(closed["requests"]) >= 200 and closed["transfers"] == closed["requests"],
+        # a few requests per connection at least: how many fit in 2 s is the machine's load, not a result
+        check(closed["loop"] == "closed" and int(closed["requests"]) >= 32 and closed["transfers"] == closed["requests"],
               "closed %r" % closed)
         # 8 connections are (almost) always busy: the integral and the sampler, which reads
         # the count from another thread, both see 8
