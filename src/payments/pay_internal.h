@@ -381,6 +381,8 @@ struct pay {
     pay_config_t config;
     pthread_mutex_t mutex;            /* guards every map and counter below */
     pay_map_t busy;                   /* ids with an operation running */
+    uint64_t busy_released_ns[PAY_BUSY_STAMPS]; /* the last release of any id hashed to each
+                                         (monotonic): pay_busy_take_since */
     pay_map_t key_merchants;          /* API key id -> merchant id (malloc'ed string) */
     pay_map_t merchants;              /* merchant id -> pay_merchant_t* */
     pay_map_t accounts_known;         /* ledger account ids known to exist */
@@ -424,6 +426,11 @@ void pay_reader_release(pay_t *pay, store_reader_t *reader);
 /* Takes 'id' for one operation: false when one runs already. */
 bool pay_busy_take(pay_t *pay, const char *id);
 void pay_busy_release(pay_t *pay, const char *id);
+/* pay_busy_take, also false when an operation on 'id' (or on an id sharing its stamp)
+ * ended at or after 'since_ns' (pc_mono_ns): the recovery takes what it listed from the
+ * store only if no flow of ours ended on it since, so it never holds, even for the read
+ * that would tell it so, the mark of an operation a client just saw answered. */
+bool pay_busy_take_since(pay_t *pay, const char *id, uint64_t since_ns);
 bool pay_busy(pay_t *pay, const char *id);
 bool pay_account_known(pay_t *pay, const char *account_id);
 void pay_account_mark_known(pay_t *pay, const char *account_id);
