@@ -217,12 +217,12 @@ static bool json_field(const char *json, const char *name, char *out, size_t out
 /* A payment's path on the server (its /metrics paycore_payment_path_seconds): the
  * segments of each card authorization and capture, in the server's order. */
 #define PATH_OPS 2
-#define PATH_SEGMENTS 10
+#define PATH_SEGMENTS 12
 #define PATH_BUCKETS 17 /* <= 16 us * 2^i, i < 16, then +Inf */
 static const char *const path_ops[PATH_OPS] = {"authorize", "capture"};
-static const char *const path_segments[PATH_SEGMENTS] = {"api", "gateway_in", "persist_stage", "persist_commit",
-                                                         "call", "apply_stage", "book_stage", "book_commit",
-                                                         "answer", "total"};
+static const char *const path_segments[PATH_SEGMENTS] = {"api", "gateway_in", "persist_stage", "persist_queue",
+                                                         "persist_commit", "call", "apply_stage", "book_stage",
+                                                         "book_queue", "book_commit", "answer", "total"};
 
 /* The server's own view over a slice: commits, their time, batch sizes, its CPU and
  * the bytes it wrote to its files (WAL frames, checkpoints: the cost of each kind of

@@ -301,6 +301,7 @@ static void flow_cmd_done(writer_cmd_t *cmd, pc_status commit_status) {
     }
     flow->key_written = false;
     pay_staged_clear(&flow->staged); /* valid for its command only */
+    pay_path_cut_at(flow, flow->path.answered ? PAY_PATH_BOOK_QUEUE : PAY_PATH_PERSIST_QUEUE, cmd->batch_started_ns);
     pay_path_cut(flow, flow->path.answered ? PAY_PATH_BOOK_COMMIT : PAY_PATH_PERSIST_COMMIT);
     pay_flow_fn then = flow->then;
     flow->then = NULL;

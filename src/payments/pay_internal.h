@@ -375,11 +375,13 @@ typedef enum {
     PAY_PATH_API = 0,        /* the request's thread: checks, vault, risk, until the gateway has it */
     PAY_PATH_GATEWAY_IN,     /* the gateway's queue until it routes the attempt */
     PAY_PATH_PERSIST_STAGE,  /* the attempt's command: a stage thread's queue, its dry run */
-    PAY_PATH_PERSIST_COMMIT, /* ... in the writer: its queue, the batch, COMMIT (fsync) */
+    PAY_PATH_PERSIST_QUEUE,  /* ... in the writer's queue (behind the batch being written) */
+    PAY_PATH_PERSIST_COMMIT, /* ... its batch: applied, written, COMMIT (fsync), completed */
     PAY_PATH_CALL,           /* the attempt durable until the channel's answer is back */
     PAY_PATH_APPLY_STAGE,    /* the answer waiting for a stage thread */
     PAY_PATH_BOOK_STAGE,     /* its booking worked out and rendered */
-    PAY_PATH_BOOK_COMMIT,    /* ... in the writer: its queue, the batch, COMMIT (fsync) */
+    PAY_PATH_BOOK_QUEUE,     /* ... in the writer's queue */
+    PAY_PATH_BOOK_COMMIT,    /* ... its batch */
     PAY_PATH_ANSWER,         /* committed until answered: a stage thread's queue */
     PAY_PATH_TOTAL,          /* the flow made until answered: the sum of the above */
     PAY_PATH_SEGMENTS
@@ -393,6 +395,8 @@ typedef struct {
 } pay_path_stats_t;
 /* Ends the flow's current segment as 'segment' (any thread: the flow's own step). */
 void pay_path_cut(pay_flow_t *flow, pay_path_segment segment);
+/* The same at 'at_ns' (pc_mono_ns, not before the last cut): a time seen elsewhere. */
+void pay_path_cut_at(pay_flow_t *flow, pay_path_segment segment, uint64_t at_ns);
 /* The flow's path into the figures: card authorizations and captures that called out. */
 void pay_path_count(pay_flow_t *flow);
 

@@ -154,12 +154,14 @@ static bool text_append(char **text, size_t *bytes, const char *more) {
 
 /* ---- a payment's path ---- */
 
-void pay_path_cut(pay_flow_t *flow, pay_path_segment segment) {
-    uint64_t now_ns = pc_mono_ns();
-    if (flow->path.at_ns != 0) flow->path.ns[segment] += now_ns - flow->path.at_ns;
-    else flow->path.made_ns = now_ns; /* the first cut: the flow's start (pay_flow_new) */
-    flow->path.at_ns = now_ns;
+void pay_path_cut_at(pay_flow_t *flow, pay_path_segment segment, uint64_t at_ns) {
+    if (flow->path.at_ns == 0) flow->path.made_ns = at_ns; /* the first cut: the flow's start (pay_flow_new) */
+    else if (at_ns > flow->path.at_ns) flow->path.ns[segment] += at_ns - flow->path.at_ns;
+    else at_ns = flow->path.at_ns;
+    flow->path.at_ns = at_ns;
 }
+
+void pay_path_cut(pay_flow_t *flow, pay_path_segment segment) { pay_path_cut_at(flow, segment, pc_mono_ns()); }
 
 static uint32_t path_bucket(uint64_t ns) {
     uint64_t bound_ns = 16000;
@@ -186,8 +188,8 @@ void pay_path_count(pay_flow_t *flow) {
 
 static const char *const path_op_names[PAY_PATH_OPS] = {"authorize", "capture"};
 static const char *const path_segment_names[PAY_PATH_SEGMENTS] = {
-    "api", "gateway_in", "persist_stage", "persist_commit", "call", "apply_stage", "book_stage", "book_commit",
-    "answer", "total"};
+    "api", "gateway_in", "persist_stage", "persist_queue", "persist_commit", "call", "apply_stage", "book_stage",
+    "book_queue", "book_commit", "answer", "total"};
 
 /* One op's segment as a histogram (cumulative buckets, seconds). */
 static bool path_append(pay_t *pay, uint32_t op, uint32_t s, char **text, size_t *bytes) {

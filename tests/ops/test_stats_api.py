@@ -30,8 +30,8 @@ def metric(text, name):
     return None
 
 
-PATH_SEGMENTS = ("api", "gateway_in", "persist_stage", "persist_commit", "call", "apply_stage", "book_stage",
-                 "book_commit", "answer")
+PATH_SEGMENTS = ("api", "gateway_in", "persist_stage", "persist_queue", "persist_commit", "call", "apply_stage",
+                 "book_stage", "book_queue", "book_commit", "answer")
 
 
 def check_path(text, calls):
