@@ -214,6 +214,16 @@ static bool json_field(const char *json, const char *name, char *out, size_t out
 
 /* ---------------------------------------------------------------- where the time goes */
 
+/* A payment's path on the server (its /metrics paycore_payment_path_seconds): the
+ * segments of each card authorization and capture, in the server's order. */
+#define PATH_OPS 2
+#define PATH_SEGMENTS 12
+#define PATH_BUCKETS 17 /* <= 16 us * 2^i, i < 16, then +Inf */
+static const char *const path_ops[PATH_OPS] = {"authorize", "capture"};
+static const char *const path_segments[PATH_SEGMENTS] = {"api", "gateway_in", "persist_stage", "persist_queue",
+                                                         "persist_commit", "call", "apply_stage", "book_stage",
+                                                         "book_queue", "book_commit", "answer", "total"};
+
 /* The server's own view over a slice: commits, their time, batch sizes, its CPU and
  * the bytes it wrote to its files (WAL frames, checkpoints: the cost of each kind of
  * write, independent of how fast the disk is today). */
@@ -228,6 +238,8 @@ typedef struct {
     double group_cpu_s[GROUPS];    /* threads that ended since are in GROUP_OTHER */
     double sim_cpu_s, client_cpu_s;
     double sim_commits, sim_commit_units; /* the simulator's record: group commits, requests in them */
+    double path_count[PATH_OPS][PATH_SEGMENTS], path_s[PATH_OPS][PATH_SEGMENTS];
+    double path_buckets[PATH_OPS][PATH_SEGMENTS][PATH_BUCKETS]; /* cumulative, as scraped */
 } server_view;
 
 static size_t collect_big(char *data, size_t size, size_t count, void *user) {
@@ -337,13 +349,38 @@ static void sim_look(server_view *v) {
     CURL *curl = curl_easy_init();
     curl_easy_setopt(curl, CURLOPT_URL, sim_health_url);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, reply);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, (void *)reply);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT, 30L);
     if (curl_easy_perform(curl) == CURLE_OK) {
         v->sim_commits = json_number(reply, "commits");
         v->sim_commit_units = json_number(reply, "commit_units");
     }
     curl_easy_cleanup(curl);
+}
+
+/* The path histograms (absent from a server older than them: all zero). */
+static void path_look(const char *text, server_view *v) {
+    if (strstr(text, "paycore_payment_path_seconds_count{") == NULL) return;
+    char name[256];
+    for (int op = 0; op < PATH_OPS; op++) {
+        for (int seg = 0; seg < PATH_SEGMENTS; seg++) {
+            char labels[96];
+            snprintf(labels, sizeof labels, "op=\"%s\",segment=\"%s\"", path_ops[op], path_segments[seg]);
+            snprintf(name, sizeof name, "paycore_payment_path_seconds_count{%s}", labels);
+            v->path_count[op][seg] = metric_value(text, name);
+            snprintf(name, sizeof name, "paycore_payment_path_seconds_sum{%s}", labels);
+            v->path_s[op][seg] = metric_value(text, name);
+            double bound_s = 16e-6;
+            for (int b = 0; b < PATH_BUCKETS; b++, bound_s *= 2) {
+                if (b < PATH_BUCKETS - 1) {
+                    snprintf(name, sizeof name, "paycore_payment_path_seconds_bucket{%s,le=\"%g\"}", labels, bound_s);
+                } else {
+                    snprintf(name, sizeof name, "paycore_payment_path_seconds_bucket{%s,le=\"+Inf\"}", labels);
+                }
+                v->path_buckets[op][seg][b] = metric_value(text, name);
+            }
+        }
+    }
 }
 
 static server_view server_look(const char *base) {
@@ -363,6 +400,7 @@ static server_view server_look(const char *base) {
         v.commit_s = metric_value(text, "paycore_commit_duration_seconds_sum");
         v.batches = metric_value(text, "paycore_writer_batch_size_count");
         v.batch_events = metric_value(text, "paycore_writer_batch_size_sum");
+        path_look(text, &v);
     }
     curl_easy_cleanup(curl);
     free(text);
@@ -382,6 +420,41 @@ static void server_add(server_view *total, const server_view *before, const serv
     total->client_cpu_s += after->client_cpu_s - before->client_cpu_s;
     total->sim_commits += after->sim_commits - before->sim_commits;
     total->sim_commit_units += after->sim_commit_units - before->sim_commit_units;
+    for (int op = 0; op < PATH_OPS; op++) {
+        for (int seg = 0; seg < PATH_SEGMENTS; seg++) {
+            total->path_count[op][seg] += after->path_count[op][seg] - before->path_count[op][seg];
+            total->path_s[op][seg] += after->path_s[op][seg] - before->path_s[op][seg];
+            for (int b = 0; b < PATH_BUCKETS; b++) {
+                total->path_buckets[op][seg][b] += after->path_buckets[op][seg][b] - before->path_buckets[op][seg][b];
+            }
+        }
+    }
+}
+
+/* The q-quantile of a segment from its cumulative buckets: the upper bound (ms) of the
+ * bucket it falls in (a factor of 2 of precision; the last bucket reads as its floor). */
+static double path_quantile_ms(const double cumulative[PATH_BUCKETS], double q) {
+    double total = cumulative[PATH_BUCKETS - 1];
+    if (total <= 0) return 0.0;
+    double bound_ms = 0.016;
+    for (int b = 0; b < PATH_BUCKETS - 1; b++, bound_ms *= 2) {
+        if (cumulative[b] >= q * total) return bound_ms;
+    }
+    return bound_ms;
+}
+
+/* payments_e2e_path_<op>: each segment's mean and p99 over the payments slices. */
+static void path_print(const server_view *v) {
+    for (int op = 0; op < PATH_OPS; op++) {
+        double count = v->path_count[op][PATH_SEGMENTS - 1];
+        if (count <= 0) continue;
+        printf("payments_e2e_path_%s count=%.0f", path_ops[op], count);
+        for (int seg = 0; seg < PATH_SEGMENTS; seg++) {
+            printf(" %s_mean_ms=%.2f %s_p99_ms=%.3g", path_segments[seg], 1e3 * v->path_s[op][seg] / count,
+                   path_segments[seg], path_quantile_ms(v->path_buckets[op][seg], 0.99));
+        }
+        printf("\n");
+    }
 }
 
 /* ---------------------------------------------------------------- the payments load */
@@ -443,6 +516,7 @@ typedef struct {
     uint64_t rng;
     uint64_t payments, errors, declined, arrivals;
     samples payment, authorize, capture;
+    samples start_delay;           /* a payment's authorize sent after its arrival (open loop) */
     char first_error[200];
     int epoll_fd;
     struct sockaddr_in server;
@@ -637,6 +711,7 @@ static bool conn_start(pay_conn *c, pay_worker *w) {
     c->resent = false;
     c->busy = true;
     c->sent_ns = pc_mono_ns();
+    if (c->next == STEP_AUTHORIZE) samples_add(&w->start_delay, c->sent_ns - c->started_ns);
     if (conn_send(c, w)) return true;
     conn_close(c, w);
     return false;
@@ -652,6 +727,7 @@ static uint64_t arrival_gap_ns(pay_worker *w) {
 }
 
 #define REQUEST_TIMEOUT_NS (60 * 1000000000ull) /* a request unanswered for a minute fails (a hung server) */
+#define RUN_WAIT_NS_MAX 100000000ull /* the loop looks at timeouts at least this often */
 
 typedef struct {
     pay_worker *w;
@@ -679,8 +755,10 @@ static void conn_finish(pay_run *r, pay_conn *c, long status, const char *failur
 }
 
 /* Open loop: every arrival that is due starts a payment on an idle connection (one
- * that waits for a free connection keeps its arrival time); ms until the next is due. */
-static long arrivals_start(pay_run *r, pay_conn *conns, uint64_t *next_ns) {
+ * that waits for a free connection keeps its arrival time); ns until the next is due
+ * (to the microsecond: a wait rounded down to whole ms spun through the last ms before
+ * each arrival, taking a core's share from the server it measures). */
+static uint64_t arrivals_start(pay_run *r, pay_conn *conns, uint64_t *next_ns) {
     pay_worker *w = r->w;
     uint64_t now_ns = pc_mono_ns();
     for (uint32_t i = 0; i < w->count && *next_ns <= now_ns && *next_ns < w->deadline_ns; i++) {
@@ -693,8 +771,8 @@ static long arrivals_start(pay_run *r, pay_conn *conns, uint64_t *next_ns) {
         *next_ns += arrival_gap_ns(w);
         run_start(r, c);
     }
-    if (*next_ns >= w->deadline_ns) return 100;
-    return *next_ns > now_ns ? (long)((*next_ns - now_ns) / 1000000) : 1;
+    if (*next_ns >= w->deadline_ns) return RUN_WAIT_NS_MAX;
+    return *next_ns > now_ns ? *next_ns - now_ns : 1000000; /* due, no idle connection: one answers first */
 }
 
 /* Requests that could not be sent fail (after a pause: a server that is gone is not
@@ -719,9 +797,10 @@ static void run_failures(pay_run *r, pay_conn *conns, uint64_t *checked_ns) {
     }
 }
 
-static void run_events(pay_run *r, long wait_ms) {
+static void run_events(pay_run *r, uint64_t wait_ns) {
     struct epoll_event events[CONNECTIONS];
-    int count = epoll_wait(r->w->epoll_fd, events, CONNECTIONS, (int)wait_ms);
+    struct timespec wait = {.tv_sec = (time_t)(wait_ns / 1000000000u), .tv_nsec = (long)(wait_ns % 1000000000u)};
+    int count = epoll_pwait2(r->w->epoll_fd, events, CONNECTIONS, &wait, NULL);
     for (int i = 0; i < count; i++) {
         pay_conn *c = events[i].data.ptr;
         if (!c->busy) { /* an idle connection the server closed: reconnect for the next request */
@@ -761,8 +840,8 @@ static void *pay_worker_run(void *arg) {
         run_start(&r, c);
     }
     while (r.active > 0 || (r.open && next_ns < w->deadline_ns)) {
-        long wait_ms = r.open ? arrivals_start(&r, conns, &next_ns) : 100;
-        run_events(&r, r.active > 0 || r.open ? (wait_ms < 100 ? wait_ms : 100) : 0);
+        uint64_t wait_ns = r.open ? arrivals_start(&r, conns, &next_ns) : RUN_WAIT_NS_MAX;
+        run_events(&r, r.active > 0 || r.open ? (wait_ns < RUN_WAIT_NS_MAX ? wait_ns : RUN_WAIT_NS_MAX) : 0);
         run_failures(&r, conns, &checked_ns);
     }
     for (uint32_t i = 0; i < w->count; i++) conn_close(&conns[i], w);
@@ -773,8 +852,8 @@ static void *pay_worker_run(void *arg) {
 
 typedef struct {
     uint64_t payments, errors, declined, arrivals;
-    double seconds;
-    samples payment, authorize, capture;
+    double seconds, client_cpu_s;
+    samples payment, authorize, capture, start_delay;
     char first_error[200];
 } pay_totals;
 
@@ -782,6 +861,7 @@ static void totals_free(pay_totals *t) {
     free(t->payment.ns);
     free(t->authorize.ns);
     free(t->capture.ns);
+    free(t->start_delay.ns);
 }
 
 /* A slice of 64 connections on THREADS threads: a closed loop (rate_per_s 0) or an
@@ -791,6 +871,7 @@ static void payments_slice(const char *base, const char *key, double seconds, do
     pay_worker workers[THREADS];
     pthread_t ids[THREADS];
     uint64_t start_ns = pc_mono_ns();
+    double cpu_start_s = client_cpu_s();
     for (uint32_t i = 0; i < THREADS; i++) {
         workers[i] = (pay_worker){.base = base, .key = key, .count = CONNECTIONS / THREADS,
                                   .first = (slice * CONNECTIONS) + i * (CONNECTIONS / THREADS),
@@ -813,11 +894,14 @@ static void payments_slice(const char *base, const char *key, double seconds, do
         samples_append(&t->payment, &w->payment);
         samples_append(&t->authorize, &w->authorize);
         samples_append(&t->capture, &w->capture);
+        samples_append(&t->start_delay, &w->start_delay);
         free(w->payment.ns);
         free(w->authorize.ns);
         free(w->capture.ns);
+        free(w->start_delay.ns);
     }
     t->seconds += (double)(pc_mono_ns() - start_ns) / 1e9;
+    t->client_cpu_s += client_cpu_s() - cpu_start_s;
 }
 
 /* Runs a `paycore load` command and adds its line's 'count_key' (" transfers=",
@@ -983,6 +1067,7 @@ int main(int argc, char **argv) {
     samples_sort(&t.authorize);
     samples_sort(&t.capture);
     samples_sort(&open.payment);
+    samples_sort(&open.start_delay);
     double baseline = ledger_s > 0 ? ledger_transfers / ledger_s : 0.0;
     printf("payments_e2e connections=%d per_s=%.0f p50_ms=%.2f p99_ms=%.2f baseline=ledger_single "
            "baseline_per_s=%.0f ratio=%.3f\n",
@@ -1010,15 +1095,18 @@ int main(int argc, char **argv) {
     printf("payments_e2e_simulator commits_per_payment=%.3f requests_per_commit=%.2f\n",
            pay_view.sim_commits / payments,
            pay_view.sim_commits > 0 ? pay_view.sim_commit_units / pay_view.sim_commits : 0.0);
+    path_print(&pay_view);
     printf("payments_e2e_requests authorize_p50_ms=%.2f authorize_p99_ms=%.2f capture_p50_ms=%.2f "
            "capture_p99_ms=%.2f\n",
            quantile_ms(&t.authorize, 0.50), quantile_ms(&t.authorize, 0.99), quantile_ms(&t.capture, 0.50),
            quantile_ms(&t.capture, 0.99));
     double open_per_s = open.seconds > 0 ? (double)open.payments / open.seconds : 0.0;
     printf("payments_e2e_open offered_per_s=%.0f per_s=%.0f p50_ms=%.2f p99_ms=%.2f p999_ms=%.2f payments=%llu "
-           "errors=%llu\n",
+           "errors=%llu arrivals=%llu seconds=%.2f start_delay_p99_ms=%.2f client_ms_per_payment=%.3f\n",
            open_rate, open_per_s, quantile_ms(&open.payment, 0.50), quantile_ms(&open.payment, 0.99),
-           quantile_ms(&open.payment, 0.999), (unsigned long long)open.payments, (unsigned long long)open.errors);
+           quantile_ms(&open.payment, 0.999), (unsigned long long)open.payments, (unsigned long long)open.errors,
+           (unsigned long long)open.arrivals, open.seconds, quantile_ms(&open.start_delay, 0.99),
+           open.payments > 0 ? 1e3 * open.client_cpu_s / (double)open.payments : 0.0);
     double server_get = get_server[1] > 0 ? get_server[0] / get_server[1] : 0.0;
     double sim_get = get_sim[1] > 0 ? get_sim[0] / get_sim[1] : 0.0;
     double floor_per_s = server_get > 0 && sim_get > 0 ? 1.0 / (2.0 / server_get + 2.0 / sim_get) : 0.0;

@@ -432,6 +432,9 @@ static_assert(RISK_STORE_BATCH_MAX <= RISK_STORE_QUEUE_MAX, "a store batch comes
                                           only past this many waiting: a wake-up (a futex call on
                                           the gateway's or writer's thread, a switch on the stage's)
                                           costs more than a few flows' wait behind a busy one */
+#define PAY_BUSY_STAMPS 16384          /* release stamps of busy marks (ids hashed onto them):
+                                          a recovery pass skips, until its next pass, an id
+                                          whose stamp moved since it listed it */
 #define PAY_FLOWS_FREE_MAX 256         /* ended flows (~15 kB each) kept zeroed for the next
                                           operations: more than the connections in flight */
 #define PAY_RECENT_PAYMENTS_MAX 4096   /* payments kept in memory as last committed, so the next

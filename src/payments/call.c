@@ -76,18 +76,24 @@ static void persist_start(pay_flow_t *flow, gw_call_t *call, const gw_attempt_t 
 /* Gateway thread: the attempt must be durable before the channel hears of it. The
  * command's texts are rendered on a stage thread (this one serves every call). */
 static void on_persist(void *ctx, gw_call_t *call, const gw_attempt_t *attempt) {
+    pay_path_cut(ctx, PAY_PATH_GATEWAY_IN);
     pay_stage_hold(); /* handed over at the gateway pass's end (pay_stage_release) */
     pay_serial_enter();
     persist_start(ctx, call, attempt);
     pay_serial_leave();
 }
 
-static void result_apply(pay_flow_t *flow) { state_of(flow)->on_result(flow, flow->result.status); }
+static void result_apply(pay_flow_t *flow) {
+    pay_path_cut(flow, PAY_PATH_APPLY_STAGE);
+    state_of(flow)->on_result(flow, flow->result.status);
+}
 
 /* Gateway thread: what the result does (its booking, its answer) is worked out on a
  * stage thread; the call's own memory is freed once this returns. */
 static void on_done(void *ctx, const gw_result_t *result) {
     pay_flow_t *flow = ctx;
+    pay_path_cut(flow, PAY_PATH_CALL);
+    flow->path.answered = true;
     flow->result = *result;
     pay_op_attempts_from_result(&flow->op, result);
     pay_stage_hold(); /* handed over at the gateway pass's end (pay_stage_release) */
@@ -104,6 +110,7 @@ void pay_call_start(pay_flow_t *flow, pay_flow_fn on_result, uint32_t reserve_co
     cs->reserve_count = reserve_count;
     gw_t *gw = flow->pay->config.gateway;
     gw_callbacks_t callbacks = {.persist = on_persist, .done = on_done, .ctx = flow, .pass_end = pay_stage_release};
+    pay_path_cut(flow, PAY_PATH_API);
     /* from gw_submit on the flow is the gateway's (and a stage thread's): wiped before */
     gw_request_t request = flow->request;
     sodium_memzero(&flow->request.card, sizeof flow->request.card);

@@ -40,6 +40,7 @@ pay_flow_t *pay_flow_new(pay_t *pay, const pay_caller_t *caller, const pay_reply
         return NULL;
     }
     flow->pay = pay; /* flow->payment stays zero until read or made (pay_payment_init) */
+    pay_path_cut(flow, PAY_PATH_API); /* the path's start */
     if (reply != NULL) flow->reply_fn = *reply;
     if (caller != NULL) {
         snprintf(flow->key_id, sizeof flow->key_id, "%s", caller->key_id ? caller->key_id : "");
@@ -78,7 +79,9 @@ static void flow_finish_now(pay_flow_t *flow) {
         if (flow->reply.status == PC_OK && flow->reply.body == NULL && flow->reply.text == NULL) {
             pay_reply_error(&flow->reply, PC_INTERNAL, NULL, "the operation ended without an answer");
         }
+        pay_path_cut(flow, PAY_PATH_ANSWER);
         flow->reply_fn.done(flow->reply_fn.ctx, &flow->reply);
+        pay_path_count(flow);
     }
     if (flow->on_finish != NULL) flow->on_finish(flow->on_finish_ctx, flow->reply.status);
     pay_reply_clear(&flow->reply);
@@ -298,6 +301,8 @@ static void flow_cmd_done(writer_cmd_t *cmd, pc_status commit_status) {
     }
     flow->key_written = false;
     pay_staged_clear(&flow->staged); /* valid for its command only */
+    pay_path_cut_at(flow, flow->path.answered ? PAY_PATH_BOOK_QUEUE : PAY_PATH_PERSIST_QUEUE, cmd->batch_started_ns);
+    pay_path_cut(flow, flow->path.answered ? PAY_PATH_BOOK_COMMIT : PAY_PATH_PERSIST_COMMIT);
     pay_flow_fn then = flow->then;
     flow->then = NULL;
     pay_serial_enter(); /* the writer's thread: a next command renders elsewhere */
@@ -371,6 +376,7 @@ void pay_flow_submit(pay_flow_t *flow, writer_cmd_kind kind, uint32_t event_coun
     cmd->user = flow;
     flow->in_tx = in_tx;
     flow->then = then;
+    pay_path_cut(flow, flow->path.answered ? PAY_PATH_BOOK_STAGE : PAY_PATH_PERSIST_STAGE);
     pc_status status = writer_submit(flow->pay->config.writer, cmd);
     if (status != PC_OK) {
         flow->then = NULL;

@@ -368,6 +368,38 @@ void pay_id_new(const char *prefix, char out[PC_ID_SIZE]);
 void pay_transfer_id(char out[PC_ID_SIZE], const char *op_id, const char *suffix);
 
 /* ---- the runtime (runtime.c) ---- */
+/* Where a card authorization's or capture's time goes on the server (stats.c,
+ * /metrics paycore_payment_path_seconds): the flow's path cut at each hand-over, each
+ * cut adding the time since the one before to its segment. */
+typedef enum {
+    PAY_PATH_API = 0,        /* the request's thread: checks, vault, risk, until the gateway has it */
+    PAY_PATH_GATEWAY_IN,     /* the gateway's queue until it routes the attempt */
+    PAY_PATH_PERSIST_STAGE,  /* the attempt's command: a stage thread's queue, its dry run */
+    PAY_PATH_PERSIST_QUEUE,  /* ... in the writer's queue (behind the batch being written) */
+    PAY_PATH_PERSIST_COMMIT, /* ... its batch: applied, written, COMMIT (fsync), completed */
+    PAY_PATH_CALL,           /* the attempt durable until the channel's answer is back */
+    PAY_PATH_APPLY_STAGE,    /* the answer waiting for a stage thread */
+    PAY_PATH_BOOK_STAGE,     /* its booking worked out and rendered */
+    PAY_PATH_BOOK_QUEUE,     /* ... in the writer's queue */
+    PAY_PATH_BOOK_COMMIT,    /* ... its batch */
+    PAY_PATH_ANSWER,         /* committed until answered: a stage thread's queue */
+    PAY_PATH_TOTAL,          /* the flow made until answered: the sum of the above */
+    PAY_PATH_SEGMENTS
+} pay_path_segment;
+#define PAY_PATH_OPS 2          /* authorize, capture */
+#define PAY_PATH_BUCKETS 17     /* <= 16 us * 2^i for i < 16, then the rest */
+typedef struct {
+    _Atomic uint64_t count[PAY_PATH_OPS][PAY_PATH_SEGMENTS];
+    _Atomic uint64_t sum_ns[PAY_PATH_OPS][PAY_PATH_SEGMENTS];
+    _Atomic uint64_t buckets[PAY_PATH_OPS][PAY_PATH_SEGMENTS][PAY_PATH_BUCKETS];
+} pay_path_stats_t;
+/* Ends the flow's current segment as 'segment' (any thread: the flow's own step). */
+void pay_path_cut(pay_flow_t *flow, pay_path_segment segment);
+/* The same at 'at_ns' (pc_mono_ns, not before the last cut): a time seen elsewhere. */
+void pay_path_cut_at(pay_flow_t *flow, pay_path_segment segment, uint64_t at_ns);
+/* The flow's path into the figures: card authorizations and captures that called out. */
+void pay_path_count(pay_flow_t *flow);
+
 /* The payments figures (stats.c): counts of committed changes since start. */
 typedef struct {
     pthread_mutex_t mutex;
@@ -381,6 +413,8 @@ struct pay {
     pay_config_t config;
     pthread_mutex_t mutex;            /* guards every map and counter below */
     pay_map_t busy;                   /* ids with an operation running */
+    uint64_t busy_released_ns[PAY_BUSY_STAMPS]; /* the last release of any id hashed to each
+                                         (monotonic): pay_busy_take_since */
     pay_map_t key_merchants;          /* API key id -> merchant id (malloc'ed string) */
     pay_map_t merchants;              /* merchant id -> pay_merchant_t* */
     pay_map_t accounts_known;         /* ledger account ids known to exist */
@@ -405,6 +439,7 @@ struct pay {
     char three_ds_prefixes[8][20];
     uint32_t three_ds_prefix_count;
     pay_stats_state_t stats;          /* stats.c: its own mutex */
+    pay_path_stats_t path;            /* stats.c: atomics */
     struct pay_stage {                /* stage.c: threads running commands' dry runs */
         pthread_mutex_t mutex;        /* guards the queue and 'stopping' */
         pthread_cond_t wake;
@@ -424,6 +459,11 @@ void pay_reader_release(pay_t *pay, store_reader_t *reader);
 /* Takes 'id' for one operation: false when one runs already. */
 bool pay_busy_take(pay_t *pay, const char *id);
 void pay_busy_release(pay_t *pay, const char *id);
+/* pay_busy_take, also false when an operation on 'id' (or on an id sharing its stamp)
+ * ended at or after 'since_ns' (pc_mono_ns): the recovery takes what it listed from the
+ * store only if no flow of ours ended on it since, so it never holds, even for the read
+ * that would tell it so, the mark of an operation a client just saw answered. */
+bool pay_busy_take_since(pay_t *pay, const char *id, uint64_t since_ns);
 bool pay_busy(pay_t *pay, const char *id);
 bool pay_account_known(pay_t *pay, const char *account_id);
 void pay_account_mark_known(pay_t *pay, const char *account_id);
@@ -540,6 +580,12 @@ struct pay_flow {
     /* Runs when the flow ends, after the answer (recovery passes, bank callbacks). */
     void (*on_finish)(void *ctx, pc_status status);
     void *on_finish_ctx;
+    struct {                          /* its path's segments so far (pay_path_cut) */
+        uint64_t at_ns;               /* the last cut (made: the flow's start) */
+        uint64_t made_ns;
+        uint64_t ns[PAY_PATH_SEGMENTS];
+        bool answered;                /* the channel's answer came: later commands book */
+    } path;
     struct {                          /* a step waiting for a stage thread (stage.c) */
         pay_flow_t *next;
         void (*run)(pay_flow_t *flow);

@@ -48,9 +48,11 @@ static void pass_wait(pass_t *pass) {
     pthread_mutex_unlock(&pass->mutex);
 }
 
-/* An internal flow on 'lock' tied to the pass; NULL when busy or out of room. */
-static pay_flow_t *pass_flow(pay_t *pay, pass_t *pass, const char *lock) {
-    if (!pay_busy_take(pay, lock)) return NULL;
+/* An internal flow on 'lock' tied to the pass; NULL when busy, when an operation on
+ * it ended since the pass listed it at 'listed_ns' (what was listed may be stale: the
+ * next pass sees), or out of room. */
+static pay_flow_t *pass_flow(pay_t *pay, pass_t *pass, const char *lock, uint64_t listed_ns) {
+    if (!pay_busy_take_since(pay, lock, listed_ns)) return NULL;
     pay_flow_t *flow = pay_flow_new(pay, NULL, NULL);
     if (flow == NULL) {
         pay_busy_release(pay, lock);
@@ -119,14 +121,14 @@ static void processing_result(pay_flow_t *flow, pc_status status) {
 /* Loads the op (and its payment) in 'status' and asks its channel; false when skipped.
  * 'payment_id': the op's payment when the op has no row ("" or NULL: it has one). */
 static bool recover_op(pay_t *pay, pass_t *pass, store_reader_t *reader, const char *op_id, const char *payment_id,
-                       const char *status_want) {
+                       const char *status_want, uint64_t listed_ns) {
     pay_op_t op;
     if (op_load(reader, op_id, payment_id, &op) != PC_OK || strcmp(op.status, status_want) != 0 ||
         op.attempt_count == 0) {
         return false;
     }
     const char *lock = op.kind == PAY_OP_PAYOUT || op.kind == PAY_OP_WITHDRAW ? op.id : op.parent_id;
-    pay_flow_t *flow = pass_flow(pay, pass, lock);
+    pay_flow_t *flow = pass_flow(pay, pass, lock, listed_ns);
     if (flow == NULL) return false;
     if (op_load(reader, op_id, payment_id, &flow->op) != PC_OK || strcmp(flow->op.status, status_want) != 0) {
         pay_flow_finish(flow); /* resolved meanwhile */
@@ -163,10 +165,11 @@ static void pending_pass(pay_t *pay, pass_t *pass, store_reader_t *reader, uint6
     store_pay_query_t q = pay_recovery_query("pending", 0);
     store_pay_query_t in_payments = {.kind = "payment", .pending_op = true, .limit = PAY_RECOVERY_BATCH_MAX};
     bool has_more = false;
+    uint64_t listed_ns = pc_mono_ns(); /* before the reads: a flow that ended after may be listed */
     if (store_pay_objects_list(reader, &q, pending_one, list, &has_more) == PC_OK &&
         store_pay_objects_list(reader, &in_payments, pending_one, list, &has_more) == PC_OK) {
         for (uint32_t i = 0; i < list->count; i++) {
-            (void)recover_op(pay, pass, reader, list->ids[i], list->payment_ids[i], "pending");
+            (void)recover_op(pay, pass, reader, list->ids[i], list->payment_ids[i], "pending", listed_ns);
         }
     }
     free(list);
@@ -207,10 +210,11 @@ static void waiting_pass(pay_t *pay, pass_t *pass, store_reader_t *reader, uint6
     list->older_than_ns = now_ns > after_ns ? now_ns - after_ns : 0;
     store_pay_query_t q = pay_recovery_query("processing", sweep->from_ns);
     bool has_more = false;
+    uint64_t listed_ns = pc_mono_ns();
     pc_status status = store_pay_objects_list(reader, &q, waiting_one, list, &has_more);
     if (status == PC_OK) {
         for (uint32_t i = 0; i < list->count; i++) {
-            (void)recover_op(pay, pass, reader, list->ids[i], NULL, "processing");
+            (void)recover_op(pay, pass, reader, list->ids[i], NULL, "processing", listed_ns);
         }
     }
     sweep->from_ns = status == PC_OK && has_more ? list->created_ns_last + 1 : 0; /* else: the sweep ends */
@@ -239,8 +243,8 @@ static void expired_then(pay_flow_t *flow, pc_status status);
 static pc_status expired_in_tx(pay_flow_t *flow, store_tx_t *tx) { return pay_flow_write_payment(flow, tx); }
 
 /* The ledger voided the hold: the payment expires (or keeps its partial capture). */
-static void expire_one(pay_t *pay, pass_t *pass, store_reader_t *reader, const char *payment_id) {
-    pay_flow_t *flow = pass_flow(pay, pass, payment_id);
+static void expire_one(pay_t *pay, pass_t *pass, store_reader_t *reader, const char *payment_id, uint64_t listed_ns) {
+    pay_flow_t *flow = pass_flow(pay, pass, payment_id, listed_ns);
     if (flow == NULL) return;
     pay_payment_t *p = &flow->payment;
     pc_status status = pay_payment_read(reader, payment_id, p);
@@ -281,8 +285,9 @@ static void expired_then(pay_flow_t *flow, pc_status status) {
 static void expiry_pass(pay_t *pay, pass_t *pass, store_reader_t *reader, uint64_t now_ns) {
     due_list_t *due = calloc(1, sizeof *due);
     if (due == NULL) return;
+    uint64_t listed_ns = pc_mono_ns();
     holds_due(pay, now_ns, due);
-    for (uint32_t i = 0; i < due->count; i++) expire_one(pay, pass, reader, due->ids[i]);
+    for (uint32_t i = 0; i < due->count; i++) expire_one(pay, pass, reader, due->ids[i], listed_ns);
     free(due);
 }
 

@@ -44,9 +44,25 @@ bool pay_busy_take(pay_t *pay, const char *id) {
     return taken;
 }
 
+static uint32_t busy_stamp(const char *id) {
+    uint32_t hash = 2166136261u; /* FNV-1a: ids end in random hex */
+    for (const char *c = id; *c != '\0'; c++) hash = (hash ^ (uint8_t)*c) * 16777619u;
+    return hash % PAY_BUSY_STAMPS;
+}
+
+bool pay_busy_take_since(pay_t *pay, const char *id, uint64_t since_ns) {
+    pthread_mutex_lock(&pay->mutex);
+    bool taken = pay->busy_released_ns[busy_stamp(id)] < since_ns && pay_map_get(&pay->busy, id) == NULL &&
+                 pay_map_put(&pay->busy, id, (void *)1, NULL) == PC_OK;
+    pthread_mutex_unlock(&pay->mutex);
+    return taken;
+}
+
 void pay_busy_release(pay_t *pay, const char *id) {
+    uint64_t now_ns = pc_mono_ns();
     pthread_mutex_lock(&pay->mutex);
     (void)pay_map_remove(&pay->busy, id);
+    pay->busy_released_ns[busy_stamp(id)] = now_ns;
     pthread_mutex_unlock(&pay->mutex);
 }
 

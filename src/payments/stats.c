@@ -152,6 +152,82 @@ static bool text_append(char **text, size_t *bytes, const char *more) {
     return true;
 }
 
+/* ---- a payment's path ---- */
+
+void pay_path_cut_at(pay_flow_t *flow, pay_path_segment segment, uint64_t at_ns) {
+    if (flow->path.at_ns == 0) flow->path.made_ns = at_ns; /* the first cut: the flow's start (pay_flow_new) */
+    else if (at_ns > flow->path.at_ns) flow->path.ns[segment] += at_ns - flow->path.at_ns;
+    else at_ns = flow->path.at_ns;
+    flow->path.at_ns = at_ns;
+}
+
+void pay_path_cut(pay_flow_t *flow, pay_path_segment segment) { pay_path_cut_at(flow, segment, pc_mono_ns()); }
+
+static uint32_t path_bucket(uint64_t ns) {
+    uint64_t bound_ns = 16000;
+    uint32_t bucket = 0;
+    while (bucket < PAY_PATH_BUCKETS - 1 && ns > bound_ns) {
+        bound_ns *= 2;
+        bucket++;
+    }
+    return bucket;
+}
+
+void pay_path_count(pay_flow_t *flow) {
+    int op = !flow->has_op ? -1 : flow->op.kind == PAY_OP_AUTHORIZE ? 0 : flow->op.kind == PAY_OP_CAPTURE ? 1 : -1;
+    if (op < 0 || !flow->path.answered || flow->inquiry || flow->path.made_ns == 0) return;
+    flow->path.ns[PAY_PATH_TOTAL] = flow->path.at_ns - flow->path.made_ns;
+    pay_path_stats_t *path = &flow->pay->path;
+    for (uint32_t s = 0; s < PAY_PATH_SEGMENTS; s++) {
+        uint64_t ns = flow->path.ns[s];
+        atomic_fetch_add_explicit(&path->count[op][s], 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&path->sum_ns[op][s], ns, memory_order_relaxed);
+        atomic_fetch_add_explicit(&path->buckets[op][s][path_bucket(ns)], 1, memory_order_relaxed);
+    }
+}
+
+static const char *const path_op_names[PAY_PATH_OPS] = {"authorize", "capture"};
+static const char *const path_segment_names[PAY_PATH_SEGMENTS] = {
+    "api", "gateway_in", "persist_stage", "persist_queue", "persist_commit", "call", "apply_stage", "book_stage",
+    "book_queue", "book_commit", "answer", "total"};
+
+/* One op's segment as a histogram (cumulative buckets, seconds). */
+static bool path_append(pay_t *pay, uint32_t op, uint32_t s, char **text, size_t *bytes) {
+    const pay_path_stats_t *path = &pay->path;
+    char labels[96], line[256];
+    snprintf(labels, sizeof labels, "op=\"%s\",segment=\"%s\"", path_op_names[op], path_segment_names[s]);
+    uint64_t cumulative = 0;
+    bool ok = true;
+    double bound_s = 16e-6;
+    for (uint32_t b = 0; ok && b < PAY_PATH_BUCKETS; b++, bound_s *= 2) {
+        cumulative += atomic_load_explicit(&path->buckets[op][s][b], memory_order_relaxed);
+        if (b < PAY_PATH_BUCKETS - 1) {
+            snprintf(line, sizeof line, "paycore_payment_path_seconds_bucket{%s,le=\"%g\"} %llu\n", labels, bound_s,
+                     (unsigned long long)cumulative);
+        } else {
+            snprintf(line, sizeof line, "paycore_payment_path_seconds_bucket{%s,le=\"+Inf\"} %llu\n", labels,
+                     (unsigned long long)cumulative);
+        }
+        ok = text_append(text, bytes, line);
+    }
+    snprintf(line, sizeof line,
+             "paycore_payment_path_seconds_sum{%s} %.9f\npaycore_payment_path_seconds_count{%s} %llu\n", labels,
+             (double)atomic_load_explicit(&path->sum_ns[op][s], memory_order_relaxed) / 1e9, labels,
+             (unsigned long long)atomic_load_explicit(&path->count[op][s], memory_order_relaxed));
+    return ok && text_append(text, bytes, line);
+}
+
+static bool path_metrics_append(pay_t *pay, char **text, size_t *bytes) {
+    bool ok = text_append(text, bytes,
+                          "# HELP paycore_payment_path_seconds Where a card authorization's or capture's time goes "
+                          "on the server, by segment of its path (docs/payments.md).\n"
+                          "# TYPE paycore_payment_path_seconds histogram\n");
+    for (uint32_t op = 0; ok && op < PAY_PATH_OPS; op++) {
+        for (uint32_t s = 0; ok && s < PAY_PATH_SEGMENTS; s++) ok = path_append(pay, op, s, text, bytes);
+    }
+    return ok;
+}
+
 char *pay_metrics_append(pay_t *pay, char *text, size_t *bytes) {
     if (pay == NULL || text == NULL) return text;
     pay_stats_t *counts = malloc(sizeof(*counts));
@@ -188,6 +264,7 @@ char *pay_metrics_append(pay_t *pay, char *text, size_t *bytes) {
         ok = text_append(&text, bytes, line);
     }
     free(counts);
+    ok = ok && path_metrics_append(pay, &text, bytes);
     if (!ok) text[*bytes = start_bytes] = '\0'; /* a partial family would break the scrape */
     return text;
 }

@@ -70,9 +70,11 @@ static uint32_t log2_bucket(uint64_t value) {
 static writer_cmd_t *queue_drain(writer_t *writer) {
     writer_cmd_t *first = writer->queue_head, *last = NULL;
     uint32_t events = 0;
+    uint64_t now_ns = pc_mono_ns();
     writer_cmd_t *cmd = first;
     while (cmd != NULL && (last == NULL || events + cmd_events(cmd) <= writer->config.batch_events_max)) {
         if (last != NULL && cmd->gtid != NULL) break; /* a global transaction's leg: a batch of its own */
+        cmd->batch_started_ns = now_ns;
         events += cmd_events(cmd);
         last = cmd;
         cmd = cmd->next;

@@ -61,6 +61,9 @@ struct writer_cmd {
      * global_transaction_aborted. */
     const char *gtid;
     bool (*decide)(writer_cmd_t *cmd, pc_status prepare_status);
+    /* Set by the writer: when the batch that carries it was drained (pc_mono_ns), so a
+     * submitter can tell its wait in the queue from its batch's own time. */
+    uint64_t batch_started_ns;
     /* private */
     writer_cmd_t *next;
 };

@@ -30,6 +30,24 @@ def metric(text, name):
     return None
 
 
+PATH_SEGMENTS = ("api", "gateway_in", "persist_stage", "persist_queue", "persist_commit", "call", "apply_stage",
+                 "book_stage", "book_queue", "book_commit", "answer")
+
+
+def check_path(text, calls):
+    """paycore_payment_path_seconds: one count per request that called its channel in
+    every segment, the segments adding up to the whole, every bucket series complete."""
+    for op, want in calls.items():
+        def series(kind, segment, extra=""):
+            return metric(text, 'paycore_payment_path_seconds_%s{op="%s",segment="%s"%s}' % (kind, op, segment, extra))
+        for segment in PATH_SEGMENTS + ("total",):
+            check(series("count", segment) == want and series("bucket", segment, ',le="+Inf"') == want,
+                  "%s %s counted %r times, want %d" % (op, segment, series("count", segment), want))
+        parts = sum(series("sum", segment) for segment in PATH_SEGMENTS)
+        total = series("sum", "total")
+        check(total > 0 and abs(parts - total) < 1e-6, "%s: the segments add up to %r, the whole is %r" % (op, parts, total))
+
+
 def until(what, fn):
     deadline = time.time() + TIMEOUT_S
     while time.time() < deadline:
@@ -220,6 +238,7 @@ def test_payments_and_outbox():
               "payments metrics")
         check('paycore_payments_entered_total{state="captured"} 1' in text and
               'paycore_payments_declines_total{code="05"} 1' in text, "payments metrics by state and code")
+        check_path(text, {"authorize": 3, "capture": 1})  # P1, P2 and P3 called the channel; P1 captured
         # the outbox: the dead endpoint holds every event and its lag grows
         o = until("the dead endpoint's lag", lambda: (lambda o: o if any(
             d["id"] == dead and d["lag_s"] > 0 for d in o["destinations"]) else None)(admin.get("/v1/stats").json["outbox"]))
