@@ -165,14 +165,18 @@ static void answer_add(sim_answer_t *a, const char *piece, size_t bytes) {
 /* A key or a value as jansson writes printable ASCII: quotes and backslashes escaped. */
 static void answer_quoted(sim_answer_t *a, const char *text) {
     answer_add(a, "\"", 1);
-    for (const unsigned char *c = (const unsigned char *)text; *c != '\0'; c++) {
+    const unsigned char *run = (const unsigned char *)text, *c = run;
+    for (; *c != '\0'; c++) {
         if (*c < 0x20 || *c > 0x7e) {
             a->failed = true;
             return;
         }
-        if (*c == '"' || *c == '\\') answer_add(a, "\\", 1);
-        answer_add(a, (const char *)c, 1);
+        if (*c != '"' && *c != '\\') continue;
+        answer_add(a, (const char *)run, (size_t)(c - run)); /* the run before it, then it escaped */
+        answer_add(a, "\\", 1);
+        run = c;
     }
+    answer_add(a, (const char *)run, (size_t)(c - run));
     answer_add(a, "\"", 1);
 }
 
