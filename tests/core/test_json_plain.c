@@ -77,18 +77,18 @@ static void test_fixed(void) {
 
 static void random_ws(text_t *t) {
     static const char ws[] = " \t\r\n";
-    while (randombytes_uniform(4) == 0) put_char(t, ws[randombytes_uniform(4)]);
+    while (test_rand_below(4) == 0) put_char(t, ws[test_rand_below(4)]);
 }
 
 static void random_string(text_t *t) {
     static const char chars[] = "abcxyz_-/ 09AZ{}[]:,.";
     put_char(t, '"');
-    for (uint32_t n = randombytes_uniform(6); n > 0; n--) {
-        uint32_t pick = randombytes_uniform(40);
+    for (uint32_t n = test_rand_below(6); n > 0; n--) {
+        uint32_t pick = test_rand_below(40);
         if (pick == 0) put(t, "\\\"");
         else if (pick == 1) put(t, "\\u0041");
-        else if (pick == 2) put_char(t, (char)(0x80 + randombytes_uniform(0x40)));
-        else put_char(t, chars[randombytes_uniform(sizeof chars - 1)]);
+        else if (pick == 2) put_char(t, (char)(0x80 + test_rand_below(0x40)));
+        else put_char(t, chars[test_rand_below(sizeof chars - 1)]);
     }
     put_char(t, '"');
 }
@@ -96,25 +96,25 @@ static void random_string(text_t *t) {
 static void random_number(text_t *t) {
     static const char *const odd[] = {"-0", "00", "01", "1.5", "2e3", "-", "1234567890123456789",
                                       "-9223372036854775808", "99999999999999999999"};
-    if (randombytes_uniform(10) == 0) {
-        put(t, odd[randombytes_uniform(sizeof odd / sizeof odd[0])]);
+    if (test_rand_below(10) == 0) {
+        put(t, odd[test_rand_below(sizeof odd / sizeof odd[0])]);
         return;
     }
-    if (randombytes_uniform(3) == 0) put_char(t, '-');
-    uint32_t digits = 1 + randombytes_uniform(18);
-    put_char(t, (char)('1' + randombytes_uniform(9)));
-    for (uint32_t i = 1; i < digits; i++) put_char(t, (char)('0' + randombytes_uniform(10)));
+    if (test_rand_below(3) == 0) put_char(t, '-');
+    uint32_t digits = 1 + test_rand_below(18);
+    put_char(t, (char)('1' + test_rand_below(9)));
+    for (uint32_t i = 1; i < digits; i++) put_char(t, (char)('0' + test_rand_below(10)));
 }
 
 static void random_object(text_t *t, int depth);
 
 static void random_value(text_t *t, int depth) {
     random_ws(t);
-    switch (randombytes_uniform(depth < 4 ? 8 : 6)) {
+    switch (test_rand_below(depth < 4 ? 8 : 6)) {
     case 0: case 1: random_string(t); break;
     case 2: case 3: random_number(t); break;
-    case 4: put(t, randombytes_uniform(2) ? "true" : "false"); break;
-    case 5: put(t, randombytes_uniform(8) ? "null" : "[1]"); break;
+    case 4: put(t, test_rand_below(2) ? "true" : "false"); break;
+    case 5: put(t, test_rand_below(8) ? "null" : "[1]"); break;
     default: random_object(t, depth + 1); break;
     }
     random_ws(t);
@@ -123,12 +123,12 @@ static void random_value(text_t *t, int depth) {
 static void random_object(text_t *t, int depth) {
     static const char *const keys[] = {"id", "status", "amount", "currency", "a", "b", ""};
     put_char(t, '{');
-    uint32_t count = randombytes_uniform(6);
+    uint32_t count = test_rand_below(6);
     for (uint32_t i = 0; i < count; i++) {
         if (i > 0) put_char(t, ',');
         random_ws(t);
         put_char(t, '"');
-        put(t, keys[randombytes_uniform(sizeof keys / sizeof keys[0])]); /* duplicates now and then */
+        put(t, keys[test_rand_below(sizeof keys / sizeof keys[0])]); /* duplicates now and then */
         put_char(t, '"');
         random_ws(t);
         put_char(t, ':');
@@ -144,10 +144,10 @@ static void test_random(void) {
         random_ws(&t);
         random_object(&t, 1);
         random_ws(&t);
-        uint32_t fault = randombytes_uniform(10);
-        if (fault == 0 && t.bytes > 0) t.bytes = randombytes_uniform((uint32_t)t.bytes); /* cut short */
-        if (fault == 1 && t.bytes > 0) t.text[randombytes_uniform((uint32_t)t.bytes)] = (char)randombytes_uniform(256);
-        if (fault == 2) put(&t, randombytes_uniform(2) ? "x" : "{}");
+        uint32_t fault = test_rand_below(10);
+        if (fault == 0 && t.bytes > 0) t.bytes = test_rand_below((uint32_t)t.bytes); /* cut short */
+        if (fault == 1 && t.bytes > 0) t.text[test_rand_below((uint32_t)t.bytes)] = (char)test_rand_below(256);
+        if (fault == 2) put(&t, test_rand_below(2) ? "x" : "{}");
         if (compare(t.text, t.bytes)) taken++;
         else refused++;
     }

@@ -54,16 +54,16 @@ static void test_canonical_fixed(void) {
 
 static char random_char(void) {
     static const char chars[] = "abcxyz_-\"\\/ 0129AZ{}[]:,";
-    return chars[randombytes_uniform(sizeof chars - 1)];
+    return chars[test_rand_below(sizeof chars - 1)];
 }
 
 static json_t *random_value(int depth) {
-    uint32_t pick = randombytes_uniform(depth > 2 ? 5 : 7);
+    uint32_t pick = test_rand_below(depth > 2 ? 5 : 7);
     char text[12];
     switch (pick) {
-    case 0: return json_integer((json_int_t)((int64_t)randombytes_random() << 31) - (json_int_t)randombytes_random());
+    case 0: return json_integer((json_int_t)((int64_t)(uint32_t)test_rand() << 31) - (json_int_t)(uint32_t)test_rand());
     case 1: {
-        size_t bytes = randombytes_uniform(sizeof text);
+        size_t bytes = test_rand_below(sizeof text);
         for (size_t i = 0; i < bytes; i++) text[i] = random_char();
         return json_stringn(text, bytes);
     }
@@ -72,13 +72,13 @@ static json_t *random_value(int depth) {
     case 4: return json_null();
     case 5: {
         json_t *array = json_array();
-        for (uint32_t n = randombytes_uniform(4); n > 0; n--) json_array_append_new(array, random_value(depth + 1));
+        for (uint32_t n = test_rand_below(4); n > 0; n--) json_array_append_new(array, random_value(depth + 1));
         return array;
     }
     default: {
         json_t *object = json_object();
-        for (uint32_t n = randombytes_uniform(8); n > 0; n--) {
-            size_t bytes = 1 + randombytes_uniform(sizeof text - 1);
+        for (uint32_t n = test_rand_below(8); n > 0; n--) {
+            size_t bytes = 1 + test_rand_below(sizeof text - 1);
             for (size_t i = 0; i < bytes; i++) text[i] = random_char();
             text[bytes] = '\0';
             json_object_set_new(object, text, random_value(depth + 1));
