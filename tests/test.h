@@ -59,6 +59,21 @@ static inline void test_input_missing(const char *what, const char *how) {
     test_missing_count++;
 }
 
+/* A fixed-seed xorshift stream for randomized inputs: the same inputs every run, and no
+ * system call per number (libsodium's randombytes makes one each). */
+static inline uint64_t test_rand(void) {
+    static uint64_t state = 0x9e3779b97f4a7c15u;
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+}
+
+/* 0 .. bound - 1 (bound > 0). */
+static inline uint32_t test_rand_below(uint32_t bound) {
+    return (uint32_t)(test_rand() % bound);
+}
+
 static inline int test_finish(void) {
     printf("%d passed, 0 failed, %d not run for a missing input\n", test_passed_count,
            test_missing_count);

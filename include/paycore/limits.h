@@ -398,8 +398,10 @@ static_assert(RISK_STORE_BATCH_MAX <= RISK_STORE_QUEUE_MAX, "a store batch comes
 #define SIM_SETTLE_BATCH_MAX 100                /* bank transfers decided in one transaction */
 #define SIM_CALLBACKS_PER_PASS 32               /* deliveries before the worker looks again */
 #define SIM_CONNECTION_IDLE_S 120               /* an idle keep-alive connection is closed */
-#define SIM_CONNECTION_MEMORY_BYTES (32 * 1024) /* one connection's headers and buffers: a request's
-                                                   headers are a few hundred bytes (MHD answers 431 above) */
+#define SIM_CONNECTION_MEMORY_BYTES (8 * 1024)  /* one connection's headers and buffers: a request's
+                                                   headers are a few hundred bytes (MHD answers 431 above);
+                                                   MHD zeroes the whole pool between two requests of a
+                                                   kept-alive connection, so a larger one costs each request */
 #define SIM_LOOP_WAIT_MS_MAX 1000               /* the event loop looks at the clock at least this often */
 #define SIM_STMT_CACHE_MAX 96                   /* prepared statements: the simulator has ~60 */
 #define SIM_CHECKPOINT_FRAMES 8192              /* WAL pages (32 MiB at 4 KiB) before the worker

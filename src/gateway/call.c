@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "core/json_plain.h"
 #include "gateway/gw_internal.h"
 #include "obs/obs.h"
 
@@ -321,9 +322,12 @@ static void classify_http_error(long http_status, const json_t *body, gw_answer_
                    code ? code : "", field ? " (field " : "", field ? field : "", field ? ")" : "");
 }
 
+/* A channel's answer is nearly always plain (pc_json_plain_object); jansson reads the rest. */
 static json_t *parse_object(const gw_call_t *call) {
+    json_t *body = pc_json_plain_object(call->response, call->response_bytes);
+    if (body != NULL) return body;
     json_error_t error;
-    json_t *body = json_loadb(call->response ? call->response : "", call->response_bytes, 0, &error);
+    body = json_loadb(call->response ? call->response : "", call->response_bytes, 0, &error);
     if (body != NULL && !json_is_object(body)) {
         json_decref(body);
         body = NULL;

@@ -59,6 +59,37 @@ pc_status gw_body_printf(gw_http_call_t *out, const char *format, ...) {
     return PC_OK;
 }
 
+pc_status gw_body_parts(gw_http_call_t *out, const char *const *parts, size_t part_count) {
+    size_t bytes = 0, lengths[GW_BODY_PARTS_MAX];
+    PC_ASSERT(part_count <= GW_BODY_PARTS_MAX);
+    for (size_t i = 0; i < part_count; i++) bytes += lengths[i] = strlen(parts[i]);
+    out->body = malloc(bytes + 1);
+    if (out->body == NULL) return PC_NO_MEMORY;
+    size_t at = 0;
+    for (size_t i = 0; i < part_count; i++) {
+        memcpy(out->body + at, parts[i], lengths[i]);
+        at += lengths[i];
+    }
+    out->body[bytes] = '\0';
+    out->body_bytes = bytes;
+    return PC_OK;
+}
+
+const char *gw_decimal(int64_t value, char out[21]) {
+    char digits[21];
+    size_t count = 0;
+    uint64_t magnitude = value < 0 ? 0u - (uint64_t)value : (uint64_t)value;
+    do {
+        digits[count++] = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude > 0);
+    size_t at = 0;
+    if (value < 0) out[at++] = '-';
+    while (count > 0) out[at++] = digits[--count];
+    out[at] = '\0';
+    return out;
+}
+
 void gw_body_free(gw_http_call_t *http) {
     if (http->body != NULL) sodium_memzero(http->body, http->body_bytes);
     free(http->body);

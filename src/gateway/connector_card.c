@@ -19,12 +19,14 @@ static pc_status card_authorize(const gw_channel_cfg_t *ch, const gw_request_t *
     out->method = "POST";
     snprintf(out->path, sizeof out->path, "/v1/authorizations");
     bool cvc = req->card.cvc[0] != '\0';
-    return gw_body_printf(out,
-                          "{\"amount\":%lld,\"currency\":\"%s\",\"card\":{\"number\":\"%s\",\"exp_month\":%u,"
-                          "\"exp_year\":%u%s%s%s},\"merchant_ref\":\"%s\",\"capture\":%s}",
-                          (long long)req->amount_minor, req->currency, req->card.number, req->card.exp_month,
-                          req->card.exp_year, cvc ? ",\"cvc\":\"" : "", cvc ? req->card.cvc : "", cvc ? "\"" : "",
-                          req->reference, req->capture ? "true" : "false");
+    char amount[21], month[21], year[21];
+    const char *const parts[] = {"{\"amount\":", gw_decimal(req->amount_minor, amount), ",\"currency\":\"",
+                                 req->currency, "\",\"card\":{\"number\":\"", req->card.number,
+                                 "\",\"exp_month\":", gw_decimal(req->card.exp_month, month), ",\"exp_year\":",
+                                 gw_decimal(req->card.exp_year, year), cvc ? ",\"cvc\":\"" : "",
+                                 cvc ? req->card.cvc : "", cvc ? "\"" : "", "},\"merchant_ref\":\"", req->reference,
+                                 "\",\"capture\":", req->capture ? "true}" : "false}"};
+    return gw_body_parts(out, parts, sizeof parts / sizeof parts[0]);
 }
 
 /* POST /v1/authorizations/{id}/<what> with {"amount":N}, or {} for a void. */
@@ -32,8 +34,10 @@ static pc_status card_follow_up(const gw_request_t *req, const char *what, bool 
                                 gw_http_call_t *out) {
     out->method = "POST";
     snprintf(out->path, sizeof out->path, "/v1/authorizations/%s/%s", req->channel_ref, what);
-    if (!amount) return gw_body_printf(out, "{}");
-    return gw_body_printf(out, "{\"amount\":%lld}", (long long)req->amount_minor);
+    char digits[21];
+    const char *const parts[] = {"{\"amount\":", gw_decimal(req->amount_minor, digits), "}"};
+    if (!amount) return gw_body_parts(out, (const char *const[]){"{}"}, 1);
+    return gw_body_parts(out, parts, sizeof parts / sizeof parts[0]);
 }
 
 static pc_status card_capture(const gw_channel_cfg_t *ch, const gw_request_t *req, gw_http_call_t *out) {

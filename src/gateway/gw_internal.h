@@ -171,6 +171,12 @@ PC_MUST_USE pc_status gw_body_json(gw_http_call_t *out, json_t *value);
  * ids, codes): nothing in them needs escaping. */
 PC_MUST_USE pc_status gw_body_printf(gw_http_call_t *out, const char *format, ...)
     __attribute__((format(printf, 2, 3)));
+/* The body as the concatenation of 'parts' (plain text the caller validated, as for
+ * gw_body_printf): the hot bodies are copied together, not formatted. */
+#define GW_BODY_PARTS_MAX 24
+PC_MUST_USE pc_status gw_body_parts(gw_http_call_t *out, const char *const *parts, size_t part_count);
+/* An integer's decimal digits into 'out' (at least 21 bytes); returns 'out'. */
+const char *gw_decimal(int64_t value, char out[21]);
 /* Wipes (a card number) and frees the body. */
 void gw_body_free(gw_http_call_t *http);
 pc_status gw_build_status(const gw_channel_cfg_t *ch, const gw_request_t *req, gw_http_call_t *out);

@@ -182,11 +182,18 @@ static bool record_insert(sim_req_t *req, const char *id, const char *kind, cons
                       merchant_ref ? merchant_ref : "", now_ms, settles ? now_ms : (int64_t)0);
 }
 
-/* The answer to an operation on an authorization (capture, void, refund). */
-static json_t *operation_answer(const char *id, const card_auth_t *auth, const char *code, int64_t amount) {
-    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:s}", "id", id, "authorization_id", auth->id, "status",
-                     strcmp(code, "00") == 0 ? "approved" : "declined", "response_code", code, "message",
-                     code_message(code), "amount", (json_int_t)amount, "currency", auth->currency);
+/* The answer to an operation on an authorization (capture, void, refund); a capture
+ * or refund adds its running total. */
+static void operation_answer(sim_answer_t *a, const char *id, const card_auth_t *auth, const char *code,
+                             int64_t amount) {
+    sim_answer_begin(a);
+    sim_answer_str(a, "id", id);
+    sim_answer_str(a, "authorization_id", auth->id);
+    sim_answer_str(a, "status", strcmp(code, "00") == 0 ? "approved" : "declined");
+    sim_answer_str(a, "response_code", code);
+    sim_answer_str(a, "message", code_message(code));
+    sim_answer_int(a, "amount", amount);
+    sim_answer_str(a, "currency", auth->currency);
 }
 
 static const char *auth_status(const char *code) {
@@ -195,29 +202,35 @@ static const char *auth_status(const char *code) {
     return "declined";
 }
 
-/* The answer to an authorization (and to its challenge's completion). */
-static json_t *auth_answer(sim_t *sim, const card_auth_t *auth, const char *message, const char *capture_id) {
+/* Answers an authorization (and its challenge's completion). */
+static void reply_auth(sim_req_t *req, const card_auth_t *auth, const char *message, const char *capture_id) {
+    sim_t *sim = req->sim;
     const char *code = auth->response_code;
-    json_t *answer = json_pack("{s:s,s:s,s:s,s:s,s:I,s:s}", "id", auth->id, "status", auth_status(code),
-                               "response_code", code, "message", message ? message : code_message(code),
-                               "amount", (json_int_t)auth->amount, "currency", auth->currency);
+    sim_answer_t a;
+    sim_answer_begin(&a);
+    sim_answer_str(&a, "id", auth->id);
+    sim_answer_str(&a, "status", auth_status(code));
+    sim_answer_str(&a, "response_code", code);
+    sim_answer_str(&a, "message", message ? message : code_message(code));
+    sim_answer_int(&a, "amount", auth->amount);
+    sim_answer_str(&a, "currency", auth->currency);
     if (strcmp(code, "00") == 0) {
         char approval[SIM_ID_SIZE];
         sim_make_id(sim, "", "approval", auth->id, approval);
         approval[6] = '\0';
         for (int i = 0; i < 6; i++) approval[i] = (char)toupper((unsigned char)approval[i]);
-        json_object_set_new(answer, "approval_code", json_string(approval));
+        sim_answer_str(&a, "approval_code", approval);
     }
     if (strcmp(code, "1A") == 0) {
         char challenge_id[SIM_ID_SIZE];
         sim_make_id(sim, "ch_", "challenge", auth->id, challenge_id);
-        json_object_set_new(answer, "challenge_id", json_string(challenge_id));
+        sim_answer_str(&a, "challenge_id", challenge_id);
     }
     if (capture_id != NULL) {
-        json_object_set_new(answer, "captured_amount", json_integer(auth->amount));
-        json_object_set_new(answer, "capture_id", json_string(capture_id));
+        sim_answer_int(&a, "captured_amount", auth->amount);
+        sim_answer_str(&a, "capture_id", capture_id);
     }
-    return answer;
+    sim_reply_answer(req, 200, &a);
 }
 
 /* An approval moves money: a hold, or (capture requested) the whole amount at once,
@@ -346,7 +359,7 @@ static void card_authorize(sim_req_t *req) {
     char capture_id[SIM_ID_SIZE] = "";
     if (ok && strcmp(code, "00") == 0) ok = auth_apply_approval(req, &auth, capture_id);
     if (!ok) return sim_reply_internal(req);
-    sim_reply_json(req, 200, auth_answer(sim, &auth, NULL, capture_id[0] ? capture_id : NULL));
+    reply_auth(req, &auth, NULL, capture_id[0] ? capture_id : NULL);
 }
 
 /* ---- 3-D Secure ---- */
@@ -377,18 +390,18 @@ static void card_challenge_complete(sim_req_t *req) {
     if (!sim_proceed(req)) return;
     if (req->fate.error) { /* a malfunction applies nothing: the challenge stays open */
         snprintf(auth.response_code, sizeof auth.response_code, "96");
-        return sim_reply_json(req, 200, auth_answer(sim, &auth, NULL, NULL));
+        return reply_auth(req, &auth, NULL, NULL);
     }
     if (strcmp(code_given, sim->config.challenge_code) != 0) {
         if (!challenge_resolve(req, &auth, "05", "failed")) return sim_reply_internal(req);
-        return sim_reply_json(req, 200, auth_answer(sim, &auth, "authentication failed", NULL));
+        return reply_auth(req, &auth, "authentication failed", NULL);
     }
     const char *code = NULL;
     char capture_id[SIM_ID_SIZE] = "";
     bool ok = balance_decide(sim, &auth, &code) && challenge_resolve(req, &auth, code, "completed");
     if (ok && strcmp(code, "00") == 0) ok = auth_apply_approval(req, &auth, capture_id);
     if (!ok) return sim_reply_internal(req);
-    sim_reply_json(req, 200, auth_answer(sim, &auth, NULL, capture_id[0] ? capture_id : NULL));
+    reply_auth(req, &auth, NULL, capture_id[0] ? capture_id : NULL);
 }
 
 /* ---- capture, void, refund ---- */
@@ -437,9 +450,10 @@ static void amount_operation(sim_req_t *req, bool capture) {
                         "iii", auth.captured_total, auth.refunded_total, auth.row);
     }
     if (!ok) return sim_reply_internal(req);
-    json_t *answer = operation_answer(id, &auth, code, amount);
-    json_object_set_new(answer, capture ? "captured_total" : "refunded_total", json_integer(*total));
-    sim_reply_json(req, 200, answer);
+    sim_answer_t answer;
+    operation_answer(&answer, id, &auth, code, amount);
+    sim_answer_int(&answer, capture ? "captured_total" : "refunded_total", *total);
+    sim_reply_answer(req, 200, &answer);
 }
 
 static void card_capture(sim_req_t *req) {
@@ -469,7 +483,9 @@ static void card_void(sim_req_t *req) {
              sim_db_run(&sim->db, "UPDATE records SET status = 'voided' WHERE rowid = ?", "i", auth.record_row);
     }
     if (!ok) return sim_reply_internal(req);
-    sim_reply_json(req, 200, operation_answer(id, &auth, code, auth.amount));
+    sim_answer_t answer;
+    operation_answer(&answer, id, &auth, code, auth.amount);
+    sim_reply_answer(req, 200, &answer);
 }
 
 /* ---- reads and admin ---- */

@@ -90,17 +90,29 @@ void sim_make_id(const sim_t *sim, const char *prefix, const char *salt, const c
     snprintf(out, SIM_ID_SIZE, "%s%s", prefix, hex);
 }
 
+/* The canonical body is written by sim_canonical_text when it can (the same bytes,
+ * without jansson's buffer and key sorting allocations), else dumped by jansson. */
 void sim_request_hash(const char *method, const char *path, const json_t *body, char out[65]) {
-    char *canonical = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    sim_answer_t written;
+    char *dumped = NULL;
+    const char *canonical = written.text;
+    size_t canonical_bytes = 0;
+    if (sim_canonical_text(body, &written)) {
+        canonical_bytes = written.bytes;
+    } else {
+        dumped = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+        canonical = dumped;
+        canonical_bytes = dumped != NULL ? strlen(dumped) : 0;
+    }
     crypto_hash_sha256_state state;
     crypto_hash_sha256_init(&state);
     crypto_hash_sha256_update(&state, (const unsigned char *)method, strlen(method) + 1);
     crypto_hash_sha256_update(&state, (const unsigned char *)path, strlen(path) + 1);
-    if (canonical != NULL) crypto_hash_sha256_update(&state, (const unsigned char *)canonical, strlen(canonical));
+    if (canonical_bytes > 0) crypto_hash_sha256_update(&state, (const unsigned char *)canonical, canonical_bytes);
     unsigned char digest[32];
     crypto_hash_sha256_final(&state, digest);
     sodium_bin2hex(out, 65, digest, sizeof digest);
-    free(canonical);
+    free(dumped);
 }
 
 bool sim_in_outage(const sim_faults_t *faults, uint64_t now_mono_ms) {

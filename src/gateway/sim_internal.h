@@ -342,6 +342,31 @@ bool sim_digits(const char *text, size_t min, size_t max);
 /* A balance for admin and data: 0..SIM_AMOUNT_MINOR_MAX. */
 bool sim_get_balance(sim_req_t *req, const json_t *object, const char *name, int64_t *out);
 
+/* ---- answers written as text (sim_json.c) ----
+ * The hot answers (card authorizations, captures, voids, refunds) are written straight
+ * into a buffer: the bytes json_dumps(JSON_COMPACT) gives for the same members in the
+ * same order, without building and dumping a jansson object per answer. Values must
+ * be printable ASCII (ids, codes, fixed messages, currency codes): anything else fails
+ * the answer, which then goes out as a 500. */
+
+#define SIM_ANSWER_BYTES_MAX 1024
+
+typedef struct {
+    char text[SIM_ANSWER_BYTES_MAX];
+    size_t bytes;
+    bool failed;
+} sim_answer_t;
+
+void sim_answer_begin(sim_answer_t *a);
+void sim_answer_str(sim_answer_t *a, const char *key, const char *value);
+void sim_answer_int(sim_answer_t *a, const char *key, int64_t value);
+/* Closes the object and makes it the request's reply. */
+void sim_reply_answer(sim_req_t *req, unsigned http_status, sim_answer_t *a);
+/* The bytes json_dumps(value, JSON_COMPACT | JSON_SORT_KEYS) gives, for values of
+ * printable ASCII strings, integers, literals, objects and arrays; false for anything
+ * else (a real, another character, too long: the caller dumps through jansson). */
+bool sim_canonical_text(const json_t *value, sim_answer_t *out);
+
 /* ---- channels ---- */
 
 extern const sim_route_t sim_card_routes[];

@@ -1,11 +1,14 @@
 /* gateway/sim_json.c: request validation for the simulators. Each getter either fills
  * its output or answers 400 invalid_request naming the field (a dotted path) and
  * returns false: the caller returns at once, having changed nothing. */
+#include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/core.h"
 #include "gateway/sim_internal.h"
+#include "obs/obs.h"
 #include "paycore/money.h"
 
 bool sim_digits(const char *text, size_t min, size_t max) {
@@ -146,4 +149,137 @@ bool sim_get_id(sim_req_t *req, const json_t *object, const char *name, const ch
         return false;
     }
     return true;
+}
+
+/* ---- answers written as text ---- */
+
+static void answer_add(sim_answer_t *a, const char *piece, size_t bytes) {
+    if (a->failed || a->bytes + bytes + 2 > sizeof a->text) { /* room for the closing brace */
+        a->failed = true;
+        return;
+    }
+    memcpy(a->text + a->bytes, piece, bytes);
+    a->bytes += bytes;
+}
+
+/* A key or a value as jansson writes printable ASCII: quotes and backslashes escaped. */
+static void answer_quoted(sim_answer_t *a, const char *text) {
+    answer_add(a, "\"", 1);
+    const unsigned char *run = (const unsigned char *)text, *c = run;
+    for (; *c != '\0'; c++) {
+        if (*c < 0x20 || *c > 0x7e) {
+            a->failed = true;
+            return;
+        }
+        if (*c != '"' && *c != '\\') continue;
+        answer_add(a, (const char *)run, (size_t)(c - run)); /* the run before it, then it escaped */
+        answer_add(a, "\\", 1);
+        run = c;
+    }
+    answer_add(a, (const char *)run, (size_t)(c - run));
+    answer_add(a, "\"", 1);
+}
+
+static void answer_key(sim_answer_t *a, const char *key) {
+    answer_add(a, a->bytes > 1 ? "," : "", a->bytes > 1 ? 1 : 0);
+    answer_quoted(a, key);
+    answer_add(a, ":", 1);
+}
+
+void sim_answer_begin(sim_answer_t *a) {
+    a->bytes = 0;
+    a->failed = false;
+    answer_add(a, "{", 1);
+}
+
+void sim_answer_str(sim_answer_t *a, const char *key, const char *value) {
+    answer_key(a, key);
+    answer_quoted(a, value);
+}
+
+void sim_answer_int(sim_answer_t *a, const char *key, int64_t value) {
+    char digits[24];
+    int bytes = snprintf(digits, sizeof digits, "%" PRId64, value);
+    answer_key(a, key);
+    answer_add(a, digits, (size_t)bytes);
+}
+
+void sim_reply_answer(sim_req_t *req, unsigned http_status, sim_answer_t *a) {
+    answer_add(a, "}", 1);
+    char *text = a->failed ? NULL : malloc(a->bytes + 1);
+    if (text == NULL) {
+        obs_logf(OBS_LEVEL_ERROR, "simulator: an answer of %s %s could not be written", req->method, req->path);
+        sim_reply_internal(req);
+        return;
+    }
+    memcpy(text, a->text, a->bytes);
+    text[a->bytes] = '\0';
+    sim_reply_text(req, http_status, "application/json", text, a->bytes);
+}
+
+/* ---- the canonical text of a request body ---- */
+
+#define CANONICAL_KEYS_MAX 32
+
+static bool canonical_value(sim_answer_t *out, const json_t *value, int depth);
+
+/* Members in strcmp order of their keys, as jansson's JSON_SORT_KEYS orders them. */
+static bool canonical_object(sim_answer_t *out, const json_t *object, int depth) {
+    const char *keys[CANONICAL_KEYS_MAX];
+    size_t count = 0;
+    const char *key;
+    const json_t *member;
+    json_object_foreach((json_t *)object, key, member) {
+        if (count == CANONICAL_KEYS_MAX) return false;
+        size_t at = count++;
+        while (at > 0 && strcmp(keys[at - 1], key) > 0) {
+            keys[at] = keys[at - 1];
+            at--;
+        }
+        keys[at] = key;
+    }
+    answer_add(out, "{", 1);
+    for (size_t i = 0; i < count; i++) {
+        if (i > 0) answer_add(out, ",", 1);
+        answer_quoted(out, keys[i]);
+        answer_add(out, ":", 1);
+        if (!canonical_value(out, json_object_get(object, keys[i]), depth + 1)) return false;
+    }
+    answer_add(out, "}", 1);
+    return !out->failed;
+}
+
+static bool canonical_value(sim_answer_t *out, const json_t *value, int depth) {
+    if (depth > 8) return false;
+    char digits[24];
+    switch (json_typeof(value)) {
+    case JSON_OBJECT: return canonical_object(out, value, depth);
+    case JSON_ARRAY:
+        answer_add(out, "[", 1);
+        for (size_t i = 0; i < json_array_size(value); i++) {
+            if (i > 0) answer_add(out, ",", 1);
+            if (!canonical_value(out, json_array_get(value, i), depth + 1)) return false;
+        }
+        answer_add(out, "]", 1);
+        break;
+    case JSON_STRING:
+        if (strlen(json_string_value(value)) != json_string_length(value)) return false; /* a NUL inside */
+        answer_quoted(out, json_string_value(value));
+        break;
+    case JSON_INTEGER:
+        answer_add(out, digits, (size_t)snprintf(digits, sizeof digits, "%" JSON_INTEGER_FORMAT,
+                                                 json_integer_value(value)));
+        break;
+    case JSON_TRUE: answer_add(out, "true", 4); break;
+    case JSON_FALSE: answer_add(out, "false", 5); break;
+    case JSON_NULL: answer_add(out, "null", 4); break;
+    case JSON_REAL: return false; /* jansson's own digits */
+    }
+    return !out->failed;
+}
+
+bool sim_canonical_text(const json_t *value, sim_answer_t *out) {
+    out->bytes = 0;
+    out->failed = false;
+    return canonical_value(out, value, 0);
 }

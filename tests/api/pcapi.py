@@ -15,6 +15,9 @@ import time
 BIN = os.environ.get("PAYCORE_BIN", os.path.join(os.path.dirname(__file__), "../../build/paycore"))
 SANITIZED = os.environ.get("PAYCORE_SANITIZED") == "1"
 TIMEOUT_S = 60 if SANITIZED else 20
+# A start waits longer: a server loads its idempotency index (or recovers) before it
+# listens, and on a machine shared by many builds that alone has taken over 20 s.
+START_TIMEOUT_S = 4 * TIMEOUT_S
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "WARNING: ThreadSanitizer", "ERROR: LeakSanitizer",
                      "runtime error:")
 
@@ -91,7 +94,7 @@ class Server:
                 os.remove(watch)
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
         log.close()
-        deadline = time.time() + TIMEOUT_S
+        deadline = time.time() + START_TIMEOUT_S
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 fail("server exited early: " + open(self.log_path).read())

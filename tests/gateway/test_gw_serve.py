@@ -14,7 +14,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from simlib import BIN, TIMEOUT_S, Sim, check, wait_until  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../api"))
-from pcapi import Server, expect  # noqa: E402
+from pcapi import START_TIMEOUT_S, Server, expect  # noqa: E402
 from test_api_ops import promtool_check  # noqa: E402
 
 
@@ -43,7 +43,7 @@ def main():
         # a bad file at start: the server refuses to start and names the line
         channels_file(path, card_url, ["card_a"], kind="carrier-pigeon")
         out = subprocess.run([BIN, "serve", "--db", server.db, "--listen", "127.0.0.1:0", "--channels", path],
-                             capture_output=True, text=True, timeout=TIMEOUT_S)
+                             capture_output=True, text=True, timeout=START_TIMEOUT_S)  # a start, then the refusal
         check(out.returncode == 1, "serve with a bad channels file must exit 1: %r" % out.returncode)
         check(re.search(r"line 2: channels\[0\]\.kind: unknown channel kind", out.stderr) is not None,
               "start refusal names the line: %r" % out.stderr[-400:])
