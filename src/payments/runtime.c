@@ -152,7 +152,7 @@ static void three_ds_parse(pay_t *pay, const char *list) {
 void pay_key_merchant(pay_t *pay, const char *key_id, char merchant_out[PC_ID_SIZE]) {
     pthread_mutex_lock(&pay->mutex);
     const char *merchant = pay_map_get(&pay->key_merchants, key_id);
-    snprintf(merchant_out, PC_ID_SIZE, "%s", merchant ? merchant : "");
+    pc_str_copy(merchant_out, PC_ID_SIZE, merchant ? merchant : "");
     pthread_mutex_unlock(&pay->mutex);
 }
 
@@ -271,8 +271,8 @@ void pay_reply_error(pay_reply_t *out, pc_status status, const char *field, cons
     memset(out, 0, sizeof(*out));
     out->status = status;
     out->http_status = pc_status_http(status);
-    snprintf(out->field, sizeof out->field, "%s", field ? field : "");
-    snprintf(out->message, sizeof out->message, "%s", message ? message : "");
+    pc_str_copy(out->field, sizeof out->field, field ? field : "");
+    pc_str_copy(out->message, sizeof out->message, message ? message : "");
 }
 
 void pay_reply_object(pay_reply_t *out, int http_status, json_t *body) {
@@ -287,7 +287,7 @@ void pay_reply_state_conflict(pay_reply_t *out, pay_state state, const char *wha
     char message[192];
     snprintf(message, sizeof message, "the payment is %s: %s is not allowed", pay_state_name(state), what);
     pay_reply_error(out, PC_PAYMENT_STATE_CONFLICT, NULL, message);
-    snprintf(out->state, sizeof out->state, "%s", pay_state_name(state));
+    pc_str_copy(out->state, sizeof out->state, pay_state_name(state));
 }
 
 void pay_reply_clear(pay_reply_t *reply) {
