@@ -217,14 +217,9 @@ static void authorized_book(pay_flow_t *flow) {
     pay_book_submit(flow, n, authorized_booked, NULL);
 }
 
-static void routing_keep(pay_flow_t *flow) {
-    json_decref(flow->payment.routing);
-    flow->payment.routing = flow->inquiry ? NULL : gw_decision_json(&flow->result.decision);
-}
-
 static void apply_authorize(pay_flow_t *flow, pay_outcome outcome) {
     pay_payment_t *p = &flow->payment;
-    if (!flow->inquiry) routing_keep(flow);
+    if (!flow->inquiry) pay_payment_routing_set(p, &flow->result.decision);
     if (outcome == PAY_OUT_APPROVED) {
         authorized_book(flow);
         return;

@@ -232,10 +232,7 @@ static bool learned_by_inquiry(const pay_flow_t *flow) {
 static void first_answer_keep(pay_flow_t *flow) {
     const gw_result_t *r = &flow->result;
     if (r->channel_ref[0]) pc_str_copy(flow->op.channel_ref, sizeof flow->op.channel_ref, r->channel_ref);
-    if (flow->has_payment) {
-        json_decref(flow->payment.routing);
-        flow->payment.routing = gw_decision_json(&r->decision);
-    }
+    if (flow->has_payment) pay_payment_routing_set(&flow->payment, &r->decision);
 }
 
 bool pay_bank_inquiry_apply(pay_flow_t *flow) {

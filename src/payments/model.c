@@ -171,7 +171,8 @@ pc_status pay_payment_copy(pay_payment_t *dst, const pay_payment_t *src) {
     dst->routing = src->routing ? json_deep_copy(src->routing) : NULL;
     bool copied = arrays_copy(dst, src);
     dst->fixed_text = pay_text_hold(src->fixed_text);
-    dst->routing_text = NULL; /* its routing is a new copy */
+    /* its routing is a new copy, unless it is held as text only (immutable: shared) */
+    dst->routing_text = src->routing == NULL ? pay_text_hold(src->routing_text) : NULL;
     dst->routing_of = NULL;
     return copied ? PC_OK : PC_NO_MEMORY;
 }
@@ -286,10 +287,20 @@ static json_t *transfers_json(const pay_payment_t *p) {
     return list;
 }
 
+/* The routing as an object: 'routing' itself, or parsed from its text when the payment
+ * holds it as text only (pay_payment_routing_set). */
+static json_t *routing_json(const pay_payment_t *p, bool share) {
+    if (p->routing != NULL) return part(p->routing, share);
+    if (p->routing_text == NULL) return json_null();
+    static const char key[] = "\"routing\":";
+    json_t *value = json_loads(p->routing_text->text + sizeof key - 1, JSON_DECODE_ANY, NULL);
+    return value != NULL ? value : json_null();
+}
+
 static json_t *payment_json_rest(const pay_payment_t *p, bool share, bool with_ops) {
     json_t *o = json_object();
     if (o == NULL) return NULL;
-    json_object_set_new(o, "routing", p->routing ? part(p->routing, share) : json_null());
+    json_object_set_new(o, "routing", routing_json(p, share));
     json_object_set_new(o, "channel", str_or_null(p->channel));
     json_object_set_new(o, "channel_ref", str_or_null(p->channel_ref));
     json_object_set_new(o, "next_action", next_action_json(p));
@@ -873,7 +884,17 @@ static char *payment_head(pay_payment_t *p) {
     return head;
 }
 
-/* '"routing":…': kept while the payment holds the same routing (it is replaced whole). */
+void pay_payment_routing_set(pay_payment_t *p, const gw_decision_t *decision) {
+    json_decref(p->routing);
+    pay_text_drop(p->routing_text);
+    json_decref(p->routing_of);
+    p->routing_of = NULL;
+    p->routing_text = pay_render_routing(decision);
+    p->routing = p->routing_text == NULL ? gw_decision_json(decision) : NULL;
+}
+
+/* '"routing":…': kept while the payment holds the same routing (it is replaced whole);
+ * a routing held as text only ('routing' NULL, pay_payment_routing_set) is that text. */
 static const char *routing_text(pay_payment_t *p) {
     if (p->routing_text != NULL && p->routing_of == p->routing) return p->routing_text->text;
     json_t *member = json_object();

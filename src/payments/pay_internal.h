@@ -183,7 +183,8 @@ typedef struct {
         char outcome[16];             /* "approve", "review", "decline", "" when not scored */
         json_t *detail;               /* owned: score and reasons */
     } risk;
-    json_t *routing;                  /* owned: the gateway's decision, NULL before routing */
+    json_t *routing;                  /* owned: the gateway's decision, NULL before routing
+                                         or when held as 'routing_text' only */
     char channel[GW_NAME_SIZE];
     char channel_ref[PC_ID_SIZE];
     char challenge_id[PC_ID_SIZE];
@@ -214,7 +215,8 @@ typedef struct {
                                          made (its method, payer, description, metadata,
                                          risk), once rendered; NULL before */
     pay_text_t *routing_text;         /* '"routing":…' of 'routing_of' ... */
-    json_t *routing_of;               /* ... the routing it was rendered from (held) */
+    json_t *routing_of;               /* ... the routing it was rendered from (held); with
+                                         'routing' NULL, the text is the routing itself */
 } pay_payment_t;
 
 void pay_payment_init(pay_payment_t *payment);
@@ -278,6 +280,14 @@ pay_text_t *pay_render_op_entry_text(const pay_op_t *op); /* the same as a count
 /* The members payment_json_fixed(p) dumps, less its braces (malloc'ed), written
  * directly (metadata and the risk detail dumped by jansson); NULL as above. */
 char *pay_render_fixed(const pay_payment_t *p);
+/* The payment's routing: the gateway's decision, held as its text when it renders
+ * directly (no jansson tree), else as gw_decision_json's object. */
+void pay_payment_routing_set(pay_payment_t *p, const gw_decision_t *decision);
+/* '"routing":…', the member of a payment that holds the gateway's decision, byte for
+ * byte json_dumps of gw_decision_json's object under that key, written directly (a
+ * counted text); NULL when a name in it is not plain printable ASCII or on no memory
+ * (then the decision goes through jansson). */
+pay_text_t *pay_render_routing(const gw_decision_t *d);
 /* The operations array into the document ('full') and into the record, where an entry
  * a record holds whole is a reference {"id", "$version"} to it. */
 void pay_render_ops(const pay_payment_t *p, pay_out_t *full, pay_out_t *record);
