@@ -291,7 +291,10 @@ static void flow_cmd_done(writer_cmd_t *cmd, pc_status commit_status) {
         flow->payment.state_stored = flow->stats_change.to;
     }
     flow->stats_change.pending = false;
-    if (flow->payment_written) committed_note(flow, commit_status);
+    if (flow->payment_written) {
+        pay_committed_note(flow->pay, flow->payment.id, commit_status == PC_OK ? flow->payment.version : 0);
+        committed_note(flow, commit_status);
+    }
     if (flow->key_written && commit_status == PC_OK) {
         flow->key_named = true;
         if (flow->reply_fn.key_committed != NULL) flow->reply_fn.key_committed(flow->reply_fn.ctx);

@@ -398,6 +398,10 @@ struct pay {
     pay_map_t recent;                 /* payment id -> pay_payment_t* as last committed */
     char (*recent_ring)[PC_ID_SIZE];  /* their ids in the order put: the oldest goes first */
     uint32_t recent_next;             /* the ring's slot the next put takes */
+    pay_map_t committed;              /* payment id -> the version its last write committed
+                                         (the value is the number): writer completions */
+    char (*committed_ring)[PC_ID_SIZE]; /* their ids in the order noted: the oldest goes */
+    uint32_t committed_next;
     uint32_t flows;                   /* operations running */
     pay_flow_t *flows_free;           /* ended flows kept zeroed for reuse (staging.next) ... */
     uint32_t flows_free_count;        /* ... at most PAY_FLOWS_FREE_MAX */
@@ -448,8 +452,17 @@ void pay_recent_put(pay_t *pay, pay_payment_t *payment);
 /* The payment 'id' at 'version' moved into 'out' (true), removing it; false: none
  * (an entry of another version is dropped). */
 bool pay_recent_take(pay_t *pay, const char *id, uint32_t version, pay_payment_t *out);
-/* The committed payment 'id' for an operation that holds its busy mark: from the
- * recent ones when the row's version matches, else read from the store. */
+/* The version of payment 'id' its latest write committed, noted by the writer's
+ * completion of every command that wrote it (in commit order); 0: the write failed or
+ * its outcome is not known (forgotten: the next load reads the row). Bounded: the
+ * oldest ids go first. */
+void pay_committed_note(pay_t *pay, const char *id, uint32_t version);
+/* The recent payment 'id' moved into 'out' when it is the version last committed
+ * (pay_committed_note): no read of the row needed; false otherwise. */
+bool pay_recent_take_current(pay_t *pay, const char *id, pay_payment_t *out);
+/* The committed payment 'id' for an operation that holds its busy mark: the recent one
+ * when it is the version last committed, or when the row's version matches; else read
+ * from the store. */
 PC_MUST_USE pc_status pay_payment_load(pay_t *pay, store_reader_t *reader, const char *id, pay_payment_t *out);
 
 /* ---- replies ---- */
