@@ -347,7 +347,7 @@ static send_outcome send_once(api_forward_t *forward, struct MHD_Connection *con
         return SEND_DONE;
     }
     curl_easy_cleanup(curl); /* its connection may be half used: not reused */
-    snprintf(why, why_bytes, "%s", curl_easy_strerror(code));
+    pc_str_copy(why, why_bytes, curl_easy_strerror(code));
     return sent_bytes == 0 && tries <= 1 ? SEND_NOT_SENT : SEND_LOST;
 }
 
@@ -483,7 +483,7 @@ pc_status api_forward_start(api_forward_t **out, const api_forward_config_t *con
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return PC_INTERNAL;
     api_forward_t *forward = calloc(1, sizeof *forward);
     if (forward == NULL) return PC_NO_MEMORY;
-    snprintf(forward->self, sizeof forward->self, "%s", config->self_address);
+    pc_str_copy(forward->self, sizeof forward->self, config->self_address);
     forward->directory = config->directory;
     forward->body_bytes_max = config->body_bytes_max;
     forward->reply_timeout_ms = config->request_timeout_ms > 0

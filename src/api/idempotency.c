@@ -104,8 +104,8 @@ typedef struct {
 static void purge_row(const char *key_id, const char *idempotency_key, uint64_t row_bytes, void *ctx) {
     purge_job *job = ctx;
     PC_ASSERT(job->row_count < API_IDEM_PURGE_ROWS_MAX);
-    snprintf(job->key_ids[job->row_count], PC_ID_SIZE, "%s", key_id);
-    snprintf(job->idempotency_keys[job->row_count], API_IDEMPOTENCY_KEY_BYTES_MAX + 1, "%s", idempotency_key);
+    pc_str_copy(job->key_ids[job->row_count], PC_ID_SIZE, key_id);
+    pc_str_copy(job->idempotency_keys[job->row_count], API_IDEMPOTENCY_KEY_BYTES_MAX + 1, idempotency_key);
     job->row_bytes[job->row_count++] = row_bytes;
 }
 

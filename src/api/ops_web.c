@@ -145,7 +145,7 @@ static bool default_dir(char *out, size_t room) {
 pc_status api_ops_web_load(const char *web_dir) {
     api_ops_web_free();
     if (web_dir != NULL) {
-        snprintf(web.dir, sizeof web.dir, "%s", web_dir);
+        pc_str_copy(web.dir, sizeof web.dir, web_dir);
     } else if (!default_dir(web.dir, sizeof web.dir)) {
         obs_log(OBS_LEVEL_WARN, "dashboard: no built assets beside the binary (make build, or --web-dir): /dashboard answers 404", NULL);
         return PC_OK;

@@ -27,9 +27,9 @@ api_request_t *api_request_new(api_server_t *server, struct MHD_Connection *conn
     req->route_index = -1;
     atomic_init(&req->refs, 1);
     /* Only known method names reach logs and metrics: they are never client text. */
-    snprintf(req->method, sizeof req->method, "OTHER");
+    pc_str_copy(req->method, sizeof req->method, "OTHER");
     for (uint32_t i = 0; known_methods[i] != NULL; i++) {
-        if (strcmp(method, known_methods[i]) == 0) snprintf(req->method, sizeof req->method, "%s", method);
+        if (strcmp(method, known_methods[i]) == 0) pc_str_copy(req->method, sizeof req->method, method);
     }
     uint64_t seq = atomic_fetch_add(&server->request_seq, 1) + 1;
     snprintf(req->request_id, sizeof req->request_id, "req_%s%012llx", server->instance_tag,

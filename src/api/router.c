@@ -32,9 +32,11 @@ static bool pattern_matches(const char *pattern, char *const *segments, uint32_t
     const char *cursor = pattern;
     while (*cursor == '/') cursor++;
     while (*cursor != '\0') {
+        if (index >= count) return false;
+        /* a literal whose first byte differs: most routes part here, before any scan */
+        if (cursor[0] != '{' && cursor[0] != segments[index][0]) return false;
         const char *end = strchr(cursor, '/');
         size_t bytes = end ? (size_t)(end - cursor) : strlen(cursor);
-        if (index >= count) return false;
         if (cursor[0] == '{') {
             if (segments[index][0] == '\0' || *param_count == API_ROUTE_PARAMS_MAX) return false;
             params[(*param_count)++] = segments[index];

@@ -37,7 +37,7 @@ static json_t *key_json(const api_key_entry_t *entry) {
 static void entry_to_row(const api_key_entry_t *entry, store_api_key_t *row) {
     memset(row, 0, sizeof(*row));
     memcpy(row->id, entry->id, sizeof row->id);
-    snprintf(row->scope, sizeof row->scope, "%s", api_scope_name(entry->scope));
+    pc_str_copy(row->scope, sizeof row->scope, api_scope_name(entry->scope));
     memcpy(row->name, entry->name, sizeof row->name);
     memcpy(row->key_hash, entry->hash, sizeof row->key_hash);
     row->created_ns = entry->created_ns;
@@ -110,7 +110,7 @@ static bool decode_key(api_request_t *req, const json_t *body, key_job *job, cod
         return false;
     }
     if (!codec_get_string(body, "name", false, API_STRING_BYTES_MAX, "", &name, err)) return false;
-    snprintf(job->entry.name, sizeof job->entry.name, "%s", name ? name : "");
+    pc_str_copy(job->entry.name, sizeof job->entry.name, name ? name : "");
     return decode_key_accounts(req, body, job, err);
 }
 
@@ -309,7 +309,7 @@ pc_status api_key_create_offline(writer_t *writer, api_scope scope, const char *
     offline_key_job job;
     memset(&job, 0, sizeof job);
     api_key_entry_t entry = {.scope = scope, .created_ns = pc_wall_ns()};
-    snprintf(entry.name, sizeof entry.name, "%s", name);
+    pc_str_copy(entry.name, sizeof entry.name, name);
     api_key_generate(secret_out, entry.id, entry.hash);
     entry_to_row(&entry, &job.row);
     job.cmd.kind = WRITER_CMD_EXEC;

@@ -173,7 +173,7 @@ static bool endpoint_read(api_request_t *req, const char *id, store_event_destin
 static json_t *types_json(const char *types) {
     json_t *array = json_array();
     char copy[sizeof(((store_event_destination_t *)0)->types)];
-    snprintf(copy, sizeof copy, "%s", types);
+    pc_str_copy(copy, sizeof copy, types);
     for (char *save = NULL, *item = strtok_r(copy, ",", &save); item != NULL; item = strtok_r(NULL, ",", &save)) {
         json_array_append_new(array, json_string(item));
     }
@@ -286,7 +286,7 @@ static bool decode_merchant(api_request_t *req, const json_t *body, store_event_
             codec_fail(err, PC_INVALID_ARGUMENT, "", "merchant_id", "a merchant key makes endpoints for itself only");
             return false;
         }
-        snprintf(row->merchant_id, sizeof row->merchant_id, "%s", req->caller.id);
+        pc_str_copy(row->merchant_id, sizeof row->merchant_id, req->caller.id);
         return true;
     }
     api_key_entry_t key;
@@ -309,7 +309,7 @@ static bool decode_endpoint(api_request_t *req, const json_t *body, store_event_
         codec_fail(err, status, "", "url", NULL);
         return false;
     }
-    snprintf(row->url, sizeof row->url, "%s", url);
+    pc_str_copy(row->url, sizeof row->url, url);
     return decode_types(body, row, err) && decode_merchant(req, body, row, err);
 }
 
@@ -587,7 +587,7 @@ static void target_row(const store_event_destination_t *row, void *ctx) {
     if (amqp ? !t->include_amqp : !endpoint_visible(t->req, row)) return;
     if (t->only_id != NULL) t->only_found = true;
     if (t->seq != 0 && (amqp || !endpoint_takes(t->req, row, t->seq, t->type))) return;
-    snprintf(t->job->targets[t->job->target_count++], PC_ID_SIZE, "%s", row->id);
+    pc_str_copy(t->job->targets[t->job->target_count++], PC_ID_SIZE, row->id);
 }
 
 /* The body's endpoint_id (optional) and, with 'since', the required since. */

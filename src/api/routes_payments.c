@@ -53,7 +53,7 @@ pc_status api_payments_start(api_server_t *server, const api_payments_options_t 
         return PC_OK;
     }
     char key_path[4096];
-    if (options->vault_key_path != NULL) snprintf(key_path, sizeof key_path, "%s", options->vault_key_path);
+    if (options->vault_key_path != NULL) pc_str_copy(key_path, sizeof key_path, options->vault_key_path);
     else snprintf(key_path, sizeof key_path, "%s.vault-key", options->db_path);
     vault_config_t vc = {.key_path = key_path, .store = server->store, .writer = server->writer};
     pc_status status = vault_open(&payments_vault, &vc);
@@ -461,7 +461,7 @@ static pc_status merchant_key_in_tx(api_request_t *req, store_tx_t *tx) {
     store_api_key_t row;
     memset(&row, 0, sizeof row);
     memcpy(row.id, job->entry.id, sizeof row.id);
-    snprintf(row.scope, sizeof row.scope, "%s", api_scope_name(job->entry.scope));
+    pc_str_copy(row.scope, sizeof row.scope, api_scope_name(job->entry.scope));
     memcpy(row.name, job->entry.name, sizeof row.name);
     memcpy(row.key_hash, job->entry.hash, sizeof row.key_hash);
     row.created_ns = job->entry.created_ns;
@@ -517,10 +517,10 @@ void api_route_merchant_key_create(api_request_t *req) {
         api_reply_error(req, status, NULL, NULL);
         return;
     }
-    snprintf(job->merchant_id, sizeof job->merchant_id, "%s", api_param(req, 0));
+    pc_str_copy(job->merchant_id, sizeof job->merchant_id, api_param(req, 0));
     api_key_generate(job->secret, job->entry.id, job->entry.hash);
     job->entry.scope = API_SCOPE_MERCHANT;
-    snprintf(job->entry.name, sizeof job->entry.name, "%s", name ? name : job->merchant_id);
+    pc_str_copy(job->entry.name, sizeof job->entry.name, name ? name : job->merchant_id);
     job->entry.created_ns = pc_wall_ns();
     job->cmd.kind = WRITER_CMD_EXEC;
     job->cmd.event_count = 1;

@@ -67,11 +67,11 @@ static pc_status reload(char *message, size_t message_bytes) {
     char detail[160];
     pc_status status = risk_engine_reload(risk_engine, &line, detail, sizeof(detail));
     if (status == PC_OK) {
-        snprintf(message, message_bytes, "reloaded");
+        pc_str_copy(message, message_bytes, "reloaded");
     } else if (line > 0) {
         snprintf(message, message_bytes, "rules line %u: %s", line, detail);
     } else {
-        snprintf(message, message_bytes, "%s", detail[0] ? detail : pc_status_message(status));
+        pc_str_copy(message, message_bytes, detail[0] ? detail : pc_status_message(status));
     }
     return status;
 }
@@ -129,7 +129,7 @@ static bool get_text(const json_t *body, const char *key, bool required, char *d
                      size_t dst_bytes, codec_error_t *err) {
     const char *s = NULL;
     if (!codec_get_string(body, key, required, dst_bytes - 1, "", &s, err)) return false;
-    snprintf(dst, dst_bytes, "%s", s ? s : "");
+    pc_str_copy(dst, dst_bytes, s ? s : "");
     return true;
 }
 

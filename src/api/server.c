@@ -421,7 +421,7 @@ static pc_status open_shards(api_server_t *server) {
 static pc_status advertise_set(api_server_t *server) {
     char why[400];
     if (server->config.advertise != NULL) {
-        snprintf(server->advertise, sizeof server->advertise, "%s", server->config.advertise);
+        pc_str_copy(server->advertise, sizeof server->advertise, server->config.advertise);
     } else {
         char host[64] = "";
         const char *colon = strrchr(server->config.listen, ':');

@@ -58,7 +58,7 @@ static api_usage_slot *slot_find(api_usage_t *usage, const char *key_id) {
         if (!slot->used) {
             if (usage->slot_count + 1 > USAGE_SLOTS / 2) return NULL;
             slot->used = true;
-            snprintf(slot->key_id, sizeof slot->key_id, "%s", key_id);
+            pc_str_copy(slot->key_id, sizeof slot->key_id, key_id);
             usage->slot_count++;
             return slot;
         }

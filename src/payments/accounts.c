@@ -35,18 +35,33 @@ uint16_t pay_account_code(pay_account_kind kind) {
     return kinds[kind].code;
 }
 
+/* 'format' with each "%s" replaced by the next of 'args' (snprintf's result for these
+ * formats, without its machinery: ids are made on every step of every payment);
+ * false when it does not fit PC_ID_SIZE. */
+static bool id_expand(char out[PC_ID_SIZE], const char *format, const char *const args[2]) {
+    size_t n = 0;
+    uint32_t next = 0;
+    for (const char *f = format; *f != '\0'; f++) {
+        const char *piece = f;
+        size_t bytes = 1;
+        if (f[0] == '%' && f[1] == 's') {
+            piece = args[next++];
+            bytes = strlen(piece);
+            f++;
+        }
+        if (bytes >= PC_ID_SIZE - n) return false;
+        memcpy(out + n, piece, bytes);
+        n += bytes;
+    }
+    out[n] = '\0';
+    return true;
+}
+
 bool pay_account_id(char out[PC_ID_SIZE], pay_account_kind kind, const char *owner, const char *currency) {
     PC_ASSERT((unsigned)kind < PAY_ACCOUNT_KIND_COUNT);
     const account_kind_t *k = &kinds[kind];
-    int n;
-    if (kind == PAY_ACCOUNT_WALLET) {
-        n = snprintf(out, PC_ID_SIZE, k->format, owner);
-    } else if (k->has_owner) {
-        n = snprintf(out, PC_ID_SIZE, k->format, owner, currency);
-    } else {
-        n = snprintf(out, PC_ID_SIZE, k->format, currency);
-    }
-    if (n < 0 || n >= PC_ID_SIZE || !pc_id_valid(out)) {
+    const char *owned[2] = {owner, currency}, *unowned[2] = {currency, NULL};
+    if (!id_expand(out, k->format, k->has_owner ? owned : unowned) || !pc_id_valid(out)) {
         out[0] = '\0';
         return false;
     }

@@ -33,15 +33,15 @@ pay_outcome pay_outcome_of(const pay_flow_t *flow) {
 }
 
 static void op_status(pay_op_t *op, const char *status) {
-    snprintf(op->status, sizeof op->status, "%s", status);
+    pc_str_copy(op->status, sizeof op->status, status);
 }
 
 static void op_answer_copy(pay_op_t *op, const gw_result_t *r) {
-    if (r->channel[0]) snprintf(op->channel, sizeof op->channel, "%s", r->channel);
-    if (r->channel_ref[0]) snprintf(op->channel_ref, sizeof op->channel_ref, "%s", r->channel_ref);
+    if (r->channel[0]) pc_str_copy(op->channel, sizeof op->channel, r->channel);
+    if (r->channel_ref[0]) pc_str_copy(op->channel_ref, sizeof op->channel_ref, r->channel_ref);
     snprintf(op->response_code, sizeof op->response_code, "%s",
              r->response_code[0] ? r->response_code : pc_status_code(r->status));
-    snprintf(op->message, sizeof op->message, "%s", r->message[0] ? r->message : r->detail);
+    pc_str_copy(op->message, sizeof op->message, r->message[0] ? r->message : r->detail);
 }
 
 void pay_op_transfer_add(pay_flow_t *flow, const char *transfer_id) {
@@ -57,9 +57,9 @@ static void op_transfers_add(pay_flow_t *flow, uint32_t count) {
 }
 
 static void decline_set(pay_payment_t *p, const char *code, const char *message, const char *source) {
-    snprintf(p->decline.code, sizeof p->decline.code, "%s", code);
-    snprintf(p->decline.message, sizeof p->decline.message, "%s", message);
-    snprintf(p->decline.source, sizeof p->decline.source, "%s", source);
+    pc_str_copy(p->decline.code, sizeof p->decline.code, code);
+    pc_str_copy(p->decline.message, sizeof p->decline.message, message);
+    pc_str_copy(p->decline.source, sizeof p->decline.source, source);
 }
 
 /* The payment and its op, written; the answer is the payment (or the op: refunds). */
@@ -201,9 +201,9 @@ static void authorized_booked(pay_flow_t *flow) {
 
 static void authorized_book(pay_flow_t *flow) {
     pay_payment_t *p = &flow->payment;
-    snprintf(p->channel, sizeof p->channel, "%s", flow->op.channel);
+    pc_str_copy(p->channel, sizeof p->channel, flow->op.channel);
     uint32_t window_s = pay_channel_window_s(flow->pay, p->channel);
-    snprintf(p->channel_ref, sizeof p->channel_ref, "%s", flow->op.channel_ref);
+    pc_str_copy(p->channel_ref, sizeof p->channel_ref, flow->op.channel_ref);
     p->hold_deadline_ns = pc_wall_ns() + (uint64_t)window_s * 1000000000ull;
     uint32_t n = pay_book_hold(flow, p->amount, window_s);
     flow->op_captures = p->capture_automatic || p->top_up;
@@ -217,14 +217,9 @@ static void authorized_book(pay_flow_t *flow) {
     pay_book_submit(flow, n, authorized_booked, NULL);
 }
 
-static void routing_keep(pay_flow_t *flow) {
-    json_decref(flow->payment.routing);
-    flow->payment.routing = flow->inquiry ? NULL : gw_decision_json(&flow->result.decision);
-}
-
 static void apply_authorize(pay_flow_t *flow, pay_outcome outcome) {
     pay_payment_t *p = &flow->payment;
-    if (!flow->inquiry) routing_keep(flow);
+    if (!flow->inquiry) pay_payment_routing_set(p, &flow->result.decision);
     if (outcome == PAY_OUT_APPROVED) {
         authorized_book(flow);
         return;
@@ -237,9 +232,9 @@ static void apply_authorize(pay_flow_t *flow, pay_outcome outcome) {
     p->pending_op[0] = '\0';
     if (outcome == PAY_OUT_CHALLENGE) {
         pay_transition(p->state, PAY_EV_CHALLENGE, &p->state);
-        snprintf(p->channel, sizeof p->channel, "%s", flow->op.channel);
-        snprintf(p->channel_ref, sizeof p->channel_ref, "%s", flow->op.channel_ref);
-        snprintf(p->challenge_id, sizeof p->challenge_id, "%s", flow->result.challenge_id);
+        pc_str_copy(p->channel, sizeof p->channel, flow->op.channel);
+        pc_str_copy(p->channel_ref, sizeof p->channel_ref, flow->op.channel_ref);
+        pc_str_copy(p->challenge_id, sizeof p->challenge_id, flow->result.challenge_id);
         op_status(&flow->op, "challenge");
     } else if (outcome == PAY_OUT_DECLINED) {
         pay_transition(p->state, PAY_EV_DECLINED, &p->state);

@@ -32,20 +32,20 @@ static void op_then(pay_flow_t *flow, pc_status status) {
 void pay_bank_op_start(pay_flow_t *flow, pay_account_kind from, const char *from_owner, pay_account_kind to,
                        const char *to_owner, uint16_t code) {
     pay_op_t *op = &flow->op;
-    snprintf(op->status, sizeof op->status, "pending");
-    snprintf(flow->lock_id, sizeof flow->lock_id, "%s", op->id);
+    pc_str_copy(op->status, sizeof op->status, "pending");
+    pc_str_copy(flow->lock_id, sizeof flow->lock_id, op->id);
     PC_ASSERT(pay_busy_take(flow->pay, op->id)); /* a new random id */
     uint32_t n = pay_book_bank_reserve(flow, from, from_owner, to, to_owner, op->amount, code);
-    snprintf(op->reserve_id, sizeof op->reserve_id, "%s", flow->transfers[0].id);
+    pc_str_copy(op->reserve_id, sizeof op->reserve_id, flow->transfers[0].id);
     gw_request_t *r = &flow->request;
     memset(r, 0, sizeof *r);
     r->op = GW_OP_PAYOUT;
-    snprintf(r->reference, sizeof r->reference, "%s", op->id);
-    snprintf(r->method, sizeof r->method, "bank_transfer");
+    pc_str_copy(r->reference, sizeof r->reference, op->id);
+    pc_str_copy(r->method, sizeof r->method, "bank_transfer");
     r->amount_minor = op->amount;
     memcpy(r->currency, op->currency, 4);
-    snprintf(r->bank.routing_number, sizeof r->bank.routing_number, "%s", op->routing_number);
-    snprintf(r->bank.account_number, sizeof r->bank.account_number, "%s", op->account_number);
+    pc_str_copy(r->bank.routing_number, sizeof r->bank.routing_number, op->routing_number);
+    pc_str_copy(r->bank.account_number, sizeof r->bank.account_number, op->account_number);
     pay_call_start(flow, pay_op_result, n);
 }
 
@@ -54,13 +54,13 @@ void pay_bank_op_start(pay_flow_t *flow, pay_account_kind from, const char *from
 static void released(pay_flow_t *flow) { (void)flow; }
 
 static void settled_booked(pay_flow_t *flow) {
-    snprintf(flow->op.status, sizeof flow->op.status, "paid");
+    pc_str_copy(flow->op.status, sizeof flow->op.status, "paid");
 }
 
 void pay_bank_op_apply(pay_flow_t *flow, pay_outcome outcome) {
     pay_op_t *op = &flow->op;
     if (outcome == PAY_OUT_PENDING) {
-        snprintf(op->status, sizeof op->status, "processing");
+        pc_str_copy(op->status, sizeof op->status, "processing");
         pay_flow_submit(flow, WRITER_CMD_EXEC, 1, op_in_tx, op_then);
         return;
     }
@@ -74,7 +74,7 @@ void pay_bank_op_apply(pay_flow_t *flow, pay_outcome outcome) {
         return;
     }
     bool declined = outcome == PAY_OUT_DECLINED;
-    snprintf(op->status, sizeof op->status, "%s", declined ? "declined" : "failed");
+    pc_str_copy(op->status, sizeof op->status, declined ? "declined" : "failed");
     pay_reply_error(&flow->reply, declined ? PC_CHANNEL_DECLINED
                                            : (flow->result.status != PC_OK ? flow->result.status
                                                                            : PC_GATEWAY_CHANNEL_UNREACHABLE),
@@ -118,8 +118,8 @@ void pay_payout_create(pay_t *pay, const pay_caller_t *caller, const json_t *bod
     flow->has_op = true;
     pay_id_new("po_", op->id);
     op->kind = PAY_OP_PAYOUT;
-    snprintf(op->parent_id, sizeof op->parent_id, "%s", flow->merchant->id);
-    snprintf(op->merchant_id, sizeof op->merchant_id, "%s", flow->merchant->id);
+    pc_str_copy(op->parent_id, sizeof op->parent_id, flow->merchant->id);
+    pc_str_copy(op->merchant_id, sizeof op->merchant_id, flow->merchant->id);
     pay_bank_op_start(flow, PAY_ACCOUNT_MERCHANT_AVAILABLE, flow->merchant->id, PAY_ACCOUNT_MERCHANT_PAYOUTS,
                       flow->merchant->id, PAY_TRANSFER_PAYOUT_RESERVE);
 }
@@ -159,7 +159,7 @@ static void update_finished(void *ctx, pc_status status) {
 }
 
 static void returned_released(pay_flow_t *flow) {
-    snprintf(flow->op.status, sizeof flow->op.status, "returned");
+    pc_str_copy(flow->op.status, sizeof flow->op.status, "returned");
 }
 
 static void collection_booked(pay_flow_t *flow) {
@@ -168,17 +168,17 @@ static void collection_booked(pay_flow_t *flow) {
     p->authorized = p->captured = flow->op.amount;
     p->fees += flow->op.fee;
     p->pending_op[0] = '\0';
-    snprintf(flow->op.status, sizeof flow->op.status, "succeeded");
+    pc_str_copy(flow->op.status, sizeof flow->op.status, "succeeded");
 }
 
 static pc_status collection_returned_in_tx(pay_flow_t *flow, store_tx_t *tx) {
     pay_payment_t *p = &flow->payment;
     pay_transition(p->state, PAY_EV_DECLINED, &p->state);
     p->pending_op[0] = '\0';
-    snprintf(p->decline.code, sizeof p->decline.code, "%s", flow->op.response_code);
-    snprintf(p->decline.message, sizeof p->decline.message, "the bank returned the transfer");
-    snprintf(p->decline.source, sizeof p->decline.source, "channel");
-    snprintf(flow->op.status, sizeof flow->op.status, "returned");
+    pc_str_copy(p->decline.code, sizeof p->decline.code, flow->op.response_code);
+    pc_str_copy(p->decline.message, sizeof p->decline.message, "the bank returned the transfer");
+    pc_str_copy(p->decline.source, sizeof p->decline.source, "channel");
+    pc_str_copy(flow->op.status, sizeof flow->op.status, "returned");
     pc_status status = pay_flow_write_op(flow, tx);
     pay_flow_op_put(flow);
     if (status == PC_OK) status = pay_flow_write_payment(flow, tx);
@@ -189,12 +189,12 @@ static pc_status collection_returned_in_tx(pay_flow_t *flow, store_tx_t *tx) {
 /* A settled or returned transfer applied to its operation ('flow' loaded). */
 static void update_apply(pay_flow_t *flow, const gw_update_t *update) {
     pay_op_t *op = &flow->op;
-    snprintf(op->response_code, sizeof op->response_code, "%s", update->response_code);
+    pc_str_copy(op->response_code, sizeof op->response_code, update->response_code);
     bool settled = update->outcome == GW_OUTCOME_APPROVED;
     if (op->kind == PAY_OP_AUTHORIZE) {
         pay_payment_t *p = &flow->payment;
-        snprintf(p->channel, sizeof p->channel, "%s", op->channel);
-        snprintf(p->channel_ref, sizeof p->channel_ref, "%s", update->channel_ref);
+        pc_str_copy(p->channel, sizeof p->channel, op->channel);
+        pc_str_copy(p->channel_ref, sizeof p->channel_ref, update->channel_ref);
         if (!settled) {
             pay_flow_submit(flow, WRITER_CMD_EXEC, 1, collection_returned_in_tx, op_then);
             return;
@@ -231,11 +231,8 @@ static bool learned_by_inquiry(const pay_flow_t *flow) {
  * would have kept (the routing of a collection, the bank's transfer id). */
 static void first_answer_keep(pay_flow_t *flow) {
     const gw_result_t *r = &flow->result;
-    if (r->channel_ref[0]) snprintf(flow->op.channel_ref, sizeof flow->op.channel_ref, "%s", r->channel_ref);
-    if (flow->has_payment) {
-        json_decref(flow->payment.routing);
-        flow->payment.routing = gw_decision_json(&r->decision);
-    }
+    if (r->channel_ref[0]) pc_str_copy(flow->op.channel_ref, sizeof flow->op.channel_ref, r->channel_ref);
+    if (flow->has_payment) pay_payment_routing_set(&flow->payment, &r->decision);
 }
 
 bool pay_bank_inquiry_apply(pay_flow_t *flow) {
@@ -247,11 +244,11 @@ bool pay_bank_inquiry_apply(pay_flow_t *flow) {
     }
     if (!flow->inquiry) first_answer_keep(flow);
     gw_update_t update = {.outcome = r->outcome, .amount_minor = flow->op.amount};
-    snprintf(update.channel, sizeof update.channel, "%s", r->channel[0] ? r->channel : flow->op.channel);
+    pc_str_copy(update.channel, sizeof update.channel, r->channel[0] ? r->channel : flow->op.channel);
     snprintf(update.channel_ref, sizeof update.channel_ref, "%s",
              r->channel_ref[0] ? r->channel_ref : flow->op.channel_ref);
-    snprintf(update.idempotency_key, sizeof update.idempotency_key, "%s", r->idempotency_key);
-    snprintf(update.response_code, sizeof update.response_code, "%s", r->response_code);
+    pc_str_copy(update.idempotency_key, sizeof update.idempotency_key, r->idempotency_key);
+    pc_str_copy(update.response_code, sizeof update.response_code, r->response_code);
     memcpy(update.currency, flow->op.currency, sizeof update.currency);
     obs_logf(OBS_LEVEL_INFO, "payments: %s %s: the bank's result %s learned by status inquiry, applied as"
              " its callback", pay_op_kind_name(flow->op.kind), flow->op.id, update.response_code);
@@ -313,7 +310,7 @@ static pc_status update_flow(pay_t *pay, const char *op_id, const gw_update_t *u
         status = flow_refusal(pay);
     }
     if (flow != NULL) {
-        snprintf(flow->lock_id, sizeof flow->lock_id, "%s", lock);
+        pc_str_copy(flow->lock_id, sizeof flow->lock_id, lock);
         flow->op = op;
         flow->has_op = true;
         if (op.kind == PAY_OP_AUTHORIZE) {

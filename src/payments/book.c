@@ -64,7 +64,7 @@ uint32_t pay_book_capture(pay_flow_t *flow, uint32_t first, int64_t amount, int6
     uint32_t n = first;
     if (with_hold) {
         ledger_transfer_t *post = transfer_at(flow, n++, "post", 0); /* a post inherits its hold's code */
-        snprintf(post->pending_id, sizeof post->pending_id, "%s", p->hold_id);
+        pc_str_copy(post->pending_id, sizeof post->pending_id, p->hold_id);
         post->flags = LEDGER_TRANSFER_POST_PENDING;
         post->amount = amount;
         int64_t rest = p->hold_amount - amount;
@@ -94,7 +94,7 @@ uint32_t pay_book_capture(pay_flow_t *flow, uint32_t first, int64_t amount, int6
 
 uint32_t pay_book_release(pay_flow_t *flow, const char *pending_id, const char *suffix) {
     ledger_transfer_t *t = transfer_at(flow, 0, suffix, 0); /* inherits the code */
-    snprintf(t->pending_id, sizeof t->pending_id, "%s", pending_id);
+    pc_str_copy(t->pending_id, sizeof t->pending_id, pending_id);
     t->flags = LEDGER_TRANSFER_VOID_PENDING;
     return 1;
 }
@@ -113,7 +113,7 @@ uint32_t pay_book_refund(pay_flow_t *flow, int64_t amount, int64_t fee_reversal)
     uint32_t n = 0;
     if (flow->op.reserve_id[0] != '\0') { /* the merchant's part, reserved before the call */
         ledger_transfer_t *post = transfer_at(flow, n++, "post", 0);
-        snprintf(post->pending_id, sizeof post->pending_id, "%s", flow->op.reserve_id);
+        pc_str_copy(post->pending_id, sizeof post->pending_id, flow->op.reserve_id);
         post->flags = LEDGER_TRANSFER_POST_PENDING;
         post->amount = amount - fee_reversal;
     }
@@ -141,7 +141,7 @@ uint32_t pay_book_bank_settle(pay_flow_t *flow, pay_account_kind transit, const 
                               uint16_t code) {
     ledger_transfer_t *post = transfer_at(flow, 0, "post", 0);
     (void)code;
-    snprintf(post->pending_id, sizeof post->pending_id, "%s", flow->op.reserve_id);
+    pc_str_copy(post->pending_id, sizeof post->pending_id, flow->op.reserve_id);
     post->flags = LEDGER_TRANSFER_POST_PENDING | LEDGER_TRANSFER_LINKED;
     post->amount = amount;
     ledger_transfer_t *out = transfer_at(flow, 1, "settle", code);

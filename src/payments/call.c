@@ -67,9 +67,9 @@ static void persist_start(pay_flow_t *flow, gw_call_t *call, const gw_attempt_t 
         gw_attempt_persisted(call, PC_LIMIT_REACHED);
         return;
     }
-    snprintf(flow->op.status, sizeof flow->op.status, "pending");
-    snprintf(flow->op.channel, sizeof flow->op.channel, "%s", attempt->channel);
-    if (flow->has_payment) snprintf(flow->payment.pending_op, sizeof flow->payment.pending_op, "%s", flow->op.id);
+    pc_str_copy(flow->op.status, sizeof flow->op.status, "pending");
+    pc_str_copy(flow->op.channel, sizeof flow->op.channel, attempt->channel);
+    if (flow->has_payment) pc_str_copy(flow->payment.pending_op, sizeof flow->payment.pending_op, flow->op.id);
     persist_submit(flow);
 }
 
@@ -133,9 +133,9 @@ void pay_call_status(pay_flow_t *flow, pay_flow_fn on_result) {
     memset(r, 0, sizeof *r);
     r->op = GW_OP_STATUS;
     r->status_op = last->op;
-    snprintf(r->status_key, sizeof r->status_key, "%s", last->idempotency_key);
-    snprintf(r->channel, sizeof r->channel, "%s", last->channel);
-    snprintf(r->reference, sizeof r->reference, "%s", flow->op.parent_id);
+    pc_str_copy(r->status_key, sizeof r->status_key, last->idempotency_key);
+    pc_str_copy(r->channel, sizeof r->channel, last->channel);
+    pc_str_copy(r->reference, sizeof r->reference, flow->op.parent_id);
     r->amount_minor = flow->op.amount;
     memcpy(r->currency, flow->op.currency, 4);
     gw_t *gw = flow->pay->config.gateway;

@@ -20,9 +20,11 @@ static_assert(PAY_REPLY_REF_BYTES_MAX <= EVENTS_REF_BYTES_MAX + 1, "a payment re
 static events_type type_of(const char *prefix, const char *state, bool changed) {
     char name[STORE_EVENT_TYPE_SIZE];
     events_type type;
-    snprintf(name, sizeof name, "%s%s", prefix, state);
+    size_t prefix_bytes = strnlen(prefix, sizeof name - 1);
+    memcpy(name, prefix, prefix_bytes);
+    pc_str_copy(name + prefix_bytes, sizeof name - prefix_bytes, state);
     if (changed && events_type_parse(name, &type)) return type;
-    snprintf(name, sizeof name, "%supdated", prefix);
+    pc_str_copy(name + prefix_bytes, sizeof name - prefix_bytes, "updated");
     PC_ASSERT(events_type_parse(name, &type));
     return type;
 }
@@ -95,6 +97,6 @@ pc_status pay_flow_write_op(pay_flow_t *flow, store_tx_t *tx) {
     bool changed = op->version == 1 || strcmp(op->status, op->status_stored) != 0;
     events_type type = type_of(prefix, op->status, changed);
     status = emit(flow->pay, tx, type, op->id, op->version, pay_op_json(op), op->merchant_id, op->currency);
-    if (status == PC_OK) snprintf(op->status_stored, sizeof op->status_stored, "%s", op->status);
+    if (status == PC_OK) pc_str_copy(op->status_stored, sizeof op->status_stored, op->status);
     return status;
 }

@@ -43,11 +43,11 @@ pay_flow_t *pay_flow_new(pay_t *pay, const pay_caller_t *caller, const pay_reply
     pay_path_cut(flow, PAY_PATH_API); /* the path's start */
     if (reply != NULL) flow->reply_fn = *reply;
     if (caller != NULL) {
-        snprintf(flow->key_id, sizeof flow->key_id, "%s", caller->key_id ? caller->key_id : "");
+        pc_str_copy(flow->key_id, sizeof flow->key_id, caller->key_id ? caller->key_id : "");
         if (caller->idempotency_key != NULL && caller->request_hash != NULL) {
             flow->has_idempotency = true;
             flow->idempotency_key_new = caller->idempotency_key_new;
-            snprintf(flow->idempotency_key, sizeof flow->idempotency_key, "%s", caller->idempotency_key);
+            pc_str_copy(flow->idempotency_key, sizeof flow->idempotency_key, caller->idempotency_key);
             memcpy(flow->request_hash, caller->request_hash, sizeof flow->request_hash);
         }
     }
@@ -157,8 +157,8 @@ static void stats_change_note(pay_flow_t *flow, bool first) {
     change->changed = first || p->state != p->state_stored;
     change->from = first ? PAY_STATE_CREATED : p->state_stored;
     change->to = p->state;
-    snprintf(change->decline_code, sizeof change->decline_code, "%s", p->decline.code);
-    snprintf(change->merchant_id, sizeof change->merchant_id, "%s", p->merchant_id);
+    pc_str_copy(change->decline_code, sizeof change->decline_code, p->decline.code);
+    pc_str_copy(change->merchant_id, sizeof change->merchant_id, p->merchant_id);
 }
 
 /* A dry run's payment as its staged document renders it (parts shared: a command
@@ -294,7 +294,10 @@ static void flow_cmd_done(writer_cmd_t *cmd, pc_status commit_status) {
         flow->payment.state_stored = flow->stats_change.to;
     }
     flow->stats_change.pending = false;
-    if (flow->payment_written) committed_note(flow, commit_status);
+    if (flow->payment_written) {
+        pay_committed_note(flow->pay, flow->payment.id, commit_status == PC_OK ? flow->payment.version : 0);
+        committed_note(flow, commit_status);
+    }
     if (flow->key_written && commit_status == PC_OK) {
         flow->key_named = true;
         if (flow->reply_fn.key_committed != NULL) flow->reply_fn.key_committed(flow->reply_fn.ctx);

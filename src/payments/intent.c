@@ -44,8 +44,8 @@ static bool parse_card(const json_t *method, pay_payment_t *p, card_secret_t *se
         pay_parse_fail(err, status, "", field, NULL);
         return false;
     }
-    snprintf(secret->number, sizeof secret->number, "%s", number);
-    snprintf(secret->cvc, sizeof secret->cvc, "%s", cvc ? cvc : "");
+    pc_str_copy(secret->number, sizeof secret->number, number);
+    pc_str_copy(secret->cvc, sizeof secret->cvc, cvc ? cvc : "");
     p->card.exp_month = (uint32_t)month;
     p->card.exp_year = (uint32_t)year;
     return true;
@@ -107,7 +107,7 @@ static bool parse_payer(const json_t *body, pay_payment_t *p, int64_t *age_days,
             pay_parse_fail(err, PC_FIELD_TYPE, "payer", "ip", "an IPv4 address a.b.c.d");
             return false;
         }
-        snprintf(p->payer.ip, sizeof p->payer.ip, "%s", ip);
+        pc_str_copy(p->payer.ip, sizeof p->payer.ip, ip);
     }
     return true;
 }
@@ -140,7 +140,7 @@ static bool parse_payment(const json_t *body, pay_payment_t *p, card_secret_t *s
         !pay_parse_metadata(body, "metadata", "", &p->metadata, err)) {
         return false;
     }
-    if (description != NULL) snprintf(p->description, sizeof p->description, "%s", description);
+    if (description != NULL) pc_str_copy(p->description, sizeof p->description, description);
     return true;
 }
 
@@ -185,21 +185,21 @@ bool pay_plain_payment_valid(const pay_plain_payment_t *b) {
 /* What parse_payment makes of the same body (pay_plain_payment_valid accepted it). */
 static void plain_payment_fill(const pay_plain_payment_t *b, pay_payment_t *p, card_secret_t *secret,
                                char merchant_id[PC_ID_SIZE], int64_t *age_days) {
-    snprintf(merchant_id, PC_ID_SIZE, "%s", (b->has & PAY_PLAIN_MERCHANT_ID) ? b->merchant_id : "");
+    pc_str_copy(merchant_id, PC_ID_SIZE, (b->has & PAY_PLAIN_MERCHANT_ID) ? b->merchant_id : "");
     p->amount = b->amount;
     memcpy(p->currency, b->currency, sizeof p->currency);
     p->capture_automatic = !(b->has & PAY_PLAIN_CAPTURE_METHOD) || strcmp(b->capture_method, "automatic") == 0;
     p->method = PAY_METHOD_CARD;
-    snprintf(secret->number, sizeof secret->number, "%s", b->card_number);
-    snprintf(secret->cvc, sizeof secret->cvc, "%s", (b->has & PAY_PLAIN_CARD_CVC) ? b->card_cvc : "");
+    pc_str_copy(secret->number, sizeof secret->number, b->card_number);
+    pc_str_copy(secret->cvc, sizeof secret->cvc, (b->has & PAY_PLAIN_CARD_CVC) ? b->card_cvc : "");
     p->card.exp_month = (uint32_t)b->card_exp_month;
     p->card.exp_year = (uint32_t)b->card_exp_year;
-    snprintf(p->payer.id, sizeof p->payer.id, "%s", b->payer_id);
+    pc_str_copy(p->payer.id, sizeof p->payer.id, b->payer_id);
     if (b->has & PAY_PLAIN_PAYER_COUNTRY) memcpy(p->payer.country, b->payer_country, sizeof p->payer.country);
-    if (b->has & PAY_PLAIN_PAYER_DEVICE_ID) snprintf(p->payer.device_id, sizeof p->payer.device_id, "%s", b->payer_device_id);
-    if (b->has & PAY_PLAIN_PAYER_IP) snprintf(p->payer.ip, sizeof p->payer.ip, "%s", b->payer_ip);
+    if (b->has & PAY_PLAIN_PAYER_DEVICE_ID) pc_str_copy(p->payer.device_id, sizeof p->payer.device_id, b->payer_device_id);
+    if (b->has & PAY_PLAIN_PAYER_IP) pc_str_copy(p->payer.ip, sizeof p->payer.ip, b->payer_ip);
     *age_days = (b->has & PAY_PLAIN_PAYER_AGE_DAYS) ? b->payer_age_days : 0;
-    if (b->has & PAY_PLAIN_DESCRIPTION) snprintf(p->description, sizeof p->description, "%s", b->description);
+    if (b->has & PAY_PLAIN_DESCRIPTION) pc_str_copy(p->description, sizeof p->description, b->description);
 }
 
 /* ---- risk ---- */
@@ -248,15 +248,15 @@ static pc_status risk_score(pay_t *pay, pay_payment_t *p, const pay_merchant_t *
     risk_auth_t auth;
     memset(&auth, 0, sizeof auth);
     auth.ts_s = (int64_t)(pc_wall_ns() / 1000000000ull);
-    snprintf(auth.payer_id, sizeof auth.payer_id, "%s", p->payer.id);
-    snprintf(auth.payee_id, sizeof auth.payee_id, "%s", m->id);
+    pc_str_copy(auth.payer_id, sizeof auth.payer_id, p->payer.id);
+    pc_str_copy(auth.payee_id, sizeof auth.payee_id, m->id);
     auth.amount_minor = p->amount;
     memcpy(auth.currency, p->currency, 4);
     auth.mcc = m->mcc;
     auth.channel = risk_channel_of(p->method);
-    snprintf(auth.country_payer, sizeof auth.country_payer, "%s", p->payer.country[0] ? p->payer.country : m->country);
-    snprintf(auth.country_merchant, sizeof auth.country_merchant, "%s", m->country);
-    snprintf(auth.device_id, sizeof auth.device_id, "%s", p->payer.device_id);
+    pc_str_copy(auth.country_payer, sizeof auth.country_payer, p->payer.country[0] ? p->payer.country : m->country);
+    pc_str_copy(auth.country_merchant, sizeof auth.country_merchant, m->country);
+    pc_str_copy(auth.device_id, sizeof auth.device_id, p->payer.device_id);
     ip_prefix(p->payer.ip, auth.ip_prefix);
     auth.account_age_days = (int32_t)age_days;
     auth.is_fraud = -1;
@@ -264,7 +264,7 @@ static pc_status risk_score(pay_t *pay, pay_payment_t *p, const pay_merchant_t *
     pc_status status = risk_decide(pay->config.risk, &auth, &decision);
     if (status != PC_OK) return status;
     p->risk.decision_id = decision.decision_id;
-    snprintf(p->risk.outcome, sizeof p->risk.outcome, "%s", risk_outcome_name(decision.outcome));
+    pc_str_copy(p->risk.outcome, sizeof p->risk.outcome, risk_outcome_name(decision.outcome));
     p->risk.detail = risk_detail_json(&decision);
     return PC_OK;
 }
@@ -288,9 +288,9 @@ void pay_payment_commit_final(pay_flow_t *flow) {
 }
 
 static void decline_set(pay_payment_t *p, const char *code, const char *message, const char *source) {
-    snprintf(p->decline.code, sizeof p->decline.code, "%s", code);
-    snprintf(p->decline.message, sizeof p->decline.message, "%s", message);
-    snprintf(p->decline.source, sizeof p->decline.source, "%s", source);
+    pc_str_copy(p->decline.code, sizeof p->decline.code, code);
+    pc_str_copy(p->decline.message, sizeof p->decline.message, message);
+    pc_str_copy(p->decline.source, sizeof p->decline.source, source);
 }
 
 /* Risk said decline or review: the payment is stored as it stands. */
@@ -342,15 +342,15 @@ static bool channels_take_currency(pay_flow_t *flow) {
     gw_request_t request;
     memset(&request, 0, sizeof request);
     request.op = GW_OP_AUTHORIZE;
-    snprintf(request.method, sizeof request.method, "%s", pay_method_name(p->method));
+    pc_str_copy(request.method, sizeof request.method, pay_method_name(p->method));
     request.amount_minor = p->amount;
     memcpy(request.currency, p->currency, 4);
     /* the shape a connector accepts, not the card: routing reads no number */
-    snprintf(request.card.number, sizeof request.card.number, "000000000000");
+    pc_str_copy(request.card.number, sizeof request.card.number, "000000000000");
     request.card.exp_month = 12;
     request.card.exp_year = 2099;
-    snprintf(request.bank.routing_number, sizeof request.bank.routing_number, "%s", p->routing_number);
-    snprintf(request.bank.account_number, sizeof request.bank.account_number, "%s", p->account_number);
+    pc_str_copy(request.bank.routing_number, sizeof request.bank.routing_number, p->routing_number);
+    pc_str_copy(request.bank.account_number, sizeof request.bank.account_number, p->account_number);
     gw_decision_t decision; /* ~1.5 kB: on the stack, not a large calloc per payment */
     pc_status routed = gw != NULL ? gw_route(gw, &request, &decision) : PC_GATEWAY_NOT_CONFIGURED;
     if (routed != PC_OK && routed != PC_GATEWAY_NO_CHANNEL) return true;
@@ -374,7 +374,7 @@ static bool create_checks(pay_flow_t *flow, const pay_caller_t *caller, store_re
         if (status == PC_MERCHANT_UNKNOWN) flow->reply.http_status = 400;
         return false;
     }
-    snprintf(p->merchant_id, sizeof p->merchant_id, "%s", flow->merchant->id);
+    pc_str_copy(p->merchant_id, sizeof p->merchant_id, flow->merchant->id);
     if (!pay_merchant_takes(flow->merchant, p->currency)) {
         pay_reply_error(&flow->reply, PC_CURRENCY_NOT_ACCEPTED, "currency", "the merchant does not take this currency");
         return false;
@@ -395,12 +395,12 @@ static pc_status card_vault(pay_flow_t *flow, const card_secret_t *secret) {
     pc_status status = vault_tokenize(vault, secret->number, p->card.exp_month, p->card.exp_year, &flow->card);
     if (status != PC_OK) return status;
     flow->card_new = true;
-    snprintf(p->card.token, sizeof p->card.token, "%s", flow->card.token);
-    snprintf(p->card.bin, sizeof p->card.bin, "%s", flow->card.bin);
-    snprintf(p->card.last4, sizeof p->card.last4, "%s", flow->card.last4);
-    snprintf(p->card.fingerprint, sizeof p->card.fingerprint, "%s", flow->card.fingerprint);
+    pc_str_copy(p->card.token, sizeof p->card.token, flow->card.token);
+    pc_str_copy(p->card.bin, sizeof p->card.bin, flow->card.bin);
+    pc_str_copy(p->card.last4, sizeof p->card.last4, flow->card.last4);
+    pc_str_copy(p->card.fingerprint, sizeof p->card.fingerprint, flow->card.fingerprint);
     p->card.three_d_secure = pay_card_three_ds(flow->pay, secret->number);
-    snprintf(flow->challenge_code, sizeof flow->challenge_code, "%s", secret->cvc); /* the first call's cvc */
+    pc_str_copy(flow->challenge_code, sizeof flow->challenge_code, secret->cvc); /* the first call's cvc */
     return PC_OK;
 }
 
@@ -423,11 +423,11 @@ static bool create_prepare(pay_flow_t *flow, const pay_caller_t *caller, store_r
                            const pay_plain_payment_t *plain, bool top_up) {
     pay_payment_t *p = &flow->payment;
     char wallet_id[PC_ID_SIZE], merchant_of_wallet[PC_ID_SIZE];
-    snprintf(wallet_id, sizeof wallet_id, "%s", p->wallet_id); /* a top-up's target, set before */
-    snprintf(merchant_of_wallet, sizeof merchant_of_wallet, "%s", p->merchant_id);
+    pc_str_copy(wallet_id, sizeof wallet_id, p->wallet_id); /* a top-up's target, set before */
+    pc_str_copy(merchant_of_wallet, sizeof merchant_of_wallet, p->merchant_id);
     pay_payment_init(p);
-    snprintf(p->wallet_id, sizeof p->wallet_id, "%s", wallet_id);
-    snprintf(p->merchant_id, sizeof p->merchant_id, "%s", merchant_of_wallet);
+    pc_str_copy(p->wallet_id, sizeof p->wallet_id, wallet_id);
+    pc_str_copy(p->merchant_id, sizeof p->merchant_id, merchant_of_wallet);
     card_secret_t secret;
     memset(&secret, 0, sizeof secret);
     char merchant_id[PC_ID_SIZE];
@@ -438,7 +438,7 @@ static bool create_prepare(pay_flow_t *flow, const pay_caller_t *caller, store_r
     if (plain != NULL) plain_payment_fill(plain, p, &secret, merchant_id, &age_days);
     else ok = parse_payment(body, p, &secret, merchant_id, &age_days, top_up, &err);
     if (!ok) pay_reply_parse_error(&flow->reply, &err);
-    if (ok && top_up) snprintf(merchant_id, sizeof merchant_id, "%s", p->merchant_id);
+    if (ok && top_up) pc_str_copy(merchant_id, sizeof merchant_id, p->merchant_id);
     ok = ok && create_checks(flow, caller, reader, merchant_id) && !idempotent_repeat(flow, reader);
     pc_status status = PC_OK;
     if (ok && p->method == PAY_METHOD_CARD) status = card_vault(flow, &secret);
@@ -468,7 +468,7 @@ static void create_begin(pay_flow_t *flow, const pay_caller_t *caller, const jso
     pay_payment_t *p = &flow->payment;
     flow->has_payment = true;
     pay_id_new("pay_", p->id);
-    snprintf(flow->lock_id, sizeof flow->lock_id, "%s", p->id);
+    pc_str_copy(flow->lock_id, sizeof flow->lock_id, p->id);
     PC_ASSERT(pay_busy_take(pay, p->id)); /* a new random id: nobody else holds it */
     p->state = PAY_STATE_CREATED;
     p->created_ns = pc_wall_ns();
@@ -525,7 +525,7 @@ static pc_status request_card(pay_flow_t *flow) {
     pc_status status = vault_reveal(vault, card, flow->request.card.number, sizeof flow->request.card.number);
     flow->request.card.exp_month = p->card.exp_month;
     flow->request.card.exp_year = p->card.exp_year;
-    snprintf(flow->request.card.cvc, sizeof flow->request.card.cvc, "%s", flow->challenge_code);
+    pc_str_copy(flow->request.card.cvc, sizeof flow->request.card.cvc, flow->challenge_code);
     sodium_memzero(flow->challenge_code, sizeof flow->challenge_code);
     return status;
 }
@@ -536,12 +536,12 @@ void pay_authorize_start(pay_flow_t *flow) {
     pay_request_follow_up(flow, GW_OP_AUTHORIZE);
     gw_request_t *r = &flow->request;
     r->channel[0] = r->channel_ref[0] = '\0'; /* routed: the gateway chooses */
-    snprintf(r->country, sizeof r->country, "%s", p->payer.country);
+    pc_str_copy(r->country, sizeof r->country, p->payer.country);
     r->capture = p->capture_automatic || p->top_up;
     pc_status status = PC_OK;
     if (p->method == PAY_METHOD_CARD) status = request_card(flow);
-    snprintf(r->bank.routing_number, sizeof r->bank.routing_number, "%s", p->routing_number);
-    snprintf(r->bank.account_number, sizeof r->bank.account_number, "%s", p->account_number);
+    pc_str_copy(r->bank.routing_number, sizeof r->bank.routing_number, p->routing_number);
+    pc_str_copy(r->bank.account_number, sizeof r->bank.account_number, p->account_number);
     if (status != PC_OK) {
         sodium_memzero(&r->card, sizeof r->card);
         authorize_failed_before_call(flow, status);

@@ -62,7 +62,7 @@ static pc_status merchant_from_doc(const char *doc, pay_merchant_t **out) {
     json_object_foreach(json_object_get(root, "pricing"), channel, value) {
         if (m->price_count == PAY_PRICES_MAX) break;
         pay_channel_price_t *p = &m->prices[m->price_count++];
-        snprintf(p->channel, sizeof p->channel, "%s", channel);
+        pc_str_copy(p->channel, sizeof p->channel, channel);
         p->price.bps = (uint32_t)json_integer_value(json_object_get(value, "bps"));
         p->price.fixed_minor = json_integer_value(json_object_get(value, "fixed_minor"));
     }
@@ -185,7 +185,7 @@ static bool parse_currencies(const json_t *body, const char *default_currency, j
         bool ok = pay_parse_currency(wrap, "c", true, "", code, err);
         json_decref(wrap);
         if (!ok) {
-            snprintf(err->field, sizeof err->field, "%s", field);
+            pc_str_copy(err->field, sizeof err->field, field);
             return false;
         }
         for (size_t j = 0; j < json_array_size(out); j++) {
@@ -352,14 +352,14 @@ static pc_status merchant_in_tx(pay_flow_t *flow, store_tx_t *tx) {
         pc_status s = job->results[i].status;
         if (s != PC_OK && s != PC_EXISTS) {
             job->refused = s;
-            snprintf(job->refused_account, sizeof job->refused_account, "%s", job->accounts[i].id);
+            pc_str_copy(job->refused_account, sizeof job->refused_account, job->accounts[i].id);
             return PC_OK; /* nothing written: answered as refused */
         }
     }
     store_pay_object_t object = {.created_ns = job->created_ns, .updated_ns = job->created_ns, .version = 1};
-    snprintf(object.id, sizeof object.id, "%s", job->id);
-    snprintf(object.kind, sizeof object.kind, "merchant");
-    snprintf(object.status, sizeof object.status, "active");
+    pc_str_copy(object.id, sizeof object.id, job->id);
+    pc_str_copy(object.kind, sizeof object.kind, "merchant");
+    pc_str_copy(object.status, sizeof object.status, "active");
     object.doc = job->doc;
     object.doc_bytes = strlen(job->doc);
     pc_status status = store_pay_object_put(tx, &object);
@@ -431,7 +431,7 @@ void pay_merchant_create(pay_t *pay, const pay_caller_t *caller, const json_t *b
         answered = true;
     }
     if (!answered) {
-        snprintf(flow->lock_id, sizeof flow->lock_id, "%s", lock);
+        pc_str_copy(flow->lock_id, sizeof flow->lock_id, lock);
         answered = merchant_existing(flow, reader, id, doc);
     }
     pay_reader_release(pay, reader);
@@ -442,7 +442,7 @@ void pay_merchant_create(pay_t *pay, const pay_caller_t *caller, const json_t *b
         return;
     }
     flow->extra = job;
-    snprintf(job->id, sizeof job->id, "%s", id);
+    pc_str_copy(job->id, sizeof job->id, id);
     job->created_ns = pc_wall_ns();
     merchant_accounts_add(job, doc);
     json_object_set_new(doc, "created", json_integer((json_int_t)job->created_ns));

@@ -54,15 +54,18 @@ void pay_id_new(const char *prefix, char out[PC_ID_SIZE]) {
 }
 
 void pay_transfer_id(char out[PC_ID_SIZE], const char *op_id, const char *suffix) {
-    int n = snprintf(out, PC_ID_SIZE, "%s:%s", op_id, suffix);
-    PC_ASSERT(n > 0 && n < PC_ID_SIZE);
+    size_t op_bytes = strlen(op_id), suffix_bytes = strlen(suffix);
+    PC_ASSERT(op_bytes + 1 + suffix_bytes < PC_ID_SIZE);
+    memcpy(out, op_id, op_bytes);
+    out[op_bytes] = ':';
+    memcpy(out + op_bytes + 1, suffix, suffix_bytes + 1);
 }
 
 /* ---- reading trusted documents ---- */
 
 static void doc_str(const json_t *doc, const char *key, char *out, size_t out_size) {
     const char *text = json_string_value(json_object_get(doc, key));
-    snprintf(out, out_size, "%s", text ? text : "");
+    pc_str_copy(out, out_size, text ? text : "");
 }
 
 static int64_t doc_int(const json_t *doc, const char *key) {
@@ -168,7 +171,8 @@ pc_status pay_payment_copy(pay_payment_t *dst, const pay_payment_t *src) {
     dst->routing = src->routing ? json_deep_copy(src->routing) : NULL;
     bool copied = arrays_copy(dst, src);
     dst->fixed_text = pay_text_hold(src->fixed_text);
-    dst->routing_text = NULL; /* its routing is a new copy */
+    /* its routing is a new copy, unless it is held as text only (immutable: shared) */
+    dst->routing_text = src->routing == NULL ? pay_text_hold(src->routing_text) : NULL;
     dst->routing_of = NULL;
     return copied ? PC_OK : PC_NO_MEMORY;
 }
@@ -283,10 +287,20 @@ static json_t *transfers_json(const pay_payment_t *p) {
     return list;
 }
 
+/* The routing as an object: 'routing' itself, or parsed from its text when the payment
+ * holds it as text only (pay_payment_routing_set). */
+static json_t *routing_json(const pay_payment_t *p, bool share) {
+    if (p->routing != NULL) return part(p->routing, share);
+    if (p->routing_text == NULL) return json_null();
+    static const char key[] = "\"routing\":";
+    json_t *value = json_loads(p->routing_text->text + sizeof key - 1, JSON_DECODE_ANY, NULL);
+    return value != NULL ? value : json_null();
+}
+
 static json_t *payment_json_rest(const pay_payment_t *p, bool share, bool with_ops) {
     json_t *o = json_object();
     if (o == NULL) return NULL;
-    json_object_set_new(o, "routing", p->routing ? part(p->routing, share) : json_null());
+    json_object_set_new(o, "routing", routing_json(p, share));
     json_object_set_new(o, "channel", str_or_null(p->channel));
     json_object_set_new(o, "channel_ref", str_or_null(p->channel_ref));
     json_object_set_new(o, "next_action", next_action_json(p));
@@ -412,7 +426,7 @@ static void entry_append(pay_payment_t *p, const char *id, pay_text_t *text) {
         return;
     }
     pay_entry_t *entry = &p->entries[p->entry_count++];
-    snprintf(entry->id, sizeof entry->id, "%s", id);
+    pc_str_copy(entry->id, sizeof entry->id, id);
     entry->text = text;
     entry->held_in = 0;
 }
@@ -714,6 +728,15 @@ static void payment_check_stored(store_reader_t *reader, const store_pay_object_
 
 pc_status pay_payment_load(pay_t *pay, store_reader_t *reader, const char *id, pay_payment_t *out) {
     store_pay_object_t object;
+    if (pay_recent_take_current(pay, id, out)) { /* as its last write committed it: no read */
+#ifdef PC_SLOW_ASSERTS
+        PC_ASSERT(store_pay_object_get(reader, id, &object) == PC_OK);
+        PC_ASSERT(strcmp(object.kind, "payment") == 0 && object.version == out->version);
+        payment_check_stored(reader, &object, out);
+        store_pay_object_free(&object);
+#endif
+        return PC_OK;
+    }
     pc_status status = store_pay_object_get(reader, id, &object);
     if (status != PC_OK) return status;
     pc_status result = PC_NOT_FOUND;
@@ -747,10 +770,10 @@ pc_status pay_flow_row_put(pay_flow_t *flow, store_tx_t *tx) {
     pay_id_copy(row.id, p->id);
     /* the op in flight, for the recovery, unless a row of its own names it */
     bool op_has_row = flow->has_op && flow->op.row && strcmp(flow->op.id, p->pending_op) == 0;
-    if (!op_has_row) snprintf(row.pending_op, sizeof row.pending_op, "%s", p->pending_op);
-    snprintf(row.kind, sizeof row.kind, "payment");
-    snprintf(row.merchant_id, sizeof row.merchant_id, "%s", p->merchant_id);
-    snprintf(row.status, sizeof row.status, "%s", pay_state_name(p->state));
+    if (!op_has_row) pc_str_copy(row.pending_op, sizeof row.pending_op, p->pending_op);
+    pc_str_copy(row.kind, sizeof row.kind, "payment");
+    pc_str_copy(row.merchant_id, sizeof row.merchant_id, p->merchant_id);
+    pc_str_copy(row.status, sizeof row.status, pay_state_name(p->state));
     return store_pay_object_put(tx, &row);
 }
 
@@ -768,7 +791,7 @@ void pay_payment_transfer_add(pay_payment_t *payment, const char *transfer_id) {
         payment->transfers = grown;
         payment->transfer_room = room;
     }
-    snprintf(payment->transfers[payment->transfer_count++], PC_ID_SIZE, "%s", transfer_id);
+    pc_str_copy(payment->transfers[payment->transfer_count++], PC_ID_SIZE, transfer_id);
 }
 
 static json_t *op_json(const pay_op_t *op, bool whole);
@@ -794,11 +817,11 @@ static pc_status object_put_text(store_tx_t *tx, const char *kind, const char *i
                                  const char *parent_id, const char *status, uint64_t created_ns,
                                  uint64_t updated_ns, uint32_t version, const char *text) {
     store_pay_object_t object = {.created_ns = created_ns, .updated_ns = updated_ns, .version = version};
-    snprintf(object.id, sizeof object.id, "%s", id);
-    snprintf(object.kind, sizeof object.kind, "%s", kind);
-    snprintf(object.merchant_id, sizeof object.merchant_id, "%s", merchant_id);
-    snprintf(object.parent_id, sizeof object.parent_id, "%s", parent_id);
-    snprintf(object.status, sizeof object.status, "%s", status);
+    pc_str_copy(object.id, sizeof object.id, id);
+    pc_str_copy(object.kind, sizeof object.kind, kind);
+    pc_str_copy(object.merchant_id, sizeof object.merchant_id, merchant_id);
+    pc_str_copy(object.parent_id, sizeof object.parent_id, parent_id);
+    pc_str_copy(object.status, sizeof object.status, status);
     object.doc = (char *)text;
     object.doc_bytes = strlen(text);
     return object.doc_bytes <= PAY_DOC_BYTES_MAX ? store_pay_object_put(tx, &object) : PC_LIMIT_REACHED;
@@ -870,7 +893,17 @@ static char *payment_head(pay_payment_t *p) {
     return head;
 }
 
-/* '"routing":…': kept while the payment holds the same routing (it is replaced whole). */
+void pay_payment_routing_set(pay_payment_t *p, const gw_decision_t *decision) {
+    json_decref(p->routing);
+    pay_text_drop(p->routing_text);
+    json_decref(p->routing_of);
+    p->routing_of = NULL;
+    p->routing_text = pay_render_routing(decision);
+    p->routing = p->routing_text == NULL ? gw_decision_json(decision) : NULL;
+}
+
+/* '"routing":…': kept while the payment holds the same routing (it is replaced whole);
+ * a routing held as text only ('routing' NULL, pay_payment_routing_set) is that text. */
 static const char *routing_text(pay_payment_t *p) {
     if (p->routing_text != NULL && p->routing_of == p->routing) return p->routing_text->text;
     json_t *member = json_object();
@@ -1155,8 +1188,8 @@ static pc_status op_from_payment(store_reader_t *reader, const store_pay_object_
     json_decref(doc);
     if (status == PC_OK && out->version < object->version) status = PC_STORE_CORRUPT;
     if (status == PC_OK) { /* what an entry leaves out (pay_op_entry) */
-        snprintf(out->parent_id, sizeof out->parent_id, "%s", object->parent_id);
-        snprintf(out->merchant_id, sizeof out->merchant_id, "%s", object->merchant_id);
+        pc_str_copy(out->parent_id, sizeof out->parent_id, object->parent_id);
+        pc_str_copy(out->merchant_id, sizeof out->merchant_id, object->merchant_id);
     }
     return status;
 }
@@ -1294,11 +1327,11 @@ pay_attempt_t *pay_op_attempt_put(pay_op_t *op, const gw_attempt_t *attempt) {
         at->created_ns = pc_wall_ns();
     }
     at->number = attempt->number;
-    snprintf(at->channel, sizeof at->channel, "%s", attempt->channel);
-    snprintf(at->idempotency_key, sizeof at->idempotency_key, "%s", attempt->idempotency_key);
+    pc_str_copy(at->channel, sizeof at->channel, attempt->channel);
+    pc_str_copy(at->idempotency_key, sizeof at->idempotency_key, attempt->idempotency_key);
     at->op = attempt->op;
     at->outcome = attempt->outcome;
-    snprintf(at->response_code, sizeof at->response_code, "%s", attempt->response_code);
+    pc_str_copy(at->response_code, sizeof at->response_code, attempt->response_code);
     at->status_inquired = attempt->status_inquired;
     return at;
 }

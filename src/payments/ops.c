@@ -23,7 +23,7 @@ static pay_flow_t *op_begin(pay_t *pay, const pay_caller_t *caller, const char *
         pay_flow_fail(flow, PC_PAYMENT_OPERATION_IN_PROGRESS, NULL, NULL);
         return NULL;
     }
-    snprintf(flow->lock_id, sizeof flow->lock_id, "%s", payment_id);
+    pc_str_copy(flow->lock_id, sizeof flow->lock_id, payment_id);
     store_reader_t *reader = pay_reader_acquire(pay);
     pc_status status = reader ? pay_payment_load(pay, reader, payment_id, &flow->payment) : PC_STORE_READ_FAILED;
     if (status == PC_OK && !pay_caller_sees(pay, caller, flow->payment.merchant_id)) status = PC_NOT_FOUND;
@@ -55,9 +55,9 @@ void pay_op_new(pay_flow_t *flow, pay_op_kind kind, const char *prefix, int64_t 
     flow->has_op = true;
     pay_id_new(prefix, op->id);
     op->kind = kind;
-    snprintf(op->parent_id, sizeof op->parent_id, "%s", flow->payment.id);
-    snprintf(op->merchant_id, sizeof op->merchant_id, "%s", flow->payment.merchant_id);
-    snprintf(op->status, sizeof op->status, "pending");
+    pc_str_copy(op->parent_id, sizeof op->parent_id, flow->payment.id);
+    pc_str_copy(op->merchant_id, sizeof op->merchant_id, flow->payment.merchant_id);
+    pc_str_copy(op->status, sizeof op->status, "pending");
     op->amount = amount;
     memcpy(op->currency, flow->payment.currency, 4);
 }
@@ -67,12 +67,12 @@ void pay_request_follow_up(pay_flow_t *flow, gw_op gop) {
     gw_request_t *r = &flow->request;
     memset(r, 0, sizeof *r);
     r->op = gop;
-    snprintf(r->reference, sizeof r->reference, "%s", p->id);
-    snprintf(r->method, sizeof r->method, "%s", pay_method_name(p->method));
+    pc_str_copy(r->reference, sizeof r->reference, p->id);
+    pc_str_copy(r->method, sizeof r->method, pay_method_name(p->method));
     r->amount_minor = flow->op.amount;
     memcpy(r->currency, p->currency, 4);
-    snprintf(r->channel, sizeof r->channel, "%s", p->channel);
-    snprintf(r->channel_ref, sizeof r->channel_ref, "%s", p->channel_ref);
+    pc_str_copy(r->channel, sizeof r->channel, p->channel);
+    pc_str_copy(r->channel_ref, sizeof r->channel_ref, p->channel_ref);
 }
 
 static bool body_check(pay_flow_t *flow, const json_t *body, const char *const *fields) {
@@ -101,8 +101,8 @@ void pay_payment_confirm(pay_t *pay, const pay_caller_t *caller, const char *pay
     }
     pay_op_new(flow, PAY_OP_CHALLENGE, "tds_", flow->payment.amount);
     pay_request_follow_up(flow, GW_OP_CHALLENGE);
-    snprintf(flow->request.challenge_id, sizeof flow->request.challenge_id, "%s", flow->payment.challenge_id);
-    snprintf(flow->request.challenge_code, sizeof flow->request.challenge_code, "%s", code);
+    pc_str_copy(flow->request.challenge_id, sizeof flow->request.challenge_id, flow->payment.challenge_id);
+    pc_str_copy(flow->request.challenge_code, sizeof flow->request.challenge_code, code);
     pay_call_start(flow, pay_op_result, 0);
     sodium_memzero(flow->request.challenge_code, sizeof flow->request.challenge_code);
 }
@@ -211,7 +211,7 @@ void pay_refund_create(pay_t *pay, const pay_caller_t *caller, const char *payme
     uint32_t n = 0;
     if (amount - flow->op.fee > 0) {
         n = pay_book_refund_reserve(flow, amount - flow->op.fee);
-        snprintf(flow->op.reserve_id, sizeof flow->op.reserve_id, "%s", flow->transfers[0].id);
+        pc_str_copy(flow->op.reserve_id, sizeof flow->op.reserve_id, flow->transfers[0].id);
     }
     pay_request_follow_up(flow, GW_OP_REFUND);
     pay_call_start(flow, pay_op_result, n);

@@ -86,7 +86,7 @@ bool pay_parse_id(const json_t *object, const char *key, bool required, size_t b
         pay_parse_fail(err, PC_ID_INVALID, path, key, message);
         return false;
     }
-    snprintf(out, PC_ID_SIZE, "%s", text);
+    pc_str_copy(out, PC_ID_SIZE, text);
     return true;
 }
 
@@ -149,8 +149,8 @@ bool pay_parse_bank_account(const json_t *object, const char *key, const char *p
         pay_parse_fail(err, PC_BANK_ACCOUNT_INVALID, place, "account_number", NULL);
         return false;
     }
-    snprintf(routing, GW_BANK_FIELD_SIZE, "%s", r);
-    snprintf(account, GW_BANK_FIELD_SIZE, "%s", a);
+    pc_str_copy(routing, GW_BANK_FIELD_SIZE, r);
+    pc_str_copy(account, GW_BANK_FIELD_SIZE, a);
     return true;
 }
 

@@ -183,7 +183,8 @@ typedef struct {
         char outcome[16];             /* "approve", "review", "decline", "" when not scored */
         json_t *detail;               /* owned: score and reasons */
     } risk;
-    json_t *routing;                  /* owned: the gateway's decision, NULL before routing */
+    json_t *routing;                  /* owned: the gateway's decision, NULL before routing
+                                         or when held as 'routing_text' only */
     char channel[GW_NAME_SIZE];
     char channel_ref[PC_ID_SIZE];
     char challenge_id[PC_ID_SIZE];
@@ -214,7 +215,8 @@ typedef struct {
                                          made (its method, payer, description, metadata,
                                          risk), once rendered; NULL before */
     pay_text_t *routing_text;         /* '"routing":…' of 'routing_of' ... */
-    json_t *routing_of;               /* ... the routing it was rendered from (held) */
+    json_t *routing_of;               /* ... the routing it was rendered from (held); with
+                                         'routing' NULL, the text is the routing itself */
 } pay_payment_t;
 
 void pay_payment_init(pay_payment_t *payment);
@@ -278,6 +280,14 @@ pay_text_t *pay_render_op_entry_text(const pay_op_t *op); /* the same as a count
 /* The members payment_json_fixed(p) dumps, less its braces (malloc'ed), written
  * directly (metadata and the risk detail dumped by jansson); NULL as above. */
 char *pay_render_fixed(const pay_payment_t *p);
+/* The payment's routing: the gateway's decision, held as its text when it renders
+ * directly (no jansson tree), else as gw_decision_json's object. */
+void pay_payment_routing_set(pay_payment_t *p, const gw_decision_t *decision);
+/* '"routing":…', the member of a payment that holds the gateway's decision, byte for
+ * byte json_dumps of gw_decision_json's object under that key, written directly (a
+ * counted text); NULL when a name in it is not plain printable ASCII or on no memory
+ * (then the decision goes through jansson). */
+pay_text_t *pay_render_routing(const gw_decision_t *d);
 /* The operations array into the document ('full') and into the record, where an entry
  * a record holds whole is a reference {"id", "$version"} to it. */
 void pay_render_ops(const pay_payment_t *p, pay_out_t *full, pay_out_t *record);
@@ -422,6 +432,10 @@ struct pay {
     pay_map_t recent;                 /* payment id -> pay_payment_t* as last committed */
     char (*recent_ring)[PC_ID_SIZE];  /* their ids in the order put: the oldest goes first */
     uint32_t recent_next;             /* the ring's slot the next put takes */
+    pay_map_t committed;              /* payment id -> the version its last write committed
+                                         (the value is the number): writer completions */
+    char (*committed_ring)[PC_ID_SIZE]; /* their ids in the order noted: the oldest goes */
+    uint32_t committed_next;
     uint32_t flows;                   /* operations running */
     pay_flow_t *flows_free;           /* ended flows kept zeroed for reuse (staging.next) ... */
     uint32_t flows_free_count;        /* ... at most PAY_FLOWS_FREE_MAX */
@@ -478,8 +492,17 @@ void pay_recent_put(pay_t *pay, pay_payment_t *payment);
 /* The payment 'id' at 'version' moved into 'out' (true), removing it; false: none
  * (an entry of another version is dropped). */
 bool pay_recent_take(pay_t *pay, const char *id, uint32_t version, pay_payment_t *out);
-/* The committed payment 'id' for an operation that holds its busy mark: from the
- * recent ones when the row's version matches, else read from the store. */
+/* The version of payment 'id' its latest write committed, noted by the writer's
+ * completion of every command that wrote it (in commit order); 0: the write failed or
+ * its outcome is not known (forgotten: the next load reads the row). Bounded: the
+ * oldest ids go first. */
+void pay_committed_note(pay_t *pay, const char *id, uint32_t version);
+/* The recent payment 'id' moved into 'out' when it is the version last committed
+ * (pay_committed_note): no read of the row needed; false otherwise. */
+bool pay_recent_take_current(pay_t *pay, const char *id, pay_payment_t *out);
+/* The committed payment 'id' for an operation that holds its busy mark: the recent one
+ * when it is the version last committed, or when the row's version matches; else read
+ * from the store. */
 PC_MUST_USE pc_status pay_payment_load(pay_t *pay, store_reader_t *reader, const char *id, pay_payment_t *out);
 
 /* ---- replies ---- */

@@ -58,7 +58,7 @@ static pay_flow_t *pass_flow(pay_t *pay, pass_t *pass, const char *lock, uint64_
         pay_busy_release(pay, lock);
         return NULL;
     }
-    snprintf(flow->lock_id, sizeof flow->lock_id, "%s", lock);
+    pc_str_copy(flow->lock_id, sizeof flow->lock_id, lock);
     pthread_mutex_lock(&pass->mutex);
     pass->running++;
     pthread_mutex_unlock(&pass->mutex);
@@ -96,8 +96,8 @@ static void pending_one(const store_pay_object_t *object, void *ctx) {
         if (strcmp(list->ids[i], op_id) == 0) return;
     }
     if (object->updated_ns <= list->older_than_ns && list->count < PAY_RECOVERY_BATCH_MAX) {
-        snprintf(list->payment_ids[list->count], PC_ID_SIZE, "%s", in_payment ? object->id : "");
-        snprintf(list->ids[list->count++], PC_ID_SIZE, "%s", op_id);
+        pc_str_copy(list->payment_ids[list->count], PC_ID_SIZE, in_payment ? object->id : "");
+        pc_str_copy(list->ids[list->count++], PC_ID_SIZE, op_id);
     }
 }
 
@@ -188,7 +188,7 @@ static void waiting_one(const store_pay_object_t *object, void *ctx) {
     waiting_list_t *list = ctx;
     list->created_ns_last = object->created_ns;
     if (object->updated_ns <= list->older_than_ns && list->count < PAY_RECOVERY_BATCH_MAX) {
-        snprintf(list->ids[list->count++], PC_ID_SIZE, "%s", object->id);
+        pc_str_copy(list->ids[list->count++], PC_ID_SIZE, object->id);
     }
 }
 
@@ -232,7 +232,7 @@ static void holds_due(pay_t *pay, uint64_t now_ns, due_list_t *due) {
     pthread_mutex_lock(&pay->mutex);
     for (uint32_t b = 0; b < pay->holds.bucket_count && due->count < PAY_RECOVERY_BATCH_MAX; b++) {
         for (pay_map_entry_t *e = pay->holds.buckets[b]; e != NULL && due->count < PAY_RECOVERY_BATCH_MAX; e = e->next) {
-            if (*(uint64_t *)e->value <= now_ns) snprintf(due->ids[due->count++], PC_ID_SIZE, "%s", e->key);
+            if (*(uint64_t *)e->value <= now_ns) pc_str_copy(due->ids[due->count++], PC_ID_SIZE, e->key);
         }
     }
     pthread_mutex_unlock(&pay->mutex);

@@ -299,6 +299,52 @@ static void risk_write(pay_out_t *o, const pay_payment_t *p) {
     OUT_LIT(o, "}");
 }
 
+static void routing_candidate(pay_out_t *o, const gw_decision_t *d, const gw_candidate_t *c) {
+    OUT_LIT(o, "{\"name\":");
+    out_str(o, c->name);
+    OUT_LIT(o, ",\"eligible\":");
+    out_bool(o, c->why == GW_WHY_ELIGIBLE || c->why == GW_WHY_NOT_ROUTED);
+    OUT_LIT(o, ",\"why\":");
+    out_str(o, gw_why_name(c->why));
+    OUT_LIT(o, ",\"fallback\":");
+    out_bool(o, c->fallback);
+    if (d->strategy == GW_STRATEGY_WEIGHTED) {
+        OUT_LIT(o, ",\"weight\":");
+        out_int(o, (int64_t)c->weight);
+    }
+    if (d->strategy == GW_STRATEGY_SUCCESS_RATE) {
+        OUT_LIT(o, ",\"success_rate_permille\":");
+        if (c->success_rate_permille < 0) OUT_LIT(o, "null");
+        else out_int(o, c->success_rate_permille);
+    }
+    OUT_LIT(o, "}");
+}
+
+pay_text_t *pay_render_routing(const gw_decision_t *d) {
+    char stack[2048];
+    pay_out_t o = PAY_OUT_INIT(stack);
+    OUT_LIT(&o, "\"routing\":{\"strategy\":");
+    out_str(&o, gw_strategy_name(d->strategy));
+    OUT_LIT(&o, ",\"chosen\":");
+    out_str(&o, d->chosen);
+    OUT_LIT(&o, ",\"why\":");
+    out_str(&o, d->why);
+    OUT_LIT(&o, ",\"config_version\":");
+    out_int(&o, (int64_t)d->config_version);
+    OUT_LIT(&o, ",\"candidates\":[");
+    for (uint32_t i = 0; i < d->candidate_count; i++) {
+        if (i > 0) OUT_LIT(&o, ",");
+        routing_candidate(&o, d, &d->candidates[i]);
+    }
+    OUT_LIT(&o, "],\"order\":[");
+    for (uint32_t i = 0; i < d->order_count; i++) {
+        if (i > 0) OUT_LIT(&o, ",");
+        out_str(&o, d->candidates[d->order[i]].name);
+    }
+    OUT_LIT(&o, "]}");
+    return pay_out_take_text(&o);
+}
+
 char *pay_render_fixed(const pay_payment_t *p) {
     char stack[OUT_STACK_BYTES];
     OUT_INIT(o, stack);

@@ -110,15 +110,23 @@ void pay_hold_untrack(pay_t *pay, const char *payment_id) {
 
 static void recent_free(void *value) { pay_payment_free(value); }
 
+/* An id into a bounded map's ring: a new id takes the next slot, whose old id goes
+ * (returned, removed from 'map'). Under pay->mutex. */
+static void *ring_take_slot(pay_map_t *map, char (*ring)[PC_ID_SIZE], uint32_t *next, const char *id) {
+    void *evicted = NULL;
+    char *slot = ring[*next];
+    if (slot[0] != '\0') evicted = pay_map_remove(map, slot);
+    pay_id_copy(slot, id);
+    *next = (*next + 1) % PAY_RECENT_PAYMENTS_MAX;
+    return evicted;
+}
+
 void pay_recent_put(pay_t *pay, pay_payment_t *payment) {
     void *old = NULL, *evicted = NULL;
     pthread_mutex_lock(&pay->mutex);
     if (pay->recent_ring != NULL && pay_map_put(&pay->recent, payment->id, payment, &old) == PC_OK) {
         if (old == NULL) { /* a new id takes the ring's next slot; the id that held it goes */
-            char *slot = pay->recent_ring[pay->recent_next];
-            if (slot[0] != '\0') evicted = pay_map_remove(&pay->recent, slot);
-            pay_id_copy(slot, payment->id);
-            pay->recent_next = (pay->recent_next + 1) % PAY_RECENT_PAYMENTS_MAX;
+            evicted = ring_take_slot(&pay->recent, pay->recent_ring, &pay->recent_next, payment->id);
         }
         payment = NULL;
     }
@@ -131,6 +139,34 @@ void pay_recent_put(pay_t *pay, pay_payment_t *payment) {
 bool pay_recent_take(pay_t *pay, const char *id, uint32_t version, pay_payment_t *out) {
     pthread_mutex_lock(&pay->mutex);
     pay_payment_t *payment = pay_map_remove(&pay->recent, id);
+    pthread_mutex_unlock(&pay->mutex);
+    if (payment == NULL) return false;
+    bool current = payment->version == version;
+    if (current) {
+        *out = *payment;
+        free(payment);
+    } else {
+        recent_free(payment);
+    }
+    return current;
+}
+
+void pay_committed_note(pay_t *pay, const char *id, uint32_t version) {
+    void *old = NULL;
+    pthread_mutex_lock(&pay->mutex);
+    if (pay->committed_ring != NULL && version == 0) {
+        (void)pay_map_remove(&pay->committed, id); /* its ring slot frees when reached */
+    } else if (pay->committed_ring != NULL &&
+               pay_map_put(&pay->committed, id, (void *)(uintptr_t)version, &old) == PC_OK && old == NULL) {
+        (void)ring_take_slot(&pay->committed, pay->committed_ring, &pay->committed_next, id);
+    }
+    pthread_mutex_unlock(&pay->mutex);
+}
+
+bool pay_recent_take_current(pay_t *pay, const char *id, pay_payment_t *out) {
+    pthread_mutex_lock(&pay->mutex);
+    uintptr_t version = (uintptr_t)pay_map_get(&pay->committed, id);
+    pay_payment_t *payment = version != 0 ? pay_map_remove(&pay->recent, id) : NULL;
     pthread_mutex_unlock(&pay->mutex);
     if (payment == NULL) return false;
     bool current = payment->version == version;
@@ -168,7 +204,7 @@ static void three_ds_parse(pay_t *pay, const char *list) {
 void pay_key_merchant(pay_t *pay, const char *key_id, char merchant_out[PC_ID_SIZE]) {
     pthread_mutex_lock(&pay->mutex);
     const char *merchant = pay_map_get(&pay->key_merchants, key_id);
-    snprintf(merchant_out, PC_ID_SIZE, "%s", merchant ? merchant : "");
+    pc_str_copy(merchant_out, PC_ID_SIZE, merchant ? merchant : "");
     pthread_mutex_unlock(&pay->mutex);
 }
 
@@ -205,9 +241,11 @@ static pc_status runtime_init(pay_t *pay) {
     if (status == PC_OK) status = pay_map_init(&pay->accounts_known, PAY_MAP_BUCKETS);
     if (status == PC_OK) status = pay_map_init(&pay->holds, PAY_MAP_BUCKETS);
     if (status == PC_OK) status = pay_map_init(&pay->recent, PAY_RECENT_PAYMENTS_MAX);
+    if (status == PC_OK) status = pay_map_init(&pay->committed, PAY_RECENT_PAYMENTS_MAX);
     if (status == PC_OK) {
         pay->recent_ring = calloc(PAY_RECENT_PAYMENTS_MAX, sizeof *pay->recent_ring);
-        if (pay->recent_ring == NULL) status = PC_NO_MEMORY;
+        pay->committed_ring = calloc(PAY_RECENT_PAYMENTS_MAX, sizeof *pay->committed_ring);
+        if (pay->recent_ring == NULL || pay->committed_ring == NULL) status = PC_NO_MEMORY;
     }
     three_ds_parse(pay, pay->config.three_ds_prefixes);
     return status;
@@ -227,6 +265,8 @@ static void runtime_free(pay_t *pay) {
     pay_map_free(&pay->holds, free);
     pay_map_free(&pay->recent, recent_free);
     free(pay->recent_ring);
+    pay_map_free(&pay->committed, NULL);
+    free(pay->committed_ring);
     for (uint32_t i = 0; i < pay->reader_count; i++) store_reader_close(pay->readers[i]);
     pay_stats_free(pay);
     pthread_cond_destroy(&pay->recovery_wake);
@@ -290,8 +330,8 @@ void pay_reply_error(pay_reply_t *out, pc_status status, const char *field, cons
     memset(out, 0, sizeof(*out));
     out->status = status;
     out->http_status = pc_status_http(status);
-    snprintf(out->field, sizeof out->field, "%s", field ? field : "");
-    snprintf(out->message, sizeof out->message, "%s", message ? message : "");
+    pc_str_copy(out->field, sizeof out->field, field ? field : "");
+    pc_str_copy(out->message, sizeof out->message, message ? message : "");
 }
 
 void pay_reply_object(pay_reply_t *out, int http_status, json_t *body) {
@@ -306,7 +346,7 @@ void pay_reply_state_conflict(pay_reply_t *out, pay_state state, const char *wha
     char message[192];
     snprintf(message, sizeof message, "the payment is %s: %s is not allowed", pay_state_name(state), what);
     pay_reply_error(out, PC_PAYMENT_STATE_CONFLICT, NULL, message);
-    snprintf(out->state, sizeof out->state, "%s", pay_state_name(state));
+    pc_str_copy(out->state, sizeof out->state, pay_state_name(state));
 }
 
 void pay_reply_clear(pay_reply_t *reply) {

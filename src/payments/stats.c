@@ -43,7 +43,7 @@ static void code_label(const char *code, char out[GW_CODE_SIZE + 8]) {
         out[i] = plain ? c : '_';
     }
     out[i] = '\0';
-    if (i == 0) snprintf(out, GW_CODE_SIZE + 8, "unknown");
+    if (i == 0) pc_str_copy(out, GW_CODE_SIZE + 8, "unknown");
 }
 
 /* Caller holds the stats mutex. */
@@ -61,7 +61,7 @@ static void decline_count(pay_stats_t *counts, const char *code_raw) {
         return;
     }
     pay_decline_count_t *slot = &counts->declines[counts->decline_code_count++];
-    snprintf(slot->code, sizeof slot->code, "%s", code);
+    pc_str_copy(slot->code, sizeof slot->code, code);
     slot->count = 1;
 }
 

@@ -99,7 +99,7 @@ static void key_wrap(const uint8_t kek[VAULT_KEY_BYTES], const char *kek_id, con
     crypto_aead_xchacha20poly1305_ietf_encrypt(row->wrapped + VAULT_NONCE_BYTES, &ct_bytes, key, VAULT_KEY_BYTES,
                                                ad, ad_bytes, NULL, row->wrapped, kek);
     row->wrapped_bytes = VAULT_NONCE_BYTES + (size_t)ct_bytes;
-    snprintf(row->kek_id, sizeof row->kek_id, "%s", kek_id);
+    pc_str_copy(row->kek_id, sizeof row->kek_id, kek_id);
 }
 
 static bool key_unwrap(const uint8_t kek[VAULT_KEY_BYTES], const store_vault_key_t *row,
@@ -132,7 +132,7 @@ static void key_load(const store_vault_key_t *row, void *ctx) {
         vault->has_fingerprint = true;
     } else if (vault->data_count < VAULT_DATA_KEYS_MAX) {
         vault_key_t *slot = &vault->data[vault->data_count++];
-        snprintf(slot->id, sizeof slot->id, "%s", row->id);
+        pc_str_copy(slot->id, sizeof slot->id, row->id);
         memcpy(slot->key, key, VAULT_KEY_BYTES);
         slot->created_ns = row->created_ns;
     }
@@ -162,7 +162,7 @@ static pc_status keys_create(vault_t *vault, writer_t *writer) {
     uint8_t keys[2][VAULT_KEY_BYTES];
     for (int i = 0; i < 2; i++) {
         random_id("dk_", job.rows[i].id);
-        snprintf(job.rows[i].kind, sizeof job.rows[i].kind, "%s", kinds[i]);
+        pc_str_copy(job.rows[i].kind, sizeof job.rows[i].kind, kinds[i]);
         job.rows[i].created_ns = now_ns;
         randombytes_buf(keys[i], VAULT_KEY_BYTES);
         key_wrap(vault->kek, vault->kek_id, keys[i], &job.rows[i]);
@@ -173,7 +173,7 @@ static pc_status keys_create(vault_t *vault, writer_t *writer) {
     job.cmd.in_transaction = keys_in_tx;
     pc_status status = writer_submit_wait(writer, &job.cmd);
     if (status == PC_OK) {
-        snprintf(vault->data[0].id, sizeof vault->data[0].id, "%s", job.rows[0].id);
+        pc_str_copy(vault->data[0].id, sizeof vault->data[0].id, job.rows[0].id);
         memcpy(vault->data[0].key, keys[0], VAULT_KEY_BYTES);
         vault->data[0].created_ns = now_ns;
         vault->data_count = 1;
@@ -205,7 +205,7 @@ typedef struct {
 
 static void key_count(const store_vault_key_t *row, void *ctx) {
     key_count_t *stored = ctx;
-    if (stored->count++ == 0) snprintf(stored->kek_id, sizeof stored->kek_id, "%s", row->kek_id);
+    if (stored->count++ == 0) pc_str_copy(stored->kek_id, sizeof stored->kek_id, row->kek_id);
 }
 
 static void next_path(const char *path, char out[PATH_MAX]) {
@@ -225,7 +225,7 @@ static pc_status kek_adopt_next(vault_t *vault, const char *path, const char *ro
     if (status == PC_OK) status = pc_key_file_write(path, kek, VAULT_KEY_BYTES, 0600);
     if (status == PC_OK) {
         memcpy(vault->kek, kek, VAULT_KEY_BYTES);
-        snprintf(vault->kek_id, sizeof vault->kek_id, "%s", kek_id);
+        pc_str_copy(vault->kek_id, sizeof vault->kek_id, kek_id);
         (void)unlink(next);
         obs_logf(OBS_LEVEL_WARN, "vault: finished an interrupted key rotation (%s now holds %s)", path, kek_id);
     }
@@ -275,7 +275,7 @@ pc_status vault_open(vault_t **out, const vault_config_t *config) {
     vault_t *vault = sodium_malloc(sizeof *vault);
     if (vault == NULL) return PC_NO_MEMORY;
     memset(vault, 0, sizeof *vault);
-    snprintf(vault->key_path, sizeof vault->key_path, "%s", config->key_path);
+    pc_str_copy(vault->key_path, sizeof vault->key_path, config->key_path);
     vault->store = config->store;
     vault->writer = config->writer;
     vault->mutex_ready = pthread_mutex_init(&vault->rotate_mutex, NULL) == 0;
@@ -350,7 +350,7 @@ static pc_status rotate_locked(vault_t *vault, keys_job_t *job, const uint8_t ke
     }
     /* committed: the database now needs the new KEK, whatever happens to the files */
     memcpy(vault->kek, kek, VAULT_KEY_BYTES);
-    snprintf(vault->kek_id, sizeof vault->kek_id, "%s", kek_id);
+    pc_str_copy(vault->kek_id, sizeof vault->kek_id, kek_id);
     status = pc_key_file_write(vault->key_path, kek, VAULT_KEY_BYTES, 0600);
     if (status == PC_OK) (void)unlink(next);
     else obs_logf(OBS_LEVEL_ERROR, "vault: rotation committed but %s could not be replaced: the next start "
@@ -367,10 +367,10 @@ pc_status vault_rotate(vault_t *vault, vault_rotation_t *out) {
     keys_job_t *job = calloc(1, sizeof *job);
     if (job == NULL) return PC_NO_MEMORY;
     pthread_mutex_lock(&vault->rotate_mutex);
-    snprintf(out->previous_kek_id, sizeof out->previous_kek_id, "%s", vault->kek_id);
+    pc_str_copy(out->previous_kek_id, sizeof out->previous_kek_id, vault->kek_id);
     pc_status status = rotate_locked(vault, job, kek, kek_id);
     out->keys_rewrapped = status == PC_OK ? job->count : 0;
-    snprintf(out->kek_id, sizeof out->kek_id, "%s", vault->kek_id);
+    pc_str_copy(out->kek_id, sizeof out->kek_id, vault->kek_id);
     pthread_mutex_unlock(&vault->rotate_mutex);
     sodium_memzero(kek, sizeof kek);
     sodium_memzero(job, sizeof *job);
@@ -402,7 +402,7 @@ void vault_fingerprint(vault_t *vault, const char *number, char out[65]) {
 /* Encrypts 'number' under 'key' into the card's data key id, nonce and ciphertext (its
  * token is the associated data). */
 static void card_encrypt(const vault_key_t *key, const char *number, store_vault_card_t *card) {
-    snprintf(card->data_key_id, sizeof card->data_key_id, "%s", key->id);
+    pc_str_copy(card->data_key_id, sizeof card->data_key_id, key->id);
     randombytes_buf(card->nonce, sizeof card->nonce);
     unsigned long long ct_bytes = 0;
     crypto_aead_xchacha20poly1305_ietf_encrypt(card->ciphertext, &ct_bytes, (const uint8_t *)number,
@@ -506,8 +506,8 @@ static pc_status data_key_add(vault_t *vault, char id_out[PC_ID_SIZE]) {
     random_id("dk_", fresh.id);
     randombytes_buf(fresh.key, sizeof fresh.key);
     store_vault_key_t *row = &job->rows[0];
-    snprintf(row->id, sizeof row->id, "%s", fresh.id);
-    snprintf(row->kind, sizeof row->kind, "data");
+    pc_str_copy(row->id, sizeof row->id, fresh.id);
+    pc_str_copy(row->kind, sizeof row->kind, "data");
     row->created_ns = fresh.created_ns;
     key_wrap(vault->kek, vault->kek_id, fresh.key, row);
     job->count = 1;
@@ -526,7 +526,7 @@ static pc_status data_key_add(vault_t *vault, char id_out[PC_ID_SIZE]) {
         }
         vault->data[vault->data_count++] = fresh;
         pthread_rwlock_unlock(&vault->keys_lock);
-        snprintf(id_out, PC_ID_SIZE, "%s", fresh.id);
+        pc_str_copy(id_out, PC_ID_SIZE, fresh.id);
     }
     sodium_memzero(&fresh, sizeof fresh);
     return status;
@@ -542,7 +542,7 @@ typedef struct {
 static void rekey_collect(const store_vault_card_t *card, void *ctx) {
     rekey_job_t *job = ctx;
     if (job->count == VAULT_REENCRYPT_BATCH_CARDS) return;
-    snprintf(job->from[job->count], PC_ID_SIZE, "%s", card->data_key_id);
+    pc_str_copy(job->from[job->count], PC_ID_SIZE, card->data_key_id);
     job->cards[job->count++] = *card;
 }
 
@@ -563,7 +563,7 @@ static pc_status rekey_read(vault_t *vault, rekey_job_t *job, const char *key_id
     if (status != PC_OK) return status;
     status = store_vault_cards_not_under(reader, key_id, after, VAULT_REENCRYPT_BATCH_CARDS, rekey_collect, job);
     store_reader_close(reader);
-    if (status == PC_OK && job->count > 0) snprintf(after, PC_ID_SIZE, "%s", job->cards[job->count - 1].token);
+    if (status == PC_OK && job->count > 0) pc_str_copy(after, PC_ID_SIZE, job->cards[job->count - 1].token);
     return status;
 }
 
@@ -642,7 +642,7 @@ static pc_status old_keys_retire(vault_t *vault, const char *current_id, vault_d
     pthread_rwlock_rdlock(&vault->keys_lock);
     for (uint32_t i = 0; i < vault->data_count; i++) {
         if (!vault->data[i].retired && strcmp(vault->data[i].id, current_id) != 0) {
-            snprintf(ids[count++], PC_ID_SIZE, "%s", vault->data[i].id);
+            pc_str_copy(ids[count++], PC_ID_SIZE, vault->data[i].id);
         }
     }
     pthread_rwlock_unlock(&vault->keys_lock);
@@ -650,7 +650,7 @@ static pc_status old_keys_retire(vault_t *vault, const char *current_id, vault_d
     pc_status status = PC_OK;
     for (uint32_t i = 0; i < count && status == PC_OK; i++) {
         retire_job_t job = {.cmd = {.kind = WRITER_CMD_EXEC, .event_count = 1, .in_transaction = retire_in_tx}};
-        snprintf(job.key_id, sizeof job.key_id, "%s", ids[i]);
+        pc_str_copy(job.key_id, sizeof job.key_id, ids[i]);
         status = writer_submit_wait(vault->writer, &job.cmd);
         if (status != PC_OK || !job.retired) {
             out->keys_remaining += status == PC_OK;
@@ -660,7 +660,7 @@ static pc_status old_keys_retire(vault_t *vault, const char *current_id, vault_d
         vault_key_t *key = (vault_key_t *)key_find_locked(vault, ids[i]);
         if (key != NULL) key->retired = true;
         pthread_rwlock_unlock(&vault->keys_lock);
-        snprintf(out->retired[out->retired_count++], PC_ID_SIZE, "%s", ids[i]);
+        pc_str_copy(out->retired[out->retired_count++], PC_ID_SIZE, ids[i]);
     }
     return status;
 }

@@ -54,10 +54,10 @@ static pc_status wallet_in_tx(pay_flow_t *flow, store_tx_t *tx) {
     store_pay_object_t object = {.version = 1};
     object.created_ns = object.updated_ns = (uint64_t)json_integer_value(json_object_get(job->doc, "created"));
     snprintf(object.id, sizeof object.id, "%s", json_string_value(json_object_get(job->doc, "id")));
-    snprintf(object.kind, sizeof object.kind, "wallet");
+    pc_str_copy(object.kind, sizeof object.kind, "wallet");
     snprintf(object.merchant_id, sizeof object.merchant_id, "%s",
              json_string_value(json_object_get(job->doc, "merchant_id")));
-    snprintf(object.status, sizeof object.status, "active");
+    pc_str_copy(object.status, sizeof object.status, "active");
     object.doc = text;
     object.doc_bytes = strlen(text);
     pc_status status = store_pay_object_put(tx, &object);
@@ -174,8 +174,8 @@ bool pay_wallet_top_up_target(pay_flow_t *flow, const pay_caller_t *caller, cons
         pay_reply_error(&flow->reply, status == PC_NOT_FOUND ? PC_WALLET_NOT_FOUND : status, NULL, NULL);
         return false;
     }
-    snprintf(flow->payment.wallet_id, sizeof flow->payment.wallet_id, "%s", wallet.id);
-    snprintf(flow->payment.merchant_id, sizeof flow->payment.merchant_id, "%s", wallet.merchant_id);
+    pc_str_copy(flow->payment.wallet_id, sizeof flow->payment.wallet_id, wallet.id);
+    pc_str_copy(flow->payment.merchant_id, sizeof flow->payment.merchant_id, wallet.merchant_id);
     return true;
 }
 
@@ -186,7 +186,7 @@ static void wallet_paid(pay_flow_t *flow) {
     pay_transition(p->state, PAY_EV_AUTHORIZED_CAPTURED, &p->state);
     p->authorized = p->captured = p->amount;
     p->fees += flow->op.fee;
-    snprintf(flow->op.status, sizeof flow->op.status, "succeeded");
+    pc_str_copy(flow->op.status, sizeof flow->op.status, "succeeded");
 }
 
 static pc_status wallet_pay_in_tx(pay_flow_t *flow, store_tx_t *tx) {
@@ -197,11 +197,11 @@ static pc_status wallet_pay_in_tx(pay_flow_t *flow, store_tx_t *tx) {
         wallet_paid(flow);
     } else { /* the ledger refused (an overdraft: exceeds_credits): a decline, nothing moved */
         pay_transition(p->state, PAY_EV_DECLINED, &p->state);
-        snprintf(p->decline.code, sizeof p->decline.code, "%s", pc_status_code(failure));
-        snprintf(p->decline.message, sizeof p->decline.message, "%s", pc_status_message(failure));
-        snprintf(p->decline.source, sizeof p->decline.source, "ledger");
-        snprintf(flow->op.status, sizeof flow->op.status, "declined");
-        snprintf(flow->op.response_code, sizeof flow->op.response_code, "%s", pc_status_code(failure));
+        pc_str_copy(p->decline.code, sizeof p->decline.code, pc_status_code(failure));
+        pc_str_copy(p->decline.message, sizeof p->decline.message, pc_status_message(failure));
+        pc_str_copy(p->decline.source, sizeof p->decline.source, "ledger");
+        pc_str_copy(flow->op.status, sizeof flow->op.status, "declined");
+        pc_str_copy(flow->op.response_code, sizeof flow->op.response_code, pc_status_code(failure));
     }
     pc_status status = pay_flow_write_op(flow, tx);
     pay_flow_op_put(flow);
@@ -219,8 +219,8 @@ void pay_wallet_pay(pay_flow_t *flow) {
     pay_payment_t *p = &flow->payment;
     pay_op_new(flow, PAY_OP_AUTHORIZE, "wpay_", p->amount);
     pay_op_t *op = &flow->op;
-    snprintf(op->channel, sizeof op->channel, "wallet");
-    snprintf(p->channel, sizeof p->channel, "wallet");
+    pc_str_copy(op->channel, sizeof op->channel, "wallet");
+    pc_str_copy(p->channel, sizeof p->channel, "wallet");
     pay_price_t price = pay_merchant_price(flow->merchant, "wallet");
     op->fee = pay_fee_capture(&price, 0, 0, p->amount);
     flow->booking_count = pay_book_wallet_payment(flow, op->fee);
@@ -240,8 +240,8 @@ static pc_status wallet_refund_in_tx(pay_flow_t *flow, store_tx_t *tx) {
     p->refunded += flow->op.amount;
     p->fees_reversed += flow->op.fee;
     pay_transition(p->state, p->refunded == p->captured ? PAY_EV_REFUNDED_FULL : PAY_EV_REFUNDED_PARTIAL, &p->state);
-    snprintf(flow->op.status, sizeof flow->op.status, "succeeded");
-    snprintf(flow->op.channel, sizeof flow->op.channel, "wallet");
+    pc_str_copy(flow->op.status, sizeof flow->op.status, "succeeded");
+    pc_str_copy(flow->op.channel, sizeof flow->op.channel, "wallet");
     pc_status status = pay_flow_write_op(flow, tx);
     pay_flow_op_put(flow);
     if (status == PC_OK) status = pay_flow_write_payment(flow, tx);
@@ -290,9 +290,9 @@ void pay_wallet_withdraw(pay_t *pay, const pay_caller_t *caller, const char *wal
     flow->has_op = true;
     pay_id_new("wd_", op->id);
     op->kind = PAY_OP_WITHDRAW;
-    snprintf(op->parent_id, sizeof op->parent_id, "%s", wallet.id);
-    snprintf(op->wallet_id, sizeof op->wallet_id, "%s", wallet.id);
-    snprintf(op->merchant_id, sizeof op->merchant_id, "%s", wallet.merchant_id);
+    pc_str_copy(op->parent_id, sizeof op->parent_id, wallet.id);
+    pc_str_copy(op->wallet_id, sizeof op->wallet_id, wallet.id);
+    pc_str_copy(op->merchant_id, sizeof op->merchant_id, wallet.merchant_id);
     memcpy(op->currency, wallet.currency, 4);
     pay_bank_op_start(flow, PAY_ACCOUNT_WALLET, wallet.id, PAY_ACCOUNT_WITHDRAWALS, NULL,
                       PAY_TRANSFER_WITHDRAWAL_RESERVE);

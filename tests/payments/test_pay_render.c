@@ -413,10 +413,79 @@ static void test_payment_sweep(void) {
     ASSERT_TRUE(gave_up > 100);
 }
 
+/* ---- a payment's routing (the gateway's decision) ---- */
+
+static void random_decision(gw_decision_t *d, bool odd) {
+    memset(d, 0, sizeof *d);
+    d->strategy = (gw_strategy)rng_below(GW_STRATEGY_COUNT);
+    d->candidate_count = rng_below(GW_CHANNELS_MAX + 1);
+    for (uint32_t i = 0; i < d->candidate_count; i++) {
+        gw_candidate_t *c = &d->candidates[i];
+        random_text(c->name, sizeof c->name, odd && rng_below(4) == 0);
+        c->why = (gw_why)rng_below(GW_WHY_COUNT);
+        c->fallback = rng_below(2) == 1;
+        c->weight = rng_below(3) == 0 ? UINT32_MAX : rng_below(1000);
+        c->success_rate_permille = rng_below(3) == 0 ? -1 : (int32_t)rng_below(1001);
+    }
+    d->order_count = d->candidate_count == 0 ? 0 : rng_below(d->candidate_count + 1);
+    for (uint32_t i = 0; i < d->order_count; i++) d->order[i] = (uint8_t)rng_below(d->candidate_count);
+    random_text(d->chosen, sizeof d->chosen, odd && rng_below(4) == 0);
+    random_text(d->why, sizeof d->why, odd);
+    d->config_version = rng_below(3) == 0 ? UINT64_MAX : rng_next();
+}
+
+/* pay_render_routing's text in braces, against {"routing": gw_decision_json(d)}. */
+static bool check_routing(const gw_decision_t *d) {
+    pay_text_t *text = pay_render_routing(d);
+    char *written = NULL;
+    if (text != NULL) {
+        size_t bytes = strlen(text->text);
+        written = malloc(bytes + 3);
+        ASSERT_TRUE(written != NULL);
+        written[0] = '{';
+        memcpy(written + 1, text->text, bytes);
+        memcpy(written + 1 + bytes, "}", 2);
+        pay_text_drop(text);
+    }
+    return compare("routing", written, json_pack("{s:o}", "routing", gw_decision_json(d)));
+}
+
+static void test_routing_sweep(void) {
+    uint32_t wrote = 0, gave_up = 0;
+    gw_decision_t d;
+    for (int i = 0; i < 3000; i++) {
+        random_decision(&d, i % 4 == 3);
+        if (check_routing(&d)) wrote++;
+        else gave_up++;
+    }
+    ASSERT_TRUE(wrote > 2000);
+    ASSERT_TRUE(gave_up > 50);
+    /* a payment holding its routing as text reads it back as the decision's object, and
+     * a copy keeps it */
+    do random_decision(&d, false);
+    while (d.candidate_count == 0);
+    pay_payment_t p, copy;
+    pay_payment_init(&p);
+    pay_payment_routing_set(&p, &d);
+    ASSERT_TRUE(p.routing == NULL && p.routing_text != NULL);
+    ASSERT_EQ(pay_payment_copy(&copy, &p), PC_OK);
+    json_t *expected = gw_decision_json(&d);
+    const pay_payment_t *both[2] = {&p, &copy};
+    for (int i = 0; i < 2; i++) {
+        json_t *whole = pay_payment_json(both[i]);
+        ASSERT_TRUE(whole != NULL && json_equal(json_object_get(whole, "routing"), expected));
+        json_decref(whole);
+    }
+    json_decref(expected);
+    pay_payment_clear(&copy);
+    pay_payment_clear(&p);
+}
+
 int main(void) {
     TEST_RUN(test_hand_cases);
     TEST_RUN(test_random_sweep);
     TEST_RUN(test_fixed_sweep);
     TEST_RUN(test_payment_sweep);
+    TEST_RUN(test_routing_sweep);
     return test_finish();
 }
