@@ -31,7 +31,8 @@
  * with pgbench before each:
  *   scaleout shards=N cross_pct=P mode=http per_s=… baseline=pgbench_tpcb baseline_per_s=… ratio=…
  * shards=1 has no cross-shard transfers: only its cross_pct=0 lines. --quick prints
- * the shards=1 mode=batch lines only; --http the mode=http lines only, one 3 s round.
+ * the shards=1 mode=batch lines only; --http the mode=http lines only, one 3 s round;
+ * --cross the mode=batch lines at 10 and 50 % and scaleout_cross_cost only, one 5 s round.
  * After each scaleout line, the CPU each process used while paycore ran (so that the
  * scaling with shards can be read on a machine of few cores), and the per-shard figure:
  *   scaleout_cpu shards=N cross_pct=P mode=M process=paycore|loadgen|postgres cpu_ms=…
@@ -1065,15 +1066,16 @@ static void bench_cross_cost(shard_set_t *set, int rounds, int seconds) {
     fflush(stdout);
 }
 
-/* 'scaling_only': the scaling lines alone (--scaling). */
-static int bench_shards(int rounds, int seconds, bool scaling_only) {
+/* 'scaling_only': the scaling lines alone (--scaling); 'cross_only': the cross-shard
+ * lines and scaleout_cross_cost alone (--cross). */
+static int bench_shards(int rounds, int seconds, bool scaling_only, bool cross_only) {
     static const uint32_t pcts[] = {10, 50};
     shard_set_t *sets[BENCH_SHARDS_MAX + 1] = {0};
     if (!sets_open(sets)) {
         sets_close(sets);
         return 1;
     }
-    bench_scaling(sets, rounds, seconds);
+    if (!cross_only) bench_scaling(sets, rounds, seconds);
     for (uint32_t shards = 2; !scaling_only && shards <= BENCH_SHARDS_MAX && !job_failed; shards++) {
         for (uint32_t p = 0; p < sizeof pcts / sizeof pcts[0] && !job_failed; p++) {
             figure_t figure = {.shards = shards, .cross_pct = pcts[p]};
@@ -1217,8 +1219,12 @@ int main(int argc, char **argv) {
     }
     bool http_only = argc > 1 && strcmp(argv[1], "--http") == 0;
     bool scaling_only = argc > 1 && strcmp(argv[1], "--scaling") == 0;
-    int status = http_only ? bench_http(1, 3) : scaling_only ? bench_shards(3, 5, true) : bench(full ? 3 : 1, full ? 10 : 3);
-    if (status == 0 && full) status = bench_shards(3, 10, false);
+    bool cross_only = argc > 1 && strcmp(argv[1], "--cross") == 0;
+    int status = http_only ? bench_http(1, 3)
+               : scaling_only ? bench_shards(3, 5, true, false)
+               : cross_only ? bench_shards(1, 5, false, true)
+                            : bench(full ? 3 : 1, full ? 10 : 3);
+    if (status == 0 && full) status = bench_shards(3, 10, false, false);
     if (status == 0 && full) status = bench_http(3, 10);
     cluster_stop();
     return status;
