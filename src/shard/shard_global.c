@@ -6,12 +6,13 @@
  *     id); a post or void naming no accounts finds its pending transfer's shards;
  *  2. intent logged on shard 0 (committed);
  *  3. each involved shard's writer applies its legs in a batch of its own and
- *     PREPAREs 'pc_<gtid>', then waits in decide(); shard 0 last, so that the
- *     command's own rows (its idempotent reply, rendered from the merged results)
- *     are written in its prepared batch;
+ *     PREPAREs 'pc_<gtid>', then waits in decide(); the first shard alone, then the
+ *     others at once; shard 0 last when the command's own rows (its idempotent
+ *     reply, rendered from the merged results) are written in its prepared batch;
  *  4. decision logged: commit when every shard prepared and every event's legs
  *     agree (all created, all existing, or all refused);
- *  5. each writer COMMITs PREPARED or ROLLs BACK PREPARED; done logged.
+ *  5. each writer COMMITs PREPARED or ROLLs BACK PREPARED (the first alone, then the
+ *     others at once); done logged.
  *
  * Legs that disagree (one refused: insufficient funds on the debit side, an unknown
  * credit account) abort the round; the events (and their linked chains) that
