@@ -1053,16 +1053,41 @@ static void bench_scaling(shard_set_t *sets[BENCH_SHARDS_MAX + 1], int rounds, i
     scaling_bound(&figures[BENCH_SHARDS_MAX], &figures[1], cores);
 }
 
+/* The WAL's syncs (pg_stat_wal.wal_sync: the waits for the disk, after group
+ * commit) so far, settled as wal_sample's are; 0 when not readable. */
+static int64_t wal_syncs(PGconn *conn) {
+    if (conn == NULL) return 0;
+    usleep(WAL_STATS_SETTLE_MS * 1000);
+    PGresult *result = PQexec(conn, "SELECT wal_sync FROM pg_stat_wal");
+    int64_t syncs = PQresultStatus(result) == PGRES_TUPLES_OK && PQntuples(result) == 1
+                        ? strtoll(PQgetvalue(result, 0, 0), NULL, 10) : 0;
+    PQclear(result);
+    return syncs;
+}
+
+/* Also the WAL syncs a transfer cost, local and across shards (the cluster's, every
+ * database: a figure the machine's load changes less than the rates):
+ *   scaleout_cross_syncs shards=2 local_syncs_per_transfer=… cross_syncs_per_transfer=… */
 static void bench_cross_cost(shard_set_t *set, int rounds, int seconds) {
     double local = 0, cross = 0;
-    uint64_t transfers = 0;
+    uint64_t local_transfers = 0, cross_transfers = 0;
+    int64_t local_syncs = 0, cross_syncs = 0;
+    PGconn *stats = stats_conn();
     for (int round = 0; round < rounds && !job_failed; round++) {
-        local += shards_per_s(set, 2, 0, 64, 1, seconds, &transfers);
-        cross += shards_per_s(set, 2, 100, 64, 1, seconds, &transfers);
+        int64_t at = wal_syncs(stats);
+        local += shards_per_s(set, 2, 0, 64, 1, seconds, &local_transfers);
+        int64_t mid = wal_syncs(stats);
+        cross += shards_per_s(set, 2, 100, 64, 1, seconds, &cross_transfers);
+        local_syncs += mid - at;
+        cross_syncs += wal_syncs(stats) - mid;
     }
+    if (stats != NULL) PQfinish(stats);
     if (job_failed) return;
     printf("scaleout_cross_cost shards=2 local_per_s=%.0f cross_per_s=%.0f ratio=%.2f\n", local / rounds,
            cross / rounds, cross > 0 ? local / cross : 0);
+    printf("scaleout_cross_syncs shards=2 local_syncs_per_transfer=%.3f cross_syncs_per_transfer=%.3f\n",
+           local_transfers > 0 ? (double)local_syncs / (double)local_transfers : 0,
+           cross_transfers > 0 ? (double)cross_syncs / (double)cross_transfers : 0);
     fflush(stdout);
 }
 

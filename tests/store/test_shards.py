@@ -134,7 +134,7 @@ def mixed_batch(s, client, model, by_shard):
     again = expect(client.post("/v1/transfers", {"transfers": batch}), 200, what="the mixed batch again")
     got = [e["status"] for e in again.json["results"]]
     refusals = ("exceeds_credits", "id_already_failed")  # a refusal spends its id on a shard
-    check(got[:3] + got[5:] == ["exists"] * 4 and got[3] in refusals and got[4] in refusals,
+    check(got[:3] + got[5:] == ["exists"] * 5 and got[3] in refusals and got[4] in refusals,
           "the batch retried: each created one exists, each refused one stays refused: %r" % again.json)
     model.check(client, "after a mixed batch")
 
