@@ -26,6 +26,7 @@
  * transfer in flight (local ones share their shard's group commit, global ones run
  * one after another):
  *   scaleout_cross_cost shards=2 local_per_s=… cross_per_s=… ratio=…
+ *   scaleout_cross_syncs shards=2 local_syncs_per_transfer=… cross_syncs_per_transfer=…
  * mode=http: `paycore serve --shards` (1, 2, 3 databases) driven by `paycore load`
  * (64 keep-alive connections, one transfer a POST, --cross-pct), its transfers_per_s,
  * with pgbench before each:
