@@ -26,12 +26,14 @@
  * transfer in flight (local ones share their shard's group commit, global ones run
  * one after another):
  *   scaleout_cross_cost shards=2 local_per_s=… cross_per_s=… ratio=…
+ *   scaleout_cross_syncs shards=2 local_syncs_per_transfer=… cross_syncs_per_transfer=…
  * mode=http: `paycore serve --shards` (1, 2, 3 databases) driven by `paycore load`
  * (64 keep-alive connections, one transfer a POST, --cross-pct), its transfers_per_s,
  * with pgbench before each:
  *   scaleout shards=N cross_pct=P mode=http per_s=… baseline=pgbench_tpcb baseline_per_s=… ratio=…
  * shards=1 has no cross-shard transfers: only its cross_pct=0 lines. --quick prints
- * the shards=1 mode=batch lines only; --http the mode=http lines only, one 3 s round.
+ * the shards=1 mode=batch lines only; --http the mode=http lines only, one 3 s round;
+ * --cross the mode=batch lines at 10 and 50 % and scaleout_cross_cost only, one 5 s round.
  * After each scaleout line, the CPU each process used while paycore ran (so that the
  * scaling with shards can be read on a machine of few cores), and the per-shard figure:
  *   scaleout_cpu shards=N cross_pct=P mode=M process=paycore|loadgen|postgres cpu_ms=…
@@ -1052,28 +1054,54 @@ static void bench_scaling(shard_set_t *sets[BENCH_SHARDS_MAX + 1], int rounds, i
     scaling_bound(&figures[BENCH_SHARDS_MAX], &figures[1], cores);
 }
 
+/* The WAL's syncs (pg_stat_wal.wal_sync: the waits for the disk, after group
+ * commit) so far, settled as wal_sample's are; 0 when not readable. */
+static int64_t wal_syncs(PGconn *conn) {
+    if (conn == NULL) return 0;
+    usleep(WAL_STATS_SETTLE_MS * 1000);
+    PGresult *result = PQexec(conn, "SELECT wal_sync FROM pg_stat_wal");
+    int64_t syncs = PQresultStatus(result) == PGRES_TUPLES_OK && PQntuples(result) == 1
+                        ? strtoll(PQgetvalue(result, 0, 0), NULL, 10) : 0;
+    PQclear(result);
+    return syncs;
+}
+
+/* Also the WAL syncs a transfer cost, local and across shards (the cluster's, every
+ * database: a figure the machine's load changes less than the rates):
+ *   scaleout_cross_syncs shards=2 local_syncs_per_transfer=… cross_syncs_per_transfer=… */
 static void bench_cross_cost(shard_set_t *set, int rounds, int seconds) {
     double local = 0, cross = 0;
-    uint64_t transfers = 0;
+    uint64_t local_transfers = 0, cross_transfers = 0;
+    int64_t local_syncs = 0, cross_syncs = 0;
+    PGconn *stats = stats_conn();
     for (int round = 0; round < rounds && !job_failed; round++) {
-        local += shards_per_s(set, 2, 0, 64, 1, seconds, &transfers);
-        cross += shards_per_s(set, 2, 100, 64, 1, seconds, &transfers);
+        int64_t at = wal_syncs(stats);
+        local += shards_per_s(set, 2, 0, 64, 1, seconds, &local_transfers);
+        int64_t mid = wal_syncs(stats);
+        cross += shards_per_s(set, 2, 100, 64, 1, seconds, &cross_transfers);
+        local_syncs += mid - at;
+        cross_syncs += wal_syncs(stats) - mid;
     }
+    if (stats != NULL) PQfinish(stats);
     if (job_failed) return;
     printf("scaleout_cross_cost shards=2 local_per_s=%.0f cross_per_s=%.0f ratio=%.2f\n", local / rounds,
            cross / rounds, cross > 0 ? local / cross : 0);
+    printf("scaleout_cross_syncs shards=2 local_syncs_per_transfer=%.3f cross_syncs_per_transfer=%.3f\n",
+           local_transfers > 0 ? (double)local_syncs / (double)local_transfers : 0,
+           cross_transfers > 0 ? (double)cross_syncs / (double)cross_transfers : 0);
     fflush(stdout);
 }
 
-/* 'scaling_only': the scaling lines alone (--scaling). */
-static int bench_shards(int rounds, int seconds, bool scaling_only) {
+/* 'scaling_only': the scaling lines alone (--scaling); 'cross_only': the cross-shard
+ * lines and scaleout_cross_cost alone (--cross). */
+static int bench_shards(int rounds, int seconds, bool scaling_only, bool cross_only) {
     static const uint32_t pcts[] = {10, 50};
     shard_set_t *sets[BENCH_SHARDS_MAX + 1] = {0};
     if (!sets_open(sets)) {
         sets_close(sets);
         return 1;
     }
-    bench_scaling(sets, rounds, seconds);
+    if (!cross_only) bench_scaling(sets, rounds, seconds);
     for (uint32_t shards = 2; !scaling_only && shards <= BENCH_SHARDS_MAX && !job_failed; shards++) {
         for (uint32_t p = 0; p < sizeof pcts / sizeof pcts[0] && !job_failed; p++) {
             figure_t figure = {.shards = shards, .cross_pct = pcts[p]};
@@ -1217,8 +1245,12 @@ int main(int argc, char **argv) {
     }
     bool http_only = argc > 1 && strcmp(argv[1], "--http") == 0;
     bool scaling_only = argc > 1 && strcmp(argv[1], "--scaling") == 0;
-    int status = http_only ? bench_http(1, 3) : scaling_only ? bench_shards(3, 5, true) : bench(full ? 3 : 1, full ? 10 : 3);
-    if (status == 0 && full) status = bench_shards(3, 10, false);
+    bool cross_only = argc > 1 && strcmp(argv[1], "--cross") == 0;
+    int status = http_only ? bench_http(1, 3)
+               : scaling_only ? bench_shards(3, 5, true, false)
+               : cross_only ? bench_shards(1, 5, false, true)
+                            : bench(full ? 3 : 1, full ? 10 : 3);
+    if (status == 0 && full) status = bench_shards(3, 10, false, false);
     if (status == 0 && full) status = bench_http(3, 10);
     cluster_stop();
     return status;

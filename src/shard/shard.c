@@ -363,6 +363,8 @@ pc_status shard_submit(shard_set_t *set, writer_cmd_t *cmd) {
     if (cmd_single_shard(set, cmd, &shard) && (shard == 0 || cmd->in_transaction == NULL)) {
         return writer_enqueue(set->writers[shard], cmd);
     }
+    pc_status status;
+    if (shard_split(set, cmd, &status)) return status;
     return shard_coord_submit(set, cmd);
 }
 

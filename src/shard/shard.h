@@ -22,7 +22,9 @@
  * each shard's writer checking the reach of its own accounts.
  *
  * Global transactions run one at a time (a writer waits for the decision inside its
- * prepared batch; two at once could wait on each other). Recovery runs at open,
+ * prepared batch; two at once could wait on each other); commands queued together
+ * share one, and a command's events that need none (local, independent of its cross
+ * events) run as local batches of their shards (shard_split.c). Recovery runs at open,
  * before any writer loads, and every SHARD_RECOVERY_INTERVAL_MS. */
 #ifndef PAYCORE_SHARD_H
 #define PAYCORE_SHARD_H

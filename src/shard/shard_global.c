@@ -6,12 +6,13 @@
  *     id); a post or void naming no accounts finds its pending transfer's shards;
  *  2. intent logged on shard 0 (committed);
  *  3. each involved shard's writer applies its legs in a batch of its own and
- *     PREPAREs 'pc_<gtid>', then waits in decide(); shard 0 last, so that the
- *     command's own rows (its idempotent reply, rendered from the merged results)
- *     are written in its prepared batch;
+ *     PREPAREs 'pc_<gtid>', then waits in decide(); the first shard alone, then the
+ *     others at once; shard 0 last when the command's own rows (its idempotent
+ *     reply, rendered from the merged results) are written in its prepared batch;
  *  4. decision logged: commit when every shard prepared and every event's legs
  *     agree (all created, all existing, or all refused);
- *  5. each writer COMMITs PREPARED or ROLLs BACK PREPARED; done logged.
+ *  5. each writer COMMITs PREPARED or ROLLs BACK PREPARED (the first alone, then the
+ *     others at once); done logged.
  *
  * Legs that disagree (one refused: insufficient funds on the debit side, an unknown
  * credit account) abort the round; the events (and their linked chains) that
@@ -427,10 +428,15 @@ static void wait_voted(shard_global_t *g, shard_leg_t *leg) {
     pthread_mutex_unlock(&g->mutex);
 }
 
-static pc_status release_and_wait(shard_global_t *g, shard_leg_t *leg, bool commit) {
+static void release(shard_global_t *g, shard_leg_t *leg, bool commit) {
     pthread_mutex_lock(&g->mutex);
     leg->decision = commit ? 1 : -1;
     pthread_cond_broadcast(&g->cond);
+    pthread_mutex_unlock(&g->mutex);
+}
+
+static pc_status wait_done(shard_global_t *g, shard_leg_t *leg) {
+    pthread_mutex_lock(&g->mutex);
     while (!leg->done) pthread_cond_wait(&g->cond, &g->mutex);
     pc_status status = leg->done_status;
     pthread_mutex_unlock(&g->mutex);
@@ -469,25 +475,63 @@ static void log_failed(shard_set_t *set, const char *what) {
     _exit(1);
 }
 
-/* The prepared legs, one shard after another, shard 0 last. */
+/* The involved shards in the order their legs prepare and finish: 1, 2, ..., 0. */
+static uint32_t round_order(const shard_global_t *g, uint32_t order[SHARD_COUNT_MAX]) {
+    uint32_t count = 0;
+    for (uint32_t n = 1; n <= g->set->count; n++) {
+        uint32_t s = n % g->set->count;
+        if (g->involved[s]) order[count++] = s;
+    }
+    return count;
+}
+
+static void leg_enqueue(shard_global_t *g, uint32_t s) {
+    shard_leg_t *leg = &g->legs[s];
+    pc_status status = writer_enqueue(g->set->writers[s], &leg->cmd);
+    if (status != PC_OK) {
+        leg->voted = leg->done = true;
+        leg->vote = leg->done_status = status;
+    }
+}
+
+/* The prepared legs: the first alone (so that a fault can find exactly one shard
+ * prepared), then the others at once, each shard's writer on its own. The home leg
+ * comes last when it writes rows rendered from every leg's results (the command's
+ * own rows); marked legs (the events outbox) prepare one after another, so that the
+ * home leg's hook runs after every other leg's. */
 static void round_prepare(shard_global_t *g) {
     shard_set_t *set = g->set;
-    bool first = true;
-    for (uint32_t n = 1; n <= set->count; n++) {
-        uint32_t s = n % set->count; /* 1, 2, ..., 0 */
-        if (!g->involved[s]) continue;
-        shard_leg_t *leg = &g->legs[s];
-        pc_status status = writer_enqueue(set->writers[s], &leg->cmd);
-        if (status != PC_OK) {
-            leg->voted = leg->done = true;
-            leg->vote = leg->done_status = status;
-            continue;
-        }
-        wait_voted(g, leg);
-        if (first && leg->vote == PC_OK) shard_fault_at(set, SHARD_STEP_AFTER_PREPARE_ONE);
-        first = false;
+    uint32_t order[SHARD_COUNT_MAX];
+    uint32_t count = round_order(g, order);
+    bool home_last = g->cmd->in_transaction != NULL;
+    for (uint32_t i = 0; i < count; i++) {
+        bool alone = i == 0 || set->legs_marked || (home_last && order[i] == 0);
+        for (uint32_t k = 1; alone && k < i; k++) wait_voted(g, &g->legs[order[k]]);
+        leg_enqueue(g, order[i]);
+        if (alone) wait_voted(g, &g->legs[order[i]]);
+        if (i == 0 && g->legs[order[0]].vote == PC_OK) shard_fault_at(set, SHARD_STEP_AFTER_PREPARE_ONE);
     }
+    for (uint32_t i = 1; i < count; i++) wait_voted(g, &g->legs[order[i]]);
     shard_fault_at(set, SHARD_STEP_AFTER_PREPARE_ALL);
+}
+
+/* The decision to every leg: the first alone (so that a fault can find one shard
+ * finished), then the others at once. The first failed COMMIT PREPARED's status. */
+static pc_status round_finish(shard_global_t *g, bool commit) {
+    uint32_t order[SHARD_COUNT_MAX];
+    uint32_t count = round_order(g, order);
+    pc_status status[SHARD_COUNT_MAX];
+    for (uint32_t i = 0; i < count; i++) {
+        if (!g->legs[order[i]].done) release(g, &g->legs[order[i]], commit);
+        if (i > 0) continue;
+        status[0] = wait_done(g, &g->legs[order[0]]);
+        shard_fault_at(g->set, SHARD_STEP_AFTER_COMMIT_ONE);
+    }
+    for (uint32_t i = 1; i < count; i++) status[i] = wait_done(g, &g->legs[order[i]]);
+    for (uint32_t i = 0; i < count; i++) {
+        if (commit && status[i] != PC_OK) return status[i];
+    }
+    return PC_OK;
 }
 
 /* Runs one round; PC_OK committed, PC_GLOBAL_TRANSACTION_ABORTED (or a store
@@ -523,16 +567,7 @@ static pc_status round_run(shard_global_t *g, bool *retry) {
     if (status != PC_OK) log_failed(set, "the decision");
     shard_fault_at(set, SHARD_STEP_AFTER_DECISION);
     if (commit) shard_fence_shut(set); /* no read spanning shards sees half of it */
-    bool first = true;
-    pc_status finish = PC_OK;
-    for (uint32_t n = 1; n <= set->count; n++) {
-        uint32_t s = n % set->count;
-        if (!g->involved[s]) continue;
-        pc_status leg_status = g->legs[s].done ? g->legs[s].done_status : release_and_wait(g, &g->legs[s], commit);
-        if (commit && leg_status != PC_OK && finish == PC_OK) finish = leg_status;
-        if (first) shard_fault_at(set, SHARD_STEP_AFTER_COMMIT_ONE);
-        first = false;
-    }
+    pc_status finish = round_finish(g, commit);
     if (commit) shard_fence_open(set);
     /* A leg that could not COMMIT PREPARED failed its store for good: the process
      * stops and recovery finishes it; done is not logged. */

@@ -69,6 +69,12 @@ pc_status shard_coord_run(shard_set_t *set, writer_cmd_t *cmd);
 /* The coordinator thread's reader of shard 's'. */
 store_reader_t *shard_coord_reader(shard_set_t *set, uint32_t s);
 
+/* shard_split.c: a command spanning shards with events that need no global
+ * transaction: those run as local batches of their shards, the rest as one global
+ * transaction. True when it split 'cmd' (*status: shard_submit's answer); false: the
+ * command runs whole. */
+bool shard_split(shard_set_t *set, writer_cmd_t *cmd, pc_status *status);
+
 /* shard_expiry.c: cross-shard pending transfers expire in one global transaction.
  * shard_expiry_held is each writer's ledger_expiry_held_fn (ctx: the set); the
  * coordinator thread calls shard_expiry_run when shard_expiry_next_ns (0: nothing

@@ -141,8 +141,12 @@ pc_status store_link_log_intent(store_link_t *link, const char *gtid, const uint
     strcat(array, "}");
     PG_U64(now, pc_wall_ns());
     const char *params[] = {gtid, array, legs_json, now};
+    /* Not waited for (synchronous_commit off in this transaction alone): presumed abort
+     * needs no durable intent. A prepared leg whose intent was lost is an orphan, rolled
+     * back by recovery; the decision's commit, waited for, flushes the intent before it. */
     pc_status status = pg_write(link->conn, "INSERT INTO coordinator_log(gtid, shards, legs, intent_ns)"
-                                " VALUES($1, $2, $3, $4)", 4, params, NULL);
+                                " SELECT $1::text, $2::integer[], $3::text, $4::bigint"
+                                " WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL", 4, params, NULL);
     return status == PC_OK ? PC_OK : link_fail(link, status, "log intent");
 }
 
@@ -159,8 +163,10 @@ pc_status store_link_log_decision(store_link_t *link, const char *gtid, bool com
 pc_status store_link_log_done(store_link_t *link, const char *gtid) {
     PG_U64(now, pc_wall_ns());
     const char *params[] = {gtid, now};
-    pc_status status = pg_write(link->conn, "UPDATE coordinator_log SET done_ns = $2 WHERE gtid = $1", 2, params,
-                                NULL);
+    /* Not waited for either: a done that is lost leaves the row open, and recovery finishes
+     * it again (a leg no longer prepared is finished). */
+    pc_status status = pg_write(link->conn, "UPDATE coordinator_log SET done_ns = $2 WHERE gtid = $1"
+                                " AND set_config('synchronous_commit', 'off', true) IS NOT NULL", 2, params, NULL);
     return status == PC_OK ? PC_OK : link_fail(link, status, "log done");
 }
 

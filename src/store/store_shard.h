@@ -163,7 +163,9 @@ PC_MUST_USE pc_status store_link_map_read(store_link_t *link, store_shard_map_t 
 /* Writes the map (paycore init): PC_STORE_SHARD_MAP_MISMATCH when one is there. */
 PC_MUST_USE pc_status store_link_map_write(store_link_t *link, const store_shard_map_t *map);
 
-/* The coordinator log on this shard: each statement commits on its own. */
+/* The coordinator log on this shard: each statement commits on its own; the intent
+ * and done are not waited for (synchronous_commit off for them: presumed abort needs
+ * neither durable, docs/scaleout.md §6), the decision is. */
 PC_MUST_USE pc_status store_link_log_intent(store_link_t *link, const char *gtid, const uint32_t *shards,
                                            uint32_t shard_count, const char *legs_json);
 /* PC_EXISTS: a decision was logged before (recovery aborted it): nothing changed. */

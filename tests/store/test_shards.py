@@ -104,6 +104,41 @@ def cross_and_local(s, client, model, by_shard):
     return a, b, c
 
 
+def mixed_batch(s, client, model, by_shard):
+    """One request of local and cross-shard transfers: the local ones that depend on no
+    cross one run as local batches, the rest in the global transaction, and every event
+    gets the result it would get on one store, in order: a local transfer spending what
+    a cross one before it credited is created, a local one after another local one on
+    the same shard sees it, refusals refuse only their own event."""
+    a, a2 = by_shard[0][:2]
+    b, b2 = by_shard[1][:2]
+    c, c2 = by_shard[2][:2]
+    balance = {a: 965, b: 1025, b2: 1000, c: 1000, c2: 0}  # after cross_and_local
+    check(balance[b] < 1100 < balance[b] + 100, "mix-3 needs mix-1's credit")
+    batch = [transfer("mix-1", a, b, 100),        # across: b can now pay mix-3
+             transfer("mix-2", c, c2, 50),        # local on shard 2, independent
+             transfer("mix-3", b, b2, 1100),      # local on shard 1 after mix-1 on b
+             transfer("mix-4", a2, a, 5000),      # local, more than a2 holds
+             transfer("mix-5", c2, c, 2000),      # local, more than c2 holds
+             transfer("mix-6", c2, c, 30),        # local, spends mix-2's credit
+             transfer("mix-7", b2, c, 10)]        # across
+    r = expect(client.post("/v1/transfers", {"transfers": batch}), 200, what="a batch of local and cross transfers")
+    got = [e["status"] for e in r.json["results"]]
+    want = ["created", "created", "created", "exceeds_credits", "exceeds_credits", "created", "created"]
+    check(got == want, "each event's result as on one store: %r" % r.json)
+    for t, status in zip(batch, got):
+        if status == "created":
+            model.post(t["debit_account_id"], t["credit_account_id"], t["amount"])
+    check(sorted(s.legs("mix-1")) == [0, 1] and s.legs("mix-2") == [2] and s.legs("mix-3") == [1]
+          and s.legs("mix-4") == [] and sorted(s.legs("mix-7")) == [1, 2], "the legs of a mixed batch")
+    again = expect(client.post("/v1/transfers", {"transfers": batch}), 200, what="the mixed batch again")
+    got = [e["status"] for e in again.json["results"]]
+    refusals = ("exceeds_credits", "id_already_failed")  # a refusal spends its id on a shard
+    check(got[:3] + got[5:] == ["exists"] * 5 and got[3] in refusals and got[4] in refusals,
+          "the batch retried: each created one exists, each refused one stays refused: %r" % again.json)
+    model.check(client, "after a mixed batch")
+
+
 def pending_across(client, model, a, b, c):
     expect(client.post("/v1/transfers", transfer("hold-1", a, b, 40, flags=["pending"], timeout_s=3600)), 201,
            what="a pending cross transfer")
@@ -295,6 +330,7 @@ def scenario(s):
     model = Model()
     by_shard = place(s, client, model, 12)
     a, b, c = cross_and_local(s, client, model, by_shard)
+    mixed_batch(s, client, model, by_shard)
     client = at_rest(s, model, "after cross transfers")
     concurrent(s, client, model, by_shard)
     merchant(s, client, model)

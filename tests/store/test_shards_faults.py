@@ -2,7 +2,8 @@
 nothing whatever step its coordinator dies at, and no prepared transaction is left
 behind: SIGKILL after preparing on one shard, after preparing on both, after logging
 the decision, after committing on one shard; a shard stopped while the coordinator
-prepares; an orphan prepared transaction with no intent in the coordinator log. While
+prepares; an orphan prepared transaction with no intent in the coordinator log; a
+round carrying several transfers killed between its prepares and after its decision. While
 a global transaction waits in doubt, /metrics shows it (paycore_2pc_in_doubt).
 Method: three PostgreSQL clusters (shardset.py); serve --shards with the fault hook
 (PAYCORE_2PC_FAULT names the step; PAYCORE_2PC_FAULT_ACTION=pause:<file> holds the
@@ -102,6 +103,39 @@ def kill_round(s, model, step, debit, credit, transfer_id, idem):
     client.close()
 
 
+def batch_round(s, model, by_shard, step, n):
+    """Several transfers across shards in one request: one global transaction (one
+    round of two-phase commit) carries them all, so the coordinator killed at 'step'
+    leaves all of them or none, and nothing prepared after the restart."""
+    ones, twos = by_shard[1], by_shard[2]
+    batch = [transfer("batch-%d-%d" % (n, i), ones[i] if i % 2 == 0 else twos[i], twos[i] if i % 2 == 0 else ones[i],
+                      3 + i) for i in range(4)]
+    ids = [t["id"] for t in batch]
+    s.stop(signal.SIGTERM)
+    s.start({"PAYCORE_2PC_FAULT": step})
+    post_dying(s, {"transfers": batch})
+    code = s.wait_exit("killed at " + step + " in a round of several")
+    check(code == -signal.SIGKILL, "%s: the fault hook kills the coordinator (exit %r)" % (step, code))
+    left, committed = STEPS[step]
+    if step == "after_prepare_all" or step == "after_decision":
+        left = 2
+    check(s.prepared() == left, "%s, a round of several: %d prepared while the coordinator is dead, found %d"
+          % (step, left, s.prepared()))
+    client = s.start().client()
+    check(s.prepared() == 0, "%s, a round of several: recovery left %d prepared" % (step, s.prepared()))
+    want = [1, 2] if committed else []
+    for transfer_id in ids:
+        check(sorted(s.legs(transfer_id)) == want, "%s: all or nothing for the whole round: %s has legs on %r, want %r"
+              % (step, transfer_id, s.legs(transfer_id), want))
+    r = expect(client.post("/v1/transfers", {"transfers": batch}), 200, what=step + ": the batch retried")
+    got = [e["status"] for e in r.json["results"]]
+    check(got == ["exists" if committed else "created"] * 4, "%s: the retry of the round: %r" % (step, r.json))
+    for t in batch:
+        model.post(t["debit_account_id"], t["credit_account_id"], t["amount"])
+    model.check(client, "after a round of several killed at " + step)
+    client.close()
+
+
 def no_half_through_a_standby(s):
     """The coordinator died between its COMMIT PREPAREDs: one shard holds the transfer's
     leg, the other has it prepared. A standby (the set's lock held meanwhile by another
@@ -194,6 +228,9 @@ def main():
         for step in STEPS:
             n += 1
             kill_round(s, model, step, by_shard[1][n % 4], by_shard[2][n % 4], "kill-%d" % n, False)
+        for step in ("after_prepare_one", "after_decision"):
+            n += 1
+            batch_round(s, model, by_shard, step, n)
         shard_stopped_round(s, model, by_shard)
         orphan_round(s, model)
         for _ in range(rounds):
