@@ -10,6 +10,7 @@
 #include "core/core.h"
 #include "paycore/limits.h"
 #include "store/store_backend.h"
+#include "store/store_bloom.h"
 #include "store/store_dirty.h"
 #include "store/store_shadow.h"
 
@@ -57,6 +58,7 @@ typedef struct pg_store {
     uint32_t *prefetched_slots;  /* open addressing by hash: index + 1, 0 empty */
     uint32_t prefetched_capacity; /* a power of two, twice the ids at least */
     char *prefetched_ids;        /* the ids' text, one after the other */
+    store_bloom_t ids_bloom;     /* every transfer and burned id (pg_store.c's bloom_load); unmade: look up all */
     ledger_transfer_record_t *lookup_scratch; /* a lookup's record and metadata, valid until the next */
     const ledger_t *tx_ledger;   /* the batch being written (pg_tx_write_changes) */
     const ledger_changes_t *tx_changes;
@@ -196,6 +198,9 @@ pc_status pg_balance_snapshot(store_t *store, const ledger_t *ledger);
 pc_status pg_probe(store_t *store);
 PGconn *pg_tx_conn(store_tx_t *tx);
 void pg_prefetch_clear(pg_store_t *store);
+/* An id the writer writes (a transfer's, a burned one) joins the ids' filter, whether
+ * its transaction then commits or not (the filter may say "maybe" wrongly, never "no"). */
+void pg_bloom_id_add(pg_store_t *store, const char *id);
 
 /* ---- pg_read.c ---- */
 pc_status pg_reader_open(store_t *store, store_reader_t **out);

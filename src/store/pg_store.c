@@ -180,6 +180,7 @@ static void pg_close(store_t *base) {
     PQfinish(store->conn); /* the writer's lock goes with the session */
     store_shadow_free(store->shadow);
     store_dirty_free(&store->dirty);
+    store_bloom_free(&store->ids_bloom);
     free(store->lookup_scratch);
     free(store->url);
     free(store->url_shown);
@@ -293,6 +294,16 @@ static void prefetched_add(pg_store_t *store, const char *id, uint64_t hash) {
 
 static uint64_t id_hash(const char *id, size_t bytes) { return pc_hash64(id, bytes); }
 
+/* False when the id is certainly in neither transfers nor transfer_failures: the ids'
+ * bloom filter is made (after load) and never had it. */
+static bool id_maybe_stored(const pg_store_t *store, uint64_t hash) {
+    return !store_bloom_made(&store->ids_bloom) || store_bloom_maybe(&store->ids_bloom, hash);
+}
+
+void pg_bloom_id_add(pg_store_t *store, const char *id) {
+    if (store_bloom_made(&store->ids_bloom)) store_bloom_add(&store->ids_bloom, id_hash(id, strlen(id)));
+}
+
 /* The ids as one text[] in the server's binary form (array_recv: dimensions, then
  * each element's length and bytes), read without parsing or unquoting. Only ids
  * paycore accepts (pc_id_valid: ASCII) are named; any other string is left to a
@@ -339,9 +350,11 @@ static size_t prefetch_table(pg_store_t *store, const char *const *ids, uint32_t
         }
         if (!pc_id_valid(ids[i])) continue;
         size_t length = strlen(ids[i]);
+        uint64_t hash = id_hash(ids[i], length);
+        if (!id_maybe_stored(store, hash)) continue; /* new: the lookup answers without the server */
         memcpy(text, ids[i], length + 1);
         uint32_t before = store->prefetched_count;
-        prefetched_add(store, text, id_hash(text, length));
+        prefetched_add(store, text, hash);
         if (store->prefetched_count == before) continue;
         text += length + 1;
         array_bytes += put_be32(array + array_bytes, (uint32_t)length);
@@ -466,8 +479,9 @@ static pc_status pg_prefetch(store_t *base, const char *const *ids, uint32_t id_
 /* The ledger's lookup: the prefetched answer when the id was named, else a query. */
 static pc_status source_transfer_find(void *ctx, const char *id, ledger_transfer_record_t *out) {
     pg_store_t *store = ctx;
-    const pg_prefetched_t *entry = store->prefetched_count > 0 ? prefetched_find(store, id, id_hash(id, strlen(id)))
-                                                               : NULL;
+    uint64_t hash = id_hash(id, strlen(id));
+    if (!id_maybe_stored(store, hash)) return PC_NOT_FOUND;
+    const pg_prefetched_t *entry = store->prefetched_count > 0 ? prefetched_find(store, id, hash) : NULL;
     if (entry != NULL) {
         if (entry->found != NULL) *out = *entry->found;
         return entry->found != NULL ? PC_OK : PC_NOT_FOUND;
@@ -607,6 +621,71 @@ static pc_status load_clock(pg_store_t *store, ledger_t *ledger) {
     return PC_OK;
 }
 
+/* A prepared transaction of this database (a global transaction's leg that recovery
+ * has not ended yet) may still commit rows the filter never saw: then no filter.
+ * *ids_estimate: the planner's count of the ids' rows, to size the filter. */
+static pc_status ids_survey(pg_store_t *store, int64_t *prepared, int64_t *ids_estimate) {
+    PGresult *result = pg_query(store->conn, "SELECT (SELECT count(*) FROM pg_prepared_xacts WHERE database ="
+                                             " current_database()), (SELECT coalesce(sum(greatest(reltuples, 0)),"
+                                             " 0)::bigint FROM pg_class WHERE oid IN ('transfers'::regclass,"
+                                             " 'transfer_failures'::regclass))", 0, NULL);
+    if (result == NULL) return pg_fail(store, PC_STORE_READ_FAILED, "prepared transactions");
+    *prepared = pg_int(result, 0, 0);
+    *ids_estimate = pg_int(result, 0, 1);
+    PQclear(result);
+    return PC_OK;
+}
+
+/* The first level's bits: room for twice the estimate, 64Ki ids at least (it grows). */
+static uint64_t bloom_first_bits(int64_t ids_estimate) {
+    uint64_t keys = ids_estimate > 32768 ? 2 * (uint64_t)ids_estimate : 65536;
+    uint64_t bits = 1u << 20;
+    while (bits < keys * STORE_BLOOM_BITS_PER_KEY && bits < STORE_BLOOM_BITS) bits *= 2;
+    return bits;
+}
+
+/* Each line of the ids' COPY into the filter; false when one is not an id as stored
+ * (text COPY escapes a backslash or a control character: such an id's hash would not
+ * be its own, so no filter then). */
+static bool bloom_lines_take(pg_store_t *store, bool *usable) {
+    char *line;
+    int bytes;
+    while ((bytes = PQgetCopyData(store->conn, &line, 0)) > 0) {
+        size_t length = bytes > 0 && line[bytes - 1] == '\n' ? (size_t)bytes - 1 : (size_t)bytes;
+        if (memchr(line, '\\', length) != NULL) *usable = false;
+        if (*usable) store_bloom_add(&store->ids_bloom, id_hash(line, length));
+        PQfreemem(line);
+    }
+    PGresult *result;
+    bool ok = bytes == -1;
+    while ((result = PQgetResult(store->conn)) != NULL) {
+        if (PQresultStatus(result) != PGRES_COMMAND_OK) ok = false;
+        PQclear(result);
+    }
+    return ok;
+}
+
+/* The ids' bloom filter (store_bloom.h): every transfer and burned id, streamed, and
+ * then each id this store writes (pg_tx.c). The writer's lock is held: no one else
+ * writes ids. Without it (out of memory, a prepared transaction, an id COPY escapes)
+ * every id is looked up, as before the filter. */
+static pc_status bloom_load(pg_store_t *store) {
+    int64_t prepared = 0, ids_estimate = 0;
+    store_bloom_free(&store->ids_bloom);
+    pc_status status = ids_survey(store, &prepared, &ids_estimate);
+    if (status != PC_OK || prepared > 0 || !store_bloom_init(&store->ids_bloom, bloom_first_bits(ids_estimate), true)) {
+        return status;
+    }
+    PGresult *result = PQexec(store->conn, "COPY (SELECT id FROM transfers UNION ALL SELECT id FROM"
+                                           " transfer_failures) TO STDOUT");
+    bool copying = PQresultStatus(result) == PGRES_COPY_OUT;
+    PQclear(result);
+    bool usable = true;
+    bool ok = copying && bloom_lines_take(store, &usable);
+    if (!ok || !usable) store_bloom_free(&store->ids_bloom);
+    return ok ? PC_OK : pg_fail(store, PC_STORE_READ_FAILED, "load ids");
+}
+
 static pc_status pg_load(store_t *base, ledger_t *ledger, journal_entry_t *head) {
     pg_store_t *store = (pg_store_t *)base;
     /* Read again: between open and load, a shard's recovery may have committed a
@@ -620,6 +699,7 @@ static pc_status pg_load(store_t *base, ledger_t *ledger, journal_entry_t *head)
     if (status == PC_OK) status = replay_after_snapshot(store, ledger);
     if (status == PC_OK) status = load_pendings(store, ledger);
     if (status == PC_OK) status = load_clock(store, ledger);
+    if (status == PC_OK) status = bloom_load(store);
     for (uint32_t i = 0; status == PC_OK && i < ledger_account_count(ledger); i++) {
         store_shadow_publish(store->shadow, i, &ledger_account_at(ledger, i)->balances);
     }

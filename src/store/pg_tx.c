@@ -371,6 +371,7 @@ static bool transfers_write(pg_tx_t *tx, const ledger_changes_t *c, journal_cont
         uint8_t hash[JOURNAL_ROW_HASH_BYTES];
         journal_row_hash_transfer(&c->transfers[i], hash);
         journal_content_add(content, hash);
+        pg_bloom_id_add(tx->store, c->transfers[i].id);
         transfer_row(&transfers, &c->transfers[i], &c->transfer_accounts[2 * i], hash);
     }
     pg_stream_defer(&accounts, tx->conn, ACCOUNT_TRANSFERS_COPY_SQL);
@@ -417,6 +418,7 @@ static bool rows_write(pg_tx_t *tx, const ledger_changes_t *c, journal_content_t
     ok = ok && (c->failures_count == 0 || failure_hashes != NULL);
     for (uint32_t i = 0; ok && i < c->failures_count; i++) {
         failure_row(&failures, &c->failures[i], tx->batch_seq, failure_hashes[i]);
+        pg_bloom_id_add(tx->store, c->failures[i].id);
     }
     for (uint32_t i = 0; i < c->history_count; i++) history_row(&history, tx->ledger, &c->history[i]);
     ok = ok && (failures.rows == 0 || pg_copy_send(conn, "COPY transfer_failures(id, result, timestamp, batch_seq,"

@@ -32,6 +32,7 @@
 
 #include "core/core.h"
 #include "store/sqlite_internal.h"
+#include "store/store_bloom.h"
 
 /* Room for one whole batch past STORE_MEMTABLE_ENTRIES_MAX: the writer waits before a
  * batch while the memtable is full, and adds the batch after its COMMIT without
@@ -40,7 +41,6 @@
 #define MEMTABLE_BATCH_ENTRIES_MAX (WRITER_BATCH_EVENTS_MAX + WRITER_EXPIRE_PER_BATCH_MAX)
 #define MEMTABLE_CAPACITY (STORE_MEMTABLE_ENTRIES_MAX + 2u * WRITER_BATCH_EVENTS_MAX)
 #define MEMTABLE_SLOTS (2u * 1024u * 1024u) /* power of two, > 2 x capacity */
-#define BLOOM_HASHES 4
 
 static_assert(MEMTABLE_SLOTS >= 2u * MEMTABLE_CAPACITY, "memtable hash must stay under half full");
 static_assert(MEMTABLE_CAPACITY - STORE_MEMTABLE_ENTRIES_MAX >= MEMTABLE_BATCH_ENTRIES_MAX,
@@ -73,7 +73,7 @@ struct store_index {
     bool failed;            /* the indexer gave up: nothing more is written */
     bool stopping;
     uint64_t indexed_through_ts;
-    uint64_t *bloom;
+    store_bloom_t bloom;
     char error_detail[256];
 };
 
@@ -165,31 +165,10 @@ static bool memtable_find(const memtable_t *table, uint64_t key, ts_list_t *foun
 
 /* ---- bloom filter (writer thread only) ---- */
 
-/* Blocked: all of a key's bits fall in one 512-bit (cache-line) block, so a lookup
- * costs one cache miss instead of BLOOM_HASHES. */
-#define BLOOM_BLOCK_BITS 512u
-static void bloom_positions(uint64_t key, uint64_t positions[BLOOM_HASHES]) {
-    uint64_t mixed = key * 0x9E3779B97F4A7C15ull;
-    uint64_t block = (mixed >> 20) % (STORE_BLOOM_BITS / BLOOM_BLOCK_BITS);
-    uint64_t bits = (key ^ (key >> 31)) * 0xBF58476D1CE4E5B9ull;
-    for (int i = 0; i < BLOOM_HASHES; i++) {
-        positions[i] = block * BLOOM_BLOCK_BITS + ((bits >> (9 * i)) & (BLOOM_BLOCK_BITS - 1));
-    }
-}
-
-void store_index_bloom_add(store_index_t *index, uint64_t key) {
-    uint64_t positions[BLOOM_HASHES];
-    bloom_positions(key, positions);
-    for (int i = 0; i < BLOOM_HASHES; i++) index->bloom[positions[i] >> 6] |= 1ull << (positions[i] & 63);
-}
+void store_index_bloom_add(store_index_t *index, uint64_t key) { store_bloom_add(&index->bloom, key); }
 
 bool store_index_bloom_maybe(const store_index_t *index, uint64_t key) {
-    uint64_t positions[BLOOM_HASHES];
-    bloom_positions(key, positions);
-    for (int i = 0; i < BLOOM_HASHES; i++) {
-        if (!(index->bloom[positions[i] >> 6] & (1ull << (positions[i] & 63)))) return false;
-    }
-    return true;
+    return store_bloom_maybe(&index->bloom, key);
 }
 
 /* ---- the indexer thread ---- */
@@ -414,9 +393,7 @@ static bool bloom_load(store_index_t *index) {
 }
 
 static bool index_memory_init(store_index_t *index) {
-    index->bloom = aligned_alloc(64, STORE_BLOOM_BITS / 8);
-    if (index->bloom != NULL) memset(index->bloom, 0, STORE_BLOOM_BITS / 8);
-    return index->bloom != NULL && memtable_init(&index->tables[0]) && memtable_init(&index->tables[1]);
+    return store_bloom_init(&index->bloom, STORE_BLOOM_BITS, false) && memtable_init(&index->tables[0]) && memtable_init(&index->tables[1]);
 }
 
 /* The key, its mask and fingerprint, the memtable bounds and the fault hook. */
@@ -482,7 +459,7 @@ void store_index_close(store_index_t *index) {
     if (index->db != NULL) sqlite3_close(index->db);
     memtable_free(&index->tables[0]);
     memtable_free(&index->tables[1]);
-    free(index->bloom);
+    store_bloom_free(&index->bloom);
     free(index->path);
     sodium_memzero(&index->id_key, sizeof index->id_key);
     pthread_cond_destroy(&index->space);

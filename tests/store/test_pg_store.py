@@ -8,7 +8,8 @@ replays and bad inputs against a model of the balances, checking the model and
 debits == credits per currency after every step; stop with SIGTERM and SIGKILL (the
 second during a concurrent load) and check every acknowledged transfer and the model
 after each restart; a standby (serve --standby) takes over when the writer is killed,
-with every acknowledged transfer. Start errors: a URL that does not parse, a server not reachable,
+with every acknowledged transfer; ids stored before a start answer as stored (exists,
+id_already_failed) after it. Start errors: a URL that does not parse, a server not reachable,
 an empty database, a database of another program, another schema version, a second
 writer, a server with fsync or synchronous_commit off. Then the API, events and payments suites listed in SUITES run with
 PAYCORE_TEST_PG_HOST set (pcapi.py makes a database per server)."""
@@ -336,6 +337,11 @@ def main():
         check(server.stop(signal.SIGTERM) == 0, "clean stop exits 0")
         client = server.start().client()
         model.check(client, "after a clean stop and restart")
+        # the ids written before the start are known to the writer's id filter (loaded at start)
+        replay = expect(client.post("/v1/transfers", transfer("t1", "a", "b", 100)), 200, what="t1 after the restart")
+        check(replay.json.get("status") == "exists", "a stored id answers exists after a restart: %r" % replay)
+        expect(client.post("/v1/transfers", transfer("over", "a", "b", 1)), 422, "id_already_failed",
+               what="a burned id after the restart")
         expect(client.post("/v1/transfers", {"id": "cap3", "pending_id": "hold3", "flags": ["post_pending"]}), 201,
                what="post hold3 after the restart")
         model.release("hold3", 25)
