@@ -51,6 +51,7 @@ class PayShards:
         self.env.card, self.env.bank = self.card, self.bank
         self.env.channels = os.path.join(self.s.dir, "channels.json")
         self.env.card_timeout_ms, self.env.inquiry_delay_ms = 5000, 200
+        self.env.channel_fields = {}
         self.rules = os.path.join(self.s.dir, "risk.rules")
         with open(self.rules, "w") as f:
             f.write(paylib.RULES)
