@@ -136,10 +136,8 @@ void pay_recent_put(pay_t *pay, pay_payment_t *payment) {
     recent_free(payment);
 }
 
-bool pay_recent_take(pay_t *pay, const char *id, uint32_t version, pay_payment_t *out) {
-    pthread_mutex_lock(&pay->mutex);
-    pay_payment_t *payment = pay_map_remove(&pay->recent, id);
-    pthread_mutex_unlock(&pay->mutex);
+/* A payment taken out of the kept copies: into 'out' if it is of 'version', else freed. */
+static bool recent_current(pay_payment_t *payment, uint32_t version, pay_payment_t *out) {
     if (payment == NULL) return false;
     bool current = payment->version == version;
     if (current) {
@@ -149,6 +147,13 @@ bool pay_recent_take(pay_t *pay, const char *id, uint32_t version, pay_payment_t
         recent_free(payment);
     }
     return current;
+}
+
+bool pay_recent_take(pay_t *pay, const char *id, uint32_t version, pay_payment_t *out) {
+    pthread_mutex_lock(&pay->mutex);
+    pay_payment_t *payment = pay_map_remove(&pay->recent, id);
+    pthread_mutex_unlock(&pay->mutex);
+    return recent_current(payment, version, out);
 }
 
 void pay_committed_note(pay_t *pay, const char *id, uint32_t version) {
@@ -168,15 +173,7 @@ bool pay_recent_take_current(pay_t *pay, const char *id, pay_payment_t *out) {
     uintptr_t version = (uintptr_t)pay_map_get(&pay->committed, id);
     pay_payment_t *payment = version != 0 ? pay_map_remove(&pay->recent, id) : NULL;
     pthread_mutex_unlock(&pay->mutex);
-    if (payment == NULL) return false;
-    bool current = payment->version == version;
-    if (current) {
-        *out = *payment;
-        free(payment);
-    } else {
-        recent_free(payment);
-    }
-    return current;
+    return recent_current(payment, (uint32_t)version, out);
 }
 
 bool pay_card_three_ds(const pay_t *pay, const char *number) {
