@@ -223,8 +223,35 @@ static json_t *decision_json(const risk_decision_t *d) {
                      isnan(d->score));
 }
 
+/* The merchant a merchant key acts for (its bound merchant), "" for any other key.
+ * False (replied) for a merchant key bound to no merchant: it owns no decisions. */
+static bool caller_owner(api_request_t *req, char owner[PC_ID_SIZE]) {
+    owner[0] = '\0';
+    const api_caller_t *caller = api_caller(req);
+    if (caller == NULL || caller->scope != API_SCOPE_MERCHANT) return true;
+    if (api_payments() != NULL) pay_key_merchant(api_payments(), caller->id, owner);
+    if (owner[0] != '\0') return true;
+    api_reply_error(req, PC_MERCHANT_KEY_UNBOUND, NULL, NULL);
+    return false;
+}
+
+/* A merchant's decision: its payee is the merchant itself (another payee reads as an
+ * unknown merchant, as in POST /v1/payments), it belongs to the merchant, and its
+ * payer, device and address live in the merchant's own scope of the feature state. */
+static bool merchant_scope(api_request_t *req, risk_auth_t *auth, const char *owner) {
+    if (owner[0] == '\0') return true;
+    if (strcmp(auth->payee_id, owner) != 0) {
+        api_reply_error(req, PC_MERCHANT_UNKNOWN, "payee_id", NULL);
+        return false;
+    }
+    risk_auth_scope(auth, owner);
+    return true;
+}
+
 void api_route_risk_decide(api_request_t *req) {
     if (!engine_ready(req)) return;
+    char owner[PC_ID_SIZE];
+    if (!caller_owner(req, owner)) return;
     json_t *body = api_body_object(req);
     if (body == NULL) return;
     risk_auth_t auth;
@@ -234,6 +261,7 @@ void api_route_risk_decide(api_request_t *req) {
         reply_codec_error(req, &err);
         return;
     }
+    if (!merchant_scope(req, &auth, owner)) return;
     risk_decision_t d;
     pc_status status = risk_decide(risk_engine, &auth, &d);
     if (status != PC_OK) {
@@ -247,6 +275,8 @@ static const char *const feedback_fields[] = {"decision_id", "is_fraud", NULL};
 
 void api_route_risk_feedback(api_request_t *req) {
     if (!engine_ready(req)) return;
+    char owner[PC_ID_SIZE];
+    if (!caller_owner(req, owner)) return;
     json_t *body = api_body_object(req);
     if (body == NULL) return;
     codec_error_t err;
@@ -264,7 +294,8 @@ void api_route_risk_feedback(api_request_t *req) {
         reply_codec_error(req, &err);
         return;
     }
-    pc_status status = risk_feedback(risk_engine, (uint64_t)id, json_is_true(fraud));
+    /* a merchant's feedback on a decision it does not own: as on one that does not exist */
+    pc_status status = risk_feedback(risk_engine, (uint64_t)id, json_is_true(fraud), owner[0] ? owner : NULL);
     if (status != PC_OK) {
         api_reply_error(req, status, "decision_id", NULL);
         return;

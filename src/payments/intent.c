@@ -260,6 +260,7 @@ static pc_status risk_score(pay_t *pay, pay_payment_t *p, const pay_merchant_t *
     ip_prefix(p->payer.ip, auth.ip_prefix);
     auth.account_age_days = (int32_t)age_days;
     auth.is_fraud = -1;
+    pc_str_copy(auth.owner_id, sizeof auth.owner_id, m->id); /* its merchant's feedback only */
     risk_decision_t decision;
     pc_status status = risk_decide(pay->config.risk, &auth, &decision);
     if (status != PC_OK) return status;

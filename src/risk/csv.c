@@ -220,3 +220,9 @@ pc_status risk_auth_validate(const risk_auth_t *a, const char **field_out) {
     if (a->account_age_days < 0) { *field_out = "account_age_days"; return PC_VALUE_OUT_OF_RANGE; }
     return PC_OK;
 }
+
+void risk_auth_scope(risk_auth_t *a, const char *owner_id) {
+    pc_str_copy(a->owner_id, sizeof a->owner_id, owner_id);
+    uint64_t scope = pc_hash64(owner_id, strlen(owner_id));
+    a->scope = scope == 0 ? 1 : scope;
+}

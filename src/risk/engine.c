@@ -359,10 +359,28 @@ void risk_engine_observe(risk_engine_t *e, const risk_auth_t *auth) {
 
 /* ---------------------------------------------------------------- feedback, reviews */
 
-pc_status risk_feedback(risk_engine_t *e, uint64_t decision_id, bool is_fraud) {
+/* PC_OK when 'owner_id' owns the decision; RISK_DECISION_NOT_FOUND for another's, an
+ * unowned one or one not stored (ownership is read from the store, after a flush). */
+static pc_status owned_by(risk_engine_t *e, uint64_t decision_id, const char *owner_id) {
+    if (e->store == NULL || owner_id[0] == '\0') return PC_RISK_DECISION_NOT_FOUND;
+    /* a decision whose batch failed is not stored: it reads as missing */
+    pc_status flushed = risk_store_flush(e->store);
+    (void)flushed;
+    char owner[RISK_KEY_SIZE];
+    pc_status status = risk_store_decision_owner(e->store, decision_id, owner, sizeof owner);
+    if (status == PC_NOT_FOUND || (status == PC_OK && strcmp(owner, owner_id) != 0)) {
+        return PC_RISK_DECISION_NOT_FOUND;
+    }
+    return status;
+}
+
+pc_status risk_feedback(risk_engine_t *e, uint64_t decision_id, bool is_fraud, const char *owner_id) {
     pthread_mutex_lock(&e->lock);
     bool known = decision_id >= 1 && decision_id <= e->last_decision_id;
     pthread_mutex_unlock(&e->lock);
+    /* an owner's check looks the same (a flush and a read) for any id: no timing tells */
+    pc_status status = owner_id != NULL ? owned_by(e, decision_id, owner_id) : PC_OK;
+    if (status != PC_OK) return status;
     if (!known) return PC_RISK_DECISION_NOT_FOUND;
     if (e->store == NULL) return PC_OK;
     return risk_store_put_feedback(e->store, decision_id, is_fraud, (int64_t)(pc_wall_ns() / 1000000000ull));

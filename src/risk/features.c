@@ -270,6 +270,16 @@ static uint64_t key_of(char kind, const char *id) {
     return key == 0 ? 1 : key;
 }
 
+/* The key of a payer, device or address in 'scope' (risk_auth_t.scope): 0 is the shared
+ * state; any other scope has keys of its own, which no other scope finds. */
+static uint64_t key_in(uint64_t scope, char kind, const char *id) {
+    uint64_t key = key_of(kind, id);
+    if (scope == 0) return key;
+    uint64_t pair[2] = {scope, key};
+    key = pc_hash64(pair, sizeof pair);
+    return key == 0 ? 1 : key;
+}
+
 static uint32_t h32(const char *s) {
     uint64_t h = pc_hash64(s, strlen(s));
     uint32_t v = (uint32_t)(h ^ (h >> 32));
@@ -499,7 +509,7 @@ void risk_features_compute(const risk_features_t *f, const risk_auth_t *a,
     uint32_t now_s = ts32(a->ts_s);
     double amount_usd = risk_amount_usd(a->amount_minor, a->currency);
     context_features(a, amount_usd, out);
-    const payer_state *p = table_find(&f->payers, key_of('p', a->payer_id));
+    const payer_state *p = table_find(&f->payers, key_in(a->scope, 'p', a->payer_id));
     if (p != NULL) {
         payer_features(p, a, now_s, amount_usd, out);
     } else {
@@ -507,14 +517,14 @@ void risk_features_compute(const risk_features_t *f, const risk_auth_t *a,
     }
     merchant_features(table_find(&f->entities, key_of('m', a->payee_id)), now_s, amount_usd, out);
     if (a->device_id[0] != '\0') {
-        const entity_state *d = table_find(&f->entities, key_of('d', a->device_id));
+        const entity_state *d = table_find(&f->entities, key_in(a->scope, 'd', a->device_id));
         link_features(d, now_s, out, RISK_F_device_count_1h, RISK_F_device_count_24h,
                       RISK_F_device_distinct_payers);
         if (d != NULL) out[RISK_F_device_age_log] = log1pf_pos(age_s(now_s, d->first_ts_s));
         else out[RISK_F_device_age_log] = 0;
     }
     if (a->ip_prefix[0] != '\0') {
-        link_features(table_find(&f->entities, key_of('i', a->ip_prefix)), now_s, out,
+        link_features(table_find(&f->entities, key_in(a->scope, 'i', a->ip_prefix)), now_s, out,
                       RISK_F_ip_count_1h, RISK_F_ip_count_24h, RISK_F_ip_distinct_payers);
     }
 }
@@ -626,7 +636,7 @@ void risk_features_observe(risk_features_t *f, const risk_auth_t *a) {
     uint32_t payer_h = h32(a->payer_id);
     uint32_t merchant_h = payer_h == 0 ? 0 : (h32(a->payee_id) & MERCHANT_MASK);
     bool new_payer = true;
-    payer_state *p = find_or_insert(f, &f->payers, key_of('p', a->payer_id), now_s);
+    payer_state *p = find_or_insert(f, &f->payers, key_in(a->scope, 'p', a->payer_id), now_s);
     if (p != NULL) {
         for (uint32_t i = 0; i < p->ring_count && new_payer; i++) {
             new_payer = (ring_at(p, i)->merchant_bits & MERCHANT_MASK) != merchant_h;
@@ -637,11 +647,11 @@ void risk_features_observe(risk_features_t *f, const risk_auth_t *a) {
     entity_state *m = find_or_insert(f, &f->entities, key_of('m', a->payee_id), now_s);
     if (m != NULL) entity_observe(m, now_s, amount_usd, payer_h, new_payer, cross);
     if (a->device_id[0] != '\0') {
-        entity_state *d = find_or_insert(f, &f->entities, key_of('d', a->device_id), now_s);
+        entity_state *d = find_or_insert(f, &f->entities, key_in(a->scope, 'd', a->device_id), now_s);
         if (d != NULL) entity_observe(d, now_s, amount_usd, payer_h, false, false);
     }
     if (a->ip_prefix[0] != '\0') {
-        entity_state *ip = find_or_insert(f, &f->entities, key_of('i', a->ip_prefix), now_s);
+        entity_state *ip = find_or_insert(f, &f->entities, key_in(a->scope, 'i', a->ip_prefix), now_s);
         if (ip != NULL) entity_observe(ip, now_s, amount_usd, payer_h, false, false);
     }
 }
@@ -667,11 +677,11 @@ void risk_features_stats(const risk_features_t *f, risk_features_stats_t *out) {
 
 /* ---------------------------------------------------------------- views for rules */
 
-void risk_features_payer_view(const risk_features_t *f, const char *payer_id, int64_t now_s,
-                              int64_t window_s, int64_t low_usd_cents, int64_t high_usd_cents,
-                              risk_payer_view_t *out) {
+void risk_features_payer_view(const risk_features_t *f, const char *payer_id, uint64_t scope,
+                              int64_t now_s, int64_t window_s, int64_t low_usd_cents,
+                              int64_t high_usd_cents, risk_payer_view_t *out) {
     memset(out, 0, sizeof(*out));
-    const payer_state *p = table_find(&f->payers, key_of('p', payer_id));
+    const payer_state *p = table_find(&f->payers, key_in(scope, 'p', payer_id));
     if (p == NULL) return;
     out->found = true;
     uint32_t now = ts32(now_s);
@@ -691,10 +701,10 @@ void risk_features_payer_view(const risk_features_t *f, const char *payer_id, in
     }
 }
 
-void risk_features_payee_view(const risk_features_t *f, const char *payee_id,
+void risk_features_payee_view(const risk_features_t *f, const char *payee_id, uint64_t scope,
                               const char *payer_id, int64_t now_s, risk_payee_view_t *out) {
     memset(out, 0, sizeof(*out));
-    const entity_state *m = table_find(&f->entities, key_of('m', payee_id));
+    const entity_state *m = table_find(&f->entities, key_in(scope, 'm', payee_id));
     if (m == NULL) return;
     uint32_t now = ts32(now_s);
     out->found = true;

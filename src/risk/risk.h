@@ -49,6 +49,10 @@ typedef struct {
     char ip_prefix[16];              /* "a.b.c" or "" */
     int32_t account_age_days;        /* >= 0 */
     int8_t is_fraud;                 /* label: -1 unknown, 0, 1 (never used to score) */
+    char owner_id[RISK_KEY_SIZE];    /* the merchant the decision belongs to (its payment's or
+                                        its key's); "" none: an admin's. Stored, never scored */
+    uint64_t scope;                  /* 0: payer, device and address keys in the shared feature
+                                        state; else in this scope's own (risk_auth_scope) */
 } risk_auth_t;
 
 /* Fills 'out' from strings (the CSV's or the API's); any bad field is an error with
@@ -56,6 +60,12 @@ typedef struct {
 PC_MUST_USE pc_status risk_auth_set_channel(risk_auth_t *auth, const char *channel);
 PC_MUST_USE pc_status risk_auth_validate(const risk_auth_t *auth, const char **field_out);
 const char *risk_channel_name(risk_channel channel);
+/* Gives the authorization to 'owner_id' and puts its payer, device and address in that
+ * owner's own scope of the feature state: the decision reads and feeds only the counters
+ * of the same owner's scoped decisions (a merchant's POST /v1/risk/decisions neither
+ * sees nor moves another merchant's payers, devices or addresses, nor those of
+ * payments). The ids themselves stay as they are: blocklists still apply. */
+void risk_auth_scope(risk_auth_t *auth, const char *owner_id);
 
 /* ---- CSV (csv.c): the columns of docs/risk.md, header first ---- */
 typedef struct risk_csv risk_csv_t;
@@ -180,9 +190,11 @@ typedef struct {
     uint32_t near_threshold_window; /* of them, in [low, high) USD cents */
     bool found;
 } risk_payer_view_t;
+/* 'scope': risk_auth_t.scope of the authorization being scored. */
 void risk_features_payer_view(const risk_features_t *features, const char *payer_id,
-                              int64_t now_s, int64_t window_s, int64_t low_usd_cents,
-                              int64_t high_usd_cents, risk_payer_view_t *out);
+                              uint64_t scope, int64_t now_s, int64_t window_s,
+                              int64_t low_usd_cents, int64_t high_usd_cents,
+                              risk_payer_view_t *out);
 /* Inflow seen by a payee (as beneficiary) and how many distinct payers it has had
  * in the last 24 h; 'first_seen_s' is 0 when unknown. */
 typedef struct {
@@ -192,9 +204,10 @@ typedef struct {
     int64_t inflow_usd_cents_24h;    /* decayed with a 24 h time constant */
     bool payer_seen_24h;             /* 'payer_id' is among the distinct payers */
 } risk_payee_view_t;
-/* 'payer_id' may be NULL. */
+/* 'payer_id' may be NULL; 'scope' is that of the payee's key (0: a merchant's own). */
 void risk_features_payee_view(const risk_features_t *features, const char *payee_id,
-                              const char *payer_id, int64_t now_s, risk_payee_view_t *out);
+                              uint64_t scope, const char *payer_id, int64_t now_s,
+                              risk_payee_view_t *out);
 
 /* ---- metrics (metrics.c) ---- */
 typedef struct {
@@ -325,8 +338,13 @@ void risk_engine_observe(risk_engine_t *engine, const risk_auth_t *auth);
 /* Waits until every decision so far is durable in the decisions file. */
 PC_MUST_USE pc_status risk_engine_flush(risk_engine_t *engine);
 
-/* Feedback: a confirmed fraud (true) or a false alarm (false) for a decision. */
-PC_MUST_USE pc_status risk_feedback(risk_engine_t *engine, uint64_t decision_id, bool is_fraud);
+/* Feedback: a confirmed fraud (true) or a false alarm (false) for a decision. 'owner_id'
+ * NULL: any decision (an admin); else only a decision stored with that owner: any other
+ * (another merchant's, an admin's, one stored before owners were) is
+ * RISK_DECISION_NOT_FOUND exactly as a decision that does not exist, and nothing is
+ * recorded. Checking an owner waits for the decisions queued so far to be stored. */
+PC_MUST_USE pc_status risk_feedback(risk_engine_t *engine, uint64_t decision_id, bool is_fraud,
+                                    const char *owner_id);
 
 /* Review queue: every REVIEW decision opens one; decided once, by someone, at a time. */
 typedef enum { RISK_REVIEW_OPEN = 0, RISK_REVIEW_APPROVED = 1, RISK_REVIEW_DECLINED = 2 } risk_review_state;

@@ -24,6 +24,9 @@ PC_MUST_USE pc_status risk_store_flush(risk_store_t *store);
 PC_MUST_USE pc_status risk_store_max_decision_id(risk_store_t *store, uint64_t *out);
 PC_MUST_USE pc_status risk_store_decision_exists(risk_store_t *store, uint64_t decision_id,
                                                  bool *exists_out);
+/* The owner a decision was stored with ("" none). PC_NOT_FOUND: no such decision. */
+PC_MUST_USE pc_status risk_store_decision_owner(risk_store_t *store, uint64_t decision_id,
+                                                char *owner_out, size_t owner_bytes);
 /* Every stored authorization with decision_id > 'after_id', in order. */
 PC_MUST_USE pc_status risk_store_each_auth(risk_store_t *store, uint64_t after_id,
                                            void (*fn)(const risk_auth_t *auth, void *ctx),

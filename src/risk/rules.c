@@ -456,7 +456,8 @@ static bool hit_amount_limit(const rule *r, const eval_ctx *c) {
 /* Counts include the payment being scored. */
 static bool hit_velocity(const rule *r, const eval_ctx *c) {
     risk_payer_view_t v;
-    risk_features_payer_view(c->features, c->auth->payer_id, c->auth->ts_s, r->window_s, 0, 0, &v);
+    risk_features_payer_view(c->features, c->auth->payer_id, c->auth->scope, c->auth->ts_s, r->window_s, 0,
+                             0, &v);
     if (r->max_count > 0 && v.count_window + 1 > r->max_count) return true;
     return r->max_usd_cents > 0 && v.sum_usd_cents_window + c->amount_usd_cents > r->max_usd_cents;
 }
@@ -496,7 +497,7 @@ static bool hit_structuring(const rule *r, const eval_ctx *c) {
     int64_t low = high - high / 100 * (int64_t)r->margin_pct;
     if (c->amount_usd_cents < low || c->amount_usd_cents >= high) return false;
     risk_payer_view_t v;
-    risk_features_payer_view(c->features, c->auth->payer_id, c->auth->ts_s, r->window_s, low, high,
+    risk_features_payer_view(c->features, c->auth->payer_id, c->auth->scope, c->auth->ts_s, r->window_s, low, high,
                              &v);
     return v.near_threshold_window + 1 >= r->count_min;
 }
@@ -504,7 +505,7 @@ static bool hit_structuring(const rule *r, const eval_ctx *c) {
 /* Money in (the payer was a payee lately) goes straight back out. */
 static bool hit_mule(const rule *r, const eval_ctx *c) {
     risk_payee_view_t v;
-    risk_features_payee_view(c->features, c->auth->payer_id, NULL, c->auth->ts_s, &v);
+    risk_features_payee_view(c->features, c->auth->payer_id, c->auth->scope, NULL, c->auth->ts_s, &v);
     if (!v.found || v.inflow_usd_cents_24h < r->threshold_usd_cents) return false;
     return c->amount_usd_cents * 100 >= v.inflow_usd_cents_24h * (int64_t)r->margin_pct;
 }
@@ -512,7 +513,8 @@ static bool hit_mule(const rule *r, const eval_ctx *c) {
 /* A payee first seen lately that many distinct payers pay. */
 static bool hit_fan_in(const rule *r, const eval_ctx *c) {
     risk_payee_view_t v;
-    risk_features_payee_view(c->features, c->auth->payee_id, c->auth->payer_id, c->auth->ts_s, &v);
+    /* the payee of a scoped decision is its owner: its merchant counters are its own */
+    risk_features_payee_view(c->features, c->auth->payee_id, 0, c->auth->payer_id, c->auth->ts_s, &v);
     if (!v.found || c->auth->ts_s - v.first_seen_s > r->age_max_s) return false;
     uint32_t payers = v.distinct_payers_24h + (v.payer_seen_24h ? 0 : 1);
     return payers >= r->count_min;

@@ -67,10 +67,42 @@ static const char *const schema_sql =
     " currency TEXT NOT NULL, score REAL);"
     "CREATE TABLE IF NOT EXISTS risk_meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);";
 
+/* Columns added after the first files were written, at the end so that the positional
+ * INSERT keeps its order. A row from before has NULL in them: no merchant owns it (only
+ * an admin may give feedback on it) and it was in the shared feature state. */
+static const char *const added_columns[][2] = {
+    {"owner_id", "ALTER TABLE risk_decisions ADD COLUMN owner_id TEXT"}, /* merchant, NULL: none */
+    {"scope", "ALTER TABLE risk_decisions ADD COLUMN scope INTEGER"},    /* risk_auth_t.scope */
+};
+
 static pc_status db_failed(sqlite3 *db, const char *what) {
     fprintf(stderr, "risk store: %s: %s (%d)\n", what, db ? sqlite3_errmsg(db) : "?",
             db ? sqlite3_extended_errcode(db) : 0);
     return PC_RISK_STORE_FAILED;
+}
+
+static bool has_column(sqlite3 *db, const char *column) {
+    sqlite3_stmt *st = NULL;
+    bool found = false;
+    if (sqlite3_prepare_v2(db, "SELECT name FROM pragma_table_info('risk_decisions')", -1, &st, NULL) != SQLITE_OK) {
+        return false;
+    }
+    while (!found && sqlite3_step(st) == SQLITE_ROW) {
+        const unsigned char *name = sqlite3_column_text(st, 0);
+        found = name != NULL && strcmp((const char *)name, column) == 0;
+    }
+    sqlite3_finalize(st);
+    return found;
+}
+
+static pc_status add_columns(sqlite3 *db) {
+    for (size_t i = 0; i < sizeof added_columns / sizeof added_columns[0]; i++) {
+        if (has_column(db, added_columns[i][0])) continue;
+        if (sqlite3_exec(db, added_columns[i][1], NULL, NULL, NULL) != SQLITE_OK) {
+            return db_failed(db, "add column");
+        }
+    }
+    return PC_OK;
 }
 
 static pc_status open_db(const char *path, bool writer, sqlite3 **out) {
@@ -82,13 +114,13 @@ static pc_status open_db(const char *path, bool writer, sqlite3 **out) {
     if (writer && sqlite3_exec(*out, schema_sql, NULL, NULL, NULL) != SQLITE_OK) {
         return db_failed(*out, "schema");
     }
-    return PC_OK;
+    return writer ? add_columns(*out) : PC_OK;
 }
 
 static pc_status prepare(risk_store_t *s) {
     const char *sql[4] = {
         "INSERT OR REPLACE INTO risk_decisions VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,"
-        "?14,?15,?16,?17,NULL,NULL)",
+        "?14,?15,?16,?17,NULL,NULL,?18,?19)",
         "UPDATE risk_decisions SET feedback=?2, feedback_s=?3 WHERE decision_id=?1",
         "INSERT OR REPLACE INTO risk_reviews VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)",
         "INSERT OR REPLACE INTO risk_meta VALUES(?1,?2)",
@@ -123,6 +155,9 @@ static void bind_decision(sqlite3_stmt *st, const store_op *op) {
     if (op->score != op->score) sqlite3_bind_null(st, 16);
     else sqlite3_bind_double(st, 16, op->score);
     sqlite3_bind_text(st, 17, op->reasons, -1, SQLITE_STATIC);
+    if (a->owner_id[0] != '\0') sqlite3_bind_text(st, 18, a->owner_id, -1, SQLITE_STATIC);
+    else sqlite3_bind_null(st, 18);
+    sqlite3_bind_int64(st, 19, (sqlite3_int64)a->scope);
 }
 
 static void bind_review(sqlite3_stmt *st, const risk_review_t *r) {
@@ -419,6 +454,20 @@ static void copy_text(char *dst, size_t dst_bytes, const unsigned char *src) {
     snprintf(dst, dst_bytes, "%s", src ? (const char *)src : "");
 }
 
+pc_status risk_store_decision_owner(risk_store_t *s, uint64_t decision_id, char *owner_out,
+                                    size_t owner_bytes) {
+    owner_out[0] = '\0';
+    sqlite3_stmt *st = NULL;
+    const char *sql = "SELECT owner_id FROM risk_decisions WHERE decision_id=?1";
+    if (sqlite3_prepare_v2(s->read_db, sql, -1, &st, NULL) != SQLITE_OK) return db_failed(s->read_db, "prepare");
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)decision_id);
+    int rc = sqlite3_step(st);
+    pc_status status = rc == SQLITE_ROW ? PC_OK : rc == SQLITE_DONE ? PC_NOT_FOUND : db_failed(s->read_db, "query");
+    if (rc == SQLITE_ROW) copy_text(owner_out, owner_bytes, sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    return status;
+}
+
 static void row_auth(sqlite3_stmt *st, risk_auth_t *a) {
     memset(a, 0, sizeof(*a));
     a->is_fraud = -1;
@@ -435,13 +484,14 @@ static void row_auth(sqlite3_stmt *st, risk_auth_t *a) {
     copy_text(a->device_id, sizeof(a->device_id), sqlite3_column_text(st, 10));
     copy_text(a->ip_prefix, sizeof(a->ip_prefix), sqlite3_column_text(st, 11));
     a->account_age_days = sqlite3_column_int(st, 12);
+    a->scope = (uint64_t)sqlite3_column_int64(st, 13); /* NULL (an older row): 0, shared */
 }
 
 pc_status risk_store_each_auth(risk_store_t *s, uint64_t after_id,
                                void (*fn)(const risk_auth_t *auth, void *ctx), void *ctx) {
     const char *sql = "SELECT txn_id, ts_s, payer_id, payee_id, amount_minor, currency, mcc,"
                       " channel, country_payer, country_merchant, device_id, ip_prefix,"
-                      " account_age_days FROM risk_decisions WHERE decision_id > ?1"
+                      " account_age_days, scope FROM risk_decisions WHERE decision_id > ?1"
                       " ORDER BY decision_id";
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(s->read_db, sql, -1, &st, NULL) != SQLITE_OK) {

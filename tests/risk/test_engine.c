@@ -200,8 +200,8 @@ static void test_reviews_and_restart(void) {
     ASSERT_STR_EQ(r.decided_by, "alice");
     ASSERT_STATUS(risk_review_decide(e, 2, true, "alice", T0, &r), PC_RISK_REVIEW_NOT_FOUND);
     ASSERT_STATUS(risk_review_decide(e, review_id, true, "bad id!", T0, &r), PC_ID_INVALID);
-    ASSERT_STATUS(risk_feedback(e, 2, true), PC_OK);
-    ASSERT_STATUS(risk_feedback(e, 99, true), PC_RISK_DECISION_NOT_FOUND);
+    ASSERT_STATUS(risk_feedback(e, 2, true, NULL), PC_OK);
+    ASSERT_STATUS(risk_feedback(e, 99, true, NULL), PC_RISK_DECISION_NOT_FOUND);
     risk_auth_t probe = auth_make(T0 + 30, "P1", "M3", 100);
     risk_engine_stats_t st;
     risk_engine_stats(e, &st);
