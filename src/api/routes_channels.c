@@ -55,6 +55,20 @@ char *api_gateway_metrics_append(char *text, size_t *bytes) {
     return gw == NULL ? text : gw_metrics_append(gw, text, bytes);
 }
 
+/* A merchant key sees what its payments may use (names, kinds, eligibility, routing),
+ * not the server's operations: the channels' counters and health are every merchant's
+ * traffic together (B's own subtracted, A's volume), their URLs the operator's hosts. */
+static void merchant_view(json_t *body) {
+    static const char *const operational[] = {"url", "breaker", "success_rate", "success_rate_calls", "latency_ms",
+                                              "in_flight", "attempts", "retries"};
+    size_t index;
+    json_t *channel;
+    json_array_foreach(json_object_get(body, "channels"), index, channel) {
+        for (size_t i = 0; i < sizeof operational / sizeof operational[0]; i++) json_object_del(channel, operational[i]);
+    }
+    json_object_del(body, "config");
+}
+
 void api_route_channels(api_request_t *req) {
     if (!api_query_only(req, (const char *const[]){NULL})) return;
     gw_t *gw = atomic_load(&gateway);
@@ -67,6 +81,8 @@ void api_route_channels(api_request_t *req) {
         api_reply_error(req, PC_NO_MEMORY, NULL, NULL);
         return;
     }
+    const api_caller_t *caller = api_caller(req);
+    if (caller != NULL && caller->scope == API_SCOPE_MERCHANT) merchant_view(body);
     api_reply_json(req, 200, body);
 }
 

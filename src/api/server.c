@@ -138,6 +138,9 @@ static bool header_auth(api_request_t *req) {
     }
     req->has_caller = true;
     bool allowed = api_route_allows(route, req->caller.scope);
+    /* /metrics is the whole server's (every merchant's webhook endpoints, volumes): with
+     * --metrics-auth, an admin or read_only key reads it, a merchant key does not */
+    if (route->handler == api_route_metrics && req->caller.scope == API_SCOPE_MERCHANT) allowed = false;
     if (!allowed) api_reply_error(req, PC_FORBIDDEN, NULL, NULL);
     return allowed;
 }

@@ -46,7 +46,7 @@ static void serve_opts(cli_opt opts[OPT_COUNT]) {
         {"rate-burst", "PAYCORE_RATE_BURST", false, "0", "token bucket size per key (0: the rate)"},
         {"timeout-s", "PAYCORE_TIMEOUT_S", false, "30", "a request must arrive whole within this many seconds of its connection being ready for it, and a reply leave within it; idle connections close after it too"},
         {"request-timeout-ms", "PAYCORE_REQUEST_TIMEOUT_MS", false, "30000", "answer 503 request_timeout after waiting this long for the writer (0: never)"},
-        {"metrics-auth", "PAYCORE_METRICS_AUTH", true, NULL, "require an API key for /metrics"},
+        {"metrics-auth", "PAYCORE_METRICS_AUTH", true, NULL, "require an admin or read_only key for /metrics (a merchant key: 403)"},
         {"routes", NULL, true, NULL, "print the route table (METHOD PATH WHO: none, or the key scopes that may call it) and exit"},
         {"risk-model", "PAYCORE_RISK_MODEL", false, NULL, "risk model (paycore risk train); missing or corrupt: error at start"},
         {"risk-rules", "PAYCORE_RISK_RULES", false, NULL, "risk rules file (docs/risk.md); SIGHUP or POST /v1/admin/reload reloads"},
