@@ -21,7 +21,8 @@
  *   payments_e2e_open: an open loop after the closed one: payments started at Poisson
  *     arrivals at half the closed loop's rate (at most 64 at once), latency from each
  *     payment's scheduled arrival, so a stall counts for every payment it delayed (the
- *     closed loop's p99 is its queue at saturation: 64 / rate).
+ *     closed loop's p99 is its queue at saturation: 64 / rate). Every arrival is one of
+ *     payments, declined (a risk or channel decision), errors or in_flight.
  *   payments_e2e_floor: the HTTP stack alone, in the same rounds: `paycore load --get
  *     /healthz` (64 connections, the same client) against the server and against the
  *     card simulator. A payment is four such exchanges (authorize and capture, each
@@ -515,9 +516,11 @@ typedef struct {
     double rate_per_s;             /* open loop: this worker's arrivals per second; 0: closed loop */
     uint64_t rng;
     uint64_t payments, errors, declined, arrivals;
+    uint64_t in_flight;            /* requests unanswered when the worker stopped (none: it waits) */
     samples payment, authorize, capture;
     samples start_delay;           /* a payment's authorize sent after its arrival (open loop) */
     char first_error[200];
+    char first_decline[200];       /* the first answer that was a decision, not an authorization */
     int epoll_fd;
     struct sockaddr_in server;
     char host[64];                 /* "127.0.0.1:PORT", the Host header */
@@ -652,8 +655,15 @@ static void conn_answered(pay_conn *c, pay_worker *w, long status, const char *f
             c->next = STEP_CAPTURE;
             return;
         }
-        if (failure == NULL && (status == 201 || status == 402)) w->declined++; /* a risk or channel decision, not an error */
-        else worker_error(w, status, what);
+        if (failure == NULL && (status == 201 || status == 402)) { /* a risk or channel decision, not an error */
+            const char *risk = strstr(c->reply, "\"risk\":");
+            if (w->declined++ == 0) {
+                snprintf(w->first_decline, sizeof w->first_decline, "%ld status=%s %.150s", status, state,
+                         risk != NULL ? risk : c->reply);
+            }
+        } else {
+            worker_error(w, status, what);
+        }
         return;
     }
     c->next = STEP_AUTHORIZE;
@@ -735,6 +745,7 @@ typedef struct {
     uint32_t active;               /* connections with a request in flight or to come */
     pay_conn *unsent[CONNECTIONS]; /* requests that could not be sent: failed in the loop */
     uint32_t unsent_count;
+    uint32_t next_conn;            /* open loop: where the search for an idle connection starts */
 } pay_run;
 
 static void run_start(pay_run *r, pay_conn *c) {
@@ -757,13 +768,18 @@ static void conn_finish(pay_run *r, pay_conn *c, long status, const char *failur
 /* Open loop: every arrival that is due starts a payment on an idle connection (one
  * that waits for a free connection keeps its arrival time); ns until the next is due
  * (to the microsecond: a wait rounded down to whole ms spun through the last ms before
- * each arrival, taking a core's share from the server it measures). */
+ * each arrival, taking a core's share from the server it measures). The connections
+ * take arrivals in turn: each pays for its own payer (P<index>), and the lowest idle
+ * one taking every arrival made a few payers pay dozens of times a second, which the
+ * risk model sends to review (a payment that stops there is no payment measured). */
 static uint64_t arrivals_start(pay_run *r, pay_conn *conns, uint64_t *next_ns) {
     pay_worker *w = r->w;
     uint64_t now_ns = pc_mono_ns();
-    for (uint32_t i = 0; i < w->count && *next_ns <= now_ns && *next_ns < w->deadline_ns; i++) {
-        pay_conn *c = &conns[i];
+    uint32_t first = r->next_conn;
+    for (uint32_t n = 0; n < w->count && *next_ns <= now_ns && *next_ns < w->deadline_ns; n++) {
+        pay_conn *c = &conns[(first + n) % w->count];
         if (c->busy) continue;
+        r->next_conn = (uint32_t)(c - conns + 1) % w->count;
         c->next = STEP_AUTHORIZE;
         c->started_ns = *next_ns;
         r->active++;
@@ -844,17 +860,21 @@ static void *pay_worker_run(void *arg) {
         run_events(&r, r.active > 0 || r.open ? (wait_ns < RUN_WAIT_NS_MAX ? wait_ns : RUN_WAIT_NS_MAX) : 0);
         run_failures(&r, conns, &checked_ns);
     }
-    for (uint32_t i = 0; i < w->count; i++) conn_close(&conns[i], w);
+    for (uint32_t i = 0; i < w->count; i++) {
+        w->in_flight += conns[i].busy;
+        conn_close(&conns[i], w);
+    }
     free(conns);
     close(w->epoll_fd);
     return NULL;
 }
 
 typedef struct {
-    uint64_t payments, errors, declined, arrivals;
+    uint64_t payments, errors, declined, arrivals, in_flight;
     double seconds, client_cpu_s;
     samples payment, authorize, capture, start_delay;
     char first_error[200];
+    char first_decline[200];
 } pay_totals;
 
 static void totals_free(pay_totals *t) {
@@ -888,8 +908,12 @@ static void payments_slice(const char *base, const char *key, double seconds, do
         t->errors += w->errors;
         t->declined += w->declined;
         t->arrivals += w->arrivals;
+        t->in_flight += w->in_flight;
         if (t->first_error[0] == '\0' && w->first_error[0] != '\0') {
             snprintf(t->first_error, sizeof t->first_error, "%s", w->first_error);
+        }
+        if (t->first_decline[0] == '\0' && w->first_decline[0] != '\0') {
+            snprintf(t->first_decline, sizeof t->first_decline, "%s", w->first_decline);
         }
         samples_append(&t->payment, &w->payment);
         samples_append(&t->authorize, &w->authorize);
@@ -1102,11 +1126,13 @@ int main(int argc, char **argv) {
            quantile_ms(&t.capture, 0.99));
     double open_per_s = open.seconds > 0 ? (double)open.payments / open.seconds : 0.0;
     printf("payments_e2e_open offered_per_s=%.0f per_s=%.0f p50_ms=%.2f p99_ms=%.2f p999_ms=%.2f payments=%llu "
-           "errors=%llu arrivals=%llu seconds=%.2f start_delay_p99_ms=%.2f client_ms_per_payment=%.3f\n",
+           "errors=%llu arrivals=%llu seconds=%.2f start_delay_p99_ms=%.2f client_ms_per_payment=%.3f declined=%llu "
+           "in_flight=%llu\n",
            open_rate, open_per_s, quantile_ms(&open.payment, 0.50), quantile_ms(&open.payment, 0.99),
            quantile_ms(&open.payment, 0.999), (unsigned long long)open.payments, (unsigned long long)open.errors,
            (unsigned long long)open.arrivals, open.seconds, quantile_ms(&open.start_delay, 0.99),
-           open.payments > 0 ? 1e3 * open.client_cpu_s / (double)open.payments : 0.0);
+           open.payments > 0 ? 1e3 * open.client_cpu_s / (double)open.payments : 0.0,
+           (unsigned long long)open.declined, (unsigned long long)open.in_flight);
     double server_get = get_server[1] > 0 ? get_server[0] / get_server[1] : 0.0;
     double sim_get = get_sim[1] > 0 ? get_sim[0] / get_sim[1] : 0.0;
     double floor_per_s = server_get > 0 && sim_get > 0 ? 1.0 / (2.0 / server_get + 2.0 / sim_get) : 0.0;
@@ -1119,6 +1145,8 @@ int main(int argc, char **argv) {
     if (open.first_error[0] != '\0' && t.first_error[0] == '\0') memcpy(t.first_error, open.first_error, sizeof t.first_error);
     t.errors += open.errors;
     if (t.first_error[0] != '\0') fprintf(stderr, "bench_payments: first error: %s\n", t.first_error);
+    if (t.first_decline[0] == '\0') memcpy(t.first_decline, open.first_decline, sizeof t.first_decline);
+    if (t.first_decline[0] != '\0') fprintf(stderr, "bench_payments: first decline: %s\n", t.first_decline);
     fflush(stdout);
     cleanup();
     totals_free(&t);
