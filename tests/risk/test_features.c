@@ -115,6 +115,49 @@ static void test_device_sharing(void) {
     risk_features_close(f);
 }
 
+/* A scope's payers, devices and addresses are its own: payments in the shared state
+ * (scope 0) and in scope A are not seen from scope B, nor B's from A or the shared
+ * state; within a scope they count as ever. The payee's counters are not scoped. */
+static void test_scopes(void) {
+    risk_features_t *f = open_small(64, 64, RISK_IDLE_S_DEFAULT);
+    risk_auth_t shared = auth_make(T0, "P1", "MA", 500);
+    strcpy(shared.device_id, "dev");
+    strcpy(shared.ip_prefix, "10.1.2");
+    risk_auth_t in_a = shared;
+    risk_auth_t in_b = shared;
+    risk_auth_scope(&in_a, "MA");
+    risk_auth_scope(&in_b, "MB");
+    ASSERT_TRUE(in_a.scope != 0 && in_a.scope != in_b.scope && strcmp(in_a.owner_id, "MA") == 0);
+    ASSERT_STR_EQ(in_a.payer_id, "P1"); /* the ids stay: blocklists match them */
+    for (int i = 0; i < 3; i++) {
+        shared.ts_s = in_a.ts_s = T0 + i;
+        risk_features_observe(f, &shared);
+        risk_features_observe(f, &in_a);
+    }
+    in_a.ts_s = in_b.ts_s = shared.ts_s = T0 + 10;
+    ASSERT_EQ(feature_of(f, &shared, RISK_F_payer_count_1h), 3);
+    ASSERT_EQ(feature_of(f, &in_a, RISK_F_payer_count_1h), 3);
+    ASSERT_EQ(feature_of(f, &in_a, RISK_F_device_distinct_payers), 1);
+    ASSERT_EQ(feature_of(f, &in_b, RISK_F_payer_count_prior_log), 0);
+    ASSERT_TRUE(isnan(feature_of(f, &in_b, RISK_F_payer_count_1h)) || feature_of(f, &in_b, RISK_F_payer_count_1h) == 0);
+    ASSERT_EQ(feature_of(f, &in_b, RISK_F_device_distinct_payers), 0);
+    ASSERT_EQ(feature_of(f, &in_b, RISK_F_ip_distinct_payers), 0);
+    ASSERT_TRUE(feature_of(f, &in_b, RISK_F_merchant_count_1h) > 5.9f); /* MA's own counters: 6 payments */
+    risk_payer_view_t view;
+    risk_features_payer_view(f, "P1", in_b.scope, in_b.ts_s, 3600, 0, 0, &view);
+    ASSERT_TRUE(!view.found);
+    risk_features_payer_view(f, "P1", in_a.scope, in_a.ts_s, 3600, 0, 0, &view);
+    ASSERT_TRUE(view.found && view.count_window == 3);
+    for (int i = 0; i < 4; i++) {
+        in_b.ts_s = T0 + 20 + i;
+        risk_features_observe(f, &in_b);
+    }
+    shared.ts_s = in_a.ts_s = T0 + 30;
+    ASSERT_EQ(feature_of(f, &shared, RISK_F_payer_count_1h), 3);
+    ASSERT_EQ(feature_of(f, &in_a, RISK_F_payer_count_1h), 3);
+    risk_features_close(f);
+}
+
 /* Idle keys go; busy keys stay; the stats say so. */
 static void test_eviction(void) {
     risk_features_t *f = open_small(64, 64, 1000);
@@ -226,6 +269,7 @@ int main(void) {
     TEST_RUN(test_past_only);
     TEST_RUN(test_novelty_and_currency);
     TEST_RUN(test_device_sharing);
+    TEST_RUN(test_scopes);
     TEST_RUN(test_eviction);
     TEST_RUN(test_key_cap);
     TEST_RUN(test_memory_bound);
