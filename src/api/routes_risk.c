@@ -224,7 +224,8 @@ static json_t *decision_json(const risk_decision_t *d) {
 }
 
 /* The merchant a merchant key acts for (its bound merchant), "" for any other key.
- * False (replied) for a merchant key bound to no merchant: it owns no decisions. */
+ * False (replied) for a merchant key bound to no merchant: it owns no decisions (403
+ * merchant_key_unbound after the body's own checks, as POST /v1/payments answers). */
 static bool caller_owner(api_request_t *req, char owner[PC_ID_SIZE]) {
     owner[0] = '\0';
     const api_caller_t *caller = api_caller(req);
@@ -250,8 +251,6 @@ static bool merchant_scope(api_request_t *req, risk_auth_t *auth, const char *ow
 
 void api_route_risk_decide(api_request_t *req) {
     if (!engine_ready(req)) return;
-    char owner[PC_ID_SIZE];
-    if (!caller_owner(req, owner)) return;
     json_t *body = api_body_object(req);
     if (body == NULL) return;
     risk_auth_t auth;
@@ -261,7 +260,8 @@ void api_route_risk_decide(api_request_t *req) {
         reply_codec_error(req, &err);
         return;
     }
-    if (!merchant_scope(req, &auth, owner)) return;
+    char owner[PC_ID_SIZE];
+    if (!caller_owner(req, owner) || !merchant_scope(req, &auth, owner)) return;
     risk_decision_t d;
     pc_status status = risk_decide(risk_engine, &auth, &d);
     if (status != PC_OK) {
@@ -275,8 +275,6 @@ static const char *const feedback_fields[] = {"decision_id", "is_fraud", NULL};
 
 void api_route_risk_feedback(api_request_t *req) {
     if (!engine_ready(req)) return;
-    char owner[PC_ID_SIZE];
-    if (!caller_owner(req, owner)) return;
     json_t *body = api_body_object(req);
     if (body == NULL) return;
     codec_error_t err;
@@ -294,6 +292,8 @@ void api_route_risk_feedback(api_request_t *req) {
         reply_codec_error(req, &err);
         return;
     }
+    char owner[PC_ID_SIZE];
+    if (!caller_owner(req, owner)) return;
     /* a merchant's feedback on a decision it does not own: as on one that does not exist */
     pc_status status = risk_feedback(risk_engine, (uint64_t)id, json_is_true(fraud), owner[0] ? owner : NULL);
     if (status != PC_OK) {

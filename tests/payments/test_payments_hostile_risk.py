@@ -83,7 +83,16 @@ def feedback_rules(a, b, env, missing_id):
     expect(feedback(env.admin, from_admin, True), 200, what="an admin's feedback on its decision")
     expect(feedback(env.admin, 1, False), 200, what="an admin's feedback on an old decision")
     refused_as_missing(b, from_payment, missing_id, "B's feedback after A's")
+    unbound_key(env, from_route)
     return {from_payment: 0, from_route: 1, from_admin: 1, 1: 0}
+
+
+def unbound_key(env, own_decision):
+    """A merchant key bound to no merchant owns no decisions: 403 merchant_key_unbound."""
+    key = expect(env.admin.post("/v1/api-keys", {"scope": "merchant", "name": "ledger only"}), 201).json["key"]
+    loose = env.client(key)
+    expect(loose.post("/v1/risk/decisions", decision("PU", "ma")), 403, "merchant_key_unbound", "unbound decides")
+    expect(feedback(loose, own_decision), 403, "merchant_key_unbound", "unbound gives feedback")
 
 
 def own_payee_only(b):
