@@ -100,7 +100,7 @@ def main():
         out = v8.verify(server)
         check(out.returncode == 0, "paycore verify: %s %s" % (out.stdout[-500:], out.stderr[-500:]))
         columns = "id, debit_no, credit_no, amount, currency, code, flags, pending_id, timeout_s, metadata," \
-                  " pending_state, row_hash"
+                  " pending_state"
         cluster.sql(DB, "INSERT INTO transfers(timestamp, %s) SELECT timestamp + 1, %s FROM transfers"
                         " WHERE id = 't-03'" % (columns, columns))
         out = v8.verify(server)
