@@ -358,8 +358,15 @@ static const char schema_transfer_row[] =
  * the hash is BLAKE2b over the row's own fields, so verify computes it from them and
  * feeds it into the batch's content hash, which the journal seals and the checkpoints
  * sign; a stored copy proved nothing more. A dropped column costs old rows nothing and
- * new rows nothing (their null bitmap exists already: pending_id and metadata). */
-static const char schema_transfer_hash[] = "ALTER TABLE transfers DROP COLUMN row_hash;";
+ * new rows nothing (their null bitmap exists already: pending_id and metadata).
+ * An account_transfers row's array holds the timestamps before its last only, null
+ * when there are none (an account touched once in a batch: 29 bytes a row fewer, and
+ * no array to build): readers append timestamp_last (PG_ACCOUNT_ROW_TIMESTAMPS). */
+static const char schema_transfer_hash[] =
+    "ALTER TABLE transfers DROP COLUMN row_hash;"
+    "ALTER TABLE account_transfers ALTER COLUMN timestamps DROP NOT NULL;"
+    "UPDATE account_transfers SET timestamps = CASE WHEN cardinality(timestamps) = 1 THEN NULL"
+    "  ELSE trim_array(timestamps, 1) END WHERE cardinality(timestamps) > 0;";
 
 /* Index i takes a database from version i to i + 1. Append only. */
 static const char *const migrations[] = {

@@ -325,7 +325,9 @@ static void keys_sort(uint64_t *keys, uint64_t *scratch, uint32_t count, uint32_
 /* Each account's transfers in this batch, as rows of account_transfers (schema v10):
  * per account, its transfers' timestamps in ascending order, in rows of at most
  * STORE_PG_ACCOUNT_ROW_TIMESTAMPS keyed by their last. Made in account order, so
- * that the server inserts the key's entries one beside the other. */
+ * that the server inserts the key's entries one beside the other. Since schema v16
+ * the array holds the timestamps before the last only, null when there are none (an
+ * account touched once a batch: most rows): the key says the last. */
 static bool account_rows_make(pg_copy_stream_t *rows, const ledger_changes_t *c) {
     uint32_t count = 2 * c->transfers_count;
     /* (account << 32 | transfer index): sorted, each account's transfers in time order */
@@ -347,7 +349,11 @@ static bool account_rows_make(pg_copy_stream_t *rows, const ledger_changes_t *c)
         pg_stream_row(rows, 3);
         pg_stream_int4(rows, (int32_t)account);
         pg_stream_int8(rows, timestamps[held - 1]);
-        pg_stream_int8_array(rows, timestamps, held);
+        if (held == 1) {
+            pg_stream_null(rows);
+        } else {
+            pg_stream_int8_array(rows, timestamps, held - 1);
+        }
         held = 0;
     }
     free(keys);

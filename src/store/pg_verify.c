@@ -27,6 +27,7 @@ typedef struct {
     bool account_lists;   /* the database has account_transfers (schema v10) */
     bool batch_derived;   /* transfers have no batch_seq (schema v15): the journal's range says it */
     bool hash_derived;    /* transfers have no row_hash (schema v16): the verifier computes it */
+    bool lists_keyed;     /* account_transfers' arrays leave out the key (v16: nullable) */
     char error[JOURNAL_REPORT_TEXT_BYTES];
 } pg_rows_t;
 
@@ -47,15 +48,17 @@ typedef struct {
     "transfers t LEFT JOIN accounts d ON d.no = t.debit_no LEFT JOIN accounts c ON c.no = t.credit_no"
 
 /* Schema v10: account_transfers' timestamps against the transfers' two accounts
- * (multisets: an entry twice is a discrepancy too), and each row keyed by its last. */
-#define ACCOUNT_LIST_ENTRIES "SELECT account_no, ts FROM account_transfers, unnest(timestamps) AS ts"
+ * (multisets: an entry twice is a discrepancy too), and each row keyed by its last.
+ * v16: the array holds those before the last (null when none), each below the key. */
+#define ACCOUNT_LIST_ENTRIES(all) "SELECT account_no, ts FROM account_transfers e, unnest(" all ") AS ts"
 #define TRANSFER_SIDES "SELECT debit_no, timestamp FROM transfers UNION ALL SELECT credit_no, timestamp FROM transfers"
-#define ACCOUNT_LISTS_SQL                                                                              \
-    "SELECT x.no, x.ts, t.id FROM ((" ACCOUNT_LIST_ENTRIES " EXCEPT ALL (" TRANSFER_SIDES "))"            \
-    " UNION ALL ((" TRANSFER_SIDES ") EXCEPT ALL " ACCOUNT_LIST_ENTRIES ")"                             \
+#define ACCOUNT_LISTS_SQL(all, keyed_wrong)                                                            \
+    "SELECT x.no, x.ts, t.id FROM ((" ACCOUNT_LIST_ENTRIES(all) " EXCEPT ALL (" TRANSFER_SIDES "))"       \
+    " UNION ALL ((" TRANSFER_SIDES ") EXCEPT ALL " ACCOUNT_LIST_ENTRIES(all) ")"                        \
     " UNION ALL SELECT account_no, timestamp_last FROM account_transfers WHERE cardinality(timestamps) = 0" \
-    " OR timestamp_last IS DISTINCT FROM (SELECT max(ts) FROM unnest(timestamps) AS ts)) AS x(no, ts)"   \
-    " LEFT JOIN transfers t ON t.timestamp = x.ts LIMIT 1"
+    " OR " keyed_wrong ") AS x(no, ts) LEFT JOIN transfers t ON t.timestamp = x.ts LIMIT 1"
+#define KEYED_WRONG_V10 "timestamp_last IS DISTINCT FROM (SELECT max(ts) FROM unnest(timestamps) AS ts)"
+#define KEYED_WRONG_V16 "timestamp_last <= (SELECT max(ts) FROM unnest(timestamps) AS ts)"
 
 /* The transfers' stream for the schema's shape: batch_seq or the journal's range (v15),
  * row_hash or none (v16). */
@@ -91,7 +94,9 @@ static const char *stream_sql(journal_stream_t stream, const pg_rows_t *rows) {
         return "SELECT id, count(*) FROM (SELECT id FROM transfers UNION ALL"
                " SELECT id FROM transfer_failures) AS ids GROUP BY id HAVING count(*) > 1 LIMIT 1";
     case JOURNAL_STREAM_ACCOUNT_LISTS:
-        return rows->account_lists ? ACCOUNT_LISTS_SQL : "SELECT 0, 0::bigint, NULL::text WHERE false";
+        if (!rows->account_lists) return "SELECT 0, 0::bigint, NULL::text WHERE false";
+        return rows->lists_keyed ? ACCOUNT_LISTS_SQL(PG_ACCOUNT_ROW_TIMESTAMPS("e"), KEYED_WRONG_V16)
+                                 : ACCOUNT_LISTS_SQL("e.timestamps", KEYED_WRONG_V10);
     case JOURNAL_STREAM_COUNT: break;
     }
     return NULL;
@@ -238,7 +243,9 @@ pc_status store_pg_verify_open(const char *location, journal_rows_t **out, char 
     if (status == PC_OK) status = kind_check(rows->conn, detail, detail_bytes);
     PGresult *result = status == PC_OK ? pg_query(rows->conn, "SELECT to_regclass('account_transfers') IS NOT NULL,"
                                                   " NOT " TRANSFERS_HAVE("batch_seq") ", NOT "
-                                                  TRANSFERS_HAVE("row_hash"), 0, NULL) : NULL;
+                                                  TRANSFERS_HAVE("row_hash") ", EXISTS (SELECT 1 FROM pg_attribute"
+                                                  " WHERE attrelid = to_regclass('account_transfers') AND attname ="
+                                                  " 'timestamps' AND NOT attnotnull)", 0, NULL) : NULL;
     if (status == PC_OK && result == NULL) {
         char line[400];
         snprintf(detail, detail_bytes, "reading the schema: %s", pg_error_line(rows->conn, line, sizeof line));
@@ -248,6 +255,7 @@ pc_status store_pg_verify_open(const char *location, journal_rows_t **out, char 
         rows->account_lists = strcmp(PQgetvalue(result, 0, 0), "t") == 0;
         rows->batch_derived = strcmp(PQgetvalue(result, 0, 1), "t") == 0;
         rows->hash_derived = strcmp(PQgetvalue(result, 0, 2), "t") == 0;
+        rows->lists_keyed = strcmp(PQgetvalue(result, 0, 3), "t") == 0;
     }
     PQclear(result);
     if (status != PC_OK) {
