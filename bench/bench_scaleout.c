@@ -8,7 +8,8 @@
  * the first submit to the last commit; then the same writer one batch at a time
  * (writer_config_t.no_pipeline, a database of its own) in the same rounds:
  *   scaleout_pipeline shards=1 per_s=… one_at_a_time_per_s=… staged_pct=… ratio=…
- * pgbench: TPC-B (-c 8 -j 2, scale 8), the tps without connection time.
+ * and what that ratio is made of (the CPU and cores each side used: scaleout_ratio_parts,
+ * below). pgbench: TPC-B (-c 8 -j 2, scale 8), the tps without connection time.
  * The cluster is a throwaway one (initdb in a temp dir, a Unix socket only, fsync on),
  * started and removed here; run as root, its commands run as the 'postgres' user.
  * Shards (the same cluster, one database a shard, shard.h): for 2 and 3 shards at 0,
