@@ -8,7 +8,8 @@
  * the first submit to the last commit; then the same writer one batch at a time
  * (writer_config_t.no_pipeline, a database of its own) in the same rounds:
  *   scaleout_pipeline shards=1 per_s=… one_at_a_time_per_s=… staged_pct=… ratio=…
- * pgbench: TPC-B (-c 8 -j 2, scale 8), the tps without connection time.
+ * and what that ratio is made of (the CPU and cores each side used: scaleout_ratio_parts,
+ * below). pgbench: TPC-B (-c 8 -j 2, scale 8), the tps without connection time.
  * The cluster is a throwaway one (initdb in a temp dir, a Unix socket only, fsync on),
  * started and removed here; run as root, its commands run as the 'postgres' user.
  * Shards (the same cluster, one database a shard, shard.h): for 2 and 3 shards at 0,
@@ -186,6 +187,7 @@ typedef struct {
     uint64_t loadgen_ns;
     uint64_t postgres_ns;
     uint64_t backends_ns;   /* of postgres_ns: live connections to paycore's databases */
+    uint64_t machine_ns;    /* every core's busy time, other work on the machine included */
 } cpu_sample_t;
 
 static pid_t serve_pid;     /* mode=http: the paycore serve process (0: mode=batch) */
@@ -194,6 +196,18 @@ static uint64_t clock_ns(clockid_t clock) {
     struct timespec t;
     clock_gettime(clock, &t);
     return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* Busy CPU of every core since boot (/proc/stat's first line: all but idle and iowait). */
+static uint64_t machine_busy_ns(void) {
+    FILE *f = fopen("/proc/stat", "r");
+    unsigned long long v[8] = {0};
+    int got = f != NULL ? fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                                 &v[4], &v[5], &v[6], &v[7]) : 0;
+    if (f != NULL) fclose(f);
+    if (got < 5) return 0;
+    unsigned long long busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+    return busy * (1000000000ull / (uint64_t)sysconf(_SC_CLK_TCK));
 }
 
 /* utime + stime (+ cutime + cstime when 'children') of /proc/<pid>/stat, in ns; its
@@ -278,6 +292,7 @@ static cpu_sample_t cpu_sample(void) {
         sample.paycore_ns = clock_ns(CLOCK_PROCESS_CPUTIME_ID) - sample.loadgen_ns;
     }
     postgres_cpu(&sample);
+    sample.machine_ns = machine_busy_ns();
     return sample;
 }
 
@@ -289,6 +304,7 @@ static void cpu_add(cpu_sample_t *sum, const cpu_sample_t *start) {
     sum->loadgen_ns += now.loadgen_ns - start->loadgen_ns;
     sum->postgres_ns += now.postgres_ns - start->postgres_ns;
     sum->backends_ns += now.backends_ns - start->backends_ns;
+    sum->machine_ns += now.machine_ns - start->machine_ns;
 }
 
 static void cpu_line(uint32_t shards, uint32_t cross_pct, const char *mode, const char *process, uint64_t cpu_ns,
@@ -313,6 +329,65 @@ static void cpu_report(uint32_t shards, uint32_t cross_pct, const char *mode, co
     uint64_t all_ns = sum->paycore_ns + sum->loadgen_ns + sum->postgres_ns;
     printf("scaleout_shard shards=%u cross_pct=%u mode=%s per_s=%.0f per_shard_per_s=%.0f cpu_per_transfer_us=%.2f\n",
            shards, cross_pct, mode, per_s, per_s / shards, transfers > 0 ? (double)all_ns / 1e3 / (double)transfers : 0);
+}
+
+/* ---- what the ratio is made of ----
+ * pgbench TPC-B commits one transaction at a time per client: its tps follows the
+ * disk's flush rate and needs little CPU; paycore's batches need the CPU, so on a
+ * shared machine the ratio moves with the share of the cores paycore got (cores_used)
+ * and with the flush rate, while the CPU a transfer costs moves far less. Both sides
+ * measured in the same rounds (the baseline: postgres and the pgbench process):
+ *   scaleout_ratio_parts shards=1 per_s=… cpu_per_transfer_us=… cores_used=… machine_cores_busy=…
+ *     baseline_per_s=… baseline_cpu_per_txn_us=… baseline_cores_used=… baseline_machine_cores_busy=…
+ *     cores=… ratio=… ratio_all_cores=…
+ * ratio_all_cores: the ratio had paycore had every core for its CPU a transfer
+ * (cores / cpu_per_transfer_us against the same baseline): what the CPU alone allows. */
+
+typedef struct {
+    uint64_t wall_ns;
+    uint64_t cpu_ns;      /* postgres and pgbench */
+    uint64_t machine_ns;
+    uint64_t txns;
+} baseline_sum_t;
+
+static uint64_t children_cpu_ns(void) {
+    struct rusage children;
+    getrusage(RUSAGE_CHILDREN, &children);
+    return (uint64_t)(children.ru_utime.tv_sec + children.ru_stime.tv_sec) * 1000000000u +
+           (uint64_t)(children.ru_utime.tv_usec + children.ru_stime.tv_usec) * 1000u;
+}
+
+/* pgbench_tps(), with the CPU it and the server used added into 'sum'. */
+static double pgbench_measured(int seconds, baseline_sum_t *sum) {
+    cpu_sample_t start = {.wall_ns = pc_mono_ns()}, end = {0};
+    postgres_cpu(&start);
+    start.machine_ns = machine_busy_ns();
+    uint64_t children_ns = children_cpu_ns();
+    double tps = pgbench_tps(seconds);
+    end.wall_ns = pc_mono_ns();
+    postgres_cpu(&end);
+    end.machine_ns = machine_busy_ns();
+    sum->wall_ns += end.wall_ns - start.wall_ns;
+    sum->cpu_ns += end.postgres_ns - start.postgres_ns + children_cpu_ns() - children_ns;
+    sum->machine_ns += end.machine_ns - start.machine_ns;
+    sum->txns += (uint64_t)(tps * seconds);
+    return tps;
+}
+
+static void ratio_parts_print(double per_s, const cpu_sample_t *cpu, uint64_t transfers, double baseline_per_s,
+                              const baseline_sum_t *baseline) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    double cpu_us = transfers > 0 ? (double)(cpu->paycore_ns + cpu->loadgen_ns + cpu->postgres_ns) / 1e3 /
+                                        (double)transfers : 0;
+    double wall = cpu->wall_ns > 0 ? (double)cpu->wall_ns : 1, base_wall = baseline->wall_ns > 0 ? (double)baseline->wall_ns : 1;
+    printf("scaleout_ratio_parts shards=1 per_s=%.0f cpu_per_transfer_us=%.2f cores_used=%.2f machine_cores_busy=%.2f"
+           " baseline_per_s=%.0f baseline_cpu_per_txn_us=%.2f baseline_cores_used=%.2f baseline_machine_cores_busy=%.2f"
+           " cores=%ld ratio=%.2f ratio_all_cores=%.2f\n", per_s, cpu_us,
+           (double)(cpu->paycore_ns + cpu->loadgen_ns + cpu->postgres_ns) / wall, (double)cpu->machine_ns / wall,
+           baseline_per_s, baseline->txns > 0 ? (double)baseline->cpu_ns / 1e3 / (double)baseline->txns : 0,
+           (double)baseline->cpu_ns / base_wall, (double)baseline->machine_ns / base_wall, cores,
+           baseline_per_s > 0 ? per_s / baseline_per_s : 0,
+           baseline_per_s > 0 && cpu_us > 0 ? (double)cores * 1e6 / cpu_us / baseline_per_s : 0);
 }
 
 /* ---- WAL and waits while paycore ran ----
@@ -577,10 +652,11 @@ static int bench(int rounds, int seconds) {
     PGconn *stats = stats_conn();
     wal_sample_t wal = {0};
     static waits_t waits;
+    baseline_sum_t baseline_cpu = {0};
     for (int round = 0; round < rounds; round++) {
-        baseline_sum += pgbench_tps(seconds);
+        baseline_sum += pgbench_measured(seconds, &baseline_cpu);
+        wal_sample_t wal_start = wal_sample(stats); /* it waits for the stats: outside the CPU's window */
         cpu_sample_t start = cpu_sample();
-        wal_sample_t wal_start = wal_sample(stats);
         waits.stop = false;
         bool sampling = sample_waits && pthread_create(&waits.thread, NULL, waits_run, &waits) == 0;
         paycore_sum += paycore_per_s(writer, seconds, &transfers);
@@ -600,6 +676,7 @@ static int bench(int rounds, int seconds) {
            " ratio=%.2f\n", per_s, baseline_per_s, baseline_per_s > 0 ? per_s / baseline_per_s : 0);
     cpu_report(1, 0, "batch", &cpu, transfers, per_s);
     wal_line(&wal, transfers);
+    ratio_parts_print(per_s, &cpu, transfers, baseline_per_s, &baseline_cpu);
     if (sample_waits) waits_line(&waits);
     double staged_pct = writer_counts.batches_committed > 0
                             ? 100.0 * (double)writer_counts.batches_staged / (double)writer_counts.batches_committed : 0;
@@ -856,18 +933,6 @@ static bool backend_shard(pid_t pid, uint32_t shards, uint32_t *shard) {
         }
     }
     return false;
-}
-
-/* Busy CPU of every core since boot (/proc/stat's first line: all but idle and iowait). */
-static uint64_t machine_busy_ns(void) {
-    FILE *f = fopen("/proc/stat", "r");
-    unsigned long long v[8] = {0};
-    int got = f != NULL ? fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
-                                 &v[4], &v[5], &v[6], &v[7]) : 0;
-    if (f != NULL) fclose(f);
-    if (got < 5) return 0;
-    unsigned long long busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
-    return busy * (1000000000ull / (uint64_t)sysconf(_SC_CLK_TCK));
 }
 
 static void shard_sample(shard_set_t *set, uint32_t shards, shard_sample_t *out) {

@@ -63,7 +63,8 @@ typedef enum {
     JOURNAL_STREAM_ACCOUNT_COUNT,
     /* ORDER BY no: JOURNAL_COLUMNS_ACCOUNTS */
     JOURNAL_STREAM_ACCOUNTS,
-    /* ORDER BY timestamp: JOURNAL_COLUMNS_TRANSFERS */
+    /* ORDER BY timestamp: JOURNAL_COLUMNS_TRANSFERS (row_hash null where the backend
+     * stores none: the verifier computes it from the row) */
     JOURNAL_STREAM_TRANSFERS,
     /* ORDER BY timestamp, id: JOURNAL_COLUMNS_FAILURES */
     JOURNAL_STREAM_FAILURES,

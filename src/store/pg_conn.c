@@ -415,9 +415,11 @@ void pg_stream_int8_array(pg_copy_stream_t *stream, const int64_t *values, uint3
     }
 }
 
+void pg_stream_null(pg_copy_stream_t *stream) { stream_be(stream, UINT32_MAX, 4); /* length -1 */ }
+
 void pg_stream_text(pg_copy_stream_t *stream, const char *text) {
     if (text == NULL) {
-        stream_be(stream, UINT32_MAX, 4); /* length -1: null */
+        pg_stream_null(stream);
         return;
     }
     pg_stream_bytes(stream, (const uint8_t *)text, strlen(text));

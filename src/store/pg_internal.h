@@ -131,6 +131,7 @@ void pg_stream_row(pg_copy_stream_t *stream, uint16_t field_count);
 void pg_stream_int8(pg_copy_stream_t *stream, int64_t value);
 void pg_stream_int4(pg_copy_stream_t *stream, int32_t value);
 void pg_stream_text(pg_copy_stream_t *stream, const char *text); /* NULL: a null */
+void pg_stream_null(pg_copy_stream_t *stream);
 void pg_stream_int8_array(pg_copy_stream_t *stream, const int64_t *values, uint32_t count); /* bigint[] */
 /* A stream whose rows are kept and whose COPY starts only when it ends (after another
  * COPY on the same connection: pg_stream_end_async's 'then', or pg_stream_end). */
@@ -165,6 +166,9 @@ void pg_account_from_row(const PGresult *result, int row, ledger_account_t *out)
     "t.timestamp, t.id, d.id, c.id, t.amount, t.currency, t.code, t.flags, t.pending_id," \
     " t.timeout_s, t.metadata, t.pending_state"
 #define PG_TRANSFERS_FROM "transfers t JOIN accounts d ON d.no = t.debit_no JOIN accounts c ON c.no = t.credit_no"
+/* Every timestamp of the account_transfers row 'e' (schema v16: the array holds those
+ * before the last, null when none; the last is the key). */
+#define PG_ACCOUNT_ROW_TIMESTAMPS(e) "array_append(" e ".timestamps, " e ".timestamp_last)"
 #define PG_ACCOUNT_COLUMNS \
     "id, currency, code, flags, debits_pending, debits_posted, credits_pending, credits_posted," \
     " timestamp, metadata, no"

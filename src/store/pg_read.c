@@ -214,10 +214,10 @@ static void range_params(const store_query_t *query, int64_t after_ts, range_par
  * below $3) hold the page: a page reads about a page of rows however long the
  * account's history. */
 #define ACCOUNT_ROWS(order)                                                                            \
-    "(SELECT timestamps FROM account_transfers WHERE account_no = $1 AND timestamp_last >= $2"          \
-    " AND timestamp_last < $3 ORDER BY timestamp_last " order " LIMIT $4) UNION ALL"                   \
-    " (SELECT timestamps FROM account_transfers WHERE account_no = $1 AND timestamp_last >= $3"        \
-    " ORDER BY timestamp_last LIMIT 1)"
+    "(SELECT " PG_ACCOUNT_ROW_TIMESTAMPS("e") " AS timestamps FROM account_transfers e WHERE account_no = $1" \
+    " AND timestamp_last >= $2 AND timestamp_last < $3 ORDER BY timestamp_last " order " LIMIT $4) UNION ALL" \
+    " (SELECT " PG_ACCOUNT_ROW_TIMESTAMPS("e") " FROM account_transfers e WHERE account_no = $1"        \
+    " AND timestamp_last >= $3 ORDER BY timestamp_last LIMIT 1)"
 #define ACCOUNT_TRANSFERS_SQL(order)                                                                   \
     "SELECT " PG_TRANSFER_COLUMNS " FROM (SELECT u.ts FROM (" ACCOUNT_ROWS(order) ") AS e,"             \
     " unnest(e.timestamps) AS u(ts) WHERE u.ts >= $2 AND u.ts < $3 ORDER BY u.ts " order " LIMIT $4) AS p" \
@@ -307,7 +307,7 @@ pc_status store_shard_reader_cut(store_reader_t *reader, uint64_t *seq_out) {
     " LATERAL (SELECT coalesce(sum(" AS_OF_PENDING_DELTA "), 0) AS pending,"                       \
     "  coalesce(sum(" AS_OF_POSTED_DELTA "), 0) AS posted,"                                        \
     "  count(*) FILTER (WHERE p.amount IS NULL AND t.flags & ($3::integer | $4::integer) <> 0) AS orphans" \
-    "  FROM account_transfers e, unnest(e.timestamps) AS u(ts)"                                    \
+    "  FROM account_transfers e, unnest(" PG_ACCOUNT_ROW_TIMESTAMPS("e") ") AS u(ts)"              \
     "  JOIN transfers t ON t.timestamp = u.ts LEFT JOIN transfers p ON p.id = t.pending_id"          \
     "  WHERE e.account_no = a.no AND e.timestamp_last > b.after_ts AND u.ts > b.after_ts"             \
     "  AND u.ts <= b.until_ts AND t." side " = a.no)"

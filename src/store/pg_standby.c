@@ -93,7 +93,7 @@ void store_standby_close(store_standby_t *standby) {
     " j AS MATERIALIZED (SELECT coalesce((SELECT timestamp_last FROM journal WHERE seq <= (SELECT as_of FROM m)" \
     "   AND timestamp_last > 0 ORDER BY seq DESC LIMIT 1), 0) AS after_ts)," \
     " t AS (SELECT t.flags, t.amount, p.amount AS pending_amount, t.debit_no = n.no AS debit" \
-    "   FROM j, n, account_transfers e, unnest(e.timestamps) AS u(ts)" \
+    "   FROM j, n, account_transfers e, unnest(" PG_ACCOUNT_ROW_TIMESTAMPS("e") ") AS u(ts)" \
     "   JOIN transfers t ON t.timestamp = u.ts LEFT JOIN transfers p ON p.id = t.pending_id" \
     "   WHERE e.account_no = n.no AND e.timestamp_last > $5::bigint AND u.ts > $5::bigint" \
     "   AND u.ts > j.after_ts)," \

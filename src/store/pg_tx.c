@@ -130,15 +130,15 @@ static void account_row(pg_copy_t *copy, const ledger_account_t *a, uint32_t no,
 
 /* Binary COPY: each field in its column's type (schema v1: code, flags and
  * pending_state integer, timeout_s bigint; v9: the accounts' numbers integer), in the
- * table's column order (v15: no batch_seq, the journal's timestamp range says it). */
+ * table's column order (v15: no batch_seq, the journal's timestamp range says it; v16:
+ * no row_hash, verify computes it from the row). */
 #define TRANSFERS_COPY_SQL                                                                                    \
     "COPY transfers(timestamp, amount, timeout_s, debit_no, credit_no, code, flags, pending_state, id,"      \
-    " currency, row_hash, pending_id, metadata) FROM STDIN (FORMAT binary)"
-#define TRANSFERS_COPY_FIELDS 13
+    " currency, pending_id, metadata) FROM STDIN (FORMAT binary)"
+#define TRANSFERS_COPY_FIELDS 12
 
 /* 'accounts': the transfer's debit and credit accounts' numbers (ledger_changes_t). */
-static void transfer_row(pg_copy_stream_t *copy, const ledger_transfer_t *t, const uint32_t accounts[2],
-                         const uint8_t row_hash[JOURNAL_ROW_HASH_BYTES]) {
+static void transfer_row(pg_copy_stream_t *copy, const ledger_transfer_t *t, const uint32_t accounts[2]) {
     pg_stream_row(copy, TRANSFERS_COPY_FIELDS);
     pg_stream_int8(copy, (int64_t)t->timestamp_ns);
     pg_stream_int8(copy, t->amount);
@@ -150,7 +150,6 @@ static void transfer_row(pg_copy_stream_t *copy, const ledger_transfer_t *t, con
     pg_stream_int4(copy, (t->flags & LEDGER_TRANSFER_PENDING) ? LEDGER_PENDING_OPEN : LEDGER_PENDING_NONE);
     pg_stream_text(copy, t->id);
     pg_stream_text(copy, t->currency);
-    pg_stream_bytes(copy, row_hash, JOURNAL_ROW_HASH_BYTES);
     pg_stream_text(copy, empty_null(t->pending_id));
     pg_stream_text(copy, t->metadata_json);
 }
@@ -326,7 +325,9 @@ static void keys_sort(uint64_t *keys, uint64_t *scratch, uint32_t count, uint32_
 /* Each account's transfers in this batch, as rows of account_transfers (schema v10):
  * per account, its transfers' timestamps in ascending order, in rows of at most
  * STORE_PG_ACCOUNT_ROW_TIMESTAMPS keyed by their last. Made in account order, so
- * that the server inserts the key's entries one beside the other. */
+ * that the server inserts the key's entries one beside the other. Since schema v16
+ * the array holds the timestamps before the last only, null when there are none (an
+ * account touched once a batch: most rows): the key says the last. */
 static bool account_rows_make(pg_copy_stream_t *rows, const ledger_changes_t *c) {
     uint32_t count = 2 * c->transfers_count;
     /* (account << 32 | transfer index): sorted, each account's transfers in time order */
@@ -348,7 +349,11 @@ static bool account_rows_make(pg_copy_stream_t *rows, const ledger_changes_t *c)
         pg_stream_row(rows, 3);
         pg_stream_int4(rows, (int32_t)account);
         pg_stream_int8(rows, timestamps[held - 1]);
-        pg_stream_int8_array(rows, timestamps, held);
+        if (held == 1) {
+            pg_stream_null(rows);
+        } else {
+            pg_stream_int8_array(rows, timestamps, held - 1);
+        }
         held = 0;
     }
     free(keys);
@@ -365,14 +370,14 @@ static bool transfers_write(pg_tx_t *tx, const ledger_changes_t *c, journal_cont
     if (count == 0) return true;
     pg_copy_stream_t transfers, accounts;
     bool ok = pg_stream_begin(&transfers, tx->conn, TRANSFERS_COPY_SQL);
-    /* a row without metadata is 136 bytes */
+    /* a row without metadata is 116 bytes */
     if (tx->pipelined) pg_stream_hold(&transfers, (size_t)count * 192);
     for (uint32_t i = 0; ok && i < count; i++) {
         uint8_t hash[JOURNAL_ROW_HASH_BYTES];
         journal_row_hash_transfer(&c->transfers[i], hash);
         journal_content_add(content, hash);
         pg_bloom_id_add(tx->store, c->transfers[i].id);
-        transfer_row(&transfers, &c->transfers[i], &c->transfer_accounts[2 * i], hash);
+        transfer_row(&transfers, &c->transfers[i], &c->transfer_accounts[2 * i]);
     }
     pg_stream_defer(&accounts, tx->conn, ACCOUNT_TRANSFERS_COPY_SQL);
     if (!account_rows_make(&accounts, c)) accounts.failed = true;

@@ -26,15 +26,19 @@ typedef struct {
     pg_stream_t streams[JOURNAL_STREAM_COUNT];
     bool account_lists;   /* the database has account_transfers (schema v10) */
     bool batch_derived;   /* transfers have no batch_seq (schema v15): the journal's range says it */
+    bool hash_derived;    /* transfers have no row_hash (schema v16): the verifier computes it */
+    bool lists_keyed;     /* account_transfers' arrays leave out the key (v16: nullable) */
     char error[JOURNAL_REPORT_TEXT_BYTES];
 } pg_rows_t;
 
 /* JOURNAL_COLUMNS_TRANSFERS from a transfer row that names its accounts by number
  * (schema v9). An outer join: a number that names no account reads as a null id, a
  * row the verifier refuses, not a row left out. */
-#define PG_VERIFY_TRANSFER_COLUMNS(batch)                                                               \
+#define PG_VERIFY_TRANSFER_COLUMNS(batch, hash)                                                         \
     "t.timestamp, t.id, d.id, c.id, t.amount, t.currency, t.code, t.flags, t.pending_id, t.timeout_s,"   \
-    " t.metadata, t.pending_state, " batch ", t.row_hash"
+    " t.metadata, t.pending_state, " batch ", " hash
+/* Schema v16: no stored row hash; null, the verifier computes it from the row. */
+#define PG_VERIFY_NO_HASH "NULL::bytea"
 /* Schema v15: a transfer's batch is the first journal row whose last timestamp is at or
  * above its timestamp (batches' timestamps increase with their seq), by the journal's
  * timestamp_last index; none (null, a row verify refuses) above the last batch. */
@@ -44,26 +48,37 @@ typedef struct {
     "transfers t LEFT JOIN accounts d ON d.no = t.debit_no LEFT JOIN accounts c ON c.no = t.credit_no"
 
 /* Schema v10: account_transfers' timestamps against the transfers' two accounts
- * (multisets: an entry twice is a discrepancy too), and each row keyed by its last. */
-#define ACCOUNT_LIST_ENTRIES "SELECT account_no, ts FROM account_transfers, unnest(timestamps) AS ts"
+ * (multisets: an entry twice is a discrepancy too), and each row keyed by its last.
+ * v16: the array holds those before the last (null when none), each below the key. */
+#define ACCOUNT_LIST_ENTRIES(all) "SELECT account_no, ts FROM account_transfers e, unnest(" all ") AS ts"
 #define TRANSFER_SIDES "SELECT debit_no, timestamp FROM transfers UNION ALL SELECT credit_no, timestamp FROM transfers"
-#define ACCOUNT_LISTS_SQL                                                                              \
-    "SELECT x.no, x.ts, t.id FROM ((" ACCOUNT_LIST_ENTRIES " EXCEPT ALL (" TRANSFER_SIDES "))"            \
-    " UNION ALL ((" TRANSFER_SIDES ") EXCEPT ALL " ACCOUNT_LIST_ENTRIES ")"                             \
+#define ACCOUNT_LISTS_SQL(all, keyed_wrong)                                                            \
+    "SELECT x.no, x.ts, t.id FROM ((" ACCOUNT_LIST_ENTRIES(all) " EXCEPT ALL (" TRANSFER_SIDES "))"       \
+    " UNION ALL ((" TRANSFER_SIDES ") EXCEPT ALL " ACCOUNT_LIST_ENTRIES(all) ")"                        \
     " UNION ALL SELECT account_no, timestamp_last FROM account_transfers WHERE cardinality(timestamps) = 0" \
-    " OR timestamp_last IS DISTINCT FROM (SELECT max(ts) FROM unnest(timestamps) AS ts)) AS x(no, ts)"   \
-    " LEFT JOIN transfers t ON t.timestamp = x.ts LIMIT 1"
+    " OR " keyed_wrong ") AS x(no, ts) LEFT JOIN transfers t ON t.timestamp = x.ts LIMIT 1"
+#define KEYED_WRONG_V10 "timestamp_last IS DISTINCT FROM (SELECT max(ts) FROM unnest(timestamps) AS ts)"
+#define KEYED_WRONG_V16 "timestamp_last <= (SELECT max(ts) FROM unnest(timestamps) AS ts)"
 
-static const char *stream_sql(journal_stream_t stream, bool account_lists, bool batch_derived) {
+/* The transfers' stream for the schema's shape: batch_seq or the journal's range (v15),
+ * row_hash or none (v16). */
+static const char *transfers_sql(bool batch_derived, bool hash_derived) {
+    if (hash_derived) {
+        return "SELECT " PG_VERIFY_TRANSFER_COLUMNS(PG_VERIFY_TRANSFER_BATCH, PG_VERIFY_NO_HASH) " FROM "
+            PG_VERIFY_TRANSFERS_FROM " ORDER BY t.timestamp";
+    }
+    return batch_derived ? "SELECT " PG_VERIFY_TRANSFER_COLUMNS(PG_VERIFY_TRANSFER_BATCH, "t.row_hash") " FROM "
+                               PG_VERIFY_TRANSFERS_FROM " ORDER BY t.timestamp"
+                         : "SELECT " PG_VERIFY_TRANSFER_COLUMNS("t.batch_seq", "t.row_hash") " FROM "
+                               PG_VERIFY_TRANSFERS_FROM " ORDER BY t.timestamp";
+}
+
+static const char *stream_sql(journal_stream_t stream, const pg_rows_t *rows) {
     switch (stream) {
     case JOURNAL_STREAM_ACCOUNT_COUNT: return "SELECT count(*) FROM accounts";
     case JOURNAL_STREAM_ACCOUNTS:
         return "SELECT " JOURNAL_COLUMNS_ACCOUNTS " FROM accounts ORDER BY no";
-    case JOURNAL_STREAM_TRANSFERS:
-        return batch_derived ? "SELECT " PG_VERIFY_TRANSFER_COLUMNS(PG_VERIFY_TRANSFER_BATCH) " FROM "
-                                   PG_VERIFY_TRANSFERS_FROM " ORDER BY t.timestamp"
-                             : "SELECT " PG_VERIFY_TRANSFER_COLUMNS("t.batch_seq") " FROM " PG_VERIFY_TRANSFERS_FROM
-                               " ORDER BY t.timestamp";
+    case JOURNAL_STREAM_TRANSFERS: return transfers_sql(rows->batch_derived, rows->hash_derived);
     case JOURNAL_STREAM_FAILURES:
         return "SELECT " JOURNAL_COLUMNS_FAILURES " FROM transfer_failures ORDER BY timestamp, id COLLATE \"C\"";
     case JOURNAL_STREAM_HISTORY:
@@ -79,7 +94,9 @@ static const char *stream_sql(journal_stream_t stream, bool account_lists, bool 
         return "SELECT id, count(*) FROM (SELECT id FROM transfers UNION ALL"
                " SELECT id FROM transfer_failures) AS ids GROUP BY id HAVING count(*) > 1 LIMIT 1";
     case JOURNAL_STREAM_ACCOUNT_LISTS:
-        return account_lists ? ACCOUNT_LISTS_SQL : "SELECT 0, 0::bigint, NULL::text WHERE false";
+        if (!rows->account_lists) return "SELECT 0, 0::bigint, NULL::text WHERE false";
+        return rows->lists_keyed ? ACCOUNT_LISTS_SQL(PG_ACCOUNT_ROW_TIMESTAMPS("e"), KEYED_WRONG_V16)
+                                 : ACCOUNT_LISTS_SQL("e.timestamps", KEYED_WRONG_V10);
     case JOURNAL_STREAM_COUNT: break;
     }
     return NULL;
@@ -95,7 +112,7 @@ static pc_status rows_stream_open(journal_rows_t *base, journal_stream_t stream)
     PC_ASSERT(stream < JOURNAL_STREAM_COUNT && !rows->streams[stream].open);
     char sql[2048];
     snprintf(sql, sizeof sql, "DECLARE pc_verify_%d NO SCROLL CURSOR FOR %s", (int)stream,
-             stream_sql(stream, rows->account_lists, rows->batch_derived));
+             stream_sql(stream, rows));
     if (!pg_exec_ok(rows->conn, sql)) return rows_fail(rows);
     rows->streams[stream].open = true;
     return PC_OK;
@@ -208,6 +225,11 @@ static pc_status kind_check(PGconn *conn, char *detail, size_t detail_bytes) {
     return PC_OK;
 }
 
+/* Whether the transfers table has the column (not dropped). */
+#define TRANSFERS_HAVE(column)                                                                          \
+    "EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('transfers') AND attname = '" column \
+    "' AND NOT attisdropped)"
+
 pc_status store_pg_verify_open(const char *location, journal_rows_t **out, char *detail, size_t detail_bytes) {
     pg_rows_t *rows = calloc(1, sizeof(*rows));
     if (rows == NULL) return PC_NO_MEMORY;
@@ -220,9 +242,10 @@ pc_status store_pg_verify_open(const char *location, journal_rows_t **out, char 
     }
     if (status == PC_OK) status = kind_check(rows->conn, detail, detail_bytes);
     PGresult *result = status == PC_OK ? pg_query(rows->conn, "SELECT to_regclass('account_transfers') IS NOT NULL,"
-                                                  " NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid ="
-                                                  " to_regclass('transfers') AND attname = 'batch_seq' AND NOT"
-                                                  " attisdropped)", 0, NULL) : NULL;
+                                                  " NOT " TRANSFERS_HAVE("batch_seq") ", NOT "
+                                                  TRANSFERS_HAVE("row_hash") ", EXISTS (SELECT 1 FROM pg_attribute"
+                                                  " WHERE attrelid = to_regclass('account_transfers') AND attname ="
+                                                  " 'timestamps' AND NOT attnotnull)", 0, NULL) : NULL;
     if (status == PC_OK && result == NULL) {
         char line[400];
         snprintf(detail, detail_bytes, "reading the schema: %s", pg_error_line(rows->conn, line, sizeof line));
@@ -231,6 +254,8 @@ pc_status store_pg_verify_open(const char *location, journal_rows_t **out, char 
     if (result != NULL) {
         rows->account_lists = strcmp(PQgetvalue(result, 0, 0), "t") == 0;
         rows->batch_derived = strcmp(PQgetvalue(result, 0, 1), "t") == 0;
+        rows->hash_derived = strcmp(PQgetvalue(result, 0, 2), "t") == 0;
+        rows->lists_keyed = strcmp(PQgetvalue(result, 0, 3), "t") == 0;
     }
     PQclear(result);
     if (status != PC_OK) {

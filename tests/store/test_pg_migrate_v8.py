@@ -61,18 +61,23 @@ def check_schema(cluster, db="v8"):
 
 def check_account_rows(sql):
     """Version 10: transfers' only indexes are the timestamp key, a hash of the id and the
-    open pendings; account_transfers lists each transfer once under each of its accounts."""
+    open pendings; account_transfers lists each transfer once under each of its accounts
+    (version 16: the array holds the timestamps before the row's key, null when none)."""
     indexes = sql("SELECT indexname || ' ' || indexdef FROM pg_indexes WHERE tablename = 'transfers'"
                   " ORDER BY indexname").split("\n")
     check([i.split()[0] for i in indexes] == ["transfers_id", "transfers_open_pending", "transfers_pkey"]
           and "USING hash (id)" in indexes[0], "the transfers' indexes: %r" % indexes)
-    listed = sql("SELECT account_no || ' ' || ts FROM account_transfers, unnest(timestamps) AS ts ORDER BY 1")
+    listed = sql("SELECT account_no || ' ' || ts FROM account_transfers,"
+                 " unnest(array_append(timestamps, timestamp_last)) AS ts ORDER BY 1")
     sides = sql("SELECT no || ' ' || ts FROM (SELECT debit_no AS no, timestamp AS ts FROM transfers UNION ALL"
                 " SELECT credit_no, timestamp FROM transfers) AS s ORDER BY 1")
     check(listed == sides, "account_transfers lists every transfer's two accounts, nothing else")
-    bad = sql("SELECT count(*) FROM account_transfers WHERE timestamps[cardinality(timestamps)] <> timestamp_last"
-              " OR cardinality(timestamps) > 64 OR timestamps <> ARRAY(SELECT unnest(timestamps) ORDER BY 1)")
+    bad = sql("SELECT count(*) FROM account_transfers WHERE timestamps[cardinality(timestamps)] >= timestamp_last"
+              " OR cardinality(timestamps) > 63 OR cardinality(timestamps) = 0"
+              " OR timestamps <> ARRAY(SELECT unnest(timestamps) ORDER BY 1)")
     check(bad == "0", "rows of at most 64 ascending timestamps keyed by the last: %s bad" % bad)
+    single = sql("SELECT count(*) FILTER (WHERE timestamps IS NULL) > 0 FROM account_transfers")
+    check(single == "t", "a row of one timestamp has a null array (its key is the timestamp)")
 
 
 def server_log(cluster):

@@ -134,7 +134,8 @@ def periodic_verify(server):
 def tamper_cases(cluster, source, pubkey):
     """Each edit on a copy of the stopped store; verify must name it and exit 1."""
     cases = [
-        ("UPDATE transfers SET amount = amount + 1 WHERE id = 't-17'", "transfer t-17 (", "row hash mismatch"),
+        # no stored row hash (schema v16): the changed row shows in its batch's content hash
+        ("UPDATE transfers SET amount = amount + 1 WHERE id = 't-17'", "journal seq", "content_hash mismatch"),
         ("DELETE FROM transfers WHERE id = 't-50'", "journal seq", "transfer_count 1, rows 0"),
         ("UPDATE journal SET hash = decode(repeat('ab', 32), 'hex') WHERE seq = 40", "journal seq 40",
          "hash mismatch"),
@@ -143,7 +144,7 @@ def tamper_cases(cluster, source, pubkey):
         ("UPDATE accounts SET credits_posted = credits_posted + 100 WHERE id = 'b'", "account b", "credits_posted"),
         ("UPDATE transfers SET pending_state = 2 WHERE id = 'p-open'", "transfer p-open", "pending_state posted"),
         ("DELETE FROM balance_history WHERE transfer_id = 't-3'", "transfer t-3 (", "balance_history rows"),
-        ("UPDATE transfers SET row_hash = decode('00', 'hex') WHERE id = 't-9'", "transfer t-9", "malformed row"),
+        ("UPDATE transfers SET code = -1 WHERE id = 't-9'", "transfer t-9", "malformed row"),
         ("ALTER TABLE transfers ALTER COLUMN amount TYPE numeric", "transfer t-1", "malformed row"),
     ]
     for number, (sql, want1, want2) in enumerate(cases):
