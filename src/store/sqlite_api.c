@@ -469,7 +469,7 @@ static bool idem_rows_row(sqlite3_stmt *stmt, void *ctx) {
         load->status = PC_STORE_READ_FAILED;
         return false;
     }
-    load->status = store_idem_rows_add(load->rows, store_idem_rows_tag(load->rows, key_id, idempotency_key), seq);
+    load->status = store_idem_rows_add_loaded(load->rows, store_idem_rows_tag(load->rows, key_id, idempotency_key), seq);
     return load->status == PC_OK;
 }
 

@@ -11,19 +11,19 @@
  * whose tag matches and reads each row by seq, comparing the key itself: a match of
  * tags (or a stale entry) costs a row read, never a wrong answer, and a row without
  * its entry cannot exist:
- *   - an entry is added before the row's transaction commits (a rolled-back insert
- *     leaves a stale entry: its seq is never handed out again in this process, and
- *     the row it names does not exist);
+ *   - an entry is added before the row's transaction commits (and taken out again if
+ *     that rolls back; meanwhile, a reader may see the entry of a row it cannot see
+ *     yet: it reads nothing there. A seq is never handed out twice in a process);
  *   - an entry is removed only after the deletion of its row committed
  *     (store_idem_rows_forget_later, then _committed or _rolled_back);
  *   - the map is loaded from the table when the store opens, before any write.
  *
  * Table: open addressing with linear probing, the home slot taken from the tag's
  * high bits (so a growth re-homes entries without their keys). 12 bytes a slot
- * (seq, tag), live entries between 3/8 and 3/4 of the slots after a growth: 16 to 32
- * bytes a stored reply. The rows are bounded by the API's room for replies
- * (--idempotency-max-bytes); the load at open reads every row's keys once (about
- * 1 us a row).
+ * (seq, tag); live entries fill between 1/4 and 3/4 of the slots (it doubles past
+ * 1/2 when live and deleted ones reach 3/4): 16 to 48 bytes a stored reply. The rows
+ * are bounded by the API's room for replies (--idempotency-max-bytes); the load at
+ * open reads every row's keys once (about 1 us a row).
  *
  * Threads: the writer adds and forgets; readers look up. One mutex guards the table;
  * row reads happen outside it. */
@@ -41,6 +41,13 @@
 #define SLOTS_MIN 1024ull
 #define SLOTS_MAX (1ull << 32) /* the home is the tag's high bits */
 
+typedef struct {
+    uint64_t *seqs;
+    uint32_t *tags;
+    uint32_t count;
+    uint32_t room;
+} store_idem_rows_list_t;
+
 struct store_idem_rows {
     pthread_mutex_t mutex;
     uint8_t hash_key[crypto_shorthash_KEYBYTES]; /* random per process: tags cannot be aimed */
@@ -51,10 +58,8 @@ struct store_idem_rows {
     uint64_t used;
     uint64_t deleted;
     uint64_t seq_next;      /* writer only: the next row's seq, never handed out twice */
-    uint64_t *forget_seqs;  /* writer only: rows deleted by the open transaction */
-    uint32_t *forget_tags;
-    uint32_t forget_count;
-    uint32_t forget_room;
+    store_idem_rows_list_t added;   /* writer only: rows inserted by the open transaction */
+    store_idem_rows_list_t forget;  /* writer only: rows deleted by the open transaction */
 };
 
 uint32_t store_idem_rows_tag(const store_idem_rows_t *rows, const char *key_id, const char *idempotency_key) {
@@ -103,8 +108,10 @@ void store_idem_rows_free(store_idem_rows_t *rows) {
     if (rows->seqs != NULL && rows->tags != NULL) pthread_mutex_destroy(&rows->mutex);
     free(rows->seqs);
     free(rows->tags);
-    free(rows->forget_seqs);
-    free(rows->forget_tags);
+    free(rows->added.seqs);
+    free(rows->added.tags);
+    free(rows->forget.seqs);
+    free(rows->forget.tags);
     free(rows);
 }
 
@@ -142,26 +149,56 @@ static bool table_rebuild(store_idem_rows_t *rows, uint64_t slot_count) {
 }
 
 /* Room for one more entry: live and deleted slots together at most 3/4 of the table;
- * past that it doubles when the live ones fill more than 3/8, else deleted slots are
+ * past that it doubles when the live ones fill more than half, else deleted slots are
  * swept at the same size. */
 static bool table_room(store_idem_rows_t *rows) {
     if ((rows->used + rows->deleted + 1) * 4 <= rows->slot_count * 3) return true;
-    bool grow = (rows->used + 1) * 8 > rows->slot_count * 3;
+    bool grow = (rows->used + 1) * 2 > rows->slot_count;
     if (grow && rows->slot_count >= SLOTS_MAX) return false;
     return table_rebuild(rows, grow ? rows->slot_count * 2 : rows->slot_count);
 }
 
-pc_status store_idem_rows_add(store_idem_rows_t *rows, uint32_t tag, uint64_t seq) {
+static bool list_push(store_idem_rows_list_t *list, uint32_t tag, uint64_t seq) {
+    if (list->count == list->room) {
+        uint32_t room = list->room ? list->room * 2 : 64;
+        uint64_t *seqs = realloc(list->seqs, room * sizeof *seqs);
+        if (seqs == NULL) return false;
+        list->seqs = seqs;
+        uint32_t *tags = realloc(list->tags, room * sizeof *tags);
+        if (tags == NULL) return false;
+        list->tags = tags;
+        list->room = room;
+    }
+    list->seqs[list->count] = seq;
+    list->tags[list->count++] = tag;
+    return true;
+}
+
+/* Under the mutex. */
+static bool entry_add(store_idem_rows_t *rows, uint32_t tag, uint64_t seq) {
+    if (!table_room(rows)) return false;
+    slot_put(rows->seqs, rows->tags, rows->slot_count, rows->home_shift, tag, seq);
+    rows->used++;
+    if (seq >= rows->seq_next) rows->seq_next = seq + 1;
+    return true;
+}
+
+pc_status store_idem_rows_add_loaded(store_idem_rows_t *rows, uint32_t tag, uint64_t seq) {
     PC_ASSERT(seq_live(seq));
     pthread_mutex_lock(&rows->mutex);
-    bool room = table_room(rows);
-    if (room) {
-        slot_put(rows->seqs, rows->tags, rows->slot_count, rows->home_shift, tag, seq);
-        rows->used++;
-    }
-    if (seq >= rows->seq_next) rows->seq_next = seq + 1;
+    bool added = entry_add(rows, tag, seq);
     pthread_mutex_unlock(&rows->mutex);
-    return room ? PC_OK : PC_NO_MEMORY;
+    return added ? PC_OK : PC_NO_MEMORY;
+}
+
+pc_status store_idem_rows_add(store_idem_rows_t *rows, uint32_t tag, uint64_t seq) {
+    PC_ASSERT(seq_live(seq));
+    if (!list_push(&rows->added, tag, seq)) return PC_NO_MEMORY;
+    pthread_mutex_lock(&rows->mutex);
+    bool added = entry_add(rows, tag, seq);
+    pthread_mutex_unlock(&rows->mutex);
+    if (!added) rows->added.count--;
+    return added ? PC_OK : PC_NO_MEMORY;
 }
 
 uint64_t store_idem_rows_seq_take(store_idem_rows_t *rows) {
@@ -203,30 +240,28 @@ static void entry_remove(store_idem_rows_t *rows, uint32_t tag, uint64_t seq) {
 }
 
 pc_status store_idem_rows_forget_later(store_idem_rows_t *rows, uint32_t tag, uint64_t seq) {
-    if (rows->forget_count == rows->forget_room) {
-        uint32_t room = rows->forget_room ? rows->forget_room * 2 : 64;
-        uint64_t *seqs = realloc(rows->forget_seqs, room * sizeof *seqs);
-        if (seqs != NULL) rows->forget_seqs = seqs;
-        uint32_t *tags = seqs != NULL ? realloc(rows->forget_tags, room * sizeof *tags) : NULL;
-        if (tags == NULL) return PC_NO_MEMORY; /* the deletion must not commit without its forget */
-        rows->forget_tags = tags;
-        rows->forget_room = room;
-    }
-    rows->forget_seqs[rows->forget_count] = seq;
-    rows->forget_tags[rows->forget_count++] = tag;
-    return PC_OK;
+    return list_push(&rows->forget, tag, seq) ? PC_OK : PC_NO_MEMORY; /* no deletion commits without it */
+}
+
+/* Takes the entries of 'list' out of the table and empties it. */
+static void list_remove(store_idem_rows_t *rows, store_idem_rows_list_t *list) {
+    if (list->count == 0) return;
+    pthread_mutex_lock(&rows->mutex);
+    for (uint32_t i = 0; i < list->count; i++) entry_remove(rows, list->tags[i], list->seqs[i]);
+    pthread_mutex_unlock(&rows->mutex);
+    list->count = 0;
 }
 
 void store_idem_rows_committed(store_idem_rows_t *rows) {
-    if (rows == NULL || rows->forget_count == 0) return;
-    pthread_mutex_lock(&rows->mutex);
-    for (uint32_t i = 0; i < rows->forget_count; i++) entry_remove(rows, rows->forget_tags[i], rows->forget_seqs[i]);
-    pthread_mutex_unlock(&rows->mutex);
-    rows->forget_count = 0;
+    if (rows == NULL) return;
+    rows->added.count = 0; /* their rows exist now */
+    list_remove(rows, &rows->forget);
 }
 
 void store_idem_rows_rolled_back(store_idem_rows_t *rows) {
-    if (rows != NULL) rows->forget_count = 0;
+    if (rows == NULL) return;
+    rows->forget.count = 0; /* their rows stay */
+    list_remove(rows, &rows->added);
 }
 
 uint64_t store_idem_rows_count(store_idem_rows_t *rows) {

@@ -156,14 +156,17 @@ uint32_t store_idem_rows_tag(const store_idem_rows_t *rows, const char *key_id, 
  * room for all). Any thread. */
 uint32_t store_idem_rows_candidates(store_idem_rows_t *rows, uint32_t tag, uint64_t *seqs, uint32_t seqs_max);
 /* Writer: a row's seq (never handed out twice in a process), then its entry, added
- * before the row's transaction commits (PC_NO_MEMORY: the row must not commit). */
+ * before the row's transaction commits and taken out if it rolls back (PC_NO_MEMORY:
+ * the row must not commit). _add_loaded: a row of the file, at open. */
 uint64_t store_idem_rows_seq_take(store_idem_rows_t *rows);
 PC_MUST_USE pc_status store_idem_rows_add(store_idem_rows_t *rows, uint32_t tag, uint64_t seq);
+PC_MUST_USE pc_status store_idem_rows_add_loaded(store_idem_rows_t *rows, uint32_t tag, uint64_t seq);
 /* Writer: the row (tag, seq) is deleted by the open transaction; its entry goes once
  * that commits (PC_NO_MEMORY: the deletion must not commit). */
 PC_MUST_USE pc_status store_idem_rows_forget_later(store_idem_rows_t *rows, uint32_t tag, uint64_t seq);
-void store_idem_rows_committed(store_idem_rows_t *rows);   /* NULL: nothing */
-void store_idem_rows_rolled_back(store_idem_rows_t *rows); /* NULL: nothing */
+/* After the writer's COMMIT / ROLLBACK (sqlite_tx.c); NULL: nothing. */
+void store_idem_rows_committed(store_idem_rows_t *rows);
+void store_idem_rows_rolled_back(store_idem_rows_t *rows);
 uint64_t store_idem_rows_count(store_idem_rows_t *rows);
 /* Every stored reply's entry, read with the writer's connection at open (sqlite_api.c). */
 PC_MUST_USE pc_status store_sqlite_idem_rows_load(sqlite_store_t *store);

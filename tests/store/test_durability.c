@@ -928,26 +928,34 @@ static pc_status idem_job_run(writer_t *writer, idem_job *job) {
     return writer_submit_wait(writer, &job->cmd);
 }
 
-/* The reply of 'key' as a reader finds it: its body is the key itself. */
-static bool idem_found(store_t *store, const char *key) {
-    store_reader_t *reader;
-    ASSERT_STATUS(store_reader_open(store, &reader), PC_OK);
+/* The reply of 'key' as 'reader' finds it: its body is the key itself. */
+static bool idem_found_by(store_reader_t *reader, const char *key) {
     store_api_idem_t got;
     bool found = false;
     ASSERT_STATUS(store_api_idem_get(reader, "key_1", key, &got, &found), PC_OK);
     if (found) ASSERT_TRUE(got.body_bytes == strlen(key) && memcmp(got.body, key, got.body_bytes) == 0);
     free(got.body);
+    return found;
+}
+
+static bool idem_found(store_t *store, const char *key) {
+    store_reader_t *reader;
+    ASSERT_STATUS(store_reader_open(store, &reader), PC_OK);
+    bool found = idem_found_by(reader, key);
     store_reader_close(reader);
     return found;
 }
 
 static uint32_t idem_found_many(store_t *store) {
+    store_reader_t *reader;
+    ASSERT_STATUS(store_reader_open(store, &reader), PC_OK);
     uint32_t found = 0;
     for (uint32_t i = 0; i < IDEM_MANY; i++) {
         char key[16];
         snprintf(key, sizeof key, "g%u", i);
-        found += idem_found(store, key);
+        found += idem_found_by(reader, key);
     }
+    store_reader_close(reader);
     return found;
 }
 
@@ -958,7 +966,7 @@ static uint32_t idem_found_many(store_t *store) {
  * again replaces its reply. Method: 3000 keys in one batch, faults by failing the
  * command (its whole batch rolls back), readers asking for every key. */
 static void test_idem_found_exactly(void) {
-    paths_make("idem-exact");
+    paths_make("idem_exact");
     store_t *store;
     writer_t *writer;
     start(&store, &writer);
