@@ -34,6 +34,7 @@
 
 #include "core/core.h"
 #include "paycore/limits.h"
+#include "store/idem_index.h"
 #include "store/sqlite_internal.h"
 
 #define SEQ_EMPTY 0ull
@@ -50,7 +51,7 @@ typedef struct {
 
 struct store_idem_rows {
     pthread_mutex_t mutex;
-    uint8_t hash_key[crypto_shorthash_KEYBYTES]; /* random per process: tags cannot be aimed */
+    uint8_t hash_key[IDEM_KEY_HASH_KEY_BYTES]; /* random per process: tags cannot be aimed */
     uint64_t *seqs;         /* the row of each slot; SEQ_EMPTY, SEQ_DELETED */
     uint32_t *tags;
     uint64_t slot_count;    /* a power of two */
@@ -63,17 +64,7 @@ struct store_idem_rows {
 };
 
 uint32_t store_idem_rows_tag(const store_idem_rows_t *rows, const char *key_id, const char *idempotency_key) {
-    unsigned char name[PC_ID_SIZE + API_IDEMPOTENCY_KEY_BYTES_MAX + 2];
-    size_t id_bytes = strnlen(key_id, PC_ID_SIZE);
-    size_t key_bytes = strnlen(idempotency_key, API_IDEMPOTENCY_KEY_BYTES_MAX + 1);
-    memcpy(name, key_id, id_bytes);
-    name[id_bytes] = '\n'; /* ids hold no newline: the pair reads back one way only */
-    memcpy(name + id_bytes + 1, idempotency_key, key_bytes);
-    uint8_t out[crypto_shorthash_BYTES];
-    crypto_shorthash(out, name, id_bytes + 1 + key_bytes, rows->hash_key);
-    uint32_t tag;
-    memcpy(&tag, out, sizeof tag);
-    return tag;
+    return (uint32_t)(idem_key_hash(rows->hash_key, key_id, idempotency_key) >> 32);
 }
 
 static bool seq_live(uint64_t seq) { return seq != SEQ_EMPTY && seq != SEQ_DELETED; }
