@@ -26,6 +26,8 @@
 #include "core/core.h"
 #include "paycore/limits.h"
 
+static_assert(IDEM_KEY_HASH_KEY_BYTES == crypto_shorthash_KEYBYTES, "SipHash-2-4's key");
+
 #define SLOT_EMPTY 0u
 #define SLOT_DELETED 1u
 #define SLOTS_MIN 1024u
@@ -50,7 +52,8 @@ struct idem_index {
     uint64_t rebuilds_failed;
 };
 
-static uint64_t fingerprint(const idem_index_t *index, const char *key_id, const char *idempotency_key) {
+uint64_t idem_key_hash(const uint8_t hash_key[IDEM_KEY_HASH_KEY_BYTES], const char *key_id,
+                       const char *idempotency_key) {
     unsigned char name[PC_ID_SIZE + API_IDEMPOTENCY_KEY_BYTES_MAX + 2];
     size_t id_bytes = strnlen(key_id, PC_ID_SIZE);
     size_t key_bytes = strnlen(idempotency_key, API_IDEMPOTENCY_KEY_BYTES_MAX + 1);
@@ -58,9 +61,14 @@ static uint64_t fingerprint(const idem_index_t *index, const char *key_id, const
     name[id_bytes] = '\n'; /* ids hold no newline: the pair reads back one way only */
     memcpy(name + id_bytes + 1, idempotency_key, key_bytes);
     uint8_t out[crypto_shorthash_BYTES];
-    crypto_shorthash(out, name, id_bytes + 1 + key_bytes, index->hash_key);
-    uint64_t print;
-    memcpy(&print, out, sizeof print);
+    crypto_shorthash(out, name, id_bytes + 1 + key_bytes, hash_key);
+    uint64_t hash;
+    memcpy(&hash, out, sizeof hash);
+    return hash;
+}
+
+static uint64_t fingerprint(const idem_index_t *index, const char *key_id, const char *idempotency_key) {
+    uint64_t print = idem_key_hash(index->hash_key, key_id, idempotency_key);
     return print < 2 ? print + 2 : print;
 }
 

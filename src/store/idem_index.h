@@ -62,6 +62,12 @@ typedef struct {
     uint64_t rebuilds_failed;       /* rebuilds that found more rows than the bound */
 } idem_index_stats_t;
 
+/* The keyed hash (SipHash-2-4 under 'hash_key') of an (API key id, Idempotency-Key)
+ * pair, which this index and the SQLite store's map of replies take their prints from. */
+#define IDEM_KEY_HASH_KEY_BYTES 16
+uint64_t idem_key_hash(const uint8_t hash_key[IDEM_KEY_HASH_KEY_BYTES], const char *key_id,
+                       const char *idempotency_key);
+
 PC_MUST_USE pc_status idem_index_new(idem_index_t **out, uint64_t keys_max);
 void idem_index_free(idem_index_t *index);
 /* False only when no row of ('key_id', 'idempotency_key') can exist. */

@@ -165,30 +165,100 @@ static pc_status sqlite_api_grants_list(store_reader_t *reader, store_api_grant_
     return rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
 }
 
+/* Version 13: the replies appended by seq in the order they are stored, with no index
+ * by key (sqlite_idem_rows.c finds a key's row) and none by age (the purge walks seq
+ * order: a reply stored later is never older, but for a clock stepped back). The
+ * small columns come first: the load at open reads the keys without a body. */
+const char *store_sqlite_api_schema_v13(void) {
+    return "CREATE TABLE idempotency_replies("
+           "  seq INTEGER PRIMARY KEY,"
+           "  key_id TEXT NOT NULL,"
+           "  idempotency_key TEXT NOT NULL,"
+           "  created_ns INTEGER NOT NULL,"
+           "  row_bytes INTEGER NOT NULL,"
+           "  status INTEGER NOT NULL,"
+           "  request_hash BLOB NOT NULL,"
+           "  body TEXT NOT NULL);"
+           "INSERT INTO idempotency_replies(key_id, idempotency_key, created_ns, row_bytes, status, request_hash,"
+           "  body) SELECT key_id, idempotency_key, created_ns, row_bytes, status, request_hash, body"
+           "  FROM idempotency_keys ORDER BY created_ns, key_id, idempotency_key;"
+           "DROP TABLE idempotency_keys;"
+           "ALTER TABLE idempotency_replies RENAME TO idempotency_keys;";
+}
+
+/* The map's candidates for a key: in 'small' when they fit, else in '*seqs' (malloc'ed:
+ * the caller frees it when it is not 'small'). */
+static pc_status idem_candidates(store_idem_rows_t *rows, uint32_t tag, uint64_t small[8], uint64_t **seqs,
+                                 uint32_t *count) {
+    *seqs = small;
+    *count = store_idem_rows_candidates(rows, tag, small, 8);
+    while (*count > 8) { /* rare: tags shared by many rows; every one is read all the same */
+        uint32_t want = *count;
+        if (*seqs != small) free(*seqs);
+        *seqs = malloc(want * sizeof **seqs);
+        if (*seqs == NULL) return PC_NO_MEMORY;
+        *count = store_idem_rows_candidates(rows, tag, *seqs, want);
+        if (*count <= want) break;
+    }
+    return PC_OK;
+}
+
+/* Steps 'stmt' (the key bound as ?2 and ?3) over each candidate seq bound as ?1 until
+ * a row matches: SQLITE_ROW with the statement on it (the caller resets it), or
+ * SQLITE_DONE when none is the key's, or the error. */
+static int idem_row_find(sqlite3_stmt *stmt, const uint64_t *seqs, uint32_t count) {
+    int rc = SQLITE_DONE;
+    for (uint32_t i = 0; i < count && rc == SQLITE_DONE; i++) {
+        sqlite3_reset(stmt);
+        sqlite3_bind_int64(stmt, 1, (sqlite3_int64)seqs[i]);
+        rc = sqlite3_step(stmt);
+    }
+    return rc;
+}
+
+static store_idem_rows_t *reader_idem_rows(store_reader_t *reader) {
+    return ((sqlite_store_t *)reader->store)->idem_rows;
+}
+
+static store_idem_rows_t *tx_idem_rows(store_tx_t *tx) {
+    return ((sqlite_store_t *)tx->store)->idem_rows;
+}
+
+static void idem_from_row(sqlite3_stmt *stmt, store_api_idem_t *out) {
+    if (sqlite3_column_bytes(stmt, 0) == STORE_API_HASH_BYTES) {
+        memcpy(out->request_hash, sqlite3_column_blob(stmt, 0), STORE_API_HASH_BYTES);
+    }
+    out->http_status = sqlite3_column_int(stmt, 1);
+    out->body_bytes = (size_t)sqlite3_column_bytes(stmt, 2);
+    out->created_ns = (uint64_t)sqlite3_column_int64(stmt, 3);
+}
+
 static pc_status sqlite_api_idem_get(store_reader_t *reader, const char *key_id,
                              const char *idempotency_key, store_api_idem_t *out, bool *found) {
     sqlite3_stmt *stmt;
     memset(out, 0, sizeof(*out));
     *found = false;
+    store_idem_rows_t *rows = reader_idem_rows(reader);
+    uint64_t small[8], *seqs;
+    uint32_t count;
+    pc_status status = idem_candidates(rows, store_idem_rows_tag(rows, key_id, idempotency_key), small, &seqs, &count);
+    if (status != PC_OK || count == 0) return status;
     store_conn_t c = store_sqlite_reader_conn(reader);
     if (store_sqlite_stmt_take(c, STORE_STMT_API_IDEM_GET,
                                "SELECT request_hash, status, body, created_ns FROM idempotency_keys"
-                               " WHERE key_id = ?1 AND idempotency_key = ?2",
+                               " WHERE seq = ?1 AND key_id = ?2 AND idempotency_key = ?3",
                                &stmt, PC_STORE_READ_FAILED) != PC_OK) {
+        if (seqs != small) free(seqs);
         return PC_STORE_READ_FAILED;
     }
-    sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(stmt, 2, idempotency_key, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(stmt);
-    pc_status status = rc == SQLITE_ROW || rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
+    sqlite3_bind_text(stmt, 2, key_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 3, idempotency_key, -1, SQLITE_STATIC);
+    int rc = idem_row_find(stmt, seqs, count);
+    if (seqs != small) free(seqs);
+    status = rc == SQLITE_ROW || rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
     if (rc == SQLITE_ROW) {
-        if (sqlite3_column_bytes(stmt, 0) == STORE_API_HASH_BYTES) {
-            memcpy(out->request_hash, sqlite3_column_blob(stmt, 0), STORE_API_HASH_BYTES);
-        }
-        out->http_status = sqlite3_column_int(stmt, 1);
-        out->body_bytes = (size_t)sqlite3_column_bytes(stmt, 2);
+        idem_from_row(stmt, out);
         out->body = malloc(out->body_bytes + 1);
-        out->created_ns = (uint64_t)sqlite3_column_int64(stmt, 3);
         if (out->body == NULL) {
             status = PC_NO_MEMORY;
         } else {
@@ -201,50 +271,89 @@ static pc_status sqlite_api_idem_get(store_reader_t *reader, const char *key_id,
     return status;
 }
 
-/* The room of the row stored under ('key_id', 'idempotency_key'), 0 when none. */
-static pc_status idem_row_bytes_stored(store_conn_t c, const char *key_id,
-                                       const char *idempotency_key, uint64_t *row_bytes) {
+/* The row stored under the key ('tag'), as the writer's transaction sees it: its seq
+ * and room (0, 0 when none). */
+static pc_status idem_row_stored(store_tx_t *tx, uint32_t tag, const char *key_id, const char *idempotency_key,
+                                 uint64_t *seq, uint64_t *row_bytes) {
     sqlite3_stmt *stmt;
+    *seq = 0;
     *row_bytes = 0;
+    uint64_t small[8], *seqs;
+    uint32_t count;
+    pc_status status = idem_candidates(tx_idem_rows(tx), tag, small, &seqs, &count);
+    if (status != PC_OK || count == 0) return status;
+    store_conn_t c = store_sqlite_tx_conn(tx);
     if (store_sqlite_stmt_take(c, STORE_STMT_API_IDEM_ROW_BYTES,
-                               "SELECT row_bytes FROM idempotency_keys WHERE key_id = ?1"
-                               " AND idempotency_key = ?2",
+                               "SELECT seq, row_bytes FROM idempotency_keys"
+                               " WHERE seq = ?1 AND key_id = ?2 AND idempotency_key = ?3",
                                &stmt, PC_STORE_COMMIT_FAILED) != PC_OK) {
+        if (seqs != small) free(seqs);
         return PC_STORE_COMMIT_FAILED;
     }
-    sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(stmt, 2, idempotency_key, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(stmt);
-    if (rc == SQLITE_ROW) *row_bytes = (uint64_t)sqlite3_column_int64(stmt, 0);
+    sqlite3_bind_text(stmt, 2, key_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 3, idempotency_key, -1, SQLITE_STATIC);
+    int rc = idem_row_find(stmt, seqs, count);
+    if (seqs != small) free(seqs);
+    if (rc == SQLITE_ROW) {
+        *seq = (uint64_t)sqlite3_column_int64(stmt, 0);
+        *row_bytes = (uint64_t)sqlite3_column_int64(stmt, 1);
+    }
     store_sqlite_stmt_give_back(c, STORE_STMT_API_IDEM_ROW_BYTES, stmt);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? PC_OK : PC_STORE_COMMIT_FAILED;
 }
 
-static pc_status sqlite_api_idem_put(store_tx_t *tx, const char *key_id, const char *idempotency_key,
-                             store_api_idem_t *record, uint64_t *replaced_row_bytes) {
+static pc_status idem_row_delete(sqlite3 *db, uint64_t seq) {
     sqlite3_stmt *stmt;
-    store_conn_t c = store_sqlite_tx_conn(tx);
-    *replaced_row_bytes = 0;
-    pc_status status = record->absent_known ? PC_OK
-                                            : idem_row_bytes_stored(c, key_id, idempotency_key, replaced_row_bytes);
-    if (status != PC_OK) return status;
+    if (store_sqlite_prepare(db, "DELETE FROM idempotency_keys WHERE seq = ?1", &stmt, PC_STORE_READ_FAILED) != PC_OK) {
+        return PC_STORE_COMMIT_FAILED;
+    }
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)seq);
+    int rc = sqlite3_step(stmt);
+    sqlite3_finalize(stmt);
+    return rc == SQLITE_DONE ? PC_OK : PC_STORE_COMMIT_FAILED;
+}
+
+static pc_status idem_row_insert(store_conn_t c, uint64_t seq, const char *key_id, const char *idempotency_key,
+                                 const store_api_idem_t *record) {
+    sqlite3_stmt *stmt;
     if (store_sqlite_stmt_take(c, STORE_STMT_API_IDEM_PUT,
-                               "INSERT OR REPLACE INTO idempotency_keys(key_id, idempotency_key, request_hash,"
-                               " status, body, created_ns, row_bytes) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                               "INSERT INTO idempotency_keys(seq, key_id, idempotency_key, created_ns, row_bytes,"
+                               " status, request_hash, body) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                                &stmt, PC_STORE_COMMIT_FAILED) != PC_OK) {
         return PC_STORE_COMMIT_FAILED;
     }
-    record->row_bytes = idem_row_bytes(key_id, idempotency_key, record->body_bytes);
-    sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(stmt, 2, idempotency_key, -1, SQLITE_STATIC);
-    sqlite3_bind_blob(stmt, 3, record->request_hash, STORE_API_HASH_BYTES, SQLITE_STATIC);
-    sqlite3_bind_int(stmt, 4, record->http_status);
-    sqlite3_bind_text(stmt, 5, record->body, (int)record->body_bytes, SQLITE_STATIC);
-    sqlite3_bind_int64(stmt, 6, (sqlite3_int64)record->created_ns);
-    sqlite3_bind_int64(stmt, 7, (sqlite3_int64)record->row_bytes);
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)seq);
+    sqlite3_bind_text(stmt, 2, key_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 3, idempotency_key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 4, (sqlite3_int64)record->created_ns);
+    sqlite3_bind_int64(stmt, 5, (sqlite3_int64)record->row_bytes);
+    sqlite3_bind_int(stmt, 6, record->http_status);
+    sqlite3_bind_blob(stmt, 7, record->request_hash, STORE_API_HASH_BYTES, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 8, record->body, (int)record->body_bytes, SQLITE_STATIC);
     int rc = sqlite3_step(stmt);
     store_sqlite_stmt_give_back(c, STORE_STMT_API_IDEM_PUT, stmt);
     return rc == SQLITE_DONE ? PC_OK : PC_STORE_COMMIT_FAILED;
+}
+
+/* A reply replacing one of the same key is appended too (the old row deleted): seq
+ * order stays the order replies were stored, which the purge walks. The key's row is
+ * looked up whatever 'absent_known' says (a lookup in memory): two rows of one key
+ * can never be stored. */
+static pc_status sqlite_api_idem_put(store_tx_t *tx, const char *key_id, const char *idempotency_key,
+                             store_api_idem_t *record, uint64_t *replaced_row_bytes) {
+    store_idem_rows_t *rows = tx_idem_rows(tx);
+    uint32_t tag = store_idem_rows_tag(rows, key_id, idempotency_key);
+    uint64_t old_seq = 0;
+    *replaced_row_bytes = 0;
+    pc_status status = idem_row_stored(tx, tag, key_id, idempotency_key, &old_seq, replaced_row_bytes);
+    if (status == PC_OK && old_seq != 0) status = store_idem_rows_forget_later(rows, tag, old_seq);
+    if (status == PC_OK && old_seq != 0) status = idem_row_delete(store_sqlite_tx_db(tx), old_seq);
+    if (status != PC_OK) return status;
+    record->row_bytes = idem_row_bytes(key_id, idempotency_key, record->body_bytes);
+    uint64_t seq = store_idem_rows_seq_take(rows);
+    status = store_idem_rows_add(rows, tag, seq); /* before the row can commit */
+    if (status == PC_OK) status = idem_row_insert(store_sqlite_tx_conn(tx), seq, key_id, idempotency_key, record);
+    return status;
 }
 
 /* The purge's victims, chosen before any is deleted (a SELECT must not walk rows its
@@ -252,28 +361,33 @@ static pc_status sqlite_api_idem_put(store_tx_t *tx, const char *key_id, const c
  * fail the batch it rides in for want of memory. */
 typedef struct {
     uint32_t count;
+    uint64_t seqs[API_IDEM_PURGE_ROWS_MAX];
     char key_ids[API_IDEM_PURGE_ROWS_MAX][PC_ID_SIZE];
     char idempotency_keys[API_IDEM_PURGE_ROWS_MAX][API_IDEMPOTENCY_KEY_BYTES_MAX + 1];
     uint64_t row_bytes[API_IDEM_PURGE_ROWS_MAX];
 } idem_victims;
 
+/* The oldest replies in seq order, up to the first one not created before
+ * 'before_ns' (the rest are younger, but for a clock stepped back: such a reply is
+ * purged once it expires itself, and the replies behind it then; an expired reply
+ * reads as absent whether purged or not, idempotency.c). */
 static pc_status idem_victims_select(sqlite3 *db, uint64_t before_ns, uint32_t rows_max,
                                      uint64_t bytes_max, idem_victims *v) {
     sqlite3_stmt *stmt;
-    if (store_sqlite_prepare(db, "SELECT key_id, idempotency_key, row_bytes FROM idempotency_keys"
-                    " INDEXED BY idempotency_keys_created WHERE created_ns < ?1"
-                    " ORDER BY created_ns LIMIT ?2", &stmt, PC_STORE_READ_FAILED) != PC_OK) {
+    if (store_sqlite_prepare(db, "SELECT seq, key_id, idempotency_key, row_bytes, created_ns FROM idempotency_keys"
+                    " ORDER BY seq LIMIT ?1", &stmt, PC_STORE_READ_FAILED) != PC_OK) {
         return PC_STORE_COMMIT_FAILED;
     }
-    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)before_ns);
-    sqlite3_bind_int64(stmt, 2, (sqlite3_int64)rows_max);
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)rows_max);
     uint64_t bytes = 0;
     int rc;
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW && v->count < rows_max) {
-        uint64_t row_bytes = (uint64_t)sqlite3_column_int64(stmt, 2);
+        uint64_t row_bytes = (uint64_t)sqlite3_column_int64(stmt, 3);
+        if ((uint64_t)sqlite3_column_int64(stmt, 4) >= before_ns) break;
         if (v->count > 0 && bytes + row_bytes > bytes_max) break;
-        const char *key_id = (const char *)sqlite3_column_text(stmt, 0);
-        const char *idem_key = (const char *)sqlite3_column_text(stmt, 1);
+        const char *key_id = (const char *)sqlite3_column_text(stmt, 1);
+        const char *idem_key = (const char *)sqlite3_column_text(stmt, 2);
+        v->seqs[v->count] = (uint64_t)sqlite3_column_int64(stmt, 0);
         snprintf(v->key_ids[v->count], PC_ID_SIZE, "%s", key_id ? key_id : "");
         snprintf(v->idempotency_keys[v->count], API_IDEMPOTENCY_KEY_BYTES_MAX + 1, "%s",
                  idem_key ? idem_key : "");
@@ -284,55 +398,89 @@ static pc_status idem_victims_select(sqlite3 *db, uint64_t before_ns, uint32_t r
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? PC_OK : PC_STORE_COMMIT_FAILED;
 }
 
-static pc_status idem_victims_delete(sqlite3 *db, const idem_victims *v, store_api_idem_purged_fn fn,
+static pc_status idem_victims_delete(store_tx_t *tx, const idem_victims *v, store_api_idem_purged_fn fn,
                                      void *ctx) {
-    sqlite3_stmt *stmt;
-    if (store_sqlite_prepare(db, "DELETE FROM idempotency_keys WHERE key_id = ?1 AND idempotency_key = ?2",
-                &stmt, PC_STORE_READ_FAILED) != PC_OK) {
-        return PC_STORE_COMMIT_FAILED;
-    }
+    store_idem_rows_t *rows = tx_idem_rows(tx);
     pc_status status = PC_OK;
     for (uint32_t i = 0; i < v->count && status == PC_OK; i++) {
-        sqlite3_bind_text(stmt, 1, v->key_ids[i], -1, SQLITE_STATIC);
-        sqlite3_bind_text(stmt, 2, v->idempotency_keys[i], -1, SQLITE_STATIC);
-        if (sqlite3_step(stmt) != SQLITE_DONE) status = PC_STORE_COMMIT_FAILED;
-        else fn(v->key_ids[i], v->idempotency_keys[i], v->row_bytes[i], ctx);
-        sqlite3_reset(stmt);
+        uint32_t tag = store_idem_rows_tag(rows, v->key_ids[i], v->idempotency_keys[i]);
+        status = store_idem_rows_forget_later(rows, tag, v->seqs[i]);
+        if (status == PC_OK) status = idem_row_delete(store_sqlite_tx_db(tx), v->seqs[i]);
+        if (status == PC_OK) fn(v->key_ids[i], v->idempotency_keys[i], v->row_bytes[i], ctx);
     }
-    sqlite3_finalize(stmt);
     return status;
 }
 
 static pc_status sqlite_api_idem_purge(store_tx_t *tx, uint64_t before_ns, uint32_t rows_max,
                                uint64_t bytes_max, store_api_idem_purged_fn fn, void *ctx) {
     PC_ASSERT(rows_max > 0 && rows_max <= API_IDEM_PURGE_ROWS_MAX);
-    sqlite3 *db = store_sqlite_tx_db(tx);
     idem_victims v;
     v.count = 0;
-    pc_status status = idem_victims_select(db, before_ns, rows_max, bytes_max, &v);
-    if (status == PC_OK) status = idem_victims_delete(db, &v, fn, ctx);
+    pc_status status = idem_victims_select(store_sqlite_tx_db(tx), before_ns, rows_max, bytes_max, &v);
+    if (status == PC_OK) status = idem_victims_delete(tx, &v, fn, ctx);
     return status;
 }
 
-/* The index by age covers the key columns and the row's room: no body is read. */
-static pc_status sqlite_api_idem_keys(store_reader_t *reader, store_api_idem_key_fn fn, void *ctx) {
+/* In seq order: the keys and the room come before the body in each row, so a large
+ * body's overflow pages are not read. */
+static pc_status idem_keys_scan(sqlite3 *db, bool (*fn)(sqlite3_stmt *stmt, void *ctx), void *ctx) {
     sqlite3_stmt *stmt;
-    if (store_sqlite_prepare(store_sqlite_reader_db(reader),
-                "SELECT key_id, idempotency_key, row_bytes FROM idempotency_keys INDEXED BY idempotency_keys_created",
-                &stmt, PC_STORE_READ_FAILED) != PC_OK) {
+    if (store_sqlite_prepare(db, "SELECT seq, key_id, idempotency_key, row_bytes FROM idempotency_keys ORDER BY seq",
+                             &stmt, PC_STORE_READ_FAILED) != PC_OK) {
         return PC_STORE_READ_FAILED;
     }
     int rc;
     bool going = true;
-    while (going && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        const char *key_id = (const char *)sqlite3_column_text(stmt, 0);
-        const char *idempotency_key = (const char *)sqlite3_column_text(stmt, 1);
-        going = fn(key_id ? key_id : "", idempotency_key ? idempotency_key : "",
-                   (uint64_t)sqlite3_column_int64(stmt, 2), ctx);
-    }
+    while (going && (rc = sqlite3_step(stmt)) == SQLITE_ROW) going = fn(stmt, ctx);
     sqlite3_finalize(stmt);
     if (!going) return PC_SHUTTING_DOWN;
     return rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
+}
+
+typedef struct {
+    store_api_idem_key_fn fn;
+    void *ctx;
+} idem_keys_ctx;
+
+static bool idem_key_row(sqlite3_stmt *stmt, void *ctx) {
+    idem_keys_ctx *keys = ctx;
+    const char *key_id = (const char *)sqlite3_column_text(stmt, 1);
+    const char *idempotency_key = (const char *)sqlite3_column_text(stmt, 2);
+    return keys->fn(key_id ? key_id : "", idempotency_key ? idempotency_key : "",
+                    (uint64_t)sqlite3_column_int64(stmt, 3), keys->ctx);
+}
+
+static pc_status sqlite_api_idem_keys(store_reader_t *reader, store_api_idem_key_fn fn, void *ctx) {
+    idem_keys_ctx keys = {.fn = fn, .ctx = ctx};
+    return idem_keys_scan(store_sqlite_reader_db(reader), idem_key_row, &keys);
+}
+
+typedef struct {
+    store_idem_rows_t *rows;
+    pc_status status;
+} idem_rows_load_ctx;
+
+static bool idem_rows_row(sqlite3_stmt *stmt, void *ctx) {
+    idem_rows_load_ctx *load = ctx;
+    const char *key_id = (const char *)sqlite3_column_text(stmt, 1);
+    const char *idempotency_key = (const char *)sqlite3_column_text(stmt, 2);
+    uint64_t seq = (uint64_t)sqlite3_column_int64(stmt, 0);
+    if (key_id == NULL || idempotency_key == NULL || seq == 0) { /* NOT NULL columns, seq from 1 */
+        load->status = PC_STORE_READ_FAILED;
+        return false;
+    }
+    load->status = store_idem_rows_add_loaded(load->rows, store_idem_rows_tag(load->rows, key_id, idempotency_key), seq);
+    return load->status == PC_OK;
+}
+
+pc_status store_sqlite_idem_rows_load(sqlite_store_t *store) {
+    pc_status status = store_idem_rows_new(&store->idem_rows);
+    if (status != PC_OK) return status;
+    idem_rows_load_ctx load = {.rows = store->idem_rows, .status = PC_OK};
+    status = idem_keys_scan(store->db, idem_rows_row, &load);
+    if (status == PC_SHUTTING_DOWN) status = load.status;
+    if (status != PC_OK) (void)store_sqlite_fail(store, status, "idempotency replies load");
+    return status;
 }
 
 const store_api_ops_t store_sqlite_api_ops = {

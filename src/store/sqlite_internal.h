@@ -68,6 +68,8 @@ pc_status store_sqlite_step_done(sqlite3_stmt *stmt);
 const char *store_sqlite_api_schema(void);
 /* Migration 3: idempotency_keys.row_bytes and its index by age. */
 const char *store_sqlite_api_schema_v3(void);
+/* Migration 13: idempotency_keys appended by seq, found through memory (sqlite_idem_rows.c). */
+const char *store_sqlite_api_schema_v13(void);
 /* SQL creating the events outbox and delivery tables (schema migration 4).
  * sqlite_events.c. */
 const char *store_sqlite_events_schema(void);
@@ -142,6 +144,33 @@ pc_status store_index_account(store_index_t *index, sqlite3 *reader, uint32_t ac
 store_index_t *store_sqlite_index(sqlite_store_t *store);
 store_shadow_t *store_sqlite_shadow(sqlite_store_t *store);
 
+/* ---- sqlite_idem_rows.c: where each stored Idempotency-Key reply is ---- */
+typedef struct store_idem_rows store_idem_rows_t;
+PC_MUST_USE pc_status store_idem_rows_new(store_idem_rows_t **out);
+void store_idem_rows_free(store_idem_rows_t *rows);
+/* The key's tag: a keyed hash of ('key_id', 'idempotency_key'). Equal tags do not
+ * mean equal keys: lookups compare the keys of the rows. */
+uint32_t store_idem_rows_tag(const store_idem_rows_t *rows, const char *key_id, const char *idempotency_key);
+/* The seqs of the rows that may be the key's (every entry of 'tag'): fills at most
+ * 'seqs_max' and returns how many there are (more than 'seqs_max': ask again with
+ * room for all). Any thread. */
+uint32_t store_idem_rows_candidates(store_idem_rows_t *rows, uint32_t tag, uint64_t *seqs, uint32_t seqs_max);
+/* Writer: a row's seq (never handed out twice in a process), then its entry, added
+ * before the row's transaction commits and taken out if it rolls back (PC_NO_MEMORY:
+ * the row must not commit). _add_loaded: a row of the file, at open. */
+uint64_t store_idem_rows_seq_take(store_idem_rows_t *rows);
+PC_MUST_USE pc_status store_idem_rows_add(store_idem_rows_t *rows, uint32_t tag, uint64_t seq);
+PC_MUST_USE pc_status store_idem_rows_add_loaded(store_idem_rows_t *rows, uint32_t tag, uint64_t seq);
+/* Writer: the row (tag, seq) is deleted by the open transaction; its entry goes once
+ * that commits (PC_NO_MEMORY: the deletion must not commit). */
+PC_MUST_USE pc_status store_idem_rows_forget_later(store_idem_rows_t *rows, uint32_t tag, uint64_t seq);
+/* After the writer's COMMIT / ROLLBACK (sqlite_tx.c); NULL: nothing. */
+void store_idem_rows_committed(store_idem_rows_t *rows);
+void store_idem_rows_rolled_back(store_idem_rows_t *rows);
+uint64_t store_idem_rows_count(store_idem_rows_t *rows);
+/* Every stored reply's entry, read with the writer's connection at open (sqlite_api.c). */
+PC_MUST_USE pc_status store_sqlite_idem_rows_load(sqlite_store_t *store);
+
 /* ---- sqlite_wal_checkpointer.c: WAL checkpoints off the writer's commit path ---- */
 typedef struct store_wal_checkpointer store_wal_checkpointer_t;
 store_wal_checkpointer_t *store_wal_checkpointer_start(const char *path, sqlite3 *writer_db);
@@ -210,6 +239,7 @@ struct sqlite_store {
     store_index_t *index;   /* opened by store_load */
     sqlite3 *index_reader;  /* the writer's connection to the index file */
     store_shadow_t *shadow;
+    store_idem_rows_t *idem_rows; /* where each stored Idempotency-Key reply is */
     store_wal_checkpointer_t *wal_checkpointer;
     int64_t instance_id;    /* meta.instance_id: ties the index file to this database */
     pc_hash_key_t id_key;   /* '<path>.idkey': ids are hashed with it (sqlite_index.c) */

@@ -133,6 +133,9 @@ static const schema_migration migrations[] = {
     {"CREATE INDEX IF NOT EXISTS pay_objects_processing ON pay_objects(kind, created_ns)"
      "  WHERE status = 'processing';",
      NULL},
+    /* v13: Idempotency-Key replies appended by seq, without the B-tree by key whose
+     * random inserts dirtied a page per reply (sqlite_api.c, sqlite_idem_rows.c) */
+    {"", store_sqlite_api_schema_v13},
 };
 
 #define SCHEMA_VERSION_LATEST ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -384,6 +384,7 @@ static pc_status store_open_steps(sqlite_store_t *store) {
     if (status == PC_OK) status = meta_load(store);
     if (status == PC_OK) status = id_key_load(store);
     if (status == PC_OK) status = memory_init(store);
+    if (status == PC_OK) status = store_sqlite_idem_rows_load(store);
     if (status != PC_OK) return status;
     store->wal_checkpointer = store_wal_checkpointer_start(store->path, store->db);
     if (store->wal_checkpointer == NULL) return store_sqlite_fail(store, PC_STORE_OPEN_FAILED, "wal checkpointer");
@@ -425,6 +426,7 @@ static void sqlite_close(store_t *base) {
     store_index_close(store->index); /* flushes what is left */
     sodium_memzero(&store->id_key, sizeof store->id_key);
     store_shadow_free(store->shadow);
+    store_idem_rows_free(store->idem_rows);
     store_dirty_free(&store->dirty);
     for (int i = 0; i < STMT_COUNT; i++) sqlite3_finalize(store->statements[i]);
     store_sqlite_stmt_cache_free(store->stmt_cache);

@@ -379,6 +379,7 @@ pc_status store_sqlite_tx_commit(store_tx_t *base) {
         return status;
     }
     tx_publish(tx);
+    store_idem_rows_committed(store->idem_rows); /* the entries of the replies it deleted go */
     tx_free(tx);
     return PC_OK;
 }
@@ -393,6 +394,7 @@ void store_sqlite_tx_rollback(store_tx_t *base) {
     if (!sqlite3_get_autocommit(store->db) && sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL) != SQLITE_OK) {
         (void)write_failed(store, "rollback", true);
     }
+    store_idem_rows_rolled_back(store->idem_rows); /* its replies' entries go, those it deleted stay */
     tx_free(tx);
 }
 

@@ -796,15 +796,19 @@ static void test_version_1_migrates(void) {
     sqlite3 *db;
     ASSERT_EQ(sqlite3_open(db_path, &db), SQLITE_OK);
     /* What version 1 left after the lost-seq bug: rows behind, a seq ahead (and
-     * neither version 2's table name nor version 3's idempotency column, nor version
+     * neither version 2's table name nor version 3's idempotency column (nor version
+     * 13's layout of that table), nor version
      * 9's payment answer columns, nor version 10's event owner column, nor version
      * 11's payment's operation in flight). */
-    ASSERT_EQ(sqlite3_exec(db, "DROP INDEX idempotency_keys_created;"
+    ASSERT_EQ(sqlite3_exec(db, "DROP TABLE idempotency_keys;"
+                               "CREATE TABLE idempotency_keys(key_id TEXT NOT NULL,"
+                               " idempotency_key TEXT NOT NULL, request_hash BLOB NOT NULL,"
+                               " status INTEGER NOT NULL, body TEXT NOT NULL, created_ns INTEGER NOT NULL,"
+                               " PRIMARY KEY(key_id, idempotency_key)) WITHOUT ROWID;"
                                "DROP INDEX events_by_owner;"
                                "ALTER TABLE events DROP COLUMN owner;"
                                "DROP INDEX pay_objects_pending_op;"
                                "ALTER TABLE pay_objects DROP COLUMN pending_op;"
-                               "ALTER TABLE idempotency_keys DROP COLUMN row_bytes;"
                                "ALTER TABLE pay_objects DROP COLUMN answer_version;"
                                "ALTER TABLE pay_objects DROP COLUMN answer_status;"
                                "ALTER TABLE journal_checkpoints RENAME TO checkpoints;"
@@ -875,6 +879,126 @@ static void test_idem_replace_reports_room(void) {
     paths_remove();
 }
 
+/* ---- every stored reply is found, exactly ---- */
+
+#define IDEM_MANY 3000u     /* past the lookup table's first sizes: entries are re-homed */
+#define IDEM_PURGED_MAX 64u
+
+typedef struct {
+    writer_cmd_t cmd;       /* first */
+    const char *key;        /* put this key ... */
+    uint32_t many;          /* ... or these keys "g<i>" */
+    bool purge;             /* purge the replies created before 2 ns: all */
+    bool fail;              /* then fail the command: its batch rolls back */
+    uint32_t purged_count;
+    char purged[IDEM_PURGED_MAX][16];
+} idem_job;
+
+static void idem_purged_note(const char *key_id, const char *idempotency_key, uint64_t row_bytes, void *ctx) {
+    idem_job *job = ctx;
+    (void)key_id;
+    (void)row_bytes;
+    ASSERT_TRUE(job->purged_count < IDEM_PURGED_MAX);
+    snprintf(job->purged[job->purged_count++], 16, "%s", idempotency_key);
+}
+
+static pc_status idem_put_one(store_tx_t *tx, const char *key) {
+    store_api_idem_t record = {.http_status = 201, .created_ns = 1, .body = (char *)key, .body_bytes = strlen(key)};
+    uint64_t replaced = 0;
+    return store_api_idem_put(tx, "key_1", key, &record, &replaced);
+}
+
+static pc_status idem_job_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
+    idem_job *job = (idem_job *)cmd;
+    pc_status status = job->key != NULL ? idem_put_one(tx, job->key) : PC_OK;
+    for (uint32_t i = 0; i < job->many && status == PC_OK; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "g%u", i);
+        status = idem_put_one(tx, key);
+    }
+    job->purged_count = 0;
+    if (status == PC_OK && job->purge) {
+        status = store_api_idem_purge(tx, 2, IDEM_PURGED_MAX, UINT64_MAX / 2, idem_purged_note, job);
+    }
+    return status == PC_OK && job->fail ? PC_INTERNAL : status;
+}
+
+static pc_status idem_job_run(writer_t *writer, idem_job *job) {
+    job->cmd = (writer_cmd_t){.kind = WRITER_CMD_EXEC, .in_transaction = idem_job_in_tx};
+    return writer_submit_wait(writer, &job->cmd);
+}
+
+/* The reply of 'key' as 'reader' finds it: its body is the key itself. */
+static bool idem_found_by(store_reader_t *reader, const char *key) {
+    store_api_idem_t got;
+    bool found = false;
+    ASSERT_STATUS(store_api_idem_get(reader, "key_1", key, &got, &found), PC_OK);
+    if (found) ASSERT_TRUE(got.body_bytes == strlen(key) && memcmp(got.body, key, got.body_bytes) == 0);
+    free(got.body);
+    return found;
+}
+
+static bool idem_found(store_t *store, const char *key) {
+    store_reader_t *reader;
+    ASSERT_STATUS(store_reader_open(store, &reader), PC_OK);
+    bool found = idem_found_by(reader, key);
+    store_reader_close(reader);
+    return found;
+}
+
+static uint32_t idem_found_many(store_t *store) {
+    store_reader_t *reader;
+    ASSERT_STATUS(store_reader_open(store, &reader), PC_OK);
+    uint32_t found = 0;
+    for (uint32_t i = 0; i < IDEM_MANY; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "g%u", i);
+        found += idem_found_by(reader, key);
+    }
+    store_reader_close(reader);
+    return found;
+}
+
+/* Goal: a stored reply is never reported missing and a missing one never found: not
+ * after a rolled-back put (the key reads missing, then stores once), not after a
+ * purge whose batch rolled back (every reply still found), not after a purge that
+ * committed (exactly the purged keys missing), not after a restart; a key stored
+ * again replaces its reply. Method: 3000 keys in one batch, faults by failing the
+ * command (its whole batch rolls back), readers asking for every key. */
+static void test_idem_found_exactly(void) {
+    paths_make("idem_exact");
+    store_t *store;
+    writer_t *writer;
+    start(&store, &writer);
+    idem_job job = {.many = IDEM_MANY};
+    ASSERT_STATUS(idem_job_run(writer, &job), PC_OK);
+    job = (idem_job){.key = "lost", .fail = true};
+    ASSERT_STATUS(idem_job_run(writer, &job), PC_INTERNAL);
+    ASSERT_FALSE(idem_found(store, "lost"));
+    job = (idem_job){.key = "lost"};
+    ASSERT_STATUS(idem_job_run(writer, &job), PC_OK);
+    ASSERT_TRUE(idem_found(store, "lost"));
+    job = (idem_job){.purge = true, .fail = true};
+    ASSERT_STATUS(idem_job_run(writer, &job), PC_INTERNAL);
+    ASSERT_EQ(job.purged_count, IDEM_PURGED_MAX);
+    ASSERT_EQ(idem_found_many(store), IDEM_MANY);
+    job = (idem_job){.purge = true};
+    ASSERT_STATUS(idem_job_run(writer, &job), PC_OK);
+    ASSERT_EQ(job.purged_count, IDEM_PURGED_MAX);
+    for (uint32_t i = 0; i < job.purged_count; i++) ASSERT_FALSE(idem_found(store, job.purged[i]));
+    uint32_t kept = IDEM_MANY + 1 - IDEM_PURGED_MAX; /* "lost" counts among them */
+    ASSERT_EQ(idem_found_many(store) + idem_found(store, "lost"), kept);
+    stop(store, writer);
+    start(&store, &writer);
+    for (uint32_t i = 0; i < job.purged_count; i++) ASSERT_FALSE(idem_found(store, job.purged[i]));
+    ASSERT_EQ(idem_found_many(store) + idem_found(store, "lost"), kept);
+    idem_put(writer, "lost", "lost"); /* found through memory after the restart: replaced */
+    ASSERT_TRUE(idem_replaced_bytes > 0);
+    ASSERT_TRUE(idem_found(store, "lost"));
+    stop(store, writer);
+    paths_remove();
+}
+
 int main(void) {
     pg_host = getenv("PAYCORE_TEST_PG_HOST");
     if (pg_host != NULL) { /* the cases that are not SQLite faults or SQLite files */
@@ -884,6 +1008,7 @@ int main(void) {
         TEST_RUN(test_no_spin_while_expiry_fails);
         TEST_RUN(test_signing_key_refused);
         TEST_RUN(test_idem_replace_reports_room);
+        TEST_RUN(test_idem_found_exactly);
         TEST_RUN(test_pipeline_first_commit_fails);
         TEST_RUN(test_pipeline_second_commit_fails);
         return test_finish();
@@ -900,5 +1025,6 @@ int main(void) {
     TEST_RUN(test_signing_key_refused);
     TEST_RUN(test_version_1_migrates);
     TEST_RUN(test_idem_replace_reports_room);
+    TEST_RUN(test_idem_found_exactly);
     return test_finish();
 }

@@ -4,7 +4,8 @@ faults hold on the PostgreSQL store too: a batch without ledger rows takes no se
 a command's failing hook fails only its batch, a store whose commits keep failing is
 retried with backoff (no spin), a database with signed checkpoints refuses a missing
 or foreign signing key; a pipelined batch whose first or second part's COMMIT fails
-leaves only what was answered; verify passes after each.
+leaves only what was answered; every stored Idempotency-Key reply is found exactly
+(after rolled-back puts and purges, a committed purge, a restart); verify passes after each.
 Method: a throwaway PostgreSQL 15 cluster (pgcluster.py); the C test makes a database
 of its own per case there (PAYCORE_TEST_PG_HOST)."""
 import os
@@ -25,7 +26,7 @@ def main():
     cluster = pgcluster.Cluster()
     try:
         cluster.run_c_test_passing(BIN, "store_test_durability", {"PAYCORE_TEST_PG_HOST": cluster.dir},
-                                   "8 passed, 0 failed")
+                                   "9 passed, 0 failed")
     finally:
         cluster.close()
 
