@@ -35,10 +35,8 @@ bool events_type_parse(const char *name, events_type *out) {
 }
 
 void events_id_format(uint64_t seq, char out[EVENTS_ID_SIZE]) {
-    static const char hex[] = "0123456789abcdef"; /* "evt_%016" PRIx64, without the format machinery */
-    memcpy(out, "evt_", 4);
-    for (int i = 0; i < 16; i++) out[4 + i] = hex[(seq >> (60 - 4 * i)) & 0xf];
-    out[EVENTS_ID_SIZE - 1] = '\0';
+    memcpy(out, "evt_", 4); /* "evt_%016" PRIx64 */
+    pc_u64_hex(out + 4, seq, 16);
 }
 
 bool events_id_parse(const char *id, uint64_t *seq_out) {
@@ -194,18 +192,13 @@ void events_buf_append(events_buf_t *buf, const char *text, size_t bytes) {
 void events_buf_str(events_buf_t *buf, const char *text) { events_buf_append(buf, text, strlen(text)); }
 
 void events_buf_u64(events_buf_t *buf, uint64_t value) {
-    char digits[20];
-    char *end = digits + sizeof digits, *at = end;
-    do {
-        *--at = (char)('0' + value % 10);
-        value /= 10;
-    } while (value != 0);
-    events_buf_append(buf, at, (size_t)(end - at));
+    char digits[PC_INT_TEXT_SIZE];
+    events_buf_append(buf, digits, pc_u64_text(digits, value));
 }
 
 void events_buf_i64(events_buf_t *buf, int64_t value) {
-    if (value < 0) events_buf_append(buf, "-", 1);
-    events_buf_u64(buf, value < 0 ? (uint64_t)0 - (uint64_t)value : (uint64_t)value);
+    char digits[PC_INT_TEXT_SIZE];
+    events_buf_append(buf, digits, pc_i64_text(digits, value));
 }
 
 void events_buf_printf(events_buf_t *buf, const char *format, ...) {
