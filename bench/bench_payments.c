@@ -144,8 +144,16 @@ static bool model_train(char *model, size_t model_bytes) {
     return run_line(command, line, sizeof line) && access(model, R_OK) == 0;
 }
 
+/* The server's port from its log, once it listens. Waited for up to SERVER_START_WAIT_S:
+ * a server under a profiler (--profile) starts tens of times slower; one that exited
+ * ends the wait at once. */
+#define SERVER_START_WAIT_S 600
 static uint16_t server_port(const char *log) {
-    for (int i = 0; i < 600; i++) {
+    for (int i = 0; i < SERVER_START_WAIT_S * 20; i++) {
+        if (waitpid(server_pid, NULL, WNOHANG) == server_pid) {
+            server_pid = 0;
+            die("the server exited before it listened");
+        }
         FILE *f = fopen(log, "r");
         char line[1024];
         while (f != NULL && fgets(line, sizeof line, f) != NULL) {

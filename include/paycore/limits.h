@@ -177,9 +177,13 @@
 #define API_CONNECTIONS_PER_IP_DEFAULT 1024
 /* One connection's memory in libmicrohttpd: its request line and headers, its read
  * buffer and its reply's headers. MHD zeroes all of it for each request on a kept-alive
- * connection, so it is kept to what a request needs (its default is 32 KiB): a request
- * line and headers of up to 14 KiB are read (docs/architecture.md); larger: 431. */
-#define API_CONNECTION_MEMORY_BYTES (16 * 1024)
+ * connection, so it is kept to what a request needs (its default is 32 KiB). The API's
+ * own heads stay under 2 KiB (a 255-byte Idempotency-Key, a key, a cursor in the line,
+ * the forwarding headers of a shard set); 8 KiB reads a request line and headers of up
+ * to 6 KiB in up to 30 fields (each field also takes ~56 bytes of it), room for a
+ * browser's as well (docs/architecture.md); larger: 431. A body is not held here: it
+ * passes through the read buffer to the handler, which keeps its own copy. */
+#define API_CONNECTION_MEMORY_BYTES (8 * 1024)
 /* The accept loop (api/accept.c) takes at most this many connections per wake-up
  * before it looks for a stop again, and waits this long when the process is out of
  * descriptors (the connections stay in the backlog meanwhile). */

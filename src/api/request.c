@@ -32,8 +32,10 @@ api_request_t *api_request_new(api_server_t *server, struct MHD_Connection *conn
         if (strcmp(method, known_methods[i]) == 0) pc_str_copy(req->method, sizeof req->method, method);
     }
     uint64_t seq = atomic_fetch_add(&server->request_seq, 1) + 1;
-    snprintf(req->request_id, sizeof req->request_id, "req_%s%012llx", server->instance_tag,
-             (unsigned long long)seq);
+    char seq_hex[PC_HEX_TEXT_SIZE]; /* "req_%s%012llx", unformatted */
+    pc_u64_hex(seq_hex, seq, 12);
+    const char *const parts[] = {"req_", server->instance_tag, seq_hex};
+    pc_str_join(req->request_id, sizeof req->request_id, parts, 3);
     req->path = pc_strdup(url);
     if (req->path == NULL) {
         free(req);

@@ -62,7 +62,7 @@ void api_inflight_free(api_server_t *server) {
 }
 
 static void inflight_name(const api_request_t *req, char *out, size_t out_bytes) {
-    snprintf(out, out_bytes, "%s\n%s", req->caller.id, req->idem_key);
+    pc_str_join(out, out_bytes, (const char *const[]){req->caller.id, "\n", req->idem_key}, 3);
 }
 
 /* true when added; false when already there (or full). */

@@ -119,3 +119,49 @@ char *pc_strdup(const char *s) {
     if (copy != NULL) memcpy(copy, s, bytes);
     return copy;
 }
+
+/* The magnitude's digits, after a '-' when 'negative'. */
+static size_t decimal_text(char out[PC_INT_TEXT_SIZE], uint64_t magnitude, bool negative) {
+    char digits[PC_INT_TEXT_SIZE];
+    char *end = digits + sizeof digits, *at = end;
+    do {
+        *--at = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude != 0);
+    if (negative) *--at = '-';
+    size_t bytes = (size_t)(end - at);
+    memcpy(out, at, bytes);
+    out[bytes] = '\0';
+    return bytes;
+}
+
+size_t pc_u64_text(char out[PC_INT_TEXT_SIZE], uint64_t value) { return decimal_text(out, value, false); }
+
+size_t pc_i64_text(char out[PC_INT_TEXT_SIZE], int64_t value) {
+    return decimal_text(out, value < 0 ? (uint64_t)0 - (uint64_t)value : (uint64_t)value, value < 0);
+}
+
+size_t pc_u64_hex(char out[PC_HEX_TEXT_SIZE], uint64_t value, unsigned digits_min) {
+    static const char hex[] = "0123456789abcdef";
+    PC_ASSERT(digits_min >= 1 && digits_min <= 16);
+    unsigned digits = 1;
+    while (digits < 16 && (value >> (4 * digits)) != 0) digits++;
+    if (digits < digits_min) digits = digits_min;
+    for (unsigned i = 0; i < digits; i++) out[digits - 1 - i] = hex[(value >> (4 * i)) & 0xf];
+    out[digits] = '\0';
+    return digits;
+}
+
+size_t pc_str_join(char *dst, size_t dst_bytes, const char *const *parts, size_t part_count) {
+    PC_ASSERT(dst_bytes > 0);
+    size_t total = 0, at = 0;
+    for (size_t i = 0; i < part_count; i++) {
+        size_t bytes = strlen(parts[i]);
+        size_t fits = at + bytes < dst_bytes ? bytes : dst_bytes - 1 - at;
+        memcpy(dst + at, parts[i], fits);
+        at += fits;
+        total += bytes;
+    }
+    dst[at] = '\0';
+    return total;
+}

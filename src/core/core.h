@@ -78,4 +78,18 @@ PC_MUST_USE pc_status pc_key_file_write(const char *path, const uint8_t *bytes, 
 /* Duplicates a string with malloc; NULL stays NULL. */
 char *pc_strdup(const char *s);
 
+/* Integers in decimal, as "%" PRIu64 and "%" PRId64 write them, without the format
+ * machinery (a snprintf costs ~600-1000 instructions on the hot paths): into 'out',
+ * NUL-terminated; the length is returned. */
+#define PC_INT_TEXT_SIZE 21 /* "-9223372036854775808", or 20 digits, and a NUL */
+size_t pc_u64_text(char out[PC_INT_TEXT_SIZE], uint64_t value);
+size_t pc_i64_text(char out[PC_INT_TEXT_SIZE], int64_t value);
+/* In lower-case hex with at least 'digits_min' digits (1..16), as "%0*" PRIx64 writes it. */
+#define PC_HEX_TEXT_SIZE 17
+size_t pc_u64_hex(char out[PC_HEX_TEXT_SIZE], uint64_t value, unsigned digits_min);
+/* The texts 'parts' one after another into 'dst', as snprintf(dst, dst_bytes,
+ * "%s%s...") would: at most dst_bytes - 1 bytes, always terminated (dst_bytes > 0);
+ * returns the whole length (>= dst_bytes: cut). */
+size_t pc_str_join(char *dst, size_t dst_bytes, const char *const *parts, size_t part_count);
+
 #endif

@@ -17,6 +17,9 @@ typedef struct {
 
 bool events_buf_reserve(events_buf_t *buf, size_t more);
 void events_buf_append(events_buf_t *buf, const char *text, size_t bytes);
+void events_buf_str(events_buf_t *buf, const char *text);   /* a NUL-terminated text */
+void events_buf_u64(events_buf_t *buf, uint64_t value);      /* in decimal, as "%" PRIu64 */
+void events_buf_i64(events_buf_t *buf, int64_t value);       /* in decimal, as "%" PRId64 */
 void events_buf_printf(events_buf_t *buf, const char *format, ...) __attribute__((format(printf, 2, 3)));
 void events_buf_free(events_buf_t *buf);
 void events_render_account(events_buf_t *buf, const ledger_account_t *account);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/core.h"
 #include "gateway/gw_internal.h"
 
 const gw_connector_t *gw_connector(gw_kind kind) {
@@ -76,17 +77,7 @@ pc_status gw_body_parts(gw_http_call_t *out, const char *const *parts, size_t pa
 }
 
 const char *gw_decimal(int64_t value, char out[21]) {
-    char digits[21];
-    size_t count = 0;
-    uint64_t magnitude = value < 0 ? 0u - (uint64_t)value : (uint64_t)value;
-    do {
-        digits[count++] = (char)('0' + magnitude % 10);
-        magnitude /= 10;
-    } while (magnitude > 0);
-    size_t at = 0;
-    if (value < 0) out[at++] = '-';
-    while (count > 0) out[at++] = digits[--count];
-    out[at] = '\0';
+    pc_i64_text(out, value);
     return out;
 }
 

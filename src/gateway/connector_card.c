@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/core.h"
 #include "gateway/gw_internal.h"
 
 static bool card_accepts(const gw_request_t *req);
@@ -33,7 +34,8 @@ static pc_status card_authorize(const gw_channel_cfg_t *ch, const gw_request_t *
 static pc_status card_follow_up(const gw_request_t *req, const char *what, bool amount,
                                 gw_http_call_t *out) {
     out->method = "POST";
-    snprintf(out->path, sizeof out->path, "/v1/authorizations/%s/%s", req->channel_ref, what);
+    const char *const path[] = {"/v1/authorizations/", req->channel_ref, "/", what};
+    pc_str_join(out->path, sizeof out->path, path, 4);
     char digits[21];
     const char *const parts[] = {"{\"amount\":", gw_decimal(req->amount_minor, digits), "}"};
     if (!amount) return gw_body_parts(out, (const char *const[]){"{}"}, 1);

@@ -450,7 +450,7 @@ static bool request_text(gw_call_t *call, const gw_channel_cfg_t *ch, const gw_h
                          const char *key) {
     char length[24] = "";
     bool body = call->request.body != NULL, auth = ch->api_key[0] != '\0';
-    if (body) snprintf(length, sizeof length, "%zu", call->request.body_bytes);
+    if (body) pc_u64_text(length, call->request.body_bytes);
     const head_part parts[] = {
         part(http->method), part(" "), part(ch->http_prefix), part(http->path), part(" HTTP/1.1\r\nHost: "),
         part(ch->http_host), part("\r\nAccept: application/json\r\n"),

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/core.h"
 #include "gateway/gw_internal.h"
 
 uint64_t gw_rng_next(uint64_t *state) {
@@ -61,8 +62,11 @@ static void strategy_priority(const gw_config_t *cfg, gw_decision_t *d) {
     for (uint32_t i = 0; i < cfg->priority_count; i++) order_add(d, cfg->priority[i]);
     for (uint32_t i = 0; i < cfg->channel_count; i++) order_add(d, i);
     if (d->order_count > 0) {
-        snprintf(d->why, sizeof d->why, "priority: %s is the first available of %u",
-                 d->candidates[d->order[0]].name, d->order_count);
+        char count[PC_INT_TEXT_SIZE]; /* "priority: %s is the first available of %u", unformatted */
+        pc_u64_text(count, d->order_count);
+        const char *const parts[] = {"priority: ", d->candidates[d->order[0]].name, " is the first available of ",
+                                     count};
+        pc_str_join(d->why, sizeof d->why, parts, 4);
     }
 }
 

@@ -31,12 +31,16 @@ uint64_t idmap_hash(const pc_hash_key_t *key, const char *id) {
     return hash == 0 ? 1 : hash;
 }
 
+static inline bool slot_filled(const idmap_slot *slot, uint32_t generation) {
+    return slot->hash != 0 && slot->generation == generation;
+}
+
 bool idmap_find(const idmap_t *map, const char *id, uint64_t hash, uint32_t *value) {
     uint32_t mask = map->capacity - 1;
     for (uint32_t i = (uint32_t)hash & mask, probes = 0; probes < map->capacity;
          i = (i + 1) & mask, probes++) {
         const idmap_slot *slot = &map->slots[i];
-        if (slot->hash == 0) return false;
+        if (!slot_filled(slot, map->generation)) return false;
         if (slot->hash == hash && strcmp(map->key_of(map->owner, slot->value), id) == 0) {
             *value = slot->value;
             return true;
@@ -48,7 +52,7 @@ bool idmap_find(const idmap_t *map, const char *id, uint64_t hash, uint32_t *val
 static void slot_place(idmap_slot *slots, uint32_t capacity, idmap_slot entry) {
     uint32_t mask = capacity - 1;
     uint32_t i = (uint32_t)entry.hash & mask;
-    while (slots[i].hash != 0) i = (i + 1) & mask;
+    while (slot_filled(&slots[i], entry.generation)) i = (i + 1) & mask;
     slots[i] = entry;
 }
 
@@ -57,7 +61,7 @@ static bool idmap_grow(idmap_t *map) {
     idmap_slot *slots_new = calloc(capacity_new, sizeof(idmap_slot));
     if (slots_new == NULL) return false;
     for (uint32_t i = 0; i < map->capacity; i++) {
-        if (map->slots[i].hash != 0) slot_place(slots_new, capacity_new, map->slots[i]);
+        if (slot_filled(&map->slots[i], map->generation)) slot_place(slots_new, capacity_new, map->slots[i]);
     }
     free(map->slots);
     map->slots = slots_new;
@@ -68,7 +72,7 @@ static bool idmap_grow(idmap_t *map) {
 bool idmap_insert(idmap_t *map, uint64_t hash, uint32_t value) {
     PC_ASSERT(hash != 0);
     if ((map->count + 1) * 2u > map->capacity && !idmap_grow(map)) return false;
-    slot_place(map->slots, map->capacity, (idmap_slot){hash, value});
+    slot_place(map->slots, map->capacity, (idmap_slot){hash, value, map->generation});
     map->count++;
     return true;
 }
@@ -77,12 +81,13 @@ void idmap_remove(idmap_t *map, uint64_t hash, uint32_t value) {
     uint32_t mask = map->capacity - 1;
     uint32_t i = (uint32_t)hash & mask;
     while (!(map->slots[i].hash == hash && map->slots[i].value == value)) {
-        PC_ASSERT(map->slots[i].hash != 0);
+        PC_ASSERT(slot_filled(&map->slots[i], map->generation));
         i = (i + 1) & mask;
     }
+    PC_ASSERT(slot_filled(&map->slots[i], map->generation));
     /* Backward-shift: pull later entries of the probe run into the hole. */
     uint32_t hole = i;
-    for (uint32_t j = (i + 1) & mask; map->slots[j].hash != 0; j = (j + 1) & mask) {
+    for (uint32_t j = (i + 1) & mask; slot_filled(&map->slots[j], map->generation); j = (j + 1) & mask) {
         uint32_t home = (uint32_t)map->slots[j].hash & mask;
         bool movable = (hole <= j) ? (home <= hole || home > j) : (home <= hole && home > j);
         if (movable) {
@@ -95,6 +100,8 @@ void idmap_remove(idmap_t *map, uint64_t hash, uint32_t value) {
 }
 
 void idmap_clear(idmap_t *map) {
-    memset(map->slots, 0, (size_t)map->capacity * sizeof(idmap_slot));
     map->count = 0;
+    if (++map->generation != 0) return;
+    /* wrapped: a slot filled 2^32 clears ago would read as filled again */
+    memset(map->slots, 0, (size_t)map->capacity * sizeof(idmap_slot));
 }

@@ -14,15 +14,21 @@
 
 typedef const char *(*idmap_key_fn)(const void *owner, uint32_t value);
 
+/* A slot is filled when its hash is not 0 (real hashes are forced non-zero) and its
+ * generation is the map's: idmap_clear empties every slot by moving the map to the
+ * next generation, without writing the table (the writer clears its batch map, 256
+ * KiB, at every batch). The generation fills what was padding. */
 typedef struct {
-    uint64_t hash;   /* 0 = empty slot (real hashes are forced non-zero) */
+    uint64_t hash;
     uint32_t value;
+    uint32_t generation;
 } idmap_slot;
 
 typedef struct {
     idmap_slot *slots;
     uint32_t capacity;  /* power of two */
     uint32_t count;
+    uint32_t generation; /* of the filled slots; written over only when it wraps */
     idmap_key_fn key_of;
     const void *owner;
 } idmap_t;
@@ -43,6 +49,7 @@ bool idmap_find(const idmap_t *map, const char *id, uint64_t hash, uint32_t *val
 bool idmap_insert(idmap_t *map, uint64_t hash, uint32_t value);
 /* Removes the entry with this hash and value (must be present). */
 void idmap_remove(idmap_t *map, uint64_t hash, uint32_t value);
+/* Empties the map in O(1) (the table is zeroed once every 2^32 clears). */
 void idmap_clear(idmap_t *map);
 
 #endif

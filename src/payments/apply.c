@@ -39,8 +39,8 @@ static void op_status(pay_op_t *op, const char *status) {
 static void op_answer_copy(pay_op_t *op, const gw_result_t *r) {
     if (r->channel[0]) pc_str_copy(op->channel, sizeof op->channel, r->channel);
     if (r->channel_ref[0]) pc_str_copy(op->channel_ref, sizeof op->channel_ref, r->channel_ref);
-    snprintf(op->response_code, sizeof op->response_code, "%s",
-             r->response_code[0] ? r->response_code : pc_status_code(r->status));
+    pc_str_copy(op->response_code, sizeof op->response_code,
+                r->response_code[0] ? r->response_code : pc_status_code(r->status));
     pc_str_copy(op->message, sizeof op->message, r->message[0] ? r->message : r->detail);
 }
 

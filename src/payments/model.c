@@ -582,9 +582,10 @@ pc_status pay_payment_doc(store_reader_t *reader, const store_pay_object_t *obje
 
 bool pay_reply_ref_format(const pay_reply_t *reply, char out[PAY_REPLY_REF_BYTES_MAX]) {
     if (reply->status != PC_OK || reply->ref_id[0] == '\0' || reply->ref_version == 0) return false;
-    int n = snprintf(out, PAY_REPLY_REF_BYTES_MAX, REPLY_REF_PREFIX "%s:%u", reply->ref_id,
-                     (unsigned)reply->ref_version);
-    return n > 0 && n < PAY_REPLY_REF_BYTES_MAX;
+    char version[PC_INT_TEXT_SIZE];
+    pc_u64_text(version, reply->ref_version);
+    const char *const parts[] = {REPLY_REF_PREFIX, reply->ref_id, ":", version};
+    return pc_str_join(out, PAY_REPLY_REF_BYTES_MAX, parts, 4) < PAY_REPLY_REF_BYTES_MAX;
 }
 
 bool pay_reply_ref_is(const char *stored, size_t bytes) {
@@ -648,8 +649,9 @@ pc_status pay_reply_ref_render(store_reader_t *reader, const char *stored, size_
 
 bool pay_reply_ref_format_current(const char *payment_id, char out[PAY_REPLY_REF_BYTES_MAX]) {
     if (strchr(payment_id, ':') != NULL) return false; /* ids hold none: the version's separator */
-    int n = snprintf(out, PAY_REPLY_REF_BYTES_MAX, REPLY_REF_PREFIX "%s", payment_id);
-    return n > (int)strlen(REPLY_REF_PREFIX) && n < PAY_REPLY_REF_BYTES_MAX;
+    const char *const parts[] = {REPLY_REF_PREFIX, payment_id};
+    size_t n = pc_str_join(out, PAY_REPLY_REF_BYTES_MAX, parts, 2);
+    return n > strlen(REPLY_REF_PREFIX) && n < PAY_REPLY_REF_BYTES_MAX;
 }
 
 bool pay_reply_ref_is_current(const char *stored, size_t bytes) {

@@ -155,7 +155,7 @@ bool pay_parse_bank_account(const json_t *object, const char *key, const char *p
 }
 
 void pay_lookup_idem(char *out, size_t out_bytes, const char *key_id, const char *idempotency_key) {
-    snprintf(out, out_bytes, "idem:%s:%s", key_id, idempotency_key);
+    pc_str_join(out, out_bytes, (const char *const[]){"idem:", key_id, ":", idempotency_key}, 4);
 }
 
 /* "idem:<key_id>:<key>": an API key id holds no ':' ("key_<hex>"), so the first one
@@ -199,9 +199,11 @@ pc_status pay_idem_index_load(pay_t *pay, store_reader_t *reader) {
 }
 
 void pay_lookup_attempt(char *out, size_t out_bytes, const char *idempotency_key) {
-    snprintf(out, out_bytes, "attempt:%s", idempotency_key);
+    pc_str_join(out, out_bytes, (const char *const[]){"attempt:", idempotency_key}, 2);
 }
 
 void pay_lookup_risk(char *out, size_t out_bytes, uint64_t decision_id) {
-    snprintf(out, out_bytes, "risk:%llu", (unsigned long long)decision_id);
+    char digits[PC_INT_TEXT_SIZE];
+    pc_u64_text(digits, decision_id);
+    pc_str_join(out, out_bytes, (const char *const[]){"risk:", digits}, 2);
 }

@@ -12,23 +12,19 @@
 
 #include "payments/pay_internal.h"
 
-void pay_out_add(pay_out_t *o, const char *piece, size_t bytes) {
-    if (o->failed) return;
-    if (o->bytes + bytes + 1 > o->room) {
-        size_t room = o->room * 2;
-        while (o->bytes + bytes + 1 > room) room *= 2;
-        char *grown = o->heap ? realloc(o->text, room) : malloc(room);
-        if (grown == NULL) {
-            o->failed = true;
-            return;
-        }
-        if (!o->heap) memcpy(grown, o->text, o->bytes);
-        o->text = grown;
-        o->room = room;
-        o->heap = true;
+bool pay_out_grow(pay_out_t *o, size_t bytes) {
+    size_t room = o->room * 2;
+    while (o->bytes + bytes + 1 > room) room *= 2;
+    char *grown = o->heap ? realloc(o->text, room) : malloc(room);
+    if (grown == NULL) {
+        o->failed = true;
+        return false;
     }
-    memcpy(o->text + o->bytes, piece, bytes);
-    o->bytes += bytes;
+    if (!o->heap) memcpy(grown, o->text, o->bytes);
+    o->text = grown;
+    o->room = room;
+    o->heap = true;
+    return true;
 }
 
 #define OUT_LIT(o, literal) pay_out_add((o), literal, sizeof(literal) - 1)
@@ -63,20 +59,7 @@ static void out_str_or_null(pay_out_t *o, const char *text) {
     else out_str(o, text);
 }
 
-size_t pay_int_text(char out[PAY_INT_TEXT_SIZE], int64_t value) {
-    char digits[PAY_INT_TEXT_SIZE];
-    char *end = digits + sizeof digits, *at = end;
-    uint64_t magnitude = value < 0 ? (uint64_t)0 - (uint64_t)value : (uint64_t)value;
-    do {
-        *--at = (char)('0' + magnitude % 10);
-        magnitude /= 10;
-    } while (magnitude != 0);
-    if (value < 0) *--at = '-';
-    size_t bytes = (size_t)(end - at);
-    memcpy(out, at, bytes);
-    out[bytes] = '\0';
-    return bytes;
-}
+size_t pay_int_text(char out[PAY_INT_TEXT_SIZE], int64_t value) { return pc_i64_text(out, value); }
 
 static void out_int(pay_out_t *o, int64_t value) {
     char text[PAY_INT_TEXT_SIZE];

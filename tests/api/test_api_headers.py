@@ -1,11 +1,12 @@
 """Goal: the request header limit is what docs/architecture.md says (API_CONNECTION_MEMORY_BYTES,
-libmicrohttpd's memory per connection): a request whose line and headers take up to 14 KiB
-(an Authorization, a 255-byte Idempotency-Key and other headers) is served, on a
-kept-alive connection too, one after another; headers past the limit are answered 431
-and change nothing, and the server goes on serving.
+libmicrohttpd's memory per connection, 8 KiB): a request whose line and headers take up to
+6 KiB in up to 30 header fields (an Authorization, a 255-byte Idempotency-Key and other
+headers) is served, on a kept-alive connection too, one after another; a head of 8 KiB
+(more than the connection's memory) or 40 KiB is answered 431 and changes nothing, and
+the server goes on serving.
 Method: one real server over loopback; raw HTTP/1.1 over sockets (exact byte counts),
-a transfer posted under large headers, then the same connection reused; a 40 KiB header
-on another connection; the accounts compared before and after."""
+transfers posted under large heads, then the same connection reused; heads past the
+limit on other connections; the accounts compared before and after."""
 import json
 import socket
 
@@ -40,9 +41,15 @@ def request_bytes(method, path, key, body=b"", extra_headers=()):
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-def padded(head_bytes, method, path, key, body=b"", idempotency_key=None):
-    """A request whose line and headers take exactly 'head_bytes' (an X-Pad header fills)."""
+HEAD_BYTES_MAX = 6 * 1024  # docs/architecture.md
+HEAD_FIELDS_MAX = 30
+
+
+def padded(head_bytes, method, path, key, body=b"", idempotency_key=None, fields=0):
+    """A request whose line and headers take exactly 'head_bytes' (an X-Pad header fills),
+    with 'fields' more small header fields."""
     extra = [("Idempotency-Key", idempotency_key)] if idempotency_key else []
+    extra += [("X-Field-%d" % i, "v") for i in range(fields)]
     base = len(request_bytes(method, path, key, body, extra + [("X-Pad", "")])) - len(body)
     pad = head_bytes - base
     check(pad > 0, "the padding fits")
@@ -58,32 +65,38 @@ def main():
         expect(c.post("/v1/accounts", {"accounts": [account("h1"), account("h2")]}), 200, what="accounts")
         s = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT_S)
         try:
-            for i, size in enumerate((14 * 1024, 6 * 1024, 1024, 14 * 1024)):  # one kept-alive connection
+            heads = ((HEAD_BYTES_MAX, 0), (HEAD_BYTES_MAX, HEAD_FIELDS_MAX - 7), (1024, 0), (HEAD_BYTES_MAX, 0),
+                     (HEAD_BYTES_MAX, HEAD_FIELDS_MAX - 7))  # one kept-alive connection; 7 fields of its own
+            for i, (size, fields) in enumerate(heads):
                 body = json.dumps({"id": "hdr-%d" % i, "debit_account_id": "h1", "credit_account_id": "h2",
                                    "amount": 1 + i, "currency": "USD", "code": 1}).encode()
-                s.sendall(padded(size, "POST", "/v1/transfers", server.admin_key, body, ("k%d" % i).ljust(255, "k")
-                                 if i % 2 == 0 else "key-%d" % i))
+                data = padded(size, "POST", "/v1/transfers", server.admin_key, body, ("k%d" % i).ljust(255, "k")
+                              if i % 2 == 0 else "key-%d" % i, fields)
+                check(data.count(b"\r\n") - 2 <= HEAD_FIELDS_MAX, "at most %d fields" % HEAD_FIELDS_MAX)
+                s.sendall(data)
                 status, reply = read_reply(s)
-                check(status == 201, "headers of %d bytes served: %r %r" % (size, status, reply[:200]))
+                check(status == 201, "headers of %d bytes in %d more fields served: %r %r" %
+                      (size, fields, status, reply[:200]))
                 check(json.loads(reply)["id"] == "hdr-%d" % i, "the transfer: %r" % reply[:200])
         finally:
             s.close()
         before = c.get("/v1/accounts?limit=100").raw
-        s = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT_S)
-        try:
-            body = json.dumps({"id": "hdr-big", "debit_account_id": "h1", "credit_account_id": "h2", "amount": 9,
-                               "code": 1, "currency": "USD"}).encode()
+        for size in (8 * 1024, 40 * 1024):
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT_S)
             try:
-                s.sendall(padded(40 * 1024, "POST", "/v1/transfers", server.admin_key, body))
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-            try:
-                status, _ = read_reply(s)
-            except ConnectionResetError:
-                status = None
-            check(status == 431, "headers past the limit are answered 431: %r" % status)
-        finally:
-            s.close()
+                body = json.dumps({"id": "hdr-big", "debit_account_id": "h1", "credit_account_id": "h2",
+                                   "amount": 9, "code": 1, "currency": "USD"}).encode()
+                try:
+                    s.sendall(padded(size, "POST", "/v1/transfers", server.admin_key, body))
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                try:
+                    status, _ = read_reply(s)
+                except ConnectionResetError:
+                    status = None
+                check(status == 431, "a head of %d bytes is answered 431: %r" % (size, status))
+            finally:
+                s.close()
         expect(c.get("/v1/transfers/hdr-big"), 404, "not_found", "the refused transfer is not there")
         check(c.get("/v1/accounts?limit=100").raw == before, "the refused request changed nothing")
         expect(c.get("/healthz"), 200, what="still serving")

@@ -1,6 +1,9 @@
 /* Goal: the shared basics hold: status codes are unique and round-trip, the currency
- * table knows exponents and refuses non-codes, ids are validated exactly.
- * Method: table walks and edge values. */
+ * table knows exponents and refuses non-codes, ids are validated exactly; the text
+ * helpers that replace snprintf on hot paths (decimal, hex, joined parts) write what
+ * snprintf writes, cut where it cuts, and return the length it returns.
+ * Method: table walks and edge values; the text helpers against snprintf over random
+ * and edge integers, padding widths and buffer sizes from 1 byte up. */
 #include "core/core.h"
 #include "paycore/money.h"
 #include "paycore/status.h"
@@ -68,10 +71,63 @@ static void test_overflow_add(void) {
     ASSERT_TRUE(out == INT64_MAX);
 }
 
+static uint64_t rand_edge_u64(void) {
+    static const uint64_t edges[] = {0, 1, 9, 10, 15, 16, 99, 100, UINT32_MAX, (uint64_t)INT64_MAX,
+                                     (uint64_t)INT64_MAX + 1, UINT64_MAX, 10000000000000000000u, 0xfffffffffffu,
+                                     0x1000000000000u};
+    if (test_rand_below(3) == 0) return edges[test_rand_below(sizeof edges / sizeof edges[0])];
+    return test_rand() >> test_rand_below(64);
+}
+
+static void test_int_texts(void) {
+    for (int round = 0; round < 200000; round++) {
+        uint64_t u = rand_edge_u64();
+        uint64_t bits = rand_edge_u64();
+        int64_t i = (int64_t)(test_rand_below(2) ? 0 - bits : bits); /* two's complement: any int64 */
+        if (round == 0) i = INT64_MIN;
+        char got[PC_INT_TEXT_SIZE], want[32];
+        size_t bytes = pc_u64_text(got, u);
+        snprintf(want, sizeof want, "%" PRIu64, u);
+        ASSERT_STR_EQ(got, want);
+        ASSERT_EQ(bytes, strlen(want));
+        bytes = pc_i64_text(got, i);
+        snprintf(want, sizeof want, "%" PRId64, i);
+        ASSERT_STR_EQ(got, want);
+        ASSERT_EQ(bytes, strlen(want));
+        unsigned digits_min = 1 + test_rand_below(16);
+        char hex[PC_HEX_TEXT_SIZE];
+        bytes = pc_u64_hex(hex, u, digits_min);
+        snprintf(want, sizeof want, "%0*" PRIx64, (int)digits_min, u);
+        ASSERT_STR_EQ(hex, want);
+        ASSERT_EQ(bytes, strlen(want));
+    }
+}
+
+static void test_str_join(void) {
+    static const char *const pieces[] = {"", "a", "attempt:", "0123456789abcdef", "\n", "idem:",
+                                         "x-very-long-piece-of-forty-characters-xx"};
+    for (int round = 0; round < 100000; round++) {
+        const char *parts[5];
+        size_t count = test_rand_below(6);
+        for (size_t i = 0; i < count; i++) parts[i] = pieces[test_rand_below(sizeof pieces / sizeof pieces[0])];
+        size_t dst_bytes = 1 + test_rand_below(120);
+        char got[128], want[128];
+        memset(got, '#', sizeof got);
+        size_t total = pc_str_join(got, dst_bytes, parts, count);
+        int n = snprintf(want, dst_bytes, "%s%s%s%s%s", count > 0 ? parts[0] : "", count > 1 ? parts[1] : "",
+                         count > 2 ? parts[2] : "", count > 3 ? parts[3] : "", count > 4 ? parts[4] : "");
+        ASSERT_STR_EQ(got, want);
+        ASSERT_EQ(total, n);
+        ASSERT_EQ(got[dst_bytes], '#'); /* nothing past the buffer */
+    }
+}
+
 int main(void) {
     TEST_RUN(test_status_table);
     TEST_RUN(test_currencies);
     TEST_RUN(test_ids);
     TEST_RUN(test_overflow_add);
+    TEST_RUN(test_int_texts);
+    TEST_RUN(test_str_join);
     return test_finish();
 }
