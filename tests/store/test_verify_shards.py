@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import os
+import re
 import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -143,13 +144,22 @@ def older_copy(s, cluster, by_shard):
     verify_ok(s, "shard 1 back")
 
 
+def names_batch_of(line, ts):
+    """Whether 'line' names a batch's timestamps range 'A..B' holding 'ts'."""
+    found = re.search(r"timestamps (\d+)\.\.(\d+)", line)
+    return found is not None and int(found.group(1)) <= ts <= int(found.group(2))
+
+
 def tampered(s):
-    """A cross transfer's leg on shard 2 with another amount: shard 2 is named."""
+    """A cross transfer's leg on shard 2 with another amount: shard 2 is named, and the
+    batch holding the leg (rows carry no hash of their own: the batch's sealed content
+    hash is what no longer matches)."""
     check(2 in s.legs("x-cb"), "x-cb has a leg on shard 2")
+    leg_ts = int(s.sql(2, "SELECT timestamp FROM transfers WHERE id = 'x-cb'"))
     s.sql(2, "UPDATE transfers SET amount = amount + 1 WHERE id = 'x-cb'")
     lines = verify_fails(s, "a leg's amount edited on shard 2", 1, "verify failed: shard 2 (")
-    check(any(line.startswith("shard 2: verify failed: ") and "x-cb" in line for line in lines),
-          "shard 2's line names the transfer: %r" % lines)
+    check(any(line.startswith("shard 2: verify failed: ") and names_batch_of(line, leg_ts) for line in lines),
+          "shard 2's line names the batch holding the transfer (timestamp %d): %r" % (leg_ts, lines))
     check(lines[0].startswith("shard 0: verify ok") and lines[1].startswith("shard 1: verify ok"),
           "the other shards verify: %r" % lines)
     s.sql(2, "UPDATE transfers SET amount = amount - 1 WHERE id = 'x-cb'")
