@@ -90,11 +90,14 @@ typedef struct {
     store_events_writer_t base;    /* first: store_parts.c finds the store there */
     sqlite3_stmt *statements[EW_COUNT];
     uint64_t seq_last;             /* the last seq handed out in this transaction */
+    store_sqlite_rows_t *rows;     /* the events waiting: inserted 16 a statement (sqlite_rows.c) */
 } sqlite_events_writer_t;
+
+#define EVENT_INSERT_PREFIX "INSERT INTO events(seq, type, object_id, object_seq, body, owner) VALUES"
 
 static const char *const writer_sql[EW_COUNT] = {
     [EW_SEQ_MAX] = "SELECT coalesce(max(seq), 0) FROM events",
-    [EW_INSERT] = "INSERT INTO events(seq, type, object_id, object_seq, body, owner) VALUES(?,?,?,?,?,?)",
+    [EW_INSERT] = EVENT_INSERT_PREFIX "(?,?,?,?,?,?)",
     [EW_OWNER] = "INSERT OR IGNORE INTO event_owners(owner, seq) VALUES(?,?)", /* the second owner on */
     [EW_GRANTS] = "SELECT g.key_id FROM account_grants g JOIN api_keys k ON k.id = g.key_id"
                   " WHERE g.account_id = ? AND k.scope = 'merchant' ORDER BY g.key_id LIMIT ?",
@@ -113,18 +116,28 @@ static pc_status sqlite_events_writer_begin(store_tx_t *tx, store_events_writer_
             return PC_STORE_COMMIT_FAILED;
         }
     }
+    pc_status status = store_sqlite_rows_new(store_sqlite_tx_store(tx), EVENT_INSERT_PREFIX, 6, &writer->rows);
+    if (status != PC_OK) {
+        sqlite_events_writer_end(&writer->base);
+        return status;
+    }
     *out = &writer->base;
     return PC_OK;
 }
 
+/* Called between transactions and, by the ledger's hook, within one: events still
+ * waiting to be inserted mean the transaction is open, and its seq_last is their
+ * max (max(seq) of the table would not see them). */
 static void sqlite_events_writer_reset(store_events_writer_t *base) {
     sqlite_events_writer_t *writer = (sqlite_events_writer_t *)base;
+    if (store_sqlite_rows_waiting(writer->rows)) return;
     writer->seq_last = 0; /* read max(seq) again: the last transaction may have rolled back */
 }
 
 static void sqlite_events_writer_end(store_events_writer_t *base) {
     sqlite_events_writer_t *writer = (sqlite_events_writer_t *)base;
     if (writer == NULL) return;
+    store_sqlite_rows_free(writer->rows);
     for (int i = 0; i < EW_COUNT; i++) sqlite3_finalize(writer->statements[i]);
     free(writer);
 }
@@ -154,16 +167,16 @@ static pc_status step_reset(sqlite3_stmt *stmt) {
 static pc_status sqlite_events_insert(store_events_writer_t *base, const store_event_t *event) {
     sqlite_events_writer_t *writer = (sqlite_events_writer_t *)base;
     PC_ASSERT(event->seq != 0 && event->seq <= writer->seq_last);
-    sqlite3_stmt *stmt = writer->statements[EW_INSERT];
-    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)event->seq);
-    sqlite3_bind_text(stmt, 2, event->type, -1, SQLITE_STATIC);
-    sqlite3_bind_text(stmt, 3, event->object_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(stmt, 4, event->object_seq);
-    sqlite3_bind_text(stmt, 5, event->body, (int)event->body_bytes, SQLITE_STATIC);
-    if (event->owner_count > 0) sqlite3_bind_text(stmt, 6, event->owners[0], -1, SQLITE_STATIC);
-    else sqlite3_bind_null(stmt, 6);
-    pc_status status = step_reset(stmt);
-    stmt = writer->statements[EW_OWNER];
+    store_sqlite_rows_t *rows = writer->rows;
+    store_sqlite_rows_int(rows, (int64_t)event->seq);
+    store_sqlite_rows_text(rows, event->type, strlen(event->type));
+    store_sqlite_rows_text(rows, event->object_id, strlen(event->object_id));
+    store_sqlite_rows_int(rows, event->object_seq);
+    store_sqlite_rows_text(rows, event->body, event->body_bytes);
+    if (event->owner_count > 0) store_sqlite_rows_text(rows, event->owners[0], strlen(event->owners[0]));
+    else store_sqlite_rows_null(rows);
+    pc_status status = store_sqlite_rows_end_row(rows);
+    sqlite3_stmt *stmt = writer->statements[EW_OWNER];
     for (uint32_t i = 1; status == PC_OK && i < event->owner_count; i++) {
         if (strcmp(event->owners[i], event->owners[0]) == 0) continue; /* on the row */
         sqlite3_bind_text(stmt, 1, event->owners[i], -1, SQLITE_STATIC);
@@ -335,6 +348,7 @@ static void bind_blob_or_null(sqlite3_stmt *stmt, int index, const uint8_t *blob
 
 static pc_status sqlite_events_destination_insert(store_tx_t *tx, const store_event_destination_t *d) {
     sqlite3_stmt *stmt;
+    if (store_sqlite_rows_flush_all(store_sqlite_tx_store(tx)) != PC_OK) return PC_STORE_COMMIT_FAILED; /* max(seq) */
     if (prepare_write(tx, "INSERT OR IGNORE INTO event_destinations(id, kind, merchant_id, url, types, secret_box,"
                           " cursor_seq, created_ns) VALUES(?1, ?2, ?3, ?4, ?5, ?6,"
                           " (SELECT coalesce(max(seq), 0) FROM events), ?7)", &stmt) != PC_OK) {
@@ -617,6 +631,7 @@ static pc_status sqlite_events_purge(store_tx_t *tx, uint64_t before_ns, uint32_
     char sql[640];
     *deleted_count = 0;
     sqlite3 *db = store_sqlite_tx_db(tx);
+    if (store_sqlite_rows_flush_all(store_sqlite_tx_store(tx)) != PC_OK) return PC_STORE_COMMIT_FAILED; /* max(seq) */
     /* owners first: the same victims, while their events still exist */
     const char *const targets[] = {"DELETE FROM event_owners WHERE seq IN (%s)",
                                    "DELETE FROM events WHERE seq IN (%s)"};

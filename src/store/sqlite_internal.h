@@ -20,6 +20,7 @@ extern const store_payments_ops_t store_sqlite_payments_ops;
 
 /* The connection of a write transaction (writer thread) and of a reader. */
 sqlite3 *store_sqlite_tx_db(store_tx_t *tx);
+sqlite_store_t *store_sqlite_tx_store(store_tx_t *tx);
 sqlite3 *store_sqlite_reader_db(store_reader_t *reader);
 
 /* ---- sqlite_stmt_cache.c: a connection's statements kept between calls ---- */
@@ -28,7 +29,6 @@ enum { /* one slot per kept statement, over the files that keep them */
     STORE_STMT_PAY_OBJECT_UPDATE,
     STORE_STMT_PAY_OBJECT_GET,
     STORE_STMT_PAY_CURSOR_FIND,
-    STORE_STMT_PAY_VERSION_PUT,
     STORE_STMT_PAY_VERSION_GET,
     STORE_STMT_PAY_LOOKUP_PUT,
     STORE_STMT_PAY_LOOKUP_GET,
@@ -62,6 +62,31 @@ void store_sqlite_stmt_cache_free(store_stmt_cache_t *cache); /* before the conn
 pc_status store_sqlite_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out, pc_status failure);
 /* Runs a write statement to completion and finalizes it (else PC_STORE_COMMIT_FAILED). */
 pc_status store_sqlite_step_done(sqlite3_stmt *stmt);
+
+/* ---- sqlite_rows.c: appended rows inserted several per statement ---- */
+#define STORE_SQLITE_ROWS_PER_INSERT 16
+#define STORE_SQLITE_ROWS_COLUMNS_MAX 8
+#define STORE_SQLITE_DEFERRED_MAX 4 /* buffers of one store (events, payments' versions) */
+typedef struct store_sqlite_rows store_sqlite_rows_t;
+/* A buffer of rows for 'insert_prefix' ("INSERT INTO t(a, b) VALUES"), kept by the
+ * store until freed: its rows go in before the store's COMMIT and are dropped at its
+ * ROLLBACK. Free it before the store closes. */
+PC_MUST_USE pc_status store_sqlite_rows_new(sqlite_store_t *store, const char *insert_prefix, uint32_t columns,
+                                            store_sqlite_rows_t **out);
+void store_sqlite_rows_free(store_sqlite_rows_t *rows);
+/* One row: its columns' values in order (texts copied), then end_row, which inserts
+ * the waiting rows once STORE_SQLITE_ROWS_PER_INSERT wait. */
+void store_sqlite_rows_int(store_sqlite_rows_t *rows, int64_t number);
+void store_sqlite_rows_null(store_sqlite_rows_t *rows);
+void store_sqlite_rows_text(store_sqlite_rows_t *rows, const char *text, size_t bytes);
+PC_MUST_USE pc_status store_sqlite_rows_end_row(store_sqlite_rows_t *rows);
+/* Inserts the waiting rows now (before a statement that reads their table). */
+PC_MUST_USE pc_status store_sqlite_rows_flush(store_sqlite_rows_t *rows);
+void store_sqlite_rows_drop(store_sqlite_rows_t *rows);
+bool store_sqlite_rows_waiting(const store_sqlite_rows_t *rows);
+/* Every buffer of the store: before COMMIT, and at ROLLBACK. */
+PC_MUST_USE pc_status store_sqlite_rows_flush_all(sqlite_store_t *store);
+void store_sqlite_rows_drop_all(sqlite_store_t *store);
 
 /* SQL creating the API's tables (keys, grants, idempotency), run by schema
  * migration 1 in the same transaction as the ledger's tables. sqlite_api.c. */
@@ -241,6 +266,9 @@ struct sqlite_store {
     store_shadow_t *shadow;
     store_idem_rows_t *idem_rows; /* where each stored Idempotency-Key reply is */
     store_wal_checkpointer_t *wal_checkpointer;
+    store_sqlite_rows_t *deferred[STORE_SQLITE_DEFERRED_MAX]; /* rows waiting for COMMIT (sqlite_rows.c) */
+    uint32_t deferred_count;
+    store_sqlite_rows_t *pay_versions; /* sqlite_payments.c's, made on first use */
     int64_t instance_id;    /* meta.instance_id: ties the index file to this database */
     pc_hash_key_t id_key;   /* '<path>.idkey': ids are hashed with it (sqlite_index.c) */
     /* Accounts whose balances changed since the balance snapshot, in committed

@@ -113,7 +113,6 @@ static const char *const statement_sql[STORE_STMT_SLOT_COUNT] = {
         " WHERE id = ?1 AND kind = ?2 AND merchant_id = ?3 AND parent_id = ?4 AND created_ns = ?6",
     [STORE_STMT_PAY_OBJECT_GET] = "SELECT " OBJECT_ANSWER_COLUMNS " FROM pay_objects WHERE id = ?1",
     [STORE_STMT_PAY_CURSOR_FIND] = "SELECT created_ns, merchant_id FROM pay_objects WHERE id = ?1 AND kind = ?2",
-    [STORE_STMT_PAY_VERSION_PUT] = "INSERT OR IGNORE INTO pay_versions(object_id, version, doc) VALUES(?1, ?2, ?3)",
     [STORE_STMT_PAY_VERSION_GET] = "SELECT doc FROM pay_versions WHERE object_id = ?1 AND version = ?2",
     [STORE_STMT_PAY_LOOKUP_PUT] = "INSERT OR IGNORE INTO pay_lookups(name, object_id, extra) VALUES(?1, ?2, ?3)",
     [STORE_STMT_PAY_LOOKUP_GET] = "SELECT object_id, extra FROM pay_lookups WHERE name = ?1",
@@ -305,17 +304,22 @@ static pc_status sqlite_pay_objects_list(store_reader_t *reader, const store_pay
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
 }
 
+/* Appended with the batch's other records, 16 a statement (sqlite_rows.c): nothing
+ * reads the table in the writer's transaction. A version stored twice fails the
+ * batch's COMMIT (the key is unique), as its own statement failed before. */
 static pc_status sqlite_pay_version_put(store_tx_t *tx, const char *object_id, uint32_t version, const char *doc,
                                         size_t doc_bytes) {
-    store_conn_t c = store_sqlite_tx_conn(tx);
-    sqlite3_stmt *stmt;
-    if (take(c, STORE_STMT_PAY_VERSION_PUT, &stmt, PC_STORE_COMMIT_FAILED) != PC_OK) return PC_STORE_COMMIT_FAILED;
-    sqlite3_bind_text(stmt, 1, object_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(stmt, 2, (sqlite3_int64)version);
-    sqlite3_bind_text(stmt, 3, doc, (int)doc_bytes, SQLITE_STATIC);
-    pc_status status = step_done(c, STORE_STMT_PAY_VERSION_PUT, stmt);
-    if (status == PC_OK && sqlite3_changes(c.db) == 0) status = PC_EXISTS;
-    return status;
+    sqlite_store_t *store = store_sqlite_tx_store(tx);
+    if (store->pay_versions == NULL) {
+        pc_status status = store_sqlite_rows_new(store, "INSERT INTO pay_versions(object_id, version, doc) VALUES",
+                                                 3, &store->pay_versions);
+        if (status != PC_OK) return status;
+    }
+    store_sqlite_rows_t *rows = store->pay_versions;
+    store_sqlite_rows_text(rows, object_id, strlen(object_id));
+    store_sqlite_rows_int(rows, (int64_t)version);
+    store_sqlite_rows_text(rows, doc, doc_bytes);
+    return store_sqlite_rows_end_row(rows);
 }
 
 static pc_status sqlite_pay_version_get(store_reader_t *reader, const char *object_id, uint32_t version,

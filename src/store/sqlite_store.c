@@ -428,6 +428,7 @@ static void sqlite_close(store_t *base) {
     store_shadow_free(store->shadow);
     store_idem_rows_free(store->idem_rows);
     store_dirty_free(&store->dirty);
+    store_sqlite_rows_free(store->pay_versions);
     for (int i = 0; i < STMT_COUNT; i++) sqlite3_finalize(store->statements[i]);
     store_sqlite_stmt_cache_free(store->stmt_cache);
     if (store->db != NULL) sqlite3_close(store->db);

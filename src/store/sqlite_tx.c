@@ -37,6 +37,7 @@ typedef struct {
 } sqlite_tx_t;
 
 sqlite3 *store_sqlite_tx_db(store_tx_t *tx) { return ((sqlite_tx_t *)tx)->store->db; }
+sqlite_store_t *store_sqlite_tx_store(store_tx_t *tx) { return ((sqlite_tx_t *)tx)->store; }
 store_conn_t store_sqlite_tx_conn(store_tx_t *tx) {
     sqlite_store_t *store = ((sqlite_tx_t *)tx)->store;
     return (store_conn_t){.cache = &store->stmt_cache, .db = store->db};
@@ -371,6 +372,11 @@ pc_status store_sqlite_tx_commit(store_tx_t *base) {
         store_sqlite_tx_rollback(base);
         return PC_STORE_COMMIT_FAILED;
     }
+    if (store_sqlite_rows_flush_all(store) != PC_OK) { /* the rows appended several per statement */
+        pc_status status = write_failed(store, "insert rows", false);
+        store_sqlite_tx_rollback(base);
+        return status;
+    }
     if (tx->changes != NULL) store_shadow_committing(store->shadow, tx->batch_seq);
     if (sqlite3_exec(store->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
         pc_status status = write_failed(store, "commit", true);
@@ -394,6 +400,7 @@ void store_sqlite_tx_rollback(store_tx_t *base) {
     if (!sqlite3_get_autocommit(store->db) && sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL) != SQLITE_OK) {
         (void)write_failed(store, "rollback", true);
     }
+    store_sqlite_rows_drop_all(store);
     store_idem_rows_rolled_back(store->idem_rows); /* its replies' entries go, those it deleted stay */
     tx_free(tx);
 }
