@@ -549,8 +549,91 @@ static pc_status record_resolve(store_reader_t *reader, const char *id, uint32_t
     return status;
 }
 
+/* The members a record names by PAY_RECORD_FIXED_KEY (payment_json_fixed's, in its order). */
+static const char *const fixed_members[] = {"payment_method", "payer", "description", "metadata", "risk"};
+
+/* Where a record's fixed members and routing are: this version's record, or the one it names. */
+typedef struct {
+    uint32_t fixed_held_in;
+    uint32_t routing_held_in;
+} record_parts_t;
+
+/* The version a record's 'key' names (0: the record has no such member), checked to be
+ * an earlier one. */
+static uint32_t part_held_in(const json_t *record, const char *key, uint32_t version, pc_status *status) {
+    json_t *ref = json_object_get(record, key);
+    if (ref == NULL) return 0;
+    json_int_t held_in = json_integer_value(ref);
+    if (!json_is_integer(ref) || held_in < 1 || (uint32_t)held_in >= version) *status = PC_STORE_CORRUPT;
+    return *status == PC_OK ? (uint32_t)held_in : 0;
+}
+
+/* Copies 'source''s members 'keys' into 'doc' (stolen on failure with *status set). */
+static void members_copy(json_t *doc, const json_t *source, const char *const *keys, size_t count,
+                         pc_status *status) {
+    for (size_t i = 0; *status == PC_OK && i < count; i++) {
+        json_t *value = json_object_get(source, keys[i]);
+        if (value == NULL || json_object_set(doc, keys[i], value) != 0) *status = PC_STORE_CORRUPT;
+    }
+}
+
+/* The record of 'version' with its "$fixed" and "$routing" members replaced, in place,
+ * by the members of the records they name. */
+static json_t *record_parts_resolve(store_reader_t *reader, const char *id, uint32_t version, json_t *record,
+                                    record_parts_t *parts, pc_status *status) {
+    parts->fixed_held_in = part_held_in(record, PAY_RECORD_FIXED_KEY, version, status);
+    parts->routing_held_in = part_held_in(record, PAY_RECORD_ROUTING_KEY, version, status);
+    if (*status != PC_OK || (parts->fixed_held_in == 0 && parts->routing_held_in == 0)) {
+        if (parts->fixed_held_in == 0) parts->fixed_held_in = version;
+        if (parts->routing_held_in == 0) parts->routing_held_in = version;
+        return record;
+    }
+    json_t *fixed = parts->fixed_held_in ? record_load(reader, id, parts->fixed_held_in, status) : NULL;
+    json_t *routing = NULL;
+    if (*status == PC_OK && parts->routing_held_in != 0) {
+        routing = parts->routing_held_in == parts->fixed_held_in
+                      ? json_incref(fixed)
+                      : record_load(reader, id, parts->routing_held_in, status);
+    }
+    json_t *doc = *status == PC_OK ? json_object() : NULL;
+    if (*status == PC_OK && doc == NULL) *status = PC_NO_MEMORY;
+    const char *key;
+    json_t *value;
+    json_object_foreach(record, key, value) {
+        if (*status != PC_OK) break;
+        if (strcmp(key, PAY_RECORD_FIXED_KEY) == 0) {
+            members_copy(doc, fixed, fixed_members, sizeof fixed_members / sizeof fixed_members[0], status);
+        } else if (strcmp(key, PAY_RECORD_ROUTING_KEY) == 0) {
+            static const char *const routing_member[] = {"routing"};
+            members_copy(doc, routing, routing_member, 1, status);
+        } else if (json_object_set(doc, key, value) != 0) {
+            *status = PC_NO_MEMORY;
+        }
+    }
+    if (parts->fixed_held_in == 0) parts->fixed_held_in = version;
+    if (parts->routing_held_in == 0) parts->routing_held_in = version;
+    json_decref(fixed);
+    json_decref(routing);
+    json_decref(record);
+    if (*status != PC_OK) {
+        json_decref(doc);
+        return NULL;
+    }
+    return doc;
+}
+
+static pc_status payment_doc_load(store_reader_t *reader, const store_pay_object_t *object, uint32_t version,
+                                  json_t **doc_out, json_t **op_versions_out, record_parts_t *parts_out);
+
 pc_status pay_payment_doc(store_reader_t *reader, const store_pay_object_t *object, uint32_t version,
                           json_t **doc_out, json_t **op_versions_out) {
+    record_parts_t parts;
+    return payment_doc_load(reader, object, version, doc_out, op_versions_out, &parts);
+}
+
+static pc_status payment_doc_load(store_reader_t *reader, const store_pay_object_t *object, uint32_t version,
+                                  json_t **doc_out, json_t **op_versions_out, record_parts_t *parts_out) {
+    parts_out->fixed_held_in = parts_out->routing_held_in = 0;
     *doc_out = NULL;
     if (op_versions_out != NULL) *op_versions_out = NULL;
     json_t *op_versions = json_array();
@@ -565,6 +648,7 @@ pc_status pay_payment_doc(store_reader_t *reader, const store_pay_object_t *obje
         }
     } else {
         doc = record_load(reader, object->id, version, &status);
+        if (doc != NULL) doc = record_parts_resolve(reader, object->id, version, doc, parts_out, &status);
         if (doc != NULL) status = record_resolve(reader, object->id, version, doc, op_versions);
     }
     if (status != PC_OK) {
@@ -596,8 +680,13 @@ bool pay_reply_ref_is(const char *stored, size_t bytes) {
 /* The payment of a row read (a payment's): its document parsed. */
 static pc_status payment_from_object(store_reader_t *reader, const store_pay_object_t *object, pay_payment_t *out) {
     json_t *doc = NULL, *op_versions = NULL;
-    pc_status result = pay_payment_doc(reader, object, object->version, &doc, &op_versions);
+    record_parts_t parts;
+    pc_status result = payment_doc_load(reader, object, object->version, &doc, &op_versions, &parts);
     if (result == PC_OK) result = pay_payment_from_json(doc, out);
+    if (result == PC_OK) { /* 0 (a row written whole): the next record holds them */
+        out->fixed_held_in = parts.fixed_held_in;
+        out->routing_held_in = parts.routing_held_in;
+    }
     if (result == PC_OK && json_array_size(op_versions) == out->entry_count) {
         for (uint32_t i = 0; i < out->entry_count; i++) {
             out->entries[i].held_in = (uint32_t)json_integer_value(json_array_get(op_versions, i));
@@ -719,6 +808,7 @@ static void payment_check_stored(store_reader_t *reader, const store_pay_object_
     PC_ASSERT(a != NULL && b != NULL && json_equal(a, b));
     PC_ASSERT(p->entry_count == read.entry_count);
     for (uint32_t i = 0; i < p->entry_count; i++) PC_ASSERT(p->entries[i].held_in == read.entries[i].held_in);
+    PC_ASSERT(p->fixed_held_in == read.fixed_held_in && p->routing_held_in == read.routing_held_in);
     PC_ASSERT(p->state_stored == read.state_stored && strcmp(p->challenge_id, read.challenge_id) == 0);
     PC_ASSERT(p->hold_amount == read.hold_amount && p->hold_deadline_ns == read.hold_deadline_ns);
     PC_ASSERT(strcmp(p->wallet_id, read.wallet_id) == 0 && strcmp(p->decline.message, read.decline.message) == 0);
@@ -834,6 +924,8 @@ static void op_versions_stored(pay_payment_t *p) {
     for (uint32_t i = 0; i < p->entry_count; i++) {
         if (p->entries[i].held_in == 0) p->entries[i].held_in = p->version;
     }
+    if (p->fixed_held_in == 0) p->fixed_held_in = p->version;
+    if (p->routing_held_in == 0) p->routing_held_in = p->version;
 }
 
 void pay_staged_clear(pay_staged_t *staged) {
@@ -902,6 +994,7 @@ void pay_payment_routing_set(pay_payment_t *p, const gw_decision_t *decision) {
     p->routing_of = NULL;
     p->routing_text = pay_render_routing(decision);
     p->routing = p->routing_text == NULL ? gw_decision_json(decision) : NULL;
+    p->routing_held_in = 0; /* the next record holds it whole */
 }
 
 /* '"routing":…': kept while the payment holds the same routing (it is replaced whole);

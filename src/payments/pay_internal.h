@@ -214,6 +214,10 @@ typedef struct {
     pay_text_t *fixed_text;           /* the text of the members set when the payment is
                                          made (its method, payer, description, metadata,
                                          risk), once rendered; NULL before */
+    uint32_t fixed_held_in;           /* the version whose record holds the fixed members
+                                         whole (a later record names it instead: schema
+                                         version 14); 0: the next record holds them */
+    uint32_t routing_held_in;         /* the same for the routing; 0 once it is set anew */
     pay_text_t *routing_text;         /* '"routing":…' of 'routing_of' ... */
     json_t *routing_of;               /* ... the routing it was rendered from (held); with
                                          'routing' NULL, the text is the routing itself */
@@ -280,6 +284,10 @@ pay_text_t *pay_out_take_text(pay_out_t *out); /* the same as a counted text */
 bool pay_text_plain(const char *text);
 /* The key of a record's reference to the entry a record of that version holds whole. */
 #define PAY_RECORD_REF_KEY "$version"
+/* A record's members in place of the fixed members and of the routing that a record of
+ * that version holds whole ({…,"$fixed":1,"$routing":2,…}, schema version 14). */
+#define PAY_RECORD_FIXED_KEY "$fixed"
+#define PAY_RECORD_ROUTING_KEY "$routing"
 /* The compact texts of pay_op_json(op) and of pay_op_entry(op), written directly
  * (malloc'ed); NULL when a text in them is not plain printable ASCII (then json_dumps
  * the object) or on no memory. */

@@ -462,17 +462,40 @@ void pay_render_ops(const pay_payment_t *p, pay_out_t *full, pay_out_t *record) 
 
 #define PAYMENT_STACK_BYTES 8192 /* a payment's few operations fit: one malloc each text */
 
+/* A part of the document in a record: its text, or the version whose record holds it. */
+static void record_part_write(pay_out_t *record, const char *text, size_t bytes, const char *key_text,
+                              uint32_t held_in) {
+    if (held_in == 0) {
+        pay_out_add(record, text, bytes);
+        return;
+    }
+    pay_out_add(record, key_text, strlen(key_text));
+    out_int(record, held_in);
+}
+
 bool pay_render_payment(const pay_payment_t *p, const char *fixed, const char *routing, char **doc_out,
                         char **record_out) {
     char full_stack[PAYMENT_STACK_BYTES], record_stack[PAYMENT_STACK_BYTES];
     pay_out_t full = PAY_OUT_INIT(full_stack), record = PAY_OUT_INIT(record_stack);
     payment_first_write(&full, p);
     OUT_LIT(&full, ",");
+    size_t fixed_at = full.bytes;
     pay_out_add(&full, fixed, strlen(fixed));
+    size_t fixed_end = full.bytes;
     OUT_LIT(&full, ",");
+    size_t routing_at = full.bytes;
     pay_out_add(&full, routing, strlen(routing));
+    size_t routing_end = full.bytes;
     payment_rest_write(&full, p);
-    if (!full.failed) pay_out_add(&record, full.text, full.bytes);
+    if (!full.failed) {
+        pay_out_add(&record, full.text, fixed_at);
+        record_part_write(&record, full.text + fixed_at, fixed_end - fixed_at, "\"" PAY_RECORD_FIXED_KEY "\":",
+                          p->fixed_held_in);
+        OUT_LIT(&record, ",");
+        record_part_write(&record, full.text + routing_at, routing_end - routing_at,
+                          "\"" PAY_RECORD_ROUTING_KEY "\":", p->routing_held_in);
+        pay_out_add(&record, full.text + routing_end, full.bytes - routing_end);
+    }
     pay_render_ops(p, &full, &record);
     size_t tail_at = full.bytes;
     payment_tail_write(&full, p);

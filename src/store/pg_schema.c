@@ -368,6 +368,12 @@ static const char schema_transfer_hash[] =
     "UPDATE account_transfers SET timestamps = CASE WHEN cardinality(timestamps) = 1 THEN NULL"
     "  ELSE trim_array(timestamps, 1) END WHERE cardinality(timestamps) > 0;";
 
+/* A payment's version record may name the record that holds its fixed members and its
+ * routing whole ("$fixed", "$routing": payments/model.c) instead of repeating them (about
+ * 660 bytes a record less). No table changes, but a paycore of version 16 would read such
+ * a record without those members: it must refuse the database. */
+static const char schema_pay_record_parts[] = "SELECT 1;";
+
 /* Index i takes a database from version i to i + 1. Append only. */
 static const char *const migrations[] = {
     schema_v1,
@@ -386,6 +392,7 @@ static const char *const migrations[] = {
     schema_pay_processing, /* v14 */
     schema_transfer_row, /* v15 */
     schema_transfer_hash, /* v16 */
+    schema_pay_record_parts, /* v17 */
 };
 
 #define PG_SCHEMA_VERSION_LATEST ((int)(sizeof migrations / sizeof migrations[0]))

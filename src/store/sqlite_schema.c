@@ -136,6 +136,11 @@ static const schema_migration migrations[] = {
     /* v13: Idempotency-Key replies appended by seq, without the B-tree by key whose
      * random inserts dirtied a page per reply (sqlite_api.c, sqlite_idem_rows.c) */
     {"", store_sqlite_api_schema_v13},
+    /* v14: a payment's version record may name the record that holds its fixed members
+     * and routing whole ("$fixed", "$routing": payments/model.c) instead of repeating
+     * them. No table changes, but a paycore of v13 would read such a record without
+     * those members: it must refuse the file */
+    {"", NULL},
 };
 
 #define SCHEMA_VERSION_LATEST ((int)(sizeof(migrations) / sizeof(migrations[0])))

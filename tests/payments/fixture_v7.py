@@ -21,6 +21,9 @@ after it, and a ledger transfer from m1's balance to m2's (three owners); their
 snapshot adds the events as each merchant key lists and reads them. fixtures/v12
 (test_payments_migrate_v12.py; `make-v12`, SQLite only) is the v9 requests on the
 binary of SQLite schema version 12, whose Idempotency-Key replies are keyed by their key.
+fixtures/v13 (test_payments_migrate_v13.py; `make-v13`, SQLite only) is the same on the
+binary of SQLite schema version 13, whose payment records repeat the fixed members and
+the routing in every version.
 
 Holds last ten years (--authorization-window-s) so that the authorized payments are
 still capturable whenever the test runs; the test keeps replies and events as long."""
@@ -46,6 +49,7 @@ FIXTURE_V8_PG = os.path.join(HERE, "fixtures", "v8-pg")
 FIXTURE_V9 = os.path.join(HERE, "fixtures", "v9")
 FIXTURE_V9_PG = os.path.join(HERE, "fixtures", "v9-pg")
 FIXTURE_V12 = os.path.join(HERE, "fixtures", "v12")
+FIXTURE_V13 = os.path.join(HERE, "fixtures", "v13")
 WINDOW_S = "315000000"  # ten years: the fixture's holds never expire under the test
 SERVER_FILES = ("api.db", "api.db-index", "api.db.idkey", "api.db.key", "api.db.key.pub", "api.db.vault-key",
                 "api.db.webhook-key")
@@ -243,13 +247,14 @@ def snapshot(env, keys):
 if __name__ == "__main__":
     targets = {"make": (FIXTURE, False), "make-pg": (FIXTURE_PG, True), "make-v8": (FIXTURE_V8, False),
                "make-v8-pg": (FIXTURE_V8_PG, True), "make-v9": (FIXTURE_V9, False),
-               "make-v9-pg": (FIXTURE_V9_PG, True), "make-v12": (FIXTURE_V12, False)}
+               "make-v9-pg": (FIXTURE_V9_PG, True), "make-v12": (FIXTURE_V12, False),
+               "make-v13": (FIXTURE_V13, False)}
     if len(sys.argv) != 2 or sys.argv[1] not in targets:
         sys.exit("usage: PAYCORE_BIN=<paycore of schema v7 (v8, v9)> python3 tests/payments/fixture_v7.py"
-                 " make|make-pg|make-v8|make-v8-pg|make-v9|make-v9-pg|make-v12")
+                 " make|make-pg|make-v8|make-v8-pg|make-v9|make-v9-pg|make-v12|make-v13")
     print("making the fixture with", BIN)
     fixture, on_pg = targets[sys.argv[1]]
-    several_owners = sys.argv[1].startswith("make-v9") or sys.argv[1] == "make-v12"
+    several_owners = sys.argv[1].startswith("make-v9") or sys.argv[1] in ("make-v12", "make-v13")
     if not on_pg:
         make(fixture, owners=several_owners)
     else:
