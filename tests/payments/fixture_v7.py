@@ -174,6 +174,17 @@ def unpack(fixture, server_dir, sim_dirs):
         return json.load(f)
 
 
+def migrate_test_main(fixture, schema, run):
+    """A migration test's main on SQLite: run(fixture) once the fixture is there, made
+    by a paycore of 'schema' (a test skips without it)."""
+    if not os.path.exists(os.path.join(fixture, "snapshot.json.gz")):
+        target = "make-v%d" % schema
+        pcapi.missing_input("the fixture " + fixture, "PAYCORE_BIN=<paycore of SQLite schema %d> python3"
+                            " tests/payments/fixture_v7.py %s" % (schema, target))
+    run(fixture)
+    print("SQLite: ok")
+
+
 def pages(client, path, reads, name, limit=LIST_PAGE):
     """Every page of a listing ('limit' a page): each body kept; the ids listed."""
     ids, after, n = [], None, 0

@@ -17,7 +17,7 @@ import signal
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fixture_v7 import FIXTURE_V13, idem, pcapi, raw, snapshot  # noqa: E402
+from fixture_v7 import FIXTURE_V13, idem, migrate_test_main, raw, snapshot  # noqa: E402
 from paylib import card_payment, check, check_payment_ledger, expect  # noqa: E402
 from test_payments_migrate_v7 import check_reads_same, check_verify, env_from_fixture  # noqa: E402
 
@@ -126,11 +126,7 @@ def run(fixture_dir):
 
 
 def main():
-    if not os.path.exists(os.path.join(FIXTURE_V13, "snapshot.json.gz")):
-        pcapi.missing_input("the fixture " + FIXTURE_V13,
-                            "PAYCORE_BIN=<paycore of SQLite schema 13> python3 tests/payments/fixture_v7.py make-v13")
-    run(FIXTURE_V13)
-    print("SQLite: ok")
+    migrate_test_main(FIXTURE_V13, 13, run)
 
 
 if __name__ == "__main__":
