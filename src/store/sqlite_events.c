@@ -84,7 +84,7 @@ static void text_copy(char *dst, size_t dst_size, sqlite3_stmt *stmt, int column
 
 /* ---- writing events ---- */
 
-enum { EW_SEQ_MAX, EW_INSERT, EW_OWNER, EW_GRANTS, EW_COUNT };
+enum { EW_SEQ_MAX, EW_OWNER, EW_GRANTS, EW_COUNT }; /* the events themselves: 'rows' */
 
 typedef struct {
     store_events_writer_t base;    /* first: store_parts.c finds the store there */
@@ -97,7 +97,6 @@ typedef struct {
 
 static const char *const writer_sql[EW_COUNT] = {
     [EW_SEQ_MAX] = "SELECT coalesce(max(seq), 0) FROM events",
-    [EW_INSERT] = EVENT_INSERT_PREFIX "(?,?,?,?,?,?)",
     [EW_OWNER] = "INSERT OR IGNORE INTO event_owners(owner, seq) VALUES(?,?)", /* the second owner on */
     [EW_GRANTS] = "SELECT g.key_id FROM account_grants g JOIN api_keys k ON k.id = g.key_id"
                   " WHERE g.account_id = ? AND k.scope = 'merchant' ORDER BY g.key_id LIMIT ?",
