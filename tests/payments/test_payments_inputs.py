@@ -93,6 +93,19 @@ def payments_inputs(env, m):
     refused(env, m, "/v1/payments", None, 400, "json_invalid", None, "not an object", raw=b"[1]")
 
 
+def same_empty_bodies(env, client, path, status, code, what):
+    """A capture's usual body "{}" (read without a JSON tree) answers as the same empty
+    object spelled otherwise, and as no body at all: the same status and error body."""
+    before = snapshot(env)
+    answers = []
+    for raw in (b"{}", b"{ }", b" {}", b"{}\n", b"{\n}", None):
+        r = client.request("POST", path, raw=raw)
+        expect(r, status, code, "%s, body %r" % (what, raw))
+        answers.append(r.json)
+    check(all(a == answers[0] for a in answers), "%s: answers differ: %r" % (what, answers))
+    check(snapshot(env) == before, "%s changed something" % what)
+
+
 def follow_up_inputs(env, m):
     p = expect(m.post("/v1/payments", card_payment(1000)), 201, what="payment").json
     base = "/v1/payments/%s/" % p["id"]
@@ -104,6 +117,14 @@ def follow_up_inputs(env, m):
     refused(env, m, "/v1/payments/pay_nope/capture", {}, 404, "payment_not_found", None, "capture unknown")
     refused(env, m, base + "confirm", {"code": "1"}, 409, "payment_state_conflict", None, "confirm authorized")
     expect(m.post(base + "capture", {}), 200, what="capture")
+    same_empty_bodies(env, m, base + "capture", 409, "payment_state_conflict", "capture of a captured payment")
+    same_empty_bodies(env, m, "/v1/payments/pay_nope/capture", 404, "payment_not_found", "capture unknown")
+    for raw in (b"{}}", b"{", b"{}x", b"[]"):
+        before = snapshot(env)
+        r = m.request("POST", base + "capture", raw=raw)
+        check(r.status == 400 and r.json["error"]["code"] in ("json_invalid", "json_not_object"),
+              "capture body %r: %r %r" % (raw, r.status, r.json))
+        check(snapshot(env) == before, "capture body %r changed something" % raw)
     refused(env, m, base + "refunds", {"amount": 1001}, 400, "refund_exceeds_captured", "amount", "refund > captured")
     refused(env, m, base + "refunds", {"amount": "1"}, 400, "amount_not_integer", "amount", "refund string")
     refused(env, m, base + "refunds", {"reason": 7}, 400, "field_type", "reason", "refund reason type")
