@@ -67,11 +67,9 @@ static bool chars_as_is(const char *text, size_t n) {
         memcpy(&x, text + i, 8);
         if (word_special(x) != 0) return false;
     }
-    for (; i < n; i++) {
-        unsigned char c = (unsigned char)text[i];
-        if (c < 0x20 || c > 0x7E || c == '"' || c == '\\') return false;
-    }
-    return true;
+    uint64_t tail = BYTES_ONES * ' '; /* the last bytes in a word, the rest of it ' ' (as is) */
+    for (size_t k = 0; i + k < n; k++) ((unsigned char *)&tail)[k] = (unsigned char)text[i + k];
+    return word_special(tail) == 0;
 }
 
 /* The 'n' bytes of 'text' as a JSON string, escaped as jansson escapes printable
