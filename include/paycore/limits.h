@@ -438,6 +438,9 @@ static_assert(RISK_STORE_BATCH_MAX <= RISK_STORE_QUEUE_MAX, "a store batch comes
                                           only past this many waiting: a wake-up (a futex call on
                                           the gateway's or writer's thread, a switch on the stage's)
                                           costs more than a few flows' wait behind a busy one */
+#define PAY_STAGE_TAKE_MAX 8           /* flows a stage thread takes off the queue at once (one
+                                          hold of its mutex for them); the rest wait for the
+                                          other thread, woken past PAY_STAGE_WAKE_BACKLOG */
 #define PAY_BUSY_STAMPS 16384          /* release stamps of busy marks (ids hashed onto them):
                                           a recovery pass skips, until its next pass, an id
                                           whose stamp moved since it listed it */

@@ -41,12 +41,16 @@ uint16_t pay_account_code(pay_account_kind kind) {
 static bool id_expand(char out[PC_ID_SIZE], const char *format, const char *const args[2]) {
     size_t n = 0;
     uint32_t next = 0;
-    for (const char *f = format; *f != '\0'; f++) {
+    for (const char *f = format; *f != '\0';) {
         const char *piece = f;
-        size_t bytes = 1;
-        if (f[0] == '%' && f[1] == 's') {
+        size_t bytes = strcspn(f, "%"); /* a run of the format's own text */
+        f += bytes;
+        if (bytes == 0 && f[0] == '%' && f[1] == 's') {
             piece = args[next++];
             bytes = strlen(piece);
+            f += 2;
+        } else if (bytes == 0) { /* a lone '%' is itself */
+            bytes = 1;
             f++;
         }
         if (bytes >= PC_ID_SIZE - n) return false;

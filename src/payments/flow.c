@@ -7,6 +7,7 @@
  * that makes it final (the caller's Idempotency-Key reply, in the same transaction),
  * and handed to the caller after that commit. */
 #include <sodium.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -313,6 +314,32 @@ static void flow_cmd_done(writer_cmd_t *cmd, pc_status commit_status) {
     pay_serial_leave();
 }
 
+/* The flow's card data (a new card, a challenge code, the gateway request) lie in
+ * [card, call): a dry run never reads them (it writes no vault row, calls nobody). */
+static_assert(offsetof(pay_flow_t, card) < offsetof(pay_flow_t, card_new) &&
+                  offsetof(pay_flow_t, card_new) < offsetof(pay_flow_t, challenge_code) &&
+                  offsetof(pay_flow_t, challenge_code) < offsetof(pay_flow_t, request) &&
+                  offsetof(pay_flow_t, request) < offsetof(pay_flow_t, call),
+              "the secrets a dry run leaves behind are one range");
+static_assert(offsetof(pay_flow_t, transfer_results) + sizeof(((pay_flow_t *)0)->transfer_results) ==
+                  offsetof(pay_flow_t, accounts),
+              "transfer_results is followed by accounts");
+
+/* Copies into 'copy' what a dry run of the flow's command reads. The card data are
+ * not copied (zero: nothing to wipe after), nor the transfers' results (zero: they
+ * read as committed). */
+static void flow_dry_copy(pay_flow_t *copy, const pay_flow_t *flow) {
+    const char *from = (const char *)flow;
+    char *to = (char *)copy;
+    size_t secrets_at = offsetof(pay_flow_t, card), secrets_end = offsetof(pay_flow_t, call);
+    size_t results_at = offsetof(pay_flow_t, transfer_results), results_end = offsetof(pay_flow_t, accounts);
+    memcpy(to, from, secrets_at);
+    memset(to + secrets_at, 0, secrets_end - secrets_at);
+    memcpy(to + secrets_end, from + secrets_end, results_at - secrets_end);
+    memset(to + results_at, 0, results_end - results_at);
+    memcpy(to + results_end, from + results_end, sizeof *copy - results_end);
+}
+
 /* The command's in_tx run dry on a copy of the flow: its texts into flow->staged.
  * The copy shares nothing it could free or change (its reply, document, staged texts
  * and payment are its own); its transfers read as committed. A failure stages
@@ -321,10 +348,9 @@ static void flow_stage(pay_flow_t *flow, pay_flow_tx_fn in_tx) {
     pay_staged_clear(&flow->staged);
     pay_flow_t copy_storage; /* ~15 kB: on the stack, not a large malloc per command */
     pay_flow_t *copy = &copy_storage;
-    memcpy(copy, flow, sizeof *copy);
+    flow_dry_copy(copy, flow);
     memset(&copy->reply, 0, sizeof copy->reply);
     memset(&copy->staged, 0, sizeof copy->staged);
-    memset(copy->transfer_results, 0, sizeof copy->transfer_results);
     copy->doc_text = NULL;
     copy->committed = copy->committed_stale = NULL;
     copy->dry = true;
@@ -337,10 +363,6 @@ static void flow_stage(pay_flow_t *flow, pay_flow_tx_fn in_tx) {
     pay_reply_clear(&copy->reply);
     free(copy->doc_text);
     pay_payment_clear(&copy->payment);
-    /* the copy's secrets (card data, a challenge code); the rest is the flow's own */
-    sodium_memzero(&copy->request, sizeof copy->request);
-    sodium_memzero(&copy->card, sizeof copy->card);
-    sodium_memzero(copy->challenge_code, sizeof copy->challenge_code);
 }
 
 static void flow_stage_and_submit(pay_flow_t *flow) {

@@ -3,6 +3,7 @@
 #define PAYCORE_PAY_INTERNAL_H
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -473,11 +474,15 @@ struct pay {
     pay_path_stats_t path;            /* stats.c: atomics */
     struct pay_stage {                /* stage.c: threads running commands' dry runs */
         pthread_mutex_t mutex;        /* guards the queue and 'stopping' */
-        pthread_cond_t wake;
+        sem_t wake;                   /* posted for an idle thread; waited on without the mutex
+                                         (a condition variable's wait takes it back marked
+                                         contended: a futex call at every unlock after) */
         pay_flow_t *head;             /* flows waiting for their dry run (FIFO) */
         pay_flow_t *tail;
         uint32_t queued;              /* flows in the queue */
-        uint32_t idle;                /* threads waiting for one */
+        uint32_t idle;                /* threads waiting for one, none posted for yet */
+        atomic_uint waking;           /* queuers signalling 'wake' after letting the mutex go:
+                                         pay_stage_stop waits for them before destroying it */
         bool stopping;
         pthread_t threads[PAY_STAGE_THREADS];
         uint32_t thread_count;        /* 0: every dry run runs on its caller's thread */

@@ -6,6 +6,7 @@
  * compare the two. Building and dumping an operation cost more than writing it in a
  * whole payment's request path (jansson's buffer grows by reallocs, each object is a
  * hash table). */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@ bool pay_out_grow(pay_out_t *o, size_t bytes) {
 }
 
 #define OUT_LIT(o, literal) pay_out_add((o), literal, sizeof(literal) - 1)
+#define PAY_RENDER_JSON_DEPTH_MAX 32 /* metadata and risk detail nest a level or two */
 
 bool pay_text_plain(const char *text) {
     for (const unsigned char *c = (const unsigned char *)text; *c != '\0'; c++) {
@@ -36,23 +38,71 @@ bool pay_text_plain(const char *text) {
     return true;
 }
 
-/* "text", escaped as jansson escapes printable ASCII; fails the text if it is not. */
-static void out_str(pay_out_t *o, const char *text) {
-    if (!pay_text_plain(text)) {
-        o->failed = true;
+/* Room for 'bytes' more at the end of the text (NULL: the text failed). */
+static char *out_room(pay_out_t *o, size_t bytes) {
+    if (o->failed) return NULL;
+    if (o->bytes + bytes + 1 > o->room && !pay_out_grow(o, bytes)) return NULL;
+    return o->text + o->bytes;
+}
+
+#define BYTES_ONES 0x0101010101010101ull
+#define BYTES_HIGHS 0x8080808080808080ull
+
+/* Non-zero when one of the 8 bytes in 'x' is not printable ASCII, or is '"' or '\\'
+ * (exact as a yes or no; which byte, not said): 8 bytes at a time, no branch each. */
+static inline uint64_t word_special(uint64_t x) {
+    uint64_t quote = x ^ (BYTES_ONES * '"'), backslash = x ^ (BYTES_ONES * '\\');
+    uint64_t below = (x - BYTES_ONES * 0x20) & ~x;    /* a byte < 0x20 */
+    uint64_t above = (x + BYTES_ONES) | x;            /* a byte > 0x7E */
+    uint64_t quotes = (quote - BYTES_ONES) & ~quote;  /* a byte == '"' */
+    uint64_t backslashes = (backslash - BYTES_ONES) & ~backslash;
+    return (below | above | quotes | backslashes) & BYTES_HIGHS;
+}
+
+/* The bytes jansson writes as they are in a string (printable ASCII but '"', '\\'). */
+static bool chars_as_is(const char *text, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x;
+        memcpy(&x, text + i, 8);
+        if (word_special(x) != 0) return false;
+    }
+    uint64_t tail = BYTES_ONES * ' '; /* the last bytes in a word, the rest of it ' ' (as is) */
+    for (size_t k = 0; i + k < n; k++) ((unsigned char *)&tail)[k] = (unsigned char)text[i + k];
+    return word_special(tail) == 0;
+}
+
+/* The 'n' bytes of 'text' as a JSON string, escaped as jansson escapes printable
+ * ASCII; fails the text if one is not (a NUL included). The common text needs no
+ * escape: one check of 8 bytes at a time, then a single copy. */
+static void out_chars(pay_out_t *o, const char *text, size_t n) {
+    if (chars_as_is(text, n)) {
+        char *at = out_room(o, n + 2);
+        if (at == NULL) return;
+        at[0] = '"';
+        memcpy(at + 1, text, n);
+        at[n + 1] = '"';
+        o->bytes += n + 2;
         return;
     }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c < 0x20 || c > 0x7E) {
+            o->failed = true;
+            return;
+        }
+    }
     OUT_LIT(o, "\"");
-    for (const char *run = text; *run != '\0';) {
-        size_t n = strcspn(run, "\"\\");
-        pay_out_add(o, run, n);
-        if (run[n] == '\0') break;
-        if (run[n] == '"') OUT_LIT(o, "\\\"");
-        else OUT_LIT(o, "\\\\");
-        run += n + 1;
+    for (size_t i = 0; i < n; i++) {
+        if (text[i] == '"') OUT_LIT(o, "\\\"");
+        else if (text[i] == '\\') OUT_LIT(o, "\\\\");
+        else pay_out_add(o, &text[i], 1);
     }
     OUT_LIT(o, "\"");
 }
+
+/* "text", escaped as jansson escapes printable ASCII; fails the text if it is not. */
+static void out_str(pay_out_t *o, const char *text) { out_chars(o, text, strlen(text)); }
 
 static void out_str_or_null(pay_out_t *o, const char *text) {
     if (text[0] == '\0') OUT_LIT(o, "null");
@@ -245,16 +295,90 @@ static void method_write(pay_out_t *o, const pay_payment_t *p) {
     }
 }
 
-/* A member's value that jansson alone renders (any JSON the payment holds): dumped. */
-static void out_dumped(pay_out_t *o, const json_t *value, const char *when_null) {
-    if (value == NULL) {
-        pay_out_add(o, when_null, strlen(when_null));
+/* A real as jansson dumps it (jsonp_dtostr at its default precision, 17): "%.17g",
+ * with ".0" when that reads as an integer, and the exponent without '+' or leading
+ * zeros. The C locale's '.' is assumed, as everywhere in paycore. */
+static void out_real(pay_out_t *o, double value) {
+    char text[64];
+    int n = snprintf(text, sizeof text - 3, "%.17g", value);
+    if (n < 0 || (size_t)n >= sizeof text - 3) {
+        o->failed = true;
         return;
     }
+    size_t bytes = (size_t)n;
+    char *e = memchr(text, 'e', bytes);
+    if (e == NULL && memchr(text, '.', bytes) == NULL) {
+        memcpy(text + bytes, ".0", 3);
+        bytes += 2;
+    }
+    if (e != NULL) {
+        char *start = e + 1, *end = e + 2;
+        if (*start == '-') start++;
+        while (*end == '0') end++;
+        if (end != start) {
+            memmove(start, end, bytes - (size_t)(end - text) + 1);
+            bytes -= (size_t)(end - start);
+        }
+    }
+    pay_out_add(o, text, bytes);
+}
+
+/* Any JSON value the payment holds (metadata, the risk detail) written as
+ * json_dumps(JSON_COMPACT) writes it: members in the object's own order (jansson
+ * keeps insertion order); a string it would escape beyond '"' and '\\' fails the text
+ * (the caller dumps through jansson then). */
+static void out_json(pay_out_t *o, const json_t *value, uint32_t depth) {
+    if (depth > PAY_RENDER_JSON_DEPTH_MAX) { /* jansson's own limit is deeper; it dumps those */
+        o->failed = true;
+        return;
+    }
+    switch (json_typeof(value)) {
+    case JSON_OBJECT: {
+        OUT_LIT(o, "{");
+        json_t *object = (json_t *)value; /* iterated, not changed */
+        bool first = true;
+        for (void *it = json_object_iter(object); it != NULL; it = json_object_iter_next(object, it)) {
+            if (!first) OUT_LIT(o, ",");
+            first = false;
+            out_chars(o, json_object_iter_key(it), json_object_iter_key_len(it));
+            OUT_LIT(o, ":");
+            out_json(o, json_object_iter_value(it), depth + 1);
+            if (o->failed) return;
+        }
+        OUT_LIT(o, "}");
+        return;
+    }
+    case JSON_ARRAY:
+        OUT_LIT(o, "[");
+        for (size_t i = 0; i < json_array_size(value); i++) {
+            if (i > 0) OUT_LIT(o, ",");
+            out_json(o, json_array_get(value, i), depth + 1);
+            if (o->failed) return;
+        }
+        OUT_LIT(o, "]");
+        return;
+    case JSON_STRING: out_chars(o, json_string_value(value), json_string_length(value)); return;
+    case JSON_INTEGER: out_int(o, (int64_t)json_integer_value(value)); return;
+    case JSON_REAL: out_real(o, json_real_value(value)); return;
+    case JSON_TRUE: OUT_LIT(o, "true"); return;
+    case JSON_FALSE: OUT_LIT(o, "false"); return;
+    case JSON_NULL: OUT_LIT(o, "null"); return;
+    }
+    o->failed = true;
+}
+
+/* A value jansson alone renders (a text it escapes): dumped. */
+static void out_dumped(pay_out_t *o, const json_t *value) {
     char *text = json_dumps(value, JSON_COMPACT);
     if (text == NULL) o->failed = true;
     else pay_out_add(o, text, strlen(text));
     free(text);
+}
+
+/* A member's value (any JSON the payment holds): 'when_null' for none. */
+static void out_held(pay_out_t *o, const json_t *value, const char *when_null) {
+    if (value == NULL) pay_out_add(o, when_null, strlen(when_null));
+    else out_json(o, value, 0);
 }
 
 /* risk_json: the detail's members, then "decision_id" and "outcome" (appended: the
@@ -271,7 +395,7 @@ static void risk_write(pay_out_t *o, const pay_payment_t *p) {
         return;
     }
     size_t before = o->bytes;
-    out_dumped(o, detail, "{}");
+    out_held(o, detail, "{}");
     if (o->failed) return;
     o->bytes--; /* its '}' */
     if (o->bytes > before + 1) OUT_LIT(o, ",");
@@ -344,8 +468,7 @@ char *pay_render_fixed(const pay_payment_t *p) {
     OUT_LIT(&o, "},\"description\":");
     out_str_or_null(&o, p->description);
     OUT_LIT(&o, ",\"metadata\":");
-    if (p->metadata != NULL && json_is_object(p->metadata) && json_object_size(p->metadata) == 0) OUT_LIT(&o, "{}");
-    else out_dumped(&o, p->metadata, "{}");
+    out_held(&o, p->metadata, "{}");
     OUT_LIT(&o, ",\"risk\":");
     risk_write(&o, p);
     return pay_out_take(&o);
@@ -435,7 +558,7 @@ static void entry_ref_write(pay_out_t *o, const pay_entry_t *entry) {
     }
     json_t *ref = json_pack("{s:s,s:I}", "id", entry->id, PAY_RECORD_REF_KEY, (json_int_t)entry->held_in);
     if (ref == NULL) o->failed = true;
-    else out_dumped(o, ref, "");
+    else out_dumped(o, ref);
     json_decref(ref);
 }
 

@@ -7,6 +7,8 @@
  * queue's mutex is what orders its fields between the two. Commands of different flows
  * may reach the writer in another order than their submits; one flow never has two
  * commands out at once, so its own order stays. */
+#include <sched.h>
+
 #include "obs/obs.h"
 #include "payments/pay_internal.h"
 
@@ -15,18 +17,32 @@ static void *stage_main(void *arg) {
     pthread_mutex_lock(&stage->mutex);
     for (;;) {
         while (stage->head == NULL && !stage->stopping) {
-            stage->idle++;
-            pthread_cond_wait(&stage->wake, &stage->mutex);
-            stage->idle--;
+            stage->idle++; /* its queuer takes it off 'idle' as it posts */
+            pthread_mutex_unlock(&stage->mutex);
+            while (sem_wait(&stage->wake) != 0) continue; /* EINTR */
+            pthread_mutex_lock(&stage->mutex);
         }
-        pay_flow_t *flow = stage->head;
-        if (flow == NULL) break; /* stopping, and nothing left */
-        stage->head = flow->staging.next;
-        stage->queued--;
+        pay_flow_t *taken = stage->head;
+        if (taken == NULL) break; /* stopping, and nothing left */
+        /* a few at once: one hold of the mutex (which the gateway's and the writer's
+         * threads take to queue) for them all */
+        pay_flow_t *last = taken;
+        uint32_t count = 1;
+        while (count < PAY_STAGE_TAKE_MAX && last->staging.next != NULL) {
+            last = last->staging.next;
+            count++;
+        }
+        stage->head = last->staging.next;
+        stage->queued -= count;
         if (stage->head == NULL) stage->tail = NULL;
-        flow->staging.next = NULL;
+        last->staging.next = NULL;
         pthread_mutex_unlock(&stage->mutex);
-        flow->staging.run(flow);
+        while (taken != NULL) {
+            pay_flow_t *flow = taken;
+            taken = flow->staging.next;
+            flow->staging.next = NULL;
+            flow->staging.run(flow); /* may end and free the flow */
+        }
         pthread_mutex_lock(&stage->mutex);
     }
     pthread_mutex_unlock(&stage->mutex);
@@ -36,7 +52,7 @@ static void *stage_main(void *arg) {
 void pay_stage_start(pay_t *pay) {
     struct pay_stage *stage = &pay->stage;
     pthread_mutex_init(&stage->mutex, NULL);
-    pthread_cond_init(&stage->wake, NULL);
+    sem_init(&stage->wake, 0, 0);
     stage->started = true;
     for (uint32_t i = 0; i < PAY_STAGE_THREADS; i++) {
         if (pthread_create(&stage->threads[i], NULL, stage_main, stage) != 0) {
@@ -53,13 +69,14 @@ void pay_stage_stop(pay_t *pay) {
     if (!stage->started) return;
     pthread_mutex_lock(&stage->mutex);
     stage->stopping = true;
-    pthread_cond_broadcast(&stage->wake);
     pthread_mutex_unlock(&stage->mutex);
+    for (uint32_t i = 0; i < stage->thread_count; i++) sem_post(&stage->wake);
     for (uint32_t i = 0; i < stage->thread_count; i++) pthread_join(stage->threads[i], NULL);
     PC_ASSERT(stage->head == NULL);
+    while (atomic_load(&stage->waking) != 0) sched_yield(); /* a queuer's post, after its flow ended */
     stage->thread_count = 0;
     stage->started = false;
-    pthread_cond_destroy(&stage->wake);
+    sem_destroy(&stage->wake);
     pthread_mutex_destroy(&stage->mutex);
 }
 
@@ -84,11 +101,17 @@ static void stage_append(struct pay_stage *stage, pay_flow_t *head, pay_flow_t *
      * these next, unless a backlog grew */
     bool all_idle = stage->idle == stage->thread_count;
     bool wake = stage->idle > 0 && (all_idle || stage->queued > PAY_STAGE_WAKE_BACKLOG);
-    /* under the mutex: once it is let go a stage thread may end these flows, and the
-     * last one's end lets pay_stop destroy this condition variable (and free 'stage') */
-    if (wake && count > 1) pthread_cond_broadcast(&stage->wake);
-    else if (wake) pthread_cond_signal(&stage->wake);
+    /* Posted after the mutex is let go: a thread woken under it would only block on it
+     * at once (a second sleep and wake-up for each). Once let go, a stage thread may
+     * end these flows and the last one's end lets pay_stop go on: 'waking' holds
+     * pay_stage_stop back from destroying the semaphore until this is done. */
+    uint32_t posts = !wake ? 0 : count > 1 ? stage->idle : 1;
+    stage->idle -= posts; /* each post wakes one of them: not counted twice */
+    if (posts > 0) atomic_fetch_add(&stage->waking, 1);
     pthread_mutex_unlock(&stage->mutex);
+    if (posts == 0) return;
+    for (uint32_t i = 0; i < posts; i++) sem_post(&stage->wake);
+    atomic_fetch_sub(&stage->waking, 1);
 }
 
 static void held_hand_over(void) {

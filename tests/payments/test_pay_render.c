@@ -11,7 +11,9 @@
  * A whole payment too (its changing members, operation entries and transfers): its
  * document written by pay_render_payment is pay_payment_json's dump, and its record is
  * the document with each entry a record holds whole replaced by {"id", "$version"}. */
+#include <math.h>
 #include <stdint.h>
+#include <string.h>
 #include <time.h>
 
 #include "payments/pay_internal.h"
@@ -197,6 +199,51 @@ static void test_random_sweep(void) {
 
 /* ---- a payment's fixed members ---- */
 
+/* A real of any kind: integral, tiny, huge, negative zero, or random bits. */
+static double random_real(void) {
+    static const double picks[] = {0.0, -0.0, 1.0, 0.5, 0.123456789, 1e-20, 3.0e5, 0.1, 1e21, 1e22, 123456789012345678.0,
+                                   5e-324, 1.7976931348623157e308, 2.5e-7, 100.0, 1e16, 1e17};
+    if (rng_below(3) > 0) return picks[rng_below(sizeof picks / sizeof picks[0])] * (rng_below(2) ? 1 : -1);
+    for (;;) {
+        uint64_t bits = rng_next();
+        double value;
+        memcpy(&value, &bits, sizeof value);
+        if (isfinite(value)) return value;
+    }
+}
+
+/* Any JSON value a payment may hold (metadata, a risk detail): objects in their
+ * insertion order, arrays, strings, integers, reals, booleans and null. */
+static json_t *random_json(uint32_t depth, bool odd) {
+    uint32_t kind = rng_below(depth >= 3 ? 6 : 8);
+    char text[24];
+    switch (kind) {
+    case 0: return json_null();
+    case 1: return json_boolean(rng_below(2));
+    case 2: return json_integer(random_int());
+    case 3: return json_real(random_real());
+    case 4:
+    case 5: {
+        random_text(text, sizeof text, odd);
+        json_t *string = json_string(text);
+        return string != NULL ? string : json_null();
+    }
+    case 6: {
+        json_t *array = json_array();
+        for (uint32_t i = rng_below(4); i > 0; i--) json_array_append_new(array, random_json(depth + 1, odd));
+        return array;
+    }
+    default: {
+        json_t *object = json_object();
+        for (uint32_t i = rng_below(5); i > 0; i--) {
+            random_text(text, sizeof text, odd);
+            json_object_set_new(object, text, random_json(depth + 1, odd));
+        }
+        return object;
+    }
+    }
+}
+
 static json_t *random_detail(bool odd) {
     if (rng_below(6) == 0) return NULL;
     if (rng_below(8) == 0) return json_object(); /* an empty detail */
@@ -207,9 +254,10 @@ static json_t *random_detail(bool odd) {
         random_text(code, sizeof code, odd);
         json_array_append_new(reasons, json_pack("{s:s,s:s}", "code", code, "action", rng_below(2) ? "decline" : "review"));
     }
-    static const double scores[] = {0.0, 1.0, 0.5, 0.123456789, 1e-20, 3.0e5, 0.1};
-    json_t *score = rng_below(5) == 0 ? json_null() : json_real(scores[rng_below(7)] * (rng_below(2) ? 1 : -1));
-    return json_pack("{s:o,s:o}", "score", score, "reasons", reasons);
+    json_t *score = rng_below(5) == 0 ? json_null() : json_real(random_real());
+    json_t *detail = json_pack("{s:o,s:o}", "score", score, "reasons", reasons);
+    if (rng_below(4) == 0) json_object_set_new(detail, "extra", random_json(1, odd)); /* any member it may grow */
+    return detail;
 }
 
 static void random_payment(pay_payment_t *p, bool odd) {
@@ -233,7 +281,13 @@ static void random_payment(pay_payment_t *p, bool odd) {
     random_text(p->payer.device_id, sizeof p->payer.device_id, odd);
     random_text(p->payer.ip, sizeof p->payer.ip, odd);
     random_text(p->description, sizeof p->description, odd);
-    if (rng_below(3) > 0) {
+    if (rng_below(4) == 0) {
+        p->metadata = random_json(0, odd);
+        if (!json_is_object(p->metadata)) {
+            json_decref(p->metadata);
+            p->metadata = NULL;
+        }
+    } else if (rng_below(3) > 0) {
         p->metadata = json_object();
         for (uint32_t i = rng_below(4); i > 0; i--) {
             char key[16], value[24];

@@ -121,6 +121,10 @@ def test_expiry(env):
         check(voids[0]["status"] == "succeeded", "the channel voided its authorization: %r" % voids)
         status, auth = e.card.call("GET", "/v1/authorizations/" + p["channel_ref"])
         check(auth["status"] == "voided", "the simulator's record says voided: %r" % auth)
+        # the void's flow may still hold the payment for a moment after its commit
+        # shows (it ends on a stage thread): "in progress, retry later" until it ends
+        wait_for("the void's flow ends", lambda: m.post("/v1/payments/%s/capture" % p["id"], {}).code() !=
+                 "payment_operation_in_progress")
         conflict(m, "/v1/payments/%s/capture" % p["id"], {}, "expired", "capture after expiry")
         check_conserved(e.admin, "expiry")
     finally:
