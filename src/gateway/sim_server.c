@@ -251,7 +251,7 @@ static bool key_check(sim_req_t *req) {
         sim_reply_invalid(req, "Idempotency-Key", "must be 1-64 characters of [A-Za-z0-9._:-]");
         return false;
     }
-    snprintf(req->key, sizeof req->key, "%s", key);
+    pc_str_copy(req->key, sizeof req->key, key);
     return true;
 }
 
@@ -554,8 +554,8 @@ static sim_req_t *request_new(sim_t *sim, struct MHD_Connection *connection, con
     if (req == NULL) return NULL;
     req->sim = sim;
     req->connection = connection;
-    snprintf(req->method, sizeof req->method, "%s", method);
-    if (strlen(url) < sizeof req->path) snprintf(req->path, sizeof req->path, "%s", url); /* else "": 404 */
+    pc_str_copy(req->method, sizeof req->method, method);
+    if (strlen(url) < sizeof req->path) pc_str_copy(req->path, sizeof req->path, url); /* else "": 404 */
     const char *length_text = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
                                                           MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (length_text != NULL && strtoull(length_text, NULL, 10) > SIM_BODY_BYTES_MAX) req->body_too_large = true;
