@@ -268,13 +268,15 @@ static bool arrival_write(sim_req_t *req) {
  * the count (schema_sql, sim_record.c). */
 static bool fate_draw(sim_req_t *req, const sim_faults_t *faults) {
     sim_t *sim = req->sim;
-    int64_t before = 0;
-    if (!sim_db_int(&sim->db, &before, 0,
+    int64_t before = 0; /* a key the record cannot hold arrives for the first time: nothing to read */
+    if (sim_db_key_maybe(&sim->db, req->key) &&
+        !sim_db_int(&sim->db, &before, 0,
                     "SELECT coalesce((SELECT count FROM arrival_counts WHERE key = ?1),"
                     " (SELECT 1 FROM idempotency WHERE key = ?1), 0)", "s", req->key)) {
         sim_reply_internal(req);
         return false;
     }
+    sim_db_key_note(&sim->db, req->key); /* written in this unit: its count or its answer */
     req->arrival = (uint64_t)before + 1;
     sim_fate_draw(sim, faults, req->key, req->arrival, &req->fate);
     req->fate_drawn = true;
