@@ -29,16 +29,32 @@ static bool take(doc_cursor *c, char expected) {
     return true;
 }
 
+/* The bytes a plain string runs over: printable ASCII (0x20..0x7e) but '"' and '\\'. */
+static const bool plain_byte[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
 /* A string of printable ASCII without escapes, copied NUL-terminated into the doc. */
-static const char *plain_string(doc_cursor *c) {
+static const char *plain_string(doc_cursor *c, size_t *out_bytes) {
     if (!take(c, '"')) return NULL;
     const char *start = c->at;
-    while (c->at < c->end && *c->at != '"') {
-        unsigned char ch = (unsigned char)*c->at;
-        if (ch < 0x20 || ch > 0x7e || ch == '\\') return NULL;
-        c->at++;
-    }
-    if (c->at >= c->end) return NULL;
+    while (c->at < c->end && plain_byte[(unsigned char)*c->at]) c->at++;
+    if (c->at >= c->end || *c->at != '"') return NULL; /* the end, an escape or a byte out of the set */
     size_t bytes = (size_t)(c->at - start);
     c->at++;
     gw_doc_t *doc = c->doc;
@@ -47,6 +63,7 @@ static const char *plain_string(doc_cursor *c) {
     memcpy(copy, start, bytes);
     copy[bytes] = '\0';
     doc->text_used += bytes + 1;
+    *out_bytes = bytes;
     return copy;
 }
 
@@ -73,9 +90,10 @@ static bool take_word(doc_cursor *c, const char *word, size_t bytes) {
     return true;
 }
 
-static int32_t member_find(const gw_doc_t *doc, int32_t parent, const char *key) {
+static int32_t member_find(const gw_doc_t *doc, int32_t parent, const char *key, size_t key_bytes) {
     for (uint32_t i = 0; i < doc->count; i++) {
-        if (doc->members[i].parent == parent && strcmp(doc->members[i].key, key) == 0) return (int32_t)i;
+        const gw_member_t *m = &doc->members[i];
+        if (m->parent == parent && m->key_bytes == key_bytes && memcmp(m->key, key, key_bytes) == 0) return (int32_t)i;
     }
     return -1;
 }
@@ -86,7 +104,11 @@ static bool plain_value(doc_cursor *c, gw_member_t *m, int32_t index, int depth)
     skip_ws(c);
     if (c->at >= c->end) return false;
     switch (*c->at) {
-    case '"': m->type = GW_MEMBER_STRING; return (m->text = plain_string(c)) != NULL;
+    case '"': {
+        size_t bytes = 0;
+        m->type = GW_MEMBER_STRING;
+        return (m->text = plain_string(c, &bytes)) != NULL;
+    }
     case '{': m->type = GW_MEMBER_OBJECT; return plain_object(c, index, depth + 1);
     case 't': m->type = GW_MEMBER_TRUE; return take_word(c, "true", 4);
     case 'f': m->type = GW_MEMBER_FALSE; return take_word(c, "false", 5);
@@ -102,13 +124,16 @@ static bool plain_object(doc_cursor *c, int32_t self, int depth) {
     if (take(c, '}')) return true;
     gw_doc_t *doc = c->doc;
     for (;;) {
-        const char *key = plain_string(c);
-        if (key == NULL || !take(c, ':') || member_find(doc, self, key) >= 0 || doc->count >= GW_DOC_MEMBERS_MAX) {
+        size_t key_bytes = 0;
+        const char *key = plain_string(c, &key_bytes);
+        if (key == NULL || !take(c, ':') || member_find(doc, self, key, key_bytes) >= 0 ||
+            doc->count >= GW_DOC_MEMBERS_MAX) {
             return false;
         }
         int32_t index = (int32_t)doc->count++;
         gw_member_t *m = &doc->members[index];
         m->key = key;
+        m->key_bytes = key_bytes;
         m->parent = self;
         m->text = NULL;
         m->integer = 0;
@@ -155,7 +180,7 @@ bool gw_obj_valid(const gw_obj_t *o) {
 
 static const gw_member_t *member(const gw_obj_t *o, const char *key) {
     if (o->doc == NULL) return NULL;
-    int32_t i = member_find(o->doc, o->index, key);
+    int32_t i = member_find(o->doc, o->index, key, strlen(key));
     return i >= 0 ? &o->doc->members[i] : NULL;
 }
 

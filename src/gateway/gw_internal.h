@@ -151,6 +151,7 @@ typedef enum {
 
 typedef struct {
     const char *key;             /* in the doc's text */
+    size_t key_bytes;
     const char *text;            /* a string's value, in the doc's text */
     int64_t integer;
     int32_t parent;              /* the member holding it (an object), -1: the answer itself */
