@@ -8,55 +8,21 @@
  * (tests/gateway/test_gw_answer.c). */
 #include <string.h>
 
+#include "core/json_plain.h"
 #include "gateway/gw_internal.h"
 
 #define DOC_DEPTH_MAX 4
 
 typedef struct {
-    const char *at;
-    const char *end;
+    pc_plain_cursor text;
     gw_doc_t *doc;
 } doc_cursor;
 
-static void skip_ws(doc_cursor *c) {
-    while (c->at < c->end && (*c->at == ' ' || *c->at == '\n' || *c->at == '\r' || *c->at == '\t')) c->at++;
-}
-
-static bool take(doc_cursor *c, char expected) {
-    skip_ws(c);
-    if (c->at >= c->end || *c->at != expected) return false;
-    c->at++;
-    return true;
-}
-
-/* The bytes a plain string runs over: printable ASCII (0x20..0x7e) but '"' and '\\'. */
-static const bool plain_byte[256] = {
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-};
-
-/* A string of printable ASCII without escapes, copied NUL-terminated into the doc. */
+/* A string, copied NUL-terminated into the doc. */
 static const char *plain_string(doc_cursor *c, size_t *out_bytes) {
-    if (!take(c, '"')) return NULL;
-    const char *start = c->at;
-    while (c->at < c->end && plain_byte[(unsigned char)*c->at]) c->at++;
-    if (c->at >= c->end || *c->at != '"') return NULL; /* the end, an escape or a byte out of the set */
-    size_t bytes = (size_t)(c->at - start);
-    c->at++;
+    const char *start = NULL;
+    size_t bytes = 0;
+    if (!pc_plain_string_span(&c->text, &start, &bytes)) return NULL;
     gw_doc_t *doc = c->doc;
     if (bytes + 1 > sizeof doc->text - doc->text_used) return NULL;
     char *copy = doc->text + doc->text_used;
@@ -65,29 +31,6 @@ static const char *plain_string(doc_cursor *c, size_t *out_bytes) {
     doc->text_used += bytes + 1;
     *out_bytes = bytes;
     return copy;
-}
-
-/* -?[1-9][0-9]{0,17} or 0 (as json_plain.c: anything else is jansson's to read). */
-static bool plain_integer(doc_cursor *c, int64_t *out) {
-    bool negative = c->at < c->end && *c->at == '-';
-    if (negative) c->at++;
-    const char *start = c->at;
-    int64_t value = 0;
-    while (c->at < c->end && *c->at >= '0' && *c->at <= '9') {
-        if (c->at - start >= 18) return false;
-        value = value * 10 + (*c->at++ - '0');
-    }
-    size_t digits = (size_t)(c->at - start);
-    if (digits == 0 || (*start == '0' && (digits > 1 || negative))) return false;
-    if (c->at < c->end && (*c->at == '.' || *c->at == 'e' || *c->at == 'E')) return false;
-    *out = negative ? -value : value;
-    return true;
-}
-
-static bool take_word(doc_cursor *c, const char *word, size_t bytes) {
-    if ((size_t)(c->end - c->at) < bytes || memcmp(c->at, word, bytes) != 0) return false;
-    c->at += bytes;
-    return true;
 }
 
 static int32_t member_find(const gw_doc_t *doc, int32_t parent, const char *key, size_t key_bytes) {
@@ -101,32 +44,32 @@ static int32_t member_find(const gw_doc_t *doc, int32_t parent, const char *key,
 static bool plain_object(doc_cursor *c, int32_t self, int depth);
 
 static bool plain_value(doc_cursor *c, gw_member_t *m, int32_t index, int depth) {
-    skip_ws(c);
-    if (c->at >= c->end) return false;
-    switch (*c->at) {
+    pc_plain_skip_ws(&c->text);
+    if (c->text.at >= c->text.end) return false;
+    switch (*c->text.at) {
     case '"': {
         size_t bytes = 0;
         m->type = GW_MEMBER_STRING;
         return (m->text = plain_string(c, &bytes)) != NULL;
     }
     case '{': m->type = GW_MEMBER_OBJECT; return plain_object(c, index, depth + 1);
-    case 't': m->type = GW_MEMBER_TRUE; return take_word(c, "true", 4);
-    case 'f': m->type = GW_MEMBER_FALSE; return take_word(c, "false", 5);
-    case 'n': m->type = GW_MEMBER_NULL; return take_word(c, "null", 4);
-    default: m->type = GW_MEMBER_INTEGER; return plain_integer(c, &m->integer);
+    case 't': m->type = GW_MEMBER_TRUE; return pc_plain_word(&c->text, "true", 4);
+    case 'f': m->type = GW_MEMBER_FALSE; return pc_plain_word(&c->text, "false", 5);
+    case 'n': m->type = GW_MEMBER_NULL; return pc_plain_word(&c->text, "null", 4);
+    default: m->type = GW_MEMBER_INTEGER; return pc_plain_integer(&c->text, &m->integer);
     }
 }
 
 /* The members of the object at the cursor, listed with 'self' as their parent (-1:
  * the answer itself). False when it is not plain: a duplicate key, too many members. */
 static bool plain_object(doc_cursor *c, int32_t self, int depth) {
-    if (depth > DOC_DEPTH_MAX || !take(c, '{')) return false;
-    if (take(c, '}')) return true;
+    if (depth > DOC_DEPTH_MAX || !pc_plain_take(&c->text, '{')) return false;
+    if (pc_plain_take(&c->text, '}')) return true;
     gw_doc_t *doc = c->doc;
     for (;;) {
         size_t key_bytes = 0;
         const char *key = plain_string(c, &key_bytes);
-        if (key == NULL || !take(c, ':') || member_find(doc, self, key, key_bytes) >= 0 ||
+        if (key == NULL || !pc_plain_take(&c->text, ':') || member_find(doc, self, key, key_bytes) >= 0 ||
             doc->count >= GW_DOC_MEMBERS_MAX) {
             return false;
         }
@@ -138,8 +81,8 @@ static bool plain_object(doc_cursor *c, int32_t self, int depth) {
         m->text = NULL;
         m->integer = 0;
         if (!plain_value(c, m, index, depth)) return false;
-        if (take(c, '}')) return true;
-        if (!take(c, ',')) return false;
+        if (pc_plain_take(&c->text, '}')) return true;
+        if (!pc_plain_take(&c->text, ',')) return false;
     }
 }
 
@@ -147,10 +90,10 @@ static bool plain_load(gw_doc_t *doc, const char *text, size_t bytes) {
     doc->count = 0;
     doc->text_used = 0;
     if (text == NULL) return false;
-    doc_cursor c = {text, text + bytes, doc};
+    doc_cursor c = {{text, text + bytes}, doc};
     if (!plain_object(&c, -1, 1)) return false;
-    skip_ws(&c);
-    return c.at == c.end; /* jansson refuses anything after the value */
+    pc_plain_skip_ws(&c.text);
+    return c.text.at == c.text.end; /* jansson refuses anything after the value */
 }
 
 gw_obj_t gw_doc_load(gw_doc_t *doc, const char *text, size_t bytes, bool plain_allowed) {
