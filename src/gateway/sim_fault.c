@@ -48,8 +48,8 @@ static uint32_t latency_ms(const sim_faults_t *faults, double a, double b) {
     return (uint32_t)llround(ms);
 }
 
-/* Faults that can never fire: no draw could change the fate (a rate of 0 is never
- * above a draw), so the stream is not computed. */
+/* Faults that can never fire: no draw could change the fate (no draw is below a rate
+ * of 0, and no latency is configured), so the stream is not computed. */
 static bool faults_quiet(const sim_faults_t *faults) {
     return faults->latency_p50_ms == 0 && !(faults->error_rate > 0) && !(faults->timeout_rate > 0) &&
            (faults->garbage_mode_count == 0 || !(faults->garbage_rate > 0));
