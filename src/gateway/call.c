@@ -15,7 +15,6 @@
 #include <string.h>
 
 #include "core/core.h"
-#include "core/json_plain.h"
 #include "gateway/gw_internal.h"
 #include "obs/obs.h"
 
@@ -302,11 +301,11 @@ static void classify_transport(const gw_call_t *call, CURLcode code, gw_answer_t
 }
 
 /* A non-2xx answer: whether the channel may have applied it decides the outcome. */
-static void classify_http_error(long http_status, const json_t *body, gw_answer_t *a) {
+static void classify_http_error(long http_status, const gw_obj_t *body, gw_answer_t *a) {
     const char *label = http_label(http_status);
-    const json_t *error = json_object_get(body, "error");
-    const char *code = gw_json_str(error, "code");
-    const char *field = gw_json_str(error, "field");
+    gw_obj_t error = gw_obj_object(body, "error");
+    const char *code = gw_obj_str(&error, "code");
+    const char *field = gw_obj_str(&error, "field");
     if (code != NULL) code = gw_printable(code);
     if (field != NULL) field = gw_printable(field);
     /* A reused key means a request under it was applied before: ask what it was. */
@@ -322,34 +321,21 @@ static void classify_http_error(long http_status, const json_t *body, gw_answer_
                    code ? code : "", field ? " (field " : "", field ? field : "", field ? ")" : "");
 }
 
-/* A channel's answer is nearly always plain (pc_json_plain_object); jansson reads the rest. */
-static json_t *parse_object(const gw_call_t *call) {
-    json_t *body = pc_json_plain_object(call->response, call->response_bytes);
-    if (body != NULL) return body;
-    json_error_t error;
-    body = json_loadb(call->response ? call->response : "", call->response_bytes, 0, &error);
-    if (body != NULL && !json_is_object(body)) {
-        json_decref(body);
-        body = NULL;
-    }
-    return body;
-}
-
 /* {"found":true,"response":{...}} or 404 {"found":false}. */
 static void classify_inquiry(gw_call_t *call, const gw_channel_cfg_t *ch, long http_status,
-                             const json_t *body, gw_answer_t *a) {
-    const json_t *found = json_object_get(body, "found");
-    const json_t *response = json_object_get(body, "response");
+                             const gw_obj_t *body, gw_answer_t *a) {
+    int found = gw_obj_bool(body, "found");
+    gw_obj_t response = gw_obj_object(body, "response");
     gw_op op = call->req.op == GW_OP_STATUS ? call->req.status_op : call->req.op;
-    if (http_status == 404 && json_is_false(found)) {
+    if (http_status == 404 && found == 0) {
         a->found = 0;
         a->outcome = GW_OUTCOME_RETRYABLE;
         a->status = PC_OK;
         gw_copy_str(a->code, sizeof a->code, "not_found");
         gw_copy_str(a->detail, sizeof a->detail, "the channel never applied a request with this key");
-    } else if (http_status == 200 && json_is_true(found) && json_is_object(response)) {
+    } else if (http_status == 200 && found == 1 && gw_obj_valid(&response)) {
         a->found = 1; /* before decoding: a decoder may read a status report otherwise than an answer */
-        gw_connector(ch->kind)->decode(ch, &call->req, op, response, 200, a);
+        gw_connector(ch->kind)->decode(ch, &call->req, op, &response, 200, a);
     } else if (http_status >= 200 && http_status < 300) {
         gw_answer_fail(a, GW_OUTCOME_UNKNOWN, PC_GATEWAY_BAD_RESPONSE, "bad_answer",
                        "a status answer without found/response");
@@ -360,6 +346,8 @@ static void classify_inquiry(gw_call_t *call, const gw_channel_cfg_t *ch, long h
     }
 }
 
+/* A channel's answer is read in place when it is plain JSON (answer.c), by jansson
+ * otherwise; only an object is an answer. */
 static void classify(gw_call_t *call, CURLcode code, gw_answer_t *a) {
     memset(a, 0, sizeof *a);
     a->found = -1;
@@ -369,23 +357,25 @@ static void classify(gw_call_t *call, CURLcode code, gw_answer_t *a) {
     }
     long http_status = call->http_status;
     const gw_channel_cfg_t *ch = current_channel(call);
-    json_t *body = parse_object(call);
+    gw_doc_t doc;
+    gw_obj_t body = gw_doc_load(&doc, call->response, call->response_bytes, true);
+    bool object = gw_obj_valid(&body);
     if (is_inquiry(call)) {
-        if (body == NULL && http_status >= 200 && http_status < 300) {
+        if (!object && http_status >= 200 && http_status < 300) {
             gw_answer_fail(a, GW_OUTCOME_UNKNOWN, PC_GATEWAY_BAD_RESPONSE, "invalid_json",
                            "a status answer that is not a JSON object");
         } else {
-            classify_inquiry(call, ch, http_status, body, a);
+            classify_inquiry(call, ch, http_status, &body, a);
         }
     } else if (http_status < 200 || http_status >= 300) {
-        classify_http_error(http_status, body, a);
-    } else if (body == NULL) {
+        classify_http_error(http_status, &body, a);
+    } else if (!object) {
         gw_answer_fail(a, GW_OUTCOME_UNKNOWN, PC_GATEWAY_BAD_RESPONSE, "invalid_json",
                        "HTTP %ld with a body that is not a JSON object", http_status);
     } else {
-        gw_connector(ch->kind)->decode(ch, &call->req, call->req.op, body, (int)http_status, a);
+        gw_connector(ch->kind)->decode(ch, &call->req, call->req.op, &body, (int)http_status, a);
     }
-    json_decref(body);
+    gw_doc_free(&doc);
 }
 
 static void log_answer(const gw_call_t *call, const gw_attempt_t *at, const gw_answer_t *a) {

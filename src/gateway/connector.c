@@ -139,8 +139,8 @@ static bool plain_text(const char *s, size_t size_max) {
     return true;
 }
 
-bool gw_decode_common(const gw_channel_cfg_t *ch, const json_t *body, gw_answer_t *a) {
-    const char *code = gw_json_str(body, "response_code");
+bool gw_decode_common(const gw_channel_cfg_t *ch, const gw_obj_t *body, gw_answer_t *a) {
+    const char *code = gw_obj_str(body, "response_code");
     if (code == NULL) {
         gw_answer_fail(a, GW_OUTCOME_UNKNOWN, PC_GATEWAY_BAD_RESPONSE, "bad_answer",
                        "answer without a response_code");
@@ -152,37 +152,36 @@ bool gw_decode_common(const gw_channel_cfg_t *ch, const json_t *body, gw_answer_
         return false;
     }
     gw_copy_str(a->code, sizeof a->code, code);
-    const char *id = gw_json_str(body, "id");
+    const char *id = gw_obj_str(body, "id");
     if (id != NULL && !plain_text(id, sizeof a->ref)) {
         gw_answer_fail(a, GW_OUTCOME_UNKNOWN, PC_GATEWAY_BAD_RESPONSE, "bad_answer",
                        "the answer's id is not a plain id");
         return false;
     }
     gw_copy_str(a->ref, sizeof a->ref, id);
-    gw_copy_str(a->message, sizeof a->message, gw_json_str(body, "message"));
+    gw_copy_str(a->message, sizeof a->message, gw_obj_str(body, "message"));
     a->status = PC_OK;
     return true;
 }
 
-bool gw_decode_amount(const json_t *body, const char *key, int64_t want, gw_answer_t *a) {
-    const json_t *v = json_object_get(body, key);
-    if (!json_is_integer(v)) {
+bool gw_decode_amount(const gw_obj_t *body, const char *key, int64_t want, gw_answer_t *a) {
+    int64_t value = 0;
+    if (!gw_obj_int(body, key, &value)) {
         gw_answer_fail(a, GW_OUTCOME_UNKNOWN, PC_GATEWAY_BAD_RESPONSE, "bad_answer",
                        "the answer has no integer %s", key);
         return false;
     }
-    if (json_integer_value(v) != want) {
+    if (value != want) {
         gw_answer_fail(a, GW_OUTCOME_UNKNOWN, PC_GATEWAY_BAD_RESPONSE, "wrong_amount",
-                       "the answer's %s is %lld, the request's %lld", key,
-                       (long long)json_integer_value(v), (long long)want);
+                       "the answer's %s is %lld, the request's %lld", key, (long long)value, (long long)want);
         return false;
     }
     a->amount_minor = want;
     return true;
 }
 
-bool gw_decode_currency(const json_t *body, const char *want, gw_answer_t *a) {
-    const char *currency = gw_json_str(body, "currency");
+bool gw_decode_currency(const gw_obj_t *body, const char *want, gw_answer_t *a) {
+    const char *currency = gw_obj_str(body, "currency");
     if (currency == NULL || strcmp(currency, want) != 0) {
         gw_answer_fail(a, GW_OUTCOME_UNKNOWN, PC_GATEWAY_BAD_RESPONSE, "wrong_currency",
                        "the answer's currency is not the request's %s", want);

@@ -28,8 +28,8 @@ static pc_status bank_credit(const gw_channel_cfg_t *ch, const gw_request_t *req
 
 /* The code of a status inquiry's answer, which reports the transfer as it stands:
  * "pending", "settled", or "returned" with its return code (what the callback says). */
-static const char *inquiry_code(const json_t *body, const char *status) {
-    if (status != NULL && strcmp(status, "returned") == 0) return gw_json_str(body, "return_code");
+static const char *inquiry_code(const gw_obj_t *body, const char *status) {
+    if (status != NULL && strcmp(status, "returned") == 0) return gw_obj_str(body, "return_code");
     return status != NULL && strcmp(status, "settled") == 0 ? status : NULL;
 }
 
@@ -37,10 +37,10 @@ static const char *inquiry_code(const json_t *body, const char *status) {
  * inquiry (recovery's GW_OP_STATUS, or the gateway's own after a lost answer: a->found
  * set) may also learn its outcome. */
 static void bank_decode(const gw_channel_cfg_t *ch, const gw_request_t *req, gw_op op,
-                        const json_t *body, int http_status, gw_answer_t *a) {
+                        const gw_obj_t *body, int http_status, gw_answer_t *a) {
     (void)op;
-    const char *status = gw_json_str(body, "status");
-    const char *id = gw_json_str(body, "id");
+    const char *status = gw_obj_str(body, "status");
+    const char *id = gw_obj_str(body, "id");
     const char *final = a->found > 0 ? inquiry_code(body, status) : NULL;
     if (final != NULL && strlen(final) < sizeof a->code && gw_code_lookup(ch, final, &a->outcome) &&
         a->outcome != GW_OUTCOME_PENDING) {

@@ -81,8 +81,8 @@ static bool status_agrees(const char *status, gw_answer_t *a) {
     return agrees;
 }
 
-static void decode_challenge(const json_t *body, gw_answer_t *a) {
-    const char *id = gw_json_str(body, "challenge_id");
+static void decode_challenge(const gw_obj_t *body, gw_answer_t *a) {
+    const char *id = gw_obj_str(body, "challenge_id");
     if (id == NULL || id[0] == '\0' || strlen(id) >= sizeof a->challenge_id) {
         gw_answer_fail(a, GW_OUTCOME_UNKNOWN, PC_GATEWAY_BAD_RESPONSE, "bad_answer",
                        "challenge_required without a challenge_id");
@@ -92,16 +92,16 @@ static void decode_challenge(const json_t *body, gw_answer_t *a) {
     a->status = PC_OK;
     gw_copy_str(a->code, sizeof a->code, "challenge");
     gw_copy_str(a->challenge_id, sizeof a->challenge_id, id);
-    gw_copy_str(a->ref, sizeof a->ref, gw_json_str(body, "id"));
+    gw_copy_str(a->ref, sizeof a->ref, gw_obj_str(body, "id"));
 }
 
-static void decode_authorization(const json_t *body, const gw_request_t *req, gw_answer_t *a) {
+static void decode_authorization(const gw_obj_t *body, const gw_request_t *req, gw_answer_t *a) {
     if (!gw_decode_amount(body, "amount", req->amount_minor, a) ||
         !gw_decode_currency(body, req->currency, a)) {
         return;
     }
     if (a->outcome == GW_OUTCOME_APPROVED) {
-        gw_copy_str(a->approval_code, sizeof a->approval_code, gw_json_str(body, "approval_code"));
+        gw_copy_str(a->approval_code, sizeof a->approval_code, gw_obj_str(body, "approval_code"));
         if (a->ref[0] == '\0') {
             gw_answer_fail(a, GW_OUTCOME_UNKNOWN, PC_GATEWAY_BAD_RESPONSE, "bad_answer",
                            "an approval without an id");
@@ -110,19 +110,19 @@ static void decode_authorization(const json_t *body, const gw_request_t *req, gw
 }
 
 /* Captures and refunds answer the amount and the running total. */
-static void decode_amounts(const json_t *body, const gw_request_t *req, const char *total_key,
+static void decode_amounts(const gw_obj_t *body, const gw_request_t *req, const char *total_key,
                            gw_answer_t *a) {
     if (a->outcome == GW_OUTCOME_APPROVED && !gw_decode_amount(body, "amount", req->amount_minor, a)) {
         return;
     }
-    const json_t *total = json_object_get(body, total_key);
-    if (json_is_integer(total)) a->total_minor = json_integer_value(total);
+    int64_t total = 0;
+    if (gw_obj_int(body, total_key, &total)) a->total_minor = total;
 }
 
 static void card_decode(const gw_channel_cfg_t *ch, const gw_request_t *req, gw_op op,
-                        const json_t *body, int http_status, gw_answer_t *a) {
+                        const gw_obj_t *body, int http_status, gw_answer_t *a) {
     (void)http_status;
-    const char *status = gw_json_str(body, "status");
+    const char *status = gw_obj_str(body, "status");
     bool authorizing = op == GW_OP_AUTHORIZE || op == GW_OP_CHALLENGE;
     if (authorizing && status != NULL && strcmp(status, "challenge_required") == 0) {
         decode_challenge(body, a);

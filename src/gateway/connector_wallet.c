@@ -24,10 +24,10 @@ static pc_status wallet_refund(const gw_channel_cfg_t *ch, const gw_request_t *r
 }
 
 static void wallet_decode(const gw_channel_cfg_t *ch, const gw_request_t *req, gw_op op,
-                          const json_t *body, int http_status, gw_answer_t *a) {
+                          const gw_obj_t *body, int http_status, gw_answer_t *a) {
     (void)http_status;
     if (!gw_decode_common(ch, body, a)) return;
-    const char *status = gw_json_str(body, "status");
+    const char *status = gw_obj_str(body, "status");
     bool approving = a->outcome == GW_OUTCOME_APPROVED;
     bool agrees = status != NULL && ((strcmp(status, "approved") == 0 && approving) ||
                                      (strcmp(status, "declined") == 0 && !approving));

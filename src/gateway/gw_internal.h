@@ -138,6 +138,55 @@ typedef struct {
 typedef pc_status (*gw_build_fn)(const gw_channel_cfg_t *ch, const gw_request_t *req,
                                  gw_http_call_t *out);
 
+/* ---------------------------------------------------------------- answers (answer.c) */
+
+/* A channel's answer as the decoders read it: a plain answer's members listed in a
+ * gw_doc_t (no allocation), any other text loaded by jansson. An object is either. */
+#define GW_DOC_MEMBERS_MAX 48
+#define GW_DOC_TEXT_BYTES 2048   /* keys and strings of a plain answer; more goes to jansson */
+
+typedef enum {
+    GW_MEMBER_STRING, GW_MEMBER_INTEGER, GW_MEMBER_TRUE, GW_MEMBER_FALSE, GW_MEMBER_NULL, GW_MEMBER_OBJECT,
+} gw_member_type;
+
+typedef struct {
+    const char *key;             /* in the doc's text */
+    size_t key_bytes;
+    const char *text;            /* a string's value, in the doc's text */
+    int64_t integer;
+    int32_t parent;              /* the member holding it (an object), -1: the answer itself */
+    gw_member_type type;
+} gw_member_t;
+
+typedef struct {
+    gw_member_t members[GW_DOC_MEMBERS_MAX];
+    uint32_t count;
+    size_t text_used;
+    char text[GW_DOC_TEXT_BYTES];
+    json_t *loaded;              /* owned: jansson's object when the answer was not plain */
+} gw_doc_t;
+
+typedef struct {
+    const gw_doc_t *doc;         /* a plain answer: the object is member 'index' (-1: the whole) */
+    int32_t index;
+    const json_t *json;          /* else jansson's object; neither: no object */
+} gw_obj_t;
+
+/* The object 'text' holds: invalid (gw_obj_valid false) when it is not a JSON object.
+ * 'plain_allowed' false: through jansson always (tests compare the two). Free with
+ * gw_doc_free. */
+gw_obj_t gw_doc_load(gw_doc_t *doc, const char *text, size_t bytes, bool plain_allowed);
+void gw_doc_free(gw_doc_t *doc);
+bool gw_obj_valid(const gw_obj_t *o);
+/* A string member, NULL when missing or of another type. */
+const char *gw_obj_str(const gw_obj_t *o, const char *key);
+/* An integer member; false when missing or of another type (a real is not one). */
+bool gw_obj_int(const gw_obj_t *o, const char *key, int64_t *out);
+/* 1 true, 0 false, -1 missing or not a boolean. */
+int gw_obj_bool(const gw_obj_t *o, const char *key);
+/* An object member (invalid when missing or of another type). */
+gw_obj_t gw_obj_object(const gw_obj_t *o, const char *key);
+
 /* The connector interface: one per channel kind. Each operation slot builds the HTTP
  * call (NULL: the kind cannot do it); 'decode' reads a 2xx answer to 'op'. Transport
  * (libcurl), status inquiry handling and retries are the engine's, shared by all. */
@@ -155,7 +204,7 @@ typedef struct {
      * account); a channel whose kind does not accept it is not eligible. */
     bool (*accepts)(const gw_request_t *req);
     void (*decode)(const gw_channel_cfg_t *ch, const gw_request_t *req, gw_op op,
-                   const json_t *body, int http_status, gw_answer_t *out);
+                   const gw_obj_t *body, int http_status, gw_answer_t *out);
 } gw_connector_t;
 
 extern const gw_connector_t gw_connector_card;
@@ -184,10 +233,10 @@ void gw_answer_fail(gw_answer_t *a, gw_outcome outcome, pc_status status, const 
                     const char *format, ...) __attribute__((format(printf, 5, 6)));
 /* Reads "response_code" through the channel's table, and the fields most answers have;
  * false after gw_answer_fail (garbage: unknown outcome). */
-bool gw_decode_common(const gw_channel_cfg_t *ch, const json_t *body, gw_answer_t *a);
+bool gw_decode_common(const gw_channel_cfg_t *ch, const gw_obj_t *body, gw_answer_t *a);
 /* Checks an integer member equals 'want'; false after gw_answer_fail. */
-bool gw_decode_amount(const json_t *body, const char *key, int64_t want, gw_answer_t *a);
-bool gw_decode_currency(const json_t *body, const char *want, gw_answer_t *a);
+bool gw_decode_amount(const gw_obj_t *body, const char *key, int64_t want, gw_answer_t *a);
+bool gw_decode_currency(const gw_obj_t *body, const char *want, gw_answer_t *a);
 void gw_copy_str(char *dst, size_t dst_size, const char *src);
 const char *gw_json_str(const json_t *object, const char *key);
 /* 's' when it is short printable ASCII (safe to quote in a log line or a detail),

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/core.h"
 #include "gateway/sim_internal.h"
 
 #define CARD_NUMBER_SIZE 20
@@ -143,17 +144,17 @@ static int auth_load(sim_t *sim, const char *column_is, const char *value, card_
     int rc = sqlite3_step(stmt);
     if (rc == SQLITE_ROW) {
         memset(out, 0, sizeof(*out));
-        snprintf(out->id, sizeof out->id, "%s", sim_col_text(stmt, 0));
-        snprintf(out->number, sizeof out->number, "%s", sim_col_text(stmt, 1));
-        snprintf(out->status, sizeof out->status, "%s", sim_col_text(stmt, 2));
-        snprintf(out->response_code, sizeof out->response_code, "%s", sim_col_text(stmt, 3));
+        pc_str_copy(out->id, sizeof out->id, sim_col_text(stmt, 0));
+        pc_str_copy(out->number, sizeof out->number, sim_col_text(stmt, 1));
+        pc_str_copy(out->status, sizeof out->status, sim_col_text(stmt, 2));
+        pc_str_copy(out->response_code, sizeof out->response_code, sim_col_text(stmt, 3));
         out->amount = sqlite3_column_int64(stmt, 4);
-        snprintf(out->currency, sizeof out->currency, "%s", sim_col_text(stmt, 5));
+        pc_str_copy(out->currency, sizeof out->currency, sim_col_text(stmt, 5));
         out->captured_total = sqlite3_column_int64(stmt, 6);
         out->refunded_total = sqlite3_column_int64(stmt, 7);
-        snprintf(out->challenge_state, sizeof out->challenge_state, "%s", sim_col_text(stmt, 8));
+        pc_str_copy(out->challenge_state, sizeof out->challenge_state, sim_col_text(stmt, 8));
         out->capture_requested = sqlite3_column_int(stmt, 9) != 0;
-        snprintf(out->merchant_ref, sizeof out->merchant_ref, "%s", sim_col_text(stmt, 10));
+        pc_str_copy(out->merchant_ref, sizeof out->merchant_ref, sim_col_text(stmt, 10));
         out->row = sqlite3_column_int64(stmt, 11);
         out->record_row = sqlite3_column_int64(stmt, 12);
     }
@@ -334,13 +335,13 @@ static void card_authorize(sim_req_t *req) {
     if (!authorize_parse(req, &request) || !sim_proceed(req)) return;
     card_auth_t auth = {.amount = request.amount, .capture_requested = request.capture};
     sim_make_id(sim, "auth_", "authorization", req->key, auth.id);
-    snprintf(auth.number, sizeof auth.number, "%s", request.number);
-    snprintf(auth.currency, sizeof auth.currency, "%s", request.currency);
-    snprintf(auth.merchant_ref, sizeof auth.merchant_ref, "%s", request.merchant_ref ? request.merchant_ref : "");
+    pc_str_copy(auth.number, sizeof auth.number, request.number);
+    pc_str_copy(auth.currency, sizeof auth.currency, request.currency);
+    pc_str_copy(auth.merchant_ref, sizeof auth.merchant_ref, request.merchant_ref ? request.merchant_ref : "");
     const char *code = NULL;
     if (!authorize_decide(req, &request, &auth, &code)) return sim_reply_internal(req);
-    snprintf(auth.response_code, sizeof auth.response_code, "%s", code);
-    snprintf(auth.status, sizeof auth.status, "%s", auth_status(code));
+    pc_str_copy(auth.response_code, sizeof auth.response_code, code);
+    pc_str_copy(auth.status, sizeof auth.status, auth_status(code));
     char challenge_id[SIM_ID_SIZE] = "";
     if (strcmp(code, "1A") == 0) sim_make_id(sim, "ch_", "challenge", auth.id, challenge_id);
     bool ok = sim_db_run(&sim->db,
@@ -365,8 +366,8 @@ static void card_authorize(sim_req_t *req) {
 /* ---- 3-D Secure ---- */
 
 static bool challenge_resolve(sim_req_t *req, card_auth_t *auth, const char *code, const char *state) {
-    snprintf(auth->response_code, sizeof auth->response_code, "%s", code);
-    snprintf(auth->status, sizeof auth->status, "%s", auth_status(code));
+    pc_str_copy(auth->response_code, sizeof auth->response_code, code);
+    pc_str_copy(auth->status, sizeof auth->status, auth_status(code));
     return sim_db_run(&req->sim->db, "UPDATE authorizations SET status = ?, response_code = ?, challenge_state = ?"
                       " WHERE rowid = ?", "sssi", auth->status, code, state, auth->row) &&
            sim_db_run(&req->sim->db, "UPDATE records SET status = ?, response_code = ? WHERE rowid = ?", "ssi",

@@ -94,6 +94,7 @@ typedef struct {
         sqlite3_stmt *stmt;
     } cache[SIM_STMT_CACHE_MAX];
     uint32_t cache_count;
+    uint64_t *keys_seen;          /* Bloom filter of the keys in arrival_counts and idempotency; NULL: none */
 } sim_db_t;
 
 bool sim_db_open(sim_db_t *db, const char *path, sim_kind kind, char *error, size_t error_bytes);
@@ -109,6 +110,12 @@ bool sim_db_int(sim_db_t *db, int64_t *out, int64_t fallback, const char *sql, c
 bool sim_db_begin(sim_db_t *db);
 bool sim_db_commit(sim_db_t *db);
 void sim_db_rollback(sim_db_t *db);
+/* Idempotency keys the record may hold (a Bloom filter filled at open, then by
+ * sim_db_key_note): false only for a key in neither arrival_counts nor idempotency, so
+ * a first arrival is counted without a read. The record is the simulator's alone. */
+bool sim_db_key_maybe(const sim_db_t *db, const char *key);
+/* Notes a key about to be written (a write rolled back leaves a false "maybe"). */
+void sim_db_key_note(sim_db_t *db, const char *key);
 /* Column i as text, "" for NULL. */
 const char *sim_col_text(sqlite3_stmt *stmt, int column);
 

@@ -198,10 +198,10 @@ void sim_answer_str(sim_answer_t *a, const char *key, const char *value) {
 }
 
 void sim_answer_int(sim_answer_t *a, const char *key, int64_t value) {
-    char digits[24];
-    int bytes = snprintf(digits, sizeof digits, "%" PRId64, value);
+    char digits[PC_INT_TEXT_SIZE];
+    size_t bytes = pc_i64_text(digits, value); /* what "%" PRId64 writes, without printf */
     answer_key(a, key);
-    answer_add(a, digits, (size_t)bytes);
+    answer_add(a, digits, bytes);
 }
 
 void sim_reply_answer(sim_req_t *req, unsigned http_status, sim_answer_t *a) {
@@ -267,8 +267,7 @@ static bool canonical_value(sim_answer_t *out, const json_t *value, int depth) {
         answer_quoted(out, json_string_value(value));
         break;
     case JSON_INTEGER:
-        answer_add(out, digits, (size_t)snprintf(digits, sizeof digits, "%" JSON_INTEGER_FORMAT,
-                                                 json_integer_value(value)));
+        answer_add(out, digits, pc_i64_text(digits, (int64_t)json_integer_value(value)));
         break;
     case JSON_TRUE: answer_add(out, "true", 4); break;
     case JSON_FALSE: answer_add(out, "false", 5); break;

@@ -103,6 +103,61 @@ static const char *const auth_rows_sql =
     " INSERT INTO temp.auth_rows(id, auth_row, record_row) SELECT a.id, a.rowid, r.rowid"
     " FROM main.authorizations a JOIN main.records r ON r.id = a.id AND r.kind = 'authorization';";
 
+/* ---- keys seen ---- */
+
+#define KEYS_SEEN_BITS (UINT64_C(1) << 23) /* 1 MiB: ~3% false "maybe" at a million keys */
+#define KEYS_SEEN_PROBES 3
+
+/* FNV-1a, then a murmur finalizer for the second probe stride. */
+static void key_hashes(const char *key, uint64_t *h1, uint64_t *h2) {
+    uint64_t h = UINT64_C(14695981039346656037);
+    for (const unsigned char *p = (const unsigned char *)key; *p != '\0'; p++) h = (h ^ *p) * UINT64_C(1099511628211);
+    uint64_t m = h ^ (h >> 33);
+    m *= UINT64_C(0xff51afd7ed558ccd);
+    m ^= m >> 33;
+    *h1 = h;
+    *h2 = m | 1;
+}
+
+bool sim_db_key_maybe(const sim_db_t *db, const char *key) {
+    if (db->keys_seen == NULL) return true;
+    uint64_t h1, h2;
+    key_hashes(key, &h1, &h2);
+    for (int i = 0; i < KEYS_SEEN_PROBES; i++) {
+        uint64_t bit = (h1 + (uint64_t)i * h2) & (KEYS_SEEN_BITS - 1);
+        if ((db->keys_seen[bit >> 6] & (UINT64_C(1) << (bit & 63))) == 0) return false;
+    }
+    return true;
+}
+
+void sim_db_key_note(sim_db_t *db, const char *key) {
+    if (db->keys_seen == NULL) return;
+    uint64_t h1, h2;
+    key_hashes(key, &h1, &h2);
+    for (int i = 0; i < KEYS_SEEN_PROBES; i++) {
+        uint64_t bit = (h1 + (uint64_t)i * h2) & (KEYS_SEEN_BITS - 1);
+        db->keys_seen[bit >> 6] |= UINT64_C(1) << (bit & 63);
+    }
+}
+
+/* Fills the filter from the record; without it (no memory, a failed read) every key
+ * is a "maybe" and each arrival reads its count. */
+static void keys_seen_load(sim_db_t *db) {
+    db->keys_seen = calloc(KEYS_SEEN_BITS / 64, sizeof *db->keys_seen);
+    if (db->keys_seen == NULL) return;
+    sqlite3_stmt *stmt = NULL;
+    int rc = sqlite3_prepare_v2(db->db, "SELECT key FROM arrival_counts UNION ALL SELECT key FROM idempotency", -1,
+                                &stmt, NULL);
+    while (rc == SQLITE_OK && (rc = sqlite3_step(stmt)) == SQLITE_ROW) sim_db_key_note(db, sim_col_text(stmt, 0));
+    sqlite3_finalize(stmt);
+    if (rc != SQLITE_DONE) {
+        obs_logf(OBS_LEVEL_WARN, "simulator record: keys not indexed (%s): every arrival reads its count",
+                 sqlite3_errmsg(db->db));
+        free(db->keys_seen);
+        db->keys_seen = NULL;
+    }
+}
+
 /* Creates the file 0600 before SQLite opens it (SQLite gives its -wal and -shm files
  * the same mode). */
 static bool create_private(const char *path, char *error, size_t error_bytes) {
@@ -192,6 +247,7 @@ bool sim_db_open(sim_db_t *db, const char *path, sim_kind kind, char *error, siz
         sim_db_close(db);
         return false;
     }
+    keys_seen_load(db);
     return true;
 }
 
@@ -200,6 +256,8 @@ void sim_db_close(sim_db_t *db) {
     db->cache_count = 0;
     if (db->db != NULL) sqlite3_close(db->db);
     db->db = NULL;
+    free(db->keys_seen);
+    db->keys_seen = NULL;
 }
 
 static sqlite3_stmt *cached(sim_db_t *db, const char *sql) {

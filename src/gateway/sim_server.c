@@ -251,7 +251,7 @@ static bool key_check(sim_req_t *req) {
         sim_reply_invalid(req, "Idempotency-Key", "must be 1-64 characters of [A-Za-z0-9._:-]");
         return false;
     }
-    snprintf(req->key, sizeof req->key, "%s", key);
+    pc_str_copy(req->key, sizeof req->key, key);
     return true;
 }
 
@@ -268,13 +268,15 @@ static bool arrival_write(sim_req_t *req) {
  * the count (schema_sql, sim_record.c). */
 static bool fate_draw(sim_req_t *req, const sim_faults_t *faults) {
     sim_t *sim = req->sim;
-    int64_t before = 0;
-    if (!sim_db_int(&sim->db, &before, 0,
+    int64_t before = 0; /* a key the record cannot hold arrives for the first time: nothing to read */
+    if (sim_db_key_maybe(&sim->db, req->key) &&
+        !sim_db_int(&sim->db, &before, 0,
                     "SELECT coalesce((SELECT count FROM arrival_counts WHERE key = ?1),"
                     " (SELECT 1 FROM idempotency WHERE key = ?1), 0)", "s", req->key)) {
         sim_reply_internal(req);
         return false;
     }
+    sim_db_key_note(&sim->db, req->key); /* written in this unit: its count or its answer */
     req->arrival = (uint64_t)before + 1;
     sim_fate_draw(sim, faults, req->key, req->arrival, &req->fate);
     req->fate_drawn = true;
@@ -554,8 +556,8 @@ static sim_req_t *request_new(sim_t *sim, struct MHD_Connection *connection, con
     if (req == NULL) return NULL;
     req->sim = sim;
     req->connection = connection;
-    snprintf(req->method, sizeof req->method, "%s", method);
-    if (strlen(url) < sizeof req->path) snprintf(req->path, sizeof req->path, "%s", url); /* else "": 404 */
+    pc_str_copy(req->method, sizeof req->method, method);
+    if (strlen(url) < sizeof req->path) pc_str_copy(req->path, sizeof req->path, url); /* else "": 404 */
     const char *length_text = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
                                                           MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (length_text != NULL && strtoull(length_text, NULL, 10) > SIM_BODY_BYTES_MAX) req->body_too_large = true;

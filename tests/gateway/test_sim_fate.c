@@ -124,6 +124,52 @@ static void test_repeatable(void) {
     ASSERT_EQ(strlen(id_a), 5 + 24);
 }
 
+/* Faults that cannot fire skip the stream: the fate is what the stream gives under
+ * rates no draw reaches. */
+static void test_quiet_faults(void) {
+    sim_t sim = sim_with_seed(3);
+    sim_faults_t quiet = faults_from("{}");
+    sim_faults_t drawn = faults_from("{\"error_rate\":1e-300}");
+    for (int i = 0; i < 1000; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "quiet-%d", i);
+        sim_fate_t a, b;
+        memset(&b, 0xa5, sizeof b);
+        sim_fate_draw(&sim, &quiet, key, 1 + (uint64_t)(i % 3), &a);
+        sim_fate_draw(&sim, &drawn, key, 1 + (uint64_t)(i % 3), &b);
+        ASSERT_EQ(a.latency_ms, b.latency_ms);
+        ASSERT_EQ(a.error, b.error);
+        ASSERT_EQ(a.timeout, b.timeout);
+        ASSERT_EQ(a.garbage, b.garbage);
+        ASSERT_EQ(a.garbage_mode, b.garbage_mode);
+        ASSERT_TRUE(a.apply && b.apply);
+    }
+}
+
+/* Ids and request hashes are the documented digests (docs/channels.md): records written
+ * by earlier builds keep matching. */
+static void test_digests_documented(void) {
+    sim_t sim = sim_with_seed(12345);
+    char id[SIM_ID_SIZE];
+    sim_make_id(&sim, "cap_", "capture", "gwk_0123", id);
+    static const char parts[] = "paycore-sim-id\0card\0" "12345\0capture\0gwk_0123";
+    unsigned char digest[32];
+    crypto_generichash(digest, 32, (const unsigned char *)parts, sizeof parts, NULL, 0);
+    char want[SIM_ID_SIZE] = "cap_";
+    sodium_bin2hex(want + 4, 25, digest, 12);
+    ASSERT_STR_EQ(id, want);
+
+    json_t *body = json_loads("{\"b\":1,\"a\":{\"y\":\"x\",\"c\":true}}", 0, NULL);
+    char hash[65], want_hash[65];
+    sim_request_hash("POST", "/v1/authorizations", body, hash);
+    static const char hashed[] = "POST\0/v1/authorizations\0{\"a\":{\"c\":true,\"y\":\"x\"},\"b\":1}";
+    unsigned char sha[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256(sha, (const unsigned char *)hashed, sizeof hashed - 1);
+    sodium_bin2hex(want_hash, sizeof want_hash, sha, sizeof sha);
+    ASSERT_STR_EQ(hash, want_hash);
+    json_decref(body);
+}
+
 static void test_outage_windows(void) {
     sim_faults_t faults = faults_from("{\"outages\":[{\"start_ms\":1000,\"duration_ms\":100,\"period_ms\":500}]}");
     uint64_t epoch = faults.epoch_mono_ms;
@@ -138,6 +184,8 @@ static void test_outage_windows(void) {
 int main(void) {
     ASSERT_TRUE(sodium_init() >= 0);
     TEST_RUN(test_latency_quantiles);
+    TEST_RUN(test_quiet_faults);
+    TEST_RUN(test_digests_documented);
     TEST_RUN(test_rates);
     TEST_RUN(test_repeatable);
     TEST_RUN(test_outage_windows);
