@@ -76,8 +76,8 @@ static bool backup_databases(const char *db, const char *out) {
 
 /* The key files beside the database: the public key always; with --with-key the
  * secrets too: the signing key, the keys that seal card data (the vault) and webhook
- * secrets, and the id index's hash key, without which a restored node refuses to
- * start. A secret file that does not exist (an older database) is skipped. */
+ * secrets, the id index's hash key and the risk decision ids' key, without which a
+ * restored node refuses to start. A secret file that does not exist (an older database) is skipped. */
 static bool backup_keys(const char *db, const char *out, bool with_key) {
     static const struct {
         const char *suffix;
@@ -90,6 +90,7 @@ static bool backup_keys(const char *db, const char *out, bool with_key) {
         {".vault-key", 0600, true, false},
         {".webhook-key", 0600, true, false},
         {".idkey", 0600, true, false},
+        {"-risk.db.id-key", 0600, true, false},
     };
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         if (files[i].secret && !with_key) continue;
@@ -158,7 +159,7 @@ int cli_backup(int argc, char **argv) {
         {"store", "PAYCORE_STORE", false, NULL, "a PostgreSQL store to copy instead: postgres://user@host/db (OUT is then a pg_dump)"},
         {"pg-bin", "PAYCORE_PG_BIN", false, NULL, "with --store: the directory of pg_dump and pg_restore (default: PATH)"},
         {"verify-into", NULL, false, NULL, "with --store: restore the dump into this empty database (postgres:// URL) and verify it there"},
-        {"with-key", NULL, true, NULL, "also copy the secret keys (FILE.key, .vault-key, .webhook-key, .idkey; 0600)"},
+        {"with-key", NULL, true, NULL, "also copy the secret keys (FILE.key, .vault-key, .webhook-key, .idkey, -risk.db.id-key; 0600)"},
         {"no-verify", NULL, true, NULL, "skip verifying the copy (not recommended)"},
     };
     enum { N = 7 };

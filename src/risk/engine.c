@@ -10,6 +10,7 @@
  * restart equals the state before it (src/risk/README.md). */
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -38,8 +39,9 @@ struct risk_engine {
     risk_engine_stats_t stats;
     reason_count reasons[RISK_REASON_KINDS_MAX];
     uint32_t reason_kinds;
-    risk_review_t *reviews;          /* sorted by decision_id */
+    risk_review_t *reviews;          /* sorted by decision number */
     uint32_t review_count;
+    risk_ids_t ids;                  /* numbers <-> the ids callers see */
 };
 
 static const char *const outcome_names[3] = {"approve", "review", "decline"};
@@ -134,8 +136,12 @@ static pc_status engine_init(risk_engine_t *e, const risk_engine_config_t *confi
     }
     status = load_model(e);
     if (status != PC_OK) return status;
+    risk_ids_random(&e->ids);
     if (e->db_path != NULL) {
         status = risk_store_open(e->db_path, &e->store);
+        char key_path[4096];
+        snprintf(key_path, sizeof key_path, "%s.id-key", e->db_path);
+        if (status == PC_OK) status = risk_ids_open(&e->ids, e->store, key_path);
         if (status != PC_OK) return status;
     }
     return restore(e);
@@ -337,13 +343,14 @@ pc_status risk_decide(risk_engine_t *e, const risk_auth_t *auth, risk_decision_t
     status = score_locked(e, auth, out);
     if (status == PC_OK) {
         risk_features_observe(e->features, auth);
-        out->decision_id = ++e->last_decision_id;
+        out->decision_id = ++e->last_decision_id; /* its number inside, its id outside */
         out->latency_ns = pc_mono_ns() - start_ns;
         record_stats(e, out);
         if (e->store != NULL && risk_store_put_decision(e->store, auth, out) != PC_OK) {
             e->stats.store_failed_total++;
         }
         if (out->outcome == RISK_OUTCOME_REVIEW) open_review(e, auth, out);
+        out->decision_id = risk_ids_external(&e->ids, out->decision_id);
     }
     pthread_mutex_unlock(&e->lock);
     return status;
@@ -374,7 +381,8 @@ static pc_status owned_by(risk_engine_t *e, uint64_t decision_id, const char *ow
     return status;
 }
 
-pc_status risk_feedback(risk_engine_t *e, uint64_t decision_id, bool is_fraud, const char *owner_id) {
+pc_status risk_feedback(risk_engine_t *e, uint64_t id, bool is_fraud, const char *owner_id) {
+    uint64_t decision_id = risk_ids_number(&e->ids, id); /* 0: no decision has this id */
     pthread_mutex_lock(&e->lock);
     bool known = decision_id >= 1 && decision_id <= e->last_decision_id;
     pthread_mutex_unlock(&e->lock);
@@ -399,21 +407,27 @@ static risk_review_t *review_find(risk_engine_t *e, uint64_t decision_id) {
 
 uint32_t risk_reviews_list(risk_engine_t *e, risk_review_state state, uint64_t after_id,
                            risk_review_t *out, uint32_t max) {
+    uint64_t after = risk_ids_number(&e->ids, after_id); /* the queue's order is the numbers' */
+    if (after == 0 && after_id != 0) return 0;           /* after no decision: nothing */
     uint32_t n = 0;
     pthread_mutex_lock(&e->lock);
     for (uint32_t i = 0; i < e->review_count && n < max; i++) {
         const risk_review_t *r = &e->reviews[i];
-        if (r->decision_id > after_id && r->state == state) out[n++] = *r;
+        if (r->decision_id > after && r->state == state) {
+            out[n] = *r;
+            out[n++].decision_id = risk_ids_external(&e->ids, r->decision_id);
+        }
     }
     pthread_mutex_unlock(&e->lock);
     return n;
 }
 
-pc_status risk_review_decide(risk_engine_t *e, uint64_t decision_id, bool approve,
+pc_status risk_review_decide(risk_engine_t *e, uint64_t id, bool approve,
                              const char *decided_by, int64_t now_s, risk_review_t *out) {
     if (decided_by == NULL || !pc_id_valid(decided_by)) return PC_ID_INVALID;
+    uint64_t decision_id = risk_ids_number(&e->ids, id);
     pthread_mutex_lock(&e->lock);
-    risk_review_t *r = review_find(e, decision_id);
+    risk_review_t *r = decision_id != 0 ? review_find(e, decision_id) : NULL;
     pc_status status = PC_OK;
     if (r == NULL) {
         status = PC_RISK_REVIEW_NOT_FOUND;
@@ -431,6 +445,7 @@ pc_status risk_review_decide(risk_engine_t *e, uint64_t decision_id, bool approv
         }
     }
     pthread_mutex_unlock(&e->lock);
+    if (r != NULL) out->decision_id = id;
     return status;
 }
 

@@ -300,8 +300,14 @@ typedef enum {
 } risk_outcome;
 const char *risk_outcome_name(risk_outcome outcome);
 
+/* Decision ids: what callers see of a decision's number (1, 2, ... per engine, in
+ * the decisions file) is an opaque id, a keyed permutation of it in [2^52, 2^53)
+ * that tells nothing of order or volume (ids.c); numbers stored before the engine
+ * had opaque ids keep the number as their id. Without a decisions file the key is
+ * random per process. Every decision_id in and out of this
+ * header is such an id. */
 typedef struct {
-    uint64_t decision_id;         /* 1, 2, ... per engine (stored) */
+    uint64_t decision_id;         /* its id (above) */
     risk_outcome outcome;
     float score;                  /* model probability; NaN in rules-only mode */
     uint32_t reason_count;
@@ -313,7 +319,8 @@ typedef struct risk_engine risk_engine_t;
 typedef struct {
     const char *model_path;       /* NULL or rules_only: no model */
     const char *rules_path;       /* NULL: no rules */
-    const char *decisions_db_path;/* NULL: decisions are not stored (bench, tests) */
+    const char *decisions_db_path;/* NULL: decisions are not stored (bench, tests); else its
+                                     decision id key is "<path>.id-key" (0600, made at first start) */
     const char *snapshot_path;    /* NULL: no feature snapshot */
     bool rules_only;              /* run without a model (score NaN) */
     float review_threshold;       /* score >= review: review */

@@ -4,6 +4,7 @@
 #ifndef PAYCORE_RISK_INTERNAL_H
 #define PAYCORE_RISK_INTERNAL_H
 
+#include "core/core.h"
 #include "risk/risk.h"
 
 typedef struct risk_store risk_store_t;
@@ -38,6 +39,21 @@ PC_MUST_USE pc_status risk_store_each_review(risk_store_t *store,
 PC_MUST_USE pc_status risk_store_meta_get(risk_store_t *store, const char *key, uint64_t *out);
 PC_MUST_USE pc_status risk_store_meta_set(risk_store_t *store, const char *key, uint64_t value);
 uint64_t risk_store_failed_total(const risk_store_t *store);
+
+/* ---- the decision ids clients see (ids.c) ---- */
+typedef struct {
+    pc_hash_key_t key;
+    uint64_t legacy_max; /* numbers up to this one are their own ids (stored before opaque ids) */
+} risk_ids_t;
+/* The installation's key from 'key_path' (made at the first start, with the boundary
+ * of the numbers stored before it); RISK_STORE_FAILED (logged) when the file is
+ * missing, malformed or another decisions file's. */
+PC_MUST_USE pc_status risk_ids_open(risk_ids_t *ids, risk_store_t *store, const char *key_path);
+/* No decisions file: a key of this process, no numbers from before. */
+void risk_ids_random(risk_ids_t *ids);
+/* A decision number's id, and back: 0 when 'id' names no number. */
+uint64_t risk_ids_external(const risk_ids_t *ids, uint64_t number);
+uint64_t risk_ids_number(const risk_ids_t *ids, uint64_t id);
 
 /* ---- the model's trees walked by paycore (trees.c, used by model.c) ---- */
 typedef struct risk_trees risk_trees_t;

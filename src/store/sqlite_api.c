@@ -186,6 +186,92 @@ const char *store_sqlite_api_schema_v13(void) {
            "ALTER TABLE idempotency_replies RENAME TO idempotency_keys;";
 }
 
+/* A scan's pages pass through a small cache of its own connection's: a scan of
+ * millions of replies would otherwise fill that connection's page cache (128 MiB,
+ * store_sqlite_configure) with pages nothing reads again. Not inside a transaction
+ * (the writer's), where a smaller cache could spill the batch's pages early. */
+#define IDEM_SCAN_CACHE_KIB 2048
+
+static int cache_size_swap(sqlite3 *db, int cache_size) {
+    int old = 0;
+    sqlite3_stmt *stmt;
+    if (sqlite3_prepare_v2(db, "PRAGMA cache_size", -1, &stmt, NULL) != SQLITE_OK) return 0;
+    if (sqlite3_step(stmt) == SQLITE_ROW) old = sqlite3_column_int(stmt, 0);
+    sqlite3_finalize(stmt);
+    char sql[48];
+    snprintf(sql, sizeof sql, "PRAGMA cache_size=%d", cache_size);
+    if (old != 0) (void)sqlite3_exec(db, sql, NULL, NULL, NULL);
+    return old;
+}
+
+/* In seq order: the keys and the room come before the body in each row, so a large
+ * body's overflow pages are not read. */
+static pc_status idem_keys_scan(sqlite3 *db, bool (*fn)(sqlite3_stmt *stmt, void *ctx), void *ctx) {
+    sqlite3_stmt *stmt;
+    if (store_sqlite_prepare(db, "SELECT seq, key_id, idempotency_key, row_bytes FROM idempotency_keys ORDER BY seq",
+                             &stmt, PC_STORE_READ_FAILED) != PC_OK) {
+        return PC_STORE_READ_FAILED;
+    }
+    int cache_size = sqlite3_get_autocommit(db) ? cache_size_swap(db, -IDEM_SCAN_CACHE_KIB) : 0;
+    int rc;
+    bool going = true;
+    while (going && (rc = sqlite3_step(stmt)) == SQLITE_ROW) going = fn(stmt, ctx);
+    sqlite3_finalize(stmt);
+    if (cache_size != 0) (void)cache_size_swap(db, cache_size);
+    if (!going) return PC_SHUTTING_DOWN;
+    return rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
+}
+
+/* A row's entry into the map being loaded; false (the scan stops) on a bad row or
+ * want of memory, said in '*status'. */
+static bool idem_rows_add_row(store_idem_rows_t *rows, sqlite3_stmt *stmt, pc_status *status) {
+    const char *key_id = (const char *)sqlite3_column_text(stmt, 1);
+    const char *idempotency_key = (const char *)sqlite3_column_text(stmt, 2);
+    uint64_t seq = (uint64_t)sqlite3_column_int64(stmt, 0);
+    if (key_id == NULL || idempotency_key == NULL || seq == 0) { /* NOT NULL columns, seq from 1 */
+        *status = PC_STORE_READ_FAILED;
+        return false;
+    }
+    *status = store_idem_rows_add_loaded(rows, store_idem_rows_tag(rows, key_id, idempotency_key), seq);
+    return *status == PC_OK;
+}
+
+typedef struct {
+    store_idem_rows_t *rows; /* NULL: the map is loaded already */
+    pc_status status;        /* the map's load: its failure stops the scan */
+    store_api_idem_key_fn fn;
+    void *ctx;
+} idem_keys_ctx;
+
+static bool idem_key_row(sqlite3_stmt *stmt, void *ctx) {
+    idem_keys_ctx *keys = ctx;
+    if (keys->rows != NULL && !idem_rows_add_row(keys->rows, stmt, &keys->status)) return false;
+    if (keys->fn == NULL) return true;
+    const char *key_id = (const char *)sqlite3_column_text(stmt, 1);
+    const char *idempotency_key = (const char *)sqlite3_column_text(stmt, 2);
+    return keys->fn(key_id ? key_id : "", idempotency_key ? idempotency_key : "",
+                    (uint64_t)sqlite3_column_int64(stmt, 3), keys->ctx);
+}
+
+/* One scan of the replies for 'fn' (NULL: none) that loads the map too when it is
+ * not loaded yet ("Loading", sqlite_idem_rows.c). A load cut short (by 'fn' or a
+ * failure) leaves the map to the next use. */
+static pc_status idem_keys_each(store_idem_rows_t *rows, sqlite3 *db, store_api_idem_key_fn fn, void *ctx) {
+    bool loading = store_idem_rows_load_begin(rows);
+    if (!loading && fn == NULL) return PC_OK;
+    idem_keys_ctx keys = {.rows = loading ? rows : NULL, .status = PC_OK, .fn = fn, .ctx = ctx};
+    pc_status status = idem_keys_scan(db, idem_key_row, &keys);
+    if (status == PC_SHUTTING_DOWN && keys.status != PC_OK) status = keys.status;
+    if (loading) store_idem_rows_load_end(rows, status == PC_OK);
+    return status;
+}
+
+/* The map, loaded before its first use; 'failed' names a failed read. */
+static pc_status idem_rows_ready(store_idem_rows_t *rows, sqlite3 *db, pc_status failed) {
+    pc_status status = idem_keys_each(rows, db, NULL, NULL);
+    return status == PC_STORE_READ_FAILED ? failed : status;
+}
+
 /* The map's candidates for a key: in 'small' when they fit, else in '*seqs' (malloc'ed:
  * the caller frees it when it is not 'small'). */
 static pc_status idem_candidates(store_idem_rows_t *rows, uint32_t tag, uint64_t small[8], uint64_t **seqs,
@@ -241,7 +327,9 @@ static pc_status sqlite_api_idem_get(store_reader_t *reader, const char *key_id,
     store_idem_rows_t *rows = reader_idem_rows(reader);
     uint64_t small[8], *seqs;
     uint32_t count;
-    pc_status status = idem_candidates(rows, store_idem_rows_tag(rows, key_id, idempotency_key), small, &seqs, &count);
+    pc_status status = idem_rows_ready(rows, store_sqlite_reader_db(reader), PC_STORE_READ_FAILED);
+    if (status != PC_OK) return status;
+    status = idem_candidates(rows, store_idem_rows_tag(rows, key_id, idempotency_key), small, &seqs, &count);
     if (status != PC_OK || count == 0) return status;
     store_conn_t c = store_sqlite_reader_conn(reader);
     if (store_sqlite_stmt_take(c, STORE_STMT_API_IDEM_GET,
@@ -280,7 +368,9 @@ static pc_status idem_row_stored(store_tx_t *tx, uint32_t tag, const char *key_i
     *row_bytes = 0;
     uint64_t small[8], *seqs;
     uint32_t count;
-    pc_status status = idem_candidates(tx_idem_rows(tx), tag, small, &seqs, &count);
+    pc_status status = idem_rows_ready(tx_idem_rows(tx), store_sqlite_tx_db(tx), PC_STORE_COMMIT_FAILED);
+    if (status != PC_OK) return status;
+    status = idem_candidates(tx_idem_rows(tx), tag, small, &seqs, &count);
     if (status != PC_OK || count == 0) return status;
     store_conn_t c = store_sqlite_tx_conn(tx);
     if (store_sqlite_stmt_take(c, STORE_STMT_API_IDEM_ROW_BYTES,
@@ -416,70 +506,19 @@ static pc_status sqlite_api_idem_purge(store_tx_t *tx, uint64_t before_ns, uint3
     PC_ASSERT(rows_max > 0 && rows_max <= API_IDEM_PURGE_ROWS_MAX);
     idem_victims v;
     v.count = 0;
-    pc_status status = idem_victims_select(store_sqlite_tx_db(tx), before_ns, rows_max, bytes_max, &v);
+    pc_status status = idem_rows_ready(tx_idem_rows(tx), store_sqlite_tx_db(tx), PC_STORE_COMMIT_FAILED);
+    if (status == PC_OK) status = idem_victims_select(store_sqlite_tx_db(tx), before_ns, rows_max, bytes_max, &v);
     if (status == PC_OK) status = idem_victims_delete(tx, &v, fn, ctx);
     return status;
 }
 
-/* In seq order: the keys and the room come before the body in each row, so a large
- * body's overflow pages are not read. */
-static pc_status idem_keys_scan(sqlite3 *db, bool (*fn)(sqlite3_stmt *stmt, void *ctx), void *ctx) {
-    sqlite3_stmt *stmt;
-    if (store_sqlite_prepare(db, "SELECT seq, key_id, idempotency_key, row_bytes FROM idempotency_keys ORDER BY seq",
-                             &stmt, PC_STORE_READ_FAILED) != PC_OK) {
-        return PC_STORE_READ_FAILED;
-    }
-    int rc;
-    bool going = true;
-    while (going && (rc = sqlite3_step(stmt)) == SQLITE_ROW) going = fn(stmt, ctx);
-    sqlite3_finalize(stmt);
-    if (!going) return PC_SHUTTING_DOWN;
-    return rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
-}
-
-typedef struct {
-    store_api_idem_key_fn fn;
-    void *ctx;
-} idem_keys_ctx;
-
-static bool idem_key_row(sqlite3_stmt *stmt, void *ctx) {
-    idem_keys_ctx *keys = ctx;
-    const char *key_id = (const char *)sqlite3_column_text(stmt, 1);
-    const char *idempotency_key = (const char *)sqlite3_column_text(stmt, 2);
-    return keys->fn(key_id ? key_id : "", idempotency_key ? idempotency_key : "",
-                    (uint64_t)sqlite3_column_int64(stmt, 3), keys->ctx);
-}
-
 static pc_status sqlite_api_idem_keys(store_reader_t *reader, store_api_idem_key_fn fn, void *ctx) {
-    idem_keys_ctx keys = {.fn = fn, .ctx = ctx};
-    return idem_keys_scan(store_sqlite_reader_db(reader), idem_key_row, &keys);
+    return idem_keys_each(reader_idem_rows(reader), store_sqlite_reader_db(reader), fn, ctx);
 }
 
-typedef struct {
-    store_idem_rows_t *rows;
-    pc_status status;
-} idem_rows_load_ctx;
-
-static bool idem_rows_row(sqlite3_stmt *stmt, void *ctx) {
-    idem_rows_load_ctx *load = ctx;
-    const char *key_id = (const char *)sqlite3_column_text(stmt, 1);
-    const char *idempotency_key = (const char *)sqlite3_column_text(stmt, 2);
-    uint64_t seq = (uint64_t)sqlite3_column_int64(stmt, 0);
-    if (key_id == NULL || idempotency_key == NULL || seq == 0) { /* NOT NULL columns, seq from 1 */
-        load->status = PC_STORE_READ_FAILED;
-        return false;
-    }
-    load->status = store_idem_rows_add_loaded(load->rows, store_idem_rows_tag(load->rows, key_id, idempotency_key), seq);
-    return load->status == PC_OK;
-}
-
-pc_status store_sqlite_idem_rows_load(sqlite_store_t *store) {
+pc_status store_sqlite_idem_rows_open(sqlite_store_t *store) {
     pc_status status = store_idem_rows_new(&store->idem_rows);
-    if (status != PC_OK) return status;
-    idem_rows_load_ctx load = {.rows = store->idem_rows, .status = PC_OK};
-    status = idem_keys_scan(store->db, idem_rows_row, &load);
-    if (status == PC_SHUTTING_DOWN) status = load.status;
-    if (status != PC_OK) (void)store_sqlite_fail(store, status, "idempotency replies load");
+    if (status != PC_OK) (void)store_sqlite_fail(store, status, "idempotency replies map");
     return status;
 }
 

@@ -16,19 +16,29 @@
  *     yet: it reads nothing there. A seq is never handed out twice in a process);
  *   - an entry is removed only after the deletion of its row committed
  *     (store_idem_rows_forget_later, then _committed or _rolled_back);
- *   - the map is loaded from the table when the store opens, before any write.
+ *   - the map is loaded from the table before its first use (below), and no reply
+ *     is written or deleted before: every write and delete uses the map first.
+ *
+ * Loading: not at open (most commands that open the store never read a reply) but
+ * at the first use of the replies. At a server's start that use is the API's own
+ * scan of the stored keys (its idempotency index and each API key's room,
+ * store_api_idem_keys): the same scan of the table fills the map, so the table is
+ * read once. Any other first use (a lookup, a put, a purge) loads it on its own.
+ * A load runs under load_mutex; a use that needs the map waits for it. A load cut
+ * short (a stop asked meanwhile) empties the map again: the next use loads it.
  *
  * Table: open addressing with linear probing, the home slot taken from the tag's
  * high bits (so a growth re-homes entries without their keys). 12 bytes a slot
  * (seq, tag); live entries fill between 1/4 and 3/4 of the slots (it doubles past
  * 1/2 when live and deleted ones reach 3/4): 16 to 48 bytes a stored reply. The rows
- * are bounded by the API's room for replies (--idempotency-max-bytes); the load at
- * open reads every row's keys once (about 1 us a row).
+ * are bounded by the API's room for replies (--idempotency-max-bytes); the load
+ * reads every row's keys once.
  *
  * Threads: the writer adds and forgets; readers look up. One mutex guards the table;
  * row reads happen outside it. */
 #include <pthread.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,6 +60,8 @@ typedef struct {
 } store_idem_rows_list_t;
 
 struct store_idem_rows {
+    pthread_mutex_t load_mutex; /* held by a load, from its begin to its end */
+    _Atomic bool loaded;        /* every stored row has its entry */
     pthread_mutex_t mutex;
     uint8_t hash_key[IDEM_KEY_HASH_KEY_BYTES]; /* random per process: tags cannot be aimed */
     uint64_t *seqs;         /* the row of each slot; SEQ_EMPTY, SEQ_DELETED */
@@ -90,13 +102,17 @@ pc_status store_idem_rows_new(store_idem_rows_t **out) {
     randombytes_buf(rows->hash_key, sizeof rows->hash_key);
     rows->seq_next = 1;
     pthread_mutex_init(&rows->mutex, NULL);
+    pthread_mutex_init(&rows->load_mutex, NULL);
     *out = rows;
     return PC_OK;
 }
 
 void store_idem_rows_free(store_idem_rows_t *rows) {
     if (rows == NULL) return;
-    if (rows->seqs != NULL && rows->tags != NULL) pthread_mutex_destroy(&rows->mutex);
+    if (rows->seqs != NULL && rows->tags != NULL) {
+        pthread_mutex_destroy(&rows->mutex);
+        pthread_mutex_destroy(&rows->load_mutex);
+    }
     free(rows->seqs);
     free(rows->tags);
     free(rows->added.seqs);
@@ -172,6 +188,31 @@ static bool entry_add(store_idem_rows_t *rows, uint32_t tag, uint64_t seq) {
     rows->used++;
     if (seq >= rows->seq_next) rows->seq_next = seq + 1;
     return true;
+}
+
+bool store_idem_rows_load_begin(store_idem_rows_t *rows) {
+    if (atomic_load(&rows->loaded)) return false;
+    pthread_mutex_lock(&rows->load_mutex);
+    if (!atomic_load(&rows->loaded)) return true;
+    pthread_mutex_unlock(&rows->load_mutex);
+    return false;
+}
+
+/* A load cut short: back to no entry (nothing else adds one before the map is loaded). */
+static void table_clear(store_idem_rows_t *rows) {
+    pthread_mutex_lock(&rows->mutex);
+    memset(rows->seqs, 0, rows->slot_count * sizeof *rows->seqs);
+    memset(rows->tags, 0, rows->slot_count * sizeof *rows->tags);
+    rows->used = 0;
+    rows->deleted = 0;
+    rows->seq_next = 1;
+    pthread_mutex_unlock(&rows->mutex);
+}
+
+void store_idem_rows_load_end(store_idem_rows_t *rows, bool complete) {
+    if (complete) atomic_store(&rows->loaded, true);
+    else table_clear(rows);
+    pthread_mutex_unlock(&rows->load_mutex);
 }
 
 pc_status store_idem_rows_add_loaded(store_idem_rows_t *rows, uint32_t tag, uint64_t seq) {
@@ -253,11 +294,4 @@ void store_idem_rows_rolled_back(store_idem_rows_t *rows) {
     if (rows == NULL) return;
     rows->forget.count = 0; /* their rows stay */
     list_remove(rows, &rows->added);
-}
-
-uint64_t store_idem_rows_count(store_idem_rows_t *rows) {
-    pthread_mutex_lock(&rows->mutex);
-    uint64_t used = rows->used;
-    pthread_mutex_unlock(&rows->mutex);
-    return used;
 }

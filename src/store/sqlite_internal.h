@@ -180,9 +180,14 @@ uint32_t store_idem_rows_tag(const store_idem_rows_t *rows, const char *key_id, 
  * 'seqs_max' and returns how many there are (more than 'seqs_max': ask again with
  * room for all). Any thread. */
 uint32_t store_idem_rows_candidates(store_idem_rows_t *rows, uint32_t tag, uint64_t *seqs, uint32_t seqs_max);
+/* The load (sqlite_idem_rows.c, "Loading"): true when the caller is to load the map
+ * now (it holds the load until _load_end: every row of the table through
+ * _add_loaded, 'complete' when all were), false when it is loaded already. */
+bool store_idem_rows_load_begin(store_idem_rows_t *rows);
+void store_idem_rows_load_end(store_idem_rows_t *rows, bool complete);
 /* Writer: a row's seq (never handed out twice in a process), then its entry, added
  * before the row's transaction commits and taken out if it rolls back (PC_NO_MEMORY:
- * the row must not commit). _add_loaded: a row of the file, at open. */
+ * the row must not commit). _add_loaded: a row of the file, by a load. */
 uint64_t store_idem_rows_seq_take(store_idem_rows_t *rows);
 PC_MUST_USE pc_status store_idem_rows_add(store_idem_rows_t *rows, uint32_t tag, uint64_t seq);
 PC_MUST_USE pc_status store_idem_rows_add_loaded(store_idem_rows_t *rows, uint32_t tag, uint64_t seq);
@@ -192,9 +197,8 @@ PC_MUST_USE pc_status store_idem_rows_forget_later(store_idem_rows_t *rows, uint
 /* After the writer's COMMIT / ROLLBACK (sqlite_tx.c); NULL: nothing. */
 void store_idem_rows_committed(store_idem_rows_t *rows);
 void store_idem_rows_rolled_back(store_idem_rows_t *rows);
-uint64_t store_idem_rows_count(store_idem_rows_t *rows);
-/* Every stored reply's entry, read with the writer's connection at open (sqlite_api.c). */
-PC_MUST_USE pc_status store_sqlite_idem_rows_load(sqlite_store_t *store);
+/* The map, empty and not loaded yet, at open (sqlite_api.c loads it at first use). */
+PC_MUST_USE pc_status store_sqlite_idem_rows_open(sqlite_store_t *store);
 
 /* ---- sqlite_wal_checkpointer.c: WAL checkpoints off the writer's commit path ---- */
 typedef struct store_wal_checkpointer store_wal_checkpointer_t;

@@ -384,7 +384,7 @@ static pc_status store_open_steps(sqlite_store_t *store) {
     if (status == PC_OK) status = meta_load(store);
     if (status == PC_OK) status = id_key_load(store);
     if (status == PC_OK) status = memory_init(store);
-    if (status == PC_OK) status = store_sqlite_idem_rows_load(store);
+    if (status == PC_OK) status = store_sqlite_idem_rows_open(store);
     if (status != PC_OK) return status;
     store->wal_checkpointer = store_wal_checkpointer_start(store->path, store->db);
     if (store->wal_checkpointer == NULL) return store_sqlite_fail(store, PC_STORE_OPEN_FAILED, "wal checkpointer");

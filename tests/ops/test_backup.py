@@ -48,10 +48,11 @@ def restore(copy, db):
         if os.path.exists(db + suffix):
             os.remove(db + suffix)
     shutil.copyfile(copy, db)
-    for suffix in ("-risk.db", ".key.pub", ".key", ".vault-key", ".webhook-key", ".idkey"):
+    for suffix in ("-risk.db", ".key.pub", ".key", ".vault-key", ".webhook-key", ".idkey", "-risk.db.id-key"):
         if os.path.exists(copy + suffix):
             shutil.copyfile(copy + suffix, db + suffix)
-    for path in (db, db + "-risk.db", db + ".key", db + ".vault-key", db + ".webhook-key", db + ".idkey"):
+    for path in (db, db + "-risk.db", db + ".key", db + ".vault-key", db + ".webhook-key", db + ".idkey",
+                 db + "-risk.db.id-key"):
         if os.path.exists(path):
             os.chmod(path, 0o600)
 
@@ -115,7 +116,7 @@ def main():
         batches0, head0, balances0 = state(server)
         check((batches2, head2) == (batches0, head0), "an idle backup has the server's head")
         check(len(balances0) == 200 and committed > 0, "the load's accounts are there")
-        for suffix in (".key", ".vault-key", ".webhook-key", ".idkey"):
+        for suffix in (".key", ".vault-key", ".webhook-key", ".idkey", "-risk.db.id-key"):
             check(os.stat(idle + suffix).st_mode & 0o777 == 0o600, "--with-key copies %s, 0600" % suffix)
             check(open(idle + suffix, "rb").read() == open(server.db + suffix, "rb").read(), "%s copied" % suffix)
         check(not os.path.exists(under_load + ".vault-key"), "without --with-key no secret is copied")

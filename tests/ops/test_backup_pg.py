@@ -31,7 +31,7 @@ import pcapi  # noqa: E402
 import pgcluster  # noqa: E402
 from pcapi import BIN, TIMEOUT_S, all_accounts, check, check_conserved, expect, transfer  # noqa: E402
 
-NODE_FILES = ("-risk.db", ".key.pub", ".key", ".vault-key", ".webhook-key")
+NODE_FILES = ("-risk.db", ".key.pub", ".key", ".vault-key", ".webhook-key", "-risk.db.id-key")
 
 
 def run(*args, env=None):
@@ -202,7 +202,7 @@ def main():
         check((seq2, head2) == journal_head(cluster, name), "an idle dump holds the database's head")
         want = balances(admin)
         check(len(want) == 200, "the load's accounts are there")
-        for suffix in (".key", ".vault-key", ".webhook-key"):
+        for suffix in (".key", ".vault-key", ".webhook-key", "-risk.db.id-key"):
             check(os.stat(idle + suffix).st_mode & 0o777 == 0o600, "--with-key copies %s, 0600" % suffix)
         check(not os.path.exists(under_load + ".vault-key"), "without --with-key no secret is copied")
         admin.close()

@@ -1,13 +1,19 @@
 /* Goal: the engine decides at its thresholds, opens reviews that can be decided
  * exactly once, stores every decision durably and comes back after a restart with
  * the same feature state; model files that are missing or corrupt are clear errors;
- * a model trained on a slice of the dev data ranks far better than chance.
+ * a model trained on a slice of the dev data ranks far better than chance; decision
+ * ids tell nothing of order or volume, stay valid across restarts, and ids handed out
+ * before opaque ids (the numbers) keep working.
  * Method: real SQLite decision files and snapshots under /tmp, a real XGBoost model
  * trained here on the first rows of the dev data (PAYCORE_SHARED; absent: a failure
  * under CI, else the model tests are reported not run). */
 #include <math.h>
 #include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "risk/risk.h"
 #include "risk_test_util.h"
@@ -167,6 +173,23 @@ static risk_engine_t *open_rules_engine(const char *rules, const char *db, const
     return e;
 }
 
+/* An id clients see: opaque, in [2^52, 2^53) (exact as a JSON number). */
+static bool opaque(uint64_t id) { return id >= (1ull << 52) && id < (1ull << 53); }
+
+static int u64_order(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void key_path_of(char out[256], const char *db) { snprintf(out, 256, "%s.id-key", db); }
+
+static void decisions_remove(const char *db) {
+    char key[256];
+    key_path_of(key, db);
+    unlink(db);
+    unlink(key);
+}
+
 static void test_reviews_and_restart(void) {
     char rules[256], db[256], snap[256];
     temp_path(rules, sizeof(rules), "engine.rules");
@@ -178,12 +201,14 @@ static void test_reviews_and_restart(void) {
     risk_auth_t a = auth_make(T0, "P1", "M1", 100001);
     ASSERT_STATUS(risk_decide(e, &a, &d), PC_OK);
     ASSERT_EQ(d.outcome, RISK_OUTCOME_REVIEW);
-    ASSERT_EQ(d.decision_id, 1);
+    ASSERT_TRUE(opaque(d.decision_id));
     ASSERT_STR_EQ(d.reasons[0].code, "amount_limit");
     uint64_t review_id = d.decision_id;
     a = auth_make(T0 + 10, "P-bad", "M1", 100);
     ASSERT_STATUS(risk_decide(e, &a, &d), PC_OK);
     ASSERT_EQ(d.outcome, RISK_OUTCOME_DECLINE);
+    uint64_t decline_id = d.decision_id;
+    ASSERT_TRUE(opaque(decline_id) && decline_id != review_id);
     a = auth_make(T0 + 20, "P1", "M2", 500);
     ASSERT_STATUS(risk_decide(e, &a, &d), PC_OK);
     ASSERT_EQ(d.outcome, RISK_OUTCOME_APPROVE);
@@ -198,10 +223,13 @@ static void test_reviews_and_restart(void) {
                   PC_RISK_REVIEW_ALREADY_DECIDED);
     ASSERT_EQ(r.state, RISK_REVIEW_APPROVED);   /* unchanged */
     ASSERT_STR_EQ(r.decided_by, "alice");
-    ASSERT_STATUS(risk_review_decide(e, 2, true, "alice", T0, &r), PC_RISK_REVIEW_NOT_FOUND);
+    ASSERT_STATUS(risk_review_decide(e, decline_id, true, "alice", T0, &r), PC_RISK_REVIEW_NOT_FOUND);
+    ASSERT_STATUS(risk_review_decide(e, 2, true, "alice", T0, &r), PC_RISK_REVIEW_NOT_FOUND); /* a number */
     ASSERT_STATUS(risk_review_decide(e, review_id, true, "bad id!", T0, &r), PC_ID_INVALID);
-    ASSERT_STATUS(risk_feedback(e, 2, true, NULL), PC_OK);
+    ASSERT_STATUS(risk_feedback(e, decline_id, true, NULL), PC_OK);
+    ASSERT_STATUS(risk_feedback(e, 2, true, NULL), PC_RISK_DECISION_NOT_FOUND); /* numbers are no ids */
     ASSERT_STATUS(risk_feedback(e, 99, true, NULL), PC_RISK_DECISION_NOT_FOUND);
+    ASSERT_STATUS(risk_feedback(e, decline_id ^ 1, true, NULL), PC_RISK_DECISION_NOT_FOUND);
     risk_auth_t probe = auth_make(T0 + 30, "P1", "M3", 100);
     risk_engine_stats_t st;
     risk_engine_stats(e, &st);
@@ -212,10 +240,12 @@ static void test_reviews_and_restart(void) {
     /* restart with the snapshot: ids continue, the decided review stays decided */
     e = open_rules_engine(rules, db, snap);
     ASSERT_EQ(risk_reviews_list(e, RISK_REVIEW_APPROVED, 0, list, 8), 1);
+    ASSERT_EQ(list[0].decision_id, review_id);
     ASSERT_EQ(risk_reviews_list(e, RISK_REVIEW_OPEN, 0, list, 8), 0);
     ASSERT_STATUS(risk_review_decide(e, review_id, false, "bob", T0, &r), PC_RISK_REVIEW_ALREADY_DECIDED);
+    ASSERT_STATUS(risk_feedback(e, decline_id, false, NULL), PC_OK); /* the same ids after a restart */
     ASSERT_STATUS(risk_decide(e, &probe, &d), PC_OK);
-    ASSERT_EQ(d.decision_id, 4);
+    ASSERT_TRUE(opaque(d.decision_id) && d.decision_id != review_id && d.decision_id != decline_id);
     risk_engine_close(e);
 
     /* restart without the snapshot: the state is rebuilt from the stored decisions */
@@ -226,8 +256,85 @@ static void test_reviews_and_restart(void) {
     ASSERT_EQ(st.features.payers, 2);
     risk_engine_close(e);
     unlink(rules);
-    unlink(db);
+    decisions_remove(db);
     unlink(snap);
+}
+
+/* Ids of consecutive decisions: unrelated (about as many go down as up, spread over
+ * the whole space of 2^52), each valid for feedback, with the same id after a restart;
+ * no number, and no id changed in one bit, is a decision. */
+static void test_opaque_ids(void) {
+    char db[256];
+    temp_path(db, sizeof(db), "opaque.db");
+    decisions_remove(db);
+    risk_engine_t *e = open_rules_engine(NULL, db, NULL);
+    enum { N = 1000 };
+    static uint64_t ids[N];
+    uint32_t ups = 0;
+    uint64_t low = UINT64_MAX, high = 0;
+    for (int i = 0; i < N; i++) {
+        risk_auth_t a = auth_make(T0 + i, "P1", "M1", 100 + i);
+        risk_decision_t d;
+        ASSERT_STATUS(risk_decide(e, &a, &d), PC_OK);
+        ids[i] = d.decision_id;
+        ASSERT_TRUE(opaque(ids[i]));
+        if (i > 0 && ids[i] > ids[i - 1]) ups++;
+        if (ids[i] < low) low = ids[i];
+        if (ids[i] > high) high = ids[i];
+    }
+    ASSERT_TRUE(ups > N / 3 && ups < 2 * N / 3); /* no order: a coin per pair (p of failing ~1e-25) */
+    ASSERT_TRUE(high - low > (1ull << 51));      /* no density: spread over the space */
+    for (uint64_t n = 1; n <= N + 1; n++) ASSERT_STATUS(risk_feedback(e, n, true, NULL), PC_RISK_DECISION_NOT_FOUND);
+    for (int i = 0; i < N; i += 97) {
+        ASSERT_STATUS(risk_feedback(e, ids[i], true, NULL), PC_OK);
+        ASSERT_STATUS(risk_feedback(e, ids[i] ^ 1, true, NULL), PC_RISK_DECISION_NOT_FOUND);
+    }
+    risk_engine_close(e);
+    e = open_rules_engine(NULL, db, NULL);
+    for (int i = 0; i < N; i += 97) ASSERT_STATUS(risk_feedback(e, ids[i], false, NULL), PC_OK);
+    risk_engine_close(e);
+    decisions_remove(db);
+}
+
+/* A decisions file from before opaque ids (no key, no boundary: as the old binary left
+ * it): the numbers stored then stay their ids, every later decision gets an opaque id;
+ * across a restart too. The key file lost or readable by others: the start is refused. */
+static void test_ids_from_before(void) {
+    char db[256], key[256];
+    temp_path(db, sizeof(db), "before.db");
+    decisions_remove(db);
+    key_path_of(key, db);
+    risk_engine_t *e = open_rules_engine(NULL, db, NULL);
+    risk_decision_t d;
+    for (int i = 0; i < 3; i++) {
+        risk_auth_t a = auth_make(T0 + i, "P1", "M1", 100 + i);
+        ASSERT_STATUS(risk_decide(e, &a, &d), PC_OK);
+    }
+    risk_engine_close(e);
+    sqlite3 *sql = NULL; /* back to the old binary's file: decisions 1..3 were shown as 1..3 */
+    ASSERT_EQ(sqlite3_open(db, &sql), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(sql, "DELETE FROM risk_meta WHERE key LIKE 'opaque_ids_%'", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(sql);
+    unlink(key);
+    for (int round = 0; round < 2; round++) {
+        e = open_rules_engine(NULL, db, NULL);
+        for (uint64_t n = 1; n <= 3; n++) ASSERT_STATUS(risk_feedback(e, n, true, NULL), PC_OK);
+        ASSERT_STATUS(risk_feedback(e, 4 + (uint64_t)round, true, NULL), PC_RISK_DECISION_NOT_FOUND);
+        risk_auth_t a = auth_make(T0 + 10 + round, "P1", "M1", 100);
+        ASSERT_STATUS(risk_decide(e, &a, &d), PC_OK);
+        ASSERT_TRUE(opaque(d.decision_id));
+        ASSERT_STATUS(risk_feedback(e, d.decision_id, true, NULL), PC_OK);
+        risk_engine_close(e);
+    }
+    risk_engine_config_t c;
+    risk_engine_config_default(&c);
+    c.rules_only = true;
+    c.decisions_db_path = db;
+    ASSERT_EQ(chmod(key, 0644), 0);
+    ASSERT_STATUS(risk_engine_open(&c, &e), PC_RISK_STORE_FAILED);
+    unlink(key);
+    ASSERT_STATUS(risk_engine_open(&c, &e), PC_RISK_STORE_FAILED); /* ids handed out would change */
+    decisions_remove(db);
 }
 
 /* A bad rules file on reload: refused with its line, the old rules keep working. */
@@ -316,15 +423,15 @@ static void test_concurrent_decisions(void) {
         pthread_join(threads[t], &result);
         ASSERT_TRUE(result == &args[t]);
     }
-    static uint8_t seen[THREADS * PER_THREAD + 1];
+    static uint64_t all[THREADS * PER_THREAD];
     for (int t = 0; t < THREADS; t++) {
         for (int i = 0; i < PER_THREAD; i++) {
-            uint64_t id = args[t].ids[i];
-            ASSERT_TRUE(id >= 1 && id <= THREADS * PER_THREAD);
-            ASSERT_EQ(seen[id], 0);
-            seen[id] = 1;
+            ASSERT_TRUE(opaque(args[t].ids[i]));
+            all[t * PER_THREAD + i] = args[t].ids[i];
         }
     }
+    qsort(all, THREADS * PER_THREAD, sizeof all[0], u64_order);
+    for (int i = 1; i < THREADS * PER_THREAD; i++) ASSERT_TRUE(all[i - 1] < all[i]); /* each its own */
     risk_engine_stats_t st;
     risk_engine_stats(e, &st);
     ASSERT_EQ(st.decisions[RISK_OUTCOME_APPROVE], THREADS * PER_THREAD);
@@ -336,7 +443,7 @@ static void test_concurrent_decisions(void) {
     risk_engine_stats(e, &st);
     ASSERT_EQ(st.features.observed_total, THREADS * PER_THREAD);
     risk_engine_close(e);
-    unlink(db);
+    decisions_remove(db);
 }
 
 int main(void) {
@@ -347,6 +454,8 @@ int main(void) {
     TEST_RUN(test_reload_keeps_old_rules);
     TEST_RUN(test_bad_auth);
     TEST_RUN(test_concurrent_decisions);
+    TEST_RUN(test_opaque_ids);
+    TEST_RUN(test_ids_from_before);
     if (have_model) unlink(model_path);
     return test_finish();
 }

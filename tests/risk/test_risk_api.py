@@ -1,6 +1,8 @@
 """Goal: the risk routes decide, store, queue reviews and refuse bad input with stable
 codes; reload keeps the old rules on a bad file; a missing model stops the server
-unless --risk-rules-only; decisions and reviews survive a restart.
+unless --risk-rules-only; decisions and reviews survive a restart; decision ids tell
+nothing of order or volume (consecutive ones go up and down over [2^52, 2^53)), and
+keep working for feedback and reviews after a restart.
 Method: a real `paycore serve` over loopback with a rules file, driven over HTTP."""
 import os
 import shutil
@@ -28,10 +30,14 @@ def write(path, text):
         f.write(text)
 
 
+def opaque(decision_id):
+    return isinstance(decision_id, int) and 2 ** 52 <= decision_id < 2 ** 53
+
+
 def test_decisions(admin):
     d = expect(admin.post("/v1/risk/decisions", auth()), 200, what="plain").json
     check(d["outcome"] == "approve" and d["reasons"] == [] and d["score"] is None, "approve %r" % d)
-    check(d["rules_only"] is True and d["decision_id"] >= 1, "rules-only decision %r" % d)
+    check(d["rules_only"] is True and opaque(d["decision_id"]), "rules-only decision %r" % d)
     d = expect(admin.post("/v1/risk/decisions", auth(payer="P-bad")), 200, what="blocked").json
     check(d["outcome"] == "decline", "blocked payer declined %r" % d)
     check(d["reasons"] == [{"code": "blocklist_payer", "action": "decline"}], "reason %r" % d)
@@ -59,7 +65,24 @@ def test_reviews(server, admin, review_id):
     expect(admin.get("/v1/risk/reviews?limit=0"), 400, "query_invalid", "bad limit")
 
 
-def test_bad_inputs(admin):
+def test_opaque_ids(admin):
+    """Consecutive decisions: ids in no order and spread over the whole space (the
+    decision numbers 1, 2, ... are no ids); each one takes feedback."""
+    ids = [expect(admin.post("/v1/risk/decisions", auth(payer="PO%d" % i)), 200, what="decision %d" % i).json
+           ["decision_id"] for i in range(40)]
+    check(all(opaque(i) for i in ids) and len(set(ids)) == len(ids), "distinct opaque ids: %r" % ids[:5])
+    ups = sum(1 for a, b in zip(ids, ids[1:]) if b > a)
+    check(5 <= ups <= 34, "no order: %d of 39 steps go up: %r" % (ups, ids[:8]))
+    check(max(ids) - min(ids) > 2 ** 50, "no density: %r" % ids[:8])
+    for i in (ids[0], ids[-1]):
+        expect(admin.post("/v1/risk/feedback", {"decision_id": i, "is_fraud": False}), 200, what="feedback %d" % i)
+    for number in (1, 2, 3, 40):
+        expect(admin.post("/v1/risk/feedback", {"decision_id": number, "is_fraud": True}), 404,
+               "risk_decision_not_found", "a decision's number is no id")
+    return ids[0]
+
+
+def test_bad_inputs(admin, first_id):
     cases = [
         (auth(amount="15"), "amount_not_integer", "amount_minor"),
         (auth(amount=1.5), "amount_not_integer", "amount_minor"),
@@ -82,7 +105,7 @@ def test_bad_inputs(admin):
     expect(admin.post("/v1/risk/feedback", {"decision_id": 1}), 400, "field_missing", "no is_fraud")
     expect(admin.post("/v1/risk/feedback", {"decision_id": 424242, "is_fraud": True}), 404,
            "risk_decision_not_found", "unknown decision")
-    r = expect(admin.post("/v1/risk/feedback", {"decision_id": 1, "is_fraud": True}), 200, what="feedback").json
+    r = expect(admin.post("/v1/risk/feedback", {"decision_id": first_id, "is_fraud": True}), 200, what="feedback").json
     check(r["recorded"] is True, "feedback %r" % r)
 
 
@@ -150,7 +173,7 @@ def main():
         admin = server.client(server.admin_key)
         review_id = test_decisions(admin)
         test_reviews(server, admin, review_id)
-        test_bad_inputs(admin)
+        test_bad_inputs(admin, test_opaque_ids(admin))
         test_metrics_health(server, admin)
         test_reload(server, admin, rules)
         test_replay(server)
@@ -159,7 +182,10 @@ def main():
         server.start(["--risk-rules", rules, "--risk-model", "/nonexistent/model.json", "--risk-rules-only"])
         admin = server.client(server.admin_key)
         d = expect(admin.post("/v1/risk/decisions", auth()), 200, what="after restart").json
-        check(d["decision_id"] == last + 1, "ids continue after restart: %r after %r" % (d["decision_id"], last))
+        check(opaque(d["decision_id"]) and d["decision_id"] != last, "a new id after restart: %r" % d)
+        for i in (last, d["decision_id"]):
+            expect(admin.post("/v1/risk/feedback", {"decision_id": i, "is_fraud": False}), 200,
+                   what="feedback on %d after the restart" % i)
         expect(admin.post("/v1/risk/reviews/%d/decline" % review_id, {}), 409, "risk_review_already_decided",
                "decided review stays decided after restart")
         check(os.path.exists(server.db + "-risk.db") and os.path.exists(server.db + "-risk.features"),

@@ -959,6 +959,62 @@ static uint32_t idem_found_many(store_t *store) {
     return found;
 }
 
+/* A scan of the stored keys that stops after 'stop_after' rows (0: never). */
+typedef struct {
+    uint32_t rows;
+    uint32_t stop_after;
+} idem_scan_count;
+
+static bool idem_scan_row(const char *key_id, const char *idempotency_key, uint64_t row_bytes, void *ctx) {
+    idem_scan_count *scan = ctx;
+    (void)key_id;
+    (void)idempotency_key;
+    ASSERT_TRUE(row_bytes > 0);
+    scan->rows++;
+    return scan->stop_after == 0 || scan->rows < scan->stop_after;
+}
+
+static pc_status idem_scan(store_t *store, uint32_t stop_after, uint32_t *rows) {
+    store_reader_t *reader;
+    ASSERT_STATUS(store_reader_open(store, &reader), PC_OK);
+    idem_scan_count scan = {.stop_after = stop_after};
+    pc_status status = store_api_idem_keys(reader, idem_scan_row, &scan);
+    store_reader_close(reader);
+    *rows = scan.rows;
+    return status;
+}
+
+/* The stored replies are found exactly whatever uses them first after a start (the
+ * SQLite store loads its map of them then): a put of a stored key (it replaces the
+ * row), a scan of the keys cut short, a whole scan. */
+static void idem_first_uses(uint32_t kept, const idem_job *purged) {
+    store_t *store;
+    writer_t *writer;
+    start(&store, &writer);
+    idem_put(writer, "lost", "lost");
+    ASSERT_TRUE(idem_replaced_bytes > 0);
+    ASSERT_EQ(idem_found_many(store) + idem_found(store, "lost"), kept);
+    stop(store, writer);
+    start(&store, &writer);
+    uint32_t rows = 0;
+    ASSERT_STATUS(idem_scan(store, 100, &rows), PC_SHUTTING_DOWN);
+    ASSERT_EQ(rows, 100u);
+    for (uint32_t i = 0; i < purged->purged_count; i++) ASSERT_FALSE(idem_found(store, purged->purged[i]));
+    ASSERT_EQ(idem_found_many(store) + idem_found(store, "lost"), kept);
+    stop(store, writer);
+    start(&store, &writer);
+    idem_scan_count whole = {0};
+    store_reader_t *reader;
+    ASSERT_STATUS(store_reader_open(store, &reader), PC_OK);
+    ASSERT_STATUS(store_api_idem_keys(reader, idem_scan_row, &whole), PC_OK);
+    store_reader_close(reader);
+    ASSERT_EQ(whole.rows, kept);
+    idem_put(writer, "late", "late");
+    ASSERT_EQ(idem_replaced_bytes, 0u);
+    ASSERT_EQ(idem_found_many(store) + idem_found(store, "lost") + idem_found(store, "late"), kept + 1);
+    stop(store, writer);
+}
+
 /* Goal: a stored reply is never reported missing and a missing one never found: not
  * after a rolled-back put (the key reads missing, then stores once), not after a
  * purge whose batch rolled back (every reply still found), not after a purge that
@@ -996,6 +1052,7 @@ static void test_idem_found_exactly(void) {
     ASSERT_TRUE(idem_replaced_bytes > 0);
     ASSERT_TRUE(idem_found(store, "lost"));
     stop(store, writer);
+    idem_first_uses(kept, &job);
     paths_remove();
 }
 
