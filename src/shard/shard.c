@@ -230,12 +230,16 @@ static pc_status writers_start(shard_set_t *set, const shard_options_t *options,
 }
 
 pc_status shard_open(shard_set_t **out, const shard_options_t *options, char *detail, size_t detail_bytes) {
+    if (detail_bytes > 0) detail[0] = '\0'; /* a step that fails without saying why is named below */
     if (options->count == 0 || options->count > SHARD_COUNT_MAX) {
         snprintf(detail, detail_bytes, "--shards needs 1 to %d URLs", SHARD_COUNT_MAX);
         return PC_INVALID_ARGUMENT;
     }
     shard_set_t *set = calloc(1, sizeof *set);
-    if (set == NULL) return PC_NO_MEMORY;
+    if (set == NULL) {
+        snprintf(detail, detail_bytes, "cannot open the set of shards: out of memory");
+        return PC_NO_MEMORY;
+    }
     set->count = options->count;
     set->legs_marked = options->shard_hook != NULL;
     pthread_mutex_init(&set->global_mutex, NULL);
@@ -263,6 +267,10 @@ pc_status shard_open(shard_set_t **out, const shard_options_t *options, char *de
     if (status == PC_OK) status = shard_coord_start(set);
     if (status == PC_OK) status = shard_recovery_start(set);
     if (status != PC_OK) {
+        if (detail_bytes > 0 && detail[0] == '\0') {
+            snprintf(detail, detail_bytes, "cannot open the set of shards: %s (%s)", pc_status_message(status),
+                     pc_status_code(status));
+        }
         shard_close(set);
         return status;
     }
