@@ -550,7 +550,10 @@ static pc_status round_run(shard_global_t *g, bool *retry) {
     char *legs = legs_json(g);
     if (legs == NULL) return PC_NO_MEMORY;
     atomic_store(&set->inflight_since_ns, pc_wall_ns());
-    pc_status status = store_link_log_intent(set->links[0], g->gtid, shards, shard_count, legs);
+    /* recovery drops a failed link to shard 0; with none to be had, nothing was logged */
+    store_link_t *home = shard_link_get(set, 0);
+    pc_status status = home != NULL ? store_link_log_intent(home, g->gtid, shards, shard_count, legs)
+                                    : PC_STORE_OPEN_FAILED;
     free(legs);
     if (status != PC_OK) {
         atomic_store(&set->inflight_since_ns, 0);

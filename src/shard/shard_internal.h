@@ -97,6 +97,9 @@ pc_status shard_advertise(shard_set_t *set, const char *address, char *detail, s
 
 /* shard_recover.c: one pass with global_mutex held; reopens broken links. */
 pc_status shard_recover_locked(shard_set_t *set);
+/* The link to a shard (global mutex held): a link that failed and was dropped by
+ * recovery is opened again here; NULL when the shard cannot be reached now. */
+store_link_t *shard_link_get(shard_set_t *set, uint32_t shard);
 pc_status shard_recovery_start(shard_set_t *set);
 void shard_recovery_stop(shard_set_t *set);
 

@@ -31,8 +31,8 @@ typedef struct {
     pc_status status;
 } pass_t;
 
-/* A link that failed is reopened on the next pass. */
-static store_link_t *link_get(shard_set_t *set, uint32_t shard) {
+/* A link that failed is reopened on the next pass (or by the coordinator's next use). */
+store_link_t *shard_link_get(shard_set_t *set, uint32_t shard) {
     if (set->links[shard] != NULL) return set->links[shard];
     char detail[400];
     if (store_link_open(&set->links[shard], set->urls[shard], detail, sizeof detail) != PC_OK) {
@@ -57,7 +57,7 @@ static bool finish_legs(pass_t *pass, const store_link_open_t *row, bool commit)
 /* Committing legs holds the read fence, as the coordinator does (shard_fence.c). */
 static bool finish_on(pass_t *pass, const store_link_open_t *row, bool commit) {
     if (!commit) return finish_legs(pass, row, false);
-    store_link_t *home = link_get(pass->set, 0);
+    store_link_t *home = shard_link_get(pass->set, 0);
     if (home == NULL || store_link_fence_take(home, STORE_FENCE_COMMIT) != PC_OK) return false;
     store_shard_route_fence(pass->set->read_store, true);
     bool all = finish_legs(pass, row, true);
@@ -70,7 +70,7 @@ static bool finish_legs(pass_t *pass, const store_link_open_t *row, bool commit)
     bool all = true;
     for (uint32_t i = 0; i < row->shard_count; i++) {
         uint32_t shard = row->shards[i];
-        store_link_t *link = shard < pass->set->count ? link_get(pass->set, shard) : NULL;
+        store_link_t *link = shard < pass->set->count ? shard_link_get(pass->set, shard) : NULL;
         pc_status status = link != NULL ? store_link_prepared_finish(link, row->gtid, shard, commit)
                                         : PC_STORE_OPEN_FAILED;
         if (status == PC_OK) log_line(commit ? "committed a prepared leg" : "rolled back a prepared leg", row->gtid, shard);
@@ -87,7 +87,7 @@ static void open_row(const store_link_open_t *row, void *ctx) {
     shard_set_t *set = pass->set;
     bool commit = row->decision > 0;
     bool logged = row->decision != 0;
-    if (!logged && link_get(set, 0) != NULL) {
+    if (!logged && shard_link_get(set, 0) != NULL) {
         pc_status status = store_link_log_decision(set->links[0], row->gtid, false);
         int decision = 0;
         bool found = false;
@@ -115,7 +115,7 @@ static void prepared_row(const char *gtid, uint32_t shard, uint64_t prepared_ns,
     shard_set_t *set = scan->pass->set;
     bool found = false;
     int decision = 0;
-    if (link_get(set, 0) == NULL || store_link_log_find(set->links[0], gtid, &found, &decision) != PC_OK) {
+    if (shard_link_get(set, 0) == NULL || store_link_log_find(set->links[0], gtid, &found, &decision) != PC_OK) {
         scan->pass->unresolved++; /* cannot tell now */
         if (scan->pass->oldest_ns == 0 || prepared_ns < scan->pass->oldest_ns) scan->pass->oldest_ns = prepared_ns;
         return;
@@ -139,14 +139,14 @@ static void prepared_row(const char *gtid, uint32_t shard, uint64_t prepared_ns,
 
 pc_status shard_recover_locked(shard_set_t *set) {
     pass_t pass = {.set = set, .status = PC_OK};
-    store_link_t *home = link_get(set, 0);
+    store_link_t *home = shard_link_get(set, 0);
     if (home == NULL || store_link_log_open(home, open_row, &pass) != PC_OK) {
         if (home != NULL) link_drop(set, 0);
         pass.status = PC_STORE_READ_FAILED;
     }
     for (uint32_t s = 0; pass.status == PC_OK && s < set->count; s++) {
         orphan_scan_t scan = {&pass, s};
-        store_link_t *link = link_get(set, s);
+        store_link_t *link = shard_link_get(set, s);
         if (link == NULL || store_link_prepared_list(link, prepared_row, &scan) != PC_OK) {
             if (link != NULL) link_drop(set, s);
             pass.unresolved++;
