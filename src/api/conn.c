@@ -105,6 +105,7 @@ static uint32_t conns_expire(api_server_t *server, uint64_t now_ns) {
 }
 
 static void *conns_reaper_run(void *arg) {
+    pthread_setname_np(pthread_self(), "paycore-connrp"); /* per-thread CPU in top, perf */
     api_server_t *server = arg;
     pthread_mutex_lock(&server->conns_stop_mutex);
     while (!server->conns_stop) {

@@ -210,6 +210,7 @@ static bool purge_sleep(api_server_t *server, uint32_t period_ms) {
 }
 
 static void *purge_run(void *arg) {
+    pthread_setname_np(pthread_self(), "paycore-idpurge"); /* per-thread CPU in top, perf */
     api_server_t *server = arg;
     purge_job *job = malloc(sizeof(*job));
     PC_ASSERT(job != NULL);

@@ -72,6 +72,7 @@ static void verify_once(const char *location, const char *db_path) {
 }
 
 static void *verifier_run(void *arg) {
+    pthread_setname_np(pthread_self(), "paycore-verify"); /* per-thread CPU in top, perf */
     (void)arg;
     pthread_mutex_lock(&verifier.mutex);
     while (!verifier.stop) {

@@ -297,6 +297,7 @@ static void round_connected(events_amqp_t *a) {
 }
 
 static void *amqp_main(void *arg) {
+    pthread_setname_np(pthread_self(), "paycore-amqp"); /* per-thread CPU in top, perf */
     events_amqp_t *a = arg;
     events_thread_background();
     while (!stopping(a)) {

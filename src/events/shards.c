@@ -520,6 +520,7 @@ static bool relay_due(events_shards_t *shards) {
 }
 
 static void *relay_main(void *arg) {
+    pthread_setname_np(pthread_self(), "paycore-relay"); /* per-thread CPU in top, perf */
     events_shards_t *shards = arg;
     events_thread_background();
     while (relay_wait(shards)) {

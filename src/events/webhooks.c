@@ -543,6 +543,7 @@ static void shutdown_requests(events_webhooks_t *w) {
 }
 
 static void *webhooks_main(void *arg) {
+    pthread_setname_np(pthread_self(), "paycore-webhook"); /* per-thread CPU in top, perf */
     events_webhooks_t *w = arg;
     events_thread_background();
     while (!atomic_load(&w->stopping)) {

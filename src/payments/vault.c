@@ -709,6 +709,7 @@ pc_status vault_rotate_data_key(vault_t *vault, vault_data_rotation_t *out) {
 }
 
 static void *rotation_thread(void *arg) {
+    pthread_setname_np(pthread_self(), "paycore-rotate"); /* per-thread CPU in top, perf */
     vault_t *vault = arg;
     vault_data_rotation_t result;
     (void)rotate_data_run(vault, &result); /* the outcome is in vault->job and the log */

@@ -840,6 +840,7 @@ static bool coord_wait(shard_set_t *set, shard_coord_t *coord) {
 }
 
 static void *coord_main(void *arg) {
+    pthread_setname_np(pthread_self(), "paycore-coord"); /* per-thread CPU in top, perf */
     shard_set_t *set = arg;
     shard_coord_t *coord = set->coord;
     writer_cmd_t *members[GROUP_COMMANDS_MAX];

@@ -165,6 +165,7 @@ pc_status shard_recover(shard_set_t *set) {
 }
 
 static void *recovery_main(void *arg) {
+    pthread_setname_np(pthread_self(), "paycore-shrecov"); /* per-thread CPU in top, perf */
     shard_set_t *set = arg;
     pthread_mutex_lock(&set->recovery_mutex);
     while (!set->stopping) {

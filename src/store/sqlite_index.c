@@ -265,6 +265,7 @@ static bool memtable_write_retried(store_index_t *index, const memtable_t *table
 /* Writes each frozen memtable; gives up for good after a write failed every attempt
  * (index->failed: the store takes no more writes, and waiters are woken). */
 static void *indexer_main(void *arg) {
+    pthread_setname_np(pthread_self(), "paycore-index"); /* per-thread CPU in top, perf */
     store_index_t *index = arg;
     pthread_mutex_lock(&index->mutex);
     for (;;) {
