@@ -24,6 +24,7 @@
 
 #include "store/sqlite_internal.h"
 #include "store/sqlite_vfs.h"
+#include "store/sqlite_vfs_shim.h"
 
 #define WALBUF_VFS_NAME "paycore-walbuf"
 #define WALBUF_FAULT_VFS_NAME "paycore-walbuf-fault"
@@ -31,7 +32,7 @@
 #define WALBUF_INITIAL_BYTES (32u * 1024u)
 
 typedef struct {
-    sqlite3_file base;        /* pMethods: ours */
+    vfs_shim_file shim;
     bool is_wal;
     bool commit_pending;      /* a commit frame's header was written: its page goes out at once */
     uint8_t *bytes;
@@ -42,13 +43,8 @@ typedef struct {
     sqlite3_file real[];      /* the wrapped file, szOsFile bytes */
 } walbuf_file;
 
-typedef struct {
-    sqlite3_vfs vfs;
-    sqlite3_vfs *below;
-} walbuf_vfs;
-
-static walbuf_vfs walbuf_plain;
-static walbuf_vfs walbuf_over_fault;
+static vfs_shim walbuf_plain;
+static vfs_shim walbuf_over_fault;
 static sqlite3_io_methods walbuf_methods[4]; /* by the wrapped file's iVersion, 1..3 */
 static _Atomic uint64_t wal_writes_asked;
 static _Atomic uint64_t wal_writes_done;
@@ -167,91 +163,23 @@ FLUSH_FIRST(FileSize, (sqlite3_file *file, sqlite3_int64 *size), (real_of(file),
 FLUSH_FIRST(FileControl, (sqlite3_file *file, int op, void *arg), (real_of(file), op, arg))
 #undef FLUSH_FIRST
 
-#define FORWARD(name, params, args) \
-    static int walbuf_##name params { return real_of(file)->pMethods->x##name args; }
-FORWARD(Lock, (sqlite3_file *file, int level), (real_of(file), level))
-FORWARD(Unlock, (sqlite3_file *file, int level), (real_of(file), level))
-FORWARD(CheckReservedLock, (sqlite3_file *file, int *out), (real_of(file), out))
-FORWARD(SectorSize, (sqlite3_file *file), (real_of(file)))
-FORWARD(DeviceCharacteristics, (sqlite3_file *file), (real_of(file)))
-FORWARD(ShmMap, (sqlite3_file *file, int region, int bytes, int extend, void volatile **out),
-        (real_of(file), region, bytes, extend, out))
-FORWARD(ShmLock, (sqlite3_file *file, int offset, int n, int flags), (real_of(file), offset, n, flags))
-FORWARD(ShmUnmap, (sqlite3_file *file, int delete_flag), (real_of(file), delete_flag))
-FORWARD(Fetch, (sqlite3_file *file, sqlite3_int64 offset, int bytes, void **out),
-        (real_of(file), offset, bytes, out))
-FORWARD(Unfetch, (sqlite3_file *file, sqlite3_int64 offset, void *page), (real_of(file), offset, page))
-#undef FORWARD
-
-static void walbuf_shm_barrier(sqlite3_file *file) { real_of(file)->pMethods->xShmBarrier(real_of(file)); }
-
-static void methods_build(void) {
-    for (int version = 1; version <= 3; version++) {
-        walbuf_methods[version] = (sqlite3_io_methods){
-            .iVersion = version,
-            .xClose = walbuf_close, .xRead = walbuf_Read, .xWrite = walbuf_write,
-            .xTruncate = walbuf_Truncate, .xSync = walbuf_Sync, .xFileSize = walbuf_FileSize,
-            .xLock = walbuf_Lock, .xUnlock = walbuf_Unlock, .xCheckReservedLock = walbuf_CheckReservedLock,
-            .xFileControl = walbuf_FileControl, .xSectorSize = walbuf_SectorSize,
-            .xDeviceCharacteristics = walbuf_DeviceCharacteristics, .xShmMap = walbuf_ShmMap,
-            .xShmLock = walbuf_ShmLock, .xShmBarrier = walbuf_shm_barrier, .xShmUnmap = walbuf_ShmUnmap,
-            .xFetch = walbuf_Fetch, .xUnfetch = walbuf_Unfetch,
-        };
-    }
-}
-
-static sqlite3_vfs *below_of(sqlite3_vfs *vfs) { return ((walbuf_vfs *)vfs)->below; }
-
 static int walbuf_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int flags, int *out_flags) {
     walbuf_file *f = (walbuf_file *)file;
     memset(f, 0, sizeof(*f));
-    sqlite3_vfs *below = below_of(vfs);
-    int rc = below->xOpen(below, name, f->real, flags, out_flags);
-    if (rc != SQLITE_OK || f->real->pMethods == NULL) {
-        f->base.pMethods = NULL;
-        return rc;
-    }
-    int version = f->real->pMethods->iVersion;
     f->is_wal = (flags & SQLITE_OPEN_WAL) != 0;
-    f->base.pMethods = &walbuf_methods[version < 1 ? 1 : version > 3 ? 3 : version];
-    return SQLITE_OK;
-}
-
-#define VFS_FORWARD(name, params, args) \
-    static int walbuf_vfs_##name params { return below_of(vfs)->x##name args; }
-VFS_FORWARD(Delete, (sqlite3_vfs *vfs, const char *name, int sync_dir), (below_of(vfs), name, sync_dir))
-VFS_FORWARD(Access, (sqlite3_vfs *vfs, const char *name, int flags, int *out), (below_of(vfs), name, flags, out))
-VFS_FORWARD(FullPathname, (sqlite3_vfs *vfs, const char *name, int bytes, char *out),
-            (below_of(vfs), name, bytes, out))
-VFS_FORWARD(Randomness, (sqlite3_vfs *vfs, int bytes, char *out), (below_of(vfs), bytes, out))
-VFS_FORWARD(Sleep, (sqlite3_vfs *vfs, int us), (below_of(vfs), us))
-VFS_FORWARD(CurrentTimeInt64, (sqlite3_vfs *vfs, sqlite3_int64 *out), (below_of(vfs), out))
-VFS_FORWARD(GetLastError, (sqlite3_vfs *vfs, int bytes, char *out), (below_of(vfs), bytes, out))
-#undef VFS_FORWARD
-
-static void layer_register(walbuf_vfs *layer, const char *name, const char *below_name) {
-    layer->below = sqlite3_vfs_find(below_name);
-    PC_ASSERT(layer->below != NULL);
-    layer->vfs = (sqlite3_vfs){
-        .iVersion = 2,
-        .szOsFile = (int)sizeof(walbuf_file) + layer->below->szOsFile,
-        .mxPathname = layer->below->mxPathname,
-        .zName = name,
-        .xOpen = walbuf_open, .xDelete = walbuf_vfs_Delete, .xAccess = walbuf_vfs_Access,
-        .xFullPathname = walbuf_vfs_FullPathname, .xRandomness = walbuf_vfs_Randomness,
-        .xSleep = walbuf_vfs_Sleep, .xCurrentTimeInt64 = walbuf_vfs_CurrentTimeInt64,
-        .xGetLastError = walbuf_vfs_GetLastError,
-    };
-    PC_ASSERT(sqlite3_vfs_register(&layer->vfs, 0) == SQLITE_OK);
+    return vfs_shim_open(vfs, name, &f->shim, f->real, flags, out_flags, walbuf_methods);
 }
 
 static void plain_register(void) {
-    methods_build();
-    layer_register(&walbuf_plain, WALBUF_VFS_NAME, NULL);
+    vfs_shim_methods_build(walbuf_methods, &(sqlite3_io_methods){
+        .xClose = walbuf_close, .xRead = walbuf_Read, .xWrite = walbuf_write, .xTruncate = walbuf_Truncate,
+        .xSync = walbuf_Sync, .xFileSize = walbuf_FileSize, .xFileControl = walbuf_FileControl});
+    vfs_shim_register(&walbuf_plain, WALBUF_VFS_NAME, NULL, (int)sizeof(walbuf_file), walbuf_open);
 }
 
 static void over_fault_register(void) {
-    layer_register(&walbuf_over_fault, WALBUF_FAULT_VFS_NAME, store_sqlite_fault_vfs());
+    vfs_shim_register(&walbuf_over_fault, WALBUF_FAULT_VFS_NAME, store_sqlite_fault_vfs(), (int)sizeof(walbuf_file),
+                      walbuf_open);
 }
 
 static pthread_once_t plain_once = PTHREAD_ONCE_INIT;
