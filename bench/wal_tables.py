@@ -4,7 +4,10 @@
 Runs `bench_payments --profile`, holds a read transaction on the server's database so
 that the WAL is not restarted, lets the load run, then reads the WAL frames written
 meanwhile and names each frame's page by its B-tree (SQLite's dbstat). Prints one
-line per B-tree (WAL frames per payment, share) and a total.
+line per B-tree (WAL frames per payment, share) and a total, then for a few checkpoint
+intervals (frames written between two checkpoints) the database pages a checkpoint
+copies per payment: each distinct page of an interval once (a pread from the WAL and
+a pwrite into the database file each).
 
   python3 bench/wal_tables.py [BUILD_DIR] [SECONDS]
   PAYCORE_BIN=/path/to/paycore picks the server (as bench_payments does).
@@ -39,6 +42,17 @@ def wal_frames(path):
         frames.append((page_no, db_size != 0))
         at += FRAME_HEADER + page_size
     return frames
+
+
+CHECKPOINT_INTERVALS_FRAMES = (1024, 4096, 16384, 65536)
+
+
+def pages_copied(frames, interval_frames):
+    """Distinct pages over consecutive intervals of interval_frames frames, summed."""
+    copied = 0
+    for start in range(0, len(frames), interval_frames):
+        copied += len({page_no for page_no, _ in frames[start:start + interval_frames]})
+    return copied
 
 
 def payments_count(db):
@@ -91,6 +105,11 @@ def main():
         print(f"wal_table name={name} frames_per_payment={n / payments:.2f} share={n / len(frames):.3f}")
     print(f"wal_total payments={payments} frames={len(frames)} frames_per_payment={len(frames) / payments:.2f}"
           f" commits={commits} payments_per_commit={payments / max(commits, 1):.2f}")
+    for interval in CHECKPOINT_INTERVALS_FRAMES:
+        if interval > len(frames):
+            break
+        print(f"wal_checkpoint interval_frames={interval}"
+              f" pages_copied_per_payment={pages_copied(frames, interval) / payments:.2f}")
 
 
 if __name__ == "__main__":

@@ -130,6 +130,13 @@
 /* WAL pages (4 KiB) before the checkpoint thread runs a passive checkpoint: ~16 MiB. */
 #define STORE_WAL_CHECKPOINT_PAGES 4096
 
+/* The most of one transaction's WAL frames the writing connections hold in memory
+ * before writing them (store/sqlite_vfs.h): a larger transaction goes out in pieces
+ * of this size. SQLite's unix VFS writes at most 128 KiB - 1 bytes per pwrite (it
+ * masks the length to 17 bits), so one piece is one system call: 124 KiB, 30 frames
+ * of a 4 KiB page. */
+#define STORE_WALBUF_BYTES_MAX (124u * 1024u)
+
 /* The writer's lock file: taking it retries when the file was replaced under us; a
  * refused start reads the holder's pid, which it writes just after its lock, for at
  * most STORE_LOCK_PID_READ_ATTEMPTS_MAX x STORE_LOCK_PID_READ_PAUSE_NS (0.5 s). */

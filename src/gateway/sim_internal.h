@@ -16,6 +16,7 @@
 
 #include "gateway/simulator.h"
 #include "paycore/limits.h"
+#include "store/sqlite_vfs.h" /* the WAL write layer the record opens with */
 
 /* ---- faults (sim_config.c parses, sim_fault.c draws) ---- */
 

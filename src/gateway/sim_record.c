@@ -222,7 +222,7 @@ static bool schema_apply(sim_db_t *db, char **message) {
 bool sim_db_open(sim_db_t *db, const char *path, sim_kind kind, char *error, size_t error_bytes) {
     memset(db, 0, sizeof(*db));
     if (!create_private(path, error, error_bytes)) return false;
-    if (sqlite3_open_v2(path, &db->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+    if (sqlite3_open_v2(path, &db->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, store_sqlite_walbuf_vfs()) != SQLITE_OK) {
         snprintf(error, error_bytes, "cannot open %s: %s", path, db->db ? sqlite3_errmsg(db->db) : "out of memory");
         sim_db_close(db);
         return false;

@@ -18,6 +18,7 @@
 
 #include "core/core.h"
 #include "risk/risk_internal.h"
+#include "store/sqlite_vfs.h"
 
 typedef enum { OP_DECISION, OP_FEEDBACK, OP_REVIEW, OP_META } op_kind;
 
@@ -107,7 +108,7 @@ static pc_status add_columns(sqlite3 *db) {
 
 static pc_status open_db(const char *path, bool writer, sqlite3 **out) {
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
-    if (sqlite3_open_v2(path, out, flags, NULL) != SQLITE_OK) return db_failed(*out, "open");
+    if (sqlite3_open_v2(path, out, flags, writer ? store_sqlite_walbuf_vfs() : NULL) != SQLITE_OK) return db_failed(*out, "open");
     sqlite3_busy_timeout(*out, 5000);
     const char *pragmas = writer ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;" : "";
     if (sqlite3_exec(*out, pragmas, NULL, NULL, NULL) != SQLITE_OK) return db_failed(*out, "pragma");

@@ -366,7 +366,7 @@ static bool meta_ensure(sqlite3 *db, const char *key, int64_t value, int64_t *he
 /* Opens the index file; false when it is unusable (then it is rebuilt). */
 static bool index_file_open(store_index_t *index, int64_t main_instance_id, uint64_t main_last_ts) {
     if (sqlite3_open_v2(index->path, &index->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                        NULL) != SQLITE_OK ||
+                        store_sqlite_walbuf_vfs()) != SQLITE_OK ||
         sqlite3_exec(index->db, index_schema, NULL, NULL, NULL) != SQLITE_OK) {
         return false;
     }

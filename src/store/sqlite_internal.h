@@ -224,6 +224,8 @@ void store_sqlite_lock_release(const char *db_path, int fd); /* removes the file
 /* chmod to the owner's bits alone when group or others had any; true when changed. */
 bool store_sqlite_mode_tighten(const char *path);
 
+#include "store/sqlite_vfs.h"
+
 /* ---- sqlite_fault.c: the fault-injecting VFS (tests) ---- */
 const char *store_sqlite_fault_vfs(void); /* registers it once; returns its name */
 

@@ -354,7 +354,7 @@ static void modes_tighten(const sqlite_store_t *store) {
 
 static pc_status sqlite_open(sqlite_store_t *store) {
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (store->options.create ? SQLITE_OPEN_CREATE : 0);
-    const char *vfs = store->options.fault_vfs ? store_sqlite_fault_vfs() : NULL;
+    const char *vfs = store->options.fault_vfs ? store_sqlite_walbuf_fault_vfs() : store_sqlite_walbuf_vfs();
     if (sqlite3_open_v2(store->path, &store->db, flags, vfs) != SQLITE_OK) {
         return store_sqlite_fail(store, PC_STORE_OPEN_FAILED, "open");
     }
