@@ -17,21 +17,15 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fixture_v7 import FIXTURE_V14, idem, migrate_test_main, snapshot  # noqa: E402
-from paylib import card_payment, check, expect  # noqa: E402
+from paylib import all_pages, card_payment, check, expect  # noqa: E402
 from test_payments_migrate_v7 import check_reads_same, check_verify, env_from_fixture  # noqa: E402
 
 TRANSFER_TYPES = ("transfer.created", "transfer.posted", "transfer.voided", "transfer.expired")
 
 
 def all_events(admin):
-    """Every event as the admin lists it, page by page, as raw bodies by id."""
-    events, after = [], None
-    while True:
-        page = expect(admin.get("/v1/events?limit=100" + ("&starting_after=" + after if after else "")), 200).json
-        events += page["data"]
-        if not page["has_more"]:
-            return events
-        after = page["data"][-1]["id"]
+    """Every event as the admin lists it, in order."""
+    return all_pages(admin, "/v1/events")
 
 
 def shape(value):
