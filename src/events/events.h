@@ -121,6 +121,14 @@ bool events_id_parse(const char *id, uint64_t *seq_out);
  * instead of the document. Ledger events and rows written before references are
  * stored whole and read as they are. */
 #define EVENTS_REF_PREFIX '@'
+/* A ledger transfer event stored as a reference (SQLite stores: store_events_ledger_refs):
+ * "@transfer:<timestamp>" for transfer.created (the row's object_id is the transfer), and
+ * "@transfer:<pending timestamp>:<resolving timestamp>:<resolving id>" for
+ * transfer.posted/voided/expired (object_id is the pending transfer); timestamps in
+ * decimal ns, the transfers' key (store_read_transfer_at: no id index, so a transfer
+ * committed a moment ago is found). Rendered by events itself from the store's
+ * transfers, as the writer would have rendered them: no renderer needs registering. */
+#define EVENTS_TRANSFER_REF "@transfer"
 /* Renders the object a reference names (*text_out malloc'ed, compact JSON): PC_OK,
  * PC_STORE_CORRUPT (no such object version) or a read error. */
 typedef pc_status (*events_ref_render_fn)(store_reader_t *reader, const char *ref, size_t ref_bytes,

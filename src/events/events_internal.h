@@ -24,6 +24,10 @@ void events_buf_printf(events_buf_t *buf, const char *format, ...) __attribute__
 void events_buf_free(events_buf_t *buf);
 void events_render_account(events_buf_t *buf, const ledger_account_t *account);
 void events_render_transfer(events_buf_t *buf, const ledger_transfer_t *transfer, ledger_pending_state state);
+/* A resolving transfer's event type by its flags (posted, expired, voided) and the
+ * state it gives the pending transfer. */
+events_type events_transfer_resolved_type(uint16_t flags);
+ledger_pending_state events_transfer_resolved_state(events_type type);
 void events_render_envelope(events_buf_t *buf, uint64_t seq, events_type type, const char *object_id,
                             uint32_t object_seq, const char *object_json, size_t object_bytes,
                             const char *data_extra, size_t extra_bytes);

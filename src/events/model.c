@@ -72,11 +72,112 @@ static pc_status body_copy(const char *body, size_t bytes, char **body_out, size
     return PC_OK;
 }
 
+events_type events_transfer_resolved_type(uint16_t flags) {
+    if (flags & LEDGER_TRANSFER_POST_PENDING) return EVENTS_TYPE_TRANSFER_POSTED;
+    if (flags & LEDGER_TRANSFER_EXPIRY) return EVENTS_TYPE_TRANSFER_EXPIRED;
+    return EVENTS_TYPE_TRANSFER_VOIDED;
+}
+
+ledger_pending_state events_transfer_resolved_state(events_type type) {
+    return type == EVENTS_TYPE_TRANSFER_POSTED    ? LEDGER_PENDING_POSTED
+           : type == EVENTS_TYPE_TRANSFER_EXPIRED ? LEDGER_PENDING_EXPIRED
+                                                  : LEDGER_PENDING_VOIDED;
+}
+
+static bool transfer_ref(const store_event_t *row) {
+    size_t prefix_bytes = sizeof EVENTS_TRANSFER_REF - 1;
+    return row->body_bytes > prefix_bytes && memcmp(row->body, EVENTS_TRANSFER_REF, prefix_bytes) == 0 &&
+           row->body[prefix_bytes] == ':';
+}
+
+/* What a transfer reference names (events.h). */
+typedef struct {
+    bool resolved;
+    uint64_t object_timestamp_ns;       /* the row's object_id */
+    uint64_t resolving_timestamp_ns;
+    char resolving_id[PC_ID_SIZE];
+} transfer_ref_t;
+
+/* A decimal timestamp up to ':' or the end; *at moves past it. */
+static bool ref_number(const char **at, const char *end, uint64_t *out) {
+    uint64_t value = 0;
+    const char *p = *at;
+    for (; p < end && *p >= '0' && *p <= '9'; p++) {
+        if (value > (UINT64_MAX - 9) / 10) return false;
+        value = value * 10 + (uint64_t)(*p - '0');
+    }
+    if (p == *at || (p < end && *p != ':')) return false;
+    *at = p < end ? p + 1 : p;
+    *out = value;
+    return true;
+}
+
+static bool transfer_ref_parse(const store_event_t *row, events_type type, transfer_ref_t *ref) {
+    memset(ref, 0, sizeof(*ref));
+    const char *at = row->body + sizeof EVENTS_TRANSFER_REF;
+    const char *end = row->body + row->body_bytes;
+    ref->resolved = type != EVENTS_TYPE_TRANSFER_CREATED;
+    if (type == EVENTS_TYPE_ACCOUNT_CREATED || !ref_number(&at, end, &ref->object_timestamp_ns)) return false;
+    if (!ref->resolved) return at == end;
+    if (at == end || !ref_number(&at, end, &ref->resolving_timestamp_ns)) return false;
+    size_t id_bytes = (size_t)(end - at);
+    if (id_bytes == 0 || id_bytes >= sizeof ref->resolving_id || at[-1] != ':') return false;
+    memcpy(ref->resolving_id, at, id_bytes);
+    ref->resolving_id[id_bytes] = '\0';
+    return true; /* compared with the row's own id when read (an expiry's id is the ledger's) */
+}
+
+/* A committed transfer the reference names; a missing one is a corrupt row. */
+static pc_status transfer_read(store_reader_t *reader, uint64_t timestamp_ns, const char *id, store_transfer_t *out) {
+    memset(out, 0, sizeof(*out));
+    pc_status status = store_read_transfer_at(reader, timestamp_ns, id, out);
+    return status == PC_NOT_FOUND ? PC_STORE_CORRUPT : status;
+}
+
+/* "@transfer:...": the transfer(s) read back and rendered as ledger_insert (outbox.c)
+ * rendered them when the event was made: the object's state is the one the event gave
+ * it (a transfer's record is never rewritten, its state is). */
+static pc_status transfer_ref_render(store_reader_t *reader, const store_event_t *row, events_type type,
+                                     events_buf_t *body) {
+    transfer_ref_t ref;
+    if (!transfer_ref_parse(row, type, &ref)) return PC_STORE_CORRUPT;
+    store_transfer_t object, resolving;
+    memset(&resolving, 0, sizeof resolving);
+    pc_status status = transfer_read(reader, ref.object_timestamp_ns, row->object_id, &object);
+    if (status == PC_OK && ref.resolved) {
+        status = transfer_read(reader, ref.resolving_timestamp_ns, ref.resolving_id, &resolving);
+    }
+    if (status == PC_OK) {
+        events_buf_t object_json = {0}, extra = {0};
+        ledger_pending_state state = events_transfer_resolved_state(type);
+        if (!ref.resolved) {
+            bool pending = (object.transfer.flags & LEDGER_TRANSFER_PENDING) != 0;
+            state = pending ? LEDGER_PENDING_OPEN : LEDGER_PENDING_NONE;
+        }
+        events_render_transfer(&object_json, &object.transfer, state);
+        if (ref.resolved) {
+            events_buf_append(&extra, "\"resolving_transfer\":", 21);
+            events_render_transfer(&extra, &resolving.transfer, LEDGER_PENDING_NONE);
+        }
+        events_render_envelope(body, row->seq, type, row->object_id, row->object_seq, object_json.text,
+                               object_json.bytes, extra.bytes ? extra.text : NULL, extra.bytes);
+        if (object_json.failed || extra.failed || body->failed) status = PC_NO_MEMORY;
+        events_buf_free(&object_json);
+        events_buf_free(&extra);
+    } else if (status == PC_STORE_CORRUPT) {
+        obs_logf(OBS_LEVEL_ERROR, "events: event %" PRIu64 " names a transfer that is not stored", row->seq);
+    }
+    store_transfer_free(&object);
+    store_transfer_free(&resolving);
+    return status;
+}
+
 /* The envelope the writer would have stored, around the object the reference renders. */
 static pc_status body_from_ref(store_reader_t *reader, const store_event_t *row, events_buf_t *body) {
     events_ref_render_fn render = atomic_load(&ref_renderer);
     events_type type;
     if (!events_type_parse(row->type, &type) || row->body_bytes > EVENTS_REF_BYTES_MAX) return PC_STORE_CORRUPT;
+    if (transfer_ref(row)) return transfer_ref_render(reader, row, type, body);
     if (render == NULL) {
         obs_logf(OBS_LEVEL_ERROR, "events: event %" PRIu64 " is a reference and nothing renders it", row->seq);
         return PC_INTERNAL;

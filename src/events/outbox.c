@@ -154,6 +154,7 @@ typedef struct {
     uint32_t slot_mask;
     uint32_t *batch_ids;         /* this batch's transfers by id hash (built on demand) */
     uint32_t batch_ids_mask;
+    uint32_t pending_change_next;  /* changes->pending_changes: the next resolution's */
     uint64_t now_ns;
     events_ledger_sink sink;     /* not NULL: events go there, not into the outbox */
     void *sink_ctx;
@@ -288,28 +289,66 @@ static pc_status find_pending(outbox_batch *b, const char *pending_id, ledger_tr
     return PC_OK;
 }
 
+/* A transfer event stored as a reference to the transfers it names (events.h): the
+ * row's object_id is the transfer (created) or the pending one (resolved), the
+ * reference names the resolving transfer. Rendered when read (model.c), byte for byte
+ * the body ledger_insert would store; the pending transfer is not looked up here. */
+static pc_status ledger_insert_ref(outbox_batch *b, const events_ledger_event_t *e, const ledger_transfer_t *t,
+                                   uint64_t pending_timestamp_ns) {
+    uint64_t seq;
+    pc_status status = store_events_seq_next(b->writer, b->now_ns, &seq);
+    if (status != PC_OK) return status;
+    b->body.bytes = 0;
+    events_buf_append(&b->body, EVENTS_TRANSFER_REF ":", sizeof EVENTS_TRANSFER_REF);
+    if (e->resolved) {
+        events_buf_u64(&b->body, pending_timestamp_ns);
+        events_buf_append(&b->body, ":", 1);
+    }
+    events_buf_u64(&b->body, t->timestamp_ns);
+    if (e->resolved) {
+        events_buf_append(&b->body, ":", 1);
+        events_buf_str(&b->body, t->id);
+    }
+    const char *object_id = e->resolved ? t->pending_id : t->id;
+    return insert(b->writer, &b->body, e->type, object_id, e->resolved ? 2 : 1, seq, e->owners, e->owner_count);
+}
+
+static bool transfer_as_ref(const outbox_batch *b) {
+    return b->sink == NULL && store_events_ledger_refs(b->writer);
+}
+
+/* The timestamp of the pending transfer 't' resolves: the ledger lists each resolution's
+ * pending change in the order of the resolving transfers, so the next one is it (checked;
+ * false sends the event the long way, the pending transfer looked up). */
+static bool pending_timestamp(outbox_batch *b, const ledger_transfer_t *t, uint64_t *timestamp_ns) {
+    if (b->pending_change_next >= b->changes->pending_changes_count) return false;
+    const ledger_pending_change_t *change = &b->changes->pending_changes[b->pending_change_next];
+    if (strcmp(change->pending_id, t->pending_id) != 0) return false;
+    b->pending_change_next++;
+    *timestamp_ns = change->pending_timestamp_ns;
+    return true;
+}
+
 static pc_status emit_transfer(outbox_batch *b, uint32_t index) {
     const ledger_transfer_t *t = &b->changes->transfers[index];
     events_ledger_event_t e = {.type = EVENTS_TYPE_TRANSFER_CREATED};
     pc_status status = transfer_owners(b, index, e.owners, &e.owner_count);
     if (status != PC_OK) return status;
     if (!(t->flags & (LEDGER_TRANSFER_POST_PENDING | LEDGER_TRANSFER_VOID_PENDING))) {
+        if (transfer_as_ref(b)) return ledger_insert_ref(b, &e, t, 0);
         e.transfer = *t;
         e.state = (t->flags & LEDGER_TRANSFER_PENDING) != 0 ? LEDGER_PENDING_OPEN : LEDGER_PENDING_NONE;
         return emit_built(b, &e);
     }
-    e.type = EVENTS_TYPE_TRANSFER_VOIDED;
-    e.state = LEDGER_PENDING_VOIDED;
-    if (t->flags & LEDGER_TRANSFER_POST_PENDING) {
-        e.type = EVENTS_TYPE_TRANSFER_POSTED;
-        e.state = LEDGER_PENDING_POSTED;
-    } else if (t->flags & LEDGER_TRANSFER_EXPIRY) {
-        e.type = EVENTS_TYPE_TRANSFER_EXPIRED;
-        e.state = LEDGER_PENDING_EXPIRED;
+    e.type = events_transfer_resolved_type(t->flags);
+    e.state = events_transfer_resolved_state(e.type);
+    e.resolved = true;
+    uint64_t pending_timestamp_ns;
+    if (transfer_as_ref(b) && pending_timestamp(b, t, &pending_timestamp_ns)) {
+        return ledger_insert_ref(b, &e, t, pending_timestamp_ns);
     }
     status = find_pending(b, t->pending_id, &e.transfer);
     if (status != PC_OK) return status;
-    e.resolved = true;
     e.resolving = *t;
     return emit_built(b, &e);
 }

@@ -649,6 +649,7 @@ static pc_status sqlite_events_purge(store_tx_t *tx, uint64_t before_ns, uint32_
 
 const store_events_ops_t store_sqlite_events_ops = {
     .writer_begin = sqlite_events_writer_begin,
+    .ledger_refs = true,
     .writer_reset = sqlite_events_writer_reset,
     .writer_end = sqlite_events_writer_end,
     .seq_next = sqlite_events_seq_next,

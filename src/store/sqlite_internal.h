@@ -310,6 +310,8 @@ pc_status store_sqlite_reader_open(store_t *store, store_reader_t **out);
 void store_sqlite_reader_close(store_reader_t *reader);
 pc_status store_sqlite_read_account(store_reader_t *reader, const char *id, store_account_t *out);
 pc_status store_sqlite_read_transfer(store_reader_t *reader, const char *id, store_transfer_t *out);
+pc_status store_sqlite_read_transfer_at(store_reader_t *reader, uint64_t timestamp_ns, const char *id,
+                                        store_transfer_t *out);
 pc_status store_sqlite_list_accounts(store_reader_t *reader, const store_query_t *query, store_account_fn fn,
                                      void *ctx, bool *has_more);
 pc_status store_sqlite_list_accounts_granted(store_reader_t *reader, const char *key_id,

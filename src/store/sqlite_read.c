@@ -155,6 +155,12 @@ static pc_status transfer_candidate(void *ctx, uint64_t ts) {
     return transfer_row_at(find->stmt, ts, find->id, find->out);
 }
 
+pc_status store_sqlite_read_transfer_at(store_reader_t *base, uint64_t timestamp_ns, const char *id,
+                                        store_transfer_t *out) {
+    memset(out, 0, sizeof(*out));
+    return transfer_at((sqlite_reader_t *)base, timestamp_ns, id, out);
+}
+
 pc_status store_sqlite_read_transfer(store_reader_t *base, const char *id, store_transfer_t *out) {
     sqlite_reader_t *reader = (sqlite_reader_t *)base;
     store_index_t *index = store_sqlite_index(reader->store);

@@ -141,6 +141,10 @@ static const schema_migration migrations[] = {
      * them. No table changes, but a paycore of v13 would read such a record without
      * those members: it must refuse the file */
     {"", NULL},
+    /* v15: a transfer event's body may be a reference to its transfers ("@transfer",
+     * events.h) rendered when read. No table changes, but a paycore of v14 would hand
+     * such a body to the payments' renderer: it must refuse the file */
+    {"", NULL},
 };
 
 #define SCHEMA_VERSION_LATEST ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -814,6 +814,7 @@ const store_backend_ops_t store_sqlite_ops = {
     .reader_close = store_sqlite_reader_close,
     .read_account = store_sqlite_read_account,
     .read_transfer = store_sqlite_read_transfer,
+    .read_transfer_at = store_sqlite_read_transfer_at,
     .list_accounts = store_sqlite_list_accounts,
     .list_accounts_granted = store_sqlite_list_accounts_granted,
     .list_account_transfers = store_sqlite_list_account_transfers,

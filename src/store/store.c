@@ -172,6 +172,12 @@ pc_status store_read_transfer(store_reader_t *reader, const char *id, store_tran
     return reader->store->ops->read_transfer(reader, id, out);
 }
 
+pc_status store_read_transfer_at(store_reader_t *reader, uint64_t timestamp_ns, const char *id,
+                                 store_transfer_t *out) {
+    if (reader->store->ops->read_transfer_at == NULL) return PC_STORE_UNSUPPORTED;
+    return reader->store->ops->read_transfer_at(reader, timestamp_ns, id, out);
+}
+
 /* A store that issues no cursor refuses one (it would list from the start). */
 static bool cursor_refused(const store_reader_t *reader, const store_query_t *query) {
     if (query->next_cursor != NULL) query->next_cursor[0] = '\0';

@@ -231,6 +231,11 @@ void store_transfer_free(store_transfer_t *transfer);
 
 PC_MUST_USE pc_status store_read_account(store_reader_t *reader, const char *id, store_account_t *out);
 PC_MUST_USE pc_status store_read_transfer(store_reader_t *reader, const char *id, store_transfer_t *out);
+/* The committed transfer 'id' whose timestamp is 'timestamp_ns' (PC_NOT_FOUND when none
+ * is), read by its key alone: a transfer just committed is found before the id index
+ * has it. PC_STORE_UNSUPPORTED on a backend without that key (SQLite has it). */
+PC_MUST_USE pc_status store_read_transfer_at(store_reader_t *reader, uint64_t timestamp_ns, const char *id,
+                                             store_transfer_t *out);
 
 typedef struct {
     const char *starting_after;   /* an id, or NULL */

@@ -57,6 +57,10 @@ typedef struct {
 typedef struct {
     /* The writer object begins with struct store_events_writer. */
     pc_status (*writer_begin)(store_tx_t *tx, store_events_writer_t **out);
+    /* Transfer events may be stored as references to the transfers they name
+     * (store_events_ledger_refs): the transfers live in the same database, and no
+     * shard's outbox copies these rows whole into another's. */
+    bool ledger_refs;
     void (*writer_reset)(store_events_writer_t *writer);
     void (*writer_end)(store_events_writer_t *writer);
     pc_status (*seq_next)(store_events_writer_t *writer, uint64_t floor_ns, uint64_t *seq_out);
@@ -170,6 +174,10 @@ struct store_backend_ops {
     void (*reader_close)(store_reader_t *reader);
     pc_status (*read_account)(store_reader_t *reader, const char *id, store_account_t *out);
     pc_status (*read_transfer)(store_reader_t *reader, const char *id, store_transfer_t *out);
+    /* By its timestamp (the key of the transfers' table), without the id index; NULL
+     * when the backend has no such key (store_read_transfer_at answers unsupported). */
+    pc_status (*read_transfer_at)(store_reader_t *reader, uint64_t timestamp_ns, const char *id,
+                                  store_transfer_t *out);
     /* Both lists of accounts: with query->cursor (list_cursors true; false: store.c
      * refuses a cursor) and query->next_cursor. */
     pc_status (*list_accounts)(store_reader_t *reader, const store_query_t *query, store_account_fn fn,

@@ -45,6 +45,10 @@ typedef struct store_events_writer store_events_writer_t;
  * store closes. */
 PC_MUST_USE pc_status store_events_writer_begin(store_tx_t *tx, store_events_writer_t **out);
 void store_events_writer_reset(store_events_writer_t *writer);
+/* True when the ledger's transfer events may be stored as references to the transfers
+ * they name ("@transfer", events.h), rendered when read: the store keeps the transfers
+ * next to its outbox and no other outbox copies its rows whole (SQLite). */
+bool store_events_ledger_refs(const store_events_writer_t *writer);
 void store_events_writer_end(store_events_writer_t *writer);
 /* The next seq: above every seq stored and at least 'floor_ns' (the clock). */
 PC_MUST_USE pc_status store_events_seq_next(store_events_writer_t *writer, uint64_t floor_ns,

@@ -15,6 +15,10 @@ pc_status store_events_writer_begin(store_tx_t *tx, store_events_writer_t **out)
     return EVENTS_OF(tx)->writer_begin(tx, out);
 }
 
+bool store_events_ledger_refs(const store_events_writer_t *writer) {
+    return EVENTS_OF(writer) != NULL && EVENTS_OF(writer)->ledger_refs;
+}
+
 void store_events_writer_reset(store_events_writer_t *writer) {
     if (EVENTS_OF(writer) != NULL) EVENTS_OF(writer)->writer_reset(writer);
 }

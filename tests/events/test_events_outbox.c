@@ -117,10 +117,41 @@ static json_t *events_all(rig *r, const char *owner) {
     collected c = {json_array()};
     store_events_query_t query = {.limit = 100, .owner = owner};
     bool has_more;
-    ASSERT_STATUS(store_events_list(reader, &query, collect, &c, &has_more), PC_OK);
+    ASSERT_STATUS(events_list(reader, &query, collect, &c, &has_more), PC_OK); /* references rendered */
     ASSERT_FALSE(has_more);
     store_reader_close(reader);
     return c.events;
+}
+
+/* The bodies as stored, in order, joined by newlines. */
+static void stored_body(const store_event_t *event, void *ctx) {
+    char *joined = ctx;
+    size_t used = strlen(joined);
+    ASSERT_TRUE(used + event->body_bytes + 2 < 8192);
+    memcpy(joined + used, event->body, event->body_bytes);
+    joined[used + event->body_bytes] = '\n';
+    joined[used + event->body_bytes + 1] = '\0';
+}
+
+static void events_stored(rig *r, char joined[8192]) {
+    store_reader_t *reader;
+    ASSERT_STATUS(store_reader_open(r->store, &reader), PC_OK);
+    store_events_query_t query = {.limit = 100};
+    bool has_more;
+    joined[0] = '\0';
+    ASSERT_STATUS(store_events_list(reader, &query, stored_body, joined, &has_more), PC_OK);
+    store_reader_close(reader);
+}
+
+static uint64_t transfer_timestamp_ns(rig *r, const char *id) {
+    store_reader_t *reader;
+    ASSERT_STATUS(store_reader_open(r->store, &reader), PC_OK);
+    store_transfer_t t;
+    ASSERT_STATUS(store_read_transfer(reader, id, &t), PC_OK);
+    uint64_t timestamp_ns = t.transfer.timestamp_ns;
+    store_transfer_free(&t);
+    store_reader_close(reader);
+    return timestamp_ns;
 }
 
 /* "type:object_id:object_seq" of every event, in order. */
@@ -171,6 +202,7 @@ static void test_pending_resolutions(void) {
     accounts(&r, "a", "b");
     ledger_transfer_t p[] = {transfer_make("p1", NULL, 100, LEDGER_TRANSFER_PENDING),
                              transfer_make("p2", NULL, 200, LEDGER_TRANSFER_PENDING)};
+    p[0].metadata_json = "{\"order\":\"o-1\"}";
     ASSERT_STATUS(transfers(&r, p, 2), PC_OK);
     ledger_transfer_t resolve[] = {transfer_make("post1", "p1", 60, LEDGER_TRANSFER_POST_PENDING),
                                    transfer_make("void2", "p2", 0, LEDGER_TRANSFER_VOID_PENDING)};
@@ -207,6 +239,27 @@ static void test_pending_resolutions(void) {
     json_t *expired = event_object(json_array_get(events, 9));
     ASSERT_STR_EQ(json_string_value(json_object_get(expired, "pending_state")), "expired");
     ASSERT_EQ(json_integer_value(json_object_get(expired, "timeout_s")), 1);
+    /* stored as references to the transfers, rendered byte for byte as they were
+     * stored whole: the posted event's data, as text */
+    char stored[8192];
+    events_stored(&r, stored);
+    char refs[512];
+    snprintf(refs, sizeof refs, "\n@transfer:%llu\n@transfer:%llu\n@transfer:%llu:%llu:post1\n",
+             (unsigned long long)transfer_timestamp_ns(&r, "p1"), (unsigned long long)transfer_timestamp_ns(&r, "p2"),
+             (unsigned long long)transfer_timestamp_ns(&r, "p1"), (unsigned long long)transfer_timestamp_ns(&r, "post1"));
+    ASSERT_TRUE(strstr(stored, refs) != NULL);
+    char *data = json_dumps(json_object_get(posted, "data"), JSON_COMPACT);
+    char expected[1024];
+    snprintf(expected, sizeof expected,
+             "{\"object\":{\"id\":\"p1\",\"debit_account_id\":\"a\",\"credit_account_id\":\"b\",\"amount\":100,"
+             "\"currency\":\"USD\",\"code\":7,\"flags\":[\"pending\"],\"timeout_s\":0,\"metadata\":{\"order\":\"o-1\"},"
+             "\"timestamp\":%llu,\"pending_state\":\"posted\"},\"resolving_transfer\":{\"id\":\"post1\","
+             "\"debit_account_id\":\"a\",\"credit_account_id\":\"b\",\"amount\":60,\"currency\":\"USD\","
+             "\"code\":7,\"flags\":[\"post_pending\"],\"pending_id\":\"p1\",\"timeout_s\":0,\"metadata\":{},"
+             "\"timestamp\":%llu}}",
+             (unsigned long long)transfer_timestamp_ns(&r, "p1"), (unsigned long long)transfer_timestamp_ns(&r, "post1"));
+    ASSERT_STR_EQ(data, expected);
+    free(data);
     /* ids increase with creation time */
     for (size_t i = 1; i < json_array_size(events); i++) {
         ASSERT_TRUE(strcmp(json_string_value(json_object_get(json_array_get(events, i - 1), "id")),

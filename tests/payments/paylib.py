@@ -174,6 +174,17 @@ def transfer(client, transfer_id):
     return expect(client.get("/v1/transfers/" + transfer_id), 200, what="transfer " + transfer_id).json
 
 
+def all_pages(client, path):
+    """Every item of a listing ('path' without a query), page by page: limit 100, starting_after."""
+    out, after = [], None
+    while True:
+        page = expect(client.get(path + "?limit=100" + ("&starting_after=" + after if after else "")), 200).json
+        out += page["data"]
+        if not page["has_more"]:
+            return out
+        after = page["data"][-1]["id"]
+
+
 def ledger_amounts(admin, payment):
     """A payment's authorized / captured / refunded / fees as its ledger transfers say,
     read by each transfer's role (its id's suffix, docs/accounting.md)."""

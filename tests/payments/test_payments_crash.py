@@ -21,7 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from paylib import BANK_OK, BANK_R01, BIN, TIMEOUT_S, Env, card_payment, check, check_payment_ledger, expect  # noqa
-from paylib import wait_for  # noqa: E402
+from paylib import all_pages, wait_for  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../api"))
 from pcapi import check_conserved  # noqa: E402
 
@@ -80,13 +80,7 @@ class Load:
 
 
 def all_payments(admin):
-    out, after = [], None
-    while True:
-        page = expect(admin.get("/v1/payments?limit=100" + ("&starting_after=" + after if after else "")), 200).json
-        out += page["data"]
-        if not page["has_more"]:
-            return out
-        after = page["data"][-1]["id"]
+    return all_pages(admin, "/v1/payments")
 
 
 def settled(env):
