@@ -88,7 +88,6 @@ struct api_conn {
     int fd;                         /* MHD's: shut down past the deadline, never closed */
     _Atomic uint64_t deadline_ns;   /* monotonic; 0 = none (a command is with the writer) */
     _Atomic bool expired;           /* shut down by the deadline */
-    bool polled;                    /* in the poll() daemon (accept.c) */
     uint8_t address[16];            /* the client's, counted in the server's address table */
 };
 

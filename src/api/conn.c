@@ -126,7 +126,6 @@ static void conn_notify(api_server_t *server, bool polled, struct MHD_Connection
         api_conn_t *conn = calloc(1, sizeof(*conn));
         if (conn != NULL) {
             conn->fd = info->connect_fd;
-            conn->polled = polled;
             conn_address_of(connection, conn->address);
             api_conn_deadline_restart(server, conn);
         }
