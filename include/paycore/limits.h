@@ -182,6 +182,12 @@
  * proxy: every client then shares the proxy's address). */
 #define API_CONNECTIONS_MAX 4096
 #define API_CONNECTIONS_PER_IP_DEFAULT 1024
+/* The first connections are served by a poll() loop, the rest by an epoll one (api/
+ * accept.c says why): this many per HTTP thread in the poll loop, whose every wait
+ * costs in proportion to its connections (~0.15 us each here). */
+#define API_POLL_CONNECTIONS_PER_THREAD 48
+/* The per-address counts of connections (api/conn.c): twice the connections. */
+#define API_CONN_ADDRESS_SLOTS (2 * API_CONNECTIONS_MAX)
 /* One connection's memory in libmicrohttpd: its request line and headers, its read
  * buffer and its reply's headers. MHD zeroes all of it for each request on a kept-alive
  * connection, so it is kept to what a request needs (its default is 32 KiB). The API's

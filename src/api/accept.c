@@ -2,7 +2,16 @@
  * is ours and not MHD's). One thread waits on the listen socket and a stop eventfd,
  * takes up to API_ACCEPT_BATCH_MAX connections at a time and hands each to MHD,
  * which spreads them over its worker threads and applies the connection limits
- * (MHD_add_connection closes a connection it refuses). */
+ * (MHD_add_connection closes a connection it refuses).
+ *
+ * Two daemons serve them. libmicrohttpd 0.9.75's epoll loop takes a suspended
+ * connection out of its epoll set and puts it back after the reply (EPOLL_CTL_DEL +
+ * ADD), and being edge-triggered it reads until EAGAIN: three system calls per request
+ * that wait for the writer, on top of the one read and the one send. Its poll() loop
+ * has none of them (a suspended connection just leaves the next poll set; a read is
+ * one read), but each wait costs in proportion to its connections. So the first
+ * API_POLL_CONNECTIONS_PER_THREAD per thread go to the poll() daemon, the rest to
+ * the epoll one; the per-address limit counts both (conn.c). */
 #include <errno.h>
 #include <poll.h>
 #include <stdint.h>
@@ -26,6 +35,22 @@ static void accept_pause(void) {
     nanosleep(&pause, NULL);
 }
 
+/* The count is taken before the hand-over and given back when MHD refuses it (or when
+ * the connection closes, conn.c): the poll() daemon never holds more than polled_max. */
+static void accept_hand_over(api_acceptor_t *acceptor, int fd, const struct sockaddr_storage *addr,
+                             socklen_t addr_bytes) {
+    struct MHD_Daemon *daemon = acceptor->daemon;
+    if (acceptor->polled != NULL) {
+        uint32_t held = atomic_fetch_add(acceptor->polled_count, 1);
+        if (held < acceptor->polled_max) daemon = acceptor->polled;
+        else atomic_fetch_sub(acceptor->polled_count, 1);
+    }
+    if (MHD_add_connection(daemon, fd, (const struct sockaddr *)addr, addr_bytes) != MHD_YES &&
+        daemon == acceptor->polled) {
+        atomic_fetch_sub(acceptor->polled_count, 1);
+    }
+}
+
 /* Takes the connections waiting now; false when the process is out of descriptors. */
 static bool accept_ready(api_acceptor_t *acceptor) {
     for (uint32_t i = 0; i < API_ACCEPT_BATCH_MAX; i++) {
@@ -33,7 +58,7 @@ static bool accept_ready(api_acceptor_t *acceptor) {
         socklen_t addr_bytes = sizeof addr;
         int fd = accept4(acceptor->listen_fd, (struct sockaddr *)&addr, &addr_bytes, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd < 0) return !accept_starved(errno); /* EAGAIN: none left; ECONNABORTED: gone */
-        (void)MHD_add_connection(acceptor->daemon, fd, (struct sockaddr *)&addr, addr_bytes);
+        accept_hand_over(acceptor, fd, &addr, addr_bytes);
     }
     return true;
 }
@@ -61,11 +86,15 @@ static void *acceptor_run(void *arg) {
     return NULL;
 }
 
-pc_status api_acceptor_start(api_acceptor_t *acceptor, int listen_fd, struct MHD_Daemon *daemon) {
+pc_status api_acceptor_start(api_acceptor_t *acceptor, int listen_fd, struct MHD_Daemon *daemon,
+                             struct MHD_Daemon *polled, _Atomic uint32_t *polled_count, uint32_t polled_max) {
     PC_ASSERT(!acceptor->started);
-    PC_ASSERT(listen_fd >= 0 && daemon != NULL);
+    PC_ASSERT(listen_fd >= 0 && daemon != NULL && (polled == NULL || polled_count != NULL));
     acceptor->listen_fd = listen_fd;
     acceptor->daemon = daemon;
+    acceptor->polled = polled;
+    acceptor->polled_count = polled_count;
+    acceptor->polled_max = polled_max;
     acceptor->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (acceptor->wake_fd < 0) return PC_IO;
     if (pthread_create(&acceptor->thread, NULL, acceptor_run, acceptor) != 0) {

@@ -88,14 +88,24 @@ struct api_conn {
     int fd;                         /* MHD's: shut down past the deadline, never closed */
     _Atomic uint64_t deadline_ns;   /* monotonic; 0 = none (a command is with the writer) */
     _Atomic bool expired;           /* shut down by the deadline */
+    uint8_t address[16];            /* the client's, counted in the server's address table */
 };
+
+/* One client address and its connections (conn.c), under conns_mutex. */
+typedef struct {
+    uint8_t address[16];
+    uint32_t count;                 /* 0: a free slot */
+} api_conn_address_t;
 
 pc_status api_conns_init(api_server_t *server);
 void api_conns_stop(api_server_t *server);
 void api_conns_free(api_server_t *server);
-/* MHD_OPTION_NOTIFY_CONNECTION. */
+/* MHD_OPTION_NOTIFY_CONNECTION of the epoll daemon and of the poll() one. A connection
+ * past --connections-per-ip-max (counted over both daemons) is shut down at its start. */
 void api_conn_notify(void *cls, struct MHD_Connection *connection, void **socket_context,
                      enum MHD_ConnectionNotificationCode code);
+void api_conn_notify_polled(void *cls, struct MHD_Connection *connection, void **socket_context,
+                            enum MHD_ConnectionNotificationCode code);
 /* The entry of an MHD connection (NULL when none could be made). */
 api_conn_t *api_conn_of(struct MHD_Connection *connection);
 /* The connection's deadline: now + --timeout-s. */
@@ -113,13 +123,18 @@ bool api_conn_expired(const api_conn_t *conn);
 typedef struct {
     int listen_fd;                 /* borrowed: still listening after the stop */
     int wake_fd;                   /* eventfd: written once to stop */
-    struct MHD_Daemon *daemon;     /* borrowed: outlives the loop */
+    struct MHD_Daemon *daemon;     /* borrowed: outlives the loop (epoll) */
+    struct MHD_Daemon *polled;     /* borrowed, NULL: none (poll(), the first connections) */
+    _Atomic uint32_t *polled_count; /* handed to 'polled' and not yet closed (conn.c) */
+    uint32_t polled_max;
     pthread_t thread;
     bool started;
 } api_acceptor_t;
 
-/* Accepts on 'listen_fd' (non-blocking) and hands each connection to 'daemon'. */
-pc_status api_acceptor_start(api_acceptor_t *acceptor, int listen_fd, struct MHD_Daemon *daemon);
+/* Accepts on 'listen_fd' (non-blocking) and hands each connection to 'polled' while it
+ * holds fewer than 'polled_max', else to 'daemon'. */
+pc_status api_acceptor_start(api_acceptor_t *acceptor, int listen_fd, struct MHD_Daemon *daemon,
+                             struct MHD_Daemon *polled, _Atomic uint32_t *polled_count, uint32_t polled_max);
 /* Returns once no connection will be handed over any more; the socket is untouched
  * (its backlog waits for the next loop, or for the caller to shut it down). Safe to
  * call twice, or on a loop that never started. */
@@ -176,7 +191,9 @@ struct api_server {
     writer_t *writer;
     pthread_rwlock_t writer_lock;   /* writer_submit (read) vs. the start of shutdown (write) */
     _Atomic bool draining;          /* set under writer_lock (write); read anywhere */
-    struct MHD_Daemon *daemon;
+    struct MHD_Daemon *daemon;      /* epoll: the connections past the poll() daemon's */
+    struct MHD_Daemon *daemon_polled; /* poll(): the first connections (accept.c) */
+    _Atomic uint32_t conns_polled;  /* connections handed to daemon_polled, not yet closed */
     int listen_fd;                  /* bound before the store opens; always ours (accept.c) */
     api_acceptor_t acceptor;        /* hands listen_fd's connections to 'daemon' */
     uint16_t port;
@@ -192,6 +209,7 @@ struct api_server {
     /* connections (conn.c) */
     pthread_mutex_t conns_mutex;    /* the list */
     api_conn_t *conns_head;
+    api_conn_address_t *conn_addresses; /* API_CONN_ADDRESS_SLOTS, under conns_mutex */
     pthread_mutex_t conns_stop_mutex;
     pthread_cond_t conns_cond;
     bool conns_stop;

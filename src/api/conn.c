@@ -14,7 +14,9 @@
  * unlinks the entry under the same mutex the reaper holds: a descriptor the reaper
  * shuts down is always still this connection's. */
 #include <microhttpd.h>
+#include <netinet/in.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -46,47 +48,118 @@ api_conn_t *api_conn_of(struct MHD_Connection *connection) {
     return info != NULL ? info->socket_context : NULL;
 }
 
-static void conn_link(api_server_t *server, api_conn_t *conn) {
-    pthread_mutex_lock(&server->conns_mutex);
+static void conn_link_locked(api_server_t *server, api_conn_t *conn) {
     conn->prev = NULL;
     conn->next = server->conns_head;
     if (server->conns_head != NULL) server->conns_head->prev = conn;
     server->conns_head = conn;
-    pthread_mutex_unlock(&server->conns_mutex);
 }
 
-static void conn_unlink(api_server_t *server, api_conn_t *conn) {
-    pthread_mutex_lock(&server->conns_mutex);
+static void conn_unlink_locked(api_server_t *server, api_conn_t *conn) {
     if (conn->prev != NULL) conn->prev->next = conn->next;
     else server->conns_head = conn->next;
     if (conn->next != NULL) conn->next->prev = conn->prev;
-    pthread_mutex_unlock(&server->conns_mutex);
+}
+
+/* ---- connections per client address, over both daemons (accept.c) ----
+ * A table with open addressing, never more than half full (a slot per connection at
+ * most, twice as many slots); a freed slot is filled by shifting its cluster back. */
+
+static void conn_address_of(struct MHD_Connection *connection, uint8_t out[16]) {
+    memset(out, 0, 16);
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (info == NULL || info->client_addr == NULL) return;
+    const struct sockaddr *addr = info->client_addr;
+    if (addr->sa_family == AF_INET) memcpy(out, &((const struct sockaddr_in *)(const void *)addr)->sin_addr, 4);
+    else if (addr->sa_family == AF_INET6) memcpy(out, &((const struct sockaddr_in6 *)(const void *)addr)->sin6_addr, 16);
+}
+
+static uint32_t conn_address_home(const uint8_t address[16]) {
+    return (uint32_t)pc_hash64(address, 16) & (API_CONN_ADDRESS_SLOTS - 1);
+}
+
+/* The address's slot, or the free slot where it would go. Under conns_mutex. */
+static uint32_t conn_address_find(const api_server_t *server, const uint8_t address[16]) {
+    uint32_t slot = conn_address_home(address);
+    while (server->conn_addresses[slot].count != 0 && memcmp(server->conn_addresses[slot].address, address, 16) != 0) {
+        slot = (slot + 1) & (API_CONN_ADDRESS_SLOTS - 1);
+    }
+    return slot;
+}
+
+/* True (and counted) while the address holds fewer than --connections-per-ip-max. */
+static bool conn_address_take(api_server_t *server, const uint8_t address[16]) {
+    api_conn_address_t *entry = &server->conn_addresses[conn_address_find(server, address)];
+    uint32_t max = server->config.connections_per_ip_max;
+    if (max != 0 && entry->count >= max) return false;
+    memcpy(entry->address, address, 16);
+    entry->count++;
+    return true;
+}
+
+static void conn_address_release(api_server_t *server, const uint8_t address[16]) {
+    uint32_t hole = conn_address_find(server, address);
+    api_conn_address_t *slots = server->conn_addresses;
+    PC_ASSERT(slots[hole].count > 0);
+    if (--slots[hole].count > 0) return;
+    /* backward shift: a later entry of the cluster moves into the hole unless its home
+     * lies cyclically in (hole, at] */
+    for (uint32_t at = (hole + 1) & (API_CONN_ADDRESS_SLOTS - 1); slots[at].count != 0;
+         at = (at + 1) & (API_CONN_ADDRESS_SLOTS - 1)) {
+        uint32_t home = conn_address_home(slots[at].address);
+        bool stays = hole <= at ? (hole < home && home <= at) : (hole < home || home <= at);
+        if (stays) continue;
+        slots[hole] = slots[at];
+        slots[at].count = 0;
+        hole = at;
+    }
 }
 
 /* MHD_OPTION_NOTIFY_CONNECTION: a connection opens or closes. An entry that cannot be
- * allocated leaves the connection without a deadline (MHD's idle timeout still holds). */
-void api_conn_notify(void *cls, struct MHD_Connection *connection, void **socket_context,
-                     enum MHD_ConnectionNotificationCode code) {
-    api_server_t *server = cls;
+ * allocated, or a connection past the per-address limit, is shut down: MHD closes it. */
+static void conn_notify(api_server_t *server, bool polled, struct MHD_Connection *connection,
+                        void **socket_context, enum MHD_ConnectionNotificationCode code) {
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
         const union MHD_ConnectionInfo *info =
             MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (info == NULL) return;
         api_conn_t *conn = calloc(1, sizeof(*conn));
-        if (conn == NULL || info == NULL) {
+        if (conn != NULL) {
+            conn->fd = info->connect_fd;
+            conn_address_of(connection, conn->address);
+            api_conn_deadline_restart(server, conn);
+        }
+        pthread_mutex_lock(&server->conns_mutex);
+        bool admitted = conn != NULL && conn_address_take(server, conn->address);
+        if (admitted) conn_link_locked(server, conn);
+        pthread_mutex_unlock(&server->conns_mutex);
+        if (!admitted) {
             free(conn);
+            (void)shutdown(info->connect_fd, SHUT_RDWR);
             return;
         }
-        conn->fd = info->connect_fd;
-        api_conn_deadline_restart(server, conn);
-        conn_link(server, conn);
         *socket_context = conn;
         return;
     }
+    if (polled) atomic_fetch_sub(&server->conns_polled, 1); /* taken by accept.c */
     api_conn_t *conn = *socket_context;
     if (conn == NULL) return;
     *socket_context = NULL;
-    conn_unlink(server, conn);
+    pthread_mutex_lock(&server->conns_mutex);
+    conn_unlink_locked(server, conn);
+    conn_address_release(server, conn->address);
+    pthread_mutex_unlock(&server->conns_mutex);
     free(conn);
+}
+
+void api_conn_notify(void *cls, struct MHD_Connection *connection, void **socket_context,
+                     enum MHD_ConnectionNotificationCode code) {
+    conn_notify(cls, false, connection, socket_context, code);
+}
+
+void api_conn_notify_polled(void *cls, struct MHD_Connection *connection, void **socket_context,
+                            enum MHD_ConnectionNotificationCode code) {
+    conn_notify(cls, true, connection, socket_context, code);
 }
 
 /* Shuts down every connection past its deadline (each once). */
@@ -127,6 +200,8 @@ pc_status api_conns_init(api_server_t *server) {
     pthread_mutex_init(&server->conns_mutex, NULL);
     pthread_mutex_init(&server->conns_stop_mutex, NULL);
     pthread_cond_init(&server->conns_cond, NULL);
+    server->conn_addresses = calloc(API_CONN_ADDRESS_SLOTS, sizeof(*server->conn_addresses));
+    if (server->conn_addresses == NULL) return PC_NO_MEMORY;
     if (pthread_create(&server->conns_reaper, NULL, conns_reaper_run, server) != 0) return PC_INTERNAL;
     server->conns_started = true;
     return PC_OK;
@@ -149,4 +224,6 @@ void api_conns_free(api_server_t *server) {
     pthread_cond_destroy(&server->conns_cond);
     pthread_mutex_destroy(&server->conns_stop_mutex);
     pthread_mutex_destroy(&server->conns_mutex);
+    free(server->conn_addresses);
+    server->conn_addresses = NULL;
 }

@@ -532,27 +532,37 @@ static pc_status listen_bind(api_server_t *server) {
     return PC_OK;
 }
 
+/* One of the API's two MHD daemons (accept.c says why two): 'loop' MHD_USE_EPOLL or
+ * MHD_USE_POLL. The per-address limit is conn.c's, over both. */
+static struct MHD_Daemon *http_daemon_start(api_server_t *server, unsigned int loop, uint32_t connections_max,
+                                            MHD_NotifyConnectionCallback notify) {
+    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | loop | MHD_USE_NO_LISTEN_SOCKET |
+                         MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    return MHD_start_daemon(
+        flags, 0, NULL, NULL, on_access, server,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)server->config.threads,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, server,
+        MHD_OPTION_NOTIFY_CONNECTION, notify, server,
+        /* MHD's idle timeout; conn.c adds the deadline of a whole request */
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)server->config.connection_timeout_s,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)connections_max,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)API_CONNECTION_MEMORY_BYTES,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, server, MHD_OPTION_END);
+}
+
 static pc_status start_http(api_server_t *server) {
     if (server->forward != NULL) { /* the standby took over: the socket serves the set now */
         server->listen_fd = api_forward_stop(server->forward);
         server->forward = NULL;
     }
-    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_NO_LISTEN_SOCKET |
-                         MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
-    server->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_access, server,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)server->config.threads,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, server,
-        MHD_OPTION_NOTIFY_CONNECTION, api_conn_notify, server,
-        /* MHD's idle timeout; conn.c adds the deadline of a whole request */
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)server->config.connection_timeout_s,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)API_CONNECTIONS_MAX,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)API_CONNECTION_MEMORY_BYTES,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)server->config.connections_per_ip_max,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, server, MHD_OPTION_END);
-    pc_status status = server->daemon != NULL ? api_acceptor_start(&server->acceptor, server->listen_fd,
-                                                                    server->daemon)
-                                              : PC_IO;
+    uint32_t polled_max = server->config.threads * API_POLL_CONNECTIONS_PER_THREAD;
+    if (polled_max > API_CONNECTIONS_MAX / 2) polled_max = API_CONNECTIONS_MAX / 2;
+    server->daemon_polled = http_daemon_start(server, MHD_USE_POLL, polled_max, api_conn_notify_polled);
+    server->daemon = http_daemon_start(server, MHD_USE_EPOLL, API_CONNECTIONS_MAX - polled_max, api_conn_notify);
+    pc_status status = server->daemon != NULL && server->daemon_polled != NULL
+                           ? api_acceptor_start(&server->acceptor, server->listen_fd, server->daemon,
+                                                server->daemon_polled, &server->conns_polled, polled_max)
+                           : PC_IO;
     if (status != PC_OK) obs_logf(OBS_LEVEL_ERROR, "cannot start the HTTP server on %s", server->config.listen);
     return status;
 }
@@ -593,6 +603,7 @@ static void server_free(api_server_t *server) {
     api_conns_stop(server);
     api_acceptor_stop(&server->acceptor); /* nothing is handed to MHD while it stops */
     if (server->daemon != NULL) MHD_stop_daemon(server->daemon);
+    if (server->daemon_polled != NULL) MHD_stop_daemon(server->daemon_polled);
     api_conns_free(server); /* MHD reported every connection closed */
     if (server->http_stopped_fn != NULL) server->http_stopped_fn(server->http_stopped_ctx);
     if (server->forward != NULL) server->listen_fd = api_forward_stop(server->forward); /* never took over */

@@ -54,6 +54,13 @@ uint64_t pc_hash64(const void *bytes, size_t byte_count);
  * number of times. */
 void pc_sodium_ready(void);
 
+/* Random bytes from libsodium's CSPRNG, drawn a pool at a time (one getrandom call per
+ * 256 bytes instead of one per call): each byte is handed out once, then wiped; the
+ * pool is per thread, and a forked child never hands out its parent's bytes (nonces
+ * stay unique). At most PC_RANDOM_POOL_BYTES per call. */
+#define PC_RANDOM_POOL_BYTES 256
+void pc_random_pooled(void *out, size_t byte_count);
+
 /* A secret key for pc_hash_keyed. Without it, no one can choose inputs that collide
  * (hash flooding of tables, crafted collisions in indexes). */
 #define PC_HASH_KEY_BYTES 16

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
@@ -25,6 +26,34 @@ static void sodium_start(void) { sodium_init_result = sodium_init(); }
 void pc_sodium_ready(void) {
     PC_ASSERT(pthread_once(&sodium_once, sodium_start) == 0);
     PC_ASSERT(sodium_init_result >= 0);
+}
+
+/* Bumped in a forked child: every pool filled before the fork is stale there. */
+static _Atomic uint64_t random_fork_generation = 1;
+static pthread_once_t random_atfork_once = PTHREAD_ONCE_INIT;
+
+static void random_after_fork_child(void) { atomic_fetch_add(&random_fork_generation, 1); }
+
+static void random_atfork_register(void) {
+    PC_ASSERT(pthread_atfork(NULL, NULL, random_after_fork_child) == 0);
+}
+
+void pc_random_pooled(void *out, size_t byte_count) {
+    static _Thread_local uint8_t pool[PC_RANDOM_POOL_BYTES];
+    static _Thread_local size_t used = sizeof pool;
+    static _Thread_local uint64_t generation; /* of the fill; 0 = never filled */
+    PC_ASSERT(byte_count <= sizeof pool);
+    uint64_t now_generation = atomic_load_explicit(&random_fork_generation, memory_order_relaxed);
+    if (generation != now_generation || used + byte_count > sizeof pool) {
+        pc_sodium_ready();
+        PC_ASSERT(pthread_once(&random_atfork_once, random_atfork_register) == 0);
+        randombytes_buf(pool, sizeof pool);
+        used = 0;
+        generation = atomic_load_explicit(&random_fork_generation, memory_order_relaxed);
+    }
+    memcpy(out, pool + used, byte_count);
+    sodium_memzero(pool + used, byte_count);
+    used += byte_count;
 }
 
 void pc_hash_key_random(pc_hash_key_t *out) {

@@ -22,21 +22,6 @@ const char *pay_op_kind_name(pay_op_kind kind) {
     return (unsigned)kind < PAY_OP_KIND_COUNT ? op_kind_names[kind] : "unknown";
 }
 
-/* Random bytes drawn from the system's generator a pool at a time (one getrandom call
- * per 51 ids instead of one each); each byte is handed out once, then wiped. */
-static void id_random(uint8_t *out, size_t bytes) {
-    static _Thread_local uint8_t pool[256];
-    static _Thread_local size_t used = sizeof pool;
-    PC_ASSERT(bytes <= sizeof pool);
-    if (used + bytes > sizeof pool) {
-        randombytes_buf(pool, sizeof pool);
-        used = 0;
-    }
-    memcpy(out, pool + used, bytes);
-    sodium_memzero(pool + used, bytes);
-    used += bytes;
-}
-
 /* Seven bytes of the creation time in microseconds (big-endian), then five random:
  * ids made close in time sort close, so the rows a batch writes (a payment, its
  * operations, their lookups) share B-tree pages instead of each dirtying its own. */
@@ -44,7 +29,7 @@ void pay_id_new(const char *prefix, char out[PC_ID_SIZE]) {
     uint8_t bytes[12];
     uint64_t now_us = pc_wall_ns() / 1000u;
     for (int i = 0; i < 7; i++) bytes[i] = (uint8_t)(now_us >> (8 * (6 - i)));
-    id_random(bytes + 7, sizeof bytes - 7);
+    pc_random_pooled(bytes + 7, sizeof bytes - 7);
     char hex[2 * sizeof bytes + 1];
     sodium_bin2hex(hex, sizeof hex, bytes, sizeof bytes);
     size_t prefix_bytes = strlen(prefix);

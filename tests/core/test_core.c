@@ -1,9 +1,15 @@
 /* Goal: the shared basics hold: status codes are unique and round-trip, the currency
  * table knows exponents and refuses non-codes, ids are validated exactly; the text
  * helpers that replace snprintf on hot paths (decimal, hex, joined parts) write what
- * snprintf writes, cut where it cuts, and return the length it returns.
+ * snprintf writes, cut where it cuts, and return the length it returns; pooled random
+ * bytes are never handed out twice, not across threads, not to a forked child.
  * Method: table walks and edge values; the text helpers against snprintf over random
  * and edge integers, padding widths and buffer sizes from 1 byte up. */
+#include <pthread.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "core/core.h"
 #include "paycore/money.h"
 #include "paycore/status.h"
@@ -122,6 +128,70 @@ static void test_str_join(void) {
     }
 }
 
+/* 24-byte draws (a nonce's size): none repeats among 'count' draws of this thread. */
+#define DRAWS 400
+#define DRAW_BYTES 24
+static void draws_take(uint8_t out[DRAWS][DRAW_BYTES]) {
+    for (int i = 0; i < DRAWS; i++) pc_random_pooled(out[i], DRAW_BYTES);
+}
+
+static int draws_overlap(uint8_t a[][DRAW_BYTES], int a_count, uint8_t b[][DRAW_BYTES], int b_count) {
+    int same = 0;
+    for (int i = 0; i < a_count; i++) {
+        for (int j = 0; j < b_count; j++) same += (a != b || i != j) && memcmp(a[i], b[j], DRAW_BYTES) == 0;
+    }
+    return same;
+}
+
+static uint8_t thread_draws[DRAWS][DRAW_BYTES];
+static void *draws_thread(void *arg) {
+    (void)arg;
+    draws_take(thread_draws);
+    return NULL;
+}
+
+static void test_random_pooled(void) {
+    static uint8_t mine[DRAWS][DRAW_BYTES], after[DRAWS][DRAW_BYTES];
+    pc_random_pooled(mine[0], 5); /* a partly used pool, as at a fork in the middle of one */
+    draws_take(mine);
+    ASSERT_EQ(draws_overlap(mine, DRAWS, mine, DRAWS), 0);
+    pthread_t thread;
+    ASSERT_EQ(pthread_create(&thread, NULL, draws_thread, NULL), 0);
+    ASSERT_EQ(pthread_join(thread, NULL), 0);
+    ASSERT_EQ(draws_overlap(mine, DRAWS, thread_draws, DRAWS), 0);
+    /* a child draws from a pool of its own: what it gets, the parent never gets */
+    int pipe_fds[2];
+    ASSERT_EQ(pipe(pipe_fds), 0);
+    /* a whole pool, then a fresh one with room left at the fork */
+    uint8_t scratch[PC_RANDOM_POOL_BYTES];
+    pc_random_pooled(scratch, sizeof scratch);
+    pc_random_pooled(scratch, 8);
+    pid_t pid = fork();
+    ASSERT_TRUE(pid >= 0);
+    if (pid == 0) {
+        uint8_t child[DRAWS][DRAW_BYTES];
+        draws_take(child);
+        ssize_t written = write(pipe_fds[1], child, sizeof child);
+        _exit(written == (ssize_t)sizeof child ? 0 : 1);
+    }
+    close(pipe_fds[1]);
+    static uint8_t child[DRAWS][DRAW_BYTES];
+    size_t got = 0;
+    while (got < sizeof child) {
+        ssize_t n = read(pipe_fds[0], (uint8_t *)child + got, sizeof child - got);
+        ASSERT_TRUE(n > 0);
+        got += (size_t)n;
+    }
+    close(pipe_fds[0]);
+    int child_status = 0;
+    ASSERT_EQ(waitpid(pid, &child_status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(child_status) && WEXITSTATUS(child_status) == 0);
+    draws_take(after);
+    ASSERT_EQ(draws_overlap(child, DRAWS, after, DRAWS), 0);
+    ASSERT_EQ(draws_overlap(child, DRAWS, mine, DRAWS), 0);
+    ASSERT_EQ(draws_overlap(after, DRAWS, mine, DRAWS), 0);
+}
+
 int main(void) {
     TEST_RUN(test_status_table);
     TEST_RUN(test_currencies);
@@ -129,5 +199,6 @@ int main(void) {
     TEST_RUN(test_overflow_add);
     TEST_RUN(test_int_texts);
     TEST_RUN(test_str_join);
+    TEST_RUN(test_random_pooled);
     return test_finish();
 }
