@@ -126,11 +126,12 @@ static bool cardholder_move(sim_t *sim, const char *number, const char *currency
 
 /* ---- authorizations in the record ---- */
 
-/* Fills 'out' from a row of auth_columns (its rowid last). */
+/* The columns auth_fill reads, the row's rowid last. */
 #define AUTH_COLUMNS                                                                                            \
     "id, card_number, status, response_code, amount, currency, captured_total, refunded_total,"                \
     " coalesce(challenge_state, ''), capture_requested, coalesce(merchant_ref, ''), rowid"
 
+/* Fills 'out' from a row of AUTH_COLUMNS (its record's row is the caller's to set). */
 static void auth_fill(sqlite3_stmt *stmt, card_auth_t *out) {
     memset(out, 0, sizeof(*out));
     pc_str_copy(out->id, sizeof out->id, sim_col_text(stmt, 0));
