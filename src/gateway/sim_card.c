@@ -126,45 +126,76 @@ static bool cardholder_move(sim_t *sim, const char *number, const char *currency
 
 /* ---- authorizations in the record ---- */
 
-/* An authorization by its id or its challenge's, found through temp.auth_rows
- * (sim_record.c): 1 found, 0 not, -1 the record failed. */
-static int auth_load(sim_t *sim, const char *column_is, const char *value, card_auth_t *out) {
-    static const char by_id[] =
-        "SELECT a.id, a.card_number, a.status, a.response_code, a.amount, a.currency, a.captured_total,"
-        " a.refunded_total, coalesce(a.challenge_state, ''), a.capture_requested, coalesce(a.merchant_ref, ''),"
-        " m.auth_row, m.record_row FROM temp.auth_rows m JOIN authorizations a ON a.rowid = m.auth_row"
-        " WHERE m.id = ?";
-    static const char by_challenge[] =
-        "SELECT a.id, a.card_number, a.status, a.response_code, a.amount, a.currency, a.captured_total,"
-        " a.refunded_total, coalesce(a.challenge_state, ''), a.capture_requested, coalesce(a.merchant_ref, ''),"
-        " m.auth_row, m.record_row FROM authorizations a JOIN temp.auth_rows m ON m.id = a.id"
-        " WHERE a.challenge_id = ?";
-    sqlite3_stmt *stmt = sim_db_query(&sim->db, strcmp(column_is, "id") == 0 ? by_id : by_challenge, "s", value);
+/* The columns auth_fill reads, the row's rowid last. */
+#define AUTH_COLUMNS                                                                                            \
+    "id, card_number, status, response_code, amount, currency, captured_total, refunded_total,"                \
+    " coalesce(challenge_state, ''), capture_requested, coalesce(merchant_ref, ''), rowid"
+
+/* Fills 'out' from a row of AUTH_COLUMNS (its record's row is the caller's to set). */
+static void auth_fill(sqlite3_stmt *stmt, card_auth_t *out) {
+    memset(out, 0, sizeof(*out));
+    pc_str_copy(out->id, sizeof out->id, sim_col_text(stmt, 0));
+    pc_str_copy(out->number, sizeof out->number, sim_col_text(stmt, 1));
+    pc_str_copy(out->status, sizeof out->status, sim_col_text(stmt, 2));
+    pc_str_copy(out->response_code, sizeof out->response_code, sim_col_text(stmt, 3));
+    out->amount = sqlite3_column_int64(stmt, 4);
+    pc_str_copy(out->currency, sizeof out->currency, sim_col_text(stmt, 5));
+    out->captured_total = sqlite3_column_int64(stmt, 6);
+    out->refunded_total = sqlite3_column_int64(stmt, 7);
+    pc_str_copy(out->challenge_state, sizeof out->challenge_state, sim_col_text(stmt, 8));
+    out->capture_requested = sqlite3_column_int(stmt, 9) != 0;
+    pc_str_copy(out->merchant_ref, sizeof out->merchant_ref, sim_col_text(stmt, 10));
+    out->row = sqlite3_column_int64(stmt, 11);
+}
+
+/* Reads the authorization at 'row' if its id is 'id': 1 found, 0 not, -1 the record failed. */
+static int auth_read_row(sim_t *sim, int64_t row, const char *id, card_auth_t *out) {
+    sqlite3_stmt *stmt = sim_db_query(&sim->db, "SELECT " AUTH_COLUMNS " FROM authorizations WHERE rowid = ?", "i", row);
     if (stmt == NULL) return -1;
     int rc = sqlite3_step(stmt);
-    if (rc == SQLITE_ROW) {
-        memset(out, 0, sizeof(*out));
-        pc_str_copy(out->id, sizeof out->id, sim_col_text(stmt, 0));
-        pc_str_copy(out->number, sizeof out->number, sim_col_text(stmt, 1));
-        pc_str_copy(out->status, sizeof out->status, sim_col_text(stmt, 2));
-        pc_str_copy(out->response_code, sizeof out->response_code, sim_col_text(stmt, 3));
-        out->amount = sqlite3_column_int64(stmt, 4);
-        pc_str_copy(out->currency, sizeof out->currency, sim_col_text(stmt, 5));
-        out->captured_total = sqlite3_column_int64(stmt, 6);
-        out->refunded_total = sqlite3_column_int64(stmt, 7);
-        pc_str_copy(out->challenge_state, sizeof out->challenge_state, sim_col_text(stmt, 8));
-        out->capture_requested = sqlite3_column_int(stmt, 9) != 0;
-        pc_str_copy(out->merchant_ref, sizeof out->merchant_ref, sim_col_text(stmt, 10));
-        out->row = sqlite3_column_int64(stmt, 11);
-        out->record_row = sqlite3_column_int64(stmt, 12);
-    }
+    bool same = rc == SQLITE_ROW && strcmp(sim_col_text(stmt, 0), id) == 0;
+    if (same) auth_fill(stmt, out);
     sqlite3_reset(stmt);
-    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+    return same ? 1 : rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* An authorization by its id, through the record's map of ids (sim_db_auth_*): 1
+ * found, 0 not, -1 the record failed. */
+static int auth_load(sim_t *sim, const char *id, card_auth_t *out) {
+    uint32_t cursor = 0;
+    int64_t row = 0, record_row = 0;
+    while (sim_db_auth_next(&sim->db, id, &cursor, &row, &record_row)) {
+        int found = auth_read_row(sim, row, id, out);
+        if (found != 0) {
+            out->record_row = record_row;
+            return found;
+        }
+    }
+    return 0;
+}
+
+/* An authorization by its challenge's id: 1 found, 0 not, -1 the record failed. */
+static int auth_load_challenge(sim_t *sim, const char *challenge_id, card_auth_t *out) {
+    sqlite3_stmt *stmt = sim_db_query(&sim->db, "SELECT " AUTH_COLUMNS " FROM authorizations WHERE challenge_id = ?",
+                                      "s", challenge_id);
+    if (stmt == NULL) return -1;
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) auth_fill(stmt, out);
+    sqlite3_reset(stmt);
+    if (rc != SQLITE_ROW) return rc == SQLITE_DONE ? 0 : -1;
+    uint32_t cursor = 0;
+    int64_t row = 0, record_row = 0;
+    while (sim_db_auth_next(&sim->db, out->id, &cursor, &row, &record_row)) {
+        if (row != out->row) continue;
+        out->record_row = record_row;
+        return 1;
+    }
+    return -1; /* in the table but not in the map: the map failed to load */
 }
 
 /* Loads the authorization named in the path, or answers 404 / 500. */
 static bool auth_from_path(sim_req_t *req, card_auth_t *auth) {
-    int found = auth_load(req->sim, "id", req->params[0], auth);
+    int found = auth_load(req->sim, req->params[0], auth);
     if (found < 0) sim_reply_internal(req);
     if (found == 0) sim_reply_not_found(req, "no such authorization");
     return found == 1;
@@ -355,8 +386,7 @@ static void card_authorize(sim_req_t *req) {
     ok = ok && record_insert(req, auth.id, "authorization", NULL, auth.status, code, auth.amount, auth.currency,
                              auth.merchant_ref, false);
     auth.record_row = sqlite3_last_insert_rowid(sim->db.db);
-    ok = ok && sim_db_run(&sim->db, "INSERT INTO temp.auth_rows(id, auth_row, record_row) VALUES (?, ?, ?)", "sii",
-                          auth.id, auth.row, auth.record_row);
+    ok = ok && sim_db_auth_note(&sim->db, auth.id, auth.row, auth.record_row);
     char capture_id[SIM_ID_SIZE] = "";
     if (ok && strcmp(code, "00") == 0) ok = auth_apply_approval(req, &auth, capture_id);
     if (!ok) return sim_reply_internal(req);
@@ -383,7 +413,7 @@ static void card_challenge_complete(sim_req_t *req) {
         return;
     }
     card_auth_t auth;
-    int found = auth_load(sim, "challenge", req->params[0], &auth);
+    int found = auth_load_challenge(sim, req->params[0], &auth);
     if (found <= 0) return found < 0 ? sim_reply_internal(req) : sim_reply_not_found(req, "no such challenge");
     if (strcmp(auth.challenge_state, "pending") != 0) {
         return sim_reply_error(req, 409, "challenge_already_completed", "this challenge was completed before", NULL);

@@ -96,6 +96,9 @@ typedef struct {
     } cache[SIM_STMT_CACHE_MAX];
     uint32_t cache_count;
     uint64_t *keys_seen;          /* Bloom filter of the keys in arrival_counts and idempotency; NULL: none */
+    struct sim_auth_slot *auth_slots; /* card authorizations by id (sim_db_auth_*); NULL: not loaded */
+    uint32_t auth_capacity;       /* slots: a power of two, at most half full */
+    uint32_t auth_count;
 } sim_db_t;
 
 bool sim_db_open(sim_db_t *db, const char *path, sim_kind kind, char *error, size_t error_bytes);
@@ -117,6 +120,16 @@ void sim_db_rollback(sim_db_t *db);
 bool sim_db_key_maybe(const sim_db_t *db, const char *key);
 /* Notes a key about to be written (a write rolled back leaves a false "maybe"). */
 void sim_db_key_note(sim_db_t *db, const char *key);
+/* Card authorizations by id, in memory (the authorizations table has no index on its
+ * id: rows are appended in arrival order): each one's row and its record's row. Filled
+ * at open, by sim_db_auth_note as each is inserted, and again from the file after any
+ * rollback (so it never names a row that was undone). */
+bool sim_db_auth_note(sim_db_t *db, const char *id, int64_t auth_row, int64_t record_row);
+/* The next candidate rows for 'id' from '*cursor' (0 to start): the map keeps a hash
+ * of each id, so the caller checks the id of the row it reads. False when none is
+ * left (or the map is not loaded). */
+bool sim_db_auth_next(const sim_db_t *db, const char *id, uint32_t *cursor, int64_t *auth_row,
+                      int64_t *record_row);
 /* Column i as text, "" for NULL. */
 const char *sim_col_text(sqlite3_stmt *stmt, int column);
 

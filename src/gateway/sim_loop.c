@@ -158,7 +158,11 @@ static void *loop_main(void *arg) {
             sim->quiesced_fd = MHD_quiesce_daemon(sim->daemon);
             quiesced = true;
         }
-        wait_events(sim, pass_timeout_ms(sim, stopping, resumed));
+        /* A pass that must not wait leaves the polling to MHD_run (its own epoll_wait
+         * with no timeout): a wait of 0 here first would be a second system call for
+         * the same events. The wake fd matters only when a wait could block. */
+        int timeout_ms = pass_timeout_ms(sim, stopping, resumed);
+        if (timeout_ms > 0) wait_events(sim, timeout_ms);
         atomic_store(&sim->batching, true);
         (void)MHD_run(sim->daemon);
         atomic_store(&sim->batching, false);

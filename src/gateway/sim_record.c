@@ -24,7 +24,8 @@
  * last pages. So the busy tables are appended in arrival order (rowid tables), and the
  * few lookups by id go through small indexes: per kind (wallet payments, bank
  * transfers, refunds by their parent), or, for card authorizations (found by id on
- * every capture), an in-memory table of the connection (temp.auth_rows, below).
+ * every capture), a map in memory from the id to the rows (sim_db_auth_*): nothing
+ * written for it, not even to a temp table.
  * A key's first arrival whose answer is recorded counts through its idempotency row:
  * arrival_counts holds the other arrivals' counts and the view `arrivals` both. */
 static const char *const schema_sql =
@@ -94,14 +95,9 @@ static const char *const migrate_v1_copy_sql =
     " DROP TABLE records_v1; DROP TABLE authorizations_v1;"
     " UPDATE meta SET value = '2' WHERE name = 'schema_version';";
 
-/* The connection's own map from an authorization's id to its row and its record's row
- * (in memory: nothing of it goes to the WAL; it is part of each transaction, so a
- * group that rolls back takes its rows back too). Filled from the record at open. */
+/* Card authorizations with their record's row, for the map of ids (sim_db_auth_*). */
 static const char *const auth_rows_sql =
-    "CREATE TEMP TABLE auth_rows(id TEXT PRIMARY KEY, auth_row INTEGER NOT NULL, record_row INTEGER NOT NULL)"
-    " WITHOUT ROWID;"
-    " INSERT INTO temp.auth_rows(id, auth_row, record_row) SELECT a.id, a.rowid, r.rowid"
-    " FROM main.authorizations a JOIN main.records r ON r.id = a.id AND r.kind = 'authorization';";
+    "SELECT a.id, a.rowid, r.rowid FROM authorizations a JOIN records r ON r.id = a.id AND r.kind = 'authorization'";
 
 /* ---- keys seen ---- */
 
@@ -140,6 +136,99 @@ void sim_db_key_note(sim_db_t *db, const char *key) {
     }
 }
 
+/* ---- card authorizations by id ---- */
+
+struct sim_auth_slot {
+    uint64_t id_hash;             /* 0: empty */
+    int64_t auth_row;
+    int64_t record_row;
+};
+
+#define AUTH_SLOTS_MIN 1024u
+
+static uint64_t auth_id_hash(const char *id) {
+    uint64_t h1, h2;
+    key_hashes(id, &h1, &h2);
+    return h1 != 0 ? h1 : 1;
+}
+
+static void auth_slot_put(struct sim_auth_slot *slots, uint32_t capacity, const struct sim_auth_slot *slot) {
+    uint32_t at = (uint32_t)slot->id_hash & (capacity - 1);
+    while (slots[at].id_hash != 0) at = (at + 1) & (capacity - 1);
+    slots[at] = *slot;
+}
+
+/* Doubles the slots (or makes the first ones); false when out of memory. */
+static bool auth_slots_grow(sim_db_t *db) {
+    uint32_t capacity = db->auth_capacity ? db->auth_capacity * 2 : AUTH_SLOTS_MIN;
+    if (capacity < db->auth_capacity) return false;
+    struct sim_auth_slot *slots = calloc(capacity, sizeof *slots);
+    if (slots == NULL) return false;
+    for (uint32_t i = 0; i < db->auth_capacity; i++) {
+        if (db->auth_slots[i].id_hash != 0) auth_slot_put(slots, capacity, &db->auth_slots[i]);
+    }
+    free(db->auth_slots);
+    db->auth_slots = slots;
+    db->auth_capacity = capacity;
+    return true;
+}
+
+bool sim_db_auth_note(sim_db_t *db, const char *id, int64_t auth_row, int64_t record_row) {
+    if ((db->auth_count + 1) * 2 > db->auth_capacity && !auth_slots_grow(db)) {
+        obs_log(OBS_LEVEL_ERROR, "simulator record: out of memory for the map of authorizations", NULL);
+        return false;
+    }
+    struct sim_auth_slot slot = {.id_hash = auth_id_hash(id), .auth_row = auth_row, .record_row = record_row};
+    auth_slot_put(db->auth_slots, db->auth_capacity, &slot);
+    db->auth_count++;
+    return true;
+}
+
+bool sim_db_auth_next(const sim_db_t *db, const char *id, uint32_t *cursor, int64_t *auth_row,
+                      int64_t *record_row) {
+    if (db->auth_slots == NULL) return false;
+    uint64_t hash = auth_id_hash(id);
+    uint32_t mask = db->auth_capacity - 1;
+    for (uint32_t probe = *cursor; probe < db->auth_capacity; probe++) {
+        const struct sim_auth_slot *slot = &db->auth_slots[((uint32_t)hash + probe) & mask];
+        if (slot->id_hash == 0) break;
+        if (slot->id_hash != hash) continue;
+        *cursor = probe + 1;
+        *auth_row = slot->auth_row;
+        *record_row = slot->record_row;
+        return true;
+    }
+    *cursor = db->auth_capacity;
+    return false;
+}
+
+/* (Re)fills the map from the record; on failure the map is left empty and unloaded
+ * (lookups find nothing, and answer 500: the record is failing anyway). */
+static bool auth_rows_load(sim_db_t *db) {
+    free(db->auth_slots);
+    db->auth_slots = NULL;
+    db->auth_capacity = 0;
+    db->auth_count = 0;
+    sqlite3_stmt *stmt = NULL;
+    bool ok = auth_slots_grow(db);
+    int rc = ok ? sqlite3_prepare_v2(db->db, auth_rows_sql, -1, &stmt, NULL) : SQLITE_NOMEM;
+    if (ok && rc == SQLITE_OK) {
+        while (ok && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+            ok = sim_db_auth_note(db, sim_col_text(stmt, 0), sqlite3_column_int64(stmt, 1),
+                                  sqlite3_column_int64(stmt, 2));
+        }
+    }
+    sqlite3_finalize(stmt);
+    if (ok && rc == SQLITE_DONE) return true;
+    obs_logf(OBS_LEVEL_ERROR, "simulator record: the map of authorizations cannot be loaded (%s)",
+             ok ? sqlite3_errmsg(db->db) : "out of memory");
+    free(db->auth_slots);
+    db->auth_slots = NULL;
+    db->auth_capacity = 0;
+    db->auth_count = 0;
+    return false;
+}
+
 /* Fills the filter from the record; without it (no memory, a failed read) every key
  * is a "maybe" and each arrival reads its count. */
 static void keys_seen_load(sim_db_t *db) {
@@ -148,7 +237,9 @@ static void keys_seen_load(sim_db_t *db) {
     sqlite3_stmt *stmt = NULL;
     int rc = sqlite3_prepare_v2(db->db, "SELECT key FROM arrival_counts UNION ALL SELECT key FROM idempotency", -1,
                                 &stmt, NULL);
-    while (rc == SQLITE_OK && (rc = sqlite3_step(stmt)) == SQLITE_ROW) sim_db_key_note(db, sim_col_text(stmt, 0));
+    if (rc == SQLITE_OK) { /* every row read (the filter used to stop after the first) */
+        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) sim_db_key_note(db, sim_col_text(stmt, 0));
+    }
     sqlite3_finalize(stmt);
     if (rc != SQLITE_DONE) {
         obs_logf(OBS_LEVEL_WARN, "simulator record: keys not indexed (%s): every arrival reads its count",
@@ -236,8 +327,7 @@ bool sim_db_open(sim_db_t *db, const char *path, sim_kind kind, char *error, siz
     char pragmas[256];
     snprintf(pragmas, sizeof pragmas, "PRAGMA page_size=4096; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
              " PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-%d;", (int)SIM_CACHE_KIB);
-    if (sqlite3_exec(db->db, pragmas, NULL, NULL, &message) != SQLITE_OK || !schema_apply(db, &message) ||
-        sqlite3_exec(db->db, auth_rows_sql, NULL, NULL, &message) != SQLITE_OK) {
+    if (sqlite3_exec(db->db, pragmas, NULL, NULL, &message) != SQLITE_OK || !schema_apply(db, &message)) {
         snprintf(error, error_bytes, "cannot prepare %s: %s", path, message ? message : "?");
         sqlite3_free(message);
         sim_db_close(db);
@@ -248,6 +338,11 @@ bool sim_db_open(sim_db_t *db, const char *path, sim_kind kind, char *error, siz
         return false;
     }
     keys_seen_load(db);
+    if (!auth_rows_load(db)) {
+        snprintf(error, error_bytes, "cannot read the authorizations of %s", path);
+        sim_db_close(db);
+        return false;
+    }
     return true;
 }
 
@@ -258,6 +353,10 @@ void sim_db_close(sim_db_t *db) {
     db->db = NULL;
     free(db->keys_seen);
     db->keys_seen = NULL;
+    free(db->auth_slots);
+    db->auth_slots = NULL;
+    db->auth_capacity = 0;
+    db->auth_count = 0;
 }
 
 static sqlite3_stmt *cached(sim_db_t *db, const char *sql) {
@@ -350,6 +449,7 @@ bool sim_db_commit(sim_db_t *db) {
 
 void sim_db_rollback(sim_db_t *db) {
     if (!sqlite3_get_autocommit(db->db)) (void)sim_db_run(db, "ROLLBACK", "");
+    (void)auth_rows_load(db); /* the map may name rows the rollback (or a failed COMMIT's) undid */
 }
 
 const char *sim_col_text(sqlite3_stmt *stmt, int column) {

@@ -11,7 +11,7 @@ import sqlite3
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from simlib import Sim, auth_body, check, expect, need_binary  # noqa: E402
+from simlib import CARD_3DS, Sim, auth_body, check, expect, need_binary  # noqa: E402
 
 AUTH = "/v1/authorizations"
 
@@ -112,10 +112,65 @@ def test_counts_and_map():
         sim.close()
 
 
+def clone_authorizations(path, source_id, count):
+    """Copies of one authorization (and its record), with ids auth_c<23 hex>, written
+    while the simulator is stopped: a record larger than the map's first slots."""
+    db = sqlite3.connect(path)
+    for i in range(count):
+        new_id = "auth_c%023x" % i
+        db.execute("INSERT INTO authorizations(id, card_number, status, response_code, amount, currency,"
+                   " capture_requested, idempotency_key) SELECT ?, card_number, status, response_code, amount,"
+                   " currency, 0, 'clone-' || ? FROM authorizations WHERE id = ?", (new_id, i, source_id))
+        db.execute("INSERT INTO records(id, kind, idempotency_key, status, response_code, amount, currency,"
+                   " created_at_ms) SELECT ?, kind, 'clone-' || ?, status, response_code, amount, currency,"
+                   " created_at_ms FROM records WHERE id = ?", (new_id, i, source_id))
+    db.commit()
+    db.close()
+
+
+def test_map_after_restart():
+    """The map of authorizations is read whole at start (more than its first slots),
+    each entry naming its own rows: captures, a void and a challenge's completion after
+    a restart reach the right rows; every key is known again (a repeat replays)."""
+    sim = Sim("card").start()
+    try:
+        c = sim.client()
+        auth = expect(c.post(AUTH, auth_body(amount=700), key="m-auth"), 200).json
+        challenged = expect(c.post(AUTH, auth_body(CARD_3DS, amount=400), key="m-3ds"), 200).json
+        check(challenged["status"] == "challenge_required", "challenged: %r" % challenged)
+        check(sim.stop() == 0, "clean stop")
+        clone_authorizations(sim.db, auth["id"], 1500)
+        sim.start()
+        c = sim.client()
+        for i, key in ((0, "m-c0"), (777, "m-c777"), (1499, "m-c1499")):
+            cap = expect(c.post(AUTH + "/auth_c%023x/captures" % i, {"amount": 700}, key=key), 200).json
+            check(cap["status"] == "approved" and cap["captured_total"] == 700, "clone %d captured: %r" % (i, cap))
+            check(sim.one("SELECT captured_total FROM authorizations WHERE id = ?", ("auth_c%023x" % i,))[0] == 700,
+                  "the capture of clone %d reached its row" % i)
+        void = expect(c.post(AUTH + "/" + auth["id"] + "/void", {}, key="m-void"), 200).json
+        check(void["status"] == "approved", "the original voided: %r" % void)
+        check(sim.one("SELECT status FROM records WHERE id = ? AND kind = 'authorization'", (auth["id"],))[0] ==
+              "voided", "the void reached the original's record row")
+        check(sim.one("SELECT count(*) FROM records WHERE status = 'voided'")[0] == 1, "no clone voided")
+        done = expect(c.post("/v1/challenges/%s/complete" % challenged["challenge_id"], {"code": "123456"},
+                             key="m-3ds-done"), 200).json
+        check(done["status"] == "approved" and done["id"] == challenged["id"], "challenge completed: %r" % done)
+        check(sim.one("SELECT status FROM records WHERE id = ? AND kind = 'authorization'", (challenged["id"],))[0] ==
+              "approved", "the completion reached the challenged authorization's record row")
+        again = expect(c.post(AUTH, auth_body(amount=700), key="m-auth"), 200)
+        check(again.headers.get("idempotent-replayed") == "true" and again.json == auth,
+              "a key from before the restart replays: %r" % again)
+        check("keys not indexed" not in sim.log() and "map of authorizations" not in sim.log(),
+              "the record was read whole at start: %s" % sim.log()[-2000:])
+    finally:
+        sim.close()
+
+
 def main():
     need_binary()
     test_migrated()
     test_counts_and_map()
+    test_map_after_restart()
     print("ok")
 
 
