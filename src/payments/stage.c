@@ -80,7 +80,8 @@ void pay_stage_stop(pay_t *pay) {
     pthread_mutex_destroy(&stage->mutex);
 }
 
-/* Flows a gateway thread queued during one pass, not yet handed over (pay_stage_hold):
+/* Flows a gateway thread queued during one pass (or the writer during one batch's
+ * completions), not yet handed over (pay_stage_hold):
  * the stage threads cannot see them, so none can end (and free its runtime) before
  * the hand-over. */
 static _Thread_local struct {
