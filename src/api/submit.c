@@ -245,10 +245,12 @@ static void waiting_unlink(api_server_t *server, api_request_t *req) {
 #define REAPER_BATCH 256
 
 /* How long the reaper sleeps: until the oldest waiting request is due. A request linked
- * later is due later (waiting_link), so nothing needs to wake it early. */
+ * later is due later (waiting_link), and one linked while none waits is due a whole
+ * request_timeout_ms after the sleep began: nothing needs to wake the reaper early. */
 static uint64_t reaper_sleep_ms(const api_server_t *server, uint64_t now_ns) {
     const api_request_t *head = server->waiting_head;
-    if (head == NULL) return REAPER_IDLE_MS;
+    uint64_t timeout_ms = server->config.request_timeout_ms;
+    if (head == NULL) return timeout_ms < REAPER_IDLE_MS ? timeout_ms : REAPER_IDLE_MS;
     if (head->deadline_ns <= now_ns) return 0;
     uint64_t ms = (head->deadline_ns - now_ns + 999999u) / 1000000u;
     return ms < REAPER_IDLE_MS ? ms : REAPER_IDLE_MS;
