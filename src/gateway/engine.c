@@ -222,10 +222,12 @@ static bool inbox_push(gw_thread_t *t, gw_call_t *call, bool fresh) {
     if (t->inbox_tail) t->inbox_tail->next = call;
     else t->inbox_head = call;
     t->inbox_tail = call;
-    bool asleep = t->polling;
+    /* Written under the lock: once it is let go the thread may take the call, finish
+     * its last one, exit and close the eventfd (thread_stop). Rare (once per sleep), and
+     * the woken thread needs a while to run anyway. */
+    if (t->polling) wake(t);
     t->polling = false; /* the next push finds it woken */
     pthread_mutex_unlock(&t->mutex);
-    if (asleep) wake(t);
     return true;
 }
 
