@@ -226,7 +226,8 @@ struct api_server {
     pthread_t purge_thread;
     pthread_mutex_t waiting_mutex;  /* requests waiting for the writer, by deadline */
     pthread_cond_t waiting_cond;
-    api_request_t *waiting_head;
+    api_request_t *waiting_head;    /* the first due */
+    api_request_t *waiting_tail;    /* the last linked, the last due */
     bool reaper_stop;
     bool reaper_started;
     pthread_t reaper;

@@ -220,12 +220,16 @@ static pc_status submit_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
 
 /* ---- requests waiting for the writer (the request timeout) ---- */
 
+/* Appended at the tail: every request waits the same request_timeout_ms from when it
+ * is linked (under the mutex), so the list stays in deadline order and the reaper
+ * looks at its head only. */
 static void waiting_link(api_server_t *server, api_request_t *req) {
     req->waiting = true;
-    req->wait_prev = NULL;
-    req->wait_next = server->waiting_head;
-    if (server->waiting_head != NULL) server->waiting_head->wait_prev = req;
-    server->waiting_head = req;
+    req->wait_next = NULL;
+    req->wait_prev = server->waiting_tail;
+    if (server->waiting_tail != NULL) server->waiting_tail->wait_next = req;
+    else server->waiting_head = req;
+    server->waiting_tail = req;
 }
 
 static void waiting_unlink(api_server_t *server, api_request_t *req) {
@@ -233,11 +237,24 @@ static void waiting_unlink(api_server_t *server, api_request_t *req) {
     if (req->wait_prev != NULL) req->wait_prev->wait_next = req->wait_next;
     else server->waiting_head = req->wait_next;
     if (req->wait_next != NULL) req->wait_next->wait_prev = req->wait_prev;
+    else server->waiting_tail = req->wait_prev;
     req->waiting = false;
 }
 
-#define REAPER_PERIOD_MS 20
+#define REAPER_IDLE_MS 1000 /* the longest sleep: the head's deadline is usually sooner */
 #define REAPER_BATCH 256
+
+/* How long the reaper sleeps: until the oldest waiting request is due. A request linked
+ * later is due later (waiting_link), and one linked while none waits is due a whole
+ * request_timeout_ms after the sleep began: nothing needs to wake the reaper early. */
+static uint64_t reaper_sleep_ms(const api_server_t *server, uint64_t now_ns) {
+    const api_request_t *head = server->waiting_head;
+    uint64_t timeout_ms = server->config.request_timeout_ms;
+    if (head == NULL) return timeout_ms < REAPER_IDLE_MS ? timeout_ms : REAPER_IDLE_MS;
+    if (head->deadline_ns <= now_ns) return 0;
+    uint64_t ms = (head->deadline_ns - now_ns + 999999u) / 1000000u;
+    return ms < REAPER_IDLE_MS ? ms : REAPER_IDLE_MS;
+}
 
 /* Marks (under the mutex) up to REAPER_BATCH overdue requests; resumes them after. */
 static void *reaper_run(void *arg) {
@@ -246,18 +263,19 @@ static void *reaper_run(void *arg) {
     api_request_t *due[REAPER_BATCH];
     pthread_mutex_lock(&server->waiting_mutex);
     while (!server->reaper_stop) {
-        struct timespec until = pc_realtime_after_ms(REAPER_PERIOD_MS);
-        pthread_cond_timedwait(&server->waiting_cond, &server->waiting_mutex, &until);
+        uint64_t sleep_ms = reaper_sleep_ms(server, pc_mono_ns());
+        if (sleep_ms > 0) {
+            struct timespec until = pc_realtime_after_ms(sleep_ms);
+            pthread_cond_timedwait(&server->waiting_cond, &server->waiting_mutex, &until);
+        }
         uint64_t now_ns = pc_mono_ns();
         uint32_t due_count = 0;
-        for (api_request_t *req = server->waiting_head; req != NULL && due_count < REAPER_BATCH;) {
-            api_request_t *next = req->wait_next;
-            if (req->deadline_ns <= now_ns) {
-                waiting_unlink(server, req);
-                req->timed_out = true; /* done() will not resume it: we do */
-                due[due_count++] = req;
-            }
-            req = next;
+        while (server->waiting_head != NULL && server->waiting_head->deadline_ns <= now_ns &&
+               due_count < REAPER_BATCH) {
+            api_request_t *req = server->waiting_head;
+            waiting_unlink(server, req);
+            req->timed_out = true; /* done() will not resume it: we do */
+            due[due_count++] = req;
         }
         pthread_mutex_unlock(&server->waiting_mutex);
         /* the MHD reference keeps each alive: its connection stays suspended until now */

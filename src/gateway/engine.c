@@ -4,7 +4,8 @@
  * the HTTP transfers in the multi. The multi is driven by its socket interface over
  * epoll: a wake-up costs the sockets that are ready, not a scan of every transfer and
  * connection (curl_multi_perform and curl_multi_poll look at all of them each time).
- * An eventfd in the same epoll set interrupts the wait when the inbox gets something.
+ * An eventfd in the same epoll set interrupts the wait when the inbox gets something
+ * while the thread sleeps (written once per sleep, never while the thread runs).
  * Connections stay open in the multi's cache and are reused call after call.
  * A call lives on one thread from submit to done, so its state needs no lock; shared
  * channel state has its own (breaker.c). */
@@ -25,7 +26,6 @@
 #define POLL_IDLE_MS 1000
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
-static _Thread_local gw_thread_t *running_thread; /* the gateway thread we are on, if any */
 static bool global_ok;
 
 static void global_init(void) {
@@ -207,7 +207,10 @@ static void wake(gw_thread_t *t) {
 }
 
 /* Appends under the lock; false (nothing queued) when the thread stops and 'fresh'
- * is a new call: a stopping thread takes no new work but finishes what it owns. */
+ * is a new call: a stopping thread takes no new work but finishes what it owns.
+ * The eventfd is written only when the thread sleeps (or is about to) in epoll_wait
+ * with the inbox empty, once per sleep: a running thread looks at the inbox before
+ * it next waits (wait_ms), so a write to it would carry nothing. */
 static bool inbox_push(gw_thread_t *t, gw_call_t *call, bool fresh) {
     pthread_mutex_lock(&t->mutex);
     if (fresh && t->stop) {
@@ -219,10 +222,12 @@ static bool inbox_push(gw_thread_t *t, gw_call_t *call, bool fresh) {
     if (t->inbox_tail) t->inbox_tail->next = call;
     else t->inbox_head = call;
     t->inbox_tail = call;
+    /* Written under the lock: once it is let go the thread may take the call, finish
+     * its last one, exit and close the eventfd (thread_stop). Rare (once per sleep), and
+     * the woken thread needs a while to run anyway. */
+    if (t->polling) wake(t);
+    t->polling = false; /* the next push finds it woken */
     pthread_mutex_unlock(&t->mutex);
-    /* On its own thread (a 'done' or 'persist' answering at once) the loop looks at
-     * the inbox before it polls: no wake-up needed. */
-    if (running_thread != t) wake(t);
     return true;
 }
 
@@ -397,9 +402,12 @@ static void curl_timer_run(gw_thread_t *t) {
     curl_multi_socket_action(t->multi, CURL_SOCKET_TIMEOUT, 0, &running);
 }
 
+/* How long to wait; with the inbox empty the thread is marked polling, under the
+ * inbox's lock: a push from then on writes the eventfd (inbox_push). */
 static int wait_ms(gw_thread_t *t) {
     pthread_mutex_lock(&t->mutex);
     bool queued = t->inbox_head != NULL;
+    t->polling = !queued;
     pthread_mutex_unlock(&t->mutex);
     if (queued) return 0;
     uint64_t now_ns = pc_mono_ns();
@@ -424,13 +432,12 @@ static int wait_ms(gw_thread_t *t) {
 static void events_run(gw_thread_t *t) {
     struct epoll_event events[GW_EPOLL_EVENTS];
     int count = epoll_wait(t->epoll_fd, events, GW_EPOLL_EVENTS, wait_ms(t));
+    pthread_mutex_lock(&t->mutex);
+    t->polling = false; /* awake: pushes until the next wait need no write */
+    pthread_mutex_unlock(&t->mutex);
     for (int i = 0; i < count; i++) {
-        if (events[i].data.fd == t->wake_fd) {
-            uint64_t value;
-            ssize_t got = read(t->wake_fd, &value, sizeof value);
-            (void)got;
-            continue;
-        }
+        /* edge-triggered: each write reports once, nothing to read back */
+        if (events[i].data.fd == t->wake_fd) continue;
         gw_conn_t *conn = gw_http_conn_of(t, events[i].data.fd);
         if (conn != NULL) {
             gw_http_event(t, conn, events[i].events);
@@ -468,7 +475,6 @@ static void pass_ends_run(gw_thread_t *t) {
 /* Runs until told to stop AND every call it owns has finished. */
 static void *thread_main(void *arg) {
     gw_thread_t *t = arg;
-    running_thread = t;
     for (;;) {
         bool stop = false;
         inbox_run(t, &stop);
@@ -647,7 +653,9 @@ static bool thread_start(gw_t *gw, gw_thread_t *t) {
     t->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     t->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     t->multi = curl_multi_init();
-    struct epoll_event event = {.events = EPOLLIN, .data.fd = t->wake_fd};
+    /* EPOLLET: every write is an edge (one wake-up), so the counter is never read back;
+     * at most one write per sleep, it cannot reach the eventfd's limit */
+    struct epoll_event event = {.events = EPOLLIN | EPOLLET, .data.fd = t->wake_fd};
     if (t->multi == NULL || t->epoll_fd < 0 || t->wake_fd < 0 ||
         epoll_ctl(t->epoll_fd, EPOLL_CTL_ADD, t->wake_fd, &event) != 0) {
         return false;

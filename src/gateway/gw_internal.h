@@ -407,9 +407,10 @@ struct gw_thread {
     int epoll_fd;                  /* the transfers' sockets (curl's socket callback) and wake_fd */
     int wake_fd;                   /* an eventfd: the inbox got something */
     uint64_t curl_due_ns;          /* curl's timer (0: none) */
-    pthread_mutex_t mutex;         /* guards inbox and stop */
+    pthread_mutex_t mutex;         /* guards inbox, polling and stop */
     gw_call_t *inbox_head;
     gw_call_t *inbox_tail;
+    bool polling;                  /* in (or entering) epoll_wait with the inbox empty: a push wakes it */
     bool stop;
     bool started;
     uint64_t rng;

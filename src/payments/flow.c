@@ -310,6 +310,8 @@ static void flow_cmd_done(writer_cmd_t *cmd, pc_status commit_status) {
     pay_flow_fn then = flow->then;
     flow->then = NULL;
     pay_serial_enter(); /* the writer's thread: a next command renders elsewhere */
+    /* what this hands to a stage thread goes with the rest of the batch's, at its end */
+    if (writer_completions_defer(pay_stage_release)) pay_stage_hold();
     then(flow, commit_status);
     pay_serial_leave();
 }

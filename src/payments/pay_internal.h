@@ -711,9 +711,10 @@ void pay_stage_stop(pay_t *pay);
 /* Hands the flow to a stage thread, which runs 'run' (the flow is that thread's from
  * now on): false when there is none (then the caller runs it). */
 bool pay_stage_queue(pay_flow_t *flow, void (*run)(pay_flow_t *flow));
-/* From a gateway callback: what this thread queues stays with it (unseen by the stage
- * threads) until pay_stage_release, the gateway's pass_end hook, hands it all over
- * with one wake-up. */
+/* From a gateway callback or a writer completion: what this thread queues stays with
+ * it (unseen by the stage threads) until pay_stage_release, the gateway's pass_end
+ * hook or the end of the writer's completions (writer_completions_defer), hands it
+ * all over with one wake-up. */
 void pay_stage_hold(void);
 void pay_stage_release(void);
 

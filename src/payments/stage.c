@@ -80,7 +80,8 @@ void pay_stage_stop(pay_t *pay) {
     pthread_mutex_destroy(&stage->mutex);
 }
 
-/* Flows a gateway thread queued during one pass, not yet handed over (pay_stage_hold):
+/* Flows a gateway thread queued during one pass (or the writer during one batch's
+ * completions), not yet handed over (pay_stage_hold):
  * the stage threads cannot see them, so none can end (and free its runtime) before
  * the hand-over. */
 static _Thread_local struct {
@@ -97,15 +98,17 @@ static void stage_append(struct pay_stage *stage, pay_flow_t *head, pay_flow_t *
     else stage->head = head;
     stage->tail = tail;
     stage->queued += count;
-    /* every thread asleep: wake one (all when several came at once); one busy: it takes
-     * these next, unless a backlog grew */
+    /* every thread asleep: wake one per PAY_STAGE_TAKE_MAX queued (a woken thread takes
+     * that many at once: a second one woken for fewer would find nothing and sleep
+     * again); one busy: it takes these next, unless a backlog grew */
     bool all_idle = stage->idle == stage->thread_count;
     bool wake = stage->idle > 0 && (all_idle || stage->queued > PAY_STAGE_WAKE_BACKLOG);
     /* Posted after the mutex is let go: a thread woken under it would only block on it
      * at once (a second sleep and wake-up for each). Once let go, a stage thread may
      * end these flows and the last one's end lets pay_stop go on: 'waking' holds
      * pay_stage_stop back from destroying the semaphore until this is done. */
-    uint32_t posts = !wake ? 0 : count > 1 ? stage->idle : 1;
+    uint32_t needed = (stage->queued + PAY_STAGE_TAKE_MAX - 1) / PAY_STAGE_TAKE_MAX;
+    uint32_t posts = !wake ? 0 : !all_idle ? 1 : needed < stage->idle ? needed : stage->idle;
     stage->idle -= posts; /* each post wakes one of them: not counted twice */
     if (posts > 0) atomic_fetch_add(&stage->waking, 1);
     pthread_mutex_unlock(&stage->mutex);

@@ -249,7 +249,28 @@ static void stats_record(writer_t *writer, const ledger_changes_t *c, uint32_t e
     pthread_mutex_unlock(&writer->mutex);
 }
 
+/* What the done() calls of one cmds_complete asked to run after them
+ * (writer_completions_defer): this thread's, so no lock. */
+#define WRITER_COMPLETION_HOOKS_MAX 4
+static _Thread_local struct {
+    bool completing;
+    uint32_t count;
+    void (*hooks[WRITER_COMPLETION_HOOKS_MAX])(void);
+} completions;
+
+bool writer_completions_defer(void (*fn)(void)) {
+    if (!completions.completing) return false;
+    for (uint32_t i = 0; i < completions.count; i++) {
+        if (completions.hooks[i] == fn) return true;
+    }
+    if (completions.count == WRITER_COMPLETION_HOOKS_MAX) return false;
+    completions.hooks[completions.count++] = fn;
+    return true;
+}
+
 static void cmds_complete(writer_cmd_t *cmds, pc_status status) {
+    bool outer = !completions.completing;
+    completions.completing = true;
     writer_cmd_t *cmd = cmds;
     while (cmd != NULL) {
         writer_cmd_t *next = cmd->next;
@@ -257,6 +278,11 @@ static void cmds_complete(writer_cmd_t *cmds, pc_status status) {
         if (cmd->done != NULL) cmd->done(cmd, status);
         cmd = next;
     }
+    if (!outer) return;
+    completions.completing = false;
+    uint32_t count = completions.count;
+    completions.count = 0;
+    for (uint32_t i = 0; i < count; i++) completions.hooks[i]();
 }
 
 /* The store failed for good: refuse new commands, fail what waits, tell the process. */

@@ -161,6 +161,14 @@ pc_status writer_failed(writer_t *writer);
  * batch: ask the store then. */
 bool writer_batch_account_owners(const char *account_id, const char **owners, uint32_t owners_max,
                                  uint32_t *count);
+/* From a done() the writer runs (its completions of a batch part, or of what a failed
+ * store refused): 'fn' runs once on the writer thread after the last done() of these
+ * completions, however many commands ask for it; true when it will. A done() holds
+ * back its hand-over to another thread (a wake-up) and 'fn' sends every held one at
+ * once: one wake-up per batch, not one per command. False when called from anywhere
+ * else (a done() another thread runs: a shard's router) or with no room left: then
+ * nothing is held and the done() hands over at once. */
+bool writer_completions_defer(void (*fn)(void));
 /* The ledger, for tests and offline tools only (not while the writer runs batches). */
 ledger_t *writer_ledger(writer_t *writer);
 

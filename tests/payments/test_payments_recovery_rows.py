@@ -46,16 +46,25 @@ def store_rows(env, query, args=()):
         conn.close()
 
 
+def card_arrivals(env):
+    """Requests the card channel has counted on arrival (before its latency)."""
+    return env.card.rows("SELECT count(*) FROM arrivals")[0][0]
+
+
 def killed_in_flight(env, path, body, payment_id=None):
     """Posts 'path' while the card channel is slow and kills paycore once the payment
-    shows its operation pending; the payment as it was then."""
+    shows its operation pending and the call reached the channel (a kill between the
+    attempt's commit and its send would leave nothing at the channel to wait for);
+    the payment as it was then."""
     card_slow(env, True)
+    arrivals_before = card_arrivals(env)
     m = env.client(env.merchant_key)
     threading.Thread(target=post_quietly, args=(m, path, body), daemon=True).start()
 
     def in_flight():
         return [p for p in all_payments(env.admin)
                 if p["pending_operation"] and (payment_id is None or p["id"] == payment_id)]
+    wait_for("the card call reached the channel", lambda: card_arrivals(env) > arrivals_before)
     p = wait_for("a card operation in flight", in_flight)[0]
     env.server.proc.kill()
     env.server.proc.wait()
