@@ -112,12 +112,19 @@ static bool ref_number(const char **at, const char *end, uint64_t *out) {
     return true;
 }
 
+/* Only the ledger's transfer events are stored as transfer references: any other type
+ * holding one is a corrupt row, never rendered as something it is not. */
+static bool transfer_type(events_type type) {
+    return type == EVENTS_TYPE_TRANSFER_CREATED || type == EVENTS_TYPE_TRANSFER_POSTED ||
+           type == EVENTS_TYPE_TRANSFER_VOIDED || type == EVENTS_TYPE_TRANSFER_EXPIRED;
+}
+
 static bool transfer_ref_parse(const store_event_t *row, events_type type, transfer_ref_t *ref) {
     memset(ref, 0, sizeof(*ref));
     const char *at = row->body + sizeof EVENTS_TRANSFER_REF;
     const char *end = row->body + row->body_bytes;
     ref->resolved = type != EVENTS_TYPE_TRANSFER_CREATED;
-    if (type == EVENTS_TYPE_ACCOUNT_CREATED || !ref_number(&at, end, &ref->object_timestamp_ns)) return false;
+    if (!transfer_type(type) || !ref_number(&at, end, &ref->object_timestamp_ns)) return false;
     if (!ref->resolved) return at == end;
     if (at == end || !ref_number(&at, end, &ref->resolving_timestamp_ns)) return false;
     size_t id_bytes = (size_t)(end - at);

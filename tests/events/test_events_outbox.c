@@ -6,7 +6,8 @@
  * (also created and posted in one batch) give created (seq 1) then the resolution
  * (seq 2) with the pending transfer's own fields; an emitting command whose batch
  * fails leaves nothing; ids, signatures (a vector computed with Python's hmac) and
- * backoff bounds are checked on their own. */
+ * backoff bounds are checked on their own; stored references that name no transfer of
+ * their own type read as corrupt rows. */
 #include <jansson.h>
 #include <sodium.h>
 #include <stdlib.h>
@@ -266,6 +267,58 @@ static void test_pending_resolutions(void) {
                            json_string_value(json_object_get(json_array_get(events, i), "id"))) < 0);
     }
     json_decref(events);
+    rig_stop(&r);
+}
+
+/* A stored reference that does not name a transfer of its own type is a corrupt row:
+ * never rendered as something else, never a crash. */
+static pc_status render_row(rig *r, const char *type, const char *object_id, const char *body) {
+    store_reader_t *reader;
+    ASSERT_STATUS(store_reader_open(r->store, &reader), PC_OK);
+    store_event_t row = {.seq = 1, .type = type, .object_id = object_id, .object_seq = 1, .body = body,
+                         .body_bytes = strlen(body)};
+    char *text = NULL;
+    size_t bytes = 0;
+    pc_status status = events_body_render(reader, &row, &text, &bytes);
+    if (status != PC_OK) ASSERT_TRUE(text == NULL);
+    free(text);
+    store_reader_close(reader);
+    return status;
+}
+
+static void test_corrupt_references(void) {
+    rig r;
+    rig_start(&r, "corrupt", 0);
+    accounts(&r, "a", "b");
+    ledger_transfer_t hold = transfer_make("p1", NULL, 100, LEDGER_TRANSFER_PENDING);
+    ASSERT_STATUS(transfers(&r, &hold, 1), PC_OK);
+    ledger_transfer_t post = transfer_make("post1", "p1", 100, LEDGER_TRANSFER_POST_PENDING);
+    ASSERT_STATUS(transfers(&r, &post, 1), PC_OK);
+    unsigned long long hold_ns = (unsigned long long)transfer_timestamp_ns(&r, "p1");
+    unsigned long long post_ns = (unsigned long long)transfer_timestamp_ns(&r, "post1");
+    char created[64], posted[128], body[160];
+    snprintf(created, sizeof created, "@transfer:%llu", hold_ns);
+    snprintf(posted, sizeof posted, "@transfer:%llu:%llu:post1", hold_ns, post_ns);
+    ASSERT_STATUS(render_row(&r, "transfer.created", "p1", created), PC_OK);
+    ASSERT_STATUS(render_row(&r, "transfer.posted", "p1", posted), PC_OK);
+    /* a well-formed reference under a type that is not a transfer's */
+    ASSERT_STATUS(render_row(&r, "payment.captured", "p1", posted), PC_STORE_CORRUPT);
+    ASSERT_STATUS(render_row(&r, "account.created", "p1", created), PC_STORE_CORRUPT);
+    /* the shape of the other type */
+    ASSERT_STATUS(render_row(&r, "transfer.created", "p1", posted), PC_STORE_CORRUPT);
+    ASSERT_STATUS(render_row(&r, "transfer.posted", "p1", created), PC_STORE_CORRUPT);
+    /* no such transfer, another transfer's id, a resolving id that does not match */
+    snprintf(body, sizeof body, "@transfer:%llu", hold_ns + 1);
+    ASSERT_STATUS(render_row(&r, "transfer.created", "p1", body), PC_STORE_CORRUPT);
+    ASSERT_STATUS(render_row(&r, "transfer.created", "post1", created), PC_STORE_CORRUPT);
+    snprintf(body, sizeof body, "@transfer:%llu:%llu:void9", hold_ns, post_ns);
+    ASSERT_STATUS(render_row(&r, "transfer.posted", "p1", body), PC_STORE_CORRUPT);
+    /* malformed numbers */
+    ASSERT_STATUS(render_row(&r, "transfer.created", "p1", "@transfer:"), PC_STORE_CORRUPT);
+    ASSERT_STATUS(render_row(&r, "transfer.created", "p1", "@transfer:12x"), PC_STORE_CORRUPT);
+    ASSERT_STATUS(render_row(&r, "transfer.created", "p1", "@transfer:99999999999999999999999"), PC_STORE_CORRUPT);
+    snprintf(body, sizeof body, "@transfer:%llu:%llu:", hold_ns, post_ns);
+    ASSERT_STATUS(render_row(&r, "transfer.posted", "p1", body), PC_STORE_CORRUPT);
     rig_stop(&r);
 }
 
@@ -534,6 +587,7 @@ int main(void) {
     ASSERT_TRUE(sodium_init() >= 0);
     TEST_RUN(test_atomic_with_commit);
     TEST_RUN(test_pending_resolutions);
+    TEST_RUN(test_corrupt_references);
     TEST_RUN(test_emit);
     TEST_RUN(test_emit_disabled);
     TEST_RUN(test_owners);
