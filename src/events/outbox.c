@@ -135,11 +135,28 @@ pc_status events_emit(events_t *events, store_tx_t *tx, const events_emit_t *eve
 /* ---- the ledger's events ---- */
 
 /* Owners of the accounts one batch touched, by ledger index (a batch touches the same
- * accounts again and again: a bank account funding many). */
+ * accounts again and again: a bank account funding many). The table holds 16 bytes a
+ * slot and the lists (528 bytes each) are made only for the accounts met: a table of
+ * whole lists sized for every account a batch could name was ~256 KiB a batch, mapped
+ * and faulted in anew each time. */
 typedef struct {
-    uint32_t account_index;      /* UINT32_MAX: empty slot */
     uint32_t count;
     char owners[EVENTS_OWNERS_MAX][PC_ID_SIZE];
+} owner_list;
+
+#define OWNER_BLOCK_LISTS 16
+
+/* Lists in blocks that never move: transfer_owners keeps pointers into one side's list
+ * while it looks up the other's. */
+typedef struct owner_block {
+    struct owner_block *next;
+    uint32_t used;
+    owner_list lists[OWNER_BLOCK_LISTS];
+} owner_block;
+
+typedef struct {
+    uint32_t account_index;      /* UINT32_MAX: empty slot */
+    owner_list *list;
 } owner_slot;
 
 typedef struct {
@@ -152,6 +169,7 @@ typedef struct {
     events_buf_t body;           /* the event */
     owner_slot *slots;           /* open addressing by account index */
     uint32_t slot_mask;
+    owner_block *blocks;         /* the slots' lists, the newest block first */
     uint32_t *batch_ids;         /* this batch's transfers by id hash (built on demand) */
     uint32_t batch_ids_mask;
     uint32_t pending_change_next;  /* changes->pending_changes: the next resolution's */
@@ -160,7 +178,18 @@ typedef struct {
     void *sink_ctx;
 } outbox_batch;
 
-static pc_status owners_of(outbox_batch *b, uint32_t account_index, const owner_slot **out) {
+static owner_list *owner_list_new(outbox_batch *b) {
+    if (b->blocks == NULL || b->blocks->used == OWNER_BLOCK_LISTS) {
+        owner_block *block = malloc(sizeof(*block));
+        if (block == NULL) return NULL;
+        block->next = b->blocks;
+        block->used = 0;
+        b->blocks = block;
+    }
+    return &b->blocks->lists[b->blocks->used++];
+}
+
+static pc_status owners_of(outbox_batch *b, uint32_t account_index, const owner_list **out) {
     uint32_t at = (uint32_t)(pc_hash64(&account_index, sizeof account_index) & b->slot_mask);
     while (b->slots[at].account_index != UINT32_MAX && b->slots[at].account_index != account_index) {
         at = (at + 1) & b->slot_mask;
@@ -169,11 +198,14 @@ static pc_status owners_of(outbox_batch *b, uint32_t account_index, const owner_
     if (slot->account_index == UINT32_MAX) {
         const ledger_account_t *account = ledger_account_at(b->ledger, account_index);
         PC_ASSERT(account != NULL);
-        pc_status status = account_owners(b->writer, account->id, slot->owners, &slot->count);
+        owner_list *list = owner_list_new(b);
+        if (list == NULL) return PC_NO_MEMORY;
+        pc_status status = account_owners(b->writer, account->id, list->owners, &list->count);
         if (status != PC_OK) return status;
         slot->account_index = account_index;
+        slot->list = list;
     }
-    *out = slot;
+    *out = slot->list;
     return PC_OK;
 }
 
@@ -182,13 +214,13 @@ static pc_status transfer_owners(outbox_batch *b, uint32_t transfer_index, const
                                  uint32_t *count) {
     *count = 0;
     for (uint32_t side = 0; side < 2; side++) {
-        const owner_slot *slot;
-        pc_status status = owners_of(b, b->changes->transfer_accounts[2 * transfer_index + side], &slot);
+        const owner_list *list;
+        pc_status status = owners_of(b, b->changes->transfer_accounts[2 * transfer_index + side], &list);
         if (status != PC_OK) return status;
-        for (uint32_t i = 0; i < slot->count && *count < EVENTS_OWNERS_MAX; i++) {
+        for (uint32_t i = 0; i < list->count && *count < EVENTS_OWNERS_MAX; i++) {
             bool seen = false;
-            for (uint32_t j = 0; j < *count && !seen; j++) seen = strcmp(owners[j], slot->owners[i]) == 0;
-            if (!seen) owners[(*count)++] = slot->owners[i];
+            for (uint32_t j = 0; j < *count && !seen; j++) seen = strcmp(owners[j], list->owners[i]) == 0;
+            if (!seen) owners[(*count)++] = list->owners[i];
         }
     }
     return PC_OK;
@@ -237,11 +269,11 @@ static pc_status emit_account(outbox_batch *b, uint32_t account_index) {
     events_ledger_event_t e = {.type = EVENTS_TYPE_ACCOUNT_CREATED,
                                .account = *ledger_account_at(b->ledger, account_index)};
     memset(&e.account.balances, 0, sizeof e.account.balances); /* as created, before this batch's transfers */
-    const owner_slot *slot;
-    pc_status status = owners_of(b, account_index, &slot);
+    const owner_list *list;
+    pc_status status = owners_of(b, account_index, &list);
     if (status != PC_OK) return status;
-    for (uint32_t i = 0; i < slot->count; i++) e.owners[i] = slot->owners[i];
-    e.owner_count = slot->count;
+    for (uint32_t i = 0; i < list->count; i++) e.owners[i] = list->owners[i];
+    e.owner_count = list->count;
     return emit_built(b, &e);
 }
 
@@ -375,6 +407,11 @@ static void batch_free(outbox_batch *b) {
     events_buf_free(&b->extra);
     events_buf_free(&b->body);
     free(b->slots);
+    while (b->blocks != NULL) {
+        owner_block *next = b->blocks->next;
+        free(b->blocks);
+        b->blocks = next;
+    }
     free(b->batch_ids);
 }
 

@@ -24,6 +24,7 @@
 
 #include "core/core.h"
 #include "store/sqlite_internal.h"
+#include "store/sqlite_pcache.h"
 
 static const char *const statement_sql[STMT_COUNT] = {
     [STMT_ACCOUNT_INSERT] =
@@ -394,8 +395,12 @@ static pc_status store_open_steps(sqlite_store_t *store) {
 
 static pthread_once_t sqlite_config_once = PTHREAD_ONCE_INIT;
 
-/* Before SQLite starts: no global memory statistics (a mutex on every malloc). */
-static void sqlite_config(void) { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); }
+/* Before SQLite starts: no global memory statistics (a mutex on every malloc); the
+ * page cache that keeps a COMMIT from visiting every cached page (sqlite_pcache.c). */
+static void sqlite_config(void) {
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    (void)store_sqlite_pcache_install();
+}
 
 static void sqlite_close(store_t *base);
 

@@ -1,0 +1,186 @@
+/* Goal: the page cache layer (store/sqlite_pcache.h) changes no byte SQLite reads or
+ * writes: B-tree splits that swap pages through the transient number, in caches large
+ * and small (pages recycled mid-transaction), with transactions and savepoints rolled
+ * back, leave exactly the rows a model of them holds, and the file passes SQLite's
+ * integrity check, read by a fresh connection as well.
+ * Method: real SQLite files in WAL mode; random-key inserts (which split leaves out of
+ * page order), updates that resize rows and deletes, against an in-memory model;
+ * every row compared after each round and at the end. The layer's swap count shows
+ * the renumbering ran. */
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store/sqlite_pcache.h"
+#include "test.h"
+
+#define KEYS 6000
+#define ROUNDS 40
+#define WRITES_PER_ROUND 400
+
+static char dir[256], db_path[300];
+static int32_t model[KEYS]; /* the row's value length, or -1: no row */
+
+static void exec_ok(sqlite3 *db, const char *sql) {
+    char *message = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &message) != SQLITE_OK) TEST_FAIL("%s: %s", sql, message);
+}
+
+static sqlite3 *db_open(int cache_pages) {
+    sqlite3 *db = NULL;
+    if (sqlite3_open(db_path, &db) != SQLITE_OK) TEST_FAIL("open %s: %s", db_path, sqlite3_errmsg(db));
+    char sql[128];
+    snprintf(sql, sizeof sql, "PRAGMA journal_mode=WAL; PRAGMA cache_size=%d;", cache_pages);
+    exec_ok(db, sql);
+    return db;
+}
+
+/* A key whose order is unrelated to its number: inserts land all over the tree. */
+static void key_text(uint32_t key, char *out, size_t bytes) {
+    snprintf(out, bytes, "%08x-%u", (unsigned)(key * 2654435761u), (unsigned)key);
+}
+
+/* The value stored for a key of a given length: its bytes derive from both. */
+static void value_fill(uint32_t key, int32_t length, uint8_t *out) {
+    for (int32_t i = 0; i < length; i++) out[i] = (uint8_t)(key * 31u + (uint32_t)i * 7u + (uint32_t)length);
+}
+
+static void row_put(sqlite3_stmt *put, uint32_t key, int32_t length) {
+    static uint8_t value[3000];
+    char text[32];
+    key_text(key, text, sizeof text);
+    value_fill(key, length, value);
+    sqlite3_bind_text(put, 1, text, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(put, 2, value, length, SQLITE_TRANSIENT);
+    ASSERT_EQ(sqlite3_step(put), SQLITE_DONE);
+    sqlite3_reset(put);
+}
+
+static void row_delete(sqlite3_stmt *del, uint32_t key) {
+    char text[32];
+    key_text(key, text, sizeof text);
+    sqlite3_bind_text(del, 1, text, -1, SQLITE_TRANSIENT);
+    ASSERT_EQ(sqlite3_step(del), SQLITE_DONE);
+    sqlite3_reset(del);
+}
+
+/* Every key's row as the model says: present with its bytes, or absent. */
+static void rows_check(sqlite3 *db) {
+    sqlite3_stmt *get;
+    ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT v FROM t WHERE k = ?1", -1, &get, NULL), SQLITE_OK);
+    static uint8_t expected[3000];
+    int64_t present = 0;
+    for (uint32_t key = 0; key < KEYS; key++) {
+        char text[32];
+        key_text(key, text, sizeof text);
+        sqlite3_bind_text(get, 1, text, -1, SQLITE_TRANSIENT);
+        int rc = sqlite3_step(get);
+        if (model[key] < 0) {
+            if (rc != SQLITE_DONE) TEST_FAIL("key %u: a row the model does not hold", key);
+        } else {
+            if (rc != SQLITE_ROW) TEST_FAIL("key %u: row missing", key);
+            value_fill(key, model[key], expected);
+            ASSERT_EQ(sqlite3_column_bytes(get, 0), model[key]);
+            if (memcmp(sqlite3_column_blob(get, 0), expected, (size_t)model[key]) != 0) TEST_FAIL("key %u: bytes differ", key);
+            present++;
+        }
+        sqlite3_reset(get);
+    }
+    sqlite3_finalize(get);
+    sqlite3_stmt *count;
+    ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT count(*) FROM t", -1, &count, NULL), SQLITE_OK);
+    ASSERT_EQ(sqlite3_step(count), SQLITE_ROW);
+    ASSERT_EQ(sqlite3_column_int64(count, 0), present);
+    sqlite3_finalize(count);
+}
+
+static void integrity_ok(sqlite3 *db) {
+    sqlite3_stmt *check;
+    ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &check, NULL), SQLITE_OK);
+    ASSERT_EQ(sqlite3_step(check), SQLITE_ROW);
+    ASSERT_STR_EQ((const char *)sqlite3_column_text(check, 0), "ok");
+    sqlite3_finalize(check);
+}
+
+/* One round: writes in a transaction, some under a savepoint rolled back, and every
+ * fifth round's whole transaction rolled back (the model keeps only what committed). */
+static void round_run(sqlite3 *db, sqlite3_stmt *put, sqlite3_stmt *del, uint32_t round) {
+    static int32_t staged[KEYS];
+    memcpy(staged, model, sizeof model);
+    exec_ok(db, "BEGIN");
+    for (uint32_t i = 0; i < WRITES_PER_ROUND; i++) {
+        bool savepoint = i % 50 == 10;
+        static int32_t before[KEYS];
+        if (savepoint) {
+            memcpy(before, staged, sizeof staged);
+            exec_ok(db, "SAVEPOINT s");
+        }
+        for (uint32_t j = 0; j < (savepoint ? 30u : 1u); j++) {
+            uint32_t key = test_rand_below(KEYS);
+            if (staged[key] >= 0 && test_rand_below(4) == 0) {
+                row_delete(del, key);
+                staged[key] = -1;
+            } else {
+                int32_t length = (int32_t)(1 + test_rand_below(test_rand_below(8) == 0 ? 2500 : 300));
+                row_put(put, key, length);
+                staged[key] = length;
+            }
+        }
+        if (savepoint) {
+            exec_ok(db, "ROLLBACK TO s; RELEASE s");
+            memcpy(staged, before, sizeof staged);
+        }
+    }
+    if (round % 5 == 4) {
+        exec_ok(db, "ROLLBACK");
+    } else {
+        exec_ok(db, "COMMIT");
+        memcpy(model, staged, sizeof model);
+    }
+}
+
+static void run_with_cache(int cache_pages) {
+    snprintf(dir, sizeof dir, "/tmp/paycore-test-pcache-XXXXXX");
+    ASSERT_TRUE(mkdtemp(dir) != NULL);
+    snprintf(db_path, sizeof db_path, "%s/t.db", dir);
+    for (uint32_t key = 0; key < KEYS; key++) model[key] = -1;
+    uint64_t swaps_before = store_sqlite_pcache_swaps();
+    sqlite3 *db = db_open(cache_pages);
+    exec_ok(db, "CREATE TABLE t(k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;"
+                "CREATE TABLE n(id INTEGER PRIMARY KEY, k TEXT NOT NULL);"
+                "CREATE INDEX n_k ON n(k);");
+    sqlite3_stmt *put, *del;
+    ASSERT_EQ(sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO t(k, v) VALUES(?1, ?2)", -1, &put, NULL), SQLITE_OK);
+    ASSERT_EQ(sqlite3_prepare_v2(db, "DELETE FROM t WHERE k = ?1", -1, &del, NULL), SQLITE_OK);
+    for (uint32_t round = 0; round < ROUNDS; round++) {
+        round_run(db, put, del, round);
+        if (round % 8 == 7) rows_check(db);
+    }
+    sqlite3_finalize(put);
+    sqlite3_finalize(del);
+    rows_check(db);
+    integrity_ok(db);
+    ASSERT_EQ(sqlite3_close(db), SQLITE_OK);
+    ASSERT_TRUE(store_sqlite_pcache_swaps() > swaps_before); /* splits renumbered through the layer */
+
+    sqlite3 *fresh = db_open(-2000);
+    rows_check(fresh);
+    integrity_ok(fresh);
+    ASSERT_EQ(sqlite3_close(fresh), SQLITE_OK);
+    char command[400];
+    snprintf(command, sizeof command, "rm -rf '%s'", dir);
+    ASSERT_EQ(system(command), 0);
+}
+
+static void test_large_cache(void) { run_with_cache(-65536); }
+
+/* 40 pages: pages leave the cache within one transaction and come back from the WAL. */
+static void test_small_cache(void) { run_with_cache(40); }
+
+int main(void) {
+    ASSERT_TRUE(store_sqlite_pcache_install());
+    TEST_RUN(test_large_cache);
+    TEST_RUN(test_small_cache);
+    return test_finish();
+}
