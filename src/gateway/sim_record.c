@@ -470,12 +470,14 @@ static sqlite3_stmt *bind_all(sim_db_t *db, const char *sql, const char *types, 
     sqlite3_stmt *stmt = cached(db, sql);
     if (stmt == NULL) return NULL;
     sqlite3_reset(stmt);
-    sqlite3_clear_bindings(stmt);
+    /* Every parameter is bound each time (no clearing needed): a statement's SQL and its
+     * types go together. */
+    PC_ASSERT((size_t)sqlite3_bind_parameter_count(stmt) == strlen(types));
     for (int i = 0; types[i] != '\0'; i++) {
         int rc;
         if (types[i] == 's') {
             const char *text = va_arg(args, const char *);
-            /* static: the caller's text outlives the statement's use (bindings are cleared first each time) */
+            /* static: the caller's text outlives the statement's use (each use binds it again) */
             rc = text ? sqlite3_bind_text(stmt, i + 1, text, -1, SQLITE_STATIC) : sqlite3_bind_null(stmt, i + 1);
         } else {
             PC_ASSERT(types[i] == 'i');
