@@ -45,21 +45,28 @@ OLD_ANSWER = ('{"id":"auth_%s","status":"approved","response_code":"00","message
               '"amount":%d,"currency":"EUR","approval_code":"ABC123"}')
 
 
+def old_authorization(db, suffix, amount, key, created_at_ms):
+    """An approved authorization auth_<suffix> with its record and answer, written as
+    versions 1 and 2 both did (only their tables' keys differ)."""
+    auth_id = "auth_" + suffix
+    db.execute("INSERT INTO authorizations(id, card_number, status, response_code, amount, currency,"
+               " idempotency_key) VALUES (?, '4242424242424242', 'approved', '00', ?, 'EUR', ?)",
+               (auth_id, amount, key))
+    db.execute("INSERT INTO records(id, kind, idempotency_key, status, response_code, amount, currency,"
+               " created_at_ms) VALUES (?, 'authorization', ?, 'approved', '00', ?, 'EUR', ?)",
+               (auth_id, key, amount, created_at_ms))
+    db.execute("INSERT INTO idempotency VALUES (?, 'authorize', ?, 200, ?, ?)",
+               (key, "0" * 64, OLD_ANSWER % (suffix, amount), created_at_ms))
+
+
 def v1_record(path):
     """A version 1 record: two approved authorizations (one per id below) with their
     records and answers, and a key that arrived twice."""
     db = sqlite3.connect(path)
     db.executescript(V1_SCHEMA)
     for n, (suffix, amount) in enumerate((("0" * 24, 1500), ("1" * 24, 800))):
-        auth_id, key = "auth_" + suffix, "old-auth-%d" % n
-        db.execute("INSERT INTO authorizations(id, card_number, status, response_code, amount, currency,"
-                   " idempotency_key) VALUES (?, '4242424242424242', 'approved', '00', ?, 'EUR', ?)",
-                   (auth_id, amount, key))
-        db.execute("INSERT INTO records(id, kind, idempotency_key, status, response_code, amount, currency,"
-                   " created_at_ms) VALUES (?, 'authorization', ?, 'approved', '00', ?, 'EUR', ?)",
-                   (auth_id, key, amount, 1000 + n))
-        db.execute("INSERT INTO idempotency VALUES (?, 'authorize', ?, 200, ?, ?)",
-                   (key, "0" * 64, OLD_ANSWER % (suffix, amount), 1000 + n))
+        key = "old-auth-%d" % n
+        old_authorization(db, suffix, amount, key, 1000 + n)
         db.execute("INSERT INTO arrivals VALUES (?, 1)", (key,))
     db.execute("INSERT INTO arrivals VALUES ('old-retried', 2)")
     db.commit()
@@ -123,15 +130,8 @@ def v2_record(path):
     db = sqlite3.connect(path)
     db.executescript(V1_SCHEMA + V2_CHANGES)
     for n, (suffix, amount) in enumerate((("2" * 24, 1200), ("3" * 24, 900), ("4" * 24, 300))):
-        auth_id, key = "auth_" + suffix, "v2-auth-%d" % (2 - n)
-        db.execute("INSERT INTO authorizations(id, card_number, status, response_code, amount, currency,"
-                   " idempotency_key) VALUES (?, '4242424242424242', 'approved', '00', ?, 'EUR', ?)",
-                   (auth_id, amount, key))
-        db.execute("INSERT INTO records(id, kind, idempotency_key, status, response_code, amount, currency,"
-                   " created_at_ms) VALUES (?, 'authorization', ?, 'approved', '00', ?, 'EUR', ?)",
-                   (auth_id, key, amount, 2000 + n))
-        db.execute("INSERT INTO idempotency VALUES (?, 'authorize', ?, 200, ?, ?)",
-                   (key, "0" * 64, OLD_ANSWER % (suffix, amount), 2000 + n))
+        key = "v2-auth-%d" % (2 - n)
+        old_authorization(db, suffix, amount, key, 2000 + n)
     db.execute("INSERT INTO arrival_counts VALUES ('v2-auth-1', 3)")
     db.commit()
     db.close()
