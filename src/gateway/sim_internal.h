@@ -88,6 +88,13 @@ typedef struct {
 
 /* ---- the record (sim_record.c) ---- */
 
+/* Rows found by a text (an id, a key) through its hash, in memory (sim_record.c). */
+typedef struct {
+    struct sim_row_slot *slots;   /* NULL: not loaded */
+    uint32_t capacity;            /* slots: a power of two, at most half full */
+    uint32_t count;
+} sim_rowmap_t;
+
 typedef struct {
     sqlite3 *db;
     struct {
@@ -96,9 +103,8 @@ typedef struct {
     } cache[SIM_STMT_CACHE_MAX];
     uint32_t cache_count;
     uint64_t *keys_seen;          /* Bloom filter of the keys in arrival_counts and idempotency; NULL: none */
-    struct sim_auth_slot *auth_slots; /* card authorizations by id (sim_db_auth_*); NULL: not loaded */
-    uint32_t auth_capacity;       /* slots: a power of two, at most half full */
-    uint32_t auth_count;
+    sim_rowmap_t auths;           /* card authorizations by id (sim_db_auth_*) */
+    sim_rowmap_t answers;         /* idempotency rows by key (sim_db_answer_*) */
 } sim_db_t;
 
 bool sim_db_open(sim_db_t *db, const char *path, sim_kind kind, char *error, size_t error_bytes);
@@ -130,6 +136,18 @@ bool sim_db_auth_note(sim_db_t *db, const char *id, int64_t auth_row, int64_t re
  * left (or the map is not loaded). */
 bool sim_db_auth_next(const sim_db_t *db, const char *id, uint32_t *cursor, int64_t *auth_row,
                       int64_t *record_row);
+/* The recorded answer of 'key' (the idempotency table is appended in arrival order;
+ * rows are found through the in-memory map of keys, filled at open, by
+ * sim_db_answer_put, and again after any rollback): 1 found, '*out' a statement on
+ * its row (columns SIM_ANSWER_COL_*; the caller resets it); 0 none; -1 the record
+ * failed (or the map is not loaded: never taken for "none"). */
+enum { SIM_ANSWER_COL_OPERATION, SIM_ANSWER_COL_HASH, SIM_ANSWER_COL_STATUS, SIM_ANSWER_COL_RESPONSE,
+       SIM_ANSWER_COL_KEY };
+int sim_db_answer_find(sim_db_t *db, const char *key, sqlite3_stmt **out);
+/* Records the answer of 'key'; false (logged) when the record fails or the key has
+ * one already. */
+bool sim_db_answer_put(sim_db_t *db, const char *key, const char *operation, const char *request_hash,
+                       unsigned http_status, const char *response, int64_t created_at_ms);
 /* Column i as text, "" for NULL. */
 const char *sim_col_text(sqlite3_stmt *stmt, int column);
 

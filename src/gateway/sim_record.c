@@ -16,7 +16,7 @@
 #include "gateway/sim_internal.h"
 #include "obs/obs.h"
 
-#define SIM_SCHEMA_VERSION "2"
+#define SIM_SCHEMA_VERSION 3
 
 /* Where a request's rows go decides what a group commit writes: a table keyed by a
  * random id (the hash-derived authorization and record ids) takes one page per row
@@ -24,15 +24,18 @@
  * last pages. So the busy tables are appended in arrival order (rowid tables), and the
  * few lookups by id go through small indexes: per kind (wallet payments, bank
  * transfers, refunds by their parent), or, for card authorizations (found by id on
- * every capture), a map in memory from the id to the rows (sim_db_auth_*): nothing
- * written for it, not even to a temp table.
+ * every capture) and answers (found by idempotency key on a repeat or an inquiry),
+ * maps in memory from the id or key to the rows (sim_db_auth_*, sim_db_answer_*):
+ * nothing written for them. (Version 2 kept answers in a table keyed by the key: an
+ * index b-tree, whose last leaf splits rewrite its neighbours too; one commit wrote
+ * ~11 WAL pages for 11 requests, ~8 with answers appended.)
  * A key's first arrival whose answer is recorded counts through its idempotency row:
  * arrival_counts holds the other arrivals' counts and the view `arrivals` both. */
 static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS meta(name TEXT PRIMARY KEY, value TEXT NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS idempotency(key TEXT PRIMARY KEY, operation TEXT NOT NULL,"
+    "CREATE TABLE IF NOT EXISTS idempotency(key TEXT NOT NULL, operation TEXT NOT NULL,"
     " request_sha256 TEXT NOT NULL, http_status INTEGER NOT NULL, response TEXT NOT NULL,"
-    " created_at_ms INTEGER NOT NULL) WITHOUT ROWID;"
+    " created_at_ms INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS arrival_counts(key TEXT PRIMARY KEY, count INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE VIEW IF NOT EXISTS arrivals(key, count) AS SELECT key, count FROM arrival_counts"
     " UNION ALL SELECT i.key, 1 FROM idempotency i"
@@ -95,6 +98,18 @@ static const char *const migrate_v1_copy_sql =
     " DROP TABLE records_v1; DROP TABLE authorizations_v1;"
     " UPDATE meta SET value = '2' WHERE name = 'schema_version';";
 
+/* A version 2 record's answers (keyed by the key, WITHOUT ROWID) set aside before
+ * schema_sql creates version 3's table; migrate_v2_copy appends them in time order.
+ * The view reads the table: it goes first, and schema_sql makes it again. */
+static const char *const migrate_v2_aside_sql =
+    "DROP VIEW IF EXISTS arrivals; ALTER TABLE idempotency RENAME TO idempotency_v2;";
+static const char *const migrate_v2_copy_sql =
+    "INSERT INTO idempotency(key, operation, request_sha256, http_status, response, created_at_ms)"
+    " SELECT key, operation, request_sha256, http_status, response, created_at_ms FROM idempotency_v2"
+    " ORDER BY created_at_ms, key;"
+    " DROP TABLE idempotency_v2;"
+    " UPDATE meta SET value = '3' WHERE name = 'schema_version';";
+
 /* Card authorizations with their record's row, for the map of ids (sim_db_auth_*). */
 static const char *const auth_rows_sql =
     "SELECT a.id, a.rowid, r.rowid FROM authorizations a JOIN records r ON r.id = a.id AND r.kind = 'authorization'";
@@ -136,97 +151,162 @@ void sim_db_key_note(sim_db_t *db, const char *key) {
     }
 }
 
-/* ---- card authorizations by id ---- */
+/* ---- rows by id or key, in memory ---- */
 
-struct sim_auth_slot {
-    uint64_t id_hash;             /* 0: empty */
-    int64_t auth_row;
-    int64_t record_row;
+struct sim_row_slot {
+    uint64_t hash;                /* of the id or key; 0: empty */
+    int64_t row;
+    int64_t row2;
 };
 
-#define AUTH_SLOTS_MIN 1024u
+#define ROWMAP_SLOTS_MIN 1024u
 
-static uint64_t auth_id_hash(const char *id) {
+static uint64_t text_hash(const char *text) {
     uint64_t h1, h2;
-    key_hashes(id, &h1, &h2);
+    key_hashes(text, &h1, &h2);
     return h1 != 0 ? h1 : 1;
 }
 
-static void auth_slot_put(struct sim_auth_slot *slots, uint32_t capacity, const struct sim_auth_slot *slot) {
-    uint32_t at = (uint32_t)slot->id_hash & (capacity - 1);
-    while (slots[at].id_hash != 0) at = (at + 1) & (capacity - 1);
+static void rowmap_put(struct sim_row_slot *slots, uint32_t capacity, const struct sim_row_slot *slot) {
+    uint32_t at = (uint32_t)slot->hash & (capacity - 1);
+    while (slots[at].hash != 0) at = (at + 1) & (capacity - 1);
     slots[at] = *slot;
 }
 
 /* Doubles the slots (or makes the first ones); false when out of memory. */
-static bool auth_slots_grow(sim_db_t *db) {
-    uint32_t capacity = db->auth_capacity ? db->auth_capacity * 2 : AUTH_SLOTS_MIN;
-    if (capacity < db->auth_capacity) return false;
-    struct sim_auth_slot *slots = calloc(capacity, sizeof *slots);
+static bool rowmap_grow(sim_rowmap_t *map) {
+    uint32_t capacity = map->capacity ? map->capacity * 2 : ROWMAP_SLOTS_MIN;
+    if (capacity < map->capacity) return false;
+    struct sim_row_slot *slots = calloc(capacity, sizeof *slots);
     if (slots == NULL) return false;
-    for (uint32_t i = 0; i < db->auth_capacity; i++) {
-        if (db->auth_slots[i].id_hash != 0) auth_slot_put(slots, capacity, &db->auth_slots[i]);
+    for (uint32_t i = 0; i < map->capacity; i++) {
+        if (map->slots[i].hash != 0) rowmap_put(slots, capacity, &map->slots[i]);
     }
-    free(db->auth_slots);
-    db->auth_slots = slots;
-    db->auth_capacity = capacity;
+    free(map->slots);
+    map->slots = slots;
+    map->capacity = capacity;
     return true;
 }
 
-bool sim_db_auth_note(sim_db_t *db, const char *id, int64_t auth_row, int64_t record_row) {
-    if ((db->auth_count + 1) * 2 > db->auth_capacity && !auth_slots_grow(db)) {
-        obs_log(OBS_LEVEL_ERROR, "simulator record: out of memory for the map of authorizations", NULL);
-        return false;
-    }
-    struct sim_auth_slot slot = {.id_hash = auth_id_hash(id), .auth_row = auth_row, .record_row = record_row};
-    auth_slot_put(db->auth_slots, db->auth_capacity, &slot);
-    db->auth_count++;
+static void rowmap_clear(sim_rowmap_t *map) {
+    free(map->slots);
+    memset(map, 0, sizeof *map);
+}
+
+static bool rowmap_note(sim_rowmap_t *map, const char *text, int64_t row, int64_t row2) {
+    if ((map->count + 1) * 2 > map->capacity && !rowmap_grow(map)) return false;
+    struct sim_row_slot slot = {.hash = text_hash(text), .row = row, .row2 = row2};
+    rowmap_put(map->slots, map->capacity, &slot);
+    map->count++;
     return true;
+}
+
+static bool rowmap_next(const sim_rowmap_t *map, const char *text, uint32_t *cursor, int64_t *row, int64_t *row2) {
+    if (map->slots == NULL) return false;
+    uint64_t hash = text_hash(text);
+    uint32_t mask = map->capacity - 1;
+    for (uint32_t probe = *cursor; probe < map->capacity; probe++) {
+        const struct sim_row_slot *slot = &map->slots[((uint32_t)hash + probe) & mask];
+        if (slot->hash == 0) break;
+        if (slot->hash != hash) continue;
+        *cursor = probe + 1;
+        *row = slot->row;
+        *row2 = slot->row2;
+        return true;
+    }
+    *cursor = map->capacity;
+    return false;
+}
+
+/* (Re)fills 'map' from 'sql' (text, row, row2 per row); on failure the map is left
+ * empty and unloaded (slots NULL), and 'what' is logged. */
+static bool rowmap_load(sim_db_t *db, sim_rowmap_t *map, const char *sql, const char *what) {
+    rowmap_clear(map);
+    sqlite3_stmt *stmt = NULL;
+    bool ok = rowmap_grow(map);
+    int rc = ok ? sqlite3_prepare_v2(db->db, sql, -1, &stmt, NULL) : SQLITE_NOMEM;
+    if (ok && rc == SQLITE_OK) {
+        while (ok && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+            ok = rowmap_note(map, sim_col_text(stmt, 0), sqlite3_column_int64(stmt, 1),
+                             sqlite3_column_int64(stmt, 2));
+        }
+    }
+    sqlite3_finalize(stmt);
+    if (ok && rc == SQLITE_DONE) return true;
+    obs_logf(OBS_LEVEL_ERROR, "simulator record: the map of %s cannot be loaded (%s)", what,
+             ok ? sqlite3_errmsg(db->db) : "out of memory");
+    rowmap_clear(map);
+    return false;
+}
+
+/* ---- card authorizations by id ---- */
+
+bool sim_db_auth_note(sim_db_t *db, const char *id, int64_t auth_row, int64_t record_row) {
+    if (rowmap_note(&db->auths, id, auth_row, record_row)) return true;
+    obs_log(OBS_LEVEL_ERROR, "simulator record: out of memory for the map of authorizations", NULL);
+    return false;
 }
 
 bool sim_db_auth_next(const sim_db_t *db, const char *id, uint32_t *cursor, int64_t *auth_row,
                       int64_t *record_row) {
-    if (db->auth_slots == NULL) return false;
-    uint64_t hash = auth_id_hash(id);
-    uint32_t mask = db->auth_capacity - 1;
-    for (uint32_t probe = *cursor; probe < db->auth_capacity; probe++) {
-        const struct sim_auth_slot *slot = &db->auth_slots[((uint32_t)hash + probe) & mask];
-        if (slot->id_hash == 0) break;
-        if (slot->id_hash != hash) continue;
-        *cursor = probe + 1;
-        *auth_row = slot->auth_row;
-        *record_row = slot->record_row;
-        return true;
-    }
-    *cursor = db->auth_capacity;
-    return false;
+    return rowmap_next(&db->auths, id, cursor, auth_row, record_row);
 }
 
 /* (Re)fills the map from the record; on failure the map is left empty and unloaded
  * (lookups find nothing, and answer 500: the record is failing anyway). */
 static bool auth_rows_load(sim_db_t *db) {
-    free(db->auth_slots);
-    db->auth_slots = NULL;
-    db->auth_capacity = 0;
-    db->auth_count = 0;
-    sqlite3_stmt *stmt = NULL;
-    bool ok = auth_slots_grow(db);
-    int rc = ok ? sqlite3_prepare_v2(db->db, auth_rows_sql, -1, &stmt, NULL) : SQLITE_NOMEM;
-    if (ok && rc == SQLITE_OK) {
-        while (ok && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-            ok = sim_db_auth_note(db, sim_col_text(stmt, 0), sqlite3_column_int64(stmt, 1),
-                                  sqlite3_column_int64(stmt, 2));
-        }
+    return rowmap_load(db, &db->auths, auth_rows_sql, "authorizations");
+}
+
+/* ---- answers by idempotency key ---- */
+
+/* The columns sim_db_answer_find's statement gives (SIM_ANSWER_COL_*), the key last. */
+static const char *const answer_row_sql =
+    "SELECT operation, request_sha256, http_status, response, key FROM idempotency WHERE rowid = ?";
+
+static bool answer_rows_load(sim_db_t *db) {
+    return rowmap_load(db, &db->answers, "SELECT key, rowid, 0 FROM idempotency", "answers");
+}
+
+int sim_db_answer_find(sim_db_t *db, const char *key, sqlite3_stmt **out) {
+    *out = NULL;
+    if (db->answers.slots == NULL) {
+        obs_log(OBS_LEVEL_ERROR, "simulator record: the map of answers is not loaded", NULL);
+        return -1; /* never "not found": that would apply a request twice */
     }
-    sqlite3_finalize(stmt);
-    if (ok && rc == SQLITE_DONE) return true;
-    obs_logf(OBS_LEVEL_ERROR, "simulator record: the map of authorizations cannot be loaded (%s)",
-             ok ? sqlite3_errmsg(db->db) : "out of memory");
-    free(db->auth_slots);
-    db->auth_slots = NULL;
-    db->auth_capacity = 0;
-    db->auth_count = 0;
-    return false;
+    uint32_t cursor = 0;
+    int64_t row = 0, unused = 0;
+    while (rowmap_next(&db->answers, key, &cursor, &row, &unused)) {
+        sqlite3_stmt *stmt = sim_db_query(db, answer_row_sql, "i", row);
+        if (stmt == NULL) return -1;
+        int rc = sqlite3_step(stmt);
+        if (rc == SQLITE_ROW && strcmp(sim_col_text(stmt, SIM_ANSWER_COL_KEY), key) == 0) {
+            *out = stmt;
+            return 1;
+        }
+        sqlite3_reset(stmt);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) return -1; /* DONE: a row a rollback undid */
+    }
+    return 0;
+}
+
+bool sim_db_answer_put(sim_db_t *db, const char *key, const char *operation, const char *request_hash,
+                       unsigned http_status, const char *response, int64_t created_at_ms) {
+    sqlite3_stmt *found = NULL;
+    int exists = sim_db_answer_find(db, key, &found);
+    if (found != NULL) sqlite3_reset(found);
+    if (exists != 0) { /* what the key's uniqueness refused in version 2: the unit fails */
+        if (exists > 0) obs_logf(OBS_LEVEL_ERROR, "simulator record: an answer for key %s is recorded already", key);
+        return false;
+    }
+    if (!sim_db_run(db, "INSERT INTO idempotency(key, operation, request_sha256, http_status, response, created_at_ms)"
+                    " VALUES (?, ?, ?, ?, ?, ?)", "sssisi", key, operation, request_hash, (int64_t)http_status,
+                    response, created_at_ms)) {
+        return false;
+    }
+    if (rowmap_note(&db->answers, key, sqlite3_last_insert_rowid(db->db), 0)) return true;
+    obs_log(OBS_LEVEL_ERROR, "simulator record: out of memory for the map of answers", NULL);
+    return false; /* the unit fails and its group rolls back: the row goes with it */
 }
 
 /* Fills the filter from the record; without it (no memory, a failed read) every key
@@ -276,8 +356,8 @@ static bool check_channel(sim_db_t *db, sim_kind kind, char *error, size_t error
         return same;
     }
     sqlite3_reset(stmt);
-    if (!sim_db_run(db, "INSERT INTO meta(name, value) VALUES ('channel', ?), ('schema_version', ?)", "ss",
-                    name, SIM_SCHEMA_VERSION)) {
+    if (!sim_db_run(db, "INSERT INTO meta(name, value) VALUES ('channel', ?), ('schema_version', ?)", "si",
+                    name, (int64_t)SIM_SCHEMA_VERSION)) {
         snprintf(error, error_bytes, "cannot write the record: %s", sqlite3_errmsg(db->db));
         return false;
     }
@@ -297,16 +377,29 @@ static int schema_version(sim_db_t *db) {
     return version;
 }
 
-/* Creates the tables, migrating a version 1 record in the same transaction. */
+/* Runs one step of the schema's change; false with SQLite's message in '*message'. */
+static bool schema_step(sim_db_t *db, bool wanted, const char *sql, char **message) {
+    return !wanted || sqlite3_exec(db->db, sql, NULL, NULL, message) == SQLITE_OK;
+}
+
+/* Creates the tables, migrating a version 1 or 2 record in the same transaction; a
+ * record newer than this simulator is refused (its tables may mean something else). */
 static bool schema_apply(sim_db_t *db, char **message) {
     if (sqlite3_exec(db->db, "BEGIN IMMEDIATE", NULL, NULL, message) != SQLITE_OK) return false;
-    bool from_v1 = schema_version(db) == 1;
-    bool ok = (!from_v1 || sqlite3_exec(db->db, migrate_v1_aside_sql, NULL, NULL, message) == SQLITE_OK) &&
-              sqlite3_exec(db->db, schema_sql, NULL, NULL, message) == SQLITE_OK &&
-              (!from_v1 || sqlite3_exec(db->db, migrate_v1_copy_sql, NULL, NULL, message) == SQLITE_OK) &&
-              sqlite3_exec(db->db, "COMMIT", NULL, NULL, message) == SQLITE_OK;
+    int version = schema_version(db);
+    if (version > SIM_SCHEMA_VERSION) {
+        sqlite3_exec(db->db, "ROLLBACK", NULL, NULL, NULL);
+        *message = sqlite3_mprintf("the record is version %d, newer than this simulator's %d: refused", version,
+                                   SIM_SCHEMA_VERSION);
+        return false;
+    }
+    bool from_v1 = version == 1, old = version == 1 || version == 2;
+    bool ok = schema_step(db, from_v1, migrate_v1_aside_sql, message) &&
+              schema_step(db, old, migrate_v2_aside_sql, message) && schema_step(db, true, schema_sql, message) &&
+              schema_step(db, from_v1, migrate_v1_copy_sql, message) &&
+              schema_step(db, old, migrate_v2_copy_sql, message) && schema_step(db, true, "COMMIT", message);
     if (!ok) sqlite3_exec(db->db, "ROLLBACK", NULL, NULL, NULL);
-    else if (from_v1) obs_log(OBS_LEVEL_INFO, "simulator record: migrated from version 1 to 2", NULL);
+    else if (old) obs_logf(OBS_LEVEL_INFO, "simulator record: migrated from version %d to %d", version, SIM_SCHEMA_VERSION);
     return ok;
 }
 
@@ -338,8 +431,8 @@ bool sim_db_open(sim_db_t *db, const char *path, sim_kind kind, char *error, siz
         return false;
     }
     keys_seen_load(db);
-    if (!auth_rows_load(db)) {
-        snprintf(error, error_bytes, "cannot read the authorizations of %s", path);
+    if (!auth_rows_load(db) || !answer_rows_load(db)) {
+        snprintf(error, error_bytes, "cannot read the authorizations and answers of %s", path);
         sim_db_close(db);
         return false;
     }
@@ -353,10 +446,8 @@ void sim_db_close(sim_db_t *db) {
     db->db = NULL;
     free(db->keys_seen);
     db->keys_seen = NULL;
-    free(db->auth_slots);
-    db->auth_slots = NULL;
-    db->auth_capacity = 0;
-    db->auth_count = 0;
+    rowmap_clear(&db->auths);
+    rowmap_clear(&db->answers);
 }
 
 static sqlite3_stmt *cached(sim_db_t *db, const char *sql) {
@@ -379,12 +470,14 @@ static sqlite3_stmt *bind_all(sim_db_t *db, const char *sql, const char *types, 
     sqlite3_stmt *stmt = cached(db, sql);
     if (stmt == NULL) return NULL;
     sqlite3_reset(stmt);
-    sqlite3_clear_bindings(stmt);
+    /* Every parameter is bound each time (no clearing needed): a statement's SQL and its
+     * types go together. */
+    PC_ASSERT((size_t)sqlite3_bind_parameter_count(stmt) == strlen(types));
     for (int i = 0; types[i] != '\0'; i++) {
         int rc;
         if (types[i] == 's') {
             const char *text = va_arg(args, const char *);
-            /* static: the caller's text outlives the statement's use (bindings are cleared first each time) */
+            /* static: the caller's text outlives the statement's use (each use binds it again) */
             rc = text ? sqlite3_bind_text(stmt, i + 1, text, -1, SQLITE_STATIC) : sqlite3_bind_null(stmt, i + 1);
         } else {
             PC_ASSERT(types[i] == 'i');
@@ -449,7 +542,9 @@ bool sim_db_commit(sim_db_t *db) {
 
 void sim_db_rollback(sim_db_t *db) {
     if (!sqlite3_get_autocommit(db->db)) (void)sim_db_run(db, "ROLLBACK", "");
-    (void)auth_rows_load(db); /* the map may name rows the rollback (or a failed COMMIT's) undid */
+    /* The maps may name rows the rollback (or a failed COMMIT's) undid. */
+    (void)auth_rows_load(db);
+    (void)answer_rows_load(db);
 }
 
 const char *sim_col_text(sqlite3_stmt *stmt, int column) {

@@ -116,18 +116,15 @@ static void route_healthz(sim_req_t *req) {
 }
 
 static void route_status(sim_req_t *req) {
-    sqlite3_stmt *stmt = sim_db_query(&req->sim->db,
-                                      "SELECT operation, http_status, response FROM idempotency WHERE key = ?",
-                                      "s", req->params[0]);
-    if (stmt == NULL) return sim_reply_internal(req);
-    if (sqlite3_step(stmt) != SQLITE_ROW) {
-        sqlite3_reset(stmt);
-        return sim_reply_json(req, 404, json_pack("{s:b}", "found", 0));
-    }
-    json_t *response = json_loads(sim_col_text(stmt, 2), 0, NULL);
+    sqlite3_stmt *stmt = NULL;
+    int found = sim_db_answer_find(&req->sim->db, req->params[0], &stmt);
+    if (found < 0) return sim_reply_internal(req);
+    if (found == 0) return sim_reply_json(req, 404, json_pack("{s:b}", "found", 0));
+    json_t *response = json_loads(sim_col_text(stmt, SIM_ANSWER_COL_RESPONSE), 0, NULL);
     if (req->sim->kind == SIM_KIND_BANK && json_is_object(response)) sim_bank_status_now(req->sim, response);
-    json_t *answer = json_pack("{s:b,s:s,s:i,s:o*}", "found", 1, "operation", sim_col_text(stmt, 0),
-                               "http_status", sqlite3_column_int(stmt, 1), "response", response);
+    json_t *answer = json_pack("{s:b,s:s,s:i,s:o*}", "found", 1, "operation",
+                               sim_col_text(stmt, SIM_ANSWER_COL_OPERATION), "http_status",
+                               sqlite3_column_int(stmt, SIM_ANSWER_COL_STATUS), "response", response);
     sqlite3_reset(stmt);
     sim_reply_json(req, 200, answer);
 }
@@ -262,6 +259,18 @@ static bool arrival_write(sim_req_t *req) {
                       " SET count = excluded.count", "si", req->key, (int64_t)req->arrival);
 }
 
+/* The key's arrivals so far: its count, or 1 when only its first answer counts it. */
+static bool arrivals_before(sim_req_t *req, int64_t *before) {
+    sim_db_t *db = &req->sim->db;
+    if (!sim_db_int(db, before, -1, "SELECT count FROM arrival_counts WHERE key = ?", "s", req->key)) return false;
+    if (*before >= 0) return true;
+    sqlite3_stmt *stmt = NULL;
+    int found = sim_db_answer_find(db, req->key, &stmt);
+    if (stmt != NULL) sqlite3_reset(stmt);
+    *before = found > 0 ? 1 : 0;
+    return found >= 0;
+}
+
 /* Counts this arrival of the key and draws its fate (in 'unit', under the lock). The
  * count is written now when the request waits (a simulated latency: another arrival
  * of the key may come meanwhile), else by handle_in, unless the answer it records is
@@ -269,10 +278,7 @@ static bool arrival_write(sim_req_t *req) {
 static bool fate_draw(sim_req_t *req, const sim_faults_t *faults) {
     sim_t *sim = req->sim;
     int64_t before = 0; /* a key the record cannot hold arrives for the first time: nothing to read */
-    if (sim_db_key_maybe(&sim->db, req->key) &&
-        !sim_db_int(&sim->db, &before, 0,
-                    "SELECT coalesce((SELECT count FROM arrival_counts WHERE key = ?1),"
-                    " (SELECT 1 FROM idempotency WHERE key = ?1), 0)", "s", req->key)) {
+    if (sim_db_key_maybe(&sim->db, req->key) && !arrivals_before(req, &before)) {
         sim_reply_internal(req);
         return false;
     }
@@ -302,24 +308,21 @@ static bool arrival_settle(sim_req_t *req, sim_unit_t *unit, bool recorded, bool
 
 /* The first answer under this key, or 409; false when the key is new. */
 static bool replay(sim_req_t *req) {
-    sqlite3_stmt *stmt = sim_db_query(&req->sim->db,
-                                      "SELECT request_sha256, http_status, response FROM idempotency WHERE key = ?",
-                                      "s", req->key);
-    if (stmt == NULL) {
+    sqlite3_stmt *stmt = NULL;
+    int found = sim_db_answer_find(&req->sim->db, req->key, &stmt);
+    if (found < 0) {
         sim_reply_internal(req);
         return true;
     }
-    if (sqlite3_step(stmt) != SQLITE_ROW) {
-        sqlite3_reset(stmt);
-        return false;
-    }
-    if (strcmp(sim_col_text(stmt, 0), req->request_hash) != 0) {
+    if (found == 0) return false;
+    if (strcmp(sim_col_text(stmt, SIM_ANSWER_COL_HASH), req->request_hash) != 0) {
         sqlite3_reset(stmt);
         sim_reply_error(req, 409, "idempotency_key_reused", "this Idempotency-Key was used for another request", NULL);
         return true;
     }
-    const char *response = sim_col_text(stmt, 2);
-    reply_set(req, (unsigned)sqlite3_column_int(stmt, 1), "application/json", pc_strdup(response), strlen(response));
+    const char *response = sim_col_text(stmt, SIM_ANSWER_COL_RESPONSE);
+    reply_set(req, (unsigned)sqlite3_column_int(stmt, SIM_ANSWER_COL_STATUS), "application/json", pc_strdup(response),
+              strlen(response));
     req->replayed = true;
     sqlite3_reset(stmt);
     return true;
@@ -342,10 +345,8 @@ static void handle_in(sim_req_t *req, sim_unit_t *unit) {
     }
     bool recorded = ok && operation && answer_recordable(req);
     if (recorded) {
-        ok = sim_db_run(&sim->db,
-                        "INSERT INTO idempotency(key, operation, request_sha256, http_status, response, created_at_ms)"
-                        " VALUES (?, ?, ?, ?, ?, ?)", "sssisi", req->key, req->route->operation,
-                        req->request_hash, (int64_t)req->http_status, req->reply, (int64_t)sim_wall_ms());
+        ok = sim_db_answer_put(&sim->db, req->key, req->route->operation, req->request_hash, req->http_status,
+                               req->reply, (int64_t)sim_wall_ms());
     }
     bool keep = ok && !req->skipped && req->http_status < 500;
     if (!arrival_settle(req, unit, recorded && ok, &keep)) ok = keep = false;

@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
-"""The card simulator's record, version 2 (docs/channels.md, "The simulator's record"):
-rows appended in arrival order, authorizations found by id through the connection's
-in-memory map (rebuilt at every start), a key's first recorded arrival counted by its
-idempotency row (the view `arrivals` still says how many times each key arrived), and
-a version 1 record (tables keyed by id, every arrival in `arrivals`) migrated at start
-with nothing lost: its authorizations are captured and voided by id, its answers
-replayed and its arrival counts go on."""
+"""The card simulator's record, version 3 (docs/channels.md, "The simulator's record"):
+rows appended in arrival order, authorizations found by id and answers by key through
+the connection's in-memory maps (rebuilt at every start), a key's first recorded
+arrival counted by its idempotency row (the view `arrivals` still says how many times
+each key arrived); a version 1 record (tables keyed by id, every arrival in
+`arrivals`) and a version 2 one (answers keyed by key) migrated at start with nothing
+lost: their authorizations are captured and voided by id, their answers replayed and
+their arrival counts go on; a record newer than the simulator refused; answers and
+authorizations kept across a kill."""
 import os
+import signal
 import sqlite3
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -41,21 +45,28 @@ OLD_ANSWER = ('{"id":"auth_%s","status":"approved","response_code":"00","message
               '"amount":%d,"currency":"EUR","approval_code":"ABC123"}')
 
 
+def old_authorization(db, suffix, amount, key, created_at_ms):
+    """An approved authorization auth_<suffix> with its record and answer, written as
+    versions 1 and 2 both did (only their tables' keys differ)."""
+    auth_id = "auth_" + suffix
+    db.execute("INSERT INTO authorizations(id, card_number, status, response_code, amount, currency,"
+               " idempotency_key) VALUES (?, '4242424242424242', 'approved', '00', ?, 'EUR', ?)",
+               (auth_id, amount, key))
+    db.execute("INSERT INTO records(id, kind, idempotency_key, status, response_code, amount, currency,"
+               " created_at_ms) VALUES (?, 'authorization', ?, 'approved', '00', ?, 'EUR', ?)",
+               (auth_id, key, amount, created_at_ms))
+    db.execute("INSERT INTO idempotency VALUES (?, 'authorize', ?, 200, ?, ?)",
+               (key, "0" * 64, OLD_ANSWER % (suffix, amount), created_at_ms))
+
+
 def v1_record(path):
     """A version 1 record: two approved authorizations (one per id below) with their
     records and answers, and a key that arrived twice."""
     db = sqlite3.connect(path)
     db.executescript(V1_SCHEMA)
     for n, (suffix, amount) in enumerate((("0" * 24, 1500), ("1" * 24, 800))):
-        auth_id, key = "auth_" + suffix, "old-auth-%d" % n
-        db.execute("INSERT INTO authorizations(id, card_number, status, response_code, amount, currency,"
-                   " idempotency_key) VALUES (?, '4242424242424242', 'approved', '00', ?, 'EUR', ?)",
-                   (auth_id, amount, key))
-        db.execute("INSERT INTO records(id, kind, idempotency_key, status, response_code, amount, currency,"
-                   " created_at_ms) VALUES (?, 'authorization', ?, 'approved', '00', ?, 'EUR', ?)",
-                   (auth_id, key, amount, 1000 + n))
-        db.execute("INSERT INTO idempotency VALUES (?, 'authorize', ?, 200, ?, ?)",
-                   (key, "0" * 64, OLD_ANSWER % (suffix, amount), 1000 + n))
+        key = "old-auth-%d" % n
+        old_authorization(db, suffix, amount, key, 1000 + n)
         db.execute("INSERT INTO arrivals VALUES (?, 1)", (key,))
     db.execute("INSERT INTO arrivals VALUES ('old-retried', 2)")
     db.commit()
@@ -67,7 +78,7 @@ def test_migrated():
     v1_record(sim.db)
     sim.start()
     try:
-        check(sim.one("SELECT value FROM meta WHERE name = 'schema_version'")[0] == "2", "migrated to version 2")
+        check(sim.one("SELECT value FROM meta WHERE name = 'schema_version'")[0] == "3", "migrated to version 3")
         arrivals = dict(sim.rows("SELECT key, count FROM arrivals"))
         check(arrivals == {"old-auth-0": 1, "old-auth-1": 1, "old-retried": 2}, "arrivals kept: %r" % arrivals)
         c = sim.client()
@@ -81,7 +92,122 @@ def test_migrated():
               "the void reached the old authorization's record")
         check(sim.one("SELECT captured_total FROM authorizations WHERE id = ?", ("auth_" + "0" * 24,))[0] == 1500,
               "the capture reached the old authorization's row")
-        check(sim.rows("SELECT name FROM sqlite_schema WHERE name LIKE '%_v1'") == [], "nothing of version 1 left")
+        check(sim.rows("SELECT name FROM sqlite_schema WHERE name LIKE '%_v1' OR name LIKE '%_v2'") == [],
+              "nothing of versions 1 and 2 left")
+    finally:
+        sim.close()
+
+
+# What version 2 changed in version 1's tables (records and authorizations appended,
+# arrivals a view over arrival_counts and idempotency); idempotency kept as it was.
+V2_CHANGES = """
+DROP TABLE arrivals;
+CREATE TABLE arrival_counts(key TEXT PRIMARY KEY, count INTEGER NOT NULL) WITHOUT ROWID;
+CREATE VIEW arrivals(key, count) AS SELECT key, count FROM arrival_counts
+  UNION ALL SELECT i.key, 1 FROM idempotency i WHERE NOT EXISTS (SELECT 1 FROM arrival_counts a WHERE a.key = i.key);
+DROP INDEX records_parent; DROP INDEX records_settled; DROP TABLE records;
+CREATE TABLE records(id TEXT NOT NULL, kind TEXT NOT NULL, parent_id TEXT, idempotency_key TEXT NOT NULL,
+  status TEXT NOT NULL, response_code TEXT NOT NULL, amount INTEGER NOT NULL, currency TEXT NOT NULL,
+  merchant_ref TEXT, created_at_ms INTEGER NOT NULL, settled_at_ms INTEGER);
+CREATE INDEX records_settled ON records(settled_at_ms) WHERE settled_at_ms IS NOT NULL;
+CREATE INDEX records_refunds ON records(parent_id) WHERE kind = 'refund';
+CREATE UNIQUE INDEX records_payments ON records(id) WHERE kind = 'payment';
+CREATE UNIQUE INDEX records_transfers ON records(id) WHERE kind = 'transfer';
+DROP INDEX authorizations_challenge; DROP TABLE authorizations;
+CREATE TABLE authorizations(id TEXT NOT NULL, card_number TEXT NOT NULL, status TEXT NOT NULL,
+  response_code TEXT NOT NULL, amount INTEGER NOT NULL, currency TEXT NOT NULL,
+  captured_total INTEGER NOT NULL DEFAULT 0, refunded_total INTEGER NOT NULL DEFAULT 0, challenge_id TEXT,
+  challenge_state TEXT, capture_requested INTEGER NOT NULL DEFAULT 0, merchant_ref TEXT,
+  idempotency_key TEXT NOT NULL);
+CREATE UNIQUE INDEX authorizations_challenge ON authorizations(challenge_id) WHERE challenge_id IS NOT NULL;
+UPDATE meta SET value = '2' WHERE name = 'schema_version';
+"""
+
+
+def v2_record(path):
+    """A version 2 record: three approved authorizations with their records and
+    answers (written out of key order), and a key that arrived three times."""
+    db = sqlite3.connect(path)
+    db.executescript(V1_SCHEMA + V2_CHANGES)
+    for n, (suffix, amount) in enumerate((("2" * 24, 1200), ("3" * 24, 900), ("4" * 24, 300))):
+        key = "v2-auth-%d" % (2 - n)
+        old_authorization(db, suffix, amount, key, 2000 + n)
+    db.execute("INSERT INTO arrival_counts VALUES ('v2-auth-1', 3)")
+    db.commit()
+    db.close()
+
+
+def test_migrated_v2():
+    sim = Sim("card")
+    v2_record(sim.db)
+    sim.start()
+    try:
+        check(sim.one("SELECT value FROM meta WHERE name = 'schema_version'")[0] == "3", "migrated to version 3")
+        keys = [k for (k,) in sim.rows("SELECT key FROM idempotency ORDER BY rowid")]
+        check(keys == ["v2-auth-2", "v2-auth-1", "v2-auth-0"], "answers appended in time order: %r" % keys)
+        arrivals = dict(sim.rows("SELECT key, count FROM arrivals"))
+        check(arrivals == {"v2-auth-0": 1, "v2-auth-1": 3, "v2-auth-2": 1}, "arrivals kept: %r" % arrivals)
+        c = sim.client()
+        for n, suffix in ((2, "2" * 24), (1, "3" * 24), (0, "4" * 24)):
+            old = expect(c.get("/v1/status/v2-auth-%d" % n), 200).json
+            check(old["found"] and old["response"]["id"] == "auth_" + suffix, "an old answer is found: %r" % old)
+        # A repeat of an old key with another request is refused: the old hash is kept.
+        expect(c.post(AUTH, auth_body(amount=5), key="v2-auth-0"), 409, "idempotency_key_reused")
+        check(sim.one("SELECT count FROM arrivals WHERE key = 'v2-auth-0'")[0] == 2, "the repeat counted")
+        cap = expect(c.post(AUTH + "/auth_" + "2" * 24 + "/captures", {"amount": 1200}, key="v2-cap"), 200).json
+        check(cap["captured_total"] == 1200, "an old authorization captured: %r" % cap)
+        again = expect(c.post(AUTH + "/auth_" + "2" * 24 + "/captures", {"amount": 1200}, key="v2-cap"), 200)
+        check(again.headers.get("idempotent-replayed") == "true" and again.json == cap, "a new answer replays")
+        check(sim.rows("SELECT name FROM sqlite_schema WHERE name LIKE '%_v2'") == [], "nothing of version 2 left")
+    finally:
+        sim.close()
+
+
+def test_newer_refused():
+    """A record written by a newer simulator (its tables may mean something else) is
+    refused at start with the versions named, and left as it was."""
+    sim = Sim("card").start()
+    try:
+        expect(sim.client().post(AUTH, auth_body(amount=100), key="n-auth"), 200)
+        check(sim.stop() == 0, "clean stop")
+        db = sqlite3.connect(sim.db)
+        db.execute("UPDATE meta SET value = '4' WHERE name = 'schema_version'")
+        db.commit()
+        db.close()
+        proc = subprocess.run(sim.command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              timeout=60)
+        check(proc.returncode != 0, "a newer record refused: %r" % proc.returncode)
+        check("version 4, newer than this simulator's 3" in proc.stderr, "the versions named: %r" % proc.stderr)
+        db = sqlite3.connect(sim.db)
+        check(db.execute("SELECT key FROM idempotency").fetchall() == [("n-auth",)], "the record left as it was")
+        db.close()
+    finally:
+        sim.close()
+
+
+def test_answers_after_kill():
+    """Answers and authorizations committed before a SIGKILL are there after it: a
+    repeat replays the first answer, the inquiry finds it, the authorization captures;
+    a key never answered is new."""
+    sim = Sim("card").start()
+    try:
+        c = sim.client()
+        auths = [expect(c.post(AUTH, auth_body(amount=100 + i), key="kill-%02d" % i), 200).json for i in range(40)]
+        check(sim.stop(signal.SIGKILL) == -signal.SIGKILL, "killed")
+        sim.start()
+        c = sim.client()
+        for i in (0, 17, 39):
+            again = expect(c.post(AUTH, auth_body(amount=100 + i), key="kill-%02d" % i), 200)
+            check(again.headers.get("idempotent-replayed") == "true" and again.json == auths[i],
+                  "answer %d replayed after the kill: %r" % (i, again))
+            status = expect(c.get("/v1/status/kill-%02d" % i), 200).json
+            check(status["response"] == auths[i], "answer %d found by the inquiry: %r" % (i, status))
+        cap = expect(c.post(AUTH + "/" + auths[5]["id"] + "/captures", {"amount": 105}, key="kill-cap"), 200).json
+        check(cap["captured_total"] == 105, "captured after the kill: %r" % cap)
+        expect(c.get("/v1/status/kill-new"), 404)
+        fresh = expect(c.post(AUTH, auth_body(amount=7), key="kill-new"), 200)
+        check(fresh.headers.get("idempotent-replayed") is None, "a new key is applied: %r" % fresh)
+        check(sim.one("SELECT count(*) FROM idempotency")[0] == 42, "one answer per key")
     finally:
         sim.close()
 
@@ -169,6 +295,9 @@ def test_map_after_restart():
 def main():
     need_binary()
     test_migrated()
+    test_migrated_v2()
+    test_newer_refused()
+    test_answers_after_kill()
     test_counts_and_map()
     test_map_after_restart()
     print("ok")
