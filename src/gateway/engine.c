@@ -644,9 +644,59 @@ pc_status gw_submit(gw_t *gw, const gw_request_t *request, const gw_callbacks_t 
     return PC_OK;
 }
 
+/* Persisted attempts this OS thread holds back (gw_persisted_hold) until
+ * gw_persisted_release: a writer's batch of completions hands them over at once. */
+static _Thread_local struct {
+    bool holding;
+    gw_call_t *head;
+    gw_call_t *tail;
+} persisted_held;
+
+void gw_persisted_hold(void) { persisted_held.holding = true; }
+
+/* Appends a chain of calls (all of one thread) to its inbox: one lock, at most one wake. */
+static void inbox_push_chain(gw_thread_t *t, gw_call_t *head, gw_call_t *tail) {
+    pthread_mutex_lock(&t->mutex);
+    if (t->inbox_tail) t->inbox_tail->next = head;
+    else t->inbox_head = head;
+    t->inbox_tail = tail;
+    if (t->polling) wake(t); /* under the lock, as in inbox_push */
+    t->polling = false;
+    pthread_mutex_unlock(&t->mutex);
+}
+
+void gw_persisted_release(void) {
+    persisted_held.holding = false;
+    gw_call_t *rest = persisted_held.head;
+    persisted_held.head = persisted_held.tail = NULL;
+    while (rest != NULL) { /* one chain per gateway thread, each in the order persisted */
+        gw_thread_t *t = rest->thread;
+        gw_call_t *head = NULL, *tail = NULL, *others = NULL, *others_tail = NULL;
+        while (rest != NULL) {
+            gw_call_t *call = rest;
+            rest = call->next;
+            call->next = NULL;
+            gw_call_t **last = call->thread == t ? &tail : &others_tail;
+            if (*last != NULL) (*last)->next = call;
+            else if (call->thread == t) head = call;
+            else others = call;
+            *last = call;
+        }
+        inbox_push_chain(t, head, tail);
+        rest = others;
+    }
+}
+
 void gw_attempt_persisted(gw_call_t *call, pc_status status) {
     call->persist_status = status;
-    (void)inbox_push(call->thread, call, false);
+    if (!persisted_held.holding) {
+        (void)inbox_push(call->thread, call, false);
+        return;
+    }
+    call->next = NULL;
+    if (persisted_held.tail != NULL) persisted_held.tail->next = call;
+    else persisted_held.head = call;
+    persisted_held.tail = call;
 }
 
 /* ---------------------------------------------------------------- waiting (tools) */

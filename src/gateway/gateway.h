@@ -250,6 +250,12 @@ PC_MUST_USE pc_status gw_submit(gw_t *gw, const gw_request_t *request, const gw_
 bool gw_on_gateway_thread(void);
 /* From 'persist': the attempt is durable (PC_OK) or could not be stored. */
 void gw_attempt_persisted(gw_call_t *call, pc_status status);
+/* Between these two, gw_attempt_persisted on this thread only notes the call; the
+ * release hands every noted call to its gateway thread at once (one lock and at most
+ * one wake-up per gateway thread, not one per call): for a writer's batch of
+ * completions. Every hold must be released (the gateway waits for those calls). */
+void gw_persisted_hold(void);
+void gw_persisted_release(void);
 /* Tools and tests only: submits and blocks until the result. Never from a gateway,
  * writer or HTTP thread. 'persist' may be NULL. */
 PC_MUST_USE pc_status gw_call_wait(gw_t *gw, const gw_request_t *request, gw_persist_fn persist,

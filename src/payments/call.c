@@ -48,6 +48,8 @@ static void persist_then(pay_flow_t *flow, pc_status status) {
     if (status == PC_OK && result == PC_OK) cs->first_done = true;
     gw_call_t *call = flow->call;
     flow->call = NULL;
+    /* a writer completion's: handed to the gateway with the rest of its batch's, at its end */
+    if (writer_completions_defer(gw_persisted_release)) gw_persisted_hold();
     gw_attempt_persisted(call, result);
 }
 

@@ -194,6 +194,78 @@ static void test_unroutable_on_submit_ends_on_gateway(void) {
     ASSERT_TRUE(w.done_on_gateway);
 }
 
+/* gw_persisted_hold: attempts persisted while held go nowhere until the release,
+ * which hands them all to the gateway thread; each is then sent once. */
+#define HELD_CALLS 3
+typedef struct {
+    pthread_mutex_t mutex;
+    pthread_cond_t cond;
+    uint32_t first_count;
+    gw_call_t *first_calls[HELD_CALLS];
+    char first_keys[HELD_CALLS][GW_KEY_SIZE];
+    uint32_t done_count;
+    gw_result_t results[HELD_CALLS];
+} held_t;
+
+static void held_persist(void *ctx, gw_call_t *call, const gw_attempt_t *attempt) {
+    held_t *h = ctx;
+    if (attempt->number > 1) { /* a retry on card_b: durable at once */
+        gw_attempt_persisted(call, PC_OK);
+        return;
+    }
+    pthread_mutex_lock(&h->mutex);
+    ASSERT_TRUE(h->first_count < HELD_CALLS);
+    snprintf(h->first_keys[h->first_count], GW_KEY_SIZE, "%s", attempt->idempotency_key);
+    h->first_calls[h->first_count++] = call;
+    pthread_cond_broadcast(&h->cond);
+    pthread_mutex_unlock(&h->mutex);
+}
+
+static void held_done(void *ctx, const gw_result_t *result) {
+    held_t *h = ctx;
+    pthread_mutex_lock(&h->mutex);
+    h->results[h->done_count++] = *result;
+    pthread_cond_broadcast(&h->cond);
+    pthread_mutex_unlock(&h->mutex);
+}
+
+static void test_persisted_held_until_release(void) {
+    held_t h = {.first_count = 0};
+    pthread_mutex_init(&h.mutex, NULL);
+    pthread_cond_init(&h.cond, NULL);
+    gw_callbacks_t callbacks = {.persist = held_persist, .done = held_done, .ctx = &h};
+    for (uint32_t i = 0; i < HELD_CALLS; i++) {
+        char ref[32];
+        snprintf(ref, sizeof ref, "persist-held-%u", i);
+        gw_request_t req = gwt_card(ref, 1999, "4242424242424242");
+        ASSERT_STATUS(gw_submit(gw, &req, &callbacks), PC_OK);
+    }
+    pthread_mutex_lock(&h.mutex);
+    while (h.first_count < HELD_CALLS) pthread_cond_wait(&h.cond, &h.mutex);
+    pthread_mutex_unlock(&h.mutex);
+    gw_persisted_hold();
+    for (uint32_t i = 0; i < HELD_CALLS; i++) gw_attempt_persisted(h.first_calls[i], PC_OK);
+    usleep(200000); /* held: whatever the gateway thread does meanwhile, nothing goes out */
+    for (uint32_t i = 0; i < HELD_CALLS; i++) ASSERT_EQ(key_seen(h.first_keys[i]), 0);
+    pthread_mutex_lock(&h.mutex);
+    ASSERT_EQ(h.done_count, 0);
+    pthread_mutex_unlock(&h.mutex);
+    gw_persisted_release();
+    pthread_mutex_lock(&h.mutex);
+    while (h.done_count < HELD_CALLS) pthread_cond_wait(&h.cond, &h.mutex);
+    pthread_mutex_unlock(&h.mutex);
+    for (uint32_t i = 0; i < HELD_CALLS; i++) {
+        ASSERT_EQ(h.results[i].outcome, GW_OUTCOME_APPROVED);
+        ASSERT_EQ(h.results[i].attempt_count, 2);
+        ASSERT_EQ(key_seen(h.first_keys[i]), 1); /* sent once, after the release */
+        char ref[32];
+        snprintf(ref, sizeof ref, "persist-held-%u", i);
+        ASSERT_EQ(gwt_approved(&card_b, ref), 1);
+    }
+    pthread_cond_destroy(&h.cond);
+    pthread_mutex_destroy(&h.mutex);
+}
+
 int main(void) {
     gwt_setup("gw-persist");
     gwt_sim_start(&card_a, "card", "card_a", NULL, NULL);
@@ -213,6 +285,7 @@ int main(void) {
     TEST_RUN(test_failed_persist_never_calls);
     TEST_RUN(test_persist_on_submit);
     TEST_RUN(test_unroutable_on_submit_ends_on_gateway);
+    TEST_RUN(test_persisted_held_until_release);
     gw_stop(gw);
     gwt_sim_stop(&card_a);
     gwt_sim_stop(&card_b);
