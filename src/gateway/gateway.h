@@ -4,7 +4,8 @@
  * an outcome, resolves unknown outcomes by status inquiry, retries on the next channel
  * when that is safe, and keeps a circuit breaker per channel.
  *
- * Calls are asynchronous: gw_submit() only queues. The gateway thread routes, calls
+ * Calls are asynchronous: gw_submit() only queues (or, with persist_on_submit, routes
+ * and hands the first attempt to 'persist' before it returns). The gateway thread routes, calls
  * 'persist' before each attempt, waits for gw_attempt_persisted(), makes the HTTP call
  * and finally calls 'done' with the result. Nothing here blocks the caller's thread,
  * and nothing here moves ledger money.
