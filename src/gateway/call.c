@@ -73,11 +73,11 @@ static void finish_error(gw_call_t *call, pc_status status, gw_outcome outcome, 
 /* "gwk_" + 32 hex: the wall clock in ms (12 hex), then 80 random bits. Keys made later
  * sort later, so a channel that files attempts by key (the simulators' records) appends
  * them instead of inserting each in a random place; the random part keeps them unique. */
-static void attempt_key(gw_thread_t *t, char out[GW_KEY_SIZE]) {
+static void attempt_key(char out[GW_KEY_SIZE]) {
     uint8_t raw[16];
     uint64_t now_ms = pc_wall_ns() / 1000000u;
     for (int i = 0; i < 6; i++) raw[i] = (uint8_t)(now_ms >> (8 * (5 - i)));
-    gw_thread_random(t, raw + 6, sizeof raw - 6);
+    gw_random(raw + 6, sizeof raw - 6);
     memcpy(out, "gwk_", 4);
     sodium_bin2hex(out + 4, GW_KEY_SIZE - 4, raw, sizeof raw);
 }
@@ -119,7 +119,7 @@ static gw_attempt_t *begin_attempt(gw_call_t *call, uint32_t index) {
     at->op = call->req.op;
     at->outcome = GW_OUTCOME_UNKNOWN;
     if (call->req.op == GW_OP_STATUS) gw_copy_str(at->idempotency_key, GW_KEY_SIZE, call->req.status_key);
-    else attempt_key(call->thread, at->idempotency_key);
+    else attempt_key(at->idempotency_key);
     return at;
 }
 
@@ -172,9 +172,8 @@ static void next_attempt(gw_call_t *call) {
     finish_answer(call, &call->answer); /* retryable: nothing was applied anywhere */
 }
 
-void gw_call_start(gw_call_t *call) {
-    pc_status status = gw_route_decide(call->config, &call->req, gw_now_ms(), &call->thread->rng,
-                                       &call->result.decision);
+void gw_call_start(gw_call_t *call, uint64_t *rng) {
+    pc_status status = gw_route_decide(call->config, &call->req, gw_now_ms(), rng, &call->result.decision);
     if (status != PC_OK) {
         finish_error(call, status, GW_OUTCOME_RETRYABLE, call->result.decision.why);
         return;

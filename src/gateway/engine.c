@@ -8,7 +8,10 @@
  * while the thread sleeps (written once per sleep, never while the thread runs).
  * Connections stay open in the multi's cache and are reused call after call.
  * A call lives on one thread from submit to done, so its state needs no lock; shared
- * channel state has its own (breaker.c). */
+ * channel state has its own (breaker.c). A call submitted with persist_on_submit is
+ * routed and handed to 'persist' on the submitting thread first; it reaches its own
+ * thread through the inbox (persisted, or ended there: 'done' runs on its thread), and
+ * the submitter touches it no more once 'persist' ran. */
 #include <errno.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -24,6 +27,11 @@
 #include "obs/obs.h"
 
 #define POLL_IDLE_MS 1000
+
+/* The gateway thread this OS thread runs (NULL on any other thread). */
+static _Thread_local gw_thread_t *running_thread;
+
+bool gw_on_gateway_thread(void) { return running_thread != NULL; }
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static bool global_ok;
@@ -258,21 +266,31 @@ static void inbox_run(gw_thread_t *t, bool *stop) {
     while (call != NULL) {
         gw_call_t *next = call->next;
         call->next = NULL;
-        if (call->phase == GW_CALL_NEW) gw_call_start(call);
+        if (call->phase == GW_CALL_NEW) gw_call_start(call, &t->rng);
+        else if (call->phase == GW_CALL_FINISHING) gw_thread_finish(t, call);
         else gw_call_persisted(call);
         call = next;
     }
 }
 
-void gw_thread_random(gw_thread_t *t, uint8_t *out, size_t bytes) {
-    PC_ASSERT(bytes <= sizeof t->random_pool);
-    if (t->random_used + bytes > sizeof t->random_pool) {
-        randombytes_buf(t->random_pool, sizeof t->random_pool);
-        t->random_used = 0;
+/* Attempt keys' random bits, drawn a pool at a time (one getrandom per pool, not per
+ * call), per OS thread: a first attempt's key may be made on the submitting thread. */
+static _Thread_local struct {
+    uint8_t bytes[GW_RANDOM_POOL_BYTES];
+    uint32_t used; /* bytes handed out; 0 in a fresh thread: filled on first use */
+    bool filled;
+} random_pool;
+
+void gw_random(uint8_t *out, size_t bytes) {
+    PC_ASSERT(bytes <= sizeof random_pool.bytes);
+    if (!random_pool.filled || random_pool.used + bytes > sizeof random_pool.bytes) {
+        randombytes_buf(random_pool.bytes, sizeof random_pool.bytes);
+        random_pool.used = 0;
+        random_pool.filled = true;
     }
-    memcpy(out, t->random_pool + t->random_used, bytes);
-    sodium_memzero(t->random_pool + t->random_used, bytes); /* handed out once */
-    t->random_used += (uint32_t)bytes;
+    memcpy(out, random_pool.bytes + random_pool.used, bytes);
+    sodium_memzero(random_pool.bytes + random_pool.used, bytes); /* handed out once */
+    random_pool.used += (uint32_t)bytes;
 }
 
 /* What epoll watches for each socket (fd_watch). A connection curl puts back in its
@@ -454,7 +472,7 @@ static void events_run(gw_thread_t *t) {
 
 void gw_thread_note_pass_end(gw_thread_t *t, const gw_call_t *call) {
     gw_pass_end_fn hook = call->callbacks.pass_end;
-    if (hook == NULL) return;
+    if (hook == NULL || running_thread != t) return; /* a submitting thread's persist: no pass */
     for (uint32_t i = 0; i < t->pass_end_count; i++) {
         if (t->pass_ends[i] == hook) return;
     }
@@ -475,6 +493,7 @@ static void pass_ends_run(gw_thread_t *t) {
 /* Runs until told to stop AND every call it owns has finished. */
 static void *thread_main(void *arg) {
     gw_thread_t *t = arg;
+    running_thread = t;
     for (;;) {
         bool stop = false;
         inbox_run(t, &stop);
@@ -492,6 +511,11 @@ static void *thread_main(void *arg) {
 
 void gw_thread_finish(gw_thread_t *t, gw_call_t *call) {
     PC_ASSERT(call->easy == NULL && call->conn == NULL);
+    if (running_thread != t) { /* ended while routed on its submitter's thread: 'done' runs on t */
+        call->phase = GW_CALL_FINISHING;
+        (void)inbox_push(t, call, false);
+        return;
+    }
     gw_thread_http_release(t, call);
     gw_thread_note_pass_end(t, call);
     call->callbacks.done(call->callbacks.ctx, &call->result);
@@ -564,6 +588,24 @@ static gw_config_t *config_take(gw_t *gw) {
     return config;
 }
 
+/* A call whose first attempt is routed and persisted on the submitting thread
+ * (gw_callbacks_t.persist_on_submit): not from a gateway thread, whose own pass the
+ * inbox serves as well. */
+static bool submits_here(const gw_call_t *call) {
+    return call->callbacks.persist_on_submit && call->callbacks.persist != NULL && call->req.op != GW_OP_STATUS &&
+           running_thread == NULL;
+}
+
+/* Counts a call the thread will own (as inbox_push does for a fresh one) without
+ * queueing it; false when the thread stops. */
+static bool thread_adopt(gw_thread_t *t) {
+    pthread_mutex_lock(&t->mutex);
+    bool stopping = t->stop;
+    if (!stopping) atomic_fetch_add(&t->active, 1);
+    pthread_mutex_unlock(&t->mutex);
+    return !stopping;
+}
+
 pc_status gw_submit(gw_t *gw, const gw_request_t *request, const gw_callbacks_t *callbacks) {
     if (callbacks == NULL || callbacks->done == NULL || !request_valid(request)) {
         return PC_GATEWAY_REQUEST_INVALID;
@@ -586,19 +628,75 @@ pc_status gw_submit(gw_t *gw, const gw_request_t *request, const gw_callbacks_t 
     call->config = config_take(gw);
     uint32_t n = atomic_fetch_add(&gw->next_thread, 1) % gw->thread_count;
     call->thread = &gw->threads[n];
-    if (!inbox_push(call->thread, call, true)) {
+    bool on_submit = submits_here(call);
+    if (!(on_submit ? thread_adopt(call->thread) : inbox_push(call->thread, call, true))) {
         gw_config_unref(call->config);
         free(call);
         atomic_fetch_sub(&gw->calls, 1);
         return PC_SHUTTING_DOWN;
     }
     atomic_fetch_add(&gw->submitted, 1);
+    if (on_submit) { /* routed and persisted here: the call is its thread's (and persist's) after */
+        static _Thread_local uint64_t rng;
+        if (rng == 0) randombytes_buf(&rng, sizeof rng);
+        gw_call_start(call, &rng);
+    }
     return PC_OK;
+}
+
+/* Persisted attempts this OS thread holds back (gw_persisted_hold) until
+ * gw_persisted_release: a writer's batch of completions hands them over at once. */
+static _Thread_local struct {
+    bool holding;
+    gw_call_t *head;
+    gw_call_t *tail;
+} persisted_held;
+
+void gw_persisted_hold(void) { persisted_held.holding = true; }
+
+/* Appends a chain of calls (all of one thread) to its inbox: one lock, at most one wake. */
+static void inbox_push_chain(gw_thread_t *t, gw_call_t *head, gw_call_t *tail) {
+    pthread_mutex_lock(&t->mutex);
+    if (t->inbox_tail) t->inbox_tail->next = head;
+    else t->inbox_head = head;
+    t->inbox_tail = tail;
+    if (t->polling) wake(t); /* under the lock, as in inbox_push */
+    t->polling = false;
+    pthread_mutex_unlock(&t->mutex);
+}
+
+void gw_persisted_release(void) {
+    persisted_held.holding = false;
+    gw_call_t *rest = persisted_held.head;
+    persisted_held.head = persisted_held.tail = NULL;
+    while (rest != NULL) { /* one chain per gateway thread, each in the order persisted */
+        gw_thread_t *t = rest->thread;
+        gw_call_t *head = NULL, *tail = NULL, *others = NULL, *others_tail = NULL;
+        while (rest != NULL) {
+            gw_call_t *call = rest;
+            rest = call->next;
+            call->next = NULL;
+            gw_call_t **last = call->thread == t ? &tail : &others_tail;
+            if (*last != NULL) (*last)->next = call;
+            else if (call->thread == t) head = call;
+            else others = call;
+            *last = call;
+        }
+        inbox_push_chain(t, head, tail);
+        rest = others;
+    }
 }
 
 void gw_attempt_persisted(gw_call_t *call, pc_status status) {
     call->persist_status = status;
-    (void)inbox_push(call->thread, call, false);
+    if (!persisted_held.holding) {
+        (void)inbox_push(call->thread, call, false);
+        return;
+    }
+    call->next = NULL;
+    if (persisted_held.tail != NULL) persisted_held.tail->next = call;
+    else persisted_held.head = call;
+    persisted_held.tail = call;
 }
 
 /* ---------------------------------------------------------------- waiting (tools) */
@@ -649,7 +747,6 @@ static bool thread_start(gw_t *gw, gw_thread_t *t) {
     t->gw = gw;
     pthread_mutex_init(&t->mutex, NULL);
     randombytes_buf(&t->rng, sizeof t->rng);
-    t->random_used = sizeof t->random_pool;
     t->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     t->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     t->multi = curl_multi_init();

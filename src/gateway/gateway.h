@@ -4,7 +4,8 @@
  * an outcome, resolves unknown outcomes by status inquiry, retries on the next channel
  * when that is safe, and keeps a circuit breaker per channel.
  *
- * Calls are asynchronous: gw_submit() only queues. The gateway thread routes, calls
+ * Calls are asynchronous: gw_submit() only queues (or, with persist_on_submit, routes
+ * and hands the first attempt to 'persist' before it returns). The gateway thread routes, calls
  * 'persist' before each attempt, waits for gw_attempt_persisted(), makes the HTTP call
  * and finally calls 'done' with the result. Nothing here blocks the caller's thread,
  * and nothing here moves ledger money.
@@ -21,7 +22,8 @@
  *
  * Threads: gw_submit, gw_route, gw_reload, gw_channels_json and gw_metrics_append are
  * safe from any thread. 'persist' and 'done' run on a gateway thread and must not
- * block (queue a writer command, resume a connection). */
+ * block (queue a writer command, resume a connection); with 'persist_on_submit' the
+ * first attempt is routed and persisted on the submitting thread, inside gw_submit. */
 #ifndef PAYCORE_GATEWAY_H
 #define PAYCORE_GATEWAY_H
 
@@ -210,6 +212,12 @@ typedef struct {
     gw_done_fn done;       /* required */
     void *ctx;
     gw_pass_end_fn pass_end; /* optional */
+    /* The first attempt is routed, built and handed to 'persist' on the thread calling
+     * gw_submit, before it returns (later attempts and 'done' stay on the gateway
+     * thread). The call then reaches its gateway thread once, when persisted, instead
+     * of once to be routed and again to be sent. The caller must not hold what its
+     * 'persist' takes, and must not touch its context after 'persist' ran. */
+    bool persist_on_submit;
 } gw_callbacks_t;
 
 typedef struct {
@@ -239,8 +247,16 @@ PC_MUST_USE pc_status gw_config_check(const char *path, gw_config_error_t *error
 /* Queues one operation. PC_OK: 'done' will be called exactly once. Anything else
  * (gateway_request_invalid, shutting_down): nothing was queued, no callback runs. */
 PC_MUST_USE pc_status gw_submit(gw_t *gw, const gw_request_t *request, const gw_callbacks_t *callbacks);
+/* True on a gateway thread (where 'persist' and 'done' run unless persist_on_submit). */
+bool gw_on_gateway_thread(void);
 /* From 'persist': the attempt is durable (PC_OK) or could not be stored. */
 void gw_attempt_persisted(gw_call_t *call, pc_status status);
+/* Between these two, gw_attempt_persisted on this thread only notes the call; the
+ * release hands every noted call to its gateway thread at once (one lock and at most
+ * one wake-up per gateway thread, not one per call): for a writer's batch of
+ * completions. Every hold must be released (the gateway waits for those calls). */
+void gw_persisted_hold(void);
+void gw_persisted_release(void);
 /* Tools and tests only: submits and blocks until the result. Never from a gateway,
  * writer or HTTP thread. 'persist' may be NULL. */
 PC_MUST_USE pc_status gw_call_wait(gw_t *gw, const gw_request_t *request, gw_persist_fn persist,

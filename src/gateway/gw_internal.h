@@ -349,6 +349,7 @@ typedef enum {
     GW_CALL_SENDING,        /* the channel call is in the curl multi */
     GW_CALL_STATUS_WAIT,    /* unknown outcome: a status inquiry is due at 'due_ms' */
     GW_CALL_STATUS_SENDING, /* the status inquiry is in the curl multi */
+    GW_CALL_FINISHING,      /* ended on its submitter's thread: 'done' runs from the inbox */
 } gw_call_phase;
 
 struct gw_call {
@@ -418,8 +419,6 @@ struct gw_thread {
     _Atomic uint32_t active;       /* calls this thread owns (queued ones included) */
     uint32_t easy_free_count;
     CURL *easy_free[64];           /* idle handles, reused */
-    uint8_t random_pool[GW_RANDOM_POOL_BYTES]; /* attempt keys' random bits, drawn a pool at a time */
-    uint32_t random_used;          /* bytes of random_pool handed out (the pool starts used up) */
     uint8_t *fd_watch;             /* by socket: what epoll watches for it (GW_WATCH_*); 0: nothing */
     uint32_t fd_watch_size;
     uint32_t pass_end_count;       /* hooks of the calls whose callbacks ran this pass */
@@ -453,7 +452,9 @@ struct gw {
 };
 
 /* call.c: the life of one operation on its gateway thread. */
-void gw_call_start(gw_call_t *call);             /* a new call from the inbox */
+/* A new call: from the inbox, or on its submitter's thread (persist_on_submit); 'rng'
+ * is the running thread's. */
+void gw_call_start(gw_call_t *call, uint64_t *rng);
 void gw_call_persisted(gw_call_t *call);         /* gw_attempt_persisted arrived */
 void gw_call_http_done(gw_call_t *call, int curl_code);
 void gw_call_timer(gw_call_t *call);             /* due_ms reached */
@@ -480,7 +481,7 @@ void gw_http_call_clear(gw_call_t *call);        /* frees the request's text */
 void gw_http_close_all(gw_thread_t *t);          /* at the thread's end */
 /* Before a call's 'persist' or 'done' runs: its pass_end hook runs at the pass's end. */
 void gw_thread_note_pass_end(gw_thread_t *t, const gw_call_t *call);
-/* 'bytes' random bytes (attempt keys) from the thread's pool: one getrandom per pool, not per call. */
-void gw_thread_random(gw_thread_t *t, uint8_t *out, size_t bytes);
+/* 'bytes' random bytes (attempt keys) from this OS thread's pool: one getrandom per pool, not per call. */
+void gw_random(uint8_t *out, size_t bytes);
 
 #endif

@@ -48,6 +48,8 @@ static void persist_then(pay_flow_t *flow, pc_status status) {
     if (status == PC_OK && result == PC_OK) cs->first_done = true;
     gw_call_t *call = flow->call;
     flow->call = NULL;
+    /* a writer completion's: handed to the gateway with the rest of its batch's, at its end */
+    if (writer_completions_defer(gw_persisted_release)) gw_persisted_hold();
     gw_attempt_persisted(call, result);
 }
 
@@ -73,10 +75,18 @@ static void persist_start(pay_flow_t *flow, gw_call_t *call, const gw_attempt_t 
     persist_submit(flow);
 }
 
-/* Gateway thread: the attempt must be durable before the channel hears of it. The
- * command's texts are rendered on a stage thread (this one serves every call). */
+/* The attempt must be durable before the channel hears of it. A first attempt comes
+ * on the thread that started the call (persist_on_submit): its command is rendered
+ * and queued right there (or on a stage thread when that is a writer completion's),
+ * with no hop through the gateway's thread and a stage thread's. A later attempt
+ * comes on the gateway's thread: rendered on a stage thread (that one serves every
+ * call). */
 static void on_persist(void *ctx, gw_call_t *call, const gw_attempt_t *attempt) {
     pay_path_cut(ctx, PAY_PATH_GATEWAY_IN);
+    if (!gw_on_gateway_thread()) {
+        persist_start(ctx, call, attempt);
+        return;
+    }
     pay_stage_hold(); /* handed over at the gateway pass's end (pay_stage_release) */
     pay_serial_enter();
     persist_start(ctx, call, attempt);
@@ -109,11 +119,14 @@ void pay_call_start(pay_flow_t *flow, pay_flow_fn on_result, uint32_t reserve_co
     cs->on_result = on_result;
     cs->reserve_count = reserve_count;
     gw_t *gw = flow->pay->config.gateway;
-    gw_callbacks_t callbacks = {.persist = on_persist, .done = on_done, .ctx = flow, .pass_end = pay_stage_release};
+    gw_callbacks_t callbacks = {.persist = on_persist, .done = on_done, .ctx = flow, .pass_end = pay_stage_release,
+                                .persist_on_submit = true};
     pay_path_cut(flow, PAY_PATH_API);
-    /* from gw_submit on the flow is the gateway's (and a stage thread's): wiped before */
+    /* from gw_submit on the flow is the gateway's (and the writer's, a stage thread's:
+     * its first attempt is persisted inside gw_submit): wiped before */
     gw_request_t request = flow->request;
     sodium_memzero(&flow->request.card, sizeof flow->request.card);
+    sodium_memzero(flow->request.challenge_code, sizeof flow->request.challenge_code);
     pc_status status = gw != NULL ? gw_submit(gw, &request, &callbacks) : PC_GATEWAY_NOT_CONFIGURED;
     sodium_memzero(&request.card, sizeof request.card);
     if (status != PC_OK) {

@@ -3,7 +3,6 @@
  * payment's busy mark, reads the committed payment, checks the caller, the state
  * table and the amounts, and only then calls out. Another merchant's payment reads
  * exactly as a missing one. */
-#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -103,8 +102,7 @@ void pay_payment_confirm(pay_t *pay, const pay_caller_t *caller, const char *pay
     pay_request_follow_up(flow, GW_OP_CHALLENGE);
     pc_str_copy(flow->request.challenge_id, sizeof flow->request.challenge_id, flow->payment.challenge_id);
     pc_str_copy(flow->request.challenge_code, sizeof flow->request.challenge_code, code);
-    pay_call_start(flow, pay_op_result, 0);
-    sodium_memzero(flow->request.challenge_code, sizeof flow->request.challenge_code);
+    pay_call_start(flow, pay_op_result, 0); /* the code wiped from the flow there; the flow is the gateway's now */
 }
 
 /* ---- capture ---- */

@@ -401,7 +401,7 @@ void pay_transfer_id(char out[PC_ID_SIZE], const char *op_id, const char *suffix
  * cut adding the time since the one before to its segment. */
 typedef enum {
     PAY_PATH_API = 0,        /* the request's thread: checks, vault, risk, until the gateway has it */
-    PAY_PATH_GATEWAY_IN,     /* the gateway's queue until it routes the attempt */
+    PAY_PATH_GATEWAY_IN,     /* until the attempt is routed (a first one: on the submitter's thread) */
     PAY_PATH_PERSIST_STAGE,  /* the attempt's command: a stage thread's queue, its dry run */
     PAY_PATH_PERSIST_QUEUE,  /* ... in the writer's queue (behind the batch being written) */
     PAY_PATH_PERSIST_COMMIT, /* ... its batch: applied, written, COMMIT (fsync), completed */

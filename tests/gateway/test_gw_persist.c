@@ -99,6 +99,173 @@ static void test_failed_persist_never_calls(void) {
     ASSERT_EQ(gwt_records(&card_b, "persist-3"), 0);
 }
 
+/* persist_on_submit: the first attempt is routed and persisted on the submitting
+ * thread inside gw_submit; a retry's persist and 'done' run on the gateway thread; the
+ * channel still hears of each attempt only after its persist completed. */
+typedef struct {
+    persisted p;
+    pthread_t submitter;
+    bool submitting;              /* inside gw_submit (the submitter's own flag) */
+    uint32_t persist_on_submitter; /* persists run on the submitter inside gw_submit */
+    uint32_t persist_on_gateway;   /* persists run on a gateway thread */
+    bool done_on_gateway;
+    bool done;
+    gw_result_t result;
+    pthread_cond_t cond;
+} on_submit_t;
+
+static void on_submit_persist(void *ctx, gw_call_t *call, const gw_attempt_t *attempt) {
+    on_submit_t *w = ctx;
+    pthread_mutex_lock(&w->p.mutex);
+    if (pthread_equal(pthread_self(), w->submitter) && w->submitting && !gw_on_gateway_thread()) {
+        w->persist_on_submitter++;
+    }
+    if (gw_on_gateway_thread()) w->persist_on_gateway++;
+    pthread_mutex_unlock(&w->p.mutex);
+    persist(&w->p, call, attempt); /* durable on another thread, later */
+}
+
+static void on_submit_done(void *ctx, const gw_result_t *result) {
+    on_submit_t *w = ctx;
+    pthread_mutex_lock(&w->p.mutex);
+    w->result = *result;
+    w->done_on_gateway = gw_on_gateway_thread();
+    w->done = true;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->p.mutex);
+}
+
+static void on_submit_call(on_submit_t *w, const gw_request_t *req) {
+    pthread_mutex_init(&w->p.mutex, NULL);
+    pthread_cond_init(&w->cond, NULL);
+    w->submitter = pthread_self();
+    gw_callbacks_t callbacks = {.persist = on_submit_persist, .done = on_submit_done, .ctx = w,
+                                .persist_on_submit = true};
+    w->submitting = true;
+    ASSERT_STATUS(gw_submit(gw, req, &callbacks), PC_OK);
+    pthread_mutex_lock(&w->p.mutex);
+    w->submitting = false;
+    while (!w->done) pthread_cond_wait(&w->cond, &w->p.mutex);
+    pthread_mutex_unlock(&w->p.mutex);
+    pthread_cond_destroy(&w->cond);
+    pthread_mutex_destroy(&w->p.mutex);
+}
+
+static void test_persist_on_submit(void) {
+    ASSERT_TRUE(!gw_on_gateway_thread());
+    on_submit_t w = {0};
+    gw_request_t req = gwt_card("persist-4", 1999, "4242424242424242");
+    on_submit_call(&w, &req);
+    ASSERT_EQ(w.result.outcome, GW_OUTCOME_APPROVED);
+    ASSERT_EQ(w.result.attempt_count, 2);
+    ASSERT_EQ(w.persist_on_submitter, 1); /* card_a's attempt, before gw_submit returned */
+    ASSERT_EQ(w.persist_on_gateway, 1);   /* card_b's, after card_a's 96 */
+    ASSERT_TRUE(w.done_on_gateway);
+    ASSERT_EQ(w.p.count, 2);
+    ASSERT_EQ(w.p.arrived_early, 0);
+    for (uint32_t i = 0; i < 2; i++) {
+        ASSERT_STR_EQ(w.p.attempts[i].idempotency_key, w.result.attempts[i].idempotency_key);
+        ASSERT_EQ(key_seen(w.p.attempts[i].idempotency_key), 1);
+    }
+    ASSERT_TRUE(strcmp(w.p.attempts[0].idempotency_key, w.p.attempts[1].idempotency_key) != 0);
+    ASSERT_EQ(gwt_approved(&card_b, "persist-4"), 1);
+
+    on_submit_t failing = {.p = {.fail_at = 1}}; /* the first attempt cannot be stored */
+    req = gwt_card("persist-5", 1999, "4242424242424242");
+    on_submit_call(&failing, &req);
+    ASSERT_STATUS(failing.result.status, PC_STORE_COMMIT_FAILED);
+    ASSERT_EQ(failing.result.attempt_count, 1);
+    ASSERT_EQ(failing.persist_on_submitter, 1);
+    ASSERT_TRUE(failing.done_on_gateway);
+    ASSERT_EQ(key_seen(failing.p.attempts[0].idempotency_key), 0);
+}
+
+/* A call that cannot be routed ends on its gateway thread, not inside gw_submit, and
+ * nothing is persisted. */
+static void test_unroutable_on_submit_ends_on_gateway(void) {
+    on_submit_t w = {0};
+    gw_request_t req = gwt_card("persist-6", 1999, "4242424242424242");
+    snprintf(req.method, sizeof req.method, "wallet"); /* no wallet channel */
+    snprintf(req.wallet_id, sizeof req.wallet_id, "wal_1");
+    on_submit_call(&w, &req);
+    ASSERT_TRUE(w.result.status != PC_OK);
+    ASSERT_EQ(w.result.attempt_count, 0);
+    ASSERT_EQ(w.persist_on_submitter + w.persist_on_gateway, 0);
+    ASSERT_TRUE(w.done_on_gateway);
+}
+
+/* gw_persisted_hold: attempts persisted while held go nowhere until the release,
+ * which hands them all to the gateway thread; each is then sent once. */
+#define HELD_CALLS 3
+typedef struct {
+    pthread_mutex_t mutex;
+    pthread_cond_t cond;
+    uint32_t first_count;
+    gw_call_t *first_calls[HELD_CALLS];
+    char first_keys[HELD_CALLS][GW_KEY_SIZE];
+    uint32_t done_count;
+    gw_result_t results[HELD_CALLS];
+} held_t;
+
+static void held_persist(void *ctx, gw_call_t *call, const gw_attempt_t *attempt) {
+    held_t *h = ctx;
+    if (attempt->number > 1) { /* a retry on card_b: durable at once */
+        gw_attempt_persisted(call, PC_OK);
+        return;
+    }
+    pthread_mutex_lock(&h->mutex);
+    ASSERT_TRUE(h->first_count < HELD_CALLS);
+    snprintf(h->first_keys[h->first_count], GW_KEY_SIZE, "%s", attempt->idempotency_key);
+    h->first_calls[h->first_count++] = call;
+    pthread_cond_broadcast(&h->cond);
+    pthread_mutex_unlock(&h->mutex);
+}
+
+static void held_done(void *ctx, const gw_result_t *result) {
+    held_t *h = ctx;
+    pthread_mutex_lock(&h->mutex);
+    h->results[h->done_count++] = *result;
+    pthread_cond_broadcast(&h->cond);
+    pthread_mutex_unlock(&h->mutex);
+}
+
+static void test_persisted_held_until_release(void) {
+    held_t h = {.first_count = 0};
+    pthread_mutex_init(&h.mutex, NULL);
+    pthread_cond_init(&h.cond, NULL);
+    gw_callbacks_t callbacks = {.persist = held_persist, .done = held_done, .ctx = &h};
+    for (uint32_t i = 0; i < HELD_CALLS; i++) {
+        char ref[32];
+        snprintf(ref, sizeof ref, "persist-held-%u", i);
+        gw_request_t req = gwt_card(ref, 1999, "4242424242424242");
+        ASSERT_STATUS(gw_submit(gw, &req, &callbacks), PC_OK);
+    }
+    pthread_mutex_lock(&h.mutex);
+    while (h.first_count < HELD_CALLS) pthread_cond_wait(&h.cond, &h.mutex);
+    pthread_mutex_unlock(&h.mutex);
+    gw_persisted_hold();
+    for (uint32_t i = 0; i < HELD_CALLS; i++) gw_attempt_persisted(h.first_calls[i], PC_OK);
+    usleep(200000); /* held: whatever the gateway thread does meanwhile, nothing goes out */
+    for (uint32_t i = 0; i < HELD_CALLS; i++) ASSERT_EQ(key_seen(h.first_keys[i]), 0);
+    pthread_mutex_lock(&h.mutex);
+    ASSERT_EQ(h.done_count, 0);
+    pthread_mutex_unlock(&h.mutex);
+    gw_persisted_release();
+    pthread_mutex_lock(&h.mutex);
+    while (h.done_count < HELD_CALLS) pthread_cond_wait(&h.cond, &h.mutex);
+    pthread_mutex_unlock(&h.mutex);
+    for (uint32_t i = 0; i < HELD_CALLS; i++) {
+        ASSERT_EQ(h.results[i].outcome, GW_OUTCOME_APPROVED);
+        ASSERT_EQ(h.results[i].attempt_count, 2);
+        ASSERT_EQ(key_seen(h.first_keys[i]), 1); /* sent once, after the release */
+        char ref[32];
+        snprintf(ref, sizeof ref, "persist-held-%u", i);
+        ASSERT_EQ(gwt_approved(&card_b, ref), 1);
+    }
+    pthread_cond_destroy(&h.cond);
+    pthread_mutex_destroy(&h.mutex);
+}
+
 int main(void) {
     gwt_setup("gw-persist");
     gwt_sim_start(&card_a, "card", "card_a", NULL, NULL);
@@ -116,6 +283,9 @@ int main(void) {
     gw = gwt_gateway(config);
     TEST_RUN(test_every_attempt_persisted_first);
     TEST_RUN(test_failed_persist_never_calls);
+    TEST_RUN(test_persist_on_submit);
+    TEST_RUN(test_unroutable_on_submit_ends_on_gateway);
+    TEST_RUN(test_persisted_held_until_release);
     gw_stop(gw);
     gwt_sim_stop(&card_a);
     gwt_sim_stop(&card_b);
