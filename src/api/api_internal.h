@@ -232,6 +232,7 @@ struct api_server {
     bool reaper_started;
     pthread_t reaper;
     _Atomic uint64_t request_seq;
+    _Atomic uint32_t resumes_deferred; /* answered requests not yet resumed (submit.c) */
     char instance_tag[9];
 };
 
@@ -465,6 +466,9 @@ pc_status api_inflight_init(api_server_t *server);
 pc_status api_reaper_start(api_server_t *server);
 void api_reaper_stop(api_server_t *server);
 void api_inflight_free(api_server_t *server);
+/* Returns once every resume deferred to the end of a batch (api_resume) has run: the
+ * connections they name stay MHD's to free until then. */
+void api_resumes_wait(api_server_t *server);
 
 /* server.c */
 store_reader_t *api_server_reader_acquire(api_server_t *server);

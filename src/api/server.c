@@ -602,6 +602,7 @@ static void server_free(api_server_t *server) {
     api_reaper_stop(server);
     api_conns_stop(server);
     api_acceptor_stop(&server->acceptor); /* nothing is handed to MHD while it stops */
+    api_resumes_wait(server); /* a stage thread's batch may still hold a resume */
     if (server->daemon != NULL) MHD_stop_daemon(server->daemon);
     if (server->daemon_polled != NULL) MHD_stop_daemon(server->daemon_polled);
     api_conns_free(server); /* MHD reported every connection closed */

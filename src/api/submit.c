@@ -306,6 +306,28 @@ void api_reaper_stop(api_server_t *server) {
     }
 }
 
+/* Wakes a request whose answer is made (its MHD thread sends it) and drops the
+ * answerer's reference. */
+static void resume_now(void *arg) {
+    api_request_t *req = arg;
+    api_server_t *server = req->server;
+    MHD_resume_connection(req->connection);
+    api_request_release(req);
+    atomic_fetch_sub(&server->resumes_deferred, 1);
+}
+
+/* Inside a batch of the calling thread (pc_batch_begin: a payments stage thread's take
+ * of flows) the resume waits for the batch's end, with the others of the batch: the
+ * MHD thread is woken once for them all and sends them in one pass of its loop. Each
+ * MHD_resume_connection still signals MHD's inter-thread channel, but only the first
+ * finds the thread asleep. Counted until done: the server does not stop MHD (which
+ * frees the connection) before every deferred resume ran. */
+static void resume_or_defer(api_request_t *req) {
+    api_server_t *server = req->server;
+    atomic_fetch_add(&server->resumes_deferred, 1);
+    if (!pc_batch_defer(resume_now, req)) resume_now(req);
+}
+
 /* Writer thread, after the commit (or its failure): updates what memory mirrors
  * (keys), wakes the request unless it was already answered 503 request_timeout, and
  * drops the writer's reference. */
@@ -319,8 +341,8 @@ static void submit_done(writer_cmd_t *cmd, pc_status commit_status) {
     waiting_unlink(server, req);
     req->commit_status = commit_status;
     pthread_mutex_unlock(&server->waiting_mutex);
-    if (!timed_out) MHD_resume_connection(req->connection);
-    api_request_release(req);
+    if (!timed_out) resume_or_defer(req);
+    else api_request_release(req);
 }
 
 void api_submit(api_request_t *req, writer_cmd_t *cmd, api_in_tx_fn in_tx, api_done_fn on_done) {
@@ -403,8 +425,17 @@ void api_resume(api_request_t *req) {
     waiting_unlink(server, req);
     pthread_mutex_unlock(&server->waiting_mutex);
     PC_ASSERT(atomic_load(&req->replied));
-    if (!timed_out) MHD_resume_connection(req->connection);
-    api_request_release(req);
+    /* unlinked: the request timeout no longer resumes it; its connection stays
+     * suspended until resume_now */
+    if (!timed_out) resume_or_defer(req);
+    else api_request_release(req);
+}
+
+void api_resumes_wait(api_server_t *server) {
+    while (atomic_load(&server->resumes_deferred) != 0) {
+        struct timespec pause = {.tv_sec = 0, .tv_nsec = 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
 }
 
 pc_status api_deferred_idem_put(api_request_t *req, store_tx_t *tx) {

@@ -177,3 +177,35 @@ size_t pc_str_join(char *dst, size_t dst_bytes, const char *const *parts, size_t
     dst[at] = '\0';
     return total;
 }
+
+/* ---- actions deferred to the end of a batch (one thread's) ---- */
+
+static _Thread_local struct {
+    uint32_t depth; /* > 0: a batch is open */
+    uint32_t count;
+    void (*fn[PC_BATCH_ACTIONS_MAX])(void *arg);
+    void *arg[PC_BATCH_ACTIONS_MAX];
+} batch;
+
+void pc_batch_begin(void) { batch.depth++; }
+
+void pc_batch_end(void) {
+    PC_ASSERT(batch.depth > 0);
+    if (--batch.depth > 0) return;
+    /* taken out first: an action may open a batch of its own */
+    uint32_t count = batch.count;
+    void (*fn[PC_BATCH_ACTIONS_MAX])(void *arg);
+    void *arg[PC_BATCH_ACTIONS_MAX];
+    memcpy(fn, batch.fn, count * sizeof fn[0]);
+    memcpy(arg, batch.arg, count * sizeof arg[0]);
+    batch.count = 0;
+    for (uint32_t i = 0; i < count; i++) fn[i](arg[i]);
+}
+
+bool pc_batch_defer(void (*fn)(void *arg), void *arg) {
+    if (batch.depth == 0 || batch.count == PC_BATCH_ACTIONS_MAX) return false;
+    batch.fn[batch.count] = fn;
+    batch.arg[batch.count] = arg;
+    batch.count++;
+    return true;
+}

@@ -99,4 +99,17 @@ size_t pc_u64_hex(char out[PC_HEX_TEXT_SIZE], uint64_t value, unsigned digits_mi
  * returns the whole length (>= dst_bytes: cut). */
 size_t pc_str_join(char *dst, size_t dst_bytes, const char *const *parts, size_t part_count);
 
+
+/* Actions deferred to the end of a thread's batch. A thread that runs many small jobs
+ * in a row (a payments stage thread's take of flows) opens a batch around them; an
+ * action deferred inside it runs at the batch's end, in order, on the same thread. So
+ * the answers of a batch reach the HTTP threads together: one wake-up of each for
+ * them all, not one per answer. Outside a batch, or with PC_BATCH_ACTIONS_MAX already
+ * deferred, pc_batch_defer returns false and the caller acts at once. Batches nest:
+ * the outermost end runs them. */
+#define PC_BATCH_ACTIONS_MAX 32
+void pc_batch_begin(void);
+void pc_batch_end(void);
+bool pc_batch_defer(void (*fn)(void *arg), void *arg);
+
 #endif

@@ -37,12 +37,14 @@ static void *stage_main(void *arg) {
         if (stage->head == NULL) stage->tail = NULL;
         last->staging.next = NULL;
         pthread_mutex_unlock(&stage->mutex);
+        pc_batch_begin(); /* the answers of these flows leave together, at its end */
         while (taken != NULL) {
             pay_flow_t *flow = taken;
             taken = flow->staging.next;
             flow->staging.next = NULL;
             flow->staging.run(flow); /* may end and free the flow */
         }
+        pc_batch_end();
         pthread_mutex_lock(&stage->mutex);
     }
     pthread_mutex_unlock(&stage->mutex);

@@ -192,6 +192,61 @@ static void test_random_pooled(void) {
     ASSERT_EQ(draws_overlap(after, DRAWS, mine, DRAWS), 0);
 }
 
+/* ---- actions deferred to the end of a batch ---- */
+
+static uint32_t batch_ran[PC_BATCH_ACTIONS_MAX + 4];
+static uint32_t batch_ran_count;
+
+static void batch_record(void *arg) { batch_ran[batch_ran_count++] = (uint32_t)(uintptr_t)arg; }
+
+static void batch_defer_inside(void *arg) {
+    batch_record(arg);
+    ASSERT_FALSE(pc_batch_defer(batch_record, (void *)(uintptr_t)99)); /* the batch ended */
+}
+
+static void *batch_other_thread(void *arg) {
+    (void)arg;
+    if (!pc_batch_defer(batch_record, (void *)(uintptr_t)7)) batch_record((void *)(uintptr_t)7);
+    return NULL;
+}
+
+static void test_batch_defer(void) {
+    /* outside a batch: nothing is deferred, the caller acts at once */
+    ASSERT_FALSE(pc_batch_defer(batch_record, (void *)(uintptr_t)1));
+    ASSERT_EQ(batch_ran_count, 0);
+    /* inside: nothing runs before the outermost end, then all in order */
+    pc_batch_begin();
+    ASSERT_TRUE(pc_batch_defer(batch_record, (void *)(uintptr_t)1));
+    pc_batch_begin();
+    ASSERT_TRUE(pc_batch_defer(batch_record, (void *)(uintptr_t)2));
+    pc_batch_end();
+    ASSERT_EQ(batch_ran_count, 0);
+    ASSERT_TRUE(pc_batch_defer(batch_defer_inside, (void *)(uintptr_t)3));
+    pc_batch_end();
+    ASSERT_EQ(batch_ran_count, 3);
+    ASSERT_EQ(batch_ran[0], 1);
+    ASSERT_EQ(batch_ran[1], 2);
+    ASSERT_EQ(batch_ran[2], 3);
+    /* full: the caller acts at once; the deferred ones still run at the end */
+    batch_ran_count = 0;
+    pc_batch_begin();
+    for (uint32_t i = 0; i < PC_BATCH_ACTIONS_MAX; i++) ASSERT_TRUE(pc_batch_defer(batch_record, (void *)(uintptr_t)i));
+    ASSERT_FALSE(pc_batch_defer(batch_record, (void *)(uintptr_t)1000));
+    ASSERT_EQ(batch_ran_count, 0);
+    pc_batch_end();
+    ASSERT_EQ(batch_ran_count, PC_BATCH_ACTIONS_MAX);
+    ASSERT_EQ(batch_ran[PC_BATCH_ACTIONS_MAX - 1], PC_BATCH_ACTIONS_MAX - 1);
+    /* a batch is the thread's own: another thread's defer is not held by it */
+    batch_ran_count = 0;
+    pc_batch_begin();
+    pthread_t thread;
+    ASSERT_EQ(pthread_create(&thread, NULL, batch_other_thread, NULL), 0);
+    ASSERT_EQ(pthread_join(thread, NULL), 0);
+    ASSERT_EQ(batch_ran_count, 1);
+    pc_batch_end();
+    ASSERT_EQ(batch_ran_count, 1);
+}
+
 int main(void) {
     TEST_RUN(test_status_table);
     TEST_RUN(test_currencies);
@@ -200,5 +255,6 @@ int main(void) {
     TEST_RUN(test_int_texts);
     TEST_RUN(test_str_join);
     TEST_RUN(test_random_pooled);
+    TEST_RUN(test_batch_defer);
     return test_finish();
 }
