@@ -6,6 +6,7 @@ epmd on 4369 is left alone), its own HOME (Erlang cookie), data and log director
 no plugins. Restarting keeps the data directory (durable queues survive). Not a test
 itself (no test_ prefix)."""
 import os
+import random
 import shutil
 import signal
 import socket
@@ -15,6 +16,13 @@ import time
 
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 START_TIMEOUT_S = 180  # a cold start takes seconds; a loaded CI machine, more
+START_ATTEMPTS = 5  # a port taken between our check and the broker's bind: new ports, again
+# Ports are drawn below the kernel's ephemeral range (32768-60999 on Debian): a port the
+# kernel hands to some other test's outgoing connection can no longer take ours between
+# the check here and the broker's bind (seen in CI: dist_port_already_used).
+PORT_LOW, PORT_HIGH = 20000, 32000
+PORT_CONFLICT_MARKS = ("already_used", "eaddrinuse", "address already in use",
+                       "epmd", "duplicate_name")
 
 
 def available():
@@ -22,9 +30,16 @@ def available():
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port outside the ephemeral range that nothing listens on right now."""
+    for _ in range(200):
+        port = random.randint(PORT_LOW, PORT_HIGH)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port in %d-%d" % (PORT_LOW, PORT_HIGH))
 
 
 class RabbitMQ:
@@ -32,17 +47,29 @@ class RabbitMQ:
         self.dir = tempfile.mkdtemp(prefix="paycore-rabbit-")
         for sub in ("home", "mnesia", "log"):
             os.mkdir(os.path.join(self.dir, sub))
+        # the node name (and so the data directory) does not depend on the ports, which
+        # may change between starts
+        self.node = "paycore%d_%d@localhost" % (os.getpid(), random.randint(0, 1 << 30))
+        self.epmd_ports = []
         self.port = free_port()
-        self.dist_port = free_port()
-        self.epmd_port = free_port()
-        self.node = "paycore%d_%d@localhost" % (os.getpid(), self.port)
+        self._pick_internal_ports()
         with open(os.path.join(self.dir, "enabled_plugins"), "w") as f:
             f.write("[].\n")
-        with open(os.path.join(self.dir, "rabbitmq.conf"), "w") as f:
-            f.write("listeners.tcp.default = 127.0.0.1:%d\n" % self.port)
+        self._write_conf()
         open(os.path.join(self.dir, "rabbitmq-env.conf"), "w").close()
         self.proc = None
         self.starts = 0
+        self.clients_know_port = False
+
+    def _pick_internal_ports(self):
+        """Erlang distribution and epmd ports: only the broker itself uses them."""
+        self.dist_port = free_port()
+        self.epmd_port = free_port()
+        self.epmd_ports.append(self.epmd_port)
+
+    def _write_conf(self):
+        with open(os.path.join(self.dir, "rabbitmq.conf"), "w") as f:
+            f.write("listeners.tcp.default = 127.0.0.1:%d\n" % self.port)
 
     def env(self):
         env = dict(os.environ)
@@ -63,9 +90,29 @@ class RabbitMQ:
         return env
 
     def amqp_url(self):
+        self.clients_know_port = True
         return "amqp://guest:guest@127.0.0.1:%d/%%2f" % self.port
 
     def start(self):
+        """Starts the broker; a start lost to a port taken meanwhile is tried again with
+        new ports (the AMQP port only while no client has been given it)."""
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                return self._start_once()
+            except RuntimeError as e:
+                text = str(e).lower()
+                if attempt == START_ATTEMPTS or not any(m in text for m in PORT_CONFLICT_MARKS):
+                    raise
+                self.proc = None
+                self._pick_internal_ports()
+                if not self.clients_know_port:
+                    self.port = free_port()
+                    self._write_conf()
+                else:
+                    time.sleep(1)  # our own AMQP port: wait for whoever holds it
+        raise AssertionError("unreachable")
+
+    def _start_once(self):
         self.starts += 1
         log = open(os.path.join(self.dir, "server-%d.log" % self.starts), "w")
         self.proc = subprocess.Popen([SERVER], env=self.env(), stdout=log, stderr=subprocess.STDOUT,
@@ -116,7 +163,9 @@ class RabbitMQ:
 
     def close(self):
         self.stop()
-        # our own epmd (started by the VM on ERL_EPMD_PORT, outside our session)
-        subprocess.run(["epmd", "-port", str(self.epmd_port), "-kill"], env=self.env(),
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+        # our own epmd (started by the VM on ERL_EPMD_PORT, outside our session), one per
+        # epmd port a start attempt used
+        for port in self.epmd_ports:
+            subprocess.run(["epmd", "-port", str(port), "-kill"], env=self.env(),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
         shutil.rmtree(self.dir, ignore_errors=True)
