@@ -104,7 +104,7 @@
 #define PC_KEY_FILE_BYTES_MAX 64
 
 /* The newest SQLite file format: the store migrates up to it, verify reads 1 to it. */
-#define STORE_SCHEMA_VERSION_MAX 15
+#define STORE_SCHEMA_VERSION_MAX 16
 
 /* verify on PostgreSQL fetches each stream's cursor this many rows at a time: one
  * round trip per 2,048 rows, and at most ~2,048 rows of each of six streams held

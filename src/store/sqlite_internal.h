@@ -58,6 +58,22 @@ pc_status store_sqlite_stmt_take(store_conn_t conn, int slot, const char *sql, s
  * a fresh one. */
 void store_sqlite_stmt_give_back(store_conn_t conn, int slot, sqlite3_stmt *stmt);
 void store_sqlite_stmt_cache_free(store_stmt_cache_t *cache); /* before the connection closes */
+/* ---- sqlite_pay_pack.c: payment records packed for pay_versions (schema version 16) ---- */
+typedef struct store_pay_pack store_pay_pack_t;
+/* The connection's packing contexts (kept with its statements; NULL: none kept, each
+ * call makes its own). */
+store_pay_pack_t **store_sqlite_conn_pack(store_conn_t conn);
+/* 'text' packed into *out (the context's buffer, valid until its next call); *out NULL
+ * when packing would not make it smaller: it is stored as text. */
+PC_MUST_USE pc_status store_sqlite_pay_pack(store_pay_pack_t **pack, const char *text, size_t bytes,
+                                            const uint8_t **out, size_t *out_bytes);
+/* A packed record's text (malloc'ed, NUL-terminated); PC_STORE_CORRUPT when the blob is
+ * not one this paycore packed or does not check. */
+PC_MUST_USE pc_status store_sqlite_pay_unpack(store_pay_pack_t **pack, const void *blob, size_t blob_bytes,
+                                              char **text_out, size_t *bytes_out);
+void store_sqlite_pay_pack_free(store_pay_pack_t *pack);
+/* The dictionary of format 1 (sqlite_pay_dict.c). */
+const char *store_sqlite_pay_dict_v1(size_t *bytes_out);
 /* Prepares 'sql' (a NULL db: PC_INTERNAL; SQLite refusing it: 'failure'). */
 pc_status store_sqlite_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out, pc_status failure);
 /* Runs a write statement to completion and finalizes it (else PC_STORE_COMMIT_FAILED). */
@@ -79,6 +95,7 @@ void store_sqlite_rows_free(store_sqlite_rows_t *rows);
 void store_sqlite_rows_int(store_sqlite_rows_t *rows, int64_t number);
 void store_sqlite_rows_null(store_sqlite_rows_t *rows);
 void store_sqlite_rows_text(store_sqlite_rows_t *rows, const char *text, size_t bytes);
+void store_sqlite_rows_blob(store_sqlite_rows_t *rows, const void *blob, size_t bytes);
 PC_MUST_USE pc_status store_sqlite_rows_end_row(store_sqlite_rows_t *rows);
 /* Inserts the waiting rows now (before a statement that reads their table). */
 PC_MUST_USE pc_status store_sqlite_rows_flush(store_sqlite_rows_t *rows);

@@ -14,7 +14,8 @@
 /* Version 6: a record per version of an object, appended (never rewritten). Rows
  * are appended in the order versions are made (rowid); the index finds an object's
  * version, and payment ids begin with their creation time, so the entries a batch
- * adds land on few index pages. */
+ * adds land on few index pages. Since version 16 'doc' holds a record packed (a BLOB,
+ * sqlite_pay_pack.c) or, written before, as text. */
 const char *store_sqlite_payments_schema_v6(void) {
     return "CREATE TABLE IF NOT EXISTS pay_versions("
            "  seq INTEGER PRIMARY KEY,"
@@ -304,6 +305,19 @@ static pc_status sqlite_pay_objects_list(store_reader_t *reader, const store_pay
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
 }
 
+/* Version 16: a record is stored packed (sqlite_pay_pack.c), a BLOB; a TEXT is a record
+ * as it is (written before, or one that packing would not make smaller or could not
+ * pack: the text reads the same, packing only saves room). */
+static void version_doc_add(store_sqlite_rows_t *rows, store_pay_pack_t **pack, const char *doc, size_t doc_bytes) {
+    const uint8_t *packed = NULL;
+    size_t packed_bytes = 0;
+    if (store_sqlite_pay_pack(pack, doc, doc_bytes, &packed, &packed_bytes) == PC_OK && packed != NULL) {
+        store_sqlite_rows_blob(rows, packed, packed_bytes);
+    } else {
+        store_sqlite_rows_text(rows, doc, doc_bytes);
+    }
+}
+
 /* Appended with the batch's other records, 16 a statement (sqlite_rows.c): nothing
  * reads the table in the writer's transaction. A version stored twice fails the
  * batch's COMMIT (the key is unique), as its own statement failed before. */
@@ -316,10 +330,32 @@ static pc_status sqlite_pay_version_put(store_tx_t *tx, const char *object_id, u
         if (status != PC_OK) return status;
     }
     store_sqlite_rows_t *rows = store->pay_versions;
+    store_pay_pack_t *own = NULL, **pack = store_sqlite_conn_pack(store_sqlite_tx_conn(tx));
     store_sqlite_rows_text(rows, object_id, strlen(object_id));
     store_sqlite_rows_int(rows, (int64_t)version);
-    store_sqlite_rows_text(rows, doc, doc_bytes);
+    version_doc_add(rows, pack != NULL ? pack : &own, doc, doc_bytes);
+    store_sqlite_pay_pack_free(own);
     return store_sqlite_rows_end_row(rows);
+}
+
+/* The record in column 0: a packed one unpacked, a text copied (malloc'ed, NUL-ended). */
+static pc_status version_doc_read(store_conn_t c, sqlite3_stmt *stmt, char **doc_out, size_t *doc_bytes_out) {
+    size_t bytes = (size_t)sqlite3_column_bytes(stmt, 0);
+    if (sqlite3_column_type(stmt, 0) == SQLITE_BLOB) {
+        store_pay_pack_t *own = NULL, **pack = store_sqlite_conn_pack(c);
+        pc_status status = store_sqlite_pay_unpack(pack != NULL ? pack : &own, sqlite3_column_blob(stmt, 0), bytes,
+                                                   doc_out, doc_bytes_out);
+        store_sqlite_pay_pack_free(own);
+        return status;
+    }
+    const unsigned char *text = sqlite3_column_text(stmt, 0);
+    char *doc = malloc(bytes + 1);
+    if (doc == NULL) return PC_NO_MEMORY;
+    if (bytes > 0) memcpy(doc, text, bytes);
+    doc[bytes] = '\0';
+    *doc_out = doc;
+    *doc_bytes_out = bytes;
+    return PC_OK;
 }
 
 static pc_status sqlite_pay_version_get(store_reader_t *reader, const char *object_id, uint32_t version,
@@ -331,19 +367,7 @@ static pc_status sqlite_pay_version_get(store_reader_t *reader, const char *obje
     sqlite3_bind_int64(stmt, 2, (sqlite3_int64)version);
     int rc = sqlite3_step(stmt);
     pc_status status = rc == SQLITE_ROW ? PC_OK : rc == SQLITE_DONE ? PC_NOT_FOUND : PC_STORE_READ_FAILED;
-    if (status == PC_OK) {
-        size_t bytes = (size_t)sqlite3_column_bytes(stmt, 0);
-        const unsigned char *text = sqlite3_column_text(stmt, 0);
-        char *doc = malloc(bytes + 1);
-        if (doc == NULL) {
-            status = PC_NO_MEMORY;
-        } else {
-            if (bytes > 0) memcpy(doc, text, bytes);
-            doc[bytes] = '\0';
-            *doc_out = doc;
-            *doc_bytes_out = bytes;
-        }
-    }
+    if (status == PC_OK) status = version_doc_read(c, stmt, doc_out, doc_bytes_out);
     give_back(c, STORE_STMT_PAY_VERSION_GET, stmt);
     return status;
 }

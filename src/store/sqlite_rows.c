@@ -15,12 +15,12 @@
 
 #include "store/sqlite_internal.h"
 
-enum { VALUE_NULL, VALUE_INT, VALUE_TEXT };
+enum { VALUE_NULL, VALUE_INT, VALUE_TEXT, VALUE_BLOB };
 
 typedef struct {
     int kind;
     int64_t number;     /* VALUE_INT */
-    size_t text_at;     /* VALUE_TEXT: offset in the arena */
+    size_t text_at;     /* VALUE_TEXT, VALUE_BLOB: offset in the arena */
     size_t text_bytes;
 } rows_value_t;
 
@@ -115,9 +115,10 @@ void store_sqlite_rows_int(store_sqlite_rows_t *rows, int64_t number) {
 
 void store_sqlite_rows_null(store_sqlite_rows_t *rows) { *value_next(rows) = (rows_value_t){.kind = VALUE_NULL}; }
 
-void store_sqlite_rows_text(store_sqlite_rows_t *rows, const char *text, size_t bytes) {
+/* A text or blob: its bytes copied into the arena. */
+static void bytes_copy(store_sqlite_rows_t *rows, int kind, const void *text, size_t bytes) {
     rows_value_t *value = value_next(rows);
-    *value = (rows_value_t){.kind = VALUE_TEXT, .text_at = rows->arena_bytes, .text_bytes = bytes};
+    *value = (rows_value_t){.kind = kind, .text_at = rows->arena_bytes, .text_bytes = bytes};
     if (rows->arena_bytes + bytes > rows->arena_capacity) {
         size_t capacity = rows->arena_capacity ? rows->arena_capacity : 4096;
         while (capacity < rows->arena_bytes + bytes) capacity *= 2;
@@ -134,6 +135,14 @@ void store_sqlite_rows_text(store_sqlite_rows_t *rows, const char *text, size_t 
     rows->arena_bytes += bytes;
 }
 
+void store_sqlite_rows_text(store_sqlite_rows_t *rows, const char *text, size_t bytes) {
+    bytes_copy(rows, VALUE_TEXT, text, bytes);
+}
+
+void store_sqlite_rows_blob(store_sqlite_rows_t *rows, const void *blob, size_t bytes) {
+    bytes_copy(rows, VALUE_BLOB, blob, bytes);
+}
+
 /* Binds rows [first, first + count) to 'stmt' and runs it. */
 static pc_status insert_run(store_sqlite_rows_t *rows, sqlite3_stmt *stmt, uint32_t first, uint32_t count) {
     int param = 1;
@@ -141,7 +150,9 @@ static pc_status insert_run(store_sqlite_rows_t *rows, sqlite3_stmt *stmt, uint3
         const rows_value_t *value = &rows->values[v];
         if (value->kind == VALUE_INT) sqlite3_bind_int64(stmt, param, value->number);
         else if (value->kind == VALUE_NULL) sqlite3_bind_null(stmt, param);
-        else sqlite3_bind_text(stmt, param, rows->arena + value->text_at, (int)value->text_bytes, SQLITE_STATIC);
+        else if (value->kind == VALUE_BLOB) {
+            sqlite3_bind_blob(stmt, param, rows->arena + value->text_at, (int)value->text_bytes, SQLITE_STATIC);
+        } else sqlite3_bind_text(stmt, param, rows->arena + value->text_at, (int)value->text_bytes, SQLITE_STATIC);
     }
     int rc = sqlite3_step(stmt);
     sqlite3_reset(stmt);

@@ -145,6 +145,11 @@ static const schema_migration migrations[] = {
      * events.h) rendered when read. No table changes, but a paycore of v14 would hand
      * such a body to the payments' renderer: it must refuse the file */
     {"", NULL},
+    /* v16: a payment's version record may be stored packed (pay_versions.doc a BLOB: zstd
+     * with a dictionary of typical records, sqlite_pay_pack.c), a fifth of its text.
+     * Records written before stay text and read as they are. No table changes, but a
+     * paycore of v15 would read a packed record as text: it must refuse the file */
+    {"", NULL},
 };
 
 #define SCHEMA_VERSION_LATEST ((int)(sizeof(migrations) / sizeof(migrations[0])))

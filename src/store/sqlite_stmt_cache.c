@@ -8,12 +8,19 @@
 
 struct store_stmt_cache {
     sqlite3_stmt *statements[STORE_STMT_SLOT_COUNT];
+    store_pay_pack_t *pay_pack; /* sqlite_pay_pack.c's contexts, made on first use */
 };
 
 void store_sqlite_stmt_cache_free(store_stmt_cache_t *cache) {
     if (cache == NULL) return;
     for (int i = 0; i < STORE_STMT_SLOT_COUNT; i++) sqlite3_finalize(cache->statements[i]);
+    store_sqlite_pay_pack_free(cache->pay_pack);
     free(cache);
+}
+
+store_pay_pack_t **store_sqlite_conn_pack(store_conn_t c) {
+    if (*c.cache == NULL) *c.cache = calloc(1, sizeof **c.cache);
+    return *c.cache != NULL ? &(*c.cache)->pay_pack : NULL;
 }
 
 pc_status store_sqlite_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out, pc_status failure) {

@@ -5,6 +5,7 @@ merchant and its key, and checks of payments against the ledger. Not a test itse
 import json
 import os
 import socket
+import subprocess
 import sys
 import time
 import urllib.error
@@ -27,6 +28,17 @@ CARD_DECLINE = "4000000000000051"  # 05 do not honour
 BANK_OK = {"routing_number": "110000000", "account_number": "000123456789"}
 BANK_R01 = {"routing_number": "110000000", "account_number": "00012349901"}
 CALLBACK_SECRET = "whsec-paytest"
+
+
+def pay_records(db, object_id=None):
+    """The payment records of a SQLite file, each unpacked by the store's own code (since
+    schema version 16 a record is stored packed): dicts of seq, object_id, version,
+    stored ("text" or "packed"), stored_bytes and doc (the record's text), in seq order."""
+    tool = os.environ.get("PAYCORE_PAY_RECORDS") or os.path.join(os.path.dirname(BIN), "pay_records")
+    args = [tool, db] + ([object_id] if object_id is not None else [])
+    out = subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT_S)
+    check(out.returncode == 0, "pay_records %s: %s" % (db, out.stderr[-500:]))
+    return [json.loads(line) for line in out.stdout.splitlines()]
 
 
 def wait_for(what, predicate):

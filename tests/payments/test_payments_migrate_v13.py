@@ -18,7 +18,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fixture_v7 import FIXTURE_V13, idem, migrate_test_main, raw, snapshot  # noqa: E402
-from paylib import card_payment, check, check_payment_ledger, expect  # noqa: E402
+from paylib import card_payment, check, check_payment_ledger, expect, pay_records  # noqa: E402
 from test_payments_migrate_v7 import check_reads_same, check_verify, env_from_fixture  # noqa: E402
 
 
@@ -60,7 +60,7 @@ def check_records(store, new_ids, old_ids):
     routing held by an earlier record; the old binary's records hold them whole."""
     check(store.version() >= 14, "schema version 14 or later: %r" % store.version())
     for pid in new_ids:
-        docs = dict(store.rows("SELECT version, doc FROM pay_versions WHERE object_id = ?", (pid,)))
+        docs = dict((r["version"], r["doc"]) for r in pay_records(store.env.server.db, pid))
         check(len(docs) >= 3, "%s: its records: %r" % (pid, sorted(docs)))
         check('"payment_method":' in docs[1] and '"$fixed"' not in docs[1], "%s: version 1 holds them whole" % pid)
         for version, doc in docs.items():
@@ -71,7 +71,7 @@ def check_records(store, new_ids, old_ids):
                 check('"$routing":2' in doc and '"routing":' not in doc,
                       "%s v%d names the routing of version 2: %s" % (pid, version, doc[:300]))
     for pid, before in old_ids.items():
-        docs = dict(store.rows("SELECT version, doc FROM pay_versions WHERE object_id = ?", (pid,)))
+        docs = dict((r["version"], r["doc"]) for r in pay_records(store.env.server.db, pid))
         for version, doc in docs.items():
             if version <= before:
                 check('"$fixed"' not in doc and '"$routing"' not in doc, "%s v%d: the old record stays" % (pid, version))

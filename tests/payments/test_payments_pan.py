@@ -12,7 +12,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from paylib import CARD, CARD_3DS, CARD_DECLINE, Env, card_payment, check, expect  # noqa: E402
+from paylib import CARD, CARD_3DS, CARD_DECLINE, Env, card_payment, check, expect, pay_records  # noqa: E402
 
 CARDS = [CARD, CARD_3DS, CARD_DECLINE, "5555555555554444", "4000000000000002", "378282246310005"]
 INVALID = ["4242424242424241", "4111111111111112", "1234567890123"]
@@ -86,6 +86,12 @@ def main():
         for cvc in CVCS:
             check(('"cvc":"%s"' % cvc).encode() not in db and ("cvc=%s" % cvc).encode() not in db,
                   "the CVC is never stored")
+        # payment records are stored packed (schema version 16): searched unpacked too
+        records = pay_records(env.server.db)
+        check(any(r["stored"] == "packed" for r in records), "packed records to search: %d" % len(records))
+        unpacked = "\n".join(r["doc"] for r in records)
+        for n in needles + spaced + ['"cvc":"%s"' % cvc for cvc in CVCS]:
+            check(n not in unpacked, "a payment record holds %s" % n)
     finally:
         env.close()
     print("payments PAN grep: ok (%d replies)" % len(replies))

@@ -17,18 +17,21 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from paylib import BIN, TIMEOUT_S, Env, card_payment, check, check_payment_ledger, expect  # noqa: E402
+from paylib import (BIN, TIMEOUT_S, Env, card_payment, check, check_payment_ledger, expect,  # noqa: E402
+                    pay_records)
 
 
 def records(db, payment_id):
     conn = sqlite3.connect(db)
     try:
         row = conn.execute("SELECT version, doc FROM pay_objects WHERE id = ?", (payment_id,)).fetchone()
-        versions = conn.execute("SELECT version, doc FROM pay_versions WHERE object_id = ? ORDER BY seq",
-                                (payment_id,)).fetchall()
     finally:
         conn.close()
-    return row, versions
+    stored = pay_records(db, payment_id)
+    check(all(r["stored"] == "packed" and r["stored_bytes"] < len(r["doc"]) for r in stored),
+          "since schema version 16 each record is stored packed, smaller than its text: %r"
+          % [(r["version"], r["stored"], r["stored_bytes"], len(r["doc"])) for r in stored])
+    return row, [(r["version"], r["doc"]) for r in stored]
 
 
 def check_records(env, payment_id, shown):

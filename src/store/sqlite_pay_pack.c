@@ -1,0 +1,140 @@
+/* store/sqlite_pay_pack.c: a payment's version record as pay_versions keeps it (schema
+ * version 16). A record is JSON text of about 1.3 KB whose members, ids and entries repeat
+ * from record to record; zstd with a dictionary of typical records (sqlite_pay_dict.c)
+ * keeps about a fifth of it, so a payment's records take a few hundred bytes of pages and
+ * write-ahead log instead of 5 to 6 KB.
+ *
+ * Stored form, in pay_versions.doc:
+ *   TEXT   the record as it is (rows written before version 16, and a record that
+ *          packing would not make smaller)
+ *   BLOB   byte 0: the format (PACK_FORMAT_DICT_V1), then one zstd frame made with the
+ *          dictionary of that format, its content size and checksum in the frame: a
+ *          read gives back the text byte for byte or PC_STORE_CORRUPT, never other text.
+ * Level -1: zstd's fast matcher without entropy coding of literals, a third cheaper
+ * than level 1 for 20 % more bytes. The dictionaries are made once and shared (zstd
+ * reads them only); each connection keeps its own contexts (one thread at a time). */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+#include "store/sqlite_internal.h"
+
+#define PACK_FORMAT_DICT_V1 0x01
+#define PACK_LEVEL (-1)
+
+struct store_pay_pack {
+    ZSTD_CCtx *cctx;
+    ZSTD_DCtx *dctx;
+    uint8_t *buffer; /* the last packed record */
+    size_t buffer_capacity;
+};
+
+static pthread_once_t dictionaries_once = PTHREAD_ONCE_INIT;
+static ZSTD_CDict *dictionary_pack;
+static ZSTD_DDict *dictionary_unpack;
+
+/* Made once, kept for the process's life (zstd only reads them). */
+static void dictionaries_make(void) {
+    size_t bytes = 0;
+    const char *dictionary = store_sqlite_pay_dict_v1(&bytes);
+    dictionary_pack = ZSTD_createCDict(dictionary, bytes, PACK_LEVEL);
+    dictionary_unpack = ZSTD_createDDict(dictionary, bytes);
+}
+
+static bool dictionaries_ready(void) {
+    pthread_once(&dictionaries_once, dictionaries_make);
+    return dictionary_pack != NULL && dictionary_unpack != NULL;
+}
+
+void store_sqlite_pay_pack_free(store_pay_pack_t *pack) {
+    if (pack == NULL) return;
+    ZSTD_freeCCtx(pack->cctx);
+    ZSTD_freeDCtx(pack->dctx);
+    free(pack->buffer);
+    free(pack);
+}
+
+/* The connection's contexts, made on first use (NULL: no memory). */
+static store_pay_pack_t *pack_of(store_pay_pack_t **slot) {
+    if (*slot == NULL) *slot = calloc(1, sizeof **slot);
+    return *slot;
+}
+
+static bool buffer_room(store_pay_pack_t *pack, size_t bytes) {
+    if (pack->buffer_capacity >= bytes) return true;
+    uint8_t *grown = realloc(pack->buffer, bytes);
+    if (grown == NULL) return false;
+    pack->buffer = grown;
+    pack->buffer_capacity = bytes;
+    return true;
+}
+
+/* One frame: content size and checksum in it, no dictionary id (the format byte names
+ * the dictionary). */
+static bool cctx_ready(store_pay_pack_t *pack) {
+    if (pack->cctx != NULL) return true;
+    pack->cctx = ZSTD_createCCtx();
+    if (pack->cctx == NULL) return false;
+    ZSTD_CCtx_setParameter(pack->cctx, ZSTD_c_checksumFlag, 1);
+    ZSTD_CCtx_setParameter(pack->cctx, ZSTD_c_contentSizeFlag, 1);
+    ZSTD_CCtx_setParameter(pack->cctx, ZSTD_c_dictIDFlag, 0);
+    return true;
+}
+
+pc_status store_sqlite_pay_pack(store_pay_pack_t **slot, const char *text, size_t bytes, const uint8_t **out,
+                                size_t *out_bytes) {
+    *out = NULL;
+    *out_bytes = 0;
+    store_pay_pack_t *pack = pack_of(slot);
+    if (pack == NULL || !dictionaries_ready() || !cctx_ready(pack)) return PC_NO_MEMORY;
+    size_t room = 1 + ZSTD_compressBound(bytes);
+    if (!buffer_room(pack, room)) return PC_NO_MEMORY;
+    if (ZSTD_isError(ZSTD_CCtx_refCDict(pack->cctx, dictionary_pack))) return PC_INTERNAL;
+    size_t packed = ZSTD_compress2(pack->cctx, pack->buffer + 1, room - 1, text, bytes);
+    if (ZSTD_isError(packed)) {
+        ZSTD_CCtx_reset(pack->cctx, ZSTD_reset_session_only);
+        return PC_INTERNAL;
+    }
+    if (1 + packed >= bytes) return PC_OK; /* no smaller: kept as text */
+    pack->buffer[0] = PACK_FORMAT_DICT_V1;
+    *out = pack->buffer;
+    *out_bytes = 1 + packed;
+    return PC_OK;
+}
+
+/* The frame's content size, checked against the records' bound before anything is
+ * allocated for it. */
+static pc_status unpacked_size(const uint8_t *frame, size_t frame_bytes, size_t *bytes_out) {
+    unsigned long long size = ZSTD_getFrameContentSize(frame, frame_bytes);
+    if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size > PAY_DOC_BYTES_MAX) {
+        return PC_STORE_CORRUPT;
+    }
+    *bytes_out = (size_t)size;
+    return PC_OK;
+}
+
+pc_status store_sqlite_pay_unpack(store_pay_pack_t **slot, const void *blob, size_t blob_bytes, char **text_out,
+                                  size_t *bytes_out) {
+    *text_out = NULL;
+    *bytes_out = 0;
+    const uint8_t *stored = blob;
+    if (blob_bytes < 2 || stored[0] != PACK_FORMAT_DICT_V1) return PC_STORE_CORRUPT;
+    size_t bytes = 0;
+    pc_status status = unpacked_size(stored + 1, blob_bytes - 1, &bytes);
+    if (status != PC_OK) return status;
+    store_pay_pack_t *pack = pack_of(slot);
+    if (pack == NULL || !dictionaries_ready()) return PC_NO_MEMORY;
+    if (pack->dctx == NULL && (pack->dctx = ZSTD_createDCtx()) == NULL) return PC_NO_MEMORY;
+    char *text = malloc(bytes + 1);
+    if (text == NULL) return PC_NO_MEMORY;
+    size_t got = ZSTD_decompress_usingDDict(pack->dctx, text, bytes, stored + 1, blob_bytes - 1, dictionary_unpack);
+    if (ZSTD_isError(got) || got != bytes) {
+        free(text);
+        return PC_STORE_CORRUPT;
+    }
+    text[bytes] = '\0';
+    *text_out = text;
+    *bytes_out = bytes;
+    return PC_OK;
+}

@@ -1,0 +1,295 @@
+/* Goal: a payment's version record stored packed (schema version 16, sqlite_pay_pack.c)
+ * reads back byte for byte, whatever its text; a packed record that does not check is
+ * PC_STORE_CORRUPT, never other text; the dictionary packed records depend on never
+ * changes; a file of schema version 15 with text records migrates at open, its records
+ * read as they were and the new ones are packed; a file of version 17 is refused.
+ * Method: the pack and unpack functions on typical records (the dictionary's own), random
+ * texts and a record of the largest size; damaged blobs; then a real store file: records
+ * written through the store's transaction, read through a reader, the rows' stored types
+ * read with SQL; the file set back to version 15 with text rows, reopened. */
+#include <sodium.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "ledger/ledger.h"
+#include "store/sqlite_internal.h"
+#include "store/store.h"
+#include "store/store_payments.h"
+#include "test.h"
+
+/* sha-256 of dictionary format 1: records packed with it are read with it */
+#define DICT_V1_SHA256 "bfae601f8b4ef7058f8a923e10547a90f134d57eab4fc14617d6aa90e97d9a15"
+
+static char dir[256], db_path[300];
+
+static void test_dictionary_pinned(void) {
+    size_t bytes = 0;
+    const char *dictionary = store_sqlite_pay_dict_v1(&bytes);
+    uint8_t hash[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256(hash, (const unsigned char *)dictionary, bytes);
+    char hex[2 * sizeof hash + 1];
+    sodium_bin2hex(hex, sizeof hex, hash, sizeof hash);
+    ASSERT_STR_EQ(hex, DICT_V1_SHA256);
+}
+
+/* Packs and unpacks 'text': the same bytes back; *packed_bytes_out 0 when kept as text. */
+static void round_trip(store_pay_pack_t **pack, const char *text, size_t bytes, size_t *packed_bytes_out) {
+    const uint8_t *packed = NULL;
+    size_t packed_bytes = 0;
+    ASSERT_STATUS(store_sqlite_pay_pack(pack, text, bytes, &packed, &packed_bytes), PC_OK);
+    *packed_bytes_out = packed_bytes;
+    if (packed == NULL) return;
+    ASSERT_TRUE(packed_bytes < bytes);
+    uint8_t *copy = malloc(packed_bytes);
+    ASSERT_TRUE(copy != NULL);
+    memcpy(copy, packed, packed_bytes);
+    char *back = NULL;
+    size_t back_bytes = 0;
+    ASSERT_STATUS(store_sqlite_pay_unpack(pack, copy, packed_bytes, &back, &back_bytes), PC_OK);
+    ASSERT_EQ(back_bytes, bytes);
+    ASSERT_TRUE(memcmp(back, text, bytes) == 0 && back[bytes] == '\0');
+    free(back);
+    free(copy);
+}
+
+/* The dictionary's records (typical ones) with each digit changed: packed to under a
+ * third, read back exactly. */
+static void test_typical_records(void) {
+    size_t bytes = 0;
+    const char *dictionary = store_sqlite_pay_dict_v1(&bytes);
+    store_pay_pack_t *pack = NULL;
+    size_t text_total = 0, packed_total = 0, records = 0;
+    for (const char *line = dictionary; line < dictionary + bytes;) {
+        const char *end = memchr(line, '\n', (size_t)(dictionary + bytes - line));
+        ASSERT_TRUE(end != NULL);
+        char *record = malloc((size_t)(end - line) + 1);
+        ASSERT_TRUE(record != NULL);
+        for (size_t i = 0; i < (size_t)(end - line); i++) {
+            char c = line[i];
+            record[i] = c >= '0' && c <= '9' ? (char)('0' + (c - '0' + 7 + (int)test_rand_below(3)) % 10) : c;
+        }
+        size_t packed_bytes = 0;
+        round_trip(&pack, record, (size_t)(end - line), &packed_bytes);
+        ASSERT_TRUE(packed_bytes > 0);
+        text_total += (size_t)(end - line);
+        packed_total += packed_bytes;
+        records++;
+        free(record);
+        line = end + 1;
+    }
+    printf("typical records: %zu, %zu bytes of text packed to %zu\n", records, text_total, packed_total);
+    ASSERT_TRUE(records >= 10 && 3 * packed_total < text_total);
+    store_sqlite_pay_pack_free(pack);
+}
+
+/* Random texts of every kind of byte and length (some kept as text), and one of the
+ * records' largest size. */
+static void test_any_text(void) {
+    store_pay_pack_t *pack = NULL;
+    char *text = malloc(PAY_DOC_BYTES_MAX);
+    ASSERT_TRUE(text != NULL);
+    uint32_t kept_as_text = 0;
+    for (int round = 0; round < 300; round++) {
+        size_t bytes = test_rand_below(round < 200 ? 64 : 9000);
+        uint32_t alphabet = 1 + test_rand_below(round % 2 ? 4 : 256);
+        for (size_t i = 0; i < bytes; i++) text[i] = (char)(1 + test_rand_below(alphabet));
+        size_t packed_bytes = 0;
+        round_trip(&pack, text, bytes, &packed_bytes);
+        if (packed_bytes == 0) kept_as_text++;
+    }
+    ASSERT_TRUE(kept_as_text > 0); /* tiny or random texts: not smaller packed */
+    for (size_t i = 0; i < PAY_DOC_BYTES_MAX; i++) text[i] = "{\"id\":\"op_1\",\"$version\":2},"[i % 26];
+    size_t packed_bytes = 0;
+    round_trip(&pack, text, PAY_DOC_BYTES_MAX, &packed_bytes);
+    ASSERT_TRUE(packed_bytes > 0);
+    free(text);
+    store_sqlite_pay_pack_free(pack);
+}
+
+/* A packed record damaged anywhere, cut short, or of another format: corrupt. */
+static void test_damaged(void) {
+    size_t bytes = 0;
+    const char *dictionary = store_sqlite_pay_dict_v1(&bytes);
+    const char *end = memchr(dictionary, '\n', bytes);
+    size_t record_bytes = (size_t)(end - dictionary);
+    store_pay_pack_t *pack = NULL;
+    const uint8_t *packed = NULL;
+    size_t packed_bytes = 0;
+    ASSERT_STATUS(store_sqlite_pay_pack(&pack, dictionary, record_bytes, &packed, &packed_bytes), PC_OK);
+    ASSERT_TRUE(packed != NULL);
+    uint8_t *blob = malloc(packed_bytes);
+    ASSERT_TRUE(blob != NULL);
+    char *text = NULL;
+    size_t text_bytes = 0;
+    for (size_t at = 0; at < packed_bytes; at++) {
+        for (int bit = 0; bit < 8; bit += 3) {
+            memcpy(blob, packed, packed_bytes);
+            blob[at] ^= (uint8_t)(1u << bit);
+            pc_status status = store_sqlite_pay_unpack(&pack, blob, packed_bytes, &text, &text_bytes);
+            if (status == PC_OK) { /* only a bit nothing reads may flip unnoticed */
+                ASSERT_TRUE(text_bytes == record_bytes && memcmp(text, dictionary, record_bytes) == 0);
+                free(text);
+                continue;
+            }
+            ASSERT_STATUS(status, PC_STORE_CORRUPT);
+            ASSERT_TRUE(text == NULL);
+        }
+    }
+    memcpy(blob, packed, packed_bytes);
+    for (size_t cut = 0; cut < packed_bytes; cut++) {
+        ASSERT_STATUS(store_sqlite_pay_unpack(&pack, blob, cut, &text, &text_bytes), PC_STORE_CORRUPT);
+    }
+    blob[0] = 0x02; /* a format this paycore does not know */
+    ASSERT_STATUS(store_sqlite_pay_unpack(&pack, blob, packed_bytes, &text, &text_bytes), PC_STORE_CORRUPT);
+    free(blob);
+    store_sqlite_pay_pack_free(pack);
+}
+
+static void exec(const char *sql) {
+    sqlite3 *db;
+    ASSERT_EQ(sqlite3_open(db_path, &db), SQLITE_OK);
+    char *error = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &error) != SQLITE_OK) TEST_FAIL("%s: %s", sql, error);
+    sqlite3_close(db);
+}
+
+static int64_t query_int(const char *sql) {
+    sqlite3 *db;
+    sqlite3_stmt *stmt;
+    ASSERT_EQ(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    if (sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) != SQLITE_OK) TEST_FAIL("%s: %s", sql, sqlite3_errmsg(db));
+    ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+    int64_t value = sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    return value;
+}
+
+static const char *const small_record = "{}";
+
+/* The record of 'version' of payment 'id' as the test writes it. */
+static char *record_text(const char *id, uint32_t version, size_t *bytes_out) {
+    size_t bytes = 0;
+    const char *dictionary = store_sqlite_pay_dict_v1(&bytes);
+    char *text = malloc(bytes + 64);
+    ASSERT_TRUE(text != NULL);
+    int n = snprintf(text, bytes + 64, "{\"id\":\"%s\",\"version\":%u,\"rest\":", id, version);
+    size_t take = 200 * version;
+    for (size_t i = 0; i < take; i++) text[n + (int)i] = dictionary[i] == '"' ? '\'' : dictionary[i];
+    memcpy(text + n + take, "\"}", 3);
+    text[n] = '"';
+    *bytes_out = (size_t)n + take + 2;
+    return text;
+}
+
+static store_t *store_start(ledger_t **ledger) {
+    store_t *store;
+    journal_entry_t head;
+    ASSERT_STATUS(store_open(&store, db_path, &(store_options_t){.create = true}), PC_OK);
+    ASSERT_STATUS(ledger_open(ledger), PC_OK);
+    ASSERT_STATUS(store_load(store, *ledger, &head), PC_OK);
+    return store;
+}
+
+static void store_end(store_t *store, ledger_t *ledger) {
+    ledger_close(ledger);
+    store_close(store);
+}
+
+/* Versions 1 to 'count' of 'id' in one transaction, and the small record as version 99. */
+static void versions_write(store_t *store, const char *id, uint32_t count) {
+    store_tx_t *tx;
+    ASSERT_STATUS(store_tx_begin(store, &tx), PC_OK);
+    for (uint32_t v = 1; v <= count; v++) {
+        size_t bytes = 0;
+        char *text = record_text(id, v, &bytes);
+        ASSERT_STATUS(store_pay_version_put(tx, id, v, text, bytes), PC_OK);
+        free(text);
+    }
+    ASSERT_STATUS(store_pay_version_put(tx, id, 99, small_record, strlen(small_record)), PC_OK);
+    ASSERT_STATUS(store_tx_commit(tx), PC_OK);
+}
+
+/* Every version of 'id' reads back as written. */
+static void versions_check(store_t *store, const char *id, uint32_t count) {
+    store_reader_t *reader;
+    ASSERT_STATUS(store_reader_open(store, &reader), PC_OK);
+    for (uint32_t v = 1; v <= count + 1; v++) {
+        size_t bytes = 0;
+        char *want = v <= count ? record_text(id, v, &bytes) : strdup(small_record);
+        if (v > count) bytes = strlen(small_record);
+        char *doc = NULL;
+        size_t doc_bytes = 0;
+        ASSERT_STATUS(store_pay_version_get(reader, id, v <= count ? v : 99, &doc, &doc_bytes), PC_OK);
+        ASSERT_EQ(doc_bytes, bytes);
+        ASSERT_TRUE(memcmp(doc, want, bytes) == 0 && doc[bytes] == '\0');
+        free(doc);
+        free(want);
+    }
+    char *doc = NULL;
+    size_t doc_bytes = 0;
+    ASSERT_STATUS(store_pay_version_get(reader, id, count + 1, &doc, &doc_bytes), PC_NOT_FOUND);
+    store_reader_close(reader);
+}
+
+/* A store file's records: the new ones packed (a tiny one as text), every one read back;
+ * the same file as version 15 wrote it (text rows) migrated at open; version 17 refused. */
+static void test_store_records(void) {
+    snprintf(dir, sizeof dir, "/tmp/paycore-paypack-XXXXXX");
+    ASSERT_TRUE(mkdtemp(dir) != NULL);
+    snprintf(db_path, sizeof db_path, "%s/p.db", dir);
+    ledger_t *ledger;
+    store_t *store = store_start(&ledger);
+    versions_write(store, "pay_new", 6);
+    versions_check(store, "pay_new", 6);
+    store_end(store, ledger);
+    ASSERT_EQ(query_int("PRAGMA user_version"), 16);
+    ASSERT_EQ(query_int("SELECT count(*) FROM pay_versions WHERE object_id = 'pay_new' AND typeof(doc) = 'blob'"), 6);
+    ASSERT_EQ(query_int("SELECT typeof(doc) = 'text' FROM pay_versions WHERE version = 99"), 1);
+
+    /* records as version 15 wrote them (text), the file set back to version 15 */
+    sqlite3 *db;
+    ASSERT_EQ(sqlite3_open(db_path, &db), SQLITE_OK);
+    sqlite3_stmt *stmt;
+    ASSERT_EQ(sqlite3_prepare_v2(db, "INSERT INTO pay_versions(object_id, version, doc) VALUES('pay_old', ?1, ?2)", -1,
+                                 &stmt, NULL), SQLITE_OK);
+    for (uint32_t v = 1; v <= 5; v++) {
+        size_t bytes = 0;
+        char *text = v <= 4 ? record_text("pay_old", v, &bytes) : strdup(small_record);
+        if (v == 5) bytes = strlen(small_record);
+        sqlite3_bind_int(stmt, 1, v <= 4 ? (int)v : 99);
+        sqlite3_bind_text(stmt, 2, text, (int)bytes, SQLITE_TRANSIENT);
+        ASSERT_EQ(sqlite3_step(stmt), SQLITE_DONE);
+        sqlite3_reset(stmt);
+        free(text);
+    }
+    sqlite3_finalize(stmt);
+    ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version = 15", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    store = store_start(&ledger); /* the migration */
+    versions_check(store, "pay_old", 4);
+    versions_write(store, "pay_after", 3);
+    versions_check(store, "pay_after", 3);
+    versions_check(store, "pay_old", 4);
+    store_end(store, ledger);
+    ASSERT_EQ(query_int("PRAGMA user_version"), 16);
+    ASSERT_EQ(query_int("SELECT count(*) FROM pay_versions WHERE object_id = 'pay_old' AND typeof(doc) = 'text'"), 5);
+    ASSERT_EQ(query_int("SELECT count(*) FROM pay_versions WHERE object_id = 'pay_after' AND typeof(doc) = 'blob'"), 3);
+
+    exec("PRAGMA user_version = 17"); /* a newer paycore's file */
+    ASSERT_STATUS(store_open(&store, db_path, &(store_options_t){0}), PC_STORE_VERSION_UNSUPPORTED);
+    char command[300];
+    snprintf(command, sizeof command, "rm -rf '%s'", dir);
+    ASSERT_EQ(system(command), 0);
+}
+
+int main(void) {
+    ASSERT_TRUE(sodium_init() >= 0);
+    TEST_RUN(test_dictionary_pinned);
+    TEST_RUN(test_typical_records);
+    TEST_RUN(test_any_text);
+    TEST_RUN(test_damaged);
+    TEST_RUN(test_store_records);
+    return test_finish();
+}
