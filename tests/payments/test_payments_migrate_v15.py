@@ -20,14 +20,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fixture_v7 import FIXTURE_V15, idem, migrate_test_main, raw, snapshot  # noqa: E402
 from paylib import all_pages, card_payment, check, check_payment_ledger, expect, pay_records  # noqa: E402
+from test_payments_migrate_v13 import post_kept  # noqa: E402
 from test_payments_migrate_v7 import check_reads_same, check_verify, env_from_fixture  # noqa: E402
-
-
-def post_kept(env, keys, answers, who, path, body, key, status):
-    """A request whose answer (a payment) is kept: it must read back byte for byte."""
-    r = expect(env.client(keys[who]).post(path, body, **idem(key)), status, what=key)
-    answers[key] = (who, path, body, raw(r))
-    return r.json
 
 
 def payment_events(admin):

@@ -233,6 +233,29 @@ static void versions_check(store_t *store, const char *id, uint32_t count) {
     store_reader_close(reader);
 }
 
+/* Versions 1 to 'count' of 'id' and the small record as version 15 wrote them (text),
+ * the file set back to version 15. */
+static void v15_records_write(const char *id, uint32_t count) {
+    sqlite3 *db;
+    ASSERT_EQ(sqlite3_open(db_path, &db), SQLITE_OK);
+    sqlite3_stmt *stmt;
+    ASSERT_EQ(sqlite3_prepare_v2(db, "INSERT INTO pay_versions(object_id, version, doc) VALUES(?1, ?2, ?3)", -1,
+                                 &stmt, NULL), SQLITE_OK);
+    for (uint32_t v = 1; v <= count + 1; v++) {
+        size_t bytes = strlen(small_record);
+        char *text = v <= count ? record_text(id, v, &bytes) : strdup(small_record);
+        sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_int(stmt, 2, v <= count ? (int)v : 99);
+        sqlite3_bind_text(stmt, 3, text, (int)bytes, SQLITE_TRANSIENT);
+        ASSERT_EQ(sqlite3_step(stmt), SQLITE_DONE);
+        sqlite3_reset(stmt);
+        free(text);
+    }
+    sqlite3_finalize(stmt);
+    ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version = 15", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
 /* A store file's records: the new ones packed (a tiny one as text), every one read back;
  * the same file as version 15 wrote it (text rows) migrated at open; version 17 refused. */
 static void test_store_records(void) {
@@ -248,25 +271,7 @@ static void test_store_records(void) {
     ASSERT_EQ(query_int("SELECT count(*) FROM pay_versions WHERE object_id = 'pay_new' AND typeof(doc) = 'blob'"), 6);
     ASSERT_EQ(query_int("SELECT typeof(doc) = 'text' FROM pay_versions WHERE version = 99"), 1);
 
-    /* records as version 15 wrote them (text), the file set back to version 15 */
-    sqlite3 *db;
-    ASSERT_EQ(sqlite3_open(db_path, &db), SQLITE_OK);
-    sqlite3_stmt *stmt;
-    ASSERT_EQ(sqlite3_prepare_v2(db, "INSERT INTO pay_versions(object_id, version, doc) VALUES('pay_old', ?1, ?2)", -1,
-                                 &stmt, NULL), SQLITE_OK);
-    for (uint32_t v = 1; v <= 5; v++) {
-        size_t bytes = 0;
-        char *text = v <= 4 ? record_text("pay_old", v, &bytes) : strdup(small_record);
-        if (v == 5) bytes = strlen(small_record);
-        sqlite3_bind_int(stmt, 1, v <= 4 ? (int)v : 99);
-        sqlite3_bind_text(stmt, 2, text, (int)bytes, SQLITE_TRANSIENT);
-        ASSERT_EQ(sqlite3_step(stmt), SQLITE_DONE);
-        sqlite3_reset(stmt);
-        free(text);
-    }
-    sqlite3_finalize(stmt);
-    ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version = 15", NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
+    v15_records_write("pay_old", 4);
     store = store_start(&ledger); /* the migration */
     versions_check(store, "pay_old", 4);
     versions_write(store, "pay_after", 3);
