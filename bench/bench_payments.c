@@ -270,6 +270,7 @@ typedef struct {
     double sim_cpu_s, client_cpu_s;
     double sim_commits, sim_commit_units; /* the simulator's record: group commits, requests in them */
     double risk_decisions[3];             /* the risk engine's: approve, review, decline */
+    double risk_scores, risk_score_sum, risk_scores_low; /* model scores: count, sum, <= 0.2 */
     double path_count[PATH_OPS][PATH_SEGMENTS], path_s[PATH_OPS][PATH_SEGMENTS];
     double path_buckets[PATH_OPS][PATH_SEGMENTS][PATH_BUCKETS]; /* cumulative, as scraped */
 } server_view;
@@ -438,6 +439,9 @@ static server_view server_look(const char *base) {
             snprintf(name, sizeof name, "paycore_risk_decisions_total{outcome=\"%s\"}", outcomes[o]);
             v.risk_decisions[o] = metric_value(text, name);
         }
+        v.risk_scores = metric_value(text, "paycore_risk_score_count");
+        v.risk_score_sum = metric_value(text, "paycore_risk_score_sum");
+        v.risk_scores_low = metric_value(text, "paycore_risk_score_bucket{le=\"0.2\"}");
         path_look(text, &v);
     }
     curl_easy_cleanup(curl);
@@ -485,6 +489,9 @@ static void server_add(server_view *total, const server_view *before, const serv
     total->sim_commits += after->sim_commits - before->sim_commits;
     total->sim_commit_units += after->sim_commit_units - before->sim_commit_units;
     for (int o = 0; o < 3; o++) total->risk_decisions[o] += after->risk_decisions[o] - before->risk_decisions[o];
+    total->risk_scores += after->risk_scores - before->risk_scores;
+    total->risk_score_sum += after->risk_score_sum - before->risk_score_sum;
+    total->risk_scores_low += after->risk_scores_low - before->risk_scores_low;
     for (int op = 0; op < PATH_OPS; op++) {
         for (int seg = 0; seg < PATH_SEGMENTS; seg++) {
             total->path_count[op][seg] += after->path_count[op][seg] - before->path_count[op][seg];
@@ -1404,11 +1411,14 @@ int main(int argc, char **argv) {
     char top_reason[64];
     double top_reason_count = 0;
     risk_top_reason(base, top_reason, sizeof top_reason, &top_reason_count);
+    double scores = pay_view.risk_scores > 0 ? pay_view.risk_scores : 1.0;
     printf("payments_e2e_risk decisions=%.0f approve=%.0f review=%.0f decline=%.0f decisions_per_attempt=%.3f "
-           "review_share=%.4f decline_share=%.4f top_reason=%s top_reason_count=%.0f\n",
+           "review_share=%.4f decline_share=%.4f top_reason=%s top_reason_count=%.0f score_mean=%.4f "
+           "score_above_0_2_share=%.4f\n",
            decisions, pay_view.risk_decisions[0], pay_view.risk_decisions[1], pay_view.risk_decisions[2],
            decisions / attempts_d, decisions > 0 ? pay_view.risk_decisions[1] / decisions : 0.0,
-           decisions > 0 ? pay_view.risk_decisions[2] / decisions : 0.0, top_reason, top_reason_count);
+           decisions > 0 ? pay_view.risk_decisions[2] / decisions : 0.0, top_reason, top_reason_count,
+           pay_view.risk_score_sum / scores, (pay_view.risk_scores - pay_view.risk_scores_low) / scores);
     uint32_t devices = 0, drawn = 0;
     pool_counts(&devices, &drawn);
     printf("payments_e2e_pool cards=%u seed=%llu payers=%u devices=%u ip_prefixes=%u cards_drawn=%u\n",
