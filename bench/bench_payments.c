@@ -416,11 +416,8 @@ static void path_look(const char *text, server_view *v) {
     }
 }
 
-static server_view server_look(const char *base) {
-    server_view v = {.cpu_s = server_cpu_s(), .write_bytes = server_write_bytes(), .sim_cpu_s = process_cpu_s(sim_pid),
-                     .client_cpu_s = client_cpu_s()};
-    server_groups_cpu_s(v.cpu_s, v.group_cpu_s);
-    sim_look(&v);
+/* The server's /metrics text (the caller frees it), NULL when it did not answer. */
+static char *metrics_text(const char *base) {
     char url[256], *text = NULL;
     snprintf(url, sizeof url, "%s/metrics", base);
     CURL *curl = curl_easy_init();
@@ -428,7 +425,21 @@ static server_view server_look(const char *base) {
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect_big);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &text);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT, 30L);
-    if (curl_easy_perform(curl) == CURLE_OK && text != NULL) {
+    if (curl_easy_perform(curl) != CURLE_OK) {
+        free(text);
+        text = NULL;
+    }
+    curl_easy_cleanup(curl);
+    return text;
+}
+
+static server_view server_look(const char *base) {
+    server_view v = {.cpu_s = server_cpu_s(), .write_bytes = server_write_bytes(), .sim_cpu_s = process_cpu_s(sim_pid),
+                     .client_cpu_s = client_cpu_s()};
+    server_groups_cpu_s(v.cpu_s, v.group_cpu_s);
+    sim_look(&v);
+    char *text = metrics_text(base);
+    if (text != NULL) {
         v.commits = metric_value(text, "paycore_commit_duration_seconds_count");
         v.commit_s = metric_value(text, "paycore_commit_duration_seconds_sum");
         v.batches = metric_value(text, "paycore_writer_batch_size_count");
@@ -444,24 +455,17 @@ static server_view server_look(const char *base) {
         v.risk_scores_low = metric_value(text, "paycore_risk_score_bucket{le=\"0.2\"}");
         path_look(text, &v);
     }
-    curl_easy_cleanup(curl);
     free(text);
     return v;
 }
 
 /* The reason the risk engine gave most often so far (its /metrics), "none" when none. */
 static void risk_top_reason(const char *base, char *code, size_t code_bytes, double *count) {
-    char url[256], *text = NULL;
-    snprintf(url, sizeof url, "%s/metrics", base);
     snprintf(code, code_bytes, "none");
     *count = 0;
-    CURL *curl = curl_easy_init();
-    curl_easy_setopt(curl, CURLOPT_URL, url);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect_big);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &text);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT, 30L);
     static const char prefix[] = "\npaycore_risk_reasons_total{reason=\"";
-    if (curl_easy_perform(curl) == CURLE_OK && text != NULL) {
+    char *text = metrics_text(base);
+    if (text != NULL) {
         for (const char *at = strstr(text, prefix); at != NULL; at = strstr(at + 1, prefix)) {
             const char *name = at + strlen(prefix), *end = strstr(name, "\"} ");
             if (end == NULL || (size_t)(end - name) >= code_bytes) continue;
@@ -471,7 +475,6 @@ static void risk_top_reason(const char *base, char *code, size_t code_bytes, dou
             snprintf(code, code_bytes, "%.*s", (int)(end - name), name);
         }
     }
-    curl_easy_cleanup(curl);
     free(text);
 }
 
