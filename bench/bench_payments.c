@@ -29,11 +29,22 @@
  *     also a call to the simulator), so floor_per_s = 1 / (2 / server_get_per_s +
  *     2 / simulator_get_per_s) is what the machine could do if every exchange did
  *     nothing; ratio = per_s / floor_per_s.
+ *   payments_e2e_risk: the risk engine's own count of its decisions over the payments
+ *     slices (its /metrics): every attempt is scored; how many it approved, sent to
+ *     review or declined, and its most frequent reason over the run.
+ *   payments_e2e_pool: who paid (below): the pool's size and what the run drew from it.
  *   payments_e2e_machine: the load average before and after (the machine is shared).
+ * Who pays: a pool of customers made from a seed (--cards N, default CARDS_DEFAULT),
+ * each with a card of its own (a Luhn-valid number of a realistic network mix and a
+ * valid expiry), a payer id, most with a device and an IPv4 address (in a pool of /24
+ * prefixes a quarter the size), a home country and an account age; each payment draws
+ * one at random. --cards 1 is the stream of old: the one card CARD for every payment,
+ * each connection its own payer (P<index>), no device, address or account age.
  * Everything on loopback; the server, simulator and load share the machine's cores.
  *   --quick  about 15 s     --full  about 50 s
  *   --profile SECONDS  payments only, for a profiler: prints "server_pid=N" once the
- *                      server is warm, then loads it for SECONDS (no result lines) */
+ *                      server is warm, then loads it for SECONDS (no result lines)
+ *   --cards N  the pool's size (1: the single-card stream)   --seed S  the pool's seed */
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -51,6 +62,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/core.h"
@@ -58,6 +70,7 @@
 #define CONNECTIONS 64
 #define THREADS 2
 #define CARD "4000000000000002" /* the simulator approves it with no balance or limit checks */
+#define SIM_BALANCE_MINOR 1000000000000LL /* 10^10 EUR: no pool card runs out in a run */
 #define OPEN_LOAD_FRACTION 0.5 /* the open loop's offered rate, of the closed loop's */
 #define PATH_BYTES 1024
 
@@ -95,13 +108,22 @@ static void stop(pid_t *pid) {
     *pid = 0;
 }
 
+static void write_file(const char *path, const char *text);
+
+/* The card simulator, its cardholders' balances above anything the run spends (a pool
+ * card is an ordinary cardholder there: its balance and holds are kept; the single
+ * card is one it never checks). */
 static uint16_t sim_start(void) {
-    char db[PATH_BYTES], log[PATH_BYTES];
+    char db[PATH_BYTES], log[PATH_BYTES], config[PATH_BYTES], text[128];
     snprintf(db, sizeof db, "%s/card.db", dir);
     snprintf(log, sizeof log, "%s/card.log", dir);
+    snprintf(config, sizeof config, "%s/card.json", dir);
+    snprintf(text, sizeof text, "{\"card_balance_minor\":%lld}", SIM_BALANCE_MINOR);
+    write_file(config, text);
     int out[2];
     if (pipe(out) != 0) die("pipe");
-    char *argv[] = {bin, "simulator", "card", "--listen", "127.0.0.1:0", "--db", db, "--log-level", "warn", NULL};
+    char *argv[] = {bin, "simulator", "card", "--listen", "127.0.0.1:0", "--db", db, "--config", config,
+                    "--log-level", "warn", NULL};
     sim_pid = spawn(argv, log, out[1]);
     close(out[1]);
     FILE *f = fdopen(out[0], "r");
@@ -247,6 +269,8 @@ typedef struct {
     double group_cpu_s[GROUPS];    /* threads that ended since are in GROUP_OTHER */
     double sim_cpu_s, client_cpu_s;
     double sim_commits, sim_commit_units; /* the simulator's record: group commits, requests in them */
+    double risk_decisions[3];             /* the risk engine's: approve, review, decline */
+    double risk_scores, risk_score_sum, risk_scores_low; /* model scores: count, sum, <= 0.2 */
     double path_count[PATH_OPS][PATH_SEGMENTS], path_s[PATH_OPS][PATH_SEGMENTS];
     double path_buckets[PATH_OPS][PATH_SEGMENTS][PATH_BUCKETS]; /* cumulative, as scraped */
 } server_view;
@@ -392,11 +416,8 @@ static void path_look(const char *text, server_view *v) {
     }
 }
 
-static server_view server_look(const char *base) {
-    server_view v = {.cpu_s = server_cpu_s(), .write_bytes = server_write_bytes(), .sim_cpu_s = process_cpu_s(sim_pid),
-                     .client_cpu_s = client_cpu_s()};
-    server_groups_cpu_s(v.cpu_s, v.group_cpu_s);
-    sim_look(&v);
+/* The server's /metrics text (the caller frees it), NULL when it did not answer. */
+static char *metrics_text(const char *base) {
     char url[256], *text = NULL;
     snprintf(url, sizeof url, "%s/metrics", base);
     CURL *curl = curl_easy_init();
@@ -404,16 +425,57 @@ static server_view server_look(const char *base) {
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect_big);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &text);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT, 30L);
-    if (curl_easy_perform(curl) == CURLE_OK && text != NULL) {
+    if (curl_easy_perform(curl) != CURLE_OK) {
+        free(text);
+        text = NULL;
+    }
+    curl_easy_cleanup(curl);
+    return text;
+}
+
+static server_view server_look(const char *base) {
+    server_view v = {.cpu_s = server_cpu_s(), .write_bytes = server_write_bytes(), .sim_cpu_s = process_cpu_s(sim_pid),
+                     .client_cpu_s = client_cpu_s()};
+    server_groups_cpu_s(v.cpu_s, v.group_cpu_s);
+    sim_look(&v);
+    char *text = metrics_text(base);
+    if (text != NULL) {
         v.commits = metric_value(text, "paycore_commit_duration_seconds_count");
         v.commit_s = metric_value(text, "paycore_commit_duration_seconds_sum");
         v.batches = metric_value(text, "paycore_writer_batch_size_count");
         v.batch_events = metric_value(text, "paycore_writer_batch_size_sum");
+        static const char *const outcomes[3] = {"approve", "review", "decline"};
+        for (int o = 0; o < 3; o++) {
+            char name[96];
+            snprintf(name, sizeof name, "paycore_risk_decisions_total{outcome=\"%s\"}", outcomes[o]);
+            v.risk_decisions[o] = metric_value(text, name);
+        }
+        v.risk_scores = metric_value(text, "paycore_risk_score_count");
+        v.risk_score_sum = metric_value(text, "paycore_risk_score_sum");
+        v.risk_scores_low = metric_value(text, "paycore_risk_score_bucket{le=\"0.2\"}");
         path_look(text, &v);
     }
-    curl_easy_cleanup(curl);
     free(text);
     return v;
+}
+
+/* The reason the risk engine gave most often so far (its /metrics), "none" when none. */
+static void risk_top_reason(const char *base, char *code, size_t code_bytes, double *count) {
+    snprintf(code, code_bytes, "none");
+    *count = 0;
+    static const char prefix[] = "\npaycore_risk_reasons_total{reason=\"";
+    char *text = metrics_text(base);
+    if (text != NULL) {
+        for (const char *at = strstr(text, prefix); at != NULL; at = strstr(at + 1, prefix)) {
+            const char *name = at + strlen(prefix), *end = strstr(name, "\"} ");
+            if (end == NULL || (size_t)(end - name) >= code_bytes) continue;
+            double n = atof(end + 3);
+            if (n <= *count) continue;
+            *count = n;
+            snprintf(code, code_bytes, "%.*s", (int)(end - name), name);
+        }
+    }
+    free(text);
 }
 
 /* 'total' += after - before */
@@ -429,6 +491,10 @@ static void server_add(server_view *total, const server_view *before, const serv
     total->client_cpu_s += after->client_cpu_s - before->client_cpu_s;
     total->sim_commits += after->sim_commits - before->sim_commits;
     total->sim_commit_units += after->sim_commit_units - before->sim_commit_units;
+    for (int o = 0; o < 3; o++) total->risk_decisions[o] += after->risk_decisions[o] - before->risk_decisions[o];
+    total->risk_scores += after->risk_scores - before->risk_scores;
+    total->risk_score_sum += after->risk_score_sum - before->risk_score_sum;
+    total->risk_scores_low += after->risk_scores_low - before->risk_scores_low;
     for (int op = 0; op < PATH_OPS; op++) {
         for (int seg = 0; seg < PATH_SEGMENTS; seg++) {
             total->path_count[op][seg] += after->path_count[op][seg] - before->path_count[op][seg];
@@ -464,6 +530,143 @@ static void path_print(const server_view *v) {
         }
         printf("\n");
     }
+}
+
+/* ---------------------------------------------------------------- who pays */
+
+#define CARDS_DEFAULT 100000u
+#define CARDS_MAX 10000000u     /* below 10^8: the account digits of a BIN stay distinct */
+
+typedef struct {
+    char number[20];
+    char cvc[5];
+    uint32_t exp_month, exp_year;
+    char payer[16];
+    char device[24];   /* "" none */
+    char ip[16];       /* "" none */
+    char country[3];
+    uint32_t age_days;
+} customer;
+
+static customer *customers;
+static uint8_t *customer_drawn;                 /* 1 once a payment drew it (both load threads write) */
+static uint32_t customer_count = CARDS_DEFAULT; /* 1: the single-card stream */
+static uint64_t pool_seed = 1;
+
+/* splitmix64's finalizer: the pool's every field from (seed, customer, field). */
+static uint64_t mix64(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static uint64_t pool_hash(uint32_t k, uint32_t field) {
+    return mix64(mix64(pool_seed) ^ mix64(((uint64_t)field << 32) | k));
+}
+
+/* The check digit that makes 'payload' (digits) pass Luhn. */
+static char luhn_digit(const char *payload) {
+    size_t n = strlen(payload);
+    uint32_t sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t d = (uint32_t)(payload[n - 1 - i] - '0');
+        if (i % 2 == 0) d = d * 2 > 9 ? d * 2 - 9 : d * 2; /* the payload's last digit is doubled */
+        sum += d;
+    }
+    return (char)('0' + (10 - sum % 10) % 10);
+}
+
+/* Customer k's card: the network by a mix like Europe's card-not-present traffic
+ * (Visa 56 %, Mastercard 36 % of which a fifth 2-series, Amex 5 %, Discover and JCB
+ * 1.5 % each), a BIN drawn in the network's range (Visa from 410000: the simulator's
+ * test numbers start 4000), the account digits a bijection of k (so no two customers
+ * share a number) and the Luhn digit. */
+static void card_make(uint32_t k, customer *c) {
+    uint64_t h = pool_hash(k, 1), b = h >> 16;
+    char prefix[8];
+    unsigned length = 16;
+    uint32_t pick = (uint32_t)(h % 1000);
+    if (pick < 560) {
+        snprintf(prefix, sizeof prefix, "4%05u", 10000u + (unsigned)(b % 90000));
+    } else if (pick < 848) {
+        snprintf(prefix, sizeof prefix, "5%u%04u", 1u + (unsigned)(b % 5), (unsigned)(b / 5 % 10000));
+    } else if (pick < 920) {
+        snprintf(prefix, sizeof prefix, "%04u%02u", 2221u + (unsigned)(b % 500), (unsigned)(b / 500 % 100));
+    } else if (pick < 970) {
+        snprintf(prefix, sizeof prefix, "3%c%04u", b % 2 ? '4' : '7', (unsigned)(b / 2 % 10000));
+        length = 15;
+    } else if (pick < 985) {
+        snprintf(prefix, sizeof prefix, "6011%02u", (unsigned)(b % 100));
+    } else {
+        snprintf(prefix, sizeof prefix, "35%02u%02u", 28u + (unsigned)(b % 62), (unsigned)(b / 62 % 100));
+    }
+    unsigned account_digits = length - 7;
+    uint64_t modulus = account_digits == 9 ? 1000000000ull : 100000000ull;
+    uint64_t account = ((uint64_t)k * 387420489ull + (pool_hash(0, 2) % modulus)) % modulus; /* 3^18: a unit mod 10^n */
+    char payload[20];
+    snprintf(payload, sizeof payload, "%s%0*llu", prefix, (int)account_digits, (unsigned long long)account);
+    snprintf(c->number, sizeof c->number, "%s%c", payload, luhn_digit(payload));
+    snprintf(c->cvc, sizeof c->cvc, length == 15 ? "%04u" : "%03u", (unsigned)(h >> 40) % (length == 15 ? 10000u : 1000u));
+}
+
+/* Customer k: card, expiry 1-5 years ahead of 'year_now', payer, device (3 in 4),
+ * address (6 in 7, in 'prefixes' /24s), country (DE, a quarter from elsewhere in the
+ * euro area and Europe), account age (1 day to 10 years). */
+static void customer_make(uint32_t k, uint32_t prefixes, uint32_t year_now, customer *c) {
+    static const char *const abroad[] = {"FR", "NL", "AT", "IT", "ES", "BE", "PL", "IE"};
+    card_make(k, c);
+    uint64_t h = pool_hash(k, 3);
+    c->exp_month = 1u + (uint32_t)(h % 12);
+    c->exp_year = year_now + 1u + (uint32_t)(h / 12 % 5);
+    snprintf(c->payer, sizeof c->payer, "cus%u", k);
+    uint64_t d = pool_hash(k, 4);
+    c->device[0] = '\0';
+    if (d % 4 != 0) snprintf(c->device, sizeof c->device, "dev_%012llx", (unsigned long long)(d >> 16));
+    uint64_t i = pool_hash(k, 5), p = pool_hash((uint32_t)(i % prefixes), 6);
+    unsigned first = 2u + (unsigned)(p % 220);
+    if (first == 10 || first == 127) first++;
+    c->ip[0] = '\0';
+    if (i % 7 != 0) {
+        snprintf(c->ip, sizeof c->ip, "%u.%u.%u.%u", first, (unsigned)(p >> 8 & 255), (unsigned)(p >> 16 & 255),
+                 1u + (unsigned)(i >> 32) % 254);
+    }
+    uint64_t a = pool_hash(k, 7);
+    snprintf(c->country, sizeof c->country, "%s", a % 100 < 76 ? "DE" : abroad[(a >> 8) % 8]);
+    c->age_days = 1u + (uint32_t)(a >> 16) % 3650;
+}
+
+static uint32_t pool_prefixes(void) { return customer_count / 4 > 0 ? customer_count / 4 : 1; }
+
+static void pool_make(void) {
+    if (customer_count <= 1) return;
+    customers = calloc(customer_count, sizeof *customers);
+    customer_drawn = calloc(customer_count, 1);
+    if (customers == NULL || customer_drawn == NULL) die("no memory for the customer pool");
+    time_t now = time(NULL);
+    struct tm utc;
+    gmtime_r(&now, &utc);
+    for (uint32_t k = 0; k < customer_count; k++) {
+        customer_make(k, pool_prefixes(), (uint32_t)utc.tm_year + 1900u, &customers[k]);
+    }
+}
+
+/* What the pool holds and what the run drew of it: payers, devices, distinct cards drawn. */
+static void pool_counts(uint32_t *devices, uint32_t *drawn) {
+    *devices = *drawn = 0;
+    for (uint32_t k = 0; customers != NULL && k < customer_count; k++) {
+        *devices += customers[k].device[0] != '\0';
+        *drawn += __atomic_load_n(&customer_drawn[k], __ATOMIC_RELAXED);
+    }
+}
+
+/* The payer member of a pool customer: id, country, device, address, account age. */
+static int payer_json(const customer *c, char *out, size_t out_bytes) {
+    char device[48] = "", ip[40] = "";
+    if (c->device[0]) snprintf(device, sizeof device, ",\"device_id\":\"%s\"", c->device);
+    if (c->ip[0]) snprintf(ip, sizeof ip, ",\"ip\":\"%s\"", c->ip);
+    return snprintf(out, out_bytes, "{\"id\":\"%s\",\"country\":\"%s\"%s%s,\"account_age_days\":%u}", c->payer,
+                    c->country, device, ip, c->age_days);
 }
 
 /* ---------------------------------------------------------------- the payments load */
@@ -505,13 +708,14 @@ typedef struct {
     bool want_out;                 /* watched for writability: the request did not fit the socket */
     size_t reply_bytes;
     char reply[4096];              /* the answer's body (its head: enough for "status" and "id") */
-    char request[1024];
+    char request[1536];
     size_t request_bytes, request_sent;
     char payment_id[64];
     step next;
     bool busy;                     /* a request of it is in flight */
     uint32_t index;
     uint64_t sequence;
+    uint64_t draws;                /* the pool customers it drew: the next one is mix64 of its count */
     uint64_t started_ns;           /* the payment began: its authorize was sent (open loop: was due) */
     uint64_t sent_ns;              /* the request in flight was sent */
 } pay_conn;
@@ -524,6 +728,7 @@ typedef struct {
     double rate_per_s;             /* open loop: this worker's arrivals per second; 0: closed loop */
     uint64_t rng;
     uint64_t payments, errors, declined, arrivals;
+    uint64_t reviews, declines;    /* of declined: answered in_review, answered declined (risk or channel) */
     uint64_t in_flight;            /* requests unanswered when the worker stopped (none: it waits) */
     samples payment, authorize, capture;
     samples start_delay;           /* a payment's authorize sent after its arrival (open loop) */
@@ -586,19 +791,39 @@ static bool conn_connect(pay_conn *c, pay_worker *w) {
     return true;
 }
 
+/* The authorization's body: the single card and the connection's own payer (--cards 1),
+ * else a customer drawn from the pool (the connection's own sequence of draws). */
+static int authorize_body(pay_conn *c, char *body, size_t body_bytes) {
+    unsigned long long amount = 500 + (c->sequence * 37) % 9000;
+    if (customers == NULL) {
+        return snprintf(body, body_bytes,
+                        "{\"amount\":%llu,\"currency\":\"EUR\",\"capture_method\":\"manual\",\"payment_method\":"
+                        "{\"type\":\"card\",\"card\":{\"number\":\"" CARD "\",\"exp_month\":12,\"exp_year\":2030,"
+                        "\"cvc\":\"123\"}},\"payer\":{\"id\":\"P%u\",\"country\":\"DE\"},\"description\":\"bench\"}",
+                        amount, c->index);
+    }
+    uint64_t draw = mix64(mix64(pool_seed ^ 0x5bd1e995ull) ^ ((uint64_t)c->index << 40) ^ c->draws++);
+    uint32_t k = (uint32_t)(draw % customer_count);
+    const customer *who = &customers[k];
+    __atomic_store_n(&customer_drawn[k], 1, __ATOMIC_RELAXED);
+    char payer[256];
+    if (payer_json(who, payer, sizeof payer) >= (int)sizeof payer) die("a payer does not fit its buffer");
+    return snprintf(body, body_bytes,
+                    "{\"amount\":%llu,\"currency\":\"EUR\",\"capture_method\":\"manual\",\"payment_method\":"
+                    "{\"type\":\"card\",\"card\":{\"number\":\"%s\",\"exp_month\":%u,\"exp_year\":%u,"
+                    "\"cvc\":\"%s\"}},\"payer\":%s,\"description\":\"bench\"}",
+                    amount, who->number, who->exp_month, who->exp_year, who->cvc, payer);
+}
+
 /* The request of the connection's next step, as bytes. */
 static void conn_request(pay_conn *c, const pay_worker *w) {
-    char path[128], key[64], body[512];
+    char path[128], key[64], body[768];
     int body_bytes;
     if (c->next == STEP_AUTHORIZE) {
         c->sequence++;
         snprintf(path, sizeof path, "/v1/payments");
-        body_bytes = snprintf(
-            body, sizeof body,
-            "{\"amount\":%llu,\"currency\":\"EUR\",\"capture_method\":\"manual\",\"payment_method\":"
-            "{\"type\":\"card\",\"card\":{\"number\":\"" CARD "\",\"exp_month\":12,\"exp_year\":2030,"
-            "\"cvc\":\"123\"}},\"payer\":{\"id\":\"P%u\",\"country\":\"DE\"},\"description\":\"bench\"}",
-            (unsigned long long)(500 + (c->sequence * 37) % 9000), c->index);
+        body_bytes = authorize_body(c, body, sizeof body);
+        if (body_bytes < 0 || (size_t)body_bytes >= sizeof body) die("a body does not fit its buffer");
         snprintf(key, sizeof key, "b%u-%llu-a", c->index, (unsigned long long)c->sequence);
     } else {
         snprintf(path, sizeof path, "/v1/payments/%s/capture", c->payment_id);
@@ -665,6 +890,8 @@ static void conn_answered(pay_conn *c, pay_worker *w, long status, const char *f
         }
         if (failure == NULL && (status == 201 || status == 402)) { /* a risk or channel decision, not an error */
             const char *risk = strstr(c->reply, "\"risk\":");
+            w->reviews += strcmp(state, "in_review") == 0;
+            w->declines += strcmp(state, "declined") == 0;
             if (w->declined++ == 0) {
                 snprintf(w->first_decline, sizeof w->first_decline, "%ld status=%s %.150s", status, state,
                          risk != NULL ? risk : c->reply);
@@ -878,7 +1105,7 @@ static void *pay_worker_run(void *arg) {
 }
 
 typedef struct {
-    uint64_t payments, errors, declined, arrivals, in_flight;
+    uint64_t payments, errors, declined, arrivals, in_flight, reviews, declines;
     double seconds, client_cpu_s;
     samples payment, authorize, capture, start_delay;
     char first_error[200];
@@ -915,6 +1142,8 @@ static void payments_slice(const char *base, const char *key, double seconds, do
         t->payments += w->payments;
         t->errors += w->errors;
         t->declined += w->declined;
+        t->reviews += w->reviews;
+        t->declines += w->declines;
         t->arrivals += w->arrivals;
         t->in_flight += w->in_flight;
         if (t->first_error[0] == '\0' && w->first_error[0] != '\0') {
@@ -1039,10 +1268,36 @@ static void cleanup(void) {
     if (system(command) != 0) fprintf(stderr, "bench_payments: could not remove %s\n", dir);
 }
 
+/* A whole number 'min'..'max' from a flag's value, or the run stops saying which flag. */
+static uint64_t flag_number(const char *flag, const char *value, uint64_t min, uint64_t max) {
+    char *end = NULL;
+    errno = 0;
+    unsigned long long n = value != NULL ? strtoull(value, &end, 10) : 0;
+    if (value == NULL || end == value || *end != '\0' || errno != 0 || n < min || n > max) {
+        fprintf(stderr, "bench_payments: %s takes a whole number %llu..%llu\n", flag, (unsigned long long)min,
+                (unsigned long long)max);
+        exit(2);
+    }
+    return n;
+}
+
 int main(int argc, char **argv) {
-    bool full = argc > 1 && strcmp(argv[1], "--full") == 0;
-    double profile_s = argc > 2 && strcmp(argv[1], "--profile") == 0 ? atof(argv[2]) : 0.0;
+    bool full = false;
+    double profile_s = 0.0;
+    for (int i = 1; i < argc; i++) {
+        const char *value = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(argv[i], "--full") == 0) full = true;
+        else if (strcmp(argv[i], "--quick") == 0) full = false;
+        else if (strcmp(argv[i], "--profile") == 0 && value != NULL) profile_s = atof(argv[++i]);
+        else if (strcmp(argv[i], "--cards") == 0) customer_count = (uint32_t)flag_number(argv[i++], value, 1, CARDS_MAX);
+        else if (strcmp(argv[i], "--seed") == 0) pool_seed = flag_number(argv[i++], value, 0, UINT64_MAX);
+        else {
+            fprintf(stderr, "usage: bench_payments [--quick | --full | --profile SECONDS] [--cards N] [--seed S]\n");
+            return 2;
+        }
+    }
     signal(SIGPIPE, SIG_IGN);
+    pool_make();
     snprintf(dir, sizeof dir, "%s/paycore-bench-pay-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (mkdtemp(dir) == NULL) die("mkdtemp");
     const char *env_bin = getenv("PAYCORE_BIN");
@@ -1105,21 +1360,27 @@ int main(int argc, char **argv) {
            "baseline_per_s=%.0f ratio=%.3f\n",
            CONNECTIONS, per_s, quantile_ms(&t.payment, 0.50), quantile_ms(&t.payment, 0.99), baseline,
            baseline > 0 ? per_s / baseline : 0.0);
+    uint64_t attempts = t.payments + t.declined + t.errors;
+    double attempts_d = attempts > 0 ? (double)attempts : 1.0;
     printf("payments_e2e_detail payments=%llu declined=%llu errors=%llu seconds=%.1f risk=%s "
-           "requests_per_payment=2 p999_ms=%.2f\n",
+           "requests_per_payment=2 p999_ms=%.2f cards=%u attempts=%llu reviews=%llu declines=%llu "
+           "review_share=%.4f decline_share=%.4f\n",
            (unsigned long long)t.payments, (unsigned long long)t.declined, (unsigned long long)t.errors, t.seconds,
-           with_model ? "model" : "rules_only", quantile_ms(&t.payment, 0.999));
+           with_model ? "model" : "rules_only", quantile_ms(&t.payment, 0.999), customer_count,
+           (unsigned long long)attempts, (unsigned long long)t.reviews, (unsigned long long)t.declines,
+           (double)t.reviews / attempts_d, (double)t.declines / attempts_d);
     double payments = t.payments > 0 ? (double)t.payments : 1.0;
     double transfers = ledger_transfers > 0 ? ledger_transfers : 1.0;
     printf("payments_e2e_where commits_per_payment=%.2f commit_ms_mean=%.2f batch_events_mean=%.1f "
            "server_cpu_ms_per_payment=%.3f ledger_commit_ms_mean=%.2f ledger_batch_events_mean=%.1f "
-           "server_cpu_ms_per_transfer=%.3f server_write_kb_per_payment=%.2f server_write_kb_per_transfer=%.2f\n",
+           "server_cpu_ms_per_transfer=%.3f server_write_kb_per_payment=%.2f server_write_kb_per_transfer=%.2f "
+           "server_cpu_ms_per_attempt=%.3f\n",
            pay_view.commits / payments, pay_view.commits > 0 ? 1e3 * pay_view.commit_s / pay_view.commits : 0.0,
            pay_view.batches > 0 ? pay_view.batch_events / pay_view.batches : 0.0, 1e3 * pay_view.cpu_s / payments,
            ledger_view.commits > 0 ? 1e3 * ledger_view.commit_s / ledger_view.commits : 0.0,
            ledger_view.batches > 0 ? ledger_view.batch_events / ledger_view.batches : 0.0,
            1e3 * ledger_view.cpu_s / transfers, pay_view.write_bytes / 1024.0 / payments,
-           ledger_view.write_bytes / 1024.0 / transfers);
+           ledger_view.write_bytes / 1024.0 / transfers, 1e3 * pay_view.cpu_s / attempts_d);
     printf("payments_e2e_cpu");
     for (int g = 0; g < GROUPS; g++) printf(" %s_ms_per_payment=%.3f", group_names[g], 1e3 * pay_view.group_cpu_s[g] / payments);
     printf(" simulator_ms_per_payment=%.3f client_ms_per_payment=%.3f\n", 1e3 * pay_view.sim_cpu_s / payments,
@@ -1135,12 +1396,13 @@ int main(int argc, char **argv) {
     double open_per_s = open.seconds > 0 ? (double)open.payments / open.seconds : 0.0;
     printf("payments_e2e_open offered_per_s=%.0f per_s=%.0f p50_ms=%.2f p99_ms=%.2f p999_ms=%.2f payments=%llu "
            "errors=%llu arrivals=%llu seconds=%.2f start_delay_p99_ms=%.2f client_ms_per_payment=%.3f declined=%llu "
-           "in_flight=%llu\n",
+           "in_flight=%llu reviews=%llu declines=%llu\n",
            open_rate, open_per_s, quantile_ms(&open.payment, 0.50), quantile_ms(&open.payment, 0.99),
            quantile_ms(&open.payment, 0.999), (unsigned long long)open.payments, (unsigned long long)open.errors,
            (unsigned long long)open.arrivals, open.seconds, quantile_ms(&open.start_delay, 0.99),
            open.payments > 0 ? 1e3 * open.client_cpu_s / (double)open.payments : 0.0,
-           (unsigned long long)open.declined, (unsigned long long)open.in_flight);
+           (unsigned long long)open.declined, (unsigned long long)open.in_flight, (unsigned long long)open.reviews,
+           (unsigned long long)open.declines);
     double server_get = get_server[1] > 0 ? get_server[0] / get_server[1] : 0.0;
     double sim_get = get_sim[1] > 0 ? get_sim[0] / get_sim[1] : 0.0;
     double floor_per_s = server_get > 0 && sim_get > 0 ? 1.0 / (2.0 / server_get + 2.0 / sim_get) : 0.0;
@@ -1148,6 +1410,23 @@ int main(int argc, char **argv) {
     else printf("payments_e2e_floor server_get_per_s=%.0f simulator_get_per_s=%.0f exchanges_per_payment=4 "
            "floor_per_s=%.0f ratio=%.3f\n",
            server_get, sim_get, floor_per_s, floor_per_s > 0 ? per_s / floor_per_s : 0.0);
+    double decisions = pay_view.risk_decisions[0] + pay_view.risk_decisions[1] + pay_view.risk_decisions[2];
+    char top_reason[64];
+    double top_reason_count = 0;
+    risk_top_reason(base, top_reason, sizeof top_reason, &top_reason_count);
+    double scores = pay_view.risk_scores > 0 ? pay_view.risk_scores : 1.0;
+    printf("payments_e2e_risk decisions=%.0f approve=%.0f review=%.0f decline=%.0f decisions_per_attempt=%.3f "
+           "review_share=%.4f decline_share=%.4f top_reason=%s top_reason_count=%.0f score_mean=%.4f "
+           "score_above_0_2_share=%.4f\n",
+           decisions, pay_view.risk_decisions[0], pay_view.risk_decisions[1], pay_view.risk_decisions[2],
+           decisions / attempts_d, decisions > 0 ? pay_view.risk_decisions[1] / decisions : 0.0,
+           decisions > 0 ? pay_view.risk_decisions[2] / decisions : 0.0, top_reason, top_reason_count,
+           pay_view.risk_score_sum / scores, (pay_view.risk_scores - pay_view.risk_scores_low) / scores);
+    uint32_t devices = 0, drawn = 0;
+    pool_counts(&devices, &drawn);
+    printf("payments_e2e_pool cards=%u seed=%llu payers=%u devices=%u ip_prefixes=%u cards_drawn=%u\n",
+           customer_count, (unsigned long long)pool_seed, customers != NULL ? customer_count : CONNECTIONS, devices,
+           customers != NULL ? pool_prefixes() : 0, customers != NULL ? drawn : 1);
     printf("payments_e2e_machine cpus=%ld load_avg_1m_before=%s load_avg_1m_after=%s\n", sysconf(_SC_NPROCESSORS_ONLN),
            load_before, load_after);
     if (open.first_error[0] != '\0' && t.first_error[0] == '\0') memcpy(t.first_error, open.first_error, sizeof t.first_error);
@@ -1160,6 +1439,8 @@ int main(int argc, char **argv) {
     totals_free(&t);
     totals_free(&warm);
     totals_free(&open);
+    free(customers);
+    free(customer_drawn);
     curl_global_cleanup();
     return t.errors == 0 ? 0 : 1;
 }

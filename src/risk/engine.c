@@ -91,9 +91,13 @@ static void replay_one(const risk_auth_t *auth, void *ctx) {
     risk_features_observe(ctx, auth);
 }
 
+static bool review_room(risk_engine_t *e);
+
+/* Reviews come in decision order; past RISK_REVIEWS_MAX the decided ones make room, so
+ * an open review is never left out behind older decided ones. */
 static void review_loaded(const risk_review_t *review, void *ctx) {
     risk_engine_t *e = ctx;
-    if (e->review_count < RISK_REVIEWS_MAX) e->reviews[e->review_count++] = *review;
+    if (review_room(e)) e->reviews[e->review_count++] = *review;
     if (review->state == RISK_REVIEW_OPEN) e->stats.reviews_open++;
 }
 
@@ -242,6 +246,16 @@ static void add_reason(risk_decision_t *d, const char *code, risk_action action)
     d->reason_count++;
 }
 
+/* 'code' as the first reason (the one a declined payment names), the others after it;
+ * with the list full the last one gives way. */
+static void add_reason_first(risk_decision_t *d, const char *code, risk_action action) {
+    uint32_t kept = d->reason_count < RISK_REASONS_MAX ? d->reason_count : RISK_REASONS_MAX - 1;
+    memmove(&d->reasons[1], &d->reasons[0], kept * sizeof d->reasons[0]);
+    snprintf(d->reasons[0].code, RISK_REASON_BYTES_MAX, "%s", code);
+    d->reasons[0].action = action;
+    d->reason_count = kept + 1;
+}
+
 /* Model thresholds and rule actions -> the strongest outcome. */
 static risk_outcome choose_outcome(const risk_engine_t *e, risk_decision_t *d) {
     risk_outcome outcome = RISK_OUTCOME_APPROVE;
@@ -305,8 +319,16 @@ static bool review_room(risk_engine_t *e) {
     return kept < RISK_REVIEWS_MAX;
 }
 
+/* A review the queue cannot hold could never be decided (its payment would wait for
+ * ever): with RISK_REVIEWS_MAX reviews open, the authorization is declined instead. */
+static void review_or_decline(risk_engine_t *e, risk_decision_t *d) {
+    if (d->outcome != RISK_OUTCOME_REVIEW || review_room(e)) return;
+    d->outcome = RISK_OUTCOME_DECLINE;
+    add_reason_first(d, "review_queue_full", RISK_ACTION_DECLINE);
+}
+
 static void open_review(risk_engine_t *e, const risk_auth_t *a, const risk_decision_t *d) {
-    if (!review_room(e)) return;
+    if (!review_room(e)) return; /* review_or_decline made room first */
     risk_review_t *r = &e->reviews[e->review_count++];
     memset(r, 0, sizeof(*r));
     r->decision_id = d->decision_id;
@@ -330,6 +352,7 @@ static pc_status score_locked(risk_engine_t *e, const risk_auth_t *auth, risk_de
         if (status != PC_OK) return status;
     }
     out->outcome = choose_outcome(e, out);
+    review_or_decline(e, out);
     return PC_OK;
 }
 

@@ -260,6 +260,60 @@ static void test_reviews_and_restart(void) {
     unlink(snap);
 }
 
+/* The review queue holds RISK_REVIEWS_MAX open reviews: one more review is declined
+ * (review_queue_full first, so a declined payment names it) rather than answered
+ * "review" with no review anyone could decide; a decided review makes room again. At
+ * a restart, reviews past RISK_REVIEWS_MAX in the file push out decided ones, never
+ * an open one. */
+static void test_review_queue_full(void) {
+    char rules[256], db[256];
+    temp_path(rules, sizeof(rules), "full.rules");
+    temp_path(db, sizeof(db), "full.db");
+    write_file(rules, "block payer=P-watch action=review reason=watchlist\n");
+    risk_engine_t *e = open_rules_engine(rules, db, NULL);
+    risk_decision_t d;
+    risk_auth_t a = auth_make(T0, "P-watch", "M1", 100);
+    uint64_t first_id = 0;
+    for (uint32_t i = 0; i < RISK_REVIEWS_MAX; i++) {
+        ASSERT_STATUS(risk_decide(e, &a, &d), PC_OK);
+        if (d.outcome != RISK_OUTCOME_REVIEW) break;
+        if (i == 0) first_id = d.decision_id;
+    }
+    ASSERT_EQ(d.outcome, RISK_OUTCOME_REVIEW);
+    ASSERT_STATUS(risk_decide(e, &a, &d), PC_OK);
+    ASSERT_EQ(d.outcome, RISK_OUTCOME_DECLINE);
+    ASSERT_EQ(d.reason_count, 2);
+    ASSERT_STR_EQ(d.reasons[0].code, "review_queue_full");
+    ASSERT_EQ(d.reasons[0].action, RISK_ACTION_DECLINE);
+    ASSERT_STR_EQ(d.reasons[1].code, "watchlist");
+    risk_review_t r;
+    ASSERT_STATUS(risk_review_decide(e, d.decision_id, true, "alice", T0, &r), PC_RISK_REVIEW_NOT_FOUND);
+    risk_engine_stats_t st;
+    risk_engine_stats(e, &st);
+    ASSERT_EQ(st.reviews_open, RISK_REVIEWS_MAX);
+    ASSERT_EQ(st.decisions[RISK_OUTCOME_DECLINE], 1);
+
+    /* one decided: the next review is queued and can be decided */
+    ASSERT_STATUS(risk_review_decide(e, first_id, true, "alice", T0, &r), PC_OK);
+    ASSERT_STATUS(risk_decide(e, &a, &d), PC_OK);
+    ASSERT_EQ(d.outcome, RISK_OUTCOME_REVIEW);
+    uint64_t last_id = d.decision_id;
+    ASSERT_STATUS(risk_engine_flush(e), PC_OK);
+    risk_engine_close(e);
+
+    /* the file holds RISK_REVIEWS_MAX + 1 reviews, the first decided: every open one loads */
+    e = open_rules_engine(rules, db, NULL);
+    risk_engine_stats(e, &st);
+    ASSERT_EQ(st.reviews_open, RISK_REVIEWS_MAX);
+    risk_review_t list[2];
+    ASSERT_EQ(risk_reviews_list(e, RISK_REVIEW_APPROVED, 0, list, 2), 0); /* made room */
+    ASSERT_STATUS(risk_review_decide(e, last_id, false, "bob", T0, &r), PC_OK);
+    ASSERT_EQ(r.state, RISK_REVIEW_DECLINED);
+    risk_engine_close(e);
+    unlink(rules);
+    decisions_remove(db);
+}
+
 /* Ids of consecutive decisions: unrelated (about as many go down as up, spread over
  * the whole space of 2^52), each valid for feedback, with the same id after a restart;
  * no number, and no id changed in one bit, is a decision. */
@@ -451,6 +505,7 @@ int main(void) {
     TEST_RUN(test_model_file_errors);
     TEST_RUN(test_model_thresholds);
     TEST_RUN(test_reviews_and_restart);
+    TEST_RUN(test_review_queue_full);
     TEST_RUN(test_reload_keeps_old_rules);
     TEST_RUN(test_bad_auth);
     TEST_RUN(test_concurrent_decisions);

@@ -215,6 +215,46 @@ static void test_memory_bound(void) {
     risk_features_close(f);
 }
 
+/* At the default caps (the tables' arrays are mappings of their own, in huge pages
+ * when the kernel gives them): 20,000 payers, each with a device and an address of its
+ * own, seen twice: each finds its own history and its own device's and address's
+ * counts; a state opened after it starts empty. */
+static void test_many_keys_default_caps(void) {
+    risk_features_config_t c;
+    risk_features_config_default(&c);
+    risk_features_t *f = NULL;
+    ASSERT_STATUS(risk_features_open(&c, &f), PC_OK);
+    enum { PAYERS = 20000 };
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < PAYERS; i++) {
+            char payer[16];
+            snprintf(payer, sizeof payer, "cus%d", i);
+            risk_auth_t a = auth_make(T0 + round * 60, payer, "M1", 1000 + i);
+            snprintf(a.device_id, sizeof a.device_id, "dev_%d", i);
+            snprintf(a.ip_prefix, sizeof a.ip_prefix, "10.%d.%d", i / 256, i % 256);
+            if (round == 1 && i % 997 == 0) {
+                ASSERT_EQ(feature_of(f, &a, RISK_F_payer_count_24h), 1);
+                ASSERT_EQ(feature_of(f, &a, RISK_F_payer_device_seen), 1);
+                ASSERT_EQ(feature_of(f, &a, RISK_F_device_distinct_payers), 1);
+                ASSERT_EQ(feature_of(f, &a, RISK_F_ip_distinct_payers), 1);
+            }
+            risk_features_observe(f, &a);
+        }
+    }
+    risk_features_stats_t st;
+    risk_features_stats(f, &st);
+    ASSERT_EQ(st.payers, PAYERS);
+    ASSERT_EQ(st.entities, 1 + 2 * PAYERS);
+    ASSERT_EQ(st.dropped_total, 0);
+    risk_features_close(f);
+    ASSERT_STATUS(risk_features_open(&c, &f), PC_OK);
+    risk_auth_t again = auth_make(T0 + 120, "cus0", "M1", 1000);
+    ASSERT_EQ(feature_of(f, &again, RISK_F_payer_count_24h), 0);
+    risk_features_stats(f, &st);
+    ASSERT_EQ(st.payers + st.entities, 0);
+    risk_features_close(f);
+}
+
 static bool rows_equal(const float *a, const float *b) {
     for (int i = 0; i < RISK_FEATURE_COUNT; i++) {
         if (isnan(a[i]) != isnan(b[i])) return false;
@@ -273,6 +313,7 @@ int main(void) {
     TEST_RUN(test_eviction);
     TEST_RUN(test_key_cap);
     TEST_RUN(test_memory_bound);
+    TEST_RUN(test_many_keys_default_caps);
     TEST_RUN(test_snapshot_restart);
     return test_finish();
 }
