@@ -986,6 +986,14 @@ void pay_payment_routing_set(pay_payment_t *p, const gw_decision_t *decision) {
  * a routing held as text only ('routing' NULL, pay_payment_routing_set) is that text. */
 static const char *routing_text(pay_payment_t *p) {
     if (p->routing_text != NULL && p->routing_of == p->routing) return p->routing_text->text;
+    if (p->routing == NULL) { /* not routed yet (a first attempt's persist): no object to dump */
+        static const char null_text[] = "\"routing\":null";
+        pay_text_drop(p->routing_text);
+        json_decref(p->routing_of);
+        p->routing_of = NULL;
+        p->routing_text = pay_text_new(null_text, sizeof null_text - 1);
+        return p->routing_text != NULL ? p->routing_text->text : NULL;
+    }
     json_t *member = json_object();
     json_object_set_new(member, "routing", p->routing ? json_incref(p->routing) : json_null());
     char *text = dump_free(member);
