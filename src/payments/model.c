@@ -30,8 +30,13 @@ void pay_id_new(const char *prefix, char out[PC_ID_SIZE]) {
     uint64_t now_us = pc_wall_ns() / 1000u;
     for (int i = 0; i < 7; i++) bytes[i] = (uint8_t)(now_us >> (8 * (6 - i)));
     pc_random_pooled(bytes + 7, sizeof bytes - 7);
+    static const char digits[] = "0123456789abcdef"; /* an id is public: no constant-time hex */
     char hex[2 * sizeof bytes + 1];
-    sodium_bin2hex(hex, sizeof hex, bytes, sizeof bytes);
+    for (size_t i = 0; i < sizeof bytes; i++) {
+        hex[2 * i] = digits[bytes[i] >> 4];
+        hex[2 * i + 1] = digits[bytes[i] & 0xf];
+    }
+    hex[2 * sizeof bytes] = '\0';
     size_t prefix_bytes = strlen(prefix);
     PC_ASSERT(prefix_bytes + sizeof hex <= PC_ID_SIZE); /* prefixes are short literals */
     memcpy(out, prefix, prefix_bytes);
