@@ -316,11 +316,13 @@ static void flow_cmd_done(writer_cmd_t *cmd, pc_status commit_status) {
     pay_serial_leave();
 }
 
-/* The flow's card data (a new card, a challenge code, the gateway request) lie in
- * [card, call): a dry run never reads them (it writes no vault row, calls nobody). */
+/* The flow's card data (a new card, a challenge code, the number as entered, the
+ * gateway request) lie in [card, call): a dry run never reads them (it writes no vault
+ * row, calls nobody). */
 static_assert(offsetof(pay_flow_t, card) < offsetof(pay_flow_t, card_new) &&
                   offsetof(pay_flow_t, card_new) < offsetof(pay_flow_t, challenge_code) &&
-                  offsetof(pay_flow_t, challenge_code) < offsetof(pay_flow_t, request) &&
+                  offsetof(pay_flow_t, challenge_code) < offsetof(pay_flow_t, card_number) &&
+                  offsetof(pay_flow_t, card_number) < offsetof(pay_flow_t, request) &&
                   offsetof(pay_flow_t, request) < offsetof(pay_flow_t, call),
               "the secrets a dry run leaves behind are one range");
 static_assert(offsetof(pay_flow_t, transfer_results) + sizeof(((pay_flow_t *)0)->transfer_results) ==

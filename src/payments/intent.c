@@ -402,15 +402,22 @@ static pc_status card_vault(pay_flow_t *flow, const card_secret_t *secret) {
     pc_str_copy(p->card.fingerprint, sizeof p->card.fingerprint, flow->card.fingerprint);
     p->card.three_d_secure = pay_card_three_ds(flow->pay, secret->number);
     pc_str_copy(flow->challenge_code, sizeof flow->challenge_code, secret->cvc); /* the first call's cvc */
+    pc_str_copy(flow->card_number, sizeof flow->card_number, secret->number);  /* and number */
     return PC_OK;
 }
 
 /* After validation and risk: where the payment goes. */
 static void create_route(pay_flow_t *flow) {
     pay_payment_t *p = &flow->payment;
-    if (strcmp(p->risk.outcome, "decline") == 0) {
+    bool decline = strcmp(p->risk.outcome, "decline") == 0;
+    bool review = strcmp(p->risk.outcome, "review") == 0 && !(p->method == PAY_METHOD_CARD && p->card.three_d_secure);
+    if (decline || review || p->method == PAY_METHOD_WALLET) { /* no call now: the card data goes */
+        sodium_memzero(flow->card_number, sizeof flow->card_number);
+        sodium_memzero(flow->challenge_code, sizeof flow->challenge_code);
+    }
+    if (decline) {
         risk_stops(flow, PAY_EV_RISK_DECLINE);
-    } else if (strcmp(p->risk.outcome, "review") == 0 && !(p->method == PAY_METHOD_CARD && p->card.three_d_secure)) {
+    } else if (review) {
         risk_stops(flow, PAY_EV_RISK_REVIEW);
     } else if (p->method == PAY_METHOD_WALLET) {
         pay_wallet_pay(flow);
@@ -509,21 +516,27 @@ static void authorize_failed_before_call(pay_flow_t *flow, pc_status status) {
     pay_payment_commit_final(flow);
 }
 
-/* The card number for the connector's request: from the vault, wiped after submit. */
+/* The card number for the connector's request: as entered for a new payment's first
+ * call (the vault encrypted it a moment ago), else from the vault; wiped after submit. */
 static pc_status request_card(pay_flow_t *flow) {
     pay_payment_t *p = &flow->payment;
     vault_t *vault = flow->pay->config.vault;
     if (vault == NULL) return PC_PAYMENTS_NOT_CONFIGURED;
     store_vault_card_t stored;
     const store_vault_card_t *card = &flow->card;
-    if (!flow->card_new) {
+    pc_status status = PC_OK;
+    if (flow->card_new && flow->card_number[0] != '\0') {
+        pc_str_copy(flow->request.card.number, sizeof flow->request.card.number, flow->card_number);
+        sodium_memzero(flow->card_number, sizeof flow->card_number);
+        card = NULL;
+    } else if (!flow->card_new) {
         store_reader_t *reader = pay_reader_acquire(flow->pay);
-        pc_status status = reader ? store_vault_card_get(reader, p->card.token, &stored) : PC_STORE_READ_FAILED;
+        status = reader ? store_vault_card_get(reader, p->card.token, &stored) : PC_STORE_READ_FAILED;
         pay_reader_release(flow->pay, reader);
         if (status != PC_OK) return status == PC_NOT_FOUND ? PC_CARD_TOKEN_UNKNOWN : status;
         card = &stored;
     }
-    pc_status status = vault_reveal(vault, card, flow->request.card.number, sizeof flow->request.card.number);
+    if (card != NULL) status = vault_reveal(vault, card, flow->request.card.number, sizeof flow->request.card.number);
     flow->request.card.exp_month = p->card.exp_month;
     flow->request.card.exp_year = p->card.exp_year;
     pc_str_copy(flow->request.card.cvc, sizeof flow->request.card.cvc, flow->challenge_code);

@@ -30,8 +30,13 @@ void pay_id_new(const char *prefix, char out[PC_ID_SIZE]) {
     uint64_t now_us = pc_wall_ns() / 1000u;
     for (int i = 0; i < 7; i++) bytes[i] = (uint8_t)(now_us >> (8 * (6 - i)));
     pc_random_pooled(bytes + 7, sizeof bytes - 7);
+    static const char digits[] = "0123456789abcdef"; /* an id is public: no constant-time hex */
     char hex[2 * sizeof bytes + 1];
-    sodium_bin2hex(hex, sizeof hex, bytes, sizeof bytes);
+    for (size_t i = 0; i < sizeof bytes; i++) {
+        hex[2 * i] = digits[bytes[i] >> 4];
+        hex[2 * i + 1] = digits[bytes[i] & 0xf];
+    }
+    hex[2 * sizeof bytes] = '\0';
     size_t prefix_bytes = strlen(prefix);
     PC_ASSERT(prefix_bytes + sizeof hex <= PC_ID_SIZE); /* prefixes are short literals */
     memcpy(out, prefix, prefix_bytes);
@@ -986,6 +991,14 @@ void pay_payment_routing_set(pay_payment_t *p, const gw_decision_t *decision) {
  * a routing held as text only ('routing' NULL, pay_payment_routing_set) is that text. */
 static const char *routing_text(pay_payment_t *p) {
     if (p->routing_text != NULL && p->routing_of == p->routing) return p->routing_text->text;
+    if (p->routing == NULL) { /* not routed yet (a first attempt's persist): no object to dump */
+        static const char null_text[] = "\"routing\":null";
+        pay_text_drop(p->routing_text);
+        json_decref(p->routing_of);
+        p->routing_of = NULL;
+        p->routing_text = pay_text_new(null_text, sizeof null_text - 1);
+        return p->routing_text != NULL ? p->routing_text->text : NULL;
+    }
     json_t *member = json_object();
     json_object_set_new(member, "routing", p->routing ? json_incref(p->routing) : json_null());
     char *text = dump_free(member);

@@ -575,6 +575,8 @@ struct pay_flow {
     store_vault_card_t card;          /* a new card to store with the payment */
     bool card_new;
     char challenge_code[16];          /* confirm: never stored */
+    char card_number[GW_CARD_NUMBER_SIZE]; /* a new card's number as entered, for its first call
+                                         only (not decrypted again): wiped then, never stored */
     gw_request_t request;             /* card data wiped once submitted */
     gw_call_t *call;                  /* while an attempt is persisted */
     struct pay_calling {
