@@ -127,6 +127,12 @@
  * ids (a false positive costs one index lookup, never a wrong answer). */
 #define STORE_BLOOM_BITS (1ull << 28)
 
+/* A reader's own page cache (the writer's is 128 MiB, the index file's 256 MiB). A
+ * reader's cache is emptied whenever it begins a read after some commit, so under
+ * writes it holds one read's pages; while nothing is written it would keep everything
+ * read through it, up to its bound, in every pooled reader (one per busy thread). */
+#define STORE_READER_CACHE_KIB (16 * 1024)
+
 /* WAL pages (4 KiB) before the checkpoint thread runs a passive checkpoint: ~16 MiB. */
 #define STORE_WAL_CHECKPOINT_PAGES 4096
 

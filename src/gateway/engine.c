@@ -214,11 +214,23 @@ static void wake(gw_thread_t *t) {
     (void)written; /* EAGAIN: the counter is already non-zero, the thread will wake */
 }
 
-/* Appends under the lock; false (nothing queued) when the thread stops and 'fresh'
- * is a new call: a stopping thread takes no new work but finishes what it owns.
+/* Appends the chain head..tail (tail->next NULL) to the inbox; t->mutex held.
  * The eventfd is written only when the thread sleeps (or is about to) in epoll_wait
  * with the inbox empty, once per sleep: a running thread looks at the inbox before
  * it next waits (wait_ms), so a write to it would carry nothing. */
+static void inbox_append(gw_thread_t *t, gw_call_t *head, gw_call_t *tail) {
+    if (t->inbox_tail) t->inbox_tail->next = head;
+    else t->inbox_head = head;
+    t->inbox_tail = tail;
+    /* Written under the lock: once it is let go the thread may take the call, finish
+     * its last one, exit and close the eventfd (thread_stop). Rare (once per sleep), and
+     * the woken thread needs a while to run anyway. */
+    if (t->polling) wake(t);
+    t->polling = false; /* the next push finds it woken */
+}
+
+/* Appends under the lock; false (nothing queued) when the thread stops and 'fresh'
+ * is a new call: a stopping thread takes no new work but finishes what it owns. */
 static bool inbox_push(gw_thread_t *t, gw_call_t *call, bool fresh) {
     pthread_mutex_lock(&t->mutex);
     if (fresh && t->stop) {
@@ -227,14 +239,7 @@ static bool inbox_push(gw_thread_t *t, gw_call_t *call, bool fresh) {
     }
     if (fresh) atomic_fetch_add(&t->active, 1);
     call->next = NULL;
-    if (t->inbox_tail) t->inbox_tail->next = call;
-    else t->inbox_head = call;
-    t->inbox_tail = call;
-    /* Written under the lock: once it is let go the thread may take the call, finish
-     * its last one, exit and close the eventfd (thread_stop). Rare (once per sleep), and
-     * the woken thread needs a while to run anyway. */
-    if (t->polling) wake(t);
-    t->polling = false; /* the next push finds it woken */
+    inbox_append(t, call, call);
     pthread_mutex_unlock(&t->mutex);
     return true;
 }
@@ -657,11 +662,7 @@ void gw_persisted_hold(void) { persisted_held.holding = true; }
 /* Appends a chain of calls (all of one thread) to its inbox: one lock, at most one wake. */
 static void inbox_push_chain(gw_thread_t *t, gw_call_t *head, gw_call_t *tail) {
     pthread_mutex_lock(&t->mutex);
-    if (t->inbox_tail) t->inbox_tail->next = head;
-    else t->inbox_head = head;
-    t->inbox_tail = tail;
-    if (t->polling) wake(t); /* under the lock, as in inbox_push */
-    t->polling = false;
+    inbox_append(t, head, tail);
     pthread_mutex_unlock(&t->mutex);
 }
 

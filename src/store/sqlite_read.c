@@ -39,9 +39,11 @@ pc_status store_sqlite_reader_open(store_t *base, store_reader_t **out) {
     if (reader == NULL) return PC_NO_MEMORY;
     reader->base.store = base;
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+    char pragmas[96];
+    snprintf(pragmas, sizeof pragmas, "PRAGMA query_only=1; PRAGMA cache_size=-%d;", (int)STORE_READER_CACHE_KIB);
     if (sqlite3_open_v2(store->path, &reader->db, flags, NULL) != SQLITE_OK ||
         store_sqlite_configure(reader->db, false) != PC_OK ||
-        sqlite3_exec(reader->db, "PRAGMA query_only=1", NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_exec(reader->db, pragmas, NULL, NULL, NULL) != SQLITE_OK ||
         (reader->index_db = store_index_reader_open(store_sqlite_index(store))) == NULL) {
         store_sqlite_reader_close(&reader->base);
         return PC_STORE_OPEN_FAILED;

@@ -3,10 +3,13 @@ loopback port with a temporary database, and a small HTTP client (http.client).
 Not a test itself (no test_ prefix)."""
 import http.client
 import json
+import errno
 import os
+import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +42,40 @@ def missing_input(what, how):
         fail("missing input under CI: %s (%s)" % (what, how))
     print("MISSING INPUT (not run): %s; %s" % (what, how))
     sys.exit(77)
+
+
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+# Ports the helpers hand to servers that bind them later are drawn below the kernel's
+# ephemeral range (32768-60999 on Debian): a port bind(0) returns is one the kernel may
+# meanwhile give to another test's outgoing connection, and the server then fails to
+# start (lost a CI run). Below that range only another helper's draw can take it.
+PORT_LOW = 20000
+PORT_HIGH = max(PORT_LOW + 1000, min(32000, _ephemeral_low() - 1))
+# its own generator: a test that seeds the module's (PAYCORE_SEED replays) neither
+# changes its sequence by drawing ports nor draws the same ports as another such test
+_port_random = random.Random(os.urandom(16))
+
+
+def free_port():
+    """A loopback TCP port outside the ephemeral range that nothing is bound to now."""
+    for _ in range(200):
+        port = _port_random.randint(PORT_LOW, PORT_HIGH)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError as e:
+                if e.errno != errno.EADDRINUSE:
+                    raise
+                continue
+            return port
+    raise RuntimeError("no free loopback port in %d-%d" % (PORT_LOW, PORT_HIGH))
 
 
 # PAYCORE_TEST_PG_HOST: run the servers on PostgreSQL, a new database each, on the

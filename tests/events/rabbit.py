@@ -11,35 +11,24 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "api"))
+from pcapi import free_port  # noqa: E402
 
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 START_TIMEOUT_S = 180  # a cold start takes seconds; a loaded CI machine, more
 START_ATTEMPTS = 5  # a port taken between our check and the broker's bind: new ports, again
-# Ports are drawn below the kernel's ephemeral range (32768-60999 on Debian): a port the
-# kernel hands to some other test's outgoing connection can no longer take ours between
-# the check here and the broker's bind (seen in CI: dist_port_already_used).
-PORT_LOW, PORT_HIGH = 20000, 32000
+# Ports come from pcapi.free_port, below the kernel's ephemeral range (seen in CI before:
+# dist_port_already_used, a port from bind(0) taken by another test's connection).
 PORT_CONFLICT_MARKS = ("already_used", "eaddrinuse", "address already in use",
                        "epmd", "duplicate_name")
 
 
 def available():
     return os.access(SERVER, os.X_OK) and shutil.which("epmd") is not None
-
-
-def free_port():
-    """A loopback port outside the ephemeral range that nothing listens on right now."""
-    for _ in range(200):
-        port = random.randint(PORT_LOW, PORT_HIGH)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free loopback port in %d-%d" % (PORT_LOW, PORT_HIGH))
 
 
 class RabbitMQ:

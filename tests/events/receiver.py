@@ -4,18 +4,18 @@ the test's policy says (2xx, an error status, a delay, no answer until the clien
 up), records every attempt, verifies signatures with Python's own hmac, and can be
 stopped (connections refused) and started again on the same port. Also the helpers
 the events tests share. Not a test itself (no test_ prefix)."""
+import errno
 import hashlib
 import hmac
 import http.server
 import json
 import os
-import socket
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "api"))
-from pcapi import TIMEOUT_S, check, expect, fail  # noqa: E402,F401
+from pcapi import TIMEOUT_S, check, expect, fail, free_port  # noqa: E402,F401
 
 
 def signature_valid(secret, header, body, tolerance_s=300, now=None):
@@ -56,9 +56,11 @@ class Receiver:
         self.server = None
         self.thread = None
         self.port = free_port()
+        self.port_given = False  # once a URL names the port, a restart keeps it
         self.start()
 
     def url(self, path="/hook"):
+        self.port_given = True
         return "http://127.0.0.1:%d%s" % (self.port, path)
 
     def start(self):
@@ -91,10 +93,25 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = QuietServer(("127.0.0.1", self.port), Handler)
+        self.server = self.listen(Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def listen(self, handler):
+        """A port taken since it was drawn (another helper's draw) is drawn again while
+        no URL names it; once one does, it is waited for."""
+        deadline = time.time() + TIMEOUT_S
+        while True:
+            try:
+                return QuietServer(("127.0.0.1", self.port), handler)
+            except OSError as e:
+                if e.errno != errno.EADDRINUSE or time.time() > deadline:
+                    raise
+                if self.port_given:
+                    time.sleep(0.1)
+                else:
+                    self.port = free_port()
 
     def stop(self):
         """Connections are refused until start()."""
@@ -126,12 +143,6 @@ class QuietServer(http.server.ThreadingHTTPServer):
 
     def handle_error(self, request, client_address):
         pass  # connections paycore drops (a timeout, a SIGKILL) are part of the tests
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def all_events(client, query=""):

@@ -33,7 +33,7 @@ class TcpCluster(pgcluster.Cluster):
     """pgcluster's cluster, also listening on a loopback TCP port."""
 
     def start(self):
-        self.port = getattr(self, "port", None) or hacluster.free_port()
+        self.port = getattr(self, "port", None) or pcapi.free_port()
         options = ("-c listen_addresses=127.0.0.1 -c port=%d -c unix_socket_directories='%s'"
                    " -c max_prepared_transactions=8 -c fsync=on" % (self.port, self.dir))
         self.run("pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "server.log"), "-w", "-t",

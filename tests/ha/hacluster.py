@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "api"))
 import pcapi  # noqa: E402
+from pcapi import free_port  # noqa: E402
 
 PG_BIN = os.environ.get("PAYCORE_PG_BIN", "/usr/lib/postgresql/15/bin")
 USER = "paycore"
@@ -33,13 +33,6 @@ def tools_missing():
     """The commands this harness needs that are not installed (empty when all are)."""
     wanted = [os.path.join(PG_BIN, "initdb"), os.path.join(PG_BIN, "psql"), "etcd", "patroni"]
     return [tool for tool in wanted if shutil.which(tool) is None]
-
-
-def free_port():
-    """A loopback port nobody listens on now (the caller binds it soon after)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(what, predicate, timeout_s):

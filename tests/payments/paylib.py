@@ -4,7 +4,6 @@ merchant and its key, and checks of payments against the ledger. Not a test itse
 (no test_ prefix)."""
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "../api"))
 sys.path.insert(0, os.path.join(HERE, "../gateway"))
-from pcapi import BIN, TIMEOUT_S, Server, check, expect, fail  # noqa: E402,F401
+from pcapi import BIN, TIMEOUT_S, Server, check, expect, fail, free_port  # noqa: E402,F401
 import simlib  # noqa: E402
 
 RULES = """# payments tests: these payers are declined or sent to review by rule
@@ -64,14 +63,6 @@ class Sim(simlib.Sim):
                 return resp.status, json.loads(resp.read() or b"null")
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"null")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def callback_url(port):

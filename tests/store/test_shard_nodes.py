@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,7 @@ sys.path.insert(0, HERE)
 import pgcluster  # noqa: E402
 import shardset  # noqa: E402
 from shardset import pcapi  # noqa: E402
-from pcapi import BIN, TIMEOUT_S, account, check, expect, fail, transfer  # noqa: E402
+from pcapi import BIN, TIMEOUT_S, account, check, expect, fail, free_port, transfer  # noqa: E402
 from test_pg_store import Model  # noqa: E402
 
 LOCK_KEY1 = 0x50594352
@@ -50,12 +49,6 @@ def page_of(resp):
     check(("next_cursor" in body) == bool(body.get("has_more")), "next_cursor with has_more only: %r" % body)
     body.pop("next_cursor", None)
     return body
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Node:
