@@ -16,7 +16,11 @@
  * restart). Anything else (rewrites of earlier frames) writes the buffer out and then
  * goes straight through, so nothing written after a commit frame waits in memory.
  * The buffer is also written out before the file's xSync, xRead, xFileSize,
- * xTruncate, xFileControl and xClose, and when it would pass STORE_WALBUF_BYTES_MAX. */
+ * xTruncate, xFileControl and xClose, and when it would pass STORE_WALBUF_BYTES_MAX.
+ * It is dropped when the connection releases the WAL's write lock (the database
+ * file's xShmLock; the two files are paired at the WAL's open): what it still holds
+ * then are frames of a transaction that rolled back, which another connection's
+ * commit may since have overwritten in the file. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -29,11 +33,15 @@
 #define WALBUF_VFS_NAME "paycore-walbuf"
 #define WALBUF_FAULT_VFS_NAME "paycore-walbuf-fault"
 #define WAL_FRAME_HEADER_BYTES 24
+#define WAL_WRITE_LOCK_SLOT 0 /* wal.c's WAL_WRITE_LOCK: the wal-index lock a writer holds */
 #define WALBUF_INITIAL_BYTES (32u * 1024u)
 
-typedef struct {
+typedef struct walbuf_file walbuf_file;
+struct walbuf_file {
     vfs_shim_file shim;
     bool is_wal;
+    walbuf_file *wal;         /* a database file's WAL, while open (on this layer) */
+    walbuf_file *database;    /* a WAL's database file (on this layer), or NULL */
     bool commit_pending;      /* a commit frame's header was written: its page goes out at once */
     uint8_t *bytes;
     size_t used_bytes;
@@ -41,7 +49,7 @@ typedef struct {
     sqlite3_int64 start;      /* file offset of bytes[0] */
     sqlite3_int64 last_end;   /* where the last write SQLite asked for ended */
     sqlite3_file real[];      /* the wrapped file, szOsFile bytes */
-} walbuf_file;
+};
 
 static vfs_shim walbuf_plain;
 static vfs_shim walbuf_over_fault;
@@ -68,6 +76,17 @@ static int buffer_flush(walbuf_file *f) {
     int rc = write_below(f, f->bytes, (int)f->used_bytes, f->start);
     f->used_bytes = 0;
     return rc;
+}
+
+/* The writer's lock is going: what is still buffered are frames of a transaction
+ * that did not commit (a commit writes the buffer out with its last frame). Nobody
+ * reads them, and written later they would land on frames another connection
+ * committed meanwhile: dropped. The next transaction starts where they did. */
+static void buffer_drop(walbuf_file *f) {
+    f->commit_pending = false;
+    if (f->used_bytes == 0) return;
+    f->last_end = f->start;
+    f->used_bytes = 0;
 }
 
 static bool buffer_reserve(walbuf_file *f, size_t bytes) {
@@ -141,12 +160,23 @@ static int walbuf_write(sqlite3_file *file, const void *buffer, int bytes, sqlit
 
 static int walbuf_close(sqlite3_file *file) {
     walbuf_file *f = (walbuf_file *)file;
+    if (f->database != NULL) f->database->wal = NULL;
+    if (f->wal != NULL) f->wal->database = NULL;
     int rc = buffer_flush(f);
     int closed = f->real->pMethods->xClose(f->real);
     free(f->bytes);
     f->bytes = NULL;
     f->capacity_bytes = 0;
     return rc != SQLITE_OK ? rc : closed;
+}
+
+/* On the database file: releasing the WAL's write lock ends the transaction that
+ * held it, committed or not. */
+static int walbuf_ShmLock(sqlite3_file *file, int offset, int n, int flags) {
+    walbuf_file *f = (walbuf_file *)file;
+    bool write_unlock = (flags & SQLITE_SHM_UNLOCK) && offset <= WAL_WRITE_LOCK_SLOT && offset + n > WAL_WRITE_LOCK_SLOT;
+    if (write_unlock && f->wal != NULL) buffer_drop(f->wal);
+    return f->real->pMethods->xShmLock(f->real, offset, n, flags);
 }
 
 /* Calls that see the file's contents or size, or make them durable: the buffer first. */
@@ -163,17 +193,32 @@ FLUSH_FIRST(FileSize, (sqlite3_file *file, sqlite3_int64 *size), (real_of(file),
 FLUSH_FIRST(FileControl, (sqlite3_file *file, int op, void *arg), (real_of(file), op, arg))
 #undef FLUSH_FIRST
 
+static bool is_walbuf_file(const sqlite3_file *file) {
+    for (int v = 1; v <= 3; v++) {
+        if (file->pMethods == &walbuf_methods[v]) return true;
+    }
+    return false;
+}
+
 static int walbuf_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int flags, int *out_flags) {
     walbuf_file *f = (walbuf_file *)file;
     memset(f, 0, sizeof(*f));
     f->is_wal = (flags & SQLITE_OPEN_WAL) != 0;
-    return vfs_shim_open(vfs, name, &f->shim, f->real, flags, out_flags, walbuf_methods);
+    int rc = vfs_shim_open(vfs, name, &f->shim, f->real, flags, out_flags, walbuf_methods);
+    if (rc != SQLITE_OK || !f->is_wal) return rc;
+    walbuf_file *database = (walbuf_file *)sqlite3_database_file_object(name);
+    if (database != NULL && is_walbuf_file(&database->shim.base)) {
+        f->database = database;
+        database->wal = f;
+    }
+    return rc;
 }
 
 static void plain_register(void) {
     vfs_shim_methods_build(walbuf_methods, &(sqlite3_io_methods){
         .xClose = walbuf_close, .xRead = walbuf_Read, .xWrite = walbuf_write, .xTruncate = walbuf_Truncate,
-        .xSync = walbuf_Sync, .xFileSize = walbuf_FileSize, .xFileControl = walbuf_FileControl});
+        .xSync = walbuf_Sync, .xFileSize = walbuf_FileSize, .xFileControl = walbuf_FileControl,
+        .xShmLock = walbuf_ShmLock});
     vfs_shim_register(&walbuf_plain, WALBUF_VFS_NAME, NULL, (int)sizeof(walbuf_file), walbuf_open);
 }
 

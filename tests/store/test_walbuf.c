@@ -273,6 +273,54 @@ static void test_reader_never_sees_torn_frames(void) {
     paths_remove();
 }
 
+/* ---- two writing connections: a rolled-back transaction's frames never come back ---- */
+
+/* Connection A spills frames of a transaction (they wait in its buffer) and rolls it
+ * back, having read nothing from the WAL since (the WAL was emptied first and the
+ * transaction allocates no page); connection B then commits into the same stretch of
+ * the WAL; A's next read must not write A's dead frames over B's. Then each empties
+ * the WAL and the other restarts it. Checked by both after each step, and on a fresh
+ * connection after every connection closed (the WAL copied into the database by the
+ * last one). */
+static void two_writers_round(const char *vfs) {
+    paths_make("twowriters");
+    sqlite3 *a = db_open(vfs, "NORMAL", 10, 0);
+    sqlite3 *b = db_open(vfs, "NORMAL", 2000, 0);
+    uint8_t *body = malloc(BIG_BLOB_BYTES);
+    ASSERT_TRUE(body != NULL);
+    for (int64_t k = 1; k <= 12; k++) txn_commit(a, k, body);
+    exec_ok(a, "CREATE TABLE pad(x BLOB);"
+               " WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200)"
+               " INSERT INTO pad(x) SELECT randomblob(2000) FROM n;"
+               " PRAGMA wal_checkpoint(TRUNCATE);");
+    store_walbuf_counts before = store_sqlite_walbuf_counts();
+    exec_ok(a, "BEGIN IMMEDIATE; UPDATE pad SET x = randomblob(2000); ROLLBACK;"); /* ~100 pages, none new: spills */
+    store_walbuf_counts after = store_sqlite_walbuf_counts();
+    ASSERT_TRUE(after.wal_writes_asked > before.wal_writes_asked); /* it did spill */
+    for (int64_t k = 13; k <= 18; k++) txn_commit(b, k, body);
+    ASSERT_EQ(snapshot_check(a), 18);
+    ASSERT_EQ(snapshot_check(b), 18);
+    exec_ok(b, "PRAGMA wal_checkpoint(TRUNCATE)"); /* A's WAL emptied under it */
+    txn_commit(a, 19, body);
+    exec_ok(a, "PRAGMA wal_checkpoint(PASSIVE)");
+    txn_commit(b, 20, body); /* B restarts the WAL A wrote */
+    txn_commit(a, 21, body);
+    ASSERT_EQ(snapshot_check(b), 21);
+    ASSERT_EQ(snapshot_check(a), 21);
+    sqlite3_close(a);
+    sqlite3_close(b);
+    sqlite3 *check = db_open(NULL, "FULL", 2000, 0);
+    ASSERT_EQ(snapshot_check(check), 21);
+    integrity_check(check);
+    sqlite3_close(check);
+    free(body);
+    paths_remove();
+}
+
+static void test_rolled_back_frames_never_overwrite_another_commit(void) {
+    two_writers_round(store_sqlite_walbuf_vfs());
+}
+
 /* ---- one write per small transaction ---- */
 
 static void test_one_write_per_commit(void) {
@@ -301,6 +349,7 @@ static void test_one_write_per_commit(void) {
 }
 
 int main(void) {
+    TEST_RUN(test_rolled_back_frames_never_overwrite_another_commit);
     TEST_RUN(test_one_write_per_commit);
     TEST_RUN(test_reader_never_sees_torn_frames);
     TEST_RUN(test_sigkill_after_commit_loses_nothing);
