@@ -138,18 +138,29 @@ def test_revocation(server, admin, a, ca):
 
 
 def test_rate_limit():
-    server = Server(extra_args=["--rate-limit", "5", "--rate-burst", "5"])
+    # 1 token a second after a burst of 5: however slow the requests are (sanitizers,
+    # load), at most 5 + elapsed seconds of them may pass, so the check holds at any speed.
+    rate_per_s, burst = 1, 5
+    server = Server(extra_args=["--rate-limit", str(rate_per_s), "--rate-burst", str(burst)])
     try:
         server.start()
         c = server.client()
+        started = time.monotonic()
         statuses = [c.get("/v1/accounts") for _ in range(12)]
+        elapsed_s = time.monotonic() - started
+        passed = [r for r in statuses if r.status == 200]
         limited = [r for r in statuses if r.status == 429]
-        check(len(limited) >= 5, "429 after the burst: %r" % [r.status for r in statuses])
+        allowed_max = burst + int(rate_per_s * elapsed_s) + 1
+        check(len(passed) + len(limited) == len(statuses), "only 200 or 429: %r" % [r.status for r in statuses])
+        check(len(passed) >= burst, "the burst passes: %r" % [r.status for r in statuses])
+        check(len(passed) <= allowed_max,
+              "429 after the burst: %d passed in %.2f s, at most %d allowed: %r"
+              % (len(passed), elapsed_s, allowed_max, [r.status for r in statuses]))
         for r in limited:
             expect(r, 429, "rate_limited", "rate limited")
             check(int(r.headers.get("retry-after", "0")) >= 1, "Retry-After on 429")
         expect(c.get("/healthz"), 200, what="unauthenticated routes are not limited")
-        time.sleep(1.3)
+        time.sleep(1.3 / rate_per_s)
         expect(c.get("/v1/accounts"), 200, what="tokens refill")
     finally:
         server.close()
