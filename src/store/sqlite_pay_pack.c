@@ -162,7 +162,8 @@ static store_pay_pack_t *thread_pack(void) {
     return pack;
 }
 
-pc_status store_sqlite_pay_pack_ahead(const char *text, size_t bytes, uint8_t **packed_out, size_t *packed_bytes_out) {
+pc_status store_sqlite_pay_pack_ahead(const char *text, size_t bytes, uint8_t **packed_out,
+                                      size_t *packed_bytes_out) {
     *packed_out = NULL;
     *packed_bytes_out = 0;
     store_pay_pack_t *pack = thread_pack();

@@ -64,7 +64,9 @@ bool store_bloom_init(store_bloom_t *bloom, uint64_t bits, bool grows) {
 }
 
 void store_bloom_free(store_bloom_t *bloom) {
-    for (uint32_t i = 0; i < bloom->level_count; i++) store_table_free(bloom->levels[i].bits, level_bytes(&bloom->levels[i]));
+    for (uint32_t i = 0; i < bloom->level_count; i++) {
+        store_table_free(bloom->levels[i].bits, level_bytes(&bloom->levels[i]));
+    }
     *bloom = (store_bloom_t){0};
 }
 
