@@ -259,12 +259,23 @@ static void v15_records_write(const char *id, uint32_t count) {
     sqlite3_close(db);
 }
 
-/* A store file's records: the new ones packed (a tiny one as text), every one read back;
- * the same file as version 15 wrote it (text rows) migrated at open; version 17 refused. */
-static void test_store_records(void) {
+/* A fresh directory for the test's store file ('dir', 'db_path'), and its removal. */
+static void dir_make(void) {
     snprintf(dir, sizeof dir, "/tmp/paycore-paypack-XXXXXX");
     ASSERT_TRUE(mkdtemp(dir) != NULL);
     snprintf(db_path, sizeof db_path, "%s/p.db", dir);
+}
+
+static void dir_remove(void) {
+    char command[300];
+    snprintf(command, sizeof command, "rm -rf '%s'", dir);
+    ASSERT_EQ(system(command), 0);
+}
+
+/* A store file's records: the new ones packed (a tiny one as text), every one read back;
+ * the same file as version 15 wrote it (text rows) migrated at open; version 17 refused. */
+static void test_store_records(void) {
+    dir_make();
     ledger_t *ledger;
     store_t *store = store_start(&ledger);
     versions_write(store, "pay_new", 6);
@@ -287,9 +298,7 @@ static void test_store_records(void) {
 
     exec("PRAGMA user_version = 17"); /* a newer paycore's file */
     ASSERT_STATUS(store_open(&store, db_path, &(store_options_t){0}), PC_STORE_VERSION_UNSUPPORTED);
-    char command[300];
-    snprintf(command, sizeof command, "rm -rf '%s'", dir);
-    ASSERT_EQ(system(command), 0);
+    dir_remove();
 }
 
 typedef struct {
@@ -327,9 +336,7 @@ static char *stored_hex(const char *id, uint32_t version) {
  * stored as the same bytes as the same records put plainly, read back alike; a record
  * packing would not shrink is not packed ahead and is stored as text. */
 static void test_packed_ahead(void) {
-    snprintf(dir, sizeof dir, "/tmp/paycore-paypack-XXXXXX");
-    ASSERT_TRUE(mkdtemp(dir) != NULL);
-    snprintf(db_path, sizeof db_path, "%s/p.db", dir);
+    dir_make();
     ledger_t *ledger;
     store_t *store = store_start(&ledger);
     store_tx_t *tx;
@@ -366,9 +373,7 @@ static void test_packed_ahead(void) {
     ASSERT_EQ(query_int("SELECT count(*) FROM pay_versions WHERE object_id = 'pay_ahead' AND typeof(doc) = 'blob'"), 5);
     ASSERT_EQ(query_int("SELECT typeof(doc) = 'text' FROM pay_versions WHERE object_id = 'pay_ahead' AND version = 99"),
               1);
-    char command[300];
-    snprintf(command, sizeof command, "rm -rf '%s'", dir);
-    ASSERT_EQ(system(command), 0);
+    dir_remove();
 }
 
 int main(void) {
