@@ -361,6 +361,7 @@ static void flow_stage(pay_flow_t *flow, pay_flow_tx_fn in_tx) {
     if (pay_payment_copy_for_dry_run(&copy->payment, &flow->payment) == PC_OK && in_tx(copy, NULL) == PC_OK) {
         flow->staged = copy->staged;
         memset(&copy->staged, 0, sizeof copy->staged);
+        pay_staged_pack(&flow->staged, flow->pay->config.store);
         if (flow->payment.fixed_text == NULL) flow->payment.fixed_text = pay_text_hold(copy->payment.fixed_text);
     }
     pay_staged_clear(&copy->staged);

@@ -918,9 +918,21 @@ static void op_versions_stored(pay_payment_t *p) {
     if (p->routing_held_in == 0) p->routing_held_in = p->version;
 }
 
+void pay_staged_pack(pay_staged_t *staged, store_t *store) {
+    if (staged->record == NULL || staged->record_packed != NULL) return;
+    size_t record_bytes = strlen(staged->record);
+    if (record_bytes > PAY_DOC_BYTES_MAX) return; /* refused by the writer */
+    uint8_t *packed = NULL;
+    size_t packed_bytes = 0;
+    if (store_pay_version_pack(store, staged->record, record_bytes, &packed, &packed_bytes) != PC_OK) return;
+    staged->record_packed = packed; /* NULL: the writer stores the record as the store keeps it */
+    staged->record_packed_bytes = packed_bytes;
+}
+
 void pay_staged_clear(pay_staged_t *staged) {
     free(staged->doc);
     free(staged->record);
+    free(staged->record_packed);
     free(staged->op_text);
     pay_text_drop(staged->op_entry_text);
     pay_payment_free(staged->payment);
@@ -1062,14 +1074,19 @@ static pc_status payment_render(pay_payment_t *p, char **text_out, char **record
 /* The staged texts when they are of the version about to be written (they were
  * rendered from the same state by a dry run of this command): taken, with the times
  * they were rendered with. */
-static bool payment_staged_take(pay_payment_t *p, pay_staged_t *staged, char **text_out, char **record_out) {
+static bool payment_staged_take(pay_payment_t *p, pay_staged_t *staged, char **text_out, char **record_out,
+                                uint8_t **packed_out, size_t *packed_bytes_out) {
     if (staged == NULL || staged->version == 0 || staged->version != p->version + 1) return false;
     p->version = staged->version;
     p->updated_ns = staged->updated_ns;
     if (p->created_ns == 0) p->created_ns = staged->created_ns;
     *text_out = staged->doc;
     *record_out = staged->record;
+    *packed_out = staged->record_packed;
+    *packed_bytes_out = staged->record_packed_bytes;
     staged->doc = staged->record = NULL;
+    staged->record_packed = NULL;
+    staged->record_packed_bytes = 0;
     staged->version = 0;
     staged->taken = true;
 #ifdef PC_SLOW_ASSERTS
@@ -1085,8 +1102,10 @@ static bool payment_staged_take(pay_payment_t *p, pay_staged_t *staged, char **t
 pc_status pay_payment_put(store_tx_t *tx, pay_payment_t *p, pay_staged_t *staged, char **doc_out) {
     *doc_out = NULL;
     char *text = NULL, *record = NULL;
+    uint8_t *packed = NULL; /* the record's stored form, made by the dry run's thread */
+    size_t packed_bytes = 0;
     pc_status status = PC_OK;
-    if (tx == NULL || !payment_staged_take(p, staged, &text, &record)) {
+    if (tx == NULL || !payment_staged_take(p, staged, &text, &record, &packed, &packed_bytes)) {
         p->version++;
         p->updated_ns = pc_wall_ns();
         if (p->created_ns == 0) p->created_ns = p->updated_ns;
@@ -1096,6 +1115,9 @@ pc_status pay_payment_put(store_tx_t *tx, pay_payment_t *p, pay_staged_t *staged
         if (status == PC_OK && staged != NULL) {
             free(staged->doc);
             free(staged->record);
+            free(staged->record_packed); /* made again for this record (pay_staged_pack) */
+            staged->record_packed = NULL;
+            staged->record_packed_bytes = 0;
             staged->version = p->version;
             staged->created_ns = p->created_ns;
             staged->updated_ns = p->updated_ns;
@@ -1110,8 +1132,11 @@ pc_status pay_payment_put(store_tx_t *tx, pay_payment_t *p, pay_staged_t *staged
     }
     size_t record_bytes = record != NULL ? strlen(record) : 0;
     if (status == PC_OK && record_bytes > PAY_DOC_BYTES_MAX) status = PC_LIMIT_REACHED;
-    if (status == PC_OK) status = store_pay_version_put(tx, p->id, p->version, record, record_bytes);
+    if (status == PC_OK) {
+        status = store_pay_version_put_packed(tx, p->id, p->version, record, record_bytes, packed, packed_bytes);
+    }
     free(record);
+    free(packed);
     /* the row (the listing's columns; its document is the records') is written once at
      * the end of the command, with the answer it makes final (pay_flow_row_put) */
     if (status == PC_OK) {

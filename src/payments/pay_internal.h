@@ -349,6 +349,9 @@ typedef struct {
     uint64_t updated_ns;
     char *doc;
     char *record;
+    uint8_t *record_packed;           /* 'record' in the store's form, made with it off the
+                                         writer (store_pay_version_pack); NULL: none */
+    size_t record_packed_bytes;
     uint32_t op_version;              /* the op version of 'op_text'; 0: none */
     uint64_t op_created_ns;
     uint64_t op_updated_ns;
@@ -361,6 +364,10 @@ typedef struct {
     bool taken;                       /* the writer stored 'doc' in this run of the command */
 } pay_staged_t;
 void pay_staged_clear(pay_staged_t *staged);
+/* The staged record in 'store''s form (store_pay_version_pack), made on this thread so
+ * that the writer binds bytes; left without it when the store cannot (the writer makes
+ * it then). */
+void pay_staged_pack(pay_staged_t *staged, store_t *store);
 
 /* Writes a new version of a payment / op (version +1, updated now) into 'tx': a
  * payment's version record (its row follows at the end of the command:

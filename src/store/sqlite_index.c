@@ -101,14 +101,14 @@ int64_t store_index_key_check(const pc_hash_key_t *id_key) { return key_check_of
 
 static bool memtable_init(memtable_t *table) {
     table->entries = malloc(MEMTABLE_CAPACITY * sizeof(store_index_entry_t));
-    table->slots = calloc(MEMTABLE_SLOTS, sizeof(uint32_t));
+    table->slots = store_table_alloc(MEMTABLE_SLOTS * sizeof(uint32_t)); /* probed at random: huge pages */
     table->count = 0;
     return table->entries != NULL && table->slots != NULL;
 }
 
 static void memtable_free(memtable_t *table) {
     free(table->entries);
-    free(table->slots);
+    store_table_free(table->slots, MEMTABLE_SLOTS * sizeof(uint32_t));
 }
 
 static void memtable_clear(memtable_t *table) {

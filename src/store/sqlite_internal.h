@@ -72,6 +72,10 @@ PC_MUST_USE pc_status store_sqlite_pay_pack(store_pay_pack_t **pack, const char 
 PC_MUST_USE pc_status store_sqlite_pay_unpack(store_pay_pack_t **pack, const void *blob, size_t blob_bytes,
                                               char **text_out, size_t *bytes_out);
 void store_sqlite_pay_pack_free(store_pay_pack_t *pack);
+/* store_sqlite_pay_pack with the calling thread's own contexts (any thread), into a
+ * malloc'ed copy (*packed_out NULL: kept as text, or no memory). */
+PC_MUST_USE pc_status store_sqlite_pay_pack_ahead(const char *text, size_t bytes, uint8_t **packed_out,
+                                                  size_t *packed_bytes_out);
 /* The dictionary of format 1 (sqlite_pay_dict.c). */
 const char *store_sqlite_pay_dict_v1(size_t *bytes_out);
 /* Prepares 'sql' (a NULL db: PC_INTERNAL; SQLite refusing it: 'failure'). */

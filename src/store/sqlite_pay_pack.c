@@ -12,7 +12,12 @@
  *          read gives back the text byte for byte or PC_STORE_CORRUPT, never other text.
  * Level -1: zstd's fast matcher without entropy coding of literals, a third cheaper
  * than level 1 for 20 % more bytes. The dictionaries are made once and shared (zstd
- * reads them only); each connection keeps its own contexts (one thread at a time). */
+ * reads them only); each connection keeps its own contexts (one thread at a time).
+ *
+ * A record can be packed before its command reaches the writer (store_pay_version_pack,
+ * on the thread that renders it, with that thread's own contexts): the writer then
+ * binds the bytes. Same dictionary, level and parameters: the stored form is the one
+ * the writer would have made. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,8 +36,12 @@ struct store_pay_pack {
 };
 
 static pthread_once_t dictionaries_once = PTHREAD_ONCE_INIT;
+static pthread_key_t thread_pack_key; /* each thread's contexts for packing ahead */
+static bool thread_pack_key_made;
 static ZSTD_CDict *dictionary_pack;
 static ZSTD_DDict *dictionary_unpack;
+
+static void thread_pack_free(void *pack) { store_sqlite_pay_pack_free(pack); }
 
 /* Made once, kept for the process's life (zstd only reads them). */
 static void dictionaries_make(void) {
@@ -40,6 +49,7 @@ static void dictionaries_make(void) {
     const char *dictionary = store_sqlite_pay_dict_v1(&bytes);
     dictionary_pack = ZSTD_createCDict(dictionary, bytes, PACK_LEVEL);
     dictionary_unpack = ZSTD_createDDict(dictionary, bytes);
+    thread_pack_key_made = pthread_key_create(&thread_pack_key, thread_pack_free) == 0;
 }
 
 static bool dictionaries_ready(void) {
@@ -136,5 +146,36 @@ pc_status store_sqlite_pay_unpack(store_pay_pack_t **slot, const void *blob, siz
     text[bytes] = '\0';
     *text_out = text;
     *bytes_out = bytes;
+    return PC_OK;
+}
+
+/* The calling thread's contexts, made on its first call and freed when it ends. */
+static store_pay_pack_t *thread_pack(void) {
+    if (!dictionaries_ready() || !thread_pack_key_made) return NULL;
+    store_pay_pack_t *pack = pthread_getspecific(thread_pack_key);
+    if (pack != NULL) return pack;
+    pack = calloc(1, sizeof *pack);
+    if (pack != NULL && pthread_setspecific(thread_pack_key, pack) != 0) {
+        free(pack);
+        pack = NULL;
+    }
+    return pack;
+}
+
+pc_status store_sqlite_pay_pack_ahead(const char *text, size_t bytes, uint8_t **packed_out,
+                                      size_t *packed_bytes_out) {
+    *packed_out = NULL;
+    *packed_bytes_out = 0;
+    store_pay_pack_t *pack = thread_pack();
+    if (pack == NULL) return PC_NO_MEMORY;
+    const uint8_t *packed = NULL;
+    size_t packed_bytes = 0;
+    pc_status status = store_sqlite_pay_pack(&pack, text, bytes, &packed, &packed_bytes);
+    if (status != PC_OK || packed == NULL) return status; /* kept as text: nothing made ahead */
+    uint8_t *copy = malloc(packed_bytes);
+    if (copy == NULL) return PC_NO_MEMORY;
+    memcpy(copy, packed, packed_bytes);
+    *packed_out = copy;
+    *packed_bytes_out = packed_bytes;
     return PC_OK;
 }

@@ -320,9 +320,10 @@ static void version_doc_add(store_sqlite_rows_t *rows, store_pay_pack_t **pack, 
 
 /* Appended with the batch's other records, 16 a statement (sqlite_rows.c): nothing
  * reads the table in the writer's transaction. A version stored twice fails the
- * batch's COMMIT (the key is unique), as its own statement failed before. */
-static pc_status sqlite_pay_version_put(store_tx_t *tx, const char *object_id, uint32_t version, const char *doc,
-                                        size_t doc_bytes) {
+ * batch's COMMIT (the key is unique), as its own statement failed before. 'packed':
+ * the record's frame made ahead (store_sqlite_pay_pack_ahead of 'doc'), or NULL. */
+static pc_status version_row_add(store_tx_t *tx, const char *object_id, uint32_t version, const char *doc,
+                                 size_t doc_bytes, const uint8_t *packed, size_t packed_bytes) {
     sqlite_store_t *store = store_sqlite_tx_store(tx);
     if (store->pay_versions == NULL) {
         pc_status status = store_sqlite_rows_new(store, "INSERT INTO pay_versions(object_id, version, doc) VALUES",
@@ -330,12 +331,44 @@ static pc_status sqlite_pay_version_put(store_tx_t *tx, const char *object_id, u
         if (status != PC_OK) return status;
     }
     store_sqlite_rows_t *rows = store->pay_versions;
-    store_pay_pack_t *own = NULL, **pack = store_sqlite_conn_pack(store_sqlite_tx_conn(tx));
     store_sqlite_rows_text(rows, object_id, strlen(object_id));
     store_sqlite_rows_int(rows, (int64_t)version);
-    version_doc_add(rows, pack != NULL ? pack : &own, doc, doc_bytes);
-    store_sqlite_pay_pack_free(own);
+    if (packed != NULL) {
+        store_sqlite_rows_blob(rows, packed, packed_bytes);
+    } else {
+        store_pay_pack_t *own = NULL, **pack = store_sqlite_conn_pack(store_sqlite_tx_conn(tx));
+        version_doc_add(rows, pack != NULL ? pack : &own, doc, doc_bytes);
+        store_sqlite_pay_pack_free(own);
+    }
     return store_sqlite_rows_end_row(rows);
+}
+
+static pc_status sqlite_pay_version_put(store_tx_t *tx, const char *object_id, uint32_t version, const char *doc,
+                                        size_t doc_bytes) {
+    return version_row_add(tx, object_id, version, doc, doc_bytes, NULL, 0);
+}
+
+#ifdef PC_SLOW_ASSERTS
+/* The frame made ahead reads back as 'doc', byte for byte. */
+static bool packed_matches(const uint8_t *packed, size_t packed_bytes, const char *doc, size_t doc_bytes) {
+    store_pay_pack_t *pack = NULL;
+    char *text = NULL;
+    size_t text_bytes = 0;
+    bool same = store_sqlite_pay_unpack(&pack, packed, packed_bytes, &text, &text_bytes) == PC_OK &&
+                text_bytes == doc_bytes && memcmp(text, doc, doc_bytes) == 0;
+    free(text);
+    store_sqlite_pay_pack_free(pack);
+    return same;
+}
+#endif
+
+static pc_status sqlite_pay_version_put_packed(store_tx_t *tx, const char *object_id, uint32_t version,
+                                               const char *doc, size_t doc_bytes, const uint8_t *packed,
+                                               size_t packed_bytes) {
+#ifdef PC_SLOW_ASSERTS
+    PC_ASSERT(packed == NULL || packed_matches(packed, packed_bytes, doc, doc_bytes));
+#endif
+    return version_row_add(tx, object_id, version, doc, doc_bytes, packed, packed_bytes);
 }
 
 /* The record in column 0: a packed one unpacked, a text copied (malloc'ed, NUL-ended). */
@@ -519,6 +552,8 @@ const store_payments_ops_t store_sqlite_payments_ops = {
     .objects_list = sqlite_pay_objects_list,
     .version_put = sqlite_pay_version_put,
     .version_get = sqlite_pay_version_get,
+    .version_pack = store_sqlite_pay_pack_ahead, /* sqlite_pay_pack.c */
+    .version_put_packed = sqlite_pay_version_put_packed,
     .lookup_put = sqlite_pay_lookup_put,
     .lookup_get = sqlite_pay_lookup_get,
     .lookups_prefix = sqlite_pay_lookups_prefix,

@@ -105,6 +105,12 @@ typedef struct {
                              size_t doc_bytes);
     pc_status (*version_get)(store_reader_t *reader, const char *object_id, uint32_t version, char **doc_out,
                              size_t *doc_bytes_out);
+    /* Optional (NULL: records are kept as given): a record's stored form made on any
+     * thread, before its command reaches the writer (store_pay_version_pack). */
+    pc_status (*version_pack)(const char *doc, size_t doc_bytes, uint8_t **packed_out, size_t *packed_bytes_out);
+    /* Optional (NULL: version_put): version_put with the form version_pack made of 'doc'. */
+    pc_status (*version_put_packed)(store_tx_t *tx, const char *object_id, uint32_t version, const char *doc,
+                                    size_t doc_bytes, const uint8_t *packed, size_t packed_bytes);
     pc_status (*lookup_put)(store_tx_t *tx, const char *name, const char *object_id, const uint8_t *extra,
                             size_t extra_bytes);
     pc_status (*lookup_get)(store_reader_t *reader, const char *name, store_pay_lookup_t *out);

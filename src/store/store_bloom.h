@@ -13,6 +13,7 @@
 #define PAYCORE_STORE_BLOOM_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define STORE_BLOOM_LEVELS_MAX 24
@@ -38,5 +39,12 @@ bool store_bloom_made(const store_bloom_t *bloom);
 void store_bloom_add(store_bloom_t *bloom, uint64_t key);
 /* False: 'key' was never added. */
 bool store_bloom_maybe(const store_bloom_t *bloom, uint64_t key);
+
+/* Zeroed memory for a table read at random (NULL: no memory): 'bytes' a multiple of
+ * 2 MiB is mapped on its own, aligned, and asked for huge pages (one TLB entry and one
+ * first-touch fault per 2 MiB); anything else is calloc'ed. Freed with
+ * store_table_free and the same 'bytes'. */
+void *store_table_alloc(size_t bytes);
+void store_table_free(void *table, size_t bytes);
 
 #endif

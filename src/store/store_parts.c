@@ -177,6 +177,24 @@ pc_status store_pay_version_put(store_tx_t *tx, const char *object_id, uint32_t 
     return PAYMENTS_OF(tx)->version_put(tx, object_id, version, doc, doc_bytes);
 }
 
+pc_status store_pay_version_pack(store_t *store, const char *doc, size_t doc_bytes, uint8_t **packed_out,
+                                 size_t *packed_bytes_out) {
+    *packed_out = NULL;
+    *packed_bytes_out = 0;
+    const store_payments_ops_t *ops = store != NULL ? store->ops->payments : NULL;
+    if (ops == NULL || ops->version_pack == NULL) return PC_OK;
+    return ops->version_pack(doc, doc_bytes, packed_out, packed_bytes_out);
+}
+
+pc_status store_pay_version_put_packed(store_tx_t *tx, const char *object_id, uint32_t version, const char *doc,
+                                       size_t doc_bytes, const uint8_t *packed, size_t packed_bytes) {
+    if (PAYMENTS_OF(tx) == NULL) return PC_STORE_UNSUPPORTED;
+    if (packed == NULL || PAYMENTS_OF(tx)->version_put_packed == NULL) {
+        return PAYMENTS_OF(tx)->version_put(tx, object_id, version, doc, doc_bytes);
+    }
+    return PAYMENTS_OF(tx)->version_put_packed(tx, object_id, version, doc, doc_bytes, packed, packed_bytes);
+}
+
 pc_status store_pay_version_get(store_reader_t *reader, const char *object_id, uint32_t version, char **doc_out,
                                 size_t *doc_bytes_out) {
     *doc_out = NULL;

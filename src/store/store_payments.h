@@ -79,6 +79,16 @@ PC_MUST_USE pc_status store_pay_objects_list(store_reader_t *reader, const store
  * (object_id, version): PC_EXISTS. */
 PC_MUST_USE pc_status store_pay_version_put(store_tx_t *tx, const char *object_id, uint32_t version,
                                             const char *doc, size_t doc_bytes);
+/* A record's stored form made ahead, on any thread (SQLite: its zstd frame), so that
+ * the writer only binds bytes: *packed_out malloc'ed (freed by the caller), or NULL when
+ * the store keeps the record as it is (or cannot pack it now: the writer does then). */
+PC_MUST_USE pc_status store_pay_version_pack(store_t *store, const char *doc, size_t doc_bytes,
+                                             uint8_t **packed_out, size_t *packed_bytes_out);
+/* store_pay_version_put with the form store_pay_version_pack made of this 'doc' (packed
+ * NULL: made here, as store_pay_version_put). What is stored is the same either way. */
+PC_MUST_USE pc_status store_pay_version_put_packed(store_tx_t *tx, const char *object_id, uint32_t version,
+                                                   const char *doc, size_t doc_bytes, const uint8_t *packed,
+                                                   size_t packed_bytes);
 /* PC_OK (*doc_out malloc'ed, NUL-terminated, freed by the caller), PC_NOT_FOUND, or a
  * read error. */
 PC_MUST_USE pc_status store_pay_version_get(store_reader_t *reader, const char *object_id, uint32_t version,

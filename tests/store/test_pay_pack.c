@@ -2,11 +2,14 @@
  * reads back byte for byte, whatever its text; a packed record that does not check is
  * PC_STORE_CORRUPT, never other text; the dictionary packed records depend on never
  * changes; a file of schema version 15 with text records migrates at open, its records
- * read as they were and the new ones are packed; a file of version 17 is refused.
+ * read as they were and the new ones are packed; a file of version 17 is refused; a
+ * record packed ahead on another thread (store_pay_version_pack) is stored as the very
+ * bytes the writer's own packing stores.
  * Method: the pack and unpack functions on typical records (the dictionary's own), random
  * texts and a record of the largest size; damaged blobs; then a real store file: records
  * written through the store's transaction, read through a reader, the rows' stored types
  * read with SQL; the file set back to version 15 with text rows, reopened. */
+#include <pthread.h>
 #include <sodium.h>
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -256,12 +259,23 @@ static void v15_records_write(const char *id, uint32_t count) {
     sqlite3_close(db);
 }
 
-/* A store file's records: the new ones packed (a tiny one as text), every one read back;
- * the same file as version 15 wrote it (text rows) migrated at open; version 17 refused. */
-static void test_store_records(void) {
+/* A fresh directory for the test's store file ('dir', 'db_path'), and its removal. */
+static void dir_make(void) {
     snprintf(dir, sizeof dir, "/tmp/paycore-paypack-XXXXXX");
     ASSERT_TRUE(mkdtemp(dir) != NULL);
     snprintf(db_path, sizeof db_path, "%s/p.db", dir);
+}
+
+static void dir_remove(void) {
+    char command[300];
+    snprintf(command, sizeof command, "rm -rf '%s'", dir);
+    ASSERT_EQ(system(command), 0);
+}
+
+/* A store file's records: the new ones packed (a tiny one as text), every one read back;
+ * the same file as version 15 wrote it (text rows) migrated at open; version 17 refused. */
+static void test_store_records(void) {
+    dir_make();
     ledger_t *ledger;
     store_t *store = store_start(&ledger);
     versions_write(store, "pay_new", 6);
@@ -284,9 +298,82 @@ static void test_store_records(void) {
 
     exec("PRAGMA user_version = 17"); /* a newer paycore's file */
     ASSERT_STATUS(store_open(&store, db_path, &(store_options_t){0}), PC_STORE_VERSION_UNSUPPORTED);
-    char command[300];
-    snprintf(command, sizeof command, "rm -rf '%s'", dir);
-    ASSERT_EQ(system(command), 0);
+    dir_remove();
+}
+
+typedef struct {
+    store_t *store;
+    const char *text;
+    size_t bytes;
+    uint8_t *packed;
+    size_t packed_bytes;
+} ahead_t;
+
+static void *ahead_run(void *arg) {
+    ahead_t *ahead = arg;
+    ASSERT_STATUS(store_pay_version_pack(ahead->store, ahead->text, ahead->bytes, &ahead->packed,
+                                         &ahead->packed_bytes), PC_OK);
+    return NULL;
+}
+
+/* The stored doc of (id, version) as a hex string (malloc'ed). */
+static char *stored_hex(const char *id, uint32_t version) {
+    sqlite3 *db;
+    ASSERT_EQ(sqlite3_open(db_path, &db), SQLITE_OK);
+    sqlite3_stmt *stmt;
+    ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT hex(doc) FROM pay_versions WHERE object_id = ?1 AND version = ?2", -1,
+                                 &stmt, NULL), SQLITE_OK);
+    sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(stmt, 2, (int)version);
+    ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+    char *hex = strdup((const char *)sqlite3_column_text(stmt, 0));
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    return hex;
+}
+
+/* Records packed ahead on another thread and put with store_pay_version_put_packed:
+ * stored as the same bytes as the same records put plainly, read back alike; a record
+ * packing would not shrink is not packed ahead and is stored as text. */
+static void test_packed_ahead(void) {
+    dir_make();
+    ledger_t *ledger;
+    store_t *store = store_start(&ledger);
+    store_tx_t *tx;
+    ASSERT_STATUS(store_tx_begin(store, &tx), PC_OK);
+    for (uint32_t v = 1; v <= 5; v++) {
+        size_t bytes = 0;
+        char *text = record_text("pay_ahead", v, &bytes); /* the same text under two ids */
+        ASSERT_STATUS(store_pay_version_put(tx, "pay_plain", v, text, bytes), PC_OK);
+        ahead_t ahead = {.store = store, .text = text, .bytes = bytes};
+        pthread_t thread;
+        ASSERT_EQ(pthread_create(&thread, NULL, ahead_run, &ahead), 0);
+        ASSERT_EQ(pthread_join(thread, NULL), 0);
+        ASSERT_TRUE(ahead.packed != NULL && ahead.packed_bytes < bytes);
+        ASSERT_STATUS(store_pay_version_put_packed(tx, "pay_ahead", v, text, bytes, ahead.packed, ahead.packed_bytes),
+                      PC_OK);
+        free(ahead.packed);
+        free(text);
+    }
+    ahead_t tiny = {.store = store, .text = small_record, .bytes = strlen(small_record)};
+    ahead_run(&tiny);
+    ASSERT_TRUE(tiny.packed == NULL && tiny.packed_bytes == 0);
+    ASSERT_STATUS(store_pay_version_put_packed(tx, "pay_ahead", 99, small_record, strlen(small_record), NULL, 0),
+                  PC_OK);
+    ASSERT_STATUS(store_pay_version_put(tx, "pay_plain", 99, small_record, strlen(small_record)), PC_OK);
+    ASSERT_STATUS(store_tx_commit(tx), PC_OK);
+    versions_check(store, "pay_ahead", 5);
+    store_end(store, ledger);
+    for (uint32_t v = 1; v <= 5; v++) {
+        char *plain = stored_hex("pay_plain", v), *ahead = stored_hex("pay_ahead", v);
+        ASSERT_STR_EQ(ahead, plain);
+        free(plain);
+        free(ahead);
+    }
+    ASSERT_EQ(query_int("SELECT count(*) FROM pay_versions WHERE object_id = 'pay_ahead' AND typeof(doc) = 'blob'"), 5);
+    ASSERT_EQ(query_int("SELECT typeof(doc) = 'text' FROM pay_versions WHERE object_id = 'pay_ahead' AND version = 99"),
+              1);
+    dir_remove();
 }
 
 int main(void) {
@@ -296,5 +383,6 @@ int main(void) {
     TEST_RUN(test_any_text);
     TEST_RUN(test_damaged);
     TEST_RUN(test_store_records);
+    TEST_RUN(test_packed_ahead);
     return test_finish();
 }
