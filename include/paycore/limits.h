@@ -323,6 +323,9 @@ static_assert(EVENTS_INFLIGHT_PER_DESTINATION_MAX <= EVENTS_INFLIGHT_MAX,
                                      (4 per call in flight) closes them whenever the calls in
                                      flight dip, and every later call pays a new connection */
 #define GW_CALLS_MAX 65536          /* operations queued or running; past it: limit_reached */
+#define GW_CALLS_FREE_MAX 256       /* ended calls kept for reuse (5.8 kB each: a fresh one is a
+                                     large allocation on the submitting HTTP thread, freed on a
+                                     gateway thread, so no thread's malloc cache ever holds one) */
 #define GW_RESPONSE_BYTES_MAX (64 * 1024) /* a channel answer larger than this is garbage */
 #define GW_CONFIG_BYTES_MAX (1024 * 1024) /* a channels file is small; bigger is a mistake */
 #define GW_CONFIG_DEPTH_MAX 8       /* the channels file's deepest nesting */
@@ -389,6 +392,9 @@ static_assert(OBS_STATS_SECONDS > OBS_STATS_HISTORY_S_MAX + 1,
                                       XGBoost scores (a ~2 ms check per load) */
 #define RISK_STORE_QUEUE_MAX 65536 /* decisions waiting for the store thread */
 #define RISK_STORE_BATCH_MAX 4096  /* rows in one store transaction */
+#define RISK_STORE_SPARE_MAX 1024  /* written ops kept for reuse (1.4 kB each: a fresh one is a
+                                    large allocation on the scoring HTTP thread, freed on the
+                                    store thread) */
 #define RISK_STORE_WAIT_MS_MAX 1000 /* a full queue holds the caller at most this long */
 #define RISK_STORE_GATHER_MS 20    /* a decisions batch fills this long before its commit:
                                       at most 50 fsyncs/s for the decisions file, whatever

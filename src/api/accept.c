@@ -11,7 +11,15 @@
  * has none of them (a suspended connection just leaves the next poll set; a read is
  * one read), but each wait costs in proportion to its connections. So the first
  * API_POLL_CONNECTIONS_PER_THREAD per thread go to the poll() daemon, the rest to
- * the epoll one; the per-address limit counts both (conn.c). */
+ * the epoll one; the per-address limit counts both (conn.c).
+ *
+ * The loop also keeps each daemon's connection count itself, and starts MHD with a
+ * limit its workers never reach: libmicrohttpd 0.9.75 hands a connection added from
+ * another thread to a worker whose count it read without a lock, and a worker that
+ * finds itself at its limit then returns with its cleanup mutex held (the limit branch
+ * of new_connection_process_ has no unlock): its next pass deadlocks, and every thread
+ * resuming one of its connections with it. A burst of connections spread by descriptor
+ * parity over a pool of two did that. */
 #include <errno.h>
 #include <poll.h>
 #include <stdint.h>
@@ -40,15 +48,30 @@ static void accept_pause(void) {
 static void accept_hand_over(api_acceptor_t *acceptor, int fd, const struct sockaddr_storage *addr,
                              socklen_t addr_bytes) {
     struct MHD_Daemon *daemon = acceptor->daemon;
+    _Atomic uint32_t *count = acceptor->daemon_count;
     if (acceptor->polled != NULL) {
         uint32_t held = atomic_fetch_add(acceptor->polled_count, 1);
-        if (held < acceptor->polled_max) daemon = acceptor->polled;
-        else atomic_fetch_sub(acceptor->polled_count, 1);
+        if (held < acceptor->polled_max) {
+            daemon = acceptor->polled;
+            count = acceptor->polled_count;
+        } else {
+            atomic_fetch_sub(acceptor->polled_count, 1);
+        }
     }
-    if (MHD_add_connection(daemon, fd, (const struct sockaddr *)addr, addr_bytes) != MHD_YES &&
-        daemon == acceptor->polled) {
-        atomic_fetch_sub(acceptor->polled_count, 1);
+    if (daemon == acceptor->daemon && count != NULL && atomic_fetch_add(count, 1) >= acceptor->daemon_max) {
+        atomic_fetch_sub(count, 1);
+        close(fd); /* full: refused as MHD refuses past its limit */
+        return;
     }
+    if (MHD_add_connection(daemon, fd, (const struct sockaddr *)addr, addr_bytes) != MHD_YES && count != NULL) {
+        atomic_fetch_sub(count, 1);
+    }
+}
+
+unsigned int api_mhd_connection_limit(uint32_t connections_max, uint32_t threads) {
+    /* each of the 'threads' workers gets a share of the limit: every share must hold all */
+    uint64_t limit = ((uint64_t)connections_max + 1) * (threads > 0 ? threads : 1);
+    return limit < UINT32_MAX ? (unsigned int)limit : UINT32_MAX;
 }
 
 /* Takes the connections waiting now; false when the process is out of descriptors. */
@@ -87,11 +110,14 @@ static void *acceptor_run(void *arg) {
 }
 
 pc_status api_acceptor_start(api_acceptor_t *acceptor, int listen_fd, struct MHD_Daemon *daemon,
-                             struct MHD_Daemon *polled, _Atomic uint32_t *polled_count, uint32_t polled_max) {
+                             _Atomic uint32_t *daemon_count, uint32_t daemon_max, struct MHD_Daemon *polled,
+                             _Atomic uint32_t *polled_count, uint32_t polled_max) {
     PC_ASSERT(!acceptor->started);
     PC_ASSERT(listen_fd >= 0 && daemon != NULL && (polled == NULL || polled_count != NULL));
     acceptor->listen_fd = listen_fd;
     acceptor->daemon = daemon;
+    acceptor->daemon_count = daemon_count;
+    acceptor->daemon_max = daemon_max;
     acceptor->polled = polled;
     acceptor->polled_count = polled_count;
     acceptor->polled_max = polled_max;

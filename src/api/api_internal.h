@@ -124,6 +124,8 @@ typedef struct {
     int listen_fd;                 /* borrowed: still listening after the stop */
     int wake_fd;                   /* eventfd: written once to stop */
     struct MHD_Daemon *daemon;     /* borrowed: outlives the loop (epoll) */
+    _Atomic uint32_t *daemon_count; /* handed to 'daemon' and not yet closed (conn.c); NULL: uncounted */
+    uint32_t daemon_max;
     struct MHD_Daemon *polled;     /* borrowed, NULL: none (poll(), the first connections) */
     _Atomic uint32_t *polled_count; /* handed to 'polled' and not yet closed (conn.c) */
     uint32_t polled_max;
@@ -132,9 +134,15 @@ typedef struct {
 } api_acceptor_t;
 
 /* Accepts on 'listen_fd' (non-blocking) and hands each connection to 'polled' while it
- * holds fewer than 'polled_max', else to 'daemon'. */
+ * holds fewer than 'polled_max', else to 'daemon'; with 'daemon_count', a connection
+ * past 'daemon_max' is closed here. Each counted daemon must be started with an MHD
+ * connection limit its workers never reach (api_mhd_connection_limit). */
 pc_status api_acceptor_start(api_acceptor_t *acceptor, int listen_fd, struct MHD_Daemon *daemon,
-                             struct MHD_Daemon *polled, _Atomic uint32_t *polled_count, uint32_t polled_max);
+                             _Atomic uint32_t *daemon_count, uint32_t daemon_max, struct MHD_Daemon *polled,
+                             _Atomic uint32_t *polled_count, uint32_t polled_max);
+/* The MHD_OPTION_CONNECTION_LIMIT for a daemon of 'threads' workers that our accept loop
+ * keeps at 'connections_max' (see accept.c: a worker reaching its own limit hangs). */
+unsigned int api_mhd_connection_limit(uint32_t connections_max, uint32_t threads);
 /* Returns once no connection will be handed over any more; the socket is untouched
  * (its backlog waits for the next loop, or for the caller to shut it down). Safe to
  * call twice, or on a loop that never started. */
@@ -194,6 +202,7 @@ struct api_server {
     struct MHD_Daemon *daemon;      /* epoll: the connections past the poll() daemon's */
     struct MHD_Daemon *daemon_polled; /* poll(): the first connections (accept.c) */
     _Atomic uint32_t conns_polled;  /* connections handed to daemon_polled, not yet closed */
+    _Atomic uint32_t conns_epoll;   /* connections handed to daemon, not yet closed */
     int listen_fd;                  /* bound before the store opens; always ours (accept.c) */
     api_acceptor_t acceptor;        /* hands listen_fd's connections to 'daemon' */
     uint16_t port;

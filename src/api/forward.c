@@ -509,7 +509,7 @@ pc_status api_forward_start(api_forward_t **out, const api_forward_config_t *con
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)config->connection_timeout_s,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)API_CONNECTIONS_MAX,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)config->connections_per_ip_max, MHD_OPTION_END);
-    status = forward->daemon != NULL ? api_acceptor_start(&forward->acceptor, forward->listen_fd, forward->daemon, NULL, NULL, 0)
+    status = forward->daemon != NULL ? api_acceptor_start(&forward->acceptor, forward->listen_fd, forward->daemon, NULL, 0, NULL, NULL, 0)
                                      : PC_IO;
     if (status != PC_OK) {
         if (forward->daemon != NULL) MHD_stop_daemon(forward->daemon);

@@ -545,7 +545,7 @@ static struct MHD_Daemon *http_daemon_start(api_server_t *server, unsigned int l
         MHD_OPTION_NOTIFY_CONNECTION, notify, server,
         /* MHD's idle timeout; conn.c adds the deadline of a whole request */
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)server->config.connection_timeout_s,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)connections_max,
+        MHD_OPTION_CONNECTION_LIMIT, api_mhd_connection_limit(connections_max, server->config.threads),
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)API_CONNECTION_MEMORY_BYTES,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, server, MHD_OPTION_END);
 }
@@ -561,6 +561,7 @@ static pc_status start_http(api_server_t *server) {
     server->daemon = http_daemon_start(server, MHD_USE_EPOLL, API_CONNECTIONS_MAX - polled_max, api_conn_notify);
     pc_status status = server->daemon != NULL && server->daemon_polled != NULL
                            ? api_acceptor_start(&server->acceptor, server->listen_fd, server->daemon,
+                                                &server->conns_epoll, API_CONNECTIONS_MAX - polled_max,
                                                 server->daemon_polled, &server->conns_polled, polled_max)
                            : PC_IO;
     if (status != PC_OK) obs_logf(OBS_LEVEL_ERROR, "cannot start the HTTP server on %s", server->config.listen);

@@ -446,6 +446,9 @@ struct gw {
     _Atomic uint64_t reloads_ok;
     _Atomic uint64_t reloads_refused;
     _Atomic uint64_t submitted;
+    pthread_mutex_t calls_free_mutex; /* guards the ended calls kept for reuse */
+    struct gw_call *calls_free;       /* linked by 'next'; at most GW_CALLS_FREE_MAX */
+    uint32_t calls_free_count;
     pthread_mutex_t listener_mutex;
     gw_update_fn listener;
     void *listener_ctx;

@@ -6,6 +6,7 @@
  * compare the two. Building and dumping an operation cost more than writing it in a
  * whole payment's request path (jansson's buffer grows by reallocs, each object is a
  * hash table). */
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -298,8 +299,44 @@ static void method_write(pay_out_t *o, const pay_payment_t *p) {
 /* A real as jansson dumps it (jsonp_dtostr at its default precision, 17): "%.17g",
  * with ".0" when that reads as an integer, and the exponent without '+' or leading
  * zeros. The C locale's '.' is assumed, as everywhere in paycore. */
+/* "%.17g" of a value in [1e-4, 1) (a risk score), without printf: value = mant / 2^shift
+ * exactly, and its 17 significant digits are mant * 10^k / 2^shift rounded to the
+ * nearest, ties to even (as printf rounds), all in 128-bit integers; %g writes such a
+ * value in fixed notation without trailing zeros. False for any other value, and for
+ * one whose rounding carries into an 18th digit: snprintf writes those. */
+static bool real_fraction_text(double value, char text[32], size_t *bytes_out) {
+    if (!(value >= 1e-4 && value < 1.0)) return false; /* each bound lies above its decimal */
+    int exp2 = 0;
+    uint64_t mant = (uint64_t)ldexp(frexp(value, &exp2), 53);
+    unsigned shift = (unsigned)(53 - exp2); /* 53..66 */
+    int point = value >= 0.1 ? -1 : value >= 0.01 ? -2 : value >= 0.001 ? -3 : -4; /* floor(log10) */
+    unsigned __int128 scaled = mant;
+    for (int k = 16 - point; k > 0; k--) scaled *= 10; /* < 2^53 * 10^20 < 2^120 */
+    uint64_t digits = (uint64_t)(scaled >> shift);
+    unsigned __int128 rest = scaled & (((unsigned __int128)1 << shift) - 1);
+    unsigned __int128 half = (unsigned __int128)1 << (shift - 1);
+    if (rest > half || (rest == half && (digits & 1) != 0)) digits++;
+    if (digits >= 100000000000000000ull) return false;
+    size_t at = 0;
+    text[at++] = '0';
+    text[at++] = '.';
+    for (int zeros = -point - 1; zeros > 0; zeros--) text[at++] = '0';
+    char reversed[17];
+    for (int i = 0; i < 17; i++, digits /= 10) reversed[i] = (char)('0' + digits % 10);
+    int first = 0;
+    while (reversed[first] == '0') first++; /* trailing zeros; the leading digit is not 0 */
+    for (int i = 16; i >= first; i--) text[at++] = reversed[i];
+    *bytes_out = at;
+    return true;
+}
+
 static void out_real(pay_out_t *o, double value) {
     char text[64];
+    size_t fast_bytes = 0;
+    if (real_fraction_text(value, text, &fast_bytes)) {
+        pay_out_add(o, text, fast_bytes);
+        return;
+    }
     int n = snprintf(text, sizeof text - 3, "%.17g", value);
     if (n < 0 || (size_t)n >= sizeof text - 3) {
         o->failed = true;

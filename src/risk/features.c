@@ -523,29 +523,50 @@ static void context_features(const risk_auth_t *a, double amount_usd, float *out
     out[RISK_F_amount_round] = (float)round;
 }
 
+/* The slot a lookup of 'key' reads first, fetched ahead: the keys are random, so each
+ * lookup misses the cache (and, on a hypervisor, the TLB) two or three times in a row;
+ * fetched together, a payment's four lookups wait for their misses at once. */
+static void table_prefetch(const table *t, uint64_t key) {
+    uint32_t slot = (uint32_t)key & t->slot_mask;
+    __builtin_prefetch(&t->keys[slot]);
+    __builtin_prefetch(&t->slab_index[slot]);
+}
+
 void risk_features_compute(const risk_features_t *f, const risk_auth_t *a,
                            float out[RISK_FEATURE_COUNT]) {
+    uint64_t payer_key = key_in(a->scope, 'p', a->payer_id), merchant_key = key_of('m', a->payee_id);
+    uint64_t device_key = a->device_id[0] != '\0' ? key_in(a->scope, 'd', a->device_id) : 0;
+    uint64_t ip_key = a->ip_prefix[0] != '\0' ? key_in(a->scope, 'i', a->ip_prefix) : 0;
+    table_prefetch(&f->payers, payer_key);
+    table_prefetch(&f->entities, merchant_key);
+    if (device_key != 0) table_prefetch(&f->entities, device_key);
+    if (ip_key != 0) table_prefetch(&f->entities, ip_key);
     for (int i = 0; i < RISK_FEATURE_COUNT; i++) out[i] = NAN;
     uint32_t now_s = ts32(a->ts_s);
     double amount_usd = risk_amount_usd(a->amount_minor, a->currency);
     context_features(a, amount_usd, out);
-    const payer_state *p = table_find(&f->payers, key_in(a->scope, 'p', a->payer_id));
+    const payer_state *p = table_find(&f->payers, payer_key);
+    const entity_state *m = table_find(&f->entities, merchant_key);
+    const entity_state *d = device_key != 0 ? table_find(&f->entities, device_key) : NULL;
+    const entity_state *ip = ip_key != 0 ? table_find(&f->entities, ip_key) : NULL;
+    if (p != NULL) __builtin_prefetch(p);
+    if (m != NULL) __builtin_prefetch(m);
+    if (d != NULL) __builtin_prefetch(d);
+    if (ip != NULL) __builtin_prefetch(ip);
     if (p != NULL) {
         payer_features(p, a, now_s, amount_usd, out);
     } else {
         payer_features_new(a, out);
     }
-    merchant_features(table_find(&f->entities, key_of('m', a->payee_id)), now_s, amount_usd, out);
-    if (a->device_id[0] != '\0') {
-        const entity_state *d = table_find(&f->entities, key_in(a->scope, 'd', a->device_id));
+    merchant_features(m, now_s, amount_usd, out);
+    if (device_key != 0) {
         link_features(d, now_s, out, RISK_F_device_count_1h, RISK_F_device_count_24h,
                       RISK_F_device_distinct_payers);
         if (d != NULL) out[RISK_F_device_age_log] = log1pf_pos(age_s(now_s, d->first_ts_s));
         else out[RISK_F_device_age_log] = 0;
     }
-    if (a->ip_prefix[0] != '\0') {
-        link_features(table_find(&f->entities, key_in(a->scope, 'i', a->ip_prefix)), now_s, out,
-                      RISK_F_ip_count_1h, RISK_F_ip_count_24h, RISK_F_ip_distinct_payers);
+    if (ip_key != 0) {
+        link_features(ip, now_s, out, RISK_F_ip_count_1h, RISK_F_ip_count_24h, RISK_F_ip_distinct_payers);
     }
 }
 

@@ -51,6 +51,8 @@ struct risk_store {
     uint64_t failed_total;
     uint32_t flush_waiters;    /* a flush waits: commit without gathering */
     bool stopping;
+    store_op *spare;           /* written ops kept for reuse, linked by 'next' */
+    uint32_t spare_count;      /* at most RISK_STORE_SPARE_MAX */
     sqlite3_stmt *insert_decision, *update_feedback, *upsert_review, *upsert_meta;
 };
 
@@ -237,6 +239,40 @@ static void gather(risk_store_t *s) {
     }
 }
 
+static void ops_free(store_op *op) {
+    while (op != NULL) {
+        store_op *next = op->next;
+        free(op);
+        op = next;
+    }
+}
+
+/* Keeps written ops for reuse, up to RISK_STORE_SPARE_MAX; returns the rest. */
+static store_op *ops_keep_locked(risk_store_t *s, store_op *op) {
+    while (op != NULL && s->spare_count < RISK_STORE_SPARE_MAX) {
+        store_op *next = op->next;
+        op->next = s->spare;
+        s->spare = op;
+        s->spare_count++;
+        op = next;
+    }
+    return op;
+}
+
+/* A zeroed op: a kept one, else a fresh one. */
+static store_op *op_new(risk_store_t *s) {
+    pthread_mutex_lock(&s->lock);
+    store_op *op = s->spare;
+    if (op != NULL) {
+        s->spare = op->next;
+        s->spare_count--;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (op == NULL) return calloc(1, sizeof(*op));
+    memset(op, 0, sizeof(*op));
+    return op;
+}
+
 static void *writer_main(void *arg) {
     risk_store_t *s = arg;
     pthread_mutex_lock(&s->lock);
@@ -248,15 +284,14 @@ static void *writer_main(void *arg) {
         store_op *batch = take_batch(s, &n);
         pthread_mutex_unlock(&s->lock);
         bool ok = write_batch(s, batch);
-        while (batch != NULL) {
-            store_op *next = batch->next;
-            free(batch);
-            batch = next;
-        }
         pthread_mutex_lock(&s->lock);
+        batch = ops_keep_locked(s, batch);
         if (!ok) s->failed_total += n;
         s->committed_seq += n;
         pthread_cond_broadcast(&s->progress);
+        pthread_mutex_unlock(&s->lock);
+        ops_free(batch);
+        pthread_mutex_lock(&s->lock);
     }
     pthread_mutex_unlock(&s->lock);
     return NULL;
@@ -297,6 +332,7 @@ void risk_store_close(risk_store_t *s) {
     pthread_cond_signal(&s->wake);
     pthread_mutex_unlock(&s->lock);
     pthread_join(s->thread, NULL);
+    ops_free(s->spare);
     sqlite3_finalize(s->insert_decision);
     sqlite3_finalize(s->update_feedback);
     sqlite3_finalize(s->upsert_review);
@@ -357,7 +393,7 @@ static void join_reasons(const risk_decision_t *d, char *out, size_t out_bytes) 
 
 pc_status risk_store_put_decision(risk_store_t *s, const risk_auth_t *auth,
                                   const risk_decision_t *decision) {
-    store_op *op = calloc(1, sizeof(*op));
+    store_op *op = op_new(s);
     if (op == NULL) return PC_NO_MEMORY;
     op->kind = OP_DECISION;
     op->auth = *auth;
@@ -370,7 +406,7 @@ pc_status risk_store_put_decision(risk_store_t *s, const risk_auth_t *auth,
 
 pc_status risk_store_put_feedback(risk_store_t *s, uint64_t decision_id, bool is_fraud,
                                   int64_t at_s) {
-    store_op *op = calloc(1, sizeof(*op));
+    store_op *op = op_new(s);
     if (op == NULL) return PC_NO_MEMORY;
     op->kind = OP_FEEDBACK;
     op->decision_id = decision_id;
@@ -380,7 +416,7 @@ pc_status risk_store_put_feedback(risk_store_t *s, uint64_t decision_id, bool is
 }
 
 pc_status risk_store_put_review(risk_store_t *s, const risk_review_t *review) {
-    store_op *op = calloc(1, sizeof(*op));
+    store_op *op = op_new(s);
     if (op == NULL) return PC_NO_MEMORY;
     op->kind = OP_REVIEW;
     op->review = *review;
@@ -388,7 +424,7 @@ pc_status risk_store_put_review(risk_store_t *s, const risk_review_t *review) {
 }
 
 pc_status risk_store_meta_set(risk_store_t *s, const char *key, uint64_t value) {
-    store_op *op = calloc(1, sizeof(*op));
+    store_op *op = op_new(s);
     if (op == NULL) return PC_NO_MEMORY;
     op->kind = OP_META;
     snprintf(op->meta_key, sizeof(op->meta_key), "%s", key);

@@ -348,6 +348,36 @@ static void test_fixed_sweep(void) {
     ASSERT_TRUE(gave_up > 100);
 }
 
+/* Risk scores, which the writer formats without printf (values in [1e-4, 1)): random
+ * bits in and around the range, its decade edges, and dyadic values whose 18th digit
+ * is an exact tie (printf rounds those to even). Each compared with jansson's dump. */
+static double random_score(void) {
+    static const double picks[] = {1e-4, 0.001, 0.01, 0.1, 0.5, 0.25, 0.99999999999999989, 0.099999999999999992,
+                                   9.9999999999999991e-05, 0.0099999999999999985, 0.1000038146972656, 1.0};
+    switch (rng_below(4)) {
+    case 0: return picks[rng_below(sizeof picks / sizeof picks[0])];
+    case 1: return ldexp((double)((rng_next() >> 40) | 1), -(int)(18 + rng_below(30)));
+    case 2: return (double)(rng_next() >> 11) / 9007199254740992.0;
+    default: return nextafter((double)rng_below(100000) / 100000.0, rng_below(2) ? 1.0 : 0.0);
+    }
+}
+
+static void test_score_reals(void) {
+    for (int i = 0; i < 20000; i++) {
+        pay_payment_t p;
+        pay_payment_init(&p);
+        snprintf(p.id, sizeof p.id, "pay_%d", i);
+        snprintf(p.merchant_id, sizeof p.merchant_id, "m_1");
+        snprintf(p.currency, sizeof p.currency, "EUR");
+        snprintf(p.risk.outcome, sizeof p.risk.outcome, "approve");
+        p.risk.decision_id = (uint64_t)i + 1;
+        p.risk.detail = json_pack("{s:f,s:[]}", "score", random_score(), "reasons");
+        ASSERT_TRUE(p.risk.detail != NULL);
+        ASSERT_TRUE(compare_fixed(&p)); /* every text plain: written, and equal */
+        pay_payment_clear(&p);
+    }
+}
+
 /* ---- a whole payment: the document and its record ---- */
 
 static void random_changing(pay_payment_t *p, bool odd) {
@@ -539,6 +569,7 @@ int main(void) {
     TEST_RUN(test_hand_cases);
     TEST_RUN(test_random_sweep);
     TEST_RUN(test_fixed_sweep);
+    TEST_RUN(test_score_reals);
     TEST_RUN(test_payment_sweep);
     TEST_RUN(test_routing_sweep);
     return test_finish();
