@@ -10,6 +10,7 @@ Method: a real server; time is moved with PAYCORE_TEST_CLOCK_OFFSET_S (the test 
 of the retention) across restarts instead of waiting a day; the rows are counted in
 the database file itself."""
 import os
+import signal
 import sqlite3
 import subprocess
 import time
@@ -170,16 +171,21 @@ def test_room(server):
     expect(post(admin, "/v1/accounts", account("adm-0"), "adm-0"), 201, what="a replay in a full room")
     expect(post(admin, "/v1/accounts", account("adm-other"), "adm-0"), 409, "idempotency_key_reused",
            "a reused key with another body in a full room")
-    server.stop()
-    # the room is counted again from the file at start: both still refused
-    admin = start_at(server, 300, limit)
-    expect(post(server.client(made["key"]), "/v1/accounts", account("m-late"), "m-late"), 503,
-           "idempotency_storage_full", "past its share in a short room after a restart")
-    expect(post(admin, "/v1/accounts", account("adm-late"), "adm-late"), 503,
-           "idempotency_storage_full", "a full room after a restart")
-    r = expect(post(server.client(made["key"]), "/v1/accounts", account("m-1"), "m-1"), 201,
-               what="a replay after a restart")
-    check(r.headers.get("idempotent-replayed") == "true", "replayed after a restart")
+    # the room is counted again from the file at start, after a crash and after a clean
+    # stop: both keys still refused, replays and reused keys answered as before
+    for how in (signal.SIGKILL, signal.SIGTERM):
+        server.stop(how)
+        admin = start_at(server, 300, limit)
+        m = server.client(made["key"])
+        expect(post(m, "/v1/accounts", account("m-late"), "m-late"), 503,
+               "idempotency_storage_full", "past its share in a short room after signal %d" % how)
+        expect(post(admin, "/v1/accounts", account("adm-late"), "adm-late"), 503,
+               "idempotency_storage_full", "a full room after signal %d" % how)
+        r = expect(post(m, "/v1/accounts", account("m-1"), "m-1"), 201, what="a replay after signal %d" % how)
+        check(r.headers.get("idempotent-replayed") == "true", "replayed after signal %d" % how)
+        expect(post(m, "/v1/accounts", account("m-other"), "m-1"), 409, "idempotency_key_reused",
+               "a reused key after signal %d" % how)
+        check(room_by_key(server) == after, "nothing stored past the room")
     server.stop()
     # past the retention the purge frees the room
     start_at(server, 400, limit)
