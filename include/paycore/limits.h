@@ -210,27 +210,35 @@
 #define API_ACCEPT_PAUSE_MS 10
 
 /* Stored Idempotency-Key replies live at least a day (as Stripe's do): a client's
- * retries after an outage of hours still replay. Their room is bounded in total and
- * per key (--idempotency-max-bytes, --idempotency-key-max-bytes); a full batch's
- * reply is about 1 MiB. The purge deletes expired rows through the writer in chunks
- * this small (one short write transaction each), and only while the writer's queue
- * holds fewer events than API_IDEM_PURGE_QUEUE_EVENTS_MAX. */
+ * retries after an outage of hours still replay. Their room is bounded in total
+ * (--idempotency-max-bytes: past it every new reply is refused) and shared fairly
+ * (--idempotency-key-max-bytes: a key's share, enforced only once the room is short,
+ * i.e. API_IDEM_ROOM_SHORT_PERCENT full, so one busy key may use the room the others
+ * leave, and the rest is kept for keys within their share). A payment (authorize +
+ * capture, each under its own key) takes about 260 bytes of room: the default room
+ * holds 24 h of ~380 payments/s, its short mark (6 GiB) ~24 M payments, e.g. a burst
+ * of 5,000/s for 80 minutes (docs/architecture.md, limits). A full batch's reply is
+ * about 1 MiB. The purge deletes expired rows through the writer in chunks this small
+ * (one short write transaction each, the next at once while chunks come full: it must
+ * keep up with the rate replies are stored), and only while the writer's queue holds
+ * fewer events than API_IDEM_PURGE_QUEUE_EVENTS_MAX. */
 #define API_IDEM_RETENTION_H_MIN 24
-#define API_IDEM_BYTES_DEFAULT (1ull << 30)
+#define API_IDEM_BYTES_DEFAULT (8ull << 30)
 #define API_IDEM_KEY_BYTES_DEFAULT (256ull << 20)
-#define API_IDEM_PURGE_ROWS_MAX 64
+#define API_IDEM_ROOM_SHORT_PERCENT 75
+#define API_IDEM_PURGE_ROWS_MAX 256
 #define API_IDEM_PURGE_BYTES_MAX (4ull << 20)
 #define API_IDEM_PURGE_QUEUE_EVENTS_MAX 1024
 
 /* The in-memory index of stored Idempotency-Keys (store/idem_index.h): 16 to 32 bytes
  * a key (a table of 64-bit prints at most half full), grown as keys arrive. The
  * default holds the rows the default room allows at a payment reply's size (about
- * 130 bytes a row: 1 GiB / 130 B ~ 8M keys, 2^24 slots = 128 MiB at most); past
+ * 130 bytes a row: 8 GiB / 130 B ~ 66M keys, 2^27 slots = 1 GiB at most); past
  * --idempotency-index-max-keys every lookup reads the store as it would without an
  * index (never a wrong "new"), until the purge brought the rows under
  * API_IDEM_INDEX_REBUILD_PERCENT of it: then it is rebuilt from the store in the
  * background (a restart, too, finds the rows within it again). */
-#define API_IDEM_INDEX_KEYS_DEFAULT 8388608     /* 2^23 */
+#define API_IDEM_INDEX_KEYS_DEFAULT 67108864     /* 2^26 */
 #define API_IDEM_INDEX_KEYS_MAX 134217728 /* 2^27: 2 GiB of table at most */
 #define API_IDEM_INDEX_REBUILD_PERCENT 75 /* room left for the keys that arrive during the
                                              rebuild's scan, and no rebuild after each purge */

@@ -75,7 +75,8 @@ pc_status api_usage_body_charge(api_usage_t *usage, const char *key_id, bool adm
 void api_usage_body_release(api_usage_t *usage, const char *key_id, uint64_t bytes);
 /* Stored idempotent replies: a committed change of 'key_id''s bytes. */
 void api_usage_idem_add(api_usage_t *usage, const char *key_id, int64_t delta_bytes);
-/* True while 'key_id' and the server are both under their bounds. */
+/* True while the server is under its bound and 'key_id' within its share or the room
+ * not yet short (usage.c). */
 bool api_usage_idem_room(api_usage_t *usage, const char *key_id, uint64_t key_bytes_max,
                          uint64_t total_bytes_max);
 void api_usage_totals(api_usage_t *usage, uint64_t *body_bytes, uint64_t *idem_bytes);

@@ -9,14 +9,19 @@
  * Purge: a background thread deletes expired rows through the writer (the only writer
  * of the file), as small commands of at most API_IDEM_PURGE_ROWS_MAX rows and
  * API_IDEM_PURGE_BYTES_MAX bytes each, one at a time, and only while the writer's
- * queue is short: it never holds the write lock long and yields to requests.
+ * queue is short: it never holds the write lock long and yields to requests. While
+ * chunks come full the next goes at once: expired rows still take room, so the purge
+ * must delete them as fast as replies are stored (10,000 a second at 5,000 payments/s).
+ * It deletes only expired rows, however short the room.
  *
- * Room: the stored bytes per key and in total (usage.c) are bounded by
- * --idempotency-key-max-bytes and --idempotency-max-bytes. Past either bound a request
- * that would store a new reply is refused with 503 idempotency_storage_full (and
- * Retry-After); replays of stored replies and requests without a key still run. A
- * bound is checked before the request runs, so it may be passed by the replies of
- * requests already running (at most one reply each).
+ * Room: the stored bytes in total (usage.c) are bounded by --idempotency-max-bytes;
+ * each key's by --idempotency-key-max-bytes, a fair share that holds only once the
+ * room is short (API_IDEM_ROOM_SHORT_PERCENT full), so one busy key may use what the
+ * others leave. Past the total, or past its share in a short room, a request that
+ * would store a new reply is refused with 503 idempotency_storage_full (and
+ * Retry-After); replays of stored replies, reused keys (409) and requests without a
+ * key still run. A bound is checked before the request runs, so it may be passed by
+ * the replies of requests already running (at most one reply each).
  *
  * Index: the keys that have a stored row are held in memory (store/idem_index.h),
  * loaded at start from the stored replies (the payments layer adds the lookups of keys
@@ -42,7 +47,9 @@
 
 #define NS_PER_HOUR (3600ull * 1000000000ull)
 #define PURGE_IDLE_MS 60000       /* nothing left to purge: look again a minute later */
-#define PURGE_BUSY_MS 50          /* a full chunk was purged: the next one soon */
+#define PURGE_BUSY_MS 0           /* a full chunk was purged: the next one at once (the purge
+                                     must delete rows as fast as they are stored) */
+#define PURGE_SOON_MS 50          /* a part chunk: the rows behind it were not due yet */
 #define PURGE_DEFER_MS 200        /* the writer is busy: ask again shortly */
 
 uint64_t api_idem_now_ns(const api_server_t *server) {
@@ -221,7 +228,9 @@ static void *purge_run(void *arg) {
             continue;
         }
         uint32_t purged = purge_chunk(server, job);
-        period_ms = purged > 0 ? PURGE_BUSY_MS : PURGE_IDLE_MS; /* more may be left */
+        /* a full chunk: more may be due; a partial one: the rest is younger, look again
+         * when some of it may have expired */
+        period_ms = purged == API_IDEM_PURGE_ROWS_MAX ? PURGE_BUSY_MS : purged > 0 ? PURGE_SOON_MS : PURGE_IDLE_MS;
         if (purged == 0 && idem_index_rebuild_wanted(server->idem_index)) index_rebuild(server);
     }
     free(job);

@@ -9,7 +9,11 @@
  * gets 503 limit_reached (Retry-After) before its body is read.
  *
  * Stored idempotent replies: bytes per key and in total, counted from the file at
- * start and kept up to date as replies are stored and purged (idempotency.c).
+ * start and kept up to date as replies are stored and purged (idempotency.c). The
+ * total is a hard bound; a key's own bound is a fair share that holds only once the
+ * room is short (API_IDEM_ROOM_SHORT_PERCENT full): until then one busy key may use
+ * what the others leave, and past it the rest of the room is kept for the keys still
+ * within their share.
  *
  * One mutex guards the table; it is taken a few times per request with a body. Keys
  * are never removed (there are at most API_KEYS_MAX, plus "" for keyless requests). */
@@ -114,12 +118,21 @@ void api_usage_idem_add(api_usage_t *usage, const char *key_id, int64_t delta_by
     pthread_mutex_unlock(&usage->mutex);
 }
 
+/* The total past which the room is short: API_IDEM_ROOM_SHORT_PERCENT of the bound,
+ * without overflow for any bound. */
+static uint64_t idem_short_bytes(uint64_t total_bytes_max) {
+    return total_bytes_max / 100 * API_IDEM_ROOM_SHORT_PERCENT +
+           total_bytes_max % 100 * API_IDEM_ROOM_SHORT_PERCENT / 100;
+}
+
 bool api_usage_idem_room(api_usage_t *usage, const char *key_id, uint64_t key_bytes_max,
                          uint64_t total_bytes_max) {
     pthread_mutex_lock(&usage->mutex);
     api_usage_slot *slot = slot_find(usage, key_id);
-    bool room = slot != NULL && slot->idem_bytes < key_bytes_max &&
-                usage->idem_bytes_total < total_bytes_max;
+    uint64_t total = usage->idem_bytes_total;
+    bool within_share = slot != NULL && slot->idem_bytes < key_bytes_max;
+    bool short_room = total >= idem_short_bytes(total_bytes_max);
+    bool room = slot != NULL && total < total_bytes_max && (within_share || !short_room);
     pthread_mutex_unlock(&usage->mutex);
     return room;
 }

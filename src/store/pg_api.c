@@ -146,32 +146,32 @@ static pc_status pg_api_idem_put(store_tx_t *tx, const char *key_id, const char 
     return PC_OK;
 }
 
-/* Chooses the oldest rows first (at most 'rows_max', and past the first at most
- * 'bytes_max'), then deletes them one by one: a purge is small and rare. */
+/* Deletes the oldest rows (at most 'rows_max', and past the first at most 'bytes_max'
+ * of them, by their running sum in age order) in one statement: the purge must keep
+ * up with the rate replies are stored, a round trip a row would not. */
 static pc_status pg_api_idem_purge(store_tx_t *tx, uint64_t before_ns, uint32_t rows_max, uint64_t bytes_max,
                                    store_api_idem_purged_fn fn, void *ctx) {
     PC_ASSERT(rows_max > 0 && rows_max <= API_IDEM_PURGE_ROWS_MAX);
     PGconn *conn = pg_tx_conn(tx);
-    char before[24], limit[16];
+    char before[24], limit[16], bytes[24];
     snprintf(before, sizeof before, "%" PRIu64, before_ns);
     snprintf(limit, sizeof limit, "%u", rows_max);
-    const char *params[] = {before, limit};
-    PGresult *victims = pg_query(conn, "SELECT key_id, idempotency_key, row_bytes FROM idempotency_keys WHERE"
-                                       " created_ns < $1 ORDER BY created_ns LIMIT $2", 2, params);
-    if (victims == NULL) return PC_STORE_COMMIT_FAILED;
-    pc_status status = PC_OK;
-    uint64_t bytes = 0;
-    for (int row = 0; status == PC_OK && row < PQntuples(victims); row++) {
-        uint64_t row_bytes = (uint64_t)pg_int(victims, row, 2);
-        if (row > 0 && bytes + row_bytes > bytes_max) break;
-        const char *keys[] = {PQgetvalue(victims, row, 0), PQgetvalue(victims, row, 1)};
-        status = pg_write(conn, "DELETE FROM idempotency_keys WHERE key_id = $1 AND idempotency_key = $2", 2, keys,
-                            NULL);
-        if (status == PC_OK) fn(keys[0], keys[1], row_bytes, ctx);
-        bytes += row_bytes;
+    snprintf(bytes, sizeof bytes, "%" PRIu64, bytes_max);
+    const char *params[] = {before, limit, bytes};
+    PGresult *purged = pg_query(conn, "WITH oldest AS (SELECT key_id, idempotency_key, row_bytes, created_ns FROM"
+                                      " idempotency_keys WHERE created_ns < $1 ORDER BY created_ns LIMIT $2),"
+                                      " victims AS (SELECT key_id, idempotency_key, row_number() OVER w AS n,"
+                                      " sum(row_bytes) OVER w AS running FROM oldest WINDOW w AS (ORDER BY"
+                                      " created_ns, key_id, idempotency_key))"
+                                      " DELETE FROM idempotency_keys k USING victims v WHERE k.key_id = v.key_id"
+                                      " AND k.idempotency_key = v.idempotency_key AND (v.n = 1 OR v.running <= $3)"
+                                      " RETURNING k.key_id, k.idempotency_key, k.row_bytes", 3, params);
+    if (purged == NULL) return PC_STORE_COMMIT_FAILED;
+    for (int row = 0; row < PQntuples(purged); row++) {
+        fn(PQgetvalue(purged, row, 0), PQgetvalue(purged, row, 1), (uint64_t)pg_int(purged, row, 2), ctx);
     }
-    PQclear(victims);
-    return status;
+    PQclear(purged);
+    return PC_OK;
 }
 
 #define IDEM_KEYS_PAGE_ROWS 10000 /* a page of keys in memory at a time, not the whole table */

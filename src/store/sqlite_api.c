@@ -488,15 +488,33 @@ static pc_status idem_victims_select(sqlite3 *db, uint64_t before_ns, uint32_t r
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? PC_OK : PC_STORE_COMMIT_FAILED;
 }
 
+/* The victims are the first rows in seq order, so one range holds them and nothing
+ * else (a row stored since has a larger seq): one statement deletes them all. */
 static pc_status idem_victims_delete(store_tx_t *tx, const idem_victims *v, store_api_idem_purged_fn fn,
                                      void *ctx) {
+    if (v->count == 0) return PC_OK;
     store_idem_rows_t *rows = tx_idem_rows(tx);
     pc_status status = PC_OK;
     for (uint32_t i = 0; i < v->count && status == PC_OK; i++) {
         uint32_t tag = store_idem_rows_tag(rows, v->key_ids[i], v->idempotency_keys[i]);
         status = store_idem_rows_forget_later(rows, tag, v->seqs[i]);
-        if (status == PC_OK) status = idem_row_delete(store_sqlite_tx_db(tx), v->seqs[i]);
-        if (status == PC_OK) fn(v->key_ids[i], v->idempotency_keys[i], v->row_bytes[i], ctx);
+    }
+    sqlite3 *db = store_sqlite_tx_db(tx);
+    sqlite3_stmt *stmt = NULL;
+    if (status == PC_OK && store_sqlite_prepare(db, "DELETE FROM idempotency_keys WHERE seq BETWEEN ?1 AND ?2", &stmt,
+                                                PC_STORE_READ_FAILED) != PC_OK) {
+        status = PC_STORE_COMMIT_FAILED;
+    }
+    if (status == PC_OK) {
+        sqlite3_bind_int64(stmt, 1, (sqlite3_int64)v->seqs[0]);
+        sqlite3_bind_int64(stmt, 2, (sqlite3_int64)v->seqs[v->count - 1]);
+        int rc = sqlite3_step(stmt);
+        /* anything but exactly the victims (a row between them unseen): the batch fails */
+        if (rc != SQLITE_DONE || sqlite3_changes(db) != (int)v->count) status = PC_STORE_COMMIT_FAILED;
+    }
+    sqlite3_finalize(stmt);
+    for (uint32_t i = 0; i < v->count && status == PC_OK; i++) {
+        fn(v->key_ids[i], v->idempotency_keys[i], v->row_bytes[i], ctx);
     }
     return status;
 }

@@ -1,10 +1,10 @@
 """Goal: Idempotency-Key works on every payments POST: the same key and body again
 answers the stored reply byte for byte and does nothing twice; the same key with another
 body is 409 idempotency_key_reused. The replies of payments (answered after their
-channel call, stored in the transaction that makes them final) count against the API
-key's idempotency room: past --idempotency-key-max-bytes a new key is refused with 503
-idempotency_storage_full, while replays and requests without a key still run, and the
-count survives a restart.
+channel call, stored in the transaction that makes them final) count against the
+idempotency room: once it is full (--idempotency-max-bytes) a new key is refused with
+503 idempotency_storage_full, while replays and requests without a key still run, and
+the count survives a restart.
 Method: a real server and simulators; every POST route sent twice with one key; the
 effect (a payment's amounts, a wallet's balance, the merchant's balance, the number of
 refunds/payouts) is read after each. Then a server with a small room per key."""
@@ -80,7 +80,7 @@ def every_post(env):
 
 
 def room(env_dir_args):
-    """A small room per key: deferred payment replies fill it."""
+    """A small room: deferred payment replies fill it."""
     env = Env(extra_args=env_dir_args)
     try:
         env.start()
@@ -119,7 +119,7 @@ def main():
     finally:
         env.close()
     # a payment's stored reply is a reference to its version (a hundred bytes or so)
-    fitted = room(["--idempotency-key-max-bytes", "2k"])
+    fitted = room(["--idempotency-max-bytes", "2k"])
     print("payments idempotency: ok (every POST replayed; %d payment replies filled a 2k room)" % fitted)
 
 
