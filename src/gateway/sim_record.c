@@ -7,6 +7,7 @@
  * While the event loop is in a pass ('batching') units leave the commit to the
  * pass's end (sim_group_flush), so one commit carries every request of the pass. */
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 
 #include "gateway/sim_internal.h"
 #include "obs/obs.h"
+#include "store/sqlite_pcache.h"
 
 #define SIM_SCHEMA_VERSION 3
 
@@ -403,7 +405,19 @@ static bool schema_apply(sim_db_t *db, char **message) {
     return ok;
 }
 
+static pthread_once_t sqlite_config_once = PTHREAD_ONCE_INIT;
+
+/* Before SQLite starts (a simulator has its process to itself; in a process where
+ * SQLite already runs, nothing changes): no global memory statistics, whose mutex and
+ * counters every allocation of SQLite's paid (a new page of the record is one), and the
+ * store's page cache, which keeps a COMMIT after a B-tree split from visiting every
+ * cached page (store/sqlite_pcache.c). */
+static void sqlite_config(void) {
+    if (sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) == SQLITE_OK) (void)store_sqlite_pcache_install();
+}
+
 bool sim_db_open(sim_db_t *db, const char *path, sim_kind kind, char *error, size_t error_bytes) {
+    pthread_once(&sqlite_config_once, sqlite_config);
     memset(db, 0, sizeof(*db));
     if (!create_private(path, error, error_bytes)) return false;
     if (sqlite3_open_v2(path, &db->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, store_sqlite_walbuf_vfs()) != SQLITE_OK) {
