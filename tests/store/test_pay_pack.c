@@ -259,8 +259,7 @@ static void v15_records_write(const char *id, uint32_t count) {
 /* A store file's records: the new ones packed (a tiny one as text), every one read back;
  * the same file as version 15 wrote it (text rows) migrated at open; version 17 refused. */
 static void test_store_records(void) {
-    snprintf(dir, sizeof dir, "/tmp/paycore-paypack-XXXXXX");
-    ASSERT_TRUE(mkdtemp(dir) != NULL);
+    test_dir_make(dir, sizeof dir, "paycore-paypack");
     snprintf(db_path, sizeof db_path, "%s/p.db", dir);
     ledger_t *ledger;
     store_t *store = store_start(&ledger);
@@ -284,9 +283,7 @@ static void test_store_records(void) {
 
     exec("PRAGMA user_version = 17"); /* a newer paycore's file */
     ASSERT_STATUS(store_open(&store, db_path, &(store_options_t){0}), PC_STORE_VERSION_UNSUPPORTED);
-    char command[300];
-    snprintf(command, sizeof command, "rm -rf '%s'", dir);
-    ASSERT_EQ(system(command), 0);
+    test_dir_remove(dir);
 }
 
 int main(void) {
