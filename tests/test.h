@@ -74,6 +74,19 @@ static inline uint32_t test_rand_below(uint32_t bound) {
     return (uint32_t)(test_rand() % bound);
 }
 
+/* A fresh directory "/tmp/<prefix>-XXXXXX" in 'dir' for a test's files. */
+static inline void test_dir_make(char *dir, size_t dir_bytes, const char *prefix) {
+    int written = snprintf(dir, dir_bytes, "/tmp/%s-XXXXXX", prefix);
+    if (written < 0 || (size_t)written >= dir_bytes || mkdtemp(dir) == NULL) TEST_FAIL("no directory for %s", prefix);
+}
+
+/* Removes a test's directory (test_dir_make) and everything in it. */
+static inline void test_dir_remove(const char *dir) {
+    char command[300];
+    if (snprintf(command, sizeof command, "rm -rf '%s'", dir) >= (int)sizeof command) TEST_FAIL("path too long: %s", dir);
+    if (system(command) != 0) TEST_FAIL("cannot remove %s", dir);
+}
+
 static inline int test_finish(void) {
     printf("%d passed, 0 failed, %d not run for a missing input\n", test_passed_count,
            test_missing_count);

@@ -96,24 +96,24 @@ typedef struct {
     int64_t amount_limit;
 } cardholder_t;
 
-/* Reads (creating with the defaults) the cardholder of 'number' in 'currency'. */
+/* Reads the cardholder of 'number' in 'currency', creating it with the defaults when
+ * there is none (then what was written is what is read: no second statement). */
 static bool cardholder_get(sim_t *sim, const char *number, const char *currency, cardholder_t *out) {
-    if (!sim_db_run(&sim->db, "INSERT OR IGNORE INTO cardholders(number, currency, balance, held, amount_limit)"
-                    " VALUES (?, ?, ?, 0, ?)", "ssii", number, currency, sim->config.card_balance_minor,
-                    sim->config.card_amount_limit_minor)) {
-        return false;
-    }
     sqlite3_stmt *stmt = sim_db_query(&sim->db, "SELECT balance, held, amount_limit FROM cardholders"
                                       " WHERE number = ? AND currency = ?", "ss", number, currency);
-    if (stmt == NULL || sqlite3_step(stmt) != SQLITE_ROW) {
-        if (stmt != NULL) sqlite3_reset(stmt);
-        return false;
+    if (stmt == NULL) return false;
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) {
+        out->balance = sqlite3_column_int64(stmt, 0);
+        out->held = sqlite3_column_int64(stmt, 1);
+        out->amount_limit = sqlite3_column_int64(stmt, 2);
     }
-    out->balance = sqlite3_column_int64(stmt, 0);
-    out->held = sqlite3_column_int64(stmt, 1);
-    out->amount_limit = sqlite3_column_int64(stmt, 2);
     sqlite3_reset(stmt);
-    return true;
+    if (rc != SQLITE_DONE) return rc == SQLITE_ROW;
+    *out = (cardholder_t){.balance = sim->config.card_balance_minor, .held = 0,
+                          .amount_limit = sim->config.card_amount_limit_minor};
+    return sim_db_run(&sim->db, "INSERT INTO cardholders(number, currency, balance, held, amount_limit)"
+                      " VALUES (?, ?, ?, 0, ?)", "ssii", number, currency, out->balance, out->amount_limit);
 }
 
 /* Moves a cardholder's balance and holds (unlimited cards have none). */
@@ -280,15 +280,16 @@ static bool auth_apply_approval(sim_req_t *req, card_auth_t *auth, char capture_
                       auth->captured_total, auth->row);
 }
 
-/* 51 or 00 by the cardholder's available balance. */
+/* 51 or 00 by the cardholder's available balance (NULL: an unlimited card). */
+static const char *balance_code(int64_t amount, const cardholder_t *holder) {
+    return holder != NULL && amount > holder->balance - holder->held ? "51" : "00";
+}
+
 static bool balance_decide(sim_t *sim, const card_auth_t *auth, const char **code) {
-    if (card_unlimited(auth->number)) {
-        *code = "00";
-        return true;
-    }
     cardholder_t holder;
-    if (!cardholder_get(sim, auth->number, auth->currency, &holder)) return false;
-    *code = auth->amount > holder.balance - holder.held ? "51" : "00";
+    bool unlimited = card_unlimited(auth->number);
+    if (!unlimited && !cardholder_get(sim, auth->number, auth->currency, &holder)) return false;
+    *code = balance_code(auth->amount, unlimited ? NULL : &holder);
     return true;
 }
 
@@ -340,21 +341,20 @@ static bool authorize_parse(sim_req_t *req, auth_request_t *out) {
            sim_get_bool(req, body, "capture", "capture", false, &out->capture);
 }
 
-/* Rules 1-6 of docs/channels.md ("Authorize"): the response code. */
-static bool authorize_decide(sim_req_t *req, const auth_request_t *request, const card_auth_t *auth,
-                             const char **code) {
+/* Rules 1-6 of docs/channels.md ("Authorize"): the response code. The cardholder is
+ * read once for its limit and its balance. */
+static bool authorize_decide(sim_req_t *req, const auth_request_t *request, const char **code) {
     if (req->fate.error) *code = "96";
     else if (!luhn_valid(request->number)) *code = "14";
     else if ((*code = forced_code(request->number)) != NULL) return true;
     else if (card_expired(request->exp_month, request->exp_year)) *code = "54";
     else {
         cardholder_t holder = {.amount_limit = req->sim->config.card_amount_limit_minor};
-        if (!card_unlimited(request->number) && !cardholder_get(req->sim, request->number, request->currency, &holder)) {
-            return false;
-        }
+        bool unlimited = card_unlimited(request->number);
+        if (!unlimited && !cardholder_get(req->sim, request->number, request->currency, &holder)) return false;
         if (request->amount > holder.amount_limit) *code = "61";
         else if (strncmp(request->number, CARD_3DS_PREFIX, strlen(CARD_3DS_PREFIX)) == 0) *code = "1A";
-        else return balance_decide(req->sim, auth, code);
+        else *code = balance_code(request->amount, unlimited ? NULL : &holder);
     }
     return true;
 }
@@ -370,7 +370,7 @@ static void card_authorize(sim_req_t *req) {
     pc_str_copy(auth.currency, sizeof auth.currency, request.currency);
     pc_str_copy(auth.merchant_ref, sizeof auth.merchant_ref, request.merchant_ref ? request.merchant_ref : "");
     const char *code = NULL;
-    if (!authorize_decide(req, &request, &auth, &code)) return sim_reply_internal(req);
+    if (!authorize_decide(req, &request, &code)) return sim_reply_internal(req);
     pc_str_copy(auth.response_code, sizeof auth.response_code, code);
     pc_str_copy(auth.status, sizeof auth.status, auth_status(code));
     char challenge_id[SIM_ID_SIZE] = "";

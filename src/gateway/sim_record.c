@@ -7,16 +7,20 @@
  * While the event loop is in a pass ('batching') units leave the commit to the
  * pass's end (sim_group_flush), so one commit carries every request of the pass. */
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "gateway/sim_internal.h"
 #include "obs/obs.h"
+#include "store/sqlite_pcache.h"
 
 #define SIM_SCHEMA_VERSION 3
+#define RECORD_PAGE_BYTES 4096
 
 /* Where a request's rows go decides what a group commit writes: a table keyed by a
  * random id (the hash-derived authorization and record ids) takes one page per row
@@ -403,7 +407,38 @@ static bool schema_apply(sim_db_t *db, char **message) {
     return ok;
 }
 
+static pthread_once_t sqlite_config_once = PTHREAD_ONCE_INIT;
+
+/* The page cache's memory in one mapping, made now and touched as pages are cached: a
+ * record that grows takes each new page off a free list, where a heap allocation per
+ * page grew the loop thread's arena a few pages at a time (sysmalloc, mprotect, and
+ * consolidations of its free chunks). Past SIM_CACHE_KIB SQLite allocates as before. */
+static void page_slab_config(void) {
+    int header_bytes = 0;
+    if (sqlite3_config(SQLITE_CONFIG_PCACHE_HDRSZ, &header_bytes) != SQLITE_OK || header_bytes < 0) return;
+    size_t slot_bytes = ((size_t)RECORD_PAGE_BYTES + (size_t)header_bytes + 7) & ~(size_t)7;
+    size_t slots = (size_t)SIM_CACHE_KIB * 1024 / RECORD_PAGE_BYTES;
+    void *slab = mmap(NULL, slot_bytes * slots, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                      -1, 0);
+    if (slab == MAP_FAILED) return;
+    if (sqlite3_config(SQLITE_CONFIG_PAGECACHE, slab, (int)slot_bytes, (int)slots) != SQLITE_OK) {
+        munmap(slab, slot_bytes * slots);
+    }
+}
+
+/* Before SQLite starts (a simulator has its process to itself; in a process where
+ * SQLite already runs, nothing changes): no global memory statistics, whose mutex and
+ * counters every allocation of SQLite's paid, the page cache's memory in one piece,
+ * and the store's page cache, which keeps a COMMIT after a B-tree split from visiting
+ * every cached page (store/sqlite_pcache.c). */
+static void sqlite_config(void) {
+    if (sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) != SQLITE_OK) return;
+    page_slab_config();
+    (void)store_sqlite_pcache_install();
+}
+
 bool sim_db_open(sim_db_t *db, const char *path, sim_kind kind, char *error, size_t error_bytes) {
+    pthread_once(&sqlite_config_once, sqlite_config);
     memset(db, 0, sizeof(*db));
     if (!create_private(path, error, error_bytes)) return false;
     if (sqlite3_open_v2(path, &db->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, store_sqlite_walbuf_vfs()) != SQLITE_OK) {
@@ -418,8 +453,9 @@ bool sim_db_open(sim_db_t *db, const char *path, sim_kind kind, char *error, siz
      * connection is only ever used under the simulator's lock. The cache holds the
      * record (SIM_CACHE_KIB): a miss is a pread on the request's path. */
     char pragmas[256];
-    snprintf(pragmas, sizeof pragmas, "PRAGMA page_size=4096; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-             " PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-%d;", (int)SIM_CACHE_KIB);
+    snprintf(pragmas, sizeof pragmas, "PRAGMA page_size=%d; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+             " PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-%d;", RECORD_PAGE_BYTES,
+             (int)SIM_CACHE_KIB);
     if (sqlite3_exec(db->db, pragmas, NULL, NULL, &message) != SQLITE_OK || !schema_apply(db, &message)) {
         snprintf(error, error_bytes, "cannot prepare %s: %s", path, message ? message : "?");
         sqlite3_free(message);

@@ -603,11 +603,26 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *connection, c
     return request_step(req);
 }
 
+/* A request whose client went away while it waited out its latency: handled now, its
+ * answer sent to nobody. A channel applies what has arrived whoever still listens, and
+ * the fate of an arrival is the seed's alone: whether MHD read the client's close
+ * before the wait ended (and so never called the handler again) must not decide it. A
+ * stop closes such requests unapplied, as latency_over does. */
+static void latency_abandoned(sim_req_t *req) {
+    if (req->stage != SIM_STAGE_LATENCY || atomic_load(&req->sim->stopping)) return;
+    req->stage = SIM_STAGE_RECORDING;
+    if (!sim_unit_begin(req->sim, &req->unit, true)) return;
+    handle_in(req, &req->unit);
+    obs_logf(OBS_LEVEL_DEBUG, "%s %s: handled after its client left (%u)", req->method, req->path,
+             req->http_status);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
                          enum MHD_RequestTerminationCode termination) {
     sim_req_t *req = *con_cls;
     if (req == NULL) return;
     *con_cls = NULL;
+    latency_abandoned(req);
     /* A request closed early (in a pass, on the loop): its units' group commits now,
      * since the pass's own commit would come after its memory went. */
     if (sim_unit_pending(req->sim, &req->arrival_unit) || sim_unit_pending(req->sim, &req->unit)) {

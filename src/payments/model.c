@@ -1012,7 +1012,7 @@ static const char *routing_text(pay_payment_t *p) {
         return p->routing_text != NULL ? p->routing_text->text : NULL;
     }
     json_t *member = json_object();
-    json_object_set_new(member, "routing", p->routing ? json_incref(p->routing) : json_null());
+    json_object_set_new(member, "routing", json_incref(p->routing));
     char *text = dump_free(member);
     size_t bytes = text != NULL ? strlen(text) : 0;
     pay_text_drop(p->routing_text);

@@ -2,8 +2,9 @@
 requests (a simulated latency, a held timeout) and slow or hostile clients (headers or
 a body that trickle in, oversized headers) never hold the others: many connections
 with a long latency are all answered in far less than the sum of their latencies, a
-request held by a timeout does not stop others being answered, and a stop closes the
-held ones at once. Durable-before-answer across SIGKILL is test_sim_group.py's."""
+request held by a timeout does not stop others being answered, a stop closes the
+held ones at once, and a request whose client left during its latency is still handled. Durable-before-answer across SIGKILL is test_sim_group.py's."""
+import json
 import os
 import socket
 import sys
@@ -16,6 +17,7 @@ from simlib import TIMEOUT_S, Sim, auth_body, check, expect, wait_until  # noqa:
 AUTH = "/v1/authorizations"
 CONNECTIONS = 64
 LATENCY_MS = 1000
+GONE_COUNT = 16
 
 
 def test_latency_concurrent():
@@ -136,10 +138,46 @@ def test_held_timeout_holds_no_other():
         sim.close()
 
 
+def auth_request(key, amount):
+    """A whole authorization request as bytes, for a raw connection."""
+    body = json.dumps(auth_body(amount=amount)).encode()
+    return (b"POST " + AUTH.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Idempotency-Key: " + key.encode() + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+
+
+def test_client_gone_during_latency():
+    """A request whose client closes its connection during the simulated latency is
+    handled all the same once the latency is over, whenever the close was read: right
+    after the request (often read with it) or once its arrival was recorded. A channel
+    applies what arrived; nobody hears the answer, a status inquiry finds it."""
+    config = {"faults": {"latency_p50_ms": LATENCY_MS, "latency_p99_ms": LATENCY_MS, "latency_max_ms": LATENCY_MS}}
+    sim = Sim("card", config=config).start()
+    try:
+        keys = []
+        for i in range(GONE_COUNT):
+            key = "gone-%d" % i
+            s = raw_connection(sim, auth_request(key, 200 + i))
+            if i % 2 == 1:
+                wait_until(lambda: arrived(sim, key), "the arrival of " + key)
+            s.close()
+            keys.append(key)
+        applied = "SELECT count(*) FROM records WHERE kind = 'authorization' AND idempotency_key LIKE 'gone-%'"
+        wait_until(lambda: sim.one(applied)[0] >= GONE_COUNT, "every abandoned request handled")
+        c = sim.client()
+        for i, key in enumerate(keys):
+            status = expect(c.get("/v1/status/" + key), 200, what="status of " + key).json
+            check(status["found"] and status["response"]["status"] == "approved" and
+                  status["response"]["amount"] == 200 + i, "%s: %r" % (key, status))
+        check(sim.one(applied)[0] == GONE_COUNT, "each applied once")
+    finally:
+        sim.close()
+
+
 def main():
     test_latency_concurrent()
     test_slow_clients()
     test_held_timeout_holds_no_other()
+    test_client_gone_during_latency()
     print("ok")
 
 

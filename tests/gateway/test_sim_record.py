@@ -73,12 +73,19 @@ def v1_record(path):
     db.close()
 
 
-def test_migrated():
+def started_on(write_record):
+    """A card simulator started on a record an older version wrote ('write_record' makes
+    it at the path given); the start migrated it to version 3."""
     sim = Sim("card")
-    v1_record(sim.db)
+    write_record(sim.db)
     sim.start()
+    check(sim.one("SELECT value FROM meta WHERE name = 'schema_version'")[0] == "3", "migrated to version 3")
+    return sim
+
+
+def test_migrated():
+    sim = started_on(v1_record)
     try:
-        check(sim.one("SELECT value FROM meta WHERE name = 'schema_version'")[0] == "3", "migrated to version 3")
         arrivals = dict(sim.rows("SELECT key, count FROM arrivals"))
         check(arrivals == {"old-auth-0": 1, "old-auth-1": 1, "old-retried": 2}, "arrivals kept: %r" % arrivals)
         c = sim.client()
@@ -138,11 +145,8 @@ def v2_record(path):
 
 
 def test_migrated_v2():
-    sim = Sim("card")
-    v2_record(sim.db)
-    sim.start()
+    sim = started_on(v2_record)
     try:
-        check(sim.one("SELECT value FROM meta WHERE name = 'schema_version'")[0] == "3", "migrated to version 3")
         keys = [k for (k,) in sim.rows("SELECT key FROM idempotency ORDER BY rowid")]
         check(keys == ["v2-auth-2", "v2-auth-1", "v2-auth-0"], "answers appended in time order: %r" % keys)
         arrivals = dict(sim.rows("SELECT key, count FROM arrivals"))

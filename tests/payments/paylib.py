@@ -228,6 +228,12 @@ def check_payment_ledger(admin, payment, what):
               "%s: authorized %d vs %d" % (what, amounts["authorized"], payment["amount_authorized"]))
 
 
+def check_payment_ledgers(admin, payment_ids):
+    """check_payment_ledger for each payment, as it reads now."""
+    for pid in payment_ids:
+        check_payment_ledger(admin, expect(admin.get("/v1/payments/" + pid), 200).json, pid)
+
+
 def wait_status(client, payment_id, statuses, what=""):
     def probe():
         p = client.get("/v1/payments/" + payment_id).json

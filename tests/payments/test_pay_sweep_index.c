@@ -94,8 +94,7 @@ static listed_t list(store_reader_t *reader, const char *status, uint64_t from_n
 }
 
 static void test_sweeps_indexed(void) {
-    snprintf(dir, sizeof dir, "/tmp/paycore-sweep-XXXXXX");
-    ASSERT_TRUE(mkdtemp(dir) != NULL);
+    test_dir_make(dir, sizeof dir, "paycore-sweep");
     snprintf(db_path, sizeof db_path, "%s/s.db", dir);
     snprintf(key_path, sizeof key_path, "%s/s.db.key", dir);
     store_t *store;
@@ -125,9 +124,7 @@ static void test_sweeps_indexed(void) {
     store_reader_close(reader);
     writer_stop(writer);
     store_close(store);
-    char command[300];
-    snprintf(command, sizeof command, "rm -rf '%s'", dir);
-    ASSERT_EQ(system(command), 0);
+    test_dir_remove(dir);
 }
 
 int main(void) {

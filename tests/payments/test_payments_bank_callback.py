@@ -8,7 +8,8 @@ unresolved after a crash (applied as a bank collection, it would have been captu
 A real payout's repeated callback answers "matched": true and changes nothing either.
 Method: real card and bank simulators; callbacks signed by hand with the channel's
 secret. (1) an authorized card payment: its attempt key in a bank callback. (2) a card
-payment in flight when paycore is SIGKILLed, its attempt given the lookup row a v7
+payment in flight when paycore is SIGKILLed (once the card simulator's record shows its
+request arrived, held by a long latency), its attempt given the lookup row a v7
 database held, paycore restarted with a long recovery grace: the callback first, then
 recovery resolves the payment as the card channel says. (3) a paid payout's callback
 posted again."""
@@ -110,6 +111,10 @@ def unresolved_card_payment(env, m):
     pending = wait_for("a card payment in flight", lambda: [p for p in all_payments(env.admin)
                                                             if p["pending_operation"]])
     p = pending[0]
+    # The attempt is saved before its request is sent: killed in between, the channel
+    # never hears of it. Killed once the channel has counted its arrival, it holds it.
+    wait_for("the card channel's arrival of the authorization", lambda: env.card.rows(
+        "SELECT count(*) FROM arrivals WHERE key = ?", (card_key(p),))[0][0] == 1)
     env.server.proc.kill()
     env.server.proc.wait()
     env.server.proc = None

@@ -16,8 +16,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fixture_v7 import FIXTURE_V12, creations, idem, migrate_test_main, raw, snapshot  # noqa: E402
-from paylib import card_payment, check, check_payment_ledger, expect  # noqa: E402
-from test_payments_migrate_v7 import check_reads_same, check_verify, env_from_fixture  # noqa: E402
+from paylib import card_payment, check, check_payment_ledgers, expect  # noqa: E402
+from test_payments_migrate_v7 import check_reads_same, check_replays_same, check_verify, env_from_fixture  # noqa: E402
 
 
 def replays_same(env, keys, stored):
@@ -36,12 +36,6 @@ def post_kept(env, keys, stored, who, path, body, key, status):
     r = expect(env.client(keys[who]).post(path, body, **idem(key)), status, what=key)
     stored.append((who, path, body, key, raw(r)))
     return r.json
-
-
-def replays_of(reads):
-    """The snapshot's replays of the old binary's keys (other reads change as new
-    payments are made)."""
-    return {name: read for name, read in reads.items() if name.startswith("replay ")}
 
 
 def check_layout(store, fixture_keys):
@@ -74,16 +68,15 @@ def run(fixture_dir):
         env.stop()
         check_layout(store, fixture_keys)
         env.start()
-        check_reads_same(replays_of(fixture["reads"]), replays_of(snapshot(env, keys)))
+        check_replays_same(env, keys, fixture)
         replays_same(env, keys, stored)
         late = post_kept(env, keys, stored, "m2", "/v1/payments", card_payment(1900, capture="automatic"),
                          "v13-before-kill", 201)
         env.stop(signal.SIGKILL)
         env.start()
         replays_same(env, keys, stored)
-        check_reads_same(replays_of(fixture["reads"]), replays_of(snapshot(env, keys)))
-        for pid in (made["id"], late["id"]):
-            check_payment_ledger(env.admin, expect(env.admin.get("/v1/payments/" + pid), 200).json, pid)
+        check_replays_same(env, keys, fixture)
+        check_payment_ledgers(env.admin, (made["id"], late["id"]))
         env.stop()
         check_layout(store, fixture_keys + ["v13-new", "v13-cap", "v13-before-kill"])
         check_verify(env)

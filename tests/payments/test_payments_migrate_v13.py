@@ -18,8 +18,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fixture_v7 import FIXTURE_V13, idem, migrate_test_main, raw, snapshot  # noqa: E402
-from paylib import card_payment, check, check_payment_ledger, expect, pay_records  # noqa: E402
-from test_payments_migrate_v7 import check_reads_same, check_verify, env_from_fixture  # noqa: E402
+from paylib import card_payment, check, check_payment_ledgers, expect, pay_records  # noqa: E402
+from test_payments_migrate_v7 import check_reads_same, check_replays_same, check_verify, env_from_fixture  # noqa: E402
 
 
 def fixture_ids(fixture):
@@ -113,11 +113,9 @@ def run(fixture_dir):
         env.stop(signal.SIGKILL)
         env.start()
         check_answers(env, keys, answers, latest)
-        check_reads_same({k: v for k, v in fixture["reads"].items() if k.startswith("replay ")},
-                         {k: v for k, v in snapshot(env, keys).items() if k.startswith("replay ")})
+        check_replays_same(env, keys, fixture)
         admin = env.client(keys["admin"])
-        for p in latest:
-            check_payment_ledger(admin, expect(admin.get("/v1/payments/" + p), 200).json, p)
+        check_payment_ledgers(admin, latest)
         env.stop()
         check_records(store, [made["id"]], old_versions)
         check_verify(env)

@@ -19,9 +19,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fixture_v7 import FIXTURE_V15, idem, migrate_test_main, raw, snapshot  # noqa: E402
-from paylib import all_pages, card_payment, check, check_payment_ledger, expect, pay_records  # noqa: E402
+from paylib import all_pages, card_payment, check, check_payment_ledgers, expect, pay_records  # noqa: E402
 from test_payments_migrate_v13 import post_kept  # noqa: E402
-from test_payments_migrate_v7 import check_reads_same, check_verify, env_from_fixture  # noqa: E402
+from test_payments_migrate_v7 import check_reads_same, check_replays_same, check_verify, env_from_fixture  # noqa: E402
 
 
 def payment_events(admin):
@@ -109,13 +109,11 @@ def run(fixture_dir):
         env.stop(signal.SIGKILL)
         env.start()
         check_answers(env, keys, answers, latest)
-        check_reads_same({k: v for k, v in fixture["reads"].items() if k.startswith("replay ")},
-                         {k: v for k, v in snapshot(env, keys).items() if k.startswith("replay ")})
+        check_replays_same(env, keys, fixture)
         admin = env.client(keys["admin"])
         after_kill = payment_events(admin)
         check(all(after_kill.get(k) == v for k, v in shown.items()), "every version reads the same after a SIGKILL")
-        for p in latest:
-            check_payment_ledger(admin, expect(admin.get("/v1/payments/" + p), 200).json, p)
+        check_payment_ledgers(admin, latest)
         env.stop()
         check_records(env.server.db, old_seq_max, after_kill)
         check(store.version() == 16, "schema version 16: %r" % store.version())

@@ -92,6 +92,14 @@ def check_reads_same(before, now):
     check(not differ, "%d of %d reads differ after the migration, first: %r" % (len(differ), len(before), differ[:5]))
 
 
+def check_replays_same(env, keys, fixture):
+    """Every Idempotency-Key the fixture replayed ("replay ..." reads) replays the same now
+    (the other reads change as new payments are made)."""
+    def replays(reads):
+        return {name: read for name, read in reads.items() if name.startswith("replay ")}
+    check_reads_same(replays(fixture["reads"]), replays(snapshot(env, keys)))
+
+
 def check_schema(store):
     # SQLite's version 9: a payment's row keeps its final answer; PostgreSQL's version 9:
     # transfers name accounts by number, 10: account_transfers, 11: the payment's answer

@@ -261,16 +261,11 @@ static void v15_records_write(const char *id, uint32_t count) {
 
 /* A fresh directory for the test's store file ('dir', 'db_path'), and its removal. */
 static void dir_make(void) {
-    snprintf(dir, sizeof dir, "/tmp/paycore-paypack-XXXXXX");
-    ASSERT_TRUE(mkdtemp(dir) != NULL);
+    test_dir_make(dir, sizeof dir, "paycore-paypack");
     snprintf(db_path, sizeof db_path, "%s/p.db", dir);
 }
 
-static void dir_remove(void) {
-    char command[300];
-    snprintf(command, sizeof command, "rm -rf '%s'", dir);
-    ASSERT_EQ(system(command), 0);
-}
+static void dir_remove(void) { test_dir_remove(dir); }
 
 /* A store file's records: the new ones packed (a tiny one as text), every one read back;
  * the same file as version 15 wrote it (text rows) migrated at open; version 17 refused. */

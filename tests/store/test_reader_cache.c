@@ -48,8 +48,7 @@ static int64_t bulk_read(sqlite3 *db) {
 }
 
 static void test_reader_cache_bounded(void) {
-    snprintf(dir, sizeof dir, "/tmp/paycore-reader-cache-XXXXXX");
-    ASSERT_TRUE(mkdtemp(dir) != NULL);
+    test_dir_make(dir, sizeof dir, "paycore-reader-cache");
     snprintf(db_path, sizeof db_path, "%s/r.db", dir);
     snprintf(key_path, sizeof key_path, "%s/r.db.key", dir);
     store_t *store = NULL;
@@ -76,9 +75,7 @@ static void test_reader_cache_bounded(void) {
     store_reader_close(reader);
     writer_stop(writer);
     store_close(store);
-    char command[300];
-    snprintf(command, sizeof command, "rm -rf '%s'", dir);
-    ASSERT_EQ(system(command), 0);
+    test_dir_remove(dir);
 }
 
 int main(void) {
