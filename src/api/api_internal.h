@@ -227,6 +227,7 @@ struct api_server {
     pthread_t conns_reaper;
     /* stored replies: retention and purge (idempotency.c) */
     uint64_t idem_clock_offset_ns;  /* PAYCORE_TEST_CLOCK_OFFSET_S (tests) */
+    uint32_t completion_delay_ms;   /* PAYCORE_TEST_COMPLETION_DELAY_MS (tests) */
     idem_index_t *idem_index;       /* keys that may have a stored row (store/idem_index.h) */
     pthread_mutex_t purge_mutex;
     pthread_cond_t purge_cond;

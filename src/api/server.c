@@ -206,6 +206,10 @@ static enum MHD_Result send_reply(api_request_t *req) {
         MHD_add_response_header(response, req->reply_headers[i][0], req->reply_headers[i][1]);
     }
     reply_connection_header(req, response);
+    /* The reply is final and stored: its Idempotency-Key is free from now on, before a
+     * byte leaves. MHD runs on_completed only after the send, and a client that has its
+     * answer may retry on another connection (another MHD thread) before that. */
+    if (!req->timed_out) api_idem_end(req);
     enum MHD_Result result = MHD_queue_response(req->connection, (unsigned)req->http_status, response);
     MHD_destroy_response(response);
     return result;
@@ -248,6 +252,7 @@ static void request_record(api_request_t *req, int http_status, const char *code
 static void on_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
                          enum MHD_RequestTerminationCode termination) {
     api_server_t *server = cls;
+    if (server->completion_delay_ms > 0) usleep(server->completion_delay_ms * 1000u);
     api_request_t *req = *con_cls;
     api_conn_t *conn = api_conn_of(connection);
     api_conn_deadline_restart(server, conn); /* the next request has until then */
@@ -256,8 +261,9 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
     /* no reply was queued: the client left, or the deadline closed the connection */
     if (api_conn_expired(conn)) request_record(req, 408, "request_deadline");
     else request_record(req, 499, "client_closed");
-    /* A finished request frees its Idempotency-Key now (its reply is out); a timed-out
-     * one keeps it until its command is done, so a retry cannot run it twice. */
+    /* A request that ended without its reply (the client left) frees its Idempotency-Key
+     * now (send_reply freed a replied one); a timed-out one keeps it until its command
+     * is done, so a retry cannot run it twice. */
     if (!req->timed_out) api_idem_end(req);
     api_request_release(req); /* the writer may still hold it (a timed-out request) */
     atomic_fetch_sub(&server->requests_active, 1);
@@ -568,8 +574,24 @@ static pc_status start_http(api_server_t *server) {
     return status;
 }
 
+/* Tests only: MHD's completion callback runs this much later, as it does when the
+ * thread that sent a reply is preempted right after the send. */
+static void completion_delay_from_env(api_server_t *server) {
+    const char *text = getenv("PAYCORE_TEST_COMPLETION_DELAY_MS");
+    if (text == NULL || text[0] == '\0') return;
+    char *end = NULL;
+    unsigned long delay_ms = strtoul(text, &end, 10);
+    if (*end != '\0' || delay_ms > 10000) {
+        obs_logf(OBS_LEVEL_ERROR, "PAYCORE_TEST_COMPLETION_DELAY_MS '%s' ignored (0-10000 ms)", text);
+        return;
+    }
+    server->completion_delay_ms = (uint32_t)delay_ms;
+    obs_logf(OBS_LEVEL_WARN, "test delay: each request's completion runs %lu ms after its reply", delay_ms);
+}
+
 static pc_status server_init(api_server_t *server, const api_config_t *config) {
     server->config = *config;
+    completion_delay_from_env(server);
     server->listen_fd = -1;
     pc_status status = api_conns_init(server);
     if (status == PC_OK) status = api_usage_init(&server->usage, config->body_bytes_max);

@@ -50,8 +50,8 @@ def check_replays(env, fixture, answers, when):
     for key, (answer, body, path) in sorted(answers.items()):
         again = m1.post(path, body, headers={"Idempotency-Key": key})
         check(again.status == answer.status and again.raw == answer.raw,
-              "%s: the replay of %s answers its first answer byte for byte (%d, %d)"
-              % (when, key, again.status, answer.status))
+              "%s: the replay of %s answers its first answer byte for byte (%d, %d): %r"
+              % (when, key, again.status, answer.status, again))
 
 
 def check_stored(store, answers):
