@@ -128,11 +128,7 @@ def body(s, rng):
         held = []
         for i in range(ROUNDS):
             held = burst_round(b.port, held, limit + rng.randrange(1, PAST_MAX), i == 0, limit)
-            rng.shuffle(held)
-            keep = rng.randrange(0, len(held) // 2)
-            for sock in held[keep:]:
-                sock.close()
-            held = held[:keep]
+            held = pcapi.close_random_part(rng, held)
         for sock in held:
             sock.close()
         still_answers(b)
