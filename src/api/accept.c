@@ -19,7 +19,9 @@
  * finds itself at its limit then returns with its cleanup mutex held (the limit branch
  * of new_connection_process_ has no unlock): its next pass deadlocks, and every thread
  * resuming one of its connections with it. A burst of connections spread by descriptor
- * parity over a pool of two did that. */
+ * parity over a pool of two did that. Every daemon fed from another thread is started
+ * so: the API's two (server.c) and the standby's forwarder (forward.c), whose 64
+ * workers each reached their share of 4096 in a burst past that many connections. */
 #include <errno.h>
 #include <poll.h>
 #include <stdint.h>
@@ -55,17 +57,29 @@ static void accept_hand_over(api_acceptor_t *acceptor, int fd, const struct sock
             daemon = acceptor->polled;
             count = acceptor->polled_count;
         } else {
-            atomic_fetch_sub(acceptor->polled_count, 1);
+            api_acceptor_release(acceptor->polled_count);
         }
     }
     if (daemon == acceptor->daemon && count != NULL && atomic_fetch_add(count, 1) >= acceptor->daemon_max) {
-        atomic_fetch_sub(count, 1);
+        api_acceptor_release(count);
         close(fd); /* full: refused as MHD refuses past its limit */
         return;
     }
     if (MHD_add_connection(daemon, fd, (const struct sockaddr *)addr, addr_bytes) != MHD_YES && count != NULL) {
-        atomic_fetch_sub(count, 1);
+        api_acceptor_release(count);
     }
+}
+
+void api_acceptor_release(_Atomic uint32_t *count) {
+    uint32_t held = atomic_fetch_sub(count, 1);
+    PC_ASSERT(held > 0); /* each place is given back once */
+}
+
+void api_acceptor_count_notify(void *cls, struct MHD_Connection *connection, void **socket_context,
+                               enum MHD_ConnectionNotificationCode code) {
+    (void)connection;
+    (void)socket_context;
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED) api_acceptor_release(cls);
 }
 
 unsigned int api_mhd_connection_limit(uint32_t connections_max, uint32_t threads) {

@@ -144,6 +144,12 @@ pc_status api_acceptor_start(api_acceptor_t *acceptor, int listen_fd, struct MHD
 /* The MHD_OPTION_CONNECTION_LIMIT for a daemon of 'threads' workers that our accept loop
  * keeps at 'connections_max' (see accept.c: a worker reaching its own limit hangs). */
 unsigned int api_mhd_connection_limit(uint32_t connections_max, uint32_t threads);
+/* Gives back a counted connection's place (it closed, or MHD refused it). */
+void api_acceptor_release(_Atomic uint32_t *count);
+/* MHD_OPTION_NOTIFY_CONNECTION of a counted daemon that tracks nothing else per
+ * connection: 'cls' is its count, given back when a connection closes. */
+void api_acceptor_count_notify(void *cls, struct MHD_Connection *connection, void **socket_context,
+                               enum MHD_ConnectionNotificationCode code);
 /* Returns once no connection will be handed over any more; the socket is untouched
  * (its backlog waits for the next loop, or for the caller to shut it down). Safe to
  * call twice, or on a loop that never started. */

@@ -141,7 +141,7 @@ static void conn_notify(api_server_t *server, bool polled, struct MHD_Connection
         *socket_context = conn;
         return;
     }
-    atomic_fetch_sub(polled ? &server->conns_polled : &server->conns_epoll, 1); /* taken by accept.c */
+    api_acceptor_release(polled ? &server->conns_polled : &server->conns_epoll); /* taken by accept.c */
     api_conn_t *conn = *socket_context;
     if (conn == NULL) return;
     *socket_context = NULL;

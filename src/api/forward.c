@@ -43,6 +43,7 @@ struct api_forward {
     struct MHD_Daemon *daemon;
     int listen_fd;          /* borrowed: handed back by api_forward_stop */
     api_acceptor_t acceptor;
+    _Atomic uint32_t conns;  /* handed to 'daemon' and not yet closed (accept.c keeps the limit) */
     shard_directory_t *directory;
     api_forward_reads_t *reads; /* the reads answered here (forward_read.c) */
     char self[STORE_WRITER_ADDRESS_SIZE];
@@ -506,11 +507,15 @@ pc_status api_forward_start(api_forward_t **out, const api_forward_config_t *con
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC, 0, NULL, NULL,
         on_access, forward, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned int)threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, forward,
+        MHD_OPTION_NOTIFY_CONNECTION, api_acceptor_count_notify, &forward->conns,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)config->connection_timeout_s,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)API_CONNECTIONS_MAX,
+        /* the accept loop keeps the count: no MHD worker may reach its share (accept.c) */
+        MHD_OPTION_CONNECTION_LIMIT, api_mhd_connection_limit(API_CONNECTIONS_MAX, threads),
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)config->connections_per_ip_max, MHD_OPTION_END);
-    status = forward->daemon != NULL ? api_acceptor_start(&forward->acceptor, forward->listen_fd, forward->daemon, NULL, 0, NULL, NULL, 0)
-                                     : PC_IO;
+    status = forward->daemon != NULL
+                 ? api_acceptor_start(&forward->acceptor, forward->listen_fd, forward->daemon, &forward->conns,
+                                      API_CONNECTIONS_MAX, NULL, NULL, 0)
+                 : PC_IO;
     if (status != PC_OK) {
         if (forward->daemon != NULL) MHD_stop_daemon(forward->daemon);
         forward_free(forward);

@@ -517,40 +517,10 @@ static void *thread_main(void *arg) {
 /* ---- calls' memory: ended calls kept for reuse (GW_CALLS_FREE_MAX) ---- */
 
 /* A zeroed call: a kept one, else a fresh one. */
-static gw_call_t *call_new(gw_t *gw) {
-    pthread_mutex_lock(&gw->calls_free_mutex);
-    gw_call_t *call = gw->calls_free;
-    if (call != NULL) {
-        gw->calls_free = call->next;
-        gw->calls_free_count--;
-    }
-    pthread_mutex_unlock(&gw->calls_free_mutex);
-    if (call == NULL) return calloc(1, sizeof *call);
-    memset(call, 0, sizeof *call);
-    return call;
-}
+static gw_call_t *call_new(gw_t *gw) { return pc_spares_take(&gw->calls_spare); }
 
 /* Its own allocations are freed already; the card was wiped. */
-static void call_free(gw_t *gw, gw_call_t *call) {
-    pthread_mutex_lock(&gw->calls_free_mutex);
-    bool kept = gw->calls_free_count < GW_CALLS_FREE_MAX;
-    if (kept) {
-        call->next = gw->calls_free;
-        gw->calls_free = call;
-        gw->calls_free_count++;
-    }
-    pthread_mutex_unlock(&gw->calls_free_mutex);
-    if (!kept) free(call);
-}
-
-static void calls_free_all(gw_t *gw) {
-    while (gw->calls_free != NULL) {
-        gw_call_t *next = gw->calls_free->next;
-        free(gw->calls_free);
-        gw->calls_free = next;
-    }
-    gw->calls_free_count = 0;
-}
+static void call_free(gw_t *gw, gw_call_t *call) { pc_spares_give(&gw->calls_spare, call); }
 
 void gw_thread_finish(gw_thread_t *t, gw_call_t *call) {
     PC_ASSERT(call->easy == NULL && call->conn == NULL);
@@ -834,7 +804,7 @@ pc_status gw_start(gw_t **out, const gw_options_t *options, gw_config_error_t *e
     gw_t *gw = calloc(1, sizeof *gw);
     if (gw == NULL) return PC_NO_MEMORY;
     pthread_mutex_init(&gw->config_mutex, NULL);
-    pthread_mutex_init(&gw->calls_free_mutex, NULL);
+    pc_spares_init(&gw->calls_spare, sizeof(gw_call_t), GW_CALLS_FREE_MAX);
     pthread_mutex_init(&gw->listener_mutex, NULL);
     gw->config_path = pc_strdup(options->config_path);
     pc_status status = gw_config_load(options->config_path, NULL, &gw->config, error);
@@ -860,10 +830,9 @@ void gw_stop(gw_t *gw) {
     for (uint32_t i = 0; i < gw->thread_count; i++) thread_stop(&gw->threads[i]);
     PC_ASSERT(atomic_load(&gw->calls) == 0);
     gw_config_unref(gw->config);
-    calls_free_all(gw);
     free(gw->threads);
     free(gw->config_path);
-    pthread_mutex_destroy(&gw->calls_free_mutex);
+    pc_spares_destroy(&gw->calls_spare);
     pthread_mutex_destroy(&gw->config_mutex);
     pthread_mutex_destroy(&gw->listener_mutex);
     free(gw);

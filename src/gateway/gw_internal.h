@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "core/spares.h"
 #include "gateway/gateway.h"
 
 /* ---------------------------------------------------------------- configuration */
@@ -446,9 +447,7 @@ struct gw {
     _Atomic uint64_t reloads_ok;
     _Atomic uint64_t reloads_refused;
     _Atomic uint64_t submitted;
-    pthread_mutex_t calls_free_mutex; /* guards the ended calls kept for reuse */
-    struct gw_call *calls_free;       /* linked by 'next'; at most GW_CALLS_FREE_MAX */
-    uint32_t calls_free_count;
+    pc_spares_t calls_spare;       /* ended calls kept for reuse: at most GW_CALLS_FREE_MAX */
     pthread_mutex_t listener_mutex;
     gw_update_fn listener;
     void *listener_ctx;

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "core/core.h"
+#include "core/spares.h"
 #include "risk/risk_internal.h"
 #include "store/sqlite_vfs.h"
 
@@ -51,8 +52,7 @@ struct risk_store {
     uint64_t failed_total;
     uint32_t flush_waiters;    /* a flush waits: commit without gathering */
     bool stopping;
-    store_op *spare;           /* written ops kept for reuse, linked by 'next' */
-    uint32_t spare_count;      /* at most RISK_STORE_SPARE_MAX */
+    pc_spares_t spares;        /* written ops kept for reuse: at most RISK_STORE_SPARE_MAX */
     sqlite3_stmt *insert_decision, *update_feedback, *upsert_review, *upsert_meta;
 };
 
@@ -239,39 +239,17 @@ static void gather(risk_store_t *s) {
     }
 }
 
-static void ops_free(store_op *op) {
+/* Keeps written ops for reuse, up to RISK_STORE_SPARE_MAX; frees the rest. */
+static void ops_give(risk_store_t *s, store_op *op) {
     while (op != NULL) {
         store_op *next = op->next;
-        free(op);
+        pc_spares_give(&s->spares, op);
         op = next;
     }
-}
-
-/* Keeps written ops for reuse, up to RISK_STORE_SPARE_MAX; returns the rest. */
-static store_op *ops_keep_locked(risk_store_t *s, store_op *op) {
-    while (op != NULL && s->spare_count < RISK_STORE_SPARE_MAX) {
-        store_op *next = op->next;
-        op->next = s->spare;
-        s->spare = op;
-        s->spare_count++;
-        op = next;
-    }
-    return op;
 }
 
 /* A zeroed op: a kept one, else a fresh one. */
-static store_op *op_new(risk_store_t *s) {
-    pthread_mutex_lock(&s->lock);
-    store_op *op = s->spare;
-    if (op != NULL) {
-        s->spare = op->next;
-        s->spare_count--;
-    }
-    pthread_mutex_unlock(&s->lock);
-    if (op == NULL) return calloc(1, sizeof(*op));
-    memset(op, 0, sizeof(*op));
-    return op;
-}
+static store_op *op_new(risk_store_t *s) { return pc_spares_take(&s->spares); }
 
 static void *writer_main(void *arg) {
     risk_store_t *s = arg;
@@ -285,12 +263,11 @@ static void *writer_main(void *arg) {
         pthread_mutex_unlock(&s->lock);
         bool ok = write_batch(s, batch);
         pthread_mutex_lock(&s->lock);
-        batch = ops_keep_locked(s, batch);
         if (!ok) s->failed_total += n;
         s->committed_seq += n;
         pthread_cond_broadcast(&s->progress);
         pthread_mutex_unlock(&s->lock);
-        ops_free(batch);
+        ops_give(s, batch);
         pthread_mutex_lock(&s->lock);
     }
     pthread_mutex_unlock(&s->lock);
@@ -302,6 +279,7 @@ pc_status risk_store_open(const char *path, risk_store_t **out) {
     risk_store_t *s = calloc(1, sizeof(*s));
     if (s == NULL) return PC_NO_MEMORY;
     pthread_mutex_init(&s->lock, NULL);
+    pc_spares_init(&s->spares, sizeof(store_op), RISK_STORE_SPARE_MAX);
     pthread_cond_init(&s->wake, NULL);
     pthread_cond_init(&s->progress, NULL);
     pc_status status = open_db(path, true, &s->write_db);
@@ -318,6 +296,7 @@ pc_status risk_store_open(const char *path, risk_store_t **out) {
         sqlite3_finalize(s->upsert_meta);
         sqlite3_close(s->write_db);
         sqlite3_close(s->read_db);
+        pc_spares_destroy(&s->spares);
         free(s);
         return status == PC_INTERNAL ? status : PC_RISK_STORE_FAILED;
     }
@@ -332,7 +311,7 @@ void risk_store_close(risk_store_t *s) {
     pthread_cond_signal(&s->wake);
     pthread_mutex_unlock(&s->lock);
     pthread_join(s->thread, NULL);
-    ops_free(s->spare);
+    pc_spares_destroy(&s->spares);
     sqlite3_finalize(s->insert_decision);
     sqlite3_finalize(s->update_feedback);
     sqlite3_finalize(s->upsert_review);

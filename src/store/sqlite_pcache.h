@@ -6,11 +6,28 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* Wraps SQLite's default page cache for every connection opened afterwards; false
- * (and SQLite's own cache unchanged) when SQLite has already started. */
+/* Pages of 4 KiB the region holds: the writer's cache bound (cache_size=-131072, 128
+ * MiB) and as much again for the readers and the id index; past it pages come from
+ * the heap. Mapped at install, touched only as pages are cached. */
+#define STORE_PCACHE_ARENA_PAGES 65536u
+
+/* Wraps SQLite's default page cache for every connection opened afterwards, its pages
+ * in one huge-page region of STORE_PCACHE_ARENA_PAGES; false (and SQLite's own cache
+ * unchanged) when SQLite has already started. Only the first call configures SQLite:
+ * any later one returns what the first did and changes nothing. */
 bool store_sqlite_pcache_install(void);
+/* The same with a region of 'arena_pages' (0: none, pages from the heap): for tests. */
+bool store_sqlite_pcache_install_with(uint32_t arena_pages);
 
 /* Page swaps through the transient number renumbered so far (all connections): for tests. */
 uint64_t store_sqlite_pcache_swaps(void);
+
+typedef struct {
+    uint64_t slots;          /* pages the region holds (0: no region) */
+    uint64_t slots_touched;  /* handed out at least once: the region's memory in use or kept */
+    uint64_t slots_used;     /* holding a page now */
+    uint64_t heap_pages;     /* page allocations the full region sent to the heap */
+} store_sqlite_pcache_arena_stats_t;
+store_sqlite_pcache_arena_stats_t store_sqlite_pcache_arena_stats(void);
 
 #endif

@@ -293,6 +293,16 @@ def all_accounts(client):
     fail("account listing did not end")
 
 
+def close_random_part(rng, socks):
+    """Closes a random part (half or more) of 'socks' at once, in random order, so that
+    the descriptors a server frees come back mixed; returns those left open."""
+    rng.shuffle(socks)
+    keep = rng.randrange(0, len(socks) // 2)
+    for s in socks[keep:]:
+        s.close()
+    return socks[:keep]
+
+
 def check_conserved(client, what):
     """Per currency: sum of debits_posted == sum of credits_posted, pending too."""
     sums = {}

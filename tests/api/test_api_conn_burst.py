@@ -12,7 +12,7 @@ import os
 import random
 import socket
 
-from pcapi import Server, check
+from pcapi import Server, check, close_random_part
 
 CONNECTIONS = 150
 ROUNDS = 30
@@ -52,11 +52,7 @@ def main():
                      for _ in range(rng.randrange(CONNECTIONS // 2, CONNECTIONS))]
             held += fresh
             check(request_all(server.port, held) == len(held), "every connection answered")
-            rng.shuffle(held)
-            keep = rng.randrange(0, len(held) // 2)
-            for s in held[keep:]:
-                s.close()
-            held = held[:keep]
+            held = close_random_part(rng, held)
         for s in held:
             s.close()
         socks = [socket.create_connection(("127.0.0.1", server.port), timeout=WAIT_S) for _ in range(4)]

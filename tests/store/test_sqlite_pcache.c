@@ -6,10 +6,15 @@
  * Method: real SQLite files in WAL mode; random-key inserts (which split leaves out of
  * page order), updates that resize rows and deletes, against an in-memory model;
  * every row compared after each round and at the end. The layer's swap count shows
- * the renumbering ran. */
+ * the renumbering ran.
+ * The pages' region: the pages were taken from it, every one is given back when the
+ * connections close, a second install changes nothing; and in a child process with a
+ * region far smaller than the cache, pages past it come from the heap and the rows
+ * are the same. */
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "store/sqlite_pcache.h"
@@ -178,9 +183,62 @@ static void test_large_cache(void) { run_with_cache(-65536); }
 /* 40 pages: pages leave the cache within one transaction and come back from the WAL. */
 static void test_small_cache(void) { run_with_cache(40); }
 
+/* Every page taken from the region was given back once no connection is open. */
+static void arena_all_given_back(void) {
+    store_sqlite_pcache_arena_stats_t stats = store_sqlite_pcache_arena_stats();
+    ASSERT_TRUE(stats.slots > 0);
+    ASSERT_TRUE(stats.slots_touched > 0);
+    ASSERT_TRUE(stats.slots_touched <= stats.slots);
+    ASSERT_EQ(stats.slots_used, 0);
+}
+
+/* The region of the default install holds a 64 MiB cache: no page went to the heap. */
+static void test_arena_holds_the_cache(void) {
+    arena_all_given_back();
+    ASSERT_EQ(store_sqlite_pcache_arena_stats().heap_pages, 0);
+}
+
+/* A second install, with SQLite running and connections open: nothing changes (the
+ * connection keeps its rows and the layer keeps renumbering). */
+static void test_second_install(void) {
+    store_sqlite_pcache_arena_stats_t before = store_sqlite_pcache_arena_stats();
+    ASSERT_TRUE(store_sqlite_pcache_install());
+    ASSERT_TRUE(store_sqlite_pcache_install_with(0));
+    store_sqlite_pcache_arena_stats_t after = store_sqlite_pcache_arena_stats();
+    ASSERT_EQ(after.slots, before.slots);
+    run_with_cache(200);
+    arena_all_given_back();
+}
+
+/* In a child (SQLite is configured once a process): the smallest region (one 2 MiB
+ * piece, some 480 pages) under a 64 MiB cache, for a file of more pages than that.
+ * The region is used up first, the pages past it come from the heap, the rows are
+ * the same. */
+static void test_small_region(void) {
+    pid_t child = fork();
+    ASSERT_TRUE(child >= 0);
+    if (child == 0) {
+        ASSERT_TRUE(store_sqlite_pcache_install_with(1));
+        run_with_cache(-65536);
+        store_sqlite_pcache_arena_stats_t stats = store_sqlite_pcache_arena_stats();
+        ASSERT_TRUE(stats.slots > 1 && stats.slots < 600); /* rounded up to a whole 2 MiB */
+        ASSERT_EQ(stats.slots_touched, stats.slots);
+        ASSERT_TRUE(stats.heap_pages > 0);
+        arena_all_given_back();
+        exit(0);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status));
+    ASSERT_EQ(WEXITSTATUS(status), 0);
+}
+
 int main(void) {
+    TEST_RUN(test_small_region); /* first: the child must find SQLite unconfigured */
     ASSERT_TRUE(store_sqlite_pcache_install());
     TEST_RUN(test_large_cache);
     TEST_RUN(test_small_cache);
+    TEST_RUN(test_arena_holds_the_cache);
+    TEST_RUN(test_second_install);
     return test_finish();
 }

@@ -1,0 +1,58 @@
+/* core/spares.c: a capped list of spare records (spares.h). Kept records are linked
+ * through their own first bytes: nothing is allocated to keep one. */
+#include "core/spares.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core.h"
+
+struct pc_spare {
+    struct pc_spare *next;
+};
+
+void pc_spares_init(pc_spares_t *spares, size_t record_bytes, uint32_t count_max) {
+    PC_ASSERT(record_bytes >= sizeof(pc_spare_t));
+    pthread_mutex_init(&spares->mutex, NULL);
+    spares->head = NULL;
+    spares->count = 0;
+    spares->count_max = count_max;
+    spares->record_bytes = record_bytes;
+}
+
+void pc_spares_destroy(pc_spares_t *spares) {
+    while (spares->head != NULL) {
+        pc_spare_t *next = spares->head->next;
+        free(spares->head);
+        spares->head = next;
+    }
+    spares->count = 0;
+    pthread_mutex_destroy(&spares->mutex);
+}
+
+void *pc_spares_take(pc_spares_t *spares) {
+    pthread_mutex_lock(&spares->mutex);
+    pc_spare_t *record = spares->head;
+    if (record != NULL) {
+        spares->head = record->next;
+        spares->count--;
+    }
+    pthread_mutex_unlock(&spares->mutex);
+    if (record == NULL) return calloc(1, spares->record_bytes);
+    memset(record, 0, spares->record_bytes);
+    return record;
+}
+
+void pc_spares_give(pc_spares_t *spares, void *record) {
+    if (record == NULL) return;
+    pthread_mutex_lock(&spares->mutex);
+    bool kept = spares->count < spares->count_max;
+    if (kept) {
+        pc_spare_t *spare = record;
+        spare->next = spares->head;
+        spares->head = spare;
+        spares->count++;
+    }
+    pthread_mutex_unlock(&spares->mutex);
+    if (!kept) free(record);
+}
