@@ -20,19 +20,14 @@ typedef struct pay_map_entry pay_map_entry_t;
 struct pay_map_entry {
     pay_map_entry_t *next;
     void *value;
-    uint64_t hash;                    /* the key's, kept: compared first, and for regrowing */
     char key[];
 };
-/* Buckets are a power of two and double once entries outnumber them: a small map stays
- * small enough to be in cache (a lookup in a mostly empty 512 kB array of buckets was a
- * cache miss each time, several per payment). */
 typedef struct {
     pay_map_entry_t **buckets;
     uint32_t bucket_count;
     uint32_t count;
     pc_hash_key_t hash_key;
 } pay_map_t;
-/* 'bucket_count': the first size (rounded up to a power of two); it grows as needed. */
 PC_MUST_USE pc_status pay_map_init(pay_map_t *map, uint32_t bucket_count);
 void pay_map_free(pay_map_t *map, void (*free_value)(void *value));
 void *pay_map_get(const pay_map_t *map, const char *key);

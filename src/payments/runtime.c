@@ -8,7 +8,7 @@
 #include "obs/obs.h"
 #include "payments/pay_internal.h"
 
-#define PAY_MAP_BUCKETS 256 /* to start with: the maps grow (map.c) */
+#define PAY_MAP_BUCKETS 65536
 
 void pay_config_default(pay_config_t *config) {
     memset(config, 0, sizeof(*config));
@@ -237,8 +237,8 @@ static pc_status runtime_init(pay_t *pay) {
     if (status == PC_OK) status = pay_map_init(&pay->merchants, 4096);
     if (status == PC_OK) status = pay_map_init(&pay->accounts_known, PAY_MAP_BUCKETS);
     if (status == PC_OK) status = pay_map_init(&pay->holds, PAY_MAP_BUCKETS);
-    if (status == PC_OK) status = pay_map_init(&pay->recent, PAY_MAP_BUCKETS);
-    if (status == PC_OK) status = pay_map_init(&pay->committed, PAY_MAP_BUCKETS);
+    if (status == PC_OK) status = pay_map_init(&pay->recent, PAY_RECENT_PAYMENTS_MAX);
+    if (status == PC_OK) status = pay_map_init(&pay->committed, PAY_RECENT_PAYMENTS_MAX);
     if (status == PC_OK) {
         pay->recent_ring = calloc(PAY_RECENT_PAYMENTS_MAX, sizeof *pay->recent_ring);
         pay->committed_ring = calloc(PAY_RECENT_PAYMENTS_MAX, sizeof *pay->committed_ring);
