@@ -863,13 +863,8 @@ static void out_str(text_out *o, const char *text) { out_bytes(o, text, strlen(t
 #define OUT_LIT(o, literal) out_bytes((o), literal, sizeof literal - 1)
 
 static void out_u64(text_out *o, unsigned long long value) {
-    char digits[24];
-    size_t at = sizeof digits;
-    do {
-        digits[--at] = (char)('0' + value % 10);
-        value /= 10;
-    } while (value > 0);
-    out_bytes(o, digits + at, sizeof digits - at);
+    char digits[PC_INT_TEXT_SIZE];
+    out_bytes(o, digits, pc_u64_text(digits, value)); /* what "%llu" writes */
 }
 
 static void payer_out(text_out *o, const customer *c) {
