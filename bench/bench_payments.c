@@ -18,6 +18,11 @@
  *   payments_e2e_simulator: the card simulator's record over the payments slices (its
  *     /healthz): group commits per payment, requests per commit.
  *   payments_e2e_requests: p50/p99 of each request (authorize, capture) on its own.
+ *   payments_e2e_tail: the closed loop's tail and how it is spread in time: mean, p90,
+ *     p99, p99.9, max, p99 over the mean, the share of payments slower than twice the
+ *     mean; the payments by completion time in 100 ms windows: how many, how many whose
+ *     mean was above twice the whole mean (stalls), the median and the highest of the
+ *     windows' p99.
  *   payments_e2e_open: an open loop after the closed one: payments started at Poisson
  *     arrivals at half the closed loop's rate (at most 64 at once), latency from each
  *     payment's scheduled arrival, so a stall counts for every payment it delayed (the
@@ -731,6 +736,7 @@ typedef struct {
     uint64_t reviews, declines;    /* of declined: answered in_review, answered declined (risk or channel) */
     uint64_t in_flight;            /* requests unanswered when the worker stopped (none: it waits) */
     samples payment, authorize, capture;
+    samples payment_end;           /* when each payment in 'payment' was captured (pc_mono_ns) */
     samples start_delay;           /* a payment's authorize sent after its arrival (open loop) */
     char first_error[200];
     char first_decline[200];       /* the first answer that was a decision, not an authorization */
@@ -1057,6 +1063,7 @@ static void conn_answered(pay_conn *c, pay_worker *w, long status, const char *f
     }
     samples_add(&w->capture, now_ns - c->sent_ns);
     samples_add(&w->payment, now_ns - c->started_ns);
+    samples_add(&w->payment_end, now_ns);
     w->payments++;
 }
 
@@ -1257,12 +1264,14 @@ typedef struct {
     uint64_t payments, errors, declined, arrivals, in_flight, reviews, declines;
     double seconds, client_cpu_s;
     samples payment, authorize, capture, start_delay;
+    samples payment_end;
     char first_error[200];
     char first_decline[200];
 } pay_totals;
 
 static void totals_free(pay_totals *t) {
     free(t->payment.ns);
+    free(t->payment_end.ns);
     free(t->authorize.ns);
     free(t->capture.ns);
     free(t->start_delay.ns);
@@ -1302,10 +1311,12 @@ static void payments_slice(const char *base, const char *key, double seconds, do
             snprintf(t->first_decline, sizeof t->first_decline, "%s", w->first_decline);
         }
         samples_append(&t->payment, &w->payment);
+        samples_append(&t->payment_end, &w->payment_end);
         samples_append(&t->authorize, &w->authorize);
         samples_append(&t->capture, &w->capture);
         samples_append(&t->start_delay, &w->start_delay);
         free(w->payment.ns);
+        free(w->payment_end.ns);
         free(w->authorize.ns);
         free(w->capture.ns);
         free(w->start_delay.ns);
@@ -1357,6 +1368,92 @@ static double quantile_ms(const samples *sorted, double q) {
 }
 
 static void samples_sort(samples *s) { qsort(s->ns, s->count, sizeof s->ns[0], cmp_u64); }
+
+/* ---------------------------------------------------------------- the tail over time */
+
+/* payments_e2e_tail: how the closed loop's slow payments are spread. A tail from
+ * stalls (a slow commit, a flush, a descheduled thread) comes in bursts: a few windows
+ * whose every payment is slow; one from queueing spreads over all of them. */
+#define TAIL_WINDOW_NS 100000000ull /* 100 ms of completions */
+#define TAIL_WINDOW_PAYMENTS_MIN 10 /* fewer in a window (a slice's edge): not counted */
+
+typedef struct {
+    double mean_ms, p90_ms, max_ms, slow_share;    /* slow: above twice the mean */
+    uint32_t windows, stall_windows;               /* stall: a window's mean above twice the mean */
+    double window_p99_median_ms, window_p99_max_ms;
+} tail_view;
+
+typedef struct {
+    uint64_t end_ns, latency_ns;
+} tail_point;
+
+static int cmp_tail_point(const void *a, const void *b) {
+    uint64_t x = ((const tail_point *)a)->end_ns, y = ((const tail_point *)b)->end_ns;
+    return x < y ? -1 : x > y;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The p99 (nearest rank) of 'count' latencies, in ms; sorts them. */
+static double points_p99_ms(uint64_t *ns, uint64_t count) {
+    qsort(ns, count, sizeof ns[0], cmp_u64);
+    uint64_t rank = (uint64_t)ceil(0.99 * (double)count);
+    return (double)ns[rank > 0 ? rank - 1 : 0] / 1e6;
+}
+
+/* Each window's p99 and mean (windows of TAIL_WINDOW_NS by completion time). */
+static void tail_windows(const tail_point *points, uint64_t count, double mean_ms, tail_view *v, double *p99s) {
+    uint64_t *ns = malloc((count > 0 ? count : 1) * sizeof *ns);
+    if (ns == NULL) die("no memory");
+    for (uint64_t first = 0; first < count;) {
+        uint64_t end = first;
+        double sum_ms = 0.0;
+        while (end < count && points[end].end_ns < points[first].end_ns + TAIL_WINDOW_NS) {
+            ns[end - first] = points[end].latency_ns;
+            sum_ms += (double)points[end].latency_ns / 1e6;
+            end++;
+        }
+        if (end - first >= TAIL_WINDOW_PAYMENTS_MIN) {
+            p99s[v->windows++] = points_p99_ms(ns, end - first);
+            v->stall_windows += sum_ms / (double)(end - first) > 2.0 * mean_ms;
+        }
+        first = end;
+    }
+    free(ns);
+}
+
+/* Before the latencies are sorted: they pair with their completion times. */
+static tail_view tail_measure(const samples *latency, const samples *end) {
+    tail_view v = {0};
+    uint64_t count = latency->count < end->count ? latency->count : end->count;
+    if (count == 0) return v;
+    tail_point *points = malloc(count * sizeof *points);
+    double *p99s = malloc(count * sizeof *p99s);
+    if (points == NULL || p99s == NULL) die("no memory");
+    double sum_ms = 0.0;
+    for (uint64_t i = 0; i < count; i++) {
+        points[i] = (tail_point){.end_ns = end->ns[i], .latency_ns = latency->ns[i]};
+        sum_ms += (double)latency->ns[i] / 1e6;
+        if ((double)latency->ns[i] / 1e6 > v.max_ms) v.max_ms = (double)latency->ns[i] / 1e6;
+    }
+    v.mean_ms = sum_ms / (double)count;
+    uint64_t slow = 0;
+    for (uint64_t i = 0; i < count; i++) slow += (double)latency->ns[i] / 1e6 > 2.0 * v.mean_ms;
+    v.slow_share = (double)slow / (double)count;
+    qsort(points, count, sizeof *points, cmp_tail_point);
+    tail_windows(points, count, v.mean_ms, &v, p99s);
+    if (v.windows > 0) {
+        qsort(p99s, v.windows, sizeof *p99s, cmp_double);
+        v.window_p99_median_ms = p99s[v.windows / 2];
+        v.window_p99_max_ms = p99s[v.windows - 1];
+    }
+    free(points);
+    free(p99s);
+    return v;
+}
 
 static void load_average(char *out, size_t out_bytes) {
     FILE *f = fopen("/proc/loadavg", "r");
@@ -1500,6 +1597,7 @@ int main(int argc, char **argv) {
     double open_rate = OPEN_LOAD_FRACTION * per_s;
     if (open_rate >= 1.0) payments_slice(base, merchant_key, full ? 8.0 : 4.0, open_rate, &open);
     load_average(load_after, sizeof load_after);
+    tail_view tail = tail_measure(&t.payment, &t.payment_end);
     samples_sort(&t.payment);
     samples_sort(&t.authorize);
     samples_sort(&t.capture);
@@ -1539,6 +1637,14 @@ int main(int argc, char **argv) {
            pay_view.sim_commits / payments,
            pay_view.sim_commits > 0 ? pay_view.sim_commit_units / pay_view.sim_commits : 0.0);
     path_print(&pay_view);
+    double tail_p99_ms = quantile_ms(&t.payment, 0.99);
+    printf("payments_e2e_tail mean_ms=%.2f p90_ms=%.2f p99_ms=%.2f p999_ms=%.2f max_ms=%.2f p99_over_mean=%.2f "
+           "slow_share=%.4f window_ms=%llu windows=%u stall_windows=%u window_p99_median_ms=%.2f "
+           "window_p99_max_ms=%.2f\n",
+           tail.mean_ms, quantile_ms(&t.payment, 0.90), tail_p99_ms, quantile_ms(&t.payment, 0.999), tail.max_ms,
+           tail.mean_ms > 0 ? tail_p99_ms / tail.mean_ms : 0.0, tail.slow_share,
+           (unsigned long long)(TAIL_WINDOW_NS / 1000000u), tail.windows, tail.stall_windows,
+           tail.window_p99_median_ms, tail.window_p99_max_ms);
     printf("payments_e2e_requests authorize_p50_ms=%.2f authorize_p99_ms=%.2f capture_p50_ms=%.2f "
            "capture_p99_ms=%.2f\n",
            quantile_ms(&t.authorize, 0.50), quantile_ms(&t.authorize, 0.99), quantile_ms(&t.capture, 0.50),
