@@ -134,8 +134,13 @@ static int wal_write(walbuf_file *f, const void *buffer, int bytes, sqlite3_int6
         return buffered_done(f, commit_header);
     }
     if (!buffer_takes(f, bytes, offset) || !buffer_reserve(f, (size_t)bytes)) {
+        /* a commit frame's page that does not fit still goes out at once: with
+         * synchronous=NORMAL no xSync follows, and the write lock's release would drop
+         * it while the commit is published (a committed frame never written) */
+        bool commit_pending = f->commit_pending;
         int rc = buffer_flush(f);
         if (rc != SQLITE_OK) return rc;
+        f->commit_pending = commit_pending;
     }
     if (buffer_takes(f, bytes, offset) && buffer_reserve(f, (size_t)bytes)) {
         if (f->used_bytes == 0) f->start = offset;
