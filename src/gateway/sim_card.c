@@ -80,6 +80,11 @@ static bool card_unlimited(const char *number) {
     return false;
 }
 
+/* Cards whose authorization asks for a 3-D Secure challenge (1A). */
+static bool card_challenged(const char *number) {
+    return strncmp(number, CARD_3DS_PREFIX, strlen(CARD_3DS_PREFIX)) == 0;
+}
+
 static bool card_expired(int64_t exp_month, int64_t exp_year) {
     time_t now = (time_t)(sim_wall_ms() / 1000);
     struct tm utc;
@@ -96,6 +101,19 @@ typedef struct {
     int64_t amount_limit;
 } cardholder_t;
 
+static cardholder_t cardholder_defaults(const sim_t *sim) {
+    return (cardholder_t){.balance = sim->config.card_balance_minor, .held = 0,
+                          .amount_limit = sim->config.card_amount_limit_minor};
+}
+
+/* Inserts a cardholder's row, noted first in the record's filter of cardholders. */
+static bool cardholder_insert(sim_t *sim, const char *number, const char *currency, const cardholder_t *holder) {
+    sim_db_holder_note(&sim->db, number, currency);
+    return sim_db_run(&sim->db, "INSERT INTO cardholders(number, currency, balance, held, amount_limit)"
+                      " VALUES (?, ?, ?, ?, ?)", "ssiii", number, currency, holder->balance, holder->held,
+                      holder->amount_limit);
+}
+
 /* Reads the cardholder of 'number' in 'currency', creating it with the defaults when
  * there is none (then what was written is what is read: no second statement). */
 static bool cardholder_get(sim_t *sim, const char *number, const char *currency, cardholder_t *out) {
@@ -110,10 +128,8 @@ static bool cardholder_get(sim_t *sim, const char *number, const char *currency,
     }
     sqlite3_reset(stmt);
     if (rc != SQLITE_DONE) return rc == SQLITE_ROW;
-    *out = (cardholder_t){.balance = sim->config.card_balance_minor, .held = 0,
-                          .amount_limit = sim->config.card_amount_limit_minor};
-    return sim_db_run(&sim->db, "INSERT INTO cardholders(number, currency, balance, held, amount_limit)"
-                      " VALUES (?, ?, ?, 0, ?)", "ssii", number, currency, out->balance, out->amount_limit);
+    *out = cardholder_defaults(sim);
+    return cardholder_insert(sim, number, currency, out);
 }
 
 /* Moves a cardholder's balance and holds (unlimited cards have none). */
@@ -266,15 +282,20 @@ static void reply_auth(sim_req_t *req, const card_auth_t *auth, const char *mess
 }
 
 /* An approval moves money: a hold, or (capture requested) the whole amount at once,
- * recorded as a capture that settles now. 'capture_id' is set in that case. */
-static bool auth_apply_approval(sim_req_t *req, card_auth_t *auth, char capture_id[SIM_ID_SIZE]) {
+ * recorded as a capture that settles now. 'capture_id' is set in that case.
+ * 'holder_moved': the cardholder's row has the move already (holder_decide). */
+static bool auth_apply_approval(sim_req_t *req, card_auth_t *auth, bool holder_moved, char capture_id[SIM_ID_SIZE]) {
     sim_t *sim = req->sim;
     capture_id[0] = '\0';
-    if (!auth->capture_requested) return cardholder_move(sim, auth->number, auth->currency, 0, auth->amount);
+    bool capture = auth->capture_requested;
+    if (!holder_moved &&
+        !cardholder_move(sim, auth->number, auth->currency, capture ? -auth->amount : 0, capture ? 0 : auth->amount)) {
+        return false;
+    }
+    if (!capture) return true;
     sim_make_id(sim, "cap_", "capture", auth->id, capture_id);
     auth->captured_total = auth->amount;
-    return cardholder_move(sim, auth->number, auth->currency, -auth->amount, 0) &&
-           record_insert(req, capture_id, "capture", auth->id, "approved", "00", auth->amount, auth->currency,
+    return record_insert(req, capture_id, "capture", auth->id, "approved", "00", auth->amount, auth->currency,
                          auth->merchant_ref, true) &&
            sim_db_run(&sim->db, "UPDATE authorizations SET captured_total = ? WHERE rowid = ?", "ii",
                       auth->captured_total, auth->row);
@@ -341,21 +362,63 @@ static bool authorize_parse(sim_req_t *req, auth_request_t *out) {
            sim_get_bool(req, body, "capture", "capture", false, &out->capture);
 }
 
-/* Rules 1-6 of docs/channels.md ("Authorize"): the response code. The cardholder is
- * read once for its limit and its balance. */
-static bool authorize_decide(sim_req_t *req, const auth_request_t *request, const char **code) {
+/* Rules 4-6 of docs/channels.md ("Authorize"): the limit, a challenge, the balance
+ * ('holder' NULL: an unlimited card). */
+static const char *holder_code(const auth_request_t *request, int64_t amount_limit, const cardholder_t *holder) {
+    if (request->amount > amount_limit) return "61";
+    if (card_challenged(request->number)) return "1A";
+    return balance_code(request->amount, holder);
+}
+
+/* Rules 4-6 with the cardholder, in one statement when it can: a holder the record
+ * cannot have (its filter) is inserted as the decision leaves it; an existing one is
+ * approved by an UPDATE whose WHERE holds the limit and balance rules. '*moved' then
+ * says the approval's move (a hold, or the amount off the balance) is made. Any other
+ * case reads the holder (creating it with the defaults) and leaves the move to
+ * auth_apply_approval. */
+static bool holder_decide(sim_t *sim, const auth_request_t *request, const char **code, bool *moved) {
+    *moved = false;
+    if (card_unlimited(request->number)) {
+        *code = holder_code(request, sim->config.card_amount_limit_minor, NULL);
+        return true;
+    }
+    int64_t balance_delta = request->capture ? -request->amount : 0, held_delta = request->capture ? 0 : request->amount;
+    if (!sim_db_holder_maybe(&sim->db, request->number, request->currency)) {
+        cardholder_t holder = cardholder_defaults(sim);
+        *code = holder_code(request, holder.amount_limit, &holder);
+        *moved = strcmp(*code, "00") == 0;
+        if (*moved) holder = (cardholder_t){.balance = holder.balance + balance_delta, .held = held_delta,
+                                            .amount_limit = holder.amount_limit};
+        return cardholder_insert(sim, request->number, request->currency, &holder);
+    }
+    if (!card_challenged(request->number)) { /* a challenge moves no money now */
+        if (!sim_db_run(&sim->db, "UPDATE cardholders SET balance = balance + ?, held = held + ?"
+                        " WHERE number = ? AND currency = ? AND ? <= amount_limit AND ? <= balance - held", "iissii",
+                        balance_delta, held_delta, request->number, request->currency, request->amount,
+                        request->amount)) {
+            return false;
+        }
+        if (sqlite3_changes64(sim->db.db) == 1) {
+            *code = "00";
+            *moved = true;
+            return true;
+        }
+    }
+    cardholder_t holder;
+    if (!cardholder_get(sim, request->number, request->currency, &holder)) return false;
+    *code = holder_code(request, holder.amount_limit, &holder);
+    return true;
+}
+
+/* Rules 1-6 of docs/channels.md ("Authorize"): the response code; '*moved' as
+ * holder_decide says. */
+static bool authorize_decide(sim_req_t *req, const auth_request_t *request, const char **code, bool *moved) {
+    *moved = false;
     if (req->fate.error) *code = "96";
     else if (!luhn_valid(request->number)) *code = "14";
     else if ((*code = forced_code(request->number)) != NULL) return true;
     else if (card_expired(request->exp_month, request->exp_year)) *code = "54";
-    else {
-        cardholder_t holder = {.amount_limit = req->sim->config.card_amount_limit_minor};
-        bool unlimited = card_unlimited(request->number);
-        if (!unlimited && !cardholder_get(req->sim, request->number, request->currency, &holder)) return false;
-        if (request->amount > holder.amount_limit) *code = "61";
-        else if (strncmp(request->number, CARD_3DS_PREFIX, strlen(CARD_3DS_PREFIX)) == 0) *code = "1A";
-        else *code = balance_code(request->amount, unlimited ? NULL : &holder);
-    }
+    else return holder_decide(req->sim, request, code, moved);
     return true;
 }
 
@@ -370,7 +433,8 @@ static void card_authorize(sim_req_t *req) {
     pc_str_copy(auth.currency, sizeof auth.currency, request.currency);
     pc_str_copy(auth.merchant_ref, sizeof auth.merchant_ref, request.merchant_ref ? request.merchant_ref : "");
     const char *code = NULL;
-    if (!authorize_decide(req, &request, &code)) return sim_reply_internal(req);
+    bool holder_moved = false;
+    if (!authorize_decide(req, &request, &code, &holder_moved)) return sim_reply_internal(req);
     pc_str_copy(auth.response_code, sizeof auth.response_code, code);
     pc_str_copy(auth.status, sizeof auth.status, auth_status(code));
     char challenge_id[SIM_ID_SIZE] = "";
@@ -388,7 +452,7 @@ static void card_authorize(sim_req_t *req) {
     auth.record_row = sqlite3_last_insert_rowid(sim->db.db);
     ok = ok && sim_db_auth_note(&sim->db, auth.id, auth.row, auth.record_row);
     char capture_id[SIM_ID_SIZE] = "";
-    if (ok && strcmp(code, "00") == 0) ok = auth_apply_approval(req, &auth, capture_id);
+    if (ok && strcmp(code, "00") == 0) ok = auth_apply_approval(req, &auth, holder_moved, capture_id);
     if (!ok) return sim_reply_internal(req);
     reply_auth(req, &auth, NULL, capture_id[0] ? capture_id : NULL);
 }
@@ -430,7 +494,7 @@ static void card_challenge_complete(sim_req_t *req) {
     const char *code = NULL;
     char capture_id[SIM_ID_SIZE] = "";
     bool ok = balance_decide(sim, &auth, &code) && challenge_resolve(req, &auth, code, "completed");
-    if (ok && strcmp(code, "00") == 0) ok = auth_apply_approval(req, &auth, capture_id);
+    if (ok && strcmp(code, "00") == 0) ok = auth_apply_approval(req, &auth, false, capture_id);
     if (!ok) return sim_reply_internal(req);
     reply_auth(req, &auth, NULL, capture_id[0] ? capture_id : NULL);
 }
@@ -539,6 +603,7 @@ static bool cardholder_put(sim_t *sim, const char *number, const char *currency,
                                 " SET balance = excluded.balance, amount_limit = excluded.amount_limit"
                               : "INSERT OR IGNORE INTO cardholders(number, currency, balance, held, amount_limit)"
                                 " VALUES (?, ?, ?, 0, ?)";
+    sim_db_holder_note(&sim->db, number, currency);
     return sim_db_run(&sim->db, sql, "ssii", number, currency, balance, amount_limit);
 }
 

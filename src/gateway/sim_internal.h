@@ -103,6 +103,7 @@ typedef struct {
     } cache[SIM_STMT_CACHE_MAX];
     uint32_t cache_count;
     uint64_t *keys_seen;          /* Bloom filter of the keys in arrival_counts and idempotency; NULL: none */
+    uint64_t *holders_seen;       /* card: Bloom filter of the cardholders (number and currency); NULL: none */
     sim_rowmap_t auths;           /* card authorizations by id (sim_db_auth_*) */
     sim_rowmap_t answers;         /* idempotency rows by key (sim_db_answer_*) */
 } sim_db_t;
@@ -126,6 +127,12 @@ void sim_db_rollback(sim_db_t *db);
 bool sim_db_key_maybe(const sim_db_t *db, const char *key);
 /* Notes a key about to be written (a write rolled back leaves a false "maybe"). */
 void sim_db_key_note(sim_db_t *db, const char *key);
+/* Card: the cardholders the record may hold (a Bloom filter filled at open, then by
+ * sim_db_holder_note before each row is inserted): false only for a number and
+ * currency with no row, so a new cardholder's row is written without a read. */
+#define SIM_HOLDER_TEXT_SIZE 24   /* up to 19 digits, a space, a currency code, a NUL */
+bool sim_db_holder_maybe(const sim_db_t *db, const char *number, const char *currency);
+void sim_db_holder_note(sim_db_t *db, const char *number, const char *currency);
 /* Card authorizations by id, in memory (the authorizations table has no index on its
  * id: rows are appended in arrival order): each one's row and its record's row. Filled
  * at open, by sim_db_auth_note as each is inserted, and again from the file after any

@@ -15,6 +15,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "core/core.h"
 #include "gateway/sim_internal.h"
 #include "obs/obs.h"
 #include "store/sqlite_pcache.h"
@@ -134,25 +135,52 @@ static void key_hashes(const char *key, uint64_t *h1, uint64_t *h2) {
     *h2 = m | 1;
 }
 
-bool sim_db_key_maybe(const sim_db_t *db, const char *key) {
-    if (db->keys_seen == NULL) return true;
+/* A Bloom filter of KEYS_SEEN_BITS: false only for a text never noted (NULL: every
+ * text is a "maybe"). */
+static bool seen_maybe(const uint64_t *bits, const char *text) {
+    if (bits == NULL) return true;
     uint64_t h1, h2;
-    key_hashes(key, &h1, &h2);
+    key_hashes(text, &h1, &h2);
     for (int i = 0; i < KEYS_SEEN_PROBES; i++) {
         uint64_t bit = (h1 + (uint64_t)i * h2) & (KEYS_SEEN_BITS - 1);
-        if ((db->keys_seen[bit >> 6] & (UINT64_C(1) << (bit & 63))) == 0) return false;
+        if ((bits[bit >> 6] & (UINT64_C(1) << (bit & 63))) == 0) return false;
     }
     return true;
 }
 
-void sim_db_key_note(sim_db_t *db, const char *key) {
-    if (db->keys_seen == NULL) return;
+static void seen_note(uint64_t *bits, const char *text) {
+    if (bits == NULL) return;
     uint64_t h1, h2;
-    key_hashes(key, &h1, &h2);
+    key_hashes(text, &h1, &h2);
     for (int i = 0; i < KEYS_SEEN_PROBES; i++) {
         uint64_t bit = (h1 + (uint64_t)i * h2) & (KEYS_SEEN_BITS - 1);
-        db->keys_seen[bit >> 6] |= UINT64_C(1) << (bit & 63);
+        bits[bit >> 6] |= UINT64_C(1) << (bit & 63);
     }
+}
+
+bool sim_db_key_maybe(const sim_db_t *db, const char *key) {
+    return seen_maybe(db->keys_seen, key);
+}
+
+void sim_db_key_note(sim_db_t *db, const char *key) {
+    seen_note(db->keys_seen, key);
+}
+
+/* A cardholder's text in the filter: its number, a space, its currency; false when it
+ * does not fit (never for a validated number and currency: then always a "maybe"). */
+static bool holder_text(const char *number, const char *currency, char out[SIM_HOLDER_TEXT_SIZE]) {
+    const char *const parts[] = {number, " ", currency};
+    return pc_str_join(out, SIM_HOLDER_TEXT_SIZE, parts, 3) < SIM_HOLDER_TEXT_SIZE;
+}
+
+bool sim_db_holder_maybe(const sim_db_t *db, const char *number, const char *currency) {
+    char text[SIM_HOLDER_TEXT_SIZE];
+    return db->holders_seen == NULL || !holder_text(number, currency, text) || seen_maybe(db->holders_seen, text);
+}
+
+void sim_db_holder_note(sim_db_t *db, const char *number, const char *currency) {
+    char text[SIM_HOLDER_TEXT_SIZE];
+    if (db->holders_seen != NULL && holder_text(number, currency, text)) seen_note(db->holders_seen, text);
 }
 
 /* ---- rows by id or key, in memory ---- */
@@ -313,24 +341,30 @@ bool sim_db_answer_put(sim_db_t *db, const char *key, const char *operation, con
     return false; /* the unit fails and its group rolls back: the row goes with it */
 }
 
-/* Fills the filter from the record; without it (no memory, a failed read) every key
- * is a "maybe" and each arrival reads its count. */
-static void keys_seen_load(sim_db_t *db) {
-    db->keys_seen = calloc(KEYS_SEEN_BITS / 64, sizeof *db->keys_seen);
-    if (db->keys_seen == NULL) return;
+/* A filter filled with the texts 'sql' reads (one a row); NULL without it (no memory,
+ * a failed read: every text is then a "maybe", and 'without' says what that costs). */
+static uint64_t *seen_load(sim_db_t *db, const char *sql, const char *without) {
+    uint64_t *bits = calloc(KEYS_SEEN_BITS / 64, sizeof *bits);
+    if (bits == NULL) return NULL;
     sqlite3_stmt *stmt = NULL;
-    int rc = sqlite3_prepare_v2(db->db, "SELECT key FROM arrival_counts UNION ALL SELECT key FROM idempotency", -1,
-                                &stmt, NULL);
+    int rc = sqlite3_prepare_v2(db->db, sql, -1, &stmt, NULL);
     if (rc == SQLITE_OK) { /* every row read (the filter used to stop after the first) */
-        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) sim_db_key_note(db, sim_col_text(stmt, 0));
+        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) seen_note(bits, sim_col_text(stmt, 0));
     }
     sqlite3_finalize(stmt);
-    if (rc != SQLITE_DONE) {
-        obs_logf(OBS_LEVEL_WARN, "simulator record: keys not indexed (%s): every arrival reads its count",
-                 sqlite3_errmsg(db->db));
-        free(db->keys_seen);
-        db->keys_seen = NULL;
-    }
+    if (rc == SQLITE_DONE) return bits;
+    obs_logf(OBS_LEVEL_WARN, "simulator record: %s not indexed (%s)", without, sqlite3_errmsg(db->db));
+    free(bits);
+    return NULL;
+}
+
+/* The keys of arrival_counts and idempotency; a card record's cardholders (holder_text). */
+static void seen_filters_load(sim_db_t *db, sim_kind kind) {
+    db->keys_seen = seen_load(db, "SELECT key FROM arrival_counts UNION ALL SELECT key FROM idempotency",
+                              "keys: every arrival reads its count");
+    if (kind != SIM_KIND_CARD) return;
+    db->holders_seen = seen_load(db, "SELECT number || ' ' || currency FROM cardholders",
+                                 "cardholders: every authorization tries its holder's row first");
 }
 
 /* Creates the file 0600 before SQLite opens it (SQLite gives its -wal and -shm files
@@ -466,7 +500,7 @@ bool sim_db_open(sim_db_t *db, const char *path, sim_kind kind, char *error, siz
         sim_db_close(db);
         return false;
     }
-    keys_seen_load(db);
+    seen_filters_load(db, kind);
     if (!auth_rows_load(db) || !answer_rows_load(db)) {
         snprintf(error, error_bytes, "cannot read the authorizations and answers of %s", path);
         sim_db_close(db);
@@ -482,6 +516,8 @@ void sim_db_close(sim_db_t *db) {
     db->db = NULL;
     free(db->keys_seen);
     db->keys_seen = NULL;
+    free(db->holders_seen);
+    db->holders_seen = NULL;
     rowmap_clear(&db->auths);
     rowmap_clear(&db->answers);
 }

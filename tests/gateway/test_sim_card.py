@@ -185,6 +185,57 @@ def test_capture_void_refund(sim, c):
     expect(c.post(AUTH + "/auth_nope/captures", {"amount": 1}, key="cvr-404"), 404, "not_found")
 
 
+def holder_row(sim, number, currency="EUR"):
+    return sim.one("SELECT balance, held, amount_limit FROM cardholders WHERE number = ? AND currency = ?",
+                   (number, currency))
+
+
+def authorize_code(c, number, amount, key, currency="EUR", capture=False):
+    body = auth_body(number, amount=amount, currency=currency, capture=capture)
+    return expect(c.post(AUTH, body, key=key), 200, what=key).json["response_code"]
+
+
+def test_holder_rows(sim, c):
+    """An authorization leaves its cardholder's row as the rules say, for a holder the
+    record does not have yet (created by it), one it has, and after a restart (the
+    record read anew): holds, sales (capture requested), 51 and 61 moving nothing, a
+    challenge creating the row and holding nothing, another currency its own row."""
+    fresh, sale, limit = (luhn_complete("41111111111170" + d) for d in "123")
+    check(authorize_code(c, fresh, 300, "h-new") == "00", "a new holder's first hold")
+    check(holder_row(sim, fresh) == (100000, 300, 1000000), "held on a new row: %r" % (holder_row(sim, fresh),))
+    check(authorize_code(c, fresh, 200, "h-again") == "00", "an existing holder's hold")
+    check(holder_row(sim, fresh)[:2] == (100000, 500), "held twice: %r" % (holder_row(sim, fresh),))
+    check(authorize_code(c, fresh, 99501, "h-51") == "51", "above what is available: 51")
+    check(authorize_code(c, fresh, 1000001, "h-61") == "61", "above the limit: 61")
+    check(holder_row(sim, fresh)[:2] == (100000, 500), "declines move nothing: %r" % (holder_row(sim, fresh),))
+    check(authorize_code(c, fresh, 99500, "h-all") == "00", "exactly what is available")
+    check(holder_row(sim, fresh)[:2] == (100000, 100000), "all held: %r" % (holder_row(sim, fresh),))
+    check(authorize_code(c, sale, 400, "s-new", capture=True) == "00", "a new holder's sale")
+    check(holder_row(sim, sale)[:2] == (99600, 0), "a sale takes the balance: %r" % (holder_row(sim, sale),))
+    check(authorize_code(c, sale, 100, "s-again", capture=True) == "00", "an existing holder's sale")
+    check(holder_row(sim, sale)[:2] == (99500, 0), "two sales: %r" % (holder_row(sim, sale),))
+    check(authorize_code(c, limit, 1000001, "l-new") == "61", "a new holder above the limit: 61")
+    check(holder_row(sim, limit) == (100000, 0, 1000000), "created, nothing held: %r" % (holder_row(sim, limit),))
+    check(authorize_code(c, limit, 100001, "l-51") == "51", "a holder made by a decline: 51")
+    challenged = luhn_complete("400000276000400")
+    check(authorize_code(c, challenged, 700, "ch-new") == "1A", "a challenge")
+    check(holder_row(sim, challenged)[:2] == (100000, 0), "a challenge holds nothing yet")
+    check(authorize_code(c, fresh, 250, "h-usd", currency="USD") == "00", "another currency")
+    check(holder_row(sim, fresh, "USD")[:2] == (100000, 250), "its own row: %r" % (holder_row(sim, fresh, "USD"),))
+    check(sim.stop() == 0, "clean stop")
+    sim.start()
+    c = sim.client()
+    check(authorize_code(c, sale, 500, "r-sale") == "00", "after a restart: a known holder")
+    check(holder_row(sim, sale)[:2] == (99500, 500), "its row moved, not made again: %r" % (holder_row(sim, sale),))
+    check(authorize_code(c, fresh, 1, "r-51") == "51", "after a restart: what is held stays held")
+    other = luhn_complete("411111111111704")
+    check(authorize_code(c, other, 600, "r-new") == "00", "after a restart: a new holder")
+    check(holder_row(sim, other)[:2] == (100000, 600), "a new row: %r" % (holder_row(sim, other),))
+    count = sim.one("SELECT count(*) FROM cardholders WHERE number IN (?, ?, ?, ?, ?)",
+                    (fresh, sale, limit, challenged, other))[0]
+    check(count == 6, "one row per holder and currency: %d" % count)
+
+
 def test_bad_requests(sim, c):
     """Each malformed request is 400 with the field, and adds nothing to the record."""
     before = record_count(sim)
@@ -285,6 +336,7 @@ def main():
         test_3ds(sim, c)
         test_capture_void_refund(sim, c)
         test_bad_requests(sim, c)
+        test_holder_rows(sim, c)
     finally:
         sim.close()
     test_auth_and_files(None)
