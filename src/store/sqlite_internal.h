@@ -85,8 +85,8 @@ pc_status store_sqlite_step_done(sqlite3_stmt *stmt);
 
 /* ---- sqlite_rows.c: appended rows inserted several per statement ---- */
 #define STORE_SQLITE_ROWS_PER_INSERT 16
-#define STORE_SQLITE_ROWS_COLUMNS_MAX 8
-#define STORE_SQLITE_DEFERRED_MAX 4 /* buffers of one store (events, payments' versions) */
+#define STORE_SQLITE_ROWS_COLUMNS_MAX 14 /* a transfer's row */
+#define STORE_SQLITE_DEFERRED_MAX 6 /* buffers of one store (events, payments' versions, transfers) */
 typedef struct store_sqlite_rows store_sqlite_rows_t;
 /* A buffer of rows for 'insert_prefix' ("INSERT INTO t(a, b) VALUES"), kept by the
  * store until freed: its rows go in before the store's COMMIT and are dropped at its
@@ -266,7 +266,6 @@ pc_status store_sqlite_configure(sqlite3 *db, bool synchronous_off);
 enum {
     STMT_ACCOUNT_INSERT,
     STMT_ACCOUNT_UPDATE,
-    STMT_TRANSFER_INSERT,
     STMT_PENDING_UPDATE,
     STMT_FAILURE_INSERT,
     STMT_HISTORY_INSERT,
@@ -296,6 +295,7 @@ struct sqlite_store {
     store_sqlite_rows_t *deferred[STORE_SQLITE_DEFERRED_MAX]; /* rows waiting for COMMIT (sqlite_rows.c) */
     uint32_t deferred_count;
     store_sqlite_rows_t *pay_versions; /* sqlite_payments.c's, made on first use */
+    store_sqlite_rows_t *transfer_rows; /* sqlite_tx.c's: the batch's transfers, made on first use */
     int64_t instance_id;    /* meta.instance_id: ties the index file to this database */
     pc_hash_key_t id_key;   /* '<path>.idkey': ids are hashed with it (sqlite_index.c) */
     /* Accounts whose balances changed since the balance snapshot, in committed
@@ -323,6 +323,9 @@ pc_status store_sqlite_tx_write_journal(store_tx_t *tx, const journal_entry_t *e
                                         const journal_checkpoint_t *checkpoint);
 pc_status store_sqlite_tx_commit(store_tx_t *tx);
 void store_sqlite_tx_rollback(store_tx_t *tx);
+/* The batch's transfers still waiting in their rows buffer inserted now: before a
+ * statement of the transaction reads the transfers table. */
+pc_status store_sqlite_transfer_rows_flush(sqlite_store_t *store);
 pc_status store_sqlite_balance_snapshot(store_t *store, const ledger_t *ledger);
 pc_status store_sqlite_probe(store_t *store);
 

@@ -102,18 +102,105 @@ static void arena_give(void *p) {
     pthread_mutex_unlock(&arena.mutex);
 }
 
+/* ---- small blocks kept by each thread ----
+ * SQLite (built without its lookaside allocator here) takes a statement's cursors and
+ * the records it builds from the heap and gives them back when the statement ends:
+ * about 110 malloc/free pairs per payment on the writer thread, ~280 instructions a
+ * pair through SQLite's allocator and glibc, ~8 % of its instructions. A block of a
+ * size class, given back, waits in its thread's list for the next request of that
+ * class (a pop), at most SMALL_KEPT_MAX a class; a thread's lists go back to the heap
+ * when it ends. The blocks are the heap's own (heap.xMalloc of the class's size; a
+ * block given back joins the largest class its size serves), so xSize, xRealloc and
+ * xFree of the heap work on them unchanged. */
+#define SMALL_CLASSES 6
+#define SMALL_KEPT_MAX 64
+static const int small_class_bytes[SMALL_CLASSES] = {64, 128, 256, 512, 1024, 2048};
+
+typedef struct small_block {
+    struct small_block *next;
+} small_block_t;
+
+typedef struct {
+    small_block_t *head[SMALL_CLASSES];
+    uint32_t count[SMALL_CLASSES];
+    bool registered; /* the thread's exit drains them (small_key) */
+} small_lists_t;
+
+static _Thread_local small_lists_t small_lists;
+static pthread_key_t small_key;
+static pthread_once_t small_key_once = PTHREAD_ONCE_INIT;
+
+static int small_class(int bytes) {
+    for (int c = 0; c < SMALL_CLASSES; c++) {
+        if (bytes <= small_class_bytes[c]) return c;
+    }
+    return -1;
+}
+
+static void small_lists_drain(void *unused) {
+    (void)unused;
+    for (int c = 0; c < SMALL_CLASSES; c++) {
+        while (small_lists.head[c] != NULL) {
+            small_block_t *block = small_lists.head[c];
+            small_lists.head[c] = block->next;
+            arena.heap.xFree(block);
+        }
+        small_lists.count[c] = 0;
+    }
+}
+
+static void small_key_make(void) { (void)pthread_key_create(&small_key, small_lists_drain); }
+
+/* A thread's first kept block: its exit is to drain the lists (the key's value must
+ * be non-NULL for the destructor to run). */
+static bool small_register(void) {
+    if (small_lists.registered) return true;
+    (void)pthread_once(&small_key_once, small_key_make);
+    small_lists.registered = pthread_setspecific(small_key, &small_lists) == 0;
+    return small_lists.registered;
+}
+
+static void *small_take(int c) {
+    small_block_t *block = small_lists.head[c];
+    if (block == NULL) return arena.heap.xMalloc(small_class_bytes[c]);
+    small_lists.head[c] = block->next;
+    small_lists.count[c]--;
+    return block;
+}
+
+/* The largest class a block of 'bytes' can serve; -1: smaller than every class. */
+static int small_class_served(int bytes) {
+    int c = SMALL_CLASSES - 1;
+    while (c >= 0 && small_class_bytes[c] > bytes) c--;
+    return c;
+}
+
+/* Keeps a heap block in the list of the largest class it can serve; false: the caller
+ * frees it. */
+static bool small_keep(void *p) {
+    int c = small_class_served(arena.heap.xSize(p));
+    if (c < 0 || small_lists.count[c] >= SMALL_KEPT_MAX) return false;
+    if (!small_register()) return false;
+    small_block_t *block = p;
+    block->next = small_lists.head[c];
+    small_lists.head[c] = block;
+    small_lists.count[c]++;
+    return true;
+}
+
 static void *arena_malloc(int bytes) {
     if (arena_sized(bytes)) {
         void *slot = arena_take();
         if (slot != NULL) return slot;
         atomic_fetch_add_explicit(&arena.heap_pages, 1, memory_order_relaxed);
     }
-    return arena.heap.xMalloc(bytes);
+    int c = bytes > 0 ? small_class(bytes) : -1;
+    return c >= 0 ? small_take(c) : arena.heap.xMalloc(bytes);
 }
 
 static void arena_free(void *p) {
     if (arena_holds(p)) arena_give(p);
-    else arena.heap.xFree(p);
+    else if (p != NULL && !small_keep(p)) arena.heap.xFree(p);
 }
 
 static void *arena_realloc(void *p, int bytes) {
@@ -128,7 +215,11 @@ static void *arena_realloc(void *p, int bytes) {
 
 static int arena_size(void *p) { return arena_holds(p) ? (int)arena.slot_bytes : arena.heap.xSize(p); }
 
-static int arena_roundup(int bytes) { return arena_sized(bytes) ? (int)arena.slot_bytes : arena.heap.xRoundup(bytes); }
+static int arena_roundup(int bytes) {
+    if (arena_sized(bytes)) return (int)arena.slot_bytes;
+    int c = bytes > 0 ? small_class(bytes) : -1;
+    return c >= 0 ? small_class_bytes[c] : arena.heap.xRoundup(bytes);
+}
 
 static int arena_init(void *arg) {
     (void)arg;

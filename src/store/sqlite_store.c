@@ -34,10 +34,6 @@ static const char *const statement_sql[STMT_COUNT] = {
     [STMT_ACCOUNT_UPDATE] =
         "UPDATE accounts SET debits_pending=?, debits_posted=?, credits_pending=?,"
         " credits_posted=? WHERE no=?",
-    [STMT_TRANSFER_INSERT] =
-        "INSERT INTO transfers(timestamp, id, debit_account_id, credit_account_id, amount,"
-        " currency, code, flags, pending_id, timeout_s, metadata, pending_state, batch_seq,"
-        " row_hash) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
     [STMT_PENDING_UPDATE] = "UPDATE transfers SET pending_state=? WHERE timestamp=?",
     [STMT_FAILURE_INSERT] =
         "INSERT INTO transfer_failures(id, result, timestamp, batch_seq, row_hash) VALUES(?,?,?,?,?)",
@@ -434,6 +430,7 @@ static void sqlite_close(store_t *base) {
     store_idem_rows_free(store->idem_rows);
     store_dirty_free(&store->dirty);
     store_sqlite_rows_free(store->pay_versions);
+    store_sqlite_rows_free(store->transfer_rows);
     for (int i = 0; i < STMT_COUNT; i++) sqlite3_finalize(store->statements[i]);
     store_sqlite_stmt_cache_free(store->stmt_cache);
     if (store->db != NULL) sqlite3_close(store->db);
@@ -503,6 +500,7 @@ void store_sqlite_transfer_from_row(sqlite3_stmt *stmt, ledger_transfer_t *t) {
 
 /* Reads the transfer row at 'ts' when its id is 'id'. */
 static pc_status transfer_at(sqlite_store_t *store, uint64_t ts, const char *id, ledger_transfer_record_t *out) {
+    if (store_sqlite_transfer_rows_flush(store) != PC_OK) return PC_STORE_READ_FAILED; /* rows of this batch */
     sqlite3_stmt *stmt = store->statements[STMT_TRANSFER_FIND];
     sqlite3_bind_int64(stmt, 1, (int64_t)ts);
     int rc = sqlite3_step(stmt);

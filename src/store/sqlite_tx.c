@@ -76,11 +76,6 @@ static pc_status step_done(sqlite_store_t *store, sqlite3_stmt *stmt, const char
 
 /* ---- rows ---- */
 
-static void bind_text_or_null(sqlite3_stmt *stmt, int index, const char *text) {
-    if (text == NULL || text[0] == '\0') sqlite3_bind_null(stmt, index);
-    else sqlite3_bind_text(stmt, index, text, -1, SQLITE_STATIC);
-}
-
 static void bind_balances(sqlite3_stmt *stmt, int first, const ledger_balances_t *b) {
     sqlite3_bind_int64(stmt, first, b->debits_pending);
     sqlite3_bind_int64(stmt, first + 1, b->debits_posted);
@@ -112,28 +107,51 @@ static pc_status write_account_created(sqlite_store_t *store, const ledger_accou
     return step_done(store, stmt, "insert account");
 }
 
+/* Transfers are appended with the batch's other rows, 16 a statement (sqlite_rows.c):
+ * a one-row INSERT paid the statement's own costs for each. Read back in the same
+ * transaction only by the pending updates and the ledger's lookups, which insert the
+ * waiting rows first (transfer_rows_flush). */
+#define TRANSFER_INSERT_PREFIX                                                                                 \
+    "INSERT INTO transfers(timestamp, id, debit_account_id, credit_account_id, amount, currency, code, flags," \
+    " pending_id, timeout_s, metadata, pending_state, batch_seq, row_hash) VALUES"
+#define TRANSFER_COLUMNS 14
+
+static void rows_text_or_null(store_sqlite_rows_t *rows, const char *text) {
+    if (text == NULL) store_sqlite_rows_null(rows);
+    else store_sqlite_rows_text(rows, text, strlen(text));
+}
+
 static pc_status write_transfer(sqlite_store_t *store, const ledger_transfer_t *t, uint64_t batch_seq,
                                 journal_content_t *content) {
     uint8_t row_hash[JOURNAL_ROW_HASH_BYTES];
     journal_row_hash_transfer(t, row_hash);
     journal_content_add(content, row_hash);
-    sqlite3_stmt *stmt = store->statements[STMT_TRANSFER_INSERT];
-    sqlite3_bind_int64(stmt, 1, (int64_t)t->timestamp_ns);
-    sqlite3_bind_text(stmt, 2, t->id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(stmt, 3, t->debit_account_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(stmt, 4, t->credit_account_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(stmt, 5, t->amount);
-    sqlite3_bind_text(stmt, 6, t->currency, -1, SQLITE_STATIC);
-    sqlite3_bind_int(stmt, 7, t->code);
-    sqlite3_bind_int(stmt, 8, t->flags);
-    bind_text_or_null(stmt, 9, t->pending_id);
-    sqlite3_bind_int64(stmt, 10, t->timeout_s);
-    if (t->metadata_json) sqlite3_bind_text(stmt, 11, t->metadata_json, -1, SQLITE_STATIC);
-    else sqlite3_bind_null(stmt, 11);
-    sqlite3_bind_int(stmt, 12, (t->flags & LEDGER_TRANSFER_PENDING) ? LEDGER_PENDING_OPEN : LEDGER_PENDING_NONE);
-    sqlite3_bind_int64(stmt, 13, (int64_t)batch_seq);
-    sqlite3_bind_blob(stmt, 14, row_hash, sizeof(row_hash), SQLITE_STATIC);
-    return step_done(store, stmt, "insert transfer");
+    if (store->transfer_rows == NULL &&
+        store_sqlite_rows_new(store, TRANSFER_INSERT_PREFIX, TRANSFER_COLUMNS, &store->transfer_rows) != PC_OK) {
+        return write_failed(store, "insert transfer", false);
+    }
+    store_sqlite_rows_t *rows = store->transfer_rows;
+    store_sqlite_rows_int(rows, (int64_t)t->timestamp_ns);
+    store_sqlite_rows_text(rows, t->id, strlen(t->id));
+    store_sqlite_rows_text(rows, t->debit_account_id, strlen(t->debit_account_id));
+    store_sqlite_rows_text(rows, t->credit_account_id, strlen(t->credit_account_id));
+    store_sqlite_rows_int(rows, t->amount);
+    store_sqlite_rows_text(rows, t->currency, strlen(t->currency));
+    store_sqlite_rows_int(rows, t->code);
+    store_sqlite_rows_int(rows, t->flags);
+    rows_text_or_null(rows, t->pending_id[0] != '\0' ? t->pending_id : NULL);
+    store_sqlite_rows_int(rows, t->timeout_s);
+    rows_text_or_null(rows, t->metadata_json);
+    store_sqlite_rows_int(rows, (t->flags & LEDGER_TRANSFER_PENDING) ? LEDGER_PENDING_OPEN : LEDGER_PENDING_NONE);
+    store_sqlite_rows_int(rows, (int64_t)batch_seq);
+    store_sqlite_rows_blob(rows, row_hash, sizeof(row_hash));
+    return store_sqlite_rows_end_row(rows) == PC_OK ? PC_OK : write_failed(store, "insert transfer", false);
+}
+
+pc_status store_sqlite_transfer_rows_flush(sqlite_store_t *store) {
+    if (store->transfer_rows == NULL || !store_sqlite_rows_waiting(store->transfer_rows)) return PC_OK;
+    if (store_sqlite_rows_flush(store->transfer_rows) == PC_OK) return PC_OK;
+    return write_failed(store, "insert transfer", false);
 }
 
 static pc_status write_failure(sqlite_store_t *store, const ledger_failure_t *f, uint64_t batch_seq,
@@ -248,6 +266,8 @@ static pc_status write_rows(sqlite_tx_t *tx, const ledger_changes_t *c, journal_
     for (uint32_t i = 0; status == PC_OK && i < c->failures_count; i++) {
         status = write_failure(store, &c->failures[i], tx->batch_seq, content);
     }
+    /* the updates may name a transfer of this batch */
+    if (status == PC_OK && c->pending_changes_count > 0) status = store_sqlite_transfer_rows_flush(store);
     for (uint32_t i = 0; status == PC_OK && i < c->pending_changes_count; i++) {
         status = write_pending_change(store, &c->pending_changes[i]);
     }

@@ -6,7 +6,9 @@
  * OS (the fault VFS: a failed WAL fsync, a full disk, a failed read), in
  * in_transaction hooks and at COMMIT; crashes are child processes that _exit
  * without stopping. After each case `verify` must pass on the file and a restart
- * must load the balances every acknowledged transfer implies.
+ * must load the balances every acknowledged transfer implies. A pending transfer
+ * posted in the batch that made it is stored posted (the batch's rows wait to be
+ * inserted several per statement, its update must still find the row).
  * On PostgreSQL (PAYCORE_TEST_PG_HOST, the socket directory of a throwaway cluster:
  * tests/store/test_durability_pg.py) the cases that are not SQLite faults run against
  * a new database each: batches without ledger rows and a crash, a failed COMMIT's
@@ -257,6 +259,61 @@ static void test_batch_without_rows_takes_no_seq(void) {
     ASSERT_EQ(credits_of(writer, "a"), -150);
     stop(store, writer);
     verify_ok("after the last stop");
+    paths_remove();
+}
+
+/* ---- a pending transfer posted in the batch that made it ----
+ * A batch's transfer rows wait to be inserted several per statement; the pending
+ * update of the same batch must find its row (it is inserted first). */
+
+/* The pending_state column of transfer 'id', read as a fresh connection sees the file. */
+static int pending_state_in_file(const char *id) {
+    sqlite3 *db;
+    sqlite3_stmt *stmt;
+    int state = -1;
+    ASSERT_EQ(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT pending_state FROM transfers WHERE id = ?1", -1, &stmt, NULL),
+              SQLITE_OK);
+    sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
+    if (sqlite3_step(stmt) == SQLITE_ROW) state = sqlite3_column_int(stmt, 0);
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    return state;
+}
+
+static void test_pending_posted_in_its_batch(void) {
+    enum { PLAIN = 20 }; /* one statement's rows inserted before the pending, a few waiting with it */
+    paths_make("posted");
+    store_t *store;
+    writer_t *writer;
+    start(&store, &writer);
+    ASSERT_STATUS(accounts_create(writer, ab, 2), PC_OK);
+    ledger_transfer_t t[2 + PLAIN];
+    ledger_transfer_result_t r[2 + PLAIN];
+    for (uint32_t i = 0; i < PLAIN; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "x%u", i);
+        transfer_fill(&t[i], id, "a", "b", 1);
+    }
+    transfer_fill(&t[PLAIN], "p1", "a", "b", 100);
+    t[PLAIN].flags = LEDGER_TRANSFER_PENDING;
+    transfer_fill(&t[PLAIN + 1], "p1-post", "a", "b", 100);
+    t[PLAIN + 1].flags = LEDGER_TRANSFER_POST_PENDING;
+    snprintf(t[PLAIN + 1].pending_id, sizeof t[PLAIN + 1].pending_id, "p1");
+    writer_cmd_t cmd = {.kind = WRITER_CMD_CREATE_TRANSFERS, .event_count = 2 + PLAIN, .transfers = t,
+                        .transfer_results = r};
+    ASSERT_STATUS(writer_submit_wait(writer, &cmd), PC_OK);
+    for (uint32_t i = 0; i < 2 + PLAIN; i++) ASSERT_STATUS(r[i].status, PC_OK);
+    ASSERT_EQ(pending_state_in_file("p1"), LEDGER_PENDING_POSTED);
+    ASSERT_TRUE(in_file("x19"));
+    stop(store, writer);
+    verify_ok("after the batch");
+    start(&store, &writer); /* an open pending would be loaded again from its row */
+    ASSERT_EQ(credits_of(writer, "b"), 100 + PLAIN);
+    const ledger_account_t *b = ledger_account_find(writer_ledger(writer), "b");
+    ASSERT_TRUE(b != NULL);
+    ASSERT_EQ(b->balances.credits_pending, 0);
+    stop(store, writer);
     paths_remove();
 }
 
@@ -1071,6 +1128,7 @@ int main(void) {
         return test_finish();
     }
     TEST_RUN(test_batch_without_rows_takes_no_seq);
+    TEST_RUN(test_pending_posted_in_its_batch);
     TEST_RUN(test_failed_batch_leaves_no_dirty_accounts);
     TEST_RUN(test_in_transaction_fault);
     TEST_RUN(test_fsync_fault_at_commit);

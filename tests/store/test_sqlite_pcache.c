@@ -10,7 +10,12 @@
  * The pages' region: the pages were taken from it, every one is given back when the
  * connections close, a second install changes nothing; and in a child process with a
  * region far smaller than the cache, pages past it come from the heap and the rows
- * are the same. */
+ * are the same.
+ * SQLite's small blocks: one given back is handed out again by the next request of
+ * its size class on the same thread (no trip through the heap), with room for the
+ * request; a thread keeps a bounded number and gives them back when it ends (the
+ * sanitizer build's leak check sees any it kept). */
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,6 +238,48 @@ static void test_small_region(void) {
     ASSERT_EQ(WEXITSTATUS(status), 0);
 }
 
+/* A block of 100 bytes given back serves the next request of 65 to 128 bytes: the
+ * same block, with room for it; a block written whole keeps its bytes through a
+ * realloc past its class. */
+static void test_small_block_reused(void) {
+    char *first = sqlite3_malloc(100);
+    ASSERT_TRUE(first != NULL);
+    ASSERT_TRUE(sqlite3_msize(first) >= 100);
+    sqlite3_free(first);
+    char *again = sqlite3_malloc(65);
+    ASSERT_TRUE(again == first); /* glibc alone gives 65 bytes another bin than 100 */
+    ASSERT_TRUE(sqlite3_msize(again) >= 65);
+    memset(again, 'x', 65);
+    char *grown = sqlite3_realloc(again, 5000);
+    ASSERT_TRUE(grown != NULL);
+    for (int i = 0; i < 65; i++) ASSERT_EQ(grown[i], 'x');
+    sqlite3_free(grown);
+}
+
+/* Many blocks of every class taken and given back on a thread that then ends. */
+static void *small_blocks_churn(void *unused) {
+    (void)unused;
+    enum { BLOCKS = 300 };
+    static const int sizes[] = {1, 64, 100, 200, 500, 1000, 2000, 3000};
+    void *held[BLOCKS];
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        for (int i = 0; i < BLOCKS; i++) {
+            held[i] = sqlite3_malloc(sizes[s]);
+            ASSERT_TRUE(held[i] != NULL && sqlite3_msize(held[i]) >= (sqlite3_uint64)sizes[s]);
+            memset(held[i], i & 0xff, (size_t)sizes[s]);
+        }
+        for (int i = 0; i < BLOCKS; i++) sqlite3_free(held[i]);
+    }
+    return NULL;
+}
+
+static void test_small_blocks_threads(void) {
+    pthread_t threads[4];
+    for (int i = 0; i < 4; i++) ASSERT_EQ(pthread_create(&threads[i], NULL, small_blocks_churn, NULL), 0);
+    for (int i = 0; i < 4; i++) ASSERT_EQ(pthread_join(threads[i], NULL), 0);
+    small_blocks_churn(NULL); /* and on this thread, whose blocks stay until exit */
+}
+
 int main(void) {
     TEST_RUN(test_small_region); /* first: the child must find SQLite unconfigured */
     ASSERT_TRUE(store_sqlite_pcache_install());
@@ -240,5 +287,7 @@ int main(void) {
     TEST_RUN(test_small_cache);
     TEST_RUN(test_arena_holds_the_cache);
     TEST_RUN(test_second_install);
+    TEST_RUN(test_small_block_reused);
+    TEST_RUN(test_small_blocks_threads);
     return test_finish();
 }
