@@ -173,6 +173,10 @@
 #define API_REPLY_HEADERS_MAX 8     /* extra headers of one reply: the dashboard's carry six */
 #define API_ROUTE_SEGMENTS_MAX 8    /* "/v1/a/b/c": no route has more; longer is a 404 */
 #define API_ROUTE_PARAMS_MAX 4      /* {id} parts of one route */
+/* Kept inside each request (api_internal.h): a path this long or shorter, and the first
+ * allocations of a request up to this many bytes, take no allocation of their own. */
+#define API_REQUEST_PATH_INLINE_BYTES 64
+#define API_REQUEST_ARENA_INLINE_BYTES 48
 
 /* Request bodies are buffered whole before their handler runs. The server holds at
  * most API_BODY_BUDGET_BYTES of them at once (each may be up to --body-max, and its

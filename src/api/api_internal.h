@@ -431,6 +431,11 @@ struct api_request {
     api_conn_t *conn;                   /* its connection's entry (MHD threads only) */
     store_reader_t *reader;
     api_arena_block *arena;
+    /* Kept in the request itself: its path, and its first small allocations (an
+     * Idempotency-Key), so that a usual request makes no allocation for them. */
+    uint32_t arena_inline_used;         /* bytes of arena_inline handed out */
+    char path_inline[API_REQUEST_PATH_INLINE_BYTES];
+    max_align_t arena_inline[API_REQUEST_ARENA_INLINE_BYTES / sizeof(max_align_t)];
 };
 
 /* request.c */
