@@ -93,6 +93,17 @@ void sim_fate_draw(const sim_t *sim, const sim_faults_t *faults, const char *key
     }
 }
 
+/* 'bytes' as lower-case hex and a NUL, as sodium_bin2hex writes them (its constant
+ * time is for secrets; these are ids and request hashes, a few times per request). */
+static void hex_lower(char *out, const unsigned char *bytes, size_t count) {
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < count; i++) {
+        out[2 * i] = digits[bytes[i] >> 4];
+        out[2 * i + 1] = digits[bytes[i] & 15];
+    }
+    out[2 * count] = '\0';
+}
+
 void sim_make_id(const sim_t *sim, const char *prefix, const char *salt, const char *key,
                  char out[SIM_ID_SIZE]) {
     char seed_text[PC_INT_TEXT_SIZE];
@@ -102,7 +113,7 @@ void sim_make_id(const sim_t *sim, const char *prefix, const char *salt, const c
     hash_parts(digest, parts, sizeof parts / sizeof parts[0]);
     size_t prefix_bytes = strnlen(prefix, SIM_ID_SIZE - 25); /* the prefixes are short literals */
     memcpy(out, prefix, prefix_bytes);
-    sodium_bin2hex(out + prefix_bytes, 25, digest, 12);
+    hex_lower(out + prefix_bytes, digest, 12);
 }
 
 /* The canonical body is written by sim_canonical_text when it can (the same bytes,
@@ -126,7 +137,7 @@ void sim_request_hash(const char *method, const char *path, const json_t *body, 
     if (canonical_bytes > 0) SHA256_Update(&state, canonical, canonical_bytes);
     unsigned char digest[SHA256_DIGEST_LENGTH];
     SHA256_Final(digest, &state);
-    sodium_bin2hex(out, 65, digest, sizeof digest);
+    hex_lower(out, digest, sizeof digest);
     free(dumped);
 }
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "core/json_plain.h"
 #include "gateway/sim_internal.h"
 #include "obs/obs.h"
 #include "paycore/money.h"
@@ -162,21 +163,24 @@ static void answer_add(sim_answer_t *a, const char *piece, size_t bytes) {
     a->bytes += bytes;
 }
 
-/* A key or a value as jansson writes printable ASCII: quotes and backslashes escaped. */
+/* A key or a value as jansson writes printable ASCII: quotes and backslashes escaped.
+ * Runs of plain bytes (pc_plain_string_byte) are found by the table and copied whole:
+ * every answer and every request's canonical body is mostly such runs. */
 static void answer_quoted(sim_answer_t *a, const char *text) {
     answer_add(a, "\"", 1);
-    const unsigned char *run = (const unsigned char *)text, *c = run;
-    for (; *c != '\0'; c++) {
-        if (*c < 0x20 || *c > 0x7e) {
+    const unsigned char *c = (const unsigned char *)text;
+    for (;;) {
+        const unsigned char *run = c;
+        while (pc_plain_string_byte[*c]) c++;
+        answer_add(a, (const char *)run, (size_t)(c - run));
+        if (*c == '\0') break;
+        if (*c != '"' && *c != '\\') { /* below 0x20 or above 0x7e */
             a->failed = true;
             return;
         }
-        if (*c != '"' && *c != '\\') continue;
-        answer_add(a, (const char *)run, (size_t)(c - run)); /* the run before it, then it escaped */
-        answer_add(a, "\\", 1);
-        run = c;
+        char escaped[2] = {'\\', (char)*c++};
+        answer_add(a, escaped, 2);
     }
-    answer_add(a, (const char *)run, (size_t)(c - run));
     answer_add(a, "\"", 1);
 }
 
@@ -223,27 +227,32 @@ void sim_reply_answer(sim_req_t *req, unsigned http_status, sim_answer_t *a) {
 
 static bool canonical_value(sim_answer_t *out, const json_t *value, int depth);
 
-/* Members in strcmp order of their keys, as jansson's JSON_SORT_KEYS orders them. */
+/* Members in strcmp order of their keys, as jansson's JSON_SORT_KEYS orders them (each
+ * kept with its value: no second lookup by key). */
 static bool canonical_object(sim_answer_t *out, const json_t *object, int depth) {
-    const char *keys[CANONICAL_KEYS_MAX];
+    struct {
+        const char *key;
+        const json_t *value;
+    } members[CANONICAL_KEYS_MAX];
     size_t count = 0;
     const char *key;
     const json_t *member;
     json_object_foreach((json_t *)object, key, member) {
         if (count == CANONICAL_KEYS_MAX) return false;
         size_t at = count++;
-        while (at > 0 && strcmp(keys[at - 1], key) > 0) {
-            keys[at] = keys[at - 1];
+        while (at > 0 && strcmp(members[at - 1].key, key) > 0) {
+            members[at] = members[at - 1];
             at--;
         }
-        keys[at] = key;
+        members[at].key = key;
+        members[at].value = member;
     }
     answer_add(out, "{", 1);
     for (size_t i = 0; i < count; i++) {
         if (i > 0) answer_add(out, ",", 1);
-        answer_quoted(out, keys[i]);
+        answer_quoted(out, members[i].key);
         answer_add(out, ":", 1);
-        if (!canonical_value(out, json_object_get(object, keys[i]), depth + 1)) return false;
+        if (!canonical_value(out, members[i].value, depth + 1)) return false;
     }
     answer_add(out, "}", 1);
     return !out->failed;

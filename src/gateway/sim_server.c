@@ -152,29 +152,33 @@ static void route_faults_post(sim_req_t *req) {
 
 /* ---- routing ---- */
 
-static bool segment_match(const char *pattern, size_t pattern_bytes, const char *segment, size_t bytes) {
-    if (pattern_bytes == 2 && memcmp(pattern, "{}", 2) == 0) return bytes > 0 && bytes <= PC_ID_BYTES_MAX;
-    return pattern_bytes == bytes && memcmp(pattern, segment, bytes) == 0;
-}
-
-/* True when 'path' matches 'pattern'; the {} segments are copied to 'params'. */
+/* True when 'path' matches 'pattern' (a "{}" segment: 1..PC_ID_BYTES_MAX bytes
+ * without '/'); the {} segments are copied to 'params'. One pass over both texts:
+ * every request tries the routes in turn, and most differ from the path within a few
+ * bytes. */
 static bool path_match(const char *pattern, const char *path, char params[SIM_PARAMS_MAX][SIM_ID_SIZE]) {
     uint32_t param_count = 0;
-    while (*pattern == '/' && *path == '/') {
-        pattern++;
-        path++;
-        size_t pattern_bytes = strcspn(pattern, "/");
-        size_t bytes = strcspn(path, "/");
-        if (!segment_match(pattern, pattern_bytes, path, bytes)) return false;
-        if (pattern_bytes == 2 && memcmp(pattern, "{}", 2) == 0) {
+    if (*pattern != '/' || *path != '/') return false;
+    pattern++; /* from here pattern[-1] is the byte before: a '/' starts a segment */
+    path++;
+    for (;;) {
+        bool segment_start = pattern[-1] == '/';
+        if (segment_start && pattern[0] == '{' && pattern[1] == '}' && (pattern[2] == '/' || pattern[2] == '\0')) {
+            size_t bytes = 0;
+            while (path[bytes] != '/' && path[bytes] != '\0') bytes++;
+            if (bytes == 0 || bytes > PC_ID_BYTES_MAX) return false;
             PC_ASSERT(param_count < SIM_PARAMS_MAX);
             memcpy(params[param_count], path, bytes);
             params[param_count++][bytes] = '\0';
+            pattern += 2;
+            path += bytes;
+            continue;
         }
-        pattern += pattern_bytes;
-        path += bytes;
+        if (*pattern != *path) return false;
+        if (*pattern == '\0') return true;
+        pattern++;
+        path++;
     }
-    return *pattern == '\0' && *path == '\0';
 }
 
 static void kind_routes(sim_kind kind, const sim_route_t **routes, uint32_t *count) {
@@ -437,10 +441,9 @@ static enum MHD_Result latency_over(sim_req_t *req) {
 
 /* ---- sending ---- */
 
-static enum MHD_Result send_bytes(sim_req_t *req, unsigned http_status, const char *content_type,
-                                  const char *bytes, size_t byte_count) {
-    struct MHD_Response *response =
-        MHD_create_response_from_buffer(byte_count, (void *)bytes, MHD_RESPMEM_MUST_COPY);
+/* Queues the answer; a response made from 'bytes' copies them (its own free: NULL). */
+static enum MHD_Result send_response(sim_req_t *req, unsigned http_status, const char *content_type,
+                                     struct MHD_Response *response) {
     if (response == NULL) return MHD_NO;
     MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     if (req->replayed) MHD_add_response_header(response, "Idempotent-Replayed", "true");
@@ -449,10 +452,19 @@ static enum MHD_Result send_bytes(sim_req_t *req, unsigned http_status, const ch
     return result;
 }
 
+static enum MHD_Result send_bytes(sim_req_t *req, unsigned http_status, const char *content_type,
+                                  const char *bytes, size_t byte_count) {
+    return send_response(req, http_status, content_type,
+                         MHD_create_response_from_buffer(byte_count, (void *)bytes, MHD_RESPMEM_MUST_COPY));
+}
+
+/* The reply's text goes to the response, which frees it once sent: no copy. */
 static enum MHD_Result send_reply(sim_req_t *req) {
     PC_ASSERT(req->replied);
     obs_logf(OBS_LEVEL_DEBUG, "%s %s %u", req->method, req->path, req->http_status);
-    return send_bytes(req, req->http_status, req->content_type, req->reply, req->reply_bytes);
+    struct MHD_Response *response = MHD_create_response_from_buffer(req->reply_bytes, req->reply, MHD_RESPMEM_MUST_FREE);
+    if (response != NULL) req->reply = NULL;
+    return send_response(req, req->http_status, req->content_type, response);
 }
 
 /* The true answer with one member changed: an unknown code or a wrong amount. */

@@ -274,6 +274,14 @@ def test_bad_requests(sim, c):
     expect(c.post(AUTH, raw=b"x" * (64 * 1024 + 1), key="big"), 413, "body_too_large")
     expect(c.get("/v1/nothing"), 404, "not_found")
     expect(c.request("DELETE", AUTH), 405, "method_not_allowed")
+    # paths near a route's: an id segment empty or over 64 bytes, a segment more or
+    # less, a trailing slash; the route's path under another method
+    for near in ("/v1/authorizations//captures", "/v1/authorizations/" + "a" * 65 + "/captures",
+                 path + "/captures/x", path + "/capture", path + "/", "/v1/authorizations/", "/healthz/",
+                 "/v1/authorizationsx", "//v1/authorizations"):
+        expect(c.post(near, {"amount": 1}, key="bad-near"), 404, "not_found", near)
+    expect(c.get(path + "/captures"), 405, "method_not_allowed")
+    expect(c.post(AUTH + "/" + "a" * 64 + "/captures", {"amount": 1}, key="bad-64"), 404, "not_found")
     check(record_count(sim) == before, "bad requests change nothing")
     check(sim.rows("SELECT key FROM idempotency WHERE key LIKE 'bad-%' AND key != 'bad-parent'") == [],
           "refusals are not recorded under their key")
