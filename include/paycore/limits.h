@@ -133,8 +133,24 @@
  * read through it, up to its bound, in every pooled reader (one per busy thread). */
 #define STORE_READER_CACHE_KIB (16 * 1024)
 
-/* WAL pages (4 KiB) before the checkpoint thread runs a passive checkpoint: ~16 MiB. */
+/* The WAL checkpoint thread's schedule (store/sqlite_wal_checkpointer.c). The first
+ * passive checkpoint once the WAL holds STORE_WAL_CHECKPOINT_PAGES frames of a 4 KiB
+ * page (~16 MiB), then one per STORE_WAL_CHECKPOINT_STEP_FRAMES new frames (~4 MiB: a
+ * page the commits rewrite is copied once a step, not once a commit), and past
+ * STORE_WAL_FRAMES_SOFT_MAX (~64 MiB, the WAL not restarted meanwhile) one after every
+ * commit, the chances to restart it, until it does; one more when the writer pauses
+ * STORE_WAL_CHECKPOINT_IDLE_MS, so that its next commit restarts the WAL. The WAL's
+ * length has no hard bound: a reader holding a snapshot keeps every frame after it
+ * (SQLite cannot restart the WAL under it). After a restart the writer's first commit
+ * truncates the file to STORE_WAL_FILE_BYTES_MAX (journal_size_limit), above the
+ * payments load's cycle (70-98 MiB measured) so that it is not grown again each time. */
 #define STORE_WAL_CHECKPOINT_PAGES 4096
+#define STORE_WAL_CHECKPOINT_STEP_FRAMES 1024
+#define STORE_WAL_FRAMES_SOFT_MAX 16384
+#define STORE_WAL_CHECKPOINT_IDLE_MS 50
+#define STORE_WAL_FILE_BYTES_MAX (128ll * 1024 * 1024)
+static_assert(STORE_WAL_CHECKPOINT_PAGES < STORE_WAL_FRAMES_SOFT_MAX, "the soft bound is past the first checkpoint");
+static_assert(STORE_WAL_FILE_BYTES_MAX > STORE_WAL_FRAMES_SOFT_MAX * 4120ll, "the file keeps a cycle up to the soft bound");
 
 /* The most of one transaction's WAL frames the writing connections hold in memory
  * before writing them (store/sqlite_vfs.h): a larger transaction goes out in pieces

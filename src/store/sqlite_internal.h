@@ -225,6 +225,14 @@ PC_MUST_USE pc_status store_sqlite_idem_rows_open(sqlite_store_t *store);
 typedef struct store_wal_checkpointer store_wal_checkpointer_t;
 store_wal_checkpointer_t *store_wal_checkpointer_start(const char *path, sqlite3 *writer_db);
 void store_wal_checkpointer_stop(store_wal_checkpointer_t *checkpointer, sqlite3 *writer_db);
+/* Checkpoints finished (those run because the writer paused among them) and WAL
+ * restarts seen so far (tests). */
+typedef struct {
+    uint64_t runs;
+    uint64_t idle_runs;
+    uint64_t restarts;
+} store_wal_checkpoint_counts;
+store_wal_checkpoint_counts store_wal_checkpointer_counts(store_wal_checkpointer_t *checkpointer);
 
 /* ---- sqlite_file.c: the file outside SQLite: its kind, the writer's lock, modes ---- */
 typedef enum {
