@@ -499,6 +499,10 @@ static_assert(RISK_STORE_BATCH_MAX <= RISK_STORE_QUEUE_MAX, "a store batch comes
                                           whose stamp moved since it listed it */
 #define PAY_FLOWS_FREE_MAX 256         /* ended flows (~15 kB each) kept zeroed for the next
                                           operations: more than the connections in flight */
+#define PAY_MAP_SPARES_MAX 256         /* removed entries of an id-sized key a runtime map keeps
+                                          for its next put (busy marks, holds, recent and committed
+                                          payments come and go with every payment): no malloc and
+                                          free each; more than the connections in flight */
 #define PAY_RECENT_PAYMENTS_MAX 4096   /* payments kept in memory as last committed, so the next
                                           operation on one (a capture after its authorization)
                                           skips reading and parsing it: a few seconds of traffic */

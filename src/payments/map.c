@@ -1,7 +1,9 @@
 /* payments/map.c: a small string map for the payments runtime's in-memory sets (busy
  * ids, key bindings, merchants, known accounts, holds). Keys are client-influenced
  * ids, so buckets come from SipHash under a per-process random key: no one can choose
- * ids that share a bucket. Not thread-safe: the runtime's mutex guards every map. */
+ * ids that share a bucket. Not thread-safe: the runtime's mutex guards every map.
+ * Entries of removed ids are kept (a bounded few) for the next put: the busy marks and
+ * holds come and go with every payment, each a malloc and a free under that mutex. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +18,30 @@ pc_status pay_map_init(pay_map_t *map, uint32_t bucket_count) {
     return PC_OK;
 }
 
+/* An entry of a key shorter than PC_ID_SIZE has room for any id: one removed is kept
+ * for the next put (up to PAY_MAP_SPARES_MAX), not freed. */
+static bool key_id_sized(size_t bytes) { return bytes <= PC_ID_SIZE; }
+
+static pay_map_entry_t *entry_alloc(pay_map_t *map, size_t key_bytes) {
+    if (!key_id_sized(key_bytes)) return malloc(sizeof(pay_map_entry_t) + key_bytes);
+    pay_map_entry_t *entry = map->spares;
+    if (entry == NULL) return malloc(sizeof(*entry) + PC_ID_SIZE);
+    map->spares = entry->next;
+    map->spare_count--;
+    return entry;
+}
+
+static void entry_release(pay_map_t *map, pay_map_entry_t *entry) {
+    if (map->spare_count >= PAY_MAP_SPARES_MAX || !key_id_sized(strlen(entry->key) + 1)) {
+        free(entry);
+        return;
+    }
+    entry->next = map->spares;
+    entry->value = NULL;
+    map->spares = entry;
+    map->spare_count++;
+}
+
 void pay_map_free(pay_map_t *map, void (*free_value)(void *value)) {
     for (uint32_t i = 0; map->buckets != NULL && i < map->bucket_count; i++) {
         pay_map_entry_t *entry = map->buckets[i];
@@ -25,6 +51,11 @@ void pay_map_free(pay_map_t *map, void (*free_value)(void *value)) {
             free(entry);
             entry = next;
         }
+    }
+    while (map->spares != NULL) {
+        pay_map_entry_t *next = map->spares->next;
+        free(map->spares);
+        map->spares = next;
     }
     free(map->buckets);
     memset(map, 0, sizeof(*map));
@@ -51,7 +82,7 @@ pc_status pay_map_put(pay_map_t *map, const char *key, void *value, void **old_o
         return PC_OK;
     }
     size_t bytes = strlen(key) + 1;
-    pay_map_entry_t *entry = malloc(sizeof(*entry) + bytes);
+    pay_map_entry_t *entry = entry_alloc(map, bytes);
     if (entry == NULL) return PC_NO_MEMORY;
     memcpy(entry->key, key, bytes);
     entry->value = value;
@@ -67,7 +98,7 @@ void *pay_map_remove(pay_map_t *map, const char *key) {
     pay_map_entry_t *entry = *at;
     void *value = entry->value;
     *at = entry->next;
-    free(entry);
+    entry_release(map, entry);
     map->count--;
     return value;
 }

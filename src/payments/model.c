@@ -131,15 +131,29 @@ void pay_payment_free(pay_payment_t *payment) {
     free(payment);
 }
 
+#define ENTRIES_ROOM_MIN 4   /* a payment's first entries array (entries_room) */
+#define TRANSFERS_ROOM_MIN 8 /* its first transfers array (pay_payment_transfer_add) */
+
+/* The room an array of 'count' reaches by doubling from 'room_min': always one more
+ * than 'count' (0 for none). */
+static uint32_t room_after(uint32_t count, uint32_t room_min) {
+    if (count == 0) return 0;
+    uint32_t room = room_min;
+    while (room <= count && room < UINT32_MAX / 2) room *= 2;
+    return room;
+}
+
 /* dst's entries and transfers: copies of src's arrays (the texts shared); false: no memory
- * (dst then has none). */
+ * (dst then has none). A copy is made to take the next entry and transfer (a dry run's
+ * command, the next operation on a kept one): its arrays have room for one more, so
+ * adding them is no realloc (and copy) of each array. */
 static bool arrays_copy(pay_payment_t *dst, const pay_payment_t *src) {
     dst->entries = NULL;
     dst->transfers = NULL;
-    dst->entry_room = dst->entry_count;
-    dst->transfer_room = dst->transfer_count;
-    if (src->entry_count > 0) dst->entries = malloc(src->entry_count * sizeof *dst->entries);
-    if (src->transfer_count > 0) dst->transfers = malloc(src->transfer_count * sizeof *dst->transfers);
+    dst->entry_room = room_after(src->entry_count, ENTRIES_ROOM_MIN);
+    dst->transfer_room = room_after(src->transfer_count, TRANSFERS_ROOM_MIN);
+    if (src->entry_count > 0) dst->entries = malloc(dst->entry_room * sizeof *dst->entries);
+    if (src->transfer_count > 0) dst->transfers = malloc(dst->transfer_room * sizeof *dst->transfers);
     if ((src->entry_count > 0 && dst->entries == NULL) || (src->transfer_count > 0 && dst->transfers == NULL)) {
         free(dst->entries);
         free(dst->transfers);
@@ -399,7 +413,7 @@ static pay_text_t *dump_text(const json_t *value) {
 /* Room for one more entry. */
 static bool entries_room(pay_payment_t *p) {
     if (p->entry_count < p->entry_room) return true;
-    uint32_t room = p->entry_room ? 2 * p->entry_room : 4;
+    uint32_t room = p->entry_room ? 2 * p->entry_room : ENTRIES_ROOM_MIN;
     pay_entry_t *grown = realloc(p->entries, room * sizeof *grown);
     if (grown == NULL) return false;
     p->entries = grown;
@@ -864,7 +878,7 @@ void pay_payment_transfer_add(pay_payment_t *payment, const char *transfer_id) {
         if (strcmp(payment->transfers[i], transfer_id) == 0) return;
     }
     if (payment->transfer_count == payment->transfer_room) {
-        uint32_t room = payment->transfer_room ? 2 * payment->transfer_room : 8;
+        uint32_t room = payment->transfer_room ? 2 * payment->transfer_room : TRANSFERS_ROOM_MIN;
         char(*grown)[PC_ID_SIZE] = realloc(payment->transfers, room * sizeof *grown);
         if (grown == NULL) {
             payment->parts_lost = true; /* the document would lack it: not rendered */

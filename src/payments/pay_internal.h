@@ -27,6 +27,8 @@ typedef struct {
     uint32_t bucket_count;
     uint32_t count;
     pc_hash_key_t hash_key;
+    pay_map_entry_t *spares;          /* removed entries with room for an id, for the next put */
+    uint32_t spare_count;             /* ... at most PAY_MAP_SPARES_MAX */
 } pay_map_t;
 PC_MUST_USE pc_status pay_map_init(pay_map_t *map, uint32_t bucket_count);
 void pay_map_free(pay_map_t *map, void (*free_value)(void *value));
@@ -423,8 +425,7 @@ typedef enum {
 } pay_path_segment;
 #define PAY_PATH_OPS 2          /* authorize, capture */
 #define PAY_PATH_BUCKETS 17     /* <= 16 us * 2^i for i < 16, then the rest */
-typedef struct {
-    _Atomic uint64_t count[PAY_PATH_OPS][PAY_PATH_SEGMENTS];
+typedef struct {                  /* a segment's count: the sum of its buckets */
     _Atomic uint64_t sum_ns[PAY_PATH_OPS][PAY_PATH_SEGMENTS];
     _Atomic uint64_t buckets[PAY_PATH_OPS][PAY_PATH_SEGMENTS][PAY_PATH_BUCKETS];
 } pay_path_stats_t;
@@ -453,7 +454,7 @@ struct pay {
     pay_map_t key_merchants;          /* API key id -> merchant id (malloc'ed string) */
     pay_map_t merchants;              /* merchant id -> pay_merchant_t* */
     pay_map_t accounts_known;         /* ledger account ids known to exist */
-    pay_map_t holds;                  /* payment id -> deadline (uint64_t*): expiry */
+    pay_map_t holds;                  /* payment id -> deadline (the value is the number): expiry */
     pay_map_t recent;                 /* payment id -> pay_payment_t* as last committed */
     char (*recent_ring)[PC_ID_SIZE];  /* their ids in the order put: the oldest goes first */
     uint32_t recent_next;             /* the ring's slot the next put takes */

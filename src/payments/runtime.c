@@ -86,24 +86,20 @@ void pay_account_mark_known(pay_t *pay, const char *account_id) {
     pthread_mutex_unlock(&pay->mutex);
 }
 
+/* A hold's deadline is its entry's value itself (no allocation per payment). */
+static_assert(sizeof(uintptr_t) >= sizeof(uint64_t), "a deadline fits in a map value");
+
 void pay_hold_track(pay_t *pay, const char *payment_id, uint64_t deadline_ns) {
-    uint64_t *value = malloc(sizeof *value);
-    if (value == NULL) return; /* the next start finds it again */
-    *value = deadline_ns;
-    void *old = NULL;
     pthread_mutex_lock(&pay->mutex);
-    if (pay_map_put(&pay->holds, payment_id, value, &old) != PC_OK) {
-        old = value;
-    }
+    pc_status status = pay_map_put(&pay->holds, payment_id, (void *)(uintptr_t)deadline_ns, NULL);
     pthread_mutex_unlock(&pay->mutex);
-    free(old);
+    (void)status; /* no memory: untracked, the next start finds it again */
 }
 
 void pay_hold_untrack(pay_t *pay, const char *payment_id) {
     pthread_mutex_lock(&pay->mutex);
-    void *old = pay_map_remove(&pay->holds, payment_id);
+    (void)pay_map_remove(&pay->holds, payment_id);
     pthread_mutex_unlock(&pay->mutex);
-    free(old);
 }
 
 /* ---- recent payments ---- */
@@ -259,7 +255,7 @@ static void runtime_free(pay_t *pay) {
     pay_map_free(&pay->key_merchants, free);
     pay_map_free(&pay->merchants, merchant_free);
     pay_map_free(&pay->accounts_known, NULL);
-    pay_map_free(&pay->holds, free);
+    pay_map_free(&pay->holds, NULL);
     pay_map_free(&pay->recent, recent_free);
     free(pay->recent_ring);
     pay_map_free(&pay->committed, NULL);

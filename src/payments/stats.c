@@ -180,7 +180,6 @@ void pay_path_count(pay_flow_t *flow) {
     pay_path_stats_t *path = &flow->pay->path;
     for (uint32_t s = 0; s < PAY_PATH_SEGMENTS; s++) {
         uint64_t ns = flow->path.ns[s];
-        atomic_fetch_add_explicit(&path->count[op][s], 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&path->sum_ns[op][s], ns, memory_order_relaxed);
         atomic_fetch_add_explicit(&path->buckets[op][s][path_bucket(ns)], 1, memory_order_relaxed);
     }
@@ -210,10 +209,11 @@ static bool path_append(pay_t *pay, uint32_t op, uint32_t s, char **text, size_t
         }
         ok = text_append(text, bytes, line);
     }
+    /* the count is the +Inf bucket's: one add fewer per segment and payment */
     snprintf(line, sizeof line,
              "paycore_payment_path_seconds_sum{%s} %.9f\npaycore_payment_path_seconds_count{%s} %llu\n", labels,
              (double)atomic_load_explicit(&path->sum_ns[op][s], memory_order_relaxed) / 1e9, labels,
-             (unsigned long long)atomic_load_explicit(&path->count[op][s], memory_order_relaxed));
+             (unsigned long long)cumulative);
     return ok && text_append(text, bytes, line);
 }
 
