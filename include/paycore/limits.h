@@ -330,7 +330,6 @@ static_assert(EVENTS_INFLIGHT_PER_DESTINATION_MAX <= EVENTS_INFLIGHT_MAX,
 #define GW_HTTP_READ_BYTES 16384    /* one recv of an answer (answers are a few hundred bytes) */
 #define GW_PASS_HOOKS_MAX 4         /* distinct pass_end hooks one gateway pass remembers; more are
                                      run at once (a hook is only a hand-over, never a result) */
-#define GW_RANDOM_POOL_BYTES 320   /* random bytes a gateway thread draws at once: 32 attempt keys */
 #define GW_IDLE_CONNECTIONS_MAX 1024 /* kept-alive connections per gateway thread: curl's default
                                      (4 per call in flight) closes them whenever the calls in
                                      flight dip, and every later call pays a new connection */
