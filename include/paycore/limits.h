@@ -477,6 +477,10 @@ static_assert(RISK_STORE_BATCH_MAX <= RISK_STORE_QUEUE_MAX, "a store batch comes
 #define PAY_STAGE_TAKE_MAX 8           /* flows a stage thread takes off the queue at once (one
                                           hold of its mutex for them); the rest wait for the
                                           other thread, woken past PAY_STAGE_WAKE_BACKLOG */
+#define PAY_STAGE_CARRY_MAX 8          /* a gateway pass's results it applies itself (booking
+                                          rendered and queued on its own thread) while every stage
+                                          thread sleeps and nothing of the pass is queued: a small
+                                          job, cheaper there than a wake-up and two switches */
 #define PAY_BUSY_STAMPS 16384          /* release stamps of busy marks (ids hashed onto them):
                                           a recovery pass skips, until its next pass, an id
                                           whose stamp moved since it listed it */
