@@ -346,7 +346,6 @@ static_assert(EVENTS_INFLIGHT_PER_DESTINATION_MAX <= EVENTS_INFLIGHT_MAX,
 #define GW_HTTP_READ_BYTES 16384    /* one recv of an answer (answers are a few hundred bytes) */
 #define GW_PASS_HOOKS_MAX 4         /* distinct pass_end hooks one gateway pass remembers; more are
                                      run at once (a hook is only a hand-over, never a result) */
-#define GW_RANDOM_POOL_BYTES 320   /* random bytes a gateway thread draws at once: 32 attempt keys */
 #define GW_IDLE_CONNECTIONS_MAX 1024 /* kept-alive connections per gateway thread: curl's default
                                      (4 per call in flight) closes them whenever the calls in
                                      flight dip, and every later call pays a new connection */
@@ -494,6 +493,10 @@ static_assert(RISK_STORE_BATCH_MAX <= RISK_STORE_QUEUE_MAX, "a store batch comes
 #define PAY_STAGE_TAKE_MAX 8           /* flows a stage thread takes off the queue at once (one
                                           hold of its mutex for them); the rest wait for the
                                           other thread, woken past PAY_STAGE_WAKE_BACKLOG */
+#define PAY_STAGE_CARRY_MAX 8          /* a gateway pass's results it applies itself (booking
+                                          rendered and queued on its own thread) while every stage
+                                          thread sleeps and nothing of the pass is queued: a small
+                                          job, cheaper there than a wake-up and two switches */
 #define PAY_BUSY_STAMPS 16384          /* release stamps of busy marks (ids hashed onto them):
                                           a recovery pass skips, until its next pass, an id
                                           whose stamp moved since it listed it */

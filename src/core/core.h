@@ -54,12 +54,17 @@ uint64_t pc_hash64(const void *bytes, size_t byte_count);
  * number of times. */
 void pc_sodium_ready(void);
 
-/* Random bytes from libsodium's CSPRNG, drawn a pool at a time (one getrandom call per
- * 256 bytes instead of one per call): each byte is handed out once, then wiped; the
- * pool is per thread, and a forked child never hands out its parent's bytes (nonces
- * stay unique). At most PC_RANDOM_POOL_BYTES per call. */
+/* Random bytes (nonces, ids, attempt keys) from a per-thread CSPRNG: ChaCha20 keyed
+ * from the kernel (libsodium's randombytes) once per PC_RANDOM_RESEED_FILLS pools,
+ * rekeyed from its own output at every pool (fast key erasure: past output cannot be
+ * recomputed from the state). Each byte is handed out once, then wiped; a forked child
+ * draws a new key (it never hands out its parent's bytes: nonces stay unique). At most
+ * PC_RANDOM_POOL_BYTES per call. */
 #define PC_RANDOM_POOL_BYTES 256
+#define PC_RANDOM_RESEED_FILLS 4096 /* 1 MiB of output per kernel draw */
 void pc_random_pooled(void *out, size_t byte_count);
+/* How many times this thread's generator drew a key from the kernel. */
+uint64_t pc_random_kernel_draws(void);
 
 /* A secret key for pc_hash_keyed. Without it, no one can choose inputs that collide
  * (hash flooding of tables, crafted collisions in indexes). */

@@ -38,18 +38,45 @@ static void random_atfork_register(void) {
     PC_ASSERT(pthread_atfork(NULL, NULL, random_after_fork_child) == 0);
 }
 
+/* A thread's generator: ChaCha20 under a key of its own, drawn from the kernel once
+ * (and again every PC_RANDOM_RESEED_FILLS pools, and in a forked child). Each fill
+ * makes 32 + PC_RANDOM_POOL_BYTES bytes of keystream under the key: the first 32 are
+ * the next key (the old one is gone: what was handed out cannot be made again from
+ * the state, fast key erasure), the rest the pool. One key makes one keystream, so
+ * the nonce stays zero. */
+#define RANDOM_KEY_BYTES crypto_stream_chacha20_ietf_KEYBYTES
+static _Thread_local uint64_t random_kernel_draws;
+
+uint64_t pc_random_kernel_draws(void) { return random_kernel_draws; }
+
+static void random_fill(uint8_t key[RANDOM_KEY_BYTES], uint8_t *pool, uint32_t *fills, bool reseed) {
+    if (reseed || *fills % PC_RANDOM_RESEED_FILLS == 0) {
+        pc_sodium_ready();
+        randombytes_buf(key, RANDOM_KEY_BYTES);
+        random_kernel_draws++;
+    }
+    (*fills)++;
+    static const uint8_t nonce[crypto_stream_chacha20_ietf_NONCEBYTES];
+    uint8_t block[RANDOM_KEY_BYTES + PC_RANDOM_POOL_BYTES];
+    crypto_stream_chacha20_ietf(block, sizeof block, nonce, key);
+    memcpy(key, block, RANDOM_KEY_BYTES);
+    memcpy(pool, block + RANDOM_KEY_BYTES, PC_RANDOM_POOL_BYTES);
+    sodium_memzero(block, sizeof block);
+}
+
 void pc_random_pooled(void *out, size_t byte_count) {
     static _Thread_local uint8_t pool[PC_RANDOM_POOL_BYTES];
+    static _Thread_local uint8_t key[RANDOM_KEY_BYTES];
     static _Thread_local size_t used = sizeof pool;
-    static _Thread_local uint64_t generation; /* of the fill; 0 = never filled */
+    static _Thread_local uint32_t fills;
+    static _Thread_local uint64_t generation; /* of the key; 0 = never drawn */
     PC_ASSERT(byte_count <= sizeof pool);
     uint64_t now_generation = atomic_load_explicit(&random_fork_generation, memory_order_relaxed);
     if (generation != now_generation || used + byte_count > sizeof pool) {
-        pc_sodium_ready();
         PC_ASSERT(pthread_once(&random_atfork_once, random_atfork_register) == 0);
-        randombytes_buf(pool, sizeof pool);
+        random_fill(key, pool, &fills, generation != now_generation);
         used = 0;
-        generation = atomic_load_explicit(&random_fork_generation, memory_order_relaxed);
+        generation = now_generation;
     }
     memcpy(out, pool + used, byte_count);
     sodium_memzero(pool + used, byte_count);

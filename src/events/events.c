@@ -292,9 +292,13 @@ char *events_metrics_append(events_t *events, char *text, size_t *bytes) {
     events_buf_printf(&buf, "# HELP paycore_events_purged_total Events deleted by retention (delivered everywhere).\n"
                             "# TYPE paycore_events_purged_total counter\npaycore_events_purged_total %llu\n"
                             "# HELP paycore_events_purge_runs_total Retention rounds committed.\n"
-                            "# TYPE paycore_events_purge_runs_total counter\npaycore_events_purge_runs_total %llu\n",
+                            "# TYPE paycore_events_purge_runs_total counter\npaycore_events_purge_runs_total %llu\n"
+                            "# HELP paycore_events_webhook_wakeups_total Wake-ups of the webhook thread for new events"
+                            " (one while one is pending).\n"
+                            "# TYPE paycore_events_webhook_wakeups_total counter\npaycore_events_webhook_wakeups_total %llu\n",
                       (unsigned long long)atomic_load(&events->purged),
-                      (unsigned long long)atomic_load(&events->purge_runs));
+                      (unsigned long long)atomic_load(&events->purge_runs),
+                      (unsigned long long)atomic_load(&events->webhook_wakeups));
     metrics_destinations(events, &buf);
     if (events->amqp_url != NULL) {
         events_buf_printf(&buf, "# HELP paycore_events_amqp_connected 1 while the broker connection is up.\n"

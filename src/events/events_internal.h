@@ -208,6 +208,7 @@ struct events {
     _Atomic bool amqp_connected;
     _Atomic uint64_t purge_runs;   /* retention rounds committed */
     _Atomic uint64_t purged;       /* events retention deleted */
+    _Atomic uint64_t webhook_wakeups; /* new events' wake-ups sent to the webhook thread */
     pthread_mutex_t wake_mutex;    /* guards 'webhooks' for the wakers (writer, API) */
     events_webhooks_t *webhooks;
     events_amqp_t *amqp;

@@ -80,9 +80,18 @@ static void wake(void *ctx) {
     curl_multi_wakeup(((events_webhooks_t *)ctx)->multi);
 }
 
+/* New events (the writer, after each batch that wrote some): a wake-up only when none
+ * is pending. While fresh_wanted is set the thread reads them anyway (within
+ * FRESH_GAP_NS: poll_timeout_ms, round_run), and it clears the flag before it reads,
+ * so a commit after that read's start sets it again and wakes it. With no endpoint the
+ * flag stays set: the commits wake nobody, and a reload (always woken) finds it set. */
 void events_webhooks_notify(events_webhooks_t *w, bool reload) {
-    if (reload) atomic_store(&w->reload_wanted, true);
-    else atomic_store(&w->fresh_wanted, true);
+    if (reload) {
+        atomic_store(&w->reload_wanted, true);
+    } else {
+        if (atomic_exchange(&w->fresh_wanted, true)) return;
+        atomic_fetch_add_explicit(&w->events->webhook_wakeups, 1, memory_order_relaxed);
+    }
     curl_multi_wakeup(w->multi);
 }
 

@@ -278,25 +278,9 @@ static void inbox_run(gw_thread_t *t, bool *stop) {
     }
 }
 
-/* Attempt keys' random bits, drawn a pool at a time (one getrandom per pool, not per
- * call), per OS thread: a first attempt's key may be made on the submitting thread. */
-static _Thread_local struct {
-    uint8_t bytes[GW_RANDOM_POOL_BYTES];
-    uint32_t used; /* bytes handed out; 0 in a fresh thread: filled on first use */
-    bool filled;
-} random_pool;
-
-void gw_random(uint8_t *out, size_t bytes) {
-    PC_ASSERT(bytes <= sizeof random_pool.bytes);
-    if (!random_pool.filled || random_pool.used + bytes > sizeof random_pool.bytes) {
-        randombytes_buf(random_pool.bytes, sizeof random_pool.bytes);
-        random_pool.used = 0;
-        random_pool.filled = true;
-    }
-    memcpy(out, random_pool.bytes + random_pool.used, bytes);
-    sodium_memzero(random_pool.bytes + random_pool.used, bytes); /* handed out once */
-    random_pool.used += (uint32_t)bytes;
-}
+/* Attempt keys' random bits: the calling thread's generator (pc_random_pooled), as a
+ * first attempt's key may be made on the submitting thread. */
+void gw_random(uint8_t *out, size_t bytes) { pc_random_pooled(out, bytes); }
 
 /* What epoll watches for each socket (fd_watch). A connection curl puts back in its
  * cache stays watched (GW_WATCH_IDLE) rather than removed: the next call on it, which

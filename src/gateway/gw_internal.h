@@ -483,7 +483,7 @@ void gw_http_call_clear(gw_call_t *call);        /* frees the request's text */
 void gw_http_close_all(gw_thread_t *t);          /* at the thread's end */
 /* Before a call's 'persist' or 'done' runs: its pass_end hook runs at the pass's end. */
 void gw_thread_note_pass_end(gw_thread_t *t, const gw_call_t *call);
-/* 'bytes' random bytes (attempt keys) from this OS thread's pool: one getrandom per pool, not per call. */
+/* 'bytes' (at most PC_RANDOM_POOL_BYTES) random bytes (attempt keys) from this thread's generator. */
 void gw_random(uint8_t *out, size_t bytes);
 
 #endif

@@ -99,7 +99,9 @@ static void result_apply(pay_flow_t *flow) {
 }
 
 /* Gateway thread: what the result does (its booking, its answer) is worked out on a
- * stage thread; the call's own memory is freed once this returns. */
+ * stage thread, or here when every stage thread sleeps (pay_stage_carry: its booking
+ * is rendered and queued from this thread, one wake-up of a stage thread fewer); the
+ * call's own memory is freed once this returns. */
 static void on_done(void *ctx, const gw_result_t *result) {
     pay_flow_t *flow = ctx;
     pay_path_cut(flow, PAY_PATH_CALL);
@@ -107,6 +109,10 @@ static void on_done(void *ctx, const gw_result_t *result) {
     flow->result = *result;
     pay_op_attempts_from_result(&flow->op, result);
     pay_stage_hold(); /* handed over at the gateway pass's end (pay_stage_release) */
+    if (pay_stage_carry(flow->pay)) {
+        result_apply(flow);
+        return;
+    }
     if (pay_stage_queue(flow, result_apply)) return;
     pay_serial_enter();
     result_apply(flow);

@@ -494,6 +494,8 @@ struct pay {
         bool stopping;
         pthread_t threads[PAY_STAGE_THREADS];
         uint32_t thread_count;        /* 0: every dry run runs on its caller's thread */
+        _Atomic uint64_t carried;     /* gateway results applied on the gateway's thread
+                                         (pay_stage_carry) */
         bool started;                 /* pay_stage_start ran (pay_stage_stop undoes it) */
     } stage;
 };
@@ -727,6 +729,11 @@ bool pay_stage_queue(pay_flow_t *flow, void (*run)(pay_flow_t *flow));
  * all over with one wake-up. */
 void pay_stage_hold(void);
 void pay_stage_release(void);
+/* Gateway thread, inside a hold: true when the flow's next step is better run right
+ * here than queued, counted in 'carried': nothing of this pass is queued yet and every
+ * stage thread sleeps (queuing would cost a wake-up), at most PAY_STAGE_CARRY_MAX a
+ * pass (a longer pass holds up the channels' answers behind it). */
+bool pay_stage_carry(pay_t *pay);
 
 /* The final answer (set before the command that makes it final, or after it). */
 void pay_flow_answer(pay_flow_t *flow, int http_status, json_t *body);

@@ -92,6 +92,7 @@ static _Thread_local struct {
     pay_flow_t *head;
     pay_flow_t *tail;
     uint32_t count;
+    uint32_t carried; /* flows the holder ran itself instead (pay_stage_carry) */
 } held;
 
 static void stage_append(struct pay_stage *stage, pay_flow_t *head, pay_flow_t *tail, uint32_t count) {
@@ -131,7 +132,22 @@ void pay_stage_hold(void) { held.holding = true; }
 
 void pay_stage_release(void) {
     held.holding = false;
+    held.carried = 0;
     held_hand_over();
+}
+
+bool pay_stage_carry(pay_t *pay) {
+    struct pay_stage *stage = &pay->stage;
+    if (!held.holding || held.count > 0 || held.carried >= PAY_STAGE_CARRY_MAX || stage->thread_count == 0) {
+        return false;
+    }
+    pthread_mutex_lock(&stage->mutex);
+    bool asleep = stage->head == NULL && stage->idle == stage->thread_count;
+    pthread_mutex_unlock(&stage->mutex);
+    if (!asleep) return false;
+    held.carried++;
+    atomic_fetch_add_explicit(&stage->carried, 1, memory_order_relaxed);
+    return true;
 }
 
 bool pay_stage_queue(pay_flow_t *flow, void (*run)(pay_flow_t *flow)) {

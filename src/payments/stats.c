@@ -264,6 +264,12 @@ char *pay_metrics_append(pay_t *pay, char *text, size_t *bytes) {
         ok = text_append(&text, bytes, line);
     }
     free(counts);
+    snprintf(line, sizeof line,
+             "# HELP paycore_payments_stage_carried_total Channel answers applied on the gateway's thread"
+             " (every stage thread asleep) instead of waking one.\n"
+             "# TYPE paycore_payments_stage_carried_total counter\npaycore_payments_stage_carried_total %llu\n",
+             (unsigned long long)atomic_load(&pay->stage.carried));
+    ok = ok && text_append(&text, bytes, line);
     ok = ok && path_metrics_append(pay, &text, bytes);
     if (!ok) text[*bytes = start_bytes] = '\0'; /* a partial family would break the scrape */
     return text;

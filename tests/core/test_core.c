@@ -2,10 +2,13 @@
  * table knows exponents and refuses non-codes, ids are validated exactly; the text
  * helpers that replace snprintf on hot paths (decimal, hex, joined parts) write what
  * snprintf writes, cut where it cuts, and return the length it returns; pooled random
- * bytes are never handed out twice, not across threads, not to a forked child.
+ * bytes are never handed out twice, not across threads, not to a forked child, and a
+ * thread draws a key from the kernel once per PC_RANDOM_RESEED_FILLS pools (and a
+ * forked child once at its first draw), not once per pool.
  * Method: table walks and edge values; the text helpers against snprintf over random
  * and edge integers, padding widths and buffer sizes from 1 byte up. */
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -192,6 +195,44 @@ static void test_random_pooled(void) {
     ASSERT_EQ(draws_overlap(after, DRAWS, mine, DRAWS), 0);
 }
 
+#define KEY_DRAW_BYTES 32 /* a pool holds a whole number of them */
+static int draw_cmp(const void *a, const void *b) { return memcmp(a, b, KEY_DRAW_BYTES); }
+
+/* A fresh thread: one kernel draw for the first PC_RANDOM_RESEED_FILLS pools (no
+ * repeat among their draws), the next pool a second; a forked child draws
+ * its own key at once. */
+static void *kernel_draws_thread(void *arg) {
+    uint64_t *failures = arg;
+    size_t count = (size_t)PC_RANDOM_RESEED_FILLS * PC_RANDOM_POOL_BYTES / KEY_DRAW_BYTES;
+    uint8_t(*draws)[KEY_DRAW_BYTES] = malloc(count * KEY_DRAW_BYTES);
+    if (draws == NULL) return NULL;
+    for (size_t i = 0; i < count; i++) pc_random_pooled(draws[i], KEY_DRAW_BYTES);
+    *failures += pc_random_kernel_draws() != 1;
+    qsort(draws, count, KEY_DRAW_BYTES, draw_cmp);
+    for (size_t i = 1; i < count; i++) *failures += memcmp(draws[i - 1], draws[i], KEY_DRAW_BYTES) == 0;
+    pc_random_pooled(draws[0], PC_RANDOM_POOL_BYTES / 2);
+    *failures += pc_random_kernel_draws() != 2;
+    free(draws);
+    pid_t pid = fork();
+    if (pid == 0) {
+        uint8_t one[KEY_DRAW_BYTES];
+        pc_random_pooled(one, sizeof one); /* room left in the pool: drawn anew all the same */
+        _exit(pc_random_kernel_draws() == 3 ? 0 : 1);
+    }
+    int child_status = 1;
+    *failures += pid < 0 || waitpid(pid, &child_status, 0) != pid || !WIFEXITED(child_status) ||
+                 WEXITSTATUS(child_status) != 0;
+    return NULL;
+}
+
+static void test_random_kernel_draws(void) {
+    uint64_t failures = 0;
+    pthread_t thread;
+    ASSERT_EQ(pthread_create(&thread, NULL, kernel_draws_thread, &failures), 0);
+    ASSERT_EQ(pthread_join(thread, NULL), 0);
+    ASSERT_EQ(failures, 0);
+}
+
 /* ---- actions deferred to the end of a batch ---- */
 
 static uint32_t batch_ran[PC_BATCH_ACTIONS_MAX + 4];
@@ -255,6 +296,7 @@ int main(void) {
     TEST_RUN(test_int_texts);
     TEST_RUN(test_str_join);
     TEST_RUN(test_random_pooled);
+    TEST_RUN(test_random_kernel_draws);
     TEST_RUN(test_batch_defer);
     return test_finish();
 }

@@ -6,7 +6,10 @@ same event id and body. Method: a real `paycore serve` and a real HTTP receiver
 --events-webhook-timeout-ms, refused connections while it is stopped. Every event the
 API lists must be acknowledged; every attempt's signature is checked with Python's
 hmac and one with `paycore webhook verify`; retries wait at least the backoff's lower
-bound; no event of an object is attempted before the earlier ones were acknowledged."""
+bound; no event of an object is attempted before the earlier ones were acknowledged.
+The writer wakes the webhook thread for new events only when no wake-up is pending
+(none at all while no endpoint exists), and events committed while one is pending
+still reach a new endpoint."""
 import os
 import random
 import signal
@@ -218,6 +221,37 @@ def test_kill_during_delivery():
         server.close()
 
 
+def wakeups(server):
+    r = expect(server.client(key="").get("/metrics"), 200, what="metrics")
+    for line in r.raw.splitlines():
+        if line.startswith("paycore_events_webhook_wakeups_total "):
+            return float(line.split(" ")[1])
+    return None
+
+
+def test_wakeups_pending():
+    """No endpoint: the writer's commits (each with events) wake the webhook thread at
+    most once, then an endpoint gets the events committed after it, none of which woke
+    the thread while a wake-up was pending."""
+    server = Server(extra_args=EVENTS_FLAGS)
+    rx = Receiver()
+    try:
+        server.start()
+        admin = server.client()
+        pending_flow(admin, "w", 10)  # 31 commands, one after another: a batch each
+        woken = wakeups(server)
+        check(woken is not None and woken <= 1, "wake-ups without an endpoint: %r" % woken)
+        before = {e["id"] for e in all_events(admin)}
+        endpoint(admin, rx.url())
+        pending_flow(admin, "v", 3)
+        fresh = [e["id"] for e in all_events(admin) if e["id"] not in before]
+        check(len(fresh) == 2 + 3 * 3, "events written after the endpoint: %d" % len(fresh))
+        rx.wait_acked(fresh, "events after a pending wake-up")
+    finally:
+        rx.stop()
+        server.close()
+
+
 def main():
     server = Server(extra_args=EVENTS_FLAGS)
     try:
@@ -229,6 +263,7 @@ def main():
     finally:
         server.close()
     test_kill_during_delivery()
+    test_wakeups_pending()
     print("webhook delivery: ok")
 
 
