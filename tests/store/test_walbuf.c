@@ -301,6 +301,7 @@ static void test_normal_commit_frames_in_file(void) {
 
 typedef struct {
     atomic_bool writer_done;
+    atomic_bool reader_started; /* its connection is open and it took a first snapshot */
     int64_t snapshots;
     int64_t distinct_n;
 } reader_state;
@@ -308,7 +309,9 @@ typedef struct {
 static void *reader_main(void *arg) {
     reader_state *state = arg;
     sqlite3 *db = db_open(NULL, "FULL", 2000, 0);
-    int64_t last_n = -1;
+    int64_t last_n = snapshot_check(db);
+    state->snapshots++;
+    atomic_store(&state->reader_started, true);
     while (!atomic_load(&state->writer_done)) {
         int64_t n = snapshot_check(db);
         state->snapshots++;
@@ -326,6 +329,12 @@ static void test_reader_never_sees_torn_frames(void) {
     reader_state state = {0};
     pthread_t reader;
     ASSERT_EQ(pthread_create(&reader, NULL, reader_main, &state), 0);
+    /* the commits start once the reader reads: on a busy machine (sanitizers, -j2) its
+     * thread could otherwise open its connection after the last commit */
+    for (int waited_ms = 0; !atomic_load(&state.reader_started); waited_ms++) {
+        if (waited_ms > 30000) TEST_FAIL("the reader did not start in 30 s");
+        usleep(1000);
+    }
     uint8_t *body = malloc(BIG_BLOB_BYTES);
     ASSERT_TRUE(body != NULL);
     for (int64_t k = 1; k <= 120; k++) {
