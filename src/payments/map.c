@@ -18,8 +18,8 @@ pc_status pay_map_init(pay_map_t *map, uint32_t bucket_count) {
     return PC_OK;
 }
 
-/* An entry of a key shorter than PC_ID_SIZE has room for any id: one removed is kept
- * for the next put (up to PAY_MAP_SPARES_MAX), not freed. */
+/* An entry whose key, with its NUL, fits in PC_ID_SIZE bytes has room for any id: one
+ * removed is kept for the next put (up to PAY_MAP_SPARES_MAX), not freed. */
 static bool key_id_sized(size_t bytes) { return bytes <= PC_ID_SIZE; }
 
 static pay_map_entry_t *entry_alloc(pay_map_t *map, size_t key_bytes) {
