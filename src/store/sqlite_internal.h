@@ -282,6 +282,8 @@ enum {
     STMT_TRANSFER_FIND,
     STMT_FAILURE_FIND,
     STMT_META_SET,
+    STMT_BEGIN,  /* a batch's BEGIN IMMEDIATE and COMMIT, kept: not parsed again every batch */
+    STMT_COMMIT,
     STMT_COUNT,
 };
 

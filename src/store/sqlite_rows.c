@@ -8,7 +8,12 @@
  * are waiting, and at the latest before COMMIT (store_sqlite_rows_flush_all, from
  * sqlite_tx.c) or before a statement of the same transaction that reads their table;
  * a ROLLBACK drops them. A row that fails (a duplicate key) fails the statement, and
- * so the batch, as it would have failed alone. Writer thread only. */
+ * so the batch, as it would have failed alone. Writer thread only.
+ *
+ * Every flush is one statement: the one of exactly as many rows as wait, prepared the
+ * first time that count is flushed and kept. Statements of 16, 4 and 1 rows took up to
+ * 3 + n % 4 statements for the n < 16 rows a COMMIT flushes (~6k instructions each);
+ * at most STORE_SQLITE_ROWS_PER_INSERT statements are kept a buffer. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,14 +29,11 @@ typedef struct {
     size_t text_bytes;
 } rows_value_t;
 
-/* statements of 16, 4 and 1 rows: a flush of n rows runs at most 3 + 3 + n % 4 */
-static const uint32_t statement_rows[] = {STORE_SQLITE_ROWS_PER_INSERT, 4, 1};
-#define STATEMENT_SIZES (sizeof statement_rows / sizeof statement_rows[0])
-
 struct store_sqlite_rows {
     sqlite_store_t *store;
+    char *insert_prefix;
     uint32_t columns;
-    sqlite3_stmt *statements[STATEMENT_SIZES];
+    sqlite3_stmt *statements[STORE_SQLITE_ROWS_PER_INSERT]; /* [n - 1]: n rows; NULL until first used */
     rows_value_t values[STORE_SQLITE_ROWS_PER_INSERT * STORE_SQLITE_ROWS_COLUMNS_MAX];
     uint32_t values_count;   /* of the rows begun, the last one maybe incomplete */
     char *arena;             /* the texts of the waiting rows */
@@ -72,6 +74,23 @@ static void deferred_remove(sqlite_store_t *store, store_sqlite_rows_t *rows) {
     }
 }
 
+/* The statement of 'count' rows, prepared on its first use and kept. */
+static pc_status statement_of(store_sqlite_rows_t *rows, uint32_t count, sqlite3_stmt **out) {
+    PC_ASSERT(count >= 1 && count <= STORE_SQLITE_ROWS_PER_INSERT);
+    sqlite3_stmt **kept = &rows->statements[count - 1];
+    if (*kept == NULL) {
+        char *sql = insert_sql(rows->insert_prefix, rows->columns, count);
+        pc_status status = sql == NULL ? PC_NO_MEMORY : store_sqlite_prepare(rows->store->db, sql, kept, PC_STORE_COMMIT_FAILED);
+        free(sql);
+        if (status != PC_OK) {
+            *kept = NULL;
+            return status;
+        }
+    }
+    *out = *kept;
+    return PC_OK;
+}
+
 pc_status store_sqlite_rows_new(sqlite_store_t *store, const char *insert_prefix, uint32_t columns,
                                 store_sqlite_rows_t **out) {
     PC_ASSERT(columns >= 1 && columns <= STORE_SQLITE_ROWS_COLUMNS_MAX);
@@ -80,15 +99,14 @@ pc_status store_sqlite_rows_new(sqlite_store_t *store, const char *insert_prefix
     if (rows == NULL) return PC_NO_MEMORY;
     rows->store = store;
     rows->columns = columns;
-    pc_status status = PC_OK;
-    for (uint32_t i = 0; status == PC_OK && i < STATEMENT_SIZES; i++) {
-        char *sql = insert_sql(insert_prefix, columns, statement_rows[i]);
-        status = sql == NULL ? PC_NO_MEMORY : store_sqlite_prepare(store->db, sql, &rows->statements[i], PC_STORE_COMMIT_FAILED);
-        free(sql);
-    }
+    rows->insert_prefix = pc_strdup(insert_prefix);
+    /* the one-row statement now: a prefix SQLite refuses fails here, not at a COMMIT */
+    sqlite3_stmt *one = NULL;
+    pc_status status = rows->insert_prefix == NULL ? PC_NO_MEMORY : statement_of(rows, 1, &one);
     if (status == PC_OK && !deferred_add(store, rows)) status = PC_INTERNAL;
     if (status != PC_OK) {
-        for (uint32_t i = 0; i < STATEMENT_SIZES; i++) sqlite3_finalize(rows->statements[i]);
+        sqlite3_finalize(one);
+        free(rows->insert_prefix);
         free(rows);
         return status;
     }
@@ -99,7 +117,8 @@ pc_status store_sqlite_rows_new(sqlite_store_t *store, const char *insert_prefix
 void store_sqlite_rows_free(store_sqlite_rows_t *rows) {
     if (rows == NULL) return;
     deferred_remove(rows->store, rows);
-    for (uint32_t i = 0; i < STATEMENT_SIZES; i++) sqlite3_finalize(rows->statements[i]);
+    for (uint32_t i = 0; i < STORE_SQLITE_ROWS_PER_INSERT; i++) sqlite3_finalize(rows->statements[i]);
+    free(rows->insert_prefix);
     free(rows->arena);
     free(rows);
 }
@@ -156,21 +175,19 @@ static pc_status insert_run(store_sqlite_rows_t *rows, sqlite3_stmt *stmt, uint3
     }
     int rc = sqlite3_step(stmt);
     sqlite3_reset(stmt);
-    sqlite3_clear_bindings(stmt); /* they borrow the arena */
+    /* its bindings still borrow the arena, but the statement runs again only after
+     * this function has bound every one of its parameters anew */
     return rc == SQLITE_DONE ? PC_OK : PC_STORE_COMMIT_FAILED;
 }
 
 pc_status store_sqlite_rows_flush(store_sqlite_rows_t *rows) {
     PC_ASSERT(rows->values_count % rows->columns == 0); /* no row half given */
     uint32_t waiting = rows->values_count / rows->columns;
+    PC_ASSERT(waiting <= STORE_SQLITE_ROWS_PER_INSERT);
     pc_status status = rows->failed ? PC_NO_MEMORY : PC_OK;
-    uint32_t done = 0;
-    for (uint32_t i = 0; status == PC_OK && i < STATEMENT_SIZES; i++) {
-        while (status == PC_OK && waiting - done >= statement_rows[i]) {
-            status = insert_run(rows, rows->statements[i], done, statement_rows[i]);
-            done += statement_rows[i];
-        }
-    }
+    sqlite3_stmt *stmt = NULL;
+    if (status == PC_OK && waiting > 0) status = statement_of(rows, waiting, &stmt);
+    if (status == PC_OK && waiting > 0) status = insert_run(rows, stmt, 0, waiting);
     store_sqlite_rows_drop(rows);
     return status;
 }

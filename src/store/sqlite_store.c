@@ -50,6 +50,8 @@ static const char *const statement_sql[STMT_COUNT] = {
         " pending_id, timeout_s, metadata, pending_state FROM transfers WHERE timestamp=?",
     [STMT_META_SET] = "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)",
     [STMT_FAILURE_FIND] = "SELECT result, timestamp FROM transfer_failures WHERE id=?",
+    [STMT_BEGIN] = "BEGIN IMMEDIATE",
+    [STMT_COMMIT] = "COMMIT",
 };
 
 pc_status store_sqlite_fail(sqlite_store_t *store, pc_status status, const char *what) {

@@ -68,6 +68,14 @@ static pc_status write_failed(sqlite_store_t *store, const char *what, bool at_c
     return status;
 }
 
+/* A kept statement without parameters or rows (BEGIN IMMEDIATE, COMMIT): true when it
+ * worked; else the connection's error is the statement's (sqlite3_reset passes it on). */
+static bool step_reset_ok(sqlite3_stmt *stmt) {
+    int rc = sqlite3_step(stmt);
+    sqlite3_reset(stmt);
+    return rc == SQLITE_DONE;
+}
+
 static pc_status step_done(sqlite_store_t *store, sqlite3_stmt *stmt, const char *what) {
     int rc = sqlite3_step(stmt);
     sqlite3_reset(stmt);
@@ -227,7 +235,7 @@ pc_status store_sqlite_tx_begin(store_t *base, store_tx_t **out) {
     if (tx == NULL) return PC_NO_MEMORY;
     tx->base.store = base;
     tx->store = store;
-    if (sqlite3_exec(store->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+    if (!step_reset_ok(store->statements[STMT_BEGIN])) {
         free(tx);
         return write_failed(store, "begin", false);
     }
@@ -398,7 +406,7 @@ pc_status store_sqlite_tx_commit(store_tx_t *base) {
         return status;
     }
     if (tx->changes != NULL) store_shadow_committing(store->shadow, tx->batch_seq);
-    if (sqlite3_exec(store->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+    if (!step_reset_ok(store->statements[STMT_COMMIT])) {
         pc_status status = write_failed(store, "commit", true);
         store_shadow_commit_failed(store->shadow);
         store_sqlite_tx_rollback(base);
