@@ -5,6 +5,7 @@
  * inside the request's record transaction (sim_server.c). */
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -175,15 +176,68 @@ static int auth_read_row(sim_t *sim, int64_t row, const char *id, card_auth_t *o
     return same ? 1 : rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* An authorization by its id, through the record's map of ids (sim_db_auth_*): 1
- * found, 0 not, -1 the record failed. */
+/* ---- recent authorizations, in memory ---- */
+
+/* A capture follows its authorization within moments: copies of the last rows
+ * written or read, one slot per id hash (AUTH_RECENT_SLOTS, ~1.3 MiB), spare it the
+ * row's SELECT. A copy is taken only of what the record holds under the lock
+ * (after the statement that wrote it, or as read), a statement that changes a row
+ * either refreshes its copy or drops it, and a rollback (sim_db_t.rollbacks) makes
+ * every copy stale: what a copy answers is what the row would. */
+#define AUTH_RECENT_SLOTS 4096u
+
+struct sim_auth_recent {
+    struct {
+        uint64_t epoch;           /* the record's rollbacks + 1 when taken; anything else: empty or stale */
+        card_auth_t auth;
+    } slots[AUTH_RECENT_SLOTS];
+};
+
+static uint32_t auth_recent_slot(const char *id) {
+    uint32_t h = UINT32_C(2166136261);
+    for (const unsigned char *p = (const unsigned char *)id; *p != '\0'; p++) h = (h ^ *p) * UINT32_C(16777619);
+    return (h ^ (h >> 16)) & (AUTH_RECENT_SLOTS - 1);
+}
+
+/* Keeps a copy of 'auth' as the record now holds it (none without memory: rows are
+ * then read each time). */
+static void auth_recent_put(sim_t *sim, const card_auth_t *auth) {
+    sim_db_t *db = &sim->db;
+    if (db->auth_recent == NULL && (db->auth_recent = calloc(1, sizeof *db->auth_recent)) == NULL) return;
+    uint32_t at = auth_recent_slot(auth->id);
+    db->auth_recent->slots[at].auth = *auth;
+    db->auth_recent->slots[at].epoch = db->rollbacks + 1;
+}
+
+/* Forgets the copy of 'id' (its row is about to change in a way no copy follows). */
+static void auth_recent_drop(sim_t *sim, const char *id) {
+    if (sim->db.auth_recent == NULL) return;
+    uint32_t at = auth_recent_slot(id);
+    if (strcmp(sim->db.auth_recent->slots[at].auth.id, id) == 0) sim->db.auth_recent->slots[at].epoch = 0;
+}
+
+static bool auth_recent_get(const sim_t *sim, const char *id, card_auth_t *out) {
+    const sim_db_t *db = &sim->db;
+    if (db->auth_recent == NULL) return false;
+    uint32_t at = auth_recent_slot(id);
+    if (db->auth_recent->slots[at].epoch != db->rollbacks + 1 || strcmp(db->auth_recent->slots[at].auth.id, id) != 0) {
+        return false;
+    }
+    *out = db->auth_recent->slots[at].auth;
+    return true;
+}
+
+/* An authorization by its id: a recent copy, or through the record's map of ids
+ * (sim_db_auth_*): 1 found, 0 not, -1 the record failed. */
 static int auth_load(sim_t *sim, const char *id, card_auth_t *out) {
+    if (auth_recent_get(sim, id, out)) return 1;
     uint32_t cursor = 0;
     int64_t row = 0, record_row = 0;
     while (sim_db_auth_next(&sim->db, id, &cursor, &row, &record_row)) {
         int found = auth_read_row(sim, row, id, out);
         if (found != 0) {
             out->record_row = record_row;
+            if (found == 1) auth_recent_put(sim, out);
             return found;
         }
     }
@@ -454,12 +508,15 @@ static void card_authorize(sim_req_t *req) {
     char capture_id[SIM_ID_SIZE] = "";
     if (ok && strcmp(code, "00") == 0) ok = auth_apply_approval(req, &auth, holder_moved, capture_id);
     if (!ok) return sim_reply_internal(req);
+    if (challenge_id[0] != '\0') pc_str_copy(auth.challenge_state, sizeof auth.challenge_state, "pending");
+    auth_recent_put(sim, &auth);
     reply_auth(req, &auth, NULL, capture_id[0] ? capture_id : NULL);
 }
 
 /* ---- 3-D Secure ---- */
 
 static bool challenge_resolve(sim_req_t *req, card_auth_t *auth, const char *code, const char *state) {
+    auth_recent_drop(req->sim, auth->id);
     pc_str_copy(auth->response_code, sizeof auth->response_code, code);
     pc_str_copy(auth->status, sizeof auth->status, auth_status(code));
     return sim_db_run(&req->sim->db, "UPDATE authorizations SET status = ?, response_code = ?, challenge_state = ?"
@@ -543,6 +600,7 @@ static void amount_operation(sim_req_t *req, bool capture) {
         ok = cardholder_move(sim, auth.number, auth.currency, capture ? -amount : amount, capture ? -amount : 0) &&
              sim_db_run(&sim->db, "UPDATE authorizations SET captured_total = ?, refunded_total = ? WHERE rowid = ?",
                         "iii", auth.captured_total, auth.refunded_total, auth.row);
+        if (ok) auth_recent_put(sim, &auth);
     }
     if (!ok) return sim_reply_internal(req);
     sim_answer_t answer;
@@ -573,6 +631,7 @@ static void card_void(sim_req_t *req) {
     bool ok = record_insert(req, id, "void", auth.id, approved ? "approved" : "declined", code, auth.amount,
                             auth.currency, auth.merchant_ref, false);
     if (ok && approved) {
+        auth_recent_drop(sim, auth.id);
         ok = cardholder_move(sim, auth.number, auth.currency, 0, -auth.amount) &&
              sim_db_run(&sim->db, "UPDATE authorizations SET status = 'voided' WHERE rowid = ?", "i", auth.row) &&
              sim_db_run(&sim->db, "UPDATE records SET status = 'voided' WHERE rowid = ?", "i", auth.record_row);

@@ -106,6 +106,8 @@ typedef struct {
     uint64_t *holders_seen;       /* card: Bloom filter of the cardholders (number and currency); NULL: none */
     sim_rowmap_t auths;           /* card authorizations by id (sim_db_auth_*) */
     sim_rowmap_t answers;         /* idempotency rows by key (sim_db_answer_*) */
+    struct sim_auth_recent *auth_recent; /* card: copies of recent authorizations' rows (sim_card.c); freed at close */
+    uint64_t rollbacks;           /* rollbacks so far: a copy of a row taken before one may be undone */
 } sim_db_t;
 
 bool sim_db_open(sim_db_t *db, const char *path, sim_kind kind, char *error, size_t error_bytes);

@@ -538,6 +538,8 @@ void sim_db_close(sim_db_t *db) {
     db->holders_seen = NULL;
     rowmap_clear(&db->auths);
     rowmap_clear(&db->answers);
+    free(db->auth_recent);
+    db->auth_recent = NULL;
 }
 
 static sqlite3_stmt *cached(sim_db_t *db, const char *sql) {
@@ -632,6 +634,7 @@ bool sim_db_commit(sim_db_t *db) {
 
 void sim_db_rollback(sim_db_t *db) {
     if (!sqlite3_get_autocommit(db->db)) (void)sim_db_run(db, "ROLLBACK", "");
+    db->rollbacks++; /* copies of rows taken before are stale */
     /* The maps may name rows the rollback (or a failed COMMIT's) undid. */
     (void)auth_rows_load(db);
     (void)answer_rows_load(db);

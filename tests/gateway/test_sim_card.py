@@ -334,6 +334,64 @@ def test_data_file():
     bad.close()
 
 
+def inquiry_is_row(sim, c, auth_id, what):
+    """The status inquiry of 'auth_id' answers what its row holds."""
+    got = expect(c.get(AUTH + "/" + auth_id), 200, what=what).json
+    row = sim.one("SELECT status, response_code, amount, currency, captured_total, refunded_total,"
+                  " coalesce(merchant_ref, '') FROM authorizations WHERE id = ?", (auth_id,))
+    answered = (got["status"], got["response_code"], got["amount"], got["currency"], got["captured_total"],
+                got["refunded_total"], got["merchant_ref"])
+    check(answered == row, "%s: inquiry %r, row %r" % (what, answered, row))
+    return got
+
+
+def test_inquiries_follow_rows():
+    """Captures, refunds, voids and challenges read the authorization each time as its
+    row is (the simulator keeps copies of recent rows): after every step, and after a
+    restart (no copies), the inquiry answers the row and the totals bound what follows."""
+    sim = Sim("card").start()
+    try:
+        c = sim.client()
+        holder = luhn_complete("411111111111700")
+        a = expect(c.post(AUTH, auth_body(holder, amount=1000, merchant_ref="m-1"), key="f-a"), 200).json["id"]
+        inquiry_is_row(sim, c, a, "authorized")
+        expect(c.post(AUTH + "/" + a + "/captures", {"amount": 400}, key="f-cap-1"), 200)
+        inquiry_is_row(sim, c, a, "captured 400")
+        check(expect(c.post(AUTH + "/" + a + "/captures", {"amount": 601}, key="f-cap-2"), 200)
+              .json["response_code"] == "61", "the copy's total bounds the next capture")
+        expect(c.post(AUTH + "/" + a + "/refunds", {"amount": 150}, key="f-ref-1"), 200)
+        got = inquiry_is_row(sim, c, a, "refunded 150")
+        check((got["captured_total"], got["refunded_total"]) == (400, 150), "totals: %r" % got)
+        check(expect(c.post(AUTH + "/" + a + "/void", {}, key="f-void-a"), 200).json["response_code"] == "57",
+              "no void after a capture")
+        v = expect(c.post(AUTH, auth_body(holder, amount=300), key="f-v"), 200).json["id"]
+        expect(c.post(AUTH + "/" + v + "/void", {}, key="f-void"), 200)
+        check(inquiry_is_row(sim, c, v, "voided")["status"] == "voided", "voided")
+        check(expect(c.post(AUTH + "/" + v + "/captures", {"amount": 1}, key="f-v-cap"), 200)
+              .json["response_code"] == "57", "a voided authorization does not capture")
+        ch = expect(c.post(AUTH, auth_body(CARD_3DS, amount=200), key="f-3ds"), 200).json
+        inquiry_is_row(sim, c, ch["id"], "challenged")
+        check(expect(c.post(AUTH + "/" + ch["id"] + "/captures", {"amount": 1}, key="f-3ds-cap-0"), 200)
+              .json["response_code"] == "57", "a challenged authorization does not capture")
+        expect(c.post("/v1/challenges/%s/complete" % ch["challenge_id"], {"code": "123456"}, key="f-3ds-done"), 200)
+        check(inquiry_is_row(sim, c, ch["id"], "completed")["status"] == "approved", "approved by its challenge")
+        check(expect(c.post(AUTH + "/" + ch["id"] + "/captures", {"amount": 200}, key="f-3ds-cap"), 200)
+              .json["response_code"] == "00", "captures once approved")
+        s = expect(c.post(AUTH, auth_body(holder, amount=250, capture=True), key="f-sale"), 200).json["id"]
+        check(inquiry_is_row(sim, c, s, "sale")["captured_total"] == 250, "a sale is captured")
+        check(sim.stop() == 0, "clean stop")
+        sim.start()
+        c = sim.client()
+        for auth_id in (a, v, ch["id"], s):
+            inquiry_is_row(sim, c, auth_id, "after a restart")
+        check(expect(c.post(AUTH + "/" + a + "/captures", {"amount": 601}, key="f-cap-3"), 200)
+              .json["response_code"] == "61", "the row's total bounds a capture after a restart")
+        expect(c.post(AUTH + "/" + a + "/captures", {"amount": 600}, key="f-cap-4"), 200)
+        check(inquiry_is_row(sim, c, a, "captured whole")["captured_total"] == 1000, "captured whole")
+    finally:
+        sim.close()
+
+
 def main():
     sim = Sim("card").start()
     try:
@@ -349,6 +407,7 @@ def main():
         sim.close()
     test_auth_and_files(None)
     test_data_file()
+    test_inquiries_follow_rows()
     print("ok")
 
 
