@@ -411,6 +411,9 @@ struct api_request {
     pc_status commit_status;
     /* idempotency */
     char *idem_key;                     /* NULL when the request has none */
+    const char *header_idempotency_key; /* the header, found with the others the server reads
+                                           (server.c); MHD keeps it until the request completes */
+    void *idem_node;                    /* its entry in the in-flight set while held (submit.c) */
     uint8_t idem_hash[32];
     bool idem_held;                     /* in the in-flight set */
     bool idem_replayed;

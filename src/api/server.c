@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <sodium.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +86,55 @@ void api_server_reader_release(api_server_t *server, store_reader_t *reader) {
 
 /* ---- the header phase ---- */
 
+/* The headers the server reads itself, found in one pass over the request's headers
+ * instead of one walk of them per name (MHD_lookup_connection_value). Names compare
+ * without case and the first of a repeated name is kept, as MHD's lookup does; NULL
+ * when absent. MHD keeps the values until the request completes. */
+typedef struct {
+    const char *authorization;
+    const char *content_length;
+    const char *transfer_encoding;
+    const char *content_type;
+    const char *idempotency_key;
+    const char *fence; /* Paycore-Writer */
+} request_header_values;
+
+typedef struct {
+    const char *name;
+    size_t name_bytes;
+    size_t slot_offset; /* of its pointer in request_header_values */
+} known_header;
+
+#define KNOWN_HEADER(text, member) {text, sizeof text - 1, offsetof(request_header_values, member)}
+static const known_header known_headers[] = {
+    KNOWN_HEADER(MHD_HTTP_HEADER_AUTHORIZATION, authorization),
+    KNOWN_HEADER(MHD_HTTP_HEADER_CONTENT_LENGTH, content_length),
+    KNOWN_HEADER(MHD_HTTP_HEADER_TRANSFER_ENCODING, transfer_encoding),
+    KNOWN_HEADER(MHD_HTTP_HEADER_CONTENT_TYPE, content_type),
+    KNOWN_HEADER("Idempotency-Key", idempotency_key),
+    KNOWN_HEADER("Paycore-Writer", fence),
+};
+
+static enum MHD_Result header_scan_one(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_bytes,
+                                       const char *value, size_t value_bytes) {
+    (void)kind;
+    (void)value_bytes;
+    request_header_values *headers = cls;
+    for (size_t i = 0; i < sizeof known_headers / sizeof known_headers[0]; i++) {
+        const known_header *known = &known_headers[i];
+        if (known->name_bytes != key_bytes || strncasecmp(known->name, key, key_bytes) != 0) continue;
+        const char **slot = (const char **)((char *)headers + known->slot_offset);
+        if (*slot == NULL) *slot = value;
+        break;
+    }
+    return MHD_YES;
+}
+
+static void request_headers_scan(api_request_t *req, request_header_values *headers) {
+    memset(headers, 0, sizeof *headers);
+    MHD_get_connection_values_n(req->connection, MHD_HEADER_KIND, header_scan_one, headers);
+}
+
 static bool header_route(api_request_t *req) {
     uint32_t route_index;
     api_match match = api_route_match(req->method, req->path, &route_index, req->params,
@@ -110,14 +160,14 @@ static const char *bearer_credentials(const char *header) {
     return credentials;
 }
 
-static bool header_auth(api_request_t *req) {
+static bool header_auth(api_request_t *req, const request_header_values *headers) {
     const api_route_t *route = &api_routes[req->route_index];
     api_auth auth = route->auth;
     if (auth == API_AUTH_NONE && route->handler == api_route_metrics && req->server->config.metrics_auth) {
         auth = API_AUTH_READ;
     }
     if (auth == API_AUTH_NONE) return true;
-    const char *header = api_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
+    const char *header = headers->authorization;
     uint32_t retry_after_s = 1;
     pc_status status = PC_UNAUTHENTICATED;
     const char *secret = bearer_credentials(header);
@@ -145,9 +195,9 @@ static bool header_auth(api_request_t *req) {
     return allowed;
 }
 
-static bool header_body(api_request_t *req) {
-    const char *length_text = api_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    const char *chunked = api_header(req, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+static bool header_body(api_request_t *req, const request_header_values *headers) {
+    const char *length_text = headers->content_length;
+    const char *chunked = headers->transfer_encoding;
     unsigned long long length = 0;
     if (length_text != NULL) {
         char *end = NULL;
@@ -159,7 +209,7 @@ static bool header_body(api_request_t *req) {
         return false;
     }
     if (length == 0 && chunked == NULL) return true;
-    const char *type = api_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
+    const char *type = headers->content_type;
     if (type == NULL || strncasecmp(type, "application/json", 16) != 0 ||
         (type[16] != '\0' && type[16] != ';' && type[16] != ' ')) {
         api_reply_error(req, PC_UNSUPPORTED_MEDIA_TYPE, NULL, NULL);
@@ -274,8 +324,8 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
 /* A request another node of a set forwarded names the writer it was read for (its
  * fence, shard.h): only that writer runs it; a node that is not it (the set's writer
  * changed meanwhile, another set's writer at that address) answers 503, nothing done. */
-static bool header_fence(api_request_t *req) {
-    const char *fence = api_header(req, "Paycore-Writer");
+static bool header_fence(api_request_t *req, const request_header_values *headers) {
+    const char *fence = headers->fence;
     if (fence == NULL || shard_fence_matches(req->server->shards, fence)) return true;
     api_reply_error(req, PC_SHARD_WRITER_UNAVAILABLE, NULL,
                     "forwarded to a writer that is not this node (the set's writer changed): retry");
@@ -284,10 +334,13 @@ static bool header_fence(api_request_t *req) {
 }
 
 static void request_headers(api_request_t *req) {
-    if (!header_fence(req)) return;
+    request_header_values headers;
+    request_headers_scan(req, &headers);
+    req->header_idempotency_key = headers.idempotency_key;
+    if (!header_fence(req, &headers)) return;
     if (!header_route(req)) return;
-    if (!header_auth(req)) return;
-    (void)header_body(req);
+    if (!header_auth(req, &headers)) return;
+    (void)header_body(req, &headers);
 }
 
 static void request_end(api_request_t *req) {

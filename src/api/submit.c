@@ -33,6 +33,7 @@
 typedef struct inflight_node inflight_node;
 struct inflight_node {
     inflight_node *next;
+    uint32_t bucket;
     char name[];  /* key_id '\n' idempotency key */
 };
 
@@ -61,14 +62,19 @@ void api_inflight_free(api_server_t *server) {
     pthread_mutex_destroy(&server->inflight_mutex);
 }
 
-static void inflight_name(const api_request_t *req, char *out, size_t out_bytes) {
-    pc_str_join(out, out_bytes, (const char *const[]){req->caller.id, "\n", req->idem_key}, 3);
+/* The name's length (it always fits: a key id and a key of at most
+ * API_IDEMPOTENCY_KEY_BYTES_MAX bytes). */
+static size_t inflight_name(const api_request_t *req, char *out, size_t out_bytes) {
+    size_t bytes = pc_str_join(out, out_bytes, (const char *const[]){req->caller.id, "\n", req->idem_key}, 3);
+    return bytes < out_bytes ? bytes : out_bytes - 1;
 }
 
-/* true when added; false when already there (or full). */
-static bool inflight_add(api_server_t *server, const char *name) {
-    uint32_t bucket = (uint32_t)(pc_hash64(name, strlen(name)) % INFLIGHT_BUCKETS);
-    bool added = false;
+/* The node added, or NULL when the name is there already (or the set is full). The
+ * request keeps the node while it holds the key: inflight_remove unlinks it by address,
+ * without making and hashing the name again. */
+static inflight_node *inflight_add(api_server_t *server, const char *name, size_t name_bytes) {
+    uint32_t bucket = (uint32_t)(pc_hash64(name, name_bytes) % INFLIGHT_BUCKETS);
+    inflight_node *added = NULL;
     pthread_mutex_lock(&server->inflight_mutex);
     inflight_node **head = &inflight_buckets(server)[bucket];
     bool present = false;
@@ -76,25 +82,24 @@ static bool inflight_add(api_server_t *server, const char *name) {
         present = strcmp(node->name, name) == 0;
     }
     if (!present && server->inflight_count < API_INFLIGHT_MAX) {
-        inflight_node *node = malloc(sizeof(*node) + strlen(name) + 1);
+        inflight_node *node = malloc(sizeof(*node) + name_bytes + 1);
         if (node != NULL) {
-            strcpy(node->name, name);
+            memcpy(node->name, name, name_bytes + 1);
+            node->bucket = bucket;
             node->next = *head;
             *head = node;
             server->inflight_count++;
-            added = true;
+            added = node;
         }
     }
     pthread_mutex_unlock(&server->inflight_mutex);
     return added;
 }
 
-static void inflight_remove(api_server_t *server, const char *name) {
-    uint32_t bucket = (uint32_t)(pc_hash64(name, strlen(name)) % INFLIGHT_BUCKETS);
+static void inflight_remove(api_server_t *server, inflight_node *node) {
     pthread_mutex_lock(&server->inflight_mutex);
-    for (inflight_node **at = &inflight_buckets(server)[bucket]; *at != NULL; at = &(*at)->next) {
-        if (strcmp((*at)->name, name) == 0) {
-            inflight_node *node = *at;
+    for (inflight_node **at = &inflight_buckets(server)[node->bucket]; *at != NULL; at = &(*at)->next) {
+        if (*at == node) {
             *at = node->next;
             free(node);
             server->inflight_count--;
@@ -158,7 +163,7 @@ static bool idem_stored_check(api_request_t *req) {
 }
 
 bool api_idem_begin(api_request_t *req) {
-    const char *key = api_header(req, "Idempotency-Key");
+    const char *key = req->header_idempotency_key; /* request_headers read it */
     if (key == NULL || strcmp(req->method, "POST") != 0 || !req->has_caller) return true;
     size_t bytes = strlen(key);
     if (bytes == 0 || bytes > API_IDEMPOTENCY_KEY_BYTES_MAX) {
@@ -173,8 +178,9 @@ bool api_idem_begin(api_request_t *req) {
     memcpy(req->idem_key, key, bytes + 1);
     request_hash(req, req->idem_hash);
     char name[PC_ID_SIZE + API_IDEMPOTENCY_KEY_BYTES_MAX + 2];
-    inflight_name(req, name, sizeof name);
-    if (!inflight_add(req->server, name)) {
+    size_t name_bytes = inflight_name(req, name, sizeof name);
+    req->idem_node = inflight_add(req->server, name, name_bytes);
+    if (req->idem_node == NULL) {
         api_reply_error(req, PC_IDEMPOTENCY_KEY_IN_PROGRESS, "Idempotency-Key", NULL);
         return false;
     }
@@ -191,9 +197,8 @@ bool api_idem_begin(api_request_t *req) {
 
 void api_idem_end(api_request_t *req) {
     if (!req->idem_held) return;
-    char name[PC_ID_SIZE + API_IDEMPOTENCY_KEY_BYTES_MAX + 2];
-    inflight_name(req, name, sizeof name);
-    inflight_remove(req->server, name);
+    inflight_remove(req->server, req->idem_node);
+    req->idem_node = NULL;
     req->idem_held = false;
 }
 

@@ -58,6 +58,43 @@ def padded(head_bytes, method, path, key, body=b"", idempotency_key=None, fields
     return data
 
 
+def raw_exchange(server, lines, body=b""):
+    """One request of exactly these header lines on its own connection: (status, body)."""
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT_S)
+    try:
+        s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        return read_reply(s)
+    finally:
+        s.close()
+
+
+def repeated_headers(server):
+    """Header names in any case; of a repeated header the first counts (the server reads
+    the headers it needs in one pass over them: the same as a lookup of each name)."""
+    body = json.dumps({"id": "hdr-rep", "debit_account_id": "h1", "credit_account_id": "h2",
+                       "amount": 7, "currency": "USD", "code": 1}).encode()
+    head = ["POST /v1/transfers HTTP/1.1", "host: 127.0.0.1", "AUTHORIZATION: Bearer " + server.admin_key,
+            "authorization: Bearer wrong", "content-type: application/json", "Content-Type: text/plain",
+            "IDEMPOTENCY-KEY: rep-first", "Idempotency-Key: rep-second", "content-length: %d" % len(body)]
+    status, reply = raw_exchange(server, head, body)
+    check(status == 201, "lower- and upper-case names, the first of each repeated: %r %r" % (status, reply[:200]))
+    status, again = raw_exchange(server, head[:6] + ["idempotency-key: rep-first", "Content-Length: %d" % len(body)],
+                                 body)
+    check(status == 201 and again == reply, "the first Idempotency-Key was the key: replayed %r" % again[:200])
+    other_body = body.replace(b"hdr-rep", b"hdr-rep2")
+    status, other = raw_exchange(server, head[:6] + ["Idempotency-Key: rep-second",
+                                                     "Content-Length: %d" % len(other_body)], other_body)
+    check(status == 201 and json.loads(other)["id"] == "hdr-rep2",
+          "the second one was not (another body under it runs): %r %r" % (status, other[:200]))
+    status, denied = raw_exchange(server, [head[0], head[1], "Authorization: Bearer wrong",
+                                           "Authorization: Bearer " + server.admin_key, "Content-Length: 0"])
+    check(status == 401, "a wrong first Authorization is refused, whatever follows: %r %r" % (status, denied[:200]))
+    status, typed = raw_exchange(server, [head[0], head[1], "Authorization: Bearer " + server.admin_key,
+                                          "Content-Type: text/plain", "content-type: application/json",
+                                          "Content-Length: %d" % len(body)], body)
+    check(status == 415, "the first Content-Type counts: %r %r" % (status, typed[:200]))
+
+
 def main():
     server = Server().start()
     try:
@@ -80,6 +117,7 @@ def main():
                 check(json.loads(reply)["id"] == "hdr-%d" % i, "the transfer: %r" % reply[:200])
         finally:
             s.close()
+        repeated_headers(server)
         before = c.get("/v1/accounts?limit=100").raw
         for size in (8 * 1024, 40 * 1024):
             s = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT_S)
