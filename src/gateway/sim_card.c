@@ -337,8 +337,11 @@ static void reply_auth(sim_req_t *req, const card_auth_t *auth, const char *mess
 
 /* An approval moves money: a hold, or (capture requested) the whole amount at once,
  * recorded as a capture that settles now. 'capture_id' is set in that case.
- * 'holder_moved': the cardholder's row has the move already (holder_decide). */
-static bool auth_apply_approval(sim_req_t *req, card_auth_t *auth, bool holder_moved, char capture_id[SIM_ID_SIZE]) {
+ * 'holder_moved': the cardholder's row has the move already (holder_decide);
+ * 'total_written': the authorization's row was inserted captured (a sale: one write
+ * of its row, not an insert and an update). */
+static bool auth_apply_approval(sim_req_t *req, card_auth_t *auth, bool holder_moved, bool total_written,
+                                char capture_id[SIM_ID_SIZE]) {
     sim_t *sim = req->sim;
     capture_id[0] = '\0';
     bool capture = auth->capture_requested;
@@ -351,8 +354,8 @@ static bool auth_apply_approval(sim_req_t *req, card_auth_t *auth, bool holder_m
     auth->captured_total = auth->amount;
     return record_insert(req, capture_id, "capture", auth->id, "approved", "00", auth->amount, auth->currency,
                          auth->merchant_ref, true) &&
-           sim_db_run(&sim->db, "UPDATE authorizations SET captured_total = ? WHERE rowid = ?", "ii",
-                      auth->captured_total, auth->row);
+           (total_written || sim_db_run(&sim->db, "UPDATE authorizations SET captured_total = ? WHERE rowid = ?", "ii",
+                                        auth->captured_total, auth->row));
 }
 
 /* 51 or 00 by the cardholder's available balance (NULL: an unlimited card). */
@@ -493,20 +496,21 @@ static void card_authorize(sim_req_t *req) {
     pc_str_copy(auth.status, sizeof auth.status, auth_status(code));
     char challenge_id[SIM_ID_SIZE] = "";
     if (strcmp(code, "1A") == 0) sim_make_id(sim, "ch_", "challenge", auth.id, challenge_id);
+    bool sale = strcmp(code, "00") == 0 && auth.capture_requested; /* its row is written captured */
     bool ok = sim_db_run(&sim->db,
                          "INSERT INTO authorizations(id, card_number, status, response_code, amount, currency,"
-                         " challenge_id, challenge_state, capture_requested, merchant_ref, idempotency_key)"
-                         " VALUES (?, ?, ?, ?, ?, ?, NULLIF(?, ''), ?, ?, NULLIF(?, ''), ?)", "ssssisssiss",
-                         auth.id, auth.number, auth.status, code, auth.amount, auth.currency, challenge_id,
-                         challenge_id[0] ? "pending" : NULL, (int64_t)auth.capture_requested, auth.merchant_ref,
-                         req->key);
+                         " captured_total, challenge_id, challenge_state, capture_requested, merchant_ref,"
+                         " idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, NULLIF(?, ''), ?, ?, NULLIF(?, ''), ?)",
+                         "ssssisississ", auth.id, auth.number, auth.status, code, auth.amount, auth.currency,
+                         sale ? auth.amount : (int64_t)0, challenge_id, challenge_id[0] ? "pending" : NULL,
+                         (int64_t)auth.capture_requested, auth.merchant_ref, req->key);
     auth.row = sqlite3_last_insert_rowid(sim->db.db);
     ok = ok && record_insert(req, auth.id, "authorization", NULL, auth.status, code, auth.amount, auth.currency,
                              auth.merchant_ref, false);
     auth.record_row = sqlite3_last_insert_rowid(sim->db.db);
     ok = ok && sim_db_auth_note(&sim->db, auth.id, auth.row, auth.record_row);
     char capture_id[SIM_ID_SIZE] = "";
-    if (ok && strcmp(code, "00") == 0) ok = auth_apply_approval(req, &auth, holder_moved, capture_id);
+    if (ok && strcmp(code, "00") == 0) ok = auth_apply_approval(req, &auth, holder_moved, sale, capture_id);
     if (!ok) return sim_reply_internal(req);
     if (challenge_id[0] != '\0') pc_str_copy(auth.challenge_state, sizeof auth.challenge_state, "pending");
     auth_recent_put(sim, &auth);
@@ -551,7 +555,7 @@ static void card_challenge_complete(sim_req_t *req) {
     const char *code = NULL;
     char capture_id[SIM_ID_SIZE] = "";
     bool ok = balance_decide(sim, &auth, &code) && challenge_resolve(req, &auth, code, "completed");
-    if (ok && strcmp(code, "00") == 0) ok = auth_apply_approval(req, &auth, false, capture_id);
+    if (ok && strcmp(code, "00") == 0) ok = auth_apply_approval(req, &auth, false, false, capture_id);
     if (!ok) return sim_reply_internal(req);
     reply_auth(req, &auth, NULL, capture_id[0] ? capture_id : NULL);
 }
