@@ -460,7 +460,7 @@ static_assert(RISK_STORE_BATCH_MAX <= RISK_STORE_QUEUE_MAX, "a store batch comes
                                                    kept-alive connection, so a larger one costs each request */
 #define SIM_LOOP_WAIT_MS_MAX 1000               /* the event loop looks at the clock at least this often */
 #define SIM_STMT_CACHE_MAX 96                   /* prepared statements: the simulator has ~60 */
-#define SIM_CHECKPOINT_FRAMES 8192              /* WAL pages (32 MiB at 4 KiB) before the worker
+#define SIM_CHECKPOINT_WAL_KIB (32 * 1024)      /* WAL written (pages of the record's size) before the worker
                                                  * checkpoints: a page rewritten by many groups meanwhile
                                                  * (a table's last leaf) is copied and synced once */
 #define SIM_CACHE_KIB (64 * 1024)               /* the record's page cache: a benchmark's record (a few

@@ -244,6 +244,7 @@ struct sim {
     pthread_mutex_t group_lock;   /* members' done/ok flags */
     pthread_cond_t group_cond;
     atomic_bool checkpoint_wanted;
+    int checkpoint_frames;        /* WAL frames of SIM_CHECKPOINT_WAL_KIB at the record's page size */
     sqlite3 *checkpoint_db;       /* the worker's own connection, for checkpoints */
     pthread_mutex_t faults_lock;  /* 'faults' is replaced at run time */
     sim_faults_t faults;

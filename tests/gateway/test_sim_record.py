@@ -296,6 +296,51 @@ def test_map_after_restart():
         sim.close()
 
 
+def page_size(path):
+    db = sqlite3.connect(path)
+    try:
+        return db.execute("PRAGMA page_size").fetchone()[0]
+    finally:
+        db.close()
+
+
+def four_kib_record(path):
+    """An empty file of 4 KiB pages in WAL mode, as simulators before 1 KiB pages made."""
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA page_size=4096")
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("CREATE TABLE IF NOT EXISTS meta(name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.commit()
+    db.close()
+
+
+def test_page_sizes():
+    """A new record has 1 KiB pages (a request's rewritten cardholder leaf is a smaller
+    WAL frame); a record of 4 KiB pages keeps them, and serves and restarts as before."""
+    sim = Sim("card").start()
+    try:
+        expect(sim.client().post(AUTH, auth_body(amount=100), key="p-new"), 200)
+        check(page_size(sim.db) == 1024, "a new record's pages: %d" % page_size(sim.db))
+    finally:
+        sim.close()
+    sim = Sim("card")
+    four_kib_record(sim.db)
+    sim.start()
+    try:
+        c = sim.client()
+        sale = expect(c.post(AUTH, auth_body(amount=300, capture=True), key="p-sale"), 200).json
+        auth = expect(c.post(AUTH, auth_body(amount=200), key="p-auth"), 200).json
+        check(sim.stop() == 0, "clean stop")
+        sim.start()
+        c = sim.client()
+        cap = expect(c.post(AUTH + "/" + auth["id"] + "/captures", {"amount": 200}, key="p-cap"), 200).json
+        check(cap["captured_total"] == 200, "captured after the restart: %r" % cap)
+        check(expect(c.get(AUTH + "/" + sale["id"]), 200).json["captured_total"] == 300, "the sale captured")
+        check(page_size(sim.db) == 4096, "an existing record keeps its pages: %d" % page_size(sim.db))
+    finally:
+        sim.close()
+
+
 def main():
     need_binary()
     test_migrated()
@@ -304,6 +349,7 @@ def main():
     test_answers_after_kill()
     test_counts_and_map()
     test_map_after_restart()
+    test_page_sizes()
     print("ok")
 
 
