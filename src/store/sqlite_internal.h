@@ -126,6 +126,12 @@ const char *store_sqlite_payments_schema_v6(void);
 const char *store_sqlite_payments_schema_v8(void);
 const char *store_sqlite_payments_schema_v9(void);
 const char *store_sqlite_payments_schema_v11(void);
+/* The objects' new versions waiting in the transaction written now, several rows a
+ * statement (before COMMIT: sqlite_tx.c); a ROLLBACK drops them; freed with the store. */
+PC_MUST_USE pc_status store_sqlite_pay_rows_flush(sqlite_store_t *store);
+void store_sqlite_pay_rows_drop(sqlite_store_t *store);
+void store_sqlite_pay_rows_free(sqlite_store_t *store);
+uint32_t store_sqlite_pay_rows_waiting(const sqlite_store_t *store); /* rows waiting (tests) */
 /* The SQL of a listing of payments' objects (tests read its query plan). */
 void store_sqlite_pay_list_sql(const store_pay_query_t *q, bool cursor, char *sql, size_t sql_bytes);
 
@@ -305,6 +311,7 @@ struct sqlite_store {
     store_sqlite_rows_t *deferred[STORE_SQLITE_DEFERRED_MAX]; /* rows waiting for COMMIT (sqlite_rows.c) */
     uint32_t deferred_count;
     store_sqlite_rows_t *pay_versions; /* sqlite_payments.c's, made on first use */
+    struct store_sqlite_pay_rows *pay_rows; /* sqlite_payments.c's objects' rows waiting, made on first use */
     store_sqlite_rows_t *transfer_rows; /* sqlite_tx.c's: the batch's transfers, made on first use */
     int64_t instance_id;    /* meta.instance_id: ties the index file to this database */
     pc_hash_key_t id_key;   /* '<path>.idkey': ids are hashed with it (sqlite_index.c) */

@@ -145,34 +145,204 @@ static pc_status step_done(store_conn_t c, int slot, sqlite3_stmt *stmt) {
     return rc == SQLITE_DONE ? PC_OK : PC_STORE_COMMIT_FAILED;
 }
 
+/* The object's 12 columns bound from parameter 'first' on, in the put's order. */
+static void row_bind(sqlite3_stmt *stmt, int first, const store_pay_object_t *o) {
+    sqlite3_bind_text(stmt, first, o->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, first + 1, o->kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, first + 2, o->merchant_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, first + 3, o->parent_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, first + 4, o->status, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, first + 5, (sqlite3_int64)o->created_ns);
+    sqlite3_bind_int64(stmt, first + 6, (sqlite3_int64)o->updated_ns);
+    sqlite3_bind_int64(stmt, first + 7, (sqlite3_int64)o->version);
+    sqlite3_bind_text(stmt, first + 8, o->doc != NULL ? o->doc : "", (int)o->doc_bytes, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, first + 9, (sqlite3_int64)o->answer_version);
+    sqlite3_bind_int(stmt, first + 10, o->answer_version != 0 ? o->answer_status : 0);
+    sqlite3_bind_text(stmt, first + 11, o->pending_op, -1, SQLITE_STATIC);
+}
+
 /* Runs the put or the update statement with the object's columns bound. */
 static pc_status object_write(store_conn_t c, int slot, const store_pay_object_t *o) {
     sqlite3_stmt *stmt;
     if (take(c, slot, &stmt, PC_STORE_COMMIT_FAILED) != PC_OK) return PC_STORE_COMMIT_FAILED;
-    sqlite3_bind_text(stmt, 1, o->id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(stmt, 2, o->kind, -1, SQLITE_STATIC);
-    sqlite3_bind_text(stmt, 3, o->merchant_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(stmt, 4, o->parent_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(stmt, 5, o->status, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(stmt, 6, (sqlite3_int64)o->created_ns);
-    sqlite3_bind_int64(stmt, 7, (sqlite3_int64)o->updated_ns);
-    sqlite3_bind_int64(stmt, 8, (sqlite3_int64)o->version);
-    sqlite3_bind_text(stmt, 9, o->doc, o->doc_bytes ? (int)o->doc_bytes : -1, SQLITE_STATIC);
-    sqlite3_bind_int64(stmt, 10, (sqlite3_int64)o->answer_version);
-    sqlite3_bind_int(stmt, 11, o->answer_version != 0 ? o->answer_status : 0);
-    sqlite3_bind_text(stmt, 12, o->pending_op, -1, SQLITE_STATIC);
+    row_bind(stmt, 1, o);
     return step_done(c, slot, stmt);
 }
 
-/* An update in place when the row exists with the same listing keys (every new
- * version of an object), else the whole row; a first version is the whole row at once
- * (no lookup that finds nothing first). */
-static pc_status sqlite_pay_object_put(store_tx_t *tx, const store_pay_object_t *o) {
-    store_conn_t c = store_sqlite_tx_conn(tx);
+/* An update in place when the row exists with the same listing keys, else the whole
+ * row (object_write_now: a statement a row). */
+static pc_status object_write_now(store_conn_t c, const store_pay_object_t *o) {
     if (o->version <= 1) return object_write(c, STORE_STMT_PAY_OBJECT_PUT, o);
     pc_status status = object_write(c, STORE_STMT_PAY_OBJECT_UPDATE, o);
     if (status != PC_OK || sqlite3_changes(c.db) == 1) return status;
     return object_write(c, STORE_STMT_PAY_OBJECT_PUT, o);
+}
+
+/* ---- rows written at COMMIT, several a statement ----
+ * A payment's row is written by every command that writes the payment (made, then its
+ * status, version, the op in flight), and each write alone paid SQLite's statement
+ * costs (step, a cursor on the table and on each index it keeps, halt, reset): about
+ * 20k instructions an update, 27k the first insert. A write waits here until COMMIT
+ * (or until PAY_ROWS_MAX wait, or another write of the same object that cannot join
+ * it) and goes in with the others in one INSERT ... ON CONFLICT DO UPDATE of exactly
+ * that many rows: a row not there is inserted whole; a new version of a row with the
+ * same listing keys updates what the single UPDATE did (the columns a version changes,
+ * the first final answer kept). A row it left as it was (a first version of a row that
+ * is there, or listing keys not the same) makes the flush write each of its rows
+ * again alone as before (the update, else the whole row; the same update again is
+ * the same row). A new version of a new version waiting with the same listing keys
+ * replaces it: one write of the last, with the first final answer of the two. Nothing
+ * reads pay_objects on the writer's connection inside a batch (readers have their own
+ * connections and see committed rows only). Writer thread only. */
+#define PAY_ROWS_MAX 16
+
+struct store_sqlite_pay_rows {
+    store_pay_object_t rows[PAY_ROWS_MAX]; /* doc: malloc'ed here (NULL for "") */
+    uint32_t count;
+    sqlite3_stmt *upserts[PAY_ROWS_MAX]; /* [n - 1]: n rows; prepared on first use, kept */
+};
+
+static char *upsert_sql(uint32_t rows) {
+    static const char head[] = "INSERT INTO pay_objects(id, kind, merchant_id, parent_id, status, created_ns,"
+                               " updated_ns, version, doc, answer_version, answer_status, pending_op) VALUES";
+    static const char row[] = "(?,?,?,?,?,?,?,?,?,?,?,?)";
+    static const char tail[] =
+        " ON CONFLICT(id) DO UPDATE SET status = excluded.status, updated_ns = excluded.updated_ns,"
+        " version = excluded.version, doc = excluded.doc, pending_op = excluded.pending_op,"
+        " answer_status = CASE answer_version WHEN 0 THEN excluded.answer_status ELSE answer_status END,"
+        " answer_version = CASE answer_version WHEN 0 THEN excluded.answer_version ELSE answer_version END"
+        " WHERE excluded.version > 1 AND kind = excluded.kind AND merchant_id = excluded.merchant_id"
+        " AND parent_id = excluded.parent_id AND created_ns = excluded.created_ns";
+    size_t bytes = sizeof head + (size_t)rows * sizeof row + sizeof tail;
+    char *sql = malloc(bytes);
+    if (sql == NULL) return NULL;
+    size_t n = (size_t)snprintf(sql, bytes, "%s", head);
+    for (uint32_t r = 0; r < rows; r++) n += (size_t)snprintf(sql + n, bytes - n, "%s%s", r > 0 ? "," : "", row);
+    snprintf(sql + n, bytes - n, "%s", tail);
+    return sql;
+}
+
+static pc_status upsert_of(sqlite_store_t *store, uint32_t rows, sqlite3_stmt **out) {
+    sqlite3_stmt **kept = &store->pay_rows->upserts[rows - 1];
+    if (*kept == NULL) {
+        char *sql = upsert_sql(rows);
+        pc_status status = sql == NULL ? PC_NO_MEMORY : store_sqlite_prepare(store->db, sql, kept, PC_STORE_COMMIT_FAILED);
+        free(sql);
+        if (status != PC_OK) {
+            *kept = NULL;
+            return status;
+        }
+    }
+    *out = *kept;
+    return PC_OK;
+}
+
+static void rows_clear(struct store_sqlite_pay_rows *rows) {
+    for (uint32_t i = 0; i < rows->count; i++) free(rows->rows[i].doc);
+    rows->count = 0;
+}
+
+pc_status store_sqlite_pay_rows_flush(sqlite_store_t *store) {
+    struct store_sqlite_pay_rows *rows = store->pay_rows;
+    if (rows == NULL || rows->count == 0) return PC_OK;
+    sqlite3_stmt *stmt = NULL;
+    pc_status status = upsert_of(store, rows->count, &stmt);
+    if (status == PC_OK) {
+        for (uint32_t i = 0; i < rows->count; i++) row_bind(stmt, 1 + 12 * (int)i, &rows->rows[i]);
+        int rc = sqlite3_step(stmt);
+        sqlite3_reset(stmt);
+        status = rc == SQLITE_DONE ? PC_OK : PC_STORE_COMMIT_FAILED;
+    }
+    /* a row whose listing keys are not the stored row's was left as it was: each row
+     * again alone (the same update is the same row again) */
+    store_conn_t c = {.cache = &store->stmt_cache, .db = store->db};
+    bool all = status == PC_OK && (uint32_t)sqlite3_changes(store->db) == rows->count;
+    for (uint32_t i = 0; status == PC_OK && !all && i < rows->count; i++) status = object_write_now(c, &rows->rows[i]);
+    rows_clear(rows);
+    return status;
+}
+
+void store_sqlite_pay_rows_drop(sqlite_store_t *store) {
+    if (store->pay_rows != NULL) rows_clear(store->pay_rows);
+}
+
+uint32_t store_sqlite_pay_rows_waiting(const sqlite_store_t *store) {
+    return store->pay_rows != NULL ? store->pay_rows->count : 0;
+}
+
+void store_sqlite_pay_rows_free(sqlite_store_t *store) {
+    struct store_sqlite_pay_rows *rows = store->pay_rows;
+    if (rows == NULL) return;
+    rows_clear(rows);
+    for (uint32_t i = 0; i < PAY_ROWS_MAX; i++) sqlite3_finalize(rows->upserts[i]);
+    free(rows);
+    store->pay_rows = NULL;
+}
+
+static bool same_listing_keys(const store_pay_object_t *a, const store_pay_object_t *b) {
+    return strcmp(a->kind, b->kind) == 0 && strcmp(a->merchant_id, b->merchant_id) == 0 &&
+           strcmp(a->parent_id, b->parent_id) == 0 && a->created_ns == b->created_ns;
+}
+
+static struct store_sqlite_pay_rows *rows_waiting_for(sqlite_store_t *store, const char *id, uint32_t *at) {
+    struct store_sqlite_pay_rows *rows = store->pay_rows;
+    for (uint32_t i = 0; rows != NULL && i < rows->count; i++) {
+        if (strcmp(rows->rows[i].id, id) == 0) {
+            *at = i;
+            return rows;
+        }
+    }
+    return NULL;
+}
+
+/* 'o' as it waits: its document copied (the caller's is borrowed for the call only). */
+static pc_status row_keep(store_pay_object_t *kept, const store_pay_object_t *o) {
+    size_t doc_bytes = o->doc == NULL ? 0 : o->doc_bytes ? o->doc_bytes : strlen(o->doc);
+    char *doc = NULL;
+    if (doc_bytes > 0) {
+        doc = malloc(doc_bytes);
+        if (doc == NULL) return PC_NO_MEMORY;
+        memcpy(doc, o->doc, doc_bytes);
+    }
+    uint32_t answer_version = kept->answer_version; /* a version of the same row waiting: its first answer */
+    int answer_status = kept->answer_status;
+    free(kept->doc);
+    *kept = *o;
+    kept->doc = doc;
+    kept->doc_bytes = doc_bytes;
+    if (answer_version != 0) {
+        kept->answer_version = answer_version;
+        kept->answer_status = answer_status;
+    }
+    return PC_OK;
+}
+
+/* A version waits for COMMIT; a new version of a new version waiting, with the same
+ * keys, replaces it (a first version is the whole row: the next one waits after it). */
+static pc_status object_defer(sqlite_store_t *store, const store_pay_object_t *o) {
+    uint32_t at = 0;
+    struct store_sqlite_pay_rows *rows = rows_waiting_for(store, o->id, &at);
+    if (rows != NULL && o->version > 1 && rows->rows[at].version > 1 && same_listing_keys(&rows->rows[at], o)) {
+        return row_keep(&rows->rows[at], o);
+    }
+    if (rows != NULL || (store->pay_rows != NULL && store->pay_rows->count == PAY_ROWS_MAX)) {
+        pc_status status = store_sqlite_pay_rows_flush(store); /* in the order they came */
+        if (status != PC_OK) return status;
+    }
+    if (store->pay_rows == NULL) {
+        store->pay_rows = calloc(1, sizeof *store->pay_rows);
+        if (store->pay_rows == NULL) return PC_NO_MEMORY;
+    }
+    rows = store->pay_rows;
+    store_pay_object_t *kept = &rows->rows[rows->count];
+    memset(kept, 0, sizeof *kept);
+    pc_status status = row_keep(kept, o);
+    if (status == PC_OK) rows->count++;
+    return status;
+}
+
+static pc_status sqlite_pay_object_put(store_tx_t *tx, const store_pay_object_t *o) {
+    return object_defer(store_sqlite_tx_store(tx), o);
 }
 
 /* Columns of OBJECT_COLUMNS into 'out'; the doc is borrowed from the statement. */

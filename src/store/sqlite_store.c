@@ -432,6 +432,7 @@ static void sqlite_close(store_t *base) {
     store_idem_rows_free(store->idem_rows);
     store_dirty_free(&store->dirty);
     store_sqlite_rows_free(store->pay_versions);
+    store_sqlite_pay_rows_free(store);
     store_sqlite_rows_free(store->transfer_rows);
     for (int i = 0; i < STMT_COUNT; i++) sqlite3_finalize(store->statements[i]);
     store_sqlite_stmt_cache_free(store->stmt_cache);

@@ -400,6 +400,11 @@ pc_status store_sqlite_tx_commit(store_tx_t *base) {
         store_sqlite_tx_rollback(base);
         return PC_STORE_COMMIT_FAILED;
     }
+    if (store_sqlite_pay_rows_flush(store) != PC_OK) { /* objects' rows: the last version of each */
+        pc_status status = write_failed(store, "write payments' objects", false);
+        store_sqlite_tx_rollback(base);
+        return status;
+    }
     if (store_sqlite_rows_flush_all(store) != PC_OK) { /* the rows appended several per statement */
         pc_status status = write_failed(store, "insert rows", false);
         store_sqlite_tx_rollback(base);
@@ -429,6 +434,7 @@ void store_sqlite_tx_rollback(store_tx_t *base) {
         (void)write_failed(store, "rollback", true);
     }
     store_sqlite_rows_drop_all(store);
+    store_sqlite_pay_rows_drop(store);
     store_idem_rows_rolled_back(store->idem_rows); /* its replies' entries go, those it deleted stay */
     tx_free(tx);
 }

@@ -47,7 +47,10 @@ typedef struct {
 
 void store_pay_object_free(store_pay_object_t *object);
 
-/* Inserts or replaces the object 'object->id'. */
+/* Inserts or replaces the object 'object->id' (a version after the first updates the
+ * row where its listing keys are the stored row's). SQLite writes the row at COMMIT
+ * with the transaction's other objects' rows (sqlite_payments.c): a failure fails the
+ * COMMIT. */
 PC_MUST_USE pc_status store_pay_object_put(store_tx_t *tx, const store_pay_object_t *object);
 /* PC_OK (out filled), PC_NOT_FOUND, or a read error. */
 PC_MUST_USE pc_status store_pay_object_get(store_reader_t *reader, const char *id,
