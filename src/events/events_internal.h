@@ -31,6 +31,11 @@ ledger_pending_state events_transfer_resolved_state(events_type type);
 void events_render_envelope(events_buf_t *buf, uint64_t seq, events_type type, const char *object_id,
                             uint32_t object_seq, const char *object_json, size_t object_bytes,
                             const char *data_extra, size_t extra_bytes);
+/* The bytes events_render_envelope writes around an object of 'object_bytes' (no
+ * data_extra), counted without rendering: an event stored as a reference is held to
+ * EVENTS_BODY_BYTES_MAX as the whole event it stands for. */
+size_t events_envelope_bytes(uint64_t seq, events_type type, size_t object_id_bytes, uint32_t object_seq,
+                             size_t object_bytes);
 
 /* ---- outbox.c: the ledger's events of a batch (shards.c writes them for sets) ---- */
 typedef struct {

@@ -433,6 +433,16 @@ void events_render_transfer(events_buf_t *buf, const ledger_transfer_t *t, ledge
     BUF_LIT(buf, "}");
 }
 
+/* The envelope's fixed parts, shared by events_render_envelope and events_envelope_bytes. */
+#define ENVELOPE_ID "{\"id\":\""
+#define ENVELOPE_TYPE "\",\"object\":\"event\",\"type\":\""
+#define ENVELOPE_CREATED "\",\"created\":"
+#define ENVELOPE_OBJECT_ID ",\"object_id\":\""
+#define ENVELOPE_OBJECT_SEQ "\",\"object_seq\":"
+#define ENVELOPE_DATA ",\"data\":{\"object\":"
+#define ENVELOPE_END "}}"
+#define LIT_BYTES(literal) (sizeof(literal) - 1)
+
 /* {"id","object":"event","type","created","object_id","object_seq","data":{"object":..}}
  * with 'data_extra' (already JSON members, or NULL) after the object. */
 void events_render_envelope(events_buf_t *buf, uint64_t seq, events_type type, const char *object_id,
@@ -440,21 +450,38 @@ void events_render_envelope(events_buf_t *buf, uint64_t seq, events_type type, c
                             const char *data_extra, size_t extra_bytes) {
     char id[EVENTS_ID_SIZE];
     events_id_format(seq, id);
-    BUF_LIT(buf, "{\"id\":\"");
+    BUF_LIT(buf, ENVELOPE_ID);
     events_buf_append(buf, id, EVENTS_ID_SIZE - 1);
-    BUF_LIT(buf, "\",\"object\":\"event\",\"type\":\"");
+    BUF_LIT(buf, ENVELOPE_TYPE);
     events_buf_str(buf, events_type_name(type));
-    BUF_LIT(buf, "\",\"created\":");
+    BUF_LIT(buf, ENVELOPE_CREATED);
     events_buf_u64(buf, seq);
-    BUF_LIT(buf, ",\"object_id\":\"");
+    BUF_LIT(buf, ENVELOPE_OBJECT_ID);
     events_buf_str(buf, object_id);
-    BUF_LIT(buf, "\",\"object_seq\":");
+    BUF_LIT(buf, ENVELOPE_OBJECT_SEQ);
     events_buf_u64(buf, object_seq);
-    BUF_LIT(buf, ",\"data\":{\"object\":");
+    BUF_LIT(buf, ENVELOPE_DATA);
     events_buf_append(buf, object_json, object_bytes);
     if (data_extra != NULL) {
         events_buf_append(buf, ",", 1);
         events_buf_append(buf, data_extra, extra_bytes);
     }
-    events_buf_append(buf, "}}", 2);
+    BUF_LIT(buf, ENVELOPE_END);
+}
+
+static size_t decimal_digits(uint64_t value) {
+    size_t digits = 1;
+    while (value >= 10) {
+        value /= 10;
+        digits++;
+    }
+    return digits;
+}
+
+size_t events_envelope_bytes(uint64_t seq, events_type type, size_t object_id_bytes, uint32_t object_seq,
+                             size_t object_bytes) {
+    return LIT_BYTES(ENVELOPE_ID) + (EVENTS_ID_SIZE - 1) + LIT_BYTES(ENVELOPE_TYPE) + strlen(events_type_name(type)) +
+           LIT_BYTES(ENVELOPE_CREATED) + decimal_digits(seq) + LIT_BYTES(ENVELOPE_OBJECT_ID) + object_id_bytes +
+           LIT_BYTES(ENVELOPE_OBJECT_SEQ) + decimal_digits(object_seq) + LIT_BYTES(ENVELOPE_DATA) + object_bytes +
+           LIT_BYTES(ENVELOPE_END);
 }

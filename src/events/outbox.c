@@ -20,29 +20,37 @@
  * the metrics only once the batch committed. */
 static _Thread_local uint64_t pending_written[EVENTS_TYPE_COUNT];
 
-static pc_status insert(store_events_writer_t *writer, events_buf_t *body, events_type type,
-                        const char *object_id, uint32_t object_seq, uint64_t seq,
-                        const char *const *owners, uint32_t owner_count) {
-    if (body->failed) return PC_NO_MEMORY;
-    if (body->bytes > EVENTS_BODY_BYTES_MAX) return PC_LIMIT_REACHED;
+static pc_status insert_row(store_events_writer_t *writer, const char *body, size_t body_bytes, events_type type,
+                            const char *object_id, uint32_t object_seq, uint64_t seq,
+                            const char *const *owners, uint32_t owner_count) {
     store_event_t row = {.seq = seq, .type = events_type_name(type), .object_id = object_id,
-                         .object_seq = object_seq, .body = body->text, .body_bytes = body->bytes,
+                         .object_seq = object_seq, .body = body, .body_bytes = body_bytes,
                          .owners = owners, .owner_count = owner_count};
     pc_status status = store_events_insert(writer, &row);
     if (status == PC_OK) pending_written[type]++;
     return status;
 }
 
-/* The reference stored instead of the event whose envelope without its object is in
- * 'body' (an event too large to deliver is refused as it always was). */
-static pc_status body_as_ref(events_buf_t *body, size_t object_bytes, const char *ref) {
-    size_t ref_bytes = strlen(ref);
+static pc_status insert(store_events_writer_t *writer, events_buf_t *body, events_type type,
+                        const char *object_id, uint32_t object_seq, uint64_t seq,
+                        const char *const *owners, uint32_t owner_count) {
     if (body->failed) return PC_NO_MEMORY;
-    if (body->bytes + object_bytes > EVENTS_BODY_BYTES_MAX) return PC_LIMIT_REACHED;
+    if (body->bytes > EVENTS_BODY_BYTES_MAX) return PC_LIMIT_REACHED;
+    return insert_row(writer, body->text, body->bytes, type, object_id, object_seq, seq, owners, owner_count);
+}
+
+/* The reference stored instead of the event it renders as (an event too large to
+ * deliver is refused as it always was): its size is counted, not rendered. */
+static pc_status insert_ref(store_events_writer_t *writer, const events_emit_t *event, size_t object_bytes,
+                            uint64_t seq, const char *const *owners, uint32_t owner_count) {
+    const char *ref = event->object_ref;
+    size_t ref_bytes = strlen(ref);
+    size_t whole_bytes = events_envelope_bytes(seq, event->type, strlen(event->object_id), event->object_seq,
+                                               object_bytes);
+    if (whole_bytes > EVENTS_BODY_BYTES_MAX) return PC_LIMIT_REACHED;
     if (ref_bytes < 2 || ref_bytes > EVENTS_REF_BYTES_MAX || ref[0] != EVENTS_REF_PREFIX) return PC_INVALID_ARGUMENT;
-    body->bytes = 0;
-    events_buf_append(body, ref, ref_bytes);
-    return PC_OK;
+    return insert_row(writer, ref, ref_bytes, event->type, event->object_id, event->object_seq, seq, owners,
+                      owner_count);
 }
 
 /* The merchant keys granted 'account_id' (at most EVENTS_OWNERS_MAX, in id order):
@@ -116,19 +124,17 @@ pc_status events_emit(events_t *events, store_tx_t *tx, const events_emit_t *eve
     for (uint32_t i = 0; i < owner_count; i++) owners[i] = owner_ids[i];
     uint64_t seq = 0;
     if (status == PC_OK) status = store_events_seq_next(writer, pc_wall_ns(), &seq);
-    events_buf_t body = {0};
-    if (status == PC_OK) {
-        bool ref = event->object_ref != NULL; /* the envelope alone, for its size */
-        events_render_envelope(&body, seq, event->type, event->object_id, event->object_seq,
-                               ref ? "" : event->object_json, ref ? 0 : object_bytes, NULL, 0);
-        if (ref) status = body_as_ref(&body, object_bytes, event->object_ref);
-    }
-    if (status == PC_OK) {
+    if (status == PC_OK && event->object_ref != NULL) {
+        status = insert_ref(writer, event, object_bytes, seq, owners, owner_count);
+    } else if (status == PC_OK) {
+        events_buf_t body = {0};
+        events_render_envelope(&body, seq, event->type, event->object_id, event->object_seq, event->object_json,
+                               object_bytes, NULL, 0);
         status = insert(writer, &body, event->type, event->object_id, event->object_seq, seq, owners,
                         owner_count);
+        events_buf_free(&body);
     }
     if (status == PC_OK && id_out != NULL) events_id_format(seq, id_out);
-    events_buf_free(&body);
     return status;
 }
 

@@ -93,7 +93,11 @@ typedef struct {
     store_sqlite_rows_t *rows;     /* the events waiting: inserted 16 a statement (sqlite_rows.c) */
 } sqlite_events_writer_t;
 
-#define EVENT_INSERT_PREFIX "INSERT INTO events(seq, type, object_id, object_seq, body, owner) VALUES"
+/* OR FAIL: a statement of several rows that may abort keeps a statement journal (each
+ * page it changes that the transaction had already changed is copied first, to undo
+ * the rows before a failing one); a failing row fails the batch, whose ROLLBACK undoes
+ * them anyway (sqlite_rows.c), so nothing needs that copy. */
+#define EVENT_INSERT_PREFIX "INSERT OR FAIL INTO events(seq, type, object_id, object_seq, body, owner) VALUES"
 
 static const char *const writer_sql[EW_COUNT] = {
     [EW_SEQ_MAX] = "SELECT coalesce(max(seq), 0) FROM events",

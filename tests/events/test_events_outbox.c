@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "core/core.h"
 #include "events/events_internal.h"
 #include "payments/payments.h"
 #include "store/store_api.h"
@@ -329,6 +330,7 @@ typedef struct {
     events_t *events;
     const char *object_json;
     const char *owners_account_id;
+    const char *object_ref;        /* or NULL: stored instead of the event */
     bool fail_after;
     pc_status emit_status;
     char id[EVENTS_ID_SIZE];
@@ -337,7 +339,8 @@ typedef struct {
 static pc_status emit_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
     emit_job *job = (emit_job *)cmd;
     events_emit_t event = {.type = EVENTS_TYPE_PAYMENT_CAPTURED, .object_id = "pay_1", .object_seq = 3,
-                           .object_json = job->object_json, .owners = {"key_m"}, .owner_count = 1,
+                           .object_json = job->object_json, .object_json_dumped = job->object_ref != NULL,
+                           .object_ref = job->object_ref, .owners = {"key_m"}, .owner_count = 1,
                            .owners_account_id = job->owners_account_id};
     job->emit_status = events_emit(job->events, tx, &event, job->id);
     if (job->emit_status != PC_OK) return job->emit_status;
@@ -376,6 +379,45 @@ static void test_emit(void) {
     events = events_all(&r, "key_other");
     ASSERT_EQ(json_array_size(events), 0);
     json_decref(events);
+    rig_stop(&r);
+}
+
+/* Goal: an event stored as a reference is held to EVENTS_BODY_BYTES_MAX as the whole
+ * event it stands for (its size counted, not rendered): an object whose event is
+ * exactly the limit is stored as its reference, one byte more answers PC_LIMIT_REACHED
+ * and stores nothing, and a reference that is not one answers PC_INVALID_ARGUMENT. */
+static pc_status emit_ref_run(rig *r, size_t object_bytes, const char *ref) {
+    char *object = malloc(object_bytes + 1);
+    ASSERT_TRUE(object != NULL && object_bytes >= 8);
+    memset(object, 'x', object_bytes);
+    memcpy(object, "{\"p\":\"", 6);
+    memcpy(object + object_bytes - 2, "\"}", 3);
+    emit_job job = {.cmd = {.kind = WRITER_CMD_EXEC, .in_transaction = emit_in_tx}, .events = r->events,
+                    .object_json = object, .object_ref = ref};
+    pc_status status = writer_submit_wait(r->writer, &job.cmd);
+    free(object);
+    if (job.emit_status != PC_OK) return job.emit_status;
+    return status;
+}
+
+static void test_emit_ref_limit(void) {
+    rig r;
+    rig_start(&r, "emit_ref", 0);
+    events_buf_t envelope = {0}; /* a seq of today's width: 19 digits, as the one written */
+    uint64_t now_ns = pc_wall_ns();
+    ASSERT_TRUE(now_ns >= 1000000000000000000ull);
+    events_render_envelope(&envelope, now_ns, EVENTS_TYPE_PAYMENT_CAPTURED, "pay_1", 3, "", 0, NULL, 0);
+    size_t object_max = EVENTS_BODY_BYTES_MAX - envelope.bytes;
+    events_buf_free(&envelope);
+    ASSERT_STATUS(emit_ref_run(&r, object_max + 1, "@payment:pay_1:3"), PC_LIMIT_REACHED);
+    ASSERT_STATUS(emit_ref_run(&r, 64, "payment:pay_1:3"), PC_INVALID_ARGUMENT);
+    ASSERT_STATUS(emit_ref_run(&r, 64, "@"), PC_INVALID_ARGUMENT);
+    char stored[8192];
+    events_stored(&r, stored);
+    ASSERT_STR_EQ(stored, "");
+    ASSERT_STATUS(emit_ref_run(&r, object_max, "@payment:pay_1:3"), PC_OK);
+    events_stored(&r, stored);
+    ASSERT_STR_EQ(stored, "@payment:pay_1:3\n");
     rig_stop(&r);
 }
 
@@ -467,7 +509,8 @@ static void test_emit_account_owners(void) {
 /* ---- types ---- */
 
 /* Goal: every payment state has its event type (payments name the type after the
- * state reached), and the endpoint patterns select what they say. */
+ * state reached), in the states' order (payments/emit.c finds it by the state's
+ * place), and the endpoint patterns select what they say. */
 static void test_types(void) {
     for (int state = 0; state < PAY_STATE_COUNT; state++) {
         char name[64];
@@ -475,6 +518,7 @@ static void test_types(void) {
         snprintf(name, sizeof name, "payment.%s", pay_state_name((pay_state)state));
         if (!events_type_parse(name, &type)) TEST_FAIL("no event type %s", name);
         ASSERT_STR_EQ(events_type_name(type), name);
+        ASSERT_EQ(type, EVENTS_TYPE_PAYMENT_CREATED + state); /* payments find it by the state's place */
     }
     uint64_t mask, all;
     ASSERT_TRUE(events_type_pattern_mask("*", &all));
@@ -589,6 +633,7 @@ int main(void) {
     TEST_RUN(test_pending_resolutions);
     TEST_RUN(test_corrupt_references);
     TEST_RUN(test_emit);
+    TEST_RUN(test_emit_ref_limit);
     TEST_RUN(test_emit_disabled);
     TEST_RUN(test_owners);
     TEST_RUN(test_emit_account_owners);

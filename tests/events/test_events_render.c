@@ -4,7 +4,8 @@
  * compared with new ones. Method: random accounts, transfers and envelopes (every flag
  * combination, the integers' edges, metadata or none, each pending state), rendered by
  * model.c and by the formats kept here, compared as bytes; the buffer also grows from
- * empty and from a text already in it. */
+ * empty and from a text already in it. An envelope's size counted without rendering it
+ * (an event stored as a reference) is the rendered one's. */
 #include <inttypes.h>
 #include <stdarg.h>
 
@@ -198,6 +199,11 @@ static void test_envelopes(void) {
                                extra != NULL ? strlen(extra) : 0);
         want_envelope(&want, seq, type, object_id, object_seq, object, extra);
         expect_same(&got, &want);
+        if (extra == NULL) { /* an event stored as a reference is counted, not rendered */
+            size_t prefix_bytes = strcspn(want.text, "{"); /* buffers_start's text has none */
+            ASSERT_EQ(events_envelope_bytes(seq, type, strlen(object_id), object_seq, strlen(object)),
+                      want.bytes - prefix_bytes);
+        }
         char id[EVENTS_ID_SIZE], want_id[EVENTS_ID_SIZE + 8];
         events_id_format(seq, id);
         snprintf(want_id, sizeof want_id, "evt_%016" PRIx64, seq);
@@ -207,6 +213,26 @@ static void test_envelopes(void) {
         ASSERT_EQ(parsed, seq);
         events_buf_free(&got);
         events_buf_free(&want);
+    }
+}
+
+/* An envelope's size counted at every width of its two numbers (the digits of seq and
+ * object_seq), as rendered. */
+static void test_envelope_bytes(void) {
+    uint64_t power = 1;
+    for (int digits = 1; digits <= 19; digits++, power *= 10) {
+        uint64_t seqs[] = {power, power - 1 > 0 ? power - 1 : 1, power * 9 > power ? power * 9 : power};
+        for (size_t i = 0; i < sizeof seqs / sizeof seqs[0]; i++) {
+            uint64_t seq = seqs[i] > (uint64_t)INT64_MAX ? (uint64_t)INT64_MAX : seqs[i];
+            uint32_t object_seq = (uint32_t)(power > UINT32_MAX ? UINT32_MAX : power - (i == 1));
+            if (object_seq == 0) object_seq = 1;
+            events_type type = (events_type)((size_t)digits % EVENTS_TYPE_COUNT);
+            events_buf_t got = {0};
+            events_render_envelope(&got, seq, type, "pay_0661", object_seq, "{\"a\":1}", 7, NULL, 0);
+            ASSERT_FALSE(got.failed);
+            ASSERT_EQ(events_envelope_bytes(seq, type, 8, object_seq, 7), got.bytes);
+            events_buf_free(&got);
+        }
     }
 }
 
@@ -233,5 +259,6 @@ int main(void) {
     TEST_RUN(test_accounts);
     TEST_RUN(test_transfers);
     TEST_RUN(test_envelopes);
+    TEST_RUN(test_envelope_bytes);
     return test_finish();
 }
