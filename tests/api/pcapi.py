@@ -4,6 +4,7 @@ Not a test itself (no test_ prefix)."""
 import http.client
 import json
 import errno
+import fcntl
 import os
 import random
 import re
@@ -61,12 +62,38 @@ PORT_HIGH = max(PORT_LOW + 1000, min(32000, _ephemeral_low() - 1))
 # its own generator: a test that seeds the module's (PAYCORE_SEED replays) neither
 # changes its sequence by drawing ports nor draws the same ports as another such test
 _port_random = random.Random(os.urandom(16))
+# A port handed out is not bound until its server starts, so a bind test alone lets the
+# same port go twice: to two etcd members of one cluster (lost a CI run), or to two
+# tests running side by side. So a port goes at most once in a process, and is claimed
+# across processes by an exclusive lock on a file named after it, held until this
+# process exits (the kernel drops it then, so a killed test leaves no stale claim).
+PORT_CLAIM_DIR = os.path.join(tempfile.gettempdir(), "paycore-test-port-claims")
+_ports_handed_out = set()
+_port_claims = []
+
+
+def _claim_port(port):
+    """True if no other live test process holds `port`; this one then holds it."""
+    os.makedirs(PORT_CLAIM_DIR, exist_ok=True)
+    fd = os.open(os.path.join(PORT_CLAIM_DIR, str(port)), os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        os.close(fd)
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return False
+        raise
+    _port_claims.append(fd)
+    return True
 
 
 def free_port():
-    """A loopback TCP port outside the ephemeral range that nothing is bound to now."""
-    for _ in range(200):
+    """A loopback TCP port outside the ephemeral range that nothing is bound to now,
+    never handed out before by this process nor held by another test process."""
+    for _ in range(400):
         port = _port_random.randint(PORT_LOW, PORT_HIGH)
+        if port in _ports_handed_out:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
@@ -74,7 +101,10 @@ def free_port():
                 if e.errno != errno.EADDRINUSE:
                     raise
                 continue
-            return port
+        if not _claim_port(port):
+            continue
+        _ports_handed_out.add(port)
+        return port
     raise RuntimeError("no free loopback port in %d-%d" % (PORT_LOW, PORT_HIGH))
 
 
