@@ -88,9 +88,11 @@ pc_status store_sqlite_step_done(sqlite3_stmt *stmt);
 #define STORE_SQLITE_ROWS_COLUMNS_MAX 14 /* a transfer's row */
 #define STORE_SQLITE_DEFERRED_MAX 6 /* buffers of one store (events, payments' versions, transfers) */
 typedef struct store_sqlite_rows store_sqlite_rows_t;
-/* A buffer of rows for 'insert_prefix' ("INSERT INTO t(a, b) VALUES"), kept by the
- * store until freed: its rows go in before the store's COMMIT and are dropped at its
- * ROLLBACK. Free it before the store closes. */
+/* A buffer of rows for 'insert_prefix' ("INSERT OR FAIL INTO t(a, b) VALUES": OR FAIL,
+ * asserted, so that SQLite keeps no statement journal; a failing row fails the
+ * transaction, whose ROLLBACK undoes the rows before it), kept by the store until
+ * freed: its rows go in before the store's COMMIT and are dropped at its ROLLBACK.
+ * Free it before the store closes. */
 PC_MUST_USE pc_status store_sqlite_rows_new(sqlite_store_t *store, const char *insert_prefix, uint32_t columns,
                                             store_sqlite_rows_t **out);
 void store_sqlite_rows_free(store_sqlite_rows_t *rows);
@@ -101,13 +103,18 @@ void store_sqlite_rows_null(store_sqlite_rows_t *rows);
 void store_sqlite_rows_text(store_sqlite_rows_t *rows, const char *text, size_t bytes);
 void store_sqlite_rows_blob(store_sqlite_rows_t *rows, const void *blob, size_t bytes);
 PC_MUST_USE pc_status store_sqlite_rows_end_row(store_sqlite_rows_t *rows);
-/* Inserts the waiting rows now (before a statement that reads their table). */
+/* Inserts the waiting rows now (before a statement that reads their table). Rows whose
+ * transaction SQLite has already rolled back (an I/O error, a full disk or no memory
+ * mid-statement) are refused, never inserted on their own. */
 PC_MUST_USE pc_status store_sqlite_rows_flush(store_sqlite_rows_t *rows);
 void store_sqlite_rows_drop(store_sqlite_rows_t *rows);
 bool store_sqlite_rows_waiting(const store_sqlite_rows_t *rows);
-/* Every buffer of the store: before COMMIT, and at ROLLBACK. */
+/* Every buffer of the store: before COMMIT (up to the first that fails), and at ROLLBACK. */
 PC_MUST_USE pc_status store_sqlite_rows_flush_all(sqlite_store_t *store);
 void store_sqlite_rows_drop_all(sqlite_store_t *store);
+/* "<head>(?,?),(?,?)<tail>": 'rows' groups of 'columns' parameters between 'head' and
+ * 'tail' (NULL: none); malloc'ed, NULL when out of memory. */
+char *store_sqlite_rows_sql(const char *head, uint32_t columns, uint32_t rows, const char *tail);
 
 /* SQL creating the API's tables (keys, grants, idempotency), run by schema
  * migration 1 in the same transaction as the ledger's tables. sqlite_api.c. */

@@ -202,30 +202,25 @@ struct store_sqlite_pay_rows {
     sqlite3_stmt *upserts[PAY_ROWS_MAX]; /* [n - 1]: n rows; prepared on first use, kept */
 };
 
-static char *upsert_sql(uint32_t rows) {
-    static const char head[] = "INSERT INTO pay_objects(id, kind, merchant_id, parent_id, status, created_ns,"
-                               " updated_ns, version, doc, answer_version, answer_status, pending_op) VALUES";
-    static const char row[] = "(?,?,?,?,?,?,?,?,?,?,?,?)";
-    static const char tail[] =
-        " ON CONFLICT(id) DO UPDATE SET status = excluded.status, updated_ns = excluded.updated_ns,"
-        " version = excluded.version, doc = excluded.doc, pending_op = excluded.pending_op,"
-        " answer_status = CASE answer_version WHEN 0 THEN excluded.answer_status ELSE answer_status END,"
-        " answer_version = CASE answer_version WHEN 0 THEN excluded.answer_version ELSE answer_version END"
-        " WHERE excluded.version > 1 AND kind = excluded.kind AND merchant_id = excluded.merchant_id"
-        " AND parent_id = excluded.parent_id AND created_ns = excluded.created_ns";
-    size_t bytes = sizeof head + (size_t)rows * sizeof row + sizeof tail;
-    char *sql = malloc(bytes);
-    if (sql == NULL) return NULL;
-    size_t n = (size_t)snprintf(sql, bytes, "%s", head);
-    for (uint32_t r = 0; r < rows; r++) n += (size_t)snprintf(sql + n, bytes - n, "%s%s", r > 0 ? "," : "", row);
-    snprintf(sql + n, bytes - n, "%s", tail);
-    return sql;
-}
+/* No OR FAIL here: the DO UPDATE half checks its NOT NULL columns as ABORT whatever
+ * the INSERT's clause, so SQLite keeps this statement's journal either way. A failing
+ * write fails the batch all the same (at COMMIT, or from object_defer to its command). */
+#define PAY_UPSERT_HEAD                                                                                 \
+    "INSERT INTO pay_objects(id, kind, merchant_id, parent_id, status, created_ns, updated_ns, version," \
+    " doc, answer_version, answer_status, pending_op) VALUES"
+#define PAY_UPSERT_TAIL                                                                                    \
+    " ON CONFLICT(id) DO UPDATE SET status = excluded.status, updated_ns = excluded.updated_ns,"           \
+    " version = excluded.version, doc = excluded.doc, pending_op = excluded.pending_op,"                   \
+    " answer_status = CASE answer_version WHEN 0 THEN excluded.answer_status ELSE answer_status END,"      \
+    " answer_version = CASE answer_version WHEN 0 THEN excluded.answer_version ELSE answer_version END"    \
+    " WHERE excluded.version > 1 AND kind = excluded.kind AND merchant_id = excluded.merchant_id"          \
+    " AND parent_id = excluded.parent_id AND created_ns = excluded.created_ns"
+#define PAY_UPSERT_COLUMNS 12 /* row_bind's */
 
 static pc_status upsert_of(sqlite_store_t *store, uint32_t rows, sqlite3_stmt **out) {
     sqlite3_stmt **kept = &store->pay_rows->upserts[rows - 1];
     if (*kept == NULL) {
-        char *sql = upsert_sql(rows);
+        char *sql = store_sqlite_rows_sql(PAY_UPSERT_HEAD, PAY_UPSERT_COLUMNS, rows, PAY_UPSERT_TAIL);
         pc_status status = sql == NULL ? PC_NO_MEMORY : store_sqlite_prepare(store->db, sql, kept, PC_STORE_COMMIT_FAILED);
         free(sql);
         if (status != PC_OK) {
@@ -246,9 +241,11 @@ pc_status store_sqlite_pay_rows_flush(sqlite_store_t *store) {
     struct store_sqlite_pay_rows *rows = store->pay_rows;
     if (rows == NULL || rows->count == 0) return PC_OK;
     sqlite3_stmt *stmt = NULL;
-    pc_status status = upsert_of(store, rows->count, &stmt);
+    /* a transaction SQLite rolled back (an I/O error): these rows would go in alone */
+    pc_status status = PC_STORE_COMMIT_FAILED;
+    if (!sqlite3_get_autocommit(store->db)) status = upsert_of(store, rows->count, &stmt);
     if (status == PC_OK) {
-        for (uint32_t i = 0; i < rows->count; i++) row_bind(stmt, 1 + 12 * (int)i, &rows->rows[i]);
+        for (uint32_t i = 0; i < rows->count; i++) row_bind(stmt, 1 + PAY_UPSERT_COLUMNS * (int)i, rows->rows + i);
         int rc = sqlite3_step(stmt);
         sqlite3_reset(stmt);
         status = rc == SQLITE_DONE ? PC_OK : PC_STORE_COMMIT_FAILED;
@@ -489,15 +486,17 @@ static void version_doc_add(store_sqlite_rows_t *rows, store_pay_pack_t **pack, 
 }
 
 /* Appended with the batch's other records, 16 a statement (sqlite_rows.c): nothing
- * reads the table in the writer's transaction. A version stored twice fails the
- * batch's COMMIT (the key is unique), as its own statement failed before. 'packed':
+ * reads the table in the writer's transaction. A version stored twice fails the batch
+ * (the key is unique; OR FAIL: its ROLLBACK undoes the rows before it), as its own
+ * statement failed before. 'packed':
  * the record's frame made ahead (store_sqlite_pay_pack_ahead of 'doc'), or NULL. */
+#define VERSION_INSERT_PREFIX "INSERT OR FAIL INTO pay_versions(object_id, version, doc) VALUES"
+
 static pc_status version_row_add(store_tx_t *tx, const char *object_id, uint32_t version, const char *doc,
                                  size_t doc_bytes, const uint8_t *packed, size_t packed_bytes) {
     sqlite_store_t *store = store_sqlite_tx_store(tx);
     if (store->pay_versions == NULL) {
-        pc_status status = store_sqlite_rows_new(store, "INSERT INTO pay_versions(object_id, version, doc) VALUES",
-                                                 3, &store->pay_versions);
+        pc_status status = store_sqlite_rows_new(store, VERSION_INSERT_PREFIX, 3, &store->pay_versions);
         if (status != PC_OK) return status;
     }
     store_sqlite_rows_t *rows = store->pay_versions;

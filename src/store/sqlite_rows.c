@@ -10,6 +10,13 @@
  * a ROLLBACK drops them. A row that fails (a duplicate key) fails the statement, and
  * so the batch, as it would have failed alone. Writer thread only.
  *
+ * The statements are INSERT OR FAIL: one of several rows that may abort makes SQLite
+ * keep a statement journal (each page it changes that the transaction had already
+ * changed is copied first, to undo the rows before a failing one). Every caller fails
+ * its batch on a failed flush and the batch's ROLLBACK undoes those rows anyway, so the
+ * copy is waste. Without it an I/O error, a full disk or no memory mid-statement rolls
+ * back the whole transaction: a flush after that is refused, not run on its own.
+ *
  * Every flush is one statement: the one of exactly as many rows as wait, prepared the
  * first time that count is flushed and kept. Statements of 16, 4 and 1 rows took up to
  * 3 + n % 4 statements for the n < 16 rows a COMMIT flushes (~6k instructions each);
@@ -41,22 +48,25 @@ struct store_sqlite_rows {
     bool failed;             /* out of memory while copying: the next flush fails */
 };
 
-/* "INSERT ... VALUES" followed by 'rows' groups of 'columns' parameters. */
-static char *insert_sql(const char *prefix, uint32_t columns, uint32_t rows) {
-    size_t bytes = strlen(prefix) + (size_t)rows * (columns * 2 + 3) + 1;
-    char *sql = malloc(bytes);
+char *store_sqlite_rows_sql(const char *head, uint32_t columns, uint32_t rows, const char *tail) {
+    PC_ASSERT(columns >= 1 && rows >= 1);
+    size_t head_bytes = strlen(head), tail_bytes = tail != NULL ? strlen(tail) : 0;
+    size_t group_bytes = (size_t)columns * 2 + 2; /* "(?,?)" and the comma before the next */
+    char *sql = malloc(head_bytes + (size_t)rows * group_bytes + tail_bytes + 1);
     if (sql == NULL) return NULL;
-    size_t n = (size_t)snprintf(sql, bytes, "%s", prefix);
+    memcpy(sql, head, head_bytes);
+    size_t n = head_bytes;
     for (uint32_t r = 0; r < rows; r++) {
-        sql[n++] = r == 0 ? '(' : ',';
-        if (r > 0) sql[n++] = '(';
+        if (r > 0) sql[n++] = ',';
+        sql[n++] = '(';
         for (uint32_t c = 0; c < columns; c++) {
             if (c > 0) sql[n++] = ',';
             sql[n++] = '?';
         }
         sql[n++] = ')';
     }
-    sql[n] = '\0';
+    if (tail_bytes > 0) memcpy(sql + n, tail, tail_bytes);
+    sql[n + tail_bytes] = '\0';
     return sql;
 }
 
@@ -79,7 +89,7 @@ static pc_status statement_of(store_sqlite_rows_t *rows, uint32_t count, sqlite3
     PC_ASSERT(count >= 1 && count <= STORE_SQLITE_ROWS_PER_INSERT);
     sqlite3_stmt **kept = &rows->statements[count - 1];
     if (*kept == NULL) {
-        char *sql = insert_sql(rows->insert_prefix, rows->columns, count);
+        char *sql = store_sqlite_rows_sql(rows->insert_prefix, rows->columns, count, NULL);
         pc_status status = sql == NULL ? PC_NO_MEMORY : store_sqlite_prepare(rows->store->db, sql, kept, PC_STORE_COMMIT_FAILED);
         free(sql);
         if (status != PC_OK) {
@@ -94,6 +104,7 @@ static pc_status statement_of(store_sqlite_rows_t *rows, uint32_t count, sqlite3
 pc_status store_sqlite_rows_new(sqlite_store_t *store, const char *insert_prefix, uint32_t columns,
                                 store_sqlite_rows_t **out) {
     PC_ASSERT(columns >= 1 && columns <= STORE_SQLITE_ROWS_COLUMNS_MAX);
+    PC_ASSERT(strncmp(insert_prefix, "INSERT OR FAIL ", 15) == 0); /* no statement journal */
     *out = NULL;
     store_sqlite_rows_t *rows = calloc(1, sizeof(*rows));
     if (rows == NULL) return PC_NO_MEMORY;
@@ -186,6 +197,11 @@ pc_status store_sqlite_rows_flush(store_sqlite_rows_t *rows) {
     PC_ASSERT(waiting <= STORE_SQLITE_ROWS_PER_INSERT);
     pc_status status = rows->failed ? PC_NO_MEMORY : PC_OK;
     sqlite3_stmt *stmt = NULL;
+    /* SQLite rolled the whole transaction back (a statement without a statement journal
+     * hit an I/O error, a full disk or no memory): these rows would go in alone */
+    if (status == PC_OK && waiting > 0 && sqlite3_get_autocommit(rows->store->db)) {
+        status = PC_STORE_COMMIT_FAILED;
+    }
     if (status == PC_OK && waiting > 0) status = statement_of(rows, waiting, &stmt);
     if (status == PC_OK && waiting > 0) status = insert_run(rows, stmt, 0, waiting);
     store_sqlite_rows_drop(rows);
@@ -207,10 +223,9 @@ void store_sqlite_rows_drop(store_sqlite_rows_t *rows) {
 bool store_sqlite_rows_waiting(const store_sqlite_rows_t *rows) { return rows->values_count > 0; }
 
 pc_status store_sqlite_rows_flush_all(sqlite_store_t *store) {
-    pc_status status = PC_OK;
-    for (uint32_t i = 0; i < store->deferred_count; i++) {
-        pc_status flushed = store_sqlite_rows_flush(store->deferred[i]);
-        if (status == PC_OK) status = flushed;
+    pc_status status = PC_OK; /* past a failure the rest wait for the ROLLBACK that drops them */
+    for (uint32_t i = 0; status == PC_OK && i < store->deferred_count; i++) {
+        status = store_sqlite_rows_flush(store->deferred[i]);
     }
     return status;
 }

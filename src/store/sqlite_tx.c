@@ -118,9 +118,10 @@ static pc_status write_account_created(sqlite_store_t *store, const ledger_accou
 /* Transfers are appended with the batch's other rows, 16 a statement (sqlite_rows.c):
  * a one-row INSERT paid the statement's own costs for each. Read back in the same
  * transaction only by the pending updates and the ledger's lookups, which insert the
- * waiting rows first (transfer_rows_flush). */
+ * waiting rows first (transfer_rows_flush). OR FAIL: no statement journal; a row that
+ * fails (a timestamp stored already) fails the batch, whose ROLLBACK undoes the rest. */
 #define TRANSFER_INSERT_PREFIX                                                                                 \
-    "INSERT INTO transfers(timestamp, id, debit_account_id, credit_account_id, amount, currency, code, flags," \
+    "INSERT OR FAIL INTO transfers(timestamp, id, debit_account_id, credit_account_id, amount, currency, code, flags," \
     " pending_id, timeout_s, metadata, pending_state, batch_seq, row_hash) VALUES"
 #define TRANSFER_COLUMNS 14
 
