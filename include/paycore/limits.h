@@ -104,7 +104,15 @@
 #define PC_KEY_FILE_BYTES_MAX 64
 
 /* The newest SQLite file format: the store migrates up to it, verify reads 1 to it. */
-#define STORE_SCHEMA_VERSION_MAX 16
+#define STORE_SCHEMA_VERSION_MAX 17
+
+/* A merchant's events on SQLite (schema version 17): one span row per owner and run of
+ * a transaction's events (src/store/sqlite_event_spans.c). A run ends after more than
+ * this many other events: a listing reads at most this many rows not the merchant's
+ * between two of its own. */
+#define STORE_EVENT_SPAN_GAP_MAX 16
+/* Owners whose runs a transaction keeps open at once; the least recent closes first. */
+#define STORE_EVENT_SPANS_OPEN_MAX 8
 
 /* verify on PostgreSQL fetches each stream's cursor this many rows at a time: one
  * round trip per 2,048 rows, and at most ~2,048 rows of each of six streams held

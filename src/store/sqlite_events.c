@@ -2,13 +2,14 @@
  * Every write runs on the writer thread inside a batch transaction; reads run on a
  * reader's connection. The events table is appended by seq (INTEGER PRIMARY KEY), so
  * the hot path is an append. An event's first owner is a column of its row (schema
- * version 10), indexed by owner (and seq, the rowid): a merchant's listing walks that
- * index, and the owners table keeps only the rare further owners (a transfer between
- * two merchants' accounts, a merchant with several keys), walked beside it. The type
- * and object filters are checked on the rows walked by seq (schema version 8 drops the
- * per-type and per-object indexes older versions kept: no plan used them). A batch's
- * events share one set of prepared statements (store_events_writer_t); the rare writes
- * prepare per call. */
+ * version 10), not indexed: a merchant's runs of events are rows of event_owner_spans
+ * (schema version 17, sqlite_event_spans.c), and its listing walks them and reads the
+ * events in each by seq. The owners table keeps only the rare further owners (a
+ * transfer between two merchants' accounts, a merchant with several keys), walked
+ * beside it. The type and object filters are checked on the rows walked by seq (schema
+ * version 8 drops the per-type and per-object indexes older versions kept: no plan
+ * used them). A batch's events share one set of prepared statements
+ * (store_events_writer_t); the rare writes prepare per call. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,25 @@ const char *store_sqlite_events_schema_v10(void) {
            "CREATE INDEX IF NOT EXISTS events_by_owner ON events(owner) WHERE owner IS NOT NULL;";
 }
 
+/* Version 17: a merchant's events found through spans of seqs, one row per owner and
+ * run of its events (sqlite_event_spans.c), instead of an index entry per event. The
+ * events written before get a span per run of consecutive events of one owner (none
+ * of another's inside). Idempotent: a file rewound by hand builds them again. */
+const char *store_sqlite_events_schema_v17(void) {
+    return "CREATE TABLE IF NOT EXISTS event_owner_spans("
+           "  owner TEXT NOT NULL,"
+           "  first_seq INTEGER NOT NULL,"       /* the owner's first and last event of the run */
+           "  last_seq INTEGER NOT NULL,"
+           "  PRIMARY KEY(owner, first_seq)) WITHOUT ROWID;"
+           "DELETE FROM event_owner_spans;"
+           /* a run: the rank among all events less the rank among the owner's is constant */
+           "INSERT INTO event_owner_spans(owner, first_seq, last_seq)"
+           "  SELECT owner, min(seq), max(seq) FROM (SELECT seq, owner, row_number() OVER (ORDER BY seq)"
+           "    - row_number() OVER (PARTITION BY owner ORDER BY seq) AS run FROM events)"
+           "  WHERE owner IS NOT NULL GROUP BY owner, run;"
+           "DROP INDEX IF EXISTS events_by_owner;";
+}
+
 static pc_status prepare_write(store_tx_t *tx, const char *sql, sqlite3_stmt **out) {
     return store_sqlite_prepare(store_sqlite_tx_db(tx), sql, out, PC_STORE_READ_FAILED) == PC_OK ? PC_OK : PC_STORE_COMMIT_FAILED;
 }
@@ -91,6 +111,7 @@ typedef struct {
     sqlite3_stmt *statements[EW_COUNT];
     uint64_t seq_last;             /* the last seq handed out in this transaction */
     store_sqlite_rows_t *rows;     /* the events waiting: inserted 16 a statement (sqlite_rows.c) */
+    sqlite_store_t *sqlite;        /* its spans of owners' events (sqlite_event_spans.c) */
 } sqlite_events_writer_t;
 
 /* OR FAIL: a statement of several rows that may abort keeps a statement journal (each
@@ -112,6 +133,7 @@ static pc_status sqlite_events_writer_begin(store_tx_t *tx, store_events_writer_
     sqlite_events_writer_t *writer = calloc(1, sizeof(*writer));
     if (writer == NULL) return PC_NO_MEMORY;
     writer->base.store = tx->store;
+    writer->sqlite = store_sqlite_tx_store(tx);
     sqlite3 *db = store_sqlite_tx_db(tx);
     for (int i = 0; i < EW_COUNT; i++) {
         if (sqlite3_prepare_v2(db, writer_sql[i], -1, &writer->statements[i], NULL) != SQLITE_OK) {
@@ -179,6 +201,10 @@ static pc_status sqlite_events_insert(store_events_writer_t *base, const store_e
     if (event->owner_count > 0) store_sqlite_rows_text(rows, event->owners[0], strlen(event->owners[0]));
     else store_sqlite_rows_null(rows);
     pc_status status = store_sqlite_rows_end_row(rows);
+    if (status == PC_OK) {
+        const char *owner = event->owner_count > 0 ? event->owners[0] : NULL;
+        status = store_sqlite_event_spans_add(writer->sqlite, owner, event->seq);
+    }
     sqlite3_stmt *stmt = writer->statements[EW_OWNER];
     for (uint32_t i = 1; status == PC_OK && i < event->owner_count; i++) {
         if (strcmp(event->owners[i], event->owners[0]) == 0) continue; /* on the row */
@@ -219,25 +245,44 @@ static void event_from_row(sqlite3_stmt *stmt, store_event_t *event) {
     event->body_bytes = (size_t)sqlite3_column_bytes(stmt, 4);
 }
 
-/* The list query; the optional filters are NULL-tolerant so that one statement serves
- * every call. A merchant's: the events whose row names it (events_by_owner) merged in
- * seq order with those whose further owners do (event_owners): each arm is walked in
- * its index's order (the second names o.seq: no sort) and the merge stops at the limit. An event is in one arm only
- * (its first owner is never in the owners table). */
-static void list_sql(const store_events_query_t *query, char *sql, size_t sql_bytes) {
-    static const char filters[] = " AND (?3 IS NULL OR e.type = ?3) AND (?4 IS NULL OR e.object_id = ?4)";
+/* The list queries; the optional filters are NULL-tolerant so that one statement
+ * serves every call. Every event, or a merchant's in two arms merged in seq order by
+ * list_merge: the events whose row names it, found through its spans (each span's
+ * events read by seq and filtered by e.owner), and those whose further owners do
+ * (event_owners). Each arm is walked in its key's order (no sort: the spans of one
+ * owner never overlap, so first_seq order then seq order is seq order) and stops at
+ * the limit. The spans walked start at the one holding after_seq (the last to start
+ * at or before it), found by one seek. An event is in one arm only (its first owner
+ * is never in the owners table). */
+#define LIST_FILTERS " AND (?3 IS NULL OR e.type = ?3) AND (?4 IS NULL OR e.object_id = ?4)"
+
+enum { LIST_ARMS_MAX = 2 };
+
+static uint32_t list_sql(const store_events_query_t *query, char sql[LIST_ARMS_MAX][768]) {
     const char *direction = query->descending ? "DESC" : "ASC";
     if (query->owner == NULL) {
-        snprintf(sql, sql_bytes, "SELECT " EVENT_COLUMNS " FROM events e WHERE e.seq > ?1 AND e.seq < ?2%s"
-                 " ORDER BY e.seq %s LIMIT ?6", filters, direction);
-        return;
+        snprintf(sql[0], sizeof sql[0], "SELECT " EVENT_COLUMNS " FROM events e WHERE e.seq > ?1 AND e.seq < ?2"
+                 LIST_FILTERS " ORDER BY e.seq %s LIMIT ?6", direction);
+        return 1;
     }
-    snprintf(sql, sql_bytes,
-             "SELECT " EVENT_COLUMNS " FROM events e WHERE e.owner = ?5 AND e.seq > ?1 AND e.seq < ?2%s"
-             " UNION ALL SELECT o.seq, e.type, e.object_id, e.object_seq, e.body FROM event_owners o JOIN events e"
-             " ON e.seq = o.seq"
-             " WHERE o.owner = ?5 AND o.seq > ?1 AND o.seq < ?2%s ORDER BY 1 %s LIMIT ?6",
-             filters, filters, direction);
+    snprintf(sql[0], sizeof sql[0],
+             "SELECT " EVENT_COLUMNS " FROM event_owner_spans s JOIN events e"
+             " ON e.seq >= max(s.first_seq, ?1 + 1) AND e.seq <= min(s.last_seq, ?2 - 1)"
+             " WHERE s.owner = ?5 AND s.first_seq < ?2 AND s.first_seq >= coalesce((SELECT first_seq"
+             " FROM event_owner_spans WHERE owner = ?5 AND first_seq <= ?1 ORDER BY first_seq DESC LIMIT 1), 0)"
+             " AND e.owner = ?5" LIST_FILTERS " ORDER BY s.first_seq %s, e.seq %s LIMIT ?6",
+             direction, direction);
+    snprintf(sql[1], sizeof sql[1],
+             "SELECT o.seq, e.type, e.object_id, e.object_seq, e.body FROM event_owners o JOIN events e"
+             " ON e.seq = o.seq WHERE o.owner = ?5 AND o.seq > ?1 AND o.seq < ?2" LIST_FILTERS
+             " ORDER BY o.seq %s LIMIT ?6", direction);
+    return 2;
+}
+
+void store_sqlite_events_list_sql(const store_events_query_t *query, uint32_t arm, char *sql, size_t sql_bytes) {
+    char arms[LIST_ARMS_MAX][768];
+    uint32_t count = list_sql(query, arms);
+    snprintf(sql, sql_bytes, "%s", arm < count ? arms[arm] : "");
 }
 
 static void bind_text_or_null(sqlite3_stmt *stmt, int index, const char *text) {
@@ -245,33 +290,71 @@ static void bind_text_or_null(sqlite3_stmt *stmt, int index, const char *text) {
     else sqlite3_bind_text(stmt, index, text, -1, SQLITE_STATIC);
 }
 
-static pc_status sqlite_events_list(store_reader_t *reader, const store_events_query_t *query, store_event_fn fn,
-                            void *ctx, bool *has_more) {
-    char sql[768];
-    sqlite3_stmt *stmt;
-    list_sql(query, sql, sizeof sql);
-    *has_more = false;
-    if (store_sqlite_prepare(store_sqlite_reader_db(reader), sql, &stmt, PC_STORE_READ_FAILED) != PC_OK) return PC_STORE_READ_FAILED;
+static void list_bind(sqlite3_stmt *stmt, const store_events_query_t *query) {
     sqlite3_bind_int64(stmt, 1, (sqlite3_int64)query->after_seq);
     sqlite3_bind_int64(stmt, 2, query->before_seq ? (sqlite3_int64)query->before_seq : INT64_MAX);
     bind_text_or_null(stmt, 3, query->type);
     bind_text_or_null(stmt, 4, query->object_id);
     bind_text_or_null(stmt, 5, query->owner);
     sqlite3_bind_int64(stmt, 6, (sqlite3_int64)query->limit + 1);
-    uint32_t rows = 0;
-    int rc;
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+}
+
+/* Steps an arm; *live: it stands on a row. */
+static bool arm_step(sqlite3_stmt *stmt, bool *live) {
+    int rc = sqlite3_step(stmt);
+    *live = rc == SQLITE_ROW;
+    return rc == SQLITE_ROW || rc == SQLITE_DONE;
+}
+
+/* The arm whose row comes next in the listing's order, or -1 when all are done. */
+static int arm_next(sqlite3_stmt *const *arms, const bool *live, uint32_t count, bool descending) {
+    int next = -1;
+    for (uint32_t i = 0; i < count; i++) {
+        if (!live[i]) continue;
+        if (next >= 0) {
+            sqlite3_int64 seq = sqlite3_column_int64(arms[i], 0), best = sqlite3_column_int64(arms[next], 0);
+            if (descending ? seq <= best : seq >= best) continue;
+        }
+        next = (int)i;
+    }
+    return next;
+}
+
+/* The arms' rows in seq order up to the limit; one more sets *has_more. */
+static pc_status list_merge(sqlite3_stmt *const *arms, uint32_t count, const store_events_query_t *query,
+                            store_event_fn fn, void *ctx, bool *has_more) {
+    bool live[LIST_ARMS_MAX];
+    for (uint32_t i = 0; i < count; i++) {
+        if (!arm_step(arms[i], &live[i])) return PC_STORE_READ_FAILED;
+    }
+    for (uint32_t rows = 0;; rows++) {
+        int next = arm_next(arms, live, count, query->descending);
+        if (next < 0) return PC_OK;
         if (rows == query->limit) {
             *has_more = true;
-            break;
+            return PC_OK;
         }
         store_event_t event;
-        event_from_row(stmt, &event);
+        event_from_row(arms[next], &event);
         fn(&event, ctx);
-        rows++;
+        if (!arm_step(arms[next], &live[next])) return PC_STORE_READ_FAILED;
     }
-    sqlite3_finalize(stmt);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? PC_OK : PC_STORE_READ_FAILED;
+}
+
+static pc_status sqlite_events_list(store_reader_t *reader, const store_events_query_t *query, store_event_fn fn,
+                            void *ctx, bool *has_more) {
+    char sql[LIST_ARMS_MAX][768];
+    sqlite3_stmt *arms[LIST_ARMS_MAX] = {NULL};
+    uint32_t count = list_sql(query, sql);
+    *has_more = false;
+    pc_status status = PC_OK;
+    for (uint32_t i = 0; i < count && status == PC_OK; i++) {
+        status = store_sqlite_prepare(store_sqlite_reader_db(reader), sql[i], &arms[i], PC_STORE_READ_FAILED);
+        if (status == PC_OK) list_bind(arms[i], query);
+    }
+    if (status == PC_OK) status = list_merge(arms, count, query, fn, ctx, has_more);
+    for (uint32_t i = 0; i < count; i++) sqlite3_finalize(arms[i]);
+    return status == PC_OK ? PC_OK : PC_STORE_READ_FAILED;
 }
 
 static pc_status sqlite_events_get(store_reader_t *reader, uint64_t seq, const char *owner, store_event_fn fn,
@@ -631,22 +714,30 @@ static pc_status sqlite_events_purge(store_tx_t *tx, uint64_t before_ns, uint32_
         " AND seq < (SELECT max(seq) FROM events)"
         " AND NOT EXISTS (SELECT 1 FROM event_deliveries d WHERE d.seq = events.seq)"
         " ORDER BY seq LIMIT ?2";
-    char sql[640];
+    char sql[2048];
     *deleted_count = 0;
     sqlite3 *db = store_sqlite_tx_db(tx);
     if (store_sqlite_rows_flush_all(store_sqlite_tx_store(tx)) != PC_OK) return PC_STORE_COMMIT_FAILED; /* max(seq) */
-    /* owners first: the same victims, while their events still exist */
-    const char *const targets[] = {"DELETE FROM event_owners WHERE seq IN (%s)",
-                                   "DELETE FROM events WHERE seq IN (%s)"};
-    for (int i = 0; i < 2; i++) {
+    /* spans and owners first: the same victims, while their events still exist. A span
+     * goes when no event of its owner in it stays; the candidates are the victims'
+     * owners' oldest spans (one seek each), and a span kept for an event kept (its
+     * delivery row) goes at a later round. */
+    const char *const targets[] = {
+        "DELETE FROM event_owner_spans WHERE owner IN (SELECT owner FROM events WHERE seq IN (%s))"
+        " AND first_seq <= (SELECT max(seq) FROM (%s)) AND NOT EXISTS (SELECT 1 FROM events e"
+        " WHERE e.seq >= event_owner_spans.first_seq AND e.seq <= event_owner_spans.last_seq"
+        " AND e.owner = event_owner_spans.owner AND e.seq NOT IN (%s))",
+        "DELETE FROM event_owners WHERE seq IN (%s)",
+        "DELETE FROM events WHERE seq IN (%s)"};
+    for (int i = 0; i < 3; i++) {
         sqlite3_stmt *stmt;
-        snprintf(sql, sizeof sql, targets[i], victims);
+        snprintf(sql, sizeof sql, targets[i], victims, victims, victims);
         if (prepare_write(tx, sql, &stmt) != PC_OK) return PC_STORE_COMMIT_FAILED;
         sqlite3_bind_int64(stmt, 1, (sqlite3_int64)before_ns);
         sqlite3_bind_int64(stmt, 2, rows_max);
         pc_status status = store_sqlite_step_done(stmt);
         if (status != PC_OK) return status;
-        if (i == 1) *deleted_count = (uint32_t)sqlite3_changes(db);
+        if (i == 2) *deleted_count = (uint32_t)sqlite3_changes(db);
     }
     return PC_OK;
 }

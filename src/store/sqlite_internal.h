@@ -127,6 +127,20 @@ const char *store_sqlite_api_schema_v13(void);
  * sqlite_events.c. */
 const char *store_sqlite_events_schema(void);
 const char *store_sqlite_events_schema_v10(void);
+/* The SQL of a listing of events, arm 0 or 1 ("" when it has no such arm): tests read
+ * its query plan. sqlite_events.c. */
+void store_sqlite_events_list_sql(const store_events_query_t *query, uint32_t arm, char *sql, size_t sql_bytes);
+/* Migration 17: a merchant's events found through event_owner_spans, not an index. */
+const char *store_sqlite_events_schema_v17(void);
+/* The spans of a merchant's events (sqlite_event_spans.c): every event of the
+ * transaction is added in seq order ('owner' its first owner, or NULL); the spans
+ * still open are written before COMMIT (flush) and dropped at ROLLBACK; made on first
+ * use, freed with the store. */
+typedef struct store_sqlite_event_spans store_sqlite_event_spans_t;
+PC_MUST_USE pc_status store_sqlite_event_spans_add(sqlite_store_t *store, const char *owner, uint64_t seq);
+PC_MUST_USE pc_status store_sqlite_event_spans_flush(sqlite_store_t *store);
+void store_sqlite_event_spans_drop(sqlite_store_t *store);
+void store_sqlite_event_spans_free(sqlite_store_t *store);
 /* SQL creating the payments layer's tables and the vault's (sqlite_payments.c). */
 const char *store_sqlite_payments_schema(void);
 const char *store_sqlite_payments_schema_v6(void);
@@ -320,6 +334,7 @@ struct sqlite_store {
     store_sqlite_rows_t *pay_versions; /* sqlite_payments.c's, made on first use */
     struct store_sqlite_pay_rows *pay_rows; /* sqlite_payments.c's objects' rows waiting, made on first use */
     store_sqlite_rows_t *transfer_rows; /* sqlite_tx.c's: the batch's transfers, made on first use */
+    struct store_sqlite_event_spans *event_spans; /* sqlite_event_spans.c's, made on first use */
     int64_t instance_id;    /* meta.instance_id: ties the index file to this database */
     pc_hash_key_t id_key;   /* '<path>.idkey': ids are hashed with it (sqlite_index.c) */
     /* Accounts whose balances changed since the balance snapshot, in committed

@@ -150,6 +150,10 @@ static const schema_migration migrations[] = {
      * Records written before stay text and read as they are. No table changes, but a
      * paycore of v15 would read a packed record as text: it must refuse the file */
     {"", NULL},
+    /* v17: a merchant's events found through spans of seqs (event_owner_spans, a row
+     * per owner and run of a transaction's events), not an index entry per event
+     * (sqlite_events.c, sqlite_event_spans.c) */
+    {"", store_sqlite_events_schema_v17},
 };
 
 #define SCHEMA_VERSION_LATEST ((int)(sizeof(migrations) / sizeof(migrations[0])))

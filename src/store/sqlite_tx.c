@@ -406,6 +406,11 @@ pc_status store_sqlite_tx_commit(store_tx_t *base) {
         store_sqlite_tx_rollback(base);
         return status;
     }
+    if (store_sqlite_event_spans_flush(store) != PC_OK) { /* the merchants' last runs of events */
+        pc_status status = write_failed(store, "write event spans", false);
+        store_sqlite_tx_rollback(base);
+        return status;
+    }
     if (store_sqlite_rows_flush_all(store) != PC_OK) { /* the rows appended several per statement */
         pc_status status = write_failed(store, "insert rows", false);
         store_sqlite_tx_rollback(base);
@@ -435,6 +440,7 @@ void store_sqlite_tx_rollback(store_tx_t *base) {
         (void)write_failed(store, "rollback", true);
     }
     store_sqlite_rows_drop_all(store);
+    store_sqlite_event_spans_drop(store);
     store_sqlite_pay_rows_drop(store);
     store_idem_rows_rolled_back(store->idem_rows); /* its replies' entries go, those it deleted stay */
     tx_free(tx);

@@ -52,6 +52,7 @@ FIXTURE_V12 = os.path.join(HERE, "fixtures", "v12")
 FIXTURE_V13 = os.path.join(HERE, "fixtures", "v13")
 FIXTURE_V14 = os.path.join(HERE, "fixtures", "v14")
 FIXTURE_V15 = os.path.join(HERE, "fixtures", "v15")
+FIXTURE_V16 = os.path.join(HERE, "fixtures", "v16")
 WINDOW_S = "315000000"  # ten years: the fixture's holds never expire under the test
 SERVER_FILES = ("api.db", "api.db-index", "api.db.idkey", "api.db.key", "api.db.key.pub", "api.db.vault-key",
                 "api.db.webhook-key")
@@ -262,13 +263,14 @@ if __name__ == "__main__":
                "make-v8-pg": (FIXTURE_V8_PG, True), "make-v9": (FIXTURE_V9, False),
                "make-v9-pg": (FIXTURE_V9_PG, True), "make-v12": (FIXTURE_V12, False),
                "make-v13": (FIXTURE_V13, False), "make-v14": (FIXTURE_V14, False),
-               "make-v15": (FIXTURE_V15, False)}
+               "make-v15": (FIXTURE_V15, False), "make-v16": (FIXTURE_V16, False)}
     if len(sys.argv) != 2 or sys.argv[1] not in targets:
         sys.exit("usage: PAYCORE_BIN=<paycore of schema v7 (v8, v9)> python3 tests/payments/fixture_v7.py"
-                 " make|make-pg|make-v8|make-v8-pg|make-v9|make-v9-pg|make-v12|make-v13|make-v14|make-v15")
+                 " make|make-pg|make-v8|make-v8-pg|make-v9|make-v9-pg|make-v12|make-v13|make-v14|make-v15|make-v16")
     print("making the fixture with", BIN)
     fixture, on_pg = targets[sys.argv[1]]
-    several_owners = sys.argv[1].startswith("make-v9") or sys.argv[1] in ("make-v12", "make-v13", "make-v14", "make-v15")
+    several_owners = sys.argv[1].startswith("make-v9") or sys.argv[1] in ("make-v12", "make-v13", "make-v14", "make-v15",
+                                                                             "make-v16")
     if not on_pg:
         make(fixture, owners=several_owners)
     else:

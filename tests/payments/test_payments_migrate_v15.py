@@ -116,7 +116,7 @@ def run(fixture_dir):
         check_payment_ledgers(admin, latest)
         env.stop()
         check_records(env.server.db, old_seq_max, after_kill)
-        check(store.version() == 16, "schema version 16: %r" % store.version())
+        check(store.version() == 17, "schema version 17 (16, then owner spans): %r" % store.version())
         check_verify(env)
     finally:
         env.close()

@@ -85,7 +85,7 @@ def make_v5(db, payment_id, doc_text, replies):
         # version 10's: an event's first owner back into the owners table
         conn.execute("INSERT OR IGNORE INTO event_owners(owner, seq) SELECT owner, seq FROM events"
                      " WHERE owner IS NOT NULL")
-        conn.execute("DROP INDEX events_by_owner")
+        conn.execute("DROP INDEX IF EXISTS events_by_owner")  # before version 17
         conn.execute("ALTER TABLE events DROP COLUMN owner")
         conn.execute("DROP INDEX pay_objects_pending_op")  # version 11's
         conn.execute("ALTER TABLE pay_objects DROP COLUMN pending_op")

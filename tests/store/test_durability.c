@@ -862,7 +862,7 @@ static void test_version_1_migrates(void) {
                                " idempotency_key TEXT NOT NULL, request_hash BLOB NOT NULL,"
                                " status INTEGER NOT NULL, body TEXT NOT NULL, created_ns INTEGER NOT NULL,"
                                " PRIMARY KEY(key_id, idempotency_key)) WITHOUT ROWID;"
-                               "DROP INDEX events_by_owner;"
+                               "DROP INDEX IF EXISTS events_by_owner;" /* before version 17 */
                                "ALTER TABLE events DROP COLUMN owner;"
                                "DROP INDEX pay_objects_pending_op;"
                                "ALTER TABLE pay_objects DROP COLUMN pending_op;"
