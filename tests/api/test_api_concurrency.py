@@ -10,7 +10,7 @@ import signal
 import threading
 import time
 
-from pcapi import SANITIZED, Server, account, check, check_conserved, expect, transfer
+from pcapi import SANITIZED, TIMEOUT_S, Server, account, check, check_conserved, expect, transfer
 
 ACCOUNTS = ["acc-%d" % i for i in range(10)]
 THREADS = 32
@@ -144,6 +144,9 @@ def phase_sigterm(server):
     acked = []
     lock = threading.Lock()
     stop_at = time.time() + (1.5 if SANITIZED else 0.6)
+    # a loaded machine may acknowledge nothing that soon: the stop then waits for a first
+    # acknowledgement, up to this
+    ack_deadline = stop_at + TIMEOUT_S
 
     def worker(index):
         c = server.client()
@@ -160,14 +163,14 @@ def phase_sigterm(server):
                     acked.append(tid)
             elif r.status != 503:
                 break
-            if time.time() > stop_at + 30:
+            if time.time() > ack_deadline + 30:
                 break
         c.close()
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(16)]
     for t in threads:
         t.start()
-    while time.time() < stop_at:
+    while time.time() < stop_at or (not acked and time.time() < ack_deadline):
         time.sleep(0.05)
     code = server.stop(signal.SIGTERM)
     for t in threads:

@@ -8,7 +8,7 @@ import re
 import signal
 import time
 
-from pcapi import Server, account, check, expect, transfer
+from pcapi import TIMEOUT_S, Server, account, check, expect, transfer
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="[^"]*"(,[a-zA-Z_][a-zA-Z0-9_]*="[^"]*")*)?\})? '
                     r'(-?[0-9.eE+-]+|\+Inf|NaN)$')
@@ -91,17 +91,21 @@ def test_sighup(server):
     log_path = os.path.join(server.dir, "paycore.log")
     expect(c.get("/healthz"), 200, what="before rotation")
     # The access line is written after the response: wait for it before rotating.
-    deadline = time.time() + 10
+    deadline = time.time() + TIMEOUT_S
     while '"route":"/healthz"' not in open(log_path).read() and time.time() < deadline:
         time.sleep(0.05)
     os.rename(log_path, log_path + ".1")
     server.proc.send_signal(signal.SIGHUP)
-    deadline = time.time() + 10
+    deadline = time.time() + TIMEOUT_S
     while not os.path.exists(log_path) and time.time() < deadline:
         time.sleep(0.05)
     check(os.path.exists(log_path), "SIGHUP reopened the log file")
     expect(c.get("/readyz"), 200, what="after rotation")
-    time.sleep(0.1)
+    # its access line too comes after the response: wait for it (in either file)
+    deadline = time.time() + TIMEOUT_S
+    while ('"route":"/readyz"' not in open(log_path).read() + open(log_path + ".1").read()
+           and time.time() < deadline):
+        time.sleep(0.05)
     new = open(log_path).read()
     old = open(log_path + ".1").read()
     check('"route":"/readyz"' in new and '"route":"/readyz"' not in old, "new lines go to the new file")
@@ -135,12 +139,11 @@ def test_request_timeout():
             expect(r, 200, what="batch within the timeout")
         check(timed_out is not None, "no request_timeout in 6 full batches with a 1 ms timeout")
         attempt, body = timed_out
-        replay = None
-        for _ in range(500):
-            replay = c.post("/v1/transfers", raw=body, headers={"Idempotency-Key": "to-%d" % attempt})
-            if replay.status != 409:
-                break
+        deadline = time.time() + TIMEOUT_S
+        replay = c.post("/v1/transfers", raw=body, headers={"Idempotency-Key": "to-%d" % attempt})
+        while replay.status == 409 and time.time() < deadline:  # in progress: the batch still commits
             time.sleep(0.02)
+            replay = c.post("/v1/transfers", raw=body, headers={"Idempotency-Key": "to-%d" % attempt})
         expect(replay, 200, what="the timed-out batch committed and replays")
         check(all(x["status"] == "created" for x in replay.json["results"]), "all created")
         expect(c.get("/v1/transfers/to-%d-8188" % attempt), 200, what="last transfer is there")

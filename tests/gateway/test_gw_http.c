@@ -363,12 +363,14 @@ static void test_refused(void) {
     socklen_t bytes = sizeof addr;
     ASSERT_EQ(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0);
     ASSERT_EQ(getsockname(fd, (struct sockaddr *)&addr, &bytes), 0);
-    close(fd); /* bound, never listened: a port that refuses */
+    /* bound, never listened: a port that refuses, kept bound until the call is over
+     * (closed, the kernel may hand it to another test's server meanwhile) */
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%u", (unsigned)ntohs(addr.sin_port));
     gw_t *gw = gateway_at("refused.json", url, 30000);
     gw_result_t r = pay(gw, ANSWER_LENGTH);
     gw_stop(gw);
+    close(fd);
     if (r.outcome != GW_OUTCOME_RETRYABLE) gwt_print(&r);
     ASSERT_EQ(r.outcome, GW_OUTCOME_RETRYABLE);
     ASSERT_STR_EQ(r.attempts[0].response_code, "connect_failed");

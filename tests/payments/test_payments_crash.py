@@ -7,10 +7,14 @@ nothing twice), every payment's amounts equal its ledger transfers, the merchant
 available balance equals captured - refunded - fees - payouts, the ledger balances per
 currency and `paycore verify` passes.
 Method: `make test` runs PAYCORE_PAY_CRASH_ROUNDS=4 kill cycles; `make
-test-payments-crash` runs 60. The simulators answer with a little latency (so calls
-are in flight when the kill lands); after the last kill the server restarts and its
-recovery resolves what was left pending (status inquiries by the attempts' keys, bank
-callbacks delivered again); the simulators' SQLite records are read directly."""
+test-payments-crash` runs 60. Each kill lands after a random pause and after the
+cycle's first flow has finished (however slow the machine: a cycle that only ever
+kills half-done flows proves nothing about finished ones; none within
+PROGRESS_TIMEOUT_S fails the test). The simulators answer with a little latency (so
+calls are in flight when the kill lands); after the last kill the server restarts
+and its recovery resolves what was left pending (status inquiries by the attempts'
+keys, bank callbacks delivered again); the simulators' SQLite records are read
+directly."""
 import http.client
 import os
 import random
@@ -23,7 +27,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from paylib import BANK_OK, BANK_R01, BIN, TIMEOUT_S, Env, card_payment, check, check_payment_ledger, expect  # noqa
 from paylib import all_pages, wait_for  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../api"))
-from pcapi import check_conserved  # noqa: E402
+from pcapi import START_TIMEOUT_S, check_conserved  # noqa: E402
+
+# How long a cycle may go without one finished flow before the test fails: a flow is
+# up to three requests, each through the gateway to a simulator, on a freshly
+# (re)started server that may still be recovering, on a loaded sanitizer build.
+PROGRESS_TIMEOUT_S = START_TIMEOUT_S
 
 FINAL_OR_RESUMABLE = {"authorized", "partially_captured", "captured", "partially_refunded", "refunded", "canceled",
                       "declined", "failed", "expired", "requires_action", "in_review"}
@@ -35,7 +44,9 @@ class Load:
     def __init__(self, port, key, seed):
         self.port, self.key, self.seed = port, key, seed
         self.stop = threading.Event()
-        self.done = 0
+        self.done = 0  # flows finished
+        self.lock = threading.Lock()
+        self.errors = []  # what ended a client before it was told to stop
 
     def request(self, conn, method, path, body=None):
         import json
@@ -74,9 +85,25 @@ class Load:
             conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT_S)
             while not self.stop.is_set():
                 self.flow(conn, rng)
-                self.done += 1
-        except (OSError, http.client.HTTPException, ValueError):
-            return  # the server was killed
+                with self.lock:
+                    self.done += 1
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            if not self.stop.is_set():
+                with self.lock:
+                    self.errors.append("client %d: %r" % (index, e))
+            return  # the server was killed (or failed: wait_progress says so)
+
+    def wait_progress(self, threads, flows, what):
+        """Waits until 'flows' flows have finished; fails if every client ended
+        first, or after PROGRESS_TIMEOUT_S."""
+        deadline = time.time() + PROGRESS_TIMEOUT_S
+        while self.done < flows:
+            alive = any(t.is_alive() for t in threads)
+            check(alive or self.done >= flows, "%s: every client ended after %d of %d flows: %s"
+                  % (what, self.done, flows, "; ".join(self.errors[:4])))
+            check(time.time() < deadline, "%s: %d of %d flows finished in %d s (errors: %s)"
+                  % (what, self.done, flows, PROGRESS_TIMEOUT_S, "; ".join(self.errors[:4]) or "none"))
+            time.sleep(0.02)
 
 
 def all_payments(admin):
@@ -165,8 +192,10 @@ def check_verify(env):
 
 
 def load_cycles(env, key, rounds, seed, thread_count, pause_s, stop):
-    """'rounds' times: (re)start, load from 'thread_count' clients, wait pause_s() seconds,
-    stop(env, cycle) while they run. The flows they completed."""
+    """'rounds' times: (re)start, load from 'thread_count' clients, wait pause_s() seconds
+    and for the cycle's first finished flow (a slow machine stretches the cycle rather
+    than stopping before anything finished), stop(env, cycle) while they run. The flows
+    they completed: at least one a cycle."""
     flows = 0
     for cycle in range(rounds):
         if cycle > 0:
@@ -176,6 +205,7 @@ def load_cycles(env, key, rounds, seed, thread_count, pause_s, stop):
         for t in threads:
             t.start()
         time.sleep(pause_s())
+        load.wait_progress(threads, 1, "cycle %d before its stop" % cycle)
         stop(env, cycle)
         load.stop.set()
         for t in threads:
@@ -207,7 +237,7 @@ def main():
             check(p["status"] in FINAL_OR_RESUMABLE, "%s is %s" % (p["id"], p["status"]))
             check_payment_ledger(env.admin, p, p["id"])
         charged, paid_out = check_books(env, payments, "mk", "after the kills")
-        check(charged > 0 and flows > 0, "the load ran: %d flows, %d charges" % (flows, charged))
+        check(charged > 0 and flows >= rounds, "the load ran: %d flows, %d charges" % (flows, charged))
         env.stop()
         check_verify(env)
         print("%d cycles, %d flows, %d payments, %d charged, %d paid out: ok" % (rounds, flows, len(payments), charged,

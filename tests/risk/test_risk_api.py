@@ -12,7 +12,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "api"))
-from pcapi import BIN, Server, check, expect  # noqa: E402
+from pcapi import BIN, TIMEOUT_S, Server, check, expect  # noqa: E402
 
 T0 = 1719300000
 
@@ -117,7 +117,7 @@ def test_reload(server, admin, rules):
     check(d["outcome"] == "decline", "old rules kept %r" % d)
     write(rules, "block payer=P-new\n")
     server.proc.send_signal(signal.SIGHUP)
-    deadline = time.time() + 10
+    deadline = time.time() + TIMEOUT_S
     while time.time() < deadline:
         d = expect(admin.post("/v1/risk/decisions", auth(payer="P-new")), 200, what="new rules").json
         if d["outcome"] == "decline":
