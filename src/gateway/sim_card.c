@@ -11,6 +11,7 @@
 
 #include "core/core.h"
 #include "gateway/sim_internal.h"
+#include "obs/obs.h"
 
 #define CARD_NUMBER_SIZE 20
 #define CARD_3DS_PREFIX "4000002760"
@@ -42,7 +43,7 @@ static const struct {
 };
 
 /* Numbers that approve without a balance (demo, benchmarks). */
-static const char *const unlimited_cards[] = {"4242424242424242", "4000000000000002"};
+static const char *const unlimited_cards[] = {SIM_CARD_UNLIMITED_VISA, SIM_CARD_UNLIMITED_TEST};
 
 static const char *code_message(const char *code) {
     static const struct { const char *code, *message; } messages[] = {
@@ -94,51 +95,59 @@ static bool card_expired(int64_t exp_month, int64_t exp_year) {
     return exp_year * 12 + (exp_month - 1) < this_month;
 }
 
-/* ---- cardholders ---- */
+/* ---- cardholders ----
+ * In memory (sim_holders.c): a request decides and moves money there; the rows it
+ * writes are its authorization's and records' (and a new cardholder's). */
 
-typedef struct {
-    int64_t balance;
-    int64_t held;
-    int64_t amount_limit;
-} cardholder_t;
-
-static cardholder_t cardholder_defaults(const sim_t *sim) {
-    return (cardholder_t){.balance = sim->config.card_balance_minor, .held = 0,
-                          .amount_limit = sim->config.card_amount_limit_minor};
+static sim_holder_t cardholder_defaults(const sim_t *sim) {
+    return (sim_holder_t){.balance_minor = sim->config.card_balance_minor, .held_minor = 0,
+                          .amount_limit_minor = sim->config.card_amount_limit_minor};
 }
 
-/* Inserts a cardholder's row, noted first in the record's filter of cardholders. */
-static bool cardholder_insert(sim_t *sim, const char *number, const char *currency, const cardholder_t *holder) {
-    sim_db_holder_note(&sim->db, number, currency);
-    return sim_db_run(&sim->db, "INSERT INTO cardholders(number, currency, balance, held, amount_limit)"
-                      " VALUES (?, ?, ?, ?, ?)", "ssiii", number, currency, holder->balance, holder->held,
-                      holder->amount_limit);
-}
-
-/* Reads the cardholder of 'number' in 'currency', creating it with the defaults when
- * there is none (then what was written is what is read: no second statement). */
-static bool cardholder_get(sim_t *sim, const char *number, const char *currency, cardholder_t *out) {
-    sqlite3_stmt *stmt = sim_db_query(&sim->db, "SELECT balance, held, amount_limit FROM cardholders"
-                                      " WHERE number = ? AND currency = ?", "ss", number, currency);
-    if (stmt == NULL) return false;
-    int rc = sqlite3_step(stmt);
-    if (rc == SQLITE_ROW) {
-        out->balance = sqlite3_column_int64(stmt, 0);
-        out->held = sqlite3_column_int64(stmt, 1);
-        out->amount_limit = sqlite3_column_int64(stmt, 2);
+/* Inserts a cardholder's row with where it starts, then keeps it in memory; NULL when
+ * the record fails. */
+static sim_holder_t *cardholder_insert(sim_t *sim, const char *number, const char *currency,
+                                       const sim_holder_t *opening) {
+    if (!sim_db_run(&sim->db, "INSERT INTO cardholder_openings(number, currency, opening_balance, opening_held,"
+                    " amount_limit) VALUES (?, ?, ?, ?, ?)", "ssiii", number, currency, opening->balance_minor,
+                    opening->held_minor, opening->amount_limit_minor)) {
+        return NULL;
     }
-    sqlite3_reset(stmt);
-    if (rc != SQLITE_DONE) return rc == SQLITE_ROW;
-    *out = cardholder_defaults(sim);
-    return cardholder_insert(sim, number, currency, out);
+    return sim_holders_add(&sim->db, number, currency, opening);
 }
 
-/* Moves a cardholder's balance and holds (unlimited cards have none). */
+/* The cardholders in memory, or NULL (logged) when they could not be loaded. */
+static sim_db_t *holders_ready(sim_t *sim) {
+    if (sim_holders_loaded(&sim->db)) return &sim->db;
+    obs_log(OBS_LEVEL_ERROR, "simulator record: the cardholders are not loaded", NULL);
+    return NULL;
+}
+
+/* The cardholder of 'number' in 'currency', created with the defaults when the record
+ * has none; NULL when the record fails. */
+static sim_holder_t *cardholder_get(sim_t *sim, const char *number, const char *currency) {
+    sim_db_t *db = holders_ready(sim);
+    if (db == NULL) return NULL;
+    sim_holder_t *holder = sim_holders_find(db, number, currency);
+    if (holder != NULL) return holder;
+    sim_holder_t opening = cardholder_defaults(sim);
+    return cardholder_insert(sim, number, currency, &opening);
+}
+
+/* Moves a cardholder's balance and holds (unlimited cards have none, nor has a number
+ * without a cardholder), as its authorization's row now says: called only after the
+ * request wrote a row (sim_internal.h, "card: cardholders"). */
 static bool cardholder_move(sim_t *sim, const char *number, const char *currency, int64_t balance_delta,
                             int64_t held_delta) {
     if (card_unlimited(number)) return true;
-    return sim_db_run(&sim->db, "UPDATE cardholders SET balance = balance + ?, held = held + ?"
-                      " WHERE number = ? AND currency = ?", "iiss", balance_delta, held_delta, number, currency);
+    sim_db_t *db = holders_ready(sim);
+    if (db == NULL) return false;
+    sim_holder_t *holder = sim_holders_find(db, number, currency);
+    if (holder != NULL) {
+        holder->balance_minor += balance_delta;
+        holder->held_minor += held_delta;
+    }
+    return true;
 }
 
 /* ---- authorizations in the record ---- */
@@ -337,16 +346,14 @@ static void reply_auth(sim_req_t *req, const card_auth_t *auth, const char *mess
 
 /* An approval moves money: a hold, or (capture requested) the whole amount at once,
  * recorded as a capture that settles now. 'capture_id' is set in that case.
- * 'holder_moved': the cardholder's row has the move already (holder_decide);
  * 'total_written': the authorization's row was inserted captured (a sale: one write
- * of its row, not an insert and an update). */
-static bool auth_apply_approval(sim_req_t *req, card_auth_t *auth, bool holder_moved, bool total_written,
-                                char capture_id[SIM_ID_SIZE]) {
+ * of its row, not an insert and an update). Called after the authorization's row was
+ * written. */
+static bool auth_apply_approval(sim_req_t *req, card_auth_t *auth, bool total_written, char capture_id[SIM_ID_SIZE]) {
     sim_t *sim = req->sim;
     capture_id[0] = '\0';
     bool capture = auth->capture_requested;
-    if (!holder_moved &&
-        !cardholder_move(sim, auth->number, auth->currency, capture ? -auth->amount : 0, capture ? 0 : auth->amount)) {
+    if (!cardholder_move(sim, auth->number, auth->currency, capture ? -auth->amount : 0, capture ? 0 : auth->amount)) {
         return false;
     }
     if (!capture) return true;
@@ -359,15 +366,16 @@ static bool auth_apply_approval(sim_req_t *req, card_auth_t *auth, bool holder_m
 }
 
 /* 51 or 00 by the cardholder's available balance (NULL: an unlimited card). */
-static const char *balance_code(int64_t amount, const cardholder_t *holder) {
-    return holder != NULL && amount > holder->balance - holder->held ? "51" : "00";
+static const char *balance_code(int64_t amount, const sim_holder_t *holder) {
+    return holder != NULL && amount > holder->balance_minor - holder->held_minor ? "51" : "00";
 }
 
 static bool balance_decide(sim_t *sim, const card_auth_t *auth, const char **code) {
-    cardholder_t holder;
-    bool unlimited = card_unlimited(auth->number);
-    if (!unlimited && !cardholder_get(sim, auth->number, auth->currency, &holder)) return false;
-    *code = balance_code(auth->amount, unlimited ? NULL : &holder);
+    const sim_holder_t *holder = NULL;
+    if (!card_unlimited(auth->number) && (holder = cardholder_get(sim, auth->number, auth->currency)) == NULL) {
+        return false;
+    }
+    *code = balance_code(auth->amount, holder);
     return true;
 }
 
@@ -421,61 +429,32 @@ static bool authorize_parse(sim_req_t *req, auth_request_t *out) {
 
 /* Rules 4-6 of docs/channels.md ("Authorize"): the limit, a challenge, the balance
  * ('holder' NULL: an unlimited card). */
-static const char *holder_code(const auth_request_t *request, int64_t amount_limit, const cardholder_t *holder) {
-    if (request->amount > amount_limit) return "61";
+static const char *holder_code(const auth_request_t *request, int64_t amount_limit_minor, const sim_holder_t *holder) {
+    if (request->amount > amount_limit_minor) return "61";
     if (card_challenged(request->number)) return "1A";
     return balance_code(request->amount, holder);
 }
 
-/* Rules 4-6 with the cardholder, in one statement when it can: a holder the record
- * cannot have (its filter) is inserted as the decision leaves it; an existing one is
- * approved by an UPDATE whose WHERE holds the limit and balance rules. '*moved' then
- * says the approval's move (a hold, or the amount off the balance) is made. Any other
- * case reads the holder (creating it with the defaults) and leaves the move to
- * auth_apply_approval. */
-static bool holder_decide(sim_t *sim, const auth_request_t *request, const char **code, bool *moved) {
-    *moved = false;
+/* Rules 4-6 with the cardholder in memory (created with the defaults when the record
+ * has none); the approval's move is auth_apply_approval's, once the row is written. */
+static bool holder_decide(sim_t *sim, const auth_request_t *request, const char **code) {
     if (card_unlimited(request->number)) {
         *code = holder_code(request, sim->config.card_amount_limit_minor, NULL);
         return true;
     }
-    int64_t balance_delta = request->capture ? -request->amount : 0, held_delta = request->capture ? 0 : request->amount;
-    if (!sim_db_holder_maybe(&sim->db, request->number, request->currency)) {
-        cardholder_t holder = cardholder_defaults(sim);
-        *code = holder_code(request, holder.amount_limit, &holder);
-        *moved = strcmp(*code, "00") == 0;
-        if (*moved) holder = (cardholder_t){.balance = holder.balance + balance_delta, .held = held_delta,
-                                            .amount_limit = holder.amount_limit};
-        return cardholder_insert(sim, request->number, request->currency, &holder);
-    }
-    if (!card_challenged(request->number)) { /* a challenge moves no money now */
-        if (!sim_db_run(&sim->db, "UPDATE cardholders SET balance = balance + ?, held = held + ?"
-                        " WHERE number = ? AND currency = ? AND ? <= amount_limit AND ? <= balance - held", "iissii",
-                        balance_delta, held_delta, request->number, request->currency, request->amount,
-                        request->amount)) {
-            return false;
-        }
-        if (sqlite3_changes64(sim->db.db) == 1) {
-            *code = "00";
-            *moved = true;
-            return true;
-        }
-    }
-    cardholder_t holder;
-    if (!cardholder_get(sim, request->number, request->currency, &holder)) return false;
-    *code = holder_code(request, holder.amount_limit, &holder);
+    const sim_holder_t *holder = cardholder_get(sim, request->number, request->currency);
+    if (holder == NULL) return false;
+    *code = holder_code(request, holder->amount_limit_minor, holder);
     return true;
 }
 
-/* Rules 1-6 of docs/channels.md ("Authorize"): the response code; '*moved' as
- * holder_decide says. */
-static bool authorize_decide(sim_req_t *req, const auth_request_t *request, const char **code, bool *moved) {
-    *moved = false;
+/* Rules 1-6 of docs/channels.md ("Authorize"): the response code. */
+static bool authorize_decide(sim_req_t *req, const auth_request_t *request, const char **code) {
     if (req->fate.error) *code = "96";
     else if (!luhn_valid(request->number)) *code = "14";
     else if ((*code = forced_code(request->number)) != NULL) return true;
     else if (card_expired(request->exp_month, request->exp_year)) *code = "54";
-    else return holder_decide(req->sim, request, code, moved);
+    else return holder_decide(req->sim, request, code);
     return true;
 }
 
@@ -490,8 +469,7 @@ static void card_authorize(sim_req_t *req) {
     pc_str_copy(auth.currency, sizeof auth.currency, request.currency);
     pc_str_copy(auth.merchant_ref, sizeof auth.merchant_ref, request.merchant_ref ? request.merchant_ref : "");
     const char *code = NULL;
-    bool holder_moved = false;
-    if (!authorize_decide(req, &request, &code, &holder_moved)) return sim_reply_internal(req);
+    if (!authorize_decide(req, &request, &code)) return sim_reply_internal(req);
     pc_str_copy(auth.response_code, sizeof auth.response_code, code);
     pc_str_copy(auth.status, sizeof auth.status, auth_status(code));
     char challenge_id[SIM_ID_SIZE] = "";
@@ -510,7 +488,7 @@ static void card_authorize(sim_req_t *req) {
     auth.record_row = sqlite3_last_insert_rowid(sim->db.db);
     ok = ok && sim_db_auth_note(&sim->db, auth.id, auth.row, auth.record_row);
     char capture_id[SIM_ID_SIZE] = "";
-    if (ok && strcmp(code, "00") == 0) ok = auth_apply_approval(req, &auth, holder_moved, sale, capture_id);
+    if (ok && strcmp(code, "00") == 0) ok = auth_apply_approval(req, &auth, sale, capture_id);
     if (!ok) return sim_reply_internal(req);
     if (challenge_id[0] != '\0') pc_str_copy(auth.challenge_state, sizeof auth.challenge_state, "pending");
     auth_recent_put(sim, &auth);
@@ -555,7 +533,7 @@ static void card_challenge_complete(sim_req_t *req) {
     const char *code = NULL;
     char capture_id[SIM_ID_SIZE] = "";
     bool ok = balance_decide(sim, &auth, &code) && challenge_resolve(req, &auth, code, "completed");
-    if (ok && strcmp(code, "00") == 0) ok = auth_apply_approval(req, &auth, false, false, capture_id);
+    if (ok && strcmp(code, "00") == 0) ok = auth_apply_approval(req, &auth, false, capture_id);
     if (!ok) return sim_reply_internal(req);
     reply_auth(req, &auth, NULL, capture_id[0] ? capture_id : NULL);
 }
@@ -658,16 +636,27 @@ static void card_authorization_get(sim_req_t *req) {
                                        auth.merchant_ref));
 }
 
-/* Creates or replaces one cardholder ('replace' false: an existing one is kept). */
-static bool cardholder_put(sim_t *sim, const char *number, const char *currency, int64_t balance,
-                           int64_t amount_limit, bool replace) {
-    const char *sql = replace ? "INSERT INTO cardholders(number, currency, balance, held, amount_limit)"
-                                " VALUES (?, ?, ?, 0, ?) ON CONFLICT(number, currency) DO UPDATE"
-                                " SET balance = excluded.balance, amount_limit = excluded.amount_limit"
-                              : "INSERT OR IGNORE INTO cardholders(number, currency, balance, held, amount_limit)"
-                                " VALUES (?, ?, ?, 0, ?)";
-    sim_db_holder_note(&sim->db, number, currency);
-    return sim_db_run(&sim->db, sql, "ssii", number, currency, balance, amount_limit);
+/* Creates or replaces one cardholder ('replace' false: an existing one is kept). A
+ * replaced balance moves its row's opening by the difference: its holds stay, and what
+ * its authorizations moved still counts from there. */
+static bool cardholder_put(sim_t *sim, const char *number, const char *currency, int64_t balance_minor,
+                           int64_t amount_limit_minor, bool replace) {
+    sim_db_t *db = holders_ready(sim);
+    if (db == NULL) return false;
+    sim_holder_t *holder = sim_holders_find(db, number, currency);
+    if (holder == NULL) {
+        sim_holder_t opening = {.balance_minor = balance_minor, .amount_limit_minor = amount_limit_minor};
+        return cardholder_insert(sim, number, currency, &opening) != NULL;
+    }
+    if (!replace) return true;
+    if (!sim_db_run(db, "UPDATE cardholder_openings SET opening_balance = opening_balance + ?, amount_limit = ?"
+                    " WHERE number = ? AND currency = ?", "iiss", balance_minor - holder->balance_minor,
+                    amount_limit_minor, number, currency)) {
+        return false;
+    }
+    holder->balance_minor = balance_minor;
+    holder->amount_limit_minor = amount_limit_minor;
+    return true;
 }
 
 /* Parses one cardholder object (admin request or data file entry). */

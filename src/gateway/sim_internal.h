@@ -95,15 +95,30 @@ typedef struct {
     uint32_t count;
 } sim_rowmap_t;
 
+/* Card: a cardholder as its requests have left it (sim_holders.c). */
+typedef struct {
+    int64_t balance_minor;        /* excludes holds: available = balance - held */
+    int64_t held_minor;
+    int64_t amount_limit_minor;
+} sim_holder_t;
+
+/* Card: the cardholders in memory, by number and currency (open addressing). */
+typedef struct {
+    struct sim_holder_slot *slots; /* NULL: not loaded */
+    uint32_t capacity;            /* slots: a power of two, at most half full */
+    uint32_t count;
+} sim_holders_t;
+
 typedef struct {
     sqlite3 *db;
+    sim_kind kind;
     struct {
         const char *sql;          /* a string literal: cached by its address */
         sqlite3_stmt *stmt;
     } cache[SIM_STMT_CACHE_MAX];
     uint32_t cache_count;
     uint64_t *keys_seen;          /* Bloom filter of the keys in arrival_counts and idempotency; NULL: none */
-    uint64_t *holders_seen;       /* card: Bloom filter of the cardholders (number and currency); NULL: none */
+    sim_holders_t holders;        /* card: every cardholder's balance and holds (sim_holders.c) */
     sim_rowmap_t auths;           /* card authorizations by id (sim_db_auth_*) */
     sim_rowmap_t answers;         /* idempotency rows by key (sim_db_answer_*) */
     struct sim_auth_recent *auth_recent; /* card: copies of recent authorizations' rows (sim_card.c); freed at close */
@@ -129,12 +144,38 @@ void sim_db_rollback(sim_db_t *db);
 bool sim_db_key_maybe(const sim_db_t *db, const char *key);
 /* Notes a key about to be written (a write rolled back leaves a false "maybe"). */
 void sim_db_key_note(sim_db_t *db, const char *key);
-/* Card: the cardholders the record may hold (a Bloom filter filled at open, then by
- * sim_db_holder_note before each row is inserted): false only for a number and
- * currency with no row, so a new cardholder's row is written without a read. */
+/* ---- card: cardholders (sim_holders.c) ----
+ * A cardholder's row (cardholder_openings) holds where its balance and holds started
+ * (set by --data, the admin request or a migration); requests never rewrite it. What
+ * moved them since is in the authorizations' rows: an approved one holds its amount
+ * less what was captured, and its captures less its refunds came off the balance
+ * (SIM_HOLDER_MOVES_WHERE picks the rows that move money; unlimited cards have none).
+ * Memory keeps each cardholder's sum, filled at open with one scan of the
+ * authorizations and again after any rollback; a request moves it only after one of
+ * its rows is written, so a request that fails after that fails its group, whose
+ * rollback fills it again from the file. The view `cardholders` derives the same
+ * figures from the file (for inspection: it scans the authorizations). */
+#define SIM_CARD_UNLIMITED_VISA "4242424242424242"
+#define SIM_CARD_UNLIMITED_TEST "4000000000000002"
+#define SIM_HOLDER_MOVES_WHERE                                                                                  \
+    "status = 'approved' AND card_number NOT IN ('" SIM_CARD_UNLIMITED_VISA "', '" SIM_CARD_UNLIMITED_TEST "')"
+#define SIM_HOLDER_BALANCE_MOVE_SQL "refunded_total - captured_total"
+#define SIM_HOLDER_HELD_MOVE_SQL "amount - captured_total"
 #define SIM_HOLDER_TEXT_SIZE 24   /* up to 19 digits, a space, a currency code, a NUL */
-bool sim_db_holder_maybe(const sim_db_t *db, const char *number, const char *currency);
-void sim_db_holder_note(sim_db_t *db, const char *number, const char *currency);
+
+/* Fills the cardholders from the record (their rows, then the authorizations' moves);
+ * false (logged; the map is left unloaded) when the record or memory fails. */
+bool sim_holders_load(sim_db_t *db);
+void sim_holders_clear(sim_holders_t *holders);
+bool sim_holders_loaded(const sim_db_t *db);
+/* The cardholder of 'number' in 'currency'; NULL when the record has none (or the map
+ * is not loaded: check sim_holders_loaded). */
+sim_holder_t *sim_holders_find(sim_db_t *db, const char *number, const char *currency);
+/* Adds a cardholder whose row was just inserted; NULL (logged) when out of memory. */
+sim_holder_t *sim_holders_add(sim_db_t *db, const char *number, const char *currency, const sim_holder_t *holder);
+/* Hash of a text (an id, a key, a cardholder's text), never 0. */
+uint64_t sim_text_hash(const char *text);
+
 /* Card authorizations by id, in memory (the authorizations table has no index on its
  * id: rows are appended in arrival order): each one's row and its record's row. Filled
  * at open, by sim_db_auth_note as each is inserted, and again from the file after any

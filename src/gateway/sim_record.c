@@ -20,7 +20,7 @@
 #include "obs/obs.h"
 #include "store/sqlite_pcache.h"
 
-#define SIM_SCHEMA_VERSION 3
+#define SIM_SCHEMA_VERSION 4
 #define RECORD_PAGE_BYTES 1024 /* a new record's; an existing one keeps its own */
 
 /* Where a request's rows go decides what a group commit writes: a table keyed by a
@@ -62,9 +62,15 @@ static const char *const schema_sql =
     " idempotency_key TEXT NOT NULL);"
     "CREATE UNIQUE INDEX IF NOT EXISTS authorizations_challenge ON authorizations(challenge_id)"
     " WHERE challenge_id IS NOT NULL;"
-    "CREATE TABLE IF NOT EXISTS cardholders(number TEXT NOT NULL, currency TEXT NOT NULL,"
-    " balance INTEGER NOT NULL, held INTEGER NOT NULL DEFAULT 0, amount_limit INTEGER NOT NULL,"
-    " PRIMARY KEY(number, currency)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS cardholder_openings(number TEXT NOT NULL, currency TEXT NOT NULL,"
+    " opening_balance INTEGER NOT NULL, opening_held INTEGER NOT NULL DEFAULT 0,"
+    " amount_limit INTEGER NOT NULL, PRIMARY KEY(number, currency)) WITHOUT ROWID;"
+    "CREATE VIEW IF NOT EXISTS cardholders(number, currency, balance, held, amount_limit) AS"
+    " SELECT h.number, h.currency, h.opening_balance + coalesce((SELECT sum(" SIM_HOLDER_BALANCE_MOVE_SQL ")"
+    " FROM authorizations a WHERE a.card_number = h.number AND a.currency = h.currency AND "
+    SIM_HOLDER_MOVES_WHERE "), 0), h.opening_held + coalesce((SELECT sum(" SIM_HOLDER_HELD_MOVE_SQL ")"
+    " FROM authorizations a WHERE a.card_number = h.number AND a.currency = h.currency AND "
+    SIM_HOLDER_MOVES_WHERE "), 0), h.amount_limit FROM cardholder_openings h;"
     "CREATE TABLE IF NOT EXISTS wallet_accounts(id TEXT PRIMARY KEY, currency TEXT NOT NULL,"
     " balance INTEGER NOT NULL, frozen INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS bank_accounts(routing_number TEXT NOT NULL,"
@@ -114,6 +120,23 @@ static const char *const migrate_v2_copy_sql =
     " ORDER BY created_at_ms, key;"
     " DROP TABLE idempotency_v2;"
     " UPDATE meta SET value = '3' WHERE name = 'schema_version';";
+
+/* A version 1..3 record's cardholders held running totals that every card request
+ * rewrote; version 4 keeps where each started (sim_internal.h, "card: cardholders"):
+ * the table is renamed and its columns with it before schema_sql makes the view
+ * `cardholders`, then each row is set back by what its authorizations moved, so what
+ * is derived from it is what was stored. */
+static const char *const migrate_v3_aside_sql =
+    "ALTER TABLE cardholders RENAME TO cardholder_openings;"
+    " ALTER TABLE cardholder_openings RENAME COLUMN balance TO opening_balance;"
+    " ALTER TABLE cardholder_openings RENAME COLUMN held TO opening_held;";
+static const char *const migrate_v3_copy_sql =
+    "UPDATE cardholder_openings SET opening_balance = opening_balance - m.balance_move,"
+    " opening_held = opening_held - m.held_move FROM (SELECT card_number, currency,"
+    " sum(" SIM_HOLDER_BALANCE_MOVE_SQL ") AS balance_move, sum(" SIM_HOLDER_HELD_MOVE_SQL ") AS held_move"
+    " FROM authorizations WHERE " SIM_HOLDER_MOVES_WHERE " GROUP BY card_number, currency) AS m"
+    " WHERE m.card_number = cardholder_openings.number AND m.currency = cardholder_openings.currency;"
+    " UPDATE meta SET value = '4' WHERE name = 'schema_version';";
 
 /* Card authorizations with their record's row, for the map of ids (sim_db_auth_*). */
 static const char *const auth_rows_sql =
@@ -183,23 +206,6 @@ void sim_db_key_note(sim_db_t *db, const char *key) {
     seen_note(db->keys_seen, key);
 }
 
-/* A cardholder's text in the filter: its number, a space, its currency; false when it
- * does not fit (never for a validated number and currency: then always a "maybe"). */
-static bool holder_text(const char *number, const char *currency, char out[SIM_HOLDER_TEXT_SIZE]) {
-    const char *const parts[] = {number, " ", currency};
-    return pc_str_join(out, SIM_HOLDER_TEXT_SIZE, parts, 3) < SIM_HOLDER_TEXT_SIZE;
-}
-
-bool sim_db_holder_maybe(const sim_db_t *db, const char *number, const char *currency) {
-    char text[SIM_HOLDER_TEXT_SIZE];
-    return db->holders_seen == NULL || !holder_text(number, currency, text) || seen_maybe(db->holders_seen, text);
-}
-
-void sim_db_holder_note(sim_db_t *db, const char *number, const char *currency) {
-    char text[SIM_HOLDER_TEXT_SIZE];
-    if (db->holders_seen != NULL && holder_text(number, currency, text)) seen_note(db->holders_seen, text);
-}
-
 /* ---- rows by id or key, in memory ---- */
 
 struct sim_row_slot {
@@ -210,7 +216,7 @@ struct sim_row_slot {
 
 #define ROWMAP_SLOTS_MIN 1024u
 
-static uint64_t text_hash(const char *text) {
+uint64_t sim_text_hash(const char *text) {
     uint64_t h1, h2;
     key_hashes(text, &h1, &h2);
     return h1 != 0 ? h1 : 1;
@@ -244,7 +250,7 @@ static void rowmap_clear(sim_rowmap_t *map) {
 
 static bool rowmap_note(sim_rowmap_t *map, const char *text, int64_t row, int64_t row2) {
     if ((map->count + 1) * 2 > map->capacity && !rowmap_grow(map)) return false;
-    struct sim_row_slot slot = {.hash = text_hash(text), .row = row, .row2 = row2};
+    struct sim_row_slot slot = {.hash = sim_text_hash(text), .row = row, .row2 = row2};
     rowmap_put(map->slots, map->capacity, &slot);
     map->count++;
     return true;
@@ -252,7 +258,7 @@ static bool rowmap_note(sim_rowmap_t *map, const char *text, int64_t row, int64_
 
 static bool rowmap_next(const sim_rowmap_t *map, const char *text, uint32_t *cursor, int64_t *row, int64_t *row2) {
     if (map->slots == NULL) return false;
-    uint64_t hash = text_hash(text);
+    uint64_t hash = sim_text_hash(text);
     uint32_t mask = map->capacity - 1;
     for (uint32_t probe = *cursor; probe < map->capacity; probe++) {
         const struct sim_row_slot *slot = &map->slots[((uint32_t)hash + probe) & mask];
@@ -376,13 +382,10 @@ static uint64_t *seen_load(sim_db_t *db, const char *sql, const char *without) {
     return NULL;
 }
 
-/* The keys of arrival_counts and idempotency; a card record's cardholders (holder_text). */
-static void seen_filters_load(sim_db_t *db, sim_kind kind) {
+/* The keys of arrival_counts and idempotency. */
+static void seen_filters_load(sim_db_t *db) {
     db->keys_seen = seen_load(db, "SELECT key FROM arrival_counts UNION ALL SELECT key FROM idempotency",
                               "keys: every arrival reads its count");
-    if (kind != SIM_KIND_CARD) return;
-    db->holders_seen = seen_load(db, "SELECT number || ' ' || currency FROM cardholders",
-                                 "cardholders: every authorization tries its holder's row first");
 }
 
 /* Creates the file 0600 before SQLite opens it (SQLite gives its -wal and -shm files
@@ -438,7 +441,7 @@ static bool schema_step(sim_db_t *db, bool wanted, const char *sql, char **messa
     return !wanted || sqlite3_exec(db->db, sql, NULL, NULL, message) == SQLITE_OK;
 }
 
-/* Creates the tables, migrating a version 1 or 2 record in the same transaction; a
+/* Creates the tables, migrating a version 1, 2 or 3 record in the same transaction; a
  * record newer than this simulator is refused (its tables may mean something else). */
 static bool schema_apply(sim_db_t *db, char **message) {
     if (sqlite3_exec(db->db, "BEGIN IMMEDIATE", NULL, NULL, message) != SQLITE_OK) return false;
@@ -449,11 +452,13 @@ static bool schema_apply(sim_db_t *db, char **message) {
                                    SIM_SCHEMA_VERSION);
         return false;
     }
-    bool from_v1 = version == 1, old = version == 1 || version == 2;
+    bool from_v1 = version == 1, before_v3 = version == 1 || version == 2, old = version >= 1 && version <= 3;
     bool ok = schema_step(db, from_v1, migrate_v1_aside_sql, message) &&
-              schema_step(db, old, migrate_v2_aside_sql, message) && schema_step(db, true, schema_sql, message) &&
+              schema_step(db, before_v3, migrate_v2_aside_sql, message) &&
+              schema_step(db, old, migrate_v3_aside_sql, message) && schema_step(db, true, schema_sql, message) &&
               schema_step(db, from_v1, migrate_v1_copy_sql, message) &&
-              schema_step(db, old, migrate_v2_copy_sql, message) && schema_step(db, true, "COMMIT", message);
+              schema_step(db, before_v3, migrate_v2_copy_sql, message) &&
+              schema_step(db, old, migrate_v3_copy_sql, message) && schema_step(db, true, "COMMIT", message);
     if (!ok) sqlite3_exec(db->db, "ROLLBACK", NULL, NULL, NULL);
     else if (old) obs_logf(OBS_LEVEL_INFO, "simulator record: migrated from version %d to %d", version, SIM_SCHEMA_VERSION);
     return ok;
@@ -500,10 +505,10 @@ bool sim_db_open(sim_db_t *db, const char *path, sim_kind kind, char *error, siz
     }
     sqlite3_busy_timeout(db->db, 10000);
     char *message = NULL;
-    /* 1 KiB pages (a new file's; WAL keeps an existing file's size): a card request
-     * rewrites its cardholder's leaf, at a random place in that table, so a group
-     * commit writes about one page per request besides the appended tables' last
-     * leaves; at 4 KiB each of those was 4 KiB of WAL frame to checksum, write and
+    /* 1 KiB pages (a new file's; WAL keeps an existing file's size): a row written at
+     * a random place (a new cardholder's; until version 4 every card request rewrote
+     * its cardholder's) costs a group commit one page besides the appended tables'
+     * last leaves; at 4 KiB each of those was 4 KiB of WAL frame to checksum, write and
      * checkpoint (sequential authorize + capture: WAL checksums 12.4M -> 7.2M
      * instructions over 1000 requests, all 114.4M -> 111.2M), for one B-tree level
      * more in the larger tables. SQLite's own mutex is off: the
@@ -523,9 +528,10 @@ bool sim_db_open(sim_db_t *db, const char *path, sim_kind kind, char *error, siz
         sim_db_close(db);
         return false;
     }
-    seen_filters_load(db, kind);
-    if (!auth_rows_load(db) || !answer_rows_load(db)) {
-        snprintf(error, error_bytes, "cannot read the authorizations and answers of %s", path);
+    seen_filters_load(db);
+    db->kind = kind;
+    if (!auth_rows_load(db) || !answer_rows_load(db) || (kind == SIM_KIND_CARD && !sim_holders_load(db))) {
+        snprintf(error, error_bytes, "cannot read the authorizations, answers and cardholders of %s", path);
         sim_db_close(db);
         return false;
     }
@@ -539,8 +545,7 @@ void sim_db_close(sim_db_t *db) {
     db->db = NULL;
     free(db->keys_seen);
     db->keys_seen = NULL;
-    free(db->holders_seen);
-    db->holders_seen = NULL;
+    sim_holders_clear(&db->holders);
     rowmap_clear(&db->auths);
     rowmap_clear(&db->answers);
     free(db->auth_recent);
@@ -643,6 +648,7 @@ void sim_db_rollback(sim_db_t *db) {
     /* The maps may name rows the rollback (or a failed COMMIT's) undid. */
     (void)auth_rows_load(db);
     (void)answer_rows_load(db);
+    if (db->kind == SIM_KIND_CARD) (void)sim_holders_load(db); /* its sums may hold moves undone */
 }
 
 const char *sim_col_text(sqlite3_stmt *stmt, int column) {

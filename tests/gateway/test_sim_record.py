@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The card simulator's record, version 3 (docs/channels.md, "The simulator's record"):
+"""The card simulator's record, version 4 (docs/channels.md, "The simulator's record"):
 rows appended in arrival order, authorizations found by id and answers by key through
 the connection's in-memory maps (rebuilt at every start), a key's first recorded
 arrival counted by its idempotency row (the view `arrivals` still says how many times
@@ -75,11 +75,11 @@ def v1_record(path):
 
 def started_on(write_record):
     """A card simulator started on a record an older version wrote ('write_record' makes
-    it at the path given); the start migrated it to version 3."""
+    it at the path given); the start migrated it to version 4."""
     sim = Sim("card")
     write_record(sim.db)
     sim.start()
-    check(sim.one("SELECT value FROM meta WHERE name = 'schema_version'")[0] == "3", "migrated to version 3")
+    check(sim.one("SELECT value FROM meta WHERE name = 'schema_version'")[0] == "4", "migrated to version 4")
     return sim
 
 
@@ -175,13 +175,13 @@ def test_newer_refused():
         expect(sim.client().post(AUTH, auth_body(amount=100), key="n-auth"), 200)
         check(sim.stop() == 0, "clean stop")
         db = sqlite3.connect(sim.db)
-        db.execute("UPDATE meta SET value = '4' WHERE name = 'schema_version'")
+        db.execute("UPDATE meta SET value = '5' WHERE name = 'schema_version'")
         db.commit()
         db.close()
         proc = subprocess.run(sim.command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               timeout=60)
         check(proc.returncode != 0, "a newer record refused: %r" % proc.returncode)
-        check("version 4, newer than this simulator's 3" in proc.stderr, "the versions named: %r" % proc.stderr)
+        check("version 5, newer than this simulator's 4" in proc.stderr, "the versions named: %r" % proc.stderr)
         db = sqlite3.connect(sim.db)
         check(db.execute("SELECT key FROM idempotency").fetchall() == [("n-auth",)], "the record left as it was")
         db.close()
