@@ -27,6 +27,12 @@ SCOPE = "paycore-ha"
 # Patroni's leader key lives TTL_S after its holder's last renewal: a failover takes
 # about that long. loop_wait + 2 * retry_timeout must stay below it.
 TTL_S, LOOP_WAIT_S, RETRY_TIMEOUT_S = 10, 1, 4
+# Waits scale with pcapi.TIMEOUT_S (20 s, 60 s under the sanitizers) like every test's:
+# one HTTP probe (a waiting standby answers nothing, so it is short), a process's stop,
+# a cluster's start.
+HTTP_TIMEOUT_S = pcapi.TIMEOUT_S / 10
+STOP_TIMEOUT_S = pcapi.TIMEOUT_S
+CLUSTER_TIMEOUT_S = pcapi.TIMEOUT_S * 9
 
 
 def tools_missing():
@@ -43,10 +49,10 @@ def wait_for(what, predicate, timeout_s):
         if value:
             return value
         time.sleep(0.1)
-    pcapi.fail("timed out after %d s waiting for %s" % (timeout_s, what))
+    pcapi.fail("timed out after %.0f s waiting for %s" % (timeout_s, what))
 
 
-def http_json(url, timeout_s=2):
+def http_json(url, timeout_s=HTTP_TIMEOUT_S):
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as resp:
             return json.loads(resp.read())
@@ -99,7 +105,7 @@ class Etcd:
                     "--initial-cluster-token", "paycore-test-%d" % os.getpid()]
             self.procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
             log.close()
-        wait_for("etcd to elect a leader", self.healthy, 60)
+        wait_for("etcd to elect a leader", self.healthy, pcapi.TIMEOUT_S * 3)
 
     def healthy(self):
         for proc, port in zip(self.procs, self.client_ports):
@@ -122,7 +128,7 @@ class Etcd:
                 proc.terminate()
         for proc in self.procs:
             try:
-                proc.wait(timeout=20)
+                proc.wait(timeout=STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
@@ -218,14 +224,14 @@ class PatroniNode:
             self.proc.wait()
             self.proc = None
         wait_for("%s's postgres to be gone" % self.name,
-                 lambda: postmaster is None or not os.path.exists("/proc/%d" % postmaster), 30)
+                 lambda: postmaster is None or not os.path.exists("/proc/%d" % postmaster), pcapi.TIMEOUT_S * 1.5)
 
     def stop(self):
         """A clean stop: Patroni stops PostgreSQL (fast) and hands over the leader key."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=60)
+                self.proc.wait(timeout=STOP_TIMEOUT_S * 3)
             except subprocess.TimeoutExpired:
                 self.kill()
         self.proc = None
@@ -243,7 +249,7 @@ class PatroniNode:
 class Cluster:
     """Three etcd members and two Patroni nodes (synchronous_mode) on loopback."""
 
-    def __init__(self, nodes=2, timeout_s=180):
+    def __init__(self, nodes=2, timeout_s=CLUSTER_TIMEOUT_S):
         self.timeout_s = timeout_s
         self.dir = tempfile.mkdtemp(prefix="paycore-ha-")
         if os.geteuid() == 0:
@@ -307,7 +313,7 @@ class Cluster:
     def psql(self, node, database, statement):
         argv = [os.path.join(PG_BIN, "psql"), "-h", "127.0.0.1", "-p", str(node.pg_port), "-U", USER, "-d", database,
                 "-v", "ON_ERROR_STOP=1", "-qAtc", statement]
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=pcapi.TIMEOUT_S * 3)
         if out.returncode != 0:
             raise RuntimeError("psql on %s: %s" % (node.name, out.stderr))
         return out.stdout.strip()
@@ -384,7 +390,7 @@ class Supervised:
     def ready(self):
         """True when the current process answers /readyz with 200 (a waiting standby
         answers nothing: a short timeout)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=HTTP_TIMEOUT_S)
         try:
             conn.request("GET", "/readyz")
             return conn.getresponse().status == 200
@@ -395,7 +401,7 @@ class Supervised:
 
     def role(self):
         """The role /healthz names ("writer", "standby"), or None (not answering)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=HTTP_TIMEOUT_S)
         try:
             conn.request("GET", "/healthz")
             r = conn.getresponse()
