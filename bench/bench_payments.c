@@ -49,6 +49,8 @@
  *   --quick  about 15 s     --full  about 50 s
  *   --profile SECONDS  payments only, for a profiler: prints "server_pid=N" once the
  *                      server is warm, then loads it for SECONDS (no result lines)
+ *   --hold  with --profile: once the load is over ("payments=" printed), keeps the
+ *           server and its files until standard input closes (a reader copies them)
  *   --cards N  the pool's size (1: the single-card stream)   --seed S  the pool's seed */
 #include <curl/curl.h>
 #include <errno.h>
@@ -1528,17 +1530,18 @@ static uint64_t flag_number(const char *flag, const char *value, uint64_t min, u
 }
 
 int main(int argc, char **argv) {
-    bool full = false;
+    bool full = false, hold = false;
     double profile_s = 0.0;
     for (int i = 1; i < argc; i++) {
         const char *value = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(argv[i], "--full") == 0) full = true;
         else if (strcmp(argv[i], "--quick") == 0) full = false;
         else if (strcmp(argv[i], "--profile") == 0 && value != NULL) profile_s = atof(argv[++i]);
+        else if (strcmp(argv[i], "--hold") == 0) hold = true;
         else if (strcmp(argv[i], "--cards") == 0) customer_count = (uint32_t)flag_number(argv[i++], value, 1, CARDS_MAX);
         else if (strcmp(argv[i], "--seed") == 0) pool_seed = flag_number(argv[i++], value, 0, UINT64_MAX);
         else {
-            fprintf(stderr, "usage: bench_payments [--quick | --full | --profile SECONDS] [--cards N] [--seed S]\n");
+            fprintf(stderr, "usage: bench_payments [--quick | --full | --profile SECONDS [--hold]] [--cards N] [--seed S]\n");
             return 2;
         }
     }
@@ -1569,6 +1572,8 @@ int main(int argc, char **argv) {
         payments_slice(base, merchant_key, profile_s, 0.0, &warm);
         printf("payments=%llu seconds=%.1f\n", (unsigned long long)warm.payments, warm.seconds);
         fflush(stdout);
+        while (hold && fgetc(stdin) != EOF) {
+        }
         cleanup();
         totals_free(&warm);
         return warm.errors == 0 ? 0 : 1;

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """bench/wal_tables.py: which tables and indexes the payments load writes, from the WAL.
 
-Runs `bench_payments --profile`, holds a read transaction on the server's database so
-that the WAL is not restarted, lets the load run, then reads the WAL frames written
+Runs `bench_payments --profile --hold`, holds a read transaction on the server's database so
+that the WAL is not restarted, waits for the load to end, then reads the WAL frames written
 meanwhile and names each frame's page by its B-tree (SQLite's dbstat). Prints one
 line per B-tree (WAL frames per payment, share) and a total, then for a few checkpoint
 intervals (frames written between two checkpoints) the database pages a checkpoint
@@ -19,7 +19,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import time
 
 WAL_HEADER = 32
 FRAME_HEADER = 24
@@ -59,26 +58,32 @@ def payments_count(db):
     return db.execute("SELECT count(*) FROM pay_objects WHERE kind = 'payment'").fetchone()[0]
 
 
+def read_until(bench, prefix):
+    """The value of the bench's first stdout line starting with 'prefix', or None at its end."""
+    for line in bench.stdout:
+        if line.startswith(prefix):
+            return int(line[len(prefix):].split()[0])
+    return None
+
+
 def main():
     build = sys.argv[1] if len(sys.argv) > 1 else "build"
     seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 8.0
-    bench = subprocess.Popen([os.path.join(build, "bench_payments"), "--profile", str(seconds + 4)],
-                             stdout=subprocess.PIPE, text=True)
-    pid = None
-    for line in bench.stdout:
-        if line.startswith("server_pid="):
-            pid = int(line.split("=")[1])
-            break
+    # --hold: the bench keeps its server and files once the load is over until its stdin
+    # closes, so the copy waits for the load's end, not for a guessed margin
+    bench = subprocess.Popen([os.path.join(build, "bench_payments"), "--profile", str(seconds), "--hold"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    pid = read_until(bench, "server_pid=")
     if pid is None:
         sys.exit("wal_tables: the bench did not start a server")
     argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
     path = argv[argv.index(b"--db") + 1].decode()
-    time.sleep(1.0)
     reader = sqlite3.connect(path, isolation_level=None, timeout=30)
     reader.execute("BEGIN")
     p0 = payments_count(reader)  # the read transaction holds the WAL from here on
     f0 = len(wal_frames(path + "-wal"))
-    time.sleep(seconds)
+    if read_until(bench, "payments=") is None:
+        sys.exit("wal_tables: the bench ended before its load did")
     out = tempfile.mkdtemp(prefix="wal-tables-")
     shutil.copy(path + "-wal", os.path.join(out, "db-wal"))
     shutil.copy(path, os.path.join(out, "db"))
@@ -86,6 +91,7 @@ def main():
     frames = wal_frames(os.path.join(out, "frames.wal"))[f0:]
     reader.execute("COMMIT")
     reader.close()
+    bench.stdin.close()
     bench.wait()
     copy = sqlite3.connect(os.path.join(out, "db"))
     p1 = payments_count(copy)
