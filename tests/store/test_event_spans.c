@@ -20,6 +20,7 @@
 #include "store/sqlite_internal.h"
 #include "store/store.h"
 #include "store/store_events.h"
+#include "store_start.h"
 #include "test.h"
 
 static char dir[256], db_path[300];
@@ -50,15 +51,6 @@ static uint32_t draw(uint32_t n) {
     rng ^= rng >> 7;
     rng ^= rng << 17;
     return (uint32_t)(rng % n);
-}
-
-static store_t *store_start(ledger_t **ledger) {
-    store_t *store;
-    journal_entry_t head;
-    ASSERT_STATUS(store_open(&store, db_path, &(store_options_t){.create = true}), PC_OK);
-    ASSERT_STATUS(ledger_open(ledger), PC_OK);
-    ASSERT_STATUS(store_load(store, *ledger, &head), PC_OK);
-    return store;
 }
 
 static void object_name(int object, char *out, size_t out_bytes) { snprintf(out, out_bytes, "obj_%d", object); }
@@ -348,7 +340,7 @@ static void dir_make(void) {
 static void test_listings_same(void) {
     dir_make();
     ledger_t *ledger;
-    store_t *store = store_start(&ledger);
+    store_t *store = test_store_start(db_path, &ledger);
     model_count = 0;
     for (int t = 0; t < 150; t++) transaction_run(store);
     spans_check();
@@ -367,8 +359,7 @@ static void test_listings_same(void) {
     spans_check();
     listings_check(store, 300);
     paging_check(store);
-    ledger_close(ledger);
-    store_close(store);
+    test_store_end(store, ledger);
     test_dir_remove(dir);
 }
 
@@ -376,7 +367,7 @@ static void test_listings_same(void) {
 static void test_one_owner_one_span(void) {
     dir_make();
     ledger_t *ledger;
-    store_t *store = store_start(&ledger);
+    store_t *store = test_store_start(db_path, &ledger);
     for (int rolled_back = 1; rolled_back >= 0; rolled_back--) {
         store_tx_t *tx;
         store_events_writer_t *writer;
@@ -400,8 +391,7 @@ static void test_one_owner_one_span(void) {
     ASSERT_EQ(sqlite3_column_int(stmt, 1), 49);
     sqlite3_finalize(stmt);
     sqlite3_close(db);
-    ledger_close(ledger);
-    store_close(store);
+    test_store_end(store, ledger);
     test_dir_remove(dir);
 }
 
@@ -410,9 +400,8 @@ static void test_one_owner_one_span(void) {
 static void test_listing_plan(void) {
     dir_make();
     ledger_t *ledger;
-    store_t *store = store_start(&ledger);
-    ledger_close(ledger);
-    store_close(store);
+    store_t *store = test_store_start(db_path, &ledger);
+    test_store_end(store, ledger);
     sqlite3 *db = file_open();
     for (int descending = 0; descending < 2; descending++) {
         store_events_query_t q = {.owner = "key_a", .descending = descending, .limit = 10};

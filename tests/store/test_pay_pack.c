@@ -21,6 +21,7 @@
 #include "store/sqlite_internal.h"
 #include "store/store.h"
 #include "store/store_payments.h"
+#include "store_start.h"
 #include "test.h"
 
 /* sha-256 of dictionary format 1: records packed with it are read with it */
@@ -245,20 +246,6 @@ static char *record_text(const char *id, uint32_t version, size_t *bytes_out) {
     return text;
 }
 
-static store_t *store_start(ledger_t **ledger) {
-    store_t *store;
-    journal_entry_t head;
-    ASSERT_STATUS(store_open(&store, db_path, &(store_options_t){.create = true}), PC_OK);
-    ASSERT_STATUS(ledger_open(ledger), PC_OK);
-    ASSERT_STATUS(store_load(store, *ledger, &head), PC_OK);
-    return store;
-}
-
-static void store_end(store_t *store, ledger_t *ledger) {
-    ledger_close(ledger);
-    store_close(store);
-}
-
 /* Versions 1 to 'count' of 'id' in one transaction, and the small record as version 99. */
 static void versions_write(store_t *store, const char *id, uint32_t count) {
     store_tx_t *tx;
@@ -331,21 +318,21 @@ static void dir_remove(void) { test_dir_remove(dir); }
 static void test_store_records(void) {
     dir_make();
     ledger_t *ledger;
-    store_t *store = store_start(&ledger);
+    store_t *store = test_store_start(db_path, &ledger);
     versions_write(store, "pay_new", 6);
     versions_check(store, "pay_new", 6);
-    store_end(store, ledger);
+    test_store_end(store, ledger);
     ASSERT_EQ(query_int("PRAGMA user_version"), STORE_SCHEMA_VERSION_MAX);
     ASSERT_EQ(query_int("SELECT count(*) FROM pay_versions WHERE object_id = 'pay_new' AND typeof(doc) = 'blob'"), 6);
     ASSERT_EQ(query_int("SELECT typeof(doc) = 'text' FROM pay_versions WHERE version = 99"), 1);
 
     v15_records_write("pay_old", 4);
-    store = store_start(&ledger); /* the migration */
+    store = test_store_start(db_path, &ledger); /* the migration */
     versions_check(store, "pay_old", 4);
     versions_write(store, "pay_after", 3);
     versions_check(store, "pay_after", 3);
     versions_check(store, "pay_old", 4);
-    store_end(store, ledger);
+    test_store_end(store, ledger);
     ASSERT_EQ(query_int("PRAGMA user_version"), STORE_SCHEMA_VERSION_MAX);
     ASSERT_EQ(query_int("SELECT count(*) FROM pay_versions WHERE object_id = 'pay_old' AND typeof(doc) = 'text'"), 5);
     ASSERT_EQ(query_int("SELECT count(*) FROM pay_versions WHERE object_id = 'pay_after' AND typeof(doc) = 'blob'"), 3);
@@ -392,7 +379,7 @@ static char *stored_hex(const char *id, uint32_t version) {
 static void test_packed_ahead(void) {
     dir_make();
     ledger_t *ledger;
-    store_t *store = store_start(&ledger);
+    store_t *store = test_store_start(db_path, &ledger);
     store_tx_t *tx;
     ASSERT_STATUS(store_tx_begin(store, &tx), PC_OK);
     for (uint32_t v = 1; v <= 5; v++) {
@@ -417,7 +404,7 @@ static void test_packed_ahead(void) {
     ASSERT_STATUS(store_pay_version_put(tx, "pay_plain", 99, small_record, strlen(small_record)), PC_OK);
     ASSERT_STATUS(store_tx_commit(tx), PC_OK);
     versions_check(store, "pay_ahead", 5);
-    store_end(store, ledger);
+    test_store_end(store, ledger);
     for (uint32_t v = 1; v <= 5; v++) {
         char *plain = stored_hex("pay_plain", v), *ahead = stored_hex("pay_ahead", v);
         ASSERT_STR_EQ(ahead, plain);

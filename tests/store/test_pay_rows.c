@@ -19,6 +19,7 @@
 #include "store/sqlite_internal.h"
 #include "store/store.h"
 #include "store/store_payments.h"
+#include "store_start.h"
 #include "test.h"
 
 static char dir[256], db_path[300], ref_path[300];
@@ -104,15 +105,6 @@ static void integrity_check(const char *path) {
     sqlite3_close(db);
 }
 
-static store_t *store_start(const char *path, ledger_t **ledger) {
-    store_t *store;
-    journal_entry_t head;
-    ASSERT_STATUS(store_open(&store, path, &(store_options_t){.create = true}), PC_OK);
-    ASSERT_STATUS(ledger_open(ledger), PC_OK);
-    ASSERT_STATUS(store_load(store, *ledger, &head), PC_OK);
-    return store;
-}
-
 /* ---- the objects the random writes make ---- */
 
 #define IDS 24
@@ -175,13 +167,12 @@ static void dir_make(void) {
 static void test_same_rows(void) {
     dir_make();
     ledger_t *ref_ledger;
-    store_t *ref_store = store_start(ref_path, &ref_ledger); /* the same schema, made by the store */
-    ledger_close(ref_ledger);
-    store_close(ref_store);
+    store_t *ref_store = test_store_start(ref_path, &ref_ledger); /* the same schema, made by the store */
+    test_store_end(ref_store, ref_ledger);
     sqlite3 *ref;
     ASSERT_EQ(sqlite3_open(ref_path, &ref), SQLITE_OK);
     ledger_t *ledger;
-    store_t *store = store_start(db_path, &ledger);
+    store_t *store = test_store_start(db_path, &ledger);
     object_state_t states[IDS], committed[IDS];
     memset(committed, 0, sizeof committed);
     uint64_t now_ns = 1700000000000000000ull;
@@ -220,8 +211,7 @@ static void test_same_rows(void) {
     ASSERT_TRUE(whole_rows > 20 && twice > 100);
     integrity_check(db_path);
     sqlite3_close(ref);
-    ledger_close(ledger);
-    store_close(store);
+    test_store_end(store, ledger);
     test_dir_remove(dir);
 }
 
@@ -241,7 +231,7 @@ static int64_t row_version(sqlite3 *db, const char *id) {
 static void test_waiting(void) {
     dir_make();
     ledger_t *ledger;
-    store_t *store = store_start(db_path, &ledger);
+    store_t *store = test_store_start(db_path, &ledger);
     sqlite_store_t *sqlite = (sqlite_store_t *)store;
     store_pay_object_t o = {.created_ns = 5, .updated_ns = 5, .version = 1, .doc = ""};
     snprintf(o.kind, sizeof o.kind, "payment");
@@ -290,8 +280,7 @@ static void test_waiting(void) {
     ASSERT_STATUS(store_tx_commit(tx), PC_OK);
     ASSERT_EQ(row_version(sqlite->db, "pay_16"), 1);
     ASSERT_EQ(row_version(sqlite->db, "pay_00"), 3);
-    ledger_close(ledger);
-    store_close(store);
+    test_store_end(store, ledger);
     test_dir_remove(dir);
 }
 
