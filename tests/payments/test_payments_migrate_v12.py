@@ -11,13 +11,12 @@ PostgreSQL layout does not change (docs/scaleout.md).
 Method: the fixture's files unpacked into a real server's and simulators' directories, real
 processes, the file read directly after clean stops (test_payments_migrate_v7.py's helpers)."""
 import os
-import signal
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fixture_v7 import FIXTURE_V12, creations, idem, migrate_test_main, raw, snapshot  # noqa: E402
 from paylib import card_payment, check, check_payment_ledgers, expect  # noqa: E402
-from test_payments_migrate_v7 import check_reads_same, check_replays_same, check_verify, env_from_fixture  # noqa: E402
+from test_payments_migrate_v7 import check_replays_same, migrated, restart_after_kill, start_reads_same  # noqa: E402
 
 
 def replays_same(env, keys, stored):
@@ -55,12 +54,10 @@ def check_layout(store, fixture_keys):
 
 
 def run(fixture_dir):
-    env, fixture, store = env_from_fixture(fixture_dir)
-    keys = fixture["keys"]
-    fixture_keys = [key for _, _, _, key in creations(None, None)]
-    try:
-        env.start()
-        check_reads_same(fixture["reads"], snapshot(env, keys))  # the old keys' replays among them
+    with migrated(fixture_dir) as (env, fixture, store):
+        keys = fixture["keys"]
+        fixture_keys = [key for _, _, _, key in creations(None, None)]
+        start_reads_same(env, fixture)  # the old keys' replays among them
         stored = []
         made = post_kept(env, keys, stored, "m1", "/v1/payments", card_payment(1700), "v13-new", 201)
         post_kept(env, keys, stored, "m1", "/v1/payments/%s/capture" % made["id"], {"amount": 700}, "v13-cap", 200)
@@ -72,16 +69,12 @@ def run(fixture_dir):
         replays_same(env, keys, stored)
         late = post_kept(env, keys, stored, "m2", "/v1/payments", card_payment(1900, capture="automatic"),
                          "v13-before-kill", 201)
-        env.stop(signal.SIGKILL)
-        env.start()
+        restart_after_kill(env)
         replays_same(env, keys, stored)
         check_replays_same(env, keys, fixture)
         check_payment_ledgers(env.admin, (made["id"], late["id"]))
         env.stop()
         check_layout(store, fixture_keys + ["v13-new", "v13-cap", "v13-before-kill"])
-        check_verify(env)
-    finally:
-        env.close()
 
 
 def main():

@@ -13,13 +13,12 @@ Method: the fixture's files unpacked into a real server's and simulators' direct
 processes, the file read directly after clean stops (test_payments_migrate_v7.py's helpers)."""
 import json
 import os
-import signal
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fixture_v7 import FIXTURE_V13, idem, migrate_test_main, raw, snapshot  # noqa: E402
+from fixture_v7 import FIXTURE_V13, idem, migrate_test_main, raw  # noqa: E402
 from paylib import card_payment, check, check_payment_ledgers, expect, pay_records  # noqa: E402
-from test_payments_migrate_v7 import check_reads_same, check_replays_same, check_verify, env_from_fixture  # noqa: E402
+from test_payments_migrate_v7 import check_replays_same, migrated, restart_after_kill, start_reads_same  # noqa: E402
 
 
 def fixture_ids(fixture):
@@ -80,12 +79,10 @@ def check_records(store, new_ids, old_ids):
 
 
 def run(fixture_dir):
-    env, fixture, store = env_from_fixture(fixture_dir)
-    keys = fixture["keys"]
-    pid = fixture_ids(fixture)
-    try:
-        env.start()
-        check_reads_same(fixture["reads"], snapshot(env, keys))
+    with migrated(fixture_dir) as (env, fixture, store):
+        keys = fixture["keys"]
+        pid = fixture_ids(fixture)
+        start_reads_same(env, fixture)
         old_versions = {pid[k]: json.loads(fixture["reads"]["payment " + pid[k]][1])["version"]
                         for k in ("fx-auth", "fx-m2b")}
         answers, latest = {}, {}
@@ -110,17 +107,13 @@ def run(fixture_dir):
         auto = post_kept(env, keys, answers, "m2", "/v1/payments", card_payment(1900, capture="automatic"),
                          "v14-before-kill", 201)
         latest[auto["id"]] = answers["v14-before-kill"][3]
-        env.stop(signal.SIGKILL)
-        env.start()
+        restart_after_kill(env)
         check_answers(env, keys, answers, latest)
         check_replays_same(env, keys, fixture)
         admin = env.client(keys["admin"])
         check_payment_ledgers(admin, latest)
         env.stop()
         check_records(store, [made["id"]], old_versions)
-        check_verify(env)
-    finally:
-        env.close()
 
 
 def main():

@@ -12,13 +12,12 @@ Method: the fixture's files unpacked into a real server's and simulators' direct
 processes, the file read directly after clean stops (test_payments_migrate_v7.py's helpers)."""
 import json
 import os
-import signal
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fixture_v7 import FIXTURE_V14, idem, migrate_test_main, snapshot  # noqa: E402
+from fixture_v7 import FIXTURE_V14, idem, migrate_test_main  # noqa: E402
 from paylib import all_pages, card_payment, check, expect  # noqa: E402
-from test_payments_migrate_v7 import check_reads_same, check_replays_same, check_verify, env_from_fixture  # noqa: E402
+from test_payments_migrate_v7 import check_replays_same, migrated, restart_after_kill, start_reads_same  # noqa: E402
 
 TRANSFER_TYPES = ("transfer.created", "transfer.posted", "transfer.voided", "transfer.expired")
 
@@ -72,12 +71,10 @@ def check_rows(store, old_seq_max):
 
 
 def run(fixture_dir):
-    env, fixture, store = env_from_fixture(fixture_dir)
-    keys = fixture["keys"]
-    try:
+    with migrated(fixture_dir) as (env, fixture, store):
+        keys = fixture["keys"]
         old_seq_max = max(seq for (seq,) in store.rows("SELECT seq FROM events"))
-        env.start()
-        check_reads_same(fixture["reads"], snapshot(env, keys))
+        start_reads_same(env, fixture)
         admin = env.client(keys["admin"])
         m1 = env.client(keys["m1"])
         old_events = all_events(admin)
@@ -94,8 +91,7 @@ def run(fixture_dir):
         env.start()
         check(all_events(env.client(keys["admin"])) == events, "the events read the same after a restart")
         auto = expect(m1.post("/v1/payments", card_payment(1900, capture="automatic"), **idem("v15-kill")), 201).json
-        env.stop(signal.SIGKILL)
-        env.start()
+        restart_after_kill(env)
         after_kill = all_events(env.client(keys["admin"]))
         check(after_kill[:len(events)] == events, "the events read the same after a SIGKILL")
         check(any(e["type"] == "transfer.posted" and e["data"]["resolving_transfer"]["id"] in
@@ -105,9 +101,6 @@ def run(fixture_dir):
         check_new_transfer_events(env.client(keys["admin"]), old_events, after_kill[len(old_events):])
         check_replays_same(env, keys, fixture)
         env.stop()
-        check_verify(env)
-    finally:
-        env.close()
 
 
 def main():

@@ -14,14 +14,13 @@ processes, the file read directly after clean stops (the records through tests' 
 which unpacks them with the store's code)."""
 import json
 import os
-import signal
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fixture_v7 import FIXTURE_V15, idem, migrate_test_main, raw, snapshot  # noqa: E402
+from fixture_v7 import FIXTURE_V15, idem, migrate_test_main, raw  # noqa: E402
 from paylib import all_pages, card_payment, check, check_payment_ledgers, expect, pay_records  # noqa: E402
 from test_payments_migrate_v13 import post_kept  # noqa: E402
-from test_payments_migrate_v7 import check_reads_same, check_replays_same, check_verify, env_from_fixture  # noqa: E402
+from test_payments_migrate_v7 import check_replays_same, migrated, restart_after_kill, start_reads_same  # noqa: E402
 
 
 def payment_events(admin):
@@ -68,15 +67,13 @@ def check_records(db, old_seq_max, shown):
 
 
 def run(fixture_dir):
-    env, fixture, store = env_from_fixture(fixture_dir)
-    keys = fixture["keys"]
-    pid = {json.loads(body)["id"]: key for key, (status, body) in fixture["reads"].items()
-           if key.startswith("replay fx-") and not key.endswith("changed") and status in (200, 201, 202)}
-    by_key = {key[len("replay "):]: p for p, key in pid.items()}
-    try:
+    with migrated(fixture_dir) as (env, fixture, store):
+        keys = fixture["keys"]
+        pid = {json.loads(body)["id"]: key for key, (status, body) in fixture["reads"].items()
+               if key.startswith("replay fx-") and not key.endswith("changed") and status in (200, 201, 202)}
+        by_key = {key[len("replay "):]: p for p, key in pid.items()}
         old_seq_max = max(seq for (seq,) in store.rows("SELECT seq FROM pay_versions"))
-        env.start()
-        check_reads_same(fixture["reads"], snapshot(env, keys))
+        start_reads_same(env, fixture)
         admin = env.client(keys["admin"])
         old_shown = payment_events(admin)
         answers, latest = {}, {}
@@ -106,8 +103,7 @@ def run(fixture_dir):
         auto = post_kept(env, keys, answers, "m2", "/v1/payments", card_payment(1900, capture="automatic"),
                          "v16-before-kill", 201)
         latest[auto["id"]] = answers["v16-before-kill"][3][1]
-        env.stop(signal.SIGKILL)
-        env.start()
+        restart_after_kill(env)
         check_answers(env, keys, answers, latest)
         check_replays_same(env, keys, fixture)
         admin = env.client(keys["admin"])
@@ -117,9 +113,6 @@ def run(fixture_dir):
         env.stop()
         check_records(env.server.db, old_seq_max, after_kill)
         check(store.version() == 17, "schema version 17 (16, then owner spans): %r" % store.version())
-        check_verify(env)
-    finally:
-        env.close()
 
 
 def main():

@@ -12,9 +12,11 @@ verify` passes.
 Method: the fixture's files unpacked into a real server's and simulators' directories
 (on PostgreSQL its pg_dump restored into a throwaway cluster), real processes, the
 store read directly after clean stops."""
+import contextlib
 import gzip
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -167,11 +169,8 @@ def check_layout(store, new, refund):
 
 
 def run(fixture_dir, cluster=None):
-    env, fixture, store = env_from_fixture(fixture_dir, cluster)
-    try:
-        env.start()
-        now = snapshot(env, fixture["keys"])
-        check_reads_same(fixture["reads"], now)
+    with migrated(fixture_dir, cluster) as (env, fixture, store):
+        start_reads_same(env, fixture)
         done, new, refund = go_on(env, fixture)
         shown = {pid: expect(env.admin.get("/v1/payments/" + pid), 200).raw for pid in done}
         env.stop()
@@ -186,9 +185,31 @@ def run(fixture_dir, cluster=None):
         listed = expect(m1.get("/v1/payments?status=captured&limit=100"), 200).json["data"]
         check({new["id"], done[1]} <= {p["id"] for p in listed}, "the status filter finds old and new payments")
         env.stop()
+
+
+@contextlib.contextmanager
+def migrated(fixture_dir, cluster=None):
+    """A migration test's frame: yields (env, fixture, store) with the fixture's server
+    files under a new Env (env_from_fixture); once the body is done, the server stopped,
+    `paycore verify` passes on the store; the Env is closed whatever happened."""
+    env, fixture, store = env_from_fixture(fixture_dir, cluster)
+    try:
+        yield env, fixture, store
         check_verify(env)
     finally:
         env.close()
+
+
+def start_reads_same(env, fixture):
+    """Starts the server on the migrated store: every read of the fixture answers the same."""
+    env.start()
+    check_reads_same(fixture["reads"], snapshot(env, fixture["keys"]))
+
+
+def restart_after_kill(env):
+    """SIGKILL, then a start: what was acknowledged must be there after it."""
+    env.stop(signal.SIGKILL)
+    env.start()
 
 
 def check_verify(env):

@@ -16,10 +16,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fixture_v7 import FIXTURE_V8, FIXTURE_V8_PG, creations, snapshot  # noqa: E402
+from fixture_v7 import FIXTURE_V8, FIXTURE_V8_PG, creations  # noqa: E402
 from paylib import card_payment, check, check_payment_ledger, expect  # noqa: E402
-from test_payments_migrate_v7 import (check_reads_same, check_verify, env_from_fixture, go_on,  # noqa: E402
-                                      run_fixtures_of)
+from test_payments_migrate_v7 import go_on, migrated, run_fixtures_of, start_reads_same  # noqa: E402
 
 
 def stored_reply(store, key):
@@ -77,10 +76,8 @@ def check_migrated_rows(store, fixture):
 
 
 def run(fixture_dir, cluster=None):
-    env, fixture, store = env_from_fixture(fixture_dir, cluster)
-    try:
-        env.start()
-        check_reads_same(fixture["reads"], snapshot(env, fixture["keys"]))
+    with migrated(fixture_dir, cluster) as (env, fixture, store):
+        start_reads_same(env, fixture)
         done, new, _ = go_on(env, fixture)
         answers = new_under_keys(env, fixture)
         check_replays(env, fixture, answers, "running")
@@ -101,9 +98,6 @@ def run(fixture_dir, cluster=None):
             check(got.raw == shown[pid], "%s reads the same after a restart" % pid)
             check_payment_ledger(env.admin, got.json, pid)
         env.stop()
-        check_verify(env)
-    finally:
-        env.close()
 
 
 def check_replay_old(env, fixture, key):

@@ -18,10 +18,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fixture_v7 import FIXTURE_V9, FIXTURE_V9_PG, pages, pcapi, snapshot  # noqa: E402
+from fixture_v7 import FIXTURE_V9, FIXTURE_V9_PG, pages, pcapi  # noqa: E402
 from paylib import card_payment, check, check_payment_ledger, expect  # noqa: E402
-from test_payments_migrate_v7 import (check_reads_same, check_verify, env_from_fixture, go_on,  # noqa: E402
-                                      run_fixtures_of)
+from test_payments_migrate_v7 import go_on, migrated, run_fixtures_of, start_reads_same  # noqa: E402
 
 
 def count(store, query, args=()):
@@ -97,11 +96,9 @@ def check_isolation(env, keys, payment_id, transfer_id):
 
 
 def run(fixture_dir, cluster=None):
-    env, fixture, store = env_from_fixture(fixture_dir, cluster)
-    keys = fixture["keys"]
-    try:
-        env.start()
-        check_reads_same(fixture["reads"], snapshot(env, keys))
+    with migrated(fixture_dir, cluster) as (env, fixture, store):
+        keys = fixture["keys"]
+        start_reads_same(env, fixture)
         env.stop()
         check_owner_rows(store, "migrated", True)
         env.start()
@@ -125,9 +122,6 @@ def run(fixture_dir, cluster=None):
         for pid in done:
             check_payment_ledger(env.admin, expect(env.admin.get("/v1/payments/" + pid), 200).json, pid)
         env.stop()
-        check_verify(env)
-    finally:
-        env.close()
 
 
 def main():
