@@ -125,6 +125,16 @@ class LockHolder:
         self.proc.wait(TIMEOUT_S)
 
 
+def waiting_on_lock(cluster, proc, log_path):
+    """Until serve's session waits for the advisory lock the holder has (pg_locks: not
+    granted): the state asserted next, seen, not assumed after a pause."""
+    deadline = time.time() + TIMEOUT_S * 3
+    while int(cluster.sql("paycore", "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")) == 0:
+        check(proc.poll() is None and time.time() < deadline,
+              "serve never waited for the pipeline lock: " + open(log_path).read()[-1000:])
+        time.sleep(0.05)
+
+
 def pipeline_lock_bounded(cluster, db, url, work):
     holder = LockHolder(cluster)
     try:
@@ -148,7 +158,7 @@ def pipeline_lock_bounded(cluster, db, url, work):
         proc = subprocess.Popen([BIN, "serve", "--db", db, "--store", url, "--listen", "127.0.0.1:0",
                                  "--no-events"], stdout=subprocess.DEVNULL, stderr=log)
         log.close()
-        time.sleep(3)
+        waiting_on_lock(cluster, proc, log_path)
         check(proc.poll() is None and "listening" not in open(log_path).read(),
               "serve waits while the pipeline lock is held: " + open(log_path).read()[-1000:])
     finally:
