@@ -11,6 +11,12 @@
  * I/O error, a full disk or no memory in a statement without a statement journal) are
  * refused at COMMIT, never inserted on their own. The multi-row SQL of every row count
  * 1..16, with and without a tail (the payments' objects' upsert).
+ * Payments' objects' rows: a flush of first versions and new versions (the same listing
+ * keys, other keys, no row yet, a first version over a row that is there) leaves each
+ * row as one statement a write did, the first final answer kept; a flush of first
+ * versions copies no page into a statement journal (counted where SQLite opens one,
+ * with no spill to memory); a full disk in their insert rolls the whole transaction
+ * back and the new versions waiting with them are not written on their own.
  * Method: payment version records and transfers put through the store's transactions,
  * counted with SQL inside the transaction (its own connection) and in the file after. */
 #include <sodium.h>
@@ -22,6 +28,7 @@
 #include "journal/journal.h"
 #include "ledger/ledger.h"
 #include "store/sqlite_internal.h"
+#include "store/sqlite_pcache.h"
 #include "store/store.h"
 #include "store/store_payments.h"
 #include "test.h"
@@ -29,6 +36,9 @@
 #define COUNT_MAX (2 * STORE_SQLITE_ROWS_PER_INSERT + 3)
 
 static char dir[256], db_path[300];
+
+#define PAY_TEST_ROWS 8            /* first versions of one flush */
+#define PAY_TEST_BIG_BYTES 9000    /* a document that spills to overflow pages */
 
 /* The single integer 'sql' answers on 'db'. */
 static int64_t query_int(sqlite3 *db, const char *sql) {
@@ -256,6 +266,166 @@ static void test_transaction_gone(void) {
     store_stop(store, ledger);
 }
 
+/* ---- payments' objects' rows (sqlite_payments.c) ---- */
+
+/* Sub-journals (statement journals) SQLite opened through the VFS: with no spill to
+ * memory (SQLITE_CONFIG_STMTJRNL_SPILL 0, set before SQLite starts) and temp_store=FILE
+ * on the connection, every statement journal that copies a page opens one. */
+static sqlite3_vfs counting_vfs;
+static sqlite3_vfs *counting_below;
+static int subjournals_opened;
+
+static int counting_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int flags, int *out_flags) {
+    (void)vfs;
+    if (flags & SQLITE_OPEN_SUBJOURNAL) subjournals_opened++;
+    return counting_below->xOpen(counting_below, name, file, flags, out_flags);
+}
+
+/* Below every VFS the store registers after it (they wrap the default one). */
+static void counting_vfs_install(void) {
+    counting_below = sqlite3_vfs_find(NULL);
+    ASSERT_TRUE(counting_below != NULL);
+    counting_vfs = *counting_below;
+    counting_vfs.zName = "paycore-test-subjournals";
+    counting_vfs.xOpen = counting_open;
+    ASSERT_EQ(sqlite3_vfs_register(&counting_vfs, 1), SQLITE_OK);
+}
+
+static store_pay_object_t object_row(const char *id, uint32_t version, const char *merchant_id, const char *doc) {
+    store_pay_object_t o = {.version = version, .created_ns = 1000, .updated_ns = 1000 + version, .doc = (char *)doc,
+                            .doc_bytes = strlen(doc)};
+    snprintf(o.id, sizeof o.id, "%s", id);
+    snprintf(o.kind, sizeof o.kind, "payment");
+    snprintf(o.merchant_id, sizeof o.merchant_id, "%s", merchant_id);
+    snprintf(o.status, sizeof o.status, "%s", version == 1 ? "created" : "captured");
+    return o;
+}
+
+static void objects_commit(store_t *store, const store_pay_object_t *rows, uint32_t count) {
+    store_tx_t *tx;
+    ASSERT_STATUS(store_tx_begin(store, &tx), PC_OK);
+    for (uint32_t i = 0; i < count; i++) ASSERT_STATUS(store_pay_object_put(tx, &rows[i]), PC_OK);
+    ASSERT_STATUS(store_tx_commit(tx), PC_OK);
+}
+
+/* The row of 'id' in the file as "merchant|status|version|doc|answer_version|answer_status". */
+static void object_check(const char *id, const char *want) {
+    sqlite3 *db;
+    sqlite3_stmt *stmt;
+    ASSERT_EQ(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    ASSERT_EQ(sqlite3_prepare_v2(db,
+                                 "SELECT merchant_id || '|' || status || '|' || version || '|' || doc || '|' ||"
+                                 " answer_version || '|' || answer_status FROM pay_objects WHERE id = ?1",
+                                 -1, &stmt, NULL),
+              SQLITE_OK);
+    sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
+    ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+    ASSERT_STR_EQ((const char *)sqlite3_column_text(stmt, 0), want);
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+}
+
+/* One flush of first versions (new objects, and one over a row that is there) and new
+ * versions (the same listing keys, other keys, no row yet): the insert and the upsert
+ * leave rows for the rows written again alone; every row as one statement a write
+ * left it, the first final answer kept. */
+static void test_objects_new_and_updated(void) {
+    store_t *store;
+    ledger_t *ledger;
+    store_start("paycore-rows-objects", &store, &ledger);
+    store_pay_object_t before[3] = {object_row("pay_a", 1, "m1", "a1"), object_row("pay_b", 1, "m1", "b1"),
+                                    object_row("pay_c", 1, "m1", "c1")};
+    before[1].answer_version = 1; /* pay_b's first final answer */
+    before[1].answer_status = 201;
+    objects_commit(store, before, 3);
+    store_pay_object_t batch[6] = {
+        object_row("pay_new1", 1, "m1", "n1"), object_row("pay_a", 2, "m1", "a2"), /* same keys */
+        object_row("pay_b", 2, "m1", "b2"),    object_row("pay_c", 1, "m2", "c1 again"), /* over a row */
+        object_row("pay_new2", 1, "m1", "n2"), object_row("pay_d", 3, "m3", "d3"), /* no row yet */
+    };
+    batch[1].answer_version = 2;
+    batch[1].answer_status = 200;
+    batch[2].answer_version = 2; /* not kept: pay_b has its first */
+    batch[2].answer_status = 402;
+    objects_commit(store, batch, 6);
+    ASSERT_EQ(file_int("SELECT count(*) FROM pay_objects"), 6);
+    object_check("pay_new1", "m1|created|1|n1|0|0");
+    object_check("pay_a", "m1|captured|2|a2|2|200");
+    object_check("pay_b", "m1|captured|2|b2|1|201");
+    object_check("pay_c", "m2|created|1|c1 again|0|0");
+    object_check("pay_new2", "m1|created|1|n2|0|0");
+    object_check("pay_d", "m3|captured|3|d3|0|0");
+    /* listing keys changed: the whole row again, its first final answer the new one's */
+    store_pay_object_t moved = object_row("pay_b", 3, "m9", "b3");
+    moved.answer_version = 3;
+    moved.answer_status = 409;
+    objects_commit(store, &moved, 1);
+    object_check("pay_b", "m9|captured|3|b3|3|409");
+    store_stop(store, ledger);
+}
+
+/* A flush of first versions (new payments) copies no page into a statement journal:
+ * the multi-row upsert that wrote them did. */
+static void test_objects_first_versions_no_statement_journal(void) {
+    store_t *store;
+    ledger_t *ledger;
+    store_start("paycore-rows-journal", &store, &ledger);
+    sqlite3 *db = ((sqlite_store_t *)store)->db;
+    ASSERT_EQ(sqlite3_exec(db, "PRAGMA temp_store=FILE", NULL, NULL, NULL), SQLITE_OK);
+    store_pay_object_t rows[PAY_TEST_ROWS];
+    char ids[PAY_TEST_ROWS][16];
+    for (uint32_t round = 0; round < 3; round++) {
+        for (uint32_t i = 0; i < PAY_TEST_ROWS; i++) {
+            snprintf(ids[i], sizeof ids[i], "pay_%u_%02u", round, i);
+            rows[i] = object_row(ids[i], 1, "m1", "{}");
+        }
+        int opened = subjournals_opened;
+        objects_commit(store, rows, PAY_TEST_ROWS);
+        ASSERT_EQ(subjournals_opened - opened, 0);
+    }
+    ASSERT_EQ(file_int("SELECT count(*) FROM pay_objects"), 3 * PAY_TEST_ROWS);
+    store_stop(store, ledger);
+}
+
+/* A full disk in the insert of first versions (no statement journal): SQLite rolls the
+ * whole transaction back, and the upsert of the new versions waiting with them is not
+ * run on its own (it would commit alone): the file holds nothing of the batch. */
+static void test_objects_insert_full_rolls_back(void) {
+    store_t *store;
+    ledger_t *ledger;
+    store_start("paycore-rows-full", &store, &ledger);
+    store_pay_object_t old = object_row("pay_old", 1, "m1", "o1");
+    objects_commit(store, &old, 1);
+    static char big[PAY_TEST_BIG_BYTES];
+    memset(big, 'x', sizeof big - 1);
+    store_pay_object_t batch[PAY_TEST_ROWS + 1];
+    char ids[PAY_TEST_ROWS][16];
+    for (uint32_t i = 0; i < PAY_TEST_ROWS; i++) {
+        snprintf(ids[i], sizeof ids[i], "pay_big_%02u", i);
+        batch[i] = object_row(ids[i], 1, "m1", big); /* each needs pages the file has not */
+    }
+    batch[PAY_TEST_ROWS] = object_row("pay_old", 2, "m1", "o2"); /* fits its page */
+    sqlite3 *db = ((sqlite_store_t *)store)->db;
+    ASSERT_TRUE(query_int(db, "PRAGMA freelist_count") * 4096 < (int64_t)sizeof big);
+    store_tx_t *tx;
+    ASSERT_STATUS(store_tx_begin(store, &tx), PC_OK);
+    for (uint32_t i = 0; i <= PAY_TEST_ROWS; i++) ASSERT_STATUS(store_pay_object_put(tx, &batch[i]), PC_OK);
+    char sql[96];
+    snprintf(sql, sizeof sql, "PRAGMA max_page_count = %lld", (long long)query_int(db, "PRAGMA page_count"));
+    ASSERT_EQ(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    ASSERT_TRUE(store_tx_commit(tx) != PC_OK);
+    ASSERT_EQ(sqlite3_extended_errcode(db) & 0xff, SQLITE_FULL);
+    ASSERT_EQ(file_int("SELECT count(*) FROM pay_objects"), 1);
+    object_check("pay_old", "m1|created|1|o1|0|0");
+    ASSERT_STATUS(store_failed(store), PC_OK);
+    /* room again: the same batch goes in */
+    ASSERT_EQ(sqlite3_exec(db, "PRAGMA max_page_count = 1073741823", NULL, NULL, NULL), SQLITE_OK);
+    objects_commit(store, batch, PAY_TEST_ROWS + 1);
+    ASSERT_EQ(file_int("SELECT count(*) FROM pay_objects"), PAY_TEST_ROWS + 1);
+    object_check("pay_old", "m1|captured|2|o2|0|0");
+    store_stop(store, ledger);
+}
+
 /* The multi-row SQL as a plain loop writes it. */
 static void sql_expected(char *out, size_t out_bytes, const char *head, uint32_t columns, uint32_t rows,
                          const char *tail) {
@@ -301,11 +471,19 @@ static void test_sql_every_count(void) {
 }
 
 int main(void) {
+    /* before SQLite starts: statement journals through the VFS (counting_vfs) */
+    ASSERT_EQ(sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, 0), SQLITE_OK);
+    ASSERT_EQ(sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0), SQLITE_OK); /* as the store's start */
+    ASSERT_TRUE(store_sqlite_pcache_install());
+    counting_vfs_install();
     ASSERT_TRUE(sodium_init() >= 0);
     TEST_RUN(test_every_count);
     TEST_RUN(test_version_fails_mid_statement);
     TEST_RUN(test_transfer_fails);
     TEST_RUN(test_transaction_gone);
     TEST_RUN(test_sql_every_count);
+    TEST_RUN(test_objects_new_and_updated);
+    TEST_RUN(test_objects_first_versions_no_statement_journal);
+    TEST_RUN(test_objects_insert_full_rolls_back);
     return test_finish();
 }
