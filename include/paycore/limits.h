@@ -462,10 +462,12 @@ static_assert(RISK_STORE_BATCH_MAX <= RISK_STORE_QUEUE_MAX, "a store batch comes
 #define SIM_SETTLE_BATCH_MAX 100                /* bank transfers decided in one transaction */
 #define SIM_CALLBACKS_PER_PASS 32               /* deliveries before the worker looks again */
 #define SIM_CONNECTION_IDLE_S 120               /* an idle keep-alive connection is closed */
-#define SIM_CONNECTION_MEMORY_BYTES (8 * 1024)  /* one connection's headers and buffers: a request's
-                                                   headers are a few hundred bytes (MHD answers 431 above);
-                                                   MHD zeroes the whole pool between two requests of a
-                                                   kept-alive connection, so a larger one costs each request */
+#define SIM_CONNECTION_MEMORY_BYTES (4 * 1024)  /* one connection's headers and buffers: a request's
+                                                   line and headers fit up to ~3.8 KiB (MHD answers 431
+                                                   above), the largest legal one (a 1 KiB path, a 256-byte
+                                                   key, an id) ~1.5 KiB; MHD zeroes the whole pool, and half
+                                                   of it again, between two requests of a kept-alive
+                                                   connection: 8 KiB cost ~12k instructions a request */
 #define SIM_LOOP_WAIT_MS_MAX 1000               /* the event loop looks at the clock at least this often */
 #define SIM_STMT_CACHE_MAX 96                   /* prepared statements: the simulator has ~60 */
 #define SIM_CHECKPOINT_WAL_KIB (32 * 1024)      /* WAL written (pages of the record's size) before the worker

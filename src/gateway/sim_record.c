@@ -138,9 +138,18 @@ static const char *const migrate_v3_copy_sql =
     " WHERE m.card_number = cardholder_openings.number AND m.currency = cardholder_openings.currency;"
     " UPDATE meta SET value = '4' WHERE name = 'schema_version';";
 
-/* Card authorizations with their record's row, for the map of ids (sim_db_auth_*). */
-static const char *const auth_rows_sql =
-    "SELECT a.id, a.rowid, r.rowid FROM authorizations a JOIN records r ON r.id = a.id AND r.kind = 'authorization'";
+/* Card authorizations and their records' rows, for the map of ids (sim_db_auth_*): an
+ * authorization's row and its record's are written together, so both lists in rowid
+ * order pair up one by one (auth_rows_load). Where they do not (a version 1 record's
+ * migration copied the records in time order), both are sorted by id and merged. No
+ * index on records.id: a join on it built an automatic index at every open (~20 s for
+ * a million authorizations), where the walk reads each table once. */
+static const char *const auth_rows_in_order_sql[2] = {
+    "SELECT id, rowid FROM authorizations ORDER BY rowid",
+    "SELECT id, rowid FROM records WHERE kind = 'authorization' ORDER BY rowid"};
+static const char *const auth_rows_by_id_sql[2] = {
+    "SELECT id, rowid FROM authorizations ORDER BY id, rowid",
+    "SELECT id, rowid FROM records WHERE kind = 'authorization' ORDER BY id, rowid"};
 
 /* ---- keys seen ---- */
 
@@ -273,17 +282,19 @@ static bool rowmap_next(const sim_rowmap_t *map, const char *text, uint32_t *cur
     return false;
 }
 
-/* (Re)fills 'map' from 'sql' (text, row, row2 per row); on failure the map is left
- * empty and unloaded (slots NULL), and 'what' is logged. */
-static bool rowmap_load(sim_db_t *db, sim_rowmap_t *map, const char *sql, const char *what) {
+/* (Re)fills 'map' from 'sql' (text, row, row2 per row), noting each text in the filter
+ * 'seen' too (NULL: none); on failure the map is left empty and unloaded (slots NULL),
+ * and 'what' is logged. */
+static bool rowmap_load(sim_db_t *db, sim_rowmap_t *map, uint64_t *seen, const char *sql, const char *what) {
     rowmap_clear(map);
     sqlite3_stmt *stmt = NULL;
     bool ok = rowmap_grow(map);
     int rc = ok ? sqlite3_prepare_v2(db->db, sql, -1, &stmt, NULL) : SQLITE_NOMEM;
     if (ok && rc == SQLITE_OK) {
         while (ok && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-            ok = rowmap_note(map, sim_col_text(stmt, 0), sqlite3_column_int64(stmt, 1),
-                             sqlite3_column_int64(stmt, 2));
+            const char *text = sim_col_text(stmt, 0);
+            seen_note(seen, text);
+            ok = rowmap_note(map, text, sqlite3_column_int64(stmt, 1), sqlite3_column_int64(stmt, 2));
         }
     }
     sqlite3_finalize(stmt);
@@ -307,10 +318,53 @@ bool sim_db_auth_next(const sim_db_t *db, const char *id, uint32_t *cursor, int6
     return rowmap_next(&db->auths, id, cursor, auth_row, record_row);
 }
 
+typedef enum { AUTH_PAIRS_DONE, AUTH_PAIRS_OUT_OF_ORDER, AUTH_PAIRS_FAILED, AUTH_PAIRS_NO_MEMORY } auth_pairs_end;
+
+/* Steps the authorizations ('stmts'[0]) and their records ([1]) together, noting each
+ * pair of equal ids. Sorted by id, the row with the smaller id steps alone (it has no
+ * partner); in rowid order any difference ends the walk (OUT_OF_ORDER). */
+static auth_pairs_end auth_pairs_walk(sim_db_t *db, sqlite3_stmt *const stmts[2], bool by_id) {
+    int rc[2] = {sqlite3_step(stmts[0]), sqlite3_step(stmts[1])};
+    while (rc[0] == SQLITE_ROW && rc[1] == SQLITE_ROW) {
+        int order = strcmp(sim_col_text(stmts[0], 0), sim_col_text(stmts[1], 0));
+        if (order != 0 && !by_id) return AUTH_PAIRS_OUT_OF_ORDER;
+        if (order == 0 && !rowmap_note(&db->auths, sim_col_text(stmts[0], 0), sqlite3_column_int64(stmts[0], 1),
+                                       sqlite3_column_int64(stmts[1], 1))) {
+            return AUTH_PAIRS_NO_MEMORY;
+        }
+        if (order <= 0) rc[0] = sqlite3_step(stmts[0]);
+        if (order >= 0) rc[1] = sqlite3_step(stmts[1]);
+    }
+    if ((rc[0] != SQLITE_ROW && rc[0] != SQLITE_DONE) || (rc[1] != SQLITE_ROW && rc[1] != SQLITE_DONE)) {
+        return AUTH_PAIRS_FAILED;
+    }
+    return rc[0] == rc[1] || by_id ? AUTH_PAIRS_DONE : AUTH_PAIRS_OUT_OF_ORDER;
+}
+
+/* One walk of the two lists 'sql' reads into the emptied map. */
+static auth_pairs_end auth_pairs_load(sim_db_t *db, const char *const sql[2], bool by_id) {
+    rowmap_clear(&db->auths);
+    sqlite3_stmt *stmts[2] = {NULL, NULL};
+    auth_pairs_end end = rowmap_grow(&db->auths) ? AUTH_PAIRS_FAILED : AUTH_PAIRS_NO_MEMORY;
+    if (end == AUTH_PAIRS_FAILED && sqlite3_prepare_v2(db->db, sql[0], -1, &stmts[0], NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db->db, sql[1], -1, &stmts[1], NULL) == SQLITE_OK) {
+        end = auth_pairs_walk(db, stmts, by_id);
+    }
+    sqlite3_finalize(stmts[0]);
+    sqlite3_finalize(stmts[1]);
+    return end;
+}
+
 /* (Re)fills the map from the record; on failure the map is left empty and unloaded
  * (lookups find nothing, and answer 500: the record is failing anyway). */
 static bool auth_rows_load(sim_db_t *db) {
-    return rowmap_load(db, &db->auths, auth_rows_sql, "authorizations");
+    auth_pairs_end end = auth_pairs_load(db, auth_rows_in_order_sql, false);
+    if (end == AUTH_PAIRS_OUT_OF_ORDER) end = auth_pairs_load(db, auth_rows_by_id_sql, true);
+    if (end == AUTH_PAIRS_DONE) return true;
+    obs_logf(OBS_LEVEL_ERROR, "simulator record: the map of authorizations cannot be loaded (%s)",
+             end == AUTH_PAIRS_NO_MEMORY ? "out of memory" : sqlite3_errmsg(db->db));
+    rowmap_clear(&db->auths);
+    return false;
 }
 
 /* ---- answers by idempotency key ---- */
@@ -319,8 +373,11 @@ static bool auth_rows_load(sim_db_t *db) {
 static const char *const answer_row_sql =
     "SELECT operation, request_sha256, http_status, response, key FROM idempotency WHERE rowid = ?";
 
+/* The answers' keys go into the filter of keys seen in the same scan (the largest
+ * table: a second read of it took as long as the map). Again after a rollback: a
+ * key noted twice changes nothing. */
 static bool answer_rows_load(sim_db_t *db) {
-    return rowmap_load(db, &db->answers, "SELECT key, rowid, 0 FROM idempotency", "answers");
+    return rowmap_load(db, &db->answers, db->keys_seen, "SELECT key, rowid, 0 FROM idempotency", "answers");
 }
 
 int sim_db_answer_find(sim_db_t *db, const char *key, sqlite3_stmt **out) {
@@ -382,10 +439,10 @@ static uint64_t *seen_load(sim_db_t *db, const char *sql, const char *without) {
     return NULL;
 }
 
-/* The keys of arrival_counts and idempotency. */
+/* The keys of arrival_counts; those of idempotency follow with the map of answers
+ * (answer_rows_load), before any request. */
 static void seen_filters_load(sim_db_t *db) {
-    db->keys_seen = seen_load(db, "SELECT key FROM arrival_counts UNION ALL SELECT key FROM idempotency",
-                              "keys: every arrival reads its count");
+    db->keys_seen = seen_load(db, "SELECT key FROM arrival_counts", "keys: every arrival reads its count");
 }
 
 /* Creates the file 0600 before SQLite opens it (SQLite gives its -wal and -shm files

@@ -3,6 +3,8 @@ promises on idempotency (one application per key, the first answer byte for byte
 3-D Secure, captures, voids and refunds, and refuses bad requests with a 400 naming the
 field while changing nothing. Method: a real `paycore simulator card` on loopback,
 driven over HTTP; every effect is checked in the simulator's own SQLite record."""
+import http.client
+import json
 import os
 import stat
 import sys
@@ -287,6 +289,61 @@ def test_bad_requests(sim, c):
           "refusals are not recorded under their key")
 
 
+def send_head(conn, method, path, headers, body=b""):
+    """One request on 'conn' (kept alive), its head exactly 'headers' (no header of
+    http.client's own); returns (status, JSON or None)."""
+    conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+    for name, value in headers:
+        conn.putheader(name, value)
+    conn.endheaders(body)
+    resp = conn.getresponse()
+    raw = resp.read()
+    try:
+        return resp.status, json.loads(raw)
+    except ValueError:
+        return resp.status, None
+
+
+def test_largest_request():
+    """The largest request the protocol allows fits a connection's memory, again and
+    again on one kept-alive connection (the gateway's own headers, curl's, a 256-byte
+    API key, a 64-byte key, a 255-byte merchant_ref, then a path of 1 KiB); a head
+    past the documented bound (~3.8 KiB) is 431, and changes nothing."""
+    api_key = "k" * 256
+    sim = Sim("card", config={"api_key": api_key}).start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", sim.port, timeout=sim.client().timeout_s)
+        common = [("Host", "255.255.255.255:65535"), ("User-Agent", "libcurl-agent/1.0 " + "u" * 40),
+                  ("Accept", "application/json"), ("Authorization", "Bearer " + api_key)]
+        for i in range(3):
+            body = json.dumps(auth_body(merchant_ref="m" * 255)).encode()
+            key = ("big-%d-" % i) + "x" * 58
+            status, auth = send_head(conn, "POST", AUTH, common + [
+                ("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+                ("Idempotency-Key", key)], body)
+            check(status == 200 and auth["status"] == "approved", "largest authorization %d: %d %r" % (i, status, auth))
+            body = b'{"amount":1999,"merchant_ref":"' + b"r" * 255 + b'"}'
+            status, cap = send_head(conn, "POST", AUTH + "/" + auth["id"] + "/captures", common + [
+                ("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+                ("Idempotency-Key", key[:-1] + "c")], body)
+            check(status == 200 and cap["status"] == "approved", "largest capture %d: %d %r" % (i, status, cap))
+            status, missing = send_head(conn, "GET", "/v1/authorizations/" + "a" * 1005, common)
+            check(status == 404 and missing["error"]["code"] == "not_found", "a 1 KiB path: %d %r" % (status, missing))
+        conn.close()
+        before = record_count(sim)
+        conn = http.client.HTTPConnection("127.0.0.1", sim.port, timeout=sim.client().timeout_s)
+        body = json.dumps(auth_body()).encode()
+        status, _ = send_head(conn, "POST", AUTH, common + [
+            ("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+            ("Idempotency-Key", "big-head"), ("X-Padding", "p" * 3500)], body)
+        conn.close()
+        check(status == 431, "a head past ~3.8 KiB: want 431, got %d" % status)
+        check(record_count(sim) == before and sim.rows("SELECT key FROM idempotency WHERE key = 'big-head'") == [],
+              "a refused head changes nothing")
+    finally:
+        sim.close()
+
+
 def test_auth_and_files(c_dir):
     """With an api_key every request but /healthz needs it; the record is mode 0600;
     a restart keeps the record (a replay after restart is the same answer)."""
@@ -406,6 +463,7 @@ def main():
     finally:
         sim.close()
     test_auth_and_files(None)
+    test_largest_request()
     test_data_file()
     test_inquiries_follow_rows()
     print("ok")

@@ -296,6 +296,51 @@ def test_map_after_restart():
         sim.close()
 
 
+def clone_out_of_order(path, source_id, count):
+    """Copies of one authorization with ids auth_o<23 hex>: the authorizations' rows
+    appended in one order, their records' in the reverse, so the two tables' rowid
+    orders disagree (as a version 1 record's migration left them)."""
+    db = sqlite3.connect(path)
+    for i in range(count):
+        db.execute("INSERT INTO authorizations(id, card_number, status, response_code, amount, currency,"
+                   " capture_requested, idempotency_key) SELECT ?, card_number, status, response_code, amount,"
+                   " currency, 0, 'ooo-' || ? FROM authorizations WHERE id = ?", ("auth_o%023x" % i, i, source_id))
+    for i in reversed(range(count)):
+        db.execute("INSERT INTO records(id, kind, idempotency_key, status, response_code, amount, currency,"
+                   " created_at_ms) SELECT ?, kind, 'ooo-' || ?, status, response_code, amount, currency,"
+                   " created_at_ms FROM records WHERE id = ?", ("auth_o%023x" % i, i, source_id))
+    db.commit()
+    db.close()
+
+
+def test_map_out_of_order():
+    """Authorizations whose rows and records' rows are not in the same order are
+    paired by id at start: a void after a restart reaches its own record row, and a
+    capture its own authorization row."""
+    sim = Sim("card").start()
+    try:
+        c = sim.client()
+        auth = expect(c.post(AUTH, auth_body(amount=500), key="o-auth"), 200).json
+        check(sim.stop() == 0, "clean stop")
+        clone_out_of_order(sim.db, auth["id"], 300)
+        sim.start()
+        c = sim.client()
+        for i in (0, 150, 299):
+            clone_id = "auth_o%023x" % i
+            void = expect(c.post(AUTH + "/" + clone_id + "/void", {}, key="o-void%d" % i), 200).json
+            check(void["status"] == "approved" and void["authorization_id"] == clone_id, "voided: %r" % void)
+            check(sim.one("SELECT status FROM records WHERE id = ? AND kind = 'authorization'", (clone_id,))[0] ==
+                  "voided", "the void of clone %d reached its own record row" % i)
+        check(sim.one("SELECT count(*) FROM records WHERE status = 'voided'")[0] == 3, "no other record voided")
+        cap = expect(c.post(AUTH + "/auth_o%023x/captures" % 7, {"amount": 500}, key="o-cap"), 200).json
+        check(cap["status"] == "approved" and cap["captured_total"] == 500, "clone 7 captured: %r" % cap)
+        check(sim.one("SELECT captured_total FROM authorizations WHERE id = ?", ("auth_o%023x" % 7,))[0] == 500,
+              "the capture reached its row")
+        check("map of authorizations" not in sim.log(), "the map was loaded: %s" % sim.log()[-2000:])
+    finally:
+        sim.close()
+
+
 def page_size(path):
     db = sqlite3.connect(path)
     try:
@@ -349,6 +394,7 @@ def main():
     test_answers_after_kill()
     test_counts_and_map()
     test_map_after_restart()
+    test_map_out_of_order()
     test_page_sizes()
     print("ok")
 
