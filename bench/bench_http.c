@@ -9,8 +9,9 @@
  * One line per pair, then per mode:
  *   http_engine mode=M connections=N threads=T per_s=… mhd_per_s=… ratio=… \
  *     server_cpu_us=… mhd_server_cpu_us=… cpu_ratio=…
- * (ratio = engine / MHD requests per second; cpu_ratio = engine / MHD server CPU per
- * request: the server's threads only, read from /proc by thread name).
+ * (medians over the pairs; ratio = the median of each pair's engine / MHD requests per
+ * second; cpu_ratio = the same of server CPU per request: the server's threads and the
+ * answering thread, read from /proc by thread name).
  * Options: --connections N (64) --threads T (2) --seconds S per slice (2) --pairs P (3)
  * --quick (1 s slices, 2 pairs) --only engine|mhd --mode now|later (both)
  * --requests R: each slice stops after R requests instead (callgrind, strace). */
@@ -351,6 +352,7 @@ static void run_mode(bool later, const char *only, uint32_t connections, uint32_
     mode_later = later;
     const char *mode_name = later ? "later" : "now";
     double engine_per_s[PAIRS_MAX], mhd_per_s[PAIRS_MAX], engine_cpu[PAIRS_MAX], mhd_cpu[PAIRS_MAX];
+    double ratios[PAIRS_MAX], cpu_ratios[PAIRS_MAX];
     for (int pair = 0; pair < pairs; pair++) {
         slice_result_t engine = {0}, mhd = {0};
         if (strcmp(only, "mhd") != 0) engine = slice_run(true, connections, threads, seconds, requests_max);
@@ -359,6 +361,8 @@ static void run_mode(bool later, const char *only, uint32_t connections, uint32_
         mhd_per_s[pair] = mhd.per_s;
         engine_cpu[pair] = engine.server_cpu_us;
         mhd_cpu[pair] = mhd.server_cpu_us;
+        ratios[pair] = mhd.per_s > 0 ? engine.per_s / mhd.per_s : 0;
+        cpu_ratios[pair] = mhd.server_cpu_us > 0 ? engine.server_cpu_us / mhd.server_cpu_us : 0;
         printf("http_engine_pair mode=%s pair=%d per_s=%.0f mhd_per_s=%.0f server_cpu_us=%.2f mhd_server_cpu_us=%.2f\n",
                mode_name, pair, engine.per_s, mhd.per_s, engine.server_cpu_us, mhd.server_cpu_us);
         fflush(stdout);
@@ -367,8 +371,8 @@ static void run_mode(bool later, const char *only, uint32_t connections, uint32_
     double engine_cpu_m = median(engine_cpu, pairs), mhd_cpu_m = median(mhd_cpu, pairs);
     printf("http_engine mode=%s connections=%u threads=%u pairs=%d per_s=%.0f mhd_per_s=%.0f ratio=%.2f "
            "server_cpu_us=%.2f mhd_server_cpu_us=%.2f cpu_ratio=%.2f\n",
-           mode_name, connections, threads, pairs, engine_m, mhd_m, mhd_m > 0 ? engine_m / mhd_m : 0, engine_cpu_m,
-           mhd_cpu_m, mhd_cpu_m > 0 ? engine_cpu_m / mhd_cpu_m : 0);
+           mode_name, connections, threads, pairs, engine_m, mhd_m, median(ratios, pairs), engine_cpu_m, mhd_cpu_m,
+           median(cpu_ratios, pairs));
     fflush(stdout);
 }
 

@@ -10,9 +10,16 @@
 
 #include "http/http_internal.h"
 
-static bool is_tchar(unsigned char c) {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
-    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+/* RFC 9110 tchar: a lookup, since every byte of every method and header name asks */
+#define TCHAR_ALNUM(first, last) [first ... last] = true
+static const bool tchar_table[256] = {
+    TCHAR_ALNUM('0', '9'), TCHAR_ALNUM('a', 'z'), TCHAR_ALNUM('A', 'Z'),
+    ['!'] = true, ['#'] = true, ['$'] = true, ['%'] = true, ['&'] = true, ['\''] = true, ['*'] = true,
+    ['+'] = true, ['-'] = true, ['.'] = true, ['^'] = true, ['_'] = true, ['`'] = true, ['|'] = true, ['~'] = true,
+};
+
+static inline bool is_tchar(unsigned char c) {
+    return tchar_table[c];
 }
 
 /* visible bytes, blanks and obs-text: what a field value may hold */
@@ -42,11 +49,9 @@ static bool list_has_token(const char *bytes, size_t byte_count, const char *tok
 static size_t head_end(const char *bytes, size_t byte_count, size_t *scan_from, unsigned *error,
                        const http_limits_t *limits) {
     size_t at = *scan_from;
-    for (; at + 3 < byte_count; at++) {
-        if (bytes[at] == '\r' && bytes[at + 1] == '\n' && bytes[at + 2] == '\r' && bytes[at + 3] == '\n') {
-            return at + 4;
-        }
-    }
+    const char *found = byte_count > at ? memmem(bytes + at, byte_count - at, "\r\n\r\n", 4) : NULL;
+    if (found != NULL) return (size_t)(found - bytes) + 4;
+    at = byte_count > 3 ? byte_count - 3 : 0; /* the blank line may straddle the next read */
     *scan_from = at;
     const char *line_end = memchr(bytes, '\n', byte_count);
     size_t line_bytes = line_end != NULL ? (size_t)(line_end - bytes) : byte_count;
