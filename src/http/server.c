@@ -553,15 +553,21 @@ static void conn_event(http_conn_t *conn, uint32_t events) {
     else if (state == CONN_HELD && (events & EPOLLHUP)) conn_close(conn); /* both ways gone: the answer goes nowhere */
 }
 
+/* The whole hand-back queue, emptied. */
+static http_conn_t *worker_take_queue(http_worker_t *worker) {
+    pthread_mutex_lock(&worker->queue_lock);
+    http_conn_t *head = worker->queue_head;
+    worker->queue_head = NULL;
+    pthread_mutex_unlock(&worker->queue_lock);
+    return head;
+}
+
 /* The hand-back queue: connections another thread answered. */
 static void worker_drain_queue(http_worker_t *worker) {
     uint64_t count;
     ssize_t got = read(worker->wake_fd, &count, sizeof count);
     (void)got;
-    pthread_mutex_lock(&worker->queue_lock);
-    http_conn_t *conn = worker->queue_head;
-    worker->queue_head = NULL;
-    pthread_mutex_unlock(&worker->queue_lock);
+    http_conn_t *conn = worker_take_queue(worker);
     while (conn != NULL) {
         http_conn_t *next = conn->queue_next;
         pthread_mutex_lock(&conn->lock);
@@ -711,10 +717,7 @@ static pc_status worker_open(http_server_t *server, http_worker_t *worker) {
 
 static void worker_close_all(http_worker_t *worker) {
     while (worker->conns != NULL) conn_close(worker->conns);
-    pthread_mutex_lock(&worker->queue_lock);
-    http_conn_t *queued = worker->queue_head;
-    worker->queue_head = NULL;
-    pthread_mutex_unlock(&worker->queue_lock);
+    http_conn_t *queued = worker_take_queue(worker);
     while (queued != NULL) {
         http_conn_t *next = queued->queue_next;
         conn_release(queued);
