@@ -10,8 +10,8 @@
  *    order the requests arrived (pipelined requests wait for the one before).
  *  - The request (method, target, headers, body) is readable from any thread from the
  *    moment the handler is called until http_answer() is called for it; not after.
- *  - Every request is answered exactly once with http_answer(), either before the
- *    handler returns or later from ANY thread. Until then the connection reads and
+ *  - Every request is answered exactly once with http_answer() (or ended with
+ *    http_close()), either before the handler returns or later from ANY thread. Until then the connection reads and
  *    parses nothing more (no idle or request deadline runs while it is held).
  *  - http_answer() from another thread writes to the socket itself when the socket
  *    takes the whole answer; only what would block is left to the worker (which
@@ -101,6 +101,12 @@ http_text_t http_request_body(const http_request_t *request);
  * request is released either way). Any thread; once per request. */
 bool http_answer(http_request_t *request, unsigned status, const char *content_type, const char *headers,
                  const void *body, size_t body_bytes);
+
+/* Ends the request's connection without an answer (what was queued before it is
+ * dropped): a peer that hangs up, as the simulators' faults do. Releases the request as
+ * http_answer() does; false if the connection was already gone. Any thread; instead
+ * of http_answer(), once per request. */
+bool http_close(http_request_t *request);
 
 /* The reason phrase of a status ("OK", "Not Found"). */
 const char *http_status_reason(unsigned status);

@@ -328,26 +328,53 @@ static bool answer_locked(http_conn_t *conn, unsigned status, const char *conten
     return written;
 }
 
+/* Locks a held request's connection: true while it is still open. */
+static bool request_lock(http_request_t *request) {
+    http_conn_t *conn = request->conn;
+    pthread_mutex_lock(&conn->lock);
+    PC_ASSERT(conn->state == CONN_HELD || conn->state == CONN_CLOSED);
+    return conn->state == CONN_HELD;
+}
+
+/* Drops the request's reference and unlocks; the server's last touch of it. */
+static void request_release_unlock(http_request_t *request) {
+    http_conn_t *conn = request->conn;
+    http_server_t *server = conn->worker->server;
+    uint32_t refs = --conn->refs;
+    pthread_mutex_unlock(&conn->lock);
+    if (refs == 0) conn_free(conn);
+    atomic_fetch_sub(&server->held_count, 1);
+}
+
 bool http_answer(http_request_t *request, unsigned status, const char *content_type, const char *headers,
                  const void *body, size_t body_bytes) {
     http_conn_t *conn = request->conn;
-    http_worker_t *worker = conn->worker;
-    http_server_t *server = worker->server;
-    bool on_worker = http_current_worker == worker;
-    pthread_mutex_lock(&conn->lock);
-    PC_ASSERT(conn->state == CONN_HELD || conn->state == CONN_CLOSED);
-    bool alive = conn->state == CONN_HELD;
+    bool on_worker = http_current_worker == conn->worker;
+    bool alive = request_lock(request);
     if (alive) {
         bool written = answer_locked(conn, status, content_type, headers, body, body_bytes);
         bool more_input = conn->read_pending || conn->in_bytes > conn->head.head_bytes + conn->head.body_bytes;
         bool must_close = conn->close_after_write && out_pending(conn) == 0;
         if (!on_worker && (more_input || must_close || !written)) conn_hand_back(conn);
-        if (!on_worker) atomic_fetch_add(&server->stat_other_thread, 1);
+        if (!on_worker) atomic_fetch_add(&conn->worker->server->stat_other_thread, 1);
     }
-    uint32_t refs = --conn->refs;
-    pthread_mutex_unlock(&conn->lock);
-    if (refs == 0) conn_free(conn);
-    atomic_fetch_sub(&server->held_count, 1);
+    request_release_unlock(request);
+    return alive;
+}
+
+bool http_close(http_request_t *request) {
+    http_conn_t *conn = request->conn;
+    bool on_worker = http_current_worker == conn->worker;
+    bool alive = request_lock(request);
+    if (alive) {
+        (void)shutdown(conn->fd, SHUT_RDWR); /* the worker closes it; nothing more is read or written */
+        conn->state = CONN_READING;
+        conn->consume_pending = true;
+        conn->close_after_write = true;
+        conn->out_sent = conn->out_bytes = 0;
+        if (!on_worker) conn_hand_back(conn);
+    }
+    request_release_unlock(request);
     return alive;
 }
 

@@ -165,9 +165,14 @@ static answer_mode_t mode;
 static char *big_body;
 #define BIG_BODY_BYTES (4 * 1024 * 1024)
 
-/* The answer names the target and the body's size: a pipelined order shows in it. */
+/* The answer names the target and the body's size: a pipelined order shows in it.
+ * A target starting "/drop" is ended without an answer. */
 static void answer_echo(http_request_t *request) {
     http_text_t target = http_request_target(request);
+    if (target.byte_count >= 5 && memcmp(target.bytes, "/drop", 5) == 0) {
+        ASSERT_TRUE(http_close(request));
+        return;
+    }
     http_text_t body = http_request_body(request);
     char text[512];
     int text_bytes = snprintf(text, sizeof text, "%.*s %zu", (int)target.byte_count, target.bytes, body.byte_count);
@@ -390,6 +395,11 @@ static void test_server_pipelined(void) {
         answer_t answer;
         ASSERT_TRUE(client_answer(&client, &answer));
         ASSERT_STR_EQ(answer.body, "/slow 0");
+        /* ended without an answer: the one before is answered, then the stream ends */
+        client_send_text(&client, "GET /kept HTTP/1.1\r\n\r\nGET /drop HTTP/1.1\r\n\r\nGET /never HTTP/1.1\r\n\r\n");
+        ASSERT_TRUE(client_answer(&client, &answer));
+        ASSERT_STR_EQ(answer.body, "/kept 0");
+        ASSERT_FALSE(client_answer(&client, &answer));
         client_close(&client);
         server_stop(&test);
     }
