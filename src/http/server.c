@@ -74,6 +74,7 @@ struct http_conn {
     bool continue_sent;
     bool request_started;     /* a byte of the next request is in: its deadline runs */
     bool worker_closed;
+    bool in_handler;          /* the handler runs for it now: its worker goes on after */
     http_head_t head;
     http_conn_t *prev, *next;
     struct sockaddr_storage addr;
@@ -328,6 +329,13 @@ static bool answer_locked(http_conn_t *conn, unsigned status, const char *conten
     return written;
 }
 
+/* True when called from inside the handler of this request's connection: its worker
+ * goes on with the connection on return, so nothing is handed back. in_handler is read
+ * only on the worker's own thread. */
+static bool request_inline(const http_conn_t *conn) {
+    return http_current_worker == conn->worker && conn->in_handler;
+}
+
 /* Locks a held request's connection: true while it is still open. */
 static bool request_lock(http_request_t *request) {
     http_conn_t *conn = request->conn;
@@ -349,14 +357,14 @@ static void request_release_unlock(http_request_t *request) {
 bool http_answer(http_request_t *request, unsigned status, const char *content_type, const char *headers,
                  const void *body, size_t body_bytes) {
     http_conn_t *conn = request->conn;
-    bool on_worker = http_current_worker == conn->worker;
+    bool inline_answer = request_inline(conn);
     bool alive = request_lock(request);
     if (alive) {
         bool written = answer_locked(conn, status, content_type, headers, body, body_bytes);
         bool more_input = conn->read_pending || conn->in_bytes > conn->head.head_bytes + conn->head.body_bytes;
         bool must_close = conn->close_after_write && out_pending(conn) == 0;
-        if (!on_worker && (more_input || must_close || !written)) conn_hand_back(conn);
-        if (!on_worker) atomic_fetch_add(&conn->worker->server->stat_other_thread, 1);
+        if (!inline_answer && (more_input || must_close || !written)) conn_hand_back(conn);
+        if (!inline_answer) atomic_fetch_add(&conn->worker->server->stat_other_thread, 1);
     }
     request_release_unlock(request);
     return alive;
@@ -364,7 +372,7 @@ bool http_answer(http_request_t *request, unsigned status, const char *content_t
 
 bool http_close(http_request_t *request) {
     http_conn_t *conn = request->conn;
-    bool on_worker = http_current_worker == conn->worker;
+    bool inline_answer = request_inline(conn);
     bool alive = request_lock(request);
     if (alive) {
         (void)shutdown(conn->fd, SHUT_RDWR); /* the worker closes it; nothing more is read or written */
@@ -372,7 +380,7 @@ bool http_close(http_request_t *request) {
         conn->consume_pending = true;
         conn->close_after_write = true;
         conn->out_sent = conn->out_bytes = 0;
-        if (!on_worker) conn_hand_back(conn);
+        if (!inline_answer) conn_hand_back(conn);
     }
     request_release_unlock(request);
     return alive;
@@ -448,7 +456,9 @@ static void request_dispatch(http_conn_t *conn) {
     atomic_fetch_add(&server->held_count, 1);
     atomic_fetch_add(&server->stat_requests, 1);
     conn->request.conn = conn;
+    conn->in_handler = true;
     server->config.handler(server->config.handler_ctx, &conn->request);
+    conn->in_handler = false;
 }
 
 /* Sends "100 Continue" once when the client waits for it before its body. */

@@ -148,7 +148,7 @@ static void test_parse_connection(void) {
 
 /* ---- the server over loopback ---- */
 
-typedef enum { MODE_NOW, MODE_LATER, MODE_BIG, MODE_BIG_LATER } answer_mode_t;
+typedef enum { MODE_NOW, MODE_LATER, MODE_BIG, MODE_BIG_LATER, MODE_PARK } answer_mode_t;
 
 #define QUEUE_SLOTS 16384
 static struct {
@@ -181,7 +181,22 @@ static void answer_echo(http_request_t *request) {
     }
 }
 
+static http_request_t *parked; /* MODE_PARK: kept by one handler, answered in another's */
+
 static void on_request(void *ctx, http_request_t *request) {
+    if (mode == MODE_PARK) {
+        http_text_t target = http_request_target(request);
+        if (target.byte_count == 5 && memcmp(target.bytes, "/park", 5) == 0) {
+            parked = request;
+            return;
+        }
+        if (parked != NULL && target.byte_count == 8 && memcmp(target.bytes, "/release", 8) == 0) {
+            answer_echo(parked);
+            parked = NULL;
+        }
+        answer_echo(request);
+        return;
+    }
     if (mode == MODE_BIG) {
         http_answer(request, 200, "application/octet-stream", NULL, big_body, BIG_BODY_BYTES);
         return;
@@ -445,6 +460,37 @@ static void test_server_connection_forms(void) {
     server_stop(&test);
 }
 
+/* A request kept by its handler and answered on the same worker inside another
+ * connection's handler: the requests pipelined behind it are still served. */
+static void test_server_answer_on_same_worker(void) {
+    test_server_t test;
+    http_config_t config;
+    config_for_test(&config);
+    config.threads = 1;
+    server_start(&test, &config, MODE_PARK);
+    client_t parking, releasing;
+    answer_t answer;
+    client_open(&parking, test.port);
+    client_send_text(&parking, "GET /park HTTP/1.1\r\n\r\nGET /after HTTP/1.1\r\n\r\n");
+    http_stats_t stats = {0};
+    for (int round = 0; round < 2000 && stats.requests < 1; round++) {
+        usleep(1000);
+        http_server_stats(test.server, &stats);
+    }
+    ASSERT_EQ(stats.requests, 1);
+    client_open(&releasing, test.port);
+    client_send_text(&releasing, "GET /release HTTP/1.1\r\n\r\n");
+    ASSERT_TRUE(client_answer(&releasing, &answer));
+    ASSERT_STR_EQ(answer.body, "/release 0");
+    ASSERT_TRUE(client_answer(&parking, &answer));
+    ASSERT_STR_EQ(answer.body, "/park 0");
+    ASSERT_TRUE(client_answer(&parking, &answer));
+    ASSERT_STR_EQ(answer.body, "/after 0");
+    client_close(&parking);
+    client_close(&releasing);
+    server_stop(&test);
+}
+
 /* Closing is the server's after the client's: wait for it to catch up. */
 static void wait_for_closed(test_server_t *test) {
     for (int round = 0; round < 2000; round++) {
@@ -652,6 +698,7 @@ int main(void) {
     RUN(test_server_deadlines);
     RUN(test_server_large_answer);
     RUN(test_server_answer_while_closing);
+    RUN(test_server_answer_on_same_worker);
     RUN(test_server_many_connections);
     free(big_body);
     return test_finish();
