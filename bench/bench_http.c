@@ -13,7 +13,7 @@
  * second; cpu_ratio = the same of server CPU per request: the server's threads and the
  * answering thread, read from /proc by thread name).
  * Options: --connections N (64) --threads T (2) --seconds S per slice (2) --pairs P (3)
- * --quick (1 s slices, 2 pairs) --only engine|mhd --mode now|later (both)
+ * --quick (1 s slices, 2 pairs), --full (the defaults) --only engine|mhd --mode now|later (both)
  * --requests R: each slice stops after R requests instead (callgrind, strace). */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -384,7 +384,9 @@ int main(int argc, char **argv) {
     const char *only = "both", *mode = "both";
     for (int index = 1; index < argc; index++) {
         const char *arg = argv[index], *value = index + 1 < argc ? argv[index + 1] : NULL;
-        if (strcmp(arg, "--quick") == 0) {
+        if (strcmp(arg, "--full") == 0) { /* scripts/bench.sh: the defaults */
+            continue;
+        } else if (strcmp(arg, "--quick") == 0) {
             seconds = 1;
             pairs = 2;
         } else if (value != NULL && strcmp(arg, "--connections") == 0) {
