@@ -1,0 +1,127 @@
+/* http/http.h: paycore's own HTTP/1.1 server engine (README.md: design, limits, what
+ * is not supported).
+ *
+ * N worker threads, each with its own epoll set; one listening socket sits in every
+ * set with EPOLLEXCLUSIVE and the worker that wakes accepts (no accept thread, no
+ * hand-over). A connection stays on the worker that accepted it for its whole life.
+ *
+ * Ownership and threads (the rules a handler must keep):
+ *  - The handler runs on the connection's worker thread, once per request, in the
+ *    order the requests arrived (pipelined requests wait for the one before).
+ *  - The request (method, target, headers, body) is readable from any thread from the
+ *    moment the handler is called until http_answer() is called for it; not after.
+ *  - Every request is answered exactly once with http_answer() (or ended with
+ *    http_close()), either before the handler returns or later from ANY thread. Until then the connection reads and
+ *    parses nothing more (no idle or request deadline runs while it is held).
+ *  - http_answer() from another thread writes to the socket itself when the socket
+ *    takes the whole answer; only what would block is left to the worker (which
+ *    finishes it on EPOLLOUT), and the worker is woken only when it has work (more
+ *    input already read, or the connection must close).
+ *  - If the client goes away while a request is held, the request stays valid and
+ *    http_answer() returns false (nothing is written). The memory lives until the
+ *    answer is given: a held request that is never answered leaks its connection.
+ *  - http_server_stop() closes every connection and waits until every held request
+ *    has been answered: the threads that answer must keep running until it returns. */
+#ifndef PAYCORE_HTTP_H
+#define PAYCORE_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "paycore/status.h"
+
+/* Defaults: the limits the API's libmicrohttpd servers apply today (api/server.c). */
+#define HTTP_HEADER_BYTES_DEFAULT (8 * 1024)   /* request line + headers; 431 past it */
+#define HTTP_REQUEST_LINE_BYTES_DEFAULT 4096  /* 414 past it */
+#define HTTP_HEADER_COUNT_DEFAULT 64           /* 431 past it */
+#define HTTP_BODY_BYTES_DEFAULT (4 * 1024 * 1024) /* 413 past it */
+#define HTTP_CONNECTIONS_DEFAULT 4096          /* more are accepted and closed at once */
+#define HTTP_IDLE_TIMEOUT_MS_DEFAULT 30000     /* keep-alive connection with no request */
+#define HTTP_REQUEST_TIMEOUT_MS_DEFAULT 30000  /* first byte to whole request (slow-loris) */
+#define HTTP_WRITE_TIMEOUT_MS_DEFAULT 30000    /* an answer the peer does not read */
+#define HTTP_THREADS_MAX 64
+
+typedef struct http_server http_server_t;
+typedef struct http_request http_request_t;
+
+/* Called on the worker for each whole request; answers now or keeps it (see above). */
+typedef void (*http_handler_fn)(void *ctx, http_request_t *request);
+/* Optional: a new connection from 'addr'; false closes it at once (per-address limits). */
+typedef bool (*http_admit_fn)(void *ctx, const struct sockaddr *addr, socklen_t addr_bytes);
+/* Optional: a connection admitted by http_admit_fn is closed. Any thread. */
+typedef void (*http_closed_fn)(void *ctx, const struct sockaddr *addr, socklen_t addr_bytes);
+
+typedef struct {
+    int listen_fd;                   /* bound and listening; made non-blocking, never closed here */
+    uint32_t threads;                /* workers, 1..HTTP_THREADS_MAX */
+    uint32_t connections_max;        /* 0: HTTP_CONNECTIONS_DEFAULT */
+    uint32_t header_bytes_max;       /* 0: default; also the per-connection read buffer */
+    uint32_t request_line_bytes_max; /* 0: default */
+    uint32_t header_count_max;       /* 0: default */
+    uint64_t body_bytes_max;         /* 0: default */
+    uint32_t idle_timeout_ms;        /* 0: default */
+    uint32_t request_timeout_ms;     /* 0: default */
+    uint32_t write_timeout_ms;       /* 0: default */
+    http_handler_fn handler;
+    void *handler_ctx;
+    http_admit_fn admit;             /* may be NULL */
+    http_closed_fn closed;           /* may be NULL */
+    void *admit_ctx;
+} http_config_t;
+
+/* Fills the defaults; the caller sets listen_fd, threads and handler. */
+void http_config_default(http_config_t *config);
+
+pc_status http_server_start(http_server_t **out, const http_config_t *config);
+/* Closes every connection, waits for held requests to be answered, frees. */
+void http_server_stop(http_server_t *server);
+
+/* ---- the request (valid until answered) ---- */
+typedef struct {
+    const char *bytes; /* not NUL-terminated */
+    size_t byte_count;
+} http_text_t;
+
+http_text_t http_request_method(const http_request_t *request);
+http_text_t http_request_target(const http_request_t *request);
+/* 10 for HTTP/1.0, 11 for HTTP/1.1 */
+unsigned http_request_version(const http_request_t *request);
+/* The first header of that name (case-insensitive), value without surrounding blanks;
+ * false if absent. */
+bool http_request_header(const http_request_t *request, const char *name, http_text_t *value);
+size_t http_request_header_count(const http_request_t *request);
+http_text_t http_request_body(const http_request_t *request);
+
+/* ---- the answer ----
+ * 'headers' is NULL or preformatted lines, each ending in "\r\n" ("ETag: x\r\n");
+ * Content-Length, Date-less framing and Connection are added here. Copies what it
+ * does not write at once. Returns false when the connection is already gone (the
+ * request is released either way). Any thread; once per request. */
+bool http_answer(http_request_t *request, unsigned status, const char *content_type, const char *headers,
+                 const void *body, size_t body_bytes);
+
+/* Ends the request's connection without an answer (what was queued before it is
+ * dropped): a peer that hangs up, as the simulators' faults do. Releases the request as
+ * http_answer() does; false if the connection was already gone. Any thread; instead
+ * of http_answer(), once per request. */
+bool http_close(http_request_t *request);
+
+/* The reason phrase of a status ("OK", "Not Found"). */
+const char *http_status_reason(unsigned status);
+
+/* ---- counters (any thread) ---- */
+typedef struct {
+    uint64_t connections_accepted;
+    uint64_t connections_refused; /* over connections_max or refused by admit */
+    uint64_t connections_open;
+    uint64_t requests;
+    uint64_t requests_bad;        /* answered 4xx/5xx by the engine itself */
+    uint64_t timeouts;            /* idle, request deadline or write timeout */
+    uint64_t answers_from_other_threads;
+    uint64_t worker_wakeups;      /* hand-backs through a worker's eventfd */
+} http_stats_t;
+void http_server_stats(const http_server_t *server, http_stats_t *out);
+
+#endif

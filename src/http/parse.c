@@ -1,0 +1,183 @@
+/* http/parse.c: the request head of HTTP/1.0 and 1.1 (RFC 9112), strictly. The head
+ * is parsed once, when its blank line has arrived: until then only the limits are
+ * checked, so a head split at any byte parses the same. Headers are kept as offsets
+ * into the connection's buffer (no copy, no allocation). Refused: obs-fold, a bare LF,
+ * NUL or other control bytes, blanks before a colon, two Content-Lengths, a length
+ * that is not plain digits or does not fit, Transfer-Encoding (411 for chunked, which
+ * a client can resend with a length; 501 for any other coding). */
+#include <string.h>
+#include <strings.h>
+
+#include "http/http_internal.h"
+
+/* RFC 9110 tchar: a lookup, since every byte of every method and header name asks */
+#define TCHAR_ALNUM(first, last) [first ... last] = true
+static const bool tchar_table[256] = {
+    TCHAR_ALNUM('0', '9'), TCHAR_ALNUM('a', 'z'), TCHAR_ALNUM('A', 'Z'),
+    ['!'] = true, ['#'] = true, ['$'] = true, ['%'] = true, ['&'] = true, ['\''] = true, ['*'] = true,
+    ['+'] = true, ['-'] = true, ['.'] = true, ['^'] = true, ['_'] = true, ['`'] = true, ['|'] = true, ['~'] = true,
+};
+
+static inline bool is_tchar(unsigned char c) {
+    return tchar_table[c];
+}
+
+/* visible bytes, blanks and obs-text: what a field value may hold */
+static bool is_value_byte(unsigned char c) {
+    return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+
+static bool text_equals_nocase(const char *bytes, size_t byte_count, const char *word) {
+    return strlen(word) == byte_count && strncasecmp(bytes, word, byte_count) == 0;
+}
+
+/* True if the comma-separated list holds 'token' (Connection: keep-alive, close). */
+static bool list_has_token(const char *bytes, size_t byte_count, const char *token) {
+    size_t at = 0;
+    while (at < byte_count) {
+        while (at < byte_count && (bytes[at] == ' ' || bytes[at] == '\t' || bytes[at] == ',')) at++;
+        size_t start = at;
+        while (at < byte_count && bytes[at] != ',') at++;
+        size_t end = at;
+        while (end > start && (bytes[end - 1] == ' ' || bytes[end - 1] == '\t')) end--;
+        if (end > start && text_equals_nocase(bytes + start, end - start, token)) return true;
+    }
+    return false;
+}
+
+/* Where the head's blank line ends, or 0; fails early on what cannot become a head. */
+static size_t head_end(const char *bytes, size_t byte_count, size_t *scan_from, unsigned *error,
+                       const http_limits_t *limits) {
+    size_t at = *scan_from;
+    const char *found = byte_count > at ? memmem(bytes + at, byte_count - at, "\r\n\r\n", 4) : NULL;
+    if (found != NULL) return (size_t)(found - bytes) + 4;
+    at = byte_count > 3 ? byte_count - 3 : 0; /* the blank line may straddle the next read */
+    *scan_from = at;
+    const char *line_end = memchr(bytes, '\n', byte_count);
+    size_t line_bytes = line_end != NULL ? (size_t)(line_end - bytes) : byte_count;
+    if (line_bytes > limits->request_line_bytes_max) *error = 414;
+    else if (byte_count >= limits->header_bytes_max) *error = 431;
+    else if (memchr(bytes, '\0', byte_count) != NULL) *error = 400;
+    return 0;
+}
+
+static unsigned parse_version(const char *bytes, size_t byte_count, unsigned *version) {
+    if (byte_count != 8 || memcmp(bytes, "HTTP/", 5) != 0 || bytes[6] != '.') return 400;
+    if (bytes[5] < '0' || bytes[5] > '9' || bytes[7] < '0' || bytes[7] > '9') return 400;
+    if (bytes[5] != '1') return 505;
+    *version = bytes[7] == '0' ? 10 : 11;
+    return 200;
+}
+
+/* METHOD SP target SP HTTP/1.x, exactly one space each */
+static unsigned parse_request_line(const char *bytes, size_t line_bytes, http_head_t *head) {
+    size_t at = 0;
+    while (at < line_bytes && is_tchar((unsigned char)bytes[at])) at++;
+    if (at == 0 || at >= line_bytes || bytes[at] != ' ') return 400;
+    head->method_offset = 0;
+    head->method_bytes = (uint32_t)at;
+    size_t target_start = ++at;
+    while (at < line_bytes && (unsigned char)bytes[at] > 0x20 && bytes[at] != 0x7f) at++;
+    if (at == target_start || at >= line_bytes || bytes[at] != ' ') return 400;
+    head->target_offset = (uint32_t)target_start;
+    head->target_bytes = (uint32_t)(at - target_start);
+    return parse_version(bytes + at + 1, line_bytes - at - 1, &head->version);
+}
+
+static unsigned parse_header_line(const char *bytes, size_t line_start, size_t line_bytes, const http_limits_t *limits,
+                                  http_head_t *head) {
+    const char *line = bytes + line_start;
+    if (line[0] == ' ' || line[0] == '\t') return 400; /* obs-fold */
+    size_t colon = 0;
+    while (colon < line_bytes && is_tchar((unsigned char)line[colon])) colon++;
+    if (colon == 0 || colon >= line_bytes || line[colon] != ':') return 400;
+    size_t value_start = colon + 1, value_end = line_bytes;
+    for (size_t at = value_start; at < line_bytes; at++) {
+        if (!is_value_byte((unsigned char)line[at])) return 400;
+    }
+    while (value_start < value_end && (line[value_start] == ' ' || line[value_start] == '\t')) value_start++;
+    while (value_end > value_start && (line[value_end - 1] == ' ' || line[value_end - 1] == '\t')) value_end--;
+    if (head->header_count >= limits->header_count_max) return 431;
+    head->headers[head->header_count++] = (http_header_slot_t){
+        .name_offset = (uint32_t)line_start, .name_bytes = (uint32_t)colon,
+        .value_offset = (uint32_t)(line_start + value_start), .value_bytes = (uint32_t)(value_end - value_start)};
+    return 200;
+}
+
+/* Plain digits that fit; nothing else is a Content-Length. */
+static bool parse_length(const char *bytes, size_t byte_count, uint64_t *out) {
+    if (byte_count == 0 || byte_count > 19) return false;
+    uint64_t value = 0;
+    for (size_t at = 0; at < byte_count; at++) {
+        if (bytes[at] < '0' || bytes[at] > '9') return false;
+        value = value * 10 + (uint64_t)(bytes[at] - '0');
+    }
+    *out = value;
+    return true;
+}
+
+/* The framing and connection headers, once every header is known. */
+static unsigned head_semantics(const char *bytes, const http_limits_t *limits, http_head_t *head) {
+    bool length_seen = false, encoding_seen = false, encoding_chunked = false;
+    bool close = false, keep_alive = false;
+    for (uint32_t index = 0; index < head->header_count; index++) {
+        const http_header_slot_t *slot = &head->headers[index];
+        const char *name = bytes + slot->name_offset, *value = bytes + slot->value_offset;
+        if (text_equals_nocase(name, slot->name_bytes, "content-length")) {
+            if (length_seen || !parse_length(value, slot->value_bytes, &head->body_bytes)) return 400;
+            length_seen = true;
+        } else if (text_equals_nocase(name, slot->name_bytes, "transfer-encoding")) {
+            encoding_seen = true;
+            encoding_chunked = encoding_chunked || list_has_token(value, slot->value_bytes, "chunked");
+        } else if (text_equals_nocase(name, slot->name_bytes, "connection")) {
+            close = close || list_has_token(value, slot->value_bytes, "close");
+            keep_alive = keep_alive || list_has_token(value, slot->value_bytes, "keep-alive");
+        } else if (text_equals_nocase(name, slot->name_bytes, "expect")) {
+            if (!text_equals_nocase(value, slot->value_bytes, "100-continue")) return 417;
+            head->expect_continue = head->version == 11;
+        }
+    }
+    if (encoding_seen) return length_seen ? 400 : encoding_chunked ? 411 : 501;
+    if (head->body_bytes > limits->body_bytes_max) return 413;
+    head->keep_alive = head->version == 11 ? !close : keep_alive && !close;
+    head->is_head_method = text_equals_nocase(bytes, head->method_bytes, "HEAD");
+    return 200;
+}
+
+unsigned http_parse_head(const char *bytes, size_t byte_count, size_t *scan_from, const http_limits_t *limits,
+                         http_head_t *head) {
+    unsigned status = HTTP_PARSE_MORE;
+    size_t end = head_end(bytes, byte_count, scan_from, &status, limits);
+    if (end == 0) return status;
+    if (end > limits->header_bytes_max) return 431;
+    head->header_count = 0;
+    head->body_bytes = 0;
+    head->expect_continue = false;
+    head->head_bytes = (uint32_t)end;
+    size_t line_start = 0;
+    bool first = true;
+    while (line_start < end - 2) {
+        const char *lf = memchr(bytes + line_start, '\n', end - line_start);
+        size_t line_bytes = (size_t)(lf - (bytes + line_start));
+        if (line_bytes == 0 || bytes[line_start + line_bytes - 1] != '\r') return 400; /* bare LF */
+        line_bytes--;
+        if (first && line_bytes > limits->request_line_bytes_max) return 414;
+        status = first ? parse_request_line(bytes, line_bytes, head)
+                       : parse_header_line(bytes, line_start, line_bytes, limits, head);
+        if (status != 200) return status;
+        first = false;
+        line_start += line_bytes + 2;
+    }
+    return head_semantics(bytes, limits, head);
+}
+
+const http_header_slot_t *http_head_find(const char *bytes, const http_head_t *head, const char *name,
+                                         size_t name_bytes) {
+    for (uint32_t index = 0; index < head->header_count; index++) {
+        const http_header_slot_t *slot = &head->headers[index];
+        if (slot->name_bytes == name_bytes && strncasecmp(bytes + slot->name_offset, name, name_bytes) == 0) {
+            return slot;
+        }
+    }
+    return NULL;
+}

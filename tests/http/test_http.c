@@ -1,0 +1,705 @@
+/* tests/http/test_http.c: the HTTP/1.1 engine (src/http): its parser on every case and
+ * split, and the server over real loopback sockets: pipelining, every limit, slow and
+ * non-reading clients, answers from another thread while the client goes away, and
+ * 200 keep-alive connections × 50 requests. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "http/http.h"
+#include "http/http_internal.h"
+#include "test.h"
+
+/* ---- parser ---- */
+
+static const http_limits_t parse_limits = {.header_bytes_max = 8192, .request_line_bytes_max = 4096,
+                                           .header_count_max = 64, .body_bytes_max = 1024 * 1024};
+
+static unsigned parse_text(const char *text, http_head_t *head, http_header_slot_t *slots) {
+    head->headers = slots;
+    size_t scan_from = 0;
+    return http_parse_head(text, strlen(text), &scan_from, &parse_limits, head);
+}
+
+static unsigned parse_status(const char *text) {
+    http_header_slot_t slots[64];
+    http_head_t head = {0};
+    return parse_text(text, &head, slots);
+}
+
+static void test_parse_valid(void) {
+    const char *text = "POST /v1/payments?x=1 HTTP/1.1\r\nHost: a\r\ncontent-LENGTH:  12 \r\nX-Empty:\r\n\r\nbody";
+    http_header_slot_t slots[64];
+    http_head_t head = {0};
+    ASSERT_EQ(parse_text(text, &head, slots), 200);
+    ASSERT_EQ(head.method_bytes, 4);
+    ASSERT_TRUE(memcmp(text + head.target_offset, "/v1/payments?x=1", head.target_bytes) == 0);
+    ASSERT_EQ(head.version, 11);
+    ASSERT_EQ(head.body_bytes, 12);
+    ASSERT_EQ(head.header_count, 3);
+    ASSERT_TRUE(head.keep_alive);
+    ASSERT_EQ(head.head_bytes, strlen(text) - 4);
+    const http_header_slot_t *host = http_head_find(text, &head, "HOST", 4);
+    ASSERT_TRUE(host != NULL && host->value_bytes == 1 && text[host->value_offset] == 'a');
+    const http_header_slot_t *empty = http_head_find(text, &head, "x-empty", 7);
+    ASSERT_TRUE(empty != NULL && empty->value_bytes == 0);
+    ASSERT_TRUE(http_head_find(text, &head, "x-missing", 9) == NULL);
+}
+
+/* The same head fed in two pieces, split at every byte, parses the same. */
+static void test_parse_every_split(void) {
+    const char *text = "GET /a/b HTTP/1.1\r\nHost: example\r\nConnection: close\r\nAccept: */*\r\n\r\n";
+    size_t text_bytes = strlen(text);
+    for (size_t split = 0; split <= text_bytes; split++) {
+        http_header_slot_t slots[64];
+        http_head_t head = {.headers = slots};
+        size_t scan_from = 0;
+        unsigned first = http_parse_head(text, split, &scan_from, &parse_limits, &head);
+        if (split < text_bytes) ASSERT_EQ(first, HTTP_PARSE_MORE);
+        unsigned second = http_parse_head(text, text_bytes, &scan_from, &parse_limits, &head);
+        ASSERT_EQ(second, 200);
+        ASSERT_EQ(head.header_count, 3);
+        ASSERT_FALSE(head.keep_alive);
+        ASSERT_EQ(head.head_bytes, text_bytes);
+    }
+}
+
+static void test_parse_refusals(void) {
+    static const struct {
+        const char *text;
+        unsigned status;
+    } cases[] = {
+        {"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 200},
+        {"GET  / HTTP/1.1\r\n\r\n", 400},               /* two spaces */
+        {"GET /\r\n\r\n", 400},                         /* no version */
+        {"GET / http/1.1\r\n\r\n", 400},                /* version case */
+        {"GET / HTTP/1.1 \r\n\r\n", 400},               /* trailing blank */
+        {"G(T / HTTP/1.1\r\n\r\n", 400},                /* not a token */
+        {" GET / HTTP/1.1\r\n\r\n", 400},
+        {"GET / HTTP/2.0\r\n\r\n", 505},
+        {"GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n", 400},  /* obs-fold */
+        {"GET / HTTP/1.1\r\nA: b\r\n\tc\r\n\r\n", 400}, /* obs-fold with a tab */
+        {"GET / HTTP/1.1\r\nA : b\r\n\r\n", 400},       /* blank before colon */
+        {"GET / HTTP/1.1\r\nNoColon\r\n\r\n", 400},
+        {"GET / HTTP/1.1\nA: b\r\n\r\n", 400},          /* bare LF */
+        {"GET / HTTP/1.1\r\nA: b\x01\r\n\r\n", 400},    /* control byte */
+        {"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nContent-Length: +1\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nContent-Length: 1 2\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nContent-Length: 18446744073709551616\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nContent-Length:\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nContent-Length: 1048577\r\n\r\n", 413},
+        {"GET / HTTP/1.1\r\nContent-Length: 1048576\r\n\r\n", 200},
+        {"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 411},
+        {"GET / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501},
+        {"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nExpect: something\r\n\r\n", 417},
+    };
+    for (size_t index = 0; index < sizeof cases / sizeof cases[0]; index++) {
+        unsigned status = parse_status(cases[index].text);
+        if (status != cases[index].status) TEST_FAIL("case %zu: %u, want %u", index, status, cases[index].status);
+    }
+    char with_nul[] = "GET / HTTP/1.1\r\nA: b\0c\r\n\r\n";
+    http_header_slot_t slots[64];
+    http_head_t head = {.headers = slots};
+    size_t scan_from = 0;
+    ASSERT_EQ(http_parse_head(with_nul, sizeof with_nul - 1, &scan_from, &parse_limits, &head), 400);
+    scan_from = 0;
+    ASSERT_EQ(http_parse_head("GET /\0", 6, &scan_from, &parse_limits, &head), 400); /* before the blank line */
+}
+
+static void test_parse_limits(void) {
+    static char text[20000];
+    memset(text, 'a', sizeof text - 1);
+    memcpy(text, "GET /", 5);
+    text[5000] = '\0'; /* a request line past 4096 without its end yet */
+    ASSERT_EQ(parse_status(text), 414);
+    size_t at = (size_t)sprintf(text, "GET / HTTP/1.1\r\n");
+    while (at < 9000) at += (size_t)sprintf(text + at, "X-Filler: %s\r\n", "0123456789012345678901234567890123456789");
+    text[at] = '\0'; /* headers past 8192 without their end yet */
+    ASSERT_EQ(parse_status(text), 431);
+    at = (size_t)sprintf(text, "GET / HTTP/1.1\r\n");
+    for (int index = 0; index < 65; index++) at += (size_t)sprintf(text + at, "X-%d: v\r\n", index);
+    sprintf(text + at, "\r\n");
+    ASSERT_EQ(parse_status(text), 431); /* 65 headers */
+}
+
+static void test_parse_connection(void) {
+    http_header_slot_t slots[64];
+    http_head_t head = {0};
+    ASSERT_EQ(parse_text("GET / HTTP/1.0\r\n\r\n", &head, slots), 200);
+    ASSERT_FALSE(head.keep_alive);
+    ASSERT_EQ(head.version, 10);
+    ASSERT_EQ(parse_text("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", &head, slots), 200);
+    ASSERT_TRUE(head.keep_alive);
+    ASSERT_EQ(parse_text("GET / HTTP/1.1\r\nConnection: foo, CLOSE\r\n\r\n", &head, slots), 200);
+    ASSERT_FALSE(head.keep_alive);
+    ASSERT_EQ(parse_text("HEAD / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n", &head, slots), 200);
+    ASSERT_TRUE(head.is_head_method && head.expect_continue);
+}
+
+/* ---- the server over loopback ---- */
+
+typedef enum { MODE_NOW, MODE_LATER, MODE_BIG, MODE_BIG_LATER, MODE_PARK } answer_mode_t;
+
+#define QUEUE_SLOTS 16384
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t ready;
+    http_request_t *slots[QUEUE_SLOTS];
+    size_t head, tail;
+    bool stop;
+    atomic_uint delay_us; /* before each answer from the queue */
+    atomic_uint_fast64_t answered_gone;
+} queue = {.lock = PTHREAD_MUTEX_INITIALIZER, .ready = PTHREAD_COND_INITIALIZER};
+
+static answer_mode_t mode;
+static char *big_body;
+#define BIG_BODY_BYTES (4 * 1024 * 1024)
+
+/* The answer names the target and the body's size: a pipelined order shows in it.
+ * A target starting "/drop" is ended without an answer. */
+static void answer_echo(http_request_t *request) {
+    http_text_t target = http_request_target(request);
+    if (target.byte_count >= 5 && memcmp(target.bytes, "/drop", 5) == 0) {
+        ASSERT_TRUE(http_close(request));
+        return;
+    }
+    http_text_t body = http_request_body(request);
+    char text[512];
+    int text_bytes = snprintf(text, sizeof text, "%.*s %zu", (int)target.byte_count, target.bytes, body.byte_count);
+    if (!http_answer(request, 200, "text/plain", "X-Test: 1\r\n", text, (size_t)text_bytes)) {
+        atomic_fetch_add(&queue.answered_gone, 1);
+    }
+}
+
+static http_request_t *parked; /* MODE_PARK: kept by one handler, answered in another's */
+
+static void on_request(void *ctx, http_request_t *request) {
+    if (mode == MODE_PARK) {
+        http_text_t target = http_request_target(request);
+        if (target.byte_count == 5 && memcmp(target.bytes, "/park", 5) == 0) {
+            parked = request;
+            return;
+        }
+        if (parked != NULL && target.byte_count == 8 && memcmp(target.bytes, "/release", 8) == 0) {
+            answer_echo(parked);
+            parked = NULL;
+        }
+        answer_echo(request);
+        return;
+    }
+    if (mode == MODE_BIG) {
+        http_answer(request, 200, "application/octet-stream", NULL, big_body, BIG_BODY_BYTES);
+        return;
+    }
+    if (mode == MODE_NOW) {
+        answer_echo(request);
+        return;
+    }
+    pthread_mutex_lock(&queue.lock);
+    ASSERT_TRUE(queue.tail - queue.head < QUEUE_SLOTS);
+    queue.slots[queue.tail++ % QUEUE_SLOTS] = request;
+    pthread_cond_signal(&queue.ready);
+    pthread_mutex_unlock(&queue.lock);
+}
+
+static void *answer_thread(void *arg) {
+    pthread_mutex_lock(&queue.lock);
+    for (;;) {
+        while (queue.head == queue.tail && !queue.stop) pthread_cond_wait(&queue.ready, &queue.lock);
+        if (queue.head == queue.tail) break;
+        http_request_t *request = queue.slots[queue.head++ % QUEUE_SLOTS];
+        uint32_t delay_us = atomic_load(&queue.delay_us);
+        pthread_mutex_unlock(&queue.lock);
+        if (delay_us > 0) usleep(delay_us);
+        if (mode == MODE_BIG_LATER) http_answer(request, 200, "application/octet-stream", NULL, big_body, BIG_BODY_BYTES);
+        else answer_echo(request);
+        pthread_mutex_lock(&queue.lock);
+    }
+    pthread_mutex_unlock(&queue.lock);
+    return NULL;
+}
+
+typedef struct {
+    http_server_t *server;
+    int listen_fd;
+    uint16_t port;
+    pthread_t answerers[2];
+} test_server_t;
+
+static atomic_uint refuse_admit;
+
+static bool admit_hook(void *ctx, const struct sockaddr *addr, socklen_t addr_bytes) {
+    return atomic_load(&refuse_admit) == 0;
+}
+
+static void server_start(test_server_t *test, http_config_t *config, answer_mode_t answer_mode) {
+    mode = answer_mode;
+    test->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ASSERT_EQ(bind(test->listen_fd, (struct sockaddr *)&addr, sizeof addr), 0);
+    ASSERT_EQ(listen(test->listen_fd, 1024), 0);
+    socklen_t addr_bytes = sizeof addr;
+    getsockname(test->listen_fd, (struct sockaddr *)&addr, &addr_bytes);
+    test->port = ntohs(addr.sin_port);
+    config->listen_fd = test->listen_fd;
+    config->handler = on_request;
+    config->admit = admit_hook;
+    ASSERT_STATUS(http_server_start(&test->server, config), PC_OK);
+    queue.stop = false;
+    queue.head = queue.tail = 0;
+    for (int index = 0; index < 2; index++) pthread_create(&test->answerers[index], NULL, answer_thread, NULL);
+}
+
+static void server_stop(test_server_t *test) {
+    pthread_mutex_lock(&queue.lock);
+    queue.stop = true;
+    pthread_cond_broadcast(&queue.ready);
+    pthread_mutex_unlock(&queue.lock);
+    for (int index = 0; index < 2; index++) pthread_join(test->answerers[index], NULL);
+    http_server_stop(test->server);
+    close(test->listen_fd);
+}
+
+static void config_for_test(http_config_t *config) {
+    http_config_default(config);
+    config->threads = 2;
+}
+
+/* ---- a client ---- */
+
+typedef struct {
+    int fd;
+    char *bytes;
+    size_t byte_count, capacity;
+    bool head_request; /* the next answer has no body whatever its length says */
+} client_t;
+
+typedef struct {
+    unsigned status;
+    bool close;
+    char body[512];
+    size_t body_bytes;
+} answer_t;
+
+static void client_open(client_t *client, uint16_t port) {
+    memset(client, 0, sizeof *client);
+    client->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ASSERT_EQ(connect(client->fd, (struct sockaddr *)&addr, sizeof addr), 0);
+    struct timeval wait = {.tv_sec = 20}; /* a hang fails the test instead of stalling it */
+    setsockopt(client->fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+    client->capacity = 1 << 16;
+    client->bytes = malloc(client->capacity);
+}
+
+static void client_close(client_t *client) {
+    close(client->fd);
+    free(client->bytes);
+}
+
+static void client_send(client_t *client, const char *text, size_t text_bytes) {
+    ASSERT_EQ(send(client->fd, text, text_bytes, MSG_NOSIGNAL), (ssize_t)text_bytes);
+}
+
+static void client_send_text(client_t *client, const char *text) {
+    client_send(client, text, strlen(text));
+}
+
+/* Reads more; false at the end of the stream (or a reset). */
+static bool client_fill(client_t *client) {
+    if (client->byte_count == client->capacity) {
+        client->capacity *= 2;
+        client->bytes = realloc(client->bytes, client->capacity);
+    }
+    ssize_t got = recv(client->fd, client->bytes + client->byte_count, client->capacity - client->byte_count, 0);
+    if (got < 0 && errno == EAGAIN) TEST_FAIL("no answer within the client's wait");
+    if (got <= 0) return false;
+    client->byte_count += (size_t)got;
+    return true;
+}
+
+/* One answer (a 100 Continue is skipped); false if the stream ended before one. */
+static bool client_answer(client_t *client, answer_t *answer) {
+    for (;;) {
+        char *end = memmem(client->bytes, client->byte_count, "\r\n\r\n", 4);
+        if (end == NULL) {
+            if (!client_fill(client)) return false;
+            continue;
+        }
+        size_t head_bytes = (size_t)(end - client->bytes) + 4;
+        memset(answer, 0, sizeof *answer);
+        ASSERT_EQ(sscanf(client->bytes, "HTTP/1.1 %u", &answer->status), 1);
+        char *length = memmem(client->bytes, head_bytes, "Content-Length: ", 16);
+        size_t body_bytes = length != NULL ? strtoul(length + 16, NULL, 10) : 0;
+        answer->close = memmem(client->bytes, head_bytes, "Connection: close", 17) != NULL;
+        if (answer->status == 100) {
+            memmove(client->bytes, client->bytes + head_bytes, client->byte_count - head_bytes);
+            client->byte_count -= head_bytes;
+            continue;
+        }
+        answer->body_bytes = body_bytes;
+        if (client->head_request) body_bytes = 0;
+        client->head_request = false;
+        while (client->byte_count < head_bytes + body_bytes) {
+            if (!client_fill(client)) return false;
+        }
+        memcpy(answer->body, client->bytes + head_bytes, body_bytes < sizeof answer->body - 1 ? body_bytes : sizeof answer->body - 1);
+        size_t used = head_bytes + body_bytes;
+        memmove(client->bytes, client->bytes + used, client->byte_count - used);
+        client->byte_count -= used;
+        return true;
+    }
+}
+
+static bool client_at_end(client_t *client) {
+    while (client_fill(client)) {
+    }
+    return true;
+}
+
+static void expect_refusal(uint16_t port, const char *text, size_t text_bytes, unsigned status) {
+    client_t client;
+    client_open(&client, port);
+    client_send(&client, text, text_bytes);
+    answer_t answer;
+    ASSERT_TRUE(client_answer(&client, &answer));
+    if (answer.status != status) TEST_FAIL("answer %u, want %u to %.40s", answer.status, status, text);
+    ASSERT_TRUE(answer.close);
+    ASSERT_TRUE(strstr(answer.body, "\"error\"") != NULL);
+    ASSERT_FALSE(client_fill(&client)); /* and closed */
+    client_close(&client);
+}
+
+static void test_server_pipelined(void) {
+    for (int later = 0; later < 2; later++) {
+        test_server_t test;
+        http_config_t config;
+        config_for_test(&config);
+        server_start(&test, &config, later ? MODE_LATER : MODE_NOW);
+        client_t client;
+        client_open(&client, test.port);
+        char text[8192];
+        size_t at = 0;
+        for (int index = 0; index < 20; index++) {
+            at += (size_t)sprintf(text + at, "POST /r%d HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n", index, index);
+            memset(text + at, 'x', (size_t)index);
+            at += (size_t)index;
+        }
+        client_send(&client, text, at);
+        for (int index = 0; index < 20; index++) {
+            answer_t answer;
+            ASSERT_TRUE(client_answer(&client, &answer));
+            ASSERT_EQ(answer.status, 200);
+            char want[64];
+            sprintf(want, "/r%d %d", index, index);
+            ASSERT_STR_EQ(answer.body, want);
+        }
+        /* one byte at a time */
+        const char *slow = "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n";
+        for (size_t index = 0; slow[index] != '\0'; index++) client_send(&client, slow + index, 1);
+        answer_t answer;
+        ASSERT_TRUE(client_answer(&client, &answer));
+        ASSERT_STR_EQ(answer.body, "/slow 0");
+        /* ended without an answer: the one before is answered, then the stream ends */
+        client_send_text(&client, "GET /kept HTTP/1.1\r\n\r\nGET /drop HTTP/1.1\r\n\r\nGET /never HTTP/1.1\r\n\r\n");
+        ASSERT_TRUE(client_answer(&client, &answer));
+        ASSERT_STR_EQ(answer.body, "/kept 0");
+        ASSERT_FALSE(client_answer(&client, &answer));
+        client_close(&client);
+        server_stop(&test);
+    }
+}
+
+static void test_server_connection_forms(void) {
+    test_server_t test;
+    http_config_t config;
+    config_for_test(&config);
+    server_start(&test, &config, MODE_NOW);
+    client_t client;
+    answer_t answer;
+    client_open(&client, test.port);
+    client_send_text(&client, "GET /a HTTP/1.1\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\n\r\n");
+    ASSERT_TRUE(client_answer(&client, &answer));
+    ASSERT_TRUE(answer.close);
+    ASSERT_STR_EQ(answer.body, "/a 0");
+    ASSERT_FALSE(client_answer(&client, &answer)); /* the second is not answered: closed */
+    client_close(&client);
+    client_open(&client, test.port);
+    client_send_text(&client, "GET /old HTTP/1.0\r\n\r\n");
+    ASSERT_TRUE(client_answer(&client, &answer));
+    ASSERT_TRUE(answer.close);
+    ASSERT_TRUE(client_at_end(&client));
+    client_close(&client);
+    client_open(&client, test.port);
+    client_send_text(&client, "GET /k1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    ASSERT_TRUE(client_answer(&client, &answer));
+    ASSERT_FALSE(answer.close);
+    client_send_text(&client, "HEAD /k2 HTTP/1.1\r\n\r\n");
+    client.head_request = true;
+    ASSERT_TRUE(client_answer(&client, &answer)); /* HEAD: the length of the body, not the body */
+    ASSERT_EQ(answer.body_bytes, 5);
+    ASSERT_EQ(client.byte_count, 0);
+    client_send_text(&client, "POST /e HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
+    char first[64] = {0};
+    ASSERT_TRUE(recv(client.fd, first, sizeof first - 1, 0) > 0);
+    ASSERT_TRUE(strncmp(first, "HTTP/1.1 100 Continue\r\n\r\n", 25) == 0);
+    client_send_text(&client, "abc");
+    ASSERT_TRUE(client_answer(&client, &answer));
+    ASSERT_STR_EQ(answer.body, "/e 3");
+    client_close(&client);
+    server_stop(&test);
+}
+
+/* A request kept by its handler and answered on the same worker inside another
+ * connection's handler: the requests pipelined behind it are still served. */
+static void test_server_answer_on_same_worker(void) {
+    test_server_t test;
+    http_config_t config;
+    config_for_test(&config);
+    config.threads = 1;
+    server_start(&test, &config, MODE_PARK);
+    client_t parking, releasing;
+    answer_t answer;
+    client_open(&parking, test.port);
+    client_send_text(&parking, "GET /park HTTP/1.1\r\n\r\nGET /after HTTP/1.1\r\n\r\n");
+    http_stats_t stats = {0};
+    for (int round = 0; round < 2000 && stats.requests < 1; round++) {
+        usleep(1000);
+        http_server_stats(test.server, &stats);
+    }
+    ASSERT_EQ(stats.requests, 1);
+    client_open(&releasing, test.port);
+    client_send_text(&releasing, "GET /release HTTP/1.1\r\n\r\n");
+    ASSERT_TRUE(client_answer(&releasing, &answer));
+    ASSERT_STR_EQ(answer.body, "/release 0");
+    ASSERT_TRUE(client_answer(&parking, &answer));
+    ASSERT_STR_EQ(answer.body, "/park 0");
+    ASSERT_TRUE(client_answer(&parking, &answer));
+    ASSERT_STR_EQ(answer.body, "/after 0");
+    client_close(&parking);
+    client_close(&releasing);
+    server_stop(&test);
+}
+
+/* Closing is the server's after the client's: wait for it to catch up. */
+static void wait_for_closed(test_server_t *test) {
+    for (int round = 0; round < 2000; round++) {
+        http_stats_t stats;
+        http_server_stats(test->server, &stats);
+        if (stats.connections_open == 0) return;
+        usleep(10000);
+    }
+    TEST_FAIL("connections still open");
+}
+
+static void test_server_limits(void) {
+    test_server_t test;
+    http_config_t config;
+    config_for_test(&config);
+    config.body_bytes_max = 1000;
+    config.connections_max = 3;
+    server_start(&test, &config, MODE_NOW);
+    static char text[20000];
+    size_t at = (size_t)sprintf(text, "GET / HTTP/1.1\r\n");
+    while (at < 9000) at += (size_t)sprintf(text + at, "X-Filler: %s\r\n", "0123456789012345678901234567890123456789");
+    at += (size_t)sprintf(text + at, "\r\n");
+    expect_refusal(test.port, text, at, 431);
+    memset(text, 'a', 6000);
+    memcpy(text, "GET /", 5);
+    expect_refusal(test.port, text, 6000, 414);
+    expect_refusal(test.port, "POST / HTTP/1.1\r\nContent-Length: 1001\r\n\r\n", 41, 413);
+    expect_refusal(test.port, "GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n", 28, 400);
+    expect_refusal(test.port, "GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 46, 411);
+    expect_refusal(test.port, "GET / HTTP/1.1\r\nA: \0\r\n\r\n", 24, 400);
+    expect_refusal(test.port, "GET / HTTP/3.0\r\n\r\n", 18, 505);
+    wait_for_closed(&test); /* the refused connections close as their clients go */
+    /* connections: three are served, the fourth is closed at once */
+    client_t held[3], extra;
+    answer_t answer;
+    for (int index = 0; index < 3; index++) {
+        client_open(&held[index], test.port);
+        client_send_text(&held[index], "GET /held HTTP/1.1\r\n\r\n");
+        ASSERT_TRUE(client_answer(&held[index], &answer));
+    }
+    client_open(&extra, test.port);
+    send(extra.fd, "GET / HTTP/1.1\r\n\r\n", 18, MSG_NOSIGNAL);
+    ASSERT_FALSE(client_answer(&extra, &answer));
+    client_close(&extra);
+    for (int index = 0; index < 3; index++) client_close(&held[index]);
+    wait_for_closed(&test);
+    /* the admit hook (per-address limits) refuses */
+    atomic_store(&refuse_admit, 1);
+    client_open(&extra, test.port);
+    send(extra.fd, "GET / HTTP/1.1\r\n\r\n", 18, MSG_NOSIGNAL);
+    ASSERT_FALSE(client_answer(&extra, &answer));
+    client_close(&extra);
+    atomic_store(&refuse_admit, 0);
+    http_stats_t stats;
+    http_server_stats(test.server, &stats);
+    ASSERT_TRUE(stats.connections_refused >= 2);
+    ASSERT_EQ(stats.requests_bad, 7);
+    server_stop(&test);
+}
+
+static void wait_for_timeouts(test_server_t *test, uint64_t count) {
+    for (int round = 0; round < 2000; round++) {
+        http_stats_t stats;
+        http_server_stats(test->server, &stats);
+        if (stats.timeouts >= count && stats.connections_open == 0) return;
+        usleep(10000);
+    }
+    TEST_FAIL("the server did not time the connection out");
+}
+
+/* Idle, slow-loris and a client that never reads: each is closed by its deadline. */
+static void test_server_deadlines(void) {
+    test_server_t test;
+    http_config_t config;
+    config_for_test(&config);
+    config.idle_timeout_ms = 300;
+    config.request_timeout_ms = 1000;
+    config.write_timeout_ms = 500;
+    server_start(&test, &config, MODE_NOW);
+    client_t client;
+    answer_t answer;
+    client_open(&client, test.port);
+    client_send_text(&client, "GET /a HTTP/1.1\r\n\r\n");
+    ASSERT_TRUE(client_answer(&client, &answer));
+    ASSERT_FALSE(client_answer(&client, &answer)); /* idle: closed without an answer */
+    client_close(&client);
+    wait_for_timeouts(&test, 1);
+    /* one byte every 100 ms, never finishing the head: closed at the request deadline */
+    client_open(&client, test.port);
+    client_send_text(&client, "GET /slow HTTP/1.1\r\n");
+    int sent = 0;
+    for (; sent < 100; sent++) {
+        if (send(client.fd, "X", 1, MSG_NOSIGNAL) != 1) break;
+        struct pollfd wait = {.fd = client.fd, .events = POLLIN};
+        if (poll(&wait, 1, 100) > 0) break; /* the server closed it */
+    }
+    ASSERT_TRUE(sent < 100);
+    ASSERT_FALSE(client_answer(&client, &answer));
+    client_close(&client);
+    wait_for_timeouts(&test, 2);
+    server_stop(&test);
+    /* a client that asks for 4 MiB answers and never reads them */
+    server_start(&test, &config, MODE_BIG);
+    client_open(&client, test.port);
+    int small = 4096;
+    setsockopt(client.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    client_send_text(&client, "GET /big HTTP/1.1\r\n\r\nGET /big HTTP/1.1\r\n\r\n");
+    wait_for_timeouts(&test, 1);
+    client_close(&client);
+    server_stop(&test);
+}
+
+/* A 4 MiB answer from another thread goes out whole through partial writes. */
+static void test_server_large_answer(void) {
+    test_server_t test;
+    http_config_t config;
+    config_for_test(&config);
+    server_start(&test, &config, MODE_BIG_LATER);
+    client_t client;
+    client_open(&client, test.port);
+    client_send_text(&client, "GET /big HTTP/1.1\r\n\r\nGET /big HTTP/1.1\r\n\r\n");
+    for (int index = 0; index < 2; index++) {
+        answer_t answer;
+        usleep(50000); /* let the server's socket fill first */
+        ASSERT_TRUE(client_answer(&client, &answer));
+        ASSERT_EQ(answer.body_bytes, BIG_BODY_BYTES);
+    }
+    client_close(&client);
+    server_stop(&test);
+}
+
+/* Answers from another thread race the client's close: each is written or refused
+ * (false), none is lost, nothing leaks (ASan) and nothing races (TSan). */
+static void test_server_answer_while_closing(void) {
+    test_server_t test;
+    http_config_t config;
+    config_for_test(&config);
+    server_start(&test, &config, MODE_LATER);
+    atomic_store(&queue.answered_gone, 0);
+    for (int round = 0; round < 300; round++) {
+        atomic_store(&queue.delay_us, (uint32_t)(round % 7) * 150);
+        client_t client;
+        client_open(&client, test.port);
+        client_send_text(&client, "GET /x HTTP/1.1\r\n\r\nGET /y HTTP/1.1\r\n\r\n");
+        if (round % 3 == 0) {
+            answer_t answer;
+            ASSERT_TRUE(client_answer(&client, &answer));
+        }
+        if (round % 2 == 0) shutdown(client.fd, SHUT_RDWR);
+        client_close(&client);
+    }
+    atomic_store(&queue.delay_us, 0);
+    wait_for_closed(&test);
+    http_stats_t stats;
+    http_server_stats(test.server, &stats);
+    ASSERT_TRUE(stats.answers_from_other_threads > 0);
+    server_stop(&test);
+}
+
+/* 200 keep-alive connections × 50 requests, answered from another thread. */
+#define MANY_CONNECTIONS 200
+#define MANY_REQUESTS 50
+static void test_server_many_connections(void) {
+    test_server_t test;
+    http_config_t config;
+    config_for_test(&config);
+    server_start(&test, &config, MODE_LATER);
+    static client_t clients[MANY_CONNECTIONS];
+    for (int index = 0; index < MANY_CONNECTIONS; index++) client_open(&clients[index], test.port);
+    for (int request = 0; request < MANY_REQUESTS; request++) {
+        for (int index = 0; index < MANY_CONNECTIONS; index++) {
+            char text[128];
+            sprintf(text, "GET /c%d/r%d HTTP/1.1\r\nHost: a\r\n\r\n", index, request);
+            client_send_text(&clients[index], text);
+        }
+        for (int index = 0; index < MANY_CONNECTIONS; index++) {
+            answer_t answer;
+            ASSERT_TRUE(client_answer(&clients[index], &answer));
+            char want[64];
+            sprintf(want, "/c%d/r%d 0", index, request);
+            ASSERT_STR_EQ(answer.body, want);
+        }
+    }
+    for (int index = 0; index < MANY_CONNECTIONS; index++) client_close(&clients[index]);
+    http_stats_t stats;
+    http_server_stats(test.server, &stats);
+    ASSERT_EQ(stats.requests, MANY_CONNECTIONS * MANY_REQUESTS);
+    ASSERT_EQ(stats.answers_from_other_threads, MANY_CONNECTIONS * MANY_REQUESTS);
+    server_stop(&test);
+}
+
+#define RUN(fn) do { fprintf(stderr, "%s\n", #fn); TEST_RUN(fn); } while (0)
+
+int main(void) {
+    big_body = malloc(BIG_BODY_BYTES);
+    memset(big_body, 'b', BIG_BODY_BYTES);
+    RUN(test_parse_valid);
+    RUN(test_parse_every_split);
+    RUN(test_parse_refusals);
+    RUN(test_parse_limits);
+    RUN(test_parse_connection);
+    RUN(test_server_pipelined);
+    RUN(test_server_connection_forms);
+    RUN(test_server_limits);
+    RUN(test_server_deadlines);
+    RUN(test_server_large_answer);
+    RUN(test_server_answer_while_closing);
+    RUN(test_server_answer_on_same_worker);
+    RUN(test_server_many_connections);
+    free(big_body);
+    return test_finish();
+}
