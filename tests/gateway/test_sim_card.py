@@ -6,6 +6,7 @@ driven over HTTP; every effect is checked in the simulator's own SQLite record."
 import http.client
 import json
 import os
+import socket
 import stat
 import sys
 import threading
@@ -304,6 +305,27 @@ def send_head(conn, method, path, headers, body=b""):
         return resp.status, None
 
 
+def oversized_head_status(sim, headers, body):
+    """The status of one POST to AUTH with 'headers' sent whole on a new connection,
+    or None when the server closed it (reset) before the answer could be read."""
+    head = "POST %s HTTP/1.1\r\n" % AUTH + "".join("%s: %s\r\n" % h for h in headers) + "\r\n"
+    sock = socket.create_connection(("127.0.0.1", sim.port), timeout=sim.client().timeout_s)
+    try:
+        try:
+            sock.sendall(head.encode() + body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        try:
+            answer = sock.recv(65536)
+        except ConnectionResetError:
+            return None
+        if not answer.startswith(b"HTTP/1."):
+            return None
+        return int(answer.split(b" ", 2)[1])
+    finally:
+        sock.close()
+
+
 def test_largest_request():
     """The largest request the protocol allows fits a connection's memory, again and
     again on one kept-alive connection (the gateway's own headers, curl's, a 256-byte
@@ -331,13 +353,13 @@ def test_largest_request():
             check(status == 404 and missing["error"]["code"] == "not_found", "a 1 KiB path: %d %r" % (status, missing))
         conn.close()
         before = record_count(sim)
-        conn = http.client.HTTPConnection("127.0.0.1", sim.port, timeout=sim.client().timeout_s)
         body = json.dumps(auth_body()).encode()
-        status, _ = send_head(conn, "POST", AUTH, common + [
+        status = oversized_head_status(sim, common + [
             ("Content-Type", "application/json"), ("Content-Length", str(len(body))),
             ("Idempotency-Key", "big-head"), ("X-Padding", "p" * 3500)], body)
-        conn.close()
-        check(status == 431, "a head past ~3.8 KiB: want 431, got %d" % status)
+        # the HTTP layer answers 431 and closes; a client still sending may see the
+        # connection reset before it reads the answer: refused either way, never served
+        check(status in (431, None), "a head past ~3.8 KiB: want 431 or a closed connection, got %r" % status)
         check(record_count(sim) == before and sim.rows("SELECT key FROM idempotency WHERE key = 'big-head'") == [],
               "a refused head changes nothing")
     finally:
