@@ -6,11 +6,17 @@ import { el } from './format.js';
 import { panels } from './panels/index.js';
 
 const POLL_MS = 1000;
+// Polls come just after each second turns (by this browser's clock): the page shows a
+// second as soon as it is complete, and shows the server's current second for most of
+// the next one. A fixed interval could fall just before the turn for good, and the
+// page would then always be a second behind what the API answers.
+const POLL_AFTER_SECOND_MS = 50;
 const $ = (id) => document.getElementById(id);
 
 const page = { scope: null, refresh: () => poll() };
 const mounted = new Map(); // panel name -> {root, title, update}
 let timer = null;
+let pollChain = 0; // a new chain of polls ends the one before
 let polling = false;
 
 function setStatus(text, bad = false) {
@@ -20,8 +26,9 @@ function setStatus(text, bad = false) {
 }
 
 function showLogin(message = '') {
-  clearInterval(timer);
+  clearTimeout(timer);
   timer = null;
+  pollChain++;
   page.scope = null;
   for (const m of mounted.values()) m.root.remove();
   mounted.clear();
@@ -36,7 +43,15 @@ function showLogin(message = '') {
 function showDashboard() {
   $('login').hidden = true;
   $('logout').hidden = false;
-  if (timer === null) timer = setInterval(poll, POLL_MS);
+  if (timer === null) pollEachSecond(++pollChain);
+}
+
+function pollEachSecond(chain) {
+  const wait_ms = POLL_MS - (Date.now() % POLL_MS) + POLL_AFTER_SECOND_MS;
+  timer = setTimeout(async () => {
+    await poll();
+    if (chain === pollChain) pollEachSecond(chain);
+  }, wait_ms);
 }
 
 function mount(panel, name) {
