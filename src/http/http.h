@@ -42,6 +42,7 @@
 #define HTTP_REQUEST_TIMEOUT_MS_DEFAULT 30000  /* first byte to whole request (slow-loris) */
 #define HTTP_WRITE_TIMEOUT_MS_DEFAULT 30000    /* an answer the peer does not read */
 #define HTTP_THREADS_MAX 64
+#define HTTP_ACCEPT_PAUSE_MS 100 /* a worker out of descriptors stops accepting this long */
 
 typedef struct http_server http_server_t;
 typedef struct http_request http_request_t;
@@ -52,6 +53,13 @@ typedef void (*http_handler_fn)(void *ctx, http_request_t *request);
 typedef bool (*http_admit_fn)(void *ctx, const struct sockaddr *addr, socklen_t addr_bytes);
 /* Optional: a connection admitted by http_admit_fn is closed. Any thread. */
 typedef void (*http_closed_fn)(void *ctx, const struct sockaddr *addr, socklen_t addr_bytes);
+/* Optional: called on the worker once a request's head has arrived, before a byte of its
+ * body is read or room is made for it (route, credentials, a budget charged with
+ * http_request_body_declared()). true: the body is read, then the handler runs. false:
+ * the hook answered the request itself with http_answer() before returning; a body
+ * still unread is dropped and the connection closes after the answer (which says
+ * Connection: close). */
+typedef bool (*http_head_fn)(void *ctx, http_request_t *request);
 
 typedef struct {
     int listen_fd;                   /* bound and listening; made non-blocking, never closed here */
@@ -69,6 +77,7 @@ typedef struct {
     http_admit_fn admit;             /* may be NULL */
     http_closed_fn closed;           /* may be NULL */
     void *admit_ctx;
+    http_head_fn head;               /* may be NULL; called with handler_ctx */
 } http_config_t;
 
 /* Fills the defaults; the caller sets listen_fd, threads and handler. */
@@ -93,6 +102,12 @@ unsigned http_request_version(const http_request_t *request);
 bool http_request_header(const http_request_t *request, const char *name, http_text_t *value);
 size_t http_request_header_count(const http_request_t *request);
 http_text_t http_request_body(const http_request_t *request);
+/* The body's declared length (Content-Length, 0 without): known from the head hook on. */
+uint64_t http_request_body_declared(const http_request_t *request);
+/* One pointer of the caller's per request: NULL when the head arrives, kept from the
+ * head hook to the handler and the answer. */
+void http_request_set_context(http_request_t *request, void *context);
+void *http_request_context(const http_request_t *request);
 
 /* ---- the answer ----
  * 'headers' is NULL or preformatted lines, each ending in "\r\n" ("ETag: x\r\n");
@@ -121,6 +136,8 @@ typedef struct {
     uint64_t timeouts;            /* idle, request deadline or write timeout */
     uint64_t answers_from_other_threads;
     uint64_t worker_wakeups;      /* hand-backs through a worker's eventfd */
+    uint64_t accept_failures;     /* accepts refused for lack of descriptors (EMFILE, ENFILE, ...):
+                                     each pauses that worker's accepting for HTTP_ACCEPT_PAUSE_MS */
 } http_stats_t;
 void http_server_stats(const http_server_t *server, http_stats_t *out);
 

@@ -48,6 +48,7 @@ typedef struct http_conn http_conn_t;
 
 struct http_request {
     http_conn_t *conn;
+    void *context; /* the caller's (http_request_set_context) */
 };
 
 struct http_conn {
@@ -92,6 +93,7 @@ struct http_worker {
     pthread_mutex_t queue_lock;
     http_conn_t *queue_head;
     uint64_t scan_next_ns;
+    uint64_t accept_resume_ns; /* 0, or: the listener is out of this worker's set until then */
 };
 
 struct http_server {
@@ -102,7 +104,7 @@ struct http_server {
     atomic_bool stopping;
     atomic_uint_fast64_t held_count;
     atomic_uint_fast64_t stat_accepted, stat_refused, stat_open, stat_requests, stat_bad, stat_timeouts,
-        stat_other_thread, stat_wakeups;
+        stat_other_thread, stat_wakeups, stat_accept_failures;
 };
 
 static __thread http_worker_t *http_current_worker;
@@ -461,6 +463,45 @@ static void request_dispatch(http_conn_t *conn) {
     conn->in_handler = false;
 }
 
+/* The head hook (config.head): the request is held while it runs, so that it may
+ * answer with http_answer(). An answer before the body makes the connection close
+ * after it (the unread body is read out and dropped, as after a refusal). False when
+ * the hook answered and the connection takes no more input. */
+static bool request_head_hook(http_conn_t *conn) {
+    http_server_t *server = conn->worker->server;
+    bool body_unread = conn->head.body_bytes > 0;
+    bool keep_alive = conn->head.keep_alive;
+    if (body_unread) conn->head.keep_alive = false; /* an answer now says Connection: close */
+    pthread_mutex_lock(&conn->lock);
+    conn->state = CONN_HELD;
+    conn->refs++;
+    pthread_mutex_unlock(&conn->lock);
+    atomic_fetch_add(&server->held_count, 1);
+    conn->request.conn = conn;
+    conn->in_handler = true;
+    bool go_on = server->config.head(server->config.handler_ctx, &conn->request);
+    conn->in_handler = false;
+    pthread_mutex_lock(&conn->lock);
+    PC_ASSERT(go_on == (conn->state == CONN_HELD)); /* false: answered inside the hook */
+    if (go_on) {
+        conn->state = CONN_READING;
+        conn->refs--;
+        conn->head.keep_alive = keep_alive;
+    } else if (body_unread) {
+        conn->state = CONN_LINGER;
+        conn->consume_pending = false;
+        uint32_t linger_ms = server->config.write_timeout_ms < HTTP_LINGER_MS_MAX ? server->config.write_timeout_ms
+                                                                                : HTTP_LINGER_MS_MAX;
+        conn->deadline_ns = deadline_after_ms(linger_ms);
+        if (out_pending(conn) == 0) (void)shutdown(conn->fd, SHUT_WR);
+    }
+    pthread_mutex_unlock(&conn->lock);
+    if (go_on) atomic_fetch_sub(&server->held_count, 1);
+    if (go_on || !body_unread) return true;
+    conn_linger_read(conn);
+    return false;
+}
+
 /* Sends "100 Continue" once when the client waits for it before its body. */
 static void request_continue(http_conn_t *conn) {
     if (!conn->head.expect_continue || conn->continue_sent) return;
@@ -501,6 +542,9 @@ static bool input_process(http_conn_t *conn, bool socket_drained) {
                 return false;
             }
             conn->head_done = true;
+            conn->request.context = NULL;
+            if (server->config.head != NULL && !request_head_hook(conn)) return false;
+            if (conn->consume_pending) continue; /* the hook answered a request without a body */
         }
         size_t whole_bytes = conn->head.head_bytes + conn->head.body_bytes;
         if (conn->in_bytes < whole_bytes) {
@@ -658,15 +702,37 @@ static void worker_accept_one(http_worker_t *worker, int fd, const struct sockad
     if (conn->head.headers == NULL || epoll_ctl(worker->epoll_fd, EPOLL_CTL_ADD, fd, &event) != 0) conn_close(conn);
 }
 
+/* Out of descriptors: the listener, level-triggered, would wake this worker again at
+ * once and spin. It leaves the worker's set for HTTP_ACCEPT_PAUSE_MS (closing
+ * connections free descriptors meanwhile; the backlog waits). */
+static void worker_accept_pause(http_worker_t *worker) {
+    atomic_fetch_add(&worker->server->stat_accept_failures, 1);
+    if (worker->accept_resume_ns != 0) return;
+    (void)epoll_ctl(worker->epoll_fd, EPOLL_CTL_DEL, worker->server->config.listen_fd, NULL);
+    worker->accept_resume_ns = deadline_after_ms(HTTP_ACCEPT_PAUSE_MS);
+}
+
 static void worker_accept(http_worker_t *worker) {
     for (int taken = 0; taken < HTTP_ACCEPT_BATCH_MAX; taken++) {
         struct sockaddr_storage addr;
         socklen_t addr_bytes = sizeof addr;
         int fd = accept4(worker->server->config.listen_fd, (struct sockaddr *)&addr, &addr_bytes,
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) return; /* EAGAIN, or out of descriptors: level-triggered, tried again */
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) worker_accept_pause(worker);
+            return; /* EAGAIN: level-triggered, woken again by the next connection */
+        }
         worker_accept_one(worker, fd, &addr, addr_bytes);
     }
+}
+
+/* Back in the worker's set once the pause is over (level-triggered: a waiting
+ * connection wakes it at once). */
+static void worker_accept_resume(http_worker_t *worker, uint64_t now_ns) {
+    if (worker->accept_resume_ns == 0 || now_ns < worker->accept_resume_ns) return;
+    worker->accept_resume_ns = 0;
+    struct epoll_event listen_event = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = NULL};
+    (void)epoll_ctl(worker->epoll_fd, EPOLL_CTL_ADD, worker->server->config.listen_fd, &listen_event);
 }
 
 /* ---- deadlines ---- */
@@ -701,6 +767,7 @@ static void *worker_main(void *arg) {
             else conn_event(ptr, events[index].events);
         }
         uint64_t now_ns = pc_mono_ns();
+        worker_accept_resume(worker, now_ns);
         if (now_ns >= worker->scan_next_ns) {
             worker_scan_deadlines(worker, now_ns);
             worker->scan_next_ns = now_ns + HTTP_SCAN_PERIOD_MS * 1000000ull;
@@ -852,6 +919,18 @@ http_text_t http_request_body(const http_request_t *request) {
     return (http_text_t){conn->in + conn->head.head_bytes, (size_t)conn->head.body_bytes};
 }
 
+uint64_t http_request_body_declared(const http_request_t *request) {
+    return request->conn->head.body_bytes;
+}
+
+void http_request_set_context(http_request_t *request, void *context) {
+    request->context = context;
+}
+
+void *http_request_context(const http_request_t *request) {
+    return request->context;
+}
+
 void http_server_stats(const http_server_t *server, http_stats_t *out) {
     *out = (http_stats_t){
         .connections_accepted = atomic_load(&server->stat_accepted),
@@ -862,5 +941,6 @@ void http_server_stats(const http_server_t *server, http_stats_t *out) {
         .timeouts = atomic_load(&server->stat_timeouts),
         .answers_from_other_threads = atomic_load(&server->stat_other_thread),
         .worker_wakeups = atomic_load(&server->stat_wakeups),
+        .accept_failures = atomic_load(&server->stat_accept_failures),
     };
 }

@@ -8,10 +8,12 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "core/core.h"
 #include "http/http.h"
 #include "http/http_internal.h"
 #include "test.h"
@@ -182,8 +184,27 @@ static void answer_echo(http_request_t *request) {
 }
 
 static http_request_t *parked; /* MODE_PARK: kept by one handler, answered in another's */
+static char head_marker;          /* the head hook's context, seen again by the handler */
+static atomic_uint head_hook_calls;
+
+/* A head hook (test_server_head_hook): "/refuse..." is answered 403 before its body. */
+static bool on_head(void *ctx, http_request_t *request) {
+    atomic_fetch_add(&head_hook_calls, 1);
+    http_text_t target = http_request_target(request);
+    if (target.byte_count >= 7 && memcmp(target.bytes, "/refuse", 7) == 0) {
+        char text[64];
+        int text_bytes = snprintf(text, sizeof text, "refused %llu",
+                                  (unsigned long long)http_request_body_declared(request));
+        ASSERT_TRUE(http_answer(request, 403, "text/plain", NULL, text, (size_t)text_bytes));
+        return false;
+    }
+    ASSERT_TRUE(http_request_context(request) == NULL);
+    http_request_set_context(request, &head_marker);
+    return true;
+}
 
 static void on_request(void *ctx, http_request_t *request) {
+    if (atomic_load(&head_hook_calls) > 0) ASSERT_TRUE(http_request_context(request) == &head_marker);
     if (mode == MODE_PARK) {
         http_text_t target = http_request_target(request);
         if (target.byte_count == 5 && memcmp(target.bytes, "/park", 5) == 0) {
@@ -650,6 +671,85 @@ static void test_server_answer_while_closing(void) {
     server_stop(&test);
 }
 
+/* The head hook answers before the body: a request without one keeps its connection;
+ * one whose body is still coming is answered with Connection: close, its body dropped.
+ * A request the hook lets through reaches the handler with the hook's context. */
+static void test_server_head_hook(void) {
+    test_server_t test;
+    http_config_t config;
+    config_for_test(&config);
+    config.head = on_head;
+    atomic_store(&head_hook_calls, 0);
+    server_start(&test, &config, MODE_NOW);
+    client_t client;
+    answer_t answer;
+    client_open(&client, test.port);
+    client_send_text(&client, "GET /refuse HTTP/1.1\r\n\r\nPOST /ok HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc");
+    ASSERT_TRUE(client_answer(&client, &answer));
+    ASSERT_EQ(answer.status, 403);
+    ASSERT_FALSE(answer.close);
+    ASSERT_STR_EQ(answer.body, "refused 0");
+    ASSERT_TRUE(client_answer(&client, &answer));
+    ASSERT_EQ(answer.status, 200);
+    ASSERT_STR_EQ(answer.body, "/ok 3");
+    /* 1 MiB declared, 10 bytes sent: answered now, then the rest is read out until it closes */
+    client_send_text(&client, "POST /refuse HTTP/1.1\r\nContent-Length: 1048576\r\n\r\n0123456789");
+    ASSERT_TRUE(client_answer(&client, &answer));
+    ASSERT_EQ(answer.status, 403);
+    ASSERT_TRUE(answer.close);
+    ASSERT_STR_EQ(answer.body, "refused 1048576");
+    static char more[65536];
+    memset(more, 'x', sizeof more);
+    client_send(&client, more, sizeof more); /* dropped, not a reset */
+    shutdown(client.fd, SHUT_WR);
+    ASSERT_TRUE(client_at_end(&client));
+    client_close(&client);
+    ASSERT_EQ(atomic_load(&head_hook_calls), 3);
+    server_stop(&test);
+    atomic_store(&head_hook_calls, 0);
+}
+
+/* Out of descriptors, the level-triggered listener would wake its worker at once and
+ * spin; instead the worker pauses accepting (HTTP_ACCEPT_PAUSE_MS) and the waiting
+ * connection is served once descriptors are free again. Fails without the pause: the
+ * failed accepts then number in the tens of thousands. */
+static void test_server_accept_out_of_descriptors(void) {
+    test_server_t test;
+    http_config_t config;
+    config_for_test(&config);
+    server_start(&test, &config, MODE_NOW);
+    struct rlimit saved;
+    ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+    int lowest_free = dup(0);
+    ASSERT_TRUE(lowest_free >= 0);
+    close(lowest_free);
+    /* the client's socket takes the last descriptor; the server's accept finds none */
+    struct rlimit low = {.rlim_cur = (rlim_t)lowest_free + 1, .rlim_max = saved.rlim_max};
+    ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+    uint64_t start_ns = pc_mono_ns();
+    client_t client;
+    client_open(&client, test.port);
+    client_send_text(&client, "GET /late HTTP/1.1\r\n\r\n");
+    http_stats_t stats = {0};
+    for (int round = 0; round < 2000 && stats.accept_failures < 4; round++) {
+        usleep(10000);
+        http_server_stats(test.server, &stats);
+    }
+    ASSERT_TRUE(stats.accept_failures >= 4); /* paused and tried again */
+    ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+    answer_t answer;
+    ASSERT_TRUE(client_answer(&client, &answer));
+    ASSERT_STR_EQ(answer.body, "/late 0");
+    http_server_stats(test.server, &stats);
+    uint64_t elapsed_ms = (pc_mono_ns() - start_ns) / 1000000u;
+    /* at most one failed accept per worker per pause, and a margin */
+    uint64_t bound = (uint64_t)config.threads * (elapsed_ms / HTTP_ACCEPT_PAUSE_MS + 2) * 2;
+    if (stats.accept_failures > bound) TEST_FAIL("%llu failed accepts in %llu ms: the listener spins",
+                                                 (unsigned long long)stats.accept_failures, (unsigned long long)elapsed_ms);
+    client_close(&client);
+    server_stop(&test);
+}
+
 /* 200 keep-alive connections × 50 requests, answered from another thread. */
 #define MANY_CONNECTIONS 200
 #define MANY_REQUESTS 50
@@ -700,6 +800,8 @@ int main(void) {
     RUN(test_server_answer_while_closing);
     RUN(test_server_answer_on_same_worker);
     RUN(test_server_many_connections);
+    RUN(test_server_head_hook);
+    RUN(test_server_accept_out_of_descriptors);
     free(big_body);
     return test_finish();
 }
