@@ -117,6 +117,11 @@ void *http_request_context(const http_request_t *request);
 bool http_answer(http_request_t *request, unsigned status, const char *content_type, const char *headers,
                  const void *body, size_t body_bytes);
 
+/* The connection closes after this request's answer (Connection: close), whatever the
+ * client asked: a server that is stopping. Before http_answer(), by the request's
+ * holder. */
+void http_request_close_after(http_request_t *request);
+
 /* Ends the request's connection without an answer (what was queued before it is
  * dropped): a peer that hangs up, as the simulators' faults do. Releases the request as
  * http_answer() does; false if the connection was already gone. Any thread; instead

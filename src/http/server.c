@@ -923,6 +923,10 @@ uint64_t http_request_body_declared(const http_request_t *request) {
     return request->conn->head.body_bytes;
 }
 
+void http_request_close_after(http_request_t *request) {
+    request->conn->head.keep_alive = false; /* the worker reads the head again only after the answer */
+}
+
 void http_request_set_context(http_request_t *request, void *context) {
     request->context = context;
 }
