@@ -85,7 +85,7 @@ test-tsan: deps
 	@cmake -S . -B $(BUILD_TSAN) -DCMAKE_BUILD_TYPE=Debug -DPC_TSAN=ON >/dev/null
 	@cmake --build $(BUILD_TSAN) -j $(JOBS) --target paycore store_test_crash api_test_router http_test_http
 	@cd $(BUILD_TSAN) && PAYCORE_SANITIZED=1 PAYCORE_CRASH_ROUNDS=6 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-	  ctest --output-on-failure -j $(JOBS) -R '^(api/|http/|store/test_crash$$|payments/test_payments_concurrent$$)'
+	  ctest --output-on-failure -j $(JOBS) -R '^(api/|http/|api-engine/test_api_(concurrency|shutdown|stop_race|idempotency_retry)$$|store/test_crash$$|payments/test_payments_concurrent$$)'
 
 bench: build
 	@sh scripts/bench.sh $(BUILD) full

@@ -51,7 +51,8 @@
  *                      server is warm, then loads it for SECONDS (no result lines)
  *   --hold  with --profile: once the load is over ("payments=" printed), keeps the
  *           server and its files until standard input closes (a reader copies them)
- *   --cards N  the pool's size (1: the single-card stream)   --seed S  the pool's seed */
+ *   --cards N  the pool's size (1: the single-card stream)   --seed S  the pool's seed
+ *   --http-engine  the server serves on its own HTTP engine (serve --http-engine) */
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -250,6 +251,9 @@ static bool json_field(const char *json, const char *name, char *out, size_t out
     return true;
 }
 
+/* --http-engine: the server serves on src/http instead of libmicrohttpd */
+static bool http_engine;
+
 /* ---------------------------------------------------------------- where the time goes */
 
 /* A payment's path on the server (its /metrics paycore_payment_path_seconds): the
@@ -265,7 +269,8 @@ static const char *const path_segments[PATH_SEGMENTS] = {"api", "gateway_in", "p
 /* The server's own view over a slice: commits, their time, batch sizes, its CPU and
  * the bytes it wrote to its files (WAL frames, checkpoints: the cost of each kind of
  * write, independent of how fast the disk is today). */
-/* Server threads by name (pthread_setname_np); MHD names its workers "MHD-…". */
+/* Server threads by name (pthread_setname_np); MHD names its workers "MHD-…", the
+ * engine of --http-engine (src/http) "http-worker": both are the http group. */
 enum { GROUP_WRITER, GROUP_CHECKPOINTER, GROUP_GATEWAY, GROUP_STAGE, GROUP_HTTP, GROUP_OTHER, GROUPS };
 static const char *const group_names[GROUPS] = {"writer", "checkpointer", "gateway", "stage", "http", "other"};
 static const char *const group_prefixes[GROUPS] = {"paycore-writer", "paycore-walckpt", "paycore-gw",
@@ -345,6 +350,7 @@ static void server_groups_cpu_s(double total_s, double out[GROUPS]) {
         for (int i = 0; i < GROUP_OTHER; i++) {
             if (strncmp(comm, group_prefixes[i], strlen(group_prefixes[i])) == 0) g = i;
         }
+        if (strncmp(comm, "http-worker", 11) == 0) g = GROUP_HTTP;
         if (g != GROUP_OTHER) {
             out[g] += cpu_s;
             known_s += cpu_s;
@@ -1491,6 +1497,7 @@ static void setup_server(uint16_t sim_port, const char *model, char *base, char 
         argv[argc++] = "--risk-model";
         argv[argc++] = (char *)model;
     }
+    if (http_engine) argv[argc++] = "--http-engine";
     argv[argc] = NULL;
     server_pid = spawn(argv, err, -1);
     snprintf(base, 128, "http://127.0.0.1:%u", (unsigned)server_port(log));
@@ -1538,10 +1545,11 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--quick") == 0) full = false;
         else if (strcmp(argv[i], "--profile") == 0 && value != NULL) profile_s = atof(argv[++i]);
         else if (strcmp(argv[i], "--hold") == 0) hold = true;
+        else if (strcmp(argv[i], "--http-engine") == 0) http_engine = true;
         else if (strcmp(argv[i], "--cards") == 0) customer_count = (uint32_t)flag_number(argv[i++], value, 1, CARDS_MAX);
         else if (strcmp(argv[i], "--seed") == 0) pool_seed = flag_number(argv[i++], value, 0, UINT64_MAX);
         else {
-            fprintf(stderr, "usage: bench_payments [--quick | --full | --profile SECONDS [--hold]] [--cards N] [--seed S]\n");
+            fprintf(stderr, "usage: bench_payments [--quick | --full | --profile SECONDS [--hold]] [--cards N] [--seed S] [--http-engine]\n");
             return 2;
         }
     }

@@ -10,6 +10,7 @@
 #include "api/api.h"
 #include "shard/shard.h"
 #include "api/codec.h"
+#include "http/http.h"
 #include "store/idem_index.h"
 
 #define API_KEY_HASH_BYTES 32 /* SHA-256 of a key's secret */
@@ -114,6 +115,10 @@ void api_conn_deadline_restart(const api_server_t *server, api_conn_t *conn);
 void api_conn_deadline_clear(api_conn_t *conn);
 bool api_conn_expired(const api_conn_t *conn);
 
+/* The per-address table of the engine's connections (http_config_t admit/closed). */
+bool api_conn_address_admit(api_server_t *server, const struct sockaddr *addr);
+void api_conn_address_closed(api_server_t *server, const struct sockaddr *addr);
+
 /* ---- the accept loop (accept.c) ----
  * MHD serves the connections handed to it (MHD_USE_NO_LISTEN_SOCKET and
  * MHD_add_connection); the listen socket stays ours. libmicrohttpd 0.9.75's
@@ -210,6 +215,9 @@ struct api_server {
     struct MHD_Daemon *daemon_polled; /* poll(): the first connections (accept.c) */
     _Atomic uint32_t conns_polled;  /* connections handed to daemon_polled, not yet closed */
     _Atomic uint32_t conns_epoll;   /* connections handed to daemon, not yet closed */
+    http_server_t *engine;          /* --http-engine: serves instead of the two daemons; set
+                                       under conns_mutex (conn.c's reaper reads its counters) */
+    uint64_t engine_timeouts_seen;  /* its deadline closes already counted (conn.c) */
     int listen_fd;                  /* bound before the store opens; always ours (accept.c) */
     api_acceptor_t acceptor;        /* hands listen_fd's connections to 'daemon' */
     uint16_t port;
@@ -370,19 +378,30 @@ typedef enum {
     API_PHASE_REPLIED,      /* the reply is queued */
 } api_phase;
 
+typedef struct {
+    const char *name;
+    const char *value; /* NULL: the name came without '=' */
+} api_query_arg_t;
+
 struct api_request {
     api_server_t *server;
-    struct MHD_Connection *connection;
+    union {
+        struct MHD_Connection *connection; /* on libmicrohttpd */
+        http_request_t *http;              /* on the engine (engine.c): on_engine */
+    };
+    api_query_arg_t *query_args;       /* the engine's decoded query, in the arena; ends
+                                          with a NULL name (NULL: no query) */
     api_phase phase;
     uint64_t start_ns;
     char method[8];
-    char request_id[40];
+    char request_id[32];                /* "req_" + 8 + 12 hex digits */
     char *path;                         /* writable copy, split by the router */
     int64_t route_index;                /* -1 before a match */
     const char *params[API_ROUTE_PARAMS_MAX];
     uint32_t param_count;
     api_caller_t caller;
     bool has_caller;
+    bool on_engine;                     /* served by the engine: 'http', not 'connection' */
     /* body */
     char *body;
     size_t body_bytes;
@@ -494,6 +513,23 @@ void api_inflight_free(api_server_t *server);
 /* Returns once every resume deferred to the end of a batch (api_resume) has run: the
  * connections they name stay MHD's to free until then. */
 void api_resumes_wait(api_server_t *server);
+
+/* server.c: the header checks and the end of a request, shared by both servers */
+void api_request_headers_check(api_request_t *req, const char *const values[6]);
+void api_request_end(api_request_t *req);
+void api_request_record(api_request_t *req, int http_status, const char *code);
+
+/* engine.c: the API on src/http (--http-engine) */
+pc_status api_engine_start(api_server_t *server);
+void api_engine_stop(api_server_t *server);
+/* Makes and sends the reply of a request that waited (a writer command, a payment),
+ * on the calling thread; MHD's resume on the other server. */
+void api_request_wake(api_request_t *req);
+const char *api_engine_query(const api_request_t *req, const char *name);
+const char *api_engine_header(api_request_t *req, const char *name);
+/* A query argument lookup (routes_read.c's lists on both servers). */
+typedef const char *(*api_arg_lookup_fn)(void *ctx, const char *name);
+const char *api_list_query_parse_with(api_arg_lookup_fn lookup, void *ctx, store_query_t *query);
 
 /* server.c */
 store_reader_t *api_server_reader_acquire(api_server_t *server);

@@ -65,13 +65,16 @@ static void conn_unlink_locked(api_server_t *server, api_conn_t *conn) {
  * A table with open addressing, never more than half full (a slot per connection at
  * most, twice as many slots); a freed slot is filled by shifting its cluster back. */
 
-static void conn_address_of(struct MHD_Connection *connection, uint8_t out[16]) {
+static void conn_address_of_sockaddr(const struct sockaddr *addr, uint8_t out[16]) {
     memset(out, 0, 16);
-    const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    if (info == NULL || info->client_addr == NULL) return;
-    const struct sockaddr *addr = info->client_addr;
+    if (addr == NULL) return;
     if (addr->sa_family == AF_INET) memcpy(out, &((const struct sockaddr_in *)(const void *)addr)->sin_addr, 4);
     else if (addr->sa_family == AF_INET6) memcpy(out, &((const struct sockaddr_in6 *)(const void *)addr)->sin6_addr, 16);
+}
+
+static void conn_address_of(struct MHD_Connection *connection, uint8_t out[16]) {
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    conn_address_of_sockaddr(info != NULL ? info->client_addr : NULL, out);
 }
 
 static uint32_t conn_address_home(const uint8_t address[16]) {
@@ -113,6 +116,26 @@ static void conn_address_release(api_server_t *server, const uint8_t address[16]
         slots[at].count = 0;
         hole = at;
     }
+}
+
+static bool conn_address_take(api_server_t *server, const uint8_t address[16]);
+static void conn_address_release(api_server_t *server, const uint8_t address[16]);
+
+bool api_conn_address_admit(api_server_t *server, const struct sockaddr *addr) {
+    uint8_t address[16];
+    conn_address_of_sockaddr(addr, address);
+    pthread_mutex_lock(&server->conns_mutex);
+    bool admitted = conn_address_take(server, address);
+    pthread_mutex_unlock(&server->conns_mutex);
+    return admitted;
+}
+
+void api_conn_address_closed(api_server_t *server, const struct sockaddr *addr) {
+    uint8_t address[16];
+    conn_address_of_sockaddr(addr, address);
+    pthread_mutex_lock(&server->conns_mutex);
+    conn_address_release(server, address);
+    pthread_mutex_unlock(&server->conns_mutex);
 }
 
 /* MHD_OPTION_NOTIFY_CONNECTION: a connection opens or closes. An entry that cannot be
@@ -166,6 +189,12 @@ void api_conn_notify_polled(void *cls, struct MHD_Connection *connection, void *
 static uint32_t conns_expire(api_server_t *server, uint64_t now_ns) {
     uint32_t closed = 0;
     pthread_mutex_lock(&server->conns_mutex);
+    if (server->engine != NULL) { /* --http-engine: its workers close them; counted here */
+        http_stats_t stats;
+        http_server_stats(server->engine, &stats);
+        closed = (uint32_t)(stats.timeouts - server->engine_timeouts_seen);
+        server->engine_timeouts_seen = stats.timeouts;
+    }
     for (api_conn_t *conn = server->conns_head; conn != NULL; conn = conn->next) {
         uint64_t deadline_ns = atomic_load(&conn->deadline_ns);
         if (deadline_ns == 0 || deadline_ns > now_ns || atomic_load(&conn->expired)) continue;

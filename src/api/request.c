@@ -141,6 +141,7 @@ const char *api_param(const api_request_t *req, uint32_t index) {
 }
 
 const char *api_query(const api_request_t *req, const char *name) {
+    if (req->on_engine) return api_engine_query(req, name);
     return MHD_lookup_connection_value(req->connection, MHD_GET_ARGUMENT_KIND, name);
 }
 
@@ -161,7 +162,13 @@ static enum MHD_Result query_check(void *cls, enum MHD_ValueKind kind, const cha
 
 bool api_query_only(api_request_t *req, const char *const *allowed) {
     query_scan scan = {.allowed = allowed};
-    MHD_get_connection_values(req->connection, MHD_GET_ARGUMENT_KIND, query_check, &scan);
+    if (req->on_engine) {
+        for (uint32_t i = 0; req->query_args != NULL && req->query_args[i].name != NULL && scan.unknown == NULL; i++) {
+            (void)query_check(&scan, MHD_GET_ARGUMENT_KIND, req->query_args[i].name, req->query_args[i].value);
+        }
+    } else {
+        MHD_get_connection_values(req->connection, MHD_GET_ARGUMENT_KIND, query_check, &scan);
+    }
     if (scan.unknown == NULL) return true;
     char message[128];
     snprintf(message, sizeof message, "unknown query parameter '%.64s'", scan.unknown);
@@ -170,6 +177,7 @@ bool api_query_only(api_request_t *req, const char *const *allowed) {
 }
 
 const char *api_header(const api_request_t *req, const char *name) {
+    if (req->on_engine) return api_engine_header((api_request_t *)req, name); /* copied into its arena */
     return MHD_lookup_connection_value(req->connection, MHD_HEADER_KIND, name);
 }
 

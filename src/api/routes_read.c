@@ -30,23 +30,35 @@ static bool parse_time_ns(const char *text, uint64_t low, uint64_t *out) {
     return parse_u64(text, out) && *out >= low && *out <= (uint64_t)INT64_MAX;
 }
 
+static const char *mhd_arg(void *ctx, const char *name) {
+    return MHD_lookup_connection_value(ctx, MHD_GET_ARGUMENT_KIND, name);
+}
+
+static const char *request_arg(void *ctx, const char *name) {
+    return api_query(ctx, name);
+}
+
 const char *api_list_query_parse(struct MHD_Connection *connection, store_query_t *query) {
+    return api_list_query_parse_with(mhd_arg, connection, query);
+}
+
+const char *api_list_query_parse_with(api_arg_lookup_fn lookup, void *ctx, store_query_t *query) {
     memset(query, 0, sizeof(*query));
     query->limit = 10;
-    const char *limit = MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, "limit");
+    const char *limit = lookup(ctx, "limit");
     uint64_t value;
     const char *bad = NULL;
     if (limit != NULL) {
         if (!parse_u64(limit, &value) || value < 1 || value > API_LIST_LIMIT_MAX) bad = "limit";
         else query->limit = (uint32_t)value;
     }
-    query->starting_after = MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, "starting_after");
+    query->starting_after = lookup(ctx, "starting_after");
     if (query->starting_after != NULL && !pc_id_valid(query->starting_after)) bad = "starting_after";
-    const char *from = MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, "from");
-    const char *to = MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, "to");
+    const char *from = lookup(ctx, "from");
+    const char *to = lookup(ctx, "to");
     if (from != NULL && !parse_time_ns(from, 0, &query->from_ns)) bad = "from";
     if (to != NULL && !parse_time_ns(to, 1, &query->to_ns)) bad = "to";
-    const char *order = MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, "order");
+    const char *order = lookup(ctx, "order");
     if (order != NULL && strcmp(order, "asc") != 0 && strcmp(order, "desc") != 0) bad = "order";
     query->descending = order != NULL && strcmp(order, "desc") == 0;
     return bad;
@@ -63,7 +75,7 @@ static bool query_good(api_request_t *req, const char *bad) {
 
 bool api_list_query(api_request_t *req, store_query_t *query, bool time_range) {
     if (!api_query_only(req, time_range ? api_list_range_params : api_list_params)) return false;
-    return query_good(req, api_list_query_parse(req->connection, query));
+    return query_good(req, api_list_query_parse_with(request_arg, req, query));
 }
 
 /* The reader, or a 503 replied. */
@@ -109,9 +121,9 @@ static void account_row(const ledger_account_t *account, void *ctx) {
 
 const char *const api_accounts_list_params[] = {"limit", "starting_after", "cursor", NULL};
 
-const char *api_accounts_list_parse(struct MHD_Connection *connection, store_query_t *query) {
-    const char *bad = api_list_query_parse(connection, query);
-    query->cursor = MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, "cursor");
+static const char *accounts_list_parse_with(api_arg_lookup_fn lookup, void *ctx, store_query_t *query) {
+    const char *bad = api_list_query_parse_with(lookup, ctx, query);
+    query->cursor = lookup(ctx, "cursor");
     if (bad == NULL && query->cursor != NULL &&
         (query->starting_after != NULL || query->cursor[0] == '\0' || strlen(query->cursor) >= STORE_CURSOR_TEXT_SIZE)) {
         bad = "cursor";
@@ -119,9 +131,13 @@ const char *api_accounts_list_parse(struct MHD_Connection *connection, store_que
     return bad;
 }
 
+const char *api_accounts_list_parse(struct MHD_Connection *connection, store_query_t *query) {
+    return accounts_list_parse_with(mhd_arg, connection, query);
+}
+
 static bool accounts_list_query(api_request_t *req, store_query_t *query) {
     if (!api_query_only(req, api_accounts_list_params)) return false;
-    if (!query_good(req, api_accounts_list_parse(req->connection, query))) return false;
+    if (!query_good(req, accounts_list_parse_with(request_arg, req, query))) return false;
     query->cursor_owner = req->has_caller ? req->caller.id : "";
     return true;
 }

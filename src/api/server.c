@@ -229,7 +229,6 @@ static bool header_body(api_request_t *req, const request_header_values *headers
 
 /* ---- replies and logging ---- */
 
-static void request_record(api_request_t *req, int http_status, const char *code);
 
 /* While draining, every reply closes its connection: keep-alive clients leave and the
  * stop does not wait for them. */
@@ -243,7 +242,7 @@ static enum MHD_Result send_reply(api_request_t *req) {
     PC_ASSERT(atomic_load(&req->replied));
     req->phase = API_PHASE_REPLIED;
     api_conn_deadline_restart(req->server, req->conn); /* the reply must leave in time */
-    request_record(req, req->http_status, req->reply_code != PC_OK ? pc_status_code(req->reply_code) : "");
+    api_request_record(req, req->http_status, req->reply_code != PC_OK ? pc_status_code(req->reply_code) : "");
     /* the body is handed over, not copied: MHD frees it with the response */
     struct MHD_Response *response = MHD_create_response_from_buffer(
         req->reply_bytes, req->reply_body, MHD_RESPMEM_MUST_FREE);
@@ -273,7 +272,7 @@ static enum MHD_Result send_timeout_reply(api_request_t *req) {
                                "the same Idempotency-Key or id\"}}";
     req->phase = API_PHASE_REPLIED;
     api_conn_deadline_restart(req->server, req->conn);
-    request_record(req, 503, "request_timeout");
+    api_request_record(req, 503, "request_timeout");
     struct MHD_Response *response =
         MHD_create_response_from_buffer(sizeof body - 1, (void *)body, MHD_RESPMEM_PERSISTENT);
     if (response == NULL) return MHD_NO;
@@ -288,7 +287,7 @@ static enum MHD_Result send_timeout_reply(api_request_t *req) {
 
 /* Metrics and the access log line, once per request, when its reply is queued (so a
  * client that reads /metrics right after a reply sees it counted). */
-static void request_record(api_request_t *req, int http_status, const char *code) {
+void api_request_record(api_request_t *req, int http_status, const char *code) {
     if (req->recorded) return;
     req->recorded = true;
     uint64_t latency_ns = pc_mono_ns() - req->start_ns;
@@ -309,8 +308,8 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
     if (req == NULL) return;
     *con_cls = NULL;
     /* no reply was queued: the client left, or the deadline closed the connection */
-    if (api_conn_expired(conn)) request_record(req, 408, "request_deadline");
-    else request_record(req, 499, "client_closed");
+    if (api_conn_expired(conn)) api_request_record(req, 408, "request_deadline");
+    else api_request_record(req, 499, "client_closed");
     /* A request that ended without its reply (the client left) frees its Idempotency-Key
      * now (send_reply freed a replied one); a timed-out one keeps it until its command
      * is done, so a retry cannot run it twice. */
@@ -320,6 +319,8 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
 }
 
 /* ---- the request's three points ---- */
+
+static void request_headers_checked(api_request_t *req, const request_header_values *headers_in);
 
 /* A request another node of a set forwarded names the writer it was read for (its
  * fence, shard.h): only that writer runs it; a node that is not it (the set's writer
@@ -333,9 +334,24 @@ static bool header_fence(api_request_t *req, const request_header_values *header
     return false;
 }
 
+_Static_assert(sizeof(request_header_values) == 6 * sizeof(const char *), "six header values in a row");
+
+/* The header phase of the engine (engine.c): the same values, found by the engine, in
+ * request_header_values' order. */
+void api_request_headers_check(api_request_t *req, const char *const values[6]) {
+    request_header_values headers;
+    memcpy(&headers, values, sizeof headers);
+    request_headers_checked(req, &headers);
+}
+
 static void request_headers(api_request_t *req) {
     request_header_values headers;
     request_headers_scan(req, &headers);
+    request_headers_checked(req, &headers);
+}
+
+static void request_headers_checked(api_request_t *req, const request_header_values *headers_in) {
+    const request_header_values headers = *headers_in;
     req->header_idempotency_key = headers.idempotency_key;
     if (!header_fence(req, &headers)) return;
     if (!header_route(req)) return;
@@ -343,7 +359,7 @@ static void request_headers(api_request_t *req) {
     (void)header_body(req, &headers);
 }
 
-static void request_end(api_request_t *req) {
+void api_request_end(api_request_t *req) {
     if (req->body_refused != PC_OK) {
         api_reply_error(req, req->body_refused, NULL, NULL);
         if (req->body_refused != PC_BODY_TOO_LARGE) api_reply_header(req, "Retry-After", "1");
@@ -393,7 +409,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *connection, c
     /* The request arrived whole: no deadline while it runs (a long verify, a command
      * with the writer: the request timeout answers for that); the reply gets one. */
     api_conn_deadline_clear(req->conn);
-    request_end(req);
+    api_request_end(req);
     if (req->phase == API_PHASE_WAITING) return MHD_YES;
     return send_reply(req);
 }
@@ -679,6 +695,7 @@ static void server_free(api_server_t *server) {
     api_conns_stop(server);
     api_acceptor_stop(&server->acceptor); /* nothing is handed to MHD while it stops */
     api_resumes_wait(server); /* a stage thread's batch may still hold a resume */
+    api_engine_stop(server); /* every connection closed, every held request answered */
     if (server->daemon != NULL) MHD_stop_daemon(server->daemon);
     if (server->daemon_polled != NULL) MHD_stop_daemon(server->daemon_polled);
     api_conns_free(server); /* MHD reported every connection closed */
@@ -728,7 +745,9 @@ pc_status api_server_open(api_server_t **out, const api_config_t *config) {
     return PC_OK;
 }
 
-pc_status api_server_listen(api_server_t *server) { return start_http(server); }
+pc_status api_server_listen(api_server_t *server) {
+    return server->config.http_engine ? api_engine_start(server) : start_http(server);
+}
 
 pc_status api_server_start(api_server_t **out, const api_config_t *config) {
     api_server_t *server = NULL;

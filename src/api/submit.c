@@ -284,7 +284,7 @@ static void *reaper_run(void *arg) {
         }
         pthread_mutex_unlock(&server->waiting_mutex);
         /* the MHD reference keeps each alive: its connection stays suspended until now */
-        for (uint32_t i = 0; i < due_count; i++) MHD_resume_connection(due[i]->connection);
+        for (uint32_t i = 0; i < due_count; i++) api_request_wake(due[i]);
         pthread_mutex_lock(&server->waiting_mutex);
     }
     pthread_mutex_unlock(&server->waiting_mutex);
@@ -316,7 +316,7 @@ void api_reaper_stop(api_server_t *server) {
 static void resume_now(void *arg) {
     api_request_t *req = arg;
     api_server_t *server = req->server;
-    MHD_resume_connection(req->connection);
+    api_request_wake(req);
     api_request_release(req);
     atomic_fetch_sub(&server->resumes_deferred, 1);
 }
@@ -330,7 +330,8 @@ static void resume_now(void *arg) {
 static void resume_or_defer(api_request_t *req) {
     api_server_t *server = req->server;
     atomic_fetch_add(&server->resumes_deferred, 1);
-    if (!pc_batch_defer(resume_now, req)) resume_now(req);
+    /* on the engine the answer is written here: nothing to batch */
+    if (req->on_engine || !pc_batch_defer(resume_now, req)) resume_now(req);
 }
 
 /* Writer thread, after the commit (or its failure): updates what memory mirrors
@@ -368,7 +369,7 @@ void api_submit(api_request_t *req, writer_cmd_t *cmd, api_in_tx_fn in_tx, api_d
         return;
     }
     req->phase = API_PHASE_WAITING;
-    MHD_suspend_connection(req->connection);
+    if (!req->on_engine) MHD_suspend_connection(req->connection);
     atomic_fetch_add(&req->refs, 1); /* the writer's, dropped by done() */
     pthread_mutex_lock(&server->waiting_mutex);
     if (server->config.request_timeout_ms > 0) {
@@ -386,7 +387,13 @@ void api_submit(api_request_t *req, writer_cmd_t *cmd, api_in_tx_fn in_tx, api_d
         req->commit_status = status;
         pthread_mutex_unlock(&server->waiting_mutex);
         atomic_fetch_sub(&req->refs, 1);
-        if (!timed_out) MHD_resume_connection(req->connection);
+        if (timed_out) return;
+        if (!req->on_engine) {
+            MHD_resume_connection(req->connection);
+            return;
+        }
+        req->phase = API_PHASE_BODY; /* still in the engine's handler: it sends the reply */
+        api_submit_finish(req);
     }
 }
 
@@ -413,7 +420,7 @@ void api_defer(api_request_t *req) {
     req->on_done = NULL;
     req->commit_status = PC_OK;
     req->phase = API_PHASE_WAITING;
-    MHD_suspend_connection(req->connection);
+    if (!req->on_engine) MHD_suspend_connection(req->connection);
     atomic_fetch_add(&req->refs, 1); /* the deferred answer's, dropped by api_resume */
     pthread_mutex_lock(&server->waiting_mutex);
     if (server->config.request_timeout_ms > 0) {

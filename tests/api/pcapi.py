@@ -1,6 +1,8 @@
 """tests/api/pcapi.py: helpers for the API tests: a real `paycore serve` on a free
 loopback port with a temporary database, and a small HTTP client (http.client).
-Not a test itself (no test_ prefix)."""
+Not a test itself (no test_ prefix). With PAYCORE_HTTP_ENGINE=1 in the environment every
+`paycore serve` started here (it inherits the variable, the flag's) serves on the HTTP
+engine (--http-engine): ctest's api-engine/ entries run the suites that way."""
 import http.client
 import json
 import errno
