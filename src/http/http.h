@@ -141,8 +141,9 @@ typedef struct {
     uint64_t timeouts;            /* idle, request deadline or write timeout */
     uint64_t answers_from_other_threads;
     uint64_t worker_wakeups;      /* hand-backs through a worker's eventfd */
-    uint64_t accept_failures;     /* accepts refused for lack of descriptors (EMFILE, ENFILE, ...):
-                                     each pauses that worker's accepting for HTTP_ACCEPT_PAUSE_MS */
+    uint64_t accept_failures;     /* accepts failed for lack of descriptors (EMFILE, ENFILE, ...) or
+                                     a listener shut down: each pauses that worker's accepting for
+                                     HTTP_ACCEPT_PAUSE_MS */
 } http_stats_t;
 void http_server_stats(const http_server_t *server, http_stats_t *out);
 

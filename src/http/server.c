@@ -702,8 +702,8 @@ static void worker_accept_one(http_worker_t *worker, int fd, const struct sockad
     if (conn->head.headers == NULL || epoll_ctl(worker->epoll_fd, EPOLL_CTL_ADD, fd, &event) != 0) conn_close(conn);
 }
 
-/* Out of descriptors: the listener, level-triggered, would wake this worker again at
- * once and spin. It leaves the worker's set for HTTP_ACCEPT_PAUSE_MS (closing
+/* Out of descriptors (or a listener shut down): the listener, level-triggered, would
+ * wake this worker again at once and spin. It leaves the worker's set for HTTP_ACCEPT_PAUSE_MS (closing
  * connections free descriptors meanwhile; the backlog waits). */
 static void worker_accept_pause(http_worker_t *worker) {
     atomic_fetch_add(&worker->server->stat_accept_failures, 1);
@@ -719,8 +719,13 @@ static void worker_accept(http_worker_t *worker) {
         int fd = accept4(worker->server->config.listen_fd, (struct sockaddr *)&addr, &addr_bytes,
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) worker_accept_pause(worker);
-            return; /* EAGAIN: level-triggered, woken again by the next connection */
+            /* EAGAIN: woken again by the next connection; a connection that failed
+             * before it was taken: the next one. Anything else (out of descriptors, a
+             * listener shut down while stopping) would wake the worker again at once. */
+            bool next_one = errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED ||
+                            errno == EPROTO;
+            if (!next_one) worker_accept_pause(worker);
+            return;
         }
         worker_accept_one(worker, fd, &addr, addr_bytes);
     }

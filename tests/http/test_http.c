@@ -750,6 +750,29 @@ static void test_server_accept_out_of_descriptors(void) {
     server_stop(&test);
 }
 
+/* A listener shut down while the server still runs (serve's SIGTERM does it before the
+ * drain): accept fails with EINVAL and the level-triggered listener would spin; the
+ * workers pause as they do out of descriptors. */
+static void test_server_listener_shut_down(void) {
+    test_server_t test;
+    http_config_t config;
+    config_for_test(&config);
+    server_start(&test, &config, MODE_NOW);
+    uint64_t start_ns = pc_mono_ns();
+    ASSERT_EQ(shutdown(test.listen_fd, SHUT_RDWR), 0);
+    http_stats_t stats = {0};
+    for (int round = 0; round < 2000 && stats.accept_failures < 6; round++) {
+        usleep(10000);
+        http_server_stats(test.server, &stats);
+    }
+    uint64_t elapsed_ms = (pc_mono_ns() - start_ns) / 1000000u;
+    ASSERT_TRUE(stats.accept_failures >= 6);
+    uint64_t bound = (uint64_t)config.threads * (elapsed_ms / HTTP_ACCEPT_PAUSE_MS + 2) * 2;
+    if (stats.accept_failures > bound) TEST_FAIL("%llu failed accepts in %llu ms: the listener spins",
+                                                 (unsigned long long)stats.accept_failures, (unsigned long long)elapsed_ms);
+    server_stop(&test);
+}
+
 /* 200 keep-alive connections × 50 requests, answered from another thread. */
 #define MANY_CONNECTIONS 200
 #define MANY_REQUESTS 50
@@ -802,6 +825,7 @@ int main(void) {
     RUN(test_server_many_connections);
     RUN(test_server_head_hook);
     RUN(test_server_accept_out_of_descriptors);
+    RUN(test_server_listener_shut_down);
     free(big_body);
     return test_finish();
 }
