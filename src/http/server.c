@@ -700,6 +700,7 @@ static void *worker_main(void *arg) {
             else if (ptr == &http_wake_marker) worker_drain_queue(worker);
             else conn_event(ptr, events[index].events);
         }
+        if (server->config.batch_end != NULL) server->config.batch_end(server->config.handler_ctx);
         uint64_t now_ns = pc_mono_ns();
         if (now_ns >= worker->scan_next_ns) {
             worker_scan_deadlines(worker, now_ns);

@@ -148,7 +148,7 @@ static void test_parse_connection(void) {
 
 /* ---- the server over loopback ---- */
 
-typedef enum { MODE_NOW, MODE_LATER, MODE_BIG, MODE_BIG_LATER, MODE_PARK } answer_mode_t;
+typedef enum { MODE_NOW, MODE_LATER, MODE_BIG, MODE_BIG_LATER, MODE_PARK, MODE_BATCH } answer_mode_t;
 
 #define QUEUE_SLOTS 16384
 static struct {
@@ -183,7 +183,34 @@ static void answer_echo(http_request_t *request) {
 
 static http_request_t *parked; /* MODE_PARK: kept by one handler, answered in another's */
 
+/* MODE_BATCH: requests kept by the handler, answered by the batch-end hook (the
+ * worker's thread only: no lock). */
+#define BATCH_SLOTS 64
+static struct {
+    http_request_t *kept[BATCH_SLOTS];
+    size_t kept_count;
+    pthread_t handler_thread;
+    atomic_uint_fast64_t answered;
+    atomic_uint_fast64_t answered_off_worker;
+} batch;
+
+static void on_batch_end(void *ctx) {
+    (void)ctx;
+    for (size_t index = 0; index < batch.kept_count; index++) {
+        if (!pthread_equal(pthread_self(), batch.handler_thread)) atomic_fetch_add(&batch.answered_off_worker, 1);
+        answer_echo(batch.kept[index]);
+        atomic_fetch_add(&batch.answered, 1);
+    }
+    batch.kept_count = 0;
+}
+
 static void on_request(void *ctx, http_request_t *request) {
+    if (mode == MODE_BATCH) {
+        ASSERT_TRUE(batch.kept_count < BATCH_SLOTS);
+        batch.handler_thread = pthread_self();
+        batch.kept[batch.kept_count++] = request;
+        return;
+    }
     if (mode == MODE_PARK) {
         http_text_t target = http_request_target(request);
         if (target.byte_count == 5 && memcmp(target.bytes, "/park", 5) == 0) {
@@ -491,6 +518,35 @@ static void test_server_answer_on_same_worker(void) {
     server_stop(&test);
 }
 
+/* Requests the handler keeps are answered by the batch-end hook on the same worker,
+ * after the events of the wait that brought them: a request on each of two
+ * connections, then a pipelined pair (the second is handled after the first's answer). */
+static void test_server_batch_end(void) {
+    test_server_t test;
+    http_config_t config;
+    config_for_test(&config);
+    config.threads = 1;
+    config.batch_end = on_batch_end;
+    server_start(&test, &config, MODE_BATCH);
+    client_t first, second;
+    answer_t answer;
+    client_open(&first, test.port);
+    client_open(&second, test.port);
+    client_send_text(&first, "GET /one HTTP/1.1\r\n\r\n");
+    client_send_text(&second, "GET /two HTTP/1.1\r\n\r\nGET /three HTTP/1.1\r\n\r\n");
+    ASSERT_TRUE(client_answer(&first, &answer));
+    ASSERT_STR_EQ(answer.body, "/one 0");
+    ASSERT_TRUE(client_answer(&second, &answer));
+    ASSERT_STR_EQ(answer.body, "/two 0");
+    ASSERT_TRUE(client_answer(&second, &answer));
+    ASSERT_STR_EQ(answer.body, "/three 0");
+    ASSERT_EQ(atomic_load(&batch.answered), 3);
+    ASSERT_EQ(atomic_load(&batch.answered_off_worker), 0);
+    client_close(&first);
+    client_close(&second);
+    server_stop(&test);
+}
+
 /* Closing is the server's after the client's: wait for it to catch up. */
 static void wait_for_closed(test_server_t *test) {
     for (int round = 0; round < 2000; round++) {
@@ -699,6 +755,7 @@ int main(void) {
     RUN(test_server_large_answer);
     RUN(test_server_answer_while_closing);
     RUN(test_server_answer_on_same_worker);
+    RUN(test_server_batch_end);
     RUN(test_server_many_connections);
     free(big_body);
     return test_finish();
