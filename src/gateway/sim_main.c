@@ -208,6 +208,7 @@ static bool sim_init(sim_t *sim, const sim_options_t *options, char *error, size
     pthread_mutex_init(&sim->faults_lock, NULL);
     pthread_mutex_init(&sim->sleep_lock, NULL);
     pthread_mutex_init(&sim->group_lock, NULL);
+    pthread_mutex_init(&sim->spare_lock, NULL);
     pthread_cond_init(&sim->group_cond, NULL);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
@@ -243,6 +244,7 @@ static void sim_free(sim_t *sim) {
     pthread_mutex_destroy(&sim->sleep_lock);
     pthread_cond_destroy(&sim->sleep_cond);
     pthread_mutex_destroy(&sim->group_lock);
+    pthread_mutex_destroy(&sim->spare_lock);
     pthread_cond_destroy(&sim->group_cond);
     free(sim);
 }
@@ -264,7 +266,7 @@ pc_status sim_start(const sim_options_t *options, sim_t **out, char *error, size
         sim_free(sim);
         return PC_INVALID_ARGUMENT;
     }
-    if (!sim_http_start(sim, options->listen, error, error_bytes)) {
+    if (!sim_http_start(sim, options->listen, options->http_engine, error, error_bytes)) {
         sim_free(sim);
         return PC_IO;
     }
