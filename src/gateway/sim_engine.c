@@ -199,15 +199,8 @@ static void timer_sleep(sim_engine_t *engine, uint64_t due_ms) {
         pthread_cond_wait(&engine->timer_cond, &engine->timer_lock);
         return;
     }
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    uint64_t now_ms = sim_mono_ms(), wait_ms = due_ms > now_ms ? due_ms - now_ms : 0;
-    until.tv_sec += (time_t)(wait_ms / 1000);
-    until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    uint64_t now_ms = sim_mono_ms();
+    struct timespec until = sim_deadline_after(due_ms > now_ms ? due_ms - now_ms : 0);
     (void)pthread_cond_timedwait(&engine->timer_cond, &engine->timer_lock, &until);
 }
 
@@ -286,11 +279,7 @@ bool sim_engine_start(sim_t *sim, const struct sockaddr_in *addr, char *error, s
         return false;
     }
     pthread_mutex_init(&engine->timer_lock, NULL);
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&engine->timer_cond, &attr);
-    pthread_condattr_destroy(&attr);
+    sim_cond_init_monotonic(&engine->timer_cond);
     engine->listen_fd = listen_open(addr, &sim->port);
     if (engine->listen_fd < 0) {
         snprintf(error, error_bytes, "cannot listen on port %u: %s", (unsigned)ntohs(addr->sin_port), strerror(errno));

@@ -1,6 +1,7 @@
 /* gateway/sim_internal.h: what the simulator's files share (not a contract: see
  * simulator.h). One process runs one simulator: an event loop thread (MHD on epoll;
- * a simulated latency or held timeout suspends its connection on a timer), one SQLite
+ * a simulated latency or held timeout suspends its connection on a timer; with
+ * --http-engine an engine worker and a timer thread instead, sim_engine.c), one SQLite
  * connection guarded by 'lock' (every request's changes are one unit of a group
  * commit, committed at the end of each loop pass), and one worker thread (bank
  * settlements and callbacks, the daily settlement file). */
@@ -14,6 +15,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "gateway/simulator.h"
 #include "paycore/limits.h"
@@ -347,6 +349,10 @@ struct sim {
 
 uint64_t sim_wall_ms(void);
 uint64_t sim_mono_ms(void);
+/* A condition variable whose timed waits count on the monotonic clock. */
+void sim_cond_init_monotonic(pthread_cond_t *cond);
+/* The monotonic time 'ms' from now, for pthread_cond_timedwait on such a variable. */
+struct timespec sim_deadline_after(uint64_t ms);
 /* Wakes every sleeper (stop, new bank work). */
 void sim_wake(sim_t *sim);
 /* The current faults (a copy, taken under faults_lock). */

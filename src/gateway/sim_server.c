@@ -1,10 +1,11 @@
-/* gateway/sim_server.c: one simulator's HTTP side (libmicrohttpd on the event loop of
- * sim_loop.c). A request passes: route, auth, outage, body, then for an operation the
- * Idempotency-Key, its arrival count and seeded fate, the latency wait; then, under the
- * lock and in one unit of the record's group commit, the replay or the handler and the
- * recording of its answer; the wait for the group's commit; last the transport faults
- * (a held timeout, a broken answer). Every wait suspends the connection (stages in
- * sim_req_t): the loop serves the others meanwhile. */
+/* gateway/sim_server.c: one simulator's HTTP side. A request passes: route, auth,
+ * outage, body, then for an operation the Idempotency-Key, its arrival count and seeded
+ * fate, the latency wait; then, under the lock and in one unit of the record's group
+ * commit, the replay or the handler and the recording of its answer; the wait for the
+ * group's commit; last the transport faults (a held timeout, a broken answer). Each
+ * step ends in "send", "close" or "wait" (sim_next; stages in sim_req_t): the others
+ * are served meanwhile. Two transports run the steps: libmicrohttpd on the event loop
+ * of sim_loop.c (here, the default) and paycore's HTTP engine (sim_engine.c). */
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
