@@ -10,7 +10,8 @@
  *     direct path's calls) against its CPU per GET /healthz (HTTP alone, no record)
  *     at the same concurrency: how much the record and the card logic add to HTTP.
  * The simulator is `paycore simulator card` beside this binary (or PAYCORE_SIM_BIN).
- *   --quick  about 12 s     --full  about 40 s (alternating slices of each path) */
+ *   --quick  about 12 s     --full  about 40 s (alternating slices of each path)
+ *   --sim-http-engine  the simulator on paycore's own HTTP engine (--http-engine) */
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -116,6 +117,7 @@ static void bench_route(bool full) {
 /* ---------------------------------------------------------------- the simulator */
 
 static pid_t sim_pid;
+static bool sim_http_engine; /* --sim-http-engine */
 
 static uint16_t sim_start(const char *bin) {
     char db[512];
@@ -132,7 +134,7 @@ static uint16_t sim_start(const char *bin) {
         dup2(out[1], 1);
         close(out[0]);
         execl(bin, "paycore", "simulator", "card", "--listen", "127.0.0.1:0", "--db", db, "--log-level",
-              "warn", (char *)NULL);
+              "warn", sim_http_engine ? "--http-engine" : (char *)NULL, (char *)NULL);
         _exit(127);
     }
     close(out[1]);
@@ -401,7 +403,11 @@ static void bench_authorize(const char *bin, bool full) {
 }
 
 int main(int argc, char **argv) {
-    bool full = argc > 1 && strcmp(argv[1], "--full") == 0;
+    bool full = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--full") == 0) full = true;
+        else if (strcmp(argv[i], "--sim-http-engine") == 0) sim_http_engine = true;
+    }
     signal(SIGPIPE, SIG_IGN);
     obs_log_open(NULL, OBS_LEVEL_WARN);
     snprintf(dir, sizeof dir, "%s/paycore-bench-gw-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");

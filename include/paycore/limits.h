@@ -468,6 +468,8 @@ static_assert(RISK_STORE_BATCH_MAX <= RISK_STORE_QUEUE_MAX, "a store batch comes
                                                    key, an id) ~1.5 KiB; MHD zeroes the whole pool, and half
                                                    of it again, between two requests of a kept-alive
                                                    connection: 8 KiB cost ~12k instructions a request */
+#define SIM_HEAD_BYTES_MAX 3840                  /* --http-engine: request line and headers (431 above),
+                                                   the ~3.8 KiB that fit MHD's pool above */
 #define SIM_LOOP_WAIT_MS_MAX 1000               /* the event loop looks at the clock at least this often */
 #define SIM_STMT_CACHE_MAX 96                   /* prepared statements: the simulator has ~60 */
 #define SIM_CHECKPOINT_WAL_KIB (32 * 1024)      /* WAL written (pages of the record's size) before the worker

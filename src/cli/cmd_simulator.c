@@ -14,7 +14,7 @@
 #include "obs/obs.h"
 
 enum { OPT_LISTEN, OPT_DB, OPT_CONFIG, OPT_DATA, OPT_SEED, OPT_API_KEY, OPT_CALLBACK_SECRET, OPT_REPORT_DIR,
-       OPT_PORT_FILE, OPT_LOG_LEVEL, OPT_COUNT };
+       OPT_PORT_FILE, OPT_LOG_LEVEL, OPT_HTTP_ENGINE, OPT_COUNT };
 
 static void simulator_opts(cli_opt opts[OPT_COUNT]) {
     cli_opt defaults[OPT_COUNT] = {
@@ -28,6 +28,7 @@ static void simulator_opts(cli_opt opts[OPT_COUNT]) {
         {"report-dir", NULL, false, NULL, "where settlement CSVs go (default: the db's directory)"},
         {"port-file", NULL, false, NULL, "write the bound port there once listening"},
         {"log-level", NULL, false, "info", "debug|info|warn|error"},
+        {"http-engine", NULL, true, NULL, "serve on paycore's own HTTP engine (src/http) instead of libmicrohttpd"},
     };
     memcpy(opts, defaults, sizeof defaults);
 }
@@ -45,6 +46,7 @@ static bool simulator_options(const cli_opt *opts, sim_kind kind, char *db_defau
     options->report_dir = opts[OPT_REPORT_DIR].value;
     options->api_key = opts[OPT_API_KEY].value;
     options->callback_secret = opts[OPT_CALLBACK_SECRET].value;
+    options->http_engine = opts[OPT_HTTP_ENGINE].value != NULL;
     if (opts[OPT_SEED].value != NULL) {
         char *end = NULL;
         options->seed = strtoull(opts[OPT_SEED].value, &end, 10);

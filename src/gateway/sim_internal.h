@@ -1,6 +1,7 @@
 /* gateway/sim_internal.h: what the simulator's files share (not a contract: see
  * simulator.h). One process runs one simulator: an event loop thread (MHD on epoll;
- * a simulated latency or held timeout suspends its connection on a timer), one SQLite
+ * a simulated latency or held timeout suspends its connection on a timer; with
+ * --http-engine an engine worker and a timer thread instead, sim_engine.c), one SQLite
  * connection guarded by 'lock' (every request's changes are one unit of a group
  * commit, committed at the end of each loop pass), and one worker thread (bank
  * settlements and callbacks, the daily settlement file). */
@@ -8,11 +9,13 @@
 #define PAYCORE_GATEWAY_SIM_INTERNAL_H
 
 #include <jansson.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "gateway/simulator.h"
 #include "paycore/limits.h"
@@ -250,6 +253,24 @@ void sim_checkpoints_stop(sim_t *sim);
 typedef struct sim_loop sim_loop_t;
 typedef struct sim_req sim_req_t;
 
+/* Requests waiting for a time: a binary min-heap of SIM_CONNECTIONS_MAX slots (a
+ * connection has one request waiting at most). Not locked: the owner's. */
+typedef struct {
+    uint64_t due_ms;              /* monotonic */
+    sim_req_t *req;
+} sim_timer_t;
+
+typedef struct {
+    sim_timer_t *timers;
+    uint32_t count;
+} sim_timers_t;
+
+bool sim_timers_init(sim_timers_t *heap);
+void sim_timers_free(sim_timers_t *heap);
+void sim_timers_push(sim_timers_t *heap, uint64_t due_ms, sim_req_t *req);
+/* The earliest; the heap must not be empty. */
+sim_req_t *sim_timers_pop(sim_timers_t *heap);
+
 /* Starts the loop thread on the started daemon (epoll, external polling). */
 bool sim_loop_start(sim_t *sim, char *error, size_t error_bytes);
 /* Wakes the loop ('stopping' set), which resumes every suspended request and ends;
@@ -264,6 +285,25 @@ void sim_loop_wait_commit(sim_req_t *req);
 /* The handler was called again (or the connection closed): the request no longer
  * waits. */
 void sim_loop_commit_seen(sim_req_t *req);
+
+/* ---- the simulator on paycore's HTTP engine (sim_engine.c, --http-engine) ----
+ * One engine worker runs the requests (the loop's part); a request that waits for
+ * its group's commit is kept and answered by the worker's batch-end hook after it
+ * commits the batch's group; latency waits and held timeouts are kept on the engine's
+ * timer thread, which answers (or closes) them itself. */
+
+typedef struct sim_engine sim_engine_t;
+
+/* Listens on 'addr' and starts the worker and the timer thread (sets sim->port). */
+bool sim_engine_start(sim_t *sim, const struct sockaddr_in *addr, char *error, size_t error_bytes);
+/* With 'stopping' set: fires every timer (latency waits close unapplied, held timeouts
+ * close), stops the server once every kept request is answered, joins the threads. */
+void sim_engine_stop(sim_t *sim);
+void sim_engine_wait_ms(sim_req_t *req, uint64_t ms);
+void sim_engine_wait_commit(sim_req_t *req);
+/* The query argument 'name' of an engine request, percent-decoded; NULL when absent.
+ * Valid until the next call for the request. */
+const char *sim_engine_query(sim_req_t *req, const char *name);
 
 /* ---- the simulator ---- */
 
@@ -289,11 +329,13 @@ struct sim {
     sqlite3 *checkpoint_db;       /* the worker's own connection, for checkpoints */
     pthread_mutex_t faults_lock;  /* 'faults' is replaced at run time */
     sim_faults_t faults;
-    struct MHD_Daemon *daemon;
+    struct MHD_Daemon *daemon;    /* NULL on the engine */
+    sim_engine_t *engine;         /* NULL on MHD */
     uint16_t port;
     int quiesced_fd;              /* the listening socket once the loop stopped accepting; -1 */
     sim_loop_t *loop;
-    sim_req_t *spare_reqs;        /* completed requests kept for reuse (loop thread, then stop) */
+    pthread_mutex_t spare_lock;   /* the engine frees requests on two threads */
+    sim_req_t *spare_reqs;        /* completed requests kept for reuse */
     uint32_t spare_count;
     atomic_bool batching;         /* the loop is in a pass: units leave the commit to its end */
     atomic_bool stopping;
@@ -307,6 +349,10 @@ struct sim {
 
 uint64_t sim_wall_ms(void);
 uint64_t sim_mono_ms(void);
+/* A condition variable whose timed waits count on the monotonic clock. */
+void sim_cond_init_monotonic(pthread_cond_t *cond);
+/* The monotonic time 'ms' from now, for pthread_cond_timedwait on such a variable. */
+struct timespec sim_deadline_after(uint64_t ms);
 /* Wakes every sleeper (stop, new bank work). */
 void sim_wake(sim_t *sim);
 /* The current faults (a copy, taken under faults_lock). */
@@ -327,9 +373,25 @@ void sim_request_hash(const char *method, const char *path, const json_t *body, 
 
 /* ---- requests (sim_server.c) ---- */
 
-/* Starts the listener on 'listen' (sets sim->port); false with the reason. */
-bool sim_http_start(sim_t *sim, const char *listen, char *error, size_t error_bytes);
+/* Starts the listener on 'listen' (sets sim->port): libmicrohttpd, or paycore's HTTP
+ * engine when 'http_engine'; false with the reason. */
+bool sim_http_start(sim_t *sim, const char *listen, bool http_engine, char *error, size_t error_bytes);
 void sim_http_stop(sim_t *sim);
+
+/* What a request's step leaves to the transport. */
+typedef enum {
+    SIM_NEXT_SEND = 0,            /* the reply is ready: send it */
+    SIM_NEXT_CLOSE = 1,           /* close the connection, no answer */
+    SIM_NEXT_WAIT = 2,            /* kept: a timer or the group's commit calls the step again */
+} sim_next;
+
+/* A request from the spare list or new (zeroed, 'sim' set); NULL when out of memory. */
+sim_req_t *sim_request_alloc(sim_t *sim);
+/* Runs the request from where it is (sim_stage) to its next wait or its answer. */
+sim_next sim_request_step(sim_req_t *req);
+/* The request is over (answered or closed): its units waited for, its memory kept
+ * for reuse. */
+void sim_request_free(sim_req_t *req);
 
 typedef void (*sim_handler)(sim_req_t *req);
 
@@ -360,12 +422,16 @@ typedef enum {
 
 struct sim_req {
     sim_t *sim;
-    struct MHD_Connection *connection;
+    struct MHD_Connection *connection;  /* NULL on the engine */
+    struct http_request *http_request;  /* NULL on MHD */
+    const char *query;            /* engine: the target's query (after '?'), or NULL */
+    size_t query_bytes;
+    char *query_value;            /* engine: sim_query's last answer (owned) */
     const sim_route_t *route;
     char method[8];
     char path[SIM_PATH_BYTES_MAX + 1];
     char params[SIM_PARAMS_MAX][SIM_ID_SIZE];
-    char *body_bytes;             /* owned */
+    char *body_bytes;             /* owned on MHD; the engine's request's on the engine */
     size_t body_size;
     bool body_too_large;
     json_t *body;                 /* owned: the parsed body, {} when empty */
@@ -390,7 +456,7 @@ struct sim_req {
     sim_stage stage;
     uint32_t hold_ms;             /* a held timeout's length, from the faults at arrival */
     bool awaiting_commit;         /* counted by the loop as waiting for its pass's commit */
-    struct sim_req *spare_next;   /* in sim->spare_reqs once completed */
+    struct sim_req *spare_next;   /* in sim->spare_reqs once completed; the engine's commit list */
 };
 
 void sim_reply_json(sim_req_t *req, unsigned http_status, json_t *answer /* stolen */);

@@ -21,23 +21,17 @@
 #include "gateway/sim_internal.h"
 #include "obs/obs.h"
 
-typedef struct {
-    uint64_t due_ms;              /* monotonic */
-    sim_req_t *req;
-} sim_timer_t;
-
 struct sim_loop {
     int epoll_fd;                 /* MHD's epoll fd and wake_fd */
     int wake_fd;                  /* eventfd: stop */
     pthread_t thread;
     bool started;
-    sim_timer_t *timers;          /* min-heap on due_ms; a connection has one request waiting at most */
-    uint32_t timer_count;
+    sim_timers_t timers;          /* a connection has one request waiting at most */
     uint32_t committing;          /* requests whose handler waits for the open group's commit */
     uint32_t suspended;           /* connections the loop must resume */
 };
 
-/* ---- timers: a binary min-heap ---- */
+/* ---- timers: a binary min-heap (also the engine's, sim_engine.c) ---- */
 
 static void timer_swap(sim_timer_t *timers, uint32_t a, uint32_t b) {
     sim_timer_t held = timers[a];
@@ -45,26 +39,38 @@ static void timer_swap(sim_timer_t *timers, uint32_t a, uint32_t b) {
     timers[b] = held;
 }
 
-static void timer_push(sim_loop_t *loop, uint64_t due_ms, sim_req_t *req) {
-    PC_ASSERT(loop->timer_count < SIM_CONNECTIONS_MAX);
-    uint32_t i = loop->timer_count++;
-    loop->timers[i] = (sim_timer_t){.due_ms = due_ms, .req = req};
-    while (i > 0 && loop->timers[(i - 1) / 2].due_ms > loop->timers[i].due_ms) {
-        timer_swap(loop->timers, i, (i - 1) / 2);
+bool sim_timers_init(sim_timers_t *heap) {
+    heap->count = 0;
+    heap->timers = calloc(SIM_CONNECTIONS_MAX, sizeof *heap->timers);
+    return heap->timers != NULL;
+}
+
+void sim_timers_free(sim_timers_t *heap) {
+    free(heap->timers);
+    heap->timers = NULL;
+    heap->count = 0;
+}
+
+void sim_timers_push(sim_timers_t *heap, uint64_t due_ms, sim_req_t *req) {
+    PC_ASSERT(heap->count < SIM_CONNECTIONS_MAX);
+    uint32_t i = heap->count++;
+    heap->timers[i] = (sim_timer_t){.due_ms = due_ms, .req = req};
+    while (i > 0 && heap->timers[(i - 1) / 2].due_ms > heap->timers[i].due_ms) {
+        timer_swap(heap->timers, i, (i - 1) / 2);
         i = (i - 1) / 2;
     }
 }
 
-static sim_req_t *timer_pop(sim_loop_t *loop) {
-    sim_req_t *req = loop->timers[0].req;
-    loop->timers[0] = loop->timers[--loop->timer_count];
+sim_req_t *sim_timers_pop(sim_timers_t *heap) {
+    sim_req_t *req = heap->timers[0].req;
+    heap->timers[0] = heap->timers[--heap->count];
     uint32_t i = 0;
     for (;;) {
         uint32_t least = i, left = 2 * i + 1, right = left + 1;
-        if (left < loop->timer_count && loop->timers[left].due_ms < loop->timers[least].due_ms) least = left;
-        if (right < loop->timer_count && loop->timers[right].due_ms < loop->timers[least].due_ms) least = right;
+        if (left < heap->count && heap->timers[left].due_ms < heap->timers[least].due_ms) least = left;
+        if (right < heap->count && heap->timers[right].due_ms < heap->timers[least].due_ms) least = right;
         if (least == i) return req;
-        timer_swap(loop->timers, i, least);
+        timer_swap(heap->timers, i, least);
         i = least;
     }
 }
@@ -78,19 +84,31 @@ static void resume(sim_loop_t *loop, sim_req_t *req) {
 }
 
 void sim_loop_wait_ms(sim_req_t *req, uint64_t ms) {
+    if (req->sim->engine != NULL) {
+        sim_engine_wait_ms(req, ms);
+        return;
+    }
     sim_loop_t *loop = req->sim->loop;
     MHD_suspend_connection(req->connection);
     loop->suspended++;
-    timer_push(loop, sim_mono_ms() + ms, req);
+    sim_timers_push(&loop->timers, sim_mono_ms() + ms, req);
 }
 
 void sim_loop_wait_commit(sim_req_t *req) {
+    if (req->sim->engine != NULL) {
+        sim_engine_wait_commit(req);
+        return;
+    }
     if (req->awaiting_commit) return;
     req->awaiting_commit = true;
     req->sim->loop->committing++;
 }
 
 void sim_loop_commit_seen(sim_req_t *req) {
+    if (req->sim->engine != NULL) {
+        req->awaiting_commit = false;
+        return;
+    }
     sim_loop_t *loop = req->sim->loop;
     if (!req->awaiting_commit) return;
     req->awaiting_commit = false;
@@ -101,8 +119,8 @@ void sim_loop_commit_seen(sim_req_t *req) {
 /* Resumes the timers due by 'now_ms' (all of them at stop); the count resumed. */
 static uint32_t timers_fire(sim_loop_t *loop, uint64_t now_ms) {
     uint32_t fired = 0;
-    while (loop->timer_count > 0 && loop->timers[0].due_ms <= now_ms) {
-        resume(loop, timer_pop(loop));
+    while (loop->timers.count > 0 && loop->timers.timers[0].due_ms <= now_ms) {
+        resume(loop, sim_timers_pop(&loop->timers));
         fired++;
     }
     return fired;
@@ -125,8 +143,8 @@ static int pass_timeout_ms(sim_t *sim, bool stopping, uint32_t resumed) {
     uint64_t wait_ms = UINT64_MAX;
     MHD_UNSIGNED_LONG_LONG mhd_ms = 0;
     if (MHD_get_timeout(sim->daemon, &mhd_ms) == MHD_YES) wait_ms = mhd_ms;
-    if (sim->loop->timer_count > 0) {
-        uint64_t now_ms = sim_mono_ms(), due_ms = sim->loop->timers[0].due_ms;
+    if (sim->loop->timers.count > 0) {
+        uint64_t now_ms = sim_mono_ms(), due_ms = sim->loop->timers.timers[0].due_ms;
         uint64_t timer_ms = due_ms > now_ms ? due_ms - now_ms : 0;
         if (timer_ms < wait_ms) wait_ms = timer_ms;
     }
@@ -181,7 +199,7 @@ static bool watch(int epoll_fd, int fd) {
 static void loop_free(sim_loop_t *loop) {
     if (loop->epoll_fd >= 0) close(loop->epoll_fd);
     if (loop->wake_fd >= 0) close(loop->wake_fd);
-    free(loop->timers);
+    sim_timers_free(&loop->timers);
     free(loop);
 }
 
@@ -191,11 +209,11 @@ bool sim_loop_start(sim_t *sim, char *error, size_t error_bytes) {
         snprintf(error, error_bytes, "out of memory");
         return false;
     }
-    loop->timers = calloc(SIM_CONNECTIONS_MAX, sizeof *loop->timers);
+    bool timers_ok = sim_timers_init(&loop->timers);
     loop->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     loop->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(sim->daemon, MHD_DAEMON_INFO_EPOLL_FD);
-    bool ok = loop->timers != NULL && loop->epoll_fd >= 0 && loop->wake_fd >= 0 && info != NULL &&
+    bool ok = timers_ok && loop->epoll_fd >= 0 && loop->wake_fd >= 0 && info != NULL &&
               watch(loop->epoll_fd, info->epoll_fd) && watch(loop->epoll_fd, loop->wake_fd);
     sim->loop = loop;
     if (ok) ok = pthread_create(&loop->thread, NULL, loop_main, sim) == 0;
@@ -218,7 +236,7 @@ void sim_loop_stop(sim_t *sim) {
         obs_logf(OBS_LEVEL_ERROR, "simulator loop: wake: %s", strerror(errno));
     }
     if (loop->started) pthread_join(loop->thread, NULL);
-    PC_ASSERT(loop->suspended == 0 && loop->committing == 0 && loop->timer_count == 0);
+    PC_ASSERT(loop->suspended == 0 && loop->committing == 0 && loop->timers.count == 0);
     sim->loop = NULL;
     loop_free(loop);
 }

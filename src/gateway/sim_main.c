@@ -45,7 +45,15 @@ void sim_faults_current(sim_t *sim, sim_faults_t *out) {
     pthread_mutex_unlock(&sim->faults_lock);
 }
 
-static struct timespec deadline_after(uint64_t ms) {
+void sim_cond_init_monotonic(pthread_cond_t *cond) {
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(cond, &attr);
+    pthread_condattr_destroy(&attr);
+}
+
+struct timespec sim_deadline_after(uint64_t ms) {
     struct timespec deadline;
     clock_gettime(CLOCK_MONOTONIC, &deadline);
     deadline.tv_sec += (time_t)(ms / 1000);
@@ -59,7 +67,7 @@ static struct timespec deadline_after(uint64_t ms) {
 
 /* The worker's wait: until 'ms' passed, the simulator stops, or sim_wake runs. */
 static bool wait_ms(sim_t *sim, uint64_t ms, uint64_t *kicks_seen) {
-    struct timespec deadline = deadline_after(ms);
+    struct timespec deadline = sim_deadline_after(ms);
     bool timed_out = false;
     pthread_mutex_lock(&sim->sleep_lock);
     while (!atomic_load(&sim->stopping) && !timed_out && sim->kicks == *kicks_seen) {
@@ -208,12 +216,9 @@ static bool sim_init(sim_t *sim, const sim_options_t *options, char *error, size
     pthread_mutex_init(&sim->faults_lock, NULL);
     pthread_mutex_init(&sim->sleep_lock, NULL);
     pthread_mutex_init(&sim->group_lock, NULL);
+    pthread_mutex_init(&sim->spare_lock, NULL);
     pthread_cond_init(&sim->group_cond, NULL);
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&sim->sleep_cond, &attr);
-    pthread_condattr_destroy(&attr);
+    sim_cond_init_monotonic(&sim->sleep_cond);
     sim_config_default(&sim->config);
     if (strlen(options->db_path) > SIM_PATH_BYTES_MAX) {
         snprintf(error, error_bytes, "--db path too long");
@@ -243,6 +248,7 @@ static void sim_free(sim_t *sim) {
     pthread_mutex_destroy(&sim->sleep_lock);
     pthread_cond_destroy(&sim->sleep_cond);
     pthread_mutex_destroy(&sim->group_lock);
+    pthread_mutex_destroy(&sim->spare_lock);
     pthread_cond_destroy(&sim->group_cond);
     free(sim);
 }
@@ -264,7 +270,7 @@ pc_status sim_start(const sim_options_t *options, sim_t **out, char *error, size
         sim_free(sim);
         return PC_INVALID_ARGUMENT;
     }
-    if (!sim_http_start(sim, options->listen, error, error_bytes)) {
+    if (!sim_http_start(sim, options->listen, options->http_engine, error, error_bytes)) {
         sim_free(sim);
         return PC_IO;
     }

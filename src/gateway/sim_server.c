@@ -1,10 +1,11 @@
-/* gateway/sim_server.c: one simulator's HTTP side (libmicrohttpd on the event loop of
- * sim_loop.c). A request passes: route, auth, outage, body, then for an operation the
- * Idempotency-Key, its arrival count and seeded fate, the latency wait; then, under the
- * lock and in one unit of the record's group commit, the replay or the handler and the
- * recording of its answer; the wait for the group's commit; last the transport faults
- * (a held timeout, a broken answer). Every wait suspends the connection (stages in
- * sim_req_t): the loop serves the others meanwhile. */
+/* gateway/sim_server.c: one simulator's HTTP side. A request passes: route, auth,
+ * outage, body, then for an operation the Idempotency-Key, its arrival count and seeded
+ * fate, the latency wait; then, under the lock and in one unit of the record's group
+ * commit, the replay or the handler and the recording of its answer; the wait for the
+ * group's commit; last the transport faults (a held timeout, a broken answer). Each
+ * step ends in "send", "close" or "wait" (sim_next; stages in sim_req_t): the others
+ * are served meanwhile. Two transports run the steps: libmicrohttpd on the event loop
+ * of sim_loop.c (here, the default) and paycore's HTTP engine (sim_engine.c). */
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -18,6 +19,7 @@
 #include "core/core.h"
 #include "core/json_plain.h"
 #include "gateway/sim_internal.h"
+#include "http/http.h"
 #include "obs/obs.h"
 
 static void route_healthz(sim_req_t *req);
@@ -95,11 +97,23 @@ bool sim_proceed(sim_req_t *req) {
 }
 
 const char *sim_query(sim_req_t *req, const char *name) {
+    if (req->http_request != NULL) return sim_engine_query(req, name);
     return MHD_lookup_connection_value(req->connection, MHD_GET_ARGUMENT_KIND, name);
 }
 
-static const char *header(sim_req_t *req, const char *name) {
-    return MHD_lookup_connection_value(req->connection, MHD_HEADER_KIND, name);
+/* A request header's value (not NUL-terminated on the engine); false when absent. */
+static bool header(sim_req_t *req, const char *name, const char **value, size_t *value_bytes) {
+    if (req->http_request != NULL) {
+        http_text_t text;
+        if (!http_request_header(req->http_request, name, &text)) return false;
+        *value = text.bytes;
+        *value_bytes = text.byte_count;
+        return true;
+    }
+    *value = MHD_lookup_connection_value(req->connection, MHD_HEADER_KIND, name);
+    if (*value == NULL) return false;
+    *value_bytes = strlen(*value);
+    return true;
 }
 
 /* ---- the common routes ---- */
@@ -215,8 +229,10 @@ static bool route_find(sim_req_t *req) {
 static bool auth_ok(sim_req_t *req) {
     const char *key = req->sim->config.api_key;
     if (key == NULL || (req->route->flags & SIM_ROUTE_OPEN)) return true;
-    const char *given = header(req, MHD_HTTP_HEADER_AUTHORIZATION);
-    bool ok = given != NULL && strncmp(given, "Bearer ", 7) == 0 && strlen(given + 7) == strlen(key) &&
+    const char *given = NULL;
+    size_t given_bytes = 0;
+    bool ok = header(req, MHD_HTTP_HEADER_AUTHORIZATION, &given, &given_bytes) && given_bytes >= 7 &&
+              memcmp(given, "Bearer ", 7) == 0 && given_bytes - 7 == strlen(key) &&
               sodium_memcmp(given + 7, key, strlen(key)) == 0;
     if (!ok) sim_reply_error(req, 401, "unauthorized", "missing or wrong Bearer key", NULL);
     return ok;
@@ -243,16 +259,21 @@ static bool body_parse(sim_req_t *req) {
 }
 
 static bool key_check(sim_req_t *req) {
-    const char *key = header(req, "Idempotency-Key");
-    if (key == NULL || key[0] == '\0') {
+    const char *key = NULL;
+    size_t key_bytes = 0;
+    if (!header(req, "Idempotency-Key", &key, &key_bytes) || key_bytes == 0) {
         sim_reply_error(req, 400, "idempotency_key_missing", "Idempotency-Key header required", NULL);
         return false;
     }
-    if (!pc_id_valid(key)) {
+    if (key_bytes < sizeof req->key) {
+        memcpy(req->key, key, key_bytes);
+        req->key[key_bytes] = '\0';
+    }
+    if (key_bytes >= sizeof req->key || !pc_id_valid(req->key)) {
+        req->key[0] = '\0';
         sim_reply_invalid(req, "Idempotency-Key", "must be 1-64 characters of [A-Za-z0-9._:-]");
         return false;
     }
-    pc_str_copy(req->key, sizeof req->key, key);
     return true;
 }
 
@@ -375,32 +396,31 @@ static void recorded_wait(sim_req_t *req) {
     }
 }
 
-static enum MHD_Result send_reply(sim_req_t *req);
-static enum MHD_Result send_operation(sim_req_t *req);
+static sim_next send_operation(sim_req_t *req);
 
 /* Handled: the answer once the request's units are committed (MHD calls the handler
  * again in the pass after the commit). */
-static enum MHD_Result recording(sim_req_t *req) {
+static sim_next recording(sim_req_t *req) {
     req->stage = SIM_STAGE_RECORDING;
     if (sim_unit_pending(req->sim, &req->arrival_unit) || sim_unit_pending(req->sim, &req->unit)) {
         sim_loop_wait_commit(req);
-        return MHD_YES;
+        return SIM_NEXT_WAIT;
     }
     sim_loop_commit_seen(req);
     recorded_wait(req);
-    return req->fate_drawn ? send_operation(req) : send_reply(req);
+    return req->fate_drawn ? send_operation(req) : SIM_NEXT_SEND;
 }
 
 /* A route that is not an operation: one unit (none for routes that never read the
  * record), then its answer once recorded. */
-static enum MHD_Result handle_plain(sim_req_t *req) {
+static sim_next handle_plain(sim_req_t *req) {
     if (req->route->flags & SIM_ROUTE_OPEN) {
         req->route->handler(req);
-        return send_reply(req);
+        return SIM_NEXT_SEND;
     }
     if (!sim_unit_begin(req->sim, &req->unit, true)) {
         sim_reply_internal(req);
-        return send_reply(req);
+        return SIM_NEXT_SEND;
     }
     handle_in(req, &req->unit);
     return recording(req);
@@ -408,11 +428,11 @@ static enum MHD_Result handle_plain(sim_req_t *req) {
 
 /* An operation: the arrival counted and the fate drawn; then the handler, at once or
  * after the latency (the count stays, whatever happens next). */
-static enum MHD_Result handle_operation(sim_req_t *req, const sim_faults_t *faults) {
+static sim_next handle_operation(sim_req_t *req, const sim_faults_t *faults) {
     sim_t *sim = req->sim;
     if (!sim_unit_begin(sim, &req->arrival_unit, true)) {
         sim_reply_internal(req);
-        return send_reply(req);
+        return SIM_NEXT_SEND;
     }
     if (!fate_draw(req, faults)) {
         sim_unit_end(sim, &req->arrival_unit, false);
@@ -422,15 +442,15 @@ static enum MHD_Result handle_operation(sim_req_t *req, const sim_faults_t *faul
         sim_unit_end(sim, &req->arrival_unit, true);
         req->stage = SIM_STAGE_LATENCY;
         sim_loop_wait_ms(req, req->fate.latency_ms);
-        return MHD_YES;
+        return SIM_NEXT_WAIT;
     }
     handle_in(req, &req->arrival_unit);
     return recording(req);
 }
 
 /* The latency is over; a simulator that stopped meanwhile closes the request. */
-static enum MHD_Result latency_over(sim_req_t *req) {
-    if (atomic_load(&req->sim->stopping)) return MHD_NO;
+static sim_next latency_over(sim_req_t *req) {
+    if (atomic_load(&req->sim->stopping)) return SIM_NEXT_CLOSE;
     if (!sim_unit_begin(req->sim, &req->unit, true)) {
         sim_reply_internal(req);
         return recording(req);
@@ -439,36 +459,10 @@ static enum MHD_Result latency_over(sim_req_t *req) {
     return recording(req);
 }
 
-/* ---- sending ---- */
-
-/* Queues the answer; a response made from 'bytes' copies them (its own free: NULL). */
-static enum MHD_Result send_response(sim_req_t *req, unsigned http_status, const char *content_type,
-                                     struct MHD_Response *response) {
-    if (response == NULL) return MHD_NO;
-    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
-    if (req->replayed) MHD_add_response_header(response, "Idempotent-Replayed", "true");
-    enum MHD_Result result = MHD_queue_response(req->connection, http_status, response);
-    MHD_destroy_response(response);
-    return result;
-}
-
-static enum MHD_Result send_bytes(sim_req_t *req, unsigned http_status, const char *content_type,
-                                  const char *bytes, size_t byte_count) {
-    return send_response(req, http_status, content_type,
-                         MHD_create_response_from_buffer(byte_count, (void *)bytes, MHD_RESPMEM_MUST_COPY));
-}
-
-/* The reply's text goes to the response, which frees it once sent: no copy. */
-static enum MHD_Result send_reply(sim_req_t *req) {
-    PC_ASSERT(req->replied);
-    obs_logf(OBS_LEVEL_DEBUG, "%s %s %u", req->method, req->path, req->http_status);
-    struct MHD_Response *response = MHD_create_response_from_buffer(req->reply_bytes, req->reply, MHD_RESPMEM_MUST_FREE);
-    if (response != NULL) req->reply = NULL;
-    return send_response(req, req->http_status, req->content_type, response);
-}
+/* ---- the answer's faults ---- */
 
 /* The true answer with one member changed: an unknown code or a wrong amount. */
-static enum MHD_Result send_corrupted(sim_req_t *req, sim_garbage mode) {
+static sim_next corrupted(sim_req_t *req, sim_garbage mode) {
     json_t *answer = json_loadb(req->reply, req->reply_bytes, 0, NULL);
     if (answer != NULL && mode == SIM_GARBAGE_UNKNOWN_CODE) {
         json_object_set_new(answer, "response_code", json_string("Z9"));
@@ -478,96 +472,169 @@ static enum MHD_Result send_corrupted(sim_req_t *req, sim_garbage mode) {
     }
     char *text = answer ? json_dumps(answer, JSON_COMPACT) : NULL;
     json_decref(answer);
-    if (text == NULL) return MHD_NO;
-    enum MHD_Result result = send_bytes(req, req->http_status, "application/json", text, strlen(text));
-    free(text);
-    return result;
+    if (text == NULL) return SIM_NEXT_CLOSE;
+    reply_set(req, req->http_status, "application/json", text, strlen(text));
+    return SIM_NEXT_SEND;
 }
 
-static enum MHD_Result send_garbage(sim_req_t *req) {
+static sim_next garbage(sim_req_t *req) {
     static const char broken_json[] = "{\"status\":\"appro";
     static const char broken_500[] = "<html><body>500 Internal Server Error</body></html>";
     obs_logf(OBS_LEVEL_DEBUG, "simulated garbage %d for key %s", (int)req->fate.garbage_mode, req->key);
     switch (req->fate.garbage_mode) {
     case SIM_GARBAGE_INVALID_JSON:
-        return send_bytes(req, 200, "application/json", broken_json, sizeof broken_json - 1);
+        reply_set(req, 200, "application/json", pc_strdup(broken_json), sizeof broken_json - 1);
+        return req->reply != NULL ? SIM_NEXT_SEND : SIM_NEXT_CLOSE;
     case SIM_GARBAGE_HTTP_500:
-        return send_bytes(req, 500, "text/html", broken_500, sizeof broken_500 - 1);
+        reply_set(req, 500, "text/html", pc_strdup(broken_500), sizeof broken_500 - 1);
+        return req->reply != NULL ? SIM_NEXT_SEND : SIM_NEXT_CLOSE;
     case SIM_GARBAGE_CLOSE:
-        return MHD_NO;
+        return SIM_NEXT_CLOSE;
     case SIM_GARBAGE_UNKNOWN_CODE:
     case SIM_GARBAGE_WRONG_AMOUNT:
-        if (!req->replied) return MHD_NO; /* not reached: these always apply */
-        return send_corrupted(req, req->fate.garbage_mode);
+        if (!req->replied) return SIM_NEXT_CLOSE; /* not reached: these always apply */
+        return corrupted(req, req->fate.garbage_mode);
     case SIM_GARBAGE_COUNT: break;
     }
-    return MHD_NO;
+    return SIM_NEXT_CLOSE;
 }
 
 /* Transport faults hit answers of valid operations only; refusals go out as they are.
  * A timeout holds the connection open, unanswered, then closes it (SIM_STAGE_HOLDING). */
-static enum MHD_Result send_operation(sim_req_t *req) {
+static sim_next send_operation(sim_req_t *req) {
     bool processed = req->skipped || (req->replied && (req->http_status == 200 || req->http_status == 202));
-    if (!processed) return send_reply(req);
+    if (!processed) return SIM_NEXT_SEND;
     if (req->fate.timeout) {
         obs_logf(OBS_LEVEL_DEBUG, "simulated timeout for key %s (applied: %d)", req->key, (int)req->fate.apply);
         req->stage = SIM_STAGE_HOLDING;
         sim_loop_wait_ms(req, req->hold_ms);
-        return MHD_YES;
+        return SIM_NEXT_WAIT;
     }
-    if (req->fate.garbage) return send_garbage(req);
-    return send_reply(req);
+    if (req->fate.garbage) return garbage(req);
+    return SIM_NEXT_SEND;
 }
 
 /* Everything after the body has arrived. */
-static enum MHD_Result request_end(sim_req_t *req) {
+static sim_next request_end(sim_req_t *req) {
     if (req->body_too_large) {
         sim_reply_error(req, 413, "body_too_large", "request body above 64 KiB", NULL);
-        return send_reply(req);
+        return SIM_NEXT_SEND;
     }
-    if (!route_find(req) || !auth_ok(req)) return send_reply(req);
+    if (!route_find(req) || !auth_ok(req)) return SIM_NEXT_SEND;
     sim_faults_t faults;
     sim_faults_current(req->sim, &faults);
     bool outage_applies = (req->route->flags & (SIM_ROUTE_ADMIN | SIM_ROUTE_OPEN)) == 0;
     if (outage_applies && sim_in_outage(&faults, sim_mono_ms())) {
-        if (faults.outage_close) return MHD_NO;
+        if (faults.outage_close) return SIM_NEXT_CLOSE;
         sim_reply_error(req, 503, "unavailable", "scheduled outage: nothing applied", NULL);
-        return send_reply(req);
+        return SIM_NEXT_SEND;
     }
-    if (!body_parse(req)) return send_reply(req);
+    if (!body_parse(req)) return SIM_NEXT_SEND;
     if ((req->route->flags & SIM_ROUTE_OPERATION) == 0) return handle_plain(req);
-    if (!key_check(req)) return send_reply(req);
+    if (!key_check(req)) return SIM_NEXT_SEND;
     sim_request_hash(req->method, req->path, req->body, req->request_hash);
     req->hold_ms = faults.timeout_hold_ms;
     return handle_operation(req, &faults);
 }
 
 /* Each call of the handler once the body is in: the first, and one after each resume. */
-static enum MHD_Result request_step(sim_req_t *req) {
+sim_next sim_request_step(sim_req_t *req) {
     switch (req->stage) {
     case SIM_STAGE_NEW: return request_end(req);
     case SIM_STAGE_LATENCY: return latency_over(req);
     case SIM_STAGE_RECORDING: return recording(req);
-    case SIM_STAGE_HOLDING: return MHD_NO; /* closed, never answered */
+    case SIM_STAGE_HOLDING: return SIM_NEXT_CLOSE; /* closed, never answered */
     }
-    return MHD_NO;
+    return SIM_NEXT_CLOSE;
 }
 
-/* ---- MHD callbacks ---- */
+/* ---- a request's memory ---- */
 
-/* Requests are reused (sim->spare_reqs, on the loop thread): one is larger than
- * malloc's small bins, and a fresh one each time cost a heap consolidation. */
-static sim_req_t *request_new(sim_t *sim, struct MHD_Connection *connection, const char *method, const char *url) {
+/* Requests are reused (sim->spare_reqs): one is larger than malloc's small bins, and
+ * a fresh one each time cost a heap consolidation. */
+sim_req_t *sim_request_alloc(sim_t *sim) {
+    pthread_mutex_lock(&sim->spare_lock);
     sim_req_t *req = sim->spare_reqs;
     if (req != NULL) {
         sim->spare_reqs = req->spare_next;
         sim->spare_count--;
-        memset(req, 0, sizeof *req);
-    } else {
-        req = calloc(1, sizeof(*req));
     }
+    pthread_mutex_unlock(&sim->spare_lock);
+    if (req != NULL) memset(req, 0, sizeof *req);
+    else req = calloc(1, sizeof(*req));
+    if (req != NULL) req->sim = sim;
+    return req;
+}
+
+/* A request that waited out its latency whose client went away: handled now, its
+ * answer sent to nobody. A channel applies what has arrived whoever still listens, and
+ * the fate of an arrival is the seed's alone: whether MHD read the client's close
+ * before the wait ended (and so never called the handler again) must not decide it. A
+ * stop closes such requests unapplied, as latency_over does. (On the engine the timer
+ * still fires for it: the same handling, at the wait's end.) */
+static void latency_abandoned(sim_req_t *req) {
+    if (req->stage != SIM_STAGE_LATENCY || atomic_load(&req->sim->stopping)) return;
+    req->stage = SIM_STAGE_RECORDING;
+    if (!sim_unit_begin(req->sim, &req->unit, true)) return;
+    handle_in(req, &req->unit);
+    obs_logf(OBS_LEVEL_DEBUG, "%s %s: handled after its client left (%u)", req->method, req->path,
+             req->http_status);
+}
+
+void sim_request_free(sim_req_t *req) {
+    latency_abandoned(req);
+    /* A request closed early (in a pass, on the loop): its units' group commits now,
+     * since the pass's own commit would come after its memory went. */
+    if (sim_unit_pending(req->sim, &req->arrival_unit) || sim_unit_pending(req->sim, &req->unit)) {
+        sim_group_flush(req->sim);
+    }
+    sim_loop_commit_seen(req);
+    (void)sim_unit_wait(req->sim, &req->arrival_unit);
+    (void)sim_unit_wait(req->sim, &req->unit);
+    json_decref(req->body);
+    if (req->http_request == NULL) free(req->body_bytes);
+    free(req->reply);
+    free(req->query_value);
+    sim_t *sim = req->sim;
+    pthread_mutex_lock(&sim->spare_lock);
+    bool keep = sim->spare_count < SIM_CONNECTIONS_MAX;
+    if (keep) {
+        req->spare_next = sim->spare_reqs;
+        sim->spare_reqs = req;
+        sim->spare_count++;
+    }
+    pthread_mutex_unlock(&sim->spare_lock);
+    if (!keep) free(req);
+}
+
+/* ---- MHD callbacks ---- */
+
+/* Queues the answer; the response frees the reply's text once sent: no copy. */
+static enum MHD_Result send_reply(sim_req_t *req) {
+    PC_ASSERT(req->replied);
+    obs_logf(OBS_LEVEL_DEBUG, "%s %s %u", req->method, req->path, req->http_status);
+    struct MHD_Response *response = MHD_create_response_from_buffer(req->reply_bytes, req->reply, MHD_RESPMEM_MUST_FREE);
+    if (response == NULL) return MHD_NO;
+    req->reply = NULL;
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, req->content_type);
+    if (req->replayed) MHD_add_response_header(response, "Idempotent-Replayed", "true");
+    enum MHD_Result result = MHD_queue_response(req->connection, req->http_status, response);
+    MHD_destroy_response(response);
+    return result;
+}
+
+static enum MHD_Result mhd_next(sim_req_t *req, sim_next next) {
+    switch (next) {
+    case SIM_NEXT_SEND: return send_reply(req);
+    case SIM_NEXT_WAIT: return MHD_YES; /* suspended, or called again after the pass's commit */
+    case SIM_NEXT_CLOSE: break;
+    }
+    return MHD_NO;
+}
+
+static sim_req_t *request_new(sim_t *sim, struct MHD_Connection *connection, const char *method, const char *url) {
+    sim_req_t *req = sim_request_alloc(sim);
     if (req == NULL) return NULL;
-    req->sim = sim;
     req->connection = connection;
     pc_str_copy(req->method, sizeof req->method, method);
     if (strlen(url) < sizeof req->path) pc_str_copy(req->path, sizeof req->path, url); /* else "": 404 */
@@ -612,21 +679,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *connection, c
         return MHD_YES;
     }
     if (req->replied && req->http_status == 413) return MHD_YES; /* queued already */
-    return request_step(req);
-}
-
-/* A request whose client went away while it waited out its latency: handled now, its
- * answer sent to nobody. A channel applies what has arrived whoever still listens, and
- * the fate of an arrival is the seed's alone: whether MHD read the client's close
- * before the wait ended (and so never called the handler again) must not decide it. A
- * stop closes such requests unapplied, as latency_over does. */
-static void latency_abandoned(sim_req_t *req) {
-    if (req->stage != SIM_STAGE_LATENCY || atomic_load(&req->sim->stopping)) return;
-    req->stage = SIM_STAGE_RECORDING;
-    if (!sim_unit_begin(req->sim, &req->unit, true)) return;
-    handle_in(req, &req->unit);
-    obs_logf(OBS_LEVEL_DEBUG, "%s %s: handled after its client left (%u)", req->method, req->path,
-             req->http_status);
+    return mhd_next(req, sim_request_step(req));
 }
 
 static void on_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
@@ -634,26 +687,7 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
     sim_req_t *req = *con_cls;
     if (req == NULL) return;
     *con_cls = NULL;
-    latency_abandoned(req);
-    /* A request closed early (in a pass, on the loop): its units' group commits now,
-     * since the pass's own commit would come after its memory went. */
-    if (sim_unit_pending(req->sim, &req->arrival_unit) || sim_unit_pending(req->sim, &req->unit)) {
-        sim_group_flush(req->sim);
-    }
-    sim_loop_commit_seen(req);
-    (void)sim_unit_wait(req->sim, &req->arrival_unit);
-    (void)sim_unit_wait(req->sim, &req->unit);
-    json_decref(req->body);
-    free(req->body_bytes);
-    free(req->reply);
-    sim_t *sim = req->sim;
-    if (sim->spare_count >= SIM_CONNECTIONS_MAX) {
-        free(req);
-        return;
-    }
-    req->spare_next = sim->spare_reqs;
-    sim->spare_reqs = req;
-    sim->spare_count++;
+    sim_request_free(req);
 }
 
 static void on_connection(void *cls, struct MHD_Connection *connection, void **socket_context,
@@ -686,12 +720,13 @@ static bool listen_address(const char *listen, struct sockaddr_in *addr) {
     return inet_pton(AF_INET, host, &addr->sin_addr) == 1;
 }
 
-bool sim_http_start(sim_t *sim, const char *listen, char *error, size_t error_bytes) {
+bool sim_http_start(sim_t *sim, const char *listen, bool http_engine, char *error, size_t error_bytes) {
     struct sockaddr_in addr;
     if (!listen_address(listen, &addr)) {
         snprintf(error, error_bytes, "bad --listen '%s' (IPv4 HOST:PORT)", listen);
         return false;
     }
+    if (http_engine) return sim_engine_start(sim, &addr, error, error_bytes);
     unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG; /* sim_loop.c polls */
     sim->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_access, sim, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
@@ -715,6 +750,7 @@ bool sim_http_start(sim_t *sim, const char *listen, char *error, size_t error_by
 }
 
 void sim_http_stop(sim_t *sim) {
+    sim_engine_stop(sim);
     sim_loop_stop(sim);
     if (sim->daemon != NULL) MHD_stop_daemon(sim->daemon);
     sim->daemon = NULL;

@@ -38,6 +38,7 @@ typedef struct {
     const char *callback_secret; /* bank: overrides the config's */
     bool seed_set;               /* true: 'seed' overrides the config's */
     uint64_t seed;
+    bool http_engine;            /* serve on paycore's HTTP engine (src/http), not libmicrohttpd */
 } sim_options_t;
 
 typedef struct sim sim_t;

@@ -60,6 +60,11 @@ typedef void (*http_closed_fn)(void *ctx, const struct sockaddr *addr, socklen_t
  * still unread is dropped and the connection closes after the answer (which says
  * Connection: close). */
 typedef bool (*http_head_fn)(void *ctx, http_request_t *request);
+/* Optional: called on a worker after it handled the events of one wait (every wait,
+ * also an empty one), before it waits again; 'ctx' is handler_ctx. Requests its
+ * handler kept can be answered here, on the worker: one step (a group commit) for the
+ * whole batch, and no other thread to wake. */
+typedef void (*http_batch_end_fn)(void *ctx);
 
 typedef struct {
     int listen_fd;                   /* bound and listening; made non-blocking, never closed here */
@@ -78,6 +83,7 @@ typedef struct {
     http_closed_fn closed;           /* may be NULL */
     void *admit_ctx;
     http_head_fn head;               /* may be NULL; called with handler_ctx */
+    http_batch_end_fn batch_end;     /* may be NULL */
 } http_config_t;
 
 /* Fills the defaults; the caller sets listen_fd, threads and handler. */

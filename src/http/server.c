@@ -771,6 +771,7 @@ static void *worker_main(void *arg) {
             else if (ptr == &http_wake_marker) worker_drain_queue(worker);
             else conn_event(ptr, events[index].events);
         }
+        if (server->config.batch_end != NULL) server->config.batch_end(server->config.handler_ctx);
         uint64_t now_ns = pc_mono_ns();
         worker_accept_resume(worker, now_ns);
         if (now_ns >= worker->scan_next_ns) {

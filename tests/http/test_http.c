@@ -150,7 +150,7 @@ static void test_parse_connection(void) {
 
 /* ---- the server over loopback ---- */
 
-typedef enum { MODE_NOW, MODE_LATER, MODE_BIG, MODE_BIG_LATER, MODE_PARK } answer_mode_t;
+typedef enum { MODE_NOW, MODE_LATER, MODE_BIG, MODE_BIG_LATER, MODE_PARK, MODE_BATCH } answer_mode_t;
 
 #define QUEUE_SLOTS 16384
 static struct {
@@ -203,8 +203,35 @@ static bool on_head(void *ctx, http_request_t *request) {
     return true;
 }
 
+/* MODE_BATCH: requests kept by the handler, answered by the batch-end hook (the
+ * worker's thread only: no lock). */
+#define BATCH_SLOTS 64
+static struct {
+    http_request_t *kept[BATCH_SLOTS];
+    size_t kept_count;
+    pthread_t handler_thread;
+    atomic_uint_fast64_t answered;
+    atomic_uint_fast64_t answered_off_worker;
+} batch;
+
+static void on_batch_end(void *ctx) {
+    (void)ctx;
+    for (size_t index = 0; index < batch.kept_count; index++) {
+        if (!pthread_equal(pthread_self(), batch.handler_thread)) atomic_fetch_add(&batch.answered_off_worker, 1);
+        answer_echo(batch.kept[index]);
+        atomic_fetch_add(&batch.answered, 1);
+    }
+    batch.kept_count = 0;
+}
+
 static void on_request(void *ctx, http_request_t *request) {
     if (atomic_load(&head_hook_calls) > 0) ASSERT_TRUE(http_request_context(request) == &head_marker);
+    if (mode == MODE_BATCH) {
+        ASSERT_TRUE(batch.kept_count < BATCH_SLOTS);
+        batch.handler_thread = pthread_self();
+        batch.kept[batch.kept_count++] = request;
+        return;
+    }
     if (mode == MODE_PARK) {
         http_text_t target = http_request_target(request);
         if (target.byte_count == 5 && memcmp(target.bytes, "/park", 5) == 0) {
@@ -509,6 +536,35 @@ static void test_server_answer_on_same_worker(void) {
     ASSERT_STR_EQ(answer.body, "/after 0");
     client_close(&parking);
     client_close(&releasing);
+    server_stop(&test);
+}
+
+/* Requests the handler keeps are answered by the batch-end hook on the same worker,
+ * after the events of the wait that brought them: a request on each of two
+ * connections, then a pipelined pair (the second is handled after the first's answer). */
+static void test_server_batch_end(void) {
+    test_server_t test;
+    http_config_t config;
+    config_for_test(&config);
+    config.threads = 1;
+    config.batch_end = on_batch_end;
+    server_start(&test, &config, MODE_BATCH);
+    client_t first, second;
+    answer_t answer;
+    client_open(&first, test.port);
+    client_open(&second, test.port);
+    client_send_text(&first, "GET /one HTTP/1.1\r\n\r\n");
+    client_send_text(&second, "GET /two HTTP/1.1\r\n\r\nGET /three HTTP/1.1\r\n\r\n");
+    ASSERT_TRUE(client_answer(&first, &answer));
+    ASSERT_STR_EQ(answer.body, "/one 0");
+    ASSERT_TRUE(client_answer(&second, &answer));
+    ASSERT_STR_EQ(answer.body, "/two 0");
+    ASSERT_TRUE(client_answer(&second, &answer));
+    ASSERT_STR_EQ(answer.body, "/three 0");
+    ASSERT_EQ(atomic_load(&batch.answered), 3);
+    ASSERT_EQ(atomic_load(&batch.answered_off_worker), 0);
+    client_close(&first);
+    client_close(&second);
     server_stop(&test);
 }
 
@@ -822,6 +878,7 @@ int main(void) {
     RUN(test_server_large_answer);
     RUN(test_server_answer_while_closing);
     RUN(test_server_answer_on_same_worker);
+    RUN(test_server_batch_end);
     RUN(test_server_many_connections);
     RUN(test_server_head_hook);
     RUN(test_server_accept_out_of_descriptors);
