@@ -7,8 +7,9 @@
  * command whose in_transaction asks both for every id (all of an account's owners and
  * its first few), then fails its batch at random. Every id is asked in every batch, so
  * an answer kept across a change it missed differs from the store's. Most batches
- * also bring a new key (its row, and grants of spare ids no check asks), so that the
- * table of owner ids grows under the answers kept. Seeded (PAYCORE_SEED=<n>). */
+ * bring a new key (its row, and a transfer it cannot reach: no grant at all), so that
+ * the table of owner ids grows under the answers kept (their ids are borrowed from
+ * it). Seeded (PAYCORE_SEED=<n>). */
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -23,8 +24,8 @@
 
 #define KEYS 6          /* more than an account's owners the writer caches */
 #define NAMES 24        /* acct-<n>: created during the run; later-<n>: granted before */
-#define ROUNDS 300
-#define RESTART_EVERY 100
+#define ROUNDS 400
+#define RESTART_EVERY 200
 
 static char dir[256], db_path[300], key_path[300];
 static uint64_t rng_state;
@@ -74,6 +75,8 @@ typedef struct {
     writer_cmd_t cmd;
     ledger_account_t account;
     ledger_account_result_t account_result;
+    ledger_transfer_t transfer;
+    ledger_transfer_result_t transfer_result;
     char owner[PC_ID_SIZE], grantee[PC_ID_SIZE];
     bool grantee_new;            /* its row is inserted in the batch */
     char grant_names[4][PC_ID_SIZE];
@@ -117,9 +120,40 @@ static pc_status round_in_tx(writer_cmd_t *cmd, store_tx_t *tx) {
     return job->fail ? PC_INTERNAL : PC_OK;
 }
 
+/* A new key's first command: a transfer it cannot reach, so it grants nothing, but its
+ * id joins the owner ids all the same (their table grows with no grant). */
+static void round_new_key_transfer(round_job *job) {
+    job->grantee_new = true;
+    key_of(job->grantee, KEYS + keys_new++);
+    job->cmd.kind = WRITER_CMD_CREATE_TRANSFERS;
+    job->cmd.owner_id = job->grantee;
+    job->cmd.event_count = 1;
+    job->cmd.transfers = &job->transfer;
+    job->cmd.transfer_results = &job->transfer_result;
+    snprintf(job->transfer.id, sizeof job->transfer.id, "t-%u", keys_new);
+    name_of(job->transfer.debit_account_id, 1);
+    name_of(job->transfer.credit_account_id, 2);
+    memcpy(job->transfer.currency, "EUR", 4);
+    job->transfer.amount = 1;
+    job->transfer.code = 1;
+}
+
+/* Grants to 'key' of up to four ids, each a checked name or (spare) one no check asks. */
+static void round_grants(round_job *job, const char *key, bool spare) {
+    memcpy(job->grantee, key, PC_ID_SIZE);
+    job->cmd.grantee_id = job->grantee;
+    job->cmd.grant_count = 1 + rng_below(4);
+    for (uint32_t i = 0; i < job->cmd.grant_count; i++) {
+        if (spare) snprintf(job->grant_names[i], PC_ID_SIZE, "spare-%u", rng_below(NAMES));
+        else name_of(job->grant_names[i], rng_below(NAMES));
+        job->grant_ids[i] = job->grant_names[i];
+    }
+    job->cmd.grant_account_ids = job->grant_ids;
+}
+
 /* A random command: an account created (by a key, or by an admin: no grant), grants
- * to a key of ids with or without their account, or to a new key of spare ids, or
- * only the check. */
+ * to a key of ids with or without their account, a new key's transfer, grants of
+ * spare ids to a later key, or only the check. */
 static void round_build(round_job *job, const bool *created) {
     memset(job, 0, sizeof *job);
     job->cmd = (writer_cmd_t){.kind = WRITER_CMD_EXEC, .in_transaction = round_in_tx};
@@ -137,25 +171,18 @@ static void round_build(round_job *job, const bool *created) {
             job->cmd.owner_id = job->owner;
         }
     }
-    if (rng_below(3) != 0) {
-        job->grantee_new = true;
-        key_of(job->grantee, KEYS + keys_new++);
-        job->cmd.grantee_id = job->grantee;
-        job->cmd.grant_count = 1;
-        snprintf(job->grant_names[0], PC_ID_SIZE, "spare-%u", rng_below(NAMES));
-        job->grant_ids[0] = job->grant_names[0];
-        job->cmd.grant_account_ids = job->grant_ids;
-    } else if (rng_below(2) == 0) {
-        key_of(job->grantee, rng_below(KEYS));
-        job->cmd.grantee_id = job->grantee;
-        job->cmd.grant_count = 1 + rng_below(4);
-        for (uint32_t i = 0; i < job->cmd.grant_count; i++) {
-            name_of(job->grant_names[i], rng_below(NAMES));
-            job->grant_ids[i] = job->grant_names[i];
-        }
-        job->cmd.grant_account_ids = job->grant_ids;
+    char key[PC_ID_SIZE];
+    uint32_t pick = rng_below(8);
+    if (job->cmd.kind == WRITER_CMD_EXEC && pick < 5) {
+        round_new_key_transfer(job);
+    } else if (pick == 5 && keys_new > 0) {
+        key_of(key, KEYS + rng_below(keys_new));
+        round_grants(job, key, true);
+    } else if (pick >= 5 || rng_below(2) == 0) {
+        key_of(key, rng_below(KEYS));
+        round_grants(job, key, false);
     }
-    job->fail = rng_below(4) == 0;
+    job->fail = rng_below(6) == 0;
 }
 
 static void test_owners_as_stored(void) {
@@ -187,6 +214,12 @@ static void test_owners_as_stored(void) {
             }
         }
         failed += job.fail;
+        if (job.fail) { /* what the failed batch took back, before any other change */
+            round_job check;
+            memset(&check, 0, sizeof check);
+            check.cmd = (writer_cmd_t){.kind = WRITER_CMD_EXEC, .in_transaction = round_in_tx};
+            ASSERT_STATUS(writer_submit_wait(writer, &check.cmd), PC_OK);
+        }
         if (round % RESTART_EVERY == 0) {
             stop(store, writer);
             start(&store, &writer);
@@ -198,7 +231,7 @@ static void test_owners_as_stored(void) {
     ASSERT_STATUS(writer_submit_wait(writer, &last.cmd), PC_OK);
     stop(store, writer);
     ASSERT_TRUE(failed > 0 && keys_new > 64); /* a failed batch; the owner ids grew */
-    ASSERT_EQ(checks, (uint64_t)(ROUNDS + 1) * NAMES * 3);
+    ASSERT_EQ(checks, (uint64_t)(ROUNDS + failed + 1) * NAMES * 3);
     char command[320];
     snprintf(command, sizeof command, "rm -rf '%s'", dir);
     ASSERT_EQ(system(command), 0);
