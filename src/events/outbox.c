@@ -53,36 +53,35 @@ static pc_status insert_ref(store_events_writer_t *writer, const events_emit_t *
                       owner_count);
 }
 
-/* The merchant keys granted 'account_id' (at most EVENTS_OWNERS_MAX, in id order):
- * from the writer's grants in memory on its batch (no query), else from the store. */
-static pc_status account_owners(store_events_writer_t *writer, const char *account_id,
-                                char (*owners)[PC_ID_SIZE], uint32_t *count) {
-    const char *held[EVENTS_OWNERS_MAX];
-    if (!writer_batch_account_owners(account_id, held, EVENTS_OWNERS_MAX, count)) {
-        return store_events_account_owners(writer, account_id, owners, EVENTS_OWNERS_MAX, count);
-    }
-    for (uint32_t i = 0; i < *count; i++) {
-        if (!pc_id_copy(owners[i], held[i])) return PC_ID_INVALID;
-    }
-    return PC_OK;
+/* The merchant keys granted 'account_id' (at most EVENTS_OWNERS_MAX, in id order) into
+ * 'owners': on the writer's batch borrowed from its grants in memory (no query, no
+ * copy; they stay until the batch ends), else read from the store into 'storage'. */
+static pc_status account_owners(store_events_writer_t *writer, const char *account_id, const char **owners,
+                                char (*storage)[PC_ID_SIZE], uint32_t *count) {
+    if (writer_batch_account_owners(account_id, owners, EVENTS_OWNERS_MAX, count)) return PC_OK;
+    pc_status status = store_events_account_owners(writer, account_id, storage, EVENTS_OWNERS_MAX, count);
+    for (uint32_t i = 0; i < *count; i++) owners[i] = storage[i];
+    return status;
 }
 
 /* An emitter's owners, and with owners_account_id the merchant keys granted that
- * account, without repeats, into 'owners' (EVENTS_OWNERS_MAX). */
-static pc_status emit_owners(store_events_writer_t *writer, const events_emit_t *event,
-                             char (*owners)[PC_ID_SIZE], uint32_t *count) {
+ * account, without repeats, into 'owners' (EVENTS_OWNERS_MAX; borrowed from the event,
+ * the writer's grants or 'storage'). */
+static pc_status emit_owners(store_events_writer_t *writer, const events_emit_t *event, const char **owners,
+                             char (*storage)[PC_ID_SIZE], uint32_t *count) {
     *count = 0;
     for (uint32_t i = 0; i < event->owner_count; i++) {
-        if (!pc_id_copy(owners[(*count)++], event->owners[i])) return PC_ID_INVALID;
+        if (!pc_id_valid(event->owners[i])) return PC_ID_INVALID;
+        owners[(*count)++] = event->owners[i];
     }
     if (event->owners_account_id == NULL) return PC_OK;
-    char granted[EVENTS_OWNERS_MAX][PC_ID_SIZE];
+    const char *granted[EVENTS_OWNERS_MAX];
     uint32_t granted_count = 0;
-    pc_status status = account_owners(writer, event->owners_account_id, granted, &granted_count);
+    pc_status status = account_owners(writer, event->owners_account_id, granted, storage, &granted_count);
     for (uint32_t i = 0; status == PC_OK && i < granted_count && *count < EVENTS_OWNERS_MAX; i++) {
         bool seen = false;
         for (uint32_t j = 0; j < *count && !seen; j++) seen = strcmp(owners[j], granted[i]) == 0;
-        if (!seen) (void)pc_id_copy(owners[(*count)++], granted[i]);
+        if (!seen) owners[(*count)++] = granted[i];
     }
     return status;
 }
@@ -117,11 +116,10 @@ pc_status events_emit(events_t *events, store_tx_t *tx, const events_emit_t *eve
     }
     store_events_writer_t *writer;
     pc_status status = outbox_writer(events, tx, &writer);
-    char owner_ids[EVENTS_OWNERS_MAX][PC_ID_SIZE];
+    char owner_ids[EVENTS_OWNERS_MAX][PC_ID_SIZE]; /* owners read from the store */
     const char *owners[EVENTS_OWNERS_MAX];
     uint32_t owner_count = 0;
-    if (status == PC_OK) status = emit_owners(writer, event, owner_ids, &owner_count);
-    for (uint32_t i = 0; i < owner_count; i++) owners[i] = owner_ids[i];
+    if (status == PC_OK) status = emit_owners(writer, event, owners, owner_ids, &owner_count);
     uint64_t seq = 0;
     if (status == PC_OK) status = store_events_seq_next(writer, pc_wall_ns(), &seq);
     if (status == PC_OK && event->object_ref != NULL) {
@@ -142,12 +140,13 @@ pc_status events_emit(events_t *events, store_tx_t *tx, const events_emit_t *eve
 
 /* Owners of the accounts one batch touched, by ledger index (a batch touches the same
  * accounts again and again: a bank account funding many). The table holds 16 bytes a
- * slot and the lists (528 bytes each) are made only for the accounts met: a table of
+ * slot and the lists (~600 bytes each) are made only for the accounts met: a table of
  * whole lists sized for every account a batch could name was ~256 KiB a batch, mapped
  * and faulted in anew each time. */
 typedef struct {
     uint32_t count;
-    char owners[EVENTS_OWNERS_MAX][PC_ID_SIZE];
+    const char *owners[EVENTS_OWNERS_MAX];     /* borrowed: the writer's grants or 'storage' */
+    char storage[EVENTS_OWNERS_MAX][PC_ID_SIZE]; /* owners read from the store */
 } owner_list;
 
 #define OWNER_BLOCK_LISTS 16
@@ -206,7 +205,7 @@ static pc_status owners_of(outbox_batch *b, uint32_t account_index, const owner_
         PC_ASSERT(account != NULL);
         owner_list *list = owner_list_new(b);
         if (list == NULL) return PC_NO_MEMORY;
-        pc_status status = account_owners(b->writer, account->id, list->owners, &list->count);
+        pc_status status = account_owners(b->writer, account->id, list->owners, list->storage, &list->count);
         if (status != PC_OK) return status;
         slot->account_index = account_index;
         slot->list = list;

@@ -61,14 +61,44 @@ static bool id_expand(char out[PC_ID_SIZE], const char *format, const char *cons
     return true;
 }
 
+/* The last id made of each kind on this thread: a merchant's payments name the same
+ * accounts step after step and event after event, and an id is a pure function of its
+ * kind, owner and currency, so it is made once, not expanded and checked each time. */
+typedef struct {
+    char owner[PC_ID_SIZE];      /* "" for a kind without one */
+    char currency[8];
+    char id[PC_ID_SIZE];         /* "": nothing made yet */
+} account_id_made;
+
+static _Thread_local account_id_made last_made[PAY_ACCOUNT_KIND_COUNT];
+
+static bool made_matches(const account_id_made *made, const char *owner, const char *currency) {
+    return made->id[0] != '\0' && strcmp(made->owner, owner) == 0 && strcmp(made->currency, currency) == 0;
+}
+
+static void made_keep(account_id_made *made, const char *owner, const char *currency, const char *id) {
+    size_t owner_bytes = strlen(owner), currency_bytes = strlen(currency);
+    if (owner_bytes >= sizeof made->owner || currency_bytes >= sizeof made->currency) return;
+    memcpy(made->owner, owner, owner_bytes + 1);
+    memcpy(made->currency, currency, currency_bytes + 1);
+    memcpy(made->id, id, strlen(id) + 1);
+}
+
 bool pay_account_id(char out[PC_ID_SIZE], pay_account_kind kind, const char *owner, const char *currency) {
     PC_ASSERT((unsigned)kind < PAY_ACCOUNT_KIND_COUNT);
     const account_kind_t *k = &kinds[kind];
+    account_id_made *made = &last_made[kind];
+    const char *owner_key = k->has_owner ? owner : "";
+    if (made_matches(made, owner_key, currency)) {
+        memcpy(out, made->id, strlen(made->id) + 1);
+        return true;
+    }
     const char *owned[2] = {owner, currency}, *unowned[2] = {currency, NULL};
     if (!id_expand(out, k->format, k->has_owner ? owned : unowned) || !pc_id_valid(out)) {
         out[0] = '\0';
         return false;
     }
+    made_keep(made, owner_key, currency, out);
     return true;
 }
 

@@ -14,7 +14,15 @@
  * A batch's grants go straight into the tables and are logged; a failed batch takes
  * them out (backward-shift deletion keeps probe chains whole without tombstones).
  * Growth failure is fatal, as for the ledger's own tables: nothing of the batch was
- * acknowledged. */
+ * acknowledged.
+ *
+ * The owners of an account named by id (an event's: several a payment, always the
+ * same merchant accounts) are kept in a small cache by id, so that the common answer
+ * is a hash of the id and one comparison, not the ledger's keyed lookup and a walk.
+ * Every change of the tables (a grant, a new owner whose entries may move, a
+ * rollback) empties it, so it answers what the tables would. An account created
+ * without a grant keeps the owners its id had (its grants by id), so the ledger's
+ * changes need no notice. */
 #include "writer/grants.h"
 
 #include <stdlib.h>
@@ -28,6 +36,8 @@
 #define PAIR_EMPTY UINT64_MAX /* owner UINT32_MAX is never handed out */
 #define PAIRS_CAPACITY_MIN 1024u
 #define NAMES_CAPACITY_MIN 64u
+#define OWNERS_CACHE_SLOTS 64u  /* power of two */
+#define OWNERS_CACHED_MAX 4u    /* an account with more owners is not cached */
 
 typedef struct {
     uint64_t *slots;
@@ -58,7 +68,17 @@ typedef struct {
     uint32_t capacity;
 } u32_array;
 
+/* One account's owners as the tables gave them (all of them: count <= OWNERS_CACHED_MAX). */
+typedef struct {
+    uint64_t filled_at;          /* the tables' change count when filled; 0: empty */
+    uint32_t count;
+    const char *owners[OWNERS_CACHED_MAX]; /* borrowed from the owners table */
+    char account_id[PC_ID_SIZE];
+} owners_cached;
+
 struct writer_grants {
+    uint64_t changes;            /* counts the tables' changes from 1: a cache entry of another is stale */
+    owners_cached *owners_cache; /* OWNERS_CACHE_SLOTS, by id hash */
     u32_array first_owner;       /* per account index: its first grant's owner + 1, 0 = none */
     pair_set pairs;              /* the other grants of existing accounts */
     pair_set pairs_by_account;   /* the same, walked to list an account's owners */
@@ -248,7 +268,10 @@ static bool pairs_open(pair_set *set, bool by_account) {
 pc_status writer_grants_open(writer_grants_t **out) {
     writer_grants_t *grants = calloc(1, sizeof(*grants));
     if (grants == NULL) return PC_NO_MEMORY;
-    if (!pairs_open(&grants->pairs, false) || !pairs_open(&grants->pairs_by_account, true)) {
+    grants->changes = 1;
+    grants->owners_cache = calloc(OWNERS_CACHE_SLOTS, sizeof(owners_cached));
+    if (grants->owners_cache == NULL || !pairs_open(&grants->pairs, false) ||
+        !pairs_open(&grants->pairs_by_account, true)) {
         writer_grants_close(grants);
         return PC_NO_MEMORY;
     }
@@ -258,6 +281,7 @@ pc_status writer_grants_open(writer_grants_t **out) {
 
 void writer_grants_close(writer_grants_t *grants) {
     if (grants == NULL) return;
+    free(grants->owners_cache);
     free(grants->first_owner.items);
     free(grants->batch_firsts.items);
     free(grants->pairs.slots);
@@ -272,6 +296,7 @@ uint32_t writer_grants_owner(writer_grants_t *grants, const char *owner_id) {
     int64_t found = name_find(&grants->owners, 0, owner_id);
     if (found >= 0) return (uint32_t)found;
     PC_ASSERT(grants->owners.count < UINT32_MAX);
+    grants->changes++; /* the owner ids the cache borrows may move */
     return name_add(&grants->owners, 0, owner_id);
 }
 
@@ -287,18 +312,22 @@ void writer_grants_add(writer_grants_t *grants, uint32_t owner, uint32_t account
                        const char *account_id) {
     PC_ASSERT(owner < grants->owners.count);
     if (account_index == WRITER_GRANT_NO_ACCOUNT) {
-        if (name_find(&grants->by_id, owner, account_id) < 0) name_add(&grants->by_id, owner, account_id);
+        if (name_find(&grants->by_id, owner, account_id) >= 0) return;
+        grants->changes++;
+        name_add(&grants->by_id, owner, account_id);
         return;
     }
     uint32_t *first = first_owner_slot(grants, account_index);
     if (*first == owner + 1) return;
     if (*first == 0) {
+        grants->changes++;
         *first = owner + 1;
         u32_push(&grants->batch_firsts, account_index);
         return;
     }
     uint64_t pair = pair_of(owner, account_index);
     if (!pair_insert(&grants->pairs, pair)) return; /* held already: not the batch's to take back */
+    grants->changes++;
     bool listed = pair_insert(&grants->pairs_by_account, pair);
     PC_ASSERT(listed);
     batch_pair_log(grants, pair);
@@ -352,6 +381,35 @@ uint32_t writer_grants_owners_of(const writer_grants_t *grants, uint32_t account
     return count;
 }
 
+/* The cache's answer for 'account_id': the first 'owners_max' of its owners. */
+static uint32_t owners_cached_copy(const owners_cached *entry, const char **owners, uint32_t owners_max) {
+    uint32_t count = entry->count < owners_max ? entry->count : owners_max;
+    for (uint32_t i = 0; i < count; i++) owners[i] = entry->owners[i];
+    return count;
+}
+
+uint32_t writer_grants_owners_by_id(writer_grants_t *grants, const ledger_t *ledger, const char *account_id,
+                                    const char **owners, uint32_t owners_max) {
+    size_t id_bytes = strnlen(account_id, PC_ID_SIZE);
+    owners_cached *entry = &grants->owners_cache[pc_hash64(account_id, id_bytes) & (OWNERS_CACHE_SLOTS - 1)];
+    bool cacheable = id_bytes < PC_ID_SIZE; /* a longer one names no account */
+    if (cacheable && entry->filled_at == grants->changes && memcmp(entry->account_id, account_id, id_bytes + 1) == 0) {
+        return owners_cached_copy(entry, owners, owners_max);
+    }
+    const ledger_account_t *account = ledger_account_find(ledger, account_id);
+    uint32_t index = account != NULL ? ledger_account_index(ledger, account) : WRITER_GRANT_NO_ACCOUNT;
+    const char *found[OWNERS_CACHED_MAX + 1]; /* one more: tells an account with too many to keep */
+    uint32_t count = writer_grants_owners_of(grants, index, account_id, found, OWNERS_CACHED_MAX + 1);
+    if (!cacheable || count > OWNERS_CACHED_MAX) {
+        return writer_grants_owners_of(grants, index, account_id, owners, owners_max);
+    }
+    entry->filled_at = grants->changes;
+    entry->count = count;
+    memcpy(entry->account_id, account_id, id_bytes + 1);
+    for (uint32_t i = 0; i < count; i++) entry->owners[i] = found[i];
+    return owners_cached_copy(entry, owners, owners_max);
+}
+
 void writer_grants_commit(writer_grants_t *grants) {
     grants->batch_firsts.count = 0;
     grants->batch_pair_count = 0;
@@ -359,6 +417,7 @@ void writer_grants_commit(writer_grants_t *grants) {
 }
 
 void writer_grants_rollback(writer_grants_t *grants) {
+    grants->changes++;
     for (uint32_t i = 0; i < grants->batch_firsts.count; i++) {
         grants->first_owner.items[grants->batch_firsts.items[i]] = 0;
     }

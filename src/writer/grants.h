@@ -37,6 +37,12 @@ bool writer_grants_holds(const writer_grants_t *grants, uint32_t owner, uint32_t
  * costs a probe per owner known. */
 uint32_t writer_grants_owners_of(const writer_grants_t *grants, uint32_t account_index, const char *account_id,
                                  const char **owners, uint32_t owners_max);
+/* writer_grants_owners_of for the account named 'account_id' (its index found in
+ * 'ledger'), answered from a small cache by id while the grants stay as they were:
+ * the owners of the same few accounts are asked for again and again (every event of
+ * a merchant's payments). */
+uint32_t writer_grants_owners_by_id(writer_grants_t *grants, const ledger_t *ledger, const char *account_id,
+                                    const char **owners, uint32_t owners_max);
 /* The batch committed: its grants stay. */
 void writer_grants_commit(writer_grants_t *grants);
 /* The batch failed: its grants are taken back. */

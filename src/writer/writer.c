@@ -328,9 +328,7 @@ bool writer_batch_account_owners(const char *account_id, const char **owners, ui
     *count = 0;
     writer_t *writer = batch_writer;
     if (writer == NULL) return false;
-    const ledger_account_t *account = ledger_account_find(writer->ledger, account_id);
-    uint32_t index = account != NULL ? ledger_account_index(writer->ledger, account) : WRITER_GRANT_NO_ACCOUNT;
-    *count = writer_grants_owners_of(writer->grants, index, account_id, owners, owners_max);
+    *count = writer_grants_owners_by_id(writer->grants, writer->ledger, account_id, owners, owners_max);
     return true;
 }
 
