@@ -8,7 +8,6 @@
  * The engine is process-wide (one per server); handlers never touch the ledger's
  * writer: scoring runs on this API thread, decisions go to the risk store thread. */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +17,7 @@
 #include "api/api_payments.h"
 #include "api/api_risk.h"
 #include "api/codec.h"
+#include "core/bytes.h"
 #include "core/core.h"
 #include "obs/obs.h"
 #include "risk/risk.h"
@@ -400,75 +400,50 @@ void api_route_admin_reload(api_request_t *req) {
 
 /* ---------------------------------------------------------------- metrics */
 
-typedef struct {
-    char *text;
-    size_t bytes;
-    size_t cap;
-    bool failed;
-} text_buf;
-
-static void put(text_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(text_buf *b, const char *fmt, ...) {
-    if (b->failed) return;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->text + b->bytes, b->cap - b->bytes, fmt, ap);
-        va_end(ap);
-        if (n < 0) { b->failed = true; return; }
-        if ((size_t)n < b->cap - b->bytes) { b->bytes += (size_t)n; return; }
-        size_t cap = b->cap * 2 + (size_t)n + 1;
-        char *grown = realloc(b->text, cap);
-        if (grown == NULL) { b->failed = true; return; }
-        b->text = grown;
-        b->cap = cap;
-    }
-}
-
 static void put_reason(const char *code, uint64_t count, void *ctx) {
-    put(ctx, "paycore_risk_reasons_total{reason=\"%s\"} %llu\n", code, (unsigned long long)count);
+    pc_bytes_appendf(ctx, "paycore_risk_reasons_total{reason=\"%s\"} %llu\n", code, (unsigned long long)count);
 }
 
-static void put_risk_metrics(text_buf *b, const risk_engine_stats_t *st) {
-    put(b, "# HELP paycore_risk_decisions_total Risk decisions by outcome.\n# TYPE paycore_risk_decisions_total counter\n");
+static void put_risk_metrics(pc_bytes_t *b, const risk_engine_stats_t *st) {
+    pc_bytes_appendf(b, "# HELP paycore_risk_decisions_total Risk decisions by outcome.\n# TYPE paycore_risk_decisions_total counter\n");
     for (int o = 0; o < 3; o++) {
-        put(b, "paycore_risk_decisions_total{outcome=\"%s\"} %llu\n", risk_outcome_name((risk_outcome)o),
-            (unsigned long long)st->decisions[o]);
+        pc_bytes_appendf(b, "paycore_risk_decisions_total{outcome=\"%s\"} %llu\n", risk_outcome_name((risk_outcome)o),
+                         (unsigned long long)st->decisions[o]);
     }
-    put(b, "# HELP paycore_risk_reasons_total Reason codes attached to risk decisions.\n# TYPE paycore_risk_reasons_total counter\n");
+    pc_bytes_appendf(b, "# HELP paycore_risk_reasons_total Reason codes attached to risk decisions.\n# TYPE paycore_risk_reasons_total counter\n");
     risk_engine_reasons_each(risk_engine, put_reason, b);
-    put(b, "# HELP paycore_risk_score Model scores of risk decisions.\n# TYPE paycore_risk_score histogram\n");
+    pc_bytes_appendf(b, "# HELP paycore_risk_score Model scores of risk decisions.\n# TYPE paycore_risk_score histogram\n");
     uint64_t cumulative = 0;
     for (int i = 0; i < RISK_SCORE_BUCKETS; i++) {
         cumulative += st->score_buckets[i];
-        put(b, "paycore_risk_score_bucket{le=\"%.1f\"} %llu\n", (i + 1) / (double)RISK_SCORE_BUCKETS,
-            (unsigned long long)cumulative);
+        pc_bytes_appendf(b, "paycore_risk_score_bucket{le=\"%.1f\"} %llu\n", (i + 1) / (double)RISK_SCORE_BUCKETS,
+                         (unsigned long long)cumulative);
     }
-    put(b, "paycore_risk_score_bucket{le=\"+Inf\"} %llu\npaycore_risk_score_sum %.6f\n"
-           "paycore_risk_score_count %llu\n",
-        (unsigned long long)cumulative, st->score_sum, (unsigned long long)cumulative);
-    put(b, "# HELP paycore_risk_scoring_seconds Time to score one authorization: features, rules and model.\n# TYPE paycore_risk_scoring_seconds histogram\n");
+    pc_bytes_appendf(b, "paycore_risk_score_bucket{le=\"+Inf\"} %llu\npaycore_risk_score_sum %.6f\n"
+                        "paycore_risk_score_count %llu\n",
+                     (unsigned long long)cumulative, st->score_sum, (unsigned long long)cumulative);
+    pc_bytes_appendf(b, "# HELP paycore_risk_scoring_seconds Time to score one authorization: features, rules and model.\n# TYPE paycore_risk_scoring_seconds histogram\n");
     for (int i = 0; i < RISK_LATENCY_BUCKETS; i++) {
-        put(b, "paycore_risk_scoring_seconds_bucket{le=\"%g\"} %llu\n", risk_latency_bounds_us[i] / 1e6,
-            (unsigned long long)st->latency_le_us[i]);
+        pc_bytes_appendf(b, "paycore_risk_scoring_seconds_bucket{le=\"%g\"} %llu\n", risk_latency_bounds_us[i] / 1e6,
+                         (unsigned long long)st->latency_le_us[i]);
     }
-    put(b, "paycore_risk_scoring_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)st->latency_count);
-    put(b, "paycore_risk_scoring_seconds_sum %.9f\npaycore_risk_scoring_seconds_count %llu\n",
-        st->latency_sum_s, (unsigned long long)st->latency_count);
-    put(b, "# HELP paycore_risk_reviews_open Reviews waiting for a decision.\n# TYPE paycore_risk_reviews_open gauge\npaycore_risk_reviews_open %llu\n",
-        (unsigned long long)st->reviews_open);
-    put(b, "# HELP paycore_risk_rules_only 1 when the risk engine runs without a model.\n# TYPE paycore_risk_rules_only gauge\npaycore_risk_rules_only %d\n", st->rules_only ? 1 : 0);
-    put(b, "# HELP paycore_risk_feature_keys Keys held in the online feature state.\n# TYPE paycore_risk_feature_keys gauge\npaycore_risk_feature_keys{kind=\"payer\"} %llu\n"
-           "paycore_risk_feature_keys{kind=\"entity\"} %llu\n",
-        (unsigned long long)st->features.payers, (unsigned long long)st->features.entities);
-    put(b, "# HELP paycore_risk_feature_keys_dropped_total New keys not tracked because a key cap was reached.\n# TYPE paycore_risk_feature_keys_dropped_total counter\n"
-           "paycore_risk_feature_keys_dropped_total %llu\n",
-        (unsigned long long)st->features.dropped_total);
-    put(b, "# HELP paycore_risk_feature_keys_evicted_total Idle keys evicted from the online feature state.\n# TYPE paycore_risk_feature_keys_evicted_total counter\n"
-           "paycore_risk_feature_keys_evicted_total %llu\n",
-        (unsigned long long)st->features.evicted_total);
-    put(b, "# HELP paycore_risk_store_failed_total Risk decisions, feedback or reviews that could not be stored.\n# TYPE paycore_risk_store_failed_total counter\npaycore_risk_store_failed_total %llu\n",
-        (unsigned long long)st->store_failed_total);
+    pc_bytes_appendf(b, "paycore_risk_scoring_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)st->latency_count);
+    pc_bytes_appendf(b, "paycore_risk_scoring_seconds_sum %.9f\npaycore_risk_scoring_seconds_count %llu\n",
+                     st->latency_sum_s, (unsigned long long)st->latency_count);
+    pc_bytes_appendf(b, "# HELP paycore_risk_reviews_open Reviews waiting for a decision.\n# TYPE paycore_risk_reviews_open gauge\npaycore_risk_reviews_open %llu\n",
+                     (unsigned long long)st->reviews_open);
+    pc_bytes_appendf(b, "# HELP paycore_risk_rules_only 1 when the risk engine runs without a model.\n# TYPE paycore_risk_rules_only gauge\npaycore_risk_rules_only %d\n", st->rules_only ? 1 : 0);
+    pc_bytes_appendf(b, "# HELP paycore_risk_feature_keys Keys held in the online feature state.\n# TYPE paycore_risk_feature_keys gauge\npaycore_risk_feature_keys{kind=\"payer\"} %llu\n"
+                        "paycore_risk_feature_keys{kind=\"entity\"} %llu\n",
+                     (unsigned long long)st->features.payers, (unsigned long long)st->features.entities);
+    pc_bytes_appendf(b, "# HELP paycore_risk_feature_keys_dropped_total New keys not tracked because a key cap was reached.\n# TYPE paycore_risk_feature_keys_dropped_total counter\n"
+                        "paycore_risk_feature_keys_dropped_total %llu\n",
+                     (unsigned long long)st->features.dropped_total);
+    pc_bytes_appendf(b, "# HELP paycore_risk_feature_keys_evicted_total Idle keys evicted from the online feature state.\n# TYPE paycore_risk_feature_keys_evicted_total counter\n"
+                        "paycore_risk_feature_keys_evicted_total %llu\n",
+                     (unsigned long long)st->features.evicted_total);
+    pc_bytes_appendf(b, "# HELP paycore_risk_store_failed_total Risk decisions, feedback or reviews that could not be stored.\n# TYPE paycore_risk_store_failed_total counter\npaycore_risk_store_failed_total %llu\n",
+                     (unsigned long long)st->store_failed_total);
 }
 
 bool api_risk_stats(risk_engine_stats_t *out) {
@@ -485,13 +460,10 @@ char *api_risk_metrics_append(char *text, size_t *bytes) {
     if (risk_engine == NULL || text == NULL) return text;
     risk_engine_stats_t st;
     risk_engine_stats(risk_engine, &st);
-    text_buf b = {text, *bytes, *bytes + 1, false};
+    pc_bytes_t b;
+    pc_bytes_adopt(&b, text, *bytes, *bytes + 1, SIZE_MAX);
     put_risk_metrics(&b, &st);
-    if (b.failed) {
-        /* 'text' may have moved: keep what was written before the failure */
-        if (b.text != NULL) b.text[*bytes] = '\0';
-        return b.text;
-    }
+    if (pc_bytes_failed(&b)) pc_bytes_rewind(&b, *bytes); /* 'text' may have moved: the old text, whole */
     *bytes = b.bytes;
-    return b.text;
+    return b.data;
 }

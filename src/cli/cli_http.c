@@ -7,19 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/bytes.h"
 #include "paycore/limits.h"
 
+/* 0 past CLI_REPLY_BYTES_MAX or without memory: curl ends the transfer (a write error). */
 static size_t on_data(char *data, size_t size, size_t count, void *ctx) {
-    cli_reply_t *reply = ctx;
     size_t bytes = size * count;
-    if (reply->body_bytes + bytes > CLI_REPLY_BYTES_MAX) return 0;
-    char *grown = realloc(reply->body, reply->body_bytes + bytes + 1);
-    if (grown == NULL) return 0;
-    memcpy(grown + reply->body_bytes, data, bytes);
-    reply->body = grown;
-    reply->body_bytes += bytes;
-    reply->body[reply->body_bytes] = '\0';
-    return bytes;
+    return pc_bytes_append(ctx, data, bytes) ? bytes : 0;
 }
 
 bool cli_http_call(const cli_http_t *http, const char *method, const char *path,
@@ -46,7 +40,9 @@ bool cli_http_call(const cli_http_t *http, const char *method, const char *path,
     curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, reply);
+    pc_bytes_t answer;
+    pc_bytes_init(&answer, CLI_REPLY_BYTES_MAX);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &answer);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT, http->timeout_s > 0 ? http->timeout_s : 60L);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     if (body != NULL) curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
@@ -58,7 +54,8 @@ bool cli_http_call(const cli_http_t *http, const char *method, const char *path,
     }
     curl_slist_free_all(headers);
     curl_easy_cleanup(curl);
-    if (reply->body == NULL) reply->body = calloc(1, 1);
+    pc_bytes_rewind(&answer, answer.bytes); /* what came before a cut is kept: rc says it was cut */
+    reply->body = pc_bytes_take(&answer, &reply->body_bytes);
     return rc == CURLE_OK;
 }
 

@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "cli/cli.h"
+#include "core/bytes.h"
 #include "core/core.h"
 #include "risk/risk.h"
 
@@ -236,21 +237,9 @@ static int cmd_eval(int argc, char **argv) {
 
 /* ---------------------------------------------------------------- replay */
 
-typedef struct {
-    char *body;
-    size_t bytes;
-} reply_buf;
-
 static size_t on_body(char *data, size_t size, size_t count, void *ctx) {
-    reply_buf *b = ctx;
     size_t n = size * count;
-    char *grown = realloc(b->body, b->bytes + n + 1);
-    if (grown == NULL) return 0;
-    memcpy(grown + b->bytes, data, n);
-    b->bytes += n;
-    grown[b->bytes] = '\0';
-    b->body = grown;
-    return n;
+    return pc_bytes_append(ctx, data, n) ? n : 0;
 }
 
 static json_t *auth_to_json(const risk_auth_t *a) {
@@ -284,7 +273,8 @@ static void replay_one(CURL *curl, const risk_auth_t *a, replay_stats *st) {
     json_t *o = auth_to_json(a);
     char *payload = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
-    reply_buf reply = {NULL, 0};
+    pc_bytes_t reply;
+    pc_bytes_init(&reply, SIZE_MAX);
     curl_easy_setopt(curl, CURLOPT_POSTFIELDS, payload);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &reply);
     uint64_t t0 = pc_mono_ns();
@@ -292,7 +282,7 @@ static void replay_one(CURL *curl, const risk_auth_t *a, replay_stats *st) {
     st->latency_ns[st->count++] = pc_mono_ns() - t0;
     long http = 0;
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &http);
-    json_t *body = rc == CURLE_OK && http == 200 && reply.body ? json_loads(reply.body, 0, NULL) : NULL;
+    json_t *body = rc == CURLE_OK && http == 200 && reply.data ? json_loads(reply.data, 0, NULL) : NULL;
     const char *outcome = body ? json_string_value(json_object_get(body, "outcome")) : NULL;
     int index = -1;
     for (int i = 0; i < 3 && outcome != NULL; i++) {
@@ -300,7 +290,7 @@ static void replay_one(CURL *curl, const risk_auth_t *a, replay_stats *st) {
     }
     if (index < 0) {
         st->errors++;
-        if (st->errors <= 3) fprintf(stderr, "paycore risk replay: HTTP %ld: %.200s\n", http, reply.body ? reply.body : curl_easy_strerror(rc));
+        if (st->errors <= 3) fprintf(stderr, "paycore risk replay: HTTP %ld: %.200s\n", http, reply.data ? reply.data : curl_easy_strerror(rc));
     } else {
         st->outcomes[index]++;
         json_t *score = json_object_get(body, "score");
@@ -310,7 +300,7 @@ static void replay_one(CURL *curl, const risk_auth_t *a, replay_stats *st) {
         }
     }
     json_decref(body);
-    free(reply.body);
+    pc_bytes_free(&reply);
     free(payload);
 }
 

@@ -12,32 +12,29 @@
 
 #include "cli/cli.h"
 #include "cli/cli_args.h"
+#include "core/bytes.h"
 #include "events/events.h"
 
 enum { OPT_SECRET, OPT_HEADER, OPT_BODY_FILE, OPT_TOLERANCE, OPT_NOW, OPT_COUNT };
+
+#define BODY_BYTES_MAX ((64u << 20) - 1) /* a body of 64 MiB or more is refused */
 
 /* Reads all of 'path' ("-": stdin) into a malloc'ed buffer; NULL on error. */
 static char *file_read(const char *path, size_t *bytes_out) {
     FILE *file = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
     if (file == NULL) return NULL;
-    size_t capacity = 65536, bytes = 0;
-    char *text = malloc(capacity);
-    while (text != NULL) {
-        bytes += fread(text + bytes, 1, capacity - bytes, file);
-        if (bytes < capacity) break;
-        char *grown = capacity < (64u << 20) ? realloc(text, capacity * 2) : NULL;
-        if (grown == NULL) free(text);
-        text = grown;
-        capacity *= 2;
-    }
+    pc_bytes_t text;
+    pc_bytes_init(&text, BODY_BYTES_MAX);
+    char chunk[65536];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof chunk, file)) > 0 && pc_bytes_append(&text, chunk, got)) continue;
     bool failed = ferror(file) != 0;
     if (file != stdin) fclose(file);
     if (failed) {
-        free(text);
+        pc_bytes_free(&text);
         return NULL;
     }
-    *bytes_out = bytes;
-    return text;
+    return pc_bytes_take(&text, bytes_out); /* NULL past BODY_BYTES_MAX or without memory */
 }
 
 static int verify(const cli_opt *opts) {

@@ -284,7 +284,7 @@ static const char *http_label(long http_status) {
  * unknown. */
 static void classify_transport(const gw_call_t *call, CURLcode code, gw_answer_t *a) {
     a->found = -1;
-    if (call->response_too_large) {
+    if (gw_response_too_large(call)) {
         gw_answer_fail(a, GW_OUTCOME_UNKNOWN, PC_GATEWAY_BAD_RESPONSE, "too_large",
                        "the answer is larger than %d bytes", GW_RESPONSE_BYTES_MAX);
     } else if (!call->request_left) {
@@ -357,7 +357,7 @@ static void classify(gw_call_t *call, CURLcode code, gw_answer_t *a) {
     long http_status = call->http_status;
     const gw_channel_cfg_t *ch = current_channel(call);
     gw_doc_t doc;
-    gw_obj_t body = gw_doc_load(&doc, call->response, call->response_bytes, true);
+    gw_obj_t body = gw_doc_load(&doc, call->response.data, call->response.bytes, true);
     bool object = gw_obj_valid(&body);
     if (is_inquiry(call)) {
         if (!object && http_status >= 200 && http_status < 300) {

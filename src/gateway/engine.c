@@ -42,25 +42,6 @@ static void global_init(void) {
 
 /* ---------------------------------------------------------------- HTTP */
 
-bool gw_response_append(gw_call_t *call, const char *data, size_t bytes) {
-    if (call->response_bytes + bytes > GW_RESPONSE_BYTES_MAX) {
-        call->response_too_large = true;
-        return false;
-    }
-    if (call->response_bytes + bytes + 1 > call->response_capacity) {
-        size_t capacity = call->response_capacity ? call->response_capacity * 2 : 1024;
-        while (capacity < call->response_bytes + bytes + 1) capacity *= 2;
-        char *grown = realloc(call->response, capacity);
-        if (grown == NULL) return false;
-        call->response = grown;
-        call->response_capacity = capacity;
-    }
-    memcpy(call->response + call->response_bytes, data, bytes);
-    call->response_bytes += bytes;
-    call->response[call->response_bytes] = '\0';
-    return true;
-}
-
 static size_t on_body(char *data, size_t size, size_t count, void *user) {
     size_t bytes = size * count;
     return gw_response_append(user, data, bytes) ? bytes : 0; /* 0 aborts: CURLE_WRITE_ERROR */
@@ -164,8 +145,7 @@ bool gw_thread_send(gw_thread_t *t, gw_call_t *call, const gw_channel_cfg_t *ch,
     call->request.body_bytes = http->body_bytes;
     http->body = NULL;
     http->body_bytes = 0;
-    call->response_bytes = 0;
-    call->response_too_large = false;
+    pc_bytes_reset(&call->response); /* a retry's answer starts empty */
     call->request_left = false;
     call->http_status = 0;
     call->started_ns = pc_mono_ns();
@@ -517,7 +497,7 @@ void gw_thread_finish(gw_thread_t *t, gw_call_t *call) {
     gw_thread_note_pass_end(t, call);
     call->callbacks.done(call->callbacks.ctx, &call->result);
     gw_config_unref(call->config);
-    free(call->response);
+    pc_bytes_free(&call->response);
     sodium_memzero(&call->req.card, sizeof call->req.card);
     PC_ASSERT(atomic_load(&t->active) > 0);
     atomic_fetch_sub(&t->active, 1);
@@ -622,6 +602,7 @@ pc_status gw_submit(gw_t *gw, const gw_request_t *request, const gw_callbacks_t 
     call->callbacks = *callbacks;
     call->channel_index = -1;
     call->phase = GW_CALL_NEW;
+    pc_bytes_init(&call->response, GW_RESPONSE_BYTES_MAX);
     call->config = config_take(gw);
     uint32_t n = atomic_fetch_add(&gw->next_thread, 1) % gw->thread_count;
     call->thread = &gw->threads[n];

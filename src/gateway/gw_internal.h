@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "core/bytes.h"
 #include "core/spares.h"
 #include "gateway/gateway.h"
 
@@ -379,10 +380,7 @@ struct gw_call {
     char header_key[GW_KEY_SIZE + 32];          /* "Idempotency-Key: ..." */
     gw_http_call_t request;        /* what is being sent (its body wiped after) */
     bool request_left;             /* the request went (or was going) out: it may have arrived */
-    char *response;
-    size_t response_bytes;
-    size_t response_capacity;
-    bool response_too_large;
+    pc_bytes_t response;           /* the answer's body, GW_RESPONSE_BYTES_MAX at most */
     uint64_t started_ns;
     long http_status;              /* the answer's status line (0: none) */
     int transport_code;            /* CURLcode of the finished transfer (either client) */
@@ -466,8 +464,14 @@ bool gw_thread_send(gw_thread_t *t, gw_call_t *call, const gw_channel_cfg_t *ch,
                     gw_http_call_t *http, const char *idempotency_key);
 void gw_thread_finish(gw_thread_t *t, gw_call_t *call);
 void gw_thread_http_release(gw_thread_t *t, gw_call_t *call);
-/* Appends to the call's answer; false past GW_RESPONSE_BYTES_MAX (response_too_large). */
-bool gw_response_append(gw_call_t *call, const char *data, size_t bytes);
+/* Appends to the call's answer; false past GW_RESPONSE_BYTES_MAX (gw_response_too_large)
+ * or without memory. */
+static inline bool gw_response_append(gw_call_t *call, const char *data, size_t bytes) {
+    return pc_bytes_append(&call->response, data, bytes);
+}
+static inline bool gw_response_too_large(const gw_call_t *call) {
+    return call->response.failure == PC_BYTES_TOO_LARGE;
+}
 
 /* http.c: the own client (see its head comment). */
 void gw_http_origin(gw_channel_cfg_t *ch);  /* sets own_http and the address, at config load */

@@ -398,7 +398,7 @@ static void conn_read(gw_thread_t *t, gw_conn_t *conn) {
     } else if (got == 0) { /* closed before the answer's end */
         conn_fail(t, conn, conn->received ? CURLE_PARTIAL_FILE : CURLE_GOT_NOTHING);
     } else if (HTTP_PARSER_ERRNO(&conn->parser) != HPE_OK) {
-        conn_fail(t, conn, conn->call->response_too_large ? CURLE_WRITE_ERROR : CURLE_WEIRD_SERVER_REPLY);
+        conn_fail(t, conn, gw_response_too_large(conn->call) ? CURLE_WRITE_ERROR : CURLE_WEIRD_SERVER_REPLY);
     }
 }
 

@@ -2,11 +2,11 @@
  * with payments), GET /v1/channels, and the Prometheus series per channel. Label
  * values are channel names ([A-Za-z0-9_-]) and codes from a bounded set (the
  * channel's table, transport codes, "other"), so they need no escaping and stay few. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/bytes.h"
 #include "gateway/gw_internal.h"
 
 /* ---------------------------------------------------------------- JSON */
@@ -158,30 +158,6 @@ json_t *gw_channels_json(gw_t *gw) {
 
 /* ---------------------------------------------------------------- /metrics */
 
-typedef struct {
-    char *text;
-    size_t bytes;
-    size_t capacity;
-    bool failed;
-} text_buf;
-
-static void put(text_buf *b, const char *format, ...) __attribute__((format(printf, 2, 3)));
-static void put(text_buf *b, const char *format, ...) {
-    for (int round = 0; round < 2 && !b->failed; round++) {
-        va_list ap;
-        va_start(ap, format);
-        int n = vsnprintf(b->text + b->bytes, b->capacity - b->bytes, format, ap);
-        va_end(ap);
-        if (n < 0) { b->failed = true; return; }
-        if ((size_t)n < b->capacity - b->bytes) { b->bytes += (size_t)n; return; }
-        size_t capacity = b->capacity * 2 + (size_t)n + 1;
-        char *grown = realloc(b->text, capacity);
-        if (grown == NULL) { b->failed = true; return; }
-        b->text = grown;
-        b->capacity = capacity;
-    }
-}
-
 static const char *const latency_le[GW_LATENCY_BUCKETS] = {
     "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf"};
 
@@ -212,58 +188,60 @@ static const char *const series_head[SERIES_COUNT] = {
 };
 
 /* One channel's lines of one series; caller holds the channel's mutex. */
-static void put_series(text_buf *b, series which, const char *name, const gw_chstate_t *s) {
+static void put_series(pc_bytes_t *b, series which, const char *name, const gw_chstate_t *s) {
     switch (which) {
     case SERIES_ATTEMPTS:
         for (int op = 0; op < GW_OP_COUNT; op++)
-            put(b, "paycore_gateway_attempts_total{channel=\"%s\",op=\"%s\"} %llu\n", name,
-                gw_op_name((gw_op)op), (unsigned long long)s->attempts[op]);
+            pc_bytes_appendf(b, "paycore_gateway_attempts_total{channel=\"%s\",op=\"%s\"} %llu\n", name,
+                             gw_op_name((gw_op)op), (unsigned long long)s->attempts[op]);
         break;
     case SERIES_OUTCOMES:
         for (int o = 0; o < GW_OUTCOME_COUNT; o++)
-            put(b, "paycore_gateway_outcomes_total{channel=\"%s\",outcome=\"%s\"} %llu\n", name,
-                gw_outcome_name((gw_outcome)o), (unsigned long long)s->outcomes[o]);
+            pc_bytes_appendf(b, "paycore_gateway_outcomes_total{channel=\"%s\",outcome=\"%s\"} %llu\n", name,
+                             gw_outcome_name((gw_outcome)o), (unsigned long long)s->outcomes[o]);
         break;
     case SERIES_RESPONSES:
         for (uint32_t i = 0; i < s->code_count; i++)
-            put(b, "paycore_gateway_responses_total{channel=\"%s\",code=\"%s\"} %llu\n", name,
-                s->code_names[i], (unsigned long long)s->code_counts[i]);
+            pc_bytes_appendf(b, "paycore_gateway_responses_total{channel=\"%s\",code=\"%s\"} %llu\n", name,
+                             s->code_names[i], (unsigned long long)s->code_counts[i]);
         break;
     case SERIES_LATENCY: {
         uint64_t cumulative = 0;
         for (int i = 0; i < GW_LATENCY_BUCKETS; i++) {
             cumulative += s->latency_buckets[i];
-            put(b, "paycore_gateway_latency_seconds_bucket{channel=\"%s\",le=\"%s\"} %llu\n", name,
-                latency_le[i], (unsigned long long)cumulative);
+            pc_bytes_appendf(b, "paycore_gateway_latency_seconds_bucket{channel=\"%s\",le=\"%s\"} %llu\n", name,
+                             latency_le[i], (unsigned long long)cumulative);
         }
-        put(b, "paycore_gateway_latency_seconds_sum{channel=\"%s\"} %.6f\n", name, s->latency_us_total / 1e6);
-        put(b, "paycore_gateway_latency_seconds_count{channel=\"%s\"} %llu\n", name,
-            (unsigned long long)s->latency_calls);
+        pc_bytes_appendf(b, "paycore_gateway_latency_seconds_sum{channel=\"%s\"} %.6f\n", name,
+                         s->latency_us_total / 1e6);
+        pc_bytes_appendf(b, "paycore_gateway_latency_seconds_count{channel=\"%s\"} %llu\n", name,
+                         (unsigned long long)s->latency_calls);
         break;
     }
     case SERIES_BREAKER:
         for (int st = 0; st < GW_BREAKER_STATE_COUNT; st++)
-            put(b, "paycore_gateway_breaker_state{channel=\"%s\",state=\"%s\"} %d\n", name,
-                gw_breaker_state_name((gw_breaker_state)st), s->breaker == (gw_breaker_state)st);
+            pc_bytes_appendf(b, "paycore_gateway_breaker_state{channel=\"%s\",state=\"%s\"} %d\n", name,
+                             gw_breaker_state_name((gw_breaker_state)st), s->breaker == (gw_breaker_state)st);
         break;
     case SERIES_TRANSITIONS:
         for (int st = 0; st < GW_BREAKER_STATE_COUNT; st++)
-            put(b, "paycore_gateway_breaker_transitions_total{channel=\"%s\",to=\"%s\"} %llu\n", name,
-                gw_breaker_state_name((gw_breaker_state)st), (unsigned long long)s->transitions[st]);
+            pc_bytes_appendf(b, "paycore_gateway_breaker_transitions_total{channel=\"%s\",to=\"%s\"} %llu\n", name,
+                             gw_breaker_state_name((gw_breaker_state)st), (unsigned long long)s->transitions[st]);
         break;
     case SERIES_RETRIES:
-        put(b, "paycore_gateway_retries_total{channel=\"%s\"} %llu\n", name, (unsigned long long)s->retries);
+        pc_bytes_appendf(b, "paycore_gateway_retries_total{channel=\"%s\"} %llu\n", name,
+                         (unsigned long long)s->retries);
         break;
     case SERIES_INQUIRIES:
-        put(b, "paycore_gateway_status_inquiries_total{channel=\"%s\",result=\"found\"} %llu\n", name,
-            (unsigned long long)s->status_found);
-        put(b, "paycore_gateway_status_inquiries_total{channel=\"%s\",result=\"not_found\"} %llu\n", name,
-            (unsigned long long)s->status_not_found);
-        put(b, "paycore_gateway_status_inquiries_total{channel=\"%s\",result=\"failed\"} %llu\n", name,
-            (unsigned long long)s->status_failed);
+        pc_bytes_appendf(b, "paycore_gateway_status_inquiries_total{channel=\"%s\",result=\"found\"} %llu\n", name,
+                         (unsigned long long)s->status_found);
+        pc_bytes_appendf(b, "paycore_gateway_status_inquiries_total{channel=\"%s\",result=\"not_found\"} %llu\n", name,
+                         (unsigned long long)s->status_not_found);
+        pc_bytes_appendf(b, "paycore_gateway_status_inquiries_total{channel=\"%s\",result=\"failed\"} %llu\n", name,
+                         (unsigned long long)s->status_failed);
         break;
     case SERIES_IN_FLIGHT:
-        put(b, "paycore_gateway_in_flight{channel=\"%s\"} %u\n", name, s->in_flight);
+        pc_bytes_appendf(b, "paycore_gateway_in_flight{channel=\"%s\"} %u\n", name, s->in_flight);
         break;
     default:
         break;
@@ -272,7 +250,8 @@ static void put_series(text_buf *b, series which, const char *name, const gw_chs
 
 char *gw_metrics_append(gw_t *gw, char *text, size_t *bytes) {
     if (text == NULL) return NULL;
-    text_buf b = {text, *bytes, *bytes + 1, false};
+    pc_bytes_t b;
+    pc_bytes_adopt(&b, text, *bytes, *bytes + 1, SIZE_MAX);
     pthread_mutex_lock(&gw->config_mutex);
     gw_config_t *cfg = gw->config;
     gw_config_ref(cfg);
@@ -282,7 +261,7 @@ char *gw_metrics_append(gw_t *gw, char *text, size_t *bytes) {
         (void)gw_breaker_state_now(cfg->channels[i].state, &cfg->channels[i].breaker, now_ms);
     }
     for (int which = 0; which < SERIES_COUNT; which++) {
-        put(&b, "%s", series_head[which]);
+        pc_bytes_append_str(&b, series_head[which]);
         for (uint32_t i = 0; i < cfg->channel_count; i++) {
             gw_chstate_t *s = cfg->channels[i].state;
             pthread_mutex_lock(&s->mutex);
@@ -290,16 +269,14 @@ char *gw_metrics_append(gw_t *gw, char *text, size_t *bytes) {
             pthread_mutex_unlock(&s->mutex);
         }
     }
-    put(&b, "# HELP paycore_gateway_config_reloads_total Channel configuration reloads by result.\n"
-            "# TYPE paycore_gateway_config_reloads_total counter\n"
-            "paycore_gateway_config_reloads_total{result=\"ok\"} %llu\n"
-            "paycore_gateway_config_reloads_total{result=\"refused\"} %llu\n",
-        (unsigned long long)atomic_load(&gw->reloads_ok), (unsigned long long)atomic_load(&gw->reloads_refused));
+    pc_bytes_appendf(&b, "# HELP paycore_gateway_config_reloads_total Channel configuration reloads by result.\n"
+                         "# TYPE paycore_gateway_config_reloads_total counter\n"
+                         "paycore_gateway_config_reloads_total{result=\"ok\"} %llu\n"
+                         "paycore_gateway_config_reloads_total{result=\"refused\"} %llu\n",
+                     (unsigned long long)atomic_load(&gw->reloads_ok),
+                     (unsigned long long)atomic_load(&gw->reloads_refused));
     gw_config_unref(cfg);
-    if (b.failed) { /* the old text is still whole up to *bytes */
-        b.text[*bytes] = '\0';
-        return b.text;
-    }
+    if (pc_bytes_failed(&b)) pc_bytes_rewind(&b, *bytes); /* the old text is still whole */
     *bytes = b.bytes;
-    return b.text;
+    return b.data;
 }

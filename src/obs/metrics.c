@@ -1,12 +1,12 @@
 /* obs/metrics.c: counters kept with relaxed atomics (requests by method, route and
  * status, a latency histogram) and rendered by hand in the Prometheus text format 0.0.4: the
  * format is small, a library would add nothing. */
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/bytes.h"
 #include "obs/obs.h"
 
 /* The HTTP statuses paycore answers with; anything else counts as "other". */
@@ -73,37 +73,7 @@ void obs_metrics_request(uint32_t route_index, const char *method, int http_stat
     atomic_fetch_add_explicit(&latency_ns_total, latency_ns, memory_order_relaxed);
 }
 
-/* A growing text buffer; on allocation failure it stays failed and renders NULL. */
-typedef struct {
-    char *text;
-    size_t bytes;
-    size_t capacity;
-    bool failed;
-} metrics_buf;
-
-static void buf_printf(metrics_buf *buf, const char *format, ...) __attribute__((format(printf, 2, 3)));
-static void buf_printf(metrics_buf *buf, const char *format, ...) {
-    if (buf->failed) return;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        va_list args;
-        va_start(args, format);
-        int n = vsnprintf(buf->text + buf->bytes, buf->capacity - buf->bytes, format, args);
-        va_end(args);
-        if (n < 0) break;
-        if ((size_t)n < buf->capacity - buf->bytes) {
-            buf->bytes += (size_t)n;
-            return;
-        }
-        size_t capacity = buf->capacity * 2 + (size_t)n;
-        char *text = realloc(buf->text, capacity);
-        if (text == NULL) break;
-        buf->text = text;
-        buf->capacity = capacity;
-    }
-    buf->failed = true;
-}
-
-static void render_route_requests(metrics_buf *buf, uint32_t r) {
+static void render_route_requests(pc_bytes_t *buf, uint32_t r) {
     for (uint32_t m = 0; m < METHOD_SLOTS; m++) {
         for (uint32_t s = 0; s < STATUS_SLOTS; s++) {
             uint64_t n = atomic_load_explicit(&request_counts[r][m][s], memory_order_relaxed);
@@ -111,78 +81,78 @@ static void render_route_requests(metrics_buf *buf, uint32_t r) {
             char status_text[16];
             if (metric_statuses[s] == 0) snprintf(status_text, sizeof status_text, "other");
             else snprintf(status_text, sizeof status_text, "%d", metric_statuses[s]);
-            buf_printf(buf, "paycore_http_requests_total{method=\"%s\",route=\"%s\",status=\"%s\"} %llu\n",
-                       metric_methods[m], route_names[r], status_text, (unsigned long long)n);
+            pc_bytes_appendf(buf, "paycore_http_requests_total{method=\"%s\",route=\"%s\",status=\"%s\"} %llu\n",
+                             metric_methods[m], route_names[r], status_text, (unsigned long long)n);
         }
     }
 }
 
-static void render_requests(metrics_buf *buf) {
-    buf_printf(buf, "# HELP paycore_http_requests_total HTTP requests by method, route and status.\n"
-                    "# TYPE paycore_http_requests_total counter\n");
+static void render_requests(pc_bytes_t *buf) {
+    pc_bytes_appendf(buf, "# HELP paycore_http_requests_total HTTP requests by method, route and status.\n"
+                          "# TYPE paycore_http_requests_total counter\n");
     for (uint32_t r = 0; r <= OBS_ROUTES_MAX; r++) {
         if (r >= route_count && r != OBS_ROUTES_MAX) continue;
         render_route_requests(buf, r);
     }
 }
 
-static void render_latency(metrics_buf *buf) {
-    buf_printf(buf, "# HELP paycore_http_request_duration_seconds HTTP request latency.\n"
-                    "# TYPE paycore_http_request_duration_seconds histogram\n");
+static void render_latency(pc_bytes_t *buf) {
+    pc_bytes_appendf(buf, "# HELP paycore_http_request_duration_seconds HTTP request latency.\n"
+                          "# TYPE paycore_http_request_duration_seconds histogram\n");
     uint64_t cumulative = 0;
     for (uint32_t i = 0; i < LATENCY_SLOTS; i++) {
         cumulative += atomic_load_explicit(&latency_counts[i], memory_order_relaxed);
         if (i + 1 < LATENCY_SLOTS) {
-            buf_printf(buf, "paycore_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
-                       latency_bounds_s[i], (unsigned long long)cumulative);
+            pc_bytes_appendf(buf, "paycore_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                             latency_bounds_s[i], (unsigned long long)cumulative);
         } else {
-            buf_printf(buf, "paycore_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
-                       (unsigned long long)cumulative);
+            pc_bytes_appendf(buf, "paycore_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+                             (unsigned long long)cumulative);
         }
     }
     uint64_t total_ns = atomic_load_explicit(&latency_ns_total, memory_order_relaxed);
-    buf_printf(buf, "paycore_http_request_duration_seconds_sum %.9f\n"
-                    "paycore_http_request_duration_seconds_count %llu\n",
-               (double)total_ns / 1e9, (unsigned long long)cumulative);
+    pc_bytes_appendf(buf, "paycore_http_request_duration_seconds_sum %.9f\n"
+                          "paycore_http_request_duration_seconds_count %llu\n",
+                     (double)total_ns / 1e9, (unsigned long long)cumulative);
 }
 
 /* A log2 histogram from the writer: slot i counts integer values <= 2^i (and above
  * the previous slot), the last slot the rest (writer.c, log2_bucket). Durations are
  * counted in whole units (truncated). 'scale' converts the unit to the metric's. */
-static void render_log2_histogram(metrics_buf *buf, const char *name, const char *help,
+static void render_log2_histogram(pc_bytes_t *buf, const char *name, const char *help,
                                   const uint64_t slots[16], bool integer, double scale,
                                   double sum) {
-    buf_printf(buf, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    pc_bytes_appendf(buf, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
     uint64_t cumulative = 0;
     for (uint32_t i = 0; i < 15; i++) {
         cumulative += slots[i];
         double bound = (double)(1u << i);
         (void)integer;
-        buf_printf(buf, "%s_bucket{le=\"%g\"} %llu\n", name, bound * scale,
-                   (unsigned long long)cumulative);
+        pc_bytes_appendf(buf, "%s_bucket{le=\"%g\"} %llu\n", name, bound * scale,
+                         (unsigned long long)cumulative);
     }
     cumulative += slots[15];
-    buf_printf(buf, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9g\n%s_count %llu\n", name,
-               (unsigned long long)cumulative, name, sum, name, (unsigned long long)cumulative);
+    pc_bytes_appendf(buf, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9g\n%s_count %llu\n", name,
+                     (unsigned long long)cumulative, name, sum, name, (unsigned long long)cumulative);
 }
 
-static void render_writer(metrics_buf *buf, const obs_writer_sample_t *w) {
-    buf_printf(buf,
-               "# HELP paycore_transfers_committed_total Transfers committed.\n"
-               "# TYPE paycore_transfers_committed_total counter\n"
-               "paycore_transfers_committed_total %llu\n"
-               "# HELP paycore_accounts_committed_total Accounts committed.\n"
-               "# TYPE paycore_accounts_committed_total counter\n"
-               "paycore_accounts_committed_total %llu\n"
-               "# HELP paycore_writer_queue_depth Events waiting for the writer.\n"
-               "# TYPE paycore_writer_queue_depth gauge\n"
-               "paycore_writer_queue_depth %u\n"
-               "# HELP paycore_writer_batches_failed_total Batches whose commit failed.\n"
-               "# TYPE paycore_writer_batches_failed_total counter\n"
-               "paycore_writer_batches_failed_total %llu\n",
-               (unsigned long long)w->transfers_committed,
-               (unsigned long long)w->accounts_committed, w->queue_events,
-               (unsigned long long)w->batches_failed);
+static void render_writer(pc_bytes_t *buf, const obs_writer_sample_t *w) {
+    pc_bytes_appendf(buf,
+                     "# HELP paycore_transfers_committed_total Transfers committed.\n"
+                     "# TYPE paycore_transfers_committed_total counter\n"
+                     "paycore_transfers_committed_total %llu\n"
+                     "# HELP paycore_accounts_committed_total Accounts committed.\n"
+                     "# TYPE paycore_accounts_committed_total counter\n"
+                     "paycore_accounts_committed_total %llu\n"
+                     "# HELP paycore_writer_queue_depth Events waiting for the writer.\n"
+                     "# TYPE paycore_writer_queue_depth gauge\n"
+                     "paycore_writer_queue_depth %u\n"
+                     "# HELP paycore_writer_batches_failed_total Batches whose commit failed.\n"
+                     "# TYPE paycore_writer_batches_failed_total counter\n"
+                     "paycore_writer_batches_failed_total %llu\n",
+                     (unsigned long long)w->transfers_committed,
+                     (unsigned long long)w->accounts_committed, w->queue_events,
+                     (unsigned long long)w->batches_failed);
     double events = (double)(w->transfers_committed + w->accounts_committed);
     render_log2_histogram(buf, "paycore_writer_batch_size", "Events per committed batch.",
                           w->batch_size_buckets, true, 1.0, events);
@@ -191,44 +161,42 @@ static void render_writer(metrics_buf *buf, const obs_writer_sample_t *w) {
                           (double)w->commit_ns_total / 1e9);
 }
 
-static void render_api(metrics_buf *buf, const obs_api_sample_t *api) {
-    buf_printf(buf,
-               "# HELP paycore_http_connections_expired_total Connections closed at their request deadline (--timeout-s).\n"
-               "# TYPE paycore_http_connections_expired_total counter\n"
-               "paycore_http_connections_expired_total %llu\n"
-               "# HELP paycore_http_body_buffered_bytes Request body bytes held now, all keys.\n"
-               "# TYPE paycore_http_body_buffered_bytes gauge\n"
-               "paycore_http_body_buffered_bytes %llu\n"
-               "# HELP paycore_idempotency_stored_bytes Room taken by stored Idempotency-Key replies.\n"
-               "# TYPE paycore_idempotency_stored_bytes gauge\n"
-               "paycore_idempotency_stored_bytes %llu\n"
-               "# HELP paycore_idempotency_purged_total Stored Idempotency-Key replies purged after their retention.\n"
-               "# TYPE paycore_idempotency_purged_total counter\n"
-               "paycore_idempotency_purged_total %llu\n",
-               (unsigned long long)atomic_load_explicit(&connections_expired, memory_order_relaxed),
-               (unsigned long long)api->body_bytes_buffered,
-               (unsigned long long)api->idempotency_bytes_stored,
-               (unsigned long long)atomic_load_explicit(&idempotency_purged, memory_order_relaxed));
+static void render_api(pc_bytes_t *buf, const obs_api_sample_t *api) {
+    pc_bytes_appendf(buf,
+                     "# HELP paycore_http_connections_expired_total Connections closed at their request deadline (--timeout-s).\n"
+                     "# TYPE paycore_http_connections_expired_total counter\n"
+                     "paycore_http_connections_expired_total %llu\n"
+                     "# HELP paycore_http_body_buffered_bytes Request body bytes held now, all keys.\n"
+                     "# TYPE paycore_http_body_buffered_bytes gauge\n"
+                     "paycore_http_body_buffered_bytes %llu\n"
+                     "# HELP paycore_idempotency_stored_bytes Room taken by stored Idempotency-Key replies.\n"
+                     "# TYPE paycore_idempotency_stored_bytes gauge\n"
+                     "paycore_idempotency_stored_bytes %llu\n"
+                     "# HELP paycore_idempotency_purged_total Stored Idempotency-Key replies purged after their retention.\n"
+                     "# TYPE paycore_idempotency_purged_total counter\n"
+                     "paycore_idempotency_purged_total %llu\n",
+                     (unsigned long long)atomic_load_explicit(&connections_expired, memory_order_relaxed),
+                     (unsigned long long)api->body_bytes_buffered,
+                     (unsigned long long)api->idempotency_bytes_stored,
+                     (unsigned long long)atomic_load_explicit(&idempotency_purged, memory_order_relaxed));
 }
 
 char *obs_metrics_render(const obs_writer_sample_t *writer, const obs_api_sample_t *api,
                          size_t *bytes_out) {
-    metrics_buf buf = {.text = malloc(8192), .capacity = 8192};
-    if (buf.text == NULL) return NULL;
-    buf.text[0] = '\0';
-    buf_printf(&buf, "# HELP paycore_build_info Build information.\n"
-                     "# TYPE paycore_build_info gauge\n"
-                     "paycore_build_info{version=\"%s\"} 1\n", PAYCORE_VERSION);
+    pc_bytes_t buf;
+    pc_bytes_init(&buf, SIZE_MAX);
+    (void)pc_bytes_reserve(&buf, 8192); /* a failure shows at the end */
+    pc_bytes_appendf(&buf, "# HELP paycore_build_info Build information.\n"
+                           "# TYPE paycore_build_info gauge\n"
+                           "paycore_build_info{version=\"%s\"} 1\n", PAYCORE_VERSION);
     render_requests(&buf);
     render_latency(&buf);
     obs_writer_sample_t empty = {0};
     render_writer(&buf, writer != NULL && writer->present ? writer : &empty);
     obs_api_sample_t api_empty = {0};
     render_api(&buf, api != NULL ? api : &api_empty);
-    if (buf.failed) {
-        free(buf.text);
-        return NULL;
-    }
-    *bytes_out = buf.bytes;
-    return buf.text;
+    size_t bytes = 0;
+    char *text = pc_bytes_take(&buf, &bytes); /* NULL when any step failed */
+    if (text != NULL) *bytes_out = bytes;
+    return text;
 }

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/bytes.h"
 #include "store/pg_internal.h"
 #include "store/store_shard.h"
 
@@ -50,7 +51,7 @@ typedef struct {
     journal_checkpoint_t checkpoint;
     bool has_checkpoint;
     bool snapshot_written;
-    pg_copy_t pending_arrays[2];  /* pending_changes_keep: sent after the transfers */
+    pc_bytes_t pending_arrays[2]; /* pending_changes_keep: sent after the transfers */
     char gtid[STORE_GTID_SIZE]; /* prepared: its global transaction */
 } pg_tx_t;
 
@@ -173,55 +174,41 @@ static void history_row(pg_copy_t *copy, const ledger_t *ledger, const ledger_hi
     pg_copy_row_end(copy);
 }
 
-/* A bigint[] literal's element, into an array buffer that grows. */
-static void array_int(pg_copy_t *array, int64_t value) {
-    char text[24];
-    snprintf(text, sizeof text, "%lld", (long long)value);
-    size_t length = strlen(text);
-    if (array->failed) return;
-    if (array->bytes + length + 3 > array->capacity) {
-        size_t capacity = array->capacity ? array->capacity * 2 : 256;
-        while (capacity < array->bytes + length + 3) capacity *= 2;
-        char *grown = realloc(array->data, capacity);
-        if (grown == NULL) {
-            array->failed = true;
-            return;
-        }
-        array->data = grown;
-        array->capacity = capacity;
-    }
-    if (array->bytes == 0) array->data[array->bytes++] = '{';
-    else array->data[array->bytes++] = ',';
-    memcpy(array->data + array->bytes, text, length);
-    array->bytes += length;
-    memcpy(array->data + array->bytes, "}", 2); /* closed after every element */
+/* A bigint[] literal's element, into an array text that grows ("{1,2,3" until
+ * arrays_exec closes it). */
+static void array_int(pc_bytes_t *array, int64_t value) {
+    (void)pc_bytes_appendf(array, "%c%lld", array->bytes == 0 ? '{' : ',', (long long)value);
+}
+
+static void arrays_init(pc_bytes_t *arrays, int count) {
+    for (int i = 0; i < count; i++) pc_bytes_init(&arrays[i], SIZE_MAX);
 }
 
 /* Runs 'sql' with 'count' array parameters (each freed). */
-static bool arrays_exec(PGconn *conn, const char *sql, pg_copy_t *arrays, int count) {
+static bool arrays_exec(PGconn *conn, const char *sql, pc_bytes_t *arrays, int count) {
     const char *params[8];
     bool ok = true;
     for (int i = 0; i < count; i++) {
-        ok = ok && !arrays[i].failed && arrays[i].data != NULL;
+        ok = ok && arrays[i].bytes > 0 && pc_bytes_append(&arrays[i], "}", 1); /* false when it failed */
         params[i] = arrays[i].data;
     }
     PGresult *result = ok ? pg_query(conn, sql, count, params) : NULL;
     PQclear(result);
-    for (int i = 0; i < count; i++) pg_copy_free(&arrays[i]);
+    for (int i = 0; i < count; i++) pc_bytes_free(&arrays[i]);
     return result != NULL;
 }
 
 /* The pending states a batch changed, as the arrays of one UPDATE sent after the
  * transfers are in (a pending transfer may be created and posted in one batch). */
-static void pending_changes_keep(pg_copy_t arrays[2], const ledger_changes_t *c) {
+static void pending_changes_keep(pc_bytes_t arrays[2], const ledger_changes_t *c) {
     for (uint32_t i = 0; i < c->pending_changes_count; i++) {
         array_int(&arrays[0], (int64_t)c->pending_changes[i].pending_timestamp_ns);
         array_int(&arrays[1], c->pending_changes[i].state);
     }
 }
 
-static bool pending_changes_write(PGconn *conn, pg_copy_t arrays[2]) {
-    if (arrays[0].bytes == 0 && !arrays[0].failed) return true;
+static bool pending_changes_write(PGconn *conn, pc_bytes_t arrays[2]) {
+    if (arrays[0].bytes == 0 && !pc_bytes_failed(&arrays[0])) return true;
     return arrays_exec(conn, "UPDATE transfers t SET pending_state = u.state FROM unnest($1::bigint[],"
                              " $2::integer[]) AS u(ts, state) WHERE t.timestamp = u.ts", arrays, 2);
 }
@@ -233,7 +220,8 @@ static pc_status balance_snapshot_write(pg_store_t *store, const ledger_t *ledge
     uint32_t count = 0;
     uint32_t *nos = store_dirty_sorted(&store->dirty, extra, extra_count, &count);
     if (nos == NULL) return PC_NO_MEMORY;
-    pg_copy_t arrays[5] = {{0}, {0}, {0}, {0}, {0}};
+    pc_bytes_t arrays[5];
+    arrays_init(arrays, 5);
     for (uint32_t i = 0; i < count; i++) {
         const ledger_balances_t *b = &ledger_account_at(ledger, nos[i])->balances;
         array_int(&arrays[0], nos[i]);
@@ -248,7 +236,7 @@ static pc_status balance_snapshot_write(pg_store_t *store, const ledger_t *ledge
                                        " credits_pending = u.cp, credits_posted = u.cc FROM unnest($1::integer[],"
                                        " $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])"
                                        " AS u(no, dp, dd, cp, cc) WHERE a.no = u.no", arrays, 5);
-    if (count == 0) for (int i = 0; i < 5; i++) pg_copy_free(&arrays[i]);
+    if (count == 0) for (int i = 0; i < 5; i++) pc_bytes_free(&arrays[i]);
     char value[24];
     snprintf(value, sizeof value, "%" PRIu64, seq);
     const char *params[] = {value};
@@ -268,6 +256,7 @@ pc_status pg_tx_begin(store_t *base, store_tx_t **out) {
     tx->base.store = base;
     tx->store = store;
     tx->conn = store->conn;
+    arrays_init(tx->pending_arrays, 2);
     if (!pg_exec_ok(store->conn, "BEGIN")) {
         free(tx);
         return write_failed(store, "begin", false);
@@ -573,8 +562,8 @@ static void tx_publish(pg_tx_t *tx) {
 
 static void tx_free(pg_tx_t *tx) {
     PC_ASSERT(tx->copy == NULL);
-    pg_copy_free(&tx->pending_arrays[0]);
-    pg_copy_free(&tx->pending_arrays[1]);
+    pc_bytes_free(&tx->pending_arrays[0]);
+    pc_bytes_free(&tx->pending_arrays[1]);
     publish_free(&tx->publish);
     free(tx);
 }
@@ -674,6 +663,7 @@ pc_status pg_tx_begin_next(store_tx_t *first_base, store_tx_t **out) {
     pg_tx_t *tx = calloc(1, sizeof *tx);
     if (tx == NULL) return PC_NO_MEMORY;
     *tx = (pg_tx_t){.base.store = first_base->store, .store = store, .conn = store->conn_next, .next = true};
+    arrays_init(tx->pending_arrays, 2);
     char sql[160];
     snprintf(sql, sizeof sql, "BEGIN; SELECT pg_advisory_xact_lock_shared(%d, %d)", PG_WRITER_LOCK_KEY1,
              PG_PIPELINE_LOCK_KEY2);
