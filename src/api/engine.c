@@ -261,6 +261,19 @@ static void engine_request(void *ctx, http_request_t *http) {
     api_request_release(req);
 }
 
+/* The client left (or a deadline closed the connection) between the head and the end
+ * of its body: the handler never runs. As libmicrohttpd's on_completed without a reply:
+ * counted, its Idempotency-Key freed, the request released. */
+static void engine_abandoned(void *ctx, http_request_t *http, bool expired) {
+    (void)ctx;
+    api_request_t *req = http_request_context(http);
+    if (req == NULL) return;
+    http_request_set_context(http, NULL);
+    if (expired) api_request_record(req, 408, "request_deadline");
+    else api_request_record(req, 499, "client_closed");
+    request_complete(req);
+}
+
 static bool engine_admit(void *ctx, const struct sockaddr *addr, socklen_t addr_bytes) {
     (void)addr_bytes;
     return api_conn_address_admit(ctx, addr);
@@ -285,6 +298,7 @@ pc_status api_engine_start(api_server_t *server) {
     config.write_timeout_ms = timeout_ms;
     config.handler = engine_request;
     config.head = engine_head;
+    config.abandoned = engine_abandoned;
     config.handler_ctx = server;
     config.admit = engine_admit;
     config.closed = engine_closed;

@@ -60,6 +60,12 @@ typedef void (*http_closed_fn)(void *ctx, const struct sockaddr *addr, socklen_t
  * still unread is dropped and the connection closes after the answer (which says
  * Connection: close). */
 typedef bool (*http_head_fn)(void *ctx, http_request_t *request);
+/* Optional, with a head hook: a request the head hook let through is never handed to the
+ * handler, because its connection closed before the whole body came (the client left,
+ * a deadline passed, no room for the body, the server stops). Called on the worker
+ * once, with handler_ctx; 'expired': a deadline closed it. The request cannot be
+ * answered; what the head hook kept for it (its context) is released here. */
+typedef void (*http_abandoned_fn)(void *ctx, http_request_t *request, bool expired);
 /* Optional: called on a worker after it handled the events of one wait (every wait,
  * also an empty one), before it waits again; 'ctx' is handler_ctx. Requests its
  * handler kept can be answered here, on the worker: one step (a group commit) for the
@@ -83,6 +89,7 @@ typedef struct {
     http_closed_fn closed;           /* may be NULL */
     void *admit_ctx;
     http_head_fn head;               /* may be NULL; called with handler_ctx */
+    http_abandoned_fn abandoned;     /* may be NULL; called with handler_ctx */
     http_batch_end_fn batch_end;     /* may be NULL */
 } http_config_t;
 

@@ -4,7 +4,8 @@
  * Each connection is registered once, edge-triggered, for EPOLLIN | EPOLLOUT |
  * EPOLLRDHUP: no epoll_ctl per request. A read that returns less than it asked for
  * has emptied the socket (the next byte raises a new edge), so a request costs one
- * recv, one send and its share of an epoll_wait.
+ * recv, one send and its share of an epoll_wait; once EPOLLRDHUP has come no edge
+ * follows, so reading then goes on to the end of stream.
  *
  * Locking: conn->lock guards the state, the output queue, the deadline, the socket's
  * use for writing and the reference count. The input buffer and the parse belong to
@@ -76,6 +77,9 @@ struct http_conn {
     bool request_started;     /* a byte of the next request is in: its deadline runs */
     bool worker_closed;
     bool in_handler;          /* the handler runs for it now: its worker goes on after */
+    bool head_accepted;       /* the head hook let the request through; not yet handed over */
+    bool expired;             /* a deadline closes it */
+    bool peer_closed;         /* EPOLLRDHUP seen: read on to the end of stream, no edge will come */
     http_head_t head;
     http_conn_t *prev, *next;
     struct sockaddr_storage addr;
@@ -148,6 +152,12 @@ static void conn_close(http_conn_t *conn) {
     conn->next = worker->closed;
     worker->closed = conn;
     atomic_fetch_sub(&server->stat_open, 1);
+    if (conn->head_accepted) {
+        conn->head_accepted = false;
+        if (server->config.abandoned != NULL) {
+            server->config.abandoned(server->config.handler_ctx, &conn->request, conn->expired);
+        }
+    }
     if (conn->admitted && server->config.closed != NULL) {
         server->config.closed(server->config.admit_ctx, (struct sockaddr *)&conn->addr, conn->addr_bytes);
     }
@@ -458,6 +468,7 @@ static void request_dispatch(http_conn_t *conn) {
     atomic_fetch_add(&server->held_count, 1);
     atomic_fetch_add(&server->stat_requests, 1);
     conn->request.conn = conn;
+    conn->head_accepted = false;
     conn->in_handler = true;
     server->config.handler(server->config.handler_ctx, &conn->request);
     conn->in_handler = false;
@@ -485,6 +496,7 @@ static bool request_head_hook(http_conn_t *conn) {
     PC_ASSERT(go_on == (conn->state == CONN_HELD)); /* false: answered inside the hook */
     if (go_on) {
         conn->state = CONN_READING;
+        conn->head_accepted = true;
         conn->refs--;
         conn->head.keep_alive = keep_alive;
     } else if (body_unread) {
@@ -571,7 +583,7 @@ static void conn_readable(http_conn_t *conn) {
         ssize_t got = recv(conn->fd, conn->in + conn->in_bytes, want, 0);
         if (got > 0) {
             conn->in_bytes += (size_t)got;
-            if ((size_t)got < want) {
+            if ((size_t)got < want && !conn->peer_closed) {
                 (void)input_process(conn, true);
                 return;
             }
@@ -627,6 +639,7 @@ static void conn_event(http_conn_t *conn, uint32_t events) {
         conn_close(conn);
         return;
     }
+    if (events & EPOLLRDHUP) conn->peer_closed = true;
     if (pending && (events & EPOLLOUT)) conn_writable(conn);
     if (conn->worker_closed || !(events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP))) return;
     if (state == CONN_LINGER) conn_linger_read(conn);
@@ -751,6 +764,7 @@ static void worker_scan_deadlines(http_worker_t *worker, uint64_t now_ns) {
         pthread_mutex_unlock(&conn->lock);
         if (expired) {
             atomic_fetch_add(&worker->server->stat_timeouts, 1);
+            conn->expired = true;
             conn_close(conn);
         }
         conn = next;

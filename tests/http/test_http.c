@@ -203,6 +203,21 @@ static bool on_head(void *ctx, http_request_t *request) {
     return true;
 }
 
+/* The abandoned hook (test_server_abandoned): a request let through by the head hook
+ * whose body never came whole; its context is the head marker. */
+static atomic_uint abandoned_calls, abandoned_expired;
+static void on_abandoned(void *ctx, http_request_t *request, bool expired) {
+    (void)ctx;
+    ASSERT_TRUE(http_request_context(request) == &head_marker);
+    atomic_fetch_add(&abandoned_calls, 1);
+    if (expired) atomic_fetch_add(&abandoned_expired, 1);
+}
+
+static void wait_for_abandoned(unsigned count) {
+    for (int round = 0; round < 2000 && atomic_load(&abandoned_calls) < count; round++) usleep(10000);
+    ASSERT_EQ(atomic_load(&abandoned_calls), count);
+}
+
 /* MODE_BATCH: requests kept by the handler, answered by the batch-end hook (the
  * worker's thread only: no lock). */
 #define BATCH_SLOTS 64
@@ -765,6 +780,42 @@ static void test_server_head_hook(void) {
     atomic_store(&head_hook_calls, 0);
 }
 
+/* A request the head hook let through is told as abandoned, once, when its connection
+ * closes before the whole body came: the client left, or the request deadline passed.
+ * Its handler never runs; a whole request is never told. Without the hook's call the
+ * caller's context (the API's request) would leak. */
+static void test_server_abandoned(void) {
+    test_server_t test;
+    http_config_t config;
+    config_for_test(&config);
+    config.head = on_head;
+    config.abandoned = on_abandoned;
+    config.request_timeout_ms = 300;
+    atomic_store(&head_hook_calls, 0);
+    atomic_store(&abandoned_calls, 0);
+    atomic_store(&abandoned_expired, 0);
+    server_start(&test, &config, MODE_NOW);
+    client_t client;
+    answer_t answer;
+    client_open(&client, test.port);
+    client_send_text(&client, "POST /whole HTTP/1.1\r\nContent-Length: 2\r\n\r\nab");
+    ASSERT_TRUE(client_answer(&client, &answer));
+    ASSERT_STR_EQ(answer.body, "/whole 2");
+    client_send_text(&client, "POST /left HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc");
+    client_close(&client); /* the client leaves with 97 bytes of its body unsent */
+    wait_for_abandoned(1);
+    ASSERT_EQ(atomic_load(&abandoned_expired), 0);
+    client_open(&client, test.port);
+    client_send_text(&client, "POST /slow HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc");
+    wait_for_abandoned(2); /* the request deadline closes it */
+    ASSERT_EQ(atomic_load(&abandoned_expired), 1);
+    client_close(&client);
+    server_stop(&test);
+    ASSERT_EQ(atomic_load(&abandoned_calls), 2);
+    ASSERT_EQ(atomic_load(&head_hook_calls), 3);
+    atomic_store(&head_hook_calls, 0);
+}
+
 /* Out of descriptors, the level-triggered listener would wake its worker at once and
  * spin; instead the worker pauses accepting (HTTP_ACCEPT_PAUSE_MS) and the waiting
  * connection is served once descriptors are free again. Fails without the pause: the
@@ -881,6 +932,7 @@ int main(void) {
     RUN(test_server_batch_end);
     RUN(test_server_many_connections);
     RUN(test_server_head_hook);
+    RUN(test_server_abandoned);
     RUN(test_server_accept_out_of_descriptors);
     RUN(test_server_listener_shut_down);
     free(big_body);
