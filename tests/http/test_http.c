@@ -233,8 +233,8 @@ static void on_batch_end(void *ctx) {
     (void)ctx;
     for (size_t index = 0; index < batch.kept_count; index++) {
         if (!pthread_equal(pthread_self(), batch.handler_thread)) atomic_fetch_add(&batch.answered_off_worker, 1);
+        atomic_fetch_add(&batch.answered, 1); /* before the answer: its client may look at once */
         answer_echo(batch.kept[index]);
-        atomic_fetch_add(&batch.answered, 1);
     }
     batch.kept_count = 0;
 }
