@@ -19,22 +19,31 @@ enum { OPT_SECRET, OPT_HEADER, OPT_BODY_FILE, OPT_TOLERANCE, OPT_NOW, OPT_COUNT 
 
 #define BODY_BYTES_MAX ((64u << 20) - 1) /* a body of 64 MiB or more is refused */
 
-/* Reads all of 'path' ("-": stdin) into a malloc'ed buffer; NULL on error. */
-static char *file_read(const char *path, size_t *bytes_out) {
+/* Reads all of 'path' ("-": stdin) into a malloc'ed buffer; NULL on error, with why in
+ * 'why' (the errno text of the step that failed, or the limit that was passed). */
+static char *file_read(const char *path, size_t *bytes_out, const char **why) {
     FILE *file = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    if (file == NULL) return NULL;
+    if (file == NULL) {
+        *why = strerror(errno);
+        return NULL;
+    }
     pc_bytes_t text;
     pc_bytes_init(&text, BODY_BYTES_MAX);
     char chunk[65536];
     size_t got;
     while ((got = fread(chunk, 1, sizeof chunk, file)) > 0 && pc_bytes_append(&text, chunk, got)) continue;
-    bool failed = ferror(file) != 0;
+    int read_errno = ferror(file) ? errno : 0;
     if (file != stdin) fclose(file);
-    if (failed) {
+    if (read_errno != 0 || pc_bytes_failed(&text)) {
+        *why = read_errno != 0 ? strerror(read_errno)
+               : text.failure == PC_BYTES_TOO_LARGE ? "the body is 64 MiB or larger"
+                                                    : "out of memory";
         pc_bytes_free(&text);
         return NULL;
     }
-    return pc_bytes_take(&text, bytes_out); /* NULL past BODY_BYTES_MAX or without memory */
+    char *body = pc_bytes_take(&text, bytes_out);
+    if (body == NULL) *why = "out of memory";
+    return body;
 }
 
 static int verify(const cli_opt *opts) {
@@ -50,9 +59,10 @@ static int verify(const cli_opt *opts) {
     if (strncasecmp(header, "Paycore-Signature:", 18) == 0) header += 18; /* a whole header line */
     while (*header == ' ') header++;
     size_t body_bytes = 0;
-    char *body = file_read(opts[OPT_BODY_FILE].value, &body_bytes);
+    const char *why = NULL;
+    char *body = file_read(opts[OPT_BODY_FILE].value, &body_bytes, &why);
     if (body == NULL) {
-        fprintf(stderr, "paycore webhook verify: cannot read '%s': %s\n", opts[OPT_BODY_FILE].value, strerror(errno));
+        fprintf(stderr, "paycore webhook verify: cannot read '%s': %s\n", opts[OPT_BODY_FILE].value, why);
         return 2;
     }
     pc_status status = events_signature_verify(secret, header, body, body_bytes, now_s, tolerance_s);

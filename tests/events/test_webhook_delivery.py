@@ -89,6 +89,16 @@ def test_happy_path(server, admin):
                               sample.headers["Paycore-Signature"], "--body-file", f.name],
                              capture_output=True, text=True, timeout=30)
         check(out.returncode == 1 and "signature_mismatch" in out.stdout, "a wrong secret is refused: %r" % out)
+        # a body that cannot be read says why: the errno of the open, or the size limit
+        # (a sparse file of exactly 64 MiB: errno is 0 there, the old message said "Success")
+        with open(f.name, "r+b") as body:
+            body.truncate(64 << 20)
+        for path, why in ((f.name + ".missing", "No such file or directory"), (f.name, "64 MiB or larger")):
+            out = subprocess.run([BIN, "webhook", "verify", "--secret", ep["secret"], "--header",
+                                  sample.headers["Paycore-Signature"], "--body-file", path],
+                                 capture_output=True, text=True, timeout=30)
+            check(out.returncode == 2 and why in out.stderr and "Success" not in out.stderr,
+                  "an unreadable body is a usage error that says why (%s): %r" % (why, out))
     finally:
         os.unlink(f.name)
     check_docs_verifiers(ep["secret"], sample)
