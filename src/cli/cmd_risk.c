@@ -268,6 +268,21 @@ typedef struct {
     size_t cap;
 } replay_stats;
 
+/* Doubles the room of the three per-authorization arrays; false without memory (each
+ * array stays as it was or grown, owned by 'st' either way, so nothing leaks). */
+static bool replay_grow(replay_stats *st) {
+    size_t cap = st->cap ? st->cap * 2 : 65536;
+    uint64_t *latency_ns = reallocarray(st->latency_ns, cap, sizeof(uint64_t));
+    if (latency_ns != NULL) st->latency_ns = latency_ns;
+    float *scores = reallocarray(st->scores, cap, sizeof(float));
+    if (scores != NULL) st->scores = scores;
+    uint8_t *labels = realloc(st->labels, cap);
+    if (labels != NULL) st->labels = labels;
+    if (latency_ns == NULL || scores == NULL || labels == NULL) return false;
+    st->cap = cap;
+    return true;
+}
+
 /* One POST; counts the outcome, or an error (any non-200 or unreadable reply). */
 static void replay_one(CURL *curl, const risk_auth_t *a, replay_stats *st) {
     json_t *o = auth_to_json(a);
@@ -372,12 +387,10 @@ static int cli_risk_replay(int argc, char **argv) {
     risk_auth_t a;
     int rc = 0;
     while (curl != NULL && st.count < limit && (status = risk_csv_next(csv, &a)) == PC_OK) {
-        if (st.count == st.cap) {
-            st.cap = st.cap ? st.cap * 2 : 65536;
-            st.latency_ns = realloc(st.latency_ns, st.cap * sizeof(uint64_t));
-            st.scores = realloc(st.scores, st.cap * sizeof(float));
-            st.labels = realloc(st.labels, st.cap);
-            if (!st.latency_ns || !st.scores || !st.labels) { rc = 1; break; }
+        if (st.count == st.cap && !replay_grow(&st)) {
+            fprintf(stderr, "paycore risk replay: out of memory after %zu authorizations\n", st.count);
+            rc = 1;
+            break;
         }
         replay_one(curl, &a, &st);
         if (tty && st.count % 1000 == 0) progress_bar("replay", risk_csv_bytes_read(csv), risk_csv_bytes_total(csv));
