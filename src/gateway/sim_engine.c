@@ -1,5 +1,5 @@
-/* gateway/sim_engine.c: a simulator served by paycore's own HTTP engine (src/http,
- * `paycore simulator ... --http-engine`). The request's steps are sim_server.c's; only
+/* gateway/sim_engine.c: a simulator served by paycore's own HTTP engine (src/http; the
+ * default of `paycore simulator`, --http-mhd selects sim_loop.c instead). The request's steps are sim_server.c's; only
  * the waits differ from libmicrohttpd's loop (sim_loop.c):
  *  - one engine worker runs every request's first step (the loop thread's part); its
  *    units join the open group and leave the commit to the worker's batch end;

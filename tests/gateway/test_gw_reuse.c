@@ -40,8 +40,7 @@ static void sim_restart(void) {
     gwt_sim_stop(&card);
     char listen[32];
     snprintf(listen, sizeof listen, "127.0.0.1:%u", (unsigned)port);
-    const char *argv[] = {"paycore", "simulator", "card", "--listen", listen, "--db", card.db,
-                          gwt_sim_http_engine() ? "--http-engine" : NULL, NULL};
+    const char *argv[] = {"paycore", "simulator", "card", "--listen", listen, "--db", card.db, NULL};
     int out[2];
     ASSERT_EQ(pipe(out), 0);
     card.pid = fork();
