@@ -80,12 +80,14 @@ test-faults: build
 # the reapers share requests; a data race there fails the run. The crash test too (6
 # cycles): its checks read the ledger beside a writer thread that expires pending
 # transfers at once after each restart. And many payments at once: flows handed
-# between HTTP, gateway, stage and writer threads.
+# between HTTP, gateway, stage and writer threads. And the simulators on the engine:
+# its worker, the timer thread that answers latency waits and held timeouts, the record's
+# group commit (test_sim_group, test_sim_loop, test_sim_faults; test_gw_reuse restarts one).
 test-tsan: deps
 	@cmake -S . -B $(BUILD_TSAN) -DCMAKE_BUILD_TYPE=Debug -DPC_TSAN=ON >/dev/null
-	@cmake --build $(BUILD_TSAN) -j $(JOBS) --target paycore store_test_crash api_test_router http_test_http
+	@cmake --build $(BUILD_TSAN) -j $(JOBS) --target paycore store_test_crash api_test_router http_test_http http_test_unescape gateway_test_gw_reuse
 	@cd $(BUILD_TSAN) && PAYCORE_SANITIZED=1 PAYCORE_CRASH_ROUNDS=6 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-	  ctest --output-on-failure -j $(JOBS) -R '^(api/|http/|api-engine/test_api_(concurrency|shutdown|stop_race|idempotency_retry)$$|store/test_crash$$|payments/test_payments_concurrent$$)'
+	  ctest --output-on-failure -j $(JOBS) -R '^(api/|http/|api-engine/test_api_(concurrency|shutdown|stop_race|idempotency_retry)$$|store/test_crash$$|payments/test_payments_concurrent$$|gateway/test_(sim_group|sim_loop|sim_faults|gw_reuse)$$)'
 
 bench: build
 	@sh scripts/bench.sh $(BUILD) full

@@ -11,7 +11,8 @@
  *     at the same concurrency: how much the record and the card logic add to HTTP.
  * The simulator is `paycore simulator card` beside this binary (or PAYCORE_SIM_BIN).
  *   --quick  about 12 s     --full  about 40 s (alternating slices of each path)
- *   --sim-http-engine  the simulator on paycore's own HTTP engine (--http-engine) */
+ *   --sim-http-mhd  the simulator on libmicrohttpd (--http-mhd); the default is the
+ *     simulator's own (paycore's HTTP engine), and --sim-http-engine is still accepted */
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -117,7 +118,7 @@ static void bench_route(bool full) {
 /* ---------------------------------------------------------------- the simulator */
 
 static pid_t sim_pid;
-static bool sim_http_engine; /* --sim-http-engine */
+static bool sim_http_mhd; /* --sim-http-mhd */
 
 static uint16_t sim_start(const char *bin) {
     char db[512];
@@ -134,7 +135,7 @@ static uint16_t sim_start(const char *bin) {
         dup2(out[1], 1);
         close(out[0]);
         execl(bin, "paycore", "simulator", "card", "--listen", "127.0.0.1:0", "--db", db, "--log-level",
-              "warn", sim_http_engine ? "--http-engine" : (char *)NULL, (char *)NULL);
+              "warn", sim_http_mhd ? "--http-mhd" : (char *)NULL, (char *)NULL);
         _exit(127);
     }
     close(out[1]);
@@ -406,7 +407,8 @@ int main(int argc, char **argv) {
     bool full = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--full") == 0) full = true;
-        else if (strcmp(argv[i], "--sim-http-engine") == 0) sim_http_engine = true;
+        else if (strcmp(argv[i], "--sim-http-engine") == 0) sim_http_mhd = false; /* the default */
+        else if (strcmp(argv[i], "--sim-http-mhd") == 0) sim_http_mhd = true;
     }
     signal(SIGPIPE, SIG_IGN);
     obs_log_open(NULL, OBS_LEVEL_WARN);

@@ -53,7 +53,8 @@
  *           server and its files until standard input closes (a reader copies them)
  *   --cards N  the pool's size (1: the single-card stream)   --seed S  the pool's seed
  *   --http-engine  the server serves on its own HTTP engine (serve --http-engine)
- *   --sim-http-engine  the card simulator on paycore's own HTTP engine (--http-engine) */
+ *   --sim-http-mhd  the card simulator on libmicrohttpd (--http-mhd); the default is the
+ *                   simulator's own (paycore's HTTP engine); --sim-http-engine is still accepted */
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -119,7 +120,7 @@ static void stop(pid_t *pid) {
 
 static void write_file(const char *path, const char *text);
 
-static bool sim_http_engine; /* --sim-http-engine */
+static bool sim_http_mhd; /* --sim-http-mhd */
 
 /* The card simulator, its cardholders' balances above anything the run spends (a pool
  * card is an ordinary cardholder there: its balance and holds are kept; the single
@@ -134,7 +135,7 @@ static uint16_t sim_start(void) {
     int out[2];
     if (pipe(out) != 0) die("pipe");
     char *argv[] = {bin, "simulator", "card", "--listen", "127.0.0.1:0", "--db", db, "--config", config,
-                    "--log-level", "warn", sim_http_engine ? "--http-engine" : NULL, NULL};
+                    "--log-level", "warn", sim_http_mhd ? "--http-mhd" : NULL, NULL};
     sim_pid = spawn(argv, log, out[1]);
     close(out[1]);
     FILE *f = fdopen(out[0], "r");
@@ -1549,11 +1550,12 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--profile") == 0 && value != NULL) profile_s = atof(argv[++i]);
         else if (strcmp(argv[i], "--hold") == 0) hold = true;
         else if (strcmp(argv[i], "--http-engine") == 0) http_engine = true;
-        else if (strcmp(argv[i], "--sim-http-engine") == 0) sim_http_engine = true;
+        else if (strcmp(argv[i], "--sim-http-engine") == 0) sim_http_mhd = false; /* the default */
+        else if (strcmp(argv[i], "--sim-http-mhd") == 0) sim_http_mhd = true;
         else if (strcmp(argv[i], "--cards") == 0) customer_count = (uint32_t)flag_number(argv[i++], value, 1, CARDS_MAX);
         else if (strcmp(argv[i], "--seed") == 0) pool_seed = flag_number(argv[i++], value, 0, UINT64_MAX);
         else {
-            fprintf(stderr, "usage: bench_payments [--quick | --full | --profile SECONDS [--hold]] [--cards N] [--seed S] [--http-engine] [--sim-http-engine]\n");
+            fprintf(stderr, "usage: bench_payments [--quick | --full | --profile SECONDS [--hold]] [--cards N] [--seed S] [--http-engine] [--sim-http-mhd]\n");
             return 2;
         }
     }

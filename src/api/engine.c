@@ -37,30 +37,6 @@ static char *arena_text(api_request_t *req, const char *bytes, size_t byte_count
     return text;
 }
 
-static int hex_digit(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-/* %XX decoded in place, as libmicrohttpd's unescape does (an invalid escape stays);
- * 'plus': '+' is a blank (query arguments). */
-static void unescape(char *text, bool plus) {
-    char *out = text;
-    for (const char *at = text; *at != '\0'; at++) {
-        int high = at[0] == '%' ? hex_digit(at[1]) : -1;
-        int low = high >= 0 ? hex_digit(at[2]) : -1;
-        if (low >= 0) {
-            *out++ = (char)(high * 16 + low);
-            at += 2;
-        } else {
-            *out++ = plus && *at == '+' ? ' ' : *at;
-        }
-    }
-    *out = '\0';
-}
-
 /* The query after '?': name[=value] pairs split on '&', each unescaped. */
 static bool query_parse(api_request_t *req, char *query) {
     uint32_t count = 2; /* and the end */
@@ -76,8 +52,8 @@ static bool query_parse(api_request_t *req, char *query) {
         if (pair[0] == '\0') continue;
         char *equals = strchr(pair, '=');
         if (equals != NULL) *equals = '\0';
-        unescape(pair, true);
-        if (equals != NULL) unescape(equals + 1, true);
+        http_percent_decode_in_place(pair, true);
+        if (equals != NULL) http_percent_decode_in_place(equals + 1, true);
         req->query_args[used++] = (api_query_arg_t){pair, equals != NULL ? equals + 1 : NULL};
     }
     req->query_args[used] = (api_query_arg_t){NULL, NULL};
@@ -114,7 +90,7 @@ static api_request_t *request_open(api_server_t *server, http_request_t *http) {
     if (path == NULL) return NULL;
     memcpy(path, target.bytes, path_bytes);
     path[path_bytes] = '\0';
-    unescape(path, false);
+    http_percent_decode_in_place(path, false);
     api_request_t *req = api_request_new(server, NULL, method, path);
     if (path != path_local) free(path);
     if (req == NULL) return NULL;

@@ -14,7 +14,7 @@
 #include "obs/obs.h"
 
 enum { OPT_LISTEN, OPT_DB, OPT_CONFIG, OPT_DATA, OPT_SEED, OPT_API_KEY, OPT_CALLBACK_SECRET, OPT_REPORT_DIR,
-       OPT_PORT_FILE, OPT_LOG_LEVEL, OPT_HTTP_ENGINE, OPT_COUNT };
+       OPT_PORT_FILE, OPT_LOG_LEVEL, OPT_HTTP_ENGINE, OPT_HTTP_MHD, OPT_COUNT };
 
 static void simulator_opts(cli_opt opts[OPT_COUNT]) {
     cli_opt defaults[OPT_COUNT] = {
@@ -28,9 +28,15 @@ static void simulator_opts(cli_opt opts[OPT_COUNT]) {
         {"report-dir", NULL, false, NULL, "where settlement CSVs go (default: the db's directory)"},
         {"port-file", NULL, false, NULL, "write the bound port there once listening"},
         {"log-level", NULL, false, "info", "debug|info|warn|error"},
-        {"http-engine", NULL, true, NULL, "serve on paycore's own HTTP engine (src/http) instead of libmicrohttpd"},
+        {"http-engine", "PAYCORE_SIM_HTTP_ENGINE", true, NULL, "serve on paycore's own HTTP engine (src/http): the default, kept for scripts"},
+        {"http-mhd", "PAYCORE_SIM_HTTP_MHD", true, NULL, "serve on libmicrohttpd instead of paycore's own HTTP engine (wins over --http-engine)"},
     };
     memcpy(opts, defaults, sizeof defaults);
+}
+
+/* A flag given, or its variable set to anything but "0". */
+static bool flag_set(const cli_opt *opt) {
+    return opt->value != NULL && strcmp(opt->value, "0") != 0;
 }
 
 /* Fills 'options' from the parsed flags; false after printing the bad one. */
@@ -46,7 +52,8 @@ static bool simulator_options(const cli_opt *opts, sim_kind kind, char *db_defau
     options->report_dir = opts[OPT_REPORT_DIR].value;
     options->api_key = opts[OPT_API_KEY].value;
     options->callback_secret = opts[OPT_CALLBACK_SECRET].value;
-    options->http_engine = opts[OPT_HTTP_ENGINE].value != NULL;
+    /* --http-engine (the default) changes nothing; --http-mhd alone selects libmicrohttpd */
+    options->http_mhd = flag_set(&opts[OPT_HTTP_MHD]);
     if (opts[OPT_SEED].value != NULL) {
         char *end = NULL;
         options->seed = strtoull(opts[OPT_SEED].value, &end, 10);
@@ -68,14 +75,16 @@ static bool port_file_write(const char *path, uint16_t port) {
     return close(fd) == 0 && ok;
 }
 
-/* Prints the listening= line scripts wait for (the host part of --listen). */
-static void announce(const char *listen, uint16_t port) {
-    const char *colon = strrchr(listen, ':');
-    int host_bytes = colon ? (int)(colon - listen) : 0;
-    printf("listening=%.*s:%u\n", host_bytes, listen, (unsigned)port);
+/* Prints the listening= line scripts wait for (the host part of --listen); the log
+ * line names the transport, so that an operator sees which server answers. */
+static void announce(const sim_options_t *options, uint16_t port) {
+    const char *colon = strrchr(options->listen, ':');
+    int host_bytes = colon ? (int)(colon - options->listen) : 0;
+    printf("listening=%.*s:%u\n", host_bytes, options->listen, (unsigned)port);
     fflush(stdout);
     char fields[96];
-    snprintf(fields, sizeof fields, "\"port\":%u", (unsigned)port);
+    snprintf(fields, sizeof fields, "\"port\":%u,\"http\":\"%s\"", (unsigned)port,
+             options->http_mhd ? "libmicrohttpd" : "engine");
     obs_log_notice("simulator listening", fields);
 }
 
@@ -98,7 +107,7 @@ static int simulator_run(const cli_opt *opts, const sim_options_t *options) {
         sim_stop(sim);
         return 1;
     }
-    announce(options->listen, sim_port(sim));
+    announce(options, sim_port(sim));
     int signal_number = 0;
     while (sigwait(&signals, &signal_number) != 0) {
     }

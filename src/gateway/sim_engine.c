@@ -1,5 +1,5 @@
-/* gateway/sim_engine.c: a simulator served by paycore's own HTTP engine (src/http,
- * `paycore simulator ... --http-engine`). The request's steps are sim_server.c's; only
+/* gateway/sim_engine.c: a simulator served by paycore's own HTTP engine (src/http; the
+ * default of `paycore simulator`, --http-mhd selects sim_loop.c instead). The request's steps are sim_server.c's; only
  * the waits differ from libmicrohttpd's loop (sim_loop.c):
  *  - one engine worker runs every request's first step (the loop thread's part); its
  *    units join the open group and leave the commit to the worker's batch end;
@@ -89,30 +89,6 @@ static void on_batch_end(void *ctx) {
 
 /* ---- a new request (the worker) ---- */
 
-static int hex_value(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-/* %XX-decodes 'bytes' into 'out' (as libmicrohttpd does the path and the arguments);
- * false when it does not fit. */
-static bool percent_decode(const char *bytes, size_t byte_count, char *out, size_t out_bytes) {
-    size_t used = 0;
-    for (size_t i = 0; i < byte_count; i++) {
-        char c = bytes[i];
-        if (c == '%' && i + 2 < byte_count && hex_value(bytes[i + 1]) >= 0 && hex_value(bytes[i + 2]) >= 0) {
-            c = (char)(hex_value(bytes[i + 1]) * 16 + hex_value(bytes[i + 2]));
-            i += 2;
-        }
-        if (used + 1 >= out_bytes) return false;
-        out[used++] = c;
-    }
-    out[used] = '\0';
-    return true;
-}
-
 const char *sim_engine_query(sim_req_t *req, const char *name) {
     size_t name_bytes = strlen(name);
     const char *at = req->query, *end = req->query + req->query_bytes;
@@ -125,7 +101,11 @@ const char *sim_engine_query(sim_req_t *req, const char *name) {
             if (req->query_value == NULL) req->query_value = malloc(SIM_PATH_BYTES_MAX + 1);
             if (req->query_value == NULL) return NULL;
             const char *value = equals != NULL ? equals + 1 : pair_end;
-            if (!percent_decode(value, (size_t)(pair_end - value), req->query_value, SIM_PATH_BYTES_MAX + 1)) return NULL;
+            /* a '+' stays a '+': the arguments are keys, ids and dates, which hold none */
+            if (!http_percent_decode(value, (size_t)(pair_end - value), false, req->query_value,
+                                     SIM_PATH_BYTES_MAX + 1)) {
+                return NULL;
+            }
             return req->query_value;
         }
         at = pair_end + 1;
@@ -147,7 +127,7 @@ static void request_fill(sim_req_t *req, http_request_t *request) {
         req->query = question + 1;
         req->query_bytes = target.byte_count - path_bytes - 1;
     }
-    if (!percent_decode(target.bytes, path_bytes, req->path, sizeof req->path)) req->path[0] = '\0';
+    if (!http_percent_decode(target.bytes, path_bytes, false, req->path, sizeof req->path)) req->path[0] = '\0';
     http_text_t body = http_request_body(request);
     req->body_bytes = (char *)body.bytes; /* read only; valid until the answer */
     req->body_size = body.byte_count;

@@ -1,7 +1,8 @@
 /* gateway/sim_internal.h: what the simulator's files share (not a contract: see
- * simulator.h). One process runs one simulator: an event loop thread (MHD on epoll;
- * a simulated latency or held timeout suspends its connection on a timer; with
- * --http-engine an engine worker and a timer thread instead, sim_engine.c), one SQLite
+ * simulator.h). One process runs one simulator: an engine worker and a timer thread
+ * (paycore's HTTP engine, sim_engine.c; with --http-mhd an event loop thread instead:
+ * MHD on epoll, a simulated latency or held timeout suspends its connection on a
+ * timer, sim_loop.c), one SQLite
  * connection guarded by 'lock' (every request's changes are one unit of a group
  * commit, committed at the end of each loop pass), and one worker thread (bank
  * settlements and callbacks, the daily settlement file). */
@@ -248,7 +249,7 @@ void sim_checkpoints_start(sim_t *sim);
 void sim_checkpoint_run(sim_t *sim);
 void sim_checkpoints_stop(sim_t *sim);
 
-/* ---- the event loop (sim_loop.c) ---- */
+/* ---- the event loop (sim_loop.c, --http-mhd) ---- */
 
 typedef struct sim_loop sim_loop_t;
 typedef struct sim_req sim_req_t;
@@ -286,7 +287,7 @@ void sim_loop_wait_commit(sim_req_t *req);
  * waits. */
 void sim_loop_commit_seen(sim_req_t *req);
 
-/* ---- the simulator on paycore's HTTP engine (sim_engine.c, --http-engine) ----
+/* ---- the simulator on paycore's HTTP engine (sim_engine.c, the default) ----
  * One engine worker runs the requests (the loop's part); a request that waits for
  * its group's commit is kept and answered by the worker's batch-end hook after it
  * commits the batch's group; latency waits and held timeouts are kept on the engine's
@@ -373,9 +374,9 @@ void sim_request_hash(const char *method, const char *path, const json_t *body, 
 
 /* ---- requests (sim_server.c) ---- */
 
-/* Starts the listener on 'listen' (sets sim->port): libmicrohttpd, or paycore's HTTP
- * engine when 'http_engine'; false with the reason. */
-bool sim_http_start(sim_t *sim, const char *listen, bool http_engine, char *error, size_t error_bytes);
+/* Starts the listener on 'listen' (sets sim->port): paycore's HTTP engine, or
+ * libmicrohttpd when 'http_mhd'; false with the reason. */
+bool sim_http_start(sim_t *sim, const char *listen, bool http_mhd, char *error, size_t error_bytes);
 void sim_http_stop(sim_t *sim);
 
 /* What a request's step leaves to the transport. */

@@ -1,4 +1,5 @@
-/* gateway/sim_loop.c: the simulator's event loop. One thread runs libmicrohttpd's epoll
+/* gateway/sim_loop.c: the simulator's event loop on libmicrohttpd (--http-mhd; the
+ * default is paycore's HTTP engine, sim_engine.c). One thread runs libmicrohttpd's epoll
  * set (non-blocking sockets), the timers of latency waits and held timeouts, and the
  * group commit that ends every pass. A request that has to wait (a simulated latency,
  * a held timeout, its group's commit) suspends its connection and the loop resumes it

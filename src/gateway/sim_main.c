@@ -270,7 +270,7 @@ pc_status sim_start(const sim_options_t *options, sim_t **out, char *error, size
         sim_free(sim);
         return PC_INVALID_ARGUMENT;
     }
-    if (!sim_http_start(sim, options->listen, options->http_engine, error, error_bytes)) {
+    if (!sim_http_start(sim, options->listen, options->http_mhd, error, error_bytes)) {
         sim_free(sim);
         return PC_IO;
     }

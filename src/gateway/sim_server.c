@@ -4,8 +4,9 @@
  * commit, the replay or the handler and the recording of its answer; the wait for the
  * group's commit; last the transport faults (a held timeout, a broken answer). Each
  * step ends in "send", "close" or "wait" (sim_next; stages in sim_req_t): the others
- * are served meanwhile. Two transports run the steps: libmicrohttpd on the event loop
- * of sim_loop.c (here, the default) and paycore's HTTP engine (sim_engine.c). */
+ * are served meanwhile. Two transports run the steps: paycore's HTTP engine
+ * (sim_engine.c, the default) and libmicrohttpd on the event loop of sim_loop.c
+ * (here, --http-mhd). */
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -720,13 +721,13 @@ static bool listen_address(const char *listen, struct sockaddr_in *addr) {
     return inet_pton(AF_INET, host, &addr->sin_addr) == 1;
 }
 
-bool sim_http_start(sim_t *sim, const char *listen, bool http_engine, char *error, size_t error_bytes) {
+bool sim_http_start(sim_t *sim, const char *listen, bool http_mhd, char *error, size_t error_bytes) {
     struct sockaddr_in addr;
     if (!listen_address(listen, &addr)) {
         snprintf(error, error_bytes, "bad --listen '%s' (IPv4 HOST:PORT)", listen);
         return false;
     }
-    if (http_engine) return sim_engine_start(sim, &addr, error, error_bytes);
+    if (!http_mhd) return sim_engine_start(sim, &addr, error, error_bytes);
     unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG; /* sim_loop.c polls */
     sim->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_access, sim, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,

@@ -38,7 +38,7 @@ typedef struct {
     const char *callback_secret; /* bank: overrides the config's */
     bool seed_set;               /* true: 'seed' overrides the config's */
     uint64_t seed;
-    bool http_engine;            /* serve on paycore's HTTP engine (src/http), not libmicrohttpd */
+    bool http_mhd;               /* serve on libmicrohttpd (sim_loop.c), not paycore's HTTP engine (src/http) */
 } sim_options_t;
 
 typedef struct sim sim_t;

@@ -144,6 +144,17 @@ bool http_close(http_request_t *request);
 /* The reason phrase of a status ("OK", "Not Found"). */
 const char *http_status_reason(unsigned status);
 
+/* ---- decoding a target (unescape.c) ----
+ * %XX escapes of 'bytes' decoded into 'out', NUL-terminated, as libmicrohttpd decodes
+ * a path and its query arguments: an escape without two hex digits stays as it came;
+ * with 'plus_is_space' a '+' becomes ' ' (query arguments). 'out' may be 'bytes' itself
+ * (the text never grows). %00 decodes to a NUL like any byte. False when the text and
+ * its NUL do not fit in 'out_bytes' ('out' then holds a part of it). */
+bool http_percent_decode(const char *bytes, size_t byte_count, bool plus_is_space, char *out,
+                         size_t out_bytes) __attribute__((warn_unused_result));
+/* The same on a NUL-terminated 'text', in place. */
+void http_percent_decode_in_place(char *text, bool plus_is_space);
+
 /* ---- counters (any thread) ---- */
 typedef struct {
     uint64_t connections_accepted;

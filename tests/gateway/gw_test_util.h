@@ -80,13 +80,6 @@ static inline const char *gwt_sim_bin(void) {
     return bin;
 }
 
-/* PAYCORE_SIM_HTTP_ENGINE=1: simulators on paycore's own HTTP engine (--http-engine),
- * the ctest entries with the .engine suffix. */
-static inline bool gwt_sim_http_engine(void) {
-    const char *value = getenv("PAYCORE_SIM_HTTP_ENGINE");
-    return value != NULL && strcmp(value, "1") == 0;
-}
-
 /* Reads the child's "listening=HOST:PORT" line. */
 static inline uint16_t gwt_read_port(int fd, const char *log) {
     char line[256];
@@ -118,12 +111,13 @@ static inline void gwt_sim_start(gwt_sim_t *sim, const char *kind, const char *n
     snprintf(sim->log, sizeof sim->log, "%s/%s.log", gwt_dir, name);
     if (config_json) { snprintf(config, sizeof config, "%s/%s.config.json", gwt_dir, name); gwt_write(config, "%s", config_json); }
     if (data_json) { snprintf(data, sizeof data, "%s/%s.data.json", gwt_dir, name); gwt_write(data, "%s", data_json); }
+    /* The transport is the simulator's default (paycore's HTTP engine), or libmicrohttpd
+     * when PAYCORE_SIM_HTTP_MHD=1 is in the environment (the ctest entries with .mhd). */
     const char *argv[16] = {"paycore", "simulator", kind, "--listen", "127.0.0.1:0", "--db", sim->db};
     int argc = 7;
     if (config_json) { argv[argc++] = "--config"; argv[argc++] = config; }
     if (data_json) { argv[argc++] = "--data"; argv[argc++] = data; }
     if (strcmp(kind, "bank") == 0) { argv[argc++] = "--callback-secret"; argv[argc++] = "test-secret"; }
-    if (gwt_sim_http_engine()) argv[argc++] = "--http-engine";
     int out[2];
     ASSERT_EQ(pipe(out), 0);
     const char *bin = gwt_sim_bin();

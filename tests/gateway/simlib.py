@@ -102,12 +102,6 @@ class Response:
         return "%d %s" % (self.status, self.raw[:300])
 
 
-def engine_args():
-    """["--http-engine"] when PAYCORE_SIM_HTTP_ENGINE=1: the simulator on paycore's own
-    HTTP engine instead of libmicrohttpd (the ctest entries with the .engine suffix)."""
-    return ["--http-engine"] if os.environ.get("PAYCORE_SIM_HTTP_ENGINE") == "1" else []
-
-
 class Sim:
     """One simulator process and its temporary directory (record, reports, config)."""
 
@@ -136,7 +130,9 @@ class Sim:
 
     def command(self):
         need_binary()
-        return [BIN, "simulator", self.kind, "--listen", "127.0.0.1:0", "--db", self.db] + engine_args() + self.args
+        # the transport: the simulator's default (paycore's HTTP engine), or libmicrohttpd
+        # when PAYCORE_SIM_HTTP_MHD=1 is in the environment (the ctest entries with .mhd)
+        return [BIN, "simulator", self.kind, "--listen", "127.0.0.1:0", "--db", self.db] + self.args
 
     def start(self):
         self.log_path = os.path.join(self.dir, "sim.log")

@@ -10,6 +10,8 @@
  * and fall keep the connections too.
  * Also: a caller's pass_end hook runs on the gateway thread after the callbacks of a
  * pass, once per pass whatever the number of calls in it, and never without one. */
+#include <dirent.h>
+
 #include "gw_test_util.h"
 
 #define CALLS 40
@@ -17,8 +19,35 @@
 static gwt_sim_t card;
 static gw_t *gw;
 
+#define OWN_SOCKETS_MAX 1024
+
+/* The inodes of this process's sockets (/proc/self/fd): /proc/self/net/tcp lists every
+ * socket of the network namespace, and another process's socket may show 'port' as
+ * its peer (its own ephemeral port taken while the simulator restarted). */
+static uint32_t own_socket_inodes(unsigned long *inodes, uint32_t inodes_max) {
+    DIR *fds = opendir("/proc/self/fd");
+    ASSERT_TRUE(fds != NULL);
+    uint32_t count = 0;
+    struct dirent *entry;
+    while ((entry = readdir(fds)) != NULL) {
+        char path[300], target[64];
+        snprintf(path, sizeof path, "/proc/self/fd/%s", entry->d_name);
+        ssize_t bytes = readlink(path, target, sizeof target - 1);
+        if (bytes <= 0) continue;
+        target[bytes] = '\0';
+        unsigned long inode = 0;
+        if (sscanf(target, "socket:[%lu]", &inode) != 1) continue;
+        ASSERT_TRUE(count < inodes_max);
+        inodes[count++] = inode;
+    }
+    closedir(fds);
+    return count;
+}
+
 /* Sockets of this process toward 'port', by TCP state (01 established, 06 time wait). */
 static uint32_t sockets_to(uint16_t port, const char *state) {
+    static unsigned long inodes[OWN_SOCKETS_MAX];
+    uint32_t inode_count = own_socket_inodes(inodes, OWN_SOCKETS_MAX);
     FILE *f = fopen("/proc/self/net/tcp", "r");
     ASSERT_TRUE(f != NULL);
     char line[512], tail[8];
@@ -26,9 +55,19 @@ static uint32_t sockets_to(uint16_t port, const char *state) {
     uint32_t count = 0;
     while (fgets(line, sizeof line, f) != NULL) {
         char local_address[64], remote_address[64], st[8];
-        if (sscanf(line, " %*d: %63s %63s %7s", local_address, remote_address, st) != 3) continue;
+        unsigned long inode = 0;
+        if (sscanf(line, " %*d: %63s %63s %7s %*s %*s %*s %*u %*u %lu", local_address, remote_address, st,
+                   &inode) != 4) {
+            continue;
+        }
         size_t bytes = strlen(remote_address);
-        if (bytes >= 5 && strcmp(remote_address + bytes - 5, tail) == 0 && strcmp(st, state) == 0) count++;
+        if (bytes < 5 || strcmp(remote_address + bytes - 5, tail) != 0 || strcmp(st, state) != 0) continue;
+        for (uint32_t i = 0; i < inode_count; i++) {
+            if (inodes[i] == inode) {
+                count++;
+                break;
+            }
+        }
     }
     fclose(f);
     return count;
@@ -40,8 +79,7 @@ static void sim_restart(void) {
     gwt_sim_stop(&card);
     char listen[32];
     snprintf(listen, sizeof listen, "127.0.0.1:%u", (unsigned)port);
-    const char *argv[] = {"paycore", "simulator", "card", "--listen", listen, "--db", card.db,
-                          gwt_sim_http_engine() ? "--http-engine" : NULL, NULL};
+    const char *argv[] = {"paycore", "simulator", "card", "--listen", listen, "--db", card.db, NULL};
     int out[2];
     ASSERT_EQ(pipe(out), 0);
     card.pid = fork();
