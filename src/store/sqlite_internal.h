@@ -35,7 +35,6 @@ enum { /* one slot per kept statement, over the files that keep them */
     STORE_STMT_PAY_LOOKUP_PREFIX,
     STORE_STMT_VAULT_KEY_PUT,
     STORE_STMT_VAULT_KEYS_LIST,
-    STORE_STMT_VAULT_CARD_PUT,
     STORE_STMT_VAULT_CARD_GET,
     STORE_STMT_API_IDEM_GET,
     STORE_STMT_API_IDEM_ROW_BYTES,
@@ -86,11 +85,11 @@ pc_status store_sqlite_step_done(sqlite3_stmt *stmt);
 /* ---- sqlite_rows.c: appended rows inserted several per statement ---- */
 #define STORE_SQLITE_ROWS_PER_INSERT 16
 #define STORE_SQLITE_ROWS_COLUMNS_MAX 14 /* a transfer's row */
-#define STORE_SQLITE_DEFERRED_MAX 6 /* buffers of one store (events, payments' versions, transfers) */
+#define STORE_SQLITE_DEFERRED_MAX 6 /* buffers of one store (events, spans, payments' versions, transfers, cards) */
 typedef struct store_sqlite_rows store_sqlite_rows_t;
-/* A buffer of rows for 'insert_prefix' ("INSERT OR FAIL INTO t(a, b) VALUES": OR FAIL,
- * asserted, so that SQLite keeps no statement journal; a failing row fails the
- * transaction, whose ROLLBACK undoes the rows before it), kept by the store until
+/* A buffer of rows for 'insert_prefix' ("INSERT OR FAIL INTO t(a, b) VALUES": OR FAIL
+ * or OR IGNORE, asserted, so that SQLite keeps no statement journal; a failing row fails
+ * the transaction, whose ROLLBACK undoes the rows before it), kept by the store until
  * freed: its rows go in before the store's COMMIT and are dropped at its ROLLBACK.
  * Free it before the store closes. */
 PC_MUST_USE pc_status store_sqlite_rows_new(sqlite_store_t *store, const char *insert_prefix, uint32_t columns,
@@ -156,6 +155,9 @@ uint32_t store_sqlite_pay_rows_waiting(const sqlite_store_t *store); /* rows wai
 /* The SQL of a listing of payments' objects (tests read its query plan). */
 void store_sqlite_pay_list_sql(const store_pay_query_t *q, bool cursor, char *sql, size_t sql_bytes);
 
+/* The batch's new cards still waiting inserted now: before a statement of the
+ * transaction reads vault_cards (sqlite_vault.c). */
+PC_MUST_USE pc_status store_sqlite_vault_cards_flush(sqlite_store_t *store);
 /* The vault's re-encryption (store_payments.h: store_vault_cards_not_under,
  * store_vault_card_rekey, store_vault_key_retire). sqlite_vault.c. */
 pc_status store_sqlite_vault_cards_not_under(store_reader_t *reader, const char *key_id, const char *after_token,
@@ -334,6 +336,7 @@ struct sqlite_store {
     store_sqlite_rows_t *pay_versions; /* sqlite_payments.c's, made on first use */
     struct store_sqlite_pay_rows *pay_rows; /* sqlite_payments.c's objects' rows waiting, made on first use */
     store_sqlite_rows_t *transfer_rows; /* sqlite_tx.c's: the batch's transfers, made on first use */
+    store_sqlite_rows_t *vault_cards;   /* sqlite_payments.c's: the batch's new cards, made on first use */
     struct store_sqlite_event_spans *event_spans; /* sqlite_event_spans.c's, made on first use */
     int64_t instance_id;    /* meta.instance_id: ties the index file to this database */
     pc_hash_key_t id_key;   /* '<path>.idkey': ids are hashed with it (sqlite_index.c) */

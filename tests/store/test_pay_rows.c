@@ -6,6 +6,8 @@
  * that is there too), in its place among the others; a rolled back transaction leaves
  * nothing. Inside the transaction a write is not made yet, and two new versions of one
  * object wait as one.
+ * The vault's new cards wait for COMMIT too, several a statement; the rotation's rekey and
+ * key retirement in the same transaction see them.
  * Method: random transactions of writes (24 ids; versions, first versions again,
  * listing keys that change, statuses and ops that the partial indexes hold, documents,
  * answers), each committed or rolled back, through the store and, beside it, through
@@ -284,9 +286,91 @@ static void test_waiting(void) {
     test_dir_remove(dir);
 }
 
+static int64_t card_count(sqlite3 *db, const char *data_key_id) {
+    sqlite3_stmt *stmt;
+    ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT count(*) FROM vault_cards WHERE data_key_id = ?1", -1, &stmt, NULL),
+              SQLITE_OK);
+    sqlite3_bind_text(stmt, 1, data_key_id, -1, SQLITE_STATIC);
+    ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+    int64_t count = sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+    return count;
+}
+
+static store_vault_card_t card_make(uint32_t i, const char *data_key_id) {
+    store_vault_card_t card = {.ciphertext_bytes = 20, .exp_month = 12, .exp_year = 2030, .created_ns = 100 + i};
+    snprintf(card.token, sizeof card.token, "tok_%04u", i);
+    snprintf(card.data_key_id, sizeof card.data_key_id, "%s", data_key_id);
+    memset(card.nonce, (int)i, sizeof card.nonce);
+    memset(card.ciphertext, (int)(i + 1), card.ciphertext_bytes);
+    snprintf(card.bin, sizeof card.bin, "400000");
+    snprintf(card.last4, sizeof card.last4, "%04u", i);
+    snprintf(card.fingerprint, sizeof card.fingerprint, "fp%u", i);
+    return card;
+}
+
+/* The vault's cards: 17 in a transaction make a statement of 16 and one waiting, which
+ * goes in at COMMIT; a token stored again keeps its first row; a rollback drops what
+ * waits; a rekey and a key retirement in the transaction of a waiting card see it
+ * (without the flush the rekey changes nothing and the key is retired). */
+static void test_vault_cards_waiting(void) {
+    dir_make();
+    ledger_t *ledger;
+    store_t *store = test_store_start(db_path, &ledger);
+    sqlite_store_t *sqlite = (sqlite_store_t *)store;
+    store_tx_t *tx;
+    ASSERT_STATUS(store_tx_begin(store, &tx), PC_OK);
+    for (uint32_t i = 0; i < 17; i++) {
+        store_vault_card_t card = card_make(i, "dk_a");
+        ASSERT_STATUS(store_vault_card_put(tx, &card), PC_OK);
+    }
+    ASSERT_EQ(card_count(sqlite->db, "dk_a"), 16); /* one waits */
+    ASSERT_STATUS(store_tx_commit(tx), PC_OK);
+    ASSERT_EQ(card_count(sqlite->db, "dk_a"), 17);
+
+    ASSERT_STATUS(store_tx_begin(store, &tx), PC_OK);
+    store_vault_card_t again = card_make(3, "dk_b"); /* a token that is there: left as it is */
+    ASSERT_STATUS(store_vault_card_put(tx, &again), PC_OK);
+    store_vault_card_t card = card_make(17, "dk_b");
+    ASSERT_STATUS(store_vault_card_put(tx, &card), PC_OK);
+    ASSERT_EQ(card_count(sqlite->db, "dk_b"), 0);
+    ASSERT_STATUS(store_tx_commit(tx), PC_OK);
+    ASSERT_EQ(card_count(sqlite->db, "dk_b"), 1);
+    ASSERT_EQ(card_count(sqlite->db, "dk_a"), 17);
+
+    ASSERT_STATUS(store_tx_begin(store, &tx), PC_OK);
+    card = card_make(18, "dk_b");
+    ASSERT_STATUS(store_vault_card_put(tx, &card), PC_OK);
+    store_tx_rollback(tx);
+    ASSERT_STATUS(store_tx_begin(store, &tx), PC_OK);
+    ASSERT_STATUS(store_tx_commit(tx), PC_OK);
+    ASSERT_EQ(card_count(sqlite->db, "dk_b"), 1); /* the rolled back card is not there */
+
+    ASSERT_STATUS(store_tx_begin(store, &tx), PC_OK);
+    store_vault_key_t key = {.wrapped_bytes = 8, .created_ns = 1};
+    snprintf(key.id, sizeof key.id, "dk_c");
+    snprintf(key.kind, sizeof key.kind, "data");
+    snprintf(key.kek_id, sizeof key.kek_id, "kek_1");
+    ASSERT_STATUS(store_vault_key_put(tx, &key), PC_OK);
+    card = card_make(19, "dk_c");
+    ASSERT_STATUS(store_vault_card_put(tx, &card), PC_OK);
+    bool retired = true;
+    ASSERT_STATUS(store_vault_key_retire(tx, "dk_c", &retired), PC_OK);
+    ASSERT_FALSE(retired); /* the waiting card is under it */
+    store_vault_card_t rekeyed = card_make(19, "dk_d");
+    ASSERT_STATUS(store_vault_card_rekey(tx, &rekeyed, "dk_c"), PC_OK);
+    ASSERT_STATUS(store_tx_commit(tx), PC_OK);
+    ASSERT_EQ(card_count(sqlite->db, "dk_c"), 0);
+    ASSERT_EQ(card_count(sqlite->db, "dk_d"), 1);
+    ASSERT_EQ(card_count(sqlite->db, "dk_a"), 17);
+    test_store_end(store, ledger);
+    test_dir_remove(dir);
+}
+
 int main(void) {
     ASSERT_TRUE(sodium_init() >= 0);
     TEST_RUN(test_same_rows);
     TEST_RUN(test_waiting);
+    TEST_RUN(test_vault_cards_waiting);
     return test_finish();
 }
