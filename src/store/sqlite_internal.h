@@ -38,7 +38,6 @@ enum { /* one slot per kept statement, over the files that keep them */
     STORE_STMT_VAULT_CARD_GET,
     STORE_STMT_API_IDEM_GET,
     STORE_STMT_API_IDEM_ROW_BYTES,
-    STORE_STMT_API_IDEM_PUT,
     STORE_STMT_SLOT_COUNT,
 };
 typedef struct store_stmt_cache store_stmt_cache_t;
@@ -85,7 +84,8 @@ pc_status store_sqlite_step_done(sqlite3_stmt *stmt);
 /* ---- sqlite_rows.c: appended rows inserted several per statement ---- */
 #define STORE_SQLITE_ROWS_PER_INSERT 16
 #define STORE_SQLITE_ROWS_COLUMNS_MAX 14 /* a transfer's row */
-#define STORE_SQLITE_DEFERRED_MAX 6 /* buffers of one store (events, spans, payments' versions, transfers, cards) */
+#define STORE_SQLITE_DEFERRED_MAX 6 /* buffers of one store (events, spans, payments' versions, transfers, cards,
+                                     * Idempotency-Key replies) */
 typedef struct store_sqlite_rows store_sqlite_rows_t;
 /* A buffer of rows for 'insert_prefix' ("INSERT OR FAIL INTO t(a, b) VALUES": OR FAIL
  * or OR IGNORE, asserted, so that SQLite keeps no statement journal; a failing row fails
@@ -337,6 +337,7 @@ struct sqlite_store {
     struct store_sqlite_pay_rows *pay_rows; /* sqlite_payments.c's objects' rows waiting, made on first use */
     store_sqlite_rows_t *transfer_rows; /* sqlite_tx.c's: the batch's transfers, made on first use */
     store_sqlite_rows_t *vault_cards;   /* sqlite_payments.c's: the batch's new cards, made on first use */
+    store_sqlite_rows_t *idem_replies;  /* sqlite_api.c's: the batch's Idempotency-Key replies, made on first use */
     struct store_sqlite_event_spans *event_spans; /* sqlite_event_spans.c's, made on first use */
     int64_t instance_id;    /* meta.instance_id: ties the index file to this database */
     pc_hash_key_t id_key;   /* '<path>.idkey': ids are hashed with it (sqlite_index.c) */

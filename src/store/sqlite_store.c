@@ -435,6 +435,7 @@ static void sqlite_close(store_t *base) {
     store_sqlite_pay_rows_free(store);
     store_sqlite_rows_free(store->transfer_rows);
     store_sqlite_rows_free(store->vault_cards);
+    store_sqlite_rows_free(store->idem_replies);
     store_sqlite_event_spans_free(store);
     for (int i = 0; i < STMT_COUNT; i++) sqlite3_finalize(store->statements[i]);
     store_sqlite_stmt_cache_free(store->stmt_cache);
