@@ -86,6 +86,7 @@ pc_status store_sqlite_step_done(sqlite3_stmt *stmt);
 #define STORE_SQLITE_ROWS_COLUMNS_MAX 14 /* a transfer's row */
 #define STORE_SQLITE_DEFERRED_MAX 6 /* buffers of one store (events, spans, payments' versions, transfers, cards,
                                      * Idempotency-Key replies) */
+#define STORE_SQLITE_PENDING_UPDATE_ROWS_MAX 16 /* pending transfers' new states a statement (sqlite_tx.c) */
 typedef struct store_sqlite_rows store_sqlite_rows_t;
 /* A buffer of rows for 'insert_prefix' ("INSERT OR FAIL INTO t(a, b) VALUES": OR FAIL
  * or OR IGNORE, asserted, so that SQLite keeps no statement journal; a failing row fails
@@ -303,7 +304,6 @@ pc_status store_sqlite_configure(sqlite3 *db, bool synchronous_off);
 enum {
     STMT_ACCOUNT_INSERT,
     STMT_ACCOUNT_UPDATE,
-    STMT_PENDING_UPDATE,
     STMT_FAILURE_INSERT,
     STMT_HISTORY_INSERT,
     STMT_JOURNAL_INSERT,
@@ -338,6 +338,7 @@ struct sqlite_store {
     store_sqlite_rows_t *transfer_rows; /* sqlite_tx.c's: the batch's transfers, made on first use */
     store_sqlite_rows_t *vault_cards;   /* sqlite_payments.c's: the batch's new cards, made on first use */
     store_sqlite_rows_t *idem_replies;  /* sqlite_api.c's: the batch's Idempotency-Key replies, made on first use */
+    sqlite3_stmt *pending_updates[STORE_SQLITE_PENDING_UPDATE_ROWS_MAX]; /* sqlite_tx.c's: [n - 1] sets n rows */
     struct store_sqlite_event_spans *event_spans; /* sqlite_event_spans.c's, made on first use */
     int64_t instance_id;    /* meta.instance_id: ties the index file to this database */
     pc_hash_key_t id_key;   /* '<path>.idkey': ids are hashed with it (sqlite_index.c) */
