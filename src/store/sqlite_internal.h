@@ -84,8 +84,8 @@ pc_status store_sqlite_step_done(sqlite3_stmt *stmt);
 /* ---- sqlite_rows.c: appended rows inserted several per statement ---- */
 #define STORE_SQLITE_ROWS_PER_INSERT 16
 #define STORE_SQLITE_ROWS_COLUMNS_MAX 14 /* a transfer's row */
-#define STORE_SQLITE_DEFERRED_MAX 6 /* buffers of one store (events, spans, payments' versions, transfers, cards,
-                                     * Idempotency-Key replies) */
+#define STORE_SQLITE_DEFERRED_MAX 8 /* buffers of one store: events, spans, payments' versions, transfers,
+                                     * cards, Idempotency-Key replies (6), and room for two more */
 #define STORE_SQLITE_PENDING_UPDATE_ROWS_MAX 16 /* pending transfers' new states a statement (sqlite_tx.c) */
 typedef struct store_sqlite_rows store_sqlite_rows_t;
 /* A buffer of rows for 'insert_prefix' ("INSERT OR FAIL INTO t(a, b) VALUES": OR FAIL
