@@ -35,11 +35,9 @@ enum { /* one slot per kept statement, over the files that keep them */
     STORE_STMT_PAY_LOOKUP_PREFIX,
     STORE_STMT_VAULT_KEY_PUT,
     STORE_STMT_VAULT_KEYS_LIST,
-    STORE_STMT_VAULT_CARD_PUT,
     STORE_STMT_VAULT_CARD_GET,
     STORE_STMT_API_IDEM_GET,
     STORE_STMT_API_IDEM_ROW_BYTES,
-    STORE_STMT_API_IDEM_PUT,
     STORE_STMT_SLOT_COUNT,
 };
 typedef struct store_stmt_cache store_stmt_cache_t;
@@ -86,11 +84,13 @@ pc_status store_sqlite_step_done(sqlite3_stmt *stmt);
 /* ---- sqlite_rows.c: appended rows inserted several per statement ---- */
 #define STORE_SQLITE_ROWS_PER_INSERT 16
 #define STORE_SQLITE_ROWS_COLUMNS_MAX 14 /* a transfer's row */
-#define STORE_SQLITE_DEFERRED_MAX 6 /* buffers of one store (events, payments' versions, transfers) */
+#define STORE_SQLITE_DEFERRED_MAX 8 /* buffers of one store: events, spans, payments' versions, transfers,
+                                     * cards, Idempotency-Key replies (6), and room for two more */
+#define STORE_SQLITE_PENDING_UPDATE_ROWS_MAX 16 /* pending transfers' new states a statement (sqlite_tx.c) */
 typedef struct store_sqlite_rows store_sqlite_rows_t;
-/* A buffer of rows for 'insert_prefix' ("INSERT OR FAIL INTO t(a, b) VALUES": OR FAIL,
- * asserted, so that SQLite keeps no statement journal; a failing row fails the
- * transaction, whose ROLLBACK undoes the rows before it), kept by the store until
+/* A buffer of rows for 'insert_prefix' ("INSERT OR FAIL INTO t(a, b) VALUES": OR FAIL
+ * or OR IGNORE, asserted, so that SQLite keeps no statement journal; a failing row fails
+ * the transaction, whose ROLLBACK undoes the rows before it), kept by the store until
  * freed: its rows go in before the store's COMMIT and are dropped at its ROLLBACK.
  * Free it before the store closes. */
 PC_MUST_USE pc_status store_sqlite_rows_new(sqlite_store_t *store, const char *insert_prefix, uint32_t columns,
@@ -156,6 +156,9 @@ uint32_t store_sqlite_pay_rows_waiting(const sqlite_store_t *store); /* rows wai
 /* The SQL of a listing of payments' objects (tests read its query plan). */
 void store_sqlite_pay_list_sql(const store_pay_query_t *q, bool cursor, char *sql, size_t sql_bytes);
 
+/* The batch's new cards still waiting inserted now: before a statement of the
+ * transaction reads vault_cards (sqlite_vault.c). */
+PC_MUST_USE pc_status store_sqlite_vault_cards_flush(sqlite_store_t *store);
 /* The vault's re-encryption (store_payments.h: store_vault_cards_not_under,
  * store_vault_card_rekey, store_vault_key_retire). sqlite_vault.c. */
 pc_status store_sqlite_vault_cards_not_under(store_reader_t *reader, const char *key_id, const char *after_token,
@@ -301,7 +304,6 @@ pc_status store_sqlite_configure(sqlite3 *db, bool synchronous_off);
 enum {
     STMT_ACCOUNT_INSERT,
     STMT_ACCOUNT_UPDATE,
-    STMT_PENDING_UPDATE,
     STMT_FAILURE_INSERT,
     STMT_HISTORY_INSERT,
     STMT_JOURNAL_INSERT,
@@ -334,6 +336,9 @@ struct sqlite_store {
     store_sqlite_rows_t *pay_versions; /* sqlite_payments.c's, made on first use */
     struct store_sqlite_pay_rows *pay_rows; /* sqlite_payments.c's objects' rows waiting, made on first use */
     store_sqlite_rows_t *transfer_rows; /* sqlite_tx.c's: the batch's transfers, made on first use */
+    store_sqlite_rows_t *vault_cards;   /* sqlite_payments.c's: the batch's new cards, made on first use */
+    store_sqlite_rows_t *idem_replies;  /* sqlite_api.c's: the batch's Idempotency-Key replies, made on first use */
+    sqlite3_stmt *pending_updates[STORE_SQLITE_PENDING_UPDATE_ROWS_MAX]; /* sqlite_tx.c's: [n - 1] sets n rows */
     struct store_sqlite_event_spans *event_spans; /* sqlite_event_spans.c's, made on first use */
     int64_t instance_id;    /* meta.instance_id: ties the index file to this database */
     pc_hash_key_t id_key;   /* '<path>.idkey': ids are hashed with it (sqlite_index.c) */

@@ -16,6 +16,8 @@
  * its batch on a failed flush and the batch's ROLLBACK undoes those rows anyway, so the
  * copy is waste. Without it an I/O error, a full disk or no memory mid-statement rolls
  * back the whole transaction: a flush after that is refused, not run on its own.
+ * INSERT OR IGNORE (the vault's cards: a token stored again is left as it is) cannot
+ * abort at all and keeps no statement journal either.
  *
  * Every flush is one statement: the one of exactly as many rows as wait, prepared the
  * first time that count is flushed and kept. Statements of 16, 4 and 1 rows took up to
@@ -104,7 +106,8 @@ static pc_status statement_of(store_sqlite_rows_t *rows, uint32_t count, sqlite3
 pc_status store_sqlite_rows_new(sqlite_store_t *store, const char *insert_prefix, uint32_t columns,
                                 store_sqlite_rows_t **out) {
     PC_ASSERT(columns >= 1 && columns <= STORE_SQLITE_ROWS_COLUMNS_MAX);
-    PC_ASSERT(strncmp(insert_prefix, "INSERT OR FAIL ", 15) == 0); /* no statement journal */
+    /* no statement journal: OR FAIL, or OR IGNORE (a row that is there is left as it is) */
+    PC_ASSERT(strncmp(insert_prefix, "INSERT OR FAIL ", 15) == 0 || strncmp(insert_prefix, "INSERT OR IGNORE ", 17) == 0);
     *out = NULL;
     store_sqlite_rows_t *rows = calloc(1, sizeof(*rows));
     if (rows == NULL) return PC_NO_MEMORY;

@@ -34,7 +34,6 @@ static const char *const statement_sql[STMT_COUNT] = {
     [STMT_ACCOUNT_UPDATE] =
         "UPDATE accounts SET debits_pending=?, debits_posted=?, credits_pending=?,"
         " credits_posted=? WHERE no=?",
-    [STMT_PENDING_UPDATE] = "UPDATE transfers SET pending_state=? WHERE timestamp=?",
     [STMT_FAILURE_INSERT] =
         "INSERT INTO transfer_failures(id, result, timestamp, batch_seq, row_hash) VALUES(?,?,?,?,?)",
     [STMT_HISTORY_INSERT] =
@@ -434,8 +433,11 @@ static void sqlite_close(store_t *base) {
     store_sqlite_rows_free(store->pay_versions);
     store_sqlite_pay_rows_free(store);
     store_sqlite_rows_free(store->transfer_rows);
+    store_sqlite_rows_free(store->vault_cards);
+    store_sqlite_rows_free(store->idem_replies);
     store_sqlite_event_spans_free(store);
     for (int i = 0; i < STMT_COUNT; i++) sqlite3_finalize(store->statements[i]);
+    for (int i = 0; i < STORE_SQLITE_PENDING_UPDATE_ROWS_MAX; i++) sqlite3_finalize(store->pending_updates[i]);
     store_sqlite_stmt_cache_free(store->stmt_cache);
     if (store->db != NULL) sqlite3_close(store->db);
     store_sqlite_lock_release(store->path, store->lock_fd); /* after the last connection */

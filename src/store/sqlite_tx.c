@@ -186,11 +186,59 @@ static pc_status write_history(sqlite_store_t *store, const ledger_t *ledger, co
     return step_done(store, stmt, "insert history");
 }
 
-static pc_status write_pending_change(sqlite_store_t *store, const ledger_pending_change_t *c) {
-    sqlite3_stmt *stmt = store->statements[STMT_PENDING_UPDATE];
-    sqlite3_bind_int(stmt, 1, c->state);
-    sqlite3_bind_int64(stmt, 2, (int64_t)c->pending_timestamp_ns);
+/* ---- the pending transfers' new states, several a statement ----
+ * A capture or a void changes its pending transfer's state, and one UPDATE a change paid
+ * SQLite's statement costs each time (~11.3k writer instructions a card payment's
+ * capture, callgrind). The batch's changes to one state go in as one "UPDATE OR FAIL
+ * transfers SET pending_state = ?1 WHERE timestamp IN (?2, ...)" of up to
+ * STORE_SQLITE_PENDING_UPDATE_ROWS_MAX rows, the statement of each count prepared once
+ * and kept. OR FAIL: an UPDATE that may change several rows and may abort (its NOT NULL
+ * checks) makes SQLite copy each page it changes into a statement journal first; a
+ * failure fails the batch, whose ROLLBACK undoes the rows before it anyway. A batch
+ * changes a pending transfer once at most (the ledger refuses a second resolution), so
+ * the order of the changes does not matter. */
+static pc_status pending_update_statement(sqlite_store_t *store, uint32_t count, sqlite3_stmt **out) {
+    PC_ASSERT(count >= 1 && count <= STORE_SQLITE_PENDING_UPDATE_ROWS_MAX);
+    sqlite3_stmt **kept = &store->pending_updates[count - 1];
+    if (*kept == NULL) {
+        char sql[96 + 2 * STORE_SQLITE_PENDING_UPDATE_ROWS_MAX];
+        int at = snprintf(sql, sizeof sql, "UPDATE OR FAIL transfers SET pending_state = ?1 WHERE timestamp IN (?");
+        for (uint32_t i = 1; i < count; i++) at += snprintf(sql + at, sizeof sql - (size_t)at, ",?");
+        snprintf(sql + at, sizeof sql - (size_t)at, ")");
+        if (store_sqlite_prepare(store->db, sql, kept, PC_STORE_COMMIT_FAILED) != PC_OK) {
+            *kept = NULL;
+            return write_failed(store, "prepare pending update", false);
+        }
+    }
+    *out = *kept;
+    return PC_OK;
+}
+
+/* The rows of 'timestamps_ns' set to 'state'. */
+static pc_status pending_update_run(sqlite_store_t *store, int state, const uint64_t *timestamps_ns, uint32_t count) {
+    sqlite3_stmt *stmt = NULL;
+    pc_status status = pending_update_statement(store, count, &stmt);
+    if (status != PC_OK) return status;
+    sqlite3_bind_int(stmt, 1, state);
+    for (uint32_t i = 0; i < count; i++) sqlite3_bind_int64(stmt, (int)i + 2, (int64_t)timestamps_ns[i]);
     return step_done(store, stmt, "update pending");
+}
+
+static pc_status write_pending_changes(sqlite_store_t *store, const ledger_pending_change_t *changes, uint32_t count) {
+    pc_status status = PC_OK;
+    for (int state = LEDGER_PENDING_NONE; status == PC_OK && state <= LEDGER_PENDING_EXPIRED; state++) {
+        uint64_t timestamps_ns[STORE_SQLITE_PENDING_UPDATE_ROWS_MAX];
+        uint32_t waiting = 0;
+        for (uint32_t i = 0; status == PC_OK && i < count; i++) {
+            if ((int)changes[i].state != state) continue;
+            timestamps_ns[waiting++] = changes[i].pending_timestamp_ns;
+            if (waiting < STORE_SQLITE_PENDING_UPDATE_ROWS_MAX) continue;
+            status = pending_update_run(store, state, timestamps_ns, waiting);
+            waiting = 0;
+        }
+        if (status == PC_OK && waiting > 0) status = pending_update_run(store, state, timestamps_ns, waiting);
+    }
+    return status;
 }
 
 static pc_status meta_set(sqlite_store_t *store, const char *key, int64_t value) {
@@ -277,9 +325,7 @@ static pc_status write_rows(sqlite_tx_t *tx, const ledger_changes_t *c, journal_
     }
     /* the updates may name a transfer of this batch */
     if (status == PC_OK && c->pending_changes_count > 0) status = store_sqlite_transfer_rows_flush(store);
-    for (uint32_t i = 0; status == PC_OK && i < c->pending_changes_count; i++) {
-        status = write_pending_change(store, &c->pending_changes[i]);
-    }
+    if (status == PC_OK) status = write_pending_changes(store, c->pending_changes, c->pending_changes_count);
     for (uint32_t i = 0; status == PC_OK && i < c->history_count; i++) {
         status = write_history(store, tx->ledger, &c->history[i]);
     }

@@ -47,7 +47,9 @@ pc_status store_sqlite_vault_cards_not_under(store_reader_t *reader, const char 
 
 pc_status store_sqlite_vault_card_rekey(store_tx_t *tx, const store_vault_card_t *card, const char *from_key_id) {
     sqlite3_stmt *stmt;
-    pc_status status = store_sqlite_prepare(store_sqlite_tx_conn(tx).db,
+    pc_status status = store_sqlite_vault_cards_flush(store_sqlite_tx_store(tx)); /* this statement reads the table */
+    if (status != PC_OK) return status;
+    status = store_sqlite_prepare(store_sqlite_tx_conn(tx).db,
                                             "UPDATE vault_cards SET data_key_id = ?2, nonce = ?3, ciphertext = ?4"
                                             " WHERE token = ?1 AND data_key_id = ?5",
                                             &stmt, PC_STORE_COMMIT_FAILED);
@@ -63,7 +65,9 @@ pc_status store_sqlite_vault_card_rekey(store_tx_t *tx, const store_vault_card_t
 pc_status store_sqlite_vault_key_retire(store_tx_t *tx, const char *key_id, bool *retired) {
     sqlite3 *db = store_sqlite_tx_conn(tx).db;
     sqlite3_stmt *stmt;
-    pc_status status = store_sqlite_prepare(db,
+    pc_status status = store_sqlite_vault_cards_flush(store_sqlite_tx_store(tx)); /* its NOT EXISTS reads them */
+    if (status != PC_OK) return status;
+    status = store_sqlite_prepare(db,
                                             "DELETE FROM vault_keys WHERE id = ?1 AND kind = 'data' AND NOT EXISTS"
                                             " (SELECT 1 FROM vault_cards WHERE data_key_id = ?1)",
                                             &stmt, PC_STORE_COMMIT_FAILED);

@@ -317,6 +317,67 @@ static void test_pending_posted_in_its_batch(void) {
     paths_remove();
 }
 
+/* Goal: the pending transfers a batch resolves, several a statement (sqlite_tx.c: one
+ * UPDATE per state of up to 16 rows), each get their own new state, and the open ones
+ * stay in the open-pending index. Method: 40 pending transfers in one batch; the next
+ * posts 20 (a statement of 16 and one of 4) and voids 17 (16 and 1), 3 stay open; each
+ * row's state is read from the file, the index holds the 3, verify passes, and the
+ * restart loads the 3 as pending again. */
+static void test_pending_resolved_many(void) {
+    enum { PENDINGS = 40, POSTS = 20, VOIDS = 17 };
+    paths_make("resolved");
+    store_t *store;
+    writer_t *writer;
+    start(&store, &writer);
+    ASSERT_STATUS(accounts_create(writer, ab, 2), PC_OK);
+    ledger_transfer_t t[PENDINGS];
+    ledger_transfer_result_t r[PENDINGS];
+    for (uint32_t i = 0; i < PENDINGS; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "p%u", i);
+        transfer_fill(&t[i], id, "a", "b", 1 + i);
+        t[i].flags = LEDGER_TRANSFER_PENDING;
+    }
+    writer_cmd_t cmd = {.kind = WRITER_CMD_CREATE_TRANSFERS, .event_count = PENDINGS, .transfers = t,
+                        .transfer_results = r};
+    ASSERT_STATUS(writer_submit_wait(writer, &cmd), PC_OK);
+    for (uint32_t i = 0; i < POSTS + VOIDS; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "r%u", i);
+        transfer_fill(&t[i], id, "a", "b", 1 + i);
+        t[i].flags = i < POSTS ? LEDGER_TRANSFER_POST_PENDING : LEDGER_TRANSFER_VOID_PENDING;
+        snprintf(t[i].pending_id, sizeof t[i].pending_id, "p%u", i);
+    }
+    cmd = (writer_cmd_t){.kind = WRITER_CMD_CREATE_TRANSFERS, .event_count = POSTS + VOIDS, .transfers = t,
+                         .transfer_results = r};
+    ASSERT_STATUS(writer_submit_wait(writer, &cmd), PC_OK);
+    for (uint32_t i = 0; i < POSTS + VOIDS; i++) ASSERT_STATUS(r[i].status, PC_OK);
+    stop(store, writer);
+    for (uint32_t i = 0; i < PENDINGS; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "p%u", i);
+        int want = i < POSTS ? LEDGER_PENDING_POSTED : i < POSTS + VOIDS ? LEDGER_PENDING_VOIDED : LEDGER_PENDING_OPEN;
+        ASSERT_EQ(pending_state_in_file(id), want);
+    }
+    sqlite3 *db;
+    sqlite3_stmt *stmt;
+    ASSERT_EQ(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT count(*) FROM transfers INDEXED BY transfers_open_pending"
+                                     " WHERE pending_state = 1", -1, &stmt, NULL), SQLITE_OK);
+    ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+    ASSERT_EQ(sqlite3_column_int(stmt, 0), PENDINGS - POSTS - VOIDS);
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    verify_ok("after the resolutions");
+    start(&store, &writer); /* the open ones are loaded again from their rows */
+    const ledger_account_t *b = ledger_account_find(writer_ledger(writer), "b");
+    ASSERT_TRUE(b != NULL);
+    ASSERT_EQ(b->balances.credits_pending, 38 + 39 + 40);
+    ASSERT_EQ(credits_of(writer, "b"), POSTS * (POSTS + 1) / 2);
+    stop(store, writer);
+    paths_remove();
+}
+
 /* ---- a rolled-back batch leaves nothing on the dirty list ---- */
 
 /* A hook that holds the writer inside its batch until released: commands submitted
@@ -1129,6 +1190,7 @@ int main(void) {
     }
     TEST_RUN(test_batch_without_rows_takes_no_seq);
     TEST_RUN(test_pending_posted_in_its_batch);
+    TEST_RUN(test_pending_resolved_many);
     TEST_RUN(test_failed_batch_leaves_no_dirty_accounts);
     TEST_RUN(test_in_transaction_fault);
     TEST_RUN(test_fsync_fault_at_commit);

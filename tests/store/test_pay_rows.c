@@ -6,6 +6,9 @@
  * that is there too), in its place among the others; a rolled back transaction leaves
  * nothing. Inside the transaction a write is not made yet, and two new versions of one
  * object wait as one.
+ * The vault's new cards wait for COMMIT too, several a statement; the rotation's rekey and
+ * key retirement in the same transaction see them. So do Idempotency-Key replies: a key
+ * stored again and a purge in the same transaction see the waiting reply.
  * Method: random transactions of writes (24 ids; versions, first versions again,
  * listing keys that change, statuses and ops that the partial indexes hold, documents,
  * answers), each committed or rolled back, through the store and, beside it, through
@@ -14,10 +17,12 @@
 #include <sodium.h>
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ledger/ledger.h"
 #include "store/sqlite_internal.h"
 #include "store/store.h"
+#include "store/store_api.h"
 #include "store/store_payments.h"
 #include "store_start.h"
 #include "test.h"
@@ -284,9 +289,167 @@ static void test_waiting(void) {
     test_dir_remove(dir);
 }
 
+/* count(*) of 'sql' with 'text' bound as ?1. */
+static int64_t count_of(sqlite3 *db, const char *sql, const char *text) {
+    sqlite3_stmt *stmt;
+    ASSERT_EQ(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL), SQLITE_OK);
+    sqlite3_bind_text(stmt, 1, text, -1, SQLITE_STATIC);
+    ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+    int64_t count = sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+    return count;
+}
+
+static int64_t card_count(sqlite3 *db, const char *data_key_id) {
+    return count_of(db, "SELECT count(*) FROM vault_cards WHERE data_key_id = ?1", data_key_id);
+}
+
+static store_vault_card_t card_make(uint32_t i, const char *data_key_id) {
+    store_vault_card_t card = {.ciphertext_bytes = 20, .exp_month = 12, .exp_year = 2030, .created_ns = 100 + i};
+    snprintf(card.token, sizeof card.token, "tok_%04u", i);
+    snprintf(card.data_key_id, sizeof card.data_key_id, "%s", data_key_id);
+    memset(card.nonce, (int)i, sizeof card.nonce);
+    memset(card.ciphertext, (int)(i + 1), card.ciphertext_bytes);
+    snprintf(card.bin, sizeof card.bin, "400000");
+    snprintf(card.last4, sizeof card.last4, "%04u", i);
+    snprintf(card.fingerprint, sizeof card.fingerprint, "fp%u", i);
+    return card;
+}
+
+/* The vault's cards: 17 in a transaction make a statement of 16 and one waiting, which
+ * goes in at COMMIT; a token stored again keeps its first row; a rollback drops what
+ * waits; a rekey and a key retirement in the transaction of a waiting card see it
+ * (without the flush the rekey changes nothing and the key is retired). */
+static void test_vault_cards_waiting(void) {
+    dir_make();
+    ledger_t *ledger;
+    store_t *store = test_store_start(db_path, &ledger);
+    sqlite_store_t *sqlite = (sqlite_store_t *)store;
+    store_tx_t *tx;
+    ASSERT_STATUS(store_tx_begin(store, &tx), PC_OK);
+    for (uint32_t i = 0; i < 17; i++) {
+        store_vault_card_t card = card_make(i, "dk_a");
+        ASSERT_STATUS(store_vault_card_put(tx, &card), PC_OK);
+    }
+    ASSERT_EQ(card_count(sqlite->db, "dk_a"), 16); /* one waits */
+    ASSERT_STATUS(store_tx_commit(tx), PC_OK);
+    ASSERT_EQ(card_count(sqlite->db, "dk_a"), 17);
+
+    ASSERT_STATUS(store_tx_begin(store, &tx), PC_OK);
+    store_vault_card_t again = card_make(3, "dk_b"); /* a token that is there: left as it is */
+    ASSERT_STATUS(store_vault_card_put(tx, &again), PC_OK);
+    store_vault_card_t card = card_make(17, "dk_b");
+    ASSERT_STATUS(store_vault_card_put(tx, &card), PC_OK);
+    ASSERT_EQ(card_count(sqlite->db, "dk_b"), 0);
+    ASSERT_STATUS(store_tx_commit(tx), PC_OK);
+    ASSERT_EQ(card_count(sqlite->db, "dk_b"), 1);
+    ASSERT_EQ(card_count(sqlite->db, "dk_a"), 17);
+
+    ASSERT_STATUS(store_tx_begin(store, &tx), PC_OK);
+    card = card_make(18, "dk_b");
+    ASSERT_STATUS(store_vault_card_put(tx, &card), PC_OK);
+    store_tx_rollback(tx);
+    ASSERT_STATUS(store_tx_begin(store, &tx), PC_OK);
+    ASSERT_STATUS(store_tx_commit(tx), PC_OK);
+    ASSERT_EQ(card_count(sqlite->db, "dk_b"), 1); /* the rolled back card is not there */
+
+    ASSERT_STATUS(store_tx_begin(store, &tx), PC_OK);
+    store_vault_key_t key = {.wrapped_bytes = 8, .created_ns = 1};
+    snprintf(key.id, sizeof key.id, "dk_c");
+    snprintf(key.kind, sizeof key.kind, "data");
+    snprintf(key.kek_id, sizeof key.kek_id, "kek_1");
+    ASSERT_STATUS(store_vault_key_put(tx, &key), PC_OK);
+    card = card_make(19, "dk_c");
+    ASSERT_STATUS(store_vault_card_put(tx, &card), PC_OK);
+    bool retired = true;
+    ASSERT_STATUS(store_vault_key_retire(tx, "dk_c", &retired), PC_OK);
+    ASSERT_FALSE(retired); /* the waiting card is under it */
+    store_vault_card_t rekeyed = card_make(19, "dk_d");
+    ASSERT_STATUS(store_vault_card_rekey(tx, &rekeyed, "dk_c"), PC_OK);
+    ASSERT_STATUS(store_tx_commit(tx), PC_OK);
+    ASSERT_EQ(card_count(sqlite->db, "dk_c"), 0);
+    ASSERT_EQ(card_count(sqlite->db, "dk_d"), 1);
+    ASSERT_EQ(card_count(sqlite->db, "dk_a"), 17);
+    test_store_end(store, ledger);
+    test_dir_remove(dir);
+}
+
+static int64_t reply_count(sqlite3 *db, const char *idempotency_key) {
+    return count_of(db, "SELECT count(*) FROM idempotency_keys WHERE idempotency_key LIKE ?1", idempotency_key);
+}
+
+static uint64_t reply_put(store_tx_t *tx, const char *idempotency_key, const char *body, uint64_t created_ns) {
+    store_api_idem_t record = {.http_status = 201, .created_ns = created_ns, .body = (char *)body,
+                               .body_bytes = strlen(body)};
+    uint64_t replaced_bytes = UINT64_MAX;
+    ASSERT_STATUS(store_api_idem_put(tx, "key_1", idempotency_key, &record, &replaced_bytes), PC_OK);
+    return replaced_bytes;
+}
+
+static void purged_count(const char *key_id, const char *idempotency_key, uint64_t row_bytes, void *ctx) {
+    (void)key_id;
+    (void)idempotency_key;
+    (void)row_bytes;
+    (*(uint32_t *)ctx)++;
+}
+
+/* Idempotency-Key replies: 17 in a transaction make a statement of 16 and one waiting
+ * until COMMIT; a key stored again in the transaction of its waiting reply replaces it
+ * (one row, its room reported; without the flush two rows of one key); a purge in the
+ * transaction sees a waiting reply; a body past 16 KiB goes in at once; a rollback drops
+ * what waits and the key stays unknown. */
+static void test_idem_replies_waiting(void) {
+    dir_make();
+    ledger_t *ledger;
+    store_t *store = test_store_start(db_path, &ledger);
+    sqlite_store_t *sqlite = (sqlite_store_t *)store;
+    store_tx_t *tx;
+    ASSERT_STATUS(store_tx_begin(store, &tx), PC_OK); /* the oldest reply: a purge starts there */
+    ASSERT_EQ(reply_put(tx, "old", "{}", 1), 0);
+    uint32_t purged = 0;
+    ASSERT_STATUS(store_api_idem_purge(tx, 2, 8, UINT64_MAX, purged_count, &purged), PC_OK);
+    ASSERT_EQ(purged, 1); /* the waiting reply created at 1 ns */
+    ASSERT_STATUS(store_tx_commit(tx), PC_OK);
+    ASSERT_EQ(reply_count(sqlite->db, "old"), 0);
+    ASSERT_STATUS(store_tx_begin(store, &tx), PC_OK);
+    for (uint32_t i = 0; i < 17; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "w%02u", i);
+        ASSERT_EQ(reply_put(tx, key, "{}", 10), 0);
+    }
+    ASSERT_EQ(reply_count(sqlite->db, "w%"), 16); /* one waits */
+    ASSERT_EQ(reply_put(tx, "again", "{\"first\":1}", 10), 0);
+    ASSERT_TRUE(reply_put(tx, "again", "{\"second\":2}", 10) > 0); /* the waiting one found and replaced */
+    ASSERT_STATUS(store_tx_commit(tx), PC_OK);
+    ASSERT_EQ(reply_count(sqlite->db, "w%"), 17);
+    ASSERT_EQ(reply_count(sqlite->db, "again"), 1);
+
+    ASSERT_STATUS(store_tx_begin(store, &tx), PC_OK);
+    char *big = malloc(20000);
+    ASSERT_TRUE(big != NULL);
+    memset(big, 'x', 19999);
+    big[19999] = '\0';
+    ASSERT_EQ(reply_put(tx, "big", big, 10), 0);
+    free(big);
+    ASSERT_EQ(reply_count(sqlite->db, "big"), 1); /* at once */
+    ASSERT_STATUS(store_tx_commit(tx), PC_OK);
+
+    ASSERT_STATUS(store_tx_begin(store, &tx), PC_OK);
+    ASSERT_EQ(reply_put(tx, "dropped", "{}", 10), 0);
+    store_tx_rollback(tx);
+    ASSERT_STATUS(store_tx_begin(store, &tx), PC_OK);
+    ASSERT_EQ(reply_put(tx, "dropped", "{}", 10), 0); /* unknown again: nothing replaced */
+    ASSERT_STATUS(store_tx_commit(tx), PC_OK);
+    ASSERT_EQ(reply_count(sqlite->db, "dropped"), 1);
+    test_store_end(store, ledger);
+    test_dir_remove(dir);
+}
+
 int main(void) {
     ASSERT_TRUE(sodium_init() >= 0);
     TEST_RUN(test_same_rows);
     TEST_RUN(test_waiting);
+    TEST_RUN(test_vault_cards_waiting);
+    TEST_RUN(test_idem_replies_waiting);
     return test_finish();
 }
