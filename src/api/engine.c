@@ -22,6 +22,7 @@
 
 #define ENGINE_BODY_BYTES_UNCHECKED (UINT64_C(1) << 62) /* the head hook checks --body-max */
 #define ENGINE_HEADER_LINES_BYTES 1024
+#define ENGINE_BODY_CHARGE_BYTES_MIN 4096 /* request.c's first body buffer */
 /* A head libmicrohttpd serves within its 8 KiB of connection memory (API_CONNECTION_
  * MEMORY_BYTES, which also holds its own state): 6 KiB heads served, 8 KiB ones 431
  * (tests/api/test_api_headers.py) on both servers. */
@@ -261,16 +262,44 @@ static void engine_request(void *ctx, http_request_t *http) {
     api_request_release(req);
 }
 
-/* The client left (or a deadline closed the connection) between the head and the end
- * of its body: the handler never runs. As libmicrohttpd's on_completed without a reply:
- * counted, its Idempotency-Key freed, the request released. */
-static void engine_abandoned(void *ctx, http_request_t *http, bool expired) {
+/* A chunked body announced to reach 'body_bytes' (before that chunk's data is read):
+ * over --body-max 413, as libmicrohttpd's path counts it while reading; charged to the
+ * key's body budget ahead of the buffer, doubling as request.c's body_grow does (so
+ * its copy of the body charges nothing more), 503 limit_reached past it. */
+static bool engine_body(void *ctx, http_request_t *http, uint64_t body_bytes) {
+    api_server_t *server = ctx;
+    api_request_t *req = http_request_context(http);
+    uint64_t body_max_bytes = server->config.body_bytes_max;
+    uint64_t charged_bytes = req->body_charged_bytes;
+    if (body_bytes > body_max_bytes) {
+        api_reply_error(req, PC_BODY_TOO_LARGE, NULL, NULL);
+    } else if (body_bytes + 1 > charged_bytes) {
+        uint64_t charge_to_bytes = charged_bytes * 2 > ENGINE_BODY_CHARGE_BYTES_MIN ? charged_bytes * 2
+                                                                                 : ENGINE_BODY_CHARGE_BYTES_MIN;
+        if (charge_to_bytes < body_bytes + 1) charge_to_bytes = body_bytes + 1;
+        if (charge_to_bytes > body_max_bytes + 1) charge_to_bytes = body_max_bytes + 1;
+        if (api_body_charge(req, charge_to_bytes - charged_bytes) != PC_OK) {
+            api_reply_error(req, PC_LIMIT_REACHED, NULL, NULL);
+            api_reply_header(req, "Retry-After", "1");
+        }
+    }
+    if (!atomic_load(&req->replied)) return true;
+    reply_send(req);
+    return false;
+}
+
+/* The client left (or a deadline closed the connection, or the engine refused the
+ * body's chunk framing) between the head and the end of its body: the handler never
+ * runs. As libmicrohttpd's on_completed without a reply: counted, its Idempotency-Key
+ * freed, the request released. */
+static void engine_abandoned(void *ctx, http_request_t *http, unsigned status) {
     (void)ctx;
     api_request_t *req = http_request_context(http);
     if (req == NULL) return;
     http_request_set_context(http, NULL);
-    if (expired) api_request_record(req, 408, "request_deadline");
-    else api_request_record(req, 499, "client_closed");
+    if (status == 408) api_request_record(req, 408, "request_deadline");
+    else if (status == 0) api_request_record(req, 499, "client_closed");
+    else api_request_record(req, (int)status, http_refusal_code(status));
     request_complete(req);
 }
 
@@ -298,6 +327,7 @@ pc_status api_engine_start(api_server_t *server) {
     config.write_timeout_ms = timeout_ms;
     config.handler = engine_request;
     config.head = engine_head;
+    config.body = engine_body;
     config.abandoned = engine_abandoned;
     config.handler_ctx = server;
     config.admit = engine_admit;

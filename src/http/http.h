@@ -60,12 +60,21 @@ typedef void (*http_closed_fn)(void *ctx, const struct sockaddr *addr, socklen_t
  * still unread is dropped and the connection closes after the answer (which says
  * Connection: close). */
 typedef bool (*http_head_fn)(void *ctx, http_request_t *request);
+/* Optional: called on the worker each time a chunk of a chunked request body has
+ * announced its size, before its data is read or room is made for it; 'body_bytes' is
+ * the body's size with that chunk (a bound, a budget charged as the body grows). true:
+ * reading goes on. false: the hook answered with http_answer() before returning, as the
+ * head hook may; the rest of the body is dropped and the connection closes after it. */
+typedef bool (*http_body_fn)(void *ctx, http_request_t *request, uint64_t body_bytes);
 /* Optional, with a head hook: a request the head hook let through is never handed to the
  * handler, because its connection closed before the whole body came (the client left,
- * a deadline passed, no room for the body, the server stops). Called on the worker
- * once, with handler_ctx; 'expired': a deadline closed it. The request cannot be
- * answered; what the head hook kept for it (its context) is released here. */
-typedef void (*http_abandoned_fn)(void *ctx, http_request_t *request, bool expired);
+ * a deadline passed, no room for the body, the server stops, the engine refused the
+ * body's framing). Called on the worker once, with handler_ctx; 'status': 0 the
+ * connection went (client or server), 408 a deadline closed it, else the status the
+ * engine answered itself (400 chunk framing, 413 a chunk past body_bytes_max, 431
+ * trailers; http_refusal_code() names it). The request cannot be answered; what the
+ * head hook kept for it (its context) is released here. */
+typedef void (*http_abandoned_fn)(void *ctx, http_request_t *request, unsigned status);
 /* Optional: called on a worker after it handled the events of one wait (every wait,
  * also an empty one), before it waits again; 'ctx' is handler_ctx. Requests its
  * handler kept can be answered here, on the worker: one step (a group commit) for the
@@ -89,6 +98,7 @@ typedef struct {
     http_closed_fn closed;           /* may be NULL */
     void *admit_ctx;
     http_head_fn head;               /* may be NULL; called with handler_ctx */
+    http_body_fn body;               /* may be NULL; called with handler_ctx */
     http_abandoned_fn abandoned;     /* may be NULL; called with handler_ctx */
     http_batch_end_fn batch_end;     /* may be NULL */
 } http_config_t;
@@ -115,7 +125,8 @@ unsigned http_request_version(const http_request_t *request);
 bool http_request_header(const http_request_t *request, const char *name, http_text_t *value);
 size_t http_request_header_count(const http_request_t *request);
 http_text_t http_request_body(const http_request_t *request);
-/* The body's declared length (Content-Length, 0 without): known from the head hook on. */
+/* The body's declared length (Content-Length; 0 without, and for a chunked body until
+ * it is whole): known from the head hook on. */
 uint64_t http_request_body_declared(const http_request_t *request);
 /* One pointer of the caller's per request: NULL when the head arrives, kept from the
  * head hook to the handler and the answer. */
@@ -143,6 +154,9 @@ bool http_close(http_request_t *request);
 
 /* The reason phrase of a status ("OK", "Not Found"). */
 const char *http_status_reason(unsigned status);
+/* The error code of the engine's own refusal with 'status' ("body_too_large"): what
+ * its JSON answer says. */
+const char *http_refusal_code(unsigned status);
 
 /* ---- counters (any thread) ---- */
 typedef struct {

@@ -20,6 +20,9 @@ import time
 
 BIN = os.environ.get("PAYCORE_BIN", os.path.join(os.path.dirname(__file__), "../../build/paycore"))
 SANITIZED = os.environ.get("PAYCORE_SANITIZED") == "1"
+# The servers started here run on paycore's own HTTP engine (not libmicrohttpd): for
+# the few checks of what only the engine does (a refused chunked body answered early).
+HTTP_ENGINE = os.environ.get("PAYCORE_HTTP_ENGINE", "0") not in ("", "0")
 TIMEOUT_S = 60 if SANITIZED else 20
 # A start waits longer: a server loads its idempotency index (or recovers) before it
 # listens, and on a machine shared by many builds that alone has taken over 20 s.
