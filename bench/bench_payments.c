@@ -52,7 +52,8 @@
  *   --hold  with --profile: once the load is over ("payments=" printed), keeps the
  *           server and its files until standard input closes (a reader copies them)
  *   --cards N  the pool's size (1: the single-card stream)   --seed S  the pool's seed
- *   --http-engine  the server serves on its own HTTP engine (serve --http-engine)
+ *   --http-mhd  the server serves on libmicrohttpd (serve --http-mhd); by default on
+ *               its own HTTP engine, as serve does (--http-engine: the same, accepted)
  *   --sim-http-engine  the card simulator on paycore's own HTTP engine (--http-engine) */
 #include <curl/curl.h>
 #include <errno.h>
@@ -254,8 +255,8 @@ static bool json_field(const char *json, const char *name, char *out, size_t out
     return true;
 }
 
-/* --http-engine: the server serves on src/http instead of libmicrohttpd */
-static bool http_engine;
+/* --http-mhd: the server serves on libmicrohttpd instead of src/http (serve's default) */
+static bool http_mhd;
 
 /* ---------------------------------------------------------------- where the time goes */
 
@@ -1500,7 +1501,7 @@ static void setup_server(uint16_t sim_port, const char *model, char *base, char 
         argv[argc++] = "--risk-model";
         argv[argc++] = (char *)model;
     }
-    if (http_engine) argv[argc++] = "--http-engine";
+    if (http_mhd) argv[argc++] = "--http-mhd";
     argv[argc] = NULL;
     server_pid = spawn(argv, err, -1);
     snprintf(base, 128, "http://127.0.0.1:%u", (unsigned)server_port(log));
@@ -1548,12 +1549,13 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--quick") == 0) full = false;
         else if (strcmp(argv[i], "--profile") == 0 && value != NULL) profile_s = atof(argv[++i]);
         else if (strcmp(argv[i], "--hold") == 0) hold = true;
-        else if (strcmp(argv[i], "--http-engine") == 0) http_engine = true;
+        else if (strcmp(argv[i], "--http-engine") == 0) http_mhd = false;
+        else if (strcmp(argv[i], "--http-mhd") == 0) http_mhd = true;
         else if (strcmp(argv[i], "--sim-http-engine") == 0) sim_http_engine = true;
         else if (strcmp(argv[i], "--cards") == 0) customer_count = (uint32_t)flag_number(argv[i++], value, 1, CARDS_MAX);
         else if (strcmp(argv[i], "--seed") == 0) pool_seed = flag_number(argv[i++], value, 0, UINT64_MAX);
         else {
-            fprintf(stderr, "usage: bench_payments [--quick | --full | --profile SECONDS [--hold]] [--cards N] [--seed S] [--http-engine] [--sim-http-engine]\n");
+            fprintf(stderr, "usage: bench_payments [--quick | --full | --profile SECONDS [--hold]] [--cards N] [--seed S] [--http-engine | --http-mhd] [--sim-http-engine]\n");
             return 2;
         }
     }

@@ -39,6 +39,7 @@ void api_config_default(api_config_t *config) {
     config->rate_per_s = 0;
     config->connection_timeout_s = 30;
     config->request_timeout_ms = 30000;
+    config->http_engine = true;
     config->connections_per_ip_max = API_CONNECTIONS_PER_IP_DEFAULT;
     config->idempotency_retention_h = API_IDEM_RETENTION_H_MIN;
     config->idempotency_bytes_max = API_IDEM_BYTES_DEFAULT;
@@ -729,6 +730,12 @@ pc_status api_server_open(api_server_t **out, const api_config_t *config) {
     api_server_t *server = calloc(1, sizeof(*server));
     if (server == NULL) return PC_NO_MEMORY;
     pc_status status = server_init(server, config);
+    if (status == PC_OK && config->http_engine && config->shard_count > 0 && config->store_standby) {
+        /* the forwarder (forward.c) runs on libmicrohttpd: the whole server does */
+        server->config.http_engine = false;
+        obs_logf(OBS_LEVEL_INFO, "serving on libmicrohttpd: a standby's forwarding (--shards --standby) "
+                                 "does not run on paycore's HTTP engine yet");
+    }
     if (status == PC_OK) status = listen_bind(server);
     if (status == PC_OK && config->shard_count > 0) status = advertise_set(server);
     if (status == PC_OK && config->shard_count > 0 && config->store_standby) status = forward_begin(server);
