@@ -347,5 +347,12 @@ void api_engine_stop(api_server_t *server) {
     http_server_t *engine = server->engine;
     server->engine = NULL;
     pthread_mutex_unlock(&server->conns_mutex);
-    http_server_stop(engine); /* NULL: none */
+    /* every connection closed; every held request answered, or past the engine's bound
+     * (HTTP_STOP_WAIT_MS_DEFAULT: the writer drained before, so only a thread that
+     * never answers leaves one) logged here */
+    uint64_t unanswered = http_server_stop(engine); /* NULL: none */
+    if (unanswered > 0) {
+        obs_logf(OBS_LEVEL_ERROR, "stop: %llu requests held by the HTTP engine were not answered within %u ms; "
+                 "their connections are closed", (unsigned long long)unanswered, HTTP_STOP_WAIT_MS_DEFAULT);
+    }
 }

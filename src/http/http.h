@@ -21,7 +21,9 @@
  *    http_answer() returns false (nothing is written). The memory lives until the
  *    answer is given: a held request that is never answered leaks its connection.
  *  - http_server_stop() closes every connection and waits until every held request
- *    has been answered: the threads that answer must keep running until it returns. */
+ *    has been answered, at most stop_wait_ms: the threads that answer must keep
+ *    running until it returns; a request answered later writes nothing (and the
+ *    stop's return counts it). */
 #ifndef PAYCORE_HTTP_H
 #define PAYCORE_HTTP_H
 
@@ -41,6 +43,7 @@
 #define HTTP_IDLE_TIMEOUT_MS_DEFAULT 30000     /* keep-alive connection with no request */
 #define HTTP_REQUEST_TIMEOUT_MS_DEFAULT 30000  /* first byte to whole request (slow-loris) */
 #define HTTP_WRITE_TIMEOUT_MS_DEFAULT 30000    /* an answer the peer does not read */
+#define HTTP_STOP_WAIT_MS_DEFAULT 30000        /* http_server_stop() waits this long for held requests */
 #define HTTP_THREADS_MAX 64
 #define HTTP_ACCEPT_PAUSE_MS 100 /* a worker out of descriptors stops accepting this long */
 
@@ -92,6 +95,7 @@ typedef struct {
     uint32_t idle_timeout_ms;        /* 0: default */
     uint32_t request_timeout_ms;     /* 0: default */
     uint32_t write_timeout_ms;       /* 0: default */
+    uint32_t stop_wait_ms;           /* 0: default; the stop's wait for held requests */
     http_handler_fn handler;
     void *handler_ctx;
     http_admit_fn admit;             /* may be NULL */
@@ -107,8 +111,12 @@ typedef struct {
 void http_config_default(http_config_t *config);
 
 pc_status http_server_start(http_server_t **out, const http_config_t *config);
-/* Closes every connection, waits for held requests to be answered, frees. */
-void http_server_stop(http_server_t *server);
+/* Closes every connection and waits for the held requests to be answered, at most
+ * stop_wait_ms; returns how many were still held then (0: all answered; the caller
+ * logs the others). Their sockets are closed already: a late http_answer() or
+ * http_close() writes nothing and returns false, and the last of them frees what the
+ * server still holds. */
+uint64_t http_server_stop(http_server_t *server);
 
 /* ---- the request (valid until answered) ---- */
 typedef struct {

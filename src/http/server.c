@@ -36,6 +36,9 @@
 #define HTTP_OUT_PENDING_BYTES_MAX (64 * 1024) /* stop parsing while the peer is this far behind */
 #define HTTP_LINGER_MS_MAX 2000                 /* reading out a refused request before closing */
 #define HTTP_ANSWER_HEAD_BYTES 512
+/* In held_count: the stop gave up waiting for the held requests; the last of their
+ * answers frees the server (the word's one atomic step decides who is last). */
+#define HTTP_HELD_ORPHANED (UINT64_C(1) << 63)
 
 typedef enum {
     CONN_READING, /* parsing requests; the worker's */
@@ -108,7 +111,7 @@ struct http_server {
     uint32_t worker_count;
     http_worker_t workers[HTTP_THREADS_MAX];
     atomic_bool stopping;
-    atomic_uint_fast64_t held_count;
+    atomic_uint_fast64_t held_count; /* and HTTP_HELD_ORPHANED once the stop stopped waiting */
     atomic_uint_fast64_t stat_accepted, stat_refused, stat_open, stat_requests, stat_bad, stat_timeouts,
         stat_other_thread, stat_wakeups, stat_accept_failures;
 };
@@ -366,7 +369,8 @@ static void request_release_unlock(http_request_t *request) {
     uint32_t refs = --conn->refs;
     pthread_mutex_unlock(&conn->lock);
     if (refs == 0) conn_free(conn);
-    atomic_fetch_sub(&server->held_count, 1);
+    uint64_t held_before = atomic_fetch_sub(&server->held_count, 1);
+    if (held_before == (HTTP_HELD_ORPHANED | 1)) free(server); /* answered after the stop returned */
 }
 
 bool http_answer(http_request_t *request, unsigned status, const char *content_type, const char *headers,
@@ -872,6 +876,7 @@ void http_config_default(http_config_t *config) {
     config->idle_timeout_ms = HTTP_IDLE_TIMEOUT_MS_DEFAULT;
     config->request_timeout_ms = HTTP_REQUEST_TIMEOUT_MS_DEFAULT;
     config->write_timeout_ms = HTTP_WRITE_TIMEOUT_MS_DEFAULT;
+    config->stop_wait_ms = HTTP_STOP_WAIT_MS_DEFAULT;
 }
 
 static void config_fill_defaults(http_config_t *config) {
@@ -885,6 +890,7 @@ static void config_fill_defaults(http_config_t *config) {
     if (config->idle_timeout_ms == 0) config->idle_timeout_ms = defaults.idle_timeout_ms;
     if (config->request_timeout_ms == 0) config->request_timeout_ms = defaults.request_timeout_ms;
     if (config->write_timeout_ms == 0) config->write_timeout_ms = defaults.write_timeout_ms;
+    if (config->stop_wait_ms == 0) config->stop_wait_ms = defaults.stop_wait_ms;
 }
 
 static pc_status worker_open(http_server_t *server, http_worker_t *worker) {
@@ -940,8 +946,18 @@ pc_status http_server_start(http_server_t **out, const http_config_t *config) {
     return PC_OK;
 }
 
-void http_server_stop(http_server_t *server) {
-    if (server == NULL) return;
+/* Waits up to the stop's bound for the held requests; how many are still held. */
+static uint64_t server_wait_held(http_server_t *server) {
+    uint64_t deadline_ns = pc_mono_ns() + (uint64_t)server->config.stop_wait_ms * 1000000u;
+    while (atomic_load(&server->held_count) > 0 && pc_mono_ns() < deadline_ns) {
+        struct timespec pause = {.tv_sec = 0, .tv_nsec = 1000000};
+        nanosleep(&pause, NULL);
+    }
+    return atomic_load(&server->held_count);
+}
+
+uint64_t http_server_stop(http_server_t *server) {
+    if (server == NULL) return 0;
     atomic_store(&server->stopping, true);
     for (uint32_t index = 0; index < server->worker_count; index++) {
         pthread_join(server->workers[index].thread, NULL);
@@ -952,10 +968,7 @@ void http_server_stop(http_server_t *server) {
         worker_close_all(worker);
     }
     /* held requests still point at their connections and workers */
-    while (atomic_load(&server->held_count) > 0) {
-        struct timespec pause = {.tv_sec = 0, .tv_nsec = 1000000};
-        nanosleep(&pause, NULL);
-    }
+    uint64_t unanswered = server_wait_held(server);
     for (uint32_t index = 0; index < HTTP_THREADS_MAX; index++) {
         http_worker_t *worker = &server->workers[index];
         if (worker->server == NULL) continue;
@@ -964,7 +977,11 @@ void http_server_stop(http_server_t *server) {
         if (worker->wake_fd > 0) close(worker->wake_fd);
         pthread_mutex_destroy(&worker->queue_lock);
     }
-    free(server);
+    /* past the bound: the sockets are closed; a late answer writes nothing, frees its
+     * connection, and the last one frees the server */
+    uint64_t held = atomic_fetch_or(&server->held_count, HTTP_HELD_ORPHANED) & ~HTTP_HELD_ORPHANED;
+    if (held == 0) free(server);
+    return unanswered;
 }
 
 /* ---- the request ---- */
