@@ -274,7 +274,7 @@ static const char *const path_segments[PATH_SEGMENTS] = {"api", "gateway_in", "p
  * the bytes it wrote to its files (WAL frames, checkpoints: the cost of each kind of
  * write, independent of how fast the disk is today). */
 /* Server threads by name (pthread_setname_np); MHD names its workers "MHD-…", the
- * engine of --http-engine (src/http) "http-worker": both are the http group. */
+ * engine (src/http, serve's default) "http-worker": both are the http group. */
 enum { GROUP_WRITER, GROUP_CHECKPOINTER, GROUP_GATEWAY, GROUP_STAGE, GROUP_HTTP, GROUP_OTHER, GROUPS };
 static const char *const group_names[GROUPS] = {"writer", "checkpointer", "gateway", "stage", "http", "other"};
 static const char *const group_prefixes[GROUPS] = {"paycore-writer", "paycore-walckpt", "paycore-gw",

@@ -547,8 +547,9 @@ static void request_continue(http_conn_t *conn) {
 static unsigned input_chunked(http_conn_t *conn) {
     http_server_t *server = conn->worker->server;
     uint32_t head_bytes = conn->head.head_bytes;
+    /* trailers share the head's room; the blank line that ends them always fits */
     http_chunked_limits_t limits = {.body_bytes_max = server->limits.body_bytes_max,
-                                    .trailer_bytes_max = server->limits.header_bytes_max - head_bytes};
+                                    .trailer_bytes_max = server->limits.header_bytes_max - head_bytes + 2};
     for (;;) {
         size_t byte_count = conn->in_bytes - head_bytes;
         unsigned status = http_chunked_decode(&conn->chunked, conn->in + head_bytes, &byte_count, &limits);

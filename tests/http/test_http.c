@@ -1008,6 +1008,20 @@ static void test_server_chunked(void) {
     ASSERT_TRUE(client_answer(&client, &answer));
     ASSERT_STR_EQ(answer.body, "/after 2");
     client_close(&client);
+    /* a head that fills the read buffer exactly (header_bytes_max): its body still has
+     * room, and the blank line that ends the (empty) trailers fits */
+    client_open(&client, test.port);
+    static char full[HTTP_HEADER_BYTES_DEFAULT + 64];
+    at = (size_t)sprintf(full, "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\nX-Pad: ");
+    size_t pad_bytes = HTTP_HEADER_BYTES_DEFAULT - at - 4;
+    memset(full + at, 'p', pad_bytes);
+    at += pad_bytes;
+    at += (size_t)sprintf(full + at, "\r\n\r\n2\r\nok\r\n0\r\n\r\n");
+    client_send(&client, full, at);
+    ASSERT_TRUE(client_answer(&client, &answer));
+    ASSERT_EQ(answer.status, 200);
+    ASSERT_STR_EQ(answer.body, "ok");
+    client_close(&client);
     /* the body hook refuses the chunk that passes its budget: answered, then closed */
     client_open(&client, test.port);
     client_send_text(&client, "POST /budget HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n50\r\n");
