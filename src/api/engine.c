@@ -47,7 +47,7 @@ static int hex_digit(char c) {
 
 /* %XX decoded in place, as libmicrohttpd's unescape does (an invalid escape stays);
  * 'plus': '+' is a blank (query arguments). */
-static void unescape(char *text, bool plus) {
+void api_unescape(char *text, bool plus) {
     char *out = text;
     for (const char *at = text; *at != '\0'; at++) {
         int high = at[0] == '%' ? hex_digit(at[1]) : -1;
@@ -62,12 +62,13 @@ static void unescape(char *text, bool plus) {
     *out = '\0';
 }
 
-/* The query after '?': name[=value] pairs split on '&', each unescaped. */
-static bool query_parse(api_request_t *req, char *query) {
+uint32_t api_query_arg_slots(const char *query) {
     uint32_t count = 2; /* and the end */
     for (const char *at = query; *at != '\0'; at++) count += *at == '&';
-    req->query_args = api_alloc(req, count * sizeof *req->query_args);
-    if (req->query_args == NULL) return false;
+    return count;
+}
+
+void api_query_split(char *query, api_query_arg_t *args) {
     uint32_t used = 0;
     char *next = query;
     while (next != NULL) {
@@ -76,12 +77,19 @@ static bool query_parse(api_request_t *req, char *query) {
         if (next != NULL) *next++ = '\0';
         if (pair[0] == '\0') continue;
         char *equals = strchr(pair, '=');
-        if (equals != NULL) *equals = '\0';
-        unescape(pair, true);
-        if (equals != NULL) unescape(equals + 1, true);
-        req->query_args[used++] = (api_query_arg_t){pair, equals != NULL ? equals + 1 : NULL};
+        if (equals != NULL) *equals++ = '\0';
+        api_unescape(pair, true);
+        if (equals != NULL) api_unescape(equals, true);
+        args[used++] = (api_query_arg_t){pair, equals};
     }
-    req->query_args[used] = (api_query_arg_t){NULL, NULL};
+    args[used] = (api_query_arg_t){NULL, NULL};
+}
+
+/* The query after '?', into the request's arena. */
+static bool query_parse(api_request_t *req, char *query) {
+    req->query_args = api_alloc(req, api_query_arg_slots(query) * sizeof *req->query_args);
+    if (req->query_args == NULL) return false;
+    api_query_split(query, req->query_args);
     return true;
 }
 
@@ -115,7 +123,7 @@ static api_request_t *request_open(api_server_t *server, http_request_t *http) {
     if (path == NULL) return NULL;
     memcpy(path, target.bytes, path_bytes);
     path[path_bytes] = '\0';
-    unescape(path, false);
+    api_unescape(path, false);
     api_request_t *req = api_request_new(server, NULL, method, path);
     if (path != path_local) free(path);
     if (req == NULL) return NULL;
@@ -150,7 +158,7 @@ static char *header_line(char *at, const char *end, const char *name, const char
 
 /* "Date: <IMF-fixdate>\r\n" as libmicrohttpd sends it; formatted once a second per
  * thread (clients and caches read it; the answer's other lines are preformatted). */
-static const char *date_line(void) {
+const char *api_engine_date_line(void) {
     static __thread char line[48];
     static __thread time_t line_s = -1;
     time_t now_s = time(NULL);
@@ -178,8 +186,8 @@ static void reply_send(api_request_t *req) {
     api_request_record(req, req->http_status, req->reply_code != PC_OK ? pc_status_code(req->reply_code) : "");
     char lines[ENGINE_HEADER_LINES_BYTES];
     char *at = lines, *end = lines + sizeof lines;
-    size_t date_bytes = strlen(date_line());
-    memcpy(at, date_line(), date_bytes + 1);
+    size_t date_bytes = strlen(api_engine_date_line());
+    memcpy(at, api_engine_date_line(), date_bytes + 1);
     at += date_bytes;
     at = header_line(at, end, "X-Request-Id", req->request_id);
     for (uint32_t i = 0; i < req->reply_header_count; i++) {
@@ -202,7 +210,7 @@ static void timeout_send(api_request_t *req) {
                                "the same Idempotency-Key or id\"}}";
     api_request_record(req, 503, "request_timeout");
     char lines[160];
-    snprintf(lines, sizeof lines, "%sX-Request-Id: %s\r\nRetry-After: 1\r\n", date_line(), req->request_id);
+    snprintf(lines, sizeof lines, "%sX-Request-Id: %s\r\nRetry-After: 1\r\n", api_engine_date_line(), req->request_id);
     if (api_server_draining(req->server)) http_request_close_after(req->http);
     (void)http_answer(req->http, 503, "application/json", lines, body, sizeof body - 1);
     request_complete(req);
@@ -313,26 +321,30 @@ static void engine_closed(void *ctx, const struct sockaddr *addr, socklen_t addr
     api_conn_address_closed(ctx, addr);
 }
 
+void api_engine_config(http_config_t *config, api_server_t *server, int listen_fd) {
+    http_config_default(config);
+    uint32_t timeout_ms = server->config.connection_timeout_s * 1000u;
+    config->listen_fd = listen_fd;
+    config->threads = server->config.threads < HTTP_THREADS_MAX ? server->config.threads : HTTP_THREADS_MAX;
+    config->connections_max = API_CONNECTIONS_MAX;
+    config->header_bytes_max = ENGINE_HEAD_BYTES_MAX;
+    config->body_bytes_max = ENGINE_BODY_BYTES_UNCHECKED;
+    config->idle_timeout_ms = timeout_ms;
+    config->request_timeout_ms = timeout_ms;
+    config->write_timeout_ms = timeout_ms;
+    config->admit = engine_admit;
+    config->closed = engine_closed;
+    config->admit_ctx = server;
+}
+
 pc_status api_engine_start(api_server_t *server) {
     http_config_t config;
-    http_config_default(&config);
-    uint32_t timeout_ms = server->config.connection_timeout_s * 1000u;
-    config.listen_fd = server->listen_fd;
-    config.threads = server->config.threads < HTTP_THREADS_MAX ? server->config.threads : HTTP_THREADS_MAX;
-    config.connections_max = API_CONNECTIONS_MAX;
-    config.header_bytes_max = ENGINE_HEAD_BYTES_MAX;
-    config.body_bytes_max = ENGINE_BODY_BYTES_UNCHECKED;
-    config.idle_timeout_ms = timeout_ms;
-    config.request_timeout_ms = timeout_ms;
-    config.write_timeout_ms = timeout_ms;
+    api_engine_config(&config, server, server->listen_fd);
     config.handler = engine_request;
     config.head = engine_head;
     config.body = engine_body;
     config.abandoned = engine_abandoned;
     config.handler_ctx = server;
-    config.admit = engine_admit;
-    config.closed = engine_closed;
-    config.admit_ctx = server;
     http_server_t *engine = NULL;
     pc_status status = http_server_start(&engine, &config);
     pthread_mutex_lock(&server->conns_mutex); /* conn.c's reaper reads it */

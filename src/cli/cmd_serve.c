@@ -85,7 +85,7 @@ static void serve_opts(cli_opt opts[OPT_COUNT]) {
         {"advertise", "PAYCORE_ADVERTISE", false, NULL, "with --shards: the address other nodes of the set forward requests to once this node writes the set, http://HOST:PORT (default: http://<--listen address>)"},
         {"standby-forward-reads", "PAYCORE_STANDBY_FORWARD_READS", true, NULL, "with --shards --standby: forward account and transfer reads to the writer too, instead of answering them from the shards (docs/scaleout.md §7; a baseline for bench_forward)"},
         {"http-engine", "PAYCORE_HTTP_ENGINE", true, NULL, "serve on paycore's own HTTP engine (src/http): the default, kept for the scripts that name it"},
-        {"http-mhd", "PAYCORE_HTTP_MHD", true, NULL, "serve on libmicrohttpd instead of paycore's own HTTP engine (a standby of a set of shards, --shards --standby, always does)"},
+        {"http-mhd", "PAYCORE_HTTP_MHD", true, NULL, "serve on libmicrohttpd instead of paycore's own HTTP engine (a standby of a set of shards forwards on the engine until it takes over)"},
     };
     memcpy(opts, defaults, sizeof defaults);
 }

@@ -132,6 +132,9 @@ unsigned http_request_version(const http_request_t *request);
  * false if absent. */
 bool http_request_header(const http_request_t *request, const char *name, http_text_t *value);
 size_t http_request_header_count(const http_request_t *request);
+/* The header at 'index' (< http_request_header_count), in the order they came: name
+ * and value (without surrounding blanks). */
+void http_request_header_at(const http_request_t *request, size_t index, http_text_t *name, http_text_t *value);
 http_text_t http_request_body(const http_request_t *request);
 /* The body's declared length (Content-Length; 0 without, and for a chunked body until
  * it is whole): known from the head hook on. */

@@ -1013,6 +1013,14 @@ size_t http_request_header_count(const http_request_t *request) {
     return request->conn->head.header_count;
 }
 
+void http_request_header_at(const http_request_t *request, size_t index, http_text_t *name, http_text_t *value) {
+    const http_conn_t *conn = request->conn;
+    PC_ASSERT(index < conn->head.header_count);
+    const http_header_slot_t *slot = &conn->head.headers[index];
+    *name = (http_text_t){conn->in + slot->name_offset, slot->name_bytes};
+    *value = (http_text_t){conn->in + slot->value_offset, slot->value_bytes};
+}
+
 http_text_t http_request_body(const http_request_t *request) {
     const http_conn_t *conn = request->conn;
     return (http_text_t){conn->in + conn->head.head_bytes, (size_t)conn->head.body_bytes};

@@ -1,8 +1,7 @@
 """Goal: the CLI client commands reach a real server, print a table or --json, and on
 failure print the API's error code and exit non-zero; every command has --help; the
 load generator prints its key=value line and its transfers land; serve's choice of
-HTTP server: --http-engine and --http-mhd at once are refused, a standby of shards
-says that it serves on libmicrohttpd. Method: a real server; PAYCORE_URL/PAYCORE_KEY in
+HTTP server: --http-engine and --http-mhd at once are refused. Method: a real server; PAYCORE_URL/PAYCORE_KEY in
 the environment; outputs parsed back."""
 import json
 import os
@@ -94,13 +93,6 @@ def test_http_server_choice():
         db = os.path.join(tmp, "n.db")
         code, _, err = run(env, "serve", "--http-engine", "--http-mhd", "--db", db, "--listen", "127.0.0.1:0")
         check(code == 2 and "--http-engine and --http-mhd" in err, "both servers named: %d %r" % (code, err[-300:]))
-        # a standby of shards (its forwarder is libmicrohttpd's): says so before it
-        # opens the shards (port 1: refused at once, the start fails after the line)
-        shards = "postgres://127.0.0.1:1/a,postgres://127.0.0.1:1/b"
-        code, _, err = run(env, "serve", "--shards", shards, "--standby", "--db", db, "--listen", "127.0.0.1:0",
-                           "--store-wait-s", "0")
-        check(code != 0 and "serving on libmicrohttpd: a standby's forwarding" in err,
-              "a standby says it serves on libmicrohttpd: %d %r" % (code, err[-400:]))
 
 
 def main():

@@ -298,6 +298,18 @@ static void answer_echo(http_request_t *request) {
         return;
     }
     http_text_t body = http_request_body(request);
+    if (target.byte_count == 8 && memcmp(target.bytes, "/headers", 8) == 0) { /* name=value; each, in order */
+        char text[400];
+        size_t at = 0;
+        for (size_t index = 0; index < http_request_header_count(request); index++) {
+            http_text_t name, value;
+            http_request_header_at(request, index, &name, &value);
+            at += (size_t)snprintf(text + at, sizeof text - at, "%.*s=%.*s;", (int)name.byte_count, name.bytes,
+                                   (int)value.byte_count, value.bytes);
+        }
+        ASSERT_TRUE(http_answer(request, 200, "text/plain", NULL, text, at));
+        return;
+    }
     if (target.byte_count >= 5 && memcmp(target.bytes, "/echo", 5) == 0) { /* the body itself */
         ASSERT_TRUE(http_answer(request, 200, "text/plain", NULL, body.bytes, body.byte_count));
         return;
@@ -996,6 +1008,10 @@ static void test_server_chunked(void) {
     ASSERT_FALSE(answer.close);
     ASSERT_STR_EQ(answer.body, "abcdefg");
     ASSERT_EQ(atomic_load(&body_hook_calls), 2);
+    /* the headers in the order they came, values without their blanks */
+    client_send_text(&client, "GET /headers HTTP/1.1\r\nHost: a\r\nX-B:  two \r\nx-a:1\r\n\r\n");
+    ASSERT_TRUE(client_answer(&client, &answer));
+    ASSERT_STR_EQ(answer.body, "Host=a;X-B=two;x-a=1;");
     /* 3000 1-byte chunks, then a pipelined request in the same send */
     static char ones[40000];
     size_t at = (size_t)sprintf(ones, "POST /ones HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n");
