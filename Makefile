@@ -76,8 +76,9 @@ test-faults: build
 	@PAYCORE_BIN=$(BUILD)/paycore PAYCORE_FAULT_ROUNDS=$(FAULT_ROUNDS) python3 tests/ha/test_bank.py
 	@PAYCORE_BIN=$(BUILD)/paycore python3 tests/ha/fault_vanish.py
 
-# The HTTP server's tests under ThreadSanitizer: MHD threads, the writer thread and
-# the reapers share requests; a data race there fails the run. The crash test too (6
+# The HTTP server's tests under ThreadSanitizer: the engine's workers (api/, the
+# default) and MHD threads (a few api-mhd/ suites), the writer thread and the reapers
+# share requests; a data race there fails the run. The crash test too (6
 # cycles): its checks read the ledger beside a writer thread that expires pending
 # transfers at once after each restart. And many payments at once: flows handed
 # between HTTP, gateway, stage and writer threads. And the simulators on the engine:
@@ -87,7 +88,7 @@ test-tsan: deps
 	@cmake -S . -B $(BUILD_TSAN) -DCMAKE_BUILD_TYPE=Debug -DPC_TSAN=ON >/dev/null
 	@cmake --build $(BUILD_TSAN) -j $(JOBS) --target paycore store_test_crash api_test_router http_test_http http_test_unescape gateway_test_gw_reuse
 	@cd $(BUILD_TSAN) && PAYCORE_SANITIZED=1 PAYCORE_CRASH_ROUNDS=6 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-	  ctest --output-on-failure -j $(JOBS) -R '^(api/|http/|api-engine/test_api_(concurrency|shutdown|stop_race|idempotency_retry)$$|store/test_crash$$|payments/test_payments_concurrent$$|gateway/test_(sim_group|sim_loop|sim_faults|gw_reuse)$$)'
+	  ctest --output-on-failure -j $(JOBS) -R '^(api/|http/|api-mhd/test_api_(concurrency|shutdown|stop_race|idempotency_retry)$$|store/test_crash$$|payments/test_payments_concurrent$$|gateway/test_(sim_group|sim_loop|sim_faults|gw_reuse)$$)'
 
 bench: build
 	@sh scripts/bench.sh $(BUILD) full

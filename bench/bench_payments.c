@@ -52,7 +52,8 @@
  *   --hold  with --profile: once the load is over ("payments=" printed), keeps the
  *           server and its files until standard input closes (a reader copies them)
  *   --cards N  the pool's size (1: the single-card stream)   --seed S  the pool's seed
- *   --http-engine  the server serves on its own HTTP engine (serve --http-engine)
+ *   --http-mhd  the server serves on libmicrohttpd (serve --http-mhd); by default on
+ *               its own HTTP engine, as serve does (--http-engine: the same, accepted)
  *   --sim-http-mhd  the card simulator on libmicrohttpd (--http-mhd); the default is the
  *                   simulator's own (paycore's HTTP engine); --sim-http-engine is still accepted */
 #include <curl/curl.h>
@@ -255,8 +256,8 @@ static bool json_field(const char *json, const char *name, char *out, size_t out
     return true;
 }
 
-/* --http-engine: the server serves on src/http instead of libmicrohttpd */
-static bool http_engine;
+/* --http-mhd: the server serves on libmicrohttpd instead of src/http (serve's default) */
+static bool http_mhd;
 
 /* ---------------------------------------------------------------- where the time goes */
 
@@ -274,7 +275,7 @@ static const char *const path_segments[PATH_SEGMENTS] = {"api", "gateway_in", "p
  * the bytes it wrote to its files (WAL frames, checkpoints: the cost of each kind of
  * write, independent of how fast the disk is today). */
 /* Server threads by name (pthread_setname_np); MHD names its workers "MHD-…", the
- * engine of --http-engine (src/http) "http-worker": both are the http group. */
+ * engine (src/http, serve's default) "http-worker": both are the http group. */
 enum { GROUP_WRITER, GROUP_CHECKPOINTER, GROUP_GATEWAY, GROUP_STAGE, GROUP_HTTP, GROUP_OTHER, GROUPS };
 static const char *const group_names[GROUPS] = {"writer", "checkpointer", "gateway", "stage", "http", "other"};
 static const char *const group_prefixes[GROUPS] = {"paycore-writer", "paycore-walckpt", "paycore-gw",
@@ -1501,7 +1502,7 @@ static void setup_server(uint16_t sim_port, const char *model, char *base, char 
         argv[argc++] = "--risk-model";
         argv[argc++] = (char *)model;
     }
-    if (http_engine) argv[argc++] = "--http-engine";
+    if (http_mhd) argv[argc++] = "--http-mhd";
     argv[argc] = NULL;
     server_pid = spawn(argv, err, -1);
     snprintf(base, 128, "http://127.0.0.1:%u", (unsigned)server_port(log));
@@ -1549,13 +1550,14 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--quick") == 0) full = false;
         else if (strcmp(argv[i], "--profile") == 0 && value != NULL) profile_s = atof(argv[++i]);
         else if (strcmp(argv[i], "--hold") == 0) hold = true;
-        else if (strcmp(argv[i], "--http-engine") == 0) http_engine = true;
+        else if (strcmp(argv[i], "--http-engine") == 0) http_mhd = false;
+        else if (strcmp(argv[i], "--http-mhd") == 0) http_mhd = true;
         else if (strcmp(argv[i], "--sim-http-engine") == 0) sim_http_mhd = false; /* the default */
         else if (strcmp(argv[i], "--sim-http-mhd") == 0) sim_http_mhd = true;
         else if (strcmp(argv[i], "--cards") == 0) customer_count = (uint32_t)flag_number(argv[i++], value, 1, CARDS_MAX);
         else if (strcmp(argv[i], "--seed") == 0) pool_seed = flag_number(argv[i++], value, 0, UINT64_MAX);
         else {
-            fprintf(stderr, "usage: bench_payments [--quick | --full | --profile SECONDS [--hold]] [--cards N] [--seed S] [--http-engine] [--sim-http-mhd]\n");
+            fprintf(stderr, "usage: bench_payments [--quick | --full | --profile SECONDS [--hold]] [--cards N] [--seed S] [--http-engine | --http-mhd] [--sim-http-engine | --sim-http-mhd]\n");
             return 2;
         }
     }

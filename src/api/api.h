@@ -189,7 +189,8 @@ typedef struct {
     uint32_t request_timeout_ms; /* waiting for the writer longer: 503 request_timeout
                                     (the command still completes); 0 = never */
     bool metrics_auth;           /* /metrics needs a key (read scope) */
-    bool http_engine;            /* serve on src/http (engine.c) instead of libmicrohttpd */
+    bool http_engine;            /* serve on src/http (engine.c; the default) instead of
+                                  * libmicrohttpd; a standby of shards uses libmicrohttpd */
     /* Optional: called once (writer thread) when the store failed for good and the
      * writer stopped writing: the process must stop (api_server_failed). */
     void (*writer_failed)(void *ctx);

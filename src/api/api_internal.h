@@ -170,6 +170,7 @@ typedef struct {
     uint32_t connections_per_ip_max;
     uint32_t request_timeout_ms;   /* the writer's: a forwarded request waits a margin more */
     const char *self_address;      /* this node's advertised address: never forwarded to */
+    api_server_t *server;          /* its per-address connection table (conn.c) */
     shard_directory_t *directory;  /* borrowed: outlives the forwarder */
     const char *const *shard_urls; /* the set's shards: the reads answered here (forward_read.c) */
     uint32_t shard_count;
@@ -182,19 +183,24 @@ typedef struct {
 PC_MUST_USE pc_status api_forward_start(api_forward_t **out, const api_forward_config_t *config);
 /* Stops after the requests in flight; returns the listen socket (-1: none). */
 int api_forward_stop(api_forward_t *forward);
+/* A request to the forwarder (forward.c), held by the engine until answered: what
+ * forward_read.c reads of it. Strings are the request's, valid until its answer. */
+typedef struct api_forward_req api_forward_req_t;
+const char *api_forward_method(const api_forward_req_t *req);
+const char *api_forward_path(const api_forward_req_t *req);   /* unescaped */
+const char *api_forward_header(api_forward_req_t *req, const char *name); /* NULL: absent */
+const char *api_forward_arg(void *req, const char *name);     /* a query argument (api_arg_lookup_fn) */
+bool api_forward_args_only(const api_forward_req_t *req, const char *const *allowed);
 /* A reply made by the forwarding node itself (X-Request-Id "fwd-..."; Retry-After
- * when retry_after_s > 0). */
-enum MHD_Result api_forward_reply_json(struct MHD_Connection *connection, unsigned http_status, json_t *body,
-                                       uint32_t retry_after_s);
-enum MHD_Result api_forward_reply_error(struct MHD_Connection *connection, pc_status status, const char *message,
-                                        uint32_t retry_after_s);
+ * when retry_after_s > 0; 'body' taken): the request's answer. */
+void api_forward_reply_json(api_forward_req_t *req, unsigned http_status, json_t *body, uint32_t retry_after_s);
+void api_forward_reply_error(api_forward_req_t *req, pc_status status, const char *message, uint32_t retry_after_s);
 /* forward_read.c: the reads a standby answers from the shards' databases. */
 typedef struct api_forward_reads api_forward_reads_t;
 PC_MUST_USE pc_status api_forward_reads_open(api_forward_reads_t **out, const api_forward_config_t *config);
 void api_forward_reads_close(api_forward_reads_t *reads);
-/* true when the request was answered here (*result), false: forward it. */
-bool api_forward_read_local(api_forward_reads_t *reads, struct MHD_Connection *connection, const char *method,
-                            const char *url, enum MHD_Result *result);
+/* true when the request was answered here, false: forward it. */
+bool api_forward_read_local(api_forward_reads_t *reads, api_forward_req_t *req);
 
 /* ---- the server (server.c) ---- */
 struct api_server {
@@ -354,14 +360,9 @@ bool api_list_query(api_request_t *req, store_query_t *query, bool time_range);
  * (api_list_range_params); NULL-terminated. */
 extern const char *const api_list_params[];
 extern const char *const api_list_range_params[];
-/* A list's query of 'connection' into 'query' (strings borrowed from the connection),
- * without a reply: NULL when each value is valid, else the first bad parameter's name.
- * Names outside the lists above are not looked at. */
-const char *api_list_query_parse(struct MHD_Connection *connection, store_query_t *query);
 /* GET /v1/accounts: its parameters (limit, starting_after or cursor, an earlier
- * page's next_cursor), and their parse as api_list_query_parse's. */
+ * page's next_cursor), and their parse as api_list_query_parse_with's (below). */
 extern const char *const api_accounts_list_params[];
-const char *api_accounts_list_parse(struct MHD_Connection *connection, store_query_t *query);
 
 
 /* ---- one request (request.c, server.c, submit.c) ---- */
@@ -527,9 +528,25 @@ void api_engine_stop(api_server_t *server);
 void api_request_wake(api_request_t *req);
 const char *api_engine_query(const api_request_t *req, const char *name);
 const char *api_engine_header(api_request_t *req, const char *name);
+/* The engine's limits as the API applies them (connections, a head within 7 KiB, the
+ * body left to the hooks, --timeout-s, the per-address table of conn.c) on
+ * 'listen_fd'; the caller sets the handler and the hooks. */
+void api_engine_config(http_config_t *config, api_server_t *server, int listen_fd);
+/* A query (after '?') split in place into name[=value] pairs on '&', each unescaped,
+ * into 'args' (api_query_arg_slots(query) of them: the pairs and a NULL name). */
+uint32_t api_query_arg_slots(const char *query);
+void api_query_split(char *query, api_query_arg_t *args);
+/* %XX decoded in place as libmicrohttpd does; 'plus': '+' is a blank (a query). */
+void api_unescape(char *text, bool plus);
+/* "Date: <IMF-fixdate>\r\n" of now, this thread's (formatted once a second). */
+const char *api_engine_date_line(void);
 /* A query argument lookup (routes_read.c's lists on both servers). */
 typedef const char *(*api_arg_lookup_fn)(void *ctx, const char *name);
+/* A list's query, each parameter found with 'lookup', into 'query' (strings borrowed),
+ * without a reply: NULL when each value is valid, else the first bad parameter's name.
+ * Names outside the lists above are not looked at. */
 const char *api_list_query_parse_with(api_arg_lookup_fn lookup, void *ctx, store_query_t *query);
+const char *api_accounts_list_parse_with(api_arg_lookup_fn lookup, void *ctx, store_query_t *query);
 
 /* server.c */
 store_reader_t *api_server_reader_acquire(api_server_t *server);

@@ -22,6 +22,7 @@
 
 #define ENGINE_BODY_BYTES_UNCHECKED (UINT64_C(1) << 62) /* the head hook checks --body-max */
 #define ENGINE_HEADER_LINES_BYTES 1024
+#define ENGINE_BODY_CHARGE_BYTES_MIN 4096 /* request.c's first body buffer */
 /* A head libmicrohttpd serves within its 8 KiB of connection memory (API_CONNECTION_
  * MEMORY_BYTES, which also holds its own state): 6 KiB heads served, 8 KiB ones 431
  * (tests/api/test_api_headers.py) on both servers. */
@@ -37,12 +38,17 @@ static char *arena_text(api_request_t *req, const char *bytes, size_t byte_count
     return text;
 }
 
-/* The query after '?': name[=value] pairs split on '&', each unescaped. */
-static bool query_parse(api_request_t *req, char *query) {
+/* %XX decoded in place, as libmicrohttpd's unescape does (an invalid escape stays);
+ * 'plus': '+' is a blank (query arguments). */
+void api_unescape(char *text, bool plus) { http_percent_decode_in_place(text, plus); }
+
+uint32_t api_query_arg_slots(const char *query) {
     uint32_t count = 2; /* and the end */
     for (const char *at = query; *at != '\0'; at++) count += *at == '&';
-    req->query_args = api_alloc(req, count * sizeof *req->query_args);
-    if (req->query_args == NULL) return false;
+    return count;
+}
+
+void api_query_split(char *query, api_query_arg_t *args) {
     uint32_t used = 0;
     char *next = query;
     while (next != NULL) {
@@ -51,12 +57,19 @@ static bool query_parse(api_request_t *req, char *query) {
         if (next != NULL) *next++ = '\0';
         if (pair[0] == '\0') continue;
         char *equals = strchr(pair, '=');
-        if (equals != NULL) *equals = '\0';
-        http_percent_decode_in_place(pair, true);
-        if (equals != NULL) http_percent_decode_in_place(equals + 1, true);
-        req->query_args[used++] = (api_query_arg_t){pair, equals != NULL ? equals + 1 : NULL};
+        if (equals != NULL) *equals++ = '\0';
+        api_unescape(pair, true);
+        if (equals != NULL) api_unescape(equals, true);
+        args[used++] = (api_query_arg_t){pair, equals};
     }
-    req->query_args[used] = (api_query_arg_t){NULL, NULL};
+    args[used] = (api_query_arg_t){NULL, NULL};
+}
+
+/* The query after '?', into the request's arena. */
+static bool query_parse(api_request_t *req, char *query) {
+    req->query_args = api_alloc(req, api_query_arg_slots(query) * sizeof *req->query_args);
+    if (req->query_args == NULL) return false;
+    api_query_split(query, req->query_args);
     return true;
 }
 
@@ -90,7 +103,7 @@ static api_request_t *request_open(api_server_t *server, http_request_t *http) {
     if (path == NULL) return NULL;
     memcpy(path, target.bytes, path_bytes);
     path[path_bytes] = '\0';
-    http_percent_decode_in_place(path, false);
+    api_unescape(path, false);
     api_request_t *req = api_request_new(server, NULL, method, path);
     if (path != path_local) free(path);
     if (req == NULL) return NULL;
@@ -125,7 +138,7 @@ static char *header_line(char *at, const char *end, const char *name, const char
 
 /* "Date: <IMF-fixdate>\r\n" as libmicrohttpd sends it; formatted once a second per
  * thread (clients and caches read it; the answer's other lines are preformatted). */
-static const char *date_line(void) {
+const char *api_engine_date_line(void) {
     static __thread char line[48];
     static __thread time_t line_s = -1;
     time_t now_s = time(NULL);
@@ -153,8 +166,8 @@ static void reply_send(api_request_t *req) {
     api_request_record(req, req->http_status, req->reply_code != PC_OK ? pc_status_code(req->reply_code) : "");
     char lines[ENGINE_HEADER_LINES_BYTES];
     char *at = lines, *end = lines + sizeof lines;
-    size_t date_bytes = strlen(date_line());
-    memcpy(at, date_line(), date_bytes + 1);
+    size_t date_bytes = strlen(api_engine_date_line());
+    memcpy(at, api_engine_date_line(), date_bytes + 1);
     at += date_bytes;
     at = header_line(at, end, "X-Request-Id", req->request_id);
     for (uint32_t i = 0; i < req->reply_header_count; i++) {
@@ -177,7 +190,7 @@ static void timeout_send(api_request_t *req) {
                                "the same Idempotency-Key or id\"}}";
     api_request_record(req, 503, "request_timeout");
     char lines[160];
-    snprintf(lines, sizeof lines, "%sX-Request-Id: %s\r\nRetry-After: 1\r\n", date_line(), req->request_id);
+    snprintf(lines, sizeof lines, "%sX-Request-Id: %s\r\nRetry-After: 1\r\n", api_engine_date_line(), req->request_id);
     if (api_server_draining(req->server)) http_request_close_after(req->http);
     (void)http_answer(req->http, 503, "application/json", lines, body, sizeof body - 1);
     request_complete(req);
@@ -237,16 +250,44 @@ static void engine_request(void *ctx, http_request_t *http) {
     api_request_release(req);
 }
 
-/* The client left (or a deadline closed the connection) between the head and the end
- * of its body: the handler never runs. As libmicrohttpd's on_completed without a reply:
- * counted, its Idempotency-Key freed, the request released. */
-static void engine_abandoned(void *ctx, http_request_t *http, bool expired) {
+/* A chunked body announced to reach 'body_bytes' (before that chunk's data is read):
+ * over --body-max 413, as libmicrohttpd's path counts it while reading; charged to the
+ * key's body budget ahead of the buffer, doubling as request.c's body_grow does (so
+ * its copy of the body charges nothing more), 503 limit_reached past it. */
+static bool engine_body(void *ctx, http_request_t *http, uint64_t body_bytes) {
+    api_server_t *server = ctx;
+    api_request_t *req = http_request_context(http);
+    uint64_t body_max_bytes = server->config.body_bytes_max;
+    uint64_t charged_bytes = req->body_charged_bytes;
+    if (body_bytes > body_max_bytes) {
+        api_reply_error(req, PC_BODY_TOO_LARGE, NULL, NULL);
+    } else if (body_bytes + 1 > charged_bytes) {
+        uint64_t charge_to_bytes = charged_bytes * 2 > ENGINE_BODY_CHARGE_BYTES_MIN ? charged_bytes * 2
+                                                                                 : ENGINE_BODY_CHARGE_BYTES_MIN;
+        if (charge_to_bytes < body_bytes + 1) charge_to_bytes = body_bytes + 1;
+        if (charge_to_bytes > body_max_bytes + 1) charge_to_bytes = body_max_bytes + 1;
+        if (api_body_charge(req, charge_to_bytes - charged_bytes) != PC_OK) {
+            api_reply_error(req, PC_LIMIT_REACHED, NULL, NULL);
+            api_reply_header(req, "Retry-After", "1");
+        }
+    }
+    if (!atomic_load(&req->replied)) return true;
+    reply_send(req);
+    return false;
+}
+
+/* The client left (or a deadline closed the connection, or the engine refused the
+ * body's chunk framing) between the head and the end of its body: the handler never
+ * runs. As libmicrohttpd's on_completed without a reply: counted, its Idempotency-Key
+ * freed, the request released. */
+static void engine_abandoned(void *ctx, http_request_t *http, unsigned status) {
     (void)ctx;
     api_request_t *req = http_request_context(http);
     if (req == NULL) return;
     http_request_set_context(http, NULL);
-    if (expired) api_request_record(req, 408, "request_deadline");
-    else api_request_record(req, 499, "client_closed");
+    if (status == 408) api_request_record(req, 408, "request_deadline");
+    else if (status == 0) api_request_record(req, 499, "client_closed");
+    else api_request_record(req, (int)status, http_refusal_code(status));
     request_complete(req);
 }
 
@@ -260,25 +301,30 @@ static void engine_closed(void *ctx, const struct sockaddr *addr, socklen_t addr
     api_conn_address_closed(ctx, addr);
 }
 
+void api_engine_config(http_config_t *config, api_server_t *server, int listen_fd) {
+    http_config_default(config);
+    uint32_t timeout_ms = server->config.connection_timeout_s * 1000u;
+    config->listen_fd = listen_fd;
+    config->threads = server->config.threads < HTTP_THREADS_MAX ? server->config.threads : HTTP_THREADS_MAX;
+    config->connections_max = API_CONNECTIONS_MAX;
+    config->header_bytes_max = ENGINE_HEAD_BYTES_MAX;
+    config->body_bytes_max = ENGINE_BODY_BYTES_UNCHECKED;
+    config->idle_timeout_ms = timeout_ms;
+    config->request_timeout_ms = timeout_ms;
+    config->write_timeout_ms = timeout_ms;
+    config->admit = engine_admit;
+    config->closed = engine_closed;
+    config->admit_ctx = server;
+}
+
 pc_status api_engine_start(api_server_t *server) {
     http_config_t config;
-    http_config_default(&config);
-    uint32_t timeout_ms = server->config.connection_timeout_s * 1000u;
-    config.listen_fd = server->listen_fd;
-    config.threads = server->config.threads < HTTP_THREADS_MAX ? server->config.threads : HTTP_THREADS_MAX;
-    config.connections_max = API_CONNECTIONS_MAX;
-    config.header_bytes_max = ENGINE_HEAD_BYTES_MAX;
-    config.body_bytes_max = ENGINE_BODY_BYTES_UNCHECKED;
-    config.idle_timeout_ms = timeout_ms;
-    config.request_timeout_ms = timeout_ms;
-    config.write_timeout_ms = timeout_ms;
+    api_engine_config(&config, server, server->listen_fd);
     config.handler = engine_request;
     config.head = engine_head;
+    config.body = engine_body;
     config.abandoned = engine_abandoned;
     config.handler_ctx = server;
-    config.admit = engine_admit;
-    config.closed = engine_closed;
-    config.admit_ctx = server;
     http_server_t *engine = NULL;
     pc_status status = http_server_start(&engine, &config);
     pthread_mutex_lock(&server->conns_mutex); /* conn.c's reaper reads it */
@@ -293,5 +339,12 @@ void api_engine_stop(api_server_t *server) {
     http_server_t *engine = server->engine;
     server->engine = NULL;
     pthread_mutex_unlock(&server->conns_mutex);
-    http_server_stop(engine); /* NULL: none */
+    /* every connection closed; every held request answered, or past the engine's bound
+     * (HTTP_STOP_WAIT_MS_DEFAULT: the writer drained before, so only a thread that
+     * never answers leaves one) logged here */
+    uint64_t unanswered = http_server_stop(engine); /* NULL: none */
+    if (unanswered > 0) {
+        obs_logf(OBS_LEVEL_ERROR, "stop: %llu requests held by the HTTP engine were not answered within %u ms; "
+                 "their connections are closed", (unsigned long long)unanswered, HTTP_STOP_WAIT_MS_DEFAULT);
+    }
 }

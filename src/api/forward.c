@@ -20,10 +20,14 @@
  * keeping its connections): a forwarded request costs no connect. A reused connection
  * the writer closed meanwhile is retried by libcurl on a fresh one; a request whose
  * first try left on such a connection counts as sent (shard_forward_failed), never as
- * "nothing was sent". */
+ * "nothing was sent".
+ *
+ * Served on paycore's HTTP engine (src/http): its head and body hooks refuse a body
+ * past --body-max (413) before it is read; its handler hands each request to the
+ * forwarding threads (a queue; never a network or database call on an engine worker),
+ * which read (forward_read.c) or forward it and answer with http_answer(). */
 #include <curl/curl.h>
 #include <jansson.h>
-#include <microhttpd.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -39,11 +43,12 @@
 #define FORWARD_HEADER "Paycore-Forwarded"  /* the forwarding node's address: never forwarded twice */
 #define FENCE_HEADER "Paycore-Writer"        /* the writer's fence (shard.h): run only by that writer */
 
+#define FORWARD_HEADER_TEXTS_MAX 8 /* header values one request reads as C strings */
+
 struct api_forward {
-    struct MHD_Daemon *daemon;
+    http_server_t *engine;
     int listen_fd;          /* borrowed: handed back by api_forward_stop */
-    api_acceptor_t acceptor;
-    _Atomic uint32_t conns;  /* handed to 'daemon' and not yet closed (accept.c keeps the limit) */
+    api_server_t *server;   /* the per-address table (conn.c) */
     shard_directory_t *directory;
     api_forward_reads_t *reads; /* the reads answered here (forward_read.c) */
     char self[STORE_WRITER_ADDRESS_SIZE];
@@ -52,7 +57,28 @@ struct api_forward {
     pthread_mutex_t pool_mutex;
     CURL **pool;            /* idle handles, each with its open connections to the writer */
     uint32_t pool_count;
-    uint32_t pool_capacity; /* the daemon's threads: one handle in use per thread at most */
+    uint32_t pool_capacity; /* the forwarding threads: one handle in use per thread at most */
+    /* requests handed over by the engine's workers; at most one per connection, so the
+     * ring (API_CONNECTIONS_MAX) never fills */
+    pthread_mutex_t queue_mutex;
+    pthread_cond_t queue_ready;
+    http_request_t **queue;
+    uint32_t queue_head, queue_count;
+    bool stopping;
+    pthread_t *threads;
+    uint32_t thread_count;
+};
+
+/* A request as the forwarding threads see it (api_forward_req_t in api_internal.h). */
+struct api_forward_req {
+    http_request_t *http;
+    api_forward_t *forward;
+    char method[16];
+    char *path;             /* unescaped; owned */
+    char *query;            /* the arguments' text, unescaped; owned */
+    api_query_arg_t *args;  /* into 'query', ending with a NULL name; owned */
+    char *texts[FORWARD_HEADER_TEXTS_MAX]; /* header values handed out; owned */
+    uint32_t text_count;
 };
 
 /* ---- the pool of handles (and so of connections) to the writer ---- */
@@ -108,51 +134,101 @@ static void buffer_append(fwd_buffer_t *buffer, const char *data, size_t bytes) 
     buffer->bytes += bytes;
 }
 
+/* ---- the request ---- */
+
+const char *api_forward_method(const api_forward_req_t *req) {
+    return req->method;
+}
+
+const char *api_forward_path(const api_forward_req_t *req) {
+    return req->path;
+}
+
+const char *api_forward_header(api_forward_req_t *req, const char *name) {
+    http_text_t value;
+    if (!http_request_header(req->http, name, &value) || req->text_count == FORWARD_HEADER_TEXTS_MAX) return NULL;
+    char *text = strndup(value.bytes, value.byte_count);
+    if (text != NULL) req->texts[req->text_count++] = text;
+    return text;
+}
+
+const char *api_forward_arg(void *ctx, const char *name) {
+    const api_forward_req_t *req = ctx;
+    for (uint32_t i = 0; req->args != NULL && req->args[i].name != NULL; i++) {
+        if (strcmp(req->args[i].name, name) == 0) return req->args[i].value;
+    }
+    return NULL;
+}
+
+bool api_forward_args_only(const api_forward_req_t *req, const char *const *allowed) {
+    for (uint32_t i = 0; req->args != NULL && req->args[i].name != NULL; i++) {
+        bool found = false;
+        for (uint32_t a = 0; allowed[a] != NULL && !found; a++) found = strcmp(allowed[a], req->args[i].name) == 0;
+        if (!found) return false;
+    }
+    return true;
+}
+
+/* The query after '?', read as the API's engine reads it (engine.c). */
+static bool req_query_split(api_forward_req_t *req, const char *query, size_t query_bytes) {
+    req->query = strndup(query, query_bytes);
+    if (req->query == NULL) return false;
+    req->args = calloc(api_query_arg_slots(req->query), sizeof *req->args);
+    if (req->args == NULL) return false;
+    api_query_split(req->query, req->args);
+    return true;
+}
+
+/* Method, unescaped path and query of 'http'; false on no memory. */
+static bool req_open(api_forward_req_t *req, api_forward_t *forward, http_request_t *http) {
+    *req = (api_forward_req_t){.http = http, .forward = forward};
+    http_text_t method = http_request_method(http), target = http_request_target(http);
+    snprintf(req->method, sizeof req->method, "%.*s", (int)method.byte_count, method.bytes);
+    const char *question = memchr(target.bytes, '?', target.byte_count);
+    size_t path_bytes = question != NULL ? (size_t)(question - target.bytes) : target.byte_count;
+    req->path = strndup(target.bytes, path_bytes);
+    if (req->path == NULL) return false;
+    api_unescape(req->path, false);
+    return question == NULL || req_query_split(req, question + 1, target.byte_count - path_bytes - 1);
+}
+
+static void req_close(api_forward_req_t *req) {
+    for (uint32_t i = 0; i < req->text_count; i++) free(req->texts[i]);
+    free(req->path);
+    free(req->query);
+    free(req->args);
+}
+
 /* ---- replies made here ---- */
 
-enum MHD_Result api_forward_reply_json(struct MHD_Connection *connection, unsigned http_status, json_t *body,
-                                       uint32_t retry_after_s) {
+void api_forward_reply_json(api_forward_req_t *req, unsigned http_status, json_t *body, uint32_t retry_after_s) {
     char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
-    const char *fallback = "{\"error\":{\"type\":\"api_error\",\"code\":\"out_of_memory\"}}";
-    struct MHD_Response *response = text != NULL
-        ? MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE)
-        : MHD_create_response_from_buffer(strlen(fallback), (void *)fallback, MHD_RESPMEM_PERSISTENT);
-    if (response == NULL) {
-        free(text);
-        return MHD_NO;
-    }
-    MHD_add_response_header(response, "Content-Type", "application/json");
+    static const char fallback[] = "{\"error\":{\"type\":\"api_error\",\"code\":\"out_of_memory\"}}";
     uint8_t random[8];
     char request_id[24] = "fwd-";
     randombytes_buf(random, sizeof random);
     sodium_bin2hex(request_id + 4, sizeof request_id - 4, random, sizeof random);
-    MHD_add_response_header(response, "X-Request-Id", request_id); /* answered here, not by the writer */
-    char retry_after[16];
-    snprintf(retry_after, sizeof retry_after, "%u", retry_after_s);
-    if (retry_after_s > 0) MHD_add_response_header(response, "Retry-After", retry_after);
-    enum MHD_Result result = MHD_queue_response(connection, http_status, response);
-    MHD_destroy_response(response);
-    return result;
+    char lines[160]; /* answered here, not by the writer */
+    int at = snprintf(lines, sizeof lines, "%sX-Request-Id: %s\r\n", api_engine_date_line(), request_id);
+    if (retry_after_s > 0) snprintf(lines + at, sizeof lines - (size_t)at, "Retry-After: %u\r\n", retry_after_s);
+    if (text == NULL) http_status = 503;
+    (void)http_answer(req->http, http_status, "application/json", lines, text != NULL ? text : fallback,
+                      text != NULL ? strlen(text) : sizeof fallback - 1);
+    free(text);
 }
 
-enum MHD_Result api_forward_reply_error(struct MHD_Connection *connection, pc_status status, const char *message,
-                                        uint32_t retry_after_s) {
+void api_forward_reply_error(api_forward_req_t *req, pc_status status, const char *message, uint32_t retry_after_s) {
     obs_logf(OBS_LEVEL_INFO, "forward: %s: %s", pc_status_code(status), message != NULL ? message : "");
-    return api_forward_reply_json(connection, (unsigned)pc_status_http(status),
-                                  json_pack("{s:o}", "error", api_error_json(status, NULL, message)), retry_after_s);
+    api_forward_reply_json(req, (unsigned)pc_status_http(status),
+                           json_pack("{s:o}", "error", api_error_json(status, NULL, message)), retry_after_s);
 }
 
-static enum MHD_Result reply_error(struct MHD_Connection *connection, pc_status status, const char *message) {
-    return api_forward_reply_error(connection, status, message, pc_status_transient(status) ? 1 : 0);
+static void reply_error(api_forward_req_t *req, pc_status status, const char *message) {
+    api_forward_reply_error(req, status, message, pc_status_transient(status) ? 1 : 0);
 }
 
 /* ---- the forwarded request ---- */
-
-typedef struct {
-    struct curl_slist *headers;
-    bool failed;
-} header_walk_t;
 
 static bool hop_by_hop(const char *name) {
     static const char *const names[] = {"Host", "Content-Length", "Connection", "Keep-Alive", "Transfer-Encoding",
@@ -164,79 +240,43 @@ static bool hop_by_hop(const char *name) {
     return false;
 }
 
-static enum MHD_Result header_add(void *cls, enum MHD_ValueKind kind, const char *name, const char *value) {
-    header_walk_t *walk = cls;
-    (void)kind;
-    if (name == NULL || hop_by_hop(name)) return MHD_YES;
-    size_t bytes = strlen(name) + (value != NULL ? strlen(value) : 0) + 3;
-    char *line = malloc(bytes);
-    if (line == NULL) {
-        walk->failed = true;
-        return MHD_NO;
-    }
-    snprintf(line, bytes, "%s: %s", name, value != NULL ? value : "");
-    struct curl_slist *grown = curl_slist_append(walk->headers, line);
-    free(line);
-    if (grown == NULL) walk->failed = true;
-    else walk->headers = grown;
-    return grown != NULL ? MHD_YES : MHD_NO;
-}
-
-typedef struct {
-    fwd_buffer_t url;
-    bool failed;
-} query_walk_t;
-
-/* MHD hands the query decoded: encoded again, in the order it came. */
-static enum MHD_Result query_add(void *cls, enum MHD_ValueKind kind, const char *name, const char *value) {
-    query_walk_t *walk = cls;
-    (void)kind;
-    char *name_encoded = curl_easy_escape(NULL, name, 0);
-    char *value_encoded = value != NULL ? curl_easy_escape(NULL, value, 0) : NULL;
-    if (name_encoded == NULL || (value != NULL && value_encoded == NULL)) walk->failed = true;
-    if (!walk->failed) {
-        buffer_append(&walk->url, strchr(walk->url.data, '?') != NULL ? "&" : "?", 1);
-        buffer_append(&walk->url, name_encoded, strlen(name_encoded));
-        if (value_encoded != NULL) {
-            buffer_append(&walk->url, "=", 1);
-            buffer_append(&walk->url, value_encoded, strlen(value_encoded));
+/* The request's headers as they came, but those of the hop; NULL with *failed. */
+static struct curl_slist *headers_forwarded(http_request_t *http, bool *failed) {
+    struct curl_slist *headers = NULL;
+    size_t count = http_request_header_count(http);
+    for (size_t index = 0; index < count && !*failed; index++) {
+        http_text_t name, value;
+        http_request_header_at(http, index, &name, &value);
+        char name_text[128];
+        if (name.byte_count >= sizeof name_text) continue; /* no header the writer reads is so long */
+        memcpy(name_text, name.bytes, name.byte_count);
+        name_text[name.byte_count] = '\0';
+        if (hop_by_hop(name_text)) continue;
+        char *line = malloc(name.byte_count + value.byte_count + 3);
+        if (line == NULL) {
+            *failed = true;
+            break;
         }
-        buffer_append(&walk->url, "", 1); /* keeps it a C string */
-        if (!walk->url.too_large) walk->url.bytes--;
+        sprintf(line, "%s: %.*s", name_text, (int)value.byte_count, value.bytes);
+        struct curl_slist *grown = curl_slist_append(headers, line);
+        free(line);
+        if (grown == NULL) *failed = true;
+        else headers = grown;
     }
-    curl_free(name_encoded);
-    curl_free(value_encoded);
-    return walk->failed || walk->url.too_large ? MHD_NO : MHD_YES;
+    return headers;
 }
 
-/* MHD hands the path decoded too: each segment encoded again ("a b" -> "a%20b"). */
-static void path_add(query_walk_t *walk, const char *path) {
-    while (*path != '\0' && !walk->failed) {
-        size_t bytes = strcspn(path, "/");
-        char *encoded = bytes > 0 ? curl_easy_escape(NULL, path, (int)bytes) : NULL;
-        if (bytes > 0 && encoded == NULL) walk->failed = true;
-        if (encoded != NULL) buffer_append(&walk->url, encoded, strlen(encoded));
-        curl_free(encoded);
-        path += bytes;
-        if (*path == '/') buffer_append(&walk->url, "/", 1), path++;
-    }
+/* address + the target as it came (path and query still escaped), as a C string. */
+static char *target_url(http_request_t *http, const char *address) {
+    http_text_t target = http_request_target(http);
+    size_t address_bytes = strlen(address);
+    char *url = malloc(address_bytes + target.byte_count + 1);
+    if (url == NULL) return NULL;
+    memcpy(url, address, address_bytes);
+    memcpy(url + address_bytes, target.bytes, target.byte_count);
+    url[address_bytes + target.byte_count] = '\0';
+    return url;
 }
-
-/* address + path + query, as a C string (NULL on no memory). */
-static char *target_url(struct MHD_Connection *connection, const char *address, const char *path) {
-    query_walk_t walk = {.url = {.bytes_max = 64 * 1024}};
-    buffer_append(&walk.url, address, strlen(address));
-    path_add(&walk, path);
-    buffer_append(&walk.url, "", 1); /* keeps it a C string */
-    if (!walk.url.too_large) walk.url.bytes--;
-    if (!walk.url.too_large) MHD_get_connection_values(connection, MHD_GET_ARGUMENT_KIND, query_add, &walk);
-    if (walk.failed || walk.url.too_large) {
-        free(walk.url.data);
-        return NULL;
-    }
-    return walk.url.data;
-}
-
 /* The writer's reply as it came: status, headers (but those of the hop), body. */
 typedef struct {
     long http_status;
@@ -303,28 +343,28 @@ static int on_request_try(void *ctx, char *conn_primary_ip, char *conn_local_ip,
 /* One try at the writer: SEND_NOT_SENT when no byte of the request left (the writer
  * is not accepting connections: another may be asked), SEND_LOST when the answer did
  * not come whole. */
-static send_outcome send_once(api_forward_t *forward, struct MHD_Connection *connection, const char *method,
-                              const char *url, const char *fence, const fwd_buffer_t *body, fwd_reply_t *reply,
-                              char *why, size_t why_bytes) {
+static send_outcome send_once(api_forward_t *forward, api_forward_req_t *req, const char *url, const char *fence,
+                              http_text_t body, fwd_reply_t *reply, char *why, size_t why_bytes) {
     CURL *curl = handle_take(forward);
-    header_walk_t walk = {0};
+    bool failed = false;
     uint32_t tries = 0;
     if (curl == NULL) return SEND_NOT_SENT;
-    MHD_get_connection_values(connection, MHD_HEADER_KIND, header_add, &walk);
+    struct curl_slist *headers = headers_forwarded(req->http, &failed);
     char self_header[STORE_WRITER_ADDRESS_SIZE + 32];
     snprintf(self_header, sizeof self_header, "%s: %s", FORWARD_HEADER, forward->self);
-    walk.headers = curl_slist_append(walk.headers, self_header);
+    headers = curl_slist_append(headers, self_header);
     char fence_header[SHARD_FENCE_SIZE + 32];
     snprintf(fence_header, sizeof fence_header, "%s: %s", FENCE_HEADER, fence);
-    walk.headers = curl_slist_append(walk.headers, fence_header);
-    walk.headers = curl_slist_append(walk.headers, "Expect:");
+    headers = curl_slist_append(headers, fence_header);
+    headers = curl_slist_append(headers, "Expect:");
+    const char *method = req->method;
     curl_easy_setopt(curl, CURLOPT_URL, url);
     curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, walk.headers);
-    if (body->bytes > 0 || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    if (body.byte_count > 0 || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
         strcmp(method, "PATCH") == 0) {
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body->data != NULL ? body->data : "");
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body->bytes);
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.byte_count > 0 ? body.bytes : "");
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body.byte_count);
     }
     if (strcmp(method, "HEAD") == 0) curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, (long)FORWARD_CONNECT_TIMEOUT_MS);
@@ -338,11 +378,11 @@ static send_outcome send_once(api_forward_t *forward, struct MHD_Connection *con
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, reply);
     curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, reply_header);
     curl_easy_setopt(curl, CURLOPT_HEADERDATA, reply);
-    CURLcode code = walk.failed ? CURLE_OUT_OF_MEMORY : curl_easy_perform(curl);
+    CURLcode code = failed || headers == NULL ? CURLE_OUT_OF_MEMORY : curl_easy_perform(curl);
     long sent_bytes = 0;
     curl_easy_getinfo(curl, CURLINFO_REQUEST_SIZE, &sent_bytes);
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &reply->http_status);
-    curl_slist_free_all(walk.headers);
+    curl_slist_free_all(headers);
     if (code == CURLE_OK) {
         handle_give_back(forward, curl);
         return SEND_DONE;
@@ -352,16 +392,24 @@ static send_outcome send_once(api_forward_t *forward, struct MHD_Connection *con
     return sent_bytes == 0 && tries <= 1 ? SEND_NOT_SENT : SEND_LOST;
 }
 
-static enum MHD_Result relay(struct MHD_Connection *connection, fwd_reply_t *reply) {
-    struct MHD_Response *response = MHD_create_response_from_buffer(reply->body.bytes, reply->body.data,
-                                                                    MHD_RESPMEM_MUST_COPY);
-    if (response == NULL) return MHD_NO;
+/* The writer's reply, relayed: its status, headers (but those of the hop), body. */
+static void relay(api_forward_req_t *req, fwd_reply_t *reply) {
+    size_t lines_bytes = 1;
     for (uint32_t i = 0; i < reply->header_count; i++) {
-        MHD_add_response_header(response, reply->header_names[i], reply->header_values[i]);
+        lines_bytes += strlen(reply->header_names[i]) + strlen(reply->header_values[i]) + 4;
     }
-    enum MHD_Result result = MHD_queue_response(connection, (unsigned)reply->http_status, response);
-    MHD_destroy_response(response);
-    return result;
+    char *lines = malloc(lines_bytes);
+    if (lines == NULL) {
+        reply_error(req, PC_NO_MEMORY, "the writer's reply does not fit");
+        return;
+    }
+    size_t at = 0;
+    lines[0] = '\0';
+    for (uint32_t i = 0; i < reply->header_count; i++) {
+        at += (size_t)sprintf(lines + at, "%s: %s\r\n", reply->header_names[i], reply->header_values[i]);
+    }
+    (void)http_answer(req->http, (unsigned)reply->http_status, NULL, lines, reply->body.data, reply->body.bytes);
+    free(lines);
 }
 
 /* The writer's address, or the reply that says why there is none. */
@@ -377,107 +425,160 @@ static bool writer_address(api_forward_t *forward, char *address, size_t address
     return true;
 }
 
-static enum MHD_Result forward_request(api_forward_t *forward, struct MHD_Connection *connection,
-                                       const char *method, const char *path, const fwd_buffer_t *body) {
+static void forward_request(api_forward_t *forward, api_forward_req_t *req) {
     char address[STORE_WRITER_ADDRESS_SIZE], fence[SHARD_FENCE_SIZE], why[600];
     fwd_reply_t reply = {.body = {.bytes_max = FORWARD_REPLY_BYTES_MAX}};
     send_outcome outcome = SEND_NOT_SENT;
+    http_text_t body = http_request_body(req->http);
     for (int attempt = 0; attempt < 2 && outcome == SEND_NOT_SENT; attempt++) {
         if (!writer_address(forward, address, sizeof address, fence, why, sizeof why)) {
-            return reply_error(connection, PC_SHARD_WRITER_UNAVAILABLE, why);
+            reply_free(&reply);
+            reply_error(req, PC_SHARD_WRITER_UNAVAILABLE, why);
+            return;
         }
-        char *url = target_url(connection, address, path);
-        if (url == NULL) return reply_error(connection, PC_NO_MEMORY, "the forwarded URL does not fit");
+        char *url = target_url(req->http, address);
+        if (url == NULL) {
+            reply_free(&reply);
+            reply_error(req, PC_NO_MEMORY, "the forwarded URL does not fit");
+            return;
+        }
         reply_free(&reply);
         reply.body.bytes_max = FORWARD_REPLY_BYTES_MAX;
-        outcome = send_once(forward, connection, method, url, fence, body, &reply, why, sizeof why);
+        outcome = send_once(forward, req, url, fence, body, &reply, why, sizeof why);
         free(url);
         if (outcome == SEND_NOT_SENT) shard_directory_forget(forward->directory); /* read the row again */
     }
-    enum MHD_Result result;
     char message[900];
     if (outcome == SEND_DONE) {
-        result = relay(connection, &reply);
+        relay(req, &reply);
     } else if (outcome == SEND_NOT_SENT) {
         snprintf(message, sizeof message, "the set's writer at %s does not accept connections (%s)", address, why);
-        result = reply_error(connection, PC_SHARD_WRITER_UNAVAILABLE, message);
+        reply_error(req, PC_SHARD_WRITER_UNAVAILABLE, message);
     } else {
         snprintf(message, sizeof message, "forwarded to the set's writer at %s, its answer was lost (%s): the"
                  " request may have been applied; retry with the same ids", address, why);
-        result = reply_error(connection, PC_SHARD_FORWARD_FAILED, message);
+        reply_error(req, PC_SHARD_FORWARD_FAILED, message);
     }
     reply_free(&reply);
-    return result;
 }
 
-static enum MHD_Result on_request_end(api_forward_t *forward, struct MHD_Connection *connection,
-                                      const char *method, const char *url, fwd_buffer_t *body) {
-    if (body->too_large) return reply_error(connection, PC_BODY_TOO_LARGE, NULL);
+/* One request, on a forwarding thread: /healthz, a read answered here, or forwarded. */
+static void forward_serve(api_forward_t *forward, api_forward_req_t *req) {
     /* /healthz answers here: the process answers, and says what it is and where the writer is */
-    if (strcmp(url, "/healthz") == 0 && strcmp(method, "GET") == 0) {
+    if (strcmp(req->path, "/healthz") == 0 && strcmp(req->method, "GET") == 0) {
         char address[STORE_WRITER_ADDRESS_SIZE] = "", fence[SHARD_FENCE_SIZE], why[600];
         bool known = shard_directory_writer(forward->directory, address, sizeof address, fence, why,
                                             sizeof why) == PC_OK;
         json_t *reply = json_pack("{s:s,s:s}", "status", "ok", "role", "standby");
         if (reply != NULL) json_object_set_new(reply, "writer", known ? json_string(address) : json_null());
-        return api_forward_reply_json(connection, 200, reply, 0);
+        api_forward_reply_json(req, 200, reply, 0);
+        return;
     }
-    if (MHD_lookup_connection_value(connection, MHD_HEADER_KIND, FORWARD_HEADER) != NULL) {
-        return reply_error(connection, PC_SHARD_WRITER_UNAVAILABLE, "a forwarded request reached a node that does"
-                           " not write the set (the writer changed meanwhile): retry");
+    if (api_forward_header(req, FORWARD_HEADER) != NULL) {
+        reply_error(req, PC_SHARD_WRITER_UNAVAILABLE, "a forwarded request reached a node that does"
+                    " not write the set (the writer changed meanwhile): retry");
+        return;
     }
-    enum MHD_Result result;
-    if (body->bytes == 0 && api_forward_read_local(forward->reads, connection, method, url, &result)) return result;
-    return forward_request(forward, connection, method, url, body);
+    if (http_request_body(req->http).byte_count == 0 && api_forward_read_local(forward->reads, req)) return;
+    forward_request(forward, req);
 }
 
-static enum MHD_Result on_access(void *cls, struct MHD_Connection *connection, const char *url, const char *method,
-                                 const char *version, const char *upload_data, size_t *upload_data_size,
-                                 void **con_cls) {
-    api_forward_t *forward = cls;
-    fwd_buffer_t *body = *con_cls;
-    (void)version;
-    if (body == NULL) {
-        body = calloc(1, sizeof *body);
-        if (body == NULL) return MHD_NO;
-        body->bytes_max = forward->body_bytes_max;
-        *con_cls = body;
-        const char *length = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "Content-Length");
-        if (length != NULL && strtoull(length, NULL, 10) > forward->body_bytes_max) {
-            body->answered = true; /* refused before the body is read, as the writer would */
-            return reply_error(connection, PC_BODY_TOO_LARGE, NULL);
+/* ---- the forwarding threads ---- */
+
+static void *forward_thread(void *arg) {
+    api_forward_t *forward = arg;
+    pthread_setname_np(pthread_self(), "paycore-fwd");
+    pthread_mutex_lock(&forward->queue_mutex);
+    for (;;) {
+        while (forward->queue_count == 0 && !forward->stopping) {
+            pthread_cond_wait(&forward->queue_ready, &forward->queue_mutex);
         }
-        return MHD_YES;
+        if (forward->queue_count == 0) break;
+        http_request_t *http = forward->queue[forward->queue_head];
+        forward->queue_head = (forward->queue_head + 1) % API_CONNECTIONS_MAX;
+        forward->queue_count--;
+        pthread_mutex_unlock(&forward->queue_mutex);
+        api_forward_req_t req;
+        if (req_open(&req, forward, http)) forward_serve(forward, &req);
+        else reply_error(&req, PC_NO_MEMORY, NULL);
+        req_close(&req);
+        pthread_mutex_lock(&forward->queue_mutex);
     }
-    if (body->answered) { /* the rest of the body is discarded */
-        *upload_data_size = 0;
-        return MHD_YES;
-    }
-    if (*upload_data_size > 0) {
-        buffer_append(body, upload_data, *upload_data_size);
-        *upload_data_size = 0;
-        return MHD_YES;
-    }
-    return on_request_end(forward, connection, method, url, body);
+    pthread_mutex_unlock(&forward->queue_mutex);
+    return NULL;
 }
 
-static void on_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
-                         enum MHD_RequestTerminationCode code) {
-    (void)cls;
-    (void)connection;
-    (void)code;
-    fwd_buffer_t *body = *con_cls;
-    if (body != NULL) free(body->data);
-    free(body);
-    *con_cls = NULL;
+/* ---- the engine's hooks (on its workers: nothing here waits) ---- */
+
+/* Refused before the body is read, as the writer would: past --body-max, 413. */
+static bool body_refused(api_forward_t *forward, http_request_t *http, uint64_t body_bytes) {
+    if (body_bytes <= forward->body_bytes_max) return false;
+    api_forward_req_t req = {.http = http, .forward = forward};
+    reply_error(&req, PC_BODY_TOO_LARGE, NULL);
+    return true;
+}
+
+static bool forward_head(void *ctx, http_request_t *http) {
+    return !body_refused(ctx, http, http_request_body_declared(http));
+}
+
+static bool forward_body(void *ctx, http_request_t *http, uint64_t body_bytes) {
+    return !body_refused(ctx, http, body_bytes); /* a chunked body as it grows */
+}
+
+/* The whole request: to the forwarding threads. */
+static void forward_take(void *ctx, http_request_t *http) {
+    api_forward_t *forward = ctx;
+    pthread_mutex_lock(&forward->queue_mutex);
+    PC_ASSERT(forward->queue_count < API_CONNECTIONS_MAX); /* one request per connection at most */
+    forward->queue[(forward->queue_head + forward->queue_count) % API_CONNECTIONS_MAX] = http;
+    forward->queue_count++;
+    pthread_cond_signal(&forward->queue_ready);
+    pthread_mutex_unlock(&forward->queue_mutex);
+}
+
+/* ---- start and stop ---- */
+
+static void threads_stop(api_forward_t *forward) {
+    pthread_mutex_lock(&forward->queue_mutex);
+    forward->stopping = true;
+    pthread_cond_broadcast(&forward->queue_ready);
+    pthread_mutex_unlock(&forward->queue_mutex);
+    for (uint32_t i = 0; i < forward->thread_count; i++) pthread_join(forward->threads[i], NULL);
+    forward->thread_count = 0;
 }
 
 static void forward_free(api_forward_t *forward) {
     for (uint32_t i = 0; i < forward->pool_count; i++) curl_easy_cleanup(forward->pool[i]);
     free(forward->pool);
+    free(forward->queue);
+    free(forward->threads);
     pthread_mutex_destroy(&forward->pool_mutex);
+    pthread_mutex_destroy(&forward->queue_mutex);
+    pthread_cond_destroy(&forward->queue_ready);
     api_forward_reads_close(forward->reads);
     free(forward);
+}
+
+static pc_status threads_start(api_forward_t *forward, uint32_t threads) {
+    forward->threads = calloc(threads, sizeof *forward->threads);
+    if (forward->threads == NULL) return PC_NO_MEMORY;
+    for (uint32_t i = 0; i < threads; i++) {
+        if (pthread_create(&forward->threads[i], NULL, forward_thread, forward) != 0) return PC_INTERNAL;
+        forward->thread_count++;
+    }
+    return PC_OK;
+}
+
+/* The API's engine limits (engine.c), its handler and hooks the forwarder's. */
+static pc_status engine_start(api_forward_t *forward) {
+    http_config_t http;
+    api_engine_config(&http, forward->server, forward->listen_fd);
+    http.handler = forward_take;
+    http.head = forward_head;
+    http.body = forward_body;
+    http.handler_ctx = forward;
+    return http_server_start(&forward->engine, &http);
 }
 
 pc_status api_forward_start(api_forward_t **out, const api_forward_config_t *config) {
@@ -486,38 +587,26 @@ pc_status api_forward_start(api_forward_t **out, const api_forward_config_t *con
     if (forward == NULL) return PC_NO_MEMORY;
     pc_str_copy(forward->self, sizeof forward->self, config->self_address);
     forward->directory = config->directory;
+    forward->server = config->server;
+    forward->listen_fd = config->listen_fd;
     forward->body_bytes_max = config->body_bytes_max;
     forward->reply_timeout_ms = config->request_timeout_ms > 0
         ? config->request_timeout_ms + FORWARD_REPLY_TIMEOUT_MARGIN_MS : FORWARD_REPLY_TIMEOUT_MS_DEFAULT;
     uint32_t threads = config->threads > FORWARD_THREADS_MIN ? config->threads : FORWARD_THREADS_MIN;
-    forward->pool = calloc(threads, sizeof *forward->pool);
-    if (forward->pool == NULL) {
-        free(forward);
-        return PC_NO_MEMORY;
-    }
-    forward->pool_capacity = threads;
     pthread_mutex_init(&forward->pool_mutex, NULL);
-    pc_status status = config->shard_count > 0 && !config->reads_forwarded ? api_forward_reads_open(&forward->reads, config) : PC_OK;
-    if (status != PC_OK) {
-        forward_free(forward);
-        return status;
+    pthread_mutex_init(&forward->queue_mutex, NULL);
+    pthread_cond_init(&forward->queue_ready, NULL);
+    forward->pool = calloc(threads, sizeof *forward->pool);
+    forward->queue = calloc(API_CONNECTIONS_MAX, sizeof *forward->queue);
+    forward->pool_capacity = threads;
+    pc_status status = forward->pool != NULL && forward->queue != NULL ? PC_OK : PC_NO_MEMORY;
+    if (status == PC_OK && config->shard_count > 0 && !config->reads_forwarded) {
+        status = api_forward_reads_open(&forward->reads, config);
     }
-    forward->listen_fd = config->listen_fd;
-    forward->daemon = MHD_start_daemon( /* its connections come from our accept loop (accept.c) */
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC, 0, NULL, NULL,
-        on_access, forward, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned int)threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, forward,
-        MHD_OPTION_NOTIFY_CONNECTION, api_acceptor_count_notify, &forward->conns,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)config->connection_timeout_s,
-        /* the accept loop keeps the count: no MHD worker may reach its share (accept.c) */
-        MHD_OPTION_CONNECTION_LIMIT, api_mhd_connection_limit(API_CONNECTIONS_MAX, threads),
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)config->connections_per_ip_max, MHD_OPTION_END);
-    status = forward->daemon != NULL
-                 ? api_acceptor_start(&forward->acceptor, forward->listen_fd, forward->daemon, &forward->conns,
-                                      API_CONNECTIONS_MAX, NULL, NULL, 0)
-                 : PC_IO;
+    if (status == PC_OK) status = threads_start(forward, threads);
+    if (status == PC_OK) status = engine_start(forward);
     if (status != PC_OK) {
-        if (forward->daemon != NULL) MHD_stop_daemon(forward->daemon);
+        threads_stop(forward);
         forward_free(forward);
         return status;
     }
@@ -528,8 +617,14 @@ pc_status api_forward_start(api_forward_t **out, const api_forward_config_t *con
 
 int api_forward_stop(api_forward_t *forward) {
     if (forward == NULL) return -1;
-    api_acceptor_stop(&forward->acceptor); /* connections waiting meanwhile go to the next loop */
-    MHD_stop_daemon(forward->daemon);
+    /* every connection closed; the requests the threads hold answered (the threads run
+     * until the engine has stopped) */
+    uint64_t unanswered = http_server_stop(forward->engine);
+    if (unanswered > 0) {
+        obs_logf(OBS_LEVEL_ERROR, "forward: %llu requests were not answered within %u ms of the stop",
+                 (unsigned long long)unanswered, HTTP_STOP_WAIT_MS_DEFAULT);
+    }
+    threads_stop(forward);
     int fd = forward->listen_fd;
     forward_free(forward);
     return fd;

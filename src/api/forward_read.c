@@ -16,7 +16,6 @@
  * a query string the writer refuses, an account the key may not see or that does not
  * exist, a cursor it refuses, a shard that cannot be read) is forwarded, so the writer
  * gives every refusal exactly as it does. */
-#include <microhttpd.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,37 +62,20 @@ typedef enum {
     READ_NONE, READ_ACCOUNT, READ_TRANSFER, READ_ACCOUNT_TRANSFERS, READ_ACCOUNT_HISTORY, READ_ACCOUNTS
 } read_kind;
 
-/* Whether every query parameter of 'connection' is one of 'allowed'. */
-typedef struct {
-    const char *const *allowed;
-    bool known;
-} params_scan_t;
-
-static enum MHD_Result param_known(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
-    (void)kind, (void)value;
-    params_scan_t *scan = cls;
-    bool found = false;
-    for (uint32_t i = 0; scan->allowed[i] != NULL && !found; i++) found = strcmp(scan->allowed[i], key) == 0;
-    scan->known = scan->known && found;
-    return found ? MHD_YES : MHD_NO;
-}
-
-static bool params_only(struct MHD_Connection *connection, const char *const *allowed) {
-    params_scan_t scan = {allowed, true};
-    MHD_get_connection_values(connection, MHD_GET_ARGUMENT_KIND, param_known, &scan);
-    return scan.known;
+static bool params_only(api_forward_req_t *req, const char *const *allowed) {
+    return api_forward_args_only(req, allowed);
 }
 
 /* The kind of a GET this node may answer and the account or transfer id it names
  * (copied into 'id'); READ_NONE for anything else: a query string on a single object,
  * an unknown or invalid list parameter (the writer names it). */
-static read_kind read_of(struct MHD_Connection *connection, const char *method, const char *url,
+static read_kind read_of(api_forward_req_t *req, const char *method, const char *url,
                          char id[PC_ID_BYTES_MAX + 1]) {
     static const char accounts[] = "/v1/accounts/", transfers[] = "/v1/transfers/";
     read_kind kind = READ_NONE;
     const char *rest = NULL;
     if (strcmp(method, "GET") != 0) return READ_NONE;
-    if (strcmp(url, "/v1/accounts") == 0) return params_only(connection, api_accounts_list_params) ? READ_ACCOUNTS : READ_NONE;
+    if (strcmp(url, "/v1/accounts") == 0) return params_only(req, api_accounts_list_params) ? READ_ACCOUNTS : READ_NONE;
     if (strncmp(url, accounts, sizeof accounts - 1) == 0) rest = url + sizeof accounts - 1, kind = READ_ACCOUNT;
     if (strncmp(url, transfers, sizeof transfers - 1) == 0) rest = url + sizeof transfers - 1, kind = READ_TRANSFER;
     if (rest == NULL) return READ_NONE;
@@ -107,13 +89,13 @@ static read_kind read_of(struct MHD_Connection *connection, const char *method, 
     else if (slash != NULL) return READ_NONE;
     if (!pc_id_valid(id) || store_id_reserved(id)) return READ_NONE;
     bool list = kind == READ_ACCOUNT_TRANSFERS || kind == READ_ACCOUNT_HISTORY;
-    if (!params_only(connection, list ? api_list_range_params : (const char *const[]){NULL})) return READ_NONE;
+    if (!params_only(req, list ? api_list_range_params : (const char *const[]){NULL})) return READ_NONE;
     return kind;
 }
 
 /* The secret of "Authorization: Bearer <secret>" and its hash, or NULL. */
-static const char *bearer_secret(struct MHD_Connection *connection, uint8_t hash[STORE_API_HASH_BYTES]) {
-    const char *header = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+static const char *bearer_secret(api_forward_req_t *req, uint8_t hash[STORE_API_HASH_BYTES]) {
+    const char *header = api_forward_header(req, "Authorization");
     if (header == NULL || strncasecmp(header, "Bearer", 6) != 0 || header[6] != ' ') return NULL;
     const char *secret = header + 6;
     while (*secret == ' ') secret++;
@@ -137,10 +119,10 @@ static pc_status caller_from(api_forward_reads_t *reads, const char *secret, con
 }
 
 /* The caller of the request's key as shard 0 knows it now (one statement there). */
-static pc_status caller_of(api_forward_reads_t *reads, struct MHD_Connection *connection, api_caller_t *caller,
+static pc_status caller_of(api_forward_reads_t *reads, api_forward_req_t *req, api_caller_t *caller,
                            uint32_t *retry_after_s) {
     uint8_t hash[STORE_API_HASH_BYTES];
-    const char *secret = bearer_secret(connection, hash);
+    const char *secret = bearer_secret(req, hash);
     if (secret == NULL) return PC_UNAUTHENTICATED;
     store_api_key_t row;
     pc_status status = store_standby_key_find(reads->standby, hash, &row);
@@ -159,10 +141,10 @@ static bool visible(api_forward_reads_t *reads, const api_caller_t *caller, cons
 /* The request's caller and account 'id', which it may see, read together (one
  * statement for an account on shard 0): PC_OK (free *account), PC_RATE_LIMITED, or
  * anything else (forwarded). */
-static pc_status caller_and_account(api_forward_reads_t *reads, struct MHD_Connection *connection, const char *id,
+static pc_status caller_and_account(api_forward_reads_t *reads, api_forward_req_t *req, const char *id,
                                     api_caller_t *caller, uint32_t *retry_after_s, store_account_t *account) {
     uint8_t hash[STORE_API_HASH_BYTES];
-    const char *secret = bearer_secret(connection, hash);
+    const char *secret = bearer_secret(req, hash);
     if (secret == NULL) return PC_UNAUTHENTICATED;
     store_api_key_t row;
     bool granted = false, granted_known = false;
@@ -220,10 +202,10 @@ static bool transfer_find(api_forward_reads_t *reads, const char *id, bool found
  * in one statement (with whether the key was granted an account of it), the other
  * shards' at once when shard 0 has none. The reply's body, or NULL (forwarded; a
  * 429 replied when *replied). */
-static json_t *transfer_reply(api_forward_reads_t *reads, struct MHD_Connection *connection, const char *id,
-                              enum MHD_Result *result, bool *replied) {
+static json_t *transfer_reply(api_forward_reads_t *reads, api_forward_req_t *req, const char *id,
+                              bool *replied) {
     uint8_t hash[STORE_API_HASH_BYTES];
-    const char *secret = bearer_secret(connection, hash);
+    const char *secret = bearer_secret(req, hash);
     if (secret == NULL) return NULL;
     store_api_key_t row;
     store_transfer_t leg0, transfer;
@@ -234,7 +216,7 @@ static json_t *transfer_reply(api_forward_reads_t *reads, struct MHD_Connection 
     pc_status status = caller_from(reads, secret, &row, &caller, &retry_after_s);
     if (status != PC_OK) {
         if (found0) store_transfer_free(&leg0);
-        if (status == PC_RATE_LIMITED) *result = api_forward_reply_error(connection, status, NULL, retry_after_s);
+        if (status == PC_RATE_LIMITED) api_forward_reply_error(req, status, NULL, retry_after_s);
         *replied = status == PC_RATE_LIMITED;
         return NULL;
     }
@@ -277,17 +259,17 @@ static json_t *list_read(api_forward_reads_t *reads, const api_caller_t *caller,
 }
 
 /* The reply to a read of account 'id' (itself or a list of it), or NULL to forward. */
-static json_t *account_reply(api_forward_reads_t *reads, struct MHD_Connection *connection, const char *id,
-                             read_kind kind, enum MHD_Result *result, bool *replied) {
+static json_t *account_reply(api_forward_reads_t *reads, api_forward_req_t *req, const char *id,
+                             read_kind kind, bool *replied) {
     store_query_t query;
     bool list = kind != READ_ACCOUNT;
-    if (list && api_list_query_parse(connection, &query) != NULL) return NULL;
+    if (list && api_list_query_parse_with(api_forward_arg, req, &query) != NULL) return NULL;
     api_caller_t caller;
     uint32_t retry_after_s = 1;
     store_account_t account;
-    pc_status status = caller_and_account(reads, connection, id, &caller, &retry_after_s, &account);
+    pc_status status = caller_and_account(reads, req, id, &caller, &retry_after_s, &account);
     if (status == PC_RATE_LIMITED) {
-        *result = api_forward_reply_error(connection, status, NULL, retry_after_s);
+        api_forward_reply_error(req, status, NULL, retry_after_s);
         *replied = true;
     }
     if (status != PC_OK) return NULL;
@@ -316,15 +298,15 @@ static void account_row(const ledger_account_t *account, void *ctx) {
  * writer's read store reads it (store_shard_list), a first page's cut taken under the
  * read fence's advisory lock on shard 0: NULL to forward (a bad query, an unknown
  * key, a cursor the writer refuses, a shard or the fence that cannot be had). */
-static json_t *accounts_reply(api_forward_reads_t *reads, struct MHD_Connection *connection,
-                              enum MHD_Result *result, bool *replied) {
+static json_t *accounts_reply(api_forward_reads_t *reads, api_forward_req_t *req,
+                              bool *replied) {
     store_query_t query;
-    if (api_accounts_list_parse(connection, &query) != NULL) return NULL;
+    if (api_accounts_list_parse_with(api_forward_arg, req, &query) != NULL) return NULL;
     api_caller_t caller;
     uint32_t retry_after_s = 1;
-    pc_status status = caller_of(reads, connection, &caller, &retry_after_s);
+    pc_status status = caller_of(reads, req, &caller, &retry_after_s);
     if (status == PC_RATE_LIMITED) {
-        *result = api_forward_reply_error(connection, status, NULL, retry_after_s);
+        api_forward_reply_error(req, status, NULL, retry_after_s);
         *replied = true;
     }
     uint8_t key[STORE_CURSOR_KEY_BYTES];
@@ -347,18 +329,17 @@ static json_t *accounts_reply(api_forward_reads_t *reads, struct MHD_Connection 
     return body;
 }
 
-bool api_forward_read_local(api_forward_reads_t *reads, struct MHD_Connection *connection, const char *method,
-                            const char *url, enum MHD_Result *result) {
+bool api_forward_read_local(api_forward_reads_t *reads, api_forward_req_t *req) {
     char id[PC_ID_BYTES_MAX + 1];
-    read_kind kind = reads != NULL ? read_of(connection, method, url, id) : READ_NONE;
+    read_kind kind = reads != NULL ? read_of(req, api_forward_method(req), api_forward_path(req), id) : READ_NONE;
     if (kind == READ_NONE) return false;
     json_t *body = NULL;
     bool replied = false;
-    if (kind == READ_ACCOUNTS) body = accounts_reply(reads, connection, result, &replied);
-    else if (kind == READ_TRANSFER) body = transfer_reply(reads, connection, id, result, &replied);
-    else body = account_reply(reads, connection, id, kind, result, &replied);
+    if (kind == READ_ACCOUNTS) body = accounts_reply(reads, req, &replied);
+    else if (kind == READ_TRANSFER) body = transfer_reply(reads, req, id, &replied);
+    else body = account_reply(reads, req, id, kind, &replied);
     if (replied) return true;
     if (body == NULL) return false;
-    *result = api_forward_reply_json(connection, 200, body, 0);
+    api_forward_reply_json(req, 200, body, 0);
     return true;
 }

@@ -30,16 +30,8 @@ static bool parse_time_ns(const char *text, uint64_t low, uint64_t *out) {
     return parse_u64(text, out) && *out >= low && *out <= (uint64_t)INT64_MAX;
 }
 
-static const char *mhd_arg(void *ctx, const char *name) {
-    return MHD_lookup_connection_value(ctx, MHD_GET_ARGUMENT_KIND, name);
-}
-
 static const char *request_arg(void *ctx, const char *name) {
     return api_query(ctx, name);
-}
-
-const char *api_list_query_parse(struct MHD_Connection *connection, store_query_t *query) {
-    return api_list_query_parse_with(mhd_arg, connection, query);
 }
 
 const char *api_list_query_parse_with(api_arg_lookup_fn lookup, void *ctx, store_query_t *query) {
@@ -121,7 +113,7 @@ static void account_row(const ledger_account_t *account, void *ctx) {
 
 const char *const api_accounts_list_params[] = {"limit", "starting_after", "cursor", NULL};
 
-static const char *accounts_list_parse_with(api_arg_lookup_fn lookup, void *ctx, store_query_t *query) {
+const char *api_accounts_list_parse_with(api_arg_lookup_fn lookup, void *ctx, store_query_t *query) {
     const char *bad = api_list_query_parse_with(lookup, ctx, query);
     query->cursor = lookup(ctx, "cursor");
     if (bad == NULL && query->cursor != NULL &&
@@ -131,13 +123,10 @@ static const char *accounts_list_parse_with(api_arg_lookup_fn lookup, void *ctx,
     return bad;
 }
 
-const char *api_accounts_list_parse(struct MHD_Connection *connection, store_query_t *query) {
-    return accounts_list_parse_with(mhd_arg, connection, query);
-}
 
 static bool accounts_list_query(api_request_t *req, store_query_t *query) {
     if (!api_query_only(req, api_accounts_list_params)) return false;
-    if (!query_good(req, accounts_list_parse_with(request_arg, req, query))) return false;
+    if (!query_good(req, api_accounts_list_parse_with(request_arg, req, query))) return false;
     query->cursor_owner = req->has_caller ? req->caller.id : "";
     return true;
 }

@@ -39,6 +39,7 @@ void api_config_default(api_config_t *config) {
     config->rate_per_s = 0;
     config->connection_timeout_s = 30;
     config->request_timeout_ms = 30000;
+    config->http_engine = true;
     config->connections_per_ip_max = API_CONNECTIONS_PER_IP_DEFAULT;
     config->idempotency_retention_h = API_IDEM_RETENTION_H_MIN;
     config->idempotency_bytes_max = API_IDEM_BYTES_DEFAULT;
@@ -521,7 +522,7 @@ static pc_status advertise_set(api_server_t *server) {
 }
 
 /* A standby of a set: forwards every request to the set's writer on the bound
- * address until it holds the writers' locks itself (start_http takes it back). */
+ * address until it holds the writers' locks itself (api_server_listen takes it back). */
 static pc_status forward_begin(api_server_t *server) {
     char detail[600];
     pc_status status = shard_directory_open(&server->directory, server->config.shard_urls[0], detail,
@@ -536,7 +537,8 @@ static pc_status forward_begin(api_server_t *server) {
                                    .connection_timeout_s = server->config.connection_timeout_s,
                                    .connections_per_ip_max = server->config.connections_per_ip_max,
                                    .request_timeout_ms = server->config.request_timeout_ms,
-                                   .self_address = server->advertise, .directory = server->directory,
+                                   .self_address = server->advertise, .server = server,
+                                   .directory = server->directory,
                                    .shard_urls = server->config.shard_urls,
                                    .shard_count = server->config.shard_count,
                                    .rate_per_s = server->config.rate_per_s,
@@ -626,10 +628,6 @@ static struct MHD_Daemon *http_daemon_start(api_server_t *server, unsigned int l
 }
 
 static pc_status start_http(api_server_t *server) {
-    if (server->forward != NULL) { /* the standby took over: the socket serves the set now */
-        server->listen_fd = api_forward_stop(server->forward);
-        server->forward = NULL;
-    }
     uint32_t polled_max = server->config.threads * API_POLL_CONNECTIONS_PER_THREAD;
     if (polled_max > API_CONNECTIONS_MAX / 2) polled_max = API_CONNECTIONS_MAX / 2;
     server->daemon_polled = http_daemon_start(server, MHD_USE_POLL, polled_max, api_conn_notify_polled);
@@ -696,11 +694,14 @@ static void server_free(api_server_t *server) {
     api_acceptor_stop(&server->acceptor); /* nothing is handed to MHD while it stops */
     api_resumes_wait(server); /* a stage thread's batch may still hold a resume */
     api_engine_stop(server); /* every connection closed, every held request answered */
+    /* a standby that never took over: its forwarder's connections leave the
+     * per-address table before it goes */
+    if (server->forward != NULL) server->listen_fd = api_forward_stop(server->forward);
+    server->forward = NULL;
     if (server->daemon != NULL) MHD_stop_daemon(server->daemon);
     if (server->daemon_polled != NULL) MHD_stop_daemon(server->daemon_polled);
     api_conns_free(server); /* MHD reported every connection closed */
     if (server->http_stopped_fn != NULL) server->http_stopped_fn(server->http_stopped_ctx);
-    if (server->forward != NULL) server->listen_fd = api_forward_stop(server->forward); /* never took over */
     shard_directory_close(server->directory);
     if (server->listen_fd >= 0) close(server->listen_fd); /* ours: MHD never held it */
     if (server->shards == NULL) writer_free(server->writer); /* else the set's */
@@ -746,6 +747,10 @@ pc_status api_server_open(api_server_t **out, const api_config_t *config) {
 }
 
 pc_status api_server_listen(api_server_t *server) {
+    if (server->forward != NULL) { /* the standby took over: the socket serves the set now */
+        server->listen_fd = api_forward_stop(server->forward);
+        server->forward = NULL;
+    }
     return server->config.http_engine ? api_engine_start(server) : start_http(server);
 }
 

@@ -31,7 +31,7 @@ enum { OPT_LISTEN, OPT_DB, OPT_THREADS, OPT_BODY_MAX, OPT_QUEUE_MAX, OPT_LOG_LEV
        OPT_GATEWAY_THREADS, OPT_PER_IP, OPT_IDEM_RETENTION, OPT_IDEM_MAX, OPT_IDEM_KEY_MAX, OPT_IDEM_INDEX_MAX,
        OPT_WEB_DIR, OPT_VERIFY_INTERVAL, OPT_VAULT_KEY, OPT_AUTH_WINDOW,
        OPT_RECOVERY_MS, OPT_RECOVERY_GRACE_MS, OPT_BANK_INQUIRY_MS, OPT_THREE_DS, OPT_STORE, OPT_STANDBY, OPT_STORE_WAIT, OPT_SHARDS, OPT_ADVERTISE,
-       OPT_STANDBY_FORWARD_READS, OPT_HTTP_ENGINE, OPT_COUNT };
+       OPT_STANDBY_FORWARD_READS, OPT_HTTP_ENGINE, OPT_HTTP_MHD, OPT_COUNT };
 
 static void serve_opts(cli_opt opts[OPT_COUNT]) {
     cli_opt defaults[OPT_COUNT] = {
@@ -84,7 +84,8 @@ static void serve_opts(cli_opt opts[OPT_COUNT]) {
         {"shards", "PAYCORE_SHARDS", false, NULL, "serve a set of PostgreSQL shards: postgres:// URLs separated by commas, in the order paycore init --shards was given (docs/scaleout.md); --db then names the node's own files"},
         {"advertise", "PAYCORE_ADVERTISE", false, NULL, "with --shards: the address other nodes of the set forward requests to once this node writes the set, http://HOST:PORT (default: http://<--listen address>)"},
         {"standby-forward-reads", "PAYCORE_STANDBY_FORWARD_READS", true, NULL, "with --shards --standby: forward account and transfer reads to the writer too, instead of answering them from the shards (docs/scaleout.md §7; a baseline for bench_forward)"},
-        {"http-engine", "PAYCORE_HTTP_ENGINE", true, NULL, "serve on paycore's own HTTP engine (src/http) instead of libmicrohttpd: the thread with an answer writes it (not with --shards --standby)"},
+        {"http-engine", "PAYCORE_HTTP_ENGINE", true, NULL, "serve on paycore's own HTTP engine (src/http): the default, kept for the scripts that name it"},
+        {"http-mhd", "PAYCORE_HTTP_MHD", true, NULL, "serve on libmicrohttpd instead of paycore's own HTTP engine (a standby of a set of shards forwards on the engine until it takes over)"},
     };
     memcpy(opts, defaults, sizeof defaults);
 }
@@ -176,7 +177,11 @@ static bool serve_config(const cli_opt *opts, serve_config_t *serve) {
         fprintf(stderr, "paycore serve: --standby needs --store URL or --shards (a SQLite file has one writer by its lock file)\n");
         return false;
     }
-    config->http_engine = flag_set(&opts[OPT_HTTP_ENGINE]);
+    if (flag_set(&opts[OPT_HTTP_ENGINE]) && flag_set(&opts[OPT_HTTP_MHD])) {
+        fprintf(stderr, "paycore serve: --http-engine and --http-mhd name two servers: give one\n");
+        return false;
+    }
+    config->http_engine = !flag_set(&opts[OPT_HTTP_MHD]);
     static cli_shards_t shards;
     config->advertise = opts[OPT_ADVERTISE].value;
     config->standby_reads_forwarded = flag_set(&opts[OPT_STANDBY_FORWARD_READS]);
@@ -197,10 +202,6 @@ static bool serve_config(const cli_opt *opts, serve_config_t *serve) {
         if (!cli_shards_parse("serve", opts[OPT_SHARDS].value, &shards)) return false;
         config->shard_urls = shards.urls;
         config->shard_count = shards.count;
-        if (config->store_standby && config->http_engine) {
-            fprintf(stderr, "paycore serve: --http-engine does not serve a standby's forwarding yet (--shards --standby): leave it out\n");
-            return false;
-        }
     }
     if (config->store_url != NULL && !store_location_is_url(config->store_url)) {
         fprintf(stderr, "paycore serve: --store wants a postgres:// URL (a SQLite file is --db FILE)\n");

@@ -21,7 +21,9 @@
  *    http_answer() returns false (nothing is written). The memory lives until the
  *    answer is given: a held request that is never answered leaks its connection.
  *  - http_server_stop() closes every connection and waits until every held request
- *    has been answered: the threads that answer must keep running until it returns. */
+ *    has been answered, at most stop_wait_ms: the threads that answer must keep
+ *    running until it returns; a request answered later writes nothing (and the
+ *    stop's return counts it). */
 #ifndef PAYCORE_HTTP_H
 #define PAYCORE_HTTP_H
 
@@ -41,6 +43,7 @@
 #define HTTP_IDLE_TIMEOUT_MS_DEFAULT 30000     /* keep-alive connection with no request */
 #define HTTP_REQUEST_TIMEOUT_MS_DEFAULT 30000  /* first byte to whole request (slow-loris) */
 #define HTTP_WRITE_TIMEOUT_MS_DEFAULT 30000    /* an answer the peer does not read */
+#define HTTP_STOP_WAIT_MS_DEFAULT 30000        /* http_server_stop() waits this long for held requests */
 #define HTTP_THREADS_MAX 64
 #define HTTP_ACCEPT_PAUSE_MS 100 /* a worker out of descriptors stops accepting this long */
 
@@ -60,12 +63,21 @@ typedef void (*http_closed_fn)(void *ctx, const struct sockaddr *addr, socklen_t
  * still unread is dropped and the connection closes after the answer (which says
  * Connection: close). */
 typedef bool (*http_head_fn)(void *ctx, http_request_t *request);
+/* Optional: called on the worker each time a chunk of a chunked request body has
+ * announced its size, before its data is read or room is made for it; 'body_bytes' is
+ * the body's size with that chunk (a bound, a budget charged as the body grows). true:
+ * reading goes on. false: the hook answered with http_answer() before returning, as the
+ * head hook may; the rest of the body is dropped and the connection closes after it. */
+typedef bool (*http_body_fn)(void *ctx, http_request_t *request, uint64_t body_bytes);
 /* Optional, with a head hook: a request the head hook let through is never handed to the
  * handler, because its connection closed before the whole body came (the client left,
- * a deadline passed, no room for the body, the server stops). Called on the worker
- * once, with handler_ctx; 'expired': a deadline closed it. The request cannot be
- * answered; what the head hook kept for it (its context) is released here. */
-typedef void (*http_abandoned_fn)(void *ctx, http_request_t *request, bool expired);
+ * a deadline passed, no room for the body, the server stops, the engine refused the
+ * body's framing). Called on the worker once, with handler_ctx; 'status': 0 the
+ * connection went (client or server), 408 a deadline closed it, else the status the
+ * engine answered itself (400 chunk framing, 413 a chunk past body_bytes_max, 431
+ * trailers; http_refusal_code() names it). The request cannot be answered; what the
+ * head hook kept for it (its context) is released here. */
+typedef void (*http_abandoned_fn)(void *ctx, http_request_t *request, unsigned status);
 /* Optional: called on a worker after it handled the events of one wait (every wait,
  * also an empty one), before it waits again; 'ctx' is handler_ctx. Requests its
  * handler kept can be answered here, on the worker: one step (a group commit) for the
@@ -83,12 +95,14 @@ typedef struct {
     uint32_t idle_timeout_ms;        /* 0: default */
     uint32_t request_timeout_ms;     /* 0: default */
     uint32_t write_timeout_ms;       /* 0: default */
+    uint32_t stop_wait_ms;           /* 0: default; the stop's wait for held requests */
     http_handler_fn handler;
     void *handler_ctx;
     http_admit_fn admit;             /* may be NULL */
     http_closed_fn closed;           /* may be NULL */
     void *admit_ctx;
     http_head_fn head;               /* may be NULL; called with handler_ctx */
+    http_body_fn body;               /* may be NULL; called with handler_ctx */
     http_abandoned_fn abandoned;     /* may be NULL; called with handler_ctx */
     http_batch_end_fn batch_end;     /* may be NULL */
 } http_config_t;
@@ -97,8 +111,12 @@ typedef struct {
 void http_config_default(http_config_t *config);
 
 pc_status http_server_start(http_server_t **out, const http_config_t *config);
-/* Closes every connection, waits for held requests to be answered, frees. */
-void http_server_stop(http_server_t *server);
+/* Closes every connection and waits for the held requests to be answered, at most
+ * stop_wait_ms; returns how many were still held then (0: all answered; the caller
+ * logs the others). Their sockets are closed already: a late http_answer() or
+ * http_close() writes nothing and returns false, and the last of them frees what the
+ * server still holds. */
+uint64_t http_server_stop(http_server_t *server);
 
 /* ---- the request (valid until answered) ---- */
 typedef struct {
@@ -114,8 +132,12 @@ unsigned http_request_version(const http_request_t *request);
  * false if absent. */
 bool http_request_header(const http_request_t *request, const char *name, http_text_t *value);
 size_t http_request_header_count(const http_request_t *request);
+/* The header at 'index' (< http_request_header_count), in the order they came: name
+ * and value (without surrounding blanks). */
+void http_request_header_at(const http_request_t *request, size_t index, http_text_t *name, http_text_t *value);
 http_text_t http_request_body(const http_request_t *request);
-/* The body's declared length (Content-Length, 0 without): known from the head hook on. */
+/* The body's declared length (Content-Length; 0 without, and for a chunked body until
+ * it is whole): known from the head hook on. */
 uint64_t http_request_body_declared(const http_request_t *request);
 /* One pointer of the caller's per request: NULL when the head arrives, kept from the
  * head hook to the handler and the answer. */
@@ -143,6 +165,9 @@ bool http_close(http_request_t *request);
 
 /* The reason phrase of a status ("OK", "Not Found"). */
 const char *http_status_reason(unsigned status);
+/* The error code of the engine's own refusal with 'status' ("body_too_large"): what
+ * its JSON answer says. */
+const char *http_refusal_code(unsigned status);
 
 /* ---- decoding a target (unescape.c) ----
  * %XX escapes of 'bytes' decoded into 'out', NUL-terminated, as libmicrohttpd decodes

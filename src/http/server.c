@@ -36,6 +36,9 @@
 #define HTTP_OUT_PENDING_BYTES_MAX (64 * 1024) /* stop parsing while the peer is this far behind */
 #define HTTP_LINGER_MS_MAX 2000                 /* reading out a refused request before closing */
 #define HTTP_ANSWER_HEAD_BYTES 512
+/* In held_count: the stop gave up waiting for the held requests; the last of their
+ * answers frees the server (the word's one atomic step decides who is last). */
+#define HTTP_HELD_ORPHANED (UINT64_C(1) << 63)
 
 typedef enum {
     CONN_READING, /* parsing requests; the worker's */
@@ -80,7 +83,9 @@ struct http_conn {
     bool head_accepted;       /* the head hook let the request through; not yet handed over */
     bool expired;             /* a deadline closes it */
     bool peer_closed;         /* EPOLLRDHUP seen: read on to the end of stream, no edge will come */
+    unsigned refused_status;  /* the engine refused the request the head hook let through */
     http_head_t head;
+    http_chunked_t chunked;   /* a chunked body's decoding (head.chunked) */
     http_conn_t *prev, *next;
     struct sockaddr_storage addr;
     socklen_t addr_bytes;
@@ -106,7 +111,7 @@ struct http_server {
     uint32_t worker_count;
     http_worker_t workers[HTTP_THREADS_MAX];
     atomic_bool stopping;
-    atomic_uint_fast64_t held_count;
+    atomic_uint_fast64_t held_count; /* and HTTP_HELD_ORPHANED once the stop stopped waiting */
     atomic_uint_fast64_t stat_accepted, stat_refused, stat_open, stat_requests, stat_bad, stat_timeouts,
         stat_other_thread, stat_wakeups, stat_accept_failures;
 };
@@ -155,7 +160,8 @@ static void conn_close(http_conn_t *conn) {
     if (conn->head_accepted) {
         conn->head_accepted = false;
         if (server->config.abandoned != NULL) {
-            server->config.abandoned(server->config.handler_ctx, &conn->request, conn->expired);
+            unsigned status = conn->expired ? 408 : conn->refused_status;
+            server->config.abandoned(server->config.handler_ctx, &conn->request, status);
         }
     }
     if (conn->admitted && server->config.closed != NULL) {
@@ -363,7 +369,8 @@ static void request_release_unlock(http_request_t *request) {
     uint32_t refs = --conn->refs;
     pthread_mutex_unlock(&conn->lock);
     if (refs == 0) conn_free(conn);
-    atomic_fetch_sub(&server->held_count, 1);
+    uint64_t held_before = atomic_fetch_sub(&server->held_count, 1);
+    if (held_before == (HTTP_HELD_ORPHANED | 1)) free(server); /* answered after the stop returned */
 }
 
 bool http_answer(http_request_t *request, unsigned status, const char *content_type, const char *headers,
@@ -400,13 +407,18 @@ bool http_close(http_request_t *request) {
 
 static void conn_linger_read(http_conn_t *conn);
 
+const char *http_refusal_code(unsigned status) {
+    return status == 411 ? "length_required" : status == 413 ? "body_too_large"
+         : status == 414 ? "request_line_too_long" : status == 417 ? "expectation_failed"
+         : status == 431 ? "headers_too_large" : status == 501 ? "transfer_encoding_unsupported"
+         : status == 505 ? "http_version_unsupported" : "malformed_request";
+}
+
 /* An answer of the engine's own (a refused request), then read out and close. */
 static void conn_refuse(http_conn_t *conn, unsigned status) {
     http_server_t *server = conn->worker->server;
-    const char *code = status == 411 ? "length_required" : status == 413 ? "body_too_large"
-                     : status == 414 ? "request_line_too_long" : status == 417 ? "expectation_failed"
-                     : status == 431 ? "headers_too_large" : status == 501 ? "transfer_encoding_unsupported"
-                     : status == 505 ? "http_version_unsupported" : "malformed_request";
+    const char *code = http_refusal_code(status);
+    if (conn->head_accepted) conn->refused_status = status; /* told to the abandoned hook */
     char body[160];
     int body_bytes = snprintf(body, sizeof body, "{\"error\":{\"type\":\"invalid_request\",\"code\":\"%s\"}}", code);
     char head[HTTP_ANSWER_HEAD_BYTES];
@@ -474,13 +486,14 @@ static void request_dispatch(http_conn_t *conn) {
     conn->in_handler = false;
 }
 
-/* The head hook (config.head): the request is held while it runs, so that it may
- * answer with http_answer(). An answer before the body makes the connection close
- * after it (the unread body is read out and dropped, as after a refusal). False when
- * the hook answered and the connection takes no more input. */
-static bool request_head_hook(http_conn_t *conn) {
+/* The head and body hooks (config.head, config.body): the request is held while one
+ * runs, so that it may answer with http_answer(). An answer before the whole body
+ * makes the connection close after it (the unread body is read out and dropped, as
+ * after a refusal). 'body_bytes' is the body hook's argument, UINT64_MAX for the head
+ * hook. False when the hook answered and the connection takes no more input. */
+static bool request_hook(http_conn_t *conn, uint64_t body_bytes) {
     http_server_t *server = conn->worker->server;
-    bool body_unread = conn->head.body_bytes > 0;
+    bool body_unread = conn->head.body_bytes > 0 || conn->head.chunked;
     bool keep_alive = conn->head.keep_alive;
     if (body_unread) conn->head.keep_alive = false; /* an answer now says Connection: close */
     pthread_mutex_lock(&conn->lock);
@@ -490,13 +503,14 @@ static bool request_head_hook(http_conn_t *conn) {
     atomic_fetch_add(&server->held_count, 1);
     conn->request.conn = conn;
     conn->in_handler = true;
-    bool go_on = server->config.head(server->config.handler_ctx, &conn->request);
+    bool go_on = body_bytes == UINT64_MAX ? server->config.head(server->config.handler_ctx, &conn->request)
+                                          : server->config.body(server->config.handler_ctx, &conn->request, body_bytes);
     conn->in_handler = false;
     pthread_mutex_lock(&conn->lock);
     PC_ASSERT(go_on == (conn->state == CONN_HELD)); /* false: answered inside the hook */
+    conn->head_accepted = go_on;
     if (go_on) {
         conn->state = CONN_READING;
-        conn->head_accepted = true;
         conn->refs--;
         conn->head.keep_alive = keep_alive;
     } else if (body_unread) {
@@ -523,6 +537,50 @@ static void request_continue(http_conn_t *conn) {
     bool written = out_write(conn, continue_line, sizeof continue_line - 1, NULL, 0);
     pthread_mutex_unlock(&conn->lock);
     if (!written) conn_close(conn);
+}
+
+#define HTTP_CHUNKED_STOPPED 2u /* the body hook answered: the connection takes no more */
+
+/* Decodes what arrived of a chunked body; each chunk announced goes to the body hook
+ * first. HTTP_PARSE_MORE, 200 (whole: the request is head and decoded body, what
+ * follows is the next request), HTTP_CHUNKED_STOPPED, or a status to refuse with. */
+static unsigned input_chunked(http_conn_t *conn) {
+    http_server_t *server = conn->worker->server;
+    uint32_t head_bytes = conn->head.head_bytes;
+    /* trailers share the head's room; the blank line that ends them always fits */
+    http_chunked_limits_t limits = {.body_bytes_max = server->limits.body_bytes_max,
+                                    .trailer_bytes_max = server->limits.header_bytes_max - head_bytes + 2};
+    for (;;) {
+        size_t byte_count = conn->in_bytes - head_bytes;
+        unsigned status = http_chunked_decode(&conn->chunked, conn->in + head_bytes, &byte_count, &limits);
+        conn->in_bytes = head_bytes + byte_count;
+        if (status == 200) conn->head.body_bytes = conn->chunked.body_bytes;
+        if (status != HTTP_CHUNKED_ANNOUNCED) return status;
+        uint64_t announced_bytes = conn->chunked.body_bytes + conn->chunked.data_left_bytes;
+        if (server->config.body != NULL && !request_hook(conn, announced_bytes)) return HTTP_CHUNKED_STOPPED;
+    }
+}
+
+/* Room to read more of a body into; a chunked body's buffer grows by doubling, up to
+ * what its announced chunks and one head's worth of lines (trailers, a chunk-size
+ * line, the next request's start) need. */
+static bool input_room_chunked(http_conn_t *conn) {
+    if (conn->in_bytes < conn->in_capacity) return true;
+    const http_limits_t *limits = &conn->worker->server->limits;
+    uint64_t need_bytes = (uint64_t)conn->head.head_bytes + conn->chunked.body_bytes +
+                          conn->chunked.data_left_bytes + limits->header_bytes_max;
+    uint64_t grown_bytes = (uint64_t)conn->in_capacity * 2 < need_bytes ? (uint64_t)conn->in_capacity * 2 : need_bytes;
+    return grown_bytes > conn->in_capacity && grown_bytes <= SIZE_MAX && input_room(conn, (size_t)grown_bytes);
+}
+
+/* The request's body is not whole yet: 100 Continue if asked, room to read into. */
+static bool input_more(http_conn_t *conn) {
+    if (conn->head.chunked && !input_room_chunked(conn)) {
+        conn_close(conn);
+        return false;
+    }
+    request_continue(conn);
+    return !conn->worker_closed;
 }
 
 /* Parses and dispatches what is buffered; returns false when the connection stopped
@@ -555,8 +613,17 @@ static bool input_process(http_conn_t *conn, bool socket_drained) {
             }
             conn->head_done = true;
             conn->request.context = NULL;
-            if (server->config.head != NULL && !request_head_hook(conn)) return false;
+            memset(&conn->chunked, 0, sizeof conn->chunked);
+            if (server->config.head != NULL && !request_hook(conn, UINT64_MAX)) return false;
             if (conn->consume_pending) continue; /* the hook answered a request without a body */
+        }
+        if (conn->head.chunked && conn->chunked.phase != HTTP_CHUNK_DONE) {
+            unsigned status = input_chunked(conn);
+            if (status == HTTP_PARSE_MORE) return input_more(conn);
+            if (status != 200) {
+                if (status != HTTP_CHUNKED_STOPPED) conn_refuse(conn, status);
+                return false;
+            }
         }
         size_t whole_bytes = conn->head.head_bytes + conn->head.body_bytes;
         if (conn->in_bytes < whole_bytes) {
@@ -564,8 +631,7 @@ static bool input_process(http_conn_t *conn, bool socket_drained) {
                 conn_close(conn);
                 return false;
             }
-            request_continue(conn);
-            return !conn->worker_closed;
+            return input_more(conn);
         }
         request_dispatch(conn);
     }
@@ -811,6 +877,7 @@ void http_config_default(http_config_t *config) {
     config->idle_timeout_ms = HTTP_IDLE_TIMEOUT_MS_DEFAULT;
     config->request_timeout_ms = HTTP_REQUEST_TIMEOUT_MS_DEFAULT;
     config->write_timeout_ms = HTTP_WRITE_TIMEOUT_MS_DEFAULT;
+    config->stop_wait_ms = HTTP_STOP_WAIT_MS_DEFAULT;
 }
 
 static void config_fill_defaults(http_config_t *config) {
@@ -824,6 +891,7 @@ static void config_fill_defaults(http_config_t *config) {
     if (config->idle_timeout_ms == 0) config->idle_timeout_ms = defaults.idle_timeout_ms;
     if (config->request_timeout_ms == 0) config->request_timeout_ms = defaults.request_timeout_ms;
     if (config->write_timeout_ms == 0) config->write_timeout_ms = defaults.write_timeout_ms;
+    if (config->stop_wait_ms == 0) config->stop_wait_ms = defaults.stop_wait_ms;
 }
 
 static pc_status worker_open(http_server_t *server, http_worker_t *worker) {
@@ -879,8 +947,18 @@ pc_status http_server_start(http_server_t **out, const http_config_t *config) {
     return PC_OK;
 }
 
-void http_server_stop(http_server_t *server) {
-    if (server == NULL) return;
+/* Waits up to the stop's bound for the held requests; how many are still held. */
+static uint64_t server_wait_held(http_server_t *server) {
+    uint64_t deadline_ns = pc_mono_ns() + (uint64_t)server->config.stop_wait_ms * 1000000u;
+    while (atomic_load(&server->held_count) > 0 && pc_mono_ns() < deadline_ns) {
+        struct timespec pause = {.tv_sec = 0, .tv_nsec = 1000000};
+        nanosleep(&pause, NULL);
+    }
+    return atomic_load(&server->held_count);
+}
+
+uint64_t http_server_stop(http_server_t *server) {
+    if (server == NULL) return 0;
     atomic_store(&server->stopping, true);
     for (uint32_t index = 0; index < server->worker_count; index++) {
         pthread_join(server->workers[index].thread, NULL);
@@ -891,10 +969,7 @@ void http_server_stop(http_server_t *server) {
         worker_close_all(worker);
     }
     /* held requests still point at their connections and workers */
-    while (atomic_load(&server->held_count) > 0) {
-        struct timespec pause = {.tv_sec = 0, .tv_nsec = 1000000};
-        nanosleep(&pause, NULL);
-    }
+    uint64_t unanswered = server_wait_held(server);
     for (uint32_t index = 0; index < HTTP_THREADS_MAX; index++) {
         http_worker_t *worker = &server->workers[index];
         if (worker->server == NULL) continue;
@@ -903,7 +978,11 @@ void http_server_stop(http_server_t *server) {
         if (worker->wake_fd > 0) close(worker->wake_fd);
         pthread_mutex_destroy(&worker->queue_lock);
     }
-    free(server);
+    /* past the bound: the sockets are closed; a late answer writes nothing, frees its
+     * connection, and the last one frees the server */
+    uint64_t held = atomic_fetch_or(&server->held_count, HTTP_HELD_ORPHANED) & ~HTTP_HELD_ORPHANED;
+    if (held == 0) free(server);
+    return unanswered;
 }
 
 /* ---- the request ---- */
@@ -932,6 +1011,14 @@ bool http_request_header(const http_request_t *request, const char *name, http_t
 
 size_t http_request_header_count(const http_request_t *request) {
     return request->conn->head.header_count;
+}
+
+void http_request_header_at(const http_request_t *request, size_t index, http_text_t *name, http_text_t *value) {
+    const http_conn_t *conn = request->conn;
+    PC_ASSERT(index < conn->head.header_count);
+    const http_header_slot_t *slot = &conn->head.headers[index];
+    *name = (http_text_t){conn->in + slot->name_offset, slot->name_bytes};
+    *value = (http_text_t){conn->in + slot->value_offset, slot->value_bytes};
 }
 
 http_text_t http_request_body(const http_request_t *request) {

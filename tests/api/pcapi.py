@@ -1,8 +1,9 @@
 """tests/api/pcapi.py: helpers for the API tests: a real `paycore serve` on a free
 loopback port with a temporary database, and a small HTTP client (http.client).
-Not a test itself (no test_ prefix). With PAYCORE_HTTP_ENGINE=1 in the environment every
-`paycore serve` started here (it inherits the variable, the flag's) serves on the HTTP
-engine (--http-engine): ctest's api-engine/ entries run the suites that way."""
+Not a test itself (no test_ prefix). Every `paycore serve` started here serves on the
+default, paycore's own HTTP engine; with PAYCORE_HTTP_MHD=1 in the environment (it
+inherits the variable, the flag's) on libmicrohttpd (--http-mhd): ctest's api-mhd/
+entries run the suites that way."""
 import http.client
 import json
 import errno
@@ -20,6 +21,9 @@ import time
 
 BIN = os.environ.get("PAYCORE_BIN", os.path.join(os.path.dirname(__file__), "../../build/paycore"))
 SANITIZED = os.environ.get("PAYCORE_SANITIZED") == "1"
+# The servers started here run on paycore's own HTTP engine (not libmicrohttpd): for
+# the few checks of what only the engine does (a refused chunked body answered early).
+HTTP_ENGINE = os.environ.get("PAYCORE_HTTP_MHD", "0") in ("", "0")
 TIMEOUT_S = 60 if SANITIZED else 20
 # A start waits longer: a server loads its idempotency index (or recovers) before it
 # listens, and on a machine shared by many builds that alone has taken over 20 s.

@@ -10,6 +10,11 @@ request deadline.
    it: connections that trickle one header byte at a time (never idle, so an idle
    timeout never fires) are closed at the deadline; so is a trickled body.
 3. --connections-per-ip-max bounds the connections one client address may hold.
+4. A chunked body (no Content-Length) is charged to its key's budget as it grows: with
+   a key's share nearly taken by held uploads, its chunked POST gets 503 limit_reached
+   (Retry-After); another key's same chunked POST is served. On paycore's HTTP engine
+   both refusals (the budget, --body-max) come before the body's end: the engine
+   buffers no more of a body than its key may (libmicrohttpd reads it all first).
 Method: real server on loopback, raw sockets for the slow clients (Expect: 100-continue
 so that a refused upload never sends its body), the normal client for the rest."""
 import json
@@ -17,7 +22,7 @@ import re
 import socket
 import time
 
-from pcapi import TIMEOUT_S, Server, account, check, expect, transfer
+from pcapi import HTTP_ENGINE, TIMEOUT_S, Server, account, check, expect, transfer
 
 UPLOADS = 70
 DECLARED = 4 * 1024 * 1024
@@ -70,15 +75,21 @@ def start_upload(port, key, index):
     return sock, status, data[-100:]  # the body's last bytes, sent when the test says
 
 
+def start_with_keys(server):
+    """Starts 'server'; its admin client and two merchant keys, "slow" and "other"."""
+    server.start()
+    admin = server.client()
+    keys = {}
+    for name in ("slow", "other"):
+        keys[name] = expect(admin.post("/v1/api-keys", {"scope": "merchant", "name": name}), 201,
+                            what="key " + name).json["key"]
+    return admin, keys
+
+
 def test_body_budget_per_key():
     server = Server(extra_args=["--timeout-s", "600"])
     try:
-        server.start()
-        admin = server.client()
-        keys = {}
-        for name in ("slow", "other"):
-            keys[name] = expect(admin.post("/v1/api-keys", {"scope": "merchant", "name": name}), 201,
-                                what="key " + name).json["key"]
+        admin, keys = start_with_keys(server)
         uploads = [start_upload(server.port, keys["slow"], i) for i in range(UPLOADS)]
         held = [(s, rest) for s, status, rest in uploads if status == 100]
         refused = [status for _, status, _ in uploads if status != 100]
@@ -108,6 +119,59 @@ def test_body_budget_per_key():
         expect(slow.post("/v1/accounts", {"accounts": [account("s2")]}), 200, what="slow key after its uploads")
         check(server.stop() == 0, "clean stop")
         return len(held)
+    finally:
+        server.close()
+
+
+CHUNKED_BODY_MAX = 64 * 1024  # --body-max: a key's share is 16 bodies, 1 MiB
+
+
+def chunked_post(port, key, index, body_bytes, whole=True):
+    """A chunked POST /v1/accounts (1000-byte chunks; 'whole': and its last chunk); its
+    (status, head, body). The server may answer before the last chunk (a refused body),
+    then drop the rest."""
+    data = body_of_length(body_bytes, index)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT_S)
+    head = ("POST /v1/accounts HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" % key).encode()
+    framed = b"".join(b"%x\r\n" % len(data[at:at + 1000]) + data[at:at + 1000] + b"\r\n"
+                      for at in range(0, len(data), 1000))
+    try:
+        sock.sendall(head + framed + (b"0\r\n\r\n" if whole else b""))
+    except OSError:
+        pass  # answered and closed before the whole body was taken
+    try:
+        return read_reply(sock)
+    finally:
+        sock.close()
+
+
+def test_chunked_body_budget():
+    server = Server(extra_args=["--timeout-s", "600", "--body-max", str(CHUNKED_BODY_MAX)])
+    try:
+        _, keys = start_with_keys(server)
+        held = []
+        for i in range(15):  # 15 x (64 KiB + 1) charged: 65521 bytes of the share left
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT_S)
+            sock.sendall(raw_headers(keys["slow"], "/v1/accounts", CHUNKED_BODY_MAX, "Expect: 100-continue\r\n"))
+            status, head, _ = read_reply(sock)
+            check(status == 100, "held upload %d let in: %r" % (i, head[:200]))
+            sock.sendall(body_of_length(CHUNKED_BODY_MAX, 1000 + i)[:-100])
+            held.append(sock)
+        # 60000 bytes grow a buffer to 64 KiB: more than the key has left
+        status, head, body = chunked_post(server.port, keys["slow"], 1, 60000)
+        check(status == 503 and b'"code":"limit_reached"' in body and b"Retry-After: 1" in head,
+              "a chunked body past its key's share: 503 limit_reached, got %r" % (head + body)[:400])
+        status, head, body = chunked_post(server.port, keys["other"], 2, 60000)
+        check(status == 200, "another key's chunked body is served: %r" % (head + body)[:400])
+        if HTTP_ENGINE:  # refused as the body grows, its end never sent
+            status, head, body = chunked_post(server.port, keys["slow"], 3, 60000, whole=False)
+            check(status == 503 and b'"code":"limit_reached"' in body, "early 503: %r" % (head + body)[:400])
+            status, head, body = chunked_post(server.port, keys["other"], 4, 4 * CHUNKED_BODY_MAX, whole=False)
+            check(status == 413 and b'"code":"body_too_large"' in body, "early 413: %r" % (head + body)[:400])
+        for sock in held:
+            sock.close()
+        check(server.stop() == 0, "clean stop")
     finally:
         server.close()
 
@@ -249,6 +313,7 @@ def timed(name, fn):
 
 def main():
     held = timed("body budget per key", test_body_budget_per_key)
+    timed("chunked body budget", test_chunked_body_budget)
     timed("request deadline", test_deadline)
     timed("connections per address", test_connections_per_ip)
     timed("connections per address over both loops", test_connections_per_ip_both_loops)

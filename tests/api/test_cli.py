@@ -1,10 +1,12 @@
 """Goal: the CLI client commands reach a real server, print a table or --json, and on
 failure print the API's error code and exit non-zero; every command has --help; the
-load generator prints its key=value line and its transfers land. Method: a real
-server; PAYCORE_URL/PAYCORE_KEY in the environment; outputs parsed back."""
+load generator prints its key=value line and its transfers land; serve's choice of
+HTTP server: --http-engine and --http-mhd at once are refused. Method: a real server; PAYCORE_URL/PAYCORE_KEY in
+the environment; outputs parsed back."""
 import json
 import os
 import subprocess
+import tempfile
 
 from pcapi import BIN, TIMEOUT_S, Server, check, check_conserved, expect
 
@@ -85,8 +87,17 @@ def test_load(env, server):
     check_conserved(c, "after load")
 
 
+def test_http_server_choice():
+    env = {k: v for k, v in os.environ.items() if k not in ("PAYCORE_HTTP_MHD", "PAYCORE_HTTP_ENGINE")}
+    with tempfile.TemporaryDirectory(prefix="engapi-cli-") as tmp:
+        db = os.path.join(tmp, "n.db")
+        code, _, err = run(env, "serve", "--http-engine", "--http-mhd", "--db", db, "--listen", "127.0.0.1:0")
+        check(code == 2 and "--http-engine and --http-mhd" in err, "both servers named: %d %r" % (code, err[-300:]))
+
+
 def main():
     test_help()
+    test_http_server_choice()
     server = Server()
     try:
         server.start()
