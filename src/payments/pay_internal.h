@@ -30,6 +30,7 @@ typedef struct {
     pay_map_entry_t *spares;          /* removed entries with room for an id, for the next put */
     uint32_t spare_count;             /* ... at most PAY_MAP_SPARES_MAX */
 } pay_map_t;
+/* 'bucket_count': a power of two (asserted). */
 PC_MUST_USE pc_status pay_map_init(pay_map_t *map, uint32_t bucket_count);
 void pay_map_free(pay_map_t *map, void (*free_value)(void *value));
 void *pay_map_get(const pay_map_t *map, const char *key);
