@@ -1,9 +1,10 @@
 /* payments/map.c: a small string map for the payments runtime's in-memory sets (busy
  * ids, key bindings, merchants, known accounts, holds). Keys are client-influenced
  * ids, so buckets come from SipHash under a per-process random key: no one can choose
- * ids that share a bucket. Not thread-safe: the runtime's mutex guards every map.
- * Entries of removed ids are kept (a bounded few) for the next put: the busy marks and
- * holds come and go with every payment, each a malloc and a free under that mutex. */
+ * ids that share a bucket. Not thread-safe: one of the runtime's mutexes guards each
+ * map (struct pay). Entries of removed ids are kept (a bounded few) for the next put:
+ * the busy marks and holds come and go with every payment, each a malloc and a free
+ * under that mutex. */
 #include <stdlib.h>
 #include <string.h>
 
