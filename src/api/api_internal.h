@@ -368,6 +368,8 @@ const char *api_accounts_list_parse(struct MHD_Connection *connection, store_que
 typedef struct api_arena_block api_arena_block;
 struct api_arena_block {
     api_arena_block *next;
+    uint32_t used_bytes;                /* of 'data', handed out from its start */
+    uint32_t room_bytes;                /* of 'data' */
     max_align_t data[];
 };
 
