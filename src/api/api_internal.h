@@ -369,6 +369,8 @@ extern const char *const api_accounts_list_params[];
 typedef struct api_arena_block api_arena_block;
 struct api_arena_block {
     api_arena_block *next;
+    uint32_t used_bytes;                /* of 'data', handed out from its start */
+    uint32_t room_bytes;                /* of 'data' */
     max_align_t data[];
 };
 

@@ -8,6 +8,7 @@
 
 #include "api/api_internal.h"
 #include "core/core.h"
+#include "core/spares.h"
 
 static const char *const known_methods[] = {"GET", "POST", "DELETE", "PUT", "PATCH", "HEAD",
                                             "OPTIONS", NULL};
@@ -20,10 +21,30 @@ static const char *body_key_id(const api_request_t *req) {
 /* calloc'ed per request: under 1 KiB glibc serves it from its small bins (a block of
  * 1 KiB or more first consolidates every fast bin of the thread's arena). */
 _Static_assert(sizeof(api_request_t) <= 1000, "api_request_t stays a small-bin allocation");
+_Static_assert(sizeof(api_arena_block) + API_REQUEST_ARENA_BLOCK_BYTES < 1008 &&
+                   API_REQUEST_ARENA_BLOCK_BYTES % sizeof(max_align_t) == 0,
+               "an arena block stays a small-bin allocation, cut in max_align_t units");
+
+/* Requests and their first arena block are kept for the next request (pc_spares): the
+ * HTTP thread that makes one is seldom the thread that answers and frees it, and glibc
+ * frees a block of another thread's arena under that arena's lock, which its own
+ * thread holds as it allocates: a futex wait and wake about every other payment
+ * (perf record -e syscalls:sys_enter_futex, bench_payments). A spare list's lock is
+ * held for a few instructions. */
+static pc_spares_t request_spares = {
+    .mutex = PTHREAD_MUTEX_INITIALIZER,
+    .count_max = API_REQUEST_SPARES_MAX,
+    .record_bytes = sizeof(api_request_t),
+};
+static pc_spares_t block_spares = {
+    .mutex = PTHREAD_MUTEX_INITIALIZER,
+    .count_max = API_REQUEST_SPARES_MAX,
+    .record_bytes = sizeof(api_arena_block) + API_REQUEST_ARENA_BLOCK_BYTES,
+};
 
 api_request_t *api_request_new(api_server_t *server, struct MHD_Connection *connection,
                                const char *method, const char *url) {
-    api_request_t *req = calloc(1, sizeof(*req));
+    api_request_t *req = pc_spares_take(&request_spares);
     if (req == NULL) return NULL;
     req->server = server;
     req->connection = connection;
@@ -46,7 +67,7 @@ api_request_t *api_request_new(api_server_t *server, struct MHD_Connection *conn
     size_t path_bytes = strlen(url);
     req->path = path_bytes < sizeof req->path_inline ? req->path_inline : malloc(path_bytes + 1);
     if (req->path == NULL) {
-        free(req);
+        pc_spares_give(&request_spares, req);
         return NULL;
     }
     memcpy(req->path, url, path_bytes + 1);
@@ -69,10 +90,11 @@ void api_request_free(api_request_t *req) {
     api_arena_block *block = req->arena;
     while (block != NULL) {
         api_arena_block *next = block->next;
-        free(block);
+        if (block->room_bytes == API_REQUEST_ARENA_BLOCK_BYTES) pc_spares_give(&block_spares, block);
+        else free(block);
         block = next;
     }
-    free(req);
+    pc_spares_give(&request_spares, req);
 }
 
 void api_request_release(api_request_t *req) {
@@ -81,18 +103,47 @@ void api_request_release(api_request_t *req) {
     api_request_free(req);
 }
 
+/* A zeroed block of 'room_bytes' (a kept one when of the usual size). */
+static api_arena_block *arena_block_new(size_t room_bytes) {
+    api_arena_block *block = room_bytes == API_REQUEST_ARENA_BLOCK_BYTES ? pc_spares_take(&block_spares)
+                                                                         : calloc(1, sizeof(*block) + room_bytes);
+    if (block != NULL) block->room_bytes = (uint32_t)room_bytes;
+    return block;
+}
+
+/* Zeroed bytes that live as long as 'req': its inline room first, then cut from its
+ * newest block (API_REQUEST_ARENA_BLOCK_BYTES), or a block of their own when larger. */
 void *api_alloc(api_request_t *req, size_t bytes) {
+    if (bytes > UINT32_MAX / 2) return NULL;
     size_t aligned_bytes = (bytes + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
     if (aligned_bytes <= sizeof req->arena_inline - req->arena_inline_used) {
         void *at = (char *)req->arena_inline + req->arena_inline_used; /* zero: the request is calloc'ed */
         req->arena_inline_used += (uint32_t)aligned_bytes;
         return at;
     }
-    api_arena_block *block = calloc(1, sizeof(*block) + bytes);
-    if (block == NULL) return NULL;
-    block->next = req->arena;
-    req->arena = block;
-    return block->data;
+    api_arena_block *head = req->arena;
+    if (aligned_bytes > API_REQUEST_ARENA_BLOCK_BYTES) { /* its own block, behind the one being cut */
+        api_arena_block *own = arena_block_new(aligned_bytes);
+        if (own == NULL) return NULL;
+        own->used_bytes = own->room_bytes;
+        if (head != NULL) {
+            own->next = head->next;
+            head->next = own;
+        } else {
+            req->arena = own;
+        }
+        return own->data;
+    }
+    if (head == NULL || aligned_bytes > head->room_bytes - head->used_bytes) {
+        head = arena_block_new(API_REQUEST_ARENA_BLOCK_BYTES);
+        if (head == NULL) return NULL;
+        head->next = req->arena;
+        req->arena = head;
+    }
+    void *at = (char *)head->data + head->used_bytes;
+    head->used_bytes += (uint32_t)aligned_bytes;
+    PC_ASSERT(head->used_bytes <= head->room_bytes);
+    return at;
 }
 
 pc_status api_body_charge(api_request_t *req, uint64_t bytes) {

@@ -13,6 +13,7 @@
  * thread through the inbox (persisted, or ended there: 'done' runs on its thread), and
  * the submitter touches it no more once 'persist' ran. */
 #include <errno.h>
+#include <sched.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,19 +195,27 @@ static void wake(gw_thread_t *t) {
     (void)written; /* EAGAIN: the counter is already non-zero, the thread will wake */
 }
 
-/* Appends the chain head..tail (tail->next NULL) to the inbox; t->mutex held.
- * The eventfd is written only when the thread sleeps (or is about to) in epoll_wait
- * with the inbox empty, once per sleep: a running thread looks at the inbox before
- * it next waits (wait_ms), so a write to it would carry nothing. */
-static void inbox_append(gw_thread_t *t, gw_call_t *head, gw_call_t *tail) {
+/* Appends the chain head..tail (tail->next NULL) to the inbox; t->mutex held. True:
+ * the thread sleeps (or is about to) in epoll_wait with the inbox empty, and the caller
+ * writes the eventfd once it has let the lock go (inbox_wake_after); once per sleep: a
+ * running thread looks at the inbox before it next waits (wait_ms), so a write to it
+ * would carry nothing. Written under the lock, the woken thread at once met it held
+ * (a futex wait and wake about every twentieth payment, perf trace). */
+static bool inbox_append(gw_thread_t *t, gw_call_t *head, gw_call_t *tail) {
     if (t->inbox_tail) t->inbox_tail->next = head;
     else t->inbox_head = head;
     t->inbox_tail = tail;
-    /* Written under the lock: once it is let go the thread may take the call, finish
-     * its last one, exit and close the eventfd (thread_stop). Rare (once per sleep), and
-     * the woken thread needs a while to run anyway. */
-    if (t->polling) wake(t);
-    t->polling = false; /* the next push finds it woken */
+    if (!atomic_load_explicit(&t->polling, memory_order_relaxed)) return false;
+    atomic_store_explicit(&t->polling, false, memory_order_relaxed); /* the next push finds it woken */
+    atomic_fetch_add(&t->waking, 1); /* thread_stop closes the eventfd after this write */
+    return true;
+}
+
+/* The eventfd write inbox_append asked for, the lock let go. */
+static void inbox_wake_after(gw_thread_t *t, bool wake_needed) {
+    if (!wake_needed) return;
+    wake(t);
+    atomic_fetch_sub(&t->waking, 1);
 }
 
 /* Appends under the lock; false (nothing queued) when the thread stops and 'fresh'
@@ -219,8 +228,9 @@ static bool inbox_push(gw_thread_t *t, gw_call_t *call, bool fresh) {
     }
     if (fresh) atomic_fetch_add(&t->active, 1);
     call->next = NULL;
-    inbox_append(t, call, call);
+    bool wake_needed = inbox_append(t, call, call);
     pthread_mutex_unlock(&t->mutex);
+    inbox_wake_after(t, wake_needed);
     return true;
 }
 
@@ -394,7 +404,7 @@ static void curl_timer_run(gw_thread_t *t) {
 static int wait_ms(gw_thread_t *t) {
     pthread_mutex_lock(&t->mutex);
     bool queued = t->inbox_head != NULL;
-    t->polling = !queued;
+    atomic_store_explicit(&t->polling, !queued, memory_order_relaxed);
     pthread_mutex_unlock(&t->mutex);
     if (queued) return 0;
     uint64_t now_ns = pc_mono_ns();
@@ -419,9 +429,11 @@ static int wait_ms(gw_thread_t *t) {
 static void events_run(gw_thread_t *t) {
     struct epoll_event events[GW_EPOLL_EVENTS];
     int count = epoll_wait(t->epoll_fd, events, GW_EPOLL_EVENTS, wait_ms(t));
-    pthread_mutex_lock(&t->mutex);
-    t->polling = false; /* awake: pushes until the next wait need no write */
-    pthread_mutex_unlock(&t->mutex);
+    /* Awake: pushes until the next wait need no write. Cleared without the inbox's
+     * lock, which the pusher that woke us may still hold: a push that still reads it set
+     * writes once more (one pass with nothing to do); a wait marks it again under the
+     * lock with the inbox looked at (wait_ms), so no push is missed. */
+    atomic_store_explicit(&t->polling, false, memory_order_relaxed);
     for (int i = 0; i < count; i++) {
         /* edge-triggered: each write reports once, nothing to read back */
         if (events[i].data.fd == t->wake_fd) continue;
@@ -635,8 +647,9 @@ void gw_persisted_hold(void) { persisted_held.holding = true; }
 /* Appends a chain of calls (all of one thread) to its inbox: one lock, at most one wake. */
 static void inbox_push_chain(gw_thread_t *t, gw_call_t *head, gw_call_t *tail) {
     pthread_mutex_lock(&t->mutex);
-    inbox_append(t, head, tail);
+    bool wake_needed = inbox_append(t, head, tail);
     pthread_mutex_unlock(&t->mutex);
+    inbox_wake_after(t, wake_needed);
 }
 
 void gw_persisted_release(void) {
@@ -748,6 +761,9 @@ static void thread_stop(gw_thread_t *t) {
         pthread_mutex_unlock(&t->mutex);
         wake(t);
         pthread_join(t->thread, NULL);
+        /* a pusher that queued before the stop may still be writing the eventfd: the
+         * thread finished its call, the pusher's write is only a few instructions on */
+        while (atomic_load(&t->waking) != 0) sched_yield();
     }
     PC_ASSERT(t->inbox_head == NULL && t->timers == NULL);
     gw_http_close_all(t);

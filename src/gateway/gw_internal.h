@@ -407,10 +407,12 @@ struct gw_thread {
     int epoll_fd;                  /* the transfers' sockets (curl's socket callback) and wake_fd */
     int wake_fd;                   /* an eventfd: the inbox got something */
     uint64_t curl_due_ns;          /* curl's timer (0: none) */
-    pthread_mutex_t mutex;         /* guards inbox, polling and stop */
+    pthread_mutex_t mutex;         /* guards inbox and stop; set polling under it */
     gw_call_t *inbox_head;
     gw_call_t *inbox_tail;
-    bool polling;                  /* in (or entering) epoll_wait with the inbox empty: a push wakes it */
+    atomic_bool polling;           /* in (or entering) epoll_wait with the inbox empty: a push wakes it;
+                                      the thread clears it unlocked once awake (events_run) */
+    atomic_uint waking;            /* pushers writing the eventfd after letting the mutex go */
     bool stop;
     bool started;
     uint64_t rng;

@@ -1,15 +1,20 @@
 /* payments/map.c: a small string map for the payments runtime's in-memory sets (busy
  * ids, key bindings, merchants, known accounts, holds). Keys are client-influenced
  * ids, so buckets come from SipHash under a per-process random key: no one can choose
- * ids that share a bucket. Not thread-safe: the runtime's mutex guards every map.
- * Entries of removed ids are kept (a bounded few) for the next put: the busy marks and
- * holds come and go with every payment, each a malloc and a free under that mutex. */
+ * ids that share a bucket. Not thread-safe: one of the runtime's mutexes guards each
+ * map (struct pay). Entries of removed ids are kept (a bounded few) for the next put:
+ * the busy marks and holds come and go with every payment, each a malloc and a free
+ * under that mutex. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "payments/pay_internal.h"
 
+/* 'bucket_count' is a power of two: a bucket is the hash's low bits (a mask, not a
+ * 64-bit division on each of the dozen lookups a payment makes). */
 pc_status pay_map_init(pay_map_t *map, uint32_t bucket_count) {
+    PC_ASSERT(bucket_count > 0);
+    PC_ASSERT((bucket_count & (bucket_count - 1)) == 0);
     memset(map, 0, sizeof(*map));
     map->buckets = calloc(bucket_count, sizeof(*map->buckets));
     if (map->buckets == NULL) return PC_NO_MEMORY;
@@ -61,27 +66,28 @@ void pay_map_free(pay_map_t *map, void (*free_value)(void *value)) {
     memset(map, 0, sizeof(*map));
 }
 
-static pay_map_entry_t **slot(const pay_map_t *map, const char *key) {
-    uint64_t hash = pc_hash_keyed(&map->hash_key, key, strlen(key));
-    pay_map_entry_t **at = &map->buckets[hash % map->bucket_count];
+/* The link that holds 'key' (its 'key_bytes' without the NUL), or the chain's end. */
+static pay_map_entry_t **slot(const pay_map_t *map, const char *key, size_t key_bytes) {
+    uint64_t hash = pc_hash_keyed(&map->hash_key, key, key_bytes);
+    pay_map_entry_t **at = &map->buckets[hash & (map->bucket_count - 1)];
     while (*at != NULL && strcmp((*at)->key, key) != 0) at = &(*at)->next;
     return at;
 }
 
 void *pay_map_get(const pay_map_t *map, const char *key) {
-    pay_map_entry_t **at = slot(map, key);
+    pay_map_entry_t **at = slot(map, key, strlen(key));
     return *at != NULL ? (*at)->value : NULL;
 }
 
 pc_status pay_map_put(pay_map_t *map, const char *key, void *value, void **old_out) {
-    pay_map_entry_t **at = slot(map, key);
+    size_t bytes = strlen(key) + 1;
+    pay_map_entry_t **at = slot(map, key, bytes - 1);
     if (old_out != NULL) *old_out = NULL;
     if (*at != NULL) {
         if (old_out != NULL) *old_out = (*at)->value;
         (*at)->value = value;
         return PC_OK;
     }
-    size_t bytes = strlen(key) + 1;
     pay_map_entry_t *entry = entry_alloc(map, bytes);
     if (entry == NULL) return PC_NO_MEMORY;
     memcpy(entry->key, key, bytes);
@@ -93,7 +99,7 @@ pc_status pay_map_put(pay_map_t *map, const char *key, void *value, void **old_o
 }
 
 void *pay_map_remove(pay_map_t *map, const char *key) {
-    pay_map_entry_t **at = slot(map, key);
+    pay_map_entry_t **at = slot(map, key, strlen(key));
     if (*at == NULL) return NULL;
     pay_map_entry_t *entry = *at;
     void *value = entry->value;

@@ -78,9 +78,9 @@ static pc_status merchant_from_doc(const char *doc, pay_merchant_t **out) {
 
 pc_status pay_merchant_find(pay_t *pay, store_reader_t *reader, const char *merchant_id,
                             const pay_merchant_t **out) {
-    pthread_mutex_lock(&pay->mutex);
+    pthread_mutex_lock(&pay->sets_mutex);
     const pay_merchant_t *cached = pay_map_get(&pay->merchants, merchant_id);
-    pthread_mutex_unlock(&pay->mutex);
+    pthread_mutex_unlock(&pay->sets_mutex);
     if (cached != NULL) {
         *out = cached;
         return PC_OK;
@@ -92,13 +92,13 @@ pc_status pay_merchant_find(pay_t *pay, store_reader_t *reader, const char *merc
     status = strcmp(object.kind, "merchant") == 0 ? merchant_from_doc(object.doc, &m) : PC_NOT_FOUND;
     store_pay_object_free(&object);
     if (status != PC_OK) return status;
-    pthread_mutex_lock(&pay->mutex);
+    pthread_mutex_lock(&pay->sets_mutex);
     const pay_merchant_t *raced = pay_map_get(&pay->merchants, merchant_id);
     if (raced == NULL && pay_map_put(&pay->merchants, merchant_id, m, NULL) == PC_OK) {
         raced = m;
         m = NULL;
     }
-    pthread_mutex_unlock(&pay->mutex);
+    pthread_mutex_unlock(&pay->sets_mutex);
     if (m != NULL) {
         free(m->doc);
         free(m);

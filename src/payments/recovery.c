@@ -229,13 +229,13 @@ typedef struct {
 } due_list_t;
 
 static void holds_due(pay_t *pay, uint64_t now_ns, due_list_t *due) {
-    pthread_mutex_lock(&pay->mutex);
+    pthread_mutex_lock(&pay->sets_mutex);
     for (uint32_t b = 0; b < pay->holds.bucket_count && due->count < PAY_RECOVERY_BATCH_MAX; b++) {
         for (pay_map_entry_t *e = pay->holds.buckets[b]; e != NULL && due->count < PAY_RECOVERY_BATCH_MAX; e = e->next) {
             if ((uint64_t)(uintptr_t)e->value <= now_ns) pc_str_copy(due->ids[due->count++], PC_ID_SIZE, e->key);
         }
     }
-    pthread_mutex_unlock(&pay->mutex);
+    pthread_mutex_unlock(&pay->sets_mutex);
 }
 
 static void expired_then(pay_flow_t *flow, pc_status status);

@@ -38,9 +38,9 @@ void pay_reader_release(pay_t *pay, store_reader_t *reader) {
 }
 
 bool pay_busy_take(pay_t *pay, const char *id) {
-    pthread_mutex_lock(&pay->mutex);
+    pthread_mutex_lock(&pay->busy_mutex);
     bool taken = pay_map_get(&pay->busy, id) == NULL && pay_map_put(&pay->busy, id, (void *)1, NULL) == PC_OK;
-    pthread_mutex_unlock(&pay->mutex);
+    pthread_mutex_unlock(&pay->busy_mutex);
     return taken;
 }
 
@@ -51,55 +51,55 @@ static uint32_t busy_stamp(const char *id) {
 }
 
 bool pay_busy_take_since(pay_t *pay, const char *id, uint64_t since_ns) {
-    pthread_mutex_lock(&pay->mutex);
+    pthread_mutex_lock(&pay->busy_mutex);
     bool taken = pay->busy_released_ns[busy_stamp(id)] < since_ns && pay_map_get(&pay->busy, id) == NULL &&
                  pay_map_put(&pay->busy, id, (void *)1, NULL) == PC_OK;
-    pthread_mutex_unlock(&pay->mutex);
+    pthread_mutex_unlock(&pay->busy_mutex);
     return taken;
 }
 
 void pay_busy_release(pay_t *pay, const char *id) {
     uint64_t now_ns = pc_mono_ns();
-    pthread_mutex_lock(&pay->mutex);
+    pthread_mutex_lock(&pay->busy_mutex);
     (void)pay_map_remove(&pay->busy, id);
     pay->busy_released_ns[busy_stamp(id)] = now_ns;
-    pthread_mutex_unlock(&pay->mutex);
+    pthread_mutex_unlock(&pay->busy_mutex);
 }
 
 bool pay_busy(pay_t *pay, const char *id) {
-    pthread_mutex_lock(&pay->mutex);
+    pthread_mutex_lock(&pay->busy_mutex);
     bool busy = pay_map_get(&pay->busy, id) != NULL;
-    pthread_mutex_unlock(&pay->mutex);
+    pthread_mutex_unlock(&pay->busy_mutex);
     return busy;
 }
 
 bool pay_account_known(pay_t *pay, const char *account_id) {
-    pthread_mutex_lock(&pay->mutex);
+    pthread_mutex_lock(&pay->sets_mutex);
     bool known = pay_map_get(&pay->accounts_known, account_id) != NULL;
-    pthread_mutex_unlock(&pay->mutex);
+    pthread_mutex_unlock(&pay->sets_mutex);
     return known;
 }
 
 void pay_account_mark_known(pay_t *pay, const char *account_id) {
-    pthread_mutex_lock(&pay->mutex);
+    pthread_mutex_lock(&pay->sets_mutex);
     if (pay_map_put(&pay->accounts_known, account_id, (void *)1, NULL) != PC_OK) { /* a lookup again next time */ }
-    pthread_mutex_unlock(&pay->mutex);
+    pthread_mutex_unlock(&pay->sets_mutex);
 }
 
 /* A hold's deadline is its entry's value itself (no allocation per payment). */
 static_assert(sizeof(uintptr_t) >= sizeof(uint64_t), "a deadline fits in a map value");
 
 void pay_hold_track(pay_t *pay, const char *payment_id, uint64_t deadline_ns) {
-    pthread_mutex_lock(&pay->mutex);
+    pthread_mutex_lock(&pay->sets_mutex);
     pc_status status = pay_map_put(&pay->holds, payment_id, (void *)(uintptr_t)deadline_ns, NULL);
-    pthread_mutex_unlock(&pay->mutex);
+    pthread_mutex_unlock(&pay->sets_mutex);
     (void)status; /* no memory: untracked, the next start finds it again */
 }
 
 void pay_hold_untrack(pay_t *pay, const char *payment_id) {
-    pthread_mutex_lock(&pay->mutex);
+    pthread_mutex_lock(&pay->sets_mutex);
     (void)pay_map_remove(&pay->holds, payment_id);
-    pthread_mutex_unlock(&pay->mutex);
+    pthread_mutex_unlock(&pay->sets_mutex);
 }
 
 /* ---- recent payments ---- */
@@ -107,7 +107,7 @@ void pay_hold_untrack(pay_t *pay, const char *payment_id) {
 static void recent_free(void *value) { pay_payment_free(value); }
 
 /* An id into a bounded map's ring: a new id takes the next slot, whose old id goes
- * (returned, removed from 'map'). Under pay->mutex. */
+ * (returned, removed from 'map'). Under pay->recent_mutex. */
 static void *ring_take_slot(pay_map_t *map, char (*ring)[PC_ID_SIZE], uint32_t *next, const char *id) {
     void *evicted = NULL;
     char *slot = ring[*next];
@@ -119,14 +119,14 @@ static void *ring_take_slot(pay_map_t *map, char (*ring)[PC_ID_SIZE], uint32_t *
 
 void pay_recent_put(pay_t *pay, pay_payment_t *payment) {
     void *old = NULL, *evicted = NULL;
-    pthread_mutex_lock(&pay->mutex);
+    pthread_mutex_lock(&pay->recent_mutex);
     if (pay->recent_ring != NULL && pay_map_put(&pay->recent, payment->id, payment, &old) == PC_OK) {
         if (old == NULL) { /* a new id takes the ring's next slot; the id that held it goes */
             evicted = ring_take_slot(&pay->recent, pay->recent_ring, &pay->recent_next, payment->id);
         }
         payment = NULL;
     }
-    pthread_mutex_unlock(&pay->mutex);
+    pthread_mutex_unlock(&pay->recent_mutex);
     recent_free(old);
     recent_free(evicted);
     recent_free(payment);
@@ -146,29 +146,29 @@ static bool recent_current(pay_payment_t *payment, uint32_t version, pay_payment
 }
 
 bool pay_recent_take(pay_t *pay, const char *id, uint32_t version, pay_payment_t *out) {
-    pthread_mutex_lock(&pay->mutex);
+    pthread_mutex_lock(&pay->recent_mutex);
     pay_payment_t *payment = pay_map_remove(&pay->recent, id);
-    pthread_mutex_unlock(&pay->mutex);
+    pthread_mutex_unlock(&pay->recent_mutex);
     return recent_current(payment, version, out);
 }
 
 void pay_committed_note(pay_t *pay, const char *id, uint32_t version) {
     void *old = NULL;
-    pthread_mutex_lock(&pay->mutex);
+    pthread_mutex_lock(&pay->recent_mutex);
     if (pay->committed_ring != NULL && version == 0) {
         (void)pay_map_remove(&pay->committed, id); /* its ring slot frees when reached */
     } else if (pay->committed_ring != NULL &&
                pay_map_put(&pay->committed, id, (void *)(uintptr_t)version, &old) == PC_OK && old == NULL) {
         (void)ring_take_slot(&pay->committed, pay->committed_ring, &pay->committed_next, id);
     }
-    pthread_mutex_unlock(&pay->mutex);
+    pthread_mutex_unlock(&pay->recent_mutex);
 }
 
 bool pay_recent_take_current(pay_t *pay, const char *id, pay_payment_t *out) {
-    pthread_mutex_lock(&pay->mutex);
+    pthread_mutex_lock(&pay->recent_mutex);
     uintptr_t version = (uintptr_t)pay_map_get(&pay->committed, id);
     pay_payment_t *payment = version != 0 ? pay_map_remove(&pay->recent, id) : NULL;
-    pthread_mutex_unlock(&pay->mutex);
+    pthread_mutex_unlock(&pay->recent_mutex);
     return recent_current(payment, (uint32_t)version, out);
 }
 
@@ -195,18 +195,18 @@ static void three_ds_parse(pay_t *pay, const char *list) {
 }
 
 void pay_key_merchant(pay_t *pay, const char *key_id, char merchant_out[PC_ID_SIZE]) {
-    pthread_mutex_lock(&pay->mutex);
+    pthread_mutex_lock(&pay->sets_mutex);
     const char *merchant = pay_map_get(&pay->key_merchants, key_id);
     pc_str_copy(merchant_out, PC_ID_SIZE, merchant ? merchant : "");
-    pthread_mutex_unlock(&pay->mutex);
+    pthread_mutex_unlock(&pay->sets_mutex);
 }
 
 void pay_key_bound(pay_t *pay, const char *key_id, const char *merchant_id) {
     char *copy = pc_strdup(merchant_id);
     void *old = NULL;
-    pthread_mutex_lock(&pay->mutex);
+    pthread_mutex_lock(&pay->sets_mutex);
     if (copy == NULL || pay_map_put(&pay->key_merchants, key_id, copy, &old) != PC_OK) old = copy;
-    pthread_mutex_unlock(&pay->mutex);
+    pthread_mutex_unlock(&pay->sets_mutex);
     free(old);
 }
 
@@ -224,6 +224,9 @@ static void merchant_free(void *value) {
 
 static pc_status runtime_init(pay_t *pay) {
     pthread_mutex_init(&pay->mutex, NULL);
+    pthread_mutex_init(&pay->busy_mutex, NULL);
+    pthread_mutex_init(&pay->sets_mutex, NULL);
+    pthread_mutex_init(&pay->recent_mutex, NULL);
     pthread_mutex_init(&pay->readers_mutex, NULL);
     pthread_cond_init(&pay->flows_idle, NULL);
     pthread_cond_init(&pay->recovery_wake, NULL);
@@ -265,6 +268,9 @@ static void runtime_free(pay_t *pay) {
     pthread_cond_destroy(&pay->recovery_wake);
     pthread_cond_destroy(&pay->flows_idle);
     pthread_mutex_destroy(&pay->readers_mutex);
+    pthread_mutex_destroy(&pay->recent_mutex);
+    pthread_mutex_destroy(&pay->sets_mutex);
+    pthread_mutex_destroy(&pay->busy_mutex);
     pthread_mutex_destroy(&pay->mutex);
     free(pay);
 }

@@ -4,6 +4,9 @@
  *     takes the removed entry, at most PAY_MAP_SPARES_MAX are kept however many are
  *     removed, a key longer than an id is never kept, and values and lookups read as
  *     before through any number of reuses.
+ *   - A map's bucket is its key's hash masked to the (power of two) bucket count: many
+ *     keys land in many buckets, every chain stays inside the array, and each key is
+ *     found in the bucket it was put in.
  *   - A payment's copy (a dry run's, a kept one's) has room for one more operation
  *     entry and one more ledger transfer: the command that runs on it adds them without
  *     growing (reallocating) its arrays; the copy's entries and transfers are the
@@ -77,6 +80,30 @@ static void test_map_spares_bounded(void) {
     pay_map_free(&map, NULL);
 }
 
+static void test_map_buckets_spread(void) {
+    pay_map_t map;
+    ASSERT_STATUS(pay_map_init(&map, 64), PC_OK);
+    static int value;
+    char key[PC_ID_SIZE];
+    for (uint32_t i = 0; i < 1024; i++) {
+        snprintf(key, sizeof key, "pay_%u", i);
+        ASSERT_STATUS(pay_map_put(&map, key, &value, NULL), PC_OK);
+    }
+    uint32_t used = 0, chained = 0;
+    for (uint32_t b = 0; b < map.bucket_count; b++) {
+        used += map.buckets[b] != NULL;
+        for (pay_map_entry_t *e = map.buckets[b]; e != NULL; e = e->next) chained++;
+    }
+    ASSERT_EQ(chained, 1024);
+    ASSERT_TRUE(used > 48); /* 1024 keys over 64 buckets: a wrong mask uses a few */
+    for (uint32_t i = 0; i < 1024; i++) {
+        snprintf(key, sizeof key, "pay_%u", i);
+        ASSERT_TRUE(pay_map_remove(&map, key) == &value);
+    }
+    ASSERT_EQ(map.count, 0);
+    pay_map_free(&map, NULL);
+}
+
 static void add_entry(pay_payment_t *p, const char *op_id, const char *text) {
     pay_op_t op;
     memset(&op, 0, sizeof op);
@@ -138,6 +165,7 @@ static void test_copy_room(void) {
 int main(void) {
     TEST_RUN(test_map_spares_reused);
     TEST_RUN(test_map_spares_bounded);
+    TEST_RUN(test_map_buckets_spread);
     TEST_RUN(test_copy_room);
     return test_finish();
 }
