@@ -7,6 +7,17 @@
 
 #include "core/core.h"
 
+/* Under AddressSanitizer a kept record is poisoned whole (its link too) until it is
+ * taken again: a use after pc_spares_give is reported as it would be after free(). */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define SPARE_POISON(record, bytes) ASAN_POISON_MEMORY_REGION(record, bytes)
+#define SPARE_UNPOISON(record, bytes) ASAN_UNPOISON_MEMORY_REGION(record, bytes)
+#else
+#define SPARE_POISON(record, bytes) ((void)(record), (void)(bytes))
+#define SPARE_UNPOISON(record, bytes) ((void)(record), (void)(bytes))
+#endif
+
 struct pc_spare {
     struct pc_spare *next;
 };
@@ -22,6 +33,7 @@ void pc_spares_init(pc_spares_t *spares, size_t record_bytes, uint32_t count_max
 
 void pc_spares_destroy(pc_spares_t *spares) {
     while (spares->head != NULL) {
+        SPARE_UNPOISON(spares->head, spares->record_bytes);
         pc_spare_t *next = spares->head->next;
         free(spares->head);
         spares->head = next;
@@ -34,6 +46,7 @@ void *pc_spares_take(pc_spares_t *spares) {
     pthread_mutex_lock(&spares->mutex);
     pc_spare_t *record = spares->head;
     if (record != NULL) {
+        SPARE_UNPOISON(record, spares->record_bytes);
         spares->head = record->next;
         spares->count--;
     }
@@ -52,6 +65,7 @@ void pc_spares_give(pc_spares_t *spares, void *record) {
         spare->next = spares->head;
         spares->head = spare;
         spares->count++;
+        SPARE_POISON(spare, spares->record_bytes);
     }
     pthread_mutex_unlock(&spares->mutex);
     if (!kept) free(record);
