@@ -7,11 +7,14 @@
 
 #include "core/core.h"
 
-/* Under AddressSanitizer a kept record is poisoned whole (its link too) until it is
- * taken again: a use after pc_spares_give is reported as it would be after free(). */
+/* Under AddressSanitizer a kept record is poisoned, all but its link, until it is
+ * taken again: a use after pc_spares_give is reported as it would be after free(). The
+ * link stays readable so that LeakSanitizer follows the list (it does not read
+ * poisoned bytes: the records behind a poisoned link would all read as leaked). */
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
-#define SPARE_POISON(record, bytes) ASAN_POISON_MEMORY_REGION(record, bytes)
+#define SPARE_POISON(record, bytes) \
+    ASAN_POISON_MEMORY_REGION((char *)(record) + sizeof(pc_spare_t), (bytes) - sizeof(pc_spare_t))
 #define SPARE_UNPOISON(record, bytes) ASAN_UNPOISON_MEMORY_REGION(record, bytes)
 #else
 #define SPARE_POISON(record, bytes) ((void)(record), (void)(bytes))
