@@ -86,7 +86,7 @@ test-faults: build
 # group commit (test_sim_group, test_sim_loop, test_sim_faults; test_gw_reuse restarts one).
 test-tsan: deps
 	@cmake -S . -B $(BUILD_TSAN) -DCMAKE_BUILD_TYPE=Debug -DPC_TSAN=ON >/dev/null
-	@cmake --build $(BUILD_TSAN) -j $(JOBS) --target paycore store_test_crash api_test_router http_test_http http_test_unescape gateway_test_gw_reuse
+	@cmake --build $(BUILD_TSAN) -j $(JOBS) --target paycore store_test_crash api_test_router api_test_request_arena http_test_http http_test_unescape gateway_test_gw_reuse
 	@cd $(BUILD_TSAN) && PAYCORE_SANITIZED=1 PAYCORE_CRASH_ROUNDS=6 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	  ctest --output-on-failure -j $(JOBS) -R '^(api/|http/|api-mhd/test_api_(concurrency|shutdown|stop_race|idempotency_retry)$$|store/test_crash$$|payments/test_payments_concurrent$$|gateway/test_(sim_group|sim_loop|sim_faults|gw_reuse)$$)'
 
