@@ -99,6 +99,13 @@ size_t pc_i64_text(char out[PC_INT_TEXT_SIZE], int64_t value);
 /* In lower-case hex with at least 'digits_min' digits (1..16), as "%0*" PRIx64 writes it. */
 #define PC_HEX_TEXT_SIZE 17
 size_t pc_u64_hex(char out[PC_HEX_TEXT_SIZE], uint64_t value, unsigned digits_min);
+/* A hex digit's value, 0..15 (either case), or -1 for a byte that is none. */
+static inline int pc_hex_digit(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
 /* The texts 'parts' one after another into 'dst', as snprintf(dst, dst_bytes,
  * "%s%s...") would: at most dst_bytes - 1 bytes, always terminated (dst_bytes > 0);
  * returns the whole length (>= dst_bytes: cut). */

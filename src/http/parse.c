@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/core.h"
 #include "http/http_internal.h"
 
 /* RFC 9110 tchar: a lookup, since every byte of every method and header name asks */
@@ -188,21 +189,14 @@ unsigned http_parse_head(const char *bytes, size_t byte_count, size_t *scan_from
 
 /* ---- a chunked body (RFC 9112 §7.1) ---- */
 
-static int hex_value(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 /* chunk-size [ BWS ";" chunk-ext ] without its CRLF; extensions are ignored, but
  * must be visible bytes and blanks. False when it is not one or does not fit. */
 static bool chunk_size_parse(const char *line, size_t line_bytes, uint64_t *size_bytes) {
     size_t at = 0;
     uint64_t value = 0;
-    for (; at < line_bytes && hex_value(line[at]) >= 0; at++) {
+    for (; at < line_bytes && pc_hex_digit(line[at]) >= 0; at++) {
         if (value > (UINT64_MAX >> 4)) return false;
-        value = value << 4 | (uint64_t)hex_value(line[at]);
+        value = value << 4 | (uint64_t)pc_hex_digit(line[at]);
     }
     if (at == 0) return false;
     size_t digits_end = at;

@@ -4,15 +4,8 @@
  * there, anything else stays as it came; '+' is a blank in query arguments only. */
 #include <string.h>
 
+#include "core/core.h"
 #include "http/http.h"
-
-/* 0..15, or -1 for a byte that is no hex digit. */
-static int hex_digit_value(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
 
 bool http_percent_decode(const char *bytes, size_t byte_count, bool plus_is_space, char *out,
                          size_t out_bytes) {
@@ -20,8 +13,8 @@ bool http_percent_decode(const char *bytes, size_t byte_count, bool plus_is_spac
     size_t used = 0;
     for (size_t i = 0; i < byte_count; i++) {
         char c = bytes[i];
-        int high = c == '%' && i + 2 < byte_count ? hex_digit_value(bytes[i + 1]) : -1;
-        int low = high >= 0 ? hex_digit_value(bytes[i + 2]) : -1;
+        int high = c == '%' && i + 2 < byte_count ? pc_hex_digit(bytes[i + 1]) : -1;
+        int low = high >= 0 ? pc_hex_digit(bytes[i + 2]) : -1;
         if (low >= 0) {
             c = (char)(high * 16 + low);
             i += 2;

@@ -202,19 +202,12 @@ int64_t pg_int(const PGresult *result, int row, int column) {
     return strtoll(PQgetvalue(result, row, column), NULL, 10);
 }
 
-static int hex_value(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 bool pg_bytea(const PGresult *result, int row, int column, uint8_t *out, size_t bytes) {
     const char *text = PQgetvalue(result, row, column);
     if (PQgetisnull(result, row, column) || strncmp(text, "\\x", 2) != 0) return false;
     if (strlen(text + 2) != bytes * 2) return false;
     for (size_t i = 0; i < bytes; i++) {
-        int high = hex_value(text[2 + 2 * i]), low = hex_value(text[3 + 2 * i]);
+        int high = pc_hex_digit(text[2 + 2 * i]), low = pc_hex_digit(text[3 + 2 * i]);
         if (high < 0 || low < 0) return false;
         out[i] = (uint8_t)(high << 4 | low);
     }
