@@ -52,6 +52,9 @@
  *   --hold  with --profile: once the load is over ("payments=" printed), keeps the
  *           server and its files until standard input closes (a reader copies them)
  *   --cards N  the pool's size (1: the single-card stream)   --seed S  the pool's seed
+ * PAYCORE_BENCH_WINDOWS=FILE: the tail's 100 ms windows, one line each: start (wall
+ *   clock, s), payments, mean ms, p99 ms; to lay beside a trace of the server's and the
+ *   simulator's fsyncs (a window whose every payment is slow is a stall: which flush?)
  *   --http-mhd  the server serves on libmicrohttpd (serve --http-mhd); by default on
  *               its own HTTP engine, as serve does (--http-engine: the same, accepted)
  *   --sim-http-mhd  the card simulator on libmicrohttpd (--http-mhd); the default is the
@@ -1419,6 +1422,11 @@ static double points_p99_ms(uint64_t *ns, uint64_t count) {
 
 /* Each window's p99 and mean (windows of TAIL_WINDOW_NS by completion time). */
 static void tail_windows(const tail_point *points, uint64_t count, double mean_ms, tail_view *v, double *p99s) {
+    const char *windows_path = getenv("PAYCORE_BENCH_WINDOWS");
+    FILE *windows_out = windows_path != NULL ? fopen(windows_path, "w") : NULL;
+    struct timespec realtime;
+    clock_gettime(CLOCK_REALTIME, &realtime);
+    uint64_t realtime_offset_ns = (uint64_t)realtime.tv_sec * 1000000000ull + (uint64_t)realtime.tv_nsec - pc_mono_ns();
     uint64_t *ns = malloc((count > 0 ? count : 1) * sizeof *ns);
     if (ns == NULL) die("no memory");
     for (uint64_t first = 0; first < count;) {
@@ -1430,11 +1438,16 @@ static void tail_windows(const tail_point *points, uint64_t count, double mean_m
             end++;
         }
         if (end - first >= TAIL_WINDOW_PAYMENTS_MIN) {
-            p99s[v->windows++] = points_p99_ms(ns, end - first);
+            p99s[v->windows] = points_p99_ms(ns, end - first);
+            if (windows_out != NULL)
+                fprintf(windows_out, "%.3f %llu %.2f %.2f\n", (double)(points[first].end_ns + realtime_offset_ns) / 1e9,
+                        (unsigned long long)(end - first), sum_ms / (double)(end - first), p99s[v->windows]);
+            v->windows++;
             v->stall_windows += sum_ms / (double)(end - first) > 2.0 * mean_ms;
         }
         first = end;
     }
+    if (windows_out != NULL) fclose(windows_out);
     free(ns);
 }
 

@@ -143,8 +143,10 @@
 
 /* The WAL checkpoint thread's schedule (store/sqlite_wal_checkpointer.c). The first
  * passive checkpoint once the WAL holds STORE_WAL_CHECKPOINT_PAGES frames of a 4 KiB
- * page (~16 MiB), then one per STORE_WAL_CHECKPOINT_STEP_FRAMES new frames (~4 MiB: a
- * page the commits rewrite is copied once a step, not once a commit), and past
+ * page (~16 MiB), then one per STORE_WAL_CHECKPOINT_STEP_FRAMES new frames (~1 MiB: a
+ * page the commits rewrite is copied once a step, not once a commit; a longer step
+ * made the database file's fsync after it long enough, 4-10 ms at ~4 MiB, to hold the
+ * writer's WAL fsync behind it), and past
  * STORE_WAL_FRAMES_SOFT_MAX (~64 MiB, the WAL not restarted meanwhile) one after every
  * commit, the chances to restart it, until it does; one more when the writer pauses
  * STORE_WAL_CHECKPOINT_IDLE_MS, so that its next commit restarts the WAL. The WAL's
@@ -153,7 +155,7 @@
  * truncates the file to STORE_WAL_FILE_BYTES_MAX (journal_size_limit), above the
  * payments load's cycle (70-98 MiB measured) so that it is not grown again each time. */
 #define STORE_WAL_CHECKPOINT_PAGES 4096
-#define STORE_WAL_CHECKPOINT_STEP_FRAMES 1024
+#define STORE_WAL_CHECKPOINT_STEP_FRAMES 256
 #define STORE_WAL_FRAMES_SOFT_MAX 16384
 #define STORE_WAL_CHECKPOINT_IDLE_MS 50
 #define STORE_WAL_FILE_BYTES_MAX (128ll * 1024 * 1024)
@@ -481,9 +483,12 @@ static_assert(RISK_STORE_BATCH_MAX <= RISK_STORE_QUEUE_MAX, "a store batch comes
                                                    the ~3.8 KiB that fit MHD's pool above */
 #define SIM_LOOP_WAIT_MS_MAX 1000               /* the event loop looks at the clock at least this often */
 #define SIM_STMT_CACHE_MAX 96                   /* prepared statements: the simulator has ~60 */
-#define SIM_CHECKPOINT_WAL_KIB (32 * 1024)      /* WAL written (pages of the record's size) before the worker
+#define SIM_CHECKPOINT_WAL_KIB (4 * 1024)      /* WAL written (pages of the record's size) before the worker
                                                  * checkpoints: a page rewritten by many groups meanwhile
-                                                 * (a table's last leaf) is copied and synced once */
+                                                 * (a table's last leaf) is copied and synced once; not
+                                                 * more: the database file's fsync after 32 MiB took
+                                                 * 20-28 ms and held every other fsync on the disk
+                                                 * (the server's commits) behind it */
 #define SIM_CACHE_KIB (64 * 1024)               /* the record's page cache: a benchmark's record (a few
                                                  * tens of MiB) stays in it, so a request's B-tree
                                                  * searches read no page from the file */

@@ -112,7 +112,7 @@ static void test_spaced_by_frames_and_restarts_after_a_pause(void) {
         commits++;
     }
     store_wal_checkpoint_counts after = store_wal_checkpointer_counts(c);
-    ASSERT_TRUE(commits >= 50);
+    ASSERT_TRUE(commits >= 20); /* ~9 frames a commit: a burst, each of which once started one */
     uint64_t burst_runs = (after.runs - before.runs) - (after.idle_runs - before.idle_runs);
     if (burst_runs != 0) {
         TEST_FAIL("%llu checkpoints in a burst of %d commits", (unsigned long long)burst_runs, commits);
