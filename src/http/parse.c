@@ -48,11 +48,24 @@ static bool list_has_token(const char *bytes, size_t byte_count, const char *tok
     return false;
 }
 
+/* The first "\r\n\r\n" in 'bytes', or NULL: memchr (vector code) jumps from one '\r'
+ * to the next, a line at a time; glibc's memmem walks a short needle byte by byte
+ * (callgrind: ~1k instructions per request head). Linear whatever the bytes. */
+static const char *blank_line_find(const char *bytes, size_t byte_count) {
+    const char *end = bytes + byte_count;
+    const char *at = bytes;
+    while (end - at >= 4 && (at = memchr(at, '\r', (size_t)(end - at) - 3)) != NULL) {
+        if (at[1] == '\n' && at[2] == '\r' && at[3] == '\n') return at;
+        at++;
+    }
+    return NULL;
+}
+
 /* Where the head's blank line ends, or 0; fails early on what cannot become a head. */
 static size_t head_end(const char *bytes, size_t byte_count, size_t *scan_from, unsigned *error,
                        const http_limits_t *limits) {
     size_t at = *scan_from;
-    const char *found = byte_count > at ? memmem(bytes + at, byte_count - at, "\r\n\r\n", 4) : NULL;
+    const char *found = byte_count > at ? blank_line_find(bytes + at, byte_count - at) : NULL;
     if (found != NULL) return (size_t)(found - bytes) + 4;
     at = byte_count > 3 ? byte_count - 3 : 0; /* the blank line may straddle the next read */
     *scan_from = at;

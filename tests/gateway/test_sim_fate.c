@@ -148,16 +148,30 @@ static void test_quiet_faults(void) {
 
 /* Ids and request hashes are the documented digests (docs/channels.md): records written
  * by earlier builds keep matching. */
-static void test_digests_documented(void) {
-    sim_t sim = sim_with_seed(12345);
+static void id_documented(const sim_t *sim, const char *parts, size_t parts_bytes) {
     char id[SIM_ID_SIZE];
-    sim_make_id(&sim, "cap_", "capture", "gwk_0123", id);
-    static const char parts[] = "paycore-sim-id\0card\0" "12345\0capture\0gwk_0123";
+    sim_make_id(sim, "cap_", "capture", "gwk_0123", id);
     unsigned char digest[32];
-    crypto_generichash(digest, 32, (const unsigned char *)parts, sizeof parts, NULL, 0);
+    crypto_generichash(digest, 32, (const unsigned char *)parts, parts_bytes, NULL, 0);
     char want[SIM_ID_SIZE] = "cap_";
     sodium_bin2hex(want + 4, 25, digest, 12);
     ASSERT_STR_EQ(id, want);
+}
+
+static void test_digests_documented(void) {
+    sim_t sim = sim_with_seed(12345);
+    static const char parts[] = "paycore-sim-id\0card\0" "12345\0capture\0gwk_0123";
+    id_documented(&sim, parts, sizeof parts);
+    /* Another seed, another kind, then the first again: each id from its own constant
+     * parts (sim_make_id keeps the hash of the last ones seen). */
+    sim_t other_seed = sim_with_seed(9);
+    static const char other_seed_parts[] = "paycore-sim-id\0card\0" "9\0capture\0gwk_0123";
+    id_documented(&other_seed, other_seed_parts, sizeof other_seed_parts);
+    sim_t wallet = sim_with_seed(9);
+    wallet.kind = SIM_KIND_WALLET;
+    static const char wallet_parts[] = "paycore-sim-id\0wallet\0" "9\0capture\0gwk_0123";
+    id_documented(&wallet, wallet_parts, sizeof wallet_parts);
+    id_documented(&sim, parts, sizeof parts);
 
     json_t *body = json_loads("{\"b\":1,\"a\":{\"y\":\"x\",\"c\":true}}", 0, NULL);
     char hash[65], want_hash[65];

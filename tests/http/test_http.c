@@ -72,6 +72,25 @@ static void test_parse_every_split(void) {
     }
 }
 
+/* The head ends at the first blank line: past lone CRs and "\r\n\r" near misses, with
+ * more blank lines in the body after it, at every place the search may start. */
+static void test_parse_blank_line_first(void) {
+    const char *text = "POST /p HTTP/1.1\r\nX-A: \r\r\r\nContent-Length: 8\r\n\r\n\r\n\r\nab\r\n";
+    size_t head_bytes = strlen("POST /p HTTP/1.1\r\nX-A: \r\r\r\nContent-Length: 8\r\n\r\n");
+    for (size_t scan_start = 0; scan_start < head_bytes - 3; scan_start++) {
+        http_header_slot_t slots[64];
+        http_head_t head = {.headers = slots};
+        size_t scan_from = scan_start;
+        unsigned status = http_parse_head(text, strlen(text), &scan_from, &parse_limits, &head);
+        ASSERT_TRUE(status != HTTP_PARSE_MORE);
+        if (status == 200) ASSERT_EQ(head.head_bytes, head_bytes);
+    }
+    ASSERT_EQ(parse_status("GET / HTTP/1.1\r\nHost: a\r\n\r"), HTTP_PARSE_MORE);
+    ASSERT_EQ(parse_status("GET / HTTP/1.1\r\nHost: a\r\n\n\r\n"), HTTP_PARSE_MORE);
+    ASSERT_EQ(parse_status("\r\r\r\r\r\r"), HTTP_PARSE_MORE);
+    ASSERT_EQ(parse_status("GET / HTTP/1.1\r\nA: b\r\nc\nd"), HTTP_PARSE_MORE);
+}
+
 static void test_parse_refusals(void) {
     static const struct {
         const char *text;
@@ -1214,6 +1233,7 @@ int main(void) {
     memset(big_body, 'b', BIG_BODY_BYTES);
     RUN(test_parse_valid);
     RUN(test_parse_every_split);
+    RUN(test_parse_blank_line_first);
     RUN(test_parse_refusals);
     RUN(test_parse_limits);
     RUN(test_parse_connection);
