@@ -102,8 +102,8 @@ static bool arena_sized(int bytes) {
  * size runs at most that far ahead of its use.
  * - It starts at the first ask (a process that never caches a page never has it); a
  *   failed start leaves the slots to be faulted in by whoever takes them, as before.
- * - It holds no lock while it faults memory or sleeps, and never arena.mutex: taking a
- *   slot never waits for it. At exit it stops with the process, in the middle of
+ * - It holds no lock while it faults memory in or sleeps (but below): taking a slot
+ *   never waits for it. At exit it stops with the process, in the middle of
  *   nothing that anyone waits for (the region is never unmapped).
  * - fork: the thread ends before (pthread_atfork; at most one 2 MiB piece to finish),
  *   so a process that had no other thread forks single-threaded as before (a child
@@ -111,9 +111,10 @@ static bool arena_sized(int bytes) {
  *   and the tests fork such children); the next ask, in parent or child, starts a
  *   new one. Only a test program forks: the server never does.
  * - Faulting memory changes no byte in it: MADV_POPULATE_WRITE (Linux 5.14) maps pages
- *   writable without writing, and where the kernel refuses it (EINVAL) each 4 KiB page
- *   gets an atomic add of zero, which leaves the byte as any concurrent store left it
- *   (the page holding fresh may already be in use). */
+ *   writable without writing, whoever uses them meanwhile. Where the kernel refuses it
+ *   (EINVAL) each 4 KiB page wholly past fresh gets an atomic add of zero, under
+ *   arena.mutex so that no slot there is handed out meanwhile (a take may then wait
+ *   for one fault, one it would otherwise have taken itself). */
 #define WARM_NICE 10
 #define WARM_SMALL_PAGE_BYTES 4096u
 
@@ -185,7 +186,9 @@ static void region_fault_in(char *from, char *to) {
         warmer.populate_refused = true; /* a kernel before 5.14 */
     }
     for (char *page = from; page < to; page += WARM_SMALL_PAGE_BYTES) {
-        (void)__atomic_fetch_add(page, 0, __ATOMIC_RELAXED);
+        pthread_mutex_lock(&arena.mutex);
+        if (page >= arena.fresh) (void)__atomic_fetch_add(page, 0, __ATOMIC_RELAXED); /* never handed out */
+        pthread_mutex_unlock(&arena.mutex);
     }
 }
 
@@ -609,6 +612,12 @@ store_sqlite_pcache_arena_stats_t store_sqlite_pcache_arena_stats(void) {
     stats.warmer_running = warmer.running;
     pthread_mutex_unlock(&warmer.mutex);
     return stats;
+}
+
+void store_sqlite_pcache_warm_by_touch(void) {
+    pthread_mutex_lock(&warmer.mutex);
+    warmer.populate_refused = true; /* the thread, started later, reads it unlocked */
+    pthread_mutex_unlock(&warmer.mutex);
 }
 
 void store_sqlite_pcache_warm_wait(void) {

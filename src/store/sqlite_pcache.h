@@ -37,5 +37,8 @@ store_sqlite_pcache_arena_stats_t store_sqlite_pcache_arena_stats(void);
 /* Returns once the warmer thread has faulted the region in as far as it was last
  * asked to, at once if it never started: for tests. */
 void store_sqlite_pcache_warm_wait(void);
+/* The warmer touches a byte a 4 KiB page, as where the kernel refuses
+ * MADV_POPULATE_WRITE: for tests, before the first page is taken from the region. */
+void store_sqlite_pcache_warm_by_touch(void);
 
 #endif

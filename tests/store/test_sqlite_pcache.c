@@ -14,7 +14,9 @@
  * The region faulted in ahead: after slots are taken, the pages past the last one are
  * resident for at least half the warm-ahead bound and none is past the bound (mincore);
  * the thread ends before a fork (a child that starts threads after a multi-threaded
- * fork dies under ThreadSanitizer), and parent and child each start one again.
+ * fork dies under ThreadSanitizer), and parent and child each start one again; the
+ * same where pages are touched instead of MADV_POPULATE_WRITE; no byte of a slot
+ * taken changes.
  * SQLite's small blocks: one given back is handed out again by the next request of
  * its size class on the same thread (no trip through the heap), with room for the
  * request; a thread keeps a bounded number and gives them back when it ends (the
@@ -273,13 +275,20 @@ static void warm_ahead_check(void) {
     char *first = sqlite3_malloc((int)SMALL_PAGE_BYTES + 1);
     ASSERT_TRUE(first != NULL);
     size_t slot_bytes = (size_t)sqlite3_msize(first);
+    memset(first, 0x5a, slot_bytes);
     char *last = first;
     for (uint32_t i = 1; i < WARM_SLOTS_TAKEN; i++) {
         char *slot = sqlite3_malloc((int)SMALL_PAGE_BYTES + 1);
         ASSERT_TRUE(slot == last + slot_bytes); /* fresh slots, one after another */
+        memset(slot, (int)(i & 0xff), slot_bytes);
         last = slot;
     }
     store_sqlite_pcache_warm_wait();
+    for (uint32_t i = 1; i < WARM_SLOTS_TAKEN; i++) { /* the warmer changed no byte */
+        char *slot = first + i * slot_bytes;
+        ASSERT_EQ((uint8_t)slot[0], i & 0xff);
+        ASSERT_EQ((uint8_t)slot[slot_bytes - 1], i & 0xff);
+    }
     store_sqlite_pcache_arena_stats_t stats = store_sqlite_pcache_arena_stats();
     ASSERT_TRUE(stats.warmer_running);
     char *fresh = last + slot_bytes;
@@ -312,6 +321,19 @@ static void test_warm_ahead(void) {
         child_passed(grandchild);
         ASSERT_TRUE(!store_sqlite_pcache_arena_stats().warmer_running); /* ended for the fork */
         warm_ahead_check(); /* and started again */
+        exit(0);
+    }
+    child_passed(child);
+}
+
+/* The same where the kernel has no MADV_POPULATE_WRITE: each page touched. */
+static void test_warm_ahead_by_touch(void) {
+    pid_t child = fork();
+    ASSERT_TRUE(child >= 0);
+    if (child == 0) {
+        ASSERT_TRUE(store_sqlite_pcache_install_with(WARM_REGION_PAGES));
+        store_sqlite_pcache_warm_by_touch();
+        warm_ahead_check();
         exit(0);
     }
     child_passed(child);
@@ -362,6 +384,7 @@ static void test_small_blocks_threads(void) {
 int main(void) {
     TEST_RUN(test_small_region); /* first: the child must find SQLite unconfigured */
     TEST_RUN(test_warm_ahead);   /* likewise */
+    TEST_RUN(test_warm_ahead_by_touch);
     ASSERT_TRUE(store_sqlite_pcache_install());
     TEST_RUN(test_large_cache);
     TEST_RUN(test_small_cache);
