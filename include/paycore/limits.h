@@ -141,6 +141,16 @@
  * read through it, up to its bound, in every pooled reader (one per busy thread). */
 #define STORE_READER_CACHE_KIB (16 * 1024)
 
+/* The page cache's region (store/sqlite_pcache.c) is faulted in by its own thread at
+ * most this far past the slots handed out, and woken once the distance falls to half
+ * of it: a first touch there would otherwise zero a 2 MiB huge page inside the
+ * writer's batch. 16 MiB is eight huge pages, about 3,800 cached pages, a few
+ * seconds of the cache's growth under the payments load, so a late wake-up of that
+ * low-priority thread still finds memory ready; and it is all the region's resident
+ * size ever runs ahead of its use (the region is 280 MiB). */
+#define STORE_PCACHE_WARM_AHEAD_BYTES (16u * 1024 * 1024)
+static_assert(STORE_PCACHE_WARM_AHEAD_BYTES % (2u * 1024 * 1024) == 0, "whole huge pages ahead");
+
 /* The WAL checkpoint thread's schedule (store/sqlite_wal_checkpointer.c). The first
  * passive checkpoint once the WAL holds STORE_WAL_CHECKPOINT_PAGES frames of a 4 KiB
  * page (~16 MiB), then one per STORE_WAL_CHECKPOINT_STEP_FRAMES new frames (~1 MiB: a

@@ -8,7 +8,9 @@
 
 /* Pages of 4 KiB the region holds: the writer's cache bound (cache_size=-131072, 128
  * MiB) and as much again for the readers and the id index; past it pages come from
- * the heap. Mapped at install, touched only as pages are cached. */
+ * the heap. Mapped at install; faulted in as pages are cached, by a thread of its own
+ * ("paycore-pcwarm", started at the first page cached) at most
+ * STORE_PCACHE_WARM_AHEAD_BYTES ahead of the pages handed out (sqlite_pcache.c). */
 #define STORE_PCACHE_ARENA_PAGES 65536u
 
 /* Wraps SQLite's default page cache for every connection opened afterwards, its pages
@@ -27,7 +29,16 @@ typedef struct {
     uint64_t slots_touched;  /* handed out at least once: the region's memory in use or kept */
     uint64_t slots_used;     /* holding a page now */
     uint64_t heap_pages;     /* page allocations the full region sent to the heap */
+    uint64_t warmed_bytes;   /* the region's first bytes faulted in ahead of use (or passed) */
+    bool warmer_running;     /* the thread faulting them in has started */
 } store_sqlite_pcache_arena_stats_t;
 store_sqlite_pcache_arena_stats_t store_sqlite_pcache_arena_stats(void);
+
+/* Returns once the warmer thread has faulted the region in as far as it was last
+ * asked to, at once if it never started: for tests. */
+void store_sqlite_pcache_warm_wait(void);
+/* The warmer touches a byte a 4 KiB page, as where the kernel refuses
+ * MADV_POPULATE_WRITE: for tests, before the first page is taken from the region. */
+void store_sqlite_pcache_warm_by_touch(void);
 
 #endif

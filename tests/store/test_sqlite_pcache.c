@@ -11,6 +11,12 @@
  * connections close, a second install changes nothing; and in a child process with a
  * region far smaller than the cache, pages past it come from the heap and the rows
  * are the same.
+ * The region faulted in ahead: after slots are taken, the pages past the last one are
+ * resident for at least half the warm-ahead bound and none is past the bound (mincore);
+ * the thread ends before a fork (a child that starts threads after a multi-threaded
+ * fork dies under ThreadSanitizer), and parent and child each start one again; the
+ * same where pages are touched instead of MADV_POPULATE_WRITE; no byte of a slot
+ * taken changes.
  * SQLite's small blocks: one given back is handed out again by the next request of
  * its size class on the same thread (no trip through the heap), with room for the
  * request; a thread keeps a bounded number and gives them back when it ends (the
@@ -19,9 +25,11 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "paycore/limits.h"
 #include "store/sqlite_pcache.h"
 #include "test.h"
 
@@ -215,6 +223,14 @@ static void test_second_install(void) {
     arena_all_given_back();
 }
 
+/* Waits for a child process, which must have passed (exit 0). */
+static void child_passed(pid_t child) {
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status));
+    ASSERT_EQ(WEXITSTATUS(status), 0);
+}
+
 /* In a child (SQLite is configured once a process): the smallest region (one 2 MiB
  * piece, some 480 pages) under a 64 MiB cache, for a file of more pages than that.
  * The region is used up first, the pages past it come from the heap, the rows are
@@ -232,10 +248,95 @@ static void test_small_region(void) {
         arena_all_given_back();
         exit(0);
     }
-    int status = 0;
-    ASSERT_EQ(waitpid(child, &status, 0), child);
-    ASSERT_TRUE(WIFEXITED(status));
-    ASSERT_EQ(WEXITSTATUS(status), 0);
+    child_passed(child);
+}
+
+#define WARM_REGION_PAGES 16384u /* ~70 MiB: the bound and more past the slots taken */
+#define WARM_SLOTS_TAKEN 3000u    /* ~13 MiB: the warmer is asked more than once */
+#define SMALL_PAGE_BYTES 4096u
+#define HUGE_PAGE_BYTES (2u * 1024 * 1024)
+
+/* 4 KiB pages of [from, from + bytes) in memory ('from' is 4 KiB-aligned). */
+static size_t resident_pages(char *from, size_t bytes) {
+    static unsigned char resident[STORE_PCACHE_WARM_AHEAD_BYTES / SMALL_PAGE_BYTES];
+    size_t pages = bytes / SMALL_PAGE_BYTES;
+    ASSERT_TRUE(pages <= sizeof resident);
+    ASSERT_EQ(mincore(from, bytes, resident), 0);
+    size_t count = 0;
+    for (size_t i = 0; i < pages; i++) count += resident[i] & 1;
+    return count;
+}
+
+/* Takes WARM_SLOTS_TAKEN fresh slots (an allocation of a page's size, as SQLite's cache
+ * makes) and checks what is resident past the last: every page for half the bound
+ * (the warmer is asked each time the slots move that far), none past the bound
+ * rounded up to a huge page. The slots stay taken. */
+static void warm_ahead_check(void) {
+    char *first = sqlite3_malloc((int)SMALL_PAGE_BYTES + 1);
+    ASSERT_TRUE(first != NULL);
+    size_t slot_bytes = (size_t)sqlite3_msize(first);
+    memset(first, 0x5a, slot_bytes);
+    char *last = first;
+    for (uint32_t i = 1; i < WARM_SLOTS_TAKEN; i++) {
+        char *slot = sqlite3_malloc((int)SMALL_PAGE_BYTES + 1);
+        ASSERT_TRUE(slot == last + slot_bytes); /* fresh slots, one after another */
+        memset(slot, (int)(i & 0xff), slot_bytes);
+        last = slot;
+    }
+    store_sqlite_pcache_warm_wait();
+    for (uint32_t i = 1; i < WARM_SLOTS_TAKEN; i++) { /* the warmer changed no byte */
+        char *slot = first + i * slot_bytes;
+        ASSERT_EQ((uint8_t)slot[0], i & 0xff);
+        ASSERT_EQ((uint8_t)slot[slot_bytes - 1], i & 0xff);
+    }
+    store_sqlite_pcache_arena_stats_t stats = store_sqlite_pcache_arena_stats();
+    ASSERT_TRUE(stats.warmer_running);
+    char *fresh = last + slot_bytes;
+    char *ahead = fresh + (SMALL_PAGE_BYTES - (uintptr_t)fresh % SMALL_PAGE_BYTES) % SMALL_PAGE_BYTES;
+    ASSERT_EQ(resident_pages(ahead, STORE_PCACHE_WARM_AHEAD_BYTES / 2),
+              STORE_PCACHE_WARM_AHEAD_BYTES / 2 / SMALL_PAGE_BYTES);
+    char *beyond = ahead + STORE_PCACHE_WARM_AHEAD_BYTES + HUGE_PAGE_BYTES;
+    ASSERT_EQ(resident_pages(beyond, STORE_PCACHE_WARM_AHEAD_BYTES), 0);
+    uint64_t fresh_offset = stats.slots_touched * slot_bytes;
+    ASSERT_TRUE(stats.warmed_bytes >= fresh_offset + STORE_PCACHE_WARM_AHEAD_BYTES / 2);
+    ASSERT_TRUE(stats.warmed_bytes <= fresh_offset + STORE_PCACHE_WARM_AHEAD_BYTES + HUGE_PAGE_BYTES);
+}
+
+/* In a child (SQLite is configured once a process), in its own child, and in it
+ * again after that fork. */
+static void test_warm_ahead(void) {
+    pid_t child = fork();
+    ASSERT_TRUE(child >= 0);
+    if (child == 0) {
+        ASSERT_TRUE(store_sqlite_pcache_install_with(WARM_REGION_PAGES));
+        ASSERT_TRUE(!store_sqlite_pcache_arena_stats().warmer_running); /* none before the first slot */
+        warm_ahead_check();
+        pid_t grandchild = fork();
+        ASSERT_TRUE(grandchild >= 0);
+        if (grandchild == 0) {
+            ASSERT_TRUE(!store_sqlite_pcache_arena_stats().warmer_running); /* a fork has no warmer */
+            warm_ahead_check();
+            exit(0);
+        }
+        child_passed(grandchild);
+        ASSERT_TRUE(!store_sqlite_pcache_arena_stats().warmer_running); /* ended for the fork */
+        warm_ahead_check(); /* and started again */
+        exit(0);
+    }
+    child_passed(child);
+}
+
+/* The same where the kernel has no MADV_POPULATE_WRITE: each page touched. */
+static void test_warm_ahead_by_touch(void) {
+    pid_t child = fork();
+    ASSERT_TRUE(child >= 0);
+    if (child == 0) {
+        ASSERT_TRUE(store_sqlite_pcache_install_with(WARM_REGION_PAGES));
+        store_sqlite_pcache_warm_by_touch();
+        warm_ahead_check();
+        exit(0);
+    }
+    child_passed(child);
 }
 
 /* A block of 100 bytes given back serves the next request of 65 to 128 bytes: the
@@ -282,6 +383,8 @@ static void test_small_blocks_threads(void) {
 
 int main(void) {
     TEST_RUN(test_small_region); /* first: the child must find SQLite unconfigured */
+    TEST_RUN(test_warm_ahead);   /* likewise */
+    TEST_RUN(test_warm_ahead_by_touch);
     ASSERT_TRUE(store_sqlite_pcache_install());
     TEST_RUN(test_large_cache);
     TEST_RUN(test_small_cache);
