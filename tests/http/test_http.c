@@ -522,6 +522,8 @@ static void client_open(client_t *client, uint16_t port) {
     setsockopt(client->fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
     client->capacity = 1 << 16;
     client->bytes = malloc(client->capacity);
+    ASSERT_TRUE(client->bytes != NULL);
+    client->bytes[0] = '\0';
 }
 
 static void client_close(client_t *client) {
@@ -537,16 +539,20 @@ static void client_send_text(client_t *client, const char *text) {
     client_send(client, text, strlen(text));
 }
 
-/* Reads more; false at the end of the stream (or a reset). */
+/* Reads more; false at the end of the stream (or a reset). The bytes stay followed by a
+ * NUL: client_answer's sscanf reads the head as a string (without it, an answer that
+ * filled the buffer was read past its end: a TSan run crashed there). */
 static bool client_fill(client_t *client) {
-    if (client->byte_count == client->capacity) {
+    if (client->byte_count + 1 >= client->capacity) {
         client->capacity *= 2;
         client->bytes = realloc(client->bytes, client->capacity);
+        ASSERT_TRUE(client->bytes != NULL);
     }
-    ssize_t got = recv(client->fd, client->bytes + client->byte_count, client->capacity - client->byte_count, 0);
+    ssize_t got = recv(client->fd, client->bytes + client->byte_count, client->capacity - client->byte_count - 1, 0);
     if (got < 0 && errno == EAGAIN) TEST_FAIL("no answer within the client's wait");
     if (got <= 0) return false;
     client->byte_count += (size_t)got;
+    client->bytes[client->byte_count] = '\0';
     return true;
 }
 
@@ -567,6 +573,7 @@ static bool client_answer(client_t *client, answer_t *answer) {
         if (answer->status == 100) {
             memmove(client->bytes, client->bytes + head_bytes, client->byte_count - head_bytes);
             client->byte_count -= head_bytes;
+            client->bytes[client->byte_count] = '\0';
             continue;
         }
         answer->body_bytes = body_bytes;
@@ -579,6 +586,7 @@ static bool client_answer(client_t *client, answer_t *answer) {
         size_t used = head_bytes + body_bytes;
         memmove(client->bytes, client->bytes + used, client->byte_count - used);
         client->byte_count -= used;
+        client->bytes[client->byte_count] = '\0';
         return true;
     }
 }
