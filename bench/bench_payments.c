@@ -38,7 +38,8 @@
  *     slices (its /metrics): every attempt is scored; how many it approved, sent to
  *     review or declined, and its most frequent reason over the run.
  *   payments_e2e_pool: who paid (below): the pool's size and what the run drew from it.
- *   payments_e2e_machine: the load average before and after (the machine is shared).
+ *   payments_e2e_machine: the load average before and after (the machine is shared), and
+ *     the malloc the server runs on (its /metrics' paycore_build_info).
  * Who pays: a pool of customers made from a seed (--cards N, default CARDS_DEFAULT),
  * each with a card of its own (a Luhn-valid number of a realistic network mix and a
  * valid expiry), a payer id, most with a device and an IPv4 address (in a pool of /24
@@ -1481,6 +1482,21 @@ static tail_view tail_measure(const samples *latency, const samples *end) {
     return v;
 }
 
+/* The allocator label of the server's paycore_build_info ("unknown" when absent). */
+static void server_allocator(const char *base, char *out, size_t out_bytes) {
+    snprintf(out, out_bytes, "unknown");
+    char *text = metrics_text(base);
+    const char *info = text != NULL ? strstr(text, "\npaycore_build_info{") : NULL;
+    const char *label = info != NULL ? strstr(info, "allocator=\"") : NULL;
+    const char *line_end = info != NULL ? strchr(info + 1, '\n') : NULL;
+    if (label != NULL && (line_end == NULL || label < line_end)) {
+        label += strlen("allocator=\"");
+        size_t n = strcspn(label, "\"\n");
+        if (n > 0 && n < out_bytes) snprintf(out, out_bytes, "%.*s", (int)n, label);
+    }
+    free(text);
+}
+
 static void load_average(char *out, size_t out_bytes) {
     FILE *f = fopen("/proc/loadavg", "r");
     double one = 0.0;
@@ -1717,8 +1733,10 @@ int main(int argc, char **argv) {
     printf("payments_e2e_pool cards=%u seed=%llu payers=%u devices=%u ip_prefixes=%u cards_drawn=%u\n",
            customer_count, (unsigned long long)pool_seed, customers != NULL ? customer_count : CONNECTIONS, devices,
            customers != NULL ? pool_prefixes() : 0, customers != NULL ? drawn : 1);
-    printf("payments_e2e_machine cpus=%ld load_avg_1m_before=%s load_avg_1m_after=%s\n", sysconf(_SC_NPROCESSORS_ONLN),
-           load_before, load_after);
+    char allocator[32];
+    server_allocator(base, allocator, sizeof allocator);
+    printf("payments_e2e_machine cpus=%ld load_avg_1m_before=%s load_avg_1m_after=%s server_allocator=%s\n",
+           sysconf(_SC_NPROCESSORS_ONLN), load_before, load_after, allocator);
     if (open.first_error[0] != '\0' && t.first_error[0] == '\0') memcpy(t.first_error, open.first_error, sizeof t.first_error);
     t.errors += open.errors;
     if (t.first_error[0] != '\0') fprintf(stderr, "bench_payments: first error: %s\n", t.first_error);

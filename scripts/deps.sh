@@ -14,7 +14,8 @@ cd "$(dirname "$0")/.."
 # patroni + python3-etcd + etcd-server: the high-availability tests (tests/ha), which
 # start their own etcd members and Patroni nodes (the packaged services stay off).
 # libzstd-dev: payment records packed in the SQLite store (src/store/sqlite_pay_pack.c).
-PACKAGES="build-essential cmake pkg-config sqlite3 libsqlite3-dev libmicrohttpd-dev libzstd-dev \
+# libtcmalloc-minimal4: the paycore executable's malloc (CMakeLists.txt, PC_ALLOCATOR).
+PACKAGES="build-essential cmake pkg-config sqlite3 libsqlite3-dev libmicrohttpd-dev libzstd-dev libtcmalloc-minimal4 \
 libjansson-dev libsodium-dev libcurl4-openssl-dev libhttp-parser-dev libxgboost-dev libssl-dev \
 postgresql libpq-dev curl ca-certificates python3 python3-yaml clang libclang-rt-14-dev \
 prometheus librabbitmq-dev rabbitmq-server chromium systemd podman runc \

@@ -1,6 +1,7 @@
 /* core/core.c: ids, clocks and the non-cryptographic hash. */
 #include "core/core.h"
 
+#include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -208,4 +209,17 @@ bool pc_batch_defer(void (*fn)(void *arg), void *arg) {
     batch.arg[batch.count] = arg;
     batch.count++;
     return true;
+}
+
+const char *pc_allocator_name(void) {
+    Dl_info info;
+    void *malloc_at = dlsym(RTLD_DEFAULT, "malloc"); /* the definition every library's calls bind to */
+    if (malloc_at == NULL || dladdr(malloc_at, &info) == 0 || info.dli_fname == NULL) return "other";
+    static const struct {
+        const char *file_part, *name;
+    } known[] = {{"tcmalloc", "tcmalloc"}, {"libasan", "asan"}, {"libtsan", "tsan"}, {"libc.so", "glibc"}};
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
+        if (strstr(info.dli_fname, known[i].file_part) != NULL) return known[i].name;
+    }
+    return "other";
 }

@@ -29,6 +29,11 @@ static inline void pc_str_copy(char *dst, size_t dst_bytes, const char *src) {
  * creates one nor names one in a transfer through the ledger API (it reads its own). */
 bool pc_id_payments_chart(const char *id);
 
+/* The malloc this process runs on, asked of the dynamic linker (what runs, not what the
+ * build asked for): "tcmalloc" (the server's, CMake's PC_ALLOCATOR), "glibc", "asan" or
+ * "tsan" (a sanitizer's runtime), else "other". */
+const char *pc_allocator_name(void);
+
 /* Wall-clock nanoseconds since the Unix epoch. */
 uint64_t pc_wall_ns(void);
 /* Monotonic nanoseconds (for durations, never stored). */

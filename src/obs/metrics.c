@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/bytes.h"
+#include "core/core.h"
 #include "obs/obs.h"
 
 /* The HTTP statuses paycore answers with; anything else counts as "other". */
@@ -188,7 +189,8 @@ char *obs_metrics_render(const obs_writer_sample_t *writer, const obs_api_sample
     (void)pc_bytes_reserve(&buf, 8192); /* a failure shows at the end */
     pc_bytes_appendf(&buf, "# HELP paycore_build_info Build information.\n"
                            "# TYPE paycore_build_info gauge\n"
-                           "paycore_build_info{version=\"%s\"} 1\n", PAYCORE_VERSION);
+                           "paycore_build_info{version=\"%s\",allocator=\"%s\"} 1\n", PAYCORE_VERSION,
+                     pc_allocator_name());
     render_requests(&buf);
     render_latency(&buf);
     obs_writer_sample_t empty = {0};

@@ -67,7 +67,20 @@ def test_metrics(server):
     check(('method="GET",route="/v1/accounts",status="200"', 1.0) in requests, "GET /v1/accounts counted")
     check(types.get("paycore_writer_queue_depth") == "gauge", "queue depth gauge")
     check(by_name["paycore_build_info"][0][1] == 1, "build info")
+    check_allocator(by_name["paycore_build_info"][0][0])
     promtool_check(r.raw)
+
+
+def check_allocator(labels):
+    """The malloc the server runs on is the one the build linked (CMake's PC_ALLOCATOR,
+    given as PAYCORE_ALLOCATOR by CTest): tcmalloc in a Release build, the sanitizer's
+    own under ASan/TSan. A link that lost tcmalloc (--as-needed, a missing package)
+    shows here as allocator="glibc"."""
+    expected = os.environ.get("PAYCORE_ALLOCATOR")
+    found = re.search(r'allocator="([^"]*)"', labels)
+    check(found is not None, "paycore_build_info has an allocator label: %s" % labels)
+    if expected:
+        check(found.group(1) == expected, "allocator %s, the build linked %s" % (found.group(1), expected))
 
 
 def promtool_check(text):
