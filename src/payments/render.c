@@ -60,17 +60,38 @@ static inline uint64_t word_special(uint64_t x) {
     return (below | above | quotes | backslashes) & BYTES_HIGHS;
 }
 
-/* The bytes jansson writes as they are in a string (printable ASCII but '"', '\\'). */
+/* The 'n' (< 8) bytes of 'text' in one word, each at least once, the rest ' ' (as is):
+ * loaded as two overlapping halves, or (n < 4) bytes 0, n/2 and n-1, which are all of
+ * them. Instead of a byte at a time: most texts are short (codes, names, amounts). */
+static inline uint64_t short_word(const char *text, size_t n) {
+    if (n >= 4) {
+        uint32_t head, tail;
+        memcpy(&head, text, 4);
+        memcpy(&tail, text + n - 4, 4);
+        return (uint64_t)head | (uint64_t)tail << 32;
+    }
+    uint64_t word = BYTES_ONES * ' ';
+    if (n == 0) return word;
+    unsigned char *bytes = (unsigned char *)&word;
+    bytes[0] = (unsigned char)text[0];
+    bytes[1] = (unsigned char)text[n / 2];
+    bytes[2] = (unsigned char)text[n - 1];
+    return word;
+}
+
+/* The bytes jansson writes as they are in a string (printable ASCII but '"', '\\'):
+ * 8 at a time, the last 8 (overlapping those checked) for what is left. */
 static bool chars_as_is(const char *text, size_t n) {
+    if (n < 8) return word_special(short_word(text, n)) == 0;
+    uint64_t x;
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        uint64_t x;
         memcpy(&x, text + i, 8);
         if (word_special(x) != 0) return false;
     }
-    uint64_t tail = BYTES_ONES * ' '; /* the last bytes in a word, the rest of it ' ' (as is) */
-    for (size_t k = 0; i + k < n; k++) ((unsigned char *)&tail)[k] = (unsigned char)text[i + k];
-    return word_special(tail) == 0;
+    if (i == n) return true;
+    memcpy(&x, text + n - 8, 8);
+    return word_special(x) == 0;
 }
 
 /* The 'n' bytes of 'text' as a JSON string, escaped as jansson escapes printable

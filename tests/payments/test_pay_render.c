@@ -180,6 +180,40 @@ static void test_hand_cases(void) {
     ASSERT_TRUE(pay_render_op(&op) == NULL);
 }
 
+/* Every length up to 24 and every position in it: one byte jansson escapes ('"',
+ * '\\') is written escaped as jansson does; one it would not write as it is (a control
+ * character, non-ASCII) or DEL makes the writer give up. The check of a text takes 8
+ * bytes at a time and a short one (or its rest) as one word: a byte it skipped would
+ * pass here as plain. */
+static void test_special_at_every_position(void) {
+    static const char specials[] = {'"', '\\', '\t', 0x7f, (char)0xc3};
+    pay_op_t op;
+    memset(&op, 0, sizeof op);
+    snprintf(op.id, sizeof op.id, "op_1");
+    op.kind = PAY_OP_CAPTURE;
+    snprintf(op.parent_id, sizeof op.parent_id, "pay_1");
+    snprintf(op.status, sizeof op.status, "succeeded");
+    snprintf(op.currency, sizeof op.currency, "EUR");
+    uint32_t wrote = 0, gave_up = 0;
+    for (size_t n = 1; n <= 24; n++) {
+        for (size_t at = 0; at < n; at++) {
+            for (size_t k = 0; k < sizeof specials; k++) {
+                memset(op.message, 'a', n);
+                op.message[n] = '\0';
+                op.message[at] = specials[k];
+                char *text = pay_render_op(&op);
+                bool escaped = specials[k] == '"' || specials[k] == '\\';
+                if ((text != NULL) != escaped) TEST_FAIL("length %zu, byte %zu is 0x%02x: written %d", n, at,
+                                                         (unsigned char)specials[k], text != NULL);
+                free(text);
+                if (escaped) check_op(&op, &wrote, &gave_up); /* byte for byte jansson's */
+            }
+        }
+    }
+    ASSERT_EQ(gave_up, 0);
+    ASSERT_EQ(wrote, 2 * 2 * (24 * 25 / 2)); /* two texts a case, two escaped bytes */
+}
+
 static void test_random_sweep(void) {
     const char *seed = getenv("PAYCORE_SEED");
     rng_state = seed != NULL ? strtoull(seed, NULL, 10) : (uint64_t)time(NULL);
@@ -567,6 +601,7 @@ static void test_routing_sweep(void) {
 
 int main(void) {
     TEST_RUN(test_hand_cases);
+    TEST_RUN(test_special_at_every_position);
     TEST_RUN(test_random_sweep);
     TEST_RUN(test_fixed_sweep);
     TEST_RUN(test_score_reals);
