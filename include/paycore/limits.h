@@ -470,6 +470,12 @@ static_assert(OBS_STATS_SECONDS > OBS_STATS_HISTORY_S_MAX + 1,
 #define RISK_STORE_GATHER_MS 20    /* a decisions batch fills this long before its commit:
                                       at most 50 fsyncs/s for the decisions file, whatever
                                       the payment rate (a flush commits at once) */
+#define RISK_STORE_CHECKPOINT_FRAMES 256 /* the decisions file's WAL is copied into it (a passive
+                                      checkpoint after the commit that reached this many
+                                      pages: 1 MiB) in steps this small: every fsync on the
+                                      disk queues behind the flushes under way, the ledger's
+                                      commit too, and SQLite's default (1000 pages) made
+                                      fsyncs of the decisions file of up to 6 ms */
 
 static_assert(RISK_STORE_BATCH_MAX <= RISK_STORE_QUEUE_MAX, "a store batch comes from the queue");
 
