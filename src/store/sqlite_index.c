@@ -223,14 +223,21 @@ static void step_pairs_adapt(uint32_t *step_pairs, uint32_t pairs, int64_t frame
     *step_pairs = (uint32_t)next;
 }
 
+/* Begins a step: the pages it writes to the WAL are counted from here (SQLite's count
+ * of pages written, a spill before the COMMIT too). */
+static bool step_begin(store_index_t *index) {
+    int unused;
+    sqlite3_db_status(index->db, SQLITE_DBSTATUS_CACHE_WRITE, &unused, &unused, 1);
+    return sqlite3_exec(index->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
+}
+
 /* Commits a step and copies it into the file at once (a passive checkpoint: readers
  * never wait), so that the WAL's and the file's fsyncs carry one step's pages. A
  * checkpoint that fails leaves the pages in the WAL, readable and copied by the next. */
 static bool step_commit(store_index_t *index, uint32_t *step_pairs, uint32_t pairs) {
     int unused, frames = 0;
-    sqlite3_db_status(index->db, SQLITE_DBSTATUS_CACHE_WRITE, &unused, &unused, 1);
     if (sqlite3_exec(index->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) return false;
-    sqlite3_db_status(index->db, SQLITE_DBSTATUS_CACHE_WRITE, &frames, &unused, 1); /* pages the commit wrote */
+    sqlite3_db_status(index->db, SQLITE_DBSTATUS_CACHE_WRITE, &frames, &unused, 1); /* pages the step wrote */
     atomic_fetch_add_explicit(&index->step_count, 1, memory_order_relaxed);
     if (step_pairs != NULL) step_pairs_adapt(step_pairs, pairs, frames);
     int rc = sqlite3_wal_checkpoint_v2(index->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
@@ -248,8 +255,7 @@ static bool pairs_write_steps(store_index_t *index, uint32_t *step_pairs, const 
     qsort(pairs, count, sizeof(*pairs), pair_compare);
     for (uint32_t done = 0; done < count;) {
         uint32_t step = count - done < *step_pairs ? count - done : *step_pairs;
-        if (sqlite3_exec(index->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
-            !pairs_insert(index->db, sql, pairs + done, step) || !step_commit(index, step_pairs, step)) {
+        if (!step_begin(index) || !pairs_insert(index->db, sql, pairs + done, step) || !step_commit(index, step_pairs, step)) {
             return false;
         }
         done += step;
@@ -261,8 +267,8 @@ static bool pairs_write_steps(store_index_t *index, uint32_t *step_pairs, const 
 static bool through_ts_write(store_index_t *index, uint64_t through_ts) {
     char sql[128];
     snprintf(sql, sizeof sql, "INSERT OR REPLACE INTO meta VALUES('indexed_through_ts', %lld)", (long long)through_ts);
-    return sqlite3_exec(index->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK &&
-           sqlite3_exec(index->db, sql, NULL, NULL, NULL) == SQLITE_OK && step_commit(index, NULL, 0);
+    return step_begin(index) && sqlite3_exec(index->db, sql, NULL, NULL, NULL) == SQLITE_OK &&
+           step_commit(index, NULL, 0);
 }
 
 /* Writes one frozen memtable into the index file, in steps. */
