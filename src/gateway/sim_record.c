@@ -835,7 +835,7 @@ static int on_wal(void *arg, sqlite3 *db, const char *name, int frames) {
     atomic_store_explicit(&sim->wal_frames, frames, memory_order_relaxed);
     bool wake = frames >= sim->checkpoint_frames && !atomic_exchange(&sim->checkpoint_wanted, true);
     int started = atomic_load_explicit(&sim->writeback_frames, memory_order_relaxed);
-    if ((frames < started || frames - started >= sim->writeback_step_frames) &&
+    if ((frames < started || frames - started >= atomic_load_explicit(&sim->writeback_step_frames, memory_order_relaxed)) &&
         !atomic_exchange(&sim->writeback_wanted, true)) {
         wake = true;
     }
@@ -867,7 +867,8 @@ static void wal_writeback_run(sim_t *sim) {
         sim->wal_fd = open(wal_path, O_RDONLY | O_CLOEXEC);
         if (sim->wal_fd < 0) {
             obs_logf(OBS_LEVEL_ERROR, "simulator record: WAL writeback: %s: %s", wal_path, strerror(errno));
-            sim->writeback_step_frames = INT32_MAX; /* asked once only */
+            atomic_store(&sim->writeback_step_frames, INT32_MAX); /* never asked again: */
+            atomic_store(&sim->writeback_frames, 0);              /* no length is below 0 */
             return;
         }
     }
