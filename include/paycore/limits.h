@@ -131,6 +131,19 @@
 #define STORE_MEMTABLE_FLUSH_ENTRIES 65536u
 #define STORE_MEMTABLE_ENTRIES_MAX (512u * 1024u)
 
+/* The indexer writes a memtable in steps: transactions of about
+ * STORE_INDEX_STEP_FRAMES pages (1 MiB), each followed by a passive checkpoint. Every
+ * fsync on this disk queues behind whatever else is being flushed, the writer's commit
+ * too: one transaction for a whole memtable made a WAL of thousands of pages, and its
+ * checkpoint's two fsyncs (4.5-7.4 ms) held the writer's fdatasync 4-6 ms. The pairs a
+ * step inserts follow the pages the last step wrote (random keys: about a page each in
+ * a large file, many a page in a small one), between STORE_INDEX_STEP_PAIRS_MIN and
+ * STORE_INDEX_STEP_PAIRS_MAX, at most twice the last step's; the first inserts
+ * STORE_INDEX_STEP_FRAMES pairs (at most about a page each). */
+#define STORE_INDEX_STEP_FRAMES 256
+#define STORE_INDEX_STEP_PAIRS_MIN 64u
+#define STORE_INDEX_STEP_PAIRS_MAX 65536u
+
 /* The bloom filter over the index file's ids: 32 MiB, ~0.5 % false positives at 20M
  * ids (a false positive costs one index lookup, never a wrong answer). */
 #define STORE_BLOOM_BITS (1ull << 28)
@@ -410,6 +423,8 @@ static_assert(API_IDEM_PURGE_QUEUE_EVENTS_MAX < WRITER_QUEUE_DEPTH_MAX,
               "the purge yields before the queue is full");
 static_assert(STORE_MEMTABLE_FLUSH_ENTRIES <= STORE_MEMTABLE_ENTRIES_MAX,
               "the indexer takes a memtable before the writer has to wait");
+static_assert(STORE_INDEX_STEP_PAIRS_MIN <= STORE_INDEX_STEP_FRAMES && STORE_INDEX_STEP_FRAMES <= STORE_INDEX_STEP_PAIRS_MAX,
+              "the first step (a pair a page: STORE_INDEX_STEP_FRAMES pairs) is in the range");
 static_assert(WRITER_EXPIRE_PER_BATCH_MAX <= WRITER_BATCH_EVENTS_MAX,
               "a batch's expiries are no more than its events");
 static_assert(STORE_BALANCE_SNAPSHOT_BATCHES >= 1, "a snapshot needs a batch");
@@ -455,6 +470,12 @@ static_assert(OBS_STATS_SECONDS > OBS_STATS_HISTORY_S_MAX + 1,
 #define RISK_STORE_GATHER_MS 20    /* a decisions batch fills this long before its commit:
                                       at most 50 fsyncs/s for the decisions file, whatever
                                       the payment rate (a flush commits at once) */
+#define RISK_STORE_CHECKPOINT_FRAMES 256 /* the decisions file's WAL is copied into it (a passive
+                                      checkpoint after the commit that reached this many
+                                      pages: 1 MiB) in steps this small: every fsync on the
+                                      disk queues behind the flushes under way, the ledger's
+                                      commit too, and SQLite's default (1000 pages) made
+                                      fsyncs of the decisions file of up to 6 ms */
 
 static_assert(RISK_STORE_BATCH_MAX <= RISK_STORE_QUEUE_MAX, "a store batch comes from the queue");
 
@@ -499,6 +520,14 @@ static_assert(RISK_STORE_BATCH_MAX <= RISK_STORE_QUEUE_MAX, "a store batch comes
                                                  * more: the database file's fsync after 32 MiB took
                                                  * 20-28 ms and held every other fsync on the disk
                                                  * (the server's commits) behind it */
+#define SIM_WAL_WRITEBACK_KIB 1024             /* WAL written before the worker starts writing it to the
+                                                 * disk (sync_file_range, no wait): the checkpoint's fsync
+                                                 * of the WAL (synchronous=NORMAL: its first) then finds
+                                                 * little left, where it wrote all SIM_CHECKPOINT_WAL_KIB
+                                                 * and every other fsync on the disk (the server's commits)
+                                                 * queued behind it; a smaller checkpoint instead copied
+                                                 * the pages every group rewrites more often (simulator
+                                                 * CPU 0.057 -> 0.066 ms a payment at 1 MiB) */
 #define SIM_CACHE_KIB (64 * 1024)               /* the record's page cache: a benchmark's record (a few
                                                  * tens of MiB) stays in it, so a request's B-tree
                                                  * searches read no page from the file */

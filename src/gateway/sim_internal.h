@@ -328,6 +328,14 @@ struct sim {
     atomic_bool checkpoint_wanted;
     int checkpoint_frames;        /* WAL frames of SIM_CHECKPOINT_WAL_KIB at the record's page size */
     sqlite3 *checkpoint_db;       /* the worker's own connection, for checkpoints */
+    atomic_int wal_frames;        /* the WAL's length at the last commit */
+    atomic_int writeback_frames;  /* the WAL's frames whose writeback the worker started */
+    atomic_bool writeback_wanted;
+    atomic_int writeback_step_frames; /* WAL frames of SIM_WAL_WRITEBACK_KIB at the record's page size;
+                                   * INT32_MAX once the WAL could not be opened for it */
+    int wal_frame_bytes;          /* the record's page size and a frame header */
+    int wal_fd;                   /* worker: the WAL, for sync_file_range; -1: not open */
+    atomic_uint_fast64_t wal_writebacks; /* writebacks started (GET /healthz) */
     pthread_mutex_t faults_lock;  /* 'faults' is replaced at run time */
     sim_faults_t faults;
     struct MHD_Daemon *daemon;    /* NULL on the engine */

@@ -212,6 +212,7 @@ static bool report_dir_init(sim_t *sim, const sim_options_t *options, char *erro
 static bool sim_init(sim_t *sim, const sim_options_t *options, char *error, size_t error_bytes) {
     sim->kind = options->kind;
     sim->quiesced_fd = -1;
+    sim->wal_fd = -1;
     pthread_mutex_init(&sim->lock, NULL);
     pthread_mutex_init(&sim->faults_lock, NULL);
     pthread_mutex_init(&sim->sleep_lock, NULL);

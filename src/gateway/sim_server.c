@@ -123,11 +123,12 @@ static void route_healthz(sim_req_t *req) {
     sim_faults_t faults;
     sim_faults_current(req->sim, &faults);
     sim_t *sim = req->sim;
-    sim_reply_json(req, 200, json_pack("{s:b,s:s,s:b,s:I,s:I,s:I}", "ok", 1, "channel", sim_kind_name(sim->kind),
+    sim_reply_json(req, 200, json_pack("{s:b,s:s,s:b,s:I,s:I,s:I,s:I}", "ok", 1, "channel", sim_kind_name(sim->kind),
                                        "outage", sim_in_outage(&faults, sim_mono_ms()), "commits",
                                        (json_int_t)atomic_load(&sim->commits), "commit_units",
                                        (json_int_t)atomic_load(&sim->commit_units), "connections",
-                                       (json_int_t)atomic_load(&sim->connections)));
+                                       (json_int_t)atomic_load(&sim->connections), "wal_writebacks",
+                                       (json_int_t)atomic_load(&sim->wal_writebacks)));
 }
 
 static void route_status(sim_req_t *req) {

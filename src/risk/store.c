@@ -5,7 +5,9 @@
  * are durable once their batch commits (one fsync for up to RISK_STORE_BATCH_MAX).
  * A batch gathers for up to RISK_STORE_GATHER_MS after its first row (a flush or a
  * full batch commits at once): a decision per payment must not cost an fsync per
- * payment, which competes with the ledger's own commits for the disk.
+ * payment, which competes with the ledger's own commits for the disk. For the same
+ * reason its WAL is copied into the file in small steps (RISK_STORE_CHECKPOINT_FRAMES):
+ * the ledger's commit fsync queues behind whatever this file is flushing.
  * Callers queue copies; reads use a second connection (WAL readers never block). */
 #include <errno.h>
 #include <math.h>
@@ -112,7 +114,11 @@ static pc_status open_db(const char *path, bool writer, sqlite3 **out) {
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     if (sqlite3_open_v2(path, out, flags, writer ? store_sqlite_walbuf_vfs() : NULL) != SQLITE_OK) return db_failed(*out, "open");
     sqlite3_busy_timeout(*out, 5000);
-    const char *pragmas = writer ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;" : "";
+    char pragmas[128] = "";
+    if (writer) {
+        snprintf(pragmas, sizeof pragmas, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint=%d;",
+                 RISK_STORE_CHECKPOINT_FRAMES);
+    }
     if (sqlite3_exec(*out, pragmas, NULL, NULL, NULL) != SQLITE_OK) return db_failed(*out, "pragma");
     if (writer && sqlite3_exec(*out, schema_sql, NULL, NULL, NULL) != SQLITE_OK) {
         return db_failed(*out, "schema");

@@ -18,6 +18,11 @@
  * indexer when both are full (back-pressure), before its batch's COMMIT, never after:
  * a committed batch is answered at once. The bloom filter has a fixed size and only
  * its false-positive rate grows with the number of transfers.
+ * A memtable goes into the file in steps of about STORE_INDEX_STEP_FRAMES pages, each
+ * its own transaction and then a passive checkpoint (limits.h: every fsync on the disk
+ * queues behind the flushes already under way, the writer's commit too, so no flush
+ * here may be long). Only the last step moves 'indexed_through_ts': a crash between
+ * steps leaves entries that the catch-up at start inserts again (INSERT OR IGNORE).
  * A failed index write is retried STORE_INDEX_WRITE_ATTEMPTS_MAX times; then the
  * indexer gives up for good and the store takes no more writes (the process must
  * stop and rebuild the index at its next start) rather than wait for ever: serving
@@ -25,6 +30,7 @@
  * and holding the unindexed entries would grow memory without bound. */
 #include <pthread.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +75,9 @@ struct store_index {
     uint32_t entries_max;   /* STORE_MEMTABLE_ENTRIES_MAX, or fewer (tests) */
     uint32_t flush_entries; /* STORE_MEMTABLE_FLUSH_ENTRIES, or fewer (tests) */
     uint32_t write_count;   /* index file writes attempted (indexer thread) */
+    uint32_t step_pairs[2]; /* pairs the next step inserts into ids, account_transfers
+                             * (indexer thread): a page holds many more of the second */
+    _Atomic uint64_t step_count; /* steps committed (the indexer counts; tests read) */
     uint32_t fault_write_from; /* tests: this write and every later one fail */
     bool failed;            /* the indexer gave up: nothing more is written */
     bool stopping;
@@ -79,6 +88,7 @@ struct store_index {
 
 static const char index_schema[] =
     "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-262144;"
+    "PRAGMA wal_autocheckpoint=0;" /* each step checkpoints (steps_write) */
     "PRAGMA busy_timeout=10000;"
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS ids(key INTEGER NOT NULL, ts INTEGER NOT NULL,"
@@ -189,8 +199,7 @@ static int pair_compare(const void *a, const void *b) {
     return x->ts < y->ts ? -1 : x->ts > y->ts;
 }
 
-static bool pairs_insert(sqlite3 *db, const char *sql, index_pair *pairs, uint32_t count) {
-    qsort(pairs, count, sizeof(*pairs), pair_compare); /* sorted inserts touch each page once */
+static bool pairs_insert(sqlite3 *db, const char *sql, const index_pair *pairs, uint32_t count) {
     sqlite3_stmt *stmt;
     if (sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) != SQLITE_OK) return false;
     bool ok = true;
@@ -204,7 +213,65 @@ static bool pairs_insert(sqlite3 *db, const char *sql, index_pair *pairs, uint32
     return ok;
 }
 
-/* Writes one frozen memtable into the index file in one transaction. */
+/* The pairs the next step inserts: as many as wrote STORE_INDEX_STEP_FRAMES pages in
+ * this one ('pairs' of them wrote 'frames'), at most twice as many as before. */
+static void step_pairs_adapt(uint32_t *step_pairs, uint32_t pairs, int64_t frames) {
+    uint64_t next = frames > 0 ? (uint64_t)pairs * STORE_INDEX_STEP_FRAMES / (uint64_t)frames : STORE_INDEX_STEP_PAIRS_MAX;
+    if (next > 2ull * *step_pairs) next = 2ull * *step_pairs;
+    if (next < STORE_INDEX_STEP_PAIRS_MIN) next = STORE_INDEX_STEP_PAIRS_MIN;
+    if (next > STORE_INDEX_STEP_PAIRS_MAX) next = STORE_INDEX_STEP_PAIRS_MAX;
+    *step_pairs = (uint32_t)next;
+}
+
+/* Begins a step: the pages it writes to the WAL are counted from here (SQLite's count
+ * of pages written, a spill before the COMMIT too). */
+static bool step_begin(store_index_t *index) {
+    int unused;
+    sqlite3_db_status(index->db, SQLITE_DBSTATUS_CACHE_WRITE, &unused, &unused, 1);
+    return sqlite3_exec(index->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
+}
+
+/* Commits a step and copies it into the file at once (a passive checkpoint: readers
+ * never wait), so that the WAL's and the file's fsyncs carry one step's pages. A
+ * checkpoint that fails leaves the pages in the WAL, readable and copied by the next. */
+static bool step_commit(store_index_t *index, uint32_t *step_pairs, uint32_t pairs) {
+    int unused, frames = 0;
+    if (sqlite3_exec(index->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) return false;
+    sqlite3_db_status(index->db, SQLITE_DBSTATUS_CACHE_WRITE, &frames, &unused, 1); /* pages the step wrote */
+    atomic_fetch_add_explicit(&index->step_count, 1, memory_order_relaxed);
+    if (step_pairs != NULL) step_pairs_adapt(step_pairs, pairs, frames);
+    int rc = sqlite3_wal_checkpoint_v2(index->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+        fprintf(stderr, "{\"level\":\"warn\",\"msg\":\"index checkpoint failed\",\"path\":\"%s\",\"detail\":\"%s\"}\n",
+                index->path, sqlite3_errmsg(index->db));
+    }
+    return true;
+}
+
+/* Inserts 'pairs' (sorted here: a step's keys are neighbours, so the steps touch each
+ * page about once between them) in steps. */
+static bool pairs_write_steps(store_index_t *index, uint32_t *step_pairs, const char *sql, index_pair *pairs,
+                              uint32_t count) {
+    qsort(pairs, count, sizeof(*pairs), pair_compare);
+    for (uint32_t done = 0; done < count;) {
+        uint32_t step = count - done < *step_pairs ? count - done : *step_pairs;
+        if (!step_begin(index) || !pairs_insert(index->db, sql, pairs + done, step) || !step_commit(index, step_pairs, step)) {
+            return false;
+        }
+        done += step;
+    }
+    return true;
+}
+
+/* The last step: how far the file now goes. */
+static bool through_ts_write(store_index_t *index, uint64_t through_ts) {
+    char sql[128];
+    snprintf(sql, sizeof sql, "INSERT OR REPLACE INTO meta VALUES('indexed_through_ts', %lld)", (long long)through_ts);
+    return step_begin(index) && sqlite3_exec(index->db, sql, NULL, NULL, NULL) == SQLITE_OK &&
+           step_commit(index, NULL, 0);
+}
+
+/* Writes one frozen memtable into the index file, in steps. */
 static bool memtable_write(store_index_t *index, const memtable_t *table) {
     index_pair *pairs = malloc((size_t)table->count * 2 * sizeof(index_pair));
     if (pairs == NULL) return false;
@@ -213,23 +280,17 @@ static bool memtable_write(store_index_t *index, const memtable_t *table) {
         pairs[i] = (index_pair){table->entries[i].key, table->entries[i].ts};
         if (table->entries[i].ts > through_ts) through_ts = table->entries[i].ts;
     }
-    bool ok = sqlite3_exec(index->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK &&
-              pairs_insert(index->db, "INSERT OR IGNORE INTO ids VALUES(?,?)", pairs, table->count);
+    bool ok = pairs_write_steps(index, &index->step_pairs[0], "INSERT OR IGNORE INTO ids VALUES(?,?)", pairs, table->count);
     for (uint32_t i = 0; ok && i < table->count; i++) {
         pairs[2 * i] = (index_pair){table->entries[i].debit_no, table->entries[i].ts};
         pairs[2 * i + 1] = (index_pair){table->entries[i].credit_no, table->entries[i].ts};
     }
-    ok = ok && pairs_insert(index->db, "INSERT OR IGNORE INTO account_transfers VALUES(?,?)", pairs, table->count * 2);
+    ok = ok && pairs_write_steps(index, &index->step_pairs[1], "INSERT OR IGNORE INTO account_transfers VALUES(?,?)", pairs, table->count * 2);
     free(pairs);
-    if (ok) {
-        char sql[128];
-        snprintf(sql, sizeof sql, "INSERT OR REPLACE INTO meta VALUES('indexed_through_ts', %lld)", (long long)through_ts);
-        ok = sqlite3_exec(index->db, sql, NULL, NULL, NULL) == SQLITE_OK &&
-             sqlite3_exec(index->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK;
-    }
+    ok = ok && through_ts_write(index, through_ts);
     if (!ok) {
         snprintf(index->error_detail, sizeof index->error_detail, "index write: %s", sqlite3_errmsg(index->db));
-        sqlite3_exec(index->db, "ROLLBACK", NULL, NULL, NULL);
+        if (!sqlite3_get_autocommit(index->db)) sqlite3_exec(index->db, "ROLLBACK", NULL, NULL, NULL);
         return false;
     }
     index->indexed_through_ts = through_ts;
@@ -410,6 +471,8 @@ static void index_configure(store_index_t *index, const store_index_config_t *co
     index->flush_entries = STORE_MEMTABLE_FLUSH_ENTRIES < index->entries_max ? STORE_MEMTABLE_FLUSH_ENTRIES : index->entries_max / 2;
     if (index->flush_entries == 0) index->flush_entries = 1;
     index->fault_write_from = config->fault_write_from;
+    index->step_pairs[0] = STORE_INDEX_STEP_FRAMES; /* about a page a pair at most */
+    index->step_pairs[1] = STORE_INDEX_STEP_FRAMES;
 }
 
 pc_status store_index_open(store_index_t **out, const store_index_config_t *config) {
@@ -470,6 +533,10 @@ void store_index_close(store_index_t *index) {
 }
 
 uint64_t store_index_indexed_through_ts(const store_index_t *index) { return index->indexed_through_ts; }
+
+uint64_t store_index_step_count(const store_index_t *index) {
+    return atomic_load_explicit(&index->step_count, memory_order_relaxed);
+}
 
 sqlite3 *store_index_reader_open(store_index_t *index) {
     sqlite3 *db;

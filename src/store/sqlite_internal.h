@@ -193,6 +193,7 @@ typedef struct {
 pc_status store_index_open(store_index_t **out, const store_index_config_t *config);
 void store_index_close(store_index_t *index);          /* flushes everything first */
 uint64_t store_index_indexed_through_ts(const store_index_t *index);
+uint64_t store_index_step_count(const store_index_t *index); /* transactions the indexer committed (tests) */
 /* Before a batch's COMMIT (writer thread): waits while the indexer is a full memtable
  * behind (back-pressure). PC_STORE_INDEX_FAILED, with 'detail', when the indexer gave
  * up writing the index file: the store must take no more writes. */

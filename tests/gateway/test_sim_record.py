@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from simlib import CARD_3DS, Sim, auth_body, check, expect, need_binary  # noqa: E402
+from simlib import CARD_3DS, Sim, auth_body, check, expect, need_binary, wait_until  # noqa: E402
 
 AUTH = "/v1/authorizations"
 
@@ -242,6 +242,32 @@ def test_counts_and_map():
         sim.close()
 
 
+def test_wal_written_ahead():
+    """The worker starts writing the WAL to the disk after each SIM_WAL_WRITEBACK_KIB
+    (1 MiB) of it, so that the checkpoint's fsync of the WAL finds little left (every
+    fsync on the disk queues behind it): GET /healthz counts the writebacks started, one
+    at least once a MiB of frames was appended, more as it grows; answers stay exact."""
+    sim = Sim("card").start()
+    try:
+        c = sim.client()
+        check(expect(c.get("/healthz"), 200).json["wal_writebacks"] == 0, "no writeback before any write")
+        appended = 0
+        i = 0
+        while appended < 3 * 1024 * 1024:  # each request its own commit: a few pages
+            expect(c.post(AUTH, auth_body(amount=100 + i), key="wb-%05d" % i), 200)
+            appended = max(appended, os.path.getsize(sim.db + "-wal"))
+            i += 1
+        first = wait_until(lambda: expect(c.get("/healthz"), 200).json["wal_writebacks"], "a WAL writeback")
+        for j in range(i, i + 400):
+            expect(c.post(AUTH, auth_body(amount=100 + j), key="wb-%05d" % j), 200)
+        wait_until(lambda: expect(c.get("/healthz"), 200).json["wal_writebacks"] > first, "a later writeback")
+        again = expect(c.post(AUTH, auth_body(amount=100), key="wb-00000"), 200)
+        check(again.headers.get("idempotent-replayed") == "true", "the first answer replayed: %r" % again)
+        check(sim.one("SELECT count(*) FROM idempotency")[0] == i + 400, "one answer per key")
+    finally:
+        sim.close()
+
+
 def clone_authorizations(path, source_id, count):
     """Copies of one authorization (and its record), with ids auth_c<23 hex>, written
     while the simulator is stopped: a record larger than the map's first slots."""
@@ -396,6 +422,7 @@ def main():
     test_map_after_restart()
     test_map_out_of_order()
     test_page_sizes()
+    test_wal_written_ahead()
     print("ok")
 
 
