@@ -89,9 +89,7 @@ static void test_wal_copied_in_steps(void) {
     ASSERT_EQ(seen.count, DECISIONS);
     ASSERT_TRUE(seen.in_order);
     risk_store_close(store);
-    char command[200];
-    snprintf(command, sizeof command, "rm -rf '%s'", dir);
-    ASSERT_EQ(system(command), 0);
+    test_dir_remove(dir);
 }
 
 int main(void) {

@@ -104,9 +104,7 @@ static void test_memtable_written_in_steps(void) {
     }
     ASSERT_TRUE(store_index_step_count(index) - steps_before >= 2u * FLUSHES); /* ids, accounts, meta: steps each */
     store_index_close(index);
-    char command[200];
-    snprintf(command, sizeof command, "rm -rf '%s'", dir);
-    ASSERT_EQ(system(command), 0);
+    test_dir_remove(dir);
 }
 
 int main(void) {
