@@ -52,6 +52,16 @@
  *                      server is warm, then loads it for SECONDS (no result lines)
  *   --hold  with --profile: once the load is over ("payments=" printed), keeps the
  *           server and its files until standard input closes (a reader copies them)
+ *   --sustain SECONDS  the closed loop without a pause for SECONDS (make bench: 300),
+ *     in SUSTAIN_SLICES slices: whether the rate holds as the server's files, memory
+ *     and the risk engine's state grow (the other modes' 24 s never see that: a review
+ *     queue scanned whole for each review once full took it from 6,100 to 4,500 per s
+ *     after 190 s). payments_e2e_sustained: the whole run's rate and p99, the first and
+ *     the last slice's rate and their ratio (the baseline: the same run's first slice),
+ *     the slowest slice, the worst slice p99, the reviews open at the end and the
+ *     attempts (payments and declined) a second; then a payments_e2e_sustained_slice
+ *     line per slice. make bench runs it with --cards 2000000 (each card pays about
+ *     once); the default pool's cards, reused for minutes, draw more and more reviews.
  *   --cards N  the pool's size (1: the single-card stream)   --seed S  the pool's seed
  * PAYCORE_BENCH_WINDOWS=FILE: the tail's 100 ms windows, one line each: start (wall
  *   clock, s), payments, mean ms, p99 ms; to lay beside a trace of the server's and the
@@ -1570,15 +1580,66 @@ static uint64_t flag_number(const char *flag, const char *value, uint64_t min, u
     return n;
 }
 
+#define SUSTAIN_SLICES 10
+
+/* --sustain: SUSTAIN_SLICES closed-loop slices back to back, each measured alone. */
+static int sustain_run(const char *base, const char *key, double seconds) {
+    pay_totals slices[SUSTAIN_SLICES];
+    double slice_s = seconds / SUSTAIN_SLICES, per_s[SUSTAIN_SLICES], p99_ms[SUSTAIN_SLICES];
+    uint64_t payments = 0, errors = 0, declined = 0;
+    double total_s = 0.0, min_per_s = 0.0, worst_p99_ms = 0.0;
+    samples all = {0};
+    for (int i = 0; i < SUSTAIN_SLICES; i++) {
+        memset(&slices[i], 0, sizeof slices[i]);
+        payments_slice(base, key, slice_s, 0.0, &slices[i]);
+        pay_totals *t = &slices[i];
+        samples_sort(&t->payment);
+        per_s[i] = t->seconds > 0 ? (double)t->payments / t->seconds : 0.0;
+        p99_ms[i] = quantile_ms(&t->payment, 0.99);
+        samples_append(&all, &t->payment);
+        payments += t->payments;
+        errors += t->errors;
+        declined += t->declined;
+        total_s += t->seconds;
+        if (i == 0 || per_s[i] < min_per_s) min_per_s = per_s[i];
+        if (p99_ms[i] > worst_p99_ms) worst_p99_ms = p99_ms[i];
+    }
+    samples_sort(&all);
+    char *text = metrics_text(base);
+    double reviews_open = text ? metric_value(text, "paycore_risk_reviews_open") : -1.0;
+    free(text);
+    printf("payments_e2e_sustained connections=%d seconds=%.0f slices=%d per_s=%.0f p99_ms=%.2f first_per_s=%.0f "
+           "last_per_s=%.0f last_over_first=%.3f min_per_s=%.0f worst_slice_p99_ms=%.2f reviews_open=%.0f "
+           "errors=%llu attempts_per_s=%.0f declined=%llu\n",
+           CONNECTIONS, total_s, SUSTAIN_SLICES, total_s > 0 ? (double)payments / total_s : 0.0,
+           quantile_ms(&all, 0.99), per_s[0], per_s[SUSTAIN_SLICES - 1],
+           per_s[0] > 0 ? per_s[SUSTAIN_SLICES - 1] / per_s[0] : 0.0, min_per_s, worst_p99_ms, reviews_open,
+           (unsigned long long)errors, total_s > 0 ? (double)(payments + declined) / total_s : 0.0,
+           (unsigned long long)declined);
+    double at_s = 0.0;
+    for (int i = 0; i < SUSTAIN_SLICES; i++) {
+        double attempts_per_s = slices[i].seconds > 0 ? (double)(slices[i].payments + slices[i].declined) / slices[i].seconds : 0.0;
+        printf("payments_e2e_sustained_slice index=%d at_s=%.0f per_s=%.0f p99_ms=%.2f attempts_per_s=%.0f declined=%llu "
+               "reviews=%llu\n",
+               i, at_s, per_s[i], p99_ms[i], attempts_per_s, (unsigned long long)slices[i].declined,
+               (unsigned long long)slices[i].reviews);
+        at_s += slices[i].seconds;
+        totals_free(&slices[i]);
+    }
+    free(all.ns);
+    return errors == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
     bool full = false, hold = false;
-    double profile_s = 0.0;
+    double profile_s = 0.0, sustain_s = 0.0;
     for (int i = 1; i < argc; i++) {
         const char *value = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(argv[i], "--full") == 0) full = true;
         else if (strcmp(argv[i], "--quick") == 0) full = false;
         else if (strcmp(argv[i], "--profile") == 0 && value != NULL) profile_s = atof(argv[++i]);
         else if (strcmp(argv[i], "--hold") == 0) hold = true;
+        else if (strcmp(argv[i], "--sustain") == 0) sustain_s = (double)flag_number(argv[i++], value, SUSTAIN_SLICES, 86400);
         else if (strcmp(argv[i], "--http-engine") == 0) http_mhd = false;
         else if (strcmp(argv[i], "--http-mhd") == 0) http_mhd = true;
         else if (strcmp(argv[i], "--sim-http-engine") == 0) sim_http_mhd = false; /* the default */
@@ -1586,7 +1647,7 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--cards") == 0) customer_count = (uint32_t)flag_number(argv[i++], value, 1, CARDS_MAX);
         else if (strcmp(argv[i], "--seed") == 0) pool_seed = flag_number(argv[i++], value, 0, UINT64_MAX);
         else {
-            fprintf(stderr, "usage: bench_payments [--quick | --full | --profile SECONDS [--hold]] [--cards N] [--seed S] [--http-engine | --http-mhd] [--sim-http-engine | --sim-http-mhd]\n");
+            fprintf(stderr, "usage: bench_payments [--quick | --full | --profile SECONDS [--hold] | --sustain SECONDS] [--cards N] [--seed S] [--http-engine | --http-mhd] [--sim-http-engine | --sim-http-mhd]\n");
             return 2;
         }
     }
@@ -1611,6 +1672,12 @@ int main(int argc, char **argv) {
     load_average(load_before, sizeof load_before);
     pay_totals t = {0}, warm = {0}, open = {0};
     payments_slice(base, merchant_key, 1.0, 0.0, &warm); /* caches, connections, page cache */
+    if (sustain_s > 0) {
+        int rc = sustain_run(base, merchant_key, sustain_s);
+        cleanup();
+        totals_free(&warm);
+        return rc;
+    }
     if (profile_s > 0) {
         printf("server_pid=%d\n", (int)server_pid);
         fflush(stdout);

@@ -41,6 +41,7 @@ struct risk_engine {
     uint32_t reason_kinds;
     risk_review_t *reviews;          /* sorted by decision number */
     uint32_t review_count;
+    uint32_t reviews_decided_held;   /* of those, decided ones: what a compaction can drop */
     risk_ids_t ids;                  /* numbers <-> the ids callers see */
 };
 
@@ -97,7 +98,10 @@ static bool review_room(risk_engine_t *e);
  * an open review is never left out behind older decided ones. */
 static void review_loaded(const risk_review_t *review, void *ctx) {
     risk_engine_t *e = ctx;
-    if (review_room(e)) e->reviews[e->review_count++] = *review;
+    if (review_room(e)) {
+        e->reviews[e->review_count++] = *review;
+        if (review->state != RISK_REVIEW_OPEN) e->reviews_decided_held++;
+    }
     if (review->state == RISK_REVIEW_OPEN) e->stats.reviews_open++;
 }
 
@@ -308,14 +312,20 @@ static void record_stats(risk_engine_t *e, const risk_decision_t *d) {
     for (uint32_t i = 0; i < d->reason_count; i++) count_reason(e, d->reasons[i].code);
 }
 
-/* Keeps room for a new review: drops decided ones (they are in the store). */
+/* Keeps room for a new review: drops decided ones (they are in the store). A queue
+ * full of open reviews answers at once: scanning it for every review would cost
+ * each one RISK_REVIEWS_MAX entries, while a sustained load's reviews (never decided
+ * by anyone) keep it full; a scan runs only when a decision freed something. */
 static bool review_room(risk_engine_t *e) {
     if (e->review_count < RISK_REVIEWS_MAX) return true;
+    if (e->reviews_decided_held == 0) return false;
     uint32_t kept = 0;
     for (uint32_t i = 0; i < e->review_count; i++) {
         if (e->reviews[i].state == RISK_REVIEW_OPEN) e->reviews[kept++] = e->reviews[i];
     }
     e->review_count = kept;
+    e->reviews_decided_held = 0;
+    e->stats.review_compactions++;
     return kept < RISK_REVIEWS_MAX;
 }
 
@@ -462,6 +472,7 @@ pc_status risk_review_decide(risk_engine_t *e, uint64_t id, bool approve,
         r->decided_s = now_s;
         snprintf(r->decided_by, sizeof(r->decided_by), "%s", decided_by);
         e->stats.reviews_open--;
+        e->reviews_decided_held++;
         *out = *r;
         if (e->store != NULL && risk_store_put_review(e->store, r) != PC_OK) {
             e->stats.store_failed_total++;

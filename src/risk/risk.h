@@ -385,6 +385,7 @@ typedef struct {
     uint64_t latency_count;
     double latency_sum_s;
     uint64_t reviews_open;
+    uint64_t review_compactions;   /* scans of the full queue that dropped decided reviews */
     uint64_t store_failed_total;
     risk_features_stats_t features;
     bool rules_only;

@@ -265,6 +265,7 @@ static void test_reviews_and_restart(void) {
  * "review" with no review anyone could decide; a decided review makes room again. At
  * a restart, reviews past RISK_REVIEWS_MAX in the file push out decided ones, never
  * an open one. */
+#define QUEUE_FULL_MORE_REVIEWS 1000
 static void test_review_queue_full(void) {
     char rules[256], db[256];
     temp_path(rules, sizeof(rules), "full.rules");
@@ -288,16 +289,28 @@ static void test_review_queue_full(void) {
     ASSERT_STR_EQ(d.reasons[1].code, "watchlist");
     risk_review_t r;
     ASSERT_STATUS(risk_review_decide(e, d.decision_id, true, "alice", T0, &r), PC_RISK_REVIEW_NOT_FOUND);
+    /* a queue full of open reviews is not scanned again for each review that finds it full */
+    for (uint32_t i = 0; i < QUEUE_FULL_MORE_REVIEWS; i++) {
+        ASSERT_STATUS(risk_decide(e, &a, &d), PC_OK);
+        ASSERT_EQ(d.outcome, RISK_OUTCOME_DECLINE);
+    }
     risk_engine_stats_t st;
     risk_engine_stats(e, &st);
     ASSERT_EQ(st.reviews_open, RISK_REVIEWS_MAX);
-    ASSERT_EQ(st.decisions[RISK_OUTCOME_DECLINE], 1);
+    ASSERT_EQ(st.decisions[RISK_OUTCOME_DECLINE], 1 + QUEUE_FULL_MORE_REVIEWS);
+    ASSERT_EQ(st.review_compactions, 0);
 
-    /* one decided: the next review is queued and can be decided */
+    /* one decided: the next review is queued (one scan drops the decided one) and can be decided */
     ASSERT_STATUS(risk_review_decide(e, first_id, true, "alice", T0, &r), PC_OK);
     ASSERT_STATUS(risk_decide(e, &a, &d), PC_OK);
     ASSERT_EQ(d.outcome, RISK_OUTCOME_REVIEW);
     uint64_t last_id = d.decision_id;
+    risk_engine_stats(e, &st);
+    ASSERT_EQ(st.review_compactions, 1);
+    ASSERT_STATUS(risk_decide(e, &a, &d), PC_OK);
+    ASSERT_EQ(d.outcome, RISK_OUTCOME_DECLINE);
+    risk_engine_stats(e, &st);
+    ASSERT_EQ(st.review_compactions, 1);
     ASSERT_STATUS(risk_engine_flush(e), PC_OK);
     risk_engine_close(e);
 
