@@ -16,7 +16,7 @@
 #include "store/sqlite_internal.h"
 #include "test.h"
 
-#define ENTRIES_PER_FLUSH STORE_MEMTABLE_FLUSH_ENTRIES
+#define ENTRIES_PER_FLUSH 65536u /* each memtable flushed by the test: the steps are what it checks */
 #define FLUSHES 3
 #define ENTRIES (ENTRIES_PER_FLUSH * FLUSHES)
 #define ADD_ENTRIES 1000 /* one add, as a batch of the writer's */
